@@ -1,0 +1,83 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import type { CliIo } from './io.ts';
+import { runCli } from './program.ts';
+
+const root = new URL('../../../', import.meta.url).pathname;
+const paper = join(root, 'configs/profiles/paper.yaml');
+
+function captureIo(): CliIo & { stdout: string; stderr: string } {
+  const io = {
+    stdout: '',
+    stderr: '',
+    isTty: false,
+    out: (t: string) => (io.stdout += `${t}\n`),
+    err: (t: string) => (io.stderr += `${t}\n`),
+  };
+  return io;
+}
+
+describe('xhedge CLI (in process)', () => {
+  it('config check: exit 0 and a one-line summary for the paper profile', async () => {
+    const io = captureIo();
+    expect(await runCli(['config', 'check', paper], io)).toBe(0);
+    expect(io.stdout.trim().split('\n')).toHaveLength(1);
+    expect(io.stdout).toMatch(/paper-demo: 3 underlyings/);
+  });
+
+  it('config check: exit 2 listing every problem with path, line and hint; no secret printed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xhedge-cli-'));
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(
+      file,
+      [
+        'version: 1',
+        'name: bad',
+        'underlyings: [{symbol: BTC}]',
+        'venues:',
+        '  - {id: a-venue, kind: paper-gmx, chain: evm:42161}',
+        '  - {id: b-venue, kind: paper-gmx, chain: ethereum, credentials: {privateKey: "0xTOPSECRET"}}',
+        'policy: {default: {kind: band, bandDelta: 1}}',
+        'limits: {maxOrderNotionalUsd: -1, maxHedgeNotionalPerWindowUsd: 10}',
+      ].join('\n'),
+    );
+    const io = captureIo();
+    expect(await runCli(['config', 'check', file], io)).toBe(2);
+    expect(io.stderr).toMatch(/venues\[1\]\.chain \(line 6\): expected evm:<chain id>/);
+    expect(io.stderr).toMatch(/hint: chains look like/);
+    expect(io.stderr).toMatch(/venues\[1\]\.credentials\.privateKey \(line 6\)/);
+    expect(io.stderr).toMatch(/limits\.maxOrderNotionalUsd \(line 8\)/);
+    expect(io.stderr).not.toContain('TOPSECRET');
+  });
+
+  it('unknown commands and missing arguments exit 2', async () => {
+    expect(await runCli(['frobnicate'], captureIo())).toBe(2);
+    expect(await runCli(['config', 'check'], captureIo())).toBe(2);
+  });
+
+  it('--help and --version exit 0', async () => {
+    const io = captureIo();
+    expect(await runCli(['--help'], io)).toBe(0);
+    expect(io.stdout).toMatch(/config/);
+    const v = captureIo();
+    expect(await runCli(['--version'], v)).toBe(0);
+    expect(v.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+  });
+});
+
+describe('xhedge CLI (as users run it: pnpm xhedge)', () => {
+  const run = promisify(execFile);
+  it('exits 0 for the paper profile and 2 for a missing file', async () => {
+    const ok = await run('pnpm', ['-s', 'xhedge', 'config', 'check', 'configs/profiles/paper.yaml'], {
+      cwd: root,
+    });
+    expect(ok.stdout).toMatch(/^ok configs\/profiles\/paper.yaml/);
+    await expect(
+      run('pnpm', ['-s', 'xhedge', 'config', 'check', 'missing.yaml'], { cwd: root }),
+    ).rejects.toMatchObject({ code: 2 });
+  });
+});

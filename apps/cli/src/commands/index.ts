@@ -1,0 +1,9 @@
+import type { Command } from 'commander';
+import type { CliIo } from '../io.ts';
+import { registerConfig } from './config-check.ts';
+import { registerStart } from './start.ts';
+
+type Register = (program: Command, io: CliIo, setExit: (code: number) => void) => void;
+
+/** Every subcommand; add one line per command module. */
+export const COMMANDS: readonly Register[] = [registerStart, registerConfig];

@@ -1,0 +1,208 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { ConfigError, parseConfig } from './load.ts';
+
+const paperText = readFileSync(new URL('../../../configs/profiles/paper.yaml', import.meta.url), 'utf8');
+
+// biome-ignore lint/suspicious/noExplicitAny: tests mutate arbitrary config shapes
+type Loose = any;
+function base(): Record<string, Loose> {
+  return {
+    version: 1,
+    name: 'test',
+    underlyings: [{ symbol: 'BTC' }, { symbol: 'ETH' }],
+    venues: [
+      { id: 'lyra-arb', kind: 'paper-lyra', chain: 'evm:42161' },
+      {
+        id: 'drift-sol',
+        kind: 'paper-drift',
+        chain: 'solana:mainnet-beta',
+        credentials: { privateKey: { env: 'DRIFT_KEY' } },
+      },
+    ],
+    book: { positions: [{ venue: 'lyra-arb', instrument: 'BTC-USD:OPT:20261225:100000:C', size: -5 }] },
+    policy: { default: { kind: 'band', bandDelta: 0.5 } },
+    limits: { maxOrderNotionalUsd: 1e6, maxHedgeNotionalPerWindowUsd: 1e7 },
+  };
+}
+
+function problems(text: string): ConfigError['problems'] {
+  try {
+    parseConfig(text, 'test.yaml');
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).problems;
+  }
+  throw new Error('expected the config to be rejected');
+}
+
+type Mutation = [name: string, mutate: (c: Record<string, Loose>) => void, path: string, message: RegExp];
+const mutations: Mutation[] = [
+  ['wrong version', (c) => (c.version = 2), 'version', /version must be 1/],
+  ['name of wrong type', (c) => (c.name = 42), 'name', /expected string/],
+  ['missing name', (c) => delete c.name, 'name', /expected string/],
+  ['missing venues', (c) => delete c.venues, 'venues', /expected array/],
+  ['empty venues', (c) => (c.venues = []), 'venues', /at least one venue/],
+  ['unknown venue kind', (c) => (c.venues[1].kind = 'binance-magic'), 'venues[1].kind', /unknown venue kind/],
+  ['bad chain', (c) => (c.venues[0].chain = 'arbitrum'), 'venues[0].chain', /expected evm:<chain id>/],
+  ['chain of the wrong family', (c) => (c.venues[1].chain = 'evm:42161'), 'venues[1].chain', /solana chain/],
+  ['bad venue id', (c) => (c.venues[0].id = 'Lyra Arb'), 'venues[0].id', /lower-case slug/],
+  ['duplicate venue ids', (c) => (c.venues[1].id = 'lyra-arb'), 'venues[1].id', /duplicate venue id/],
+  [
+    'inline secret in credentials',
+    (c) => (c.venues[1].credentials.privateKey = '0xdeadbeefcafe'),
+    'venues[1].credentials.privateKey',
+    /never inline/,
+  ],
+  [
+    'inline secret in params',
+    (c) => (c.venues[0].params = { apiKey: 'sk-live-123' }),
+    'venues[0].params.apiKey',
+    /inline secret/,
+  ],
+  [
+    'bad env var name',
+    (c) => (c.venues[1].credentials.privateKey = { env: 'lower-case' }),
+    'venues[1].credentials.privateKey.env',
+    /UPPER_SNAKE_CASE/,
+  ],
+  ['unknown top-level key', (c) => (c.venuez = []), '', /Unrecognized key/],
+  [
+    'bad instrument id',
+    (c) => (c.book.positions[0].instrument = 'BTC-USD:OPT:20261225:100000:X'),
+    'book.positions[0].instrument',
+    /C or P/,
+  ],
+  [
+    'position on unknown venue',
+    (c) => (c.book.positions[0].venue = 'nowhere'),
+    'book.positions[0].venue',
+    /unknown venue/,
+  ],
+  [
+    'position underlying not listed',
+    (c) => (c.book.positions[0].instrument = 'SOL-USD:PERP'),
+    'book.positions[0].instrument',
+    /not listed/,
+  ],
+  ['zero position size', (c) => (c.book.positions[0].size = 0), 'book.positions[0].size', /must not be zero/],
+  [
+    'size as a string',
+    (c) => (c.book.positions[0].size = 'ten'),
+    'book.positions[0].size',
+    /expected number/,
+  ],
+  [
+    'negative order limit',
+    (c) => (c.limits.maxOrderNotionalUsd = -5),
+    'limits.maxOrderNotionalUsd',
+    /Too small/,
+  ],
+  ['negative window limit', (c) => (c.limits.windowSeconds = -1), 'limits.windowSeconds', /Too small/],
+  ['missing limits', (c) => delete c.limits, 'limits', /expected object/],
+  [
+    'unknown policy kind',
+    (c) => (c.policy.default = { kind: 'yolo' }),
+    'policy.default.kind',
+    /interval, band, ww, leland/,
+  ],
+  [
+    'policy missing field',
+    (c) => (c.policy.default = { kind: 'ww', costBps: 5 }),
+    'policy.default.riskAversion',
+    /expected number/,
+  ],
+  [
+    'vol given in percent',
+    (c) => (c.market = { underlyings: { BTC: { spot: 95000, vol: 55 } } }),
+    'market.underlyings.BTC.vol',
+    /decimal/,
+  ],
+  [
+    'redis URL with inline password',
+    (c) => (c.redis = { url: 'redis://user:hunter2@10.0.0.1:6379' }),
+    'redis.url',
+    /password inline/,
+  ],
+  [
+    'window cap below order cap',
+    (c) => (c.limits.maxHedgeNotionalPerWindowUsd = 10),
+    'limits.maxHedgeNotionalPerWindowUsd',
+    /at least maxOrderNotionalUsd/,
+  ],
+  [
+    'duplicate underlying',
+    (c) => c.underlyings.push({ symbol: 'BTC' }),
+    'underlyings[2].symbol',
+    /duplicate underlying/,
+  ],
+  ['bad port', (c) => (c.api = { port: 70000 }), 'api.port', /Too big/],
+];
+
+describe('config validation', () => {
+  it('accepts the paper profile and a minimal config', () => {
+    const cfg = parseConfig(paperText, 'paper.yaml');
+    expect(cfg.venues.map((v) => v.id)).toEqual(['lyra-arb', 'gmx-arb', 'drift-sol', 'uni-eth']);
+    expect(cfg.book.positions.length).toBeGreaterThan(0);
+    expect(parseConfig(stringify(base())).policy.tickIntervalMs).toBe(1000);
+  });
+
+  it.each(mutations)('rejects %s, naming the path', (_name, mutate, path, message) => {
+    const c = base();
+    mutate(c);
+    const ps = problems(stringify(c));
+    const hit = ps.find((p) => p.path === path);
+    expect(hit, `problems were: ${JSON.stringify(ps)}`).toBeDefined();
+    expect(hit!.message).toMatch(message);
+  });
+
+  it('gives the line of the offending value', () => {
+    const text = stringify(base()).replace('chain: evm:42161', 'chain: evm:abc');
+    const ps = problems(text);
+    const hit = ps.find((p) => p.path === 'venues[0].chain')!;
+    const line = text.split('\n').findIndex((l) => l.includes('evm:abc')) + 1;
+    expect(hit.line).toBe(line);
+    expect(hit.hint).toMatch(/evm:42161/);
+  });
+
+  it('lists every problem, not only the first', () => {
+    const c = base();
+    c.venues[0].chain = 'bad';
+    c.limits.maxOrderNotionalUsd = -1;
+    c.book.positions[0].instrument = 'nope';
+    expect(problems(stringify(c)).length).toBeGreaterThanOrEqual(3);
+  });
+
+  const syntaxErrors: [string, string][] = [
+    ['unclosed flow mapping', 'version: 1\nvenues: [ {id: a\n'],
+    ['bad indentation', 'version: 1\nname: x\n  venues: 3\n'],
+    ['duplicate key', 'version: 1\nversion: 1\n'],
+    ['tab indentation', 'version: 1\nvenues:\n\t- id: a\n'],
+  ];
+  it.each(syntaxErrors)('reports a YAML syntax error (%s) with its line', (_n, text) => {
+    const ps = problems(text);
+    expect(ps[0]!.message).toMatch(/YAML syntax/);
+    expect(ps[0]!.line).toBeGreaterThanOrEqual(1);
+  });
+
+  it('rejects a file that is not a mapping', () => {
+    expect(problems('- 1\n- 2\n')[0]!.message).toMatch(/mapping/);
+  });
+
+  it('never echoes a secret value in any message', () => {
+    const c = base();
+    c.venues[1].credentials.privateKey = '0xSUPERSECRETKEY';
+    c.venues[0].params = { nested: { password: 'hunter2-secret' } };
+    c.redis = { url: 'redis://u:pa55word@127.0.0.1:6379' };
+    try {
+      parseConfig(stringify(c));
+      expect.unreachable();
+    } catch (err) {
+      const all = `${(err as Error).message} ${JSON.stringify((err as ConfigError).details)}`;
+      expect(all).not.toContain('SUPERSECRET');
+      expect(all).not.toContain('hunter2');
+      expect(all).not.toContain('pa55word');
+    }
+  });
+});

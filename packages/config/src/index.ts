@@ -1,0 +1,26 @@
+export {
+  ConfigError,
+  type ConfigProblem,
+  formatProblem,
+  loadConfigFile,
+  parseConfig,
+  summarizeConfig,
+} from './load.ts';
+export {
+  BalanceConfig,
+  BookConfig,
+  BreakersConfig,
+  LimitsConfig,
+  MarketConfig,
+  PoliciesConfig,
+  PolicyConfig,
+  PositionConfig,
+  SecretRef,
+  UnderlyingConfig,
+  VENUE_KIND_FAMILY,
+  VENUE_KINDS,
+  VenueConfig,
+  VenueKind,
+  XhedgeConfig,
+  type XhedgeConfigInput,
+} from './schema.ts';

@@ -1,0 +1,150 @@
+import { readFileSync } from 'node:fs';
+import { formatPath, XhedgeError } from '@xhedge/core';
+import { type Document, isNode, LineCounter, parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { VENUE_KINDS, XhedgeConfig } from './schema.ts';
+
+export interface ConfigProblem {
+  /** Dotted path in the file: `venues[1].chain`; empty for the whole file. */
+  path: string;
+  message: string;
+  /** 1-based line where the YAML parser places the value (or its parent when it is missing). */
+  line?: number;
+  hint?: string;
+}
+
+/** The config file is unreadable or invalid; `problems` lists every one found. Never contains secret values. */
+export class ConfigError extends XhedgeError {
+  override name = 'ConfigError';
+  readonly file: string;
+  readonly problems: readonly ConfigProblem[];
+  constructor(file: string, problems: readonly ConfigProblem[]) {
+    super('CONFIG_INVALID', `${file}: ${problems.length} problem${problems.length === 1 ? '' : 's'}`, {
+      details: { file, problems },
+      metaMessages: problems.map(formatProblem),
+    });
+    this.file = file;
+    this.problems = problems;
+  }
+}
+
+export function formatProblem(p: ConfigProblem): string {
+  const where = p.line !== undefined ? ` (line ${p.line})` : '';
+  return `${p.path || '<root>'}${where}: ${p.message}${p.hint ? `\n    hint: ${p.hint}` : ''}`;
+}
+
+const SECRET_KEY_RE = /(private.?key|secret|mnemonic|seed.?phrase|password|passphrase|api.?key|token)/i;
+
+/** Finds secret-looking keys holding inline values anywhere under `params`. */
+function findInlineSecrets(value: unknown, path: (string | number)[], out: (string | number)[][]): void {
+  if (Array.isArray(value)) {
+    value.forEach((v, i) => {
+      findInlineSecrets(v, [...path, i], out);
+    });
+  } else if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (SECRET_KEY_RE.test(k) && (typeof v === 'string' || typeof v === 'number')) out.push([...path, k]);
+      else findInlineSecrets(v, [...path, k], out);
+    }
+  }
+}
+
+function lineOf(doc: Document, counter: LineCounter, path: readonly PropertyKey[]): number | undefined {
+  for (let n = path.length; n >= 0; n--) {
+    const node = doc.getIn(path.slice(0, n) as (string | number)[], true);
+    if (isNode(node) && node.range) return counter.linePos(node.range[0]).line;
+  }
+  return undefined;
+}
+
+function hintFor(issue: z.core.$ZodIssue): string | undefined {
+  const last = issue.path[issue.path.length - 1];
+  if (last === 'kind' && issue.path[0] === 'venues') return `valid kinds: ${VENUE_KINDS.join(', ')}`;
+  if (last === 'chain') return 'chains look like evm:1, evm:42161, evm:10, solana:mainnet-beta or offchain';
+  if (last === 'instrument') return 'instrument ids look like BTC-USD:PERP or BTC-USD:OPT:20261225:100000:C';
+  if (issue.code === 'unrecognized_keys') return 'remove the key or check its spelling';
+  if (issue.code === 'invalid_type' && issue.message.includes('received undefined'))
+    return 'this field is required';
+  if (issue.message.includes('secret'))
+    return 'put the value in an environment variable and write {env: VAR_NAME}';
+  return undefined;
+}
+
+/** Parses and validates config text. Throws ConfigError listing every problem with path, line and hint. */
+export function parseConfig(text: string, file = '<config>'): XhedgeConfig {
+  const counter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => ({
+        path: '',
+        message: `YAML syntax: ${e.message.split('\n')[0]}`,
+        line: counter.linePos(e.pos[0]).line,
+        hint: 'check indentation, colons and quotes on that line',
+      })),
+    );
+  }
+  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(file, [
+      { path: '', message: 'the file must hold a YAML mapping (key: value lines)', line: 1 },
+    ]);
+  }
+  const problems: ConfigProblem[] = [];
+  const secrets: (string | number)[][] = [];
+  const venues = (raw as { venues?: unknown }).venues;
+  if (Array.isArray(venues)) {
+    venues.forEach((v, i) => {
+      if (v && typeof v === 'object')
+        findInlineSecrets((v as { params?: unknown }).params, ['venues', i, 'params'], secrets);
+    });
+  }
+  for (const p of secrets) {
+    problems.push({
+      path: formatPath(p),
+      message: 'inline secret not allowed (the value is not shown)',
+      line: lineOf(doc, counter, p),
+      hint: 'move it to credentials as {env: VAR_NAME} or {keyFile: path}',
+    } as ConfigProblem);
+  }
+  const res = XhedgeConfig.safeParse(raw);
+  if (!res.success) {
+    for (const issue of res.error.issues) {
+      const problem: ConfigProblem = { path: formatPath(issue.path), message: issue.message };
+      const line = lineOf(doc, counter, issue.path);
+      if (line !== undefined) problem.line = line;
+      const hint = hintFor(issue);
+      if (hint !== undefined) problem.hint = hint;
+      problems.push(problem);
+    }
+  }
+  if (problems.length > 0 || !res.success) throw new ConfigError(file, problems);
+  return res.data;
+}
+
+/** Reads and validates a config file. */
+export function loadConfigFile(file: string): XhedgeConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(file, [
+      { path: '', message: code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? 'error'})` },
+    ]);
+  }
+  return parseConfig(text, file);
+}
+
+/** One line describing a valid config, for logs and the CLI. Contains no secrets. */
+export function summarizeConfig(cfg: XhedgeConfig): string {
+  const chains = new Set(cfg.venues.map((v) => v.chain));
+  const secretCount = cfg.venues.reduce((n, v) => n + Object.keys(v.credentials).length, 0);
+  return (
+    `${cfg.name}: ${cfg.underlyings.length} underlyings (${cfg.underlyings.map((u) => u.symbol).join(', ')}), ` +
+    `${cfg.venues.length} venues on ${chains.size} chains, ${cfg.book.positions.length} positions, ` +
+    `policy ${cfg.policy.default.kind}, ${secretCount} credential refs, ` +
+    `redis ${cfg.redis?.url ? 'external' : 'embedded'}, database ${cfg.database?.url ? 'external' : 'embedded'}`
+  );
+}

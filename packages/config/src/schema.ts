@@ -1,0 +1,399 @@
+import { AssetSymbol, ChainId, FiniteNumber, InstrumentId, parseInstrumentId, VenueId } from '@xhedge/core';
+import { z } from 'zod';
+
+/**
+ * A reference to a secret: the name of an environment variable or the path of a key file. Secrets are
+ * never written in the config itself, so a config file can be committed, logged and shown.
+ */
+export const SecretRef = z.union(
+  [
+    z
+      .object({
+        env: z
+          .string()
+          .regex(/^[A-Z_][A-Z0-9_]*$/, 'env must be an environment variable name (UPPER_SNAKE_CASE)'),
+      })
+      .strict(),
+    z.object({ keyFile: z.string().min(1, 'keyFile must be a path') }).strict(),
+  ],
+  { error: 'a secret must be given as {env: VAR_NAME} or {keyFile: path}, never inline' },
+);
+export type SecretRef = z.infer<typeof SecretRef>;
+
+/** A value that may be given inline (not secret) or by environment variable (e.g. RPC URLs with API keys). */
+const UrlOrEnv = z.union(
+  [
+    z.url({ error: 'expected a URL such as https://arb1.example.org' }),
+    z.object({ env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/) }).strict(),
+  ],
+  {
+    error: 'expected a URL or {env: VAR_NAME}',
+  },
+);
+
+/** Adapter kinds xhedge knows. `paper-*` run on the simulated market; the others talk to real chains. */
+export const VENUE_KINDS = [
+  'paper-lyra',
+  'paper-gmx',
+  'paper-drift',
+  'paper-spot-amm',
+  'lyra',
+  'gmx',
+  'drift',
+] as const;
+export const VenueKind = z.enum(VENUE_KINDS, {
+  error: `unknown venue kind; expected one of ${VENUE_KINDS.join(', ')}`,
+});
+export type VenueKind = z.infer<typeof VenueKind>;
+
+/** Which chain family each kind runs on. */
+export const VENUE_KIND_FAMILY: Readonly<Record<VenueKind, 'evm' | 'solana'>> = {
+  'paper-lyra': 'evm',
+  'paper-gmx': 'evm',
+  'paper-drift': 'solana',
+  'paper-spot-amm': 'evm',
+  lyra: 'evm',
+  gmx: 'evm',
+  drift: 'solana',
+};
+
+export const VenueConfig = z
+  .object({
+    id: VenueId,
+    kind: VenueKind,
+    chain: ChainId,
+    enabled: z.boolean().default(true),
+    endpoints: z
+      .object({
+        rpc: z.array(UrlOrEnv).min(1).optional(),
+        ws: UrlOrEnv.optional(),
+      })
+      .strict()
+      .default({}),
+    /** Named secrets the adapter needs (privateKey, apiKey, ...), each by env var or key file. */
+    credentials: z.record(z.string().regex(/^[a-zA-Z][a-zA-Z0-9]*$/), SecretRef).default({}),
+    /** Adapter-specific parameters (contract addresses, fee overrides, simulation knobs). No secrets. */
+    params: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict();
+export type VenueConfig = z.infer<typeof VenueConfig>;
+
+export const UnderlyingConfig = z
+  .object({
+    symbol: AssetSymbol,
+    quote: AssetSymbol.default('USD'),
+  })
+  .strict();
+
+export const PositionConfig = z
+  .object({
+    venue: VenueId,
+    instrument: InstrumentId,
+    /** Signed size in underlying units (short < 0). */
+    size: FiniteNumber.refine((v) => v !== 0, 'size must not be zero'),
+    /** Settlement currency; the base coin (e.g. BTC) means coin-settled. Default: the quote. */
+    settle: AssetSymbol.optional(),
+  })
+  .strict();
+export type PositionConfig = z.infer<typeof PositionConfig>;
+
+export const BalanceConfig = z
+  .object({
+    venue: VenueId,
+    asset: AssetSymbol,
+    amount: FiniteNumber.nonnegative(),
+  })
+  .strict();
+
+export const BookConfig = z
+  .object({
+    /** `config`: start from the positions below (paper venues are seeded with them); `venues`: read them from the venues. */
+    source: z.enum(['config', 'venues']).default('config'),
+    positions: z.array(PositionConfig).default([]),
+    balances: z.array(BalanceConfig).default([]),
+  })
+  .strict();
+
+const SimUnderlying = z
+  .object({
+    spot: FiniteNumber.positive(),
+    vol: FiniteNumber.positive().max(5, 'vol is a decimal (0.6 = 60%), at most 5'),
+    drift: FiniteNumber.default(0),
+  })
+  .strict();
+
+export const MarketConfig = z
+  .object({
+    seed: z.number().int().nonnegative().default(1),
+    process: z.enum(['gbm', 'jump', 'heston', 'regime', 'replay']).default('gbm'),
+    /** Simulated time per wall-clock time (3600 = one market hour a second). */
+    speed: FiniteNumber.positive().max(1_000_000).default(60),
+    underlyings: z.record(AssetSymbol, SimUnderlying).default({}),
+    /** Pairwise correlations, e.g. {"BTC/ETH": 0.8}. */
+    correlations: z
+      .record(
+        z.string().regex(/^[A-Z][A-Z0-9]{1,9}\/[A-Z][A-Z0-9]{1,9}$/, 'expected A/B'),
+        FiniteNumber.min(-1).max(1),
+      )
+      .default({}),
+    replayCsv: z.string().optional(),
+  })
+  .strict();
+
+const PolicyCommon = {
+  /** Target net delta, underlying units (0 = flat). */
+  targetDelta: FiniteNumber.default(0),
+  /** A drift this many times the band skips time gates and gas waits. */
+  urgencyMultiple: FiniteNumber.min(1).default(3),
+  /** Smallest order worth sending, USD notional (dust guard). */
+  minTradeUsd: FiniteNumber.nonnegative().default(50),
+  /** Largest single hedge order, USD notional. */
+  maxOrderUsd: FiniteNumber.positive().optional(),
+  vega: z
+    .object({
+      enabled: z.boolean().default(false),
+      /** Half-width of the vega no-trade band, USD per vol point. */
+      bandPerVolPoint: FiniteNumber.positive(),
+    })
+    .strict()
+    .optional(),
+};
+
+export const PolicyConfig = z.discriminatedUnion(
+  'kind',
+  [
+    z
+      .object({ kind: z.literal('interval'), intervalMinutes: FiniteNumber.positive(), ...PolicyCommon })
+      .strict(),
+    z
+      .object({
+        kind: z.literal('band'),
+        /** Half-width of the no-trade band, underlying units. */
+        bandDelta: FiniteNumber.positive().optional(),
+        /** Scale the band by gamma and vol: max(bandDelta, z·Γ·σ·S·√(window)). */
+        gammaScaled: z
+          .object({ z: FiniteNumber.positive(), windowHours: FiniteNumber.positive() })
+          .strict()
+          .optional(),
+        ...PolicyCommon,
+      })
+      .strict(),
+    z
+      .object({
+        kind: z.literal('ww'),
+        riskAversion: FiniteNumber.positive(),
+        costBps: FiniteNumber.nonnegative(),
+        ...PolicyCommon,
+      })
+      .strict(),
+    z
+      .object({
+        kind: z.literal('leland'),
+        intervalMinutes: FiniteNumber.positive(),
+        costBps: FiniteNumber.nonnegative(),
+        ...PolicyCommon,
+      })
+      .strict(),
+  ],
+  { error: 'policy kind must be one of interval, band, ww, leland' },
+);
+export type PolicyConfig = z.infer<typeof PolicyConfig>;
+
+export const PoliciesConfig = z
+  .object({
+    /** How often the orchestrator looks at the book (simulated ms on paper). */
+    tickIntervalMs: z.number().int().positive().default(1000),
+    default: PolicyConfig,
+    perUnderlying: z.record(AssetSymbol, PolicyConfig).default({}),
+  })
+  .strict();
+
+const positive = FiniteNumber.positive();
+export const LimitsConfig = z
+  .object({
+    maxOrderNotionalUsd: positive,
+    maxHedgeNotionalPerWindowUsd: positive,
+    windowSeconds: positive.default(3600),
+    /** Reject orders priced further than this from the reference price. */
+    priceBandBps: positive.default(200),
+    maxSlippageBps: positive.default(50),
+    /** Inputs older than this block trading. */
+    staleAfterMs: z.number().int().positive().default(30_000),
+    /** Largest absolute hedge position per underlying, underlying units. */
+    maxPositionBase: z.record(AssetSymbol, positive).default({}),
+    repeatedExecution: z
+      .object({ maxExecutions: z.number().int().positive(), windowSeconds: positive })
+      .strict()
+      .default({ maxExecutions: 30, windowSeconds: 60 }),
+  })
+  .strict();
+
+export const BreakersConfig = z
+  .object({
+    venue: z
+      .object({
+        errorRatePct: FiniteNumber.gt(0).max(100).default(50),
+        minRequests: z.number().int().positive().default(5),
+        windowSeconds: positive.default(60),
+        timeoutMs: z.number().int().positive().default(10_000),
+        latencyMs: z.number().int().positive().default(5_000),
+        cooldownSeconds: positive.default(30),
+      })
+      .strict()
+      .default({
+        errorRatePct: 50,
+        minRequests: 5,
+        windowSeconds: 60,
+        timeoutMs: 10_000,
+        latencyMs: 5_000,
+        cooldownSeconds: 30,
+      }),
+    market: z
+      .object({
+        priceShockPct: positive.default(10),
+        priceShockWindowSeconds: positive.default(300),
+        maxHedgeSlippageBps: positive.default(100),
+        maxLossSinceMarkUsd: positive.optional(),
+        staleMarkMs: z.number().int().positive().default(60_000),
+      })
+      .strict()
+      .default({
+        priceShockPct: 10,
+        priceShockWindowSeconds: 300,
+        maxHedgeSlippageBps: 100,
+        staleMarkMs: 60_000,
+      }),
+  })
+  .strict();
+
+const ServiceUrl = z
+  .object({ url: UrlOrEnv.optional() })
+  .strict()
+  .superRefine((v, ctx) => {
+    if (typeof v.url === 'string' && /^[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]+@/i.test(v.url)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['url'],
+        message: 'the URL holds a password inline; give {env: VAR_NAME} instead',
+      });
+    }
+  });
+
+export const XhedgeConfig = z
+  .object({
+    version: z.literal(1, { error: 'version must be 1' }),
+    name: z.string().min(1).max(80),
+    /** Folder for embedded data (PGlite, generated tokens); relative to the working directory. */
+    dataDir: z.string().min(1).default('.xhedge'),
+    underlyings: z.array(UnderlyingConfig).min(1, 'at least one underlying is required'),
+    venues: z.array(VenueConfig).min(1, 'at least one venue is required'),
+    book: BookConfig.default({ source: 'config', positions: [], balances: [] }),
+    market: MarketConfig.optional(),
+    policy: PoliciesConfig,
+    limits: LimitsConfig,
+    breakers: BreakersConfig.default({
+      venue: {
+        errorRatePct: 50,
+        minRequests: 5,
+        windowSeconds: 60,
+        timeoutMs: 10_000,
+        latencyMs: 5_000,
+        cooldownSeconds: 30,
+      },
+      market: {
+        priceShockPct: 10,
+        priceShockWindowSeconds: 300,
+        maxHedgeSlippageBps: 100,
+        staleMarkMs: 60_000,
+      },
+    }),
+    redis: ServiceUrl.optional(),
+    database: ServiceUrl.optional(),
+    api: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: z.number().int().min(0).max(65535).default(8780),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 8780 }),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const venueIndex = new Map<string, number>();
+    cfg.venues.forEach((v, i) => {
+      const first = venueIndex.get(v.id);
+      if (first !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['venues', i, 'id'],
+          message: `duplicate venue id "${v.id}" (first at venues[${first}])`,
+        });
+      } else venueIndex.set(v.id, i);
+      const family = VENUE_KIND_FAMILY[v.kind];
+      if (!v.chain.startsWith(`${family}:`)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['venues', i, 'chain'],
+          message: `a ${v.kind} venue runs on a ${family} chain, not ${v.chain}`,
+        });
+      }
+    });
+    const symbols = new Set<string>();
+    cfg.underlyings.forEach((u, i) => {
+      if (symbols.has(u.symbol))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['underlyings', i, 'symbol'],
+          message: `duplicate underlying "${u.symbol}"`,
+        });
+      symbols.add(u.symbol);
+    });
+    cfg.book.positions.forEach((p, i) => {
+      if (!venueIndex.has(p.venue)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['book', 'positions', i, 'venue'],
+          message: `unknown venue "${p.venue}" (not in venues)`,
+        });
+      }
+      let base: string;
+      try {
+        base = parseInstrumentId(p.instrument).base;
+      } catch {
+        return; // the instrument's own issue is reported already
+      }
+      if (!symbols.has(base)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['book', 'positions', i, 'instrument'],
+          message: `underlying ${base} is not listed in underlyings`,
+        });
+      }
+    });
+    cfg.book.balances.forEach((b, i) => {
+      if (!venueIndex.has(b.venue)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['book', 'balances', i, 'venue'],
+          message: `unknown venue "${b.venue}" (not in venues)`,
+        });
+      }
+    });
+    for (const u of Object.keys(cfg.policy.perUnderlying)) {
+      if (!symbols.has(u))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['policy', 'perUnderlying', u],
+          message: `underlying ${u} is not listed in underlyings`,
+        });
+    }
+    if (cfg.limits.maxHedgeNotionalPerWindowUsd < cfg.limits.maxOrderNotionalUsd) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['limits', 'maxHedgeNotionalPerWindowUsd'],
+        message: 'must be at least maxOrderNotionalUsd, or no order could ever pass',
+      });
+    }
+  });
+export type XhedgeConfig = z.infer<typeof XhedgeConfig>;
+export type XhedgeConfigInput = z.input<typeof XhedgeConfig>;

@@ -1,0 +1,124 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { AcceleratedClock, ManualClock } from './clock.ts';
+import { assertFinite, NumericError, ValidationError, XhedgeError } from './errors.ts';
+import { deterministicId } from './id-gen.ts';
+import { ChainId, VenueId } from './ids.ts';
+import { canTransition, ORDER_TRANSITIONS, OrderStatus, TERMINAL_ORDER_STATUSES } from './model.ts';
+import { MS_PER_YEAR, roundToStep, toDecimalString, yearFraction } from './units.ts';
+import { formatPath, parseOrThrow } from './zod-issues.ts';
+
+describe('errors', () => {
+  it('carries code, short message, details and cause; walk finds the root', () => {
+    const root = new Error('socket hang up');
+    const err = new XhedgeError('VENUE_NETWORK', 'venue unreachable', {
+      details: { venue: 'gmx-arb' },
+      cause: root,
+    });
+    expect(err.code).toBe('VENUE_NETWORK');
+    expect(err.shortMessage).toBe('venue unreachable');
+    expect(err.details).toEqual({ venue: 'gmx-arb' });
+    expect(err.walk()).toBe(root);
+    expect(err.walk((e) => e instanceof XhedgeError)).toBe(err);
+    expect(JSON.parse(JSON.stringify(err))).toEqual({
+      code: 'VENUE_NETWORK',
+      message: 'venue unreachable',
+      details: { venue: 'gmx-arb' },
+    });
+  });
+  it('assertFinite refuses NaN and infinities', () => {
+    expect(assertFinite('x', 1.5)).toBe(1.5);
+    expect(() => assertFinite('delta', Number.NaN)).toThrow(NumericError);
+    expect(() => assertFinite('delta', Number.POSITIVE_INFINITY)).toThrow(/delta is not a finite number/);
+  });
+  it('parseOrThrow lists every issue by path', () => {
+    const schema = z.object({ venues: z.array(z.object({ chain: ChainId, id: VenueId })) });
+    try {
+      parseOrThrow(
+        schema,
+        {
+          venues: [
+            { chain: 'evm:1', id: 'ok-id' },
+            { chain: 'eth', id: 'X' },
+          ],
+        },
+        'config',
+      );
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ValidationError);
+      const paths = (err as ValidationError).issues.map((i) => i.path);
+      expect(paths).toEqual(['venues[1].chain', 'venues[1].id']);
+    }
+    expect(formatPath(['a', 0, 'b', 2])).toBe('a[0].b[2]');
+  });
+});
+
+describe('ids and chains', () => {
+  it.each(['evm:1', 'evm:42161', 'evm:10', 'solana:mainnet-beta', 'offchain'])('accepts chain %s', (c) => {
+    expect(ChainId.safeParse(c).success).toBe(true);
+  });
+  it.each(['ethereum', 'evm:', 'evm:0', 'evm:abc', 'solana:moon', 'EVM:1'])('rejects chain %s', (c) => {
+    expect(ChainId.safeParse(c).success).toBe(false);
+  });
+  it('deterministic ids are stable, distinct, and safe as BullMQ job ids', () => {
+    const a = deterministicId('int', 'plan1', 0);
+    expect(a).toBe(deterministicId('int', 'plan1', 0));
+    expect(a).not.toBe(deterministicId('int', 'plan1', 1));
+    expect(deterministicId('int', 'ab', 'c')).not.toBe(deterministicId('int', 'a', 'bc'));
+    expect(a).toMatch(/^int_[0-9a-f]{24}$/);
+    expect(a.includes(':')).toBe(false);
+  });
+});
+
+describe('units', () => {
+  it('year fraction is ACT/365 calendar time', () => {
+    expect(yearFraction(0, MS_PER_YEAR)).toBe(1);
+    expect(yearFraction(Date.UTC(2026, 0, 1), Date.UTC(2026, 0, 2))).toBeCloseTo(1 / 365, 15);
+  });
+  it('exact decimals round half-even and refuse NaN', () => {
+    expect(toDecimalString(0.125, 2)).toBe('0.12');
+    expect(toDecimalString(0.135, 2)).toBe('0.14');
+    expect(toDecimalString(-0.0001, 2)).toBe('0');
+    expect(() => toDecimalString(Number.NaN, 2)).toThrow(NumericError);
+    expect(roundToStep('1.2345', '0.001')).toBe('1.234');
+    expect(roundToStep('-1.2345', '0.01')).toBe('-1.23');
+    expect(roundToStep('0.0004', '0.001')).toBe('0');
+  });
+});
+
+describe('clocks', () => {
+  it('manual clock moves only when told, never backwards', () => {
+    const c = new ManualClock(1000);
+    expect(c.nowMs()).toBe(1000);
+    c.advance(500);
+    expect(c.nowMs()).toBe(1500);
+    expect(() => c.advance(-1)).toThrow(RangeError);
+  });
+  it('accelerated clock runs speed × wall time', () => {
+    let wall = 0;
+    const c = new AcceleratedClock({ startMs: 1_000_000, speed: 3600, wall: () => wall });
+    wall = 1000;
+    expect(c.nowMs()).toBe(1_000_000 + 3_600_000);
+  });
+});
+
+describe('order state machine table', () => {
+  it('terminal states have no way out and every state is reachable from planned', () => {
+    for (const s of TERMINAL_ORDER_STATUSES) expect(ORDER_TRANSITIONS[s]).toEqual([]);
+    const seen = new Set<string>(['planned']);
+    const queue = ['planned'] as OrderStatus[];
+    while (queue.length) {
+      const s = queue.shift()!;
+      for (const t of ORDER_TRANSITIONS[s]) {
+        if (!seen.has(t)) {
+          seen.add(t);
+          queue.push(t);
+        }
+      }
+    }
+    expect([...seen].sort()).toEqual([...OrderStatus.options].sort());
+    expect(canTransition('filled', 'sent')).toBe(false);
+    expect(canTransition('outcome-unknown', 'filled')).toBe(true);
+  });
+});

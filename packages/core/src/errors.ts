@@ -1,0 +1,115 @@
+/**
+ * One error base for the whole project. Every concrete error is a named subclass with a stable
+ * string `code` that callers (the API, the CLI, the queue) can switch on; `shortMessage` is one
+ * human sentence, `details` is structured context that must never contain secrets.
+ */
+export type ErrorCode =
+  | 'VALIDATION'
+  | 'CONFIG_INVALID'
+  | 'INSTRUMENT_ID_INVALID'
+  | 'NUMERIC'
+  | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'UNAUTHORIZED'
+  | 'FORBIDDEN'
+  | 'RATE_LIMITED'
+  | 'INTERNAL'
+  | (string & {});
+
+export interface XhedgeErrorOptions {
+  /** Structured context (ids, paths, values). Never secrets. */
+  details?: Record<string, unknown>;
+  /** Extra human lines shown under the message (hints, what to try). */
+  metaMessages?: readonly string[];
+  cause?: unknown;
+}
+
+export class XhedgeError extends Error {
+  override name = 'XhedgeError';
+  readonly code: ErrorCode;
+  readonly shortMessage: string;
+  readonly details: Readonly<Record<string, unknown>>;
+  readonly metaMessages: readonly string[];
+
+  constructor(code: ErrorCode, shortMessage: string, options: XhedgeErrorOptions = {}) {
+    const lines = [shortMessage, ...(options.metaMessages ?? [])];
+    super(lines.join('\n'), options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.shortMessage = shortMessage;
+    this.details = options.details ?? {};
+    this.metaMessages = options.metaMessages ?? [];
+  }
+
+  /** Walks the cause chain; returns the first error for which `fn` is true, or the deepest cause. */
+  walk(fn?: (err: unknown) => boolean): unknown {
+    let current: unknown = this;
+    const seen = new Set<unknown>();
+    while (current !== undefined && current !== null && !seen.has(current)) {
+      if (fn?.(current)) return current;
+      seen.add(current);
+      const next: unknown = (current as { cause?: unknown }).cause;
+      if (next === undefined || next === null) return fn ? undefined : current;
+      current = next;
+    }
+    return fn ? undefined : current;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; details: Readonly<Record<string, unknown>> } {
+    return { code: this.code, message: this.shortMessage, details: this.details };
+  }
+}
+
+export class ValidationError extends XhedgeError {
+  override name = 'ValidationError';
+  /** Each problem with the dotted path of the field it concerns (`venues[1].chain`). */
+  readonly issues: readonly { path: string; message: string }[];
+  constructor(
+    what: string,
+    issues: readonly { path: string; message: string }[],
+    options: XhedgeErrorOptions = {},
+  ) {
+    const first = issues[0];
+    const summary = first
+      ? `${what}: ${first.path ? `${first.path}: ` : ''}${first.message}${issues.length > 1 ? ` (+${issues.length - 1} more)` : ''}`
+      : `${what} is invalid`;
+    super('VALIDATION', summary, {
+      ...options,
+      details: { ...options.details, issues },
+      metaMessages: [
+        ...issues.slice(1).map((i) => `${i.path ? `${i.path}: ` : ''}${i.message}`),
+        ...(options.metaMessages ?? []),
+      ],
+    });
+    this.issues = issues;
+  }
+}
+
+export class InstrumentIdError extends XhedgeError {
+  override name = 'InstrumentIdError';
+  constructor(id: string, reason: string) {
+    super('INSTRUMENT_ID_INVALID', `invalid instrument id "${id}": ${reason}`, {
+      details: { id, reason },
+      metaMessages: [
+        'expected BASE-QUOTE:PERP, BASE-QUOTE:SPOT, BASE-QUOTE:FUT:YYYYMMDD or BASE-QUOTE:OPT:YYYYMMDD:STRIKE:C|P',
+      ],
+    });
+  }
+}
+
+/** A numeric result that is not a finite number: raised instead of ever returning NaN. */
+export class NumericError extends XhedgeError {
+  override name = 'NumericError';
+  constructor(what: string, value: number, details: Record<string, unknown> = {}) {
+    super('NUMERIC', `${what} is not a finite number (${value})`, { details: { what, value, ...details } });
+  }
+}
+
+/** Throws NumericError unless `value` is finite; returns it otherwise. */
+export function assertFinite(what: string, value: number, details?: Record<string, unknown>): number {
+  if (!Number.isFinite(value)) throw new NumericError(what, value, details);
+  return value;
+}
+
+export function isXhedgeError(err: unknown): err is XhedgeError {
+  return err instanceof XhedgeError;
+}

@@ -1,0 +1,70 @@
+import { Decimal } from 'decimal.js';
+import { z } from 'zod';
+import { NumericError } from './errors.ts';
+
+/** Milliseconds in one calendar day and one ACT/365 year (crypto trades 24/7: calendar time, no sessions). */
+export const MS_PER_HOUR = 3_600_000;
+export const MS_PER_DAY = 86_400_000;
+export const DAYS_PER_YEAR = 365;
+export const MS_PER_YEAR = MS_PER_DAY * DAYS_PER_YEAR;
+
+/** Year fraction between two UTC instants, ACT/365 over calendar time. Negative when `toMs` is earlier. */
+export function yearFraction(fromMs: number, toMs: number): number {
+  return (toMs - fromMs) / MS_PER_YEAR;
+}
+
+/** An instant: integer milliseconds since the Unix epoch, UTC. */
+export const TimestampMs = z.number().int().nonnegative();
+export type TimestampMs = z.infer<typeof TimestampMs>;
+
+/** A finite float64 (rejects NaN and ±Infinity at every boundary). */
+export const FiniteNumber = z.number().finite();
+
+/**
+ * An exact decimal as a string, used for order sizes and prices at venue boundaries:
+ * optional sign, digits, optional fraction. No exponent, no thousands separators.
+ */
+export const DecimalString = z
+  .string()
+  .regex(/^-?(0|[1-9][0-9]*)(\.[0-9]+)?$/, 'expected a plain decimal string such as "1.25" or "-0.5"');
+export type DecimalString = z.infer<typeof DecimalString>;
+
+/** Same, strictly positive. */
+export const PositiveDecimalString = DecimalString.refine(
+  (s) => new Decimal(s).gt(0),
+  'must be greater than 0',
+);
+
+/** Exact decimal helpers (decimal.js, 40 significant digits, round half-even). */
+export const Dec = Decimal.clone({ precision: 40, rounding: Decimal.ROUND_HALF_EVEN });
+export type Dec = InstanceType<typeof Dec>;
+
+/** Converts a float to an exact decimal string rounded to `decimals` places (half-even); rejects NaN/∞. */
+export function toDecimalString(value: number | string | Dec, decimals: number): DecimalString {
+  if (typeof value === 'number' && !Number.isFinite(value)) throw new NumericError('decimal value', value);
+  const d = new Dec(value).toDecimalPlaces(decimals, Decimal.ROUND_HALF_EVEN);
+  const s = d.toFixed();
+  return s === '-0' ? '0' : s;
+}
+
+/** Rounds an exact decimal down in magnitude to a multiple of `step` (lot size), keeping the sign. */
+export function roundToStep(value: DecimalString | Dec, step: DecimalString): DecimalString {
+  const v = new Dec(value);
+  const st = new Dec(step);
+  if (st.lte(0)) throw new NumericError('lot step', Number(step));
+  const n = v.abs().div(st).floor();
+  const out = n.mul(st).mul(v.isNeg() ? -1 : 1);
+  return out.isZero() ? '0' : out.toFixed();
+}
+
+/** Parses an exact decimal string into a float64 for risk math (never NaN). */
+export function decimalToNumber(value: DecimalString): number {
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new NumericError('decimal', n, { value });
+  return n;
+}
+
+/** Basis points → fraction (5 bps → 0.0005). */
+export function bpsToFraction(bps: number): number {
+  return bps / 10_000;
+}

@@ -1,0 +1,121 @@
+import { DAYS_PER_YEAR, XhedgeError } from '@xhedge/core';
+import { normCdf, normPdf } from './normal.ts';
+
+export type OptionKind = 'call' | 'put';
+
+/** Inputs of Black-Scholes-Merton on spot. Rates and carry are continuously compounded decimals. */
+export interface BsmInput {
+  type: OptionKind;
+  /** Spot price of the underlying, USD. */
+  spot: number;
+  strike: number;
+  /** ACT/365 year fraction to expiry (> 0; use the payoff at expiry). */
+  timeYears: number;
+  /** Implied volatility, decimal (0.65). */
+  vol: number;
+  /** Risk-free rate, decimal. Default 0. */
+  rate?: number;
+  /** Carry / dividend / borrow yield q, decimal. Default 0. */
+  carry?: number;
+}
+
+/**
+ * Price and Greeks of one unit of the option (multiply by the signed position size).
+ * Units: `delta` per unit of underlying; `gamma` per 1 USD move; `vegaPerVolPoint` USD per 0.01 vol;
+ * `thetaPerDay` USD per calendar day; `rhoPer1Pct` USD per 0.01 rate; `vannaPerVolPoint` delta change per
+ * 0.01 vol; `volgaPerVolPoint` vega-per-vol-point change per 0.01 vol.
+ */
+export interface OptionGreeks {
+  price: number;
+  delta: number;
+  gamma: number;
+  vegaPerVolPoint: number;
+  thetaPerDay: number;
+  rhoPer1Pct: number;
+  vannaPerVolPoint: number;
+  volgaPerVolPoint: number;
+}
+
+export class PricingInputError extends XhedgeError {
+  override name = 'PricingInputError';
+  constructor(field: string, value: unknown, expected: string) {
+    super('PRICING_INPUT', `${field} = ${String(value)}: ${expected}`, {
+      details: { field, value, expected },
+    });
+  }
+}
+
+function check(input: BsmInput): void {
+  if (input.type !== 'call' && input.type !== 'put')
+    throw new PricingInputError('type', input.type, 'must be call or put');
+  if (!(input.spot > 0 && Number.isFinite(input.spot)))
+    throw new PricingInputError('spot', input.spot, 'must be a positive finite number');
+  if (!(input.strike > 0 && Number.isFinite(input.strike)))
+    throw new PricingInputError('strike', input.strike, 'must be a positive finite number');
+  if (!(input.timeYears > 0 && Number.isFinite(input.timeYears)))
+    throw new PricingInputError(
+      'timeYears',
+      input.timeYears,
+      'must be > 0 (expired options are worth their payoff)',
+    );
+  if (!(input.vol > 0 && Number.isFinite(input.vol)))
+    throw new PricingInputError('vol', input.vol, 'must be a positive finite decimal (0.65, not 65)');
+  if (input.rate !== undefined && !Number.isFinite(input.rate))
+    throw new PricingInputError('rate', input.rate, 'must be finite');
+  if (input.carry !== undefined && !Number.isFinite(input.carry))
+    throw new PricingInputError('carry', input.carry, 'must be finite');
+}
+
+/** Black-Scholes-Merton price and Greeks on spot with rate r and carry (dividend) yield q. */
+export function bsm(input: BsmInput): OptionGreeks {
+  check(input);
+  const { spot: S, strike: K, timeYears: T, vol: v } = input;
+  const r = input.rate ?? 0;
+  const q = input.carry ?? 0;
+  const sqrtT = Math.sqrt(T);
+  const vSqrtT = v * sqrtT;
+  const d1 = (Math.log(S / K) + (r - q + 0.5 * v * v) * T) / vSqrtT;
+  const d2 = d1 - vSqrtT;
+  const dfR = Math.exp(-r * T);
+  const dfQ = Math.exp(-q * T);
+  const pdf1 = normPdf(d1);
+  const gamma = (dfQ * pdf1) / (S * vSqrtT);
+  const vega = S * dfQ * pdf1 * sqrtT; // per unit vol
+  const vanna = (-dfQ * pdf1 * d2) / v; // d delta / d vol
+  const volga = (vega * d1 * d2) / v; // d vega / d vol
+  let price: number;
+  let delta: number;
+  let theta: number; // per year
+  let rho: number; // per unit rate
+  if (input.type === 'call') {
+    const n1 = normCdf(d1);
+    const n2 = normCdf(d2);
+    price = S * dfQ * n1 - K * dfR * n2;
+    delta = dfQ * n1;
+    theta = (-S * dfQ * pdf1 * v) / (2 * sqrtT) - r * K * dfR * n2 + q * S * dfQ * n1;
+    rho = K * T * dfR * n2;
+  } else {
+    const n1 = normCdf(-d1);
+    const n2 = normCdf(-d2);
+    price = K * dfR * n2 - S * dfQ * n1;
+    delta = -dfQ * n1;
+    theta = (-S * dfQ * pdf1 * v) / (2 * sqrtT) + r * K * dfR * n2 - q * S * dfQ * n1;
+    rho = -K * T * dfR * n2;
+  }
+  return {
+    price,
+    delta,
+    gamma,
+    vegaPerVolPoint: vega / 100,
+    thetaPerDay: theta / DAYS_PER_YEAR,
+    rhoPer1Pct: rho / 100,
+    vannaPerVolPoint: vanna / 100,
+    volgaPerVolPoint: volga / 10_000,
+  };
+}
+
+/** Black-76 on a forward F with discount rate r: BSM with spot = F and carry = rate. */
+export function black76(input: Omit<BsmInput, 'spot' | 'carry'> & { forward: number }): OptionGreeks {
+  const { forward, ...rest } = input;
+  return bsm({ ...rest, spot: forward, carry: input.rate ?? 0 });
+}

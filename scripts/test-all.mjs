@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// `pnpm test`: cycle check, lint, typecheck, then every package's tests through turbo; last, one
+// line `tests: N passed, N failed` summed from each package's vitest JSON report.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+
+const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
+const env = {
+  ...process.env,
+  TURBO_TELEMETRY_DISABLED: '1',
+  DO_NOT_TRACK: '1',
+  FORCE_COLOR: process.env.FORCE_COLOR ?? '0',
+};
+const pkgDirs = ['packages', 'apps'].flatMap((d) =>
+  existsSync(join(root, d)) ? readdirSync(join(root, d)).map((n) => join(root, d, n)) : [],
+);
+pkgDirs.push(join(root, 'test'));
+for (const d of pkgDirs) rmSync(join(d, '.vitest'), { recursive: true, force: true });
+
+function step(name, cmd, args) {
+  console.log(`\n== ${name}: ${cmd} ${args.join(' ')}`);
+  const r = spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env });
+  if (r.status !== 0) {
+    console.error(`\n== ${name} failed (exit ${r.status ?? r.signal})`);
+    return false;
+  }
+  return true;
+}
+
+let ok = step('cycles', 'node', ['scripts/check-cycles.mjs']);
+ok = step('lint', 'pnpm', ['exec', 'biome', 'ci', '.']) && ok;
+ok =
+  step('typecheck', 'pnpm', [
+    'exec',
+    'turbo',
+    'run',
+    'typecheck',
+    '--concurrency=2',
+    '--output-logs=errors-only',
+  ]) && ok;
+const testsOk = step('tests', 'pnpm', ['exec', 'turbo', 'run', 'test', '--concurrency=1', '--continue']);
+ok = testsOk && ok;
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+const perPackage = [];
+for (const d of pkgDirs) {
+  const f = join(d, '.vitest', 'results.json');
+  if (!existsSync(f)) continue;
+  const r = JSON.parse(readFileSync(f, 'utf8'));
+  passed += r.numPassedTests;
+  failed += r.numFailedTests;
+  skipped += r.numPendingTests + (r.numTodoTests ?? 0);
+  perPackage.push(`${d.slice(root.length + 1)} ${r.numPassedTests}/${r.numTotalTests}`);
+}
+console.log(`\n== per package: ${perPackage.join(', ')}`);
+if (!ok && failed === 0) failed = 1; // a failed lint/typecheck/cycle step counts as a failure
+console.log(`tests: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+process.exit(ok ? 0 : 1);
