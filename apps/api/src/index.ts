@@ -1,1 +1,46 @@
-export {};
+export { type Access, actorOf, bearerToken } from './auth.ts';
+export { API_ERROR_STATUS, ApiError, type ApiErrorCode, type ErrorBody } from './errors.ts';
+export { type HedgeMetrics, registerMetrics } from './metrics.ts';
+export type {
+  Actor,
+  ApiPorts,
+  AuditPort,
+  ControlsPort,
+  HedgesPort,
+  PnlPort,
+  Policies,
+  PolicyPort,
+  RiskPort,
+  TimeRange,
+  TokensPort,
+  VenuesPort,
+} from './ports.ts';
+export { venueView } from './routes.ts';
+export {
+  AuditEntryView,
+  BreakerView,
+  GreeksView,
+  HedgeJobView,
+  HedgePlanView,
+  KillScope,
+  KillSwitchView,
+  PnlView,
+  ReadinessView,
+  RiskSliceView,
+  RiskSnapshotView,
+  Role,
+  ScenarioGridView,
+  SliceBy,
+  TokenView,
+  VenueView,
+} from './schemas.ts';
+export { type ApiServerOptions, buildApiServer, REDACT_PATHS } from './server.ts';
+export {
+  type AdminTokenBootstrap,
+  bootstrapAdminToken,
+  FileTokenStore,
+  type FileTokenStoreOptions,
+  generateToken,
+  roleAllows,
+  sha256Hex,
+} from './tokens.ts';

@@ -4,22 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import type { CliIo } from './io.ts';
 import { runCli } from './program.ts';
+import { captureIo } from './testing.ts';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const paper = join(root, 'configs/profiles/paper.yaml');
-
-function captureIo(): CliIo & { stdout: string; stderr: string } {
-  const io = {
-    stdout: '',
-    stderr: '',
-    isTty: false,
-    out: (t: string) => (io.stdout += `${t}\n`),
-    err: (t: string) => (io.stderr += `${t}\n`),
-  };
-  return io;
-}
 
 describe('xhedge CLI (in process)', () => {
   it('config check: exit 0 and a one-line summary for the paper profile', async () => {

@@ -1,1 +1,50 @@
-export {};
+export {
+  type Attribution,
+  type BacktestPlan,
+  type BacktestReport,
+  type BacktestRunOptions,
+  bookPremiumUsd,
+  type FrontierCurve,
+  type FrontierPoint,
+  type PolicyResult,
+  planFromFile,
+  planSingleOption,
+  runBacktest,
+  type SingleOptionInput,
+  summarize,
+} from './backtest.ts';
+export type { EngineVenue, TradeCost } from './costs.ts';
+export {
+  batchField,
+  type EngineEvent,
+  type EngineJob,
+  type EngineOption,
+  type EngineProcess,
+  PATH_FIELDS,
+  type PathBatch,
+  type PathField,
+  type RunPathsOptions,
+  runPaths,
+} from './engine.ts';
+export { BacktestCollateralError, BacktestInputError, BacktestWorkerError } from './errors.ts';
+export { renderFrontierSvg, svgToPng, writeFrontier } from './frontier.ts';
+export {
+  type DecisionMode,
+  deciderFor,
+  type HedgeDecider,
+  type HedgeState,
+  kernelDecider,
+  kernelSupports,
+  strategyDecider,
+} from './hedge-rules.ts';
+export { cvar, entropicRisk, mean, type PnlStats, pnlStats, stdDev } from './metrics.ts';
+export { createWorkerPool, mergeBatches, type RunOptions, runJob, type WorkerPool } from './pool.ts';
+export { createProgressBar, type ProgressBar, type ProgressSink } from './progress.ts';
+export {
+  BacktestFile,
+  type BacktestFileInput,
+  BookOption,
+  loadBacktestFile,
+  parseBacktestFile,
+  VenueCostSpec,
+} from './spec.ts';

@@ -149,11 +149,23 @@ const PolicyCommon = {
   minTradeUsd: FiniteNumber.nonnegative().default(50),
   /** Largest single hedge order, USD notional. */
   maxOrderUsd: FiniteNumber.positive().optional(),
+  /** Hedge notional allowed per rolling window (the strategy downsizes, then holds, past it). */
+  caps: z
+    .object({
+      /** Largest total hedge notional per window, USD. */
+      maxWindowUsd: FiniteNumber.positive(),
+      /** Window length, minutes. Default 60. */
+      windowMinutes: FiniteNumber.positive().default(60),
+    })
+    .strict()
+    .optional(),
   vega: z
     .object({
       enabled: z.boolean().default(false),
       /** Half-width of the vega no-trade band, USD per vol point. */
       bandPerVolPoint: FiniteNumber.positive(),
+      /** Vega the book is brought back to, USD per vol point. Default 0. */
+      targetPerVolPoint: FiniteNumber.default(0),
     })
     .strict()
     .optional(),
@@ -181,6 +193,10 @@ export const PolicyConfig = z.discriminatedUnion(
     z
       .object({
         kind: z.literal('ww'),
+        /**
+         * Exponential-utility risk aversion γ, per USD of P&L (not per unit). The Whalley–Wilmott band is
+         * (1.5·λ·S·Γ²/γ)^(1/3) underlying units, so typical values are 1e-5 to 1e-3; 1 gives a razor-thin band.
+         */
         riskAversion: FiniteNumber.positive(),
         costBps: FiniteNumber.nonnegative(),
         ...PolicyCommon,

@@ -1,1 +1,56 @@
-export {};
+export {
+  type BridgeCost,
+  type BridgeCostModel,
+  type BridgeCostQuery,
+  type LayerZeroCostModelOptions,
+  layerZeroCostModel,
+  type RoutingBridgeCost,
+  routingBridgeCost,
+} from './cost.ts';
+export {
+  startTransferWorker,
+  TRANSFER_QUEUE,
+  type TransferFailure,
+  type TransferThenHedgeFlow,
+  type TransferWorkerOptions,
+  transferThenHedgeFlow,
+} from './flow.ts';
+export {
+  type DecodedPacket,
+  decodePacket,
+  executorOptions,
+  LZ_EIDS,
+  lzEid,
+  packetGuid,
+  toBytes32,
+  UnknownLzChainError,
+} from './lz.ts';
+export {
+  type BridgeEndpoint,
+  BridgeError,
+  createPaperBridgeForVenues,
+  PaperBridge,
+  type PaperBridgeForVenuesOptions,
+  type PaperBridgeOptions,
+  type TransferExecutor,
+  type TransferRequest,
+} from './paper-bridge.ts';
+export {
+  type CollateralNeed,
+  decodeHedgeInstruction,
+  encodeHedgeInstruction,
+  InsufficientCollateralError,
+  type PlanTransferOptions,
+  planCollateralTransfer,
+  type TransferPlan,
+} from './plan.ts';
+export {
+  memoryTransferStore,
+  type NewTransfer,
+  TransferNotFoundError,
+  TransferRecord,
+  TransferState,
+  type TransferStore,
+  TransferTracker,
+  TransferTransitionError,
+} from './tracker.ts';

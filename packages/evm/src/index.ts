@@ -1,1 +1,94 @@
-export {};
+export {
+  ANVIL_DEV_KEYS,
+  AnvilError,
+  type AnvilInstance,
+  anvilBinaryPath,
+  freePort,
+  type StartAnvilOptions,
+  startAnvil,
+} from './anvil.ts';
+export { type ApprovalPolicy, ensureAllowance, type SpendCapOptions, SpendCaps } from './approvals.ts';
+export {
+  type EvmChainProfile,
+  evmChainProfile,
+  type L1DataFeeKind,
+  UnsupportedChainError,
+} from './chains.ts';
+export {
+  type CreateEvmContextOptions,
+  createEvmContext,
+  type EvmContext,
+  type EvmVenueConfigLike,
+  evmContextFromVenueConfig,
+} from './clients.ts';
+export { deployContract, revertTo, rpc, snapshot } from './deploy.ts';
+export {
+  type DecodedRevert,
+  decodeRevert,
+  type ErrorContext,
+  findRevertData,
+  type RevertClass,
+  type RevertClassifier,
+  revertToVenueError,
+  toVenueError,
+} from './errors.ts';
+export {
+  ARB_NODE_INTERFACE,
+  bumpFees,
+  type FeeOptions,
+  type FeeQuote,
+  GasPolicy,
+  type GasPolicyOptions,
+  type L1DataFeeModel,
+  type L1DataFeeModelOptions,
+  l1DataFeeModel,
+  OP_GAS_PRICE_ORACLE,
+  readFees,
+  type TxCost,
+  txCost,
+} from './gas.ts';
+export {
+  applySentTxStatus,
+  assertOrderBasics,
+  type CreateOnChainVenueDeps,
+  createVenueTxSender,
+  defaultOrderStore,
+  newOrderRecord,
+  type OnChainOrderRecord,
+  onChainVenueFromConfig,
+  orderFromRecord,
+  type RecordedSendDeps,
+  replaceByNonce,
+  type SentTxStatusDeps,
+  sendRecorded,
+  unreachableHealth,
+  type VenueErrorMapper,
+  type VenueTxSenderOptions,
+  venueErrorMapper,
+} from './onchain-orders.ts';
+export { AddressParam, DecimalParam } from './params.ts';
+export { parseVenueRequest } from './requests.ts';
+export {
+  redact,
+  resolvePrivateKey,
+  resolveSecret,
+  SecretError,
+  type SecretRefLike,
+  type SecretSources,
+} from './secrets.ts';
+export {
+  type CompiledContract,
+  compileSolidity,
+  EVM_TEST_CONTRACTS_URL,
+  SolidityCompileError,
+} from './solc.ts';
+export { JsonFileOrderStore, MemoryOrderStore, type OrderRecordStore } from './store.ts';
+export {
+  type SendOptions,
+  type SentTx,
+  type SignedTxInfo,
+  type TxRequest,
+  TxSender,
+  type TxSenderOptions,
+  type TxStatus,
+} from './tx.ts';

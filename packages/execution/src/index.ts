@@ -1,1 +1,57 @@
-export {};
+export {
+  BreakerBoard,
+  type BreakerBoardOptions,
+  type BreakerGate,
+  type BreakerState,
+  type BreakerStatus,
+  breakersFor,
+  type Trial,
+} from './breakers.ts';
+export {
+  type ControlContext,
+  type ControlName,
+  type ControlResult,
+  type MarketDataSource,
+  PreTradeControls,
+  type PreTradeControlsOptions,
+} from './controls.ts';
+export { type GateResult, OrderGate } from './gate.ts';
+export { CLIENT_ORDER_ID_MAX, clientOrderIdFor } from './ids.ts';
+export {
+  type KillEngagement,
+  KillEvent,
+  KillScope,
+  KillSwitch,
+  type KillSwitchOptions,
+  scopeCovers,
+} from './kill-switch.ts';
+export { LeaderLease, type LeaderLeaseOptions, NotLeaderError } from './lease.ts';
+export { VenueMarketData, type VenueMarketDataOptions } from './market-data.ts';
+export { ExecutionMetrics } from './metrics.ts';
+export { Orchestrator, type OrchestratorOptions } from './orchestrator.ts';
+export {
+  ORDER_JOB_OPTIONS,
+  OrderJobData,
+  type OrderJobResult,
+  type OrderWorkerSettings,
+  orderQueueName,
+  orderWorkerOptions,
+  PRIORITY,
+} from './queue.ts';
+export { Reconciler, type ReconcilerOptions, type SweepResult } from './reconciler.ts';
+export {
+  type ConnectionOptions,
+  type ConnectRedisOptions,
+  connectRedis,
+  connectRedisFromEnv,
+  type RedisEndpoint,
+  redisOptionsFromUrl,
+} from './redis.ts';
+export {
+  ExecutionService,
+  type ExecutionServiceOptions,
+  type LegResult,
+  type PlanLike,
+} from './service.ts';
+export { onShutdownSignals } from './shutdown.ts';
+export { type StartWorkersOptions, startWorkers, type WorkerPool } from './worker.ts';

@@ -1,5 +1,6 @@
-import { DAYS_PER_YEAR, XhedgeError } from '@xhedge/core';
+import { DAYS_PER_YEAR, XhedgeError, yearFraction } from '@xhedge/core';
 import { normCdf, normPdf } from './normal.ts';
+import { normalisedBlackOtm } from './normalised-black.ts';
 
 export type OptionKind = 'call' | 'put';
 
@@ -87,17 +88,21 @@ export function bsm(input: BsmInput): OptionGreeks {
   let delta: number;
   let theta: number; // per year
   let rho: number; // per unit rate
+  // The price goes through normalised Black (intrinsic + out-of-the-money part): S·N(d1) − K·N(d2) loses
+  // up to half the digits far from the money, which would break implied-vol round trips.
+  const forward = (S * dfQ) / dfR;
+  const otm = Math.sqrt(forward * K) * normalisedBlackOtm(-Math.abs(Math.log(forward / K)), vSqrtT);
   if (input.type === 'call') {
     const n1 = normCdf(d1);
     const n2 = normCdf(d2);
-    price = S * dfQ * n1 - K * dfR * n2;
+    price = dfR * (Math.max(forward - K, 0) + otm);
     delta = dfQ * n1;
     theta = (-S * dfQ * pdf1 * v) / (2 * sqrtT) - r * K * dfR * n2 + q * S * dfQ * n1;
     rho = K * T * dfR * n2;
   } else {
     const n1 = normCdf(-d1);
     const n2 = normCdf(-d2);
-    price = K * dfR * n2 - S * dfQ * n1;
+    price = dfR * (Math.max(K - forward, 0) + otm);
     delta = -dfQ * n1;
     theta = (-S * dfQ * pdf1 * v) / (2 * sqrtT) + r * K * dfR * n2 - q * S * dfQ * n1;
     rho = -K * T * dfR * n2;
@@ -114,8 +119,30 @@ export function bsm(input: BsmInput): OptionGreeks {
   };
 }
 
-/** Black-76 on a forward F with discount rate r: BSM with spot = F and carry = rate. */
+/**
+ * Black-76 on a forward F with discount rate r: BSM with spot = F and carry = rate, except rho, which is
+ * taken with the forward held fixed (∂V/∂r = −T·V; BSM's rho would move the implied forward too).
+ * Delta and gamma are per unit of the forward.
+ */
 export function black76(input: Omit<BsmInput, 'spot' | 'carry'> & { forward: number }): OptionGreeks {
   const { forward, ...rest } = input;
-  return bsm({ ...rest, spot: forward, carry: input.rate ?? 0 });
+  const g = bsm({ ...rest, spot: forward, carry: input.rate ?? 0 });
+  return { ...g, rhoPer1Pct: (-input.timeYears * g.price) / 100 };
+}
+
+/**
+ * ACT/365 year fraction from `nowMs` to `expiryMs` (UTC instants, calendar time: crypto trades 24/7).
+ * Throws `PricingInputError` when the option has expired (use its payoff instead).
+ */
+export function timeToExpiryYears(expiryMs: number, nowMs: number): number {
+  if (!Number.isFinite(expiryMs) || !Number.isFinite(nowMs))
+    throw new PricingInputError(
+      'expiryMs/nowMs',
+      `${expiryMs}/${nowMs}`,
+      'must be finite UTC instants in ms',
+    );
+  const t = yearFraction(nowMs, expiryMs);
+  if (!(t > 0))
+    throw new PricingInputError('expiryMs', expiryMs, `must be after now (${new Date(nowMs).toISOString()})`);
+  return t;
 }

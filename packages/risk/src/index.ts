@@ -1,1 +1,30 @@
-export {};
+export {
+  DEFAULT_SPOT_SHOCKS_PCT,
+  DEFAULT_VOL_SHOCKS_PTS,
+  type RiskBook,
+  RiskEngine,
+  type RiskEngineOptions,
+  type RiskFill,
+  type RiskPosition,
+  type SnapshotOptions,
+} from './engine.ts';
+export {
+  GREEK_FIELDS,
+  GreeksDivergence,
+  GreekTotals,
+  RISK_SNAPSHOT_VERSION,
+  RiskSnapshot,
+  ScenarioGrid,
+  StaleInput,
+  StaleInputKind,
+  UnderlyingRisk,
+} from './snapshot.ts';
+export {
+  DEFAULT_EXPIRY_BUCKETS_DAYS,
+  expiryBucketLabel,
+  type PricedInstrument,
+  type UnderlyingMarket,
+  type UnitGreeks,
+  unitGreeks,
+  type VolSmile,
+} from './unit-greeks.ts';

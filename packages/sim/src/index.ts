@@ -1,1 +1,38 @@
-export {};
+export { cholesky, correlationMatrix } from './cholesky.ts';
+export { SimError } from './errors.ts';
+export { createGasProcess, type GasProcess, type GasProcessOptions } from './gas.ts';
+export {
+  createMarketFromConfig,
+  createMarketSimulator,
+  DEFAULT_UNDERLYINGS,
+  type MarketConfigLike,
+  type MarketSimulatorOptions,
+  type MarketSnapshot,
+  type PaperMarket,
+  type UnderlyingState,
+} from './market.ts';
+export {
+  type PathSet,
+  type PathSummary,
+  realizedVol,
+  type SimulatePathsOptions,
+  simulatePaths,
+  summarizePaths,
+} from './paths.ts';
+export {
+  PathEngine,
+  type PathEngineOptions,
+  ProcessSpec,
+  type Regime,
+  type StepResult,
+  UnderlyingSpec,
+} from './processes.ts';
+export {
+  parsePriceCsv,
+  type ReplayGap,
+  type ReplayPrice,
+  ReplaySeries,
+  readPriceCsvFile,
+} from './replay.ts';
+export { createRng, hashString, type Rng } from './rng.ts';
+export { DEFAULT_SURFACE, type SurfaceParams, VolSurfaceState } from './surface.ts';

@@ -1,1 +1,33 @@
-export {};
+export {
+  type DatabaseHandle,
+  type OpenDatabaseOptions,
+  openDatabase,
+  openDatabaseFromEnv,
+} from './database.ts';
+export {
+  FencedOutError,
+  IllegalTransitionError,
+  LedgerConflictError,
+  LedgerNotFoundError,
+} from './errors.ts';
+export {
+  type Actor,
+  type AuditEntry,
+  type BreakerEvent,
+  type KillSwitchEvent,
+  Ledger,
+  type LedgerIntent,
+  type LedgerOptions,
+  type LedgerOrder,
+  type LedgerQuery,
+  type OrderEvent,
+  type PlannedLeg,
+  type RecordedLeg,
+  type RiskSnapshotRecord,
+  type TransitionPatch,
+  type TransitionResult,
+} from './ledger.ts';
+export { MIGRATIONS, type Migration, migrate } from './migrations.ts';
+export { PGliteDialect } from './pglite-dialect.ts';
+export type { LedgerDatabase } from './schema.ts';
+export { postgresReachable, TEST_PG_URL } from './test-backends.ts';

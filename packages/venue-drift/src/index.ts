@@ -1,1 +1,63 @@
-export {};
+export {
+  ammAveragePrice,
+  type DriftMarketConfig,
+  type DriftSigner,
+  DriftVenue,
+  type DriftVenueOptions,
+  fundingRatePerHour,
+  keypairSigner,
+} from './adapter.ts';
+export {
+  DriftDecodeError,
+  type DriftOrder,
+  type DriftPerpMarket,
+  type DriftPerpPosition,
+  type DriftSpotMarket,
+  type DriftSpotPosition,
+  type DriftUser,
+  decodePerpMarket,
+  decodeSpotMarket,
+  decodeUser,
+} from './decode.ts';
+export {
+  encodePerpMarketAccount,
+  encodeSpotMarketAccount,
+  encodeUserAccount,
+  type PerpMarketInit,
+  type UserAccountInit,
+} from './encode.ts';
+export { LAMPORTS_PER_SIGNATURE, type SolanaFeeInput, solanaFeeLamports } from './fees.ts';
+export {
+  cancelOrderByUserIdInstruction,
+  driftPda,
+  encodeOrderParams,
+  type OrderParams,
+  type PlacePerpOrderAccounts,
+  placePerpOrderInstruction,
+} from './instructions.ts';
+export {
+  BASE_PRECISION,
+  FUNDING_RATE_PRECISION,
+  PERP_MARKET_SIZE,
+  PLACE_PERP_ORDER_DISCRIMINATOR,
+  PRICE_PRECISION,
+  QUOTE_PRECISION,
+  USER_SIZE,
+} from './layout.ts';
+export {
+  fileUserOrderIdStore,
+  MAX_USER_ORDER_ID,
+  memoryUserOrderIdStore,
+  UserOrderIdMap,
+  type UserOrderIdMapOptions,
+  UserOrderIdRecord,
+  type UserOrderIdStore,
+  UserOrderIdsExhaustedError,
+} from './order-ids.ts';
+export { type ConfirmationLevel, connectionRpc, type SignatureStatus, type SolanaRpc } from './rpc.ts';
+export {
+  type SendAndConfirmOptions,
+  type SendAndConfirmResult,
+  sendAndConfirm,
+  signatureOf,
+} from './send.ts';

@@ -1,1 +1,19 @@
-export {};
+export { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, oracleAbi, readerAbi } from './abi.ts';
+export {
+  type CreateGmxVenueDeps,
+  createGmxVenue,
+  GMX_CAPABILITIES,
+  type GmxOrderRecord,
+  GmxVenue,
+  type GmxVenueDeps,
+} from './adapter.ts';
+export {
+  deployGmxFixture,
+  GMX_CONTRACTS_URL,
+  type GmxContractAddresses,
+  type GmxFixture,
+  type GmxFixtureMarket,
+} from './fixture.ts';
+export { GmxKeeper, type GmxKeeperOptions, type GmxKeeperResult } from './keeper.ts';
+export { GmxVenueParams, type GmxVenueParamsInput } from './params.ts';
+export { fromUsd30, gmxPriceToUsd, usd30, usdToGmxPrice } from './units.ts';

@@ -1,1 +1,17 @@
-export {};
+export { exchangeAdapterAbi, greekCacheAbi, OPTION_TYPE, optionMarketAbi, optionTokenAbi } from './abi.ts';
+export {
+  type CreateLyraVenueDeps,
+  createLyraVenue,
+  type GreekComparison,
+  LYRA_CAPABILITIES,
+  type LyraOrderRecord,
+  LyraVenue,
+  type LyraVenueDeps,
+} from './adapter.ts';
+export {
+  deployLyraFixture,
+  LYRA_CONTRACTS_URL,
+  type LyraFixture,
+  type LyraFixtureMarket,
+} from './fixture.ts';
+export { LyraMarketParams, LyraVenueParams, type LyraVenueParamsInput } from './params.ts';

@@ -1,9 +1,22 @@
 import type { Command } from 'commander';
 import type { CliIo } from '../io.ts';
+import { registerBacktest } from './backtest.ts';
 import { registerConfig } from './config-check.ts';
+import { registerGreeks } from './greeks.ts';
+import { registerLocalChain } from './local-chain.ts';
+import { registerRisk } from './risk.ts';
+import { registerSimulate } from './simulate.ts';
 import { registerStart } from './start.ts';
 
 type Register = (program: Command, io: CliIo, setExit: (code: number) => void) => void;
 
 /** Every subcommand; add one line per command module. */
-export const COMMANDS: readonly Register[] = [registerStart, registerConfig];
+export const COMMANDS: readonly Register[] = [
+  registerStart,
+  registerConfig,
+  registerBacktest,
+  registerRisk,
+  registerSimulate,
+  registerLocalChain,
+  registerGreeks,
+];

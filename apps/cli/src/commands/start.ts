@@ -1,24 +1,97 @@
+import { ConfigError, formatProblem, loadConfigFile } from '@xhedge/config';
+import { RUN_ROLES, type RunRole, startRun } from '@xhedge/runtime';
 import type { Command } from 'commander';
+import { CliUsageError, EXIT_INVALID, EXIT_OK, parseNumberOption } from '../cli-error.ts';
 import type { CliIo } from '../io.ts';
-import { runConfigCheck } from './config-check.ts';
 
 export const DEFAULT_PROFILE = 'configs/profiles/paper.yaml';
 
+interface StartOptions {
+  config: string;
+  role: string;
+  port?: string;
+}
+
 /**
- * `xhedge start`: until the all-in-one run lands (orchestrator, workers and API), it validates the
- * profile and says so.
+ * Resolves at the first SIGINT or SIGTERM (with the signal's name). The handlers stay installed until
+ * `done()`, so a signal during shutdown does not kill the process half-way; a second one says how to
+ * force it.
+ */
+function onStopSignal(io: CliIo): { signal: Promise<string>; done: () => void } {
+  let first: ((sig: string) => void) | undefined;
+  const signal = new Promise<string>((resolve) => (first = resolve));
+  let firstAtMs: number | undefined;
+  const on = (sig: string) => {
+    // `pnpm start` wraps node in pnpm and tsx, which forward the terminal's Ctrl-C that they received
+    // too: repeats within a second are that same Ctrl-C.
+    if (firstAtMs !== undefined && Date.now() - firstAtMs > 1000)
+      io.err(`xhedge: still shutting down after ${sig}; send SIGKILL to force it`);
+    firstAtMs ??= Date.now();
+    first?.(sig);
+  };
+  process.on('SIGINT', on);
+  process.on('SIGTERM', on);
+  return {
+    signal,
+    done: () => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+    },
+  };
+}
+
+/**
+ * `xhedge start`: runs xhedge with a profile (orchestrator, workers and API in one process by default,
+ * or one role), on REDIS_URL / DATABASE_URL when set, else on an embedded Redis and PGlite, until
+ * Ctrl-C; then shuts down gracefully.
  */
 export function registerStart(program: Command, io: CliIo, setExit: (code: number) => void): void {
   program
     .command('start')
-    .description('run xhedge with a profile (default: the paper profile)')
+    .description('run xhedge with a profile (default: the paper profile) until Ctrl-C')
     .option('--config <file>', 'operator profile', DEFAULT_PROFILE)
-    .action((opts: { config: string }) => {
-      const code = runConfigCheck(opts.config, io);
-      if (code === 0)
-        io.out(
-          'xhedge start: config valid. The orchestrator, workers and API are not wired in yet; nothing else was started.',
-        );
-      setExit(code);
+    .option('--role <role>', `which part to run: ${RUN_ROLES.join(' | ')}`, 'all')
+    .option(
+      '--port <port>',
+      'API port (default: XHEDGE_PORT, else the profile, else 8780; 0 = any free port)',
+    )
+    .action(async (opts: StartOptions) => {
+      if (!(RUN_ROLES as readonly string[]).includes(opts.role))
+        throw new CliUsageError(`--role must be one of ${RUN_ROLES.join(', ')}, got "${opts.role}"`);
+      const portRaw = opts.port ?? process.env.XHEDGE_PORT;
+      const port =
+        portRaw !== undefined && portRaw !== ''
+          ? parseNumberOption(opts.port !== undefined ? 'port' : 'port (XHEDGE_PORT)', portRaw, {
+              integer: true,
+              min: 0,
+            })
+          : undefined;
+      let config: ReturnType<typeof loadConfigFile>;
+      try {
+        config = loadConfigFile(opts.config);
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        io.err(`invalid config ${opts.config}: ${err.problems.length} problem(s)`);
+        for (const p of err.problems) io.err(`  ${formatProblem(p)}`);
+        setExit(EXIT_INVALID);
+        return;
+      }
+      const run = await startRun({
+        config,
+        role: opts.role as RunRole,
+        env: process.env,
+        ...(port !== undefined ? { port } : {}),
+      });
+      for (const line of run.describe()) io.out(line);
+      const stop = onStopSignal(io);
+      const sig = await stop.signal;
+      io.out(`xhedge: ${sig} received, shutting down`);
+      try {
+        await run.stop();
+      } finally {
+        stop.done();
+      }
+      io.out('xhedge: stopped cleanly');
+      setExit(EXIT_OK);
     });
 }

@@ -1,2 +1,1 @@
-// The conformance suite lands with issue 4 (packages/venue-paper is its first user).
-export {};
+export { type ConformanceSetup, runVenueConformance } from './suite.ts';

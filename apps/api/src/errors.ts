@@ -1,0 +1,137 @@
+import { isXhedgeError, XhedgeError, type XhedgeErrorOptions } from '@xhedge/core';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+
+/** Stable error codes of the HTTP API and their status. Clients switch on `code`, never on the message. */
+export const API_ERROR_STATUS = {
+  VALIDATION: 400,
+  BAD_REQUEST: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  CONFLICT: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  URI_TOO_LONG: 414,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  RATE_LIMITED: 429,
+  NOT_READY: 503,
+  INTERNAL: 500,
+} as const;
+export type ApiErrorCode = keyof typeof API_ERROR_STATUS;
+
+/** An error the API answers with as is: `{error: {code, message, details}}` with the code's status. */
+export class ApiError extends XhedgeError {
+  override name = 'ApiError';
+  readonly statusCode: number;
+  constructor(code: ApiErrorCode, message: string, options: XhedgeErrorOptions = {}) {
+    super(code, message, options);
+    this.statusCode = API_ERROR_STATUS[code];
+  }
+}
+
+/** The one JSON shape of every error answer. */
+export interface ErrorBody {
+  error: { code: string; message: string; details: Record<string, unknown> };
+}
+
+function body(code: string, message: string, details: Record<string, unknown> = {}): ErrorBody {
+  return { error: { code, message, details } };
+}
+
+interface ZodIssueLike {
+  instancePath: string;
+  message: string;
+  keyword: string;
+}
+
+/** `/legs/0/venue` in the body → `body.legs[0].venue`. */
+function fieldPath(context: string | undefined, instancePath: string): string {
+  let out = context ?? '';
+  for (const part of instancePath.split('/').filter((p) => p !== '')) {
+    out += /^\d+$/.test(part) ? `[${part}]` : out === '' ? part : `.${part}`;
+  }
+  return out || 'request';
+}
+
+/** Fastify's own client errors (bad JSON, wrong content type, body too large) mapped to stable codes. */
+function fastifyClientCode(err: FastifyError, status: number): ApiErrorCode {
+  if (status === 413) return 'PAYLOAD_TOO_LARGE';
+  if (status === 414) return 'URI_TOO_LONG';
+  if (status === 415) return 'UNSUPPORTED_MEDIA_TYPE';
+  if (status === 404) return 'NOT_FOUND';
+  if (status === 405) return 'METHOD_NOT_ALLOWED';
+  if (status === 429) return 'RATE_LIMITED';
+  if (err.code === 'FST_ERR_VALIDATION') return 'VALIDATION';
+  return 'BAD_REQUEST';
+}
+
+/** Maps domain error codes from the ports (XhedgeError) to HTTP status; unknown codes are 500. */
+const DOMAIN_STATUS: Readonly<Record<string, number>> = {
+  VALIDATION: 400,
+  CONFIG_INVALID: 400,
+  INSTRUMENT_ID_INVALID: 400,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  RATE_LIMITED: 429,
+};
+
+/**
+ * Errors the router raises before any route runs (a URL it cannot decode, a path parameter longer than
+ * its limit): same JSON shape, their own 4xx. Passed to Fastify as `frameworkErrors`.
+ */
+export function frameworkErrorHandler(err: FastifyError, _req: FastifyRequest, reply: FastifyReply): void {
+  const status =
+    typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500
+      ? err.statusCode
+      : 400;
+  reply.code(status).send(body(fastifyClientCode(err, status), err.message));
+}
+
+/**
+ * One error handler for the whole server: zod/fastify validation errors become 400 VALIDATION naming
+ * each field, fastify's client errors keep their 4xx with a stable code, domain errors keep their code,
+ * anything else is a logged 500 INTERNAL whose message says nothing about the inside.
+ */
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (hasZodFastifySchemaValidationErrors(err) || (err.validation && err.validation.length > 0)) {
+      const issues = (err.validation as unknown as ZodIssueLike[]).map((i) => ({
+        field: fieldPath(err.validationContext, i.instancePath),
+        message: i.message,
+      }));
+      const first = issues[0];
+      const message = first ? `${first.field}: ${first.message}` : 'the request is invalid';
+      return reply.code(400).send(body('VALIDATION', message, { issues }));
+    }
+    if (err instanceof ApiError) {
+      return reply.code(err.statusCode).send(body(err.code, err.shortMessage, { ...err.details }));
+    }
+    if (isXhedgeError(err)) {
+      const status = DOMAIN_STATUS[err.code];
+      if (status !== undefined) {
+        const details: Record<string, unknown> = { ...err.details };
+        // Domain validation (core ValidationError) names fields `path`; the API names them `field`.
+        if (Array.isArray(details.issues))
+          details.issues = (details.issues as { path?: unknown; field?: unknown; message?: unknown }[]).map(
+            (i) => ({
+              field: i.field ?? i.path,
+              message: i.message,
+            }),
+          );
+        return reply.code(status).send(body(err.code, err.shortMessage, details));
+      }
+    }
+    const status = typeof err.statusCode === 'number' ? err.statusCode : 500;
+    if (status >= 400 && status < 500) {
+      return reply.code(status).send(body(fastifyClientCode(err, status), err.message));
+    }
+    req.log.error({ err }, 'unhandled error');
+    return reply.code(500).send(body('INTERNAL', 'internal error; see the server log'));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send(body('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
+  });
+}

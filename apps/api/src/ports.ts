@@ -1,0 +1,144 @@
+import type { PoliciesConfig, VenueConfig } from '@xhedge/config';
+import type { Queue } from 'bullmq';
+import type { Registry } from 'prom-client';
+import type { z } from 'zod';
+import type {
+  AuditEntryView,
+  BreakerView,
+  HedgeJobView,
+  HedgePlanView,
+  KillScope,
+  KillSwitchView,
+  PnlView,
+  ReadinessView,
+  RiskSliceView,
+  RiskSnapshotView,
+  Role,
+  ScenarioGridView,
+  SliceBy,
+  TokenView,
+} from './schemas.ts';
+
+/**
+ * The narrow ports the API needs from a run. The runtime implements them over the real risk engine,
+ * ledger, queues and Redis-held controls; unit tests implement them in memory. Ports throw
+ * `XhedgeError`s with code NOT_FOUND / CONFLICT / VALIDATION for the caller's mistakes; anything else
+ * is a 500.
+ */
+
+/** Who is calling: from the bearer token. `name` is what the audit ledger records. */
+export interface Actor {
+  tokenId: string;
+  name: string;
+  role: Role;
+}
+
+export interface TimeRange {
+  fromMs?: number;
+  toMs?: number;
+  limit: number;
+}
+
+export interface RiskPort {
+  /** The newest snapshot, or undefined before the first tick. */
+  latest(): Promise<RiskSnapshotView | undefined>;
+  /** Snapshots in [fromMs, toMs], oldest first, at most `limit`. */
+  history(range: TimeRange): Promise<RiskSnapshotView[]>;
+  /** The newest snapshot restricted to one underlying, venue or chain; undefined when unknown. */
+  slice(by: SliceBy, key: string): Promise<RiskSliceView | undefined>;
+  /** P&L of the book under spot × vol shocks. */
+  scenarioGrid(q: {
+    underlying: string;
+    spotShocksPct: number[];
+    volShocksPts: number[];
+  }): Promise<ScenarioGridView>;
+  /** Calls `fn` for every new snapshot; returns the unsubscribe function. */
+  subscribe(fn: (snapshot: RiskSnapshotView) => void): () => void;
+}
+
+export interface HedgesPort {
+  listPlans(range: TimeRange): Promise<HedgePlanView[]>;
+  getPlan(planId: string): Promise<HedgePlanView | undefined>;
+  listJobs(q: { status?: string; planId?: string; limit: number }): Promise<HedgeJobView[]>;
+  getJob(id: string): Promise<HedgeJobView | undefined>;
+  /** Cancels a job not yet sent (or asks the venue to cancel a working order). CONFLICT when final. */
+  cancelJob(id: string, actor: Actor): Promise<HedgeJobView>;
+}
+
+export interface ControlsPort {
+  /**
+   * The port writes the audit entry of a kill-switch change itself (execution's KillSwitch audits every
+   * engage and release, whoever makes it), so the route does not write a second one. @defaultValue false
+   */
+  readonly auditsKillSwitch?: boolean;
+  killSwitches(): Promise<KillSwitchView[]>;
+  tripKillSwitch(
+    q: { scope: KillScope; target?: string; reason: string },
+    actor: Actor,
+  ): Promise<KillSwitchView>;
+  resetKillSwitch(
+    q: { scope: KillScope; target?: string; reason: string },
+    actor: Actor,
+  ): Promise<KillSwitchView>;
+  breakers(): Promise<BreakerView[]>;
+  tripBreaker(name: string, reason: string, actor: Actor): Promise<BreakerView>;
+  resetBreaker(name: string, reason: string, actor: Actor): Promise<BreakerView>;
+}
+
+export interface VenuesPort {
+  list(): Promise<VenueConfig[]>;
+  get(id: string): Promise<VenueConfig | undefined>;
+  /** CONFLICT when the id exists. */
+  add(venue: VenueConfig, actor: Actor): Promise<VenueConfig>;
+  /** Replaces the venue's config (the id stays). NOT_FOUND when absent. */
+  update(id: string, venue: VenueConfig, actor: Actor): Promise<VenueConfig>;
+  disable(id: string, actor: Actor): Promise<VenueConfig>;
+}
+
+/** Hedge policy parameters as the config file's `policy` section holds them. */
+export type Policies = z.output<typeof PoliciesConfig>;
+
+export interface PolicyPort {
+  get(): Promise<Policies>;
+  update(next: Policies, actor: Actor): Promise<Policies>;
+}
+
+export interface PnlPort {
+  attribution(q: { fromMs: number; toMs: number; underlying?: string }): Promise<PnlView>;
+}
+
+/** The audit ledger: every change made through the API, with who made it. */
+export interface AuditPort {
+  record(entry: {
+    actor: string;
+    action: string;
+    target: string;
+    details: Record<string, unknown>;
+  }): Promise<void>;
+  list(range: TimeRange): Promise<AuditEntryView[]>;
+}
+
+/** Bearer tokens: stored hashed; the clear token is returned once, at creation. */
+export interface TokensPort {
+  verify(token: string): Promise<Actor | undefined>;
+  list(): Promise<TokenView[]>;
+  create(q: { name: string; role: Role }, actor: Actor): Promise<{ token: string; view: TokenView }>;
+  setRole(id: string, role: Role, actor: Actor): Promise<TokenView>;
+  revoke(id: string, actor: Actor): Promise<void>;
+}
+
+export interface ApiPorts {
+  readiness(): Promise<ReadinessView>;
+  risk: RiskPort;
+  hedges: HedgesPort;
+  controls: ControlsPort;
+  venues: VenuesPort;
+  policy: PolicyPort;
+  pnl: PnlPort;
+  audit: AuditPort;
+  tokens: TokensPort;
+  /** Prometheus registry served at /metrics (the runtime registers its own gauges on it too). */
+  metrics: Registry;
+  /** BullMQ queues shown in Bull Board at /admin/queues; none → no board. */
+  queues?: readonly Queue[];
+}

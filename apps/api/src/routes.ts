@@ -1,0 +1,652 @@
+import { PoliciesConfig, VENUE_KIND_FAMILY, VenueConfig } from '@xhedge/config';
+import { Underlying, VenueId } from '@xhedge/core';
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { actorOf } from './auth.ts';
+import { ApiError } from './errors.ts';
+import type { Actor, ApiPorts, TimeRange } from './ports.ts';
+import {
+  AuditEntryView,
+  BreakerView,
+  ChainParam,
+  EmptyQuery,
+  ErrorResponse,
+  HedgeJobView,
+  HedgePlanView,
+  IdParam,
+  KillScope,
+  KillSwitchView,
+  NameParam,
+  PnlView,
+  ReadinessView,
+  Reason,
+  RiskSliceView,
+  RiskSnapshotView,
+  Role,
+  ScenarioGridView,
+  TimeRangeQuery,
+  TokenView,
+  UnderlyingParam,
+  VenueParam,
+  VenueView,
+} from './schemas.ts';
+
+const SECRET_KEY_RE = /(private.?key|secret|mnemonic|seed.?phrase|password|passphrase|api.?key|token)/i;
+
+/** Paths under `params` whose key looks like a secret and whose value is inline. */
+function inlineSecretPaths(value: unknown, path: (string | number)[], out: (string | number)[][]): void {
+  if (Array.isArray(value)) {
+    for (const [i, v] of value.entries()) inlineSecretPaths(v, [...path, i], out);
+  } else if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (SECRET_KEY_RE.test(k) && (typeof v === 'string' || typeof v === 'number')) out.push([...path, k]);
+      else inlineSecretPaths(v, [...path, k], out);
+    }
+  }
+}
+
+/** A venue as the config file takes it, plus the checks the file gets from its parent (chain family, no inline secrets). */
+export const VenueBody = VenueConfig.superRefine((v, ctx) => {
+  const family = VENUE_KIND_FAMILY[v.kind];
+  if (!v.chain.startsWith(`${family}:`))
+    ctx.addIssue({
+      code: 'custom',
+      path: ['chain'],
+      message: `a ${v.kind} venue runs on a ${family} chain, not ${v.chain}`,
+    });
+  const secrets: (string | number)[][] = [];
+  inlineSecretPaths(v.params, ['params'], secrets);
+  for (const p of secrets)
+    ctx.addIssue({
+      code: 'custom',
+      path: p,
+      message: 'inline secret not allowed; use credentials {env: VAR_NAME}',
+    });
+});
+
+export function venueView(v: VenueConfig): VenueView {
+  return {
+    id: v.id,
+    kind: v.kind,
+    chain: v.chain,
+    enabled: v.enabled,
+    endpoints: { ...v.endpoints },
+    params: { ...v.params },
+    credentialNames: Object.keys(v.credentials).sort(),
+  };
+}
+
+function range(q: { fromMs?: number | undefined; toMs?: number | undefined; limit: number }): TimeRange {
+  if (q.fromMs !== undefined && q.toMs !== undefined && q.fromMs > q.toMs)
+    throw new ApiError('VALIDATION', 'querystring.fromMs: must not be after toMs', {
+      details: { issues: [{ field: 'querystring.fromMs', message: 'must not be after toMs' }] },
+    });
+  const r: TimeRange = { limit: q.limit };
+  if (q.fromMs !== undefined) r.fromMs = q.fromMs;
+  if (q.toMs !== undefined) r.toMs = q.toMs;
+  return r;
+}
+
+function found<T>(v: T | undefined, what: string): T {
+  if (v === undefined) throw new ApiError('NOT_FOUND', `${what} not found`);
+  return v;
+}
+
+const errors = {
+  400: ErrorResponse,
+  401: ErrorResponse,
+  403: ErrorResponse,
+  404: ErrorResponse,
+  409: ErrorResponse,
+  429: ErrorResponse,
+};
+const KillBody = z.strictObject({
+  scope: KillScope,
+  /** Venue id for scope venue, underlying symbol for scope underlying; absent for global. */
+  target: z.string().min(1).max(64).optional(),
+  reason: Reason,
+});
+const ReasonBody = z.strictObject({ reason: Reason });
+const TokenBody = z.strictObject({ name: z.string().trim().min(1).max(80), role: Role });
+const RoleBody = z.strictObject({ role: Role });
+const ShockList = (min: number, max: number, dflt: number[]) =>
+  z
+    .string()
+    .regex(/^-?\d+(\.\d+)?(,-?\d+(\.\d+)?){0,40}$/, 'expected comma-separated numbers, e.g. -10,-5,0,5,10')
+    .transform((s) => s.split(',').map(Number))
+    .pipe(z.array(z.number().min(min).max(max)))
+    .optional()
+    .transform((v) => v ?? dflt);
+
+/** Checks that a kill-switch target fits its scope; the field is named in the error. */
+function killTarget(b: z.infer<typeof KillBody>): { scope: KillScope; target?: string; reason: string } {
+  const bad = (message: string) =>
+    new ApiError('VALIDATION', `body.target: ${message}`, {
+      details: { issues: [{ field: 'body.target', message }] },
+    });
+  if (b.scope === 'global') {
+    if (b.target !== undefined) throw bad('a global kill switch has no target');
+    return { scope: b.scope, reason: b.reason };
+  }
+  if (b.target === undefined) throw bad(`a ${b.scope} kill switch needs a target`);
+  const schema = b.scope === 'venue' ? VenueId : Underlying;
+  if (!schema.safeParse(b.target).success) throw bad(`not a valid ${b.scope} id`);
+  return { scope: b.scope, target: b.target, reason: b.reason };
+}
+
+export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
+  const app = root.withTypeProvider<ZodTypeProvider>();
+  const audit = (actor: Actor, action: string, target: string, details: Record<string, unknown> = {}) =>
+    ports.audit.record({ actor: actor.name, action, target, details: { ...details, role: actor.role } });
+
+  // ---- health
+  app.get(
+    '/v1/health',
+    {
+      config: { access: 'public' },
+      schema: {
+        tags: ['health'],
+        summary: 'Liveness: the process answers',
+        querystring: EmptyQuery,
+        response: { 200: z.object({ status: z.literal('ok'), uptimeS: z.number() }), 400: ErrorResponse },
+      },
+    },
+    async () => ({ status: 'ok' as const, uptimeS: Math.round(process.uptime()) }),
+  );
+  app.get(
+    '/v1/ready',
+    {
+      config: { access: 'public' },
+      schema: {
+        tags: ['health'],
+        summary: 'Readiness: Redis, database, venues and the first snapshot are there (503 until then)',
+        querystring: EmptyQuery,
+        response: { 200: ReadinessView, 400: ErrorResponse, 503: ReadinessView },
+      },
+    },
+    async (_req, reply) => {
+      const r = await ports.readiness();
+      return reply.code(r.ready ? 200 : 503).send(r);
+    },
+  );
+
+  // ---- venues
+  app.get(
+    '/v1/venues',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['venues'],
+        summary: 'List venues',
+        querystring: EmptyQuery,
+        response: { 200: z.array(VenueView), ...errors },
+      },
+    },
+    async () => (await ports.venues.list()).map(venueView),
+  );
+  app.get(
+    '/v1/venues/:id',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['venues'],
+        summary: 'One venue',
+        params: VenueParam,
+        querystring: EmptyQuery,
+        response: { 200: VenueView, ...errors },
+      },
+    },
+    async (req) => venueView(found(await ports.venues.get(req.params.id), `venue ${req.params.id}`)),
+  );
+  app.post(
+    '/v1/venues',
+    {
+      config: { access: 'operator' },
+      schema: {
+        tags: ['venues'],
+        summary:
+          'Add a venue (validated like the config file; credentials by {env} or {keyFile} only, never returned)',
+        querystring: EmptyQuery,
+        body: VenueBody,
+        response: { 201: VenueView, ...errors },
+      },
+    },
+    async (req, reply) => {
+      const actor = actorOf(req);
+      const v = await ports.venues.add(req.body, actor);
+      await audit(actor, 'venue.add', v.id, { kind: v.kind, chain: v.chain });
+      return reply.code(201).send(venueView(v));
+    },
+  );
+  app.put(
+    '/v1/venues/:id',
+    {
+      config: { access: 'operator' },
+      schema: {
+        tags: ['venues'],
+        summary: 'Replace a venue config (the id in the body must match the path)',
+        params: VenueParam,
+        querystring: EmptyQuery,
+        body: VenueBody,
+        response: { 200: VenueView, ...errors },
+      },
+    },
+    async (req) => {
+      if (req.body.id !== req.params.id)
+        throw new ApiError('VALIDATION', 'body.id: must equal the id in the path', {
+          details: { issues: [{ field: 'body.id', message: 'must equal the id in the path' }] },
+        });
+      const actor = actorOf(req);
+      const v = await ports.venues.update(req.params.id, req.body, actor);
+      await audit(actor, 'venue.update', v.id, { kind: v.kind, chain: v.chain, enabled: v.enabled });
+      return venueView(v);
+    },
+  );
+  app.post(
+    '/v1/venues/:id/disable',
+    {
+      config: { access: 'operator' },
+      schema: {
+        tags: ['venues'],
+        summary: 'Disable a venue: no new hedges are routed to it',
+        params: VenueParam,
+        querystring: EmptyQuery,
+        body: ReasonBody,
+        response: { 200: VenueView, ...errors },
+      },
+    },
+    async (req) => {
+      const actor = actorOf(req);
+      const v = await ports.venues.disable(req.params.id, actor);
+      await audit(actor, 'venue.disable', v.id, { reason: req.body.reason });
+      return venueView(v);
+    },
+  );
+
+  // ---- risk
+  app.get(
+    '/v1/risk/snapshot',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['risk'],
+        summary: 'The newest risk snapshot',
+        querystring: EmptyQuery,
+        response: { 200: RiskSnapshotView, ...errors },
+      },
+    },
+    async () => found(await ports.risk.latest(), 'risk snapshot (no tick yet)'),
+  );
+  app.get(
+    '/v1/risk/history',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['risk'],
+        summary: 'Snapshots over a time range, oldest first',
+        querystring: TimeRangeQuery,
+        response: { 200: z.array(RiskSnapshotView), ...errors },
+      },
+    },
+    async (req) => ports.risk.history(range(req.query)),
+  );
+  for (const [by, params, key] of [
+    ['underlying', UnderlyingParam, 'underlying'],
+    ['venue', VenueParam, 'id'],
+    ['chain', ChainParam, 'chain'],
+  ] as const) {
+    const url =
+      by === 'underlying'
+        ? '/v1/risk/underlyings/:underlying'
+        : by === 'venue'
+          ? '/v1/risk/venues/:id'
+          : '/v1/risk/chains/:chain';
+    app.get(
+      url,
+      {
+        config: { access: 'viewer' },
+        schema: {
+          tags: ['risk'],
+          summary: `The newest snapshot restricted to one ${by}`,
+          params,
+          querystring: EmptyQuery,
+          response: { 200: RiskSliceView, ...errors },
+        },
+      },
+      async (req) => {
+        const k = (req.params as Record<string, string>)[key] ?? '';
+        return found(await ports.risk.slice(by, k), `${by} ${k} in the newest snapshot`);
+      },
+    );
+  }
+  app.get(
+    '/v1/risk/scenarios',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['risk'],
+        summary: 'Scenario grid: book P&L under spot (%) × vol (points) shocks',
+        querystring: z.strictObject({
+          underlying: Underlying,
+          spotShocksPct: ShockList(-90, 500, [-20, -10, -5, 0, 5, 10, 20]).describe(
+            'comma-separated, percent',
+          ),
+          volShocksPts: ShockList(-100, 300, [-10, 0, 10]).describe('comma-separated, vol points'),
+        }),
+        response: { 200: ScenarioGridView, ...errors },
+      },
+    },
+    async (req) => ports.risk.scenarioGrid(req.query),
+  );
+
+  // ---- hedges
+  app.get(
+    '/v1/hedges/plans',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['hedges'],
+        summary: 'Hedge plans, newest last',
+        querystring: TimeRangeQuery,
+        response: { 200: z.array(HedgePlanView), ...errors },
+      },
+    },
+    async (req) => ports.hedges.listPlans(range(req.query)),
+  );
+  app.get(
+    '/v1/hedges/plans/:id',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['hedges'],
+        summary: 'One plan',
+        params: IdParam,
+        querystring: EmptyQuery,
+        response: { 200: HedgePlanView, ...errors },
+      },
+    },
+    async (req) => found(await ports.hedges.getPlan(req.params.id), `plan ${req.params.id}`),
+  );
+  app.get(
+    '/v1/hedges/jobs',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['hedges'],
+        summary: 'Hedge jobs (one per leg) with status, attempts and outcome',
+        querystring: z.strictObject({
+          status: z
+            .string()
+            .regex(/^[a-z-]{3,20}$/, 'expected a status such as filled or queued')
+            .optional(),
+          planId: IdParam.shape.id.optional(),
+          limit: z.coerce.number().int().min(1).max(5000).default(200),
+        }),
+        response: { 200: z.array(HedgeJobView), ...errors },
+      },
+    },
+    async (req) => {
+      const q: { status?: string; planId?: string; limit: number } = { limit: req.query.limit };
+      if (req.query.status !== undefined) q.status = req.query.status;
+      if (req.query.planId !== undefined) q.planId = req.query.planId;
+      return ports.hedges.listJobs(q);
+    },
+  );
+  app.get(
+    '/v1/hedges/jobs/:id',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['hedges'],
+        summary: 'One job',
+        params: IdParam,
+        querystring: EmptyQuery,
+        response: { 200: HedgeJobView, ...errors },
+      },
+    },
+    async (req) => found(await ports.hedges.getJob(req.params.id), `job ${req.params.id}`),
+  );
+  app.post(
+    '/v1/hedges/jobs/:id/cancel',
+    {
+      config: { access: 'operator' },
+      schema: {
+        tags: ['hedges'],
+        summary: 'Cancel a job (409 when it already reached a final status)',
+        params: IdParam,
+        querystring: EmptyQuery,
+        body: ReasonBody,
+        response: { 200: HedgeJobView, ...errors },
+      },
+    },
+    async (req) => {
+      const actor = actorOf(req);
+      const job = await ports.hedges.cancelJob(req.params.id, actor);
+      await audit(actor, 'hedge.cancel', req.params.id, { reason: req.body.reason, status: job.status });
+      return job;
+    },
+  );
+
+  // ---- breakers and kill switch
+  app.get(
+    '/v1/controls',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['controls'],
+        summary: 'Kill switches and circuit breakers',
+        querystring: EmptyQuery,
+        response: {
+          200: z.object({ killSwitches: z.array(KillSwitchView), breakers: z.array(BreakerView) }),
+          ...errors,
+        },
+      },
+    },
+    async () => ({
+      killSwitches: await ports.controls.killSwitches(),
+      breakers: await ports.controls.breakers(),
+    }),
+  );
+  for (const action of ['trip', 'reset'] as const) {
+    app.post(
+      `/v1/kill-switch/${action}`,
+      {
+        config: { access: 'operator' },
+        schema: {
+          tags: ['controls'],
+          summary:
+            action === 'trip'
+              ? 'Engage a kill switch (global, per venue or per underlying): no new order is sent'
+              : 'Release a kill switch',
+          querystring: EmptyQuery,
+          body: KillBody,
+          response: { 200: KillSwitchView, ...errors },
+        },
+      },
+      async (req) => {
+        const actor = actorOf(req);
+        const q = killTarget(req.body);
+        const r =
+          action === 'trip'
+            ? await ports.controls.tripKillSwitch(q, actor)
+            : await ports.controls.resetKillSwitch(q, actor);
+        if (!ports.controls.auditsKillSwitch)
+          await audit(actor, `kill-switch.${action}`, q.target ? `${q.scope}:${q.target}` : q.scope, {
+            reason: q.reason,
+          });
+        return r;
+      },
+    );
+    app.post(
+      `/v1/breakers/:name/${action}`,
+      {
+        config: { access: 'operator' },
+        schema: {
+          tags: ['controls'],
+          summary: action === 'trip' ? 'Open a circuit breaker by hand' : 'Close a circuit breaker',
+          params: NameParam,
+          querystring: EmptyQuery,
+          body: ReasonBody,
+          response: { 200: BreakerView, ...errors },
+        },
+      },
+      async (req) => {
+        const actor = actorOf(req);
+        const r =
+          action === 'trip'
+            ? await ports.controls.tripBreaker(req.params.name, req.body.reason, actor)
+            : await ports.controls.resetBreaker(req.params.name, req.body.reason, actor);
+        await audit(actor, `breaker.${action}`, req.params.name, { reason: req.body.reason });
+        return r;
+      },
+    );
+  }
+
+  // ---- P&L, policy, audit
+  app.get(
+    '/v1/pnl',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['pnl'],
+        summary: 'P&L attribution (delta, gamma, vega, theta, funding, fees, residual) over a time range',
+        querystring: z.strictObject({
+          fromMs: z.coerce.number().int().min(0).max(8.64e15),
+          toMs: z.coerce.number().int().min(0).max(8.64e15),
+          underlying: Underlying.optional(),
+        }),
+        response: { 200: PnlView, ...errors },
+      },
+    },
+    async (req) => {
+      const r = range({ fromMs: req.query.fromMs, toMs: req.query.toMs, limit: 1 });
+      const q: { fromMs: number; toMs: number; underlying?: string } = {
+        fromMs: r.fromMs ?? 0,
+        toMs: r.toMs ?? 0,
+      };
+      if (req.query.underlying !== undefined) q.underlying = req.query.underlying;
+      return ports.pnl.attribution(q);
+    },
+  );
+  app.get(
+    '/v1/policy',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['policy'],
+        summary: 'Hedge policy parameters in force',
+        querystring: EmptyQuery,
+        response: { 200: PoliciesConfig, ...errors },
+      },
+    },
+    async () => ports.policy.get(),
+  );
+  app.put(
+    '/v1/policy',
+    {
+      config: { access: 'operator' },
+      schema: {
+        tags: ['policy'],
+        summary:
+          'Replace the hedge policy parameters (validated like the config file); the next tick uses them',
+        querystring: EmptyQuery,
+        body: PoliciesConfig,
+        response: { 200: PoliciesConfig, ...errors },
+      },
+    },
+    async (req) => {
+      const actor = actorOf(req);
+      const before = await ports.policy.get();
+      const next = await ports.policy.update(req.body, actor);
+      await audit(actor, 'policy.update', 'policy', { before, after: next });
+      return next;
+    },
+  );
+  app.get(
+    '/v1/audit',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['audit'],
+        summary: 'The audit trail of changes, oldest first',
+        querystring: TimeRangeQuery,
+        response: { 200: z.array(AuditEntryView), ...errors },
+      },
+    },
+    async (req) => ports.audit.list(range(req.query)),
+  );
+
+  // ---- tokens and roles (admin)
+  app.get(
+    '/v1/tokens',
+    {
+      config: { access: 'admin' },
+      schema: {
+        tags: ['tokens'],
+        summary: 'API tokens (never their values)',
+        querystring: EmptyQuery,
+        response: { 200: z.array(TokenView), ...errors },
+      },
+    },
+    async () => ports.tokens.list(),
+  );
+  app.post(
+    '/v1/tokens',
+    {
+      config: { access: 'admin' },
+      schema: {
+        tags: ['tokens'],
+        summary: 'Create a token; its value is in this answer only',
+        querystring: EmptyQuery,
+        body: TokenBody,
+        response: { 201: z.object({ token: z.string(), info: TokenView }), ...errors },
+      },
+    },
+    async (req, reply) => {
+      const actor = actorOf(req);
+      const { token, view } = await ports.tokens.create(req.body, actor);
+      await audit(actor, 'token.create', view.id, { name: view.name, grantedRole: view.role });
+      return reply.code(201).send({ token, info: view });
+    },
+  );
+  app.put(
+    '/v1/tokens/:id/role',
+    {
+      config: { access: 'admin' },
+      schema: {
+        tags: ['tokens'],
+        summary: "Change a token's role",
+        params: IdParam,
+        querystring: EmptyQuery,
+        body: RoleBody,
+        response: { 200: TokenView, ...errors },
+      },
+    },
+    async (req) => {
+      const actor = actorOf(req);
+      const v = await ports.tokens.setRole(req.params.id, req.body.role, actor);
+      await audit(actor, 'token.role', v.id, { grantedRole: v.role });
+      return v;
+    },
+  );
+  app.delete(
+    '/v1/tokens/:id',
+    {
+      config: { access: 'admin' },
+      schema: {
+        tags: ['tokens'],
+        summary: 'Revoke a token',
+        params: IdParam,
+        querystring: EmptyQuery,
+        response: { 204: z.null(), ...errors },
+      },
+    },
+    async (req, reply) => {
+      const actor = actorOf(req);
+      await ports.tokens.revoke(req.params.id, actor);
+      await audit(actor, 'token.revoke', req.params.id);
+      return reply.code(204).send(null);
+    },
+  );
+}

@@ -1,0 +1,209 @@
+import { ChainId, EntityId, OrderStatus, Underlying, VenueId } from '@xhedge/core';
+import { z } from 'zod';
+
+/**
+ * What the API returns. Views are deliberately loose objects (`z.looseObject`): the named fields are
+ * guaranteed and documented, and the run may add more (the risk engine's full snapshot) without the API
+ * changing. Request schemas are strict: an unknown field or query parameter is a 400 naming it.
+ */
+
+export const ErrorResponse = z
+  .object({
+    error: z.object({
+      code: z.string().describe('stable machine code, e.g. VALIDATION, NOT_FOUND, FORBIDDEN'),
+      message: z.string(),
+      details: z.record(z.string(), z.unknown()),
+    }),
+  })
+  .meta({ id: 'Error' });
+
+export const Role = z.enum(['viewer', 'operator', 'admin']);
+export type Role = z.infer<typeof Role>;
+
+/** Greeks of a book slice in project units (see @xhedge/core Greeks). */
+export const GreeksView = z.looseObject({
+  delta: z.number(),
+  deltaUsd: z.number(),
+  gamma: z.number(),
+  vegaPerVolPoint: z.number(),
+  thetaPerDay: z.number(),
+});
+export type GreeksView = z.infer<typeof GreeksView>;
+
+export const RiskSnapshotView = z
+  .looseObject({
+    seq: z.number().int().nonnegative(),
+    asOfMs: z.number(),
+    /** Book Greeks per underlying. */
+    underlyings: z.record(z.string(), GreeksView),
+  })
+  .meta({ id: 'RiskSnapshot' });
+export type RiskSnapshotView = z.infer<typeof RiskSnapshotView>;
+
+export const SliceBy = z.enum(['underlying', 'venue', 'chain']);
+export type SliceBy = z.infer<typeof SliceBy>;
+
+export const RiskSliceView = z
+  .looseObject({
+    by: SliceBy,
+    key: z.string(),
+    seq: z.number().int().nonnegative(),
+    asOfMs: z.number(),
+    /** Greeks of the slice per underlying (a venue or chain can hold several). */
+    underlyings: z.record(z.string(), GreeksView),
+  })
+  .meta({ id: 'RiskSlice' });
+export type RiskSliceView = z.infer<typeof RiskSliceView>;
+
+export const ScenarioGridView = z
+  .looseObject({
+    underlying: z.string(),
+    asOfMs: z.number(),
+    spotShocksPct: z.array(z.number()),
+    volShocksPts: z.array(z.number()),
+    /** P&L in USD, rows = vol shocks, columns = spot shocks. */
+    pnlUsd: z.array(z.array(z.number())),
+  })
+  .meta({ id: 'ScenarioGrid' });
+export type ScenarioGridView = z.infer<typeof ScenarioGridView>;
+
+export const HedgeLegView = z.looseObject({
+  id: z.string(),
+  venue: z.string(),
+  instrument: z.string(),
+  side: z.enum(['buy', 'sell']),
+  sizeBase: z.string(),
+});
+
+export const HedgePlanView = z
+  .looseObject({
+    planId: z.string(),
+    underlying: z.string(),
+    createdAtMs: z.number(),
+    reason: z.string(),
+    legs: z.array(HedgeLegView),
+  })
+  .meta({ id: 'HedgePlan' });
+export type HedgePlanView = z.infer<typeof HedgePlanView>;
+
+export const JobStatus = z.union([OrderStatus, z.enum(['blocked', 'waiting', 'active', 'completed'])]);
+
+export const HedgeJobView = z
+  .looseObject({
+    id: z.string().describe('the intent id, which is also the BullMQ job id'),
+    planId: z.string(),
+    venue: z.string(),
+    instrument: z.string(),
+    side: z.enum(['buy', 'sell']),
+    sizeBase: z.string(),
+    status: z.string(),
+    attempts: z.number().int().nonnegative(),
+    /** What happened, in words (filled 0.5 @ 95010, rejected: insufficient funds, ...). */
+    outcome: z.string().optional(),
+    filledSizeBase: z.string().optional(),
+    avgFillPriceUsd: z.string().optional(),
+    costUsd: z.number().optional(),
+    updatedAtMs: z.number(),
+  })
+  .meta({ id: 'HedgeJob' });
+export type HedgeJobView = z.infer<typeof HedgeJobView>;
+
+export const KillScope = z.enum(['global', 'venue', 'underlying']);
+export type KillScope = z.infer<typeof KillScope>;
+
+export const KillSwitchView = z
+  .looseObject({
+    scope: KillScope,
+    /** Venue id or underlying symbol; absent for global. */
+    target: z.string().optional(),
+    engaged: z.boolean(),
+    reason: z.string().optional(),
+    by: z.string().optional(),
+    sinceMs: z.number().optional(),
+  })
+  .meta({ id: 'KillSwitch' });
+export type KillSwitchView = z.infer<typeof KillSwitchView>;
+
+export const BreakerView = z
+  .looseObject({
+    name: z.string(),
+    state: z.enum(['closed', 'open', 'half-open']),
+    reason: z.string().optional(),
+    sinceMs: z.number().optional(),
+  })
+  .meta({ id: 'Breaker' });
+export type BreakerView = z.infer<typeof BreakerView>;
+
+export const PnlView = z
+  .looseObject({
+    fromMs: z.number(),
+    toMs: z.number(),
+    totalUsd: z.number(),
+    /** Attribution per underlying: delta, gamma, vega, theta, funding, fees, residual, USD. */
+    byUnderlying: z.record(z.string(), z.record(z.string(), z.number())),
+  })
+  .meta({ id: 'PnlAttribution' });
+export type PnlView = z.infer<typeof PnlView>;
+
+export const AuditEntryView = z
+  .looseObject({
+    id: z.string(),
+    atMs: z.number(),
+    actor: z.string(),
+    action: z.string(),
+    target: z.string(),
+    details: z.record(z.string(), z.unknown()),
+  })
+  .meta({ id: 'AuditEntry' });
+export type AuditEntryView = z.infer<typeof AuditEntryView>;
+
+/** A venue as the API shows it: the config without credential references (write-only). */
+export const VenueView = z
+  .object({
+    id: z.string(),
+    kind: z.string(),
+    chain: z.string(),
+    enabled: z.boolean(),
+    endpoints: z.record(z.string(), z.unknown()),
+    params: z.record(z.string(), z.unknown()),
+    /** Names of the credentials configured (privateKey, apiKey); their references are never returned. */
+    credentialNames: z.array(z.string()),
+  })
+  .meta({ id: 'Venue' });
+export type VenueView = z.infer<typeof VenueView>;
+
+export const TokenView = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    role: Role,
+    createdAtMs: z.number(),
+    createdBy: z.string(),
+  })
+  .meta({ id: 'Token' });
+export type TokenView = z.infer<typeof TokenView>;
+
+export const ReadinessView = z.object({
+  ready: z.boolean(),
+  checks: z.array(z.object({ name: z.string(), ok: z.boolean(), detail: z.string().optional() })),
+});
+export type ReadinessView = z.infer<typeof ReadinessView>;
+
+// ---- request pieces
+
+/** Query integers arrive as strings. */
+const QueryInt = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+export const TimeRangeQuery = z.strictObject({
+  fromMs: QueryInt(0, 8.64e15).optional(),
+  toMs: QueryInt(0, 8.64e15).optional(),
+  limit: QueryInt(1, 5000).default(500),
+});
+export const EmptyQuery = z.strictObject({});
+export const IdParam = z.strictObject({ id: EntityId });
+export const VenueParam = z.strictObject({ id: VenueId });
+export const UnderlyingParam = z.strictObject({ underlying: Underlying });
+export const ChainParam = z.strictObject({ chain: ChainId });
+export const NameParam = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9:_.-]{1,128}$/, 'expected a breaker name'),
+});
+export const Reason = z.string().trim().min(3, 'say why, in at least 3 characters').max(500);

@@ -1,0 +1,341 @@
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfigFile } from '@xhedge/config';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { registerMetrics } from './metrics.ts';
+import { buildApiServer } from './server.ts';
+import { type MemoryPorts, memoryPorts } from './testing/memory-ports.ts';
+import { bootstrapAdminToken, FileTokenStore } from './tokens.ts';
+
+const cfg = loadConfigFile(new URL('../../../configs/profiles/paper.yaml', import.meta.url).pathname);
+const ADMIN = 'admin-token-for-unit-tests-0123456789';
+
+let app: FastifyInstance;
+let ports: MemoryPorts;
+const tokens: Record<'viewer' | 'operator' | 'admin', string> = { viewer: '', operator: '', admin: ADMIN };
+
+const snapshot = (seq: number) => ({
+  seq,
+  asOfMs: 1_000 * seq,
+  underlyings: {
+    BTC: { delta: 1.5, deltaUsd: 142_500, gamma: 0.001, vegaPerVolPoint: -900, thetaPerDay: 120 },
+  },
+  extra: 'kept',
+});
+
+beforeAll(async () => {
+  ports = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+  registerMetrics(ports.metrics, ports).observeHedge({
+    venue: 'gmx-arb',
+    underlying: 'BTC',
+    status: 'filled',
+    costUsd: 12.5,
+    latencyMs: 800,
+  });
+  app = await buildApiServer({ ports, logger: false, rateLimitPerMinute: 100_000 });
+  const system = { tokenId: 'x', name: 'test', role: 'admin' as const };
+  tokens.viewer = (await ports.tokens.create({ name: 'v', role: 'viewer' }, system)).token;
+  tokens.operator = (await ports.tokens.create({ name: 'o', role: 'operator' }, system)).token;
+  await app.ready();
+});
+afterAll(async () => app.close());
+
+const auth = (role: keyof typeof tokens) => ({ authorization: `Bearer ${tokens[role]}` });
+
+describe('operator API', () => {
+  it('answers health and readiness without auth; readiness is 503 before the first snapshot', async () => {
+    expect((await app.inject({ url: '/v1/health' })).statusCode).toBe(200);
+    const r = await app.inject({ url: '/v1/ready' });
+    expect(r.statusCode).toBe(503);
+    expect(r.json().ready).toBe(false);
+    ports.publish(snapshot(1));
+    expect((await app.inject({ url: '/v1/ready' })).statusCode).toBe(200);
+  });
+
+  it('serves an OpenAPI 3.1 document and Swagger UI', async () => {
+    const doc = (await app.inject({ url: '/docs/json' })).json();
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.paths)).toContain('/v1/risk/snapshot');
+    expect(Object.keys(doc.paths).every((p: string) => p.startsWith('/v1/'))).toBe(true);
+    const ui = await app.inject({ url: '/docs/' });
+    expect(ui.statusCode).toBe(200);
+    expect(ui.body).toMatch(/swagger/i);
+  });
+
+  it('returns the snapshot with extra fields intact', async () => {
+    const r = await app.inject({ url: '/v1/risk/snapshot', headers: auth('viewer') });
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toMatchObject({ seq: 1, extra: 'kept' });
+  });
+
+  it('rejects a malformed request with 400 naming the field, in the one error shape', async () => {
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/venues',
+      headers: auth('operator'),
+      payload: { id: 'new-venue', kind: 'paper-gmx', chain: 'arbitrum' },
+    });
+    expect(r.statusCode).toBe(400);
+    const e = r.json().error;
+    expect(e.code).toBe('VALIDATION');
+    expect(e.message).toMatch(/^body\.chain:/);
+    const q = await app.inject({ url: '/v1/risk/history?limit=0&bogus=1', headers: auth('viewer') });
+    expect(q.statusCode).toBe(400);
+    expect(q.json().error.details.issues.map((i: { field: string }) => i.field)).toEqual(
+      expect.arrayContaining(['querystring.limit']),
+    );
+    const long = await app.inject({ url: `/v1/venues/${'x'.repeat(300)}`, headers: auth('viewer') });
+    expect(long.statusCode).toBe(414);
+    expect(long.json().error.code).toBe('URI_TOO_LONG');
+    const bad = await app.inject({
+      method: 'POST',
+      url: '/v1/kill-switch/trip',
+      headers: { ...auth('operator'), 'content-type': 'application/json' },
+      payload: '{"scope": ',
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.code).toBe('BAD_REQUEST');
+  });
+
+  it('never returns credentials and refuses inline secrets', async () => {
+    const add = await app.inject({
+      method: 'POST',
+      url: '/v1/venues',
+      headers: auth('operator'),
+      payload: {
+        id: 'gmx-two',
+        kind: 'gmx',
+        chain: 'evm:42161',
+        credentials: { privateKey: { env: 'GMX_KEY' } },
+      },
+    });
+    expect(add.statusCode).toBe(201);
+    expect(add.body).not.toContain('GMX_KEY');
+    expect(add.json().credentialNames).toEqual(['privateKey']);
+    const inline = await app.inject({
+      method: 'POST',
+      url: '/v1/venues',
+      headers: auth('operator'),
+      payload: { id: 'gmx-three', kind: 'gmx', chain: 'evm:42161', params: { apiKey: 'sk-live-1' } },
+    });
+    expect(inline.statusCode).toBe(400);
+    expect(inline.body).not.toContain('sk-live-1');
+    expect(inline.json().error.details.issues[0].field).toBe('body.params.apiKey');
+    const dup = await app.inject({
+      method: 'POST',
+      url: '/v1/venues',
+      headers: auth('operator'),
+      payload: { id: 'gmx-two', kind: 'gmx', chain: 'evm:42161' },
+    });
+    expect(dup.statusCode).toBe(409);
+  });
+
+  it('audits every change with who made it', async () => {
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/kill-switch/trip',
+      headers: auth('operator'),
+      payload: { scope: 'venue', target: 'gmx-arb', reason: 'venue acting up' },
+    });
+    expect(r.statusCode).toBe(200);
+    expect(r.json()).toMatchObject({ scope: 'venue', target: 'gmx-arb', engaged: true, by: 'o' });
+    expect(ports.auditLog.at(-1)).toMatchObject({
+      actor: 'o',
+      action: 'kill-switch.trip',
+      target: 'venue:gmx-arb',
+    });
+    const noTarget = await app.inject({
+      method: 'POST',
+      url: '/v1/kill-switch/trip',
+      headers: auth('operator'),
+      payload: { scope: 'venue', reason: 'no target given' },
+    });
+    expect(noTarget.statusCode).toBe(400);
+    expect(noTarget.json().error.message).toMatch(/^body\.target/);
+  });
+
+  it('writes no second audit entry for a kill-switch change its port audits itself', async () => {
+    const own = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const system = { tokenId: 'x', name: 'test', role: 'admin' as const };
+    const op = (await own.tokens.create({ name: 'o2', role: 'operator' }, system)).token;
+    const selfAuditing = buildApiServer({
+      ports: { ...own, controls: { ...own.controls, auditsKillSwitch: true } },
+      logger: false,
+    });
+    const a2 = await selfAuditing;
+    try {
+      const before = own.auditLog.length;
+      const r = await a2.inject({
+        method: 'POST',
+        url: '/v1/kill-switch/trip',
+        headers: { authorization: `Bearer ${op}` },
+        payload: { scope: 'global', reason: 'audited by the kill switch itself' },
+      });
+      expect(r.statusCode).toBe(200);
+      expect(own.auditLog.length).toBe(before);
+      // Other changes are still audited by the API.
+      const b = await a2.inject({
+        method: 'POST',
+        url: '/v1/breakers/venue:gmx-arb/trip',
+        headers: { authorization: `Bearer ${op}` },
+        payload: { reason: 'by hand' },
+      });
+      expect(b.statusCode).toBe(200);
+      expect(own.auditLog.at(-1)).toMatchObject({ action: 'breaker.trip', actor: 'o2' });
+    } finally {
+      await a2.close();
+    }
+  });
+
+  it('creates, uses and revokes tokens (admin only); the value appears once', async () => {
+    const c = await app.inject({
+      method: 'POST',
+      url: '/v1/tokens',
+      headers: auth('admin'),
+      payload: { name: 'ci', role: 'viewer' },
+    });
+    expect(c.statusCode).toBe(201);
+    const { token, info } = c.json();
+    expect(
+      (await app.inject({ url: '/v1/venues', headers: { authorization: `Bearer ${token}` } })).statusCode,
+    ).toBe(200);
+    const list = await app.inject({ url: '/v1/tokens', headers: auth('admin') });
+    expect(list.body).not.toContain(token);
+    const del = await app.inject({ method: 'DELETE', url: `/v1/tokens/${info.id}`, headers: auth('admin') });
+    expect(del.statusCode).toBe(204);
+    expect(
+      (await app.inject({ url: '/v1/venues', headers: { authorization: `Bearer ${token}` } })).statusCode,
+    ).toBe(401);
+    expect(ports.auditLog.map((a) => a.action)).toEqual(
+      expect.arrayContaining(['token.create', 'token.revoke']),
+    );
+  });
+
+  it('exposes Prometheus metrics behind auth', async () => {
+    expect((await app.inject({ url: '/metrics' })).statusCode).toBe(401);
+    const m = await app.inject({ url: '/metrics', headers: auth('viewer') });
+    expect(m.statusCode).toBe(200);
+    expect(m.body).toContain('xhedge_book_greek{underlying="BTC",greek="delta"} 1.5');
+    expect(m.body).toContain('xhedge_hedges_total{venue="gmx-arb",underlying="BTC",status="filled"} 1');
+    expect(m.body).toContain('xhedge_breaker_state_now{breaker="venue:gmx-arb"} 0');
+  });
+
+  it('streams snapshots as server-sent events', async () => {
+    const address = await app.listen({ port: 0, host: '127.0.0.1' });
+    const ctl = new AbortController();
+    const res = await fetch(`${address}/v1/risk/stream`, { headers: auth('viewer'), signal: ctl.signal });
+    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const reader = res.body!.getReader();
+    let text = '';
+    setTimeout(() => ports.publish(snapshot(2)), 50);
+    while (!text.includes('"seq":2')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    ctl.abort();
+    expect(text).toContain('event: snapshot');
+    expect(text).toContain('id: 2');
+  });
+});
+
+type Need = 'public' | 'viewer' | 'operator' | 'admin';
+/** The rule from the issue: reads need viewer, changes operator, tokens and roles admin. */
+function expectedAccess(method: string, path: string): Need {
+  if (path === '/v1/health' || path === '/v1/ready') return 'public';
+  if (path.startsWith('/v1/tokens')) return 'admin';
+  return method === 'get' ? 'viewer' : 'operator';
+}
+const SAMPLE: Record<string, string> = {
+  id: 'gmx-arb',
+  underlying: 'BTC',
+  chain: 'evm:42161',
+  name: 'venue:gmx-arb',
+};
+
+describe('auth matrix: every role against every route of the OpenAPI document', () => {
+  it("gives 401 without a token, 403 below the route's role, and lets the role and above through", async () => {
+    const doc = (await app.inject({ url: '/docs/json' })).json() as {
+      paths: Record<string, Record<string, unknown>>;
+    };
+    const routes = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.keys(ops).map((method) => ({ method, path })),
+    );
+    routes.push({ method: 'get', path: '/metrics' });
+    expect(routes.length).toBeGreaterThanOrEqual(28);
+    const rank: Record<Need, number> = { public: 0, viewer: 1, operator: 2, admin: 3 };
+    const rows: string[] = [];
+    for (const { method, path } of routes) {
+      const need = expectedAccess(method, path);
+      const url = path.replace(/\{(\w+)\}/g, (_m, k: string) => encodeURIComponent(SAMPLE[k] ?? 'x'));
+      for (const who of ['none', 'viewer', 'operator', 'admin'] as const) {
+        const allowed = rank[who === 'none' ? 'public' : who] >= rank[need];
+        if (allowed && path === '/v1/risk/stream') continue; // an allowed stream never ends; covered by the SSE test
+        const headers = who === 'none' ? {} : auth(who);
+        const r = await app.inject({ method: method.toUpperCase() as 'GET', url, headers });
+        const got = r.statusCode;
+        const ok = allowed ? got !== 401 && got !== 403 : got === (who === 'none' ? 401 : 403);
+        if (!ok) rows.push(`${method} ${path} as ${who}: ${got} (${need} needed)`);
+        if (!allowed) expect(r.json().error.code).toBe(who === 'none' ? 'UNAUTHORIZED' : 'FORBIDDEN');
+      }
+    }
+    expect(rows).toEqual([]);
+  });
+});
+
+describe('rate limiting', () => {
+  it('answers 429 RATE_LIMITED past the limit', async () => {
+    const p = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const small = await buildApiServer({ ports: p, logger: false, rateLimitPerMinute: 3 });
+    const codes: number[] = [];
+    for (let i = 0; i < 5; i++)
+      codes.push(
+        (await small.inject({ url: '/v1/venues', headers: { authorization: `Bearer ${ADMIN}` } })).statusCode,
+      );
+    await small.close();
+    expect(codes).toEqual([200, 200, 200, 429, 429]);
+  });
+});
+
+describe('admin token bootstrap', () => {
+  it('generates one admin token on a paper profile, keeps only its hash and a 0600 one-time file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xhedge-api-'));
+    try {
+      const file = join(dir, 'tokens.json');
+      const store = new FileTokenStore({ file });
+      const first = await bootstrapAdminToken({
+        store,
+        dataDir: dir,
+        envToken: undefined,
+        paperProfile: true,
+      });
+      expect(first.source).toBe('generated');
+      expect(first.token).toMatch(/^xh_/);
+      expect(readFileSync(file, 'utf8')).not.toContain(first.token);
+      expect(statSync(join(dir, 'admin-token')).mode & 0o777).toBe(0o600);
+      const again = new FileTokenStore({ file });
+      expect((await again.verify(first.token!))?.role).toBe('admin');
+      expect(await again.verify(`${first.token}x`)).toBeUndefined();
+      const second = await bootstrapAdminToken({
+        store: again,
+        dataDir: dir,
+        envToken: undefined,
+        paperProfile: true,
+      });
+      expect(second.source).toBe('existing');
+      expect(second.token).toBeUndefined();
+      await expect(
+        bootstrapAdminToken({
+          store: new FileTokenStore(),
+          dataDir: dir,
+          envToken: undefined,
+          paperProfile: false,
+        }),
+      ).rejects.toThrow(/XHEDGE_API_TOKEN/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

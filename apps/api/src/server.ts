@@ -1,0 +1,127 @@
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import fastifyRateLimit from '@fastify/rate-limit';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { bearerToken, checkAccess, installAuth } from './auth.ts';
+import { ApiError, frameworkErrorHandler, installErrorHandling } from './errors.ts';
+import type { ApiPorts } from './ports.ts';
+import { registerRoutes } from './routes.ts';
+import { registerSnapshotStream } from './stream.ts';
+import { sha256Hex } from './tokens.ts';
+
+/** Log paths that may hold secrets: censored by pino before anything is written. */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
+  '*.token',
+  '*.password',
+  '*.privateKey',
+  '*.apiKey',
+  '*.secret',
+  '*.credentials',
+  'body.token',
+];
+
+export interface ApiServerOptions {
+  ports: ApiPorts;
+  /** A pino logger (give it {@link REDACT_PATHS}), or false for none. @defaultValue pino at info, secrets redacted */
+  logger?: FastifyBaseLogger | false;
+  /** Requests per minute per token (or per address without one). @defaultValue 600 */
+  rateLimitPerMinute?: number;
+  /** Largest request body, bytes. @defaultValue 256 KiB */
+  bodyLimitBytes?: number;
+  /** SSE heartbeat period, ms. @defaultValue 15000 */
+  heartbeatMs?: number;
+  /** Public URL base shown in the OpenAPI document's servers list. */
+  publicUrl?: string;
+}
+
+/**
+ * Builds the operator API (not yet listening): versioned routes under /v1 with zod schemas, the generated
+ * OpenAPI document at /docs/json and Swagger UI at /docs, Prometheus text at /metrics, Bull Board at
+ * /admin/queues, bearer-token roles, rate limiting and one JSON error shape.
+ */
+export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyInstance> {
+  const { ports } = opts;
+  const logging =
+    opts.logger === undefined
+      ? { logger: { level: 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } } }
+      : opts.logger === false
+        ? { logger: false }
+        : { loggerInstance: opts.logger };
+  const app = Fastify({
+    ...logging,
+    bodyLimit: opts.bodyLimitBytes ?? 256 * 1024,
+    return503OnClosing: true,
+    frameworkErrors: frameworkErrorHandler,
+    forceCloseConnections: true,
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installErrorHandling(app);
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'xhedge operator API',
+        description:
+          'Risk snapshots, hedges, breakers and kill switch, venues, policy and P&L of a running xhedge. ' +
+          'Authenticate with `Authorization: Bearer <token>`; roles viewer < operator < admin. Every error is ' +
+          '`{error: {code, message, details}}`.',
+        version: '1.0.0',
+      },
+      servers: opts.publicUrl ? [{ url: opts.publicUrl }] : [],
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    hideUntagged: true,
+    transform: jsonSchemaTransform,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  await app.register(fastifyRateLimit, {
+    max: opts.rateLimitPerMinute ?? 600,
+    timeWindow: 60_000,
+    // Per token (hashed, so the limiter's keys hold no secret), else per address.
+    keyGenerator: (req) => {
+      const t = bearerToken(req);
+      return t ? `t:${sha256Hex(t)}` : `ip:${req.ip}`;
+    },
+    errorResponseBuilder: (_req, ctx) =>
+      new ApiError(
+        'RATE_LIMITED',
+        `rate limit of ${ctx.max} requests per minute exceeded; retry in ${ctx.after}`,
+      ),
+  });
+
+  installAuth(app, ports.tokens);
+  registerRoutes(app, ports);
+  registerSnapshotStream(app, ports, opts.heartbeatMs ?? 15_000);
+
+  app.get('/metrics', { config: { access: 'viewer' }, schema: { hide: true } }, async (_req, reply) => {
+    reply.header('content-type', ports.metrics.contentType);
+    return ports.metrics.metrics();
+  });
+
+  if (ports.queues && ports.queues.length > 0) {
+    const queues = ports.queues;
+    await app.register(async (board) => {
+      // Read-only: retrying or removing jobs by hand would bypass the audit ledger and the controls.
+      board.addHook('onRequest', async (req) => checkAccess(ports.tokens, req, 'viewer'));
+      const adapter = new FastifyAdapter();
+      createBullBoard({
+        queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: true })),
+        serverAdapter: adapter,
+      });
+      adapter.setBasePath('/admin/queues');
+      await board.register(adapter.registerPlugin(), { prefix: '/admin/queues' });
+    });
+  }
+  return app;
+}

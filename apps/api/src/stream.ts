@@ -1,0 +1,62 @@
+import type { FastifyInstance } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { ApiPorts } from './ports.ts';
+import { EmptyQuery, ErrorResponse } from './schemas.ts';
+
+/**
+ * `GET /v1/risk/stream`: server-sent events, one `snapshot` event per new risk snapshot (the newest one
+ * first, on connect), and a comment line every `heartbeatMs` so proxies keep the connection open.
+ */
+export function registerSnapshotStream(root: FastifyInstance, ports: ApiPorts, heartbeatMs: number): void {
+  const open = new Set<() => void>();
+  root.addHook('preClose', async () => {
+    for (const end of [...open]) end();
+  });
+  root.withTypeProvider<ZodTypeProvider>().get(
+    '/v1/risk/stream',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['risk'],
+        summary: 'Server-sent events: `event: snapshot` with each new risk snapshot as JSON',
+        querystring: EmptyQuery,
+        response: {
+          200: z.string().describe('text/event-stream'),
+          400: ErrorResponse,
+          401: ErrorResponse,
+          403: ErrorResponse,
+        },
+      },
+    },
+    async (req, reply) => {
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-cache, no-transform',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
+      const send = (data: unknown) => {
+        const seq = (data as { seq?: unknown }).seq;
+        res.write(
+          `${typeof seq === 'number' ? `id: ${seq}\n` : ''}event: snapshot\ndata: ${JSON.stringify(data)}\n\n`,
+        );
+      };
+      const latest = await ports.risk.latest();
+      if (latest) send(latest);
+      const unsubscribe = ports.risk.subscribe(send);
+      const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), heartbeatMs);
+      heartbeat.unref();
+      const end = () => {
+        clearInterval(heartbeat);
+        unsubscribe();
+        open.delete(end);
+        if (!res.writableEnded) res.end();
+      };
+      open.add(end);
+      req.raw.on('close', end);
+    },
+  );
+}

@@ -1,0 +1,174 @@
+import type { VenueConfig } from '@xhedge/config';
+import { XhedgeError } from '@xhedge/core';
+import { Registry } from 'prom-client';
+import type { Actor, ApiPorts, Policies } from '../ports.ts';
+import type {
+  AuditEntryView,
+  BreakerView,
+  HedgeJobView,
+  HedgePlanView,
+  KillSwitchView,
+  RiskSnapshotView,
+} from '../schemas.ts';
+import { FileTokenStore } from '../tokens.ts';
+
+/**
+ * In-memory ports for the API's own unit tests: they hold what the API reads and record what it changes,
+ * and implement no risk, execution or venue logic.
+ */
+export interface MemoryPorts extends ApiPorts {
+  tokens: FileTokenStore;
+  auditLog: AuditEntryView[];
+  publish(s: RiskSnapshotView): void;
+}
+
+export function memoryPorts(opts: {
+  venues: VenueConfig[];
+  policy: Policies;
+  adminToken: string;
+}): MemoryPorts {
+  const snapshots: RiskSnapshotView[] = [];
+  const listeners = new Set<(s: RiskSnapshotView) => void>();
+  const venues = new Map(opts.venues.map((v) => [v.id, v]));
+  let policy = opts.policy;
+  const kills: KillSwitchView[] = [{ scope: 'global', engaged: false }];
+  const breakers: BreakerView[] = [{ name: 'venue:gmx-arb', state: 'closed' }];
+  const plans: HedgePlanView[] = [
+    {
+      planId: 'plan_1',
+      underlying: 'BTC',
+      createdAtMs: 1,
+      reason: 'delta drift',
+      legs: [{ id: 'int_1', venue: 'gmx-arb', instrument: 'BTC-USD:PERP', side: 'buy', sizeBase: '0.5' }],
+    },
+  ];
+  const jobs: HedgeJobView[] = [
+    {
+      id: 'int_1',
+      planId: 'plan_1',
+      venue: 'gmx-arb',
+      instrument: 'BTC-USD:PERP',
+      side: 'buy',
+      sizeBase: '0.5',
+      status: 'queued',
+      attempts: 0,
+      updatedAtMs: 1,
+    },
+  ];
+  const auditLog: AuditEntryView[] = [];
+  const notFound = (what: string) => new XhedgeError('NOT_FOUND', `${what} not found`);
+  const kill = (scope: KillSwitchView['scope'], target: string | undefined): KillSwitchView => {
+    let k = kills.find((x) => x.scope === scope && x.target === target);
+    if (!k) {
+      k = target === undefined ? { scope, engaged: false } : { scope, target, engaged: false };
+      kills.push(k);
+    }
+    return k;
+  };
+  const breaker = (name: string) => {
+    const b = breakers.find((x) => x.name === name);
+    if (!b) throw notFound(`breaker ${name}`);
+    return b;
+  };
+  return {
+    auditLog,
+    publish(s) {
+      snapshots.push(s);
+      for (const l of listeners) l(s);
+    },
+    readiness: async () => ({
+      ready: snapshots.length > 0,
+      checks: [{ name: 'snapshot', ok: snapshots.length > 0 }],
+    }),
+    risk: {
+      latest: async () => snapshots.at(-1),
+      history: async (r) =>
+        snapshots
+          .filter(
+            (s) =>
+              (r.fromMs === undefined || s.asOfMs >= r.fromMs) &&
+              (r.toMs === undefined || s.asOfMs <= r.toMs),
+          )
+          .slice(0, r.limit),
+      slice: async (by, key) => {
+        const s = snapshots.at(-1);
+        if (!s || by !== 'underlying' || !s.underlyings[key]) return undefined;
+        return { by, key, seq: s.seq, asOfMs: s.asOfMs, underlyings: { [key]: s.underlyings[key] } };
+      },
+      scenarioGrid: async (q) => ({
+        underlying: q.underlying,
+        asOfMs: 0,
+        spotShocksPct: q.spotShocksPct,
+        volShocksPts: q.volShocksPts,
+        pnlUsd: q.volShocksPts.map(() => q.spotShocksPct.map(() => 0)),
+      }),
+      subscribe: (fn) => {
+        listeners.add(fn);
+        return () => listeners.delete(fn);
+      },
+    },
+    hedges: {
+      listPlans: async (r) => plans.slice(0, r.limit),
+      getPlan: async (id) => plans.find((p) => p.planId === id),
+      listJobs: async (q) =>
+        jobs.filter((j) => q.status === undefined || j.status === q.status).slice(0, q.limit),
+      getJob: async (id) => jobs.find((j) => j.id === id),
+      cancelJob: async (id) => {
+        const j = jobs.find((x) => x.id === id);
+        if (!j) throw notFound(`job ${id}`);
+        if (j.status === 'cancelled') throw new XhedgeError('CONFLICT', `job ${id} is already cancelled`);
+        j.status = 'cancelled';
+        return j;
+      },
+    },
+    controls: {
+      killSwitches: async () => kills,
+      tripKillSwitch: async (q, a) =>
+        Object.assign(kill(q.scope, q.target), { engaged: true, reason: q.reason, by: a.name }),
+      resetKillSwitch: async (q, a) =>
+        Object.assign(kill(q.scope, q.target), { engaged: false, reason: q.reason, by: a.name }),
+      breakers: async () => breakers,
+      tripBreaker: async (n, reason) => Object.assign(breaker(n), { state: 'open' as const, reason }),
+      resetBreaker: async (n, reason) => Object.assign(breaker(n), { state: 'closed' as const, reason }),
+    },
+    venues: {
+      list: async () => [...venues.values()],
+      get: async (id) => venues.get(id),
+      add: async (v) => {
+        if (venues.has(v.id)) throw new XhedgeError('CONFLICT', `venue ${v.id} exists`);
+        venues.set(v.id, v);
+        return v;
+      },
+      update: async (id, v) => {
+        if (!venues.has(id)) throw notFound(`venue ${id}`);
+        venues.set(id, v);
+        return v;
+      },
+      disable: async (id) => {
+        const v = venues.get(id);
+        if (!v) throw notFound(`venue ${id}`);
+        const next = { ...v, enabled: false };
+        venues.set(id, next);
+        return next;
+      },
+    },
+    policy: {
+      get: async () => policy,
+      update: async (next: Policies, _a: Actor) => {
+        policy = next;
+        return policy;
+      },
+    },
+    pnl: {
+      attribution: async (q) => ({ fromMs: q.fromMs, toMs: q.toMs, totalUsd: 0, byUnderlying: {} }),
+    },
+    audit: {
+      record: async (e) => {
+        auditLog.push({ id: `aud_${auditLog.length + 1}`, atMs: auditLog.length, ...e });
+      },
+      list: async (r) => auditLog.slice(0, r.limit),
+    },
+    tokens: new FileTokenStore({ envAdminToken: opts.adminToken }),
+    metrics: new Registry(),
+  };
+}

@@ -1,0 +1,191 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Clock, deterministicId, systemClock, XhedgeError } from '@xhedge/core';
+import { z } from 'zod';
+import type { Actor, TokensPort } from './ports.ts';
+import { Role, type TokenView } from './schemas.ts';
+
+/** What each role may do: reads need viewer, changes operator, tokens and roles admin. */
+const RANK: Readonly<Record<Role, number>> = { viewer: 1, operator: 2, admin: 3 };
+export function roleAllows(have: Role, need: Role): boolean {
+  return RANK[have] >= RANK[need];
+}
+
+export function sha256Hex(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+/** A fresh bearer token: `xh_` + 32 random bytes, base64url. */
+export function generateToken(random: (n: number) => Buffer = randomBytes): string {
+  return `xh_${random(32).toString('base64url')}`;
+}
+
+const StoredToken = z.object({
+  id: z.string(),
+  name: z.string(),
+  role: Role,
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  createdAtMs: z.number(),
+  createdBy: z.string(),
+});
+type StoredToken = z.infer<typeof StoredToken>;
+const TokenFile = z.object({ version: z.literal(1), tokens: z.array(StoredToken) });
+
+export interface FileTokenStoreOptions {
+  /** JSON file holding token hashes (never clear tokens); undefined keeps them in memory only. */
+  file?: string;
+  /** An extra admin token (XHEDGE_API_TOKEN): only its hash is kept, in memory. */
+  envAdminToken?: string | undefined;
+  clock?: Clock;
+  random?: (n: number) => Buffer;
+}
+
+/**
+ * Bearer tokens stored as sha256 hashes in a JSON file (mode 0600), compared in constant time. The clear
+ * token exists only in the answer to `create`. One file per data folder: API replicas on several hosts
+ * need a shared data folder or their own admin token from the environment.
+ */
+export class FileTokenStore implements TokensPort {
+  readonly #file: string | undefined;
+  readonly #clock: Clock;
+  readonly #random: (n: number) => Buffer;
+  #tokens: StoredToken[] = [];
+  readonly #env: StoredToken | undefined;
+
+  constructor(opts: FileTokenStoreOptions = {}) {
+    this.#file = opts.file;
+    this.#clock = opts.clock ?? systemClock;
+    this.#random = opts.random ?? randomBytes;
+    if (opts.envAdminToken !== undefined && opts.envAdminToken !== '') {
+      if (opts.envAdminToken.length < 16)
+        throw new XhedgeError('CONFIG_INVALID', 'XHEDGE_API_TOKEN must be at least 16 characters');
+      this.#env = {
+        id: 'env-admin',
+        name: 'env:XHEDGE_API_TOKEN',
+        role: 'admin',
+        sha256: sha256Hex(opts.envAdminToken),
+        createdAtMs: this.#clock.nowMs(),
+        createdBy: 'environment',
+      };
+    }
+    if (this.#file !== undefined) this.#load(this.#file);
+  }
+
+  #load(file: string): void {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    const parsed = TokenFile.safeParse(JSON.parse(text));
+    if (!parsed.success) throw new XhedgeError('CONFIG_INVALID', `token file ${file} is corrupt`);
+    this.#tokens = parsed.data.tokens;
+  }
+
+  #save(): void {
+    if (this.#file === undefined) return;
+    const tmp = `${this.#file}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ version: 1, tokens: this.#tokens }, null, 2), { mode: 0o600 });
+    renameSync(tmp, this.#file);
+  }
+
+  hasAdmin(): boolean {
+    return this.#env !== undefined || this.#tokens.some((t) => t.role === 'admin');
+  }
+
+  async verify(token: string): Promise<Actor | undefined> {
+    const hash = Buffer.from(sha256Hex(token), 'hex');
+    let found: StoredToken | undefined;
+    // Compare against every stored hash so timing does not tell how many tokens exist or which matched.
+    for (const t of this.#env ? [this.#env, ...this.#tokens] : this.#tokens) {
+      if (timingSafeEqual(hash, Buffer.from(t.sha256, 'hex'))) found = t;
+    }
+    return found ? { tokenId: found.id, name: found.name, role: found.role } : undefined;
+  }
+
+  async list(): Promise<TokenView[]> {
+    return [...(this.#env ? [this.#env] : []), ...this.#tokens].map(view);
+  }
+
+  async create(q: { name: string; role: Role }, actor: Actor): Promise<{ token: string; view: TokenView }> {
+    const token = generateToken(this.#random);
+    const createdAtMs = this.#clock.nowMs();
+    const stored: StoredToken = {
+      id: deterministicId('tok', sha256Hex(token)),
+      name: q.name,
+      role: q.role,
+      sha256: sha256Hex(token),
+      createdAtMs,
+      createdBy: actor.name,
+    };
+    this.#tokens.push(stored);
+    this.#save();
+    return { token, view: view(stored) };
+  }
+
+  async setRole(id: string, role: Role, _actor: Actor): Promise<TokenView> {
+    const t = this.#find(id);
+    t.role = role;
+    this.#save();
+    return view(t);
+  }
+
+  async revoke(id: string, _actor: Actor): Promise<void> {
+    this.#find(id);
+    this.#tokens = this.#tokens.filter((t) => t.id !== id);
+    this.#save();
+  }
+
+  #find(id: string): StoredToken {
+    if (id === this.#env?.id)
+      throw new XhedgeError(
+        'CONFLICT',
+        'the environment admin token is changed in the environment, not here',
+      );
+    const t = this.#tokens.find((x) => x.id === id);
+    if (!t) throw new XhedgeError('NOT_FOUND', `no token ${id}`, { details: { id } });
+    return t;
+  }
+}
+
+function view(t: StoredToken): TokenView {
+  return { id: t.id, name: t.name, role: t.role, createdAtMs: t.createdAtMs, createdBy: t.createdBy };
+}
+
+export interface AdminTokenBootstrap {
+  /** `env`: XHEDGE_API_TOKEN; `generated`: created now (token set, print it once); `existing`: made earlier. */
+  source: 'env' | 'generated' | 'existing';
+  /** The clear admin token, only when generated now. */
+  token?: string;
+  /** The one-time file holding the generated token (mode 0600). */
+  file?: string;
+}
+
+/**
+ * Makes sure an admin token exists. With XHEDGE_API_TOKEN set, that is the admin token. Otherwise, on a
+ * paper profile, one is generated at first start, written once to `<dataDir>/admin-token` (0600) and
+ * returned so the caller prints it; outside paper profiles a missing token is a configuration error.
+ */
+export async function bootstrapAdminToken(opts: {
+  store: FileTokenStore;
+  dataDir: string;
+  envToken: string | undefined;
+  paperProfile: boolean;
+}): Promise<AdminTokenBootstrap> {
+  if (opts.envToken) return { source: 'env' };
+  const file = join(opts.dataDir, 'admin-token');
+  if (opts.store.hasAdmin()) return { source: 'existing', file };
+  if (!opts.paperProfile)
+    throw new XhedgeError(
+      'CONFIG_INVALID',
+      'set XHEDGE_API_TOKEN: an admin token is generated only for paper profiles',
+    );
+  mkdirSync(opts.dataDir, { recursive: true });
+  const system: Actor = { tokenId: 'system', name: 'system:bootstrap', role: 'admin' };
+  const { token } = await opts.store.create({ name: 'bootstrap-admin', role: 'admin' }, system);
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  return { source: 'generated', token, file };
+}

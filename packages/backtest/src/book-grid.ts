@@ -1,0 +1,168 @@
+import { DAYS_PER_YEAR } from '@xhedge/core';
+import { type BsmBatchInput, bsmBatch, type GreeksBatchOutput, type OptionKind } from '@xhedge/pricing';
+
+/** One option of the book, in engine units. */
+export interface EngineOption {
+  type: OptionKind;
+  strike: number;
+  /** Years to expiry at the start of the run. */
+  expiryYears: number;
+  /** Signed size, underlying units (short < 0). */
+  sizeBase: number;
+}
+
+/** A zero pricing vol is priced as its limit (forward intrinsic). */
+const MIN_VOL = 1e-12;
+/** Options closer to expiry than this (years) are settled at intrinsic instead of priced. */
+const EXPIRED_YEARS = 1e-12;
+
+/** The option book's value and Greeks (size applied) at every step of one path, one array per field. */
+export interface BookSeries {
+  valueUsd: Float64Array;
+  delta: Float64Array;
+  gamma: Float64Array;
+  thetaPerYear: Float64Array;
+  vegaPerVolPoint: Float64Array;
+  vannaPerVolPoint: Float64Array;
+  /** |Γ|-weighted time to expiry, years. */
+  gammaTenorYears: Float64Array;
+}
+
+/**
+ * The book laid out for the batch kernel over every (step, live option) pair of a path. Strikes, times
+ * to expiry and option types do not depend on the path, so they are written once; each path only
+ * writes its spot and vol per step, prices the whole path in one `bsmBatch` call (struct of arrays, no
+ * allocation per option) and reduces per step. The spot path is known before any hedge decision, so
+ * pricing does not wait on the decisions and the result equals pricing step by step.
+ */
+export interface BookGrid {
+  readonly options: readonly EngineOption[];
+  /** Steps + 1 valuation times. */
+  readonly points: number;
+  readonly stepYears: number;
+  /** Live entries of point k are [start[k], start[k + 1]). */
+  readonly start: Int32Array;
+  /** 1 when option i is still alive at point k (`live[k · nOptions + i]`). */
+  readonly live: Uint8Array;
+  readonly input: BsmBatchInput & { rate: number };
+  readonly out: GreeksBatchOutput & { vannaPerVolPoint: Float64Array };
+  readonly series: BookSeries;
+}
+
+/** Builds the grid for `steps` steps of `stepYears` (point k is at time k · stepYears). */
+export function createBookGrid(
+  options: readonly EngineOption[],
+  steps: number,
+  stepYears: number,
+  rate: number,
+): BookGrid {
+  const points = steps + 1;
+  const nOpt = options.length;
+  const live = new Uint8Array(points * nOpt);
+  const start = new Int32Array(points + 1);
+  let n = 0;
+  for (let k = 0; k < points; k++) {
+    start[k] = n;
+    const t = k * stepYears;
+    for (let i = 0; i < nOpt; i++) {
+      if ((options[i] as EngineOption).expiryYears - t > EXPIRED_YEARS) {
+        live[k * nOpt + i] = 1;
+        n++;
+      }
+    }
+  }
+  start[points] = n;
+  const f = () => new Float64Array(n);
+  const input = { callPut: f(), spot: f(), strike: f(), timeYears: f(), vol: f(), rate };
+  let e = 0;
+  for (let k = 0; k < points; k++) {
+    const t = k * stepYears;
+    for (let i = 0; i < nOpt; i++) {
+      if (live[k * nOpt + i] === 0) continue;
+      const o = options[i] as EngineOption;
+      input.callPut[e] = o.type === 'call' ? 1 : -1;
+      input.strike[e] = o.strike;
+      input.timeYears[e] = o.expiryYears - t;
+      e++;
+    }
+  }
+  const out = {
+    price: f(),
+    delta: f(),
+    gamma: f(),
+    vegaPerVolPoint: f(),
+    thetaPerDay: f(),
+    rhoPer1Pct: f(),
+    vannaPerVolPoint: f(),
+  };
+  const s = () => new Float64Array(points);
+  const series: BookSeries = {
+    valueUsd: s(),
+    delta: s(),
+    gamma: s(),
+    thetaPerYear: s(),
+    vegaPerVolPoint: s(),
+    vannaPerVolPoint: s(),
+    gammaTenorYears: s(),
+  };
+  return { options, points, stepYears, start, live, input, out, series };
+}
+
+/**
+ * Values the book at every point of one path (`spots[k]`, `vols[k]`) into `grid.series` (overwritten on
+ * the next call). Options past expiry count at intrinsic value with no Greeks.
+ */
+export function priceBookPath(grid: BookGrid, spots: Float64Array, vols: Float64Array): BookSeries {
+  const { options, points, start, live, input, out, series } = grid;
+  const nOpt = options.length;
+  for (let k = 0; k < points; k++) {
+    const s = spots[k] as number;
+    const v = Math.max(vols[k] as number, MIN_VOL);
+    for (let e = start[k] as number; e < (start[k + 1] as number); e++) {
+      input.spot[e] = s;
+      input.vol[e] = v;
+    }
+  }
+  bsmBatch(input, out, start[points]);
+  const { price, delta, gamma, thetaPerDay, vegaPerVolPoint, vannaPerVolPoint } = out;
+  const tau = input.timeYears;
+  for (let k = 0; k < points; k++) {
+    const S = spots[k] as number;
+    let value = 0;
+    let d = 0;
+    let g = 0;
+    let theta = 0;
+    let vega = 0;
+    let vanna = 0;
+    let absGamma = 0;
+    let gammaTau = 0;
+    let e = start[k] as number;
+    for (let i = 0; i < nOpt; i++) {
+      const o = options[i] as EngineOption;
+      if (live[k * nOpt + i] === 0) {
+        value += o.sizeBase * (o.type === 'call' ? Math.max(S - o.strike, 0) : Math.max(o.strike - S, 0));
+        continue;
+      }
+      const q = o.sizeBase;
+      const ge = q * (gamma[e] as number);
+      value += q * (price[e] as number);
+      d += q * (delta[e] as number);
+      g += ge;
+      theta += q * (thetaPerDay[e] as number);
+      vega += q * (vegaPerVolPoint[e] as number);
+      vanna += q * (vannaPerVolPoint[e] as number);
+      const ag = Math.abs(ge);
+      absGamma += ag;
+      gammaTau += ag * (tau[e] as number);
+      e++;
+    }
+    series.valueUsd[k] = value;
+    series.delta[k] = d;
+    series.gamma[k] = g;
+    series.thetaPerYear[k] = theta * DAYS_PER_YEAR;
+    series.vegaPerVolPoint[k] = vega;
+    series.vannaPerVolPoint[k] = vanna;
+    series.gammaTenorYears[k] = absGamma > 0 ? gammaTau / absGamma : 0;
+  }
+  return series;
+}

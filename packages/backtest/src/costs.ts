@@ -1,0 +1,226 @@
+import { toDecimalString } from '@xhedge/core';
+import type { RoutingBridgeCost } from '@xhedge/crosschain';
+import { type CollateralSource, type CollateralTransfer, type RouteVenue, routeDelta } from '@xhedge/routing';
+import { createGasProcess } from '@xhedge/sim';
+import type { HedgeQuote } from '@xhedge/venue';
+
+/** A venue's cost model in the engine's units (fractions of notional, USD). Structured-cloneable. */
+export interface EngineVenue {
+  id: string;
+  chain: string;
+  feeFraction: number;
+  halfSpreadFraction: number;
+  /** Impact as a fraction of notional per USD traded (cost = impact · notional²). */
+  impactFractionPerUsd: number;
+  gasMinUsd: number;
+  gasMaxUsd: number;
+  priorityFeeUsd: number;
+  fundingRatePerHour: number;
+  /** Takes hedges; false for a collateral account only (a treasury wallet or vault). @defaultValue true */
+  hedges?: boolean;
+  /**
+   * Free USD-like collateral (USDC) on the venue at the start, USD. When any venue of a job sets it,
+   * collateral is modelled per venue and per path (venues without it start at 0); otherwise margin is
+   * unlimited.
+   */
+  collateralUsd?: number;
+  /** Initial margin per USD of notional (0.1 = 10× leverage), when collateral is modelled. @defaultValue 0.1 */
+  marginFraction?: number;
+}
+
+/** Margin per USD of notional when a venue does not say. */
+export const DEFAULT_MARGIN_FRACTION = 0.1;
+
+/** The collateral asset the backtester moves between venues. */
+export const COLLATERAL_ASSET = 'USDC';
+
+/** True when the job's venues declare collateral (then margin and bridging are simulated). */
+export function collateralModelled(venues: readonly EngineVenue[]): boolean {
+  return venues.some((v) => v.collateralUsd !== undefined);
+}
+
+/** Cost of one trade, USD, split the way P&L attribution reports it. */
+export interface TradeCost {
+  feeUsd: number;
+  slippageUsd: number;
+  gasUsd: number;
+}
+
+/** Gas cost per transaction of each venue over time on one path (pure function of seed, venue, path, time). */
+export type GasCurve = (ms: number) => number;
+
+export function gasCurves(venues: readonly EngineVenue[], seed: number, pathIndex: number): GasCurve[] {
+  return venues.map((v) => {
+    if (v.gasMaxUsd <= 0) return () => v.priorityFeeUsd;
+    if (v.gasMinUsd === v.gasMaxUsd) return () => v.gasMinUsd + v.priorityFeeUsd;
+    const p = createGasProcess({
+      seed,
+      label: `${v.id}:path:${pathIndex}`,
+      lowUsd: Math.max(v.gasMinUsd, 1e-9),
+      highUsd: v.gasMaxUsd,
+    });
+    return (ms) => p.usdAt(ms) + v.priorityFeeUsd;
+  });
+}
+
+export function tradeCost(v: EngineVenue, notionalUsd: number, gasUsd: number): TradeCost {
+  const n = Math.abs(notionalUsd);
+  return {
+    feeUsd: v.feeFraction * n,
+    slippageUsd: (v.halfSpreadFraction + v.impactFractionPerUsd * n) * n,
+    gasUsd,
+  };
+}
+
+/**
+ * Picks the venue with the lowest all-in cost (fee + spread + impact + gas now) for a trade of
+ * `notionalUsd`. Returns the venue index.
+ */
+export function cheapestVenue(
+  venues: readonly EngineVenue[],
+  gas: readonly GasCurve[],
+  notionalUsd: number,
+  ms: number,
+): number {
+  const n = Math.abs(notionalUsd);
+  let best = 0;
+  let bestCost = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < venues.length; i++) {
+    const v = venues[i] as EngineVenue;
+    if (v.hedges === false) continue;
+    const c =
+      (v.feeFraction + v.halfSpreadFraction + v.impactFractionPerUsd * n) * n + (gas[i] as GasCurve)(ms);
+    if (c < bestCost) {
+      bestCost = c;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/** One leg of a routed hedge: which venue, signed size (underlying units), the transfer it waits for. */
+export interface RoutedLeg {
+  venueIndex: number;
+  sizeBase: number;
+  /** Id of the collateral transfer that must be delivered before this leg may trade. */
+  waitsFor: string | undefined;
+}
+
+/** What the live router planned for one hedge trade. */
+export interface RoutedTrade {
+  legs: RoutedLeg[];
+  transfers: CollateralTransfer[];
+}
+
+/** Inputs of {@link routeLive}. */
+export interface RouteLiveInput {
+  venues: readonly EngineVenue[];
+  gas: readonly GasCurve[];
+  /** Hedge position per venue, underlying units. */
+  positions: Float64Array;
+  /**
+   * Collateral per venue, USD, and the bridge price (`routingBridgeCost(layerZeroCostModel())` of
+   * @xhedge/crosschain); null when collateral is not modelled (unlimited margin, no transfers).
+   */
+  collateral: { balanceUsd: Float64Array; bridgeCost: RoutingBridgeCost } | null;
+  underlying: string;
+  /** Signed hedge trade, underlying units. */
+  deltaBase: number;
+  spotUsd: number;
+  ms: number;
+  /** Unique per path and step: transfer ids derive from it, and the bridge sends an id only once. */
+  planId: string;
+}
+
+/** Free margin of venue i: collateral less the initial margin of its open hedge, USD (never negative). */
+function freeCollateralUsd(
+  v: EngineVenue,
+  collateralUsd: number,
+  positionBase: number,
+  spotUsd: number,
+): number {
+  const used = Math.abs(positionBase) * spotUsd * (v.marginFraction ?? DEFAULT_MARGIN_FRACTION);
+  return Math.max(0, collateralUsd - used);
+}
+
+/**
+ * Routes a hedge trade with the live router (`routeDelta` of @xhedge/routing): each hedge venue quotes
+ * the trade at two sizes from its cost model (so the router can separate spread from impact), and the
+ * router splits it across up to three venues at the lowest all-in cost. When collateral is modelled,
+ * each venue offers its free margin, every venue with free margin is a collateral source, and a venue
+ * short of margin can be funded across chains at the LayerZero-like bridge fee and latency
+ * (`routingBridgeCost(layerZeroCostModel())` of @xhedge/crosschain); such legs wait for their transfer.
+ */
+export function routeLive(input: RouteLiveInput): RoutedTrade {
+  const { venues, gas, positions, collateral, underlying, deltaBase, spotUsd, ms } = input;
+  const collateralUsd = collateral?.balanceUsd;
+  const side = deltaBase > 0 ? 'buy' : 'sell';
+  const size = Math.abs(deltaBase);
+  const instrument = `${underlying}-USD:PERP`;
+  const quote = (v: EngineVenue, gasUsd: number, n: number): HedgeQuote => {
+    const notional = n * spotUsd;
+    const slipFraction = v.halfSpreadFraction + v.impactFractionPerUsd * notional;
+    const feeUsd = v.feeFraction * notional;
+    return {
+      venue: v.id,
+      instrument,
+      side,
+      requestedSizeBase: toDecimalString(n, 12),
+      executableSizeBase: toDecimalString(n, 12),
+      referencePriceUsd: spotUsd,
+      expectedPriceUsd: spotUsd * (side === 'buy' ? 1 + slipFraction : Math.max(1 - slipFraction, 1e-9)),
+      feeUsd,
+      impactUsd: slipFraction * notional,
+      gasUsd,
+      fundingCarryUsd: 0,
+      totalCostUsd: feeUsd + slipFraction * notional + gasUsd,
+      expectedLatencyMs: 0,
+      asOfMs: ms,
+    };
+  };
+  const routeVenues: RouteVenue[] = [];
+  const sources: CollateralSource[] = [];
+  venues.forEach((v, i) => {
+    const free = collateralUsd
+      ? freeCollateralUsd(v, collateralUsd[i] as number, positions[i] as number, spotUsd)
+      : 0;
+    if (collateralUsd && free > 0)
+      sources.push({ venue: v.id, chain: v.chain, asset: COLLATERAL_ASSET, availableUsd: free });
+    if (v.hedges === false) return;
+    const g = (gas[i] as GasCurve)(ms);
+    routeVenues.push({
+      venue: v.id,
+      chain: v.chain,
+      instrument,
+      quotes: [quote(v, g, size), quote(v, g, 2 * size)],
+      minSizeBase: 0,
+      sizeStepBase: 1e-9,
+      positionBase: positions[i] as number,
+      freeCollateralUsd: free,
+      // Margin 0 = unlimited: without a collateral model the router never plans a transfer.
+      marginFraction: collateralUsd ? (v.marginFraction ?? DEFAULT_MARGIN_FRACTION) : 0,
+    });
+  });
+  const plan = routeDelta(
+    {
+      planId: input.planId,
+      underlying,
+      deltaBase,
+      referencePriceUsd: spotUsd,
+      urgency: 'normal',
+      reason: '',
+      createdAtMs: ms,
+    },
+    routeVenues,
+    collateral ? { bridge: collateral.bridgeCost, collateralSources: sources } : { bridge: () => null },
+  );
+  const sign = deltaBase > 0 ? 1 : -1;
+  return {
+    legs: plan.legs.map((l) => ({
+      venueIndex: venues.findIndex((v) => v.id === l.venue),
+      sizeBase: sign * Number(l.sizeBase),
+      waitsFor: l.dependsOn[0],
+    })),
+    transfers: plan.transfers,
+  };
+}

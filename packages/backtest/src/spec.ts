@@ -1,0 +1,253 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { PolicyConfig } from '@xhedge/config';
+import {
+  AssetSymbol,
+  ChainId,
+  chainInfo,
+  FiniteNumber,
+  parseOrThrow,
+  ValidationError,
+  VenueId,
+} from '@xhedge/core';
+import { ProcessSpec as SimProcessSpec } from '@xhedge/sim';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/**
+ * The backtest file format (`configs/backtests/*.yaml`). Policies use the live operator config's
+ * `PolicyConfig` shape, so a policy block can be copied between a profile and a backtest unchanged.
+ */
+
+const positive = FiniteNumber.positive();
+const nonNegative = FiniteNumber.nonnegative();
+
+/** One option of the book. Give `strike` in USD or `moneyness` (strike / initial spot). */
+export const BookOption = z
+  .object({
+    type: z.enum(['call', 'put']),
+    strike: positive.optional(),
+    moneyness: positive.optional(),
+    /** Time to expiry at the start of the backtest, calendar days. */
+    expiryDays: positive,
+    /** Signed size in underlying units (short < 0). */
+    size: FiniteNumber.refine((v) => v !== 0, 'size must not be zero'),
+  })
+  .strict()
+  .refine((o) => (o.strike === undefined) !== (o.moneyness === undefined), {
+    message: 'give exactly one of strike (USD) or moneyness (strike / spot)',
+  });
+export type BookOption = z.infer<typeof BookOption>;
+
+const GasRange = z
+  .object({ min: nonNegative, max: nonNegative })
+  .strict()
+  .refine((g) => g.max >= g.min, { message: 'gasUsd.max must be at least gasUsd.min', path: ['max'] });
+
+/** Cost model of one hedge venue (a perp or spot market on one chain). */
+export const VenueCostSpec = z
+  .object({
+    id: VenueId,
+    chain: ChainId,
+    /** Taker fee, bps of notional. */
+    feeBps: nonNegative,
+    /** Half the bid-ask spread paid on every trade, bps of notional. Default 0. */
+    halfSpreadBps: nonNegative.default(0),
+    /** Price impact, bps per 1,000,000 USD traded (linear impact: cost grows with the square of size). Default 0. */
+    impactBpsPerMillionUsd: nonNegative.default(0),
+    /** Gas per transaction, USD: a number or a uniform {min, max}. Default: the chain's typical range. */
+    gasUsd: z.union([nonNegative, GasRange]).optional(),
+    /** Priority / tip fee per transaction, USD (Solana compute-unit price). Default 0. */
+    priorityFeeUsd: nonNegative.default(0),
+    /** Funding of a long hedge, per hour (+ = longs pay). Default 0. */
+    fundingRatePerHour: FiniteNumber.min(-0.01).max(0.01).default(0),
+    /**
+     * USDC collateral on this venue at the start, USD. When any venue sets it, collateral is modelled
+     * per venue and per path: venues without it start at 0, every hedge needs `marginFraction` of its
+     * notional as margin, and the live router funds a venue short of margin from another over the
+     * simulated LayerZero bridge (fee and latency), the hedge waiting for delivery. Needs `routing: live`.
+     */
+    collateralUsd: nonNegative.optional(),
+    /** Initial margin per USD of notional (0.1 = 10× leverage), when collateral is modelled. Default 0.1. */
+    marginFraction: FiniteNumber.gt(0).max(1).optional(),
+    /** false: a collateral account only (a treasury wallet or vault on that chain), never hedged on. Default true. */
+    hedges: z.boolean().default(true),
+  })
+  .strict();
+export type VenueCostSpec = z.infer<typeof VenueCostSpec>;
+
+/** Simulated processes come from @xhedge/sim (gbm, jump, heston, regime); `replay` plays a CSV's returns. */
+const ProcessSpec = z.discriminatedUnion(
+  'kind',
+  [
+    ...SimProcessSpec.options,
+    z
+      .object({
+        kind: z.literal('replay'),
+        /** CSV with `timestamp,price` (hourly bars); relative paths resolve from the backtest file. */
+        csv: z.string().min(1),
+      })
+      .strict(),
+  ],
+  { error: 'process kind must be gbm, jump, heston, regime or replay' },
+);
+
+const SweepParam = z.enum(['intervalMinutes', 'bandDelta', 'riskAversion', 'costBps']);
+export type SweepParam = z.infer<typeof SweepParam>;
+
+export const BacktestFile = z
+  .object({
+    version: z.literal(1, { error: 'version must be 1' }),
+    name: z.string().min(1).max(80),
+    underlying: AssetSymbol.default('BTC'),
+    book: z.object({ options: z.array(BookOption).min(1, 'the book needs at least one option') }).strict(),
+    market: z
+      .object({
+        /** Initial spot, USD. For replay, the historical returns are applied from this level; default: the first CSV price. */
+        spot: positive.optional(),
+        /** The hedger's pricing (implied) vol, decimal. */
+        vol: nonNegative.max(5, 'vol is a decimal (0.6 = 60%)'),
+        rate: FiniteNumber.min(-0.5).max(1).default(0),
+        /** Real-world drift of simulated processes, decimal per year. Default 0. */
+        drift: FiniteNumber.default(0),
+        /** Vol of simulated processes, decimal. Default: vol (the hedger's model is right on average). */
+        realizedVol: nonNegative.max(5).optional(),
+        /** `fixed`: options marked at vol throughout; `process`: at the process's instantaneous vol (vega P&L). */
+        volMark: z.enum(['fixed', 'process']).default('fixed'),
+        process: ProcessSpec,
+      })
+      .strict(),
+    horizonDays: positive,
+    stepHours: positive,
+    paths: z.number().int().min(2).max(10_000_000),
+    seed: z.number().int().nonnegative().default(1),
+    /** γ of the entropic risk measure, per USD of P&L. */
+    riskAversion: positive,
+    /**
+     * How hedge decisions are made: `strategy` runs the live HedgeStrategy class per step; `kernel` the
+     * same rules without snapshots (much faster); `auto` (default) uses the kernel where it supports the policy.
+     */
+    decisions: z.enum(['auto', 'strategy', 'kernel']).default('auto'),
+    /**
+     * `live` (default): each trade goes through the live router (@xhedge/routing), which may split it
+     * across venues; `cheapest`: the single venue with the lowest all-in cost (much faster).
+     */
+    routing: z.enum(['live', 'cheapest']).default('live'),
+    /** Close the hedge at the end of the horizon (and pay for it). Default true. */
+    unwindAtEnd: z.boolean().default(true),
+    venues: z.array(VenueCostSpec).min(1, 'at least one venue is required'),
+    policies: z
+      .record(
+        z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]{0,39}$/, 'policy names are letters, digits, _ . -'),
+        PolicyConfig,
+      )
+      .refine((p) => Object.keys(p).length > 0, 'at least one policy is required'),
+    frontier: z
+      .array(
+        z
+          .object({
+            policy: z.string().min(1),
+            param: SweepParam,
+            values: z.array(positive).min(2, 'a sweep needs at least two values'),
+          })
+          .strict(),
+      )
+      .default([]),
+  })
+  .strict()
+  .superRefine((f, ctx) => {
+    const ids = new Set<string>();
+    f.venues.forEach((v, i) => {
+      if (ids.has(v.id))
+        ctx.addIssue({ code: 'custom', path: ['venues', i, 'id'], message: `duplicate venue id "${v.id}"` });
+      ids.add(v.id);
+    });
+    if (!f.venues.some((v) => v.hedges))
+      ctx.addIssue({ code: 'custom', path: ['venues'], message: 'at least one venue must take hedges' });
+    const collateral = f.venues.some((v) => v.collateralUsd !== undefined);
+    f.venues.forEach((v, i) => {
+      if (!v.hedges && v.collateralUsd === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['venues', i, 'collateralUsd'],
+          message: 'a venue with hedges: false is a collateral account and needs collateralUsd',
+        });
+      if (v.marginFraction !== undefined && !collateral)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['venues', i, 'marginFraction'],
+          message:
+            'marginFraction applies only when collateral is modelled (set collateralUsd on the venues)',
+        });
+    });
+    if (collateral && f.routing !== 'live')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['routing'],
+        message: 'collateral (venues[].collateralUsd) is modelled only with routing: live',
+      });
+    f.frontier.forEach((s, i) => {
+      const p = f.policies[s.policy];
+      if (!p) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['frontier', i, 'policy'],
+          message: `unknown policy "${s.policy}" (not in policies)`,
+        });
+        return;
+      }
+      if (!(s.param in p) && !(s.param === 'bandDelta' && p.kind === 'band'))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['frontier', i, 'param'],
+          message: `a ${p.kind} policy has no ${s.param}`,
+        });
+    });
+    if (f.horizonDays * 24 < f.stepHours)
+      ctx.addIssue({ code: 'custom', path: ['stepHours'], message: 'the step is longer than the horizon' });
+    if (f.market.process.kind === 'replay' && !Number.isInteger(f.stepHours))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['stepHours'],
+        message: 'replay of hourly bars needs a whole number of hours',
+      });
+  });
+export type BacktestFile = z.infer<typeof BacktestFile>;
+export type BacktestFileInput = z.input<typeof BacktestFile>;
+
+/** Parses a backtest YAML text; throws ValidationError naming every bad field by path (`venues[1].chain`). */
+export function parseBacktestFile(text: string, file = '<backtest>'): BacktestFile {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ValidationError(`backtest ${file}`, [
+      { path: '', message: `not valid YAML: ${(err as Error).message}` },
+    ]);
+  }
+  return parseOrThrow(BacktestFile, raw, `backtest ${file}`);
+}
+
+/** Reads and validates a backtest file; a replay CSV path is resolved relative to the file. */
+export function loadBacktestFile(file: string): BacktestFile & { baseDir: string } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ValidationError(`backtest ${file}`, [
+      { path: '', message: `cannot read: ${(err as Error).message}` },
+    ]);
+  }
+  return { ...parseBacktestFile(text, file), baseDir: dirname(resolve(file)) };
+}
+
+export function resolveCsvPath(csv: string, baseDir: string): string {
+  return isAbsolute(csv) ? csv : resolve(baseDir, csv);
+}
+
+/** The gas range of a venue: its own, or the chain's typical transaction cost. */
+export function gasRangeUsd(v: VenueCostSpec): readonly [number, number] {
+  if (typeof v.gasUsd === 'number') return [v.gasUsd, v.gasUsd];
+  if (v.gasUsd) return [v.gasUsd.min, v.gasUsd.max];
+  return chainInfo(v.chain)?.typicalTxCostUsd ?? [0, 0];
+}

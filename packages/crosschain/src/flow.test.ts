@@ -1,0 +1,164 @@
+import { randomBytes } from 'node:crypto';
+import { ManualClock } from '@xhedge/core';
+import { connectRedis, type RedisEndpoint } from '@xhedge/execution';
+import { FlowProducer, type Job, Worker } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { layerZeroCostModel } from './cost.ts';
+import { startTransferWorker, transferThenHedgeFlow } from './flow.ts';
+import { type BridgeEndpoint, PaperBridge } from './paper-bridge.ts';
+import { redisForTests } from './test-redis.ts';
+import { memoryTransferStore, TransferTracker } from './tracker.ts';
+
+// Both Redis paths run here: the machine's (or the embedded fallback on a fresh machine), and the
+// embedded js-redis-server forced, so the fallback is exercised on every machine.
+const backends: [string, () => Promise<RedisEndpoint>][] = [
+  ['machine Redis, embedded fallback', () => redisForTests('crosschain flow')],
+  ['embedded js-redis-server', () => connectRedis()],
+];
+
+describe.each(backends)('transfer-then-hedge BullMQ flow (%s)', (_label, open) => {
+  let redis: RedisEndpoint;
+  let connection: RedisEndpoint['options'];
+  const prefix = `xh-flow-${randomBytes(4).toString('hex')}`;
+  const closers: (() => Promise<unknown>)[] = [];
+  beforeAll(async () => {
+    redis = await open();
+    connection = redis.options;
+  });
+  afterAll(async () => {
+    for (const c of closers.reverse()) await c();
+    const cmd = redis.client();
+    const keys = await cmd.keys(`${prefix}:*`);
+    if (keys.length) await cmd.del(...keys);
+    cmd.disconnect();
+    await redis.close();
+  });
+
+  it('runs the hedge only after the collateral transfer is delivered', async () => {
+    const clock = new ManualClock(0);
+    const usdc = new Map<string, number>([
+      ['gmx-arb', 100_000],
+      ['drift-sol', 0],
+    ]);
+    const venue = (id: string, chain: 'evm:42161' | 'solana:mainnet-beta'): BridgeEndpoint => ({
+      id,
+      chain,
+      debitBalance: async (_a, amt) => usdc.set(id, (usdc.get(id) ?? 0) - Number(amt)),
+      creditBalance: async (_a, amt) => usdc.set(id, (usdc.get(id) ?? 0) + Number(amt)),
+    });
+    const tracker = new TransferTracker({ store: memoryTransferStore(), clock });
+    const bridge = new PaperBridge({
+      clock,
+      venues: [venue('gmx-arb', 'evm:42161'), venue('drift-sol', 'solana:mainnet-beta')],
+      costModel: layerZeroCostModel(),
+      tracker,
+    });
+    const transferWorker = startTransferWorker({
+      executor: bridge,
+      connection,
+      prefix,
+      queueName: 'transfers',
+      recheckMs: 20,
+    });
+    closers.push(() => transferWorker.close());
+    const hedgeSaw: number[] = [];
+    const done = new Promise<void>((resolve) => {
+      const hedgeWorker = new Worker(
+        'hedges',
+        async (_job: Job) => {
+          hedgeSaw.push(usdc.get('drift-sol') ?? 0);
+          resolve();
+          return 'hedged';
+        },
+        { connection, prefix },
+      );
+      closers.push(() => hedgeWorker.close());
+    });
+    const flows = new FlowProducer({ connection, prefix });
+    closers.push(() => flows.close());
+    await flows.add(
+      transferThenHedgeFlow({
+        transfer: {
+          transferId: 'xfer_flow_1',
+          fromVenue: 'gmx-arb',
+          toVenue: 'drift-sol',
+          asset: 'USDC',
+          amount: '30000',
+        },
+        hedge: { queueName: 'hedges', name: 'hedge', jobId: 'int_flow_1', data: { venue: 'drift-sol' } },
+        transferQueue: 'transfers',
+        prefix,
+      }),
+    );
+    // The transfer is in flight: the hedge must not have run.
+    for (let i = 0; i < 50 && (await tracker.get('xfer_flow_1'))?.state !== 'sent'; i++)
+      await new Promise((r) => setTimeout(r, 20));
+    expect((await tracker.get('xfer_flow_1'))?.state).toBe('sent');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(hedgeSaw).toEqual([]);
+    // Simulated time passes: the next re-check delivers, the child completes, the hedge runs.
+    clock.advance(10 * 60_000);
+    await done;
+    expect(hedgeSaw).toEqual([30_000]);
+    expect((await tracker.get('xfer_flow_1'))?.state).toBe('delivered');
+  });
+
+  it('fails the hedge when its transfer fails, after telling onFailed which hedge it was', async () => {
+    const clock = new ManualClock(0);
+    const empty: BridgeEndpoint = {
+      id: 'gmx-arb',
+      chain: 'evm:42161',
+      debitBalance: async () => {
+        throw new Error('no free USDC');
+      },
+      creditBalance: async () => undefined,
+    };
+    const sol: BridgeEndpoint = { ...empty, id: 'drift-sol', chain: 'solana:mainnet-beta' };
+    const tracker = new TransferTracker({ store: memoryTransferStore(), clock });
+    const bridge = new PaperBridge({ clock, venues: [empty, sol], costModel: layerZeroCostModel(), tracker });
+    const failures: { parentJobId: string | undefined; state: string }[] = [];
+    const transferWorker = startTransferWorker({
+      executor: bridge,
+      connection,
+      prefix,
+      queueName: 'transfers-f',
+      recheckMs: 20,
+      onFailed: async (f) => {
+        failures.push({ parentJobId: f.parentJobId, state: f.record.state });
+      },
+    });
+    closers.push(() => transferWorker.close());
+    let hedgeRuns = 0;
+    const hedgeWorker = new Worker(
+      'hedges-f',
+      async () => {
+        hedgeRuns += 1;
+      },
+      { connection, prefix },
+    );
+    closers.push(() => hedgeWorker.close());
+    const flows = new FlowProducer({ connection, prefix });
+    closers.push(() => flows.close());
+    const node = await flows.add(
+      transferThenHedgeFlow({
+        transfer: {
+          transferId: 'xfer_fail_1',
+          fromVenue: 'gmx-arb',
+          toVenue: 'drift-sol',
+          asset: 'USDC',
+          amount: '10',
+        },
+        hedge: { queueName: 'hedges-f', name: 'hedge', jobId: 'int_fail_1', data: {}, opts: { attempts: 5 } },
+        transferQueue: 'transfers-f',
+        prefix,
+      }),
+    );
+    expect(node.job.opts).toMatchObject({ jobId: 'int_fail_1', attempts: 5 });
+    for (let i = 0; i < 200 && (await node.job.getState()) !== 'failed'; i++)
+      await new Promise((r) => setTimeout(r, 25));
+    expect(await node.job.getState()).toBe('failed');
+    expect(failures).toEqual([{ parentJobId: 'int_fail_1', state: 'failed' }]);
+    expect((await tracker.get('xfer_fail_1'))?.error).toContain('no free USDC');
+    expect(hedgeRuns).toBe(0);
+  });
+});

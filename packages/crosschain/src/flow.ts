@@ -1,0 +1,110 @@
+import {
+  DelayedError,
+  type FlowJob,
+  type Job,
+  type JobsOptions,
+  type RedisOptions,
+  UnrecoverableError,
+  Worker,
+} from 'bullmq';
+import type { TransferExecutor, TransferRequest } from './paper-bridge.ts';
+import type { TransferRecord } from './tracker.ts';
+
+/** Queue the transfer children of hedge flows run on. */
+export const TRANSFER_QUEUE = 'xhedge-transfers';
+
+export interface TransferThenHedgeFlow {
+  transfer: TransferRequest;
+  /** The hedge job (parent): it runs only after the transfer child completed, i.e. delivered. */
+  hedge: {
+    queueName: string;
+    name: string;
+    jobId: string;
+    data: Record<string, unknown>;
+    /** The hedge queue's own job options (attempts, backoff, priority, retention); `jobId` wins. */
+    opts?: Omit<JobsOptions, 'jobId'>;
+  };
+  /** @defaultValue TRANSFER_QUEUE */
+  transferQueue?: string;
+  prefix?: string;
+}
+
+/**
+ * One BullMQ flow: the hedge is the parent, the transfer its child. BullMQ keeps the parent in
+ * `waiting-children` until the child completes, and the transfer job completes only on delivery, so
+ * the hedge never runs before the collateral has arrived. A failed transfer fails the hedge.
+ */
+export function transferThenHedgeFlow(f: TransferThenHedgeFlow): FlowJob {
+  const prefix = f.prefix === undefined ? {} : { prefix: f.prefix };
+  return {
+    name: f.hedge.name,
+    queueName: f.hedge.queueName,
+    data: f.hedge.data,
+    opts: { ...f.hedge.opts, jobId: f.hedge.jobId },
+    ...prefix,
+    children: [
+      {
+        name: 'transfer',
+        queueName: f.transferQueue ?? TRANSFER_QUEUE,
+        data: f.transfer,
+        opts: {
+          jobId: f.transfer.transferId,
+          failParentOnFailure: true,
+          attempts: 3,
+          backoff: { type: 'exponential', delay: 1000 },
+        },
+        ...prefix,
+      },
+    ],
+  };
+}
+
+export interface TransferWorkerOptions {
+  executor: TransferExecutor;
+  connection: RedisOptions;
+  /** @defaultValue TRANSFER_QUEUE */
+  queueName?: string;
+  prefix?: string;
+  /** How long a transfer job sleeps (delayed, not holding a worker) between delivery checks, ms. @defaultValue 1000 */
+  recheckMs?: number;
+  /** Wall-clock source for BullMQ's delay timestamps. @defaultValue Date.now */
+  now?: () => number;
+  /**
+   * Called once a transfer has failed for good, before its job fails (and with it the hedge parent,
+   * `failParentOnFailure`). Use it to close the hedge's ledger order: a failed parent job left
+   * `queued` in the ledger looks like work to re-drive, and a retried parent would run without its
+   * collateral. `parentJobId` is the hedge job id (the intent id in execution's queues).
+   */
+  onFailed?: (failure: TransferFailure) => Promise<void>;
+}
+
+export interface TransferFailure {
+  transfer: TransferRequest;
+  record: TransferRecord;
+  parentJobId: string | undefined;
+}
+
+/**
+ * Runs transfer jobs: sends once (idempotent on the transfer id), then re-checks delivery by moving
+ * the job to delayed instead of blocking a worker. Completes with the delivered record; a failed
+ * transfer is unrecoverable (no blind resend: the collateral may be in flight).
+ */
+export function startTransferWorker(o: TransferWorkerOptions): Worker {
+  const now = o.now ?? Date.now;
+  return new Worker(
+    o.queueName ?? TRANSFER_QUEUE,
+    async (job: Job<TransferRequest>, token?: string) => {
+      let rec = await o.executor.status(job.data.transferId);
+      if (!rec || rec.state === 'planned') rec = await o.executor.send(job.data);
+      if (rec.state === 'delivered') return rec;
+      if (rec.state === 'failed') {
+        await o.onFailed?.({ transfer: job.data, record: rec, parentJobId: job.parent?.id });
+        throw new UnrecoverableError(`transfer ${rec.transferId} failed: ${rec.error ?? 'unknown'}`);
+      }
+      await job.updateProgress({ state: rec.state, guid: rec.guid });
+      await job.moveToDelayed(now() + (o.recheckMs ?? 1000), token);
+      throw new DelayedError();
+    },
+    { connection: o.connection, ...(o.prefix === undefined ? {} : { prefix: o.prefix }), maxStalledCount: 0 },
+  );
+}

@@ -1,0 +1,209 @@
+import { createHash } from 'node:crypto';
+import {
+  type ChainId,
+  type Clock,
+  Dec,
+  deterministicId,
+  isUsdLike,
+  toDecimalString,
+  XhedgeError,
+} from '@xhedge/core';
+import { type BridgeCostModel, layerZeroCostModel } from './cost.ts';
+import { lzEid, packetGuid } from './lz.ts';
+import { memoryTransferStore, type TransferRecord, type TransferStore, TransferTracker } from './tracker.ts';
+
+/** What the paper bridge needs from a paper venue (PaperVenue from @xhedge/venue-paper fits). */
+export interface BridgeEndpoint {
+  readonly id: string;
+  readonly chain: ChainId;
+  debitBalance(asset: string, amount: string): Promise<unknown>;
+  creditBalance(asset: string, amount: string): Promise<unknown>;
+}
+
+export interface TransferRequest {
+  /** Deterministic id (a BullMQ job id); sending the same id twice moves collateral once. */
+  transferId: string;
+  fromVenue: string;
+  toVenue: string;
+  asset: string;
+  /** Exact, positive, units of the asset. */
+  amount: string;
+}
+
+/** Something that moves collateral between venues and reports progress: PaperBridge, or a chain bridge. */
+export interface TransferExecutor {
+  send(req: TransferRequest): Promise<TransferRecord>;
+  /** Advances the transfer (reads chains, delivers due paper messages) and returns its record. */
+  status(transferId: string): Promise<TransferRecord | undefined>;
+}
+
+export interface PaperBridgeOptions {
+  clock: Clock;
+  venues: readonly BridgeEndpoint[];
+  costModel: BridgeCostModel;
+  tracker: TransferTracker;
+  /** Endpoint ids for chains outside the mainnet table. */
+  eids?: Readonly<Record<string, number>>;
+  /** Share of the latency after which the message counts as verified. @defaultValue 0.6 */
+  verifyFraction?: number;
+  /** Deadline = this × expected latency. @defaultValue 3 */
+  timeoutMultiple?: number;
+  /** Debit the USD fee from the source balance when the asset is USD-like. @defaultValue true */
+  chargeFeeInAsset?: boolean;
+}
+
+export class BridgeError extends XhedgeError {
+  override name = 'BridgeError';
+}
+
+/**
+ * A simulated LayerZero OFT bridge between paper venues. `send` debits the source at once (the OFT
+ * burns or locks on send); the message is verified after `verifyFraction` of the modelled latency and
+ * delivered (the destination credited) after all of it, on the injected Clock. `poll()` (or
+ * `status`) performs what is due, so the bridge is deterministic under a ManualClock and needs no timers.
+ */
+export class PaperBridge implements TransferExecutor {
+  readonly #o: PaperBridgeOptions;
+  readonly #venues: Map<string, BridgeEndpoint>;
+  readonly #nonces = new Map<string, bigint>();
+
+  constructor(o: PaperBridgeOptions) {
+    this.#o = o;
+    this.#venues = new Map(o.venues.map((v) => [v.id, v]));
+  }
+
+  get tracker(): TransferTracker {
+    return this.#o.tracker;
+  }
+
+  #venue(id: string): BridgeEndpoint {
+    const v = this.#venues.get(id);
+    if (!v)
+      throw new BridgeError('BRIDGE_UNKNOWN_VENUE', `paper bridge does not know venue ${id}`, {
+        details: { venue: id },
+      });
+    return v;
+  }
+
+  async send(req: TransferRequest): Promise<TransferRecord> {
+    const known = await this.#o.tracker.get(req.transferId);
+    if (known && known.state !== 'planned') return known;
+    const from = this.#venue(req.fromVenue);
+    const to = this.#venue(req.toVenue);
+    const amount = new Dec(req.amount);
+    if (!amount.isFinite() || amount.lte(0))
+      throw new BridgeError('BRIDGE_BAD_AMOUNT', `transfer amount ${req.amount} must be positive`);
+    const cost = this.#o.costModel.estimate({
+      srcChain: from.chain,
+      dstChain: to.chain,
+      asset: req.asset,
+      amount: amount.toNumber(),
+    });
+    const srcEid = lzEid(from.chain, this.#o.eids);
+    const dstEid = lzEid(to.chain, this.#o.eids);
+    const rec =
+      known ??
+      (await this.#o.tracker.create({
+        transferId: req.transferId,
+        kind: 'oft-send',
+        srcChain: from.chain,
+        dstChain: to.chain,
+        srcEid,
+        dstEid,
+        asset: req.asset,
+        amount: amount.toFixed(),
+        fromVenue: from.id,
+        toVenue: to.id,
+        feeUsd: cost.feeUsd,
+        expectedLatencyMs: cost.latencyMs,
+        timeoutMs: Math.max(cost.latencyMs * (this.#o.timeoutMultiple ?? 3), 1000),
+      }));
+    const fee =
+      (this.#o.chargeFeeInAsset ?? true) && isUsdLike(req.asset) ? new Dec(cost.feeUsd) : new Dec(0);
+    try {
+      await from.debitBalance(req.asset, toDecimalString(amount.add(fee), 12));
+    } catch (cause) {
+      await this.#o.tracker.transition(rec.transferId, 'failed', {
+        error: `debit on ${from.id} failed: ${String(cause)}`,
+      });
+      throw new BridgeError(
+        'BRIDGE_DEBIT_FAILED',
+        `cannot debit ${req.amount} ${req.asset} from ${from.id}`,
+        { cause, details: { transferId: req.transferId } },
+      );
+    }
+    const pathKey = `${srcEid}>${dstEid}`;
+    const nonce = (this.#nonces.get(pathKey) ?? 0n) + 1n;
+    this.#nonces.set(pathKey, nonce);
+    const sender = pseudoAddress(from.id);
+    const receiver = pseudoAddress(to.id);
+    const guid = packetGuid({ nonce, srcEid, sender, dstEid, receiver });
+    return this.#o.tracker.transition(rec.transferId, 'sent', {
+      guid,
+      nonce: nonce.toString(),
+      srcTxHash: deterministicId('papertx', req.transferId),
+    });
+  }
+
+  async status(transferId: string): Promise<TransferRecord | undefined> {
+    await this.poll();
+    return this.#o.tracker.get(transferId);
+  }
+
+  /** Verifies and delivers what is due now; marks overdue messages timed-out. Returns deliveries. */
+  async poll(): Promise<TransferRecord[]> {
+    const now = this.#o.clock.nowMs();
+    const delivered: TransferRecord[] = [];
+    const frac = this.#o.verifyFraction ?? 0.6;
+    for (const r of await this.#o.tracker.list()) {
+      if (r.state !== 'sent' && r.state !== 'verified' && r.state !== 'timed-out') continue;
+      const sentAt = r.history.find((h) => h.state === 'sent')?.atMs ?? r.createdAtMs;
+      let cur = r;
+      if (
+        cur.state !== 'verified' &&
+        !cur.history.some((h) => h.state === 'verified') &&
+        now >= sentAt + r.expectedLatencyMs * frac
+      ) {
+        cur = await this.#o.tracker.transition(r.transferId, 'verified');
+      }
+      if (now >= sentAt + r.expectedLatencyMs) {
+        await this.#venue(r.toVenue ?? '').creditBalance(r.asset, r.amount);
+        delivered.push(
+          await this.#o.tracker.transition(r.transferId, 'delivered', {
+            dstTxHash: deterministicId('papertx', r.transferId, 'dst'),
+          }),
+        );
+      }
+    }
+    await this.#o.tracker.checkTimeouts();
+    return delivered;
+  }
+}
+
+export interface PaperBridgeForVenuesOptions
+  extends Partial<Omit<PaperBridgeOptions, 'clock' | 'venues' | 'tracker'>> {
+  /** Where transfer records live. @defaultValue in memory (records of one process run) */
+  store?: TransferStore;
+}
+
+/**
+ * The paper bridge of a run or a backtest, ready made: every paper venue (anything with `id`, `chain`,
+ * `debitBalance`, `creditBalance`, e.g. the result of `createPaperVenues`) is an endpoint, fees and
+ * latency follow {@link layerZeroCostModel} unless `costModel` says otherwise, and a tracker over
+ * `store` (memory by default) records every message. Deliveries happen in `poll()`/`status()` on
+ * `clock`, so the caller drives it: from `startTransferWorker`, or by calling `poll()` each tick.
+ */
+export function createPaperBridgeForVenues(
+  venues: readonly BridgeEndpoint[],
+  clock: Clock,
+  options: PaperBridgeForVenuesOptions = {},
+): PaperBridge {
+  const { store, costModel, ...rest } = options;
+  const tracker = new TransferTracker({ store: store ?? memoryTransferStore(), clock });
+  return new PaperBridge({ ...rest, clock, venues, costModel: costModel ?? layerZeroCostModel(), tracker });
+}
+
+/** A stable 20-byte pseudo address for a paper venue, so paper GUIDs are computed like real ones. */
+function pseudoAddress(venueId: string): string {
+  return `0x${createHash('sha256').update(`xhedge-paper:${venueId}`).digest('hex').slice(0, 40)}`;
+}

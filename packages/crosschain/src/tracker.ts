@@ -1,0 +1,212 @@
+import { ChainId, type Clock, DecimalString, EntityId, parseOrThrow, XhedgeError } from '@xhedge/core';
+import { z } from 'zod';
+
+export const TransferState = z.enum(['planned', 'sent', 'verified', 'delivered', 'failed', 'timed-out']);
+export type TransferState = z.infer<typeof TransferState>;
+
+const Hex32 = z.string().regex(/^0x[0-9a-fA-F]{64}$/, 'expected a 0x-prefixed bytes32');
+
+/** One cross-chain message (a collateral move or an executor instruction), as operators see it. */
+export const TransferRecord = z.object({
+  transferId: EntityId,
+  kind: z.enum(['oft-send', 'oapp-message']),
+  srcChain: ChainId,
+  dstChain: ChainId,
+  srcEid: z.number().int().positive(),
+  dstEid: z.number().int().positive(),
+  asset: z.string().min(1),
+  /** Exact amount in units of the asset. */
+  amount: DecimalString,
+  fromVenue: z.string().optional(),
+  toVenue: z.string().optional(),
+  guid: Hex32.optional(),
+  nonce: z.string().regex(/^\d+$/).optional(),
+  srcTxHash: z.string().optional(),
+  dstTxHash: z.string().optional(),
+  feeUsd: z.number().finite().nonnegative(),
+  expectedLatencyMs: z.number().finite().nonnegative(),
+  state: TransferState,
+  createdAtMs: z.number().int().nonnegative(),
+  /** After this instant an undelivered message is `timed-out` (and alerts), though it may still arrive. */
+  deadlineMs: z.number().int().nonnegative(),
+  history: z.array(
+    z.object({ state: TransferState, atMs: z.number().int().nonnegative(), note: z.string().optional() }),
+  ),
+  error: z.string().optional(),
+});
+export type TransferRecord = z.infer<typeof TransferRecord>;
+
+/** Where tracker records live (Redis, Postgres, memory); records are validated on the way in and out. */
+export interface TransferStore {
+  get(transferId: string): Promise<unknown>;
+  put(record: TransferRecord): Promise<void>;
+  list(): Promise<unknown[]>;
+}
+
+export function memoryTransferStore(): TransferStore {
+  const m = new Map<string, TransferRecord>();
+  return {
+    get: async (id) => (m.has(id) ? structuredClone(m.get(id)) : undefined),
+    put: async (r) => {
+      m.set(r.transferId, structuredClone(r));
+    },
+    list: async () => [...m.values()].map((r) => structuredClone(r)),
+  };
+}
+
+/** Allowed moves. A timed-out message can still be verified or delivered late: that is recorded. */
+const TRANSITIONS: Readonly<Record<TransferState, readonly TransferState[]>> = {
+  planned: ['sent', 'failed'],
+  sent: ['verified', 'delivered', 'failed', 'timed-out'],
+  verified: ['delivered', 'failed', 'timed-out'],
+  'timed-out': ['verified', 'delivered', 'failed'],
+  delivered: [],
+  failed: [],
+};
+
+export class TransferTransitionError extends XhedgeError {
+  override name = 'TransferTransitionError';
+  constructor(transferId: string, from: TransferState, to: TransferState) {
+    super('TRANSFER_TRANSITION', `transfer ${transferId} cannot go from ${from} to ${to}`, {
+      details: { transferId, from, to },
+    });
+  }
+}
+
+export class TransferNotFoundError extends XhedgeError {
+  override name = 'TransferNotFoundError';
+  constructor(key: string) {
+    super('NOT_FOUND', `no transfer ${key}`, { details: { key } });
+  }
+}
+
+export type TransferListener = (record: TransferRecord, previous: TransferState | undefined) => void;
+
+export type NewTransfer = Omit<TransferRecord, 'state' | 'createdAtMs' | 'deadlineMs' | 'history'> & {
+  /** Time allowed from creation to delivery, ms. */
+  timeoutMs: number;
+};
+
+/**
+ * Tracks each message: planned → sent → verified → delivered, with a deadline per message after
+ * which it shows as `timed-out`. Every change is written to the store before listeners hear of it.
+ */
+export class TransferTracker {
+  readonly #store: TransferStore;
+  readonly #clock: Clock;
+  readonly #listeners = new Set<TransferListener>();
+
+  constructor(o: { store: TransferStore; clock: Clock }) {
+    this.#store = o.store;
+    this.#clock = o.clock;
+  }
+
+  onChange(fn: TransferListener): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  async get(transferId: string): Promise<TransferRecord | undefined> {
+    const raw = await this.#store.get(transferId);
+    return raw === undefined ? undefined : parseOrThrow(TransferRecord, raw, 'stored transfer record');
+  }
+
+  async list(filter: { state?: TransferState } = {}): Promise<TransferRecord[]> {
+    const all = (await this.#store.list()).map((r) =>
+      parseOrThrow(TransferRecord, r, 'stored transfer record'),
+    );
+    return all
+      .filter((r) => filter.state === undefined || r.state === filter.state)
+      .sort((a, b) => a.createdAtMs - b.createdAtMs);
+  }
+
+  async byGuid(guid: string): Promise<TransferRecord | undefined> {
+    return (await this.list()).find((r) => r.guid?.toLowerCase() === guid.toLowerCase());
+  }
+
+  /** Creates the record in `planned`; returns the existing one when the id is known (idempotent). */
+  async create(t: NewTransfer): Promise<TransferRecord> {
+    const existing = await this.get(t.transferId);
+    if (existing) return existing;
+    const now = this.#clock.nowMs();
+    const { timeoutMs, ...rest } = t;
+    const rec = parseOrThrow(
+      TransferRecord,
+      {
+        ...rest,
+        state: 'planned',
+        createdAtMs: now,
+        deadlineMs: now + Math.max(0, Math.round(timeoutMs)),
+        history: [{ state: 'planned', atMs: now }],
+      },
+      'transfer record',
+    );
+    await this.#store.put(rec);
+    this.#emit(rec, undefined);
+    return rec;
+  }
+
+  /** Moves a transfer to `to`, merging `patch` (guid, nonce, tx hashes, error). */
+  async transition(
+    transferId: string,
+    to: TransferState,
+    patch: Partial<Pick<TransferRecord, 'guid' | 'nonce' | 'srcTxHash' | 'dstTxHash' | 'error'>> = {},
+    note?: string,
+  ): Promise<TransferRecord> {
+    const rec = await this.get(transferId);
+    if (!rec) throw new TransferNotFoundError(transferId);
+    if (rec.state === to) return rec;
+    if (!TRANSITIONS[rec.state].includes(to)) throw new TransferTransitionError(transferId, rec.state, to);
+    const atMs = this.#clock.nowMs();
+    const next = parseOrThrow(
+      TransferRecord,
+      {
+        ...rec,
+        ...patch,
+        state: to,
+        history: [...rec.history, { state: to, atMs, ...(note === undefined ? {} : { note }) }],
+      },
+      'transfer record',
+    );
+    await this.#store.put(next);
+    this.#emit(next, rec.state);
+    return next;
+  }
+
+  /** Marks every undelivered message past its deadline as timed-out; returns them. */
+  async checkTimeouts(): Promise<TransferRecord[]> {
+    const now = this.#clock.nowMs();
+    const out: TransferRecord[] = [];
+    for (const r of await this.list()) {
+      if ((r.state === 'sent' || r.state === 'verified') && now > r.deadlineMs) {
+        out.push(
+          await this.transition(
+            r.transferId,
+            'timed-out',
+            {},
+            `not delivered ${now - r.deadlineMs} ms after its deadline`,
+          ),
+        );
+      }
+    }
+    return out;
+  }
+
+  /** Counts per state, for dashboards and alerts. */
+  async summary(): Promise<Record<TransferState, number>> {
+    const s: Record<TransferState, number> = {
+      planned: 0,
+      sent: 0,
+      verified: 0,
+      delivered: 0,
+      failed: 0,
+      'timed-out': 0,
+    };
+    for (const r of await this.list()) s[r.state] += 1;
+    return s;
+  }
+
+  #emit(rec: TransferRecord, previous: TransferState | undefined): void {
+    for (const fn of this.#listeners) fn(rec, previous);
+  }
+}

@@ -1,0 +1,167 @@
+import {
+  AcceptablePriceError,
+  InsufficientFundsError,
+  InvalidOrderError,
+  NonceError,
+  type OrderOutcome,
+  RevertedError,
+  StaleOracleError,
+  VenueError,
+  VenueNetworkError,
+  VenueTimeoutError,
+} from '@xhedge/venue';
+import { type Abi, BaseError, decodeErrorResult, type Hex } from 'viem';
+import { redact } from './secrets.ts';
+
+/** A decoded revert: the Solidity error name and its arguments (`Error(string)` gives `reason`). */
+export interface DecodedRevert {
+  errorName: string;
+  args: readonly unknown[];
+  /** Human-readable: the string of `Error(string)` or `Name(arg, ...)`. */
+  reason: string;
+  data: Hex | undefined;
+}
+
+/** What a venue says a named revert means; unlisted reverts become {@link RevertedError}. */
+export type RevertClass = 'acceptable-price' | 'insufficient-funds' | 'stale-oracle' | 'invalid-order';
+export type RevertClassifier = (revert: DecodedRevert) => RevertClass | undefined;
+
+export interface ErrorContext {
+  venue: string;
+  /** ABI used to decode custom errors (the venue's contracts). */
+  abi?: Abi;
+  classify?: RevertClassifier;
+  clientOrderId?: string;
+  /** Outcome when the error is a revert: `not-sent` for a simulation, `rejected` for a mined revert. */
+  revertOutcome?: OrderOutcome;
+  /** Values to scrub from messages (keys, RPC URLs with API keys). */
+  secrets?: readonly string[];
+  details?: Record<string, unknown>;
+}
+
+function stringifyArg(v: unknown): string {
+  return typeof v === 'bigint'
+    ? v.toString()
+    : typeof v === 'string'
+      ? v
+      : JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? x.toString() : x));
+}
+
+/** Finds revert data (hex) anywhere in a viem error's cause chain. */
+export function findRevertData(err: unknown): Hex | undefined {
+  let cur: unknown = err;
+  for (let depth = 0; cur && depth < 12; depth++) {
+    if (typeof cur === 'object' && cur !== null) {
+      const data = (cur as { data?: unknown }).data;
+      if (typeof data === 'string' && /^0x[0-9a-fA-F]*$/.test(data) && data.length >= 10) return data as Hex;
+      if (typeof data === 'object' && data !== null) {
+        const inner = (data as { data?: unknown }).data;
+        if (typeof inner === 'string' && /^0x[0-9a-fA-F]*$/.test(inner) && inner.length >= 10)
+          return inner as Hex;
+      }
+      cur = (cur as { cause?: unknown }).cause;
+    } else break;
+  }
+  return undefined;
+}
+
+/** Decodes revert data with the venue ABI (plus the built-in `Error(string)` / `Panic(uint256)`). */
+export function decodeRevert(
+  data: Hex | undefined,
+  abi: Abi = [],
+  fallbackMessage = 'execution reverted',
+): DecodedRevert {
+  if (!data || data === '0x') return { errorName: 'unknown', args: [], reason: fallbackMessage, data };
+  try {
+    const d = decodeErrorResult({ abi, data });
+    const args = (d.args ?? []) as readonly unknown[];
+    const reason =
+      d.errorName === 'Error' && typeof args[0] === 'string'
+        ? args[0]
+        : `${d.errorName}(${args.map(stringifyArg).join(', ')})`;
+    return { errorName: d.errorName, args, reason, data };
+  } catch {
+    return { errorName: 'unknown', args: [], reason: `unrecognized revert data ${data.slice(0, 10)}`, data };
+  }
+}
+
+function isRevert(err: unknown): boolean {
+  if (!(err instanceof BaseError)) return false;
+  return Boolean(
+    err.walk((e) => {
+      const name = (e as { name?: string }).name ?? '';
+      return (
+        name === 'ContractFunctionRevertedError' ||
+        name === 'ExecutionRevertedError' ||
+        name === 'RawContractError' ||
+        /execution reverted|revert/i.test((e as { shortMessage?: string }).shortMessage ?? '')
+      );
+    }),
+  );
+}
+
+function walkName(err: unknown, names: readonly string[]): boolean {
+  if (!(err instanceof BaseError)) return false;
+  return Boolean(err.walk((e) => names.includes((e as { name?: string }).name ?? '')));
+}
+
+/** Builds the venue error for a decoded revert using the classifier. */
+export function revertToVenueError(revert: DecodedRevert, ctx: ErrorContext, cause?: unknown): VenueError {
+  const cls = ctx.classify?.(revert);
+  const base = {
+    venue: ctx.venue,
+    message: redact(`reverted: ${revert.reason}`, ctx.secrets),
+    ...(ctx.clientOrderId !== undefined ? { clientOrderId: ctx.clientOrderId } : {}),
+    details: { errorName: revert.errorName, args: revert.args.map(stringifyArg), ...ctx.details },
+    cause,
+  };
+  const outcome = ctx.revertOutcome ?? 'rejected';
+  switch (cls) {
+    case 'acceptable-price':
+      return new AcceptablePriceError({ ...base, outcome });
+    case 'insufficient-funds':
+      return new InsufficientFundsError({ ...base, outcome });
+    case 'stale-oracle':
+      return new StaleOracleError({ ...base, outcome });
+    case 'invalid-order':
+      return new InvalidOrderError({ ...base, outcome });
+    default:
+      return new RevertedError({ ...base, outcome, reason: revert.reason });
+  }
+}
+
+/**
+ * Maps any error from viem or the node into the venue error tree, with secrets scrubbed:
+ * reverts → RevertedError (or the classifier's class), funds → InsufficientFundsError, nonce problems →
+ * NonceError, timeouts → VenueTimeoutError (outcome unknown), transport failures → VenueNetworkError.
+ * VenueErrors pass through unchanged.
+ */
+export function toVenueError(err: unknown, ctx: ErrorContext): VenueError {
+  if (err instanceof VenueError) return err;
+  const short =
+    err instanceof BaseError ? err.shortMessage : err instanceof Error ? err.message : String(err);
+  const message = redact(short, ctx.secrets);
+  // viem puts the node's own words (e.g. "nonce too low") in `details`; classify on both.
+  const text = `${short} ${err instanceof BaseError ? err.details : ''}`;
+  const common = {
+    venue: ctx.venue,
+    ...(ctx.clientOrderId !== undefined ? { clientOrderId: ctx.clientOrderId } : {}),
+    ...(ctx.details ? { details: ctx.details } : {}),
+  };
+  if (walkName(err, ['InsufficientFundsError']) || /insufficient funds/i.test(text)) {
+    return new InsufficientFundsError({ ...common, message, outcome: 'not-sent' });
+  }
+  if (
+    walkName(err, ['NonceTooLowError', 'NonceTooHighError', 'NonceMaxValueError']) ||
+    /nonce (too low|too high)|replacement transaction underpriced/i.test(text)
+  ) {
+    return new NonceError({ ...common, message: redact(text, ctx.secrets) });
+  }
+  if (isRevert(err)) {
+    return revertToVenueError(decodeRevert(findRevertData(err), ctx.abi, message), ctx, undefined);
+  }
+  if (walkName(err, ['TimeoutError', 'WaitForTransactionReceiptTimeoutError'])) {
+    return new VenueTimeoutError({ ...common, message });
+  }
+  return new VenueNetworkError({ ...common, message });
+}

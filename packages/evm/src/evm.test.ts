@@ -1,0 +1,312 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ManualClock } from '@xhedge/core';
+import {
+  InvalidOrderError,
+  NonceError,
+  NotConfirmedError,
+  RateLimitError,
+  RevertedError,
+} from '@xhedge/venue';
+import { type Address, encodeFunctionData, erc20Abi, type Hex } from 'viem';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ANVIL_DEV_KEYS } from './anvil.ts';
+import { ensureAllowance, SpendCaps } from './approvals.ts';
+import { type EvmContext, evmContextFromVenueConfig } from './clients.ts';
+import { deployContract, rpc } from './deploy.ts';
+import { bumpFees, GasPolicy, l1DataFeeModel, OP_GAS_PRICE_ORACLE } from './gas.ts';
+import { redact } from './secrets.ts';
+import { type CompiledContract, compileSolidity, EVM_TEST_CONTRACTS_URL } from './solc.ts';
+import { JsonFileOrderStore } from './store.ts';
+import { type LocalTestChain, startLocalTestChain } from './testing.ts';
+import { TxSender } from './tx.ts';
+
+let chain: LocalTestChain;
+let ctx: EvmContext;
+let other: EvmContext;
+let contracts: Record<string, CompiledContract>;
+let reverter: Address;
+let token: Address;
+
+const ctxFor = (key: Hex) => chain.ctxFor(key);
+
+beforeAll(async () => {
+  chain = await startLocalTestChain('test-evm');
+  ctx = ctxFor(ANVIL_DEV_KEYS[0]);
+  other = ctxFor(ANVIL_DEV_KEYS[1]);
+  contracts = compileSolidity({ 'TestToken.sol': EVM_TEST_CONTRACTS_URL });
+  reverter = await deployContract(ctx, contracts.Reverter!);
+  token = await deployContract(ctx, contracts.TestToken!, ['USD Coin', 'USDC', 6]);
+  await chain.snapshot();
+});
+afterAll(async () => {
+  await chain?.stop();
+});
+beforeEach(() => chain.fresh());
+
+const abi = () => contracts.Reverter!.abi;
+const call = (fn: string, args: unknown[] = []) => ({
+  to: reverter,
+  data: encodeFunctionData({ abi: abi(), functionName: fn, args } as never),
+});
+/** Runs a send with automine off and mines one block once its transaction is in the mempool. */
+async function mineWhenSigned<T>(
+  run: (onSigned: (i: { hash: Hex }) => void) => Promise<T>,
+  beforeMine?: () => Promise<unknown>,
+): Promise<T> {
+  let hash: Hex | undefined;
+  const p = run((i) => {
+    hash = i.hash;
+  });
+  const miner = (async () => {
+    for (let i = 0; i < 200 && !hash; i++) await new Promise((r) => setTimeout(r, 10));
+    if (!hash) return;
+    await waitInMempool(hash);
+    await beforeMine?.();
+    await rpc(ctx.publicClient, 'evm_mine');
+  })();
+  const [res] = await Promise.all([p, miner]);
+  return res;
+}
+async function waitInMempool(hash: Hex) {
+  for (let i = 0; i < 100; i++) {
+    const tx = await ctx.publicClient.getTransaction({ hash }).catch(() => null);
+    if (tx) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error('tx never reached the mempool');
+}
+
+describe('TxSender on anvil', () => {
+  it('sends, writes the hash ahead of broadcast and confirms', async () => {
+    const sender = new TxSender({ ctx, abi: abi() });
+    const signed: Hex[] = [];
+    const sent = await sender.send(call('bump'), { onSigned: (i) => void signed.push(i.hash) });
+    expect(signed).toEqual([sent.hash]);
+    expect(sent.receipt.status).toBe('success');
+    expect((await sender.status(sent.hash)).state).toBe('mined');
+  });
+
+  it('decodes a revert in simulation as not-sent with the custom error and its args', async () => {
+    const sender = new TxSender({ ctx, abi: abi() });
+    const err = await sender.send(call('failWithCustom', [7n])).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RevertedError);
+    expect((err as RevertedError).outcome).toBe('not-sent');
+    expect((err as RevertedError).reason).toBe('CustomFailure(7, custom failure)');
+    const err2 = await sender.send(call('failWithString')).catch((e: unknown) => e);
+    expect((err2 as RevertedError).reason).toBe('plain failure');
+  });
+
+  it('decodes a mined revert (state moved between simulation and inclusion) as rejected', async () => {
+    const sender = new TxSender({ ctx, abi: abi() });
+    await rpc(ctx.publicClient, 'evm_setAutomine', [false]);
+    // The state moves between simulation and inclusion (another transaction got in first).
+    const p = mineWhenSigned(
+      (onSigned) => sender.send(call('bumpIfCounterIs', [0n]), { onSigned }),
+      () => rpc(ctx.publicClient, 'anvil_setStorageAt', [reverter, '0x0', `0x${'5'.padStart(64, '0')}`]),
+    ).catch((e: unknown) => e);
+    const err = await p;
+    expect(err).toBeInstanceOf(RevertedError);
+    expect((err as RevertedError).outcome).toBe('rejected');
+    expect((err as RevertedError).reason).toBe('counter moved');
+  });
+
+  it('times out as NotConfirmedError (outcome unknown), blocks a second send, then reconciles by hash', async () => {
+    const sender = new TxSender({ ctx, abi: abi(), receiptTimeoutMs: 300 });
+    await rpc(ctx.publicClient, 'evm_setAutomine', [false]);
+    const err = await sender.send(call('bump')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotConfirmedError);
+    expect((err as NotConfirmedError).outcome).toBe('unknown');
+    const hash = (err as NotConfirmedError).details?.txHash as Hex;
+    expect((await sender.status(hash)).state).toBe('pending');
+    // One pending transaction per account: a second one is refused, not queued behind a gap.
+    const second = await sender.send(call('bump')).catch((e: unknown) => e);
+    expect(second).toBeInstanceOf(NonceError);
+    await rpc(ctx.publicClient, 'evm_mine');
+    const st = await sender.status(hash);
+    expect(st.state).toBe('mined');
+  });
+
+  it('after a restart, recovers from the chain nonce and cancels a pending transaction by replacement', async () => {
+    const before = new TxSender({ ctx, abi: abi(), receiptTimeoutMs: 200 });
+    await rpc(ctx.publicClient, 'evm_setAutomine', [false]);
+    const err = (await before.send(call('bump')).catch((e: unknown) => e)) as NotConfirmedError;
+    const hash = err.details?.txHash as Hex;
+    const nonce = err.details?.nonce as number;
+    // "Restart": a fresh context and sender with no memory of the transaction.
+    const after = new TxSender({ ctx: ctxFor(ANVIL_DEV_KEYS[0]), abi: abi(), receiptTimeoutMs: 5_000 });
+    expect(await after.nonces()).toEqual({ latest: nonce, pending: nonce + 1 });
+    expect(await after.send(call('bump')).catch((e: unknown) => e)).toBeInstanceOf(NonceError);
+    const cancel = await mineWhenSigned((onSigned) => after.replace({ hash, nonce }, 'cancel', { onSigned }));
+    expect(cancel.nonce).toBe(nonce);
+    const tx = await ctx.publicClient.getTransaction({ hash: cancel.hash });
+    expect(tx.to?.toLowerCase()).toBe(ctx.account.address.toLowerCase());
+    expect((await after.status(hash, nonce)).state).toBe('replaced');
+    const counter = await ctx.publicClient.readContract({
+      address: reverter,
+      abi: abi(),
+      functionName: 'counter',
+    });
+    expect(counter).toBe(0n);
+  });
+
+  it('a dropped transaction is unknown until its nonce is consumed by a cancel', async () => {
+    const sender = new TxSender({ ctx, abi: abi(), receiptTimeoutMs: 200 });
+    await rpc(ctx.publicClient, 'evm_setAutomine', [false]);
+    const err = (await sender.send(call('bump')).catch((e: unknown) => e)) as NotConfirmedError;
+    const hash = err.details?.txHash as Hex;
+    const nonce = err.details?.nonce as number;
+    await rpc(ctx.publicClient, 'anvil_dropTransaction', [hash]);
+    expect((await sender.status(hash, nonce)).state).toBe('unknown');
+    await mineWhenSigned((onSigned) =>
+      sender.replace({ hash, nonce }, 'cancel', { onSigned, timeoutMs: 5000 }),
+    );
+    expect((await sender.status(hash, nonce)).state).toBe('replaced');
+  });
+
+  it('prices the all-in cost with an L1 data fee (per-byte estimate on anvil, OP Stack oracle via a stand-in)', async () => {
+    const sender = new TxSender({
+      ctx,
+      abi: abi(),
+      l1FeeModel: l1DataFeeModel('fixed-per-byte', ctx.publicClient, { weiPerByte: 1000n }),
+    });
+    const cost = await sender.estimateCost(call('bump'), 3000);
+    expect(cost.l1DataWei).toBeGreaterThan(100n * 1000n);
+    expect(cost.totalWei).toBe(cost.executionWei + cost.l1DataWei);
+    expect(cost.totalUsd).toBeGreaterThan(0);
+    const fake = await deployContract(ctx, contracts.FakeGasPriceOracle!);
+    const code = await ctx.publicClient.getCode({ address: fake });
+    await rpc(ctx.publicClient, 'anvil_setCode', [OP_GAS_PRICE_ORACLE, code]);
+    const op = l1DataFeeModel('op-stack', ctx.publicClient);
+    const data = call('bump').data;
+    expect(await op.estimateWei({ to: reverter, data, serialized: data })).toBe(
+      (4n + 68n) * 16n * 1_000_000_000n,
+    );
+  });
+
+  it('approves exactly or up to a cap, never unlimited, and enforces spend caps', async () => {
+    const sender = new TxSender({ ctx, abi: abi() });
+    const spender = other.account.address;
+    const allowance = () =>
+      ctx.publicClient.readContract({
+        address: token,
+        abi: erc20Abi,
+        functionName: 'allowance',
+        args: [ctx.account.address, spender],
+      });
+    expect(
+      await ensureAllowance(sender, { token, spender, amount: 500n, policy: { mode: 'exact' } }),
+    ).toEqual({ approved: 500n });
+    expect(await allowance()).toBe(500n);
+    expect(
+      await ensureAllowance(sender, { token, spender, amount: 400n, policy: { mode: 'exact' } }),
+    ).toEqual({ approved: null });
+    await ensureAllowance(sender, {
+      token,
+      spender,
+      amount: 900n,
+      policy: { mode: 'capped', capAmount: 10_000n },
+    });
+    expect(await allowance()).toBe(10_000n);
+    await expect(
+      ensureAllowance(sender, {
+        token,
+        spender,
+        amount: 20_000n,
+        policy: { mode: 'capped', capAmount: 10_000n },
+      }),
+    ).rejects.toBeInstanceOf(InvalidOrderError);
+    const clock = new ManualClock(0);
+    const caps = new SpendCaps({ venue: 'v', caps: { [token.toLowerCase()]: 1000n }, windowMs: 1000, clock });
+    caps.check(token, 600n);
+    caps.record(token, 600n);
+    expect(() => caps.check(token, 500n)).toThrow(InvalidOrderError);
+    clock.advance(1001);
+    expect(() => caps.check(token, 500n)).not.toThrow();
+    expect(() => caps.check(reverter, 1n)).toThrow(/no spend cap/);
+  });
+});
+
+describe('gas policy', () => {
+  const fees = (gwei: number) => ({
+    baseFeePerGas: BigInt(gwei) * 1_000_000_000n,
+    maxFeePerGas: BigInt(gwei * 2) * 1_000_000_000n,
+    maxPriorityFeePerGas: 1n,
+  });
+  it('waits while fees are high unless urgent, and gives up with a retryable not-sent error', async () => {
+    const clock = new ManualClock(0);
+    const policy = new GasPolicy({
+      maxBaseFeeGwei: 50,
+      maxWaitMs: 10_000,
+      pollMs: 1000,
+      clock,
+      sleep: async (ms) => void clock.advance(ms),
+    });
+    const seq = [fees(80), fees(70), fees(40)];
+    let i = 0;
+    const got = await policy.waitForFees(async () => seq[Math.min(i++, 2)]!, 'normal', 'v');
+    expect(got.baseFeePerGas).toBe(40_000_000_000n);
+    expect(clock.nowMs()).toBe(2000);
+    expect((await policy.waitForFees(async () => fees(500), 'urgent', 'v')).baseFeePerGas).toBe(
+      500_000_000_000n,
+    );
+    const err = await policy.waitForFees(async () => fees(500), 'normal', 'v').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RateLimitError);
+    expect((err as RateLimitError).outcome).toBe('not-sent');
+  });
+  it('bumps replacement fees by at least 12.5%', () => {
+    const b = bumpFees(fees(10), fees(1));
+    expect(b.maxFeePerGas).toBe(22_500_000_000n);
+    expect(b.maxPriorityFeePerGas).toBe(2n);
+  });
+});
+
+describe('config, secrets and store', () => {
+  it('builds clients from a venue config with {env} and {keyFile}, and never echoes the key', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'xhedge-evm-'));
+    const keyFile = path.join(dir, 'key');
+    writeFileSync(keyFile, `${ANVIL_DEV_KEYS[1]}\n`);
+    const base = {
+      id: 'gmx-local',
+      chain: 'evm:31337' as const,
+      endpoints: { rpc: ['http://127.0.0.1:1', { env: 'RPC2' }] },
+    };
+    const a = evmContextFromVenueConfig(
+      { ...base, credentials: { privateKey: { env: 'K' } } },
+      { env: { K: ANVIL_DEV_KEYS[0], RPC2: 'http://127.0.0.1:2' } },
+    );
+    expect(a.account.address).toBe('0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266');
+    const b = evmContextFromVenueConfig(
+      { ...base, credentials: { privateKey: { keyFile } } },
+      { env: { RPC2: 'http://127.0.0.1:2' } },
+    );
+    expect(b.account.address).toBe('0x70997970C51812dc3A010C7d01b50e0d17dc79C8');
+    try {
+      evmContextFromVenueConfig(
+        { ...base, credentials: { privateKey: { env: 'K' } } },
+        { env: { K: 'not-a-key-but-secret', RPC2: 'x' } },
+      );
+      expect.unreachable();
+    } catch (err) {
+      expect(
+        JSON.stringify({ m: (err as Error).message, d: (err as { details?: unknown }).details }),
+      ).not.toContain('not-a-key-but-secret');
+    }
+    expect(
+      redact('POST https://user:pw@arb.example/v2/abcdefghijklmnopqrstuvwxyz123 key 0xabc', []),
+    ).not.toMatch(/pw@|abcdefghijklmnop/);
+    expect(redact(`failed with privateKey ${ANVIL_DEV_KEYS[0]}`, [ANVIL_DEV_KEYS[0]])).not.toContain(
+      ANVIL_DEV_KEYS[0].slice(2),
+    );
+  });
+
+  it('JsonFileOrderStore survives a restart (a new instance reads what the old one wrote)', async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-store-')), 'orders.json');
+    const s1 = new JsonFileOrderStore<{ txHash: string }>(file);
+    await s1.put('c1', { txHash: '0x01' });
+    const s2 = new JsonFileOrderStore<{ txHash: string }>(file);
+    expect(await s2.get('c1')).toEqual({ txHash: '0x01' });
+    expect(await s2.list()).toHaveLength(1);
+  });
+});

@@ -1,0 +1,215 @@
+import { type Clock, systemClock, type Urgency } from '@xhedge/core';
+import { RateLimitError } from '@xhedge/venue';
+import { type Address, size as byteSize, type Hex, type PublicClient, parseAbi } from 'viem';
+import type { L1DataFeeKind } from './chains.ts';
+
+/** EIP-1559 fees for the next transaction, wei. */
+export interface FeeQuote {
+  baseFeePerGas: bigint;
+  maxFeePerGas: bigint;
+  maxPriorityFeePerGas: bigint;
+}
+
+export interface FeeOptions {
+  /** Headroom on the base fee for the next blocks. @defaultValue 2 (viem's default multiplier) */
+  baseFeeMultiplier?: number;
+  /** Priority fee floor, wei. @defaultValue 0 */
+  minPriorityFeeWei?: bigint;
+}
+
+/**
+ * Reads EIP-1559 fees from the node: base fee of the latest block and the priority fee from
+ * `eth_maxPriorityFeePerGas` (falling back to the `eth_feeHistory` median of the last blocks).
+ */
+export async function readFees(client: PublicClient, opts: FeeOptions = {}): Promise<FeeQuote> {
+  const block = await client.getBlock({ blockTag: 'latest' });
+  const baseFeePerGas = block.baseFeePerGas ?? 0n;
+  let priority: bigint;
+  try {
+    priority = await client.estimateMaxPriorityFeePerGas();
+  } catch {
+    const hist = await client.getFeeHistory({ blockCount: 5, rewardPercentiles: [50] });
+    const rewards = (hist.reward ?? []).map((r) => r[0] ?? 0n).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    priority = rewards[Math.floor(rewards.length / 2)] ?? 0n;
+  }
+  const floor = opts.minPriorityFeeWei ?? 0n;
+  const maxPriorityFeePerGas = priority > floor ? priority : floor;
+  const mult = BigInt(Math.round((opts.baseFeeMultiplier ?? 2) * 100));
+  return {
+    baseFeePerGas,
+    maxPriorityFeePerGas,
+    maxFeePerGas: (baseFeePerGas * mult) / 100n + maxPriorityFeePerGas,
+  };
+}
+
+/** Fees at least `bumpBps` above the previous ones (replacement rules: ≥ +10% on most nodes; we use 12.5%). */
+export function bumpFees(prev: FeeQuote, current: FeeQuote, bumpBps = 1250n): FeeQuote {
+  const bump = (v: bigint) => (v * (10_000n + bumpBps) + 9_999n) / 10_000n;
+  const maxPriorityFeePerGas = maxBig(current.maxPriorityFeePerGas, bump(prev.maxPriorityFeePerGas));
+  return {
+    baseFeePerGas: current.baseFeePerGas,
+    maxPriorityFeePerGas,
+    maxFeePerGas: maxBig(maxBig(current.maxFeePerGas, bump(prev.maxFeePerGas)), maxPriorityFeePerGas),
+  };
+}
+
+/** Math.max for bigints. */
+function maxBig(a: bigint, b: bigint): bigint {
+  return a >= b ? a : b;
+}
+
+/** Estimates the L1 data fee (wei) an L2 charges on top of L2 gas for a transaction's bytes. */
+export interface L1DataFeeModel {
+  readonly kind: L1DataFeeKind;
+  estimateWei(tx: { to: Address; data: Hex; serialized: Hex }): Promise<bigint>;
+}
+
+export const OP_GAS_PRICE_ORACLE: Address = '0x420000000000000000000000000000000000000F';
+export const ARB_NODE_INTERFACE: Address = '0x00000000000000000000000000000000000000C8';
+const opAbi = parseAbi(['function getL1Fee(bytes _data) view returns (uint256)']);
+const arbAbi = parseAbi([
+  'function gasEstimateL1Component(address to, bool contractCreation, bytes data) payable returns (uint64 gasEstimateForL1, uint256 baseFee, uint256 l1BaseFeeEstimate)',
+]);
+
+export interface L1DataFeeModelOptions {
+  /** For `fixed-per-byte` (local chains): wei charged per byte of the serialized transaction. @defaultValue 16 gwei·16 = 256 gwei (≈ an L2 at 16 gas/byte and 16 gwei L1) */
+  weiPerByte?: bigint;
+  /** Override the predeploy/precompile address (tests install a stand-in there). */
+  address?: Address;
+}
+
+/**
+ * The L1 data fee model for a chain kind:
+ * - `op-stack`: `GasPriceOracle.getL1Fee(serializedTx)` at the 0x420…0F predeploy;
+ * - `arbitrum`: `NodeInterface.gasEstimateL1Component(to, false, data)` → L1 gas × L2 base fee;
+ * - `fixed-per-byte`: a configured estimate (anvil has no L1);
+ * - `none`: Ethereum L1.
+ */
+export function l1DataFeeModel(
+  kind: L1DataFeeKind,
+  client: PublicClient,
+  opts: L1DataFeeModelOptions = {},
+): L1DataFeeModel {
+  switch (kind) {
+    case 'none':
+      return { kind, estimateWei: async () => 0n };
+    case 'fixed-per-byte': {
+      const perByte = opts.weiPerByte ?? 256_000_000_000n;
+      return { kind, estimateWei: async ({ serialized }) => BigInt(byteSize(serialized)) * perByte };
+    }
+    case 'op-stack':
+      return {
+        kind,
+        estimateWei: ({ serialized }) =>
+          client.readContract({
+            address: opts.address ?? OP_GAS_PRICE_ORACLE,
+            abi: opAbi,
+            functionName: 'getL1Fee',
+            args: [serialized],
+          }),
+      };
+    case 'arbitrum':
+      return {
+        kind,
+        estimateWei: async ({ to, data }) => {
+          const { result } = await client.simulateContract({
+            address: opts.address ?? ARB_NODE_INTERFACE,
+            abi: arbAbi,
+            functionName: 'gasEstimateL1Component',
+            args: [to, false, data],
+          });
+          const [gasForL1, baseFee] = result;
+          return BigInt(gasForL1) * baseFee;
+        },
+      };
+  }
+}
+
+/** The all-in cost of one transaction: L2 execution gas plus the L1 data fee. */
+export interface TxCost {
+  gasLimit: bigint;
+  executionWei: bigint;
+  l1DataWei: bigint;
+  totalWei: bigint;
+  /** `totalWei` in USD at `gasAssetUsd` (ETH price); float, for routing comparisons. */
+  totalUsd: number;
+}
+
+/** Cost at the expected price (base + priority), not the max fee cap, which is only a bound. */
+export function txCost(p: {
+  gasLimit: bigint;
+  fees: FeeQuote;
+  l1DataWei: bigint;
+  gasAssetUsd: number;
+}): TxCost {
+  const executionWei = p.gasLimit * (p.fees.baseFeePerGas + p.fees.maxPriorityFeePerGas);
+  const totalWei = executionWei + p.l1DataWei;
+  return {
+    gasLimit: p.gasLimit,
+    executionWei,
+    l1DataWei: p.l1DataWei,
+    totalWei,
+    totalUsd: (Number(totalWei) / 1e18) * p.gasAssetUsd,
+  };
+}
+
+export interface GasPolicyOptions {
+  /** Above this base fee (gwei) a normal hedge waits. @defaultValue Infinity (never waits) */
+  maxBaseFeeGwei?: number;
+  /** How long a normal hedge may wait for fees to fall before giving up. @defaultValue 60000 */
+  maxWaitMs?: number;
+  /** Poll interval while waiting. @defaultValue 2000 */
+  pollMs?: number;
+  clock?: Clock;
+  /** Injected for tests; defaults to a real timer. */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/**
+ * Waits while the base fee is above the cap unless the hedge is urgent (an urgent hedge — drift past the
+ * urgency multiple — pays whatever the chain charges). When fees stay high past `maxWaitMs`, throws a
+ * {@link RateLimitError} (not sent, retryable, `retryAfterMs`), so the job is retried later rather than paying.
+ */
+export class GasPolicy {
+  readonly maxBaseFeeWei: bigint | undefined;
+  private readonly maxWaitMs: number;
+  private readonly pollMs: number;
+  private readonly clock: Clock;
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(opts: GasPolicyOptions = {}) {
+    this.maxBaseFeeWei =
+      opts.maxBaseFeeGwei === undefined || !Number.isFinite(opts.maxBaseFeeGwei)
+        ? undefined
+        : BigInt(Math.round(opts.maxBaseFeeGwei * 1e9));
+    this.maxWaitMs = opts.maxWaitMs ?? 60_000;
+    this.pollMs = opts.pollMs ?? 2_000;
+    this.clock = opts.clock ?? systemClock;
+    this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+  }
+
+  /** Whether fees are acceptable now for this urgency. */
+  acceptable(fees: FeeQuote, urgency: Urgency): boolean {
+    return (
+      urgency === 'urgent' || this.maxBaseFeeWei === undefined || fees.baseFeePerGas <= this.maxBaseFeeWei
+    );
+  }
+
+  /** Returns acceptable fees, polling `read` while they are too high; throws RateLimitError after `maxWaitMs`. */
+  async waitForFees(read: () => Promise<FeeQuote>, urgency: Urgency, venue: string): Promise<FeeQuote> {
+    const start = this.clock.nowMs();
+    for (;;) {
+      const fees = await read();
+      if (this.acceptable(fees, urgency)) return fees;
+      if (this.clock.nowMs() - start >= this.maxWaitMs) {
+        throw new RateLimitError({
+          venue,
+          message: `base fee ${fees.baseFeePerGas} wei is above the policy cap ${this.maxBaseFeeWei} wei; not urgent, waited ${this.maxWaitMs} ms`,
+          retryAfterMs: this.pollMs,
+          details: { baseFeeWei: fees.baseFeePerGas.toString(), capWei: String(this.maxBaseFeeWei) },
+        });
+      }
+      await this.sleep(this.pollMs);
+    }
+  }
+}

@@ -1,0 +1,331 @@
+import path from 'node:path';
+import { type Clock, Dec, type Order, type OrderStatus } from '@xhedge/core';
+import { InvalidOrderError, type OrderRequest, type VenueError, type VenueHealth } from '@xhedge/venue';
+import type { Abi, Hex, TransactionReceipt } from 'viem';
+import type { z } from 'zod';
+import { type EvmContext, type EvmVenueConfigLike, evmContextFromVenueConfig } from './clients.ts';
+import { type RevertClassifier, toVenueError } from './errors.ts';
+import { GasPolicy } from './gas.ts';
+import type { SecretSources } from './secrets.ts';
+import { JsonFileOrderStore, type OrderRecordStore } from './store.ts';
+import { type SendOptions, type TxRequest, TxSender } from './tx.ts';
+
+/**
+ * The fields every on-chain adapter persists per client order id (JSON-safe: bigints as strings).
+ * Venues extend it with their own references (order key, position id).
+ */
+export interface OnChainOrderRecord {
+  clientOrderId: string;
+  instrument: string;
+  side: 'buy' | 'sell';
+  sizeBase: string;
+  limitPriceUsd?: string;
+  reduceOnly: boolean;
+  orderType: 'market' | 'limit' | 'ioc';
+  status: OrderStatus;
+  txHash?: Hex;
+  nonce?: number;
+  maxFeePerGas?: string;
+  maxPriorityFeePerGas?: string;
+  /** Hash of a nonce-replacement cancel, when one was sent. */
+  cancelTxHash?: Hex;
+  filledSizeBase: string;
+  avgFillPriceUsd?: string;
+  feeUsd?: number;
+  error?: string;
+  createdAtMs: number;
+  updatedAtMs: number;
+}
+
+/** An order request after validation (defaults applied). */
+type ParsedOrderRequest = z.output<typeof OrderRequest>;
+
+/** The default durable store: `<dataDir>/<venueId>-orders.json` (dataDir defaults to `.xhedge`). */
+export function defaultOrderStore<T>(dataDir: string | undefined, venueId: string): OrderRecordStore<T> {
+  return new JsonFileOrderStore<T>(path.join(dataDir ?? '.xhedge', `${venueId}-orders.json`));
+}
+
+/** Rejects orders below the venue minimum and non-market orders without a limit price. */
+export function assertOrderBasics(venue: string, req: ParsedOrderRequest, minSizeBase: string): void {
+  if (new Dec(req.sizeBase).lt(minSizeBase)) {
+    throw new InvalidOrderError({
+      venue,
+      clientOrderId: req.clientOrderId,
+      message: `size ${req.sizeBase} is below the minimum ${minSizeBase}`,
+    });
+  }
+  if (req.orderType !== 'market' && req.limitPriceUsd === undefined) {
+    throw new InvalidOrderError({
+      venue,
+      clientOrderId: req.clientOrderId,
+      message: `${req.orderType} orders need limitPriceUsd`,
+    });
+  }
+}
+
+/** A fresh `queued` record for a validated order request. */
+export function newOrderRecord(req: ParsedOrderRequest, nowMs: number): OnChainOrderRecord {
+  const record: OnChainOrderRecord = {
+    clientOrderId: req.clientOrderId,
+    instrument: req.instrument,
+    side: req.side,
+    sizeBase: req.sizeBase,
+    reduceOnly: req.reduceOnly,
+    orderType: req.orderType,
+    status: 'queued',
+    filledSizeBase: '0',
+    createdAtMs: nowMs,
+    updatedAtMs: nowMs,
+  };
+  if (req.limitPriceUsd !== undefined) record.limitPriceUsd = req.limitPriceUsd;
+  return record;
+}
+
+/** The contract's `Order` view of a record; `venueOrderId` is the venue's own reference when it has one. */
+export function orderFromRecord(
+  venue: string,
+  r: OnChainOrderRecord,
+  venueOrderId: string | undefined,
+): Order {
+  const o: Order = {
+    clientOrderId: r.clientOrderId,
+    // Client order ids that are not valid entity ids get a prefix that makes them one.
+    intentId: /^[A-Za-z][A-Za-z0-9_-]{2,}$/.test(r.clientOrderId) ? r.clientOrderId : `o-${r.clientOrderId}`,
+    venue,
+    instrument: r.instrument,
+    side: r.side,
+    orderType: r.orderType,
+    sizeBase: r.sizeBase,
+    reduceOnly: r.reduceOnly,
+    status: r.status,
+    filledSizeBase: r.filledSizeBase,
+    createdAtMs: r.createdAtMs,
+    updatedAtMs: r.updatedAtMs,
+  };
+  if (venueOrderId) o.venueOrderId = venueOrderId;
+  if (r.limitPriceUsd !== undefined) o.limitPriceUsd = r.limitPriceUsd;
+  if (r.avgFillPriceUsd !== undefined) o.avgFillPriceUsd = r.avgFillPriceUsd;
+  if (r.error !== undefined) o.error = r.error;
+  return o;
+}
+
+/** What {@link sendRecorded} needs from its adapter. */
+export interface RecordedSendDeps<T extends OnChainOrderRecord> {
+  sender: TxSender;
+  store: OrderRecordStore<T>;
+  clock: Clock;
+  /** Maps a thrown error into the venue error tree. */
+  wrap: (err: unknown, clientOrderId: string) => VenueError;
+}
+
+/**
+ * Sends an order transaction with a write-ahead record: the record (status `sent`, tx hash, nonce,
+ * fees) is stored before the transaction can exist. On failure after signing, the record becomes
+ * `outcome-unknown` or `rejected`; the mapped venue error is thrown either way.
+ */
+export async function sendRecorded<T extends OnChainOrderRecord>(
+  deps: RecordedSendDeps<T>,
+  record: T,
+  tx: TxRequest,
+): Promise<TransactionReceipt> {
+  const cid = record.clientOrderId;
+  try {
+    const sent = await deps.sender.send(tx, {
+      clientOrderId: cid,
+      onSigned: async (info) => {
+        Object.assign(record, {
+          status: 'sent',
+          txHash: info.hash,
+          nonce: info.nonce,
+          maxFeePerGas: info.maxFeePerGas.toString(),
+          maxPriorityFeePerGas: info.maxPriorityFeePerGas.toString(),
+          updatedAtMs: deps.clock.nowMs(),
+        });
+        await deps.store.put(cid, record);
+      },
+    });
+    return sent.receipt;
+  } catch (err) {
+    const e = deps.wrap(err, cid);
+    if (record.txHash) {
+      record.status = e.outcome === 'unknown' ? 'outcome-unknown' : 'rejected';
+      record.error = e.shortMessage;
+      record.updatedAtMs = deps.clock.nowMs();
+      await deps.store.put(cid, record);
+    }
+    throw e;
+  }
+}
+
+/**
+ * Cancels a not-yet-mined order transaction by occupying its nonce with a 0-value self-transfer;
+ * the cancel's hash is set on `r` (in place) and stored as soon as it is signed.
+ */
+export async function replaceByNonce<T extends OnChainOrderRecord>(
+  sender: TxSender,
+  store: OrderRecordStore<T>,
+  r: T,
+  pending: { hash: Hex; nonce: number },
+): Promise<void> {
+  const options: SendOptions = {
+    clientOrderId: r.clientOrderId,
+    urgency: 'urgent',
+    onSigned: async (info) => {
+      r.cancelTxHash = info.hash;
+      await store.put(r.clientOrderId, r);
+    },
+  };
+  await sender.replace(
+    {
+      ...pending,
+      ...(r.maxFeePerGas ? { maxFeePerGas: BigInt(r.maxFeePerGas) } : {}),
+      ...(r.maxPriorityFeePerGas ? { maxPriorityFeePerGas: BigInt(r.maxPriorityFeePerGas) } : {}),
+    },
+    'cancel',
+    options,
+  );
+}
+
+/** The health answer when the venue could not be read. */
+export function unreachableHealth(latencyMs: number, error: VenueError): VenueHealth {
+  return {
+    ok: false,
+    latencyMs,
+    halted: false,
+    dataAgeMs: Number.POSITIVE_INFINITY,
+    details: { error: error.shortMessage },
+  };
+}
+
+/** Venue knobs shared by on-chain adapters' {@link TxSender}. */
+export interface VenueTxSenderOptions {
+  ctx: EvmContext;
+  /** ABI of the venue's contracts, for decoding custom errors. */
+  abi: Abi;
+  classify: RevertClassifier;
+  /** Base fee cap for non-urgent hedges, gwei. @defaultValue no cap */
+  maxBaseFeeGwei?: number | undefined;
+  /** Seconds to wait for a receipt before the outcome is unknown. */
+  receiptTimeoutSeconds: number;
+  clock: Clock;
+}
+
+/** The {@link TxSender} of an on-chain adapter: its ABI and revert classes, a gas policy, a receipt timeout. */
+export function createVenueTxSender(o: VenueTxSenderOptions): TxSender {
+  return new TxSender({
+    ctx: o.ctx,
+    abi: o.abi,
+    classify: o.classify,
+    gasPolicy: new GasPolicy({
+      ...(o.maxBaseFeeGwei !== undefined ? { maxBaseFeeGwei: o.maxBaseFeeGwei } : {}),
+      clock: o.clock,
+    }),
+    receiptTimeoutMs: o.receiptTimeoutSeconds * 1000,
+    clock: o.clock,
+  });
+}
+
+/** Maps errors of one venue into the venue error tree (custom errors decoded with `abi`, secrets scrubbed). */
+export interface VenueErrorMapper {
+  wrap(err: unknown, clientOrderId?: string): VenueError;
+  /** Runs a chain read, rethrowing its failure as a venue error. */
+  read<T>(fn: () => Promise<T>): Promise<T>;
+}
+
+export function venueErrorMapper(venue: string, abi: Abi, ctx: EvmContext): VenueErrorMapper {
+  const wrap = (err: unknown, clientOrderId?: string): VenueError =>
+    toVenueError(err, {
+      venue,
+      abi,
+      secrets: ctx.secrets,
+      ...(clientOrderId !== undefined ? { clientOrderId } : {}),
+    });
+  return {
+    wrap,
+    async read(fn) {
+      try {
+        return await fn();
+      } catch (err) {
+        throw wrap(err);
+      }
+    },
+  };
+}
+
+/** Options of an on-chain venue's `create…Venue` factory beyond the venue config. */
+export interface CreateOnChainVenueDeps<R> {
+  /** Where secrets come from (process env and files by default). */
+  secrets?: SecretSources;
+  /** Profile data folder for the order mapping file (unless params.dataDir is set). */
+  dataDir?: string;
+  store?: OrderRecordStore<R>;
+  clock?: Clock;
+}
+
+/**
+ * Builds an on-chain venue from its operator config: the EVM context from endpoints and credentials,
+ * `params.dataDir` defaulted to the profile's, optional store and clock passed through.
+ */
+export function onChainVenueFromConfig<P extends { dataDir?: string | undefined }, R, V>(
+  venue: EvmVenueConfigLike,
+  deps: CreateOnChainVenueDeps<R>,
+  construct: (
+    id: string,
+    params: P,
+    deps: { ctx: EvmContext; store?: OrderRecordStore<R>; clock?: Clock },
+  ) => V,
+): V {
+  const ctx = evmContextFromVenueConfig(venue, deps.secrets ?? {});
+  const params = { ...(venue.params ?? {}) } as P;
+  if (params.dataDir === undefined && deps.dataDir !== undefined) params.dataDir = deps.dataDir;
+  return construct(venue.id, params, {
+    ctx,
+    ...(deps.store ? { store: deps.store } : {}),
+    ...(deps.clock ? { clock: deps.clock } : {}),
+  });
+}
+
+/** What {@link applySentTxStatus} reads the chain with. */
+export interface SentTxStatusDeps {
+  sender: TxSender;
+  errors: VenueErrorMapper;
+  clock: Clock;
+}
+
+/**
+ * Brings a sent (not yet settled) order record up to date from its transaction: `cancelled` when the
+ * nonce-replacement cancel was mined, `onMined` for a successful receipt, `rejected` for a mined revert,
+ * `failed` when another transaction took the nonce, else `outcome-unknown`. Mutates `r`; does not store it.
+ */
+export async function applySentTxStatus<T extends OnChainOrderRecord>(
+  deps: SentTxStatusDeps,
+  r: T,
+  txHash: Hex,
+  onMined: (r: T, receipt: TransactionReceipt) => void,
+): Promise<void> {
+  const cancelTxHash = r.cancelTxHash;
+  if (cancelTxHash) {
+    const c = await deps.errors.read(() => deps.sender.status(cancelTxHash, r.nonce));
+    if (c.state === 'mined') {
+      r.status = 'cancelled';
+      r.error = 'replaced by a cancel transaction at the same nonce';
+      r.updatedAtMs = deps.clock.nowMs();
+      return;
+    }
+  }
+  const st = await deps.errors.read(() => deps.sender.status(txHash, r.nonce));
+  if (st.state === 'mined') {
+    if (st.receipt.status === 'success') onMined(r, st.receipt);
+    else {
+      r.status = 'rejected';
+      r.error = (await deps.sender.revertError(st.receipt, r.clientOrderId)).shortMessage;
+      r.updatedAtMs = deps.clock.nowMs();
+    }
+  } else if (st.state === 'replaced') {
+    r.status = 'failed';
+    r.error = 'its nonce was used by another transaction; it will never be mined';
+    r.updatedAtMs = deps.clock.nowMs();
+  } else {
+    r.status = 'outcome-unknown';
+  }
+}

@@ -1,0 +1,457 @@
+import { type Clock, systemClock, type Urgency } from '@xhedge/core';
+import { NonceError, NotConfirmedError, VenueNetworkError } from '@xhedge/venue';
+import {
+  type Abi,
+  type Address,
+  BaseError,
+  type Hex,
+  keccak256,
+  type TransactionReceipt,
+  type TransactionSerializable,
+} from 'viem';
+import type { EvmContext } from './clients.ts';
+import {
+  decodeRevert,
+  findRevertData,
+  type RevertClassifier,
+  revertToVenueError,
+  toVenueError,
+} from './errors.ts';
+import {
+  bumpFees,
+  type FeeQuote,
+  GasPolicy,
+  type L1DataFeeModel,
+  l1DataFeeModel,
+  readFees,
+  type TxCost,
+  txCost,
+} from './gas.ts';
+
+export interface TxRequest {
+  to: Address;
+  data: Hex;
+  /** Native value, wei. */
+  value?: bigint;
+}
+
+/** What is known about a signed transaction; persisted by callers before it is broadcast. */
+export interface SignedTxInfo {
+  hash: Hex;
+  nonce: number;
+  maxFeePerGas: bigint;
+  maxPriorityFeePerGas: bigint;
+  gasLimit: bigint;
+  signedAtMs: number;
+}
+
+export interface SendOptions {
+  urgency?: Urgency;
+  clientOrderId?: string;
+  /**
+   * Called with the hash after signing and before broadcasting (write-ahead): persist it, so that after
+   * a crash or timeout the transaction can be found by hash instead of being sent again.
+   */
+  onSigned?: (info: SignedTxInfo) => Promise<void> | void;
+  /** How long to wait for the receipt. @defaultValue the sender's `receiptTimeoutMs` */
+  timeoutMs?: number;
+}
+
+export interface SentTx {
+  hash: Hex;
+  nonce: number;
+  receipt: TransactionReceipt;
+}
+
+/** Where a transaction stands on chain. */
+export type TxStatus =
+  | { state: 'mined'; receipt: TransactionReceipt }
+  | { state: 'pending'; nonce: number }
+  /** Not known to the node and its nonce is already used by another transaction: it will never mine. */
+  | { state: 'replaced'; nonce: number }
+  /** Not known to the node and its nonce is still free: dropped or never broadcast, could still appear. */
+  | { state: 'unknown' };
+
+export interface TxSenderOptions {
+  ctx: EvmContext;
+  /** ABI of the venue's contracts, for decoding custom errors. */
+  abi?: Abi;
+  classify?: RevertClassifier;
+  gasPolicy?: GasPolicy;
+  l1FeeModel?: L1DataFeeModel;
+  /** @defaultValue 30000 */
+  receiptTimeoutMs?: number;
+  /** Gas limit headroom over the estimate. @defaultValue 1.2 */
+  gasLimitMultiplier?: number;
+  clock?: Clock;
+}
+
+/**
+ * Sends transactions for one account on one chain, one at a time:
+ * - the nonce comes from the chain (`latest` count); if the chain's `pending` count is higher, a transaction
+ *   (ours, possibly from before a restart) is still pending and sending is refused with a NonceError until
+ *   it is mined or replaced — so there are never nonce gaps or two hedges in flight;
+ * - every transaction is simulated (estimateGas) first: reverts surface as not-sent venue errors;
+ * - the hash is handed to `onSigned` before broadcast (write-ahead), so a timeout is reconciled by hash
+ *   ({@link status}) rather than resent;
+ * - a receipt that does not arrive in time is a NotConfirmedError (outcome unknown); a mined revert is
+ *   replayed at its block to decode the reason.
+ * One process per account: the lock is in-process (run a single writer per key).
+ */
+export class TxSender {
+  readonly ctx: EvmContext;
+  readonly gasPolicy: GasPolicy;
+  readonly l1FeeModel: L1DataFeeModel;
+  private readonly abi: Abi;
+  private readonly classify: RevertClassifier | undefined;
+  private readonly receiptTimeoutMs: number;
+  private readonly gasMultiplierPct: bigint;
+  private readonly clock: Clock;
+  private lock: Promise<unknown> = Promise.resolve();
+  /** Transactions this process signed, by hash (for replacement). */
+  private readonly signed = new Map<Hex, { request: TxRequest; info: SignedTxInfo }>();
+
+  constructor(opts: TxSenderOptions) {
+    this.ctx = opts.ctx;
+    this.abi = opts.abi ?? [];
+    this.classify = opts.classify;
+    this.gasPolicy = opts.gasPolicy ?? new GasPolicy();
+    this.l1FeeModel = opts.l1FeeModel ?? l1DataFeeModel(opts.ctx.profile.l1DataFee, opts.ctx.publicClient);
+    this.receiptTimeoutMs = opts.receiptTimeoutMs ?? 30_000;
+    this.gasMultiplierPct = BigInt(Math.round((opts.gasLimitMultiplier ?? 1.2) * 100));
+    this.clock = opts.clock ?? systemClock;
+  }
+
+  get address(): Address {
+    return this.ctx.account.address;
+  }
+
+  private errCtx(clientOrderId: string | undefined, extra: Record<string, unknown> = {}) {
+    return {
+      venue: this.ctx.venue,
+      abi: this.abi,
+      ...(this.classify ? { classify: this.classify } : {}),
+      ...(clientOrderId !== undefined ? { clientOrderId } : {}),
+      secrets: this.ctx.secrets,
+      details: extra,
+    };
+  }
+
+  private withLock<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn, fn);
+    this.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Nonces: `latest` (next to mine) and `pending` (including the mempool). */
+  async nonces(): Promise<{ latest: number; pending: number }> {
+    const c = this.ctx.publicClient;
+    const [latest, pending] = await Promise.all([
+      c.getTransactionCount({ address: this.address, blockTag: 'latest' }),
+      c.getTransactionCount({ address: this.address, blockTag: 'pending' }),
+    ]);
+    return { latest, pending };
+  }
+
+  /** eth_call as this account; reverts become not-sent venue errors. */
+  async simulate(req: TxRequest, clientOrderId?: string): Promise<Hex | undefined> {
+    try {
+      const { data } = await this.ctx.publicClient.call({
+        account: this.address,
+        to: req.to,
+        data: req.data,
+        ...(req.value !== undefined ? { value: req.value } : {}),
+      });
+      return data;
+    } catch (err) {
+      throw toVenueError(err, { ...this.errCtx(clientOrderId), revertOutcome: 'not-sent' });
+    }
+  }
+
+  /** Gas estimate (simulates; reverts become not-sent venue errors). */
+  async estimateGas(req: TxRequest, clientOrderId?: string): Promise<bigint> {
+    try {
+      return await this.ctx.publicClient.estimateGas({
+        account: this.address,
+        to: req.to,
+        data: req.data,
+        ...(req.value !== undefined ? { value: req.value } : {}),
+      });
+    } catch (err) {
+      throw toVenueError(err, { ...this.errCtx(clientOrderId), revertOutcome: 'not-sent' });
+    }
+  }
+
+  /** The all-in cost of a request now: L2 gas at current fees plus the L1 data fee. */
+  async estimateCost(req: TxRequest, gasAssetUsd: number, gasLimit?: bigint): Promise<TxCost> {
+    const fees = await readFees(this.ctx.publicClient);
+    const gas = gasLimit ?? (await this.estimateGas(req));
+    const serialized = await this.ctx.account.signTransaction({
+      chainId: this.ctx.chain.id,
+      type: 'eip1559',
+      to: req.to,
+      data: req.data,
+      value: req.value ?? 0n,
+      nonce: 0,
+      gas,
+      maxFeePerGas: fees.maxFeePerGas,
+      maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
+    });
+    const l1DataWei = await this.l1FeeModel.estimateWei({ to: req.to, data: req.data, serialized });
+    return txCost({ gasLimit: gas, fees, l1DataWei, gasAssetUsd });
+  }
+
+  /** Signs, persists (onSigned), broadcasts and waits for the receipt. See the class doc for the error cases. */
+  async send(req: TxRequest, opts: SendOptions = {}): Promise<SentTx> {
+    const info = await this.withLock(() => this.broadcast(req, opts));
+    return { hash: info.hash, nonce: info.nonce, receipt: await this.waitFor(info, opts) };
+  }
+
+  private async broadcast(req: TxRequest, opts: SendOptions): Promise<SignedTxInfo> {
+    const cid = opts.clientOrderId;
+    let n: { latest: number; pending: number };
+    try {
+      n = await this.nonces();
+    } catch (err) {
+      throw toVenueError(err, this.errCtx(cid));
+    }
+    if (n.pending > n.latest) {
+      throw new NonceError({
+        venue: this.ctx.venue,
+        message: `a transaction is pending at nonce ${n.latest} (${n.pending - n.latest} in the mempool); reconcile, speed it up or cancel it before sending another`,
+        ...(cid !== undefined ? { clientOrderId: cid } : {}),
+        details: { latestNonce: n.latest, pendingNonce: n.pending },
+      });
+    }
+    const fees = await this.gasPolicy.waitForFees(
+      () => readFees(this.ctx.publicClient),
+      opts.urgency ?? 'normal',
+      this.ctx.venue,
+    );
+    const gas = ((await this.estimateGas(req, cid)) * this.gasMultiplierPct) / 100n;
+    return this.signAndBroadcast(req, n.latest, gas, fees, opts);
+  }
+
+  private async signAndBroadcast(
+    req: TxRequest,
+    nonce: number,
+    gas: bigint,
+    fees: FeeQuote,
+    opts: SendOptions,
+  ): Promise<SignedTxInfo> {
+    const cid = opts.clientOrderId;
+    const tx: TransactionSerializable = {
+      chainId: this.ctx.chain.id,
+      type: 'eip1559',
+      to: req.to,
+      data: req.data,
+      value: req.value ?? 0n,
+      nonce,
+      gas,
+      maxFeePerGas: fees.maxFeePerGas,
+      maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
+    };
+    const serialized = await this.ctx.account.signTransaction(tx);
+    const info: SignedTxInfo = {
+      hash: keccak256(serialized),
+      nonce,
+      maxFeePerGas: fees.maxFeePerGas,
+      maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
+      gasLimit: gas,
+      signedAtMs: this.clock.nowMs(),
+    };
+    await opts.onSigned?.(info);
+    this.signed.set(info.hash, { request: req, info });
+    try {
+      await this.ctx.publicClient.sendRawTransaction({ serializedTransaction: serialized });
+    } catch (err) {
+      const e = toVenueError(err, this.errCtx(cid, { txHash: info.hash, nonce }));
+      // A transport failure after the bytes left may still have reached the node: outcome unknown.
+      if (e instanceof VenueNetworkError) {
+        throw new VenueNetworkError({
+          venue: this.ctx.venue,
+          message: e.shortMessage,
+          outcome: 'unknown',
+          ...(cid !== undefined ? { clientOrderId: cid } : {}),
+          details: { txHash: info.hash, nonce },
+        });
+      }
+      throw e;
+    }
+    return info;
+  }
+
+  private async waitFor(info: SignedTxInfo, opts: SendOptions): Promise<TransactionReceipt> {
+    const cid = opts.clientOrderId;
+    let receipt: TransactionReceipt;
+    try {
+      receipt = await this.ctx.publicClient.waitForTransactionReceipt({
+        hash: info.hash,
+        timeout: opts.timeoutMs ?? this.receiptTimeoutMs,
+      });
+    } catch (err) {
+      const timeout =
+        err instanceof BaseError &&
+        err.walk((e) => (e as { name?: string }).name === 'WaitForTransactionReceiptTimeoutError');
+      throw new NotConfirmedError({
+        venue: this.ctx.venue,
+        message: timeout
+          ? `transaction ${info.hash} not confirmed within ${opts.timeoutMs ?? this.receiptTimeoutMs} ms; outcome unknown, reconcile by hash`
+          : `lost track of transaction ${info.hash}; outcome unknown, reconcile by hash`,
+        ...(cid !== undefined ? { clientOrderId: cid } : {}),
+        details: { txHash: info.hash, nonce: info.nonce },
+      });
+    }
+    if (receipt.status === 'reverted') throw await this.revertError(receipt, cid);
+    return receipt;
+  }
+
+  /** Replays a mined, reverted transaction at its block to decode why it reverted. */
+  async revertError(receipt: TransactionReceipt, clientOrderId?: string) {
+    const c = this.ctx.publicClient;
+    let data: Hex | undefined;
+    let message = 'execution reverted';
+    // Prefer a trace of the transaction itself (sees the state left by earlier transactions in its block).
+    try {
+      const trace = (await c.request({
+        method: 'debug_traceTransaction' as 'eth_chainId',
+        params: [receipt.transactionHash, { tracer: 'callTracer' }] as never,
+      })) as { output?: Hex; revertReason?: string } | null;
+      if (trace?.output && trace.output.length >= 10) {
+        return revertToVenueError(decodeRevert(trace.output, this.abi, trace.revertReason ?? message), {
+          ...this.errCtx(clientOrderId, {
+            txHash: receipt.transactionHash,
+            blockNumber: receipt.blockNumber.toString(),
+          }),
+          revertOutcome: 'rejected',
+        });
+      }
+    } catch {
+      // Nodes without the debug namespace: fall back to replaying on the parent block's state.
+    }
+    try {
+      const tx = await c.getTransaction({ hash: receipt.transactionHash });
+      await c.call({
+        account: tx.from,
+        to: tx.to ?? undefined,
+        data: tx.input,
+        value: tx.value,
+        gas: tx.gas,
+        blockNumber: receipt.blockNumber - 1n,
+      });
+      // The replay on the parent state passed: the revert depended on a transaction earlier in the block.
+      message = 'reverted in its block (state changed by an earlier transaction in the same block)';
+    } catch (err) {
+      data = findRevertData(err);
+      if (err instanceof BaseError) message = err.shortMessage;
+    }
+    return revertToVenueError(decodeRevert(data, this.abi, message), {
+      ...this.errCtx(clientOrderId, {
+        txHash: receipt.transactionHash,
+        blockNumber: receipt.blockNumber.toString(),
+      }),
+      revertOutcome: 'rejected',
+    });
+  }
+
+  /** Where a transaction stands (used to reconcile an unknown outcome). */
+  async status(hash: Hex, nonce?: number): Promise<TxStatus> {
+    const c = this.ctx.publicClient;
+    try {
+      const receipt = await c.getTransactionReceipt({ hash });
+      return { state: 'mined', receipt };
+    } catch (err) {
+      if (
+        !(
+          err instanceof BaseError &&
+          err.walk((e) => (e as { name?: string }).name === 'TransactionReceiptNotFoundError')
+        )
+      ) {
+        throw toVenueError(err, this.errCtx(undefined, { txHash: hash }));
+      }
+    }
+    try {
+      const tx = await c.getTransaction({ hash });
+      return { state: 'pending', nonce: tx.nonce };
+    } catch (err) {
+      if (
+        !(
+          err instanceof BaseError &&
+          err.walk((e) => (e as { name?: string }).name === 'TransactionNotFoundError')
+        )
+      ) {
+        throw toVenueError(err, this.errCtx(undefined, { txHash: hash }));
+      }
+    }
+    if (nonce !== undefined) {
+      const latest = await c.getTransactionCount({ address: this.address, blockTag: 'latest' });
+      if (latest > nonce) return { state: 'replaced', nonce };
+    }
+    return { state: 'unknown' };
+  }
+
+  /**
+   * Replaces a pending (or dropped) transaction at the same nonce with fees ≥ 12.5 % higher:
+   * `speed-up` re-sends the same call, `cancel` sends 0 wei to self. Returns the new transaction after
+   * it is mined (or NotConfirmedError). Once the replacement is mined the original can never be.
+   */
+  async replace(
+    original: {
+      hash: Hex;
+      nonce: number;
+      request?: TxRequest;
+      maxFeePerGas?: bigint;
+      maxPriorityFeePerGas?: bigint;
+    },
+    mode: 'speed-up' | 'cancel',
+    opts: SendOptions = {},
+  ): Promise<SentTx> {
+    const info = await this.withLock(async () => {
+      const known = this.signed.get(original.hash);
+      let prevFees: FeeQuote | undefined;
+      if (known) {
+        prevFees = {
+          baseFeePerGas: 0n,
+          maxFeePerGas: known.info.maxFeePerGas,
+          maxPriorityFeePerGas: known.info.maxPriorityFeePerGas,
+        };
+      } else if (original.maxFeePerGas !== undefined && original.maxPriorityFeePerGas !== undefined) {
+        prevFees = {
+          baseFeePerGas: 0n,
+          maxFeePerGas: original.maxFeePerGas,
+          maxPriorityFeePerGas: original.maxPriorityFeePerGas,
+        };
+      } else {
+        try {
+          const tx = await this.ctx.publicClient.getTransaction({ hash: original.hash });
+          prevFees = {
+            baseFeePerGas: 0n,
+            maxFeePerGas: tx.maxFeePerGas ?? tx.gasPrice ?? 0n,
+            maxPriorityFeePerGas: tx.maxPriorityFeePerGas ?? 0n,
+          };
+        } catch {
+          prevFees = undefined;
+        }
+      }
+      const current = await readFees(this.ctx.publicClient);
+      const fees = prevFees ? bumpFees(prevFees, current) : bumpFees(current, current);
+      const request: TxRequest =
+        mode === 'cancel'
+          ? { to: this.address, data: '0x', value: 0n }
+          : (original.request ??
+            known?.request ??
+            (() => {
+              throw new NonceError({
+                venue: this.ctx.venue,
+                message: `cannot speed up ${original.hash}: its request is unknown to this process`,
+              });
+            })());
+      const gas =
+        mode === 'cancel'
+          ? 21_000n
+          : (known?.info.gasLimit ?? ((await this.estimateGas(request)) * this.gasMultiplierPct) / 100n);
+      return this.signAndBroadcast(request, original.nonce, gas, fees, opts);
+    });
+    return { hash: info.hash, nonce: info.nonce, receipt: await this.waitFor(info, opts) };
+  }
+}

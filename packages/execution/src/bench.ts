@@ -1,0 +1,151 @@
+// `pnpm bench`: latency from a decision (submitPlan) to the order reaching the paper venue through
+// the queue, against the bare BullMQ add → process round trip measured in the same run, on the same
+// Redis. The ledger is the machine's Postgres when it answers (production-like: the durable commit
+// pays the disk flush), else PGlite. Samples of the paths are interleaved (one of each in turn), so
+// load from other processes on the machine hits every path alike, and each sample runs at rest: the
+// next starts when the previous job has completed.
+// BENCH_N (default 1000) samples per path after BENCH_WARMUP (default 50) unmeasured ones.
+import { randomBytes } from 'node:crypto';
+import { type DatabaseHandle, openDatabase, postgresReachable, TEST_PG_URL } from '@xhedge/store';
+import { Queue, Worker } from 'bullmq';
+import { makeEnv, testRedis } from './test-env.ts';
+
+const N = Number(process.env.BENCH_N ?? 1000);
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 50);
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
+};
+
+interface Path {
+  name: string;
+  sample(i: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** One job at a time: add → the processor runs. */
+async function bare(): Promise<Path & { redis: string }> {
+  const redis = await testRedis();
+  const prefix = `xhb${randomBytes(3).toString('hex')}`;
+  const q = new Queue('bare', { connection: redis.options, prefix });
+  let t0 = 0;
+  let reached: ((ms: number) => void) | undefined;
+  let done: (() => void) | undefined;
+  const w = new Worker(
+    'bare',
+    async () => {
+      reached?.(performance.now() - t0);
+    },
+    { connection: redis.options, prefix, concurrency: 8 },
+  );
+  w.on('completed', () => done?.());
+  await w.waitUntilReady();
+  return {
+    name: 'bare BullMQ add → process',
+    redis: redis.embedded ? 'embedded js-redis-server' : redis.url,
+    async sample(i) {
+      const r = new Promise<number>((res) => {
+        reached = res;
+      });
+      const d = new Promise<void>((res) => {
+        done = res;
+      });
+      t0 = performance.now();
+      await q.add('x', { i }, { jobId: `j${i}`, priority: 10 });
+      const ms = await r;
+      await d;
+      return ms;
+    },
+    async close() {
+      await w.close();
+      await q.obliterate({ force: true });
+      await q.close();
+      await redis.close();
+    },
+  };
+}
+
+/** submitPlan of a one-leg plan → placeOrder at the paper venue, every gate and control on. */
+async function xhedge(name: string, db: DatabaseHandle, durableIntents: boolean): Promise<Path> {
+  const env = await makeEnv({
+    venueKind: 'paper-spot-amm',
+    db,
+    durableIntents,
+    marketData: true,
+    // every control runs; the throttles are set wide enough for a benchmark's back-to-back orders
+    limits: { repeatedExecution: { maxExecutions: 1_000_000, windowSeconds: 60 } },
+  });
+  let t0 = 0;
+  let reached: ((ms: number) => void) | undefined;
+  let done: ((jobId: string | undefined) => void) | undefined;
+  for (const w of env.pool.workers) {
+    w.on('completed', (job) => done?.(job.id));
+    w.on('failed', (job) => done?.(job?.id));
+  }
+  const place = env.paper.placeOrder.bind(env.paper);
+  env.paper.placeOrder = (req) => {
+    reached?.(performance.now() - t0);
+    return place(req);
+  };
+  return {
+    name,
+    async sample(i) {
+      const leg = env.intent(i, { instrument: 'ETH-USDC:SPOT', chain: 'evm:1', sizeBase: '0.01' });
+      const r = new Promise<number>((res) => {
+        reached = res;
+      });
+      const d = new Promise<void>((res) => {
+        done = (id) => {
+          if (id === leg.id) res();
+        };
+      });
+      t0 = performance.now();
+      const [res] = await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+      if (res?.outcome !== 'queued') throw new Error(`order ${i} not queued: ${res?.reason ?? res?.outcome}`);
+      const ms = await r;
+      await d;
+      return ms;
+    },
+    close: () => env.close(),
+  };
+}
+
+const usePg = await postgresReachable();
+const open = () =>
+  usePg
+    ? openDatabase({ url: TEST_PG_URL, schema: `bench_${randomBytes(4).toString('hex')}`, poolSize: 4 })
+    : openDatabase();
+const b = await bare();
+const paths: Path[] = [
+  b,
+  await xhedge('decision → order at paper venue', await open(), false),
+  await xhedge('  same, every ledger commit durable', await open(), true),
+];
+if (usePg) paths.push(await xhedge('  same, ledger on PGlite in memory', await openDatabase(), false));
+const xs: number[][] = paths.map(() => []);
+for (let i = 0; i < N + WARMUP; i++) {
+  for (const [k, p] of paths.entries()) {
+    const ms = await p.sample(i);
+    if (i >= WARMUP) xs[k]?.push(ms);
+  }
+}
+for (const p of paths) await p.close();
+
+const base = xs[0] as number[];
+console.log(
+  `n = ${N} per path (after ${WARMUP} warm-up, interleaved); Redis ${b.redis}; ledger ${usePg ? `Postgres ${TEST_PG_URL}` : 'PGlite in memory (no Postgres reachable)'}`,
+);
+console.log(
+  `${'path'.padEnd(40)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'×p50'.padStart(6)} ${'×p99'.padStart(6)}`,
+);
+for (const [k, p] of paths.entries()) {
+  const v = xs[k] as number[];
+  console.log(
+    `${p.name.padEnd(40)} ${pct(v, 50).toFixed(2).padStart(8)} ${pct(v, 99).toFixed(2).padStart(8)} ${(pct(v, 50) / pct(base, 50)).toFixed(2).padStart(6)} ${(pct(v, 99) / pct(base, 99)).toFixed(2).padStart(6)}`,
+  );
+}
+const ratio = pct(xs[1] as number[], 99) / pct(base, 99);
+console.log(
+  `target (decision → venue p99 ≤ 2× bare p99): ${ratio <= 2 ? 'met' : 'NOT met'} (${ratio.toFixed(2)}×)`,
+);
+process.exit(0);

@@ -1,0 +1,404 @@
+import { randomUUID } from 'node:crypto';
+import type { BreakersConfig } from '@xhedge/config';
+import { type Clock, systemClock } from '@xhedge/core';
+import type { Ledger } from '@xhedge/store';
+import type { Redis } from 'ioredis';
+import type { z } from 'zod';
+import { keysFor } from './keys.ts';
+import type { BreakerState, ExecutionMetrics } from './metrics.ts';
+
+export type { BreakerState };
+
+type BreakersCfg = z.infer<typeof BreakersConfig>;
+
+export interface BreakerStatus {
+  name: string;
+  state: BreakerState;
+  reason?: string;
+  openedAtMs?: number;
+  cooldownMs?: number;
+}
+
+export type BreakerGate =
+  | {
+      allowed: true /** Half-open trials this caller holds; report each with `reportTrial`. */;
+      trials: Trial[];
+    }
+  | { allowed: false; breaker: string; state: BreakerState; reason: string };
+
+export interface Trial {
+  breaker: string;
+  token: string;
+}
+
+/** Names of the breakers guarding one order. */
+export function breakersFor(o: { venue: string; chain: string; underlying: string }): string[] {
+  return [
+    `venue:${o.venue}`,
+    `chain:${o.chain}`,
+    `market:price-shock:${o.underlying}`,
+    `market:slippage:${o.underlying}`,
+    `market:stale-mark:${o.underlying}`,
+    'market:loss',
+  ];
+}
+
+// Returns {transitioned(0/1), from, to, reason} — trips when not already open.
+const TRIP = `
+local st = redis.call('HGET', KEYS[1], 'state') or 'closed'
+if st == 'open' then return {0, st, st} end
+redis.call('HSET', KEYS[1], 'state', 'open', 'openedAt', ARGV[1], 'reason', ARGV[2], 'cooldownMs', ARGV[3])
+redis.call('DEL', KEYS[2])
+redis.call('SADD', KEYS[3], ARGV[4])
+return {1, st, 'open'}`;
+
+// Gate: {verdict, transitioned, reason}. verdict: closed | trial | blocked-open | blocked-half-open
+const ACQUIRE = `
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st or st == 'closed' then return {'closed', 0, ''} end
+local reason = redis.call('HGET', KEYS[1], 'reason') or ''
+local moved = 0
+if st == 'open' then
+  local openedAt = tonumber(redis.call('HGET', KEYS[1], 'openedAt') or '0')
+  local cd = tonumber(redis.call('HGET', KEYS[1], 'cooldownMs') or '0')
+  if tonumber(ARGV[1]) < openedAt + cd then return {'blocked-open', 0, reason} end
+  redis.call('HSET', KEYS[1], 'state', 'half-open')
+  moved = 1
+end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {'trial', moved, reason} end
+return {'blocked-half-open', moved, reason}`;
+
+// Reports a half-open trial: success closes, failure re-opens. {transitioned, from, to}
+const REPORT = `
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {0, '', ''} end
+redis.call('DEL', KEYS[2])
+local st = redis.call('HGET', KEYS[1], 'state') or 'closed'
+if st ~= 'half-open' then return {0, st, st} end
+if ARGV[2] == '1' then
+  redis.call('HSET', KEYS[1], 'state', 'closed', 'reason', '')
+  return {1, st, 'closed'}
+end
+redis.call('HSET', KEYS[1], 'state', 'open', 'openedAt', ARGV[3], 'reason', ARGV[4])
+return {1, st, 'open'}`;
+
+// Venue call outcome into rolling windows; trips when the error share is too high. {trip(0/1), total, errors}
+const VENUE_CALL = `
+local now = tonumber(ARGV[1])
+local from = now - tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+if ARGV[4] == '1' then redis.call('ZADD', KEYS[2], now, ARGV[3]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. from)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. from)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+local total = redis.call('ZCARD', KEYS[1])
+local errs = redis.call('ZCARD', KEYS[2])
+if total >= tonumber(ARGV[5]) and errs * 100 >= tonumber(ARGV[6]) * total then return {1, total, errs} end
+return {0, total, errs}`;
+
+// Price samples over a window; returns {min, max} as strings.
+const PRICE = `
+local now = tonumber(ARGV[1])
+redis.call('ZADD', KEYS[1], now, ARGV[3] .. '|' .. ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local lo, hi = nil, nil
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local p = tonumber(string.match(m, '|(.+)$'))
+  if p then
+    if lo == nil or p < lo then lo = p end
+    if hi == nil or p > hi then hi = p end
+  end
+end
+return {tostring(lo), tostring(hi)}`;
+
+export interface BreakerBoardOptions {
+  redis: Redis;
+  /** Redis key prefix shared by every process of one deployment. */
+  prefix: string;
+  config: BreakersCfg;
+  ledger?: Ledger;
+  metrics?: ExecutionMetrics;
+  clock?: Clock;
+  /** How long a half-open trial holds its token before another may try, ms. @defaultValue 30000 */
+  trialTtlMs?: number;
+}
+
+/**
+ * Circuit breakers whose state lives in Redis, so every worker and orchestrator process sees one
+ * state. closed → open on a trip; open → half-open lazily once the cooldown has passed; in half-open
+ * exactly one caller at a time gets the trial token (SET NX PX); its success closes, its failure
+ * re-opens. Every transition is written to the ledger and counted in the metrics by the process
+ * that caused it (transitions are decided inside Lua, so exactly one process sees each).
+ */
+export class BreakerBoard {
+  /** Redis key prefix (shared with the controls and the kill switch of one deployment). */
+  readonly prefix: string;
+  readonly #redis: Redis;
+  readonly #keys: ReturnType<typeof keysFor>;
+  readonly #cfg: BreakersCfg;
+  readonly #ledger: Ledger | undefined;
+  readonly #metrics: ExecutionMetrics | undefined;
+  readonly #clock: Clock;
+  readonly #trialTtlMs: number;
+
+  constructor(o: BreakerBoardOptions) {
+    this.prefix = o.prefix;
+    this.#redis = o.redis;
+    this.#keys = keysFor(o.prefix);
+    this.#cfg = o.config;
+    this.#ledger = o.ledger;
+    this.#metrics = o.metrics;
+    this.#clock = o.clock ?? systemClock;
+    this.#trialTtlMs = o.trialTtlMs ?? 30_000;
+  }
+
+  get config(): BreakersCfg {
+    return this.#cfg;
+  }
+
+  /** How long a half-open trial token is held, ms. */
+  get trialTtlMs(): number {
+    return this.#trialTtlMs;
+  }
+
+  /** The state hashes and trial-token keys of these breakers (for the combined gate script). */
+  gateKeys(names: readonly string[]): { state: string[]; trial: string[] } {
+    return {
+      state: names.map((n) => this.#keys.breaker(n)),
+      trial: names.map((n) => this.#keys.breakerTrial(n)),
+    };
+  }
+
+  /**
+   * Writes a transition that a script decided atomically elsewhere (the combined gate moving an
+   * elapsed open breaker to half-open) to the ledger and the metrics.
+   */
+  recordTransition(name: string, from: BreakerState, to: BreakerState, reason: string): Promise<void> {
+    return this.#transitioned(name, from, to, reason, {});
+  }
+
+  /** Opens a breaker (idempotent). `cooldownMs` defaults to the venue cooldown. */
+  async trip(name: string, reason: string, details: Record<string, unknown> = {}, cooldownMs?: number) {
+    const now = this.#clock.nowMs();
+    const cd = cooldownMs ?? this.#cfg.venue.cooldownSeconds * 1000;
+    const [moved, from] = (await this.#redis.eval(
+      TRIP,
+      3,
+      this.#keys.breaker(name),
+      this.#keys.breakerTrial(name),
+      this.#keys.breakerIndex,
+      now,
+      reason,
+      cd,
+      name,
+    )) as [number, BreakerState, BreakerState];
+    if (moved === 1) await this.#transitioned(name, from, 'open', reason, details);
+    return moved === 1;
+  }
+
+  /** Operator reset: closes a breaker whatever its state. */
+  async reset(name: string, actor: string, reason: string): Promise<void> {
+    const st = await this.status(name);
+    await this.#redis.hset(this.#keys.breaker(name), 'state', 'closed', 'reason', '');
+    await this.#redis.del(this.#keys.breakerTrial(name));
+    if (st.state !== 'closed') await this.#transitioned(name, st.state, 'closed', reason, { actor });
+  }
+
+  /**
+   * The gate right before an order is queued (`takeTrial: false`: half-open lets it queue) or sent
+   * (`takeTrial: true`: half-open lets exactly one order through as the trial).
+   */
+  async gate(names: readonly string[], opts: { takeTrial: boolean }): Promise<BreakerGate> {
+    const trials: Trial[] = [];
+    for (const name of names) {
+      if (!opts.takeTrial) {
+        const st = await this.status(name);
+        if (st.state === 'open' && this.#clock.nowMs() < (st.openedAtMs ?? 0) + (st.cooldownMs ?? 0)) {
+          return { allowed: false, breaker: name, state: 'open', reason: st.reason ?? '' };
+        }
+        continue;
+      }
+      const token = randomUUID();
+      const [verdict, moved, reason] = (await this.#redis.eval(
+        ACQUIRE,
+        2,
+        this.#keys.breaker(name),
+        this.#keys.breakerTrial(name),
+        this.#clock.nowMs(),
+        token,
+        this.#trialTtlMs,
+      )) as [string, number, string];
+      if (moved === 1) await this.#transitioned(name, 'open', 'half-open', 'cooldown elapsed', {});
+      if (verdict === 'trial') trials.push({ breaker: name, token });
+      else if (verdict !== 'closed') {
+        // hand back trials taken on earlier breakers: this order will not be sent
+        for (const t of trials) await this.#redis.del(this.#keys.breakerTrial(t.breaker));
+        return {
+          allowed: false,
+          breaker: name,
+          state: verdict === 'blocked-open' ? 'open' : 'half-open',
+          reason: reason || verdict,
+        };
+      }
+    }
+    return { allowed: true, trials };
+  }
+
+  /** Reports the outcome of a half-open trial: success closes the breaker, failure re-opens it. */
+  async reportTrial(trial: Trial, success: boolean, reason = 'trial failed'): Promise<void> {
+    const [moved, from, to] = (await this.#redis.eval(
+      REPORT,
+      2,
+      this.#keys.breaker(trial.breaker),
+      this.#keys.breakerTrial(trial.breaker),
+      trial.token,
+      success ? '1' : '0',
+      this.#clock.nowMs(),
+      reason,
+    )) as [number, BreakerState, BreakerState];
+    if (moved === 1)
+      await this.#transitioned(trial.breaker, from, to, success ? 'trial succeeded' : reason, {});
+  }
+
+  /** Gives a trial token back unused (the order was stopped by another check before it was sent). */
+  async abandonTrial(trial: Trial): Promise<void> {
+    await this.#redis.eval(
+      "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+      1,
+      this.#keys.breakerTrial(trial.breaker),
+      trial.token,
+    );
+  }
+
+  /**
+   * One venue request's outcome. Errors, timeouts and calls slower than `latencyMs` count as
+   * failures; the venue breaker trips when failures reach `errorRatePct` of at least `minRequests`
+   * calls in the window.
+   */
+  async recordVenueCall(
+    venue: string,
+    o: { ok: boolean; timedOut?: boolean; latencyMs: number },
+  ): Promise<void> {
+    const v = this.#cfg.venue;
+    const slow = o.latencyMs > v.latencyMs || o.latencyMs > v.timeoutMs;
+    const failed = !o.ok || o.timedOut === true || slow;
+    const now = this.#clock.nowMs();
+    const [trip, total, errs] = (await this.#redis.eval(
+      VENUE_CALL,
+      2,
+      this.#keys.venueCalls(venue),
+      this.#keys.venueErrors(venue),
+      now,
+      v.windowSeconds * 1000,
+      `${now}:${randomUUID()}`,
+      failed ? '1' : '0',
+      v.minRequests,
+      v.errorRatePct,
+    )) as [number, number, number];
+    if (trip === 1) {
+      await this.trip(
+        `venue:${venue}`,
+        `failure rate ${Math.round((errs * 100) / total)}% ≥ ${v.errorRatePct}%`,
+        {
+          total,
+          failures: errs,
+          lastTimedOut: o.timedOut === true,
+          lastLatencyMs: o.latencyMs,
+        },
+      );
+    }
+  }
+
+  /** Price sample: trips `market:price-shock:<u>` when the range over the window exceeds `priceShockPct`. */
+  async observePrice(underlying: string, priceUsd: number, tsMs = this.#clock.nowMs()): Promise<void> {
+    const m = this.#cfg.market;
+    const [lo, hi] = (await this.#redis.eval(
+      PRICE,
+      1,
+      this.#keys.prices(underlying),
+      tsMs,
+      m.priceShockWindowSeconds * 1000,
+      `${tsMs}:${randomUUID().slice(0, 8)}`,
+      String(priceUsd),
+    )) as [string, string];
+    const min = Number(lo);
+    const max = Number(hi);
+    if (min > 0 && ((max - min) / min) * 100 >= m.priceShockPct) {
+      await this.trip(
+        `market:price-shock:${underlying}`,
+        `price moved ${(((max - min) / min) * 100).toFixed(2)}% within ${m.priceShockWindowSeconds}s`,
+        { minUsd: min, maxUsd: max },
+        m.priceShockWindowSeconds * 1000,
+      );
+    }
+  }
+
+  /** Realized hedge slippage vs the reference price, bps (positive = worse). */
+  async observeSlippage(underlying: string, slippageBps: number, details: Record<string, unknown> = {}) {
+    if (slippageBps > this.#cfg.market.maxHedgeSlippageBps) {
+      await this.trip(
+        `market:slippage:${underlying}`,
+        `hedge slippage ${slippageBps.toFixed(1)} bps > ${this.#cfg.market.maxHedgeSlippageBps} bps`,
+        details,
+      );
+    }
+  }
+
+  /** Loss since the operator's mark, USD (positive = loss). */
+  async observeLossSinceMark(lossUsd: number): Promise<void> {
+    const max = this.#cfg.market.maxLossSinceMarkUsd;
+    if (max !== undefined && lossUsd > max) {
+      await this.trip(
+        'market:loss',
+        `loss since mark ${lossUsd.toFixed(2)} USD > ${max} USD`,
+        { lossUsd },
+        86_400_000,
+      );
+    }
+  }
+
+  /** Age of the newest mark for an underlying, ms. */
+  async observeMarkAge(underlying: string, ageMs: number): Promise<void> {
+    if (ageMs > this.#cfg.market.staleMarkMs) {
+      await this.trip(
+        `market:stale-mark:${underlying}`,
+        `marks ${ageMs} ms old > ${this.#cfg.market.staleMarkMs} ms`,
+        {
+          ageMs,
+        },
+      );
+    }
+  }
+
+  /** Chain liveness from a venue's health probe. */
+  async observeChain(chain: string, halted: boolean): Promise<void> {
+    if (halted) await this.trip(`chain:${chain}`, 'chain halted (no blocks / trading paused)', {});
+  }
+
+  async status(name: string): Promise<BreakerStatus> {
+    const h = await this.#redis.hgetall(this.#keys.breaker(name));
+    const s: BreakerStatus = { name, state: (h.state as BreakerState | undefined) ?? 'closed' };
+    if (h.reason) s.reason = h.reason;
+    if (h.openedAt) s.openedAtMs = Number(h.openedAt);
+    if (h.cooldownMs) s.cooldownMs = Number(h.cooldownMs);
+    return s;
+  }
+
+  /** Every breaker that has ever tripped, with its current state. */
+  async list(): Promise<BreakerStatus[]> {
+    const names = (await this.#redis.smembers(this.#keys.breakerIndex)).sort();
+    return Promise.all(names.map((n) => this.status(n)));
+  }
+
+  async #transitioned(
+    name: string,
+    from: BreakerState,
+    to: BreakerState,
+    reason: string,
+    details: Record<string, unknown>,
+  ): Promise<void> {
+    this.#metrics?.breakerTransition(name, from, to);
+    await this.#ledger?.recordBreakerEvent({ breaker: name, fromState: from, toState: to, reason, details });
+  }
+}

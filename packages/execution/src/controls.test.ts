@@ -1,0 +1,147 @@
+import { randomBytes } from 'node:crypto';
+import { LimitsConfig } from '@xhedge/config';
+import { type HedgeIntent, ManualClock } from '@xhedge/core';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PreTradeControls } from './controls.ts';
+import { clientOrderIdFor } from './ids.ts';
+import type { RedisEndpoint } from './redis.ts';
+import { testRedis } from './test-env.ts';
+
+const clock = new ManualClock(1_000_000);
+const limits = LimitsConfig.parse({
+  maxOrderNotionalUsd: 10_000,
+  maxHedgeNotionalPerWindowUsd: 25_000,
+  windowSeconds: 60,
+  priceBandBps: 100,
+  maxSlippageBps: 20,
+  staleAfterMs: 5_000,
+  maxPositionBase: { ETH: 10 },
+  repeatedExecution: { maxExecutions: 4, windowSeconds: 60 },
+});
+const leg = (n: number, over: Partial<HedgeIntent> = {}): HedgeIntent => ({
+  id: `int_${String(n).padStart(24, '0')}`,
+  planId: `plan_${n}`,
+  underlying: 'ETH',
+  venue: 'v1',
+  chain: 'evm:1',
+  instrument: 'ETH-USD:PERP',
+  side: 'buy',
+  sizeBase: '2',
+  orderType: 'market',
+  referencePriceUsd: 3000,
+  reduceOnly: false,
+  urgency: 'normal',
+  reason: 't',
+  createdAtMs: clock.nowMs(),
+  dependsOn: [],
+  ...over,
+});
+
+describe('pre-trade controls', () => {
+  let redis: RedisEndpoint;
+  let cmd: Redis;
+  let c: PreTradeControls;
+  beforeAll(async () => {
+    redis = await testRedis();
+    cmd = redis.client();
+    c = new PreTradeControls({ redis: cmd, prefix: `xhc${randomBytes(4).toString('hex')}`, limits, clock });
+  });
+  afterAll(async () => {
+    cmd.disconnect();
+    await redis.close();
+  });
+
+  it('per-order checks: notional, stale, band, slippage, position', () => {
+    expect(c.checkOrder(leg(1, { sizeBase: '4' }), {})).toMatchObject({
+      ok: false,
+      control: 'max-order-notional',
+    });
+    expect(c.checkOrder(leg(1, { createdAtMs: clock.nowMs() - 6_000 }), {})).toMatchObject({
+      control: 'stale-data',
+    });
+    expect(c.checkOrder(leg(1), { mark: { priceUsd: 3000, asOfMs: clock.nowMs() - 9_000 } })).toMatchObject({
+      control: 'stale-data',
+    });
+    expect(c.checkOrder(leg(1), { mark: { priceUsd: 3100, asOfMs: clock.nowMs() } })).toMatchObject({
+      control: 'price-band',
+    });
+    expect(c.checkOrder(leg(1, { limitPriceUsd: '3100' }), {})).toMatchObject({ control: 'price-band' });
+    expect(c.checkOrder(leg(1), { expectedPriceUsd: 3009 })).toMatchObject({ control: 'max-slippage' });
+    expect(c.checkOrder(leg(1), { positionBase: 9 })).toMatchObject({ control: 'position-limit' });
+    // reducing an over-limit position is allowed
+    expect(c.checkOrder(leg(1, { side: 'sell' }), { positionBase: 12 })).toEqual({ ok: true });
+    expect(
+      c.checkOrder(leg(1), { mark: { priceUsd: 3010, asOfMs: clock.nowMs() }, positionBase: 0 }),
+    ).toEqual({
+      ok: true,
+    });
+  });
+
+  it('window notional is shared and idempotent per intent; released intents free room', async () => {
+    expect(await c.check(leg(10), {}, { reserve: true })).toEqual({ ok: true });
+    expect(await c.check(leg(10), {}, { reserve: true })).toEqual({ ok: true }); // same intent: not counted twice
+    expect(await c.check(leg(11), {}, { reserve: true })).toEqual({ ok: true });
+    expect(await c.check(leg(12), {}, { reserve: true })).toEqual({ ok: true }); // 18k
+    expect(await c.check(leg(13, { sizeBase: '3' }), {}, { reserve: true })).toMatchObject({
+      control: 'window-notional-underlying',
+    });
+    await c.release(leg(12));
+    expect(await c.check(leg(13), {}, { reserve: true })).toEqual({ ok: true });
+    clock.advance(61_000);
+    expect(await c.check(leg(14, { createdAtMs: clock.nowMs() }), {}, { reserve: true })).toEqual({
+      ok: true,
+    });
+  });
+
+  it('self-cross: opposite sides live at once on different venues (other plans) block; not otherwise', async () => {
+    clock.advance(120_000);
+    const at = clock.nowMs();
+    const buy = leg(20, { createdAtMs: at, planId: 'plan_x' });
+    const samePlan = leg(21, { side: 'sell', venue: 'v2', createdAtMs: at, planId: 'plan_x' });
+    const otherVenue = leg(22, { side: 'sell', venue: 'v2', createdAtMs: at, planId: 'plan_y' });
+    const sameVenue = leg(23, { side: 'sell', venue: 'v1', createdAtMs: at, planId: 'plan_z' });
+    expect(await c.check(buy, {}, { reserve: true })).toEqual({ ok: true });
+    // legs of one plan may cross on purpose (moving a hedge between venues)
+    expect(await c.check(samePlan, {}, { reserve: true })).toEqual({ ok: true });
+    await c.release(samePlan);
+    // another plan's sell on another venue while the buy is live: a self-cross
+    expect(await c.check(otherVenue, {}, { reserve: false })).toMatchObject({
+      control: 'self-cross',
+      reason: expect.stringContaining(buy.id),
+    });
+    // on the same venue the orders net in one account: not a self-cross
+    expect(await c.check(sameVenue, {}, { reserve: false })).toEqual({ ok: true });
+    // once the buy has ended (filled), it is no longer live: the sell may go
+    await c.settle(buy);
+    expect(await c.check(otherVenue, {}, { reserve: true })).toEqual({ ok: true });
+    // and a buy after that sell is judged against the live sell
+    const buy2 = leg(24, { createdAtMs: at, planId: 'plan_w', venue: 'v3' });
+    expect(await c.check(buy2, {}, { reserve: false })).toMatchObject({ control: 'self-cross' });
+    await c.release(otherVenue);
+    expect(await c.check(buy2, {}, { reserve: false })).toEqual({ ok: true });
+  });
+
+  it('repeated-execution throttle', async () => {
+    clock.advance(120_000);
+    for (let i = 30; i < 34; i++) {
+      expect(
+        await c.check(leg(i, { createdAtMs: clock.nowMs(), sizeBase: '0.1' }), {}, { reserve: true }),
+      ).toEqual({
+        ok: true,
+      });
+    }
+    expect(
+      await c.check(leg(34, { createdAtMs: clock.nowMs(), sizeBase: '0.1' }), {}, { reserve: true }),
+    ).toMatchObject({
+      control: 'repeated-execution',
+    });
+  });
+
+  it('client order ids are deterministic and within 64 characters', () => {
+    expect(clientOrderIdFor('int_abc')).toBe('xh-int_abc');
+    const long = clientOrderIdFor('x'.repeat(100));
+    expect(long.length).toBeLessThanOrEqual(64);
+    expect(clientOrderIdFor('x'.repeat(100))).toBe(long);
+  });
+});

@@ -1,0 +1,335 @@
+import type { LimitsConfig } from '@xhedge/config';
+import { type Clock, type HedgeIntent, systemClock } from '@xhedge/core';
+import type { Redis } from 'ioredis';
+import type { z } from 'zod';
+import { keysFor } from './keys.ts';
+
+type Limits = z.infer<typeof LimitsConfig>;
+
+export type ControlName =
+  | 'max-order-notional'
+  | 'window-notional-underlying'
+  | 'window-notional-venue'
+  | 'price-band'
+  | 'stale-data'
+  | 'max-slippage'
+  | 'position-limit'
+  | 'repeated-execution'
+  | 'self-cross'
+  | 'kill-switch'
+  | 'breaker';
+
+export type ControlResult = { ok: true } | { ok: false; control: ControlName; reason: string };
+
+/** Fresh market facts for the checks. Absent fields skip the checks that need them. */
+export interface ControlContext {
+  /** Current mark of the instrument, USD per unit, and its time. */
+  mark?: { priceUsd: number; asOfMs: number };
+  /** Current signed position in the underlying across venues, underlying units. */
+  positionBase?: number;
+  /** Expected average execution price from a quote, USD per unit. */
+  expectedPriceUsd?: number;
+  /**
+   * When a leg that waited for dependencies (legs it depends on, a collateral transfer) could go:
+   * the time the last of them completed, run-clock ms. The decision-age check measures from the later
+   * of this and the intent's `createdAtMs`, so a leg is not cancelled for the time it spent waiting
+   * for a slow bridge; the mark's own age and the price band against the intent's reference price
+   * still guard against a market that moved meanwhile.
+   */
+  decisionAsOfMs?: number;
+}
+
+/** Facts the checks need, from the venues or a market-data service. */
+export interface MarketDataSource {
+  context(intent: HedgeIntent): Promise<ControlContext>;
+  /** Called after an order on `venue` traded, so cached positions are refetched. */
+  invalidatePositions?(venue: string): void;
+}
+
+// Rolling-window notional (per underlying and per venue), repeated-execution count and self-cross,
+// checked and reserved atomically. An intent is reserved once (idempotent per intent id: a re-check
+// before send or after a retry never counts it twice). Notional windows are sorted sets of
+// `<id>|<notionalUsd>` with a running total per set (field `#total|<key>` of the notional hash), so a
+// check costs O(expired members), not O(members). A Lua function so the combined order gate (gate.ts)
+// runs the same code in its one script. K: the six keys of `windowKeys`; A: the 13 values of
+// `windowArgs`. Returns {'ok', ''} or {control, detail}.
+export const WINDOW_FN = `
+local function window(K, A)
+  local id, now = A[1], tonumber(A[2])
+  local function trimNotional(z, windowMs)
+    local old = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. (now - windowMs))
+    for _, m in ipairs(old) do
+      redis.call('ZREM', z, m)
+      redis.call('HINCRBYFLOAT', K[3], '#total|' .. z, -tonumber(string.match(m, '|([^|]*)$') or '0'))
+      local mid = string.match(m, '^([^|]*)|')
+      if mid and redis.call('HGET', K[3], mid) then redis.call('HDEL', K[3], mid) end
+    end
+    -- an empty window restarts its total at zero (no float drift carried over)
+    if redis.call('ZCARD', z) == 0 then redis.call('HDEL', K[3], '#total|' .. z) end
+  end
+  local function trim(z, windowMs)
+    local old = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. (now - windowMs))
+    for _, m in ipairs(old) do redis.call('ZREM', z, m) end
+    return old
+  end
+  local mine = redis.call('HGET', K[3], id)
+  local function sum(z)
+    local s = tonumber(redis.call('HGET', K[3], '#total|' .. z) or '0')
+    if mine and redis.call('ZSCORE', z, id .. '|' .. mine) then s = s - tonumber(mine) end
+    return s
+  end
+  local win = tonumber(A[3])
+  trimNotional(K[1], win)
+  trimNotional(K[2], win)
+  mine = redis.call('HGET', K[3], id)
+  local notional = tonumber(A[4])
+  local maxWin = tonumber(A[5])
+  local su = sum(K[1]) + notional
+  if su > maxWin then return {'window-notional-underlying', tostring(su)} end
+  local sv = sum(K[2]) + notional
+  if sv > maxWin then return {'window-notional-venue', tostring(sv)} end
+  trim(K[4], tonumber(A[6]))
+  local n = redis.call('ZCARD', K[4])
+  if redis.call('ZSCORE', K[4], id) then n = n - 1 end
+  if n + 1 > tonumber(A[7]) then return {'repeated-execution', tostring(n + 1)} end
+  -- self-cross: another intent still live (reserved, not settled) on the other side of the same
+  -- underlying, on a different venue, from a different plan
+  for _, m in ipairs(trim(K[5], tonumber(A[8]))) do redis.call('HDEL', K[6], m) end
+  for _, m in ipairs(redis.call('ZRANGE', K[5], 0, -1)) do
+    if m ~= id then
+      local info = redis.call('HGET', K[6], m)
+      if info then
+        local side, venue, plan = string.match(info, '^([^|]+)|([^|]*)|(.*)$')
+        if side ~= A[10] and venue ~= A[13] and plan ~= A[11] then return {'self-cross', m} end
+      end
+    end
+  end
+  if A[12] == '1' then
+    if not mine then
+      local member = id .. '|' .. A[4]
+      redis.call('ZADD', K[1], now, member)
+      redis.call('ZADD', K[2], now, member)
+      redis.call('HINCRBYFLOAT', K[3], '#total|' .. K[1], notional)
+      redis.call('HINCRBYFLOAT', K[3], '#total|' .. K[2], notional)
+      redis.call('HSET', K[3], id, A[4])
+    end
+    redis.call('ZADD', K[4], 'NX', now, id)
+    redis.call('ZADD', K[5], 'NX', now, id)
+    redis.call('HSET', K[6], id, A[9])
+  end
+  return {'ok', ''}
+end
+`;
+const WINDOW_CHECK = `${WINDOW_FN}\nreturn window(KEYS, ARGV)`;
+
+const RELEASE = `
+local id = ARGV[1]
+local r = redis.call('HGET', KEYS[3], id)
+if r then
+  local m = id .. '|' .. r
+  for i = 1, 2 do
+    if redis.call('ZREM', KEYS[i], m) == 1 then redis.call('HINCRBYFLOAT', KEYS[3], '#total|' .. KEYS[i], -tonumber(r)) end
+  end
+  redis.call('HDEL', KEYS[3], id)
+end
+redis.call('ZREM', KEYS[4], id); redis.call('ZREM', KEYS[5], id); redis.call('HDEL', KEYS[6], id)
+return 1`;
+
+// The intent is no longer live (it ended): it stops counting for the self-cross check only.
+const SETTLE = `redis.call('ZREM', KEYS[1], ARGV[1]); redis.call('HDEL', KEYS[2], ARGV[1]); return 1`;
+
+export interface PreTradeControlsOptions {
+  redis: Redis;
+  prefix: string;
+  limits: Limits;
+  clock?: Clock;
+  /**
+   * Longest time an intent counts as live for the self-cross check when nobody settles it (a crashed
+   * worker), ms. Normally an intent stops being live when its order ends (`settle` / `release`).
+   * @defaultValue 60000
+   */
+  selfCrossWindowMs?: number;
+}
+
+/**
+ * Pre-trade controls (SEC 15c3-5 style), run before a job is queued and again right before the
+ * order is sent. Per-order checks are pure; window checks (notional per underlying and per venue,
+ * repeated executions, self-cross) run in one Lua script so every process sees and reserves the same
+ * totals atomically.
+ *
+ * Self-cross rule: an intent is blocked when another intent on the opposite side of the same
+ * underlying is live at the same time (reserved and not yet ended) on a different venue and belongs
+ * to a different plan. Same-venue opposite orders are left to the venue (they net in one account, and
+ * order books apply their own self-trade prevention); legs of one plan may cross on purpose (moving a
+ * hedge from one venue to another). Ended intents stop counting at once (`settle`, `release`).
+ */
+export class PreTradeControls {
+  /** Redis key prefix (shared with the breakers and the kill switch of one deployment). */
+  readonly prefix: string;
+  readonly #redis: Redis;
+  readonly #keys: ReturnType<typeof keysFor>;
+  readonly #limits: Limits;
+  readonly #clock: Clock;
+  readonly #selfCrossWindowMs: number;
+
+  constructor(o: PreTradeControlsOptions) {
+    this.prefix = o.prefix;
+    this.#redis = o.redis;
+    this.#keys = keysFor(o.prefix);
+    this.#limits = o.limits;
+    this.#clock = o.clock ?? systemClock;
+    this.#selfCrossWindowMs = o.selfCrossWindowMs ?? 60_000;
+  }
+
+  /** The Redis client the checks run on (the combined gate script runs there too). */
+  get redis(): Redis {
+    return this.#redis;
+  }
+
+  /** Per-order checks, no I/O. */
+  checkOrder(intent: HedgeIntent, ctx: ControlContext): ControlResult {
+    const L = this.#limits;
+    const size = Number(intent.sizeBase);
+    const ref = intent.referencePriceUsd;
+    const notional = size * (ctx.mark?.priceUsd ?? ref);
+    if (!Number.isFinite(notional) || size <= 0)
+      return fail('max-order-notional', `bad size ${intent.sizeBase}`);
+    if (notional > L.maxOrderNotionalUsd) {
+      return fail('max-order-notional', `notional ${notional.toFixed(2)} USD > ${L.maxOrderNotionalUsd} USD`);
+    }
+    const now = this.#clock.nowMs();
+    const waited = ctx.decisionAsOfMs !== undefined && ctx.decisionAsOfMs > intent.createdAtMs;
+    const decisionAge = now - (waited ? (ctx.decisionAsOfMs as number) : intent.createdAtMs);
+    if (decisionAge > L.staleAfterMs)
+      return fail(
+        'stale-data',
+        `decision is ${decisionAge} ms old${waited ? ' since its dependencies completed' : ''} > ${L.staleAfterMs} ms`,
+      );
+    if (ctx.mark) {
+      const age = now - ctx.mark.asOfMs;
+      if (age > L.staleAfterMs) return fail('stale-data', `mark is ${age} ms old > ${L.staleAfterMs} ms`);
+      const moveBps = (Math.abs(ctx.mark.priceUsd - ref) / ref) * 10_000;
+      if (moveBps > L.priceBandBps) {
+        return fail(
+          'price-band',
+          `mark ${ctx.mark.priceUsd} is ${moveBps.toFixed(1)} bps from reference ${ref}`,
+        );
+      }
+    }
+    if (intent.limitPriceUsd !== undefined) {
+      const lim = Number(intent.limitPriceUsd);
+      const bandBps = (Math.abs(lim - ref) / ref) * 10_000;
+      if (!(bandBps <= L.priceBandBps)) {
+        return fail(
+          'price-band',
+          `limit ${intent.limitPriceUsd} is ${bandBps.toFixed(1)} bps from reference ${ref}`,
+        );
+      }
+    }
+    if (ctx.expectedPriceUsd !== undefined) {
+      const adverse = intent.side === 'buy' ? ctx.expectedPriceUsd - ref : ref - ctx.expectedPriceUsd;
+      const slipBps = (adverse / ref) * 10_000;
+      if (slipBps > L.maxSlippageBps) {
+        return fail('max-slippage', `expected slippage ${slipBps.toFixed(1)} bps > ${L.maxSlippageBps} bps`);
+      }
+    }
+    const maxPos = L.maxPositionBase[intent.underlying];
+    if (maxPos !== undefined && ctx.positionBase !== undefined) {
+      const after = ctx.positionBase + (intent.side === 'buy' ? size : -size);
+      if (Math.abs(after) > maxPos && Math.abs(after) > Math.abs(ctx.positionBase)) {
+        return fail('position-limit', `position would be ${after} > ±${maxPos} ${intent.underlying}`);
+      }
+    }
+    return { ok: true };
+  }
+
+  /**
+   * All checks; with `reserve`, the intent's notional and execution are counted in the windows
+   * (idempotent per intent id).
+   */
+  async check(intent: HedgeIntent, ctx: ControlContext, o: { reserve: boolean }): Promise<ControlResult> {
+    const r = this.checkOrder(intent, ctx);
+    if (!r.ok) return r;
+    const [verdict, detail] = (await this.#redis.eval(
+      WINDOW_CHECK,
+      6,
+      ...this.windowKeys(intent),
+      ...this.windowArgs(intent, ctx, o.reserve),
+    )) as [string, string];
+    return this.windowResult(intent, verdict, detail);
+  }
+
+  /** The Redis keys of the window checks for this intent (for the combined gate script). */
+  windowKeys(intent: Pick<HedgeIntent, 'underlying' | 'venue'>): string[] {
+    const k = this.#keys;
+    return [
+      k.ctlUnderlying(intent.underlying),
+      k.ctlVenue(intent.venue),
+      k.ctlNotional,
+      k.ctlExec(intent.underlying),
+      k.ctlSide(intent.underlying),
+      k.ctlSideInfo,
+    ];
+  }
+
+  /** The arguments of the window checks (`WINDOW_FN`'s `A`), in order. */
+  windowArgs(intent: HedgeIntent, ctx: ControlContext, reserve: boolean): (string | number)[] {
+    const L = this.#limits;
+    const notional = Number(intent.sizeBase) * (ctx.mark?.priceUsd ?? intent.referencePriceUsd);
+    return [
+      intent.id,
+      this.#clock.nowMs(),
+      L.windowSeconds * 1000,
+      notional,
+      L.maxHedgeNotionalPerWindowUsd,
+      L.repeatedExecution.windowSeconds * 1000,
+      L.repeatedExecution.maxExecutions,
+      this.#selfCrossWindowMs,
+      `${intent.side}|${intent.venue}|${intent.planId}`,
+      intent.side,
+      intent.planId,
+      reserve ? '1' : '0',
+      intent.venue,
+    ];
+  }
+
+  /** The verdict of the window script as a control result. */
+  windowResult(intent: HedgeIntent, verdict: string, detail: string): ControlResult {
+    if (verdict === 'ok') return { ok: true };
+    const L = this.#limits;
+    const control = verdict as ControlName;
+    const reason =
+      control === 'self-cross'
+        ? `opposite-side intent ${detail} on ${intent.underlying} is live on another venue`
+        : control === 'repeated-execution'
+          ? `${detail} executions on ${intent.underlying} within ${L.repeatedExecution.windowSeconds}s > ${L.repeatedExecution.maxExecutions}`
+          : `${Number(detail).toFixed(2)} USD in ${L.windowSeconds}s > ${L.maxHedgeNotionalPerWindowUsd} USD`;
+    return fail(control, reason);
+  }
+
+  /** The intent ended having traded: it keeps its window notional and execution count, but is no longer live. */
+  async settle(intent: Pick<HedgeIntent, 'id' | 'underlying'>): Promise<void> {
+    const k = this.#keys;
+    await this.#redis.eval(SETTLE, 2, k.ctlSide(intent.underlying), k.ctlSideInfo, intent.id);
+  }
+
+  /** Gives back an intent's reservation (it was blocked, rejected or failed without filling). */
+  async release(intent: Pick<HedgeIntent, 'id' | 'underlying' | 'venue'>): Promise<void> {
+    const k = this.#keys;
+    await this.#redis.eval(
+      RELEASE,
+      6,
+      k.ctlUnderlying(intent.underlying),
+      k.ctlVenue(intent.venue),
+      k.ctlNotional,
+      k.ctlExec(intent.underlying),
+      k.ctlSide(intent.underlying),
+      k.ctlSideInfo,
+      intent.id,
+    );
+  }
+}
+
+function fail(control: ControlName, reason: string): ControlResult {
+  return { ok: false, control, reason };
+}

@@ -1,0 +1,204 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clientOrderIdFor } from './ids.ts';
+import { LeaderLease } from './lease.ts';
+import { Reconciler } from './reconciler.ts';
+import { type Env, makeEnv, until } from './test-env.ts';
+
+describe('execution on BullMQ with a paper venue', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv();
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  const filled = (cid: string) =>
+    until(async () => {
+      const o = await env.ledger.getOrder(cid);
+      return o && ['filled', 'cancelled', 'rejected', 'failed'].includes(o.status) ? o : undefined;
+    });
+
+  it('records the intent before queueing; jobId = intent id; client id derived; fills once', async () => {
+    const leg = env.intent(1);
+    const [r] = await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    expect(r).toMatchObject({ outcome: 'queued', clientOrderId: clientOrderIdFor(leg.id) });
+    const o = await filled(clientOrderIdFor(leg.id));
+    expect(o.status).toBe('filled');
+    expect((await env.service.queue('pv').getJob(leg.id))?.id).toBe(leg.id);
+    expect(env.placed.filter((c) => c === clientOrderIdFor(leg.id))).toHaveLength(1);
+    const events = (await env.ledger.orderEvents(o.clientOrderId)).map((e) => e.toStatus);
+    expect(events.slice(0, 3)).toEqual(['planned', 'queued', 'sent']);
+    expect(await env.ledger.listFills({ clientOrderId: o.clientOrderId })).not.toHaveLength(0);
+    // the same plan again is a duplicate: nothing queued, nothing sent
+    const [again] = await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    expect(again?.outcome).toBe('duplicate');
+    expect(env.placed.filter((c) => c === o.clientOrderId)).toHaveLength(1);
+  });
+
+  it('resolves a timeout whose order fills later through getOrderByClientId, never re-sending', async () => {
+    env.paper.faults.timeoutNext({ fillDelayMs: 200 });
+    const leg = env.intent(2);
+    await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    const o = await filled(clientOrderIdFor(leg.id));
+    expect(o.status).toBe('filled');
+    expect(env.placed.filter((c) => c === o.clientOrderId)).toHaveLength(1);
+    expect((await env.ledger.orderEvents(o.clientOrderId)).map((e) => e.toStatus)).toContain(
+      'outcome-unknown',
+    );
+  });
+
+  it('a rejection is final: ledger rejected, job failed without retries', async () => {
+    env.paper.faults.rejectNext({ error: 'invalid' });
+    const leg = env.intent(3);
+    await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    const o = await filled(clientOrderIdFor(leg.id));
+    expect(o.status).toBe('rejected');
+    const job = await until(async () => {
+      const j = await env.service.queue('pv').getJob(leg.id);
+      return j && (await j.getState()) === 'failed' ? j : undefined;
+    });
+    expect(job.attemptsMade).toBeLessThanOrEqual(1);
+    expect(env.placed.filter((c) => c === o.clientOrderId)).toHaveLength(1);
+  });
+
+  it('runs a dependent leg only after its dependency filled (flow)', async () => {
+    const first = env.intent(4, { reason: 'move collateral first' });
+    const second = env.intent(5, { planId: first.planId, dependsOn: [first.id], urgency: 'urgent' });
+    const res = await env.service.submitPlan({ planId: first.planId, legs: [first, second] });
+    expect(res.map((r) => r.outcome)).toEqual(['queued', 'queued']);
+    const o2 = await filled(clientOrderIdFor(second.id));
+    expect(o2.status).toBe('filled');
+    const o1 = await env.ledger.getOrder(clientOrderIdFor(first.id));
+    const e1 = await env.ledger.orderEvents(clientOrderIdFor(first.id));
+    const e2 = await env.ledger.orderEvents(clientOrderIdFor(second.id));
+    const filledAt = e1.find((e) => e.toStatus === 'filled')?.atMs ?? Number.POSITIVE_INFINITY;
+    const sentAt = e2.find((e) => e.toStatus === 'sent')?.atMs ?? 0;
+    expect(o1?.status).toBe('filled');
+    expect(sentAt).toBeGreaterThanOrEqual(filledAt);
+  });
+
+  it('kill switch blocks new orders, lets reduce-only through when allowed, and is audited', async () => {
+    await env.killSwitch.engage('venue:pv', {
+      actor: 'operator:test',
+      reason: 'drill',
+      allowRiskReducing: true,
+    });
+    const a = env.intent(6);
+    const b = env.intent(7, { reduceOnly: true, planId: a.planId });
+    const res = await env.service.submitPlan({ planId: a.planId, legs: [a, b] });
+    expect(res.map((r) => r.outcome)).toEqual(['blocked', 'queued']);
+    expect((await env.ledger.getOrder(clientOrderIdFor(a.id)))?.status).toBe('cancelled');
+    expect(env.placed).not.toContain(clientOrderIdFor(a.id));
+    await filled(clientOrderIdFor(b.id));
+    await env.killSwitch.release('venue:pv', { actor: 'operator:test', reason: 'drill over' });
+    const ev = await env.ledger.listKillSwitchEvents({ venue: 'pv' });
+    expect(ev.map((e) => e.action)).toEqual(expect.arrayContaining(['engage', 'release']));
+    expect(await env.metrics.registry.getSingleMetricAsString('xhedge_kill_switch_actions_total')).toContain(
+      'action="engage"',
+    );
+  });
+
+  it('an open venue breaker stops orders; after the cooldown exactly one half-open trial goes', async () => {
+    expect((await env.breakers.status('venue:pv')).state).toBe('closed');
+    await env.breakers.trip('venue:pv', 'test trip', {}, 300);
+    const leg = env.intent(8);
+    const [r] = await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    expect(r?.outcome).toBe('blocked');
+    await new Promise((res) => setTimeout(res, 350));
+    const g1 = await env.breakers.gate(['venue:pv'], { takeTrial: true });
+    const g2 = await env.breakers.gate(['venue:pv'], { takeTrial: true });
+    expect(g1).toMatchObject({ allowed: true });
+    expect(g2.allowed).toBe(false);
+    if (g1.allowed) await env.breakers.reportTrial(g1.trials[0] as never, true);
+    expect((await env.breakers.status('venue:pv')).state).toBe('closed');
+    const states = (await env.ledger.listBreakerEvents({ breaker: 'venue:pv' }))
+      .map((e) => e.toState)
+      .reverse();
+    expect(states).toEqual(['open', 'half-open', 'closed']);
+  });
+
+  it('a worker that dies mid-order: the job fails as stalled, the reconciler re-drives it, the venue sees one order', async () => {
+    env.paper.faults.latencyMs = 800;
+    const leg = env.intent(9);
+    await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    const cid = clientOrderIdFor(leg.id);
+    await until(async () => (await env.ledger.getOrder(cid))?.status === 'sent');
+    await env.pool.close(true); // abandon the active job: its lock is no longer renewed
+    env.paper.faults.latencyMs = 0;
+    const { startWorkers } = await import('./worker.ts');
+    const subscriber2 = env.redis.client();
+    const pool2 = await startWorkers({
+      connection: env.redis.options,
+      queuePrefix: env.prefix,
+      venues: new Map([['pv', env.paper]]),
+      ledger: env.ledger,
+      controls: env.controls,
+      breakers: env.breakers,
+      killSwitch: env.killSwitch,
+      subscriber: subscriber2,
+      sendDeadlineMs: 1500,
+      pollIntervalMs: 50,
+      settings: { lockDuration: 2000, stalledInterval: 500 },
+    });
+    // the live worker's stalled check fails the job (maxStalledCount 0) instead of re-running it
+    const job = await until(async () => {
+      const j = await env.service.queue('pv').getJob(leg.id);
+      return j?.failedReason ? j : undefined;
+    }, 20_000);
+    expect(job.failedReason).toMatch(/stalled/);
+    const rec = new Reconciler({
+      service: env.service,
+      ledger: env.ledger,
+      redis: env.cmd,
+      prefix: env.prefix,
+      minAgeMs: 0,
+    });
+    await rec.sweep();
+    const o = await filled(cid);
+    expect(o.status).toBe('filled');
+    expect(env.placed.filter((c) => c === cid)).toHaveLength(1);
+    await pool2.close();
+    subscriber2.disconnect(); // an embedded Redis waits for its clients before it stops
+  });
+});
+
+describe('leader lease', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv();
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('exactly one holder; the standby takes over when the leader stops renewing; stale tokens are fenced', async () => {
+    const a = new LeaderLease({ redis: env.cmd, prefix: env.prefix, name: 'orch', ttlMs: 300 });
+    const b = new LeaderLease({ redis: env.cmd, prefix: env.prefix, name: 'orch', ttlMs: 300 });
+    const ta = await a.tick();
+    expect(ta).toBeGreaterThan(0);
+    expect(await b.tick()).toBeUndefined();
+    const leg = env.intent(20);
+    await env.service.submitPlan({ planId: leg.planId, legs: [leg] }, { lease: a });
+    await new Promise((r) => setTimeout(r, 400)); // a is paused past its TTL
+    const tb = await b.tick();
+    expect(tb).toBeGreaterThan(ta as number);
+    // a still believes it leads (no tick since), but Redis and the ledger say no
+    const stale = env.intent(21);
+    await expect(
+      env.service.submitPlan({ planId: stale.planId, legs: [stale] }, { lease: a }),
+    ).rejects.toThrow(/not the holder/);
+    const { FencedOutError } = await import('@xhedge/store');
+    await env.service.submitPlan({ planId: env.intent(22).planId, legs: [env.intent(22)] }, { lease: b });
+    await expect(
+      env.ledger.recordIntent(stale, {
+        clientOrderId: clientOrderIdFor(stale.id),
+        actor: 'a',
+        fence: { leaseName: 'orch', token: ta as number },
+      }),
+    ).rejects.toBeInstanceOf(FencedOutError);
+    await b.stop();
+    expect(await a.tick()).toBeGreaterThan(tb as number);
+    await a.stop();
+  });
+});

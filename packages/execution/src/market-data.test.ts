@@ -1,0 +1,116 @@
+import { systemClock } from '@xhedge/core';
+import { createMarketSimulator } from '@xhedge/sim';
+import { createPaperVenue } from '@xhedge/venue-paper';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VenueMarketData } from './market-data.ts';
+import { type Env, makeEnv } from './test-env.ts';
+
+describe('VenueMarketData over paper venues', () => {
+  it('gives the order venue mark, the position across venues and the quote; caches marks briefly', async () => {
+    const market = createMarketSimulator({
+      underlyings: { ETH: { spot: 3500, vol: 0.6 } },
+      seed: 5,
+      clock: systemClock,
+    });
+    const a = createPaperVenue({ id: 'pa', kind: 'paper-drift', chain: 'solana:mainnet-beta', market });
+    const b = createPaperVenue({ id: 'pb', kind: 'paper-gmx', chain: 'evm:42161', market });
+    a.seedBalance('USDC', 1e7);
+    b.seedBalance('USDC', 1e7);
+    a.seedPosition('ETH-USD:PERP', 2);
+    b.seedPosition('ETH-USD:PERP', -0.5);
+    let fetches = 0;
+    const fetchMarks = a.fetchMarks.bind(a);
+    a.fetchMarks = (ids) => {
+      fetches += 1;
+      return fetchMarks(ids);
+    };
+    const md = new VenueMarketData({ venues: [a, b], markCacheMs: 10_000 });
+    const intent = {
+      id: 'int_md000000000000000000001',
+      planId: 'plan_md',
+      underlying: 'ETH',
+      venue: 'pa',
+      chain: 'solana:mainnet-beta' as const,
+      instrument: 'ETH-USD:PERP',
+      side: 'buy' as const,
+      sizeBase: '1',
+      orderType: 'market' as const,
+      referencePriceUsd: market.spot('ETH'),
+      reduceOnly: false,
+      urgency: 'normal' as const,
+      reason: 'test',
+      createdAtMs: Date.now(),
+      dependsOn: [],
+    };
+    const [c1, c2] = await Promise.all([md.context(intent), md.context(intent)]);
+    expect(c1.mark?.priceUsd).toBeGreaterThan(0);
+    expect(Math.abs((c1.mark?.asOfMs ?? 0) - Date.now())).toBeLessThan(5_000);
+    expect(c1.positionBase).toBeCloseTo(1.5, 9);
+    expect(c1.expectedPriceUsd).toBeGreaterThan(0);
+    expect(c2.mark).toEqual(c1.mark);
+    await md.context(intent);
+    expect(fetches).toBe(1);
+    expect(await md.context({ ...intent, venue: 'nowhere' })).toEqual({});
+    await a.close?.();
+    await b.close?.();
+  });
+});
+
+describe('pre-trade checks fed by VenueMarketData (end to end through submitPlan)', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv({
+      marketData: true,
+      limits: {
+        staleAfterMs: 400,
+        priceBandBps: 100,
+        maxSlippageBps: 30,
+        maxPositionBase: { ETH: 5 },
+      },
+    });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  const mark = async () => {
+    const [m] = await env.paper.fetchMarks(['ETH-USD:PERP']);
+    return m?.markPriceUsd ?? Number.NaN;
+  };
+
+  it('price band: a reference far from the venue mark is blocked', async () => {
+    const leg = env.intent(1, { referencePriceUsd: (await mark()) * 1.05 });
+    const [r] = await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    expect(r).toMatchObject({ outcome: 'blocked', control: 'price-band' });
+  });
+
+  it('max slippage: the venue quote is too far above the reference', async () => {
+    const leg = env.intent(2, { referencePriceUsd: (await mark()) * 0.995 });
+    const [r] = await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    expect(r).toMatchObject({ outcome: 'blocked', control: 'max-slippage' });
+  });
+
+  it('position limit: the position across venues would grow past the limit', async () => {
+    env.paper.seedPosition('ETH-USD:PERP', 4.8);
+    env.marketData?.invalidatePositions('pv');
+    const leg = env.intent(3, { referencePriceUsd: await mark() });
+    const [r] = await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    expect(r).toMatchObject({ outcome: 'blocked', control: 'position-limit' });
+    // reducing it is fine
+    const sell = env.intent(4, { referencePriceUsd: await mark(), side: 'sell' });
+    const [s] = await env.service.submitPlan({ planId: sell.planId, legs: [sell] });
+    expect(s?.outcome).toBe('queued');
+  });
+
+  it('stale marks (faults.setStaleMarks) block orders once the marks are older than staleAfterMs', async () => {
+    env.paper.faults.setStaleMarks(true);
+    await env.paper.fetchMarks(['ETH-USD:PERP']); // freezes them now
+    await new Promise((r) => setTimeout(r, 700));
+    const leg = env.intent(5, { referencePriceUsd: await mark(), side: 'sell', createdAtMs: Date.now() });
+    const [r] = await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    expect(r).toMatchObject({ outcome: 'blocked', control: 'stale-data' });
+    expect(r?.reason).toMatch(/mark is \d+ ms old/);
+    expect(env.placed).not.toContain(r?.clientOrderId);
+    env.paper.faults.setStaleMarks(false);
+  });
+});

@@ -1,0 +1,81 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Circuit breaker states (shared with breakers.ts, declared here to keep imports one-way). */
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+const STATE_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
+
+/**
+ * Execution metrics on their own prom-client registry (serve `registry.metrics()` from the API).
+ * Every breaker transition and kill-switch action lands here as well as in the ledger.
+ */
+export class ExecutionMetrics {
+  readonly registry: Registry;
+  readonly breakerState: Gauge<'breaker'>;
+  readonly breakerTransitions: Counter<'breaker' | 'from' | 'to'>;
+  readonly killSwitchEngaged: Gauge<'scope'>;
+  readonly killSwitchActions: Counter<'scope' | 'action'>;
+  readonly orders: Counter<'venue' | 'status'>;
+  readonly controlBlocks: Counter<'control' | 'phase'>;
+  readonly sendSeconds: Histogram<'venue'>;
+  readonly reconciliations: Counter<'result'>;
+
+  constructor(registry: Registry = new Registry()) {
+    this.registry = registry;
+    const registers = [registry];
+    this.breakerState = new Gauge({
+      name: 'xhedge_breaker_state',
+      help: 'Circuit breaker state: 0 closed, 1 half-open, 2 open',
+      labelNames: ['breaker'],
+      registers,
+    });
+    this.breakerTransitions = new Counter({
+      name: 'xhedge_breaker_transitions_total',
+      help: 'Circuit breaker state transitions',
+      labelNames: ['breaker', 'from', 'to'],
+      registers,
+    });
+    this.killSwitchEngaged = new Gauge({
+      name: 'xhedge_kill_switch_engaged',
+      help: '1 while the kill switch of this scope is engaged',
+      labelNames: ['scope'],
+      registers,
+    });
+    this.killSwitchActions = new Counter({
+      name: 'xhedge_kill_switch_actions_total',
+      help: 'Kill switch actions (engage, release, cancel-working)',
+      labelNames: ['scope', 'action'],
+      registers,
+    });
+    this.orders = new Counter({
+      name: 'xhedge_orders_total',
+      help: 'Orders reaching a terminal status',
+      labelNames: ['venue', 'status'],
+      registers,
+    });
+    this.controlBlocks = new Counter({
+      name: 'xhedge_control_blocks_total',
+      help: 'Intents blocked by a pre-trade control, kill switch or breaker',
+      labelNames: ['control', 'phase'],
+      registers,
+    });
+    this.sendSeconds = new Histogram({
+      name: 'xhedge_order_send_seconds',
+      help: 'placeOrder round trip to the venue',
+      labelNames: ['venue'],
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.reconciliations = new Counter({
+      name: 'xhedge_reconciliations_total',
+      help: 'Orders resolved against the venue or re-driven by the reconciler',
+      labelNames: ['result'],
+      registers,
+    });
+  }
+
+  breakerTransition(breaker: string, from: BreakerState, to: BreakerState): void {
+    this.breakerTransitions.inc({ breaker, from, to });
+    this.breakerState.set({ breaker }, STATE_VALUE[to]);
+  }
+}

@@ -1,0 +1,59 @@
+import type { LeaderLease } from './lease.ts';
+import type { ExecutionService, LegResult, PlanLike } from './service.ts';
+
+export interface OrchestratorOptions {
+  lease: LeaderLease;
+  service: ExecutionService;
+  /** Produces the plans of one tick (risk → strategy → routing); called only while leader. */
+  plan: (ctx: { token: number }) => Promise<readonly PlanLike[]>;
+  /** Tick period, ms. @defaultValue 1000 */
+  intervalMs?: number;
+  onPlanned?: (plan: PlanLike, legs: LegResult[], token: number) => void;
+  onError?: (err: unknown) => void;
+}
+
+/**
+ * Plans on a timer, only while it holds the leader lease; standbys run the same loop and take over
+ * when the leader's lease expires. Plans carry the fencing token to the ledger, so a deposed leader
+ * cannot write even if it still believes it leads.
+ */
+export class Orchestrator {
+  readonly #o: OrchestratorOptions;
+  #timer: NodeJS.Timeout | undefined;
+  #running = false;
+
+  constructor(o: OrchestratorOptions) {
+    this.#o = o;
+  }
+
+  /** One tick: plans and submits if leader. @returns the number of plans submitted. */
+  async tick(): Promise<number> {
+    const token = this.#o.lease.token;
+    if (token === undefined) return 0;
+    const plans = await this.#o.plan({ token });
+    let n = 0;
+    for (const plan of plans) {
+      const legs = await this.#o.service.submitPlan(plan, { lease: this.#o.lease });
+      this.#o.onPlanned?.(plan, legs, token);
+      n += 1;
+    }
+    return n;
+  }
+
+  start(): void {
+    this.#running = true;
+    this.#o.lease.start();
+    const loop = async () => {
+      if (!this.#running) return;
+      await this.tick().catch((e) => this.#o.onError?.(e));
+      if (this.#running) this.#timer = setTimeout(loop, this.#o.intervalMs ?? 1000);
+    };
+    this.#timer = setTimeout(loop, 0);
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#o.lease.stop();
+  }
+}

@@ -1,0 +1,282 @@
+import {
+  type Clock,
+  HedgeIntent,
+  type OrderStatus,
+  parseOrThrow,
+  systemClock,
+  TERMINAL_ORDER_STATUSES,
+} from '@xhedge/core';
+import type { Ledger, RecordedLeg } from '@xhedge/store';
+import { type FlowJob, FlowProducer, Queue } from 'bullmq';
+import type { BreakerBoard } from './breakers.ts';
+import type { ControlName, MarketDataSource, PreTradeControls } from './controls.ts';
+import { OrderGate } from './gate.ts';
+import { clientOrderIdFor } from './ids.ts';
+import type { KillSwitch } from './kill-switch.ts';
+import { type LeaderLease, NotLeaderError } from './lease.ts';
+import type { ExecutionMetrics } from './metrics.ts';
+import { ORDER_JOB_OPTIONS, type OrderJobData, orderQueueName, PRIORITY } from './queue.ts';
+import type { ConnectionOptions } from './redis.ts';
+
+/** What execution needs of a plan (routing's `HedgePlan` has these fields). */
+export interface PlanLike {
+  planId: string;
+  legs: readonly HedgeIntent[];
+}
+
+export interface LegResult {
+  intentId: string;
+  clientOrderId: string;
+  /** `queued`: in the queue now; `duplicate`: seen before (nothing queued again); `blocked`: cancelled by a control. */
+  outcome: 'queued' | 'duplicate' | 'blocked';
+  control?: ControlName;
+  reason?: string;
+}
+
+export interface ExecutionServiceOptions {
+  /** BullMQ connection options (not a shared client). */
+  connection: ConnectionOptions;
+  /** BullMQ key prefix (`{xhedge}` on Redis Cluster). */
+  queuePrefix: string;
+  ledger: Ledger;
+  controls: PreTradeControls;
+  breakers: BreakerBoard;
+  killSwitch: KillSwitch;
+  marketData?: MarketDataSource;
+  metrics?: ExecutionMetrics;
+  clock?: Clock;
+  /** Actor name written to the ledger. @defaultValue `orchestrator` */
+  actor?: string;
+  /**
+   * Wait for the disk flush when recording plans. Off by default: no order is sent on the strength
+   * of that write (the worker's `claimSend` is durable and flushes it too), see `Ledger.recordPlan`.
+   * @defaultValue false
+   */
+  durableIntents?: boolean;
+}
+
+/**
+ * The producer: turns plans into ledger intents and BullMQ jobs. Per plan:
+ * 1. at once (they do not depend on each other): the gates of every leg (kill switch, breakers,
+ *    window controls with their reservation: one Redis script per leg), the lease check in Redis,
+ *    and the ledger write of the whole plan in one statement (intents and orders `queued`, events,
+ *    fenced by the lease token);
+ * 2. legs a gate blocked (or whose dependency was blocked) → `cancelled` with the control's reason;
+ * 3. the jobs (jobId = intent id) of the others: a plain add for a leg without dependencies, a
+ *    BullMQ flow for a leg that waits for others.
+ * Nothing is queued before both the ledger and the gates said yes. A crash between 1 and 3 leaves a
+ * `queued` order without a job: the reconciler adds it under the same job id, and the worker runs
+ * every gate again before sending.
+ */
+export class ExecutionService {
+  readonly #o: ExecutionServiceOptions;
+  readonly #queues = new Map<string, Queue>();
+  readonly #flows: FlowProducer;
+  readonly #clock: Clock;
+  readonly #actor: string;
+  readonly #gate: OrderGate;
+
+  constructor(o: ExecutionServiceOptions) {
+    this.#o = o;
+    this.#clock = o.clock ?? systemClock;
+    this.#actor = o.actor ?? 'orchestrator';
+    this.#flows = new FlowProducer({ connection: o.connection, prefix: o.queuePrefix });
+    // Redis errors surface on the calls that fail; the event would otherwise crash the process.
+    this.#flows.on('error', () => {});
+    this.#gate = new OrderGate({
+      controls: o.controls,
+      breakers: o.breakers,
+      killSwitch: o.killSwitch,
+      clock: o.clock,
+    });
+  }
+
+  queue(venue: string): Queue {
+    let q = this.#queues.get(venue);
+    if (!q) {
+      q = new Queue(orderQueueName(venue), {
+        connection: o2(this.#o.connection),
+        prefix: this.#o.queuePrefix,
+        defaultJobOptions: ORDER_JOB_OPTIONS,
+      });
+      q.on('error', () => {});
+      this.#queues.set(venue, q);
+    }
+    return q;
+  }
+
+  /**
+   * Submits every leg of a plan. Legs with `dependsOn` run as a BullMQ flow: a leg is the parent of
+   * the legs it depends on, so it only runs after they completed (filled); a failed dependency fails
+   * it. With `lease`, the lease is checked in Redis and the ledger refuses the plan from a deposed
+   * leader (fencing token). No second lease check before queueing: legs the ledger accepted are
+   * legitimate, and the reconciler would queue them anyway.
+   */
+  async submitPlan(plan: PlanLike, opts: { lease?: LeaderLease } = {}): Promise<LegResult[]> {
+    const legs = plan.legs.map((l, i) => parseOrThrow(HedgeIntent, l, `plan ${plan.planId} leg ${i}`));
+    const byId = new Map(legs.map((l) => [l.id, l]));
+    for (const leg of legs) {
+      for (const d of leg.dependsOn) {
+        if (!byId.has(d))
+          throw new RangeError(`leg ${leg.id} depends on ${d}, which is not in plan ${plan.planId}`);
+      }
+    }
+    const dependedOn = new Map<string, string>();
+    for (const l of legs) {
+      for (const d of l.dependsOn) {
+        const prev = dependedOn.get(d);
+        if (prev)
+          throw new RangeError(`leg ${d} is a dependency of both ${prev} and ${l.id}; flows are trees`);
+        dependedOn.set(d, l.id);
+      }
+    }
+    const token = opts.lease?.token;
+    if (opts.lease && token === undefined) throw new NotLeaderError(opts.lease.name);
+    // 1. the gates and the lease check in Redis, and the ledger write (every leg `queued`, fenced),
+    // all in flight at once; a leg a gate blocked is moved to `cancelled` before anything is queued.
+    const [gates, held, write] = await Promise.allSettled([
+      Promise.all(legs.map((leg) => this.preQueueCheck(leg))),
+      opts.lease?.assertHeld(),
+      this.#o.ledger.recordPlan(
+        legs.map((leg) => ({
+          intent: leg,
+          clientOrderId: clientOrderIdFor(leg.id),
+          status: 'queued' as const,
+        })),
+        {
+          actor: this.#actor,
+          durable: this.#o.durableIntents ?? false,
+          ...(opts.lease && token !== undefined ? { fence: { leaseName: opts.lease.name, token } } : {}),
+        },
+      ),
+    ]);
+    if (write.status === 'rejected') {
+      // Nothing written. Reservations are left to expire with their window (never under-count: a
+      // re-submitted plan's legs may be live under the same ids).
+      throw write.reason;
+    }
+    const recorded = write.value;
+    if (gates.status === 'rejected' || held.status === 'rejected') {
+      const why = gates.status === 'rejected' ? gates.reason : (held as PromiseRejectedResult).reason;
+      const msg = why instanceof Error ? why.message : String(why);
+      for (const [i, r] of recorded.entries()) {
+        if (!r.created) continue;
+        await this.#o.ledger.transition(r.order.clientOrderId, 'cancelled', {
+          actor: this.#actor,
+          patch: { error: `not queued: ${msg}` },
+        });
+        await this.#o.controls.release(legs[i] as HedgeIntent).catch(() => {});
+      }
+      throw why;
+    }
+    const verdicts = gates.value;
+    const blocked = new Map<string, { control: ControlName; reason: string }>();
+    legs.forEach((leg, i) => {
+      const v = verdicts[i];
+      if (v && !v.ok) blocked.set(leg.id, { control: v.control, reason: v.reason });
+    });
+    // a leg whose dependency is blocked is blocked too
+    for (let changed = true; changed; ) {
+      changed = false;
+      for (const leg of legs) {
+        if (blocked.has(leg.id)) continue;
+        const dep = leg.dependsOn.find((d) => blocked.has(d));
+        if (dep) {
+          blocked.set(leg.id, { control: 'breaker', reason: `dependency ${dep} was blocked` });
+          changed = true;
+        }
+      }
+    }
+    const results: LegResult[] = [];
+    const toQueue: HedgeIntent[] = [];
+    for (const [i, leg] of legs.entries()) {
+      const r = recorded[i] as RecordedLeg;
+      const clientOrderId = r.order.clientOrderId;
+      const b = blocked.get(leg.id);
+      const reserved = verdicts[i]?.ok === true;
+      if (!r.created) {
+        results.push({ intentId: leg.id, clientOrderId, outcome: 'duplicate' });
+        await this.#afterDuplicate(leg, r.order.status, reserved);
+        // a plan re-submitted after a failed add: queue its queued legs again (same job id: no double)
+        if (r.order.status === 'queued' && !b) toQueue.push(leg);
+        continue;
+      }
+      if (b) {
+        await this.#o.ledger.transition(clientOrderId, 'cancelled', {
+          actor: this.#actor,
+          patch: { error: `blocked by ${b.control}: ${b.reason}` },
+        });
+        if (reserved) await this.#o.controls.release(leg);
+        this.#o.metrics?.controlBlocks.inc({ control: b.control, phase: 'queue' });
+        results.push({ intentId: leg.id, clientOrderId, outcome: 'blocked', ...b });
+        continue;
+      }
+      results.push({ intentId: leg.id, clientOrderId, outcome: 'queued' });
+      toQueue.push(leg);
+    }
+    // 3. jobs: roots are legs no other queued leg depends on
+    const queued = new Set(toQueue.map((l) => l.id));
+    await Promise.all(
+      toQueue
+        .filter((l) => !(dependedOn.has(l.id) && queued.has(dependedOn.get(l.id) as string)))
+        .map((root) =>
+          root.dependsOn.length === 0 ? this.enqueue(root) : this.#flows.add(this.#flowOf(root, byId)),
+        ),
+    );
+    return results;
+  }
+
+  /** The gates reserved for a leg recorded before: keep that only while its order is live. */
+  async #afterDuplicate(leg: HedgeIntent, status: OrderStatus, reserved: boolean): Promise<void> {
+    if (!reserved || !TERMINAL_ORDER_STATUSES.has(status)) return;
+    if (status === 'filled' || status === 'partially-filled') await this.#o.controls.settle(leg);
+    else await this.#o.controls.release(leg);
+  }
+
+  /** Adds one intent's job (idempotent: an existing job id is left as is). */
+  async enqueue(intent: HedgeIntent): Promise<void> {
+    const data: OrderJobData = { intent, clientOrderId: clientOrderIdFor(intent.id) };
+    await this.queue(intent.venue).add('order', data, {
+      ...ORDER_JOB_OPTIONS,
+      jobId: intent.id,
+      priority: PRIORITY[intent.urgency],
+    });
+  }
+
+  #flowOf(leg: HedgeIntent, byId: ReadonlyMap<string, HedgeIntent>): FlowJob {
+    const data: OrderJobData = { intent: leg, clientOrderId: clientOrderIdFor(leg.id) };
+    const children = leg.dependsOn.map((d) => {
+      const child = this.#flowOf(byId.get(d) as HedgeIntent, byId);
+      child.opts = { ...child.opts, failParentOnFailure: true };
+      return child;
+    });
+    return {
+      name: 'order',
+      queueName: orderQueueName(leg.venue),
+      data,
+      prefix: this.#o.queuePrefix,
+      opts: { ...ORDER_JOB_OPTIONS, jobId: leg.id, priority: PRIORITY[leg.urgency] },
+      ...(children.length ? { children } : {}),
+    } as FlowJob;
+  }
+
+  /** Kill switch, breakers (no trial taken: half-open lets it queue) and controls with reservation. */
+  async preQueueCheck(leg: HedgeIntent) {
+    const ctx = (await this.#o.marketData?.context(leg)) ?? {};
+    return this.#gate.check(leg, ctx, { takeTrial: false, reserve: true });
+  }
+
+  get nowMs(): number {
+    return this.#clock.nowMs();
+  }
+
+  async close(): Promise<void> {
+    await this.#flows.close();
+    await Promise.all([...this.#queues.values()].map((q) => q.close()));
+  }
+}
+
+function o2(c: ConnectionOptions): ConnectionOptions {
+  // Producers fail fast instead of buffering while Redis is down (the caller retries the plan).
+  return { ...c, enableOfflineQueue: false, maxRetriesPerRequest: 1 };
+}

@@ -1,0 +1,214 @@
+import { randomBytes } from 'node:crypto';
+import { BreakersConfig, LimitsConfig } from '@xhedge/config';
+import { deterministicId, type HedgeIntent, systemClock } from '@xhedge/core';
+import { createMarketSimulator } from '@xhedge/sim';
+import { type DatabaseHandle, Ledger, openDatabase } from '@xhedge/store';
+import type { VenueAdapter } from '@xhedge/venue';
+import { createPaperVenue, type PaperVenue } from '@xhedge/venue-paper';
+import { Redis } from 'ioredis';
+import { BreakerBoard } from './breakers.ts';
+import { PreTradeControls } from './controls.ts';
+import { KillSwitch } from './kill-switch.ts';
+import { VenueMarketData } from './market-data.ts';
+import { ExecutionMetrics } from './metrics.ts';
+import { connectRedis, type RedisEndpoint } from './redis.ts';
+import { ExecutionService } from './service.ts';
+import { type StartWorkersOptions, startWorkers, type WorkerPool } from './worker.ts';
+
+/** The machine's Redis when it answers, else an embedded one (said out loud). */
+export async function testRedis(): Promise<RedisEndpoint> {
+  const url = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const probe = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 500,
+    retryStrategy: () => null,
+  });
+  probe.on('error', () => {}); // the failed connect rejects below; the event would only add noise
+  try {
+    await probe.connect();
+    await probe.ping();
+    return await connectRedis({ url });
+  } catch {
+    console.warn(`[execution tests] Redis at ${url} not reachable: using the embedded js-redis-server`);
+    return connectRedis();
+  } finally {
+    probe.disconnect();
+  }
+}
+
+/** Counts calls reaching the venue (a transparent wrapper, the venue itself is a paper venue). */
+export function countingVenue<V extends VenueAdapter>(v: V): { venue: V; placed: string[] } {
+  const placed: string[] = [];
+  const venue = new Proxy(v, {
+    get(target, prop, recv) {
+      const val = Reflect.get(target, prop, recv);
+      if (prop === 'placeOrder' && typeof val === 'function') {
+        return (req: { clientOrderId: string }) => {
+          placed.push(req.clientOrderId);
+          return val.call(target, req);
+        };
+      }
+      return typeof val === 'function' ? val.bind(target) : val;
+    },
+  });
+  return { venue, placed };
+}
+
+export interface Env {
+  redis: RedisEndpoint;
+  cmd: Redis;
+  prefix: string;
+  ledger: Ledger;
+  paper: PaperVenue;
+  placed: string[];
+  metrics: ExecutionMetrics;
+  controls: PreTradeControls;
+  breakers: BreakerBoard;
+  killSwitch: KillSwitch;
+  service: ExecutionService;
+  pool: WorkerPool;
+  marketData: VenueMarketData | undefined;
+  intent(n: number, over?: Partial<HedgeIntent>): HedgeIntent;
+  close(): Promise<void>;
+}
+
+export interface MakeEnvOptions {
+  venueKind?: 'paper-drift' | 'paper-gmx' | 'paper-spot-amm';
+  /** Venue parameters (e.g. `keeperDelayMs` of paper-gmx). */
+  venueParams?: Record<string, unknown>;
+  limits?: object;
+  /** The ledger database; default an in-memory PGlite (closed with the env either way). */
+  db?: DatabaseHandle;
+  durableIntents?: boolean;
+  /** Use `VenueMarketData` over the paper venue as the market-data source. @defaultValue false */
+  marketData?: boolean;
+  /** Options of the worker pool. */
+  workers?: Partial<
+    Pick<StartWorkersOptions, 'sendDeadlineMs' | 'pollBudgetMs' | 'pollIntervalMs' | 'dependencyReadyAtMs'>
+  >;
+}
+
+export async function makeEnv(opts: MakeEnvOptions = {}): Promise<Env> {
+  const redis = await testRedis();
+  const cmd = redis.client();
+  const prefix = `xht${randomBytes(4).toString('hex')}`;
+  const db = opts.db ?? (await openDatabase());
+  const metrics = new ExecutionMetrics();
+  const ledger = new Ledger(db);
+  const market = createMarketSimulator({
+    underlyings: { ETH: { spot: 3500, vol: 0.6 } },
+    seed: 3,
+    clock: systemClock,
+  });
+  const kind = opts.venueKind ?? 'paper-drift';
+  const paper = createPaperVenue({
+    id: 'pv',
+    kind,
+    chain: kind === 'paper-gmx' ? 'evm:42161' : 'solana:mainnet-beta',
+    market,
+    ...(opts.venueParams ? { params: opts.venueParams } : {}),
+  });
+  paper.seedBalance('USDC', 1e8);
+  const { venue, placed } = countingVenue(paper);
+  const limits = LimitsConfig.parse({
+    maxOrderNotionalUsd: 1e6,
+    maxHedgeNotionalPerWindowUsd: 1e8,
+    ...opts.limits,
+  });
+  const controls = new PreTradeControls({ redis: cmd, prefix, limits });
+  const breakers = new BreakerBoard({
+    redis: cmd,
+    prefix,
+    config: BreakersConfig.parse({}),
+    ledger,
+    metrics,
+  });
+  const killSwitch = new KillSwitch({ redis: cmd, prefix, ledger, metrics });
+  const marketData = opts.marketData
+    ? new VenueMarketData({ venues: new Map([['pv', venue as VenueAdapter]]), breakers })
+    : undefined;
+  const base = {
+    connection: redis.options,
+    queuePrefix: prefix,
+    ledger,
+    controls,
+    breakers,
+    killSwitch,
+    metrics,
+    ...(marketData ? { marketData } : {}),
+  };
+  const service = new ExecutionService({ ...base, durableIntents: opts.durableIntents ?? false });
+  const subscriber = redis.client();
+  const pool = await startWorkers({
+    ...base,
+    venues: new Map([['pv', venue]]),
+    subscriber,
+    sendDeadlineMs: 1500,
+    pollBudgetMs: 1000,
+    pollIntervalMs: 50,
+    settings: { lockDuration: 2000, stalledInterval: 1000 },
+    ...opts.workers,
+  });
+  const spot = market.spot('ETH');
+  return {
+    redis,
+    cmd,
+    prefix,
+    ledger,
+    paper,
+    placed,
+    metrics,
+    controls,
+    breakers,
+    killSwitch,
+    service,
+    pool,
+    marketData,
+    intent: (n, over = {}) => ({
+      id: deterministicId('int', prefix, n),
+      planId: deterministicId('plan', prefix, n),
+      underlying: 'ETH',
+      venue: 'pv',
+      chain: 'solana:mainnet-beta',
+      instrument: 'ETH-USD:PERP',
+      side: 'buy',
+      sizeBase: '0.5',
+      orderType: 'market',
+      referencePriceUsd: spot,
+      reduceOnly: false,
+      urgency: 'normal',
+      reason: 'test hedge',
+      createdAtMs: Date.now(),
+      dependsOn: [],
+      ...over,
+    }),
+    async close() {
+      await pool.close(true);
+      await service.close();
+      subscriber.disconnect();
+      await paper.close?.();
+      const keys = await cmd.keys(`${prefix}:*`);
+      if (keys.length) await cmd.del(...keys);
+      cmd.disconnect();
+      await redis.close();
+      if (db.kind === 'postgres' && db.schema !== 'public') await db.dropSchema();
+      await ledger.close();
+    },
+  };
+}
+
+/** Polls until `fn` returns a value or the time is up. */
+export async function until<T>(
+  fn: () => Promise<T | undefined | false>,
+  timeoutMs = 15_000,
+  stepMs = 50,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error('until: timed out');
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}

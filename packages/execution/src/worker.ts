@@ -1,0 +1,502 @@
+import { randomUUID } from 'node:crypto';
+import {
+  type Clock,
+  canTransition,
+  type HedgeIntent,
+  type Order,
+  type OrderStatus,
+  systemClock,
+  TERMINAL_ORDER_STATUSES,
+} from '@xhedge/core';
+import type { Ledger, LedgerOrder } from '@xhedge/store';
+import { isVenueError, type VenueAdapter, VenueError } from '@xhedge/venue';
+import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { BreakerBoard, Trial } from './breakers.ts';
+import type { ControlContext, MarketDataSource, PreTradeControls } from './controls.ts';
+import { type GateResult, OrderGate } from './gate.ts';
+import { KillEvent, type KillSwitch, scopeCovers } from './kill-switch.ts';
+import type { ExecutionMetrics } from './metrics.ts';
+import {
+  OrderJobData,
+  type OrderJobResult,
+  type OrderWorkerSettings,
+  orderQueueName,
+  orderWorkerOptions,
+} from './queue.ts';
+import type { ConnectionOptions } from './redis.ts';
+
+export interface StartWorkersOptions {
+  /** BullMQ connection options (each worker owns its connections). */
+  connection: ConnectionOptions;
+  queuePrefix: string;
+  /** The venues this process executes on; one worker per venue queue. */
+  venues: ReadonlyMap<string, VenueAdapter>;
+  ledger: Ledger;
+  controls: PreTradeControls;
+  breakers: BreakerBoard;
+  killSwitch: KillSwitch;
+  /** A Redis client for the kill-switch subscription (closed by `close()`). */
+  subscriber: Redis;
+  marketData?: MarketDataSource;
+  metrics?: ExecutionMetrics;
+  clock?: Clock;
+  settings?: OrderWorkerSettings;
+  /**
+   * After this long since a send, a venue that does not know the client order id never received it
+   * (before that, the request may still be in flight, so "not found" proves nothing), ms. Must exceed
+   * the venue's request timeout and the worst keeper/confirmation delay before an order is visible.
+   * @defaultValue 30000
+   */
+  sendDeadlineMs?: number;
+  /** How long one job run polls a working order before handing the job back as delayed, ms. @defaultValue 5000 */
+  pollBudgetMs?: number;
+  /** Polling period for working orders, ms. @defaultValue 200 */
+  pollIntervalMs?: number;
+  /** Name in the ledger and BullMQ. @defaultValue `worker:<random>` */
+  workerId?: string;
+  /**
+   * For an order job that waited for BullMQ flow children (e.g. the collateral transfer of a
+   * transfer-then-hedge flow): when its last child completed, run-clock ms, or undefined when it had
+   * none. The decision-age control then measures from that moment (see `ControlContext.decisionAsOfMs`).
+   * Legs waiting on other ledger orders (`dependsOn`) are measured from their fills without it.
+   * @defaultValue none (age measured from the intent's `createdAtMs`)
+   */
+  dependencyReadyAtMs?: (job: Job<OrderJobData, OrderJobResult>) => Promise<number | undefined>;
+}
+
+export interface WorkerPool {
+  readonly workers: readonly Worker[];
+  readonly workerId: string;
+  /**
+   * Stops taking jobs and waits for active ones to finish (each ends in a ledger state the next run
+   * reconciles from). With `force`, active jobs are abandoned: their locks expire, they fail as
+   * stalled and the reconciler re-drives them through the venue check.
+   */
+  close(force?: boolean): Promise<void>;
+}
+
+const WORKING: readonly OrderStatus[] = ['sent', 'acknowledged', 'partially-filled', 'outcome-unknown'];
+
+class Blocked extends UnrecoverableError {}
+
+/** Starts one BullMQ worker per venue queue, with the order processor and the kill-switch listener. */
+export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> {
+  const workerId = o.workerId ?? `worker:${randomUUID().slice(0, 8)}`;
+  const p = new OrderProcessor(o, workerId);
+  const workers = [...o.venues.keys()].map(
+    (venue) =>
+      new Worker<OrderJobData, OrderJobResult>(
+        orderQueueName(venue),
+        (job, token, signal) => p.process(job, token, signal),
+        {
+          connection: o.connection,
+          prefix: o.queuePrefix,
+          name: workerId,
+          ...orderWorkerOptions(o.settings),
+        },
+      ),
+  );
+  // A worker without an 'error' listener would crash the process on a Redis hiccup.
+  for (const w of workers) w.on('error', () => {});
+  const onMessage = (_ch: string, msg: string) => {
+    let ev: KillEvent;
+    try {
+      ev = KillEvent.parse(JSON.parse(msg));
+    } catch {
+      return;
+    }
+    if (ev.action !== 'engage') return;
+    void p.onKill(ev, workers).catch(() => {});
+  };
+  o.subscriber.on('message', onMessage);
+  await o.subscriber.subscribe(o.killSwitch.channel);
+  await Promise.all(workers.map((w) => w.waitUntilReady()));
+  return {
+    workers,
+    workerId,
+    async close(force = false) {
+      o.subscriber.off('message', onMessage);
+      await o.subscriber.unsubscribe().catch(() => {});
+      await Promise.all(workers.map((w) => w.close(force)));
+    },
+  };
+}
+
+/**
+ * The order processor. Every run starts from the ledger state, never from the job's history:
+ * - planned/queued: checks right before send (kill switch, breakers with a half-open trial, controls
+ *   with fresh marks), the compare-and-set `queued → sent` (only one run can win it), then the send;
+ * - sent / outcome-unknown / acknowledged / partially-filled: ask the venue (`getOrderByClientId`)
+ *   first; re-send only when the venue proves it never got the order (not found after the send
+ *   deadline, or a `not-sent` error), claimed by compare-and-set on the attempt count.
+ */
+class OrderProcessor {
+  readonly #o: StartWorkersOptions;
+  readonly #id: string;
+  readonly #clock: Clock;
+  readonly #deadlineMs: number;
+  readonly #pollBudgetMs: number;
+  readonly #pollMs: number;
+  readonly #active = new Map<string, HedgeIntent>();
+  readonly #gate: OrderGate;
+
+  constructor(o: StartWorkersOptions, id: string) {
+    this.#o = o;
+    this.#gate = new OrderGate({
+      controls: o.controls,
+      breakers: o.breakers,
+      killSwitch: o.killSwitch,
+      clock: o.clock,
+    });
+    this.#id = id;
+    this.#clock = o.clock ?? systemClock;
+    this.#deadlineMs = o.sendDeadlineMs ?? 30_000;
+    this.#pollBudgetMs = o.pollBudgetMs ?? 5_000;
+    this.#pollMs = o.pollIntervalMs ?? 200;
+  }
+
+  async process(
+    job: Job<OrderJobData, OrderJobResult>,
+    token?: string,
+    signal?: AbortSignal,
+  ): Promise<OrderJobResult> {
+    const data = OrderJobData.parse(job.data);
+    const { intent, clientOrderId } = data;
+    this.#active.set(clientOrderId, intent);
+    try {
+      return await this.#run(job, data, token, signal);
+    } finally {
+      this.#active.delete(clientOrderId);
+    }
+  }
+
+  async #run(
+    job: Job,
+    data: OrderJobData,
+    token: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<OrderJobResult> {
+    const { intent, clientOrderId } = data;
+    const { ledger } = this.#o;
+    const venue = this.#o.venues.get(intent.venue);
+    if (!venue) throw new Error(`no adapter for venue ${intent.venue} in ${this.#id}`);
+    // Fast path, a first run of an order without dependencies: the gates and the compare-and-set
+    // queued → sent at once (both strictly before the venue call), then the venue. A gate that says no
+    // after the claim won moves the order on to `cancelled` (never sent). Anything else (the order
+    // moved on, a failure) falls through to the general path, which starts again from the ledger.
+    if (intent.dependsOn.length === 0 && data.notSentAttempt === undefined) {
+      const [gate, claim] = await Promise.allSettled([
+        this.#preSend(job, intent, signal),
+        ledger.claimSend(clientOrderId, { actor: this.#id }),
+      ]);
+      const trials = gate.status === 'fulfilled' && gate.value.ok ? gate.value.trials : [];
+      if (claim.status === 'fulfilled' && claim.value) {
+        const claimed = claim.value;
+        if (gate.status === 'rejected') {
+          for (const tr of trials) await this.#o.breakers.abandonTrial(tr);
+          throw gate.reason; // retried: the order is `sent`, so the next run asks the venue first
+        }
+        if (!gate.value.ok) {
+          this.#o.metrics?.controlBlocks.inc({ control: gate.value.control, phase: 'send' });
+          const order = await this.#cancel(
+            claimed,
+            `blocked by ${gate.value.control}: ${gate.value.reason} (never sent)`,
+          );
+          return this.#finish(intent, order);
+        }
+        const order = await this.#send(job, data, venue, claimed, trials);
+        if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
+        return this.#reconcile(job, data, venue, order, token, signal);
+      }
+      for (const tr of trials) await this.#o.breakers.abandonTrial(tr);
+      if (claim.status === 'rejected') throw claim.reason;
+    }
+    let order = await ledger.getOrder(clientOrderId);
+    if (!order) throw new UnrecoverableError(`intent ${intent.id} is not in the ledger; refusing to send`);
+    if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
+    let depsFilledAtMs: number | undefined;
+    for (const dep of intent.dependsOn) {
+      const d = await ledger.getOrderByIntent(dep);
+      if (d?.status !== 'filled') {
+        order = await this.#cancel(order, `dependency ${dep} is ${d?.status ?? 'missing'}`);
+        return this.#finish(intent, order);
+      }
+      depsFilledAtMs = Math.max(depsFilledAtMs ?? d.updatedAtMs, d.updatedAtMs);
+    }
+    if (order.status === 'planned') order = (await this.#tx(order, 'queued')).order;
+    if (order.status === 'queued') {
+      const gate = await this.#preSend(job, intent, signal, depsFilledAtMs);
+      if (!gate.ok) {
+        this.#o.metrics?.controlBlocks.inc({ control: gate.control, phase: 'send' });
+        order = await this.#cancel(order, `blocked by ${gate.control}: ${gate.reason}`);
+        return this.#finish(intent, order);
+      }
+      const claimed = await ledger.claimSend(clientOrderId, { actor: this.#id });
+      if (!claimed) {
+        // another run won the send: never send twice, only reconcile
+        for (const tr of gate.trials) await this.#o.breakers.abandonTrial(tr);
+        const now = (await ledger.getOrder(clientOrderId)) as LedgerOrder;
+        return this.#reconcile(job, data, venue, now, token, signal);
+      }
+      order = await this.#send(job, data, venue, claimed, gate.trials);
+      if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
+    }
+    return this.#reconcile(job, data, venue, order, token, signal);
+  }
+
+  async #preSend(
+    job: Job,
+    intent: HedgeIntent,
+    signal?: AbortSignal,
+    depsFilledAtMs?: number,
+  ): Promise<GateResult> {
+    if (signal?.aborted)
+      return { ok: false, control: 'kill-switch', reason: String(signal.reason ?? 'job aborted') };
+    const [market, childrenDoneAtMs] = await Promise.all([
+      this.#o.marketData?.context(intent),
+      this.#o.dependencyReadyAtMs?.(job),
+    ]);
+    const ctx: ControlContext = { ...market };
+    const readyAt = [depsFilledAtMs, childrenDoneAtMs].filter((t): t is number => t !== undefined);
+    if (readyAt.length > 0) ctx.decisionAsOfMs = Math.max(...readyAt);
+    const r = await this.#gate.check(intent, ctx, { takeTrial: true, reserve: true });
+    if (r.ok && signal?.aborted) {
+      for (const t of r.trials) await this.#o.breakers.abandonTrial(t);
+      return { ok: false, control: 'kill-switch', reason: String(signal.reason ?? 'job aborted') };
+    }
+    return r;
+  }
+
+  /** One placeOrder call and what it means for the ledger. */
+  async #send(job: Job, data: OrderJobData, venue: VenueAdapter, order: LedgerOrder, trials: Trial[]) {
+    const { intent, clientOrderId } = data;
+    const t0 = performance.now();
+    try {
+      const vo = await venue.placeOrder({
+        clientOrderId,
+        instrument: intent.instrument,
+        side: intent.side,
+        orderType: intent.orderType,
+        sizeBase: intent.sizeBase,
+        ...(intent.limitPriceUsd !== undefined ? { limitPriceUsd: intent.limitPriceUsd } : {}),
+        reduceOnly: intent.reduceOnly,
+      });
+      const latencyMs = performance.now() - t0;
+      this.#o.metrics?.sendSeconds.observe({ venue: intent.venue }, latencyMs / 1000);
+      await this.#o.breakers.recordVenueCall(intent.venue, { ok: true, latencyMs });
+      for (const tr of trials) await this.#o.breakers.reportTrial(tr, true);
+      return this.#apply(intent, order, vo, venue);
+    } catch (err) {
+      const latencyMs = performance.now() - t0;
+      const ve = isVenueError(err) ? err : undefined;
+      // a rejection is the venue working correctly (our order was refused): not a health failure
+      await this.#o.breakers.recordVenueCall(intent.venue, {
+        ok: ve?.outcome === 'rejected',
+        timedOut: ve?.code === 'VENUE_TIMEOUT',
+        latencyMs,
+      });
+      for (const tr of trials)
+        await this.#o.breakers.reportTrial(tr, false, ve?.shortMessage ?? 'send failed');
+      const msg = ve?.shortMessage ?? (err instanceof Error ? err.message : String(err));
+      if (ve?.outcome === 'rejected') return (await this.#tx(order, 'rejected', { error: msg })).order;
+      if (ve?.outcome === 'not-sent') {
+        if (!ve.retryable) return (await this.#tx(order, 'failed', { error: msg })).order;
+        await job.updateData({ ...data, notSentAttempt: order.sendAttempts });
+        throw err;
+      }
+      // unknown (timeout, unconfirmed, keeper pending) or not a venue error: we cannot tell, so resolve first
+      return (await this.#tx(order, 'outcome-unknown', { error: msg })).order;
+    }
+  }
+
+  async #reconcile(
+    job: Job,
+    data: OrderJobData,
+    venue: VenueAdapter,
+    start: LedgerOrder,
+    token: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<OrderJobResult> {
+    const { intent, clientOrderId } = data;
+    let order = start;
+    const until = Date.now() + this.#pollBudgetMs;
+    let cancelAsked = false;
+    for (;;) {
+      if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
+      // the venue said `not-sent` for this very attempt: nothing to look up (and a halted venue could not answer)
+      const knownNotSent = order.status === 'sent' && data.notSentAttempt === order.sendAttempts;
+      const vo = knownNotSent ? null : await this.#lookup(intent.venue, venue, clientOrderId);
+      if (vo) {
+        order = await this.#apply(intent, order, vo, venue);
+        this.#o.metrics?.reconciliations.inc({ result: 'found' });
+        if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
+        if (signal?.aborted && !cancelAsked && venue.capabilities.cancel) {
+          cancelAsked = true;
+          await venue.cancelOrder(clientOrderId).catch(() => undefined);
+        }
+      } else {
+        const sinceSend = this.#clock.nowMs() - (order.lastSendAtMs ?? 0);
+        const provenNotSent = data.notSentAttempt === order.sendAttempts || sinceSend >= this.#deadlineMs;
+        if (provenNotSent) {
+          this.#o.metrics?.reconciliations.inc({ result: 'not-at-venue' });
+          if (order.status === 'sent') {
+            const gate = await this.#preSend(job, intent, signal);
+            if (!gate.ok) {
+              order = await this.#cancel(order, `blocked by ${gate.control}: ${gate.reason}`);
+              return this.#finish(intent, order);
+            }
+            const claimed = await this.#o.ledger.claimResend(clientOrderId, order.sendAttempts, {
+              actor: this.#id,
+              note: 'venue does not have the order after the send deadline',
+            });
+            if (!claimed) {
+              for (const tr of gate.trials) await this.#o.breakers.abandonTrial(tr);
+              return this.#later(job, token, 1000);
+            }
+            order = (await this.#o.ledger.getOrder(clientOrderId)) as LedgerOrder;
+            order = await this.#send(job, data, venue, order, gate.trials);
+            continue;
+          }
+          // outcome-unknown / acknowledged but unknown to the venue: it never executed
+          const via =
+            order.status === 'outcome-unknown' ? order : (await this.#tx(order, 'outcome-unknown')).order;
+          order = (await this.#tx(via, 'failed', { error: 'venue has no order with this client id' })).order;
+          return this.#finish(intent, order);
+        }
+        // may still be in flight: look again after the deadline
+        if (Date.now() + this.#pollMs > until)
+          return this.#later(job, token, this.#deadlineMs - sinceSend + 50);
+      }
+      if (Date.now() + this.#pollMs > until) return this.#later(job, token, 1000);
+      await sleep(this.#pollMs);
+      order = (await this.#o.ledger.getOrder(clientOrderId)) as LedgerOrder;
+    }
+  }
+
+  /** `getOrderByClientId`, with failures counted by the venue breaker (a lookup is a venue call too). */
+  async #lookup(venueId: string, venue: VenueAdapter, clientOrderId: string): Promise<Order | null> {
+    const t0 = performance.now();
+    try {
+      return await venue.getOrderByClientId(clientOrderId);
+    } catch (err) {
+      const ve = isVenueError(err) ? err : undefined;
+      await this.#o.breakers.recordVenueCall(venueId, {
+        ok: ve?.outcome === 'rejected',
+        timedOut: ve?.code === 'VENUE_TIMEOUT',
+        latencyMs: performance.now() - t0,
+      });
+      throw err;
+    }
+  }
+
+  /** Hands the job back as delayed (does not use up an attempt). */
+  async #later(job: Job, token: string | undefined, delayMs: number): Promise<never> {
+    await job.moveToDelayed(Date.now() + Math.max(50, delayMs), token);
+    throw new DelayedError();
+  }
+
+  /** Brings the ledger to the venue's view of the order, and records its fills. */
+  async #apply(intent: HedgeIntent, cur: LedgerOrder, vo: Order, venue: VenueAdapter): Promise<LedgerOrder> {
+    let target: OrderStatus = vo.status;
+    if (target === 'planned' || target === 'queued' || target === 'sent') target = 'acknowledged';
+    const patch = {
+      filledSizeBase: vo.filledSizeBase,
+      ...(vo.venueOrderId ? { venueOrderId: vo.venueOrderId } : {}),
+      ...(vo.avgFillPriceUsd ? { avgFillPriceUsd: vo.avgFillPriceUsd } : {}),
+      ...(vo.error ? { error: vo.error } : {}),
+    };
+    let order = cur;
+    if (
+      target !== cur.status ||
+      (target === 'partially-filled' && vo.filledSizeBase !== cur.filledSizeBase)
+    ) {
+      if (canTransition(cur.status, target)) order = (await this.#tx(cur, target, patch)).order;
+      else if (canTransition(cur.status, 'outcome-unknown') && canTransition('outcome-unknown', target)) {
+        const mid = (await this.#tx(cur, 'outcome-unknown')).order;
+        order = (await this.#tx(mid, target, patch)).order;
+      }
+    }
+    if (order.status === 'filled' || order.status === 'partially-filled') {
+      const fills = await venue.fetchFills({ clientOrderId: order.clientOrderId });
+      for (const f of fills) if (f.clientOrderId === order.clientOrderId) await this.#o.ledger.recordFill(f);
+      this.#o.marketData?.invalidatePositions?.(intent.venue);
+      const avg = Number(order.avgFillPriceUsd);
+      if (Number.isFinite(avg) && avg > 0) {
+        const adverse =
+          intent.side === 'buy' ? avg - intent.referencePriceUsd : intent.referencePriceUsd - avg;
+        await this.#o.breakers.observeSlippage(
+          intent.underlying,
+          (adverse / intent.referencePriceUsd) * 10_000,
+          {
+            clientOrderId: order.clientOrderId,
+          },
+        );
+      }
+    }
+    return order;
+  }
+
+  async #cancel(order: LedgerOrder, reason: string): Promise<LedgerOrder> {
+    return (await this.#tx(order, 'cancelled', { error: reason })).order;
+  }
+
+  #tx(order: LedgerOrder, to: OrderStatus, patch?: { error?: string }) {
+    return this.#o.ledger.transition(order.clientOrderId, to, {
+      actor: this.#id,
+      ...(patch ? { patch } : {}),
+    });
+  }
+
+  async #finish(intent: HedgeIntent, order: LedgerOrder): Promise<OrderJobResult> {
+    this.#o.metrics?.orders.inc({ venue: intent.venue, status: order.status });
+    if (order.status === 'filled') {
+      await this.#o.controls.settle(intent);
+      return {
+        status: 'filled',
+        filledSizeBase: order.filledSizeBase,
+        ...(order.avgFillPriceUsd ? { avgFillPriceUsd: order.avgFillPriceUsd } : {}),
+      };
+    }
+    if (Number(order.filledSizeBase) === 0) await this.#o.controls.release(intent);
+    else await this.#o.controls.settle(intent);
+    throw new Blocked(
+      `order ${order.clientOrderId} ended ${order.status}${order.error ? `: ${order.error}` : ''}`,
+    );
+  }
+
+  /** Kill switch engaged: abort matching active jobs here, and cancel working orders at our venues. */
+  async onKill(ev: KillEvent, workers: readonly Worker[]): Promise<void> {
+    for (const intent of this.#active.values()) {
+      if (!scopeCovers(ev.scope, intent)) continue;
+      if (ev.allowRiskReducing && intent.reduceOnly) continue;
+      for (const w of workers) w.cancelJob(intent.id, `kill switch ${ev.scope}`);
+    }
+    for (const [venueId, venue] of this.#o.venues) {
+      if (!venue.capabilities.cancel) continue;
+      if (!(await this.#o.killSwitch.claimCancel(ev.eventId, venueId))) continue;
+      const working = await this.#o.ledger.listOrders({ venue: venueId, status: WORKING, limit: 5000 });
+      let cancelled = 0;
+      for (const w of working) {
+        if (!scopeCovers(ev.scope, w)) continue;
+        if (ev.allowRiskReducing && w.reduceOnly) continue;
+        try {
+          const vo = await venue.cancelOrder(w.clientOrderId);
+          if (vo.status === 'cancelled') cancelled += 1;
+        } catch (err) {
+          if (!(err instanceof VenueError)) throw err;
+        }
+      }
+      await this.#o.killSwitch.recordCancelWorking(ev.scope, this.#id, {
+        venue: venueId,
+        eventId: ev.eventId,
+        working: working.length,
+        cancelled,
+      });
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

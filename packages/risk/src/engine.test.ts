@@ -1,0 +1,352 @@
+import { instrumentMeta, ManualClock, MS_PER_DAY, MS_PER_YEAR } from '@xhedge/core';
+import { inverseOption, normCdf, normPdf, VolSurface } from '@xhedge/pricing';
+import { describe, expect, it } from 'vitest';
+import { RiskEngine, type RiskPosition } from './engine.ts';
+import { RiskSnapshot } from './snapshot.ts';
+
+const NOW = Date.UTC(2026, 0, 1, 8);
+const EXPIRY = Date.UTC(2026, 2, 31, 8);
+const T = (EXPIRY - NOW) / MS_PER_YEAR;
+const S = 60_000;
+const CALL = 'BTC-USD:OPT:20260331:70000:C';
+const PUT = 'BTC-USD:OPT:20260331:60000:P';
+
+/** Hand-written Black-Scholes (r = 0) so the expectations do not run through the engine's code path. */
+function bs(type: 'C' | 'P', K: number, vol: number, spot = S) {
+  const d1 = (Math.log(spot / K) + 0.5 * vol * vol * T) / (vol * Math.sqrt(T));
+  const d2 = d1 - vol * Math.sqrt(T);
+  const price = type === 'C' ? spot * normCdf(d1) - K * normCdf(d2) : K * normCdf(-d2) - spot * normCdf(-d1);
+  const delta = type === 'C' ? normCdf(d1) : normCdf(d1) - 1;
+  const gamma = normPdf(d1) / (spot * vol * Math.sqrt(T));
+  const vega = (spot * normPdf(d1) * Math.sqrt(T)) / 100;
+  const theta = -(spot * normPdf(d1) * vol) / (2 * Math.sqrt(T)) / 365;
+  return { price, delta, gamma, vega, theta };
+}
+
+function rel(actual: number, expected: number): void {
+  const scale = Math.max(Math.abs(expected), 1e-12);
+  expect(Math.abs(actual - expected) / scale).toBeLessThanOrEqual(1e-9);
+}
+
+function book(clock: ManualClock) {
+  const positions: RiskPosition[] = [
+    // Coin-settled (Deribit-style) call, long 2.
+    {
+      venue: 'deribit',
+      chain: 'offchain',
+      instrument: CALL,
+      sizeBase: 2,
+      settlementCurrency: 'BTC',
+      asOfMs: NOW,
+    },
+    // Inverse perp in USD contracts of 10: short 3,000 contracts = 30,000 USD face.
+    {
+      venue: 'deribit',
+      chain: 'offchain',
+      instrument: 'BTC-USD:PERP',
+      sizeBase: 0,
+      contracts: -3000,
+      settlementCurrency: 'BTC',
+      asOfMs: NOW,
+    },
+    // Linear put on an Arbitrum AMM, short 3; its position report is two minutes old.
+    { venue: 'lyra-arb', chain: 'evm:42161', instrument: PUT, sizeBase: -3, asOfMs: NOW - 120_000 },
+    // Linear perp on Solana, long 1.2.
+    {
+      venue: 'drift-sol',
+      chain: 'solana:mainnet-beta',
+      instrument: 'BTC-USD:PERP',
+      sizeBase: 1.2,
+      asOfMs: NOW,
+    },
+    // ETH perp on Optimism.
+    { venue: 'perp-op', chain: 'evm:10', instrument: 'ETH-USD:PERP', sizeBase: 10, asOfMs: NOW },
+  ];
+  const engine = new RiskEngine({ clock, staleAfterMs: 30_000 });
+  engine.setBook({
+    positions,
+    balances: [
+      { venue: 'deribit', chain: 'offchain', asset: 'BTC', amount: 1.5, asOfMs: NOW },
+      { venue: 'lyra-arb', chain: 'evm:42161', asset: 'USDC', amount: 50_000, asOfMs: NOW },
+    ],
+    funding: [{ venue: 'drift-sol', instrument: 'BTC-USD:PERP', ratePerHour: 0.0001, asOfMs: NOW }],
+    markets: [
+      {
+        venue: 'deribit',
+        instrument: instrumentMeta('BTC-USD:PERP', { settlementCurrency: 'BTC', contractValueUsd: 10 }),
+      },
+    ],
+  });
+  engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, rateDecimal: 0, asOfMs: NOW });
+  engine.setMarket('ETH', { spotUsd: 3000, volDecimal: 0.7, asOfMs: NOW });
+  engine.updateMarks([
+    { venue: 'deribit', instrument: CALL, markPriceUsd: 1000, ivDecimal: 0.55, asOfMs: NOW },
+  ]);
+  return engine;
+}
+
+describe('RiskEngine: hand-computed book', () => {
+  const clock = new ManualClock(NOW);
+  const engine = book(clock);
+  const snap = engine.snapshot();
+  const btc = snap.underlyings.BTC;
+  const c = bs('C', 70_000, 0.55);
+  const p = bs('P', 60_000, 0.6);
+  const invPerp = -30_000 / S; // -0.5 BTC
+  const balance = 1.5;
+  const perp = 1.2;
+
+  it('is a valid, versioned snapshot with seq 1', () => {
+    expect(() => RiskSnapshot.parse(JSON.parse(JSON.stringify(snap)))).not.toThrow();
+    expect(snap.version).toBe(1);
+    expect(snap.seq).toBe(1);
+    expect(engine.snapshot({ scenarios: false }).seq).toBe(2);
+  });
+
+  it('aggregates delta, gamma, vega, theta per underlying to 1e-9', () => {
+    if (!btc) throw new Error('no BTC');
+    const delta = 2 * c.delta + invPerp + balance - 3 * p.delta + perp;
+    rel(btc.delta, delta);
+    rel(btc.deltaUsd, delta * S);
+    // Coin-settled call: net delta = BS delta − price in coin.
+    rel(btc.netDeltaCoin, 2 * (c.delta - c.price / S) + invPerp + balance - 3 * p.delta + perp);
+    const gamma = 2 * c.gamma - 3 * p.gamma;
+    rel(btc.gamma, gamma);
+    rel(btc.gamma1PctUsd, gamma * S * S * 0.01);
+    rel(btc.vegaPerVolPoint, 2 * c.vega - 3 * p.vega);
+    rel(btc.thetaPerDay, 2 * c.theta - 3 * p.theta);
+    rel(btc.valueUsd, 2 * c.price - 3 * p.price + balance * S);
+    rel(btc.fundingUsdPerHour, -perp * S * 0.0001);
+    expect(btc.vegaByExpiry['20260331']).toBeCloseTo(2 * c.vega - 3 * p.vega, 9);
+    expect(btc.vegaByBucket['30-90d']).toBeCloseTo(2 * c.vega - 3 * p.vega, 9);
+    const eth = snap.underlyings.ETH;
+    expect(eth?.delta).toBe(10);
+    expect(eth?.deltaUsd).toBe(30_000);
+    expect(Object.keys(eth?.byChain ?? {})).toEqual(['evm:10']);
+  });
+
+  it('breaks down by venue and by chain', () => {
+    if (!btc) throw new Error('no BTC');
+    const deribit = btc.byVenue.deribit;
+    rel(deribit?.delta ?? 0, 2 * c.delta + invPerp + balance);
+    rel(btc.byChain.offchain?.delta ?? 0, 2 * c.delta + invPerp + balance);
+    rel(btc.byVenue['lyra-arb']?.delta ?? 0, -3 * p.delta);
+    rel(btc.byChain['evm:42161']?.vegaPerVolPoint ?? 0, -3 * p.vega);
+    rel(btc.byChain['solana:mainnet-beta']?.delta ?? 0, perp);
+    expect(Object.keys(btc.byChain).sort()).toEqual(['evm:42161', 'offchain', 'solana:mainnet-beta']);
+    // USDC balance is not delta.
+    rel(btc.byVenue['lyra-arb']?.valueUsd ?? 0, -3 * p.price);
+  });
+
+  it('revalues the scenario grid in full', () => {
+    const grid = btc?.scenarios;
+    if (!grid) throw new Error('no grid');
+    const j = grid.spotShocksPct.indexOf(10);
+    const i = grid.volShocksPts.indexOf(0);
+    const up = 1.1 * S;
+    const expected =
+      (invPerp + balance + perp) * S * 0.1 +
+      2 * (bs('C', 70_000, 0.55, up).price - c.price) -
+      3 * (bs('P', 60_000, 0.6, up).price - p.price);
+    rel(grid.pnlUsd[i]?.[j] ?? Number.NaN, expected);
+    const k = grid.volShocksPts.indexOf(10);
+    const vUp = 2 * (bs('C', 70_000, 0.65).price - c.price) - 3 * (bs('P', 60_000, 0.7).price - p.price);
+    rel(grid.pnlUsd[k]?.[grid.spotShocksPct.indexOf(0)] ?? Number.NaN, vUp);
+  });
+
+  it('lists stale inputs and by how much', () => {
+    expect(snap.staleCount).toBe(1);
+    expect(snap.stale[0]).toMatchObject({
+      kind: 'position',
+      venue: 'lyra-arb',
+      key: PUT,
+      ageMs: 120_000,
+      staleByMs: 90_000,
+    });
+  });
+});
+
+describe('RiskEngine: incremental updates and venue Greeks', () => {
+  it('re-derives the inverse perp size from its USD face when spot moves, without a rebuild', () => {
+    const clock = new ManualClock(NOW);
+    const engine = book(clock);
+    engine.setMarket('BTC', { spotUsd: 50_000, volDecimal: 0.6, asOfMs: NOW });
+    const snap = engine.snapshot({ scenarios: false });
+    const d = snap.underlyings.BTC?.byVenue.deribit?.delta ?? Number.NaN;
+    const c = bs('C', 70_000, 0.55, 50_000);
+    rel(d, 2 * c.delta - 30_000 / 50_000 + 1.5);
+    expect(snap.underlyings.BTC?.scenarios).toBeUndefined();
+  });
+
+  it('uses a new mark IV on the next snapshot and flags time-based staleness', () => {
+    const clock = new ManualClock(NOW);
+    const engine = book(clock);
+    clock.advance(60_000);
+    engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, asOfMs: NOW + 60_000 });
+    engine.setMarket('ETH', { spotUsd: 3000, volDecimal: 0.7, asOfMs: NOW + 60_000 });
+    engine.updateMarks([
+      { venue: 'deribit', instrument: CALL, markPriceUsd: 1000, ivDecimal: 0.8, asOfMs: NOW + 60_000 },
+    ]);
+    const snap = engine.snapshot({ scenarios: false });
+    const kinds = snap.stale.map((s) => `${s.kind}:${s.venue ?? ''}:${s.key}`).sort();
+    // Positions, balances and funding are all a minute old now.
+    expect(kinds).toContain('funding:drift-sol:BTC-USD:PERP');
+    expect(kinds).toContain('balance:deribit:BTC');
+    expect(kinds).not.toContain(`mark:deribit:${CALL}`);
+    expect(snap.staleCount).toBe(snap.stale.length);
+  });
+
+  it('flags venue Greeks that diverge beyond tolerance and passes those that agree', () => {
+    const clock = new ManualClock(NOW);
+    const engine = book(clock);
+    const c = bs('C', 70_000, 0.55);
+    engine.setVenueGreeks('deribit', [
+      {
+        instrument: CALL,
+        greeks: {
+          delta: c.delta + 0.05,
+          gamma: c.gamma,
+          vegaPerVolPoint: c.vega * 1.01,
+          thetaPerDay: c.theta,
+          rhoPer1Pct: 0,
+        },
+        convention: 'deribit: BS delta, vega USD/pt, theta USD/day',
+        asOfMs: NOW,
+      },
+    ]);
+    const snap = engine.snapshot({ scenarios: false });
+    expect(snap.divergences.map((d) => d.greek)).toEqual(['delta']);
+    expect(snap.divergences[0]?.absDiff).toBeCloseTo(0.05, 12);
+  });
+
+  it('warns instead of guessing when an underlying has no market, and prices expired options at intrinsic', () => {
+    const clock = new ManualClock(EXPIRY + MS_PER_DAY);
+    const engine = new RiskEngine({ clock });
+    engine.setBook({
+      positions: [
+        { venue: 'v-one', chain: 'offchain', instrument: CALL, sizeBase: 1, asOfMs: EXPIRY },
+        { venue: 'v-one', chain: 'offchain', instrument: 'SOL-USD:PERP', sizeBase: 1, asOfMs: EXPIRY },
+      ],
+    });
+    engine.setMarket('BTC', { spotUsd: 80_000, volDecimal: 0.6, asOfMs: EXPIRY + MS_PER_DAY });
+    const snap = engine.snapshot();
+    expect(snap.underlyings.SOL).toBeUndefined();
+    expect(snap.warnings.join('\n')).toMatch(/no market .* for SOL/);
+    expect(snap.warnings.join('\n')).toMatch(/expired/);
+    expect(snap.underlyings.BTC?.delta).toBe(1);
+    expect(snap.underlyings.BTC?.valueUsd).toBe(10_000);
+  });
+});
+
+describe('RiskEngine: contract sizes', () => {
+  it('turns linear contracts into underlying units with the venue contract size', () => {
+    const clock = new ManualClock(NOW);
+    const engine = new RiskEngine({ clock });
+    engine.setBook({
+      positions: [
+        {
+          venue: 'op-perp',
+          chain: 'evm:10',
+          instrument: 'ETH-USD:PERP',
+          sizeBase: 0,
+          contracts: 25,
+          asOfMs: NOW,
+        },
+        { venue: 'op-perp', chain: 'evm:10', instrument: 'ETH-USD:PERP', sizeBase: -1, asOfMs: NOW },
+      ],
+      markets: [{ venue: 'op-perp', instrument: instrumentMeta('ETH-USD:PERP', { contractSize: 0.1 }) }],
+    });
+    engine.setMarket('ETH', { spotUsd: 3000, volDecimal: 0.7, asOfMs: NOW });
+    const eth = engine.snapshot({ scenarios: false }).underlyings.ETH;
+    expect(eth?.delta).toBeCloseTo(25 * 0.1 - 1, 12);
+    expect(eth?.positionCount).toBe(2);
+  });
+});
+
+describe('RiskEngine: pricing models', () => {
+  it('coin-settled options use pricing’s inverse model for the coin net delta', () => {
+    const clock = new ManualClock(NOW);
+    const engine = new RiskEngine({ clock });
+    engine.setBook({
+      positions: [
+        {
+          venue: 'deribit',
+          chain: 'offchain',
+          instrument: PUT,
+          sizeBase: -4,
+          settlementCurrency: 'BTC',
+          asOfMs: NOW,
+        },
+      ],
+    });
+    engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, asOfMs: NOW });
+    const btc = engine.snapshot({ scenarios: false }).underlyings.BTC;
+    const g = inverseOption({ type: 'put', spot: S, strike: 60_000, timeYears: T, vol: 0.6 });
+    rel(btc?.netDeltaCoin ?? Number.NaN, -4 * g.netDeltaCoin);
+    rel(btc?.delta ?? Number.NaN, -4 * bs('P', 60_000, 0.6).delta);
+  });
+
+  it('marks options from the market’s smile when no venue publishes an IV; venue IVs and overrides win', () => {
+    const clock = new ManualClock(NOW);
+    // One SVI slice at the options' expiry: total variance w(k) = a + b(ρ(k − m) + √((k − m)² + σ²)).
+    const params = { a: 0.04, b: 0.2, rho: -0.3, m: 0, sigma: 0.2 };
+    const surface = new VolSurface(NOW, [{ expiryMs: EXPIRY, timeYears: T, forward: S, params }]);
+    const smileVol = (K: number) => {
+      const k = Math.log(K / S);
+      const w = params.a + params.b * (params.rho * k + Math.sqrt(k * k + params.sigma ** 2));
+      return Math.sqrt(w / T);
+    };
+    const engine = new RiskEngine({ clock });
+    engine.setBook({
+      positions: [
+        { venue: 'lyra-arb', chain: 'evm:42161', instrument: CALL, sizeBase: 1, asOfMs: NOW },
+        { venue: 'lyra-arb', chain: 'evm:42161', instrument: PUT, sizeBase: 1, asOfMs: NOW },
+      ],
+    });
+    engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, asOfMs: NOW, volSurface: surface });
+    const vega = (snap: ReturnType<RiskEngine['snapshot']>) =>
+      snap.underlyings.BTC?.vegaPerVolPoint ?? Number.NaN;
+    rel(
+      vega(engine.snapshot({ scenarios: false })),
+      bs('C', 70_000, smileVol(70_000)).vega + bs('P', 60_000, smileVol(60_000)).vega,
+    );
+    engine.updateMarks([
+      { venue: 'lyra-arb', instrument: CALL, markPriceUsd: 900, ivDecimal: 0.5, asOfMs: NOW },
+    ]);
+    rel(
+      vega(engine.snapshot({ scenarios: false })),
+      bs('C', 70_000, 0.5).vega + bs('P', 60_000, smileVol(60_000)).vega,
+    );
+    engine.setMarket('BTC', {
+      spotUsd: S,
+      volDecimal: 0.6,
+      asOfMs: NOW,
+      volSurface: surface,
+      ivByInstrument: { [PUT]: 0.7 },
+    });
+    rel(vega(engine.snapshot({ scenarios: false })), bs('C', 70_000, 0.5).vega + bs('P', 60_000, 0.7).vega);
+  });
+
+  it('falls back to the flat vol, with a warning, where the smile has no answer', () => {
+    const clock = new ManualClock(NOW);
+    const engine = new RiskEngine({ clock });
+    engine.setBook({
+      positions: [{ venue: 'v', chain: 'offchain', instrument: CALL, sizeBase: 1, asOfMs: NOW }],
+    });
+    engine.setMarket('BTC', {
+      spotUsd: S,
+      volDecimal: 0.6,
+      asOfMs: NOW,
+      volSurface: {
+        vol: () => {
+          throw new Error('no slice');
+        },
+      },
+    });
+    const snap = engine.snapshot({ scenarios: false });
+    rel(snap.underlyings.BTC?.vegaPerVolPoint ?? Number.NaN, bs('C', 70_000, 0.6).vega);
+    expect(snap.warnings.join(' ')).toMatch(
+      /vol surface of BTC gave no vol for 1 option\(s\) \(no slice\): flat vol used/,
+    );
+  });
+});

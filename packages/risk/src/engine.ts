@@ -1,0 +1,548 @@
+import {
+  type Balance,
+  type Clock,
+  type FundingRate,
+  type InstrumentMeta,
+  type Mark,
+  MS_PER_YEAR,
+  NumericError,
+} from '@xhedge/core';
+import type { VenueGreeks } from '@xhedge/venue';
+import { BookIndex, KIND_OPTION, type RiskBook, type RiskFill, type RiskPosition } from './book.ts';
+import {
+  GREEK_FIELDS,
+  type GreeksDivergence,
+  type GreekTotals,
+  RISK_SNAPSHOT_VERSION,
+  type RiskSnapshot,
+  type ScenarioGrid,
+  type StaleInput,
+  type StaleInputKind,
+  type UnderlyingRisk,
+} from './snapshot.ts';
+import {
+  DEFAULT_EXPIRY_BUCKETS_DAYS,
+  expiryBucketLabel,
+  type UnderlyingMarket,
+  unitGreeks,
+} from './unit-greeks.ts';
+
+export type { RiskBook, RiskFill, RiskPosition } from './book.ts';
+
+export interface RiskEngineOptions {
+  clock: Clock;
+  /** Inputs older than this are listed as stale. @defaultValue 30_000 */
+  staleAfterMs?: number;
+  /** Per-kind overrides of `staleAfterMs` (positions and balances move less often than marks). */
+  staleAfterMsByKind?: Partial<Record<StaleInputKind, number>>;
+  /** Most stale inputs listed one by one in a snapshot (the rest are counted). @defaultValue 200 */
+  maxStaleListed?: number;
+  /**
+   * Tolerance for venue-published Greeks versus ours (per unit): flagged when
+   * |local − venue| > max(absolute[greek], relative × max(|local|, |venue|)).
+   * @defaultValue relative 0.05; absolute delta 0.01, gamma 0, vegaPerVolPoint 0.5, thetaPerDay 0.5
+   */
+  greeksTolerance?: {
+    relative?: number;
+    absolute?: Partial<Record<GreeksDivergence['greek'], number>>;
+  };
+  /** Spot shocks (percent) and vol shocks (vol points) of the scenario grid. */
+  scenario?: { spotShocksPct?: readonly number[]; volShocksPts?: readonly number[] };
+  /** Vega tenor buckets (days). @defaultValue [7, 30, 90, 180] */
+  expiryBucketsDays?: readonly number[];
+  /** Wrapped or bridged coins counted as their underlying. @defaultValue WETH→ETH, WBTC→BTC, CBBTC→BTC, WSOL→SOL */
+  assetAliases?: Readonly<Record<string, string>>;
+}
+
+export interface SnapshotOptions {
+  /** Compute the full-revaluation scenario grid (costlier: prices each option 3×13 times). @defaultValue true */
+  scenarios?: boolean;
+}
+
+export const DEFAULT_SPOT_SHOCKS_PCT: readonly number[] = [-30, -20, -10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 30];
+export const DEFAULT_VOL_SHOCKS_PTS: readonly number[] = [-10, 0, 10];
+
+const G = GREEK_FIELDS.length;
+const F_DELTA = 0;
+const F_DELTA_USD = 1;
+const F_NET_COIN = 2;
+const F_GAMMA = 3;
+const F_GAMMA1 = 4;
+const F_VEGA = 5;
+const F_THETA = 6;
+const F_RHO = 7;
+const F_VANNA = 8;
+const F_VALUE = 9;
+const F_FUNDING = 10;
+
+const DEFAULT_ALIASES: Readonly<Record<string, string>> = {
+  WETH: 'ETH',
+  WBTC: 'BTC',
+  CBBTC: 'BTC',
+  WSOL: 'SOL',
+};
+
+/**
+ * Builds {@link RiskSnapshot}s of one book across venues and chains.
+ *
+ * Work is split so that a tick where only marks, spots or a few positions change is cheap: the book's
+ * structure is cached (instruments parsed once, positions grouped into lots of instrument × venue ×
+ * chain, marks and funding linked to array slots) and kept up to date in place by {@link setBook} (a diff
+ * against the cached book), {@link upsertPositions}, {@link applyFill} and {@link upsertBalances}, which
+ * touch only the positions they change; {@link snapshot} then prices each held instrument once and walks
+ * the lots' struct-of-arrays, accumulating into flat Float64Arrays per underlying × venue and × chain.
+ *
+ * Pricing: one model for every venue (BSM on spot, per-instrument IV from the mean of the venues' mark
+ * IVs, overridden by the market's `ivByInstrument`, else the underlying's flat vol).
+ */
+export class RiskEngine {
+  readonly #clock: Clock;
+  readonly #staleAfterMs: number;
+  readonly #staleByKind: Partial<Record<StaleInputKind, number>>;
+  readonly #maxStale: number;
+  readonly #relTol: number;
+  readonly #absTol: Record<GreeksDivergence['greek'], number>;
+  readonly #spotShocks: readonly number[];
+  readonly #volShocks: readonly number[];
+  readonly #buckets: readonly number[];
+
+  #seq = 0;
+  #markets: (UnderlyingMarket | undefined)[] = [];
+  #venueGreeks = new Map<string, VenueGreeks[]>();
+  readonly #book: BookIndex;
+
+  constructor(opts: RiskEngineOptions) {
+    this.#clock = opts.clock;
+    this.#staleAfterMs = opts.staleAfterMs ?? 30_000;
+    this.#staleByKind = opts.staleAfterMsByKind ?? {};
+    this.#maxStale = opts.maxStaleListed ?? 200;
+    this.#relTol = opts.greeksTolerance?.relative ?? 0.05;
+    this.#absTol = {
+      delta: 0.01,
+      gamma: 0,
+      vegaPerVolPoint: 0.5,
+      thetaPerDay: 0.5,
+      ...opts.greeksTolerance?.absolute,
+    };
+    this.#spotShocks = opts.scenario?.spotShocksPct ?? DEFAULT_SPOT_SHOCKS_PCT;
+    this.#volShocks = opts.scenario?.volShocksPts ?? DEFAULT_VOL_SHOCKS_PTS;
+    this.#buckets = opts.expiryBucketsDays ?? DEFAULT_EXPIRY_BUCKETS_DAYS;
+    this.#book = new BookIndex(opts.assetAliases ?? DEFAULT_ALIASES);
+  }
+
+  /** Sequence number of the last snapshot (0 before the first). */
+  get seq(): number {
+    return this.#seq;
+  }
+
+  /** Sets spot, flat vol and rate of an underlying (a mark-only change: no rebuild). */
+  setMarket(underlying: string, market: UnderlyingMarket): void {
+    if (!(market.spotUsd > 0) || !Number.isFinite(market.spotUsd))
+      throw new NumericError(`spot of ${underlying}`, market.spotUsd);
+    if (!(market.volDecimal > 0) || !Number.isFinite(market.volDecimal))
+      throw new NumericError(`vol of ${underlying}`, market.volDecimal);
+    const u = this.#book.underlying(underlying);
+    this.#markets[u] = market;
+  }
+
+  /**
+   * Makes the book equal to `book`: positions, balances, funding and instrument metadata. Calling it
+   * every tick with the full lists is fine: with the same `markets` as before (none, or the same array)
+   * it diffs against the cached book and touches only the positions whose size or time changed. New
+   * `markets` rebuild the cached structure (marks and funding already known are kept).
+   */
+  setBook(book: RiskBook): void {
+    this.#book.setBook(book);
+  }
+
+  /**
+   * Replaces the positions at the (venue, chain, instrument, settlement) keys given and leaves every
+   * other one as it is; several positions under one key are summed, and a zero size closes the
+   * position. New instruments, venues and chains are added in place.
+   */
+  upsertPositions(positions: readonly RiskPosition[]): void {
+    this.#book.upsertPositions(positions);
+  }
+
+  /** Adds a fill (`side × sizeBase`) to the position it trades; a position that reaches zero is closed. */
+  applyFill(fill: RiskFill): void {
+    this.#book.applyFill(fill);
+  }
+
+  /** Replaces the balances at the (venue, chain, asset) keys given, adding new ones; others are kept. */
+  upsertBalances(balances: readonly Balance[]): void {
+    this.#book.upsertBalances(balances);
+  }
+
+  /** Records marks (price, IV, time). Marks of instruments not held are ignored. Mark-only: no rebuild. */
+  updateMarks(marks: readonly Mark[]): void {
+    const s = this.#book.marks;
+    for (const m of marks) {
+      const i = s.index.get(`${m.venue}|${m.instrument}`);
+      if (i === undefined) continue;
+      s.value[i] = m.markPriceUsd;
+      s.iv[i] = m.ivDecimal ?? Number.NaN;
+      s.asOfMs[i] = m.asOfMs;
+    }
+  }
+
+  /** Records funding rates (per hour, + = longs pay). Mark-only: no rebuild. */
+  updateFunding(rates: readonly FundingRate[]): void {
+    for (const f of rates) this.#book.applyFunding(f);
+  }
+
+  /** Greeks a venue publishes, compared with ours in each snapshot. Replaces that venue's previous set. */
+  setVenueGreeks(venue: string, greeks: readonly VenueGreeks[]): void {
+    this.#venueGreeks.set(venue, [...greeks]);
+  }
+
+  /** Prices the book now and returns the next snapshot (seq + 1). */
+  snapshot(opts: SnapshotOptions = {}): RiskSnapshot {
+    const nowMs = this.#clock.nowMs();
+    const warnings: string[] = [];
+    const book = this.#book;
+    const units = book.units;
+    const lots = book.lots;
+    const marks = book.marks;
+    const U = book.underlyings.length;
+    const V = book.venues.length;
+    const C = book.chains.length;
+    const nUnits = units.n;
+    const { venueUsed, chainUsed } = book.used();
+
+    // Per-instrument IV: mean of the venues' mark IVs.
+    const ivSum = new Float64Array(nUnits);
+    const ivN = new Float64Array(nUnits);
+    for (let i = 0; i < marks.venue.length; i++) {
+      const iv = marks.iv[i] ?? Number.NaN;
+      if (iv > 0 && (marks.refs[i] ?? 0) > 0) {
+        const unit = marks.unit[i] ?? 0;
+        ivSum[unit] = (ivSum[unit] ?? 0) + iv;
+        ivN[unit] = (ivN[unit] ?? 0) + 1;
+      }
+    }
+    const priced = new Uint8Array(nUnits);
+    const missingMarket = new Set<number>();
+    const noSmile = new Map<number, { count: number; why: string }>();
+    for (let k = 0; k < nUnits; k++) {
+      units.netSize[k] = 0;
+      units.netVega[k] = 0;
+      // Instruments no longer held stay cached (cheap to re-add) but are not priced.
+      if (!units.refs[k]) continue;
+      const u = units.underlying[k] ?? 0;
+      const mkt = this.#markets[u];
+      if (!mkt) {
+        missingMarket.add(u);
+        continue;
+      }
+      const meta = units.meta[k] as InstrumentMeta;
+      const id = units.ids[k] as string;
+      const n = ivN[k] ?? 0;
+      const vol =
+        mkt.ivByInstrument?.[id] ??
+        (n > 0 ? (ivSum[k] ?? 0) / n : this.#smileVol(mkt, meta, nowMs, u, noSmile));
+      const g = unitGreeks(meta, mkt.spotUsd, vol, mkt.rateDecimal ?? 0, nowMs);
+      units.price[k] = g.priceUsd;
+      units.delta[k] = g.delta;
+      units.gamma[k] = g.gamma;
+      units.vega[k] = g.vegaPerVolPoint;
+      units.theta[k] = g.thetaPerDay;
+      units.rho[k] = g.rhoPer1Pct;
+      units.vanna[k] = g.vannaPerVolPoint;
+      units.netCoinInverse[k] = g.netDeltaCoinInverse;
+      units.tenorYears[k] =
+        meta.expiryMs === undefined ? 0 : Math.max((meta.expiryMs - nowMs) / MS_PER_YEAR, 0);
+      units.vol[k] = vol;
+      priced[k] = 1;
+      if (meta.kind === 'option' && meta.expiryMs !== undefined && meta.expiryMs <= nowMs)
+        warnings.push(`${id} has expired: valued at intrinsic, no Greeks but delta`);
+    }
+    for (const u of missingMarket)
+      warnings.push(`no market (spot, vol) for ${book.underlyings[u]}: its positions are not priced`);
+    for (const [u, x] of noSmile)
+      warnings.push(
+        `vol surface of ${book.underlyings[u]} gave no vol for ${x.count} option(s) (${x.why}): flat vol used`,
+      );
+
+    const accV = new Float64Array(U * V * G);
+    const accC = new Float64Array(U * C * G);
+    const gw = new Float64Array(U);
+    const gwT = new Float64Array(U);
+    const linDelta = new Float64Array(U);
+    const fundingRate = book.funding.value;
+    for (let l = 0; l < lots.n; l++) {
+      const k = lots.unit[l] ?? 0;
+      if (!priced[k] || !lots.live[l]) continue;
+      const u = units.underlying[k] ?? 0;
+      const mkt = this.#markets[u] as UnderlyingMarket;
+      const S = mkt.spotUsd;
+      const size = (lots.sizeBase[l] ?? 0) + (lots.faceUsd[l] ?? 0) / S;
+      const kind = units.kind[k];
+      const d = size * (units.delta[k] ?? 0);
+      const gm = size * (units.gamma[k] ?? 0);
+      const vg = size * (units.vega[k] ?? 0);
+      const price = units.price[k] ?? 0;
+      const fs = lots.funding[l] ?? -1;
+      const funding = fs >= 0 ? -size * S * (fundingRate[fs] ?? 0) : 0;
+      const netCoin = kind === KIND_OPTION && lots.inverse[l] ? size * (units.netCoinInverse[k] ?? 0) : d;
+      const value = kind === KIND_OPTION ? size * price : 0;
+      const ov = (u * V + (lots.venue[l] ?? 0)) * G;
+      const oc = (u * C + (lots.chain[l] ?? 0)) * G;
+      acc2(accV, ov, accC, oc, F_DELTA, d);
+      acc2(accV, ov, accC, oc, F_DELTA_USD, d * S);
+      acc2(accV, ov, accC, oc, F_NET_COIN, netCoin);
+      acc2(accV, ov, accC, oc, F_GAMMA, gm);
+      acc2(accV, ov, accC, oc, F_GAMMA1, gm * S * S * 0.01);
+      acc2(accV, ov, accC, oc, F_VEGA, vg);
+      acc2(accV, ov, accC, oc, F_THETA, size * (units.theta[k] ?? 0));
+      acc2(accV, ov, accC, oc, F_RHO, size * (units.rho[k] ?? 0));
+      acc2(accV, ov, accC, oc, F_VANNA, size * (units.vanna[k] ?? 0));
+      acc2(accV, ov, accC, oc, F_VALUE, value);
+      acc2(accV, ov, accC, oc, F_FUNDING, funding);
+      if (kind === KIND_OPTION) {
+        units.netSize[k] = (units.netSize[k] ?? 0) + size;
+        units.netVega[k] = (units.netVega[k] ?? 0) + vg;
+        const ag = Math.abs(gm);
+        gw[u] = (gw[u] ?? 0) + ag;
+        gwT[u] = (gwT[u] ?? 0) + ag * (units.tenorYears[k] ?? 0);
+      } else linDelta[u] = (linDelta[u] ?? 0) + d;
+    }
+    const bl = book.balances;
+    for (let i = 0; i < bl.n; i++) {
+      const u = bl.underlying[i] ?? 0;
+      const mkt = this.#markets[u];
+      if (!mkt) continue;
+      const S = mkt.spotUsd;
+      const a = bl.amount[i] ?? 0;
+      const ov = (u * V + (bl.venue[i] ?? 0)) * G;
+      const oc = (u * C + (bl.chain[i] ?? 0)) * G;
+      acc2(accV, ov, accC, oc, F_DELTA, a);
+      acc2(accV, ov, accC, oc, F_DELTA_USD, a * S);
+      acc2(accV, ov, accC, oc, F_NET_COIN, a);
+      acc2(accV, ov, accC, oc, F_VALUE, a * S);
+      linDelta[u] = (linDelta[u] ?? 0) + a;
+    }
+
+    // Vega by expiry date and tenor bucket, per underlying.
+    const vegaByExpiry: Record<string, number>[] = [];
+    const vegaByBucket: Record<string, number>[] = [];
+    for (let k = 0; k < nUnits; k++) {
+      if (!priced[k] || units.kind[k] !== KIND_OPTION) continue;
+      const u = units.underlying[k] ?? 0;
+      const expiryMs = units.meta[k]?.expiryMs ?? nowMs;
+      const byE = vegaByExpiry[u] ?? {};
+      const byB = vegaByBucket[u] ?? {};
+      vegaByExpiry[u] = byE;
+      vegaByBucket[u] = byB;
+      const e = units.expiryDate[k] ?? '';
+      const b = expiryBucketLabel(expiryMs, nowMs, this.#buckets);
+      byE[e] = (byE[e] ?? 0) + (units.netVega[k] ?? 0);
+      byB[b] = (byB[b] ?? 0) + (units.netVega[k] ?? 0);
+    }
+
+    const underlyings: Record<string, UnderlyingRisk> = {};
+    for (let u = 0; u < U; u++) {
+      const mkt = this.#markets[u];
+      const name = book.underlyings[u] as string;
+      const hasBook = (book.positionCount[u] ?? 0) > 0 || book.hasBalance(u);
+      if (!mkt || !hasBook) continue;
+      const totals = new Float64Array(G);
+      const byVenue: Record<string, GreekTotals> = {};
+      for (let v = 0; v < V; v++) {
+        if (!venueUsed[u * V + v]) continue;
+        const o = (u * V + v) * G;
+        for (let f = 0; f < G; f++) totals[f] = (totals[f] ?? 0) + (accV[o + f] ?? 0);
+        byVenue[book.venues[v] as string] = toTotals(accV, o);
+      }
+      const byChain: Record<string, GreekTotals> = {};
+      for (let c = 0; c < C; c++) {
+        if (!chainUsed[u * C + c]) continue;
+        byChain[book.chains[c] as string] = toTotals(accC, (u * C + c) * G);
+      }
+      const gsum = gw[u] ?? 0;
+      const risk: UnderlyingRisk = {
+        underlying: name,
+        spotUsd: mkt.spotUsd,
+        volDecimal: mkt.volDecimal,
+        rateDecimal: mkt.rateDecimal ?? 0,
+        ...toTotals(totals, 0),
+        gammaWeightedTenorYears: gsum > 0 ? (gwT[u] ?? 0) / gsum : 0,
+        positionCount: book.positionCount[u] ?? 0,
+        vegaByExpiry: vegaByExpiry[u] ?? {},
+        vegaByBucket: vegaByBucket[u] ?? {},
+        byVenue,
+        byChain,
+      };
+      if (opts.scenarios !== false) risk.scenarios = this.#scenarios(u, mkt, linDelta[u] ?? 0, nowMs);
+      for (const f of GREEK_FIELDS) {
+        if (!Number.isFinite(risk[f])) throw new NumericError(`${name} ${f}`, risk[f]);
+      }
+      underlyings[name] = risk;
+    }
+
+    const { stale, staleCount } = this.#staleness(nowMs);
+    this.#seq += 1;
+    return {
+      version: RISK_SNAPSHOT_VERSION,
+      seq: this.#seq,
+      asOfMs: nowMs,
+      underlyings,
+      stale,
+      staleCount,
+      divergences: this.#divergences(priced),
+      warnings,
+    };
+  }
+
+  /** IV of an option without venue IV: the market's smile at its strike and expiry, else the flat vol. */
+  #smileVol(
+    mkt: UnderlyingMarket,
+    meta: InstrumentMeta,
+    nowMs: number,
+    u: number,
+    failures: Map<number, { count: number; why: string }>,
+  ): number {
+    const smile = mkt.volSurface;
+    if (!smile || meta.kind !== 'option' || meta.strike === undefined || meta.expiryMs === undefined)
+      return mkt.volDecimal;
+    if (meta.expiryMs <= nowMs) return mkt.volDecimal;
+    let why: string;
+    try {
+      const v = smile.vol(meta.strike, meta.expiryMs);
+      if (v > 0 && Number.isFinite(v)) return v;
+      why = `vol ${v}`;
+    } catch (err) {
+      why = err instanceof Error ? err.message : String(err);
+    }
+    const f = failures.get(u);
+    if (f) f.count++;
+    else failures.set(u, { count: 1, why });
+    return mkt.volDecimal;
+  }
+
+  /** Full revaluation: options repriced at each shocked spot and vol, linear exposure times the move. */
+  #scenarios(u: number, mkt: UnderlyingMarket, linearDelta: number, nowMs: number): ScenarioGrid {
+    const units = this.#book.units;
+    const S = mkt.spotUsd;
+    const r = mkt.rateDecimal ?? 0;
+    const pnl = this.#volShocks.map(() => this.#spotShocks.map((x) => linearDelta * S * (x / 100)));
+    for (let k = 0; k < units.n; k++) {
+      if (units.underlying[k] !== u || units.kind[k] !== KIND_OPTION) continue;
+      const size = units.netSize[k] ?? 0;
+      if (size === 0) continue;
+      const meta = units.meta[k] as InstrumentMeta;
+      const vol = units.vol[k] ?? mkt.volDecimal;
+      const base = units.price[k] ?? 0;
+      this.#volShocks.forEach((dv, i) => {
+        const v = Math.max(vol + dv / 100, 0.01);
+        const row = pnl[i] as number[];
+        this.#spotShocks.forEach((x, j) => {
+          const p = unitGreeks(meta, S * (1 + x / 100), v, r, nowMs).priceUsd;
+          row[j] = (row[j] ?? 0) + size * (p - base);
+        });
+      });
+    }
+    return { spotShocksPct: [...this.#spotShocks], volShocksPts: [...this.#volShocks], pnlUsd: pnl };
+  }
+
+  #staleness(nowMs: number): { stale: StaleInput[]; staleCount: number } {
+    const stale: StaleInput[] = [];
+    let count = 0;
+    const limit = (kind: StaleInputKind) => this.#staleByKind[kind] ?? this.#staleAfterMs;
+    const check = (kind: StaleInputKind, key: string, asOfMs: number, venue?: string) => {
+      if (asOfMs < 0) return;
+      const ageMs = nowMs - asOfMs;
+      const over = ageMs - limit(kind);
+      if (over <= 0) return;
+      count++;
+      if (stale.length < this.#maxStale) {
+        const s: StaleInput = { kind, key, asOfMs, ageMs, staleByMs: over };
+        if (venue !== undefined) s.venue = venue;
+        stale.push(s);
+      }
+    };
+    const book = this.#book;
+    this.#markets.forEach((m, u) => {
+      if (m) check('market', book.underlyings[u] as string, m.asOfMs);
+    });
+    const lots = book.lots;
+    for (let l = 0; l < lots.n; l++)
+      if (lots.live[l])
+        check(
+          'position',
+          book.units.ids[lots.unit[l] ?? 0] as string,
+          lots.oldestAsOfMs[l] ?? -1,
+          book.venues[lots.venue[l] ?? 0],
+        );
+    for (const [kind, s] of [
+      ['mark', book.marks],
+      ['funding', book.funding],
+    ] as const) {
+      for (let i = 0; i < s.venue.length; i++)
+        if ((s.refs[i] ?? 0) > 0) check(kind, s.instrument[i] as string, s.asOfMs[i] ?? -1, s.venue[i]);
+    }
+    const bl = book.balances;
+    for (let i = 0; i < bl.n; i++)
+      check('balance', bl.asset[i] as string, bl.asOfMs[i] ?? -1, book.venues[bl.venue[i] ?? 0]);
+    for (const [venue, list] of this.#venueGreeks)
+      for (const g of list) check('venue-greeks', g.instrument, g.asOfMs, venue);
+    return { stale, staleCount: count };
+  }
+
+  #divergences(priced: Uint8Array): GreeksDivergence[] {
+    const out: GreeksDivergence[] = [];
+    const units = this.#book.units;
+    for (const [venue, list] of this.#venueGreeks) {
+      for (const vg of list) {
+        const k = this.#book.unitIndex.get(vg.instrument);
+        if (k === undefined || !priced[k]) continue;
+        const pairs: [GreeksDivergence['greek'], number, number][] = [
+          ['delta', units.delta[k] ?? 0, vg.greeks.delta],
+          ['gamma', units.gamma[k] ?? 0, vg.greeks.gamma],
+          ['vegaPerVolPoint', units.vega[k] ?? 0, vg.greeks.vegaPerVolPoint],
+          ['thetaPerDay', units.theta[k] ?? 0, vg.greeks.thetaPerDay],
+        ];
+        for (const [greek, local, venueValue] of pairs) {
+          const absDiff = Math.abs(local - venueValue);
+          const tolerance = Math.max(
+            this.#absTol[greek],
+            this.#relTol * Math.max(Math.abs(local), Math.abs(venueValue)),
+          );
+          if (absDiff > tolerance)
+            out.push({
+              venue,
+              instrument: vg.instrument,
+              greek,
+              local,
+              venueValue,
+              absDiff,
+              tolerance,
+              convention: vg.convention,
+            });
+        }
+      }
+    }
+    return out;
+  }
+}
+
+function acc2(accV: Float64Array, ov: number, accC: Float64Array, oc: number, f: number, x: number): void {
+  accV[ov + f] = (accV[ov + f] ?? 0) + x;
+  accC[oc + f] = (accC[oc + f] ?? 0) + x;
+}
+
+function toTotals(a: Float64Array, o: number): GreekTotals {
+  return {
+    delta: a[o + F_DELTA] ?? 0,
+    deltaUsd: a[o + F_DELTA_USD] ?? 0,
+    netDeltaCoin: a[o + F_NET_COIN] ?? 0,
+    gamma: a[o + F_GAMMA] ?? 0,
+    gamma1PctUsd: a[o + F_GAMMA1] ?? 0,
+    vegaPerVolPoint: a[o + F_VEGA] ?? 0,
+    thetaPerDay: a[o + F_THETA] ?? 0,
+    rhoPer1Pct: a[o + F_RHO] ?? 0,
+    vannaPerVolPoint: a[o + F_VANNA] ?? 0,
+    valueUsd: a[o + F_VALUE] ?? 0,
+    fundingUsdPerHour: a[o + F_FUNDING] ?? 0,
+  };
+}

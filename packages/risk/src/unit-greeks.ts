@@ -1,0 +1,141 @@
+import type { InstrumentMeta } from '@xhedge/core';
+import { MS_PER_DAY, yearFraction } from '@xhedge/core';
+import { inverseOption } from '@xhedge/pricing';
+
+/**
+ * A volatility smile or surface the engine can read an option's IV from, e.g. `VolSurface` of
+ * @xhedge/pricing (SVI slices per expiry). May throw where it has no answer; the engine then falls back
+ * to the flat vol and says so.
+ */
+export interface VolSmile {
+  /** Implied vol (decimal) at a strike (USD) and expiry instant (ms). */
+  vol(strikeUsd: number, expiryMs: number): number;
+}
+
+/** Market inputs of one underlying: spot, flat vol, rate, and optionally a smile. */
+export interface UnderlyingMarket {
+  /** Spot (index) price, USD. */
+  spotUsd: number;
+  /** Flat implied vol, decimal (0.6), used where no instrument IV is known. */
+  volDecimal: number;
+  /** Continuously compounded rate, decimal. Default 0. */
+  rateDecimal?: number;
+  /** Instant the inputs describe. */
+  asOfMs: number;
+  /** Per-instrument IV overrides, decimal. */
+  ivByInstrument?: Readonly<Record<string, number>>;
+  /**
+   * Smile or surface for options no venue publishes an IV for. Order of precedence per option:
+   * `ivByInstrument`, then the mean of the venues' mark IVs, then this, then `volDecimal`.
+   */
+  volSurface?: VolSmile;
+}
+
+/** Price and Greeks of one unit (1 underlying unit) of an instrument, USD numéraire. */
+export interface UnitGreeks {
+  priceUsd: number;
+  delta: number;
+  gamma: number;
+  vegaPerVolPoint: number;
+  thetaPerDay: number;
+  rhoPer1Pct: number;
+  vannaPerVolPoint: number;
+  /**
+   * Options: coin-numéraire net delta per unit were the option coin-settled (pricing's `inverseOption`:
+   * BS delta − price in coin); equals `delta` for everything else.
+   */
+  netDeltaCoinInverse: number;
+}
+
+/** What pricing needs from an instrument. */
+export type PricedInstrument = Pick<InstrumentMeta, 'kind' | 'strike' | 'expiryMs' | 'optionType'>;
+
+/**
+ * Per-unit Greeks of an instrument at a spot, vol and rate (one consistent model for every venue):
+ * options BSM on spot with rate r (expired: intrinsic value, digital delta); dated futures e^{rT}
+ * (the forward's sensitivity to spot); perps and spot 1.
+ */
+export function unitGreeks(
+  inst: PricedInstrument,
+  spotUsd: number,
+  volDecimal: number,
+  rateDecimal: number,
+  nowMs: number,
+): UnitGreeks {
+  if (inst.kind === 'option') {
+    const K = inst.strike ?? 0;
+    const T = yearFraction(nowMs, inst.expiryMs ?? nowMs);
+    const call = inst.optionType === 'call';
+    if (T <= 0) {
+      const itm = call ? spotUsd > K : spotUsd < K;
+      return {
+        priceUsd: Math.max(call ? spotUsd - K : K - spotUsd, 0),
+        delta: itm ? (call ? 1 : -1) : 0,
+        gamma: 0,
+        vegaPerVolPoint: 0,
+        thetaPerDay: 0,
+        rhoPer1Pct: 0,
+        vannaPerVolPoint: 0,
+        netDeltaCoinInverse:
+          (itm ? (call ? 1 : -1) : 0) - Math.max(call ? spotUsd - K : K - spotUsd, 0) / spotUsd,
+      };
+    }
+    // USD Greeks of a coin-settled option equal the linear one's; inverseOption adds the coin net delta.
+    const g = inverseOption({
+      type: call ? 'call' : 'put',
+      spot: spotUsd,
+      strike: K,
+      timeYears: T,
+      vol: volDecimal,
+      rate: rateDecimal,
+    });
+    return {
+      priceUsd: g.price,
+      delta: g.delta,
+      gamma: g.gamma,
+      vegaPerVolPoint: g.vegaPerVolPoint,
+      thetaPerDay: g.thetaPerDay,
+      rhoPer1Pct: g.rhoPer1Pct,
+      vannaPerVolPoint: g.vannaPerVolPoint,
+      netDeltaCoinInverse: g.netDeltaCoin,
+    };
+  }
+  if (inst.kind === 'future') {
+    const T = Math.max(yearFraction(nowMs, inst.expiryMs ?? nowMs), 0);
+    const delta = Math.exp(rateDecimal * T);
+    return {
+      priceUsd: 0,
+      delta,
+      gamma: 0,
+      vegaPerVolPoint: 0,
+      thetaPerDay: 0,
+      rhoPer1Pct: 0,
+      vannaPerVolPoint: 0,
+      netDeltaCoinInverse: delta,
+    };
+  }
+  return {
+    priceUsd: 0,
+    delta: 1,
+    gamma: 0,
+    vegaPerVolPoint: 0,
+    thetaPerDay: 0,
+    rhoPer1Pct: 0,
+    vannaPerVolPoint: 0,
+    netDeltaCoinInverse: 1,
+  };
+}
+
+/** Default tenor buckets for vega, in days: `0-7d`, `7-30d`, `30-90d`, `90-180d`, `180d+`. */
+export const DEFAULT_EXPIRY_BUCKETS_DAYS: readonly number[] = [7, 30, 90, 180];
+
+/** Label of the tenor bucket an expiry falls into. */
+export function expiryBucketLabel(expiryMs: number, nowMs: number, bucketsDays: readonly number[]): string {
+  const days = (expiryMs - nowMs) / MS_PER_DAY;
+  let lo = 0;
+  for (const hi of bucketsDays) {
+    if (days < hi) return `${lo}-${hi}d`;
+    lo = hi;
+  }
+  return `${lo}d+`;
+}

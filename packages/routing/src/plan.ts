@@ -1,0 +1,94 @@
+import {
+  DecimalString,
+  deterministicId,
+  EntityId,
+  FiniteNumber,
+  HedgeIntent,
+  type Side,
+  TimestampMs,
+  toDecimalString,
+  Urgency,
+} from '@xhedge/core';
+import { z } from 'zod';
+
+/** Cost breakdown of one leg, USD (positive = cost). */
+export const LegCost = z.object({
+  intentId: EntityId,
+  venue: z.string(),
+  chain: z.string(),
+  instrument: z.string(),
+  sizeBase: FiniteNumber.nonnegative(),
+  feeUsd: FiniteNumber,
+  /** Spread plus price impact for this size. */
+  impactUsd: FiniteNumber,
+  /** Gas or execution fee. */
+  gasUsd: FiniteNumber,
+  /** Funding over the expected holding time (negative when it earns). */
+  fundingCarryUsd: FiniteNumber,
+  /** Fee of moving collateral to this venue first. */
+  bridgeFeeUsd: FiniteNumber,
+  /** Price put on waiting for that collateral (latency × delay cost). */
+  delayCostUsd: FiniteNumber,
+  totalCostUsd: FiniteNumber,
+  expectedLatencyMs: FiniteNumber.nonnegative(),
+});
+export type LegCost = z.infer<typeof LegCost>;
+
+/** Collateral that must move before a leg can be sent; the leg lists this id in `dependsOn`. */
+export const CollateralTransfer = z.object({
+  id: EntityId,
+  planId: EntityId,
+  fromVenue: z.string(),
+  fromChain: z.string(),
+  toVenue: z.string(),
+  toChain: z.string(),
+  asset: z.string(),
+  /** Amount to move, in units of `asset` (USD-like collateral). */
+  amount: DecimalString,
+  feeUsd: FiniteNumber.nonnegative(),
+  expectedLatencyMs: FiniteNumber.nonnegative(),
+});
+export type CollateralTransfer = z.infer<typeof CollateralTransfer>;
+
+/** What execution runs: transfers first, then legs (each waits for its `dependsOn`). */
+export const HedgePlan = z.object({
+  planId: EntityId,
+  underlying: z.string(),
+  createdAtMs: TimestampMs,
+  reason: z.string(),
+  urgency: Urgency,
+  legs: z.array(HedgeIntent),
+  legCosts: z.array(LegCost),
+  transfers: z.array(CollateralTransfer),
+  /** Signed delta requested by the decision and what the legs deliver, underlying units. */
+  requestedDeltaBase: FiniteNumber,
+  plannedDeltaBase: FiniteNumber,
+  /** Part of the request no venue could take now (caps, liquidity, collateral). */
+  shortfallBase: FiniteNumber.nonnegative(),
+  totalCostUsd: FiniteNumber,
+  /** How the router got there, in words (caps hit, venues skipped, splits). */
+  notes: z.array(z.string()),
+});
+export type HedgePlan = z.infer<typeof HedgePlan>;
+
+export function intentId(planId: string, index: number, venue: string, instrument: string): string {
+  return deterministicId('hi', planId, index, venue, instrument);
+}
+
+export function transferId(planId: string, toVenue: string): string {
+  return deterministicId('xfer', planId, toVenue);
+}
+
+/** Limit price: expected price moved against us by `slippageBps`, rounded to the tick in our favour's bound. */
+export function limitPrice(
+  side: Side,
+  expectedPriceUsd: number,
+  slippageBps: number,
+  tickUsd?: number,
+): string {
+  const raw = expectedPriceUsd * (side === 'buy' ? 1 + slippageBps / 10_000 : 1 - slippageBps / 10_000);
+  if (!tickUsd || tickUsd <= 0) return toDecimalString(raw, 8);
+  const ticks = side === 'buy' ? Math.floor(raw / tickUsd) : Math.ceil(raw / tickUsd);
+  const decimals = Math.max(0, -Math.floor(Math.log10(tickUsd)) + 1);
+  return toDecimalString(ticks * tickUsd, Math.min(decimals, 12));
+}

@@ -1,0 +1,48 @@
+import type { Side } from '@xhedge/core';
+import { toDecimalString } from '@xhedge/core';
+import type { HedgeQuote, VenueAdapter } from '@xhedge/venue';
+import type { RouteVenue } from './route.ts';
+
+/** A venue to quote: its adapter plus everything {@link RouteVenue} needs except the quotes. */
+export type QuoteTarget = Omit<RouteVenue, 'quotes'> & { adapter: Pick<VenueAdapter, 'quoteHedge'> };
+
+/**
+ * Asks each adapter for the all-in cost of the hedge at the full size and at a quarter of it (two
+ * points let the router tell spread from impact). A venue that fails to quote is left out with a note,
+ * never failing the whole plan. Quotes run concurrently.
+ */
+export async function quoteVenues(
+  targets: readonly QuoteTarget[],
+  req: { side: Side; sizeBase: number; holdingHours?: number; reduceOnly?: boolean },
+): Promise<{ venues: RouteVenue[]; notes: string[] }> {
+  const notes: string[] = [];
+  const sizes = [req.sizeBase, req.sizeBase / 4];
+  const results = await Promise.all(
+    targets.map(async ({ adapter, ...venue }): Promise<RouteVenue | null> => {
+      const quotes: HedgeQuote[] = [];
+      for (const size of sizes) {
+        const step = venue.sizeStepBase > 0 ? venue.sizeStepBase : 1e-8;
+        const rounded = Math.max(Math.floor(size / step) * step, venue.minSizeBase);
+        try {
+          quotes.push(
+            await adapter.quoteHedge({
+              instrument: venue.instrument,
+              side: req.side,
+              sizeBase: toDecimalString(rounded, 12),
+              reduceOnly: req.reduceOnly ?? false,
+              holdingHours: req.holdingHours ?? 24,
+            }),
+          );
+        } catch (err) {
+          notes.push(
+            `${venue.venue}: quote for ${rounded} failed (${err instanceof Error ? err.message : String(err)})`,
+          );
+        }
+      }
+      if (!quotes.length) return null;
+      const routed: RouteVenue = { ...venue, quotes };
+      return routed;
+    }),
+  );
+  return { venues: results.filter((v): v is RouteVenue => v !== null), notes };
+}

@@ -1,0 +1,67 @@
+import type { BreakerView, ControlsPort, KillSwitchView } from '@xhedge/api';
+import type { BreakerBoard, BreakerStatus, KillEngagement, KillScope, KillSwitch } from '@xhedge/execution';
+
+function scopeOf(q: { scope: KillSwitchView['scope']; target?: string }): KillScope {
+  return (q.scope === 'global' ? 'global' : `${q.scope}:${q.target ?? ''}`) as KillScope;
+}
+
+function killView(e: KillEngagement): KillSwitchView {
+  const [scope, target] =
+    e.scope === 'global' ? ['global' as const, undefined] : (e.scope.split(':') as [string, string]);
+  const v: KillSwitchView = {
+    scope: scope as KillSwitchView['scope'],
+    engaged: true,
+    reason: e.reason,
+    by: e.actor,
+    sinceMs: e.engagedAtMs,
+    allowRiskReducing: e.allowRiskReducing,
+  };
+  if (target !== undefined) v.target = target;
+  return v;
+}
+
+function breakerView(b: BreakerStatus): BreakerView {
+  const v: BreakerView = { name: b.name, state: b.state };
+  if (b.reason) v.reason = b.reason;
+  if (b.openedAtMs !== undefined) v.sinceMs = b.openedAtMs;
+  return v;
+}
+
+/**
+ * The API's controls port over the Redis-held kill switch and breaker board of execution. The kill
+ * switch writes its own audit entry (`kill-switch.engage` / `kill-switch.release`, actor
+ * `operator:<token name>`), so the API writes none of its own for it: one change, one entry.
+ */
+export function controlsPort(kill: KillSwitch, breakers: BreakerBoard): ControlsPort {
+  return {
+    auditsKillSwitch: true,
+    killSwitches: async () => {
+      const engaged = (await kill.engaged()).map(killView);
+      return engaged.some((k) => k.scope === 'global')
+        ? engaged
+        : [{ scope: 'global', engaged: false }, ...engaged];
+    },
+    tripKillSwitch: async (q, actor) =>
+      killView(await kill.engage(scopeOf(q), { actor: `operator:${actor.name}`, reason: q.reason })),
+    resetKillSwitch: async (q, actor) => {
+      await kill.release(scopeOf(q), { actor: `operator:${actor.name}`, reason: q.reason });
+      const v: KillSwitchView = {
+        scope: q.scope,
+        engaged: false,
+        reason: q.reason,
+        by: `operator:${actor.name}`,
+      };
+      if (q.target !== undefined) v.target = q.target;
+      return v;
+    },
+    breakers: async () => (await breakers.list()).map(breakerView),
+    tripBreaker: async (name, reason, actor) => {
+      await breakers.trip(name, reason, { actor: `operator:${actor.name}` });
+      return breakerView(await breakers.status(name));
+    },
+    resetBreaker: async (name, reason, actor) => {
+      await breakers.reset(name, `operator:${actor.name}`, reason);
+      return breakerView(await breakers.status(name));
+    },
+  };
+}

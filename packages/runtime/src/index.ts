@@ -1,0 +1,7 @@
+export { SharedConfigStore } from './config-store.ts';
+export { controlsPort } from './controls-port.ts';
+export { auditPort, hedgesPort, jobView, pnlPort, riskPort } from './ledger-ports.ts';
+export { type PlanForExecution, type RoutePlan, TickPlanner, type TickPlannerOptions } from './planner.ts';
+export { createRouter, type RouterOptions } from './router.ts';
+export { RUN_ROLES, type Run, type RunRole, type StartRunOptions, startRun } from './run.ts';
+export { SnapshotBus } from './snapshot-bus.ts';

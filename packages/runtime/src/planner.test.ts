@@ -1,0 +1,245 @@
+import { readFileSync } from 'node:fs';
+import { parseConfig, type XhedgeConfig } from '@xhedge/config';
+import { type HedgeIntent, ManualClock, parseInstrumentId } from '@xhedge/core';
+import { clientOrderIdFor } from '@xhedge/execution';
+import { createMarketFromConfig } from '@xhedge/sim';
+import { Ledger, openDatabase } from '@xhedge/store';
+import type { VenueAdapter } from '@xhedge/venue';
+import { createPaperVenues, type PaperVenue } from '@xhedge/venue-paper';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type PlanForExecution, TickPlanner } from './planner.ts';
+import { createRouter, fitOrderTypes, orderTypeFor } from './router.ts';
+import { SnapshotBus } from './snapshot-bus.ts';
+
+const PAPER = readFileSync(new URL('../../../configs/profiles/paper.yaml', import.meta.url), 'utf8');
+
+/** The paper profile with only the venues named kept (and the book entries on them). */
+function profile(keep: readonly string[], edit: (c: XhedgeConfig) => void = () => {}): XhedgeConfig {
+  const c = parseConfig(PAPER, 'paper.yaml');
+  c.venues = c.venues.filter((v) => keep.includes(v.id));
+  c.book.positions = c.book.positions.filter((p) => keep.includes(p.venue));
+  c.book.balances = c.book.balances.filter((b) => keep.includes(b.venue));
+  edit(c);
+  return c;
+}
+
+interface Harness {
+  clock: ManualClock;
+  venues: PaperVenue[];
+  ledger: Ledger;
+  planner: TickPlanner;
+  venue(id: string): PaperVenue;
+}
+
+const open: Ledger[] = [];
+afterEach(async () => {
+  for (const l of open.splice(0)) await l.close();
+});
+
+async function harness(config: XhedgeConfig, wrap?: (v: PaperVenue) => VenueAdapter): Promise<Harness> {
+  const clock = new ManualClock(Date.UTC(2026, 0, 5));
+  const market = createMarketFromConfig({
+    market: config.market,
+    underlyings: config.underlyings.map((u) => u.symbol),
+    clock,
+  });
+  const venues = createPaperVenues({ config, market, clock });
+  const ledger = new Ledger(await openDatabase({}), { clock });
+  open.push(ledger);
+  const planner = new TickPlanner({
+    clock,
+    market,
+    venues: venues.map((v) => wrap?.(v) ?? v),
+    ledger,
+    bus: new SnapshotBus(ledger),
+    currentVenues: async () => config.venues,
+    currentPolicy: async () => config.policy,
+    route: createRouter({ maxSlippageBps: config.limits.maxSlippageBps, log: () => {} }),
+    maxOptionOrderBase: config.limits.maxPositionBase,
+    optionPriceBandBps: config.limits.priceBandBps - config.limits.maxSlippageBps,
+    staleAfterMs: config.limits.staleAfterMs,
+    log: () => {},
+  });
+  const venue = (id: string) => venues.find((v) => v.id === id) as PaperVenue;
+  return { clock, venues, ledger, planner, venue };
+}
+
+/** What execution does with a leg, by hand: ledger first, then the venue, the ledger following it. */
+async function send(h: Harness, leg: HedgeIntent): Promise<string> {
+  const clientOrderId = clientOrderIdFor(leg.id);
+  await h.ledger.recordIntent(leg, { clientOrderId, actor: 'test' });
+  await h.ledger.transition(clientOrderId, 'queued', { actor: 'test' });
+  await h.ledger.transition(clientOrderId, 'sent', { actor: 'test' });
+  const o = await h.venue(leg.venue).placeOrder({
+    clientOrderId,
+    instrument: leg.instrument,
+    side: leg.side,
+    orderType: leg.orderType,
+    sizeBase: leg.sizeBase,
+    ...(leg.limitPriceUsd !== undefined ? { limitPriceUsd: leg.limitPriceUsd } : {}),
+    reduceOnly: leg.reduceOnly,
+  });
+  await h.ledger.transition(clientOrderId, o.status === 'filled' ? 'filled' : 'acknowledged', {
+    actor: 'test',
+    patch: { filledSizeBase: o.filledSizeBase },
+  });
+  return clientOrderId;
+}
+
+/** The worker's reconcile step: asks the venue and writes what it says. */
+async function reconcile(h: Harness, venue: string, clientOrderId: string): Promise<string> {
+  const o = await h.venue(venue).getOrderByClientId(clientOrderId);
+  if (o?.status === 'filled')
+    await h.ledger.transition(clientOrderId, 'filled', {
+      actor: 'test',
+      patch: { filledSizeBase: o.filledSizeBase },
+    });
+  return o?.status ?? 'missing';
+}
+
+const btcPlans = (plans: PlanForExecution[]) => plans.filter((p) => p.underlying === 'BTC');
+
+describe('order types fitted to each venue (regression: ioc sent to gmx-arb, which takes market|limit)', () => {
+  it('maps an unsupported type to the nearest one with the same price bound', () => {
+    expect(orderTypeFor('ioc', ['market', 'limit', 'ioc'])).toBe('ioc');
+    expect(orderTypeFor('ioc', ['market', 'limit'])).toBe('market');
+    expect(orderTypeFor('ioc', ['limit'])).toBe('limit');
+    expect(orderTypeFor('limit', ['market'])).toBe('market');
+    expect(orderTypeFor('market', ['limit', 'ioc'])).toBe('ioc');
+  });
+
+  it('routes the BTC hedge to gmx-arb as a market order bounded by its limit, and the venue takes it', async () => {
+    const h = await harness(profile(['lyra-arb', 'gmx-arb']));
+    const plans = btcPlans(await h.planner.plan());
+    const leg = plans[0]?.legs[0];
+    expect(leg?.venue).toBe('gmx-arb');
+    expect(leg?.orderType).toBe('market');
+    expect(Number(leg?.limitPriceUsd)).toBeGreaterThan(0);
+    // The GMX-style venue takes it (an ioc would throw InvalidOrderError "order type ioc is not supported").
+    const id = await send(h, leg as HedgeIntent);
+    expect((await h.ledger.getOrder(id))?.status).toBe('acknowledged');
+    const drift = h.venues.find((v) => v.id === 'drift-sol');
+    expect(drift).toBeUndefined();
+    // Venues that list the planned type keep it.
+    const onDrift = fitOrderTypes([{ ...(leg as HedgeIntent), venue: 'x', orderType: 'ioc' }], new Map());
+    expect(onDrift[0]?.orderType).toBe('ioc');
+  });
+});
+
+describe('no duplicate hedge while one is pending', () => {
+  it('holds while a keeper order works, also when it fills during the venue read', async () => {
+    let fillDuringRead: (() => Promise<void>) | undefined;
+    const h = await harness(profile(['lyra-arb', 'gmx-arb']), (v) =>
+      v.id !== 'gmx-arb'
+        ? v
+        : (new Proxy(v, {
+            get(target, prop, receiver) {
+              if (prop !== 'fetchPositions') {
+                const x = Reflect.get(target, prop, receiver);
+                return typeof x === 'function' ? x.bind(target) : x;
+              }
+              // The positions are read first; the keeper executes and the worker records the fill
+              // before the tick's other reads finish (the interleaving that hedged twice before).
+              return async () => {
+                const p = await target.fetchPositions();
+                const f = fillDuringRead;
+                fillDuringRead = undefined;
+                await f?.();
+                return p;
+              };
+            },
+          }) as VenueAdapter),
+    );
+    const first = btcPlans(await h.planner.plan());
+    expect(first).toHaveLength(1);
+    const leg = first[0]?.legs[0] as HedgeIntent;
+    const id = await send(h, leg);
+    // Keeper delay not over: the order works, the next tick holds.
+    expect(btcPlans(await h.planner.plan())).toHaveLength(0);
+    expect(h.planner.lastSnapshot?.underlyings.BTC?.delta).toBeLessThan(-1);
+    // Next tick: the keeper executes while the venues are being read.
+    fillDuringRead = async () => {
+      h.clock.advance(2000);
+      expect(await reconcile(h, 'gmx-arb', id)).toBe('filled');
+    };
+    expect(btcPlans(await h.planner.plan())).toHaveLength(0);
+    expect(fillDuringRead).toBeUndefined();
+    // Then the fill is in the positions and the book is inside its band: nothing to do.
+    expect(btcPlans(await h.planner.plan())).toHaveLength(0);
+    expect(Math.abs(h.planner.lastSnapshot?.underlyings.BTC?.delta ?? 99)).toBeLessThan(0.5);
+  });
+});
+
+describe('vega hedging from the venues option chains', () => {
+  it('plans option legs on lyra-arb when vega is outside its band', async () => {
+    const h = await harness(
+      profile(['lyra-arb', 'gmx-arb'], (c) => {
+        c.policy.perUnderlying = {};
+        c.policy.default = {
+          ...c.policy.default,
+          vega: { enabled: true, bandPerVolPoint: 2000, targetPerVolPoint: 0 },
+        };
+      }),
+    );
+    const plans = await h.planner.plan();
+    const btc = btcPlans(plans)[0];
+    const vegaBefore = h.planner.lastSnapshot?.underlyings.BTC?.vegaPerVolPoint ?? 0;
+    // The demo book is short options: vega far below −2000 $/pt, so the plan buys options.
+    expect(vegaBefore).toBeLessThan(-2000);
+    const options = btc?.legs.filter((l) => parseInstrumentId(l.instrument).kind === 'option') ?? [];
+    expect(options.length).toBeGreaterThan(0);
+    const lyra = h.venue('lyra-arb');
+    for (const l of options) {
+      expect(l.venue).toBe('lyra-arb');
+      expect(l.side).toBe('buy');
+      // Inside the pre-trade price band (200 bps) that execution checks: mark vs reference, limit vs reference.
+      const [mark] = await lyra.fetchMarks([l.instrument]);
+      const ref = l.referencePriceUsd;
+      expect(Math.abs((mark?.markPriceUsd ?? 0) - ref) / ref).toBeLessThanOrEqual(0.02);
+      expect(Math.abs(Number(l.limitPriceUsd) - ref) / ref).toBeLessThanOrEqual(0.02);
+    }
+    // The legs execute on the venue, and vega moves towards the band.
+    for (const l of btc?.legs ?? []) await send(h, l);
+    h.clock.advance(2000);
+    for (const l of btc?.legs ?? []) await reconcile(h, l.venue, clientOrderIdFor(l.id));
+    await h.planner.plan();
+    const vegaAfter = h.planner.lastSnapshot?.underlyings.BTC?.vegaPerVolPoint ?? vegaBefore;
+    const bought = options.reduce((s, l) => s + Number(l.sizeBase), 0);
+    expect(bought).toBeGreaterThan(0);
+    expect(vegaAfter).toBeGreaterThan(vegaBefore + 1000);
+  });
+});
+
+describe('gas money is not book delta (regression: 10,000 ETH of anvil gas hedged as delta, twice)', () => {
+  it('leaves a balance in the gas asset out, and still counts other coin balances', async () => {
+    const keep = ['gmx-arb', 'lyra-arb'];
+    const base = await harness(profile(keep));
+    await base.planner.plan();
+    const before = base.planner.lastSnapshot?.underlyings;
+    // Both EVM venues report the signing wallet's ETH (their gas asset), and gmx-arb holds 2 BTC.
+    const asOfMs = Date.UTC(2026, 0, 5);
+    const withWallet = await harness(
+      profile(keep),
+      (v) =>
+        new Proxy(v, {
+          get(target, prop) {
+            if (prop === 'fetchBalances')
+              return async () => [
+                ...(await target.fetchBalances()),
+                { venue: v.id, chain: v.chain, asset: 'ETH', amount: 10_000, asOfMs },
+                ...(v.id === 'gmx-arb'
+                  ? [{ venue: v.id, chain: v.chain, asset: 'BTC', amount: 2, asOfMs }]
+                  : []),
+              ];
+            const x = Reflect.get(target, prop, target);
+            return typeof x === 'function' ? x.bind(target) : x;
+          },
+        }),
+    );
+    expect(withWallet.venue('gmx-arb').capabilities.gasAsset).toBe('ETH');
+    await withWallet.planner.plan();
+    const after = withWallet.planner.lastSnapshot?.underlyings;
+    expect(after?.ETH?.delta).toBeCloseTo(before?.ETH?.delta ?? Number.NaN, 9);
+    expect(after?.BTC?.delta).toBeCloseTo((before?.BTC?.delta ?? Number.NaN) + 2, 9);
+  });
+});

@@ -1,0 +1,467 @@
+import type { Policies } from '@xhedge/api';
+import type { VenueConfig } from '@xhedge/config';
+import {
+  type Balance,
+  type Clock,
+  type FundingRate,
+  type HedgeIntent,
+  type Mark,
+  type Position,
+  parseInstrumentId,
+  toDecimalString,
+} from '@xhedge/core';
+import type { LegResult, PlanLike } from '@xhedge/execution';
+import { RiskEngine, type RiskSnapshot } from '@xhedge/risk';
+import type { CollateralTransfer } from '@xhedge/routing';
+import type { PaperMarket } from '@xhedge/sim';
+import type { Ledger } from '@xhedge/store';
+import {
+  type DecisionContext,
+  type HedgeDecision,
+  HedgeStrategy,
+  type VegaCandidate,
+  vegaCandidatesFromChain,
+} from '@xhedge/strategy';
+import type { MarketInfo, VenueAdapter } from '@xhedge/venue';
+import type { SnapshotBus } from './snapshot-bus.ts';
+
+/** A routed plan, as execution takes it. */
+export interface PlanForExecution extends PlanLike {
+  underlying: string;
+  reason: string;
+  legs: readonly HedgeIntent[];
+  /** Collateral moves that must be delivered before the legs listing them in `dependsOn` run. */
+  transfers: readonly CollateralTransfer[];
+}
+
+/** Routing, seen from the loop: a decision and the venues allowed now → a plan, or undefined. */
+export type RoutePlan = (
+  decision: HedgeDecision,
+  venues: readonly VenueAdapter[],
+) => Promise<PlanForExecution | undefined>;
+
+export interface TickPlannerOptions {
+  clock: Clock;
+  /** The simulated market paper venues price from; stepped to the clock before each tick. */
+  market?: PaperMarket;
+  venues: readonly VenueAdapter[];
+  ledger: Ledger;
+  bus: SnapshotBus;
+  /** Venues and policy in force now (operators change them through the API). */
+  currentVenues: () => Promise<VenueConfig[]>;
+  currentPolicy: () => Promise<Policies>;
+  route: RoutePlan;
+  /**
+   * Largest option order per underlying for vega hedges, underlying units (a venue's own
+   * `maxOrderSizeBase` wins when smaller). @defaultValue the profile's `limits.maxPositionBase`, else 1000
+   */
+  maxOptionOrderBase?: Readonly<Record<string, number>>;
+  /**
+   * Farthest an option leg's expected price may be from the option's mark, bps: keep it inside the
+   * pre-trade price band less the limit's slippage. @defaultValue 150
+   */
+  optionPriceBandBps?: number;
+  /** Inputs older than this are stale in the snapshot, ms. */
+  staleAfterMs: number;
+  log: (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
+}
+
+function safeMeta(id: string): { underlying: string; kind: string } | undefined {
+  try {
+    const m = parseInstrumentId(id);
+    return { underlying: m.base, kind: m.kind };
+  } catch {
+    return undefined;
+  }
+}
+
+function median(xs: readonly number[]): number | undefined {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+}
+
+/**
+ * A balance of the venue's gas asset that is not also its collateral is the signing wallet's gas money
+ * (an EVM venue reports the wallet's native ETH), not a holding of the book: counting it as delta would
+ * hedge the fee float, and twice when two venues sign from one wallet (on a local anvil chain that is
+ * 10,000 ETH per dev account).
+ */
+function isGasMoney(v: VenueAdapter, b: Balance): boolean {
+  const { gasAsset, collateral } = v.capabilities;
+  return gasAsset !== null && b.asset === gasAsset && !collateral.includes(b.asset);
+}
+
+const NON_TERMINAL = [
+  'planned',
+  'queued',
+  'sent',
+  'acknowledged',
+  'outcome-unknown',
+  'partially-filled',
+] as const;
+
+/**
+ * What the leader does each tick (execution's `Orchestrator` runs it on its timer, only while holding
+ * the lease): read every venue, build a risk snapshot, publish it, decide and route hedges, and hand
+ * the plans back for submission. A failing venue read is logged and its data left out (the snapshot
+ * lists what is stale).
+ */
+export class TickPlanner {
+  readonly #o: TickPlannerOptions;
+  readonly #risk: RiskEngine;
+  #strategy: HedgeStrategy | undefined;
+  #policyJson = '';
+  /** Executions the strategy counted, replayed into a new strategy when the policy changes. */
+  readonly #executions: { underlying: string; notionalUsd: number; atMs: number }[] = [];
+  #lastSnapshot: RiskSnapshot | undefined;
+  #seqOffset = 0;
+  #lastInputs:
+    | { positions: Position[]; balances: Balance[]; funding: FundingRate[]; marks: Mark[] }
+    | undefined;
+  ticks = 0;
+
+  /** Decisions of the plans handed out, until `onPlanned` reports what was queued. */
+  readonly #pending = new Map<string, HedgeDecision>();
+  readonly #marketInfo = new Map<string, MarketInfo[]>();
+  readonly #optionFeeBpsByVenue = new Map<string, number>();
+  /** Spot and vol learnt from venue marks, for underlyings the simulated market does not give. */
+  readonly #learnt = new Map<string, { spotUsd: number; volDecimal: number; asOfMs: number }>();
+
+  constructor(o: TickPlannerOptions) {
+    this.#o = o;
+    this.#risk = new RiskEngine({ clock: o.clock, staleAfterMs: o.staleAfterMs });
+  }
+
+  get lastSnapshot(): RiskSnapshot | undefined {
+    return this.#lastSnapshot;
+  }
+
+  async #strategyFor(policy: Policies): Promise<HedgeStrategy> {
+    const json = JSON.stringify(policy);
+    if (this.#strategy && json === this.#policyJson) return this.#strategy;
+    const s = new HedgeStrategy({
+      clock: this.#o.clock,
+      defaultPolicy: policy.default,
+      perUnderlying: policy.perUnderlying,
+    });
+    for (const e of this.#executions) s.recordExecution(e.underlying, e.notionalUsd, e.atMs);
+    if (this.#strategy) this.#o.log('info', 'hedge policy changed; strategy rebuilt');
+    this.#strategy = s;
+    this.#policyJson = json;
+    return s;
+  }
+
+  #setMarket(engine: RiskEngine): void {
+    const m = this.#o.market;
+    for (const u of m?.underlyings ?? []) {
+      engine.setMarket(u, {
+        spotUsd: m?.spot(u) ?? 0,
+        volDecimal: m?.atmVol(u) ?? 0,
+        asOfMs: m?.nowMs() ?? 0,
+      });
+    }
+    for (const [u, l] of this.#learnt) {
+      if (!m?.underlyings.includes(u)) engine.setMarket(u, l);
+    }
+  }
+
+  /**
+   * Spot and vol of underlyings no simulated market gives (real venues): spot is the median of the
+   * venues' index prices (else perp and spot marks), vol the mean mark IV of the listed options. An
+   * underlying never seen keeps no market, and the snapshot says so; one seen before keeps its last
+   * values until the venues give new ones.
+   */
+  #learnMarket(marks: readonly Mark[]): void {
+    const simulated = new Set(this.#o.market?.underlyings ?? []);
+    const by = new Map<string, { spots: number[]; index: number[]; ivs: number[]; asOfMs: number }>();
+    for (const mk of marks) {
+      const meta = safeMeta(mk.instrument);
+      if (!meta || simulated.has(meta.underlying)) continue;
+      let e = by.get(meta.underlying);
+      if (!e) {
+        e = { spots: [], index: [], ivs: [], asOfMs: 0 };
+        by.set(meta.underlying, e);
+      }
+      if (mk.indexPriceUsd !== undefined) e.index.push(mk.indexPriceUsd);
+      if (meta.kind !== 'option' && mk.markPriceUsd > 0) e.spots.push(mk.markPriceUsd);
+      if (meta.kind === 'option' && mk.ivDecimal !== undefined) e.ivs.push(mk.ivDecimal);
+      e.asOfMs = Math.max(e.asOfMs, mk.asOfMs);
+    }
+    for (const [u, e] of by) {
+      const prev = this.#learnt.get(u);
+      const spot = median(e.index.length > 0 ? e.index : e.spots) ?? prev?.spotUsd;
+      const vol = e.ivs.length > 0 ? e.ivs.reduce((a, b) => a + b, 0) / e.ivs.length : prev?.volDecimal;
+      if (spot === undefined || vol === undefined || !(spot > 0) || !(vol > 0)) continue;
+      this.#learnt.set(u, { spotUsd: spot, volDecimal: vol, asOfMs: e.asOfMs });
+    }
+  }
+
+  /** Reads every enabled venue; one venue's failure leaves its data out and is logged. */
+  async #read(enabled: readonly VenueAdapter[]) {
+    const positions: Position[] = [];
+    const balances: Balance[] = [];
+    const marks: Mark[] = [];
+    const funding: FundingRate[] = [];
+    await Promise.all(
+      enabled.map(async (v) => {
+        try {
+          const [p, b] = await Promise.all([v.fetchPositions(), v.fetchBalances()]);
+          positions.push(...p);
+          balances.push(...b.filter((x) => !isGasMoney(v, x)));
+          const instruments = [...new Set(p.map((x) => x.instrument))];
+          // Real venues are also where spot and vol come from: read every listed mark there.
+          if (!this.#o.market) marks.push(...(await v.fetchMarks()));
+          else if (instruments.length > 0) marks.push(...(await v.fetchMarks(instruments)));
+          if (v.fetchFundingRate) {
+            for (const i of instruments.filter((x) => x.endsWith(':PERP')))
+              funding.push(await v.fetchFundingRate(i));
+          }
+        } catch (err) {
+          this.#o.log('warn', `reading venue ${v.id} failed; its data is left out of this tick`, {
+            venue: v.id,
+            err: err instanceof Error ? err.message : String(err),
+          });
+        }
+      }),
+    );
+    return { positions, balances, marks, funding };
+  }
+
+  /** One tick: the plans to submit (the published snapshot is in `lastSnapshot`). */
+  async plan(): Promise<PlanForExecution[]> {
+    this.ticks++;
+    this.#o.market?.sync();
+    const venueCfg = await this.#o.currentVenues();
+    const enabledIds = new Set(venueCfg.filter((v) => v.enabled).map((v) => v.id));
+    const enabled = this.#o.venues.filter((v) => enabledIds.has(v.id));
+    // Orders in flight are read BEFORE the venues: an order that fills while the venues are read is then
+    // either still seen as working (hold) or already in the positions read. Reading in the other order
+    // lets a keeper fill land between the two reads, and the same delta gets hedged twice.
+    const inFlight = await this.#inFlightUnderlyings();
+    const inputs = await this.#read(enabled);
+    this.#lastInputs = inputs;
+    this.#learnMarket(inputs.marks);
+    this.#setMarket(this.#risk);
+    this.#risk.setBook({ positions: inputs.positions, balances: inputs.balances, funding: inputs.funding });
+    this.#risk.updateMarks(inputs.marks);
+    const raw = this.#risk.snapshot();
+    // Sequence numbers continue the ledger's (after a restart or a leader change): decision, plan and
+    // intent ids derive from them, so a reused number would collide with intents recorded earlier
+    // (snapshots that led to plans are always written, see SnapshotBus.publish).
+    const stored = (await this.#o.ledger.latestRiskSnapshot())?.seq ?? 0;
+    const seq = Math.max(raw.seq + this.#seqOffset, stored + 1);
+    this.#seqOffset = seq - raw.seq;
+    const snapshot: RiskSnapshot = { ...raw, seq };
+    this.#lastSnapshot = snapshot;
+    const plans = await this.#hedge(snapshot, enabled, inFlight);
+    await this.#o.bus.publish(snapshot, { force: plans.length > 0 });
+    return plans;
+  }
+
+  /** Underlyings with a hedge order not yet final (planned, queued, sent, working, unknown). */
+  async #inFlightUnderlyings(): Promise<Set<string>> {
+    const working = await this.#o.ledger.listIntents({ status: NON_TERMINAL, limit: 5000 });
+    return new Set(working.map((i) => i.underlying));
+  }
+
+  async #hedge(
+    snapshot: RiskSnapshot,
+    enabled: readonly VenueAdapter[],
+    inFlight: ReadonlySet<string>,
+  ): Promise<PlanForExecution[]> {
+    const strategy = await this.#strategyFor(await this.#o.currentPolicy());
+    const ctx: Record<string, DecisionContext> = {};
+    for (const [u, risk] of Object.entries(snapshot.underlyings)) {
+      const c: DecisionContext = { pendingOrder: inFlight.has(u) };
+      const vega = strategy.policyFor(u).vega;
+      // Option candidates only when the vega solver will run: vega outside its band, nothing in flight.
+      if (
+        vega?.enabled &&
+        !c.pendingOrder &&
+        Math.abs(risk.vegaPerVolPoint - vega.targetPerVolPoint) > vega.bandPerVolPoint
+      )
+        c.vegaCandidates = await this.#vegaCandidates(u, risk, snapshot.asOfMs, enabled);
+      ctx[u] = c;
+    }
+    const plans: PlanForExecution[] = [];
+    for (const d of strategy.decide(snapshot, ctx)) {
+      if (d.action !== 'hedge') continue;
+      const plan = await this.#o.route(d, enabled);
+      if (!plan || plan.legs.length === 0) {
+        this.#o.log('warn', `no route for the ${d.underlying} hedge`, { decision: d.id, reason: d.reason });
+        continue;
+      }
+      this.#pending.set(plan.planId, d);
+      plans.push(plan);
+    }
+    return plans;
+  }
+
+  async #markets(v: VenueAdapter): Promise<MarketInfo[]> {
+    let m = this.#marketInfo.get(v.id);
+    if (!m) {
+      m = await v.loadMarkets();
+      this.#marketInfo.set(v.id, m);
+    }
+    return m;
+  }
+
+  /**
+   * Options the vega solver may trade, from every enabled venue that publishes an option chain: per-unit
+   * Greeks from the risk model at the snapshot's spot and vol (mark IV where the venue gives one), cost
+   * from the quoted spread plus the venue's fee (measured once per venue from a quote of its smallest
+   * order), sizes within the venue's minimum, step and largest order. A venue that fails is left out.
+   */
+  async #vegaCandidates(
+    underlying: string,
+    risk: RiskSnapshot['underlyings'][string],
+    nowMs: number,
+    enabled: readonly VenueAdapter[],
+  ): Promise<VegaCandidate[]> {
+    const out: VegaCandidate[] = [];
+    for (const v of enabled) {
+      if (!v.fetchOptionChain || !v.capabilities.products.includes('option')) continue;
+      try {
+        const chain = await v.fetchOptionChain(underlying);
+        const infos = new Map((await this.#markets(v)).map((m) => [m.instrument.id, m]));
+        const feeBps = await this.#optionFeeBps(v, chain[0]?.instrument.id, infos, risk.spotUsd);
+        const vegaPolicy = this.#strategy?.policyFor(underlying).vega;
+        const side = risk.vegaPerVolPoint < (vegaPolicy?.targetPerVolPoint ?? 0) ? 'buy' : 'sell';
+        const cap = this.#o.maxOptionOrderBase?.[underlying] ?? 1000;
+        const venueCandidates: VegaCandidate[] = [];
+        for (const entry of chain) {
+          const info = infos.get(entry.instrument.id);
+          if (!info?.active) continue;
+          const maxOrder = info.maxOrderSizeBase === undefined ? cap : Number(info.maxOrderSizeBase);
+          const fromChain = vegaCandidatesFromChain({
+            venue: v.id,
+            chain: v.chain,
+            underlying,
+            options: [entry],
+            spotUsd: risk.spotUsd,
+            volDecimal: risk.volDecimal,
+            rateDecimal: risk.rateDecimal,
+            nowMs,
+            feeBps,
+            maxSizeBase: Math.min(cap, maxOrder),
+            minSizeBase: Number(info.minSizeBase),
+            sizeStepBase: Number(info.sizeStepBase),
+          });
+          for (const c of fromChain) {
+            const sized = await this.#sizeOption(v, c, side, entry.mark.markPriceUsd, info);
+            if (sized) venueCandidates.push(sized);
+          }
+        }
+        // One option per venue and tick: an AMM reprices after each trade (its vol and skew move with
+        // the vega it sells), so a second leg quoted before the first fills would miss its limit. The
+        // cheapest per vega point goes now; the next tick continues from the new book.
+        const best = venueCandidates.sort(
+          (a, b) => a.costPerUnitUsd / a.vegaPerVolPoint - b.costPerUnitUsd / b.vegaPerVolPoint,
+        )[0];
+        if (best) out.push(best);
+      } catch (err) {
+        this.#o.log('warn', `option chain of ${v.id} left out of the vega hedge`, {
+          venue: v.id,
+          err: err instanceof Error ? err.message : String(err),
+        });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Caps an option candidate at the largest size the venue fills within `optionPriceBandBps` of the
+   * option's mark (an AMM's price moves with size; a leg priced past the pre-trade price band would be
+   * blocked at the queue anyway), and sets its cost per unit from the venue's quote at that size
+   * (fee + impact), which is what the solver ranks by. Sizes tried: the cap, then quartered down to the
+   * venue minimum. Undefined when not even the minimum fits.
+   */
+  async #sizeOption(
+    v: VenueAdapter,
+    c: VegaCandidate,
+    side: 'buy' | 'sell',
+    markUsd: number,
+    info: MarketInfo,
+  ): Promise<VegaCandidate | undefined> {
+    const band = this.#o.optionPriceBandBps ?? 150;
+    const min = Number(info.minSizeBase);
+    const step = Number(info.sizeStepBase) > 0 ? Number(info.sizeStepBase) : min;
+    for (let size = c.maxSizeBase; size >= min && size > 0; size /= 4) {
+      const q = Math.max(min, Math.floor(size / step + 1e-9) * step);
+      const quote = await v.quoteHedge({
+        instrument: c.instrument,
+        side,
+        sizeBase: toDecimalString(q, 12),
+        holdingHours: 0,
+      });
+      const exec = Number(quote.executableSizeBase);
+      const offBps = markUsd > 0 ? (Math.abs(quote.expectedPriceUsd - markUsd) / markUsd) * 10_000 : 0;
+      if (exec > 0 && offBps <= band) {
+        const perUnit = (quote.feeUsd + Math.max(quote.impactUsd, 0)) / exec;
+        return { ...c, maxSizeBase: exec, costPerUnitUsd: Math.max(c.costPerUnitUsd, perUnit) };
+      }
+      if (q <= min) break;
+    }
+    return undefined;
+  }
+
+  /** A venue's option fee in bps of spot notional, from one quote of its smallest order (cached). */
+  async #optionFeeBps(
+    v: VenueAdapter,
+    instrument: string | undefined,
+    infos: ReadonlyMap<string, MarketInfo>,
+    spotUsd: number,
+  ): Promise<number> {
+    const known = this.#optionFeeBpsByVenue.get(v.id);
+    if (known !== undefined || instrument === undefined) return known ?? 0;
+    const size = infos.get(instrument)?.minSizeBase ?? '1';
+    const q = await v.quoteHedge({ instrument, side: 'buy', sizeBase: size, holdingHours: 0 });
+    const bps = (q.feeUsd / (Number(q.executableSizeBase) * spotUsd)) * 10_000;
+    const fee = Number.isFinite(bps) && bps > 0 ? bps : 0;
+    this.#optionFeeBpsByVenue.set(v.id, fee);
+    return fee;
+  }
+
+  /** Execution's report on a submitted plan: counts the hedge in the strategy's gates when a leg was queued. */
+  onPlanned(plan: PlanLike, legs: readonly LegResult[]): void {
+    const d = this.#pending.get(plan.planId);
+    this.#pending.delete(plan.planId);
+    if (!d) return;
+    const queued = legs.filter((l) => l.outcome === 'queued').length;
+    if (queued > 0) {
+      const atMs = this.#o.clock.nowMs();
+      this.#executions.push({ underlying: d.underlying, notionalUsd: d.tradeNotionalUsd, atMs });
+      if (this.#executions.length > 10_000) this.#executions.splice(0, 5_000);
+      this.#strategy?.recordExecution(d.underlying, d.tradeNotionalUsd, atMs);
+    }
+    // Strategy reasons usually start with the underlying already ("ETH: delta …").
+    const reason = d.reason.startsWith(`${d.underlying}:`)
+      ? d.reason.slice(d.underlying.length + 1).trim()
+      : d.reason;
+    this.#o.log('info', `hedge ${d.underlying}: ${reason}`, {
+      planId: plan.planId,
+      legs: legs.length,
+      queued,
+      blocked: legs
+        .filter((l) => l.outcome === 'blocked')
+        .map((l) => `${l.intentId}: ${l.control ?? ''} ${l.reason ?? ''}`),
+    });
+  }
+
+  /** A snapshot of the last tick's inputs with other scenario shocks (for the API's scenario grid). */
+  customGrid(spotShocksPct: number[], volShocksPts: number[]): RiskSnapshot | undefined {
+    const inputs = this.#lastInputs;
+    if (!inputs) return undefined;
+    const engine = new RiskEngine({
+      clock: this.#o.clock,
+      staleAfterMs: this.#o.staleAfterMs,
+      scenario: { spotShocksPct, volShocksPts },
+    });
+    this.#setMarket(engine);
+    engine.setBook({ positions: inputs.positions, balances: inputs.balances, funding: inputs.funding });
+    engine.updateMarks(inputs.marks);
+    return engine.snapshot();
+  }
+}

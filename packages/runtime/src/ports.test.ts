@@ -1,0 +1,108 @@
+import { readFileSync } from 'node:fs';
+import { parseConfig } from '@xhedge/config';
+import { ManualClock, XhedgeError } from '@xhedge/core';
+import { connectRedis, type RedisEndpoint } from '@xhedge/execution';
+import { RiskEngine } from '@xhedge/risk';
+import { Ledger, openDatabase } from '@xhedge/store';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SharedConfigStore } from './config-store.ts';
+import { auditPort, riskPort } from './ledger-ports.ts';
+import { SnapshotBus } from './snapshot-bus.ts';
+
+const config = parseConfig(
+  readFileSync(new URL('../../../configs/profiles/paper.yaml', import.meta.url), 'utf8'),
+);
+const actor = { tokenId: 't', name: 'alice', role: 'operator' as const };
+let ep: RedisEndpoint;
+let redis: Redis;
+let ledger: Ledger;
+
+beforeAll(async () => {
+  // Embedded Redis and in-memory PGlite: what a run uses with no setup.
+  ep = await connectRedis({});
+  redis = ep.client();
+  ledger = new Ledger(await openDatabase({}));
+});
+afterAll(async () => {
+  await redis.quit();
+  await ledger.close();
+  await ep.close();
+});
+
+describe('shared config store (Redis)', () => {
+  it('seeds from the profile once, then keeps operator changes', async () => {
+    const prefix = `{xhedge}:cfg-${process.pid}`;
+    const store = new SharedConfigStore({ redis, prefix, config });
+    await store.init();
+    const venues = store.venuesPort();
+    await venues.disable('gmx-arb', actor);
+    // A second process seeding from the same profile keeps the change.
+    const again = new SharedConfigStore({ redis, prefix, config });
+    await again.init();
+    expect((await again.venues()).find((v) => v.id === 'gmx-arb')?.enabled).toBe(false);
+    await expect(venues.add({ ...config.venues[0]!, id: 'lyra-arb' }, actor)).rejects.toMatchObject({
+      code: 'CONFLICT',
+    });
+    await expect(
+      venues.update('lyra-arb', { ...config.venues[0]!, kind: 'paper-gmx' }, actor),
+    ).rejects.toBeInstanceOf(XhedgeError);
+    const policy = store.policyPort();
+    const next = { ...(await policy.get()), tickIntervalMs: 5000 };
+    expect((await policy.update(next, actor)).tickIntervalMs).toBe(5000);
+    expect((await again.policy()).tickIntervalMs).toBe(5000);
+    await expect(
+      policy.update({ ...next, perUnderlying: { DOGE: next.default } }, actor),
+    ).rejects.toMatchObject({ code: 'VALIDATION' });
+  });
+});
+
+describe('risk and audit ports over the ledger', () => {
+  it('stores snapshots, serves history and slices by underlying, venue and chain', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const engine = new RiskEngine({ clock });
+    engine.setMarket('BTC', { spotUsd: 95_000, volDecimal: 0.55, asOfMs: clock.nowMs() });
+    engine.setBook({
+      positions: [
+        {
+          venue: 'gmx-arb',
+          chain: 'evm:42161',
+          instrument: 'BTC-USD:PERP',
+          sizeBase: 2,
+          asOfMs: clock.nowMs(),
+        },
+        {
+          venue: 'drift-sol',
+          chain: 'solana:mainnet-beta',
+          instrument: 'BTC-USD:PERP',
+          sizeBase: -0.5,
+          asOfMs: clock.nowMs(),
+        },
+      ],
+    });
+    const bus = new SnapshotBus(ledger, { persistEveryMs: 0 });
+    const seen: number[] = [];
+    bus.subscribe((s) => seen.push(s.seq));
+    await bus.publish(engine.snapshot());
+    clock.advance(1000);
+    await bus.publish(engine.snapshot());
+    const port = riskPort({ bus, ledger });
+    expect(seen).toEqual([1, 2]);
+    expect((await port.history({ limit: 10 })).map((s) => s.seq)).toEqual([1, 2]);
+    expect((await port.slice('venue', 'gmx-arb'))?.underlyings.BTC?.delta).toBeCloseTo(2);
+    expect((await port.slice('chain', 'solana:mainnet-beta'))?.underlyings.BTC?.delta).toBeCloseTo(-0.5);
+    expect((await port.slice('underlying', 'BTC'))?.underlyings.BTC?.delta).toBeCloseTo(1.5);
+    expect(await port.slice('venue', 'nowhere')).toBeUndefined();
+    const audit = auditPort(ledger);
+    await audit.record({
+      actor: 'alice',
+      action: 'policy.update',
+      target: 'policy',
+      details: { role: 'operator' },
+    });
+    expect((await audit.list({ limit: 10 })).at(-1)).toMatchObject({
+      actor: 'operator:alice',
+      action: 'policy.update',
+    });
+  });
+});

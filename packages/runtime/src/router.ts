@@ -1,0 +1,227 @@
+import { type HedgeIntent, isUsdLike, type OrderType, toDecimalString } from '@xhedge/core';
+import type { RoutingBridgeCost } from '@xhedge/crosschain';
+import {
+  type CollateralSource,
+  planDecision,
+  type QuoteTarget,
+  quoteVenues,
+  type RouteVenue,
+} from '@xhedge/routing';
+import type { HedgeDecision } from '@xhedge/strategy';
+import type { MarketInfo, VenueAdapter } from '@xhedge/venue';
+import type { PlanForExecution, RoutePlan } from './planner.ts';
+
+export interface RouterOptions {
+  /** Limit price distance from the expected price, bps (the profile's `limits.maxSlippageBps`). */
+  maxSlippageBps: number;
+  log: (level: 'info' | 'warn', msg: string, data?: Record<string, unknown>) => void;
+  /**
+   * Price and delay of moving collateral between chains (`routingBridgeCost(layerZeroCostModel())` of
+   * @xhedge/crosschain for the paper bridge). Without it collateral stays where it is.
+   */
+  bridge?: RoutingBridgeCost;
+  /**
+   * Venues collateral can be moved from and to (the transfer executor's endpoints). A venue outside
+   * this set is neither a collateral source nor funded by a move. @defaultValue none
+   */
+  transferable?: ReadonlySet<string>;
+  /**
+   * Longest collateral move worth planning, ms of run time: the hedge waiting for it is sent that much
+   * after its decision, and execution refuses decisions older than `limits.staleAfterMs`. Moves slower
+   * than this are not offered to routing. @defaultValue no limit
+   */
+  maxTransferLatencyMs?: number;
+}
+
+/**
+ * The order type a venue takes for a leg. Routing plans every delta leg as `ioc` (fill now or never,
+ * with a worst price) and option legs as `limit`; venues that do not list that type get the nearest one
+ * with the same bound: `market` with the leg's limit price as the slippage bound (GMX's
+ * `acceptablePrice`, an AMM's max cost), else a marketable `limit`. The limit price always stays on the
+ * leg, so no venue ever gets an unbounded order.
+ */
+export function orderTypeFor(wanted: OrderType, supported: readonly OrderType[]): OrderType {
+  if (supported.includes(wanted)) return wanted;
+  const fallbacks: Record<OrderType, readonly OrderType[]> = {
+    ioc: ['market', 'limit'],
+    limit: ['ioc', 'market'],
+    market: ['ioc', 'limit'],
+  };
+  const t = fallbacks[wanted].find((x) => supported.includes(x));
+  if (!t) throw new RangeError(`venue takes none of ${supported.join(', ')} for a ${wanted} leg`);
+  return t;
+}
+
+/** Legs with their order types fitted to each venue's `capabilities.orderTypes` (see {@link orderTypeFor}). */
+export function fitOrderTypes(
+  legs: readonly HedgeIntent[],
+  venues: ReadonlyMap<string, Pick<VenueAdapter, 'capabilities'>>,
+): HedgeIntent[] {
+  return legs.map((l) => {
+    const v = venues.get(l.venue);
+    if (!v) return l;
+    const orderType = orderTypeFor(l.orderType, v.capabilities.orderTypes);
+    return orderType === l.orderType ? l : { ...l, orderType };
+  });
+}
+
+/** Initial margin per USD of notional by instrument kind: perps at 10×, spot fully paid. */
+const MARGIN_FRACTION = { perp: 0.1, future: 0.1, spot: 1, option: 1 } as const;
+
+/**
+ * Routing for the loop: finds each venue's perp (else spot) market for the underlying, quotes the
+ * hedge there and lets `@xhedge/routing` pick and split, with the decision's option (vega) trades as
+ * legs first. When a bridge is given, every transferable venue's free USD-like collateral is a source,
+ * and a venue short of margin can be funded by a move when that is cheaper all-in (the plan then has
+ * `transfers`, and the legs that need them list them in `dependsOn`). Order types are fitted to each
+ * venue's capabilities.
+ */
+export function createRouter(opts: RouterOptions): RoutePlan {
+  const markets = new Map<string, MarketInfo[]>();
+  const marketsOf = async (v: VenueAdapter): Promise<MarketInfo[]> => {
+    let m = markets.get(v.id);
+    if (!m) {
+      m = await v.loadMarkets();
+      markets.set(v.id, m);
+    }
+    return m;
+  };
+  const transferable = opts.transferable ?? new Set<string>();
+  return async (
+    decision: HedgeDecision,
+    venues: readonly VenueAdapter[],
+  ): Promise<PlanForExecution | undefined> => {
+    if (decision.action !== 'hedge') return undefined;
+    const hasDelta = decision.side !== null && decision.tradeDeltaBase !== 0;
+    if (!hasDelta && decision.vegaTrades.length === 0) return undefined;
+    const targets: QuoteTarget[] = [];
+    const sources: CollateralSource[] = [];
+    await Promise.all(
+      venues.map(async (adapter) => {
+        try {
+          const balances = await adapter.fetchBalances();
+          if (opts.bridge && transferable.has(adapter.id)) {
+            for (const b of balances.filter((x) => isUsdLike(x.asset))) {
+              const free = b.available ?? b.amount;
+              if (free > 0)
+                sources.push({ venue: adapter.id, chain: adapter.chain, asset: b.asset, availableUsd: free });
+            }
+          }
+          if (!hasDelta) return;
+          const list = (await marketsOf(adapter)).filter(
+            (m) =>
+              m.active && m.instrument.underlying === decision.underlying && m.instrument.kind !== 'option',
+          );
+          const market =
+            list.find((m) => m.instrument.kind === 'perp') ?? list.find((m) => m.instrument.kind === 'spot');
+          if (!market) return;
+          const positions = await adapter.fetchPositions();
+          const positionBase = positions
+            .filter((p) => p.instrument === market.instrument.id)
+            .reduce((s, p) => s + p.sizeBase, 0);
+          const freeCollateralUsd = balances
+            .filter((b) => isUsdLike(b.asset))
+            .reduce((s, b) => s + (b.available ?? b.amount), 0);
+          const t: QuoteTarget = {
+            adapter,
+            venue: adapter.id,
+            chain: adapter.chain,
+            instrument: market.instrument.id,
+            minSizeBase: Number(market.minSizeBase),
+            sizeStepBase: Number(market.sizeStepBase),
+            priceTickUsd: Number(market.priceTickUsd),
+            positionBase,
+            freeCollateralUsd,
+            marginFraction: MARGIN_FRACTION[market.instrument.kind],
+          };
+          if (market.maxOrderSizeBase !== undefined) t.maxOrderSizeBase = Number(market.maxOrderSizeBase);
+          targets.push(t);
+        } catch (err) {
+          opts.log('warn', `venue ${adapter.id} left out of routing`, {
+            err: err instanceof Error ? err.message : String(err),
+          });
+        }
+      }),
+    );
+    let quoted: RouteVenue[] = [];
+    if (hasDelta && decision.side !== null) {
+      if (targets.length === 0 && decision.vegaTrades.length === 0) return undefined;
+      targets.sort((a, b) => a.venue.localeCompare(b.venue));
+      const q = await quoteVenues(targets, {
+        side: decision.side,
+        sizeBase: Math.abs(decision.tradeDeltaBase),
+      });
+      if (q.notes.length > 0) opts.log('info', 'routing notes', { notes: q.notes });
+      quoted = q.venues;
+    }
+    sources.sort((a, b) => a.venue.localeCompare(b.venue) || a.asset.localeCompare(b.asset));
+    const optionTickUsd: Record<string, number> = {};
+    for (const t of decision.vegaTrades) {
+      const v = venues.find((x) => x.id === t.venue);
+      const m = v ? (await marketsOf(v)).find((x) => x.instrument.id === t.instrument) : undefined;
+      if (m) optionTickUsd[`${t.venue}|${t.instrument}`] = Number(m.priceTickUsd);
+    }
+    // Option legs are priced at what the venue quotes for their size (an AMM's price moves with size
+    // and carries fees well beyond the mark), so their limit is a slippage bound around that price.
+    const vegaTrades = await Promise.all(
+      decision.vegaTrades.map(async (t) => {
+        const v = venues.find((x) => x.id === t.venue);
+        if (!v) return t;
+        try {
+          const q = await v.quoteHedge({
+            instrument: t.instrument,
+            side: t.side,
+            sizeBase: toDecimalString(t.sizeBase, 12),
+            holdingHours: 0,
+          });
+          return { ...t, priceUsd: q.expectedPriceUsd };
+        } catch (err) {
+          opts.log('warn', `option quote on ${t.venue} failed; the leg is priced at the mark`, {
+            instrument: t.instrument,
+            err: err instanceof Error ? err.message : String(err),
+          });
+          return t;
+        }
+      }),
+    );
+    const bridge = opts.bridge;
+    const plan = planDecision(
+      { ...decision, vegaTrades },
+      {
+        venues: quoted,
+        optionTickUsd,
+        options: {
+          // Moves only between venues the transfer executor serves; without a bridge none is planned.
+          bridge: (from, to, amountUsd) => {
+            if (!bridge) return from === to ? { feeUsd: 0, latencyMs: 0 } : null;
+            const b = bridge(from, to, amountUsd);
+            return b && b.latencyMs <= (opts.maxTransferLatencyMs ?? Number.POSITIVE_INFINITY) ? b : null;
+          },
+          collateralSources: sources.filter((s) => transferable.has(s.venue)),
+          maxSlippageBps: opts.maxSlippageBps,
+        },
+      },
+    );
+    if (!plan || plan.legs.length === 0) return undefined;
+    // A move can only fund a venue the executor can credit.
+    if (plan.transfers.some((t) => !transferable.has(t.toVenue))) {
+      opts.log('warn', 'plan needs a collateral move to a venue the bridge cannot reach; skipped', {
+        planId: plan.planId,
+      });
+      return undefined;
+    }
+    const legs = fitOrderTypes(plan.legs, new Map(venues.map((v) => [v.id, v])));
+    // A shortfall under the coarsest size step of the venues is the rounding of sizes to those steps,
+    // not a venue that could not take the hedge.
+    const stepBase = Math.max(0, ...targets.map((t) => t.sizeStepBase));
+    const notes = plan.notes.filter((n) => !(n.startsWith('shortfall ') && plan.shortfallBase < stepBase));
+    if (notes.length > 0) opts.log('info', 'plan notes', { planId: plan.planId, notes });
+    return {
+      planId: plan.planId,
+      underlying: plan.underlying,
+      reason: decision.reason,
+      legs,
+      transfers: plan.transfers,
+    };
+  };
+}

@@ -1,0 +1,595 @@
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import {
+  type AdminTokenBootstrap,
+  type ApiPorts,
+  bootstrapAdminToken,
+  buildApiServer,
+  FileTokenStore,
+  type HedgeMetrics,
+  REDACT_PATHS,
+  registerMetrics,
+} from '@xhedge/api';
+import type { XhedgeConfig } from '@xhedge/config';
+import { AcceleratedClock, type Clock, systemClock, XhedgeError } from '@xhedge/core';
+import {
+  createPaperBridgeForVenues,
+  layerZeroCostModel,
+  type PaperBridge,
+  routingBridgeCost,
+} from '@xhedge/crosschain';
+import {
+  BreakerBoard,
+  connectRedis,
+  ExecutionMetrics,
+  ExecutionService,
+  KillSwitch,
+  LeaderLease,
+  type MarketDataSource,
+  Orchestrator,
+  type OrderJobData,
+  type OrderJobResult,
+  PreTradeControls,
+  Reconciler,
+  type RedisEndpoint,
+  startWorkers,
+  VenueMarketData,
+  type WorkerPool,
+} from '@xhedge/execution';
+import { Ledger, openDatabase } from '@xhedge/store';
+import type { VenueAdapter, VenueHealth } from '@xhedge/venue';
+import type { Job } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import { type Logger, pino } from 'pino';
+import { SharedConfigStore } from './config-store.ts';
+import { controlsPort } from './controls-port.ts';
+import { auditPort, hedgesPort, pnlPort, riskPort } from './ledger-ports.ts';
+import { prettyLogDestination } from './log-format.ts';
+import { type PlanForExecution, TickPlanner } from './planner.ts';
+import { createRouter } from './router.ts';
+import { SnapshotBus } from './snapshot-bus.ts';
+import { startTransferJobs, TransferFlows, transferDeliveredAtMs } from './transfers.ts';
+import { buildVenues, hasPaperVenues, type RunVenues } from './venues.ts';
+
+export const RUN_ROLES = ['all', 'orchestrator', 'worker', 'api'] as const;
+/** Chain id of anvil's and hardhat's local dev chains. */
+const DEV_CHAIN = 'evm:31337';
+export type RunRole = (typeof RUN_ROLES)[number];
+
+export interface StartRunOptions {
+  config: XhedgeConfig;
+  /** Which part runs in this process. @defaultValue `all` */
+  role?: RunRole;
+  /**
+   * REDIS_URL, DATABASE_URL, XHEDGE_API_TOKEN, XHEDGE_LOG_LEVEL, XHEDGE_LOG_FORMAT (`json` or `pretty`;
+   * default pretty on a terminal, JSON otherwise), and the env vars the profile names for keys.
+   * @defaultValue process.env
+   */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** API port (0 = any free port). @defaultValue the profile's `api.port` (8780) */
+  port?: number;
+  /** API host. @defaultValue the profile's `api.host` (127.0.0.1) */
+  host?: string;
+  /** Folder for PGlite, tokens and the one-time admin token file. @defaultValue the profile's `dataDir` */
+  dataDir?: string;
+  /** Structured logger. @defaultValue pino to stdout at XHEDGE_LOG_LEVEL (info), secrets redacted, format per XHEDGE_LOG_FORMAT */
+  logger?: Logger;
+  /** Postgres schema of the ledger (several runs may share one database). @defaultValue `public` */
+  databaseSchema?: string;
+  /** Redis key prefix of this run (several runs may share one Redis). @defaultValue `{xhedge}:<profile name>` */
+  redisPrefix?: string;
+  /** API requests per minute per token. @defaultValue 600 */
+  rateLimitPerMinute?: number;
+  /**
+   * Run clock. @defaultValue an accelerated clock at the profile's `market.speed` when it has paper
+   * venues, else the system clock (real chains run in real time)
+   */
+  clock?: Clock;
+}
+
+export interface Run {
+  readonly role: RunRole;
+  /** `http://host:port` of the API, when this process serves it. */
+  readonly apiUrl: string | undefined;
+  readonly admin: AdminTokenBootstrap | undefined;
+  readonly clock: Clock;
+  readonly redis: { embedded: boolean; url: string };
+  readonly database: 'postgres' | 'pglite';
+  /** The venues this process trades on, paper and real (empty for the api role). */
+  readonly venues: readonly VenueAdapter[];
+  readonly ledger: Ledger;
+  readonly killSwitch: KillSwitch;
+  readonly planner: TickPlanner | undefined;
+  /** The paper bridge moving collateral among the paper venues (none without paper venues or for the api role). */
+  readonly bridge: PaperBridge | undefined;
+  /** Lines for the operator: where the API and docs are, the one-time admin token. */
+  describe(): string[];
+  /** Graceful shutdown: API, planning, workers, queues, then Redis and the database. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** The config's URL for a service: a literal URL, or the environment variable it names. */
+function urlFrom(
+  v: { url?: string | { env: string } | undefined } | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+): string | undefined {
+  const u = v?.url;
+  if (u === undefined) return undefined;
+  return typeof u === 'string' ? u : env[u.env];
+}
+
+/**
+ * Where a venue's RPC is, for printing: the host of a literal URL (paths and queries often carry API
+ * keys), or the name of the env var that holds it.
+ */
+function rpcLabel(u: string | { env: string } | undefined): string | undefined {
+  if (u === undefined) return undefined;
+  if (typeof u !== 'string') return `$${u.env}`;
+  try {
+    return new URL(u).host;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A venue's health, or not-ok when it does not answer within `timeoutMs`. */
+async function probe(v: VenueAdapter, timeoutMs = 5000): Promise<VenueHealth> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<VenueHealth>((resolve) => {
+    timer = setTimeout(
+      () =>
+        resolve({
+          ok: false,
+          latencyMs: timeoutMs,
+          halted: false,
+          dataAgeMs: Number.POSITIVE_INFINITY,
+          details: { error: `no answer in ${timeoutMs} ms` },
+        }),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([
+      v.health().catch(
+        (err: unknown): VenueHealth => ({
+          ok: false,
+          latencyMs: 0,
+          halted: false,
+          dataAgeMs: Number.POSITIVE_INFINITY,
+          details: { error: err instanceof Error ? err.message : String(err) },
+        }),
+      ),
+      late,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `redis://user:secret@host` → `redis://user:***@host` for printing. */
+function safeUrl(url: string): string {
+  return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
+}
+
+/**
+ * Starts a run of xhedge from a validated profile: Redis (REDIS_URL or an embedded js-redis-server),
+ * the ledger (DATABASE_URL or PGlite in the data folder), paper venues on the simulated 24/7 market,
+ * and, by role, the leader-leased planning loop, the order workers with the reconciler, and the API.
+ */
+export async function startRun(opts: StartRunOptions): Promise<Run> {
+  const { config } = opts;
+  const role = opts.role ?? 'all';
+  const env = opts.env ?? process.env;
+  const pretty =
+    env.XHEDGE_LOG_FORMAT === 'pretty' || (env.XHEDGE_LOG_FORMAT !== 'json' && process.stdout.isTTY === true);
+  const log =
+    opts.logger ??
+    pino(
+      { level: env.XHEDGE_LOG_LEVEL ?? 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+      pretty ? prettyLogDestination(process.stdout) : process.stdout,
+    );
+  const dataDir = resolve(opts.dataDir ?? config.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const paperOnly = config.venues.every((v) => v.kind.startsWith('paper-'));
+  // Paper venues and local dev chains (anvil/hardhat's chain id) hold nothing of value: the API may
+  // generate its admin token there instead of asking for XHEDGE_API_TOKEN.
+  const noRealFunds = config.venues.every((v) => v.kind.startsWith('paper-') || v.chain === DEV_CHAIN);
+  const simulated = hasPaperVenues(config);
+  const redisUrl = env.REDIS_URL || urlFrom(config.redis, env);
+  const dbUrl = env.DATABASE_URL || urlFrom(config.database, env);
+  if (role !== 'all' && (!redisUrl || !dbUrl))
+    throw new XhedgeError(
+      'CONFIG_INVALID',
+      `--role ${role} shares state with the other roles: set REDIS_URL and DATABASE_URL (embedded ones live in one process)`,
+    );
+  if (role !== 'all' && paperOnly)
+    log.warn('paper venues live inside one process; with split roles each process simulates its own venues');
+
+  const speed = simulated ? (config.market?.speed ?? 60) : 1;
+  const clock =
+    opts.clock ?? (simulated ? new AcceleratedClock({ startMs: Date.now(), speed }) : systemClock);
+  const prefix = opts.redisPrefix ?? `{xhedge}:${config.name.replace(/[^A-Za-z0-9_-]/g, '-')}`;
+  const queuePrefix = `${prefix}:q`;
+
+  // Everything opened is closed in reverse order by `stop`, also when a later step of startup fails.
+  const closers: { name: string; close: () => Promise<unknown> }[] = [];
+  const stopAll = async () => {
+    for (const c of closers.reverse().splice(0)) {
+      try {
+        log.debug({ part: c.name }, 'closing');
+        await c.close();
+      } catch (err) {
+        log.error({ err, part: c.name }, 'shutdown step failed');
+      }
+    }
+  };
+
+  try {
+    const redisEp: RedisEndpoint = await connectRedis({ url: redisUrl });
+    closers.push({ name: 'redis', close: () => redisEp.close() });
+    const redis: Redis = redisEp.client({ maxRetriesPerRequest: 3 });
+    closers.push({ name: 'redis client', close: () => redis.quit() });
+    const db = await openDatabase({
+      url: dbUrl,
+      dataDir: dbUrl ? undefined : join(dataDir, 'pglite'),
+      schema: opts.databaseSchema,
+    });
+    const ledger = new Ledger(db, { clock });
+    closers.push({ name: 'database', close: () => ledger.close() });
+
+    const execMetrics = new ExecutionMetrics();
+    const breakers = new BreakerBoard({
+      redis,
+      prefix,
+      config: config.breakers,
+      ledger,
+      metrics: execMetrics,
+      clock,
+    });
+    const killSwitch = new KillSwitch({ redis, prefix, ledger, metrics: execMetrics, clock });
+    const controls = new PreTradeControls({ redis, prefix, limits: config.limits, clock });
+    const configStore = new SharedConfigStore({ redis, prefix, config });
+    await configStore.init();
+    const bus = new SnapshotBus(ledger);
+    closers.push({ name: 'snapshot bus', close: async () => bus.close() });
+
+    let built: RunVenues = { all: [], paper: [], market: undefined };
+    if (role !== 'api') {
+      built = await buildVenues({ config, clock, env, dataDir });
+      const all = built.all;
+      closers.push({ name: 'venues', close: () => Promise.all(all.map((v) => v.close?.())) });
+    }
+    const { market } = built;
+    const venues: VenueAdapter[] = built.all;
+    // Real venues are probed once at start, so the banner says whether their chains answer (the loop
+    // keeps retrying them every tick either way).
+    const paperIds = new Set(built.paper.map((v) => v.id));
+    const health = new Map(
+      await Promise.all(
+        venues.filter((v) => !paperIds.has(v.id)).map(async (v) => [v.id, await probe(v)] as const),
+      ),
+    );
+    // Collateral moves among the paper venues: a LayerZero-like bridge (fee and delivery latency) on the
+    // run's clock. Real chains get no bridge here, so routing never plans a move to or from them.
+    const bridge = built.paper.length > 0 ? createPaperBridgeForVenues(built.paper, clock) : undefined;
+    const transferable = new Set(bridge ? built.paper.map((v) => v.id) : []);
+    const byId = new Map(venues.map((v) => [v.id, v]));
+    // The pre-trade controls read marks, quotes and positions from the venues themselves, so the
+    // stale-mark, price-band, slippage and position-limit checks run in the real run; stale marks also
+    // trip the market breaker.
+    const marketData: MarketDataSource = new VenueMarketData({ venues: byId, breakers, clock });
+    const service = new ExecutionService({
+      connection: redisEp.options,
+      queuePrefix,
+      ledger,
+      controls,
+      breakers,
+      killSwitch,
+      marketData,
+      metrics: execMetrics,
+      clock,
+    });
+    closers.push({ name: 'execution service', close: () => service.close() });
+
+    let planner: TickPlanner | undefined;
+    if (role === 'all' || role === 'orchestrator') {
+      const p = new TickPlanner({
+        clock,
+        venues,
+        ledger,
+        bus,
+        currentVenues: () => configStore.venues(),
+        currentPolicy: () => configStore.policy(),
+        route: createRouter({
+          maxSlippageBps: config.limits.maxSlippageBps,
+          log: (level, msg, data) => log[level](data ?? {}, msg),
+          ...(bridge
+            ? {
+                bridge: routingBridgeCost(layerZeroCostModel()),
+                transferable,
+                // Rule: no bridge slower than 80% of the staleness budget. The funded hedge's decision age
+                // counts from the delivery (dependencyReadyAtMs below), but its size was planned before the
+                // transfer; this bound keeps that plan at most ~1.8× staleAfterMs old when it is sent.
+                maxTransferLatencyMs: 0.8 * config.limits.staleAfterMs,
+              }
+            : {}),
+        }),
+        maxOptionOrderBase: config.limits.maxPositionBase,
+        optionPriceBandBps: Math.max(0, config.limits.priceBandBps - config.limits.maxSlippageBps),
+        staleAfterMs: config.limits.staleAfterMs,
+        log: (level, msg, data) => log[level](data ?? {}, msg),
+        ...(market ? { market } : {}),
+      });
+      planner = p;
+      const leaseRedis = redisEp.client();
+      closers.push({ name: 'lease client', close: () => leaseRedis.quit() });
+      const lease = new LeaderLease({
+        redis: leaseRedis,
+        prefix,
+        name: 'orchestrator',
+        tokenFloor: () => ledger.fencingToken('orchestrator'),
+      });
+      const flows = new TransferFlows({ connection: redisEp.options, queuePrefix, ledger, service });
+      closers.push({ name: 'transfer flows', close: () => flows.close() });
+      const orchestrator = new Orchestrator({
+        lease,
+        service,
+        // Plans that move collateral first run as flows (transfer, then hedge); the rest go to submitPlan.
+        plan: async () => {
+          const out: PlanForExecution[] = [];
+          for (const plan of await p.plan()) {
+            if (plan.transfers.length === 0) out.push(plan);
+            else p.onPlanned(plan, await flows.submit(plan, lease));
+          }
+          return out;
+        },
+        // The tick period is market time on paper; at least 200 ms of wall time so a tick can finish.
+        intervalMs: Math.max(200, Math.round(config.policy.tickIntervalMs / speed)),
+        onPlanned: (plan, legs) => p.onPlanned(plan, legs),
+        onError: (err) => log.error({ err }, 'orchestrator tick failed'),
+      });
+      orchestrator.start();
+      closers.push({ name: 'orchestrator', close: () => orchestrator.stop() });
+    }
+
+    let hedgeMetrics: HedgeMetrics | undefined;
+    const pendingHedgeEvents: Job<OrderJobData, OrderJobResult>[] = [];
+    if (role === 'all' || role === 'worker') {
+      const subscriber = redisEp.client();
+      const pool: WorkerPool = await startWorkers({
+        connection: redisEp.options,
+        queuePrefix,
+        venues: byId,
+        ledger,
+        controls,
+        breakers,
+        killSwitch,
+        subscriber,
+        marketData,
+        metrics: execMetrics,
+        clock,
+        // A hedge funded by a bridge transfer is as old as the delivery, not as its plan.
+        ...(bridge ? { dependencyReadyAtMs: transferDeliveredAtMs } : {}),
+      });
+      closers.push({ name: 'kill-switch subscriber', close: () => subscriber.quit() });
+      closers.push({ name: 'workers', close: () => pool.close() });
+      if (bridge) {
+        const transfers = startTransferJobs({
+          executor: bridge,
+          connection: redisEp.options,
+          queuePrefix,
+          ledger,
+          // Delivery checks every ~2 s of run time (wall ms shrink with the market speed), so the hedge
+          // waiting for the collateral goes soon after it lands.
+          recheckMs: Math.max(25, Math.round(2000 / speed)),
+          log: (level, msg, data) => log[level](data ?? {}, msg),
+        });
+        closers.push({ name: 'transfer worker', close: () => transfers.close() });
+      }
+      const reconciler = new Reconciler({ service, ledger, redis, prefix, metrics: execMetrics, clock });
+      reconciler.start((err) => log.error({ err }, 'reconciler sweep failed'));
+      closers.push({ name: 'reconciler', close: async () => reconciler.stop() });
+      for (const w of pool.workers) {
+        w.on('completed', (job) => {
+          void reportJob(job as Job<OrderJobData, OrderJobResult>);
+          if (hedgeMetrics) void observeJob(job as Job<OrderJobData, OrderJobResult>, 'filled');
+          else pendingHedgeEvents.push(job as Job<OrderJobData, OrderJobResult>);
+        });
+        w.on('failed', (job, err) => {
+          if (!job || job.attemptsMade < (job.opts.attempts ?? 1)) return;
+          void reportJob(job as Job<OrderJobData, OrderJobResult>, err);
+          if (hedgeMetrics) void observeJob(job as Job<OrderJobData, OrderJobResult>, 'failed');
+        });
+      }
+    }
+    /** One line per order that ended: what filled where (with the venue's order id or tx), or why it failed. */
+    async function reportJob(job: Job<OrderJobData, OrderJobResult>, err?: Error): Promise<void> {
+      const { intent } = job.data;
+      const order = await ledger.getOrderByIntent(intent.id).catch(() => undefined);
+      const what = `${intent.side} ${order?.filledSizeBase ?? intent.sizeBase} ${intent.instrument} on ${intent.venue}`;
+      const data = {
+        intentId: intent.id,
+        status: order?.status,
+        ...(order?.venueOrderId ? { venueOrderId: order.venueOrderId } : {}),
+      };
+      if (err)
+        log.warn(
+          { ...data, err: err.message },
+          `hedge order failed: ${intent.side} ${intent.sizeBase} ${intent.instrument} on ${intent.venue}`,
+        );
+      else
+        log.info(
+          data,
+          `hedge order filled: ${what}${order?.avgFillPriceUsd ? ` at $${Number(order.avgFillPriceUsd).toLocaleString('en-US', { maximumFractionDigits: 6 })}` : ''}`,
+        );
+    }
+    async function observeJob(job: Job<OrderJobData, OrderJobResult>, fallback: string): Promise<void> {
+      const intent = job.data.intent;
+      const order = await ledger.getOrderByIntent(intent.id).catch(() => undefined);
+      const fills = await ledger.listFills({ clientOrderId: job.data.clientOrderId }).catch(() => []);
+      const filled = fills.reduce((s, f) => s + Number(f.sizeBase), 0);
+      const paid = fills.reduce((s, f) => s + Number(f.sizeBase) * Number(f.priceUsd), 0);
+      const slippage =
+        filled > 0 ? (intent.side === 'buy' ? 1 : -1) * (paid - filled * intent.referencePriceUsd) : 0;
+      const costUsd = slippage + fills.reduce((s, f) => s + f.feeUsd + f.gasUsd, 0);
+      const h: Parameters<HedgeMetrics['observeHedge']>[0] = {
+        venue: intent.venue,
+        underlying: intent.underlying,
+        status: order?.status ?? fallback,
+      };
+      if (filled > 0) h.costUsd = costUsd;
+      if (job.finishedOn !== undefined) h.latencyMs = job.finishedOn - job.timestamp;
+      hedgeMetrics?.observeHedge(h);
+    }
+
+    let app: FastifyInstance | undefined;
+    let apiUrl: string | undefined;
+    let admin: AdminTokenBootstrap | undefined;
+    if (role === 'all' || role === 'api') {
+      if (!planner) bus.follow(1000, (err) => log.warn({ err }, 'reading the newest snapshot failed'));
+      const tokens = new FileTokenStore({
+        file: join(dataDir, 'api-tokens.json'),
+        envAdminToken: env.XHEDGE_API_TOKEN,
+      });
+      admin = await bootstrapAdminToken({
+        store: tokens,
+        dataDir,
+        envToken: env.XHEDGE_API_TOKEN,
+        paperProfile: noRealFunds,
+      });
+      const queues = config.venues.map((v) => service.queue(v.id));
+      const ports: ApiPorts = {
+        readiness: async () => {
+          const checks: { name: string; ok: boolean; detail?: string }[] = [];
+          const check = async (name: string, fn: () => Promise<string | undefined>) => {
+            try {
+              const detail = await fn();
+              checks.push(detail === undefined ? { name, ok: true } : { name, ok: true, detail });
+            } catch (err) {
+              checks.push({ name, ok: false, detail: err instanceof Error ? err.message : String(err) });
+            }
+          };
+          await check('redis', async () => `${await redis.ping()}`);
+          await check('database', async () => {
+            await ledger.fencingToken('orchestrator');
+            return db.kind;
+          });
+          await check('snapshot', async () => {
+            const s = await bus.latest();
+            if (!s) throw new Error('no risk snapshot yet');
+            return `seq ${s.seq}`;
+          });
+          return { ready: checks.every((c) => c.ok), checks };
+        },
+        risk: riskPort({
+          bus,
+          ledger,
+          ...(planner
+            ? { customGrid: async (_u: string, s: number[], v: number[]) => planner?.customGrid(s, v) }
+            : {}),
+        }),
+        hedges: hedgesPort({ ledger, cancel: (id, actor) => cancelJob(id, actor) }),
+        controls: controlsPort(killSwitch, breakers),
+        venues: configStore.venuesPort(),
+        policy: configStore.policyPort(),
+        pnl: pnlPort(ledger),
+        audit: auditPort(ledger),
+        tokens,
+        metrics: execMetrics.registry,
+        queues,
+      };
+      hedgeMetrics = registerMetrics(execMetrics.registry, ports);
+      for (const j of pendingHedgeEvents.splice(0)) void observeJob(j, 'filled');
+      app = await buildApiServer({
+        ports,
+        logger: log.child({ component: 'api' }),
+        ...(opts.rateLimitPerMinute !== undefined ? { rateLimitPerMinute: opts.rateLimitPerMinute } : {}),
+      });
+      const host = opts.host ?? config.api.host;
+      const address = await app.listen({ host, port: opts.port ?? config.api.port });
+      apiUrl = address;
+      const a = app;
+      // The API closes first, so no operator change lands while the rest shuts down.
+      closers.push({ name: 'api', close: () => a.close() });
+    }
+
+    /** Operator cancel of a job not yet sent: the job leaves the queue and the order is cancelled. */
+    async function cancelJob(intentId: string, actor: string): Promise<void> {
+      const order = await ledger.getOrderByIntent(intentId);
+      if (!order) throw new XhedgeError('NOT_FOUND', `no job ${intentId}`);
+      if (order.status !== 'planned' && order.status !== 'queued')
+        throw new XhedgeError(
+          'CONFLICT',
+          `job ${intentId} is ${order.status}; only planned or queued jobs can be cancelled (use the venue kill switch to cancel working orders)`,
+          { details: { status: order.status } },
+        );
+      const job = await service.queue(order.venue).getJob(intentId);
+      if (job) {
+        if (await job.isActive())
+          throw new XhedgeError(
+            'CONFLICT',
+            `job ${intentId} is being executed now; use the venue kill switch`,
+          );
+        await job.remove();
+      }
+      await ledger.transition(order.clientOrderId, 'cancelled', { actor, note: 'cancelled by operator' });
+    }
+
+    let stopped: Promise<void> | undefined;
+    log.info(
+      { role, apiUrl, redis: redisEp.embedded ? 'embedded' : 'external', database: db.kind },
+      'xhedge run started',
+    );
+    return {
+      role,
+      apiUrl,
+      admin,
+      clock,
+      redis: { embedded: redisEp.embedded, url: safeUrl(redisEp.url) },
+      database: db.kind,
+      venues,
+      ledger,
+      killSwitch,
+      planner,
+      bridge,
+      describe() {
+        const lines = [
+          `xhedge ${config.name}: role ${role}, ${venues.length} venues (${built.paper.length} paper${simulated ? `, market speed ${speed}×` : ''})`,
+          `  redis    ${redisEp.embedded ? `embedded js-redis-server at ${safeUrl(redisEp.url)}` : safeUrl(redisEp.url)}`,
+          `  database ${db.kind === 'pglite' ? `PGlite in ${join(dataDir, 'pglite')}` : 'PostgreSQL (DATABASE_URL)'}`,
+        ];
+        for (const v of config.venues) {
+          const h = health.get(v.id);
+          if (!h) continue;
+          const rpc = rpcLabel(v.endpoints.rpc?.[0]);
+          const state = h.ok
+            ? `answering${h.details?.blockNumber !== undefined ? ` (block ${String(h.details.blockNumber)})` : ''}`
+            : `NOT answering (${String(h.details?.error ?? 'no answer')}); retried every tick`;
+          lines.push(`  venue    ${v.id}: ${v.kind} on ${v.chain}${rpc ? ` via ${rpc}` : ''}, ${state}`);
+        }
+        if (config.venues.some((v) => v.chain === DEV_CHAIN && health.get(v.id)?.ok === false))
+          lines.push('           (a local chain? start it first: pnpm xhedge local-chain up)');
+        if (apiUrl) {
+          lines.push(`  API      ${apiUrl}/v1   (health: ${apiUrl}/v1/health)`);
+          lines.push(`  docs     ${apiUrl}/docs`);
+          lines.push(`  metrics  ${apiUrl}/metrics   queues: ${apiUrl}/admin/queues`);
+        }
+        if (admin?.source === 'generated')
+          lines.push(`  admin token (shown once; also in ${admin.file}): ${admin.token}`);
+        else if (admin?.source === 'existing')
+          lines.push(`  admin token: generated at first start, in ${admin.file}`);
+        else if (admin?.source === 'env') lines.push('  admin token: XHEDGE_API_TOKEN');
+        lines.push('  Ctrl-C stops it.');
+        return lines;
+      },
+      stop() {
+        stopped ??= stopAll().then(() => log.info('xhedge run stopped'));
+        return stopped;
+      },
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

@@ -1,0 +1,93 @@
+import type { RiskSnapshotView } from '@xhedge/api';
+import { type Clock, systemClock } from '@xhedge/core';
+import type { RiskSnapshot } from '@xhedge/risk';
+import type { Ledger } from '@xhedge/store';
+
+export interface SnapshotBusOptions {
+  /**
+   * Least time between two snapshots written to the ledger (wall clock), ms: a tick every few hundred
+   * ms would otherwise write gigabytes a day. Forced writes (snapshots that led to a plan) always go.
+   * @defaultValue 5000
+   */
+  persistEveryMs?: number;
+  /** @defaultValue the system clock */
+  clock?: Clock;
+}
+
+/**
+ * Where snapshots go after a tick and where the API reads them: the newest one in memory, listeners for
+ * the SSE stream (every snapshot), and the ledger for history (throttled). An API running in another
+ * process than the orchestrator polls the ledger instead ({@link SnapshotBus.follow}).
+ */
+export class SnapshotBus {
+  #latest: RiskSnapshot | undefined;
+  readonly #listeners = new Set<(s: RiskSnapshotView) => void>();
+  readonly #ledger: Ledger;
+  #timer: NodeJS.Timeout | undefined;
+
+  readonly #persistEveryMs: number;
+  readonly #clock: Clock;
+  #lastPersistMs = Number.NEGATIVE_INFINITY;
+
+  constructor(ledger: Ledger, opts: SnapshotBusOptions = {}) {
+    this.#ledger = ledger;
+    this.#persistEveryMs = opts.persistEveryMs ?? 5000;
+    this.#clock = opts.clock ?? systemClock;
+  }
+
+  /**
+   * Makes a snapshot the newest, tells the listeners, and writes it to the ledger when due or when
+   * `force` (a snapshot whose seq went into plan ids must be on record, so seqs never repeat).
+   */
+  async publish(s: RiskSnapshot, opts: { force?: boolean } = {}): Promise<void> {
+    this.#latest = s;
+    const now = this.#clock.nowMs();
+    if (opts.force || now - this.#lastPersistMs >= this.#persistEveryMs) {
+      await this.#ledger.recordRiskSnapshot({ seq: s.seq, asOfMs: s.asOfMs, snapshot: s });
+      this.#lastPersistMs = now;
+    }
+    this.#emit(s);
+  }
+
+  #emit(s: RiskSnapshot): void {
+    for (const l of this.#listeners) {
+      try {
+        l(s);
+      } catch {
+        // A broken SSE connection must not stop the tick; its own close handler unsubscribes it.
+      }
+    }
+  }
+
+  async latest(): Promise<RiskSnapshot | undefined> {
+    if (this.#latest) return this.#latest;
+    const r = await this.#ledger.latestRiskSnapshot();
+    return r ? (r.snapshot as RiskSnapshot) : undefined;
+  }
+
+  subscribe(fn: (s: RiskSnapshotView) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  /** For an API without an orchestrator in its process: polls the ledger for newer snapshots. */
+  follow(intervalMs: number, onError: (err: unknown) => void): void {
+    this.#timer = setInterval(() => {
+      void this.#ledger
+        .latestRiskSnapshot()
+        .then((r) => {
+          if (r && r.seq !== this.#latest?.seq) {
+            this.#latest = r.snapshot as RiskSnapshot;
+            this.#emit(this.#latest);
+          }
+        })
+        .catch(onError);
+    }, intervalMs);
+    this.#timer.unref();
+  }
+
+  close(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#listeners.clear();
+  }
+}

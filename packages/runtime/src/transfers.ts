@@ -1,0 +1,176 @@
+import {
+  startTransferWorker,
+  type TransferExecutor,
+  TransferRecord,
+  transferThenHedgeFlow,
+} from '@xhedge/crosschain';
+import {
+  type ConnectionOptions,
+  clientOrderIdFor,
+  type ExecutionService,
+  type LeaderLease,
+  type LegResult,
+  ORDER_JOB_OPTIONS,
+  type OrderJobData,
+  orderQueueName,
+  PRIORITY,
+} from '@xhedge/execution';
+import type { CollateralTransfer } from '@xhedge/routing';
+import type { Ledger } from '@xhedge/store';
+import { FlowProducer, type Job, type Worker } from 'bullmq';
+import type { PlanForExecution } from './planner.ts';
+
+export interface TransferFlowsOptions {
+  /** BullMQ connection options (not a shared client). */
+  connection: ConnectionOptions;
+  /** The run's queue prefix (the order queues' prefix). */
+  queuePrefix: string;
+  ledger: Ledger;
+  service: ExecutionService;
+  /** Ledger actor of the intents it records. @defaultValue `orchestrator` */
+  actor?: string;
+}
+
+/**
+ * Submits plans that move collateral first. Execution's `submitPlan` takes legs that depend on other
+ * legs only; a leg that needs a collateral transfer runs instead as one BullMQ flow
+ * (`transferThenHedgeFlow` of @xhedge/crosschain): the hedge job is the parent in its venue's order
+ * queue, the transfer its child in the transfer queue, so BullMQ keeps the hedge waiting until the
+ * transfer job completes, which happens only on delivery. The intent is written to the ledger (fenced
+ * by the leader lease) and passes the same pre-queue controls as any leg before the flow is added; its
+ * `dependsOn` on the transfer is dropped from the intent because the flow, not the ledger, holds that
+ * dependency (the order worker checks `dependsOn` against ledger orders, and a transfer is not one).
+ * Legs of the plan that need no transfer go through `submitPlan` as usual.
+ */
+export class TransferFlows {
+  readonly #o: TransferFlowsOptions;
+  readonly #flows: FlowProducer;
+
+  constructor(o: TransferFlowsOptions) {
+    this.#o = o;
+    this.#flows = new FlowProducer({ connection: o.connection, prefix: o.queuePrefix });
+  }
+
+  async submit(plan: PlanForExecution, lease: LeaderLease): Promise<LegResult[]> {
+    const transfers = new Map(plan.transfers.map((t) => [t.id, t]));
+    const direct = plan.legs.filter((l) => !l.dependsOn.some((d) => transfers.has(d)));
+    const results: LegResult[] = [];
+    if (direct.length > 0)
+      results.push(...(await this.#o.service.submitPlan({ planId: plan.planId, legs: direct }, { lease })));
+    for (const leg of plan.legs) {
+      const needs = leg.dependsOn.filter((d) => transfers.has(d));
+      if (needs.length === 0) continue;
+      if (needs.length > 1)
+        throw new RangeError(`leg ${leg.id} needs ${needs.length} transfers; a flow carries one`);
+      const t = transfers.get(needs[0] as string) as CollateralTransfer;
+      const intent = { ...leg, dependsOn: leg.dependsOn.filter((d) => !transfers.has(d)) };
+      const clientOrderId = clientOrderIdFor(intent.id);
+      const actor = this.#o.actor ?? 'orchestrator';
+      const { created, order } = await this.#o.ledger.recordIntent(intent, {
+        clientOrderId,
+        actor,
+        fence: { leaseName: lease.name, token: await lease.assertHeld() },
+      });
+      if (!created && order.status !== 'planned') {
+        results.push({ intentId: intent.id, clientOrderId, outcome: 'duplicate' });
+        continue;
+      }
+      const verdict = await this.#o.service.preQueueCheck(intent);
+      if (!verdict.ok) {
+        await this.#o.ledger.transition(clientOrderId, 'cancelled', {
+          actor,
+          patch: { error: `blocked by ${verdict.control}: ${verdict.reason}` },
+        });
+        results.push({ intentId: intent.id, clientOrderId, outcome: 'blocked', ...verdict });
+        continue;
+      }
+      const data: OrderJobData = { intent, clientOrderId };
+      await lease.assertHeld();
+      await this.#flows.add(
+        transferThenHedgeFlow({
+          transfer: {
+            transferId: t.id,
+            fromVenue: t.fromVenue,
+            toVenue: t.toVenue,
+            asset: t.asset,
+            amount: t.amount,
+          },
+          hedge: {
+            queueName: orderQueueName(intent.venue),
+            name: 'order',
+            jobId: intent.id,
+            data: data as unknown as Record<string, unknown>,
+            opts: { ...ORDER_JOB_OPTIONS, priority: PRIORITY[intent.urgency] },
+          },
+          prefix: this.#o.queuePrefix,
+        }),
+      );
+      await this.#o.ledger.transition(clientOrderId, 'queued', {
+        actor,
+        note: `after transfer ${t.id}: ${t.amount} ${t.asset} ${t.fromVenue} → ${t.toVenue}`,
+      });
+      results.push({ intentId: intent.id, clientOrderId, outcome: 'queued' });
+    }
+    return results;
+  }
+
+  close(): Promise<void> {
+    return this.#flows.close();
+  }
+}
+
+export interface TransferWorkerRunOptions {
+  executor: TransferExecutor;
+  connection: ConnectionOptions;
+  queuePrefix: string;
+  ledger: Ledger;
+  /** Wall ms between delivery checks of a transfer in flight. @defaultValue 200 */
+  recheckMs?: number;
+  log: (level: 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
+}
+
+/**
+ * The worker side of transfer flows: runs the transfer jobs on the executor (the paper bridge), and when
+ * a transfer fails for good, cancels the hedge order waiting for it in the ledger before its parent job
+ * fails, so nothing re-drives a hedge whose collateral never arrived.
+ */
+export function startTransferJobs(o: TransferWorkerRunOptions): Worker {
+  return startTransferWorker({
+    executor: o.executor,
+    connection: o.connection,
+    prefix: o.queuePrefix,
+    recheckMs: o.recheckMs ?? 200,
+    onFailed: async ({ record, parentJobId }) => {
+      o.log('error', `collateral transfer ${record.transferId} failed`, {
+        error: record.error,
+        hedge: parentJobId,
+      });
+      if (!parentJobId) return;
+      const order = await o.ledger.getOrderByIntent(parentJobId);
+      if (order && (order.status === 'planned' || order.status === 'queued'))
+        await o.ledger.transition(order.clientOrderId, 'cancelled', {
+          actor: 'transfer-worker',
+          patch: { error: `collateral transfer ${record.transferId} failed: ${record.error ?? 'unknown'}` },
+        });
+    },
+  });
+}
+
+/**
+ * When the collateral of a transfer-then-hedge flow landed: the delivery time (run clock) of the
+ * parent job's delivered transfer children, or undefined for a job without any. Given to the order
+ * workers as `dependencyReadyAtMs`, so the pre-trade decision-age control measures a funded hedge from
+ * the delivery instead of from its planning: a slow bridge does not get the hedge cancelled after the
+ * collateral moved. The router still refuses bridges slower than `maxTransferLatencyMs` (run.ts: 80% of
+ * `limits.staleAfterMs`), so the plan's sizing is never older than the staleness budget plus that.
+ */
+export async function transferDeliveredAtMs(job: Job): Promise<number | undefined> {
+  let at: number | undefined;
+  for (const v of Object.values(await job.getChildrenValues())) {
+    const rec = TransferRecord.safeParse(v);
+    if (!rec.success || rec.data.state !== 'delivered') continue;
+    const delivered = rec.data.history.findLast((h) => h.state === 'delivered')?.atMs;
+    if (delivered !== undefined) at = Math.max(at ?? delivered, delivered);
+  }
+  return at;
+}

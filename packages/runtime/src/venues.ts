@@ -1,0 +1,106 @@
+import { join } from 'node:path';
+import type { VenueConfig, XhedgeConfig } from '@xhedge/config';
+import { type Clock, XhedgeError } from '@xhedge/core';
+import { createMarketFromConfig, type PaperMarket } from '@xhedge/sim';
+import type { VenueAdapter } from '@xhedge/venue';
+import { createGmxVenue } from '@xhedge/venue-gmx';
+import { createLyraVenue } from '@xhedge/venue-lyra';
+import { createPaperVenues, type PaperVenue } from '@xhedge/venue-paper';
+import { ZodError } from 'zod';
+
+/** The venues of one run: paper ones on the simulated market, and adapters to real chains. */
+export interface RunVenues {
+  /** All enabled venues, in profile order. */
+  all: VenueAdapter[];
+  /** The paper venues (endpoints of the paper bridge). */
+  paper: PaperVenue[];
+  /** The simulated market the paper venues price from (none without paper venues). */
+  market: PaperMarket | undefined;
+}
+
+export interface BuildVenuesOptions {
+  config: XhedgeConfig;
+  clock: Clock;
+  /** Where env-referenced secrets (RPC URLs, keys) are read. */
+  env: Readonly<Record<string, string | undefined>>;
+  /** The run's data folder; real adapters keep their client-id → order mappings under `venues/`. */
+  dataDir: string;
+}
+
+/** True when the profile has a venue kind that runs on the simulated market. */
+export function hasPaperVenues(config: XhedgeConfig): boolean {
+  return config.venues.some((v) => v.enabled && v.kind.startsWith('paper-'));
+}
+
+/**
+ * An adapter from its profile entry. Its factory fails on what the operator must fix (a key env var
+ * not set, bad params): that becomes a config error naming the venue, which the CLI prints as such.
+ */
+function configured(v: VenueConfig, make: () => VenueAdapter): VenueAdapter {
+  try {
+    return make();
+  } catch (err) {
+    if (!(err instanceof XhedgeError) && !(err instanceof ZodError)) throw err;
+    const why =
+      err instanceof ZodError
+        ? err.issues.map((i) => `params.${i.path.join('.')}: ${i.message}`).join('; ')
+        : err.shortMessage;
+    throw new XhedgeError('CONFIG_INVALID', `venue ${v.id} (${v.kind} on ${v.chain}): ${why}`, {
+      details: { venue: v.id, kind: v.kind },
+      cause: err,
+    });
+  }
+}
+
+function realVenue(v: VenueConfig, o: BuildVenuesOptions): VenueAdapter {
+  const deps = { secrets: { env: o.env }, dataDir: join(o.dataDir, 'venues'), clock: o.clock };
+  switch (v.kind) {
+    case 'lyra':
+      return configured(v, () => createLyraVenue(v, deps));
+    case 'gmx':
+      return configured(v, () => createGmxVenue(v, deps));
+    case 'drift':
+      // venue-drift has the adapter (DriftVenue) but no factory from an operator profile yet: it needs a
+      // Solana RPC, a signer, the Drift program id and the market accounts.
+      throw new XhedgeError(
+        'CONFIG_INVALID',
+        `venue ${v.id}: kind drift needs a Solana RPC endpoint, a signer key and the Drift program and market accounts, and this build has no factory that makes a Drift venue from a profile; use paper-drift, or leave the venue disabled`,
+        { details: { venue: v.id, kind: v.kind } },
+      );
+    default:
+      throw new XhedgeError('CONFIG_INVALID', `venue ${v.id}: unknown real venue kind ${v.kind}`);
+  }
+}
+
+/**
+ * Builds every enabled venue of the profile: `paper-*` kinds on one simulated market that follows the
+ * run's clock (`createPaperVenues`), `lyra` and `gmx` over their chains' RPC (`createLyraVenue`,
+ * `createGmxVenue`, keys from the env vars or key files the profile names). A venue that cannot be
+ * built fails the start with an error that names it: a hedger that silently runs without one of its
+ * venues would misread the book.
+ */
+export async function buildVenues(o: BuildVenuesOptions): Promise<RunVenues> {
+  const { config, clock } = o;
+  let market: PaperMarket | undefined;
+  let paper: PaperVenue[] = [];
+  if (hasPaperVenues(config)) {
+    market = createMarketFromConfig({
+      market: config.market,
+      underlyings: config.underlyings.map((u) => u.symbol),
+      clock,
+    });
+    paper = createPaperVenues({ config, market, clock });
+  }
+  const byId = new Map<string, VenueAdapter>(paper.map((v) => [v.id, v]));
+  const all: VenueAdapter[] = [];
+  try {
+    for (const v of config.venues) {
+      if (!v.enabled) continue;
+      all.push(byId.get(v.id) ?? realVenue(v, o));
+    }
+  } catch (err) {
+    await Promise.all([...new Set([...paper, ...all])].map((v) => v.close?.()));
+    throw err;
+  }
+  return { all, paper, market };
+}

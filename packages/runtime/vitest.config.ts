@@ -1,0 +1,3 @@
+import { baseVitestConfig } from '../../configs/vitest/base.ts';
+
+export default baseVitestConfig;

@@ -1,0 +1,245 @@
+import { z } from 'zod';
+import { cholesky, correlationMatrix } from './cholesky.ts';
+import { SimError } from './errors.ts';
+import type { Rng } from './rng.ts';
+
+/** One simulated underlying: starting spot (USD), annualized vol (decimal) and drift (decimal per year). */
+export const UnderlyingSpec = z.object({
+  spot: z.number().positive().finite(),
+  vol: z.number().positive().max(5),
+  /** Annualized drift μ of the log price (before the −σ²/2 correction), decimal. @defaultValue 0 */
+  drift: z.number().finite().default(0),
+});
+export type UnderlyingSpec = z.input<typeof UnderlyingSpec>;
+
+/**
+ * The price process. All are driven by the same correlated Brownian increments (Cholesky of the
+ * correlation matrix); jumps are independent per underlying.
+ * - `gbm`: constant vol.
+ * - `jump`: Merton jump-diffusion: Poisson jumps (`intensityPerYear`) with normal log sizes
+ *   (`meanLogJump`, `stdLogJump`), drift-compensated so E[S_t] = S_0·e^{μt}.
+ * - `heston`: stochastic variance v (mean-reverting at `kappa` to `thetaVar`, default vol², vol of
+ *   variance `volOfVol`, spot/variance correlation `rho`), full-truncation Euler.
+ * - `regime`: calm/stressed Markov switching: in stress vol × `stressedVolMultiplier`, correlations
+ *   pulled towards `stressedCorrelation`, optional jumps.
+ */
+export const ProcessSpec = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('gbm') }),
+  z.object({
+    kind: z.literal('jump'),
+    /** Expected jumps per year. @defaultValue 12 */
+    intensityPerYear: z.number().nonnegative().finite().default(12),
+    /** Mean of the log jump size. @defaultValue -0.03 */
+    meanLogJump: z.number().finite().default(-0.03),
+    /** Std dev of the log jump size. @defaultValue 0.06 */
+    stdLogJump: z.number().nonnegative().finite().default(0.06),
+  }),
+  z.object({
+    kind: z.literal('heston'),
+    /** Mean-reversion speed of the variance, per year. @defaultValue 3 */
+    kappa: z.number().positive().finite().default(3),
+    /** Long-run variance; defaults to the underlying's vol². */
+    thetaVar: z.number().positive().finite().optional(),
+    /** Vol of variance ξ. @defaultValue 0.8 */
+    volOfVol: z.number().nonnegative().finite().default(0.8),
+    /** Correlation of spot and variance shocks (negative: vol up when price down). @defaultValue -0.5 */
+    rho: z.number().min(-1).max(1).default(-0.5),
+  }),
+  z.object({
+    kind: z.literal('regime'),
+    /** Vol multiplier while stressed. @defaultValue 2.5 */
+    stressedVolMultiplier: z.number().positive().finite().default(2.5),
+    /** Rate of calm → stressed switches, per year. @defaultValue 6 */
+    calmToStressedPerYear: z.number().nonnegative().finite().default(6),
+    /** Rate of stressed → calm switches, per year (mean stress lasts 1/rate years). @defaultValue 52 */
+    stressedToCalmPerYear: z.number().nonnegative().finite().default(52),
+    /** Pairwise correlation floor while stressed (correlations go to one in a crash). @defaultValue 0.9 */
+    stressedCorrelation: z.number().min(-1).max(1).default(0.9),
+    /** Jumps per year while stressed (log size mean −5%, sd 5%). @defaultValue 24 */
+    stressedJumpsPerYear: z.number().nonnegative().finite().default(24),
+    /** Start in the stressed regime. @defaultValue false */
+    startStressed: z.boolean().default(false),
+  }),
+]);
+export type ProcessSpec = z.input<typeof ProcessSpec>;
+type ParsedProcess = z.output<typeof ProcessSpec>;
+
+export type Regime = 'calm' | 'stressed';
+
+export interface PathEngineOptions {
+  underlyings: Readonly<Record<string, UnderlyingSpec>>;
+  /** Pairwise correlations keyed `A/B`. Missing pairs are 0. */
+  correlations?: Readonly<Record<string, number>>;
+  process?: ProcessSpec;
+  rng: Rng;
+}
+
+/** What one step did, per underlying (same order as `names`). */
+export interface StepResult {
+  dtYears: number;
+  logReturns: Float64Array;
+  jumps: Int32Array;
+  regime: Regime;
+}
+
+/**
+ * Steps several correlated underlyings forward. Deterministic: the same options and rng seed and the
+ * same sequence of `dtYears` give the same prices.
+ */
+export class PathEngine {
+  readonly names: readonly string[];
+  readonly process: ParsedProcess;
+  readonly #rng: Rng;
+  readonly #logSpot: Float64Array;
+  /** exp(logSpot), kept so the starting and replayed prices are exact. */
+  readonly #spot: Float64Array;
+  readonly #baseVol: Float64Array;
+  readonly #drift: Float64Array;
+  readonly #variance: Float64Array;
+  readonly #cholCalm: number[][];
+  readonly #cholStressed: number[][];
+  readonly #eps: Float64Array;
+  readonly #z: Float64Array;
+  #regime: Regime;
+  readonly #jumpCounts: Int32Array;
+
+  constructor(opts: PathEngineOptions) {
+    const names = Object.keys(opts.underlyings);
+    if (names.length === 0) throw new SimError('at least one underlying is required');
+    this.names = names;
+    const parsed = ProcessSpec.safeParse(opts.process ?? { kind: 'gbm' });
+    if (!parsed.success) throw new SimError(`bad process: ${parsed.error.issues[0]?.message ?? ''}`);
+    this.process = parsed.data;
+    this.#rng = opts.rng;
+    const n = names.length;
+    this.#logSpot = new Float64Array(n);
+    this.#spot = new Float64Array(n);
+    this.#baseVol = new Float64Array(n);
+    this.#drift = new Float64Array(n);
+    this.#variance = new Float64Array(n);
+    names.forEach((name, i) => {
+      const s = UnderlyingSpec.safeParse(opts.underlyings[name]);
+      if (!s.success)
+        throw new SimError(`underlying ${name}: ${s.error.issues[0]?.message ?? 'invalid'}`, { name });
+      this.#logSpot[i] = Math.log(s.data.spot);
+      this.#spot[i] = s.data.spot;
+      this.#baseVol[i] = s.data.vol;
+      this.#drift[i] = s.data.drift;
+      this.#variance[i] = s.data.vol * s.data.vol;
+    });
+    const corr = correlationMatrix(names, opts.correlations ?? {});
+    this.#cholCalm = cholesky(corr);
+    const p = this.process;
+    if (p.kind === 'regime') {
+      const floor = p.stressedCorrelation;
+      this.#cholStressed = cholesky(
+        corr.map((row, i) => row.map((c, j) => (i === j ? 1 : Math.max(c, floor)))),
+      );
+    } else this.#cholStressed = this.#cholCalm;
+    this.#eps = new Float64Array(n);
+    this.#z = new Float64Array(n);
+    this.#regime = p.kind === 'regime' && p.startStressed ? 'stressed' : 'calm';
+    this.#jumpCounts = new Int32Array(n);
+  }
+
+  spot(i: number): number {
+    return this.#spot[i] ?? Number.NaN;
+  }
+  /** Instantaneous vol of underlying `i` (decimal, annualized) under the current regime/variance. */
+  instantVol(i: number): number {
+    const p = this.process;
+    if (p.kind === 'heston') return Math.sqrt(Math.max(this.#variance[i] ?? 0, 0));
+    const base = this.#baseVol[i] ?? 0;
+    if (p.kind === 'regime' && this.#regime === 'stressed') return base * p.stressedVolMultiplier;
+    return base;
+  }
+  baseVol(i: number): number {
+    return this.#baseVol[i] ?? Number.NaN;
+  }
+  get regime(): Regime {
+    return this.#regime;
+  }
+  /** Jumps so far per underlying. */
+  get jumpCounts(): Int32Array {
+    return this.#jumpCounts;
+  }
+  /** Replaces the log spot of one underlying (historical replay overrides the process). */
+  setSpot(i: number, spot: number): void {
+    this.#logSpot[i] = Math.log(spot);
+    this.#spot[i] = spot;
+  }
+
+  step(dtYears: number, out?: StepResult): StepResult {
+    if (!(dtYears > 0) || !Number.isFinite(dtYears)) throw new SimError(`step: dt ${dtYears} must be > 0`);
+    const n = this.names.length;
+    const res: StepResult = out ?? {
+      dtYears,
+      logReturns: new Float64Array(n),
+      jumps: new Int32Array(n),
+      regime: this.#regime,
+    };
+    res.dtYears = dtYears;
+    const p = this.process;
+    const rng = this.#rng;
+    if (p.kind === 'regime') {
+      const rate = this.#regime === 'calm' ? p.calmToStressedPerYear : p.stressedToCalmPerYear;
+      if (rng.next() < 1 - Math.exp(-rate * dtYears))
+        this.#regime = this.#regime === 'calm' ? 'stressed' : 'calm';
+    }
+    const chol = this.#regime === 'stressed' ? this.#cholStressed : this.#cholCalm;
+    for (let i = 0; i < n; i++) this.#eps[i] = rng.normal();
+    for (let i = 0; i < n; i++) {
+      const row = chol[i] as number[];
+      let s = 0;
+      for (let k = 0; k <= i; k++) s += (row[k] ?? 0) * (this.#eps[k] ?? 0);
+      this.#z[i] = s;
+    }
+    const sqrtDt = Math.sqrt(dtYears);
+    for (let i = 0; i < n; i++) {
+      const z = this.#z[i] ?? 0;
+      const mu = this.#drift[i] ?? 0;
+      let sigma: number;
+      let jumpLog = 0;
+      let jumpCount = 0;
+      let compensator = 0;
+      if (p.kind === 'heston') {
+        const v = Math.max(this.#variance[i] ?? 0, 0);
+        sigma = Math.sqrt(v);
+        const theta = p.thetaVar ?? (this.#baseVol[i] ?? 0) ** 2;
+        const zv = p.rho * z + Math.sqrt(1 - p.rho * p.rho) * rng.normal();
+        this.#variance[i] =
+          (this.#variance[i] ?? 0) +
+          p.kappa * (theta - v) * dtYears +
+          p.volOfVol * Math.sqrt(v) * zv * sqrtDt;
+      } else {
+        sigma = this.instantVol(i);
+      }
+      let lambda = 0;
+      let m = 0;
+      let sd = 0;
+      if (p.kind === 'jump') {
+        lambda = p.intensityPerYear;
+        m = p.meanLogJump;
+        sd = p.stdLogJump;
+      } else if (p.kind === 'regime' && this.#regime === 'stressed') {
+        lambda = p.stressedJumpsPerYear;
+        m = -0.05;
+        sd = 0.05;
+      }
+      if (lambda > 0) {
+        jumpCount = rng.poisson(lambda * dtYears);
+        for (let j = 0; j < jumpCount; j++) jumpLog += m + sd * rng.normal();
+        compensator = lambda * (Math.exp(m + 0.5 * sd * sd) - 1);
+      }
+      const r = (mu - 0.5 * sigma * sigma - compensator) * dtYears + sigma * sqrtDt * z + jumpLog;
+      const logSpot = (this.#logSpot[i] ?? 0) + r;
+      this.#logSpot[i] = logSpot;
+      this.#spot[i] = Math.exp(logSpot);
+      res.logReturns[i] = r;
+      res.jumps[i] = jumpCount;
+      this.#jumpCounts[i] = (this.#jumpCounts[i] ?? 0) + jumpCount;
+    }
+    res.regime = this.#regime;
+    return res;
+  }
+}

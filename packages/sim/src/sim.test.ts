@@ -1,0 +1,408 @@
+import { readFileSync } from 'node:fs';
+import { AcceleratedClock, ManualClock, MS_PER_DAY, MS_PER_HOUR } from '@xhedge/core';
+import { describe, expect, it } from 'vitest';
+import { SimError } from './errors.ts';
+import { createGasProcess } from './gas.ts';
+import { createMarketFromConfig, createMarketSimulator } from './market.ts';
+import { realizedVol, simulatePaths, summarizePaths } from './paths.ts';
+import { PathEngine } from './processes.ts';
+import { parsePriceCsv } from './replay.ts';
+import { createRng } from './rng.ts';
+import { DEFAULT_SURFACE, VolSurfaceState } from './surface.ts';
+
+const CSV = new URL('../data/btc-usd-1h.csv', import.meta.url);
+const series = parsePriceCsv(readFileSync(CSV, 'utf8'));
+
+describe('rng', () => {
+  it('is a pure function of the seed, with standard normals', () => {
+    const a = createRng(7);
+    const b = createRng(7);
+    const c = createRng(8);
+    const xs = Array.from({ length: 5 }, () => a.next());
+    expect(Array.from({ length: 5 }, () => b.next())).toEqual(xs);
+    expect(Array.from({ length: 5 }, () => c.next())).not.toEqual(xs);
+    const r = createRng(1);
+    let s = 0;
+    let s2 = 0;
+    const n = 100_000;
+    for (let i = 0; i < n; i++) {
+      const z = r.normal();
+      s += z;
+      s2 += z * z;
+    }
+    expect(Math.abs(s / n)).toBeLessThan(4 / Math.sqrt(n));
+    expect(Math.abs(s2 / n - 1)).toBeLessThan(4 * Math.sqrt(2 / n));
+    expect(createRng(3).fork('x').next()).toBe(createRng(3).fork('x').next());
+    expect(createRng(3).fork('x').next()).not.toBe(createRng(3).fork('y').next());
+  });
+});
+
+describe('price processes', () => {
+  it('GBM realized vol is within sampling error of the input', () => {
+    const vol = 0.8;
+    const set = simulatePaths({
+      underlying: { spot: 100, vol },
+      days: 30,
+      stepsPerDay: 24,
+      paths: 300,
+      seed: 7,
+    });
+    const s = summarizePaths(set);
+    const n = 30 * 24;
+    // sd of one path's realized vol ≈ σ/√(2n); of the mean over paths, divided by √paths.
+    const se = vol / Math.sqrt(2 * n) / Math.sqrt(300);
+    expect(Math.abs(s.realizedVolMean - vol)).toBeLessThan(4 * se);
+    expect(s.realizedVolStd).toBeGreaterThan((0.5 * vol) / Math.sqrt(2 * n));
+    expect(s.realizedVolStd).toBeLessThan((1.5 * vol) / Math.sqrt(2 * n));
+  });
+
+  it('same seed, same paths; another seed, other paths', () => {
+    const opts = {
+      process: { kind: 'jump' as const },
+      underlying: { spot: 100, vol: 0.5 },
+      days: 5,
+      stepsPerDay: 24,
+      paths: 3,
+    };
+    const a = simulatePaths({ ...opts, seed: 11 });
+    const b = simulatePaths({ ...opts, seed: 11 });
+    const c = simulatePaths({ ...opts, seed: 12 });
+    expect(a.prices).toEqual(b.prices);
+    expect(a.prices[0]).not.toEqual(c.prices[0]);
+  });
+
+  it('jump frequency and size are as configured', () => {
+    const lambda = 20;
+    const set = simulatePaths({
+      process: { kind: 'jump', intensityPerYear: lambda, meanLogJump: -0.05, stdLogJump: 0.04 },
+      underlying: { spot: 100, vol: 0.3 },
+      days: 365,
+      stepsPerDay: 4,
+      paths: 200,
+      seed: 3,
+    });
+    const mean = summarizePaths(set).jumpsPerPathMean;
+    expect(Math.abs(mean - lambda)).toBeLessThan(4 * Math.sqrt(lambda / 200));
+    // Sizes: with almost no diffusion, a step with one jump returns the jump.
+    const engine = new PathEngine({
+      underlyings: { X: { spot: 100, vol: 0.0001 } },
+      process: { kind: 'jump', intensityPerYear: 2000, meanLogJump: -0.05, stdLogJump: 0.04 },
+      rng: createRng(5),
+    });
+    const sizes: number[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      const r = engine.step(1 / 8760);
+      if (r.jumps[0] === 1) sizes.push(r.logReturns[0] ?? 0);
+    }
+    expect(sizes.length).toBeGreaterThan(1000);
+    const m = sizes.reduce((a, b) => a + b, 0) / sizes.length;
+    const sd = Math.sqrt(sizes.reduce((a, b) => a + (b - m) ** 2, 0) / (sizes.length - 1));
+    // The compensator shifts each step by λ(e^{m+s²/2}−1)·dt ≈ +0.011 at this extreme intensity.
+    const comp = (-2000 * (Math.exp(-0.05 + 0.5 * 0.04 ** 2) - 1)) / 8760;
+    expect(m).toBeCloseTo(-0.05 + comp, 2);
+    expect(sd).toBeCloseTo(0.04, 2);
+  });
+
+  it('correlations of BTC, ETH and SOL returns are as configured', () => {
+    const corr = { 'BTC/ETH': 0.8, 'BTC/SOL': 0.6, 'ETH/SOL': 0.7 };
+    const engine = new PathEngine({
+      underlyings: {
+        BTC: { spot: 95_000, vol: 0.5 },
+        ETH: { spot: 3_500, vol: 0.7 },
+        SOL: { spot: 180, vol: 0.9 },
+      },
+      correlations: corr,
+      rng: createRng(9),
+    });
+    const n = 20_000;
+    const rs = [[], [], []] as number[][];
+    for (let k = 0; k < n; k++) {
+      const r = engine.step(1 / 8760);
+      for (let i = 0; i < 3; i++) rs[i]?.push(r.logReturns[i] ?? 0);
+    }
+    const c = (a: number[], b: number[]) => {
+      const ma = a.reduce((x, y) => x + y, 0) / n;
+      const mb = b.reduce((x, y) => x + y, 0) / n;
+      let sab = 0;
+      let saa = 0;
+      let sbb = 0;
+      for (let i = 0; i < n; i++) {
+        const da = (a[i] ?? 0) - ma;
+        const db = (b[i] ?? 0) - mb;
+        sab += da * db;
+        saa += da * da;
+        sbb += db * db;
+      }
+      return sab / Math.sqrt(saa * sbb);
+    };
+    const [btc = [], eth = [], sol = []] = rs;
+    // se of a sample correlation ≈ (1−ρ²)/√n ≈ 0.005 here.
+    expect(Math.abs(c(btc, eth) - 0.8)).toBeLessThan(0.03);
+    expect(Math.abs(c(btc, sol) - 0.6)).toBeLessThan(0.03);
+    expect(Math.abs(c(eth, sol) - 0.7)).toBeLessThan(0.03);
+  });
+
+  it('refuses inconsistent correlations', () => {
+    expect(
+      () =>
+        new PathEngine({
+          underlyings: { A: { spot: 1, vol: 0.5 }, B: { spot: 1, vol: 0.5 }, C: { spot: 1, vol: 0.5 } },
+          correlations: { 'A/B': 0.9, 'A/C': 0.9, 'B/C': -0.9 },
+          rng: createRng(1),
+        }),
+    ).toThrow(SimError);
+  });
+
+  it('regime switching spends the configured share of time stressed, with higher vol there', () => {
+    const engine = new PathEngine({
+      underlyings: { X: { spot: 100, vol: 0.4 } },
+      process: {
+        kind: 'regime',
+        calmToStressedPerYear: 100,
+        stressedToCalmPerYear: 300,
+        stressedVolMultiplier: 3,
+        stressedJumpsPerYear: 0,
+      },
+      rng: createRng(4),
+    });
+    const dt = 1 / 8760;
+    let stressed = 0;
+    const calmR: number[] = [];
+    const stressR: number[] = [];
+    const n = 2 * 8760;
+    for (let k = 0; k < n; k++) {
+      const r = engine.step(dt);
+      if (r.regime === 'stressed') {
+        stressed++;
+        stressR.push(r.logReturns[0] ?? 0);
+      } else calmR.push(r.logReturns[0] ?? 0);
+    }
+    expect(Math.abs(stressed / n - 0.25)).toBeLessThan(0.06);
+    const vol = (xs: number[]) => Math.sqrt(xs.reduce((a, b) => a + b * b, 0) / xs.length / dt);
+    expect(vol(calmR)).toBeCloseTo(0.4, 1);
+    expect(vol(stressR) / vol(calmR)).toBeGreaterThan(2.5);
+    expect(vol(stressR) / vol(calmR)).toBeLessThan(3.5);
+  });
+
+  it('Heston variance mean-reverts around its long-run level', () => {
+    const s = summarizePaths(
+      simulatePaths({
+        process: { kind: 'heston', kappa: 4, volOfVol: 0.6, rho: -0.6 },
+        underlying: { spot: 100, vol: 0.6 },
+        days: 365,
+        stepsPerDay: 24,
+        paths: 40,
+        seed: 2,
+      }),
+    );
+    expect(s.realizedVolMean).toBeGreaterThan(0.45);
+    expect(s.realizedVolMean).toBeLessThan(0.7);
+    // Stochastic vol spreads realized vol across paths far more than GBM's sampling error (≈0.005).
+    expect(s.realizedVolStd).toBeGreaterThan(0.03);
+  });
+
+  it('realizedVol rejects too-short series', () => {
+    expect(() => realizedVol([100], 1 / 365)).toThrow(SimError);
+  });
+});
+
+describe('historical replay', () => {
+  it('finds the four gaps explicitly', () => {
+    expect(series.prices.length).toBe(4612);
+    expect(series.stepMs).toBe(MS_PER_HOUR);
+    expect(series.gaps.map((g) => (g.toMs - g.fromMs) / MS_PER_HOUR)).toEqual([2, 25, 8, 25]);
+    expect(series.gaps.map((g) => g.missingRows)).toEqual([1, 24, 7, 24]);
+  });
+
+  it('holds the last price inside a gap and flags it stale', () => {
+    const g = series.gaps[1];
+    if (!g) throw new Error('gap missing');
+    const inside = series.priceAt(g.fromMs + 5 * MS_PER_HOUR);
+    expect(inside.stale).toBe(true);
+    expect(inside.asOfMs).toBe(g.fromMs);
+    expect(inside.gap).toEqual(g);
+    const normal = series.priceAt(series.startMs + 30 * 60_000);
+    expect(normal.stale).toBe(false);
+    expect(normal.priceUsd).toBe(series.prices[0]);
+    expect(() => series.priceAt(series.startMs - 1)).toThrow(SimError);
+  });
+
+  it('weighs returns across gaps by their time span (about 37% annualized)', () => {
+    const tw = series.realizedVol();
+    const skip = series.realizedVol({ gaps: 'skip' });
+    expect(tw).toBeGreaterThan(0.33);
+    expect(tw).toBeLessThan(0.41);
+    expect(Math.abs(tw - skip)).toBeLessThan(0.02);
+  });
+
+  it('rejects malformed CSV with the line number', () => {
+    expect(() =>
+      parsePriceCsv('timestamp,price\n2025-01-01T00:00:00Z,100\n2025-01-01T01:00:00Z,-3\n'),
+    ).toThrow(/line 3/);
+    expect(() =>
+      parsePriceCsv('timestamp,price\n2025-01-01T01:00:00Z,100\n2025-01-01T00:00:00Z,101\n'),
+    ).toThrow(/increasing/);
+  });
+
+  it('drives a market underlying, stale inside gaps', () => {
+    const clock = new ManualClock(series.startMs);
+    const market = createMarketSimulator({
+      underlyings: { BTC: { spot: 1, vol: 0.4 }, ETH: { spot: 3500, vol: 0.7 } },
+      replay: { BTC: series },
+      seed: 1,
+      clock,
+      stepMs: 60_000,
+    });
+    expect(market.spot('BTC')).toBeCloseTo(series.prices[0] ?? 0, 6);
+    const g = series.gaps[0];
+    if (!g) throw new Error('gap missing');
+    clock.set(g.fromMs + 90 * 60_000);
+    market.sync();
+    const st = market.state('BTC');
+    expect(st.stale).toBe(true);
+    expect(st.priceAsOfMs).toBe(g.fromMs);
+    clock.set(g.toMs + 60_000);
+    market.sync();
+    expect(market.state('BTC').stale).toBe(false);
+    expect(market.spot('BTC')).toBeCloseTo(series.priceAt(g.toMs).priceUsd, 6);
+  });
+});
+
+describe('market simulator and vol surface', () => {
+  const mk = (clock: ManualClock) =>
+    createMarketSimulator({
+      underlyings: { BTC: { spot: 95_000, vol: 0.55 }, ETH: { spot: 3_500, vol: 0.7 } },
+      correlations: { 'BTC/ETH': 0.8 },
+      process: { kind: 'regime' },
+      seed: 42,
+      clock,
+    });
+
+  it('paths depend only on seed and time, not on how often the market is synced', () => {
+    const c1 = new ManualClock(0);
+    const c2 = new ManualClock(0);
+    const a = mk(c1);
+    const b = mk(c2);
+    c1.advance(MS_PER_HOUR);
+    a.sync();
+    for (let i = 0; i < 60; i++) {
+      c2.advance(60_000);
+      b.sync();
+    }
+    expect(a.snapshot()).toEqual(b.snapshot());
+    expect(a.spot('BTC')).not.toBe(95_000);
+    // Consumers get their own deterministic streams, independent of the path stream.
+    expect(a.rng('flow:gmx').next()).toBe(b.rng('flow:gmx').next());
+    expect(a.rng('flow:gmx').next()).not.toBe(a.rng('flow:drift').next());
+  });
+
+  it('follows an accelerated clock 24/7 and reports every step to listeners', () => {
+    let wall = 1_000;
+    const clock = new AcceleratedClock({ startMs: Date.UTC(2026, 0, 3), speed: 3600, wall: () => wall });
+    const m = createMarketSimulator({
+      underlyings: { BTC: { spot: 95_000, vol: 0.55 } },
+      seed: 1,
+      clock,
+      stepMs: 60_000,
+    });
+    let steps = 0;
+    const off = m.onStep(() => {
+      steps++;
+    });
+    wall += 1_000; // one wall second = one market hour, on a Saturday: no sessions
+    m.sync();
+    expect(steps).toBe(60);
+    expect(m.nowMs()).toBe(Date.UTC(2026, 0, 3, 1));
+    off();
+    wall += 1_000;
+    m.sync();
+    expect(steps).toBe(60);
+  });
+
+  it('publishes a skewed surface that decays to the long-run level with expiry', () => {
+    const clock = new ManualClock(0);
+    const m = mk(clock);
+    const spot = m.spot('BTC');
+    const exp = 30 * MS_PER_DAY;
+    expect(m.iv('BTC', spot * 0.8, exp)).toBeGreaterThan(m.iv('BTC', spot, exp));
+    expect(m.iv('BTC', spot * 1.2, exp)).toBeLessThan(m.iv('BTC', spot * 0.8, exp));
+    expect(m.iv('BTC', spot, 365 * MS_PER_DAY)).toBeCloseTo(0.55, 1);
+    expect(() => m.spot('DOGE')).toThrow(SimError);
+  });
+
+  it('ATM vol rises after a sharp drop and relaxes afterwards', () => {
+    const s = new VolSurfaceState(0.5, DEFAULT_SURFACE);
+    const dt = 1 / 8760;
+    const before = s.atmVol();
+    s.update(Math.log(0.9), dt, 0.5, false);
+    const after = s.atmVol();
+    expect(after - before).toBeGreaterThan(0.05);
+    for (let i = 0; i < 24 * 14; i++) s.update(0, dt, 0.5, false);
+    expect(s.atmVol()).toBeLessThan(after);
+    // A stressed regime lifts the level (higher instantaneous vol) and steepens the skew.
+    const calmSkew = s.iv(100, 80, 30 / 365) - s.iv(100, 120, 30 / 365);
+    const calmAtm = s.atmVol();
+    s.update(0, dt, 1.2, true);
+    expect(s.atmVol()).toBeGreaterThan(calmAtm + 0.2);
+    expect(s.iv(100, 80, 30 / 365) - s.iv(100, 120, 30 / 365)).toBeGreaterThan(calmSkew);
+  });
+
+  it('builds from the config market section, including replay', () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const m = createMarketFromConfig({
+      market: {
+        seed: 3,
+        process: 'jump',
+        speed: 60,
+        underlyings: { BTC: { spot: 90_000, vol: 0.5 } },
+        correlations: { 'BTC/ETH': 0.8, 'BTC/XRP': 0.5 },
+      },
+      underlyings: ['BTC', 'ETH'],
+      clock,
+    });
+    expect(m.spot('BTC')).toBe(90_000);
+    expect(m.spot('ETH')).toBe(3_500);
+    const r = createMarketFromConfig({
+      market: {
+        seed: 3,
+        process: 'replay',
+        speed: 60,
+        underlyings: {},
+        correlations: {},
+        replayCsv: 'data/btc-usd-1h.csv',
+      },
+      underlyings: ['ETH', 'BTC'],
+      clock,
+      loadReplay: () => series,
+    });
+    expect(r.spot('BTC')).toBeCloseTo(series.prices[0] ?? 0, 6);
+    expect(() =>
+      createMarketFromConfig({
+        market: {
+          seed: 3,
+          process: 'replay',
+          speed: 60,
+          underlyings: {},
+          correlations: {},
+          replayCsv: '/nonexistent/x.csv',
+        },
+        underlyings: ['BTC'],
+        clock,
+      }),
+    ).toThrow(/cannot read replay CSV/);
+  });
+});
+
+describe('gas process', () => {
+  it('stays within its range, moves over time, and is a function of time only', () => {
+    const g = createGasProcess({ seed: 1, label: 'gas:evm:1', lowUsd: 5, highUsd: 50 });
+    const h = createGasProcess({ seed: 1, label: 'gas:evm:1', lowUsd: 5, highUsd: 50 });
+    const xs = Array.from({ length: 500 }, (_, i) => g.usdAt(i * 60_000));
+    for (const x of xs) {
+      expect(x).toBeGreaterThanOrEqual(5);
+      expect(x).toBeLessThanOrEqual(50);
+    }
+    expect(Math.max(...xs) / Math.min(...xs)).toBeGreaterThan(2);
+    expect(h.usdAt(123_456)).toBe(g.usdAt(123_456));
+  });
+});

@@ -1,0 +1,46 @@
+import { type OrderStatus, XhedgeError } from '@xhedge/core';
+
+/** The order state machine (core ORDER_TRANSITIONS) forbids this move. */
+export class IllegalTransitionError extends XhedgeError {
+  override name = 'IllegalTransitionError';
+  readonly from: OrderStatus;
+  readonly to: OrderStatus;
+  constructor(clientOrderId: string, from: OrderStatus, to: OrderStatus) {
+    super('ORDER_ILLEGAL_TRANSITION', `order ${clientOrderId}: ${from} → ${to} is not allowed`, {
+      details: { clientOrderId, from, to },
+    });
+    this.from = from;
+    this.to = to;
+  }
+}
+
+/** A writer holding an older lease token than one already seen: a deposed leader. Nothing was written. */
+export class FencedOutError extends XhedgeError {
+  override name = 'FencedOutError';
+  constructor(leaseName: string, token: number, current: number) {
+    super(
+      'FENCED_OUT',
+      `lease ${leaseName}: token ${token} is older than ${current}; not the leader any more`,
+      {
+        details: { leaseName, token, current },
+      },
+    );
+  }
+}
+
+export class LedgerNotFoundError extends XhedgeError {
+  override name = 'LedgerNotFoundError';
+  constructor(what: string, id: string) {
+    super('NOT_FOUND', `${what} ${id} is not in the ledger`, { details: { what, id } });
+  }
+}
+
+/** The same id was recorded before with different content: a planner bug, never silently accepted. */
+export class LedgerConflictError extends XhedgeError {
+  override name = 'LedgerConflictError';
+  constructor(what: string, id: string, field: string) {
+    super('CONFLICT', `${what} ${id} was recorded before with a different ${field}`, {
+      details: { what, id, field },
+    });
+  }
+}

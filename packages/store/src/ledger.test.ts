@@ -1,0 +1,261 @@
+import { type HedgeIntent, ManualClock } from '@xhedge/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DatabaseHandle } from './database.ts';
+import { FencedOutError, IllegalTransitionError, LedgerConflictError } from './errors.ts';
+import { Ledger } from './ledger.ts';
+import { migrate } from './migrations.ts';
+import { closeTestDb, testBackends } from './test-backends.ts';
+
+const backends = await testBackends();
+
+function intent(n: number, over: Partial<HedgeIntent> = {}): HedgeIntent {
+  return {
+    id: `int_${String(n).padStart(24, '0')}`,
+    planId: 'plan_1',
+    underlying: 'ETH',
+    venue: 'gmx',
+    chain: 'evm:42161',
+    instrument: 'ETH-USD:PERP',
+    side: 'buy',
+    sizeBase: '1.5',
+    orderType: 'market',
+    referencePriceUsd: 3000,
+    reduceOnly: false,
+    urgency: 'normal',
+    reason: 'delta drifted',
+    createdAtMs: 1_000 + n,
+    dependsOn: [],
+    ...over,
+  };
+}
+
+describe.each(backends)('Ledger on $name', ({ open }) => {
+  let h: DatabaseHandle;
+  let ledger: Ledger;
+  const clock = new ManualClock(10_000);
+  beforeAll(async () => {
+    h = await open();
+    ledger = new Ledger(h, { clock });
+  });
+  afterAll(async () => {
+    await closeTestDb(h);
+  });
+
+  it('migrations are versioned and idempotent', async () => {
+    expect(await migrate(h.db)).toEqual([]);
+    const rows = await h.db.selectFrom('xhedge_migrations').select('version').execute();
+    expect(rows.map((r) => r.version)).toEqual([1]);
+  });
+
+  it('records an intent once, with a planned order and its first event', async () => {
+    const a = await ledger.recordIntent(intent(1), { clientOrderId: 'xh-1', actor: 'orchestrator:a' });
+    expect(a.created).toBe(true);
+    expect(a.order.status).toBe('planned');
+    const b = await ledger.recordIntent(intent(1), { clientOrderId: 'xh-1', actor: 'orchestrator:a' });
+    expect(b.created).toBe(false);
+    await expect(
+      ledger.recordIntent(intent(1, { sizeBase: '2' }), { clientOrderId: 'xh-1', actor: 'orchestrator:a' }),
+    ).rejects.toBeInstanceOf(LedgerConflictError);
+    const events = await ledger.orderEvents('xh-1');
+    expect(events.map((e) => e.toStatus)).toEqual(['planned']);
+    const got = await ledger.getIntent(intent(1).id);
+    expect(got?.status).toBe('planned');
+    expect(got?.dependsOn).toEqual([]);
+  });
+
+  it('enforces the order state machine and keeps the history', async () => {
+    await ledger.transition('xh-1', 'queued', { actor: 'orchestrator:a' });
+    await expect(ledger.transition('xh-1', 'filled', { actor: 'w' })).rejects.toBeInstanceOf(
+      IllegalTransitionError,
+    );
+    clock.advance(5);
+    const s = await ledger.transition('xh-1', 'sent', { actor: 'worker:1' });
+    expect(s.order.sendAttempts).toBe(1);
+    expect(s.order.lastSendAtMs).toBe(10_005);
+    const again = await ledger.transition('xh-1', 'sent', { actor: 'worker:2' });
+    expect(again.changed).toBe(false);
+    expect(await ledger.claimResend('xh-1', 1, { actor: 'worker:1', note: 'not at venue' })).toBe(true);
+    expect(await ledger.claimResend('xh-1', 1, { actor: 'worker:2', note: 'not at venue' })).toBe(false);
+    await ledger.transition('xh-1', 'partially-filled', { actor: 'w', patch: { filledSizeBase: '0.5' } });
+    await ledger.transition('xh-1', 'partially-filled', { actor: 'w', patch: { filledSizeBase: '1' } });
+    const f = await ledger.transition('xh-1', 'filled', {
+      actor: 'w',
+      patch: { filledSizeBase: '1.5', avgFillPriceUsd: '3001.5', venueOrderId: 'v-9' },
+    });
+    expect(f.order).toMatchObject({
+      status: 'filled',
+      filledSizeBase: '1.5',
+      venueOrderId: 'v-9',
+      sendAttempts: 2,
+    });
+    const kinds = (await ledger.orderEvents('xh-1')).map((e) => `${e.kind}:${e.toStatus}`);
+    expect(kinds).toEqual([
+      'transition:planned',
+      'transition:queued',
+      'transition:sent',
+      'resend:sent',
+      'transition:partially-filled',
+      'update:partially-filled',
+      'transition:filled',
+    ]);
+    await expect(ledger.transition('xh-1', 'cancelled', { actor: 'w' })).rejects.toBeInstanceOf(
+      IllegalTransitionError,
+    );
+  });
+
+  it('serializes concurrent transitions: exactly one of many racing writers moves queued → sent', async () => {
+    await ledger.recordIntent(intent(2), { clientOrderId: 'xh-2', actor: 'o' });
+    await ledger.transition('xh-2', 'queued', { actor: 'o' });
+    const results = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => ledger.transition('xh-2', 'sent', { actor: `worker:${i}` })),
+    );
+    expect(results.filter((r) => r.changed)).toHaveLength(1);
+    expect((await ledger.getOrder('xh-2'))?.sendAttempts).toBe(1);
+  });
+
+  it('fences out an older lease token in the same transaction as the insert', async () => {
+    await ledger.recordIntent(intent(3), {
+      clientOrderId: 'xh-3',
+      actor: 'o',
+      fence: { leaseName: 'orch', token: 5 },
+    });
+    await expect(
+      ledger.recordIntent(intent(4), {
+        clientOrderId: 'xh-4',
+        actor: 'o',
+        fence: { leaseName: 'orch', token: 4 },
+      }),
+    ).rejects.toBeInstanceOf(FencedOutError);
+    expect(await ledger.getIntent(intent(4).id)).toBeUndefined();
+    expect(await ledger.fencingToken('orch')).toBe(5);
+    await ledger.recordIntent(intent(5), {
+      clientOrderId: 'xh-5',
+      actor: 'o',
+      fence: { leaseName: 'orch', token: 6 },
+    });
+    expect((await ledger.getIntent(intent(5).id))?.fencingToken).toBe(6);
+  });
+
+  it('answers the API queries: time range, underlying, venue, status', async () => {
+    await ledger.recordIntent(intent(6, { underlying: 'BTC', instrument: 'BTC-USD:PERP', venue: 'drift' }), {
+      clientOrderId: 'xh-6',
+      actor: 'o',
+    });
+    expect((await ledger.listIntents({ underlying: 'BTC' })).map((i) => i.id)).toEqual([intent(6).id]);
+    expect((await ledger.listOrders({ venue: 'drift' })).map((o) => o.clientOrderId)).toEqual(['xh-6']);
+    expect((await ledger.listOrders({ status: 'filled' })).map((o) => o.clientOrderId)).toEqual(['xh-1']);
+    expect((await ledger.listIntents({ status: ['planned'] })).length).toBeGreaterThanOrEqual(2);
+    expect((await ledger.listIntents({ fromMs: 1_003, toMs: 1_006 })).map((i) => i.createdAtMs)).toEqual([
+      1_005, 1_003,
+    ]);
+    expect((await ledger.listIntents({ planId: 'plan_1', limit: 2 })).length).toBe(2);
+    expect(await ledger.orderStatusCounts({ venue: 'drift' })).toEqual({ planned: 1 });
+  });
+
+  it('records fills once and lists them', async () => {
+    const fill = {
+      fillId: 'f1',
+      clientOrderId: 'xh-1',
+      venue: 'gmx',
+      instrument: 'ETH-USD:PERP',
+      side: 'buy' as const,
+      sizeBase: '1.5',
+      priceUsd: '3001.5',
+      feeUsd: 2.7,
+      gasUsd: 0.1,
+      tsMs: 20_000,
+    };
+    expect(await ledger.recordFill(fill)).toBe(true);
+    expect(await ledger.recordFill(fill)).toBe(false);
+    expect(await ledger.listFills({ underlying: 'ETH' })).toEqual([fill]);
+    expect(await ledger.listFills({ underlying: 'BTC' })).toEqual([]);
+  });
+
+  it('keeps breaker, kill-switch and audit events, and risk snapshots', async () => {
+    await ledger.recordBreakerEvent({
+      breaker: 'venue:gmx',
+      fromState: 'closed',
+      toState: 'open',
+      reason: 'error rate 60% ≥ 50%',
+      details: { errors: 6, total: 10 },
+    });
+    await ledger.recordKillSwitchEvent({
+      scope: 'venue:gmx',
+      action: 'engage',
+      actor: 'operator:ana',
+      reason: 'drill',
+      allowRiskReducing: true,
+      details: {},
+    });
+    await ledger.audit({ actor: 'operator:ana', action: 'kill-switch.engage', subject: 'venue:gmx' });
+    expect((await ledger.listBreakerEvents({ venue: 'gmx' }))[0]).toMatchObject({
+      toState: 'open',
+      details: { errors: 6 },
+    });
+    expect((await ledger.listKillSwitchEvents({ venue: 'gmx' }))[0]?.allowRiskReducing).toBe(true);
+    expect((await ledger.listAudit({ actor: 'operator:ana' }))[0]?.subject).toBe('venue:gmx');
+    expect(await ledger.recordRiskSnapshot({ seq: 1, asOfMs: 100, snapshot: { v: 1, delta: 2 } })).toBe(true);
+    expect(await ledger.recordRiskSnapshot({ seq: 1, asOfMs: 100, snapshot: { v: 1, delta: 9 } })).toBe(
+      false,
+    );
+    await ledger.recordRiskSnapshot({ seq: 2, asOfMs: 200, snapshot: { v: 1, delta: 3 } });
+    expect(await ledger.latestRiskSnapshot()).toEqual({ seq: 2, asOfMs: 200, snapshot: { v: 1, delta: 3 } });
+    expect((await ledger.riskSnapshotHistory({ fromMs: 0, toMs: 150 })).map((s) => s.seq)).toEqual([1]);
+  });
+
+  it('records a whole plan in one statement: queued or cancelled, events, duplicates, conflicts, fence', async () => {
+    const a = intent(301, { planId: 'plan_301' });
+    const b = intent(302, { planId: 'plan_301', side: 'sell' });
+    const res = await ledger.recordPlan(
+      [
+        { intent: a, clientOrderId: 'xh-301', status: 'queued' },
+        { intent: b, clientOrderId: 'xh-302', status: 'cancelled', error: 'blocked by kill-switch: drill' },
+      ],
+      { actor: 'orchestrator:p', fence: { leaseName: 'plan-lease', token: 4 }, durable: false },
+    );
+    expect(res.map((r) => [r.created, r.order.status])).toEqual([
+      [true, 'queued'],
+      [true, 'cancelled'],
+    ]);
+    expect((await ledger.orderEvents('xh-301')).map((e) => [e.fromStatus, e.toStatus])).toEqual([
+      [null, 'planned'],
+      ['planned', 'queued'],
+    ]);
+    expect((await ledger.getOrder('xh-302'))?.error).toMatch(/kill-switch/);
+    expect((await ledger.getIntent(a.id))?.fencingToken).toBe(4);
+    const again = await ledger.recordPlan([{ intent: a, clientOrderId: 'xh-301', status: 'queued' }], {
+      actor: 'orchestrator:p',
+    });
+    expect(again[0]).toMatchObject({ created: false, order: { status: 'queued' } });
+    await expect(
+      ledger.recordPlan([{ intent: { ...a, sizeBase: '9' }, clientOrderId: 'xh-301', status: 'queued' }], {
+        actor: 'orchestrator:p',
+      }),
+    ).rejects.toBeInstanceOf(LedgerConflictError);
+    const c = intent(303, { planId: 'plan_303' });
+    await expect(
+      ledger.recordPlan([{ intent: c, clientOrderId: 'xh-303', status: 'queued' }], {
+        actor: 'orchestrator:old',
+        fence: { leaseName: 'plan-lease', token: 3 },
+      }),
+    ).rejects.toBeInstanceOf(FencedOutError);
+    expect(await ledger.getIntent(c.id)).toBeUndefined();
+  });
+
+  it('claimSend is a compare-and-set: exactly one of many racing claims wins', async () => {
+    const d = intent(311, { planId: 'plan_311' });
+    await ledger.recordPlan([{ intent: d, clientOrderId: 'xh-311', status: 'queued' }], { actor: 'o' });
+    const wins = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => ledger.claimSend('xh-311', { actor: `w${i}` })),
+    );
+    const won = wins.filter((w) => w !== undefined);
+    expect(won).toHaveLength(1);
+    expect(won[0]).toMatchObject({ status: 'sent', sendAttempts: 1 });
+    expect(await ledger.claimSend('xh-311', { actor: 'late' })).toBeUndefined();
+    expect((await ledger.orderEvents('xh-311')).map((e) => e.toStatus)).toEqual([
+      'planned',
+      'queued',
+      'sent',
+    ]);
+  });
+});

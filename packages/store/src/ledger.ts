@@ -1,0 +1,896 @@
+import {
+  type Clock,
+  canTransition,
+  type Fill,
+  HedgeIntent,
+  type Order,
+  type OrderStatus,
+  parseOrThrow,
+  systemClock,
+} from '@xhedge/core';
+import { CompiledQuery, type Insertable, type Kysely, type Selectable, sql } from 'kysely';
+import type { DatabaseHandle } from './database.ts';
+import {
+  FencedOutError,
+  IllegalTransitionError,
+  LedgerConflictError,
+  LedgerNotFoundError,
+} from './errors.ts';
+import type { IntentsTable, LedgerDatabase, OrdersTable } from './schema.ts';
+
+type OrderRow = Selectable<OrdersTable>;
+type IntentRow = Selectable<IntentsTable>;
+
+/** Who did something: `worker:<id>`, `orchestrator:<id>`, `operator:<name>`, `risk-owner:<name>`. */
+export type Actor = string;
+
+/** An order as the ledger keeps it: core `Order` plus routing and send bookkeeping. */
+export type LedgerOrder = Order & {
+  underlying: string;
+  /** How many times the order was handed to the venue (1 normally; more only after a proven not-sent). */
+  sendAttempts: number;
+  lastSendAtMs?: number;
+};
+
+export type LedgerIntent = HedgeIntent & {
+  recordedAtMs: number;
+  status: OrderStatus;
+  clientOrderId: string;
+  leaseName?: string;
+  fencingToken?: number;
+};
+
+export interface OrderEvent {
+  id: number;
+  clientOrderId: string;
+  fromStatus: OrderStatus | null;
+  toStatus: OrderStatus;
+  /** `transition` (status change), `resend` (re-sent after a proven not-sent), `update` (same-status fill progress). */
+  kind: 'transition' | 'resend' | 'update';
+  atMs: number;
+  actor: Actor;
+  note?: string;
+}
+
+export interface BreakerEvent {
+  id: number;
+  breaker: string;
+  fromState: string;
+  toState: string;
+  reason: string;
+  atMs: number;
+  details: Record<string, unknown>;
+}
+
+export interface KillSwitchEvent {
+  id: number;
+  /** `global`, `venue:<id>` or `underlying:<symbol>`. */
+  scope: string;
+  action: 'engage' | 'release' | 'cancel-working';
+  actor: Actor;
+  reason: string;
+  allowRiskReducing: boolean;
+  atMs: number;
+  details: Record<string, unknown>;
+}
+
+export interface AuditEntry {
+  id: number;
+  atMs: number;
+  actor: Actor;
+  action: string;
+  subject?: string;
+  details: Record<string, unknown>;
+}
+
+export interface RiskSnapshotRecord {
+  seq: number;
+  asOfMs: number;
+  snapshot: unknown;
+}
+
+/** Filters shared by the list queries; all optional, combined with AND. */
+export interface LedgerQuery {
+  /** Inclusive lower bound on the row's time (created / at / ts), ms since epoch. */
+  fromMs?: number;
+  /** Exclusive upper bound, ms since epoch. */
+  toMs?: number;
+  underlying?: string;
+  venue?: string;
+  status?: OrderStatus | readonly OrderStatus[];
+  planId?: string;
+  /** Rows to return, newest first. @defaultValue 500 (at most 5000) */
+  limit?: number;
+}
+
+export interface TransitionPatch {
+  venueOrderId?: string;
+  filledSizeBase?: string;
+  avgFillPriceUsd?: string;
+  error?: string;
+}
+
+export interface TransitionResult {
+  /** False when the order already was in `to` (an idempotent replay), nothing written. */
+  changed: boolean;
+  order: LedgerOrder;
+}
+
+/** One leg of a plan for `recordPlan`, with the state it enters the ledger in. */
+export interface PlannedLeg {
+  intent: HedgeIntent;
+  clientOrderId: string;
+  /** `queued` (checks passed, the job is added next) or `cancelled` (blocked by a control). */
+  status: 'queued' | 'cancelled';
+  /** Why it was blocked (for `cancelled`). */
+  error?: string;
+}
+
+export interface RecordedLeg {
+  intentId: string;
+  /** False when the intent was recorded before (nothing written for it). */
+  created: boolean;
+  order: LedgerOrder;
+}
+
+export interface LedgerOptions {
+  clock?: Clock;
+}
+
+const MAX_LIMIT = 5000;
+
+/**
+ * The audit ledger: the system of record for intents, orders (with every state change), fills,
+ * breaker and kill-switch events, audit entries and risk snapshots. Every write that matters is
+ * idempotent (keyed by deterministic ids) so a retried job or a restarted process can replay it.
+ * The order state machine (core `ORDER_TRANSITIONS`) is enforced here, under a row lock.
+ */
+export class Ledger {
+  readonly db: Kysely<LedgerDatabase>;
+  readonly #handle: DatabaseHandle;
+  readonly #clock: Clock;
+
+  constructor(handle: DatabaseHandle, opts: LedgerOptions = {}) {
+    this.#handle = handle;
+    this.db = handle.db;
+    this.#clock = opts.clock ?? systemClock;
+  }
+
+  get kind(): DatabaseHandle['kind'] {
+    return this.#handle.kind;
+  }
+
+  /**
+   * Records an intent and its order (status `planned`) before anything is queued. Idempotent: the
+   * same intent again returns `created: false`; the same id with different content is a
+   * `LedgerConflictError`. With `fence`, the write is refused (`FencedOutError`) when a newer lease
+   * token was already seen for `fence.leaseName`, in the same transaction as the insert.
+   */
+  async recordIntent(
+    intentIn: HedgeIntent,
+    opts: { clientOrderId: string; actor: Actor; fence?: { leaseName: string; token: number } },
+  ): Promise<{ created: boolean; order: LedgerOrder }> {
+    const intent = parseOrThrow(HedgeIntent, intentIn, 'intent');
+    const now = this.#clock.nowMs();
+    return this.db.transaction().execute(async (tx) => {
+      if (opts.fence) await this.#checkFence(tx, opts.fence.leaseName, opts.fence.token, now);
+      const inserted = await tx
+        .insertInto('intents')
+        .values({
+          id: intent.id,
+          plan_id: intent.planId,
+          underlying: intent.underlying,
+          venue: intent.venue,
+          chain: intent.chain,
+          instrument: intent.instrument,
+          side: intent.side,
+          size_base: intent.sizeBase,
+          order_type: intent.orderType,
+          limit_price_usd: intent.limitPriceUsd ?? null,
+          reference_price_usd: intent.referencePriceUsd,
+          reduce_only: intent.reduceOnly,
+          urgency: intent.urgency,
+          reason: intent.reason,
+          depends_on: JSON.stringify(intent.dependsOn),
+          created_at_ms: intent.createdAtMs,
+          recorded_at_ms: now,
+          lease_name: opts.fence?.leaseName ?? null,
+          fencing_token: opts.fence?.token ?? null,
+        })
+        .onConflict((oc) => oc.column('id').doNothing())
+        .returning('id')
+        .executeTakeFirst();
+      if (!inserted) {
+        const prev = await tx
+          .selectFrom('intents')
+          .selectAll()
+          .where('id', '=', intent.id)
+          .executeTakeFirstOrThrow();
+        for (const [field, a, b] of [
+          ['venue', prev.venue, intent.venue],
+          ['instrument', prev.instrument, intent.instrument],
+          ['side', prev.side, intent.side],
+          ['sizeBase', prev.size_base, intent.sizeBase],
+        ] as const) {
+          if (a !== b) throw new LedgerConflictError('intent', intent.id, field);
+        }
+        const order = await tx
+          .selectFrom('orders')
+          .selectAll()
+          .where('intent_id', '=', intent.id)
+          .executeTakeFirstOrThrow();
+        return { created: false, order: toOrder(order) };
+      }
+      const row: Insertable<OrdersTable> = {
+        client_order_id: opts.clientOrderId,
+        intent_id: intent.id,
+        underlying: intent.underlying,
+        venue: intent.venue,
+        instrument: intent.instrument,
+        side: intent.side,
+        order_type: intent.orderType,
+        size_base: intent.sizeBase,
+        limit_price_usd: intent.limitPriceUsd ?? null,
+        reduce_only: intent.reduceOnly,
+        status: 'planned',
+        venue_order_id: null,
+        filled_size_base: '0',
+        avg_fill_price_usd: null,
+        error: null,
+        send_attempts: 0,
+        last_send_at_ms: null,
+        created_at_ms: now,
+        updated_at_ms: now,
+      };
+      const created = await tx.insertInto('orders').values(row).returningAll().executeTakeFirstOrThrow();
+      await tx
+        .insertInto('order_events')
+        .values({
+          client_order_id: opts.clientOrderId,
+          from_status: null,
+          to_status: 'planned',
+          kind: 'transition',
+          at_ms: now,
+          actor: opts.actor,
+          note: intent.reason.slice(0, 500),
+        })
+        .execute();
+      return { created: true, order: toOrder(created) };
+    });
+  }
+
+  /**
+   * Records every leg of a plan in ONE statement (one round trip, atomic): the fence check, the
+   * intents, their orders already in their first state (`queued` once the pre-queue checks passed, or
+   * `cancelled` with the control's reason), and the events `planned` → that state. Idempotent per
+   * intent id: legs recorded before come back with `created: false` and their current order (a
+   * different content under the same id is a `LedgerConflictError`). With `fence`, nothing is
+   * written and `FencedOutError` is thrown when a newer lease token was already seen.
+   *
+   * `durable: false` commits without waiting for the WAL flush (`synchronous_commit = off` for this
+   * statement only). That is safe for this write because nothing is sent on its strength: a worker
+   * sends only after `claimSend`, a durable commit that flushes the WAL up to and including this
+   * record; if the database crashed before that, the order is simply absent and the worker refuses
+   * to send it. @defaultValue durable true
+   */
+  async recordPlan(
+    legs: readonly PlannedLeg[],
+    opts: { actor: Actor; fence?: { leaseName: string; token: number }; durable?: boolean },
+  ): Promise<RecordedLeg[]> {
+    if (legs.length === 0) return [];
+    const intents = legs.map((l, i) => parseOrThrow(HedgeIntent, l.intent, `plan leg ${i}`));
+    const now = this.#clock.nowMs();
+    const f = opts.fence;
+    // $1 now, $2 actor, $3 lease name, $4 token, then 19 per leg
+    const params: unknown[] = [now, opts.actor, f?.leaseName ?? null, f?.token ?? null];
+    const rowsSql = legs.map((l, i) => {
+      const t = intents[i] as HedgeIntent;
+      const at = params.length;
+      params.push(
+        t.id,
+        t.planId,
+        t.underlying,
+        t.venue,
+        t.chain,
+        t.instrument,
+        t.side,
+        t.sizeBase,
+        t.orderType,
+        t.limitPriceUsd ?? null,
+        t.referencePriceUsd,
+        t.reduceOnly,
+        t.urgency,
+        t.reason,
+        JSON.stringify(t.dependsOn),
+        t.createdAtMs,
+        l.clientOrderId,
+        l.status,
+        l.error ?? null,
+      );
+      const p = (k: number, type: string) => `$${at + k}::${type}`;
+      return `(${p(1, 'text')}, ${p(2, 'text')}, ${p(3, 'text')}, ${p(4, 'text')}, ${p(5, 'text')}, ${p(6, 'text')},
+        ${p(7, 'text')}, ${p(8, 'text')}, ${p(9, 'text')}, ${p(10, 'text')}, ${p(11, 'float8')}, ${p(12, 'boolean')},
+        ${p(13, 'text')}, ${p(14, 'text')}, ${p(15, 'jsonb')}, ${p(16, 'bigint')}, ${p(17, 'text')}, ${p(18, 'text')},
+        ${p(19, 'text')}, ${i})`;
+    });
+    const fence = f
+      ? `insert into fencing (lease_name, token, updated_at_ms) values ($3::text, $4::bigint, $1::bigint)
+          on conflict (lease_name) do update set token = excluded.token, updated_at_ms = excluded.updated_at_ms
+          where fencing.token <= excluded.token returning token`
+      : 'select 1 as token';
+    const commit = opts.durable === false ? `(select set_config('synchronous_commit', 'off', true))` : `'on'`;
+    const text = `
+      with fence as (${fence}),
+      v (id, plan_id, underlying, venue, chain, instrument, side, size_base, order_type, limit_price_usd,
+         reference_price_usd, reduce_only, urgency, reason, depends_on, created_at_ms, client_order_id,
+         status, error, ord) as (values ${rowsSql.join(', ')}),
+      ins as (
+        insert into intents (id, plan_id, underlying, venue, chain, instrument, side, size_base, order_type,
+          limit_price_usd, reference_price_usd, reduce_only, urgency, reason, depends_on, created_at_ms,
+          recorded_at_ms, lease_name, fencing_token)
+        select id, plan_id, underlying, venue, chain, instrument, side, size_base, order_type, limit_price_usd,
+          reference_price_usd, reduce_only, urgency, reason, depends_on, created_at_ms, $1::bigint,
+          $3::text, $4::bigint
+        from v where exists (select 1 from fence)
+        on conflict (id) do nothing returning id),
+      o as (
+        insert into orders (client_order_id, intent_id, underlying, venue, instrument, side, order_type,
+          size_base, limit_price_usd, reduce_only, status, filled_size_base, error, send_attempts,
+          created_at_ms, updated_at_ms)
+        select v.client_order_id, v.id, v.underlying, v.venue, v.instrument, v.side, v.order_type, v.size_base,
+          v.limit_price_usd, v.reduce_only, v.status, '0', v.error, 0, $1::bigint, $1::bigint
+        from v join ins on ins.id = v.id
+        returning *),
+      ev as (
+        insert into order_events (client_order_id, from_status, to_status, kind, at_ms, actor, note)
+        select v.client_order_id, s.from_status, s.to_status, 'transition', $1::bigint, $2::text, s.note
+        from v join ins on ins.id = v.id
+        cross join lateral (values (1, null::text, 'planned'::text, left(v.reason, 500)),
+                                   (2, 'planned'::text, v.status, v.error)) s (n, from_status, to_status, note)
+        order by v.ord, s.n)
+      select (select count(*) from fence)::int as fence_ok, ${commit} as sc, o.*
+      from (select 1) one left join o on true`;
+    const name = `xh_record_plan_${legs.length}_${f ? 'f' : 'n'}_${opts.durable === false ? 'a' : 'd'}`;
+    const res = await this.#query<OrderRow & { fence_ok: number; sc: string }>(name, text, params);
+    const rows = res.rows;
+    if (f && Number(rows[0]?.fence_ok ?? 0) === 0) {
+      throw new FencedOutError(f.leaseName, f.token, await this.fencingToken(f.leaseName));
+    }
+    const created = new Map<string, LedgerOrder>();
+    for (const r of rows) if (r.client_order_id) created.set(r.intent_id, toOrder(r));
+    const out: RecordedLeg[] = [];
+    for (const t of intents) {
+      const o = created.get(t.id);
+      if (o) {
+        out.push({ intentId: t.id, created: true, order: o });
+        continue;
+      }
+      // recorded before: same content or a conflict, never silently different
+      const prev = await this.db
+        .selectFrom('intents')
+        .innerJoin('orders', 'orders.intent_id', 'intents.id')
+        .selectAll('orders')
+        .select(['intents.size_base as intent_size_base'])
+        .where('intents.id', '=', t.id)
+        .executeTakeFirstOrThrow();
+      for (const [field, a, b] of [
+        ['venue', prev.venue, t.venue],
+        ['instrument', prev.instrument, t.instrument],
+        ['side', prev.side, t.side],
+        ['sizeBase', prev.intent_size_base, t.sizeBase],
+      ] as const) {
+        if (a !== b) throw new LedgerConflictError('intent', t.id, field);
+      }
+      out.push({ intentId: t.id, created: false, order: toOrder(prev) });
+    }
+    return out;
+  }
+
+  /**
+   * The guard against a double send: moves an order `queued → sent` (counting the attempt) in one
+   * statement, `UPDATE … WHERE status = 'queued' RETURNING`, with its event. Of any number of racing
+   * workers exactly one gets the order back; the others get `undefined`. Always a durable commit:
+   * it must survive a crash before anything reaches the venue.
+   */
+  async claimSend(clientOrderId: string, opts: { actor: Actor }): Promise<LedgerOrder | undefined> {
+    const now = this.#clock.nowMs();
+    const res = await this.#query<OrderRow>(
+      'xh_claim_send',
+      `with u as (
+        update orders set status = 'sent', send_attempts = send_attempts + 1, last_send_at_ms = $1::bigint,
+          updated_at_ms = $1::bigint
+        where client_order_id = $2::text and status = 'queued'
+        returning *),
+      ev as (
+        insert into order_events (client_order_id, from_status, to_status, kind, at_ms, actor, note)
+        select client_order_id, 'queued', 'sent', 'transition', $1::bigint, $3::text, null from u)
+      select * from u`,
+      [now, clientOrderId, opts.actor],
+    );
+    const row = res.rows[0];
+    return row ? toOrder(row) : undefined;
+  }
+
+  /**
+   * A hot statement: on Postgres a named prepared statement (parsed and planned once per connection,
+   * which more than halves its cost), elsewhere a plain query.
+   */
+  async #query<R>(name: string, text: string, params: readonly unknown[]): Promise<{ rows: R[] }> {
+    if (this.#handle.prepared) return this.#handle.prepared<R>(name, text, params);
+    const res = await this.db.executeQuery<R>(CompiledQuery.raw(text, [...params]));
+    return { rows: [...res.rows] };
+  }
+
+  async #checkFence(
+    tx: Kysely<LedgerDatabase>,
+    leaseName: string,
+    token: number,
+    now: number,
+  ): Promise<void> {
+    const row = await tx
+      .insertInto('fencing')
+      .values({ lease_name: leaseName, token, updated_at_ms: now })
+      .onConflict((oc) =>
+        oc
+          .column('lease_name')
+          .doUpdateSet({ token, updated_at_ms: now })
+          .where('fencing.token', '<=', token),
+      )
+      .returning('token')
+      .executeTakeFirst();
+    if (!row) {
+      const cur = await tx
+        .selectFrom('fencing')
+        .select('token')
+        .where('lease_name', '=', leaseName)
+        .executeTakeFirstOrThrow();
+      throw new FencedOutError(leaseName, token, Number(cur.token));
+    }
+  }
+
+  /** Highest lease token the ledger has accepted for `leaseName` (0 when none). */
+  async fencingToken(leaseName: string): Promise<number> {
+    const row = await this.db
+      .selectFrom('fencing')
+      .select('token')
+      .where('lease_name', '=', leaseName)
+      .executeTakeFirst();
+    return row ? Number(row.token) : 0;
+  }
+
+  /**
+   * Moves an order to `to` if the state machine allows it (row-locked, so concurrent workers
+   * serialize). `to === from` is an idempotent replay (no write, `changed: false`), except
+   * `partially-filled`, which records fill progress. Moving to `sent` counts a send attempt.
+   */
+  async transition(
+    clientOrderId: string,
+    to: OrderStatus,
+    opts: { actor: Actor; note?: string; patch?: TransitionPatch },
+  ): Promise<TransitionResult> {
+    const now = this.#clock.nowMs();
+    return this.db.transaction().execute(async (tx) => {
+      const cur = await tx
+        .selectFrom('orders')
+        .selectAll()
+        .where('client_order_id', '=', clientOrderId)
+        .forUpdate()
+        .executeTakeFirst();
+      if (!cur) throw new LedgerNotFoundError('order', clientOrderId);
+      const from = cur.status as OrderStatus;
+      if (from === to && to !== 'partially-filled') return { changed: false, order: toOrder(cur) };
+      if (!canTransition(from, to)) throw new IllegalTransitionError(clientOrderId, from, to);
+      const p = opts.patch ?? {};
+      const updated = await tx
+        .updateTable('orders')
+        .set({
+          status: to,
+          venue_order_id: p.venueOrderId ?? cur.venue_order_id,
+          filled_size_base: p.filledSizeBase ?? cur.filled_size_base,
+          avg_fill_price_usd: p.avgFillPriceUsd ?? cur.avg_fill_price_usd,
+          error: p.error ?? cur.error,
+          send_attempts: to === 'sent' ? cur.send_attempts + 1 : cur.send_attempts,
+          ...(to === 'sent' ? { last_send_at_ms: now } : {}),
+          updated_at_ms: now,
+        })
+        .where('client_order_id', '=', clientOrderId)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      await tx
+        .insertInto('order_events')
+        .values({
+          client_order_id: clientOrderId,
+          from_status: from,
+          to_status: to,
+          kind: from === to ? 'update' : 'transition',
+          at_ms: now,
+          actor: opts.actor,
+          note: opts.note ?? p.error ?? null,
+        })
+        .execute();
+      return { changed: true, order: toOrder(updated) };
+    });
+  }
+
+  /**
+   * Claims the right to send an order in `sent` again, after the venue proved it never received it
+   * (not found past the send deadline, or a `not-sent` error). Compare-and-set on the attempt count:
+   * of several workers racing, exactly one gets `true`.
+   */
+  async claimResend(clientOrderId: string, expectedAttempts: number, opts: { actor: Actor; note: string }) {
+    const now = this.#clock.nowMs();
+    return this.db.transaction().execute(async (tx) => {
+      const res = await tx
+        .updateTable('orders')
+        .set({ send_attempts: expectedAttempts + 1, last_send_at_ms: now, updated_at_ms: now })
+        .where('client_order_id', '=', clientOrderId)
+        .where('status', '=', 'sent')
+        .where('send_attempts', '=', expectedAttempts)
+        .executeTakeFirst();
+      if (Number(res.numUpdatedRows) !== 1) return false;
+      await tx
+        .insertInto('order_events')
+        .values({
+          client_order_id: clientOrderId,
+          from_status: 'sent',
+          to_status: 'sent',
+          kind: 'resend',
+          at_ms: now,
+          actor: opts.actor,
+          note: opts.note,
+        })
+        .execute();
+      return true;
+    });
+  }
+
+  async getOrder(clientOrderId: string): Promise<LedgerOrder | undefined> {
+    const row = await this.db
+      .selectFrom('orders')
+      .selectAll()
+      .where('client_order_id', '=', clientOrderId)
+      .executeTakeFirst();
+    return row ? toOrder(row) : undefined;
+  }
+
+  async getOrderByIntent(intentId: string): Promise<LedgerOrder | undefined> {
+    const row = await this.db
+      .selectFrom('orders')
+      .selectAll()
+      .where('intent_id', '=', intentId)
+      .executeTakeFirst();
+    return row ? toOrder(row) : undefined;
+  }
+
+  async getIntent(id: string): Promise<LedgerIntent | undefined> {
+    const rows = await this.#intentQuery().where('intents.id', '=', id).execute();
+    const row = rows[0];
+    return row ? toIntent(row) : undefined;
+  }
+
+  #intentQuery() {
+    return this.db
+      .selectFrom('intents')
+      .innerJoin('orders', 'orders.intent_id', 'intents.id')
+      .selectAll('intents')
+      .select(['orders.status as status', 'orders.client_order_id as client_order_id']);
+  }
+
+  /** Intents with their order's current status, newest first. Time filters apply to `createdAtMs`. */
+  async listIntents(q: LedgerQuery = {}): Promise<LedgerIntent[]> {
+    let qb = this.#intentQuery();
+    if (q.fromMs !== undefined) qb = qb.where('intents.created_at_ms', '>=', q.fromMs);
+    if (q.toMs !== undefined) qb = qb.where('intents.created_at_ms', '<', q.toMs);
+    if (q.underlying) qb = qb.where('intents.underlying', '=', q.underlying);
+    if (q.venue) qb = qb.where('intents.venue', '=', q.venue);
+    if (q.planId) qb = qb.where('intents.plan_id', '=', q.planId);
+    const st = statuses(q.status);
+    if (st) qb = qb.where('orders.status', 'in', st);
+    const rows = await qb
+      .orderBy('intents.created_at_ms', 'desc')
+      .orderBy('intents.id')
+      .limit(limitOf(q))
+      .execute();
+    return rows.map(toIntent);
+  }
+
+  /** Orders, newest first. Time filters apply to the order's creation time. */
+  async listOrders(q: LedgerQuery = {}): Promise<LedgerOrder[]> {
+    let qb = this.db.selectFrom('orders').selectAll();
+    if (q.fromMs !== undefined) qb = qb.where('created_at_ms', '>=', q.fromMs);
+    if (q.toMs !== undefined) qb = qb.where('created_at_ms', '<', q.toMs);
+    if (q.underlying) qb = qb.where('underlying', '=', q.underlying);
+    if (q.venue) qb = qb.where('venue', '=', q.venue);
+    if (q.planId)
+      qb = qb.where(
+        'intent_id',
+        'in',
+        this.db.selectFrom('intents').select('id').where('plan_id', '=', q.planId),
+      );
+    const st = statuses(q.status);
+    if (st) qb = qb.where('status', 'in', st);
+    const rows = await qb
+      .orderBy('created_at_ms', 'desc')
+      .orderBy('client_order_id')
+      .limit(limitOf(q))
+      .execute();
+    return rows.map(toOrder);
+  }
+
+  /** Every state change of one order, oldest first. */
+  async orderEvents(clientOrderId: string): Promise<OrderEvent[]> {
+    const rows = await this.db
+      .selectFrom('order_events')
+      .selectAll()
+      .where('client_order_id', '=', clientOrderId)
+      .orderBy('id')
+      .execute();
+    return rows.map((r) => ({
+      id: Number(r.id),
+      clientOrderId: r.client_order_id,
+      fromStatus: (r.from_status as OrderStatus | null) ?? null,
+      toStatus: r.to_status as OrderStatus,
+      kind: r.kind as OrderEvent['kind'],
+      atMs: Number(r.at_ms),
+      actor: r.actor,
+      ...(r.note === null ? {} : { note: r.note }),
+    }));
+  }
+
+  /** Records a fill once (keyed by venue and fill id). @returns false when it was recorded before. */
+  async recordFill(fill: Fill): Promise<boolean> {
+    const res = await this.db
+      .insertInto('fills')
+      .values({
+        venue: fill.venue,
+        fill_id: fill.fillId,
+        client_order_id: fill.clientOrderId,
+        instrument: fill.instrument,
+        side: fill.side,
+        size_base: fill.sizeBase,
+        price_usd: fill.priceUsd,
+        fee_usd: fill.feeUsd,
+        gas_usd: fill.gasUsd,
+        ts_ms: fill.tsMs,
+      })
+      .onConflict((oc) => oc.columns(['venue', 'fill_id']).doNothing())
+      .executeTakeFirst();
+    return Number(res.numInsertedOrUpdatedRows ?? 0n) === 1;
+  }
+
+  /** Fills, newest first; `underlying` matches the instrument's base. Time filters apply to `tsMs`. */
+  async listFills(q: LedgerQuery & { clientOrderId?: string } = {}): Promise<Fill[]> {
+    let qb = this.db.selectFrom('fills').selectAll();
+    if (q.fromMs !== undefined) qb = qb.where('ts_ms', '>=', q.fromMs);
+    if (q.toMs !== undefined) qb = qb.where('ts_ms', '<', q.toMs);
+    if (q.venue) qb = qb.where('venue', '=', q.venue);
+    if (q.underlying) qb = qb.where('instrument', 'like', `${q.underlying}-%`);
+    if (q.clientOrderId) qb = qb.where('client_order_id', '=', q.clientOrderId);
+    const rows = await qb.orderBy('ts_ms', 'desc').orderBy('fill_id').limit(limitOf(q)).execute();
+    return rows.map((r) => ({
+      fillId: r.fill_id,
+      clientOrderId: r.client_order_id,
+      venue: r.venue,
+      instrument: r.instrument,
+      side: r.side as Fill['side'],
+      sizeBase: r.size_base,
+      priceUsd: r.price_usd,
+      feeUsd: r.fee_usd,
+      gasUsd: r.gas_usd,
+      tsMs: Number(r.ts_ms),
+    }));
+  }
+
+  async recordBreakerEvent(e: Omit<BreakerEvent, 'id' | 'atMs'> & { atMs?: number }): Promise<void> {
+    await this.db
+      .insertInto('breaker_events')
+      .values({
+        breaker: e.breaker,
+        from_state: e.fromState,
+        to_state: e.toState,
+        reason: e.reason,
+        at_ms: e.atMs ?? this.#clock.nowMs(),
+        details: JSON.stringify(e.details),
+      })
+      .execute();
+  }
+
+  /** Breaker transitions, newest first; `venue`/`underlying` match breakers named `venue:<id>` etc. */
+  async listBreakerEvents(q: LedgerQuery & { breaker?: string } = {}): Promise<BreakerEvent[]> {
+    let qb = this.db.selectFrom('breaker_events').selectAll();
+    if (q.fromMs !== undefined) qb = qb.where('at_ms', '>=', q.fromMs);
+    if (q.toMs !== undefined) qb = qb.where('at_ms', '<', q.toMs);
+    if (q.breaker) qb = qb.where('breaker', '=', q.breaker);
+    if (q.venue) qb = qb.where('breaker', 'like', `venue:${q.venue}%`);
+    if (q.underlying) qb = qb.where('breaker', 'like', `%:${q.underlying}`);
+    const rows = await qb.orderBy('id', 'desc').limit(limitOf(q)).execute();
+    return rows.map((r) => ({
+      id: Number(r.id),
+      breaker: r.breaker,
+      fromState: r.from_state,
+      toState: r.to_state,
+      reason: r.reason,
+      atMs: Number(r.at_ms),
+      details: asRecord(r.details),
+    }));
+  }
+
+  async recordKillSwitchEvent(e: Omit<KillSwitchEvent, 'id' | 'atMs'> & { atMs?: number }): Promise<void> {
+    await this.db
+      .insertInto('kill_switch_events')
+      .values({
+        scope: e.scope,
+        action: e.action,
+        actor: e.actor,
+        reason: e.reason,
+        allow_risk_reducing: e.allowRiskReducing,
+        at_ms: e.atMs ?? this.#clock.nowMs(),
+        details: JSON.stringify(e.details),
+      })
+      .execute();
+  }
+
+  async listKillSwitchEvents(q: LedgerQuery & { scope?: string } = {}): Promise<KillSwitchEvent[]> {
+    let qb = this.db.selectFrom('kill_switch_events').selectAll();
+    if (q.fromMs !== undefined) qb = qb.where('at_ms', '>=', q.fromMs);
+    if (q.toMs !== undefined) qb = qb.where('at_ms', '<', q.toMs);
+    if (q.scope) qb = qb.where('scope', '=', q.scope);
+    if (q.venue) qb = qb.where('scope', '=', `venue:${q.venue}`);
+    if (q.underlying) qb = qb.where('scope', '=', `underlying:${q.underlying}`);
+    const rows = await qb.orderBy('id', 'desc').limit(limitOf(q)).execute();
+    return rows.map((r) => ({
+      id: Number(r.id),
+      scope: r.scope,
+      action: r.action as KillSwitchEvent['action'],
+      actor: r.actor,
+      reason: r.reason,
+      allowRiskReducing: r.allow_risk_reducing,
+      atMs: Number(r.at_ms),
+      details: asRecord(r.details),
+    }));
+  }
+
+  /** Appends an audit entry: who did what to which subject. Details must hold no secrets. */
+  async audit(e: { actor: Actor; action: string; subject?: string; details?: Record<string, unknown> }) {
+    await this.db
+      .insertInto('audit')
+      .values({
+        at_ms: this.#clock.nowMs(),
+        actor: e.actor,
+        action: e.action,
+        subject: e.subject ?? null,
+        details: JSON.stringify(e.details ?? {}),
+      })
+      .execute();
+  }
+
+  async listAudit(q: LedgerQuery & { actor?: string; action?: string } = {}): Promise<AuditEntry[]> {
+    let qb = this.db.selectFrom('audit').selectAll();
+    if (q.fromMs !== undefined) qb = qb.where('at_ms', '>=', q.fromMs);
+    if (q.toMs !== undefined) qb = qb.where('at_ms', '<', q.toMs);
+    if (q.actor) qb = qb.where('actor', '=', q.actor);
+    if (q.action) qb = qb.where('action', '=', q.action);
+    const rows = await qb.orderBy('id', 'desc').limit(limitOf(q)).execute();
+    return rows.map((r) => ({
+      id: Number(r.id),
+      atMs: Number(r.at_ms),
+      actor: r.actor,
+      action: r.action,
+      ...(r.subject === null ? {} : { subject: r.subject }),
+      details: asRecord(r.details),
+    }));
+  }
+
+  /** Stores a risk snapshot (any JSON, versioned by `seq`); a replayed `seq` is ignored. */
+  async recordRiskSnapshot(s: RiskSnapshotRecord): Promise<boolean> {
+    const res = await this.db
+      .insertInto('risk_snapshots')
+      .values({ seq: s.seq, as_of_ms: s.asOfMs, snapshot: JSON.stringify(s.snapshot) })
+      .onConflict((oc) => oc.column('seq').doNothing())
+      .executeTakeFirst();
+    return Number(res.numInsertedOrUpdatedRows ?? 0n) === 1;
+  }
+
+  async latestRiskSnapshot(): Promise<RiskSnapshotRecord | undefined> {
+    const r = await this.db
+      .selectFrom('risk_snapshots')
+      .selectAll()
+      .orderBy('seq', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return r ? { seq: Number(r.seq), asOfMs: Number(r.as_of_ms), snapshot: r.snapshot } : undefined;
+  }
+
+  /** Snapshots by `asOfMs` range, newest first. */
+  async riskSnapshotHistory(
+    q: Pick<LedgerQuery, 'fromMs' | 'toMs' | 'limit'> = {},
+  ): Promise<RiskSnapshotRecord[]> {
+    let qb = this.db.selectFrom('risk_snapshots').selectAll();
+    if (q.fromMs !== undefined) qb = qb.where('as_of_ms', '>=', q.fromMs);
+    if (q.toMs !== undefined) qb = qb.where('as_of_ms', '<', q.toMs);
+    const rows = await qb.orderBy('seq', 'desc').limit(limitOf(q)).execute();
+    return rows.map((r) => ({ seq: Number(r.seq), asOfMs: Number(r.as_of_ms), snapshot: r.snapshot }));
+  }
+
+  /** Counts of orders per status (for dashboards and the chaos audit). */
+  async orderStatusCounts(
+    q: Pick<LedgerQuery, 'venue' | 'underlying'> = {},
+  ): Promise<Record<string, number>> {
+    let qb = this.db.selectFrom('orders').select(['status', sql<string>`count(*)`.as('n')]);
+    if (q.venue) qb = qb.where('venue', '=', q.venue);
+    if (q.underlying) qb = qb.where('underlying', '=', q.underlying);
+    const rows = await qb.groupBy('status').execute();
+    return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+  }
+
+  close(): Promise<void> {
+    return this.#handle.close();
+  }
+}
+
+function statuses(s: LedgerQuery['status']): OrderStatus[] | undefined {
+  if (s === undefined) return undefined;
+  return typeof s === 'string' ? [s] : [...s];
+}
+
+function limitOf(q: { limit?: number }): number {
+  const l = q.limit ?? 500;
+  if (!Number.isInteger(l) || l < 1) throw new RangeError(`limit must be a positive integer, got ${l}`);
+  return Math.min(l, MAX_LIMIT);
+}
+
+function asRecord(v: unknown): Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+
+function toOrder(r: OrderRow): LedgerOrder {
+  const o: LedgerOrder = {
+    clientOrderId: r.client_order_id,
+    intentId: r.intent_id,
+    venue: r.venue,
+    instrument: r.instrument,
+    side: r.side as Order['side'],
+    orderType: r.order_type as Order['orderType'],
+    sizeBase: r.size_base,
+    reduceOnly: r.reduce_only,
+    status: r.status as OrderStatus,
+    filledSizeBase: r.filled_size_base,
+    createdAtMs: Number(r.created_at_ms),
+    updatedAtMs: Number(r.updated_at_ms),
+    underlying: r.underlying,
+    sendAttempts: r.send_attempts,
+  };
+  if (r.venue_order_id !== null) o.venueOrderId = r.venue_order_id;
+  if (r.limit_price_usd !== null) o.limitPriceUsd = r.limit_price_usd;
+  if (r.avg_fill_price_usd !== null) o.avgFillPriceUsd = r.avg_fill_price_usd;
+  if (r.error !== null) o.error = r.error;
+  if (r.last_send_at_ms !== null) o.lastSendAtMs = Number(r.last_send_at_ms);
+  return o;
+}
+
+function toIntent(r: IntentRow & { status: string; client_order_id: string }): LedgerIntent {
+  const i: LedgerIntent = {
+    id: r.id,
+    planId: r.plan_id,
+    underlying: r.underlying,
+    venue: r.venue,
+    chain: r.chain as LedgerIntent['chain'],
+    instrument: r.instrument,
+    side: r.side as LedgerIntent['side'],
+    sizeBase: r.size_base,
+    orderType: r.order_type as LedgerIntent['orderType'],
+    referencePriceUsd: r.reference_price_usd,
+    reduceOnly: r.reduce_only,
+    urgency: r.urgency as LedgerIntent['urgency'],
+    reason: r.reason,
+    createdAtMs: Number(r.created_at_ms),
+    dependsOn: Array.isArray(r.depends_on) ? r.depends_on.map(String) : [],
+    recordedAtMs: Number(r.recorded_at_ms),
+    status: r.status as OrderStatus,
+    clientOrderId: r.client_order_id,
+  };
+  if (r.limit_price_usd !== null) i.limitPriceUsd = r.limit_price_usd;
+  if (r.lease_name !== null) i.leaseName = r.lease_name;
+  if (r.fencing_token !== null) i.fencingToken = Number(r.fencing_token);
+  return i;
+}

@@ -1,0 +1,105 @@
+import { type Kysely, sql } from 'kysely';
+import type { LedgerDatabase } from './schema.ts';
+
+/** One schema change. Versions are applied in order, once, each in its own transaction. */
+export interface Migration {
+  version: number;
+  name: string;
+  up: readonly string[];
+}
+
+/**
+ * The ledger's migrations. Append only: a released migration is never edited, a change is a new
+ * version. Timestamps are int8 ms since the epoch (UTC); sizes and prices are exact decimal strings
+ * (`text`), as they were at the venue boundary.
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'ledger',
+    up: [
+      `create table intents (
+        id text primary key, plan_id text not null, underlying text not null, venue text not null,
+        chain text not null, instrument text not null, side text not null, size_base text not null,
+        order_type text not null, limit_price_usd text, reference_price_usd double precision not null,
+        reduce_only boolean not null, urgency text not null, reason text not null, depends_on jsonb not null,
+        created_at_ms bigint not null, recorded_at_ms bigint not null, lease_name text, fencing_token bigint)`,
+      'create index intents_created on intents (created_at_ms)',
+      'create index intents_underlying on intents (underlying, created_at_ms)',
+      'create index intents_venue on intents (venue, created_at_ms)',
+      'create index intents_plan on intents (plan_id)',
+      `create table orders (
+        client_order_id text primary key, intent_id text not null unique references intents (id),
+        underlying text not null, venue text not null, instrument text not null, side text not null,
+        order_type text not null, size_base text not null, limit_price_usd text, reduce_only boolean not null,
+        status text not null, venue_order_id text, filled_size_base text not null default '0',
+        avg_fill_price_usd text, error text, send_attempts integer not null default 0, last_send_at_ms bigint,
+        created_at_ms bigint not null, updated_at_ms bigint not null)`,
+      'create index orders_status on orders (status, updated_at_ms)',
+      'create index orders_venue on orders (venue, created_at_ms)',
+      'create index orders_underlying on orders (underlying, created_at_ms)',
+      'create index orders_created on orders (created_at_ms)',
+      `create table order_events (
+        id bigserial primary key, client_order_id text not null references orders (client_order_id),
+        from_status text, to_status text not null, kind text not null, at_ms bigint not null,
+        actor text not null, note text)`,
+      'create index order_events_order on order_events (client_order_id, id)',
+      `create table fills (
+        venue text not null, fill_id text not null, client_order_id text not null, instrument text not null,
+        side text not null, size_base text not null, price_usd text not null, fee_usd double precision not null,
+        gas_usd double precision not null, ts_ms bigint not null, primary key (venue, fill_id))`,
+      'create index fills_order on fills (client_order_id)',
+      'create index fills_ts on fills (ts_ms)',
+      `create table breaker_events (
+        id bigserial primary key, breaker text not null, from_state text not null, to_state text not null,
+        reason text not null, at_ms bigint not null, details jsonb not null)`,
+      'create index breaker_events_at on breaker_events (at_ms)',
+      `create table kill_switch_events (
+        id bigserial primary key, scope text not null, action text not null, actor text not null,
+        reason text not null, allow_risk_reducing boolean not null, at_ms bigint not null, details jsonb not null)`,
+      'create index kill_switch_events_at on kill_switch_events (at_ms)',
+      `create table audit (
+        id bigserial primary key, at_ms bigint not null, actor text not null, action text not null,
+        subject text, details jsonb not null)`,
+      'create index audit_at on audit (at_ms)',
+      `create table risk_snapshots (
+        id bigserial primary key, seq bigint not null unique, as_of_ms bigint not null, snapshot jsonb not null)`,
+      'create index risk_snapshots_at on risk_snapshots (as_of_ms)',
+      `create table fencing (lease_name text primary key, token bigint not null, updated_at_ms bigint not null)`,
+    ],
+  },
+];
+
+/**
+ * Applies the migrations not applied yet, in version order. Safe when several processes start at
+ * once: each version runs in a transaction holding a transaction-scoped advisory lock keyed on the
+ * current schema, so a second runner waits and then sees the version as applied.
+ * @returns the versions applied by this call.
+ */
+export async function migrate(
+  db: Kysely<LedgerDatabase>,
+  migrations: readonly Migration[] = MIGRATIONS,
+  nowMs: () => number = Date.now,
+): Promise<number[]> {
+  await sql`create table if not exists xhedge_migrations (
+    version integer primary key, name text not null, applied_at_ms bigint not null)`.execute(db);
+  const applied: number[] = [];
+  for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+    await db.transaction().execute(async (tx) => {
+      await sql`select pg_advisory_xact_lock(hashtext(current_schema() || '.xhedge_migrations'))`.execute(tx);
+      const done = await tx
+        .selectFrom('xhedge_migrations')
+        .select('version')
+        .where('version', '=', m.version)
+        .executeTakeFirst();
+      if (done) return;
+      for (const stmt of m.up) await sql.raw(stmt).execute(tx);
+      await tx
+        .insertInto('xhedge_migrations')
+        .values({ version: m.version, name: m.name, applied_at_ms: nowMs() })
+        .execute();
+      applied.push(m.version);
+    });
+  }
+  return applied;
+}

@@ -1,0 +1,331 @@
+import type { PolicyConfig } from '@xhedge/config';
+import { instrumentMeta, ManualClock, MS_PER_HOUR, MS_PER_YEAR } from '@xhedge/core';
+import type { UnderlyingRisk } from '@xhedge/risk';
+import { describe, expect, it } from 'vitest';
+import { attributePnl, sumAttributions } from './attribution.ts';
+import { lelandVol, wwHalfWidth } from './bands.ts';
+import { vegaCandidatesFromChain } from './candidates.ts';
+import { HedgeStrategy } from './strategy.ts';
+import { solveVegaHedge, type VegaCandidate } from './vega.ts';
+
+const S = 60_000;
+const T0 = Date.UTC(2026, 0, 1);
+
+function risk(over: Partial<UnderlyingRisk> = {}): UnderlyingRisk {
+  const zero = {
+    delta: 0,
+    deltaUsd: 0,
+    netDeltaCoin: 0,
+    gamma: 0,
+    gamma1PctUsd: 0,
+    vegaPerVolPoint: 0,
+    thetaPerDay: 0,
+    rhoPer1Pct: 0,
+    vannaPerVolPoint: 0,
+    valueUsd: 0,
+    fundingUsdPerHour: 0,
+  };
+  return {
+    ...zero,
+    underlying: 'BTC',
+    spotUsd: S,
+    volDecimal: 0.6,
+    rateDecimal: 0,
+    gammaWeightedTenorYears: 0.25,
+    positionCount: 1,
+    vegaByExpiry: {},
+    vegaByBucket: {},
+    byVenue: {},
+    byChain: {},
+    ...over,
+  };
+}
+
+const common = { targetDelta: 0, urgencyMultiple: 3, minTradeUsd: 100 };
+const band = (x: Partial<Extract<PolicyConfig, { kind: 'band' }>> = {}): PolicyConfig => ({
+  kind: 'band',
+  bandDelta: 0.5,
+  ...common,
+  ...x,
+});
+
+function strat(policy: PolicyConfig, clock = new ManualClock(T0)) {
+  return { s: new HedgeStrategy({ clock, defaultPolicy: policy }), clock };
+}
+
+describe('delta bands', () => {
+  it('holds inside the absolute band and trades back to target outside it', () => {
+    const { s } = strat(band());
+    const hold = s.decideUnderlying(risk({ delta: 0.4 }), 1);
+    expect(hold).toMatchObject({ action: 'hold', code: 'inside-band', tradeDeltaBase: 0 });
+    expect(hold.reason).toMatch(/inside the ±0.5 band/);
+    const trade = s.decideUnderlying(risk({ delta: 0.8 }), 2);
+    expect(trade).toMatchObject({ action: 'hedge', code: 'hedge', side: 'sell', urgency: 'normal' });
+    expect(trade.tradeDeltaBase).toBeCloseTo(-0.8, 12);
+    expect(trade.reason).toMatch(/sell 0.8 BTC .* back to the target/);
+  });
+
+  it('widens the band with gamma and vol so it cannot ping-pong', () => {
+    const { s } = strat(band({ bandDelta: 0.1, gammaScaled: { z: 2, windowHours: 1 } }));
+    const gamma = 0.001;
+    const expected = 2 * gamma * 0.6 * S * Math.sqrt(MS_PER_HOUR / MS_PER_YEAR);
+    const d = s.decideUnderlying(risk({ delta: 0.3, gamma }), 1);
+    expect(d.bandHalfWidth).toBeCloseTo(expected, 12);
+    expect(expected).toBeGreaterThan(0.3);
+    expect(d.code).toBe('inside-band');
+  });
+
+  it('Whalley–Wilmott: hand-computed half-width, trades to the band edge', () => {
+    const policy: PolicyConfig = { kind: 'ww', riskAversion: 0.001, costBps: 10, ...common };
+    const { s } = strat(policy);
+    const gamma = 0.0005;
+    const H = Math.cbrt((1.5 * Math.exp(-0.05 * 0.25) * 0.001 * S * gamma * gamma) / 0.001);
+    expect(
+      wwHalfWidth({
+        spotUsd: S,
+        gamma,
+        costFraction: 0.001,
+        riskAversion: 0.001,
+        rateDecimal: 0.05,
+        tenorYears: 0.25,
+      }),
+    ).toBeCloseTo(H, 12);
+    const r = risk({ delta: -5, gamma, rateDecimal: 0.05 });
+    const d = s.decideUnderlying(r, 1);
+    expect(d.bandHalfWidth).toBeCloseTo(H, 12);
+    expect(d.tradeDeltaBase).toBeCloseTo(5 - H, 12);
+    expect(d.reason).toMatch(/to the band edge/);
+  });
+});
+
+describe('time gates, urgency, gas and pending orders', () => {
+  const interval: PolicyConfig = { kind: 'interval', intervalMinutes: 60, ...common };
+
+  it('interval: hedges when due, holds until the next slot, urgent drift skips the gate', () => {
+    const { s, clock } = strat(interval);
+    const gamma = 0.0001; // expected delta change per hour ≈ 0.0001·0.6·60000·√(1h) ≈ 0.038
+    const first = s.decideUnderlying(risk({ delta: 0.05, gamma }), 1);
+    expect(first.action).toBe('hedge');
+    s.recordExecution('BTC', first.tradeNotionalUsd);
+    clock.advance(10 * 60_000);
+    const notDue = s.decideUnderlying(risk({ delta: 0.05, gamma }), 2);
+    expect(notDue.code).toBe('interval-not-due');
+    expect(notDue.reason).toMatch(/in 3000 s/);
+    const urgent = s.decideUnderlying(risk({ delta: 0.5, gamma }), 3);
+    expect(urgent).toMatchObject({ action: 'hedge', code: 'hedge-urgent', urgency: 'urgent' });
+    expect(urgent.reason).toMatch(/time and gas gates skipped/);
+    clock.advance(50 * 60_000);
+    expect(s.decideUnderlying(risk({ delta: 0.05, gamma }), 4).code).toBe('hedge');
+  });
+
+  it('gas waits hold normal drift, not urgent drift', () => {
+    const { s } = strat(band());
+    expect(s.decideUnderlying(risk({ delta: 0.8 }), 1, { gasHigh: true }).code).toBe('gas-wait');
+    const d = s.decideUnderlying(risk({ delta: 1.6 }), 2, { gasHigh: true });
+    expect(d).toMatchObject({ code: 'hedge-urgent', side: 'sell' });
+  });
+
+  it('a working order blocks the next hedge, even an urgent one', () => {
+    const { s } = strat(band());
+    const d = s.decideUnderlying(risk({ delta: 5 }), 1, { pendingOrder: true });
+    expect(d).toMatchObject({ action: 'hold', code: 'pending-order' });
+  });
+});
+
+describe('caps and dust', () => {
+  it('per-order cap downsizes the order', () => {
+    const { s } = strat(band({ maxOrderUsd: 30_000 }));
+    const d = s.decideUnderlying(risk({ delta: 2 }), 1);
+    expect(d.tradeDeltaBase).toBeCloseTo(-0.5, 12);
+    expect(d.capped).toEqual({ wantedDeltaBase: -2, by: 'per-order' });
+    expect(d.reason).toMatch(/cut from 2 by the per-order cap/);
+  });
+
+  it('per-window cap downsizes, then holds until the window rolls', () => {
+    const { s, clock } = strat(band({ caps: { maxWindowUsd: 100_000, windowMinutes: 60 } }));
+    s.recordExecution('BTC', 70_000);
+    const d = s.decideUnderlying(risk({ delta: 1 }), 1);
+    expect(d.tradeNotionalUsd).toBeCloseTo(30_000, 6);
+    expect(d.capped?.by).toBe('per-window');
+    s.recordExecution('BTC', d.tradeNotionalUsd);
+    expect(s.decideUnderlying(risk({ delta: 1 }), 2).code).toBe('window-cap-reached');
+    clock.advance(61 * 60_000);
+    expect(s.decideUnderlying(risk({ delta: 1 }), 3).tradeDeltaBase).toBeCloseTo(-1, 12);
+  });
+
+  it('never rounds a needed rehedge to zero: trades the venue minimum when the band allows', () => {
+    const { s } = strat(band({ bandDelta: 0.001 }));
+    const d = s.decideUnderlying(risk({ delta: 0.0015 }), 1, { venueMinSizeBase: 0.002 });
+    expect(d.action).toBe('hedge');
+    expect(d.tradeDeltaBase).toBeCloseTo(-0.002, 12);
+  });
+
+  it('holds dust that the venue minimum would overshoot past the band', () => {
+    const { s } = strat(band({ bandDelta: 0.0001 }));
+    const d = s.decideUnderlying(risk({ delta: 0.0005 }), 1);
+    expect(d.code).toBe('dust');
+    expect(d.reason).toMatch(/below the minimum/);
+  });
+});
+
+describe('Leland and vega', () => {
+  it('Leland vol raises the hedge vol of a short-gamma book and shifts delta by vanna', () => {
+    const lv = lelandVol({
+      volDecimal: 0.6,
+      roundTripCostFraction: 0.002,
+      intervalMs: MS_PER_HOUR,
+      gammaSign: -1,
+    });
+    const le = (Math.sqrt(2 / Math.PI) * 0.002) / (0.6 * Math.sqrt(MS_PER_HOUR / MS_PER_YEAR));
+    expect(lv.lelandNumber).toBeCloseTo(le, 12);
+    expect(lv.volDecimal).toBeCloseTo(0.6 * Math.sqrt(1 + le), 12);
+    const policy: PolicyConfig = { kind: 'leland', intervalMinutes: 60, costBps: 10, ...common };
+    const { s } = strat(policy);
+    const d = s.decideUnderlying(risk({ delta: 1, gamma: -0.0002, vannaPerVolPoint: 0.02 }), 1);
+    expect(d.effectiveDelta).toBeCloseTo(1 + 0.02 * (lv.volDecimal - 0.6) * 100, 12);
+    expect(d.tradeDeltaBase).toBeCloseTo(-d.effectiveDelta, 12);
+  });
+
+  const candidates: VegaCandidate[] = [
+    {
+      venue: 'lyra-arb',
+      chain: 'evm:42161',
+      instrument: 'BTC-USD:OPT:20260327:60000:C',
+      vegaPerVolPoint: 100,
+      delta: 0.5,
+      priceUsd: 5000,
+      costPerUnitUsd: 50,
+      maxSizeBase: 3,
+      sizeStepBase: 0.1,
+    },
+    {
+      venue: 'deribit',
+      chain: 'offchain',
+      instrument: 'BTC-USD:OPT:20260626:60000:C',
+      vegaPerVolPoint: 150,
+      delta: 0.55,
+      priceUsd: 8000,
+      costPerUnitUsd: 120,
+      maxSizeBase: 100,
+      sizeStepBase: 0.1,
+    },
+  ];
+
+  it('solver fills the cheapest vega per dollar first, within capacity', () => {
+    // Need +600 vega: lyra costs 0.5 $/vega (max 300 vega), deribit 0.8 $/vega.
+    const sol = solveVegaHedge({ vegaNow: -600, target: 0, tolerance: 50, candidates });
+    expect(sol.trades.map((t) => [t.venue, t.side, Number(t.sizeBase.toFixed(6))])).toEqual([
+      ['lyra-arb', 'buy', 3],
+      ['deribit', 'buy', 2],
+    ]);
+    expect(sol.vegaAfter).toBeCloseTo(0, 9);
+    expect(sol.costUsd).toBeCloseTo(3 * 50 + 2 * 120, 9);
+    expect(sol.deltaChange).toBeCloseTo(3 * 0.5 + 2 * 0.55, 12);
+    expect(sol.shortfall).toBe(false);
+  });
+
+  it('a vega breach adds option trades, then hedges the resulting delta', () => {
+    const policy: PolicyConfig = band({
+      vega: { enabled: true, bandPerVolPoint: 100, targetPerVolPoint: 0 },
+    });
+    const { s } = strat(policy);
+    const d = s.decideUnderlying(risk({ delta: 0, vegaPerVolPoint: -600 }), 1, {
+      vegaCandidates: candidates,
+    });
+    expect(d.vegaTrades).toHaveLength(2);
+    expect(d.effectiveDelta).toBeCloseTo(2.6, 12);
+    expect(d.tradeDeltaBase).toBeCloseTo(-2.6, 12);
+    expect(d.reason).toMatch(/vega -600 \$\/pt is outside 0 ± 100/);
+    // Inside the vega band: no option trades.
+    expect(
+      s.decideUnderlying(risk({ vegaPerVolPoint: -50 }), 2, { vegaCandidates: candidates }).vegaTrades,
+    ).toEqual([]);
+  });
+
+  it('is deterministic: same snapshot, same decision', () => {
+    const a = strat(band()).s.decideUnderlying(risk({ delta: 0.9 }), 7);
+    const b = strat(band()).s.decideUnderlying(risk({ delta: 0.9 }), 7);
+    expect(a).toEqual(b);
+  });
+});
+
+describe('P&L attribution', () => {
+  it('splits an interval into delta, gamma, theta, vega, funding, fees, slippage and gas', () => {
+    const a = attributePnl({
+      start: {
+        spotUsd: 60_000,
+        volDecimal: 0.6,
+        delta: 0.1,
+        gamma: 0.001,
+        vegaPerVolPoint: 200,
+        thetaPerDay: -240,
+      },
+      endSpotUsd: 61_000,
+      endVolDecimal: 0.62,
+      elapsedMs: 6 * MS_PER_HOUR,
+      fundingUsd: -3,
+      fills: [
+        { side: 'sell', sizeBase: 1, priceUsd: 60_990, referencePriceUsd: 61_000, feeUsd: 30, gasUsd: 0.2 },
+      ],
+      actualPnlUsd: 1000,
+    });
+    expect(a.deltaUsd).toBeCloseTo(100, 9);
+    expect(a.gammaUsd).toBeCloseTo(500, 9);
+    expect(a.thetaUsd).toBeCloseTo(-60, 9);
+    expect(a.vegaUsd).toBeCloseTo(400, 9);
+    expect(a.feesUsd).toBe(-30);
+    expect(a.slippageUsd).toBeCloseTo(-10, 9);
+    expect(a.gasUsd).toBeCloseTo(-0.2, 12);
+    expect(a.totalUsd).toBeCloseTo(100 + 500 - 60 + 400 - 3 - 30 - 10 - 0.2, 9);
+    expect(a.scalpingNetUsd).toBeCloseTo(500 - 60 - 30 - 10 - 0.2, 9);
+    expect(a.unexplainedUsd).toBeCloseTo(1000 - a.totalUsd, 9);
+    const sum = sumAttributions([a, a]);
+    expect(sum.gammaUsd).toBeCloseTo(1000, 9);
+    expect(sum.unexplainedUsd).toBeCloseTo(2 * (a.unexplainedUsd ?? 0), 9);
+  });
+});
+
+describe('vegaCandidatesFromChain', () => {
+  it('prices listed options with the risk model and costs them by spread and fee', () => {
+    const now = Date.UTC(2026, 0, 1, 8);
+    const id = 'BTC-USD:OPT:20260327:60000:C';
+    const c = vegaCandidatesFromChain({
+      venue: 'lyra-arb',
+      chain: 'evm:42161',
+      underlying: 'BTC',
+      spotUsd: S,
+      volDecimal: 0.6,
+      nowMs: now,
+      feeBps: 3,
+      maxSizeBase: 10,
+      options: [
+        {
+          instrument: instrumentMeta(id),
+          mark: {
+            venue: 'lyra-arb',
+            instrument: id,
+            markPriceUsd: 5000,
+            ivDecimal: 0.55,
+            bidUsd: 4950,
+            askUsd: 5050,
+            asOfMs: now,
+          },
+        },
+        {
+          instrument: instrumentMeta('ETH-USD:OPT:20260327:3000:C'),
+          mark: {
+            venue: 'lyra-arb',
+            instrument: 'ETH-USD:OPT:20260327:3000:C',
+            markPriceUsd: 200,
+            asOfMs: now,
+          },
+        },
+      ],
+    });
+    expect(c).toHaveLength(1);
+    expect(c[0]?.costPerUnitUsd).toBeCloseTo(50 + S * 0.0003, 9);
+    expect(c[0]?.vegaPerVolPoint).toBeGreaterThan(0);
+    expect(c[0]?.delta).toBeGreaterThan(0.4);
+    expect(c[0]?.priceUsd).toBe(5000);
+  });
+});

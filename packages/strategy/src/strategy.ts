@@ -1,0 +1,337 @@
+import type { PolicyConfig } from '@xhedge/config';
+import {
+  assertFinite,
+  type Clock,
+  deterministicId,
+  MS_PER_HOUR,
+  type Side,
+  type Urgency,
+} from '@xhedge/core';
+import type { RiskSnapshot, UnderlyingRisk } from '@xhedge/risk';
+import { gammaScaledHalfWidth, lelandVol, wwHalfWidth } from './bands.ts';
+import { type OptionTrade, solveVegaHedge, type VegaCandidate } from './vega.ts';
+
+/** Why a decision came out as it did (stable codes for dashboards and tests; `reason` has the words). */
+export type DecisionCode =
+  | 'inside-band'
+  | 'interval-not-due'
+  | 'pending-order'
+  | 'gas-wait'
+  | 'dust'
+  | 'window-cap-reached'
+  | 'hedge'
+  | 'hedge-urgent'
+  | 'vega-only';
+
+/** What the strategy decided for one underlying. `tradeDeltaBase` is what routing must execute (signed). */
+export interface HedgeDecision {
+  /** Deterministic: the same snapshot and underlying always give the same id. */
+  id: string;
+  underlying: string;
+  snapshotSeq: number;
+  asOfMs: number;
+  policy: PolicyConfig['kind'];
+  action: 'hold' | 'hedge';
+  code: DecisionCode;
+  urgency: Urgency;
+  spotUsd: number;
+  /** Book delta from the snapshot, underlying units. */
+  bookDelta: number;
+  /** Delta the policy hedges: book delta + vega trades' delta (+ Leland adjustment). */
+  effectiveDelta: number;
+  targetDelta: number;
+  /** effectiveDelta − targetDelta. */
+  driftDelta: number;
+  /** Half-width of the no-trade band used, underlying units. */
+  bandHalfWidth: number;
+  /** Signed delta to trade with perps/spot (buy > 0), underlying units; 0 on hold. */
+  tradeDeltaBase: number;
+  side: Side | null;
+  tradeNotionalUsd: number;
+  /** Option trades to bring vega back inside its band (traded before the delta hedge). */
+  vegaTrades: OptionTrade[];
+  /** The order was cut by a cap: how much was wanted and which cap cut it. */
+  capped?: { wantedDeltaBase: number; by: 'per-order' | 'per-window' };
+  /** Plain words for the operator. */
+  reason: string;
+}
+
+/** What the strategy knows from outside the snapshot for one underlying. */
+export interface DecisionContext {
+  /** A hedge order for this underlying is still working: never stack another on it. */
+  pendingOrder?: boolean;
+  /** Gas is expensive on the chains we would hedge on: wait unless the drift is urgent. */
+  gasHigh?: boolean;
+  /** Smallest minimum order size among the venues that can take the hedge, underlying units. */
+  venueMinSizeBase?: number;
+  /** Listed options the vega solver may trade. */
+  vegaCandidates?: readonly VegaCandidate[];
+}
+
+export interface HedgeStrategyOptions {
+  clock: Clock;
+  /** Policy for underlyings without their own entry. */
+  defaultPolicy: PolicyConfig;
+  perUnderlying?: Readonly<Record<string, PolicyConfig>>;
+}
+
+interface UnderlyingState {
+  lastHedgeMs: number | null;
+  /** Executed hedge notionals in the rolling window: [atMs, usd]. */
+  window: [number, number][];
+}
+
+const fmt = (x: number, d = 4) => (Math.abs(x) >= 1000 ? x.toFixed(0) : Number(x.toPrecision(d)).toString());
+const usd = (x: number) => `$${Math.round(Math.abs(x)).toLocaleString('en-US')}`;
+
+/**
+ * Decides, per underlying, whether and how much to hedge under its configured policy. Deterministic:
+ * the only inputs are the snapshot, the context, the injected clock and the executions recorded
+ * through {@link HedgeStrategy.recordExecution}.
+ */
+export class HedgeStrategy {
+  readonly #clock: Clock;
+  readonly #default: PolicyConfig;
+  readonly #per: Readonly<Record<string, PolicyConfig>>;
+  readonly #state = new Map<string, UnderlyingState>();
+
+  constructor(opts: HedgeStrategyOptions) {
+    this.#clock = opts.clock;
+    this.#default = opts.defaultPolicy;
+    this.#per = opts.perUnderlying ?? {};
+  }
+
+  policyFor(underlying: string): PolicyConfig {
+    return this.#per[underlying] ?? this.#default;
+  }
+
+  /** Tells the strategy a hedge went out (time gates and window caps count from it). */
+  recordExecution(underlying: string, notionalUsd: number, atMs: number = this.#clock.nowMs()): void {
+    const st = this.#stateOf(underlying);
+    st.lastHedgeMs = atMs;
+    st.window.push([atMs, Math.abs(notionalUsd)]);
+  }
+
+  /** One decision per underlying in the snapshot, in the snapshot's order. */
+  decide(snapshot: RiskSnapshot, ctx: Readonly<Record<string, DecisionContext>> = {}): HedgeDecision[] {
+    return Object.values(snapshot.underlyings).map((risk) =>
+      this.decideUnderlying(risk, snapshot.seq, ctx[risk.underlying] ?? {}),
+    );
+  }
+
+  decideUnderlying(risk: UnderlyingRisk, snapshotSeq: number, ctx: DecisionContext = {}): HedgeDecision {
+    const nowMs = this.#clock.nowMs();
+    const policy = this.policyFor(risk.underlying);
+    const st = this.#stateOf(risk.underlying);
+    const S = risk.spotUsd;
+    const U = risk.underlying;
+    const notes: string[] = [];
+
+    // Vega first: its option trades change the delta the hedge must cover.
+    let vegaTrades: OptionTrade[] = [];
+    let vegaDelta = 0;
+    if (policy.vega?.enabled) {
+      const target = policy.vega.targetPerVolPoint;
+      const band = policy.vega.bandPerVolPoint;
+      const off = risk.vegaPerVolPoint - target;
+      if (Math.abs(off) > band && !ctx.pendingOrder) {
+        const sol = solveVegaHedge({
+          vegaNow: risk.vegaPerVolPoint,
+          target,
+          tolerance: band,
+          candidates: ctx.vegaCandidates ?? [],
+        });
+        vegaTrades = sol.trades;
+        vegaDelta = sol.deltaChange;
+        notes.push(
+          `vega ${fmt(risk.vegaPerVolPoint)} $/pt is outside ${fmt(target)} ± ${fmt(band)}: ` +
+            (sol.trades.length
+              ? `${sol.trades.map((t) => `${t.side} ${fmt(t.sizeBase)} ${t.instrument} on ${t.venue}`).join(', ')} ` +
+                `(cost ${usd(sol.costUsd)}) brings it to ${fmt(sol.vegaAfter)}`
+              : 'no listed option can take the trade') +
+            (sol.shortfall ? ' — still outside the band (liquidity or minimum sizes)' : ''),
+        );
+      } else notes.push(`vega ${fmt(risk.vegaPerVolPoint)} $/pt is within ${fmt(target)} ± ${fmt(band)}`);
+    }
+
+    let effectiveDelta = risk.delta + vegaDelta;
+    const targetDelta = policy.targetDelta;
+    let band = 0;
+    let urgencyRef = 0;
+    let timeGateMs: number | null = null;
+    let toEdge = false;
+    let bandWords = '';
+    switch (policy.kind) {
+      case 'interval':
+      case 'leland': {
+        const intervalMs = policy.intervalMinutes * 60_000;
+        timeGateMs = intervalMs;
+        // Expected delta change over one interval: the yardstick for "urgent" between scheduled hedges.
+        urgencyRef = gammaScaledHalfWidth({
+          z: 1,
+          gamma: risk.gamma,
+          volDecimal: risk.volDecimal,
+          spotUsd: S,
+          windowMs: intervalMs,
+        });
+        bandWords = `every ${fmt(policy.intervalMinutes)} min`;
+        if (policy.kind === 'leland' && risk.gamma !== 0) {
+          const lv = lelandVol({
+            volDecimal: risk.volDecimal,
+            roundTripCostFraction: (2 * policy.costBps) / 10_000,
+            intervalMs,
+            gammaSign: Math.sign(risk.gamma),
+          });
+          // First order in vol: Δ(σ_adj) ≈ Δ(σ) + vanna · (σ_adj − σ) in vol points.
+          const adj = risk.vannaPerVolPoint * (lv.volDecimal - risk.volDecimal) * 100;
+          effectiveDelta += adj;
+          bandWords += `, Leland vol ${fmt(lv.volDecimal * 100, 3)}% (Le ${fmt(lv.lelandNumber, 3)}) shifts delta by ${fmt(adj)}`;
+        }
+        break;
+      }
+      case 'band': {
+        const abs = policy.bandDelta ?? 0;
+        const scaled = policy.gammaScaled
+          ? gammaScaledHalfWidth({
+              z: policy.gammaScaled.z,
+              gamma: risk.gamma,
+              volDecimal: risk.volDecimal,
+              spotUsd: S,
+              windowMs: policy.gammaScaled.windowHours * MS_PER_HOUR,
+            })
+          : 0;
+        band = Math.max(abs, scaled);
+        urgencyRef = band;
+        bandWords =
+          scaled > abs
+            ? `±${fmt(band)} band (gamma-scaled: ${fmt(policy.gammaScaled?.z ?? 0)}·|Γ|·σ·S·√${fmt(policy.gammaScaled?.windowHours ?? 0)}h)`
+            : `±${fmt(band)} band`;
+        break;
+      }
+      case 'ww': {
+        band = wwHalfWidth({
+          spotUsd: S,
+          gamma: risk.gamma,
+          costFraction: policy.costBps / 10_000,
+          riskAversion: policy.riskAversion,
+          rateDecimal: risk.rateDecimal,
+          tenorYears: risk.gammaWeightedTenorYears,
+        });
+        urgencyRef = band;
+        toEdge = true;
+        bandWords = `±${fmt(band)} Whalley–Wilmott band (cost ${fmt(policy.costBps)} bps, risk aversion ${fmt(policy.riskAversion)})`;
+        break;
+      }
+    }
+    assertFinite(`${U} band`, band);
+    assertFinite(`${U} effective delta`, effectiveDelta);
+
+    const outside = timeGateMs === null ? `outside the ${bandWords}` : `scheduled hedge (${bandWords})`;
+    const drift = effectiveDelta - targetDelta;
+    const dustBase = Math.max(policy.minTradeUsd / S, ctx.venueMinSizeBase ?? 0);
+    urgencyRef = Math.max(urgencyRef, dustBase);
+    const urgent = Math.abs(drift) >= policy.urgencyMultiple * urgencyRef && Math.abs(drift) > band;
+    const urgency: Urgency = urgent ? 'urgent' : 'normal';
+    const head = `${U}: delta ${fmt(effectiveDelta)} vs target ${fmt(targetDelta)} (drift ${fmt(drift)}, ${usd(drift * S)})`;
+
+    const base = {
+      id: deterministicId('dec', U, snapshotSeq),
+      underlying: U,
+      snapshotSeq,
+      asOfMs: nowMs,
+      policy: policy.kind,
+      urgency,
+      spotUsd: S,
+      bookDelta: risk.delta,
+      effectiveDelta,
+      targetDelta,
+      driftDelta: drift,
+      bandHalfWidth: band,
+      vegaTrades,
+    };
+    const vegaNote = notes.length ? ` ${notes.join('; ')}.` : '';
+    const hold = (code: DecisionCode, why: string): HedgeDecision => ({
+      ...base,
+      action: vegaTrades.length && code !== 'pending-order' ? 'hedge' : 'hold',
+      code: vegaTrades.length && code !== 'pending-order' ? 'vega-only' : code,
+      vegaTrades: code === 'pending-order' ? [] : vegaTrades,
+      tradeDeltaBase: 0,
+      side: null,
+      tradeNotionalUsd: 0,
+      reason: `${head}: ${why}.${vegaNote}`,
+    });
+
+    if (ctx.pendingOrder) return hold('pending-order', 'a hedge order is still working; waiting for it');
+    if (Math.abs(drift) <= band)
+      return hold(
+        'inside-band',
+        timeGateMs === null ? `inside the ${bandWords}; no trade` : 'at the target; no trade',
+      );
+    if (timeGateMs !== null && !urgent && st.lastHedgeMs !== null && nowMs - st.lastHedgeMs < timeGateMs) {
+      const dueIn = timeGateMs - (nowMs - st.lastHedgeMs);
+      return hold('interval-not-due', `next scheduled hedge (${bandWords}) in ${fmt(dueIn / 1000, 3)} s`);
+    }
+    if (ctx.gasHigh && !urgent) return hold('gas-wait', 'gas is high and the drift is not urgent; waiting');
+
+    // Size: back to target, or (Whalley–Wilmott) to the nearest band edge.
+    const sign = drift > 0 ? -1 : 1;
+    let size = toEdge ? Math.abs(drift) - band : Math.abs(drift);
+    if (size < dustBase) {
+      // Outside the band but below the smallest order: trade the minimum unless it overshoots the band.
+      if (dustBase <= Math.abs(drift) + band) size = dustBase;
+      else
+        return hold(
+          'dust',
+          `${outside}, but ${fmt(size)} ${U} (${usd(size * S)}) is below the minimum ` +
+            `${fmt(dustBase)} ${U} and the minimum would overshoot the band; holding`,
+        );
+    }
+    let capped: HedgeDecision['capped'];
+    const wanted = size;
+    if (policy.maxOrderUsd !== undefined && size * S > policy.maxOrderUsd) {
+      size = policy.maxOrderUsd / S;
+      capped = { wantedDeltaBase: sign * wanted, by: 'per-order' };
+    }
+    if (policy.caps) {
+      const windowMs = policy.caps.windowMinutes * 60_000;
+      st.window = st.window.filter(([t]) => nowMs - t < windowMs);
+      const used = st.window.reduce((s, [, x]) => s + x, 0);
+      const roomUsd = policy.caps.maxWindowUsd - used;
+      if (roomUsd / S < dustBase)
+        return hold(
+          'window-cap-reached',
+          `hedge cap of ${usd(policy.caps.maxWindowUsd)} per ${fmt(policy.caps.windowMinutes)} min is used up (${usd(used)}); holding`,
+        );
+      if (size * S > roomUsd) {
+        size = roomUsd / S;
+        capped = { wantedDeltaBase: sign * wanted, by: 'per-window' };
+      }
+    }
+    const trade = sign * size;
+    const words =
+      `${outside}; ${trade > 0 ? 'buy' : 'sell'} ${fmt(size)} ${U} (${usd(size * S)}) ` +
+      (toEdge ? 'to the band edge' : 'back to the target') +
+      (urgent ? `; urgent (drift ≥ ${fmt(policy.urgencyMultiple)}× band): time and gas gates skipped` : '') +
+      (capped ? `; cut from ${fmt(wanted)} by the ${capped.by} cap` : '');
+    const decision: HedgeDecision = {
+      ...base,
+      action: 'hedge',
+      code: urgent ? 'hedge-urgent' : 'hedge',
+      tradeDeltaBase: trade,
+      side: trade > 0 ? 'buy' : 'sell',
+      tradeNotionalUsd: size * S,
+      reason: `${head}: ${words}.${vegaNote}`,
+    };
+    if (capped) decision.capped = capped;
+    return decision;
+  }
+
+  #stateOf(underlying: string): UnderlyingState {
+    let st = this.#state.get(underlying);
+    if (!st) {
+      st = { lastHedgeMs: null, window: [] };
+      this.#state.set(underlying, st);
+    }
+    return st;
+  }
+}

@@ -1,0 +1,110 @@
+import type { Side } from '@xhedge/core';
+
+/** A listed option the vega solver may trade, with per-unit Greeks and cost. */
+export interface VegaCandidate {
+  venue: string;
+  chain: string;
+  instrument: string;
+  /** Per unit of underlying, USD per vol point (> 0 for a long option). */
+  vegaPerVolPoint: number;
+  /** Per unit of underlying. */
+  delta: number;
+  /** Option premium per unit, USD (reference for limit prices). */
+  priceUsd: number;
+  /** All-in cost of trading one unit (fee + half spread + impact estimate), USD. */
+  costPerUnitUsd: number;
+  /** Largest size this candidate takes now, underlying units. */
+  maxSizeBase: number;
+  /** Venue minimum order, underlying units. Default 0. */
+  minSizeBase?: number;
+  /** Venue size step, underlying units. Default: no rounding. */
+  sizeStepBase?: number;
+}
+
+/** One option trade chosen by the solver. */
+export interface OptionTrade {
+  venue: string;
+  chain: string;
+  instrument: string;
+  side: Side;
+  /** Positive, underlying units. */
+  sizeBase: number;
+  priceUsd: number;
+  /** Signed vega this trade adds, USD per vol point. */
+  vegaPerVolPoint: number;
+  /** Signed delta this trade adds, underlying units. */
+  delta: number;
+  costUsd: number;
+}
+
+export interface VegaSolution {
+  trades: OptionTrade[];
+  vegaBefore: number;
+  vegaAfter: number;
+  deltaChange: number;
+  costUsd: number;
+  /** The candidates could not bring vega back inside the band (liquidity, minimum sizes). */
+  shortfall: boolean;
+}
+
+function roundStep(x: number, step: number | undefined): number {
+  if (!step || step <= 0) return x;
+  return Math.floor(x / step + 1e-9) * step;
+}
+
+/**
+ * Least-cost vega hedge: brings `vegaNow` to `target` using the candidates. With linear costs and one
+ * constraint (total vega), this LP is a fractional knapsack, so a greedy fill in order of cost per vega
+ * point is optimal; sizes are then rounded down to each venue's step and minimums respected.
+ */
+export function solveVegaHedge(p: {
+  vegaNow: number;
+  target: number;
+  /** Residual vega tolerated after the hedge, USD per vol point. */
+  tolerance: number;
+  candidates: readonly VegaCandidate[];
+}): VegaSolution {
+  const need0 = p.target - p.vegaNow;
+  const side: Side = need0 > 0 ? 'buy' : 'sell';
+  const sign = need0 > 0 ? 1 : -1;
+  const ranked = p.candidates
+    .filter((c) => c.vegaPerVolPoint > 0 && c.maxSizeBase > 0)
+    .map((c) => ({ c, costPerVega: c.costPerUnitUsd / c.vegaPerVolPoint }))
+    .sort((a, b) => a.costPerVega - b.costPerVega || a.c.instrument.localeCompare(b.c.instrument));
+  let need = Math.abs(need0);
+  const trades: OptionTrade[] = [];
+  for (const { c } of ranked) {
+    if (need <= p.tolerance * 1e-6) break;
+    let size = roundStep(Math.min(c.maxSizeBase, need / c.vegaPerVolPoint), c.sizeStepBase);
+    if (size < (c.minSizeBase ?? 0)) {
+      // Taking the minimum would overshoot; only worth it if we still end inside the band.
+      const min = c.minSizeBase ?? 0;
+      if (min <= c.maxSizeBase && Math.abs(need - min * c.vegaPerVolPoint) <= p.tolerance) size = min;
+      else continue;
+    }
+    if (size <= 0) continue;
+    const vega = sign * size * c.vegaPerVolPoint;
+    trades.push({
+      venue: c.venue,
+      chain: c.chain,
+      instrument: c.instrument,
+      side,
+      sizeBase: size,
+      priceUsd: c.priceUsd,
+      vegaPerVolPoint: vega,
+      delta: sign * size * c.delta,
+      costUsd: size * c.costPerUnitUsd,
+    });
+    need -= size * c.vegaPerVolPoint;
+  }
+  const added = trades.reduce((s, t) => s + t.vegaPerVolPoint, 0);
+  const vegaAfter = p.vegaNow + added;
+  return {
+    trades,
+    vegaBefore: p.vegaNow,
+    vegaAfter,
+    deltaChange: trades.reduce((s, t) => s + t.delta, 0),
+    costUsd: trades.reduce((s, t) => s + t.costUsd, 0),
+    shortfall: Math.abs(vegaAfter - p.target) > p.tolerance,
+  };
+}

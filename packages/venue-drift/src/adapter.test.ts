@@ -1,0 +1,267 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ComputeBudgetProgram } from '@solana/web3.js';
+import { ManualClock } from '@xhedge/core';
+import { NotConfirmedError, VenueError } from '@xhedge/venue';
+import { describe, expect, it } from 'vitest';
+import { driftFixture, SOL_PRICE_USD, userOrderIdOf } from '../test/fixture.ts';
+import { driftPda } from './instructions.ts';
+import { PLACE_PERP_ORDER_DISCRIMINATOR } from './layout.ts';
+import {
+  fileUserOrderIdStore,
+  memoryUserOrderIdStore,
+  UserOrderIdMap,
+  UserOrderIdsExhaustedError,
+} from './order-ids.ts';
+import { signatureOf } from './send.ts';
+
+const ORDER = {
+  instrument: 'SOL-USD:PERP',
+  side: 'buy',
+  orderType: 'limit',
+  sizeBase: '1.5',
+  limitPriceUsd: '181.23456',
+} as const;
+
+describe('Drift venue on litesvm (injected program accounts)', () => {
+  it('reads markets, positions, balances, marks and funding from the accounts', async () => {
+    const f = await driftFixture();
+    const [market] = await f.venue.loadMarkets();
+    expect(market).toMatchObject({
+      venueSymbol: 'SOL-PERP',
+      minSizeBase: '0.01',
+      sizeStepBase: '0.01',
+      priceTickUsd: '0.0001',
+      active: true,
+    });
+    const [pos] = await f.venue.fetchPositions();
+    expect(pos).toMatchObject({
+      instrument: 'SOL-USD:PERP',
+      sizeBase: 2.5,
+      entryPriceUsd: 180,
+      chain: 'solana:mainnet-beta',
+    });
+    const [bal] = await f.venue.fetchBalances();
+    expect(bal?.asset).toBe('USDC');
+    expect(bal?.amount).toBeCloseTo(1050, 9); // 1000 scaled × 1.05 cumulative deposit interest
+    const [mark] = await f.venue.fetchMarks();
+    expect(mark?.markPriceUsd).toBe(180);
+    const funding = await f.venue.fetchFundingRate('SOL-USD:PERP');
+    expect(funding.ratePerHour).toBeCloseTo(0.0018 / 180, 12);
+  });
+
+  it('quotes against the constant-product AMM with fee, priority fee and funding carry', async () => {
+    const f = await driftFixture();
+    const buy = await f.venue.quoteHedge({
+      instrument: 'SOL-USD:PERP',
+      side: 'buy',
+      sizeBase: '1000',
+      holdingHours: 10,
+    });
+    const sell = await f.venue.quoteHedge({
+      instrument: 'SOL-USD:PERP',
+      side: 'sell',
+      sizeBase: '1000',
+      holdingHours: 10,
+    });
+    // x·y = k with x = y = 1e6: buying 1000 base costs 1000·y/(x-1000) per unit → 180 × 1e6/999000.
+    expect(buy.expectedPriceUsd).toBeCloseTo((180 * 1e6) / 999_000, 6);
+    expect(sell.expectedPriceUsd).toBeCloseTo((180 * 1e6) / 1_001_000, 6);
+    expect(buy.impactUsd).toBeGreaterThan(0);
+    expect(buy.feeUsd).toBeCloseTo(180_000 * 0.001, 9);
+    expect(buy.gasUsd).toBeCloseTo((8000 / 1e9) * SOL_PRICE_USD, 12);
+    expect(buy.fundingCarryUsd).toBeCloseTo(180_000 * (0.0018 / 180) * 10, 9);
+    expect(sell.fundingCarryUsd).toBeCloseTo(-buy.fundingCarryUsd, 9);
+  });
+
+  it('builds a signed v0 transaction: compute budget, then place_perp_order with its accounts', async () => {
+    const f = await driftFixture();
+    f.rpc.emulate = () => true;
+    await f.venue.placeOrder({ clientOrderId: 'hedge-build-1', ...ORDER });
+    const tx = f.rpc.lastTx;
+    expect(tx).toBeDefined();
+    if (!tx) return;
+    const keys = tx.message.staticAccountKeys;
+    const [limitIx, priceIx, driftIx] = tx.message.compiledInstructions;
+    expect(keys[limitIx?.programIdIndex ?? -1]?.equals(ComputeBudgetProgram.programId)).toBe(true);
+    expect(Buffer.from(limitIx?.data ?? []).readUInt32LE(1)).toBe(300_000);
+    expect(Buffer.from(priceIx?.data ?? []).readBigUInt64LE(1)).toBe(10_000n);
+    expect(keys[driftIx?.programIdIndex ?? -1]?.equals(f.programId)).toBe(true);
+    const data = Buffer.from(driftIx?.data ?? []);
+    expect(data.subarray(0, 8).equals(PLACE_PERP_ORDER_DISCRIMINATOR)).toBe(true);
+    expect(data.readBigUInt64LE(12)).toBe(1_500_000_000n); // base
+    expect(data.readBigUInt64LE(20)).toBe(181_234_500n); // buy limit rounded down to the 0.0001 tick
+    const accounts = (driftIx?.accountKeyIndexes ?? []).map((i) => keys[i]?.toBase58());
+    expect(accounts.slice(0, 3)).toEqual([
+      driftPda.state(f.programId).toBase58(),
+      f.venue.userAccount.toBase58(),
+      f.authority.publicKey.toBase58(),
+    ]);
+    expect(accounts.slice(3)).toEqual([
+      f.oracle.toBase58(),
+      driftPda.spotMarket(f.programId, 0).toBase58(),
+      driftPda.perpMarket(f.programId, 0).toBase58(),
+    ]);
+    expect(tx.message.header.numRequiredSignatures).toBe(1);
+    expect(signatureOf(tx)).toMatch(/^[1-9A-HJ-NP-Za-km-z]{80,90}$/);
+  });
+
+  it('places, acknowledges, then resolves the fill from the position once the order leaves the account', async () => {
+    const f = await driftFixture();
+    f.rpc.emulate = (tx) => {
+      f.setUser({
+        perpPositions: [{ marketIndex: 0, baseAssetAmount: 2_500_000_000n, quoteEntryAmount: -450_000_000n }],
+        orders: [
+          {
+            status: 'open',
+            userOrderId: userOrderIdOf(tx),
+            orderId: 77,
+            marketIndex: 0,
+            direction: 'long',
+            baseAssetAmount: 1_500_000_000n,
+            price: 181_234_500n,
+          },
+        ],
+      });
+      return true;
+    };
+    const placed = await f.venue.placeOrder({ clientOrderId: 'hedge-fill-1', ...ORDER });
+    expect(placed).toMatchObject({ status: 'acknowledged', venueOrderId: '77', filledSizeBase: '0' });
+    expect(f.orderIds.get('hedge-fill-1')?.userOrderId).toBe(1);
+    // Placing the same client order id again sends nothing new.
+    const sends = f.rpc.sends;
+    expect((await f.venue.placeOrder({ clientOrderId: 'hedge-fill-1', ...ORDER })).status).toBe(
+      'acknowledged',
+    );
+    expect(f.rpc.sends).toBe(sends);
+    // A keeper fills it: the order leaves the account, the position grows by 1.5.
+    f.setUser({
+      perpPositions: [{ marketIndex: 0, baseAssetAmount: 4_000_000_000n, quoteEntryAmount: -721_850_000n }],
+    });
+    const filled = await f.venue.getOrderByClientId('hedge-fill-1');
+    expect(filled).toMatchObject({ status: 'filled', filledSizeBase: '1.5' });
+    expect(f.orderIds.get('hedge-fill-1')?.state).toBe('released');
+    // u8 1 is free again for the next order.
+    await f.venue.placeOrder({ clientOrderId: 'hedge-fill-2', ...ORDER });
+    expect(f.orderIds.get('hedge-fill-2')?.userOrderId).toBe(1);
+  });
+
+  it('blockhash expired before confirmation: outcome unknown, then resolved by user order id', async () => {
+    const f = await driftFixture({ sleepBlocks: 40 });
+    f.rpc.dropNext(1000);
+    const err = await f.venue.placeOrder({ clientOrderId: 'hedge-exp-1', ...ORDER }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotConfirmedError);
+    expect((err as NotConfirmedError).outcome).toBe('unknown');
+    expect((err as NotConfirmedError).details).toMatchObject({ lastValidBlockHeight: expect.any(Number) });
+    // It never landed and no longer can: the lookup says "not received", the id is free, a retry sends.
+    expect(await f.venue.getOrderByClientId('hedge-exp-1')).toBeNull();
+    expect(f.orderIds.get('hedge-exp-1')).toBeUndefined();
+
+    // Second case: the transaction did land although this node never reported it.
+    f.rpc.dropNext(1000);
+    const err2 = await f.venue
+      .placeOrder({ clientOrderId: 'hedge-exp-2', ...ORDER })
+      .catch((e: unknown) => e);
+    expect(err2).toBeInstanceOf(NotConfirmedError);
+    const u8 = f.orderIds.get('hedge-exp-2')?.userOrderId ?? -1;
+    f.setUser({
+      orders: [
+        {
+          status: 'open',
+          userOrderId: u8,
+          orderId: 501,
+          marketIndex: 0,
+          baseAssetAmount: 1_500_000_000n,
+          baseAssetAmountFilled: 500_000_000n,
+          quoteAssetAmountFilled: 90_500_000n,
+        },
+      ],
+    });
+    const found = await f.venue.getOrderByClientId('hedge-exp-2');
+    expect(found).toMatchObject({
+      status: 'partially-filled',
+      filledSizeBase: '0.5',
+      avgFillPriceUsd: '181',
+      venueOrderId: '501',
+    });
+  });
+
+  it('an unconfirmed transaction whose blockhash is still valid is reported as sent, not missing', async () => {
+    const f = await driftFixture();
+    f.rpc.dropNext(1000);
+    // The worker dies while confirming (the first poll's sleep throws).
+    const crash = new Error('worker killed');
+    const venue = f.withSleep(async () => {
+      throw crash;
+    });
+    await expect(venue.placeOrder({ clientOrderId: 'hedge-pend-1', ...ORDER })).rejects.toBe(crash);
+    const rec = f.orderIds.get('hedge-pend-1');
+    expect(rec?.signature).toBeDefined();
+    expect(rec?.lastValidBlockHeight).toBeGreaterThan(await f.rpc.getBlockHeight());
+    expect((await venue.getOrderByClientId('hedge-pend-1'))?.status).toBe('sent');
+    f.rpc.advance(151);
+    expect(await venue.getOrderByClientId('hedge-pend-1')).toBeNull();
+  });
+
+  it('rejects sizes off the step and below the minimum before sending anything', async () => {
+    const f = await driftFixture();
+    await expect(
+      f.venue.placeOrder({ clientOrderId: 'bad-1', ...ORDER, sizeBase: '0.005' }),
+    ).rejects.toMatchObject({ code: 'VENUE_INVALID_ORDER', outcome: 'rejected' });
+    await expect(
+      f.venue.placeOrder({ clientOrderId: 'bad-2', ...ORDER, sizeBase: '1.234' }),
+    ).rejects.toBeInstanceOf(VenueError);
+    expect(f.rpc.sends).toBe(0);
+  });
+});
+
+describe('u8 user order id map', () => {
+  const init = (id: string) => ({
+    clientOrderId: id,
+    marketIndex: 0,
+    instrument: 'SOL-USD:PERP',
+    side: 'buy' as const,
+    orderType: 'market' as const,
+    sizeBase: '1',
+    reduceOnly: false,
+    baseBeforeRaw: '0',
+  });
+
+  it('hands out 255 ids at most, skips ids busy on chain, and reuses released ones', async () => {
+    const map = await UserOrderIdMap.open({ store: memoryUserOrderIdStore(), clock: new ManualClock(0) });
+    const first = await map.assign(init('c-0'), new Set([1, 2]));
+    expect(first.userOrderId).toBe(3);
+    for (let i = 1; i < 253; i++) await map.assign(init(`c-${i}`), new Set([1, 2]));
+    expect(map.liveCount).toBe(253);
+    await expect(map.assign(init('c-over'), new Set([1, 2]))).rejects.toBeInstanceOf(
+      UserOrderIdsExhaustedError,
+    );
+    expect((await map.assign(init('c-free'), new Set())).userOrderId).toBe(1);
+    await map.release('c-7');
+    const reused = await map.assign(init('c-new'), new Set([2]));
+    expect(reused.userOrderId).toBe(map.get('c-7')?.userOrderId);
+    // The old client id still answers from its own record, not from the new order.
+    expect(map.get('c-7')?.state).toBe('released');
+  });
+
+  it('survives a restart through its file store', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'drift-ids-'));
+    try {
+      const path = join(dir, 'ids.json');
+      const a = await UserOrderIdMap.open({ store: fileUserOrderIdStore(path), clock: new ManualClock(0) });
+      await a.assign(init('p-1'), new Set());
+      await a.update('p-1', { signature: 'sig', lastValidBlockHeight: 99 });
+      const b = await UserOrderIdMap.open({ store: fileUserOrderIdStore(path), clock: new ManualClock(0) });
+      expect(b.get('p-1')).toMatchObject({
+        userOrderId: 1,
+        signature: 'sig',
+        lastValidBlockHeight: 99,
+        state: 'live',
+      });
+      expect((await b.assign(init('p-2'), new Set())).userOrderId).toBe(2);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,682 @@
+import {
+  ComputeBudgetProgram,
+  type Keypair,
+  type PublicKey,
+  TransactionMessage,
+  VersionedTransaction,
+} from '@solana/web3.js';
+import {
+  type Balance,
+  type ChainId,
+  type Clock,
+  Dec,
+  type Fill,
+  type FundingRate,
+  instrumentMeta,
+  type Mark,
+  MS_PER_HOUR,
+  type Order,
+  type Position,
+} from '@xhedge/core';
+import {
+  HedgeQuote,
+  InvalidOrderError,
+  type MarketInfo,
+  NotSupportedError,
+  OrderNotFoundError,
+  OrderRequest,
+  QuoteRequest,
+  type VenueAdapter,
+  type VenueCapabilities,
+  VenueError,
+  VenueHaltedError,
+  type VenueHealth,
+  VenueNetworkError,
+} from '@xhedge/venue';
+import {
+  type DriftOrder,
+  type DriftPerpMarket,
+  type DriftUser,
+  decodePerpMarket,
+  decodeSpotMarket,
+  decodeUser,
+} from './decode.ts';
+import { solanaFeeLamports } from './fees.ts';
+import {
+  cancelOrderByUserIdInstruction,
+  driftPda,
+  type OrderParams,
+  placePerpOrderInstruction,
+} from './instructions.ts';
+import {
+  AMM_RESERVE_PRECISION,
+  BASE_PRECISION,
+  PEG_PRECISION,
+  PRICE_PRECISION,
+  SPOT_TOKEN_AMOUNT_DIVISOR,
+} from './layout.ts';
+import type { UserOrderIdMap, UserOrderIdRecord } from './order-ids.ts';
+import { type ConfirmationLevel, reached, type SolanaRpc } from './rpc.ts';
+import { sendAndConfirm, signatureOf } from './send.ts';
+
+/** Signs transactions; the adapter never sees a secret key. */
+export interface DriftSigner {
+  publicKey: PublicKey;
+  signTransaction(tx: VersionedTransaction): Promise<VersionedTransaction>;
+}
+
+/** A signer over an in-memory keypair (key files, tests). */
+export function keypairSigner(keypair: Keypair): DriftSigner {
+  return {
+    publicKey: keypair.publicKey,
+    async signTransaction(tx) {
+      tx.sign([keypair]);
+      return tx;
+    },
+  };
+}
+
+export interface DriftMarketConfig {
+  marketIndex: number;
+  /** Canonical instrument id, `SOL-USD:PERP`. */
+  instrument: string;
+}
+
+export interface DriftVenueOptions {
+  id: string;
+  /** @defaultValue 'solana:mainnet-beta' */
+  chain?: ChainId;
+  programId: PublicKey;
+  signer: DriftSigner;
+  /** @defaultValue 0 */
+  subAccountId?: number;
+  rpc: SolanaRpc;
+  markets: readonly DriftMarketConfig[];
+  /** Quote (collateral) spot market index; USDC is 0 on Drift. @defaultValue 0 */
+  quoteSpotMarketIndex?: number;
+  /** Collateral asset symbol of the quote spot market. @defaultValue 'USDC' */
+  quoteAsset?: string;
+  orderIds: UserOrderIdMap;
+  clock: Clock;
+  /** Commitment at which an order counts as sent. @defaultValue 'confirmed' */
+  commitment?: ConfirmationLevel;
+  /** Priority fee: ComputeBudget unit price, micro-lamports. @defaultValue 10000n */
+  computeUnitPriceMicroLamports?: bigint;
+  /** ComputeBudget unit limit for one order transaction. @defaultValue 300000 */
+  computeUnitLimit?: number;
+  /** Taker fee, bps of notional. @defaultValue 10 (Drift tier-1 taker) */
+  takerFeeBps?: number;
+  /** USD per SOL, to express the transaction fee in USD. */
+  solPriceUsd: () => number;
+  /** Order validity for limit orders, seconds after placement (sets max_ts). @defaultValue 60 */
+  orderTtlSeconds?: number;
+  sleep?: (ms: number) => Promise<void>;
+  /** Poll interval while confirming, ms. @defaultValue 400 */
+  pollMs?: number;
+  /** Expected placement-to-fill latency reported in quotes, ms. @defaultValue 2000 */
+  expectedLatencyMs?: number;
+}
+
+const FIXED_DP = { base: 9, price: 6, quote: 6 } as const;
+
+function fromFixed(v: bigint, decimals: number): string {
+  return new Dec(v.toString()).div(new Dec(10).pow(decimals)).toFixed();
+}
+function toFixed(v: string, decimals: number, what: string, venue: string): bigint {
+  const d = new Dec(v).mul(new Dec(10).pow(decimals));
+  if (!d.isInteger())
+    throw new InvalidOrderError({ venue, message: `${what} ${v} has more than ${decimals} decimals` });
+  return BigInt(d.toFixed());
+}
+
+/**
+ * A Drift v2-style perps venue on Solana: reads the User and PerpMarket accounts, places orders with
+ * `place_perp_order` in a v0 transaction carrying a compute-budget priority fee, and maps the
+ * orchestrator's client order ids to Drift's u8 `user_order_id` through a durable map.
+ *
+ * Order outcome: a confirmed transaction means the order reached the program. The User account
+ * only holds open orders, so an order that is gone after its transaction landed is resolved from the
+ * change of the perp position since the order was sent (fill size; the average price needs Drift's
+ * fill events and is left unset). That inference holds when one order per market is in flight.
+ */
+export class DriftVenue implements VenueAdapter {
+  readonly id: string;
+  readonly kind = 'drift';
+  readonly chain: ChainId;
+  readonly capabilities: VenueCapabilities = {
+    products: ['perp'],
+    venueGreeks: false,
+    liquidityModel: 'amm',
+    executionMode: 'tx-confirmed',
+    orderTypes: ['market', 'limit', 'ioc'],
+    reduceOnly: true,
+    cancel: true,
+    clientOrderId: 'u8',
+    fundingIntervalHours: 1,
+    collateral: ['USDC'],
+    inverseSettlement: false,
+    gasAsset: 'SOL',
+  };
+  readonly #o: DriftVenueOptions;
+  readonly #user: PublicKey;
+  readonly #commitment: ConfirmationLevel;
+  readonly #sleep: (ms: number) => Promise<void>;
+
+  constructor(o: DriftVenueOptions) {
+    this.#o = o;
+    this.id = o.id;
+    this.chain = o.chain ?? 'solana:mainnet-beta';
+    this.#user = driftPda.user(o.programId, o.signer.publicKey, o.subAccountId ?? 0);
+    this.#commitment = o.commitment ?? 'confirmed';
+    this.#sleep = o.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
+    this.capabilities.collateral = [o.quoteAsset ?? 'USDC'];
+  }
+
+  /** The User account this venue trades from. */
+  get userAccount(): PublicKey {
+    return this.#user;
+  }
+
+  /** Lamports the payer is charged per order transaction (one signature + priority fee). */
+  orderFeeLamports(): bigint {
+    return solanaFeeLamports({
+      signatures: 1,
+      computeUnitPriceMicroLamports: this.#o.computeUnitPriceMicroLamports ?? 10_000n,
+      computeUnitLimit: this.#o.computeUnitLimit ?? 300_000,
+    });
+  }
+
+  async #read<T>(address: PublicKey, what: string, decode: (d: Uint8Array) => T): Promise<T> {
+    let data: Uint8Array | null;
+    try {
+      data = await this.#o.rpc.getAccountData(address);
+    } catch (cause) {
+      throw new VenueNetworkError({ venue: this.id, message: `reading ${what} failed`, cause });
+    }
+    if (!data)
+      throw new VenueNetworkError({ venue: this.id, message: `${what} ${address.toBase58()} not found` });
+    try {
+      return decode(data);
+    } catch (cause) {
+      throw new VenueError('VENUE_NETWORK', {
+        venue: this.id,
+        message: `${what} could not be decoded`,
+        outcome: 'not-sent',
+        retryable: false,
+        cause,
+      });
+    }
+  }
+
+  readUser(): Promise<DriftUser> {
+    return this.#read(this.#user, 'User account', decodeUser);
+  }
+  readPerpMarket(marketIndex: number): Promise<DriftPerpMarket> {
+    return this.#read(
+      driftPda.perpMarket(this.#o.programId, marketIndex),
+      `PerpMarket ${marketIndex}`,
+      decodePerpMarket,
+    );
+  }
+
+  #market(instrument: string): DriftMarketConfig {
+    const m = this.#o.markets.find((x) => x.instrument === instrument);
+    if (!m) throw new InvalidOrderError({ venue: this.id, message: `unknown instrument ${instrument}` });
+    return m;
+  }
+  #marketByIndex(index: number): DriftMarketConfig | undefined {
+    return this.#o.markets.find((x) => x.marketIndex === index);
+  }
+
+  async loadMarkets(): Promise<MarketInfo[]> {
+    const out: MarketInfo[] = [];
+    for (const m of this.#o.markets) {
+      const pm = await this.readPerpMarket(m.marketIndex);
+      out.push({
+        instrument: instrumentMeta(m.instrument),
+        venueSymbol: pm.name || String(m.marketIndex),
+        minSizeBase: fromFixed(pm.minOrderSize, FIXED_DP.base),
+        sizeStepBase: fromFixed(pm.orderStepSize, FIXED_DP.base),
+        priceTickUsd: fromFixed(pm.orderTickSize, FIXED_DP.price),
+        active: pm.status === 'active',
+      });
+    }
+    return out;
+  }
+
+  async fetchPositions(): Promise<Position[]> {
+    const user = await this.readUser();
+    const asOfMs = this.#o.clock.nowMs();
+    const out: Position[] = [];
+    for (const p of user.perpPositions) {
+      const m = this.#marketByIndex(p.marketIndex);
+      if (!m || p.baseAssetAmount === 0n) continue;
+      const sizeBase = Number(fromFixed(p.baseAssetAmount, FIXED_DP.base));
+      const entry = new Dec(fromFixed(p.quoteEntryAmount, FIXED_DP.quote)).abs().div(new Dec(sizeBase).abs());
+      out.push({
+        venue: this.id,
+        chain: this.chain,
+        instrument: m.instrument,
+        sizeBase,
+        entryPriceUsd: entry.toNumber(),
+        settlementCurrency: this.capabilities.collateral[0] ?? 'USDC',
+        asOfMs,
+      });
+    }
+    return out;
+  }
+
+  async fetchBalances(): Promise<Balance[]> {
+    const user = await this.readUser();
+    const quoteIndex = this.#o.quoteSpotMarketIndex ?? 0;
+    const spot = await this.#read(
+      driftPda.spotMarket(this.#o.programId, quoteIndex),
+      'SpotMarket',
+      decodeSpotMarket,
+    );
+    const pos = user.spotPositions.find((s) => s.marketIndex === quoteIndex);
+    const raw = pos ? pos.scaledBalance * spot.cumulativeDepositInterest : 0n;
+    const amount = new Dec(raw.toString()).div(SPOT_TOKEN_AMOUNT_DIVISOR.toString()).toNumber();
+    return [
+      {
+        venue: this.id,
+        chain: this.chain,
+        asset: this.capabilities.collateral[0] ?? 'USDC',
+        amount: pos?.balanceType === 'borrow' ? -amount : amount,
+        asOfMs: this.#o.clock.nowMs(),
+      },
+    ];
+  }
+
+  async fetchMarks(instruments?: readonly string[]): Promise<Mark[]> {
+    const list = instruments ? instruments.map((i) => this.#market(i)) : this.#o.markets;
+    const out: Mark[] = [];
+    for (const m of list) {
+      const pm = await this.readPerpMarket(m.marketIndex);
+      const oracle = Number(fromFixed(pm.lastOraclePrice, FIXED_DP.price));
+      out.push({
+        venue: this.id,
+        instrument: m.instrument,
+        markPriceUsd: oracle,
+        indexPriceUsd: oracle,
+        asOfMs: Number(pm.lastOraclePriceTwapTs) * 1000,
+      });
+    }
+    return out;
+  }
+
+  /** Drift's last funding rate is quote per base per funding period, FUNDING_RATE_PRECISION. */
+  async fetchFundingRate(instrument: string): Promise<FundingRate> {
+    const m = this.#market(instrument);
+    const pm = await this.readPerpMarket(m.marketIndex);
+    return {
+      venue: this.id,
+      instrument,
+      ratePerHour: fundingRatePerHour(pm),
+      asOfMs: Number(pm.lastFundingRateTs) * 1000,
+    };
+  }
+
+  async quoteHedge(input: QuoteRequest): Promise<HedgeQuote> {
+    const parsed = QuoteRequest.safeParse(input);
+    if (!parsed.success)
+      throw new InvalidOrderError({ venue: this.id, message: `bad quote request: ${parsed.error.message}` });
+    const req = parsed.data;
+    const m = this.#market(req.instrument);
+    const pm = await this.readPerpMarket(m.marketIndex);
+    const size = new Dec(req.sizeBase);
+    if (size.lte(0)) throw new InvalidOrderError({ venue: this.id, message: 'size must be positive' });
+    const oracle = Number(fromFixed(pm.lastOraclePrice, FIXED_DP.price));
+    const avg = ammAveragePrice(pm, req.side, size);
+    const notional = size.toNumber() * oracle;
+    const impactUsd = (req.side === 'buy' ? avg - oracle : oracle - avg) * size.toNumber();
+    const feeUsd = (notional * (this.#o.takerFeeBps ?? 10)) / 10_000;
+    const gasUsd = (Number(this.orderFeeLamports()) / 1e9) * this.#o.solPriceUsd();
+    const fundingCarryUsd =
+      fundingRatePerHour(pm) * req.holdingHours * notional * (req.side === 'buy' ? 1 : -1);
+    return HedgeQuote.parse({
+      venue: this.id,
+      instrument: req.instrument,
+      side: req.side,
+      requestedSizeBase: req.sizeBase,
+      executableSizeBase: req.sizeBase,
+      referencePriceUsd: oracle,
+      expectedPriceUsd: avg,
+      feeUsd,
+      impactUsd,
+      gasUsd,
+      fundingCarryUsd,
+      totalCostUsd: feeUsd + impactUsd + gasUsd + fundingCarryUsd,
+      expectedLatencyMs: this.#o.expectedLatencyMs ?? 2000,
+      asOfMs: this.#o.clock.nowMs(),
+    });
+  }
+
+  /** Builds and signs the order transaction (v0, compute budget first). Exposed for inspection. */
+  async buildOrderTransaction(
+    ixs: Parameters<typeof placePerpOrderInstruction>[1] | { cancelUserOrderId: number; marketIndex: number },
+  ): Promise<{ tx: VersionedTransaction; lastValidBlockHeight: number }> {
+    const accounts = {
+      programId: this.#o.programId,
+      user: this.#user,
+      authority: this.#o.signer.publicKey,
+      oracle: (await this.readPerpMarket(ixs.marketIndex)).oracle,
+      quoteSpotMarketIndex: this.#o.quoteSpotMarketIndex ?? 0,
+    };
+    const ix =
+      'cancelUserOrderId' in ixs
+        ? cancelOrderByUserIdInstruction(accounts, ixs.marketIndex, ixs.cancelUserOrderId)
+        : placePerpOrderInstruction(accounts, ixs);
+    let bh: { blockhash: string; lastValidBlockHeight: number };
+    try {
+      bh = await this.#o.rpc.getLatestBlockhash();
+    } catch (cause) {
+      throw new VenueNetworkError({ venue: this.id, message: 'getLatestBlockhash failed', cause });
+    }
+    const message = new TransactionMessage({
+      payerKey: this.#o.signer.publicKey,
+      recentBlockhash: bh.blockhash,
+      instructions: [
+        ComputeBudgetProgram.setComputeUnitLimit({ units: this.#o.computeUnitLimit ?? 300_000 }),
+        ComputeBudgetProgram.setComputeUnitPrice({
+          microLamports: this.#o.computeUnitPriceMicroLamports ?? 10_000n,
+        }),
+        ix,
+      ],
+    }).compileToV0Message();
+    const tx = await this.#o.signer.signTransaction(new VersionedTransaction(message));
+    return { tx, lastValidBlockHeight: bh.lastValidBlockHeight };
+  }
+
+  async placeOrder(input: OrderRequest): Promise<Order> {
+    const parsed = OrderRequest.safeParse(input);
+    if (!parsed.success)
+      throw new InvalidOrderError({ venue: this.id, message: `bad order: ${parsed.error.message}` });
+    const req = parsed.data;
+    const existing = this.#o.orderIds.get(req.clientOrderId);
+    if (existing) {
+      const found = await this.#resolve(existing);
+      if (found) return found;
+    }
+    const m = this.#market(req.instrument);
+    const pm = await this.readPerpMarket(m.marketIndex);
+    if (pm.status !== 'active' && pm.status !== 'reduceOnly')
+      throw new VenueHaltedError({
+        venue: this.id,
+        clientOrderId: req.clientOrderId,
+        message: `market ${pm.name} is ${pm.status}`,
+      });
+    const base = toFixed(req.sizeBase, FIXED_DP.base, 'size', this.id);
+    if (base < pm.minOrderSize || (pm.orderStepSize > 0n && base % pm.orderStepSize !== 0n))
+      throw new InvalidOrderError({
+        venue: this.id,
+        clientOrderId: req.clientOrderId,
+        message: `size ${req.sizeBase} must be ≥ ${fromFixed(pm.minOrderSize, 9)} and a multiple of ${fromFixed(pm.orderStepSize, 9)}`,
+      });
+    if ((req.orderType === 'limit' || req.orderType === 'ioc') && req.limitPriceUsd === undefined)
+      throw new InvalidOrderError({
+        venue: this.id,
+        clientOrderId: req.clientOrderId,
+        message: `${req.orderType} order needs limitPriceUsd`,
+      });
+    const price =
+      req.limitPriceUsd === undefined
+        ? 0n
+        : roundPrice(toFixedLoose(req.limitPriceUsd), pm.orderTickSize, req.side);
+    const user = await this.readUser();
+    const busy = new Set(user.orders.filter((o) => o.status === 'open').map((o) => o.userOrderId));
+    const before = user.perpPositions.find((p) => p.marketIndex === m.marketIndex)?.baseAssetAmount ?? 0n;
+    const rec = await this.#o.orderIds.assign(
+      {
+        clientOrderId: req.clientOrderId,
+        marketIndex: m.marketIndex,
+        instrument: req.instrument,
+        side: req.side,
+        orderType: req.orderType,
+        sizeBase: req.sizeBase,
+        ...(req.limitPriceUsd === undefined ? {} : { limitPriceUsd: req.limitPriceUsd }),
+        reduceOnly: req.reduceOnly,
+        baseBeforeRaw: before.toString(),
+      },
+      busy,
+    );
+    const params: OrderParams = {
+      orderType: req.orderType === 'market' ? 'market' : 'limit',
+      marketType: 'perp',
+      direction: req.side === 'buy' ? 'long' : 'short',
+      userOrderId: rec.userOrderId,
+      baseAssetAmount: base,
+      price,
+      marketIndex: m.marketIndex,
+      reduceOnly: req.reduceOnly,
+      postOnly: 'none',
+      immediateOrCancel: req.orderType === 'ioc',
+      ...(req.orderType === 'limit'
+        ? { maxTs: BigInt(Math.floor(this.#o.clock.nowMs() / 1000) + (this.#o.orderTtlSeconds ?? 60)) }
+        : {}),
+    };
+    const { tx, lastValidBlockHeight } = await this.buildOrderTransaction(params);
+    // The signature and expiry height are durable before the bytes leave: a crash after sending
+    // still leaves enough to find out what happened.
+    const signature = signatureOf(tx);
+    await this.#o.orderIds.update(req.clientOrderId, { signature, lastValidBlockHeight });
+    try {
+      await sendAndConfirm({
+        rpc: this.#o.rpc,
+        tx,
+        lastValidBlockHeight,
+        commitment: this.#commitment,
+        venue: this.id,
+        clientOrderId: req.clientOrderId,
+        sleep: this.#sleep,
+        ...(this.#o.pollMs === undefined ? {} : { pollMs: this.#o.pollMs }),
+      });
+    } catch (err) {
+      if (err instanceof VenueError && err.outcome === 'rejected') {
+        await this.#o.orderIds.release(
+          req.clientOrderId,
+          this.#order(rec, { status: 'rejected', error: err.shortMessage }),
+        );
+      }
+      throw err;
+    }
+    const placed = await this.#resolve(this.#o.orderIds.get(req.clientOrderId) ?? rec);
+    if (!placed)
+      throw new VenueError('VENUE_NOT_CONFIRMED', {
+        venue: this.id,
+        message: 'confirmed order not found',
+        outcome: 'unknown',
+        retryable: true,
+        clientOrderId: req.clientOrderId,
+      });
+    return placed;
+  }
+
+  async getOrderByClientId(clientOrderId: string): Promise<Order | null> {
+    const rec = this.#o.orderIds.get(clientOrderId);
+    return rec ? this.#resolve(rec) : null;
+  }
+
+  async cancelOrder(clientOrderId: string): Promise<Order> {
+    const rec = this.#o.orderIds.get(clientOrderId);
+    if (!rec)
+      throw new OrderNotFoundError({ venue: this.id, clientOrderId, message: 'unknown client order id' });
+    const current = await this.#resolve(rec);
+    if (!current)
+      throw new OrderNotFoundError({
+        venue: this.id,
+        clientOrderId,
+        message: 'order never reached the venue',
+      });
+    if (current.status !== 'acknowledged' && current.status !== 'partially-filled') return current;
+    const { tx, lastValidBlockHeight } = await this.buildOrderTransaction({
+      cancelUserOrderId: rec.userOrderId,
+      marketIndex: rec.marketIndex,
+    });
+    await sendAndConfirm({
+      rpc: this.#o.rpc,
+      tx,
+      lastValidBlockHeight,
+      commitment: this.#commitment,
+      venue: this.id,
+      clientOrderId,
+      sleep: this.#sleep,
+    });
+    const after = await this.#resolve(rec);
+    return after ?? current;
+  }
+
+  async fetchFills(opts?: { sinceMs?: number; clientOrderId?: string }): Promise<Fill[]> {
+    // Drift's fill events (OrderActionRecord) are emitted in fillers' transactions; without an event
+    // indexer the adapter exposes none rather than inventing prices.
+    if (opts?.clientOrderId !== undefined && !this.#o.orderIds.get(opts.clientOrderId)) return [];
+    throw new NotSupportedError({ venue: this.id, message: 'fill history needs a Drift event indexer' });
+  }
+
+  async health(): Promise<VenueHealth> {
+    const t0 = Date.now();
+    try {
+      await this.#o.rpc.getBlockHeight();
+      const first = this.#o.markets[0];
+      const pm = first ? await this.readPerpMarket(first.marketIndex) : undefined;
+      return {
+        ok: true,
+        latencyMs: Date.now() - t0,
+        halted: pm !== undefined && pm.status !== 'active',
+        dataAgeMs: pm ? Math.max(0, this.#o.clock.nowMs() - Number(pm.lastOraclePriceTwapTs) * 1000) : 0,
+      };
+    } catch (err) {
+      return {
+        ok: false,
+        latencyMs: Date.now() - t0,
+        halted: false,
+        dataAgeMs: Number.POSITIVE_INFINITY,
+        details: { error: String(err) },
+      };
+    }
+  }
+
+  #order(rec: UserOrderIdRecord, patch: Partial<Order> & Pick<Order, 'status'>): Order {
+    return {
+      clientOrderId: rec.clientOrderId,
+      intentId: rec.clientOrderId,
+      venue: this.id,
+      venueOrderId: `u${rec.userOrderId}`,
+      instrument: rec.instrument,
+      side: rec.side,
+      orderType: rec.orderType,
+      sizeBase: rec.sizeBase,
+      ...(rec.limitPriceUsd === undefined ? {} : { limitPriceUsd: rec.limitPriceUsd }),
+      reduceOnly: rec.reduceOnly,
+      filledSizeBase: '0',
+      createdAtMs: rec.createdAtMs,
+      updatedAtMs: this.#o.clock.nowMs(),
+      ...patch,
+    };
+  }
+
+  #fromDrift(rec: UserOrderIdRecord, o: DriftOrder): Order {
+    const filled = o.baseAssetAmountFilled;
+    const avg =
+      filled > 0n
+        ? {
+            avgFillPriceUsd: new Dec(fromFixed(o.quoteAssetAmountFilled, 6))
+              .div(fromFixed(filled, 9))
+              .toFixed(),
+          }
+        : {};
+    return this.#order(rec, {
+      venueOrderId: String(o.orderId),
+      status: filled === 0n ? 'acknowledged' : filled >= o.baseAssetAmount ? 'filled' : 'partially-filled',
+      filledSizeBase: fromFixed(filled, FIXED_DP.base),
+      ...avg,
+    });
+  }
+
+  /** What is known about a mapped order now; null when its transaction can never land. */
+  async #resolve(rec: UserOrderIdRecord): Promise<Order | null> {
+    if (rec.final) return rec.final;
+    const user = await this.readUser();
+    const open = user.orders.find(
+      (o) => o.userOrderId === rec.userOrderId && o.marketIndex === rec.marketIndex && o.status === 'open',
+    );
+    if (open) return this.#fromDrift(rec, open);
+    if (rec.signature === undefined || rec.lastValidBlockHeight === undefined) {
+      await this.#o.orderIds.forget(rec.clientOrderId);
+      return null;
+    }
+    const status = await this.#o.rpc.getSignatureStatus(rec.signature);
+    if (status?.err) {
+      const final = this.#order(rec, {
+        status: 'rejected',
+        error: `transaction failed: ${JSON.stringify(status.err)}`,
+      });
+      await this.#o.orderIds.release(rec.clientOrderId, final);
+      return final;
+    }
+    if (status && reached(status.confirmationStatus, this.#commitment)) {
+      const now = user.perpPositions.find((p) => p.marketIndex === rec.marketIndex)?.baseAssetAmount ?? 0n;
+      const size = BigInt(new Dec(rec.sizeBase).mul(BASE_PRECISION.toString()).toFixed());
+      const delta = (now - BigInt(rec.baseBeforeRaw)) * (rec.side === 'buy' ? 1n : -1n);
+      const moved = delta < 0n ? 0n : delta > size ? size : delta;
+      const final = this.#order(rec, {
+        status: moved >= size ? 'filled' : 'cancelled',
+        filledSizeBase: fromFixed(moved, 9),
+      });
+      await this.#o.orderIds.release(rec.clientOrderId, final);
+      return final;
+    }
+    if (status === null && (await this.#o.rpc.getBlockHeight()) > rec.lastValidBlockHeight) {
+      await this.#o.orderIds.forget(rec.clientOrderId);
+      return null;
+    }
+    return this.#order(rec, { status: 'sent' });
+  }
+}
+
+function toFixedLoose(v: string): bigint {
+  return BigInt(new Dec(v).mul(PRICE_PRECISION.toString()).toDecimalPlaces(0, Dec.ROUND_FLOOR).toFixed());
+}
+/** A buy's worst price rounds down to the tick, a sell's up: never worse than asked. */
+function roundPrice(p: bigint, tick: bigint, side: 'buy' | 'sell'): bigint {
+  if (tick <= 0n) return p;
+  const down = (p / tick) * tick;
+  return side === 'buy' || down === p ? down : down + tick;
+}
+
+/** Hourly funding as a fraction of price, positive when longs pay. */
+export function fundingRatePerHour(pm: DriftPerpMarket): number {
+  const twap = Number(pm.lastOraclePriceTwap || pm.lastOraclePrice) / Number(PRICE_PRECISION);
+  if (!(twap > 0)) return 0;
+  const perPeriod = Number(pm.lastFundingRate) / 1e9 / twap;
+  const periodHours = Number(pm.fundingPeriod > 0n ? pm.fundingPeriod : 3600n) / (MS_PER_HOUR / 1000);
+  return perPeriod / periodHours;
+}
+
+/**
+ * Average price for `size` against the constant-product AMM (x·y = k, quote scaled by the peg):
+ * a buy removes base from the pool. Reserves and size in 1e9, peg in 1e6 → USD per base.
+ */
+export function ammAveragePrice(
+  pm: DriftPerpMarket,
+  side: 'buy' | 'sell',
+  size: InstanceType<typeof Dec>,
+): number {
+  const x = new Dec(pm.baseAssetReserve.toString());
+  const y = new Dec(pm.quoteAssetReserve.toString());
+  const dx = size.mul(BASE_PRECISION.toString());
+  if (x.lte(0) || y.lte(0)) return Number(pm.lastOraclePrice) / Number(PRICE_PRECISION);
+  const k = x.mul(y);
+  const newX = side === 'buy' ? x.sub(dx) : x.add(dx);
+  if (newX.lte(0))
+    throw new InvalidOrderError({
+      venue: 'drift',
+      message: `size ${size.toFixed()} exceeds the AMM's base reserve`,
+    });
+  const dy = k.div(newX).sub(y).abs();
+  const quoteUsd = dy
+    .mul(pm.pegMultiplier.toString())
+    .div(PEG_PRECISION.toString())
+    .div(AMM_RESERVE_PRECISION.toString());
+  return quoteUsd.div(size).toNumber();
+}

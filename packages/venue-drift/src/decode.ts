@@ -1,0 +1,278 @@
+import { PublicKey } from '@solana/web3.js';
+import { XhedgeError } from '@xhedge/core';
+import {
+  type DriftDirection,
+  type DriftMarketStatus,
+  type DriftMarketType,
+  type DriftOrderStatus,
+  type DriftOrderType,
+  MARKET_STATUS,
+  MARKET_TYPE,
+  ORDER,
+  ORDER_STATUS,
+  ORDER_TYPE,
+  PERP_MARKET,
+  PERP_MARKET_DISCRIMINATOR,
+  PERP_MARKET_SIZE,
+  PERP_POSITION,
+  POSITION_DIRECTION,
+  SPOT_MARKET,
+  SPOT_MARKET_DISCRIMINATOR,
+  SPOT_MARKET_SIZE,
+  SPOT_POSITION,
+  USER,
+  USER_DISCRIMINATOR,
+  USER_SIZE,
+} from './layout.ts';
+
+/** An account's bytes do not match the Drift layout (wrong discriminator, short data, unknown enum). */
+export class DriftDecodeError extends XhedgeError {
+  override name = 'DriftDecodeError';
+  constructor(what: string, reason: string) {
+    super('DRIFT_DECODE', `cannot decode Drift ${what}: ${reason}`, { details: { what, reason } });
+  }
+}
+
+export interface DriftPerpPosition {
+  marketIndex: number;
+  /** Signed, BASE_PRECISION (1e9). */
+  baseAssetAmount: bigint;
+  /** Signed, QUOTE_PRECISION (1e6). */
+  quoteAssetAmount: bigint;
+  quoteEntryAmount: bigint;
+  quoteBreakEvenAmount: bigint;
+  /** Base of open bid / ask orders, BASE_PRECISION. */
+  openBids: bigint;
+  openAsks: bigint;
+  openOrders: number;
+  /** FUNDING_RATE_PRECISION (1e9). */
+  lastCumulativeFundingRate: bigint;
+}
+
+export interface DriftSpotPosition {
+  marketIndex: number;
+  /** SPOT_BALANCE_PRECISION (1e9), before the cumulative interest factor. */
+  scaledBalance: bigint;
+  balanceType: 'deposit' | 'borrow';
+  openOrders: number;
+}
+
+export interface DriftOrder {
+  slot: bigint;
+  orderId: number;
+  userOrderId: number;
+  marketIndex: number;
+  marketType: DriftMarketType;
+  status: DriftOrderStatus;
+  orderType: DriftOrderType;
+  direction: DriftDirection;
+  /** PRICE_PRECISION (1e6). */
+  price: bigint;
+  /** BASE_PRECISION (1e9). */
+  baseAssetAmount: bigint;
+  baseAssetAmountFilled: bigint;
+  /** QUOTE_PRECISION (1e6). */
+  quoteAssetAmountFilled: bigint;
+  maxTs: bigint;
+  reduceOnly: boolean;
+  immediateOrCancel: boolean;
+}
+
+export interface DriftUser {
+  authority: PublicKey;
+  delegate: PublicKey;
+  name: string;
+  subAccountId: number;
+  status: number;
+  nextOrderId: number;
+  lastActiveSlot: bigint;
+  /** Only the slots in use (non-zero base, open orders or quote). */
+  perpPositions: DriftPerpPosition[];
+  spotPositions: DriftSpotPosition[];
+  /** Only orders whose status is not `init` (an empty slot). */
+  orders: DriftOrder[];
+}
+
+export interface DriftPerpMarket {
+  pubkey: PublicKey;
+  marketIndex: number;
+  name: string;
+  status: DriftMarketStatus;
+  oracle: PublicKey;
+  /** PRICE_PRECISION. The program's last read of its oracle. */
+  lastOraclePrice: bigint;
+  lastOracleConf: bigint;
+  lastOraclePriceTwap: bigint;
+  lastOraclePriceTwapTs: bigint;
+  /** AMM_RESERVE_PRECISION (1e9). */
+  baseAssetReserve: bigint;
+  quoteAssetReserve: bigint;
+  sqrtK: bigint;
+  /** PEG_PRECISION (1e6). */
+  pegMultiplier: bigint;
+  /** Quote per base per funding period, FUNDING_RATE_PRECISION (1e9). */
+  lastFundingRate: bigint;
+  lastFundingRateTs: bigint;
+  /** Seconds. */
+  fundingPeriod: bigint;
+  lastMarkPriceTwap: bigint;
+  lastUpdateSlot: bigint;
+  /** BASE_PRECISION. */
+  orderStepSize: bigint;
+  /** PRICE_PRECISION. */
+  orderTickSize: bigint;
+  /** BASE_PRECISION. */
+  minOrderSize: bigint;
+  /** Signed base of all longs / shorts, BASE_PRECISION. */
+  baseAssetAmountLong: bigint;
+  baseAssetAmountShort: bigint;
+  maxOpenInterest: bigint;
+  /** MARGIN_PRECISION (1e4). */
+  marginRatioInitial: number;
+  marginRatioMaintenance: number;
+  quoteSpotMarketIndex: number;
+}
+
+function u128(buf: Buffer, off: number): bigint {
+  return buf.readBigUInt64LE(off) + (buf.readBigUInt64LE(off + 8) << 64n);
+}
+function i128(buf: Buffer, off: number): bigint {
+  return buf.readBigUInt64LE(off) + (buf.readBigInt64LE(off + 8) << 64n);
+}
+function enumAt<T extends readonly string[]>(values: T, index: number, what: string): T[number] {
+  const v = values[index];
+  if (v === undefined) throw new DriftDecodeError(what, `enum index ${index} out of range`);
+  return v;
+}
+function fixedString(buf: Buffer, off: number): string {
+  return buf
+    .subarray(off, off + 32)
+    .toString('utf8')
+    .replace(/[\0 ]+$/, '');
+}
+function checkHeader(data: Uint8Array, disc: Buffer, size: number, what: string): Buffer {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (buf.length < size) throw new DriftDecodeError(what, `expected ${size} bytes, got ${buf.length}`);
+  if (!buf.subarray(0, 8).equals(disc)) throw new DriftDecodeError(what, 'discriminator mismatch');
+  return buf;
+}
+
+export function decodeUser(data: Uint8Array): DriftUser {
+  const buf = checkHeader(data, USER_DISCRIMINATOR, USER_SIZE, 'User');
+  const perpPositions: DriftPerpPosition[] = [];
+  for (let i = 0; i < USER.perpPositionCount; i++) {
+    const o = USER.perpPositions + i * USER.perpPositionSize;
+    const p: DriftPerpPosition = {
+      marketIndex: buf.readUInt16LE(o + PERP_POSITION.marketIndex),
+      baseAssetAmount: buf.readBigInt64LE(o + PERP_POSITION.baseAssetAmount),
+      quoteAssetAmount: buf.readBigInt64LE(o + PERP_POSITION.quoteAssetAmount),
+      quoteEntryAmount: buf.readBigInt64LE(o + PERP_POSITION.quoteEntryAmount),
+      quoteBreakEvenAmount: buf.readBigInt64LE(o + PERP_POSITION.quoteBreakEvenAmount),
+      openBids: buf.readBigInt64LE(o + PERP_POSITION.openBids),
+      openAsks: buf.readBigInt64LE(o + PERP_POSITION.openAsks),
+      openOrders: buf.readUInt8(o + PERP_POSITION.openOrders),
+      lastCumulativeFundingRate: buf.readBigInt64LE(o + PERP_POSITION.lastCumulativeFundingRate),
+    };
+    if (p.baseAssetAmount !== 0n || p.openOrders > 0 || p.quoteAssetAmount !== 0n) perpPositions.push(p);
+  }
+  const spotPositions: DriftSpotPosition[] = [];
+  for (let i = 0; i < USER.spotPositionCount; i++) {
+    const o = USER.spotPositions + i * USER.spotPositionSize;
+    const scaledBalance = buf.readBigUInt64LE(o + SPOT_POSITION.scaledBalance);
+    const openOrders = buf.readUInt8(o + SPOT_POSITION.openOrders);
+    if (scaledBalance === 0n && openOrders === 0) continue;
+    spotPositions.push({
+      marketIndex: buf.readUInt16LE(o + SPOT_POSITION.marketIndex),
+      scaledBalance,
+      balanceType: buf.readUInt8(o + SPOT_POSITION.balanceType) === 0 ? 'deposit' : 'borrow',
+      openOrders,
+    });
+  }
+  const orders: DriftOrder[] = [];
+  for (let i = 0; i < USER.orderCount; i++) {
+    const o = USER.orders + i * USER.orderSize;
+    const status = enumAt(ORDER_STATUS, buf.readUInt8(o + ORDER.status), 'Order.status');
+    if (status === 'init') continue;
+    orders.push({
+      slot: buf.readBigUInt64LE(o + ORDER.slot),
+      orderId: buf.readUInt32LE(o + ORDER.orderId),
+      userOrderId: buf.readUInt8(o + ORDER.userOrderId),
+      marketIndex: buf.readUInt16LE(o + ORDER.marketIndex),
+      marketType: enumAt(MARKET_TYPE, buf.readUInt8(o + ORDER.marketType), 'Order.market_type'),
+      status,
+      orderType: enumAt(ORDER_TYPE, buf.readUInt8(o + ORDER.orderType), 'Order.order_type'),
+      direction: enumAt(POSITION_DIRECTION, buf.readUInt8(o + ORDER.direction), 'Order.direction'),
+      price: buf.readBigUInt64LE(o + ORDER.price),
+      baseAssetAmount: buf.readBigUInt64LE(o + ORDER.baseAssetAmount),
+      baseAssetAmountFilled: buf.readBigUInt64LE(o + ORDER.baseAssetAmountFilled),
+      quoteAssetAmountFilled: buf.readBigUInt64LE(o + ORDER.quoteAssetAmountFilled),
+      maxTs: buf.readBigInt64LE(o + ORDER.maxTs),
+      reduceOnly: buf.readUInt8(o + ORDER.reduceOnly) !== 0,
+      immediateOrCancel: buf.readUInt8(o + ORDER.immediateOrCancel) !== 0,
+    });
+  }
+  return {
+    authority: new PublicKey(buf.subarray(USER.authority, USER.authority + 32)),
+    delegate: new PublicKey(buf.subarray(USER.delegate, USER.delegate + 32)),
+    name: fixedString(buf, USER.name),
+    subAccountId: buf.readUInt16LE(USER.subAccountId),
+    status: buf.readUInt8(USER.status),
+    nextOrderId: buf.readUInt32LE(USER.nextOrderId),
+    lastActiveSlot: buf.readBigUInt64LE(USER.lastActiveSlot),
+    perpPositions,
+    spotPositions,
+    orders,
+  };
+}
+
+export function decodePerpMarket(data: Uint8Array): DriftPerpMarket {
+  const buf = checkHeader(data, PERP_MARKET_DISCRIMINATOR, PERP_MARKET_SIZE, 'PerpMarket');
+  const M = PERP_MARKET;
+  return {
+    pubkey: new PublicKey(buf.subarray(M.pubkey, M.pubkey + 32)),
+    marketIndex: buf.readUInt16LE(M.marketIndex),
+    name: fixedString(buf, M.name),
+    status: enumAt(MARKET_STATUS, buf.readUInt8(M.status), 'PerpMarket.status'),
+    oracle: new PublicKey(buf.subarray(M.oracle, M.oracle + 32)),
+    lastOraclePrice: buf.readBigInt64LE(M.lastOraclePrice),
+    lastOracleConf: buf.readBigUInt64LE(M.lastOracleConf),
+    lastOraclePriceTwap: buf.readBigInt64LE(M.lastOraclePriceTwap),
+    lastOraclePriceTwapTs: buf.readBigInt64LE(M.lastOraclePriceTwapTs),
+    baseAssetReserve: u128(buf, M.baseAssetReserve),
+    quoteAssetReserve: u128(buf, M.quoteAssetReserve),
+    sqrtK: u128(buf, M.sqrtK),
+    pegMultiplier: u128(buf, M.pegMultiplier),
+    lastFundingRate: buf.readBigInt64LE(M.lastFundingRate),
+    lastFundingRateTs: buf.readBigInt64LE(M.lastFundingRateTs),
+    fundingPeriod: buf.readBigInt64LE(M.fundingPeriod),
+    lastMarkPriceTwap: buf.readBigUInt64LE(M.lastMarkPriceTwap),
+    lastUpdateSlot: buf.readBigUInt64LE(M.lastUpdateSlot),
+    orderStepSize: buf.readBigUInt64LE(M.orderStepSize),
+    orderTickSize: buf.readBigUInt64LE(M.orderTickSize),
+    minOrderSize: buf.readBigUInt64LE(M.minOrderSize),
+    baseAssetAmountLong: i128(buf, M.baseAssetAmountLong),
+    baseAssetAmountShort: i128(buf, M.baseAssetAmountShort),
+    maxOpenInterest: u128(buf, M.maxOpenInterest),
+    marginRatioInitial: buf.readUInt32LE(M.marginRatioInitial),
+    marginRatioMaintenance: buf.readUInt32LE(M.marginRatioMaintenance),
+    quoteSpotMarketIndex: buf.readUInt16LE(M.quoteSpotMarketIndex),
+  };
+}
+
+export interface DriftSpotMarket {
+  marketIndex: number;
+  name: string;
+  decimals: number;
+  /** SPOT_CUMULATIVE_INTEREST_PRECISION (1e10). */
+  cumulativeDepositInterest: bigint;
+}
+
+export function decodeSpotMarket(data: Uint8Array): DriftSpotMarket {
+  const buf = checkHeader(data, SPOT_MARKET_DISCRIMINATOR, SPOT_MARKET_SIZE, 'SpotMarket');
+  return {
+    marketIndex: buf.readUInt16LE(SPOT_MARKET.marketIndex),
+    name: fixedString(buf, SPOT_MARKET.name),
+    decimals: buf.readUInt32LE(SPOT_MARKET.decimals),
+    cumulativeDepositInterest: u128(buf, SPOT_MARKET.cumulativeDepositInterest),
+  };
+}

@@ -1,0 +1,179 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Drift v2 account layouts (drift-labs/protocol-v2, programs/drift/src/state/user.rs and
+ * perp_market.rs). Accounts are Anchor zero-copy `repr(C)` structs with 8-byte alignment for
+ * i128/u128 (BPF target), preceded by an 8-byte Anchor discriminator. Offsets below include the
+ * discriminator, and are checked against the program's own size constants (User 4376 bytes,
+ * PerpMarket 1216 bytes, PerpMarket market_index at 1160).
+ */
+
+/** Fixed-point scales of the Drift program. */
+export const PRICE_PRECISION = 1_000_000n;
+export const BASE_PRECISION = 1_000_000_000n;
+export const QUOTE_PRECISION = 1_000_000n;
+export const FUNDING_RATE_PRECISION = 1_000_000_000n;
+export const PEG_PRECISION = 1_000_000n;
+export const AMM_RESERVE_PRECISION = 1_000_000_000n;
+export const SPOT_BALANCE_PRECISION = 1_000_000_000n;
+
+/** Anchor discriminator: first 8 bytes of sha256("<namespace>:<name>"). */
+export function anchorDiscriminator(namespace: 'account' | 'global', name: string): Buffer {
+  return createHash('sha256').update(`${namespace}:${name}`).digest().subarray(0, 8);
+}
+
+export const USER_DISCRIMINATOR = anchorDiscriminator('account', 'User');
+export const PERP_MARKET_DISCRIMINATOR = anchorDiscriminator('account', 'PerpMarket');
+export const PLACE_PERP_ORDER_DISCRIMINATOR = anchorDiscriminator('global', 'place_perp_order');
+export const CANCEL_ORDER_BY_USER_ID_DISCRIMINATOR = anchorDiscriminator('global', 'cancel_order_by_user_id');
+
+export const USER_SIZE = 4376;
+export const PERP_MARKET_SIZE = 1216;
+
+export const USER = {
+  authority: 8,
+  delegate: 40,
+  name: 72,
+  spotPositions: 104,
+  spotPositionSize: 40,
+  spotPositionCount: 8,
+  perpPositions: 424,
+  perpPositionSize: 96,
+  perpPositionCount: 8,
+  orders: 1192,
+  orderSize: 96,
+  orderCount: 32,
+  lastActiveSlot: 4328,
+  nextOrderId: 4336,
+  subAccountId: 4346,
+  status: 4348,
+  openOrders: 4351,
+} as const;
+
+/** Offsets inside one SpotPosition (40 bytes). */
+export const SPOT_POSITION = {
+  scaledBalance: 0,
+  openBids: 8,
+  openAsks: 16,
+  marketIndex: 32,
+  balanceType: 34,
+  openOrders: 35,
+} as const;
+
+/** Offsets inside one PerpPosition (96 bytes). */
+export const PERP_POSITION = {
+  lastCumulativeFundingRate: 0,
+  baseAssetAmount: 8,
+  quoteAssetAmount: 16,
+  quoteBreakEvenAmount: 24,
+  quoteEntryAmount: 32,
+  openBids: 40,
+  openAsks: 48,
+  settledPnl: 56,
+  marketIndex: 92,
+  openOrders: 94,
+} as const;
+
+/** Offsets inside one Order (96 bytes). */
+export const ORDER = {
+  slot: 0,
+  price: 8,
+  baseAssetAmount: 16,
+  baseAssetAmountFilled: 24,
+  quoteAssetAmountFilled: 32,
+  triggerPrice: 40,
+  maxTs: 64,
+  oraclePriceOffset: 72,
+  orderId: 76,
+  marketIndex: 80,
+  status: 82,
+  orderType: 83,
+  marketType: 84,
+  userOrderId: 85,
+  direction: 87,
+  reduceOnly: 88,
+  postOnly: 89,
+  immediateOrCancel: 90,
+} as const;
+
+export const PERP_MARKET = {
+  pubkey: 8,
+  // AMM starts at 40
+  oracle: 40,
+  lastOraclePrice: 72,
+  lastOracleConf: 80,
+  lastOracleDelay: 88,
+  lastOraclePriceTwap: 96,
+  lastOraclePriceTwapTs: 112,
+  baseAssetReserve: 176,
+  quoteAssetReserve: 192,
+  sqrtK: 256,
+  pegMultiplier: 272,
+  baseAssetAmountLong: 304,
+  baseAssetAmountShort: 320,
+  maxOpenInterest: 368,
+  lastFundingRate: 480,
+  lastFundingRateLong: 488,
+  lastFundingRateShort: 496,
+  last24hAvgFundingRate: 504,
+  cumulativeFundingRateLong: 608,
+  cumulativeFundingRateShort: 624,
+  lastMarkPriceTwap: 752,
+  lastUpdateSlot: 768,
+  lastFundingRateTs: 792,
+  fundingPeriod: 800,
+  orderStepSize: 808,
+  orderTickSize: 816,
+  minOrderSize: 824,
+  baseSpread: 896,
+  maxSpread: 900,
+  name: 1000,
+  marginRatioInitial: 1136,
+  marginRatioMaintenance: 1140,
+  marketIndex: 1160,
+  status: 1162,
+  contractType: 1163,
+  quoteSpotMarketIndex: 1166,
+  feeAdjustment: 1168,
+} as const;
+
+/** Drift enums, in declaration order (borsh / repr(u8) index). */
+export const ORDER_STATUS = ['init', 'open', 'filled', 'canceled'] as const;
+export type DriftOrderStatus = (typeof ORDER_STATUS)[number];
+export const ORDER_TYPE = ['market', 'limit', 'triggerMarket', 'triggerLimit', 'oracle'] as const;
+export type DriftOrderType = (typeof ORDER_TYPE)[number];
+export const MARKET_TYPE = ['spot', 'perp'] as const;
+export type DriftMarketType = (typeof MARKET_TYPE)[number];
+export const POSITION_DIRECTION = ['long', 'short'] as const;
+export type DriftDirection = (typeof POSITION_DIRECTION)[number];
+export const POST_ONLY = ['none', 'mustPostOnly', 'tryPostOnly', 'slide'] as const;
+export type DriftPostOnly = (typeof POST_ONLY)[number];
+export const TRIGGER_CONDITION = ['above', 'below', 'triggeredAbove', 'triggeredBelow'] as const;
+export const MARKET_STATUS = [
+  'initialized',
+  'active',
+  'fundingPaused',
+  'ammPaused',
+  'fillPaused',
+  'withdrawPaused',
+  'reduceOnly',
+  'settlement',
+  'delisted',
+] as const;
+export type DriftMarketStatus = (typeof MARKET_STATUS)[number];
+
+/** OrderParams.bit_flags: IOC moved from a bool into this bit field in Drift v2. */
+export const ORDER_PARAMS_BIT_IMMEDIATE_OR_CANCEL = 0b0000_0001;
+
+export const SPOT_MARKET_DISCRIMINATOR = anchorDiscriminator('account', 'SpotMarket');
+export const SPOT_MARKET_SIZE = 776;
+/** SpotMarket offsets the adapter needs: token amount = scaled_balance × cumulative_deposit_interest / 1e19. */
+export const SPOT_MARKET = {
+  mint: 72,
+  name: 136,
+  cumulativeDepositInterest: 464,
+  decimals: 680,
+  marketIndex: 684,
+} as const;
+/** SPOT_CUMULATIVE_INTEREST_PRECISION (1e10) × SPOT_BALANCE_PRECISION (1e9). */
+export const SPOT_TOKEN_AMOUNT_DIVISOR = 10n ** 19n;

@@ -1,0 +1,59 @@
+import type { Commitment, Connection, PublicKey } from '@solana/web3.js';
+
+export type ConfirmationLevel = 'processed' | 'confirmed' | 'finalized';
+
+export interface SignatureStatus {
+  confirmationStatus: ConfirmationLevel | null;
+  /** The transaction's error when it landed and failed (it still paid its fee). */
+  err: unknown;
+  slot: number;
+  /** Program log lines, when the transport has them (used to explain reverts). */
+  logs?: string[];
+}
+
+/**
+ * What the adapter needs from a Solana node. Implemented over `@solana/web3.js` `Connection` by
+ * {@link connectionRpc}, and over an in-process SVM in tests.
+ */
+export interface SolanaRpc {
+  getAccountData(address: PublicKey): Promise<Uint8Array | null>;
+  getLatestBlockhash(): Promise<{ blockhash: string; lastValidBlockHeight: number }>;
+  getBlockHeight(): Promise<number>;
+  /** Sends a signed, serialized transaction; returns its signature (base58). */
+  sendRawTransaction(raw: Uint8Array): Promise<string>;
+  getSignatureStatus(signature: string): Promise<SignatureStatus | null>;
+}
+
+const RANK: Record<ConfirmationLevel, number> = { processed: 0, confirmed: 1, finalized: 2 };
+
+/** True when `status` has reached at least `wanted`. */
+export function reached(status: ConfirmationLevel | null, wanted: ConfirmationLevel): boolean {
+  return status !== null && RANK[status] >= RANK[wanted];
+}
+
+/**
+ * A {@link SolanaRpc} over a web3.js Connection. Reads use `commitment`; sends skip preflight
+ * (the outcome is decided by confirmation, and preflight would hide a landed-but-failed transaction).
+ */
+export function connectionRpc(connection: Connection, commitment: Commitment = 'confirmed'): SolanaRpc {
+  return {
+    async getAccountData(address) {
+      const info = await connection.getAccountInfo(address, commitment);
+      return info ? new Uint8Array(info.data) : null;
+    },
+    getLatestBlockhash: () => connection.getLatestBlockhash(commitment),
+    getBlockHeight: () => connection.getBlockHeight(commitment),
+    sendRawTransaction: (raw) =>
+      connection.sendRawTransaction(raw, {
+        skipPreflight: true,
+        maxRetries: 0,
+        preflightCommitment: commitment,
+      }),
+    async getSignatureStatus(signature) {
+      const res = await connection.getSignatureStatuses([signature], { searchTransactionHistory: true });
+      const s = res.value[0];
+      if (!s) return null;
+      return { confirmationStatus: s.confirmationStatus ?? null, err: s.err, slot: s.slot };
+    },
+  };
+}

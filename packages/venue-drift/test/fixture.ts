@@ -1,0 +1,159 @@
+import { Keypair, PublicKey, type VersionedTransaction } from '@solana/web3.js';
+import { ManualClock } from '@xhedge/core';
+import { LiteSVM } from 'litesvm';
+import { DriftVenue, keypairSigner } from '../src/adapter.ts';
+import type { DriftOrder, DriftPerpPosition } from '../src/decode.ts';
+import { encodePerpMarketAccount, encodeSpotMarketAccount, encodeUserAccount } from '../src/encode.ts';
+import { driftPda } from '../src/instructions.ts';
+import { memoryUserOrderIdStore, UserOrderIdMap, type UserOrderIdStore } from '../src/order-ids.ts';
+import { LiteSvmRpc } from './litesvm-rpc.ts';
+
+/** A fake Drift deployment inside litesvm: program id, PDAs and injected accounts (no program code). */
+export interface DriftFixture {
+  svm: LiteSVM;
+  rpc: LiteSvmRpc;
+  programId: PublicKey;
+  authority: Keypair;
+  oracle: PublicKey;
+  clock: ManualClock;
+  venue: DriftVenue;
+  orderIds: UserOrderIdMap;
+  store: UserOrderIdStore;
+  /** A second venue over the same accounts and id map, with another sleep (crash injection). */
+  withSleep(sleep: (ms: number) => Promise<void>): DriftVenue;
+  setUser(init: { perpPositions?: Partial<DriftPerpPosition>[]; orders?: Partial<DriftOrder>[] }): void;
+  /** Copies the SPL Memo program's code to the Drift program id: instructions then execute and fail. */
+  deployFailingProgram(): void;
+}
+
+export const SOL_PRICE_USD = 180;
+
+function setData(svm: LiteSVM, address: PublicKey, owner: PublicKey, data: Buffer): void {
+  svm.setAccount(address, {
+    lamports: Number(svm.minimumBalanceForRentExemption(BigInt(data.length))),
+    data,
+    owner,
+    executable: false,
+    rentEpoch: 0,
+  });
+}
+
+export async function driftFixture(
+  opts: { store?: UserOrderIdStore; sleepBlocks?: number } = {},
+): Promise<DriftFixture> {
+  const svm = new LiteSVM();
+  const rpc = new LiteSvmRpc(svm);
+  const programId = Keypair.generate().publicKey;
+  const authority = Keypair.generate();
+  const oracle = Keypair.generate().publicKey;
+  svm.airdrop(authority.publicKey, 10_000_000_000n);
+  const clock = new ManualClock(Date.UTC(2026, 0, 5, 12));
+  const nowS = BigInt(Math.floor(clock.nowMs() / 1000));
+  setData(
+    svm,
+    driftPda.perpMarket(programId, 0),
+    programId,
+    encodePerpMarketAccount({
+      marketIndex: 0,
+      name: 'SOL-PERP',
+      status: 'active',
+      oracle,
+      lastOraclePrice: 180_000_000n,
+      lastOraclePriceTwap: 180_000_000n,
+      lastOraclePriceTwapTs: nowS,
+      baseAssetReserve: 1_000_000n * 1_000_000_000n,
+      quoteAssetReserve: 1_000_000n * 1_000_000_000n,
+      sqrtK: 1_000_000n * 1_000_000_000n,
+      pegMultiplier: 180_000_000n,
+      lastFundingRate: 1_800_000n,
+      lastFundingRateTs: nowS,
+      fundingPeriod: 3600n,
+      orderStepSize: 10_000_000n,
+      orderTickSize: 100n,
+      minOrderSize: 10_000_000n,
+      marginRatioInitial: 1000,
+      marginRatioMaintenance: 500,
+    }),
+  );
+  setData(
+    svm,
+    driftPda.spotMarket(programId, 0),
+    programId,
+    encodeSpotMarketAccount({
+      marketIndex: 0,
+      name: 'USDC',
+      decimals: 6,
+      cumulativeDepositInterest: 10_500_000_000n,
+    }),
+  );
+  const userPda = driftPda.user(programId, authority.publicKey, 0);
+  const setUser: DriftFixture['setUser'] = (init) =>
+    setData(
+      svm,
+      userPda,
+      programId,
+      encodeUserAccount({
+        authority: authority.publicKey,
+        spotPositions: [{ marketIndex: 0, scaledBalance: 1000n * 1_000_000_000n, balanceType: 'deposit' }],
+        ...init,
+      }),
+    );
+  setUser({
+    perpPositions: [
+      {
+        marketIndex: 0,
+        baseAssetAmount: 2_500_000_000n,
+        quoteEntryAmount: -450_000_000n,
+        quoteAssetAmount: -450_000_000n,
+      },
+    ],
+  });
+  const store = opts.store ?? memoryUserOrderIdStore();
+  const orderIds = await UserOrderIdMap.open({ store, clock });
+  const sleepBlocks = opts.sleepBlocks ?? 1;
+  const base = {
+    id: 'drift-sol',
+    programId,
+    signer: keypairSigner(authority),
+    rpc,
+    markets: [{ marketIndex: 0, instrument: 'SOL-USD:PERP' }],
+    orderIds,
+    clock,
+    solPriceUsd: () => SOL_PRICE_USD,
+  };
+  // Each confirmation poll moves the local chain forward instead of waiting in real time.
+  const venue = new DriftVenue({
+    ...base,
+    sleep: async (ms) => {
+      clock.advance(ms);
+      rpc.advance(sleepBlocks);
+    },
+  });
+
+  return {
+    svm,
+    rpc,
+    programId,
+    authority,
+    oracle,
+    clock,
+    venue,
+    orderIds,
+    store,
+    setUser,
+    withSleep: (sleep) => new DriftVenue({ ...base, sleep }),
+    deployFailingProgram() {
+      const memo = svm.getAccount(new PublicKey('MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr'));
+      if (!memo) throw new Error('litesvm has no SPL Memo program');
+      svm.setAccount(programId, { ...memo, data: Uint8Array.from(memo.data) });
+    },
+  };
+}
+
+/** Decodes the user order id argument of a place_perp_order transaction built by the adapter. */
+export function userOrderIdOf(tx: VersionedTransaction): number {
+  const ix = tx.message.compiledInstructions[2];
+  const id = ix?.data[8 + 3];
+  if (id === undefined) throw new Error('not an order transaction');
+  return id;
+}

@@ -1,0 +1,559 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+// A simplified GMX v2 (gmx-synthetics) for local chains. The ABI keeps the real shapes where the
+// adapter touches them (ExchangeRouter.multicall/sendWnt/sendTokens/createOrder/cancelOrder,
+// IBaseOrderUtils.CreateOrderParams, Position.Props, Market.Props, prices as USD per smallest token
+// unit with 30 decimals); the economics are simplified: oracle-priced fills, a flat position fee,
+// no price impact, borrowing or funding. One contract plays DataStore, OrderVault and OrderHandler.
+
+interface IERC20Lite {
+    function transfer(address to, uint256 amount) external returns (bool);
+    function transferFrom(address from, address to, uint256 amount) external returns (bool);
+    function balanceOf(address who) external view returns (uint256);
+    function deposit() external payable;
+}
+
+library Order {
+    enum OrderType {
+        MarketSwap,
+        LimitSwap,
+        MarketIncrease,
+        LimitIncrease,
+        MarketDecrease,
+        LimitDecrease,
+        StopLossDecrease,
+        Liquidation,
+        StopIncrease
+    }
+    enum DecreasePositionSwapType {
+        NoSwap,
+        SwapPnlTokenToCollateralToken,
+        SwapCollateralTokenToPnlToken
+    }
+    struct Props {
+        address account;
+        address receiver;
+        address cancellationReceiver;
+        address market;
+        address initialCollateralToken;
+        OrderType orderType;
+        bool isLong;
+        uint256 sizeDeltaUsd;
+        uint256 initialCollateralDeltaAmount;
+        uint256 acceptablePrice;
+        uint256 executionFee;
+        uint256 updatedAtTime;
+    }
+}
+
+library Market {
+    struct Props {
+        address marketToken;
+        address indexToken;
+        address longToken;
+        address shortToken;
+    }
+}
+
+library Position {
+    struct Addresses {
+        address account;
+        address market;
+        address collateralToken;
+    }
+    struct Numbers {
+        uint256 sizeInUsd;
+        uint256 sizeInTokens;
+        uint256 collateralAmount;
+        uint256 borrowingFactor;
+        uint256 fundingFeeAmountPerSize;
+        uint256 longTokenClaimableFundingAmountPerSize;
+        uint256 shortTokenClaimableFundingAmountPerSize;
+        uint256 increasedAtTime;
+        uint256 decreasedAtTime;
+    }
+    struct Flags {
+        bool isLong;
+    }
+    struct Props {
+        Addresses addresses;
+        Numbers numbers;
+        Flags flags;
+    }
+}
+
+interface IBaseOrderUtils {
+    struct CreateOrderParamsAddresses {
+        address receiver;
+        address cancellationReceiver;
+        address callbackContract;
+        address uiFeeReceiver;
+        address market;
+        address initialCollateralToken;
+        address[] swapPath;
+    }
+    struct CreateOrderParamsNumbers {
+        uint256 sizeDeltaUsd;
+        uint256 initialCollateralDeltaAmount;
+        uint256 triggerPrice;
+        uint256 acceptablePrice;
+        uint256 executionFee;
+        uint256 callbackGasLimit;
+        uint256 minOutputAmount;
+        uint256 validFromTime;
+    }
+    struct CreateOrderParams {
+        CreateOrderParamsAddresses addresses;
+        CreateOrderParamsNumbers numbers;
+        Order.OrderType orderType;
+        Order.DecreasePositionSwapType decreasePositionSwapType;
+        bool isLong;
+        bool shouldUnwrapNativeToken;
+        bool autoCancel;
+        bytes32 referralCode;
+    }
+}
+
+/// Prices per token set by tests (the real one is signed by oracle keepers). 30-decimal USD per smallest unit.
+contract Oracle {
+    struct Price {
+        uint256 min;
+        uint256 max;
+        uint256 updatedAt;
+    }
+    mapping(address => Price) internal prices;
+    address public immutable owner;
+
+    error Unauthorized(address caller);
+
+    constructor() {
+        owner = msg.sender;
+    }
+
+    function setPrices(address token, uint256 minPrice, uint256 maxPrice) external {
+        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        prices[token] = Price(minPrice, maxPrice, block.timestamp);
+    }
+
+    function getPrimaryPrice(address token) external view returns (uint256 min, uint256 max, uint256 updatedAt) {
+        Price memory p = prices[token];
+        return (p.min, p.max, p.updatedAt);
+    }
+}
+
+contract GmxCore {
+    error Unauthorized(address caller);
+    error InsufficientExecutionFee(uint256 minExecutionFee, uint256 executionFee);
+    error EmptyOrder();
+    error EmptyPosition();
+    error OrderNotFound(bytes32 key);
+    error UnsupportedOrderType(uint256 orderType);
+    error InvalidMarket(address market);
+    error OrderNotFulfillableAtAcceptablePrice(uint256 price, uint256 acceptablePrice);
+    error MaxOpenInterestExceeded(uint256 openInterest, uint256 maxOpenInterest);
+    error EmptyPrimaryPrice(address token);
+    error StaleOraclePrice(address token, uint256 updatedAt);
+
+    event OrderCreated(
+        bytes32 indexed key,
+        address indexed account,
+        address indexed market,
+        uint8 orderType,
+        bool isLong,
+        uint256 sizeDeltaUsd,
+        uint256 acceptablePrice,
+        uint256 executionFee
+    );
+    event OrderExecuted(
+        bytes32 indexed key,
+        address indexed account,
+        uint256 executionPrice,
+        uint256 sizeDeltaUsd,
+        uint256 sizeDeltaInTokens,
+        uint256 positionFeeAmount
+    );
+    event OrderCancelled(bytes32 indexed key, address indexed account, string reason, bytes reasonBytes);
+
+    address public immutable owner;
+    address public immutable wnt;
+    Oracle public immutable oracle;
+    address public router;
+    mapping(address => bool) public isKeeper;
+    uint256 public minExecutionFee;
+    uint256 public positionFeeBps;
+    uint256 public maxOracleAgeSeconds;
+
+    Market.Props[] internal markets;
+    mapping(address => uint256) internal marketIndexPlusOne;
+    mapping(address => mapping(bool => uint256)) public openInterestUsd;
+    mapping(address => mapping(bool => uint256)) public maxOpenInterestUsd;
+
+    mapping(bytes32 => Order.Props) internal orders;
+    bytes32[] internal orderKeys;
+    mapping(bytes32 => uint256) internal orderIndexPlusOne;
+    uint256 internal orderNonce;
+
+    mapping(bytes32 => Position.Props) internal positions;
+    mapping(address => bytes32[]) internal accountPositionKeys;
+    mapping(bytes32 => bool) internal positionKnown;
+
+    mapping(address => uint256) internal tokenBalances;
+
+    constructor(address wnt_, Oracle oracle_, uint256 minExecutionFee_, uint256 positionFeeBps_) {
+        owner = msg.sender;
+        wnt = wnt_;
+        oracle = oracle_;
+        minExecutionFee = minExecutionFee_;
+        positionFeeBps = positionFeeBps_;
+        maxOracleAgeSeconds = 3600;
+    }
+
+    modifier onlyOwner() {
+        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        _;
+    }
+
+    function setRouter(address router_) external onlyOwner {
+        router = router_;
+    }
+
+    function setKeeper(address keeper, bool allowed) external onlyOwner {
+        isKeeper[keeper] = allowed;
+    }
+
+    function setMaxOracleAge(uint256 seconds_) external onlyOwner {
+        maxOracleAgeSeconds = seconds_;
+    }
+
+    function addMarket(address marketToken, address indexToken, address longToken, address shortToken, uint256 maxOiUsd)
+        external
+        onlyOwner
+    {
+        markets.push(Market.Props(marketToken, indexToken, longToken, shortToken));
+        marketIndexPlusOne[marketToken] = markets.length;
+        maxOpenInterestUsd[marketToken][true] = maxOiUsd;
+        maxOpenInterestUsd[marketToken][false] = maxOiUsd;
+    }
+
+    // ---- OrderVault ----
+    function recordTransferIn(address token) internal returns (uint256) {
+        uint256 prev = tokenBalances[token];
+        uint256 next = IERC20Lite(token).balanceOf(address(this));
+        tokenBalances[token] = next;
+        return next - prev;
+    }
+
+    function transferOut(address token, address to, uint256 amount) internal {
+        if (amount == 0) return;
+        tokenBalances[token] -= amount;
+        require(IERC20Lite(token).transfer(to, amount), "TRANSFER_FAILED");
+    }
+
+    /// Liquidity for paying out profits (tests fund the pool).
+    function syncBalance(address token) external {
+        tokenBalances[token] = IERC20Lite(token).balanceOf(address(this));
+    }
+
+    // ---- orders ----
+    function createOrder(address account, IBaseOrderUtils.CreateOrderParams calldata p) external returns (bytes32 key) {
+        if (msg.sender != router) revert Unauthorized(msg.sender);
+        if (marketIndexPlusOne[p.addresses.market] == 0) revert InvalidMarket(p.addresses.market);
+        Order.OrderType t = p.orderType;
+        if (t != Order.OrderType.MarketIncrease && t != Order.OrderType.MarketDecrease) {
+            revert UnsupportedOrderType(uint256(t));
+        }
+        if (p.numbers.sizeDeltaUsd == 0) revert EmptyOrder();
+        uint256 wntIn = recordTransferIn(wnt);
+        if (p.numbers.executionFee < minExecutionFee || wntIn < p.numbers.executionFee) {
+            revert InsufficientExecutionFee(minExecutionFee, wntIn);
+        }
+        uint256 collateralIn = 0;
+        if (t == Order.OrderType.MarketIncrease) collateralIn = recordTransferIn(p.addresses.initialCollateralToken);
+        key = keccak256(abi.encode(address(this), account, ++orderNonce));
+        orders[key] = Order.Props({
+            account: account,
+            receiver: p.addresses.receiver,
+            cancellationReceiver: p.addresses.cancellationReceiver == address(0)
+                ? account
+                : p.addresses.cancellationReceiver,
+            market: p.addresses.market,
+            initialCollateralToken: p.addresses.initialCollateralToken,
+            orderType: t,
+            isLong: p.isLong,
+            sizeDeltaUsd: p.numbers.sizeDeltaUsd,
+            initialCollateralDeltaAmount: t == Order.OrderType.MarketIncrease
+                ? collateralIn
+                : p.numbers.initialCollateralDeltaAmount,
+            acceptablePrice: p.numbers.acceptablePrice,
+            executionFee: wntIn,
+            updatedAtTime: block.timestamp
+        });
+        orderKeys.push(key);
+        orderIndexPlusOne[key] = orderKeys.length;
+        emit OrderCreated(key, account, p.addresses.market, uint8(t), p.isLong, p.numbers.sizeDeltaUsd, p.numbers.acceptablePrice, wntIn);
+    }
+
+    function cancelOrderByAccount(address account, bytes32 key) external {
+        if (msg.sender != router) revert Unauthorized(msg.sender);
+        Order.Props memory o = orders[key];
+        if (o.account == address(0)) revert OrderNotFound(key);
+        if (o.account != account) revert Unauthorized(account);
+        _cancel(key, o, "USER_INITIATED_CANCEL", "", o.account);
+    }
+
+    /// Keeper entry point: fills at the oracle price or cancels when the acceptable price is breached.
+    function executeOrder(bytes32 key) external {
+        if (!isKeeper[msg.sender]) revert Unauthorized(msg.sender);
+        Order.Props memory o = orders[key];
+        if (o.account == address(0)) revert OrderNotFound(key);
+        Market.Props memory m = markets[marketIndexPlusOne[o.market] - 1];
+        (uint256 minP, uint256 maxP, uint256 at) = oracle.getPrimaryPrice(m.indexToken);
+        if (minP == 0) revert EmptyPrimaryPrice(m.indexToken);
+        if (block.timestamp > at + maxOracleAgeSeconds) revert StaleOraclePrice(m.indexToken, at);
+        bool isIncrease = o.orderType == Order.OrderType.MarketIncrease;
+        // Buying (long increase, short decrease) pays the max price; selling gets the min price.
+        bool buying = isIncrease == o.isLong;
+        uint256 price = buying ? maxP : minP;
+        bool ok = buying ? price <= o.acceptablePrice : price >= o.acceptablePrice;
+        if (!ok) {
+            _cancel(
+                key,
+                o,
+                "OrderNotFulfillableAtAcceptablePrice",
+                abi.encodeWithSelector(OrderNotFulfillableAtAcceptablePrice.selector, price, o.acceptablePrice),
+                msg.sender
+            );
+            return;
+        }
+        if (isIncrease) {
+            uint256 oi = openInterestUsd[o.market][o.isLong] + o.sizeDeltaUsd;
+            uint256 cap = maxOpenInterestUsd[o.market][o.isLong];
+            if (oi > cap) {
+                _cancel(
+                    key,
+                    o,
+                    "MaxOpenInterestExceeded",
+                    abi.encodeWithSelector(MaxOpenInterestExceeded.selector, oi, cap),
+                    msg.sender
+                );
+                return;
+            }
+            _increase(key, o, price);
+        } else {
+            _decrease(key, o, price);
+        }
+        _removeOrder(key);
+        transferOut(wnt, msg.sender, o.executionFee);
+    }
+
+    function _collateralPrice(address token) internal view returns (uint256) {
+        (uint256 minP,,) = oracle.getPrimaryPrice(token);
+        if (minP == 0) revert EmptyPrimaryPrice(token);
+        return minP;
+    }
+
+    function _positionKey(address account, address market, address collateralToken, bool isLong)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(account, market, collateralToken, isLong));
+    }
+
+    function _increase(bytes32 key, Order.Props memory o, uint256 price) internal {
+        bytes32 pk = _positionKey(o.account, o.market, o.initialCollateralToken, o.isLong);
+        Position.Props storage pos = positions[pk];
+        if (!positionKnown[pk]) {
+            positionKnown[pk] = true;
+            accountPositionKeys[o.account].push(pk);
+        }
+        pos.addresses = Position.Addresses(o.account, o.market, o.initialCollateralToken);
+        pos.flags.isLong = o.isLong;
+        uint256 tokens = o.sizeDeltaUsd / price;
+        uint256 feeAmount = (o.sizeDeltaUsd * positionFeeBps / 10000) / _collateralPrice(o.initialCollateralToken);
+        uint256 collateral = pos.numbers.collateralAmount + o.initialCollateralDeltaAmount;
+        if (feeAmount > collateral) feeAmount = collateral;
+        pos.numbers.collateralAmount = collateral - feeAmount;
+        pos.numbers.sizeInUsd += o.sizeDeltaUsd;
+        pos.numbers.sizeInTokens += tokens;
+        pos.numbers.increasedAtTime = block.timestamp;
+        openInterestUsd[o.market][o.isLong] += o.sizeDeltaUsd;
+        emit OrderExecuted(key, o.account, price, o.sizeDeltaUsd, tokens, feeAmount);
+    }
+
+    function _decrease(bytes32 key, Order.Props memory o, uint256 price) internal {
+        bytes32 pk = _positionKey(o.account, o.market, o.initialCollateralToken, o.isLong);
+        Position.Props storage pos = positions[pk];
+        uint256 size = pos.numbers.sizeInUsd;
+        if (size == 0) revert EmptyPosition();
+        uint256 sizeDelta = o.sizeDeltaUsd > size ? size : o.sizeDeltaUsd;
+        uint256 tokens = pos.numbers.sizeInTokens * sizeDelta / size;
+        uint256 cp = _collateralPrice(o.initialCollateralToken);
+        uint256 collateralAfter = _collateralAfterDecrease(pos, o.isLong, sizeDelta, tokens * price, cp);
+        pos.numbers.sizeInUsd = size - sizeDelta;
+        pos.numbers.sizeInTokens -= tokens;
+        pos.numbers.decreasedAtTime = block.timestamp;
+        openInterestUsd[o.market][o.isLong] -= sizeDelta;
+        uint256 payout = collateralAfter;
+        if (pos.numbers.sizeInUsd != 0 && o.initialCollateralDeltaAmount < collateralAfter) {
+            payout = o.initialCollateralDeltaAmount;
+        }
+        pos.numbers.collateralAmount = collateralAfter - payout;
+        transferOut(o.initialCollateralToken, o.receiver == address(0) ? o.account : o.receiver, payout);
+        emit OrderExecuted(key, o.account, price, sizeDelta, tokens, (sizeDelta * positionFeeBps / 10000) / cp);
+    }
+
+    /// Collateral left after realizing the PnL and the position fee of a decrease (floored at zero).
+    function _collateralAfterDecrease(Position.Props storage pos, bool isLong, uint256 sizeDelta, uint256 value, uint256 cp)
+        internal
+        view
+        returns (uint256)
+    {
+        int256 pnlUsd = isLong ? int256(value) - int256(sizeDelta) : int256(sizeDelta) - int256(value);
+        int256 collateralUsd =
+            int256(pos.numbers.collateralAmount * cp) + pnlUsd - int256(sizeDelta * positionFeeBps / 10000);
+        return collateralUsd > 0 ? uint256(collateralUsd) / cp : 0;
+    }
+
+    function _cancel(bytes32 key, Order.Props memory o, string memory reason, bytes memory reasonBytes, address feeTo)
+        internal
+    {
+        _removeOrder(key);
+        if (o.orderType == Order.OrderType.MarketIncrease) {
+            transferOut(o.initialCollateralToken, o.cancellationReceiver, o.initialCollateralDeltaAmount);
+        }
+        transferOut(wnt, feeTo, o.executionFee);
+        emit OrderCancelled(key, o.account, reason, reasonBytes);
+    }
+
+    function _removeOrder(bytes32 key) internal {
+        uint256 idx = orderIndexPlusOne[key];
+        uint256 last = orderKeys.length;
+        if (idx != last) {
+            bytes32 moved = orderKeys[last - 1];
+            orderKeys[idx - 1] = moved;
+            orderIndexPlusOne[moved] = idx;
+        }
+        orderKeys.pop();
+        delete orderIndexPlusOne[key];
+        delete orders[key];
+    }
+
+    // ---- views (read through Reader) ----
+    function getOrder(bytes32 key) external view returns (Order.Props memory) {
+        return orders[key];
+    }
+
+    function getOrderCount() external view returns (uint256) {
+        return orderKeys.length;
+    }
+
+    function getOrderKeys(uint256 start, uint256 end) external view returns (bytes32[] memory keys) {
+        if (end > orderKeys.length) end = orderKeys.length;
+        if (start >= end) return new bytes32[](0);
+        keys = new bytes32[](end - start);
+        for (uint256 i = start; i < end; i++) keys[i - start] = orderKeys[i];
+    }
+
+    function getMarketCount() external view returns (uint256) {
+        return markets.length;
+    }
+
+    function getMarketAt(uint256 i) external view returns (Market.Props memory) {
+        return markets[i];
+    }
+
+    function getAccountPositionKeys(address account) external view returns (bytes32[] memory) {
+        return accountPositionKeys[account];
+    }
+
+    function getPosition(bytes32 key) external view returns (Position.Props memory) {
+        return positions[key];
+    }
+}
+
+/// ExchangeRouter: the user entry point. multicall delegatecalls into itself so msg.sender and
+/// msg.value stay the user's, as in gmx-synthetics.
+contract ExchangeRouter {
+    GmxCore public immutable dataStore;
+    address public immutable wnt;
+
+    error MulticallFailed(uint256 index, bytes reason);
+
+    constructor(GmxCore core_, address wnt_) {
+        dataStore = core_;
+        wnt = wnt_;
+    }
+
+    function multicall(bytes[] calldata data) external payable returns (bytes[] memory results) {
+        results = new bytes[](data.length);
+        for (uint256 i = 0; i < data.length; i++) {
+            (bool ok, bytes memory res) = address(this).delegatecall(data[i]);
+            if (!ok) {
+                // Bubble the inner revert data unchanged so callers can decode custom errors.
+                assembly {
+                    revert(add(res, 32), mload(res))
+                }
+            }
+            results[i] = res;
+        }
+    }
+
+    function sendWnt(address receiver, uint256 amount) external payable {
+        IERC20Lite(wnt).deposit{value: amount}();
+        require(IERC20Lite(wnt).transfer(receiver, amount), "TRANSFER_FAILED");
+    }
+
+    function sendTokens(address token, address receiver, uint256 amount) external payable {
+        require(IERC20Lite(token).transferFrom(msg.sender, receiver, amount), "TRANSFER_FAILED");
+    }
+
+    function createOrder(IBaseOrderUtils.CreateOrderParams calldata params) external payable returns (bytes32) {
+        return dataStore.createOrder(msg.sender, params);
+    }
+
+    function cancelOrder(bytes32 key) external payable {
+        dataStore.cancelOrderByAccount(msg.sender, key);
+    }
+}
+
+/// Reader: stateless views taking the DataStore address first, as in gmx-synthetics.
+contract Reader {
+    function getMarkets(GmxCore dataStore, uint256 start, uint256 end) external view returns (Market.Props[] memory out) {
+        uint256 n = dataStore.getMarketCount();
+        if (end > n) end = n;
+        if (start >= end) return new Market.Props[](0);
+        out = new Market.Props[](end - start);
+        for (uint256 i = start; i < end; i++) out[i - start] = dataStore.getMarketAt(i);
+    }
+
+    function getAccountPositions(GmxCore dataStore, address account, uint256 start, uint256 end)
+        external
+        view
+        returns (Position.Props[] memory out)
+    {
+        bytes32[] memory keys = dataStore.getAccountPositionKeys(account);
+        if (end > keys.length) end = keys.length;
+        if (start >= end) return new Position.Props[](0);
+        out = new Position.Props[](end - start);
+        for (uint256 i = start; i < end; i++) out[i - start] = dataStore.getPosition(keys[i]);
+    }
+
+    function getOrder(GmxCore dataStore, bytes32 key) external view returns (Order.Props memory) {
+        return dataStore.getOrder(key);
+    }
+
+    function getOpenInterest(GmxCore dataStore, address market)
+        external
+        view
+        returns (uint256 longUsd, uint256 shortUsd, uint256 maxLongUsd, uint256 maxShortUsd)
+    {
+        return (
+            dataStore.openInterestUsd(market, true),
+            dataStore.openInterestUsd(market, false),
+            dataStore.maxOpenInterestUsd(market, true),
+            dataStore.maxOpenInterestUsd(market, false)
+        );
+    }
+}

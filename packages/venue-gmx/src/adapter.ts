@@ -1,0 +1,751 @@
+import {
+  type Balance,
+  type ChainId,
+  type Clock,
+  Dec,
+  type Fill,
+  instrumentMeta,
+  type Mark,
+  type Order,
+  type Position,
+  systemClock,
+  TERMINAL_ORDER_STATUSES,
+} from '@xhedge/core';
+import {
+  type ApprovalPolicy,
+  applySentTxStatus,
+  assertOrderBasics,
+  type CreateOnChainVenueDeps,
+  createVenueTxSender,
+  defaultOrderStore,
+  type EvmContext,
+  type EvmVenueConfigLike,
+  ensureAllowance,
+  newOrderRecord,
+  type OnChainOrderRecord,
+  type OrderRecordStore,
+  onChainVenueFromConfig,
+  orderFromRecord,
+  parseVenueRequest,
+  type RecordedSendDeps,
+  replaceByNonce,
+  SpendCaps,
+  sendRecorded,
+  type TxSender,
+  unreachableHealth,
+  type VenueErrorMapper,
+  venueErrorMapper,
+} from '@xhedge/evm';
+import {
+  type HedgeQuote,
+  InvalidOrderError,
+  type MarketInfo,
+  NotConfirmedError,
+  OrderNotFoundError,
+  OrderRequest,
+  QuoteRequest,
+  type VenueAdapter,
+  type VenueCapabilities,
+  type VenueHealth,
+} from '@xhedge/venue';
+import {
+  type Address,
+  encodeFunctionData,
+  erc20Abi,
+  type Hex,
+  parseEventLogs,
+  type TransactionReceipt,
+  zeroAddress,
+} from 'viem';
+import { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, oracleAbi, readerAbi } from './abi.ts';
+import { GmxVenueParams, type GmxVenueParamsInput } from './params.ts';
+import { fromUnits, fromUsd30, gmxPriceToUsd, toUnits, usd30, usdToGmxPrice } from './units.ts';
+
+/** What the adapter persists per client order id (JSON-safe: bigints as strings). */
+export interface GmxOrderRecord extends OnChainOrderRecord {
+  /** The GMX order key, once the creating transaction is mined. */
+  orderKey?: Hex;
+}
+
+interface MarketEntry {
+  info: MarketInfo;
+  marketToken: Address;
+  indexToken: Address;
+  decimals: number;
+  symbol: string;
+}
+
+export interface GmxVenueDeps {
+  ctx: EvmContext;
+  /** Durable client order id → order key mapping. @defaultValue a JSON file under params.dataDir */
+  store?: OrderRecordStore<GmxOrderRecord>;
+  clock?: Clock;
+}
+
+export const GMX_CAPABILITIES: VenueCapabilities = {
+  products: ['perp'],
+  venueGreeks: false,
+  liquidityModel: 'oracle',
+  executionMode: 'async-keeper',
+  orderTypes: ['market', 'limit'],
+  reduceOnly: true,
+  cancel: true,
+  clientOrderId: 'none',
+  fundingIntervalHours: null,
+  collateral: ['USDC'],
+  inverseSettlement: false,
+  gasAsset: 'ETH',
+};
+
+const COLLATERAL_DECIMALS = 6;
+
+/**
+ * GMX v2-style perps over viem. Orders go through `ExchangeRouter.multicall([sendWnt, sendTokens,
+ * createOrder])` and are executed later by a keeper at the oracle price (acknowledged → filled, or
+ * cancelled when `acceptablePrice` is breached). The venue has no client order id: the adapter writes
+ * the mapping client order id → tx hash → order key to a durable store before broadcasting and
+ * reconciles from it after a timeout or restart. Buying reduces an open short first (when it covers
+ * the size), else increases a long; selling mirrors it. Positions are reported net per market.
+ */
+export class GmxVenue implements VenueAdapter {
+  readonly kind = 'gmx';
+  readonly capabilities = GMX_CAPABILITIES;
+  readonly chain: ChainId;
+  readonly sender: TxSender;
+  private readonly ctx: EvmContext;
+  private readonly p: GmxVenueParams;
+  private readonly store: OrderRecordStore<GmxOrderRecord>;
+  private readonly clock: Clock;
+  private readonly spendCaps: SpendCaps;
+  private readonly errors: VenueErrorMapper;
+  private markets: Map<string, MarketEntry> | undefined;
+
+  constructor(
+    readonly id: string,
+    params: GmxVenueParamsInput,
+    deps: GmxVenueDeps,
+  ) {
+    this.p = GmxVenueParams.parse(params);
+    this.ctx = deps.ctx;
+    this.chain = deps.ctx.chainId;
+    this.clock = deps.clock ?? systemClock;
+    this.store = deps.store ?? defaultOrderStore(this.p.dataDir, id);
+    this.errors = venueErrorMapper(id, gmxErrorAbi, deps.ctx);
+    this.sender = createVenueTxSender({
+      ctx: deps.ctx,
+      abi: gmxErrorAbi,
+      classify: (r) =>
+        r.errorName === 'OrderNotFulfillableAtAcceptablePrice'
+          ? 'acceptable-price'
+          : r.errorName === 'ERC20InsufficientBalance'
+            ? 'insufficient-funds'
+            : r.errorName === 'StaleOraclePrice' || r.errorName === 'EmptyPrimaryPrice'
+              ? 'stale-oracle'
+              : r.errorName === 'EmptyOrder' ||
+                  r.errorName === 'InvalidMarket' ||
+                  r.errorName === 'EmptyPosition'
+                ? 'invalid-order'
+                : undefined,
+      maxBaseFeeGwei: this.p.maxBaseFeeGwei,
+      receiptTimeoutSeconds: this.p.receiptTimeoutSeconds,
+      clock: this.clock,
+    });
+    this.spendCaps = new SpendCaps({
+      venue: id,
+      caps: { [this.p.collateralAsset.toLowerCase()]: toUnits(this.p.spendCapPerDay, COLLATERAL_DECIMALS) },
+      clock: this.clock,
+    });
+  }
+
+  private get account(): Address {
+    return this.ctx.account.address;
+  }
+
+  async loadMarkets(): Promise<MarketInfo[]> {
+    return [...(await this.marketMap()).values()].map((m) => m.info);
+  }
+
+  private async marketMap(): Promise<Map<string, MarketEntry>> {
+    if (this.markets) return this.markets;
+    const c = this.ctx.publicClient;
+    const list = await this.errors.read(() =>
+      c.readContract({
+        address: this.p.reader,
+        abi: readerAbi,
+        functionName: 'getMarkets',
+        args: [this.p.dataStore, 0n, 200n],
+      }),
+    );
+    const map = new Map<string, MarketEntry>();
+    for (const m of list) {
+      const [sym, decimals] = await this.errors.read(() =>
+        Promise.all([
+          c.readContract({ address: m.indexToken, abi: erc20Abi, functionName: 'symbol' }),
+          c.readContract({ address: m.indexToken, abi: erc20Abi, functionName: 'decimals' }),
+        ]),
+      );
+      // Index tokens are wrapped coins (WBTC, WETH); the underlying drops the W.
+      const symbol = /^W[A-Z0-9]{2,}$/.test(sym) ? sym.slice(1) : sym;
+      const id = `${symbol}-USD:PERP`;
+      map.set(id, {
+        marketToken: m.marketToken,
+        indexToken: m.indexToken,
+        decimals,
+        symbol,
+        info: {
+          instrument: instrumentMeta(id, { settlementCurrency: 'USDC' }),
+          venueSymbol: m.marketToken,
+          minSizeBase: this.p.minSizeBase,
+          sizeStepBase: this.p.sizeStepBase,
+          priceTickUsd: '0.01',
+          active: true,
+        },
+      });
+    }
+    this.markets = map;
+    return map;
+  }
+
+  private async market(instrument: string, clientOrderId?: string): Promise<MarketEntry> {
+    const m = (await this.marketMap()).get(instrument);
+    if (!m) {
+      throw new InvalidOrderError({
+        venue: this.id,
+        message: `instrument ${instrument} is not listed`,
+        ...(clientOrderId ? { clientOrderId } : {}),
+      });
+    }
+    return m;
+  }
+
+  private async oraclePrice(m: MarketEntry): Promise<{ min: bigint; max: bigint; updatedAtMs: number }> {
+    const [min, max, at] = await this.errors.read(() =>
+      this.ctx.publicClient.readContract({
+        address: this.p.oracle,
+        abi: oracleAbi,
+        functionName: 'getPrimaryPrice',
+        args: [m.indexToken],
+      }),
+    );
+    return { min, max, updatedAtMs: Number(at) * 1000 };
+  }
+
+  async fetchMarks(instruments?: readonly string[]): Promise<Mark[]> {
+    const map = await this.marketMap();
+    const out: Mark[] = [];
+    for (const [id, m] of map) {
+      if (instruments && !instruments.includes(id)) continue;
+      const p = await this.oraclePrice(m);
+      const bid = gmxPriceToUsd(p.min, m.decimals);
+      const ask = gmxPriceToUsd(p.max, m.decimals);
+      out.push({
+        venue: this.id,
+        instrument: id,
+        markPriceUsd: (bid + ask) / 2,
+        indexPriceUsd: (bid + ask) / 2,
+        bidUsd: bid,
+        askUsd: ask,
+        asOfMs: p.updatedAtMs,
+      });
+    }
+    return out;
+  }
+
+  private async rawPositions() {
+    return this.errors.read(() =>
+      this.ctx.publicClient.readContract({
+        address: this.p.reader,
+        abi: readerAbi,
+        functionName: 'getAccountPositions',
+        args: [this.p.dataStore, this.account, 0n, 200n],
+      }),
+    );
+  }
+
+  async fetchPositions(): Promise<Position[]> {
+    const map = await this.marketMap();
+    const raw = await this.rawPositions();
+    const now = this.clock.nowMs();
+    const out: Position[] = [];
+    for (const [id, m] of map) {
+      let tokens = 0n;
+      let usd = 0n;
+      for (const p of raw) {
+        if (p.addresses.market.toLowerCase() !== m.marketToken.toLowerCase() || p.numbers.sizeInTokens === 0n)
+          continue;
+        tokens += p.flags.isLong ? p.numbers.sizeInTokens : -p.numbers.sizeInTokens;
+        usd += p.numbers.sizeInUsd;
+      }
+      if (tokens === 0n) continue;
+      const sizeBase = Number(fromUnits(tokens, m.decimals));
+      const grossTokens = raw
+        .filter((p) => p.addresses.market.toLowerCase() === m.marketToken.toLowerCase())
+        .reduce((a, p) => a + p.numbers.sizeInTokens, 0n);
+      const pos: Position = {
+        venue: this.id,
+        chain: this.chain,
+        instrument: id,
+        sizeBase,
+        settlementCurrency: 'USDC',
+        asOfMs: now,
+      };
+      if (grossTokens > 0n) pos.entryPriceUsd = fromUsd30(usd) / Number(fromUnits(grossTokens, m.decimals));
+      out.push(pos);
+    }
+    return out;
+  }
+
+  async fetchBalances(): Promise<Balance[]> {
+    const c = this.ctx.publicClient;
+    const [usdc, eth] = await this.errors.read(() =>
+      Promise.all([
+        c.readContract({
+          address: this.p.collateralAsset,
+          abi: erc20Abi,
+          functionName: 'balanceOf',
+          args: [this.account],
+        }),
+        c.getBalance({ address: this.account }),
+      ]),
+    );
+    const now = this.clock.nowMs();
+    return [
+      {
+        venue: this.id,
+        chain: this.chain,
+        asset: 'USDC',
+        amount: Number(fromUnits(usdc, COLLATERAL_DECIMALS)),
+        available: Number(fromUnits(usdc, COLLATERAL_DECIMALS)),
+        asOfMs: now,
+      },
+      { venue: this.id, chain: this.chain, asset: 'ETH', amount: Number(fromUnits(eth, 18)), asOfMs: now },
+    ];
+  }
+
+  async fetchFills(opts: { sinceMs?: number; clientOrderId?: string } = {}): Promise<Fill[]> {
+    const records = opts.clientOrderId ? [await this.store.get(opts.clientOrderId)] : await this.store.list();
+    const fills: Fill[] = [];
+    for (const r0 of records) {
+      if (!r0) continue;
+      const r = TERMINAL_ORDER_STATUSES.has(r0.status) ? r0 : await this.reconcile(r0);
+      if (r.status !== 'filled' || !r.avgFillPriceUsd) continue;
+      if (opts.sinceMs !== undefined && r.updatedAtMs < opts.sinceMs) continue;
+      fills.push({
+        fillId: `${this.id}-${r.orderKey ?? r.txHash ?? r.clientOrderId}`,
+        clientOrderId: r.clientOrderId,
+        venue: this.id,
+        instrument: r.instrument,
+        side: r.side,
+        sizeBase: r.filledSizeBase,
+        priceUsd: r.avgFillPriceUsd,
+        feeUsd: r.feeUsd ?? 0,
+        gasUsd: 0,
+        tsMs: r.updatedAtMs,
+      });
+    }
+    return fills.sort((a, b) => a.tsMs - b.tsMs);
+  }
+
+  private async ethUsd(): Promise<number> {
+    const eth = (await this.marketMap()).get('ETH-USD:PERP');
+    if (!eth) return this.p.gasAssetUsd;
+    const p = await this.oraclePrice(eth);
+    return gmxPriceToUsd(p.max, eth.decimals);
+  }
+
+  async quoteHedge(input: QuoteRequest): Promise<HedgeQuote> {
+    const req = parseVenueRequest(QuoteRequest, input, this.id);
+    const m = await this.market(req.instrument);
+    const price = await this.oraclePrice(m);
+    const c = this.ctx.publicClient;
+    const [feeBps, minFee, oi] = await this.errors.read(() =>
+      Promise.all([
+        c.readContract({ address: this.p.dataStore, abi: dataStoreAbi, functionName: 'positionFeeBps' }),
+        c.readContract({ address: this.p.dataStore, abi: dataStoreAbi, functionName: 'minExecutionFee' }),
+        c.readContract({
+          address: this.p.reader,
+          abi: readerAbi,
+          functionName: 'getOpenInterest',
+          args: [this.p.dataStore, m.marketToken],
+        }),
+      ]),
+    );
+    const ref = gmxPriceToUsd((price.min + price.max) / 2n, m.decimals);
+    const exec = gmxPriceToUsd(req.side === 'buy' ? price.max : price.min, m.decimals);
+    const isLong = req.side === 'buy';
+    const room = fromUsd30((isLong ? oi[2] : oi[3]) - (isLong ? oi[0] : oi[1])) / exec;
+    const requested = Number(req.sizeBase);
+    const executable = Math.max(0, Math.min(requested, room));
+    const notional = executable * exec;
+    const feeUsd = (notional * Number(feeBps)) / 10_000;
+    const ethUsd = await this.ethUsd();
+    const execFeeWei = BigInt(this.p.executionFeeWei) > minFee ? BigInt(this.p.executionFeeWei) : minFee;
+    const sample = this.orderCalldata(m, {
+      isLong,
+      increase: true,
+      sizeDeltaUsd: usd30(notional),
+      acceptablePrice: price.max,
+      collateral: 1n,
+      executionFeeWei: execFeeWei,
+    });
+    const txCost = await this.sender
+      .estimateCost(
+        { to: this.p.exchangeRouter, data: sample, value: execFeeWei },
+        ethUsd,
+        BigInt(this.p.orderGasLimit),
+      )
+      .catch((err: unknown) => {
+        throw this.errors.wrap(err);
+      });
+    const gasUsd = txCost.totalUsd + (Number(execFeeWei) / 1e18) * ethUsd;
+    const impactUsd = Math.abs(exec - ref) * executable;
+    const quote: HedgeQuote = {
+      venue: this.id,
+      instrument: req.instrument,
+      side: req.side,
+      requestedSizeBase: req.sizeBase,
+      executableSizeBase: new Dec(executable).toFixed(),
+      referencePriceUsd: ref,
+      expectedPriceUsd: exec,
+      feeUsd,
+      impactUsd,
+      gasUsd,
+      fundingCarryUsd: 0,
+      totalCostUsd: feeUsd + impactUsd + gasUsd,
+      expectedLatencyMs: this.p.expectedKeeperDelayMs,
+      asOfMs: this.clock.nowMs(),
+    };
+    if (executable < requested)
+      quote.capReason = `open interest cap: room for ${executable} ${m.symbol} on the ${isLong ? 'long' : 'short'} side`;
+    return quote;
+  }
+
+  private orderCalldata(
+    m: MarketEntry,
+    o: {
+      isLong: boolean;
+      increase: boolean;
+      sizeDeltaUsd: bigint;
+      acceptablePrice: bigint;
+      collateral: bigint;
+      executionFeeWei: bigint;
+    },
+  ): Hex {
+    const calls: Hex[] = [
+      encodeFunctionData({
+        abi: exchangeRouterAbi,
+        functionName: 'sendWnt',
+        args: [this.p.orderVault, o.executionFeeWei],
+      }),
+    ];
+    if (o.increase) {
+      calls.push(
+        encodeFunctionData({
+          abi: exchangeRouterAbi,
+          functionName: 'sendTokens',
+          args: [this.p.collateralAsset, this.p.orderVault, o.collateral],
+        }),
+      );
+    }
+    calls.push(
+      encodeFunctionData({
+        abi: exchangeRouterAbi,
+        functionName: 'createOrder',
+        args: [
+          {
+            addresses: {
+              receiver: this.account,
+              cancellationReceiver: this.account,
+              callbackContract: zeroAddress,
+              uiFeeReceiver: zeroAddress,
+              market: m.marketToken,
+              initialCollateralToken: this.p.collateralAsset,
+              swapPath: [],
+            },
+            numbers: {
+              sizeDeltaUsd: o.sizeDeltaUsd,
+              initialCollateralDeltaAmount: 0n,
+              triggerPrice: 0n,
+              acceptablePrice: o.acceptablePrice,
+              executionFee: o.executionFeeWei,
+              callbackGasLimit: 0n,
+              minOutputAmount: 0n,
+              validFromTime: 0n,
+            },
+            orderType: o.increase ? ORDER_TYPE.MarketIncrease : ORDER_TYPE.MarketDecrease,
+            decreasePositionSwapType: 0,
+            isLong: o.isLong,
+            shouldUnwrapNativeToken: false,
+            autoCancel: false,
+            referralCode: `0x${'0'.repeat(64)}`,
+          },
+        ],
+      }),
+    );
+    return encodeFunctionData({ abi: exchangeRouterAbi, functionName: 'multicall', args: [calls] });
+  }
+
+  async placeOrder(input: OrderRequest): Promise<Order> {
+    const req = parseVenueRequest(OrderRequest, input, this.id);
+    const cid = req.clientOrderId;
+    const existing = await this.store.get(cid);
+    if (existing) return this.toOrder(await this.reconcile(existing));
+    const m = await this.market(req.instrument, cid);
+    assertOrderBasics(this.id, req, this.p.minSizeBase);
+    const price = await this.oraclePrice(m);
+    const sizeTokens = toUnits(req.sizeBase, m.decimals);
+    const raw = await this.rawPositions();
+    const side = (isLong: boolean) =>
+      raw.find(
+        (p) =>
+          p.addresses.market.toLowerCase() === m.marketToken.toLowerCase() &&
+          p.flags.isLong === isLong &&
+          p.numbers.sizeInTokens > 0n,
+      );
+    const buying = req.side === 'buy';
+    const opposite = side(!buying);
+    let isLong: boolean;
+    let increase: boolean;
+    let sizeDeltaUsd: bigint;
+    if (opposite && opposite.numbers.sizeInTokens >= sizeTokens) {
+      // Reduce the opposite position by exactly `sizeTokens` (its USD size pro rata).
+      isLong = !buying;
+      increase = false;
+      // Rounded up so the contract's pro-rata token amount comes out at exactly `sizeTokens`.
+      const num = opposite.numbers.sizeInUsd * sizeTokens;
+      sizeDeltaUsd = (num + opposite.numbers.sizeInTokens - 1n) / opposite.numbers.sizeInTokens;
+    } else if (req.reduceOnly) {
+      throw new InvalidOrderError({
+        venue: this.id,
+        clientOrderId: cid,
+        message: `reduce-only ${req.side} of ${req.sizeBase} is larger than the open ${buying ? 'short' : 'long'} position`,
+      });
+    } else {
+      isLong = buying;
+      increase = true;
+      sizeDeltaUsd = sizeTokens * (buying ? price.max : price.min);
+    }
+    // Buying pays at most acceptablePrice; selling receives at least it.
+    const ref = buying ? price.max : price.min;
+    const slip = BigInt(Math.round(this.p.maxSlippageBps));
+    const acceptablePrice =
+      req.limitPriceUsd !== undefined
+        ? usdToGmxPrice(req.limitPriceUsd, m.decimals)
+        : buying
+          ? (ref * (10_000n + slip)) / 10_000n
+          : (ref * (10_000n - slip)) / 10_000n;
+    const minFee = await this.errors.read(() =>
+      this.ctx.publicClient.readContract({
+        address: this.p.dataStore,
+        abi: dataStoreAbi,
+        functionName: 'minExecutionFee',
+      }),
+    );
+    const executionFeeWei = BigInt(this.p.executionFeeWei) > minFee ? BigInt(this.p.executionFeeWei) : minFee;
+    const collateral = increase
+      ? BigInt(
+          new Dec(fromUsd30(sizeDeltaUsd))
+            .div(this.p.leverage)
+            .mul(10 ** COLLATERAL_DECIMALS)
+            .toFixed(0, Dec.ROUND_UP),
+        )
+      : 0n;
+    const record: GmxOrderRecord = newOrderRecord(req, this.clock.nowMs());
+    if (collateral > 0n) {
+      this.spendCaps.check(this.p.collateralAsset, collateral, cid);
+      const policy: ApprovalPolicy =
+        this.p.approval === 'capped' && this.p.approvalCap !== undefined
+          ? { mode: 'capped', capAmount: toUnits(this.p.approvalCap, COLLATERAL_DECIMALS) }
+          : { mode: 'exact' };
+      await ensureAllowance(this.sender, {
+        token: this.p.collateralAsset,
+        spender: this.p.exchangeRouter,
+        amount: collateral,
+        policy,
+        clientOrderId: cid,
+      });
+    }
+    const data = this.orderCalldata(m, {
+      isLong,
+      increase,
+      sizeDeltaUsd,
+      acceptablePrice,
+      collateral,
+      executionFeeWei,
+    });
+    const receipt = await sendRecorded(this.recordedSendDeps(), record, {
+      to: this.p.exchangeRouter,
+      data,
+      value: executionFeeWei,
+    });
+    if (collateral > 0n) this.spendCaps.record(this.p.collateralAsset, collateral);
+    this.applyCreateReceipt(record, receipt);
+    await this.store.put(cid, record);
+    return this.toOrder(record);
+  }
+
+  private applyCreateReceipt(record: GmxOrderRecord, receipt: TransactionReceipt): void {
+    const logs = parseEventLogs({ abi: dataStoreAbi, logs: receipt.logs, eventName: 'OrderCreated' });
+    const key = logs[0]?.args.key;
+    record.updatedAtMs = this.clock.nowMs();
+    if (receipt.status !== 'success' || !key) {
+      record.status = 'rejected';
+      record.error = 'order creation reverted';
+      return;
+    }
+    record.orderKey = key;
+    record.status = 'acknowledged';
+  }
+
+  /** Brings a record up to date from the chain (tx receipt, order existence, execution/cancel events). */
+  private async reconcile(record: GmxOrderRecord): Promise<GmxOrderRecord> {
+    if (TERMINAL_ORDER_STATUSES.has(record.status)) return record;
+    const r = { ...record };
+    if (!r.orderKey) {
+      if (!r.txHash) return r;
+      await applySentTxStatus(
+        { sender: this.sender, errors: this.errors, clock: this.clock },
+        r,
+        r.txHash,
+        (x, receipt) => this.applyCreateReceipt(x, receipt),
+      );
+      // No order key: not created (cancelled, reverted, replaced) or not known yet.
+      if (!r.orderKey) {
+        await this.store.put(r.clientOrderId, r);
+        return r;
+      }
+    }
+    const key = r.orderKey as Hex;
+    const order = await this.errors.read(() =>
+      this.ctx.publicClient.readContract({
+        address: this.p.reader,
+        abi: readerAbi,
+        functionName: 'getOrder',
+        args: [this.p.dataStore, key],
+      }),
+    );
+    if (order.account !== zeroAddress) {
+      r.status = 'acknowledged';
+    } else {
+      const [executed, cancelled] = await this.errors.read(() =>
+        Promise.all([
+          this.ctx.publicClient.getContractEvents({
+            address: this.p.dataStore,
+            abi: dataStoreAbi,
+            eventName: 'OrderExecuted',
+            args: { key },
+            fromBlock: 0n,
+          }),
+          this.ctx.publicClient.getContractEvents({
+            address: this.p.dataStore,
+            abi: dataStoreAbi,
+            eventName: 'OrderCancelled',
+            args: { key },
+            fromBlock: 0n,
+          }),
+        ]),
+      );
+      const ex = executed[0];
+      const ca = cancelled[0];
+      const m = await this.market(r.instrument);
+      if (ex) {
+        r.status = 'filled';
+        r.filledSizeBase = fromUnits(ex.args.sizeDeltaInTokens ?? 0n, m.decimals);
+        r.avgFillPriceUsd = new Dec(gmxPriceToUsd(ex.args.executionPrice ?? 0n, m.decimals)).toFixed();
+        r.feeUsd = Number(fromUnits(ex.args.positionFeeAmount ?? 0n, COLLATERAL_DECIMALS));
+      } else if (ca) {
+        r.status = 'cancelled';
+        r.error = ca.args.reason ?? 'cancelled';
+      } else {
+        r.status = 'outcome-unknown';
+      }
+    }
+    r.updatedAtMs = this.clock.nowMs();
+    await this.store.put(r.clientOrderId, r);
+    return r;
+  }
+
+  private recordedSendDeps(): RecordedSendDeps<GmxOrderRecord> {
+    return {
+      sender: this.sender,
+      store: this.store,
+      clock: this.clock,
+      wrap: (err, cid) => this.errors.wrap(err, cid),
+    };
+  }
+
+  private toOrder(r: GmxOrderRecord): Order {
+    return orderFromRecord(this.id, r, r.orderKey ?? r.txHash);
+  }
+
+  async getOrderByClientId(clientOrderId: string): Promise<Order | null> {
+    const r = await this.store.get(clientOrderId);
+    if (!r) return null;
+    return this.toOrder(await this.reconcile(r));
+  }
+
+  async cancelOrder(clientOrderId: string): Promise<Order> {
+    const r0 = await this.store.get(clientOrderId);
+    if (!r0)
+      throw new OrderNotFoundError({ venue: this.id, clientOrderId, message: `no order ${clientOrderId}` });
+    const r = await this.reconcile(r0);
+    if (TERMINAL_ORDER_STATUSES.has(r.status)) return this.toOrder(r);
+    try {
+      if (r.orderKey) {
+        await this.sender.send(
+          {
+            to: this.p.exchangeRouter,
+            data: encodeFunctionData({
+              abi: exchangeRouterAbi,
+              functionName: 'cancelOrder',
+              args: [r.orderKey],
+            }),
+          },
+          { clientOrderId, urgency: 'urgent' },
+        );
+      } else if (r.txHash && r.nonce !== undefined) {
+        // Not mined yet: occupy its nonce with a 0-value self-transfer so it can never be.
+        await replaceByNonce(this.sender, this.store, r, { hash: r.txHash, nonce: r.nonce });
+      }
+    } catch (err) {
+      const e = this.errors.wrap(err, clientOrderId);
+      // The order may have executed in the meantime (cancel raced the keeper): reconcile decides.
+      if (!(e instanceof NotConfirmedError)) {
+        const again = await this.reconcile(r);
+        if (TERMINAL_ORDER_STATUSES.has(again.status)) return this.toOrder(again);
+      }
+      throw e;
+    }
+    return this.toOrder(await this.reconcile(r));
+  }
+
+  async health(): Promise<VenueHealth> {
+    const t0 = this.clock.nowMs();
+    try {
+      const block = await this.ctx.publicClient.getBlock({ blockTag: 'latest' });
+      const marks = await this.fetchMarks();
+      const newest = Math.max(0, ...marks.map((m) => m.asOfMs));
+      return {
+        ok: true,
+        latencyMs: this.clock.nowMs() - t0,
+        halted: false,
+        dataAgeMs: Math.max(0, Number(block.timestamp) * 1000 - newest),
+        details: { blockNumber: block.number?.toString() },
+      };
+    } catch (err) {
+      return unreachableHealth(this.clock.nowMs() - t0, this.errors.wrap(err));
+    }
+  }
+}
+
+/** Options of {@link createGmxVenue} beyond the venue config. */
+export type CreateGmxVenueDeps = CreateOnChainVenueDeps<GmxOrderRecord>;
+
+/** Builds a `gmx` venue from its operator config (kind `gmx`; params: {@link GmxVenueParams}). */
+export function createGmxVenue(venue: EvmVenueConfigLike, deps: CreateGmxVenueDeps = {}): GmxVenue {
+  return onChainVenueFromConfig<GmxVenueParamsInput, GmxOrderRecord, GmxVenue>(
+    venue,
+    deps,
+    (id, params, d) => new GmxVenue(id, params, d),
+  );
+}

@@ -1,0 +1,136 @@
+import { compileSolidity, deployContract, EVM_TEST_CONTRACTS_URL, type EvmContext } from '@xhedge/evm';
+import { type Address, encodeFunctionData, parseAbi } from 'viem';
+import { oracleAbi } from './abi.ts';
+import { toUnits, usdToGmxPrice } from './units.ts';
+
+/** Sources of the simplified GMX v2 contracts (for local chains and tests). */
+export const GMX_CONTRACTS_URL = new URL('../contracts/GmxV2Lite.sol', import.meta.url);
+
+export interface GmxFixtureMarket {
+  /** Underlying symbol, e.g. BTC (the index token is W<symbol>). */
+  symbol: string;
+  decimals: number;
+  priceUsd: number;
+  /** Open interest cap per side, USD. @defaultValue 50,000,000 */
+  maxOpenInterestUsd?: number;
+}
+
+/** Addresses of a deployed GMX-style system: the `params` a `gmx` venue needs. */
+export interface GmxContractAddresses {
+  exchangeRouter: Address;
+  dataStore: Address;
+  orderVault: Address;
+  reader: Address;
+  oracle: Address;
+  collateralAsset: Address;
+  wnt: Address;
+}
+
+export interface GmxFixture {
+  params: GmxContractAddresses;
+  indexTokens: Record<string, { address: Address; decimals: number }>;
+  /** Sets the oracle price (spread 0) of an underlying. */
+  setPrice(symbol: string, priceUsd: number): Promise<void>;
+}
+
+const mintAbi = parseAbi([
+  'function mint(address to, uint256 amount)',
+  'function syncBalance(address token)',
+  'function setRouter(address)',
+  'function setKeeper(address, bool)',
+  'function addMarket(address, address, address, address, uint256)',
+]);
+
+/**
+ * Deploys the simplified GMX v2 on a local chain from `deployer`: USDC (6 dec), WETH as WNT, one index
+ * token and market per entry, an oracle set to the given prices, the DataStore/handler funded with
+ * USDC liquidity, `keepers` allowed to execute, and `traders` funded with USDC.
+ */
+export async function deployGmxFixture(
+  deployer: EvmContext,
+  opts: {
+    markets: GmxFixtureMarket[];
+    keepers: Address[];
+    traders: Address[];
+    traderUsdc?: number;
+    minExecutionFeeWei?: bigint;
+    positionFeeBps?: number;
+  },
+): Promise<GmxFixture> {
+  const c = compileSolidity({ 'GmxV2Lite.sol': GMX_CONTRACTS_URL, 'TestToken.sol': EVM_TEST_CONTRACTS_URL });
+  const get = (n: string) => {
+    const x = c[n];
+    if (!x) throw new Error(`contract ${n} missing from the compiled output`);
+    return x;
+  };
+  const send = async (to: Address, data: `0x${string}`) => {
+    const hash = await deployer.walletClient.sendTransaction({ to, data });
+    const r = await deployer.publicClient.waitForTransactionReceipt({ hash });
+    if (r.status !== 'success') throw new Error(`fixture transaction to ${to} reverted`);
+  };
+  const usdc = await deployContract(deployer, get('TestToken'), ['USD Coin', 'USDC', 6]);
+  const wnt = await deployContract(deployer, get('TestToken'), ['Wrapped Ether', 'WETH', 18]);
+  const oracle = await deployContract(deployer, get('Oracle'));
+  const core = await deployContract(deployer, get('GmxCore'), [
+    wnt,
+    oracle,
+    opts.minExecutionFeeWei ?? 100_000_000_000_000n,
+    BigInt(opts.positionFeeBps ?? 5),
+  ]);
+  const router = await deployContract(deployer, get('ExchangeRouter'), [core, wnt]);
+  const reader = await deployContract(deployer, get('Reader'));
+  await send(core, encodeFunctionData({ abi: mintAbi, functionName: 'setRouter', args: [router] }));
+  for (const k of opts.keepers)
+    await send(core, encodeFunctionData({ abi: mintAbi, functionName: 'setKeeper', args: [k, true] }));
+  const setPrices = (token: Address, p: bigint) =>
+    send(oracle, encodeFunctionData({ abi: oracleAbi, functionName: 'setPrices', args: [token, p, p] }));
+  await setPrices(usdc, usdToGmxPrice(1, 6));
+  const indexTokens: GmxFixture['indexTokens'] = {};
+  for (const m of opts.markets) {
+    const index = await deployContract(deployer, get('TestToken'), [
+      `Wrapped ${m.symbol}`,
+      `W${m.symbol}`,
+      m.decimals,
+    ]);
+    const gm = await deployContract(deployer, get('TestToken'), [`GMX Market ${m.symbol}/USD`, 'GM', 18]);
+    const maxOi = toUnits(m.maxOpenInterestUsd ?? 50_000_000, 30);
+    await send(
+      core,
+      encodeFunctionData({ abi: mintAbi, functionName: 'addMarket', args: [gm, index, index, usdc, maxOi] }),
+    );
+    await setPrices(index, usdToGmxPrice(m.priceUsd, m.decimals));
+    indexTokens[m.symbol] = { address: index, decimals: m.decimals };
+  }
+  await send(
+    usdc,
+    encodeFunctionData({ abi: mintAbi, functionName: 'mint', args: [core, toUnits(100_000_000, 6)] }),
+  );
+  await send(core, encodeFunctionData({ abi: mintAbi, functionName: 'syncBalance', args: [usdc] }));
+  for (const t of opts.traders) {
+    await send(
+      usdc,
+      encodeFunctionData({
+        abi: mintAbi,
+        functionName: 'mint',
+        args: [t, toUnits(opts.traderUsdc ?? 10_000_000, 6)],
+      }),
+    );
+  }
+  return {
+    params: {
+      exchangeRouter: router,
+      dataStore: core,
+      orderVault: core,
+      reader,
+      oracle,
+      collateralAsset: usdc,
+      wnt,
+    },
+    indexTokens,
+    setPrice: async (symbol, priceUsd) => {
+      const t = indexTokens[symbol];
+      if (!t) throw new Error(`no market for ${symbol}`);
+      await setPrices(t.address, usdToGmxPrice(priceUsd, t.decimals));
+    },
+  };
+}

@@ -1,0 +1,313 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  ANVIL_DEV_KEYS,
+  type EvmContext,
+  ensureAllowance,
+  JsonFileOrderStore,
+  MemoryOrderStore,
+  rpc,
+  TxSender,
+} from '@xhedge/evm';
+import { type LocalTestChain, startLocalTestChain } from '@xhedge/evm/testing';
+import { InsufficientFundsError, NonceError, NotConfirmedError, RevertedError } from '@xhedge/venue';
+import { runVenueConformance } from '@xhedge/venue/conformance';
+import { encodeFunctionData, type Hex } from 'viem';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { dataStoreAbi, gmxErrorAbi } from './abi.ts';
+import { createGmxVenue, type GmxOrderRecord, GmxVenue } from './adapter.ts';
+import { deployGmxFixture, type GmxFixture } from './fixture.ts';
+import { GmxKeeper, type GmxKeeperResult } from './keeper.ts';
+
+let chain: LocalTestChain;
+let deployer: EvmContext;
+let trader: EvmContext;
+let keeperCtx: EvmContext;
+let fx: GmxFixture;
+let keeper: GmxKeeper;
+const keeperResults: GmxKeeperResult[] = [];
+
+const ctxFor = (key: Hex) => chain.ctxFor(key);
+
+beforeAll(async () => {
+  chain = await startLocalTestChain('gmx-local');
+  deployer = ctxFor(ANVIL_DEV_KEYS[0]);
+  trader = ctxFor(ANVIL_DEV_KEYS[1]);
+  keeperCtx = ctxFor(ANVIL_DEV_KEYS[2]);
+  fx = await deployGmxFixture(deployer, {
+    markets: [
+      { symbol: 'BTC', decimals: 8, priceUsd: 95_000 },
+      { symbol: 'ETH', decimals: 18, priceUsd: 3_500, maxOpenInterestUsd: 100_000 },
+    ],
+    keepers: [keeperCtx.account.address],
+    traders: [trader.account.address],
+  });
+  keeper = new GmxKeeper({
+    ctx: keeperCtx,
+    dataStore: fx.params.dataStore,
+    onResult: (r) => keeperResults.push(r),
+  });
+  // A standing, bounded approval taken before the snapshot (capped policy), so tests start approved.
+  await ensureAllowance(new TxSender({ ctx: trader }), {
+    token: fx.params.collateralAsset,
+    spender: fx.params.exchangeRouter,
+    amount: 1_000_000_000_000n,
+    policy: { mode: 'capped', capAmount: 1_000_000_000_000n },
+  });
+  await chain.snapshot();
+});
+afterAll(async () => {
+  await chain?.stop();
+});
+
+const freshChain = () => chain.fresh();
+
+function venue(
+  opts: {
+    store?: MemoryOrderStore<GmxOrderRecord> | JsonFileOrderStore<GmxOrderRecord>;
+    ctx?: EvmContext;
+    receiptTimeoutSeconds?: number;
+  } = {},
+) {
+  return new GmxVenue(
+    'gmx-local',
+    {
+      ...fx.params,
+      approval: 'capped',
+      approvalCap: '1000000',
+      receiptTimeoutSeconds: opts.receiptTimeoutSeconds ?? 1,
+    },
+    { ctx: opts.ctx ?? trader, store: opts.store ?? new MemoryOrderStore() },
+  );
+}
+
+/** Simulated time for the suite: mine what is pending and let the keeper execute. */
+async function advance() {
+  await rpc(deployer.publicClient, 'evm_setAutomine', [true]);
+  // Turning automine back on does not promise that what waits in the mempool is mined before the
+  // keeper reads the orders (a flake: the order stayed acknowledged); mine it explicitly.
+  await rpc(deployer.publicClient, 'evm_mine', []);
+  await keeper.runOnce();
+}
+
+runVenueConformance('gmx (anvil)', async () => {
+  await freshChain();
+  return {
+    venue: venue(),
+    instrument: 'BTC-USD:PERP',
+    size: '0.01',
+    advance,
+    makeTimeout: async () => {
+      // Blocks stop being mined: the order transaction reaches the mempool but its receipt times out.
+      await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
+    },
+    settleMs: 10_000,
+    pollStepMs: 250,
+  };
+});
+
+describe('gmx adapter specifics', () => {
+  beforeEach(freshChain);
+
+  it('the keeper cancels an order whose acceptable price the oracle breached; collateral comes back', async () => {
+    const v = venue();
+    const usdcBefore = (await v.fetchBalances()).find((b) => b.asset === 'USDC')?.amount ?? 0;
+    const placed = await v.placeOrder({
+      clientOrderId: 'breach-1',
+      instrument: 'BTC-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '0.5',
+    });
+    expect(placed.status).toBe('acknowledged');
+    expect(placed.venueOrderId).toMatch(/^0x[0-9a-f]{64}$/);
+    await fx.setPrice('BTC', 95_000 * 1.02); // above the 50 bps acceptable price of a buy
+    await keeper.runOnce();
+    const o = await v.getOrderByClientId('breach-1');
+    expect(o?.status).toBe('cancelled');
+    // What the keeper reports from the receipt's events.
+    expect(keeperResults.at(-1)).toMatchObject({
+      key: placed.venueOrderId,
+      outcome: 'cancelled',
+      account: trader.account.address,
+      reason: 'OrderNotFulfillableAtAcceptablePrice',
+    });
+    expect(o?.error).toBe('OrderNotFulfillableAtAcceptablePrice');
+    expect(o?.filledSizeBase).toBe('0');
+    expect(await v.fetchPositions()).toEqual([]);
+    const usdcAfter = (await v.fetchBalances()).find((b) => b.asset === 'USDC')?.amount ?? 0;
+    expect(usdcAfter).toBeCloseTo(usdcBefore, 6);
+  });
+
+  it('fills at the oracle price, nets long and short, and reports USD-30 sizes in base units', async () => {
+    const v = venue();
+    await v.placeOrder({
+      clientOrderId: 'long-1',
+      instrument: 'ETH-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '2',
+    });
+    await keeper.runOnce();
+    const filled = await v.getOrderByClientId('long-1');
+    expect(filled?.status).toBe('filled');
+    expect(keeperResults.at(-1)).toMatchObject({
+      key: filled?.venueOrderId,
+      outcome: 'executed',
+      sizeDeltaUsd30: 7000n * 10n ** 30n,
+    });
+    expect(Number(filled?.avgFillPriceUsd)).toBeCloseTo(3500, 6);
+    await fx.setPrice('ETH', 3600);
+    await v.placeOrder({
+      clientOrderId: 'sell-1',
+      instrument: 'ETH-USD:PERP',
+      side: 'sell',
+      orderType: 'market',
+      sizeBase: '0.5',
+    });
+    await keeper.runOnce();
+    const pos = await v.fetchPositions();
+    expect(pos).toHaveLength(1);
+    expect(pos[0]?.sizeBase).toBeCloseTo(1.5, 12);
+    expect(pos[0]?.entryPriceUsd).toBeCloseTo(3500, 6);
+    const fills = await v.fetchFills();
+    expect(fills.map((f) => [f.clientOrderId, f.side, f.sizeBase])).toEqual([
+      ['long-1', 'buy', '2'],
+      ['sell-1', 'sell', '0.5'],
+    ]);
+    expect(fills[0]?.feeUsd).toBeCloseTo(3500 * 2 * 0.0005, 6);
+  });
+
+  it('caps the executable size of a quote at the open-interest room and prices gas plus the execution fee', async () => {
+    const v = venue();
+    const q = await v.quoteHedge({ instrument: 'ETH-USD:PERP', side: 'buy', sizeBase: '100' });
+    expect(Number(q.executableSizeBase)).toBeCloseTo(100_000 / 3500, 9);
+    expect(q.capReason).toMatch(/open interest/);
+    expect(q.gasUsd).toBeGreaterThan(0.0003 * 3500 * 0.99);
+  });
+
+  it('decodes reverts: missing collateral is InsufficientFundsError (not sent); a non-keeper executing is RevertedError', async () => {
+    const poor = ctxFor(ANVIL_DEV_KEYS[3]);
+    const v = venue({ ctx: poor });
+    const err = await v
+      .placeOrder({
+        clientOrderId: 'poor-1',
+        instrument: 'BTC-USD:PERP',
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '0.1',
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InsufficientFundsError);
+    expect((err as InsufficientFundsError).outcome).toBe('not-sent');
+    expect(await v.getOrderByClientId('poor-1')).toBeNull();
+    const sender = new TxSender({ ctx: poor, abi: gmxErrorAbi });
+    const key = `0x${'11'.repeat(32)}` as Hex;
+    const rev = await sender
+      .send({
+        to: fx.params.dataStore,
+        data: encodeFunctionData({ abi: dataStoreAbi, functionName: 'executeOrder', args: [key] }),
+      })
+      .catch((e: unknown) => e);
+    expect(rev).toBeInstanceOf(RevertedError);
+    expect((rev as RevertedError).reason).toBe(`Unauthorized(${poor.account.address})`);
+  });
+
+  it('after a restart: recovers the order mapping from disk, refuses to send past a pending nonce, and cancels by nonce replacement', async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-gmx-')), 'orders.json');
+    const v1 = venue({ store: new JsonFileOrderStore(file) });
+    await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
+    const err = await v1
+      .placeOrder({
+        clientOrderId: 'lost-1',
+        instrument: 'BTC-USD:PERP',
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '0.1',
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotConfirmedError);
+    const hash = (err as NotConfirmedError).details?.txHash as Hex;
+    await rpc(deployer.publicClient, 'anvil_dropTransaction', [hash]);
+
+    // Restart: new clients, new adapter, the same mapping file.
+    const v2 = venue({
+      store: new JsonFileOrderStore(file),
+      ctx: ctxFor(ANVIL_DEV_KEYS[1]),
+      receiptTimeoutSeconds: 5,
+    });
+    const found = await v2.getOrderByClientId('lost-1');
+    expect(found?.status).toBe('outcome-unknown');
+    expect(found?.venueOrderId).toBe(hash);
+    await rpc(deployer.publicClient, 'evm_setAutomine', [true]);
+    const cancelled = await v2.cancelOrder('lost-1');
+    expect(cancelled.status).toBe('cancelled');
+    // The nonce is consumed by the cancel: the lost order can never appear; a new one goes out next.
+    const next = await v2.placeOrder({
+      clientOrderId: 'after-1',
+      instrument: 'BTC-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '0.1',
+    });
+    expect(next.status).toBe('acknowledged');
+    expect((await v2.getOrderByClientId('lost-1'))?.status).toBe('cancelled');
+  });
+
+  it('refuses a new order while an earlier one is pending after a restart (no nonce gap, no double send)', async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-gmx-')), 'orders.json');
+    const v1 = venue({ store: new JsonFileOrderStore(file) });
+    await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
+    await v1
+      .placeOrder({
+        clientOrderId: 'slow-1',
+        instrument: 'BTC-USD:PERP',
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '0.1',
+      })
+      .catch(() => undefined);
+    const v2 = venue({ store: new JsonFileOrderStore(file), ctx: ctxFor(ANVIL_DEV_KEYS[1]) });
+    const err = await v2
+      .placeOrder({
+        clientOrderId: 'slow-2',
+        instrument: 'BTC-USD:PERP',
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '0.1',
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NonceError);
+    expect(await v2.getOrderByClientId('slow-2')).toBeNull();
+    // The same id again is not resent: it is reconciled to the pending transaction.
+    const again = await v2.placeOrder({
+      clientOrderId: 'slow-1',
+      instrument: 'BTC-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '0.1',
+    });
+    expect(again.status).toBe('outcome-unknown');
+    await advance();
+    expect((await v2.getOrderByClientId('slow-1'))?.status).toBe('filled');
+  });
+
+  it('createGmxVenue builds the venue from an operator venue config with the key from env', async () => {
+    const v = createGmxVenue(
+      {
+        id: 'gmx-local',
+        chain: 'evm:31337',
+        endpoints: { rpc: [chain.anvil.rpcUrl] },
+        credentials: { privateKey: { env: 'XHEDGE_TEST_KEY' } },
+        params: { ...fx.params },
+      },
+      { secrets: { env: { XHEDGE_TEST_KEY: ANVIL_DEV_KEYS[1] } }, store: new MemoryOrderStore() },
+    );
+    expect((await v.loadMarkets()).map((m) => m.instrument.id).sort()).toEqual([
+      'BTC-USD:PERP',
+      'ETH-USD:PERP',
+    ]);
+    expect(v.capabilities.clientOrderId).toBe('none');
+  });
+});

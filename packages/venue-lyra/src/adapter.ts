@@ -1,0 +1,885 @@
+import {
+  type Balance,
+  type ChainId,
+  type Clock,
+  canonicalStrike,
+  Dec,
+  type Fill,
+  formatInstrumentId,
+  instrumentMeta,
+  type Mark,
+  msToExpiryDate,
+  type Order,
+  type Position,
+  systemClock,
+  TERMINAL_ORDER_STATUSES,
+  yearFraction,
+} from '@xhedge/core';
+import {
+  type ApprovalPolicy,
+  applySentTxStatus,
+  assertOrderBasics,
+  type CreateOnChainVenueDeps,
+  createVenueTxSender,
+  defaultOrderStore,
+  type EvmContext,
+  type EvmVenueConfigLike,
+  ensureAllowance,
+  newOrderRecord,
+  type OnChainOrderRecord,
+  type OrderRecordStore,
+  onChainVenueFromConfig,
+  orderFromRecord,
+  parseVenueRequest,
+  replaceByNonce,
+  SpendCaps,
+  sendRecorded,
+  type TxSender,
+  toVenueError,
+  unreachableHealth,
+  type VenueErrorMapper,
+  venueErrorMapper,
+} from '@xhedge/evm';
+import { bsm } from '@xhedge/pricing';
+import {
+  type HedgeQuote,
+  InvalidOrderError,
+  type MarketInfo,
+  OrderNotFoundError,
+  OrderRequest,
+  QuoteRequest,
+  type VenueAdapter,
+  type VenueCapabilities,
+  type VenueGreeks,
+  type VenueHealth,
+} from '@xhedge/venue';
+import {
+  type Address,
+  decodeFunctionResult,
+  encodeAbiParameters,
+  encodeFunctionData,
+  erc20Abi,
+  type Hex,
+  keccak256,
+  maxUint256,
+  parseEventLogs,
+  type TransactionReceipt,
+} from 'viem';
+import { exchangeAdapterAbi, greekCacheAbi, OPTION_TYPE, optionMarketAbi, optionTokenAbi } from './abi.ts';
+import { LyraVenueParams, type LyraVenueParamsInput } from './params.ts';
+
+/** What the adapter persists per client order id (JSON-safe). */
+export interface LyraOrderRecord extends OnChainOrderRecord {
+  positionId?: string;
+}
+
+interface StrikeEntry {
+  info: MarketInfo;
+  market: LyraVenueParams['markets'][number];
+  strikeId: bigint;
+  boardId: bigint;
+  expiryMs: number;
+  strike: number;
+  isCall: boolean;
+}
+
+/** AMM Greeks next to local Black-Scholes at the AMM's own vol, spot and time. */
+export interface GreekComparison {
+  instrument: string;
+  ammDelta: number;
+  localDelta: number;
+  ammVegaPerVolPoint: number;
+  localVegaPerVolPoint: number;
+  ammPriceUsd: number;
+  localPriceUsd: number;
+  /** Largest relative difference among delta, vega and price (absolute for |delta| < 0.01). */
+  maxRelDiff: number;
+  diverged: boolean;
+}
+
+export const LYRA_CAPABILITIES: VenueCapabilities = {
+  products: ['option'],
+  venueGreeks: true,
+  liquidityModel: 'amm',
+  executionMode: 'tx-confirmed',
+  orderTypes: ['market', 'limit'],
+  reduceOnly: true,
+  // Trades fill or revert in their transaction; only an unconfirmed transaction can be cancelled (by nonce replacement).
+  cancel: false,
+  clientOrderId: 'none',
+  fundingIntervalHours: null,
+  collateral: ['USDC'],
+  inverseSettlement: false,
+  gasAsset: 'ETH',
+};
+
+const UNIT = 10n ** 18n;
+const fromE18 = (v: bigint) => Number(new Dec(v.toString()).div(1e18).toString());
+const toE18 = (v: string | number, rounding: 'down' | 'up' = 'down') =>
+  BigInt(new Dec(v).mul(1e18).toFixed(0, rounding === 'up' ? Dec.ROUND_UP : Dec.ROUND_DOWN));
+
+export interface LyraVenueDeps {
+  ctx: EvmContext;
+  store?: OrderRecordStore<LyraOrderRecord>;
+  clock?: Clock;
+}
+
+/**
+ * Lyra v1 (Newport)-style options AMM over viem. Boards and strikes map to canonical option ids
+ * (`ETH-USD:OPT:YYYYMMDD:STRIKE:C`); positions come from the OptionToken, Greeks from the
+ * OptionGreekCache (compared with local Black-Scholes by {@link compareGreeks}); quotes simulate the
+ * trade with eth_call; trades open/close positions within min/max total cost bounds and fill in their
+ * transaction. The AMM has no client order id: the mapping client order id → tx hash → position is
+ * written to a durable store before broadcast and reconciled from the chain after a timeout or restart.
+ * Buying closes a short that covers the size, else opens/adds a long; selling mirrors it (shorts are
+ * cash-collateralized in the quote asset).
+ */
+export class LyraVenue implements VenueAdapter {
+  readonly kind = 'lyra';
+  readonly capabilities = LYRA_CAPABILITIES;
+  readonly chain: ChainId;
+  readonly sender: TxSender;
+  private readonly ctx: EvmContext;
+  private readonly p: LyraVenueParams;
+  private readonly store: OrderRecordStore<LyraOrderRecord>;
+  private readonly clock: Clock;
+  private readonly spendCaps: SpendCaps;
+  private readonly errors: VenueErrorMapper;
+
+  constructor(
+    readonly id: string,
+    params: LyraVenueParamsInput,
+    deps: LyraVenueDeps,
+  ) {
+    this.p = LyraVenueParams.parse(params);
+    this.ctx = deps.ctx;
+    this.chain = deps.ctx.chainId;
+    this.clock = deps.clock ?? systemClock;
+    this.store = deps.store ?? defaultOrderStore(this.p.dataDir, id);
+    this.errors = venueErrorMapper(id, optionMarketAbi, deps.ctx);
+    this.sender = createVenueTxSender({
+      ctx: deps.ctx,
+      abi: optionMarketAbi,
+      classify: (r) =>
+        r.errorName === 'TotalCostOutsideOfSpecifiedBounds'
+          ? 'acceptable-price'
+          : r.errorName === 'ERC20InsufficientBalance'
+            ? 'insufficient-funds'
+            : [
+                  'InvalidStrikeId',
+                  'BoardIsFrozen',
+                  'BoardExpired',
+                  'ZeroAmount',
+                  'CannotAdjustInvalidPosition',
+                  'ShortBaseNotSupported',
+                ].includes(r.errorName)
+              ? 'invalid-order'
+              : undefined,
+      maxBaseFeeGwei: this.p.maxBaseFeeGwei,
+      receiptTimeoutSeconds: this.p.receiptTimeoutSeconds,
+      clock: this.clock,
+    });
+    this.spendCaps = new SpendCaps({
+      venue: id,
+      caps: {
+        [this.p.quoteAsset.toLowerCase()]: BigInt(
+          new Dec(this.p.spendCapPerDay).mul(new Dec(10).pow(this.p.quoteDecimals)).toFixed(0),
+        ),
+      },
+      clock: this.clock,
+    });
+  }
+
+  private get account(): Address {
+    return this.ctx.account.address;
+  }
+
+  /** Live boards and strikes, read fresh (boards are listed and expire over time). */
+  private async strikes(): Promise<Map<string, StrikeEntry>> {
+    const c = this.ctx.publicClient;
+    const out = new Map<string, StrikeEntry>();
+    for (const m of this.p.markets) {
+      const boards = await this.errors.read(() =>
+        c.readContract({ address: m.optionMarket, abi: optionMarketAbi, functionName: 'getLiveBoards' }),
+      );
+      for (const boardId of boards) {
+        const board = await this.errors.read(() =>
+          c.readContract({
+            address: m.optionMarket,
+            abi: optionMarketAbi,
+            functionName: 'getBoard',
+            args: [boardId],
+          }),
+        );
+        const expiryMs = Number(board.expiry) * 1000;
+        for (const strikeId of board.strikeIds) {
+          const s = await this.errors.read(() =>
+            c.readContract({
+              address: m.optionMarket,
+              abi: optionMarketAbi,
+              functionName: 'getStrike',
+              args: [strikeId],
+            }),
+          );
+          const strike = canonicalStrike(new Dec(s.strikePrice.toString()).div(1e18).toFixed());
+          for (const isCall of [true, false]) {
+            const id = formatInstrumentId({
+              kind: 'option',
+              base: m.underlying,
+              quote: 'USD',
+              expiryDate: msToExpiryDate(expiryMs),
+              strike,
+              optionType: isCall ? 'call' : 'put',
+            });
+            out.set(id, {
+              market: m,
+              strikeId,
+              boardId,
+              expiryMs,
+              strike: Number(strike),
+              isCall,
+              info: {
+                instrument: instrumentMeta(id, { settlementCurrency: this.p.quoteSymbol }),
+                venueSymbol: `${m.optionMarket}:${strikeId}:${isCall ? 'C' : 'P'}`,
+                minSizeBase: this.p.minSizeBase,
+                sizeStepBase: this.p.sizeStepBase,
+                priceTickUsd: '0.000001',
+                active: !board.frozen,
+              },
+            });
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  private async strikeFor(instrument: string, clientOrderId?: string): Promise<StrikeEntry> {
+    const e = (await this.strikes()).get(instrument);
+    if (!e)
+      throw new InvalidOrderError({
+        venue: this.id,
+        message: `instrument ${instrument} is not listed on a live board`,
+        ...(clientOrderId ? { clientOrderId } : {}),
+      });
+    return e;
+  }
+
+  async loadMarkets(): Promise<MarketInfo[]> {
+    return [...(await this.strikes()).values()].map((s) => s.info);
+  }
+
+  private async spot(m: StrikeEntry['market']): Promise<number> {
+    return fromE18(
+      await this.errors.read(() =>
+        this.ctx.publicClient.readContract({
+          address: m.exchangeAdapter,
+          abi: exchangeAdapterAbi,
+          functionName: 'getSpotPriceForMarket',
+          args: [m.optionMarket, 0],
+        }),
+      ),
+    );
+  }
+
+  /** Cached price, Greeks and vol of a strike (AMM side). */
+  private async ammView(e: StrikeEntry) {
+    const c = this.ctx.publicClient;
+    const [cache, iv, spread, spot, block] = await this.errors.read(() =>
+      Promise.all([
+        c.readContract({
+          address: e.market.greekCache,
+          abi: greekCacheAbi,
+          functionName: 'getStrikeCache',
+          args: [e.strikeId],
+        }),
+        c.readContract({
+          address: e.market.greekCache,
+          abi: greekCacheAbi,
+          functionName: 'boardIv',
+          args: [e.boardId],
+        }),
+        c.readContract({ address: e.market.optionMarket, abi: optionMarketAbi, functionName: 'spreadRate' }),
+        this.spot(e.market),
+        c.getBlock({ blockTag: 'latest' }),
+      ]),
+    );
+    const g = cache.greeks;
+    return {
+      priceUsd: fromE18(e.isCall ? g.callPrice : g.putPrice),
+      delta: fromE18(e.isCall ? g.callDelta : g.putDelta),
+      // Lyra's stdVega is per 1.0 of vol.
+      vegaPerVolPoint: fromE18(g.stdVega) / 100,
+      ivDecimal: fromE18(iv) * fromE18(cache.skew) || undefined,
+      spread: fromE18(spread),
+      spot,
+      chainMs: Number(block.timestamp) * 1000,
+    };
+  }
+
+  async fetchMarks(instruments?: readonly string[]): Promise<Mark[]> {
+    const all = await this.strikes();
+    const out: Mark[] = [];
+    for (const [id, e] of all) {
+      if (instruments && !instruments.includes(id)) continue;
+      const v = await this.ammView(e);
+      const mark: Mark = {
+        venue: this.id,
+        instrument: id,
+        markPriceUsd: v.priceUsd,
+        indexPriceUsd: v.spot,
+        bidUsd: v.priceUsd * (1 - v.spread),
+        askUsd: v.priceUsd * (1 + v.spread),
+        asOfMs: this.clock.nowMs(),
+      };
+      if (v.ivDecimal !== undefined) mark.ivDecimal = v.ivDecimal;
+      out.push(mark);
+    }
+    return out;
+  }
+
+  /** AMM delta and vega from the greek cache; gamma, theta and rho (not cached by the AMM) from local BSM at the AMM's vol. */
+  async fetchGreeks(instruments?: readonly string[]): Promise<VenueGreeks[]> {
+    const all = await this.strikes();
+    const out: VenueGreeks[] = [];
+    for (const [id, e] of all) {
+      if (instruments && !instruments.includes(id)) continue;
+      const v = await this.ammView(e);
+      const local = this.local(e, v);
+      const greeks: VenueGreeks['greeks'] = {
+        delta: v.delta,
+        gamma: local?.gamma ?? 0,
+        vegaPerVolPoint: v.vegaPerVolPoint,
+        thetaPerDay: local?.thetaPerDay ?? 0,
+        rhoPer1Pct: local?.rhoPer1Pct ?? 0,
+      };
+      if (v.ivDecimal !== undefined) greeks.ivDecimal = v.ivDecimal;
+      out.push({
+        instrument: id,
+        greeks,
+        convention:
+          'lyra-v1 OptionGreekCache: delta per unit, stdVega/100 per vol point (GWAV iv × skew); gamma/theta/rho local BSM',
+        asOfMs: this.clock.nowMs(),
+      });
+    }
+    return out;
+  }
+
+  private local(e: StrikeEntry, v: { spot: number; ivDecimal: number | undefined; chainMs: number }) {
+    if (v.ivDecimal === undefined) return undefined;
+    const timeYears = yearFraction(v.chainMs, e.expiryMs);
+    if (!(timeYears > 0)) return undefined;
+    return bsm({
+      type: e.isCall ? 'call' : 'put',
+      spot: v.spot,
+      strike: e.strike,
+      timeYears,
+      vol: v.ivDecimal,
+      rate: this.p.rate,
+    });
+  }
+
+  /** Compares the AMM's cached Greeks and price with local Black-Scholes; flags divergence above `greekTolerance`. */
+  async compareGreeks(instruments?: readonly string[]): Promise<GreekComparison[]> {
+    const all = await this.strikes();
+    const out: GreekComparison[] = [];
+    for (const [id, e] of all) {
+      if (instruments && !instruments.includes(id)) continue;
+      const v = await this.ammView(e);
+      const l = this.local(e, v);
+      if (!l) continue;
+      const rel = (a: number, b: number, floor: number) => Math.abs(a - b) / Math.max(Math.abs(b), floor);
+      const maxRelDiff = Math.max(
+        rel(v.delta, l.delta, 0.01),
+        rel(v.vegaPerVolPoint, l.vegaPerVolPoint, 1e-9),
+        rel(v.priceUsd, l.price, 1e-9),
+      );
+      out.push({
+        instrument: id,
+        ammDelta: v.delta,
+        localDelta: l.delta,
+        ammVegaPerVolPoint: v.vegaPerVolPoint,
+        localVegaPerVolPoint: l.vegaPerVolPoint,
+        ammPriceUsd: v.priceUsd,
+        localPriceUsd: l.price,
+        maxRelDiff,
+        diverged: maxRelDiff > this.p.greekTolerance,
+      });
+    }
+    return out;
+  }
+
+  /** The AMM pool's own net delta per market (OptionGreekCache.getGlobalNetDelta), base units. */
+  async fetchPoolNetDelta(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const m of this.p.markets) {
+      out[m.underlying] = fromE18(
+        await this.errors.read(() =>
+          this.ctx.publicClient.readContract({
+            address: m.greekCache,
+            abi: greekCacheAbi,
+            functionName: 'getGlobalNetDelta',
+          }),
+        ),
+      );
+    }
+    return out;
+  }
+
+  private async ownerPositions() {
+    const out: {
+      market: LyraVenueParams['markets'][number];
+      positionId: bigint;
+      strikeId: bigint;
+      optionType: number;
+      amount: bigint;
+      collateral: bigint;
+    }[] = [];
+    for (const m of this.p.markets) {
+      const ps = await this.errors.read(() =>
+        this.ctx.publicClient.readContract({
+          address: m.optionPositions,
+          abi: optionTokenAbi,
+          functionName: 'getOwnerPositions',
+          args: [this.account],
+        }),
+      );
+      for (const p of ps)
+        out.push({
+          market: m,
+          positionId: p.positionId,
+          strikeId: p.strikeId,
+          optionType: p.optionType,
+          amount: p.amount,
+          collateral: p.collateral,
+        });
+    }
+    return out;
+  }
+
+  async fetchPositions(): Promise<Position[]> {
+    const all = await this.strikes();
+    const raw = await this.ownerPositions();
+    const now = this.clock.nowMs();
+    const out: Position[] = [];
+    for (const [id, e] of all) {
+      let net = 0n;
+      for (const p of raw) {
+        if (p.market.optionMarket !== e.market.optionMarket || p.strikeId !== e.strikeId) continue;
+        const isCall =
+          p.optionType === OPTION_TYPE.LONG_CALL ||
+          p.optionType === OPTION_TYPE.SHORT_CALL_QUOTE ||
+          p.optionType === OPTION_TYPE.SHORT_CALL_BASE;
+        if (isCall !== e.isCall) continue;
+        const long = p.optionType === OPTION_TYPE.LONG_CALL || p.optionType === OPTION_TYPE.LONG_PUT;
+        net += long ? p.amount : -p.amount;
+      }
+      if (net !== 0n)
+        out.push({
+          venue: this.id,
+          chain: this.chain,
+          instrument: id,
+          sizeBase: fromE18(net),
+          settlementCurrency: this.p.quoteSymbol,
+          asOfMs: now,
+        });
+    }
+    return out;
+  }
+
+  async fetchBalances(): Promise<Balance[]> {
+    const c = this.ctx.publicClient;
+    const [q, eth] = await this.errors.read(() =>
+      Promise.all([
+        c.readContract({
+          address: this.p.quoteAsset,
+          abi: erc20Abi,
+          functionName: 'balanceOf',
+          args: [this.account],
+        }),
+        c.getBalance({ address: this.account }),
+      ]),
+    );
+    const now = this.clock.nowMs();
+    const amount = Number(new Dec(q.toString()).div(new Dec(10).pow(this.p.quoteDecimals)).toString());
+    return [
+      {
+        venue: this.id,
+        chain: this.chain,
+        asset: this.p.quoteSymbol,
+        amount,
+        available: amount,
+        asOfMs: now,
+      },
+      { venue: this.id, chain: this.chain, asset: 'ETH', amount: fromE18(eth), asOfMs: now },
+    ];
+  }
+
+  async fetchFills(opts: { sinceMs?: number; clientOrderId?: string } = {}): Promise<Fill[]> {
+    const records = opts.clientOrderId ? [await this.store.get(opts.clientOrderId)] : await this.store.list();
+    const fills: Fill[] = [];
+    for (const r0 of records) {
+      if (!r0) continue;
+      const r = TERMINAL_ORDER_STATUSES.has(r0.status) ? r0 : await this.reconcile(r0);
+      if (r.status !== 'filled' || !r.avgFillPriceUsd) continue;
+      if (opts.sinceMs !== undefined && r.updatedAtMs < opts.sinceMs) continue;
+      fills.push({
+        fillId: `${this.id}-${r.txHash ?? r.clientOrderId}`,
+        clientOrderId: r.clientOrderId,
+        venue: this.id,
+        instrument: r.instrument,
+        side: r.side,
+        sizeBase: r.filledSizeBase,
+        priceUsd: r.avgFillPriceUsd,
+        feeUsd: r.feeUsd ?? 0,
+        gasUsd: 0,
+        tsMs: r.updatedAtMs,
+      });
+    }
+    return fills.sort((a, b) => a.tsMs - b.tsMs);
+  }
+
+  /** Chooses open or close, option type and position for a trade (see the class doc). */
+  private async plan(
+    e: StrikeEntry,
+    side: 'buy' | 'sell',
+    amount: bigint,
+    reduceOnly: boolean,
+    clientOrderId?: string,
+  ) {
+    const raw = (await this.ownerPositions()).filter(
+      (p) => p.market.optionMarket === e.market.optionMarket && p.strikeId === e.strikeId,
+    );
+    const longType = e.isCall ? OPTION_TYPE.LONG_CALL : OPTION_TYPE.LONG_PUT;
+    const shortType = e.isCall ? OPTION_TYPE.SHORT_CALL_QUOTE : OPTION_TYPE.SHORT_PUT_QUOTE;
+    const long = raw.find((p) => p.optionType === longType);
+    const short = raw.find((p) => p.optionType === shortType);
+    const reducing = side === 'buy' ? short : long;
+    if (reducing && reducing.amount >= amount) {
+      return {
+        open: false,
+        optionType: reducing.optionType,
+        positionId: reducing.positionId,
+        setCollateralTo: 0n,
+        isBuy: side === 'buy',
+        collateralIn: 0n,
+      } as const;
+    }
+    if (reduceOnly) {
+      throw new InvalidOrderError({
+        venue: this.id,
+        message: `reduce-only ${side} is larger than the open ${side === 'buy' ? 'short' : 'long'} position`,
+        ...(clientOrderId ? { clientOrderId } : {}),
+      });
+    }
+    if (side === 'buy')
+      return {
+        open: true,
+        optionType: longType,
+        positionId: long?.positionId ?? 0n,
+        setCollateralTo: 0n,
+        isBuy: true,
+        collateralIn: 0n,
+      } as const;
+    const newAmount = (short?.amount ?? 0n) + amount;
+    const minC = await this.errors.read(() =>
+      this.ctx.publicClient.readContract({
+        address: e.market.optionMarket,
+        abi: optionMarketAbi,
+        functionName: 'getMinCollateral',
+        args: [shortType, e.strikeId, newAmount],
+      }),
+    );
+    const target = (minC * BigInt(Math.round(this.p.shortCollateralBuffer * 1000))) / 1000n;
+    const collateralIn = target > (short?.collateral ?? 0n) ? target - (short?.collateral ?? 0n) : 0n;
+    return {
+      open: true,
+      optionType: shortType,
+      positionId: short?.positionId ?? 0n,
+      setCollateralTo: target,
+      isBuy: false,
+      collateralIn,
+    } as const;
+  }
+
+  private tradeData(
+    e: StrikeEntry,
+    plan: Awaited<ReturnType<LyraVenue['plan']>>,
+    amount: bigint,
+    minTotalCost: bigint,
+    maxTotalCost: bigint,
+  ): Hex {
+    return encodeFunctionData({
+      abi: optionMarketAbi,
+      functionName: plan.open ? 'openPosition' : 'closePosition',
+      args: [
+        {
+          strikeId: e.strikeId,
+          positionId: plan.positionId,
+          iterations: BigInt(this.p.iterations),
+          optionType: plan.optionType,
+          amount,
+          setCollateralTo: plan.setCollateralTo,
+          minTotalCost,
+          maxTotalCost,
+          referrer: '0x0000000000000000000000000000000000000000',
+        },
+      ],
+    });
+  }
+
+  /** Simulates the trade (eth_call, allowance overridden when its slot is known) → total cost and fee, 18 decimals. */
+  private async simulate(
+    e: StrikeEntry,
+    plan: Awaited<ReturnType<LyraVenue['plan']>>,
+    amount: bigint,
+    clientOrderId?: string,
+  ) {
+    const data = this.tradeData(e, plan, amount, 0n, maxUint256);
+    const stateOverride =
+      this.p.quoteAllowanceSlot === undefined
+        ? undefined
+        : [
+            {
+              address: this.p.quoteAsset,
+              stateDiff: [
+                {
+                  slot: keccak256(
+                    encodeAbiParameters(
+                      [{ type: 'address' }, { type: 'bytes32' }],
+                      [
+                        e.market.optionMarket,
+                        keccak256(
+                          encodeAbiParameters(
+                            [{ type: 'address' }, { type: 'uint256' }],
+                            [this.account, BigInt(this.p.quoteAllowanceSlot)],
+                          ),
+                        ),
+                      ],
+                    ),
+                  ),
+                  value: `0x${'f'.repeat(64)}` as Hex,
+                },
+              ],
+            },
+          ];
+    try {
+      const { data: ret } = await this.ctx.publicClient.call({
+        account: this.account,
+        to: e.market.optionMarket,
+        data,
+        ...(stateOverride ? { stateOverride } : {}),
+      });
+      const r = decodeFunctionResult({
+        abi: optionMarketAbi,
+        functionName: plan.open ? 'openPosition' : 'closePosition',
+        data: ret ?? '0x',
+      });
+      return { totalCost: r.totalCost, totalFee: r.totalFee };
+    } catch (err) {
+      throw toVenueError(err, {
+        venue: this.id,
+        abi: optionMarketAbi,
+        secrets: this.ctx.secrets,
+        revertOutcome: 'not-sent',
+        ...(clientOrderId ? { clientOrderId } : {}),
+      });
+    }
+  }
+
+  async quoteHedge(input: QuoteRequest): Promise<HedgeQuote> {
+    const req = parseVenueRequest(QuoteRequest, input, this.id);
+    const e = await this.strikeFor(req.instrument);
+    const amount = toE18(req.sizeBase);
+    const plan = await this.plan(e, req.side, amount, req.reduceOnly);
+    const sim = await this.simulate(e, plan, amount);
+    const v = await this.ammView(e);
+    const size = fromE18(amount);
+    const fee = fromE18(sim.totalFee);
+    const premium = plan.isBuy ? fromE18(sim.totalCost) - fee : fromE18(sim.totalCost) + fee;
+    const expected = premium / size;
+    const cost = await this.sender
+      .estimateCost(
+        { to: e.market.optionMarket, data: this.tradeData(e, plan, amount, 0n, maxUint256) },
+        this.p.gasAssetUsd,
+        BigInt(this.p.tradeGasLimit),
+      )
+      .catch((err: unknown) => {
+        throw this.errors.wrap(err);
+      });
+    const impactUsd = Math.abs(expected - v.priceUsd) * size;
+    return {
+      venue: this.id,
+      instrument: req.instrument,
+      side: req.side,
+      requestedSizeBase: req.sizeBase,
+      executableSizeBase: req.sizeBase,
+      referencePriceUsd: v.priceUsd,
+      expectedPriceUsd: expected,
+      feeUsd: fee,
+      impactUsd,
+      gasUsd: cost.totalUsd,
+      fundingCarryUsd: 0,
+      totalCostUsd: fee + impactUsd + cost.totalUsd,
+      expectedLatencyMs: 2000,
+      asOfMs: this.clock.nowMs(),
+    };
+  }
+
+  async placeOrder(input: OrderRequest): Promise<Order> {
+    const req = parseVenueRequest(OrderRequest, input, this.id);
+    const cid = req.clientOrderId;
+    const existing = await this.store.get(cid);
+    if (existing) return this.toOrder(await this.reconcile(existing));
+    const e = await this.strikeFor(req.instrument, cid);
+    assertOrderBasics(this.id, req, this.p.minSizeBase);
+    const amount = toE18(req.sizeBase);
+    const plan = await this.plan(e, req.side, amount, req.reduceOnly, cid);
+    // Slippage bounds on the total cost (premium ± fee): a limit price bounds the average per unit.
+    let minTotalCost = 0n;
+    let maxTotalCost = maxUint256;
+    if (req.limitPriceUsd !== undefined) {
+      const bound = (toE18(req.limitPriceUsd) * amount) / UNIT;
+      if (plan.isBuy) maxTotalCost = bound;
+      else minTotalCost = bound;
+    } else {
+      const sim = await this.simulate(e, plan, amount, cid);
+      const slip = BigInt(Math.round(this.p.maxSlippageBps));
+      if (plan.isBuy) maxTotalCost = (sim.totalCost * (10_000n + slip)) / 10_000n;
+      else minTotalCost = (sim.totalCost * (10_000n - slip)) / 10_000n;
+    }
+    const pull = plan.isBuy ? maxTotalCost : plan.collateralIn;
+    const record: LyraOrderRecord = newOrderRecord(req, this.clock.nowMs());
+    if (pull > 0n) {
+      this.spendCaps.check(this.p.quoteAsset, pull, cid);
+      const policy: ApprovalPolicy =
+        this.p.approval === 'capped' && this.p.approvalCap !== undefined
+          ? {
+              mode: 'capped',
+              capAmount: BigInt(
+                new Dec(this.p.approvalCap).mul(new Dec(10).pow(this.p.quoteDecimals)).toFixed(0),
+              ),
+            }
+          : { mode: 'exact' };
+      await ensureAllowance(this.sender, {
+        token: this.p.quoteAsset,
+        spender: e.market.optionMarket,
+        amount: pull,
+        policy,
+        clientOrderId: cid,
+      });
+    }
+    const receipt = await sendRecorded(
+      {
+        sender: this.sender,
+        store: this.store,
+        clock: this.clock,
+        wrap: (err, id) => this.errors.wrap(err, id),
+      },
+      record,
+      { to: e.market.optionMarket, data: this.tradeData(e, plan, amount, minTotalCost, maxTotalCost) },
+    );
+    if (pull > 0n) this.spendCaps.record(this.p.quoteAsset, pull);
+    this.applyReceipt(record, receipt);
+    await this.store.put(cid, record);
+    return this.toOrder(record);
+  }
+
+  private applyReceipt(r: LyraOrderRecord, receipt: TransactionReceipt): void {
+    const trade = parseEventLogs({ abi: optionMarketAbi, logs: receipt.logs, eventName: 'Trade' })[0];
+    r.updatedAtMs = this.clock.nowMs();
+    if (receipt.status !== 'success' || !trade) {
+      r.status = 'rejected';
+      r.error = 'trade reverted';
+      return;
+    }
+    const t = trade.args.trade;
+    const isBuy =
+      (t.isOpen && (t.optionType === OPTION_TYPE.LONG_CALL || t.optionType === OPTION_TYPE.LONG_PUT)) ||
+      (!t.isOpen && t.optionType !== OPTION_TYPE.LONG_CALL && t.optionType !== OPTION_TYPE.LONG_PUT);
+    const premium = isBuy ? t.totalCost - t.reservedFee : t.totalCost + t.reservedFee;
+    r.status = 'filled';
+    r.positionId = trade.args.positionId.toString();
+    r.filledSizeBase = new Dec(t.amount.toString()).div(1e18).toFixed();
+    r.avgFillPriceUsd = new Dec(premium.toString()).div(t.amount.toString()).toFixed();
+    r.feeUsd = fromE18(t.reservedFee);
+  }
+
+  private async reconcile(record: LyraOrderRecord): Promise<LyraOrderRecord> {
+    if (TERMINAL_ORDER_STATUSES.has(record.status) || !record.txHash) return record;
+    const r = { ...record };
+    await applySentTxStatus(
+      { sender: this.sender, errors: this.errors, clock: this.clock },
+      r,
+      record.txHash,
+      (x, receipt) => this.applyReceipt(x, receipt),
+    );
+    r.updatedAtMs = this.clock.nowMs();
+    await this.store.put(r.clientOrderId, r);
+    return r;
+  }
+
+  private toOrder(r: LyraOrderRecord): Order {
+    return orderFromRecord(this.id, r, r.txHash);
+  }
+
+  async getOrderByClientId(clientOrderId: string): Promise<Order | null> {
+    const r = await this.store.get(clientOrderId);
+    return r ? this.toOrder(await this.reconcile(r)) : null;
+  }
+
+  /** Only an unconfirmed trade can be cancelled: its nonce is taken by a 0-value self-transfer. */
+  async cancelOrder(clientOrderId: string): Promise<Order> {
+    const r0 = await this.store.get(clientOrderId);
+    if (!r0)
+      throw new OrderNotFoundError({ venue: this.id, clientOrderId, message: `no order ${clientOrderId}` });
+    const r = await this.reconcile(r0);
+    if (TERMINAL_ORDER_STATUSES.has(r.status) || !r.txHash || r.nonce === undefined) return this.toOrder(r);
+    try {
+      await replaceByNonce(this.sender, this.store, r, { hash: r.txHash, nonce: r.nonce });
+    } catch (err) {
+      // The trade may have been mined first (the cancel lost the race): the chain decides.
+      const again = await this.reconcile(r);
+      if (TERMINAL_ORDER_STATUSES.has(again.status)) return this.toOrder(again);
+      throw this.errors.wrap(err, clientOrderId);
+    }
+    return this.toOrder(await this.reconcile(r));
+  }
+
+  async health(): Promise<VenueHealth> {
+    const t0 = this.clock.nowMs();
+    try {
+      const block = await this.ctx.publicClient.getBlock({ blockTag: 'latest' });
+      const boards = await Promise.all(
+        this.p.markets.map((m) =>
+          this.ctx.publicClient.readContract({
+            address: m.optionMarket,
+            abi: optionMarketAbi,
+            functionName: 'getLiveBoards',
+          }),
+        ),
+      );
+      return {
+        ok: true,
+        latencyMs: this.clock.nowMs() - t0,
+        halted: boards.every((b) => b.length === 0),
+        dataAgeMs: 0,
+        details: { blockNumber: block.number?.toString() },
+      };
+    } catch (err) {
+      return unreachableHealth(this.clock.nowMs() - t0, this.errors.wrap(err));
+    }
+  }
+}
+
+/** Options of {@link createLyraVenue} beyond the venue config. */
+export type CreateLyraVenueDeps = CreateOnChainVenueDeps<LyraOrderRecord>;
+
+/** Builds a `lyra` venue from its operator config (kind `lyra`; params: {@link LyraVenueParams}). */
+export function createLyraVenue(venue: EvmVenueConfigLike, deps: CreateLyraVenueDeps = {}): LyraVenue {
+  return onChainVenueFromConfig<LyraVenueParamsInput, LyraOrderRecord, LyraVenue>(
+    venue,
+    deps,
+    (id, params, d) => new LyraVenue(id, params, d),
+  );
+}

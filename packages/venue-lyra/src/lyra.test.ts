@@ -1,0 +1,255 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  ANVIL_DEV_KEYS,
+  type EvmContext,
+  ensureAllowance,
+  JsonFileOrderStore,
+  MemoryOrderStore,
+  rpc,
+  TxSender,
+} from '@xhedge/evm';
+import { type LocalTestChain, startLocalTestChain } from '@xhedge/evm/testing';
+import { AcceptablePriceError, InvalidOrderError, NonceError, NotConfirmedError } from '@xhedge/venue';
+import { runVenueConformance } from '@xhedge/venue/conformance';
+import type { Hex } from 'viem';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createLyraVenue, type LyraOrderRecord, LyraVenue } from './adapter.ts';
+import { deployLyraFixture, type LyraFixture } from './fixture.ts';
+
+let chain: LocalTestChain;
+let deployer: EvmContext;
+let trader: EvmContext;
+let fx: LyraFixture;
+let call3500: string;
+let put3000: string;
+
+const ctxFor = (key: Hex) => chain.ctxFor(key);
+
+beforeAll(async () => {
+  chain = await startLocalTestChain('lyra-local');
+  deployer = ctxFor(ANVIL_DEV_KEYS[0]);
+  trader = ctxFor(ANVIL_DEV_KEYS[1]);
+  fx = await deployLyraFixture(deployer, {
+    markets: [
+      {
+        underlying: 'ETH',
+        spotUsd: 3500,
+        baseIv: 0.7,
+        expiryDays: 30,
+        strikes: [3000, 3500, 4000],
+        skews: [1.1, 1, 0.95],
+      },
+    ],
+    traders: [trader.account.address],
+  });
+  const market = fx.params.markets[0]!.optionMarket;
+  await ensureAllowance(new TxSender({ ctx: trader }), {
+    token: fx.params.quoteAsset,
+    spender: market,
+    amount: 10n ** 30n,
+    policy: { mode: 'capped', capAmount: 10n ** 30n },
+  });
+  const ids = (await venue().loadMarkets()).map((m) => m.instrument.id);
+  call3500 = ids.find((i) => i.endsWith(':3500:C')) ?? '';
+  put3000 = ids.find((i) => i.endsWith(':3000:P')) ?? '';
+  await chain.snapshot();
+});
+afterAll(async () => {
+  await chain?.stop();
+});
+
+const freshChain = () => chain.fresh();
+
+function venue(
+  opts: {
+    store?: MemoryOrderStore<LyraOrderRecord> | JsonFileOrderStore<LyraOrderRecord>;
+    ctx?: EvmContext;
+    receiptTimeoutSeconds?: number;
+  } = {},
+) {
+  return new LyraVenue(
+    'lyra-local',
+    {
+      ...fx.params,
+      approval: 'capped',
+      approvalCap: '1000000000',
+      receiptTimeoutSeconds: opts.receiptTimeoutSeconds ?? 1,
+    },
+    { ctx: opts.ctx ?? trader, store: opts.store ?? new MemoryOrderStore() },
+  );
+}
+
+runVenueConformance('lyra (anvil)', async () => {
+  await freshChain();
+  return {
+    venue: venue(),
+    instrument: call3500,
+    size: '1',
+    advance: async () => {
+      await rpc(deployer.publicClient, 'evm_setAutomine', [true]);
+    },
+    makeTimeout: async () => {
+      await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
+    },
+    settleMs: 5_000,
+    pollStepMs: 250,
+  };
+});
+
+describe('lyra adapter specifics', () => {
+  beforeEach(freshChain);
+
+  it('maps boards and strikes to canonical option ids at 08:00 UTC expiries', async () => {
+    const ms = await venue().loadMarkets();
+    expect(ms).toHaveLength(6);
+    expect(call3500).toMatch(/^ETH-USD:OPT:[0-9]{8}:3500:C$/);
+    const m = ms.find((x) => x.instrument.id === call3500);
+    expect(new Date(m?.instrument.expiryMs ?? 0).getUTCHours()).toBe(8);
+    expect(m?.instrument.optionType).toBe('call');
+  });
+
+  it('reports AMM Greeks in project units and agrees with local BSM, flagging divergence after a stale cache', async () => {
+    const v = venue();
+    const [g] = await v.fetchGreeks([call3500]);
+    expect(g?.greeks.delta).toBeGreaterThan(0.5);
+    expect(g?.greeks.delta).toBeLessThan(0.6);
+    expect(g?.greeks.ivDecimal).toBeCloseTo(0.7, 9);
+    expect(g?.greeks.vegaPerVolPoint).toBeGreaterThan(1);
+    expect(g?.greeks.gamma).toBeGreaterThan(0);
+    const cmp = await v.compareGreeks();
+    expect(cmp).toHaveLength(6);
+    expect(cmp.every((c) => !c.diverged)).toBe(true);
+    // Spot moves 10 % but the cache is not refreshed: the AMM's Greeks are now stale and diverge.
+    const m = fx.params.markets[0]!;
+    await deployer.walletClient.writeContract({
+      address: m.exchangeAdapter,
+      abi: (await import('./abi.ts')).exchangeAdapterAbi,
+      functionName: 'setSpotPrice',
+      args: [m.optionMarket, 3850n * 10n ** 18n],
+    });
+    const stale = await v.compareGreeks([call3500]);
+    expect(stale[0]?.diverged).toBe(true);
+    await fx.setSpot('ETH', 3850);
+    expect((await v.compareGreeks([call3500]))[0]?.diverged).toBe(false);
+  });
+
+  it('sells by opening a collateralized short and buys it back; the pool net delta mirrors the trader', async () => {
+    const v = venue();
+    const sold = await v.placeOrder({
+      clientOrderId: 'short-put',
+      instrument: put3000,
+      side: 'sell',
+      orderType: 'market',
+      sizeBase: '2',
+    });
+    expect(sold.status).toBe('filled');
+    expect((await v.fetchPositions()).find((p) => p.instrument === put3000)?.sizeBase).toBe(-2);
+    const pool = await v.fetchPoolNetDelta();
+    const [g] = await v.fetchGreeks([put3000]);
+    // The trader is short 2 puts (delta +2·|putDelta|), the pool is long them.
+    expect(pool.ETH).toBeCloseTo(2 * (g?.greeks.delta ?? 0), 9);
+    await v.placeOrder({
+      clientOrderId: 'cover-put',
+      instrument: put3000,
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '2',
+    });
+    expect(await v.fetchPositions()).toEqual([]);
+    await expect(
+      v.placeOrder({
+        clientOrderId: 'ro-1',
+        instrument: put3000,
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '1',
+        reduceOnly: true,
+      }),
+    ).rejects.toBeInstanceOf(InvalidOrderError);
+  });
+
+  it('a limit price below the AMM cost reverts as AcceptablePriceError (TotalCostOutsideOfSpecifiedBounds), nothing recorded as sent', async () => {
+    const v = venue();
+    const q = await v.quoteHedge({ instrument: call3500, side: 'buy', sizeBase: '1' });
+    const err = await v
+      .placeOrder({
+        clientOrderId: 'tight-1',
+        instrument: call3500,
+        side: 'buy',
+        orderType: 'limit',
+        sizeBase: '1',
+        limitPriceUsd: (q.expectedPriceUsd * 0.9).toFixed(6),
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AcceptablePriceError);
+    expect((err as AcceptablePriceError).outcome).toBe('not-sent');
+    expect((err as AcceptablePriceError).details?.errorName).toBe('TotalCostOutsideOfSpecifiedBounds');
+    expect(await v.getOrderByClientId('tight-1')).toBeNull();
+  });
+
+  it('after a restart with a pending trade: the mapping is read from disk, new trades wait, the pending one is cancelled by nonce', async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-lyra-')), 'orders.json');
+    const v1 = venue({ store: new JsonFileOrderStore(file) });
+    await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
+    const err = await v1
+      .placeOrder({
+        clientOrderId: 'pend-1',
+        instrument: call3500,
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '1',
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotConfirmedError);
+    const v2 = venue({
+      store: new JsonFileOrderStore(file),
+      ctx: ctxFor(ANVIL_DEV_KEYS[1]),
+      receiptTimeoutSeconds: 5,
+    });
+    expect((await v2.getOrderByClientId('pend-1'))?.status).toBe('outcome-unknown');
+    expect(
+      await v2
+        .placeOrder({
+          clientOrderId: 'pend-2',
+          instrument: call3500,
+          side: 'buy',
+          orderType: 'market',
+          sizeBase: '1',
+        })
+        .catch((e: unknown) => e),
+    ).toBeInstanceOf(NonceError);
+    const hash = (err as NotConfirmedError).details?.txHash as Hex;
+    await rpc(deployer.publicClient, 'anvil_dropTransaction', [hash]);
+    await rpc(deployer.publicClient, 'evm_setAutomine', [true]);
+    expect((await v2.cancelOrder('pend-1')).status).toBe('cancelled');
+    expect(await v2.fetchPositions()).toEqual([]);
+    expect(
+      (
+        await v2.placeOrder({
+          clientOrderId: 'pend-2',
+          instrument: call3500,
+          side: 'buy',
+          orderType: 'market',
+          sizeBase: '1',
+        })
+      ).status,
+    ).toBe('filled');
+  });
+
+  it('createLyraVenue builds the venue from an operator venue config', async () => {
+    const v = createLyraVenue(
+      {
+        id: 'lyra-local',
+        chain: 'evm:31337',
+        endpoints: { rpc: [chain.anvil.rpcUrl] },
+        credentials: { privateKey: { env: 'XHEDGE_TEST_KEY' } },
+        params: { ...fx.params },
+      },
+      { secrets: { env: { XHEDGE_TEST_KEY: ANVIL_DEV_KEYS[1] } }, store: new MemoryOrderStore() },
+    );
+    expect((await v.health()).ok).toBe(true);
+    expect(v.capabilities.venueGreeks).toBe(true);
+  });
+});
