@@ -15,7 +15,7 @@ import {
   toDecimalString,
   type VenueId,
 } from '@xhedge/core';
-import type { PaperMarket } from '@xhedge/sim';
+import { createGasProcess, type GasProcess, type PaperMarket } from '@xhedge/sim';
 import {
   AcceptablePriceError,
   type HedgeQuote,
@@ -41,6 +41,25 @@ import { FaultInjector } from './faults.ts';
 
 /** The asset paper venues hold collateral, premium and P&L in. */
 export const COLLATERAL = 'USDC';
+
+/**
+ * The gas process of a venue's chain: USD per transaction between the chain's typical low and high
+ * (the mission's table in core's CHAINS), or `fallbackUsd` for chains not in it; `overrideUsd` wins.
+ * Deterministic in the market seed and the chain, so venues on one chain see the same gas.
+ */
+export function chainGasProcess(
+  ctx: Pick<PaperVenueContext, 'chain' | 'market'>,
+  fallbackUsd: readonly [number, number],
+  overrideUsd: { low?: number | undefined; high?: number | undefined } = {},
+): GasProcess {
+  const [lo, hi] = chainInfo(ctx.chain)?.typicalTxCostUsd ?? fallbackUsd;
+  return createGasProcess({
+    seed: ctx.market.seed,
+    label: `gas:${ctx.chain}`,
+    lowUsd: overrideUsd.low ?? Math.max(lo, 1e-4),
+    highUsd: overrideUsd.high ?? Math.max(hi, 1e-4),
+  });
+}
 
 /** Everything a paper venue needs from its run. */
 export interface PaperVenueContext {

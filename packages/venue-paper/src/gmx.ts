@@ -9,10 +9,10 @@ import {
   type Side,
   toDecimalString,
 } from '@xhedge/core';
-import { createGasProcess, type GasProcess } from '@xhedge/sim';
+import type { GasProcess } from '@xhedge/sim';
 import type { MarketInfo, VenueCapabilities } from '@xhedge/venue';
 import { z } from 'zod';
-import { type ExecQuote, PaperVenueBase, type PaperVenueContext } from './base.ts';
+import { chainGasProcess, type ExecQuote, PaperVenueBase, type PaperVenueContext } from './base.ts';
 import { COMMON_PARAMS, parseParams, sizeStep } from './params.ts';
 
 /** Parameters of a GMX-v2-style paper venue (config `params`; every field optional). */
@@ -79,13 +79,7 @@ export class PaperGmxVenue extends PaperVenueBase {
     super(ctx);
     this.params = parseParams(ctx.id, GmxParams, params);
     this.requestLatencyMs = this.params.latencyMs;
-    const [lo, hi] = chainInfo(ctx.chain)?.typicalTxCostUsd ?? [0.01, 0.5];
-    this.#gas = createGasProcess({
-      seed: ctx.market.seed,
-      label: `gas:${ctx.chain}`,
-      lowUsd: Math.max(lo, 1e-4),
-      highUsd: Math.max(hi, 1e-4),
-    });
+    this.#gas = chainGasProcess(ctx, [0.01, 0.5]);
     const unds = this.params.underlyings ?? ctx.market.underlyings;
     this.#instruments = unds.filter((u) => ctx.market.hasUnderlying(u)).map((u) => `${u}-USD:PERP`);
     this.#lastAccrualMs = ctx.market.nowMs();

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import {
   canonicalStrike,
-  chainInfo,
   Dec,
   EXPIRY_HOUR_UTC,
   formatInstrumentId,
@@ -15,10 +14,16 @@ import {
   type Side,
 } from '@xhedge/core';
 import { bsm, type OptionGreeks } from '@xhedge/pricing';
-import { createGasProcess, type GasProcess } from '@xhedge/sim';
+import type { GasProcess } from '@xhedge/sim';
 import type { MarketInfo, OptionChainEntry, VenueCapabilities, VenueGreeks } from '@xhedge/venue';
 import { z } from 'zod';
-import { type ExecQuote, type OrderRecord, PaperVenueBase, type PaperVenueContext } from './base.ts';
+import {
+  chainGasProcess,
+  type ExecQuote,
+  type OrderRecord,
+  PaperVenueBase,
+  type PaperVenueContext,
+} from './base.ts';
 import { COMMON_PARAMS, PerUnderlying, parseParams } from './params.ts';
 
 export const LyraParams = z
@@ -105,13 +110,7 @@ export class PaperLyraVenue extends PaperVenueBase {
     super(ctx);
     this.params = parseParams(ctx.id, LyraParams, params);
     this.requestLatencyMs = this.params.latencyMs;
-    const [lo, hi] = chainInfo(ctx.chain)?.typicalTxCostUsd ?? [0.01, 0.5];
-    this.#gas = createGasProcess({
-      seed: ctx.market.seed,
-      label: `gas:${ctx.chain}`,
-      lowUsd: Math.max(lo, 1e-4),
-      highUsd: Math.max(hi, 1e-4),
-    });
+    this.#gas = chainGasProcess(ctx, [0.01, 0.5]);
     const now = ctx.market.nowMs();
     const unds = (this.params.underlyings ?? ['BTC', 'ETH']).filter((u) => ctx.market.hasUnderlying(u));
     const expiries = [

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { chainInfo, type Dec, instrumentMeta, type Mark, type Side } from '@xhedge/core';
-import { createGasProcess, type GasProcess } from '@xhedge/sim';
+import { type Dec, instrumentMeta, type Mark, type Side } from '@xhedge/core';
+import type { GasProcess } from '@xhedge/sim';
 import type { MarketInfo, VenueCapabilities } from '@xhedge/venue';
 import { z } from 'zod';
-import { type ExecQuote, PaperVenueBase, type PaperVenueContext } from './base.ts';
+import { chainGasProcess, type ExecQuote, PaperVenueBase, type PaperVenueContext } from './base.ts';
 import { COMMON_PARAMS, PerUnderlying, parseParams, sizeStep } from './params.ts';
 
 export const SpotAmmParams = z
@@ -53,13 +53,7 @@ export class PaperSpotAmmVenue extends PaperVenueBase {
     super(ctx);
     this.params = parseParams(ctx.id, SpotAmmParams, params);
     this.requestLatencyMs = this.params.latencyMs;
-    const [lo, hi] = chainInfo(ctx.chain)?.typicalTxCostUsd ?? [5, 50];
-    this.#gas = createGasProcess({
-      seed: ctx.market.seed,
-      label: `gas:${ctx.chain}`,
-      lowUsd: this.params.gasLowUsd ?? Math.max(lo, 1e-4),
-      highUsd: this.params.gasHighUsd ?? Math.max(hi, 1e-4),
-    });
+    this.#gas = chainGasProcess(ctx, [5, 50], { low: this.params.gasLowUsd, high: this.params.gasHighUsd });
     const unds = this.params.underlyings ?? ctx.market.underlyings;
     this.#instruments = unds.filter((u) => ctx.market.hasUnderlying(u)).map((u) => `${u}-USDC:SPOT`);
   }
