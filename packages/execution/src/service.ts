@@ -134,9 +134,8 @@ export class ExecutionService {
     if (opts.lease && token === undefined) throw new NotLeaderError(opts.lease.name);
     // 1. the gates and the lease check in Redis, and the ledger write (every leg `queued`, fenced),
     // all in flight at once; a leg a gate blocked is moved to `cancelled` before anything is queued.
-    const [gates, held, write] = await Promise.allSettled([
-      Promise.all(legs.map((leg) => this.preQueueCheck(leg))),
-      opts.lease?.assertHeld(),
+    // (the ledger statement goes out first: the gates' market-data work runs while it is in flight)
+    const [write, gates, held] = await Promise.allSettled([
       this.#o.ledger.recordPlan(
         legs.map((leg) => ({
           intent: leg,
@@ -149,6 +148,8 @@ export class ExecutionService {
           ...(opts.lease && token !== undefined ? { fence: { leaseName: opts.lease.name, token } } : {}),
         },
       ),
+      Promise.all(legs.map((leg) => this.preQueueCheck(leg))),
+      opts.lease?.assertHeld(),
     ]);
     if (write.status === 'rejected') {
       // Nothing written. Reservations are left to expire with their window (never under-count: a

@@ -85,7 +85,10 @@ export interface MakeEnvOptions {
   marketData?: boolean;
   /** Options of the worker pool. */
   workers?: Partial<
-    Pick<StartWorkersOptions, 'sendDeadlineMs' | 'pollBudgetMs' | 'pollIntervalMs' | 'dependencyReadyAtMs'>
+    Pick<
+      StartWorkersOptions,
+      'sendDeadlineMs' | 'pollBudgetMs' | 'pollIntervalMs' | 'dependencyReadyAtMs' | 'settings'
+    >
   >;
 }
 

@@ -186,10 +186,9 @@ class OrderProcessor {
     // after the claim won moves the order on to `cancelled` (never sent). Anything else (the order
     // moved on, a failure) falls through to the general path, which starts again from the ledger.
     if (intent.dependsOn.length === 0 && data.notSentAttempt === undefined) {
-      const [gate, claim] = await Promise.allSettled([
-        this.#preSend(job, intent, signal),
-        ledger.claimSend(clientOrderId, { actor: this.#id }),
-      ]);
+      // the claim's statement goes out first: the gate's market-data work runs while it is in flight
+      const claiming = ledger.claimSend(clientOrderId, { actor: this.#id });
+      const [claim, gate] = await Promise.allSettled([claiming, this.#preSend(job, intent, signal)]);
       const trials = gate.status === 'fulfilled' && gate.value.ok ? gate.value.trials : [];
       if (claim.status === 'fulfilled' && claim.value) {
         const claimed = claim.value;

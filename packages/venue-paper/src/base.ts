@@ -151,6 +151,12 @@ export abstract class PaperVenueBase implements PaperVenue {
   readonly faults = new FaultInjector();
   protected readonly market: PaperMarket;
   protected readonly orders = new Map<string, OrderRecord>();
+  /**
+   * Orders that `sync()` must look at: waiting for a keeper or a delayed execution, or resting.
+   * Kept apart from `orders` (which holds every order ever placed, for lookups by client id) so a
+   * sync costs O(working orders), not O(history).
+   */
+  readonly #working = new Set<OrderRecord>();
   protected readonly fills: Fill[] = [];
   protected readonly positions = new Map<string, PositionState>();
   protected readonly balances = new Map<string, D>();
@@ -265,8 +271,13 @@ export abstract class PaperVenueBase implements PaperVenue {
     if (this.faults.halted) return;
     const now = this.now();
     this.accrue(now);
-    const due = [...this.orders.values()]
-      .filter((o) => o.dueMs !== undefined && o.dueMs <= now && !TERMINAL_ORDER_STATUSES.has(o.status))
+    for (const rec of this.#working) {
+      if (TERMINAL_ORDER_STATUSES.has(rec.status) || (rec.dueMs === undefined && !rec.resting))
+        this.#working.delete(rec);
+    }
+    if (this.#working.size === 0) return;
+    const due = [...this.#working]
+      .filter((o) => o.dueMs !== undefined && o.dueMs <= now)
       .sort((a, b) => (a.dueMs ?? 0) - (b.dueMs ?? 0) || a.seq - b.seq);
     for (const rec of due) {
       rec.dueMs = undefined;
@@ -276,7 +287,7 @@ export abstract class PaperVenueBase implements PaperVenue {
       }
       this.#execute(rec, false);
     }
-    for (const rec of this.orders.values()) {
+    for (const rec of this.#working) {
       if (!rec.resting || TERMINAL_ORDER_STATUSES.has(rec.status)) continue;
       const px = this.restingFillPrice(rec);
       if (px !== undefined) {
@@ -509,6 +520,7 @@ export abstract class PaperVenueBase implements PaperVenue {
       seq,
     };
     this.orders.set(r.clientOrderId, rec);
+    this.#working.add(rec); // dropped by the next sync unless it waits or rests
     const timeout = this.faults.takeTimeout();
     if (timeout) {
       rec.dueMs = now + (timeout.fillDelayMs ?? this.defaultLateFillMs());
@@ -736,6 +748,13 @@ export abstract class PaperVenueBase implements PaperVenue {
     return this.toOrder(rec);
   }
 
+  /** Orders not yet terminal that wait for a keeper, a delayed execution or the market (resting). */
+  protected workingOrders(): OrderRecord[] {
+    return [...this.#working].filter(
+      (o) => !TERMINAL_ORDER_STATUSES.has(o.status) && (o.dueMs !== undefined || o.resting),
+    );
+  }
+
   /** Releases venue-side resources of a cancelled order (e.g. a u8 user order id). */
   protected onCancel(_rec: OrderRecord): void {}
 
@@ -759,7 +778,7 @@ export abstract class PaperVenueBase implements PaperVenue {
         chain: this.chain,
         blockTimeMs: chainInfo(this.chain)?.blockTimeMs ?? 0,
         gasUsd: this.gasUsdNow(),
-        openOrders: [...this.orders.values()].filter((o) => !TERMINAL_ORDER_STATUSES.has(o.status)).length,
+        openOrders: this.workingOrders().length,
       },
     };
   }

@@ -99,9 +99,9 @@ export class PaperDriftVenue extends PaperVenueBase {
 
   protected allocateVenueOrderId(clientOrderId: string): string {
     const inUse = new Set<number>();
-    for (const [cid, uid] of this.#userOrderIds) {
-      const rec = this.orders.get(cid);
-      if (rec && (rec.resting || rec.dueMs !== undefined || rec.status === 'acknowledged')) inUse.add(uid);
+    for (const rec of this.workingOrders()) {
+      const uid = this.#userOrderIds.get(rec.clientOrderId);
+      if (uid !== undefined) inUse.add(uid);
     }
     // Deterministic first choice from the client id, then the next free slot.
     const start = (hashString(clientOrderId) % 255) + 1;

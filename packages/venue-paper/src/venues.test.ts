@@ -60,6 +60,43 @@ describe('paper GMX', () => {
     expect(k2?.error).toMatch(/acceptable price/);
   });
 
+  it('keeps every order findable while sync only walks the working ones (keeper queue in order)', async () => {
+    // every request also moves the test clock by the venue's latency: delays here are far longer
+    const { venue, advance } = testVenue('paper-gmx', { keeperDelayMs: 60_000 });
+    for (let i = 0; i < 300; i++) {
+      await venue.placeOrder({
+        clientOrderId: `h${i}`,
+        instrument: 'ETH-USD:PERP',
+        side: i % 2 ? 'sell' : 'buy',
+        orderType: 'market',
+        sizeBase: '0.01',
+      });
+      if (i % 50 === 49) await advance(60_000);
+    }
+    expect((await venue.health()).details?.openOrders).toBe(0);
+    const place = (id: string) =>
+      venue.placeOrder({
+        clientOrderId: id,
+        instrument: 'ETH-USD:PERP',
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '0.01',
+      });
+    await place('w1');
+    await advance(30_000);
+    await place('w2');
+    expect((await venue.health()).details?.openOrders).toBe(2);
+    await advance(30_000); // w1 due, w2 not yet
+    expect((await venue.getOrderByClientId('w1'))?.status).toBe('filled');
+    expect((await venue.getOrderByClientId('w2'))?.status).toBe('acknowledged');
+    expect((await venue.health()).details?.openOrders).toBe(1);
+    await advance(30_000);
+    expect((await venue.getOrderByClientId('w2'))?.status).toBe('filled');
+    expect((await venue.getOrderByClientId('h0'))?.status).toBe('filled');
+    expect((await venue.getOrderByClientId('h299'))?.status).toBe('filled');
+    expect((await venue.health()).details?.openOrders).toBe(0);
+  });
+
   it('the keeper cancels a reduce-only order that no longer reduces when it runs', async () => {
     const { venue, advance } = testVenue('paper-gmx');
     await venue.placeOrder({
