@@ -65,6 +65,11 @@ import { fromUnits, fromUsd30, gmxPriceToUsd, toUnits, usd30, usdToGmxPrice } fr
 export interface GmxOrderRecord extends OnChainOrderRecord {
   /** The GMX order key, once the creating transaction is mined. */
   orderKey?: Hex;
+  /**
+   * Block of the creating transaction (decimal string, as the record is JSON): execution and cancel
+   * events are searched from there on, never from genesis (an unbounded log scan on a real chain).
+   */
+  orderBlock?: string;
 }
 
 interface MarketEntry {
@@ -594,6 +599,7 @@ export class GmxVenue implements VenueAdapter {
       return;
     }
     record.orderKey = key;
+    record.orderBlock = receipt.blockNumber.toString();
     record.status = 'acknowledged';
   }
 
@@ -627,6 +633,8 @@ export class GmxVenue implements VenueAdapter {
     if (order.account !== zeroAddress) {
       r.status = 'acknowledged';
     } else {
+      // events come at or after the block that created the order (older records: from genesis)
+      const fromBlock = BigInt(r.orderBlock ?? 0);
       const [executed, cancelled] = await this.errors.read(() =>
         Promise.all([
           this.ctx.publicClient.getContractEvents({
@@ -634,14 +642,14 @@ export class GmxVenue implements VenueAdapter {
             abi: dataStoreAbi,
             eventName: 'OrderExecuted',
             args: { key },
-            fromBlock: 0n,
+            fromBlock,
           }),
           this.ctx.publicClient.getContractEvents({
             address: this.p.dataStore,
             abi: dataStoreAbi,
             eventName: 'OrderCancelled',
             args: { key },
-            fromBlock: 0n,
+            fromBlock,
           }),
         ]),
       );

@@ -179,6 +179,38 @@ describe('gmx adapter specifics', () => {
     expect(fills[0]?.feeUsd).toBeCloseTo(3500 * 2 * 0.0005, 6);
   });
 
+  it('looks for execution events from the block that created the order, not from genesis', async () => {
+    for (let i = 0; i < 5; i++) await rpc(deployer.publicClient, 'evm_mine', []);
+    const fromBlocks: (bigint | undefined)[] = [];
+    const publicClient = new Proxy(trader.publicClient, {
+      get(target, prop, recv) {
+        const val = Reflect.get(target, prop, recv);
+        if (prop !== 'getContractEvents' || typeof val !== 'function') return val;
+        return (args: { fromBlock?: bigint }) => {
+          fromBlocks.push(args.fromBlock);
+          return val.call(target, args);
+        };
+      },
+    });
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    const v = venue({ ctx: { ...trader, publicClient }, store });
+    await v.placeOrder({
+      clientOrderId: 'scan-1',
+      instrument: 'ETH-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '0.1',
+    });
+    const rec = await store.get('scan-1');
+    const tx = await trader.publicClient.getTransactionReceipt({ hash: rec?.txHash as Hex });
+    expect(rec?.orderBlock).toBe(tx.blockNumber.toString());
+    expect(tx.blockNumber).toBeGreaterThan(5n);
+    await keeper.runOnce();
+    expect((await v.getOrderByClientId('scan-1'))?.status).toBe('filled');
+    expect(fromBlocks.length).toBeGreaterThan(0);
+    expect(fromBlocks.every((b) => b === tx.blockNumber)).toBe(true);
+  });
+
   it('caps the executable size of a quote at the open-interest room and prices gas plus the execution fee', async () => {
     const v = venue();
     const q = await v.quoteHedge({ instrument: 'ETH-USD:PERP', side: 'buy', sizeBase: '100' });
