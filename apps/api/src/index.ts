@@ -35,6 +35,7 @@ export {
   VenueView,
 } from './schemas.ts';
 export { type ApiServerOptions, buildApiServer, REDACT_PATHS } from './server.ts';
+export { BROWSER_ROUTES, BrowserSessions, SESSION_COOKIE } from './sessions.ts';
 export {
   type AdminTokenBootstrap,
   bootstrapAdminToken,

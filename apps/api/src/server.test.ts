@@ -2,10 +2,13 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfigFile } from '@xhedge/config';
+import { ManualClock } from '@xhedge/core';
+import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerMetrics } from './metrics.ts';
 import { buildApiServer } from './server.ts';
+import { BrowserSessions } from './sessions.ts';
 import { type MemoryPorts, memoryPorts } from './testing/memory-ports.ts';
 import { bootstrapAdminToken, FileTokenStore } from './tokens.ts';
 
@@ -241,10 +244,118 @@ describe('operator API', () => {
   });
 });
 
+describe('browser sessions (EventSource and Bull Board cannot send a bearer header)', () => {
+  it('a bearer caller gets an HttpOnly SameSite=Strict cookie that only the read-only browser routes accept', async () => {
+    const res = await app.inject({ method: 'POST', url: '/v1/session', headers: auth('viewer') });
+    expect(res.statusCode).toBe(201);
+    const setCookie = String(res.headers['set-cookie']);
+    expect(setCookie).toMatch(/^xh_session=xs_[A-Za-z0-9_-]{43}; /);
+    expect(setCookie).toContain('HttpOnly');
+    expect(setCookie).toContain('SameSite=Strict');
+    expect(setCookie).toContain('Path=/');
+    expect(setCookie).not.toContain('Secure'); // plain http here; https requests get Secure
+    // the session id is in the cookie only, never in the body
+    const id = /^xh_session=([^;]+)/.exec(setCookie)?.[1] as string;
+    expect(res.body).not.toContain(id);
+    expect(res.json()).toMatchObject({
+      cookie: 'xh_session',
+      accepts: ['GET /v1/risk/stream', 'GET /admin/queues'],
+    });
+    const cookie = `other=1; xh_session=${id}`;
+    // not accepted on the API's other routes, reads or changes
+    expect((await app.inject({ url: '/v1/venues', headers: { cookie } })).statusCode).toBe(401);
+    const change = await app.inject({
+      method: 'POST',
+      url: '/v1/kill-switch/trip',
+      headers: { cookie },
+      payload: { scope: 'global', reason: 'csrf attempt' },
+    });
+    expect(change.statusCode).toBe(401);
+    // a cookie cannot open another session
+    expect((await app.inject({ method: 'POST', url: '/v1/session', headers: { cookie } })).statusCode).toBe(
+      401,
+    );
+    // the stream accepts it
+    if (!app.server.listening) await app.listen({ port: 0, host: '127.0.0.1' });
+    const address = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    const ctl = new AbortController();
+    const sse = await fetch(`${address}/v1/risk/stream`, { headers: { cookie }, signal: ctl.signal });
+    expect(sse.status).toBe(200);
+    expect(sse.headers.get('content-type')).toMatch(/text\/event-stream/);
+    ctl.abort();
+    const bad = await fetch(`${address}/v1/risk/stream`, { headers: { cookie: 'xh_session=xs_forged' } });
+    expect(bad.status).toBe(401);
+    expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(
+      /POST \/v1\/session/,
+    );
+    // logout: the cookie is cleared and the session is dead
+    const out = await app.inject({ method: 'DELETE', url: '/v1/session', headers: { cookie } });
+    expect(out.statusCode).toBe(204);
+    expect(String(out.headers['set-cookie'])).toMatch(/^xh_session=; .*Max-Age=0/);
+    const after = await fetch(`${address}/v1/risk/stream`, { headers: { cookie } });
+    expect(after.status).toBe(401);
+  });
+
+  it('Bull Board opens in a browser with the session cookie, and not without', async () => {
+    // the board's page itself does not touch Redis; the queue only has to exist
+    const q = new Queue('orders-gmx-arb', {
+      connection: { host: '127.0.0.1', port: 6379, lazyConnect: true },
+    });
+    q.on('error', () => {});
+    const p = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const srv = await buildApiServer({ ports: { ...p, queues: [q] }, logger: false });
+    const r = await srv.inject({
+      method: 'POST',
+      url: '/v1/session',
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    const cookie = `xh_session=${/^xh_session=([^;]+)/.exec(String(r.headers['set-cookie']))?.[1]}`;
+    expect((await srv.inject({ url: '/admin/queues' })).statusCode).toBe(401);
+    const page = await srv.inject({ url: '/admin/queues', headers: { cookie } });
+    expect(page.statusCode).toBe(200);
+    expect(page.headers['content-type']).toMatch(/text\/html/);
+    await srv.close();
+    await q.close();
+  });
+
+  it('a session follows its token: revoked token, dead session; expired after its ttl', async () => {
+    const clock = new ManualClock(1_000_000);
+    const p = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const sessions = new BrowserSessions({ ttlMs: 60_000, clock });
+    const srv = await buildApiServer({ ports: p, logger: false, sessions });
+    const system = { tokenId: 'x', name: 'test', role: 'admin' as const };
+    const { token, view } = await p.tokens.create({ name: 'dash', role: 'viewer' }, system);
+    const open = async () => {
+      const r = await srv.inject({
+        method: 'POST',
+        url: '/v1/session',
+        headers: { authorization: `Bearer ${token}` },
+      });
+      return `xh_session=${/^xh_session=([^;]+)/.exec(String(r.headers['set-cookie']))?.[1]}`;
+    };
+    const metricsWith = (cookie: string) => srv.inject({ url: '/metrics', headers: { cookie } });
+    const c1 = await open();
+    // /metrics is not a browser route
+    expect((await metricsWith(c1)).statusCode).toBe(401);
+    clock.advance(59_999);
+    expect(sessions.tokenOf(c1.slice('xh_session='.length))).toBe(view.id);
+    clock.advance(1);
+    expect(sessions.tokenOf(c1.slice('xh_session='.length))).toBeUndefined();
+    const c2 = await open();
+    expect(sessions.tokenOf(c2.slice('xh_session='.length))).toBe(view.id);
+    await p.tokens.revoke(view.id, system);
+    const stream = await srv.inject({ url: '/v1/risk/stream', headers: { cookie: c2 } });
+    expect(stream.statusCode).toBe(401);
+    await srv.close();
+    expect(() => new BrowserSessions({ ttlMs: Number.NaN })).toThrow(/ttlMs/);
+  });
+});
+
 type Need = 'public' | 'viewer' | 'operator' | 'admin';
 /** The rule from the issue: reads need viewer, changes operator, tokens and roles admin. */
 function expectedAccess(method: string, path: string): Need {
   if (path === '/v1/health' || path === '/v1/ready') return 'public';
+  if (path === '/v1/session') return method === 'delete' ? 'public' : 'viewer'; // any token opens one
   if (path.startsWith('/v1/tokens')) return 'admin';
   return method === 'get' ? 'viewer' : 'operator';
 }

@@ -10,6 +10,8 @@ import { bearerToken, checkAccess, installAuth } from './auth.ts';
 import { ApiError, frameworkErrorHandler, installErrorHandling } from './errors.ts';
 import type { ApiPorts } from './ports.ts';
 import { registerRoutes } from './routes.ts';
+import { registerSessionRoutes } from './session-routes.ts';
+import { BrowserSessions } from './sessions.ts';
 import { registerSnapshotStream } from './stream.ts';
 import { sha256Hex } from './tokens.ts';
 
@@ -39,6 +41,10 @@ export interface ApiServerOptions {
   heartbeatMs?: number;
   /** Public URL base shown in the OpenAPI document's servers list. */
   publicUrl?: string;
+  /** Browser sessions (cookie for SSE and Bull Board). @defaultValue 8-hour sessions in this process */
+  sessions?: BrowserSessions;
+  /** Mark the session cookie `Secure`. @defaultValue when the request came over https */
+  secureCookies?: boolean;
 }
 
 /**
@@ -72,7 +78,8 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
         title: 'xhedge operator API',
         description:
           'Risk snapshots, hedges, breakers and kill switch, venues, policy and P&L of a running xhedge. ' +
-          'Authenticate with `Authorization: Bearer <token>`; roles viewer < operator < admin. Every error is ' +
+          'Authenticate with `Authorization: Bearer <token>`; roles viewer < operator < admin. For a browser, ' +
+          '`POST /v1/session` sets a read-only cookie that the SSE stream and Bull Board accept. Every error is ' +
           '`{error: {code, message, details}}`.',
         version: '1.0.0',
       },
@@ -100,8 +107,10 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
       ),
   });
 
-  installAuth(app, ports.tokens);
+  const sessions = opts.sessions ?? new BrowserSessions();
+  installAuth(app, ports.tokens, sessions);
   registerRoutes(app, ports);
+  registerSessionRoutes(app, sessions, { secureCookies: opts.secureCookies });
   registerSnapshotStream(app, ports, opts.heartbeatMs ?? 15_000);
 
   app.get('/metrics', { config: { access: 'viewer' }, schema: { hide: true } }, async (_req, reply) => {
@@ -113,7 +122,8 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
     const queues = ports.queues;
     await app.register(async (board) => {
       // Read-only: retrying or removing jobs by hand would bypass the audit ledger and the controls.
-      board.addHook('onRequest', async (req) => checkAccess(ports.tokens, req, 'viewer'));
+      // A browser opens it directly: the session cookie of POST /v1/session is accepted here too.
+      board.addHook('onRequest', async (req) => checkAccess(ports.tokens, req, 'viewer', sessions));
       const adapter = new FastifyAdapter();
       createBullBoard({
         queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: true })),

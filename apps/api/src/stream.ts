@@ -16,10 +16,11 @@ export function registerSnapshotStream(root: FastifyInstance, ports: ApiPorts, h
   root.withTypeProvider<ZodTypeProvider>().get(
     '/v1/risk/stream',
     {
-      config: { access: 'viewer' },
+      config: { access: 'viewer', browser: true },
       schema: {
         tags: ['risk'],
-        summary: 'Server-sent events: `event: snapshot` with each new risk snapshot as JSON',
+        summary:
+          'Server-sent events: `event: snapshot` with each new risk snapshot as JSON (bearer header, or the browser-session cookie of POST /v1/session for EventSource)',
         querystring: EmptyQuery,
         response: {
           200: z.string().describe('text/event-stream'),
