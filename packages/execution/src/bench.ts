@@ -26,17 +26,28 @@ interface Path {
   close(): Promise<void>;
 }
 
-/** One job at a time: add → the processor runs. */
-async function bare(): Promise<Path & { redis: string }> {
+/**
+ * A plain BullMQ queue and worker, one job at a time: `before` (awaited) → add → the processor runs
+ * `inJob` (awaited) and the sample is the time to that point.
+ */
+async function bullPath(o: {
+  name: string;
+  queue: string;
+  before?: (id: string) => Promise<void>;
+  inJob?: (id: string) => Promise<void>;
+  data: (i: number) => object;
+  close?: () => Promise<void>;
+}): Promise<Path & { redis: string }> {
   const redis = await testRedis();
   const prefix = `xhb${randomBytes(3).toString('hex')}`;
-  const q = new Queue('bare', { connection: redis.options, prefix });
+  const q = new Queue(o.queue, { connection: redis.options, prefix });
   let t0 = 0;
   let reached: ((ms: number) => void) | undefined;
   let done: (() => void) | undefined;
   const w = new Worker(
-    'bare',
-    async () => {
+    o.queue,
+    async (job) => {
+      await o.inJob?.(job.id as string);
       reached?.(performance.now() - t0);
     },
     { connection: redis.options, prefix, concurrency: 8 },
@@ -44,9 +55,10 @@ async function bare(): Promise<Path & { redis: string }> {
   w.on('completed', () => done?.());
   await w.waitUntilReady();
   return {
-    name: 'bare BullMQ add → process',
+    name: o.name,
     redis: redis.embedded ? 'embedded js-redis-server' : redis.url,
     async sample(i) {
+      const id = `${o.queue}${i}`;
       const r = new Promise<number>((res) => {
         reached = res;
       });
@@ -54,7 +66,8 @@ async function bare(): Promise<Path & { redis: string }> {
         done = res;
       });
       t0 = performance.now();
-      await q.add('x', { i }, { jobId: `j${i}`, priority: 10 });
+      await o.before?.(id);
+      await q.add('x', o.data(i), { jobId: id, priority: 10 });
       const ms = await r;
       await d;
       return ms;
@@ -64,9 +77,12 @@ async function bare(): Promise<Path & { redis: string }> {
       await q.obliterate({ force: true });
       await q.close();
       await redis.close();
+      await o.close?.();
     },
   };
 }
+
+const bare = () => bullPath({ name: 'bare BullMQ add → process', queue: 'bare', data: (i) => ({ i }) });
 
 /**
  * The floor that the ledger's guarantees put under any design, in raw SQL without xhedge's code:
@@ -76,59 +92,33 @@ async function bare(): Promise<Path & { redis: string }> {
 async function floor(db: DatabaseHandle): Promise<Path> {
   const run = db.prepared;
   if (!run) throw new Error('floor: needs Postgres');
-  const redis = await testRedis();
-  const prefix = `xhf${randomBytes(3).toString('hex')}`;
   await run('floor_t', 'create table bench_floor (id text primary key, status text not null, data text)', []);
-  const q = new Queue('floor', { connection: redis.options, prefix });
-  let t0 = 0;
-  let reached: ((ms: number) => void) | undefined;
-  let done: (() => void) | undefined;
-  const w = new Worker(
-    'floor',
-    async (job) => {
-      const r = await run(
-        'floor_claim',
-        `update bench_floor set status = 'sent' where id = $1 and status = 'queued' returning *`,
-        [job.id],
-      );
-      if (r.rows.length !== 1) throw new Error(`floor: job ${job.id} not claimed`);
-      reached?.(performance.now() - t0);
-    },
-    { connection: redis.options, prefix, concurrency: 8 },
-  );
-  w.on('completed', () => done?.());
-  await w.waitUntilReady();
   const pad = 'x'.repeat(600); // about the size of an intent
-  return {
+  return bullPath({
     name: '  floor: bare + 2 raw ledger statements',
-    async sample(i) {
-      const r = new Promise<number>((res) => {
-        reached = res;
-      });
-      const d = new Promise<void>((res) => {
-        done = res;
-      });
-      t0 = performance.now();
+    queue: 'floor',
+    data: (i) => ({ i, pad }),
+    before: async (id) => {
       await run(
         'floor_rec',
         `with c as (select set_config('synchronous_commit', 'off', true))
          insert into bench_floor select $1, 'queued', $2 from c`,
-        [`f${i}`, pad],
+        [id, pad],
       );
-      await q.add('x', { i, pad }, { jobId: `f${i}`, priority: 10 });
-      const ms = await r;
-      await d;
-      return ms;
     },
-    async close() {
-      await w.close();
-      await q.obliterate({ force: true });
-      await q.close();
-      await redis.close();
+    inJob: async (id) => {
+      const r = await run(
+        'floor_claim',
+        `update bench_floor set status = 'sent' where id = $1 and status = 'queued' returning *`,
+        [id],
+      );
+      if (r.rows.length !== 1) throw new Error(`floor: job ${id} not claimed`);
+    },
+    close: async () => {
       await db.dropSchema();
       await db.close();
     },
-  };
+  });
 }
 
 /** submitPlan of a one-leg plan → placeOrder at the paper venue, every gate and control on. */
