@@ -16,9 +16,17 @@ import { ensureAllowance, SpendCaps } from './approvals.ts';
 import { type EvmContext, evmContextFromVenueConfig } from './clients.ts';
 import { deployContract, rpc } from './deploy.ts';
 import { bumpFees, GasPolicy, l1DataFeeModel, OP_GAS_PRICE_ORACLE } from './gas.ts';
+import {
+  applySentTxStatus,
+  type OnChainOrderRecord,
+  type RecordedSendDeps,
+  replaceByNonce,
+  sendRecorded,
+  venueErrorMapper,
+} from './onchain-orders.ts';
 import { redact } from './secrets.ts';
 import { type CompiledContract, compileSolidity, EVM_TEST_CONTRACTS_URL } from './solc.ts';
-import { JsonFileOrderStore } from './store.ts';
+import { JsonFileOrderStore, MemoryOrderStore } from './store.ts';
 import { type LocalTestChain, startLocalTestChain } from './testing.ts';
 import { TxSender } from './tx.ts';
 
@@ -185,7 +193,7 @@ describe('TxSender on anvil', () => {
     );
   });
 
-  it('approves exactly or up to a cap, never unlimited, and enforces spend caps', async () => {
+  it('approves exactly or up to a cap, never unlimited', async () => {
     const sender = new TxSender({ ctx, abi: abi() });
     const spender = other.account.address;
     const allowance = () =>
@@ -217,14 +225,141 @@ describe('TxSender on anvil', () => {
         policy: { mode: 'capped', capAmount: 10_000n },
       }),
     ).rejects.toBeInstanceOf(InvalidOrderError);
-    const clock = new ManualClock(0);
-    const caps = new SpendCaps({ venue: 'v', caps: { [token.toLowerCase()]: 1000n }, windowMs: 1000, clock });
-    caps.check(token, 600n);
-    caps.record(token, 600n);
-    expect(() => caps.check(token, 500n)).toThrow(InvalidOrderError);
-    clock.advance(1001);
-    expect(() => caps.check(token, 500n)).not.toThrow();
-    expect(() => caps.check(reverter, 1n)).toThrow(/no spend cap/);
+  });
+
+  it('sendRecorded stores the spend before broadcast and keeps it counted unless nothing can be spent', async () => {
+    const store = new MemoryOrderStore<OnChainOrderRecord>();
+    const caps = new SpendCaps({
+      venue: 'test-evm',
+      caps: { [token.toLowerCase()]: 10_000n },
+      records: store,
+    });
+    const errors = venueErrorMapper('test-evm', abi(), ctx);
+    const clock = new ManualClock(1_000);
+    const deps = (sender: TxSender): RecordedSendDeps<OnChainOrderRecord> => ({
+      sender,
+      store,
+      clock,
+      wrap: (err, cid) => errors.wrap(err, cid),
+    });
+    const record = (cid: string): OnChainOrderRecord => ({
+      clientOrderId: cid,
+      instrument: 'ETH-USD:PERP',
+      side: 'buy',
+      sizeBase: '1',
+      reduceOnly: false,
+      orderType: 'market',
+      status: 'queued',
+      filledSizeBase: '0',
+      createdAtMs: clock.nowMs(),
+      updatedAtMs: clock.nowMs(),
+    });
+    const sender = new TxSender({ ctx, abi: abi(), receiptTimeoutMs: 300 });
+    const stored = async (cid: string) => (await store.get(cid))?.spend?.state;
+
+    // Mined: committed (the copy stored at signing says reserved: written before broadcast).
+    const ok = record('ok');
+    await sendRecorded(deps(sender), ok, call('bump'), await caps.reserve(token, 100n, 'ok'));
+    expect(ok.spend).toEqual({
+      token: token.toLowerCase(),
+      amountBase: '100',
+      atMs: expect.any(Number),
+      state: 'committed',
+    });
+    expect(await stored('ok')).toBe('reserved');
+
+    // Reverts in simulation (never signed): released.
+    const sim = record('sim');
+    const simErr = await sendRecorded(
+      deps(sender),
+      sim,
+      call('failWithString'),
+      await caps.reserve(token, 200n, 'sim'),
+    ).catch((e: unknown) => e);
+    expect((simErr as RevertedError).outcome).toBe('not-sent');
+    expect(sim.spend?.state).toBe('released');
+    expect(await store.get('sim')).toBeUndefined();
+    expect(await caps.spent(token)).toBe(100n);
+
+    // Mined but reverted: nothing left the wallet, released (and stored so).
+    await rpc(ctx.publicClient, 'evm_setAutomine', [false]);
+    const reverted = record('reverted');
+    const spendR = await caps.reserve(token, 300n, 'reverted');
+    const pending = sendRecorded(deps(sender), reverted, call('bumpIfCounterIs', [1n]), spendR).catch(
+      (e: unknown) => e,
+    );
+    // The record reaches the store at signing; then the state moves before the block is mined.
+    let hash: Hex | undefined;
+    for (let i = 0; i < 200 && !hash; i++) {
+      hash = (await store.get('reverted'))?.txHash;
+      if (!hash) await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(await stored('reverted')).toBe('reserved');
+    await waitInMempool(hash as Hex);
+    await rpc(ctx.publicClient, 'anvil_setStorageAt', [reverter, '0x0', `0x${'5'.padStart(64, '0')}`]);
+    await rpc(ctx.publicClient, 'evm_mine');
+    const revErr = await pending;
+    expect((revErr as RevertedError).outcome).toBe('rejected');
+    expect(await stored('reverted')).toBe('released');
+    expect(await caps.spent(token)).toBe(100n);
+
+    // Timed out: outcome unknown, it may still be mined: counted, also after a restart.
+    const lost = record('lost');
+    const lostErr = await sendRecorded(
+      deps(sender),
+      lost,
+      call('bump'),
+      await caps.reserve(token, 400n, 'lost'),
+    ).catch((e: unknown) => e);
+    expect(lostErr).toBeInstanceOf(NotConfirmedError);
+    expect((await store.get('lost'))?.status).toBe('outcome-unknown');
+    expect(await stored('lost')).toBe('reserved');
+    const restarted = new SpendCaps({
+      venue: 'test-evm',
+      caps: { [token.toLowerCase()]: 10_000n },
+      records: store,
+    });
+    expect(await restarted.spent(token)).toBe(500n); // 'ok' (reserved on disk: the caller stores the commit) + 'lost'
+    await rpc(ctx.publicClient, 'evm_mine');
+    const found = (await store.get('lost')) as OnChainOrderRecord;
+    await applySentTxStatus(
+      { sender, errors, clock, spendCaps: restarted },
+      found,
+      found.txHash as Hex,
+      (r) => {
+        r.status = 'filled';
+      },
+    );
+    expect(found.spend?.state).toBe('committed');
+    expect(await restarted.spent(token)).toBe(500n);
+
+    // Timed out, dropped, and its nonce taken by our recorded cancel: it can never be mined, released.
+    const cancelled = record('cancelled');
+    const cErr = (await sendRecorded(
+      deps(sender),
+      cancelled,
+      call('bump'),
+      await restarted.reserve(token, 250n, 'cancelled'),
+    ).catch((e: unknown) => e)) as NotConfirmedError;
+    expect(cErr).toBeInstanceOf(NotConfirmedError);
+    expect(await restarted.spent(token)).toBe(750n);
+    await rpc(ctx.publicClient, 'anvil_dropTransaction', [cancelled.txHash]);
+    await rpc(ctx.publicClient, 'evm_setAutomine', [true]);
+    await replaceByNonce(new TxSender({ ctx, abi: abi(), receiptTimeoutMs: 5_000 }), store, cancelled, {
+      hash: cancelled.txHash as Hex,
+      nonce: cancelled.nonce as number,
+    });
+    await applySentTxStatus(
+      { sender, errors, clock, spendCaps: restarted },
+      cancelled,
+      cancelled.txHash as Hex,
+      () => {
+        throw new Error('the cancelled transaction cannot have been mined');
+      },
+    );
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.spend?.state).toBe('released');
+    expect(await restarted.spent(token)).toBe(500n);
   });
 });
 

@@ -7,7 +7,16 @@ export {
   type StartAnvilOptions,
   startAnvil,
 } from './anvil.ts';
-export { type ApprovalPolicy, ensureAllowance, type SpendCapOptions, SpendCaps } from './approvals.ts';
+export {
+  type ApprovalPolicy,
+  ensureAllowance,
+  type RecordedSpend,
+  reserveAndApprove,
+  type SpendCapOptions,
+  SpendCaps,
+  type SpendRecordSource,
+  type SpendReservation,
+} from './approvals.ts';
 export {
   type EvmChainProfile,
   evmChainProfile,

@@ -1,8 +1,9 @@
 import path from 'node:path';
-import { type Clock, Dec, type Order, type OrderStatus } from '@xhedge/core';
+import { type Clock, Dec, type Order, type OrderStatus, XhedgeError } from '@xhedge/core';
 import { InvalidOrderError, type OrderRequest, type VenueError, type VenueHealth } from '@xhedge/venue';
 import type { Abi, Hex, TransactionReceipt } from 'viem';
 import type { z } from 'zod';
+import type { RecordedSpend, SpendCaps, SpendReservation } from './approvals.ts';
 import { type EvmContext, type EvmVenueConfigLike, evmContextFromVenueConfig } from './clients.ts';
 import { type RevertClassifier, toVenueError } from './errors.ts';
 import { GasPolicy } from './gas.ts';
@@ -33,6 +34,8 @@ export interface OnChainOrderRecord {
   avgFillPriceUsd?: string;
   feeUsd?: number;
   error?: string;
+  /** What the order may pull from the wallet against the venue's spend cap (set before broadcast). */
+  spend?: RecordedSpend;
   createdAtMs: number;
   updatedAtMs: number;
 }
@@ -120,15 +123,28 @@ export interface RecordedSendDeps<T extends OnChainOrderRecord> {
 
 /**
  * Sends an order transaction with a write-ahead record: the record (status `sent`, tx hash, nonce,
- * fees) is stored before the transaction can exist. On failure after signing, the record becomes
- * `outcome-unknown` or `rejected`; the mapped venue error is thrown either way.
+ * fees, and the `spend` reserved against the spend cap) is stored before the transaction can exist.
+ * On failure after signing, the record becomes `outcome-unknown` or `rejected`; the mapped venue error is
+ * thrown either way. The spend is committed once the transaction is mined, released when it certainly
+ * never will be (failed before signing, or an error whose outcome is not `unknown`: refused by the node,
+ * mined and reverted), and otherwise stays reserved and counted.
  */
 export async function sendRecorded<T extends OnChainOrderRecord>(
   deps: RecordedSendDeps<T>,
   record: T,
   tx: TxRequest,
+  spend?: SpendReservation,
 ): Promise<TransactionReceipt> {
   const cid = record.clientOrderId;
+  if (spend) {
+    if (spend.clientOrderId !== cid) {
+      throw new XhedgeError(
+        'INTERNAL',
+        `spend reserved for order ${spend.clientOrderId} passed with order ${cid}`,
+      );
+    }
+    record.spend = spend.recorded();
+  }
   try {
     const sent = await deps.sender.send(tx, {
       clientOrderId: cid,
@@ -144,9 +160,17 @@ export async function sendRecorded<T extends OnChainOrderRecord>(
         await deps.store.put(cid, record);
       },
     });
+    if (spend) {
+      spend.commit();
+      record.spend = spend.recorded();
+    }
     return sent.receipt;
   } catch (err) {
     const e = deps.wrap(err, cid);
+    if (spend && (!record.txHash || e.outcome !== 'unknown')) {
+      spend.release();
+      record.spend = spend.recorded();
+    }
     if (record.txHash) {
       record.status = e.outcome === 'unknown' ? 'outcome-unknown' : 'rejected';
       record.error = e.shortMessage;
@@ -290,12 +314,28 @@ export interface SentTxStatusDeps {
   sender: TxSender;
   errors: VenueErrorMapper;
   clock: Clock;
+  /** The venue's spend caps, settled with the record's spend. */
+  spendCaps: SpendCaps;
+}
+
+/** Moves a record's reserved spend to `to`, on the record and in the window. */
+async function settleRecordedSpend(
+  caps: SpendCaps,
+  r: OnChainOrderRecord,
+  to: 'committed' | 'released',
+): Promise<void> {
+  if (r.spend?.state !== 'reserved') return;
+  await caps.settle(r.clientOrderId, to);
+  r.spend = { ...r.spend, state: to };
 }
 
 /**
  * Brings a sent (not yet settled) order record up to date from its transaction: `cancelled` when the
  * nonce-replacement cancel was mined, `onMined` for a successful receipt, `rejected` for a mined revert,
  * `failed` when another transaction took the nonce, else `outcome-unknown`. Mutates `r`; does not store it.
+ * The record's reserved spend is committed when the transaction was mined, released when it reverted or
+ * the recorded cancel took its nonce; it stays counted when an unrecorded transaction took the nonce
+ * (that one may have been a re-send of the same order) or the outcome is still unknown.
  */
 export async function applySentTxStatus<T extends OnChainOrderRecord>(
   deps: SentTxStatusDeps,
@@ -310,16 +350,20 @@ export async function applySentTxStatus<T extends OnChainOrderRecord>(
       r.status = 'cancelled';
       r.error = 'replaced by a cancel transaction at the same nonce';
       r.updatedAtMs = deps.clock.nowMs();
+      await settleRecordedSpend(deps.spendCaps, r, 'released');
       return;
     }
   }
   const st = await deps.errors.read(() => deps.sender.status(txHash, r.nonce));
   if (st.state === 'mined') {
-    if (st.receipt.status === 'success') onMined(r, st.receipt);
-    else {
+    if (st.receipt.status === 'success') {
+      onMined(r, st.receipt);
+      await settleRecordedSpend(deps.spendCaps, r, 'committed');
+    } else {
       r.status = 'rejected';
       r.error = (await deps.sender.revertError(st.receipt, r.clientOrderId)).shortMessage;
       r.updatedAtMs = deps.clock.nowMs();
+      await settleRecordedSpend(deps.spendCaps, r, 'released');
     }
   } else if (st.state === 'replaced') {
     r.status = 'failed';

@@ -10,6 +10,7 @@ import path from 'node:path';
 export interface OrderRecordStore<T> {
   get(clientOrderId: string): Promise<T | undefined>;
   put(clientOrderId: string, record: T): Promise<void>;
+  /** Every record (fills, reconciliation, and the spend-cap window rebuilt after a restart). */
   list(): Promise<T[]>;
 }
 
@@ -42,11 +43,20 @@ export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
 
   private load(): Record<string, T> {
     if (this.data) return this.data;
+    let text: string;
     try {
-      this.data = JSON.parse(readFileSync(this.file, 'utf8')) as Record<string, T>;
+      text = readFileSync(this.file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       this.data = {};
+      return this.data;
+    }
+    try {
+      this.data = JSON.parse(text) as Record<string, T>;
+    } catch (err) {
+      throw new Error(`order store ${this.file} is not valid JSON: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     return this.data;
   }

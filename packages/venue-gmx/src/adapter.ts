@@ -12,7 +12,6 @@ import {
   TERMINAL_ORDER_STATUSES,
 } from '@xhedge/core';
 import {
-  type ApprovalPolicy,
   applySentTxStatus,
   assertOrderBasics,
   type CreateOnChainVenueDeps,
@@ -20,7 +19,6 @@ import {
   defaultOrderStore,
   type EvmContext,
   type EvmVenueConfigLike,
-  ensureAllowance,
   newOrderRecord,
   type OnChainOrderRecord,
   type OrderRecordStore,
@@ -29,6 +27,7 @@ import {
   parseVenueRequest,
   type RecordedSendDeps,
   replaceByNonce,
+  reserveAndApprove,
   SpendCaps,
   sendRecorded,
   type TxSender,
@@ -159,6 +158,8 @@ export class GmxVenue implements VenueAdapter {
       venue: id,
       caps: { [this.p.collateralAsset.toLowerCase()]: toUnits(this.p.spendCapPerDay, COLLATERAL_DECIMALS) },
       clock: this.clock,
+      // The window is rebuilt from the spends recorded on the order records (survives a restart).
+      records: this.store,
     });
   }
 
@@ -555,21 +556,6 @@ export class GmxVenue implements VenueAdapter {
             .toFixed(0, Dec.ROUND_UP),
         )
       : 0n;
-    const record: GmxOrderRecord = newOrderRecord(req, this.clock.nowMs());
-    if (collateral > 0n) {
-      this.spendCaps.check(this.p.collateralAsset, collateral, cid);
-      const policy: ApprovalPolicy =
-        this.p.approval === 'capped' && this.p.approvalCap !== undefined
-          ? { mode: 'capped', capAmount: toUnits(this.p.approvalCap, COLLATERAL_DECIMALS) }
-          : { mode: 'exact' };
-      await ensureAllowance(this.sender, {
-        token: this.p.collateralAsset,
-        spender: this.p.exchangeRouter,
-        amount: collateral,
-        policy,
-        clientOrderId: cid,
-      });
-    }
     const data = this.orderCalldata(m, {
       isLong,
       increase,
@@ -578,12 +564,24 @@ export class GmxVenue implements VenueAdapter {
       collateral,
       executionFeeWei,
     });
-    const receipt = await sendRecorded(this.recordedSendDeps(), record, {
-      to: this.p.exchangeRouter,
-      data,
-      value: executionFeeWei,
+    const record: GmxOrderRecord = newOrderRecord(req, this.clock.nowMs());
+    // Held from here (check and reserve in one step) and recorded on the order before broadcast.
+    const spend = await reserveAndApprove(this.sender, this.spendCaps, {
+      token: this.p.collateralAsset,
+      spender: this.p.exchangeRouter,
+      amount: collateral,
+      policy:
+        this.p.approval === 'capped' && this.p.approvalCap !== undefined
+          ? { mode: 'capped', capAmount: toUnits(this.p.approvalCap, COLLATERAL_DECIMALS) }
+          : { mode: 'exact' },
+      clientOrderId: cid,
     });
-    if (collateral > 0n) this.spendCaps.record(this.p.collateralAsset, collateral);
+    const receipt = await sendRecorded(
+      this.recordedSendDeps(),
+      record,
+      { to: this.p.exchangeRouter, data, value: executionFeeWei },
+      spend,
+    );
     this.applyCreateReceipt(record, receipt);
     await this.store.put(cid, record);
     return this.toOrder(record);
@@ -610,7 +608,7 @@ export class GmxVenue implements VenueAdapter {
     if (!r.orderKey) {
       if (!r.txHash) return r;
       await applySentTxStatus(
-        { sender: this.sender, errors: this.errors, clock: this.clock },
+        { sender: this.sender, errors: this.errors, clock: this.clock, spendCaps: this.spendCaps },
         r,
         r.txHash,
         (x, receipt) => this.applyCreateReceipt(x, receipt),

@@ -11,7 +11,13 @@ import {
   TxSender,
 } from '@xhedge/evm';
 import { type LocalTestChain, startLocalTestChain } from '@xhedge/evm/testing';
-import { InsufficientFundsError, NonceError, NotConfirmedError, RevertedError } from '@xhedge/venue';
+import {
+  InsufficientFundsError,
+  InvalidOrderError,
+  NonceError,
+  NotConfirmedError,
+  RevertedError,
+} from '@xhedge/venue';
 import { runVenueConformance } from '@xhedge/venue/conformance';
 import { encodeFunctionData, type Hex } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -68,6 +74,7 @@ function venue(
     store?: MemoryOrderStore<GmxOrderRecord> | JsonFileOrderStore<GmxOrderRecord>;
     ctx?: EvmContext;
     receiptTimeoutSeconds?: number;
+    spendCapPerDay?: string;
   } = {},
 ) {
   return new GmxVenue(
@@ -77,6 +84,7 @@ function venue(
       approval: 'capped',
       approvalCap: '1000000',
       receiptTimeoutSeconds: opts.receiptTimeoutSeconds ?? 1,
+      ...(opts.spendCapPerDay !== undefined ? { spendCapPerDay: opts.spendCapPerDay } : {}),
     },
     { ctx: opts.ctx ?? trader, store: opts.store ?? new MemoryOrderStore() },
   );
@@ -111,7 +119,8 @@ describe('gmx adapter specifics', () => {
   beforeEach(freshChain);
 
   it('the keeper cancels an order whose acceptable price the oracle breached; collateral comes back', async () => {
-    const v = venue();
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    const v = venue({ store });
     const usdcBefore = (await v.fetchBalances()).find((b) => b.asset === 'USDC')?.amount ?? 0;
     const placed = await v.placeOrder({
       clientOrderId: 'breach-1',
@@ -138,6 +147,12 @@ describe('gmx adapter specifics', () => {
     expect(await v.fetchPositions()).toEqual([]);
     const usdcAfter = (await v.fetchBalances()).find((b) => b.asset === 'USDC')?.amount ?? 0;
     expect(usdcAfter).toBeCloseTo(usdcBefore, 6);
+    // The collateral left the wallet when the order was created: it stays counted against the daily cap.
+    expect((await store.get('breach-1'))?.spend).toMatchObject({
+      token: fx.params.collateralAsset.toLowerCase(),
+      amountBase: '23750000000', // 0.5 BTC × 95 000 USD / leverage 2, in 6-decimal units
+      state: 'committed',
+    });
   });
 
   it('fills at the oracle price, nets long and short, and reports USD-30 sizes in base units', async () => {
@@ -275,6 +290,8 @@ describe('gmx adapter specifics', () => {
     await rpc(deployer.publicClient, 'evm_setAutomine', [true]);
     const cancelled = await v2.cancelOrder('lost-1');
     expect(cancelled.status).toBe('cancelled');
+    // The cancel took its nonce: the lost order can never spend its collateral, so its spend is released.
+    expect((await new JsonFileOrderStore<GmxOrderRecord>(file).get('lost-1'))?.spend?.state).toBe('released');
     // The nonce is consumed by the cancel: the lost order can never appear; a new one goes out next.
     const next = await v2.placeOrder({
       clientOrderId: 'after-1',
@@ -323,6 +340,74 @@ describe('gmx adapter specifics', () => {
     expect(again.status).toBe('outcome-unknown');
     await advance();
     expect((await v2.getOrderByClientId('slow-1'))?.status).toBe('filled');
+  });
+
+  it('two orders placed at once whose collateral together exceeds the daily cap: exactly one is refused', async () => {
+    // 0.1 ETH at 3 500 USD with leverage 2 takes ~175 USDC of collateral; two take ~350 > 300.
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    const v = venue({ store, spendCapPerDay: '300' });
+    const order = (cid: string) =>
+      v.placeOrder({
+        clientOrderId: cid,
+        instrument: 'ETH-USD:PERP',
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '0.1',
+      });
+    const results = await Promise.allSettled([order('cap-a'), order('cap-b')]);
+    const placed = results.filter((r) => r.status === 'fulfilled');
+    const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(placed).toHaveLength(1);
+    expect(refused).toHaveLength(1);
+    const err = refused[0]?.reason as InvalidOrderError;
+    expect(err).toBeInstanceOf(InvalidOrderError);
+    expect(err.message).toMatch(
+      /spend cap exceeded for 0x[0-9a-fA-F]{40}: \d+ already spent or reserved \+ \d+ > cap 300000000 /,
+    );
+    // The refused one never reached the chain or the store.
+    expect(await store.list()).toHaveLength(1);
+    expect(await v.getOrderByClientId(err.clientOrderId as string)).toBeNull();
+  });
+
+  it('after a restart, the spends of the day are rebuilt from the order file: an order past the cap is still refused', async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-gmx-')), 'orders.json');
+    const v1 = venue({ store: new JsonFileOrderStore(file), spendCapPerDay: '300' });
+    const first = await v1.placeOrder({
+      clientOrderId: 'day-1',
+      instrument: 'ETH-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '0.1',
+    });
+    expect(first.status).toBe('acknowledged');
+
+    // Restart: a new adapter (new clients) over the same order file.
+    const v2 = venue({
+      store: new JsonFileOrderStore(file),
+      ctx: ctxFor(ANVIL_DEV_KEYS[1]),
+      spendCapPerDay: '300',
+    });
+    const err = await v2
+      .placeOrder({
+        clientOrderId: 'day-2',
+        instrument: 'ETH-USD:PERP',
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '0.1',
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidOrderError);
+    expect((err as InvalidOrderError).message).toMatch(/spend cap exceeded .* > cap 300000000 /);
+    expect(await v2.getOrderByClientId('day-2')).toBeNull();
+    // What still fits under the cap goes through (~87.5 USDC more).
+    const small = await v2.placeOrder({
+      clientOrderId: 'day-3',
+      instrument: 'ETH-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '0.05',
+    });
+    expect(small.status).toBe('acknowledged');
   });
 
   it('createGmxVenue builds the venue from an operator venue config with the key from env', async () => {

@@ -16,7 +16,6 @@ import {
   yearFraction,
 } from '@xhedge/core';
 import {
-  type ApprovalPolicy,
   applySentTxStatus,
   assertOrderBasics,
   type CreateOnChainVenueDeps,
@@ -24,7 +23,6 @@ import {
   defaultOrderStore,
   type EvmContext,
   type EvmVenueConfigLike,
-  ensureAllowance,
   newOrderRecord,
   type OnChainOrderRecord,
   type OrderRecordStore,
@@ -32,6 +30,7 @@ import {
   orderFromRecord,
   parseVenueRequest,
   replaceByNonce,
+  reserveAndApprove,
   SpendCaps,
   sendRecorded,
   type TxSender,
@@ -187,6 +186,8 @@ export class LyraVenue implements VenueAdapter {
         ),
       },
       clock: this.clock,
+      // The window is rebuilt from the spends recorded on the order records (survives a restart).
+      records: this.store,
     });
   }
 
@@ -748,11 +749,16 @@ export class LyraVenue implements VenueAdapter {
       if (plan.isBuy) maxTotalCost = (sim.totalCost * (10_000n + slip)) / 10_000n;
       else minTotalCost = (sim.totalCost * (10_000n - slip)) / 10_000n;
     }
+    // A buy counts its bound (maxTotalCost), not its final cost: the most it may take.
     const pull = plan.isBuy ? maxTotalCost : plan.collateralIn;
+    const data = this.tradeData(e, plan, amount, minTotalCost, maxTotalCost);
     const record: LyraOrderRecord = newOrderRecord(req, this.clock.nowMs());
-    if (pull > 0n) {
-      this.spendCaps.check(this.p.quoteAsset, pull, cid);
-      const policy: ApprovalPolicy =
+    // Held from here (check and reserve in one step); recorded on the order before broadcast.
+    const spend = await reserveAndApprove(this.sender, this.spendCaps, {
+      token: this.p.quoteAsset,
+      spender: e.market.optionMarket,
+      amount: pull,
+      policy:
         this.p.approval === 'capped' && this.p.approvalCap !== undefined
           ? {
               mode: 'capped',
@@ -760,15 +766,9 @@ export class LyraVenue implements VenueAdapter {
                 new Dec(this.p.approvalCap).mul(new Dec(10).pow(this.p.quoteDecimals)).toFixed(0),
               ),
             }
-          : { mode: 'exact' };
-      await ensureAllowance(this.sender, {
-        token: this.p.quoteAsset,
-        spender: e.market.optionMarket,
-        amount: pull,
-        policy,
-        clientOrderId: cid,
-      });
-    }
+          : { mode: 'exact' },
+      clientOrderId: cid,
+    });
     const receipt = await sendRecorded(
       {
         sender: this.sender,
@@ -777,9 +777,9 @@ export class LyraVenue implements VenueAdapter {
         wrap: (err, id) => this.errors.wrap(err, id),
       },
       record,
-      { to: e.market.optionMarket, data: this.tradeData(e, plan, amount, minTotalCost, maxTotalCost) },
+      { to: e.market.optionMarket, data },
+      spend,
     );
-    if (pull > 0n) this.spendCaps.record(this.p.quoteAsset, pull);
     this.applyReceipt(record, receipt);
     await this.store.put(cid, record);
     return this.toOrder(record);
@@ -809,7 +809,7 @@ export class LyraVenue implements VenueAdapter {
     if (TERMINAL_ORDER_STATUSES.has(record.status) || !record.txHash) return record;
     const r = { ...record };
     await applySentTxStatus(
-      { sender: this.sender, errors: this.errors, clock: this.clock },
+      { sender: this.sender, errors: this.errors, clock: this.clock, spendCaps: this.spendCaps },
       r,
       record.txHash,
       (x, receipt) => this.applyReceipt(x, receipt),

@@ -67,6 +67,7 @@ function venue(
     store?: MemoryOrderStore<LyraOrderRecord> | JsonFileOrderStore<LyraOrderRecord>;
     ctx?: EvmContext;
     receiptTimeoutSeconds?: number;
+    spendCapPerDay?: string;
   } = {},
 ) {
   return new LyraVenue(
@@ -76,6 +77,7 @@ function venue(
       approval: 'capped',
       approvalCap: '1000000000',
       receiptTimeoutSeconds: opts.receiptTimeoutSeconds ?? 1,
+      ...(opts.spendCapPerDay !== undefined ? { spendCapPerDay: opts.spendCapPerDay } : {}),
     },
     { ctx: opts.ctx ?? trader, store: opts.store ?? new MemoryOrderStore() },
   );
@@ -209,6 +211,10 @@ describe('lyra adapter specifics', () => {
       receiptTimeoutSeconds: 5,
     });
     expect((await v2.getOrderByClientId('pend-1'))?.status).toBe('outcome-unknown');
+    const spendOf = async (cid: string) =>
+      (await new JsonFileOrderStore<LyraOrderRecord>(file).get(cid))?.spend?.state;
+    // Recorded before broadcast; the outcome is unknown, so it counts.
+    expect(await spendOf('pend-1')).toBe('reserved');
     expect(
       await v2
         .placeOrder({
@@ -224,6 +230,8 @@ describe('lyra adapter specifics', () => {
     await rpc(deployer.publicClient, 'anvil_dropTransaction', [hash]);
     await rpc(deployer.publicClient, 'evm_setAutomine', [true]);
     expect((await v2.cancelOrder('pend-1')).status).toBe('cancelled');
+    // Its nonce went to the cancel: nothing can be pulled any more.
+    expect(await spendOf('pend-1')).toBe('released');
     expect(await v2.fetchPositions()).toEqual([]);
     expect(
       (
@@ -236,6 +244,37 @@ describe('lyra adapter specifics', () => {
         })
       ).status,
     ).toBe('filled');
+    expect(await spendOf('pend-2')).toBe('committed');
+  });
+
+  it('spend cap: concurrent buys cannot pass it together, and a restart still counts the day', async () => {
+    // A limit buy pulls at most limit × size: 400 per call bought, against a cap of 700 a day.
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-lyra-')), 'orders.json');
+    const v1 = venue({ store: new JsonFileOrderStore(file), spendCapPerDay: '700' });
+    const buy = (v: LyraVenue, cid: string, sizeBase: string) =>
+      v.placeOrder({
+        clientOrderId: cid,
+        instrument: call3500,
+        side: 'buy',
+        orderType: 'limit',
+        sizeBase,
+        limitPriceUsd: '400',
+      });
+    const results = await Promise.allSettled([buy(v1, 'cap-a', '1'), buy(v1, 'cap-b', '1')]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(refused).toHaveLength(1);
+    const err = refused[0]?.reason as InvalidOrderError;
+    expect(err).toBeInstanceOf(InvalidOrderError);
+    expect(err.message).toMatch(/spend cap exceeded .* > cap 700000000000000000000 /);
+
+    const v2 = venue({
+      store: new JsonFileOrderStore(file),
+      ctx: ctxFor(ANVIL_DEV_KEYS[1]),
+      spendCapPerDay: '700',
+    });
+    await expect(buy(v2, 'cap-c', '1')).rejects.toThrow(/spend cap exceeded/);
+    expect((await buy(v2, 'cap-d', '0.5')).status).toBe('filled');
   });
 
   it('createLyraVenue builds the venue from an operator venue config', async () => {
