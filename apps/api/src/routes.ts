@@ -206,7 +206,7 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       schema: {
         tags: ['venues'],
         summary:
-          'Add a venue (validated like the config file; credentials by {env} or {keyFile} only, never returned)',
+          'Add a venue; running processes use it within about a second, no restart (validated like the config file; credentials by {env} or {keyFile} only, never returned)',
         querystring: EmptyQuery,
         body: VenueBody,
         response: { 201: VenueView, ...errors },
@@ -225,7 +225,8 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       config: { access: 'operator' },
       schema: {
         tags: ['venues'],
-        summary: 'Replace a venue config (the id in the body must match the path)',
+        summary:
+          'Replace a venue config (the id in the body must match the path; kind and chain cannot change); applied live, new params once the venue has no working orders',
         params: VenueParam,
         querystring: EmptyQuery,
         body: VenueBody,
@@ -249,7 +250,7 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       config: { access: 'operator' },
       schema: {
         tags: ['venues'],
-        summary: 'Disable a venue: no new hedges are routed to it',
+        summary: 'Disable a venue: no new hedges are routed to it; risk keeps reading its positions',
         params: VenueParam,
         querystring: EmptyQuery,
         body: ReasonBody,

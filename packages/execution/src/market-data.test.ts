@@ -1,4 +1,4 @@
-import { systemClock } from '@xhedge/core';
+import { ManualClock, systemClock } from '@xhedge/core';
 import { createMarketSimulator } from '@xhedge/sim';
 import { createPaperVenue } from '@xhedge/venue-paper';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -53,6 +53,61 @@ describe('VenueMarketData over paper venues', () => {
     expect(await md.context({ ...intent, venue: 'nowhere' })).toEqual({});
     await a.close?.();
     await b.close?.();
+  });
+
+  it('positions: re-read at once after our fill (never the pre-fill ones), served stale within bounds while refreshed', async () => {
+    const market = createMarketSimulator({
+      underlyings: { ETH: { spot: 3500, vol: 0.6 } },
+      seed: 6,
+      clock: systemClock,
+    });
+    const a = createPaperVenue({ id: 'pa', kind: 'paper-drift', chain: 'solana:mainnet-beta', market });
+    a.seedBalance('USDC', 1e7);
+    a.seedPosition('ETH-USD:PERP', 1);
+    let reads = 0;
+    const fetchPositions = a.fetchPositions.bind(a);
+    a.fetchPositions = () => {
+      reads += 1;
+      return fetchPositions();
+    };
+    const clock = new ManualClock(1_000_000);
+    const md = new VenueMarketData({ venues: [a], clock, positionCacheMs: 1000 });
+    expect(await md.positionBase('ETH')).toBeCloseTo(1, 12);
+    expect(reads).toBe(1);
+    // a fill of ours: the read starts now, and the next check sees the position after it
+    a.seedPosition('ETH-USD:PERP', 3);
+    md.invalidatePositions('pa');
+    expect(reads).toBe(2);
+    expect(await md.positionBase('ETH')).toBeCloseTo(3, 12);
+    expect(reads).toBe(2);
+    // past the cache time: the cached positions answer at once and a refresh runs behind them
+    a.seedPosition('ETH-USD:PERP', 4); // moved by someone else (not our fill)
+    clock.advance(1500);
+    expect(await md.positionBase('ETH')).toBeCloseTo(3, 12);
+    expect(reads).toBe(3);
+    // the refresh lands in the background (no new read is started meanwhile)
+    let seen = 3;
+    for (let i = 0; i < 100 && seen !== 4; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      seen = (await md.positionBase('ETH')) ?? Number.NaN;
+    }
+    expect(seen).toBeCloseTo(4, 12);
+    expect(reads).toBe(3);
+    // too old to serve (past 5× the cache time): waited for
+    a.seedPosition('ETH-USD:PERP', 5);
+    clock.advance(6000);
+    expect(await md.positionBase('ETH')).toBeCloseTo(5, 12);
+    expect(reads).toBe(4);
+    // a failing venue: the error reaches the check (no stale guess), and the next check reads again
+    a.fetchPositions = () => {
+      reads += 1;
+      return Promise.reject(new Error('rpc down'));
+    };
+    md.invalidatePositions('pa');
+    await expect(md.positionBase('ETH')).rejects.toThrow('rpc down');
+    await expect(md.positionBase('ETH')).rejects.toThrow('rpc down');
+    expect(reads).toBe(6);
+    await a.close?.();
   });
 });
 

@@ -19,7 +19,11 @@ export interface VenueMarketDataOptions {
    * cache can only make a mark look older, never fresher. @defaultValue 250
    */
   markCacheMs?: number;
-  /** How long fetched positions are reused, ms. @defaultValue 1000 */
+  /**
+   * How long fetched positions are reused, ms. Past that and up to 5× that, the cached positions are
+   * still served while a refresh runs in the background (so an order does not wait for a venue's
+   * position read); older ones are waited for. @defaultValue 1000
+   */
   positionCacheMs?: number;
   /** Ask the venue for a quote (`quoteHedge`) so the max-slippage check runs. @defaultValue true */
   quotes?: boolean;
@@ -30,6 +34,8 @@ export interface VenueMarketDataOptions {
 interface Cached<T> {
   atMs: number;
   value: Promise<T>;
+  /** A background refresh is under way. */
+  refreshing?: boolean;
 }
 
 /**
@@ -131,21 +137,48 @@ export class VenueMarketData implements MarketDataSource {
 
   #positionsOf(venue: VenueAdapter): Promise<Position[]> {
     const now = this.#clock.nowMs();
-    let c = this.#positions.get(venue.id);
-    if (!c || now - c.atMs > this.#posMs) {
-      const value = venue.fetchPositions().catch((err: unknown) => {
-        this.#positions.delete(venue.id);
-        throw err;
-      });
-      c = { atMs: now, value };
-      this.#positions.set(venue.id, c);
+    const c = this.#positions.get(venue.id);
+    if (!c || now - c.atMs > 5 * this.#posMs) return this.#fetchPositions(venue, now).value;
+    if (now - c.atMs > this.#posMs && !c.refreshing) {
+      // serve these while newer ones are read; they replace them only when the read succeeds
+      c.refreshing = true;
+      venue.fetchPositions().then(
+        (ps) => {
+          if (this.#positions.get(venue.id) === c)
+            this.#positions.set(venue.id, { atMs: now, value: Promise.resolve(ps) });
+        },
+        () => {
+          c.refreshing = false;
+        },
+      );
     }
     return c.value;
   }
 
-  /** Drops cached positions (after a fill, so the next check sees it). */
+  #fetchPositions(venue: VenueAdapter, now: number): Cached<Position[]> {
+    const c: Cached<Position[]> = {
+      atMs: now,
+      value: venue.fetchPositions().catch((err: unknown) => {
+        if (this.#positions.get(venue.id) === c) this.#positions.delete(venue.id);
+        throw err;
+      }),
+    };
+    this.#positions.set(venue.id, c);
+    return c;
+  }
+
+  /**
+   * Our own fill changed a venue's positions: they are read again at once, in the background, and
+   * every check from now on waits for that read (never the positions from before the fill). Without a
+   * venue id, every venue's.
+   */
   invalidatePositions(venueId?: string): void {
-    if (venueId) this.#positions.delete(venueId);
-    else this.#positions.clear();
+    const now = this.#clock.nowMs();
+    for (const [id, v] of this.#venues) {
+      if (venueId !== undefined && id !== venueId) continue;
+      // the read's failure reaches whoever awaits it; nobody may be waiting yet
+      this.#fetchPositions(v, now).value.catch(() => {});
+    }
+    if (venueId !== undefined && !this.#venues.has(venueId)) this.#positions.delete(venueId);
   }
 }

@@ -30,7 +30,7 @@ export interface StartWorkersOptions {
   /** BullMQ connection options (each worker owns its connections). */
   connection: ConnectionOptions;
   queuePrefix: string;
-  /** The venues this process executes on; one worker per venue queue. */
+  /** The venues this process executes on at start; one worker per venue queue (more with `addVenue`). */
   venues: ReadonlyMap<string, VenueAdapter>;
   ledger: Ledger;
   controls: PreTradeControls;
@@ -63,11 +63,42 @@ export interface StartWorkersOptions {
    * @defaultValue none (age measured from the intent's `createdAtMs`)
    */
   dependencyReadyAtMs?: (job: Job<OrderJobData, OrderJobResult>) => Promise<number | undefined>;
+  /**
+   * Called with every worker the pool opens, at start and by `addVenue`, before it takes jobs (to
+   * listen to its `completed` and `failed` events).
+   */
+  onWorker?: (worker: Worker<OrderJobData, OrderJobResult>, venue: string) => void;
 }
 
 export interface WorkerPool {
+  /** The pool's workers now, one per venue queue (`addVenue` adds one, `removeVenue` takes one away). */
   readonly workers: readonly Worker[];
   readonly workerId: string;
+  /** The venues with a worker now. */
+  readonly venueIds: readonly string[];
+  /** The adapter a venue's jobs run on now. */
+  venue(id: string): VenueAdapter | undefined;
+  /**
+   * Starts a worker for a venue the pool does not run yet (a venue added while the process runs). It is
+   * covered by the kill-switch listener and closed by `close()` like the others. Throws when the pool
+   * has the venue already (use `replaceVenue`) or is closed.
+   */
+  addVenue(id: string, adapter: VenueAdapter): Promise<Worker>;
+  /**
+   * Swaps a venue's adapter while no job uses it: new jobs of the venue wait, jobs running on the
+   * current adapter finish their run first, then `next` (an adapter, or a function of the current one
+   * that may return that same one to keep it) takes over. Resolves with the adapter that was in use
+   * (the caller closes it when it was replaced). Throws when the pool has no worker for the venue.
+   */
+  replaceVenue(
+    id: string,
+    next: VenueAdapter | ((current: VenueAdapter) => Promise<VenueAdapter>),
+  ): Promise<VenueAdapter>;
+  /**
+   * Closes the venue's worker (its active jobs finish first; queued ones stay in the queue) and drops
+   * its adapter, which is returned for the caller to close. Undefined when the pool had no such venue.
+   */
+  removeVenue(id: string): Promise<VenueAdapter | undefined>;
   /**
    * Stops taking jobs and waits for active ones to finish (each ends in a ledger state the next run
    * reconciles from). With `force`, active jobs are abandoned: their locks expire, they fail as
@@ -80,25 +111,85 @@ const WORKING: readonly OrderStatus[] = ['sent', 'acknowledged', 'partially-fill
 
 class Blocked extends UnrecoverableError {}
 
-/** Starts one BullMQ worker per venue queue, with the order processor and the kill-switch listener. */
+/**
+ * Which jobs run on which venue adapter, so an adapter can be swapped while none of its jobs runs:
+ * `enter` waits while a swap of the venue is underway, `exclusive` waits until the venue's running
+ * jobs left and holds new ones back while it runs.
+ */
+class VenueUse {
+  readonly #active = new Map<string, number>();
+  readonly #idle = new Map<string, (() => void)[]>();
+  readonly #swapping = new Map<string, Promise<void>>();
+
+  async enter(venue: string): Promise<void> {
+    for (let s = this.#swapping.get(venue); s; s = this.#swapping.get(venue)) await s;
+    this.#active.set(venue, (this.#active.get(venue) ?? 0) + 1);
+  }
+
+  leave(venue: string): void {
+    const n = (this.#active.get(venue) ?? 1) - 1;
+    if (n > 0) {
+      this.#active.set(venue, n);
+      return;
+    }
+    this.#active.delete(venue);
+    for (const wake of this.#idle.get(venue)?.splice(0) ?? []) wake();
+  }
+
+  async exclusive<T>(venue: string, fn: () => Promise<T>): Promise<T> {
+    for (let s = this.#swapping.get(venue); s; s = this.#swapping.get(venue)) await s;
+    let release = () => {};
+    this.#swapping.set(
+      venue,
+      new Promise<void>((r) => {
+        release = r;
+      }),
+    );
+    try {
+      if ((this.#active.get(venue) ?? 0) > 0) {
+        await new Promise<void>((r) => {
+          const waiting = this.#idle.get(venue) ?? [];
+          waiting.push(r);
+          this.#idle.set(venue, waiting);
+        });
+      }
+      return await fn();
+    } finally {
+      this.#swapping.delete(venue);
+      release();
+    }
+  }
+}
+
+/**
+ * Starts one BullMQ worker per venue queue, with the order processor and the kill-switch listener.
+ * Venues can be added, swapped and removed while the pool runs (`addVenue`, `replaceVenue`, `removeVenue`).
+ */
 export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> {
   const workerId = o.workerId ?? `worker:${randomUUID().slice(0, 8)}`;
-  const p = new OrderProcessor(o, workerId);
-  const workers = [...o.venues.keys()].map(
-    (venue) =>
-      new Worker<OrderJobData, OrderJobResult>(
-        orderQueueName(venue),
-        (job, token, signal) => p.process(job, token, signal),
-        {
-          connection: o.connection,
-          prefix: o.queuePrefix,
-          name: workerId,
-          ...orderWorkerOptions(o.settings),
-        },
-      ),
-  );
-  // A worker without an 'error' listener would crash the process on a Redis hiccup.
-  for (const w of workers) w.on('error', () => {});
+  const venues = new Map(o.venues);
+  const workers = new Map<string, Worker<OrderJobData, OrderJobResult>>();
+  const use = new VenueUse();
+  const p = new OrderProcessor(o, workerId, venues, use);
+  let closed = false;
+  const open = (venue: string) => {
+    const w = new Worker<OrderJobData, OrderJobResult>(
+      orderQueueName(venue),
+      (job, token, signal) => p.process(job, token, signal),
+      {
+        connection: o.connection,
+        prefix: o.queuePrefix,
+        name: workerId,
+        ...orderWorkerOptions(o.settings),
+      },
+    );
+    // A worker without an 'error' listener would crash the process on a Redis hiccup.
+    w.on('error', () => {});
+    workers.set(venue, w);
+    o.onWorker?.(w, venue);
+    return w;
+  };
+  for (const venue of venues.keys()) open(venue);
   const onMessage = (_ch: string, msg: string) => {
     let ev: KillEvent;
     try {
@@ -107,18 +198,55 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
       return;
     }
     if (ev.action !== 'engage') return;
-    void p.onKill(ev, workers).catch(() => {});
+    // the workers and venues of the moment the switch engaged, including ones added since the start
+    void p.onKill(ev, [...workers.values()]).catch(() => {});
   };
   o.subscriber.on('message', onMessage);
   await o.subscriber.subscribe(o.killSwitch.channel);
-  await Promise.all(workers.map((w) => w.waitUntilReady()));
+  await Promise.all([...workers.values()].map((w) => w.waitUntilReady()));
   return {
-    workers,
+    get workers() {
+      return [...workers.values()];
+    },
     workerId,
+    get venueIds() {
+      return [...workers.keys()];
+    },
+    venue: (id) => venues.get(id),
+    async addVenue(id, adapter) {
+      if (closed) throw new Error(`worker pool ${workerId} is closed; cannot add venue ${id}`);
+      if (workers.has(id) || venues.has(id))
+        throw new Error(`worker pool ${workerId} runs venue ${id} already; replace its adapter instead`);
+      if (adapter.id !== id) throw new Error(`adapter ${adapter.id} given for venue ${id}`);
+      venues.set(id, adapter);
+      const w = open(id);
+      await w.waitUntilReady();
+      return w;
+    },
+    async replaceVenue(id, next) {
+      if (!venues.has(id)) throw new Error(`worker pool ${workerId} has no venue ${id}`);
+      return use.exclusive(id, async () => {
+        const current = venues.get(id);
+        if (!current) throw new Error(`worker pool ${workerId} has no venue ${id}`);
+        const adapter = typeof next === 'function' ? await next(current) : next;
+        if (adapter.id !== id) throw new Error(`adapter ${adapter.id} given for venue ${id}`);
+        venues.set(id, adapter);
+        return current;
+      });
+    },
+    async removeVenue(id) {
+      const w = workers.get(id);
+      workers.delete(id);
+      await w?.close();
+      const adapter = venues.get(id);
+      venues.delete(id);
+      return adapter;
+    },
     async close(force = false) {
+      closed = true;
       o.subscriber.off('message', onMessage);
       await o.subscriber.unsubscribe().catch(() => {});
-      await Promise.all(workers.map((w) => w.close(force)));
+      await Promise.all([...workers.values()].map((w) => w.close(force)));
     },
   };
 }
@@ -140,9 +268,14 @@ class OrderProcessor {
   readonly #pollMs: number;
   readonly #active = new Map<string, HedgeIntent>();
   readonly #gate: OrderGate;
+  /** The pool's adapters by venue id (live: venues come and go while the pool runs). */
+  readonly #venues: ReadonlyMap<string, VenueAdapter>;
+  readonly #use: VenueUse;
 
-  constructor(o: StartWorkersOptions, id: string) {
+  constructor(o: StartWorkersOptions, id: string, venues: ReadonlyMap<string, VenueAdapter>, use: VenueUse) {
     this.#o = o;
+    this.#venues = venues;
+    this.#use = use;
     this.#gate = new OrderGate({
       controls: o.controls,
       breakers: o.breakers,
@@ -163,11 +296,14 @@ class OrderProcessor {
   ): Promise<OrderJobResult> {
     const data = OrderJobData.parse(job.data);
     const { intent, clientOrderId } = data;
+    // one adapter per run: a swap of the venue's adapter waits for this run, and this run for a swap
+    await this.#use.enter(intent.venue);
     this.#active.set(clientOrderId, intent);
     try {
       return await this.#run(job, data, token, signal);
     } finally {
       this.#active.delete(clientOrderId);
+      this.#use.leave(intent.venue);
     }
   }
 
@@ -179,7 +315,7 @@ class OrderProcessor {
   ): Promise<OrderJobResult> {
     const { intent, clientOrderId } = data;
     const { ledger } = this.#o;
-    const venue = this.#o.venues.get(intent.venue);
+    const venue = this.#venues.get(intent.venue);
     if (!venue) throw new Error(`no adapter for venue ${intent.venue} in ${this.#id}`);
     // Fast path, a first run of an order without dependencies: the gates and the compare-and-set
     // queued → sent at once (both strictly before the venue call), then the venue. A gate that says no
@@ -471,7 +607,7 @@ class OrderProcessor {
       if (ev.allowRiskReducing && intent.reduceOnly) continue;
       for (const w of workers) w.cancelJob(intent.id, `kill switch ${ev.scope}`);
     }
-    for (const [venueId, venue] of this.#o.venues) {
+    for (const [venueId, venue] of [...this.#venues]) {
       if (!venue.capabilities.cancel) continue;
       if (!(await this.#o.killSwitch.claimCancel(ev.eventId, venueId))) continue;
       const working = await this.#o.ledger.listOrders({ venue: venueId, status: WORKING, limit: 5000 });

@@ -6,7 +6,8 @@ import { z } from 'zod';
 
 /**
  * The parts of the profile operators change at run time (venues, policy), kept in Redis so every
- * process of a run sees one version: the API writes, the orchestrator reads at each tick. Seeded from
+ * process of a run sees one version: the API writes, the orchestrator reads at each tick and the
+ * venue registry of each orchestrator and worker applies venue changes (`venuesChannel`). Seeded from
  * the profile on first start (SET NX), so a restart keeps operators' changes until the Redis is reset.
  */
 export class SharedConfigStore {
@@ -14,10 +15,16 @@ export class SharedConfigStore {
   readonly #venuesKey: string;
   readonly #policyKey: string;
   readonly #config: XhedgeConfig;
+  /**
+   * Pub/sub channel told after every venue change (add, update, disable), so the processes running
+   * venues apply it at once instead of at their next poll.
+   */
+  readonly venuesChannel: string;
 
   constructor(opts: { redis: Redis; prefix: string; config: XhedgeConfig }) {
     this.#redis = opts.redis;
     this.#venuesKey = `${opts.prefix}:config:venues`;
+    this.venuesChannel = `${opts.prefix}:config:venues:changed`;
     this.#policyKey = `${opts.prefix}:config:policy`;
     this.#config = opts.config;
   }
@@ -39,8 +46,10 @@ export class SharedConfigStore {
     return PoliciesConfig.parse(JSON.parse(raw));
   }
 
-  async #saveVenues(list: VenueConfig[]): Promise<void> {
+  async #saveVenues(list: VenueConfig[], changed: string): Promise<void> {
     await this.#redis.set(this.#venuesKey, JSON.stringify(list));
+    // a nudge only: a process that misses it still sees the change at its next poll
+    await this.#redis.publish(this.venuesChannel, changed).catch(() => 0);
   }
 
   /** The API's venue port over this store. */
@@ -54,7 +63,7 @@ export class SharedConfigStore {
           throw new XhedgeError('CONFLICT', `venue ${venue.id} exists; update it instead`, {
             details: { id: venue.id },
           });
-        await this.#saveVenues([...list, venue]);
+        await this.#saveVenues([...list, venue], venue.id);
         return venue;
       },
       update: async (id, venue, _actor) => {
@@ -66,7 +75,7 @@ export class SharedConfigStore {
         if (prev && (prev.kind !== venue.kind || prev.chain !== venue.chain))
           throw new XhedgeError('CONFLICT', `venue ${id}: kind and chain cannot change; add a new venue`);
         list[i] = venue;
-        await this.#saveVenues(list);
+        await this.#saveVenues(list, id);
         return venue;
       },
       disable: async (id, _actor) => {
@@ -74,7 +83,7 @@ export class SharedConfigStore {
         const v = list.find((x) => x.id === id);
         if (!v) throw new XhedgeError('NOT_FOUND', `no venue ${id}`, { details: { id } });
         v.enabled = false;
-        await this.#saveVenues(list);
+        await this.#saveVenues(list, id);
         return v;
       },
     };

@@ -5,3 +5,9 @@ export { type PlanForExecution, type RoutePlan, TickPlanner, type TickPlannerOpt
 export { createRouter, type RouterOptions } from './router.ts';
 export { RUN_ROLES, type Run, type RunRole, type StartRunOptions, startRun } from './run.ts';
 export { SnapshotBus } from './snapshot-bus.ts';
+export {
+  type SyncReport,
+  VenueRegistry,
+  type VenueRegistryOptions,
+  type VenueWorkers,
+} from './venue-registry.ts';

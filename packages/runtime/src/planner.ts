@@ -44,7 +44,13 @@ export interface TickPlannerOptions {
   clock: Clock;
   /** The simulated market paper venues price from; stepped to the clock before each tick. */
   market?: PaperMarket;
-  venues: readonly VenueAdapter[];
+  /**
+   * The venue adapters: a fixed list, or a function of the venue configs in force that returns them
+   * (a `VenueRegistry` syncing to them, so venues added or changed through the API join the next tick).
+   * Every adapter is read (a disabled venue's positions are still part of the book); only enabled
+   * venues are routed to.
+   */
+  venues: readonly VenueAdapter[] | ((configs: readonly VenueConfig[]) => Promise<readonly VenueAdapter[]>);
   ledger: Ledger;
   bus: SnapshotBus;
   /** Venues and policy in force now (operators change them through the API). */
@@ -124,8 +130,9 @@ export class TickPlanner {
 
   /** Decisions of the plans handed out, until `onPlanned` reports what was queued. */
   readonly #pending = new Map<string, HedgeDecision>();
-  readonly #marketInfo = new Map<string, MarketInfo[]>();
-  readonly #optionFeeBpsByVenue = new Map<string, number>();
+  /** Per adapter (a venue rebuilt with new params is a new adapter, and is asked again). */
+  readonly #marketInfo = new WeakMap<VenueAdapter, MarketInfo[]>();
+  readonly #optionFeeBpsByVenue = new WeakMap<VenueAdapter, number>();
   /** Spot and vol learnt from venue marks, for underlyings the simulated market does not give. */
   readonly #learnt = new Map<string, { spotUsd: number; volDecimal: number; asOfMs: number }>();
 
@@ -198,14 +205,14 @@ export class TickPlanner {
     }
   }
 
-  /** Reads every enabled venue; one venue's failure leaves its data out and is logged. */
-  async #read(enabled: readonly VenueAdapter[]) {
+  /** Reads every venue given; one venue's failure leaves its data out and is logged. */
+  async #read(venues: readonly VenueAdapter[]) {
     const positions: Position[] = [];
     const balances: Balance[] = [];
     const marks: Mark[] = [];
     const funding: FundingRate[] = [];
     await Promise.all(
-      enabled.map(async (v) => {
+      venues.map(async (v) => {
         try {
           const [p, b] = await Promise.all([v.fetchPositions(), v.fetchBalances()]);
           positions.push(...p);
@@ -234,13 +241,15 @@ export class TickPlanner {
     this.ticks++;
     this.#o.market?.sync();
     const venueCfg = await this.#o.currentVenues();
+    const all = typeof this.#o.venues === 'function' ? await this.#o.venues(venueCfg) : this.#o.venues;
     const enabledIds = new Set(venueCfg.filter((v) => v.enabled).map((v) => v.id));
-    const enabled = this.#o.venues.filter((v) => enabledIds.has(v.id));
+    // Disabled venues are read (their positions are still the book's) but never routed to.
+    const enabled = all.filter((v) => enabledIds.has(v.id));
     // Orders in flight are read BEFORE the venues: an order that fills while the venues are read is then
     // either still seen as working (hold) or already in the positions read. Reading in the other order
     // lets a keeper fill land between the two reads, and the same delta gets hedged twice.
     const inFlight = await this.#inFlightUnderlyings();
-    const inputs = await this.#read(enabled);
+    const inputs = await this.#read(all);
     this.#lastInputs = inputs;
     this.#learnMarket(inputs.marks);
     this.#setMarket(this.#risk);
@@ -300,10 +309,10 @@ export class TickPlanner {
   }
 
   async #markets(v: VenueAdapter): Promise<MarketInfo[]> {
-    let m = this.#marketInfo.get(v.id);
+    let m = this.#marketInfo.get(v);
     if (!m) {
       m = await v.loadMarkets();
-      this.#marketInfo.set(v.id, m);
+      this.#marketInfo.set(v, m);
     }
     return m;
   }
@@ -414,13 +423,13 @@ export class TickPlanner {
     infos: ReadonlyMap<string, MarketInfo>,
     spotUsd: number,
   ): Promise<number> {
-    const known = this.#optionFeeBpsByVenue.get(v.id);
+    const known = this.#optionFeeBpsByVenue.get(v);
     if (known !== undefined || instrument === undefined) return known ?? 0;
     const size = infos.get(instrument)?.minSizeBase ?? '1';
     const q = await v.quoteHedge({ instrument, side: 'buy', sizeBase: size, holdingHours: 0 });
     const bps = (q.feeUsd / (Number(q.executableSizeBase) * spotUsd)) * 10_000;
     const fee = Number.isFinite(bps) && bps > 0 ? bps : 0;
-    this.#optionFeeBpsByVenue.set(v.id, fee);
+    this.#optionFeeBpsByVenue.set(v, fee);
     return fee;
   }
 

@@ -77,12 +77,13 @@ const MARGIN_FRACTION = { perp: 0.1, future: 0.1, spot: 1, option: 1 } as const;
  * venue's capabilities.
  */
 export function createRouter(opts: RouterOptions): RoutePlan {
-  const markets = new Map<string, MarketInfo[]>();
+  // per adapter: a venue rebuilt with new params is a new adapter and lists its markets again
+  const markets = new WeakMap<VenueAdapter, MarketInfo[]>();
   const marketsOf = async (v: VenueAdapter): Promise<MarketInfo[]> => {
-    let m = markets.get(v.id);
+    let m = markets.get(v);
     if (!m) {
       m = await v.loadMarkets();
-      markets.set(v.id, m);
+      markets.set(v, m);
     }
     return m;
   };

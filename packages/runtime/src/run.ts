@@ -11,8 +11,9 @@ import {
   registerMetrics,
 } from '@xhedge/api';
 import type { XhedgeConfig } from '@xhedge/config';
-import { AcceleratedClock, type Clock, systemClock, XhedgeError } from '@xhedge/core';
+import { AcceleratedClock, type Clock, type OrderStatus, systemClock, XhedgeError } from '@xhedge/core';
 import {
+  type BridgeEndpoint,
   createPaperBridgeForVenues,
   layerZeroCostModel,
   type PaperBridge,
@@ -38,7 +39,8 @@ import {
 } from '@xhedge/execution';
 import { Ledger, openDatabase } from '@xhedge/store';
 import type { VenueAdapter, VenueHealth } from '@xhedge/venue';
-import type { Job } from 'bullmq';
+import type { PaperVenue } from '@xhedge/venue-paper';
+import type { Job, Queue, Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
@@ -50,11 +52,16 @@ import { type PlanForExecution, TickPlanner } from './planner.ts';
 import { createRouter } from './router.ts';
 import { SnapshotBus } from './snapshot-bus.ts';
 import { startTransferJobs, TransferFlows, transferDeliveredAtMs } from './transfers.ts';
-import { buildVenues, hasPaperVenues, type RunVenues } from './venues.ts';
+import { VenueRegistry } from './venue-registry.ts';
+import { buildVenue, buildVenues, hasPaperVenues, type RunVenues } from './venues.ts';
 
 export const RUN_ROLES = ['all', 'orchestrator', 'worker', 'api'] as const;
 /** Chain id of anvil's and hardhat's local dev chains. */
 const DEV_CHAIN = 'evm:31337';
+/** Orders at a venue that only the adapter that sent them is sure to find again. */
+const WORKING: readonly OrderStatus[] = ['sent', 'acknowledged', 'partially-filled', 'outcome-unknown'];
+/** How often (wall ms) a process running venues re-reads the venue configs, besides the store's nudges. */
+const VENUE_POLL_MS = 1000;
 export type RunRole = (typeof RUN_ROLES)[number];
 
 export interface StartRunOptions {
@@ -96,7 +103,11 @@ export interface Run {
   readonly clock: Clock;
   readonly redis: { embedded: boolean; url: string };
   readonly database: 'postgres' | 'pglite';
-  /** The venues this process trades on, paper and real (empty for the api role). */
+  /**
+   * The venues this process trades on now, paper and real (empty for the api role): the profile's
+   * enabled venues at start, then the ones operators add or enable through the API; disabled venues
+   * keep their adapter (risk still reads their positions).
+   */
   readonly venues: readonly VenueAdapter[];
   readonly ledger: Ledger;
   readonly killSwitch: KillSwitch;
@@ -255,29 +266,61 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     closers.push({ name: 'snapshot bus', close: async () => bus.close() });
 
     let built: RunVenues = { all: [], paper: [], market: undefined };
+    // The venues of this process, kept in line with the stored venue configs while the run goes: the
+    // api role only writes configs; the orchestrator (each tick) and the workers (poll and pub/sub
+    // nudge) apply them to their own parts.
+    let registry: VenueRegistry | undefined;
     if (role !== 'api') {
       built = await buildVenues({ config, clock, env, dataDir });
-      const all = built.all;
-      closers.push({ name: 'venues', close: () => Promise.all(all.map((v) => v.close?.())) });
+      const started = built;
+      const reg = new VenueRegistry({
+        initial: built.all.map((adapter) => {
+          const c = config.venues.find((v) => v.id === adapter.id);
+          if (!c) throw new XhedgeError('INTERNAL', `venue ${adapter.id} built but not in the profile`);
+          return { config: c, adapter };
+        }),
+        build: (v, previous) =>
+          buildVenue(v, { config, clock, env, dataDir, market: started.market }, previous),
+        current: () => configStore.venues(),
+        workingOrders: async (venue) =>
+          (await ledger.listOrders({ venue, status: WORKING, limit: 1 })).length,
+        log: (level, msg, data) => log[level](data ?? {}, msg),
+      });
+      registry = reg;
+      closers.push({ name: 'venues', close: () => reg.close() });
+      // Changes operators stored (in this run's Redis, also before a restart) apply before anything runs.
+      await reg.sync();
     }
+    const liveVenues = (): VenueAdapter[] => registry?.adapters() ?? [];
     const { market } = built;
-    const venues: VenueAdapter[] = built.all;
     // Real venues are probed once at start, so the banner says whether their chains answer (the loop
     // keeps retrying them every tick either way).
     const paperIds = new Set(built.paper.map((v) => v.id));
     const health = new Map(
       await Promise.all(
-        venues.filter((v) => !paperIds.has(v.id)).map(async (v) => [v.id, await probe(v)] as const),
+        built.all.filter((v) => !paperIds.has(v.id)).map(async (v) => [v.id, await probe(v)] as const),
       ),
     );
-    // Collateral moves among the paper venues: a LayerZero-like bridge (fee and delivery latency) on the
-    // run's clock. Real chains get no bridge here, so routing never plans a move to or from them.
-    const bridge = built.paper.length > 0 ? createPaperBridgeForVenues(built.paper, clock) : undefined;
+    // Collateral moves among the paper venues of the start: a LayerZero-like bridge (fee and delivery
+    // latency) on the run's clock. Real chains get no bridge here, so routing never plans a move to or
+    // from them; paper venues added while running are not on it either. Its endpoints follow the
+    // registry, so a paper venue rebuilt for new params stays on the bridge.
+    const endpoint = (v: PaperVenue): BridgeEndpoint => {
+      const now = () => (registry?.get(v.id) as PaperVenue | undefined) ?? v;
+      return {
+        id: v.id,
+        chain: v.chain,
+        debitBalance: (asset, amount) => now().debitBalance(asset, amount),
+        creditBalance: (asset, amount) => now().creditBalance(asset, amount),
+      };
+    };
+    const bridge =
+      built.paper.length > 0 ? createPaperBridgeForVenues(built.paper.map(endpoint), clock) : undefined;
     const transferable = new Set(bridge ? built.paper.map((v) => v.id) : []);
-    const byId = new Map(venues.map((v) => [v.id, v]));
+    const byId: ReadonlyMap<string, VenueAdapter> = registry?.byId ?? new Map();
     // The pre-trade controls read marks, quotes and positions from the venues themselves, so the
     // stale-mark, price-band, slippage and position-limit checks run in the real run; stale marks also
-    // trip the market breaker.
+    // trip the market breaker. `byId` is the registry's live map: venues added later are read too.
     const marketData: MarketDataSource = new VenueMarketData({ venues: byId, breakers, clock });
     const service = new ExecutionService({
       connection: redisEp.options,
@@ -296,7 +339,12 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     if (role === 'all' || role === 'orchestrator') {
       const p = new TickPlanner({
         clock,
-        venues,
+        // each tick first brings the venues in line with the configs it plans with (unless a sync is
+        // underway already: the tick does not wait for a swap waiting for the venue's jobs)
+        venues: async (configs) => {
+          await registry?.syncIfIdle(configs);
+          return liveVenues();
+        },
         ledger,
         bus,
         currentVenues: () => configStore.venues(),
@@ -357,21 +405,39 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     const pendingHedgeEvents: Job<OrderJobData, OrderJobResult>[] = [];
     if (role === 'all' || role === 'worker') {
       const subscriber = redisEp.client();
-      const pool: WorkerPool = await startWorkers({
-        connection: redisEp.options,
-        queuePrefix,
-        venues: byId,
-        ledger,
-        controls,
-        breakers,
-        killSwitch,
-        subscriber,
-        marketData,
-        metrics: execMetrics,
-        clock,
-        // A hedge funded by a bridge transfer is as old as the delivery, not as its plan.
-        ...(bridge ? { dependencyReadyAtMs: transferDeliveredAtMs } : {}),
-      });
+      // Every worker the pool opens, at start or for a venue added later, reports the orders that end.
+      const watch = (w: Worker<OrderJobData, OrderJobResult>) => {
+        w.on('completed', (job) => {
+          void reportJob(job);
+          if (hedgeMetrics) void observeJob(job, 'filled');
+          else pendingHedgeEvents.push(job);
+        });
+        w.on('failed', (job, err) => {
+          if (!job || job.attemptsMade < (job.opts.attempts ?? 1)) return;
+          void reportJob(job, err);
+          if (hedgeMetrics) void observeJob(job, 'failed');
+        });
+      };
+      const start = (venues: ReadonlyMap<string, VenueAdapter>) =>
+        startWorkers({
+          connection: redisEp.options,
+          queuePrefix,
+          venues,
+          ledger,
+          controls,
+          breakers,
+          killSwitch,
+          subscriber,
+          marketData,
+          metrics: execMetrics,
+          clock,
+          onWorker: watch,
+          // A hedge funded by a bridge transfer is as old as the delivery, not as its plan.
+          ...(bridge ? { dependencyReadyAtMs: transferDeliveredAtMs } : {}),
+        });
+      // The registry starts the pool and, from then on, adds workers for new venues and swaps adapters
+      // through it.
+      const pool: WorkerPool = registry ? await registry.attachWorkers(start) : await start(byId);
       closers.push({ name: 'kill-switch subscriber', close: () => subscriber.quit() });
       closers.push({ name: 'workers', close: () => pool.close() });
       if (bridge) {
@@ -390,18 +456,16 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       const reconciler = new Reconciler({ service, ledger, redis, prefix, metrics: execMetrics, clock });
       reconciler.start((err) => log.error({ err }, 'reconciler sweep failed'));
       closers.push({ name: 'reconciler', close: async () => reconciler.stop() });
-      for (const w of pool.workers) {
-        w.on('completed', (job) => {
-          void reportJob(job as Job<OrderJobData, OrderJobResult>);
-          if (hedgeMetrics) void observeJob(job as Job<OrderJobData, OrderJobResult>, 'filled');
-          else pendingHedgeEvents.push(job as Job<OrderJobData, OrderJobResult>);
-        });
-        w.on('failed', (job, err) => {
-          if (!job || job.attemptsMade < (job.opts.attempts ?? 1)) return;
-          void reportJob(job as Job<OrderJobData, OrderJobResult>, err);
-          if (hedgeMetrics) void observeJob(job as Job<OrderJobData, OrderJobResult>, 'failed');
-        });
-      }
+    }
+    if (registry) {
+      const reg = registry;
+      // stops first, so no venue is added to workers that are closing
+      closers.push({ name: 'venue registry', close: () => reg.stop() });
+      await reg.start({
+        pollMs: VENUE_POLL_MS,
+        subscriber: redisEp.client(),
+        channel: configStore.venuesChannel,
+      });
     }
     /** One line per order that ended: what filled where (with the venue's order id or tx), or why it failed. */
     async function reportJob(job: Job<OrderJobData, OrderJobResult>, err?: Error): Promise<void> {
@@ -458,7 +522,18 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         envToken: env.XHEDGE_API_TOKEN,
         paperProfile: noRealFunds,
       });
-      const queues = config.venues.map((v) => service.queue(v.id));
+      // Queues of the venues stored now; a venue added through this API gets its queue in the metrics at
+      // once (Bull Board lists the queues of the start).
+      const queues: Queue[] = (await configStore.venues()).map((v) => service.queue(v.id));
+      const storedVenues = configStore.venuesPort();
+      const venuesPort: ApiPorts['venues'] = {
+        ...storedVenues,
+        add: async (venue, actor) => {
+          const added = await storedVenues.add(venue, actor);
+          queues.push(service.queue(added.id));
+          return added;
+        },
+      };
       const ports: ApiPorts = {
         readiness: async () => {
           const checks: { name: string; ok: boolean; detail?: string }[] = [];
@@ -491,7 +566,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         }),
         hedges: hedgesPort({ ledger, cancel: (id, actor) => cancelJob(id, actor) }),
         controls: controlsPort(killSwitch, breakers),
-        venues: configStore.venuesPort(),
+        venues: venuesPort,
         policy: configStore.policyPort(),
         pnl: pnlPort(ledger),
         audit: auditPort(ledger),
@@ -548,14 +623,16 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       clock,
       redis: { embedded: redisEp.embedded, url: safeUrl(redisEp.url) },
       database: db.kind,
-      venues,
+      get venues() {
+        return liveVenues();
+      },
       ledger,
       killSwitch,
       planner,
       bridge,
       describe() {
         const lines = [
-          `xhedge ${config.name}: role ${role}, ${venues.length} venues (${built.paper.length} paper${simulated ? `, market speed ${speed}×` : ''})`,
+          `xhedge ${config.name}: role ${role}, ${liveVenues().length} venues (${liveVenues().filter((v) => registry?.configOf(v.id)?.kind.startsWith('paper-')).length} paper${simulated ? `, market speed ${speed}×` : ''})`,
           `  redis    ${redisEp.embedded ? `embedded js-redis-server at ${safeUrl(redisEp.url)}` : safeUrl(redisEp.url)}`,
           `  database ${db.kind === 'pglite' ? `PGlite in ${join(dataDir, 'pglite')}` : 'PostgreSQL (DATABASE_URL)'}`,
         ];

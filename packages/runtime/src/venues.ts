@@ -5,7 +5,7 @@ import { createMarketFromConfig, type PaperMarket } from '@xhedge/sim';
 import type { VenueAdapter } from '@xhedge/venue';
 import { createGmxVenue } from '@xhedge/venue-gmx';
 import { createLyraVenue } from '@xhedge/venue-lyra';
-import { createPaperVenues, type PaperVenue } from '@xhedge/venue-paper';
+import { createPaperVenues, PAPER_VENUE_KINDS, type PaperVenue } from '@xhedge/venue-paper';
 import { ZodError } from 'zod';
 
 /** The venues of one run: paper ones on the simulated market, and adapters to real chains. */
@@ -103,4 +103,54 @@ export async function buildVenues(o: BuildVenuesOptions): Promise<RunVenues> {
     throw err;
   }
   return { all, paper, market };
+}
+
+export interface BuildVenueOptions extends BuildVenuesOptions {
+  /** The run's simulated market (from `buildVenues`); paper venues cannot be built without one. */
+  market: PaperMarket | undefined;
+}
+
+function isPaperKind(kind: string): boolean {
+  return (PAPER_VENUE_KINDS as readonly string[]).includes(kind);
+}
+
+/**
+ * One venue's adapter while the run goes (a venue added or enabled through the API, or rebuilt for new
+ * params): a `paper-*` kind on the run's simulated market, seeded from the profile's book like at start
+ * (a rebuild instead carries the `previous` paper venue's positions and balances over, entries at the
+ * current mark; its order history stays with the old one), a real kind exactly as `buildVenues` does
+ * (keys from the env vars or key files the config names). Throws a config error naming the venue.
+ */
+export async function buildVenue(
+  v: VenueConfig,
+  o: BuildVenueOptions,
+  previous?: VenueAdapter,
+): Promise<VenueAdapter> {
+  if (!isPaperKind(v.kind)) return realVenue(v, o);
+  const { market } = o;
+  if (!market)
+    throw new XhedgeError(
+      'CONFIG_INVALID',
+      `venue ${v.id} (${v.kind}): this run has no simulated market (it started without paper venues), so it cannot add a paper venue; restart with a paper venue in the profile`,
+      { details: { venue: v.id, kind: v.kind } },
+    );
+  let book = o.config.book;
+  if (previous) {
+    const [positions, balances] = await Promise.all([previous.fetchPositions(), previous.fetchBalances()]);
+    book = {
+      source: 'config',
+      positions: positions
+        .filter((p) => p.sizeBase !== 0)
+        .map((p) => ({ venue: v.id, instrument: p.instrument, size: p.sizeBase })),
+      balances: balances
+        .filter((b) => b.amount > 0)
+        .map((b) => ({ venue: v.id, asset: b.asset, amount: b.amount })),
+    };
+  }
+  const config: XhedgeConfig = { ...o.config, venues: [{ ...v, enabled: true }], book };
+  return configured(v, () => {
+    const [venue] = createPaperVenues({ config, market, clock: o.clock });
+    if (!venue) throw new XhedgeError('CONFIG_INVALID', `venue ${v.id}: no paper venue was built`);
+    return venue;
+  });
 }

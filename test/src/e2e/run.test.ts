@@ -123,13 +123,15 @@ describe('xhedge end to end on paper venues (embedded Redis and PGlite)', () => 
     const doc = (await api('GET', '/docs/json')).json as unknown as OpenApiDoc;
     const rank = { public: 0, viewer: 1, operator: 2, admin: 3 } as const;
     const need = (method: string, path: string): keyof typeof rank =>
-      path === '/v1/health' || path === '/v1/ready'
+      path === '/v1/health' || path === '/v1/ready' || (path === '/v1/session' && method === 'delete')
         ? 'public'
-        : path.startsWith('/v1/tokens')
-          ? 'admin'
-          : method === 'get'
-            ? 'viewer'
-            : 'operator';
+        : path === '/v1/session'
+          ? 'viewer' // any token opens a read-only browser session
+          : path.startsWith('/v1/tokens')
+            ? 'admin'
+            : method === 'get'
+              ? 'viewer'
+              : 'operator';
     const sample: Record<string, string> = {
       id: 'gmx-arb',
       underlying: 'BTC',

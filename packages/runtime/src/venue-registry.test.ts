@@ -1,0 +1,361 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig, VenueConfig, type XhedgeConfig } from '@xhedge/config';
+import { deterministicId, type HedgeIntent, ManualClock } from '@xhedge/core';
+import { clientOrderIdFor, connectRedis, type RedisEndpoint } from '@xhedge/execution';
+import { Ledger, openDatabase } from '@xhedge/store';
+import type { VenueAdapter } from '@xhedge/venue';
+import type { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { SharedConfigStore } from './config-store.ts';
+import { TickPlanner } from './planner.ts';
+import { SnapshotBus } from './snapshot-bus.ts';
+import { VenueRegistry, type VenueWorkers } from './venue-registry.ts';
+import { buildVenue, buildVenues } from './venues.ts';
+
+const PAPER = readFileSync(new URL('../../../configs/profiles/paper.yaml', import.meta.url), 'utf8');
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const actor = { tokenId: 't', name: 'alice', role: 'operator' as const };
+
+/** Paper profile: lyra-arb and gmx-arb enabled, drift-sol disabled (its book entries stay), no uni-eth. */
+function profile(): XhedgeConfig {
+  const c = parseConfig(PAPER, 'paper.yaml');
+  c.name = `registry-${process.pid}`;
+  c.venues = c.venues.filter((v) => v.id !== 'uni-eth');
+  c.book.balances = c.book.balances.filter((b) => b.venue !== 'uni-eth');
+  const drift = c.venues.find((v) => v.id === 'drift-sol');
+  if (drift) drift.enabled = false;
+  // A narrow BTC band, so the first tick decides to hedge and routing is asked.
+  c.policy.default = { ...c.policy.default, kind: 'band', bandDelta: 0.001 } as typeof c.policy.default;
+  return c;
+}
+
+/** The pool as the registry sees it, recording what it is asked. */
+class FakeWorkers implements VenueWorkers {
+  readonly map = new Map<string, VenueAdapter>();
+  readonly added: string[] = [];
+  readonly replaced: string[] = [];
+  get venueIds(): string[] {
+    return [...this.map.keys()];
+  }
+  venue(id: string): VenueAdapter | undefined {
+    return this.map.get(id);
+  }
+  async addVenue(id: string, adapter: VenueAdapter): Promise<void> {
+    this.added.push(id);
+    this.map.set(id, adapter);
+  }
+  async replaceVenue(id: string, next: (current: VenueAdapter) => Promise<VenueAdapter>) {
+    const cur = this.map.get(id);
+    if (!cur) throw new Error(`no ${id}`);
+    const n = await next(cur);
+    this.map.set(id, n);
+    if (n !== cur) this.replaced.push(id);
+    return cur;
+  }
+}
+
+let ep: RedisEndpoint;
+let redis: Redis;
+const cleanup: (() => Promise<unknown>)[] = [];
+let n = 0;
+
+beforeAll(async () => {
+  ep = await connectRedis({ url: REDIS_URL });
+  redis = ep.client();
+});
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c();
+});
+afterAll(async () => {
+  await redis.quit();
+  await ep.close();
+});
+
+async function harness() {
+  const config = profile();
+  const clock = new ManualClock(Date.UTC(2026, 0, 5));
+  const prefix = `{xhedge}:registry-test-${process.pid}-${++n}`;
+  cleanup.push(async () => {
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+  });
+  const store = new SharedConfigStore({ redis, prefix, config });
+  await store.init();
+  const ledger = new Ledger(await openDatabase({}), { clock });
+  cleanup.push(() => ledger.close());
+  const dataDir = mkdtempSync(join(tmpdir(), 'xhedge-registry-'));
+  cleanup.push(async () => rmSync(dataDir, { recursive: true, force: true }));
+  const built = await buildVenues({ config, clock, env: {}, dataDir });
+  const logs: { level: string; msg: string; venue?: unknown }[] = [];
+  const builds: string[] = [];
+  const failing = new Set<string>();
+  const registry = new VenueRegistry({
+    initial: built.all.map((adapter) => ({
+      config: config.venues.find((v) => v.id === adapter.id) as VenueConfig,
+      adapter,
+    })),
+    build: async (v, previous) => {
+      builds.push(v.id);
+      if (failing.has(v.id)) throw new Error(`rpc of ${v.id} down`);
+      return buildVenue(v, { config, clock, env: {}, dataDir, market: built.market }, previous);
+    },
+    current: () => store.venues(),
+    workingOrders: async (venue) =>
+      (
+        await ledger.listOrders({
+          venue,
+          status: ['sent', 'acknowledged', 'partially-filled', 'outcome-unknown'],
+          limit: 1,
+        })
+      ).length,
+    log: (level, msg, data) => logs.push({ level, msg, venue: data?.venue }),
+  });
+  cleanup.push(() => registry.close());
+  const workers = new FakeWorkers();
+  await registry.attachWorkers(async (venues) => {
+    for (const [id, a] of venues) workers.map.set(id, a);
+    return workers;
+  });
+  const port = store.venuesPort();
+  const ids = () => registry.adapters().map((a) => a.id);
+  return {
+    config,
+    clock,
+    store,
+    port,
+    ledger,
+    registry,
+    workers,
+    logs,
+    builds,
+    failing,
+    ids,
+    market: built.market,
+  };
+}
+
+const perp = (id: string, params: Record<string, unknown> = {}) =>
+  VenueConfig.parse({ id, kind: 'paper-drift', chain: 'solana:mainnet-beta', params });
+
+describe('venue registry: stored venue configs → running adapters', () => {
+  it('does nothing while the stored configs match what runs', async () => {
+    const h = await harness();
+    expect(h.ids()).toEqual(['lyra-arb', 'gmx-arb']);
+    const r = await h.registry.sync();
+    expect(r).toEqual({ added: [], replaced: [], deferred: [], failed: [], refused: [] });
+    expect(h.builds).toEqual([]);
+    expect(h.workers.venueIds).toEqual(['lyra-arb', 'gmx-arb']);
+  });
+
+  it('builds a venue added through the API and starts its worker; once', async () => {
+    const h = await harness();
+    await h.port.add(perp('drift-two'), actor);
+    const r = await h.registry.sync();
+    expect(r.added).toEqual(['drift-two']);
+    const a = h.registry.get('drift-two');
+    expect(a?.chain).toBe('solana:mainnet-beta');
+    expect(h.registry.byId.get('drift-two')).toBe(a);
+    expect(h.workers.added).toEqual(['drift-two']);
+    expect(h.workers.venue('drift-two')).toBe(a);
+    expect(h.ids()).toEqual(['lyra-arb', 'gmx-arb', 'drift-two']);
+    // it prices from the run's market, like the venues of the start
+    const [mark] = (await a?.fetchMarks(['ETH-USD:PERP'])) ?? [];
+    expect(mark?.markPriceUsd).toBeCloseTo(h.market?.spot('ETH') ?? 0, -1);
+    // nothing changed since: no second build
+    expect((await h.registry.sync()).added).toEqual([]);
+    expect(h.builds).toEqual(['drift-two']);
+  });
+
+  it('builds a venue disabled in the profile once it is enabled, seeded from the profile book', async () => {
+    const h = await harness();
+    expect(h.registry.get('drift-sol')).toBeUndefined();
+    const stored = (await h.port.get('drift-sol')) as VenueConfig;
+    await h.port.update('drift-sol', { ...stored, enabled: true }, actor);
+    expect((await h.registry.sync()).added).toEqual(['drift-sol']);
+    const drift = h.registry.get('drift-sol');
+    expect((await drift?.fetchPositions())?.map((p) => [p.instrument, p.sizeBase])).toEqual([
+      ['ETH-USD:PERP', 40],
+    ]);
+    expect((await drift?.fetchBalances())?.find((b) => b.asset === 'USDC')?.amount).toBe(1_000_000);
+  });
+
+  it('keeps a disabled venue: risk reads its positions, routing gets the enabled venues only', async () => {
+    const h = await harness();
+    const gmx = h.registry.get('gmx-arb');
+    await h.port.disable('gmx-arb', actor);
+    expect(await h.registry.sync()).toEqual({
+      added: [],
+      replaced: [],
+      deferred: [],
+      failed: [],
+      refused: [],
+    });
+    expect(h.registry.get('gmx-arb')).toBe(gmx);
+    expect(h.registry.configOf('gmx-arb')?.enabled).toBe(false);
+    expect(h.logs.map((l) => l.msg)).toContain('venue gmx-arb disabled');
+    const routed: string[][] = [];
+    const planner = new TickPlanner({
+      clock: h.clock,
+      ...(h.market ? { market: h.market } : {}),
+      venues: async (configs) => {
+        await h.registry.sync(configs);
+        return h.registry.adapters();
+      },
+      ledger: h.ledger,
+      bus: new SnapshotBus(h.ledger),
+      currentVenues: () => h.store.venues(),
+      currentPolicy: () => h.store.policy(),
+      route: async (_d, venues) => {
+        routed.push(venues.map((v) => v.id));
+        return undefined;
+      },
+      staleAfterMs: h.config.limits.staleAfterMs,
+      log: () => {},
+    });
+    await planner.plan();
+    // gmx-arb holds the BTC perp of the book: still in the snapshot
+    expect(planner.lastSnapshot?.underlyings.BTC?.byVenue['gmx-arb']).toBeDefined();
+    expect(routed.length).toBeGreaterThan(0);
+    for (const r of routed) expect(r).toEqual(['lyra-arb']);
+  });
+
+  it('new params wait for the venue working orders, then a rebuilt adapter takes over with the book', async () => {
+    const h = await harness();
+    const old = h.registry.get('gmx-arb');
+    // an order working at gmx-arb (sent, not final)
+    const intent: HedgeIntent = {
+      id: deterministicId('int', 'registry', n),
+      planId: deterministicId('plan', 'registry', n),
+      underlying: 'BTC',
+      venue: 'gmx-arb',
+      chain: 'evm:42161',
+      instrument: 'BTC-USD:PERP',
+      side: 'sell',
+      sizeBase: '0.1',
+      orderType: 'market',
+      referencePriceUsd: 95_000,
+      reduceOnly: false,
+      urgency: 'normal',
+      reason: 'test',
+      createdAtMs: h.clock.nowMs(),
+      dependsOn: [],
+    };
+    const cid = clientOrderIdFor(intent.id);
+    await h.ledger.recordIntent(intent, { clientOrderId: cid, actor: 'test' });
+    await h.ledger.transition(cid, 'queued', { actor: 'test' });
+    await h.ledger.transition(cid, 'sent', { actor: 'test' });
+    const stored = (await h.port.get('gmx-arb')) as VenueConfig;
+    await h.port.update('gmx-arb', { ...stored, params: { keeperDelayMs: 100 } }, actor);
+    expect((await h.registry.sync()).deferred).toEqual(['gmx-arb']);
+    expect((await h.registry.sync()).deferred).toEqual(['gmx-arb']);
+    expect(h.registry.get('gmx-arb')).toBe(old);
+    expect(h.registry.configOf('gmx-arb')?.params).toEqual({ keeperDelayMs: 1500 });
+    expect(h.builds).toEqual([]);
+    // said once, not at every sync
+    expect(
+      h.logs.filter((l) => l.venue === 'gmx-arb' && /wait until its working orders end/.test(l.msg)),
+    ).toHaveLength(1);
+    await h.ledger.transition(cid, 'cancelled', { actor: 'test' });
+    expect((await h.registry.sync()).replaced).toEqual(['gmx-arb']);
+    const next = h.registry.get('gmx-arb');
+    expect(next).not.toBe(old);
+    expect(h.workers.replaced).toEqual(['gmx-arb']);
+    expect(h.workers.venue('gmx-arb')).toBe(next);
+    expect(h.registry.configOf('gmx-arb')?.params).toEqual({ keeperDelayMs: 100 });
+    // the paper venue's book came along
+    expect((await next?.fetchPositions())?.map((p) => [p.instrument, p.sizeBase])).toEqual([
+      ['BTC-USD:PERP', 5],
+    ]);
+    expect((await next?.fetchBalances())?.find((b) => b.asset === 'USDC')?.amount).toBe(2_000_000);
+  });
+
+  it('a failed build is logged with the venue id, the run goes on, and the next sync tries again', async () => {
+    const h = await harness();
+    h.failing.add('drift-two');
+    await h.port.add(perp('drift-two'), actor);
+    expect((await h.registry.sync()).failed).toEqual(['drift-two']);
+    expect((await h.registry.sync()).failed).toEqual(['drift-two']);
+    expect(h.builds).toEqual(['drift-two', 'drift-two']);
+    expect(h.registry.get('drift-two')).toBeUndefined();
+    expect(h.workers.added).toEqual([]);
+    const errors = h.logs.filter((l) => l.level === 'error');
+    expect(errors).toHaveLength(1); // the same failure is logged once
+    expect(errors[0]?.venue).toBe('drift-two');
+    expect(errors[0]?.msg).toBe(
+      'venue drift-two (paper-drift on solana:mainnet-beta): rpc of drift-two down (not built; tried again at every sync)',
+    );
+    h.failing.delete('drift-two');
+    expect((await h.registry.sync()).added).toEqual(['drift-two']);
+    expect(h.workers.added).toEqual(['drift-two']);
+
+    // bad params: the error names the venue and the field; fixed params build
+    await h.port.add(perp('drift-bad', { takerFeeBps: 'ten' }), actor);
+    expect((await h.registry.sync()).failed).toEqual(['drift-bad']);
+    expect(h.logs.find((l) => l.venue === 'drift-bad')?.msg).toMatch(/drift-bad.*takerFeeBps/);
+    await h.port.update('drift-bad', perp('drift-bad', { takerFeeBps: 10 }), actor);
+    expect((await h.registry.sync()).added).toEqual(['drift-bad']);
+  });
+
+  it('the planner tick does not wait behind a sync underway (syncIfIdle)', async () => {
+    const h = await harness();
+    let open = () => {};
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const slow = new VenueRegistry({
+      build: async () => {
+        await gate;
+        return h.registry.get('lyra-arb') as VenueAdapter;
+      },
+      current: () => h.store.venues(),
+      workingOrders: async () => 0,
+      log: () => {},
+    });
+    cleanup.push(() => slow.stop());
+    const underway = slow.sync(); // builds lyra-arb and gmx-arb, held at the gate
+    expect(await slow.syncIfIdle()).toEqual({
+      added: [],
+      replaced: [],
+      deferred: [],
+      failed: [],
+      refused: [],
+    });
+    open();
+    const r = await underway;
+    expect(r.added).toEqual(['lyra-arb']);
+    expect(r.failed).toEqual(['gmx-arb']); // the adapter it got calls itself lyra-arb
+  });
+
+  it('kind and chain never change under a running adapter (the store refuses, and so does the registry)', async () => {
+    const h = await harness();
+    const stored = (await h.port.get('gmx-arb')) as VenueConfig;
+    await expect(h.port.update('gmx-arb', { ...stored, kind: 'paper-drift' }, actor)).rejects.toMatchObject({
+      code: 'CONFLICT',
+    });
+    // a stored list that says otherwise anyway (written around the API)
+    const list = await h.store.venues();
+    const changed = list.map((v) => (v.id === 'gmx-arb' ? { ...v, chain: 'evm:10' } : v));
+    const gmx = h.registry.get('gmx-arb');
+    const r = await h.registry.sync(changed as VenueConfig[]);
+    expect(r.refused).toEqual(['gmx-arb']);
+    expect(h.registry.get('gmx-arb')).toBe(gmx);
+    expect(h.logs.find((l) => l.venue === 'gmx-arb')?.msg).toMatch(/kind and chain cannot change/);
+  });
+
+  it('applies a change announced by the store at once (pub/sub), without waiting for the poll', async () => {
+    const h = await harness();
+    await h.registry.start({ pollMs: 600_000, subscriber: ep.client(), channel: h.store.venuesChannel });
+    await h.port.add(perp('drift-nudged'), actor);
+    const deadline = Date.now() + 10_000;
+    while (!h.registry.get('drift-nudged') && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(h.registry.get('drift-nudged')?.id).toBe('drift-nudged');
+    expect(h.workers.added).toEqual(['drift-nudged']);
+    await h.registry.stop();
+    // stopped: changes are left for the next process
+    await h.port.add(perp('drift-late'), actor);
+    expect((await h.registry.sync()).added).toEqual([]);
+  });
+});
