@@ -1,5 +1,5 @@
 import { instrumentMeta, ManualClock, MS_PER_DAY, MS_PER_YEAR } from '@xhedge/core';
-import { inverseOption, normCdf, normPdf, VolSurface } from '@xhedge/pricing';
+import { inverseOption, normCdf, normPdf, PricingInputError, VolSurface } from '@xhedge/pricing';
 import { describe, expect, it } from 'vitest';
 import { RiskEngine, type RiskPosition } from './engine.ts';
 import { RiskSnapshot } from './snapshot.ts';
@@ -325,6 +325,19 @@ describe('RiskEngine: pricing models', () => {
       ivByInstrument: { [PUT]: 0.7 },
     });
     rel(vega(engine.snapshot({ scenarios: false })), bs('C', 70_000, 0.5).vega + bs('P', 60_000, 0.7).vega);
+  });
+
+  it('a bad per-instrument vol is an error naming the instrument (the batch pricer never returns NaN)', () => {
+    const engine = new RiskEngine({ clock: new ManualClock(NOW) });
+    engine.setBook({
+      positions: [
+        { venue: 'v', chain: 'offchain', instrument: CALL, sizeBase: 1, asOfMs: NOW },
+        { venue: 'v', chain: 'offchain', instrument: PUT, sizeBase: 1, asOfMs: NOW },
+      ],
+    });
+    engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, asOfMs: NOW, ivByInstrument: { [PUT]: -0.2 } });
+    expect(() => engine.snapshot({ scenarios: false })).toThrow(PricingInputError);
+    expect(() => engine.snapshot({ scenarios: false })).toThrow(`${PUT} vol = -0.2`);
   });
 
   it('falls back to the flat vol, with a warning, where the smile has no answer', () => {

@@ -6,7 +6,9 @@ import {
   type Mark,
   MS_PER_YEAR,
   NumericError,
+  yearFraction,
 } from '@xhedge/core';
+import { bsmBatch, PricingInputError } from '@xhedge/pricing';
 import type { VenueGreeks } from '@xhedge/venue';
 import { BookIndex, KIND_OPTION, type RiskBook, type RiskFill, type RiskPosition } from './book.ts';
 import {
@@ -110,6 +112,10 @@ export class RiskEngine {
   #markets: (UnderlyingMarket | undefined)[] = [];
   #venueGreeks = new Map<string, VenueGreeks[]>();
   readonly #book: BookIndex;
+  /** Struct-of-arrays buffers for pricing every live option of a snapshot in one batch (grown as needed). */
+  #batch = new OptionBatch(0);
+  /** The same for the scenario grid's revaluations. */
+  #grid = new OptionBatch(0);
 
   constructor(opts: RiskEngineOptions) {
     this.#clock = opts.clock;
@@ -222,6 +228,9 @@ export class RiskEngine {
       }
     }
     const priced = new Uint8Array(nUnits);
+    if (this.#batch.capacity < nUnits) this.#batch = new OptionBatch(nUnits);
+    const batch = this.#batch;
+    batch.reset();
     const missingMarket = new Set<number>();
     const noSmile = new Map<number, { count: number; why: string }>();
     for (let k = 0; k < nUnits; k++) {
@@ -241,6 +250,23 @@ export class RiskEngine {
       const vol =
         mkt.ivByInstrument?.[id] ??
         (n > 0 ? (ivSum[k] ?? 0) / n : this.#smileVol(mkt, meta, nowMs, u, noSmile));
+      units.tenorYears[k] =
+        meta.expiryMs === undefined ? 0 : Math.max((meta.expiryMs - nowMs) / MS_PER_YEAR, 0);
+      units.vol[k] = vol;
+      priced[k] = 1;
+      // Live options are priced below, all in one batch (no allocation per option).
+      if (meta.kind === 'option' && meta.expiryMs !== undefined && meta.expiryMs > nowMs) {
+        batch.add(
+          k,
+          meta.optionType === 'call' ? 1 : -1,
+          mkt.spotUsd,
+          meta.strike ?? 0,
+          yearFraction(nowMs, meta.expiryMs),
+          vol,
+          mkt.rateDecimal ?? 0,
+        );
+        continue;
+      }
       const g = unitGreeks(meta, mkt.spotUsd, vol, mkt.rateDecimal ?? 0, nowMs);
       units.price[k] = g.priceUsd;
       units.delta[k] = g.delta;
@@ -250,13 +276,10 @@ export class RiskEngine {
       units.rho[k] = g.rhoPer1Pct;
       units.vanna[k] = g.vannaPerVolPoint;
       units.netCoinInverse[k] = g.netDeltaCoinInverse;
-      units.tenorYears[k] =
-        meta.expiryMs === undefined ? 0 : Math.max((meta.expiryMs - nowMs) / MS_PER_YEAR, 0);
-      units.vol[k] = vol;
-      priced[k] = 1;
       if (meta.kind === 'option' && meta.expiryMs !== undefined && meta.expiryMs <= nowMs)
         warnings.push(`${id} has expired: valued at intrinsic, no Greeks but delta`);
     }
+    batch.price(units);
     for (const u of missingMarket)
       warnings.push(`no market (spot, vol) for ${book.underlyings[u]}: its positions are not priced`);
     for (const [u, x] of noSmile)
@@ -420,28 +443,64 @@ export class RiskEngine {
     return mkt.volDecimal;
   }
 
-  /** Full revaluation: options repriced at each shocked spot and vol, linear exposure times the move. */
+  /**
+   * Full revaluation: options repriced at each shocked spot and vol, linear exposure times the move.
+   * Live options go through the batch pricer, one kernel call per grid cell.
+   */
   #scenarios(u: number, mkt: UnderlyingMarket, linearDelta: number, nowMs: number): ScenarioGrid {
     const units = this.#book.units;
     const S = mkt.spotUsd;
     const r = mkt.rateDecimal ?? 0;
     const pnl = this.#volShocks.map(() => this.#spotShocks.map((x) => linearDelta * S * (x / 100)));
+    const live: number[] = [];
     for (let k = 0; k < units.n; k++) {
       if (units.underlying[k] !== u || units.kind[k] !== KIND_OPTION) continue;
       const size = units.netSize[k] ?? 0;
       if (size === 0) continue;
       const meta = units.meta[k] as InstrumentMeta;
-      const vol = units.vol[k] ?? mkt.volDecimal;
+      if (meta.expiryMs !== undefined && meta.expiryMs > nowMs) {
+        live.push(k);
+        continue;
+      }
+      // expired: intrinsic value at the shocked spot
       const base = units.price[k] ?? 0;
-      this.#volShocks.forEach((dv, i) => {
-        const v = Math.max(vol + dv / 100, 0.01);
+      this.#volShocks.forEach((_dv, i) => {
         const row = pnl[i] as number[];
         this.#spotShocks.forEach((x, j) => {
-          const p = unitGreeks(meta, S * (1 + x / 100), v, r, nowMs).priceUsd;
+          const p = unitGreeks(meta, S * (1 + x / 100), mkt.volDecimal, r, nowMs).priceUsd;
           row[j] = (row[j] ?? 0) + size * (p - base);
         });
       });
     }
+    if (live.length === 0)
+      return { spotShocksPct: [...this.#spotShocks], volShocksPts: [...this.#volShocks], pnlUsd: pnl };
+    if (this.#grid.capacity < live.length) this.#grid = new OptionBatch(live.length);
+    const g = this.#grid;
+    this.#volShocks.forEach((dv, i) => {
+      const row = pnl[i] as number[];
+      this.#spotShocks.forEach((x, j) => {
+        g.reset();
+        for (const k of live) {
+          const meta = units.meta[k] as InstrumentMeta;
+          g.add(
+            k,
+            meta.optionType === 'call' ? 1 : -1,
+            S * (1 + x / 100),
+            meta.strike ?? 0,
+            yearFraction(nowMs, meta.expiryMs ?? nowMs),
+            Math.max((units.vol[k] ?? mkt.volDecimal) + dv / 100, 0.01),
+            r,
+          );
+        }
+        row[j] =
+          (row[j] ?? 0) +
+          g.pnl(
+            (k) => units.netSize[k] ?? 0,
+            (k) => units.price[k] ?? 0,
+            units.ids,
+          );
+      });
+    });
     return { spotShocksPct: [...this.#spotShocks], volShocksPts: [...this.#volShocks], pnlUsd: pnl };
   }
 
@@ -545,4 +604,134 @@ function toTotals(a: Float64Array, o: number): GreekTotals {
     valueUsd: a[o + F_VALUE] ?? 0,
     fundingUsdPerHour: a[o + F_FUNDING] ?? 0,
   };
+}
+
+/** What {@link OptionBatch.price} writes: the book's per-instrument arrays. */
+interface UnitArrays {
+  price: Float64Array;
+  delta: Float64Array;
+  gamma: Float64Array;
+  vega: Float64Array;
+  theta: Float64Array;
+  rho: Float64Array;
+  vanna: Float64Array;
+  netCoinInverse: Float64Array;
+}
+
+/**
+ * Live options of one snapshot priced together with pricing's `bsmBatch` (BSM on spot with rate r, as
+ * `unitGreeks`): inputs gathered per instrument, one kernel call, results written back to the book's
+ * per-instrument arrays. The coin net delta of a coin-settled option is BS delta − price/spot.
+ */
+class OptionBatch {
+  readonly capacity: number;
+  n = 0;
+  readonly #unit: Int32Array;
+  readonly #in: {
+    callPut: Float64Array;
+    spot: Float64Array;
+    strike: Float64Array;
+    timeYears: Float64Array;
+    vol: Float64Array;
+    rate: Float64Array;
+  };
+  readonly #out: {
+    price: Float64Array;
+    delta: Float64Array;
+    gamma: Float64Array;
+    vegaPerVolPoint: Float64Array;
+    thetaPerDay: Float64Array;
+    rhoPer1Pct: Float64Array;
+    vannaPerVolPoint: Float64Array;
+  };
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+    const f = () => new Float64Array(capacity);
+    this.#unit = new Int32Array(capacity);
+    this.#in = { callPut: f(), spot: f(), strike: f(), timeYears: f(), vol: f(), rate: f() };
+    this.#out = {
+      price: f(),
+      delta: f(),
+      gamma: f(),
+      vegaPerVolPoint: f(),
+      thetaPerDay: f(),
+      rhoPer1Pct: f(),
+      vannaPerVolPoint: f(),
+    };
+  }
+
+  reset(): void {
+    this.n = 0;
+  }
+
+  /** The kernel over the batch; a bad input is an error naming the instrument, not the batch slot. */
+  #run(ids: readonly (string | undefined)[]): void {
+    try {
+      bsmBatch(this.#in, this.#out, this.n);
+    } catch (err) {
+      const m = err instanceof PricingInputError ? /^(\w+)\[(\d+)\]/.exec(String(err.details?.field)) : null;
+      const k = m ? this.#unit[Number(m[2])] : undefined;
+      if (!m || k === undefined) throw err;
+      throw new PricingInputError(
+        `${ids[k] ?? `instrument #${k}`} ${m[1]}`,
+        (err as PricingInputError).details?.value,
+        'must be positive and finite',
+      );
+    }
+  }
+
+  /** Σ size·(price − base) over the batch, after pricing it. */
+  pnl(
+    size: (unit: number) => number,
+    base: (unit: number) => number,
+    ids: readonly (string | undefined)[],
+  ): number {
+    if (this.n === 0) return 0;
+    this.#run(ids);
+    let sum = 0;
+    for (let i = 0; i < this.n; i++) {
+      const k = this.#unit[i] as number;
+      sum += size(k) * ((this.#out.price[i] as number) - base(k));
+    }
+    return sum;
+  }
+
+  add(
+    unit: number,
+    callPut: 1 | -1,
+    spot: number,
+    strike: number,
+    timeYears: number,
+    vol: number,
+    rate: number,
+  ) {
+    const i = this.n++;
+    this.#unit[i] = unit;
+    this.#in.callPut[i] = callPut;
+    this.#in.spot[i] = spot;
+    this.#in.strike[i] = strike;
+    this.#in.timeYears[i] = timeYears;
+    this.#in.vol[i] = vol;
+    this.#in.rate[i] = rate;
+  }
+
+  price(units: UnitArrays & { ids: (string | undefined)[] }): void {
+    if (this.n === 0) return;
+    this.#run(units.ids);
+    const o = this.#out;
+    for (let i = 0; i < this.n; i++) {
+      const k = this.#unit[i] as number;
+      const price = o.price[i] as number;
+      const delta = o.delta[i] as number;
+      units.price[k] = price;
+      units.delta[k] = delta;
+      units.gamma[k] = o.gamma[i] as number;
+      units.vega[k] = o.vegaPerVolPoint[i] as number;
+      units.theta[k] = o.thetaPerDay[i] as number;
+      units.rho[k] = o.rhoPer1Pct[i] as number;
+      units.vanna[k] = o.vannaPerVolPoint[i] as number;
+      units.netCoinInverse[k] = delta - price / (this.#in.spot[i] as number);
+    }
+  }
 }
