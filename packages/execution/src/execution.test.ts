@@ -1,3 +1,4 @@
+import { NotSupportedError } from '@xhedge/venue';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientOrderIdFor } from './ids.ts';
 import { LeaderLease } from './lease.ts';
@@ -34,6 +35,28 @@ describe('execution on BullMQ with a paper venue', () => {
     const [again] = await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
     expect(again?.outcome).toBe('duplicate');
     expect(env.placed.filter((c) => c === o.clientOrderId)).toHaveLength(1);
+  });
+
+  it('a venue that cannot list fills (VENUE_NOT_SUPPORTED): the order fills in one run, no fill row invented', async () => {
+    const real = env.paper.fetchFills.bind(env.paper);
+    env.paper.fetchFills = async () => {
+      throw new NotSupportedError({ venue: 'pv', message: 'fill history needs an event indexer' });
+    };
+    try {
+      const leg = env.intent(40);
+      await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+      const o = await filled(clientOrderIdFor(leg.id));
+      expect(o.status).toBe('filled');
+      expect(Number(o.filledSizeBase)).toBeCloseTo(Number(leg.sizeBase), 12);
+      expect(await env.ledger.listFills({ clientOrderId: o.clientOrderId })).toHaveLength(0);
+      const job = await until(async () => {
+        const j = await env.service.queue('pv').getJob(leg.id);
+        return (await j?.isCompleted()) ? j : undefined;
+      });
+      expect(job.attemptsMade).toBe(1);
+    } finally {
+      env.paper.fetchFills = real;
+    }
   });
 
   it('resolves a timeout whose order fills later through getOrderByClientId, never re-sending', async () => {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import {
   type Clock,
   canTransition,
+  type Fill,
   type HedgeIntent,
   type Order,
   type OrderStatus,
@@ -553,8 +554,8 @@ class OrderProcessor {
       }
     }
     if (order.status === 'filled' || order.status === 'partially-filled') {
-      const fills = await venue.fetchFills({ clientOrderId: order.clientOrderId });
-      for (const f of fills) if (f.clientOrderId === order.clientOrderId) await this.#o.ledger.recordFill(f);
+      for (const f of await this.#fills(venue, order.clientOrderId))
+        if (f.clientOrderId === order.clientOrderId) await this.#o.ledger.recordFill(f);
       this.#o.marketData?.invalidatePositions?.(intent.venue);
       const avg = Number(order.avgFillPriceUsd);
       if (Number.isFinite(avg) && avg > 0) {
@@ -570,6 +571,20 @@ class OrderProcessor {
       }
     }
     return order;
+  }
+
+  /**
+   * The venue's fills of an order. A venue that cannot list fills (Drift without an event indexer says
+   * `VENUE_NOT_SUPPORTED`) gives none: the order's own filled size and average price stand in the
+   * ledger, no fill row is invented, and the job is not failed for it.
+   */
+  async #fills(venue: VenueAdapter, clientOrderId: string): Promise<Fill[]> {
+    try {
+      return await venue.fetchFills({ clientOrderId });
+    } catch (err) {
+      if (isVenueError(err) && err.code === 'VENUE_NOT_SUPPORTED') return [];
+      throw err;
+    }
   }
 
   async #cancel(order: LedgerOrder, reason: string): Promise<LedgerOrder> {
