@@ -33,6 +33,7 @@ export interface GreeksBatchOutput {
 }
 
 const INV_SQRT_2PI = 0.3989422804014327;
+const INV_DAYS_PER_YEAR = 1 / DAYS_PER_YEAR;
 
 /**
  * Φ(x) given e = exp(−x²/2) (Hart 1968 via West 2005, as `normCdf`): the kernel computes one exponential
@@ -146,26 +147,31 @@ export function bsmBatch(input: BsmBatchInput, out: GreeksBatchOutput, n = input
       badInput(i, input);
     const sqrtT = Math.sqrt(T);
     const vSqrtT = v * sqrtT;
+    const inv = 1 / vSqrtT; // one division reused below (d1, gamma, theta)
+    // log(S/K) does not wait for the discount factors: the two transcendental chains run side by side
+    const lnSK = Math.log(S / K);
     const dfR = r === 0 ? 1 : Math.exp(-r * T);
     const dfQ = q === 0 ? 1 : Math.exp(-q * T);
-    const sq = S * dfQ;
-    const kr = K * dfR;
-    const d1 = Math.log(sq / kr) / vSqrtT + 0.5 * vSqrtT;
+    const d1 = (lnSK + (r - q) * T) * inv + 0.5 * vSqrtT;
     const d2 = d1 - vSqrtT;
     const e1 = Math.exp(-0.5 * d1 * d1);
+    const sq = S * dfQ;
+    const kr = K * dfR;
     // φ(d2)/φ(d1) = S·e^{−qT}/(K·e^{−rT}); recompute only if e1 underflowed.
     const e2 = e1 > 0 ? (e1 * sq) / kr : Math.exp(-0.5 * d2 * d2);
     const n1 = cdfWithExp(phi * d1, e1);
     const n2 = cdfWithExp(phi * d2, e2);
     const pdf1 = INV_SQRT_2PI * e1;
-    const vega = sq * pdf1 * sqrtT;
+    const sqPdf1 = sq * pdf1;
+    const vega = sqPdf1 * sqrtT;
     price[i] = phi * (sq * n1 - kr * n2);
     delta[i] = phi * dfQ * n1;
-    gamma[i] = (dfQ * pdf1) / (S * vSqrtT);
+    gamma[i] = (dfQ * pdf1 * inv) / S;
     vegaPerVolPoint[i] = vega * 0.01;
-    thetaPerDay[i] = ((-sq * pdf1 * v) / (2 * sqrtT) - phi * (r * kr * n2 - q * sq * n1)) / DAYS_PER_YEAR;
+    // σ/(2√T) = ½·σ²·(1/(σ√T))
+    thetaPerDay[i] = (-0.5 * sqPdf1 * v * v * inv - phi * (r * kr * n2 - q * sq * n1)) * INV_DAYS_PER_YEAR;
     rhoPer1Pct[i] = phi * kr * T * n2 * 0.01;
-    if (vannaOut) vannaOut[i] = ((-dfQ * pdf1 * d2) / v) * 0.01;
+    if (vannaOut) vannaOut[i] = -dfQ * pdf1 * d2 * (0.01 / v);
     if (volgaOut) volgaOut[i] = ((vega * d1 * d2) / v) * 1e-4;
   }
 }
