@@ -139,6 +139,6 @@ export interface ApiPorts {
   tokens: TokensPort;
   /** Prometheus registry served at /metrics (the runtime registers its own gauges on it too). */
   metrics: Registry;
-  /** BullMQ queues shown in Bull Board at /admin/queues; none → no board. */
+  /** BullMQ queues shown in Bull Board at /admin/queues (the list may grow while it runs; the board follows); none → no board. */
   queues?: readonly Queue[];
 }

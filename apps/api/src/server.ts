@@ -4,6 +4,7 @@ import { FastifyAdapter } from '@bull-board/fastify';
 import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
+import type { Queue } from 'bullmq';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { bearerToken, checkAccess, installAuth } from './auth.ts';
@@ -118,16 +119,26 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
     return ports.metrics.metrics();
   });
 
-  if (ports.queues && ports.queues.length > 0) {
+  if (ports.queues) {
     const queues = ports.queues;
     await app.register(async (board) => {
       // Read-only: retrying or removing jobs by hand would bypass the audit ledger and the controls.
-      // A browser opens it directly: the session cookie of POST /v1/session is accepted here too.
-      board.addHook('onRequest', async (req) => checkAccess(ports.tokens, req, 'viewer', sessions));
       const adapter = new FastifyAdapter();
-      createBullBoard({
-        queues: queues.map((q) => new BullMQAdapter(q, { readOnlyMode: true })),
-        serverAdapter: adapter,
+      const shown = new Set<Queue>();
+      const { addQueue } = createBullBoard({ queues: [], serverAdapter: adapter });
+      // The port's list grows when operators add venues while the run goes: the board follows it.
+      const follow = () => {
+        for (const q of queues) {
+          if (shown.has(q)) continue;
+          shown.add(q);
+          addQueue(new BullMQAdapter(q, { readOnlyMode: true }));
+        }
+      };
+      follow();
+      // A browser opens it directly: the session cookie of POST /v1/session is accepted here too.
+      board.addHook('onRequest', async (req) => {
+        await checkAccess(ports.tokens, req, 'viewer', sessions);
+        follow();
       });
       adapter.setBasePath('/admin/queues');
       await board.register(adapter.registerPlugin(), { prefix: '/admin/queues' });

@@ -522,8 +522,8 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         envToken: env.XHEDGE_API_TOKEN,
         paperProfile: noRealFunds,
       });
-      // Queues of the venues stored now; a venue added through this API gets its queue in the metrics at
-      // once (Bull Board lists the queues of the start).
+      // Queues of the venues stored now; a venue added through this API gets its queue in the metrics and
+      // in Bull Board at once.
       const queues: Queue[] = (await configStore.venues()).map((v) => service.queue(v.id));
       const storedVenues = configStore.venuesPort();
       const venuesPort: ApiPorts['venues'] = {

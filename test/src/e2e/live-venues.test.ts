@@ -20,7 +20,7 @@ import { withTestPolicy } from './test-policy.ts';
  * the orchestrator and worker processes each build the venue for their own parts.
  */
 const PAPER = readFileSync(new URL('../../../configs/profiles/paper.yaml', import.meta.url), 'utf8');
-const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+let REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const NAME = `live-venues-${process.pid}`;
 const SPLIT = `live-venues-split-${process.pid}`;
 const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
@@ -93,7 +93,11 @@ interface Snapshot {
 }
 
 beforeAll(async () => {
-  ep = await connectRedis({ url: REDIS_URL });
+  if (process.env.TEST_REDIS_URL === undefined && !(await listening(6379))) {
+    console.warn('live-venues.test: no Redis on 6379; using an embedded js-redis-server shared by URL');
+    ep = await connectRedis({});
+    REDIS_URL = ep.url;
+  } else ep = await connectRedis({ url: REDIS_URL });
   run = await startRun({
     config: profile(NAME),
     env: { REDIS_URL },
@@ -149,6 +153,9 @@ describe('a venue added through the API joins the running xhedge', () => {
       const r = await api('POST', `/v1/venues/${id}/disable`, { reason: 'live venue test' });
       expect(r.status).toBe(200);
     }
+    // Bull Board follows: the new venue's queue is listed without a restart
+    const board = (await api('GET', '/admin/queues/api/queues')).json as { queues: { name: string }[] };
+    expect(board.queues.map((q) => q.name)).toContain('orders-drift-live');
     const listed = (await api('GET', '/v1/venues')).json as { id: string; enabled: boolean }[];
     expect(listed.filter((v) => v.enabled).map((v) => v.id)).toEqual(['lyra-arb', 'drift-live']);
 
