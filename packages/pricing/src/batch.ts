@@ -1,6 +1,7 @@
 import { DAYS_PER_YEAR } from '@xhedge/core';
 import { PricingInputError } from './bsm.ts';
 import { blackImpliedVolCore, coreReason, type ImpliedVolReason } from './implied-vol.ts';
+import { normCdfWithExp } from './normal.ts';
 
 /**
  * Struct-of-arrays inputs for Black-Scholes-Merton on many options at once. All arrays have the same
@@ -34,44 +35,6 @@ export interface GreeksBatchOutput {
 
 const INV_SQRT_2PI = 0.3989422804014327;
 const INV_DAYS_PER_YEAR = 1 / DAYS_PER_YEAR;
-
-/**
- * Φ(x) given e = exp(−x²/2) (Hart 1968 via West 2005, as `normCdf`): the kernel computes one exponential
- * for φ(d1) and gets φ(d2) from it, so both CDFs cost no further `exp`.
- */
-function cdfWithExp(x: number, e: number): number {
-  const a = Math.abs(x);
-  let c: number;
-  if (a > 37) c = 0;
-  else if (a < 7.07106781186547) {
-    const n =
-      ((((((3.52624965998911e-2 * a + 0.700383064443688) * a + 6.37396220353165) * a + 33.912866078383) * a +
-        112.079291497871) *
-        a +
-        221.213596169931) *
-        a +
-        220.206867912376) *
-      e;
-    const d =
-      ((((((8.83883476483184e-2 * a + 1.75566716318264) * a + 16.064177579207) * a + 86.7807322029461) * a +
-        296.564248779674) *
-        a +
-        637.333633378831) *
-        a +
-        793.826512519948) *
-        a +
-      440.413735824752;
-    c = n / d;
-  } else {
-    let b = a + 0.65;
-    b = a + 4 / b;
-    b = a + 3 / b;
-    b = a + 2 / b;
-    b = a + 1 / b;
-    c = e / b / 2.506628274631;
-  }
-  return x > 0 ? 1 - c : c;
-}
 
 function badInput(i: number, input: BsmBatchInput): never {
   const fields = ['callPut', 'spot', 'strike', 'timeYears', 'vol'] as const;
@@ -159,8 +122,8 @@ export function bsmBatch(input: BsmBatchInput, out: GreeksBatchOutput, n = input
     const kr = K * dfR;
     // φ(d2)/φ(d1) = S·e^{−qT}/(K·e^{−rT}); recompute only if e1 underflowed.
     const e2 = e1 > 0 ? (e1 * sq) / kr : Math.exp(-0.5 * d2 * d2);
-    const n1 = cdfWithExp(phi * d1, e1);
-    const n2 = cdfWithExp(phi * d2, e2);
+    const n1 = normCdfWithExp(phi * d1, e1);
+    const n2 = normCdfWithExp(phi * d2, e2);
     const pdf1 = INV_SQRT_2PI * e1;
     const sqPdf1 = sq * pdf1;
     const vega = sqPdf1 * sqrtT;
