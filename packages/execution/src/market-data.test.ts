@@ -55,6 +55,67 @@ describe('VenueMarketData over paper venues', () => {
     await b.close?.();
   });
 
+  it('quotes: reused briefly for the same order shape, dropped by our fills and by age', async () => {
+    const market = createMarketSimulator({
+      underlyings: { ETH: { spot: 3500, vol: 0.6 } },
+      seed: 8,
+      clock: systemClock,
+    });
+    const a = createPaperVenue({ id: 'pa', kind: 'paper-gmx', chain: 'evm:42161', market });
+    a.seedBalance('USDC', 1e7);
+    let quotes = 0;
+    const quoteHedge = a.quoteHedge.bind(a);
+    a.quoteHedge = (q) => {
+      quotes += 1;
+      return quoteHedge(q);
+    };
+    const clock = new ManualClock(1_000_000);
+    const md = new VenueMarketData({ venues: [a], clock, quoteCacheMs: 250 });
+    const intent = {
+      id: 'int_md000000000000000000002',
+      planId: 'plan_mq',
+      underlying: 'ETH',
+      venue: 'pa',
+      chain: 'evm:42161' as const,
+      instrument: 'ETH-USD:PERP',
+      side: 'buy' as const,
+      sizeBase: '2',
+      orderType: 'market' as const,
+      referencePriceUsd: market.spot('ETH'),
+      reduceOnly: false,
+      urgency: 'normal' as const,
+      reason: 'test',
+      createdAtMs: Date.now(),
+      dependsOn: [],
+    };
+    const first = (await md.context(intent)).expectedPriceUsd;
+    expect(first).toBeGreaterThan(0);
+    expect((await md.context(intent)).expectedPriceUsd).toBe(first);
+    expect(quotes).toBe(1);
+    // another size or side is another quote
+    await md.context({ ...intent, sizeBase: '3' });
+    await md.context({ ...intent, side: 'sell' });
+    expect(quotes).toBe(3);
+    // a fill of ours on the venue: its quotes are asked again
+    md.invalidatePositions('pa');
+    await md.context(intent);
+    expect(quotes).toBe(4);
+    // older than the cache time: asked again
+    clock.advance(251);
+    await md.context(intent);
+    expect(quotes).toBe(5);
+    // a failed quote is not kept: the next check asks again
+    a.quoteHedge = () => {
+      quotes += 1;
+      return Promise.reject(new Error('rpc down'));
+    };
+    clock.advance(251);
+    await expect(md.context(intent)).rejects.toThrow('rpc down');
+    await expect(md.context(intent)).rejects.toThrow('rpc down');
+    expect(quotes).toBe(7);
+    await a.close?.();
+  });
+
   it('positions: re-read at once after our fill (never the pre-fill ones), served stale within bounds while refreshed', async () => {
     const market = createMarketSimulator({
       underlyings: { ETH: { spot: 3500, vol: 0.6 } },

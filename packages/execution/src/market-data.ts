@@ -27,6 +27,12 @@ export interface VenueMarketDataOptions {
   positionCacheMs?: number;
   /** Ask the venue for a quote (`quoteHedge`) so the max-slippage check runs. @defaultValue true */
   quotes?: boolean;
+  /**
+   * How long a quote for the same venue, instrument, side, size and reduce-only flag is reused, ms (the
+   * check before queueing and the one before sending, in one process, ask for the same quote moments
+   * apart; on a chain each is an RPC call). Our own fills on a venue drop its quotes. @defaultValue 250
+   */
+  quoteCacheMs?: number;
   /** When given, marks older than the breakers' `staleMarkMs` trip `market:stale-mark:<underlying>`. */
   breakers?: BreakerBoard;
 }
@@ -57,6 +63,8 @@ export class VenueMarketData implements MarketDataSource {
   readonly #marks = new Map<string, Cached<Mark | undefined>>();
   readonly #lastMark = new Map<string, Mark>();
   readonly #positions = new Map<string, Cached<Position[]>>();
+  readonly #quoteMs: number;
+  readonly #quoteCache = new Map<string, Cached<number>>();
 
   constructor(o: VenueMarketDataOptions) {
     this.#venues =
@@ -67,6 +75,7 @@ export class VenueMarketData implements MarketDataSource {
     this.#markMs = o.markCacheMs ?? 250;
     this.#posMs = o.positionCacheMs ?? 1000;
     this.#quotes = o.quotes ?? true;
+    this.#quoteMs = o.quoteCacheMs ?? 250;
     this.#breakers = o.breakers;
   }
 
@@ -76,16 +85,7 @@ export class VenueMarketData implements MarketDataSource {
     const [mark, positionBase, expectedPriceUsd] = await Promise.all([
       this.mark(venue, intent.instrument),
       this.positionBase(intent.underlying),
-      this.#quotes
-        ? venue
-            .quoteHedge({
-              instrument: intent.instrument,
-              side: intent.side,
-              sizeBase: intent.sizeBase,
-              reduceOnly: intent.reduceOnly,
-            })
-            .then((q) => q.expectedPriceUsd)
-        : undefined,
+      this.#quotes ? this.#expectedPrice(venue, intent) : undefined,
     ]);
     const ctx: ControlContext = {};
     if (mark) {
@@ -97,6 +97,36 @@ export class VenueMarketData implements MarketDataSource {
     if (positionBase !== undefined) ctx.positionBase = positionBase;
     if (expectedPriceUsd !== undefined) ctx.expectedPriceUsd = expectedPriceUsd;
     return ctx;
+  }
+
+  /** The venue's expected fill price for the order (its quote, cached for `quoteCacheMs`). */
+  #expectedPrice(venue: VenueAdapter, intent: HedgeIntent): Promise<number> {
+    const key = `${venue.id}|${intent.instrument}|${intent.side}|${intent.sizeBase}|${intent.reduceOnly}`;
+    const now = this.#clock.nowMs();
+    const c = this.#quoteCache.get(key);
+    if (c && now - c.atMs <= this.#quoteMs) return c.value;
+    if (this.#quoteCache.size >= 1000) {
+      for (const [k, v] of this.#quoteCache) if (now - v.atMs > this.#quoteMs) this.#quoteCache.delete(k);
+    }
+    const entry: Cached<number> = {
+      atMs: now,
+      value: venue
+        .quoteHedge({
+          instrument: intent.instrument,
+          side: intent.side,
+          sizeBase: intent.sizeBase,
+          reduceOnly: intent.reduceOnly,
+        })
+        .then(
+          (q) => q.expectedPriceUsd,
+          (err: unknown) => {
+            if (this.#quoteCache.get(key) === entry) this.#quoteCache.delete(key);
+            throw err;
+          },
+        ),
+    };
+    this.#quoteCache.set(key, entry);
+    return entry.value;
   }
 
   /** The venue's mark for an instrument (cached for `markCacheMs`). */
@@ -169,11 +199,14 @@ export class VenueMarketData implements MarketDataSource {
 
   /**
    * Our own fill changed a venue's positions: they are read again at once, in the background, and
-   * every check from now on waits for that read (never the positions from before the fill). Without a
-   * venue id, every venue's.
+   * every check from now on waits for that read (never the positions from before the fill); the
+   * venue's cached quotes are dropped. Without a venue id, every venue's.
    */
   invalidatePositions(venueId?: string): void {
     const now = this.#clock.nowMs();
+    // a fill moves the venue's quotes too (impact, open interest)
+    for (const k of this.#quoteCache.keys())
+      if (venueId === undefined || k.startsWith(`${venueId}|`)) this.#quoteCache.delete(k);
     for (const [id, v] of this.#venues) {
       if (venueId !== undefined && id !== venueId) continue;
       // the read's failure reaches whoever awaits it; nobody may be waiting yet
