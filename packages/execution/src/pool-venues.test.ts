@@ -14,7 +14,7 @@ function paperVenue(
   id: string,
   kind: 'paper-drift' | 'paper-gmx',
   params: Record<string, unknown> = {},
-): { venue: PaperVenue; hold(): void; release(): void } {
+): { venue: PaperVenue; hold(): void; release(): void; waiting(): number } {
   const market = createMarketSimulator({
     underlyings: { ETH: { spot: 3500, vol: 0.6 } },
     seed: 3,
@@ -22,6 +22,7 @@ function paperVenue(
   });
   let held: Promise<void> | undefined;
   let open = () => {};
+  let waiting = 0;
   const venue = createPaperVenue({
     id,
     kind,
@@ -29,7 +30,10 @@ function paperVenue(
     market,
     params: { latencyMs: 1, ...params },
     sleep: async () => {
+      if (!held) return;
+      waiting++;
       await held;
+      waiting--;
     },
   });
   venue.seedBalance('USDC', 1e8);
@@ -44,6 +48,7 @@ function paperVenue(
       held = undefined;
       open();
     },
+    waiting: () => waiting,
   };
 }
 
@@ -91,8 +96,10 @@ describe('venues added to and swapped in a running worker pool', () => {
     const first = env.intent(2, { venue: 'pv3' });
     await env.service.submitPlan({ planId: first.planId, legs: [first] });
     const q = env.service.queue('pv3');
-    // the job is running, stuck inside the old venue's request
+    // the job is running, stuck inside a request to the old venue (BullMQ's `active` alone comes
+    // before the processor picked its adapter)
     await until(async () => ((await (await q.getJob(first.id))?.getState()) === 'active' ? true : undefined));
+    await until(async () => (old.waiting() > 0 ? true : undefined));
     const next = paperVenue('pv3', 'paper-drift');
     const counted = countingVenue(next.venue);
     let swapped = false;
