@@ -3,6 +3,7 @@ import { PoliciesConfig, VenueConfig, type XhedgeConfig } from '@xhedge/config';
 import { ValidationError, XhedgeError } from '@xhedge/core';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import { checkVenueParams } from './venues.ts';
 
 /**
  * The parts of the profile operators change at run time (venues, policy), kept in Redis so every
@@ -58,6 +59,7 @@ export class SharedConfigStore {
       list: () => this.venues(),
       get: async (id) => (await this.venues()).find((v) => v.id === id),
       add: async (venue: VenueConfig, _actor: Actor) => {
+        checkVenueParams(venue);
         const list = await this.venues();
         if (list.some((v) => v.id === venue.id))
           throw new XhedgeError('CONFLICT', `venue ${venue.id} exists; update it instead`, {
@@ -74,6 +76,7 @@ export class SharedConfigStore {
         // Kind and chain decide which adapter runs; changing them is a new venue, not an update.
         if (prev && (prev.kind !== venue.kind || prev.chain !== venue.chain))
           throw new XhedgeError('CONFLICT', `venue ${id}: kind and chain cannot change; add a new venue`);
+        checkVenueParams(venue);
         list[i] = venue;
         await this.#saveVenues(list, id);
         return venue;

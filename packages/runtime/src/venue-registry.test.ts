@@ -290,12 +290,22 @@ describe('venue registry: stored venue configs → running adapters', () => {
     expect((await h.registry.sync()).added).toEqual(['drift-two']);
     expect(h.workers.added).toEqual(['drift-two']);
 
-    // bad params: the error names the venue and the field; fixed params build
-    await h.port.add(perp('drift-bad', { takerFeeBps: 'ten' }), actor);
-    expect((await h.registry.sync()).failed).toEqual(['drift-bad']);
+    // bad params: the API's port refuses them, naming the field; stored around the API anyway, the
+    // build fails with the venue and the field in the log; fixed params build
+    await expect(h.port.add(perp('drift-bad', { takerFeeBps: 'ten' }), actor)).rejects.toThrow(
+      /venue drift-bad \(paper-drift\): params\.takerFeeBps: Invalid input: expected number/,
+    );
+    await expect(h.port.add(perp('drift-bad', { takerFeeBsp: 10 }), actor)).rejects.toThrow(
+      /params: Unrecognized key: "takerFeeBsp"/,
+    );
+    const around = [...(await h.store.venues()), perp('drift-bad', { takerFeeBps: 'ten' })];
+    expect((await h.registry.sync(around)).failed).toEqual(['drift-bad']);
     expect(h.logs.find((l) => l.venue === 'drift-bad')?.msg).toMatch(/drift-bad.*takerFeeBps/);
-    await h.port.update('drift-bad', perp('drift-bad', { takerFeeBps: 10 }), actor);
+    await h.port.add(perp('drift-bad', { takerFeeBps: 10 }), actor);
     expect((await h.registry.sync()).added).toEqual(['drift-bad']);
+    await expect(h.port.update('drift-bad', perp('drift-bad', { levels: 0 }), actor)).rejects.toThrow(
+      /params\.levels/,
+    );
   });
 
   it('the planner tick does not wait behind a sync underway (syncIfIdle)', async () => {

@@ -1,12 +1,46 @@
 import { join } from 'node:path';
-import type { VenueConfig, XhedgeConfig } from '@xhedge/config';
-import { type Clock, XhedgeError } from '@xhedge/core';
+import type { VenueConfig, VenueKind, XhedgeConfig } from '@xhedge/config';
+import { type Clock, formatPath, ValidationError, XhedgeError } from '@xhedge/core';
 import { createMarketFromConfig, type PaperMarket } from '@xhedge/sim';
 import type { VenueAdapter } from '@xhedge/venue';
-import { createGmxVenue } from '@xhedge/venue-gmx';
-import { createLyraVenue } from '@xhedge/venue-lyra';
-import { createPaperVenues, PAPER_VENUE_KINDS, type PaperVenue } from '@xhedge/venue-paper';
-import { ZodError } from 'zod';
+import { createGmxVenue, GmxVenueParams } from '@xhedge/venue-gmx';
+import { createLyraVenue, LyraVenueParams } from '@xhedge/venue-lyra';
+import {
+  createPaperVenues,
+  DriftParams,
+  GmxParams,
+  LyraParams,
+  PAPER_VENUE_KINDS,
+  type PaperVenue,
+  SpotAmmParams,
+} from '@xhedge/venue-paper';
+import { ZodError, type z } from 'zod';
+
+/** Each venue kind's params schema: what its adapter parses when it is built. */
+const PARAMS_SCHEMA: Partial<Record<VenueKind, z.ZodType>> = {
+  'paper-lyra': LyraParams,
+  'paper-gmx': GmxParams,
+  'paper-drift': DriftParams,
+  'paper-spot-amm': SpotAmmParams,
+  gmx: GmxVenueParams,
+  lyra: LyraVenueParams,
+};
+
+/**
+ * The params check the venue's adapter makes when it is built, without building it: a
+ * `ValidationError` naming each bad field (`params.takerFeeBps`, typos as unrecognized keys), so an
+ * operator adding or changing a venue over the API hears of it at once, not from the server log.
+ */
+export function checkVenueParams(v: VenueConfig): void {
+  const schema = PARAMS_SCHEMA[v.kind];
+  if (!schema) return;
+  const res = schema.safeParse(v.params ?? {});
+  if (res.success) return;
+  throw new ValidationError(
+    `venue ${v.id} (${v.kind})`,
+    res.error.issues.map((i) => ({ path: formatPath(['params', ...i.path]), message: i.message })),
+  );
+}
 
 /** The venues of one run: paper ones on the simulated market, and adapters to real chains. */
 export interface RunVenues {
