@@ -7,7 +7,7 @@ import { Ledger, openDatabase } from '@xhedge/store';
 import type { VenueAdapter } from '@xhedge/venue';
 import { createPaperVenues, type PaperVenue } from '@xhedge/venue-paper';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type PlanForExecution, TickPlanner } from './planner.ts';
+import { type PlanForExecution, TickPlanner, type TickPlannerOptions } from './planner.ts';
 import { createRouter, fitOrderTypes, orderTypeFor } from './router.ts';
 import { SnapshotBus } from './snapshot-bus.ts';
 
@@ -36,7 +36,11 @@ afterEach(async () => {
   for (const l of open.splice(0)) await l.close();
 });
 
-async function harness(config: XhedgeConfig, wrap?: (v: PaperVenue) => VenueAdapter): Promise<Harness> {
+async function harness(
+  config: XhedgeConfig,
+  wrap?: (v: PaperVenue) => VenueAdapter,
+  breakers?: TickPlannerOptions['breakers'],
+): Promise<Harness> {
   const clock = new ManualClock(Date.UTC(2026, 0, 5));
   const market = createMarketFromConfig({
     market: config.market,
@@ -58,6 +62,7 @@ async function harness(config: XhedgeConfig, wrap?: (v: PaperVenue) => VenueAdap
     maxOptionOrderBase: config.limits.maxPositionBase,
     optionPriceBandBps: config.limits.priceBandBps - config.limits.maxSlippageBps,
     staleAfterMs: config.limits.staleAfterMs,
+    ...(breakers ? { breakers } : {}),
     log: () => {},
   });
   const venue = (id: string) => venues.find((v) => v.id === id) as PaperVenue;
@@ -241,5 +246,38 @@ describe('gas money is not book delta (regression: 10,000 ETH of anvil gas hedge
     const after = withWallet.planner.lastSnapshot?.underlyings;
     expect(after?.ETH?.delta).toBeCloseTo(before?.ETH?.delta ?? Number.NaN, 9);
     expect(after?.BTC?.delta).toBeCloseTo((before?.BTC?.delta ?? Number.NaN) + 2, 9);
+  });
+});
+
+describe('market circuit breakers fed by the tick', () => {
+  it('each tick gives every underlying its spot (price shock) and every venue chain its liveness (chain halt)', async () => {
+    const prices: [string, number, number | undefined][] = [];
+    const chains: [string, boolean][] = [];
+    const h = await harness(profile(['lyra-arb', 'gmx-arb', 'drift-sol']), undefined, {
+      observePrice: async (u, p, ts) => {
+        prices.push([u, p, ts]);
+      },
+      observeChain: async (c, halted) => {
+        chains.push([c, halted]);
+      },
+    });
+    await h.planner.plan();
+    const snap = h.planner.lastSnapshot;
+    expect(prices.map(([u]) => u).sort()).toEqual(Object.keys(snap?.underlyings ?? {}).sort());
+    for (const [u, p, ts] of prices) {
+      expect(p).toBe(snap?.underlyings[u]?.spotUsd);
+      expect(ts).toBe(snap?.asOfMs);
+    }
+    expect(chains.sort()).toEqual([
+      ['evm:42161', false], // lyra-arb
+      ['evm:42161', false], // gmx-arb
+      ['solana:mainnet-beta', false],
+    ]);
+    chains.length = 0;
+    h.venue('drift-sol').faults.halt();
+    h.clock.advance(60_000);
+    await h.planner.plan();
+    expect(chains).toContainEqual(['solana:mainnet-beta', true]);
+    expect(chains).toContainEqual(['evm:42161', false]);
   });
 });

@@ -69,6 +69,14 @@ export interface TickPlannerOptions {
   optionPriceBandBps?: number;
   /** Inputs older than this are stale in the snapshot, ms. */
   staleAfterMs: number;
+  /**
+   * The market circuit breakers fed by each tick: every underlying's spot (price shock over the
+   * window) and every venue's chain liveness from its health probe (chain halt). @defaultValue none
+   */
+  breakers?: {
+    observePrice(underlying: string, priceUsd: number, tsMs?: number): Promise<void>;
+    observeChain(chain: string, halted: boolean): Promise<void>;
+  };
   log: (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
 }
 
@@ -214,7 +222,11 @@ export class TickPlanner {
     await Promise.all(
       venues.map(async (v) => {
         try {
-          const [p, b] = await Promise.all([v.fetchPositions(), v.fetchBalances()]);
+          const [p, b] = await Promise.all([
+            v.fetchPositions(),
+            v.fetchBalances(),
+            this.#o.breakers ? this.#observeChain(v) : undefined,
+          ]);
           positions.push(...p);
           balances.push(...b.filter((x) => !isGasMoney(v, x)));
           const instruments = [...new Set(p.map((x) => x.instrument))];
@@ -234,6 +246,12 @@ export class TickPlanner {
       }),
     );
     return { positions, balances, marks, funding };
+  }
+
+  /** Feeds the chain-halt breaker from the venue's health probe (a failed probe says nothing). */
+  async #observeChain(v: VenueAdapter): Promise<void> {
+    const h = await v.health().catch(() => undefined);
+    if (h) await this.#o.breakers?.observeChain(v.chain, h.halted);
   }
 
   /** One tick: the plans to submit (the published snapshot is in `lastSnapshot`). */
@@ -264,6 +282,11 @@ export class TickPlanner {
     this.#seqOffset = seq - raw.seq;
     const snapshot: RiskSnapshot = { ...raw, seq };
     this.#lastSnapshot = snapshot;
+    const br = this.#o.breakers;
+    if (br)
+      await Promise.all(
+        Object.entries(snapshot.underlyings).map(([u, r]) => br.observePrice(u, r.spotUsd, snapshot.asOfMs)),
+      );
     const plans = await this.#hedge(snapshot, enabled, inFlight);
     await this.#o.bus.publish(snapshot, { force: plans.length > 0 });
     return plans;

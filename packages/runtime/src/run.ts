@@ -366,6 +366,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         maxOptionOrderBase: config.limits.maxPositionBase,
         optionPriceBandBps: Math.max(0, config.limits.priceBandBps - config.limits.maxSlippageBps),
         staleAfterMs: config.limits.staleAfterMs,
+        breakers,
         log: (level, msg, data) => log[level](data ?? {}, msg),
         ...(market ? { market } : {}),
       });
