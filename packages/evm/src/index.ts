@@ -62,6 +62,7 @@ export {
   type CreateOnChainVenueDeps,
   createVenueTxSender,
   defaultOrderStore,
+  fillsFromRecords,
   newOrderRecord,
   type OnChainOrderRecord,
   onChainVenueFromConfig,
@@ -74,6 +75,7 @@ export {
   type VenueErrorMapper,
   type VenueTxSenderOptions,
   venueErrorMapper,
+  walletBalances,
 } from './onchain-orders.ts';
 export { AddressParam, DecimalParam } from './params.ts';
 export { parseVenueRequest } from './requests.ts';

@@ -1,7 +1,16 @@
 import path from 'node:path';
-import { type Clock, Dec, type Order, type OrderStatus, XhedgeError } from '@xhedge/core';
+import {
+  type Balance,
+  type Clock,
+  Dec,
+  type Fill,
+  type Order,
+  type OrderStatus,
+  TERMINAL_ORDER_STATUSES,
+  XhedgeError,
+} from '@xhedge/core';
 import { InvalidOrderError, type OrderRequest, type VenueError, type VenueHealth } from '@xhedge/venue';
-import type { Abi, Hex, TransactionReceipt } from 'viem';
+import { type Abi, type Address, erc20Abi, type Hex, type TransactionReceipt } from 'viem';
 import type { z } from 'zod';
 import type { RecordedSpend, SpendCaps, SpendReservation } from './approvals.ts';
 import { type EvmContext, type EvmVenueConfigLike, evmContextFromVenueConfig } from './clients.ts';
@@ -372,4 +381,69 @@ export async function applySentTxStatus<T extends OnChainOrderRecord>(
   } else {
     r.status = 'outcome-unknown';
   }
+}
+
+/**
+ * The fills an on-chain adapter reports: one per filled record (a record not yet final is brought up
+ * to date with `reconcile` first), oldest first. `fillKey` is the record's venue-side key (order key,
+ * tx hash); the fill id is `<venue>-<key>`, falling back to the client order id.
+ */
+export async function fillsFromRecords<R extends OnChainOrderRecord>(
+  venue: string,
+  store: OrderRecordStore<R>,
+  reconcile: (r: R) => Promise<R>,
+  fillKey: (r: R) => string | undefined,
+  opts: { sinceMs?: number; clientOrderId?: string } = {},
+): Promise<Fill[]> {
+  const records = opts.clientOrderId ? [await store.get(opts.clientOrderId)] : await store.list();
+  const fills: Fill[] = [];
+  for (const r0 of records) {
+    if (!r0) continue;
+    const r = TERMINAL_ORDER_STATUSES.has(r0.status) ? r0 : await reconcile(r0);
+    if (r.status !== 'filled' || !r.avgFillPriceUsd) continue;
+    if (opts.sinceMs !== undefined && r.updatedAtMs < opts.sinceMs) continue;
+    fills.push({
+      fillId: `${venue}-${fillKey(r) ?? r.clientOrderId}`,
+      clientOrderId: r.clientOrderId,
+      venue,
+      instrument: r.instrument,
+      side: r.side,
+      sizeBase: r.filledSizeBase,
+      priceUsd: r.avgFillPriceUsd,
+      feeUsd: r.feeUsd ?? 0,
+      gasUsd: 0,
+      tsMs: r.updatedAtMs,
+    });
+  }
+  return fills.sort((a, b) => a.tsMs - b.tsMs);
+}
+
+/**
+ * An adapter account's balances: its collateral token (`symbol`, `decimals`), all of it available, and
+ * the chain's gas coin (ETH), read in one round of calls.
+ */
+export async function walletBalances(
+  ctx: EvmContext,
+  errors: VenueErrorMapper,
+  p: { venue: string; chain: string; token: Address; decimals: number; symbol: string; now: () => number },
+): Promise<Balance[]> {
+  const c = ctx.publicClient;
+  const [units, wei] = await errors.read(() =>
+    Promise.all([
+      c.readContract({
+        address: p.token,
+        abi: erc20Abi,
+        functionName: 'balanceOf',
+        args: [ctx.account.address],
+      }),
+      c.getBalance({ address: ctx.account.address }),
+    ]),
+  );
+  const asOfMs = p.now();
+  const amount = Number(new Dec(units.toString()).div(new Dec(10).pow(p.decimals)).toString());
+  const eth = Number(new Dec(wei.toString()).div(new Dec(10).pow(18)).toString());
+  return [
+    { venue: p.venue, chain: p.chain, asset: p.symbol, amount, available: amount, asOfMs },
+    { venue: p.venue, chain: p.chain, asset: 'ETH', amount: eth, asOfMs },
+  ];
 }

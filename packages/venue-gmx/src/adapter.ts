@@ -19,6 +19,7 @@ import {
   defaultOrderStore,
   type EvmContext,
   type EvmVenueConfigLike,
+  fillsFromRecords,
   newOrderRecord,
   type OnChainOrderRecord,
   type OrderRecordStore,
@@ -34,6 +35,7 @@ import {
   unreachableHealth,
   type VenueErrorMapper,
   venueErrorMapper,
+  walletBalances,
 } from '@xhedge/evm';
 import {
   type HedgeQuote,
@@ -302,54 +304,24 @@ export class GmxVenue implements VenueAdapter {
   }
 
   async fetchBalances(): Promise<Balance[]> {
-    const c = this.ctx.publicClient;
-    const [usdc, eth] = await this.errors.read(() =>
-      Promise.all([
-        c.readContract({
-          address: this.p.collateralAsset,
-          abi: erc20Abi,
-          functionName: 'balanceOf',
-          args: [this.account],
-        }),
-        c.getBalance({ address: this.account }),
-      ]),
-    );
-    const now = this.clock.nowMs();
-    return [
-      {
-        venue: this.id,
-        chain: this.chain,
-        asset: 'USDC',
-        amount: Number(fromUnits(usdc, COLLATERAL_DECIMALS)),
-        available: Number(fromUnits(usdc, COLLATERAL_DECIMALS)),
-        asOfMs: now,
-      },
-      { venue: this.id, chain: this.chain, asset: 'ETH', amount: Number(fromUnits(eth, 18)), asOfMs: now },
-    ];
+    return walletBalances(this.ctx, this.errors, {
+      venue: this.id,
+      chain: this.chain,
+      token: this.p.collateralAsset,
+      decimals: COLLATERAL_DECIMALS,
+      symbol: 'USDC',
+      now: () => this.clock.nowMs(),
+    });
   }
 
   async fetchFills(opts: { sinceMs?: number; clientOrderId?: string } = {}): Promise<Fill[]> {
-    const records = opts.clientOrderId ? [await this.store.get(opts.clientOrderId)] : await this.store.list();
-    const fills: Fill[] = [];
-    for (const r0 of records) {
-      if (!r0) continue;
-      const r = TERMINAL_ORDER_STATUSES.has(r0.status) ? r0 : await this.reconcile(r0);
-      if (r.status !== 'filled' || !r.avgFillPriceUsd) continue;
-      if (opts.sinceMs !== undefined && r.updatedAtMs < opts.sinceMs) continue;
-      fills.push({
-        fillId: `${this.id}-${r.orderKey ?? r.txHash ?? r.clientOrderId}`,
-        clientOrderId: r.clientOrderId,
-        venue: this.id,
-        instrument: r.instrument,
-        side: r.side,
-        sizeBase: r.filledSizeBase,
-        priceUsd: r.avgFillPriceUsd,
-        feeUsd: r.feeUsd ?? 0,
-        gasUsd: 0,
-        tsMs: r.updatedAtMs,
-      });
-    }
-    return fills.sort((a, b) => a.tsMs - b.tsMs);
+    return fillsFromRecords(
+      this.id,
+      this.store,
+      (r) => this.reconcile(r),
+      (r) => r.orderKey ?? r.txHash,
+      opts,
+    );
   }
 
   private async ethUsd(): Promise<number> {

@@ -23,6 +23,7 @@ import {
   defaultOrderStore,
   type EvmContext,
   type EvmVenueConfigLike,
+  fillsFromRecords,
   newOrderRecord,
   type OnChainOrderRecord,
   type OrderRecordStore,
@@ -38,6 +39,7 @@ import {
   unreachableHealth,
   type VenueErrorMapper,
   venueErrorMapper,
+  walletBalances,
 } from '@xhedge/evm';
 import { bsm } from '@xhedge/pricing';
 import {
@@ -57,7 +59,6 @@ import {
   decodeFunctionResult,
   encodeAbiParameters,
   encodeFunctionData,
-  erc20Abi,
   type Hex,
   keccak256,
   maxUint256,
@@ -489,55 +490,24 @@ export class LyraVenue implements VenueAdapter {
   }
 
   async fetchBalances(): Promise<Balance[]> {
-    const c = this.ctx.publicClient;
-    const [q, eth] = await this.errors.read(() =>
-      Promise.all([
-        c.readContract({
-          address: this.p.quoteAsset,
-          abi: erc20Abi,
-          functionName: 'balanceOf',
-          args: [this.account],
-        }),
-        c.getBalance({ address: this.account }),
-      ]),
-    );
-    const now = this.clock.nowMs();
-    const amount = Number(new Dec(q.toString()).div(new Dec(10).pow(this.p.quoteDecimals)).toString());
-    return [
-      {
-        venue: this.id,
-        chain: this.chain,
-        asset: this.p.quoteSymbol,
-        amount,
-        available: amount,
-        asOfMs: now,
-      },
-      { venue: this.id, chain: this.chain, asset: 'ETH', amount: fromE18(eth), asOfMs: now },
-    ];
+    return walletBalances(this.ctx, this.errors, {
+      venue: this.id,
+      chain: this.chain,
+      token: this.p.quoteAsset,
+      decimals: this.p.quoteDecimals,
+      symbol: this.p.quoteSymbol,
+      now: () => this.clock.nowMs(),
+    });
   }
 
   async fetchFills(opts: { sinceMs?: number; clientOrderId?: string } = {}): Promise<Fill[]> {
-    const records = opts.clientOrderId ? [await this.store.get(opts.clientOrderId)] : await this.store.list();
-    const fills: Fill[] = [];
-    for (const r0 of records) {
-      if (!r0) continue;
-      const r = TERMINAL_ORDER_STATUSES.has(r0.status) ? r0 : await this.reconcile(r0);
-      if (r.status !== 'filled' || !r.avgFillPriceUsd) continue;
-      if (opts.sinceMs !== undefined && r.updatedAtMs < opts.sinceMs) continue;
-      fills.push({
-        fillId: `${this.id}-${r.txHash ?? r.clientOrderId}`,
-        clientOrderId: r.clientOrderId,
-        venue: this.id,
-        instrument: r.instrument,
-        side: r.side,
-        sizeBase: r.filledSizeBase,
-        priceUsd: r.avgFillPriceUsd,
-        feeUsd: r.feeUsd ?? 0,
-        gasUsd: 0,
-        tsMs: r.updatedAtMs,
-      });
-    }
-    return fills.sort((a, b) => a.tsMs - b.tsMs);
+    return fillsFromRecords(
+      this.id,
+      this.store,
+      (r) => this.reconcile(r),
+      (r) => r.txHash,
+      opts,
+    );
   }
 
   /** Chooses open or close, option type and position for a trade (see the class doc). */
