@@ -8,9 +8,16 @@ import {
   NumericError,
   yearFraction,
 } from '@xhedge/core';
-import { bsmBatch, PricingInputError } from '@xhedge/pricing';
+import { type BsmBatchInput, bsmBatch, type GreeksBatchOutput, PricingInputError } from '@xhedge/pricing';
 import type { VenueGreeks } from '@xhedge/venue';
-import { BookIndex, KIND_OPTION, type RiskBook, type RiskFill, type RiskPosition } from './book.ts';
+import {
+  BookIndex,
+  KIND_OPTION,
+  type RiskBook,
+  type RiskFill,
+  type RiskPosition,
+  type Units,
+} from './book.ts';
 import {
   GREEK_FIELDS,
   type GreeksDivergence,
@@ -607,16 +614,10 @@ function toTotals(a: Float64Array, o: number): GreekTotals {
 }
 
 /** What {@link OptionBatch.price} writes: the book's per-instrument arrays. */
-interface UnitArrays {
-  price: Float64Array;
-  delta: Float64Array;
-  gamma: Float64Array;
-  vega: Float64Array;
-  theta: Float64Array;
-  rho: Float64Array;
-  vanna: Float64Array;
-  netCoinInverse: Float64Array;
-}
+type UnitArrays = Pick<
+  Units,
+  'ids' | 'price' | 'delta' | 'gamma' | 'vega' | 'theta' | 'rho' | 'vanna' | 'netCoinInverse'
+>;
 
 /**
  * Live options of one snapshot priced together with pricing's `bsmBatch` (BSM on spot with rate r, as
@@ -627,23 +628,8 @@ class OptionBatch {
   readonly capacity: number;
   n = 0;
   readonly #unit: Int32Array;
-  readonly #in: {
-    callPut: Float64Array;
-    spot: Float64Array;
-    strike: Float64Array;
-    timeYears: Float64Array;
-    vol: Float64Array;
-    rate: Float64Array;
-  };
-  readonly #out: {
-    price: Float64Array;
-    delta: Float64Array;
-    gamma: Float64Array;
-    vegaPerVolPoint: Float64Array;
-    thetaPerDay: Float64Array;
-    rhoPer1Pct: Float64Array;
-    vannaPerVolPoint: Float64Array;
-  };
+  readonly #in: BsmBatchInput & { rate: Float64Array };
+  readonly #out: Required<Omit<GreeksBatchOutput, 'volgaPerVolPoint'>>;
 
   constructor(capacity: number) {
     this.capacity = capacity;
@@ -716,7 +702,7 @@ class OptionBatch {
     this.#in.rate[i] = rate;
   }
 
-  price(units: UnitArrays & { ids: (string | undefined)[] }): void {
+  price(units: UnitArrays): void {
     if (this.n === 0) return;
     this.#run(units.ids);
     const o = this.#out;
