@@ -5,17 +5,53 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VenueMarketData } from './market-data.ts';
 import { type Env, makeEnv } from './test-env.ts';
 
+/** A funded paper venue on its own ETH market (the market is shared when given). */
+function venueOn(
+  id: string,
+  kind: 'paper-drift' | 'paper-gmx',
+  seed: number,
+  market = createMarketSimulator({
+    underlyings: { ETH: { spot: 3500, vol: 0.6 } },
+    seed,
+    clock: systemClock,
+  }),
+) {
+  const chain = kind === 'paper-gmx' ? 'evm:42161' : 'solana:mainnet-beta';
+  const venue = createPaperVenue({ id, kind, chain, market });
+  venue.seedBalance('USDC', 1e7);
+  return { venue, market };
+}
+
+/** A market ETH perp order on venue `pa`. */
+function ethOrder(
+  n: number,
+  chain: 'evm:42161' | 'solana:mainnet-beta',
+  sizeBase: string,
+  referencePriceUsd: number,
+) {
+  return {
+    id: `int_md00000000000000000000${n}`,
+    planId: `plan_md${n}`,
+    underlying: 'ETH',
+    venue: 'pa',
+    chain,
+    instrument: 'ETH-USD:PERP',
+    side: 'buy' as const,
+    sizeBase,
+    orderType: 'market' as const,
+    referencePriceUsd,
+    reduceOnly: false,
+    urgency: 'normal' as const,
+    reason: 'test',
+    createdAtMs: Date.now(),
+    dependsOn: [],
+  };
+}
+
 describe('VenueMarketData over paper venues', () => {
   it('gives the order venue mark, the position across venues and the quote; caches marks briefly', async () => {
-    const market = createMarketSimulator({
-      underlyings: { ETH: { spot: 3500, vol: 0.6 } },
-      seed: 5,
-      clock: systemClock,
-    });
-    const a = createPaperVenue({ id: 'pa', kind: 'paper-drift', chain: 'solana:mainnet-beta', market });
-    const b = createPaperVenue({ id: 'pb', kind: 'paper-gmx', chain: 'evm:42161', market });
-    a.seedBalance('USDC', 1e7);
-    b.seedBalance('USDC', 1e7);
+    const { venue: a, market } = venueOn('pa', 'paper-drift', 5);
+    const { venue: b } = venueOn('pb', 'paper-gmx', 5, market);
     a.seedPosition('ETH-USD:PERP', 2);
     b.seedPosition('ETH-USD:PERP', -0.5);
     let fetches = 0;
@@ -25,23 +61,7 @@ describe('VenueMarketData over paper venues', () => {
       return fetchMarks(ids);
     };
     const md = new VenueMarketData({ venues: [a, b], markCacheMs: 10_000 });
-    const intent = {
-      id: 'int_md000000000000000000001',
-      planId: 'plan_md',
-      underlying: 'ETH',
-      venue: 'pa',
-      chain: 'solana:mainnet-beta' as const,
-      instrument: 'ETH-USD:PERP',
-      side: 'buy' as const,
-      sizeBase: '1',
-      orderType: 'market' as const,
-      referencePriceUsd: market.spot('ETH'),
-      reduceOnly: false,
-      urgency: 'normal' as const,
-      reason: 'test',
-      createdAtMs: Date.now(),
-      dependsOn: [],
-    };
+    const intent = ethOrder(1, 'solana:mainnet-beta', '1', market.spot('ETH'));
     const [c1, c2] = await Promise.all([md.context(intent), md.context(intent)]);
     expect(c1.mark?.priceUsd).toBeGreaterThan(0);
     expect(Math.abs((c1.mark?.asOfMs ?? 0) - Date.now())).toBeLessThan(5_000);
@@ -56,13 +76,7 @@ describe('VenueMarketData over paper venues', () => {
   });
 
   it('quotes: reused briefly for the same order shape, dropped by our fills and by age', async () => {
-    const market = createMarketSimulator({
-      underlyings: { ETH: { spot: 3500, vol: 0.6 } },
-      seed: 8,
-      clock: systemClock,
-    });
-    const a = createPaperVenue({ id: 'pa', kind: 'paper-gmx', chain: 'evm:42161', market });
-    a.seedBalance('USDC', 1e7);
+    const { venue: a, market } = venueOn('pa', 'paper-gmx', 8);
     let quotes = 0;
     const quoteHedge = a.quoteHedge.bind(a);
     a.quoteHedge = (q) => {
@@ -71,23 +85,7 @@ describe('VenueMarketData over paper venues', () => {
     };
     const clock = new ManualClock(1_000_000);
     const md = new VenueMarketData({ venues: [a], clock, quoteCacheMs: 250 });
-    const intent = {
-      id: 'int_md000000000000000000002',
-      planId: 'plan_mq',
-      underlying: 'ETH',
-      venue: 'pa',
-      chain: 'evm:42161' as const,
-      instrument: 'ETH-USD:PERP',
-      side: 'buy' as const,
-      sizeBase: '2',
-      orderType: 'market' as const,
-      referencePriceUsd: market.spot('ETH'),
-      reduceOnly: false,
-      urgency: 'normal' as const,
-      reason: 'test',
-      createdAtMs: Date.now(),
-      dependsOn: [],
-    };
+    const intent = ethOrder(2, 'evm:42161', '2', market.spot('ETH'));
     const first = (await md.context(intent)).expectedPriceUsd;
     expect(first).toBeGreaterThan(0);
     expect((await md.context(intent)).expectedPriceUsd).toBe(first);
@@ -117,13 +115,7 @@ describe('VenueMarketData over paper venues', () => {
   });
 
   it('positions: re-read at once after our fill (never the pre-fill ones), served stale within bounds while refreshed', async () => {
-    const market = createMarketSimulator({
-      underlyings: { ETH: { spot: 3500, vol: 0.6 } },
-      seed: 6,
-      clock: systemClock,
-    });
-    const a = createPaperVenue({ id: 'pa', kind: 'paper-drift', chain: 'solana:mainnet-beta', market });
-    a.seedBalance('USDC', 1e7);
+    const { venue: a } = venueOn('pa', 'paper-drift', 6);
     a.seedPosition('ETH-USD:PERP', 1);
     let reads = 0;
     const fetchPositions = a.fetchPositions.bind(a);
