@@ -1,5 +1,11 @@
 import { DAYS_PER_YEAR } from '@xhedge/core';
-import { type BsmBatchInput, bsmBatch, type GreeksBatchOutput, type OptionKind } from '@xhedge/pricing';
+import {
+  type BsmBatchInput,
+  bsmBatch,
+  type GreeksBatchOutput,
+  greeksBatchOutput,
+  type OptionKind,
+} from '@xhedge/pricing';
 
 /** One option of the book, in engine units. */
 export interface EngineOption {
@@ -86,15 +92,7 @@ export function createBookGrid(
       e++;
     }
   }
-  const out = {
-    price: f(),
-    delta: f(),
-    gamma: f(),
-    vegaPerVolPoint: f(),
-    thetaPerDay: f(),
-    rhoPer1Pct: f(),
-    vannaPerVolPoint: f(),
-  };
+  const out = greeksBatchOutput(n);
   const s = () => new Float64Array(points);
   const series: BookSeries = {
     valueUsd: s(),

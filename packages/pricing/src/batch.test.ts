@@ -1,20 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { bsmBatch, type GreeksBatchOutput } from './batch.ts';
+import { bsmBatch, greeksBatchOutput } from './batch.ts';
 import { bsm, PricingInputError } from './bsm.ts';
 
-function outputs(n: number): Required<GreeksBatchOutput> {
-  const f = () => new Float64Array(n);
-  return {
-    price: f(),
-    delta: f(),
-    gamma: f(),
-    vegaPerVolPoint: f(),
-    thetaPerDay: f(),
-    rhoPer1Pct: f(),
-    vannaPerVolPoint: f(),
-    volgaPerVolPoint: f(),
-  };
-}
+const outputs = (n: number) => greeksBatchOutput(n, true);
 
 describe('bsmBatch (struct of arrays)', () => {
   it('matches the scalar API option by option, with per-option rate and carry', () => {

@@ -33,6 +33,23 @@ export interface GreeksBatchOutput {
   volgaPerVolPoint?: Float64Array;
 }
 
+/** Zeroed output arrays for `n` options: price and the Greeks, with vanna (and volga when asked). */
+export function greeksBatchOutput(n: number): GreeksBatchOutput & { vannaPerVolPoint: Float64Array };
+export function greeksBatchOutput(n: number, withVolga: true): Required<GreeksBatchOutput>;
+export function greeksBatchOutput(n: number, withVolga = false): GreeksBatchOutput {
+  const f = () => new Float64Array(n);
+  return {
+    price: f(),
+    delta: f(),
+    gamma: f(),
+    vegaPerVolPoint: f(),
+    thetaPerDay: f(),
+    rhoPer1Pct: f(),
+    vannaPerVolPoint: f(),
+    ...(withVolga ? { volgaPerVolPoint: f() } : {}),
+  };
+}
+
 const INV_SQRT_2PI = 0.3989422804014327;
 const INV_DAYS_PER_YEAR = 1 / DAYS_PER_YEAR;
 

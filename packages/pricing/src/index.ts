@@ -2,6 +2,7 @@ export {
   type BsmBatchInput,
   bsmBatch,
   type GreeksBatchOutput,
+  greeksBatchOutput,
   type ImpliedVolBatchInput,
   IV_STATUS,
   impliedVolBatch,

@@ -8,7 +8,13 @@ import {
   NumericError,
   yearFraction,
 } from '@xhedge/core';
-import { type BsmBatchInput, bsmBatch, type GreeksBatchOutput, PricingInputError } from '@xhedge/pricing';
+import {
+  type BsmBatchInput,
+  bsmBatch,
+  type GreeksBatchOutput,
+  greeksBatchOutput,
+  PricingInputError,
+} from '@xhedge/pricing';
 import type { VenueGreeks } from '@xhedge/venue';
 import {
   BookIndex,
@@ -629,22 +635,14 @@ class OptionBatch {
   n = 0;
   readonly #unit: Int32Array;
   readonly #in: BsmBatchInput & { rate: Float64Array };
-  readonly #out: Required<Omit<GreeksBatchOutput, 'volgaPerVolPoint'>>;
+  readonly #out: GreeksBatchOutput & { vannaPerVolPoint: Float64Array };
 
   constructor(capacity: number) {
     this.capacity = capacity;
     const f = () => new Float64Array(capacity);
     this.#unit = new Int32Array(capacity);
     this.#in = { callPut: f(), spot: f(), strike: f(), timeYears: f(), vol: f(), rate: f() };
-    this.#out = {
-      price: f(),
-      delta: f(),
-      gamma: f(),
-      vegaPerVolPoint: f(),
-      thetaPerDay: f(),
-      rhoPer1Pct: f(),
-      vannaPerVolPoint: f(),
-    };
+    this.#out = greeksBatchOutput(capacity);
   }
 
   reset(): void {

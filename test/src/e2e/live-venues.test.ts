@@ -1,5 +1,4 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig, type XhedgeConfig } from '@xhedge/config';
@@ -9,6 +8,7 @@ import { openDatabase } from '@xhedge/store';
 import type { PaperVenue } from '@xhedge/venue-paper';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listening } from './listening.ts';
 import { withTestPolicy } from './test-policy.ts';
 
 /**
@@ -32,17 +32,6 @@ let base = '';
 let token = '';
 let ep: RedisEndpoint;
 
-/** True when something listens on 127.0.0.1:port. */
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 const hasPostgres = await listening(5432);
 if (!hasPostgres)
   console.warn(

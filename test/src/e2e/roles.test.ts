@@ -1,5 +1,4 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '@xhedge/config';
@@ -8,18 +7,7 @@ import { type Run, startRun } from '@xhedge/runtime';
 import { openDatabase } from '@xhedge/store';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
-
-/** True when something listens on 127.0.0.1:port. */
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createConnection({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
+import { listening } from './listening.ts';
 
 const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
 const hasPostgres = await listening(5432);
