@@ -4,6 +4,7 @@ import type { Registry } from 'prom-client';
 import type { z } from 'zod';
 import type {
   AuditEntryView,
+  BookMarkView,
   BreakerView,
   HedgeJobView,
   HedgePlanView,
@@ -83,6 +84,14 @@ export interface ControlsPort {
   breakers(): Promise<BreakerView[]>;
   tripBreaker(name: string, reason: string, actor: Actor): Promise<BreakerView>;
   resetBreaker(name: string, reason: string, actor: Actor): Promise<BreakerView>;
+  /** The book's mark (what the loss-since-mark breaker measures from) and the newest equity. */
+  bookMark(): Promise<BookMarkView>;
+  /**
+   * Marks the book at `equityUsd`, or at the newest equity observed when absent. The port writes the
+   * audit entry (`book-mark.set`) when `auditsBookMark` is true.
+   */
+  setBookMark(q: { equityUsd?: number; reason: string }, actor: Actor): Promise<BookMarkView>;
+  readonly auditsBookMark?: boolean;
 }
 
 export interface VenuesPort {

@@ -8,6 +8,7 @@ import { ApiError } from './errors.ts';
 import type { Actor, ApiPorts, TimeRange } from './ports.ts';
 import {
   AuditEntryView,
+  BookMarkView,
   BreakerView,
   ChainParam,
   EmptyQuery,
@@ -108,6 +109,11 @@ const KillBody = z.strictObject({
   reason: Reason,
 });
 const ReasonBody = z.strictObject({ reason: Reason });
+const MarkBody = z.strictObject({
+  /** Mark at this equity, USD; absent: at the newest equity the planner observed. */
+  equityUsd: z.number().finite().optional(),
+  reason: Reason,
+});
 const TokenBody = z.strictObject({ name: z.string().trim().min(1).max(80), role: Role });
 const RoleBody = z.strictObject({ role: Role });
 const ShockList = (min: number, max: number, dflt: number[]) =>
@@ -503,6 +509,43 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       },
     );
   }
+
+  // ---- the book's mark (loss-since-mark breaker)
+  app.get(
+    '/v1/risk/mark',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['controls'],
+        summary: 'The book mark the loss-since-mark breaker measures from, the newest equity and the loss',
+        querystring: EmptyQuery,
+        response: { 200: BookMarkView, ...errors },
+      },
+    },
+    async () => ports.controls.bookMark(),
+  );
+  app.post(
+    '/v1/risk/mark',
+    {
+      config: { access: 'operator' },
+      schema: {
+        tags: ['controls'],
+        summary:
+          'Mark the book: at equityUsd, or at the newest equity observed. Does not close a tripped market:loss breaker',
+        querystring: EmptyQuery,
+        body: MarkBody,
+        response: { 200: BookMarkView, ...errors },
+      },
+    },
+    async (req) => {
+      const actor = actorOf(req);
+      const q: { equityUsd?: number; reason: string } = { reason: req.body.reason };
+      if (req.body.equityUsd !== undefined) q.equityUsd = req.body.equityUsd;
+      const r = await ports.controls.setBookMark(q, actor);
+      if (!ports.controls.auditsBookMark) await audit(actor, 'book-mark.set', 'book', { ...q });
+      return r;
+    },
+  );
 
   // ---- P&L, policy, audit
   app.get(

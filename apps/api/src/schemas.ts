@@ -134,6 +134,24 @@ export const BreakerView = z
   .meta({ id: 'Breaker' });
 export type BreakerView = z.infer<typeof BreakerView>;
 
+export const BookMarkView = z
+  .looseObject({
+    /** The equity the loss is measured from, USD; absent until the first tick observes the book. */
+    markUsd: z.number().optional(),
+    markedAtMs: z.number().optional(),
+    markedBy: z.string().optional(),
+    reason: z.string().optional(),
+    /** The newest book equity observed by the planner, USD, and when. */
+    lastEquityUsd: z.number().optional(),
+    lastAtMs: z.number().optional(),
+    /** markUsd − lastEquityUsd: positive is a loss. */
+    lossSinceMarkUsd: z.number().optional(),
+    /** The `market:loss` breaker trips past this; absent when that breaker is off. */
+    maxLossSinceMarkUsd: z.number().optional(),
+  })
+  .meta({ id: 'BookMark' });
+export type BookMarkView = z.infer<typeof BookMarkView>;
+
 export const PnlView = z
   .looseObject({
     fromMs: z.number(),

@@ -192,6 +192,29 @@ describe('operator API', () => {
     }
   });
 
+  it('shows the book mark to viewers; operators re-mark it (at a value or at the newest equity), audited', async () => {
+    const g = await app.inject({ url: '/v1/risk/mark', headers: auth('viewer') });
+    expect(g.statusCode).toBe(200);
+    expect(g.json()).toMatchObject({ markUsd: 1_000_000, lastEquityUsd: 990_000, lossSinceMarkUsd: 10_000 });
+    const mark = (role: 'viewer' | 'operator', payload: object) =>
+      app.inject({ method: 'POST', url: '/v1/risk/mark', headers: auth(role), payload });
+    expect((await mark('viewer', { reason: 'viewers cannot mark' })).statusCode).toBe(403);
+    const bad = await mark('operator', { equityUsd: 'lots', reason: 'a bad value' });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.body).toContain('equityUsd');
+    const atLast = await mark('operator', { reason: 'end of day' });
+    expect(atLast.statusCode).toBe(200);
+    expect(atLast.json()).toMatchObject({ markUsd: 990_000, lossSinceMarkUsd: 0, reason: 'end of day' });
+    expect(ports.auditLog.at(-1)).toMatchObject({
+      action: 'book-mark.set',
+      target: 'book',
+      details: { reason: 'end of day' },
+    });
+    const at = await mark('operator', { equityUsd: 1_200_000, reason: 'capital added' });
+    expect(at.json()).toMatchObject({ markUsd: 1_200_000, lossSinceMarkUsd: 210_000 });
+    expect(ports.auditLog.at(-1)).toMatchObject({ details: { equityUsd: 1_200_000 } });
+  });
+
   it('creates, uses and revokes tokens (admin only); the value appears once', async () => {
     const c = await app.inject({
       method: 'POST',

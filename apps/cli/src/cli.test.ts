@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -41,6 +41,55 @@ describe('xhedge CLI (in process)', () => {
     expect(io.stderr).toMatch(/venues\[1\]\.credentials\.privateKey \(line 6\)/);
     expect(io.stderr).toMatch(/limits\.maxOrderNotionalUsd \(line 8\)/);
     expect(io.stderr).not.toContain('TOPSECRET');
+  });
+
+  it('config check: exit 2 naming venue params the runtime would reject, by their path', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xhedge-cli-'));
+    const file = join(dir, 'bad-params.yaml');
+    writeFileSync(
+      file,
+      [
+        'version: 1',
+        'name: bad-params',
+        'underlyings: [{symbol: ETH}]',
+        'venues:',
+        '  - {id: lyra-arb, kind: paper-lyra, chain: evm:42161}',
+        '  - {id: drift-sol, kind: paper-drift, chain: solana:mainnet-beta, params: {takerFeeBpz: 3}}',
+        '  - {id: gmx-arb, kind: paper-gmx, chain: evm:42161, params: {keeperDelayMs: -5}}',
+        'policy: {default: {kind: band, bandDelta: 1}}',
+        'limits: {maxOrderNotionalUsd: 1000, maxHedgeNotionalPerWindowUsd: 10000}',
+      ].join('\n'),
+    );
+    const io = captureIo();
+    expect(await runCli(['config', 'check', file], io)).toBe(2);
+    expect(io.stdout).toBe('');
+    expect(io.stderr).toMatch(/: 2 problems\n/);
+    expect(io.stderr).toMatch(
+      /^ {2}venues\[2\]\.params\.keeperDelayMs: .*\(venue gmx-arb, kind paper-gmx\)$/m,
+    );
+    expect(io.stderr).toMatch(/^ {2}venues\[1\]\.params: .*takerFeeBpz/m);
+    expect(io.stderr).toMatch(/hint: remove the key or check its spelling/);
+    expect(io.stderr).not.toMatch(/venues\[0\]/);
+
+    const json = captureIo();
+    expect(await runCli(['config', 'check', '--json', file], json)).toBe(2);
+    const out = JSON.parse(json.stdout) as { ok: boolean; problems: { path: string }[] };
+    expect(out.ok).toBe(false);
+    expect(out.problems.map((p) => p.path).sort()).toEqual([
+      'venues[1].params',
+      'venues[2].params.keeperDelayMs',
+    ]);
+  });
+
+  const shipped = readdirSync(join(root, 'configs/profiles')).filter((f) => f.endsWith('.yaml'));
+  it('the shipped profiles are found', () => {
+    expect(shipped).toContain('paper.yaml');
+  });
+  it.each(shipped)('config check: shipped profile %s passes (venue params included)', async (name) => {
+    const io = captureIo();
+    expect(await runCli(['config', 'check', join(root, 'configs/profiles', name)], io)).toBe(0);
+    expect(io.stderr).toBe('');
+    expect(io.stdout).toMatch(/^ok /);
   });
 
   it('unknown commands and missing arguments exit 2', async () => {

@@ -117,4 +117,75 @@ describe('circuit breakers: what trips each one', () => {
     await b.observeLossSinceMark(1e12);
     expect((await b.status('market:loss')).state).toBe('closed');
   });
+
+  it('the book mark: first equity marks it, losses are measured from it, operators re-mark', async () => {
+    const b = board({ market: { maxLossSinceMarkUsd: 5_000 } });
+    expect(await b.bookMark()).toEqual({ maxLossSinceMarkUsd: 5_000 });
+    // the first observation becomes the mark, written to the audit log
+    expect(await b.observeEquity(100_000, { actor: 'planner' })).toEqual({
+      markUsd: 100_000,
+      lossSinceMarkUsd: 0,
+      marked: true,
+    });
+    const audit = await ledger.listAudit({ action: 'book-mark.set', actor: 'planner' });
+    expect(audit[0]?.details).toMatchObject({ markUsd: 100_000, automatic: true });
+    // a gain, then a loss inside the limit: no trip
+    expect((await b.observeEquity(103_000)).lossSinceMarkUsd).toBe(-3_000);
+    expect((await b.observeEquity(95_500)).lossSinceMarkUsd).toBe(4_500);
+    expect((await b.status('market:loss')).state).toBe('closed');
+    expect(await b.bookMark()).toMatchObject({
+      markUsd: 100_000,
+      lastEquityUsd: 95_500,
+      lossSinceMarkUsd: 4_500,
+    });
+    // the operator re-marks at the newest equity: the same loss is now measured from there
+    const m = await b.setMark({ actor: 'operator:ana', reason: 'end of day' });
+    expect(m).toMatchObject({
+      markUsd: 95_500,
+      markedBy: 'operator:ana',
+      reason: 'end of day',
+      lossSinceMarkUsd: 0,
+    });
+    expect((await b.observeEquity(91_000)).lossSinceMarkUsd).toBe(4_500);
+    expect((await b.status('market:loss')).state).toBe('closed');
+    // past the limit: trips, with the loss in the reason
+    await b.observeEquity(90_400);
+    const st = await b.status('market:loss');
+    expect(st.state).toBe('open');
+    expect(st.reason).toMatch(/loss since mark 5100\.00 USD > 5000 USD/);
+    // an explicit mark; re-marking does not close the breaker (the operator resets it on its own)
+    expect(
+      await b.setMark({ equityUsd: 90_000, actor: 'operator:ana', reason: 'acknowledged' }),
+    ).toMatchObject({
+      markUsd: 90_000,
+      lossSinceMarkUsd: -400,
+    });
+    expect((await b.status('market:loss')).state).toBe('open');
+    const re = await ledger.listAudit({ action: 'book-mark.set', actor: 'operator:ana' });
+    expect(re.map((e) => e.details)).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ markUsd: 90_000, previousMarkUsd: 95_500, reason: 'acknowledged' }),
+      ]),
+    );
+    await expect(b.observeEquity(Number.NaN)).rejects.toThrow(/finite/);
+    await expect(b.setMark({ equityUsd: Number.POSITIVE_INFINITY, actor: 'x', reason: 'y' })).rejects.toThrow(
+      /finite/,
+    );
+  });
+
+  it('a mark asked for before any equity was observed is taken at the next observation', async () => {
+    const b = board({ market: { maxLossSinceMarkUsd: 1_000 } });
+    expect(await b.setMark({ actor: 'operator:ana', reason: 'start' })).toEqual({
+      maxLossSinceMarkUsd: 1_000,
+    });
+    expect((await b.observeEquity(42_000)).marked).toBe(true);
+    expect((await b.bookMark()).markUsd).toBe(42_000);
+    // a book that starts over forgets its mark; the next equity marks it again
+    await b.clearMark({ actor: 'run', reason: 'paper book rebuilt' });
+    expect(await b.bookMark()).toEqual({ maxLossSinceMarkUsd: 1_000 });
+    expect((await ledger.listAudit({ action: 'book-mark.clear', actor: 'run' }))[0]?.details).toMatchObject({
+      previousMarkUsd: 42_000,
+    });
+    expect(await b.observeEquity(40_000)).toMatchObject({ marked: true, lossSinceMarkUsd: 0 });
+  });
 });

@@ -112,6 +112,49 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
 end
 return {tostring(lo), tostring(hi)}`;
 
+// Book equity observed: records it as the newest; marks the book at it when no mark is set.
+// KEYS: [1] mark hash. ARGV: [1] equity, [2] now, [3] actor. Returns {marked(0/1), markUsd}.
+const OBSERVE_EQUITY = `
+redis.call('HSET', KEYS[1], 'lastEquityUsd', ARGV[1], 'lastAtMs', ARGV[2])
+local m = redis.call('HGET', KEYS[1], 'markUsd')
+if m then return {0, m} end
+redis.call('HSET', KEYS[1], 'markUsd', ARGV[1], 'markedAtMs', ARGV[2], 'markedBy', ARGV[3],
+  'reason', 'first equity observed without a mark')
+return {1, ARGV[1]}`;
+
+// Operator mark at the newest observed equity (or cleared, so the next observation marks).
+// KEYS: [1] mark hash. ARGV: [1] now, [2] actor, [3] reason. Returns {markUsd or '', previous or ''}.
+const MARK_AT_LAST = `
+local prev = redis.call('HGET', KEYS[1], 'markUsd') or ''
+local last = redis.call('HGET', KEYS[1], 'lastEquityUsd')
+if not last then
+  redis.call('HDEL', KEYS[1], 'markUsd', 'markedAtMs', 'markedBy', 'reason')
+  return {'', prev}
+end
+redis.call('HSET', KEYS[1], 'markUsd', last, 'markedAtMs', ARGV[1], 'markedBy', ARGV[2], 'reason', ARGV[3])
+return {last, prev}`;
+
+/**
+ * The book's mark: the equity the loss-since-mark breaker (`market:loss`) measures from, and the
+ * newest equity observed. Held in Redis, so every process (the planner that observes, the API where an
+ * operator re-marks) sees one.
+ */
+export interface BookMark {
+  /** The equity at the mark, USD; absent until the first observation (or after a clear). */
+  markUsd?: number;
+  markedAtMs?: number;
+  /** Who set it: `operator:<name>`, or the planner's actor for the automatic first mark. */
+  markedBy?: string;
+  reason?: string;
+  /** The newest equity observed, USD, and when. */
+  lastEquityUsd?: number;
+  lastAtMs?: number;
+  /** markUsd − lastEquityUsd: positive is a loss. */
+  lossSinceMarkUsd?: number;
+  /** The breaker's threshold, USD; absent when the loss breaker is off. */
+  maxLossSinceMarkUsd?: number;
+}
+
 export interface BreakerBoardOptions {
   redis: Redis;
   /** Redis key prefix shared by every process of one deployment. */
@@ -343,6 +386,123 @@ export class BreakerBoard {
         details,
       );
     }
+  }
+
+  /**
+   * Book equity, USD (risk's `bookEquity`, observed each planner tick): stored as the newest equity,
+   * and measured against the mark; a loss beyond `maxLossSinceMarkUsd` trips `market:loss`. With no
+   * mark yet, this equity becomes the mark (written to the audit log). Returns the loss since the mark.
+   */
+  async observeEquity(
+    equityUsd: number,
+    o: { atMs?: number; actor?: string } = {},
+  ): Promise<{ markUsd: number; lossSinceMarkUsd: number; marked: boolean }> {
+    if (!Number.isFinite(equityUsd)) throw new RangeError(`book equity must be finite, got ${equityUsd}`);
+    const actor = o.actor ?? 'orchestrator';
+    const [marked, mark] = (await this.#redis.eval(
+      OBSERVE_EQUITY,
+      1,
+      this.#keys.bookMark,
+      String(equityUsd),
+      o.atMs ?? this.#clock.nowMs(),
+      actor,
+    )) as [number, string];
+    const markUsd = Number(mark);
+    if (marked === 1)
+      await this.#ledger?.audit({
+        actor,
+        action: 'book-mark.set',
+        subject: 'book',
+        details: { markUsd, automatic: true, reason: 'first equity observed without a mark' },
+      });
+    const lossSinceMarkUsd = markUsd - equityUsd;
+    await this.observeLossSinceMark(lossSinceMarkUsd);
+    return { markUsd, lossSinceMarkUsd, marked: marked === 1 };
+  }
+
+  /**
+   * Marks the book: at `equityUsd` when given, else at the newest equity observed (or, when none was
+   * observed yet, at the next one). Written to the audit log. It does not close a tripped `market:loss`
+   * breaker: the operator resets that one on its own, after deciding the loss is understood.
+   */
+  async setMark(o: { equityUsd?: number; actor: string; reason: string }): Promise<BookMark> {
+    const now = this.#clock.nowMs();
+    let markUsd: number | undefined;
+    let previous: string;
+    if (o.equityUsd !== undefined) {
+      if (!Number.isFinite(o.equityUsd)) throw new RangeError(`equityUsd must be finite, got ${o.equityUsd}`);
+      markUsd = o.equityUsd;
+      previous = (await this.#redis.hget(this.#keys.bookMark, 'markUsd')) ?? '';
+      await this.#redis.hset(this.#keys.bookMark, {
+        markUsd: String(markUsd),
+        markedAtMs: String(now),
+        markedBy: o.actor,
+        reason: o.reason,
+      });
+    } else {
+      const [m, prev] = (await this.#redis.eval(
+        MARK_AT_LAST,
+        1,
+        this.#keys.bookMark,
+        now,
+        o.actor,
+        o.reason,
+      )) as [string, string];
+      if (m !== '') markUsd = Number(m);
+      previous = prev;
+    }
+    await this.#ledger?.audit({
+      actor: o.actor,
+      action: 'book-mark.set',
+      subject: 'book',
+      details: {
+        ...(markUsd === undefined ? { pending: 'marks at the next equity observed' } : { markUsd }),
+        ...(previous !== '' ? { previousMarkUsd: Number(previous) } : {}),
+        reason: o.reason,
+      },
+    });
+    return this.bookMark();
+  }
+
+  /**
+   * Forgets the mark and the newest equity (the next observation marks the book again), audited. For a
+   * book that starts over: paper venues rebuilt from the profile on every start.
+   */
+  async clearMark(o: { actor: string; reason: string }): Promise<void> {
+    const previous = await this.#redis.hget(this.#keys.bookMark, 'markUsd');
+    await this.#redis.del(this.#keys.bookMark);
+    if (previous !== null)
+      await this.#ledger?.audit({
+        actor: o.actor,
+        action: 'book-mark.clear',
+        subject: 'book',
+        details: { previousMarkUsd: Number(previous), reason: o.reason },
+      });
+  }
+
+  /** The mark, the newest equity and the loss between them. */
+  async bookMark(): Promise<BookMark> {
+    const h = await this.#redis.hgetall(this.#keys.bookMark);
+    const m: BookMark = {};
+    const num = (k: string) => (h[k] !== undefined && h[k] !== '' ? Number(h[k]) : undefined);
+    const markUsd = num('markUsd');
+    const lastEquityUsd = num('lastEquityUsd');
+    if (markUsd !== undefined) {
+      m.markUsd = markUsd;
+      const at = num('markedAtMs');
+      if (at !== undefined) m.markedAtMs = at;
+      if (h.markedBy) m.markedBy = h.markedBy;
+      if (h.reason) m.reason = h.reason;
+    }
+    if (lastEquityUsd !== undefined) {
+      m.lastEquityUsd = lastEquityUsd;
+      const at = num('lastAtMs');
+      if (at !== undefined) m.lastAtMs = at;
+    }
+    if (markUsd !== undefined && lastEquityUsd !== undefined) m.lossSinceMarkUsd = markUsd - lastEquityUsd;
+    const max = this.#cfg.market.maxLossSinceMarkUsd;
+    if (max !== undefined) m.maxLossSinceMarkUsd = max;
+    return m;
   }
 
   /** Loss since the operator's mark, USD (positive = loss). */

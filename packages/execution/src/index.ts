@@ -1,4 +1,5 @@
 export {
+  type BookMark,
   BreakerBoard,
   type BreakerBoardOptions,
   type BreakerGate,

@@ -10,6 +10,7 @@ export function keysFor(prefix: string) {
     venueCalls: (venue: string) => `${prefix}:venue-calls:${venue}`,
     venueErrors: (venue: string) => `${prefix}:venue-errors:${venue}`,
     prices: (underlying: string) => `${prefix}:prices:${underlying}`,
+    bookMark: `${prefix}:book-mark`,
     kill: `${prefix}:kill`,
     killChannel: `${prefix}:kill-events`,
     killCancelLock: (eventId: string, venue: string) => `${prefix}:kill-cancel:${eventId}:${venue}`,

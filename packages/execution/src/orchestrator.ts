@@ -21,6 +21,8 @@ export class Orchestrator {
   readonly #o: OrchestratorOptions;
   #timer: NodeJS.Timeout | undefined;
   #running = false;
+  /** The tick under way, if any (stop waits for it: its plans reach the ledger and the queue whole). */
+  #inflight: Promise<void> | undefined;
 
   constructor(o: OrchestratorOptions) {
     this.#o = o;
@@ -45,15 +47,25 @@ export class Orchestrator {
     this.#o.lease.start();
     const loop = async () => {
       if (!this.#running) return;
-      await this.tick().catch((e) => this.#o.onError?.(e));
+      this.#inflight = this.tick().then(
+        () => {},
+        (e) => this.#o.onError?.(e),
+      );
+      await this.#inflight;
+      this.#inflight = undefined;
       if (this.#running) this.#timer = setTimeout(loop, this.#o.intervalMs ?? 1000);
     };
     this.#timer = setTimeout(loop, 0);
   }
 
+  /**
+   * Stops planning: no new tick starts, the tick under way finishes (so the connections it uses are
+   * not closed under it), then the lease is released for a standby.
+   */
   async stop(): Promise<void> {
     this.#running = false;
     if (this.#timer) clearTimeout(this.#timer);
+    await this.#inflight;
     await this.#o.lease.stop();
   }
 }

@@ -90,7 +90,7 @@ const F_VANNA = 8;
 const F_VALUE = 9;
 const F_FUNDING = 10;
 
-const DEFAULT_ALIASES: Readonly<Record<string, string>> = {
+export const DEFAULT_ASSET_ALIASES: Readonly<Record<string, string>> = {
   WETH: 'ETH',
   WBTC: 'BTC',
   CBBTC: 'BTC',
@@ -146,7 +146,7 @@ export class RiskEngine {
     this.#spotShocks = opts.scenario?.spotShocksPct ?? DEFAULT_SPOT_SHOCKS_PCT;
     this.#volShocks = opts.scenario?.volShocksPts ?? DEFAULT_VOL_SHOCKS_PTS;
     this.#buckets = opts.expiryBucketsDays ?? DEFAULT_EXPIRY_BUCKETS_DAYS;
-    this.#book = new BookIndex(opts.assetAliases ?? DEFAULT_ALIASES);
+    this.#book = new BookIndex(opts.assetAliases ?? DEFAULT_ASSET_ALIASES);
   }
 
   /** Sequence number of the last snapshot (0 before the first). */

@@ -1,4 +1,5 @@
 export {
+  DEFAULT_ASSET_ALIASES,
   DEFAULT_SPOT_SHOCKS_PCT,
   DEFAULT_VOL_SHOCKS_PTS,
   type RiskBook,
@@ -8,6 +9,7 @@ export {
   type RiskPosition,
   type SnapshotOptions,
 } from './engine.ts';
+export { type BookEquity, bookEquity } from './equity.ts';
 export {
   GREEK_FIELDS,
   GreeksDivergence,

@@ -28,8 +28,8 @@ function breakerView(b: BreakerStatus): BreakerView {
 }
 
 /**
- * The API's controls port over the Redis-held kill switch and breaker board of execution. The kill
- * switch writes its own audit entry (`kill-switch.engage` / `kill-switch.release`, actor
+ * The API's controls port over the Redis-held kill switch and breaker board of execution (and the
+ * board's book mark, which writes its own `book-mark.set` audit entry). The kill switch writes its own audit entry (`kill-switch.engage` / `kill-switch.release`, actor
  * `operator:<token name>`), so the API writes none of its own for it: one change, one entry.
  */
 export function controlsPort(kill: KillSwitch, breakers: BreakerBoard): ControlsPort {
@@ -63,5 +63,14 @@ export function controlsPort(kill: KillSwitch, breakers: BreakerBoard): Controls
       await breakers.reset(name, `operator:${actor.name}`, reason);
       return breakerView(await breakers.status(name));
     },
+    auditsBookMark: true,
+    bookMark: async () => ({ ...(await breakers.bookMark()) }),
+    setBookMark: async (q, actor) => ({
+      ...(await breakers.setMark({
+        ...(q.equityUsd !== undefined ? { equityUsd: q.equityUsd } : {}),
+        actor: `operator:${actor.name}`,
+        reason: q.reason,
+      })),
+    }),
   };
 }

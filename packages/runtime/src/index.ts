@@ -11,3 +11,4 @@ export {
   type VenueRegistryOptions,
   type VenueWorkers,
 } from './venue-registry.ts';
+export { checkVenueParams } from './venues.ts';

@@ -281,3 +281,65 @@ describe('market circuit breakers fed by the tick', () => {
     expect(chains).toContainEqual(['evm:42161', false]);
   });
 });
+
+describe('loss-since-mark breaker fed by the tick', () => {
+  it('observes the book equity each tick; a hedge trade moves it only by its costs; a partial read is not observed', async () => {
+    const seen: number[] = [];
+    let failPositions = false;
+    const config = profile(['lyra-arb', 'gmx-arb', 'drift-sol']);
+    const h = await harness(
+      config,
+      (v) =>
+        new Proxy(v, {
+          get(target, prop) {
+            if (prop === 'fetchPositions' && v.id === 'drift-sol' && failPositions)
+              return async () => {
+                throw new Error('rpc down');
+              };
+            const x = Reflect.get(target, prop, target);
+            return typeof x === 'function' ? x.bind(target) : x;
+          },
+        }),
+      {
+        observePrice: async () => {},
+        observeChain: async () => {},
+        observeEquity: async (equityUsd) => {
+          seen.push(equityUsd);
+          return {
+            markUsd: seen[0] as number,
+            lossSinceMarkUsd: (seen[0] as number) - equityUsd,
+            marked: seen.length === 1,
+          };
+        },
+      },
+    );
+    const plans = await h.planner.plan();
+    expect(seen).toHaveLength(1);
+    const e0 = seen[0] as number;
+    expect(Number.isFinite(e0)).toBe(true);
+    expect(e0).toBeGreaterThan(0);
+    // hedge every planned leg at the venues, at the same market instant: equity moves by fees and spread only
+    const legs = plans.flatMap((p) => p.legs);
+    expect(legs.length).toBeGreaterThan(0);
+    let notionalUsd = 0;
+    for (const leg of legs) {
+      await send(h, leg);
+      notionalUsd += Number(leg.sizeBase) * leg.referencePriceUsd;
+    }
+    await h.planner.plan();
+    expect(seen).toHaveLength(2);
+    const cost = e0 - (seen[1] as number);
+    console.log(
+      `[planner test] equity ${e0.toFixed(2)} USD; hedged ${notionalUsd.toFixed(0)} USD of legs for ${cost.toFixed(2)} USD`,
+    );
+    expect(cost).toBeGreaterThanOrEqual(0);
+    expect(cost).toBeLessThan(0.01 * notionalUsd); // fees + spread + gas: well under 1% of what was traded
+    // a venue that cannot be read: no observation (its collateral and P&L would read as a loss)
+    failPositions = true;
+    await h.planner.plan();
+    expect(seen).toHaveLength(2);
+    failPositions = false;
+    await h.planner.plan();
+    expect(seen).toHaveLength(3);
+  });
+});

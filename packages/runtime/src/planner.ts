@@ -11,7 +11,7 @@ import {
   toDecimalString,
 } from '@xhedge/core';
 import type { LegResult, PlanLike } from '@xhedge/execution';
-import { RiskEngine, type RiskSnapshot } from '@xhedge/risk';
+import { bookEquity, RiskEngine, type RiskSnapshot } from '@xhedge/risk';
 import type { CollateralTransfer } from '@xhedge/routing';
 import type { PaperMarket } from '@xhedge/sim';
 import type { Ledger } from '@xhedge/store';
@@ -76,7 +76,23 @@ export interface TickPlannerOptions {
   breakers?: {
     observePrice(underlying: string, priceUsd: number, tsMs?: number): Promise<void>;
     observeChain(chain: string, halted: boolean): Promise<void>;
+    /**
+     * The book's equity (risk's `bookEquity`), against the mark: feeds the loss-since-mark breaker.
+     * Observed only on a tick where every venue was read and everything held could be valued; a
+     * partial book would read as a loss.
+     */
+    observeEquity?(
+      equityUsd: number,
+      o: { atMs?: number; actor?: string },
+    ): Promise<{ markUsd: number; lossSinceMarkUsd: number; marked: boolean }>;
   };
+  /**
+   * Collateral debited at one venue and not yet credited at another (bridge transfers in flight), so
+   * a transfer does not read as a loss of book equity. Read before and after the venues (a transfer
+   * sent or delivered while they are read is counted, at worst twice: a gain for one tick, never a
+   * loss). @defaultValue none
+   */
+  inTransit?: () => Promise<readonly { transferId: string; asset: string; amount: number }[]>;
   log: (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
 }
 
@@ -135,6 +151,8 @@ export class TickPlanner {
     | { positions: Position[]; balances: Balance[]; funding: FundingRate[]; marks: Mark[] }
     | undefined;
   ticks = 0;
+  /** Why the last tick did not observe the book's equity ('' when it did): logged when it changes. */
+  #equitySkip = '';
 
   /** Decisions of the plans handed out, until `onPlanned` reports what was queued. */
   readonly #pending = new Map<string, HedgeDecision>();
@@ -219,6 +237,7 @@ export class TickPlanner {
     const balances: Balance[] = [];
     const marks: Mark[] = [];
     const funding: FundingRate[] = [];
+    const failed: string[] = [];
     await Promise.all(
       venues.map(async (v) => {
         try {
@@ -238,6 +257,7 @@ export class TickPlanner {
               funding.push(await v.fetchFundingRate(i));
           }
         } catch (err) {
+          failed.push(v.id);
           this.#o.log('warn', `reading venue ${v.id} failed; its data is left out of this tick`, {
             venue: v.id,
             err: err instanceof Error ? err.message : String(err),
@@ -245,7 +265,40 @@ export class TickPlanner {
         }
       }),
     );
-    return { positions, balances, marks, funding };
+    return { positions, balances, marks, funding, failed };
+  }
+
+  /** Feeds the loss-since-mark breaker with the book's equity, when the whole book was read and valued. */
+  async #observeEquity(
+    snapshot: RiskSnapshot,
+    inputs: { positions: Position[]; balances: Balance[]; marks: Mark[] },
+    inTransit: readonly { asset: string; amount: number }[],
+    failedVenues: readonly string[],
+  ): Promise<void> {
+    const observe = this.#o.breakers?.observeEquity?.bind(this.#o.breakers);
+    if (!observe) return;
+    const eq = bookEquity(snapshot, inputs, { inTransit });
+    const skip =
+      failedVenues.length > 0
+        ? `venues not read: ${failedVenues.join(', ')}`
+        : eq.unvalued.length > 0
+          ? `not valued: ${eq.unvalued.slice(0, 5).join(', ')}${eq.unvalued.length > 5 ? ', ...' : ''}`
+          : '';
+    if (skip !== this.#equitySkip) {
+      if (skip) this.#o.log('warn', `book equity not observed (loss-since-mark breaker waits): ${skip}`);
+      else this.#o.log('info', 'book equity observed again for the loss-since-mark breaker');
+      this.#equitySkip = skip;
+    }
+    if (skip) return;
+    const r = await observe(eq.equityUsd, { atMs: snapshot.asOfMs });
+    if (r.marked)
+      this.#o.log('info', `book marked at its equity, ${eq.equityUsd.toFixed(2)} USD`, {
+        cashUsd: eq.cashUsd,
+        modelValueUsd: eq.modelValueUsd,
+        spotUsd: eq.spotUsd,
+        unrealizedUsd: eq.unrealizedUsd,
+        inTransitUsd: eq.inTransitUsd,
+      });
   }
 
   /** Feeds the chain-halt breaker from the venue's health probe (a failed probe says nothing). */
@@ -267,7 +320,9 @@ export class TickPlanner {
     // either still seen as working (hold) or already in the positions read. Reading in the other order
     // lets a keeper fill land between the two reads, and the same delta gets hedged twice.
     const inFlight = await this.#inFlightUnderlyings();
-    const inputs = await this.#read(all);
+    const transitBefore = await this.#o.inTransit?.();
+    const { failed, ...inputs } = await this.#read(all);
+    const transitAfter = await this.#o.inTransit?.();
     this.#lastInputs = inputs;
     this.#learnMarket(inputs.marks);
     this.#setMarket(this.#risk);
@@ -283,10 +338,15 @@ export class TickPlanner {
     const snapshot: RiskSnapshot = { ...raw, seq };
     this.#lastSnapshot = snapshot;
     const br = this.#o.breakers;
-    if (br)
+    if (br) {
       await Promise.all(
         Object.entries(snapshot.underlyings).map(([u, r]) => br.observePrice(u, r.spotUsd, snapshot.asOfMs)),
       );
+      const inTransit = new Map(
+        [...(transitBefore ?? []), ...(transitAfter ?? [])].map((t) => [t.transferId, t]),
+      );
+      await this.#observeEquity(snapshot, inputs, [...inTransit.values()], failed);
+    }
     const plans = await this.#hedge(snapshot, enabled, inFlight);
     await this.#o.bus.publish(snapshot, { force: plans.length > 0 });
     return plans;

@@ -1,12 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { parseConfig } from '@xhedge/config';
 import { ManualClock, XhedgeError } from '@xhedge/core';
-import { connectRedis, type RedisEndpoint } from '@xhedge/execution';
+import { BreakerBoard, connectRedis, KillSwitch, type RedisEndpoint } from '@xhedge/execution';
 import { RiskEngine } from '@xhedge/risk';
 import { Ledger, openDatabase } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SharedConfigStore } from './config-store.ts';
+import { controlsPort } from './controls-port.ts';
 import { auditPort, riskPort } from './ledger-ports.ts';
 import { SnapshotBus } from './snapshot-bus.ts';
 
@@ -103,6 +104,31 @@ describe('risk and audit ports over the ledger', () => {
     expect((await audit.list({ limit: 10 })).at(-1)).toMatchObject({
       actor: 'operator:alice',
       action: 'policy.update',
+    });
+  });
+});
+
+describe('controls port: the book mark over the breaker board', () => {
+  it('shows what the planner observed and lets an operator re-mark, audited once by the board', async () => {
+    const prefix = `{xhedge}:mark-${process.pid}`;
+    const breakers = new BreakerBoard({ redis, prefix, config: config.breakers, ledger });
+    const port = controlsPort(new KillSwitch({ redis, prefix, ledger }), breakers);
+    expect(port.auditsBookMark).toBe(true);
+    await breakers.observeEquity(250_000, { actor: 'orchestrator' });
+    await breakers.observeEquity(248_000);
+    expect(await port.bookMark()).toMatchObject({
+      markUsd: 250_000,
+      lastEquityUsd: 248_000,
+      lossSinceMarkUsd: 2_000,
+    });
+    const m = await port.setBookMark({ reason: 'new trading day' }, actor);
+    expect(m).toMatchObject({ markUsd: 248_000, markedBy: 'operator:alice', lossSinceMarkUsd: 0 });
+    const audit = await ledger.listAudit({ action: 'book-mark.set', actor: 'operator:alice' });
+    expect(audit).toHaveLength(1);
+    expect(audit[0]?.details).toMatchObject({
+      markUsd: 248_000,
+      previousMarkUsd: 250_000,
+      reason: 'new trading day',
     });
   });
 });

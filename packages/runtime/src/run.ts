@@ -337,6 +337,13 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
 
     let planner: TickPlanner | undefined;
     if (role === 'all' || role === 'orchestrator') {
+      // Paper venues start from the profile on every start: a mark kept in Redis from an earlier run
+      // measures another book. The first tick marks this one (real venues keep their book, and mark).
+      if (built.paper.length > 0)
+        await breakers.clearMark({
+          actor: 'run',
+          reason: 'paper venues restart from the profile: the first tick marks the book again',
+        });
       const p = new TickPlanner({
         clock,
         // each tick first brings the venues in line with the configs it plans with (unless a sync is
@@ -367,6 +374,15 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         optionPriceBandBps: Math.max(0, config.limits.priceBandBps - config.limits.maxSlippageBps),
         staleAfterMs: config.limits.staleAfterMs,
         breakers,
+        // collateral on the paper bridge (debited at the source, not yet credited): still the book's
+        ...(bridge
+          ? {
+              inTransit: async () =>
+                (await bridge.tracker.list())
+                  .filter((t) => t.state === 'sent' || t.state === 'verified' || t.state === 'timed-out')
+                  .map((t) => ({ transferId: t.transferId, asset: t.asset, amount: Number(t.amount) })),
+            }
+          : {}),
         log: (level, msg, data) => log[level](data ?? {}, msg),
         ...(market ? { market } : {}),
       });

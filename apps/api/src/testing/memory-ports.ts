@@ -4,6 +4,7 @@ import { Registry } from 'prom-client';
 import type { Actor, ApiPorts, Policies } from '../ports.ts';
 import type {
   AuditEntryView,
+  BookMarkView,
   BreakerView,
   HedgeJobView,
   HedgePlanView,
@@ -33,6 +34,13 @@ export function memoryPorts(opts: {
   let policy = opts.policy;
   const kills: KillSwitchView[] = [{ scope: 'global', engaged: false }];
   const breakers: BreakerView[] = [{ name: 'venue:gmx-arb', state: 'closed' }];
+  // as the planner left it: marked at 1,000,000, the newest equity 990,000
+  const mark: BookMarkView = {
+    markUsd: 1_000_000,
+    lastEquityUsd: 990_000,
+    lossSinceMarkUsd: 10_000,
+    maxLossSinceMarkUsd: 50_000,
+  };
   const plans: HedgePlanView[] = [
     {
       planId: 'plan_1',
@@ -130,6 +138,15 @@ export function memoryPorts(opts: {
       breakers: async () => breakers,
       tripBreaker: async (n, reason) => Object.assign(breaker(n), { state: 'open' as const, reason }),
       resetBreaker: async (n, reason) => Object.assign(breaker(n), { state: 'closed' as const, reason }),
+      bookMark: async () => ({ ...mark }),
+      setBookMark: async (q, a) => {
+        const at = q.equityUsd ?? mark.lastEquityUsd;
+        if (at === undefined) delete mark.markUsd;
+        else Object.assign(mark, { markUsd: at, markedBy: `operator:${a.name}`, reason: q.reason });
+        if (mark.markUsd !== undefined && mark.lastEquityUsd !== undefined)
+          mark.lossSinceMarkUsd = mark.markUsd - mark.lastEquityUsd;
+        return { ...mark };
+      },
     },
     venues: {
       list: async () => [...venues.values()],

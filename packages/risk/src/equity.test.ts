@@ -1,0 +1,130 @@
+import { type Balance, ManualClock, type Mark, MS_PER_YEAR, type Position } from '@xhedge/core';
+import { bsm } from '@xhedge/pricing';
+import { describe, expect, it } from 'vitest';
+import { RiskEngine } from './engine.ts';
+import { bookEquity } from './equity.ts';
+
+const NOW = Date.UTC(2026, 0, 1, 8);
+const EXPIRY = Date.UTC(2026, 2, 31, 8);
+const CALL = 'ETH-USD:OPT:20260331:4000:C';
+
+function equityOf(positions: Position[], balances: Balance[], marks: Mark[] = [], spot = 3000) {
+  const engine = new RiskEngine({ clock: new ManualClock(NOW), staleAfterMs: 60_000 });
+  engine.setBook({ positions, balances });
+  engine.setMarket('ETH', { spotUsd: spot, volDecimal: 0.7, rateDecimal: 0, asOfMs: NOW });
+  engine.updateMarks(marks);
+  return bookEquity(engine.snapshot({ scenarios: false }), { positions, balances, marks });
+}
+
+const pos = (p: Partial<Position> & Pick<Position, 'instrument' | 'sizeBase'>): Position => ({
+  venue: 'v',
+  chain: 'evm:42161',
+  asOfMs: NOW,
+  ...p,
+});
+const bal = (asset: string, amount: number, venue = 'v'): Balance => ({
+  venue,
+  chain: 'evm:42161',
+  asset,
+  amount,
+  asOfMs: NOW,
+});
+
+describe('bookEquity', () => {
+  it('sums cash at par, coins at spot, options at model, spot holdings at their mark and perp P&L', () => {
+    const e = equityOf(
+      [
+        pos({ instrument: CALL, sizeBase: -2 }),
+        pos({ instrument: 'ETH-USD:PERP', sizeBase: 1.5, entryPriceUsd: 2900 }),
+        pos({ venue: 'amm', instrument: 'ETH-USDC:SPOT', sizeBase: 0.5 }),
+      ],
+      [bal('USDC', 10_000), bal('WETH', 2, 'amm'), bal('ETH', 1)],
+      [
+        { venue: 'v', instrument: 'ETH-USD:PERP', markPriceUsd: 3010, asOfMs: NOW },
+        { venue: 'amm', instrument: 'ETH-USDC:SPOT', markPriceUsd: 3005, asOfMs: NOW },
+      ],
+    );
+    const call = bsm({
+      type: 'call',
+      spot: 3000,
+      strike: 4000,
+      timeYears: (EXPIRY - NOW) / MS_PER_YEAR,
+      vol: 0.7,
+      rate: 0,
+    });
+    expect(e.cashUsd).toBe(10_000);
+    expect(e.modelValueUsd).toBeCloseTo(3 * 3000 - 2 * call.price, 6);
+    expect(e.spotUsd).toBeCloseTo(0.5 * 3005, 9);
+    expect(e.unrealizedUsd).toBeCloseTo(1.5 * (3010 - 2900), 9);
+    expect(e.equityUsd).toBeCloseTo(e.cashUsd + e.modelValueUsd + e.spotUsd + e.unrealizedUsd, 9);
+    expect(e.unvalued).toEqual([]);
+  });
+
+  it('counts collateral in transit between venues, so a bridge transfer is not a loss', () => {
+    const before = equityOf([], [bal('USDC', 10_000, 'a'), bal('ETH', 1, 'a')]);
+    const balances = [bal('USDC', 6_000, 'a'), bal('ETH', 1, 'a')];
+    const engine = new RiskEngine({ clock: new ManualClock(NOW), staleAfterMs: 60_000 });
+    engine.setBook({ positions: [], balances });
+    engine.setMarket('ETH', { spotUsd: 3000, volDecimal: 0.7, asOfMs: NOW });
+    const snap = engine.snapshot({ scenarios: false });
+    const during = bookEquity(
+      snap,
+      { positions: [], balances, marks: [] },
+      {
+        inTransit: [
+          { asset: 'USDC', amount: 4_000 },
+          { asset: 'WETH', amount: 1 },
+          { asset: 'SOL', amount: 2 },
+        ],
+      },
+    );
+    expect(during.inTransitUsd).toBe(4_000 + 3000);
+    expect(during.equityUsd - 3000).toBe(before.equityUsd);
+    expect(during.unvalued).toEqual(['in-transit:SOL']);
+  });
+
+  it('moves by the book P&L when spot moves: a delta-hedged short call loses only its convexity', () => {
+    const positions = [
+      pos({ instrument: CALL, sizeBase: -10 }),
+      pos({ instrument: 'ETH-USD:PERP', sizeBase: 3, entryPriceUsd: 3000 }),
+    ];
+    const at = (s: number) =>
+      equityOf(
+        positions,
+        [bal('USDC', 50_000)],
+        [{ venue: 'v', instrument: 'ETH-USD:PERP', markPriceUsd: s, asOfMs: NOW }],
+        s,
+      );
+    const down = at(2700).equityUsd - at(3000).equityUsd;
+    const up = at(3300).equityUsd - at(3000).equityUsd;
+    // short gamma: both 10% moves cost money, and far less than an unhedged 10-call short would lose up
+    expect(down).toBeLessThan(0);
+    expect(up).toBeLessThan(0);
+    expect(Math.abs(up)).toBeLessThan(10 * 300 * 0.5);
+  });
+
+  it('lists what it cannot value instead of guessing', () => {
+    const e = equityOf(
+      [
+        pos({ instrument: 'ETH-USD:PERP', sizeBase: 1 }), // no entry price
+        pos({ instrument: 'BTC-USD:PERP', sizeBase: 1, entryPriceUsd: 90_000 }), // no BTC market
+      ],
+      [bal('USDC', 100), bal('SOL', 3)],
+    );
+    expect(e.unvalued.sort()).toEqual(['v:BTC-USD:PERP', 'v:ETH-USD:PERP', 'v:SOL']);
+    expect(e.equityUsd).toBe(100);
+  });
+
+  it('refuses to return a non-finite equity', () => {
+    const engine = new RiskEngine({ clock: new ManualClock(NOW), staleAfterMs: 60_000 });
+    engine.setMarket('ETH', { spotUsd: 3000, volDecimal: 0.7, asOfMs: NOW });
+    const snap = engine.snapshot({ scenarios: false });
+    expect(() =>
+      bookEquity(snap, {
+        positions: [],
+        balances: [bal('USDC', Number.POSITIVE_INFINITY)],
+        marks: [],
+      }),
+    ).toThrow(/not finite/);
+  });
+});

@@ -1,0 +1,95 @@
+import { type Balance, isUsdLike, type Mark, type Position, parseInstrumentId } from '@xhedge/core';
+import { DEFAULT_ASSET_ALIASES } from './engine.ts';
+import type { RiskSnapshot } from './snapshot.ts';
+
+/** The book's mark-to-market value, USD, as the loss-since-mark breaker watches it. */
+export interface BookEquity {
+  /** Everything below, summed. */
+  equityUsd: number;
+  /** USD-like balances (USDC, USDT, DAI, USD) at par. */
+  cashUsd: number;
+  /** Options at the risk model's value and volatile-coin balances at spot (the snapshot's `valueUsd`). */
+  modelValueUsd: number;
+  /** Spot holdings reported as positions, at the venue's mark (else spot). */
+  spotUsd: number;
+  /** Perps and futures: (mark − entry) × size, not yet realized into a balance. */
+  unrealizedUsd: number;
+  /** Collateral on its way between venues (a bridge transfer sent, not yet delivered), USD. */
+  inTransitUsd: number;
+  /**
+   * What could not be valued (an instrument or asset with no market in the snapshot, a perp or future
+   * without its entry price). When not empty, `equityUsd` leaves them out and is not comparable with a
+   * mark taken when they were valued.
+   */
+  unvalued: string[];
+}
+
+/**
+ * Mark-to-market equity of a book: cash + options and coins (from the risk snapshot) + spot holdings +
+ * the unrealized P&L of perps and futures + collateral in transit between venues. Venues realize perp P&L into their collateral balance on
+ * closing and keep the entry price of what is open (the paper venues, GMX, Drift), so the two parts
+ * never count the same dollar twice. Inverse (coin-settled) perps and futures are valued by their size
+ * in coin: size × (mark − entry), the USD value of their coin P&L at the mark.
+ *
+ * `positions`, `balances` and `marks` are the inputs the snapshot was built from (gas money left out).
+ */
+export function bookEquity(
+  snapshot: RiskSnapshot,
+  inputs: { positions: readonly Position[]; balances: readonly Balance[]; marks: readonly Mark[] },
+  opts: {
+    /** Transfers debited at their source and not yet credited at their destination. */
+    inTransit?: readonly { asset: string; amount: number }[];
+    assetAliases?: Readonly<Record<string, string>>;
+  } = {},
+): BookEquity {
+  const aliases = opts.assetAliases ?? DEFAULT_ASSET_ALIASES;
+  const unvalued: string[] = [];
+  let modelValueUsd = 0;
+  for (const r of Object.values(snapshot.underlyings)) modelValueUsd += r.valueUsd;
+  let cashUsd = 0;
+  for (const b of inputs.balances) {
+    const asset = aliases[b.asset] ?? b.asset;
+    if (isUsdLike(asset)) cashUsd += b.amount;
+    else if (!snapshot.underlyings[asset]) unvalued.push(`${b.venue}:${b.asset}`);
+  }
+  let inTransitUsd = 0;
+  for (const t of opts.inTransit ?? []) {
+    const asset = aliases[t.asset] ?? t.asset;
+    const spot = snapshot.underlyings[asset]?.spotUsd;
+    if (isUsdLike(asset)) inTransitUsd += t.amount;
+    else if (spot !== undefined) inTransitUsd += t.amount * spot;
+    else unvalued.push(`in-transit:${t.asset}`);
+  }
+  const markOf = new Map(inputs.marks.map((m) => [`${m.venue}|${m.instrument}`, m.markPriceUsd]));
+  let spotUsd = 0;
+  let unrealizedUsd = 0;
+  for (const p of inputs.positions) {
+    if (p.sizeBase === 0) continue;
+    let kind: string;
+    let base: string;
+    try {
+      const id = parseInstrumentId(p.instrument);
+      kind = id.kind;
+      base = id.base;
+    } catch {
+      unvalued.push(`${p.venue}:${p.instrument}`);
+      continue;
+    }
+    const risk = snapshot.underlyings[base];
+    if (!risk) {
+      unvalued.push(`${p.venue}:${p.instrument}`);
+      continue;
+    }
+    if (kind === 'option') continue; // in the snapshot's model value
+    const px = markOf.get(`${p.venue}|${p.instrument}`) ?? risk.spotUsd;
+    if (kind === 'spot') spotUsd += p.sizeBase * px;
+    else if (p.entryPriceUsd === undefined) unvalued.push(`${p.venue}:${p.instrument}`);
+    else unrealizedUsd += p.sizeBase * (px - p.entryPriceUsd);
+  }
+  const equityUsd = cashUsd + modelValueUsd + spotUsd + unrealizedUsd + inTransitUsd;
+  if (!Number.isFinite(equityUsd))
+    throw new RangeError(
+      `book equity is not finite (cash ${cashUsd}, model value ${modelValueUsd}, spot ${spotUsd}, unrealized ${unrealizedUsd}, in transit ${inTransitUsd})`,
+    );
+  return { equityUsd, cashUsd, modelValueUsd, spotUsd, unrealizedUsd, inTransitUsd, unvalued };
+}
