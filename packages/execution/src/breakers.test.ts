@@ -188,4 +188,35 @@ describe('circuit breakers: what trips each one', () => {
     });
     expect(await b.observeEquity(40_000)).toMatchObject({ marked: true, lossSinceMarkUsd: 0 });
   });
+
+  it('a mark Redis lost comes back from the ledger instead of marking afresh (the loss so far is kept)', async () => {
+    // its own ledger: the mark's restore reads the ledger's last word on the mark
+    const own = new Ledger(await openDatabase(), { clock });
+    try {
+      const prefix = `xhbrk${process.pid}-${++n}`;
+      const mk = () =>
+        new BreakerBoard({
+          redis: cmd,
+          prefix,
+          config: BreakersConfig.parse({ market: { maxLossSinceMarkUsd: 1_000 } }),
+          ledger: own,
+          clock,
+        });
+      const b = mk();
+      await b.observeEquity(10_000);
+      await b.observeEquity(9_500);
+      await cmd.del(`${prefix}:book-mark`); // Redis lost it
+      const r = await mk().observeEquity(8_900);
+      expect(r).toEqual({ markUsd: 10_000, lossSinceMarkUsd: 1_100, marked: false });
+      expect((await b.status('market:loss')).state).toBe('open');
+      expect((await b.bookMark()).reason).toMatch(/restored from the ledger/);
+      expect(await own.listAudit({ action: 'book-mark.restore' })).toHaveLength(1);
+      // after a clear, the ledger's last word is "no mark": the next equity marks afresh
+      await b.clearMark({ actor: 'run', reason: 'paper restart' });
+      await cmd.del(`${prefix}:book-mark`);
+      expect(await b.observeEquity(5_000)).toMatchObject({ markUsd: 5_000, marked: true });
+    } finally {
+      await own.close();
+    }
+  });
 });

@@ -399,6 +399,9 @@ export class BreakerBoard {
   ): Promise<{ markUsd: number; lossSinceMarkUsd: number; marked: boolean }> {
     if (!Number.isFinite(equityUsd)) throw new RangeError(`book equity must be finite, got ${equityUsd}`);
     const actor = o.actor ?? 'orchestrator';
+    // Redis without a mark may have lost it (restart without AOF, failover): the ledger's mark wins
+    // over marking afresh at today's equity, which would forget the loss so far (fail-open).
+    if ((await this.#redis.hexists(this.#keys.bookMark, 'markUsd')) === 0) await this.#restoreMark();
     const [marked, mark] = (await this.#redis.eval(
       OBSERVE_EQUITY,
       1,
@@ -464,6 +467,29 @@ export class BreakerBoard {
     return this.bookMark();
   }
 
+  /** Puts the ledger's last mark back into Redis (when the ledger's last word on it is a mark, not a clear). */
+  async #restoreMark(): Promise<void> {
+    if (!this.#ledger) return;
+    const [set] = await this.#ledger.listAudit({ action: 'book-mark.set', limit: 1 });
+    const [clear] = await this.#ledger.listAudit({ action: 'book-mark.clear', limit: 1 });
+    if (!set || (clear && clear.id > set.id) || set.details.markUsd === undefined) return;
+    const markUsd = Number(set.details.markUsd);
+    if (!Number.isFinite(markUsd)) return;
+    const reason = `restored from the ledger (marked by ${set.actor}: ${String(set.details.reason ?? '')})`;
+    if ((await this.#redis.hsetnx(this.#keys.bookMark, 'markUsd', String(markUsd))) === 0) return;
+    await this.#redis.hset(this.#keys.bookMark, {
+      markedAtMs: String(set.atMs),
+      markedBy: set.actor,
+      reason,
+    });
+    await this.#ledger.audit({
+      actor: 'breakers',
+      action: 'book-mark.restore',
+      subject: 'book',
+      details: { markUsd, markedAtMs: set.atMs, markedBy: set.actor },
+    });
+  }
+
   /**
    * Forgets the mark and the newest equity (the next observation marks the book again), audited. For a
    * book that starts over: paper venues rebuilt from the profile on every start.
@@ -471,13 +497,13 @@ export class BreakerBoard {
   async clearMark(o: { actor: string; reason: string }): Promise<void> {
     const previous = await this.#redis.hget(this.#keys.bookMark, 'markUsd');
     await this.#redis.del(this.#keys.bookMark);
-    if (previous !== null)
-      await this.#ledger?.audit({
-        actor: o.actor,
-        action: 'book-mark.clear',
-        subject: 'book',
-        details: { previousMarkUsd: Number(previous), reason: o.reason },
-      });
+    // always audited: the ledger's last word decides whether a mark missing from Redis is restored
+    await this.#ledger?.audit({
+      actor: o.actor,
+      action: 'book-mark.clear',
+      subject: 'book',
+      details: { ...(previous !== null ? { previousMarkUsd: Number(previous) } : {}), reason: o.reason },
+    });
   }
 
   /** The mark, the newest equity and the loss between them. */
