@@ -138,6 +138,10 @@ describe('circuit breakers: what trips each one', () => {
       lastEquityUsd: 95_500,
       lossSinceMarkUsd: 4_500,
     });
+    expect(await metrics.registry.getSingleMetricAsString('xhedge_book_loss_since_mark_usd')).toMatch(
+      / 4500$/m,
+    );
+    expect(await metrics.registry.getSingleMetricAsString('xhedge_book_equity_usd')).toMatch(/ 95500$/m);
     // the operator re-marks at the newest equity: the same loss is now measured from there
     const m = await b.setMark({ actor: 'operator:ana', reason: 'end of day' });
     expect(m).toMatchObject({

@@ -419,6 +419,8 @@ export class BreakerBoard {
         details: { markUsd, automatic: true, reason: 'first equity observed without a mark' },
       });
     const lossSinceMarkUsd = markUsd - equityUsd;
+    this.#metrics?.bookEquityUsd.set(equityUsd);
+    this.#metrics?.lossSinceMarkUsd.set(lossSinceMarkUsd);
     await this.observeLossSinceMark(lossSinceMarkUsd);
     return { markUsd, lossSinceMarkUsd, marked: marked === 1 };
   }

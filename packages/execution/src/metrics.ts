@@ -19,6 +19,8 @@ export class ExecutionMetrics {
   readonly controlBlocks: Counter<'control' | 'phase'>;
   readonly sendSeconds: Histogram<'venue'>;
   readonly reconciliations: Counter<'result'>;
+  readonly bookEquityUsd: Gauge;
+  readonly lossSinceMarkUsd: Gauge;
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -70,6 +72,16 @@ export class ExecutionMetrics {
       name: 'xhedge_reconciliations_total',
       help: 'Orders resolved against the venue or re-driven by the reconciler',
       labelNames: ['result'],
+      registers,
+    });
+    this.bookEquityUsd = new Gauge({
+      name: 'xhedge_book_equity_usd',
+      help: "The book's mark-to-market equity at the last tick that could value all of it, USD",
+      registers,
+    });
+    this.lossSinceMarkUsd = new Gauge({
+      name: 'xhedge_book_loss_since_mark_usd',
+      help: 'Mark minus book equity, USD (positive = loss); the market:loss breaker trips past its limit',
       registers,
     });
   }
