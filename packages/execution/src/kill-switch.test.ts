@@ -1,5 +1,7 @@
+import type { Ledger } from '@xhedge/store';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientOrderIdFor } from './ids.ts';
+import { KillEvent, KillSwitch } from './kill-switch.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
 
 // An async-keeper venue (paper-gmx) keeps orders pending for the keeper delay: working orders whose
@@ -70,4 +72,149 @@ describe('kill switch with working orders', () => {
     expect(res.map((r) => r.outcome)).toEqual(['blocked', 'queued']);
     await env.killSwitch.release('global', { actor: 'risk-owner:test', reason: 'drill over' });
   }, 30_000);
+});
+
+// Redis losing the kill-switch hash (restart without AOF, failover, eviction) must not resume trading:
+// the ledger is the durable record and `restore` puts lost engagements back.
+describe('kill switch restore from the ledger', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv();
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  const order = { venue: 'pv', underlying: 'ETH' };
+  const byScope = <T extends { scope: string }>(xs: T[]) =>
+    [...xs].sort((a, b) => a.scope.localeCompare(b.scope));
+
+  it('brings lost engagements back, announces them, does it once, and not after a release', async () => {
+    const ks = env.killSwitch;
+    await ks.engage('global', { actor: 'risk-owner:ana', reason: 'drill', allowRiskReducing: true });
+    await ks.engage('venue:pv', { actor: 'operator:bo', reason: 'venue outage' });
+    const before = byScope(await ks.engaged());
+    expect(before.map((e) => e.scope)).toEqual(['global', 'venue:pv']);
+
+    // simulated data loss: the hash is gone, nothing blocks any more
+    await env.cmd.del(ks.stateKey);
+    expect(await ks.blocking({ ...order, reduceOnly: false })).toBeUndefined();
+
+    const heard: KillEvent[] = [];
+    const sub = env.redis.client();
+    try {
+      sub.on('message', (_ch, msg) => heard.push(KillEvent.parse(JSON.parse(msg))));
+      await sub.subscribe(ks.channel);
+
+      const restored = byScope(await ks.restore({ actor: 'run' }));
+      const states = new Map((await env.ledger.killSwitchStates()).map((s) => [s.scope, s]));
+      expect(restored.map(({ engagedAtMs: _, ...rest }) => rest)).toEqual(
+        before.map(({ engagedAtMs: _, ...rest }) => rest),
+      );
+      for (const e of restored) expect(e.engagedAtMs).toBe(states.get(e.scope)?.atMs);
+      expect(byScope(await ks.engaged())).toEqual(restored);
+
+      // the gate blocks again: global lets reduce-only pass, venue:pv does not
+      expect((await ks.blocking({ ...order, reduceOnly: false }))?.scope).toBe('global');
+      expect((await ks.blocking({ ...order, reduceOnly: true }))?.scope).toBe('venue:pv');
+      const leg = env.intent(1);
+      const res = await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+      expect(res.map((r) => r.outcome)).toEqual(['blocked']);
+      expect(await env.metrics.killSwitchEngaged.get()).toMatchObject({
+        values: expect.arrayContaining([
+          expect.objectContaining({ labels: { scope: 'venue:pv' }, value: 1 }),
+        ]),
+      });
+
+      // workers hear an engage per restored scope, as for a fresh engagement
+      const engages = await until(async () => {
+        const e = heard.filter((h) => h.action === 'engage');
+        return e.length >= 2 ? e : undefined;
+      });
+      expect(byScope(engages).map((e) => [e.scope, e.allowRiskReducing])).toEqual([
+        ['global', true],
+        ['venue:pv', false],
+      ]);
+      // …and act on them: the workers' cancel pass runs for the restore announcement
+      const cancelPass = await until(async () =>
+        (await env.ledger.listKillSwitchEvents({ scope: 'venue:pv' })).find(
+          (e) => e.action === 'cancel-working' && String(e.details.eventId).includes(':restore:'),
+        ),
+      );
+      expect(cancelPass.details).toMatchObject({ venue: 'pv' });
+
+      const audits = await env.ledger.listAudit({ action: 'kill-switch.restore' });
+      expect(byScope(audits.map((a) => ({ ...a, scope: a.subject ?? '' })))).toMatchObject([
+        {
+          actor: 'run',
+          subject: 'global',
+          details: { reason: 'drill', originalActor: 'risk-owner:ana', eventId: before[0]?.eventId },
+        },
+        {
+          actor: 'run',
+          subject: 'venue:pv',
+          details: { reason: 'venue outage', originalActor: 'operator:bo', eventId: before[1]?.eventId },
+        },
+      ]);
+    } finally {
+      sub.disconnect();
+    }
+
+    // nothing is missing now: a no-op
+    expect(await ks.restore({ actor: 'run' })).toEqual([]);
+    expect(await env.ledger.listAudit({ action: 'kill-switch.restore' })).toHaveLength(2);
+
+    // a released scope stays released, also after another loss
+    expect(await ks.release('venue:pv', { actor: 'operator:bo', reason: 'venue back' })).toBe(true);
+    expect(await ks.restore({ actor: 'run' })).toEqual([]);
+    await env.cmd.del(ks.stateKey);
+    expect((await ks.restore({ actor: 'run' })).map((e) => e.scope)).toEqual(['global']);
+    expect((await ks.blocking({ ...order, reduceOnly: true }))?.scope).toBeUndefined();
+    expect((await ks.blocking({ ...order, reduceOnly: false }))?.scope).toBe('global');
+    await ks.release('global', { actor: 'risk-owner:ana', reason: 'drill over' });
+    expect(await ks.restore({ actor: 'run' })).toEqual([]);
+    expect(await ks.engaged()).toEqual([]);
+  }, 30_000);
+
+  it('only adds: an engagement in Redis whose ledger write failed is left alone', async () => {
+    // the same Redis hash, but a ledger whose kill-switch writes fail
+    const failing = Object.create(env.ledger) as Ledger;
+    failing.recordKillSwitchEvent = async () => {
+      throw new Error('ledger down');
+    };
+    const flaky = new KillSwitch({ redis: env.cmd, prefix: env.prefix, ledger: failing });
+    await expect(
+      flaky.engage('underlying:BTC', { actor: 'operator:cy', reason: 'btc halt' }),
+    ).rejects.toThrow('ledger down');
+    const raw = await env.cmd.hget(env.killSwitch.stateKey, 'underlying:BTC');
+    expect(raw).toBeTruthy();
+
+    expect(await env.killSwitch.restore({ actor: 'run' })).toEqual([]);
+    expect(await env.cmd.hget(env.killSwitch.stateKey, 'underlying:BTC')).toBe(raw);
+    // a release whose ledger write fails leaves the switch engaged (ledger first, then Redis)
+    await expect(flaky.release('underlying:BTC', { actor: 'operator:cy', reason: 'resume' })).rejects.toThrow(
+      'ledger down',
+    );
+    expect(await env.cmd.hget(env.killSwitch.stateKey, 'underlying:BTC')).toBe(raw);
+    await env.killSwitch.release('underlying:BTC', { actor: 'operator:cy', reason: 'resume' });
+  });
+
+  it('undoes its own write when a release lands between its ledger read and its HSETNX', async () => {
+    const ks = env.killSwitch;
+    await ks.engage('underlying:SOL', { actor: 'operator:di', reason: 'sol halt' });
+    await env.cmd.hdel(ks.stateKey, 'underlying:SOL'); // lost
+    // a ledger that lets a concurrent release commit right after restore's first read
+    let reads = 0;
+    const racing = Object.create(env.ledger) as Ledger;
+    racing.killSwitchStates = async () => {
+      const states = await env.ledger.killSwitchStates();
+      reads += 1;
+      if (reads === 1) await ks.release('underlying:SOL', { actor: 'operator:di', reason: 'resume' });
+      return states;
+    };
+    const restorer = new KillSwitch({ redis: env.cmd, prefix: env.prefix, ledger: racing });
+    expect(await restorer.restore({ actor: 'run' })).toEqual([]);
+    expect(reads).toBe(2);
+    expect(await env.cmd.hexists(ks.stateKey, 'underlying:SOL')).toBe(0);
+  });
 });

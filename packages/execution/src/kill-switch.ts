@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { type Clock, systemClock } from '@xhedge/core';
-import type { Ledger } from '@xhedge/store';
+import type { KillSwitchEvent, Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { keysFor } from './keys.ts';
 import type { ExecutionMetrics } from './metrics.ts';
+import { evalScript } from './script.ts';
 
 /** `global`, `venue:<id>` or `underlying:<symbol>`. */
 export const KillScope = z.union([
@@ -32,6 +33,13 @@ export const KillEvent = z.object({
 });
 export type KillEvent = z.infer<typeof KillEvent>;
 
+/** Removes a hash field only while it still holds the given value (KEYS[1] hash; ARGV field, value). */
+const DELETE_IF_SAME = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0`;
+
 export interface KillSwitchOptions {
   redis: Redis;
   prefix: string;
@@ -45,7 +53,10 @@ export interface KillSwitchOptions {
  * before queueing and right before sending), changes are announced on a channel so workers abort
  * active jobs and cancel working orders at once, and every action is written to the ledger and the
  * metrics. It needs nothing from the trading processes: the API or a CLI engages it with Redis alone.
- * With `allowRiskReducing`, reduce-only orders still pass.
+ * With `allowRiskReducing`, reduce-only orders still pass. The ledger is the durable record: if Redis
+ * loses an engagement, `restore` (run at startup and periodically) puts it back, so a data loss in
+ * Redis keeps trading stopped instead of silently resuming it (fail-closed). A release made without
+ * the ledger is therefore undone by the next `restore` wherever the ledger still says engaged.
  */
 export class KillSwitch {
   /** Redis key prefix (shared with the controls and the breakers of one deployment). */
@@ -118,21 +129,29 @@ export class KillSwitch {
     return { scope, ...e };
   }
 
+  /**
+   * Releases `scope`. The ledger event is written first, then the Redis entry is removed and the
+   * release announced: a failed ledger write leaves the switch engaged (fail-closed), and the ledger
+   * never says "engaged" after Redis said released, which `restore` relies on (see there).
+   */
   async release(scopeIn: KillScope, o: { actor: string; reason: string }): Promise<boolean> {
     const scope = KillScope.parse(scopeIn);
-    const removed = await this.#redis.hdel(this.#keys.kill, scope);
-    const ev: KillEvent = { action: 'release', scope, eventId: randomUUID(), allowRiskReducing: false };
-    await this.#redis.publish(this.#keys.killChannel, JSON.stringify(ev));
-    this.#metrics?.killSwitchEngaged.set({ scope }, 0);
-    this.#metrics?.killSwitchActions.inc({ scope, action: 'release' });
+    // Whether it was engaged is read before the ledger write so the event can say so; the HDEL
+    // below is the authority for the return value.
+    const wasEngaged = (await this.#redis.hexists(this.#keys.kill, scope)) === 1;
     await this.#ledger?.recordKillSwitchEvent({
       scope,
       action: 'release',
       actor: o.actor,
       reason: o.reason,
       allowRiskReducing: false,
-      details: { wasEngaged: removed === 1 },
+      details: { wasEngaged },
     });
+    const removed = await this.#redis.hdel(this.#keys.kill, scope);
+    const ev: KillEvent = { action: 'release', scope, eventId: randomUUID(), allowRiskReducing: false };
+    await this.#redis.publish(this.#keys.killChannel, JSON.stringify(ev));
+    this.#metrics?.killSwitchEngaged.set({ scope }, 0);
+    this.#metrics?.killSwitchActions.inc({ scope, action: 'release' });
     await this.#ledger?.audit({
       actor: o.actor,
       action: 'kill-switch.release',
@@ -140,6 +159,88 @@ export class KillSwitch {
       details: { reason: o.reason },
     });
     return removed === 1;
+  }
+
+  /**
+   * Puts back every engagement the ledger holds but Redis lost (a restart without AOF, the last
+   * second of `appendfsync everysec`, a failover to a replica that missed the write, an eviction):
+   * for each scope whose latest ledger `engage`/`release` event is `engage` and which is absent from
+   * the Redis hash, the engagement is written back with HSETNX (same event id, reason, actor,
+   * `allowRiskReducing`, `engagedAtMs` = the ledger time), announced on `channel` as an `engage`
+   * (with a fresh announcement id, so workers abort jobs and cancel working orders again even if the
+   * original cancel claims survived), counted in the metrics and audited as `kill-switch.restore`.
+   * It only adds: an engagement present in Redis is left alone (also one whose ledger write failed).
+   * Returns what it restored; without a ledger, nothing.
+   *
+   * Ordering against a concurrent `release` (which writes the ledger first, then HDELs):
+   * - Redis is read before the ledger. If a scope is absent from that Redis read but the ledger read
+   *   says `engage`, the release's HDEL cannot explain the absence: that HDEL follows the release's
+   *   ledger write, which would then precede our ledger read and show as the latest event. So the
+   *   entry really was lost. (Reading the ledger first would leave a window where a release lands
+   *   between the two reads and restore re-engages a scope that was just released.)
+   * - A release can still start after our ledger read and before our HSETNX. Therefore the ledger
+   *   is read once more after writing: if the scope's latest event is no longer the one restored,
+   *   our entry is removed again (compare-and-delete, so a newer engagement stays). A release whose
+   *   ledger write comes after that second read does its HDEL after our HSETNX and removes it itself.
+   * Every remaining window errs towards engaged, never towards released.
+   */
+  async restore(o: { actor: string }): Promise<KillEngagement[]> {
+    if (!this.#ledger) return [];
+    const inRedis = await this.#redis.hgetall(this.#keys.kill);
+    const lost = (await this.#ledger.killSwitchStates()).filter(
+      (ev) => ev.action === 'engage' && inRedis[ev.scope] === undefined,
+    );
+    const restored: KillEngagement[] = [];
+    for (const ev of lost) {
+      const e = await this.#restoreOne(ev, o.actor);
+      if (e) restored.push(e);
+    }
+    return restored;
+  }
+
+  /** Restores one lost engagement (see `restore`); undefined when Redis holds the scope again or it was released. */
+  async #restoreOne(ev: KillSwitchEvent, actor: string): Promise<KillEngagement | undefined> {
+    const ledger = this.#ledger;
+    // engage() only writes parsed scopes; a row that does not parse could never block anything.
+    const parsed = KillScope.safeParse(ev.scope);
+    if (!ledger || !parsed.success) return undefined;
+    const scope = parsed.data;
+    const eventId = typeof ev.details.eventId === 'string' ? ev.details.eventId : randomUUID();
+    const e = {
+      eventId,
+      actor: ev.actor,
+      reason: ev.reason,
+      allowRiskReducing: ev.allowRiskReducing,
+      engagedAtMs: ev.atMs,
+    };
+    const raw = JSON.stringify(e);
+    if ((await this.#redis.hsetnx(this.#keys.kill, scope, raw)) !== 1) return undefined;
+    const latest = (await ledger.killSwitchStates()).find((s) => s.scope === ev.scope);
+    if (latest?.id !== ev.id) {
+      await evalScript(this.#redis, DELETE_IF_SAME, [this.#keys.kill], [scope, raw]);
+      return undefined;
+    }
+    const announced: KillEvent = {
+      action: 'engage',
+      scope,
+      eventId: `${eventId}:restore:${randomUUID()}`,
+      allowRiskReducing: e.allowRiskReducing,
+    };
+    await this.#redis.publish(this.#keys.killChannel, JSON.stringify(announced));
+    this.#metrics?.killSwitchEngaged.set({ scope }, 1);
+    this.#metrics?.killSwitchActions.inc({ scope, action: 'restore' });
+    await ledger.audit({
+      actor,
+      action: 'kill-switch.restore',
+      subject: scope,
+      details: {
+        reason: ev.reason,
+        originalActor: ev.actor,
+        eventId,
+        announcedEventId: announced.eventId,
+      },
+    });
+    return { scope, ...e };
   }
 
   /** Records that working orders were cancelled for an engagement (called by the process that did it). */

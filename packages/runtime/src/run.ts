@@ -259,6 +259,32 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       clock,
     });
     const killSwitch = new KillSwitch({ redis, prefix, ledger, metrics: execMetrics, clock });
+    // Fail-closed: engagements the ledger holds but Redis lost come back before anything trades, and
+    // every 5 s while the run goes (a Redis restart or failover can happen at any time).
+    const restoreKillSwitch = async (): Promise<void> => {
+      for (const e of await killSwitch.restore({ actor: 'run' }))
+        log.warn(
+          { scope: e.scope, reason: e.reason, engagedBy: e.actor, eventId: e.eventId },
+          `kill switch ${e.scope} restored from the ledger (missing in Redis)`,
+        );
+    };
+    await restoreKillSwitch();
+    let restoring: Promise<void> | undefined;
+    const restoreTimer = setInterval(() => {
+      restoring ??= restoreKillSwitch()
+        .catch((err) => log.error({ err }, 'restoring the kill switch from the ledger failed'))
+        .finally(() => {
+          restoring = undefined;
+        });
+    }, 5_000);
+    restoreTimer.unref();
+    closers.push({
+      name: 'kill-switch restore',
+      close: async () => {
+        clearInterval(restoreTimer);
+        await restoring;
+      },
+    });
     const controls = new PreTradeControls({ redis, prefix, limits: config.limits, clock });
     const configStore = new SharedConfigStore({ redis, prefix, config });
     await configStore.init();

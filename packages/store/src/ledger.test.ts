@@ -203,6 +203,40 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     expect((await ledger.riskSnapshotHistory({ fromMs: 0, toMs: 150 })).map((s) => s.seq)).toEqual([1]);
   });
 
+  it('killSwitchStates: the latest engage or release per scope, cancel-working ignored', async () => {
+    // the previous test engaged venue:gmx; here: global engaged then released then engaged again,
+    // underlying:ETH engaged then released, venue:gmx gets a later cancel-working only.
+    const ev = (scope: string, action: 'engage' | 'release' | 'cancel-working', reason: string) =>
+      ledger.recordKillSwitchEvent({
+        scope,
+        action,
+        actor: 'operator:ana',
+        reason,
+        allowRiskReducing: action === 'engage' && scope === 'global',
+        details: action === 'engage' ? { eventId: `ev-${scope}-${reason}` } : {},
+      });
+    await ev('global', 'engage', 'first');
+    await ev('underlying:ETH', 'engage', 'drill');
+    await ev('global', 'release', 'over');
+    await ev('underlying:ETH', 'release', 'over');
+    clock.advance(7);
+    await ev('global', 'engage', 'second');
+    await ev('venue:gmx', 'cancel-working', 'kill switch engaged');
+    await ev('global', 'cancel-working', 'kill switch engaged');
+    const states = await ledger.killSwitchStates();
+    expect(states.map((s) => [s.scope, s.action, s.reason])).toEqual([
+      ['global', 'engage', 'second'],
+      ['underlying:ETH', 'release', 'over'],
+      ['venue:gmx', 'engage', 'drill'],
+    ]);
+    expect(states[0]).toMatchObject({
+      actor: 'operator:ana',
+      allowRiskReducing: true,
+      atMs: clock.nowMs(),
+      details: { eventId: 'ev-global-second' },
+    });
+  });
+
   it('records a whole plan in one statement: queued or cancelled, events, duplicates, conflicts, fence', async () => {
     const a = intent(301, { planId: 'plan_301' });
     const b = intent(302, { planId: 'plan_301', side: 'sell' });

@@ -16,10 +16,11 @@ import {
   LedgerConflictError,
   LedgerNotFoundError,
 } from './errors.ts';
-import type { IntentsTable, LedgerDatabase, OrdersTable } from './schema.ts';
+import type { IntentsTable, KillSwitchEventsTable, LedgerDatabase, OrdersTable } from './schema.ts';
 
 type OrderRow = Selectable<OrdersTable>;
 type IntentRow = Selectable<IntentsTable>;
+type KillSwitchEventRow = Selectable<KillSwitchEventsTable>;
 
 /** Who did something: `worker:<id>`, `orchestrator:<id>`, `operator:<name>`, `risk-owner:<name>`. */
 export type Actor = string;
@@ -738,16 +739,24 @@ export class Ledger {
     if (q.venue) qb = qb.where('scope', '=', `venue:${q.venue}`);
     if (q.underlying) qb = qb.where('scope', '=', `underlying:${q.underlying}`);
     const rows = await qb.orderBy('id', 'desc').limit(limitOf(q)).execute();
-    return rows.map((r) => ({
-      id: Number(r.id),
-      scope: r.scope,
-      action: r.action as KillSwitchEvent['action'],
-      actor: r.actor,
-      reason: r.reason,
-      allowRiskReducing: r.allow_risk_reducing,
-      atMs: Number(r.at_ms),
-      details: asRecord(r.details),
-    }));
+    return rows.map(toKillSwitchEvent);
+  }
+
+  /**
+   * The kill-switch state as the ledger knows it: per scope, its latest `engage` or `release` event
+   * (`cancel-working` rows are ignored), ordered by scope. A scope whose latest event is `engage` is
+   * engaged; the kill switch restores such scopes when Redis has lost them.
+   */
+  async killSwitchStates(): Promise<KillSwitchEvent[]> {
+    const rows = await this.db
+      .selectFrom('kill_switch_events')
+      .selectAll()
+      .distinctOn('scope')
+      .where('action', 'in', ['engage', 'release'])
+      .orderBy('scope')
+      .orderBy('id', 'desc')
+      .execute();
+    return rows.map(toKillSwitchEvent);
   }
 
   /** Appends an audit entry: who did what to which subject. Details must hold no secrets. */
@@ -866,6 +875,19 @@ function toOrder(r: OrderRow): LedgerOrder {
   if (r.error !== null) o.error = r.error;
   if (r.last_send_at_ms !== null) o.lastSendAtMs = Number(r.last_send_at_ms);
   return o;
+}
+
+function toKillSwitchEvent(r: KillSwitchEventRow): KillSwitchEvent {
+  return {
+    id: Number(r.id),
+    scope: r.scope,
+    action: r.action as KillSwitchEvent['action'],
+    actor: r.actor,
+    reason: r.reason,
+    allowRiskReducing: r.allow_risk_reducing,
+    atMs: Number(r.at_ms),
+    details: asRecord(r.details),
+  };
 }
 
 function toIntent(r: IntentRow & { status: string; client_order_id: string }): LedgerIntent {
