@@ -112,6 +112,15 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
 end
 return {tostring(lo), tostring(hi)}`;
 
+// A breaker the ledger last saw open, put back only if Redis holds nothing for it (never over a state
+// written since, such as an operator's reset). KEYS: [1] breaker hash, [2] index. ARGV: openedAt,
+// reason, cooldownMs, name. Returns 1 when restored.
+const RESTORE_OPEN = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'open', 'openedAt', ARGV[1], 'reason', ARGV[2], 'cooldownMs', ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[4])
+return 1`;
+
 // Book equity observed: records it as the newest; marks the book at it when no mark is set.
 // KEYS: [1] mark hash. ARGV: [1] equity, [2] now, [3] actor. Returns {marked(0/1), markUsd}.
 const OBSERVE_EQUITY = `
@@ -236,8 +245,54 @@ export class BreakerBoard {
       cd,
       name,
     )) as [number, BreakerState, BreakerState];
-    if (moved === 1) await this.#transitioned(name, from, 'open', reason, details);
+    if (moved === 1)
+      await this.#transitioned(name, from, 'open', reason, { ...details, cooldownMs: cd, openedAtMs: now });
     return moved === 1;
+  }
+
+  /**
+   * Puts back every breaker the ledger last saw `open` or `half-open` but Redis lost (a restart without
+   * AOF, a failover): as `open` from the time it opened, with its cooldown (so one whose cooldown has
+   * passed goes half-open at the next order, as it would have). A breaker Redis holds any state for is
+   * left alone. Audited as `breaker.restore`; returns the names restored. Without a ledger, none.
+   */
+  async restoreOpen(o: { actor: string }): Promise<string[]> {
+    if (!this.#ledger) return [];
+    const restored: string[] = [];
+    for (const ev of await this.#ledger.breakerStates()) {
+      if (ev.toState !== 'open' && ev.toState !== 'half-open') continue;
+      // the time it opened: this event for `open`, its open event for `half-open`
+      const open =
+        ev.toState === 'open'
+          ? ev
+          : ((await this.#ledger.listBreakerEvents({ breaker: ev.breaker, limit: 20 })).find(
+              (e) => e.toState === 'open',
+            ) ?? ev);
+      const at = Number(open.details.openedAtMs);
+      const openedAtMs = Number.isFinite(at) && at > 0 ? at : open.atMs;
+      const cd = Number(open.details.cooldownMs);
+      const cooldownMs = Number.isFinite(cd) && cd >= 0 ? cd : this.#cfg.venue.cooldownSeconds * 1000;
+      const put = (await this.#redis.eval(
+        RESTORE_OPEN,
+        2,
+        this.#keys.breaker(ev.breaker),
+        this.#keys.breakerIndex,
+        openedAtMs,
+        ev.reason,
+        cooldownMs,
+        ev.breaker,
+      )) as number;
+      if (put !== 1) continue;
+      restored.push(ev.breaker);
+      this.#metrics?.breakerState.set({ breaker: ev.breaker }, 2);
+      await this.#ledger.audit({
+        actor: o.actor,
+        action: 'breaker.restore',
+        subject: ev.breaker,
+        details: { reason: ev.reason, openedAtMs, cooldownMs, ledgerState: ev.toState },
+      });
+    }
+    return restored;
   }
 
   /** Operator reset: closes a breaker whatever its state. */

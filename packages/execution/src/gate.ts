@@ -3,19 +3,23 @@ import { type Clock, type HedgeIntent, systemClock } from '@xhedge/core';
 import type { Redis } from 'ioredis';
 import { type BreakerBoard, breakersFor, type Trial } from './breakers.ts';
 import { type ControlContext, type ControlName, type PreTradeControls, WINDOW_FN } from './controls.ts';
+import { keysFor } from './keys.ts';
 import { type KillScope, KillSwitch } from './kill-switch.ts';
 import { evalScript } from './script.ts';
 
 // Every Redis-side gate of one order in one atomic script (one round trip): kill switch, breakers
 // (taking the half-open trial tokens when sending), then the window controls with their reservation.
 // Nothing is reserved and no trial is taken unless every gate passes.
-// KEYS: [1] kill hash, [2..7] window keys, then nb breaker hashes, then nb trial keys.
+// KEYS: [1] kill hash, [2..7] window keys, then nb breaker hashes, then nb trial keys, then the
+//       control-state key.
 // ARGV: [1] now, [2] nb, [3] takeTrial, [4] trial token, [5] trial ttl ms, [6] reduceOnly,
-//       [7..9] kill scopes, [10..22] window args.
+//       [7..9] kill scopes, [10..22] window args, [23] control state required.
 // Returns {verdict, detail, extra, moved[, trials]}; moved/trials are 1-based breaker indexes.
+// Verdict 'state-lost': Redis holds no restored control state (see control-state.ts).
 const GATE = `${WINDOW_FN}
 local now, nb = tonumber(ARGV[1]), tonumber(ARGV[2])
 local takeTrial = ARGV[3] == '1'
+if ARGV[23] == '1' and redis.call('EXISTS', KEYS[8 + 2 * nb]) == 0 then return {'state-lost', '', '', {}} end
 for i = 7, 9 do
   local v = redis.call('HGET', KEYS[1], ARGV[i])
   if v then
@@ -70,12 +74,20 @@ export class OrderGate {
   readonly #kill: KillSwitch;
   readonly #redis: Redis;
   readonly #clock: Clock;
+  readonly #stateKey: string;
+  readonly #requireState: boolean;
 
   constructor(o: {
     controls: PreTradeControls;
     breakers: BreakerBoard;
     killSwitch: KillSwitch;
     clock?: Clock | undefined;
+    /**
+     * Refuse every order while Redis holds no restored control state (`restoreControlState` has not
+     * run since Redis last lost its data). @defaultValue true when the kill switch has a ledger to
+     * restore from
+     */
+    requireControlState?: boolean | undefined;
   }) {
     if (o.controls.prefix !== o.breakers.prefix || o.controls.prefix !== o.killSwitch.prefix)
       throw new RangeError('controls, breakers and kill switch must share one Redis key prefix');
@@ -84,6 +96,8 @@ export class OrderGate {
     this.#kill = o.killSwitch;
     this.#redis = o.controls.redis;
     this.#clock = o.clock ?? systemClock;
+    this.#stateKey = keysFor(o.controls.prefix).controlState;
+    this.#requireState = o.requireControlState ?? o.killSwitch.durable;
   }
 
   async check(
@@ -99,7 +113,7 @@ export class OrderGate {
     const [verdict, detail, extra, moved, trials] = (await evalScript(
       this.#redis,
       GATE,
-      [this.#kill.stateKey, ...this.#controls.windowKeys(intent), ...bk.state, ...bk.trial],
+      [this.#kill.stateKey, ...this.#controls.windowKeys(intent), ...bk.state, ...bk.trial, this.#stateKey],
       [
         this.#clock.nowMs(),
         names.length,
@@ -110,12 +124,20 @@ export class OrderGate {
         ...scopes,
         // a failed per-order check still runs the kill/breaker gates but reserves nothing
         ...this.#controls.windowArgs(intent, ctx, o.reserve && pure.ok),
+        this.#requireState ? '1' : '0',
       ],
     )) as [string, string, string, number[], number[] | undefined];
     for (const j of moved) {
       const name = names[j - 1];
       if (name) await this.#breakers.recordTransition(name, 'open', 'half-open', 'cooldown elapsed');
     }
+    if (verdict === 'state-lost')
+      return {
+        ok: false,
+        control: 'kill-switch',
+        reason:
+          'Redis holds no restored control state (kill switch, breakers): it lost its data or has not been restored from the ledger yet; orders wait for the restore',
+      };
     if (verdict === 'kill-switch') {
       const e = KillSwitch.engagementOf(detail as KillScope, extra);
       return { ok: false, control: 'kill-switch', reason: `${e.scope}: ${e.reason}` };

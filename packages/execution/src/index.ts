@@ -9,6 +9,12 @@ export {
   type Trial,
 } from './breakers.ts';
 export {
+  type ControlStateParts,
+  keepControlStateRestored,
+  type RestoredControlState,
+  restoreControlState,
+} from './control-state.ts';
+export {
   type ControlContext,
   type ControlName,
   type ControlResult,

@@ -11,6 +11,7 @@ export function keysFor(prefix: string) {
     venueErrors: (venue: string) => `${prefix}:venue-errors:${venue}`,
     prices: (underlying: string) => `${prefix}:prices:${underlying}`,
     bookMark: `${prefix}:book-mark`,
+    controlState: `${prefix}:control-state`,
     kill: `${prefix}:kill`,
     killChannel: `${prefix}:kill-events`,
     killCancelLock: (eventId: string, venue: string) => `${prefix}:kill-cancel:${eventId}:${venue}`,

@@ -76,6 +76,11 @@ export class KillSwitch {
     this.#clock = o.clock ?? systemClock;
   }
 
+  /** True with a ledger: its engagements can be restored after Redis loses them (see `restore`). */
+  get durable(): boolean {
+    return this.#ledger !== undefined;
+  }
+
   /** The Redis hash holding the engagements (field = scope, value = JSON). */
   get stateKey(): string {
     return this.#keys.kill;

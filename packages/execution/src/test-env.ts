@@ -7,6 +7,7 @@ import type { VenueAdapter } from '@xhedge/venue';
 import { createPaperVenue, type PaperVenue } from '@xhedge/venue-paper';
 import { Redis } from 'ioredis';
 import { BreakerBoard } from './breakers.ts';
+import { restoreControlState } from './control-state.ts';
 import { PreTradeControls } from './controls.ts';
 import { KillSwitch } from './kill-switch.ts';
 import { VenueMarketData } from './market-data.ts';
@@ -128,6 +129,8 @@ export async function makeEnv(opts: MakeEnvOptions = {}): Promise<Env> {
     metrics,
   });
   const killSwitch = new KillSwitch({ redis: cmd, prefix, ledger, metrics });
+  // what a run does at start: until the control state is restored from the ledger, no order passes
+  await restoreControlState({ redis: cmd, prefix, killSwitch, breakers }, { actor: 'test' });
   const marketData = opts.marketData
     ? new VenueMarketData({ venues: new Map([['pv', venue as VenueAdapter]]), breakers })
     : undefined;

@@ -25,6 +25,7 @@ import {
   ExecutionMetrics,
   ExecutionService,
   KillSwitch,
+  keepControlStateRestored,
   LeaderLease,
   type MarketDataSource,
   Orchestrator,
@@ -259,32 +260,28 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       clock,
     });
     const killSwitch = new KillSwitch({ redis, prefix, ledger, metrics: execMetrics, clock });
-    // Fail-closed: engagements the ledger holds but Redis lost come back before anything trades, and
-    // every 5 s while the run goes (a Redis restart or failover can happen at any time).
-    const restoreKillSwitch = async (): Promise<void> => {
-      for (const e of await killSwitch.restore({ actor: 'run' }))
-        log.warn(
-          { scope: e.scope, reason: e.reason, engagedBy: e.actor, eventId: e.eventId },
-          `kill switch ${e.scope} restored from the ledger (missing in Redis)`,
-        );
-    };
-    await restoreKillSwitch();
-    let restoring: Promise<void> | undefined;
-    const restoreTimer = setInterval(() => {
-      restoring ??= restoreKillSwitch()
-        .catch((err) => log.error({ err }, 'restoring the kill switch from the ledger failed'))
-        .finally(() => {
-          restoring = undefined;
-        });
-    }, 5_000);
-    restoreTimer.unref();
-    closers.push({
-      name: 'kill-switch restore',
-      close: async () => {
-        clearInterval(restoreTimer);
-        await restoring;
+    // Fail-closed: kill-switch engagements and open breakers the ledger holds but Redis lost come back
+    // before anything trades, and every 5 s while the run goes (a Redis restart or failover can happen
+    // at any time); until a restore has run on the Redis of the moment, the order gate passes nothing.
+    const restorer = keepControlStateRestored(
+      { redis, prefix, killSwitch, breakers },
+      {
+        actor: 'run',
+        intervalMs: 5_000,
+        onRestored: (r) => {
+          for (const e of r.killSwitch)
+            log.warn(
+              { scope: e.scope, reason: e.reason, engagedBy: e.actor, eventId: e.eventId },
+              `kill switch ${e.scope} restored from the ledger (missing in Redis)`,
+            );
+          for (const b of r.breakers)
+            log.warn({ breaker: b }, `breaker ${b} restored open from the ledger (missing in Redis)`);
+        },
+        onError: (err) => log.error({ err }, 'restoring the control state from the ledger failed'),
       },
-    });
+    );
+    closers.push({ name: 'control-state restore', close: () => restorer.stop() });
+    await restorer.first;
     const controls = new PreTradeControls({ redis, prefix, limits: config.limits, clock });
     const configStore = new SharedConfigStore({ redis, prefix, config });
     await configStore.init();

@@ -237,6 +237,24 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     });
   });
 
+  it('breakerStates: the latest event of every breaker', async () => {
+    const before = new Map((await ledger.breakerStates()).map((b) => [b.breaker, b.id]));
+    const ev = (breaker: string, fromState: string, toState: string, reason: string) =>
+      ledger.recordBreakerEvent({ breaker, fromState, toState, reason, details: { cooldownMs: 1000 } });
+    await ev('bs:a', 'closed', 'open', 'errors');
+    await ev('bs:b', 'closed', 'open', 'shock');
+    await ev('bs:a', 'open', 'half-open', 'cooldown elapsed');
+    await ev('bs:a', 'half-open', 'closed', 'trial ok');
+    await ev('bs:b', 'open', 'half-open', 'cooldown elapsed');
+    await ev('bs:b', 'half-open', 'open', 'trial failed');
+    const states = (await ledger.breakerStates()).filter((b) => !before.has(b.breaker));
+    expect(states.map((b) => [b.breaker, b.toState, b.reason])).toEqual([
+      ['bs:a', 'closed', 'trial ok'],
+      ['bs:b', 'open', 'trial failed'],
+    ]);
+    expect(states[1]?.details).toEqual({ cooldownMs: 1000 });
+  });
+
   it('records a whole plan in one statement: queued or cancelled, events, duplicates, conflicts, fence', async () => {
     const a = intent(301, { planId: 'plan_301' });
     const b = intent(302, { planId: 'plan_301', side: 'sell' });

@@ -16,11 +16,18 @@ import {
   LedgerConflictError,
   LedgerNotFoundError,
 } from './errors.ts';
-import type { IntentsTable, KillSwitchEventsTable, LedgerDatabase, OrdersTable } from './schema.ts';
+import type {
+  BreakerEventsTable,
+  IntentsTable,
+  KillSwitchEventsTable,
+  LedgerDatabase,
+  OrdersTable,
+} from './schema.ts';
 
 type OrderRow = Selectable<OrdersTable>;
 type IntentRow = Selectable<IntentsTable>;
 type KillSwitchEventRow = Selectable<KillSwitchEventsTable>;
+type BreakerEventRow = Selectable<BreakerEventsTable>;
 
 /** Who did something: `worker:<id>`, `orchestrator:<id>`, `operator:<name>`, `risk-owner:<name>`. */
 export type Actor = string;
@@ -705,15 +712,22 @@ export class Ledger {
     if (q.venue) qb = qb.where('breaker', 'like', `venue:${q.venue}%`);
     if (q.underlying) qb = qb.where('breaker', 'like', `%:${q.underlying}`);
     const rows = await qb.orderBy('id', 'desc').limit(limitOf(q)).execute();
-    return rows.map((r) => ({
-      id: Number(r.id),
-      breaker: r.breaker,
-      fromState: r.from_state,
-      toState: r.to_state,
-      reason: r.reason,
-      atMs: Number(r.at_ms),
-      details: asRecord(r.details),
-    }));
+    return rows.map(toBreakerEvent);
+  }
+
+  /**
+   * The latest event of every breaker that ever changed state, ordered by name: the state the ledger
+   * last saw it in (breakers restore an `open` one that Redis lost).
+   */
+  async breakerStates(): Promise<BreakerEvent[]> {
+    const rows = await this.db
+      .selectFrom('breaker_events')
+      .selectAll()
+      .distinctOn('breaker')
+      .orderBy('breaker')
+      .orderBy('id', 'desc')
+      .execute();
+    return rows.map(toBreakerEvent);
   }
 
   async recordKillSwitchEvent(e: Omit<KillSwitchEvent, 'id' | 'atMs'> & { atMs?: number }): Promise<void> {
@@ -875,6 +889,18 @@ function toOrder(r: OrderRow): LedgerOrder {
   if (r.error !== null) o.error = r.error;
   if (r.last_send_at_ms !== null) o.lastSendAtMs = Number(r.last_send_at_ms);
   return o;
+}
+
+function toBreakerEvent(r: BreakerEventRow): BreakerEvent {
+  return {
+    id: Number(r.id),
+    breaker: r.breaker,
+    fromState: r.from_state,
+    toState: r.to_state,
+    reason: r.reason,
+    atMs: Number(r.at_ms),
+    details: asRecord(r.details),
+  };
 }
 
 function toKillSwitchEvent(r: KillSwitchEventRow): KillSwitchEvent {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { breakerTrip, lateFills, leaderKilled, twoOrchestrators } from './run.ts';
+import { breakerTrip, lateFills, leaderKilled, redisWipeUnderKillSwitch, twoOrchestrators } from './run.ts';
 
 // The short in-process subset; `pnpm test:chaos` runs everything, including kill -9 of worker
 // processes (50 trials) and a Redis killed and restarted mid-run.
@@ -21,4 +21,10 @@ describe('chaos (quick subset)', () => {
     expect(t).toMatchObject({ duplicates: 0, lost: 0 });
     if (!t.skipped) expect(t.trials).toBeGreaterThanOrEqual(3);
   }, 90_000);
+  it('Redis restarted empty under an engaged kill switch: no order reaches the venue', async () => {
+    const t = await redisWipeUnderKillSwitch(4);
+    if (t.skipped) console.warn(`[chaos] ${t.name} skipped: ${t.skipped}`);
+    expect(t).toMatchObject({ duplicates: 0, lost: 0 });
+    if (!t.skipped) expect(t.trials).toBe(8);
+  }, 60_000);
 });

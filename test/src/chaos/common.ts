@@ -7,6 +7,7 @@ import {
   ExecutionService,
   KillSwitch,
   PreTradeControls,
+  restoreControlState,
 } from '@xhedge/execution';
 import type { Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
@@ -23,8 +24,11 @@ export function newPrefix(tag: string): string {
   return `xhc${tag}${randomBytes(3).toString('hex')}`;
 }
 
-/** The execution parts shared by the parent and worker children of one run. */
-export function parts(o: {
+/**
+ * The execution parts shared by the parent and worker children of one run, with the control state
+ * restored from the ledger (what a run does at start: the order gate refuses every order before).
+ */
+export async function parts(o: {
   cmd: Redis;
   prefix: string;
   ledger: Ledger;
@@ -52,6 +56,7 @@ export function parts(o: {
     breakers,
     killSwitch,
   };
+  await restoreControlState({ redis: o.cmd, prefix: o.prefix, killSwitch, breakers }, { actor: 'chaos' });
   return { ...base, service: new ExecutionService(base) };
 }
 

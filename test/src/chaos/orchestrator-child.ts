@@ -55,7 +55,7 @@ process.on('message', (m: { cmd: 'stall' | 'release' }) => {
   if (m.cmd === 'release') stall.release?.();
 });
 
-const p = parts({ cmd, prefix, ledger, connection });
+const p = await parts({ cmd, prefix, ledger, connection });
 const lease = new LeaderLease({
   redis: cmd,
   prefix,

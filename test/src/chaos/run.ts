@@ -1,5 +1,6 @@
 // `pnpm test:chaos`: kill -9 of worker processes mid-order, Redis killed and restarted while jobs are
-// active, venue timeouts whose orders fill later, two orchestrators at once, a breaker tripping.
+// active, Redis restarted empty under an engaged kill switch, venue timeouts whose orders fill later,
+// two orchestrators at once, a breaker tripping.
 // Last line: `chaos: trials=N duplicates=D lost=L`; exit 1 unless D = L = 0.
 import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -9,6 +10,7 @@ import { deterministicId, systemClock, TERMINAL_ORDER_STATUSES } from '@xhedge/c
 import {
   clientOrderIdFor,
   connectRedis,
+  keepControlStateRestored,
   LeaderLease,
   Orchestrator,
   Reconciler,
@@ -150,7 +152,7 @@ export async function killWorkers(trials: number): Promise<Tally> {
   const ledger = new Ledger(db);
   const prefix = newPrefix('k');
   const cmd = redis.client();
-  const p = parts({ cmd, prefix, ledger, connection: redis.options });
+  const p = await parts({ cmd, prefix, ledger, connection: redis.options });
   const paper = paperVenue(11);
   paper.faults.latencyMs = 300;
   const g = guarded(paper);
@@ -228,12 +230,18 @@ export async function killWorkers(trials: number): Promise<Tally> {
 }
 
 /** In-process execution on a given Redis, with a PGlite ledger. */
-async function inProcess(redisUrl: string | undefined, tag: string, breakers?: object) {
+async function inProcess(redisUrl: string | undefined, tag: string, breakers?: object, restoreEveryMs = 500) {
   const redis = await connectRedis({ url: redisUrl });
   const ledger = new Ledger(await openDatabase());
   const prefix = newPrefix(tag);
   const cmd = redis.client();
-  const p = parts({ cmd, prefix, ledger, connection: redis.options, ...(breakers ? { breakers } : {}) });
+  const p = await parts({
+    cmd,
+    prefix,
+    ledger,
+    connection: redis.options,
+    ...(breakers ? { breakers } : {}),
+  });
   const paper = paperVenue(21);
   const g = guarded(paper);
   const subscriber = redis.client();
@@ -255,6 +263,12 @@ async function inProcess(redisUrl: string | undefined, tag: string, breakers?: o
     intervalMs: 500,
   });
   rec.start();
+  // as in a run: the control state comes back from the ledger whenever Redis lost it
+  const restorer = keepControlStateRestored(
+    { redis: cmd, prefix, killSwitch: p.killSwitch, breakers: p.breakers },
+    { actor: 'chaos', intervalMs: restoreEveryMs },
+  );
+  await restorer.first;
   return {
     ...p,
     redis,
@@ -264,6 +278,7 @@ async function inProcess(redisUrl: string | undefined, tag: string, breakers?: o
     paper,
     g,
     async close() {
+      await restorer.stop();
       rec.stop();
       await pool.close(true);
       await p.service.close();
@@ -278,20 +293,46 @@ async function inProcess(redisUrl: string | undefined, tag: string, breakers?: o
   };
 }
 
-// ---- 2. Redis killed and restarted while jobs are active ---------------------------------------
-export async function redisRestart(n: number): Promise<Tally> {
-  const name = 'redis restart';
-  if (spawnSync('redis-server', ['--version']).status !== 0) {
-    return { name, trials: 0, duplicates: 0, lost: 0, skipped: 'redis-server binary not found' };
-  }
+/**
+ * A redis-server of the scenario's own (no persistence: a restart comes back empty), or why not:
+ * `kill` stops it hard, `start` runs a new one on the same port.
+ */
+async function ownRedis(): Promise<
+  | { url: string; kill(): Promise<void>; start(): void; stop(): void; skipped?: undefined }
+  | { skipped: string }
+> {
+  if (spawnSync('redis-server', ['--version']).status !== 0)
+    return { skipped: 'redis-server binary not found' };
   const port = await freePort();
-  const start = () =>
+  const spawnIt = () =>
     spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
       stdio: 'ignore',
     });
-  let server = start();
+  let server = spawnIt();
   await sleep(300);
-  const env = await inProcess(`redis://127.0.0.1:${port}`, 'r');
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    kill: () =>
+      new Promise<void>((r) => {
+        server.once('exit', () => r());
+        server.kill('SIGKILL');
+      }),
+    start() {
+      server = spawnIt();
+    },
+    stop() {
+      server.kill('SIGKILL');
+    },
+  };
+}
+
+// ---- 2. Redis killed and restarted while jobs are active ---------------------------------------
+export async function redisRestart(n: number): Promise<Tally> {
+  const name = 'redis restart';
+  const server = await ownRedis();
+  if (server.skipped !== undefined)
+    return { name, trials: 0, duplicates: 0, lost: 0, skipped: server.skipped };
+  const env = await inProcess(server.url, 'r');
   env.paper.faults.latencyMs = 200;
   const ids: string[] = [];
   try {
@@ -301,12 +342,9 @@ export async function redisRestart(n: number): Promise<Tally> {
       await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
     }
     await sleep(250); // jobs active at the venue
-    await new Promise<void>((r) => {
-      server.once('exit', () => r());
-      server.kill('SIGKILL');
-    });
+    await server.kill();
     await sleep(1000);
-    server = start(); // empty: every queued job is gone; the ledger re-drives them
+    server.start(); // empty: every queued job is gone; the ledger re-drives them
     await settle(env.ledger, ids, 45_000);
     return {
       name,
@@ -316,7 +354,54 @@ export async function redisRestart(n: number): Promise<Tally> {
     };
   } finally {
     await env.close();
-    server.kill('SIGKILL');
+    server.stop();
+  }
+}
+
+// ---- 2b. Redis restarted empty while the kill switch is engaged: no order may trade -------------
+export async function redisWipeUnderKillSwitch(n: number): Promise<Tally> {
+  const name = 'redis wiped under the kill switch';
+  const server = await ownRedis();
+  if (server.skipped !== undefined)
+    return { name, trials: 0, duplicates: 0, lost: 0, skipped: server.skipped };
+  // a restore every 3 s: orders submitted right after the restart come before it, and only the gate's
+  // "no restored control state" check stands between them and the venue
+  const env = await inProcess(server.url, 'w', undefined, 3000);
+  const ids: string[] = [];
+  const submit = async (i: number) => {
+    const leg = intentFor(env.prefix, i, 3500);
+    ids.push(leg.id);
+    // Redis may still be coming back: a plan that cannot be submitted yet is submitted again
+    for (let k = 0; ; k++) {
+      try {
+        return await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+      } catch (err) {
+        if (k >= 50) throw err;
+        await sleep(100);
+      }
+    }
+  };
+  try {
+    await env.killSwitch.engage('global', { actor: 'risk-owner:chaos', reason: 'incident' });
+    const engagedAt = Date.now();
+    await server.kill();
+    server.start(); // empty: the kill switch is gone from Redis, the ledger still has it
+    await sleep(300);
+    // at once after the restart (before any restore can have run) and again after it
+    for (let i = 0; i < n; i++) await submit(i);
+    await sleep(3500);
+    for (let i = n; i < 2 * n; i++) await submit(i);
+    await settle(env.ledger, ids, 20_000);
+    return {
+      name,
+      trials: 2 * n,
+      // every order that reached the venue after the engagement is a breach
+      duplicates: env.g.stats.placed.filter((x) => x.atMs >= engagedAt).length,
+      lost: await lostOf(env.ledger, env.paper, ids),
+    };
+  } finally {
+    await env.close();
+    server.stop();
   }
 }
 
@@ -426,7 +511,7 @@ export async function leaderKilled(ttlMs: number): Promise<Tally> {
   const ledger = new Ledger(db);
   const prefix = newPrefix('l');
   const cmd = redis.client();
-  const p = parts({ cmd, prefix, ledger, connection: redis.options });
+  const p = await parts({ cmd, prefix, ledger, connection: redis.options });
   const paper = paperVenue(31);
   const g = guarded(paper);
   const subscriber = redis.client();
@@ -608,6 +693,7 @@ export async function runChaos(quick: boolean): Promise<Tally[]> {
   report(await twoOrchestrators(quick ? 1500 : 4000));
   report(await leaderKilled(1000));
   report(await redisRestart(quick ? 8 : 20));
+  report(await redisWipeUnderKillSwitch(quick ? 5 : 15));
   report(await killWorkers(quick ? 5 : 50));
   return out;
 }

@@ -20,7 +20,7 @@ const db = await openDatabase({
 const ledger = new Ledger(db);
 const connection = redisOptionsFromUrl(redisUrl);
 const cmd = new Redis(connection as object);
-const p = parts({ cmd, prefix, ledger, connection });
+const p = await parts({ cmd, prefix, ledger, connection });
 const caps = VenueCapabilities.parse(JSON.parse(env.CHAOS_CAPS as string));
 // a warm spare loads everything first and starts taking jobs only when told to
 await new Promise<void>((resolve) => {

@@ -17,6 +17,7 @@ import {
   PreTradeControls,
   Reconciler,
   type RedisEndpoint,
+  restoreControlState,
   startWorkers,
 } from '@xhedge/execution';
 import { type CollateralSource, type QuoteTarget, quoteVenues, routeDelta } from '@xhedge/routing';
@@ -184,6 +185,7 @@ async function harness(shared: { redis: RedisEndpoint; ledger: Ledger; clock: Ma
   const controls = new PreTradeControls({ redis: cmd, prefix, limits: config.limits, clock });
   const breakers = new BreakerBoard({ redis: cmd, prefix, config: config.breakers, ledger, clock });
   const killSwitch = new KillSwitch({ redis: cmd, prefix, ledger, clock });
+  await restoreControlState({ redis: cmd, prefix, killSwitch, breakers }, { actor: 'test' });
   const base = {
     connection: redis.options,
     queuePrefix: prefix,
