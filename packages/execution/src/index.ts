@@ -51,7 +51,9 @@ export {
   type ConnectRedisOptions,
   connectRedis,
   connectRedisFromEnv,
+  type RedisDurability,
   type RedisEndpoint,
+  redisDurability,
   redisOptionsFromUrl,
 } from './redis.ts';
 export {

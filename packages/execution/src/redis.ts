@@ -82,3 +82,58 @@ export function redisOptionsFromUrl(url: string): ConnectionOptions {
   if (u.protocol === 'rediss:') o.tls = {};
   return o;
 }
+
+/** What a Redis says about keeping jobs and control state (see `redisDurability`). */
+export interface RedisDurability {
+  version?: string;
+  evictionPolicy?: string;
+  appendonly?: boolean;
+  /** Things that make this Redis unfit for orders: an evicting policy silently drops jobs. */
+  errors: string[];
+  /** Things to know: without AOF a restart empties the queues (the ledger re-drives them). */
+  warnings: string[];
+}
+
+/**
+ * Reads the settings that decide what a Redis keeps: `maxmemory-policy` must be `noeviction` (any other
+ * policy may evict BullMQ jobs and locks under memory pressure), AOF should be on, and BullMQ needs Redis
+ * 6.2 or later. A Redis that refuses CONFIG (managed services) or an embedded one gets a warning saying
+ * what could not be checked.
+ */
+export async function redisDurability(redis: Redis): Promise<RedisDurability> {
+  const out: RedisDurability = { errors: [], warnings: [] };
+  try {
+    const m = /redis_version:(\S+)/.exec(await redis.info('server'));
+    if (m?.[1]) {
+      out.version = m[1];
+      const [major = 0, minor = 0] = m[1].split('.').map(Number);
+      if (major < 6 || (major === 6 && minor < 2))
+        out.errors.push(`Redis ${m[1]} is older than 6.2, the oldest BullMQ supports`);
+    }
+  } catch (err) {
+    out.warnings.push(`INFO refused (${(err as Error).message}): Redis version not checked`);
+  }
+  try {
+    const [, policy] = (await redis.config('GET', 'maxmemory-policy')) as string[];
+    const [, aof] = (await redis.config('GET', 'appendonly')) as string[];
+    if (policy !== undefined) {
+      out.evictionPolicy = policy;
+      if (policy !== 'noeviction')
+        out.errors.push(
+          `maxmemory-policy is ${policy}: Redis may evict queued order jobs and their locks; set noeviction`,
+        );
+    }
+    if (aof !== undefined) {
+      out.appendonly = aof === 'yes';
+      if (aof !== 'yes')
+        out.warnings.push(
+          'appendonly is off: a Redis restart empties the queues (the ledger re-drives the orders) and the control state (restored from the ledger); turn AOF on (appendfsync everysec)',
+        );
+    }
+  } catch (err) {
+    out.warnings.push(
+      `CONFIG GET refused (${(err as Error).message}): check maxmemory-policy noeviction and AOF on this Redis yourself`,
+    );
+  }
+  return out;
+}

@@ -34,6 +34,7 @@ import {
   PreTradeControls,
   Reconciler,
   type RedisEndpoint,
+  redisDurability,
   startWorkers,
   VenueMarketData,
   type WorkerPool,
@@ -242,6 +243,16 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     closers.push({ name: 'redis', close: () => redisEp.close() });
     const redis: Redis = redisEp.client({ maxRetriesPerRequest: 3 });
     closers.push({ name: 'redis client', close: () => redis.quit() });
+    // An evicting Redis can drop order jobs and locks silently: refused where funds are real, loud
+    // everywhere (and /v1/ready says not ready). The embedded one is in memory by design.
+    const durability = redisEp.embedded ? undefined : await redisDurability(redis);
+    for (const w of durability?.warnings ?? []) log.warn({ redis: redisEp.url }, w);
+    for (const e of durability?.errors ?? []) log.error({ redis: redisEp.url }, e);
+    if (durability && durability.errors.length > 0 && !noRealFunds)
+      throw new XhedgeError(
+        'CONFIG_INVALID',
+        `REDIS_URL points to a Redis unfit for orders: ${durability.errors.join('; ')}`,
+      );
     const db = await openDatabase({
       url: dbUrl,
       dataDir: dbUrl ? undefined : join(dataDir, 'pglite'),
@@ -585,7 +596,14 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
               checks.push({ name, ok: false, detail: err instanceof Error ? err.message : String(err) });
             }
           };
-          await check('redis', async () => `${await redis.ping()}`);
+          await check('redis', async () => {
+            await redis.ping();
+            if (!durability) return 'embedded (in memory)';
+            if (durability.errors.length > 0) throw new Error(durability.errors.join('; '));
+            return `Redis ${durability.version ?? '?'}, ${durability.evictionPolicy ?? 'policy unknown'}, AOF ${
+              durability.appendonly === undefined ? 'unknown' : durability.appendonly ? 'on' : 'off'
+            }`;
+          });
           await check('database', async () => {
             await ledger.fencingToken('orchestrator');
             return db.kind;

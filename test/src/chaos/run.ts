@@ -2,9 +2,8 @@
 // active, Redis restarted empty under an engaged kill switch, venue timeouts whose orders fill later,
 // two orchestrators at once, a breaker tripping.
 // Last line: `chaos: trials=N duplicates=D lost=L`; exit 1 unless D = L = 0.
-import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { deterministicId, systemClock, TERMINAL_ORDER_STATUSES } from '@xhedge/core';
 import {
@@ -16,6 +15,7 @@ import {
   Reconciler,
   startWorkers,
 } from '@xhedge/execution';
+import { hasRedisServer, type OwnRedis, spawnRedisServer } from '@xhedge/execution/testing';
 import { createMarketSimulator } from '@xhedge/sim';
 import { Ledger, openDatabase } from '@xhedge/store';
 import type { VenueAdapter } from '@xhedge/venue';
@@ -122,16 +122,6 @@ async function reachable(url: string): Promise<boolean> {
   } finally {
     await c.end().catch(() => {});
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 // ---- 1. kill -9 of worker processes mid-order --------------------------------------------------
@@ -293,45 +283,17 @@ async function inProcess(redisUrl: string | undefined, tag: string, breakers?: o
   };
 }
 
-/**
- * A redis-server of the scenario's own (no persistence: a restart comes back empty), or why not:
- * `kill` stops it hard, `start` runs a new one on the same port.
- */
-async function ownRedis(): Promise<
-  | { url: string; kill(): Promise<void>; start(): void; stop(): void; skipped?: undefined }
-  | { skipped: string }
-> {
-  if (spawnSync('redis-server', ['--version']).status !== 0)
-    return { skipped: 'redis-server binary not found' };
-  const port = await freePort();
-  const spawnIt = () =>
-    spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
-      stdio: 'ignore',
-    });
-  let server = spawnIt();
-  await sleep(300);
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    kill: () =>
-      new Promise<void>((r) => {
-        server.once('exit', () => r());
-        server.kill('SIGKILL');
-      }),
-    start() {
-      server = spawnIt();
-    },
-    stop() {
-      server.kill('SIGKILL');
-    },
-  };
+/** A redis-server of the scenario's own (no persistence: a restart comes back empty), or why not. */
+async function ownRedis(): Promise<OwnRedis | { skipped: string }> {
+  if (!hasRedisServer()) return { skipped: 'redis-server binary not found' };
+  return spawnRedisServer(['--appendonly', 'no']);
 }
 
 // ---- 2. Redis killed and restarted while jobs are active ---------------------------------------
 export async function redisRestart(n: number): Promise<Tally> {
   const name = 'redis restart';
   const server = await ownRedis();
-  if (server.skipped !== undefined)
-    return { name, trials: 0, duplicates: 0, lost: 0, skipped: server.skipped };
+  if ('skipped' in server) return { name, trials: 0, duplicates: 0, lost: 0, skipped: server.skipped };
   const env = await inProcess(server.url, 'r');
   env.paper.faults.latencyMs = 200;
   const ids: string[] = [];
@@ -344,7 +306,7 @@ export async function redisRestart(n: number): Promise<Tally> {
     await sleep(250); // jobs active at the venue
     await server.kill();
     await sleep(1000);
-    server.start(); // empty: every queued job is gone; the ledger re-drives them
+    await server.start(); // empty: every queued job is gone; the ledger re-drives them
     await settle(env.ledger, ids, 45_000);
     return {
       name,
@@ -362,8 +324,7 @@ export async function redisRestart(n: number): Promise<Tally> {
 export async function redisWipeUnderKillSwitch(n: number): Promise<Tally> {
   const name = 'redis wiped under the kill switch';
   const server = await ownRedis();
-  if (server.skipped !== undefined)
-    return { name, trials: 0, duplicates: 0, lost: 0, skipped: server.skipped };
+  if ('skipped' in server) return { name, trials: 0, duplicates: 0, lost: 0, skipped: server.skipped };
   // a restore every 3 s: orders submitted right after the restart come before it, and only the gate's
   // "no restored control state" check stands between them and the venue
   const env = await inProcess(server.url, 'w', undefined, 3000);
@@ -385,7 +346,7 @@ export async function redisWipeUnderKillSwitch(n: number): Promise<Tally> {
     await env.killSwitch.engage('global', { actor: 'risk-owner:chaos', reason: 'incident' });
     const engagedAt = Date.now();
     await server.kill();
-    server.start(); // empty: the kill switch is gone from Redis, the ledger still has it
+    await server.start(); // empty: the kill switch is gone from Redis, the ledger still has it
     await sleep(300);
     // at once after the restart (before any restore can have run) and again after it
     for (let i = 0; i < n; i++) await submit(i);

@@ -1,0 +1,75 @@
+// Test helpers other packages' tests share (`@xhedge/execution/testing`); not part of the runtime API.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { Redis } from 'ioredis';
+
+/** A free loopback TCP port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Whether a `redis-server` binary is on the PATH (tests that need their own Redis skip, saying so, without one). */
+export function hasRedisServer(): boolean {
+  return spawnSync('redis-server', ['--version']).status === 0;
+}
+
+export interface OwnRedis {
+  url: string;
+  port: number;
+  /** SIGKILL, resolved once the process has exited. */
+  kill(): Promise<void>;
+  /** A new server on the same port with the same arguments (empty: no persistence unless the args ask). */
+  start(): Promise<void>;
+  /** SIGKILL without waiting. */
+  stop(): void;
+}
+
+/**
+ * A `redis-server` of the test's own on a free port (`--save ''` plus `args`), resolved once it answers
+ * PING. Throws when the binary is missing: check `hasRedisServer()` first.
+ */
+export async function spawnRedisServer(args: readonly string[] = []): Promise<OwnRedis> {
+  const port = await freePort();
+  const url = `redis://127.0.0.1:${port}`;
+  let server: ChildProcess;
+  const start = async () => {
+    server = spawn('redis-server', ['--port', String(port), '--save', '', ...args], { stdio: 'ignore' });
+    const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+    c.on('error', () => {}); // refused while it starts: retried below
+    try {
+      for (let i = 0; ; i++) {
+        try {
+          await c.connect();
+          await c.ping();
+          return;
+        } catch (err) {
+          c.disconnect();
+          if (i > 200) throw err;
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      }
+    } finally {
+      c.disconnect();
+    }
+  };
+  await start();
+  return {
+    url,
+    port,
+    kill: () =>
+      new Promise<void>((r) => {
+        if (server.exitCode !== null || server.signalCode !== null) return r();
+        server.once('exit', () => r());
+        server.kill('SIGKILL');
+      }),
+    start,
+    stop() {
+      server.kill('SIGKILL');
+    },
+  };
+}

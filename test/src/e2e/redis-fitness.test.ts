@@ -1,0 +1,71 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '@xhedge/config';
+import { hasRedisServer, type OwnRedis, spawnRedisServer } from '@xhedge/execution/testing';
+import { startRun } from '@xhedge/runtime';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+/**
+ * A Redis that may evict keys can drop order jobs and their locks without a trace: a run refuses it
+ * where funds are real, and on paper runs but reports itself not ready.
+ */
+const hasRedis = hasRedisServer();
+const dir = mkdtempSync(join(tmpdir(), 'xhedge-redis-fit-'));
+const profile = (file: string, edit: (t: string) => string) =>
+  parseConfig(
+    edit(readFileSync(new URL(`../../../configs/profiles/${file}`, import.meta.url), 'utf8'))
+      .replace(/^name: .*$/m, `name: fit-${process.pid}`)
+      .replace(/^dataDir: .*$/m, `dataDir: ${join(dir, file)}`),
+    file,
+  );
+
+describe.runIf(hasRedis)('a run on an evicting Redis', () => {
+  let server: OwnRedis | undefined;
+  let url = '';
+  beforeAll(async () => {
+    server = await spawnRedisServer(['--maxmemory-policy', 'allkeys-lru']);
+    url = server.url;
+  });
+  afterAll(() => {
+    server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses to start with venues holding real funds, naming the setting', async () => {
+    // the local-chain profile moved off the dev chain: real funds as far as xhedge can tell
+    const config = profile('local-chains.yaml', (t) => t.replaceAll('evm:31337', 'evm:42161'));
+    await expect(
+      startRun({ config, env: { REDIS_URL: url }, port: 0, logger: pino({ level: 'silent' }) }),
+    ).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: expect.stringMatching(/maxmemory-policy is allkeys-lru.*noeviction/),
+    });
+  });
+
+  it('runs a paper profile but reports not ready, saying why', async () => {
+    const run = await startRun({
+      config: profile('paper.yaml', (t) => t),
+      env: { REDIS_URL: url },
+      port: 0,
+      logger: pino({ level: 'silent' }),
+    });
+    try {
+      const res = await fetch(`${run.apiUrl}/v1/ready`);
+      expect(res.status).toBe(503);
+      const body = (await res.json()) as { checks: { name: string; ok: boolean; detail?: string }[] };
+      expect(body.checks.find((c) => c.name === 'redis')).toMatchObject({
+        ok: false,
+        detail: expect.stringMatching(/maxmemory-policy is allkeys-lru/),
+      });
+    } finally {
+      await run.stop();
+    }
+  }, 60_000);
+});
+
+if (!hasRedis)
+  it('a run on an evicting Redis (not run: no redis-server binary on this machine)', () => {
+    console.warn('[redis fitness] not run: redis-server binary not found');
+  });
