@@ -1,5 +1,6 @@
 export { SharedConfigStore } from './config-store.ts';
 export { controlsPort } from './controls-port.ts';
+export { type DeploymentEndpoints, deploymentEndpoints, redisPrefixFor } from './deployment.ts';
 export { auditPort, hedgesPort, jobView, pnlPort, riskPort } from './ledger-ports.ts';
 export { type PlanForExecution, type RoutePlan, TickPlanner, type TickPlannerOptions } from './planner.ts';
 export { createRouter, type RouterOptions } from './router.ts';

@@ -48,6 +48,7 @@ import type { Redis } from 'ioredis';
 import { type Logger, pino } from 'pino';
 import { SharedConfigStore } from './config-store.ts';
 import { controlsPort } from './controls-port.ts';
+import { deploymentEndpoints } from './deployment.ts';
 import { auditPort, hedgesPort, pnlPort, riskPort } from './ledger-ports.ts';
 import { prettyLogDestination } from './log-format.ts';
 import { type PlanForExecution, TickPlanner } from './planner.ts';
@@ -120,16 +121,6 @@ export interface Run {
   describe(): string[];
   /** Graceful shutdown: API, planning, workers, queues, then Redis and the database. Idempotent. */
   stop(): Promise<void>;
-}
-
-/** The config's URL for a service: a literal URL, or the environment variable it names. */
-function urlFrom(
-  v: { url?: string | { env: string } | undefined } | undefined,
-  env: Readonly<Record<string, string | undefined>>,
-): string | undefined {
-  const u = v?.url;
-  if (u === undefined) return undefined;
-  return typeof u === 'string' ? u : env[u.env];
 }
 
 /**
@@ -209,8 +200,8 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
   // generate its admin token there instead of asking for XHEDGE_API_TOKEN.
   const noRealFunds = config.venues.every((v) => v.kind.startsWith('paper-') || v.chain === DEV_CHAIN);
   const simulated = hasPaperVenues(config);
-  const redisUrl = env.REDIS_URL || urlFrom(config.redis, env);
-  const dbUrl = env.DATABASE_URL || urlFrom(config.database, env);
+  const endpoints = deploymentEndpoints(config, env);
+  const { redisUrl, dbUrl } = endpoints;
   if (role !== 'all' && (!redisUrl || !dbUrl))
     throw new XhedgeError(
       'CONFIG_INVALID',
@@ -222,7 +213,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
   const speed = simulated ? (config.market?.speed ?? 60) : 1;
   const clock =
     opts.clock ?? (simulated ? new AcceleratedClock({ startMs: Date.now(), speed }) : systemClock);
-  const prefix = opts.redisPrefix ?? `{xhedge}:${config.name.replace(/[^A-Za-z0-9_-]/g, '-')}`;
+  const prefix = opts.redisPrefix ?? endpoints.redisPrefix;
   const queuePrefix = `${prefix}:q`;
 
   // Everything opened is closed in reverse order by `stop`, also when a later step of startup fails.

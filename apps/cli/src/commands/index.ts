@@ -3,6 +3,7 @@ import type { CliIo } from '../io.ts';
 import { registerBacktest } from './backtest.ts';
 import { registerConfig } from './config-check.ts';
 import { registerGreeks } from './greeks.ts';
+import { registerKillSwitch } from './kill-switch.ts';
 import { registerLocalChain } from './local-chain.ts';
 import { registerRisk } from './risk.ts';
 import { registerSimulate } from './simulate.ts';
@@ -19,4 +20,5 @@ export const COMMANDS: readonly Register[] = [
   registerSimulate,
   registerLocalChain,
   registerGreeks,
+  registerKillSwitch,
 ];

@@ -1,0 +1,384 @@
+import { userInfo } from 'node:os';
+import { ConfigError, formatProblem, loadConfigFile, type XhedgeConfig } from '@xhedge/config';
+import { XhedgeError } from '@xhedge/core';
+import {
+  BreakerBoard,
+  type BreakerStatus,
+  connectRedis,
+  type KillEngagement,
+  KillScope,
+  KillSwitch,
+} from '@xhedge/execution';
+import { deploymentEndpoints } from '@xhedge/runtime';
+import { Ledger, openDatabase } from '@xhedge/store';
+import type { Command } from 'commander';
+import { z } from 'zod';
+import { CliUsageError, EXIT_INVALID, EXIT_OK } from '../cli-error.ts';
+import type { CliIo } from '../io.ts';
+import { DEFAULT_PROFILE } from './start.ts';
+
+/** How long the CLI waits for Redis to answer before giving up, ms (an operator tool must not hang). */
+const REDIS_CONNECT_TIMEOUT_MS = 5_000;
+/** Postgres schema names `openDatabase` accepts. */
+const DB_SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
+/** Same rule as the API's `reason`: say why, in at least 3 characters. */
+const Reason = z
+  .string()
+  .trim()
+  .min(3, 'say why, in at least 3 characters')
+  .max(500, 'at most 500 characters');
+const Actor = z.string().trim().min(1, 'must not be empty').max(100, 'at most 100 characters');
+
+interface KillSwitchOptions {
+  config: string;
+  scope?: string;
+  reason?: string;
+  allowRiskReducing?: boolean;
+  actor?: string;
+  dbSchema?: string;
+  json?: boolean;
+}
+
+type Action = 'engage' | 'release' | 'status';
+
+/** `operator:<os user>`, the actor of a change when `--actor` is not given. */
+function defaultActor(): string {
+  let user: string | undefined;
+  try {
+    user = userInfo().username;
+  } catch {
+    // no passwd entry for this uid (some containers): fall back to the environment
+  }
+  return `operator:${user || process.env.USER || process.env.LOGNAME || 'unknown'}`;
+}
+
+/** Parses `--scope`; an invalid one is a usage error naming it and the accepted forms. */
+export function parseKillScope(raw: string): KillScope {
+  const r = KillScope.safeParse(raw);
+  if (!r.success)
+    throw new CliUsageError(`--scope "${raw}" is not a kill-switch scope`, [
+      'expected global, venue:<venue id> (lowercase, e.g. venue:gmx-arb) or underlying:<SYMBOL> (e.g. underlying:BTC)',
+    ]);
+  return r.data;
+}
+
+/** Validates one text option with a zod schema; errors name the option. */
+function textOption(name: string, schema: z.ZodType<string>, raw: string | undefined): string {
+  if (raw === undefined) throw new CliUsageError(`--${name} is required`);
+  const r = schema.safeParse(raw);
+  if (!r.success) throw new CliUsageError(`--${name}: ${r.error.issues[0]?.message ?? 'invalid'}`);
+  return r.data;
+}
+
+/** Warns when a scope names a venue or underlying the profile does not list (a typo engages nothing useful). */
+function scopeWarning(scope: KillScope, config: XhedgeConfig): string | undefined {
+  const [kind, id] = scope.split(':');
+  if (kind === 'venue' && !config.venues.some((v) => v.id === id))
+    return `note: venue ${id} is not in profile ${config.name} (venues added through the API are not listed there)`;
+  if (kind === 'underlying' && !config.underlyings.some((u) => u.symbol === id))
+    return `note: underlying ${id} is not in profile ${config.name}`;
+  return undefined;
+}
+
+/** `redis://user:secret@host:6379/0` → `host:6379` (credentials and paths stay out of messages). */
+function redisLabel(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || '6379'}`;
+  } catch {
+    return 'the configured Redis';
+  }
+}
+
+/** An open connection to the deployment's Redis (and ledger), closed by `close` whatever happened. */
+interface Connections {
+  kill: KillSwitch;
+  breakers: BreakerBoard;
+  ledger: Ledger | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * Connects to the deployment's Redis (failing within `REDIS_CONNECT_TIMEOUT_MS` when it does not
+ * answer, instead of retrying forever) and, when `dbUrl` is set, its ledger; builds the kill switch
+ * and the breaker board on the deployment's key prefix.
+ */
+async function connect(o: {
+  config: XhedgeConfig;
+  redisUrl: string;
+  redisPrefix: string;
+  dbUrl: string | undefined;
+  dbSchema: string | undefined;
+  /** Apply pending ledger migrations on open. */
+  migrate: boolean;
+}): Promise<Connections> {
+  const closers: (() => Promise<unknown>)[] = [];
+  const close = async () => {
+    for (const c of closers.reverse().splice(0)) await c().catch(() => {});
+  };
+  try {
+    let lastRedisError: Error | undefined;
+    const endpoint = await connectRedis({ url: o.redisUrl, onError: (err) => (lastRedisError = err) });
+    closers.push(() => endpoint.close());
+    const redis = endpoint.client({
+      lazyConnect: true,
+      connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
+      maxRetriesPerRequest: 1,
+      retryStrategy: (attempt) => (attempt > 2 ? null : 200),
+    });
+    closers.push(async () => {
+      if (redis.status === 'ready') await redis.quit();
+      else redis.disconnect();
+    });
+    try {
+      await redis.connect();
+    } catch (err) {
+      const cause: unknown = lastRedisError ?? err;
+      throw new XhedgeError('UNAVAILABLE', `cannot reach Redis at ${redisLabel(o.redisUrl)}`, {
+        cause,
+        metaMessages: [cause instanceof Error ? cause.message : String(cause)],
+      });
+    }
+    let ledger: Ledger | undefined;
+    if (o.dbUrl) {
+      // Only a change migrates (as the run does at start): a status check must not alter the ledger.
+      ledger = new Ledger(
+        await openDatabase({ url: o.dbUrl, schema: o.dbSchema, poolSize: 2, migrate: o.migrate }),
+      );
+      const opened = ledger;
+      closers.push(() => opened.close());
+    }
+    const kill = new KillSwitch({ redis, prefix: o.redisPrefix, ...(ledger ? { ledger } : {}) });
+    const breakers = new BreakerBoard({
+      redis,
+      prefix: o.redisPrefix,
+      config: o.config.breakers,
+      ...(ledger ? { ledger } : {}),
+    });
+    return { kill, breakers, ledger, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** An engagement as the CLI prints it (JSON and text). */
+function engagementView(e: KillEngagement) {
+  return {
+    scope: e.scope,
+    reason: e.reason,
+    by: e.actor,
+    since: new Date(e.engagedAtMs).toISOString(),
+    sinceMs: e.engagedAtMs,
+    allowRiskReducing: e.allowRiskReducing,
+    eventId: e.eventId,
+  };
+}
+
+/** A breaker that is not closed, as the CLI prints it. */
+function breakerView(b: BreakerStatus) {
+  return {
+    name: b.name,
+    state: b.state,
+    reason: b.reason ?? '',
+    ...(b.openedAtMs !== undefined
+      ? { since: new Date(b.openedAtMs).toISOString(), sinceMs: b.openedAtMs }
+      : {}),
+    ...(b.cooldownMs !== undefined ? { cooldownMs: b.cooldownMs } : {}),
+  };
+}
+
+/** The ledger's latest kill-switch events per scope; undefined (with a note) when it cannot be read. */
+async function ledgerStates(ledger: Ledger, io: CliIo) {
+  try {
+    return await ledger.killSwitchStates();
+  } catch (err) {
+    io.err(
+      `note: the ledger could not be read (${err instanceof Error ? err.message : String(err)}): engagements Redis lost are not shown`,
+    );
+    return undefined;
+  }
+}
+
+/** Engaged scopes and non-closed breakers; with the ledger, also the engagements Redis has lost. */
+async function status(c: Connections, io: CliIo) {
+  const engaged = (await c.kill.engaged()).sort((a, b) => a.scope.localeCompare(b.scope));
+  const breakers = (await c.breakers.list()).filter((b) => b.state !== 'closed');
+  const inRedis = new Set<string>(engaged.map((e) => e.scope));
+  const states = c.ledger ? await ledgerStates(c.ledger, io) : undefined;
+  // A scope the ledger says is engaged but Redis lost: a running xhedge restores it within 5 s.
+  const missingInRedis = states
+    ?.filter((s) => s.action === 'engage' && !inRedis.has(s.scope))
+    .map((s) => ({ scope: s.scope, reason: s.reason, by: s.actor, sinceMs: s.atMs }));
+  return {
+    killSwitches: engaged.map(engagementView),
+    breakers: breakers.map(breakerView),
+    ...(missingInRedis ? { missingInRedis } : {}),
+  };
+}
+
+/** Prints the status in text form. */
+function printStatus(io: CliIo, prefix: string, s: Awaited<ReturnType<typeof status>>): void {
+  io.out(`deployment ${prefix}`);
+  if (s.killSwitches.length === 0) io.out('kill switch: not engaged');
+  for (const k of s.killSwitches)
+    io.out(
+      `kill switch ENGAGED ${k.scope}: "${k.reason}" by ${k.by} since ${k.since}` +
+        `${k.allowRiskReducing ? ' (risk-reducing orders allowed)' : ''}`,
+    );
+  for (const m of s.missingInRedis ?? [])
+    io.out(
+      `kill switch ${m.scope}: engaged in the ledger but missing in Redis ("${m.reason}" by ${m.by}); a running xhedge restores it`,
+    );
+  if (s.breakers.length === 0) io.out('breakers: all closed');
+  for (const b of s.breakers)
+    io.out(
+      `breaker ${b.state.toUpperCase()} ${b.name}${b.reason ? `: "${b.reason}"` : ''}${b.since ? ` since ${b.since}` : ''}`,
+    );
+}
+
+/** Loads the profile; prints every problem and returns undefined when it is invalid. */
+function loadProfile(file: string, io: CliIo): XhedgeConfig | undefined {
+  try {
+    return loadConfigFile(file);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.err(`invalid config ${file}: ${err.problems.length} problem(s)`);
+    for (const p of err.problems) io.err(`  ${formatProblem(p)}`);
+    return undefined;
+  }
+}
+
+/**
+ * Runs one kill-switch action against the deployment's Redis and ledger, never through the trading
+ * process: so it works when that process is stuck or gone. Returns the exit code.
+ */
+export async function runKillSwitch(
+  action: Action,
+  opts: KillSwitchOptions,
+  io: CliIo,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): Promise<number> {
+  // Arguments first: a typo must not need Redis to be reported.
+  const scope =
+    action === 'status'
+      ? undefined
+      : parseKillScope(opts.scope ?? (action === 'engage' ? 'global' : throwMissingScope()));
+  const reason = action === 'status' ? undefined : textOption('reason', Reason, opts.reason);
+  const actor = textOption('actor', Actor, opts.actor ?? defaultActor());
+  if (opts.dbSchema !== undefined && !DB_SCHEMA_RE.test(opts.dbSchema))
+    throw new CliUsageError(`--db-schema "${opts.dbSchema}" is not a schema name (lowercase, digits, _)`);
+
+  const config = loadProfile(opts.config, io);
+  if (!config) return EXIT_INVALID;
+  const { redisUrl, dbUrl, redisPrefix } = deploymentEndpoints(config, env);
+  if (!redisUrl)
+    throw new CliUsageError(`no Redis URL for profile ${config.name}`, [
+      'its run uses an embedded Redis that lives inside the xhedge process, out of reach of this command.',
+      'set REDIS_URL (or the profile redis.url) to the deployment Redis, or use the API of the running',
+      `xhedge: POST /v1/kill-switch/${action === 'release' ? 'reset' : 'trip'} (GET /v1/controls for the status)`,
+    ]);
+  if (!dbUrl && action !== 'status')
+    throw new CliUsageError(
+      `no DATABASE_URL for profile ${config.name}: refusing to ${action} without the ledger`,
+      [
+        action === 'release'
+          ? 'a release the ledger does not record is undone by the run restoring the engagement from the ledger.'
+          : 'an engagement the ledger does not record would not survive a Redis data loss.',
+        'set DATABASE_URL (or the profile database.url) to the deployment ledger.',
+      ],
+    );
+  const warning = scope ? scopeWarning(scope, config) : undefined;
+  if (warning) io.err(warning);
+
+  const c = await connect({
+    config,
+    redisUrl,
+    redisPrefix,
+    dbUrl,
+    dbSchema: opts.dbSchema,
+    migrate: action !== 'status',
+  });
+  try {
+    if (action === 'status') {
+      const s = await status(c, io);
+      if (opts.json) io.out(JSON.stringify({ deployment: redisPrefix, ...s }));
+      else printStatus(io, redisPrefix, s);
+      return EXIT_OK;
+    }
+    if (!scope || !reason) throw new Error('unreachable: engage/release without scope or reason');
+    if (action === 'engage') {
+      const e = await c.kill.engage(scope, {
+        actor,
+        reason,
+        allowRiskReducing: opts.allowRiskReducing ?? false,
+      });
+      const v = engagementView(e);
+      if (opts.json) io.out(JSON.stringify({ action, deployment: redisPrefix, engaged: true, ...v }));
+      else
+        io.out(
+          `kill switch ENGAGED ${scope} on ${redisPrefix} by ${actor}: "${reason}"` +
+            `${v.allowRiskReducing ? ' (risk-reducing orders allowed)' : ''}; running workers abort jobs and cancel working orders`,
+        );
+      return EXIT_OK;
+    }
+    const wasEngaged = await c.kill.release(scope, { actor, reason });
+    if (opts.json)
+      io.out(
+        JSON.stringify({
+          action,
+          deployment: redisPrefix,
+          scope,
+          engaged: false,
+          wasEngaged,
+          by: actor,
+          reason,
+        }),
+      );
+    else
+      io.out(
+        wasEngaged
+          ? `kill switch released ${scope} on ${redisPrefix} by ${actor}: "${reason}"`
+          : `kill switch ${scope} was not engaged on ${redisPrefix}; the release is recorded in the ledger`,
+      );
+    return EXIT_OK;
+  } finally {
+    await c.close();
+  }
+}
+
+function throwMissingScope(): never {
+  throw new CliUsageError('--scope is required for release (global, venue:<id> or underlying:<SYMBOL>)');
+}
+
+/**
+ * `xhedge kill-switch engage|release|status`: the operator's kill switch, straight on the deployment's
+ * Redis and ledger (REDIS_URL / DATABASE_URL or the profile's URLs), so it works when the trading
+ * process is unhealthy. Engaging announces it to every worker, which abort jobs and cancel working
+ * orders.
+ */
+export function registerKillSwitch(program: Command, io: CliIo, setExit: (code: number) => void): void {
+  const ks = program
+    .command('kill-switch')
+    .description('engage, release or show the kill switch directly on the deployment Redis and ledger');
+  const common = (cmd: Command) =>
+    cmd
+      .option('--config <file>', 'operator profile (its name picks the Redis key prefix)', DEFAULT_PROFILE)
+      .option('--db-schema <name>', 'Postgres schema of the ledger when the run uses another than public')
+      .option('--json', 'machine-readable output');
+  const changes = (cmd: Command) =>
+    common(cmd)
+      .option('--reason <text>', 'why (at least 3 characters); recorded in the ledger and the audit')
+      .option('--actor <name>', 'who (default operator:<os user>)');
+
+  changes(ks.command('engage').description('stop new orders in a scope; workers cancel working orders'))
+    .option('--scope <scope>', 'global | venue:<id> | underlying:<SYMBOL>', 'global')
+    .option('--allow-risk-reducing', 'still let reduce-only orders through')
+    .action(async (opts: KillSwitchOptions) => setExit(await runKillSwitch('engage', opts, io)));
+  changes(ks.command('release').description('release the kill switch of a scope'))
+    .option('--scope <scope>', 'global | venue:<id> | underlying:<SYMBOL> (required)')
+    .action(async (opts: KillSwitchOptions) => setExit(await runKillSwitch('release', opts, io)));
+  common(ks.command('status').description('engaged kill-switch scopes and open breakers')).action(
+    async (opts: KillSwitchOptions) => setExit(await runKillSwitch('status', opts, io)),
+  );
+}

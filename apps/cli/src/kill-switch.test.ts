@@ -1,0 +1,281 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfigFile } from '@xhedge/config';
+import { BreakerBoard, connectRedis, KillEvent, KillSwitch, type RedisEndpoint } from '@xhedge/execution';
+import { redisPrefixFor } from '@xhedge/runtime';
+import { Ledger, openDatabase, postgresReachable, TEST_PG_URL } from '@xhedge/store';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { runCli } from './program.ts';
+import { captureIo } from './testing.ts';
+
+const root = new URL('../../../', import.meta.url).pathname;
+const paperYaml = readFileSync(join(root, 'configs/profiles/paper.yaml'), 'utf8');
+const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+type Redis = ReturnType<RedisEndpoint['client']>;
+
+const pgOk = await postgresReachable();
+if (!pgOk)
+  console.warn(
+    `[cli kill-switch tests] Postgres at ${TEST_PG_URL} not reachable: the ledger tests are skipped`,
+  );
+
+/** A copy of the paper profile under a name unique to this test, so its Redis key prefix is its own. */
+function uniqueProfile(): { file: string; name: string } {
+  const name = `ks-cli-test ${randomBytes(5).toString('hex')}`;
+  const file = join(mkdtempSync(join(tmpdir(), 'xhedge-ks-')), 'profile.yaml');
+  const text = paperYaml.replace(/^name: .*$/m, `name: ${name}`);
+  if (text === paperYaml) throw new Error('paper.yaml has no name: line to replace');
+  writeFileSync(file, text);
+  return { file, name };
+}
+
+describe.skipIf(!pgOk)('xhedge kill-switch (real Redis and Postgres)', () => {
+  let endpoint: RedisEndpoint;
+  let redis: Redis;
+  let subscriber: Redis;
+  let profile: { file: string; name: string };
+  let prefix: string;
+  let schema: string;
+  let ledger: Ledger;
+  let kill: KillSwitch;
+  let events: KillEvent[];
+
+  /** Runs the CLI on this test's profile and ledger schema. */
+  async function cli(args: string[]) {
+    const io = captureIo();
+    const code = await runCli(['kill-switch', ...args, '--config', profile.file, '--db-schema', schema], io);
+    return { code, ...io };
+  }
+
+  beforeAll(async () => {
+    endpoint = await connectRedis({ url: REDIS_URL });
+    redis = endpoint.client();
+  });
+
+  afterAll(async () => {
+    await redis?.quit();
+    await endpoint?.close();
+  });
+
+  beforeEach(async () => {
+    profile = uniqueProfile();
+    prefix = redisPrefixFor(profile.name);
+    schema = `ks_cli_${randomBytes(6).toString('hex')}`;
+    ledger = new Ledger(await openDatabase({ url: TEST_PG_URL, schema, poolSize: 2 }));
+    kill = new KillSwitch({ redis, prefix, ledger });
+    events = [];
+    subscriber = endpoint.client();
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel === kill.channel) events.push(KillEvent.parse(JSON.parse(message)));
+    });
+    await subscriber.subscribe(kill.channel);
+    vi.stubEnv('REDIS_URL', REDIS_URL);
+    vi.stubEnv('DATABASE_URL', TEST_PG_URL);
+  });
+
+  afterEach(async () => {
+    vi.unstubAllEnvs();
+    await subscriber.quit();
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+    const db = await openDatabase({ url: TEST_PG_URL, schema, migrate: false });
+    await db.dropSchema();
+    await db.close();
+    await ledger.close();
+  });
+
+  it('engage: the deployment kill switch is engaged, announced, and recorded in the ledger and the audit', async () => {
+    const r = await cli([
+      'engage',
+      '--scope',
+      'venue:gmx-arb',
+      '--reason',
+      'venue halted withdrawals',
+      '--allow-risk-reducing',
+      '--actor',
+      'operator:alice',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(
+      /kill switch ENGAGED venue:gmx-arb .*by operator:alice: "venue halted withdrawals"/,
+    );
+
+    const engaged = await kill.engaged();
+    expect(engaged).toHaveLength(1);
+    expect(engaged[0]).toMatchObject({
+      scope: 'venue:gmx-arb',
+      actor: 'operator:alice',
+      reason: 'venue halted withdrawals',
+      allowRiskReducing: true,
+    });
+    expect(await kill.blocking({ venue: 'gmx-arb', underlying: 'BTC', reduceOnly: false })).toBeDefined();
+
+    await vi.waitFor(() => expect(events).toHaveLength(1));
+    expect(events[0]).toMatchObject({
+      action: 'engage',
+      scope: 'venue:gmx-arb',
+      eventId: engaged[0]?.eventId,
+      allowRiskReducing: true,
+    });
+
+    const rows = await ledger.listKillSwitchEvents({ scope: 'venue:gmx-arb' });
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      action: 'engage',
+      actor: 'operator:alice',
+      reason: 'venue halted withdrawals',
+      allowRiskReducing: true,
+      details: { eventId: engaged[0]?.eventId },
+    });
+    const audit = await ledger.listAudit({ action: 'kill-switch.engage' });
+    expect(audit).toHaveLength(1);
+    expect(audit[0]).toMatchObject({ actor: 'operator:alice', subject: 'venue:gmx-arb' });
+  });
+
+  it('engage defaults to the global scope and an operator:<os user> actor; --json prints the engagement', async () => {
+    const r = await cli(['engage', '--reason', 'market halt', '--json']);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    // the prefix the run uses: `{xhedge}:` and the profile name with the space replaced
+    expect(prefix).toBe(`{xhedge}:${profile.name.replace(' ', '-')}`);
+    expect(out).toMatchObject({ action: 'engage', engaged: true, scope: 'global', deployment: prefix });
+    expect(out.by).toMatch(/^operator:\S+$/);
+    const engaged = await kill.engaged();
+    expect(engaged.map((e) => [e.scope, e.actor, e.allowRiskReducing])).toEqual([['global', out.by, false]]);
+  });
+
+  it('status: engaged scopes and open breakers, as text and as JSON', async () => {
+    const quiet = await cli(['status']);
+    expect(quiet.code).toBe(0);
+    expect(quiet.stdout).toMatch(/kill switch: not engaged/);
+    expect(quiet.stdout).toMatch(/breakers: all closed/);
+
+    expect((await cli(['engage', '--scope', 'underlying:ETH', '--reason', 'oracle drift'])).code).toBe(0);
+    const board = new BreakerBoard({ redis, prefix, config: loadConfigFile(profile.file).breakers, ledger });
+    await board.trip('venue:drift-sol', 'error rate 80%');
+
+    const text = await cli(['status']);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain(`deployment ${prefix}`);
+    expect(text.stdout).toMatch(
+      /kill switch ENGAGED underlying:ETH: "oracle drift" by operator:\S+ since \d{4}-/,
+    );
+    expect(text.stdout).toMatch(/breaker OPEN venue:drift-sol: "error rate 80%" since \d{4}-/);
+
+    const json = await cli(['status', '--json']);
+    expect(json.code).toBe(0);
+    const out = JSON.parse(json.stdout) as {
+      deployment: string;
+      killSwitches: {
+        scope: string;
+        reason: string;
+        by: string;
+        since: string;
+        allowRiskReducing: boolean;
+      }[];
+      breakers: { name: string; state: string; reason: string }[];
+      missingInRedis: unknown[];
+    };
+    expect(out.deployment).toBe(prefix);
+    expect(out.killSwitches).toHaveLength(1);
+    expect(out.killSwitches[0]).toMatchObject({
+      scope: 'underlying:ETH',
+      reason: 'oracle drift',
+      allowRiskReducing: false,
+    });
+    expect(Number.isNaN(Date.parse(out.killSwitches[0]?.since ?? ''))).toBe(false);
+    expect(out.breakers).toEqual([
+      expect.objectContaining({ name: 'venue:drift-sol', state: 'open', reason: 'error rate 80%' }),
+    ]);
+    expect(out.missingInRedis).toEqual([]);
+  });
+
+  it('status: an engagement the ledger holds but Redis lost is shown as such', async () => {
+    expect((await cli(['engage', '--scope', 'global', '--reason', 'redis test'])).code).toBe(0);
+    await redis.del(kill.stateKey);
+    const json = await cli(['status', '--json']);
+    const out = JSON.parse(json.stdout) as { killSwitches: unknown[]; missingInRedis: { scope: string }[] };
+    expect(out.killSwitches).toEqual([]);
+    expect(out.missingInRedis.map((m) => m.scope)).toEqual(['global']);
+    expect((await cli(['status'])).stdout).toMatch(/global: engaged in the ledger but missing in Redis/);
+  });
+
+  it('release: the scope is released in Redis, announced, and the ledger says released', async () => {
+    await kill.engage('underlying:BTC', { actor: 'operator:bob', reason: 'fat finger' });
+    await vi.waitFor(() => expect(events).toHaveLength(1));
+
+    const r = await cli(['release', '--scope', 'underlying:BTC', '--reason', 'checked, all good']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/kill switch released underlying:BTC/);
+    expect(await kill.engaged()).toEqual([]);
+    await vi.waitFor(() => expect(events).toHaveLength(2));
+    expect(events[1]).toMatchObject({ action: 'release', scope: 'underlying:BTC' });
+    const states = await ledger.killSwitchStates();
+    expect(states.map((s) => [s.scope, s.action, s.reason])).toEqual([
+      ['underlying:BTC', 'release', 'checked, all good'],
+    ]);
+    expect(await kill.restore({ actor: 'test' })).toEqual([]);
+    expect((await ledger.listAudit({ action: 'kill-switch.release' }))[0]?.subject).toBe('underlying:BTC');
+
+    const again = await cli(['release', '--scope', 'underlying:BTC', '--reason', 'once more', '--json']);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ scope: 'underlying:BTC', wasEngaged: false });
+  });
+
+  it('a bad scope exits 2 naming it, before touching Redis or the ledger', async () => {
+    const r = await cli(['engage', '--scope', 'venue:GMX_ARB', '--reason', 'typo test']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('"venue:GMX_ARB" is not a kill-switch scope');
+    expect(r.stdout).toBe('');
+    const rel = await cli(['release', '--scope', 'everything', '--reason', 'typo test']);
+    expect(rel.code).toBe(2);
+    expect(rel.stderr).toContain('"everything"');
+    expect(await kill.engaged()).toEqual([]);
+    expect(await ledger.listKillSwitchEvents()).toEqual([]);
+  });
+
+  it('a missing or too short reason, or release without --scope, exits 2', async () => {
+    const none = await cli(['engage']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/--reason is required/);
+    const short = await cli(['engage', '--reason', 'x ']);
+    expect(short.code).toBe(2);
+    expect(short.stderr).toMatch(/--reason: say why, in at least 3 characters/);
+    const noScope = await cli(['release', '--reason', 'all clear']);
+    expect(noScope.code).toBe(2);
+    expect(noScope.stderr).toMatch(/--scope is required for release/);
+    expect(await kill.engaged()).toEqual([]);
+  });
+
+  it('no Redis URL: exit 2 saying to set REDIS_URL or use the API', async () => {
+    vi.stubEnv('REDIS_URL', '');
+    for (const args of [['engage', '--reason', 'no redis'], ['status']]) {
+      const r = await cli(args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/no Redis URL for profile/);
+      expect(r.stderr).toContain('set REDIS_URL');
+      expect(r.stderr).toContain('POST /v1/kill-switch/trip');
+    }
+    expect(await kill.engaged()).toEqual([]);
+  });
+
+  it('no DATABASE_URL: engage and release exit 2 and change nothing; status still works', async () => {
+    vi.stubEnv('DATABASE_URL', '');
+    const engage = await cli(['engage', '--reason', 'no ledger']);
+    expect(engage.code).toBe(2);
+    expect(engage.stderr).toMatch(/no DATABASE_URL .*refusing to engage without the ledger/);
+    await kill.engage('global', { actor: 'operator:carol', reason: 'set by the test' });
+    const release = await cli(['release', '--scope', 'global', '--reason', 'no ledger']);
+    expect(release.code).toBe(2);
+    expect(release.stderr).toMatch(/refusing to release without the ledger/);
+    expect((await kill.engaged()).map((e) => e.scope)).toEqual(['global']);
+    const status = await cli(['status', '--json']);
+    expect(status.code).toBe(0);
+    const out = JSON.parse(status.stdout) as { killSwitches: { scope: string }[]; missingInRedis?: unknown };
+    expect(out.killSwitches.map((k) => k.scope)).toEqual(['global']);
+    expect(out.missingInRedis).toBeUndefined();
+  });
+});
