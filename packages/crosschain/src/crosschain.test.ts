@@ -318,4 +318,37 @@ describe('tracker and paper bridge', () => {
     expect(sol.balance('USDC')).toBe(400);
     expect(await bridge.tracker.summary()).toMatchObject({ delivered: 1 });
   });
+
+  it('addVenue connects a venue added while running; a duplicate or a chain without an endpoint id is refused', async () => {
+    const clock = new ManualClock(5_000);
+    const arb = paperVenue('gmx-arb', 'evm:42161', 1_000);
+    const bridge = createPaperBridgeForVenues([arb], clock);
+    const late = paperVenue('drift-late', 'solana:mainnet-beta', 0);
+    await expect(
+      bridge.send({
+        transferId: 'x_late_0',
+        fromVenue: 'gmx-arb',
+        toVenue: 'drift-late',
+        asset: 'USDC',
+        amount: '10',
+      }),
+    ).rejects.toMatchObject({ code: 'BRIDGE_UNKNOWN_VENUE' });
+    bridge.addVenue(late);
+    expect(bridge.venueIds).toEqual(['gmx-arb', 'drift-late']);
+    const sent = await bridge.send({
+      transferId: 'x_late_1',
+      fromVenue: 'gmx-arb',
+      toVenue: 'drift-late',
+      asset: 'USDC',
+      amount: '100',
+    });
+    clock.advance(sent.expectedLatencyMs);
+    await bridge.poll();
+    expect(late.balance('USDC')).toBe(100);
+    expect(() => bridge.addVenue(late)).toThrow(/connects venue drift-late already/);
+    expect(() => bridge.addVenue({ ...late, id: 'nowhere', chain: 'evm:999999' as 'evm:42161' })).toThrow(
+      /evm:999999/,
+    );
+    expect(bridge.venueIds).toEqual(['gmx-arb', 'drift-late']);
+  });
 });

@@ -76,6 +76,24 @@ export class PaperBridge implements TransferExecutor {
     return this.#o.tracker;
   }
 
+  /** The ids of the venues it connects. */
+  get venueIds(): string[] {
+    return [...this.#venues.keys()];
+  }
+
+  /**
+   * Connects one more venue (a paper venue added while the run goes). Its chain must have a LayerZero
+   * endpoint id (checked now, not at the first send); an id the bridge has already is refused.
+   */
+  addVenue(v: BridgeEndpoint): void {
+    if (this.#venues.has(v.id))
+      throw new BridgeError('BRIDGE_DUPLICATE_VENUE', `paper bridge connects venue ${v.id} already`, {
+        details: { venue: v.id },
+      });
+    lzEid(v.chain, this.#o.eids);
+    this.#venues.set(v.id, v);
+  }
+
   #venue(id: string): BridgeEndpoint {
     const v = this.#venues.get(id);
     if (!v)

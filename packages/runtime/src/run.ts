@@ -295,6 +295,8 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     // api role only writes configs; the orchestrator (each tick) and the workers (poll and pub/sub
     // nudge) apply them to their own parts.
     let registry: VenueRegistry | undefined;
+    /** Puts a paper venue added while running on the paper bridge (set once the bridge exists). */
+    let joinBridge: ((v: PaperVenue) => void) | undefined;
     if (role !== 'api') {
       built = await buildVenues({ config, clock, env, dataDir });
       const started = built;
@@ -304,8 +306,16 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           if (!c) throw new XhedgeError('INTERNAL', `venue ${adapter.id} built but not in the profile`);
           return { config: c, adapter };
         }),
-        build: (v, previous) =>
-          buildVenue(v, { config, clock, env, dataDir, market: started.market }, previous),
+        build: async (v, previous) => {
+          const adapter = await buildVenue(
+            v,
+            { config, clock, env, dataDir, market: started.market },
+            previous,
+          );
+          // a rebuilt paper venue is on the bridge already (its endpoint follows the registry)
+          if (!previous && v.kind.startsWith('paper-')) joinBridge?.(adapter as PaperVenue);
+          return adapter;
+        },
         current: () => configStore.venues(),
         workingOrders: async (venue) =>
           (await ledger.listOrders({ venue, status: WORKING, limit: 1 })).length,
@@ -326,10 +336,10 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         built.all.filter((v) => !paperIds.has(v.id)).map(async (v) => [v.id, await probe(v)] as const),
       ),
     );
-    // Collateral moves among the paper venues of the start: a LayerZero-like bridge (fee and delivery
-    // latency) on the run's clock. Real chains get no bridge here, so routing never plans a move to or
-    // from them; paper venues added while running are not on it either. Its endpoints follow the
-    // registry, so a paper venue rebuilt for new params stays on the bridge.
+    // Collateral moves among the paper venues: a LayerZero-like bridge (fee and delivery latency) on the
+    // run's clock, for the paper venues of the start and those added while running (a run that starts
+    // without paper venues has none). Real chains get no bridge here, so routing never plans a move to
+    // or from them. Its endpoints follow the registry, so a paper venue rebuilt for new params stays on it.
     const endpoint = (v: PaperVenue): BridgeEndpoint => {
       const now = () => (registry?.get(v.id) as PaperVenue | undefined) ?? v;
       return {
@@ -342,6 +352,24 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     const bridge =
       built.paper.length > 0 ? createPaperBridgeForVenues(built.paper.map(endpoint), clock) : undefined;
     const transferable = new Set(bridge ? built.paper.map((v) => v.id) : []);
+    if (bridge && registry) {
+      const reg = registry;
+      joinBridge = (v) => {
+        if (transferable.has(v.id)) return;
+        try {
+          bridge.addVenue(endpoint(v));
+          transferable.add(v.id);
+          log.info({ venue: v.id }, `paper venue ${v.id} joined the paper bridge`);
+        } catch (err) {
+          log.warn({ venue: v.id, err }, `paper venue ${v.id} cannot join the paper bridge`);
+        }
+      };
+      // paper venues the start's sync added from stored configs (built before the bridge)
+      for (const c of await configStore.venues()) {
+        const a = reg.get(c.id);
+        if (a && c.kind.startsWith('paper-')) joinBridge(a as PaperVenue);
+      }
+    }
     const byId: ReadonlyMap<string, VenueAdapter> = registry?.byId ?? new Map();
     // The pre-trade controls read marks, quotes and positions from the venues themselves, so the
     // stale-mark, price-band, slippage and position-limit checks run in the real run; stale marks also

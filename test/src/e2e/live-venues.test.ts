@@ -134,7 +134,12 @@ describe('a venue added through the API joins the running xhedge', () => {
       run.venues.find((v) => v.id === 'drift-live'),
     );
     expect(live.chain).toBe('solana:mainnet-beta');
-    // Collateral arrives as a deposit: a paper venue added while running is not on the paper bridge.
+    // A paper venue added while running joins the paper bridge (routing may move collateral to it);
+    // here its collateral arrives as a deposit, so the hedges below need no transfer.
+    await until('drift-live on the paper bridge', async () =>
+      run.bridge?.venueIds.includes('drift-live') ? true : undefined,
+    );
+    expect(run.bridge?.venueIds).toEqual(['lyra-arb', 'gmx-arb', 'drift-sol', 'uni-eth', 'drift-live']);
     await (live as PaperVenue).creditBalance('USDC', '3000000');
 
     // Only the new venue can take delta hedges now (lyra-arb lists options only).
