@@ -1,11 +1,29 @@
 import { describe, expect, it } from 'vitest';
-import { breakerTrip, lateFills, leaderKilled, redisWipeUnderKillSwitch, twoOrchestrators } from './run.ts';
+import {
+  breakerTrip,
+  lateFills,
+  leaderKilled,
+  networkCut,
+  redisWipeUnderKillSwitch,
+  twoOrchestrators,
+} from './run.ts';
 
 // The short in-process subset; `pnpm test:chaos` runs everything, including kill -9 of worker
 // processes (50 trials) and a Redis killed and restarted mid-run.
 describe('chaos (quick subset)', () => {
   it('venue timeouts whose orders fill later: no duplicate, nothing lost', async () => {
     expect(await lateFills(5)).toMatchObject({ duplicates: 0, lost: 0 });
+  }, 60_000);
+  it('the network to the venue cut: answers lost are looked up, never re-sent; nothing lost', async () => {
+    const t = await networkCut(6);
+    expect(t).toMatchObject({ duplicates: 0, lost: 0 });
+    // the cut met an order in flight (otherwise the scenario proved nothing)
+    expect(t.cut.landedUnanswered).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+  it('the network to the venue cut with the venue breaker live: no duplicate, nothing lost', async () => {
+    const t = await networkCut(6, { breaker: true });
+    expect(t).toMatchObject({ duplicates: 0, lost: 0 });
+    expect(t.cut.landedUnanswered).toBeGreaterThanOrEqual(1);
   }, 60_000);
   it('a tripped breaker: no order reaches the venue after the trip', async () => {
     expect(await breakerTrip(6)).toMatchObject({ duplicates: 0, lost: 0 });

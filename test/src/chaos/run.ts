@@ -1,6 +1,7 @@
 // `pnpm test:chaos`: kill -9 of worker processes mid-order, Redis killed and restarted while jobs are
 // active, Redis restarted empty under an engaged kill switch, venue timeouts whose orders fill later,
-// two orchestrators at once, a breaker tripping.
+// the network to a venue cut (orders that land with their answer lost, requests that never leave,
+// every read failing), two orchestrators at once, a breaker tripping.
 // Last line: `chaos: trials=N duplicates=D lost=L`; exit 1 unless D = L = 0.
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -18,7 +19,7 @@ import {
 import { hasRedisServer, type OwnRedis, spawnRedisServer } from '@xhedge/execution/testing';
 import { createMarketSimulator } from '@xhedge/sim';
 import { Ledger, openDatabase } from '@xhedge/store';
-import type { VenueAdapter } from '@xhedge/venue';
+import { type VenueAdapter, VenueNetworkError } from '@xhedge/venue';
 import { createPaperVenue, type PaperVenue } from '@xhedge/venue-paper';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -219,8 +220,17 @@ export async function killWorkers(trials: number): Promise<Tally> {
   }
 }
 
-/** In-process execution on a given Redis, with a PGlite ledger. */
-async function inProcess(redisUrl: string | undefined, tag: string, breakers?: object, restoreEveryMs = 500) {
+/**
+ * In-process execution on a given Redis, with a PGlite ledger. `wrapVenue` puts a fault layer between
+ * the workers and the (guarded) paper venue; the audit (`lostOf`, `g.stats`) still sees the venue itself.
+ */
+async function inProcess(
+  redisUrl: string | undefined,
+  tag: string,
+  breakers?: object,
+  restoreEveryMs = 500,
+  wrapVenue?: (v: VenueAdapter) => VenueAdapter,
+) {
   const redis = await connectRedis({ url: redisUrl });
   const ledger = new Ledger(await openDatabase());
   const prefix = newPrefix(tag);
@@ -237,7 +247,7 @@ async function inProcess(redisUrl: string | undefined, tag: string, breakers?: o
   const subscriber = redis.client();
   const pool = await startWorkers({
     ...p,
-    venues: new Map([['pv', g.venue]]),
+    venues: new Map([['pv', wrapVenue ? wrapVenue(g.venue) : g.venue]]),
     subscriber,
     sendDeadlineMs: 1500,
     pollIntervalMs: 50,
@@ -383,6 +393,170 @@ export async function lateFills(n: number): Promise<Tally> {
       trials: n,
       duplicates: env.g.stats.duplicates,
       lost: await lostOf(env.ledger, env.paper, ids),
+    };
+  } finally {
+    await env.close();
+  }
+}
+
+// ---- 3b. the network to a venue cut ------------------------------------------------------------
+/** Every adapter call besides placeOrder that goes over the network (reads, and cancels). */
+const NETWORK_CALLS: ReadonlySet<PropertyKey> = new Set<keyof VenueAdapter>([
+  'loadMarkets',
+  'fetchPositions',
+  'fetchBalances',
+  'fetchMarks',
+  'fetchFills',
+  'fetchOrderBook',
+  'fetchGreeks',
+  'fetchOptionChain',
+  'fetchFundingRate',
+  'quoteHedge',
+  'getOrderByClientId',
+  'cancelOrder',
+  'health',
+]);
+
+/** What a network cut did to the calls that met it. */
+export interface CutStats {
+  /** placeOrder calls that reached the venue and whose answer was lost (outcome unknown). */
+  landedUnanswered: number;
+  /** placeOrder calls that never left (not sent, retryable). */
+  notSent: number;
+  /** Other calls (lookups, fills, marks, health...) that failed. */
+  callsFailed: number;
+}
+
+/**
+ * A cut of the network between the workers and one venue, as a wrapper around its adapter. While the
+ * window is open: every other placeOrder reaches the venue and then its answer is lost (a network error,
+ * outcome `unknown`), the others never leave (network error, `not-sent`, retryable); every other network
+ * call fails with a retryable network error. Before and after the window every call passes through.
+ */
+class NetworkCut {
+  readonly stats: CutStats = { landedUnanswered: 0, notSent: 0, callsFailed: 0 };
+  #fromMs = 0;
+  #untilMs = 0;
+  #places = 0;
+
+  /** Opens the cut from `fromMs` until `untilMs` (epoch ms); a call is cut when it starts inside. */
+  schedule(fromMs: number, untilMs: number): void {
+    if (!(untilMs > fromMs)) throw new RangeError(`cut window ${fromMs}..${untilMs} is empty`);
+    this.#fromMs = fromMs;
+    this.#untilMs = untilMs;
+  }
+
+  #isCut(): boolean {
+    const now = Date.now();
+    return now >= this.#fromMs && now < this.#untilMs;
+  }
+
+  #error(venue: string, what: string, outcome: 'unknown' | 'not-sent', clientOrderId?: string) {
+    return new VenueNetworkError({
+      venue,
+      message: `${what}: connection reset (injected network cut)`,
+      outcome,
+      retryable: true,
+      ...(clientOrderId ? { clientOrderId } : {}),
+    });
+  }
+
+  wrap(inner: VenueAdapter): VenueAdapter {
+    return new Proxy(inner, {
+      get: (t, prop, r) => {
+        const val = Reflect.get(t, prop, r);
+        if (typeof val !== 'function') return val;
+        if (prop === 'placeOrder') {
+          return async (req: Parameters<VenueAdapter['placeOrder']>[0]) => {
+            if (!this.#isCut()) return t.placeOrder(req);
+            if (this.#places++ % 2 === 0) {
+              // the order lands; whatever the venue answered never comes back
+              await t.placeOrder(req).catch(() => undefined);
+              this.stats.landedUnanswered += 1;
+              throw this.#error(t.id, 'placeOrder', 'unknown', req.clientOrderId);
+            }
+            this.stats.notSent += 1;
+            throw this.#error(t.id, 'placeOrder', 'not-sent', req.clientOrderId);
+          };
+        }
+        if (NETWORK_CALLS.has(prop)) {
+          return async (...args: unknown[]) => {
+            if (!this.#isCut()) return val.apply(t, args);
+            this.stats.callsFailed += 1;
+            throw this.#error(t.id, String(prop), 'not-sent');
+          };
+        }
+        return val.bind(t);
+      },
+    });
+  }
+}
+
+/**
+ * The venue breaker of the `breaker: true` run: the default error rate and minimum of calls, with the
+ * window and cooldown scaled to the cut (60 s / 30 s in production against outages of minutes), so it
+ * trips during the cut, re-opens on a failed half-open trial, and is closed again soon after the cut.
+ */
+const CUT_BREAKERS = { venue: { minRequests: 5, errorRatePct: 50, windowSeconds: 2, cooldownSeconds: 1 } };
+
+/**
+ * Plans sent before, during and right after a cut of the network to the venue (`CUT_MS`): orders whose
+ * answer was lost must be looked up, not re-sent, once the venue answers again; orders that never left
+ * are sent again. Without `breaker` the venue breaker never trips, so every send in the window meets
+ * the cut; with it (`CUT_BREAKERS`) the breaker trips on the cut's errors and blocks part of the sends
+ * (those orders end cancelled, never sent), as it would in a run.
+ */
+export async function networkCut(
+  n: number,
+  o: { breaker?: boolean } = {},
+): Promise<Tally & { cut: CutStats }> {
+  const CUT_MS = 1500;
+  const cut = new NetworkCut();
+  const env = await inProcess(
+    (await reachable(REDIS_URL)) ? REDIS_URL : undefined,
+    'n',
+    o.breaker ? CUT_BREAKERS : undefined,
+    500,
+    (v) => cut.wrap(v),
+  );
+  const ids: string[] = [];
+  try {
+    // submissions spread over twice the cut: a quarter before it, half during, a quarter after
+    const spacingMs = (2 * CUT_MS) / n;
+    const t0 = Date.now();
+    const fromMs = t0 + CUT_MS / 2;
+    cut.schedule(fromMs, fromMs + CUT_MS);
+    const when = { before: 0, during: 0, after: 0 };
+    for (let i = 0; i < n; i++) {
+      const atMs = t0 + i * spacingMs;
+      if (atMs > Date.now()) await sleep(atMs - Date.now());
+      const now = Date.now();
+      when[now < fromMs ? 'before' : now < fromMs + CUT_MS ? 'during' : 'after'] += 1;
+      const leg = intentFor(env.prefix, i, 3500);
+      ids.push(leg.id);
+      await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    }
+    await settle(env.ledger, ids, 45_000);
+    const ended = new Map<string, number>();
+    for (const id of ids) {
+      const s = (await env.ledger.getOrderByIntent(id))?.status ?? 'missing';
+      ended.set(s, (ended.get(s) ?? 0) + 1);
+    }
+    const trips = (await env.ledger.listBreakerEvents({ breaker: 'venue:pv' })).filter(
+      (e) => e.toState === 'open',
+    ).length;
+    console.log(
+      `    (submitted ${when.before} before / ${when.during} during / ${when.after} after a ${CUT_MS} ms cut; ` +
+        `in it placeOrder landed unanswered=${cut.stats.landedUnanswered} not sent=${cut.stats.notSent}, ` +
+        `other calls failed=${cut.stats.callsFailed}; venue breaker opened ${trips}×; ended ` +
+        `${[...ended].map(([s, k]) => `${s}=${k}`).join(' ')})`,
+    );
+    return {
+      name: `network cut to a venue${o.breaker ? ' (venue breaker live)' : ''}`,
+      trials: n,
+      duplicates: env.g.stats.duplicates,
+      lost: await lostOf(env.ledger, env.paper, ids),
+      cut: { ...cut.stats },
     };
   } finally {
     await env.close();
@@ -650,6 +824,8 @@ export async function runChaos(quick: boolean): Promise<Tally[]> {
     );
   };
   report(await lateFills(quick ? 5 : 20));
+  report(await networkCut(quick ? 6 : 20));
+  report(await networkCut(quick ? 6 : 20, { breaker: true }));
   report(await breakerTrip(quick ? 6 : 12));
   report(await twoOrchestrators(quick ? 1500 : 4000));
   report(await leaderKilled(1000));
