@@ -78,6 +78,28 @@ describe('circuit breakers: what trips each one', () => {
     await tripped(slow, 'venue:v2');
   });
 
+  it('venue: a breaker that closed after a good trial starts from a clean window (no re-trip on old failures)', async () => {
+    const b = board({ venue: { minRequests: 4, errorRatePct: 50, cooldownSeconds: 1, windowSeconds: 600 } });
+    for (let i = 0; i < 4; i++) await b.recordVenueCall('v3', { ok: false, latencyMs: 10 });
+    expect((await b.status('venue:v3')).state).toBe('open');
+    clock.advance(1_500);
+    const g = await b.gate(['venue:v3'], { takeTrial: true });
+    expect(g.allowed).toBe(true);
+    if (!g.allowed) return;
+    for (const t of g.trials) await b.reportTrial(t, true);
+    expect((await b.status('venue:v3')).state).toBe('closed');
+    // the venue is healthy now: its next calls must not meet the four failures of before the trip
+    await b.recordVenueCall('v3', { ok: true, latencyMs: 10 });
+    await b.recordVenueCall('v3', { ok: true, latencyMs: 10 });
+    expect((await b.status('venue:v3')).state).toBe('closed');
+    // an operator reset clears it as well
+    for (let i = 0; i < 4; i++) await b.recordVenueCall('v3', { ok: false, latencyMs: 10 });
+    expect((await b.status('venue:v3')).state).toBe('open');
+    await b.reset('venue:v3', 'operator:ana', 'venue fixed');
+    await b.recordVenueCall('v3', { ok: true, latencyMs: 10 });
+    expect((await b.status('venue:v3')).state).toBe('closed');
+  });
+
   it('market: a price shock within the window, and not when the same move is spread wider', async () => {
     const b = board({ market: { priceShockPct: 5, priceShockWindowSeconds: 60 } });
     const t0 = clock.nowMs();

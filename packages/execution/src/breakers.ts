@@ -641,6 +641,12 @@ export class BreakerBoard {
     reason: string,
     details: Record<string, unknown>,
   ): Promise<void> {
+    // A venue breaker that closes starts from a clean window: the failures that opened it would
+    // otherwise re-trip it at its next call, however healthy the venue is now.
+    if (to === 'closed' && name.startsWith('venue:')) {
+      const venue = name.slice('venue:'.length);
+      await this.#redis.del(this.#keys.venueCalls(venue), this.#keys.venueErrors(venue));
+    }
     this.#metrics?.breakerTransition(name, from, to);
     await this.#ledger?.recordBreakerEvent({ breaker: name, fromState: from, toState: to, reason, details });
   }
