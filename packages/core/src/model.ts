@@ -16,6 +16,13 @@ export const Position = z.object({
   sizeBase: FiniteNumber,
   /** Average entry price in USD per unit of underlying (or premium per unit for options), when known. */
   entryPriceUsd: FiniteNumber.optional(),
+  /**
+   * P&L of the position that the venue has not yet moved into the balances `fetchBalances` reports,
+   * USD (perps whose P&L settles separately, like Drift's `quote_asset_amount`); when present, equity
+   * uses it instead of (mark − entry) × size. A position closed (size 0) whose P&L is still unsettled
+   * is reported with size 0 and this field.
+   */
+  unsettledPnlUsd: FiniteNumber.optional(),
   /** Settlement currency when the venue says so (`BTC` for coin-settled). */
   settlementCurrency: AssetSymbol.optional(),
   asOfMs: TimestampMs,

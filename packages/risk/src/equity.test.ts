@@ -103,6 +103,69 @@ describe('bookEquity', () => {
     expect(Math.abs(up)).toBeLessThan(10 * 300 * 0.5);
   });
 
+  describe('perp P&L the venue settles apart from closing (Drift: unsettledPnlUsd)', () => {
+    // Long 2 ETH entered at 3000, marked at 2800: a 400 USD loss, first still in the position, then
+    // moved into the USDC deposit by a settle (the entry does not change, the position stays open).
+    const mark = [{ venue: 'v', instrument: 'ETH-USD:PERP', markPriceUsd: 2800, asOfMs: NOW }];
+    const long = (unsettledPnlUsd?: number) =>
+      pos({
+        instrument: 'ETH-USD:PERP',
+        sizeBase: 2,
+        entryPriceUsd: 3000,
+        ...(unsettledPnlUsd === undefined ? {} : { unsettledPnlUsd }),
+      });
+
+    it('counts a settled loss once: the deposit holds it, the position no longer does', () => {
+      const before = equityOf([long(-400)], [bal('USDC', 10_000)], mark, 2800);
+      const after = equityOf([long(0)], [bal('USDC', 9_600)], mark, 2800);
+      expect(before.unrealizedUsd).toBe(-400);
+      expect(before.equityUsd).toBe(9_600);
+      expect(after.unrealizedUsd).toBe(0);
+      expect(after.equityUsd).toBe(9_600);
+      // (mark − entry) × size after the settle counts the 400 twice: what unsettledPnlUsd avoids.
+      expect(equityOf([long()], [bal('USDC', 9_600)], mark, 2800).equityUsd).toBe(9_200);
+      expect(before.unvalued).toEqual([]);
+      expect(after.unvalued).toEqual([]);
+    });
+
+    it('counts a partly settled gain as deposit + the unsettled rest', () => {
+      // Marked at 3300: +600; 250 of it settled into the deposit, 350 still in the position.
+      const up = [{ venue: 'v', instrument: 'ETH-USD:PERP', markPriceUsd: 3300, asOfMs: NOW }];
+      const e = equityOf([long(350)], [bal('USDC', 10_250)], up, 3300);
+      expect(e.unrealizedUsd).toBe(350);
+      expect(e.equityUsd).toBe(10_600);
+    });
+
+    it('counts a closed position whose P&L is not settled yet (size 0), and adds no Greeks for it', () => {
+      const closed = pos({ instrument: 'ETH-USD:PERP', sizeBase: 0, unsettledPnlUsd: -150 });
+      const e = equityOf([closed], [bal('USDC', 10_000)], mark, 2800);
+      expect(e.unrealizedUsd).toBe(-150);
+      expect(e.equityUsd).toBe(9_850);
+      expect(e.unvalued).toEqual([]);
+      // A closed position without unsettled P&L is nothing.
+      expect(
+        equityOf([pos({ instrument: 'ETH-USD:PERP', sizeBase: 0 })], [bal('USDC', 10_000)]).equityUsd,
+      ).toBe(10_000);
+      const engine = new RiskEngine({ clock: new ManualClock(NOW), staleAfterMs: 60_000 });
+      engine.setMarket('ETH', { spotUsd: 2800, volDecimal: 0.7, rateDecimal: 0, asOfMs: NOW });
+      engine.setBook({ positions: [closed, long(-400)], balances: [] });
+      const snap = engine.snapshot({ scenarios: false });
+      expect(snap.underlyings.ETH?.delta).toBeCloseTo(2, 12);
+    });
+
+    it('values a perp with unsettledPnlUsd without a market for its underlying', () => {
+      const sol = pos({
+        instrument: 'SOL-USD:PERP',
+        sizeBase: -3,
+        entryPriceUsd: 180,
+        unsettledPnlUsd: 12.5,
+      });
+      const e = equityOf([sol], [bal('USDC', 1_000)]);
+      expect(e.unvalued).toEqual([]);
+      expect(e.equityUsd).toBe(1_012.5);
+    });
+  });
+
   it('lists what it cannot value instead of guessing', () => {
     const e = equityOf(
       [

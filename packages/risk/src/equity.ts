@@ -12,24 +12,32 @@ export interface BookEquity {
   modelValueUsd: number;
   /** Spot holdings reported as positions, at the venue's mark (else spot). */
   spotUsd: number;
-  /** Perps and futures: (mark − entry) × size, not yet realized into a balance. */
+  /**
+   * Perps and futures: P&L not yet in a balance, the venue's `unsettledPnlUsd` when it reports one
+   * (closed positions whose P&L is unsettled included), else (mark − entry) × size.
+   */
   unrealizedUsd: number;
   /** Collateral on its way between venues (a bridge transfer sent, not yet delivered), USD. */
   inTransitUsd: number;
   /**
    * What could not be valued (an instrument or asset with no market in the snapshot, a perp or future
    * without its entry price). When not empty, `equityUsd` leaves them out and is not comparable with a
-   * mark taken when they were valued.
+   * mark taken when they were valued. A perp or future with `unsettledPnlUsd` needs no market.
    */
   unvalued: string[];
 }
 
 /**
  * Mark-to-market equity of a book: cash + options and coins (from the risk snapshot) + spot holdings +
- * the unrealized P&L of perps and futures + collateral in transit between venues. Venues realize perp P&L into their collateral balance on
- * closing and keep the entry price of what is open (the paper venues, GMX, Drift), so the two parts
- * never count the same dollar twice. Inverse (coin-settled) perps and futures are valued by their size
- * in coin: size × (mark − entry), the USD value of their coin P&L at the mark.
+ * the unsettled P&L of perps and futures + collateral in transit between venues.
+ *
+ * Perp and future P&L: a venue that settles P&L into the collateral balance apart from closing (Drift's
+ * `settle_pnl` moves it out of the position while the entry stays) reports `unsettledPnlUsd`, the part
+ * still outside the balances, and that is what counts, also for a closed position (size 0) whose P&L
+ * is not settled yet. Otherwise (mark − entry) × size: those venues realize P&L into the balance only
+ * on closing and keep the entry of what is open (the paper venues, GMX), so the position and the
+ * balance never hold the same dollar. Inverse (coin-settled) perps and futures are valued by their
+ * size in coin: size × (mark − entry), the USD value of their coin P&L at the mark.
  *
  * `positions`, `balances` and `marks` are the inputs the snapshot was built from (gas money left out).
  */
@@ -64,7 +72,7 @@ export function bookEquity(
   let spotUsd = 0;
   let unrealizedUsd = 0;
   for (const p of inputs.positions) {
-    if (p.sizeBase === 0) continue;
+    if (p.sizeBase === 0 && p.unsettledPnlUsd === undefined) continue;
     let kind: string;
     let base: string;
     try {
@@ -75,6 +83,12 @@ export function bookEquity(
       unvalued.push(`${p.venue}:${p.instrument}`);
       continue;
     }
+    const linear = kind === 'perp' || kind === 'future';
+    if (linear && p.unsettledPnlUsd !== undefined) {
+      unrealizedUsd += p.unsettledPnlUsd;
+      continue;
+    }
+    if (p.sizeBase === 0) continue;
     const risk = snapshot.underlyings[base];
     if (!risk) {
       unvalued.push(`${p.venue}:${p.instrument}`);

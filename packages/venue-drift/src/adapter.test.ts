@@ -2,12 +2,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ComputeBudgetProgram } from '@solana/web3.js';
-import { ManualClock } from '@xhedge/core';
+import { ManualClock, Position } from '@xhedge/core';
 import { NotConfirmedError, VenueError } from '@xhedge/venue';
 import { describe, expect, it } from 'vitest';
-import { driftFixture, SOL_PRICE_USD, userOrderIdOf } from '../test/fixture.ts';
+import { type DriftFixture, driftFixture, SOL_PRICE_USD, userOrderIdOf } from '../test/fixture.ts';
+import { encodePerpMarketAccount, type PerpMarketInit } from './encode.ts';
 import { driftPda } from './instructions.ts';
-import { PLACE_PERP_ORDER_DISCRIMINATOR } from './layout.ts';
+import { PERP_MARKET, PLACE_PERP_ORDER_DISCRIMINATOR } from './layout.ts';
 import {
   fileUserOrderIdStore,
   memoryUserOrderIdStore,
@@ -40,6 +41,7 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
       instrument: 'SOL-USD:PERP',
       sizeBase: 2.5,
       entryPriceUsd: 180,
+      unsettledPnlUsd: 0, // 2.5 × 180 − 450
       chain: 'solana:mainnet-beta',
     });
     const [bal] = await f.venue.fetchBalances();
@@ -213,6 +215,93 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
       f.venue.placeOrder({ clientOrderId: 'bad-2', ...ORDER, sizeBase: '1.234' }),
     ).rejects.toBeInstanceOf(VenueError);
     expect(f.rpc.sends).toBe(0);
+  });
+});
+
+/**
+ * Rewrites the SOL-PERP market account with another oracle price and cumulative funding rates (the
+ * encoder leaves the funding rates at zero; they are i128 at their layout offsets).
+ */
+function setPerpMarket(
+  f: DriftFixture,
+  init: Omit<PerpMarketInit, 'marketIndex'> & { fundingLong?: bigint; fundingShort?: bigint },
+): void {
+  const { fundingLong = 0n, fundingShort = 0n, ...rest } = init;
+  const data = encodePerpMarketAccount({ marketIndex: 0, name: 'SOL-PERP', oracle: f.oracle, ...rest });
+  for (const [off, v] of [
+    [PERP_MARKET.cumulativeFundingRateLong, fundingLong],
+    [PERP_MARKET.cumulativeFundingRateShort, fundingShort],
+  ] as const) {
+    data.writeBigUInt64LE(BigInt.asUintN(64, v), off);
+    data.writeBigInt64LE(BigInt.asIntN(64, v >> 64n), off + 8);
+  }
+  f.svm.setAccount(driftPda.perpMarket(f.programId, 0), {
+    lamports: Number(f.svm.minimumBalanceForRentExemption(BigInt(data.length))),
+    data,
+    owner: f.programId,
+    executable: false,
+    rentEpoch: 0,
+  });
+}
+
+describe('Drift positions: P&L not yet settled into the USDC deposit', () => {
+  it('open long: base × oracle + quote_asset_amount, and zero after settle_pnl while the entry stays', async () => {
+    const f = await driftFixture();
+    setPerpMarket(f, { lastOraclePrice: 176_543_200n });
+    // 2.5 SOL bought at 180 (quote entry −450) plus 1.234567 USDC of fees in quote_asset_amount.
+    const entry = { marketIndex: 0, baseAssetAmount: 2_500_000_000n, quoteEntryAmount: -450_000_000n };
+    f.setUser({ perpPositions: [{ ...entry, quoteAssetAmount: -451_234_567n }] });
+    const [pos] = await f.venue.fetchPositions();
+    // 2.5 × 176.5432 − 451.234567 = 441.358 − 451.234567
+    expect(pos).toMatchObject({ sizeBase: 2.5, entryPriceUsd: 180, unsettledPnlUsd: -9.876567 });
+    // settle_pnl moves the −9.876567 into the deposit: quote_asset_amount −= pnl, entry untouched.
+    f.setUser({ perpPositions: [{ ...entry, quoteAssetAmount: -451_234_567n + 9_876_567n }] });
+    const [settled] = await f.venue.fetchPositions();
+    expect(settled).toMatchObject({ sizeBase: 2.5, entryPriceUsd: 180, unsettledPnlUsd: 0 });
+  });
+
+  it('adds the funding accrued since the position last settled funding (short side rate for a short)', async () => {
+    const f = await driftFixture();
+    // The short cumulative rate rose 0.36 USD per SOL since the position's last funding settlement:
+    // shorts receive 0.36 × 2.5 = 0.9. The long rate (ignored for a short) moved otherwise.
+    setPerpMarket(f, {
+      lastOraclePrice: 180_000_000n,
+      fundingShort: 1_360_000_000n,
+      fundingLong: 5_000_000_000n,
+    });
+    f.setUser({
+      perpPositions: [
+        {
+          marketIndex: 0,
+          baseAssetAmount: -2_500_000_000n,
+          quoteEntryAmount: 450_000_000n,
+          quoteAssetAmount: 450_000_000n,
+          lastCumulativeFundingRate: 1_000_000_000n,
+        },
+      ],
+    });
+    const [pos] = await f.venue.fetchPositions();
+    expect(pos).toMatchObject({ sizeBase: -2.5, entryPriceUsd: 180, unsettledPnlUsd: 0.9 });
+  });
+
+  it('returns a closed position with unsettled P&L at size 0; empty slots and unknown markets stay out', async () => {
+    const f = await driftFixture();
+    f.setUser({
+      perpPositions: [
+        { marketIndex: 0, baseAssetAmount: 0n, quoteEntryAmount: 0n, quoteAssetAmount: -12_345_678n },
+        { marketIndex: 0, baseAssetAmount: 0n, quoteAssetAmount: 0n, openOrders: 1 },
+        { marketIndex: 7, baseAssetAmount: 1_000_000_000n, quoteAssetAmount: -50_000_000n },
+      ],
+    });
+    const positions = await f.venue.fetchPositions();
+    expect(positions).toHaveLength(1);
+    expect(positions[0]).toMatchObject({
+      instrument: 'SOL-USD:PERP',
+      sizeBase: 0,
+      unsettledPnlUsd: -12.345678,
+    });
+    expect(positions[0]).not.toHaveProperty('entryPriceUsd');
+    expect(Position.parse(positions[0])).toEqual(positions[0]);
   });
 });
 

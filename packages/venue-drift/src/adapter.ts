@@ -36,6 +36,7 @@ import {
 import {
   type DriftOrder,
   type DriftPerpMarket,
+  type DriftPerpPosition,
   type DriftUser,
   decodePerpMarket,
   decodeSpotMarket,
@@ -244,24 +245,42 @@ export class DriftVenue implements VenueAdapter {
     return out;
   }
 
+  /**
+   * Open perp positions, and closed ones whose P&L is not settled yet (size 0). Each carries
+   * `unsettledPnlUsd`, the P&L still in the position rather than in the USDC deposit `fetchBalances`
+   * reads: Drift's `settle_pnl` moves P&L out of `quote_asset_amount` into the deposit without touching
+   * the entry, so (mark − entry) × size would count a settled part twice. Valued at the perp market's
+   * last oracle price, the price `fetchMarks` reports.
+   */
   async fetchPositions(): Promise<Position[]> {
     const user = await this.readUser();
     const asOfMs = this.#o.clock.nowMs();
+    const markets = new Map<number, DriftPerpMarket>();
     const out: Position[] = [];
     for (const p of user.perpPositions) {
       const m = this.#marketByIndex(p.marketIndex);
-      if (!m || p.baseAssetAmount === 0n) continue;
-      const sizeBase = Number(fromFixed(p.baseAssetAmount, FIXED_DP.base));
-      const entry = new Dec(fromFixed(p.quoteEntryAmount, FIXED_DP.quote)).abs().div(new Dec(sizeBase).abs());
-      out.push({
+      if (!m || (p.baseAssetAmount === 0n && p.quoteAssetAmount === 0n)) continue;
+      let pm = markets.get(p.marketIndex);
+      if (!pm) {
+        pm = await this.readPerpMarket(p.marketIndex);
+        markets.set(p.marketIndex, pm);
+      }
+      const pnlQuote = unsettledPnlQuote(p, pm);
+      const pos: Position = {
         venue: this.id,
         chain: this.chain,
         instrument: m.instrument,
-        sizeBase,
-        entryPriceUsd: entry.toNumber(),
+        sizeBase: Number(fromFixed(p.baseAssetAmount, FIXED_DP.base)),
         settlementCurrency: this.capabilities.collateral[0] ?? 'USDC',
         asOfMs,
-      });
+      };
+      if (p.baseAssetAmount !== 0n)
+        pos.entryPriceUsd = new Dec(fromFixed(p.quoteEntryAmount, FIXED_DP.quote))
+          .abs()
+          .div(new Dec(fromFixed(p.baseAssetAmount, FIXED_DP.base)).abs())
+          .toNumber();
+      if (pnlQuote !== undefined) pos.unsettledPnlUsd = Number(fromFixed(pnlQuote, FIXED_DP.quote));
+      out.push(pos);
     }
     return out;
   }
@@ -642,6 +661,39 @@ function roundPrice(p: bigint, tick: bigint, side: 'buy' | 'sell'): bigint {
   if (tick <= 0n) return p;
   const down = (p / tick) * tick;
   return side === 'buy' || down === p ? down : down + tick;
+}
+
+/**
+ * A perp position's P&L not yet settled into the quote deposit, QUOTE_PRECISION, the way Drift's margin
+ * system counts it: base × oracle + `quote_asset_amount` (entry cost, fees, settled funding, minus
+ * what `settle_pnl` already moved out), plus the funding accrued since the position's last funding
+ * settlement. Integer steps as the program does them (division truncates toward zero). A closed
+ * position is its `quote_asset_amount` alone. Undefined for an open position when the market's oracle
+ * price is not positive (it cannot be valued).
+ */
+export function unsettledPnlQuote(p: DriftPerpPosition, pm: DriftPerpMarket): bigint | undefined {
+  if (p.baseAssetAmount === 0n) return p.quoteAssetAmount;
+  if (pm.lastOraclePrice <= 0n) return undefined;
+  const baseValueQuote = (p.baseAssetAmount * pm.lastOraclePrice) / BASE_PRECISION;
+  return baseValueQuote + p.quoteAssetAmount + accruedFundingQuote(p, pm);
+}
+
+/**
+ * Funding owed to (+) or by (−) a position since its last funding settlement, QUOTE_PRECISION: the
+ * change of the market's cumulative rate (long or short side) × base, longs paying a rising rate.
+ * FUNDING_RATE_PRECISION × BASE_PRECISION / 1e12 = QUOTE_PRECISION.
+ */
+export function accruedFundingQuote(p: DriftPerpPosition, pm: DriftPerpMarket): bigint {
+  const cumulative = p.baseAssetAmount > 0n ? pm.cumulativeFundingRateLong : pm.cumulativeFundingRateShort;
+  const rateDelta = cumulative - p.lastCumulativeFundingRate;
+  if (rateDelta === 0n || p.baseAssetAmount === 0n) return 0n;
+  const magnitude = (abs(rateDelta) * abs(p.baseAssetAmount)) / (PRICE_PRECISION * 1_000n);
+  const sign = (p.baseAssetAmount > 0n ? -1n : 1n) * (rateDelta > 0n ? 1n : -1n);
+  return (magnitude * sign) / 1_000n;
+}
+
+function abs(v: bigint): bigint {
+  return v < 0n ? -v : v;
 }
 
 /** Hourly funding as a fraction of price, positive when longs pay. */

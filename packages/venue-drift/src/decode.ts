@@ -112,6 +112,12 @@ export interface DriftPerpMarket {
   pegMultiplier: bigint;
   /** Quote per base per funding period, FUNDING_RATE_PRECISION (1e9). */
   lastFundingRate: bigint;
+  /**
+   * Funding paid per base since the market opened, FUNDING_RATE_PRECISION; a position owes the change
+   * since its `lastCumulativeFundingRate` (longs against the long rate, shorts against the short one).
+   */
+  cumulativeFundingRateLong: bigint;
+  cumulativeFundingRateShort: bigint;
   lastFundingRateTs: bigint;
   /** Seconds. */
   fundingPeriod: bigint;
@@ -243,6 +249,8 @@ export function decodePerpMarket(data: Uint8Array): DriftPerpMarket {
     sqrtK: u128(buf, M.sqrtK),
     pegMultiplier: u128(buf, M.pegMultiplier),
     lastFundingRate: buf.readBigInt64LE(M.lastFundingRate),
+    cumulativeFundingRateLong: i128(buf, M.cumulativeFundingRateLong),
+    cumulativeFundingRateShort: i128(buf, M.cumulativeFundingRateShort),
     lastFundingRateTs: buf.readBigInt64LE(M.lastFundingRateTs),
     fundingPeriod: buf.readBigInt64LE(M.fundingPeriod),
     lastMarkPriceTwap: buf.readBigUInt64LE(M.lastMarkPriceTwap),
