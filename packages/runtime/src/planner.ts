@@ -105,6 +105,11 @@ function safeMeta(id: string): { underlying: string; kind: string } | undefined 
   }
 }
 
+/** Positions with a size: what risk and hedging see (size-0 ones only carry unsettled P&L). */
+function open(positions: readonly Position[]): Position[] {
+  return positions.filter((p) => p.sizeBase !== 0);
+}
+
 function median(xs: readonly number[]): number | undefined {
   if (xs.length === 0) return undefined;
   const s = [...xs].sort((a, b) => a - b);
@@ -326,7 +331,12 @@ export class TickPlanner {
     this.#lastInputs = inputs;
     this.#learnMarket(inputs.marks);
     this.#setMarket(this.#risk);
-    this.#risk.setBook({ positions: inputs.positions, balances: inputs.balances, funding: inputs.funding });
+    // Size-0 positions (a closed perp whose P&L the venue has not settled yet) count for equity only.
+    this.#risk.setBook({
+      positions: open(inputs.positions),
+      balances: inputs.balances,
+      funding: inputs.funding,
+    });
     this.#risk.updateMarks(inputs.marks);
     const raw = this.#risk.snapshot();
     // Sequence numbers continue the ledger's (after a restart or a leader change): decision, plan and
@@ -552,7 +562,7 @@ export class TickPlanner {
       scenario: { spotShocksPct, volShocksPts },
     });
     this.#setMarket(engine);
-    engine.setBook({ positions: inputs.positions, balances: inputs.balances, funding: inputs.funding });
+    engine.setBook({ positions: open(inputs.positions), balances: inputs.balances, funding: inputs.funding });
     engine.updateMarks(inputs.marks);
     return engine.snapshot();
   }
