@@ -23,6 +23,11 @@ export const Position = z.object({
    * is reported with size 0 and this field.
    */
   unsettledPnlUsd: FiniteNumber.optional(),
+  /**
+   * Collateral locked in the position that `fetchBalances` does not report (isolated margin, GMX
+   * position collateral), USD; book equity adds it.
+   */
+  marginUsd: FiniteNumber.nonnegative().optional(),
   /** Settlement currency when the venue says so (`BTC` for coin-settled). */
   settlementCurrency: AssetSymbol.optional(),
   asOfMs: TimestampMs,

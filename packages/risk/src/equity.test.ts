@@ -166,6 +166,89 @@ describe('bookEquity', () => {
     });
   });
 
+  describe('collateral locked in positions (GMX: marginUsd) and P&L by side', () => {
+    const mark = (px: number) => [{ venue: 'v', instrument: 'ETH-USD:PERP', markPriceUsd: px, asOfMs: NOW }];
+
+    it('opening a position moves collateral from the wallet into the position: equity is unchanged', () => {
+      const before = equityOf([], [bal('USDC', 10_000)], mark(3000), 3000);
+      // Long 1 ETH at 3000 with 1 500 USDC collateral (leverage 2); the wallet is down by the collateral.
+      const opened = (marginUsd?: number) =>
+        pos({
+          instrument: 'ETH-USD:PERP',
+          sizeBase: 1,
+          entryPriceUsd: 3000,
+          unsettledPnlUsd: 0,
+          ...(marginUsd === undefined ? {} : { marginUsd }),
+        });
+      const after = equityOf([opened(1_500)], [bal('USDC', 8_500)], mark(3000), 3000);
+      expect(after.marginUsd).toBe(1_500);
+      expect(after.cashUsd).toBe(8_500);
+      expect(after.equityUsd).toBe(before.equityUsd);
+      expect(after.unvalued).toEqual([]);
+      // Without it, opening looks like losing the collateral (the false loss the breaker would see).
+      expect(equityOf([opened()], [bal('USDC', 8_500)], mark(3000), 3000).equityUsd).toBe(
+        before.equityUsd - 1_500,
+      );
+      // A fee taken from the collateral is the only cost.
+      const withFee = equityOf([opened(1_498.5)], [bal('USDC', 8_500)], mark(3000), 3000);
+      expect(withFee.equityUsd).toBeCloseTo(before.equityUsd - 1.5, 9);
+    });
+
+    it('values a market with both sides open by side, not by (mark − averaged entry) × net size', () => {
+      // Long 2 ETH bought for 6 000 USD and short 1 ETH sold for 3 200 USD, marked at 3 100:
+      // long 2 × 3100 − 6000 = +200, short 3200 − 3100 = +100 → +300. The net view (size +1, entry
+      // averaged over both sides 9200 / 3) would say (3100 − 3066.67) × 1 = +33.33.
+      const net = pos({
+        instrument: 'ETH-USD:PERP',
+        sizeBase: 1,
+        entryPriceUsd: 9_200 / 3,
+        unsettledPnlUsd: 300,
+        marginUsd: 3_000 + 1_600,
+      });
+      const e = equityOf([net], [bal('USDC', 5_400)], mark(3100), 3100);
+      expect(e.unrealizedUsd).toBe(300);
+      expect(e.marginUsd).toBe(4_600);
+      expect(e.equityUsd).toBe(5_400 + 4_600 + 300);
+      const { unsettledPnlUsd: _, ...netOnly } = net;
+      expect(equityOf([netOnly], [bal('USDC', 5_400)], mark(3100), 3100).unrealizedUsd).toBeCloseTo(
+        100 / 3,
+        9,
+      );
+    });
+
+    it('counts a market whose long and short cancel (size 0) by its margin and P&L, with no delta', () => {
+      // Long 1 ETH bought for 3 000, short 1 ETH sold for 3 200, marked at 3 100: +100 each side.
+      const flat = pos({
+        instrument: 'ETH-USD:PERP',
+        sizeBase: 0,
+        entryPriceUsd: 3_100,
+        unsettledPnlUsd: 200,
+        marginUsd: 3_100,
+      });
+      const e = equityOf([flat], [bal('USDC', 6_900)], mark(3100), 3100);
+      expect(e.equityUsd).toBe(6_900 + 3_100 + 200);
+      expect(e.unvalued).toEqual([]);
+      const engine = new RiskEngine({ clock: new ManualClock(NOW), staleAfterMs: 60_000 });
+      engine.setMarket('ETH', { spotUsd: 3100, volDecimal: 0.7, rateDecimal: 0, asOfMs: NOW });
+      engine.setBook({ positions: [flat], balances: [] });
+      expect(engine.snapshot({ scenarios: false }).underlyings.ETH?.delta ?? 0).toBe(0);
+    });
+
+    it('adds the margin of any kind of position, closed or not, even one it cannot value', () => {
+      const e = equityOf(
+        [
+          pos({ instrument: CALL, sizeBase: 0, marginUsd: 250 }),
+          pos({ instrument: 'ETH-USD:PERP', sizeBase: 0, marginUsd: 40 }),
+          pos({ instrument: 'BTC-USD:PERP', sizeBase: 1, entryPriceUsd: 90_000, marginUsd: 10 }),
+        ],
+        [bal('USDC', 100)],
+      );
+      expect(e.marginUsd).toBe(300);
+      expect(e.equityUsd).toBe(400);
+      expect(e.unvalued).toEqual(['v:BTC-USD:PERP']);
+    });
+  });
+
   it('lists what it cannot value instead of guessing', () => {
     const e = equityOf(
       [

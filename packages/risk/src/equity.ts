@@ -17,6 +17,11 @@ export interface BookEquity {
    * (closed positions whose P&L is unsettled included), else (mark − entry) × size.
    */
   unrealizedUsd: number;
+  /**
+   * Collateral locked in positions that the balances do not report (isolated margin, GMX position
+   * collateral): the positions' `marginUsd`, any kind, size 0 included.
+   */
+  marginUsd: number;
   /** Collateral on its way between venues (a bridge transfer sent, not yet delivered), USD. */
   inTransitUsd: number;
   /**
@@ -29,15 +34,21 @@ export interface BookEquity {
 
 /**
  * Mark-to-market equity of a book: cash + options and coins (from the risk snapshot) + spot holdings +
- * the unsettled P&L of perps and futures + collateral in transit between venues.
+ * the unsettled P&L of perps and futures + collateral locked in positions + collateral in transit
+ * between venues.
+ *
+ * Collateral locked in a position (`marginUsd`: GMX moves it from the wallet into the position, so the
+ * wallet balance drops by it on opening) is added back, so opening a position is not a loss.
  *
  * Perp and future P&L: a venue that settles P&L into the collateral balance apart from closing (Drift's
  * `settle_pnl` moves it out of the position while the entry stays) reports `unsettledPnlUsd`, the part
  * still outside the balances, and that is what counts, also for a closed position (size 0) whose P&L
- * is not settled yet. Otherwise (mark − entry) × size: those venues realize P&L into the balance only
- * on closing and keep the entry of what is open (the paper venues, GMX), so the position and the
- * balance never hold the same dollar. Inverse (coin-settled) perps and futures are valued by their
- * size in coin: size × (mark − entry), the USD value of their coin P&L at the mark.
+ * is not settled yet. A venue that keeps a long and a short in one market apart (GMX) reports there
+ * the P&L of each side summed, as (mark − entry) × net size is wrong when both are open. Otherwise
+ * (mark − entry) × size: those venues realize P&L into the balance only on closing and keep the entry
+ * of what is open (the paper venues), so the position and the balance never hold the same dollar.
+ * Inverse (coin-settled) perps and futures are valued by their size in coin: size × (mark − entry),
+ * the USD value of their coin P&L at the mark.
  *
  * `positions`, `balances` and `marks` are the inputs the snapshot was built from (gas money left out).
  */
@@ -71,7 +82,9 @@ export function bookEquity(
   const markOf = new Map(inputs.marks.map((m) => [`${m.venue}|${m.instrument}`, m.markPriceUsd]));
   let spotUsd = 0;
   let unrealizedUsd = 0;
+  let marginUsd = 0;
   for (const p of inputs.positions) {
+    marginUsd += p.marginUsd ?? 0;
     if (p.sizeBase === 0 && p.unsettledPnlUsd === undefined) continue;
     let kind: string;
     let base: string;
@@ -100,10 +113,10 @@ export function bookEquity(
     else if (p.entryPriceUsd === undefined) unvalued.push(`${p.venue}:${p.instrument}`);
     else unrealizedUsd += p.sizeBase * (px - p.entryPriceUsd);
   }
-  const equityUsd = cashUsd + modelValueUsd + spotUsd + unrealizedUsd + inTransitUsd;
+  const equityUsd = cashUsd + modelValueUsd + spotUsd + unrealizedUsd + marginUsd + inTransitUsd;
   if (!Number.isFinite(equityUsd))
     throw new RangeError(
-      `book equity is not finite (cash ${cashUsd}, model value ${modelValueUsd}, spot ${spotUsd}, unrealized ${unrealizedUsd}, in transit ${inTransitUsd})`,
+      `book equity is not finite (cash ${cashUsd}, model value ${modelValueUsd}, spot ${spotUsd}, unrealized ${unrealizedUsd}, margin ${marginUsd}, in transit ${inTransitUsd})`,
     );
-  return { equityUsd, cashUsd, modelValueUsd, spotUsd, unrealizedUsd, inTransitUsd, unvalued };
+  return { equityUsd, cashUsd, modelValueUsd, spotUsd, unrealizedUsd, marginUsd, inTransitUsd, unvalued };
 }

@@ -303,6 +303,7 @@ export class TickPlanner {
         spotUsd: eq.spotUsd,
         unrealizedUsd: eq.unrealizedUsd,
         inTransitUsd: eq.inTransitUsd,
+        marginUsd: eq.marginUsd,
       });
   }
 

@@ -60,6 +60,7 @@ import {
 } from 'viem';
 import { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, oracleAbi, readerAbi } from './abi.ts';
 import { GmxVenueParams, type GmxVenueParamsInput } from './params.ts';
+import { collateralUsd30, sidePnlUsd30 } from './position-value.ts';
 import { fromUnits, fromUsd30, gmxPriceToUsd, toUnits, usd30, usdToGmxPrice } from './units.ts';
 
 /** What the adapter persists per client order id (JSON-safe: bigints as strings). */
@@ -105,13 +106,26 @@ export const GMX_CAPABILITIES: VenueCapabilities = {
 
 const COLLATERAL_DECIMALS = 6;
 
+/** A position as `Reader.getAccountPositions` returns it (the fields the adapter reads). */
+interface RawGmxPosition {
+  addresses: { market: Address; collateralToken: Address };
+  numbers: { sizeInUsd: bigint; sizeInTokens: bigint; collateralAmount: bigint };
+  flags: { isLong: boolean };
+}
+
+/** GMX's own test for a position slot that holds nothing (`PositionUtils.validateNonEmptyPosition`). */
+function isEmptyPosition(p: RawGmxPosition): boolean {
+  return p.numbers.sizeInUsd === 0n && p.numbers.sizeInTokens === 0n && p.numbers.collateralAmount === 0n;
+}
+
 /**
  * GMX v2-style perps over viem. Orders go through `ExchangeRouter.multicall([sendWnt, sendTokens,
  * createOrder])` and are executed later by a keeper at the oracle price (acknowledged → filled, or
  * cancelled when `acceptablePrice` is breached). The venue has no client order id: the adapter writes
  * the mapping client order id → tx hash → order key to a durable store before broadcasting and
  * reconciles from it after a timeout or restart. Buying reduces an open short first (when it covers
- * the size), else increases a long; selling mirrors it. Positions are reported net per market.
+ * the size), else increases a long; selling mirrors it. Positions are reported net per market, with
+ * the collateral (`marginUsd`) and the P&L by side (`unsettledPnlUsd`) that book equity needs.
  */
 export class GmxVenue implements VenueAdapter {
   readonly kind = 'gmx';
@@ -270,30 +284,58 @@ export class GmxVenue implements VenueAdapter {
     );
   }
 
+  /**
+   * Positions net per market (size and entry as risk and routing use them: long − short, entry
+   * averaged over both sides), each with what equity needs, by side: `marginUsd`, the collateral of
+   * the market's positions (it left the wallet, so `fetchBalances` no longer shows it), and
+   * `unsettledPnlUsd`, the P&L of each side at the mark `fetchMarks` reports (the oracle mid), summed.
+   * A market whose long and short cancel is reported with size 0 so equity still counts it.
+   * Pending borrowing and funding fees are left out (the local contract has none; the real Reader
+   * reports them only through `getPositionInfo`, which needs market prices and a referral storage).
+   * Throws when a market with positions, or a position's foreign collateral token, has no oracle
+   * price: equity then fails loudly instead of being computed wrong.
+   */
   async fetchPositions(): Promise<Position[]> {
     const map = await this.marketMap();
     const raw = await this.rawPositions();
     const now = this.clock.nowMs();
+    const collateralPrices = new Map<string, bigint>();
     const out: Position[] = [];
     for (const [id, m] of map) {
+      const mine = raw.filter(
+        (p) => p.addresses.market.toLowerCase() === m.marketToken.toLowerCase() && !isEmptyPosition(p),
+      );
+      if (mine.length === 0) continue;
       let tokens = 0n;
       let usd = 0n;
-      for (const p of raw) {
-        if (p.addresses.market.toLowerCase() !== m.marketToken.toLowerCase() || p.numbers.sizeInTokens === 0n)
-          continue;
+      let grossTokens = 0n;
+      for (const p of mine) {
+        grossTokens += p.numbers.sizeInTokens;
+        if (p.numbers.sizeInTokens === 0n) continue;
         tokens += p.flags.isLong ? p.numbers.sizeInTokens : -p.numbers.sizeInTokens;
         usd += p.numbers.sizeInUsd;
       }
-      if (tokens === 0n) continue;
-      const sizeBase = Number(fromUnits(tokens, m.decimals));
-      const grossTokens = raw
-        .filter((p) => p.addresses.market.toLowerCase() === m.marketToken.toLowerCase())
-        .reduce((a, p) => a + p.numbers.sizeInTokens, 0n);
+      const price = await this.oraclePrice(m);
+      if (price.min === 0n)
+        throw new Error(
+          `${this.id}: ${id} has open positions but no oracle price, so their P&L cannot be valued`,
+        );
+      let pnlUsd30 = 0n;
+      let marginUsd30 = 0n;
+      for (const p of mine) {
+        pnlUsd30 += sidePnlUsd30(
+          { isLong: p.flags.isLong, sizeInUsd: p.numbers.sizeInUsd, sizeInTokens: p.numbers.sizeInTokens },
+          price,
+        );
+        marginUsd30 += await this.collateralValueUsd30(p, id, collateralPrices);
+      }
       const pos: Position = {
         venue: this.id,
         chain: this.chain,
         instrument: id,
-        sizeBase,
+        sizeBase: Number(fromUnits(tokens, m.decimals)),
+        unsettledPnlUsd: fromUsd30(pnlUsd30),
+        marginUsd: fromUsd30(marginUsd30),
         settlementCurrency: 'USDC',
         asOfMs: now,
       };
@@ -301,6 +343,40 @@ export class GmxVenue implements VenueAdapter {
       out.push(pos);
     }
     return out;
+  }
+
+  /**
+   * A position's collateral in USD with 30 decimals: the adapter's collateral (USDC) at par, as equity
+   * counts the wallet's USDC; any other collateral token (a position opened elsewhere) at the oracle's
+   * min price, as GMX values collateral. Throws when such a token has no oracle price.
+   */
+  private async collateralValueUsd30(
+    p: RawGmxPosition,
+    instrument: string,
+    prices: Map<string, bigint>,
+  ): Promise<bigint> {
+    const amount = p.numbers.collateralAmount;
+    if (amount === 0n) return 0n;
+    const token = p.addresses.collateralToken.toLowerCase();
+    if (token === this.p.collateralAsset.toLowerCase())
+      return amount * 10n ** BigInt(30 - COLLATERAL_DECIMALS);
+    let min = prices.get(token);
+    if (min === undefined) {
+      [min] = await this.errors.read(() =>
+        this.ctx.publicClient.readContract({
+          address: this.p.oracle,
+          abi: oracleAbi,
+          functionName: 'getPrimaryPrice',
+          args: [p.addresses.collateralToken],
+        }),
+      );
+      prices.set(token, min);
+    }
+    if (min === 0n)
+      throw new Error(
+        `${this.id}: the ${p.flags.isLong ? 'long' : 'short'} ${instrument} position's collateral token ${p.addresses.collateralToken} has no oracle price, so its margin cannot be valued`,
+      );
+    return collateralUsd30(amount, min);
   }
 
   async fetchBalances(): Promise<Balance[]> {

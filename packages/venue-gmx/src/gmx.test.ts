@@ -19,12 +19,13 @@ import {
   RevertedError,
 } from '@xhedge/venue';
 import { runVenueConformance } from '@xhedge/venue/conformance';
-import { encodeFunctionData, type Hex } from 'viem';
+import { encodeFunctionData, type Hex, parseAbi, zeroAddress } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { dataStoreAbi, gmxErrorAbi } from './abi.ts';
+import { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE } from './abi.ts';
 import { createGmxVenue, type GmxOrderRecord, GmxVenue } from './adapter.ts';
 import { deployGmxFixture, type GmxFixture } from './fixture.ts';
 import { GmxKeeper, type GmxKeeperResult } from './keeper.ts';
+import { usdToGmxPrice } from './units.ts';
 
 let chain: LocalTestChain;
 let deployer: EvmContext;
@@ -192,6 +193,191 @@ describe('gmx adapter specifics', () => {
       ['sell-1', 'sell', '0.5'],
     ]);
     expect(fills[0]?.feeUsd).toBeCloseTo(3500 * 2 * 0.0005, 6);
+  });
+
+  /** What book equity counts of this venue: wallet USDC + collateral in positions + their P&L. */
+  async function equityParts(v: GmxVenue) {
+    const walletUsd = (await v.fetchBalances()).find((b) => b.asset === 'USDC')?.amount ?? 0;
+    const positions = await v.fetchPositions();
+    const marginUsd = positions.reduce((a, p) => a + (p.marginUsd ?? 0), 0);
+    const pnlUsd = positions.reduce((a, p) => a + (p.unsettledPnlUsd ?? 0), 0);
+    return { walletUsd, marginUsd, pnlUsd, positions, equityUsd: walletUsd + marginUsd + pnlUsd };
+  }
+
+  it('reports the collateral sent into a position as marginUsd: opening costs equity only the fee', async () => {
+    const v = venue();
+    const before = await equityParts(v);
+    expect(before.positions).toEqual([]);
+    await v.placeOrder({
+      clientOrderId: 'margin-1',
+      instrument: 'ETH-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '2',
+    });
+    await keeper.runOnce();
+    const feeUsd = (await v.fetchFills()).reduce((a, f) => a + f.feeUsd, 0);
+    expect(feeUsd).toBeCloseTo(7000 * 0.0005, 9);
+    const after = await equityParts(v);
+    // 2 ETH at 3 500 with leverage 2: 3 500 USDC left the wallet into the position, less the fee.
+    const collateralUsd = 3500;
+    expect(after.walletUsd).toBeCloseTo(before.walletUsd - collateralUsd, 6);
+    expect(after.positions).toHaveLength(1);
+    expect(after.positions[0]).toMatchObject({
+      instrument: 'ETH-USD:PERP',
+      sizeBase: 2,
+      entryPriceUsd: 3500,
+    });
+    expect(after.marginUsd).toBeCloseTo(collateralUsd - feeUsd, 9);
+    expect(after.pnlUsd).toBe(0);
+    expect(after.equityUsd).toBeCloseTo(before.equityUsd - feeUsd, 6);
+    // Marked up 100: the P&L moves equity, the margin stays.
+    await fx.setPrice('ETH', 3600);
+    const up = await equityParts(v);
+    expect(up.pnlUsd).toBeCloseTo(200, 9);
+    expect(up.marginUsd).toBe(after.marginUsd);
+    expect(up.equityUsd).toBeCloseTo(before.equityUsd - feeUsd + 200, 6);
+    // Closing brings collateral + P&L − the closing fee back into the wallet; nothing is counted twice.
+    await v.placeOrder({
+      clientOrderId: 'margin-2',
+      instrument: 'ETH-USD:PERP',
+      side: 'sell',
+      orderType: 'market',
+      sizeBase: '2',
+    });
+    await keeper.runOnce();
+    const closed = await equityParts(v);
+    const fees = (await v.fetchFills()).reduce((a, f) => a + f.feeUsd, 0);
+    expect(closed.positions).toEqual([]);
+    expect(closed.walletUsd).toBeCloseTo(before.walletUsd - fees + 200, 6);
+  });
+
+  it('with a long and a short open in one market: P&L by side, margin of both, and size 0 when they cancel', async () => {
+    const v = venue();
+    const before = await equityParts(v);
+    const order = async (cid: string, side: 'buy' | 'sell', sizeBase: string) => {
+      await v.placeOrder({
+        clientOrderId: cid,
+        instrument: 'ETH-USD:PERP',
+        side,
+        orderType: 'market',
+        sizeBase,
+      });
+      await keeper.runOnce();
+      expect((await v.getOrderByClientId(cid))?.status).toBe('filled');
+    };
+    await order('both-1', 'sell', '0.5'); // short 0.5 at 3 500 (sold for 1 750)
+    await fx.setPrice('ETH', 3600);
+    await order('both-2', 'buy', '1'); // the short does not cover 1: a long 1 at 3 600 opens beside it
+    let parts = await equityParts(v);
+    expect(parts.positions).toHaveLength(1);
+    expect(parts.positions[0]?.sizeBase).toBeCloseTo(0.5, 12);
+    // long 1 × 3600 − 3600 = 0, short 1750 − 0.5 × 3600 = −50; the net view would say
+    // (3600 − (1750 + 3600) / 1.5) × 0.5 = +16.67.
+    expect(parts.pnlUsd).toBeCloseTo(-50, 9);
+    expect(parts.positions[0]?.entryPriceUsd).toBeCloseTo(5350 / 1.5, 9);
+    await fx.setPrice('ETH', 3400);
+    await order('both-3', 'sell', '0.5'); // reduces the long to 0.5: long and short cancel
+    parts = await equityParts(v);
+    expect(parts.positions).toHaveLength(1);
+    expect(parts.positions[0]).toMatchObject({ instrument: 'ETH-USD:PERP', sizeBase: 0 });
+    // At 3 400: long 0.5 × 3400 − 1800 = −100, short 1750 − 0.5 × 3400 = +50.
+    expect(parts.pnlUsd).toBeCloseTo(-50, 9);
+    const fees = (await v.fetchFills()).reduce((a, f) => a + f.feeUsd, 0);
+    expect(fees).toBeCloseTo((1750 + 3600 + 1800) * 0.0005, 9);
+    // Collateral: short 875 − 0.875; long 1 800 − 1.8, then the half sold realized −100 and paid 0.9
+    // into the position's collateral (the wallet got nothing back).
+    expect(parts.marginUsd).toBeCloseTo(875 - 0.875 + (1800 - 1.8 - 100 - 0.9), 6);
+    // Trading P&L: long bought 1 at 3 600, marked or sold at 3 400 (−200); short sold at 3 500 (+50).
+    expect(parts.equityUsd).toBeCloseTo(before.equityUsd - fees - 200 + 50, 6);
+  });
+
+  it('values collateral other than USDC (a position opened outside the adapter) at its oracle min price', async () => {
+    // 1 WETH-index token of collateral for a 2 ETH long at 3 500, sent straight through the router.
+    const weth = fx.indexTokens.ETH?.address as Hex;
+    const send = async (to: Hex, data: Hex, value = 0n) => {
+      const hash = await trader.walletClient.sendTransaction({ to, data, value });
+      expect((await trader.publicClient.waitForTransactionReceipt({ hash })).status).toBe('success');
+    };
+    const tokenAbi = parseAbi([
+      'function mint(address to, uint256 amount)',
+      'function approve(address spender, uint256 amount) returns (bool)',
+    ]);
+    await send(
+      weth,
+      encodeFunctionData({ abi: tokenAbi, functionName: 'mint', args: [trader.account.address, 10n ** 18n] }),
+    );
+    await send(
+      weth,
+      encodeFunctionData({
+        abi: tokenAbi,
+        functionName: 'approve',
+        args: [fx.params.exchangeRouter, 10n ** 18n],
+      }),
+    );
+    const fee = 300_000_000_000_000n;
+    const market = (await venue().loadMarkets()).find((m) => m.instrument.id === 'ETH-USD:PERP')
+      ?.venueSymbol as Hex;
+    const calls = [
+      encodeFunctionData({
+        abi: exchangeRouterAbi,
+        functionName: 'sendWnt',
+        args: [fx.params.orderVault, fee],
+      }),
+      encodeFunctionData({
+        abi: exchangeRouterAbi,
+        functionName: 'sendTokens',
+        args: [weth, fx.params.orderVault, 10n ** 18n],
+      }),
+      encodeFunctionData({
+        abi: exchangeRouterAbi,
+        functionName: 'createOrder',
+        args: [
+          {
+            addresses: {
+              receiver: trader.account.address,
+              cancellationReceiver: trader.account.address,
+              callbackContract: zeroAddress,
+              uiFeeReceiver: zeroAddress,
+              market,
+              initialCollateralToken: weth,
+              swapPath: [],
+            },
+            numbers: {
+              sizeDeltaUsd: 7000n * 10n ** 30n,
+              initialCollateralDeltaAmount: 0n,
+              triggerPrice: 0n,
+              acceptablePrice: usdToGmxPrice(3600, 18),
+              executionFee: fee,
+              callbackGasLimit: 0n,
+              minOutputAmount: 0n,
+              validFromTime: 0n,
+            },
+            orderType: ORDER_TYPE.MarketIncrease,
+            decreasePositionSwapType: 0,
+            isLong: true,
+            shouldUnwrapNativeToken: false,
+            autoCancel: false,
+            referralCode: `0x${'0'.repeat(64)}`,
+          },
+        ],
+      }),
+    ];
+    await send(
+      fx.params.exchangeRouter,
+      encodeFunctionData({ abi: exchangeRouterAbi, functionName: 'multicall', args: [calls] }),
+      fee,
+    );
+    await keeper.runOnce();
+    const v = venue();
+    let [pos] = await v.fetchPositions();
+    // The fee (7 000 × 5 bps = 3.5 USD = 0.001 WETH) came out of the collateral: 0.999 WETH × 3 500.
+    expect(pos).toMatchObject({ instrument: 'ETH-USD:PERP', sizeBase: 2, unsettledPnlUsd: 0 });
+    expect(pos?.marginUsd).toBeCloseTo(0.999 * 3500, 9);
+    await fx.setPrice('ETH', 3600);
+    [pos] = await v.fetchPositions();
+    expect(pos?.marginUsd).toBeCloseTo(0.999 * 3600, 9);
+    expect(pos?.unsettledPnlUsd).toBeCloseTo(200, 9);
   });
 
   it('looks for execution events from the block that created the order, not from genesis', async () => {

@@ -466,6 +466,8 @@ export class LyraVenue implements VenueAdapter {
     const out: Position[] = [];
     for (const [id, e] of all) {
       let net = 0n;
+      // shorts' collateral (quote units, 18 decimals) sits in the option market, not in the wallet
+      let margin = 0n;
       for (const p of raw) {
         if (p.market.optionMarket !== e.market.optionMarket || p.strikeId !== e.strikeId) continue;
         const isCall =
@@ -475,16 +477,19 @@ export class LyraVenue implements VenueAdapter {
         if (isCall !== e.isCall) continue;
         const long = p.optionType === OPTION_TYPE.LONG_CALL || p.optionType === OPTION_TYPE.LONG_PUT;
         net += long ? p.amount : -p.amount;
+        if (!long) margin += p.collateral;
       }
-      if (net !== 0n)
-        out.push({
-          venue: this.id,
-          chain: this.chain,
-          instrument: id,
-          sizeBase: fromE18(net),
-          settlementCurrency: this.p.quoteSymbol,
-          asOfMs: now,
-        });
+      if (net === 0n && margin === 0n) continue;
+      const pos: Position = {
+        venue: this.id,
+        chain: this.chain,
+        instrument: id,
+        sizeBase: fromE18(net),
+        settlementCurrency: this.p.quoteSymbol,
+        asOfMs: now,
+      };
+      if (margin > 0n) pos.marginUsd = fromE18(margin);
+      out.push(pos);
     }
     return out;
   }

@@ -139,6 +139,8 @@ describe('lyra adapter specifics', () => {
 
   it('sells by opening a collateralized short and buys it back; the pool net delta mirrors the trader', async () => {
     const v = venue();
+    const usdc = async () => (await v.fetchBalances()).find((b) => b.asset === 'USDC')?.amount ?? Number.NaN;
+    const before = await usdc();
     const sold = await v.placeOrder({
       clientOrderId: 'short-put',
       instrument: put3000,
@@ -147,7 +149,14 @@ describe('lyra adapter specifics', () => {
       sizeBase: '2',
     });
     expect(sold.status).toBe('filled');
-    expect((await v.fetchPositions()).find((p) => p.instrument === put3000)?.sizeBase).toBe(-2);
+    const short = (await v.fetchPositions()).find((p) => p.instrument === put3000);
+    expect(short?.sizeBase).toBe(-2);
+    // the collateral left the wallet for the option market: the position carries it, so the book's
+    // equity (wallet + margin) moved by the premium received only
+    expect(short?.marginUsd).toBeGreaterThan(0);
+    const [fill] = await v.fetchFills({ clientOrderId: 'short-put' });
+    const received = Number(fill?.priceUsd) * Number(fill?.sizeBase) - (fill?.feeUsd ?? Number.NaN);
+    expect((await usdc()) + (short?.marginUsd ?? 0) - before).toBeCloseTo(received, 6);
     const pool = await v.fetchPoolNetDelta();
     const [g] = await v.fetchGreeks([put3000]);
     // The trader is short 2 puts (delta +2·|putDelta|), the pool is long them.
