@@ -47,6 +47,11 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
     const [bal] = await f.venue.fetchBalances();
     expect(bal?.asset).toBe('USDC');
     expect(bal?.amount).toBeCloseTo(1050, 9); // 1000 scaled × 1.05 cumulative deposit interest
+    // a borrow grows with the borrow index (1.12 here), not the deposit index
+    f.setUser({
+      spotPositions: [{ marketIndex: 0, scaledBalance: 200n * 1_000_000_000n, balanceType: 'borrow' }],
+    });
+    expect((await f.venue.fetchBalances())[0]?.amount).toBeCloseTo(-224, 9);
     const [mark] = await f.venue.fetchMarks();
     expect(mark?.markPriceUsd).toBe(180);
     const funding = await f.venue.fetchFundingRate('SOL-USD:PERP');

@@ -294,7 +294,10 @@ export class DriftVenue implements VenueAdapter {
       decodeSpotMarket,
     );
     const pos = user.spotPositions.find((s) => s.marketIndex === quoteIndex);
-    const raw = pos ? pos.scaledBalance * spot.cumulativeDepositInterest : 0n;
+    // a deposit grows with the deposit index, a borrow with the borrow index
+    const index =
+      pos?.balanceType === 'borrow' ? spot.cumulativeBorrowInterest : spot.cumulativeDepositInterest;
+    const raw = pos ? pos.scaledBalance * index : 0n;
     const amount = new Dec(raw.toString()).div(SPOT_TOKEN_AMOUNT_DIVISOR.toString()).toNumber();
     return [
       {

@@ -273,6 +273,8 @@ export interface DriftSpotMarket {
   decimals: number;
   /** SPOT_CUMULATIVE_INTEREST_PRECISION (1e10). */
   cumulativeDepositInterest: bigint;
+  /** SPOT_CUMULATIVE_INTEREST_PRECISION (1e10): scales borrows as the deposit index scales deposits. */
+  cumulativeBorrowInterest: bigint;
 }
 
 export function decodeSpotMarket(data: Uint8Array): DriftSpotMarket {
@@ -282,5 +284,6 @@ export function decodeSpotMarket(data: Uint8Array): DriftSpotMarket {
     name: fixedString(buf, SPOT_MARKET.name),
     decimals: buf.readUInt32LE(SPOT_MARKET.decimals),
     cumulativeDepositInterest: u128(buf, SPOT_MARKET.cumulativeDepositInterest),
+    cumulativeBorrowInterest: u128(buf, SPOT_MARKET.cumulativeBorrowInterest),
   };
 }

@@ -144,11 +144,18 @@ export function encodePerpMarketAccount(init: PerpMarketInit): Buffer {
   return buf;
 }
 
-export function encodeSpotMarketAccount(init: DriftSpotMarket): Buffer {
+export function encodeSpotMarketAccount(
+  init: Omit<DriftSpotMarket, 'cumulativeBorrowInterest'> & { cumulativeBorrowInterest?: bigint },
+): Buffer {
   const buf = Buffer.alloc(SPOT_MARKET_SIZE);
   SPOT_MARKET_DISCRIMINATOR.copy(buf, 0);
   writeName(buf, SPOT_MARKET.name, init.name);
   writeU128(buf, SPOT_MARKET.cumulativeDepositInterest, init.cumulativeDepositInterest);
+  writeU128(
+    buf,
+    SPOT_MARKET.cumulativeBorrowInterest,
+    init.cumulativeBorrowInterest ?? init.cumulativeDepositInterest,
+  );
   buf.writeUInt32LE(init.decimals, SPOT_MARKET.decimals);
   buf.writeUInt16LE(init.marketIndex, SPOT_MARKET.marketIndex);
   return buf;

@@ -167,11 +167,15 @@ export const ORDER_PARAMS_BIT_IMMEDIATE_OR_CANCEL = 0b0000_0001;
 
 export const SPOT_MARKET_DISCRIMINATOR = anchorDiscriminator('account', 'SpotMarket');
 export const SPOT_MARKET_SIZE = 776;
-/** SpotMarket offsets the adapter needs: token amount = scaled_balance × cumulative_deposit_interest / 1e19. */
+/**
+ * SpotMarket offsets the adapter needs: token amount = scaled_balance × cumulative interest / 1e19, with the
+ * deposit index for a deposit and the borrow index (the u128 right after it) for a borrow.
+ */
 export const SPOT_MARKET = {
   mint: 72,
   name: 136,
   cumulativeDepositInterest: 464,
+  cumulativeBorrowInterest: 480,
   decimals: 680,
   marketIndex: 684,
 } as const;

@@ -2,7 +2,7 @@ import { Keypair, PublicKey, type VersionedTransaction } from '@solana/web3.js';
 import { ManualClock } from '@xhedge/core';
 import { LiteSVM } from 'litesvm';
 import { DriftVenue, keypairSigner } from '../src/adapter.ts';
-import type { DriftOrder, DriftPerpPosition } from '../src/decode.ts';
+import type { DriftOrder, DriftPerpPosition, DriftSpotPosition } from '../src/decode.ts';
 import { encodePerpMarketAccount, encodeSpotMarketAccount, encodeUserAccount } from '../src/encode.ts';
 import { driftPda } from '../src/instructions.ts';
 import { memoryUserOrderIdStore, UserOrderIdMap, type UserOrderIdStore } from '../src/order-ids.ts';
@@ -21,7 +21,11 @@ export interface DriftFixture {
   store: UserOrderIdStore;
   /** A second venue over the same accounts and id map, with another sleep (crash injection). */
   withSleep(sleep: (ms: number) => Promise<void>): DriftVenue;
-  setUser(init: { perpPositions?: Partial<DriftPerpPosition>[]; orders?: Partial<DriftOrder>[] }): void;
+  setUser(init: {
+    perpPositions?: Partial<DriftPerpPosition>[];
+    orders?: Partial<DriftOrder>[];
+    spotPositions?: Partial<DriftSpotPosition>[];
+  }): void;
   /** Copies the SPL Memo program's code to the Drift program id: instructions then execute and fail. */
   deployFailingProgram(): void;
 }
@@ -84,6 +88,7 @@ export async function driftFixture(
       name: 'USDC',
       decimals: 6,
       cumulativeDepositInterest: 10_500_000_000n,
+      cumulativeBorrowInterest: 11_200_000_000n,
     }),
   );
   const userPda = driftPda.user(programId, authority.publicKey, 0);
