@@ -334,6 +334,13 @@ describe('loss-since-mark breaker fed by the tick', () => {
     );
     expect(cost).toBeGreaterThanOrEqual(0);
     expect(cost).toBeLessThan(0.01 * notionalUsd); // fees + spread + gas: well under 1% of what was traded
+    // an order still working (its collateral may sit in a keeper's vault): no observation either
+    const working = plans.flatMap((p) => p.legs)[0] as HedgeIntent;
+    const pending = { ...working, id: `${working.id}w`, planId: `${working.planId}w` };
+    await h.ledger.recordIntent(pending, { clientOrderId: clientOrderIdFor(pending.id), actor: 'test' });
+    await h.planner.plan();
+    expect(seen).toHaveLength(2);
+    await h.ledger.transition(clientOrderIdFor(pending.id), 'cancelled', { actor: 'test' });
     // a venue that cannot be read: no observation (its collateral and P&L would read as a loss)
     failPositions = true;
     await h.planner.plan();

@@ -78,8 +78,8 @@ export interface TickPlannerOptions {
     observeChain(chain: string, halted: boolean): Promise<void>;
     /**
      * The book's equity (risk's `bookEquity`), against the mark: feeds the loss-since-mark breaker.
-     * Observed only on a tick where every venue was read and everything held could be valued; a
-     * partial book would read as a loss.
+     * Observed only on a tick where every venue was read, everything held could be valued and no order
+     * was working; a partial book, or money on its way into a position, would read as a loss.
      */
     observeEquity?(
       equityUsd: number,
@@ -279,9 +279,12 @@ export class TickPlanner {
     inputs: { positions: Position[]; balances: Balance[]; marks: Mark[] },
     inTransit: readonly { asset: string; amount: number }[],
     failedVenues: readonly string[],
+    ordersWorking: boolean,
   ): Promise<void> {
     const observe = this.#o.breakers?.observeEquity?.bind(this.#o.breakers);
-    if (!observe) return;
+    // While an order works, its money may be in neither a balance nor a position (GMX's order vault
+    // until the keeper executes, a transaction not yet mined): equity waits for the next quiet tick.
+    if (!observe || ordersWorking) return;
     const eq = bookEquity(snapshot, inputs, { inTransit });
     const skip =
       failedVenues.length > 0
@@ -356,7 +359,7 @@ export class TickPlanner {
       const inTransit = new Map(
         [...(transitBefore ?? []), ...(transitAfter ?? [])].map((t) => [t.transferId, t]),
       );
-      await this.#observeEquity(snapshot, inputs, [...inTransit.values()], failed);
+      await this.#observeEquity(snapshot, inputs, [...inTransit.values()], failed, inFlight.size > 0);
     }
     const plans = await this.#hedge(snapshot, enabled, inFlight);
     await this.#o.bus.publish(snapshot, { force: plans.length > 0 });
