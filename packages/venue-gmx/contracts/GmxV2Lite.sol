@@ -3,9 +3,12 @@ pragma solidity ^0.8.24;
 
 // A simplified GMX v2 (gmx-synthetics) for local chains. The ABI keeps the real shapes where the
 // adapter touches them (ExchangeRouter.multicall/sendWnt/sendTokens/createOrder/cancelOrder,
-// IBaseOrderUtils.CreateOrderParams, Position.Props, Market.Props, prices as USD per smallest token
-// unit with 30 decimals); the economics are simplified: oracle-priced fills, a flat position fee,
-// no price impact, borrowing or funding. One contract plays DataStore, OrderVault and OrderHandler.
+// IBaseOrderUtils.CreateOrderParams, Order.Props, Position.Props, Market.Props, prices as USD per
+// smallest token unit with 30 decimals), as of gmx-io/gmx-synthetics main at
+// a5c0c8835182cbd84e47dca04b971239311d2f1d; the economics are simplified: oracle-priced fills, a flat
+// position fee, no price impact (Position.pendingImpactAmount stays 0), borrowing or funding, no swaps
+// (swapPath and dataList are stored, not acted on), no callbacks. One contract plays DataStore,
+// OrderVault and OrderHandler. Events and errors are this contract's own, not the real EventEmitter's.
 
 interface IERC20Lite {
     function transfer(address to, uint256 amount) external returns (bool);
@@ -31,19 +34,42 @@ library Order {
         SwapPnlTokenToCollateralToken,
         SwapCollateralTokenToPnlToken
     }
+    // Same fields and order as gmx-synthetics contracts/order/Order.sol.
     struct Props {
+        Addresses addresses;
+        Numbers numbers;
+        Flags flags;
+        bytes32[] _dataList;
+    }
+    struct Addresses {
         address account;
         address receiver;
         address cancellationReceiver;
+        address callbackContract;
+        address uiFeeReceiver;
         address market;
         address initialCollateralToken;
+        address[] swapPath;
+    }
+    struct Numbers {
         OrderType orderType;
-        bool isLong;
+        DecreasePositionSwapType decreasePositionSwapType;
         uint256 sizeDeltaUsd;
         uint256 initialCollateralDeltaAmount;
+        uint256 triggerPrice;
         uint256 acceptablePrice;
         uint256 executionFee;
+        uint256 callbackGasLimit;
+        uint256 minOutputAmount;
         uint256 updatedAtTime;
+        uint256 validFromTime;
+        uint256 srcChainId;
+    }
+    struct Flags {
+        bool isLong;
+        bool shouldUnwrapNativeToken;
+        bool isFrozen;
+        bool autoCancel;
     }
 }
 
@@ -66,6 +92,9 @@ library Position {
         uint256 sizeInUsd;
         uint256 sizeInTokens;
         uint256 collateralAmount;
+        // Price impact of increases held back until a decrease (index token units, signed). Always 0
+        // here: this contract has no price impact.
+        int256 pendingImpactAmount;
         uint256 borrowingFactor;
         uint256 fundingFeeAmountPerSize;
         uint256 longTokenClaimableFundingAmountPerSize;
@@ -112,6 +141,7 @@ interface IBaseOrderUtils {
         bool shouldUnwrapNativeToken;
         bool autoCancel;
         bytes32 referralCode;
+        bytes32[] dataList;
     }
 }
 
@@ -271,64 +301,88 @@ contract GmxCore {
         uint256 collateralIn = 0;
         if (t == Order.OrderType.MarketIncrease) collateralIn = recordTransferIn(p.addresses.initialCollateralToken);
         key = keccak256(abi.encode(address(this), account, ++orderNonce));
-        orders[key] = Order.Props({
-            account: account,
-            receiver: p.addresses.receiver,
-            cancellationReceiver: p.addresses.cancellationReceiver == address(0)
-                ? account
-                : p.addresses.cancellationReceiver,
-            market: p.addresses.market,
-            initialCollateralToken: p.addresses.initialCollateralToken,
-            orderType: t,
-            isLong: p.isLong,
-            sizeDeltaUsd: p.numbers.sizeDeltaUsd,
-            initialCollateralDeltaAmount: t == Order.OrderType.MarketIncrease
-                ? collateralIn
-                : p.numbers.initialCollateralDeltaAmount,
-            acceptablePrice: p.numbers.acceptablePrice,
-            executionFee: wntIn,
-            updatedAtTime: block.timestamp
-        });
+        _storeOrder(
+            orders[key],
+            account,
+            p,
+            t == Order.OrderType.MarketIncrease ? collateralIn : p.numbers.initialCollateralDeltaAmount,
+            wntIn
+        );
         orderKeys.push(key);
         orderIndexPlusOne[key] = orderKeys.length;
         emit OrderCreated(key, account, p.addresses.market, uint8(t), p.isLong, p.numbers.sizeDeltaUsd, p.numbers.acceptablePrice, wntIn);
     }
 
+    /// Writes an order as gmx-synthetics' OrderUtils.createOrder would (amounts as received by the vault).
+    function _storeOrder(
+        Order.Props storage o,
+        address account,
+        IBaseOrderUtils.CreateOrderParams calldata p,
+        uint256 initialCollateralDeltaAmount,
+        uint256 executionFee
+    ) internal {
+        o.addresses.account = account;
+        o.addresses.receiver = p.addresses.receiver;
+        o.addresses.cancellationReceiver =
+            p.addresses.cancellationReceiver == address(0) ? account : p.addresses.cancellationReceiver;
+        o.addresses.callbackContract = p.addresses.callbackContract;
+        o.addresses.uiFeeReceiver = p.addresses.uiFeeReceiver;
+        o.addresses.market = p.addresses.market;
+        o.addresses.initialCollateralToken = p.addresses.initialCollateralToken;
+        o.addresses.swapPath = p.addresses.swapPath;
+        o.numbers.orderType = p.orderType;
+        o.numbers.decreasePositionSwapType = p.decreasePositionSwapType;
+        o.numbers.sizeDeltaUsd = p.numbers.sizeDeltaUsd;
+        o.numbers.initialCollateralDeltaAmount = initialCollateralDeltaAmount;
+        o.numbers.triggerPrice = p.numbers.triggerPrice;
+        o.numbers.acceptablePrice = p.numbers.acceptablePrice;
+        o.numbers.executionFee = executionFee;
+        o.numbers.callbackGasLimit = p.numbers.callbackGasLimit;
+        o.numbers.minOutputAmount = p.numbers.minOutputAmount;
+        o.numbers.updatedAtTime = block.timestamp;
+        o.numbers.validFromTime = p.numbers.validFromTime;
+        o.numbers.srcChainId = block.chainid;
+        o.flags.isLong = p.isLong;
+        o.flags.shouldUnwrapNativeToken = p.shouldUnwrapNativeToken;
+        o.flags.autoCancel = p.autoCancel;
+        o._dataList = p.dataList;
+    }
+
     function cancelOrderByAccount(address account, bytes32 key) external {
         if (msg.sender != router) revert Unauthorized(msg.sender);
         Order.Props memory o = orders[key];
-        if (o.account == address(0)) revert OrderNotFound(key);
-        if (o.account != account) revert Unauthorized(account);
-        _cancel(key, o, "USER_INITIATED_CANCEL", "", o.account);
+        if (o.addresses.account == address(0)) revert OrderNotFound(key);
+        if (o.addresses.account != account) revert Unauthorized(account);
+        _cancel(key, o, "USER_INITIATED_CANCEL", "", o.addresses.account);
     }
 
     /// Keeper entry point: fills at the oracle price or cancels when the acceptable price is breached.
     function executeOrder(bytes32 key) external {
         if (!isKeeper[msg.sender]) revert Unauthorized(msg.sender);
         Order.Props memory o = orders[key];
-        if (o.account == address(0)) revert OrderNotFound(key);
-        Market.Props memory m = markets[marketIndexPlusOne[o.market] - 1];
+        if (o.addresses.account == address(0)) revert OrderNotFound(key);
+        Market.Props memory m = markets[marketIndexPlusOne[o.addresses.market] - 1];
         (uint256 minP, uint256 maxP, uint256 at) = oracle.getPrimaryPrice(m.indexToken);
         if (minP == 0) revert EmptyPrimaryPrice(m.indexToken);
         if (block.timestamp > at + maxOracleAgeSeconds) revert StaleOraclePrice(m.indexToken, at);
-        bool isIncrease = o.orderType == Order.OrderType.MarketIncrease;
+        bool isIncrease = o.numbers.orderType == Order.OrderType.MarketIncrease;
         // Buying (long increase, short decrease) pays the max price; selling gets the min price.
-        bool buying = isIncrease == o.isLong;
+        bool buying = isIncrease == o.flags.isLong;
         uint256 price = buying ? maxP : minP;
-        bool ok = buying ? price <= o.acceptablePrice : price >= o.acceptablePrice;
+        bool ok = buying ? price <= o.numbers.acceptablePrice : price >= o.numbers.acceptablePrice;
         if (!ok) {
             _cancel(
                 key,
                 o,
                 "OrderNotFulfillableAtAcceptablePrice",
-                abi.encodeWithSelector(OrderNotFulfillableAtAcceptablePrice.selector, price, o.acceptablePrice),
+                abi.encodeWithSelector(OrderNotFulfillableAtAcceptablePrice.selector, price, o.numbers.acceptablePrice),
                 msg.sender
             );
             return;
         }
         if (isIncrease) {
-            uint256 oi = openInterestUsd[o.market][o.isLong] + o.sizeDeltaUsd;
-            uint256 cap = maxOpenInterestUsd[o.market][o.isLong];
+            uint256 oi = openInterestUsd[o.addresses.market][o.flags.isLong] + o.numbers.sizeDeltaUsd;
+            uint256 cap = maxOpenInterestUsd[o.addresses.market][o.flags.isLong];
             if (oi > cap) {
                 _cancel(
                     key,
@@ -344,7 +398,7 @@ contract GmxCore {
             _decrease(key, o, price);
         }
         _removeOrder(key);
-        transferOut(wnt, msg.sender, o.executionFee);
+        transferOut(wnt, msg.sender, o.numbers.executionFee);
     }
 
     function _collateralPrice(address token) internal view returns (uint256) {
@@ -362,46 +416,51 @@ contract GmxCore {
     }
 
     function _increase(bytes32 key, Order.Props memory o, uint256 price) internal {
-        bytes32 pk = _positionKey(o.account, o.market, o.initialCollateralToken, o.isLong);
+        bytes32 pk =
+            _positionKey(o.addresses.account, o.addresses.market, o.addresses.initialCollateralToken, o.flags.isLong);
         Position.Props storage pos = positions[pk];
         if (!positionKnown[pk]) {
             positionKnown[pk] = true;
-            accountPositionKeys[o.account].push(pk);
+            accountPositionKeys[o.addresses.account].push(pk);
         }
-        pos.addresses = Position.Addresses(o.account, o.market, o.initialCollateralToken);
-        pos.flags.isLong = o.isLong;
-        uint256 tokens = o.sizeDeltaUsd / price;
-        uint256 feeAmount = (o.sizeDeltaUsd * positionFeeBps / 10000) / _collateralPrice(o.initialCollateralToken);
-        uint256 collateral = pos.numbers.collateralAmount + o.initialCollateralDeltaAmount;
+        pos.addresses =
+            Position.Addresses(o.addresses.account, o.addresses.market, o.addresses.initialCollateralToken);
+        pos.flags.isLong = o.flags.isLong;
+        uint256 tokens = o.numbers.sizeDeltaUsd / price;
+        uint256 feeAmount =
+            (o.numbers.sizeDeltaUsd * positionFeeBps / 10000) / _collateralPrice(o.addresses.initialCollateralToken);
+        uint256 collateral = pos.numbers.collateralAmount + o.numbers.initialCollateralDeltaAmount;
         if (feeAmount > collateral) feeAmount = collateral;
         pos.numbers.collateralAmount = collateral - feeAmount;
-        pos.numbers.sizeInUsd += o.sizeDeltaUsd;
+        pos.numbers.sizeInUsd += o.numbers.sizeDeltaUsd;
         pos.numbers.sizeInTokens += tokens;
         pos.numbers.increasedAtTime = block.timestamp;
-        openInterestUsd[o.market][o.isLong] += o.sizeDeltaUsd;
-        emit OrderExecuted(key, o.account, price, o.sizeDeltaUsd, tokens, feeAmount);
+        openInterestUsd[o.addresses.market][o.flags.isLong] += o.numbers.sizeDeltaUsd;
+        emit OrderExecuted(key, o.addresses.account, price, o.numbers.sizeDeltaUsd, tokens, feeAmount);
     }
 
     function _decrease(bytes32 key, Order.Props memory o, uint256 price) internal {
-        bytes32 pk = _positionKey(o.account, o.market, o.initialCollateralToken, o.isLong);
+        bytes32 pk =
+            _positionKey(o.addresses.account, o.addresses.market, o.addresses.initialCollateralToken, o.flags.isLong);
         Position.Props storage pos = positions[pk];
         uint256 size = pos.numbers.sizeInUsd;
         if (size == 0) revert EmptyPosition();
-        uint256 sizeDelta = o.sizeDeltaUsd > size ? size : o.sizeDeltaUsd;
+        uint256 sizeDelta = o.numbers.sizeDeltaUsd > size ? size : o.numbers.sizeDeltaUsd;
         uint256 tokens = pos.numbers.sizeInTokens * sizeDelta / size;
-        uint256 cp = _collateralPrice(o.initialCollateralToken);
-        uint256 collateralAfter = _collateralAfterDecrease(pos, o.isLong, sizeDelta, tokens * price, cp);
+        uint256 cp = _collateralPrice(o.addresses.initialCollateralToken);
+        uint256 collateralAfter = _collateralAfterDecrease(pos, o.flags.isLong, sizeDelta, tokens * price, cp);
         pos.numbers.sizeInUsd = size - sizeDelta;
         pos.numbers.sizeInTokens -= tokens;
         pos.numbers.decreasedAtTime = block.timestamp;
-        openInterestUsd[o.market][o.isLong] -= sizeDelta;
+        openInterestUsd[o.addresses.market][o.flags.isLong] -= sizeDelta;
         uint256 payout = collateralAfter;
-        if (pos.numbers.sizeInUsd != 0 && o.initialCollateralDeltaAmount < collateralAfter) {
-            payout = o.initialCollateralDeltaAmount;
+        if (pos.numbers.sizeInUsd != 0 && o.numbers.initialCollateralDeltaAmount < collateralAfter) {
+            payout = o.numbers.initialCollateralDeltaAmount;
         }
         pos.numbers.collateralAmount = collateralAfter - payout;
-        transferOut(o.initialCollateralToken, o.receiver == address(0) ? o.account : o.receiver, payout);
-        emit OrderExecuted(key, o.account, price, sizeDelta, tokens, (sizeDelta * positionFeeBps / 10000) / cp);
+        address to = o.addresses.receiver == address(0) ? o.addresses.account : o.addresses.receiver;
+        transferOut(o.addresses.initialCollateralToken, to, payout);
+        emit OrderExecuted(key, o.addresses.account, price, sizeDelta, tokens, (sizeDelta * positionFeeBps / 10000) / cp);
     }
 
     /// Collateral left after realizing the PnL and the position fee of a decrease (floored at zero).
@@ -420,11 +479,15 @@ contract GmxCore {
         internal
     {
         _removeOrder(key);
-        if (o.orderType == Order.OrderType.MarketIncrease) {
-            transferOut(o.initialCollateralToken, o.cancellationReceiver, o.initialCollateralDeltaAmount);
+        if (o.numbers.orderType == Order.OrderType.MarketIncrease) {
+            transferOut(
+                o.addresses.initialCollateralToken,
+                o.addresses.cancellationReceiver,
+                o.numbers.initialCollateralDeltaAmount
+            );
         }
-        transferOut(wnt, feeTo, o.executionFee);
-        emit OrderCancelled(key, o.account, reason, reasonBytes);
+        transferOut(wnt, feeTo, o.numbers.executionFee);
+        emit OrderCancelled(key, o.addresses.account, reason, reasonBytes);
     }
 
     function _removeOrder(bytes32 key) internal {

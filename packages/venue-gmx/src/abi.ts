@@ -1,16 +1,29 @@
 import { parseAbi } from 'viem';
 
-// The ABI subset of gmx-synthetics (v2) the adapter uses, in the real struct shapes.
+// The ABI subset of gmx-synthetics (v2) the adapter uses. The structs it sends or decodes have the real
+// shapes of gmx-io/gmx-synthetics `main` at commit a5c0c8835182cbd84e47dca04b971239311d2f1d (2026-03-13):
+// - CreateOrderParams*: contracts/order/IBaseOrderUtils.sol (incl. the trailing `bytes32[] dataList`)
+// - OrderProps/Order*: contracts/order/Order.sol (`Order.Props`, as `Reader.getOrder` returns it)
+// - PositionProps/Position*: contracts/position/Position.sol (incl. `int256 pendingImpactAmount`)
+// - MarketProps: contracts/market/Market.sol
+// Function signatures of ExchangeRouter (multicall, sendWnt, sendTokens, createOrder, cancelOrder) and
+// Reader (getMarkets, getAccountPositions, getOrder) are the real ones too. The rest is the local
+// contract's own (contracts/GmxV2Lite.sol): Reader.getOpenInterest, the DataStore views and keeper entry
+// point, the Order* events (real GMX emits EventEmitter.EventLog1/EventLog2 with a generic
+// EventLogData instead) and several error shapes (e.g. the real `Unauthorized(address, string)`).
 const structs = [
   'struct CreateOrderParamsAddresses { address receiver; address cancellationReceiver; address callbackContract; address uiFeeReceiver; address market; address initialCollateralToken; address[] swapPath; }',
   'struct CreateOrderParamsNumbers { uint256 sizeDeltaUsd; uint256 initialCollateralDeltaAmount; uint256 triggerPrice; uint256 acceptablePrice; uint256 executionFee; uint256 callbackGasLimit; uint256 minOutputAmount; uint256 validFromTime; }',
-  'struct CreateOrderParams { CreateOrderParamsAddresses addresses; CreateOrderParamsNumbers numbers; uint8 orderType; uint8 decreasePositionSwapType; bool isLong; bool shouldUnwrapNativeToken; bool autoCancel; bytes32 referralCode; }',
+  'struct CreateOrderParams { CreateOrderParamsAddresses addresses; CreateOrderParamsNumbers numbers; uint8 orderType; uint8 decreasePositionSwapType; bool isLong; bool shouldUnwrapNativeToken; bool autoCancel; bytes32 referralCode; bytes32[] dataList; }',
   'struct MarketProps { address marketToken; address indexToken; address longToken; address shortToken; }',
   'struct PositionAddresses { address account; address market; address collateralToken; }',
-  'struct PositionNumbers { uint256 sizeInUsd; uint256 sizeInTokens; uint256 collateralAmount; uint256 borrowingFactor; uint256 fundingFeeAmountPerSize; uint256 longTokenClaimableFundingAmountPerSize; uint256 shortTokenClaimableFundingAmountPerSize; uint256 increasedAtTime; uint256 decreasedAtTime; }',
+  'struct PositionNumbers { uint256 sizeInUsd; uint256 sizeInTokens; uint256 collateralAmount; int256 pendingImpactAmount; uint256 borrowingFactor; uint256 fundingFeeAmountPerSize; uint256 longTokenClaimableFundingAmountPerSize; uint256 shortTokenClaimableFundingAmountPerSize; uint256 increasedAtTime; uint256 decreasedAtTime; }',
   'struct PositionFlags { bool isLong; }',
   'struct PositionProps { PositionAddresses addresses; PositionNumbers numbers; PositionFlags flags; }',
-  'struct OrderProps { address account; address receiver; address cancellationReceiver; address market; address initialCollateralToken; uint8 orderType; bool isLong; uint256 sizeDeltaUsd; uint256 initialCollateralDeltaAmount; uint256 acceptablePrice; uint256 executionFee; uint256 updatedAtTime; }',
+  'struct OrderAddresses { address account; address receiver; address cancellationReceiver; address callbackContract; address uiFeeReceiver; address market; address initialCollateralToken; address[] swapPath; }',
+  'struct OrderNumbers { uint8 orderType; uint8 decreasePositionSwapType; uint256 sizeDeltaUsd; uint256 initialCollateralDeltaAmount; uint256 triggerPrice; uint256 acceptablePrice; uint256 executionFee; uint256 callbackGasLimit; uint256 minOutputAmount; uint256 updatedAtTime; uint256 validFromTime; uint256 srcChainId; }',
+  'struct OrderFlags { bool isLong; bool shouldUnwrapNativeToken; bool isFrozen; bool autoCancel; }',
+  'struct OrderProps { OrderAddresses addresses; OrderNumbers numbers; OrderFlags flags; bytes32[] _dataList; }',
 ] as const;
 
 export const exchangeRouterAbi = parseAbi([

@@ -106,7 +106,19 @@ export const GMX_CAPABILITIES: VenueCapabilities = {
 
 const COLLATERAL_DECIMALS = 6;
 
-/** A position as `Reader.getAccountPositions` returns it (the fields the adapter reads). */
+/**
+ * A position as `Reader.getAccountPositions` returns it (the fields the adapter reads).
+ *
+ * Not read, on purpose: `numbers.pendingImpactAmount` (gmx-synthetics ≥ v2.2, signed, index token
+ * units): the price impact of the position's increases, held back instead of being applied at open,
+ * and settled pro rata on each decrease (valued at the index min price when positive, max when
+ * negative, then capped with the decrease's own impact by the market's max position impact factors).
+ * On real GMX it belongs in equity (a negative amount is a cost already incurred that collateral and
+ * P&L do not show yet), but its capped value is market-config dependent; take it from
+ * `Reader.getPositionInfo` (`executionPriceResult.proportionalPendingImpactUsd` / `totalImpactUsd`,
+ * `pnlAfterPriceImpactUsd`) rather than pricing it here. The local contract has no price impact, so
+ * it is always 0 there and leaving it out changes nothing on anvil.
+ */
 interface RawGmxPosition {
   addresses: { market: Address; collateralToken: Address };
   numbers: { sizeInUsd: bigint; sizeInTokens: bigint; collateralAmount: bigint };
@@ -292,6 +304,7 @@ export class GmxVenue implements VenueAdapter {
    * A market whose long and short cancel is reported with size 0 so equity still counts it.
    * Pending borrowing and funding fees are left out (the local contract has none; the real Reader
    * reports them only through `getPositionInfo`, which needs market prices and a referral storage).
+   * So is `numbers.pendingImpactAmount` (always 0 on the local contract; see {@link RawGmxPosition}).
    * Throws when a market with positions, or a position's foreign collateral token, has no oracle
    * price: equity then fails loudly instead of being computed wrong.
    */
@@ -532,6 +545,7 @@ export class GmxVenue implements VenueAdapter {
             shouldUnwrapNativeToken: false,
             autoCancel: false,
             referralCode: `0x${'0'.repeat(64)}`,
+            dataList: [],
           },
         ],
       }),
@@ -676,7 +690,7 @@ export class GmxVenue implements VenueAdapter {
         args: [this.p.dataStore, key],
       }),
     );
-    if (order.account !== zeroAddress) {
+    if (order.addresses.account !== zeroAddress) {
       r.status = 'acknowledged';
     } else {
       // events come at or after the block that created the order (older records: from genesis)

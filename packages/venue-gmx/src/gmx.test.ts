@@ -19,9 +19,9 @@ import {
   RevertedError,
 } from '@xhedge/venue';
 import { runVenueConformance } from '@xhedge/venue/conformance';
-import { encodeFunctionData, type Hex, parseAbi, zeroAddress } from 'viem';
+import { encodeFunctionData, getAddress, type Hex, parseAbi, zeroAddress } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE } from './abi.ts';
+import { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, readerAbi } from './abi.ts';
 import { createGmxVenue, type GmxOrderRecord, GmxVenue } from './adapter.ts';
 import { deployGmxFixture, type GmxFixture } from './fixture.ts';
 import { GmxKeeper, type GmxKeeperResult } from './keeper.ts';
@@ -195,6 +195,92 @@ describe('gmx adapter specifics', () => {
     expect(fills[0]?.feeUsd).toBeCloseTo(3500 * 2 * 0.0005, 6);
   });
 
+  it('decodes Reader.getOrder and getAccountPositions in the gmx-synthetics layout (pendingImpactAmount 0)', async () => {
+    const v = venue();
+    const placed = await v.placeOrder({
+      clientOrderId: 'layout-1',
+      instrument: 'ETH-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '2',
+    });
+    const key = placed.venueOrderId as Hex;
+    const read = { address: fx.params.reader, abi: readerAbi } as const;
+    const order = await trader.publicClient.readContract({
+      ...read,
+      functionName: 'getOrder',
+      args: [fx.params.dataStore, key],
+    });
+    // Every field decoded at its own offset: a struct shifted by one field would misplace these.
+    expect(order.addresses).toMatchObject({
+      account: trader.account.address,
+      receiver: trader.account.address,
+      cancellationReceiver: trader.account.address,
+      callbackContract: zeroAddress,
+      uiFeeReceiver: zeroAddress,
+      initialCollateralToken: getAddress(fx.params.collateralAsset),
+      swapPath: [],
+    });
+    expect(order.numbers).toMatchObject({
+      orderType: ORDER_TYPE.MarketIncrease,
+      decreasePositionSwapType: 0,
+      sizeDeltaUsd: 7000n * 10n ** 30n,
+      initialCollateralDeltaAmount: 3_500_000_000n, // 7 000 USD / leverage 2, as the vault received it
+      triggerPrice: 0n,
+      callbackGasLimit: 0n,
+      minOutputAmount: 0n,
+      validFromTime: 0n,
+      srcChainId: BigInt(await trader.publicClient.getChainId()),
+    });
+    expect(order.numbers.updatedAtTime).toBeGreaterThan(0n);
+    expect(order.flags).toEqual({
+      isLong: true,
+      shouldUnwrapNativeToken: false,
+      isFrozen: false,
+      autoCancel: false,
+    });
+    expect(order._dataList).toEqual([]);
+    await keeper.runOnce();
+    const executed = keeperResults.at(-1);
+    expect(executed).toMatchObject({ key, outcome: 'executed' });
+    const receipt = await trader.publicClient.getTransactionReceipt({ hash: executed?.txHash as Hex });
+    const block = await trader.publicClient.getBlock({ blockNumber: receipt.blockNumber });
+    const positions = await trader.publicClient.readContract({
+      ...read,
+      functionName: 'getAccountPositions',
+      args: [fx.params.dataStore, trader.account.address, 0n, 10n],
+    });
+    expect(positions).toHaveLength(1);
+    expect(positions[0]?.addresses).toEqual({
+      account: trader.account.address,
+      market: getAddress(
+        (await v.loadMarkets()).find((m) => m.instrument.id === 'ETH-USD:PERP')?.venueSymbol ?? '',
+      ),
+      collateralToken: getAddress(fx.params.collateralAsset),
+    });
+    expect(positions[0]?.numbers).toEqual({
+      sizeInUsd: 7000n * 10n ** 30n,
+      sizeInTokens: 2n * 10n ** 18n,
+      collateralAmount: 3_496_500_000n, // less the 3.5 USD position fee
+      pendingImpactAmount: 0n,
+      borrowingFactor: 0n,
+      fundingFeeAmountPerSize: 0n,
+      longTokenClaimableFundingAmountPerSize: 0n,
+      shortTokenClaimableFundingAmountPerSize: 0n,
+      increasedAtTime: block.timestamp,
+      decreasedAtTime: 0n,
+    });
+    expect(positions[0]?.flags).toEqual({ isLong: true });
+    // Gone from the order list once executed: Reader.getOrder returns the zero struct.
+    const gone = await trader.publicClient.readContract({
+      ...read,
+      functionName: 'getOrder',
+      args: [fx.params.dataStore, key],
+    });
+    expect(gone.addresses.account).toBe(zeroAddress);
+    expect((await v.getOrderByClientId('layout-1'))?.status).toBe('filled');
+  });
+
   /** What book equity counts of this venue: wallet USDC + collateral in positions + their P&L. */
   async function equityParts(v: GmxVenue) {
     const walletUsd = (await v.fetchBalances()).find((b) => b.asset === 'USDC')?.amount ?? 0;
@@ -359,6 +445,7 @@ describe('gmx adapter specifics', () => {
             shouldUnwrapNativeToken: false,
             autoCancel: false,
             referralCode: `0x${'0'.repeat(64)}`,
+            dataList: [],
           },
         ],
       }),

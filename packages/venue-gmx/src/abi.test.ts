@@ -1,0 +1,84 @@
+import { compileSolidity, EVM_TEST_CONTRACTS_URL } from '@xhedge/evm';
+import { type Abi, type AbiParameter, toFunctionSelector } from 'viem';
+import { describe, expect, it } from 'vitest';
+import { dataStoreAbi, exchangeRouterAbi, readerAbi } from './abi.ts';
+import { GMX_CONTRACTS_URL } from './fixture.ts';
+
+/** The ABI type of a parameter without names (tuples expanded), e.g. `(address,uint256[])[]`. */
+function canonicalType(p: AbiParameter): string {
+  if (!p.type.startsWith('tuple')) return p.type;
+  const components = 'components' in p ? p.components : [];
+  return `(${components.map(canonicalType).join(',')})${p.type.slice('tuple'.length)}`;
+}
+
+/** Name, input and output types (events: which inputs are indexed) of every function, event and error. */
+function shapes(abi: Abi): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const item of abi) {
+    if (item.type === 'function') {
+      const ins = item.inputs.map(canonicalType).join(',');
+      const outs = item.outputs.map(canonicalType).join(',');
+      out.set(`function ${item.name}`, `(${ins}) returns (${outs})`);
+    } else if (item.type === 'event') {
+      const ins = item.inputs.map((p) => `${canonicalType(p)}${p.indexed ? ' indexed' : ''}`).join(',');
+      out.set(`event ${item.name}`, `(${ins})`);
+    } else if (item.type === 'error') {
+      out.set(`error ${item.name}`, `(${item.inputs.map(canonicalType).join(',')})`);
+    }
+  }
+  return out;
+}
+
+/** The ABI of one contract of GmxV2Lite.sol, compiled as the test chain deploys it. */
+function compiledAbi(name: string): Abi {
+  const c = compileSolidity({ 'GmxV2Lite.sol': GMX_CONTRACTS_URL, 'TestToken.sol': EVM_TEST_CONTRACTS_URL })[
+    name
+  ];
+  if (!c) throw new Error(`contract ${name} missing from the compiled output`);
+  return c.abi as Abi;
+}
+
+// gmx-io/gmx-synthetics main @ a5c0c8835182cbd84e47dca04b971239311d2f1d, transcribed by hand:
+// contracts/order/IBaseOrderUtils.sol CreateOrderParams (enums are uint8 in the ABI).
+const CREATE_ORDER_PARAMS =
+  '((address,address,address,address,address,address,address[]),(uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256),uint8,uint8,bool,bool,bool,bytes32,bytes32[])';
+// contracts/position/Position.sol Props (Numbers has int256 pendingImpactAmount after collateralAmount).
+const POSITION_PROPS =
+  '((address,address,address),(uint256,uint256,uint256,int256,uint256,uint256,uint256,uint256,uint256,uint256),(bool))';
+// contracts/order/Order.sol Props.
+const ORDER_PROPS =
+  '((address,address,address,address,address,address,address,address[]),(uint8,uint8,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256),(bool,bool,bool,bool),bytes32[])';
+// contracts/market/Market.sol Props.
+const MARKET_PROPS = '(address,address,address,address)';
+
+describe('gmx ABI shapes', () => {
+  it('sends and reads the structs in the current gmx-synthetics layout', () => {
+    const router = shapes(exchangeRouterAbi);
+    const reader = shapes(readerAbi);
+    expect(router.get('function createOrder')).toBe(`(${CREATE_ORDER_PARAMS}) returns (bytes32)`);
+    expect(reader.get('function getAccountPositions')).toBe(
+      `(address,address,uint256,uint256) returns (${POSITION_PROPS}[])`,
+    );
+    expect(reader.get('function getOrder')).toBe(`(address,bytes32) returns (${ORDER_PROPS})`);
+    expect(reader.get('function getMarkets')).toBe(`(address,uint256,uint256) returns (${MARKET_PROPS}[])`);
+    // What a real ExchangeRouter dispatches on (its selector for the current struct is 0xf59c48eb).
+    const createOrder = exchangeRouterAbi.find((x) => x.type === 'function' && x.name === 'createOrder');
+    if (createOrder?.type !== 'function') throw new Error('createOrder missing from the ABI');
+    expect(toFunctionSelector(createOrder)).toBe('0xf59c48eb');
+  });
+
+  it.each([
+    ['ExchangeRouter', exchangeRouterAbi],
+    ['Reader', readerAbi],
+    ['GmxCore', dataStoreAbi],
+  ] as const)('abi.ts agrees with the local %s contract on every item both declare', (name, abi) => {
+    const mine = shapes(abi);
+    const local = shapes(compiledAbi(name));
+    const shared = [...mine.keys()].filter((k) => local.has(k));
+    // Every function the adapter calls on that contract exists there (errors may come from others).
+    const missing = [...mine.keys()].filter((k) => !k.startsWith('error ') && !local.has(k));
+    expect(missing).toEqual([]);
+    expect(shared.length).toBeGreaterThan(2);
+    for (const k of shared) expect(`${k}${local.get(k)}`).toBe(`${k}${mine.get(k)}`);
+  });
+});
