@@ -8,7 +8,11 @@ pragma solidity ^0.8.24;
 // a5c0c8835182cbd84e47dca04b971239311d2f1d; the economics are simplified: oracle-priced fills, a flat
 // position fee, no price impact (Position.pendingImpactAmount stays 0), borrowing or funding, no swaps
 // (swapPath and dataList are stored, not acted on), no callbacks. One contract plays DataStore,
-// OrderVault and OrderHandler. Events and errors are this contract's own, not the real EventEmitter's.
+// OrderVault and OrderHandler. Events go out, as on real GMX, through a separate EventEmitter as
+// EventLog1/EventLog2 with an EventUtils.EventLogData payload (same topics and item keys as
+// contracts/order/OrderEventUtils.sol and contracts/position/PositionEventUtils.sol, fewer items).
+// Tokens are pulled by a Router's pluginTransfer (approve the Router), as in contracts/router/Router.sol.
+// Errors are this contract's own (e.g. not the real `Unauthorized(address, string)`).
 
 interface IERC20Lite {
     function transfer(address to, uint256 amount) external returns (bool);
@@ -145,6 +149,105 @@ interface IBaseOrderUtils {
     }
 }
 
+/// Same struct shapes as gmx-synthetics contracts/event/EventUtils.sol.
+library EventUtils {
+    struct EventLogData {
+        AddressItems addressItems;
+        UintItems uintItems;
+        IntItems intItems;
+        BoolItems boolItems;
+        Bytes32Items bytes32Items;
+        BytesItems bytesItems;
+        StringItems stringItems;
+    }
+    struct AddressItems { AddressKeyValue[] items; AddressArrayKeyValue[] arrayItems; }
+    struct UintItems { UintKeyValue[] items; UintArrayKeyValue[] arrayItems; }
+    struct IntItems { IntKeyValue[] items; IntArrayKeyValue[] arrayItems; }
+    struct BoolItems { BoolKeyValue[] items; BoolArrayKeyValue[] arrayItems; }
+    struct Bytes32Items { Bytes32KeyValue[] items; Bytes32ArrayKeyValue[] arrayItems; }
+    struct BytesItems { BytesKeyValue[] items; BytesArrayKeyValue[] arrayItems; }
+    struct StringItems { StringKeyValue[] items; StringArrayKeyValue[] arrayItems; }
+    struct AddressKeyValue { string key; address value; }
+    struct AddressArrayKeyValue { string key; address[] value; }
+    struct UintKeyValue { string key; uint256 value; }
+    struct UintArrayKeyValue { string key; uint256[] value; }
+    struct IntKeyValue { string key; int256 value; }
+    struct IntArrayKeyValue { string key; int256[] value; }
+    struct BoolKeyValue { string key; bool value; }
+    struct BoolArrayKeyValue { string key; bool[] value; }
+    struct Bytes32KeyValue { string key; bytes32 value; }
+    struct Bytes32ArrayKeyValue { string key; bytes32[] value; }
+    struct BytesKeyValue { string key; bytes value; }
+    struct BytesArrayKeyValue { string key; bytes[] value; }
+    struct StringKeyValue { string key; string value; }
+    struct StringArrayKeyValue { string key; string[] value; }
+}
+
+/// The events of gmx-synthetics contracts/event/EventEmitter.sol (EventLog1/EventLog2), emitted for the
+/// controllers the owner allows (here: the GmxCore).
+contract EventEmitter {
+    event EventLog1(
+        address msgSender, string eventName, string indexed eventNameHash, bytes32 indexed topic1, EventUtils.EventLogData eventData
+    );
+    event EventLog2(
+        address msgSender,
+        string eventName,
+        string indexed eventNameHash,
+        bytes32 indexed topic1,
+        bytes32 indexed topic2,
+        EventUtils.EventLogData eventData
+    );
+
+    address public immutable owner;
+    mapping(address => bool) public isController;
+
+    error Unauthorized(address caller);
+
+    constructor() {
+        owner = msg.sender;
+    }
+
+    function setController(address controller, bool allowed) external {
+        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        isController[controller] = allowed;
+    }
+
+    function emitEventLog1(string memory eventName, bytes32 topic1, EventUtils.EventLogData memory eventData) external {
+        if (!isController[msg.sender]) revert Unauthorized(msg.sender);
+        emit EventLog1(msg.sender, eventName, eventName, topic1, eventData);
+    }
+
+    function emitEventLog2(string memory eventName, bytes32 topic1, bytes32 topic2, EventUtils.EventLogData memory eventData)
+        external
+    {
+        if (!isController[msg.sender]) revert Unauthorized(msg.sender);
+        emit EventLog2(msg.sender, eventName, eventName, topic1, topic2, eventData);
+    }
+}
+
+/// Router (gmx-synthetics contracts/router/Router.sol): users approve it; only its plugins (the
+/// ExchangeRouter) may move their tokens.
+contract Router {
+    address public immutable owner;
+    mapping(address => bool) public isPlugin;
+
+    error Unauthorized(address caller);
+
+    constructor() {
+        owner = msg.sender;
+    }
+
+    function setPlugin(address plugin, bool allowed) external {
+        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        isPlugin[plugin] = allowed;
+    }
+
+    function pluginTransfer(address token, address account, address receiver, uint256 amount) external {
+        if (!isPlugin[msg.sender]) revert Unauthorized(msg.sender);
+        require(IERC20Lite(token).transferFrom(account, receiver, amount), "TRANSFER_FAILED");
+    }
+}
+
 /// Prices per token set by tests (the real one is signed by oracle keepers). 30-decimal USD per smallest unit.
 contract Oracle {
     struct Price {
@@ -185,30 +288,12 @@ contract GmxCore {
     error EmptyPrimaryPrice(address token);
     error StaleOraclePrice(address token, uint256 updatedAt);
 
-    event OrderCreated(
-        bytes32 indexed key,
-        address indexed account,
-        address indexed market,
-        uint8 orderType,
-        bool isLong,
-        uint256 sizeDeltaUsd,
-        uint256 acceptablePrice,
-        uint256 executionFee
-    );
-    event OrderExecuted(
-        bytes32 indexed key,
-        address indexed account,
-        uint256 executionPrice,
-        uint256 sizeDeltaUsd,
-        uint256 sizeDeltaInTokens,
-        uint256 positionFeeAmount
-    );
-    event OrderCancelled(bytes32 indexed key, address indexed account, string reason, bytes reasonBytes);
-
     address public immutable owner;
     address public immutable wnt;
     Oracle public immutable oracle;
     address public router;
+    /// Where the order and position events go (EventLog1/EventLog2), as on real GMX.
+    EventEmitter public eventEmitter;
     mapping(address => bool) public isKeeper;
     uint256 public minExecutionFee;
     uint256 public positionFeeBps;
@@ -246,6 +331,10 @@ contract GmxCore {
 
     function setRouter(address router_) external onlyOwner {
         router = router_;
+    }
+
+    function setEventEmitter(EventEmitter eventEmitter_) external onlyOwner {
+        eventEmitter = eventEmitter_;
     }
 
     function setKeeper(address keeper, bool allowed) external onlyOwner {
@@ -310,7 +399,7 @@ contract GmxCore {
         );
         orderKeys.push(key);
         orderIndexPlusOne[key] = orderKeys.length;
-        emit OrderCreated(key, account, p.addresses.market, uint8(t), p.isLong, p.numbers.sizeDeltaUsd, p.numbers.acceptablePrice, wntIn);
+        _emitOrderCreated(key, orders[key]);
     }
 
     /// Writes an order as gmx-synthetics' OrderUtils.createOrder would (amounts as received by the vault).
@@ -398,6 +487,7 @@ contract GmxCore {
             _decrease(key, o, price);
         }
         _removeOrder(key);
+        _emitOrderExecuted(key, o.addresses.account);
         transferOut(wnt, msg.sender, o.numbers.executionFee);
     }
 
@@ -436,7 +526,8 @@ contract GmxCore {
         pos.numbers.sizeInTokens += tokens;
         pos.numbers.increasedAtTime = block.timestamp;
         openInterestUsd[o.addresses.market][o.flags.isLong] += o.numbers.sizeDeltaUsd;
-        emit OrderExecuted(key, o.addresses.account, price, o.numbers.sizeDeltaUsd, tokens, feeAmount);
+        _emitPositionChange("PositionIncrease", key, pk, o, price, o.numbers.sizeDeltaUsd, tokens);
+        _emitPositionFees(key, pk, o, o.numbers.sizeDeltaUsd, feeAmount, true);
     }
 
     function _decrease(bytes32 key, Order.Props memory o, uint256 price) internal {
@@ -460,7 +551,8 @@ contract GmxCore {
         pos.numbers.collateralAmount = collateralAfter - payout;
         address to = o.addresses.receiver == address(0) ? o.addresses.account : o.addresses.receiver;
         transferOut(o.addresses.initialCollateralToken, to, payout);
-        emit OrderExecuted(key, o.addresses.account, price, sizeDelta, tokens, (sizeDelta * positionFeeBps / 10000) / cp);
+        _emitPositionChange("PositionDecrease", key, pk, o, price, sizeDelta, tokens);
+        _emitPositionFees(key, pk, o, sizeDelta, (sizeDelta * positionFeeBps / 10000) / cp, false);
     }
 
     /// Collateral left after realizing the PnL and the position fee of a decrease (floored at zero).
@@ -487,7 +579,115 @@ contract GmxCore {
             );
         }
         transferOut(wnt, feeTo, o.numbers.executionFee);
-        emit OrderCancelled(key, o.addresses.account, reason, reasonBytes);
+        _emitOrderCancelled(key, o.addresses.account, reason, reasonBytes);
+    }
+
+    // ---- events, shaped as gmx-synthetics' OrderEventUtils / PositionEventUtils (a subset of the items) ----
+    function _accountTopic(address account) internal pure returns (bytes32) {
+        return bytes32(uint256(uint160(account))); // Cast.toBytes32
+    }
+
+    function _keyItems(string memory name, bytes32 value) internal pure returns (EventUtils.Bytes32KeyValue[] memory a) {
+        a = new EventUtils.Bytes32KeyValue[](1);
+        a[0] = EventUtils.Bytes32KeyValue(name, value);
+    }
+
+    function _accountItems(address account) internal pure returns (EventUtils.AddressKeyValue[] memory a) {
+        a = new EventUtils.AddressKeyValue[](1);
+        a[0] = EventUtils.AddressKeyValue("account", account);
+    }
+
+    /// OrderCreated: EventLog2(topic1 = key, topic2 = account).
+    function _emitOrderCreated(bytes32 key, Order.Props storage o) internal {
+        EventUtils.EventLogData memory d;
+        d.addressItems.items = new EventUtils.AddressKeyValue[](3);
+        d.addressItems.items[0] = EventUtils.AddressKeyValue("account", o.addresses.account);
+        d.addressItems.items[1] = EventUtils.AddressKeyValue("market", o.addresses.market);
+        d.addressItems.items[2] = EventUtils.AddressKeyValue("initialCollateralToken", o.addresses.initialCollateralToken);
+        d.uintItems.items = new EventUtils.UintKeyValue[](5);
+        d.uintItems.items[0] = EventUtils.UintKeyValue("orderType", uint256(o.numbers.orderType));
+        d.uintItems.items[1] = EventUtils.UintKeyValue("sizeDeltaUsd", o.numbers.sizeDeltaUsd);
+        d.uintItems.items[2] = EventUtils.UintKeyValue("initialCollateralDeltaAmount", o.numbers.initialCollateralDeltaAmount);
+        d.uintItems.items[3] = EventUtils.UintKeyValue("acceptablePrice", o.numbers.acceptablePrice);
+        d.uintItems.items[4] = EventUtils.UintKeyValue("executionFee", o.numbers.executionFee);
+        d.boolItems.items = new EventUtils.BoolKeyValue[](1);
+        d.boolItems.items[0] = EventUtils.BoolKeyValue("isLong", o.flags.isLong);
+        d.bytes32Items.items = _keyItems("key", key);
+        eventEmitter.emitEventLog2("OrderCreated", key, _accountTopic(o.addresses.account), d);
+    }
+
+    /// OrderExecuted: EventLog2(topic1 = key, topic2 = account); items key, account, secondaryOrderType.
+    function _emitOrderExecuted(bytes32 key, address account) internal {
+        EventUtils.EventLogData memory d;
+        d.bytes32Items.items = _keyItems("key", key);
+        d.addressItems.items = _accountItems(account);
+        d.uintItems.items = new EventUtils.UintKeyValue[](1);
+        d.uintItems.items[0] = EventUtils.UintKeyValue("secondaryOrderType", 0);
+        eventEmitter.emitEventLog2("OrderExecuted", key, _accountTopic(account), d);
+    }
+
+    /// OrderCancelled: EventLog2(topic1 = key, topic2 = account); items key, account, reason, reasonBytes.
+    function _emitOrderCancelled(bytes32 key, address account, string memory reason, bytes memory reasonBytes) internal {
+        EventUtils.EventLogData memory d;
+        d.bytes32Items.items = _keyItems("key", key);
+        d.addressItems.items = _accountItems(account);
+        d.stringItems.items = new EventUtils.StringKeyValue[](1);
+        d.stringItems.items[0] = EventUtils.StringKeyValue("reason", reason);
+        d.bytesItems.items = new EventUtils.BytesKeyValue[](1);
+        d.bytesItems.items[0] = EventUtils.BytesKeyValue("reasonBytes", reasonBytes);
+        eventEmitter.emitEventLog2("OrderCancelled", key, _accountTopic(account), d);
+    }
+
+    /// PositionIncrease / PositionDecrease: EventLog1(topic1 = account).
+    function _emitPositionChange(
+        string memory name,
+        bytes32 orderKey,
+        bytes32 positionKey,
+        Order.Props memory o,
+        uint256 price,
+        uint256 sizeDeltaUsd,
+        uint256 sizeDeltaInTokens
+    ) internal {
+        EventUtils.EventLogData memory d;
+        d.addressItems.items = new EventUtils.AddressKeyValue[](3);
+        d.addressItems.items[0] = EventUtils.AddressKeyValue("account", o.addresses.account);
+        d.addressItems.items[1] = EventUtils.AddressKeyValue("market", o.addresses.market);
+        d.addressItems.items[2] = EventUtils.AddressKeyValue("collateralToken", o.addresses.initialCollateralToken);
+        d.uintItems.items = new EventUtils.UintKeyValue[](4);
+        d.uintItems.items[0] = EventUtils.UintKeyValue("executionPrice", price);
+        d.uintItems.items[1] = EventUtils.UintKeyValue("sizeDeltaUsd", sizeDeltaUsd);
+        d.uintItems.items[2] = EventUtils.UintKeyValue("sizeDeltaInTokens", sizeDeltaInTokens);
+        d.uintItems.items[3] = EventUtils.UintKeyValue("orderType", uint256(o.numbers.orderType));
+        d.boolItems.items = new EventUtils.BoolKeyValue[](1);
+        d.boolItems.items[0] = EventUtils.BoolKeyValue("isLong", o.flags.isLong);
+        d.bytes32Items.items = new EventUtils.Bytes32KeyValue[](2);
+        d.bytes32Items.items[0] = EventUtils.Bytes32KeyValue("orderKey", orderKey);
+        d.bytes32Items.items[1] = EventUtils.Bytes32KeyValue("positionKey", positionKey);
+        eventEmitter.emitEventLog1(name, _accountTopic(o.addresses.account), d);
+    }
+
+    /// PositionFeesCollected: EventLog1(topic1 = market); positionFeeAmount in collateral token units.
+    function _emitPositionFees(
+        bytes32 orderKey,
+        bytes32 positionKey,
+        Order.Props memory o,
+        uint256 tradeSizeUsd,
+        uint256 positionFeeAmount,
+        bool isIncrease
+    ) internal {
+        EventUtils.EventLogData memory d;
+        d.bytes32Items.items = new EventUtils.Bytes32KeyValue[](2);
+        d.bytes32Items.items[0] = EventUtils.Bytes32KeyValue("orderKey", orderKey);
+        d.bytes32Items.items[1] = EventUtils.Bytes32KeyValue("positionKey", positionKey);
+        d.addressItems.items = new EventUtils.AddressKeyValue[](2);
+        d.addressItems.items[0] = EventUtils.AddressKeyValue("market", o.addresses.market);
+        d.addressItems.items[1] = EventUtils.AddressKeyValue("collateralToken", o.addresses.initialCollateralToken);
+        d.uintItems.items = new EventUtils.UintKeyValue[](2);
+        d.uintItems.items[0] = EventUtils.UintKeyValue("tradeSizeUsd", tradeSizeUsd);
+        d.uintItems.items[1] = EventUtils.UintKeyValue("positionFeeAmount", positionFeeAmount);
+        d.boolItems.items = new EventUtils.BoolKeyValue[](1);
+        d.boolItems.items[0] = EventUtils.BoolKeyValue("isIncrease", isIncrease);
+        eventEmitter.emitEventLog1("PositionFeesCollected", bytes32(uint256(uint160(o.addresses.market))), d);
     }
 
     function _removeOrder(bytes32 key) internal {
@@ -541,12 +741,15 @@ contract GmxCore {
 contract ExchangeRouter {
     GmxCore public immutable dataStore;
     address public immutable wnt;
+    /// Pulls the user's tokens (the user approves it, not this contract).
+    Router public immutable router;
 
     error MulticallFailed(uint256 index, bytes reason);
 
-    constructor(GmxCore core_, address wnt_) {
+    constructor(GmxCore core_, address wnt_, Router router_) {
         dataStore = core_;
         wnt = wnt_;
+        router = router_;
     }
 
     function multicall(bytes[] calldata data) external payable returns (bytes[] memory results) {
@@ -569,7 +772,7 @@ contract ExchangeRouter {
     }
 
     function sendTokens(address token, address receiver, uint256 amount) external payable {
-        require(IERC20Lite(token).transferFrom(msg.sender, receiver, amount), "TRANSFER_FAILED");
+        router.pluginTransfer(token, msg.sender, receiver, amount);
     }
 
     function createOrder(IBaseOrderUtils.CreateOrderParams calldata params) external payable returns (bytes32) {

@@ -1,7 +1,7 @@
 import { compileSolidity, EVM_TEST_CONTRACTS_URL } from '@xhedge/evm';
 import { type Abi, type AbiParameter, toFunctionSelector } from 'viem';
 import { describe, expect, it } from 'vitest';
-import { dataStoreAbi, exchangeRouterAbi, readerAbi } from './abi.ts';
+import { dataStoreAbi, eventEmitterAbi, exchangeRouterAbi, readerAbi } from './abi.ts';
 import { GMX_CONTRACTS_URL } from './fixture.ts';
 
 /** The ABI type of a parameter without names (tuples expanded), e.g. `(address,uint256[])[]`. */
@@ -80,5 +80,14 @@ describe('gmx ABI shapes', () => {
     expect(missing).toEqual([]);
     expect(shared.length).toBeGreaterThan(2);
     for (const k of shared) expect(`${k}${local.get(k)}`).toBe(`${k}${mine.get(k)}`);
+  });
+
+  it('the local EventEmitter emits EventLog1/EventLog2 exactly as abi.ts (the real shapes) decodes them', () => {
+    const mine = shapes(eventEmitterAbi);
+    const local = shapes(compiledAbi('EventEmitter'));
+    for (const k of ['event EventLog1', 'event EventLog2']) {
+      expect(local.get(k)).toBeDefined();
+      expect(`${k}${local.get(k)}`).toBe(`${k}${mine.get(k)}`);
+    }
   });
 });

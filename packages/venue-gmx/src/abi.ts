@@ -9,8 +9,8 @@ import { parseAbi } from 'viem';
 // Function signatures of ExchangeRouter (multicall, sendWnt, sendTokens, createOrder, cancelOrder) and
 // Reader (getMarkets, getAccountPositions, getOrder) are the real ones too. The rest is the local
 // contract's own (contracts/GmxV2Lite.sol): Reader.getOpenInterest, the DataStore views and keeper entry
-// point, the Order* events (real GMX emits EventEmitter.EventLog1/EventLog2 with a generic
-// EventLogData instead) and several error shapes (e.g. the real `Unauthorized(address, string)`).
+// point and several error shapes (e.g. the real `Unauthorized(address, string)`). Events are the real
+// EventEmitter's (see `eventEmitterAbi`).
 const structs = [
   'struct CreateOrderParamsAddresses { address receiver; address cancellationReceiver; address callbackContract; address uiFeeReceiver; address market; address initialCollateralToken; address[] swapPath; }',
   'struct CreateOrderParamsNumbers { uint256 sizeDeltaUsd; uint256 initialCollateralDeltaAmount; uint256 triggerPrice; uint256 acceptablePrice; uint256 executionFee; uint256 callbackGasLimit; uint256 minOutputAmount; uint256 validFromTime; }',
@@ -50,9 +50,6 @@ export const dataStoreAbi = parseAbi([
   'function getOrderCount() view returns (uint256)',
   'function getOrderKeys(uint256 start, uint256 end) view returns (bytes32[])',
   'function executeOrder(bytes32 key)',
-  'event OrderCreated(bytes32 indexed key, address indexed account, address indexed market, uint8 orderType, bool isLong, uint256 sizeDeltaUsd, uint256 acceptablePrice, uint256 executionFee)',
-  'event OrderExecuted(bytes32 indexed key, address indexed account, uint256 executionPrice, uint256 sizeDeltaUsd, uint256 sizeDeltaInTokens, uint256 positionFeeAmount)',
-  'event OrderCancelled(bytes32 indexed key, address indexed account, string reason, bytes reasonBytes)',
   'error Unauthorized(address caller)',
   'error InsufficientExecutionFee(uint256 minExecutionFee, uint256 executionFee)',
   'error EmptyOrder()',
@@ -66,6 +63,41 @@ export const dataStoreAbi = parseAbi([
   'error StaleOraclePrice(address token, uint256 updatedAt)',
   'error ERC20InsufficientBalance(address sender, uint256 balance, uint256 needed)',
   'error ERC20InsufficientAllowance(address spender, uint256 allowance, uint256 needed)',
+]);
+
+/**
+ * gmx-synthetics contracts/event/EventEmitter.sol (EventLog, EventLog1, EventLog2) with the payload
+ * struct of contracts/event/EventUtils.sol, at the commit above. Orders: OrderCreated, OrderExecuted,
+ * OrderCancelled are EventLog2 with topic1 = order key, topic2 = account (contracts/order/
+ * OrderEventUtils.sol); PositionIncrease/PositionDecrease are EventLog1 with topic1 = account and
+ * PositionFeesCollected EventLog1 with topic1 = market (contracts/position/PositionEventUtils.sol).
+ */
+export const eventEmitterAbi = parseAbi([
+  'struct AddressKeyValue { string key; address value; }',
+  'struct AddressArrayKeyValue { string key; address[] value; }',
+  'struct UintKeyValue { string key; uint256 value; }',
+  'struct UintArrayKeyValue { string key; uint256[] value; }',
+  'struct IntKeyValue { string key; int256 value; }',
+  'struct IntArrayKeyValue { string key; int256[] value; }',
+  'struct BoolKeyValue { string key; bool value; }',
+  'struct BoolArrayKeyValue { string key; bool[] value; }',
+  'struct Bytes32KeyValue { string key; bytes32 value; }',
+  'struct Bytes32ArrayKeyValue { string key; bytes32[] value; }',
+  'struct BytesKeyValue { string key; bytes value; }',
+  'struct BytesArrayKeyValue { string key; bytes[] value; }',
+  'struct StringKeyValue { string key; string value; }',
+  'struct StringArrayKeyValue { string key; string[] value; }',
+  'struct AddressItems { AddressKeyValue[] items; AddressArrayKeyValue[] arrayItems; }',
+  'struct UintItems { UintKeyValue[] items; UintArrayKeyValue[] arrayItems; }',
+  'struct IntItems { IntKeyValue[] items; IntArrayKeyValue[] arrayItems; }',
+  'struct BoolItems { BoolKeyValue[] items; BoolArrayKeyValue[] arrayItems; }',
+  'struct Bytes32Items { Bytes32KeyValue[] items; Bytes32ArrayKeyValue[] arrayItems; }',
+  'struct BytesItems { BytesKeyValue[] items; BytesArrayKeyValue[] arrayItems; }',
+  'struct StringItems { StringKeyValue[] items; StringArrayKeyValue[] arrayItems; }',
+  'struct EventLogData { AddressItems addressItems; UintItems uintItems; IntItems intItems; BoolItems boolItems; Bytes32Items bytes32Items; BytesItems bytesItems; StringItems stringItems; }',
+  'event EventLog(address msgSender, string eventName, string indexed eventNameHash, EventLogData eventData)',
+  'event EventLog1(address msgSender, string eventName, string indexed eventNameHash, bytes32 indexed topic1, EventLogData eventData)',
+  'event EventLog2(address msgSender, string eventName, string indexed eventNameHash, bytes32 indexed topic1, bytes32 indexed topic2, EventLogData eventData)',
 ]);
 
 export const oracleAbi = parseAbi([

@@ -54,11 +54,19 @@ import {
   encodeFunctionData,
   erc20Abi,
   type Hex,
-  parseEventLogs,
   type TransactionReceipt,
   zeroAddress,
 } from 'viem';
-import { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, oracleAbi, readerAbi } from './abi.ts';
+import {
+  dataStoreAbi,
+  eventEmitterAbi,
+  exchangeRouterAbi,
+  gmxErrorAbi,
+  ORDER_TYPE,
+  oracleAbi,
+  readerAbi,
+} from './abi.ts';
+import { createdOrderKey, type GmxEvent, orderFillFromEvents, parseGmxEvents } from './events.ts';
 import { GmxVenueParams, type GmxVenueParamsInput } from './params.ts';
 import { collateralUsd30, sidePnlUsd30 } from './position-value.ts';
 import { fromUnits, fromUsd30, gmxPriceToUsd, toUnits, usd30, usdToGmxPrice } from './units.ts';
@@ -630,7 +638,8 @@ export class GmxVenue implements VenueAdapter {
     // Held from here (check and reserve in one step) and recorded on the order before broadcast.
     const spend = await reserveAndApprove(this.sender, this.spendCaps, {
       token: this.p.collateralAsset,
-      spender: this.p.exchangeRouter,
+      // ExchangeRouter.sendTokens pulls through Router.pluginTransfer: the Router is the spender.
+      spender: this.p.router,
       amount: collateral,
       policy:
         this.p.approval === 'capped' && this.p.approvalCap !== undefined
@@ -650,17 +659,53 @@ export class GmxVenue implements VenueAdapter {
   }
 
   private applyCreateReceipt(record: GmxOrderRecord, receipt: TransactionReceipt): void {
-    const logs = parseEventLogs({ abi: dataStoreAbi, logs: receipt.logs, eventName: 'OrderCreated' });
-    const key = logs[0]?.args.key;
+    const key =
+      receipt.status === 'success'
+        ? createdOrderKey(receipt.logs, this.p.eventEmitter, this.account)
+        : undefined;
     record.updatedAtMs = this.clock.nowMs();
-    if (receipt.status !== 'success' || !key) {
+    if (!key) {
       record.status = 'rejected';
-      record.error = 'order creation reverted';
+      record.error =
+        receipt.status === 'success'
+          ? `order creation emitted no OrderCreated event from the EventEmitter ${this.p.eventEmitter}`
+          : 'order creation reverted';
       return;
     }
     record.orderKey = key;
     record.orderBlock = receipt.blockNumber.toString();
     record.status = 'acknowledged';
+  }
+
+  /** The EventEmitter's EventLog2 events of order `key` (topic1 = key) from `fromBlock` on. */
+  private async orderEvents(key: Hex, fromBlock: bigint): Promise<GmxEvent[]> {
+    const logs = await this.errors.read(() =>
+      this.ctx.publicClient.getContractEvents({
+        address: this.p.eventEmitter,
+        abi: eventEmitterAbi,
+        eventName: 'EventLog2',
+        args: { topic1: key },
+        fromBlock,
+      }),
+    );
+    return parseGmxEvents(logs, this.p.eventEmitter, ['OrderExecuted', 'OrderCancelled']);
+  }
+
+  /** Applies an OrderExecuted: the fill comes from the execution transaction's position events. */
+  private async applyExecuted(r: GmxOrderRecord, key: Hex, ev: GmxEvent): Promise<void> {
+    const m = await this.market(r.instrument);
+    const hash = ev.transactionHash;
+    if (!hash) throw new Error(`${this.id}: OrderExecuted of ${key} has no transaction hash`);
+    const receipt = await this.errors.read(() => this.ctx.publicClient.getTransactionReceipt({ hash }));
+    const fill = orderFillFromEvents(parseGmxEvents(receipt.logs, this.p.eventEmitter), key);
+    if (!fill)
+      throw new Error(
+        `${this.id}: order ${key} executed in ${hash} without a PositionIncrease/PositionDecrease event for it`,
+      );
+    r.status = 'filled';
+    r.filledSizeBase = fromUnits(fill.sizeDeltaInTokens, m.decimals);
+    r.avgFillPriceUsd = new Dec(gmxPriceToUsd(fill.executionPrice, m.decimals)).toFixed();
+    r.feeUsd = Number(fromUnits(fill.positionFeeAmount, COLLATERAL_DECIMALS));
   }
 
   /** Brings a record up to date from the chain (tx receipt, order existence, execution/cancel events). */
@@ -694,36 +739,14 @@ export class GmxVenue implements VenueAdapter {
       r.status = 'acknowledged';
     } else {
       // events come at or after the block that created the order (older records: from genesis)
-      const fromBlock = BigInt(r.orderBlock ?? 0);
-      const [executed, cancelled] = await this.errors.read(() =>
-        Promise.all([
-          this.ctx.publicClient.getContractEvents({
-            address: this.p.dataStore,
-            abi: dataStoreAbi,
-            eventName: 'OrderExecuted',
-            args: { key },
-            fromBlock,
-          }),
-          this.ctx.publicClient.getContractEvents({
-            address: this.p.dataStore,
-            abi: dataStoreAbi,
-            eventName: 'OrderCancelled',
-            args: { key },
-            fromBlock,
-          }),
-        ]),
-      );
-      const ex = executed[0];
-      const ca = cancelled[0];
-      const m = await this.market(r.instrument);
+      const events = await this.orderEvents(key, BigInt(r.orderBlock ?? 0));
+      const ex = events.find((e) => e.eventName === 'OrderExecuted');
+      const ca = events.find((e) => e.eventName === 'OrderCancelled');
       if (ex) {
-        r.status = 'filled';
-        r.filledSizeBase = fromUnits(ex.args.sizeDeltaInTokens ?? 0n, m.decimals);
-        r.avgFillPriceUsd = new Dec(gmxPriceToUsd(ex.args.executionPrice ?? 0n, m.decimals)).toFixed();
-        r.feeUsd = Number(fromUnits(ex.args.positionFeeAmount ?? 0n, COLLATERAL_DECIMALS));
+        await this.applyExecuted(r, key, ex);
       } else if (ca) {
         r.status = 'cancelled';
-        r.error = ca.args.reason ?? 'cancelled';
+        r.error = ca.items.string.get('reason') || 'cancelled';
       } else {
         r.status = 'outcome-unknown';
       }

@@ -18,6 +18,10 @@ export interface GmxFixtureMarket {
 /** Addresses of a deployed GMX-style system: the `params` a `gmx` venue needs. */
 export interface GmxContractAddresses {
   exchangeRouter: Address;
+  /** The Router whose `pluginTransfer` pulls collateral: the ERC-20 approval goes to it. */
+  router: Address;
+  /** The EventEmitter the order and position events (EventLog1/EventLog2) come from. */
+  eventEmitter: Address;
   dataStore: Address;
   orderVault: Address;
   reader: Address;
@@ -37,13 +41,16 @@ const mintAbi = parseAbi([
   'function mint(address to, uint256 amount)',
   'function syncBalance(address token)',
   'function setRouter(address)',
+  'function setEventEmitter(address)',
+  'function setController(address, bool)',
+  'function setPlugin(address, bool)',
   'function setKeeper(address, bool)',
   'function addMarket(address, address, address, address, uint256)',
 ]);
 
 /**
  * Deploys the simplified GMX v2 on a local chain from `deployer`: USDC (6 dec), WETH as WNT, one index
- * token and market per entry, an oracle set to the given prices, the DataStore/handler funded with
+ * token and market per entry, an EventEmitter and a Router (approvals) as on real GMX, an oracle set to the given prices, the DataStore/handler funded with
  * USDC liquidity, `keepers` allowed to execute, and `traders` funded with USDC.
  */
 export async function deployGmxFixture(
@@ -77,9 +84,23 @@ export async function deployGmxFixture(
     opts.minExecutionFeeWei ?? 100_000_000_000_000n,
     BigInt(opts.positionFeeBps ?? 5),
   ]);
-  const router = await deployContract(deployer, get('ExchangeRouter'), [core, wnt]);
+  const eventEmitter = await deployContract(deployer, get('EventEmitter'));
+  const tokenRouter = await deployContract(deployer, get('Router'));
+  const router = await deployContract(deployer, get('ExchangeRouter'), [core, wnt, tokenRouter]);
   const reader = await deployContract(deployer, get('Reader'));
   await send(core, encodeFunctionData({ abi: mintAbi, functionName: 'setRouter', args: [router] }));
+  await send(
+    core,
+    encodeFunctionData({ abi: mintAbi, functionName: 'setEventEmitter', args: [eventEmitter] }),
+  );
+  await send(
+    eventEmitter,
+    encodeFunctionData({ abi: mintAbi, functionName: 'setController', args: [core, true] }),
+  );
+  await send(
+    tokenRouter,
+    encodeFunctionData({ abi: mintAbi, functionName: 'setPlugin', args: [router, true] }),
+  );
   for (const k of opts.keepers)
     await send(core, encodeFunctionData({ abi: mintAbi, functionName: 'setKeeper', args: [k, true] }));
   const setPrices = (token: Address, p: bigint) =>
@@ -119,6 +140,8 @@ export async function deployGmxFixture(
   return {
     params: {
       exchangeRouter: router,
+      router: tokenRouter,
+      eventEmitter,
       dataStore: core,
       orderVault: core,
       reader,

@@ -53,12 +53,13 @@ beforeAll(async () => {
   keeper = new GmxKeeper({
     ctx: keeperCtx,
     dataStore: fx.params.dataStore,
+    eventEmitter: fx.params.eventEmitter,
     onResult: (r) => keeperResults.push(r),
   });
   // A standing, bounded approval taken before the snapshot (capped policy), so tests start approved.
   await ensureAllowance(new TxSender({ ctx: trader }), {
     token: fx.params.collateralAsset,
-    spender: fx.params.exchangeRouter,
+    spender: fx.params.router,
     amount: 1_000_000_000_000n,
     policy: { mode: 'capped', capAmount: 1_000_000_000_000n },
   });
@@ -398,7 +399,7 @@ describe('gmx adapter specifics', () => {
       encodeFunctionData({
         abi: tokenAbi,
         functionName: 'approve',
-        args: [fx.params.exchangeRouter, 10n ** 18n],
+        args: [fx.params.router, 10n ** 18n],
       }),
     );
     const fee = 300_000_000_000_000n;

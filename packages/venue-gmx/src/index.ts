@@ -1,4 +1,12 @@
-export { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, oracleAbi, readerAbi } from './abi.ts';
+export {
+  dataStoreAbi,
+  eventEmitterAbi,
+  exchangeRouterAbi,
+  gmxErrorAbi,
+  ORDER_TYPE,
+  oracleAbi,
+  readerAbi,
+} from './abi.ts';
 export {
   type CreateGmxVenueDeps,
   createGmxVenue,
@@ -7,6 +15,16 @@ export {
   GmxVenue,
   type GmxVenueDeps,
 } from './adapter.ts';
+export {
+  accountTopic,
+  createdOrderKey,
+  eventItems,
+  type GmxEvent,
+  type GmxEventItems,
+  type GmxOrderFill,
+  orderFillFromEvents,
+  parseGmxEvents,
+} from './events.ts';
 export {
   deployGmxFixture,
   GMX_CONTRACTS_URL,

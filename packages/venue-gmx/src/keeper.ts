@@ -1,6 +1,7 @@
 import type { EvmContext } from '@xhedge/evm';
-import { type Address, type Hex, parseEventLogs } from 'viem';
+import type { Address, Hex } from 'viem';
 import { dataStoreAbi } from './abi.ts';
+import { orderFillFromEvents, parseGmxEvents, requireBytes32 } from './events.ts';
 
 /** What one keeper execution did to an order, from the transaction's events. */
 export interface GmxKeeperResult {
@@ -21,6 +22,8 @@ export interface GmxKeeperOptions {
   /** The keeper's own account (allowed by the DataStore). */
   ctx: EvmContext;
   dataStore: Address;
+  /** The EventEmitter whose OrderExecuted/OrderCancelled (EventLog2) the results are read from. */
+  eventEmitter: Address;
   /** Poll interval of `start()`. @defaultValue 500 */
   intervalMs?: number;
   /** Called with every execution error (the loop keeps going). */
@@ -60,23 +63,27 @@ export class GmxKeeper {
         const receipt = await publicClient.waitForTransactionReceipt({ hash });
         done.push(key);
         if (this.opts.onResult) {
-          for (const ev of parseEventLogs({ abi: dataStoreAbi, logs: receipt.logs })) {
-            if (ev.eventName === 'OrderExecuted')
+          const events = parseGmxEvents(receipt.logs, this.opts.eventEmitter);
+          for (const ev of events) {
+            const account = ev.items.address.get('account');
+            if (!account) continue;
+            if (ev.eventName === 'OrderExecuted') {
+              const k = requireBytes32(ev, 'key');
+              const fill = orderFillFromEvents(events, k);
               this.opts.onResult({
-                key: ev.args.key,
+                key: k,
                 txHash: hash,
                 outcome: 'executed',
-                account: ev.args.account,
-                sizeDeltaUsd30: ev.args.sizeDeltaUsd,
-                executionPrice: ev.args.executionPrice,
+                account,
+                ...(fill ? { sizeDeltaUsd30: fill.sizeDeltaUsd30, executionPrice: fill.executionPrice } : {}),
               });
-            else if (ev.eventName === 'OrderCancelled')
+            } else if (ev.eventName === 'OrderCancelled')
               this.opts.onResult({
-                key: ev.args.key,
+                key: requireBytes32(ev, 'key'),
                 txHash: hash,
                 outcome: 'cancelled',
-                account: ev.args.account,
-                reason: ev.args.reason,
+                account,
+                reason: ev.items.string.get('reason') ?? '',
               });
           }
         }

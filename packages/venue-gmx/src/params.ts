@@ -5,6 +5,13 @@ import { z } from 'zod';
 export const GmxVenueParams = z
   .object({
     exchangeRouter: Address,
+    /**
+     * The Router contract: `ExchangeRouter.sendTokens` pulls collateral through its `pluginTransfer`,
+     * so the ERC-20 approval goes here (Arbitrum: the `Router` deployment, not the ExchangeRouter).
+     */
+    router: Address,
+    /** The EventEmitter: OrderCreated/OrderExecuted/OrderCancelled come from it as EventLog1/EventLog2. */
+    eventEmitter: Address,
     /** The DataStore (here it also plays OrderVault and OrderHandler). */
     dataStore: Address,
     orderVault: Address,

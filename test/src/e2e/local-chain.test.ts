@@ -5,9 +5,9 @@ import { type LocalChain, startLocalChain } from '@xhedge/cli';
 import { parseConfig, type XhedgeConfig } from '@xhedge/config';
 import { type Run, startRun } from '@xhedge/runtime';
 import type { LedgerOrder } from '@xhedge/store';
-import { dataStoreAbi, readerAbi } from '@xhedge/venue-gmx';
+import { parseGmxEvents, readerAbi } from '@xhedge/venue-gmx';
 import { pino } from 'pino';
-import { createPublicClient, erc20Abi, http, parseEventLogs } from 'viem';
+import { createPublicClient, erc20Abi, http } from 'viem';
 import { afterAll, describe, expect, it } from 'vitest';
 
 /**
@@ -117,18 +117,19 @@ describe('the local-chains profile against `xhedge local-chain up`', () => {
     expect(Number(filled.eth.sizeBase)).toBeCloseTo(-ethDelta0, 1);
     expect(Number(filled.btc.sizeBase)).toBeCloseTo(-btcDelta0, 2);
 
-    // The chain agrees: the keeper's OrderExecuted events carry the ledger's order keys, and the hedging
+    // The chain agrees: the EventEmitter's OrderExecuted events (EventLog2, topic1 = order key) carry the
+    // ledger's order keys, and the hedging
     // account holds long positions of exactly the filled sizes.
     const client = createPublicClient({ transport: http(info.rpcUrl), cacheTime: 0 });
-    const executed = parseEventLogs({
-      abi: dataStoreAbi,
-      eventName: 'OrderExecuted',
-      logs: await client.getLogs({ address: info.gmx.dataStore, fromBlock: 0n }),
-    });
-    const keys = (o: LedgerOrder) => executed.filter((e) => e.args.key === o.venueOrderId);
+    const executed = parseGmxEvents(
+      await client.getLogs({ address: info.gmx.eventEmitter, fromBlock: 0n }),
+      info.gmx.eventEmitter,
+      ['OrderExecuted'],
+    );
+    const keys = (o: LedgerOrder) => executed.filter((e) => e.topic1 === o.venueOrderId);
     for (const o of [filled.eth, filled.btc]) {
       expect(keys(o)).toHaveLength(1);
-      expect(keys(o)[0]?.args.account.toLowerCase()).toBe(info.hedgingAccount.toLowerCase());
+      expect(keys(o)[0]?.items.address.get('account')?.toLowerCase()).toBe(info.hedgingAccount.toLowerCase());
     }
     expect(
       chain.keeperResults

@@ -143,6 +143,7 @@ export async function startLocalChain(opts: LocalChainOptions = {}): Promise<Loc
     keeper = new GmxKeeper({
       ctx: keeperCtx,
       dataStore: gmx.params.dataStore,
+      eventEmitter: gmx.params.eventEmitter,
       intervalMs: opts.keeperIntervalMs ?? 1000,
       onError: (e) => io.err(`keeper: ${firstLine(e)}`),
       onResult: (r) => {
@@ -316,6 +317,8 @@ export function registerLocalChain(program: Command, io: CliIo, setExit: (code: 
           ['gmx ExchangeRouter', info.gmx.exchangeRouter],
           ['gmx Reader', info.gmx.reader],
           ['gmx DataStore', info.gmx.dataStore],
+          ['gmx Router (approvals)', info.gmx.router],
+          ['gmx EventEmitter', info.gmx.eventEmitter],
         ];
         const w = Math.max(...rows.map((r) => r[0].length));
         io.out('local chain ready:');
