@@ -19,7 +19,8 @@ import {
   RevertedError,
 } from '@xhedge/venue';
 import { runVenueConformance } from '@xhedge/venue/conformance';
-import { encodeFunctionData, getAddress, type Hex, parseAbi, zeroAddress } from 'viem';
+import { encodeFunctionData, erc20Abi, getAddress, type Hex, parseAbi, parseEther, zeroAddress } from 'viem';
+import { generatePrivateKey } from 'viem/accounts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, readerAbi } from './abi.ts';
 import { createGmxVenue, type GmxOrderRecord, GmxVenue } from './adapter.ts';
@@ -77,14 +78,17 @@ function venue(
     ctx?: EvmContext;
     receiptTimeoutSeconds?: number;
     spendCapPerDay?: string;
+    /** @defaultValue capped at 1 000 000 USDC */
+    approval?: 'exact' | 'capped';
   } = {},
 ) {
+  const approval = opts.approval ?? 'capped';
   return new GmxVenue(
     'gmx-local',
     {
       ...fx.params,
-      approval: 'capped',
-      approvalCap: '1000000',
+      approval,
+      ...(approval === 'capped' ? { approvalCap: '1000000' } : {}),
       receiptTimeoutSeconds: opts.receiptTimeoutSeconds ?? 1,
       ...(opts.spendCapPerDay !== undefined ? { spendCapPerDay: opts.spendCapPerDay } : {}),
     },
@@ -119,6 +123,71 @@ runVenueConformance('gmx (anvil)', async () => {
 
 describe('gmx adapter specifics', () => {
   beforeEach(freshChain);
+
+  /** A new account with ETH for gas and `usdc` of collateral, and no allowance to anything. */
+  async function freshTraderWithoutApprovals(usdc: bigint): Promise<EvmContext> {
+    const ctx = ctxFor(generatePrivateKey());
+    await rpc(deployer.publicClient, 'anvil_setBalance', [
+      ctx.account.address,
+      `0x${parseEther('10').toString(16)}`,
+    ]);
+    const hash = await deployer.walletClient.sendTransaction({
+      to: fx.params.collateralAsset,
+      data: encodeFunctionData({
+        abi: parseAbi(['function mint(address to, uint256 amount)']),
+        functionName: 'mint',
+        args: [ctx.account.address, usdc],
+      }),
+    });
+    expect((await deployer.publicClient.waitForTransactionReceipt({ hash })).status).toBe('success');
+    return ctx;
+  }
+
+  const allowanceOf = (ctx: EvmContext, spender: Hex) =>
+    ctx.publicClient.readContract({
+      address: fx.params.collateralAsset,
+      abi: erc20Abi,
+      functionName: 'allowance',
+      args: [ctx.account.address, spender],
+    });
+
+  it.each([
+    // capped: approves the cap once (1 000 000 USDC), the order pulls its collateral out of it.
+    { approval: 'capped' as const, after: (collateral: bigint) => 1_000_000_000_000n - collateral },
+    // exact: approves exactly the collateral, which the order pulls: nothing is left standing.
+    { approval: 'exact' as const, after: () => 0n },
+  ])(
+    'a fresh account with no approvals: the adapter approves the Router ($approval), never the ExchangeRouter',
+    async ({ approval, after }) => {
+      const fresh = await freshTraderWithoutApprovals(10_000_000_000n);
+      expect(await allowanceOf(fresh, fx.params.router)).toBe(0n);
+      expect(await allowanceOf(fresh, fx.params.exchangeRouter)).toBe(0n);
+      const store = new MemoryOrderStore<GmxOrderRecord>();
+      const v = venue({ ctx: fresh, store, approval });
+      const placed = await v.placeOrder({
+        clientOrderId: `fresh-${approval}`,
+        instrument: 'ETH-USD:PERP',
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '0.1',
+      });
+      expect(placed.status).toBe('acknowledged');
+      await keeper.runOnce();
+      expect(keeperResults.at(-1)).toMatchObject({
+        key: placed.venueOrderId,
+        outcome: 'executed',
+        account: fresh.account.address,
+      });
+      expect((await v.getOrderByClientId(`fresh-${approval}`))?.status).toBe('filled');
+      const [pos] = await v.fetchPositions();
+      expect(pos).toMatchObject({ instrument: 'ETH-USD:PERP', sizeBase: 0.1 });
+      // 0.1 ETH × 3 500 USD / leverage 2 = 175 USDC, pulled from the wallet through Router.pluginTransfer.
+      const collateral = 175_000_000n;
+      expect((await store.get(`fresh-${approval}`))?.spend?.amountBase).toBe(collateral.toString());
+      expect(await allowanceOf(fresh, fx.params.router)).toBe(after(collateral));
+      expect(await allowanceOf(fresh, fx.params.exchangeRouter)).toBe(0n);
+    },
+  );
 
   it('the keeper cancels an order whose acceptable price the oracle breached; collateral comes back', async () => {
     const store = new MemoryOrderStore<GmxOrderRecord>();
