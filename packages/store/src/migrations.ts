@@ -68,6 +68,18 @@ export const MIGRATIONS: readonly Migration[] = [
       `create table fencing (lease_name text primary key, token bigint not null, updated_at_ms bigint not null)`,
     ],
   },
+  {
+    version: 2,
+    name: 'latest-state indexes',
+    // The control-state restore (every few seconds, in every process) reads the latest event per
+    // breaker and per kill-switch scope, and the book mark's restore the latest audit entry of an
+    // action: index scans instead of sorting whole tables that only grow.
+    up: [
+      'create index breaker_events_latest on breaker_events (breaker, id desc)',
+      'create index kill_switch_events_latest on kill_switch_events (scope, id desc)',
+      'create index audit_action on audit (action, id desc)',
+    ],
+  },
 ];
 
 /**
