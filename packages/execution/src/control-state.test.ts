@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keepControlStateRestored, restoreControlState } from './control-state.ts';
+import { keepControlStateRestored, redisEpoch, restoreControlState } from './control-state.ts';
 import { clientOrderIdFor } from './ids.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
+import { hasRedisServer, type OwnRedis, spawnRedisServer } from './testing.ts';
 
 /**
  * Redis losing its data must stop trading, not resume it: the gate passes nothing until the control
@@ -105,5 +106,105 @@ describe('control state after Redis loses its data', () => {
       await loop.stop();
     }
     await env.killSwitch.release('venue:pv', { actor: 'risk-owner:ana', reason: 'drill over' });
+  });
+});
+
+/**
+ * A Redis that restarts from its AOF keeps the control-state key but may have lost the last writes
+ * (with `appendfsync everysec`, up to a second of them, a kill switch engagement among them). The key
+ * is bound to the server's run_id, so the gate stays shut on the restarted server until a restore has
+ * run on it, and the loop restores as soon as the client reconnects, not at its next interval.
+ */
+describe('control state across a Redis restart that keeps its data', () => {
+  let server: OwnRedis | undefined;
+  let env: Env | undefined;
+  let n = 0;
+  beforeAll(async () => {
+    if (!hasRedisServer()) {
+      console.warn('[control-state test] skipped: redis-server binary not found');
+      return;
+    }
+    server = await spawnRedisServer(['--appendonly', 'yes', '--appendfsync', 'always']);
+    env = await makeEnv({
+      venueKind: 'paper-spot-amm',
+      redisUrl: server.url,
+      // the submissions retried while the producer reconnects each count as an execution
+      limits: { repeatedExecution: { maxExecutions: 10_000, windowSeconds: 60 } },
+    });
+  });
+  afterAll(async () => {
+    await env?.close();
+    server?.stop();
+  });
+  const submit = async (e: Env) => {
+    const leg = e.intent(++n, { instrument: 'ETH-USDC:SPOT', chain: 'evm:1', sizeBase: '0.01' });
+    const [r] = await e.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    return { leg, r };
+  };
+  const restart = async (s: OwnRedis, e: Env) => {
+    await s.kill();
+    await s.start();
+    await until(async () => (await e.cmd.ping().catch(() => '')) === 'PONG', 10_000, 25);
+  };
+  /** The producer fails fast while its own connection is still down (no offline queue): retry then. */
+  const submitOnceConnected = (e: Env) =>
+    until(
+      () =>
+        submit(e).catch((err: Error) => {
+          if (/Stream isn't writeable/.test(err.message)) return undefined;
+          throw err;
+        }),
+      10_000,
+      25,
+    );
+
+  it.skipIf(!hasRedisServer())(
+    'the gate is shut on the restarted server until a restore runs on it',
+    async () => {
+      const e = env as Env;
+      const s = server as OwnRedis;
+      const ok = await submit(e);
+      expect(ok.r?.outcome).toBe('queued');
+      const stateKey = `${e.prefix}:control-state`;
+      const before = await e.cmd.get(stateKey);
+      expect(before).toBe(await redisEpoch(e.cmd));
+      await restart(s, e);
+      // the AOF brought the key back, but it names the server that is gone
+      expect(await e.cmd.get(stateKey)).toBe(before);
+      const epoch = await redisEpoch(e.cmd);
+      expect(epoch).not.toBe(before);
+      const held = await submit(e);
+      expect(held.r).toMatchObject({ outcome: 'blocked', control: 'kill-switch' });
+      expect(held.r?.reason).toMatch(/no restored control state.*restarted/);
+      await restoreControlState(
+        { redis: e.cmd, prefix: e.prefix, killSwitch: e.killSwitch, breakers: e.breakers },
+        { actor: 'test' },
+      );
+      expect(await e.cmd.get(stateKey)).toBe(epoch);
+      const after = await submitOnceConnected(e);
+      expect(after.r, after.r?.reason).toMatchObject({ outcome: 'queued' });
+      expect(e.placed).not.toContain(clientOrderIdFor(held.leg.id));
+    },
+  );
+
+  it.skipIf(!hasRedisServer())('the loop restores as soon as the client reconnects', async () => {
+    const e = env as Env;
+    const s = server as OwnRedis;
+    const stateKey = `${e.prefix}:control-state`;
+    const loop = keepControlStateRestored(
+      { redis: e.cmd, prefix: e.prefix, killSwitch: e.killSwitch, breakers: e.breakers },
+      { actor: 'test-loop', intervalMs: 600_000 },
+    );
+    try {
+      await loop.first;
+      await restart(s, e);
+      const epoch = await redisEpoch(e.cmd);
+      // far sooner than the 10-minute interval: the reconnect started it
+      await until(async () => (await e.cmd.get(stateKey)) === epoch, 5000, 25);
+      const after = await submitOnceConnected(e);
+      expect(after.r?.outcome).toBe('queued');
+    } finally {
+      await loop.stop();
+    }
   });
 });

@@ -2,17 +2,46 @@ import type { Redis } from 'ioredis';
 import type { BreakerBoard } from './breakers.ts';
 import { keysFor } from './keys.ts';
 import type { KillEngagement, KillSwitch } from './kill-switch.ts';
+import { evalScript } from './script.ts';
+
+/**
+ * Lua: `redis_epoch()`, the identity of the Redis server process of the moment: its `run_id`, which
+ * is new at every restart and differs between a master and the replica a failover promotes. (An
+ * embedded js-redis-server reports none: it lives and dies with the process that uses it, so a
+ * constant stands in.)
+ */
+export const REDIS_EPOCH_FN = `
+local function redis_epoch()
+  return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or 'no-run-id'
+end
+`;
+
+const EPOCH = `${REDIS_EPOCH_FN}
+return redis_epoch()`;
+
+// KEYS: [1] control-state key. ARGV: [1] the epoch the restore started on.
+// Marks the state restored for that epoch, unless the server changed under the restore (0).
+const MARK_RESTORED = `${REDIS_EPOCH_FN}
+if redis_epoch() ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1`;
+
+/** The epoch (see {@link REDIS_EPOCH_FN}) of the Redis server `redis` talks to now. */
+export async function redisEpoch(redis: Redis): Promise<string> {
+  return String(await evalScript(redis, EPOCH, [], []));
+}
 
 /**
  * The control state of a deployment (kill switch engagements, open breakers) lives in Redis, and the
  * ledger keeps its durable record. When Redis loses data, that state is put back from the ledger, and
- * until it has been, no order may pass: the order gate requires the `controlState` key, which only a
- * completed restore writes. A Redis that comes back empty therefore stops trading (fail-closed) for
- * the moment until the next restore, instead of trading with every kill switch released and every
- * breaker closed.
- *
- * (A Redis that lost only its last second of writes keeps the key: an engagement lost that way is put
- * back by the next periodic restore, a window of at most `intervalMs`.)
+ * until it has been, no order may pass: the order gate requires the `controlState` key to hold the
+ * epoch of the Redis server of the moment (its `run_id`), which only a completed restore on that
+ * server writes. So trading stops (fail-closed) until a restore has run, instead of going on with
+ * whatever the server lost (kill switch engagements, open breakers), after:
+ * - a restart without persistence (everything gone, the key too);
+ * - a restart from AOF or RDB that lost the last writes (the key survives, but with the old epoch);
+ * - a failover to a replica that had not received the last writes (replication is asynchronous; the
+ *   replica has its own `run_id`).
  */
 export interface ControlStateParts {
   redis: Redis;
@@ -27,20 +56,31 @@ export interface RestoredControlState {
   breakers: string[];
 }
 
-/** Restores the kill switch and the open breakers from the ledger, then marks the state complete. */
+/**
+ * Restores the kill switch and the open breakers from the ledger, then marks the state complete for
+ * the Redis server it ran on. Throws, marking nothing, when the server changed during the restore
+ * (what it wrote may be gone): the next run starts over.
+ */
 export async function restoreControlState(
   p: ControlStateParts,
   o: { actor: string },
 ): Promise<RestoredControlState> {
+  const epoch = await redisEpoch(p.redis);
   const killSwitch = await p.killSwitch.restore(o);
   const breakers = await p.breakers.restoreOpen(o);
-  await p.redis.set(keysFor(p.prefix).controlState, String(Date.now()));
+  const marked = await evalScript(p.redis, MARK_RESTORED, [keysFor(p.prefix).controlState], [epoch]);
+  if (Number(marked) !== 1)
+    throw new Error(
+      `the Redis server changed (run_id ${epoch} is gone) while the control state was being restored; the restore runs again`,
+    );
   return { killSwitch, breakers };
 }
 
 /**
- * Restores at once, then every `intervalMs` (one run at a time; a failed run is reported and retried
- * at the next interval). `stop` ends the loop and waits for a run under way.
+ * Restores at once, then every `intervalMs` and as soon as the client reconnects (a reconnect often
+ * means a restarted or failed-over server, whose gate stays shut until a restore). One run at a time;
+ * a failed run is reported and retried at the next interval. `stop` ends the loop and waits for a run
+ * under way.
  */
 export function keepControlStateRestored(
   p: ControlStateParts,
@@ -73,14 +113,19 @@ export function keepControlStateRestored(
   // the first run's failure goes to whoever awaits `first`
   const first = once();
   track(first, false);
-  const timer = setInterval(() => {
-    if (!running) track(once(), true);
-  }, o.intervalMs ?? 5000);
+  let stopped = false;
+  const kick = () => {
+    if (!running && !stopped) track(once(), true);
+  };
+  const timer = setInterval(kick, o.intervalMs ?? 5000);
   timer.unref();
+  p.redis.on('ready', kick);
   return {
     first,
     async stop() {
+      stopped = true;
       clearInterval(timer);
+      p.redis.off('ready', kick);
       await running;
     },
   };

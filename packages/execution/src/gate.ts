@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type Clock, type HedgeIntent, systemClock } from '@xhedge/core';
 import type { Redis } from 'ioredis';
 import { type BreakerBoard, breakersFor, type Trial } from './breakers.ts';
+import { REDIS_EPOCH_FN } from './control-state.ts';
 import { type ControlContext, type ControlName, type PreTradeControls, WINDOW_FN } from './controls.ts';
 import { keysFor } from './keys.ts';
 import { type KillScope, KillSwitch } from './kill-switch.ts';
@@ -15,11 +16,11 @@ import { evalScript } from './script.ts';
 // ARGV: [1] now, [2] nb, [3] takeTrial, [4] trial token, [5] trial ttl ms, [6] reduceOnly,
 //       [7..9] kill scopes, [10..22] window args, [23] control state required.
 // Returns {verdict, detail, extra, moved[, trials]}; moved/trials are 1-based breaker indexes.
-// Verdict 'state-lost': Redis holds no restored control state (see control-state.ts).
-const GATE = `${WINDOW_FN}
+// Verdict 'state-lost': no control state restored on this Redis server (see control-state.ts).
+const GATE = `${WINDOW_FN}${REDIS_EPOCH_FN}
 local now, nb = tonumber(ARGV[1]), tonumber(ARGV[2])
 local takeTrial = ARGV[3] == '1'
-if ARGV[23] == '1' and redis.call('EXISTS', KEYS[8 + 2 * nb]) == 0 then return {'state-lost', '', '', {}} end
+if ARGV[23] == '1' and redis.call('GET', KEYS[8 + 2 * nb]) ~= redis_epoch() then return {'state-lost', '', '', {}} end
 for i = 7, 9 do
   local v = redis.call('HGET', KEYS[1], ARGV[i])
   if v then
@@ -136,7 +137,7 @@ export class OrderGate {
         ok: false,
         control: 'kill-switch',
         reason:
-          'Redis holds no restored control state (kill switch, breakers): it lost its data or has not been restored from the ledger yet; orders wait for the restore',
+          'Redis holds no restored control state (kill switch, breakers): the server restarted, failed over or lost its data, and the state has not been restored from the ledger on it yet; orders wait for the restore',
       };
     if (verdict === 'kill-switch') {
       const e = KillSwitch.engagementOf(detail as KillScope, extra);

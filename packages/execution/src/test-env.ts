@@ -76,6 +76,8 @@ export interface Env {
 
 export interface MakeEnvOptions {
   venueKind?: 'paper-drift' | 'paper-gmx' | 'paper-spot-amm';
+  /** A Redis of the test's own (e.g. `spawnRedisServer`); default the machine's, else embedded. */
+  redisUrl?: string;
   /** Venue parameters (e.g. `keeperDelayMs` of paper-gmx). */
   venueParams?: Record<string, unknown>;
   limits?: object;
@@ -94,7 +96,7 @@ export interface MakeEnvOptions {
 }
 
 export async function makeEnv(opts: MakeEnvOptions = {}): Promise<Env> {
-  const redis = await testRedis();
+  const redis = opts.redisUrl ? await connectRedis({ url: opts.redisUrl }) : await testRedis();
   const cmd = redis.client();
   const prefix = `xht${randomBytes(4).toString('hex')}`;
   const db = opts.db ?? (await openDatabase());

@@ -1,6 +1,9 @@
 // Test helpers other packages' tests share (`@xhedge/execution/testing`); not part of the runtime API.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 
 /** A free loopback TCP port. */
@@ -23,22 +26,29 @@ export interface OwnRedis {
   port: number;
   /** SIGKILL, resolved once the process has exited. */
   kill(): Promise<void>;
-  /** A new server on the same port with the same arguments (empty: no persistence unless the args ask). */
+  /**
+   * A new server on the same port with the same arguments (empty: no persistence unless the args ask;
+   * with `--appendonly yes` it reloads what the last one persisted).
+   */
   start(): Promise<void>;
-  /** SIGKILL without waiting. */
+  /** SIGKILL without waiting; the server's working directory is removed. */
   stop(): void;
 }
 
 /**
  * A `redis-server` of the test's own on a free port (`--save ''` plus `args`), resolved once it answers
- * PING. Throws when the binary is missing: check `hasRedisServer()` first.
+ * PING. Its working directory (AOF, RDB) is a fresh temporary one, never the test's cwd. Throws when
+ * the binary is missing: check `hasRedisServer()` first.
  */
 export async function spawnRedisServer(args: readonly string[] = []): Promise<OwnRedis> {
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
+  const dir = mkdtempSync(join(tmpdir(), 'xhedge-redis-'));
   let server: ChildProcess;
   const start = async () => {
-    server = spawn('redis-server', ['--port', String(port), '--save', '', ...args], { stdio: 'ignore' });
+    server = spawn('redis-server', ['--port', String(port), '--dir', dir, '--save', '', ...args], {
+      stdio: 'ignore',
+    });
     const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0 });
     c.on('error', () => {}); // refused while it starts: retried below
     try {
@@ -69,6 +79,7 @@ export async function spawnRedisServer(args: readonly string[] = []): Promise<Ow
       }),
     start,
     stop() {
+      server.once('exit', () => rmSync(dir, { recursive: true, force: true }));
       server.kill('SIGKILL');
     },
   };
