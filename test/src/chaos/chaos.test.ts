@@ -4,7 +4,7 @@ import {
   lateFills,
   leaderKilled,
   networkCut,
-  redisWipeUnderKillSwitch,
+  redisLosesKillSwitch,
   twoOrchestrators,
 } from './run.ts';
 
@@ -39,10 +39,14 @@ describe('chaos (quick subset)', () => {
     expect(t).toMatchObject({ duplicates: 0, lost: 0 });
     if (!t.skipped) expect(t.trials).toBeGreaterThanOrEqual(3);
   }, 90_000);
-  it('Redis restarted empty under an engaged kill switch: no order reaches the venue', async () => {
-    const t = await redisWipeUnderKillSwitch(4);
-    if (t.skipped) console.warn(`[chaos] ${t.name} skipped: ${t.skipped}`);
-    expect(t).toMatchObject({ duplicates: 0, lost: 0 });
-    if (!t.skipped) expect(t.trials).toBe(8);
-  }, 60_000);
+  it.each(['wiped', 'rolled back'] as const)(
+    'Redis %s under an engaged kill switch: no order reaches the venue',
+    async (how) => {
+      const t = await redisLosesKillSwitch(4, how);
+      if (t.skipped) console.warn(`[chaos] ${t.name} skipped: ${t.skipped}`);
+      expect(t).toMatchObject({ duplicates: 0, lost: 0 });
+      if (!t.skipped) expect(t.trials).toBe(8);
+    },
+    60_000,
+  );
 });

@@ -294,9 +294,9 @@ async function inProcess(
 }
 
 /** A redis-server of the scenario's own (no persistence: a restart comes back empty), or why not. */
-async function ownRedis(): Promise<OwnRedis | { skipped: string }> {
+async function ownRedis(args: string[] = []): Promise<OwnRedis | { skipped: string }> {
   if (!hasRedisServer()) return { skipped: 'redis-server binary not found' };
-  return spawnRedisServer(['--appendonly', 'no']);
+  return spawnRedisServer(args.length ? args : ['--appendonly', 'no']);
 }
 
 // ---- 2. Redis killed and restarted while jobs are active ---------------------------------------
@@ -330,14 +330,25 @@ export async function redisRestart(n: number): Promise<Tally> {
   }
 }
 
-// ---- 2b. Redis restarted empty while the kill switch is engaged: no order may trade -------------
-export async function redisWipeUnderKillSwitch(n: number): Promise<Tally> {
-  const name = 'redis wiped under the kill switch';
-  const server = await ownRedis();
+// ---- 2b. Redis loses the kill switch while it is engaged: no order may trade --------------------
+/**
+ * The global kill switch is engaged (Redis and ledger), then Redis comes back without it:
+ * - `wiped`: restarted empty (no persistence): every key is gone, the control-state mark too;
+ * - `rolled back`: restarted from its AOF, which lost the engagement (as `appendfsync everysec` loses
+ *   up to a second of writes on a crash; here the engagement is deleted before a kill -9 under
+ *   `appendfsync always`, so what the AOF holds is exact): everything else survives, the control-state
+ *   mark of the previous server process among it.
+ * Orders go in at once after the restart (before the periodic restore) and again after it.
+ */
+export async function redisLosesKillSwitch(n: number, how: 'wiped' | 'rolled back'): Promise<Tally> {
+  const name = `redis ${how} under the kill switch`;
+  const server = await ownRedis(
+    how === 'rolled back' ? ['--appendonly', 'yes', '--appendfsync', 'always'] : [],
+  );
   if ('skipped' in server) return { name, trials: 0, duplicates: 0, lost: 0, skipped: server.skipped };
-  // a restore every 3 s: orders submitted right after the restart come before it, and only the gate's
-  // "no restored control state" check stands between them and the venue
-  const env = await inProcess(server.url, 'w', undefined, 3000);
+  // a restore every 3 s (and one on reconnect): orders submitted right after the restart may come
+  // before it, and then only the gate's control-state check stands between them and the venue
+  const env = await inProcess(server.url, how === 'wiped' ? 'w' : 'b', undefined, 3000);
   const ids: string[] = [];
   const submit = async (i: number) => {
     const leg = intentFor(env.prefix, i, 3500);
@@ -355,8 +366,10 @@ export async function redisWipeUnderKillSwitch(n: number): Promise<Tally> {
   try {
     await env.killSwitch.engage('global', { actor: 'risk-owner:chaos', reason: 'incident' });
     const engagedAt = Date.now();
+    if (how === 'rolled back') await env.cmd.hdel(env.killSwitch.stateKey, 'global'); // the lost write
     await server.kill();
-    await server.start(); // empty: the kill switch is gone from Redis, the ledger still has it
+    // wiped: empty; rolled back: the AOF's keys, without the engagement. The ledger still has it.
+    await server.start();
     await sleep(300);
     // at once after the restart (before any restore can have run) and again after it
     for (let i = 0; i < n; i++) await submit(i);
@@ -830,7 +843,8 @@ export async function runChaos(quick: boolean): Promise<Tally[]> {
   report(await twoOrchestrators(quick ? 1500 : 4000));
   report(await leaderKilled(1000));
   report(await redisRestart(quick ? 8 : 20));
-  report(await redisWipeUnderKillSwitch(quick ? 5 : 15));
+  report(await redisLosesKillSwitch(quick ? 5 : 15, 'wiped'));
+  report(await redisLosesKillSwitch(quick ? 5 : 15, 'rolled back'));
   report(await killWorkers(quick ? 5 : 50));
   return out;
 }
