@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { type DriftFixture, driftFixture, SOL_PRICE_USD, userOrderIdOf } from '../test/fixture.ts';
 import { encodePerpMarketAccount, type PerpMarketInit } from './encode.ts';
 import { driftPda } from './instructions.ts';
-import { PERP_MARKET, PLACE_PERP_ORDER_DISCRIMINATOR } from './layout.ts';
+import { PERP_MARKET, PLACE_PERP_ORDER_DISCRIMINATOR, POSITION_FLAG } from './layout.ts';
 import {
   fileUserOrderIdStore,
   memoryUserOrderIdStore,
@@ -287,6 +287,44 @@ describe('Drift positions: P&L not yet settled into the USDC deposit', () => {
     });
     const [pos] = await f.venue.fetchPositions();
     expect(pos).toMatchObject({ sizeBase: -2.5, entryPriceUsd: 180, unsettledPnlUsd: 0.9 });
+  });
+
+  it('an isolated position carries its own collateral as marginUsd (deposit interest applied), closed or open', async () => {
+    const f = await driftFixture();
+    setPerpMarket(f, { lastOraclePrice: 180_000_000n });
+    f.setUser({
+      spotPositions: [{ marketIndex: 0, scaledBalance: 1000n * 1_000_000_000n, balanceType: 'deposit' }],
+      perpPositions: [
+        {
+          marketIndex: 0,
+          baseAssetAmount: 2_500_000_000n,
+          quoteEntryAmount: -450_000_000n,
+          quoteAssetAmount: -450_000_000n,
+          // 300.123456789 scaled × 1.05 cumulative deposit interest
+          isolatedPositionScaledBalance: 300_123_456_789n,
+          positionFlag: POSITION_FLAG.isolated,
+        },
+      ],
+    });
+    const [open] = await f.venue.fetchPositions();
+    expect(open).toMatchObject({ sizeBase: 2.5, unsettledPnlUsd: 0 });
+    expect(open?.marginUsd).toBeCloseTo(315.129629628, 9);
+    // the cross-margin deposit is unchanged: the isolated collateral is not in it
+    expect((await f.venue.fetchBalances())[0]?.amount).toBeCloseTo(1050, 9);
+    // closed, P&L settled, collateral not yet moved back to cross: still counted, at size 0
+    f.setUser({
+      perpPositions: [
+        {
+          marketIndex: 0,
+          isolatedPositionScaledBalance: 50n * 1_000_000_000n,
+          positionFlag: POSITION_FLAG.isolated,
+        },
+      ],
+    });
+    const [closed, ...none] = await f.venue.fetchPositions();
+    expect(none).toEqual([]);
+    expect(closed).toMatchObject({ sizeBase: 0, unsettledPnlUsd: 0 });
+    expect(closed?.marginUsd).toBeCloseTo(52.5, 9);
   });
 
   it('returns a closed position with unsettled P&L at size 0; empty slots and unknown markets stay out', async () => {

@@ -251,15 +251,25 @@ export class DriftVenue implements VenueAdapter {
    * reads: Drift's `settle_pnl` moves P&L out of `quote_asset_amount` into the deposit without touching
    * the entry, so (mark − entry) × size would count a settled part twice. Valued at the perp market's
    * last oracle price, the price `fetchMarks` reports.
+   *
+   * An isolated position (protocol-v2 since 2026-01) holds its own collateral, a USDC deposit that is
+   * not among the user's spot positions and so not in `fetchBalances`: it is reported as `marginUsd`
+   * (scaled balance × the quote spot market's cumulative deposit interest, as `get_token_amount`
+   * values it), also while the position is closed and its collateral not yet transferred back.
    */
   async fetchPositions(): Promise<Position[]> {
     const user = await this.readUser();
     const asOfMs = this.#o.clock.nowMs();
     const markets = new Map<number, DriftPerpMarket>();
     const out: Position[] = [];
+    let depositIndex: bigint | undefined;
     for (const p of user.perpPositions) {
       const m = this.#marketByIndex(p.marketIndex);
-      if (!m || (p.baseAssetAmount === 0n && p.quoteAssetAmount === 0n)) continue;
+      if (
+        !m ||
+        (p.baseAssetAmount === 0n && p.quoteAssetAmount === 0n && p.isolatedPositionScaledBalance === 0n)
+      )
+        continue;
       let pm = markets.get(p.marketIndex);
       if (!pm) {
         pm = await this.readPerpMarket(p.marketIndex);
@@ -280,19 +290,30 @@ export class DriftVenue implements VenueAdapter {
           .div(new Dec(fromFixed(p.baseAssetAmount, FIXED_DP.base)).abs())
           .toNumber();
       if (pnlQuote !== undefined) pos.unsettledPnlUsd = Number(fromFixed(pnlQuote, FIXED_DP.quote));
+      if (p.isolatedPositionScaledBalance !== 0n) {
+        depositIndex ??= (await this.#quoteSpotMarket()).cumulativeDepositInterest;
+        pos.marginUsd = new Dec((p.isolatedPositionScaledBalance * depositIndex).toString())
+          .div(SPOT_TOKEN_AMOUNT_DIVISOR.toString())
+          .toNumber();
+      }
       out.push(pos);
     }
     return out;
   }
 
-  async fetchBalances(): Promise<Balance[]> {
-    const user = await this.readUser();
-    const quoteIndex = this.#o.quoteSpotMarketIndex ?? 0;
-    const spot = await this.#read(
-      driftPda.spotMarket(this.#o.programId, quoteIndex),
+  /** The quote (USDC) spot market: cross-margin deposits and isolated positions' collateral live in it. */
+  #quoteSpotMarket() {
+    return this.#read(
+      driftPda.spotMarket(this.#o.programId, this.#o.quoteSpotMarketIndex ?? 0),
       'SpotMarket',
       decodeSpotMarket,
     );
+  }
+
+  async fetchBalances(): Promise<Balance[]> {
+    const user = await this.readUser();
+    const quoteIndex = this.#o.quoteSpotMarketIndex ?? 0;
+    const spot = await this.#quoteSpotMarket();
     const pos = user.spotPositions.find((s) => s.marketIndex === quoteIndex);
     // a deposit grows with the deposit index, a borrow with the borrow index
     const index =

@@ -74,6 +74,26 @@ describe('Drift layouts', () => {
     });
   });
 
+  it('decodes an isolated position: its collateral at byte 72 of the PerpPosition, its flags at byte 95', () => {
+    // protocol-v2 state/user.rs (isolated positions, #1757): nine 8-byte fields precede
+    // isolated_position_scaled_balance (8 × 9 = 72); padding [u8; 2], max_margin_ratio u16,
+    // market_index u16 and open_orders u8 put position_flag at 95 of the 96 bytes.
+    const data = encodeUserAccount({ authority: Keypair.generate().publicKey, perpPositions: [{}, {}] });
+    const slot = 424 + 96; // the second PerpPosition slot of the User account
+    data.writeBigUInt64LE(123_456_789_000n, slot + 72);
+    data.writeUInt16LE(4, slot + 92);
+    data.writeUInt8(0b011, slot + 95); // isolated, being liquidated
+    const [p, ...rest] = decodeUser(data).perpPositions;
+    expect(rest).toEqual([]);
+    // size 0 and no P&L, but its collateral is still there: the position is kept
+    expect(p).toMatchObject({
+      marketIndex: 4,
+      baseAssetAmount: 0n,
+      isolatedPositionScaledBalance: 123_456_789_000n,
+      positionFlag: 0b011,
+    });
+  });
+
   it('decodes a PerpMarket account: reserves, oracle, funding and order rules', () => {
     const data = encodePerpMarketAccount({
       marketIndex: 7,

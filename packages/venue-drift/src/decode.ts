@@ -47,6 +47,14 @@ export interface DriftPerpPosition {
   openOrders: number;
   /** FUNDING_RATE_PRECISION (1e9). */
   lastCumulativeFundingRate: bigint;
+  /**
+   * The collateral of an isolated position, SPOT_BALANCE_PRECISION (1e9), a deposit in the quote spot
+   * market before its cumulative deposit interest; 0 for a cross-margin position. It is not in the
+   * user's spot positions.
+   */
+  isolatedPositionScaledBalance: bigint;
+  /** `position_flag` bits: isolated, being liquidated, bankrupt (see `POSITION_FLAG`). */
+  positionFlag: number;
 }
 
 export interface DriftSpotPosition {
@@ -178,8 +186,16 @@ export function decodeUser(data: Uint8Array): DriftUser {
       openAsks: buf.readBigInt64LE(o + PERP_POSITION.openAsks),
       openOrders: buf.readUInt8(o + PERP_POSITION.openOrders),
       lastCumulativeFundingRate: buf.readBigInt64LE(o + PERP_POSITION.lastCumulativeFundingRate),
+      isolatedPositionScaledBalance: buf.readBigUInt64LE(o + PERP_POSITION.isolatedPositionScaledBalance),
+      positionFlag: buf.readUInt8(o + PERP_POSITION.positionFlag),
     };
-    if (p.baseAssetAmount !== 0n || p.openOrders > 0 || p.quoteAssetAmount !== 0n) perpPositions.push(p);
+    if (
+      p.baseAssetAmount !== 0n ||
+      p.openOrders > 0 ||
+      p.quoteAssetAmount !== 0n ||
+      p.isolatedPositionScaledBalance !== 0n
+    )
+      perpPositions.push(p);
   }
   const spotPositions: DriftSpotPosition[] = [];
   for (let i = 0; i < USER.spotPositionCount; i++) {

@@ -86,6 +86,11 @@ export function encodeUserAccount(init: UserAccountInit): Buffer {
     buf.writeBigInt64LE(p.openAsks ?? 0n, o + PERP_POSITION.openAsks);
     buf.writeUInt16LE(p.marketIndex ?? 0, o + PERP_POSITION.marketIndex);
     buf.writeUInt8(p.openOrders ?? 0, o + PERP_POSITION.openOrders);
+    buf.writeBigUInt64LE(
+      p.isolatedPositionScaledBalance ?? 0n,
+      o + PERP_POSITION.isolatedPositionScaledBalance,
+    );
+    buf.writeUInt8(p.positionFlag ?? 0, o + PERP_POSITION.positionFlag);
   });
   (init.orders ?? []).slice(0, USER.orderCount).forEach((ord, i) => {
     const o = USER.orders + i * USER.orderSize;

@@ -70,8 +70,19 @@ export const PERP_POSITION = {
   openBids: 40,
   openAsks: 48,
   settledPnl: 56,
+  /** u64, SPOT_BALANCE_PRECISION, in the quote spot market (deposit): an isolated position's own collateral. */
+  isolatedPositionScaledBalance: 72,
   marketIndex: 92,
   openOrders: 94,
+  /** u8 bit set ({@link POSITION_FLAG}). */
+  positionFlag: 95,
+} as const;
+
+/** `PerpPosition.position_flag` bits (protocol-v2 `PositionFlag`, since the isolated-position release of 2026-01). */
+export const POSITION_FLAG = {
+  isolated: 0b001,
+  beingLiquidated: 0b010,
+  bankrupt: 0b100,
 } as const;
 
 /** Offsets inside one Order (96 bytes). */
