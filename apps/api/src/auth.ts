@@ -38,7 +38,8 @@ export function actorOf(req: FastifyRequest): Actor {
  * valid bearer token, 403 when the token's role is below the route's. Runs before body parsing, so an
  * unauthenticated caller learns nothing about the request schema. With `sessions` (browser routes
  * only), a request without a bearer header may instead carry the session cookie; it acts as the
- * session's token with that token's current role, and not at all once the token is revoked.
+ * session's token with that token's current role, and not at all once the token is revoked. A session
+ * store that cannot be reached is a 503 (`SessionStoreError`), never a pass.
  */
 export async function checkAccess(
   tokens: TokensPort,
@@ -56,7 +57,7 @@ export async function checkAccess(
     const sid = sessions ? cookieValue(req.headers.cookie, SESSION_COOKIE) : undefined;
     if (!sid || !sessions)
       throw new ApiError('UNAUTHORIZED', 'missing bearer token (Authorization: Bearer <token>)');
-    const tokenId = sessions.tokenOf(sid);
+    const tokenId = await sessions.tokenOf(sid);
     const view = tokenId ? (await tokens.list()).find((t) => t.id === tokenId) : undefined;
     if (!view)
       throw new ApiError(

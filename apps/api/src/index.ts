@@ -35,7 +35,16 @@ export {
   VenueView,
 } from './schemas.ts';
 export { type ApiServerOptions, buildApiServer, REDACT_PATHS } from './server.ts';
-export { BROWSER_ROUTES, BrowserSessions, SESSION_COOKIE } from './sessions.ts';
+export {
+  BROWSER_ROUTES,
+  BrowserSessions,
+  MemorySessionStore,
+  RedisSessionStore,
+  SESSION_COOKIE,
+  type SessionRedis,
+  type SessionStore,
+  SessionStoreError,
+} from './sessions.ts';
 export {
   type AdminTokenBootstrap,
   bootstrapAdminToken,

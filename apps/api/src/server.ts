@@ -12,7 +12,7 @@ import { ApiError, frameworkErrorHandler, installErrorHandling } from './errors.
 import type { ApiPorts } from './ports.ts';
 import { registerRoutes } from './routes.ts';
 import { registerSessionRoutes } from './session-routes.ts';
-import { BrowserSessions } from './sessions.ts';
+import { BrowserSessions, SessionStoreError } from './sessions.ts';
 import { registerSnapshotStream } from './stream.ts';
 import { sha256Hex } from './tokens.ts';
 
@@ -42,7 +42,11 @@ export interface ApiServerOptions {
   heartbeatMs?: number;
   /** Public URL base shown in the OpenAPI document's servers list. */
   publicUrl?: string;
-  /** Browser sessions (cookie for SSE and Bull Board). @defaultValue 8-hour sessions in this process */
+  /**
+   * Browser sessions (cookie for SSE and Bull Board). Give them a `RedisSessionStore` when several API
+   * replicas serve one deployment or sessions must outlive a restart.
+   * @defaultValue 8-hour sessions in this process's memory
+   */
   sessions?: BrowserSessions;
   /** Mark the session cookie `Secure`. @defaultValue when the request came over https */
   secureCookies?: boolean;
@@ -110,6 +114,14 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
 
   const sessions = opts.sessions ?? new BrowserSessions();
   installAuth(app, ports.tokens, sessions);
+  // The answer to the client says only "unreachable"; the store's error (never the session id) is logged.
+  app.addHook('onError', async (req, _reply, err) => {
+    if (err instanceof SessionStoreError)
+      req.log.warn(
+        { cause: err.cause instanceof Error ? err.cause.message : String(err.cause) },
+        'browser-session store unreachable',
+      );
+  });
   registerRoutes(app, ports);
   registerSessionRoutes(app, sessions, { secureCookies: opts.secureCookies });
   registerSnapshotStream(app, ports, opts.heartbeatMs ?? 15_000);

@@ -8,7 +8,8 @@ import { BROWSER_ROUTES, type BrowserSessions, cookieValue, SESSION_COOKIE } fro
 
 /**
  * `POST /v1/session` (a bearer token of any role; sets the cookie) and `DELETE /v1/session` (public:
- * ends the session the cookie names, if any, and clears the cookie).
+ * ends the session the cookie names, if any, on every replica sharing the session store, and clears the
+ * cookie). Both answer 503 when the session store cannot be reached.
  */
 export function registerSessionRoutes(
   root: FastifyInstance,
@@ -44,13 +45,14 @@ export function registerSessionRoutes(
           401: ErrorResponse,
           403: ErrorResponse,
           429: ErrorResponse,
+          503: ErrorResponse,
         },
       },
     },
     async (req, reply) => {
       if (!bearerToken(req))
         throw new ApiError('UNAUTHORIZED', 'a browser session is opened with a bearer token, not a cookie');
-      const s = sessions.create(actorOf(req));
+      const s = await sessions.create(actorOf(req));
       reply.header('set-cookie', cookie(req, s.id, Math.floor(sessions.ttlMs / 1000)));
       return reply.code(201).send({
         cookie: SESSION_COOKIE,
@@ -67,12 +69,14 @@ export function registerSessionRoutes(
         tags: ['tokens'],
         summary: 'Ends the browser session of the cookie sent, if any, and clears the cookie',
         querystring: EmptyQuery,
-        response: { 204: z.null(), 400: ErrorResponse, 429: ErrorResponse },
+        response: { 204: z.null(), 400: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse },
       },
     },
     async (req, reply) => {
       const id = cookieValue(req.headers.cookie, SESSION_COOKIE);
-      if (id) sessions.end(id);
+      // Ended in the store first: when the store cannot be reached the answer is 503 and the cookie stays,
+      // so the browser can retry the logout instead of leaving a live session it no longer names.
+      if (id) await sessions.end(id);
       reply.header('set-cookie', cookie(req, '', 0));
       return reply.code(204).send(null);
     },

@@ -27,6 +27,9 @@ export function registerSnapshotStream(root: FastifyInstance, ports: ApiPorts, h
           400: ErrorResponse,
           401: ErrorResponse,
           403: ErrorResponse,
+          503: ErrorResponse.describe(
+            'the browser-session store (Redis) is unreachable: use the bearer header',
+          ),
         },
       },
     },

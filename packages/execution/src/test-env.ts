@@ -5,7 +5,7 @@ import { createMarketSimulator } from '@xhedge/sim';
 import { type DatabaseHandle, Ledger, openDatabase } from '@xhedge/store';
 import type { VenueAdapter } from '@xhedge/venue';
 import { createPaperVenue, type PaperVenue } from '@xhedge/venue-paper';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { BreakerBoard } from './breakers.ts';
 import { restoreControlState } from './control-state.ts';
 import { PreTradeControls } from './controls.ts';
@@ -14,28 +14,12 @@ import { VenueMarketData } from './market-data.ts';
 import { ExecutionMetrics } from './metrics.ts';
 import { connectRedis, type RedisEndpoint } from './redis.ts';
 import { ExecutionService } from './service.ts';
+import { machineRedisOrEmbedded } from './testing.ts';
 import { type StartWorkersOptions, startWorkers, type WorkerPool } from './worker.ts';
 
 /** The machine's Redis when it answers, else an embedded one (said out loud). */
-export async function testRedis(): Promise<RedisEndpoint> {
-  const url = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
-  const probe = new Redis(url, {
-    lazyConnect: true,
-    maxRetriesPerRequest: 0,
-    connectTimeout: 500,
-    retryStrategy: () => null,
-  });
-  probe.on('error', () => {}); // the failed connect rejects below; the event would only add noise
-  try {
-    await probe.connect();
-    await probe.ping();
-    return await connectRedis({ url });
-  } catch {
-    console.warn(`[execution tests] Redis at ${url} not reachable: using the embedded js-redis-server`);
-    return connectRedis();
-  } finally {
-    probe.disconnect();
-  }
+export function testRedis(): Promise<RedisEndpoint> {
+  return machineRedisOrEmbedded('execution tests');
 }
 
 /** Counts calls reaching the venue (a transparent wrapper, the venue itself is a paper venue). */

@@ -5,6 +5,32 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { connectRedis, type RedisEndpoint } from './redis.ts';
+
+/**
+ * The machine's Redis (`TEST_REDIS_URL`, default 127.0.0.1:6379) when it answers, else an embedded
+ * js-redis-server, said out loud: tests run on a fresh machine with no Redis installed.
+ */
+export async function machineRedisOrEmbedded(who = 'tests'): Promise<RedisEndpoint> {
+  const url = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const probe = new Redis(url, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 500,
+    retryStrategy: () => null,
+  });
+  probe.on('error', () => {}); // the failed connect rejects below; the event would only add noise
+  try {
+    await probe.connect();
+    await probe.ping();
+    return await connectRedis({ url });
+  } catch {
+    console.warn(`[${who}] Redis at ${url} not reachable: using the embedded js-redis-server`);
+    return connectRedis();
+  } finally {
+    probe.disconnect();
+  }
+}
 
 /** A free loopback TCP port. */
 export function freePort(): Promise<number> {

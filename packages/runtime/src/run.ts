@@ -3,11 +3,13 @@ import { join, resolve } from 'node:path';
 import {
   type AdminTokenBootstrap,
   type ApiPorts,
+  BrowserSessions,
   bootstrapAdminToken,
   buildApiServer,
   FileTokenStore,
   type HedgeMetrics,
   REDACT_PATHS,
+  RedisSessionStore,
   registerMetrics,
 } from '@xhedge/api';
 import type { XhedgeConfig } from '@xhedge/config';
@@ -656,6 +658,8 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       app = await buildApiServer({
         ports,
         logger: log.child({ component: 'api' }),
+        // Browser sessions in this run's Redis: every API replica of the run accepts them, restarts keep them.
+        sessions: new BrowserSessions({ store: new RedisSessionStore({ redis, prefix }) }),
         ...(opts.rateLimitPerMinute !== undefined ? { rateLimitPerMinute: opts.rateLimitPerMinute } : {}),
       });
       const host = opts.host ?? config.api.host;
