@@ -17,7 +17,7 @@ export const EXIT_INVALID = 2;
 export function parseNumberOption(
   name: string,
   raw: string,
-  opts: { positive?: boolean; integer?: boolean; min?: number } = {},
+  opts: { positive?: boolean; integer?: boolean; min?: number; max?: number } = {},
 ): number {
   const v = Number(raw);
   if (raw.trim() === '' || !Number.isFinite(v))
@@ -27,5 +27,7 @@ export function parseNumberOption(
   if (opts.positive && !(v > 0)) throw new CliUsageError(`--${name} must be greater than 0, got ${raw}`);
   if (opts.min !== undefined && v < opts.min)
     throw new CliUsageError(`--${name} must be at least ${opts.min}, got ${raw}`);
+  if (opts.max !== undefined && v > opts.max)
+    throw new CliUsageError(`--${name} must be at most ${opts.max}, got ${raw}`);
   return v;
 }

@@ -476,6 +476,8 @@ export class BreakerBoard {
     const lossSinceMarkUsd = markUsd - equityUsd;
     this.#metrics?.bookEquityUsd.set(equityUsd);
     this.#metrics?.lossSinceMarkUsd.set(lossSinceMarkUsd);
+    const limit = this.#cfg.market.maxLossSinceMarkUsd;
+    if (limit !== undefined) this.#metrics?.lossLimitUsd.set(limit);
     await this.observeLossSinceMark(lossSinceMarkUsd);
     return { markUsd, lossSinceMarkUsd, marked: marked === 1 };
   }

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import type { BreakerBoard } from './breakers.ts';
 import { keysFor } from './keys.ts';
 import type { KillEngagement, KillSwitch } from './kill-switch.ts';
+import type { ExecutionMetrics } from './metrics.ts';
 import { evalScript } from './script.ts';
 
 /**
@@ -49,6 +50,8 @@ export interface ControlStateParts {
   prefix: string;
   killSwitch: KillSwitch;
   breakers: BreakerBoard;
+  /** `xhedge_control_state_restored_timestamp_seconds` is set at each completed restore. */
+  metrics?: ExecutionMetrics | undefined;
 }
 
 export interface RestoredControlState {
@@ -73,6 +76,7 @@ export async function restoreControlState(
     throw new Error(
       `the Redis server changed (run_id ${epoch} is gone) while the control state was being restored; the restore runs again`,
     );
+  p.metrics?.controlStateRestoredAt.set(Date.now() / 1000);
   return { killSwitch, breakers };
 }
 

@@ -21,6 +21,8 @@ export class ExecutionMetrics {
   readonly reconciliations: Counter<'result'>;
   readonly bookEquityUsd: Gauge;
   readonly lossSinceMarkUsd: Gauge;
+  readonly lossLimitUsd: Gauge;
+  readonly controlStateRestoredAt: Gauge;
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -82,6 +84,16 @@ export class ExecutionMetrics {
     this.lossSinceMarkUsd = new Gauge({
       name: 'xhedge_book_loss_since_mark_usd',
       help: 'Mark minus book equity, USD (positive = loss); the market:loss breaker trips past its limit',
+      registers,
+    });
+    this.lossLimitUsd = new Gauge({
+      name: 'xhedge_book_loss_limit_usd',
+      help: 'The loss since the mark at which the market:loss breaker trips, USD (breakers.market.maxLossSinceMarkUsd; absent when unset)',
+      registers,
+    });
+    this.controlStateRestoredAt = new Gauge({
+      name: 'xhedge_control_state_restored_timestamp_seconds',
+      help: 'When this process last restored the control state (kill switch, open breakers) from the ledger, Unix seconds; orders wait while it cannot',
       registers,
     });
   }

@@ -53,6 +53,7 @@ import { controlsPort } from './controls-port.ts';
 import { deploymentEndpoints } from './deployment.ts';
 import { auditPort, hedgesPort, pnlPort, riskPort } from './ledger-ports.ts';
 import { prettyLogDestination } from './log-format.ts';
+import { serveMetrics } from './metrics-server.ts';
 import { type PlanForExecution, TickPlanner } from './planner.ts';
 import { createRouter } from './router.ts';
 import { SnapshotBus } from './snapshot-bus.ts';
@@ -83,6 +84,12 @@ export interface StartRunOptions {
   port?: number;
   /** API host. @defaultValue the profile's `api.host` (127.0.0.1) */
   host?: string;
+  /**
+   * Port of the Prometheus listener (`/metrics`, `/healthz`) of a process without the API (`worker`,
+   * `orchestrator`): its counters live in its own registry, so scrape each such process. On `host`.
+   * 0 = any free port. @defaultValue none (no listener)
+   */
+  metricsPort?: number;
   /** Folder for PGlite, tokens and the one-time admin token file. @defaultValue the profile's `dataDir` */
   dataDir?: string;
   /** Structured logger. @defaultValue pino to stdout at XHEDGE_LOG_LEVEL (info), secrets redacted, format per XHEDGE_LOG_FORMAT */
@@ -104,6 +111,8 @@ export interface Run {
   readonly role: RunRole;
   /** `http://host:port` of the API, when this process serves it. */
   readonly apiUrl: string | undefined;
+  /** `http://host:port` of the metrics listener of a process without the API (`metricsPort`). */
+  readonly metricsUrl: string | undefined;
   readonly admin: AdminTokenBootstrap | undefined;
   readonly clock: Clock;
   readonly redis: { embedded: boolean; url: string };
@@ -268,7 +277,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     // before anything trades, and every 5 s while the run goes (a Redis restart or failover can happen
     // at any time); until a restore has run on the Redis of the moment, the order gate passes nothing.
     const restorer = keepControlStateRestored(
-      { redis, prefix, killSwitch, breakers },
+      { redis, prefix, killSwitch, breakers, metrics: execMetrics },
       {
         actor: 'run',
         intervalMs: 5_000,
@@ -692,14 +701,26 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       await ledger.transition(order.clientOrderId, 'cancelled', { actor, note: 'cancelled by operator' });
     }
 
+    let metricsUrl: string | undefined;
+    if (role !== 'all' && role !== 'api' && opts.metricsPort !== undefined) {
+      const m = await serveMetrics({
+        registry: execMetrics.registry,
+        host: opts.host ?? config.api.host,
+        port: opts.metricsPort,
+      });
+      metricsUrl = m.url;
+      closers.push({ name: 'metrics listener', close: () => m.close() });
+    }
+
     let stopped: Promise<void> | undefined;
     log.info(
-      { role, apiUrl, redis: redisEp.embedded ? 'embedded' : 'external', database: db.kind },
+      { role, apiUrl, metricsUrl, redis: redisEp.embedded ? 'embedded' : 'external', database: db.kind },
       'xhedge run started',
     );
     return {
       role,
       apiUrl,
+      metricsUrl,
       admin,
       clock,
       redis: { embedded: redisEp.embedded, url: safeUrl(redisEp.url) },
@@ -733,6 +754,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           lines.push(`  docs     ${apiUrl}/docs`);
           lines.push(`  metrics  ${apiUrl}/metrics   queues: ${apiUrl}/admin/queues`);
         }
+        if (metricsUrl) lines.push(`  metrics  ${metricsUrl}/metrics (this ${role} process's own counters)`);
         if (admin?.source === 'generated')
           lines.push(`  admin token (shown once; also in ${admin.file}): ${admin.token}`);
         else if (admin?.source === 'existing')

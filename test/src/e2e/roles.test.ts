@@ -69,7 +69,8 @@ describe.skipIf(!hasPostgres)(
       expect((await call('/v1/ready')).status).toBe(503);
 
       runs.push(await startRun({ ...common, role: 'orchestrator' }));
-      runs.push(await startRun({ ...common, role: 'worker' }));
+      const worker = await startRun({ ...common, role: 'worker', metricsPort: 0 });
+      runs.push(worker);
       const until = async (what: string, fn: () => Promise<boolean>) => {
         const deadline = Date.now() + 30_000;
         while (!(await fn())) {
@@ -84,14 +85,23 @@ describe.skipIf(!hasPostgres)(
         async () => ((await call('/v1/hedges/jobs?status=filled')).json as unknown as unknown[]).length > 0,
       );
 
+      // The worker's own counters are served by the worker (the API process never sees them).
+      expect(worker.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      await until('the worker counting its fills', async () =>
+        /^xhedge_orders_total\{venue="[\w-]+",status="filled"\} [1-9]/m.test(
+          await (await fetch(`${worker.metricsUrl}/metrics`)).text(),
+        ),
+      );
+      expect((await fetch(`${worker.metricsUrl}/healthz`)).status).toBe(200);
+      expect((await fetch(`${worker.metricsUrl}/v1/health`)).status).toBe(404);
+
       const trip = await call('/v1/kill-switch/trip', {
         method: 'POST',
         body: JSON.stringify({ scope: 'global', reason: 'roles test' }),
       });
       expect(trip.status).toBe(200);
       // The worker process reads the same Redis: it reports the switch engaged.
-      const worker = runs.at(-1);
-      expect((await worker?.killSwitch.engaged())?.map((e) => e.scope)).toEqual(['global']);
+      expect((await worker.killSwitch.engaged()).map((e) => e.scope)).toEqual(['global']);
       const reset = await call('/v1/kill-switch/reset', {
         method: 'POST',
         body: JSON.stringify({ scope: 'global', reason: 'roles test done' }),

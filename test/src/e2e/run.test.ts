@@ -5,6 +5,7 @@ import { parseConfig, type XhedgeConfig } from '@xhedge/config';
 import { type Run, startRun } from '@xhedge/runtime';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { malformedRequests, type OpenApiDoc } from './openapi-fuzz.ts';
 import { withTestPolicy } from './test-policy.ts';
 
@@ -42,6 +43,38 @@ async function api(method: string, path: string, opts: { token?: string; body?: 
   });
   const text = await res.text();
   return { status: res.status, json: text ? (JSON.parse(text) as Record<string, unknown>) : {}, text };
+}
+
+/**
+ * configs/alerts/xhedge.rules.yml against a live /metrics: every metric a rule reads is served (a
+ * renamed metric would leave its alert silently never firing), and every rule says how bad it is
+ * and what to do.
+ */
+function checkAlertRules(metricsText: string): void {
+  const rules = parseYaml(
+    readFileSync(new URL('../../../configs/alerts/xhedge.rules.yml', import.meta.url), 'utf8'),
+  ) as { groups: { name: string; rules: Record<string, unknown>[] }[] };
+  const served = new Set([...metricsText.matchAll(/^# TYPE (\S+) (\w+)$/gm)].map((m) => m[1]));
+  const problems: string[] = [];
+  let n = 0;
+  for (const g of rules.groups) {
+    for (const r of g.rules) {
+      n++;
+      const name = String(r.alert);
+      const labels = (r.labels ?? {}) as Record<string, string>;
+      const notes = (r.annotations ?? {}) as Record<string, string>;
+      if (!['page', 'ticket'].includes(labels.severity ?? '')) problems.push(`${name}: severity`);
+      if (!notes.summary || !notes.description) problems.push(`${name}: summary and description`);
+      const used = String(r.expr).match(/\bxhedge_\w+/g) ?? [];
+      if (used.length === 0) problems.push(`${name}: reads no xhedge metric`);
+      for (const m of used) {
+        const family = m.replace(/_(bucket|sum|count)$/, '');
+        if (!served.has(m) && !served.has(family)) problems.push(`${name}: ${m} is not served at /metrics`);
+      }
+    }
+  }
+  expect(problems).toEqual([]);
+  expect(n).toBeGreaterThanOrEqual(10);
 }
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
@@ -173,6 +206,10 @@ describe('xhedge end to end on paper venues (embedded Redis and PGlite)', () => 
           /xhedge_hedges_total\{venue="[a-z-]+",underlying="[A-Z]+",status="filled"\} [1-9]/,
         );
         expect(text).toMatch(/xhedge_queue_jobs\{queue="orders-gmx-arb",state="completed"\}/);
+        // the run restored its control state at start and keeps doing so (the alert watches this one)
+        const restoredAt = Number(/^xhedge_control_state_restored_timestamp_seconds (\S+)$/m.exec(text)?.[1]);
+        expect(Date.now() / 1000 - restoredAt).toBeLessThan(60);
+        checkAlertRules(text);
       }
     }
   });

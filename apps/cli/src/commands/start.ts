@@ -10,6 +10,7 @@ interface StartOptions {
   config: string;
   role: string;
   port?: string;
+  metricsPort?: string;
 }
 
 /**
@@ -55,6 +56,10 @@ export function registerStart(program: Command, io: CliIo, setExit: (code: numbe
       '--port <port>',
       'API port (default: XHEDGE_PORT, else the profile, else 8780; 0 = any free port)',
     )
+    .option(
+      '--metrics-port <port>',
+      "worker/orchestrator roles: serve this process's Prometheus metrics on this port (default: XHEDGE_METRICS_PORT, else none; 0 = any free port)",
+    )
     .action(async (opts: StartOptions) => {
       if (!(RUN_ROLES as readonly string[]).includes(opts.role))
         throw new CliUsageError(`--role must be one of ${RUN_ROLES.join(', ')}, got "${opts.role}"`);
@@ -64,7 +69,25 @@ export function registerStart(program: Command, io: CliIo, setExit: (code: numbe
           ? parseNumberOption(opts.port !== undefined ? 'port' : 'port (XHEDGE_PORT)', portRaw, {
               integer: true,
               min: 0,
+              max: 65535,
             })
+          : undefined;
+      if (opts.metricsPort !== undefined && (opts.role === 'all' || opts.role === 'api'))
+        throw new CliUsageError(
+          `--metrics-port is for --role worker or orchestrator; role ${opts.role} serves /metrics on the API port`,
+        );
+      // XHEDGE_METRICS_PORT may be set for a whole deployment: the roles with the API ignore it
+      const metricsRaw =
+        opts.role === 'all' || opts.role === 'api'
+          ? undefined
+          : (opts.metricsPort ?? process.env.XHEDGE_METRICS_PORT);
+      const metricsPort =
+        metricsRaw !== undefined && metricsRaw !== ''
+          ? parseNumberOption(
+              opts.metricsPort !== undefined ? 'metrics-port' : 'metrics-port (XHEDGE_METRICS_PORT)',
+              metricsRaw,
+              { integer: true, min: 0, max: 65535 },
+            )
           : undefined;
       let config: ReturnType<typeof loadConfigFile>;
       try {
@@ -81,6 +104,7 @@ export function registerStart(program: Command, io: CliIo, setExit: (code: numbe
         role: opts.role as RunRole,
         env: process.env,
         ...(port !== undefined ? { port } : {}),
+        ...(metricsPort !== undefined ? { metricsPort } : {}),
       });
       for (const line of run.describe()) io.out(line);
       const stop = onStopSignal(io);
