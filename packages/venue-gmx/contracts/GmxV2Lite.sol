@@ -6,8 +6,11 @@ pragma solidity ^0.8.24;
 // IBaseOrderUtils.CreateOrderParams, Order.Props, Position.Props, Market.Props, prices as USD per
 // smallest token unit with 30 decimals), as of gmx-io/gmx-synthetics main at
 // a5c0c8835182cbd84e47dca04b971239311d2f1d; the economics are simplified: oracle-priced fills, a flat
-// position fee, no price impact (Position.pendingImpactAmount stays 0), borrowing or funding, no swaps
-// (swapPath and dataList are stored, not acted on), no callbacks. One contract plays DataStore,
+// position fee, no price impact, borrowing or funding of its own (a test may set a position's
+// pendingImpactAmount, pending borrowing/funding fees and claimable funding with
+// GmxCore.setPositionPendingValues; position updates then settle them as GMX does), no swaps (swapPath
+// and dataList are stored, not acted on), no callbacks. Reader.getAccountPositionInfoList returns the
+// real ReaderPositionUtils.PositionInfo shape with this contract's values. One contract plays DataStore,
 // OrderVault and OrderHandler. Events go out, as on real GMX, through a separate EventEmitter as
 // EventLog1/EventLog2 with an EventUtils.EventLogData payload (same topics and item keys as
 // contracts/order/OrderEventUtils.sol and contracts/position/PositionEventUtils.sol, fewer items).
@@ -96,8 +99,9 @@ library Position {
         uint256 sizeInUsd;
         uint256 sizeInTokens;
         uint256 collateralAmount;
-        // Price impact of increases held back until a decrease (index token units, signed). Always 0
-        // here: this contract has no price impact.
+        // Price impact of increases held back until a decrease (index token units, signed). This
+        // contract has no price impact: 0 unless a test sets it (GmxCore.setPositionPendingValues);
+        // decreases realize it pro rata, as GMX does.
         int256 pendingImpactAmount;
         uint256 borrowingFactor;
         uint256 fundingFeeAmountPerSize;
@@ -113,6 +117,113 @@ library Position {
         Addresses addresses;
         Numbers numbers;
         Flags flags;
+    }
+}
+
+// gmx-synthetics contracts/price/Price.sol.
+library Price {
+    struct Props {
+        uint256 min;
+        uint256 max;
+    }
+}
+
+// gmx-synthetics contracts/market/MarketUtils.sol (the struct only).
+library MarketUtils {
+    struct MarketPrices {
+        Price.Props indexTokenPrice;
+        Price.Props longTokenPrice;
+        Price.Props shortTokenPrice;
+    }
+}
+
+// gmx-synthetics contracts/pricing/PositionPricingUtils.sol (the structs only), same fields and order.
+library PositionPricingUtils {
+    struct PositionFees {
+        PositionReferralFees referral;
+        PositionProFees pro;
+        PositionFundingFees funding;
+        PositionBorrowingFees borrowing;
+        PositionUiFees ui;
+        PositionLiquidationFees liquidation;
+        Price.Props collateralTokenPrice;
+        uint256 positionFeeFactor;
+        uint256 protocolFeeAmount;
+        uint256 positionFeeReceiverFactor;
+        uint256 feeReceiverAmount;
+        uint256 feeAmountForPool;
+        uint256 positionFeeAmountForPool;
+        uint256 positionFeeAmount;
+        uint256 totalCostAmountExcludingFunding;
+        uint256 totalCostAmount;
+        uint256 totalDiscountAmount;
+    }
+    struct PositionProFees {
+        uint256 traderTier;
+        uint256 traderDiscountFactor;
+        uint256 traderDiscountAmount;
+    }
+    struct PositionLiquidationFees {
+        uint256 liquidationFeeUsd;
+        uint256 liquidationFeeAmount;
+        uint256 liquidationFeeReceiverFactor;
+        uint256 liquidationFeeAmountForFeeReceiver;
+    }
+    struct PositionReferralFees {
+        bytes32 referralCode;
+        address affiliate;
+        address trader;
+        uint256 totalRebateFactor;
+        uint256 affiliateRewardFactor;
+        uint256 adjustedAffiliateRewardFactor;
+        uint256 traderDiscountFactor;
+        uint256 totalRebateAmount;
+        uint256 traderDiscountAmount;
+        uint256 affiliateRewardAmount;
+    }
+    struct PositionBorrowingFees {
+        uint256 borrowingFeeUsd;
+        uint256 borrowingFeeAmount;
+        uint256 borrowingFeeReceiverFactor;
+        uint256 borrowingFeeAmountForFeeReceiver;
+    }
+    struct PositionFundingFees {
+        uint256 fundingFeeAmount;
+        uint256 claimableLongTokenAmount;
+        uint256 claimableShortTokenAmount;
+        uint256 latestFundingFeeAmountPerSize;
+        uint256 latestLongTokenClaimableFundingAmountPerSize;
+        uint256 latestShortTokenClaimableFundingAmountPerSize;
+    }
+    struct PositionUiFees {
+        address uiFeeReceiver;
+        uint256 uiFeeReceiverFactor;
+        uint256 uiFeeAmount;
+    }
+}
+
+// gmx-synthetics contracts/reader/ReaderPricingUtils.sol (the struct only).
+library ReaderPricingUtils {
+    struct ExecutionPriceResult {
+        int256 priceImpactUsd;
+        uint256 executionPrice;
+        bool balanceWasImproved;
+        int256 proportionalPendingImpactUsd;
+        int256 totalImpactUsd;
+        uint256 priceImpactDiffUsd;
+    }
+}
+
+// gmx-synthetics contracts/reader/ReaderPositionUtils.sol (the struct only).
+library ReaderPositionUtils {
+    struct PositionInfo {
+        bytes32 positionKey;
+        Position.Props position;
+        PositionPricingUtils.PositionFees fees;
+        ReaderPricingUtils.ExecutionPriceResult executionPriceResult;
+        int256 basePnlUsd;
+        int256 uncappedBasePnlUsd;
+        int256 pnlAfterPriceImpactUsd;
     }
 }
 
@@ -311,7 +422,20 @@ contract GmxCore {
 
     mapping(bytes32 => Position.Props) internal positions;
     mapping(address => bytes32[]) internal accountPositionKeys;
-    mapping(bytes32 => bool) internal positionKnown;
+    mapping(bytes32 => uint256) internal positionIndexPlusOne;
+
+    /// What real GMX accrues on a position and this contract does not: set by tests, settled (charged
+    /// from collateral, claimable funding credited) by the position's next increase or decrease.
+    struct PendingFees {
+        uint256 borrowingFeeUsd; // USD, 30 decimals
+        uint256 fundingFeeAmount; // collateral token units
+        uint256 claimableLongTokenAmount; // long token units
+        uint256 claimableShortTokenAmount; // short token units
+    }
+    mapping(bytes32 => PendingFees) internal pendingFees;
+    /// Funding credited to an account by a position update (DataStore claimableFundingAmount), per
+    /// market and token. There is no claim here.
+    mapping(address => mapping(address => mapping(address => uint256))) public claimableFundingAmount;
 
     mapping(address => uint256) internal tokenBalances;
 
@@ -353,6 +477,25 @@ contract GmxCore {
         marketIndexPlusOne[marketToken] = markets.length;
         maxOpenInterestUsd[marketToken][true] = maxOiUsd;
         maxOpenInterestUsd[marketToken][false] = maxOiUsd;
+    }
+
+    /// Test hook: what a position has accrued that this contract does not model. `pendingImpactAmount`
+    /// replaces Position.Props.numbers.pendingImpactAmount (index token units, signed); the fees are
+    /// what GMX's Reader reports as pending (borrowing in USD with 30 decimals, funding in collateral
+    /// token units, claimable funding in long/short token units).
+    function setPositionPendingValues(
+        bytes32 positionKey,
+        int256 pendingImpactAmount,
+        uint256 borrowingFeeUsd,
+        uint256 fundingFeeAmount,
+        uint256 claimableLongTokenAmount,
+        uint256 claimableShortTokenAmount
+    ) external onlyOwner {
+        Position.Props storage pos = positions[positionKey];
+        if (pos.numbers.sizeInUsd == 0) revert EmptyPosition();
+        pos.numbers.pendingImpactAmount = pendingImpactAmount;
+        pendingFees[positionKey] =
+            PendingFees(borrowingFeeUsd, fundingFeeAmount, claimableLongTokenAmount, claimableShortTokenAmount);
     }
 
     // ---- OrderVault ----
@@ -484,7 +627,7 @@ contract GmxCore {
             }
             _increase(key, o, price);
         } else {
-            _decrease(key, o, price);
+            _decrease(key, o, price, minP, maxP);
         }
         _removeOrder(key);
         _emitOrderExecuted(key, o.addresses.account);
@@ -509,19 +652,22 @@ contract GmxCore {
         bytes32 pk =
             _positionKey(o.addresses.account, o.addresses.market, o.addresses.initialCollateralToken, o.flags.isLong);
         Position.Props storage pos = positions[pk];
-        if (!positionKnown[pk]) {
-            positionKnown[pk] = true;
+        if (positionIndexPlusOne[pk] == 0) {
             accountPositionKeys[o.addresses.account].push(pk);
+            positionIndexPlusOne[pk] = accountPositionKeys[o.addresses.account].length;
         }
         pos.addresses =
             Position.Addresses(o.addresses.account, o.addresses.market, o.addresses.initialCollateralToken);
         pos.flags.isLong = o.flags.isLong;
         uint256 tokens = o.numbers.sizeDeltaUsd / price;
-        uint256 feeAmount =
-            (o.numbers.sizeDeltaUsd * positionFeeBps / 10000) / _collateralPrice(o.addresses.initialCollateralToken);
+        uint256 cp = _collateralPrice(o.addresses.initialCollateralToken);
+        uint256 feeAmount = (o.numbers.sizeDeltaUsd * positionFeeBps / 10000) / cp;
+        // Borrowing and funding accrued so far are charged on every update, as GMX does.
+        uint256 pendingFeeAmount = _settlePendingFees(pk, o, cp);
         uint256 collateral = pos.numbers.collateralAmount + o.numbers.initialCollateralDeltaAmount;
         if (feeAmount > collateral) feeAmount = collateral;
-        pos.numbers.collateralAmount = collateral - feeAmount;
+        collateral -= feeAmount;
+        pos.numbers.collateralAmount = pendingFeeAmount > collateral ? 0 : collateral - pendingFeeAmount;
         pos.numbers.sizeInUsd += o.numbers.sizeDeltaUsd;
         pos.numbers.sizeInTokens += tokens;
         pos.numbers.increasedAtTime = block.timestamp;
@@ -530,17 +676,32 @@ contract GmxCore {
         _emitPositionFees(key, pk, o, o.numbers.sizeDeltaUsd, feeAmount, true);
     }
 
-    function _decrease(bytes32 key, Order.Props memory o, uint256 price) internal {
+    function _decrease(bytes32 key, Order.Props memory o, uint256 price, uint256 minP, uint256 maxP) internal {
         bytes32 pk =
             _positionKey(o.addresses.account, o.addresses.market, o.addresses.initialCollateralToken, o.flags.isLong);
         Position.Props storage pos = positions[pk];
         uint256 size = pos.numbers.sizeInUsd;
         if (size == 0) revert EmptyPosition();
         uint256 sizeDelta = o.numbers.sizeDeltaUsd > size ? size : o.numbers.sizeDeltaUsd;
-        uint256 tokens = pos.numbers.sizeInTokens * sizeDelta / size;
+        // What the position accrued: the pending impact of the part closed and all pending fees.
+        int256 accruedUsd = _realizePendingImpact(pos, sizeDelta, minP, maxP) - int256(_settlePendingFeesUsd(pk, o));
+        _closePart(key, pk, o, price, sizeDelta, accruedUsd);
+    }
+
+    function _closePart(
+        bytes32 key,
+        bytes32 pk,
+        Order.Props memory o,
+        uint256 price,
+        uint256 sizeDelta,
+        int256 accruedUsd
+    ) internal {
+        Position.Props storage pos = positions[pk];
+        uint256 tokens = pos.numbers.sizeInTokens * sizeDelta / pos.numbers.sizeInUsd;
         uint256 cp = _collateralPrice(o.addresses.initialCollateralToken);
-        uint256 collateralAfter = _collateralAfterDecrease(pos, o.flags.isLong, sizeDelta, tokens * price, cp);
-        pos.numbers.sizeInUsd = size - sizeDelta;
+        uint256 collateralAfter =
+            _collateralAfterDecrease(pos, o.flags.isLong, sizeDelta, tokens * price, cp, accruedUsd);
+        pos.numbers.sizeInUsd -= sizeDelta;
         pos.numbers.sizeInTokens -= tokens;
         pos.numbers.decreasedAtTime = block.timestamp;
         openInterestUsd[o.addresses.market][o.flags.isLong] -= sizeDelta;
@@ -549,22 +710,94 @@ contract GmxCore {
             payout = o.numbers.initialCollateralDeltaAmount;
         }
         pos.numbers.collateralAmount = collateralAfter - payout;
-        address to = o.addresses.receiver == address(0) ? o.addresses.account : o.addresses.receiver;
-        transferOut(o.addresses.initialCollateralToken, to, payout);
+        transferOut(
+            o.addresses.initialCollateralToken,
+            o.addresses.receiver == address(0) ? o.addresses.account : o.addresses.receiver,
+            payout
+        );
         _emitPositionChange("PositionDecrease", key, pk, o, price, sizeDelta, tokens);
         _emitPositionFees(key, pk, o, sizeDelta, (sizeDelta * positionFeeBps / 10000) / cp, false);
+        // A closed position is removed, as gmx-synthetics' PositionStoreUtils.remove does.
+        if (pos.numbers.sizeInUsd == 0) _removePosition(pk, o.addresses.account);
     }
 
-    /// Collateral left after realizing the PnL and the position fee of a decrease (floored at zero).
-    function _collateralAfterDecrease(Position.Props storage pos, bool isLong, uint256 sizeDelta, uint256 value, uint256 cp)
-        internal
-        view
-        returns (uint256)
-    {
+    /// {_settlePendingFees} in USD (the fee amount at the collateral's min price).
+    function _settlePendingFeesUsd(bytes32 pk, Order.Props memory o) internal returns (uint256) {
+        uint256 cp = _collateralPrice(o.addresses.initialCollateralToken);
+        return _settlePendingFees(pk, o, cp) * cp;
+    }
+
+    /// Collateral left after realizing the PnL, `accruedUsd` and the position fee of a decrease (floored at zero).
+    function _collateralAfterDecrease(
+        Position.Props storage pos,
+        bool isLong,
+        uint256 sizeDelta,
+        uint256 value,
+        uint256 cp,
+        int256 accruedUsd
+    ) internal view returns (uint256) {
         int256 pnlUsd = isLong ? int256(value) - int256(sizeDelta) : int256(sizeDelta) - int256(value);
-        int256 collateralUsd =
-            int256(pos.numbers.collateralAmount * cp) + pnlUsd - int256(sizeDelta * positionFeeBps / 10000);
+        int256 collateralUsd = int256(pos.numbers.collateralAmount * cp) + pnlUsd + accruedUsd
+            - int256(sizeDelta * positionFeeBps / 10000);
         return collateralUsd > 0 ? uint256(collateralUsd) / cp : 0;
+    }
+
+    /// The pending price impact of `sizeDelta` of the position (pro rata, rounded away from zero when
+    /// negative), in USD: positive impact at the min price, negative at the max, as gmx-synthetics'
+    /// ReaderPricingUtils._getProportionalPendingImpactValues; taken off the position's pending amount.
+    function _realizePendingImpact(Position.Props storage pos, uint256 sizeDelta, uint256 minP, uint256 maxP)
+        internal
+        returns (int256)
+    {
+        int256 amount = _proportionalImpactAmount(pos.numbers.pendingImpactAmount, sizeDelta, pos.numbers.sizeInUsd);
+        pos.numbers.pendingImpactAmount -= amount;
+        return amount * int256(amount > 0 ? minP : maxP);
+    }
+
+    /// `pendingImpactAmount × sizeDeltaUsd / sizeInUsd`, rounded up in magnitude when negative
+    /// (gmx-synthetics Precision.mulDiv with roundUpMagnitude = amount < 0).
+    function _proportionalImpactAmount(int256 pendingImpactAmount, uint256 sizeDeltaUsd, uint256 sizeInUsd)
+        internal
+        pure
+        returns (int256)
+    {
+        if (pendingImpactAmount >= 0) return int256(uint256(pendingImpactAmount) * sizeDeltaUsd / sizeInUsd);
+        uint256 n = uint256(-pendingImpactAmount) * sizeDeltaUsd;
+        return -int256((n + sizeInUsd - 1) / sizeInUsd);
+    }
+
+    /// Charges what the position accrued (returns the fee in collateral token units: the borrowing fee
+    /// at the collateral's min price, rounded down, plus the funding fee) and credits its claimable
+    /// funding to the account, as a GMX position update does; the pending values are then 0.
+    function _settlePendingFees(bytes32 pk, Order.Props memory o, uint256 cp) internal returns (uint256) {
+        PendingFees memory f = pendingFees[pk];
+        delete pendingFees[pk];
+        Market.Props memory m = markets[marketIndexPlusOne[o.addresses.market] - 1];
+        claimableFundingAmount[m.marketToken][m.longToken][o.addresses.account] += f.claimableLongTokenAmount;
+        claimableFundingAmount[m.marketToken][m.shortToken][o.addresses.account] += f.claimableShortTokenAmount;
+        return f.borrowingFeeUsd / cp + f.fundingFeeAmount;
+    }
+
+    function _removePosition(bytes32 pk, address account) internal {
+        _swapPop(accountPositionKeys[account], positionIndexPlusOne, pk);
+        delete positions[pk];
+        delete pendingFees[pk];
+    }
+
+    /// Removes `key` from `keys` (order not kept): the last key takes its slot. `indexPlusOne` maps a
+    /// key to its 1-based slot and is kept in step.
+    function _swapPop(bytes32[] storage keys, mapping(bytes32 => uint256) storage indexPlusOne, bytes32 key)
+        internal
+    {
+        uint256 idx = indexPlusOne[key];
+        uint256 last = keys.length;
+        if (idx != last) {
+            bytes32 moved = keys[last - 1];
+            keys[idx - 1] = moved;
+            indexPlusOne[moved] = idx;
+        }
+        keys.pop();
+        delete indexPlusOne[key];
     }
 
     function _cancel(bytes32 key, Order.Props memory o, string memory reason, bytes memory reasonBytes, address feeTo)
@@ -691,15 +924,7 @@ contract GmxCore {
     }
 
     function _removeOrder(bytes32 key) internal {
-        uint256 idx = orderIndexPlusOne[key];
-        uint256 last = orderKeys.length;
-        if (idx != last) {
-            bytes32 moved = orderKeys[last - 1];
-            orderKeys[idx - 1] = moved;
-            orderIndexPlusOne[moved] = idx;
-        }
-        orderKeys.pop();
-        delete orderIndexPlusOne[key];
+        _swapPop(orderKeys, orderIndexPlusOne, key);
         delete orders[key];
     }
 
@@ -733,6 +958,16 @@ contract GmxCore {
 
     function getPosition(bytes32 key) external view returns (Position.Props memory) {
         return positions[key];
+    }
+
+    function getPositionPendingFees(bytes32 key) external view returns (PendingFees memory) {
+        return pendingFees[key];
+    }
+
+    function getMarket(address marketToken) external view returns (Market.Props memory) {
+        uint256 i = marketIndexPlusOne[marketToken];
+        if (i == 0) revert InvalidMarket(marketToken);
+        return markets[i - 1];
     }
 }
 
@@ -786,6 +1021,118 @@ contract ExchangeRouter {
 
 /// Reader: stateless views taking the DataStore address first, as in gmx-synthetics.
 contract Reader {
+    // gmx-synthetics contracts/error/Errors.sol.
+    error EmptyPosition();
+    error EmptyMarketPrice(address market);
+    error UnableToGetCachedTokenPrice(address token, address market);
+
+    /// gmx-synthetics Reader.getAccountPositionInfoList (contracts/reader/ReaderPositionUtils.sol): each
+    /// position of `account` (its keys `start`..`end`) valued as if closed in full at the prices given
+    /// for its market (reverts EmptyMarketPrice when its market is not in `markets`). The values are
+    /// this contract's: P&L at the price that minimizes it (no pool cap, so basePnlUsd ==
+    /// uncappedBasePnlUsd); no price impact of the close itself (priceImpactUsd 0, so
+    /// pnlAfterPriceImpactUsd == basePnlUsd, as upstream it leaves the pending impact out); the pending
+    /// impact in full (executionPriceResult.proportionalPendingImpactUsd == totalImpactUsd, uncapped);
+    /// the flat closing fee (positionFeeAmount) and the pending borrowing and funding fees and claimable
+    /// funding a test set (GmxCore.setPositionPendingValues). No referral or UI fees, no fee split
+    /// (their fields are 0; `referralStorage` is not read).
+    function getAccountPositionInfoList(
+        GmxCore dataStore,
+        address referralStorage,
+        address account,
+        address[] memory markets,
+        MarketUtils.MarketPrices[] memory marketPrices,
+        address uiFeeReceiver,
+        uint256 start,
+        uint256 end
+    ) external view returns (ReaderPositionUtils.PositionInfo[] memory out) {
+        referralStorage;
+        bytes32[] memory keys = dataStore.getAccountPositionKeys(account);
+        if (end > keys.length) end = keys.length;
+        if (start >= end) return new ReaderPositionUtils.PositionInfo[](0);
+        out = new ReaderPositionUtils.PositionInfo[](end - start);
+        for (uint256 i = start; i < end; i++) {
+            Position.Props memory p = dataStore.getPosition(keys[i]);
+            out[i - start] =
+                _positionInfo(dataStore, keys[i], p, _pricesOf(markets, marketPrices, p.addresses.market), uiFeeReceiver);
+        }
+    }
+
+    function _pricesOf(address[] memory markets, MarketUtils.MarketPrices[] memory prices, address market)
+        internal
+        pure
+        returns (MarketUtils.MarketPrices memory)
+    {
+        for (uint256 i = 0; i < markets.length; i++) {
+            if (markets[i] == market) return prices[i];
+        }
+        revert EmptyMarketPrice(market);
+    }
+
+    /// MarketUtils.getCachedTokenPrice.
+    function _cachedTokenPrice(address token, Market.Props memory m, MarketUtils.MarketPrices memory prices)
+        internal
+        pure
+        returns (Price.Props memory)
+    {
+        if (token == m.longToken) return prices.longTokenPrice;
+        if (token == m.shortToken) return prices.shortTokenPrice;
+        if (token == m.indexToken) return prices.indexTokenPrice;
+        revert UnableToGetCachedTokenPrice(token, m.marketToken);
+    }
+
+    function _positionInfo(
+        GmxCore dataStore,
+        bytes32 key,
+        Position.Props memory p,
+        MarketUtils.MarketPrices memory prices,
+        address uiFeeReceiver
+    ) internal view returns (ReaderPositionUtils.PositionInfo memory info) {
+        if (p.addresses.account == address(0)) revert EmptyPosition();
+        info.positionKey = key;
+        info.position = p;
+        Market.Props memory m = dataStore.getMarket(p.addresses.market);
+        info.fees = _fees(dataStore, key, p, _cachedTokenPrice(p.addresses.collateralToken, m, prices), uiFeeReceiver);
+        // PositionUtils.getPositionPnlUsd of the whole position: long at the min price, short at the max.
+        uint256 pnlPrice = p.flags.isLong ? prices.indexTokenPrice.min : prices.indexTokenPrice.max;
+        int256 value = int256(p.numbers.sizeInTokens * pnlPrice);
+        int256 size = int256(p.numbers.sizeInUsd);
+        info.basePnlUsd = p.flags.isLong ? value - size : size - value;
+        info.uncappedBasePnlUsd = info.basePnlUsd;
+        info.executionPriceResult.executionPrice = pnlPrice;
+        // ReaderPricingUtils._getProportionalPendingImpactValues for the whole size: positive impact at
+        // the min price, negative at the max.
+        int256 impact = p.numbers.pendingImpactAmount;
+        info.executionPriceResult.proportionalPendingImpactUsd =
+            impact * int256(impact > 0 ? prices.indexTokenPrice.min : prices.indexTokenPrice.max);
+        info.executionPriceResult.totalImpactUsd = info.executionPriceResult.proportionalPendingImpactUsd;
+        info.pnlAfterPriceImpactUsd = info.executionPriceResult.priceImpactUsd + info.basePnlUsd;
+    }
+
+    /// The fees of closing the whole position (PositionPricingUtils.getPositionFees with the pending
+    /// borrowing and funding values), amounts in collateral token units at the collateral's min price.
+    function _fees(
+        GmxCore dataStore,
+        bytes32 key,
+        Position.Props memory p,
+        Price.Props memory collateralPrice,
+        address uiFeeReceiver
+    ) internal view returns (PositionPricingUtils.PositionFees memory f) {
+        GmxCore.PendingFees memory pending = dataStore.getPositionPendingFees(key);
+        uint256 bps = dataStore.positionFeeBps();
+        f.collateralTokenPrice = collateralPrice;
+        f.positionFeeFactor = bps * 1e26; // a GMX factor has 30 decimals
+        f.positionFeeAmount = (p.numbers.sizeInUsd * bps / 10000) / collateralPrice.min;
+        f.borrowing.borrowingFeeUsd = pending.borrowingFeeUsd;
+        f.borrowing.borrowingFeeAmount = pending.borrowingFeeUsd / collateralPrice.min;
+        f.funding.fundingFeeAmount = pending.fundingFeeAmount;
+        f.funding.claimableLongTokenAmount = pending.claimableLongTokenAmount;
+        f.funding.claimableShortTokenAmount = pending.claimableShortTokenAmount;
+        f.ui.uiFeeReceiver = uiFeeReceiver;
+        f.totalCostAmountExcludingFunding = f.positionFeeAmount + f.borrowing.borrowingFeeAmount;
+        f.totalCostAmount = f.totalCostAmountExcludingFunding + f.funding.fundingFeeAmount;
+    }
+
     function getMarkets(GmxCore dataStore, uint256 start, uint256 end) external view returns (Market.Props[] memory out) {
         uint256 n = dataStore.getMarketCount();
         if (end > n) end = n;

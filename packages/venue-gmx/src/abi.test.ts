@@ -50,6 +50,17 @@ const ORDER_PROPS =
   '((address,address,address,address,address,address,address,address[]),(uint8,uint8,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256),(bool,bool,bool,bool),bytes32[])';
 // contracts/market/Market.sol Props.
 const MARKET_PROPS = '(address,address,address,address)';
+// contracts/market/MarketUtils.sol MarketPrices: index, long and short token Price.Props (min, max).
+const MARKET_PRICES = '((uint256,uint256),(uint256,uint256),(uint256,uint256))';
+// contracts/pricing/PositionPricingUtils.sol PositionFees: referral, pro, funding, borrowing, ui and
+// liquidation parts, collateralTokenPrice, then ten uint256 from positionFeeFactor to totalDiscountAmount.
+const POSITION_FEES =
+  '((bytes32,address,address,uint256,uint256,uint256,uint256,uint256,uint256,uint256),(uint256,uint256,uint256),(uint256,uint256,uint256,uint256,uint256,uint256),(uint256,uint256,uint256,uint256),(address,uint256,uint256),(uint256,uint256,uint256,uint256),(uint256,uint256),uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256)';
+// contracts/reader/ReaderPricingUtils.sol ExecutionPriceResult.
+const EXECUTION_PRICE_RESULT = '(int256,uint256,bool,int256,int256,uint256)';
+// contracts/reader/ReaderPositionUtils.sol PositionInfo: positionKey, position, fees,
+// executionPriceResult, basePnlUsd, uncappedBasePnlUsd, pnlAfterPriceImpactUsd.
+const POSITION_INFO = `(bytes32,${POSITION_PROPS},${POSITION_FEES},${EXECUTION_PRICE_RESULT},int256,int256,int256)`;
 
 describe('gmx ABI shapes', () => {
   it('sends and reads the structs in the current gmx-synthetics layout', () => {
@@ -61,6 +72,16 @@ describe('gmx ABI shapes', () => {
     );
     expect(reader.get('function getOrder')).toBe(`(address,bytes32) returns (${ORDER_PROPS})`);
     expect(reader.get('function getMarkets')).toBe(`(address,uint256,uint256) returns (${MARKET_PROPS}[])`);
+    // contracts/reader/Reader.sol: (DataStore, IReferralStorage, account, markets, marketPrices,
+    // uiFeeReceiver, start, end).
+    expect(reader.get('function getAccountPositionInfoList')).toBe(
+      `(address,address,address,address[],${MARKET_PRICES}[],address,uint256,uint256) returns (${POSITION_INFO}[])`,
+    );
+    // The selector of that signature in the ABI of the Arbitrum Reader deployment
+    // (deployments/arbitrum/Reader.json, 0x470fbC46bcC0f16532691Df360A07d8Bf5ee0789, at the same commit).
+    const info = readerAbi.find((x) => x.type === 'function' && x.name === 'getAccountPositionInfoList');
+    if (info?.type !== 'function') throw new Error('getAccountPositionInfoList missing from the ABI');
+    expect(toFunctionSelector(info)).toBe('0xb05e0ea0');
     // What a real ExchangeRouter dispatches on (its selector for the current struct is 0xf59c48eb).
     const createOrder = exchangeRouterAbi.find((x) => x.type === 'function' && x.name === 'createOrder');
     if (createOrder?.type !== 'function') throw new Error('createOrder missing from the ABI');

@@ -6,8 +6,13 @@ import { parseAbi } from 'viem';
 // - OrderProps/Order*: contracts/order/Order.sol (`Order.Props`, as `Reader.getOrder` returns it)
 // - PositionProps/Position*: contracts/position/Position.sol (incl. `int256 pendingImpactAmount`)
 // - MarketProps: contracts/market/Market.sol
+// - PriceProps: contracts/price/Price.sol; MarketPrices: `MarketUtils.MarketPrices` (contracts/market/MarketUtils.sol)
+// - PositionInfo: `ReaderPositionUtils.PositionInfo` (contracts/reader/ReaderPositionUtils.sol), with
+//   PositionFees and its parts from contracts/pricing/PositionPricingUtils.sol and ExecutionPriceResult
+//   from contracts/reader/ReaderPricingUtils.sol
 // Function signatures of ExchangeRouter (multicall, sendWnt, sendTokens, createOrder, cancelOrder) and
-// Reader (getMarkets, getAccountPositions, getOrder) are the real ones too. The rest is the local
+// Reader (getMarkets, getAccountPositions, getAccountPositionInfoList, getOrder) are the real ones too
+// (contracts/reader/Reader.sol; getAccountPositionInfoList also matches deployments/arbitrum/Reader.json). The rest is the local
 // contract's own (contracts/GmxV2Lite.sol): Reader.getOpenInterest, the DataStore views and keeper entry
 // point and several error shapes (e.g. the real `Unauthorized(address, string)`). Events are the real
 // EventEmitter's (see `eventEmitterAbi`).
@@ -24,6 +29,17 @@ const structs = [
   'struct OrderNumbers { uint8 orderType; uint8 decreasePositionSwapType; uint256 sizeDeltaUsd; uint256 initialCollateralDeltaAmount; uint256 triggerPrice; uint256 acceptablePrice; uint256 executionFee; uint256 callbackGasLimit; uint256 minOutputAmount; uint256 updatedAtTime; uint256 validFromTime; uint256 srcChainId; }',
   'struct OrderFlags { bool isLong; bool shouldUnwrapNativeToken; bool isFrozen; bool autoCancel; }',
   'struct OrderProps { OrderAddresses addresses; OrderNumbers numbers; OrderFlags flags; bytes32[] _dataList; }',
+  'struct PriceProps { uint256 min; uint256 max; }',
+  'struct MarketPrices { PriceProps indexTokenPrice; PriceProps longTokenPrice; PriceProps shortTokenPrice; }',
+  'struct PositionReferralFees { bytes32 referralCode; address affiliate; address trader; uint256 totalRebateFactor; uint256 affiliateRewardFactor; uint256 adjustedAffiliateRewardFactor; uint256 traderDiscountFactor; uint256 totalRebateAmount; uint256 traderDiscountAmount; uint256 affiliateRewardAmount; }',
+  'struct PositionProFees { uint256 traderTier; uint256 traderDiscountFactor; uint256 traderDiscountAmount; }',
+  'struct PositionFundingFees { uint256 fundingFeeAmount; uint256 claimableLongTokenAmount; uint256 claimableShortTokenAmount; uint256 latestFundingFeeAmountPerSize; uint256 latestLongTokenClaimableFundingAmountPerSize; uint256 latestShortTokenClaimableFundingAmountPerSize; }',
+  'struct PositionBorrowingFees { uint256 borrowingFeeUsd; uint256 borrowingFeeAmount; uint256 borrowingFeeReceiverFactor; uint256 borrowingFeeAmountForFeeReceiver; }',
+  'struct PositionUiFees { address uiFeeReceiver; uint256 uiFeeReceiverFactor; uint256 uiFeeAmount; }',
+  'struct PositionLiquidationFees { uint256 liquidationFeeUsd; uint256 liquidationFeeAmount; uint256 liquidationFeeReceiverFactor; uint256 liquidationFeeAmountForFeeReceiver; }',
+  'struct PositionFees { PositionReferralFees referral; PositionProFees pro; PositionFundingFees funding; PositionBorrowingFees borrowing; PositionUiFees ui; PositionLiquidationFees liquidation; PriceProps collateralTokenPrice; uint256 positionFeeFactor; uint256 protocolFeeAmount; uint256 positionFeeReceiverFactor; uint256 feeReceiverAmount; uint256 feeAmountForPool; uint256 positionFeeAmountForPool; uint256 positionFeeAmount; uint256 totalCostAmountExcludingFunding; uint256 totalCostAmount; uint256 totalDiscountAmount; }',
+  'struct ExecutionPriceResult { int256 priceImpactUsd; uint256 executionPrice; bool balanceWasImproved; int256 proportionalPendingImpactUsd; int256 totalImpactUsd; uint256 priceImpactDiffUsd; }',
+  'struct PositionInfo { bytes32 positionKey; PositionProps position; PositionFees fees; ExecutionPriceResult executionPriceResult; int256 basePnlUsd; int256 uncappedBasePnlUsd; int256 pnlAfterPriceImpactUsd; }',
 ] as const;
 
 export const exchangeRouterAbi = parseAbi([
@@ -39,8 +55,12 @@ export const readerAbi = parseAbi([
   ...structs,
   'function getMarkets(address dataStore, uint256 start, uint256 end) view returns (MarketProps[])',
   'function getAccountPositions(address dataStore, address account, uint256 start, uint256 end) view returns (PositionProps[])',
+  'function getAccountPositionInfoList(address dataStore, address referralStorage, address account, address[] markets, MarketPrices[] marketPrices, address uiFeeReceiver, uint256 start, uint256 end) view returns (PositionInfo[])',
   'function getOrder(address dataStore, bytes32 key) view returns (OrderProps)',
   'function getOpenInterest(address dataStore, address market) view returns (uint256 longUsd, uint256 shortUsd, uint256 maxLongUsd, uint256 maxShortUsd)',
+  // gmx-synthetics contracts/error/Errors.sol, as getAccountPositionInfoList reverts (and EmptyPosition).
+  'error EmptyMarketPrice(address market)',
+  'error UnableToGetCachedTokenPrice(address token, address market)',
 ]);
 
 export const dataStoreAbi = parseAbi([
@@ -106,6 +126,6 @@ export const oracleAbi = parseAbi([
 ]);
 
 /** Everything the adapter may see revert, for decoding. */
-export const gmxErrorAbi = [...dataStoreAbi, ...exchangeRouterAbi];
+export const gmxErrorAbi = [...dataStoreAbi, ...exchangeRouterAbi, ...readerAbi];
 
 export const ORDER_TYPE = { MarketIncrease: 2, MarketDecrease: 4 } as const;

@@ -47,6 +47,7 @@ import {
   QuoteRequest,
   type VenueAdapter,
   type VenueCapabilities,
+  type VenueError,
   type VenueHealth,
 } from '@xhedge/venue';
 import {
@@ -68,7 +69,7 @@ import {
 } from './abi.ts';
 import { createdOrderKey, type GmxEvent, orderFillFromEvents, parseGmxEvents } from './events.ts';
 import { GmxVenueParams, type GmxVenueParamsInput } from './params.ts';
-import { collateralUsd30, sidePnlUsd30 } from './position-value.ts';
+import { collateralUsd30, unsettledPnlUsd30 } from './position-value.ts';
 import { fromUnits, fromUsd30, gmxPriceToUsd, toUnits, usd30, usdToGmxPrice } from './units.ts';
 
 /** What the adapter persists per client order id (JSON-safe: bigints as strings). */
@@ -86,6 +87,8 @@ interface MarketEntry {
   info: MarketInfo;
   marketToken: Address;
   indexToken: Address;
+  longToken: Address;
+  shortToken: Address;
   decimals: number;
   symbol: string;
 }
@@ -114,18 +117,23 @@ export const GMX_CAPABILITIES: VenueCapabilities = {
 
 const COLLATERAL_DECIMALS = 6;
 
+/** A `VenueError` subclass constructor (they all take these parameters; `reason`: RevertedError's). */
+type VenueErrorClass = new (p: {
+  venue: string;
+  message: string;
+  outcome: VenueError['outcome'];
+  retryable: boolean;
+  details?: Record<string, unknown>;
+  reason?: string;
+  cause?: unknown;
+}) => VenueError;
+
 /**
- * A position as `Reader.getAccountPositions` returns it (the fields the adapter reads).
- *
- * Not read, on purpose: `numbers.pendingImpactAmount` (gmx-synthetics ≥ v2.2, signed, index token
- * units): the price impact of the position's increases, held back instead of being applied at open,
- * and settled pro rata on each decrease (valued at the index min price when positive, max when
- * negative, then capped with the decrease's own impact by the market's max position impact factors).
- * On real GMX it belongs in equity (a negative amount is a cost already incurred that collateral and
- * P&L do not show yet), but its capped value is market-config dependent; take it from
- * `Reader.getPositionInfo` (`executionPriceResult.proportionalPendingImpactUsd` / `totalImpactUsd`,
- * `pnlAfterPriceImpactUsd`) rather than pricing it here. The local contract has no price impact, so
- * it is always 0 there and leaving it out changes nothing on anvil.
+ * A position as `Reader.getAccountPositions` (and `PositionInfo.position`) returns it: the fields the
+ * adapter reads. Its `numbers.pendingImpactAmount` (gmx-synthetics ≥ v2.2, signed, index token units:
+ * the price impact of the increases, held back and settled pro rata on decreases) is not priced here:
+ * equity takes its USD value from `Reader.getAccountPositionInfoList`
+ * (`executionPriceResult.proportionalPendingImpactUsd`, see {@link GmxVenue.fetchPositions}).
  */
 interface RawGmxPosition {
   addresses: { market: Address; collateralToken: Address };
@@ -232,6 +240,8 @@ export class GmxVenue implements VenueAdapter {
       map.set(id, {
         marketToken: m.marketToken,
         indexToken: m.indexToken,
+        longToken: m.longToken,
+        shortToken: m.shortToken,
         decimals,
         symbol,
         info: {
@@ -261,12 +271,21 @@ export class GmxVenue implements VenueAdapter {
   }
 
   private async oraclePrice(m: MarketEntry): Promise<{ min: bigint; max: bigint; updatedAtMs: number }> {
+    return this.tokenPrice(m.indexToken);
+  }
+
+  /** The oracle's price of `token` (GMX units), at `blockNumber` when given. */
+  private async tokenPrice(
+    token: Address,
+    blockNumber?: bigint,
+  ): Promise<{ min: bigint; max: bigint; updatedAtMs: number }> {
     const [min, max, at] = await this.errors.read(() =>
       this.ctx.publicClient.readContract({
         address: this.p.oracle,
         abi: oracleAbi,
         functionName: 'getPrimaryPrice',
-        args: [m.indexToken],
+        args: [token],
+        ...(blockNumber !== undefined ? { blockNumber } : {}),
       }),
     );
     return { min, max, updatedAtMs: Number(at) * 1000 };
@@ -293,13 +312,14 @@ export class GmxVenue implements VenueAdapter {
     return out;
   }
 
-  private async rawPositions() {
+  private async rawPositions(blockNumber?: bigint) {
     return this.errors.read(() =>
       this.ctx.publicClient.readContract({
         address: this.p.reader,
         abi: readerAbi,
         functionName: 'getAccountPositions',
         args: [this.p.dataStore, this.account, 0n, 200n],
+        ...(blockNumber !== undefined ? { blockNumber } : {}),
       }),
     );
   }
@@ -308,47 +328,121 @@ export class GmxVenue implements VenueAdapter {
    * Positions net per market (size and entry as risk and routing use them: long − short, entry
    * averaged over both sides), each with what equity needs, by side: `marginUsd`, the collateral of
    * the market's positions (it left the wallet, so `fetchBalances` no longer shows it), and
-   * `unsettledPnlUsd`, the P&L of each side at the mark `fetchMarks` reports (the oracle mid), summed.
-   * A market whose long and short cancel is reported with size 0 so equity still counts it.
-   * Pending borrowing and funding fees are left out (the local contract has none; the real Reader
-   * reports them only through `getPositionInfo`, which needs market prices and a referral storage).
-   * So is `numbers.pendingImpactAmount` (always 0 on the local contract; see {@link RawGmxPosition}).
-   * Throws when a market with positions, or a position's foreign collateral token, has no oracle
-   * price: equity then fails loudly instead of being computed wrong.
+   * `unsettledPnlUsd`, what the positions earned or owe beyond it, summed (see
+   * {@link unsettledPnlUsd30}): GMX's own P&L (`basePnlUsd`: long at the index min price, short at the
+   * max, capped by the pool) + the pending price impact (`pendingImpactAmount` in USD) − the pending
+   * borrowing and funding fees + the funding earned, all from `Reader.getAccountPositionInfoList` at
+   * the oracle prices of the market's index, long and short tokens. Exit costs (closing fee, impact of
+   * the close) are not counted. A market whose long and short cancel is reported with size 0 so equity
+   * still counts it.
+   *
+   * Everything is read at one block. Throws when a position is in a market {@link loadMarkets} does
+   * not list, when a market with positions has no oracle price for one of its tokens, and when the
+   * position-info read fails (an error of the same kind, naming the markets): equity then fails
+   * loudly instead of being computed from part of the value.
    */
   async fetchPositions(): Promise<Position[]> {
     const map = await this.marketMap();
-    const raw = await this.rawPositions();
+    // Not viem's cached block number: a read right after a fill must see it.
+    const blockNumber = await this.errors.read(() => this.ctx.publicClient.getBlockNumber({ cacheTime: 0 }));
+    const raw = await this.rawPositions(blockNumber);
     const now = this.clock.nowMs();
-    const collateralPrices = new Map<string, bigint>();
-    const out: Position[] = [];
-    for (const [id, m] of map) {
-      const mine = raw.filter(
-        (p) => p.addresses.market.toLowerCase() === m.marketToken.toLowerCase() && !isEmptyPosition(p),
+    const sameMarket = (a: Address, m: MarketEntry) => a.toLowerCase() === m.marketToken.toLowerCase();
+    const held = [...map].filter(([, m]) =>
+      raw.some((p) => sameMarket(p.addresses.market, m) && !isEmptyPosition(p)),
+    );
+    const unlisted = raw.find(
+      (p) => !isEmptyPosition(p) && ![...map.values()].some((m) => sameMarket(p.addresses.market, m)),
+    );
+    if (unlisted)
+      throw new Error(
+        `${this.id}: the account has a position in market ${unlisted.addresses.market}, which is not among the listed markets, so it cannot be valued`,
       );
-      if (mine.length === 0) continue;
+    if (held.length === 0) return [];
+    const prices = new Map<string, { min: bigint; max: bigint }>();
+    const priceOf = async (token: Address) => {
+      let p = prices.get(token.toLowerCase());
+      if (!p) {
+        const { min, max } = await this.tokenPrice(token, blockNumber);
+        p = { min, max };
+        prices.set(token.toLowerCase(), p);
+      }
+      return p;
+    };
+    const marketPrices = [];
+    for (const [id, m] of held) {
+      const tokens = { index: m.indexToken, long: m.longToken, short: m.shortToken };
+      for (const [role, token] of Object.entries(tokens)) {
+        const p = await priceOf(token);
+        if (p.min === 0n || p.max < p.min)
+          throw new Error(
+            `${this.id}: ${id} has open positions but no oracle price for its ${role} token ${token}, so their P&L cannot be valued`,
+          );
+      }
+      marketPrices.push({
+        indexTokenPrice: await priceOf(m.indexToken),
+        longTokenPrice: await priceOf(m.longToken),
+        shortTokenPrice: await priceOf(m.shortToken),
+      });
+    }
+    const markets = held.map(([, m]) => m.marketToken);
+    let infos: Awaited<ReturnType<typeof this.positionInfos>>;
+    try {
+      infos = await this.positionInfos(markets, marketPrices, blockNumber);
+    } catch (err) {
+      const e = this.errors.wrap(err);
+      const names = held.map(([id, m]) => `${id} (${m.marketToken})`).join(', ');
+      const why = e.shortMessage.startsWith(`${this.id}: `)
+        ? e.shortMessage.slice(this.id.length + 2)
+        : e.shortMessage;
+      // The same kind of error (a revert stays a revert, a network failure stays retryable).
+      const Ctor = e.constructor as VenueErrorClass;
+      throw new Ctor({
+        venue: this.id,
+        message: `Reader.getAccountPositionInfoList failed for the positions in ${names}, so they cannot be valued: ${why}`,
+        outcome: e.outcome,
+        retryable: e.retryable,
+        details: { ...e.details, markets },
+        ...('reason' in e && typeof e.reason === 'string' ? { reason: e.reason } : {}),
+        cause: e,
+      });
+    }
+    const out: Position[] = [];
+    for (const [id, m] of held) {
+      const mine = infos.filter(
+        (i) => sameMarket(i.position.addresses.market, m) && !isEmptyPosition(i.position),
+      );
       let tokens = 0n;
       let usd = 0n;
       let grossTokens = 0n;
-      for (const p of mine) {
-        grossTokens += p.numbers.sizeInTokens;
-        if (p.numbers.sizeInTokens === 0n) continue;
-        tokens += p.flags.isLong ? p.numbers.sizeInTokens : -p.numbers.sizeInTokens;
-        usd += p.numbers.sizeInUsd;
-      }
-      const price = await this.oraclePrice(m);
-      if (price.min === 0n)
-        throw new Error(
-          `${this.id}: ${id} has open positions but no oracle price, so their P&L cannot be valued`,
-        );
       let pnlUsd30 = 0n;
       let marginUsd30 = 0n;
-      for (const p of mine) {
-        pnlUsd30 += sidePnlUsd30(
-          { isLong: p.flags.isLong, sizeInUsd: p.numbers.sizeInUsd, sizeInTokens: p.numbers.sizeInTokens },
-          price,
+      for (const info of mine) {
+        const p = info.position;
+        grossTokens += p.numbers.sizeInTokens;
+        if (p.numbers.sizeInTokens !== 0n) {
+          tokens += p.flags.isLong ? p.numbers.sizeInTokens : -p.numbers.sizeInTokens;
+          usd += p.numbers.sizeInUsd;
+        }
+        const side = `${p.flags.isLong ? 'long' : 'short'} ${id} position's`;
+        const value = (token: Address, what: string) => (amount: bigint) =>
+          this.tokenValueUsd30(token, amount, prices, `${side} ${what}`);
+        marginUsd30 += value(p.addresses.collateralToken, 'collateral token')(p.numbers.collateralAmount);
+        pnlUsd30 += unsettledPnlUsd30(
+          {
+            basePnlUsd: info.basePnlUsd,
+            pendingImpactUsd: info.executionPriceResult.proportionalPendingImpactUsd,
+            borrowingFeeAmount: info.fees.borrowing.borrowingFeeAmount,
+            fundingFeeAmount: info.fees.funding.fundingFeeAmount,
+            claimableLongTokenAmount: info.fees.funding.claimableLongTokenAmount,
+            claimableShortTokenAmount: info.fees.funding.claimableShortTokenAmount,
+          },
+          {
+            collateral: value(p.addresses.collateralToken, 'collateral token'),
+            longToken: value(m.longToken, 'claimable funding (long token)'),
+            shortToken: value(m.shortToken, 'claimable funding (short token)'),
+          },
         );
-        marginUsd30 += await this.collateralValueUsd30(p, id, collateralPrices);
       }
       const pos: Position = {
         venue: this.id,
@@ -366,36 +460,54 @@ export class GmxVenue implements VenueAdapter {
     return out;
   }
 
+  /** `Reader.getAccountPositionInfoList` of the account (no UI fee receiver), at `blockNumber`. */
+  private positionInfos(
+    markets: Address[],
+    marketPrices: {
+      indexTokenPrice: { min: bigint; max: bigint };
+      longTokenPrice: { min: bigint; max: bigint };
+      shortTokenPrice: { min: bigint; max: bigint };
+    }[],
+    blockNumber: bigint,
+  ) {
+    return this.ctx.publicClient.readContract({
+      address: this.p.reader,
+      abi: readerAbi,
+      functionName: 'getAccountPositionInfoList',
+      args: [
+        this.p.dataStore,
+        this.p.referralStorage ?? zeroAddress,
+        this.account,
+        markets,
+        marketPrices,
+        zeroAddress,
+        0n,
+        200n,
+      ],
+      blockNumber,
+    });
+  }
+
   /**
-   * A position's collateral in USD with 30 decimals: the adapter's collateral (USDC) at par, as equity
-   * counts the wallet's USDC; any other collateral token (a position opened elsewhere) at the oracle's
-   * min price, as GMX values collateral. Throws when such a token has no oracle price.
+   * A token amount in USD with 30 decimals, valued as equity counts the position's collateral: the
+   * adapter's collateral (USDC) at par, as equity counts the wallet's USDC; any other token at the
+   * oracle's min price (as GMX values collateral) in `prices` (by lowercase address: the prices of the
+   * market's index, long and short tokens, the only tokens GMX's Reader accepts as collateral). Throws,
+   * naming `what`, when such a token has no price there.
    */
-  private async collateralValueUsd30(
-    p: RawGmxPosition,
-    instrument: string,
-    prices: Map<string, bigint>,
-  ): Promise<bigint> {
-    const amount = p.numbers.collateralAmount;
+  private tokenValueUsd30(
+    token: Address,
+    amount: bigint,
+    prices: Map<string, { min: bigint; max: bigint }>,
+    what: string,
+  ): bigint {
     if (amount === 0n) return 0n;
-    const token = p.addresses.collateralToken.toLowerCase();
-    if (token === this.p.collateralAsset.toLowerCase())
+    if (token.toLowerCase() === this.p.collateralAsset.toLowerCase())
       return amount * 10n ** BigInt(30 - COLLATERAL_DECIMALS);
-    let min = prices.get(token);
-    if (min === undefined) {
-      [min] = await this.errors.read(() =>
-        this.ctx.publicClient.readContract({
-          address: this.p.oracle,
-          abi: oracleAbi,
-          functionName: 'getPrimaryPrice',
-          args: [p.addresses.collateralToken],
-        }),
-      );
-      prices.set(token, min);
-    }
+    const min = prices.get(token.toLowerCase())?.min ?? 0n;
     if (min === 0n)
       throw new Error(
-        `${this.id}: the ${p.flags.isLong ? 'long' : 'short'} ${instrument} position's collateral token ${p.addresses.collateralToken} has no oracle price, so its margin cannot be valued`,
+        `${this.id}: the ${what} ${token} has no oracle price, so the position cannot be valued`,
       );
     return collateralUsd30(amount, min);
   }

@@ -1,5 +1,5 @@
 import { compileSolidity, deployContract, EVM_TEST_CONTRACTS_URL, type EvmContext } from '@xhedge/evm';
-import { type Address, encodeFunctionData, parseAbi } from 'viem';
+import { type Address, encodeFunctionData, type Hex, parseAbi } from 'viem';
 import { oracleAbi } from './abi.ts';
 import { toUnits, usdToGmxPrice } from './units.ts';
 
@@ -33,8 +33,24 @@ export interface GmxContractAddresses {
 export interface GmxFixture {
   params: GmxContractAddresses;
   indexTokens: Record<string, { address: Address; decimals: number }>;
-  /** Sets the oracle price (spread 0) of an underlying. */
-  setPrice(symbol: string, priceUsd: number): Promise<void>;
+  /** Sets the oracle price of an underlying: min `priceUsd`, max `maxPriceUsd` (default: spread 0). */
+  setPrice(symbol: string, priceUsd: number | string, maxPriceUsd?: number | string): Promise<void>;
+  /**
+   * Sets what a position accrued that the local contract does not model (owner only; settled by the
+   * position's next increase or decrease): its `pendingImpactAmount` (index token units, signed), the
+   * pending borrowing fee (USD, 30 decimals), funding fee (collateral token units) and claimable
+   * funding (long/short token units) that `Reader.getAccountPositionInfoList` reports.
+   */
+  setPositionPendingValues(
+    positionKey: Hex,
+    v: {
+      pendingImpactAmount?: bigint;
+      borrowingFeeUsd30?: bigint;
+      fundingFeeAmount?: bigint;
+      claimableLongTokenAmount?: bigint;
+      claimableShortTokenAmount?: bigint;
+    },
+  ): Promise<void>;
 }
 
 const mintAbi = parseAbi([
@@ -46,6 +62,7 @@ const mintAbi = parseAbi([
   'function setPlugin(address, bool)',
   'function setKeeper(address, bool)',
   'function addMarket(address, address, address, address, uint256)',
+  'function setPositionPendingValues(bytes32, int256, uint256, uint256, uint256, uint256)',
 ]);
 
 /**
@@ -103,8 +120,8 @@ export async function deployGmxFixture(
   );
   for (const k of opts.keepers)
     await send(core, encodeFunctionData({ abi: mintAbi, functionName: 'setKeeper', args: [k, true] }));
-  const setPrices = (token: Address, p: bigint) =>
-    send(oracle, encodeFunctionData({ abi: oracleAbi, functionName: 'setPrices', args: [token, p, p] }));
+  const setPrices = (token: Address, p: bigint, max = p) =>
+    send(oracle, encodeFunctionData({ abi: oracleAbi, functionName: 'setPrices', args: [token, p, max] }));
   await setPrices(usdc, usdToGmxPrice(1, 6));
   const indexTokens: GmxFixture['indexTokens'] = {};
   for (const m of opts.markets) {
@@ -150,10 +167,30 @@ export async function deployGmxFixture(
       wnt,
     },
     indexTokens,
-    setPrice: async (symbol, priceUsd) => {
+    setPrice: async (symbol, priceUsd, maxPriceUsd) => {
       const t = indexTokens[symbol];
       if (!t) throw new Error(`no market for ${symbol}`);
-      await setPrices(t.address, usdToGmxPrice(priceUsd, t.decimals));
+      await setPrices(
+        t.address,
+        usdToGmxPrice(priceUsd, t.decimals),
+        usdToGmxPrice(maxPriceUsd ?? priceUsd, t.decimals),
+      );
     },
+    setPositionPendingValues: (positionKey, v) =>
+      send(
+        core,
+        encodeFunctionData({
+          abi: mintAbi,
+          functionName: 'setPositionPendingValues',
+          args: [
+            positionKey,
+            v.pendingImpactAmount ?? 0n,
+            v.borrowingFeeUsd30 ?? 0n,
+            v.fundingFeeAmount ?? 0n,
+            v.claimableLongTokenAmount ?? 0n,
+            v.claimableShortTokenAmount ?? 0n,
+          ],
+        }),
+      ),
   };
 }

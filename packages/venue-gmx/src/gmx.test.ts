@@ -19,14 +19,25 @@ import {
   RevertedError,
 } from '@xhedge/venue';
 import { runVenueConformance } from '@xhedge/venue/conformance';
-import { encodeFunctionData, erc20Abi, getAddress, type Hex, parseAbi, parseEther, zeroAddress } from 'viem';
+import {
+  encodeAbiParameters,
+  encodeFunctionData,
+  erc20Abi,
+  getAddress,
+  type Hex,
+  keccak256,
+  parseAbi,
+  parseAbiParameters,
+  parseEther,
+  zeroAddress,
+} from 'viem';
 import { generatePrivateKey } from 'viem/accounts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, readerAbi } from './abi.ts';
 import { createGmxVenue, type GmxOrderRecord, GmxVenue } from './adapter.ts';
 import { deployGmxFixture, type GmxFixture } from './fixture.ts';
 import { GmxKeeper, type GmxKeeperResult } from './keeper.ts';
-import { usdToGmxPrice } from './units.ts';
+import { usd30, usdToGmxPrice } from './units.ts';
 
 let chain: LocalTestChain;
 let deployer: EvmContext;
@@ -448,9 +459,15 @@ describe('gmx adapter specifics', () => {
     expect(parts.equityUsd).toBeCloseTo(before.equityUsd - fees - 200 + 50, 6);
   });
 
-  it('values collateral other than USDC (a position opened outside the adapter) at its oracle min price', async () => {
-    // 1 WETH-index token of collateral for a 2 ETH long at 3 500, sent straight through the router.
-    const weth = fx.indexTokens.ETH?.address as Hex;
+  /** The ETH-USD:PERP market token. */
+  const ethMarket = async () =>
+    (await venue().loadMarkets()).find((m) => m.instrument.id === 'ETH-USD:PERP')?.venueSymbol as Hex;
+
+  /**
+   * Opens a long in the ETH market for the trader with `amount` of `token` as collateral, straight
+   * through the ExchangeRouter (a position opened outside the adapter), and lets the keeper execute it.
+   */
+  async function openEthLongWithCollateral(token: Hex, amount: bigint, sizeUsd30: bigint) {
     const send = async (to: Hex, data: Hex, value = 0n) => {
       const hash = await trader.walletClient.sendTransaction({ to, data, value });
       expect((await trader.publicClient.waitForTransactionReceipt({ hash })).status).toBe('success');
@@ -460,20 +477,14 @@ describe('gmx adapter specifics', () => {
       'function approve(address spender, uint256 amount) returns (bool)',
     ]);
     await send(
-      weth,
-      encodeFunctionData({ abi: tokenAbi, functionName: 'mint', args: [trader.account.address, 10n ** 18n] }),
+      token,
+      encodeFunctionData({ abi: tokenAbi, functionName: 'mint', args: [trader.account.address, amount] }),
     );
     await send(
-      weth,
-      encodeFunctionData({
-        abi: tokenAbi,
-        functionName: 'approve',
-        args: [fx.params.router, 10n ** 18n],
-      }),
+      token,
+      encodeFunctionData({ abi: tokenAbi, functionName: 'approve', args: [fx.params.router, amount] }),
     );
     const fee = 300_000_000_000_000n;
-    const market = (await venue().loadMarkets()).find((m) => m.instrument.id === 'ETH-USD:PERP')
-      ?.venueSymbol as Hex;
     const calls = [
       encodeFunctionData({
         abi: exchangeRouterAbi,
@@ -483,7 +494,7 @@ describe('gmx adapter specifics', () => {
       encodeFunctionData({
         abi: exchangeRouterAbi,
         functionName: 'sendTokens',
-        args: [weth, fx.params.orderVault, 10n ** 18n],
+        args: [token, fx.params.orderVault, amount],
       }),
       encodeFunctionData({
         abi: exchangeRouterAbi,
@@ -495,12 +506,12 @@ describe('gmx adapter specifics', () => {
               cancellationReceiver: trader.account.address,
               callbackContract: zeroAddress,
               uiFeeReceiver: zeroAddress,
-              market,
-              initialCollateralToken: weth,
+              market: await ethMarket(),
+              initialCollateralToken: token,
               swapPath: [],
             },
             numbers: {
-              sizeDeltaUsd: 7000n * 10n ** 30n,
+              sizeDeltaUsd: sizeUsd30,
               initialCollateralDeltaAmount: 0n,
               triggerPrice: 0n,
               acceptablePrice: usdToGmxPrice(3600, 18),
@@ -526,6 +537,12 @@ describe('gmx adapter specifics', () => {
       fee,
     );
     await keeper.runOnce();
+    expect(keeperResults.at(-1)).toMatchObject({ outcome: 'executed', account: trader.account.address });
+  }
+
+  it('values collateral other than USDC (a position opened outside the adapter) at its oracle min price', async () => {
+    // 1 WETH-index token of collateral for a 2 ETH long at 3 500.
+    await openEthLongWithCollateral(fx.indexTokens.ETH?.address as Hex, 10n ** 18n, 7000n * 10n ** 30n);
     const v = venue();
     let [pos] = await v.fetchPositions();
     // The fee (7 000 × 5 bps = 3.5 USD = 0.001 WETH) came out of the collateral: 0.999 WETH × 3 500.
@@ -535,6 +552,192 @@ describe('gmx adapter specifics', () => {
     [pos] = await v.fetchPositions();
     expect(pos?.marginUsd).toBeCloseTo(0.999 * 3600, 9);
     expect(pos?.unsettledPnlUsd).toBeCloseTo(200, 9);
+  });
+
+  /** gmx-synthetics Position.getPositionKey: keccak256(abi.encode(account, market, collateralToken, isLong)). */
+  const positionKey = (market: Hex, collateralToken: Hex, isLong: boolean) =>
+    keccak256(
+      encodeAbiParameters(parseAbiParameters('address, address, address, bool'), [
+        trader.account.address,
+        market,
+        collateralToken,
+        isLong,
+      ]),
+    );
+
+  /** The adapter's 2 ETH long at 3 500 (7 000 USD, 3 500 USDC collateral less the 3.5 USDC fee). */
+  async function openTwoEthLong(v: GmxVenue, cid: string) {
+    await v.placeOrder({
+      clientOrderId: cid,
+      instrument: 'ETH-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '2',
+    });
+    await keeper.runOnce();
+    expect((await v.getOrderByClientId(cid))?.status).toBe('filled');
+    return positionKey(await ethMarket(), fx.params.collateralAsset, true);
+  }
+
+  it('counts pending price impact, pending borrowing and funding fees and earned funding (Reader.getAccountPositionInfoList)', async () => {
+    const v = venue();
+    const key = await openTwoEthLong(v, 'pending-1');
+    // min 3 600, max 3 601: GMX values a long's P&L at the min: 2 × 3 600 − 7 000 = 200.
+    await fx.setPrice('ETH', 3600, 3601);
+    let [pos] = await v.fetchPositions();
+    expect(pos).toMatchObject({
+      instrument: 'ETH-USD:PERP',
+      sizeBase: 2,
+      unsettledPnlUsd: 200,
+      marginUsd: 3496.5,
+    });
+    const pendingImpactAmount = -2n * 10n ** 15n; // −0.002 ETH held back from the increase
+    await fx.setPositionPendingValues(key, {
+      pendingImpactAmount,
+      borrowingFeeUsd30: usd30('12.345678'),
+      fundingFeeAmount: 3_200_000n, // 3.2 USDC
+      claimableLongTokenAmount: 5n * 10n ** 14n, // 0.0005 WETH earned
+      claimableShortTokenAmount: 250_000n, // 0.25 USDC earned
+    });
+    [pos] = await v.fetchPositions();
+    // 200 − 0.002 × 3 601 (a negative impact at the max) − 12.345678 − 3.2 + 0.0005 × 3 600 + 0.25.
+    expect(pos?.unsettledPnlUsd).toBe(179.302322);
+    expect(pos).toMatchObject({ sizeBase: 2, marginUsd: 3496.5, entryPriceUsd: 3500 });
+    // A positive pending impact counts at the min: 200 + 7.2 − 12.345678 − 3.2 + 1.8 + 0.25.
+    await fx.setPositionPendingValues(key, {
+      pendingImpactAmount: -pendingImpactAmount,
+      borrowingFeeUsd30: usd30('12.345678'),
+      fundingFeeAmount: 3_200_000n,
+      claimableLongTokenAmount: 5n * 10n ** 14n,
+      claimableShortTokenAmount: 250_000n,
+    });
+    [pos] = await v.fetchPositions();
+    expect(pos?.unsettledPnlUsd).toBe(193.704322);
+
+    // What the local Reader returns, decoded at the upstream offsets.
+    const eth = { min: usdToGmxPrice(3600, 18), max: usdToGmxPrice(3601, 18) };
+    const usdc = { min: usdToGmxPrice(1, 6), max: usdToGmxPrice(1, 6) };
+    const infos = await trader.publicClient.readContract({
+      address: fx.params.reader,
+      abi: readerAbi,
+      functionName: 'getAccountPositionInfoList',
+      args: [
+        fx.params.dataStore,
+        zeroAddress,
+        trader.account.address,
+        [await ethMarket()],
+        [{ indexTokenPrice: eth, longTokenPrice: eth, shortTokenPrice: usdc }],
+        zeroAddress,
+        0n,
+        10n,
+      ],
+    });
+    expect(infos).toHaveLength(1);
+    const info = infos[0];
+    expect(info?.positionKey).toBe(key);
+    expect(info?.position.numbers).toMatchObject({
+      sizeInUsd: 7000n * 10n ** 30n,
+      sizeInTokens: 2n * 10n ** 18n,
+      collateralAmount: 3_496_500_000n,
+      pendingImpactAmount: -pendingImpactAmount,
+    });
+    expect(info?.basePnlUsd).toBe(200n * 10n ** 30n);
+    expect(info?.uncappedBasePnlUsd).toBe(200n * 10n ** 30n);
+    // Upstream's pnlAfterPriceImpactUsd is basePnlUsd + the impact of the close itself (0 here), not the pending one.
+    expect(info?.pnlAfterPriceImpactUsd).toBe(200n * 10n ** 30n);
+    expect(info?.executionPriceResult).toEqual({
+      priceImpactUsd: 0n,
+      executionPrice: eth.min,
+      balanceWasImproved: false,
+      proportionalPendingImpactUsd: -pendingImpactAmount * eth.min,
+      totalImpactUsd: -pendingImpactAmount * eth.min,
+      priceImpactDiffUsd: 0n,
+    });
+    expect(info?.fees.borrowing).toEqual({
+      borrowingFeeUsd: usd30('12.345678'),
+      borrowingFeeAmount: 12_345_678n,
+      borrowingFeeReceiverFactor: 0n,
+      borrowingFeeAmountForFeeReceiver: 0n,
+    });
+    expect(info?.fees.funding).toMatchObject({
+      fundingFeeAmount: 3_200_000n,
+      claimableLongTokenAmount: 5n * 10n ** 14n,
+      claimableShortTokenAmount: 250_000n,
+    });
+    expect(info?.fees.collateralTokenPrice).toEqual(usdc);
+    expect(info?.fees.positionFeeFactor).toBe(5n * 10n ** 26n); // 5 bps as a 30-decimal factor
+    // The closing fee (7 000 × 5 bps) is in totalCostAmount; equity leaves it out (an exit cost).
+    expect(info?.fees.positionFeeAmount).toBe(3_500_000n);
+    expect(info?.fees.totalCostAmountExcludingFunding).toBe(3_500_000n + 12_345_678n);
+    expect(info?.fees.totalCostAmount).toBe(3_500_000n + 12_345_678n + 3_200_000n);
+  });
+
+  it('decreases settle what equity counted: only the closing fee leaves equity, half and then all', async () => {
+    const v = venue();
+    const key = await openTwoEthLong(v, 'settle-1');
+    await fx.setPrice('ETH', 3600, 3601);
+    await fx.setPositionPendingValues(key, {
+      pendingImpactAmount: -2n * 10n ** 15n,
+      borrowingFeeUsd30: usd30('12.345678'),
+      fundingFeeAmount: 3_200_000n,
+    });
+    const before = await equityParts(v);
+    // 200 − 7.202 − 12.345678 − 3.2
+    expect(before.pnlUsd).toBe(177.252322);
+    expect(before.marginUsd).toBe(3496.5);
+    const sell = async (cid: string, sizeBase: string) => {
+      await v.placeOrder({
+        clientOrderId: cid,
+        instrument: 'ETH-USD:PERP',
+        side: 'sell',
+        orderType: 'market',
+        sizeBase,
+      });
+      await keeper.runOnce();
+      expect((await v.getOrderByClientId(cid))?.status).toBe('filled');
+    };
+    const readPositions = () =>
+      trader.publicClient.readContract({
+        address: fx.params.reader,
+        abi: readerAbi,
+        functionName: 'getAccountPositions',
+        args: [fx.params.dataStore, trader.account.address, 0n, 10n],
+      });
+    // Half: sold at the min (3 600); the half's P&L (100) and pending impact (−3.601) and all the fees
+    // (15.545678) settle into the collateral, less the closing fee 3 500 × 5 bps = 1.75.
+    await sell('settle-2', '1');
+    const half = await equityParts(v);
+    expect(half.walletUsd).toBe(before.walletUsd);
+    expect((await readPositions())[0]?.numbers.pendingImpactAmount).toBe(-(10n ** 15n));
+    // 3 496.5 + 100 − 3.601 − 15.545678 − 1.75
+    expect(half.marginUsd).toBe(3575.603322);
+    // The other half: 1 × 3 600 − 3 500 − 0.001 × 3 601, no fees pending any more.
+    expect(half.pnlUsd).toBe(96.399);
+    expect(half.equityUsd).toBeCloseTo(before.equityUsd - 1.75, 6);
+    // All: the wallet gets margin + unsettled P&L − the closing fee; the position is removed, as on GMX.
+    await sell('settle-3', '1');
+    const after = await equityParts(v);
+    expect(after.positions).toEqual([]);
+    expect(await readPositions()).toEqual([]);
+    expect(after.walletUsd).toBeCloseTo(half.walletUsd + half.marginUsd + half.pnlUsd - 1.75, 6);
+    expect(after.equityUsd).toBeCloseTo(before.equityUsd - 3.5, 6);
+  });
+
+  it('fails loudly, naming the market, when Reader.getAccountPositionInfoList cannot value a position', async () => {
+    const v = venue();
+    await openTwoEthLong(v, 'loud-1');
+    expect(await v.fetchPositions()).toHaveLength(1);
+    // WBTC collateral in the ETH market: not one of its tokens, so GMX's Reader has no price for it.
+    await openEthLongWithCollateral(fx.indexTokens.BTC?.address as Hex, 10n ** 7n, 7000n * 10n ** 30n);
+    const err = await v.fetchPositions().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(RevertedError);
+    expect((err as Error).message).toMatch(
+      /getAccountPositionInfoList failed for the positions in ETH-USD:PERP/,
+    );
+    expect((err as Error).message).toMatch(/UnableToGetCachedTokenPrice/);
   });
 
   it('looks for execution events from the block that created the order, not from genesis', async () => {

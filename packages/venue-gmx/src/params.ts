@@ -16,6 +16,14 @@ export const GmxVenueParams = z
     dataStore: Address,
     orderVault: Address,
     reader: Address,
+    /**
+     * The ReferralStorage `Reader.getAccountPositionInfoList` takes (it reads the account's referral
+     * code for fee discounts). With the zero address GMX's `ReferralUtils.getReferralInfo` applies no
+     * discount, which only changes the closing fee, and equity does not count that. Arbitrum's is
+     * 0xe6fab3f0c7199b0d34d7fbe83394fc0e0d06e99d (gmx-synthetics `config/overwrite.ts`). The local
+     * contract does not read it. @defaultValue the zero address
+     */
+    referralStorage: Address.optional(),
     oracle: Address,
     /** Collateral token (USDC-like); not named `...Token` so the config's secret scan does not flag it. */
     collateralAsset: Address,

@@ -1,56 +1,58 @@
 import { describe, expect, it } from 'vitest';
-import { collateralUsd30, sidePnlUsd30 } from './position-value.ts';
+import { collateralUsd30, type GmxTokenValuer, unsettledPnlUsd30 } from './position-value.ts';
 import { fromUsd30, usd30, usdToGmxPrice } from './units.ts';
 
 // ETH has 18 decimals: a GMX price is USD per wei with 30 decimals, i.e. USD × 10^12.
 const ETH_DECIMALS = 18;
 const eth = (n: number) => BigInt(Math.round(n * 1e6)) * 10n ** 12n; // whole ETH → wei (6 places)
-const at = (usd: number) => {
-  const p = usdToGmxPrice(usd, ETH_DECIMALS);
-  return { min: p, max: p };
+
+/** USDC collateral at par, WETH long token at 3 000 USD, USDC short token at par. */
+const valuer: GmxTokenValuer = {
+  collateral: (a) => collateralUsd30(a, usdToGmxPrice(1, 6)),
+  longToken: (a) => collateralUsd30(a, usdToGmxPrice(3000, ETH_DECIMALS)),
+  shortToken: (a) => collateralUsd30(a, usdToGmxPrice(1, 6)),
+};
+const none = {
+  pendingImpactUsd: 0n,
+  borrowingFeeAmount: 0n,
+  fundingFeeAmount: 0n,
+  claimableLongTokenAmount: 0n,
+  claimableShortTokenAmount: 0n,
 };
 
-describe('sidePnlUsd30 (gmx-synthetics PositionUtils.getPositionPnlUsd, before the pool cap)', () => {
-  it('long: sizeInTokens × price − sizeInUsd', () => {
-    // 2 ETH bought for 6 000 USD, marked at 3 100: worth 6 200 → +200.
-    const long = { isLong: true, sizeInUsd: usd30(6000), sizeInTokens: eth(2) };
-    expect(sidePnlUsd30(long, at(3100))).toBe(usd30(200));
-    expect(sidePnlUsd30(long, at(2900))).toBe(usd30(-200));
+describe('unsettledPnlUsd30 (from a ReaderPositionUtils.PositionInfo)', () => {
+  it('is basePnlUsd when nothing is pending', () => {
+    expect(unsettledPnlUsd30({ ...none, basePnlUsd: usd30(200) }, valuer)).toBe(usd30(200));
+    expect(unsettledPnlUsd30({ ...none, basePnlUsd: usd30(-75.5) }, valuer)).toBe(usd30(-75.5));
   });
 
-  it('short: sizeInUsd − sizeInTokens × price', () => {
-    // 1 ETH sold for 3 200 USD, marked at 3 100: buying it back costs 3 100 → +100.
-    const short = { isLong: false, sizeInUsd: usd30(3200), sizeInTokens: eth(1) };
-    expect(sidePnlUsd30(short, at(3100))).toBe(usd30(100));
-    expect(sidePnlUsd30(short, at(3300))).toBe(usd30(-100));
-  });
-
-  it('both sides open sum by side, unlike (mark − entry averaged over both) × net size', () => {
-    const long = { isLong: true, sizeInUsd: usd30(6000), sizeInTokens: eth(2) };
-    const short = { isLong: false, sizeInUsd: usd30(3200), sizeInTokens: eth(1) };
-    const bySide = fromUsd30(sidePnlUsd30(long, at(3100)) + sidePnlUsd30(short, at(3100)));
-    expect(bySide).toBe(300);
-    const netView = (3100 - 9200 / 3) * 1;
-    expect(netView).toBeCloseTo(33.33, 2);
-  });
-
-  it('values at the mid of min and max without rounding the mid first', () => {
-    // min 3 099.99, max 3 100.01 (in USD per wei): the mid is 3 100.
-    const price = {
-      min: usdToGmxPrice('3099.99', ETH_DECIMALS),
-      max: usdToGmxPrice('3100.01', ETH_DECIMALS),
+  it('adds the pending price impact (signed) and takes off borrowing and funding fees at the collateral value', () => {
+    const v = {
+      ...none,
+      basePnlUsd: usd30(200),
+      pendingImpactUsd: usd30(-7.2),
+      borrowingFeeAmount: 12_345_678n, // 12.345678 USDC
+      fundingFeeAmount: 3_200_000n, // 3.2 USDC
     };
-    const long = { isLong: true, sizeInUsd: usd30(3000), sizeInTokens: eth(1) };
-    expect(sidePnlUsd30(long, price)).toBe(usd30(100));
-    // An odd number of wei at an odd min + max: exact to 1e-30 USD.
-    const odd = { min: 3n, max: 4n };
-    expect(sidePnlUsd30({ isLong: true, sizeInUsd: 0n, sizeInTokens: 3n }, odd)).toBe(10n); // 3 × 3.5 = 10.5
+    // 200 − 7.2 − 12.345678 − 3.2, exact to 1e-30 USD.
+    expect(unsettledPnlUsd30(v, valuer)).toBe(usd30('177.254322'));
+    // A positive pending impact (the increases improved the balance) counts for the position.
+    expect(unsettledPnlUsd30({ ...v, pendingImpactUsd: usd30(7.2) }, valuer)).toBe(usd30('191.654322'));
+    // Fees in a collateral token other than USDC are valued as that collateral is.
+    const wethCollateral = { ...valuer, collateral: valuer.longToken };
+    expect(
+      unsettledPnlUsd30({ ...none, basePnlUsd: 0n, borrowingFeeAmount: eth(0.001) }, wethCollateral),
+    ).toBe(usd30(-3));
   });
 
-  it('refuses a price that is not one', () => {
-    const long = { isLong: true, sizeInUsd: usd30(3000), sizeInTokens: eth(1) };
-    expect(() => sidePnlUsd30(long, { min: 0n, max: 0n })).toThrow(/not a price/);
-    expect(() => sidePnlUsd30(long, { min: 5n, max: 4n })).toThrow(/not a price/);
+  it('adds the funding the position earned, in the long and the short token', () => {
+    const v = {
+      ...none,
+      basePnlUsd: usd30(10),
+      claimableLongTokenAmount: eth(0.0005), // 1.5 USD at 3 000
+      claimableShortTokenAmount: 250_000n, // 0.25 USDC
+    };
+    expect(fromUsd30(unsettledPnlUsd30(v, valuer))).toBe(11.75);
   });
 });
 
