@@ -21,7 +21,9 @@ describe('xhedge CLI (in process)', () => {
   it('start: --metrics-port is refused for the roles that serve the API, and out of range', async () => {
     const all = captureIo();
     expect(await runCli(['start', '--metrics-port', '9464'], all)).toBe(2);
-    expect(all.stderr).toMatch(/--metrics-port is for --role worker or orchestrator; role all serves \/metrics/);
+    expect(all.stderr).toMatch(
+      /--metrics-port is for --role worker or orchestrator; role all serves \/metrics/,
+    );
     const big = captureIo();
     expect(await runCli(['start', '--role', 'worker', '--metrics-port', '70000'], big)).toBe(2);
     expect(big.stderr).toMatch(/--metrics-port must be at most 65535, got 70000/);

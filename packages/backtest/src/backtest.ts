@@ -13,7 +13,7 @@ import {
   runPaths,
 } from './engine.ts';
 import type { DecisionMode } from './hedge-rules.ts';
-import { mean, pnlStats } from './metrics.ts';
+import { mean, pnlStats, shareAboveZero } from './metrics.ts';
 import { createWorkerPool, defaultWorkerCount, type WorkerPool } from './pool.ts';
 import {
   type BacktestFile,
@@ -48,6 +48,8 @@ export interface Attribution {
   gasUsd: number;
   /** Fees of moving collateral across chains (messaging and gas on both chains). */
   bridgeUsd: number;
+  /** Liquidation penalties (the spread and impact of liquidation closes are in slippageUsd). */
+  liquidationUsd: number;
 }
 
 export interface PolicyResult {
@@ -59,14 +61,20 @@ export interface PolicyResult {
   stdToPrice: number;
   cvar95Usd: number;
   entropicRiskUsd: number;
-  /** Mean transaction cost per path (fees + slippage + gas + bridge fees), USD. */
+  /** Mean transaction cost per path (fees + slippage + gas + bridge fees + liquidation penalties), USD. */
   meanCostUsd: number;
-  /** Mean traded notional per path, USD. */
+  /** Mean traded notional per path, USD (the hedger's own trades; not liquidation closes). */
   turnoverUsd: number;
-  /** Mean number of hedge trades per path (including the unwind). */
+  /** Mean number of hedge trades per path (including the unwind; liquidation closes are counted in `liquidations`). */
   trades: number;
   /** Mean number of cross-chain collateral transfers per path (0 unless collateral is modelled). */
   transfers: number;
+  /** Mean number of liquidations per path (0 unless collateral is modelled). */
+  liquidations: number;
+  /** Share of paths with at least one liquidation, 0..1. */
+  liquidatedPathShare: number;
+  /** Mean liquidation penalty per path, USD (a cost: positive; also in attribution.liquidationUsd, negated). */
+  liquidationUsd: number;
   attribution: Attribution;
 }
 
@@ -112,6 +120,12 @@ function toEngineVenue(v: VenueCostSpec): EngineVenue {
     hedges: v.hedges,
     ...(v.collateralUsd !== undefined ? { collateralUsd: v.collateralUsd } : {}),
     ...(v.marginFraction !== undefined ? { marginFraction: v.marginFraction } : {}),
+    ...(v.maintenanceMarginFraction !== undefined
+      ? { maintenanceMarginFraction: v.maintenanceMarginFraction }
+      : {}),
+    ...(v.liquidationPenaltyFraction !== undefined
+      ? { liquidationPenaltyFraction: v.liquidationPenaltyFraction }
+      : {}),
   };
 }
 
@@ -324,6 +338,8 @@ export function summarize(
   const slip = mean(batchField(batch, 'slippageUsd'));
   const gas = mean(batchField(batch, 'gasUsd'));
   const bridge = mean(batchField(batch, 'bridgeUsd'));
+  const liquidationUsd = mean(batchField(batch, 'liquidationUsd'));
+  const liquidations = batchField(batch, 'liquidations');
   return {
     name,
     policy,
@@ -332,10 +348,13 @@ export function summarize(
       premium > 0
         ? (stats.stdPnlUsd * Math.exp(-plan.base.rate * horizonYears)) / premium
         : Number.POSITIVE_INFINITY,
-    meanCostUsd: fees + slip + gas + bridge,
+    meanCostUsd: fees + slip + gas + bridge + liquidationUsd,
     turnoverUsd: mean(batchField(batch, 'turnoverUsd')),
     trades: mean(batchField(batch, 'trades')),
     transfers: mean(batchField(batch, 'transfers')),
+    liquidations: mean(liquidations),
+    liquidatedPathShare: shareAboveZero(liquidations),
+    liquidationUsd,
     attribution: {
       deltaUsd: mean(batchField(batch, 'deltaUsd')),
       gammaUsd: mean(batchField(batch, 'gammaUsd')),
@@ -347,6 +366,7 @@ export function summarize(
       slippageUsd: -slip,
       gasUsd: -gas,
       bridgeUsd: -bridge,
+      liquidationUsd: -liquidationUsd,
     },
   };
 }

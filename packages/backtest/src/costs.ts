@@ -3,6 +3,7 @@ import type { RoutingBridgeCost } from '@xhedge/crosschain';
 import { type CollateralSource, type CollateralTransfer, type RouteVenue, routeDelta } from '@xhedge/routing';
 import { createGasProcess } from '@xhedge/sim';
 import type { HedgeQuote } from '@xhedge/venue';
+import { BacktestInputError } from './errors.ts';
 
 /** A venue's cost model in the engine's units (fractions of notional, USD). Structured-cloneable. */
 export interface EngineVenue {
@@ -26,10 +27,81 @@ export interface EngineVenue {
   collateralUsd?: number;
   /** Initial margin per USD of notional (0.1 = 10× leverage), when collateral is modelled. @defaultValue 0.1 */
   marginFraction?: number;
+  /**
+   * Maintenance margin per USD of notional, when collateral is modelled: when the venue's equity (its
+   * collateral balance, perp P&L marked to the step's price included) falls below this fraction of the
+   * open hedge's notional, the hedge on that venue is liquidated. 0 < value ≤ `marginFraction`.
+   * @defaultValue half the venue's `marginFraction`: 0.05 at the default 0.1, the maintenance ratio of
+   * Drift's SDK default perp market (5%); GMX v2 liquidates BTC and ETH positions below 0.5% of size and
+   * most others below 1% (`minCollateralFactorForLiquidation`), so half is the cautious side for GMX
+   */
+  maintenanceMarginFraction?: number;
+  /**
+   * Penalty of a liquidation per USD of liquidated notional, charged to the venue's balance on top of
+   * the close's spread and impact (it replaces the taker fee and gas, which the liquidator pays).
+   * @defaultValue 0.01 (Drift's SDK default perp market: 1% insurance-fund liquidation fee; GMX v2:
+   * 0.20% of position size on standard markets, 0.30% on single-token and synthetic ones, plus its close fee)
+   */
+  liquidationPenaltyFraction?: number;
 }
 
 /** Margin per USD of notional when a venue does not say. */
 export const DEFAULT_MARGIN_FRACTION = 0.1;
+
+/**
+ * Liquidation penalty per USD of liquidated notional when a venue does not say. Sources: Drift
+ * (drift-labs/protocol-v2 sdk/src/adminClient.ts `initializePerpMarket`: `ifLiquidatorFee = 10000` at
+ * LIQUIDATION_FEE_PRECISION 1e6, i.e. 1%, with `marginRatioInitial = 2000`, `marginRatioMaintenance = 500`
+ * at MARGIN_PRECISION 1e4); GMX v2 (gmx-io/gmx-synthetics config/markets.ts: `liquidationFeeFactor`
+ * 0.20% in the base market config, 0.30% single-token and synthetic). 1% is the high end: a backtest
+ * should not make thin margin look cheap.
+ */
+export const DEFAULT_LIQUIDATION_PENALTY_FRACTION = 0.01;
+
+/** Initial margin per USD of notional of a venue (its own or {@link DEFAULT_MARGIN_FRACTION}). */
+export function initialMarginFraction(v: EngineVenue): number {
+  return v.marginFraction ?? DEFAULT_MARGIN_FRACTION;
+}
+
+/** Maintenance margin per USD of notional of a venue: its own, or half its initial margin fraction. */
+export function maintenanceMarginFraction(v: EngineVenue): number {
+  return v.maintenanceMarginFraction ?? initialMarginFraction(v) / 2;
+}
+
+/** Liquidation penalty per USD of liquidated notional of a venue (its own or the default, 1%). */
+export function liquidationPenaltyFraction(v: EngineVenue): number {
+  return v.liquidationPenaltyFraction ?? DEFAULT_LIQUIDATION_PENALTY_FRACTION;
+}
+
+/**
+ * Checks the margin settings of job venues built without the file schema (which checks the same):
+ * 0 < margin ≤ 1, 0 < maintenance ≤ margin, 0 ≤ penalty < 1. Throws naming the venue and the field.
+ */
+export function assertMarginSettings(venues: readonly EngineVenue[]): void {
+  for (const v of venues) {
+    const im = initialMarginFraction(v);
+    if (!(im > 0 && im <= 1))
+      throw new BacktestInputError(`venue ${v.id}: marginFraction must be in (0, 1], got ${im}`, {
+        venue: v.id,
+        field: 'marginFraction',
+      });
+    const mm = maintenanceMarginFraction(v);
+    if (!(mm > 0 && mm <= im))
+      throw new BacktestInputError(
+        `venue ${v.id}: maintenanceMarginFraction must be above 0 and at most marginFraction (${im}), got ${mm}`,
+        { venue: v.id, field: 'maintenanceMarginFraction' },
+      );
+    const pen = liquidationPenaltyFraction(v);
+    if (!(pen >= 0 && pen < 1))
+      throw new BacktestInputError(
+        `venue ${v.id}: liquidationPenaltyFraction must be in [0, 1), got ${pen}`,
+        {
+          venue: v.id,
+          field: 'liquidationPenaltyFraction',
+        },
+      );
+  }
+}
 
 /** The collateral asset the backtester moves between venues. */
 export const COLLATERAL_ASSET = 'USDC';
@@ -139,7 +211,7 @@ function freeCollateralUsd(
   positionBase: number,
   spotUsd: number,
 ): number {
-  const used = Math.abs(positionBase) * spotUsd * (v.marginFraction ?? DEFAULT_MARGIN_FRACTION);
+  const used = Math.abs(positionBase) * spotUsd * initialMarginFraction(v);
   return Math.max(0, collateralUsd - used);
 }
 
@@ -198,7 +270,7 @@ export function routeLive(input: RouteLiveInput): RoutedTrade {
       positionBase: positions[i] as number,
       freeCollateralUsd: free,
       // Margin 0 = unlimited: without a collateral model the router never plans a transfer.
-      marginFraction: collateralUsd ? (v.marginFraction ?? DEFAULT_MARGIN_FRACTION) : 0,
+      marginFraction: collateralUsd ? initialMarginFraction(v) : 0,
     });
   });
   const plan = routeDelta(

@@ -10,12 +10,15 @@ import {
   priceBookPath,
 } from './book-grid.ts';
 import {
+  assertMarginSettings,
   COLLATERAL_ASSET,
   cheapestVenue,
   collateralModelled,
   type EngineVenue,
   type GasCurve,
   gasCurves,
+  liquidationPenaltyFraction,
+  maintenanceMarginFraction,
   routeLive,
   tradeCost,
 } from './costs.ts';
@@ -61,7 +64,9 @@ export interface EngineJob {
   /**
    * Hedge venues (and collateral-only accounts). When any declares `collateralUsd`, margin is modelled
    * per venue and per path and the live router may move collateral across chains over a paper
-   * LayerZero bridge on the path's clock; the legs that need it trade at the step it is delivered.
+   * LayerZero bridge on the path's clock; the legs that need it trade at the step it is delivered. A
+   * venue whose equity falls below the maintenance margin of its hedge is then liquidated (see
+   * {@link EngineVenue.maintenanceMarginFraction}).
    */
   venues: EngineVenue[];
   unwindAtEnd: boolean;
@@ -89,6 +94,10 @@ export const PATH_FIELDS = [
   'turnoverUsd',
   'bridgeUsd',
   'transfers',
+  /** Hedges closed by a venue's liquidation (0 unless collateral is modelled). */
+  'liquidations',
+  /** Liquidation penalties paid, USD (the close's spread and impact are in slippageUsd). */
+  'liquidationUsd',
 ] as const;
 export type PathField = (typeof PATH_FIELDS)[number];
 const F: Readonly<Record<PathField, number>> = Object.fromEntries(
@@ -175,6 +184,23 @@ export type EngineEvent =
       sizeBase: number;
       /** The transfer this leg waited for. */
       afterTransfer?: string;
+    }
+  | {
+      /** The venue's hedge was closed by its liquidation at the step's price, before the step's decision. */
+      type: 'liquidation';
+      path: number;
+      step: number;
+      venue: string;
+      /** Signed size of the closing trade, underlying units (minus the position). */
+      sizeBase: number;
+      spotUsd: number;
+      /** The venue's equity (collateral balance, perp P&L included) that fell short, USD. */
+      equityUsd: number;
+      /** Maintenance margin of the position at the step's price, USD. */
+      maintenanceUsd: number;
+      penaltyUsd: number;
+      /** Spread and impact of the close, USD. */
+      slippageUsd: number;
     };
 
 export interface RunPathsOptions {
@@ -195,6 +221,7 @@ export async function runPaths(
     throw new BacktestInputError('no venue takes hedges (every venue has hedges: false)');
   if (collateralModelled(job.venues) && job.routing !== 'live')
     throw new BacktestInputError('collateral is modelled only with live routing (routing: live)');
+  if (collateralModelled(job.venues)) assertMarginSettings(job.venues);
   const count = end - start;
   const data = new Float64Array(PATH_FIELDS.length * count);
   const spots = new Float64Array(job.steps + 1);
@@ -240,11 +267,15 @@ interface WaitingLeg {
 
 /**
  * The path's collateral, one USD balance per venue, and a paper LayerZero bridge between the venues on
- * the path's own clock. Perp P&L, funding, fees and slippage settle into the venue's balance; gas is
- * paid in the chain's gas asset and does not touch it.
+ * the path's own clock. Perp P&L, funding, fees, slippage and liquidation penalties settle into the
+ * venue's balance; gas is paid in the chain's gas asset and does not touch it.
  */
 interface PathCollateral {
   balanceUsd: Float64Array;
+  /** Maintenance margin per USD of notional, per venue. */
+  maintenanceFraction: Float64Array;
+  /** Liquidation penalty per USD of liquidated notional, per venue. */
+  penaltyFraction: Float64Array;
   bridgeCost: RoutingBridgeCost;
   isBridgeError: (err: unknown) => boolean;
   clock: ManualClock;
@@ -277,6 +308,8 @@ function pathCollateral(venues: readonly EngineVenue[], bridging: Bridging): Pat
   }));
   return {
     balanceUsd,
+    maintenanceFraction: Float64Array.from(venues, maintenanceMarginFraction),
+    penaltyFraction: Float64Array.from(venues, liquidationPenaltyFraction),
     bridgeCost: bridging.bridgeCost,
     isBridgeError: bridging.isBridgeError,
     clock,
@@ -326,6 +359,8 @@ async function simulateOne(
   let resid = 0;
   let trades = 0;
   let turnover = 0;
+  let liquidations = 0;
+  let liquidationUsd = 0;
 
   const fill = (vi: number, q: number, ms: number, step: number, afterTransfer?: string): void => {
     const notional = q * spot;
@@ -431,6 +466,54 @@ async function simulateOne(
     if (col.waiting.length === 0) waitingBase = 0;
   };
 
+  /**
+   * Liquidates, at this step's price, the hedge of every venue whose equity (its collateral balance,
+   * into which perp P&L and funding settle every step) is below the maintenance margin of its position.
+   * The close pays the venue's spread and impact and the liquidation penalty out of that balance (no
+   * taker fee or gas: the liquidator pays those). A deficit left after the close stays on the venue's
+   * balance (no insurance-fund bailout) until collateral is moved in. The decider sees the smaller hedge
+   * at once, as the live system would after reconciling positions, and may re-hedge.
+   */
+  const liquidateUnderwater = (c: PathCollateral, step: number): void => {
+    let closed = false;
+    for (let v = 0; v < venues.length; v++) {
+      const pos = hedgeByVenue[v] as number;
+      if (pos === 0) continue;
+      const notional = pos * spot;
+      const absNotional = Math.abs(notional);
+      const equityUsd = c.balanceUsd[v] as number;
+      const maintenanceUsd = absNotional * (c.maintenanceFraction[v] as number);
+      if (!(equityUsd < maintenanceUsd)) continue;
+      const venue = venues[v] as EngineVenue;
+      const slippageUsd = tradeCost(venue, notional, 0).slippageUsd;
+      const penaltyUsd = absNotional * (c.penaltyFraction[v] as number);
+      cash += notional - slippageUsd - penaltyUsd;
+      c.balanceUsd[v] = equityUsd - slippageUsd - penaltyUsd;
+      slip += slippageUsd;
+      liquidationUsd += penaltyUsd;
+      liquidations++;
+      hedgeByVenue[v] = 0;
+      closed = true;
+      onEvent?.({
+        type: 'liquidation',
+        path: pathIndex,
+        step,
+        venue: venue.id,
+        sizeBase: -pos,
+        spotUsd: spot,
+        equityUsd,
+        maintenanceUsd,
+        penaltyUsd,
+        slippageUsd,
+      });
+    }
+    if (closed) {
+      // The hedge is what the venues hold (no residue of adding and removing the same sizes).
+      hedge = 0;
+      for (let v = 0; v < venues.length; v++) hedge += hedgeByVenue[v] as number;
+    }
+  };
+
   const state: HedgeState = {
     nowMs: 0,
     spotUsd: spot,
@@ -446,6 +529,8 @@ async function simulateOne(
   for (let k = 0; k < job.steps; k++) {
     const nowMs = k * stepMs;
     await deliver(nowMs, k);
+    // P&L and funding of the last step have settled (and due collateral has landed): margin check.
+    if (col && k > 0) liquidateUnderwater(col, k);
     state.nowMs = nowMs;
     state.spotUsd = spot;
     state.hedgeBase = hedge + waitingBase;
@@ -489,6 +574,7 @@ async function simulateOne(
   }
   // Transfers delivered by the end still let their legs trade before the unwind.
   await deliver(job.steps * stepMs, job.steps);
+  if (col) liquidateUnderwater(col, job.steps);
   if (job.unwindAtEnd && hedge !== 0) {
     // Close on the venues that hold the hedge; each leg pays its own venue's costs.
     const ms = job.steps * stepMs;
@@ -518,4 +604,6 @@ async function simulateOne(
   put('turnoverUsd', turnover);
   put('bridgeUsd', bridgeUsd);
   put('transfers', transfers);
+  put('liquidations', liquidations);
+  put('liquidationUsd', liquidationUsd);
 }

@@ -13,7 +13,14 @@ export {
   type SingleOptionInput,
   summarize,
 } from './backtest.ts';
-export type { EngineVenue, TradeCost } from './costs.ts';
+export {
+  DEFAULT_LIQUIDATION_PENALTY_FRACTION,
+  DEFAULT_MARGIN_FRACTION,
+  type EngineVenue,
+  liquidationPenaltyFraction,
+  maintenanceMarginFraction,
+  type TradeCost,
+} from './costs.ts';
 export {
   batchField,
   type EngineEvent,
@@ -37,7 +44,7 @@ export {
   kernelSupports,
   strategyDecider,
 } from './hedge-rules.ts';
-export { cvar, entropicRisk, mean, type PnlStats, pnlStats, stdDev } from './metrics.ts';
+export { cvar, entropicRisk, mean, type PnlStats, pnlStats, shareAboveZero, stdDev } from './metrics.ts';
 export { createWorkerPool, mergeBatches, type RunOptions, runJob, type WorkerPool } from './pool.ts';
 export { createProgressBar, type ProgressBar, type ProgressSink } from './progress.ts';
 export {

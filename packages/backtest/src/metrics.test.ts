@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { cvar, entropicRisk, mean, pnlStats, stdDev } from './metrics.ts';
+import { cvar, entropicRisk, mean, pnlStats, shareAboveZero, stdDev } from './metrics.ts';
 
 describe('metrics', () => {
   it('mean and sample std of a known sample', () => {
@@ -39,6 +39,12 @@ describe('metrics', () => {
         },
       ),
     );
+  });
+
+  it('share above zero counts strictly positive samples (paths with a liquidation)', () => {
+    expect(shareAboveZero(Float64Array.from([0, 1, 0, 2, 0]))).toBe(0.4);
+    expect(shareAboveZero(Float64Array.from([0, -1]))).toBe(0);
+    expect(() => shareAboveZero(new Float64Array(0))).toThrow(/empty/);
   });
 
   it('rejects non-finite samples and bad parameters with typed errors', () => {

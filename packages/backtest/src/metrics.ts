@@ -32,6 +32,14 @@ export function mean(values: Float64Array): number {
   return sum / values.length;
 }
 
+/** Share of the sample above zero (e.g. paths with at least one liquidation), 0..1. */
+export function shareAboveZero(values: Float64Array): number {
+  if (values.length === 0) throw new BacktestInputError('share of an empty sample');
+  let n = 0;
+  for (let i = 0; i < values.length; i++) if ((values[i] as number) > 0) n++;
+  return n / values.length;
+}
+
 /** Sample standard deviation (n − 1), two-pass for accuracy. */
 export function stdDev(values: Float64Array, mu = mean(values)): number {
   if (values.length < 2) return 0;

@@ -13,6 +13,7 @@ import {
 import { ProcessSpec as SimProcessSpec } from '@xhedge/sim';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { DEFAULT_MARGIN_FRACTION } from './costs.ts';
 
 /**
  * The backtest file format (`configs/backtests/*.yaml`). Policies use the live operator config's
@@ -70,6 +71,17 @@ export const VenueCostSpec = z
     collateralUsd: nonNegative.optional(),
     /** Initial margin per USD of notional (0.1 = 10× leverage), when collateral is modelled. Default 0.1. */
     marginFraction: FiniteNumber.gt(0).max(1).optional(),
+    /**
+     * Maintenance margin per USD of notional, when collateral is modelled: a venue whose equity (collateral
+     * plus perp P&L) falls below it is liquidated. Above 0, at most marginFraction. Default: half of
+     * marginFraction (0.05 at the default 0.1; Drift's default perp market: 5%; GMX v2: 0.5–1%).
+     */
+    maintenanceMarginFraction: FiniteNumber.gt(0).max(1).optional(),
+    /**
+     * Liquidation penalty per USD of liquidated notional, charged to the venue's collateral on top of the
+     * close's spread and impact. Default 0.01 (Drift's default perp market: 1%; GMX v2: 0.2–0.45% plus its close fee).
+     */
+    liquidationPenaltyFraction: nonNegative.lt(1).optional(),
     /** false: a collateral account only (a treasury wallet or vault on that chain), never hedged on. Default true. */
     hedges: z.boolean().default(true),
   })
@@ -172,12 +184,23 @@ export const BacktestFile = z
           path: ['venues', i, 'collateralUsd'],
           message: 'a venue with hedges: false is a collateral account and needs collateralUsd',
         });
-      if (v.marginFraction !== undefined && !collateral)
+      for (const field of [
+        'marginFraction',
+        'maintenanceMarginFraction',
+        'liquidationPenaltyFraction',
+      ] as const)
+        if (v[field] !== undefined && !collateral)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['venues', i, field],
+            message: `${field} applies only when collateral is modelled (set collateralUsd on the venues)`,
+          });
+      const initial = v.marginFraction ?? DEFAULT_MARGIN_FRACTION;
+      if (v.maintenanceMarginFraction !== undefined && v.maintenanceMarginFraction > initial)
         ctx.addIssue({
           code: 'custom',
-          path: ['venues', i, 'marginFraction'],
-          message:
-            'marginFraction applies only when collateral is modelled (set collateralUsd on the venues)',
+          path: ['venues', i, 'maintenanceMarginFraction'],
+          message: `venue "${v.id}": maintenanceMarginFraction ${v.maintenanceMarginFraction} exceeds its marginFraction ${initial}${v.marginFraction === undefined ? ' (default)' : ''}; maintenance margin must be at most initial margin`,
         });
     });
     if (collateral && f.routing !== 'live')

@@ -117,6 +117,8 @@ function printReport(r: BacktestReport, io: CliIo): void {
         'turnover',
         'trades',
         'transfers',
+        'liquidations',
+        'liq. paths',
       ],
       ...r.policies.map((p) => [
         p.name,
@@ -129,6 +131,8 @@ function printReport(r: BacktestReport, io: CliIo): void {
         money(p.turnoverUsd),
         money(p.trades),
         money(p.transfers),
+        money(p.liquidations),
+        `${(p.liquidatedPathShare * 100).toFixed(1)}%`,
       ]),
     ]),
   );
@@ -148,6 +152,7 @@ function printReport(r: BacktestReport, io: CliIo): void {
         'slippage',
         'gas',
         'bridge',
+        'liquidation',
       ],
       ...r.policies.map((p) => {
         const a = p.attribution;
@@ -164,6 +169,7 @@ function printReport(r: BacktestReport, io: CliIo): void {
             a.slippageUsd,
             a.gasUsd,
             a.bridgeUsd,
+            a.liquidationUsd,
           ].map(money),
         ];
       }),
