@@ -5,13 +5,17 @@ pragma solidity ^0.8.24;
 // adapter touches them (ExchangeRouter.multicall/sendWnt/sendTokens/createOrder/cancelOrder,
 // IBaseOrderUtils.CreateOrderParams, Order.Props, Position.Props, Market.Props, prices as USD per
 // smallest token unit with 30 decimals), as of gmx-io/gmx-synthetics main at
-// a5c0c8835182cbd84e47dca04b971239311d2f1d; the economics are simplified: oracle-priced fills, a flat
-// position fee, no price impact, borrowing or funding of its own (a test may set a position's
+// a5c0c8835182cbd84e47dca04b971239311d2f1d; the economics are simplified: oracle-priced fills, a
+// position fee factor per market (balance improved or not, as upstream), no price impact, borrowing or funding of its own (a test may set a position's
 // pendingImpactAmount, pending borrowing/funding fees and claimable funding with
 // GmxCore.setPositionPendingValues; position updates then settle them as GMX does), no swaps (swapPath
 // and dataList are stored, not acted on), no callbacks. Reader.getAccountPositionInfoList returns the
 // real ReaderPositionUtils.PositionInfo shape with this contract's values. One contract plays DataStore,
-// OrderVault and OrderHandler. Events go out, as on real GMX, through a separate EventEmitter as
+// OrderVault and OrderHandler. Its configuration and bookkeeping live, as upstream, under the keys of
+// contracts/data/Keys.sol and are read with `getUint(bytes32)` (open interest, max open interest,
+// position fee factors, the execution-fee gas settings) and `getBytes32ValuesAt(bytes32, start, end)`
+// (ORDER_LIST, ACCOUNT_ORDER_LIST); createOrder checks the execution fee with GasUtils'
+// adjustGasLimitForEstimate formula against tx.gasprice, as upstream. Events go out, as on real GMX, through a separate EventEmitter as
 // EventLog1/EventLog2 with an EventUtils.EventLogData payload (same topics and item keys as
 // contracts/order/OrderEventUtils.sol and contracts/position/PositionEventUtils.sol, fewer items).
 // Tokens are pulled by a Router's pluginTransfer (approve the Router), as in contracts/router/Router.sol.
@@ -227,6 +231,98 @@ library ReaderPositionUtils {
     }
 }
 
+// gmx-synthetics contracts/data/Keys.sol: the keys this contract uses, derived the same way.
+library Keys {
+    bytes32 internal constant ORDER_LIST = keccak256(abi.encode("ORDER_LIST"));
+    bytes32 internal constant ACCOUNT_ORDER_LIST = keccak256(abi.encode("ACCOUNT_ORDER_LIST"));
+    bytes32 internal constant ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1 = keccak256(abi.encode("ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1"));
+    bytes32 internal constant ESTIMATED_GAS_FEE_PER_ORACLE_PRICE = keccak256(abi.encode("ESTIMATED_GAS_FEE_PER_ORACLE_PRICE"));
+    bytes32 internal constant ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR = keccak256(abi.encode("ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR"));
+    bytes32 internal constant SINGLE_SWAP_GAS_LIMIT = keccak256(abi.encode("SINGLE_SWAP_GAS_LIMIT"));
+    bytes32 internal constant INCREASE_ORDER_GAS_LIMIT = keccak256(abi.encode("INCREASE_ORDER_GAS_LIMIT"));
+    bytes32 internal constant DECREASE_ORDER_GAS_LIMIT = keccak256(abi.encode("DECREASE_ORDER_GAS_LIMIT"));
+    bytes32 internal constant POSITION_FEE_FACTOR = keccak256(abi.encode("POSITION_FEE_FACTOR"));
+    bytes32 internal constant OPEN_INTEREST = keccak256(abi.encode("OPEN_INTEREST"));
+    bytes32 internal constant MAX_OPEN_INTEREST = keccak256(abi.encode("MAX_OPEN_INTEREST"));
+
+    function accountOrderListKey(address account) internal pure returns (bytes32) {
+        return keccak256(abi.encode(ACCOUNT_ORDER_LIST, account));
+    }
+
+    function positionFeeFactorKey(address market, bool balanceWasImproved) internal pure returns (bytes32) {
+        return keccak256(abi.encode(POSITION_FEE_FACTOR, market, balanceWasImproved));
+    }
+
+    function openInterestKey(address market, address collateralToken, bool isLong) internal pure returns (bytes32) {
+        return keccak256(abi.encode(OPEN_INTEREST, market, collateralToken, isLong));
+    }
+
+    function maxOpenInterestKey(address market, bool isLong) internal pure returns (bytes32) {
+        return keccak256(abi.encode(MAX_OPEN_INTEREST, market, isLong));
+    }
+}
+
+/// What this contract reads of the DataStore from outside (the Reader): upstream's getters.
+interface IDataStoreUint {
+    function getUint(bytes32 key) external view returns (uint256);
+}
+
+/// gmx-synthetics MarketUtils.getOpenInterest / getPoolDivisor and PositionPricingUtils'
+/// balanceWasImproved (nextDiffUsd < initialDiffUsd), over the DataStore's uint keys.
+library LiteMarketUtils {
+    /// 10^30: GMX factors (Precision.FLOAT_PRECISION).
+    uint256 internal constant FLOAT_PRECISION = 1e30;
+
+    /// Precision.applyFactor.
+    function applyFactor(uint256 value, uint256 factor) internal pure returns (uint256) {
+        return value * factor / FLOAT_PRECISION;
+    }
+
+    /// Open interest of one side (USD, 30 decimals): the long- and short-token-collateral keys, halved
+    /// when both are the same token.
+    function openInterest(IDataStoreUint ds, Market.Props memory m, bool isLong) internal view returns (uint256) {
+        uint256 divisor = m.longToken == m.shortToken ? 2 : 1;
+        return ds.getUint(Keys.openInterestKey(m.marketToken, m.longToken, isLong)) / divisor
+            + ds.getUint(Keys.openInterestKey(m.marketToken, m.shortToken, isLong)) / divisor;
+    }
+
+    /// Whether changing `isLong` open interest by `sizeDeltaUsd` (up when `isIncrease`) brings long and
+    /// short closer, which picks the position fee factor (Keys.positionFeeFactorKey).
+    function balanceWasImproved(uint256 longOi, uint256 shortOi, bool isLong, uint256 sizeDeltaUsd, bool isIncrease)
+        internal
+        pure
+        returns (bool)
+    {
+        uint256 nextLong = longOi;
+        uint256 nextShort = shortOi;
+        if (isLong) nextLong = isIncrease ? longOi + sizeDeltaUsd : longOi - sizeDeltaUsd;
+        else nextShort = isIncrease ? shortOi + sizeDeltaUsd : shortOi - sizeDeltaUsd;
+        return _diff(nextLong, nextShort) < _diff(longOi, shortOi);
+    }
+
+    /// The position fee factor (30 decimals) of a change of `sizeDeltaUsd` on the `isLong` side.
+    function positionFeeFactor(IDataStoreUint ds, Market.Props memory m, bool isLong, uint256 sizeDeltaUsd, bool isIncrease)
+        internal
+        view
+        returns (uint256 factor, bool improved)
+    {
+        improved = balanceWasImproved(openInterest(ds, m, true), openInterest(ds, m, false), isLong, sizeDeltaUsd, isIncrease);
+        factor = ds.getUint(Keys.positionFeeFactorKey(m.marketToken, improved));
+    }
+
+    function _diff(uint256 a, uint256 b) private pure returns (uint256) {
+        return a > b ? a - b : b - a;
+    }
+}
+
+// gmx-synthetics contracts/reader/ReaderUtils.sol (the struct only): what Reader.getAccountOrders returns.
+library ReaderUtils {
+    struct OrderInfo {
+        bytes32 orderKey;
+        Order.Props order;
+    }
+}
+
 interface IBaseOrderUtils {
     struct CreateOrderParamsAddresses {
         address receiver;
@@ -389,6 +485,7 @@ contract Oracle {
 contract GmxCore {
     error Unauthorized(address caller);
     error InsufficientExecutionFee(uint256 minExecutionFee, uint256 executionFee);
+    error InsufficientWntAmountForExecutionFee(uint256 wntAmount, uint256 executionFee);
     error EmptyOrder();
     error EmptyPosition();
     error OrderNotFound(bytes32 key);
@@ -406,18 +503,18 @@ contract GmxCore {
     /// Where the order and position events go (EventLog1/EventLog2), as on real GMX.
     EventEmitter public eventEmitter;
     mapping(address => bool) public isKeeper;
-    uint256 public minExecutionFee;
-    uint256 public positionFeeBps;
     uint256 public maxOracleAgeSeconds;
+
+    /// DataStore.getUint/setUint: open interest, caps, fee factors and gas settings under Keys.sol keys.
+    mapping(bytes32 => uint256) internal uintValues;
+    /// DataStore's bytes32 sets (EnumerableSet upstream): ORDER_LIST and each ACCOUNT_ORDER_LIST.
+    mapping(bytes32 => bytes32[]) internal bytes32Sets;
+    mapping(bytes32 => mapping(bytes32 => uint256)) internal bytes32SetIndexPlusOne;
 
     Market.Props[] internal markets;
     mapping(address => uint256) internal marketIndexPlusOne;
-    mapping(address => mapping(bool => uint256)) public openInterestUsd;
-    mapping(address => mapping(bool => uint256)) public maxOpenInterestUsd;
 
     mapping(bytes32 => Order.Props) internal orders;
-    bytes32[] internal orderKeys;
-    mapping(bytes32 => uint256) internal orderIndexPlusOne;
     uint256 internal orderNonce;
 
     mapping(bytes32 => Position.Props) internal positions;
@@ -439,13 +536,87 @@ contract GmxCore {
 
     mapping(address => uint256) internal tokenBalances;
 
-    constructor(address wnt_, Oracle oracle_, uint256 minExecutionFee_, uint256 positionFeeBps_) {
+    /// The execution-fee settings GasUtils reads (gmx-synthetics config/general.ts names in brackets):
+    /// ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1 [estimatedGasFeeBaseAmount], ESTIMATED_GAS_FEE_PER_ORACLE_PRICE
+    /// [estimatedGasPerOraclePrice], ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR [estimatedGasFeeMultiplierFactor,
+    /// 30 decimals], INCREASE_ORDER_GAS_LIMIT and DECREASE_ORDER_GAS_LIMIT.
+    constructor(
+        address wnt_,
+        Oracle oracle_,
+        uint256 estimatedGasFeeBaseAmount,
+        uint256 estimatedGasPerOraclePrice,
+        uint256 estimatedGasFeeMultiplierFactor,
+        uint256 increaseOrderGasLimit,
+        uint256 decreaseOrderGasLimit
+    ) {
         owner = msg.sender;
         wnt = wnt_;
         oracle = oracle_;
-        minExecutionFee = minExecutionFee_;
-        positionFeeBps = positionFeeBps_;
         maxOracleAgeSeconds = 3600;
+        uintValues[Keys.ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1] = estimatedGasFeeBaseAmount;
+        uintValues[Keys.ESTIMATED_GAS_FEE_PER_ORACLE_PRICE] = estimatedGasPerOraclePrice;
+        uintValues[Keys.ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR] = estimatedGasFeeMultiplierFactor;
+        uintValues[Keys.INCREASE_ORDER_GAS_LIMIT] = increaseOrderGasLimit;
+        uintValues[Keys.DECREASE_ORDER_GAS_LIMIT] = decreaseOrderGasLimit;
+    }
+
+    // ---- DataStore (gmx-synthetics contracts/data/DataStore.sol signatures) ----
+    function getUint(bytes32 key) external view returns (uint256) {
+        return uintValues[key];
+    }
+
+    /// Upstream a controller sets config (onlyController); here the owner. Bookkeeping keys (open
+    /// interest) are this contract's own to keep.
+    function setUint(bytes32 key, uint256 value) external onlyOwner returns (uint256) {
+        uintValues[key] = value;
+        return value;
+    }
+
+    function getBytes32Count(bytes32 setKey) external view returns (uint256) {
+        return bytes32Sets[setKey].length;
+    }
+
+    function getBytes32ValuesAt(bytes32 setKey, uint256 start, uint256 end) external view returns (bytes32[] memory values) {
+        bytes32[] storage all = bytes32Sets[setKey];
+        if (end > all.length) end = all.length;
+        if (start >= end) return new bytes32[](0);
+        values = new bytes32[](end - start);
+        for (uint256 i = start; i < end; i++) values[i - start] = all[i];
+    }
+
+    function _addBytes32(bytes32 setKey, bytes32 value) internal {
+        if (bytes32SetIndexPlusOne[setKey][value] != 0) return;
+        bytes32Sets[setKey].push(value);
+        bytes32SetIndexPlusOne[setKey][value] = bytes32Sets[setKey].length;
+    }
+
+    function _removeBytes32(bytes32 setKey, bytes32 value) internal {
+        if (bytes32SetIndexPlusOne[setKey][value] == 0) return;
+        _swapPop(bytes32Sets[setKey], bytes32SetIndexPlusOne[setKey], value);
+    }
+
+    /// MarketUtils.getOpenInterest(dataStore, market, isLong) over this contract's own keys.
+    function _openInterest(Market.Props memory m, bool isLong) internal view returns (uint256) {
+        uint256 divisor = m.longToken == m.shortToken ? 2 : 1;
+        return uintValues[Keys.openInterestKey(m.marketToken, m.longToken, isLong)] / divisor
+            + uintValues[Keys.openInterestKey(m.marketToken, m.shortToken, isLong)] / divisor;
+    }
+
+    /// PositionPricingUtils: the fee factor of the market for a change that improves the long/short
+    /// balance or not (Keys.positionFeeFactorKey), decided before the open interest moves.
+    function _positionFeeFactor(Market.Props memory m, bool isLong, uint256 sizeDeltaUsd, bool isIncrease)
+        internal
+        view
+        returns (uint256)
+    {
+        bool improved = LiteMarketUtils.balanceWasImproved(
+            _openInterest(m, true), _openInterest(m, false), isLong, sizeDeltaUsd, isIncrease
+        );
+        return uintValues[Keys.positionFeeFactorKey(m.marketToken, improved)];
+    }
+
+    function _market(address marketToken) internal view returns (Market.Props memory) {
+        return markets[marketIndexPlusOne[marketToken] - 1];
     }
 
     modifier onlyOwner() {
@@ -469,14 +640,23 @@ contract GmxCore {
         maxOracleAgeSeconds = seconds_;
     }
 
-    function addMarket(address marketToken, address indexToken, address longToken, address shortToken, uint256 maxOiUsd)
-        external
-        onlyOwner
-    {
+    /// Lists a market with its MAX_OPEN_INTEREST (both sides, USD 30 decimals) and POSITION_FEE_FACTOR
+    /// for changes that improve the long/short balance and for those that do not (30 decimals).
+    function addMarket(
+        address marketToken,
+        address indexToken,
+        address longToken,
+        address shortToken,
+        uint256 maxOiUsd,
+        uint256 positionFeeFactorBalanceImproved,
+        uint256 positionFeeFactorBalanceNotImproved
+    ) external onlyOwner {
         markets.push(Market.Props(marketToken, indexToken, longToken, shortToken));
         marketIndexPlusOne[marketToken] = markets.length;
-        maxOpenInterestUsd[marketToken][true] = maxOiUsd;
-        maxOpenInterestUsd[marketToken][false] = maxOiUsd;
+        uintValues[Keys.maxOpenInterestKey(marketToken, true)] = maxOiUsd;
+        uintValues[Keys.maxOpenInterestKey(marketToken, false)] = maxOiUsd;
+        uintValues[Keys.positionFeeFactorKey(marketToken, true)] = positionFeeFactorBalanceImproved;
+        uintValues[Keys.positionFeeFactorKey(marketToken, false)] = positionFeeFactorBalanceNotImproved;
     }
 
     /// Test hook: what a position has accrued that this contract does not model. `pendingImpactAmount`
@@ -526,10 +706,10 @@ contract GmxCore {
             revert UnsupportedOrderType(uint256(t));
         }
         if (p.numbers.sizeDeltaUsd == 0) revert EmptyOrder();
+        // OrderUtils.createOrder: the WNT received must cover the fee asked, and becomes the fee.
         uint256 wntIn = recordTransferIn(wnt);
-        if (p.numbers.executionFee < minExecutionFee || wntIn < p.numbers.executionFee) {
-            revert InsufficientExecutionFee(minExecutionFee, wntIn);
-        }
+        if (wntIn < p.numbers.executionFee) revert InsufficientWntAmountForExecutionFee(wntIn, p.numbers.executionFee);
+        _validateExecutionFee(p, wntIn);
         uint256 collateralIn = 0;
         if (t == Order.OrderType.MarketIncrease) collateralIn = recordTransferIn(p.addresses.initialCollateralToken);
         key = keccak256(abi.encode(address(this), account, ++orderNonce));
@@ -540,9 +720,27 @@ contract GmxCore {
             t == Order.OrderType.MarketIncrease ? collateralIn : p.numbers.initialCollateralDeltaAmount,
             wntIn
         );
-        orderKeys.push(key);
-        orderIndexPlusOne[key] = orderKeys.length;
+        _addBytes32(Keys.ORDER_LIST, key);
+        _addBytes32(Keys.accountOrderListKey(account), key);
         _emitOrderCreated(key, orders[key]);
+    }
+
+    /// GasUtils.validateExecutionFee: the fee must cover adjustGasLimitForEstimate(estimated gas limit,
+    /// oracle price count) at tx.gasprice. The estimate is GasUtils.estimateExecuteIncreaseOrderGasLimit /
+    /// estimateExecuteDecreaseOrderGasLimit (order gas limit + SINGLE_SWAP_GAS_LIMIT per swap, one more
+    /// for a decrease that swaps its output, + callbackGasLimit); the price count is
+    /// estimateOrderOraclePriceCount (3 + swaps).
+    function _validateExecutionFee(IBaseOrderUtils.CreateOrderParams calldata p, uint256 executionFee) internal view {
+        bool isIncrease = p.orderType == Order.OrderType.MarketIncrease;
+        uint256 swaps = p.addresses.swapPath.length;
+        if (!isIncrease && p.decreasePositionSwapType != Order.DecreasePositionSwapType.NoSwap) swaps += 1;
+        uint256 estimated = uintValues[isIncrease ? Keys.INCREASE_ORDER_GAS_LIMIT : Keys.DECREASE_ORDER_GAS_LIMIT]
+            + uintValues[Keys.SINGLE_SWAP_GAS_LIMIT] * swaps + p.numbers.callbackGasLimit;
+        uint256 gasLimit = uintValues[Keys.ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1]
+            + uintValues[Keys.ESTIMATED_GAS_FEE_PER_ORACLE_PRICE] * (3 + p.addresses.swapPath.length)
+            + LiteMarketUtils.applyFactor(estimated, uintValues[Keys.ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR]);
+        uint256 minExecutionFee = gasLimit * tx.gasprice;
+        if (executionFee < minExecutionFee) revert InsufficientExecutionFee(minExecutionFee, executionFee);
     }
 
     /// Writes an order as gmx-synthetics' OrderUtils.createOrder would (amounts as received by the vault).
@@ -613,8 +811,9 @@ contract GmxCore {
             return;
         }
         if (isIncrease) {
-            uint256 oi = openInterestUsd[o.addresses.market][o.flags.isLong] + o.numbers.sizeDeltaUsd;
-            uint256 cap = maxOpenInterestUsd[o.addresses.market][o.flags.isLong];
+            // MarketUtils.validateOpenInterest against MAX_OPEN_INTEREST.
+            uint256 oi = _openInterest(m, o.flags.isLong) + o.numbers.sizeDeltaUsd;
+            uint256 cap = uintValues[Keys.maxOpenInterestKey(o.addresses.market, o.flags.isLong)];
             if (oi > cap) {
                 _cancel(
                     key,
@@ -661,7 +860,8 @@ contract GmxCore {
         pos.flags.isLong = o.flags.isLong;
         uint256 tokens = o.numbers.sizeDeltaUsd / price;
         uint256 cp = _collateralPrice(o.addresses.initialCollateralToken);
-        uint256 feeAmount = (o.numbers.sizeDeltaUsd * positionFeeBps / 10000) / cp;
+        uint256 feeFactor = _positionFeeFactor(_market(o.addresses.market), o.flags.isLong, o.numbers.sizeDeltaUsd, true);
+        uint256 feeAmount = LiteMarketUtils.applyFactor(o.numbers.sizeDeltaUsd, feeFactor) / cp;
         // Borrowing and funding accrued so far are charged on every update, as GMX does.
         uint256 pendingFeeAmount = _settlePendingFees(pk, o, cp);
         uint256 collateral = pos.numbers.collateralAmount + o.numbers.initialCollateralDeltaAmount;
@@ -671,7 +871,8 @@ contract GmxCore {
         pos.numbers.sizeInUsd += o.numbers.sizeDeltaUsd;
         pos.numbers.sizeInTokens += tokens;
         pos.numbers.increasedAtTime = block.timestamp;
-        openInterestUsd[o.addresses.market][o.flags.isLong] += o.numbers.sizeDeltaUsd;
+        uintValues[Keys.openInterestKey(o.addresses.market, o.addresses.initialCollateralToken, o.flags.isLong)] +=
+            o.numbers.sizeDeltaUsd;
         _emitPositionChange("PositionIncrease", key, pk, o, price, o.numbers.sizeDeltaUsd, tokens);
         _emitPositionFees(key, pk, o, o.numbers.sizeDeltaUsd, feeAmount, true);
     }
@@ -685,7 +886,10 @@ contract GmxCore {
         uint256 sizeDelta = o.numbers.sizeDeltaUsd > size ? size : o.numbers.sizeDeltaUsd;
         // What the position accrued: the pending impact of the part closed and all pending fees.
         int256 accruedUsd = _realizePendingImpact(pos, sizeDelta, minP, maxP) - int256(_settlePendingFeesUsd(pk, o));
-        _closePart(key, pk, o, price, sizeDelta, accruedUsd);
+        uint256 feeUsd = LiteMarketUtils.applyFactor(
+            sizeDelta, _positionFeeFactor(_market(o.addresses.market), o.flags.isLong, sizeDelta, false)
+        );
+        _closePart(key, pk, o, price, sizeDelta, accruedUsd, feeUsd);
     }
 
     function _closePart(
@@ -694,17 +898,19 @@ contract GmxCore {
         Order.Props memory o,
         uint256 price,
         uint256 sizeDelta,
-        int256 accruedUsd
+        int256 accruedUsd,
+        uint256 feeUsd
     ) internal {
         Position.Props storage pos = positions[pk];
         uint256 tokens = pos.numbers.sizeInTokens * sizeDelta / pos.numbers.sizeInUsd;
         uint256 cp = _collateralPrice(o.addresses.initialCollateralToken);
         uint256 collateralAfter =
-            _collateralAfterDecrease(pos, o.flags.isLong, sizeDelta, tokens * price, cp, accruedUsd);
+            _collateralAfterDecrease(pos, o.flags.isLong, sizeDelta, tokens * price, cp, accruedUsd - int256(feeUsd));
         pos.numbers.sizeInUsd -= sizeDelta;
         pos.numbers.sizeInTokens -= tokens;
         pos.numbers.decreasedAtTime = block.timestamp;
-        openInterestUsd[o.addresses.market][o.flags.isLong] -= sizeDelta;
+        uintValues[Keys.openInterestKey(o.addresses.market, o.addresses.initialCollateralToken, o.flags.isLong)] -=
+            sizeDelta;
         uint256 payout = collateralAfter;
         if (pos.numbers.sizeInUsd != 0 && o.numbers.initialCollateralDeltaAmount < collateralAfter) {
             payout = o.numbers.initialCollateralDeltaAmount;
@@ -716,7 +922,7 @@ contract GmxCore {
             payout
         );
         _emitPositionChange("PositionDecrease", key, pk, o, price, sizeDelta, tokens);
-        _emitPositionFees(key, pk, o, sizeDelta, (sizeDelta * positionFeeBps / 10000) / cp, false);
+        _emitPositionFees(key, pk, o, sizeDelta, feeUsd / cp, false);
         // A closed position is removed, as gmx-synthetics' PositionStoreUtils.remove does.
         if (pos.numbers.sizeInUsd == 0) _removePosition(pk, o.addresses.account);
     }
@@ -727,7 +933,8 @@ contract GmxCore {
         return _settlePendingFees(pk, o, cp) * cp;
     }
 
-    /// Collateral left after realizing the PnL, `accruedUsd` and the position fee of a decrease (floored at zero).
+    /// Collateral left after realizing the PnL and `accruedUsd` (which includes the position fee) of a
+    /// decrease (floored at zero).
     function _collateralAfterDecrease(
         Position.Props storage pos,
         bool isLong,
@@ -737,8 +944,7 @@ contract GmxCore {
         int256 accruedUsd
     ) internal view returns (uint256) {
         int256 pnlUsd = isLong ? int256(value) - int256(sizeDelta) : int256(sizeDelta) - int256(value);
-        int256 collateralUsd = int256(pos.numbers.collateralAmount * cp) + pnlUsd + accruedUsd
-            - int256(sizeDelta * positionFeeBps / 10000);
+        int256 collateralUsd = int256(pos.numbers.collateralAmount * cp) + pnlUsd + accruedUsd;
         return collateralUsd > 0 ? uint256(collateralUsd) / cp : 0;
     }
 
@@ -924,24 +1130,14 @@ contract GmxCore {
     }
 
     function _removeOrder(bytes32 key) internal {
-        _swapPop(orderKeys, orderIndexPlusOne, key);
+        _removeBytes32(Keys.ORDER_LIST, key);
+        _removeBytes32(Keys.accountOrderListKey(orders[key].addresses.account), key);
         delete orders[key];
     }
 
     // ---- views (read through Reader) ----
     function getOrder(bytes32 key) external view returns (Order.Props memory) {
         return orders[key];
-    }
-
-    function getOrderCount() external view returns (uint256) {
-        return orderKeys.length;
-    }
-
-    function getOrderKeys(uint256 start, uint256 end) external view returns (bytes32[] memory keys) {
-        if (end > orderKeys.length) end = orderKeys.length;
-        if (start >= end) return new bytes32[](0);
-        keys = new bytes32[](end - start);
-        for (uint256 i = start; i < end; i++) keys[i - start] = orderKeys[i];
     }
 
     function getMarketCount() external view returns (uint256) {
@@ -1033,7 +1229,9 @@ contract Reader {
     /// uncappedBasePnlUsd); no price impact of the close itself (priceImpactUsd 0, so
     /// pnlAfterPriceImpactUsd == basePnlUsd, as upstream it leaves the pending impact out); the pending
     /// impact in full (executionPriceResult.proportionalPendingImpactUsd == totalImpactUsd, uncapped);
-    /// the flat closing fee (positionFeeAmount) and the pending borrowing and funding fees and claimable
+    /// the closing fee (positionFeeAmount, at the market's POSITION_FEE_FACTOR for whether closing the
+    /// whole position improves the long/short balance, also reported as
+    /// executionPriceResult.balanceWasImproved) and the pending borrowing and funding fees and claimable
     /// funding a test set (GmxCore.setPositionPendingValues). No referral or UI fees, no fee split
     /// (their fields are 0; `referralStorage` is not read).
     function getAccountPositionInfoList(
@@ -1092,7 +1290,12 @@ contract Reader {
         info.positionKey = key;
         info.position = p;
         Market.Props memory m = dataStore.getMarket(p.addresses.market);
-        info.fees = _fees(dataStore, key, p, _cachedTokenPrice(p.addresses.collateralToken, m, prices), uiFeeReceiver);
+        (uint256 feeFactor, bool improved) = LiteMarketUtils.positionFeeFactor(
+            IDataStoreUint(address(dataStore)), m, p.flags.isLong, p.numbers.sizeInUsd, false
+        );
+        info.executionPriceResult.balanceWasImproved = improved;
+        info.fees =
+            _fees(dataStore, key, p, _cachedTokenPrice(p.addresses.collateralToken, m, prices), feeFactor, uiFeeReceiver);
         // PositionUtils.getPositionPnlUsd of the whole position: long at the min price, short at the max.
         uint256 pnlPrice = p.flags.isLong ? prices.indexTokenPrice.min : prices.indexTokenPrice.max;
         int256 value = int256(p.numbers.sizeInTokens * pnlPrice);
@@ -1116,13 +1319,14 @@ contract Reader {
         bytes32 key,
         Position.Props memory p,
         Price.Props memory collateralPrice,
+        uint256 positionFeeFactor,
         address uiFeeReceiver
     ) internal view returns (PositionPricingUtils.PositionFees memory f) {
         GmxCore.PendingFees memory pending = dataStore.getPositionPendingFees(key);
-        uint256 bps = dataStore.positionFeeBps();
         f.collateralTokenPrice = collateralPrice;
-        f.positionFeeFactor = bps * 1e26; // a GMX factor has 30 decimals
-        f.positionFeeAmount = (p.numbers.sizeInUsd * bps / 10000) / collateralPrice.min;
+        f.positionFeeFactor = positionFeeFactor;
+        // PositionPricingUtils.getPositionFeesAfterReferral: applyFactor(sizeDeltaUsd, factor) / collateral min price.
+        f.positionFeeAmount = LiteMarketUtils.applyFactor(p.numbers.sizeInUsd, positionFeeFactor) / collateralPrice.min;
         f.borrowing.borrowingFeeUsd = pending.borrowingFeeUsd;
         f.borrowing.borrowingFeeAmount = pending.borrowingFeeUsd / collateralPrice.min;
         f.funding.fundingFeeAmount = pending.fundingFeeAmount;
@@ -1157,16 +1361,15 @@ contract Reader {
         return dataStore.getOrder(key);
     }
 
-    function getOpenInterest(GmxCore dataStore, address market)
+    /// gmx-synthetics Reader.getAccountOrders (ReaderUtils.getAccountOrders): the account's orders at
+    /// positions `start`..`end` of its ACCOUNT_ORDER_LIST, each with its key.
+    function getAccountOrders(GmxCore dataStore, address account, uint256 start, uint256 end)
         external
         view
-        returns (uint256 longUsd, uint256 shortUsd, uint256 maxLongUsd, uint256 maxShortUsd)
+        returns (ReaderUtils.OrderInfo[] memory out)
     {
-        return (
-            dataStore.openInterestUsd(market, true),
-            dataStore.openInterestUsd(market, false),
-            dataStore.maxOpenInterestUsd(market, true),
-            dataStore.maxOpenInterestUsd(market, false)
-        );
+        bytes32[] memory keys = dataStore.getBytes32ValuesAt(Keys.accountOrderListKey(account), start, end);
+        out = new ReaderUtils.OrderInfo[](keys.length);
+        for (uint256 i = 0; i < keys.length; i++) out[i] = ReaderUtils.OrderInfo(keys[i], dataStore.getOrder(keys[i]));
     }
 }

@@ -86,6 +86,21 @@ describe('gmx ABI shapes', () => {
     const createOrder = exchangeRouterAbi.find((x) => x.type === 'function' && x.name === 'createOrder');
     if (createOrder?.type !== 'function') throw new Error('createOrder missing from the ABI');
     expect(toFunctionSelector(createOrder)).toBe('0xf59c48eb');
+    // contracts/reader/Reader.sol getAccountOrders returns ReaderUtils.OrderInfo[] (orderKey, Order.Props).
+    expect(reader.get('function getAccountOrders')).toBe(
+      `(address,address,uint256,uint256) returns ((bytes32,${ORDER_PROPS})[])`,
+    );
+    // Selectors of the Arbitrum deployments' ABIs (deployments/arbitrum/Reader.json and DataStore.json,
+    // 0xFD70de6b91282D8017aA4E741e9Ae325CAb992d8, at the same commit).
+    const selector = (abi: Abi, name: string) => {
+      const f = abi.find((x) => x.type === 'function' && x.name === name);
+      if (f?.type !== 'function') throw new Error(`${name} missing from the ABI`);
+      return toFunctionSelector(f);
+    };
+    expect(selector(readerAbi, 'getAccountOrders')).toBe('0x42a6f8d3');
+    expect(selector(dataStoreAbi, 'getUint')).toBe('0xbd02d0f5');
+    expect(selector(dataStoreAbi, 'getBytes32ValuesAt')).toBe('0xf069052a');
+    expect(selector(dataStoreAbi, 'getBytes32Count')).toBe('0xf3903b9f');
   });
 
   it.each([

@@ -10,12 +10,16 @@ import { parseAbi } from 'viem';
 // - PositionInfo: `ReaderPositionUtils.PositionInfo` (contracts/reader/ReaderPositionUtils.sol), with
 //   PositionFees and its parts from contracts/pricing/PositionPricingUtils.sol and ExecutionPriceResult
 //   from contracts/reader/ReaderPricingUtils.sol
-// Function signatures of ExchangeRouter (multicall, sendWnt, sendTokens, createOrder, cancelOrder) and
-// Reader (getMarkets, getAccountPositions, getAccountPositionInfoList, getOrder) are the real ones too
-// (contracts/reader/Reader.sol; getAccountPositionInfoList also matches deployments/arbitrum/Reader.json). The rest is the local
-// contract's own (contracts/GmxV2Lite.sol): Reader.getOpenInterest, the DataStore views and keeper entry
-// point and several error shapes (e.g. the real `Unauthorized(address, string)`). Events are the real
-// EventEmitter's (see `eventEmitterAbi`).
+// - OrderInfo: `ReaderUtils.OrderInfo` (contracts/reader/ReaderUtils.sol), what Reader.getAccountOrders returns
+// Function signatures of ExchangeRouter (multicall, sendWnt, sendTokens, createOrder, cancelOrder),
+// Reader (getMarkets, getAccountPositions, getAccountPositionInfoList, getOrder, getAccountOrders) and
+// DataStore (getUint, setUint, getBytes32Count, getBytes32ValuesAt: contracts/data/DataStore.sol) are
+// the real ones too (contracts/reader/Reader.sol; the Reader and DataStore selectors also match
+// deployments/arbitrum/Reader.json and DataStore.json). The keys read with getUint are in keys.ts. The
+// rest is the local contract's own (contracts/GmxV2Lite.sol): the keeper entry point
+// `executeOrder(bytes32)` (upstream OrderHandler.executeOrder also takes signed oracle prices), the
+// Oracle's `getPrimaryPrice`/`setPrices` and several error shapes (e.g. the real
+// `Unauthorized(address, string)`). Events are the real EventEmitter's (see `eventEmitterAbi`).
 const structs = [
   'struct CreateOrderParamsAddresses { address receiver; address cancellationReceiver; address callbackContract; address uiFeeReceiver; address market; address initialCollateralToken; address[] swapPath; }',
   'struct CreateOrderParamsNumbers { uint256 sizeDeltaUsd; uint256 initialCollateralDeltaAmount; uint256 triggerPrice; uint256 acceptablePrice; uint256 executionFee; uint256 callbackGasLimit; uint256 minOutputAmount; uint256 validFromTime; }',
@@ -40,6 +44,7 @@ const structs = [
   'struct PositionFees { PositionReferralFees referral; PositionProFees pro; PositionFundingFees funding; PositionBorrowingFees borrowing; PositionUiFees ui; PositionLiquidationFees liquidation; PriceProps collateralTokenPrice; uint256 positionFeeFactor; uint256 protocolFeeAmount; uint256 positionFeeReceiverFactor; uint256 feeReceiverAmount; uint256 feeAmountForPool; uint256 positionFeeAmountForPool; uint256 positionFeeAmount; uint256 totalCostAmountExcludingFunding; uint256 totalCostAmount; uint256 totalDiscountAmount; }',
   'struct ExecutionPriceResult { int256 priceImpactUsd; uint256 executionPrice; bool balanceWasImproved; int256 proportionalPendingImpactUsd; int256 totalImpactUsd; uint256 priceImpactDiffUsd; }',
   'struct PositionInfo { bytes32 positionKey; PositionProps position; PositionFees fees; ExecutionPriceResult executionPriceResult; int256 basePnlUsd; int256 uncappedBasePnlUsd; int256 pnlAfterPriceImpactUsd; }',
+  'struct OrderInfo { bytes32 orderKey; OrderProps order; }',
 ] as const;
 
 export const exchangeRouterAbi = parseAbi([
@@ -57,7 +62,7 @@ export const readerAbi = parseAbi([
   'function getAccountPositions(address dataStore, address account, uint256 start, uint256 end) view returns (PositionProps[])',
   'function getAccountPositionInfoList(address dataStore, address referralStorage, address account, address[] markets, MarketPrices[] marketPrices, address uiFeeReceiver, uint256 start, uint256 end) view returns (PositionInfo[])',
   'function getOrder(address dataStore, bytes32 key) view returns (OrderProps)',
-  'function getOpenInterest(address dataStore, address market) view returns (uint256 longUsd, uint256 shortUsd, uint256 maxLongUsd, uint256 maxShortUsd)',
+  'function getAccountOrders(address dataStore, address account, uint256 start, uint256 end) view returns (OrderInfo[])',
   // gmx-synthetics contracts/error/Errors.sol, as getAccountPositionInfoList reverts (and EmptyPosition).
   'error EmptyMarketPrice(address market)',
   'error UnableToGetCachedTokenPrice(address token, address market)',
@@ -65,13 +70,16 @@ export const readerAbi = parseAbi([
 
 export const dataStoreAbi = parseAbi([
   ...structs,
-  'function minExecutionFee() view returns (uint256)',
-  'function positionFeeBps() view returns (uint256)',
-  'function getOrderCount() view returns (uint256)',
-  'function getOrderKeys(uint256 start, uint256 end) view returns (bytes32[])',
+  'function getUint(bytes32 key) view returns (uint256)',
+  'function setUint(bytes32 key, uint256 value) returns (uint256)',
+  'function getBytes32Count(bytes32 setKey) view returns (uint256)',
+  'function getBytes32ValuesAt(bytes32 setKey, uint256 start, uint256 end) view returns (bytes32[])',
+  // The local keeper's entry point (see above).
   'function executeOrder(bytes32 key)',
   'error Unauthorized(address caller)',
+  // gmx-synthetics contracts/error/Errors.sol.
   'error InsufficientExecutionFee(uint256 minExecutionFee, uint256 executionFee)',
+  'error InsufficientWntAmountForExecutionFee(uint256 wntAmount, uint256 executionFee)',
   'error EmptyOrder()',
   'error EmptyPosition()',
   'error OrderNotFound(bytes32 key)',

@@ -27,6 +27,7 @@ import {
   orderFromRecord,
   parseVenueRequest,
   type RecordedSendDeps,
+  readFees,
   replaceByNonce,
   reserveAndApprove,
   SpendCaps,
@@ -45,6 +46,7 @@ import {
   OrderNotFoundError,
   OrderRequest,
   QuoteRequest,
+  StaleOracleError,
   type VenueAdapter,
   type VenueCapabilities,
   type VenueError,
@@ -67,9 +69,20 @@ import {
   oracleAbi,
   readerAbi,
 } from './abi.ts';
+import { createOrderCallData } from './create-order.ts';
 import { createdOrderKey, type GmxEvent, orderFillFromEvents, parseGmxEvents } from './events.ts';
+import {
+  applyFactor,
+  balanceWasImproved,
+  GMX_KEYS,
+  maxOpenInterestKey,
+  openInterestKey,
+  orderExecutionGasLimit,
+  positionFeeFactorKey,
+} from './keys.ts';
 import { GmxVenueParams, type GmxVenueParamsInput } from './params.ts';
 import { collateralUsd30, unsettledPnlUsd30 } from './position-value.ts';
+import { fetchGmxTickers, type GmxTokenPrice } from './prices.ts';
 import { fromUnits, fromUsd30, gmxPriceToUsd, toUnits, usd30, usdToGmxPrice } from './units.ts';
 
 /** What the adapter persists per client order id (JSON-safe: bigints as strings). */
@@ -98,7 +111,31 @@ export interface GmxVenueDeps {
   /** Durable client order id → order key mapping. @defaultValue a JSON file under params.dataDir */
   store?: OrderRecordStore<GmxOrderRecord>;
   clock?: Clock;
+  /** HTTP client for `params.pricesUrl`. @defaultValue the global fetch */
+  fetch?: typeof fetch;
 }
+
+/** An order of the account still waiting for a keeper, as `Reader.getAccountOrders` reports it. */
+export interface GmxWorkingOrder {
+  orderKey: Hex;
+  /** The client order id, when this adapter's order store knows the key. */
+  clientOrderId?: string;
+  /** The listed instrument of its market, when listed. */
+  instrument?: string;
+  market: Address;
+  /** `Order.OrderType` (2 MarketIncrease, 4 MarketDecrease, …). */
+  orderType: number;
+  isLong: boolean;
+  /** USD, 30 decimals. */
+  sizeDeltaUsd30: bigint;
+  /** GMX units (USD per smallest index token unit, 30 decimals). */
+  acceptablePrice: bigint;
+  executionFeeWei: bigint;
+  updatedAtMs: number;
+}
+
+/** How long a `params.pricesUrl` request may take. */
+const PRICES_TIMEOUT_MS = 10_000;
 
 export const GMX_CAPABILITIES: VenueCapabilities = {
   products: ['perp'],
@@ -166,6 +203,7 @@ export class GmxVenue implements VenueAdapter {
   private readonly clock: Clock;
   private readonly spendCaps: SpendCaps;
   private readonly errors: VenueErrorMapper;
+  private readonly fetchImpl: typeof fetch | undefined;
   private markets: Map<string, MarketEntry> | undefined;
 
   constructor(
@@ -179,6 +217,7 @@ export class GmxVenue implements VenueAdapter {
     this.clock = deps.clock ?? systemClock;
     this.store = deps.store ?? defaultOrderStore(this.p.dataDir, id);
     this.errors = venueErrorMapper(id, gmxErrorAbi, deps.ctx);
+    this.fetchImpl = deps.fetch;
     this.sender = createVenueTxSender({
       ctx: deps.ctx,
       abi: gmxErrorAbi,
@@ -270,33 +309,79 @@ export class GmxVenue implements VenueAdapter {
     return m;
   }
 
-  private async oraclePrice(m: MarketEntry): Promise<{ min: bigint; max: bigint; updatedAtMs: number }> {
-    return this.tokenPrice(m.indexToken);
+  /** Where prices come from, for messages. */
+  private get priceSource(): string {
+    return this.p.pricesUrl
+      ? `the GMX prices endpoint ${this.p.pricesUrl}`
+      : `Oracle.getPrimaryPrice of ${this.p.oracle}`;
   }
 
-  /** The oracle's price of `token` (GMX units), at `blockNumber` when given. */
-  private async tokenPrice(
-    token: Address,
+  /** The price of the market's index token (GMX units). */
+  private async indexPrice(id: string, m: MarketEntry): Promise<GmxTokenPrice> {
+    const prices = await this.tokenPrices([{ token: m.indexToken, what: `the index token of ${id}` }]);
+    return prices.get(m.indexToken.toLowerCase()) as GmxTokenPrice;
+  }
+
+  /**
+   * Prices (GMX units: USD per smallest token unit, 30 decimals) of `tokens`, by lowercase address:
+   * from `params.pricesUrl` (one request; not tied to a block) when set, else from
+   * `Oracle.getPrimaryPrice` per token at `blockNumber`. Throws `StaleOracleError` naming the token and
+   * `what` it is when one has no price (absent from the endpoint; zero on the oracle).
+   */
+  private async tokenPrices(
+    tokens: readonly { token: Address; what: string }[],
     blockNumber?: bigint,
-  ): Promise<{ min: bigint; max: bigint; updatedAtMs: number }> {
-    const [min, max, at] = await this.errors.read(() =>
-      this.ctx.publicClient.readContract({
-        address: this.p.oracle,
-        abi: oracleAbi,
-        functionName: 'getPrimaryPrice',
-        args: [token],
-        ...(blockNumber !== undefined ? { blockNumber } : {}),
-      }),
-    );
-    return { min, max, updatedAtMs: Number(at) * 1000 };
+  ): Promise<Map<string, GmxTokenPrice>> {
+    let prices: Map<string, GmxTokenPrice>;
+    if (this.p.pricesUrl) {
+      prices = await fetchGmxTickers(this.p.pricesUrl, {
+        venue: this.id,
+        timeoutMs: PRICES_TIMEOUT_MS,
+        ...(this.fetchImpl ? { fetchImpl: this.fetchImpl } : {}),
+      });
+    } else {
+      const unique = new Map(tokens.map((t) => [t.token.toLowerCase(), t.token] as const));
+      const read = await this.errors.read(() =>
+        Promise.all(
+          [...unique.values()].map((token) =>
+            this.ctx.publicClient.readContract({
+              address: this.p.oracle,
+              abi: oracleAbi,
+              functionName: 'getPrimaryPrice',
+              args: [token],
+              ...(blockNumber !== undefined ? { blockNumber } : {}),
+            }),
+          ),
+        ),
+      );
+      prices = new Map(
+        [...unique.keys()].map((key, i) => {
+          const [min, max, at] = read[i] as readonly [bigint, bigint, bigint];
+          return [key, { min, max, updatedAtMs: Number(at) * 1000 }];
+        }),
+      );
+    }
+    for (const t of tokens) {
+      const p = prices.get(t.token.toLowerCase());
+      if (!p || p.min === 0n || p.max < p.min)
+        throw new StaleOracleError({
+          venue: this.id,
+          message: `${this.priceSource} has no price for ${t.what} (${t.token})`,
+          details: { token: t.token },
+        });
+    }
+    return prices;
   }
 
   async fetchMarks(instruments?: readonly string[]): Promise<Mark[]> {
     const map = await this.marketMap();
+    const chosen = [...map].filter(([id]) => !instruments || instruments.includes(id));
+    const prices = await this.tokenPrices(
+      chosen.map(([id, m]) => ({ token: m.indexToken, what: `the index token of ${id}` })),
+    );
     const out: Mark[] = [];
-    for (const [id, m] of map) {
-      if (instruments && !instruments.includes(id)) continue;
-      const p = await this.oraclePrice(m);
+    for (const [id, m] of chosen) {
+      const p = prices.get(m.indexToken.toLowerCase()) as GmxTokenPrice;
       const bid = gmxPriceToUsd(p.min, m.decimals);
       const ask = gmxPriceToUsd(p.max, m.decimals);
       out.push({
@@ -332,14 +417,16 @@ export class GmxVenue implements VenueAdapter {
    * {@link unsettledPnlUsd30}): GMX's own P&L (`basePnlUsd`: long at the index min price, short at the
    * max, capped by the pool) + the pending price impact (`pendingImpactAmount` in USD) − the pending
    * borrowing and funding fees + the funding earned, all from `Reader.getAccountPositionInfoList` at
-   * the oracle prices of the market's index, long and short tokens. Exit costs (closing fee, impact of
+   * the prices of the market's index, long and short tokens. Exit costs (closing fee, impact of
    * the close) are not counted. A market whose long and short cancel is reported with size 0 so equity
    * still counts it.
    *
-   * Everything is read at one block. Throws when a position is in a market {@link loadMarkets} does
-   * not list, when a market with positions has no oracle price for one of its tokens, and when the
-   * position-info read fails (an error of the same kind, naming the markets): equity then fails
-   * loudly instead of being computed from part of the value.
+   * Everything on chain is read at one block; prices come from `params.pricesUrl` when set (its
+   * latest), else from the oracle at that block. Throws when a position is in a market
+   * {@link loadMarkets} does not list, when a market with positions has no price for one of its
+   * tokens (`StaleOracleError` naming it), and when the position-info read fails (an error of the same
+   * kind, naming the markets): equity then fails loudly instead of being computed from part of the
+   * value.
    */
   async fetchPositions(): Promise<Position[]> {
     const map = await this.marketMap();
@@ -359,32 +446,30 @@ export class GmxVenue implements VenueAdapter {
         `${this.id}: the account has a position in market ${unlisted.addresses.market}, which is not among the listed markets, so it cannot be valued`,
       );
     if (held.length === 0) return [];
-    const prices = new Map<string, { min: bigint; max: bigint }>();
-    const priceOf = async (token: Address) => {
-      let p = prices.get(token.toLowerCase());
-      if (!p) {
-        const { min, max } = await this.tokenPrice(token, blockNumber);
-        p = { min, max };
-        prices.set(token.toLowerCase(), p);
-      }
-      return p;
+    const prices = await this.tokenPrices(
+      held.flatMap(([id, m]) =>
+        (
+          [
+            ['index', m.indexToken],
+            ['long', m.longToken],
+            ['short', m.shortToken],
+          ] as const
+        ).map(([role, token]) => ({
+          token,
+          what: `the ${role} token of ${id}, where the account has positions whose P&L needs it,`,
+        })),
+      ),
+      blockNumber,
+    );
+    const priceOf = (token: Address) => {
+      const p = prices.get(token.toLowerCase()) as GmxTokenPrice;
+      return { min: p.min, max: p.max };
     };
-    const marketPrices = [];
-    for (const [id, m] of held) {
-      const tokens = { index: m.indexToken, long: m.longToken, short: m.shortToken };
-      for (const [role, token] of Object.entries(tokens)) {
-        const p = await priceOf(token);
-        if (p.min === 0n || p.max < p.min)
-          throw new Error(
-            `${this.id}: ${id} has open positions but no oracle price for its ${role} token ${token}, so their P&L cannot be valued`,
-          );
-      }
-      marketPrices.push({
-        indexTokenPrice: await priceOf(m.indexToken),
-        longTokenPrice: await priceOf(m.longToken),
-        shortTokenPrice: await priceOf(m.shortToken),
-      });
-    }
+    const marketPrices = held.map(([, m]) => ({
+      indexTokenPrice: priceOf(m.indexToken),
+      longTokenPrice: priceOf(m.longToken),
+      shortTokenPrice: priceOf(m.shortToken),
+    }));
     const markets = held.map(([, m]) => m.marketToken);
     let infos: Awaited<ReturnType<typeof this.positionInfos>>;
     try {
@@ -491,9 +576,9 @@ export class GmxVenue implements VenueAdapter {
   /**
    * A token amount in USD with 30 decimals, valued as equity counts the position's collateral: the
    * adapter's collateral (USDC) at par, as equity counts the wallet's USDC; any other token at the
-   * oracle's min price (as GMX values collateral) in `prices` (by lowercase address: the prices of the
-   * market's index, long and short tokens, the only tokens GMX's Reader accepts as collateral). Throws,
-   * naming `what`, when such a token has no price there.
+   * min price (as GMX values collateral) in `prices` (by lowercase address: the prices of the market's
+   * index, long and short tokens, the only tokens GMX's Reader accepts as collateral). Throws, naming
+   * `what`, when such a token has no price there.
    */
   private tokenValueUsd30(
     token: Address,
@@ -506,9 +591,7 @@ export class GmxVenue implements VenueAdapter {
       return amount * 10n ** BigInt(30 - COLLATERAL_DECIMALS);
     const min = prices.get(token.toLowerCase())?.min ?? 0n;
     if (min === 0n)
-      throw new Error(
-        `${this.id}: the ${what} ${token} has no oracle price, so the position cannot be valued`,
-      );
+      throw new Error(`${this.id}: the ${what} ${token} has no price, so the position cannot be valued`);
     return collateralUsd30(amount, min);
   }
 
@@ -536,37 +619,125 @@ export class GmxVenue implements VenueAdapter {
   private async ethUsd(): Promise<number> {
     const eth = (await this.marketMap()).get('ETH-USD:PERP');
     if (!eth) return this.p.gasAssetUsd;
-    const p = await this.oraclePrice(eth);
+    const p = await this.indexPrice('ETH-USD:PERP', eth);
     return gmxPriceToUsd(p.max, eth.decimals);
+  }
+
+  /** `DataStore.getUint` of `keys`, all at one block. */
+  private async dataStoreUints(keys: readonly Hex[], blockNumber?: bigint): Promise<bigint[]> {
+    return this.errors.read(() =>
+      Promise.all(
+        keys.map((key) =>
+          this.ctx.publicClient.readContract({
+            address: this.p.dataStore,
+            abi: dataStoreAbi,
+            functionName: 'getUint',
+            args: [key],
+            ...(blockNumber !== undefined ? { blockNumber } : {}),
+          }),
+        ),
+      ),
+    );
+  }
+
+  /**
+   * The market's open interest and caps per side (USD, 30 decimals), as GMX reads them:
+   * MarketUtils.getOpenInterest (the OPEN_INTEREST keys of the long- and short-token collateral, each
+   * halved when both tokens are the same) and MAX_OPEN_INTEREST, all at one block.
+   */
+  private async openInterest(m: MarketEntry, blockNumber: bigint) {
+    const market = m.marketToken;
+    const [longL, longS, shortL, shortS, maxLong, maxShort] = (await this.dataStoreUints(
+      [
+        openInterestKey(market, m.longToken, true),
+        openInterestKey(market, m.shortToken, true),
+        openInterestKey(market, m.longToken, false),
+        openInterestKey(market, m.shortToken, false),
+        maxOpenInterestKey(market, true),
+        maxOpenInterestKey(market, false),
+      ],
+      blockNumber,
+    )) as [bigint, bigint, bigint, bigint, bigint, bigint];
+    const divisor = m.longToken.toLowerCase() === m.shortToken.toLowerCase() ? 2n : 1n;
+    return {
+      longUsd30: longL / divisor + longS / divisor,
+      shortUsd30: shortL / divisor + shortS / divisor,
+      maxLongUsd30: maxLong,
+      maxShortUsd30: maxShort,
+    };
+  }
+
+  /**
+   * The execution fee to send with an order, wei: the larger of `params.executionFeeWei` (a floor)
+   * and GMX's minimum, {@link orderExecutionGasLimit} (the DataStore's ESTIMATED_GAS_FEE_* and
+   * INCREASE/DECREASE_ORDER_GAS_LIMIT settings) × a gas price the order transaction's own cannot
+   * exceed unless the base fee doubles before it is mined: the fee cap the sender signs with
+   * (`readFees`: 2 × the latest base fee + the priority fee). GMX checks `executionFee ≥ gas limit ×
+   * tx.gasprice` (GasUtils.validateExecutionFee) and refunds what the execution does not use.
+   */
+  private async executionFeeWei(increase: boolean): Promise<bigint> {
+    const k = GMX_KEYS;
+    const [settings, fees] = await Promise.all([
+      this.dataStoreUints([
+        k.ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1,
+        k.ESTIMATED_GAS_FEE_PER_ORACLE_PRICE,
+        k.ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR,
+        k.SINGLE_SWAP_GAS_LIMIT,
+        k.INCREASE_ORDER_GAS_LIMIT,
+        k.DECREASE_ORDER_GAS_LIMIT,
+      ]),
+      this.errors.read(() => readFees(this.ctx.publicClient)),
+    ]);
+    const [base, perOraclePrice, multiplier, singleSwap, increaseLimit, decreaseLimit] = settings as [
+      bigint,
+      bigint,
+      bigint,
+      bigint,
+      bigint,
+      bigint,
+    ];
+    const gasLimit = orderExecutionGasLimit(
+      {
+        estimatedGasFeeBaseAmount: base,
+        estimatedGasPerOraclePrice: perOraclePrice,
+        estimatedGasFeeMultiplierFactor: multiplier,
+        singleSwapGasLimit: singleSwap,
+        increaseOrderGasLimit: increaseLimit,
+        decreaseOrderGasLimit: decreaseLimit,
+      },
+      { increase },
+    );
+    const minimum = gasLimit * fees.maxFeePerGas;
+    const floor = BigInt(this.p.executionFeeWei);
+    return floor > minimum ? floor : minimum;
   }
 
   async quoteHedge(input: QuoteRequest): Promise<HedgeQuote> {
     const req = parseVenueRequest(QuoteRequest, input, this.id);
     const m = await this.market(req.instrument);
-    const price = await this.oraclePrice(m);
-    const c = this.ctx.publicClient;
-    const [feeBps, minFee, oi] = await this.errors.read(() =>
-      Promise.all([
-        c.readContract({ address: this.p.dataStore, abi: dataStoreAbi, functionName: 'positionFeeBps' }),
-        c.readContract({ address: this.p.dataStore, abi: dataStoreAbi, functionName: 'minExecutionFee' }),
-        c.readContract({
-          address: this.p.reader,
-          abi: readerAbi,
-          functionName: 'getOpenInterest',
-          args: [this.p.dataStore, m.marketToken],
-        }),
-      ]),
-    );
+    const price = await this.indexPrice(req.instrument, m);
+    const blockNumber = await this.errors.read(() => this.ctx.publicClient.getBlockNumber({ cacheTime: 0 }));
+    const oi = await this.openInterest(m, blockNumber);
     const ref = gmxPriceToUsd((price.min + price.max) / 2n, m.decimals);
     const exec = gmxPriceToUsd(req.side === 'buy' ? price.max : price.min, m.decimals);
     const isLong = req.side === 'buy';
-    const room = fromUsd30((isLong ? oi[2] : oi[3]) - (isLong ? oi[0] : oi[1])) / exec;
+    const cap = isLong ? oi.maxLongUsd30 : oi.maxShortUsd30;
+    const used = isLong ? oi.longUsd30 : oi.shortUsd30;
+    const room = fromUsd30(cap > used ? cap - used : 0n) / exec;
     const requested = Number(req.sizeBase);
     const executable = Math.max(0, Math.min(requested, room));
     const notional = executable * exec;
-    const feeUsd = (notional * Number(feeBps)) / 10_000;
+    // The position fee factor GMX applies: POSITION_FEE_FACTOR for whether this increase brings the
+    // market's long and short open interest closer (PositionPricingUtils.getPositionFeesAfterReferral).
+    const sizeDeltaUsd30 = usd30(notional);
+    const improved = balanceWasImproved(oi, { isLong, sizeDeltaUsd30, increase: true });
+    const [feeFactor] = (await this.dataStoreUints(
+      [positionFeeFactorKey(m.marketToken, improved)],
+      blockNumber,
+    )) as [bigint];
+    const feeUsd = fromUsd30(applyFactor(sizeDeltaUsd30, feeFactor));
     const ethUsd = await this.ethUsd();
-    const execFeeWei = BigInt(this.p.executionFeeWei) > minFee ? BigInt(this.p.executionFeeWei) : minFee;
+    const execFeeWei = await this.executionFeeWei(true);
     const sample = this.orderCalldata(m, {
       isLong,
       increase: true,
@@ -635,39 +806,15 @@ export class GmxVenue implements VenueAdapter {
       );
     }
     calls.push(
-      encodeFunctionData({
-        abi: exchangeRouterAbi,
-        functionName: 'createOrder',
-        args: [
-          {
-            addresses: {
-              receiver: this.account,
-              cancellationReceiver: this.account,
-              callbackContract: zeroAddress,
-              uiFeeReceiver: zeroAddress,
-              market: m.marketToken,
-              initialCollateralToken: this.p.collateralAsset,
-              swapPath: [],
-            },
-            numbers: {
-              sizeDeltaUsd: o.sizeDeltaUsd,
-              initialCollateralDeltaAmount: 0n,
-              triggerPrice: 0n,
-              acceptablePrice: o.acceptablePrice,
-              executionFee: o.executionFeeWei,
-              callbackGasLimit: 0n,
-              minOutputAmount: 0n,
-              validFromTime: 0n,
-            },
-            orderType: o.increase ? ORDER_TYPE.MarketIncrease : ORDER_TYPE.MarketDecrease,
-            decreasePositionSwapType: 0,
-            isLong: o.isLong,
-            shouldUnwrapNativeToken: false,
-            autoCancel: false,
-            referralCode: `0x${'0'.repeat(64)}`,
-            dataList: [],
-          },
-        ],
+      createOrderCallData({
+        account: this.account,
+        market: m.marketToken,
+        collateralToken: this.p.collateralAsset,
+        sizeDeltaUsd: o.sizeDeltaUsd,
+        acceptablePrice: o.acceptablePrice,
+        executionFee: o.executionFeeWei,
+        orderType: o.increase ? ORDER_TYPE.MarketIncrease : ORDER_TYPE.MarketDecrease,
+        isLong: o.isLong,
       }),
     );
     return encodeFunctionData({ abi: exchangeRouterAbi, functionName: 'multicall', args: [calls] });
@@ -680,7 +827,7 @@ export class GmxVenue implements VenueAdapter {
     if (existing) return this.toOrder(await this.reconcile(existing));
     const m = await this.market(req.instrument, cid);
     assertOrderBasics(this.id, req, this.p.minSizeBase);
-    const price = await this.oraclePrice(m);
+    const price = await this.indexPrice(req.instrument, m);
     const sizeTokens = toUnits(req.sizeBase, m.decimals);
     const raw = await this.rawPositions();
     const side = (isLong: boolean) =>
@@ -722,14 +869,7 @@ export class GmxVenue implements VenueAdapter {
         : buying
           ? (ref * (10_000n + slip)) / 10_000n
           : (ref * (10_000n - slip)) / 10_000n;
-    const minFee = await this.errors.read(() =>
-      this.ctx.publicClient.readContract({
-        address: this.p.dataStore,
-        abi: dataStoreAbi,
-        functionName: 'minExecutionFee',
-      }),
-    );
-    const executionFeeWei = BigInt(this.p.executionFeeWei) > minFee ? BigInt(this.p.executionFeeWei) : minFee;
+    const executionFeeWei = await this.executionFeeWei(increase);
     const collateral = increase
       ? BigInt(
           new Dec(fromUsd30(sizeDeltaUsd))
@@ -922,17 +1062,67 @@ export class GmxVenue implements VenueAdapter {
     return this.toOrder(await this.reconcile(r));
   }
 
+  /**
+   * The account's orders waiting for a keeper, from `Reader.getAccountOrders` (its ACCOUNT_ORDER_LIST,
+   * paged), each with the client order id when this adapter's order store has its key.
+   */
+  async fetchWorkingOrders(): Promise<GmxWorkingOrder[]> {
+    const map = await this.marketMap();
+    const byKey = new Map(
+      (await this.store.list())
+        .filter((r) => r.orderKey !== undefined)
+        .map((r) => [(r.orderKey as string).toLowerCase(), r.clientOrderId] as const),
+    );
+    const PAGE = 100n;
+    const out: GmxWorkingOrder[] = [];
+    for (let start = 0n; ; start += PAGE) {
+      const page = await this.errors.read(() =>
+        this.ctx.publicClient.readContract({
+          address: this.p.reader,
+          abi: readerAbi,
+          functionName: 'getAccountOrders',
+          args: [this.p.dataStore, this.account, start, start + PAGE],
+        }),
+      );
+      for (const { orderKey, order } of page) {
+        const cid = byKey.get(orderKey.toLowerCase());
+        const instrument = [...map].find(
+          ([, m]) => m.marketToken.toLowerCase() === order.addresses.market.toLowerCase(),
+        )?.[0];
+        out.push({
+          orderKey,
+          ...(cid !== undefined ? { clientOrderId: cid } : {}),
+          ...(instrument !== undefined ? { instrument } : {}),
+          market: order.addresses.market,
+          orderType: order.numbers.orderType,
+          isLong: order.flags.isLong,
+          sizeDeltaUsd30: order.numbers.sizeDeltaUsd,
+          acceptablePrice: order.numbers.acceptablePrice,
+          executionFeeWei: order.numbers.executionFee,
+          updatedAtMs: Number(order.numbers.updatedAtTime) * 1000,
+        });
+      }
+      if (BigInt(page.length) < PAGE) break;
+    }
+    return out;
+  }
+
+  /**
+   * Reachability and data age: the age of the newest mark, against the latest block's time when
+   * prices come from the chain's oracle, against the clock when they come from `params.pricesUrl`.
+   */
   async health(): Promise<VenueHealth> {
     const t0 = this.clock.nowMs();
     try {
       const block = await this.ctx.publicClient.getBlock({ blockTag: 'latest' });
       const marks = await this.fetchMarks();
       const newest = Math.max(0, ...marks.map((m) => m.asOfMs));
+      const nowMs = this.p.pricesUrl ? this.clock.nowMs() : Number(block.timestamp) * 1000;
       return {
         ok: true,
         latencyMs: this.clock.nowMs() - t0,
         halted: false,
-        dataAgeMs: Math.max(0, Number(block.timestamp) * 1000 - newest),
+        dataAgeMs: Math.max(0, nowMs - newest),
         details: { blockNumber: block.number?.toString() },
       };
     } catch (err) {

@@ -1,6 +1,7 @@
 import { compileSolidity, deployContract, EVM_TEST_CONTRACTS_URL, type EvmContext } from '@xhedge/evm';
 import { type Address, encodeFunctionData, type Hex, parseAbi } from 'viem';
-import { oracleAbi } from './abi.ts';
+import { dataStoreAbi, exchangeRouterAbi, type ORDER_TYPE, oracleAbi } from './abi.ts';
+import { FLOAT_PRECISION } from './keys.ts';
 import { toUnits, usdToGmxPrice } from './units.ts';
 
 /** Sources of the simplified GMX v2 contracts (for local chains and tests). */
@@ -30,9 +31,35 @@ export interface GmxContractAddresses {
   wnt: Address;
 }
 
+/**
+ * The execution-fee settings the local DataStore starts with (gmx-synthetics config/general.ts at
+ * a5c0c883: the default estimatedGasFeeBaseAmount 600 000, estimatedGasPerOraclePrice 250 000,
+ * estimatedGasFeeMultiplierFactor 1× and Arbitrum's increase/decreaseOrderGasLimit 3 000 000).
+ */
+export interface GmxFixtureExecutionGas {
+  estimatedGasFeeBaseAmount: bigint;
+  estimatedGasPerOraclePrice: bigint;
+  /** 30 decimals. */
+  estimatedGasFeeMultiplierFactor: bigint;
+  increaseOrderGasLimit: bigint;
+  decreaseOrderGasLimit: bigint;
+}
+
+export const GMX_FIXTURE_EXECUTION_GAS: GmxFixtureExecutionGas = {
+  estimatedGasFeeBaseAmount: 600_000n,
+  estimatedGasPerOraclePrice: 250_000n,
+  estimatedGasFeeMultiplierFactor: FLOAT_PRECISION,
+  increaseOrderGasLimit: 3_000_000n,
+  decreaseOrderGasLimit: 3_000_000n,
+};
+
 export interface GmxFixture {
   params: GmxContractAddresses;
   indexTokens: Record<string, { address: Address; decimals: number }>;
+  /** The market token of each underlying, e.g. `marketTokens.ETH`. */
+  marketTokens: Record<string, Address>;
+  /** `DataStore.setUint(key, value)` as the owner (config keys of keys.ts). */
+  setUint(key: Hex, value: bigint): Promise<void>;
   /** Sets the oracle price of an underlying: min `priceUsd`, max `maxPriceUsd` (default: spread 0). */
   setPrice(symbol: string, priceUsd: number | string, maxPriceUsd?: number | string): Promise<void>;
   /**
@@ -61,14 +88,20 @@ const mintAbi = parseAbi([
   'function setController(address, bool)',
   'function setPlugin(address, bool)',
   'function setKeeper(address, bool)',
-  'function addMarket(address, address, address, address, uint256)',
+  'function addMarket(address, address, address, address, uint256, uint256, uint256)',
   'function setPositionPendingValues(bytes32, int256, uint256, uint256, uint256, uint256)',
 ]);
 
 /**
  * Deploys the simplified GMX v2 on a local chain from `deployer`: USDC (6 dec), WETH as WNT, one index
- * token and market per entry, an EventEmitter and a Router (approvals) as on real GMX, an oracle set to the given prices, the DataStore/handler funded with
- * USDC liquidity, `keepers` allowed to execute, and `traders` funded with USDC.
+ * token and market per entry (long token = the index token, short token = USDC), an EventEmitter and a
+ * Router (approvals) as on real GMX, an oracle set to the given prices, the DataStore/handler funded
+ * with USDC liquidity, `keepers` allowed to execute, and `traders` funded with USDC. The DataStore
+ * starts with the execution-fee settings `executionGas` (default {@link GMX_FIXTURE_EXECUTION_GAS}), each
+ * market's MAX_OPEN_INTEREST and its POSITION_FEE_FACTOR: `positionFeeBps` (default 5) for changes
+ * that do not improve the long/short balance, `positionFeeBpsBalanceImproved` (default the same) for
+ * those that do. The transactions are the same in number and order whatever the options, so the
+ * addresses stay those of configs/profiles/local-chains.yaml.
  */
 export async function deployGmxFixture(
   deployer: EvmContext,
@@ -77,8 +110,9 @@ export async function deployGmxFixture(
     keepers: Address[];
     traders: Address[];
     traderUsdc?: number;
-    minExecutionFeeWei?: bigint;
+    executionGas?: Partial<GmxFixtureExecutionGas>;
     positionFeeBps?: number;
+    positionFeeBpsBalanceImproved?: number;
   },
 ): Promise<GmxFixture> {
   const c = compileSolidity({ 'GmxV2Lite.sol': GMX_CONTRACTS_URL, 'TestToken.sol': EVM_TEST_CONTRACTS_URL });
@@ -95,12 +129,20 @@ export async function deployGmxFixture(
   const usdc = await deployContract(deployer, get('TestToken'), ['USD Coin', 'USDC', 6]);
   const wnt = await deployContract(deployer, get('TestToken'), ['Wrapped Ether', 'WETH', 18]);
   const oracle = await deployContract(deployer, get('Oracle'));
+  const gas = { ...GMX_FIXTURE_EXECUTION_GAS, ...opts.executionGas };
   const core = await deployContract(deployer, get('GmxCore'), [
     wnt,
     oracle,
-    opts.minExecutionFeeWei ?? 100_000_000_000_000n,
-    BigInt(opts.positionFeeBps ?? 5),
+    gas.estimatedGasFeeBaseAmount,
+    gas.estimatedGasPerOraclePrice,
+    gas.estimatedGasFeeMultiplierFactor,
+    gas.increaseOrderGasLimit,
+    gas.decreaseOrderGasLimit,
   ]);
+  // bps → a 30-decimal factor.
+  const bpsFactor = (bps: number) => BigInt(Math.round(bps * 1e4)) * 10n ** 22n;
+  const feeNotImproved = bpsFactor(opts.positionFeeBps ?? 5);
+  const feeImproved = bpsFactor(opts.positionFeeBpsBalanceImproved ?? opts.positionFeeBps ?? 5);
   const eventEmitter = await deployContract(deployer, get('EventEmitter'));
   const tokenRouter = await deployContract(deployer, get('Router'));
   const router = await deployContract(deployer, get('ExchangeRouter'), [core, wnt, tokenRouter]);
@@ -124,6 +166,7 @@ export async function deployGmxFixture(
     send(oracle, encodeFunctionData({ abi: oracleAbi, functionName: 'setPrices', args: [token, p, max] }));
   await setPrices(usdc, usdToGmxPrice(1, 6));
   const indexTokens: GmxFixture['indexTokens'] = {};
+  const marketTokens: GmxFixture['marketTokens'] = {};
   for (const m of opts.markets) {
     const index = await deployContract(deployer, get('TestToken'), [
       `Wrapped ${m.symbol}`,
@@ -134,10 +177,15 @@ export async function deployGmxFixture(
     const maxOi = toUnits(m.maxOpenInterestUsd ?? 50_000_000, 30);
     await send(
       core,
-      encodeFunctionData({ abi: mintAbi, functionName: 'addMarket', args: [gm, index, index, usdc, maxOi] }),
+      encodeFunctionData({
+        abi: mintAbi,
+        functionName: 'addMarket',
+        args: [gm, index, index, usdc, maxOi, feeImproved, feeNotImproved],
+      }),
     );
     await setPrices(index, usdToGmxPrice(m.priceUsd, m.decimals));
     indexTokens[m.symbol] = { address: index, decimals: m.decimals };
+    marketTokens[m.symbol] = gm;
   }
   await send(
     usdc,
@@ -167,6 +215,9 @@ export async function deployGmxFixture(
       wnt,
     },
     indexTokens,
+    marketTokens,
+    setUint: (key, value) =>
+      send(core, encodeFunctionData({ abi: dataStoreAbi, functionName: 'setUint', args: [key, value] })),
     setPrice: async (symbol, priceUsd, maxPriceUsd) => {
       const t = indexTokens[symbol];
       if (!t) throw new Error(`no market for ${symbol}`);

@@ -35,6 +35,7 @@ import { generatePrivateKey } from 'viem/accounts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, readerAbi } from './abi.ts';
 import { createGmxVenue, type GmxOrderRecord, GmxVenue } from './adapter.ts';
+import { createOrderCallData } from './create-order.ts';
 import { deployGmxFixture, type GmxFixture } from './fixture.ts';
 import { GmxKeeper, type GmxKeeperResult } from './keeper.ts';
 import { usd30, usdToGmxPrice } from './units.ts';
@@ -484,7 +485,8 @@ describe('gmx adapter specifics', () => {
       token,
       encodeFunctionData({ abi: tokenAbi, functionName: 'approve', args: [fx.params.router, amount] }),
     );
-    const fee = 300_000_000_000_000n;
+    // Enough for GMX's minimum (4.35 M gas × the transaction's gas price) at a few gwei.
+    const fee = parseEther('0.05');
     const calls = [
       encodeFunctionData({
         abi: exchangeRouterAbi,
@@ -496,39 +498,15 @@ describe('gmx adapter specifics', () => {
         functionName: 'sendTokens',
         args: [token, fx.params.orderVault, amount],
       }),
-      encodeFunctionData({
-        abi: exchangeRouterAbi,
-        functionName: 'createOrder',
-        args: [
-          {
-            addresses: {
-              receiver: trader.account.address,
-              cancellationReceiver: trader.account.address,
-              callbackContract: zeroAddress,
-              uiFeeReceiver: zeroAddress,
-              market: await ethMarket(),
-              initialCollateralToken: token,
-              swapPath: [],
-            },
-            numbers: {
-              sizeDeltaUsd: sizeUsd30,
-              initialCollateralDeltaAmount: 0n,
-              triggerPrice: 0n,
-              acceptablePrice: usdToGmxPrice(3600, 18),
-              executionFee: fee,
-              callbackGasLimit: 0n,
-              minOutputAmount: 0n,
-              validFromTime: 0n,
-            },
-            orderType: ORDER_TYPE.MarketIncrease,
-            decreasePositionSwapType: 0,
-            isLong: true,
-            shouldUnwrapNativeToken: false,
-            autoCancel: false,
-            referralCode: `0x${'0'.repeat(64)}`,
-            dataList: [],
-          },
-        ],
+      createOrderCallData({
+        account: trader.account.address,
+        market: await ethMarket(),
+        collateralToken: token,
+        sizeDeltaUsd: sizeUsd30,
+        acceptablePrice: usdToGmxPrice(3600, 18),
+        executionFee: fee,
+        orderType: ORDER_TYPE.MarketIncrease,
+        isLong: true,
       }),
     ];
     await send(
@@ -648,7 +626,8 @@ describe('gmx adapter specifics', () => {
     expect(info?.executionPriceResult).toEqual({
       priceImpactUsd: 0n,
       executionPrice: eth.min,
-      balanceWasImproved: false,
+      // Closing the only open interest of the market (long 7 000, short 0) brings the sides closer.
+      balanceWasImproved: true,
       proportionalPendingImpactUsd: -pendingImpactAmount * eth.min,
       totalImpactUsd: -pendingImpactAmount * eth.min,
       priceImpactDiffUsd: 0n,

@@ -14,6 +14,7 @@ export {
   type GmxOrderRecord,
   GmxVenue,
   type GmxVenueDeps,
+  type GmxWorkingOrder,
 } from './adapter.ts';
 export {
   accountTopic,
@@ -28,10 +29,32 @@ export {
 export {
   deployGmxFixture,
   GMX_CONTRACTS_URL,
+  GMX_FIXTURE_EXECUTION_GAS,
   type GmxContractAddresses,
   type GmxFixture,
+  type GmxFixtureExecutionGas,
   type GmxFixtureMarket,
 } from './fixture.ts';
 export { GmxKeeper, type GmxKeeperOptions, type GmxKeeperResult } from './keeper.ts';
+export {
+  accountOrderListKey,
+  applyFactor,
+  balanceWasImproved,
+  FLOAT_PRECISION,
+  GMX_KEYS,
+  type GmxExecutionGasSettings,
+  hashString,
+  maxOpenInterestKey,
+  openInterestKey,
+  orderExecutionGasLimit,
+  positionFeeFactorKey,
+} from './keys.ts';
 export { GmxVenueParams, type GmxVenueParamsInput } from './params.ts';
+export {
+  fetchGmxTickers,
+  GmxTicker,
+  GmxTickersResponse,
+  type GmxTokenPrice,
+  parseGmxTickers,
+} from './prices.ts';
 export { fromUsd30, gmxPriceToUsd, usd30, usdToGmxPrice } from './units.ts';

@@ -2,6 +2,7 @@ import type { EvmContext } from '@xhedge/evm';
 import type { Address, Hex } from 'viem';
 import { dataStoreAbi } from './abi.ts';
 import { orderFillFromEvents, parseGmxEvents, requireBytes32 } from './events.ts';
+import { GMX_KEYS } from './keys.ts';
 
 /** What one keeper execution did to an order, from the transaction's events. */
 export interface GmxKeeperResult {
@@ -42,14 +43,17 @@ export class GmxKeeper {
   private running: Promise<unknown> | undefined;
   constructor(private readonly opts: GmxKeeperOptions) {}
 
-  /** Executes all pending orders once; returns the keys handled. */
+  /**
+   * Executes the pending orders once (the first 100 of the DataStore's ORDER_LIST, read as GMX's
+   * keepers do with `getBytes32ValuesAt`); returns the keys handled.
+   */
   async runOnce(): Promise<Hex[]> {
     const { publicClient, walletClient } = this.opts.ctx;
     const keys = await publicClient.readContract({
       address: this.opts.dataStore,
       abi: dataStoreAbi,
-      functionName: 'getOrderKeys',
-      args: [0n, 100n],
+      functionName: 'getBytes32ValuesAt',
+      args: [GMX_KEYS.ORDER_LIST, 0n, 100n],
     });
     const done: Hex[] = [];
     for (const key of keys) {

@@ -24,7 +24,18 @@ export const GmxVenueParams = z
      * contract does not read it. @defaultValue the zero address
      */
     referralStorage: Address.optional(),
+    /**
+     * The Oracle whose `getPrimaryPrice(token)` gives prices when `pricesUrl` is not set (local chains:
+     * the local contract's test oracle; on real GMX prices are signed off-chain by oracle keepers and
+     * the Oracle holds them only during an execution, so set `pricesUrl` there).
+     */
     oracle: Address,
+    /**
+     * GMX oracle keeper tickers endpoint, e.g. https://arbitrum-api.gmxinfra.io/prices/tickers. When
+     * set, marks, quotes, orders' acceptable prices and the `MarketPrices` given to the Reader come
+     * from it (min/max in GMX units, the age from its `updatedAt`), not from `oracle`.
+     */
+    pricesUrl: z.url({ protocol: /^https?$/ }).optional(),
     /** Collateral token (USDC-like); not named `...Token` so the config's secret scan does not flag it. */
     collateralAsset: Address,
     /** Wrapped native token used for the execution fee. */
@@ -33,7 +44,12 @@ export const GmxVenueParams = z
     leverage: z.number().positive().max(50).default(2),
     /** Slippage bound when the order has no limit price, bps from the oracle price. @defaultValue 50 */
     maxSlippageBps: z.number().positive().max(5000).default(50),
-    /** Execution fee paid to the keeper, wei; at least the DataStore's minimum. @defaultValue 0.0003 ETH */
+    /**
+     * Floor of the execution fee sent with an order, wei. The fee sent is the larger of this and GMX's
+     * minimum for the order (GasUtils.validateExecutionFee: the DataStore's gas settings × the gas
+     * price bound of the order transaction); GMX refunds what the execution does not use.
+     * @defaultValue 0.0003 ETH
+     */
     executionFeeWei: Decimal.default('300000000000000'),
     /** Gas limit used to price an order transaction in quotes. @defaultValue 900000 */
     orderGasLimit: z.number().int().positive().default(900_000),

@@ -1,0 +1,192 @@
+import { type Address, concat, type Hex, keccak256, pad, toHex } from 'viem';
+import { describe, expect, it } from 'vitest';
+import {
+  accountOrderListKey,
+  balanceWasImproved,
+  GMX_KEYS,
+  hashString,
+  maxOpenInterestKey,
+  openInterestKey,
+  orderExecutionGasLimit,
+  positionFeeFactorKey,
+} from './keys.ts';
+import { parseGmxTickers } from './prices.ts';
+import { gmxPriceToUsd } from './units.ts';
+
+// abi.encode of static values is their 32-byte words back to back: built here by hand (not with
+// encodeAbiParameters, which keys.ts uses), so a wrong argument order or type in keys.ts shows.
+const word = {
+  address: (a: Address) => pad(a.toLowerCase() as Hex, { size: 32 }),
+  bool: (b: boolean) => pad(toHex(b ? 1 : 0), { size: 32 }),
+};
+
+const MARKET = '0x70d95587d40A2caf56bd97485aB3Eec10Bee6336' as Address; // Arbitrum ETH/USD [WETH-USDC]
+const WETH = '0x82aF49447D8a07e3bd95BD0d56f35241523fBab1' as Address;
+const USDC = '0xaf88d065e77c8cC2239327C5EDb3A432268e5831' as Address;
+
+describe('GMX DataStore keys (gmx-synthetics contracts/data/Keys.sol @ a5c0c883)', () => {
+  it('derives the constants as keccak256(abi.encode("NAME")), pinned', () => {
+    // The names are upstream's (Keys.sol lines 99-101, 215-219, 245-247, 287, 306, 318); the hashes
+    // are pinned so a renamed or mistyped name fails here.
+    expect(GMX_KEYS).toEqual({
+      ORDER_LIST: '0x86f7cfd5d8f8404e5145c91bebb8484657420159dabd0753d6a59f3de3f7b8c1',
+      ACCOUNT_ORDER_LIST: '0xd008ab8798caa94b11c12ebc5bce5104c343552f5375d1bf3870b4b4a6e8d562',
+      ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1:
+        '0x39288f227e5db9a793e9f4afb15aa22b77dbb7e410ffc973c816a19a6ed921cd',
+      ESTIMATED_GAS_FEE_PER_ORACLE_PRICE:
+        '0xf95915378e4358fb5f51ae0fd75853a15a29a978eb14b73d5c5b7d69d3b9fccc',
+      ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR:
+        '0xce135f2a886cf6d862269f215b1e64498fa09cb04f90b771b163399df2a82b81',
+      SINGLE_SWAP_GAS_LIMIT: '0x3be28fb346f7abc4a956a16d3739c8c4bfcca9385988c64bf86cdd16638c1f81',
+      INCREASE_ORDER_GAS_LIMIT: '0x983e0a7f5307213e84497f2543331fe5e404db14ddf98f98dc956e0ee3ab6875',
+      DECREASE_ORDER_GAS_LIMIT: '0xfce7a3444b72c2d30987163c1f2e6c00cffa03bf0b6ca2f077e8db006b4cae8b',
+      POSITION_FEE_FACTOR: '0x3999256650a6ebfea3dfbd4d56990f4d9048943a0e38ea6aabfc65122556c342',
+      OPEN_INTEREST: '0x4259c04608de5df0fa0e375507d66e8ffc81773c9f3dd501a181cbb349ae4fe0',
+      MAX_OPEN_INTEREST: '0x00468cb3aa9036ff00a31f90887485d87e1ee0299e9c1e1a838fe5110c4fbafb',
+    });
+    // abi.encode(string): offset 0x20, length, the bytes right-padded.
+    const name = 'OPEN_INTEREST';
+    const manual = keccak256(
+      concat([
+        pad(toHex(32), { size: 32 }),
+        pad(toHex(name.length), { size: 32 }),
+        pad(toHex(name), { size: 32, dir: 'right' }),
+      ]),
+    );
+    expect(hashString(name)).toBe(manual);
+    expect(GMX_KEYS.OPEN_INTEREST).toBe(manual);
+  });
+
+  it('keys values as keccak256(abi.encode(CONSTANT, ...args)) in upstream argument order', () => {
+    for (const isLong of [true, false]) {
+      expect(openInterestKey(MARKET, USDC, isLong)).toBe(
+        keccak256(
+          concat([GMX_KEYS.OPEN_INTEREST, word.address(MARKET), word.address(USDC), word.bool(isLong)]),
+        ),
+      );
+      expect(maxOpenInterestKey(MARKET, isLong)).toBe(
+        keccak256(concat([GMX_KEYS.MAX_OPEN_INTEREST, word.address(MARKET), word.bool(isLong)])),
+      );
+      expect(positionFeeFactorKey(MARKET, isLong)).toBe(
+        keccak256(concat([GMX_KEYS.POSITION_FEE_FACTOR, word.address(MARKET), word.bool(isLong)])),
+      );
+    }
+    expect(accountOrderListKey(WETH)).toBe(
+      keccak256(concat([GMX_KEYS.ACCOUNT_ORDER_LIST, word.address(WETH)])),
+    );
+    // Every argument matters: long/short and the collateral token give other keys.
+    expect(openInterestKey(MARKET, USDC, true)).not.toBe(openInterestKey(MARKET, WETH, true));
+    expect(openInterestKey(MARKET, USDC, true)).not.toBe(openInterestKey(MARKET, USDC, false));
+  });
+
+  it('prices the execution gas as GasUtils.adjustGasLimitForEstimate of the order estimate', () => {
+    // config/general.ts defaults and Arbitrum's order gas limits.
+    const s = {
+      estimatedGasFeeBaseAmount: 600_000n,
+      estimatedGasPerOraclePrice: 250_000n,
+      estimatedGasFeeMultiplierFactor: 10n ** 30n,
+      singleSwapGasLimit: 1_000_000n,
+      increaseOrderGasLimit: 3_000_000n,
+      decreaseOrderGasLimit: 2_000_000n,
+    };
+    // base + 3 oracle prices × 250 000 + the order limit × 1.
+    expect(orderExecutionGasLimit(s, { increase: true })).toBe(600_000n + 750_000n + 3_000_000n);
+    expect(orderExecutionGasLimit(s, { increase: false })).toBe(600_000n + 750_000n + 2_000_000n);
+    // A swap: one more oracle price and SINGLE_SWAP_GAS_LIMIT; a callback adds its gas limit.
+    expect(orderExecutionGasLimit(s, { increase: true, swapPathLength: 1, callbackGasLimit: 7n })).toBe(
+      600_000n + 4n * 250_000n + 3_000_000n + 1_000_000n + 7n,
+    );
+    // A decrease that swaps its output: one more swap, no more oracle prices.
+    expect(orderExecutionGasLimit(s, { increase: false, decreaseSwapsOutput: true })).toBe(
+      600_000n + 750_000n + 2_000_000n + 1_000_000n,
+    );
+    // The multiplier (30 decimals) scales the estimate only: 1.5×.
+    expect(
+      orderExecutionGasLimit({ ...s, estimatedGasFeeMultiplierFactor: 15n * 10n ** 29n }, { increase: true }),
+    ).toBe(600_000n + 750_000n + 4_500_000n);
+  });
+
+  it('decides balanceWasImproved as nextDiffUsd < initialDiffUsd', () => {
+    const usd = (n: number) => BigInt(n) * 10n ** 30n;
+    const oi = { longUsd30: usd(1000), shortUsd30: usd(400) };
+    expect(balanceWasImproved(oi, { isLong: false, sizeDeltaUsd30: usd(500), increase: true })).toBe(true);
+    expect(balanceWasImproved(oi, { isLong: false, sizeDeltaUsd30: usd(1300), increase: true })).toBe(false);
+    expect(balanceWasImproved(oi, { isLong: true, sizeDeltaUsd30: usd(1), increase: true })).toBe(false);
+    expect(balanceWasImproved(oi, { isLong: true, sizeDeltaUsd30: usd(600), increase: false })).toBe(true);
+    // Balanced: any increase worsens it.
+    const flat = { longUsd30: 0n, shortUsd30: 0n };
+    expect(balanceWasImproved(flat, { isLong: true, sizeDeltaUsd30: usd(1), increase: true })).toBe(false);
+  });
+});
+
+describe('GMX /prices/tickers answers', () => {
+  // Three entries of the recorded Arbitrum answer in gmx-io/gmx-interface
+  // sdk/src/test/fixtures/arbitrumTickers.json (commit a78e920e).
+  const recorded = [
+    {
+      tokenAddress: '0x82aF49447D8a07e3bd95BD0d56f35241523fBab1',
+      tokenSymbol: 'ETH',
+      minPrice: '1739495434083952',
+      maxPrice: '1739495434083952',
+      updatedAt: 1783345314888,
+      timestamp: 1783345314,
+    },
+    {
+      tokenAddress: '0x47904963fc8b2340414262125aF798B9655E58Cd',
+      tokenSymbol: 'BTC',
+      minPrice: '615363870277724850000000000',
+      maxPrice: '615363870277724850000000000',
+      updatedAt: 1783345314888,
+      timestamp: 1783345314,
+    },
+    {
+      tokenAddress: '0xFd086bC7CD5C481DCC9C85ebE478A1C0b69FCbb9',
+      tokenSymbol: 'USDT',
+      minPrice: '998997672488724625000000',
+      maxPrice: '999045890829574875000000',
+      updatedAt: 1783345314888,
+      timestamp: 1783345314,
+    },
+  ];
+
+  it('reads the recorded Arbitrum answer exactly, prices in GMX units (USD per smallest unit × 10^30)', () => {
+    const prices = parseGmxTickers(recorded, 'test');
+    const eth = prices.get(WETH.toLowerCase());
+    expect(eth).toEqual({ min: 1739495434083952n, max: 1739495434083952n, updatedAtMs: 1783345314888 });
+    // Not rounded through a float on the way in.
+    expect(prices.get('0x47904963fc8b2340414262125af798b9655e58cd')?.min).toBe(615363870277724850000000000n);
+    // The unit: WETH has 18 decimals, BTC 8, USDT 6 → plausible USD per whole token.
+    expect(gmxPriceToUsd(eth?.min as bigint, 18)).toBeCloseTo(1739.495434083952, 9);
+    expect(
+      gmxPriceToUsd(prices.get('0x47904963fc8b2340414262125af798b9655e58cd')?.min as bigint, 8),
+    ).toBeCloseTo(61536.387, 3);
+    expect(
+      gmxPriceToUsd(prices.get('0xfd086bc7cd5c481dcc9c85ebe478a1c0b69fcbb9')?.max as bigint, 6),
+    ).toBeCloseTo(0.99904589, 8);
+  });
+
+  it('takes the age from timestamp (seconds) when updatedAt (ms) is missing', () => {
+    const { updatedAt: _, ...rest } = recorded[0] as (typeof recorded)[number];
+    expect(parseGmxTickers([rest], 'test').get(WETH.toLowerCase())?.updatedAtMs).toBe(1783345314000);
+  });
+
+  it.each([
+    ['a price as a JSON number', { minPrice: 1739 }, /0\.minPrice/],
+    ['a decimal point in a price', { maxPrice: '1739.5' }, /0\.maxPrice: a non-negative integer string/],
+    ['max below min', { maxPrice: '1' }, /maxPrice is below minPrice/],
+    [
+      'no time',
+      { updatedAt: undefined, timestamp: undefined },
+      /neither updatedAt \(ms\) nor timestamp \(s\)/,
+    ],
+    ['a bad address', { tokenAddress: '0x1234' }, /0\.tokenAddress: an address/],
+  ])('refuses an answer with %s, naming the field', (_what, patch, message) => {
+    const bad = { ...recorded[0], ...patch };
+    expect(() => parseGmxTickers([bad], 'https://x.test/prices/tickers')).toThrow(message);
+    expect(() => parseGmxTickers([bad], 'https://x.test/prices/tickers')).toThrow(/https:\/\/x\.test/);
+  });
+
+  it('refuses an answer that is not a list', () => {
+    expect(() => parseGmxTickers({ error: 'down' }, 'u')).toThrow(/unexpected format: the answer/);
+  });
+});

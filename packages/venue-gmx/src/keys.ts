@@ -1,0 +1,136 @@
+import { type Address, encodeAbiParameters, type Hex, keccak256 } from 'viem';
+
+// DataStore keys as gmx-synthetics derives them (contracts/data/Keys.sol at
+// a5c0c8835182cbd84e47dca04b971239311d2f1d): each constant is `keccak256(abi.encode("NAME"))`, each
+// keyed value `keccak256(abi.encode(CONSTANT, ...args))`. The values are read with `DataStore.getUint`
+// (lists with `getBytes32ValuesAt`).
+
+/** `keccak256(abi.encode(name))`: how Keys.sol (and gmx-synthetics' utils/hash.ts `hashString`) names a key. */
+export function hashString(name: string): Hex {
+  return keccak256(encodeAbiParameters([{ type: 'string' }], [name]));
+}
+
+/** The Keys.sol constants the adapter reads (names exactly as upstream, incl. the `_V2_1` suffix). */
+export const GMX_KEYS = {
+  ORDER_LIST: hashString('ORDER_LIST'),
+  ACCOUNT_ORDER_LIST: hashString('ACCOUNT_ORDER_LIST'),
+  ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1: hashString('ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1'),
+  ESTIMATED_GAS_FEE_PER_ORACLE_PRICE: hashString('ESTIMATED_GAS_FEE_PER_ORACLE_PRICE'),
+  ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR: hashString('ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR'),
+  SINGLE_SWAP_GAS_LIMIT: hashString('SINGLE_SWAP_GAS_LIMIT'),
+  INCREASE_ORDER_GAS_LIMIT: hashString('INCREASE_ORDER_GAS_LIMIT'),
+  DECREASE_ORDER_GAS_LIMIT: hashString('DECREASE_ORDER_GAS_LIMIT'),
+  POSITION_FEE_FACTOR: hashString('POSITION_FEE_FACTOR'),
+  OPEN_INTEREST: hashString('OPEN_INTEREST'),
+  MAX_OPEN_INTEREST: hashString('MAX_OPEN_INTEREST'),
+} as const;
+
+/** Keys.accountOrderListKey(account): the account's order keys (a bytes32 set). */
+export function accountOrderListKey(account: Address): Hex {
+  return keccak256(
+    encodeAbiParameters([{ type: 'bytes32' }, { type: 'address' }], [GMX_KEYS.ACCOUNT_ORDER_LIST, account]),
+  );
+}
+
+/**
+ * Keys.openInterestKey(market, collateralToken, isLong): open interest in USD (30 decimals) of the
+ * positions of one side with that collateral. MarketUtils.getOpenInterest(market, isLong) sums the
+ * market's long-token and short-token keys, each divided by 2 when both tokens are the same.
+ */
+export function openInterestKey(market: Address, collateralToken: Address, isLong: boolean): Hex {
+  return keccak256(
+    encodeAbiParameters(
+      [{ type: 'bytes32' }, { type: 'address' }, { type: 'address' }, { type: 'bool' }],
+      [GMX_KEYS.OPEN_INTEREST, market, collateralToken, isLong],
+    ),
+  );
+}
+
+/** Keys.maxOpenInterestKey(market, isLong): the side's open-interest cap, USD (30 decimals). */
+export function maxOpenInterestKey(market: Address, isLong: boolean): Hex {
+  return keccak256(
+    encodeAbiParameters(
+      [{ type: 'bytes32' }, { type: 'address' }, { type: 'bool' }],
+      [GMX_KEYS.MAX_OPEN_INTEREST, market, isLong],
+    ),
+  );
+}
+
+/**
+ * Keys.positionFeeFactorKey(market, balanceWasImproved): the position fee factor (30 decimals) of a
+ * change that brings the market's long and short open interest closer (`true`) or not.
+ */
+export function positionFeeFactorKey(market: Address, balanceWasImproved: boolean): Hex {
+  return keccak256(
+    encodeAbiParameters(
+      [{ type: 'bytes32' }, { type: 'address' }, { type: 'bool' }],
+      [GMX_KEYS.POSITION_FEE_FACTOR, market, balanceWasImproved],
+    ),
+  );
+}
+
+/** Precision.FLOAT_PRECISION: GMX factors have 30 decimals. */
+export const FLOAT_PRECISION = 10n ** 30n;
+
+/** Precision.applyFactor(value, factor) for unsigned values (rounds down, as mulDiv does). */
+export function applyFactor(value: bigint, factor: bigint): bigint {
+  return (value * factor) / FLOAT_PRECISION;
+}
+
+/** The settings GasUtils.adjustGasLimitForEstimate and the order gas estimates read, by key. */
+export interface GmxExecutionGasSettings {
+  estimatedGasFeeBaseAmount: bigint;
+  estimatedGasPerOraclePrice: bigint;
+  /** 30 decimals (10^30 = 1×). */
+  estimatedGasFeeMultiplierFactor: bigint;
+  singleSwapGasLimit: bigint;
+  increaseOrderGasLimit: bigint;
+  decreaseOrderGasLimit: bigint;
+}
+
+/**
+ * The gas limit GMX charges an order's execution fee for (GasUtils.validateExecutionFee requires
+ * `executionFee ≥ this × tx.gasprice`): `adjustGasLimitForEstimate(estimate, 3 + swaps)` =
+ * ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1 + ESTIMATED_GAS_FEE_PER_ORACLE_PRICE × (3 + swapPath length)
+ * + applyFactor(estimate, ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR), where the estimate is
+ * `estimateExecuteIncreaseOrderGasLimit` (INCREASE_ORDER_GAS_LIMIT + SINGLE_SWAP_GAS_LIMIT × swaps +
+ * callbackGasLimit) or `estimateExecuteDecreaseOrderGasLimit` (DECREASE_ORDER_GAS_LIMIT, one more
+ * swap when the decrease swaps its output). The adapter's orders have no swaps and no callback.
+ */
+export function orderExecutionGasLimit(
+  s: GmxExecutionGasSettings,
+  o: {
+    increase: boolean;
+    swapPathLength?: number;
+    decreaseSwapsOutput?: boolean;
+    callbackGasLimit?: bigint;
+  },
+): bigint {
+  const pathSwaps = BigInt(o.swapPathLength ?? 0);
+  const swaps = pathSwaps + (!o.increase && o.decreaseSwapsOutput ? 1n : 0n);
+  const estimate =
+    (o.increase ? s.increaseOrderGasLimit : s.decreaseOrderGasLimit) +
+    s.singleSwapGasLimit * swaps +
+    (o.callbackGasLimit ?? 0n);
+  const oraclePriceCount = 3n + pathSwaps;
+  return (
+    s.estimatedGasFeeBaseAmount +
+    s.estimatedGasPerOraclePrice * oraclePriceCount +
+    applyFactor(estimate, s.estimatedGasFeeMultiplierFactor)
+  );
+}
+
+/**
+ * PositionPricingUtils' `balanceWasImproved` (nextDiffUsd < initialDiffUsd) for a change of
+ * `sizeDeltaUsd30` on one side: which POSITION_FEE_FACTOR applies.
+ */
+export function balanceWasImproved(
+  oi: { longUsd30: bigint; shortUsd30: bigint },
+  change: { isLong: boolean; sizeDeltaUsd30: bigint; increase: boolean },
+): boolean {
+  const d = change.increase ? change.sizeDeltaUsd30 : -change.sizeDeltaUsd30;
+  const nextLong = change.isLong ? oi.longUsd30 + d : oi.longUsd30;
+  const nextShort = change.isLong ? oi.shortUsd30 : oi.shortUsd30 + d;
+  const abs = (x: bigint) => (x < 0n ? -x : x);
+  return abs(nextLong - nextShort) < abs(oi.longUsd30 - oi.shortUsd30);
+}

@@ -1,0 +1,556 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Clock } from '@xhedge/core';
+import {
+  ANVIL_DEV_KEYS,
+  compileSolidity,
+  deployContract,
+  type EvmContext,
+  ensureAllowance,
+  MemoryOrderStore,
+  rpc,
+  TxSender,
+} from '@xhedge/evm';
+import { type LocalTestChain, startLocalTestChain } from '@xhedge/evm/testing';
+import { StaleOracleError, VenueNetworkError } from '@xhedge/venue';
+import {
+  type Address,
+  BaseError,
+  decodeErrorResult,
+  encodeFunctionData,
+  getAddress,
+  type Hex,
+  parseAbi,
+  toHex,
+  zeroAddress,
+} from 'viem';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, oracleAbi, readerAbi } from './abi.ts';
+import { type GmxOrderRecord, GmxVenue } from './adapter.ts';
+import { createOrderCallData } from './create-order.ts';
+import { deployGmxFixture, type GmxFixture } from './fixture.ts';
+import { GmxKeeper, type GmxKeeperResult } from './keeper.ts';
+import {
+  accountOrderListKey,
+  GMX_KEYS,
+  maxOpenInterestKey,
+  openInterestKey,
+  positionFeeFactorKey,
+} from './keys.ts';
+import type { GmxVenueParamsInput } from './params.ts';
+import { usdToGmxPrice } from './units.ts';
+
+// The reads the adapter makes as real GMX v2 exposes them (DataStore.getUint under Keys.sol keys,
+// Reader.getAccountOrders, the oracle keeper's /prices/tickers), against the local contract.
+
+let chain: LocalTestChain;
+let deployer: EvmContext;
+let trader: EvmContext;
+let other: EvmContext;
+let fx: GmxFixture;
+let keeper: GmxKeeper;
+const keeperResults: GmxKeeperResult[] = [];
+
+/** 10^26: one basis point as a GMX factor (30 decimals). */
+const BPS = 10n ** 26n;
+const USD30 = 10n ** 30n;
+
+beforeAll(async () => {
+  chain = await startLocalTestChain('gmx-upstream');
+  deployer = chain.ctxFor(ANVIL_DEV_KEYS[0]);
+  trader = chain.ctxFor(ANVIL_DEV_KEYS[1]);
+  const keeperCtx = chain.ctxFor(ANVIL_DEV_KEYS[2]);
+  other = chain.ctxFor(ANVIL_DEV_KEYS[3]);
+  fx = await deployGmxFixture(deployer, {
+    markets: [
+      { symbol: 'BTC', decimals: 8, priceUsd: 95_000 },
+      { symbol: 'ETH', decimals: 18, priceUsd: 3_500, maxOpenInterestUsd: 100_000 },
+    ],
+    keepers: [keeperCtx.account.address],
+    traders: [trader.account.address, other.account.address],
+  });
+  keeper = new GmxKeeper({
+    ctx: keeperCtx,
+    dataStore: fx.params.dataStore,
+    eventEmitter: fx.params.eventEmitter,
+    onResult: (r) => keeperResults.push(r),
+  });
+  for (const ctx of [trader, other])
+    await ensureAllowance(new TxSender({ ctx }), {
+      token: fx.params.collateralAsset,
+      spender: fx.params.router,
+      amount: 1_000_000_000_000n,
+      policy: { mode: 'capped', capAmount: 1_000_000_000_000n },
+    });
+  await chain.snapshot();
+});
+afterAll(async () => {
+  await chain?.stop();
+});
+beforeEach(() => chain.fresh());
+
+function venue(
+  opts: {
+    ctx?: EvmContext;
+    store?: MemoryOrderStore<GmxOrderRecord>;
+    params?: Partial<GmxVenueParamsInput>;
+    clock?: Clock;
+  } = {},
+) {
+  return new GmxVenue(
+    'gmx-local',
+    { ...fx.params, approval: 'capped', approvalCap: '1000000', receiptTimeoutSeconds: 1, ...opts.params },
+    {
+      ctx: opts.ctx ?? trader,
+      store: opts.store ?? new MemoryOrderStore(),
+      ...(opts.clock ? { clock: opts.clock } : {}),
+    },
+  );
+}
+
+const ethMarket = () => fx.marketTokens.ETH as Address;
+const weth = () => fx.indexTokens.ETH?.address as Address;
+const usdc = () => fx.params.collateralAsset;
+
+const getUint = (key: Hex) =>
+  trader.publicClient.readContract({
+    address: fx.params.dataStore,
+    abi: dataStoreAbi,
+    functionName: 'getUint',
+    args: [key],
+  });
+
+async function order(v: GmxVenue, cid: string, side: 'buy' | 'sell', sizeBase: string, execute = true) {
+  const placed = await v.placeOrder({
+    clientOrderId: cid,
+    instrument: 'ETH-USD:PERP',
+    side,
+    orderType: 'market',
+    sizeBase,
+  });
+  expect(placed.status).toBe('acknowledged');
+  if (execute) {
+    await keeper.runOnce();
+    expect((await v.getOrderByClientId(cid))?.status).toBe('filled');
+  }
+  return placed;
+}
+
+describe('keys: the local contract derives them as gmx-synthetics Keys.sol does', () => {
+  it('agrees with Solidity evaluating upstream expressions', async () => {
+    // contracts/data/Keys.sol @ a5c0c883 (constants and the keyed functions), evaluated by the EVM.
+    const probeSource = `// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+contract KeysProbe {
+    function constants() external pure returns (bytes32[11] memory k) {
+        k[0] = keccak256(abi.encode("ORDER_LIST"));
+        k[1] = keccak256(abi.encode("ACCOUNT_ORDER_LIST"));
+        k[2] = keccak256(abi.encode("ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1"));
+        k[3] = keccak256(abi.encode("ESTIMATED_GAS_FEE_PER_ORACLE_PRICE"));
+        k[4] = keccak256(abi.encode("ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR"));
+        k[5] = keccak256(abi.encode("SINGLE_SWAP_GAS_LIMIT"));
+        k[6] = keccak256(abi.encode("INCREASE_ORDER_GAS_LIMIT"));
+        k[7] = keccak256(abi.encode("DECREASE_ORDER_GAS_LIMIT"));
+        k[8] = keccak256(abi.encode("POSITION_FEE_FACTOR"));
+        k[9] = keccak256(abi.encode("OPEN_INTEREST"));
+        k[10] = keccak256(abi.encode("MAX_OPEN_INTEREST"));
+    }
+    function openInterestKey(address market, address collateralToken, bool isLong) external pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("OPEN_INTEREST")), market, collateralToken, isLong));
+    }
+    function maxOpenInterestKey(address market, bool isLong) external pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("MAX_OPEN_INTEREST")), market, isLong));
+    }
+    function positionFeeFactorKey(address market, bool balanceWasImproved) external pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("POSITION_FEE_FACTOR")), market, balanceWasImproved));
+    }
+    function accountOrderListKey(address account) external pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("ACCOUNT_ORDER_LIST")), account));
+    }
+}`;
+    const probe = compileSolidity({ 'KeysProbe.sol': probeSource }).KeysProbe;
+    if (!probe) throw new Error('KeysProbe did not compile');
+    const address = await deployContract(deployer, probe);
+    const abi = parseAbi([
+      'function constants() pure returns (bytes32[11])',
+      'function openInterestKey(address, address, bool) pure returns (bytes32)',
+      'function maxOpenInterestKey(address, bool) pure returns (bytes32)',
+      'function positionFeeFactorKey(address, bool) pure returns (bytes32)',
+      'function accountOrderListKey(address) pure returns (bytes32)',
+    ]);
+    const read = trader.publicClient.readContract;
+    expect(await read({ address, abi, functionName: 'constants' })).toEqual([
+      GMX_KEYS.ORDER_LIST,
+      GMX_KEYS.ACCOUNT_ORDER_LIST,
+      GMX_KEYS.ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1,
+      GMX_KEYS.ESTIMATED_GAS_FEE_PER_ORACLE_PRICE,
+      GMX_KEYS.ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR,
+      GMX_KEYS.SINGLE_SWAP_GAS_LIMIT,
+      GMX_KEYS.INCREASE_ORDER_GAS_LIMIT,
+      GMX_KEYS.DECREASE_ORDER_GAS_LIMIT,
+      GMX_KEYS.POSITION_FEE_FACTOR,
+      GMX_KEYS.OPEN_INTEREST,
+      GMX_KEYS.MAX_OPEN_INTEREST,
+    ]);
+    for (const isLong of [true, false]) {
+      expect(
+        await read({ address, abi, functionName: 'openInterestKey', args: [ethMarket(), usdc(), isLong] }),
+      ).toBe(openInterestKey(ethMarket(), usdc(), isLong));
+      expect(
+        await read({ address, abi, functionName: 'maxOpenInterestKey', args: [ethMarket(), isLong] }),
+      ).toBe(maxOpenInterestKey(ethMarket(), isLong));
+      expect(
+        await read({ address, abi, functionName: 'positionFeeFactorKey', args: [ethMarket(), isLong] }),
+      ).toBe(positionFeeFactorKey(ethMarket(), isLong));
+    }
+    expect(
+      await read({ address, abi, functionName: 'accountOrderListKey', args: [trader.account.address] }),
+    ).toBe(accountOrderListKey(trader.account.address));
+    // The local DataStore holds its configuration under those keys.
+    expect(await getUint(maxOpenInterestKey(ethMarket(), true))).toBe(100_000n * USD30);
+    expect(await getUint(positionFeeFactorKey(ethMarket(), false))).toBe(5n * BPS);
+    expect(await getUint(GMX_KEYS.INCREASE_ORDER_GAS_LIMIT)).toBe(3_000_000n);
+  });
+});
+
+describe('open interest: DataStore.getUint(OPEN_INTEREST keys), as MarketUtils.getOpenInterest', () => {
+  it('books each position under its collateral token and caps quotes at MAX_OPEN_INTEREST − open interest', async () => {
+    const v = venue();
+    await order(v, 'oi-1', 'buy', '2'); // 7 000 USD long, USDC collateral
+    expect(await getUint(openInterestKey(ethMarket(), usdc(), true))).toBe(7000n * USD30);
+    expect(await getUint(openInterestKey(ethMarket(), weth(), true))).toBe(0n);
+    expect(await getUint(openInterestKey(ethMarket(), usdc(), false))).toBe(0n);
+    // Room for a long: (100 000 − 7 000) / 3 500 ETH.
+    let q = await v.quoteHedge({ instrument: 'ETH-USD:PERP', side: 'buy', sizeBase: '100' });
+    expect(Number(q.executableSizeBase)).toBeCloseTo(93_000 / 3500, 9);
+    expect(q.capReason).toMatch(/open interest cap/);
+    // A lower cap set in the DataStore is what the quote reads.
+    await fx.setUint(maxOpenInterestKey(ethMarket(), true), 10_500n * USD30);
+    q = await v.quoteHedge({ instrument: 'ETH-USD:PERP', side: 'buy', sizeBase: '100' });
+    expect(Number(q.executableSizeBase)).toBeCloseTo(1, 9);
+    // The short side has its own cap and open interest (none).
+    q = await v.quoteHedge({ instrument: 'ETH-USD:PERP', side: 'sell', sizeBase: '100' });
+    expect(Number(q.executableSizeBase)).toBeCloseTo(100_000 / 3500, 9);
+    // The keeper cancels what passes the cap, as MarketUtils.validateOpenInterest reverts.
+    await order(v, 'oi-2', 'buy', '2', false);
+    await keeper.runOnce();
+    expect(keeperResults.at(-1)).toMatchObject({ outcome: 'cancelled', reason: 'MaxOpenInterestExceeded' });
+    // Closing books it out again.
+    await order(v, 'oi-3', 'sell', '2');
+    expect(await getUint(openInterestKey(ethMarket(), usdc(), true))).toBe(0n);
+  });
+});
+
+describe('position fee: POSITION_FEE_FACTOR by market and balanceWasImproved', () => {
+  it('quotes, charges and reports the factor for whether the change brings long and short closer', async () => {
+    await fx.setUint(positionFeeFactorKey(ethMarket(), true), 4n * BPS);
+    await fx.setUint(positionFeeFactorKey(ethMarket(), false), 6n * BPS);
+    const v = venue();
+    // No open interest: a long of 1 ETH (3 500 USD) widens the gap → 6 bps = 2.1 USD.
+    let q = await v.quoteHedge({ instrument: 'ETH-USD:PERP', side: 'buy', sizeBase: '1' });
+    expect(q.feeUsd).toBe(2.1);
+    await order(v, 'fee-1', 'buy', '1');
+    let fills = await v.fetchFills();
+    expect(fills.at(-1)?.feeUsd).toBe(2.1);
+    // Long 3 500, short 0: selling 1 ETH (closing the long, or a short in the quote) narrows it → 4 bps.
+    q = await v.quoteHedge({ instrument: 'ETH-USD:PERP', side: 'sell', sizeBase: '1' });
+    expect(q.feeUsd).toBe(1.4);
+    // The Reader's closing fee for the whole long uses the same factor.
+    const eth = { min: usdToGmxPrice(3500, 18), max: usdToGmxPrice(3500, 18) };
+    const [info] = await trader.publicClient.readContract({
+      address: fx.params.reader,
+      abi: readerAbi,
+      functionName: 'getAccountPositionInfoList',
+      args: [
+        fx.params.dataStore,
+        zeroAddress,
+        trader.account.address,
+        [ethMarket()],
+        [
+          {
+            indexTokenPrice: eth,
+            longTokenPrice: eth,
+            shortTokenPrice: { min: 10n ** 24n, max: 10n ** 24n },
+          },
+        ],
+        zeroAddress,
+        0n,
+        10n,
+      ],
+    });
+    expect(info?.fees.positionFeeFactor).toBe(4n * BPS);
+    expect(info?.fees.positionFeeAmount).toBe(1_400_000n);
+    expect(info?.executionPriceResult.balanceWasImproved).toBe(true);
+    await order(v, 'fee-2', 'sell', '1');
+    fills = await v.fetchFills();
+    expect(fills.at(-1)?.feeUsd).toBe(1.4);
+  });
+});
+
+describe('execution fee: GasUtils.adjustGasLimitForEstimate × gas price, checked as validateExecutionFee', () => {
+  /** Fixes the latest block's base fee (what the adapter prices gas at) and returns it. */
+  async function setBaseFee(wei: bigint): Promise<bigint> {
+    await rpc(deployer.publicClient, 'anvil_setNextBlockBaseFeePerGas', [toHex(wei)]);
+    await rpc(deployer.publicClient, 'evm_mine', []);
+    const block = await trader.publicClient.getBlock({ blockTag: 'latest' });
+    expect(block.baseFeePerGas).toBe(wei);
+    return wei;
+  }
+
+  const orderOf = (key: Hex) =>
+    trader.publicClient.readContract({
+      address: fx.params.reader,
+      abi: readerAbi,
+      functionName: 'getOrder',
+      args: [fx.params.dataStore, key],
+    });
+
+  it('sends the DataStore gas limit × the signed fee cap (2 × base fee + priority fee), above a low floor', async () => {
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    const v = venue({ store, params: { executionFeeWei: '1' } });
+    const priority = await trader.publicClient.estimateMaxPriorityFeePerGas();
+    let base = await setBaseFee(3_000_000_000n);
+    const placed = await order(v, 'xf-1', 'buy', '0.1', false);
+    // ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1 600 000 + 3 oracle prices × 250 000 + INCREASE_ORDER_GAS_LIMIT
+    // 3 000 000 × 1 (the fixture's config/general.ts values).
+    const increaseGas = 600_000n + 3n * 250_000n + 3_000_000n;
+    const o = await orderOf(placed.venueOrderId as Hex);
+    expect(o.numbers.executionFee).toBe(increaseGas * (2n * base + priority));
+    // What the contract asked of this transaction: at most that.
+    const rec = await trader.publicClient.getTransactionReceipt({
+      hash: (await store.get('xf-1'))?.txHash as Hex,
+    });
+    expect(increaseGas * rec.effectiveGasPrice).toBeLessThanOrEqual(o.numbers.executionFee);
+    await keeper.runOnce();
+    // A decrease is priced with DECREASE_ORDER_GAS_LIMIT.
+    await fx.setUint(GMX_KEYS.DECREASE_ORDER_GAS_LIMIT, 1_000_000n);
+    base = await setBaseFee(2_000_000_000n);
+    const closing = await order(v, 'xf-2', 'sell', '0.1', false);
+    expect((await orderOf(closing.venueOrderId as Hex)).numbers.executionFee).toBe(
+      (600_000n + 3n * 250_000n + 1_000_000n) * (2n * base + priority),
+    );
+    // The configured floor wins when it is higher.
+    await keeper.runOnce();
+    const rich = venue({ params: { executionFeeWei: '50000000000000000' } });
+    const big = await order(rich, 'xf-3', 'buy', '0.1', false);
+    expect((await orderOf(big.venueOrderId as Hex)).numbers.executionFee).toBe(50_000_000_000_000_000n);
+  });
+
+  it('the local contract refuses a fee below gas limit × tx.gasprice with InsufficientExecutionFee', async () => {
+    await setBaseFee(1_000_000_000n);
+    const gasPrice = 5_000_000_000n;
+    await fx.setUint(GMX_KEYS.DECREASE_ORDER_GAS_LIMIT, 1_500_000n);
+    const minimum = (600_000n + 3n * 250_000n + 1_500_000n) * gasPrice;
+    const call = (fee: bigint) =>
+      trader.publicClient.call({
+        account: trader.account,
+        to: fx.params.exchangeRouter,
+        gasPrice,
+        value: fee,
+        data: encodeFunctionData({
+          abi: exchangeRouterAbi,
+          functionName: 'multicall',
+          args: [
+            [
+              encodeFunctionData({
+                abi: exchangeRouterAbi,
+                functionName: 'sendWnt',
+                args: [fx.params.orderVault, fee],
+              }),
+              createOrderCallData({
+                account: trader.account.address,
+                market: ethMarket(),
+                collateralToken: usdc(),
+                sizeDeltaUsd: 1000n * USD30,
+                acceptablePrice: 0n,
+                executionFee: fee,
+                orderType: ORDER_TYPE.MarketDecrease,
+                isLong: true,
+              }),
+            ],
+          ],
+        }),
+      });
+    const err = await call(minimum - 1n).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(BaseError);
+    const raw = (err as BaseError).walk(
+      (e) => typeof (e as { data?: unknown }).data === 'string',
+    ) as unknown as { data: Hex } | undefined;
+    expect(decodeErrorResult({ abi: gmxErrorAbi, data: raw?.data as Hex })).toMatchObject({
+      errorName: 'InsufficientExecutionFee',
+      args: [minimum, minimum - 1n],
+    });
+    await expect(call(minimum)).resolves.toBeDefined();
+  });
+});
+
+describe('working orders: Reader.getAccountOrders (ReaderUtils.OrderInfo[])', () => {
+  it("lists the account's orders with their keys and client ids until a keeper takes them", async () => {
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    const v = venue({ store });
+    const a = await order(v, 'wo-1', 'buy', '0.1', false);
+    const b = await order(v, 'wo-2', 'sell', '0.2', false);
+    // Another account's order is in ORDER_LIST but not in this account's list.
+    await order(venue({ ctx: other }), 'wo-other', 'buy', '0.1', false);
+    const count = await trader.publicClient.readContract({
+      address: fx.params.dataStore,
+      abi: dataStoreAbi,
+      functionName: 'getBytes32Count',
+      args: [GMX_KEYS.ORDER_LIST],
+    });
+    expect(count).toBe(3n);
+    const working = await v.fetchWorkingOrders();
+    expect(working.map((w) => [w.orderKey, w.clientOrderId, w.instrument, w.orderType, w.isLong])).toEqual([
+      [a.venueOrderId, 'wo-1', 'ETH-USD:PERP', ORDER_TYPE.MarketIncrease, true],
+      [b.venueOrderId, 'wo-2', 'ETH-USD:PERP', ORDER_TYPE.MarketIncrease, false],
+    ]);
+    // Decoded at the right offsets: the same as Reader.getOrder of each key.
+    for (const w of working) {
+      const o = await trader.publicClient.readContract({
+        address: fx.params.reader,
+        abi: readerAbi,
+        functionName: 'getOrder',
+        args: [fx.params.dataStore, w.orderKey],
+      });
+      expect(w.market).toBe(getAddress(ethMarket()));
+      expect(w.sizeDeltaUsd30).toBe(o.numbers.sizeDeltaUsd);
+      expect(w.acceptablePrice).toBe(o.numbers.acceptablePrice);
+      expect(w.executionFeeWei).toBe(o.numbers.executionFee);
+      expect(w.updatedAtMs).toBe(Number(o.numbers.updatedAtTime) * 1000);
+    }
+    expect(working[0]?.sizeDeltaUsd30).toBe(350n * USD30);
+    // An order this adapter's store does not know is still listed, without a client id.
+    expect((await venue().fetchWorkingOrders()).map((w) => w.clientOrderId)).toEqual([undefined, undefined]);
+    await keeper.runOnce();
+    expect(await v.fetchWorkingOrders()).toEqual([]);
+  });
+});
+
+describe('prices from the GMX oracle keeper endpoint (params.pricesUrl)', () => {
+  let server: Server | undefined;
+  afterEach(async () => {
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    server = undefined;
+  });
+
+  /**
+   * Serves `/prices/tickers` in the documented format (gmx-interface sdk TickersResponse, the recorded
+   * Arbitrum answer's fields) built at each request from the local oracle's prices of `tokens`.
+   * `mutate` can break the answer.
+   */
+  async function tickersServer(
+    tokens: { address: Address; symbol: string }[],
+    mutate: (entries: Record<string, unknown>[]) => unknown = (e) => e,
+    status = 200,
+  ): Promise<string> {
+    const srv = createServer((req, res) => {
+      void (async () => {
+        if (req.url !== '/prices/tickers') {
+          res.writeHead(404).end();
+          return;
+        }
+        const entries = await Promise.all(
+          tokens.map(async (t) => {
+            const [min, max, at] = await trader.publicClient.readContract({
+              address: fx.params.oracle,
+              abi: oracleAbi,
+              functionName: 'getPrimaryPrice',
+              args: [t.address],
+            });
+            return {
+              tokenAddress: getAddress(t.address),
+              tokenSymbol: t.symbol,
+              minPrice: min.toString(),
+              maxPrice: max.toString(),
+              updatedAt: Number(at) * 1000,
+              timestamp: Number(at),
+            };
+          }),
+        );
+        res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(mutate(entries)));
+      })();
+    });
+    server = srv;
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(srv.address() as AddressInfo).port}/prices/tickers`;
+  }
+
+  const allTokens = () => [
+    { address: usdc(), symbol: 'USDC' },
+    { address: fx.indexTokens.BTC?.address as Address, symbol: 'BTC' },
+    { address: weth(), symbol: 'ETH' },
+  ];
+  const clock: Clock = { nowMs: () => 2_000_000_000_000 };
+  const withoutAsOf = <T extends { asOfMs: number }>(xs: T[]) => xs.map(({ asOfMs: _, ...x }) => x);
+
+  it('gives exactly the marks, positions and quotes of the on-chain oracle path', async () => {
+    const url = await tickersServer(allTokens());
+    const onChain = venue({ clock });
+    const http = venue({ clock, params: { pricesUrl: url } });
+    await order(onChain, 'px-1', 'buy', '2');
+    await fx.setPrice('ETH', '3600.123456789', '3601.5');
+    await fx.setPrice('BTC', 96_000);
+    const marks = await onChain.fetchMarks();
+    expect(marks.map((m) => m.instrument).sort()).toEqual(['BTC-USD:PERP', 'ETH-USD:PERP']);
+    // asOfMs too: the endpoint's updatedAt is the oracle's update time.
+    expect(await http.fetchMarks()).toEqual(marks);
+    expect(await http.fetchMarks(['ETH-USD:PERP'])).toEqual(
+      marks.filter((m) => m.instrument === 'ETH-USD:PERP'),
+    );
+    const positions = await onChain.fetchPositions();
+    expect(positions).toHaveLength(1);
+    expect(positions[0]?.unsettledPnlUsd).toBeGreaterThan(0);
+    expect(await http.fetchPositions()).toEqual(positions);
+    const req = { instrument: 'ETH-USD:PERP', side: 'sell', sizeBase: '1.5' } as const;
+    expect(withoutAsOf([await http.quoteHedge(req)])).toEqual(withoutAsOf([await onChain.quoteHedge(req)]));
+    // Data age from the endpoint's time, against the clock.
+    const eth = marks.find((m) => m.instrument === 'ETH-USD:PERP');
+    const health = await http.health();
+    expect(health.ok).toBe(true);
+    expect(health.dataAgeMs).toBe(clock.nowMs() - Math.max(...marks.map((m) => m.asOfMs)));
+    expect(eth?.asOfMs).toBeGreaterThan(0);
+    // Orders take their acceptable price from it: a sell fills at the min.
+    await order(http, 'px-2', 'sell', '0.5');
+    const fill = (await http.fetchFills()).at(-1);
+    expect(Number(fill?.priceUsd)).toBeCloseTo(3600.123456789, 6);
+  });
+
+  it('names the token the endpoint has no price for', async () => {
+    const url = await tickersServer(allTokens().filter((t) => t.symbol !== 'ETH'));
+    const http = venue({ params: { pricesUrl: url } });
+    const err = await http.fetchMarks().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StaleOracleError);
+    expect((err as Error).message).toContain(
+      `has no price for the index token of ETH-USD:PERP (${getAddress(weth())})`,
+    );
+    expect((err as Error).message).toContain(url);
+    // Positions need the market's long/short tokens too: the missing one is named.
+    await order(venue(), 'px-3', 'buy', '1');
+    const perr = await http.fetchPositions().catch((e: unknown) => e);
+    expect(perr).toBeInstanceOf(StaleOracleError);
+    expect((perr as Error).message).toMatch(
+      /the index token of ETH-USD:PERP, where the account has positions/,
+    );
+  });
+
+  it('refuses an answer in another format, and reports an unavailable endpoint as a retryable network error', async () => {
+    const bad = await tickersServer(allTokens(), (e) =>
+      e.map((x) => ({ ...x, minPrice: Number(x.minPrice as string) })),
+    );
+    const err = await venue({ params: { pricesUrl: bad } })
+      .fetchMarks()
+      .catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/unexpected format: 0\.minPrice/);
+    await new Promise<void>((resolve) => server?.close(() => resolve()));
+    const down = await tickersServer(allTokens(), (e) => e, 503);
+    const err2 = await venue({ params: { pricesUrl: down } })
+      .fetchMarks()
+      .catch((e: unknown) => e);
+    expect(err2).toBeInstanceOf(VenueNetworkError);
+    expect((err2 as VenueNetworkError).retryable).toBe(true);
+    expect((err2 as Error).message).toMatch(/answered HTTP 503/);
+  });
+});
