@@ -301,6 +301,12 @@ export const XhedgeConfig = z
     name: z.string().min(1).max(80),
     /** Folder for embedded data (PGlite, generated tokens); relative to the working directory. */
     dataDir: z.string().min(1).default('.xhedge'),
+    /**
+     * Dry run: the real venues (lyra, gmx, ...) answer every read, but no order is sent to them; each
+     * fills at once at the venue's own quote and is laid over the account (see venue-paper's
+     * `ShadowVenue`). Queue, ledger, controls and breakers run as live. `xhedge start --dry-run` sets it.
+     */
+    dryRun: z.boolean().default(false),
     underlyings: z.array(UnderlyingConfig).min(1, 'at least one underlying is required'),
     venues: z.array(VenueConfig).min(1, 'at least one venue is required'),
     book: BookConfig.default({ source: 'config', positions: [], balances: [] }),

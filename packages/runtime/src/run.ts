@@ -84,6 +84,8 @@ export interface StartRunOptions {
   port?: number;
   /** API host. @defaultValue the profile's `api.host` (127.0.0.1) */
   host?: string;
+  /** Dry run: orders to real venues are simulated at their quotes, never sent (overrides the profile's `dryRun`). */
+  dryRun?: boolean;
   /**
    * Port of the Prometheus listener (`/metrics`, `/healthz`) of a process without the API (`worker`,
    * `orchestrator`): its counters live in its own registry, so scrape each such process. On `host`.
@@ -193,7 +195,7 @@ function safeUrl(url: string): string {
  * and, by role, the leader-leased planning loop, the order workers with the reconciler, and the API.
  */
 export async function startRun(opts: StartRunOptions): Promise<Run> {
-  const { config } = opts;
+  const config = opts.dryRun === undefined ? opts.config : { ...opts.config, dryRun: opts.dryRun };
   const role = opts.role ?? 'all';
   const env = opts.env ?? process.env;
   const pretty =
@@ -712,6 +714,13 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       closers.push({ name: 'metrics listener', close: () => m.close() });
     }
 
+    const realVenues = config.venues.filter((v) => v.enabled && !v.kind.startsWith('paper-'));
+    if (config.dryRun)
+      log.warn(
+        { venues: realVenues.map((v) => v.id) },
+        'DRY RUN: orders to real venues are simulated at their quotes and never sent',
+      );
+
     let stopped: Promise<void> | undefined;
     log.info(
       { role, apiUrl, metricsUrl, redis: redisEp.embedded ? 'embedded' : 'external', database: db.kind },
@@ -747,6 +756,10 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
             : `NOT answering (${String(h.details?.error ?? 'no answer')}); retried every tick`;
           lines.push(`  venue    ${v.id}: ${v.kind} on ${v.chain}${rpc ? ` via ${rpc}` : ''}, ${state}`);
         }
+        if (config.dryRun)
+          lines.push(
+            `  DRY RUN  orders to ${realVenues.map((v) => v.id).join(', ') || 'real venues (none here)'} are simulated at their quotes, never sent`,
+          );
         if (config.venues.some((v) => v.chain === DEV_CHAIN && health.get(v.id)?.ok === false))
           lines.push('           (a local chain? start it first: pnpm xhedge local-chain up)');
         if (apiUrl) {

@@ -12,6 +12,7 @@ import {
   LyraParams,
   PAPER_VENUE_KINDS,
   type PaperVenue,
+  ShadowVenue,
   SpotAmmParams,
 } from '@xhedge/venue-paper';
 import { ZodError, type z } from 'zod';
@@ -86,7 +87,13 @@ function configured(v: VenueConfig, make: () => VenueAdapter): VenueAdapter {
   }
 }
 
+/** A real venue's adapter; in a dry run, wrapped so that its orders are simulated, never sent. */
 function realVenue(v: VenueConfig, o: BuildVenuesOptions): VenueAdapter {
+  const venue = realAdapter(v, o);
+  return o.config.dryRun ? new ShadowVenue(venue, { clock: o.clock }) : venue;
+}
+
+function realAdapter(v: VenueConfig, o: BuildVenuesOptions): VenueAdapter {
   const deps = { secrets: { env: o.env }, dataDir: join(o.dataDir, 'venues'), clock: o.clock };
   switch (v.kind) {
     case 'lyra':

@@ -17,4 +17,5 @@ export { DriftParams, PaperDriftVenue } from './drift.ts';
 export { FaultInjector, type InjectedRejection } from './faults.ts';
 export { GmxParams, PaperGmxVenue } from './gmx.ts';
 export { LyraParams, PaperLyraVenue } from './lyra.ts';
+export { ShadowVenue } from './shadow.ts';
 export { PaperSpotAmmVenue, SpotAmmParams } from './spot-amm.ts';

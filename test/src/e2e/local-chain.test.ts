@@ -29,10 +29,11 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function profileFor(c: LocalChain): XhedgeConfig {
+/** The profile on chain `c`; each `run` its own name and data folder (ledger, tokens). */
+function profileFor(c: LocalChain, run = 'live'): XhedgeConfig {
   const config = parseConfig(
-    PROFILE.replace(/^name: .*$/m, `name: local-chain-e2e-${process.pid}`)
-      .replace(/^dataDir: .*$/m, `dataDir: ${join(dir, 'data')}`)
+    PROFILE.replace(/^name: .*$/m, `name: local-chain-e2e-${run}-${process.pid}`)
+      .replace(/^dataDir: .*$/m, `dataDir: ${join(dir, `data-${run}`)}`)
       // Ticks every second instead of every 5 s: same decisions, a shorter test.
       .replace(/^ {2}tickIntervalMs: .*$/m, '  tickIntervalMs: 1000'),
     'local-chains.yaml',
@@ -57,6 +58,21 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
     await new Promise((r) => setTimeout(r, 250));
   }
 }
+
+/** Waits for a snapshot of the run's book inside the profile's bands (ETH ±0.5, BTC ±0.05). */
+const insideBands = (what: string) =>
+  until(
+    what,
+    async () => {
+      const s = run?.planner?.lastSnapshot;
+      const eth = s?.underlyings.ETH?.delta;
+      const btc = s?.underlyings.BTC?.delta;
+      return eth !== undefined && btc !== undefined && Math.abs(eth) < 0.5 && Math.abs(btc) < 0.05
+        ? true
+        : undefined;
+    },
+    10_000,
+  );
 
 describe('the local-chains profile against `xhedge local-chain up`', () => {
   it('hedges the seeded short calls with GMX perps that the keeper executes on chain', async () => {
@@ -165,18 +181,7 @@ describe('the local-chains profile against `xhedge local-chain up`', () => {
     expect(onChain.BTC).toBeCloseTo(Number(filled.btc.filledSizeBase), 9);
 
     // After the hedge the book is inside its bands (ETH ±0.5, BTC ±0.05) and nothing more is planned.
-    await until(
-      'a snapshot after the fills',
-      async () => {
-        const s = run?.planner?.lastSnapshot;
-        const eth = s?.underlyings.ETH?.delta;
-        const btc = s?.underlyings.BTC?.delta;
-        return eth !== undefined && btc !== undefined && Math.abs(eth) < 0.5 && Math.abs(btc) < 0.05
-          ? true
-          : undefined;
-      },
-      10_000,
-    );
+    await insideBands('a snapshot after the fills');
     expect((await run.ledger.listOrders({ limit: 50 })).length).toBe(filled.all.length);
 
     // Everything stops: the runtime, then the keeper and anvil (its process gone).
@@ -186,5 +191,63 @@ describe('the local-chains profile against `xhedge local-chain up`', () => {
     await chain.stop();
     chain = undefined;
     expect(() => process.kill(pid, 0)).toThrow();
+  }, 90_000);
+
+  it('dry run: the same hedges fill in xhedge at the venue quotes, and not one transaction leaves the account', async () => {
+    chain = await startLocalChain({ keeperIntervalMs: 250, priceStepSeconds: 0 });
+    const { info } = chain;
+    const client = createPublicClient({ transport: http(info.rpcUrl), cacheTime: 0 });
+    const nonce0 = await client.getTransactionCount({ address: info.hedgingAccount });
+    run = await startRun({
+      config: profileFor(chain, 'dry'),
+      dryRun: true,
+      env: { XHEDGE_LOCAL_KEY: chain.hedgingKey },
+      port: 0,
+      logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(line.trimEnd()) }),
+    });
+    expect(
+      run.describe().some((l) => /DRY RUN {2}orders to lyra-local, gmx-local are simulated/.test(l)),
+    ).toBe(true);
+    const filled = await until(
+      'both dry-run hedges filled in the ledger',
+      async () => {
+        const orders = (await run?.ledger.listOrders({ venue: 'gmx-local', limit: 50 })) ?? [];
+        const done = orders.filter((o) => o.status === 'filled');
+        const eth = done.find((o) => o.instrument === 'ETH-USD:PERP');
+        const btc = done.find((o) => o.instrument === 'BTC-USD:PERP');
+        return eth && btc ? { eth, btc } : undefined;
+      },
+      45_000,
+    );
+    for (const o of [filled.eth, filled.btc]) {
+      expect(o.venueOrderId).toMatch(/^dry-\d+$/);
+      expect(o.filledSizeBase).toBe(o.sizeBase);
+    }
+    // The simulated positions count: the book comes inside its bands and nothing more is planned.
+    await insideBands('a snapshot inside the bands after the dry-run fills');
+    const orders = await run.ledger.listOrders({ limit: 50 });
+    expect(orders.map((o) => `${o.instrument} ${o.status}`).sort()).toEqual([
+      'BTC-USD:PERP filled',
+      'ETH-USD:PERP filled',
+    ]);
+    // The chain saw nothing: no transaction from the hedging account, no order, no position.
+    expect(await client.getTransactionCount({ address: info.hedgingAccount })).toBe(nonce0);
+    const created = parseGmxEvents(
+      await client.getLogs({ address: info.gmx.eventEmitter, fromBlock: 0n }),
+      info.gmx.eventEmitter,
+      ['OrderCreated'],
+    );
+    expect(created).toEqual([]);
+    const positions = await client.readContract({
+      address: info.gmx.reader,
+      abi: readerAbi,
+      functionName: 'getAccountPositions',
+      args: [info.gmx.dataStore, info.hedgingAccount, 0n, 100n],
+    });
+    expect(positions).toEqual([]);
+    await run.stop();
+    run = undefined;
+    await chain.stop();
+    chain = undefined;
   }, 90_000);
 });

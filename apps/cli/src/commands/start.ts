@@ -11,6 +11,7 @@ interface StartOptions {
   role: string;
   port?: string;
   metricsPort?: string;
+  dryRun?: boolean;
 }
 
 /**
@@ -60,6 +61,10 @@ export function registerStart(program: Command, io: CliIo, setExit: (code: numbe
       '--metrics-port <port>',
       "worker/orchestrator roles: serve this process's Prometheus metrics on this port (default: XHEDGE_METRICS_PORT, else none; 0 = any free port)",
     )
+    .option(
+      '--dry-run',
+      'read the real venues but send them no order: each fills at the venue quote, in xhedge only',
+    )
     .action(async (opts: StartOptions) => {
       if (!(RUN_ROLES as readonly string[]).includes(opts.role))
         throw new CliUsageError(`--role must be one of ${RUN_ROLES.join(', ')}, got "${opts.role}"`);
@@ -105,6 +110,7 @@ export function registerStart(program: Command, io: CliIo, setExit: (code: numbe
         env: process.env,
         ...(port !== undefined ? { port } : {}),
         ...(metricsPort !== undefined ? { metricsPort } : {}),
+        ...(opts.dryRun ? { dryRun: true } : {}),
       });
       for (const line of run.describe()) io.out(line);
       const stop = onStopSignal(io);
