@@ -266,16 +266,24 @@ export class GmxVenue implements VenueAdapter {
       }),
     );
     const map = new Map<string, MarketEntry>();
+    const known = new Map(this.p.indexTokens.map((t) => [t.address.toLowerCase(), t]));
+    const pinned = new Map(Object.entries(this.p.marketFor).map(([id, a]) => [id, a.toLowerCase()]));
+    this.unlistedMarkets = [];
     for (const m of list) {
-      const [sym, decimals] = await this.errors.read(() =>
-        Promise.all([
-          c.readContract({ address: m.indexToken, abi: erc20Abi, functionName: 'symbol' }),
-          c.readContract({ address: m.indexToken, abi: erc20Abi, functionName: 'decimals' }),
-        ]),
-      );
+      // swap-only markets have no index token: nothing to hedge with
+      if (m.indexToken === zeroAddress) continue;
+      const meta = known.get(m.indexToken.toLowerCase()) ?? (await this.tokenMeta(m.indexToken));
+      if (!meta) {
+        this.unlistedMarkets.push({ marketToken: m.marketToken, indexToken: m.indexToken });
+        continue;
+      }
       // Index tokens are wrapped coins (WBTC, WETH); the underlying drops the W.
-      const symbol = /^W[A-Z0-9]{2,}$/.test(sym) ? sym.slice(1) : sym;
+      const symbol = /^W[A-Z0-9]{2,}$/.test(meta.symbol) ? meta.symbol.slice(1) : meta.symbol;
+      const decimals = meta.decimals;
       const id = `${symbol}-USD:PERP`;
+      const pin = pinned.get(id);
+      // one market per instrument: the pinned one, else the first listed
+      if (pin ? m.marketToken.toLowerCase() !== pin : map.has(id)) continue;
       map.set(id, {
         marketToken: m.marketToken,
         indexToken: m.indexToken,
@@ -293,8 +301,33 @@ export class GmxVenue implements VenueAdapter {
         },
       });
     }
+    for (const [id, a] of pinned)
+      if (!map.has(id))
+        throw new Error(
+          `${this.id}: params.marketFor names market ${a} for ${id}, but Reader.getMarkets lists no such market with that index token`,
+        );
     this.markets = map;
     return map;
+  }
+
+  /**
+   * Markets `loadMarkets` could not list: their index token has no `symbol()`/`decimals()` (GMX's
+   * synthetic tokens) and is not in `params.indexTokens`. Filled by the first market read.
+   */
+  unlistedMarkets: { marketToken: Address; indexToken: Address }[] = [];
+
+  /** An index token's ERC-20 symbol and decimals, or undefined when it has no such contract. */
+  private async tokenMeta(token: Address): Promise<{ symbol: string; decimals: number } | undefined> {
+    const c = this.ctx.publicClient;
+    const code = await this.errors.read(() => c.getCode({ address: token }));
+    if (!code || code === '0x') return undefined;
+    const [symbol, decimals] = await this.errors.read(() =>
+      Promise.all([
+        c.readContract({ address: token, abi: erc20Abi, functionName: 'symbol' }),
+        c.readContract({ address: token, abi: erc20Abi, functionName: 'decimals' }),
+      ]),
+    );
+    return { symbol, decimals };
   }
 
   private async market(instrument: string, clientOrderId?: string): Promise<MarketEntry> {
@@ -443,7 +476,13 @@ export class GmxVenue implements VenueAdapter {
     );
     if (unlisted)
       throw new Error(
-        `${this.id}: the account has a position in market ${unlisted.addresses.market}, which is not among the listed markets, so it cannot be valued`,
+        `${this.id}: the account has a position in market ${unlisted.addresses.market}, which is not among the listed markets, so it cannot be valued${
+          this.unlistedMarkets.some(
+            (u) => u.marketToken.toLowerCase() === unlisted.addresses.market.toLowerCase(),
+          )
+            ? ' (its index token has no symbol() or decimals(): add it to params.indexTokens)'
+            : ' (another market of the same index token is traded: see params.marketFor)'
+        }`,
       );
     if (held.length === 0) return [];
     const prices = await this.tokenPrices(

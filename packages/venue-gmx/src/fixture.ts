@@ -60,6 +60,16 @@ export interface GmxFixture {
   marketTokens: Record<string, Address>;
   /** `DataStore.setUint(key, value)` as the owner (config keys of keys.ts). */
   setUint(key: Hex, value: bigint): Promise<void>;
+  /**
+   * Lists one more market as the owner (50 M USD open interest cap, 5 bps fees): e.g. a second market
+   * of an index token, a synthetic index token with no contract, or a swap-only market (index 0x0).
+   */
+  addMarket(m: {
+    marketToken: Address;
+    indexToken: Address;
+    longToken: Address;
+    shortToken: Address;
+  }): Promise<void>;
   /** Sets the oracle price of an underlying: min `priceUsd`, max `maxPriceUsd` (default: spread 0). */
   setPrice(symbol: string, priceUsd: number | string, maxPriceUsd?: number | string): Promise<void>;
   /**
@@ -216,6 +226,23 @@ export async function deployGmxFixture(
     },
     indexTokens,
     marketTokens,
+    addMarket: (m) =>
+      send(
+        core,
+        encodeFunctionData({
+          abi: mintAbi,
+          functionName: 'addMarket',
+          args: [
+            m.marketToken,
+            m.indexToken,
+            m.longToken,
+            m.shortToken,
+            toUnits(50_000_000, 30),
+            5n * 10n ** 26n,
+            5n * 10n ** 26n,
+          ],
+        }),
+      ),
     setUint: (key, value) =>
       send(core, encodeFunctionData({ abi: dataStoreAbi, functionName: 'setUint', args: [key, value] })),
     setPrice: async (symbol, priceUsd, maxPriceUsd) => {

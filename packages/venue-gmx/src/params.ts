@@ -36,6 +36,31 @@ export const GmxVenueParams = z
      * from it (min/max in GMX units, the age from its `updatedAt`), not from `oracle`.
      */
     pricesUrl: z.url({ protocol: /^https?$/ }).optional(),
+    /**
+     * Symbol and decimals of index tokens that have no ERC-20 contract to ask: GMX's synthetic index
+     * tokens (on Arbitrum e.g. BTC 0x47904963fc8b2340414262125aF798B9655E58Cd, 8 decimals; the list
+     * is gmx-interface's `sdk/src/configs/tokens.ts`, `isSynthetic`). Other index tokens are read
+     * with `symbol()`/`decimals()`. A market whose index token is neither here nor readable is not
+     * listed. @defaultValue none
+     */
+    indexTokens: z
+      .array(
+        z
+          .object({
+            address: Address,
+            /** The underlying's symbol, e.g. BTC. */
+            symbol: z.string().regex(/^[A-Z0-9]{2,12}$/, 'expected an upper-case symbol like BTC'),
+            decimals: z.number().int().min(0).max(36),
+          })
+          .strict(),
+      )
+      .default([]),
+    /**
+     * The market traded for an instrument when several share its index token (on Arbitrum ETH-USD has
+     * WETH-USDC, WETH-WETH and others), by market token address, e.g. `{ "ETH-USD:PERP": "0x70d9..." }`.
+     * @defaultValue the first such market `Reader.getMarkets` lists
+     */
+    marketFor: z.record(z.string(), Address).default({}),
     /** Collateral token (USDC-like); not named `...Token` so the config's secret scan does not flag it. */
     collateralAsset: Address,
     /** Wrapped native token used for the execution fee. */

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '@xhedge/core';
@@ -552,5 +553,64 @@ describe('prices from the GMX oracle keeper endpoint (params.pricesUrl)', () => 
     expect(err2).toBeInstanceOf(VenueNetworkError);
     expect((err2 as VenueNetworkError).retryable).toBe(true);
     expect((err2 as Error).message).toMatch(/answered HTTP 503/);
+  });
+});
+
+describe('markets as Arbitrum lists them: synthetic index tokens, swap-only markets, several markets per index', () => {
+  // gmx-interface sdk/src/configs/tokens.ts: Arbitrum's synthetic DOGE (8 decimals) has no contract.
+  const SYNTHETIC_DOGE = '0xC4da4c24fd591125c3F47b340b6f4f76111883d8' as const;
+  const marketToken = () => getAddress(`0x${randomBytes(20).toString('hex')}`);
+
+  it('skips swap-only markets, lists a synthetic index token only from params.indexTokens, and names the gap', async () => {
+    await fx.addMarket({
+      marketToken: marketToken(),
+      indexToken: zeroAddress,
+      longToken: fx.params.wnt,
+      shortToken: fx.params.collateralAsset,
+    });
+    const doge = marketToken();
+    await fx.addMarket({
+      marketToken: doge,
+      indexToken: SYNTHETIC_DOGE,
+      longToken: fx.params.wnt,
+      shortToken: fx.params.collateralAsset,
+    });
+    const plain = venue();
+    const ids = (await plain.loadMarkets()).map((m) => m.instrument.id).sort();
+    expect(ids).toEqual(['BTC-USD:PERP', 'ETH-USD:PERP']);
+    expect(plain.unlistedMarkets).toEqual([{ marketToken: doge, indexToken: getAddress(SYNTHETIC_DOGE) }]);
+    const told = venue({
+      params: { indexTokens: [{ address: SYNTHETIC_DOGE, symbol: 'DOGE', decimals: 8 }] },
+    });
+    const listed = await told.loadMarkets();
+    expect(listed.map((m) => m.instrument.id).sort()).toEqual([
+      'BTC-USD:PERP',
+      'DOGE-USD:PERP',
+      'ETH-USD:PERP',
+    ]);
+    expect(listed.find((m) => m.instrument.id === 'DOGE-USD:PERP')?.venueSymbol).toBe(doge);
+    expect(told.unlistedMarkets).toEqual([]);
+  });
+
+  it('trades the first market of an index token unless params.marketFor pins another', async () => {
+    const eth = fx.indexTokens.ETH?.address as Address;
+    const second = marketToken();
+    await fx.addMarket({
+      marketToken: second,
+      indexToken: eth,
+      longToken: eth,
+      shortToken: fx.params.collateralAsset,
+    });
+    const first = (await venue().loadMarkets()).find((m) => m.instrument.id === 'ETH-USD:PERP');
+    expect(first?.venueSymbol.toLowerCase()).toBe(fx.marketTokens.ETH?.toLowerCase());
+    const pinned = (await venue({ params: { marketFor: { 'ETH-USD:PERP': second } } }).loadMarkets()).find(
+      (m) => m.instrument.id === 'ETH-USD:PERP',
+    );
+    expect(pinned?.venueSymbol).toBe(second);
+    await expect(
+      venue({ params: { marketFor: { 'ETH-USD:PERP': marketToken() } } }).loadMarkets(),
+    ).rejects.toThrow(
+      /params\.marketFor names market 0x[0-9a-f]{40} for ETH-USD:PERP, but Reader\.getMarkets lists no such market/,
+    );
   });
 });
