@@ -1,6 +1,6 @@
 import { compileSolidity, deployContract, EVM_TEST_CONTRACTS_URL, type EvmContext } from '@xhedge/evm';
 import { type Address, encodeFunctionData, type Hex, parseAbi } from 'viem';
-import { dataStoreAbi, exchangeRouterAbi, type ORDER_TYPE, oracleAbi } from './abi.ts';
+import { dataStoreAbi, oracleAbi } from './abi.ts';
 import { FLOAT_PRECISION } from './keys.ts';
 import { toUnits, usdToGmxPrice } from './units.ts';
 
