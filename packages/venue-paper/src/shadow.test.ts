@@ -20,7 +20,7 @@ function dryRunOf(kind: Parameters<typeof testVenue>[0]) {
       return typeof v === 'function' ? v.bind(target) : v;
     },
   });
-  return { ...t, real, shadow: new ShadowVenue(guard), sent };
+  return { ...t, real, shadow: new ShadowVenue(guard, { clock: t.clock }), sent };
 }
 
 // The shared venue contract holds for a dry-run venue too (nothing rests, so nothing to cancel).
@@ -98,6 +98,29 @@ describe('dry run (ShadowVenue)', () => {
       sizeBase: -2,
       entryPriceUsd: q.expectedPriceUsd,
     });
+    expect(d.sent).toEqual([]);
+  });
+
+  it('a simulated perp position pays or earns funding at the venue rate and mark for the time it is held', async () => {
+    const d = dryRunOf('paper-drift');
+    const shadow = d.shadow;
+    await shadow.placeOrder({
+      clientOrderId: 'dry-f',
+      instrument: 'SOL-USD:PERP',
+      side: 'sell',
+      orderType: 'market',
+      sizeBase: '4',
+    });
+    const [before] = await shadow.fetchBalances();
+    await d.advance(2 * 3_600_000);
+    const funding = await shadow.fetchFundingRate?.('SOL-USD:PERP');
+    const ratePerHour = funding?.ratePerHour ?? Number.NaN;
+    const [mark] = await shadow.fetchMarks(['SOL-USD:PERP']);
+    const [after] = await shadow.fetchBalances();
+    // short 4: receives 4 × mark × rate × 2 h when the rate is positive
+    const expected = 4 * (mark?.markPriceUsd ?? Number.NaN) * ratePerHour * 2;
+    expect(ratePerHour).not.toBe(0);
+    expect((after?.amount ?? 0) - (before?.amount ?? 0)).toBeCloseTo(expected, 8);
     expect(d.sent).toEqual([]);
   });
 

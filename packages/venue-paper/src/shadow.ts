@@ -39,7 +39,8 @@ interface ShadowBook {
  * controls and the loss-since-mark breaker see the book as if the hedges had traded:
  * - perps and futures: the size is added to the real position; the P&L of the added part (realized
  *   and at the mark) is reported in `unsettledPnlUsd` together with the real position's own; fees and
- *   gas, and the P&L the simulated trades realized, move the collateral balance;
+ *   gas, the P&L the simulated trades realized and the funding they pay or earn (at the venue's rate
+ *   and mark, for the time held) move the collateral balance;
  * - spot and options: the size is added and the premium or price paid (plus fees and gas) moves the
  *   collateral balance.
  * The queue, the ledger, the pre-trade controls and the breakers run exactly as they would live.
@@ -57,6 +58,8 @@ export class ShadowVenue implements VenueAdapter {
   #cashUsd = new Dec(0);
   readonly #orders = new Map<string, Order>();
   readonly #fills: Fill[] = [];
+  /** When each simulated perp position last paid or received funding, ms. */
+  readonly #fundedUntilMs = new Map<string, number>();
   #markets: Promise<MarketInfo[]> | undefined;
   #seq = 0;
   readonly fetchOrderBook?: NonNullable<VenueAdapter['fetchOrderBook']>;
@@ -105,6 +108,7 @@ export class ShadowVenue implements VenueAdapter {
   }
 
   async fetchPositions(): Promise<Position[]> {
+    await this.#accrueFunding();
     const real = await this.#inner.fetchPositions();
     const added = [...this.#books].filter(([, b]) => !b.size.isZero());
     if (added.length === 0 && this.#cashUsd.isZero()) return real;
@@ -167,6 +171,7 @@ export class ShadowVenue implements VenueAdapter {
   }
 
   async fetchBalances(): Promise<Balance[]> {
+    await this.#accrueFunding();
     const real = await this.#inner.fetchBalances();
     if (this.#cashUsd.isZero()) return real;
     const out = real.map((b) => ({ ...b }));
@@ -279,6 +284,9 @@ export class ShadowVenue implements VenueAdapter {
         : { avgFillPriceUsd: price.toFixed() }),
     };
     if (!filled.isZero()) {
+      await this.#accrueFunding(); // the size held so far pays up to now, before it changes
+      if (isPerpLike(req.instrument) && !this.#fundedUntilMs.has(req.instrument))
+        this.#fundedUntilMs.set(req.instrument, now);
       const share = filled.div(q.executableSizeBase);
       const feeUsd = new Dec(q.feeUsd).mul(share).toNumber();
       this.#apply(req.instrument, filled.mul(sign), price, new Dec(feeUsd).add(q.gasUsd));
@@ -297,6 +305,31 @@ export class ShadowVenue implements VenueAdapter {
     }
     this.#orders.set(req.clientOrderId, order);
     return order;
+  }
+
+  /**
+   * Funding on the simulated perp positions since they last paid it, at the venue's current rate and
+   * mark (longs pay shorts when the rate is positive), into the collateral. Venues without a funding
+   * rate read (`fetchFundingRate`) accrue none.
+   */
+  async #accrueFunding(): Promise<void> {
+    const now = this.#clock.nowMs();
+    for (const [instrument, since] of this.#fundedUntilMs) {
+      const b = this.#books.get(instrument);
+      const hours = (now - since) / 3_600_000;
+      if (!b || b.size.isZero() || !(hours > 0) || !this.#inner.fetchFundingRate) {
+        this.#fundedUntilMs.set(instrument, now);
+        continue;
+      }
+      const [{ ratePerHour }, [mark]] = await Promise.all([
+        this.#inner.fetchFundingRate(instrument),
+        this.#inner.fetchMarks([instrument]),
+      ]);
+      if (!mark)
+        throw new Error(`${this.id}: dry run: no mark for ${instrument}, so its funding cannot be accrued`);
+      this.#cashUsd = this.#cashUsd.sub(b.size.mul(mark.markPriceUsd).mul(ratePerHour).mul(hours));
+      this.#fundedUntilMs.set(instrument, now);
+    }
   }
 
   /** Books a simulated fill of signed `delta` at `price`, paying `costUsd` from the collateral. */
