@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -16,6 +16,13 @@ describe('xhedge CLI (in process)', () => {
     expect(await runCli(['config', 'check', paper], io)).toBe(0);
     expect(io.stdout.trim().split('\n')).toHaveLength(1);
     expect(io.stdout).toMatch(/paper-demo: 3 underlyings/);
+    expect(io.stdout).not.toMatch(/DRY RUN/);
+    const dir = mkdtempSync(join(tmpdir(), 'xhedge-cli-'));
+    const dry = join(dir, 'dry.yaml');
+    writeFileSync(dry, `${readFileSync(paper, 'utf8')}\ndryRun: true\n`);
+    const io2 = captureIo();
+    expect(await runCli(['config', 'check', dry], io2)).toBe(0);
+    expect(io2.stdout).toMatch(/DRY RUN \(no order reaches a real venue\)/);
   });
 
   it('start: --metrics-port is refused for the roles that serve the API, and out of range', async () => {

@@ -145,6 +145,7 @@ export function summarizeConfig(cfg: XhedgeConfig): string {
     `${cfg.name}: ${cfg.underlyings.length} underlyings (${cfg.underlyings.map((u) => u.symbol).join(', ')}), ` +
     `${cfg.venues.length} venues on ${chains.size} chains, ${cfg.book.positions.length} positions, ` +
     `policy ${cfg.policy.default.kind}, ${secretCount} credential refs, ` +
-    `redis ${cfg.redis?.url ? 'external' : 'embedded'}, database ${cfg.database?.url ? 'external' : 'embedded'}`
+    `redis ${cfg.redis?.url ? 'external' : 'embedded'}, database ${cfg.database?.url ? 'external' : 'embedded'}` +
+    (cfg.dryRun ? ', DRY RUN (no order reaches a real venue)' : '')
   );
 }
