@@ -82,6 +82,13 @@ export const UnderlyingConfig = z
   .object({
     symbol: AssetSymbol,
     quote: AssetSymbol.default('USD'),
+    /**
+     * Volatility (decimal, 0.6 = 60%) of this underlying when no real venue marks an option on it (a
+     * book of perps and spot only): risk needs one for its scenario grid and the policies for their
+     * bands. Option implied vols from the venues win when there are any. Paper runs take theirs from
+     * the simulated market. @defaultValue none (such an underlying is not priced and not hedged)
+     */
+    volDecimal: FiniteNumber.positive().max(5, 'volDecimal is a decimal (0.6 = 60%), at most 5').optional(),
   })
   .strict();
 

@@ -1,41 +1,8 @@
-import { readFileSync } from 'node:fs';
-import { XhedgeError } from '@xhedge/core';
+import { resolveSecret, SecretError, type SecretRefLike, type SecretSources } from '@xhedge/core';
 import type { Hex } from 'viem';
 
-/** A secret by reference (the operator config's SecretRef shape): env var name or key file path. */
-export type SecretRefLike = { env: string } | { keyFile: string };
-
-/** A secret could not be loaded; the message names the reference, never the value. */
-export class SecretError extends XhedgeError {
-  override name = 'SecretError';
-  constructor(message: string, details: Record<string, unknown>) {
-    super('SECRET', message, { details });
-  }
-}
-
-export interface SecretSources {
-  env?: Readonly<Record<string, string | undefined>>;
-  readFile?: (path: string) => string;
-}
-
-/** Reads a secret from its env var or key file (trimmed). Throws {@link SecretError} naming only the reference. */
-export function resolveSecret(ref: SecretRefLike, sources: SecretSources = {}): string {
-  if ('env' in ref) {
-    const value = (sources.env ?? process.env)[ref.env];
-    if (value === undefined || value.trim() === '') {
-      throw new SecretError(`environment variable ${ref.env} is not set`, { env: ref.env });
-    }
-    return value.trim();
-  }
-  try {
-    return (sources.readFile ?? ((p) => readFileSync(p, 'utf8')))(ref.keyFile).trim();
-  } catch (err) {
-    throw new SecretError(`key file ${ref.keyFile} cannot be read`, {
-      keyFile: ref.keyFile,
-      reason: err instanceof Error ? ((err as NodeJS.ErrnoException).code ?? 'unreadable') : 'unreadable',
-    });
-  }
-}
+// Secrets by reference are chain-agnostic (the Solana venue reads them too): they live in @xhedge/core.
+export { resolveSecret, SecretError, type SecretRefLike, type SecretSources };
 
 /** Resolves a private key reference and checks its shape (32 bytes hex, 0x optional). */
 export function resolvePrivateKey(ref: SecretRefLike, sources: SecretSources = {}): Hex {

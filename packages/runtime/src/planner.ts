@@ -51,6 +51,11 @@ export interface TickPlannerOptions {
    * venues are routed to.
    */
   venues: readonly VenueAdapter[] | ((configs: readonly VenueConfig[]) => Promise<readonly VenueAdapter[]>);
+  /**
+   * Vol (decimal) per underlying for when no real venue marks an option on it (the profile's
+   * `underlyings[].volDecimal`); option implied vols win.
+   */
+  fallbackVolDecimal?: ReadonlyMap<string, number>;
   ledger: Ledger;
   bus: SnapshotBus;
   /** Venues and policy in force now (operators change them through the API). */
@@ -230,7 +235,10 @@ export class TickPlanner {
     for (const [u, e] of by) {
       const prev = this.#learnt.get(u);
       const spot = median(e.index.length > 0 ? e.index : e.spots) ?? prev?.spotUsd;
-      const vol = e.ivs.length > 0 ? e.ivs.reduce((a, b) => a + b, 0) / e.ivs.length : prev?.volDecimal;
+      const vol =
+        e.ivs.length > 0
+          ? e.ivs.reduce((a, b) => a + b, 0) / e.ivs.length
+          : (prev?.volDecimal ?? this.#o.fallbackVolDecimal?.get(u));
       if (spot === undefined || vol === undefined || !(spot > 0) || !(vol > 0)) continue;
       this.#learnt.set(u, { spotUsd: spot, volDecimal: vol, asOfMs: e.asOfMs });
     }

@@ -412,6 +412,9 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         });
       const p = new TickPlanner({
         clock,
+        fallbackVolDecimal: new Map(
+          config.underlyings.flatMap((u) => (u.volDecimal !== undefined ? [[u.symbol, u.volDecimal]] : [])),
+        ),
         // each tick first brings the venues in line with the configs it plans with (unless a sync is
         // underway already: the tick does not wait for a swap waiting for the venue's jobs)
         venues: async (configs) => {

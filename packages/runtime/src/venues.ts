@@ -3,6 +3,7 @@ import type { VenueConfig, VenueKind, XhedgeConfig } from '@xhedge/config';
 import { type Clock, formatPath, ValidationError, XhedgeError } from '@xhedge/core';
 import { createMarketFromConfig, type PaperMarket } from '@xhedge/sim';
 import type { VenueAdapter } from '@xhedge/venue';
+import { createDriftVenue, DriftVenueParams } from '@xhedge/venue-drift';
 import { createGmxVenue, GmxVenueParams } from '@xhedge/venue-gmx';
 import { createLyraVenue, LyraVenueParams } from '@xhedge/venue-lyra';
 import {
@@ -25,6 +26,7 @@ const PARAMS_SCHEMA: Partial<Record<VenueKind, z.ZodType>> = {
   'paper-spot-amm': SpotAmmParams,
   gmx: GmxVenueParams,
   lyra: LyraVenueParams,
+  drift: DriftVenueParams,
 };
 
 /**
@@ -101,13 +103,7 @@ function realAdapter(v: VenueConfig, o: BuildVenuesOptions): VenueAdapter {
     case 'gmx':
       return configured(v, () => createGmxVenue(v, deps));
     case 'drift':
-      // venue-drift has the adapter (DriftVenue) but no factory from an operator profile yet: it needs a
-      // Solana RPC, a signer, the Drift program id and the market accounts.
-      throw new XhedgeError(
-        'CONFIG_INVALID',
-        `venue ${v.id}: kind drift needs a Solana RPC endpoint, a signer key and the Drift program and market accounts, and this build has no factory that makes a Drift venue from a profile; use paper-drift, or leave the venue disabled`,
-        { details: { venue: v.id, kind: v.kind } },
-      );
+      return configured(v, () => createDriftVenue(v, deps));
     default:
       throw new XhedgeError('CONFIG_INVALID', `venue ${v.id}: unknown real venue kind ${v.kind}`);
   }
@@ -116,7 +112,9 @@ function realAdapter(v: VenueConfig, o: BuildVenuesOptions): VenueAdapter {
 /**
  * Builds every enabled venue of the profile: `paper-*` kinds on one simulated market that follows the
  * run's clock (`createPaperVenues`), `lyra` and `gmx` over their chains' RPC (`createLyraVenue`,
- * `createGmxVenue`, keys from the env vars or key files the profile names). A venue that cannot be
+ * `createGmxVenue`) and `drift` over a Solana RPC (`createDriftVenue`), keys from the env vars or key
+ * files the profile names; in a dry run the real ones are wrapped so that no order reaches them
+ * (`ShadowVenue`). A venue that cannot be
  * built fails the start with an error that names it: a hedger that silently runs without one of its
  * venues would misread the book.
  */

@@ -26,6 +26,17 @@ export {
   type PerpMarketInit,
   type UserAccountInit,
 } from './encode.ts';
+export {
+  type CreateDriftVenueDeps,
+  createDriftVenue,
+  DRIFT_PROGRAM_ID,
+  DriftSecretError,
+  type DriftSecretRef,
+  type DriftVenueConfigLike,
+  DriftVenueParams,
+  type DriftVenueParamsInput,
+  parseSolanaSecretKey,
+} from './factory.ts';
 export { LAMPORTS_PER_SIGNATURE, type SolanaFeeInput, solanaFeeLamports } from './fees.ts';
 export {
   cancelOrderByUserIdInstruction,

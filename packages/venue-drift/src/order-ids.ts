@@ -1,4 +1,6 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { type Clock, Order, parseOrThrow, XhedgeError } from '@xhedge/core';
 import { z } from 'zod';
 
@@ -50,20 +52,40 @@ export function memoryUserOrderIdStore(): UserOrderIdStore & { snapshot(): unkno
   };
 }
 
-/** A JSON file written atomically (write to a temp file, then rename). */
-export function fileUserOrderIdStore(path: string): UserOrderIdStore {
+/** Parses the file's records: an array, or nothing when the file does not exist yet. */
+function parseStoreFile(text: string | undefined): unknown[] {
+  if (text === undefined) return [];
+  const parsed: unknown = JSON.parse(text);
+  return Array.isArray(parsed) ? parsed : [];
+}
+
+function orMissing(read: () => string): string | undefined {
+  try {
+    return read();
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * A JSON file written atomically (write to a temp file, then rename); its folder is made on the first
+ * save. `loadSync` reads it at once, for a venue built synchronously from a profile.
+ */
+export function fileUserOrderIdStore(path: string): UserOrderIdStore & { loadSync(): unknown[] } {
   return {
     async load() {
       try {
-        const parsed: unknown = JSON.parse(await readFile(path, 'utf8'));
-        return Array.isArray(parsed) ? parsed : [];
+        return parseStoreFile(await readFile(path, 'utf8'));
       } catch (err) {
         if ((err as { code?: string }).code === 'ENOENT') return [];
         throw err;
       }
     },
+    loadSync: () => parseStoreFile(orMissing(() => readFileSync(path, 'utf8'))),
     async save(records) {
       const tmp = `${path}.tmp`;
+      await mkdir(dirname(path), { recursive: true });
       await writeFile(tmp, JSON.stringify(records, null, 1));
       await rename(tmp, path);
     },
@@ -105,8 +127,12 @@ export class UserOrderIdMap {
   }
 
   static async open(o: UserOrderIdMapOptions): Promise<UserOrderIdMap> {
+    return UserOrderIdMap.fromRecords(o, await o.store.load());
+  }
+
+  /** The map over records already loaded from `o.store` (validated here, as `open` does). */
+  static fromRecords(o: UserOrderIdMapOptions, raw: readonly unknown[]): UserOrderIdMap {
     const map = new UserOrderIdMap(o);
-    const raw = await o.store.load();
     for (const r of raw) {
       const rec = parseOrThrow(UserOrderIdRecord, r, 'stored Drift user order id record');
       map.#byClient.set(rec.clientOrderId, rec);

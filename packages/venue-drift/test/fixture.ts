@@ -43,7 +43,12 @@ function setData(svm: LiteSVM, address: PublicKey, owner: PublicKey, data: Buffe
 }
 
 export async function driftFixture(
-  opts: { store?: UserOrderIdStore; sleepBlocks?: number } = {},
+  opts: {
+    store?: UserOrderIdStore;
+    sleepBlocks?: number;
+    /** The clock's start, and so the oracle and funding timestamps. @defaultValue 2026-01-05T12:00Z */
+    nowMs?: number;
+  } = {},
 ): Promise<DriftFixture> {
   const svm = new LiteSVM();
   const rpc = new LiteSvmRpc(svm);
@@ -51,7 +56,7 @@ export async function driftFixture(
   const authority = Keypair.generate();
   const oracle = Keypair.generate().publicKey;
   svm.airdrop(authority.publicKey, 10_000_000_000n);
-  const clock = new ManualClock(Date.UTC(2026, 0, 5, 12));
+  const clock = new ManualClock(opts.nowMs ?? Date.UTC(2026, 0, 5, 12));
   const nowS = BigInt(Math.floor(clock.nowMs() / 1000));
   setData(
     svm,
