@@ -213,6 +213,13 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
   // generate its admin token there instead of asking for XHEDGE_API_TOKEN.
   const noRealFunds = config.venues.every((v) => v.kind.startsWith('paper-') || v.chain === DEV_CHAIN);
   const simulated = hasPaperVenues(config);
+  // The simulated fills of a dry run live in the process that places them: an orchestrator in
+  // another process would never see them and would hedge the same delta again and again.
+  if (config.dryRun && role !== 'all')
+    throw new XhedgeError(
+      'CONFIG_INVALID',
+      `a dry run simulates its fills inside one process: run it with --role all, not --role ${role}`,
+    );
   const endpoints = deploymentEndpoints(config, env);
   const { redisUrl, dbUrl } = endpoints;
   if (role !== 'all' && (!redisUrl || !dbUrl))
@@ -405,10 +412,12 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     if (role === 'all' || role === 'orchestrator') {
       // Paper venues start from the profile on every start: a mark kept in Redis from an earlier run
       // measures another book. The first tick marks this one (real venues keep their book, and mark).
-      if (built.paper.length > 0)
+      if (built.paper.length > 0 || config.dryRun)
         await breakers.clearMark({
           actor: 'run',
-          reason: 'paper venues restart from the profile: the first tick marks the book again',
+          reason: config.dryRun
+            ? 'a dry run starts from the real accounts without earlier simulated fills: the first tick marks the book again'
+            : 'paper venues restart from the profile: the first tick marks the book again',
         });
       const p = new TickPlanner({
         clock,

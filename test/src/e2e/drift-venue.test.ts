@@ -117,6 +117,8 @@ describe('a drift venue from a profile, over JSON-RPC to litesvm', () => {
       f.venue.userAccount.toBase58(),
     );
     expect(run.describe().some((l) => /DRY RUN {2}orders to drift-sol are simulated/.test(l))).toBe(true);
+    // a dry run starts without earlier simulated fills: a mark kept from another run would measure another book
+    expect((await run.ledger.listAudit({ action: 'book-mark.clear' }))[0]?.details.reason).toMatch(/dry run/);
 
     // The account as the real adapter reads it over HTTP: 2.5 SOL long, 1000 scaled USDC × 1.05 interest.
     const [pos] = await inner.fetchPositions();
