@@ -5,6 +5,7 @@ import { assertFinite, NumericError, ValidationError, XhedgeError } from './erro
 import { deterministicId } from './id-gen.ts';
 import { ChainId, VenueId } from './ids.ts';
 import { canTransition, ORDER_TRANSITIONS, OrderStatus, TERMINAL_ORDER_STATUSES } from './model.ts';
+import { redact } from './secrets.ts';
 import { MS_PER_YEAR, roundToStep, toDecimalString, yearFraction } from './units.ts';
 import { formatPath, parseOrThrow } from './zod-issues.ts';
 
@@ -120,5 +121,18 @@ describe('order state machine table', () => {
     expect([...seen].sort()).toEqual([...OrderStatus.options].sort());
     expect(canTransition('filled', 'sent')).toBe(false);
     expect(canTransition('outcome-unknown', 'filled')).toBe(true);
+  });
+});
+
+describe('redact', () => {
+  it('removes keys from RPC URLs: inline credentials, path tokens and api-key query parameters', () => {
+    const text =
+      'request to https://user:pw@rpc.example.com/x failed; https://eth.example.com/v2/abcdefghijklmnopqrstuvwxyz012345; ' +
+      'https://sol.example.com/?api-key=K3Y-0123456789&cluster=mainnet; wss://x.example.com/?token=T0K3N99';
+    const out = redact(text);
+    for (const secret of ['user:pw', 'abcdefghijklmnopqrstuvwxyz012345', 'K3Y-0123456789', 'T0K3N99'])
+      expect(out).not.toContain(secret);
+    expect(out).toContain('https://sol.example.com/?api-key=[redacted]&cluster=mainnet');
+    expect(redact('value 0xSECRETVALUE here', ['0xSECRETVALUE'])).toBe('value [redacted] here');
   });
 });

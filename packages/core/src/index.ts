@@ -55,7 +55,7 @@ export {
   Urgency,
   zeroGreeks,
 } from './model.ts';
-export { resolveSecret, SecretError, type SecretRefLike, type SecretSources } from './secrets.ts';
+export { redact, resolveSecret, SecretError, type SecretRefLike, type SecretSources } from './secrets.ts';
 export {
   bpsToFraction,
   DAYS_PER_YEAR,

@@ -40,3 +40,27 @@ export function resolveSecret(ref: SecretRefLike, sources: SecretSources = {}, w
     });
   }
 }
+
+/**
+ * Replaces every occurrence of the given secrets (and anything that looks like a 32-byte private key
+ * or a URL's inline credentials, API key path or API key query parameter) in a text. Applied to the
+ * error messages the EVM layer and the Solana venue build from RPC errors, which echo request bodies
+ * and URLs (an RPC provider's key often sits in its URL).
+ */
+export function redact(text: string, secrets: readonly string[] = []): string {
+  let out = text;
+  for (const s of secrets) {
+    if (s.length >= 6) {
+      out = out.split(s).join('[redacted]');
+      if (s.startsWith('0x')) out = out.split(s.slice(2)).join('[redacted]');
+    }
+  }
+  return out
+    .replace(/0x[0-9a-fA-F]{64}(?![0-9a-fA-F])/g, (m, offset: number, all: string) =>
+      // 32-byte hex is also a tx hash or a topic; only redact when labelled as a key.
+      /key|secret/i.test(all.slice(Math.max(0, offset - 24), offset)) ? '[redacted]' : m,
+    )
+    .replace(/(https?:\/\/)[^/@\s]+@/gi, '$1[redacted]@')
+    .replace(/(https?:\/\/[^\s/]+\/(?:v[0-9]+\/)?)[A-Za-z0-9_-]{20,}/g, '$1[redacted]')
+    .replace(/([?&](?:api[-_]?key|apikey|key|token|access[-_]?token|auth)=)[^&#\s"']+/gi, '$1[redacted]');
+}

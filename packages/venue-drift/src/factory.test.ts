@@ -9,7 +9,7 @@ import { ZodError } from 'zod';
 import { type DriftFixture, driftFixture, SOL_PRICE_USD } from '../test/fixture.ts';
 import { type DriftRpcServer, startDriftRpcServer } from '../test/rpc-server.ts';
 import { encodePerpMarketAccount } from './encode.ts';
-import { createDriftVenue, DRIFT_PROGRAM_ID, type DriftVenueConfigLike } from './factory.ts';
+import { createDriftVenue, DRIFT_PROGRAM_ID, type DriftVenueConfigLike, redactingRpc } from './factory.ts';
 import { driftPda } from './instructions.ts';
 
 let f: DriftFixture;
@@ -257,5 +257,34 @@ describe('createDriftVenue (a drift venue from a profile entry)', () => {
       expect(text).not.toContain(secretB58);
       if (secret) expect(text).not.toContain(secret);
     }
+  });
+});
+
+describe('redactingRpc', () => {
+  it('takes an RPC key out of error messages, stacks and causes, keeping the error class', async () => {
+    class FetchError extends Error {}
+    const url = 'https://mainnet.example-rpc.com/?api-key=0123456789abcdefSECRET';
+    const inner = new FetchError(`request to ${url} failed, reason: connect ECONNREFUSED`);
+    const outer = new TypeError(`failed to get info about account: ${inner.message}`, { cause: inner });
+    const rpc = redactingRpc({
+      getAccountData: async () => {
+        throw outer;
+      },
+      getLatestBlockhash: async () => ({ blockhash: 'x', lastValidBlockHeight: 1 }),
+      getBlockHeight: async () => 7,
+      sendRawTransaction: async () => 'sig',
+      getSignatureStatus: async () => null,
+    });
+    expect(await rpc.getBlockHeight()).toBe(7);
+    const err = await rpc.getAccountData(Keypair.generate().publicKey).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TypeError);
+    expect((err as Error).cause).toBeInstanceOf(FetchError);
+    for (const text of [
+      (err as Error).message,
+      (err as Error).stack,
+      ((err as Error).cause as Error).message,
+    ])
+      expect(text).not.toContain('SECRET');
+    expect((err as Error).message).toContain('https://mainnet.example-rpc.com/?api-key=[redacted] failed');
   });
 });

@@ -5,6 +5,7 @@ import {
   type Clock,
   InstrumentId,
   parseInstrumentId,
+  redact,
   resolveSecret,
   SecretError,
   systemClock,
@@ -155,6 +156,34 @@ export interface CreateDriftVenueDeps {
 /** A Drift credential or endpoint could not be loaded; the message names the reference, never the value. */
 export class DriftSecretError extends SecretError {
   override name = 'DriftSecretError';
+}
+
+/**
+ * A {@link SolanaRpc} whose errors carry no RPC key: web3.js's fetch errors quote the request URL,
+ * and a provider's key often sits in it (`?api-key=...`, or a path token). Messages and stacks are
+ * redacted in place, so the error keeps its class and cause.
+ */
+export function redactingRpc(rpc: SolanaRpc): SolanaRpc {
+  const clean = (err: unknown): unknown => {
+    for (let e = err; e instanceof Error; e = e.cause) {
+      e.message = redact(e.message);
+      if (e.stack) e.stack = redact(e.stack);
+    }
+    return err;
+  };
+  const wrap =
+    <A extends unknown[], R>(f: (...a: A) => Promise<R>) =>
+    (...a: A) =>
+      f(...a).catch((err: unknown) => {
+        throw clean(err);
+      });
+  return {
+    getAccountData: wrap(rpc.getAccountData),
+    getLatestBlockhash: wrap(rpc.getLatestBlockhash),
+    getBlockHeight: wrap(rpc.getBlockHeight),
+    sendRawTransaction: wrap(rpc.sendRawTransaction),
+    getSignatureStatus: wrap(rpc.getSignatureStatus),
+  };
 }
 
 function describeRef(ref: DriftSecretRef): string {
@@ -314,9 +343,11 @@ export function createDriftVenue(venue: DriftVenueConfigLike, deps: CreateDriftV
   );
   const rpcBase =
     deps.rpc ??
-    connectionRpc(
-      new Connection(resolveRpcUrl(venue, deps.secrets), p.commitment ?? 'confirmed'),
-      p.commitment,
+    redactingRpc(
+      connectionRpc(
+        new Connection(resolveRpcUrl(venue, deps.secrets), p.commitment ?? 'confirmed'),
+        p.commitment,
+      ),
     );
   const clock = deps.clock ?? systemClock;
   const programId = new PublicKey(p.programId);

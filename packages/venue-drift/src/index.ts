@@ -36,6 +36,7 @@ export {
   DriftVenueParams,
   type DriftVenueParamsInput,
   parseSolanaSecretKey,
+  redactingRpc,
 } from './factory.ts';
 export { LAMPORTS_PER_SIGNATURE, type SolanaFeeInput, solanaFeeLamports } from './fees.ts';
 export {
