@@ -23,6 +23,7 @@ export class ExecutionMetrics {
   readonly lossSinceMarkUsd: Gauge;
   readonly lossLimitUsd: Gauge;
   readonly controlStateRestoredAt: Gauge;
+  readonly venueAccountLiquidating: Gauge<'venue'>;
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -89,6 +90,12 @@ export class ExecutionMetrics {
     this.lossLimitUsd = new Gauge({
       name: 'xhedge_book_loss_limit_usd',
       help: 'The loss since the mark at which the market:loss breaker trips, USD (breakers.market.maxLossSinceMarkUsd; absent when unset)',
+      registers,
+    });
+    this.venueAccountLiquidating = new Gauge({
+      name: 'xhedge_venue_account_liquidating',
+      help: "1 while the venue liquidates this run's account there (or part of it), 2 when it declared it bankrupt, else 0 (from the venue's health, each tick)",
+      labelNames: ['venue'],
       registers,
     });
     this.controlStateRestoredAt = new Gauge({

@@ -22,7 +22,7 @@ import {
   type VegaCandidate,
   vegaCandidatesFromChain,
 } from '@xhedge/strategy';
-import type { MarketInfo, VenueAdapter } from '@xhedge/venue';
+import type { MarketInfo, VenueAdapter, VenueHealth } from '@xhedge/venue';
 import type { SnapshotBus } from './snapshot-bus.ts';
 
 /** A routed plan, as execution takes it. */
@@ -56,6 +56,8 @@ export interface TickPlannerOptions {
    * `underlyings[].volDecimal`); option implied vols win.
    */
   fallbackVolDecimal?: ReadonlyMap<string, number>;
+  /** Each venue's health as read at each tick (with the market breakers on). */
+  onVenueHealth?: (venue: string, health: VenueHealth) => void;
   ledger: Ledger;
   bus: SnapshotBus;
   /** Venues and policy in force now (operators change them through the API). */
@@ -321,7 +323,9 @@ export class TickPlanner {
   /** Feeds the chain-halt breaker from the venue's health probe (a failed probe says nothing). */
   async #observeChain(v: VenueAdapter): Promise<void> {
     const h = await v.health().catch(() => undefined);
-    if (h) await this.#o.breakers?.observeChain(v.chain, h.halted);
+    if (!h) return;
+    this.#o.onVenueHealth?.(v.id, h);
+    await this.#o.breakers?.observeChain(v.chain, h.halted);
   }
 
   /** One tick: the plans to submit (the published snapshot is in `lastSnapshot`). */

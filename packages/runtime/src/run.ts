@@ -419,8 +419,23 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
             ? 'a dry run starts from the real accounts without earlier simulated fills: the first tick marks the book again'
             : 'paper venues restart from the profile: the first tick marks the book again',
         });
+      const liquidating = new Map<string, VenueHealth['liquidation']>();
       const p = new TickPlanner({
         clock,
+        onVenueHealth: (venue, h) => {
+          execMetrics.venueAccountLiquidating.set(
+            { venue },
+            h.liquidation === 'bankrupt' ? 2 : h.liquidation ? 1 : 0,
+          );
+          if (liquidating.get(venue) === h.liquidation) return;
+          liquidating.set(venue, h.liquidation);
+          if (h.liquidation)
+            log.error(
+              { venue, liquidation: h.liquidation },
+              `venue ${venue} says the account is ${h.liquidation}`,
+            );
+          else log.info({ venue }, `venue ${venue}: the account is no longer being liquidated`);
+        },
         fallbackVolDecimal: new Map(
           config.underlyings.flatMap((u) => (u.volDecimal !== undefined ? [[u.symbol, u.volDecimal]] : [])),
         ),

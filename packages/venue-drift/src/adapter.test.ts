@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { type DriftFixture, driftFixture, SOL_PRICE_USD, userOrderIdOf } from '../test/fixture.ts';
 import { encodePerpMarketAccount, type PerpMarketInit } from './encode.ts';
 import { driftPda } from './instructions.ts';
-import { PERP_MARKET, PLACE_PERP_ORDER_DISCRIMINATOR, POSITION_FLAG } from './layout.ts';
+import { PERP_MARKET, PLACE_PERP_ORDER_DISCRIMINATOR, POSITION_FLAG, USER_STATUS } from './layout.ts';
 import {
   fileUserOrderIdStore,
   memoryUserOrderIdStore,
@@ -325,6 +325,29 @@ describe('Drift positions: P&L not yet settled into the USDC deposit', () => {
     expect(none).toEqual([]);
     expect(closed).toMatchObject({ sizeBase: 0, unsettledPnlUsd: 0 });
     expect(closed?.marginUsd).toBeCloseTo(52.5, 9);
+  });
+
+  it('health says when Drift liquidates the account: cross margin (User.status) or an isolated position', async () => {
+    const f = await driftFixture();
+    expect((await f.venue.health()).liquidation).toBeUndefined();
+    f.setUser({ status: USER_STATUS.beingLiquidated });
+    expect(await f.venue.health()).toMatchObject({ ok: true, liquidation: 'being-liquidated' });
+    f.setUser({ status: USER_STATUS.beingLiquidated | USER_STATUS.bankrupt });
+    expect((await f.venue.health()).liquidation).toBe('bankrupt');
+    // reduce-only is not a liquidation
+    f.setUser({ status: USER_STATUS.reduceOnly });
+    expect((await f.venue.health()).liquidation).toBeUndefined();
+    f.setUser({
+      perpPositions: [
+        {
+          marketIndex: 0,
+          baseAssetAmount: 1_000_000_000n,
+          isolatedPositionScaledBalance: 10n * 1_000_000_000n,
+          positionFlag: POSITION_FLAG.isolated | POSITION_FLAG.beingLiquidated,
+        },
+      ],
+    });
+    expect((await f.venue.health()).liquidation).toBe('being-liquidated');
   });
 
   it('returns a closed position with unsettled P&L at size 0; empty slots and unknown markets stay out', async () => {

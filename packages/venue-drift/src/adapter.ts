@@ -53,8 +53,10 @@ import {
   AMM_RESERVE_PRECISION,
   BASE_PRECISION,
   PEG_PRECISION,
+  POSITION_FLAG,
   PRICE_PRECISION,
   SPOT_TOKEN_AMOUNT_DIVISOR,
+  USER_STATUS,
 } from './layout.ts';
 import type { UserOrderIdMap, UserOrderIdRecord } from './order-ids.ts';
 import { type ConfirmationLevel, reached, type SolanaRpc } from './rpc.ts';
@@ -582,11 +584,13 @@ export class DriftVenue implements VenueAdapter {
       await this.#o.rpc.getBlockHeight();
       const first = this.#o.markets[0];
       const pm = first ? await this.readPerpMarket(first.marketIndex) : undefined;
+      const liquidation = await this.#liquidation();
       return {
         ok: true,
         latencyMs: Date.now() - t0,
         halted: pm !== undefined && pm.status !== 'active',
         dataAgeMs: pm ? Math.max(0, this.#o.clock.nowMs() - Number(pm.lastOraclePriceTwapTs) * 1000) : 0,
+        ...(liquidation ? { liquidation } : {}),
       };
     } catch (err) {
       return {
@@ -597,6 +601,26 @@ export class DriftVenue implements VenueAdapter {
         details: { error: String(err) },
       };
     }
+  }
+
+  /**
+   * Whether Drift is liquidating the account: the User's `status` bits (protocol-v2 `UserStatus`:
+   * BeingLiquidated 0b01, Bankrupt 0b10) for cross margin, each isolated position's `position_flag`
+   * (BeingLiquidated, Bankrupt) for those. A User account that does not exist yet is not at risk.
+   */
+  async #liquidation(): Promise<VenueHealth['liquidation']> {
+    const data = await this.#o.rpc.getAccountData(this.#user);
+    if (!data) return undefined;
+    const user = decodeUser(data);
+    const flags = user.perpPositions.map((p) => p.positionFlag);
+    if ((user.status & USER_STATUS.bankrupt) !== 0 || flags.some((f) => (f & POSITION_FLAG.bankrupt) !== 0))
+      return 'bankrupt';
+    if (
+      (user.status & USER_STATUS.beingLiquidated) !== 0 ||
+      flags.some((f) => (f & POSITION_FLAG.beingLiquidated) !== 0)
+    )
+      return 'being-liquidated';
+    return undefined;
   }
 
   #order(rec: UserOrderIdRecord, patch: Partial<Order> & Pick<Order, 'status'>): Order {

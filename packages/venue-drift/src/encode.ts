@@ -37,6 +37,8 @@ export interface UserAccountInit {
   name?: string;
   subAccountId?: number;
   nextOrderId?: number;
+  /** `User.status` bits (USER_STATUS). */
+  status?: number;
   perpPositions?: readonly Partial<DriftPerpPosition>[];
   spotPositions?: readonly Partial<DriftSpotPosition>[];
   orders?: readonly Partial<DriftOrder>[];
@@ -67,6 +69,7 @@ export function encodeUserAccount(init: UserAccountInit): Buffer {
   (init.delegate ?? PublicKey.default).toBuffer().copy(buf, USER.delegate);
   writeName(buf, USER.name, init.name ?? 'Main Account');
   buf.writeUInt16LE(init.subAccountId ?? 0, USER.subAccountId);
+  buf.writeUInt8(init.status ?? 0, USER.status);
   buf.writeUInt32LE(init.nextOrderId ?? 1, USER.nextOrderId);
   (init.spotPositions ?? []).slice(0, USER.spotPositionCount).forEach((s, i) => {
     const o = USER.spotPositions + i * USER.spotPositionSize;

@@ -78,6 +78,13 @@ export const PERP_POSITION = {
   positionFlag: 95,
 } as const;
 
+/** `User.status` bits (protocol-v2 `UserStatus`; 0 = active). */
+export const USER_STATUS = {
+  beingLiquidated: 0b00001,
+  bankrupt: 0b00010,
+  reduceOnly: 0b00100,
+} as const;
+
 /** `PerpPosition.position_flag` bits (protocol-v2 `PositionFlag`, since the isolated-position release of 2026-01). */
 export const POSITION_FLAG = {
   isolated: 0b001,

@@ -22,6 +22,8 @@ export interface DriftFixture {
   /** A second venue over the same accounts and id map, with another sleep (crash injection). */
   withSleep(sleep: (ms: number) => Promise<void>): DriftVenue;
   setUser(init: {
+    /** `User.status` bits (USER_STATUS). */
+    status?: number;
     perpPositions?: Partial<DriftPerpPosition>[];
     orders?: Partial<DriftOrder>[];
     spotPositions?: Partial<DriftSpotPosition>[];

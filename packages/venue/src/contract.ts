@@ -155,6 +155,11 @@ export interface VenueHealth {
   halted: boolean;
   /** Age of the newest market data the venue served. */
   dataAgeMs: number;
+  /**
+   * The venue is liquidating this account (or a part of it, e.g. an isolated position), or declared it
+   * bankrupt; absent when it does not say or all is well. Operators are paged on it.
+   */
+  liquidation?: 'being-liquidated' | 'bankrupt';
   details?: Record<string, unknown>;
 }
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '@xhedge/config';
 import { type Run, startRun } from '@xhedge/runtime';
-import { DriftVenue } from '@xhedge/venue-drift';
+import { DriftVenue, USER_STATUS } from '@xhedge/venue-drift';
 import {
   type DriftFixture,
   type DriftRpcServer,
@@ -99,10 +99,11 @@ describe('a drift venue from a profile, over JSON-RPC to litesvm', () => {
     server = await startDriftRpcServer(f.rpc);
     // the solana-keygen key file format: a JSON array of the 64 secret key bytes
     const key = JSON.stringify(Array.from(f.authority.secretKey));
+    const apiToken = randomBytes(32).toString('hex');
     const config = parseConfig(profile(server.url, f.programId.toBase58()), 'drift-venue.yaml');
     run = await startRun({
       config,
-      env: { XHEDGE_DRIFT_KEY: key, XHEDGE_API_TOKEN: randomBytes(32).toString('hex') },
+      env: { XHEDGE_DRIFT_KEY: key, XHEDGE_API_TOKEN: apiToken },
       port: 0,
       logger: pino({ level: 'info' }, { write: (line: string) => void logs.push(line.trimEnd()) }),
     });
@@ -180,6 +181,28 @@ describe('a drift venue from a profile, over JSON-RPC to litesvm', () => {
     expect(server.sendTransactionCalls).toBe(0);
     expect(f.rpc.sends).toBe(0);
     expect(server.unsupported).toEqual([]);
+    // Drift starts liquidating the account: the venue's health says so, the run pages (metric, error log).
+    f.setUser({
+      status: USER_STATUS.beingLiquidated,
+      perpPositions: [
+        {
+          marketIndex: 0,
+          baseAssetAmount: 2_500_000_000n,
+          quoteEntryAmount: -450_000_000n,
+          quoteAssetAmount: -450_000_000n,
+        },
+      ],
+    });
+    const scrape = async () =>
+      (await fetch(`${run?.apiUrl}/metrics`, { headers: { authorization: `Bearer ${apiToken}` } })).text();
+    await until(
+      'the liquidation gauge',
+      async () =>
+        /^xhedge_venue_account_liquidating\{venue="drift-sol"\} 1$/m.test(await scrape()) ? true : undefined,
+      20_000,
+    );
+    expect(logs.some((l) => /venue drift-sol says the account is being-liquidated/.test(l))).toBe(true);
+
     // The key never shows in the run's log.
     expect(logs.join('\n')).not.toContain(key);
 
