@@ -44,6 +44,7 @@ import {
 import { Ledger, openDatabase } from '@xhedge/store';
 import type { VenueAdapter, VenueHealth } from '@xhedge/venue';
 import type { PaperVenue } from '@xhedge/venue-paper';
+import { RedisShadowStore } from '@xhedge/venue-paper/shadow-store';
 import type { Job, Queue, Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
@@ -213,13 +214,6 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
   // generate its admin token there instead of asking for XHEDGE_API_TOKEN.
   const noRealFunds = config.venues.every((v) => v.kind.startsWith('paper-') || v.chain === DEV_CHAIN);
   const simulated = hasPaperVenues(config);
-  // The simulated fills of a dry run live in the process that places them: an orchestrator in
-  // another process would never see them and would hedge the same delta again and again.
-  if (config.dryRun && role !== 'all')
-    throw new XhedgeError(
-      'CONFIG_INVALID',
-      `a dry run simulates its fills inside one process: run it with --role all, not --role ${role}`,
-    );
   const endpoints = deploymentEndpoints(config, env);
   const { redisUrl, dbUrl } = endpoints;
   if (role !== 'all' && (!redisUrl || !dbUrl))
@@ -318,7 +312,9 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     /** Puts a paper venue added while running on the paper bridge (set once the bridge exists). */
     let joinBridge: ((v: PaperVenue) => void) | undefined;
     if (role !== 'api') {
-      built = await buildVenues({ config, clock, env, dataDir });
+      // a dry run keeps its simulated fills in the run's Redis: every role sees them, a restart keeps them
+      const shadowStore = (venue: string) => new RedisShadowStore({ redis, prefix, venue });
+      built = await buildVenues({ config, clock, env, dataDir, shadowStore });
       const started = built;
       const reg = new VenueRegistry({
         initial: built.all.map((adapter) => {
@@ -329,7 +325,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         build: async (v, previous) => {
           const adapter = await buildVenue(
             v,
-            { config, clock, env, dataDir, market: started.market },
+            { config, clock, env, dataDir, shadowStore, market: started.market },
             previous,
           );
           // a rebuilt paper venue is on the bridge already (its endpoint follows the registry)
@@ -411,13 +407,12 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     let planner: TickPlanner | undefined;
     if (role === 'all' || role === 'orchestrator') {
       // Paper venues start from the profile on every start: a mark kept in Redis from an earlier run
-      // measures another book. The first tick marks this one (real venues keep their book, and mark).
-      if (built.paper.length > 0 || config.dryRun)
+      // measures another book. The first tick marks this one (real venues keep their book, and mark; so
+      // does a dry run, whose simulated fills are kept in Redis too).
+      if (built.paper.length > 0)
         await breakers.clearMark({
           actor: 'run',
-          reason: config.dryRun
-            ? 'a dry run starts from the real accounts without earlier simulated fills: the first tick marks the book again'
-            : 'paper venues restart from the profile: the first tick marks the book again',
+          reason: 'paper venues restart from the profile: the first tick marks the book again',
         });
       const liquidating = new Map<string, VenueHealth['liquidation']>();
       const p = new TickPlanner({

@@ -16,6 +16,7 @@ import {
   ShadowVenue,
   SpotAmmParams,
 } from '@xhedge/venue-paper';
+import type { ShadowStore } from '@xhedge/venue-paper/shadow-store';
 import { ZodError, type z } from 'zod';
 
 /** Each venue kind's params schema: what its adapter parses when it is built. */
@@ -62,6 +63,11 @@ export interface BuildVenuesOptions {
   env: Readonly<Record<string, string | undefined>>;
   /** The run's data folder; real adapters keep their client-id → order mappings under `venues/`. */
   dataDir: string;
+  /**
+   * In a dry run, where each real venue's simulated state is kept (the run's Redis, shared by every
+   * process of the deployment and kept over restarts). @defaultValue this process's memory
+   */
+  shadowStore?: (venue: string) => ShadowStore;
 }
 
 /** True when the profile has a venue kind that runs on the simulated market. */
@@ -92,7 +98,8 @@ function configured(v: VenueConfig, make: () => VenueAdapter): VenueAdapter {
 /** A real venue's adapter; in a dry run, wrapped so that its orders are simulated, never sent. */
 function realVenue(v: VenueConfig, o: BuildVenuesOptions): VenueAdapter {
   const venue = realAdapter(v, o);
-  return o.config.dryRun ? new ShadowVenue(venue, { clock: o.clock }) : venue;
+  if (!o.config.dryRun) return venue;
+  return new ShadowVenue(venue, { clock: o.clock, ...(o.shadowStore ? { store: o.shadowStore(v.id) } : {}) });
 }
 
 function realAdapter(v: VenueConfig, o: BuildVenuesOptions): VenueAdapter {

@@ -18,4 +18,10 @@ export { FaultInjector, type InjectedRejection } from './faults.ts';
 export { GmxParams, PaperGmxVenue } from './gmx.ts';
 export { LyraParams, PaperLyraVenue } from './lyra.ts';
 export { ShadowVenue } from './shadow.ts';
+export {
+  MemoryShadowStore,
+  RedisShadowStore,
+  type ShadowState,
+  type ShadowStore,
+} from './shadow-store.ts';
 export { PaperSpotAmmVenue, SpotAmmParams } from './spot-amm.ts';

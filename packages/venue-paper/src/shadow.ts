@@ -20,14 +20,14 @@ import {
   type VenueCapabilities,
   type VenueHealth,
 } from '@xhedge/venue';
-
-/** What one instrument's simulated trades add to the real account. */
-interface ShadowBook {
-  /** Signed size added, underlying units. */
-  size: Dec;
-  /** Average entry of `size`, USD per unit (0 while `size` is 0). */
-  entryUsd: Dec;
-}
+import {
+  MemoryShadowStore,
+  type ShadowBook,
+  type ShadowFundingWrite,
+  type ShadowOrderWrite,
+  type ShadowState,
+  type ShadowStore,
+} from './shadow-store.ts';
 
 /**
  * Dry run (`dryRun: true` in the profile, `xhedge start --dry-run`): a real venue whose orders are
@@ -45,6 +45,12 @@ interface ShadowBook {
  *   collateral balance.
  * The queue, the ledger, the pre-trade controls and the breakers run exactly as they would live.
  * Simulated orders never rest, so there is nothing to cancel (`capabilities.cancel` is false).
+ *
+ * What was simulated (orders by client order id, fills, the added books, the collateral moved, funding
+ * times) lives in a `ShadowStore`: this process's memory by default (`MemoryShadowStore`), or the run's
+ * Redis (`RedisShadowStore`) so every process of a deployment sees the same simulated fills and a
+ * restart keeps them. Every read loads it afresh; each order and each funding accrual is one atomic
+ * update of it, so a client order id fills once across processes and funding is paid once.
  */
 export class ShadowVenue implements VenueAdapter {
   readonly id: string;
@@ -53,23 +59,17 @@ export class ShadowVenue implements VenueAdapter {
   readonly capabilities: VenueCapabilities;
   readonly #inner: VenueAdapter;
   readonly #clock: Clock;
-  readonly #books = new Map<string, ShadowBook>();
-  /** Collateral moved by simulated trades, USD (fees and gas paid, premiums, realized perp P&L). */
-  #cashUsd = new Dec(0);
-  readonly #orders = new Map<string, Order>();
-  readonly #fills: Fill[] = [];
-  /** When each simulated perp position last paid or received funding, ms. */
-  readonly #fundedUntilMs = new Map<string, number>();
+  readonly #store: ShadowStore;
   #markets: Promise<MarketInfo[]> | undefined;
-  #seq = 0;
   readonly fetchOrderBook?: NonNullable<VenueAdapter['fetchOrderBook']>;
   readonly fetchGreeks?: NonNullable<VenueAdapter['fetchGreeks']>;
   readonly fetchOptionChain?: NonNullable<VenueAdapter['fetchOptionChain']>;
   readonly fetchFundingRate?: NonNullable<VenueAdapter['fetchFundingRate']>;
 
-  constructor(inner: VenueAdapter, o: { clock?: Clock } = {}) {
+  constructor(inner: VenueAdapter, o: { clock?: Clock; store?: ShadowStore } = {}) {
     this.#inner = inner;
     this.#clock = o.clock ?? systemClock;
+    this.#store = o.store ?? new MemoryShadowStore();
     this.id = inner.id;
     this.kind = inner.kind;
     this.chain = inner.chain;
@@ -84,6 +84,11 @@ export class ShadowVenue implements VenueAdapter {
   /** The venue the reads go to. */
   get inner(): VenueAdapter {
     return this.#inner;
+  }
+
+  /** Where the simulated orders, fills, books and collateral are kept. */
+  get store(): ShadowStore {
+    return this.#store;
   }
 
   get #collateral(): string {
@@ -108,10 +113,10 @@ export class ShadowVenue implements VenueAdapter {
   }
 
   async fetchPositions(): Promise<Position[]> {
-    await this.#accrueFunding();
+    const state = await this.#accrueFunding();
     const real = await this.#inner.fetchPositions();
-    const added = [...this.#books].filter(([, b]) => !b.size.isZero());
-    if (added.length === 0 && this.#cashUsd.isZero()) return real;
+    const added = [...state.books].filter(([, b]) => !b.size.isZero());
+    if (added.length === 0 && state.cashUsd.isZero()) return real;
     const perpLike = added.filter(([id]) => isPerpLike(id)).map(([id]) => id);
     const marks = perpLike.length
       ? new Map((await this.#inner.fetchMarks(perpLike)).map((m) => [m.instrument, m.markPriceUsd]))
@@ -171,9 +176,9 @@ export class ShadowVenue implements VenueAdapter {
   }
 
   async fetchBalances(): Promise<Balance[]> {
-    await this.#accrueFunding();
+    const { cashUsd } = await this.#accrueFunding();
     const real = await this.#inner.fetchBalances();
-    if (this.#cashUsd.isZero()) return real;
+    if (cashUsd.isZero()) return real;
     const out = real.map((b) => ({ ...b }));
     let c = out.find((b) => b.asset === this.#collateral);
     if (!c) {
@@ -186,14 +191,13 @@ export class ShadowVenue implements VenueAdapter {
       };
       out.push(c);
     }
-    c.amount = new Dec(c.amount).add(this.#cashUsd).toNumber();
-    if (c.available !== undefined)
-      c.available = Math.max(0, new Dec(c.available).add(this.#cashUsd).toNumber());
+    c.amount = new Dec(c.amount).add(cashUsd).toNumber();
+    if (c.available !== undefined) c.available = Math.max(0, new Dec(c.available).add(cashUsd).toNumber());
     return out;
   }
 
   async fetchFills(opts: { sinceMs?: number; clientOrderId?: string } = {}): Promise<Fill[]> {
-    return this.#fills.filter(
+    return (await this.#store.load()).fills.filter(
       (f) =>
         (opts.clientOrderId === undefined || f.clientOrderId === opts.clientOrderId) &&
         (opts.sinceMs === undefined || f.tsMs >= opts.sinceMs),
@@ -201,11 +205,11 @@ export class ShadowVenue implements VenueAdapter {
   }
 
   async getOrderByClientId(clientOrderId: string): Promise<Order | null> {
-    return this.#orders.get(clientOrderId) ?? null;
+    return (await this.#store.load()).orders.get(clientOrderId) ?? null;
   }
 
   async cancelOrder(clientOrderId: string): Promise<Order> {
-    const o = this.#orders.get(clientOrderId);
+    const o = (await this.#store.load()).orders.get(clientOrderId);
     if (!o)
       throw new OrderNotFoundError({
         venue: this.id,
@@ -228,7 +232,7 @@ export class ShadowVenue implements VenueAdapter {
         parsed.error.issues.map((i) => `${i.path.join('.') || 'order'}: ${i.message}`).join('; '),
       );
     const req = parsed.data;
-    const seen = this.#orders.get(req.clientOrderId);
+    const seen = (await this.#store.load()).orders.get(req.clientOrderId);
     if (seen) return seen;
     this.#markets ??= this.#inner.loadMarkets();
     const market = (await this.#markets).find((m) => m.instrument.id === req.instrument);
@@ -252,111 +256,194 @@ export class ShadowVenue implements VenueAdapter {
       sizeBase: req.sizeBase,
       reduceOnly: req.reduceOnly,
     });
-    const now = this.#clock.nowMs();
+    const now = Math.floor(this.#clock.nowMs());
     const price = new Dec(q.expectedPriceUsd);
     const within =
       req.limitPriceUsd === undefined ||
       (sign > 0 ? price.lte(req.limitPriceUsd) : price.gte(req.limitPriceUsd));
     const filled = within ? Dec.min(size, new Dec(q.executableSizeBase)) : new Dec(0);
-    const order: Order = {
-      clientOrderId: req.clientOrderId,
-      intentId: /^[A-Za-z][A-Za-z0-9_-]{2,127}$/.test(req.clientOrderId)
-        ? req.clientOrderId
-        : `dry-${req.clientOrderId}`,
-      venue: this.id,
-      venueOrderId: `dry-${++this.#seq}`,
-      instrument: req.instrument,
-      side: req.side,
-      orderType: req.orderType,
-      sizeBase: req.sizeBase,
-      ...(req.limitPriceUsd !== undefined ? { limitPriceUsd: req.limitPriceUsd } : {}),
-      reduceOnly: req.reduceOnly,
-      status: filled.isZero() ? 'cancelled' : filled.eq(size) ? 'filled' : 'partially-filled',
-      filledSizeBase: filled.toFixed(),
-      createdAtMs: now,
-      updatedAtMs: now,
-      ...(filled.isZero()
-        ? {
-            error: within
-              ? `dry run: the venue quotes no executable size (${q.capReason ?? 'no liquidity'})`
-              : `dry run: the quoted price ${q.expectedPriceUsd} is beyond the limit ${req.limitPriceUsd}`,
-          }
-        : { avgFillPriceUsd: price.toFixed() }),
-    };
-    if (!filled.isZero()) {
-      await this.#accrueFunding(); // the size held so far pays up to now, before it changes
-      if (isPerpLike(req.instrument) && !this.#fundedUntilMs.has(req.instrument))
-        this.#fundedUntilMs.set(req.instrument, now);
-      const share = filled.div(q.executableSizeBase);
-      const feeUsd = new Dec(q.feeUsd).mul(share).toNumber();
-      this.#apply(req.instrument, filled.mul(sign), price, new Dec(feeUsd).add(q.gasUsd));
-      this.#fills.push({
-        fillId: `${order.venueOrderId}-1`,
+    // the size held so far pays funding up to now, before it changes (at the rate and mark read here)
+    const funding =
+      !filled.isZero() && isPerpLike(req.instrument)
+        ? await this.#fundingInputs([req.instrument])
+        : new Map<string, FundingInput>();
+    const feeUsd = filled.isZero() ? 0 : new Dec(q.feeUsd).mul(filled.div(q.executableSizeBase)).toNumber();
+    // computed from the stored state as it is when written (the store may ask again on a newer one)
+    const decide = (state: ShadowState): ShadowOrderWrite => {
+      const venueOrderId = `dry-${state.orderSeq + 1}`;
+      const order: Order = {
         clientOrderId: req.clientOrderId,
+        intentId: /^[A-Za-z][A-Za-z0-9_-]{2,127}$/.test(req.clientOrderId)
+          ? req.clientOrderId
+          : `dry-${req.clientOrderId}`,
         venue: this.id,
+        venueOrderId,
         instrument: req.instrument,
         side: req.side,
-        sizeBase: filled.toFixed(),
-        priceUsd: price.toFixed(),
-        feeUsd,
-        gasUsd: q.gasUsd,
-        tsMs: now,
-      });
-    }
-    this.#orders.set(req.clientOrderId, order);
-    return order;
+        orderType: req.orderType,
+        sizeBase: req.sizeBase,
+        ...(req.limitPriceUsd !== undefined ? { limitPriceUsd: req.limitPriceUsd } : {}),
+        reduceOnly: req.reduceOnly,
+        status: filled.isZero() ? 'cancelled' : filled.eq(size) ? 'filled' : 'partially-filled',
+        filledSizeBase: filled.toFixed(),
+        createdAtMs: now,
+        updatedAtMs: now,
+        ...(filled.isZero()
+          ? {
+              error: within
+                ? `dry run: the venue quotes no executable size (${q.capReason ?? 'no liquidity'})`
+                : `dry run: the quoted price ${q.expectedPriceUsd} is beyond the limit ${req.limitPriceUsd}`,
+            }
+          : { avgFillPriceUsd: price.toFixed() }),
+      };
+      if (filled.isZero()) return { order, cashUsd: state.cashUsd };
+      const accrued = isPerpLike(req.instrument)
+        ? accrue(state, [req.instrument], now, funding)
+        : { cashUsd: state.cashUsd, fundedUntilMs: new Map<string, number>() };
+      const booked = apply(
+        state.books.get(req.instrument),
+        accrued.cashUsd,
+        req.instrument,
+        filled.mul(sign),
+        price,
+        new Dec(feeUsd).add(q.gasUsd),
+      );
+      return {
+        order,
+        fill: {
+          fillId: `${venueOrderId}-1`,
+          clientOrderId: req.clientOrderId,
+          venue: this.id,
+          instrument: req.instrument,
+          side: req.side,
+          sizeBase: filled.toFixed(),
+          priceUsd: price.toFixed(),
+          feeUsd,
+          gasUsd: q.gasUsd,
+          tsMs: now,
+        },
+        book: { instrument: req.instrument, book: booked.book },
+        cashUsd: booked.cashUsd,
+        fundedUntilMs: accrued.fundedUntilMs,
+      };
+    };
+    return this.#store.placeOrder(req.clientOrderId, decide);
+  }
+
+  /** The venue's funding rate and mark for `instruments` (none when it has no funding rate read). */
+  async #fundingInputs(instruments: readonly string[]): Promise<Map<string, FundingInput>> {
+    const out = new Map<string, FundingInput>();
+    const read = this.#inner.fetchFundingRate?.bind(this.#inner);
+    if (!read || instruments.length === 0) return out;
+    const [rates, marks] = await Promise.all([
+      Promise.all(instruments.map((i) => read(i))),
+      this.#inner.fetchMarks(instruments),
+    ]);
+    instruments.forEach((instrument, k) => {
+      const mark = marks.find((m) => m.instrument === instrument);
+      if (!mark)
+        throw new Error(`${this.id}: dry run: no mark for ${instrument}, so its funding cannot be accrued`);
+      out.set(instrument, { ratePerHour: rates[k]?.ratePerHour ?? 0, markUsd: mark.markPriceUsd });
+    });
+    return out;
   }
 
   /**
    * Funding on the simulated perp positions since they last paid it, at the venue's current rate and
-   * mark (longs pay shorts when the rate is positive), into the collateral. Venues without a funding
-   * rate read (`fetchFundingRate`) accrue none.
+   * mark (longs pay shorts when the rate is positive), into the collateral; resolves to the stored
+   * state after it. The accrual is computed inside the store's atomic update from the stored funding
+   * times, so processes reading at once pay each stretch of time once. Venues without a funding rate
+   * read (`fetchFundingRate`) accrue none.
    */
-  async #accrueFunding(): Promise<void> {
-    const now = this.#clock.nowMs();
-    for (const [instrument, since] of this.#fundedUntilMs) {
-      const b = this.#books.get(instrument);
-      const hours = (now - since) / 3_600_000;
-      if (!b || b.size.isZero() || !(hours > 0) || !this.#inner.fetchFundingRate) {
-        this.#fundedUntilMs.set(instrument, now);
-        continue;
-      }
-      const [{ ratePerHour }, [mark]] = await Promise.all([
-        this.#inner.fetchFundingRate(instrument),
-        this.#inner.fetchMarks([instrument]),
-      ]);
-      if (!mark)
-        throw new Error(`${this.id}: dry run: no mark for ${instrument}, so its funding cannot be accrued`);
-      this.#cashUsd = this.#cashUsd.sub(b.size.mul(mark.markPriceUsd).mul(ratePerHour).mul(hours));
-      this.#fundedUntilMs.set(instrument, now);
-    }
-  }
-
-  /** Books a simulated fill of signed `delta` at `price`, paying `costUsd` from the collateral. */
-  #apply(instrument: string, delta: Dec, price: Dec, costUsd: Dec): void {
-    const b = this.#books.get(instrument) ?? { size: new Dec(0), entryUsd: new Dec(0) };
-    this.#cashUsd = this.#cashUsd.sub(costUsd);
-    if (!isPerpLike(instrument)) {
-      this.#cashUsd = this.#cashUsd.sub(delta.mul(price)); // the premium or price changes hands
-    } else if (!b.size.isZero() && b.size.isNegative() !== delta.isNegative()) {
-      // a reduction realizes P&L on the part closed, against the average entry
-      const closed = Dec.min(delta.abs(), b.size.abs()).mul(b.size.isNegative() ? -1 : 1);
-      this.#cashUsd = this.#cashUsd.add(price.sub(b.entryUsd).mul(closed));
-    }
-    const size = b.size.add(delta);
-    let entryUsd: Dec;
-    if (size.isZero()) entryUsd = new Dec(0);
-    else if (b.size.isZero() || size.isNegative() !== b.size.isNegative())
-      entryUsd = price; // opened or flipped
-    else if (delta.isNegative() === b.size.isNegative())
-      entryUsd = b.entryUsd.mul(b.size).add(price.mul(delta)).div(size); // grown
-    else entryUsd = b.entryUsd; // reduced
-    this.#books.set(instrument, { size, entryUsd });
+  async #accrueFunding(): Promise<ShadowState> {
+    const now = Math.floor(this.#clock.nowMs());
+    const state = await this.#store.load();
+    const due = dueFunding(state, now);
+    if (due.length === 0 || !this.#inner.fetchFundingRate) return state;
+    const inputs = await this.#fundingInputs(due);
+    return this.#store.accrueFunding((s) => {
+      const w = accrue(s, dueFunding(s, now), now, inputs);
+      return w.fundedUntilMs.size > 0 ? w : undefined;
+    });
   }
 
   async close(): Promise<void> {
     await this.#inner.close?.();
   }
+}
+
+/** A venue's funding rate and mark, read before an update that accrues funding. */
+interface FundingInput {
+  /** Funding rate per hour, as a fraction of notional (longs pay when positive). */
+  ratePerHour: number;
+  markUsd: number;
+}
+
+/** The simulated perp positions that have not paid funding up to `nowMs`. */
+function dueFunding(s: ShadowState, nowMs: number): string[] {
+  return [...s.books]
+    .filter(([i, b]) => !b.size.isZero() && isPerpLike(i) && (s.fundedUntilMs.get(i) ?? nowMs) < nowMs)
+    .map(([i]) => i);
+}
+
+/**
+ * The funding `instruments` pay or earn from their stored funding time up to `nowMs`, at the rates read
+ * in `inputs` (an instrument without one is left for a later accrual unless it holds nothing), and the
+ * funding times that move to `nowMs` (never back: another process may have accrued further already).
+ */
+function accrue(
+  s: ShadowState,
+  instruments: readonly string[],
+  nowMs: number,
+  inputs: ReadonlyMap<string, FundingInput>,
+): ShadowFundingWrite {
+  let cashUsd = s.cashUsd;
+  const fundedUntilMs = new Map<string, number>();
+  for (const instrument of instruments) {
+    const since = s.fundedUntilMs.get(instrument);
+    if (since !== undefined && since >= nowMs) continue;
+    const size = s.books.get(instrument)?.size ?? new Dec(0);
+    if (since !== undefined && !size.isZero()) {
+      const input = inputs.get(instrument);
+      if (!input) continue;
+      const hours = new Dec(nowMs - since).div(3_600_000);
+      cashUsd = cashUsd.sub(size.mul(input.markUsd).mul(input.ratePerHour).mul(hours));
+    }
+    fundedUntilMs.set(instrument, nowMs);
+  }
+  return { cashUsd, fundedUntilMs };
+}
+
+/**
+ * A simulated fill of signed `delta` at `price` on the instrument's `book`, paying `costUsd` from the
+ * collateral moved so far (`cashUsd`): the book and collateral after it.
+ */
+function apply(
+  b: ShadowBook | undefined,
+  cashUsd: Dec,
+  instrument: string,
+  delta: Dec,
+  price: Dec,
+  costUsd: Dec,
+): { book: ShadowBook; cashUsd: Dec } {
+  const before = b ?? { size: new Dec(0), entryUsd: new Dec(0) };
+  let cash = cashUsd.sub(costUsd);
+  if (!isPerpLike(instrument)) {
+    cash = cash.sub(delta.mul(price)); // the premium or price changes hands
+  } else if (!before.size.isZero() && before.size.isNegative() !== delta.isNegative()) {
+    // a reduction realizes P&L on the part closed, against the average entry
+    const closed = Dec.min(delta.abs(), before.size.abs()).mul(before.size.isNegative() ? -1 : 1);
+    cash = cash.add(price.sub(before.entryUsd).mul(closed));
+  }
+  const size = before.size.add(delta);
+  let entryUsd: Dec;
+  if (size.isZero()) entryUsd = new Dec(0);
+  else if (before.size.isZero() || size.isNegative() !== before.size.isNegative())
+    entryUsd = price; // opened or flipped
+  else if (delta.isNegative() === before.size.isNegative())
+    entryUsd = before.entryUsd.mul(before.size).add(price.mul(delta)).div(size); // grown
+  else entryUsd = before.entryUsd; // reduced
+  return { book: { size, entryUsd }, cashUsd: cash };
 }
 
 function isPerpLike(instrument: string): boolean {

@@ -8,10 +8,12 @@ import { DriftVenue, USER_STATUS } from '@xhedge/venue-drift';
 import {
   type DriftFixture,
   type DriftRpcServer,
+  driftDryRunProfile,
   driftFixture,
   startDriftRpcServer,
 } from '@xhedge/venue-drift/testing';
 import { ShadowVenue } from '@xhedge/venue-paper';
+import { RedisShadowStore } from '@xhedge/venue-paper/shadow-store';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -48,50 +50,6 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutM
   }
 }
 
-function profile(rpcUrl: string, programId: string): string {
-  return `version: 1
-name: drift-venue-e2e-${process.pid}
-dataDir: ${join(dir, 'data')}
-dryRun: true
-underlyings:
-  # a book of perps only: no venue marks an option on SOL, so the profile gives the vol
-  - symbol: SOL
-    quote: USD
-    volDecimal: 0.05
-venues:
-  - id: drift-sol
-    kind: drift
-    chain: solana:mainnet-beta
-    endpoints:
-      rpc: [${rpcUrl}]
-    credentials:
-      signer: { env: XHEDGE_DRIFT_KEY }
-    params:
-      programId: ${programId}
-      markets:
-        - { instrument: SOL-USD:PERP, marketIndex: 0 }
-      takerFeeBps: 10
-book:
-  source: venues
-policy:
-  tickIntervalMs: 1000
-  default:
-    kind: band
-    bandDelta: 0.5
-    urgencyMultiple: 3
-    minTradeUsd: 100
-    maxOrderUsd: 100000
-limits:
-  maxOrderNotionalUsd: 100000
-  maxHedgeNotionalPerWindowUsd: 1000000
-  windowSeconds: 3600
-  priceBandBps: 300
-  maxSlippageBps: 100
-  staleAfterMs: 120000
-  maxPositionBase: { SOL: 1000 }
-`;
-}
-
 describe('a drift venue from a profile, over JSON-RPC to litesvm', () => {
   it('dry run: reads the Drift account, hedges its delta in the ledger, and sends no transaction', async () => {
     // oracle and funding timestamps at wall time: the run's clock is the system clock (a real chain)
@@ -100,7 +58,15 @@ describe('a drift venue from a profile, over JSON-RPC to litesvm', () => {
     // the solana-keygen key file format: a JSON array of the 64 secret key bytes
     const key = JSON.stringify(Array.from(f.authority.secretKey));
     const apiToken = randomBytes(32).toString('hex');
-    const config = parseConfig(profile(server.url, f.programId.toBase58()), 'drift-venue.yaml');
+    const config = parseConfig(
+      driftDryRunProfile({
+        name: `drift-venue-e2e-${process.pid}`,
+        dataDir: join(dir, 'data'),
+        rpcUrl: server.url,
+        programId: f.programId.toBase58(),
+      }),
+      'drift-venue.yaml',
+    );
     run = await startRun({
       config,
       env: { XHEDGE_DRIFT_KEY: key, XHEDGE_API_TOKEN: apiToken },
@@ -118,8 +84,10 @@ describe('a drift venue from a profile, over JSON-RPC to litesvm', () => {
       f.venue.userAccount.toBase58(),
     );
     expect(run.describe().some((l) => /DRY RUN {2}orders to drift-sol are simulated/.test(l))).toBe(true);
-    // a dry run starts without earlier simulated fills: a mark kept from another run would measure another book
-    expect((await run.ledger.listAudit({ action: 'book-mark.clear' }))[0]?.details.reason).toMatch(/dry run/);
+    // a dry run keeps its simulated fills in the run's Redis (every role sees them, a restart keeps
+    // them), so it keeps the book mark too, like a live run
+    expect(venue.store).toBeInstanceOf(RedisShadowStore);
+    expect(await run.ledger.listAudit({ action: 'book-mark.clear' })).toEqual([]);
 
     // The account as the real adapter reads it over HTTP: 2.5 SOL long, 1000 scaled USDC × 1.05 interest.
     const [pos] = await inner.fetchPositions();
@@ -174,6 +142,13 @@ describe('a drift venue from a profile, over JSON-RPC to litesvm', () => {
       ['SOL-USD:PERP', 2.5 - Number(order.sizeBase)],
     ]);
     expect((await inner.fetchPositions())[0]?.sizeBase).toBe(2.5);
+    // The simulated fill is in the run's Redis: a dry-run wrapper built afresh over it (another
+    // process, or this one restarted) sees the same order and the same merged position.
+    const again = new ShadowVenue(inner, { store: venue.store });
+    expect((await again.getOrderByClientId(order.clientOrderId))?.venueOrderId).toBe(order.venueOrderId);
+    expect((await again.fetchPositions()).map((p) => [p.instrument, p.sizeBase])).toEqual([
+      ['SOL-USD:PERP', 2.5 - Number(order.sizeBase)],
+    ]);
     // Only the Drift venue took the hedge.
     expect((await run.ledger.listOrders({ limit: 20 })).map((o) => o.venue)).toEqual(['drift-sol']);
 
