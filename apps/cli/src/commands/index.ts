@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { CliIo } from '../io.ts';
 import { registerBacktest } from './backtest.ts';
 import { registerConfig } from './config-check.ts';
+import { registerDryRun } from './dry-run.ts';
 import { registerGreeks } from './greeks.ts';
 import { registerKillSwitch } from './kill-switch.ts';
 import { registerLocalChain } from './local-chain.ts';
@@ -21,4 +22,5 @@ export const COMMANDS: readonly Register[] = [
   registerLocalChain,
   registerGreeks,
   registerKillSwitch,
+  registerDryRun,
 ];

@@ -20,14 +20,14 @@ import { DEFAULT_PROFILE } from './start.ts';
 /** How long the CLI waits for Redis to answer before giving up, ms (an operator tool must not hang). */
 const REDIS_CONNECT_TIMEOUT_MS = 5_000;
 /** Postgres schema names `openDatabase` accepts. */
-const DB_SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
+export const DB_SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 /** Same rule as the API's `reason`: say why, in at least 3 characters. */
-const Reason = z
+export const Reason = z
   .string()
   .trim()
   .min(3, 'say why, in at least 3 characters')
   .max(500, 'at most 500 characters');
-const Actor = z.string().trim().min(1, 'must not be empty').max(100, 'at most 100 characters');
+export const Actor = z.string().trim().min(1, 'must not be empty').max(100, 'at most 100 characters');
 
 interface KillSwitchOptions {
   config: string;
@@ -42,7 +42,7 @@ interface KillSwitchOptions {
 type Action = 'engage' | 'release' | 'status';
 
 /** `operator:<os user>`, the actor of a change when `--actor` is not given. */
-function defaultActor(): string {
+export function defaultActor(): string {
   let user: string | undefined;
   try {
     user = userInfo().username;
@@ -63,7 +63,7 @@ export function parseKillScope(raw: string): KillScope {
 }
 
 /** Validates one text option with a zod schema; errors name the option. */
-function textOption(name: string, schema: z.ZodType<string>, raw: string | undefined): string {
+export function textOption(name: string, schema: z.ZodType<string>, raw: string | undefined): string {
   if (raw === undefined) throw new CliUsageError(`--${name} is required`);
   const r = schema.safeParse(raw);
   if (!r.success) throw new CliUsageError(`--${name}: ${r.error.issues[0]?.message ?? 'invalid'}`);
@@ -91,7 +91,8 @@ function redisLabel(url: string): string {
 }
 
 /** An open connection to the deployment's Redis (and ledger), closed by `close` whatever happened. */
-interface Connections {
+export interface Connections {
+  redis: ReturnType<Awaited<ReturnType<typeof connectRedis>>['client']>;
   kill: KillSwitch;
   breakers: BreakerBoard;
   ledger: Ledger | undefined;
@@ -103,7 +104,7 @@ interface Connections {
  * answer, instead of retrying forever) and, when `dbUrl` is set, its ledger; builds the kill switch
  * and the breaker board on the deployment's key prefix.
  */
-async function connect(o: {
+export async function connect(o: {
   config: XhedgeConfig;
   redisUrl: string;
   redisPrefix: string;
@@ -155,7 +156,7 @@ async function connect(o: {
       config: o.config.breakers,
       ...(ledger ? { ledger } : {}),
     });
-    return { kill, breakers, ledger, close };
+    return { redis, kill, breakers, ledger, close };
   } catch (err) {
     await close();
     throw err;
@@ -237,8 +238,28 @@ function printStatus(io: CliIo, prefix: string, s: Awaited<ReturnType<typeof sta
     );
 }
 
+/**
+ * The deployment an operator command works on: `--db-schema` checked, the profile loaded (undefined,
+ * with every problem printed, when it is invalid), and its Redis (required: `noRedisHint` says why and
+ * what to do without it) and ledger URLs from the env or the profile.
+ */
+export function deploymentOf(
+  opts: { config: string; dbSchema?: string | undefined },
+  io: CliIo,
+  env: Readonly<Record<string, string | undefined>>,
+  noRedisHint: string[],
+): { config: XhedgeConfig; redisUrl: string; dbUrl: string | undefined; redisPrefix: string } | undefined {
+  if (opts.dbSchema !== undefined && !DB_SCHEMA_RE.test(opts.dbSchema))
+    throw new CliUsageError(`--db-schema "${opts.dbSchema}" is not a schema name (lowercase, digits, _)`);
+  const config = loadProfile(opts.config, io);
+  if (!config) return undefined;
+  const { redisUrl, dbUrl, redisPrefix } = deploymentEndpoints(config, env);
+  if (!redisUrl) throw new CliUsageError(`no Redis URL for profile ${config.name}`, noRedisHint);
+  return { config, redisUrl, dbUrl, redisPrefix };
+}
+
 /** Loads the profile; prints every problem and returns undefined when it is invalid. */
-function loadProfile(file: string, io: CliIo): XhedgeConfig | undefined {
+export function loadProfile(file: string, io: CliIo): XhedgeConfig | undefined {
   try {
     return loadConfigFile(file);
   } catch (err) {
@@ -266,18 +287,13 @@ export async function runKillSwitch(
       : parseKillScope(opts.scope ?? (action === 'engage' ? 'global' : throwMissingScope()));
   const reason = action === 'status' ? undefined : textOption('reason', Reason, opts.reason);
   const actor = textOption('actor', Actor, opts.actor ?? defaultActor());
-  if (opts.dbSchema !== undefined && !DB_SCHEMA_RE.test(opts.dbSchema))
-    throw new CliUsageError(`--db-schema "${opts.dbSchema}" is not a schema name (lowercase, digits, _)`);
-
-  const config = loadProfile(opts.config, io);
-  if (!config) return EXIT_INVALID;
-  const { redisUrl, dbUrl, redisPrefix } = deploymentEndpoints(config, env);
-  if (!redisUrl)
-    throw new CliUsageError(`no Redis URL for profile ${config.name}`, [
-      'its run uses an embedded Redis that lives inside the xhedge process, out of reach of this command.',
-      'set REDIS_URL (or the profile redis.url) to the deployment Redis, or use the API of the running',
-      `xhedge: POST /v1/kill-switch/${action === 'release' ? 'reset' : 'trip'} (GET /v1/controls for the status)`,
-    ]);
+  const d = deploymentOf(opts, io, env, [
+    'its run uses an embedded Redis that lives inside the xhedge process, out of reach of this command.',
+    'set REDIS_URL (or the profile redis.url) to the deployment Redis, or use the API of the running',
+    `xhedge: POST /v1/kill-switch/${action === 'release' ? 'reset' : 'trip'} (GET /v1/controls for the status)`,
+  ]);
+  if (!d) return EXIT_INVALID;
+  const { config, redisUrl, dbUrl, redisPrefix } = d;
   if (!dbUrl && action !== 'status')
     throw new CliUsageError(
       `no DATABASE_URL for profile ${config.name}: refusing to ${action} without the ledger`,
