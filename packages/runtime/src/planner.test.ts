@@ -350,3 +350,82 @@ describe('loss-since-mark breaker fed by the tick', () => {
     expect(seen).toHaveLength(3);
   });
 });
+
+describe('a venue that cannot be read (regression: its hedge vanished from the book and was placed again)', () => {
+  /**
+   * The paper profile's options (lyra-arb) and two perp venues: the BTC hedge goes to drift-sol, whose
+   * reads fail while `down` is set; gmx-arb stays readable, so a hedge placed again would have a route.
+   */
+  async function flaky() {
+    const state = { down: false };
+    const h = await harness(profile(['lyra-arb', 'gmx-arb', 'drift-sol']), (v) =>
+      v.id !== 'drift-sol'
+        ? v
+        : (new Proxy(v, {
+            get(target, prop) {
+              if (state.down && (prop === 'fetchPositions' || prop === 'fetchBalances'))
+                return async () => {
+                  throw new Error('rpc down');
+                };
+              const x = Reflect.get(target, prop, target);
+              return typeof x === 'function' ? x.bind(target) : x;
+            },
+          }) as VenueAdapter),
+    );
+    return { h, state };
+  }
+
+  /** Hedges the book once (every planned leg sent and filled), then lets the keeper delay pass. */
+  async function hedged(h: Harness) {
+    const legs = (await h.planner.plan()).flatMap((p) => p.legs);
+    expect(legs.some((l) => l.venue === 'drift-sol')).toBe(true);
+    for (const leg of legs) {
+      const id = await send(h, leg);
+      h.clock.advance(3000);
+      await reconcile(h, leg.venue, id);
+    }
+    h.clock.advance(100);
+    expect(await h.planner.plan()).toEqual([]); // read after the fills: inside the bands
+    return legs;
+  }
+
+  it('stands in with its last read while it is young and none of our orders on it moved since', async () => {
+    const { h, state } = await flaky();
+    await hedged(h);
+    const delta = h.planner.lastSnapshot?.underlyings.BTC?.delta;
+    state.down = true;
+    h.clock.advance(1000);
+    expect(await h.planner.plan()).toEqual([]);
+    // drift-sol's hedge still counts (without it BTC delta is far outside its band): nothing is placed again
+    expect(h.planner.lastSnapshot?.underlyings.BTC?.delta).toBeCloseTo(delta ?? Number.NaN, 2);
+    expect(Math.abs(h.planner.lastSnapshot?.underlyings.BTC?.delta ?? 99)).toBeLessThan(0.5);
+  });
+
+  it('holds the underlyings it holds once its last read is stale, and everything when it was never read', async () => {
+    const { h, state } = await flaky();
+    await hedged(h);
+    state.down = true;
+    h.clock.advance(120_000); // beyond staleAfterMs: its positions may have moved
+    expect(btcPlans(await h.planner.plan())).toEqual([]);
+    // the book without it looks unhedged, and still nothing is placed for BTC
+    expect(Math.abs(h.planner.lastSnapshot?.underlyings.BTC?.delta ?? 0)).toBeGreaterThan(0.5);
+
+    const never = await flaky();
+    never.state.down = true;
+    expect(await never.h.planner.plan()).toEqual([]);
+  });
+
+  it('holds when one of our orders on it changed after its last read (a fill would have moved it)', async () => {
+    const { h, state } = await flaky();
+    const legs = (await h.planner.plan()).flatMap((p) => p.legs);
+    h.clock.advance(100);
+    await h.planner.plan(); // drift-sol read before the hedge: its last read has no hedge in it
+    const leg = legs.find((l) => l.venue === 'drift-sol') as HedgeIntent;
+    state.down = true;
+    h.clock.advance(100);
+    const id = await send(h, leg); // filled while the venue cannot be read
+    expect((await h.ledger.getOrder(id))?.status).toBe('filled');
+    h.clock.advance(100);
+    expect(btcPlans(await h.planner.plan())).toEqual([]);
+  });
+});

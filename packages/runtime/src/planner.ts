@@ -163,6 +163,8 @@ export class TickPlanner {
     | { positions: Position[]; balances: Balance[]; funding: FundingRate[]; marks: Mark[] }
     | undefined;
   ticks = 0;
+  /** Each venue's last successful read (positions, balances) and when, by the run's clock. */
+  readonly #lastGood = new Map<string, { positions: Position[]; balances: Balance[]; atMs: number }>();
   /** Why the last tick did not observe the book's equity ('' when it did): logged when it changes. */
   #equitySkip = '';
 
@@ -246,13 +248,22 @@ export class TickPlanner {
     }
   }
 
-  /** Reads every venue given; one venue's failure leaves its data out and is logged. */
+  /**
+   * Reads every venue given. A venue that cannot be read must not make the book look unhedged (its
+   * hedge would be placed again elsewhere): its last positions and balances are carried over when they
+   * are younger than `staleAfterMs` and no order of ours on it changed since (a fill would have moved
+   * them); otherwise the underlyings it held and those of our orders on it that changed (all of them,
+   * if it was never read) get no new hedge this tick (`blocked`). Either way the venue is in `failed`
+   * and logged.
+   */
   async #read(venues: readonly VenueAdapter[]) {
     const positions: Position[] = [];
     const balances: Balance[] = [];
     const marks: Mark[] = [];
     const funding: FundingRate[] = [];
     const failed: string[] = [];
+    const blocked = new Set<string>();
+    let blockAll = false;
     await Promise.all(
       venues.map(async (v) => {
         try {
@@ -261,8 +272,10 @@ export class TickPlanner {
             v.fetchBalances(),
             this.#o.breakers ? this.#observeChain(v) : undefined,
           ]);
+          const kept = b.filter((x) => !isGasMoney(v, x));
+          this.#lastGood.set(v.id, { positions: p, balances: kept, atMs: this.#o.clock.nowMs() });
           positions.push(...p);
-          balances.push(...b.filter((x) => !isGasMoney(v, x)));
+          balances.push(...kept);
           const instruments = [...new Set(p.map((x) => x.instrument))];
           // Real venues are also where spot and vol come from: read every listed mark there.
           if (!this.#o.market) marks.push(...(await v.fetchMarks()));
@@ -273,14 +286,37 @@ export class TickPlanner {
           }
         } catch (err) {
           failed.push(v.id);
-          this.#o.log('warn', `reading venue ${v.id} failed; its data is left out of this tick`, {
-            venue: v.id,
-            err: err instanceof Error ? err.message : String(err),
-          });
+          const last = this.#lastGood.get(v.id);
+          const moved = last ? await this.#movedSince(v.id, last.atMs) : [];
+          const carried =
+            last !== undefined &&
+            moved.length === 0 &&
+            this.#o.clock.nowMs() - last.atMs <= this.#o.staleAfterMs;
+          if (carried) {
+            positions.push(...last.positions);
+            balances.push(...last.balances);
+          } else if (!last) blockAll = true;
+          else {
+            for (const p of last.positions) blocked.add(safeMeta(p.instrument)?.underlying ?? p.instrument);
+            for (const u of moved) blocked.add(u);
+          }
+          this.#o.log(
+            'warn',
+            carried
+              ? `reading venue ${v.id} failed; its positions and balances of ${((this.#o.clock.nowMs() - (last?.atMs ?? 0)) / 1000).toFixed(0)} s ago stand in this tick`
+              : `reading venue ${v.id} failed; no hedge this tick for ${last ? 'the underlyings it holds' : 'any underlying (it was never read)'}`,
+            { venue: v.id, err: err instanceof Error ? err.message : String(err) },
+          );
         }
       }),
     );
-    return { positions, balances, marks, funding, failed };
+    return { positions, balances, marks, funding, failed, blocked, blockAll };
+  }
+
+  /** The underlyings of our orders on `venue` that changed at or after `atMs` (their fills may have moved it). */
+  async #movedSince(venue: string, atMs: number): Promise<string[]> {
+    const recent = await this.#o.ledger.listOrders({ venue, fromMs: atMs - 86_400_000, limit: 500 });
+    return [...new Set(recent.filter((o) => o.updatedAtMs >= atMs).map((o) => o.underlying))];
   }
 
   /** Feeds the loss-since-mark breaker with the book's equity, when the whole book was read and valued. */
@@ -342,7 +378,7 @@ export class TickPlanner {
     // lets a keeper fill land between the two reads, and the same delta gets hedged twice.
     const inFlight = await this.#inFlightUnderlyings();
     const transitBefore = await this.#o.inTransit?.();
-    const { failed, ...inputs } = await this.#read(all);
+    const { failed, blocked, blockAll, ...inputs } = await this.#read(all);
     const transitAfter = await this.#o.inTransit?.();
     this.#lastInputs = inputs;
     this.#learnMarket(inputs.marks);
@@ -373,7 +409,8 @@ export class TickPlanner {
       );
       await this.#observeEquity(snapshot, inputs, [...inTransit.values()], failed, inFlight.size > 0);
     }
-    const plans = await this.#hedge(snapshot, enabled, inFlight);
+    const hold = blockAll ? new Set(Object.keys(snapshot.underlyings)) : blocked;
+    const plans = await this.#hedge(snapshot, enabled, new Set([...inFlight, ...hold]));
     await this.#o.bus.publish(snapshot, { force: plans.length > 0 });
     return plans;
   }
