@@ -1,10 +1,10 @@
-import { ValidationError } from '@xhedge/core';
 import { layerZeroCostModel } from '@xhedge/crosschain';
 import { describe, expect, it } from 'vitest';
 import { planFromFile, runBacktest } from './backtest.ts';
 import { batchField, type EngineEvent, type EngineJob, runPaths } from './engine.ts';
 import { runJob } from './pool.ts';
 import { parseBacktestFile } from './spec.ts';
+import { specProblems } from './test-helpers.ts';
 
 /** A short-option book whose only hedge venue is on Solana; `where` says where the USDC sits. */
 function yaml(where: 'arbitrum' | 'solana', extra = ''): string {
@@ -128,15 +128,7 @@ describe('collateral and the paper bridge', () => {
   });
 
   it('rejects collateral settings that cannot be simulated, naming the field', () => {
-    const bad = (text: string) => {
-      try {
-        parseBacktestFile(text);
-      } catch (err) {
-        expect(err).toBeInstanceOf(ValidationError);
-        return (err as ValidationError).issues.map((i) => `${i.path}: ${i.message}`).join('\n');
-      }
-      throw new Error('expected a validation error');
-    };
+    const bad = specProblems;
     expect(bad(yaml('arbitrum').replace('routing: live', 'routing: cheapest'))).toMatch(
       /routing: .*only with routing: live/,
     );

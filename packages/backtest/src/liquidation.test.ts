@@ -1,10 +1,11 @@
 import { PolicyConfig } from '@xhedge/config';
-import { parseOrThrow, ValidationError } from '@xhedge/core';
+import { parseOrThrow } from '@xhedge/core';
 import { describe, expect, it } from 'vitest';
 import { planFromFile, runBacktest } from './backtest.ts';
 import { batchField, type EngineEvent, type EngineJob, type PathBatch, runPaths } from './engine.ts';
 import { BacktestInputError } from './errors.ts';
 import { parseBacktestFile } from './spec.ts';
+import { specProblems } from './test-helpers.ts';
 
 /**
  * A book of 10 short deep in-the-money calls (strike 10% of spot, 20% vol: delta exactly 1 on every
@@ -279,15 +280,7 @@ policies:
 });
 
 describe('margin settings are validated, naming the venue and the field', () => {
-  const problems = (text: string): string => {
-    try {
-      parseBacktestFile(text);
-    } catch (err) {
-      expect(err).toBeInstanceOf(ValidationError);
-      return (err as ValidationError).issues.map((i) => `${i.path}: ${i.message}`).join('\n');
-    }
-    throw new Error('expected a validation error');
-  };
+  const problems = specProblems;
 
   it('maintenance above initial margin (set or default), zero or negative, a penalty of 100%', () => {
     expect(problems(yaml(solVenue(1e5, ', marginFraction: 0.05, maintenanceMarginFraction: 0.06')))).toMatch(
