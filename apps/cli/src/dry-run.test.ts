@@ -1,19 +1,13 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { systemClock } from '@xhedge/core';
 import { connectRedis, type RedisEndpoint } from '@xhedge/execution';
-import { redisPrefixFor } from '@xhedge/runtime';
 import { createMarketSimulator } from '@xhedge/sim';
-import { Ledger, openDatabase, postgresReachable, TEST_PG_URL } from '@xhedge/store';
+import { type Ledger, postgresReachable, TEST_PG_URL } from '@xhedge/store';
 import { createPaperVenue, RedisShadowStore, ShadowVenue } from '@xhedge/venue-paper';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { runCli } from './program.ts';
+import { type TestDeployment, testDeployment } from './test-deployment.ts';
 import { captureIo } from './testing.ts';
 
-const root = new URL('../../../', import.meta.url).pathname;
-const paperYaml = readFileSync(join(root, 'configs/profiles/paper.yaml'), 'utf8');
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const pgOk = await postgresReachable();
 if (!pgOk)
@@ -28,6 +22,7 @@ describe.skipIf(!pgOk)('xhedge dry-run status|reset (real Redis and Postgres)', 
   let prefix: string;
   let schema: string;
   let ledger: Ledger;
+  let d: TestDeployment;
 
   const cli = async (args: string[]) => {
     const io = captureIo();
@@ -44,23 +39,11 @@ describe.skipIf(!pgOk)('xhedge dry-run status|reset (real Redis and Postgres)', 
     await endpoint?.close();
   });
   beforeEach(async () => {
-    const name = `dry-cli-test ${randomBytes(5).toString('hex')}`;
-    file = join(mkdtempSync(join(tmpdir(), 'xhedge-dry-')), 'profile.yaml');
-    writeFileSync(file, `${paperYaml.replace(/^name: .*$/m, `name: ${name}`)}\ndryRun: true\n`);
-    prefix = redisPrefixFor(name);
-    schema = `dry_cli_${randomBytes(6).toString('hex')}`;
-    ledger = new Ledger(await openDatabase({ url: TEST_PG_URL, schema, poolSize: 2 }));
-    vi.stubEnv('REDIS_URL', REDIS_URL);
-    vi.stubEnv('DATABASE_URL', TEST_PG_URL);
+    d = await testDeployment({ tag: 'dry-cli-test', redisUrl: REDIS_URL, extraYaml: 'dryRun: true' });
+    ({ file, prefix, schema, ledger } = d);
   });
   afterEach(async () => {
-    vi.unstubAllEnvs();
-    const keys = await redis.keys(`${prefix}:*`);
-    if (keys.length > 0) await redis.del(...keys);
-    await ledger.close();
-    const db = await openDatabase({ url: TEST_PG_URL, schema, migrate: false });
-    await db.dropSchema();
-    await db.close();
+    await d.dispose(redis);
   });
 
   /** One simulated fill on venue `pv`, as a dry-run worker of this deployment would record it. */

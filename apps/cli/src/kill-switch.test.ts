@@ -1,17 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { loadConfigFile } from '@xhedge/config';
 import { BreakerBoard, connectRedis, KillEvent, KillSwitch, type RedisEndpoint } from '@xhedge/execution';
-import { redisPrefixFor } from '@xhedge/runtime';
-import { Ledger, openDatabase, postgresReachable, TEST_PG_URL } from '@xhedge/store';
+import { type Ledger, postgresReachable, TEST_PG_URL } from '@xhedge/store';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { runCli } from './program.ts';
+import { type TestDeployment, testDeployment } from './test-deployment.ts';
 import { captureIo } from './testing.ts';
 
-const root = new URL('../../../', import.meta.url).pathname;
-const paperYaml = readFileSync(join(root, 'configs/profiles/paper.yaml'), 'utf8');
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 type Redis = ReturnType<RedisEndpoint['client']>;
 
@@ -21,16 +15,6 @@ if (!pgOk)
     `[cli kill-switch tests] Postgres at ${TEST_PG_URL} not reachable: the ledger tests are skipped`,
   );
 
-/** A copy of the paper profile under a name unique to this test, so its Redis key prefix is its own. */
-function uniqueProfile(): { file: string; name: string } {
-  const name = `ks-cli-test ${randomBytes(5).toString('hex')}`;
-  const file = join(mkdtempSync(join(tmpdir(), 'xhedge-ks-')), 'profile.yaml');
-  const text = paperYaml.replace(/^name: .*$/m, `name: ${name}`);
-  if (text === paperYaml) throw new Error('paper.yaml has no name: line to replace');
-  writeFileSync(file, text);
-  return { file, name };
-}
-
 describe.skipIf(!pgOk)('xhedge kill-switch (real Redis and Postgres)', () => {
   let endpoint: RedisEndpoint;
   let redis: Redis;
@@ -39,6 +23,7 @@ describe.skipIf(!pgOk)('xhedge kill-switch (real Redis and Postgres)', () => {
   let prefix: string;
   let schema: string;
   let ledger: Ledger;
+  let deployment: TestDeployment;
   let kill: KillSwitch;
   let events: KillEvent[];
 
@@ -60,10 +45,9 @@ describe.skipIf(!pgOk)('xhedge kill-switch (real Redis and Postgres)', () => {
   });
 
   beforeEach(async () => {
-    profile = uniqueProfile();
-    prefix = redisPrefixFor(profile.name);
-    schema = `ks_cli_${randomBytes(6).toString('hex')}`;
-    ledger = new Ledger(await openDatabase({ url: TEST_PG_URL, schema, poolSize: 2 }));
+    deployment = await testDeployment({ tag: 'ks-cli-test', redisUrl: REDIS_URL });
+    ({ prefix, schema, ledger } = deployment);
+    profile = deployment;
     kill = new KillSwitch({ redis, prefix, ledger });
     events = [];
     subscriber = endpoint.client();
@@ -71,19 +55,11 @@ describe.skipIf(!pgOk)('xhedge kill-switch (real Redis and Postgres)', () => {
       if (channel === kill.channel) events.push(KillEvent.parse(JSON.parse(message)));
     });
     await subscriber.subscribe(kill.channel);
-    vi.stubEnv('REDIS_URL', REDIS_URL);
-    vi.stubEnv('DATABASE_URL', TEST_PG_URL);
   });
 
   afterEach(async () => {
-    vi.unstubAllEnvs();
     await subscriber.quit();
-    const keys = await redis.keys(`${prefix}:*`);
-    if (keys.length > 0) await redis.del(...keys);
-    const db = await openDatabase({ url: TEST_PG_URL, schema, migrate: false });
-    await db.dropSchema();
-    await db.close();
-    await ledger.close();
+    await deployment.dispose(redis);
   });
 
   it('engage: the deployment kill switch is engaged, announced, and recorded in the ledger and the audit', async () => {

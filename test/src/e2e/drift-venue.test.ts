@@ -16,6 +16,7 @@ import { ShadowVenue } from '@xhedge/venue-paper';
 import { RedisShadowStore } from '@xhedge/venue-paper/shadow-store';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
+import { waitFor } from './wait.ts';
 
 /**
  * A `drift` venue from an operator profile, end to end: the runtime builds the real DriftVenue from the
@@ -37,18 +38,13 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out waiting for ${what}; snapshot: ${JSON.stringify(run?.planner?.lastSnapshot)?.slice(0, 3000)}; run log:\n${logs.slice(-30).join('\n')}`,
-      );
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const until = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number) =>
+  waitFor(what, fn, {
+    timeoutMs,
+    stepMs: 200,
+    context: () =>
+      `snapshot: ${JSON.stringify(run?.planner?.lastSnapshot)?.slice(0, 3000)}; run log:\n${logs.slice(-30).join('\n')}`,
+  });
 
 describe('a drift venue from a profile, over JSON-RPC to litesvm', () => {
   it('dry run: reads the Drift account, hedges its delta in the ledger, and sends no transaction', async () => {

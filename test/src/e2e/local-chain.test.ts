@@ -9,6 +9,7 @@ import { parseGmxEvents, readerAbi } from '@xhedge/venue-gmx';
 import { pino } from 'pino';
 import { createPublicClient, erc20Abi, http } from 'viem';
 import { afterAll, describe, expect, it } from 'vitest';
+import { waitFor } from './wait.ts';
 
 /**
  * `pnpm start --config configs/profiles/local-chains.yaml` against `xhedge local-chain up`, in one test:
@@ -48,16 +49,8 @@ function profileFor(c: LocalChain, run = 'live'): XhedgeConfig {
   return config;
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}; run log:\n${logs.slice(-30).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const until = <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number) =>
+  waitFor(what, fn, { timeoutMs, context: () => `run log:\n${logs.slice(-30).join('\n')}` });
 
 /** Waits for a snapshot of the run's book inside the profile's bands (ETH ±0.5, BTC ±0.05). */
 const insideBands = (what: string) =>

@@ -9,10 +9,10 @@ import {
   connect,
   defaultActor,
   deploymentOf,
+  deploymentOptions,
   Reason,
   textOption,
 } from './kill-switch.ts';
-import { DEFAULT_PROFILE } from './start.ts';
 
 interface DryRunOptions {
   config: string;
@@ -138,11 +138,10 @@ export function registerDryRun(program: Command, io: CliIo, setExit: (code: numb
     .command('dry-run')
     .description("show or reset what a dry run has simulated (in the deployment's Redis)");
   const common = (cmd: Command) =>
-    cmd
-      .option('--config <file>', 'operator profile (its name picks the Redis key prefix)', DEFAULT_PROFILE)
-      .option('--venue <id>', 'one venue only (default: every venue with simulated state)')
-      .option('--db-schema <name>', 'Postgres schema of the ledger when the run uses another than public')
-      .option('--json', 'machine-readable output');
+    deploymentOptions(cmd).option(
+      '--venue <id>',
+      'one venue only (default: every venue with simulated state)',
+    );
   common(
     dr.command('status').description('simulated orders, fills, positions and collateral per venue'),
   ).action(async (opts: DryRunOptions) => setExit(await runDryRun('status', opts, io)));

@@ -367,6 +367,14 @@ function throwMissingScope(): never {
   throw new CliUsageError('--scope is required for release (global, venue:<id> or underlying:<SYMBOL>)');
 }
 
+/** The options of a command on a deployment's Redis and ledger: `--config`, `--db-schema`, `--json`. */
+export function deploymentOptions(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'operator profile (its name picks the Redis key prefix)', DEFAULT_PROFILE)
+    .option('--db-schema <name>', 'Postgres schema of the ledger when the run uses another than public')
+    .option('--json', 'machine-readable output');
+}
+
 /**
  * `xhedge kill-switch engage|release|status`: the operator's kill switch, straight on the deployment's
  * Redis and ledger (REDIS_URL / DATABASE_URL or the profile's URLs), so it works when the trading
@@ -377,11 +385,7 @@ export function registerKillSwitch(program: Command, io: CliIo, setExit: (code: 
   const ks = program
     .command('kill-switch')
     .description('engage, release or show the kill switch directly on the deployment Redis and ledger');
-  const common = (cmd: Command) =>
-    cmd
-      .option('--config <file>', 'operator profile (its name picks the Redis key prefix)', DEFAULT_PROFILE)
-      .option('--db-schema <name>', 'Postgres schema of the ledger when the run uses another than public')
-      .option('--json', 'machine-readable output');
+  const common = deploymentOptions;
   const changes = (cmd: Command) =>
     common(cmd)
       .option('--reason <text>', 'why (at least 3 characters); recorded in the ledger and the audit')
