@@ -4,13 +4,12 @@ import path from 'node:path';
 import {
   ANVIL_DEV_KEYS,
   type EvmContext,
-  ensureAllowance,
   JsonFileOrderStore,
   MemoryOrderStore,
   rpc,
   TxSender,
 } from '@xhedge/evm';
-import { type LocalTestChain, startLocalTestChain } from '@xhedge/evm/testing';
+import type { LocalTestChain } from '@xhedge/evm/testing';
 import {
   InsufficientFundsError,
   InvalidOrderError,
@@ -36,47 +35,24 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, readerAbi } from './abi.ts';
 import { createGmxVenue, type GmxOrderRecord, GmxVenue } from './adapter.ts';
 import { createOrderCallData } from './create-order.ts';
-import { deployGmxFixture, type GmxFixture } from './fixture.ts';
-import { GmxKeeper, type GmxKeeperResult } from './keeper.ts';
+import type { GmxFixture } from './fixture.ts';
+import type { GmxKeeper, GmxKeeperResult } from './keeper.ts';
+import { startGmxTestChain } from './test-chain.ts';
 import { usd30, usdToGmxPrice } from './units.ts';
 
 let chain: LocalTestChain;
 let deployer: EvmContext;
 let trader: EvmContext;
-let keeperCtx: EvmContext;
 let fx: GmxFixture;
 let keeper: GmxKeeper;
-const keeperResults: GmxKeeperResult[] = [];
+let keeperResults: GmxKeeperResult[];
 
 const ctxFor = (key: Hex) => chain.ctxFor(key);
 
 beforeAll(async () => {
-  chain = await startLocalTestChain('gmx-local');
-  deployer = ctxFor(ANVIL_DEV_KEYS[0]);
-  trader = ctxFor(ANVIL_DEV_KEYS[1]);
-  keeperCtx = ctxFor(ANVIL_DEV_KEYS[2]);
-  fx = await deployGmxFixture(deployer, {
-    markets: [
-      { symbol: 'BTC', decimals: 8, priceUsd: 95_000 },
-      { symbol: 'ETH', decimals: 18, priceUsd: 3_500, maxOpenInterestUsd: 100_000 },
-    ],
-    keepers: [keeperCtx.account.address],
-    traders: [trader.account.address],
-  });
-  keeper = new GmxKeeper({
-    ctx: keeperCtx,
-    dataStore: fx.params.dataStore,
-    eventEmitter: fx.params.eventEmitter,
-    onResult: (r) => keeperResults.push(r),
-  });
-  // A standing, bounded approval taken before the snapshot (capped policy), so tests start approved.
-  await ensureAllowance(new TxSender({ ctx: trader }), {
-    token: fx.params.collateralAsset,
-    spender: fx.params.router,
-    amount: 1_000_000_000_000n,
-    policy: { mode: 'capped', capAmount: 1_000_000_000_000n },
-  });
-  await chain.snapshot();
+  const t = await startGmxTestChain('gmx-local');
+  ({ chain, deployer, fx, keeper, keeperResults } = t);
+  trader = t.traders[0] as EvmContext;
 });
 afterAll(async () => {
   await chain?.stop();

@@ -2,17 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '@xhedge/core';
-import {
-  ANVIL_DEV_KEYS,
-  compileSolidity,
-  deployContract,
-  type EvmContext,
-  ensureAllowance,
-  MemoryOrderStore,
-  rpc,
-  TxSender,
-} from '@xhedge/evm';
-import { type LocalTestChain, startLocalTestChain } from '@xhedge/evm/testing';
+import { compileSolidity, deployContract, type EvmContext, MemoryOrderStore, rpc } from '@xhedge/evm';
+import type { LocalTestChain } from '@xhedge/evm/testing';
 import { StaleOracleError, VenueNetworkError } from '@xhedge/venue';
 import {
   type Address,
@@ -29,8 +20,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, oracleAbi, readerAbi } from './abi.ts';
 import { type GmxOrderRecord, GmxVenue } from './adapter.ts';
 import { createOrderCallData } from './create-order.ts';
-import { deployGmxFixture, type GmxFixture } from './fixture.ts';
-import { GmxKeeper, type GmxKeeperResult } from './keeper.ts';
+import type { GmxFixture } from './fixture.ts';
+import type { GmxKeeper, GmxKeeperResult } from './keeper.ts';
 import {
   accountOrderListKey,
   GMX_KEYS,
@@ -39,6 +30,7 @@ import {
   positionFeeFactorKey,
 } from './keys.ts';
 import type { GmxVenueParamsInput } from './params.ts';
+import { startGmxTestChain } from './test-chain.ts';
 import { usdToGmxPrice } from './units.ts';
 
 // The reads the adapter makes as real GMX v2 exposes them (DataStore.getUint under Keys.sol keys,
@@ -50,40 +42,16 @@ let trader: EvmContext;
 let other: EvmContext;
 let fx: GmxFixture;
 let keeper: GmxKeeper;
-const keeperResults: GmxKeeperResult[] = [];
+let keeperResults: GmxKeeperResult[];
 
 /** 10^26: one basis point as a GMX factor (30 decimals). */
 const BPS = 10n ** 26n;
 const USD30 = 10n ** 30n;
 
 beforeAll(async () => {
-  chain = await startLocalTestChain('gmx-upstream');
-  deployer = chain.ctxFor(ANVIL_DEV_KEYS[0]);
-  trader = chain.ctxFor(ANVIL_DEV_KEYS[1]);
-  const keeperCtx = chain.ctxFor(ANVIL_DEV_KEYS[2]);
-  other = chain.ctxFor(ANVIL_DEV_KEYS[3]);
-  fx = await deployGmxFixture(deployer, {
-    markets: [
-      { symbol: 'BTC', decimals: 8, priceUsd: 95_000 },
-      { symbol: 'ETH', decimals: 18, priceUsd: 3_500, maxOpenInterestUsd: 100_000 },
-    ],
-    keepers: [keeperCtx.account.address],
-    traders: [trader.account.address, other.account.address],
-  });
-  keeper = new GmxKeeper({
-    ctx: keeperCtx,
-    dataStore: fx.params.dataStore,
-    eventEmitter: fx.params.eventEmitter,
-    onResult: (r) => keeperResults.push(r),
-  });
-  for (const ctx of [trader, other])
-    await ensureAllowance(new TxSender({ ctx }), {
-      token: fx.params.collateralAsset,
-      spender: fx.params.router,
-      amount: 1_000_000_000_000n,
-      policy: { mode: 'capped', capAmount: 1_000_000_000_000n },
-    });
-  await chain.snapshot();
+  const t = await startGmxTestChain('gmx-upstream', 2);
+  ({ chain, deployer, fx, keeper, keeperResults } = t);
+  [trader, other] = t.traders as [EvmContext, EvmContext];
 });
 afterAll(async () => {
   await chain?.stop();

@@ -1,0 +1,55 @@
+// Test support: an anvil chain with the local GMX contracts, a keeper and approved traders.
+import { ANVIL_DEV_KEYS, type EvmContext, ensureAllowance, TxSender } from '@xhedge/evm';
+import { type LocalTestChain, startLocalTestChain } from '@xhedge/evm/testing';
+import { deployGmxFixture, type GmxFixture } from './fixture.ts';
+import { GmxKeeper, type GmxKeeperResult } from './keeper.ts';
+
+export interface GmxTestChain {
+  chain: LocalTestChain;
+  deployer: EvmContext;
+  /** Funded with USDC, each with a standing capped approval of the Router. */
+  traders: EvmContext[];
+  keeperCtx: EvmContext;
+  fx: GmxFixture;
+  keeper: GmxKeeper;
+  /** What the keeper did, in order. */
+  keeperResults: GmxKeeperResult[];
+}
+
+/**
+ * Starts anvil (`name` for its logs) with the local GMX v2 contracts (BTC at 95,000; ETH at 3,500 with
+ * a 100,000 USD open-interest cap), a keeper (dev key 2), and `traderCount` traders (dev keys 1, 3, ...)
+ * approved up to 1,000,000 USDC, then snapshots the chain so each test can start from it (`chain.fresh()`).
+ */
+export async function startGmxTestChain(name: string, traderCount = 1): Promise<GmxTestChain> {
+  const chain = await startLocalTestChain(name);
+  const deployer = chain.ctxFor(ANVIL_DEV_KEYS[0]);
+  const keeperCtx = chain.ctxFor(ANVIL_DEV_KEYS[2]);
+  const traderKeys = [ANVIL_DEV_KEYS[1], ...ANVIL_DEV_KEYS.slice(3)].slice(0, traderCount);
+  const traders = traderKeys.map((k) => chain.ctxFor(k));
+  const fx = await deployGmxFixture(deployer, {
+    markets: [
+      { symbol: 'BTC', decimals: 8, priceUsd: 95_000 },
+      { symbol: 'ETH', decimals: 18, priceUsd: 3_500, maxOpenInterestUsd: 100_000 },
+    ],
+    keepers: [keeperCtx.account.address],
+    traders: traders.map((t) => t.account.address),
+  });
+  const keeperResults: GmxKeeperResult[] = [];
+  const keeper = new GmxKeeper({
+    ctx: keeperCtx,
+    dataStore: fx.params.dataStore,
+    eventEmitter: fx.params.eventEmitter,
+    onResult: (r) => keeperResults.push(r),
+  });
+  // A standing, bounded approval taken before the snapshot (capped policy), so tests start approved.
+  for (const ctx of traders)
+    await ensureAllowance(new TxSender({ ctx }), {
+      token: fx.params.collateralAsset,
+      spender: fx.params.router,
+      amount: 1_000_000_000_000n,
+      policy: { mode: 'capped', capAmount: 1_000_000_000_000n },
+    });
+  await chain.snapshot();
+  return { chain, deployer, traders, keeperCtx, fx, keeper, keeperResults };
+}
