@@ -25,6 +25,7 @@ export {
   KillScope,
   KillSwitchView,
   PnlView,
+  PositionBreakView,
   ReadinessView,
   RiskSliceView,
   RiskSnapshotView,

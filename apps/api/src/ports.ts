@@ -11,6 +11,7 @@ import type {
   KillScope,
   KillSwitchView,
   PnlView,
+  PositionBreakView,
   ReadinessView,
   RiskSliceView,
   RiskSnapshotView,
@@ -92,6 +93,18 @@ export interface ControlsPort {
    */
   setBookMark(q: { equityUsd?: number; reason: string }, actor: Actor): Promise<BookMarkView>;
   readonly auditsBookMark?: boolean;
+  /** Position breaks the drop-copy check has open, oldest first. */
+  positionBreaks(): Promise<PositionBreakView[]>;
+  /**
+   * Asks the drop-copy check for a new baseline of one venue's instrument at its next quiet read (the
+   * operator has explained the difference); the open break, if any, then closes. NOT_FOUND when the
+   * check does not follow that instrument there. The port writes the audit entry
+   * (`position-break.acknowledge`).
+   */
+  acknowledgePositionBreak(
+    q: { venue: string; instrument: string; reason: string },
+    actor: Actor,
+  ): Promise<{ venue: string; instrument: string; breakOpen: boolean }>;
 }
 
 export interface VenuesPort {

@@ -20,6 +20,7 @@ import {
   KillSwitchView,
   NameParam,
   PnlView,
+  PositionBreakView,
   ReadinessView,
   Reason,
   RiskSliceView,
@@ -109,6 +110,7 @@ const KillBody = z.strictObject({
   reason: Reason,
 });
 const ReasonBody = z.strictObject({ reason: Reason });
+const AckBody = z.strictObject({ venue: VenueId, instrument: z.string().min(1).max(128), reason: Reason });
 const MarkBody = z.strictObject({
   /** Mark at this equity, USD; absent: at the newest equity the planner observed. */
   equityUsd: z.number().finite().optional(),
@@ -509,6 +511,39 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       },
     );
   }
+
+  // ---- drop-copy: venue positions against the ledger
+  app.get(
+    '/v1/positions/breaks',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['controls'],
+        summary: "Position breaks: a venue's position the ledger's baseline and our own fills cannot explain",
+        querystring: EmptyQuery,
+        response: { 200: z.object({ breaks: z.array(PositionBreakView) }), ...errors },
+      },
+    },
+    async () => ({ breaks: await ports.controls.positionBreaks() }),
+  );
+  app.post(
+    '/v1/positions/breaks/acknowledge',
+    {
+      config: { access: 'operator' },
+      schema: {
+        tags: ['controls'],
+        summary:
+          "Acknowledge a venue's position as it is: the drop-copy check takes a new baseline at its next quiet read",
+        querystring: EmptyQuery,
+        body: AckBody,
+        response: {
+          200: z.object({ venue: z.string(), instrument: z.string(), breakOpen: z.boolean() }),
+          ...errors,
+        },
+      },
+    },
+    async (req) => ports.controls.acknowledgePositionBreak(req.body, actorOf(req)),
+  );
 
   // ---- the book's mark (loss-since-mark breaker)
   app.get(

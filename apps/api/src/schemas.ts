@@ -152,6 +152,22 @@ export const BookMarkView = z
   .meta({ id: 'BookMark' });
 export type BookMarkView = z.infer<typeof BookMarkView>;
 
+/** A position break the drop-copy check has open: the venue holds what our ledger cannot explain. */
+export const PositionBreakView = z.looseObject({
+  venue: z.string(),
+  instrument: z.string(),
+  /** The venue's position when the break opened, underlying units. */
+  venueSizeBase: z.number(),
+  /** The baseline plus our own fills since, exact decimal. */
+  expectedSizeBase: z.string(),
+  /** Venue minus expected, underlying units. */
+  diffBase: z.number(),
+  /** When the difference was first seen, and when it became a break. */
+  sinceMs: z.number(),
+  openedAtMs: z.number(),
+});
+export type PositionBreakView = z.infer<typeof PositionBreakView>;
+
 export const PnlView = z
   .looseObject({
     fromMs: z.number(),

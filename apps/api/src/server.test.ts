@@ -215,6 +215,34 @@ describe('operator API', () => {
     expect(ports.auditLog.at(-1)).toMatchObject({ details: { equityUsd: 1_200_000 } });
   });
 
+  it('lists position breaks to viewers; operators acknowledge one, audited', async () => {
+    const g = await app.inject({ url: '/v1/positions/breaks', headers: auth('viewer') });
+    expect(g.statusCode).toBe(200);
+    expect(g.json().breaks).toEqual([expect.objectContaining({ venue: 'gmx-arb', diffBase: 0.5 })]);
+    const ack = (role: 'viewer' | 'operator', payload: object) =>
+      app.inject({ method: 'POST', url: '/v1/positions/breaks/acknowledge', headers: auth(role), payload });
+    const body = { venue: 'gmx-arb', instrument: 'ETH-USD:PERP', reason: 'manual trade on the venue UI' };
+    expect((await ack('viewer', body)).statusCode).toBe(403);
+    const bad = await ack('operator', { ...body, venue: 'Not A Venue' });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.body).toContain('venue');
+    expect((await ack('operator', { venue: 'gmx-arb', instrument: 'ETH-USD:PERP' })).body).toContain(
+      'reason',
+    );
+    const ok = await ack('operator', body);
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json()).toEqual({ venue: 'gmx-arb', instrument: 'ETH-USD:PERP', breakOpen: true });
+    expect(ports.auditLog.at(-1)).toMatchObject({
+      action: 'position-break.acknowledge',
+      target: 'gmx-arb/ETH-USD:PERP',
+      details: { reason: body.reason },
+    });
+    expect(
+      (await app.inject({ url: '/v1/positions/breaks', headers: auth('viewer') })).json().breaks,
+    ).toEqual([]);
+    expect((await ack('operator', { ...body, venue: 'nowhere' })).statusCode).toBe(404);
+  });
+
   it('creates, uses and revokes tokens (admin only); the value appears once', async () => {
     const c = await app.inject({
       method: 'POST',

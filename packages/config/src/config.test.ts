@@ -102,6 +102,13 @@ const mutations: Mutation[] = [
   ['negative window limit', (c) => (c.limits.windowSeconds = -1), 'limits.windowSeconds', /Too small/],
   ['missing limits', (c) => delete c.limits, 'limits', /expected object/],
   [
+    'unknown drop-copy action',
+    (c) => (c.dropCopy = { onBreak: 'panic' }),
+    'dropCopy.onBreak',
+    /alert|halt-venue/,
+  ],
+  ['zero drop-copy grace', (c) => (c.dropCopy = { graceSeconds: 0 }), 'dropCopy.graceSeconds', /Too small/],
+  [
     'unknown policy kind',
     (c) => (c.policy.default = { kind: 'yolo' }),
     'policy.default.kind',

@@ -10,6 +10,7 @@ export {
   BalanceConfig,
   BookConfig,
   BreakersConfig,
+  DropCopyConfig,
   LimitsConfig,
   MarketConfig,
   PoliciesConfig,

@@ -289,6 +289,29 @@ export const BreakersConfig = z
   })
   .strict();
 
+/**
+ * The drop-copy check: each venue's position in every instrument our orders trade there, against a
+ * baseline plus our own fills since (see execution's `DropCopy`).
+ */
+export const DropCopyConfig = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** Largest unexplained difference that is not a break, underlying units. */
+    toleranceBase: positive.default(1e-6),
+    /** How long a difference must last over reads before it is a break. */
+    graceSeconds: positive.default(60),
+    /** An order of ours changed this recently (or still working) puts its instrument out of the comparison. */
+    settleSeconds: FiniteNumber.nonnegative().default(10),
+    /** One venue is checked at most this often (on the planner's reads). */
+    intervalSeconds: FiniteNumber.nonnegative().default(10),
+    /**
+     * `alert`: ledger audit, error log, `xhedge_position_break` metric. `halt-venue`: also engage the
+     * venue's kill switch, risk-reducing orders still allowed, until an operator releases it.
+     */
+    onBreak: z.enum(['alert', 'halt-venue']).default('alert'),
+  })
+  .strict();
+
 const ServiceUrl = z
   .object({ url: UrlOrEnv.optional() })
   .strict()
@@ -335,6 +358,14 @@ export const XhedgeConfig = z
         maxHedgeSlippageBps: 100,
         staleMarkMs: 60_000,
       },
+    }),
+    dropCopy: DropCopyConfig.default({
+      enabled: true,
+      toleranceBase: 1e-6,
+      graceSeconds: 60,
+      settleSeconds: 10,
+      intervalSeconds: 10,
+      onBreak: 'alert',
     }),
     redis: ServiceUrl.optional(),
     database: ServiceUrl.optional(),

@@ -22,6 +22,13 @@ export {
   PreTradeControls,
   type PreTradeControlsOptions,
 } from './controls.ts';
+export {
+  acknowledgePositionBreak,
+  DropCopy,
+  type DropCopyOptions,
+  type PositionCheck,
+  type PositionCheckState,
+} from './drop-copy.ts';
 export { type GateResult, OrderGate } from './gate.ts';
 export { CLIENT_ORDER_ID_MAX, clientOrderIdFor } from './ids.ts';
 export {

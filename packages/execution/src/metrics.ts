@@ -24,6 +24,9 @@ export class ExecutionMetrics {
   readonly lossLimitUsd: Gauge;
   readonly controlStateRestoredAt: Gauge;
   readonly venueAccountLiquidating: Gauge<'venue'>;
+  readonly positionBreak: Gauge<'venue' | 'instrument'>;
+  readonly positionDiffBase: Gauge<'venue' | 'instrument'>;
+  readonly positionBreaks: Counter<'venue'>;
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -95,6 +98,24 @@ export class ExecutionMetrics {
     this.venueAccountLiquidating = new Gauge({
       name: 'xhedge_venue_account_liquidating',
       help: "1 while the venue liquidates this run's account there (or part of it), 2 when it declared it bankrupt, else 0 (from the venue's health, each tick)",
+      labelNames: ['venue'],
+      registers,
+    });
+    this.positionBreak = new Gauge({
+      name: 'xhedge_position_break',
+      help: "1 while the venue's position in the instrument differs from what our ledger explains (drop-copy check), else 0",
+      labelNames: ['venue', 'instrument'],
+      registers,
+    });
+    this.positionDiffBase = new Gauge({
+      name: 'xhedge_position_unexplained_base',
+      help: "The venue's position minus the drop-copy baseline and our fills since, underlying units, at the last quiet read",
+      labelNames: ['venue', 'instrument'],
+      registers,
+    });
+    this.positionBreaks = new Counter({
+      name: 'xhedge_position_breaks_total',
+      help: 'Position breaks opened by the drop-copy check',
       labelNames: ['venue'],
       registers,
     });

@@ -1,5 +1,13 @@
-import type { BreakerView, ControlsPort, KillSwitchView } from '@xhedge/api';
-import type { BreakerBoard, BreakerStatus, KillEngagement, KillScope, KillSwitch } from '@xhedge/execution';
+import type { BreakerView, ControlsPort, KillSwitchView, PositionBreakView } from '@xhedge/api';
+import {
+  acknowledgePositionBreak,
+  type BreakerBoard,
+  type BreakerStatus,
+  type KillEngagement,
+  type KillScope,
+  type KillSwitch,
+} from '@xhedge/execution';
+import type { AuditEntry, Ledger } from '@xhedge/store';
 
 function scopeOf(q: { scope: KillSwitchView['scope']; target?: string }): KillScope {
   return (q.scope === 'global' ? 'global' : `${q.scope}:${q.target ?? ''}`) as KillScope;
@@ -27,12 +35,28 @@ function breakerView(b: BreakerStatus): BreakerView {
   return v;
 }
 
+const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+
+function breakView(e: AuditEntry): PositionBreakView {
+  const d = e.details;
+  const [venue = '', instrument = ''] = (e.subject ?? '/').split('/');
+  return {
+    venue: typeof d.venue === 'string' ? d.venue : venue,
+    instrument: typeof d.instrument === 'string' ? d.instrument : instrument,
+    venueSizeBase: num(d.venueSizeBase),
+    expectedSizeBase: typeof d.expectedSizeBase === 'string' ? d.expectedSizeBase : '0',
+    diffBase: num(d.diffBase),
+    sinceMs: num(d.sinceMs) || e.atMs,
+    openedAtMs: e.atMs,
+  };
+}
+
 /**
  * The API's controls port over the Redis-held kill switch and breaker board of execution (and the
  * board's book mark, which writes its own `book-mark.set` audit entry). The kill switch writes its own audit entry (`kill-switch.engage` / `kill-switch.release`, actor
  * `operator:<token name>`), so the API writes none of its own for it: one change, one entry.
  */
-export function controlsPort(kill: KillSwitch, breakers: BreakerBoard): ControlsPort {
+export function controlsPort(kill: KillSwitch, breakers: BreakerBoard, ledger: Ledger): ControlsPort {
   return {
     auditsKillSwitch: true,
     killSwitches: async () => {
@@ -63,6 +87,10 @@ export function controlsPort(kill: KillSwitch, breakers: BreakerBoard): Controls
       await breakers.reset(name, `operator:${actor.name}`, reason);
       return breakerView(await breakers.status(name));
     },
+    positionBreaks: async () =>
+      (await ledger.openPositionBreaks()).map(breakView).sort((a, b) => a.openedAtMs - b.openedAtMs),
+    acknowledgePositionBreak: (q, actor) =>
+      acknowledgePositionBreak(ledger, { ...q, actor: `operator:${actor.name}` }),
     auditsBookMark: true,
     bookMark: async () => ({ ...(await breakers.bookMark()) }),
     setBookMark: async (q, actor) => ({

@@ -56,6 +56,11 @@ export interface TickPlannerOptions {
    * `underlyings[].volDecimal`); option implied vols win.
    */
   fallbackVolDecimal?: ReadonlyMap<string, number>;
+  /**
+   * Each venue's positions from every successful read, with when the read began by the run's clock
+   * (the drop-copy check compares them with the ledger). Must not throw or block.
+   */
+  onPositions?: (venue: string, positions: readonly Position[], readStartedAtMs: number) => void;
   /** Each venue's health as read at each tick (with the market breakers on). */
   onVenueHealth?: (venue: string, health: VenueHealth) => void;
   ledger: Ledger;
@@ -267,6 +272,7 @@ export class TickPlanner {
     await Promise.all(
       venues.map(async (v) => {
         try {
+          const readStartedAtMs = this.#o.clock.nowMs();
           const [p, b] = await Promise.all([
             v.fetchPositions(),
             v.fetchBalances(),
@@ -274,6 +280,7 @@ export class TickPlanner {
           ]);
           const kept = b.filter((x) => !isGasMoney(v, x));
           this.#lastGood.set(v.id, { positions: p, balances: kept, atMs: this.#o.clock.nowMs() });
+          this.#o.onPositions?.(v.id, p, readStartedAtMs);
           positions.push(...p);
           balances.push(...kept);
           const instruments = [...new Set(p.map((x) => x.instrument))];

@@ -112,7 +112,7 @@ describe('controls port: the book mark over the breaker board', () => {
   it('shows what the planner observed and lets an operator re-mark, audited once by the board', async () => {
     const prefix = `{xhedge}:mark-${process.pid}`;
     const breakers = new BreakerBoard({ redis, prefix, config: config.breakers, ledger });
-    const port = controlsPort(new KillSwitch({ redis, prefix, ledger }), breakers);
+    const port = controlsPort(new KillSwitch({ redis, prefix, ledger }), breakers, ledger);
     expect(port.auditsBookMark).toBe(true);
     await breakers.observeEquity(250_000, { actor: 'orchestrator' });
     await breakers.observeEquity(248_000);

@@ -24,8 +24,10 @@ import {
 import {
   BreakerBoard,
   connectRedis,
+  DropCopy,
   ExecutionMetrics,
   ExecutionService,
+  type KillScope,
   KillSwitch,
   keepControlStateRestored,
   LeaderLease,
@@ -415,8 +417,33 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           reason: 'paper venues restart from the profile: the first tick marks the book again',
         });
       const liquidating = new Map<string, VenueHealth['liquidation']>();
+      // The drop-copy check: each venue read by the planner is compared with the ledger (leader only).
+      const dc = config.dropCopy;
+      const dropCopy = dc.enabled
+        ? new DropCopy({
+            ledger,
+            metrics: execMetrics,
+            toleranceBase: dc.toleranceBase,
+            graceMs: dc.graceSeconds * 1000,
+            settleMs: dc.settleSeconds * 1000,
+            intervalMs: dc.intervalSeconds * 1000,
+            log: (level, msg, data) => log[level](data ?? {}, msg),
+            onBreak: async (b) => {
+              if (dc.onBreak !== 'halt-venue') return;
+              await killSwitch.engage(`venue:${b.venue}` as KillScope, {
+                actor: 'drop-copy',
+                reason: `position break on ${b.instrument}: ${b.venueSizeBase} at the venue, ${b.expectedSizeBase} by the ledger`,
+                allowRiskReducing: true,
+              });
+            },
+          })
+        : undefined;
+      if (dropCopy) closers.push({ name: 'drop-copy check', close: () => dropCopy.idle() });
       const p = new TickPlanner({
         clock,
+        ...(dropCopy
+          ? { onPositions: (venue, positions, atMs) => dropCopy.observe(venue, positions, atMs) }
+          : {}),
         onVenueHealth: (venue, h) => {
           execMetrics.venueAccountLiquidating.set(
             { venue },
@@ -677,7 +704,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
             : {}),
         }),
         hedges: hedgesPort({ ledger, cancel: (id, actor) => cancelJob(id, actor) }),
-        controls: controlsPort(killSwitch, breakers),
+        controls: controlsPort(killSwitch, breakers, ledger),
         venues: venuesPort,
         policy: configStore.policyPort(),
         pnl: pnlPort(ledger),

@@ -22,6 +22,7 @@ export {
   type LedgerQuery,
   type OrderEvent,
   type PlannedLeg,
+  type PositionBaseline,
   type RecordedLeg,
   type RiskSnapshotRecord,
   type TransitionPatch,

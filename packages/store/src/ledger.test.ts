@@ -44,7 +44,7 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
   it('migrations are versioned and idempotent', async () => {
     expect(await migrate(h.db)).toEqual([]);
     const rows = await h.db.selectFrom('xhedge_migrations').select('version').execute();
-    expect(rows.map((r) => r.version)).toEqual([1, 2]);
+    expect(rows.map((r) => r.version)).toEqual([1, 2, 3]);
   });
 
   it('records an intent once, with a planned order and its first event', async () => {
@@ -309,5 +309,90 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
       'queued',
       'sent',
     ]);
+  });
+
+  it('keeps drop-copy baselines per venue and instrument, and finds the orders that explain a position', async () => {
+    await ledger.setPositionBaseline({
+      venue: 'dc',
+      instrument: 'ETH-USD:PERP',
+      sizeBase: '1.25',
+      atMs: 50_000,
+      actor: 'drop-copy',
+      reason: 'first quiet read',
+    });
+    await ledger.setPositionBaseline({
+      venue: 'dc',
+      instrument: 'ETH-USD:PERP',
+      sizeBase: null,
+      atMs: 60_000,
+      actor: 'alice',
+      reason: 'acknowledged',
+    });
+    await ledger.setPositionBaseline({
+      venue: 'other',
+      instrument: 'BTC-USD:PERP',
+      sizeBase: '-0.5',
+      atMs: 50_000,
+      actor: 'drop-copy',
+      reason: 'first quiet read',
+    });
+    expect(await ledger.positionBaselines('dc')).toEqual([
+      { venue: 'dc', instrument: 'ETH-USD:PERP', atMs: 60_000, actor: 'alice', reason: 'acknowledged' },
+    ]);
+    expect((await ledger.positionBaselines()).map((b) => b.sizeBase)).toEqual([undefined, '-0.5']);
+    await expect(
+      ledger.setPositionBaseline({ venue: 'dc', instrument: 'X', sizeBase: '1e3', actor: 'a', reason: 'r' }),
+    ).rejects.toThrow(/position baseline sizeBase/);
+
+    // three orders on venue dc: an old filled one, an old one still working, a new one
+    const mk = async (n: number, createdAtMs: number) => {
+      await ledger.recordPlan(
+        [
+          {
+            intent: intent(n, { planId: `plan_${n}`, venue: 'dc', createdAtMs }),
+            clientOrderId: `xh-${n}`,
+            status: 'queued',
+          },
+        ],
+        { actor: 'o' },
+      );
+    };
+    clock.set(20_000);
+    await mk(401, 20_000);
+    await ledger.transition('xh-401', 'sent', { actor: 'w' });
+    await ledger.transition('xh-401', 'filled', { actor: 'w', patch: { filledSizeBase: '1.5' } });
+    await mk(402, 20_000);
+    clock.set(70_000);
+    await mk(403, 70_000);
+    await ledger.transition('xh-403', 'cancelled', { actor: 'w' });
+    const ids = (o: { clientOrderId: string }[]) => o.map((x) => x.clientOrderId);
+    // created since 60 s: 403; still open: 402; 401 changed long before
+    expect(
+      ids(await ledger.ordersForPositionCheck('dc', { createdFromMs: 60_000, updatedAfterMs: 65_000 })),
+    ).toEqual(['xh-402', 'xh-403']);
+    // changed after 15 s: 401 as well
+    expect(
+      ids(await ledger.ordersForPositionCheck('dc', { createdFromMs: 60_000, updatedAfterMs: 15_000 })),
+    ).toEqual(['xh-401', 'xh-402', 'xh-403']);
+    expect(await ledger.instrumentsTraded('dc')).toEqual(['ETH-USD:PERP']);
+    expect(await ledger.instrumentsTraded('nowhere')).toEqual([]);
+  });
+
+  it('lists the position breaks no resolution followed', async () => {
+    await ledger.audit({
+      actor: 'drop-copy',
+      action: 'position-break',
+      subject: 'dc/ETH-USD:PERP',
+      details: { diffBase: 1 },
+    });
+    await ledger.audit({
+      actor: 'drop-copy',
+      action: 'position-break',
+      subject: 'dc/BTC-USD:PERP',
+      details: { diffBase: 2 },
+    });
+    await ledger.audit({ actor: 'drop-copy', action: 'position-break-resolved', subject: 'dc/BTC-USD:PERP' });
+    const open = await ledger.openPositionBreaks();
+    expect(open.map((b) => [b.subject, b.details.diffBase])).toEqual([['dc/ETH-USD:PERP', 1]]);
   });
 });

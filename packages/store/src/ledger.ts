@@ -1,12 +1,14 @@
 import {
   type Clock,
   canTransition,
+  DecimalString,
   type Fill,
   HedgeIntent,
   type Order,
-  type OrderStatus,
+  OrderStatus,
   parseOrThrow,
   systemClock,
+  TERMINAL_ORDER_STATUSES,
 } from '@xhedge/core';
 import { CompiledQuery, type Insertable, type Kysely, type Selectable, sql } from 'kysely';
 import type { DatabaseHandle } from './database.ts';
@@ -91,6 +93,17 @@ export interface AuditEntry {
   details: Record<string, unknown>;
 }
 
+/** A drop-copy baseline: the venue's position of one instrument at a quiet read. */
+export interface PositionBaseline {
+  venue: string;
+  instrument: string;
+  /** Exact decimal, underlying units; absent while a new baseline is requested. */
+  sizeBase?: string;
+  atMs: number;
+  actor: Actor;
+  reason: string;
+}
+
 export interface RiskSnapshotRecord {
   seq: number;
   asOfMs: number;
@@ -146,6 +159,7 @@ export interface LedgerOptions {
 }
 
 const MAX_LIMIT = 5000;
+const OPEN_STATUSES: readonly string[] = OrderStatus.options.filter((s) => !TERMINAL_ORDER_STATUSES.has(s));
 
 /**
  * The audit ledger: the system of record for intents, orders (with every state change), fills,
@@ -794,14 +808,110 @@ export class Ledger {
     if (q.actor) qb = qb.where('actor', '=', q.actor);
     if (q.action) qb = qb.where('action', '=', q.action);
     const rows = await qb.orderBy('id', 'desc').limit(limitOf(q)).execute();
+    return rows.map(toAuditEntry);
+  }
+
+  /**
+   * The drop-copy baselines (one per venue and instrument): the venue's position at a quiet read.
+   * `sizeBase` is absent while a new baseline is requested (an acknowledged break).
+   */
+  async positionBaselines(venue?: string): Promise<PositionBaseline[]> {
+    let qb = this.db.selectFrom('position_baselines').selectAll();
+    if (venue) qb = qb.where('venue', '=', venue);
+    const rows = await qb.orderBy('venue').orderBy('instrument').execute();
     return rows.map((r) => ({
-      id: Number(r.id),
+      venue: r.venue,
+      instrument: r.instrument,
+      ...(r.size_base === null ? {} : { sizeBase: r.size_base }),
       atMs: Number(r.at_ms),
       actor: r.actor,
-      action: r.action,
-      ...(r.subject === null ? {} : { subject: r.subject }),
-      details: asRecord(r.details),
+      reason: r.reason,
     }));
+  }
+
+  /** Sets (or, with `sizeBase: null`, asks for at the next quiet read) the baseline of one venue and instrument. */
+  async setPositionBaseline(b: {
+    venue: string;
+    instrument: string;
+    sizeBase: string | null;
+    atMs?: number;
+    actor: Actor;
+    reason: string;
+  }): Promise<void> {
+    const row = {
+      venue: b.venue,
+      instrument: b.instrument,
+      size_base:
+        b.sizeBase === null ? null : parseOrThrow(DecimalString, b.sizeBase, 'position baseline sizeBase'),
+      at_ms: b.atMs ?? this.#clock.nowMs(),
+      actor: b.actor,
+      reason: b.reason,
+    };
+    await this.db
+      .insertInto('position_baselines')
+      .values(row)
+      .onConflict((oc) =>
+        oc.columns(['venue', 'instrument']).doUpdateSet({
+          size_base: row.size_base,
+          at_ms: row.at_ms,
+          actor: row.actor,
+          reason: row.reason,
+        }),
+      )
+      .execute();
+  }
+
+  /** The instruments our orders on `venue` ever traded (what the drop-copy check follows there). */
+  async instrumentsTraded(venue: string): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('orders')
+      .select('instrument')
+      .distinct()
+      .where('venue', '=', venue)
+      .execute();
+    return rows.map((r) => r.instrument).sort();
+  }
+
+  /**
+   * Our orders on `venue` that can explain or disturb a position read: created at or after
+   * `createdFromMs`, not yet terminal, or changed after `updatedAfterMs`. Unbounded (the drop-copy
+   * baselines roll forward, so it stays short).
+   */
+  async ordersForPositionCheck(
+    venue: string,
+    o: { createdFromMs: number; updatedAfterMs: number },
+  ): Promise<LedgerOrder[]> {
+    const rows = await this.db
+      .selectFrom('orders')
+      .selectAll()
+      .where('venue', '=', venue)
+      .where((eb) =>
+        eb.or([
+          eb('created_at_ms', '>=', o.createdFromMs),
+          eb('status', 'in', OPEN_STATUSES),
+          eb('updated_at_ms', '>', o.updatedAfterMs),
+        ]),
+      )
+      .orderBy('created_at_ms')
+      .orderBy('client_order_id')
+      .execute();
+    return rows.map(toOrder);
+  }
+
+  /**
+   * Position breaks still open: the newest `position-break` audit entry of each venue and instrument
+   * (subject `venue/instrument`) that no `position-break-resolved` entry followed.
+   */
+  async openPositionBreaks(): Promise<AuditEntry[]> {
+    const rows = await this.db
+      .selectFrom('audit')
+      .selectAll()
+      .distinctOn('subject')
+      .where('action', 'in', ['position-break', 'position-break-resolved'])
+      .orderBy('subject')
+      .orderBy('id', 'desc')
+      .execute();
+    return rows.filter((r) => r.action === 'position-break').map(toAuditEntry);
   }
 
   /** Stores a risk snapshot (any JSON, versioned by `seq`); a replayed `seq` is ignored. */
@@ -889,6 +999,17 @@ function toOrder(r: OrderRow): LedgerOrder {
   if (r.error !== null) o.error = r.error;
   if (r.last_send_at_ms !== null) o.lastSendAtMs = Number(r.last_send_at_ms);
   return o;
+}
+
+function toAuditEntry(r: Selectable<LedgerDatabase['audit']>): AuditEntry {
+  return {
+    id: Number(r.id),
+    atMs: Number(r.at_ms),
+    actor: r.actor,
+    action: r.action,
+    ...(r.subject === null ? {} : { subject: r.subject }),
+    details: asRecord(r.details),
+  };
 }
 
 function toBreakerEvent(r: BreakerEventRow): BreakerEvent {

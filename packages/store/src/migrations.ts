@@ -80,6 +80,19 @@ export const MIGRATIONS: readonly Migration[] = [
       'create index audit_action on audit (action, id desc)',
     ],
   },
+  {
+    version: 3,
+    name: 'position baselines',
+    // The drop-copy check: per venue and instrument, the venue's position at a quiet read, from which
+    // our own fills since must explain every change. `size_base` null asks for a new baseline at the
+    // next quiet read (an operator acknowledging a break).
+    up: [
+      `create table position_baselines (
+        venue text not null, instrument text not null, size_base text, at_ms bigint not null,
+        actor text not null, reason text not null, primary key (venue, instrument))`,
+      'create index orders_venue_instrument on orders (venue, instrument, created_at_ms)',
+    ],
+  },
 ];
 
 /**

@@ -115,6 +115,15 @@ export interface FencingTable {
   updated_at_ms: Int8;
 }
 
+export interface PositionBaselinesTable {
+  venue: string;
+  instrument: string;
+  size_base: string | null;
+  at_ms: Int8;
+  actor: string;
+  reason: string;
+}
+
 export interface MigrationsTable {
   version: number;
   name: string;
@@ -131,5 +140,6 @@ export interface LedgerDatabase {
   audit: AuditTable;
   risk_snapshots: RiskSnapshotsTable;
   fencing: FencingTable;
+  position_baselines: PositionBaselinesTable;
   xhedge_migrations: MigrationsTable;
 }

@@ -73,6 +73,8 @@ describe('the local-chains profile against `xhedge local-chain up`', () => {
     const { info } = chain;
     expect(info.lyra.markets.map((m) => m.underlying).sort()).toEqual(['BTC', 'ETH']);
     const config = profileFor(chain);
+    // a short settle, so the drop-copy check compares within the test's time
+    config.dropCopy = { ...config.dropCopy, settleSeconds: 1, intervalSeconds: 0 };
 
     run = await startRun({
       config,
@@ -176,6 +178,25 @@ describe('the local-chains profile against `xhedge local-chain up`', () => {
     // After the hedge the book is inside its bands (ETH ±0.5, BTC ±0.05) and nothing more is planned.
     await insideBands('a snapshot after the fills');
     expect((await run.ledger.listOrders({ limit: 50 })).length).toBe(filled.all.length);
+    // The drop-copy check read the same sizes off the chain as our fills explain: each perp hedged is
+    // baselined at its on-chain size, and no break was opened.
+    const baselines = await until(
+      'drop-copy baselines of both perps',
+      async () => {
+        const b = await run?.ledger.positionBaselines('gmx-local');
+        return b && b.filter((x) => x.sizeBase !== undefined).length === 2 ? b : undefined;
+      },
+      20_000,
+    );
+    expect(Number(baselines.find((b) => b.instrument === 'ETH-USD:PERP')?.sizeBase)).toBeCloseTo(
+      onChain.ETH ?? 0,
+      9,
+    );
+    expect(Number(baselines.find((b) => b.instrument === 'BTC-USD:PERP')?.sizeBase)).toBeCloseTo(
+      onChain.BTC ?? 0,
+      9,
+    );
+    expect(await run.ledger.openPositionBreaks()).toEqual([]);
 
     // Everything stops: the runtime, then the keeper and anvil (its process gone).
     await run.stop();

@@ -76,6 +76,20 @@ describe('paper profile at 60× with narrow test bands (15+ simulated minutes)',
     await run.planner?.plan(); // nothing but a tick; the orchestrator keeps running
     const intents = (await run.ledger.listIntents({ limit: 5000 })).reverse();
     expect(intents.length).toBeGreaterThan(2);
+    // The drop-copy check followed every instrument we hedged with and found nothing unexplained.
+    expect(await run.ledger.openPositionBreaks()).toEqual([]);
+    expect((await run.ledger.listAudit({ action: 'position-break' })).length).toBe(0);
+    // (every pair hedged two simulated minutes before now, so a quiet read has come since)
+    const hedged = new Set(
+      intents
+        .filter((i) => i.createdAtMs < run.clock.nowMs() - 120_000)
+        .map((i) => `${i.venue}/${i.instrument}`),
+    );
+    expect(hedged.size).toBeGreaterThan(0);
+    const baselines = new Set(
+      (await run.ledger.positionBaselines()).map((b) => `${b.venue}/${b.instrument}`),
+    );
+    expect([...hedged].filter((k) => !baselines.has(k))).toEqual([]);
     // Order lifetimes from the ledger's state changes.
     const life = new Map<string, { from: number; to: number; status: string }>();
     for (const i of intents) {
@@ -170,4 +184,98 @@ describe('cross-chain collateral on the paper bridge', () => {
     const usdc = (await drift?.fetchBalances())?.find((b) => b.asset === 'USDC');
     expect(usdc?.amount ?? 0).toBeGreaterThan(50);
   }, 90_000);
+});
+
+describe('drop-copy check in a run', () => {
+  it('an order that reaches a venue outside the ledger opens a position break, halts that venue, and an operator acknowledgement closes it', async () => {
+    const run = await start(
+      config(
+        'dropcopy',
+        (c) => {
+          c.dropCopy = {
+            ...c.dropCopy,
+            graceSeconds: 30,
+            settleSeconds: 5,
+            intervalSeconds: 0,
+            onBreak: 'halt-venue',
+          };
+        },
+        withTestPolicy(PAPER),
+      ),
+    );
+    const api = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${run.apiUrl}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${run.admin?.token}`,
+          ...(body ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+      return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+    };
+    // a perp we hedged with, filled, and baselined by the check
+    const { venue, instrument } = await until('a baselined perp hedge', async () => {
+      for (const o of await run.ledger.listOrders({ status: 'filled', limit: 100 })) {
+        if (!o.instrument.endsWith(':PERP')) continue;
+        const b = await run.ledger.positionBaselines(o.venue);
+        if (b.some((x) => x.instrument === o.instrument && x.sizeBase !== undefined))
+          return { venue: o.venue, instrument: o.instrument };
+      }
+      return undefined;
+    });
+    expect((await api('GET', '/v1/positions/breaks')).json.breaks).toEqual([]);
+    // a duplicate of some earlier order, sent by something that is not xhedge
+    const adapter = run.venues.find((v) => v.id === venue);
+    await adapter?.placeOrder({
+      clientOrderId: 'not-ours-1',
+      instrument,
+      side: 'buy',
+      sizeBase: '0.7',
+      orderType: 'market',
+    });
+    const brk = await until('the break on the API', async () => {
+      const r = await api('GET', '/v1/positions/breaks');
+      return (r.json.breaks as { venue: string; instrument: string; diffBase: number }[]).find(
+        (b) => b.venue === venue && b.instrument === instrument,
+      );
+    });
+    expect(brk.diffBase).toBeCloseTo(0.7, 6);
+    // halt-venue: its kill switch engaged by the check, risk-reducing orders still allowed
+    const kill = (await run.killSwitch.engaged()).find((k) => k.scope === `venue:${venue}`);
+    expect(kill).toMatchObject({ actor: 'drop-copy', allowRiskReducing: true });
+    const metrics = await fetch(`${run.apiUrl}/metrics`, {
+      headers: { authorization: `Bearer ${run.admin?.token}` },
+    });
+    expect(await metrics.text()).toMatch(
+      new RegExp(
+        `xhedge_position_break\\{venue="${venue}",instrument="${instrument.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"\\} 1`,
+      ),
+    );
+    // the operator explains it: a new baseline at the next quiet read, and the break closes
+    const ack = await api('POST', '/v1/positions/breaks/acknowledge', {
+      venue,
+      instrument,
+      reason: 'a test order from outside xhedge',
+    });
+    expect(ack).toMatchObject({ status: 200, json: { venue, instrument, breakOpen: true } });
+    expect(
+      (
+        await api('POST', '/v1/positions/breaks/acknowledge', {
+          venue,
+          instrument: 'DOGE-USD:PERP',
+          reason: 'never traded',
+        })
+      ).status,
+    ).toBe(404);
+    await until('the break closed', async () => {
+      const open = (await api('GET', '/v1/positions/breaks')).json.breaks as unknown[];
+      return open.length === 0 ? true : undefined;
+    });
+    const resolved = await run.ledger.listAudit({ action: 'position-break-resolved' });
+    expect(resolved[0]?.details).toMatchObject({
+      how: 'acknowledged',
+      by: expect.stringMatching(/^operator:/),
+    });
+  }, 120_000);
 });

@@ -9,6 +9,7 @@ import type {
   HedgeJobView,
   HedgePlanView,
   KillSwitchView,
+  PositionBreakView,
   RiskSnapshotView,
 } from '../schemas.ts';
 import { FileTokenStore } from '../tokens.ts';
@@ -35,6 +36,17 @@ export function memoryPorts(opts: {
   const kills: KillSwitchView[] = [{ scope: 'global', engaged: false }];
   const breakers: BreakerView[] = [{ name: 'venue:gmx-arb', state: 'closed' }];
   // as the planner left it: marked at 1,000,000, the newest equity 990,000
+  const positionBreaks: PositionBreakView[] = [
+    {
+      venue: 'gmx-arb',
+      instrument: 'ETH-USD:PERP',
+      venueSizeBase: 2.5,
+      expectedSizeBase: '2',
+      diffBase: 0.5,
+      sinceMs: 1_000,
+      openedAtMs: 61_000,
+    },
+  ];
   const mark: BookMarkView = {
     markUsd: 1_000_000,
     lastEquityUsd: 990_000,
@@ -146,6 +158,21 @@ export function memoryPorts(opts: {
         if (mark.markUsd !== undefined && mark.lastEquityUsd !== undefined)
           mark.lossSinceMarkUsd = mark.markUsd - mark.lastEquityUsd;
         return { ...mark };
+      },
+      positionBreaks: async () => positionBreaks,
+      acknowledgePositionBreak: async (q, a) => {
+        const i = positionBreaks.findIndex((b) => b.venue === q.venue && b.instrument === q.instrument);
+        if (i < 0 && !venues.has(q.venue)) throw notFound(`drop-copy baseline of ${q.venue}/${q.instrument}`);
+        if (i >= 0) positionBreaks.splice(i, 1);
+        auditLog.push({
+          id: `aud_${auditLog.length + 1}`,
+          atMs: auditLog.length,
+          actor: a.name,
+          action: 'position-break.acknowledge',
+          target: `${q.venue}/${q.instrument}`,
+          details: { reason: q.reason },
+        });
+        return { venue: q.venue, instrument: q.instrument, breakOpen: i >= 0 };
       },
     },
     venues: {

@@ -1,0 +1,328 @@
+import {
+  Dec,
+  NumericError,
+  type Position,
+  TERMINAL_ORDER_STATUSES,
+  toDecimalString,
+  XhedgeError,
+} from '@xhedge/core';
+import type { Ledger, LedgerOrder, PositionBaseline } from '@xhedge/store';
+import type { ExecutionMetrics } from './metrics.ts';
+
+/**
+ * Where one venue's position in one instrument stands against our own records:
+ * - `baselined`: a baseline was just taken (the first quiet read, or one an operator asked for);
+ * - `ok`: the venue's size is the baseline plus our fills since;
+ * - `in-flight`: an order of ours on it is working or changed moments ago, so the read is not compared;
+ * - `suspect`: they differ, for less than the grace period (a fill the ledger has not caught up with);
+ * - `break`: they have differed for longer: the venue holds what our ledger cannot explain.
+ */
+export type PositionCheckState = 'baselined' | 'ok' | 'in-flight' | 'suspect' | 'break';
+
+export interface PositionCheck {
+  venue: string;
+  instrument: string;
+  state: PositionCheckState;
+  /** What the venue reports, underlying units (all of its positions in the instrument, netted). */
+  venueSizeBase: number;
+  /** Baseline plus the signed fills of our orders since, exact decimal; absent without a baseline. */
+  expectedSizeBase?: string;
+  /** Venue minus expected, underlying units; absent when not compared. */
+  diffBase?: number;
+  /** When the difference was first seen (suspect and break). */
+  sinceMs?: number;
+}
+
+export interface DropCopyOptions {
+  ledger: Ledger;
+  metrics?: ExecutionMetrics;
+  /** Largest difference that is not a break, underlying units. @defaultValue 1e-6 */
+  toleranceBase?: number;
+  /** How long a difference must last, over reads, before it is a break, ms. @defaultValue 60_000 */
+  graceMs?: number;
+  /** An order of ours changed this recently (or still working) puts its instrument in flight, ms. @defaultValue 10_000 */
+  settleMs?: number;
+  /** An agreeing instrument's baseline moves up to the newest quiet read this often, ms. @defaultValue 600_000 */
+  rollEveryMs?: number;
+  /** One venue is checked at most this often (`observe`), ms. @defaultValue 10_000 */
+  intervalMs?: number;
+  /** Called once per break, after the ledger, log and metrics have it (e.g. to engage a kill switch). */
+  onBreak?: (b: PositionCheck) => Promise<void> | void;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
+}
+
+const ACTOR = 'drop-copy';
+
+/**
+ * Asks the drop-copy check for a new baseline of one venue's instrument at its next quiet read (the
+ * operator has explained the difference), audited as `position-break.acknowledge`; an open break
+ * closes then. Any process may call it (the API): the leader's check reads the request from the ledger.
+ * @throws XhedgeError NOT_FOUND when the check has no baseline there (it does not follow it yet).
+ */
+export async function acknowledgePositionBreak(
+  ledger: Ledger,
+  q: { venue: string; instrument: string; actor: string; reason: string },
+): Promise<{ venue: string; instrument: string; breakOpen: boolean }> {
+  const subject = `${q.venue}/${q.instrument}`;
+  if (!(await ledger.positionBaselines(q.venue)).some((b) => b.instrument === q.instrument))
+    throw new XhedgeError('NOT_FOUND', `no drop-copy baseline for ${subject}: the check does not follow it`);
+  await ledger.setPositionBaseline({ ...q, sizeBase: null });
+  await ledger.audit({
+    actor: q.actor,
+    action: 'position-break.acknowledge',
+    subject,
+    details: { reason: q.reason },
+  });
+  const breakOpen = (await ledger.openPositionBreaks()).some((e) => e.subject === subject);
+  return { venue: q.venue, instrument: q.instrument, breakOpen };
+}
+
+const signed = (o: LedgerOrder) => new Dec(o.filledSizeBase).mul(o.side === 'buy' ? 1 : -1);
+
+/**
+ * The drop-copy check (RISK-CONTROLS "post-trade: reconcile own records against the venue"): for each
+ * venue and each instrument our orders trade there, the position the venue reports must be the
+ * baseline (the venue's size at an earlier quiet read, kept in the ledger) plus the signed fills of our
+ * orders created since. A difference that outlives `graceMs` is a break: a duplicate or unrecorded
+ * order, a liquidation, or someone else trading the account. It is written to the ledger's audit
+ * (`position-break`), logged, counted and shown on `xhedge_position_break`, and stays open until the
+ * venue and the ledger agree again (`position-break-resolved`) or an operator asks for a new baseline
+ * (`acknowledge`). Instruments we never ordered on a venue (the options book itself) are not followed.
+ *
+ * Feed it every successful venue read (`observe`); one process at a time should (the leader).
+ */
+export class DropCopy {
+  readonly #o: DropCopyOptions;
+  readonly #tol: number;
+  readonly #grace: number;
+  readonly #settle: number;
+  readonly #roll: number;
+  /** Instruments followed per venue (ever traded by us, or with a baseline). */
+  readonly #tracked = new Map<string, Set<string>>();
+  /** `venue/instrument` → when a difference was first seen, and whether it is an open break. */
+  readonly #diff = new Map<string, { sinceMs: number; broken: boolean }>();
+  #restored: Promise<void> | undefined;
+  readonly #running = new Set<string>();
+  readonly #lastCheckMs = new Map<string, number>();
+  readonly #last = new Map<string, PositionCheck>();
+  /** Per venue, the newest read checked (orders created since are looked at for new instruments). */
+  readonly #checkedUntil = new Map<string, number>();
+
+  constructor(o: DropCopyOptions) {
+    this.#o = o;
+    this.#tol = o.toleranceBase ?? 1e-6;
+    this.#grace = o.graceMs ?? 60_000;
+    this.#settle = o.settleMs ?? 10_000;
+    this.#roll = o.rollEveryMs ?? 600_000;
+    for (const [k, v] of Object.entries({
+      toleranceBase: this.#tol,
+      graceMs: this.#grace,
+      settleMs: this.#settle,
+      rollEveryMs: this.#roll,
+    }))
+      if (!Number.isFinite(v) || v < 0) throw new NumericError(`DropCopy ${k}`, v);
+  }
+
+  /** The newest check of every instrument followed, by venue and instrument. */
+  get lastChecks(): PositionCheck[] {
+    return [...this.#last.values()].sort((a, b) =>
+      a.venue === b.venue ? a.instrument.localeCompare(b.instrument) : a.venue.localeCompare(b.venue),
+    );
+  }
+
+  /**
+   * Checks `venue` with this read unless one is running for it or it was checked less than
+   * `intervalMs` ago. Never throws: a failed check is logged and the next read tries again.
+   * @param readStartedAtMs when the read began (before the venue was asked), by the run's clock.
+   */
+  observe(venue: string, positions: readonly Position[], readStartedAtMs: number): void {
+    if (this.#running.has(venue)) return;
+    if (
+      readStartedAtMs - (this.#lastCheckMs.get(venue) ?? Number.NEGATIVE_INFINITY) <
+      (this.#o.intervalMs ?? 10_000)
+    )
+      return;
+    this.#running.add(venue);
+    this.#lastCheckMs.set(venue, readStartedAtMs);
+    this.check(venue, positions, readStartedAtMs)
+      .catch((err) =>
+        this.#o.log?.('warn', `drop-copy check of venue ${venue} failed; the next read tries again`, {
+          venue,
+          err: err instanceof Error ? err.message : String(err),
+        }),
+      )
+      .finally(() => this.#running.delete(venue));
+  }
+
+  /** Compares one venue's read with the ledger now, and records what changed. */
+  async check(
+    venue: string,
+    positions: readonly Position[],
+    readStartedAtMs: number,
+  ): Promise<PositionCheck[]> {
+    this.#restored ??= this.#restoreBreaks();
+    await this.#restored;
+    const { ledger } = this.#o;
+    const baselines = new Map((await ledger.positionBaselines(venue)).map((b) => [b.instrument, b]));
+    let tracked = this.#tracked.get(venue);
+    if (!tracked) {
+      tracked = new Set(await ledger.instrumentsTraded(venue));
+      this.#tracked.set(venue, tracked);
+    }
+    for (const i of baselines.keys()) tracked.add(i);
+    // orders since the oldest baseline (their fills explain the position) and since the previous check,
+    // with a minute's margin for an intent stamped before it reached the ledger (new instruments)
+    const prev = this.#checkedUntil.get(venue);
+    const createdFromMs = Math.min(
+      readStartedAtMs,
+      prev === undefined ? readStartedAtMs : prev - 60_000,
+      ...[...baselines.values()].map((b) => b.atMs),
+    );
+    const orders = await ledger.ordersForPositionCheck(venue, {
+      createdFromMs,
+      updatedAfterMs: readStartedAtMs - this.#settle,
+    });
+    for (const o of orders) tracked.add(o.instrument);
+    this.#checkedUntil.set(venue, Math.max(prev ?? readStartedAtMs, readStartedAtMs));
+    const sizes = new Map<string, number>();
+    for (const p of positions) {
+      if (!Number.isFinite(p.sizeBase))
+        throw new NumericError(`venue ${venue} position size of ${p.instrument}`, p.sizeBase);
+      sizes.set(p.instrument, (sizes.get(p.instrument) ?? 0) + p.sizeBase);
+    }
+    const out: PositionCheck[] = [];
+    for (const instrument of [...tracked].sort()) {
+      const mine = orders.filter((o) => o.instrument === instrument);
+      const c = await this.#checkOne(
+        venue,
+        instrument,
+        sizes.get(instrument) ?? 0,
+        baselines.get(instrument),
+        mine,
+        readStartedAtMs,
+      );
+      this.#last.set(`${venue}/${instrument}`, c);
+      this.#o.metrics?.positionBreak.set({ venue, instrument }, c.state === 'break' ? 1 : 0);
+      if (c.diffBase !== undefined) this.#o.metrics?.positionDiffBase.set({ venue, instrument }, c.diffBase);
+      out.push(c);
+    }
+    return out;
+  }
+
+  /** Asks for a new baseline at the next quiet read: the operator has explained the difference. */
+  acknowledge(q: { venue: string; instrument: string; actor: string; reason: string }) {
+    return acknowledgePositionBreak(this.#o.ledger, q);
+  }
+
+  async #checkOne(
+    venue: string,
+    instrument: string,
+    venueSizeBase: number,
+    b: PositionBaseline | undefined,
+    mine: readonly LedgerOrder[],
+    atMs: number,
+  ): Promise<PositionCheck> {
+    const key = `${venue}/${instrument}`;
+    const d = this.#diff.get(key);
+    const inFlight = mine.some(
+      (o) => !TERMINAL_ORDER_STATUSES.has(o.status) || o.updatedAtMs > atMs - this.#settle,
+    );
+    const base = { venue, instrument, venueSizeBase };
+    if (!b || b.sizeBase === undefined) {
+      if (inFlight) return { ...base, state: 'in-flight' };
+      const sizeBase = toDecimalString(venueSizeBase, 18);
+      const reason = b
+        ? `asked for by ${b.actor}: ${b.reason}`
+        : 'first quiet read of an instrument we trade';
+      await this.#o.ledger.setPositionBaseline({ venue, instrument, sizeBase, atMs, actor: ACTOR, reason });
+      if (d?.broken)
+        await this.#resolve(key, { how: 'acknowledged', by: b?.actor, reason: b?.reason, venueSizeBase });
+      this.#diff.delete(key);
+      return { ...base, state: 'baselined', expectedSizeBase: sizeBase, diffBase: 0 };
+    }
+    const expected = mine
+      .filter((o) => o.createdAtMs >= b.atMs)
+      .reduce((acc, o) => acc.add(signed(o)), new Dec(b.sizeBase));
+    const expectedSizeBase = expected.toFixed();
+    const diffBase = venueSizeBase - expected.toNumber();
+    if (inFlight) {
+      // a difference now may be the order's own fill; a break stays open until a quiet read says otherwise
+      if (d?.broken) return { ...base, state: 'break', expectedSizeBase, diffBase, sinceMs: d.sinceMs };
+      this.#diff.delete(key);
+      return { ...base, state: 'in-flight', expectedSizeBase };
+    }
+    if (Math.abs(diffBase) <= this.#tol) {
+      if (d?.broken) await this.#resolve(key, { how: 'agree again', venueSizeBase, expectedSizeBase });
+      this.#diff.delete(key);
+      if (atMs - b.atMs >= this.#roll)
+        await this.#o.ledger.setPositionBaseline({
+          venue,
+          instrument,
+          sizeBase: toDecimalString(venueSizeBase, 18),
+          atMs,
+          actor: ACTOR,
+          reason: 'rolled forward: venue and ledger agree',
+        });
+      return { ...base, state: 'ok', expectedSizeBase, diffBase };
+    }
+    const sinceMs = d?.sinceMs ?? atMs;
+    if (d?.broken) return { ...base, state: 'break', expectedSizeBase, diffBase, sinceMs };
+    if (atMs - sinceMs < this.#grace) {
+      this.#diff.set(key, { sinceMs, broken: false });
+      return { ...base, state: 'suspect', expectedSizeBase, diffBase, sinceMs };
+    }
+    this.#diff.set(key, { sinceMs, broken: true });
+    const c: PositionCheck = { ...base, state: 'break', expectedSizeBase, diffBase, sinceMs };
+    await this.#o.ledger.audit({
+      actor: ACTOR,
+      action: 'position-break',
+      subject: key,
+      details: {
+        venue,
+        instrument,
+        venueSizeBase,
+        expectedSizeBase,
+        diffBase,
+        sinceMs,
+        baseline: { sizeBase: b.sizeBase, atMs: b.atMs },
+      },
+    });
+    this.#o.metrics?.positionBreaks.inc({ venue });
+    this.#o.log?.(
+      'error',
+      `position break on ${venue}: ${instrument} is ${venueSizeBase} at the venue, ${expectedSizeBase} by our ledger (${diffBase > 0 ? '+' : ''}${diffBase} unexplained for ${((atMs - sinceMs) / 1000).toFixed(0)} s)`,
+      { venue, instrument, venueSizeBase, expectedSizeBase, diffBase },
+    );
+    try {
+      await this.#o.onBreak?.(c);
+    } catch (err) {
+      this.#o.log?.('error', `position break on ${key}: the break action failed`, {
+        venue,
+        instrument,
+        err: err instanceof Error ? err.message : String(err),
+      });
+    }
+    return c;
+  }
+
+  async #resolve(key: string, details: Record<string, unknown>): Promise<void> {
+    // another process (an earlier leader) may have closed it already
+    if (!(await this.#o.ledger.openPositionBreaks()).some((e) => e.subject === key)) return;
+    await this.#o.ledger.audit({ actor: ACTOR, action: 'position-break-resolved', subject: key, details });
+    this.#o.log?.('info', `position break on ${key} resolved (${String(details.how)})`, details);
+  }
+
+  /** Breaks opened before this process started stay open (and are not reported twice). */
+  async #restoreBreaks(): Promise<void> {
+    for (const e of await this.#o.ledger.openPositionBreaks()) {
+      if (!e.subject) continue;
+      const since = Number(e.details.sinceMs);
+      this.#diff.set(e.subject, { sinceMs: Number.isFinite(since) ? since : e.atMs, broken: true });
+    }
+  }
+
+  /** Test and shutdown helper: resolves when no check is running. */
+  async idle(): Promise<void> {
+    while (this.#running.size > 0) await new Promise((r) => setTimeout(r, 5));
+  }
+}
