@@ -205,6 +205,12 @@ export class GmxVenue implements VenueAdapter {
   private readonly errors: VenueErrorMapper;
   private readonly fetchImpl: typeof fetch | undefined;
   private markets: Map<string, MarketEntry> | undefined;
+  /**
+   * Every listed market whose index token is known, by lowercase market token, with the instrument it
+   * is a perp of: positions are valued in all of them (the account may hold several markets of one
+   * index, e.g. ETH/USD [WETH-USDC] and [WETH-WETH]), though only one per instrument is traded.
+   */
+  private valued = new Map<string, { id: string; entry: MarketEntry }>();
 
   constructor(
     readonly id: string,
@@ -266,6 +272,7 @@ export class GmxVenue implements VenueAdapter {
       }),
     );
     const map = new Map<string, MarketEntry>();
+    const valued = new Map<string, { id: string; entry: MarketEntry }>();
     const known = new Map(this.p.indexTokens.map((t) => [t.address.toLowerCase(), t]));
     const pinned = new Map(Object.entries(this.p.marketFor).map(([id, a]) => [id, a.toLowerCase()]));
     this.unlistedMarkets = [];
@@ -282,9 +289,7 @@ export class GmxVenue implements VenueAdapter {
       const decimals = meta.decimals;
       const id = `${symbol}-USD:PERP`;
       const pin = pinned.get(id);
-      // one market per instrument: the pinned one, else the first listed
-      if (pin ? m.marketToken.toLowerCase() !== pin : map.has(id)) continue;
-      map.set(id, {
+      const entry: MarketEntry = {
         marketToken: m.marketToken,
         indexToken: m.indexToken,
         longToken: m.longToken,
@@ -299,13 +304,18 @@ export class GmxVenue implements VenueAdapter {
           priceTickUsd: '0.01',
           active: true,
         },
-      });
+      };
+      valued.set(m.marketToken.toLowerCase(), { id, entry });
+      // one market per instrument is traded: the pinned one, else the first listed
+      if (pin ? m.marketToken.toLowerCase() !== pin : map.has(id)) continue;
+      map.set(id, entry);
     }
     for (const [id, a] of pinned)
       if (!map.has(id))
         throw new Error(
           `${this.id}: params.marketFor names market ${a} for ${id}, but Reader.getMarkets lists no such market with that index token`,
         );
+    this.valued = valued;
     this.markets = map;
     return map;
   }
@@ -443,7 +453,7 @@ export class GmxVenue implements VenueAdapter {
   }
 
   /**
-   * Positions net per market (size and entry as risk and routing use them: long − short, entry
+   * Positions net per instrument (size and entry as risk and routing use them: long − short, entry
    * averaged over both sides), each with what equity needs, by side: `marginUsd`, the collateral of
    * the market's positions (it left the wallet, so `fetchBalances` no longer shows it), and
    * `unsettledPnlUsd`, what the positions earned or owe beyond it, summed (see
@@ -455,24 +465,26 @@ export class GmxVenue implements VenueAdapter {
    * still counts it.
    *
    * Everything on chain is read at one block; prices come from `params.pricesUrl` when set (its
-   * latest), else from the oracle at that block. Throws when a position is in a market
-   * {@link loadMarkets} does not list, when a market with positions has no price for one of its
+   * latest), else from the oracle at that block. Positions in every market of an index token count
+   * (the account may hold several; only one per instrument is traded, see `params.marketFor`), netted
+   * into one position per instrument. Throws when a position is in a market whose index token is
+   * unknown (not listed by {@link loadMarkets}, nor as a market of a listed instrument), when a market with positions has no price for one of its
    * tokens (`StaleOracleError` naming it), and when the position-info read fails (an error of the same
    * kind, naming the markets): equity then fails loudly instead of being computed from part of the
    * value.
    */
   async fetchPositions(): Promise<Position[]> {
-    const map = await this.marketMap();
+    await this.marketMap();
     // Not viem's cached block number: a read right after a fill must see it.
     const blockNumber = await this.errors.read(() => this.ctx.publicClient.getBlockNumber({ cacheTime: 0 }));
     const raw = await this.rawPositions(blockNumber);
     const now = this.clock.nowMs();
     const sameMarket = (a: Address, m: MarketEntry) => a.toLowerCase() === m.marketToken.toLowerCase();
-    const held = [...map].filter(([, m]) =>
-      raw.some((p) => sameMarket(p.addresses.market, m) && !isEmptyPosition(p)),
-    );
+    const held = [...this.valued.values()]
+      .filter(({ entry: m }) => raw.some((p) => sameMarket(p.addresses.market, m) && !isEmptyPosition(p)))
+      .map(({ id, entry }) => [id, entry] as const);
     const unlisted = raw.find(
-      (p) => !isEmptyPosition(p) && ![...map.values()].some((m) => sameMarket(p.addresses.market, m)),
+      (p) => !isEmptyPosition(p) && !this.valued.has(p.addresses.market.toLowerCase()),
     );
     if (unlisted)
       throw new Error(
@@ -481,7 +493,7 @@ export class GmxVenue implements VenueAdapter {
             (u) => u.marketToken.toLowerCase() === unlisted.addresses.market.toLowerCase(),
           )
             ? ' (its index token has no symbol() or decimals(): add it to params.indexTokens)'
-            : ' (another market of the same index token is traded: see params.marketFor)'
+            : ' (Reader.getMarkets does not list it)'
         }`,
       );
     if (held.length === 0) return [];
@@ -531,54 +543,64 @@ export class GmxVenue implements VenueAdapter {
         cause: e,
       });
     }
+    // one position per instrument: every market of its index netted (sizes, P&L and margin summed,
+    // entry averaged over the gross size of all of them)
+    const byId = new Map<string, MarketEntry[]>();
+    for (const [id, m] of held) byId.set(id, [...(byId.get(id) ?? []), m]);
     const out: Position[] = [];
-    for (const [id, m] of held) {
-      const mine = infos.filter(
-        (i) => sameMarket(i.position.addresses.market, m) && !isEmptyPosition(i.position),
-      );
-      let tokens = 0n;
+    for (const [id, ms] of byId) {
+      let sizeBase = 0;
+      let grossBase = 0;
       let usd = 0n;
-      let grossTokens = 0n;
       let pnlUsd30 = 0n;
       let marginUsd30 = 0n;
-      for (const info of mine) {
-        const p = info.position;
-        grossTokens += p.numbers.sizeInTokens;
-        if (p.numbers.sizeInTokens !== 0n) {
-          tokens += p.flags.isLong ? p.numbers.sizeInTokens : -p.numbers.sizeInTokens;
-          usd += p.numbers.sizeInUsd;
-        }
-        const side = `${p.flags.isLong ? 'long' : 'short'} ${id} position's`;
-        const value = (token: Address, what: string) => (amount: bigint) =>
-          this.tokenValueUsd30(token, amount, prices, `${side} ${what}`);
-        marginUsd30 += value(p.addresses.collateralToken, 'collateral token')(p.numbers.collateralAmount);
-        pnlUsd30 += unsettledPnlUsd30(
-          {
-            basePnlUsd: info.basePnlUsd,
-            pendingImpactUsd: info.executionPriceResult.proportionalPendingImpactUsd,
-            borrowingFeeAmount: info.fees.borrowing.borrowingFeeAmount,
-            fundingFeeAmount: info.fees.funding.fundingFeeAmount,
-            claimableLongTokenAmount: info.fees.funding.claimableLongTokenAmount,
-            claimableShortTokenAmount: info.fees.funding.claimableShortTokenAmount,
-          },
-          {
-            collateral: value(p.addresses.collateralToken, 'collateral token'),
-            longToken: value(m.longToken, 'claimable funding (long token)'),
-            shortToken: value(m.shortToken, 'claimable funding (short token)'),
-          },
+      for (const m of ms) {
+        const mine = infos.filter(
+          (i) => sameMarket(i.position.addresses.market, m) && !isEmptyPosition(i.position),
         );
+        let tokens = 0n;
+        let grossTokens = 0n;
+        for (const info of mine) {
+          const p = info.position;
+          grossTokens += p.numbers.sizeInTokens;
+          if (p.numbers.sizeInTokens !== 0n) {
+            tokens += p.flags.isLong ? p.numbers.sizeInTokens : -p.numbers.sizeInTokens;
+            usd += p.numbers.sizeInUsd;
+          }
+          const side = `${p.flags.isLong ? 'long' : 'short'} ${id} position's`;
+          const value = (token: Address, what: string) => (amount: bigint) =>
+            this.tokenValueUsd30(token, amount, prices, `${side} ${what}`);
+          marginUsd30 += value(p.addresses.collateralToken, 'collateral token')(p.numbers.collateralAmount);
+          pnlUsd30 += unsettledPnlUsd30(
+            {
+              basePnlUsd: info.basePnlUsd,
+              pendingImpactUsd: info.executionPriceResult.proportionalPendingImpactUsd,
+              borrowingFeeAmount: info.fees.borrowing.borrowingFeeAmount,
+              fundingFeeAmount: info.fees.funding.fundingFeeAmount,
+              claimableLongTokenAmount: info.fees.funding.claimableLongTokenAmount,
+              claimableShortTokenAmount: info.fees.funding.claimableShortTokenAmount,
+            },
+            {
+              collateral: value(p.addresses.collateralToken, 'collateral token'),
+              longToken: value(m.longToken, 'claimable funding (long token)'),
+              shortToken: value(m.shortToken, 'claimable funding (short token)'),
+            },
+          );
+        }
+        sizeBase += Number(fromUnits(tokens, m.decimals));
+        grossBase += Number(fromUnits(grossTokens, m.decimals));
       }
       const pos: Position = {
         venue: this.id,
         chain: this.chain,
         instrument: id,
-        sizeBase: Number(fromUnits(tokens, m.decimals)),
+        sizeBase,
         unsettledPnlUsd: fromUsd30(pnlUsd30),
         marginUsd: fromUsd30(marginUsd30),
         settlementCurrency: 'USDC',
         asOfMs: now,
       };
-      if (grossTokens > 0n) pos.entryPriceUsd = fromUsd30(usd) / Number(fromUnits(grossTokens, m.decimals));
+      if (grossBase > 0) pos.entryPriceUsd = fromUsd30(usd) / grossBase;
       out.push(pos);
     }
     return out;

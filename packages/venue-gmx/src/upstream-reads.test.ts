@@ -581,4 +581,29 @@ describe('markets as Arbitrum lists them: synthetic index tokens, swap-only mark
       /params\.marketFor names market 0x[0-9a-f]{40} for ETH-USD:PERP, but Reader\.getMarkets lists no such market/,
     );
   });
+
+  it('values and nets positions in every market of an index, though it trades only one', async () => {
+    const second = marketToken();
+    await fx.addMarket({ marketToken: second, indexToken: weth(), longToken: weth(), shortToken: usdc() });
+    // the same account, trading the second ETH market (as another tool or a human would)
+    const pinned = venue({ params: { marketFor: { 'ETH-USD:PERP': second } } });
+    await order(pinned, 'second-1', 'buy', '2');
+    const plain = venue();
+    const [only] = await plain.fetchPositions();
+    expect(only).toMatchObject({ instrument: 'ETH-USD:PERP' });
+    expect(only?.sizeBase).toBeCloseTo(2, 12);
+    expect(only?.marginUsd).toBeGreaterThan(0);
+    // a hedge in the traded market nets with it: one position, both markets' collateral and P&L
+    await order(plain, 'first-1', 'sell', '0.5');
+    const both = await plain.fetchPositions();
+    expect(both).toHaveLength(1);
+    expect(both[0]?.sizeBase).toBeCloseTo(1.5, 12);
+    const [inSecond] = await pinned.fetchPositions();
+    expect(inSecond?.sizeBase).toBe(both[0]?.sizeBase);
+    expect(inSecond?.marginUsd).toBe(both[0]?.marginUsd);
+    expect(both[0]?.marginUsd ?? 0).toBeGreaterThan(only?.marginUsd ?? 0);
+    // the traded market is still the first: orders go there
+    const traded = (await plain.loadMarkets()).find((m) => m.instrument.id === 'ETH-USD:PERP');
+    expect(traded?.venueSymbol.toLowerCase()).toBe(ethMarket().toLowerCase());
+  });
 });
