@@ -278,6 +278,12 @@ export const BreakersConfig = z
         maxHedgeSlippageBps: positive.default(100),
         maxLossSinceMarkUsd: positive.optional(),
         staleMarkMs: z.number().int().positive().default(60_000),
+        /**
+         * Implied vol of an underlying moving this many vol points within the window opens
+         * `market:iv-shock:<u>`, which stops option orders on it (vega hedges); perp hedges go on.
+         */
+        ivShockVolPoints: positive.default(20),
+        ivShockWindowSeconds: positive.default(300),
       })
       .strict()
       .default({
@@ -285,6 +291,8 @@ export const BreakersConfig = z
         priceShockWindowSeconds: 300,
         maxHedgeSlippageBps: 100,
         staleMarkMs: 60_000,
+        ivShockVolPoints: 20,
+        ivShockWindowSeconds: 300,
       }),
   })
   .strict();
@@ -357,6 +365,8 @@ export const XhedgeConfig = z
         priceShockWindowSeconds: 300,
         maxHedgeSlippageBps: 100,
         staleMarkMs: 60_000,
+        ivShockVolPoints: 20,
+        ivShockWindowSeconds: 300,
       },
     }),
     dropCopy: DropCopyConfig.default({

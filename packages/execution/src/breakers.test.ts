@@ -111,6 +111,30 @@ describe('circuit breakers: what trips each one', () => {
     expect(await tripped(b, 'market:price-shock:ETH')).toMatch(/price moved 5\.35% within 60s/);
   });
 
+  it('market: an implied-vol shock within the window stops option orders only', async () => {
+    const b = board({ market: { ivShockVolPoints: 15, ivShockWindowSeconds: 300 } });
+    const t0 = clock.nowMs();
+    await b.observeIv('BTC', 0.5, t0);
+    await b.observeIv('BTC', 0.64, t0 + 60_000); // 14 vol points
+    await b.observeIv('BTC', Number.NaN, t0 + 61_000); // ignored, never a sample
+    expect((await b.status('market:iv-shock:BTC')).state).toBe('closed');
+    await b.observeIv('BTC', 0.66, t0 + 400_000); // 0.5 left the window: 2 points from 0.64
+    expect((await b.status('market:iv-shock:BTC')).state).toBe('closed');
+    await b.observeIv('BTC', 0.82, t0 + 420_000); // 16 points from 0.66 (0.64 left the window too)
+    expect(await tripped(b, 'market:iv-shock:BTC')).toMatch(
+      /implied vol moved 16\.0 vol points within 300s \(66\.0–82\.0\)/,
+    );
+    const perp = { venue: 'lyra', chain: 'evm:10', underlying: 'BTC', instrument: 'BTC-USD:PERP' };
+    const option = { ...perp, instrument: 'BTC-USD:OPT:20261225:100000:C' };
+    expect(breakersFor(perp)).not.toContain('market:iv-shock:BTC');
+    expect(breakersFor(option)).toContain('market:iv-shock:BTC');
+    expect(await b.gate(breakersFor(perp), { takeTrial: false })).toMatchObject({ allowed: true });
+    expect(await b.gate(breakersFor(option), { takeTrial: false })).toMatchObject({
+      allowed: false,
+      breaker: 'market:iv-shock:BTC',
+    });
+  });
+
   it('market: hedge slippage, loss since the mark, stale marks, chain halt', async () => {
     const b = board({ market: { maxHedgeSlippageBps: 40, maxLossSinceMarkUsd: 10_000, staleMarkMs: 5000 } });
     await b.observeSlippage('BTC', 39.9);

@@ -31,8 +31,16 @@ export interface Trial {
   token: string;
 }
 
-/** Names of the breakers guarding one order. */
-export function breakersFor(o: { venue: string; chain: string; underlying: string }): string[] {
+/**
+ * Names of the breakers guarding one order. An option order is also stopped by its underlying's
+ * implied-vol shock (vega hedges wait out a vol shock; delta hedges must not).
+ */
+export function breakersFor(o: {
+  venue: string;
+  chain: string;
+  underlying: string;
+  instrument?: string;
+}): string[] {
   return [
     `venue:${o.venue}`,
     `chain:${o.chain}`,
@@ -40,6 +48,7 @@ export function breakersFor(o: { venue: string; chain: string; underlying: strin
     `market:slippage:${o.underlying}`,
     `market:stale-mark:${o.underlying}`,
     'market:loss',
+    ...(o.instrument?.includes(':OPT:') ? [`market:iv-shock:${o.underlying}`] : []),
   ];
 }
 
@@ -428,6 +437,33 @@ export class BreakerBoard {
         `price moved ${(((max - min) / min) * 100).toFixed(2)}% within ${m.priceShockWindowSeconds}s`,
         { minUsd: min, maxUsd: max },
         m.priceShockWindowSeconds * 1000,
+      );
+    }
+  }
+
+  /**
+   * Implied vol sample (decimal, e.g. the book's ATM vol each tick): trips `market:iv-shock:<u>` when
+   * the range over `ivShockWindowSeconds` reaches `ivShockVolPoints` (one vol point = 0.01).
+   */
+  async observeIv(underlying: string, ivDecimal: number, tsMs = this.#clock.nowMs()): Promise<void> {
+    if (!Number.isFinite(ivDecimal) || ivDecimal <= 0) return;
+    const m = this.#cfg.market;
+    const [lo, hi] = (await this.#redis.eval(
+      PRICE,
+      1,
+      this.#keys.ivs(underlying),
+      tsMs,
+      m.ivShockWindowSeconds * 1000,
+      `${tsMs}:${randomUUID().slice(0, 8)}`,
+      String(ivDecimal),
+    )) as [string, string];
+    const points = (Number(hi) - Number(lo)) * 100;
+    if (points >= m.ivShockVolPoints) {
+      await this.trip(
+        `market:iv-shock:${underlying}`,
+        `implied vol moved ${points.toFixed(1)} vol points within ${m.ivShockWindowSeconds}s (${(Number(lo) * 100).toFixed(1)}–${(Number(hi) * 100).toFixed(1)})`,
+        { minIvDecimal: Number(lo), maxIvDecimal: Number(hi) },
+        m.ivShockWindowSeconds * 1000,
       );
     }
   }

@@ -10,6 +10,7 @@ export function keysFor(prefix: string) {
     venueCalls: (venue: string) => `${prefix}:venue-calls:${venue}`,
     venueErrors: (venue: string) => `${prefix}:venue-errors:${venue}`,
     prices: (underlying: string) => `${prefix}:prices:${underlying}`,
+    ivs: (underlying: string) => `${prefix}:ivs:${underlying}`,
     bookMark: `${prefix}:book-mark`,
     controlState: `${prefix}:control-state`,
     kill: `${prefix}:kill`,

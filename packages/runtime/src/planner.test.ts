@@ -250,12 +250,16 @@ describe('gas money is not book delta (regression: 10,000 ETH of anvil gas hedge
 });
 
 describe('market circuit breakers fed by the tick', () => {
-  it('each tick gives every underlying its spot (price shock) and every venue chain its liveness (chain halt)', async () => {
+  it('each tick gives every underlying its spot (price shock) and vol (iv shock), and every venue chain its liveness (chain halt)', async () => {
     const prices: [string, number, number | undefined][] = [];
+    const ivs: [string, number, number | undefined][] = [];
     const chains: [string, boolean][] = [];
     const h = await harness(profile(['lyra-arb', 'gmx-arb', 'drift-sol']), undefined, {
       observePrice: async (u, p, ts) => {
         prices.push([u, p, ts]);
+      },
+      observeIv: async (u, iv, ts) => {
+        ivs.push([u, iv, ts]);
       },
       observeChain: async (c, halted) => {
         chains.push([c, halted]);
@@ -268,6 +272,11 @@ describe('market circuit breakers fed by the tick', () => {
       expect(p).toBe(snap?.underlyings[u]?.spotUsd);
       expect(ts).toBe(snap?.asOfMs);
     }
+    expect(ivs.map(([u, iv, ts]) => [u, iv, ts]).sort()).toEqual(
+      Object.entries(snap?.underlyings ?? {})
+        .map(([u, r]) => [u, r.volDecimal, snap?.asOfMs])
+        .sort(),
+    );
     expect(chains.sort()).toEqual([
       ['evm:42161', false], // lyra-arb
       ['evm:42161', false], // gmx-arb

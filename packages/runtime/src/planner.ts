@@ -83,10 +83,12 @@ export interface TickPlannerOptions {
   staleAfterMs: number;
   /**
    * The market circuit breakers fed by each tick: every underlying's spot (price shock over the
-   * window) and every venue's chain liveness from its health probe (chain halt). @defaultValue none
+   * window) and vol (implied-vol shock), and every venue's chain liveness from its health probe (chain halt). @defaultValue none
    */
   breakers?: {
     observePrice(underlying: string, priceUsd: number, tsMs?: number): Promise<void>;
+    /** Each underlying's vol as the snapshot prices it (implied-vol shock over the window). */
+    observeIv?(underlying: string, ivDecimal: number, tsMs?: number): Promise<void>;
     observeChain(chain: string, halted: boolean): Promise<void>;
     /**
      * The book's equity (risk's `bookEquity`), against the mark: feeds the loss-since-mark breaker.
@@ -409,7 +411,10 @@ export class TickPlanner {
     const br = this.#o.breakers;
     if (br) {
       await Promise.all(
-        Object.entries(snapshot.underlyings).map(([u, r]) => br.observePrice(u, r.spotUsd, snapshot.asOfMs)),
+        Object.entries(snapshot.underlyings).flatMap(([u, r]) => [
+          br.observePrice(u, r.spotUsd, snapshot.asOfMs),
+          br.observeIv?.(u, r.volDecimal, snapshot.asOfMs),
+        ]),
       );
       const inTransit = new Map(
         [...(transitBefore ?? []), ...(transitAfter ?? [])].map((t) => [t.transferId, t]),
