@@ -28,16 +28,21 @@ interface SolcOutput {
 const cache = new Map<string, Record<string, CompiledContract>>();
 
 /**
- * Compiles Solidity sources with solc-js (0.8.x, optimizer on) and returns every contract by name.
+ * Compiles Solidity sources with solc-js (0.8.x, optimizer on: `optimizerRuns`, default 200; fewer
+ * runs give smaller code, for contracts near the 24 KiB limit) and returns every contract by name.
  * Output is cached in memory per process by the concatenated sources, so a test file compiling the
  * same fixtures twice pays once. `sources` maps a file name to its text or to a filesystem URL.
  */
-export function compileSolidity(sources: Record<string, string | URL>): Record<string, CompiledContract> {
+export function compileSolidity(
+  sources: Record<string, string | URL>,
+  opts: { optimizerRuns?: number } = {},
+): Record<string, CompiledContract> {
   const texts: Record<string, { content: string }> = {};
   for (const [name, src] of Object.entries(sources)) {
     texts[name] = { content: typeof src === 'string' ? src : readFileSync(src, 'utf8') };
   }
-  const key = JSON.stringify(texts);
+  const runs = opts.optimizerRuns ?? 200;
+  const key = JSON.stringify({ texts, runs });
   const hit = cache.get(key);
   if (hit) return hit;
   const require = createRequire(import.meta.url);
@@ -46,7 +51,7 @@ export function compileSolidity(sources: Record<string, string | URL>): Record<s
     language: 'Solidity',
     sources: texts,
     settings: {
-      optimizer: { enabled: true, runs: 200 },
+      optimizer: { enabled: true, runs },
       viaIR: false,
       evmVersion: 'cancun',
       outputSelection: { '*': { '*': ['abi', 'evm.bytecode.object'] } },

@@ -244,6 +244,10 @@ library Keys {
     bytes32 internal constant POSITION_FEE_FACTOR = keccak256(abi.encode("POSITION_FEE_FACTOR"));
     bytes32 internal constant OPEN_INTEREST = keccak256(abi.encode("OPEN_INTEREST"));
     bytes32 internal constant MAX_OPEN_INTEREST = keccak256(abi.encode("MAX_OPEN_INTEREST"));
+    bytes32 internal constant OPEN_INTEREST_IN_TOKENS = keccak256(abi.encode("OPEN_INTEREST_IN_TOKENS"));
+    bytes32 internal constant POOL_AMOUNT = keccak256(abi.encode("POOL_AMOUNT"));
+    bytes32 internal constant RESERVE_FACTOR = keccak256(abi.encode("RESERVE_FACTOR"));
+    bytes32 internal constant OPEN_INTEREST_RESERVE_FACTOR = keccak256(abi.encode("OPEN_INTEREST_RESERVE_FACTOR"));
 
     function accountOrderListKey(address account) internal pure returns (bytes32) {
         return keccak256(abi.encode(ACCOUNT_ORDER_LIST, account));
@@ -259,6 +263,22 @@ library Keys {
 
     function maxOpenInterestKey(address market, bool isLong) internal pure returns (bytes32) {
         return keccak256(abi.encode(MAX_OPEN_INTEREST, market, isLong));
+    }
+
+    function openInterestInTokensKey(address market, address collateralToken, bool isLong) internal pure returns (bytes32) {
+        return keccak256(abi.encode(OPEN_INTEREST_IN_TOKENS, market, collateralToken, isLong));
+    }
+
+    function poolAmountKey(address market, address token) internal pure returns (bytes32) {
+        return keccak256(abi.encode(POOL_AMOUNT, market, token));
+    }
+
+    function reserveFactorKey(address market, bool isLong) internal pure returns (bytes32) {
+        return keccak256(abi.encode(RESERVE_FACTOR, market, isLong));
+    }
+
+    function openInterestReserveFactorKey(address market, bool isLong) internal pure returns (bytes32) {
+        return keccak256(abi.encode(OPEN_INTEREST_RESERVE_FACTOR, market, isLong));
     }
 }
 
@@ -482,6 +502,59 @@ contract Oracle {
     }
 }
 
+/// What the reserve check reads of the core (its DataStore, orders, markets and oracle).
+interface IGmxCoreView {
+    function getUint(bytes32 key) external view returns (uint256);
+    function getOrder(bytes32 key) external view returns (Order.Props memory);
+    function getMarket(address marketToken) external view returns (Market.Props memory);
+    function oracle() external view returns (Oracle);
+}
+
+/// gmx-synthetics MarketUtils.validateReserve and validateOpenInterestReserve of an increase order,
+/// once its size is added, over the core's DataStore values. What the side reserves (getReservedUsd:
+/// longs, open interest in index tokens at the index max price; shorts, open interest in USD) must
+/// stay within the side's pool (POOL_AMOUNT of its token, halved for a one-token market, at the
+/// token's min price: getPoolUsdWithoutPnl) times RESERVE_FACTOR, then OPEN_INTEREST_RESERVE_FACTOR.
+/// A contract of its own because the core is at the 24 KiB code size limit.
+contract GmxReserveCheck {
+    /// Called by the core with the order's key and its execution price (the index max price for a
+    /// long increase). Returns 0 when the increase fits, else 1 (InsufficientReserve) or 2
+    /// (InsufficientReserveForOpenInterest) with the reserved and the largest reservable USD.
+    function check(bytes32 key, uint256 price) external view returns (uint256, uint256, uint256) {
+        IGmxCoreView core = IGmxCoreView(msg.sender);
+        Order.Props memory o = core.getOrder(key);
+        Market.Props memory m = core.getMarket(o.addresses.market);
+        bool isLong = o.flags.isLong;
+        uint256 poolUsd = _poolUsd(core, m, isLong);
+        uint256 reservedUsd = _reservedUsdAfter(core, m, isLong, o.numbers.sizeDeltaUsd, price);
+        uint256 maxReserved = LiteMarketUtils.applyFactor(poolUsd, core.getUint(Keys.reserveFactorKey(m.marketToken, isLong)));
+        if (reservedUsd > maxReserved) return (1, reservedUsd, maxReserved);
+        maxReserved =
+            LiteMarketUtils.applyFactor(poolUsd, core.getUint(Keys.openInterestReserveFactorKey(m.marketToken, isLong)));
+        if (reservedUsd > maxReserved) return (2, reservedUsd, maxReserved);
+        return (0, reservedUsd, maxReserved);
+    }
+
+    function _poolUsd(IGmxCoreView core, Market.Props memory m, bool isLong) internal view returns (uint256) {
+        uint256 divisor = m.longToken == m.shortToken ? 2 : 1;
+        address token = isLong ? m.longToken : m.shortToken;
+        (uint256 minPrice,,) = core.oracle().getPrimaryPrice(token);
+        return core.getUint(Keys.poolAmountKey(m.marketToken, token)) / divisor * minPrice;
+    }
+
+    function _reservedUsdAfter(IGmxCoreView core, Market.Props memory m, bool isLong, uint256 sizeDeltaUsd, uint256 price)
+        internal
+        view
+        returns (uint256)
+    {
+        if (!isLong) return LiteMarketUtils.openInterest(IDataStoreUint(address(core)), m, false) + sizeDeltaUsd;
+        uint256 divisor = m.longToken == m.shortToken ? 2 : 1;
+        uint256 tokens = core.getUint(Keys.openInterestInTokensKey(m.marketToken, m.longToken, true)) / divisor;
+        tokens += core.getUint(Keys.openInterestInTokensKey(m.marketToken, m.shortToken, true)) / divisor;
+        return (tokens + sizeDeltaUsd / price) * price;
+    }
+}
+
 contract GmxCore {
     error Unauthorized(address caller);
     error InsufficientExecutionFee(uint256 minExecutionFee, uint256 executionFee);
@@ -493,12 +566,16 @@ contract GmxCore {
     error InvalidMarket(address market);
     error OrderNotFulfillableAtAcceptablePrice(uint256 price, uint256 acceptablePrice);
     error MaxOpenInterestExceeded(uint256 openInterest, uint256 maxOpenInterest);
+    error InsufficientReserve(uint256 reservedUsd, uint256 maxReservedUsd);
+    error InsufficientReserveForOpenInterest(uint256 reservedUsd, uint256 maxReservedUsd);
     error EmptyPrimaryPrice(address token);
     error StaleOraclePrice(address token, uint256 updatedAt);
 
     address public immutable owner;
     address public immutable wnt;
     Oracle public immutable oracle;
+    /// Created by the constructor (no transaction of the deployer's: the other addresses stay put).
+    GmxReserveCheck public immutable reserveCheck;
     address public router;
     /// Where the order and position events go (EventLog1/EventLog2), as on real GMX.
     EventEmitter public eventEmitter;
@@ -552,6 +629,7 @@ contract GmxCore {
         owner = msg.sender;
         wnt = wnt_;
         oracle = oracle_;
+        reserveCheck = new GmxReserveCheck();
         maxOracleAgeSeconds = 3600;
         uintValues[Keys.ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1] = estimatedGasFeeBaseAmount;
         uintValues[Keys.ESTIMATED_GAS_FEE_PER_ORACLE_PRICE] = estimatedGasPerOraclePrice;
@@ -641,7 +719,8 @@ contract GmxCore {
     }
 
     /// Lists a market with its MAX_OPEN_INTEREST (both sides, USD 30 decimals) and POSITION_FEE_FACTOR
-    /// for changes that improve the long/short balance and for those that do not (30 decimals).
+    /// for changes that improve the long/short balance and for those that do not (30 decimals). Its
+    /// pool (POOL_AMOUNT) and reserve factors are DataStore values set with setUint.
     function addMarket(
         address marketToken,
         address indexToken,
@@ -824,6 +903,7 @@ contract GmxCore {
                 );
                 return;
             }
+            if (_cancelledForReserve(key, o, price)) return;
             _increase(key, o, price);
         } else {
             _decrease(key, o, price, minP, maxP);
@@ -831,6 +911,37 @@ contract GmxCore {
         _removeOrder(key);
         _emitOrderExecuted(key, o.addresses.account);
         transferOut(wnt, msg.sender, o.numbers.executionFee);
+    }
+
+    /// OPEN_INTEREST (USD) and OPEN_INTEREST_IN_TOKENS of the order's side and collateral, up or down.
+    function _bookOpenInterest(Order.Props memory o, uint256 usd, uint256 tokens, bool add) internal {
+        bytes32 k = Keys.openInterestKey(o.addresses.market, o.addresses.initialCollateralToken, o.flags.isLong);
+        bytes32 kt = Keys.openInterestInTokensKey(o.addresses.market, o.addresses.initialCollateralToken, o.flags.isLong);
+        if (add) {
+            uintValues[k] += usd;
+            uintValues[kt] += tokens;
+        } else {
+            uintValues[k] -= usd;
+            uintValues[kt] -= tokens;
+        }
+    }
+
+    /// Cancels the increase, as its execution reverts upstream, when the reserve check refuses it.
+    function _cancelledForReserve(bytes32 key, Order.Props memory o, uint256 price) internal returns (bool) {
+        (uint256 failed, uint256 reservedUsd, uint256 maxReservedUsd) = reserveCheck.check(key, price);
+        if (failed == 0) return false;
+        _cancel(
+            key,
+            o,
+            failed == 1 ? "InsufficientReserve" : "InsufficientReserveForOpenInterest",
+            abi.encodeWithSelector(
+                failed == 1 ? InsufficientReserve.selector : InsufficientReserveForOpenInterest.selector,
+                reservedUsd,
+                maxReservedUsd
+            ),
+            msg.sender
+        );
+        return true;
     }
 
     function _collateralPrice(address token) internal view returns (uint256) {
@@ -871,8 +982,7 @@ contract GmxCore {
         pos.numbers.sizeInUsd += o.numbers.sizeDeltaUsd;
         pos.numbers.sizeInTokens += tokens;
         pos.numbers.increasedAtTime = block.timestamp;
-        uintValues[Keys.openInterestKey(o.addresses.market, o.addresses.initialCollateralToken, o.flags.isLong)] +=
-            o.numbers.sizeDeltaUsd;
+        _bookOpenInterest(o, o.numbers.sizeDeltaUsd, tokens, true);
         _emitPositionChange("PositionIncrease", key, pk, o, price, o.numbers.sizeDeltaUsd, tokens);
         _emitPositionFees(key, pk, o, o.numbers.sizeDeltaUsd, feeAmount, true);
     }
@@ -909,8 +1019,7 @@ contract GmxCore {
         pos.numbers.sizeInUsd -= sizeDelta;
         pos.numbers.sizeInTokens -= tokens;
         pos.numbers.decreasedAtTime = block.timestamp;
-        uintValues[Keys.openInterestKey(o.addresses.market, o.addresses.initialCollateralToken, o.flags.isLong)] -=
-            sizeDelta;
+        _bookOpenInterest(o, sizeDelta, tokens, false);
         uint256 payout = collateralAfter;
         if (pos.numbers.sizeInUsd != 0 && o.numbers.initialCollateralDeltaAmount < collateralAfter) {
             payout = o.numbers.initialCollateralDeltaAmount;

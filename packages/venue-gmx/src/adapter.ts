@@ -76,9 +76,12 @@ import {
   balanceWasImproved,
   GMX_KEYS,
   maxOpenInterestKey,
+  openInterestInTokensKey,
   openInterestKey,
   orderExecutionGasLimit,
+  poolAmountKey,
   positionFeeFactorKey,
+  reserveFactorKey,
 } from './keys.ts';
 import { GmxVenueParams, type GmxVenueParamsInput } from './params.ts';
 import { collateralUsd30, unsettledPnlUsd30 } from './position-value.ts';
@@ -702,30 +705,86 @@ export class GmxVenue implements VenueAdapter {
   }
 
   /**
-   * The market's open interest and caps per side (USD, 30 decimals), as GMX reads them:
-   * MarketUtils.getOpenInterest (the OPEN_INTEREST keys of the long- and short-token collateral, each
-   * halved when both tokens are the same) and MAX_OPEN_INTEREST, all at one block.
+   * The market's open interest and caps per side, as GMX reads them, all at one block:
+   * MarketUtils.getOpenInterest (USD, 30 decimals: the OPEN_INTEREST keys of the long- and
+   * short-token collateral, each halved when both tokens are the same) and MAX_OPEN_INTEREST; the
+   * longs' open interest in index-token units (OPEN_INTEREST_IN_TOKENS, the same way), each side's
+   * POOL_AMOUNT (halved likewise) and the smaller of its RESERVE_FACTOR and
+   * OPEN_INTEREST_RESERVE_FACTOR (an increase must pass both, MarketUtils.validateReserve and
+   * validateOpenInterestReserve).
    */
   private async openInterest(m: MarketEntry, blockNumber: bigint) {
     const market = m.marketToken;
-    const [longL, longS, shortL, shortS, maxLong, maxShort] = (await this.dataStoreUints(
-      [
-        openInterestKey(market, m.longToken, true),
-        openInterestKey(market, m.shortToken, true),
-        openInterestKey(market, m.longToken, false),
-        openInterestKey(market, m.shortToken, false),
-        maxOpenInterestKey(market, true),
-        maxOpenInterestKey(market, false),
-      ],
-      blockNumber,
-    )) as [bigint, bigint, bigint, bigint, bigint, bigint];
+    const keys = {
+      longL: openInterestKey(market, m.longToken, true),
+      longS: openInterestKey(market, m.shortToken, true),
+      shortL: openInterestKey(market, m.longToken, false),
+      shortS: openInterestKey(market, m.shortToken, false),
+      maxLong: maxOpenInterestKey(market, true),
+      maxShort: maxOpenInterestKey(market, false),
+      tokL: openInterestInTokensKey(market, m.longToken, true),
+      tokS: openInterestInTokensKey(market, m.shortToken, true),
+      poolL: poolAmountKey(market, m.longToken),
+      poolS: poolAmountKey(market, m.shortToken),
+      rfL: reserveFactorKey(market, true, 'reserve'),
+      oirfL: reserveFactorKey(market, true, 'open-interest'),
+      rfS: reserveFactorKey(market, false, 'reserve'),
+      oirfS: reserveFactorKey(market, false, 'open-interest'),
+    };
+    const values = await this.dataStoreUints(Object.values(keys), blockNumber);
+    const {
+      longL,
+      longS,
+      shortL,
+      shortS,
+      maxLong,
+      maxShort,
+      tokL,
+      tokS,
+      poolL,
+      poolS,
+      rfL,
+      oirfL,
+      rfS,
+      oirfS,
+    } = Object.fromEntries(Object.keys(keys).map((k, i) => [k, values[i] ?? 0n])) as Record<
+      keyof typeof keys,
+      bigint
+    >;
     const divisor = m.longToken.toLowerCase() === m.shortToken.toLowerCase() ? 2n : 1n;
+    const min = (a: bigint, b: bigint) => (a < b ? a : b);
     return {
       longUsd30: longL / divisor + longS / divisor,
       shortUsd30: shortL / divisor + shortS / divisor,
       maxLongUsd30: maxLong,
       maxShortUsd30: maxShort,
+      longTokens: tokL / divisor + tokS / divisor,
+      longPoolAmount: poolL / divisor,
+      shortPoolAmount: poolS / divisor,
+      longReserveFactor: min(rfL, oirfL),
+      shortReserveFactor: min(rfS, oirfS),
     };
+  }
+
+  /**
+   * Room left on one side under the reserve caps, underlying units: what the side may reserve (its
+   * pool at the pool token's min price × the smaller reserve factor) less what it reserves now (longs:
+   * open interest in tokens at the index max price; shorts: open interest in USD), as
+   * MarketUtils.getReservedUsd counts an increase.
+   */
+  private reserveRoomBase(
+    m: MarketEntry,
+    oi: Awaited<ReturnType<GmxVenue['openInterest']>>,
+    isLong: boolean,
+    prices: { index: GmxTokenPrice; pool: GmxTokenPrice },
+    execUsd: number,
+  ): number {
+    const poolUsd30 = (isLong ? oi.longPoolAmount : oi.shortPoolAmount) * prices.pool.min;
+    const maxReserved30 = applyFactor(poolUsd30, isLong ? oi.longReserveFactor : oi.shortReserveFactor);
+    const reserved30 = isLong ? oi.longTokens * prices.index.max : oi.shortUsd30;
+    const left30 = maxReserved30 > reserved30 ? maxReserved30 - reserved30 : 0n;
+    if (isLong) return prices.index.max > 0n ? Number(fromUnits(left30 / prices.index.max, m.decimals)) : 0;
+    return fromUsd30(left30) / execUsd;
   }
 
   /**
@@ -776,17 +835,37 @@ export class GmxVenue implements VenueAdapter {
   async quoteHedge(input: QuoteRequest): Promise<HedgeQuote> {
     const req = parseVenueRequest(QuoteRequest, input, this.id);
     const m = await this.market(req.instrument);
-    const price = await this.indexPrice(req.instrument, m);
-    const blockNumber = await this.errors.read(() => this.ctx.publicClient.getBlockNumber({ cacheTime: 0 }));
-    const oi = await this.openInterest(m, blockNumber);
-    const ref = gmxPriceToUsd((price.min + price.max) / 2n, m.decimals);
-    const exec = gmxPriceToUsd(req.side === 'buy' ? price.max : price.min, m.decimals);
     const isLong = req.side === 'buy';
+    const blockNumber = await this.errors.read(() => this.ctx.publicClient.getBlockNumber({ cacheTime: 0 }));
+    const poolToken = isLong ? m.longToken : m.shortToken;
+    const [tokenPrices, oi] = await Promise.all([
+      this.tokenPrices(
+        [
+          { token: m.indexToken, what: `the index token of ${req.instrument}` },
+          {
+            token: poolToken,
+            what: `the ${isLong ? 'long' : 'short'} token of ${req.instrument}, whose pool caps positions,`,
+          },
+        ],
+        blockNumber,
+      ),
+      this.openInterest(m, blockNumber),
+    ]);
+    const price = tokenPrices.get(m.indexToken.toLowerCase()) as GmxTokenPrice;
+    const ref = gmxPriceToUsd((price.min + price.max) / 2n, m.decimals);
+    const exec = gmxPriceToUsd(isLong ? price.max : price.min, m.decimals);
     const cap = isLong ? oi.maxLongUsd30 : oi.maxShortUsd30;
     const used = isLong ? oi.longUsd30 : oi.shortUsd30;
-    const room = fromUsd30(cap > used ? cap - used : 0n) / exec;
+    const oiRoom = fromUsd30(cap > used ? cap - used : 0n) / exec;
+    const reserveRoom = this.reserveRoomBase(
+      m,
+      oi,
+      isLong,
+      { index: price, pool: tokenPrices.get(poolToken.toLowerCase()) as GmxTokenPrice },
+      exec,
+    );
     const requested = Number(req.sizeBase);
-    const executable = Math.max(0, Math.min(requested, room));
+    const executable = Math.max(0, Math.min(requested, oiRoom, reserveRoom));
     const notional = executable * exec;
     // The position fee factor GMX applies: POSITION_FEE_FACTOR for whether this increase brings the
     // market's long and short open interest closer (PositionPricingUtils.getPositionFeesAfterReferral).
@@ -835,7 +914,7 @@ export class GmxVenue implements VenueAdapter {
       asOfMs: this.clock.nowMs(),
     };
     if (executable < requested)
-      quote.capReason = `open interest cap: room for ${executable} ${m.symbol} on the ${isLong ? 'long' : 'short'} side`;
+      quote.capReason = `${reserveRoom < oiRoom ? 'pool reserve cap (reserve factors × pool)' : 'open interest cap'}: room for ${executable} ${m.symbol} on the ${isLong ? 'long' : 'short'} side`;
     return quote;
   }
 

@@ -1,7 +1,7 @@
 import { compileSolidity, deployContract, EVM_TEST_CONTRACTS_URL, type EvmContext } from '@xhedge/evm';
 import { type Address, encodeFunctionData, type Hex, parseAbi } from 'viem';
 import { dataStoreAbi, oracleAbi } from './abi.ts';
-import { FLOAT_PRECISION } from './keys.ts';
+import { FLOAT_PRECISION, poolAmountKey, reserveFactorKey } from './keys.ts';
 import { toUnits, usdToGmxPrice } from './units.ts';
 
 /** Sources of the simplified GMX v2 contracts (for local chains and tests). */
@@ -61,7 +61,8 @@ export interface GmxFixture {
   /** `DataStore.setUint(key, value)` as the owner (config keys of keys.ts). */
   setUint(key: Hex, value: bigint): Promise<void>;
   /**
-   * Lists one more market as the owner (50 M USD open interest cap, 5 bps fees): e.g. a second market
+   * Lists one more market as the owner (50 M USD open interest cap, 5 bps fees, pools of 10^24 long
+   * token units and 1 B USDC, reserve factors 1): e.g. a second market
    * of an index token, a synthetic index token with no contract, or a swap-only market (index 0x0).
    */
   addMarket(m: {
@@ -90,6 +91,14 @@ export interface GmxFixture {
   ): Promise<void>;
 }
 
+/** Each market's pool, USD: large enough that the reserve caps bind only where a test lowers them. */
+const POOL_USD = 1_000_000_000n;
+/** A market's POOL_AMOUNT of its long (index) token and of USDC: POOL_USD of each at its price. */
+const poolOf = (m: { priceUsd: number; decimals: number }): [bigint, bigint] => [
+  (POOL_USD * 10n ** BigInt(m.decimals)) / BigInt(Math.max(1, Math.ceil(m.priceUsd))),
+  POOL_USD * 10n ** 6n,
+];
+
 const mintAbi = parseAbi([
   'function mint(address to, uint256 amount)',
   'function syncBalance(address token)',
@@ -108,7 +117,8 @@ const mintAbi = parseAbi([
  * Router (approvals) as on real GMX, an oracle set to the given prices, the DataStore/handler funded
  * with USDC liquidity, `keepers` allowed to execute, and `traders` funded with USDC. The DataStore
  * starts with the execution-fee settings `executionGas` (default {@link GMX_FIXTURE_EXECUTION_GAS}), each
- * market's MAX_OPEN_INTEREST and its POSITION_FEE_FACTOR: `positionFeeBps` (default 5) for changes
+ * market's MAX_OPEN_INTEREST, its pool (1 B USD of the index token and of USDC, reserve factors 1) and its
+ * POSITION_FEE_FACTOR: `positionFeeBps` (default 5) for changes
  * that do not improve the long/short balance, `positionFeeBpsBalanceImproved` (default the same) for
  * those that do. The transactions are the same in number and order whatever the options, so the
  * addresses stay those of configs/profiles/local-chains.yaml.
@@ -125,7 +135,11 @@ export async function deployGmxFixture(
     positionFeeBpsBalanceImproved?: number;
   },
 ): Promise<GmxFixture> {
-  const c = compileSolidity({ 'GmxV2Lite.sol': GMX_CONTRACTS_URL, 'TestToken.sol': EVM_TEST_CONTRACTS_URL });
+  // optimized for size: the core is near the 24 KiB code size limit
+  const c = compileSolidity(
+    { 'GmxV2Lite.sol': GMX_CONTRACTS_URL, 'TestToken.sol': EVM_TEST_CONTRACTS_URL },
+    { optimizerRuns: 1 },
+  );
   const get = (n: string) => {
     const x = c[n];
     if (!x) throw new Error(`contract ${n} missing from the compiled output`);
@@ -212,6 +226,26 @@ export async function deployGmxFixture(
       }),
     );
   }
+  // Each market's pool and reserve factors (after every deployment: the addresses do not move).
+  const setUint = (key: Hex, value: bigint) =>
+    send(core, encodeFunctionData({ abi: dataStoreAbi, functionName: 'setUint', args: [key, value] }));
+  const setPool = async (
+    market: Address,
+    longToken: Address,
+    shortToken: Address,
+    [long, short]: [bigint, bigint],
+  ) => {
+    await setUint(poolAmountKey(market, longToken), long);
+    if (shortToken.toLowerCase() !== longToken.toLowerCase())
+      await setUint(poolAmountKey(market, shortToken), short);
+    for (const isLong of [true, false])
+      for (const kind of ['reserve', 'open-interest'] as const)
+        await setUint(reserveFactorKey(market, isLong, kind), FLOAT_PRECISION);
+  };
+  for (const m of opts.markets) {
+    const index = indexTokens[m.symbol]?.address as Address;
+    await setPool(marketTokens[m.symbol] as Address, index, usdc, poolOf(m));
+  }
   return {
     params: {
       exchangeRouter: router,
@@ -226,8 +260,8 @@ export async function deployGmxFixture(
     },
     indexTokens,
     marketTokens,
-    addMarket: (m) =>
-      send(
+    addMarket: async (m) => {
+      await send(
         core,
         encodeFunctionData({
           abi: mintAbi,
@@ -242,9 +276,10 @@ export async function deployGmxFixture(
             5n * 10n ** 26n,
           ],
         }),
-      ),
-    setUint: (key, value) =>
-      send(core, encodeFunctionData({ abi: dataStoreAbi, functionName: 'setUint', args: [key, value] })),
+      );
+      await setPool(m.marketToken, m.longToken, m.shortToken, [10n ** 24n, POOL_USD * 10n ** 6n]);
+    },
+    setUint,
     setPrice: async (symbol, priceUsd, maxPriceUsd) => {
       const t = indexTokens[symbol];
       if (!t) throw new Error(`no market for ${symbol}`);

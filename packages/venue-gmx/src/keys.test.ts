@@ -43,6 +43,11 @@ describe('GMX DataStore keys (gmx-synthetics contracts/data/Keys.sol @ a5c0c883)
       POSITION_FEE_FACTOR: '0x3999256650a6ebfea3dfbd4d56990f4d9048943a0e38ea6aabfc65122556c342',
       OPEN_INTEREST: '0x4259c04608de5df0fa0e375507d66e8ffc81773c9f3dd501a181cbb349ae4fe0',
       MAX_OPEN_INTEREST: '0x00468cb3aa9036ff00a31f90887485d87e1ee0299e9c1e1a838fe5110c4fbafb',
+      OPEN_INTEREST_IN_TOKENS: '0xc577a5cb08b8e2126f9b9796b8c85ef9d1b5047a5ff670fc18802878f0bfd2f8',
+      // the same value as integrations reading Arbitrum's DataStore use for POOL_AMOUNT
+      POOL_AMOUNT: '0x8d6d2afbc2bb1e17cb89b72f19b266a410f6ee8f890812b98b609d4bbf135960',
+      RESERVE_FACTOR: '0xeb6dbcc031d84cf5bcdec21aafd7b4ea59618b0863960405767329a7ad41889a',
+      OPEN_INTEREST_RESERVE_FACTOR: '0xfb0e1c66a0f6d31a6b27a57ad9f57c3a0afb198688ed6d5930c60914530f220a',
     });
     // abi.encode(string): offset 0x20, length, the bytes right-padded.
     const name = 'OPEN_INTEREST';

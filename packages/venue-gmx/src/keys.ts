@@ -23,6 +23,10 @@ export const GMX_KEYS = {
   POSITION_FEE_FACTOR: hashString('POSITION_FEE_FACTOR'),
   OPEN_INTEREST: hashString('OPEN_INTEREST'),
   MAX_OPEN_INTEREST: hashString('MAX_OPEN_INTEREST'),
+  OPEN_INTEREST_IN_TOKENS: hashString('OPEN_INTEREST_IN_TOKENS'),
+  POOL_AMOUNT: hashString('POOL_AMOUNT'),
+  RESERVE_FACTOR: hashString('RESERVE_FACTOR'),
+  OPEN_INTEREST_RESERVE_FACTOR: hashString('OPEN_INTEREST_RESERVE_FACTOR'),
 } as const;
 
 /** Keys.accountOrderListKey(account): the account's order keys (a bytes32 set). */
@@ -42,6 +46,43 @@ export function openInterestKey(market: Address, collateralToken: Address, isLon
     encodeAbiParameters(
       [{ type: 'bytes32' }, { type: 'address' }, { type: 'address' }, { type: 'bool' }],
       [GMX_KEYS.OPEN_INTEREST, market, collateralToken, isLong],
+    ),
+  );
+}
+
+/**
+ * Keys.openInterestInTokensKey(market, collateralToken, isLong): open interest in index-token units
+ * of one side with that collateral (summed, each halved for a one-token market, as the USD keys).
+ */
+export function openInterestInTokensKey(market: Address, collateralToken: Address, isLong: boolean): Hex {
+  return keccak256(
+    encodeAbiParameters(
+      [{ type: 'bytes32' }, { type: 'address' }, { type: 'address' }, { type: 'bool' }],
+      [GMX_KEYS.OPEN_INTEREST_IN_TOKENS, market, collateralToken, isLong],
+    ),
+  );
+}
+
+/** Keys.poolAmountKey(market, token): the pool's amount of one of its tokens (halved by MarketUtils for a one-token market). */
+export function poolAmountKey(market: Address, token: Address): Hex {
+  return keccak256(
+    encodeAbiParameters(
+      [{ type: 'bytes32' }, { type: 'address' }, { type: 'address' }],
+      [GMX_KEYS.POOL_AMOUNT, market, token],
+    ),
+  );
+}
+
+/**
+ * Keys.reserveFactorKey / openInterestReserveFactorKey(market, isLong): the share of the side's pool
+ * (30 decimals) that its positions may reserve; an increase must pass both
+ * (MarketUtils.validateReserve and validateOpenInterestReserve).
+ */
+export function reserveFactorKey(market: Address, isLong: boolean, kind: 'reserve' | 'open-interest'): Hex {
+  return keccak256(
+    encodeAbiParameters(
+      [{ type: 'bytes32' }, { type: 'address' }, { type: 'bool' }],
+      [kind === 'reserve' ? GMX_KEYS.RESERVE_FACTOR : GMX_KEYS.OPEN_INTEREST_RESERVE_FACTOR, market, isLong],
     ),
   );
 }

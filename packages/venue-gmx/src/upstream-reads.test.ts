@@ -26,8 +26,11 @@ import {
   accountOrderListKey,
   GMX_KEYS,
   maxOpenInterestKey,
+  openInterestInTokensKey,
   openInterestKey,
+  poolAmountKey,
   positionFeeFactorKey,
+  reserveFactorKey,
 } from './keys.ts';
 import type { GmxVenueParamsInput } from './params.ts';
 import { startGmxTestChain } from './test-chain.ts';
@@ -111,7 +114,7 @@ describe('keys: the local contract derives them as gmx-synthetics Keys.sol does'
     const probeSource = `// SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 contract KeysProbe {
-    function constants() external pure returns (bytes32[11] memory k) {
+    function constants() external pure returns (bytes32[15] memory k) {
         k[0] = keccak256(abi.encode("ORDER_LIST"));
         k[1] = keccak256(abi.encode("ACCOUNT_ORDER_LIST"));
         k[2] = keccak256(abi.encode("ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1"));
@@ -123,12 +126,28 @@ contract KeysProbe {
         k[8] = keccak256(abi.encode("POSITION_FEE_FACTOR"));
         k[9] = keccak256(abi.encode("OPEN_INTEREST"));
         k[10] = keccak256(abi.encode("MAX_OPEN_INTEREST"));
+        k[11] = keccak256(abi.encode("OPEN_INTEREST_IN_TOKENS"));
+        k[12] = keccak256(abi.encode("POOL_AMOUNT"));
+        k[13] = keccak256(abi.encode("RESERVE_FACTOR"));
+        k[14] = keccak256(abi.encode("OPEN_INTEREST_RESERVE_FACTOR"));
     }
     function openInterestKey(address market, address collateralToken, bool isLong) external pure returns (bytes32) {
         return keccak256(abi.encode(keccak256(abi.encode("OPEN_INTEREST")), market, collateralToken, isLong));
     }
     function maxOpenInterestKey(address market, bool isLong) external pure returns (bytes32) {
         return keccak256(abi.encode(keccak256(abi.encode("MAX_OPEN_INTEREST")), market, isLong));
+    }
+    function openInterestInTokensKey(address market, address collateralToken, bool isLong) external pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("OPEN_INTEREST_IN_TOKENS")), market, collateralToken, isLong));
+    }
+    function poolAmountKey(address market, address token) external pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("POOL_AMOUNT")), market, token));
+    }
+    function reserveFactorKey(address market, bool isLong) external pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("RESERVE_FACTOR")), market, isLong));
+    }
+    function openInterestReserveFactorKey(address market, bool isLong) external pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("OPEN_INTEREST_RESERVE_FACTOR")), market, isLong));
     }
     function positionFeeFactorKey(address market, bool balanceWasImproved) external pure returns (bytes32) {
         return keccak256(abi.encode(keccak256(abi.encode("POSITION_FEE_FACTOR")), market, balanceWasImproved));
@@ -141,7 +160,11 @@ contract KeysProbe {
     if (!probe) throw new Error('KeysProbe did not compile');
     const address = await deployContract(deployer, probe);
     const abi = parseAbi([
-      'function constants() pure returns (bytes32[11])',
+      'function constants() pure returns (bytes32[15])',
+      'function openInterestInTokensKey(address, address, bool) pure returns (bytes32)',
+      'function poolAmountKey(address, address) pure returns (bytes32)',
+      'function reserveFactorKey(address, bool) pure returns (bytes32)',
+      'function openInterestReserveFactorKey(address, bool) pure returns (bytes32)',
       'function openInterestKey(address, address, bool) pure returns (bytes32)',
       'function maxOpenInterestKey(address, bool) pure returns (bytes32)',
       'function positionFeeFactorKey(address, bool) pure returns (bytes32)',
@@ -160,7 +183,14 @@ contract KeysProbe {
       GMX_KEYS.POSITION_FEE_FACTOR,
       GMX_KEYS.OPEN_INTEREST,
       GMX_KEYS.MAX_OPEN_INTEREST,
+      GMX_KEYS.OPEN_INTEREST_IN_TOKENS,
+      GMX_KEYS.POOL_AMOUNT,
+      GMX_KEYS.RESERVE_FACTOR,
+      GMX_KEYS.OPEN_INTEREST_RESERVE_FACTOR,
     ]);
+    expect(await read({ address, abi, functionName: 'poolAmountKey', args: [ethMarket(), weth()] })).toBe(
+      poolAmountKey(ethMarket(), weth()),
+    );
     for (const isLong of [true, false]) {
       expect(
         await read({ address, abi, functionName: 'openInterestKey', args: [ethMarket(), usdc(), isLong] }),
@@ -171,6 +201,25 @@ contract KeysProbe {
       expect(
         await read({ address, abi, functionName: 'positionFeeFactorKey', args: [ethMarket(), isLong] }),
       ).toBe(positionFeeFactorKey(ethMarket(), isLong));
+      expect(
+        await read({
+          address,
+          abi,
+          functionName: 'openInterestInTokensKey',
+          args: [ethMarket(), usdc(), isLong],
+        }),
+      ).toBe(openInterestInTokensKey(ethMarket(), usdc(), isLong));
+      expect(
+        await read({ address, abi, functionName: 'reserveFactorKey', args: [ethMarket(), isLong] }),
+      ).toBe(reserveFactorKey(ethMarket(), isLong, 'reserve'));
+      expect(
+        await read({
+          address,
+          abi,
+          functionName: 'openInterestReserveFactorKey',
+          args: [ethMarket(), isLong],
+        }),
+      ).toBe(reserveFactorKey(ethMarket(), isLong, 'open-interest'));
     }
     expect(
       await read({ address, abi, functionName: 'accountOrderListKey', args: [trader.account.address] }),
@@ -207,6 +256,53 @@ describe('open interest: DataStore.getUint(OPEN_INTEREST keys), as MarketUtils.g
     // Closing books it out again.
     await order(v, 'oi-3', 'sell', '2');
     expect(await getUint(openInterestKey(ethMarket(), usdc(), true))).toBe(0n);
+  });
+});
+
+describe('pool reserve: POOL_AMOUNT × RESERVE_FACTOR and OPEN_INTEREST_RESERVE_FACTOR, as MarketUtils.validateReserve', () => {
+  it('caps quotes at what each side may still reserve, and the keeper cancels an increase past it', async () => {
+    const v = venue();
+    const factor = (pct: number) => (BigInt(pct) * USD30) / 100n;
+    const buy = () => v.quoteHedge({ instrument: 'ETH-USD:PERP', side: 'buy', sizeBase: '100' });
+    // Longs reserve the pool's long token (WETH): 20 WETH at 3 500 = 70 000 USD, × 0.5 → 35 000 USD = 10 ETH.
+    await fx.setUint(poolAmountKey(ethMarket(), weth()), 20n * 10n ** 18n);
+    await fx.setUint(reserveFactorKey(ethMarket(), true, 'reserve'), factor(50));
+    await fx.setUint(reserveFactorKey(ethMarket(), true, 'open-interest'), factor(80));
+    let q = await buy();
+    expect(Number(q.executableSizeBase)).toBeCloseTo(10, 9);
+    expect(q.capReason).toMatch(/pool reserve cap/);
+    // What longs hold is reserved in index tokens (OPEN_INTEREST_IN_TOKENS), at the index max price.
+    await order(v, 'rs-1', 'buy', '4');
+    expect(await getUint(openInterestInTokensKey(ethMarket(), usdc(), true))).toBe(4n * 10n ** 18n);
+    expect(Number((await buy()).executableSizeBase)).toBeCloseTo(6, 9);
+    await fx.setPrice('ETH', 3500, 4375); // the same 4 ETH now reserve 17 500 of the 35 000 USD
+    expect(Number((await buy()).executableSizeBase)).toBeCloseTo(17_500 / 4375, 9);
+    await fx.setPrice('ETH', 3500);
+    // The smaller factor binds: OPEN_INTEREST_RESERVE_FACTOR 0.3 → 21 000 USD = 6 ETH in all, 2 left.
+    await fx.setUint(reserveFactorKey(ethMarket(), true, 'open-interest'), factor(30));
+    q = await buy();
+    expect(Number(q.executableSizeBase)).toBeCloseTo(2, 9);
+    // Past it, the keeper cancels as validateOpenInterestReserve reverts; at the quoted size it fills.
+    await order(v, 'rs-2', 'buy', '3', false);
+    await keeper.runOnce();
+    expect(keeperResults.at(-1)).toMatchObject({
+      outcome: 'cancelled',
+      reason: 'InsufficientReserveForOpenInterest',
+    });
+    await fx.setUint(reserveFactorKey(ethMarket(), true, 'reserve'), factor(20)); // 14 000 USD < 21 000
+    await order(v, 'rs-3', 'buy', '1', false);
+    await keeper.runOnce();
+    expect(keeperResults.at(-1)).toMatchObject({ outcome: 'cancelled', reason: 'InsufficientReserve' });
+    await fx.setUint(reserveFactorKey(ethMarket(), true, 'reserve'), factor(50));
+    await order(v, 'rs-4', 'buy', q.executableSizeBase);
+    expect(keeperResults.at(-1)).toMatchObject({ outcome: 'executed' });
+    expect(Number((await buy()).executableSizeBase)).toBeCloseTo(0, 9);
+    // Shorts reserve the short token (USDC) pool against their open interest in USD: 50 000 × 0.5 = 7.142857 ETH.
+    await fx.setUint(poolAmountKey(ethMarket(), usdc()), 50_000n * 10n ** 6n);
+    await fx.setUint(reserveFactorKey(ethMarket(), false, 'reserve'), factor(50));
+    q = await v.quoteHedge({ instrument: 'ETH-USD:PERP', side: 'sell', sizeBase: '100' });
+    expect(Number(q.executableSizeBase)).toBeCloseTo(25_000 / 3500, 9);
+    expect(q.capReason).toMatch(/pool reserve cap.*short side/);
   });
 });
 
