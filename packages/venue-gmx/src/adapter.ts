@@ -838,7 +838,7 @@ export class GmxVenue implements VenueAdapter {
     const isLong = req.side === 'buy';
     const blockNumber = await this.errors.read(() => this.ctx.publicClient.getBlockNumber({ cacheTime: 0 }));
     const poolToken = isLong ? m.longToken : m.shortToken;
-    const [tokenPrices, oi] = await Promise.all([
+    const [tokenPrices, oi, raw] = await Promise.all([
       this.tokenPrices(
         [
           { token: m.indexToken, what: `the index token of ${req.instrument}` },
@@ -850,8 +850,20 @@ export class GmxVenue implements VenueAdapter {
         blockNumber,
       ),
       this.openInterest(m, blockNumber),
+      this.rawPositions(blockNumber),
     ]);
     const price = tokenPrices.get(m.indexToken.toLowerCase()) as GmxTokenPrice;
+    // As placeOrder decides: a hedge no larger than the opposite position reduces it (a decrease, under
+    // no open-interest or reserve cap); otherwise it increases its own side.
+    const sizeTokens = toUnits(req.sizeBase, m.decimals);
+    const decrease = raw.some(
+      (p) =>
+        p.addresses.market.toLowerCase() === m.marketToken.toLowerCase() &&
+        p.flags.isLong === !isLong &&
+        p.numbers.sizeInTokens > 0n &&
+        p.numbers.sizeInTokens >= sizeTokens,
+    );
+    const sideIsLong = decrease ? !isLong : isLong;
     const ref = gmxPriceToUsd((price.min + price.max) / 2n, m.decimals);
     const exec = gmxPriceToUsd(isLong ? price.max : price.min, m.decimals);
     const cap = isLong ? oi.maxLongUsd30 : oi.maxShortUsd30;
@@ -865,22 +877,22 @@ export class GmxVenue implements VenueAdapter {
       exec,
     );
     const requested = Number(req.sizeBase);
-    const executable = Math.max(0, Math.min(requested, oiRoom, reserveRoom));
+    const executable = decrease ? requested : Math.max(0, Math.min(requested, oiRoom, reserveRoom));
     const notional = executable * exec;
-    // The position fee factor GMX applies: POSITION_FEE_FACTOR for whether this increase brings the
+    // The position fee factor GMX applies: POSITION_FEE_FACTOR for whether this change brings the
     // market's long and short open interest closer (PositionPricingUtils.getPositionFeesAfterReferral).
     const sizeDeltaUsd30 = usd30(notional);
-    const improved = balanceWasImproved(oi, { isLong, sizeDeltaUsd30, increase: true });
+    const improved = balanceWasImproved(oi, { isLong: sideIsLong, sizeDeltaUsd30, increase: !decrease });
     const [feeFactor] = (await this.dataStoreUints(
       [positionFeeFactorKey(m.marketToken, improved)],
       blockNumber,
     )) as [bigint];
     const feeUsd = fromUsd30(applyFactor(sizeDeltaUsd30, feeFactor));
     const ethUsd = await this.ethUsd();
-    const execFeeWei = await this.executionFeeWei(true);
+    const execFeeWei = await this.executionFeeWei(!decrease);
     const sample = this.orderCalldata(m, {
-      isLong,
-      increase: true,
+      isLong: sideIsLong,
+      increase: !decrease,
       sizeDeltaUsd: usd30(notional),
       acceptablePrice: price.max,
       collateral: 1n,

@@ -303,6 +303,13 @@ describe('pool reserve: POOL_AMOUNT × RESERVE_FACTOR and OPEN_INTEREST_RESERVE_
     q = await v.quoteHedge({ instrument: 'ETH-USD:PERP', side: 'sell', sizeBase: '100' });
     expect(Number(q.executableSizeBase)).toBeCloseTo(25_000 / 3500, 9);
     expect(q.capReason).toMatch(/pool reserve cap.*short side/);
+    // A sell no larger than the 6 ETH long reduces it (a decrease, as placeOrder sends it): under no cap.
+    const reduce = await v.quoteHedge({ instrument: 'ETH-USD:PERP', side: 'sell', sizeBase: '5' });
+    expect(reduce.executableSizeBase).toBe('5');
+    expect(reduce.capReason).toBeUndefined();
+    // A larger one opens a short of its full size: the short side's reserve caps it.
+    const flip = await v.quoteHedge({ instrument: 'ETH-USD:PERP', side: 'sell', sizeBase: '8' });
+    expect(Number(flip.executableSizeBase)).toBeCloseTo(25_000 / 3500, 9);
   });
 });
 
