@@ -85,7 +85,7 @@ import {
 } from './keys.ts';
 import { GmxVenueParams, type GmxVenueParamsInput } from './params.ts';
 import { collateralUsd30, unsettledPnlUsd30 } from './position-value.ts';
-import { fetchGmxTickers, type GmxTokenPrice } from './prices.ts';
+import { fetchGmxTickers, fetchGmxTokens, type GmxTokenPrice } from './prices.ts';
 import { fromUnits, fromUsd30, gmxPriceToUsd, toUnits, usd30, usdToGmxPrice } from './units.ts';
 
 /** What the adapter persists per client order id (JSON-safe: bigints as strings). */
@@ -276,7 +276,17 @@ export class GmxVenue implements VenueAdapter {
     );
     const map = new Map<string, MarketEntry>();
     const valued = new Map<string, { id: string; entry: MarketEntry }>();
-    const known = new Map(this.p.indexTokens.map((t) => [t.address.toLowerCase(), t]));
+    const known = new Map<string, { symbol: string; decimals: number }>();
+    // the keepers' token list first (one request instead of three reads per market), the operator's entries win
+    const tokensUrl = this.tokensUrl;
+    if (tokensUrl)
+      for (const t of await fetchGmxTokens(tokensUrl, {
+        venue: this.id,
+        timeoutMs: PRICES_TIMEOUT_MS,
+        ...(this.fetchImpl ? { fetchImpl: this.fetchImpl } : {}),
+      }))
+        known.set(t.address.toLowerCase(), t);
+    for (const t of this.p.indexTokens) known.set(t.address.toLowerCase(), t);
     const pinned = new Map(Object.entries(this.p.marketFor).map(([id, a]) => [id, a.toLowerCase()]));
     this.unlistedMarkets = [];
     for (const m of list) {
@@ -289,6 +299,11 @@ export class GmxVenue implements VenueAdapter {
       }
       // Index tokens are wrapped coins (WBTC, WETH); the underlying drops the W.
       const symbol = /^W[A-Z0-9]{2,}$/.test(meta.symbol) ? meta.symbol.slice(1) : meta.symbol;
+      // a symbol no instrument id can carry (tBTC, USDC.e): named, not listed
+      if (!/^[A-Z][A-Z0-9]{1,9}$/.test(symbol)) {
+        this.unlistedMarkets.push({ marketToken: m.marketToken, indexToken: m.indexToken });
+        continue;
+      }
       const decimals = meta.decimals;
       const id = `${symbol}-USD:PERP`;
       const pin = pinned.get(id);
@@ -324,10 +339,20 @@ export class GmxVenue implements VenueAdapter {
   }
 
   /**
-   * Markets `loadMarkets` could not list: their index token has no `symbol()`/`decimals()` (GMX's
-   * synthetic tokens) and is not in `params.indexTokens`. Filled by the first market read.
+   * Markets `loadMarkets` could not list: their index token is in neither the keepers' token list
+   * (`tokensUrl`) nor `params.indexTokens` and has no `symbol()`/`decimals()` (GMX's synthetic tokens),
+   * or its symbol cannot name an instrument (e.g. `tBTC`). Filled by the first market read.
    */
   unlistedMarkets: { marketToken: Address; indexToken: Address }[] = [];
+
+  /** `params.tokensUrl`, else `pricesUrl`'s origin's `/tokens` when it is a `/prices/tickers` endpoint. */
+  private get tokensUrl(): string | undefined {
+    if (this.p.tokensUrl) return this.p.tokensUrl;
+    const prices = this.p.pricesUrl;
+    return prices && /\/prices\/tickers\/?$/.test(prices)
+      ? prices.replace(/\/prices\/tickers\/?$/, '/tokens')
+      : undefined;
+  }
 
   /** An index token's ERC-20 symbol and decimals, or undefined when it has no such contract. */
   private async tokenMeta(token: Address): Promise<{ symbol: string; decimals: number } | undefined> {

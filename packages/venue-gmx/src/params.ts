@@ -37,6 +37,13 @@ export const GmxVenueParams = z
      */
     pricesUrl: z.url({ protocol: /^https?$/ }).optional(),
     /**
+     * GMX oracle keeper token list, e.g. https://arbitrum-api.gmxinfra.io/tokens: the symbol and
+     * decimals of every index token, synthetic ones included, read once when the markets are loaded
+     * (`indexTokens` entries win). @defaultValue with `pricesUrl` ending in `/prices/tickers`, the same
+     * origin's `/tokens`; else none
+     */
+    tokensUrl: z.url({ protocol: /^https?$/ }).optional(),
+    /**
      * Symbol and decimals of index tokens that have no ERC-20 contract to ask: GMX's synthetic index
      * tokens (on Arbitrum e.g. BTC 0x47904963fc8b2340414262125aF798B9655E58Cd, 8 decimals; the list
      * is gmx-interface's `sdk/src/configs/tokens.ts`, `isSynthetic`). Other index tokens are read

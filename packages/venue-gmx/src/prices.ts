@@ -34,6 +34,15 @@ export const GmxTicker = z
 export type GmxTicker = z.output<typeof GmxTicker>;
 export const GmxTickersResponse = z.array(GmxTicker);
 
+/** `schema` over an endpoint's answer; throws naming `what`, the first wrong entry and field. */
+function parseAnswer<S extends z.ZodType>(schema: S, body: unknown, what: string): z.output<S> {
+  const parsed = schema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const where = issue?.path.length ? issue.path.join('.') : 'the answer';
+  throw new Error(`${what} answered in an unexpected format: ${where}: ${issue?.message ?? 'invalid'}`);
+}
+
 /** A token's price in GMX units (min/max) and when the oracle keeper last updated it. */
 export interface GmxTokenPrice {
   min: bigint;
@@ -47,16 +56,9 @@ export interface GmxTokenPrice {
  * wrong, when the answer is not in the documented format.
  */
 export function parseGmxTickers(body: unknown, source: string): Map<string, GmxTokenPrice> {
-  const parsed = GmxTickersResponse.safeParse(body);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue?.path.length ? issue.path.join('.') : 'the answer';
-    throw new Error(
-      `the GMX prices endpoint ${source} answered in an unexpected format: ${where}: ${issue?.message ?? 'invalid'}`,
-    );
-  }
+  const data = parseAnswer(GmxTickersResponse, body, `the GMX prices endpoint ${source}`);
   const out = new Map<string, GmxTokenPrice>();
-  for (const t of parsed.data) {
+  for (const t of data) {
     out.set(t.tokenAddress.toLowerCase(), {
       min: BigInt(t.minPrice),
       max: BigInt(t.maxPrice),
@@ -68,14 +70,15 @@ export function parseGmxTickers(body: unknown, source: string): Map<string, GmxT
 }
 
 /**
- * Fetches and parses `url` (a GMX `/prices/tickers` endpoint). Transport failures and non-2xx answers
- * become retryable venue errors (429: `RateLimitError`); an answer in another format throws (see
- * {@link parseGmxTickers}).
+ * GETs `url`, a GMX oracle keeper endpoint (`what` names it in errors), and returns its JSON.
+ * Transport failures and non-2xx answers become retryable venue errors (429: `RateLimitError`); an
+ * answer that is not JSON throws.
  */
-export async function fetchGmxTickers(
+async function fetchGmxJson(
   url: string,
+  what: string,
   opts: { venue: string; timeoutMs: number; fetchImpl?: typeof fetch },
-): Promise<Map<string, GmxTokenPrice>> {
+): Promise<unknown> {
   const doFetch = opts.fetchImpl ?? fetch;
   let res: Response;
   try {
@@ -86,7 +89,7 @@ export async function fetchGmxTickers(
   } catch (err) {
     throw new VenueNetworkError({
       venue: opts.venue,
-      message: `the GMX prices endpoint ${url} did not answer: ${err instanceof Error ? err.message : String(err)}`,
+      message: `${what} ${url} did not answer: ${err instanceof Error ? err.message : String(err)}`,
       cause: err,
     });
   }
@@ -94,24 +97,70 @@ export async function fetchGmxTickers(
     const after = Number(res.headers.get('retry-after'));
     throw new RateLimitError({
       venue: opts.venue,
-      message: `the GMX prices endpoint ${url} is rate limiting (HTTP 429)`,
+      message: `${what} ${url} is rate limiting (HTTP 429)`,
       ...(Number.isFinite(after) && after > 0 ? { retryAfterMs: after * 1000 } : {}),
     });
   }
   if (!res.ok) {
     throw new VenueNetworkError({
       venue: opts.venue,
-      message: `the GMX prices endpoint ${url} answered HTTP ${res.status}`,
+      message: `${what} ${url} answered HTTP ${res.status}`,
       details: { status: res.status },
     });
   }
-  let body: unknown;
   try {
-    body = await res.json();
+    return await res.json();
   } catch (err) {
-    throw new Error(`the GMX prices endpoint ${url} answered with something that is not JSON`, {
-      cause: err,
-    });
+    throw new Error(`${what} ${url} answered with something that is not JSON`, { cause: err });
   }
-  return parseGmxTickers(body, url);
+}
+
+/** Fetches and parses `url`, a GMX `/prices/tickers` endpoint (see {@link parseGmxTickers}). */
+export async function fetchGmxTickers(
+  url: string,
+  opts: { venue: string; timeoutMs: number; fetchImpl?: typeof fetch },
+): Promise<Map<string, GmxTokenPrice>> {
+  return parseGmxTickers(await fetchGmxJson(url, 'the GMX prices endpoint', opts), url);
+}
+
+/**
+ * The GMX oracle keeper's `GET /tokens` (e.g. https://arbitrum-api.gmxinfra.io/tokens, GMX's REST v2
+ * docs): `{ "tokens": [{ "symbol", "address", "decimals", "synthetic"? }] }`, every token the keepers
+ * price, synthetic index tokens (no ERC-20 contract) among them.
+ */
+export const GmxTokensResponse = z.object({
+  tokens: z.array(
+    z.object({
+      symbol: z.string().min(1),
+      address: z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'an address'),
+      decimals: z.number().int().min(0).max(36),
+      synthetic: z.boolean().optional(),
+    }),
+  ),
+});
+
+/** One token of the list, as the adapter lists index tokens. */
+export interface GmxTokenInfo {
+  address: `0x${string}`;
+  symbol: string;
+  decimals: number;
+  synthetic: boolean;
+}
+
+/** Parses a `/tokens` answer; throws naming the first entry and field that is wrong. */
+export function parseGmxTokens(body: unknown, source: string): GmxTokenInfo[] {
+  return parseAnswer(GmxTokensResponse, body, `the GMX tokens endpoint ${source}`).tokens.map((t) => ({
+    address: t.address as `0x${string}`,
+    symbol: t.symbol,
+    decimals: t.decimals,
+    synthetic: t.synthetic ?? false,
+  }));
+}
+
+/** Fetches and parses `url`, a GMX `/tokens` endpoint. */
+export async function fetchGmxTokens(
+  url: string,
+  opts: { venue: string; timeoutMs: number; fetchImpl?: typeof fetch },
+): Promise<GmxTokenInfo[]> {
+  return parseGmxTokens(await fetchGmxJson(url, 'the GMX tokens endpoint', opts), url);
 }

@@ -510,16 +510,26 @@ describe('prices from the GMX oracle keeper endpoint (params.pricesUrl)', () => 
 
   /**
    * Serves `/prices/tickers` in the documented format (gmx-interface sdk TickersResponse, the recorded
-   * Arbitrum answer's fields) built at each request from the local oracle's prices of `tokens`.
+   * Arbitrum answer's fields) built at each request from the local oracle's prices of `tokens`, and
+   * `/tokens` (GMX REST v2) listing them.
    * `mutate` can break the answer.
    */
   async function tickersServer(
-    tokens: { address: Address; symbol: string }[],
+    tokens: { address: Address; symbol: string; decimals: number }[],
     mutate: (entries: Record<string, unknown>[]) => unknown = (e) => e,
     status = 200,
   ): Promise<string> {
     const srv = createServer((req, res) => {
       void (async () => {
+        if (req.url === '/tokens') {
+          const list = tokens.map((t) => ({
+            symbol: t.symbol,
+            address: getAddress(t.address),
+            decimals: t.decimals,
+          }));
+          res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ tokens: list }));
+          return;
+        }
         if (req.url !== '/prices/tickers') {
           res.writeHead(404).end();
           return;
@@ -551,9 +561,13 @@ describe('prices from the GMX oracle keeper endpoint (params.pricesUrl)', () => 
   }
 
   const allTokens = () => [
-    { address: usdc(), symbol: 'USDC' },
-    { address: fx.indexTokens.BTC?.address as Address, symbol: 'BTC' },
-    { address: weth(), symbol: 'ETH' },
+    { address: usdc(), symbol: 'USDC', decimals: 6 },
+    {
+      address: fx.indexTokens.BTC?.address as Address,
+      symbol: 'BTC',
+      decimals: fx.indexTokens.BTC?.decimals ?? 8,
+    },
+    { address: weth(), symbol: 'ETH', decimals: 18 },
   ];
   const clock: Clock = { nowMs: () => 2_000_000_000_000 };
   const withoutAsOf = <T extends { asOfMs: number }>(xs: T[]) => xs.map(({ asOfMs: _, ...x }) => x);
@@ -661,6 +675,66 @@ describe('markets as Arbitrum lists them: synthetic index tokens, swap-only mark
     ]);
     expect(listed.find((m) => m.instrument.id === 'DOGE-USD:PERP')?.venueSymbol).toBe(doge);
     expect(told.unlistedMarkets).toEqual([]);
+  });
+
+  it("lists index tokens from the keepers' /tokens list (derived from pricesUrl), the operator's entries winning", async () => {
+    const doge = marketToken();
+    await fx.addMarket({
+      marketToken: doge,
+      indexToken: SYNTHETIC_DOGE,
+      longToken: weth(),
+      shortToken: usdc(),
+    });
+    const tbtc = marketToken();
+    const TBTC = getAddress(`0x${randomBytes(20).toString('hex')}`);
+    await fx.addMarket({ marketToken: tbtc, indexToken: TBTC, longToken: weth(), shortToken: usdc() });
+    let body: unknown = {
+      tokens: [
+        // as Arbitrum's answer lists them: the wrapped coin under the coin's symbol, synthetics flagged
+        { symbol: 'ETH', address: getAddress(weth()), decimals: 18 },
+        { symbol: 'DOGE', address: SYNTHETIC_DOGE, decimals: 8, synthetic: true },
+        { symbol: 'tBTC', address: TBTC, decimals: 18 },
+      ],
+    };
+    const requests: string[] = [];
+    const srv = createServer((req, res) => {
+      requests.push(req.url ?? '');
+      if (req.url !== '/tokens') return void res.writeHead(404).end();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    });
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    const origin = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    try {
+      const viaPrices = venue({ params: { pricesUrl: `${origin}/prices/tickers` } });
+      const listed = await viaPrices.loadMarkets();
+      expect(requests).toEqual(['/tokens']);
+      expect(listed.map((m) => m.instrument.id).sort()).toEqual([
+        'BTC-USD:PERP',
+        'DOGE-USD:PERP',
+        'ETH-USD:PERP',
+      ]);
+      // tBTC cannot name an instrument: named as unlisted, not guessed at
+      expect(viaPrices.unlistedMarkets).toEqual([{ marketToken: tbtc, indexToken: TBTC }]);
+      // an operator's entry wins over the list
+      const told = venue({
+        params: {
+          tokensUrl: `${origin}/tokens`,
+          indexTokens: [{ address: TBTC, symbol: 'TBTC', decimals: 18 }],
+        },
+      });
+      expect((await told.loadMarkets()).map((m) => m.instrument.id)).toContain('TBTC-USD:PERP');
+      // an answer in another format is refused, naming the entry and field
+      body = { tokens: [{ symbol: 'DOGE', address: 'doge', decimals: 8 }] };
+      await expect(venue({ params: { tokensUrl: `${origin}/tokens` } }).loadMarkets()).rejects.toThrow(
+        /the GMX tokens endpoint http:\/\/127\.0\.0\.1:\d+\/tokens answered in an unexpected format: tokens\.0\.address: an address/,
+      );
+    } finally {
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
+    }
+    // unreachable: a retryable network error naming the endpoint
+    await expect(venue({ params: { tokensUrl: `${origin}/tokens` } }).loadMarkets()).rejects.toThrow(
+      /the GMX tokens endpoint .* did not answer/,
+    );
   });
 
   it('trades the first market of an index token unless params.marketFor pins another', async () => {
