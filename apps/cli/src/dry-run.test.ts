@@ -92,7 +92,7 @@ describe.skipIf(!pgOk)('xhedge dry-run status|reset (real Redis and Postgres)', 
     const r = await cli(['reset', '--reason', 'start the policy trial over', '--actor', 'operator:ana']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/dry run reset on .*: pv start from the real accounts again/);
-    expect(await redis.exists(`${prefix}:dry-run:pv`)).toBe(0);
+    expect(await redis.exists(...RedisShadowStore.keysOf(prefix, 'pv'))).toBe(0);
     expect((await ledger.listAudit({ action: 'dry-run.reset' }))[0]).toMatchObject({
       actor: 'operator:ana',
       details: { venues: ['pv'], reason: 'start the policy trial over' },

@@ -116,6 +116,18 @@ describe('dry run with its state in Redis (RedisShadowStore)', () => {
       size: '-2',
       entryUsd: new Dec(q.expectedPriceUsd).toFixed(),
     });
+    // orders and fills live beside the account's state, so reading the account does not grow with them
+    expect(Object.keys(raw).sort()).toEqual(['book:SOL-USD:PERP', 'cash', 'funded:SOL-USD:PERP', 'seq', 'v']);
+    const [, ordersKey, fillsKey] = RedisShadowStore.keysOf(p.prefix, p.venue.id);
+    expect(await client().hkeys(ordersKey)).toEqual(expect.arrayContaining(['x-1', 'x-2']));
+    expect(await client().hlen(fillsKey)).toBe(2);
+    const store = new RedisShadowStore({ redis: client(), prefix: p.prefix, venue: p.venue.id });
+    expect(await store.counts()).toEqual({ orders: 2, fills: 2 });
+    expect((await store.fills({ clientOrderId: 'x-2' })).map((f) => f.fillId)).toEqual(['dry-2-1']);
+    expect(await store.fills({ clientOrderId: 'never' })).toEqual([]);
+    // a state written in the layout of an earlier version is refused, saying how to start over
+    await client().hset(`${p.prefix}:dry-run:${p.venue.id}`, 'order:old', '{}');
+    await expect(store.load()).rejects.toThrow(/layout of an earlier xhedge.*xhedge dry-run reset/);
   });
 
   it('the same client order id placed by two processes at once fills once', async () => {

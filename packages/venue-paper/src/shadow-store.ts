@@ -10,16 +10,16 @@ export interface ShadowBook {
   entryUsd: Dec;
 }
 
-/** Everything a dry-run venue has simulated, as one consistent snapshot. */
+/**
+ * What a dry-run venue's simulated trades add to the account, as one consistent snapshot (the orders
+ * and fills themselves are kept beside it and read one by one: a read of the account does not grow
+ * with the number of simulated fills).
+ */
 export interface ShadowState {
   /** Per instrument, what the simulated fills added. */
   books: Map<string, ShadowBook>;
   /** Collateral moved by simulated trades, USD (fees and gas paid, premiums, realized perp P&L, funding). */
   cashUsd: Dec;
-  /** Every simulated order, by client order id. */
-  orders: Map<string, Order>;
-  /** Every simulated fill, oldest first. */
-  fills: Fill[];
   /** When each simulated perp position last paid or received funding, ms. */
   fundedUntilMs: Map<string, number>;
   /** Simulated orders numbered so far (the last `dry-<n>` venue order id). */
@@ -52,8 +52,14 @@ export interface ShadowFundingWrite {
  * (so the functions must not have side effects).
  */
 export interface ShadowStore {
-  /** The whole simulated state of the venue, as it is now. */
+  /** The simulated state of the venue's account, as it is now. */
   load(): Promise<ShadowState>;
+  /** The simulated order with this client order id, if any. */
+  order(clientOrderId: string): Promise<Order | undefined>;
+  /** Simulated fills, oldest first: all, or those of one client order id or since a time. */
+  fills(q?: { clientOrderId?: string; sinceMs?: number }): Promise<Fill[]>;
+  /** How many orders and fills were simulated. */
+  counts(): Promise<{ orders: number; fills: number }>;
   /**
    * Records the order with `clientOrderId` (and its fill, book and collateral) computed by `decide`
    * from the current state; when an order with that client id is stored already (placed by this or any
@@ -68,33 +74,37 @@ export interface ShadowStore {
 }
 
 function emptyState(): ShadowState {
-  return {
-    books: new Map(),
-    cashUsd: new Dec(0),
-    orders: new Map(),
-    fills: [],
-    fundedUntilMs: new Map(),
-    orderSeq: 0,
-  };
+  return { books: new Map(), cashUsd: new Dec(0), fundedUntilMs: new Map(), orderSeq: 0 };
 }
 
 function cloneState(s: ShadowState): ShadowState {
   return {
     books: new Map(s.books),
     cashUsd: s.cashUsd,
-    orders: new Map(s.orders),
-    fills: [...s.fills],
     fundedUntilMs: new Map(s.fundedUntilMs),
     orderSeq: s.orderSeq,
   };
 }
 
+/** Fills matching `q`, oldest first (by time, then by the order they were simulated in). */
+function selectFills(
+  fills: Iterable<[number, Fill]>,
+  q: { clientOrderId?: string; sinceMs?: number } = {},
+): Fill[] {
+  return [...fills]
+    .filter(
+      ([, f]) =>
+        (q.clientOrderId === undefined || f.clientOrderId === q.clientOrderId) &&
+        (q.sinceMs === undefined || f.tsMs >= q.sinceMs),
+    )
+    .sort((a, b) => a[1].tsMs - b[1].tsMs || a[0] - b[0])
+    .map(([, f]) => f);
+}
+
 /** What a write turns `s` into (a new state; `s` is left as it was). */
 function applyOrder(s: ShadowState, w: ShadowOrderWrite): ShadowState {
   const n = cloneState(s);
-  n.orders.set(w.order.clientOrderId, w.order);
   n.orderSeq += 1;
-  if (w.fill) n.fills.push(w.fill);
   if (w.book) n.books.set(w.book.instrument, w.book.book);
   n.cashUsd = w.cashUsd;
   for (const [k, v] of w.fundedUntilMs ?? []) n.fundedUntilMs.set(k, v);
@@ -111,16 +121,33 @@ function applyFunding(s: ShadowState, w: ShadowFundingWrite): ShadowState {
 /** The simulated state in this process's memory: lost on restart, unseen by other processes. */
 export class MemoryShadowStore implements ShadowStore {
   #state = emptyState();
+  readonly #orders = new Map<string, Order>();
+  /** By client order id: the order's sequence number and its fill. */
+  readonly #fills = new Map<string, [number, Fill]>();
 
   async load(): Promise<ShadowState> {
     return cloneState(this.#state);
   }
 
+  async order(clientOrderId: string): Promise<Order | undefined> {
+    return this.#orders.get(clientOrderId);
+  }
+
+  async fills(q: { clientOrderId?: string; sinceMs?: number } = {}): Promise<Fill[]> {
+    return selectFills(this.#fills.values(), q);
+  }
+
+  async counts(): Promise<{ orders: number; fills: number }> {
+    return { orders: this.#orders.size, fills: this.#fills.size };
+  }
+
   async placeOrder(clientOrderId: string, decide: (s: ShadowState) => ShadowOrderWrite): Promise<Order> {
-    const seen = this.#state.orders.get(clientOrderId);
+    const seen = this.#orders.get(clientOrderId);
     if (seen) return seen;
     const w = decide(cloneState(this.#state));
     this.#state = applyOrder(this.#state, w);
+    this.#orders.set(clientOrderId, w.order);
+    if (w.fill) this.#fills.set(clientOrderId, [this.#state.orderSeq, w.fill]);
     return w.order;
   }
 
@@ -132,18 +159,22 @@ export class MemoryShadowStore implements ShadowStore {
 }
 
 /**
- * Writes `ARGV[3..]` (field, value pairs) into the hash when its version is still `ARGV[1]`, bumping
- * it; when `ARGV[2]` names a client order id that is stored already, returns that order instead.
+ * The compare-and-set of one update. KEYS: the state hash, the orders hash, the fills hash. ARGV: the
+ * state's version the update was computed from; the client order id ('' for funding); the order's JSON
+ * and its fill's JSON ('' for none); then the state's (field, value) pairs. When the client order id
+ * is stored already, returns that order; when the version moved, writes nothing.
  */
 const CAS_SCRIPT = `
 local unpack = unpack or table.unpack
 if ARGV[2] ~= '' then
-  local seen = redis.call('HGET', KEYS[1], 'order:' .. ARGV[2])
+  local seen = redis.call('HGET', KEYS[2], ARGV[2])
   if seen then return {'seen', seen} end
 end
 local v = redis.call('HGET', KEYS[1], 'v') or '0'
 if v ~= ARGV[1] then return {'conflict'} end
-redis.call('HSET', KEYS[1], 'v', tostring(tonumber(v) + 1), unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], 'v', tostring(tonumber(v) + 1), unpack(ARGV, 5))
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[4]) end
 return {'ok'}
 `;
 const CAS_SHA = createHash('sha1').update(CAS_SCRIPT).digest('hex');
@@ -160,23 +191,37 @@ export interface RedisShadowStoreOptions {
 }
 
 /**
- * The simulated state in the run's Redis, one hash per venue (`<prefix>:dry-run:<venue>`), so every
- * process of a deployment (orchestrator, workers) sees the same simulated fills and a restart keeps
- * them. Amounts are stored as exact decimal strings, orders and fills as JSON keyed by client order id
- * and sequence. Each update is read, computed and written with a compare-and-set on the hash's version
- * (a Lua script), retried on a newer state when another process wrote in between: no update is lost
- * and a client order id is placed once across all processes.
+ * The simulated state in the run's Redis, so every process of a deployment (orchestrator, workers)
+ * sees the same simulated fills and a restart keeps them: per venue, the account's state in one hash
+ * (`<prefix>:dry-run:<venue>`: version, collateral moved, order count, books, funding times), the
+ * orders and the fills in two more keyed by client order id (`<prefix>:dry-run-orders:<venue>`,
+ * `<prefix>:dry-run-fills:<venue>`), so reading the account does not grow with the fills. Amounts are
+ * exact decimal strings, orders and fills JSON. Each update is read, computed and written with a
+ * compare-and-set on the state's version (one Lua script over the three keys, which share the
+ * prefix's hash tag), retried on a newer state when another process wrote in between: no update is
+ * lost and a client order id is placed once across all processes.
  */
 export class RedisShadowStore implements ShadowStore {
   readonly key: string;
+  readonly #ordersKey: string;
+  readonly #fillsKey: string;
   readonly #redis: Redis;
   readonly #venue: string;
   readonly #maxAttempts: number;
 
+  /** Every key a venue's dry run keeps in Redis (what `xhedge dry-run reset` deletes). */
+  static keysOf(prefix: string, venue: string): [string, string, string] {
+    return [
+      `${prefix}:dry-run:${venue}`,
+      `${prefix}:dry-run-orders:${venue}`,
+      `${prefix}:dry-run-fills:${venue}`,
+    ];
+  }
+
   constructor(o: RedisShadowStoreOptions) {
     this.#redis = o.redis;
     this.#venue = o.venue;
-    this.key = `${o.prefix}:dry-run:${o.venue}`;
+    [this.key, this.#ordersKey, this.#fillsKey] = RedisShadowStore.keysOf(o.prefix, o.venue);
     this.#maxAttempts = o.maxAttempts ?? 100;
   }
 
@@ -184,32 +229,56 @@ export class RedisShadowStore implements ShadowStore {
     return (await this.#read()).state;
   }
 
+  async order(clientOrderId: string): Promise<Order | undefined> {
+    const raw = await this.#redis.hget(this.#ordersKey, clientOrderId);
+    return raw === null ? undefined : (this.#json(`order ${clientOrderId}`, raw) as Order);
+  }
+
+  async fills(q: { clientOrderId?: string; sinceMs?: number } = {}): Promise<Fill[]> {
+    const entries: [string, string][] =
+      q.clientOrderId !== undefined
+        ? await this.#redis
+            .hget(this.#fillsKey, q.clientOrderId)
+            .then((raw) => (raw === null ? [] : [[q.clientOrderId as string, raw]]))
+        : Object.entries(await this.#redis.hgetall(this.#fillsKey));
+    return selectFills(
+      entries.map(([cid, raw]) => {
+        const e = this.#json(`fill of ${cid}`, raw) as { seq?: unknown; fill?: unknown };
+        if (typeof e.seq !== 'number' || typeof e.fill !== 'object' || e.fill === null)
+          throw new Error(`${this.#venue}: dry run: ${this.#fillsKey} field ${cid} is not a fill record`);
+        return [e.seq, e.fill as Fill];
+      }),
+      q,
+    );
+  }
+
+  async counts(): Promise<{ orders: number; fills: number }> {
+    const [orders, fills] = await Promise.all([
+      this.#redis.hlen(this.#ordersKey),
+      this.#redis.hlen(this.#fillsKey),
+    ]);
+    return { orders, fills };
+  }
+
   async placeOrder(clientOrderId: string, decide: (s: ShadowState) => ShadowOrderWrite): Promise<Order> {
     for (let i = 0; i < this.#maxAttempts; i++) {
-      const { state, version } = await this.#read();
-      const seen = state.orders.get(clientOrderId);
+      const [seen, { state, version }] = await Promise.all([this.order(clientOrderId), this.#read()]);
       if (seen) return seen;
       const w = decide(state);
       if (w.order.clientOrderId !== clientOrderId)
         throw new Error(
           `${this.#venue}: dry run: the order to record is ${w.order.clientOrderId}, not ${clientOrderId}`,
         );
-      const fields: string[] = [
-        `order:${clientOrderId}`,
-        JSON.stringify(w.order),
-        'seq',
-        String(state.orderSeq + 1),
-        'cash',
-        w.cashUsd.toFixed(),
-      ];
-      if (w.fill) fields.push(`fill:${state.orderSeq + 1}`, JSON.stringify(w.fill));
+      const seq = state.orderSeq + 1;
+      const fields: string[] = ['seq', String(seq), 'cash', w.cashUsd.toFixed()];
       if (w.book)
         fields.push(
           `book:${w.book.instrument}`,
           JSON.stringify({ size: w.book.book.size.toFixed(), entryUsd: w.book.book.entryUsd.toFixed() }),
         );
       for (const [k, v] of w.fundedUntilMs ?? []) fields.push(`funded:${k}`, fundedMs(k, v));
-      const r = await this.#cas(version, clientOrderId, fields);
+      const fill = w.fill ? JSON.stringify({ seq, fill: w.fill }) : '';
+      const r = await this.#cas(version, clientOrderId, [JSON.stringify(w.order), fill, ...fields]);
       if (r.kind === 'seen') return r.order;
       if (r.kind === 'ok') return w.order;
     }
@@ -223,7 +292,7 @@ export class RedisShadowStore implements ShadowStore {
       if (!w) return state;
       const fields = ['cash', w.cashUsd.toFixed()];
       for (const [k, v] of w.fundedUntilMs) fields.push(`funded:${k}`, fundedMs(k, v));
-      const r = await this.#cas(version, '', fields);
+      const r = await this.#cas(version, '', ['', '', ...fields]);
       if (r.kind === 'ok') return applyFunding(state, w);
     }
     throw this.#busy('accruing funding');
@@ -240,20 +309,20 @@ export class RedisShadowStore implements ShadowStore {
     clientOrderId: string,
     fields: readonly string[],
   ): Promise<{ kind: 'ok' } | { kind: 'conflict' } | { kind: 'seen'; order: Order }> {
-    const args = [this.key, version, clientOrderId, ...fields];
+    const args = [this.key, this.#ordersKey, this.#fillsKey, version, clientOrderId, ...fields];
     let res: unknown;
     try {
-      res = await this.#redis.evalsha(CAS_SHA, 1, ...args);
+      res = await this.#redis.evalsha(CAS_SHA, 3, ...args);
     } catch (err) {
       if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      res = await this.#redis.eval(CAS_SCRIPT, 1, ...args);
+      res = await this.#redis.eval(CAS_SCRIPT, 3, ...args);
     }
     if (!Array.isArray(res))
       throw new Error(`${this.#venue}: dry run: unexpected Redis reply ${String(res)}`);
     const [kind, order] = res as [unknown, unknown];
     if (kind === 'ok' || kind === 'conflict') return { kind };
     if (kind === 'seen' && typeof order === 'string')
-      return { kind, order: this.#json(`order:${clientOrderId}`, order) as Order };
+      return { kind, order: this.#json(`order ${clientOrderId}`, order) as Order };
     throw new Error(`${this.#venue}: dry run: unexpected Redis reply ${JSON.stringify(res)}`);
   }
 
@@ -278,15 +347,16 @@ export class RedisShadowStore implements ShadowStore {
   async #read(): Promise<{ state: ShadowState; version: string }> {
     const h = await this.#redis.hgetall(this.key);
     const state = emptyState();
-    const fills: [number, Fill][] = [];
     for (const [field, raw] of Object.entries(h)) {
       const colon = field.indexOf(':');
       const kind = colon < 0 ? field : field.slice(0, colon);
       const name = field.slice(colon + 1);
       if (kind === 'cash') state.cashUsd = this.#dec(field, raw);
       else if (kind === 'seq') state.orderSeq = this.#int(field, raw);
-      else if (kind === 'order') state.orders.set(name, this.#json(field, raw) as Order);
-      else if (kind === 'fill') fills.push([this.#int(field, name), this.#json(field, raw) as Fill]);
+      else if (kind === 'order' || kind === 'fill')
+        throw new Error(
+          `${this.#venue}: dry run: ${this.key} holds orders and fills in the layout of an earlier xhedge; start the dry run over with \`xhedge dry-run reset\``,
+        );
       else if (kind === 'funded') state.fundedUntilMs.set(name, this.#int(field, raw));
       else if (kind === 'book') {
         const b = this.#json(field, raw) as { size?: unknown; entryUsd?: unknown };
@@ -296,7 +366,6 @@ export class RedisShadowStore implements ShadowStore {
         });
       }
     }
-    state.fills = fills.sort((a, b) => a[0] - b[0]).map(([, f]) => f);
     return { state, version: h.v ?? '0' };
   }
 

@@ -197,19 +197,15 @@ export class ShadowVenue implements VenueAdapter {
   }
 
   async fetchFills(opts: { sinceMs?: number; clientOrderId?: string } = {}): Promise<Fill[]> {
-    return (await this.#store.load()).fills.filter(
-      (f) =>
-        (opts.clientOrderId === undefined || f.clientOrderId === opts.clientOrderId) &&
-        (opts.sinceMs === undefined || f.tsMs >= opts.sinceMs),
-    );
+    return this.#store.fills(opts);
   }
 
   async getOrderByClientId(clientOrderId: string): Promise<Order | null> {
-    return (await this.#store.load()).orders.get(clientOrderId) ?? null;
+    return (await this.#store.order(clientOrderId)) ?? null;
   }
 
   async cancelOrder(clientOrderId: string): Promise<Order> {
-    const o = (await this.#store.load()).orders.get(clientOrderId);
+    const o = await this.#store.order(clientOrderId);
     if (!o)
       throw new OrderNotFoundError({
         venue: this.id,
@@ -232,7 +228,7 @@ export class ShadowVenue implements VenueAdapter {
         parsed.error.issues.map((i) => `${i.path.join('.') || 'order'}: ${i.message}`).join('; '),
       );
     const req = parsed.data;
-    const seen = (await this.#store.load()).orders.get(req.clientOrderId);
+    const seen = await this.#store.order(req.clientOrderId);
     if (seen) return seen;
     this.#markets ??= this.#inner.loadMarkets();
     const market = (await this.#markets).find((m) => m.instrument.id === req.instrument);

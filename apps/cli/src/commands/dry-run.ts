@@ -37,15 +37,16 @@ async function venuesWithState(c: Connections, prefix: string): Promise<string[]
 
 /** What a dry run has simulated on one venue, as the CLI prints it. */
 async function venueView(c: Connections, prefix: string, venue: string) {
-  const s = await new RedisShadowStore({ redis: c.redis, prefix, venue }).load();
+  const store = new RedisShadowStore({ redis: c.redis, prefix, venue });
+  const [s, counts] = await Promise.all([store.load(), store.counts()]);
   return {
     venue,
     positions: [...s.books]
       .filter(([, b]) => !b.size.isZero())
       .map(([instrument, b]) => ({ instrument, sizeBase: b.size.toFixed(), entryUsd: b.entryUsd.toFixed() })),
     cashUsd: s.cashUsd.toFixed(),
-    orders: s.orders.size,
-    fills: s.fills.length,
+    orders: counts.orders,
+    fills: counts.fills,
   };
 }
 
@@ -105,8 +106,8 @@ export async function runDryRun(
       return EXIT_OK;
     }
     if (!reason) throw new Error('unreachable: reset without a reason');
-    const removed = venues.length
-      ? await c.redis.del(...venues.map((v) => `${redisPrefix}:dry-run:${v}`))
+    const removedKeys = venues.length
+      ? await c.redis.del(...venues.flatMap((v) => RedisShadowStore.keysOf(redisPrefix, v)))
       : 0;
     await c.ledger?.audit({
       actor,
@@ -119,7 +120,7 @@ export async function runDryRun(
       reason: `dry run reset (${venues.join(', ') || 'no simulated state'}): ${reason}`,
     });
     if (opts.json)
-      io.out(JSON.stringify({ action, deployment: redisPrefix, venues, removed, by: actor, reason }));
+      io.out(JSON.stringify({ action, deployment: redisPrefix, venues, removedKeys, by: actor, reason }));
     else
       io.out(
         venues.length
