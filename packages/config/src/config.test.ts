@@ -109,6 +109,18 @@ const mutations: Mutation[] = [
   ],
   ['zero drop-copy grace', (c) => (c.dropCopy = { graceSeconds: 0 }), 'dropCopy.graceSeconds', /Too small/],
   [
+    'venue cap of a malformed venue id',
+    (c) => (c.limits.maxVenueNotionalUsd = { 'Not A Venue': 1000 }),
+    'limits.maxVenueNotionalUsd.Not A Venue',
+    /neither a venue id .* nor \*/,
+  ],
+  [
+    'negative venue cap',
+    (c) => (c.limits.maxVenueNotionalUsd = { '*': -1 }),
+    'limits.maxVenueNotionalUsd.*',
+    /Too small/,
+  ],
+  [
     'unknown policy kind',
     (c) => (c.policy.default = { kind: 'yolo' }),
     'policy.default.kind',

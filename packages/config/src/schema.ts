@@ -244,6 +244,23 @@ export const LimitsConfig = z
     staleAfterMs: z.number().int().positive().default(30_000),
     /** Largest absolute hedge position per underlying, underlying units. */
     maxPositionBase: z.record(AssetSymbol, positive).default({}),
+    /**
+     * Largest notional held on one venue (its perps, futures and spot, |size| × mark, USD): a cap on
+     * what one counterparty or contract holds. By venue id; `*` for every venue without its own entry.
+     * Orders that shrink their instrument's position there always pass.
+     */
+    maxVenueNotionalUsd: z
+      .record(z.string(), positive)
+      .superRefine((caps, ctx) => {
+        for (const k of Object.keys(caps))
+          if (k !== '*' && !VenueId.safeParse(k).success)
+            ctx.addIssue({
+              code: 'custom',
+              path: [k],
+              message: `"${k}" is neither a venue id (a lower-case slug such as lyra-arb) nor *`,
+            });
+      })
+      .default({}),
     repeatedExecution: z
       .object({ maxExecutions: z.number().int().positive(), windowSeconds: positive })
       .strict()

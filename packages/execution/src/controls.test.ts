@@ -17,6 +17,7 @@ const limits = LimitsConfig.parse({
   maxSlippageBps: 20,
   staleAfterMs: 5_000,
   maxPositionBase: { ETH: 10 },
+  maxVenueNotionalUsd: { v1: 12_000, '*': 100_000 },
   repeatedExecution: { maxExecutions: 4, windowSeconds: 60 },
 });
 const leg = (n: number, over: Partial<HedgeIntent> = {}): HedgeIntent => ({
@@ -71,6 +72,36 @@ describe('pre-trade controls', () => {
     expect(c.checkOrder(leg(1), { positionBase: 9 })).toMatchObject({ control: 'position-limit' });
     // reducing an over-limit position is allowed
     expect(c.checkOrder(leg(1, { side: 'sell' }), { positionBase: 12 })).toEqual({ ok: true });
+    // venue exposure: 2 ETH more on v1 (at the reference, 3000) on top of 1 ETH and 5 000 USD of others
+    const exposure = { venueExposure: { instrumentSizeBase: 1, otherNotionalUsd: 5_000 } };
+    expect(c.checkOrder(leg(1), exposure)).toMatchObject({
+      control: 'venue-exposure',
+      reason: 'notional on v1 would be 14000.00 USD > 12000 USD (its other positions 5000.00 USD)',
+    });
+    // valued at the mark when there is one: 3 × 2 990 + 5 000
+    expect(
+      c.checkOrder(leg(1), { ...exposure, mark: { priceUsd: 2990, asOfMs: clock.nowMs() } }),
+    ).toMatchObject({
+      control: 'venue-exposure',
+      reason: expect.stringMatching(/would be 13970\.00 USD/),
+    });
+    // shrinking the venue's position in the instrument passes, however much it holds
+    expect(
+      c.checkOrder(leg(1, { side: 'sell' }), {
+        venueExposure: { instrumentSizeBase: 9, otherNotionalUsd: 50_000 },
+      }),
+    ).toEqual({ ok: true });
+    // other venues fall to the '*' cap: 2 × 3000 + 95 000 > 100 000
+    expect(
+      c.checkOrder(leg(1, { venue: 'v2' }), {
+        venueExposure: { instrumentSizeBase: 0, otherNotionalUsd: 95_000 },
+      }),
+    ).toMatchObject({ control: 'venue-exposure' });
+    expect(
+      c.checkOrder(leg(1, { venue: 'v2' }), {
+        venueExposure: { instrumentSizeBase: 0, otherNotionalUsd: 93_000 },
+      }),
+    ).toEqual({ ok: true });
     expect(
       c.checkOrder(leg(1), { mark: { priceUsd: 3010, asOfMs: clock.nowMs() }, positionBase: 0 }),
     ).toEqual({

@@ -14,6 +14,7 @@ export type ControlName =
   | 'stale-data'
   | 'max-slippage'
   | 'position-limit'
+  | 'venue-exposure'
   | 'repeated-execution'
   | 'self-cross'
   | 'kill-switch'
@@ -29,6 +30,11 @@ export interface ControlContext {
   positionBase?: number;
   /** Expected average execution price from a quote, USD per unit. */
   expectedPriceUsd?: number;
+  /**
+   * What the order's venue holds (linear instruments): its signed position in the order's instrument,
+   * underlying units, and the notional of its other positions there, USD (→ venue-exposure check).
+   */
+  venueExposure?: { instrumentSizeBase: number; otherNotionalUsd: number };
   /**
    * When a leg that waited for dependencies (legs it depends on, a collateral transfer) could go:
    * the time the last of them completed, run-clock ms. The decision-age check measures from the later
@@ -238,6 +244,19 @@ export class PreTradeControls {
       const after = ctx.positionBase + (intent.side === 'buy' ? size : -size);
       if (Math.abs(after) > maxPos && Math.abs(after) > Math.abs(ctx.positionBase)) {
         return fail('position-limit', `position would be ${after} > ±${maxPos} ${intent.underlying}`);
+      }
+    }
+    const venueCap = L.maxVenueNotionalUsd[intent.venue] ?? L.maxVenueNotionalUsd['*'];
+    if (venueCap !== undefined && ctx.venueExposure) {
+      const px = ctx.mark?.priceUsd ?? ref;
+      const { instrumentSizeBase: held, otherNotionalUsd: other } = ctx.venueExposure;
+      const next = held + (intent.side === 'buy' ? size : -size);
+      const after = other + Math.abs(next) * px;
+      if (after > venueCap && Math.abs(next) > Math.abs(held)) {
+        return fail(
+          'venue-exposure',
+          `notional on ${intent.venue} would be ${after.toFixed(2)} USD > ${venueCap} USD (its other positions ${other.toFixed(2)} USD)`,
+        );
       }
     }
     return { ok: true };

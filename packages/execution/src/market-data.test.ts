@@ -75,6 +75,26 @@ describe('VenueMarketData over paper venues', () => {
     await b.close?.();
   });
 
+  it("gives the order venue's exposure when asked: its position in the instrument, its other linear positions at their marks", async () => {
+    const market = createMarketSimulator({
+      underlyings: { ETH: { spot: 3500, vol: 0.6 }, BTC: { spot: 95_000, vol: 0.5 } },
+      seed: 9,
+      clock: systemClock,
+    });
+    const { venue: a } = venueOn('pa', 'paper-drift', 9, market);
+    a.seedPosition('ETH-USD:PERP', 2);
+    a.seedPosition('BTC-USD:PERP', -0.1);
+    const intent = ethOrder(7, 'solana:mainnet-beta', '1', market.spot('ETH'));
+    const asked = new VenueMarketData({ venues: [a], venueExposure: (v) => v === 'pa' });
+    const ctx = await asked.context(intent);
+    const [btc] = await a.fetchMarks(['BTC-USD:PERP']);
+    expect(ctx.venueExposure?.instrumentSizeBase).toBeCloseTo(2, 12);
+    expect(ctx.venueExposure?.otherNotionalUsd).toBeCloseTo(0.1 * (btc?.markPriceUsd ?? Number.NaN), 6);
+    // not asked (no cap on the venue): not read
+    expect((await new VenueMarketData({ venues: [a] }).context(intent)).venueExposure).toBeUndefined();
+    await a.close?.();
+  });
+
   it('quotes: reused briefly for the same order shape, dropped by our fills and by age', async () => {
     const { venue: a, market } = venueOn('pa', 'paper-gmx', 8);
     let quotes = 0;
@@ -208,6 +228,24 @@ describe('pre-trade checks fed by VenueMarketData (end to end through submitPlan
     const sell = env.intent(4, { referencePriceUsd: await mark(), side: 'sell' });
     const [s] = await env.service.submitPlan({ planId: sell.planId, legs: [sell] });
     expect(s?.outcome).toBe('queued');
+  });
+
+  it('venue exposure: a cap on what the venue holds blocks an order that grows it, not one that shrinks it', async () => {
+    const capped = await makeEnv({ marketData: true, limits: { maxVenueNotionalUsd: { pv: 20_000 } } });
+    try {
+      const [m] = await capped.paper.fetchMarks(['ETH-USD:PERP']);
+      const px = m?.markPriceUsd ?? Number.NaN;
+      capped.paper.seedPosition('ETH-USD:PERP', 5); // about 17 500 USD
+      const buy = capped.intent(1, { referencePriceUsd: px, sizeBase: '1' });
+      const [r] = await capped.service.submitPlan({ planId: buy.planId, legs: [buy] });
+      expect(r).toMatchObject({ outcome: 'blocked', control: 'venue-exposure' });
+      expect(r?.reason).toMatch(/notional on pv would be \d+\.\d{2} USD > 20000 USD/);
+      const sell = capped.intent(2, { referencePriceUsd: px, side: 'sell', sizeBase: '1' });
+      const [s] = await capped.service.submitPlan({ planId: sell.planId, legs: [sell] });
+      expect(s?.outcome).toBe('queued');
+    } finally {
+      await capped.close();
+    }
   });
 
   it('stale marks (faults.setStaleMarks) block orders once the marks are older than staleAfterMs', async () => {

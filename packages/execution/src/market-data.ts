@@ -35,6 +35,11 @@ export interface VenueMarketDataOptions {
   quoteCacheMs?: number;
   /** When given, marks older than the breakers' `staleMarkMs` trip `market:stale-mark:<underlying>`. */
   breakers?: BreakerBoard;
+  /**
+   * Whether orders on a venue need its exposure (`limits.maxVenueNotionalUsd` caps it): then the
+   * context carries what the venue holds, its other positions valued at their marks. @defaultValue never
+   */
+  venueExposure?: (venue: string) => boolean;
 }
 
 interface Cached<T> {
@@ -60,6 +65,7 @@ export class VenueMarketData implements MarketDataSource {
   readonly #posMs: number;
   readonly #quotes: boolean;
   readonly #breakers: BreakerBoard | undefined;
+  readonly #venueExposure: ((venue: string) => boolean) | undefined;
   readonly #marks = new Map<string, Cached<Mark | undefined>>();
   readonly #lastMark = new Map<string, Mark>();
   readonly #positions = new Map<string, Cached<Position[]>>();
@@ -77,15 +83,17 @@ export class VenueMarketData implements MarketDataSource {
     this.#quotes = o.quotes ?? true;
     this.#quoteMs = o.quoteCacheMs ?? 250;
     this.#breakers = o.breakers;
+    this.#venueExposure = o.venueExposure;
   }
 
   async context(intent: HedgeIntent): Promise<ControlContext> {
     const venue = this.#venues.get(intent.venue);
     if (!venue) return {};
-    const [mark, positionBase, expectedPriceUsd] = await Promise.all([
+    const [mark, positionBase, expectedPriceUsd, venueExposure] = await Promise.all([
       this.mark(venue, intent.instrument),
       this.positionBase(intent.underlying),
       this.#quotes ? this.#expectedPrice(venue, intent) : undefined,
+      this.#venueExposure?.(venue.id) ? this.#exposure(venue, intent.instrument) : undefined,
     ]);
     const ctx: ControlContext = {};
     if (mark) {
@@ -96,7 +104,39 @@ export class VenueMarketData implements MarketDataSource {
     }
     if (positionBase !== undefined) ctx.positionBase = positionBase;
     if (expectedPriceUsd !== undefined) ctx.expectedPriceUsd = expectedPriceUsd;
+    if (venueExposure) ctx.venueExposure = venueExposure;
     return ctx;
+  }
+
+  /**
+   * The venue's signed position in `instrument` and the notional of its other linear positions, each
+   * at its mark there (else its entry price); throws naming a position it cannot value.
+   */
+  async #exposure(
+    venue: VenueAdapter,
+    instrument: string,
+  ): Promise<{ instrumentSizeBase: number; otherNotionalUsd: number }> {
+    const linear = (await this.#positionsOf(venue)).filter(
+      (p) => p.sizeBase !== 0 && parseInstrumentId(p.instrument).kind !== 'option',
+    );
+    let instrumentSizeBase = 0;
+    const others = linear.filter((p) => {
+      if (p.instrument !== instrument) return true;
+      instrumentSizeBase += p.sizeBase;
+      return false;
+    });
+    const values = await Promise.all(
+      others.map(async (p) => {
+        const m = await this.mark(venue, p.instrument).catch(() => undefined);
+        const px = m?.markPriceUsd ?? p.entryPriceUsd;
+        if (px === undefined || !Number.isFinite(px))
+          throw new Error(
+            `${venue.id}: the ${p.instrument} position has no mark or entry price to value its exposure`,
+          );
+        return Math.abs(p.sizeBase) * px;
+      }),
+    );
+    return { instrumentSizeBase, otherNotionalUsd: values.reduce((a, b) => a + b, 0) };
   }
 
   /** The venue's expected fill price for the order (its quote, cached for `quoteCacheMs`). */

@@ -118,7 +118,12 @@ export async function makeEnv(opts: MakeEnvOptions = {}): Promise<Env> {
   // what a run does at start: until the control state is restored from the ledger, no order passes
   await restoreControlState({ redis: cmd, prefix, killSwitch, breakers }, { actor: 'test' });
   const marketData = opts.marketData
-    ? new VenueMarketData({ venues: new Map([['pv', venue as VenueAdapter]]), breakers })
+    ? new VenueMarketData({
+        venues: new Map([['pv', venue as VenueAdapter]]),
+        breakers,
+        venueExposure: (v) =>
+          limits.maxVenueNotionalUsd[v] !== undefined || limits.maxVenueNotionalUsd['*'] !== undefined,
+      })
     : undefined;
   const base = {
     connection: redis.options,

@@ -392,7 +392,13 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     // The pre-trade controls read marks, quotes and positions from the venues themselves, so the
     // stale-mark, price-band, slippage and position-limit checks run in the real run; stale marks also
     // trip the market breaker. `byId` is the registry's live map: venues added later are read too.
-    const marketData: MarketDataSource = new VenueMarketData({ venues: byId, breakers, clock });
+    const venueCaps = config.limits.maxVenueNotionalUsd;
+    const marketData: MarketDataSource = new VenueMarketData({
+      venues: byId,
+      breakers,
+      clock,
+      venueExposure: (venue) => venueCaps[venue] !== undefined || venueCaps['*'] !== undefined,
+    });
     const service = new ExecutionService({
       connection: redisEp.options,
       queuePrefix,
