@@ -100,6 +100,10 @@ describe('drop-copy check: the venue position against the ledger', () => {
     expect(open.map((o) => o.subject)).toEqual([`pv/${PERP}`]);
     expect(open[0]?.details).toMatchObject({ venue: 'pv', instrument: PERP, expectedSizeBase: '3.25' });
     expect(await metric('xhedge_position_break')).toBe(1);
+    const checkedAt = (
+      await env.metrics.registry.getSingleMetric('xhedge_position_check_timestamp_seconds')?.get()
+    )?.values.find((v) => v.labels.venue === 'pv')?.value;
+    expect(Math.abs((checkedAt ?? 0) - Date.now() / 1000)).toBeLessThan(60);
     expect(await metric('xhedge_position_unexplained_base')).toBeCloseTo(0.4, 9);
   });
 

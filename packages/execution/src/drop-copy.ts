@@ -206,6 +206,7 @@ export class DropCopy {
       if (c.diffBase !== undefined) this.#o.metrics?.positionDiffBase.set({ venue, instrument }, c.diffBase);
       out.push(c);
     }
+    this.#o.metrics?.positionCheckedAt.set({ venue }, Date.now() / 1000);
     return out;
   }
 

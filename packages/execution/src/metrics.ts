@@ -27,6 +27,7 @@ export class ExecutionMetrics {
   readonly positionBreak: Gauge<'venue' | 'instrument'>;
   readonly positionDiffBase: Gauge<'venue' | 'instrument'>;
   readonly positionBreaks: Counter<'venue'>;
+  readonly positionCheckedAt: Gauge<'venue'>;
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -116,6 +117,12 @@ export class ExecutionMetrics {
     this.positionBreaks = new Counter({
       name: 'xhedge_position_breaks_total',
       help: 'Position breaks opened by the drop-copy check',
+      labelNames: ['venue'],
+      registers,
+    });
+    this.positionCheckedAt = new Gauge({
+      name: 'xhedge_position_check_timestamp_seconds',
+      help: "When the drop-copy check last compared this venue's positions with the ledger, Unix seconds",
       labelNames: ['venue'],
       registers,
     });
