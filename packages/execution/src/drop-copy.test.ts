@@ -44,6 +44,10 @@ describe('drop-copy check: the venue position against the ledger', () => {
       orderType: 'market',
     });
   const check = async (atMs: number) => dc.check('pv', await env.paper.fetchPositions(), atMs);
+  const one2 = (cs: PositionCheck[], instrument: string) => {
+    expect(cs.map((c) => c.instrument)).toEqual([instrument]);
+    return cs[0] as PositionCheck;
+  };
   const one = (cs: PositionCheck[]) => {
     expect(cs.map((c) => c.instrument)).toEqual([PERP]);
     return cs[0] as PositionCheck;
@@ -180,6 +184,34 @@ describe('drop-copy check: the venue position against the ledger', () => {
       dc.check('pv', [{ venue: 'pv', instrument: PERP, sizeBase: Number.NaN } as never], Date.now()),
     ).rejects.toThrow(/position size of ETH-USD:PERP/);
     expect(() => new DropCopy({ ledger: env.ledger, graceMs: -1 })).toThrow(/graceMs/);
+  });
+
+  it('stops following an option at its expiry (settlement, not an order, takes it out), closing its break', async () => {
+    const opt = 'ETH-USD:OPT:20270326:3000:C';
+    const expiryMs = Date.UTC(2027, 2, 26, 8);
+    const day = 86_400_000;
+    const leg = env.intent(++n, {
+      venue: 'exp',
+      instrument: opt,
+      sizeBase: '1',
+      createdAtMs: expiryMs - 30 * day,
+    });
+    const cid = clientOrderIdFor(leg.id);
+    await env.ledger.recordPlan([{ intent: leg, clientOrderId: cid, status: 'queued' }], { actor: 't' });
+    await env.ledger.transition(cid, 'sent', { actor: 't' });
+    await env.ledger.transition(cid, 'filled', { actor: 't', patch: { filledSizeBase: '1' } });
+    const held = [{ venue: 'exp', chain: 'evm:42161', instrument: opt, sizeBase: 1, asOfMs: 0 }];
+    const expCheck = (positions: typeof held, atMs: number) => dc.check('exp', positions, atMs);
+    expect(one2(await expCheck(held, expiryMs - 10 * day), opt).state).toBe('baselined');
+    await expCheck([], expiryMs - 5 * day);
+    expect(one2(await expCheck([], expiryMs - 4 * day), opt).state).toBe('break');
+    expect((await env.ledger.openPositionBreaks()).map((b) => b.subject)).toEqual([`exp/${opt}`]);
+    // past the expiry the venue holding nothing is no break: it is not compared at all
+    expect(await expCheck([], expiryMs + 3_600_000)).toEqual([]);
+    expect(await env.ledger.openPositionBreaks()).toEqual([]);
+    expect((await env.ledger.listAudit({ action: 'position-break-resolved' }))[0]?.details).toMatchObject({
+      how: 'expired',
+    });
   });
 
   it('observe checks a venue at most once per interval, never two at once', async () => {

@@ -2,6 +2,7 @@ import {
   Dec,
   NumericError,
   type Position,
+  parseInstrumentId,
   TERMINAL_ORDER_STATUSES,
   toDecimalString,
   XhedgeError,
@@ -87,7 +88,8 @@ const signed = (o: LedgerOrder) => new Dec(o.filledSizeBase).mul(o.side === 'buy
  * order, a liquidation, or someone else trading the account. It is written to the ledger's audit
  * (`position-break`), logged, counted and shown on `xhedge_position_break`, and stays open until the
  * venue and the ledger agree again (`position-break-resolved`) or an operator asks for a new baseline
- * (`acknowledge`). Instruments we never ordered on a venue (the options book itself) are not followed.
+ * (`acknowledge`). Instruments we never ordered on a venue (the options book itself) are not followed,
+ * nor options and futures past their expiry (settlement takes them out of the account).
  *
  * Feed it every successful venue read (`observe`); one process at a time should (the leader).
  */
@@ -192,6 +194,17 @@ export class DropCopy {
     }
     const out: PositionCheck[] = [];
     for (const instrument of [...tracked].sort()) {
+      // an expired option or future leaves the account by settlement, not by an order: no longer followed
+      const meta = parseInstrumentId(instrument);
+      if ('expiryMs' in meta && readStartedAtMs >= meta.expiryMs) {
+        const key = `${venue}/${instrument}`;
+        if (this.#diff.get(key)?.broken)
+          await this.#resolve(key, { how: 'expired', expiryMs: meta.expiryMs });
+        this.#diff.delete(key);
+        this.#last.delete(key);
+        this.#o.metrics?.positionBreak.set({ venue, instrument }, 0);
+        continue;
+      }
       const mine = orders.filter((o) => o.instrument === instrument);
       const c = await this.#checkOne(
         venue,
