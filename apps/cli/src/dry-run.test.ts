@@ -1,12 +1,9 @@
 import { systemClock } from '@xhedge/core';
-import { connectRedis, type RedisEndpoint } from '@xhedge/execution';
 import { createMarketSimulator } from '@xhedge/sim';
-import { type Ledger, postgresReachable, TEST_PG_URL } from '@xhedge/store';
+import { postgresReachable, TEST_PG_URL } from '@xhedge/store';
 import { createPaperVenue, RedisShadowStore, ShadowVenue } from '@xhedge/venue-paper';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { runCli } from './program.ts';
-import { type TestDeployment, testDeployment } from './test-deployment.ts';
-import { captureIo } from './testing.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { deploymentPerTest } from './test-deployment.ts';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const pgOk = await postgresReachable();
@@ -16,35 +13,13 @@ if (!pgOk)
   );
 
 describe.skipIf(!pgOk)('xhedge dry-run status|reset (real Redis and Postgres)', () => {
-  let endpoint: RedisEndpoint;
-  let redis: ReturnType<RedisEndpoint['client']>;
-  let file: string;
-  let prefix: string;
-  let schema: string;
-  let ledger: Ledger;
-  let d: TestDeployment;
-
-  const cli = async (args: string[]) => {
-    const io = captureIo();
-    const code = await runCli(['dry-run', ...args, '--config', file, '--db-schema', schema], io);
-    return { code, ...io };
-  };
-
-  beforeAll(async () => {
-    endpoint = await connectRedis({ url: REDIS_URL });
-    redis = endpoint.client();
+  const t = deploymentPerTest({
+    tag: 'dry-cli-test',
+    command: 'dry-run',
+    redisUrl: REDIS_URL,
+    extraYaml: 'dryRun: true',
   });
-  afterAll(async () => {
-    await redis?.quit();
-    await endpoint?.close();
-  });
-  beforeEach(async () => {
-    d = await testDeployment({ tag: 'dry-cli-test', redisUrl: REDIS_URL, extraYaml: 'dryRun: true' });
-    ({ file, prefix, schema, ledger } = d);
-  });
-  afterEach(async () => {
-    await d.dispose(redis);
-  });
+  const cli = (args: string[]) => t.cli(args);
 
   /** One simulated fill on venue `pv`, as a dry-run worker of this deployment would record it. */
   async function simulateFill(): Promise<void> {
@@ -54,7 +29,8 @@ describe.skipIf(!pgOk)('xhedge dry-run status|reset (real Redis and Postgres)', 
       clock: systemClock,
     });
     const inner = createPaperVenue({ id: 'pv', kind: 'paper-drift', chain: 'solana:mainnet-beta', market });
-    const shadow = new ShadowVenue(inner, { store: new RedisShadowStore({ redis, prefix, venue: 'pv' }) });
+    const store = new RedisShadowStore({ redis: t.redis, prefix: t.deployment.prefix, venue: 'pv' });
+    const shadow = new ShadowVenue(inner, { store });
     const o = await shadow.placeOrder({
       clientOrderId: 'dry-cli-1',
       instrument: 'SOL-USD:PERP',
@@ -92,7 +68,8 @@ describe.skipIf(!pgOk)('xhedge dry-run status|reset (real Redis and Postgres)', 
     const r = await cli(['reset', '--reason', 'start the policy trial over', '--actor', 'operator:ana']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/dry run reset on .*: pv start from the real accounts again/);
-    expect(await redis.exists(...RedisShadowStore.keysOf(prefix, 'pv'))).toBe(0);
+    expect(await t.redis.exists(...RedisShadowStore.keysOf(t.deployment.prefix, 'pv'))).toBe(0);
+    const ledger = t.deployment.ledger;
     expect((await ledger.listAudit({ action: 'dry-run.reset' }))[0]).toMatchObject({
       actor: 'operator:ana',
       details: { venues: ['pv'], reason: 'start the policy trial over' },

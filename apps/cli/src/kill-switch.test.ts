@@ -1,10 +1,8 @@
 import { loadConfigFile } from '@xhedge/config';
-import { BreakerBoard, connectRedis, KillEvent, KillSwitch, type RedisEndpoint } from '@xhedge/execution';
+import { BreakerBoard, KillEvent, KillSwitch, type RedisEndpoint } from '@xhedge/execution';
 import { type Ledger, postgresReachable, TEST_PG_URL } from '@xhedge/store';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { runCli } from './program.ts';
-import { type TestDeployment, testDeployment } from './test-deployment.ts';
-import { captureIo } from './testing.ts';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { deploymentPerTest } from './test-deployment.ts';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 type Redis = ReturnType<RedisEndpoint['client']>;
@@ -16,41 +14,24 @@ if (!pgOk)
   );
 
 describe.skipIf(!pgOk)('xhedge kill-switch (real Redis and Postgres)', () => {
-  let endpoint: RedisEndpoint;
+  const t = deploymentPerTest({ tag: 'ks-cli-test', command: 'kill-switch', redisUrl: REDIS_URL });
+  /** Runs the CLI on this test's profile and ledger schema. */
+  const cli = (args: string[]) => t.cli(args);
   let redis: Redis;
   let subscriber: Redis;
   let profile: { file: string; name: string };
   let prefix: string;
-  let schema: string;
   let ledger: Ledger;
-  let deployment: TestDeployment;
   let kill: KillSwitch;
   let events: KillEvent[];
 
-  /** Runs the CLI on this test's profile and ledger schema. */
-  async function cli(args: string[]) {
-    const io = captureIo();
-    const code = await runCli(['kill-switch', ...args, '--config', profile.file, '--db-schema', schema], io);
-    return { code, ...io };
-  }
-
-  beforeAll(async () => {
-    endpoint = await connectRedis({ url: REDIS_URL });
-    redis = endpoint.client();
-  });
-
-  afterAll(async () => {
-    await redis?.quit();
-    await endpoint?.close();
-  });
-
   beforeEach(async () => {
-    deployment = await testDeployment({ tag: 'ks-cli-test', redisUrl: REDIS_URL });
-    ({ prefix, schema, ledger } = deployment);
-    profile = deployment;
+    redis = t.redis;
+    ({ prefix, ledger } = t.deployment);
+    profile = t.deployment;
     kill = new KillSwitch({ redis, prefix, ledger });
     events = [];
-    subscriber = endpoint.client();
+    subscriber = t.endpoint.client();
     subscriber.on('message', (channel: string, message: string) => {
       if (channel === kill.channel) events.push(KillEvent.parse(JSON.parse(message)));
     });
@@ -59,7 +40,6 @@ describe.skipIf(!pgOk)('xhedge kill-switch (real Redis and Postgres)', () => {
 
   afterEach(async () => {
     await subscriber.quit();
-    await deployment.dispose(redis);
   });
 
   it('engage: the deployment kill switch is engaged, announced, and recorded in the ledger and the audit', async () => {

@@ -3,10 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RedisEndpoint } from '@xhedge/execution';
+import { connectRedis, type RedisEndpoint } from '@xhedge/execution';
 import { redisPrefixFor } from '@xhedge/runtime';
 import { Ledger, openDatabase, TEST_PG_URL } from '@xhedge/store';
-import { vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, vi } from 'vitest';
+import { runCli } from './program.ts';
+import { captureIo } from './testing.ts';
 
 const PAPER_YAML = readFileSync(new URL('../../../configs/profiles/paper.yaml', import.meta.url), 'utf8');
 
@@ -57,6 +59,58 @@ export async function testDeployment(o: {
       const db = await openDatabase({ url: TEST_PG_URL, schema, migrate: false });
       await db.dropSchema();
       await db.close();
+    },
+  };
+}
+
+/**
+ * The hooks of a block of operator-CLI tests: one Redis client for the block (`redisUrl`), a deployment
+ * of its own for each test (`testDeployment`, disposed after it), and `cli(args)` running
+ * `xhedge <command> ...args` on that deployment's profile and ledger schema. Register further hooks
+ * after calling it: they run inside these.
+ */
+export function deploymentPerTest(o: { tag: string; command: string; redisUrl: string; extraYaml?: string }) {
+  let endpoint: RedisEndpoint | undefined;
+  let redis: ReturnType<RedisEndpoint['client']> | undefined;
+  let deployment: TestDeployment | undefined;
+  beforeAll(async () => {
+    endpoint = await connectRedis({ url: o.redisUrl });
+    redis = endpoint.client();
+  });
+  afterAll(async () => {
+    await redis?.quit();
+    await endpoint?.close();
+  });
+  beforeEach(async () => {
+    deployment = await testDeployment({
+      tag: o.tag,
+      redisUrl: o.redisUrl,
+      ...(o.extraYaml !== undefined ? { extraYaml: o.extraYaml } : {}),
+    });
+  });
+  afterEach(async () => {
+    if (deployment && redis) await deployment.dispose(redis);
+  });
+  const need = <T>(v: T | undefined, what: string): T => {
+    if (v === undefined) throw new Error(`deploymentPerTest: no ${what} outside a test`);
+    return v;
+  };
+  return {
+    get endpoint() {
+      return need(endpoint, 'Redis endpoint');
+    },
+    get redis() {
+      return need(redis, 'Redis client');
+    },
+    get deployment() {
+      return need(deployment, 'deployment');
+    },
+    /** Runs `xhedge <command> ...args --config <profile> --db-schema <schema>`. */
+    async cli(args: string[]) {
+      const d = need(deployment, 'deployment');
+      const io = captureIo();
+      const code = await runCli([o.command, ...args, '--config', d.file, '--db-schema', d.schema], io);
+      return { code, ...io };
     },
   };
 }

@@ -6,6 +6,7 @@ import { registerDryRun } from './dry-run.ts';
 import { registerGreeks } from './greeks.ts';
 import { registerKillSwitch } from './kill-switch.ts';
 import { registerLocalChain } from './local-chain.ts';
+import { registerPositions } from './positions.ts';
 import { registerRisk } from './risk.ts';
 import { registerSimulate } from './simulate.ts';
 import { registerStart } from './start.ts';
@@ -23,4 +24,5 @@ export const COMMANDS: readonly Register[] = [
   registerGreeks,
   registerKillSwitch,
   registerDryRun,
+  registerPositions,
 ];
