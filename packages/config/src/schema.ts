@@ -261,6 +261,11 @@ export const LimitsConfig = z
             });
       })
       .default({}),
+    /**
+     * Largest notional held across every venue (their perps, futures and spot, |size| × mark, USD).
+     * Orders that shrink their instrument's position on their venue always pass. @defaultValue none
+     */
+    maxTotalNotionalUsd: positive.optional(),
     repeatedExecution: z
       .object({ maxExecutions: z.number().int().positive(), windowSeconds: positive })
       .strict()

@@ -18,6 +18,7 @@ const limits = LimitsConfig.parse({
   staleAfterMs: 5_000,
   maxPositionBase: { ETH: 10 },
   maxVenueNotionalUsd: { v1: 12_000, '*': 100_000 },
+  maxTotalNotionalUsd: 150_000,
   repeatedExecution: { maxExecutions: 4, windowSeconds: 60 },
 });
 const leg = (n: number, over: Partial<HedgeIntent> = {}): HedgeIntent => ({
@@ -100,6 +101,18 @@ describe('pre-trade controls', () => {
     expect(
       c.checkOrder(leg(1, { venue: 'v2' }), {
         venueExposure: { instrumentSizeBase: 0, otherNotionalUsd: 93_000 },
+      }),
+    ).toEqual({ ok: true });
+    // across venues: 2 × 3000 more on top of 0.5 ETH here and 145 000 USD held elsewhere > 150 000
+    expect(
+      c.checkOrder(leg(1), { totalExposure: { instrumentSizeBase: 0.5, otherNotionalUsd: 145_000 } }),
+    ).toMatchObject({
+      control: 'total-exposure',
+      reason: 'notional across venues would be 152500.00 USD > 150000 USD',
+    });
+    expect(
+      c.checkOrder(leg(1, { side: 'sell' }), {
+        totalExposure: { instrumentSizeBase: 3, otherNotionalUsd: 200_000 },
       }),
     ).toEqual({ ok: true });
     expect(

@@ -15,6 +15,7 @@ export type ControlName =
   | 'max-slippage'
   | 'position-limit'
   | 'venue-exposure'
+  | 'total-exposure'
   | 'repeated-execution'
   | 'self-cross'
   | 'kill-switch'
@@ -35,6 +36,8 @@ export interface ControlContext {
    * underlying units, and the notional of its other positions there, USD (→ venue-exposure check).
    */
   venueExposure?: { instrumentSizeBase: number; otherNotionalUsd: number };
+  /** The same across every venue: the order venue's position in the instrument, all other positions' notional. */
+  totalExposure?: { instrumentSizeBase: number; otherNotionalUsd: number };
   /**
    * When a leg that waited for dependencies (legs it depends on, a collateral transfer) could go:
    * the time the last of them completed, run-clock ms. The decision-age check measures from the later
@@ -246,19 +249,30 @@ export class PreTradeControls {
         return fail('position-limit', `position would be ${after} > ±${maxPos} ${intent.underlying}`);
       }
     }
+    // notional caps: the order's instrument at the mark (else the reference) plus everything else held
+    const px = ctx.mark?.priceUsd ?? ref;
+    const exceeds = (
+      e: { instrumentSizeBase: number; otherNotionalUsd: number } | undefined,
+      cap: number | undefined,
+    ) => {
+      if (cap === undefined || !e) return undefined;
+      const next = e.instrumentSizeBase + (intent.side === 'buy' ? size : -size);
+      const after = e.otherNotionalUsd + Math.abs(next) * px;
+      return after > cap && Math.abs(next) > Math.abs(e.instrumentSizeBase) ? after : undefined;
+    };
     const venueCap = L.maxVenueNotionalUsd[intent.venue] ?? L.maxVenueNotionalUsd['*'];
-    if (venueCap !== undefined && ctx.venueExposure) {
-      const px = ctx.mark?.priceUsd ?? ref;
-      const { instrumentSizeBase: held, otherNotionalUsd: other } = ctx.venueExposure;
-      const next = held + (intent.side === 'buy' ? size : -size);
-      const after = other + Math.abs(next) * px;
-      if (after > venueCap && Math.abs(next) > Math.abs(held)) {
-        return fail(
-          'venue-exposure',
-          `notional on ${intent.venue} would be ${after.toFixed(2)} USD > ${venueCap} USD (its other positions ${other.toFixed(2)} USD)`,
-        );
-      }
-    }
+    const onVenue = exceeds(ctx.venueExposure, venueCap);
+    if (onVenue !== undefined)
+      return fail(
+        'venue-exposure',
+        `notional on ${intent.venue} would be ${onVenue.toFixed(2)} USD > ${venueCap} USD (its other positions ${ctx.venueExposure?.otherNotionalUsd.toFixed(2)} USD)`,
+      );
+    const total = exceeds(ctx.totalExposure, L.maxTotalNotionalUsd);
+    if (total !== undefined)
+      return fail(
+        'total-exposure',
+        `notional across venues would be ${total.toFixed(2)} USD > ${L.maxTotalNotionalUsd} USD`,
+      );
     return { ok: true };
   }
 

@@ -92,7 +92,19 @@ describe('VenueMarketData over paper venues', () => {
     expect(ctx.venueExposure?.otherNotionalUsd).toBeCloseTo(0.1 * (btc?.markPriceUsd ?? Number.NaN), 6);
     // not asked (no cap on the venue): not read
     expect((await new VenueMarketData({ venues: [a] }).context(intent)).venueExposure).toBeUndefined();
+    // across venues: another venue's ETH counts as notional, the order venue's ETH as the position it changes
+    const { venue: b } = venueOn('pb', 'paper-gmx', 9, market);
+    b.seedPosition('ETH-USD:PERP', -1);
+    const [ethB] = await b.fetchMarks(['ETH-USD:PERP']);
+    const total = (await new VenueMarketData({ venues: [a, b], totalExposure: true }).context(intent))
+      .totalExposure;
+    expect(total?.instrumentSizeBase).toBeCloseTo(2, 12);
+    expect(total?.otherNotionalUsd).toBeCloseTo(
+      0.1 * (btc?.markPriceUsd ?? Number.NaN) + 1 * (ethB?.markPriceUsd ?? Number.NaN),
+      6,
+    );
     await a.close?.();
+    await b.close?.();
   });
 
   it('quotes: reused briefly for the same order shape, dropped by our fills and by age', async () => {

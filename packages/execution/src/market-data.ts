@@ -40,6 +40,8 @@ export interface VenueMarketDataOptions {
    * context carries what the venue holds, its other positions valued at their marks. @defaultValue never
    */
   venueExposure?: (venue: string) => boolean;
+  /** Whether orders need what every venue holds (`limits.maxTotalNotionalUsd`). @defaultValue false */
+  totalExposure?: boolean;
 }
 
 interface Cached<T> {
@@ -66,6 +68,7 @@ export class VenueMarketData implements MarketDataSource {
   readonly #quotes: boolean;
   readonly #breakers: BreakerBoard | undefined;
   readonly #venueExposure: ((venue: string) => boolean) | undefined;
+  readonly #totalExposure: boolean;
   readonly #marks = new Map<string, Cached<Mark | undefined>>();
   readonly #lastMark = new Map<string, Mark>();
   readonly #positions = new Map<string, Cached<Position[]>>();
@@ -84,16 +87,18 @@ export class VenueMarketData implements MarketDataSource {
     this.#quoteMs = o.quoteCacheMs ?? 250;
     this.#breakers = o.breakers;
     this.#venueExposure = o.venueExposure;
+    this.#totalExposure = o.totalExposure ?? false;
   }
 
   async context(intent: HedgeIntent): Promise<ControlContext> {
     const venue = this.#venues.get(intent.venue);
     if (!venue) return {};
-    const [mark, positionBase, expectedPriceUsd, venueExposure] = await Promise.all([
+    const [mark, positionBase, expectedPriceUsd, venueExposure, totalExposure] = await Promise.all([
       this.mark(venue, intent.instrument),
       this.positionBase(intent.underlying),
       this.#quotes ? this.#expectedPrice(venue, intent) : undefined,
       this.#venueExposure?.(venue.id) ? this.#exposure(venue, intent.instrument) : undefined,
+      this.#totalExposure ? this.#exposureEverywhere(venue, intent.instrument) : undefined,
     ]);
     const ctx: ControlContext = {};
     if (mark) {
@@ -105,7 +110,25 @@ export class VenueMarketData implements MarketDataSource {
     if (positionBase !== undefined) ctx.positionBase = positionBase;
     if (expectedPriceUsd !== undefined) ctx.expectedPriceUsd = expectedPriceUsd;
     if (venueExposure) ctx.venueExposure = venueExposure;
+    if (totalExposure) ctx.totalExposure = totalExposure;
     return ctx;
+  }
+
+  /** {@link #exposure} over every venue: the order venue's position in `instrument`, all else as notional. */
+  async #exposureEverywhere(
+    venue: VenueAdapter,
+    instrument: string,
+  ): Promise<{ instrumentSizeBase: number; otherNotionalUsd: number }> {
+    const parts = await Promise.all(
+      [...this.#venues.values()].map(async (v) => ({
+        own: v.id === venue.id,
+        e: await this.#exposure(v, v.id === venue.id ? instrument : ''),
+      })),
+    );
+    return {
+      instrumentSizeBase: parts.find((p) => p.own)?.e.instrumentSizeBase ?? 0,
+      otherNotionalUsd: parts.reduce((a, p) => a + p.e.otherNotionalUsd, 0),
+    };
   }
 
   /**

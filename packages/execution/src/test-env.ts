@@ -123,6 +123,7 @@ export async function makeEnv(opts: MakeEnvOptions = {}): Promise<Env> {
         breakers,
         venueExposure: (v) =>
           limits.maxVenueNotionalUsd[v] !== undefined || limits.maxVenueNotionalUsd['*'] !== undefined,
+        totalExposure: limits.maxTotalNotionalUsd !== undefined,
       })
     : undefined;
   const base = {

@@ -398,6 +398,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       breakers,
       clock,
       venueExposure: (venue) => venueCaps[venue] !== undefined || venueCaps['*'] !== undefined,
+      totalExposure: config.limits.maxTotalNotionalUsd !== undefined,
     });
     const service = new ExecutionService({
       connection: redisEp.options,
