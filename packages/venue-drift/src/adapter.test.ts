@@ -82,6 +82,34 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
     expect(sell.fundingCarryUsd).toBeCloseTo(-buy.fundingCarryUsd, 9);
   });
 
+  it("caps a risk-increasing quote at the market's max open interest, as place_perp_order checks it", async () => {
+    const f = await driftFixture();
+    const BASE = 1_000_000_000n;
+    // longs 900 SOL, shorts 950 SOL, cap 1000 SOL: room for 100 long, 50 short
+    f.setPerpMarket({
+      maxOpenInterest: 1000n * BASE,
+      baseAssetAmountLong: 900n * BASE,
+      baseAssetAmountShort: -950n * BASE,
+    });
+    const q = (side: 'buy' | 'sell', sizeBase: string) =>
+      f.venue.quoteHedge({ instrument: 'SOL-USD:PERP', side, sizeBase });
+    const buy = await q('buy', '250');
+    expect(buy).toMatchObject({ requestedSizeBase: '250', executableSizeBase: '100' });
+    expect(buy.capReason).toMatch(/max open interest: room for 100 on the long side/);
+    expect(buy.feeUsd).toBeCloseTo(100 * 180 * 0.001, 9); // costs are the executable size's
+    const sell = await q('sell', '250');
+    expect(sell.executableSizeBase).toBe('50');
+    expect((await q('buy', '60')).capReason).toBeUndefined();
+    // the account short 200: a buy of up to 200 reduces it, under no cap
+    f.setUser({ perpPositions: [{ marketIndex: 0, baseAssetAmount: -200n * BASE }] });
+    const reduce = await q('buy', '200');
+    expect(reduce.executableSizeBase).toBe('200');
+    expect(reduce.capReason).toBeUndefined();
+    // cap 0 is no cap
+    f.setPerpMarket({ maxOpenInterest: 0n, baseAssetAmountLong: 900n * BASE });
+    expect((await q('buy', '5000')).executableSizeBase).toBe('5000');
+  });
+
   it('builds a signed v0 transaction: compute budget, then place_perp_order with its accounts', async () => {
     const f = await driftFixture();
     f.rpc.emulate = () => true;

@@ -368,11 +368,27 @@ export class DriftVenue implements VenueAdapter {
       throw new InvalidOrderError({ venue: this.id, message: `bad quote request: ${parsed.error.message}` });
     const req = parsed.data;
     const m = this.#market(req.instrument);
-    const pm = await this.readPerpMarket(m.marketIndex);
-    const size = new Dec(req.sizeBase);
-    if (size.lte(0)) throw new InvalidOrderError({ venue: this.id, message: 'size must be positive' });
+    const [pm, user] = await Promise.all([this.readPerpMarket(m.marketIndex), this.readUser()]);
+    const requested = new Dec(req.sizeBase);
+    if (requested.lte(0)) throw new InvalidOrderError({ venue: this.id, message: 'size must be positive' });
+    // place_perp_order refuses a risk-increasing order past amm.max_open_interest (0: no cap): longs
+    // |base_asset_amount_long + order| ≤ max, shorts |base_asset_amount_short − order| ≤ max. An order
+    // no larger than the account's opposite position reduces it and is not capped.
+    const held = user.perpPositions.find((p) => p.marketIndex === m.marketIndex)?.baseAssetAmount ?? 0n;
+    const orderBase = BigInt(requested.mul(10 ** FIXED_DP.base).toFixed(0));
+    const reduces = req.side === 'buy' ? held < 0n && -held >= orderBase : held > 0n && held >= orderBase;
+    let size = requested;
+    let capReason: string | undefined;
+    if (pm.maxOpenInterest > 0n && !reduces) {
+      const side = req.side === 'buy' ? pm.baseAssetAmountLong : -pm.baseAssetAmountShort;
+      const room = pm.maxOpenInterest > side ? pm.maxOpenInterest - side : 0n;
+      if (room < orderBase) {
+        size = new Dec(fromFixed(room, FIXED_DP.base));
+        capReason = `max open interest: room for ${size.toFixed()} on the ${req.side === 'buy' ? 'long' : 'short'} side`;
+      }
+    }
     const oracle = Number(fromFixed(pm.lastOraclePrice, FIXED_DP.price));
-    const avg = ammAveragePrice(pm, req.side, size);
+    const avg = size.gt(0) ? ammAveragePrice(pm, req.side, size) : oracle;
     const notional = size.toNumber() * oracle;
     const impactUsd = (req.side === 'buy' ? avg - oracle : oracle - avg) * size.toNumber();
     const feeUsd = (notional * (this.#o.takerFeeBps ?? 10)) / 10_000;
@@ -384,7 +400,7 @@ export class DriftVenue implements VenueAdapter {
       instrument: req.instrument,
       side: req.side,
       requestedSizeBase: req.sizeBase,
-      executableSizeBase: req.sizeBase,
+      executableSizeBase: size.toFixed(),
       referencePriceUsd: oracle,
       expectedPriceUsd: avg,
       feeUsd,
@@ -394,6 +410,7 @@ export class DriftVenue implements VenueAdapter {
       totalCostUsd: feeUsd + impactUsd + gasUsd + fundingCarryUsd,
       expectedLatencyMs: this.#o.expectedLatencyMs ?? 2000,
       asOfMs: this.#o.clock.nowMs(),
+      ...(capReason ? { capReason } : {}),
     });
   }
 

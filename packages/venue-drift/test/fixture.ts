@@ -3,7 +3,12 @@ import { ManualClock } from '@xhedge/core';
 import { LiteSVM } from 'litesvm';
 import { DriftVenue, keypairSigner } from '../src/adapter.ts';
 import type { DriftOrder, DriftPerpPosition, DriftSpotPosition } from '../src/decode.ts';
-import { encodePerpMarketAccount, encodeSpotMarketAccount, encodeUserAccount } from '../src/encode.ts';
+import {
+  encodePerpMarketAccount,
+  encodeSpotMarketAccount,
+  encodeUserAccount,
+  type PerpMarketInit,
+} from '../src/encode.ts';
 import { driftPda } from '../src/instructions.ts';
 import { memoryUserOrderIdStore, UserOrderIdMap, type UserOrderIdStore } from '../src/order-ids.ts';
 import { LiteSvmRpc } from './litesvm-rpc.ts';
@@ -28,6 +33,8 @@ export interface DriftFixture {
     orders?: Partial<DriftOrder>[];
     spotPositions?: Partial<DriftSpotPosition>[];
   }): void;
+  /** Rewrites the SOL-PERP market account: the fixture's values with `over` laid on them. */
+  setPerpMarket(over?: Partial<PerpMarketInit>): void;
   /** Copies the SPL Memo program's code to the Drift program id: instructions then execute and fail. */
   deployFailingProgram(): void;
 }
@@ -60,32 +67,35 @@ export async function driftFixture(
   svm.airdrop(authority.publicKey, 10_000_000_000n);
   const clock = new ManualClock(opts.nowMs ?? Date.UTC(2026, 0, 5, 12));
   const nowS = BigInt(Math.floor(clock.nowMs() / 1000));
-  setData(
-    svm,
-    driftPda.perpMarket(programId, 0),
-    programId,
-    encodePerpMarketAccount({
-      marketIndex: 0,
-      name: 'SOL-PERP',
-      status: 'active',
-      oracle,
-      lastOraclePrice: 180_000_000n,
-      lastOraclePriceTwap: 180_000_000n,
-      lastOraclePriceTwapTs: nowS,
-      baseAssetReserve: 1_000_000n * 1_000_000_000n,
-      quoteAssetReserve: 1_000_000n * 1_000_000_000n,
-      sqrtK: 1_000_000n * 1_000_000_000n,
-      pegMultiplier: 180_000_000n,
-      lastFundingRate: 1_800_000n,
-      lastFundingRateTs: nowS,
-      fundingPeriod: 3600n,
-      orderStepSize: 10_000_000n,
-      orderTickSize: 100n,
-      minOrderSize: 10_000_000n,
-      marginRatioInitial: 1000,
-      marginRatioMaintenance: 500,
-    }),
-  );
+  const perpMarket: PerpMarketInit = {
+    marketIndex: 0,
+    name: 'SOL-PERP',
+    status: 'active',
+    oracle,
+    lastOraclePrice: 180_000_000n,
+    lastOraclePriceTwap: 180_000_000n,
+    lastOraclePriceTwapTs: nowS,
+    baseAssetReserve: 1_000_000n * 1_000_000_000n,
+    quoteAssetReserve: 1_000_000n * 1_000_000_000n,
+    sqrtK: 1_000_000n * 1_000_000_000n,
+    pegMultiplier: 180_000_000n,
+    lastFundingRate: 1_800_000n,
+    lastFundingRateTs: nowS,
+    fundingPeriod: 3600n,
+    orderStepSize: 10_000_000n,
+    orderTickSize: 100n,
+    minOrderSize: 10_000_000n,
+    marginRatioInitial: 1000,
+    marginRatioMaintenance: 500,
+  };
+  const setPerpMarket = (over: Partial<PerpMarketInit> = {}) =>
+    setData(
+      svm,
+      driftPda.perpMarket(programId, 0),
+      programId,
+      encodePerpMarketAccount({ ...perpMarket, ...over, marketIndex: 0 }),
+    );
+  setPerpMarket();
   setData(
     svm,
     driftPda.spotMarket(programId, 0),
@@ -153,6 +163,7 @@ export async function driftFixture(
     orderIds,
     store,
     setUser,
+    setPerpMarket,
     withSleep: (sleep) => new DriftVenue({ ...base, sleep }),
     deployFailingProgram() {
       const memo = svm.getAccount(new PublicKey('MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr'));
