@@ -10,6 +10,7 @@ import { deterministicId, systemClock, TERMINAL_ORDER_STATUSES } from '@xhedge/c
 import {
   clientOrderIdFor,
   connectRedis,
+  DropCopy,
   keepControlStateRestored,
   LeaderLease,
   Orchestrator,
@@ -73,7 +74,11 @@ function guarded(v: PaperVenue) {
   return { venue, stats, onPlace };
 }
 
-/** Intents not terminal, or whose ledger status disagrees with the venue. */
+/**
+ * Intents not terminal, or whose ledger status disagrees with the venue; and, position-wide, the
+ * drop-copy check (the product's own): the venue started flat, so what it holds now must be every fill
+ * the ledger recorded on it. A fill the ledger does not know (or knows twice) counts as lost.
+ */
 async function lostOf(ledger: Ledger, venue: VenueAdapter, intentIds: readonly string[]): Promise<number> {
   let lost = 0;
   for (const id of intentIds) {
@@ -86,6 +91,28 @@ async function lostOf(ledger: Ledger, venue: VenueAdapter, intentIds: readonly s
     const venueFilled = vo?.status === 'filled';
     if (venueFilled !== (o.status === 'filled')) lost += 1;
   }
+  const instruments = await ledger.instrumentsTraded(venue.id);
+  for (const instrument of instruments)
+    await ledger.setPositionBaseline({
+      venue: venue.id,
+      instrument,
+      sizeBase: '0',
+      atMs: 0,
+      actor: 'chaos',
+      reason: 'the venue started flat',
+    });
+  const checks = await new DropCopy({ ledger, graceMs: 0, settleMs: 0 }).check(
+    venue.id,
+    await venue.fetchPositions(),
+    Date.now(),
+  );
+  for (const c of checks)
+    if (c.state !== 'ok') {
+      console.log(
+        `    drop copy: ${venue.id} ${c.instrument} ${c.state}: venue ${c.venueSizeBase}, ledger ${c.expectedSizeBase ?? '?'}`,
+      );
+      lost += 1;
+    }
   return lost;
 }
 
