@@ -28,6 +28,9 @@ export class ExecutionMetrics {
   readonly positionDiffBase: Gauge<'venue' | 'instrument'>;
   readonly positionBreaks: Counter<'venue'>;
   readonly positionCheckedAt: Gauge<'venue'>;
+  readonly venueNotionalUsd: Gauge<'venue'>;
+  readonly venueNotionalLimitUsd: Gauge<'venue'>;
+  readonly totalNotionalLimitUsd: Gauge;
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -124,6 +127,23 @@ export class ExecutionMetrics {
       name: 'xhedge_position_check_timestamp_seconds',
       help: "When the drop-copy check last compared this venue's positions with the ledger, Unix seconds",
       labelNames: ['venue'],
+      registers,
+    });
+    this.venueNotionalUsd = new Gauge({
+      name: 'xhedge_venue_notional_usd',
+      help: "A venue's gross notional (perps, futures, spot: |size| × mark) at the last tick that read it, USD",
+      labelNames: ['venue'],
+      registers,
+    });
+    this.venueNotionalLimitUsd = new Gauge({
+      name: 'xhedge_venue_notional_limit_usd',
+      help: 'The notional a venue may hold before orders that grow it are blocked (limits.maxVenueNotionalUsd), USD; absent when unset',
+      labelNames: ['venue'],
+      registers,
+    });
+    this.totalNotionalLimitUsd = new Gauge({
+      name: 'xhedge_total_notional_limit_usd',
+      help: 'The notional all venues together may hold before orders that grow it are blocked (limits.maxTotalNotionalUsd), USD; absent when unset',
       registers,
     });
     this.controlStateRestoredAt = new Gauge({

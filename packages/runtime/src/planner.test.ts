@@ -40,6 +40,7 @@ async function harness(
   config: XhedgeConfig,
   wrap?: (v: PaperVenue) => VenueAdapter,
   breakers?: TickPlannerOptions['breakers'],
+  more: Partial<TickPlannerOptions> = {},
 ): Promise<Harness> {
   const clock = new ManualClock(Date.UTC(2026, 0, 5));
   const market = createMarketFromConfig({
@@ -64,6 +65,7 @@ async function harness(
     staleAfterMs: config.limits.staleAfterMs,
     ...(breakers ? { breakers } : {}),
     log: () => {},
+    ...more,
   });
   const venue = (id: string) => venues.find((v) => v.id === id) as PaperVenue;
   return { clock, venues, ledger, planner, venue };
@@ -288,6 +290,34 @@ describe('market circuit breakers fed by the tick', () => {
     await h.planner.plan();
     expect(chains).toContainEqual(['solana:mainnet-beta', true]);
     expect(chains).toContainEqual(['evm:42161', false]);
+  });
+});
+
+describe('venue notional fed by the tick', () => {
+  it("gives each venue's gross notional of perps, futures and spot at its marks (options left out)", async () => {
+    const seen = new Map<string, number>();
+    const h = await harness(profile(['lyra-arb', 'gmx-arb', 'drift-sol']), undefined, undefined, {
+      onVenueNotional: (venue, usd) => void seen.set(venue, usd),
+    });
+    h.venue('gmx-arb').seedPosition('BTC-USD:PERP', -2);
+    h.venue('drift-sol').seedPosition('ETH-USD:PERP', 3);
+    await h.planner.plan();
+    const [btc] = await h.venue('gmx-arb').fetchMarks(['BTC-USD:PERP']);
+    const [eth] = await h.venue('drift-sol').fetchMarks(['ETH-USD:PERP']);
+    const gmxHeld = (await h.venue('gmx-arb').fetchPositions()).find((p) => p.instrument === 'BTC-USD:PERP');
+    expect(seen.get('gmx-arb')).toBeCloseTo(
+      Math.abs(gmxHeld?.sizeBase ?? Number.NaN) * (btc?.markPriceUsd ?? Number.NaN),
+      6,
+    );
+    const driftHeld = (await h.venue('drift-sol').fetchPositions()).find(
+      (p) => p.instrument === 'ETH-USD:PERP',
+    );
+    expect(seen.get('drift-sol')).toBeCloseTo(
+      Math.abs(driftHeld?.sizeBase ?? Number.NaN) * (eth?.markPriceUsd ?? Number.NaN),
+      6,
+    );
+    // lyra-arb holds only the options book
+    expect(seen.get('lyra-arb')).toBe(0);
   });
 });
 

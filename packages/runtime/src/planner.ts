@@ -61,6 +61,11 @@ export interface TickPlannerOptions {
    * (the drop-copy check compares them with the ledger). Must not throw or block.
    */
   onPositions?: (venue: string, positions: readonly Position[], readStartedAtMs: number) => void;
+  /**
+   * Each venue's gross notional after every successful read: its perps, futures and spot, |size| × its
+   * mark there (else the entry price), USD (what the exposure caps measure). Must not throw or block.
+   */
+  onVenueNotional?: (venue: string, notionalUsd: number) => void;
   /** Each venue's health as read at each tick (with the market breakers on). */
   onVenueHealth?: (venue: string, health: VenueHealth) => void;
   ledger: Ledger;
@@ -117,6 +122,17 @@ function safeMeta(id: string): { underlying: string; kind: string } | undefined 
   } catch {
     return undefined;
   }
+}
+
+/** Gross notional of a venue's linear positions (perps, futures, spot): |size| × mark, else × entry, USD. */
+function grossNotionalUsd(positions: readonly Position[], marks: readonly Mark[]): number {
+  let sum = 0;
+  for (const p of positions) {
+    if (p.sizeBase === 0 || safeMeta(p.instrument)?.kind === 'option') continue;
+    const px = marks.find((m) => m.instrument === p.instrument)?.markPriceUsd ?? p.entryPriceUsd;
+    if (px !== undefined && Number.isFinite(px)) sum += Math.abs(p.sizeBase) * px;
+  }
+  return sum;
 }
 
 /** Positions with a size: what risk and hedging see (size-0 ones only carry unsettled P&L). */
@@ -287,8 +303,13 @@ export class TickPlanner {
           balances.push(...kept);
           const instruments = [...new Set(p.map((x) => x.instrument))];
           // Real venues are also where spot and vol come from: read every listed mark there.
-          if (!this.#o.market) marks.push(...(await v.fetchMarks()));
-          else if (instruments.length > 0) marks.push(...(await v.fetchMarks(instruments)));
+          const vm = !this.#o.market
+            ? await v.fetchMarks()
+            : instruments.length > 0
+              ? await v.fetchMarks(instruments)
+              : [];
+          marks.push(...vm);
+          this.#o.onVenueNotional?.(v.id, grossNotionalUsd(p, vm));
           if (v.fetchFundingRate) {
             for (const i of instruments.filter((x) => x.endsWith(':PERP')))
               funding.push(await v.fetchFundingRate(i));

@@ -451,6 +451,13 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         ...(dropCopy
           ? { onPositions: (venue, positions, atMs) => dropCopy.observe(venue, positions, atMs) }
           : {}),
+        onVenueNotional: (venue, notionalUsd) => {
+          if (config.limits.maxTotalNotionalUsd !== undefined)
+            execMetrics.totalNotionalLimitUsd.set(config.limits.maxTotalNotionalUsd);
+          execMetrics.venueNotionalUsd.set({ venue }, notionalUsd);
+          const cap = venueCaps[venue] ?? venueCaps['*'];
+          if (cap !== undefined) execMetrics.venueNotionalLimitUsd.set({ venue }, cap);
+        },
         onVenueHealth: (venue, h) => {
           execMetrics.venueAccountLiquidating.set(
             { venue },
