@@ -417,20 +417,34 @@ export class BreakerBoard {
     }
   }
 
-  /** Price sample: trips `market:price-shock:<u>` when the range over the window exceeds `priceShockPct`. */
-  async observePrice(underlying: string, priceUsd: number, tsMs = this.#clock.nowMs()): Promise<void> {
-    const m = this.#cfg.market;
+  /** Adds a sample to a rolling window in Redis (shared by every process) and returns its [min, max]. */
+  async #rangeOver(
+    key: string,
+    windowSeconds: number,
+    tsMs: number,
+    value: number,
+  ): Promise<[number, number]> {
     const [lo, hi] = (await this.#redis.eval(
       PRICE,
       1,
-      this.#keys.prices(underlying),
+      key,
       tsMs,
-      m.priceShockWindowSeconds * 1000,
+      windowSeconds * 1000,
       `${tsMs}:${randomUUID().slice(0, 8)}`,
-      String(priceUsd),
+      String(value),
     )) as [string, string];
-    const min = Number(lo);
-    const max = Number(hi);
+    return [Number(lo), Number(hi)];
+  }
+
+  /** Price sample: trips `market:price-shock:<u>` when the range over the window exceeds `priceShockPct`. */
+  async observePrice(underlying: string, priceUsd: number, tsMs = this.#clock.nowMs()): Promise<void> {
+    const m = this.#cfg.market;
+    const [min, max] = await this.#rangeOver(
+      this.#keys.prices(underlying),
+      m.priceShockWindowSeconds,
+      tsMs,
+      priceUsd,
+    );
     if (min > 0 && ((max - min) / min) * 100 >= m.priceShockPct) {
       await this.trip(
         `market:price-shock:${underlying}`,
@@ -448,21 +462,18 @@ export class BreakerBoard {
   async observeIv(underlying: string, ivDecimal: number, tsMs = this.#clock.nowMs()): Promise<void> {
     if (!Number.isFinite(ivDecimal) || ivDecimal <= 0) return;
     const m = this.#cfg.market;
-    const [lo, hi] = (await this.#redis.eval(
-      PRICE,
-      1,
+    const [lo, hi] = await this.#rangeOver(
       this.#keys.ivs(underlying),
+      m.ivShockWindowSeconds,
       tsMs,
-      m.ivShockWindowSeconds * 1000,
-      `${tsMs}:${randomUUID().slice(0, 8)}`,
-      String(ivDecimal),
-    )) as [string, string];
-    const points = (Number(hi) - Number(lo)) * 100;
+      ivDecimal,
+    );
+    const points = (hi - lo) * 100;
     if (points >= m.ivShockVolPoints) {
       await this.trip(
         `market:iv-shock:${underlying}`,
-        `implied vol moved ${points.toFixed(1)} vol points within ${m.ivShockWindowSeconds}s (${(Number(lo) * 100).toFixed(1)}–${(Number(hi) * 100).toFixed(1)})`,
-        { minIvDecimal: Number(lo), maxIvDecimal: Number(hi) },
+        `implied vol moved ${points.toFixed(1)} vol points within ${m.ivShockWindowSeconds}s (${(lo * 100).toFixed(1)}–${(hi * 100).toFixed(1)})`,
+        { minIvDecimal: lo, maxIvDecimal: hi },
         m.ivShockWindowSeconds * 1000,
       );
     }
