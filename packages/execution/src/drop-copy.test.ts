@@ -214,6 +214,26 @@ describe('drop-copy check: the venue position against the ledger', () => {
     });
   });
 
+  it('a check whose ledger read failed is tried again in full by the next one', async () => {
+    let down = true;
+    const flaky = new Proxy(env.ledger, {
+      get(target, prop, recv) {
+        if (prop === 'openPositionBreaks' && down)
+          return async () => {
+            down = false;
+            throw new Error('ledger down');
+          };
+        const v = Reflect.get(target, prop, recv);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const d = new DropCopy({ ledger: flaky, settleMs: 0 });
+    await expect(d.check('pv', await env.paper.fetchPositions(), Date.now())).rejects.toThrow('ledger down');
+    expect(
+      (await d.check('pv', await env.paper.fetchPositions(), Date.now())).map((c) => c.instrument),
+    ).toContain(PERP);
+  });
+
   it('observe checks a venue at most once per interval, never two at once', async () => {
     const seen: number[] = [];
     const o = new DropCopy({ ledger: env.ledger, settleMs: 0, intervalMs: 10_000 });

@@ -162,7 +162,11 @@ export class DropCopy {
     positions: readonly Position[],
     readStartedAtMs: number,
   ): Promise<PositionCheck[]> {
-    this.#restored ??= this.#restoreBreaks();
+    // a failed restore (ledger unreachable) is tried again by the next check
+    this.#restored ??= this.#restoreBreaks().catch((err: unknown) => {
+      this.#restored = undefined;
+      throw err;
+    });
     await this.#restored;
     const { ledger } = this.#o;
     const baselines = new Map((await ledger.positionBaselines(venue)).map((b) => [b.instrument, b]));
