@@ -23,6 +23,16 @@ export interface GmxTestChain {
  */
 export async function startGmxTestChain(name: string, traderCount = 1): Promise<GmxTestChain> {
   const chain = await startLocalTestChain(name);
+  try {
+    return await setUp(chain, traderCount);
+  } catch (err) {
+    // the caller never gets the chain to stop: do not leave anvil running
+    await chain.stop().catch(() => {});
+    throw err;
+  }
+}
+
+async function setUp(chain: LocalTestChain, traderCount: number): Promise<GmxTestChain> {
   const deployer = chain.ctxFor(ANVIL_DEV_KEYS[0]);
   const keeperCtx = chain.ctxFor(ANVIL_DEV_KEYS[2]);
   const traderKeys = [ANVIL_DEV_KEYS[1], ...ANVIL_DEV_KEYS.slice(3)].slice(0, traderCount);
