@@ -461,7 +461,7 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
     app.post(
       `/v1/kill-switch/${action}`,
       {
-        config: { access: 'operator' },
+        config: { access: 'risk' },
         schema: {
           tags: ['controls'],
           summary:
@@ -490,7 +490,7 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
     app.post(
       `/v1/breakers/:name/${action}`,
       {
-        config: { access: 'operator' },
+        config: { access: 'risk' },
         schema: {
           tags: ['controls'],
           summary: action === 'trip' ? 'Open a circuit breaker by hand' : 'Close a circuit breaker',
@@ -529,7 +529,7 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
   app.post(
     '/v1/positions/breaks/acknowledge',
     {
-      config: { access: 'operator' },
+      config: { access: 'risk' },
       schema: {
         tags: ['controls'],
         summary:
@@ -562,7 +562,7 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
   app.post(
     '/v1/risk/mark',
     {
-      config: { access: 'operator' },
+      config: { access: 'risk' },
       schema: {
         tags: ['controls'],
         summary:

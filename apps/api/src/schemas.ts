@@ -17,7 +17,12 @@ export const ErrorResponse = z
   })
   .meta({ id: 'Error' });
 
-export const Role = z.enum(['viewer', 'operator', 'admin']);
+/**
+ * Token roles, each allowed what the ones before it are: `viewer` reads; `risk` (the risk owner) also
+ * pulls the brakes (kill switch, breakers, the book mark, acknowledging a position break) without being
+ * able to change venues, policy or hedges; `operator` changes them; `admin` manages tokens.
+ */
+export const Role = z.enum(['viewer', 'risk', 'operator', 'admin']);
 export type Role = z.infer<typeof Role>;
 
 /** Greeks of a book slice in project units (see @xhedge/core Greeks). */

@@ -17,7 +17,12 @@ const ADMIN = 'admin-token-for-unit-tests-0123456789';
 
 let app: FastifyInstance;
 let ports: MemoryPorts;
-const tokens: Record<'viewer' | 'operator' | 'admin', string> = { viewer: '', operator: '', admin: ADMIN };
+const tokens: Record<'viewer' | 'risk' | 'operator' | 'admin', string> = {
+  viewer: '',
+  risk: '',
+  operator: '',
+  admin: ADMIN,
+};
 
 const snapshot = (seq: number) => ({
   seq,
@@ -41,6 +46,7 @@ beforeAll(async () => {
   const system = { tokenId: 'x', name: 'test', role: 'admin' as const };
   tokens.viewer = (await ports.tokens.create({ name: 'v', role: 'viewer' }, system)).token;
   tokens.operator = (await ports.tokens.create({ name: 'o', role: 'operator' }, system)).token;
+  tokens.risk = (await ports.tokens.create({ name: 'r', role: 'risk' }, system)).token;
   await app.ready();
 });
 afterAll(async () => app.close());
@@ -402,13 +408,18 @@ describe('browser sessions (EventSource and Bull Board cannot send a bearer head
   });
 });
 
-type Need = 'public' | 'viewer' | 'operator' | 'admin';
-/** The rule from the issue: reads need viewer, changes operator, tokens and roles admin. */
+type Need = 'public' | 'viewer' | 'risk' | 'operator' | 'admin';
+/**
+ * The rule from the issue: reads need viewer, changes operator, tokens and roles admin; the brakes
+ * (kill switch, breakers, book mark, acknowledging a position break) the risk owner's role.
+ */
 function expectedAccess(method: string, path: string): Need {
   if (path === '/v1/health' || path === '/v1/ready') return 'public';
   if (path === '/v1/session') return method === 'delete' ? 'public' : 'viewer'; // any token opens one
   if (path.startsWith('/v1/tokens')) return 'admin';
-  return method === 'get' ? 'viewer' : 'operator';
+  if (method === 'get') return 'viewer';
+  const brakes = ['/v1/kill-switch/', '/v1/breakers/', '/v1/risk/mark', '/v1/positions/breaks/acknowledge'];
+  return brakes.some((b) => path.startsWith(b)) ? 'risk' : 'operator';
 }
 const SAMPLE: Record<string, string> = {
   id: 'gmx-arb',
@@ -427,12 +438,12 @@ describe('auth matrix: every role against every route of the OpenAPI document', 
     );
     routes.push({ method: 'get', path: '/metrics' });
     expect(routes.length).toBeGreaterThanOrEqual(28);
-    const rank: Record<Need, number> = { public: 0, viewer: 1, operator: 2, admin: 3 };
+    const rank: Record<Need, number> = { public: 0, viewer: 1, risk: 2, operator: 3, admin: 4 };
     const rows: string[] = [];
     for (const { method, path } of routes) {
       const need = expectedAccess(method, path);
       const url = path.replace(/\{(\w+)\}/g, (_m, k: string) => encodeURIComponent(SAMPLE[k] ?? 'x'));
-      for (const who of ['none', 'viewer', 'operator', 'admin'] as const) {
+      for (const who of ['none', 'viewer', 'risk', 'operator', 'admin'] as const) {
         const allowed = rank[who === 'none' ? 'public' : who] >= rank[need];
         if (allowed && path === '/v1/risk/stream') continue; // an allowed stream never ends; covered by the SSE test
         const headers = who === 'none' ? {} : auth(who);

@@ -6,8 +6,8 @@ import { z } from 'zod';
 import type { Actor, TokensPort } from './ports.ts';
 import { Role, type TokenView } from './schemas.ts';
 
-/** What each role may do: reads need viewer, changes operator, tokens and roles admin. */
-const RANK: Readonly<Record<Role, number>> = { viewer: 1, operator: 2, admin: 3 };
+/** What each role may do: reads need viewer, the brakes risk, changes operator, tokens and roles admin. */
+const RANK: Readonly<Record<Role, number>> = { viewer: 1, risk: 2, operator: 3, admin: 4 };
 export function roleAllows(have: Role, need: Role): boolean {
   return RANK[have] >= RANK[need];
 }
