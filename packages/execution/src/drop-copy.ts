@@ -106,7 +106,6 @@ export class DropCopy {
   #restored: Promise<void> | undefined;
   readonly #running = new Set<string>();
   readonly #lastCheckMs = new Map<string, number>();
-  readonly #last = new Map<string, PositionCheck>();
   /** Per venue, the newest read checked (orders created since are looked at for new instruments). */
   readonly #checkedUntil = new Map<string, number>();
 
@@ -123,13 +122,6 @@ export class DropCopy {
       rollEveryMs: this.#roll,
     }))
       if (!Number.isFinite(v) || v < 0) throw new NumericError(`DropCopy ${k}`, v);
-  }
-
-  /** The newest check of every instrument followed, by venue and instrument. */
-  get lastChecks(): PositionCheck[] {
-    return [...this.#last.values()].sort((a, b) =>
-      a.venue === b.venue ? a.instrument.localeCompare(b.instrument) : a.venue.localeCompare(b.venue),
-    );
   }
 
   /**
@@ -205,7 +197,6 @@ export class DropCopy {
         if (this.#diff.get(key)?.broken)
           await this.#resolve(key, { how: 'expired', expiryMs: meta.expiryMs });
         this.#diff.delete(key);
-        this.#last.delete(key);
         this.#o.metrics?.positionBreak.set({ venue, instrument }, 0);
         continue;
       }
@@ -218,7 +209,6 @@ export class DropCopy {
         mine,
         readStartedAtMs,
       );
-      this.#last.set(`${venue}/${instrument}`, c);
       this.#o.metrics?.positionBreak.set({ venue, instrument }, c.state === 'break' ? 1 : 0);
       if (c.diffBase !== undefined) this.#o.metrics?.positionDiffBase.set({ venue, instrument }, c.diffBase);
       out.push(c);
