@@ -44,6 +44,9 @@ export interface VenueMarketDataOptions {
   totalExposure?: boolean;
 }
 
+/** A venue's (or every venue's) holding as the exposure caps read it. */
+type Exposure = { instrumentSizeBase: number; otherNotionalUsd: number };
+
 interface Cached<T> {
   atMs: number;
   value: Promise<T>;
@@ -93,13 +96,13 @@ export class VenueMarketData implements MarketDataSource {
   async context(intent: HedgeIntent): Promise<ControlContext> {
     const venue = this.#venues.get(intent.venue);
     if (!venue) return {};
-    const [mark, positionBase, expectedPriceUsd, venueExposure, totalExposure] = await Promise.all([
+    const [mark, positionBase, expectedPriceUsd, exposure] = await Promise.all([
       this.mark(venue, intent.instrument),
       this.positionBase(intent.underlying),
       this.#quotes ? this.#expectedPrice(venue, intent) : undefined,
-      this.#venueExposure?.(venue.id) ? this.#exposure(venue, intent.instrument) : undefined,
-      this.#totalExposure ? this.#exposureEverywhere(venue, intent.instrument) : undefined,
+      this.#exposures(venue, intent.instrument),
     ]);
+    const { venueExposure, totalExposure } = exposure;
     const ctx: ControlContext = {};
     if (mark) {
       ctx.mark = { priceUsd: mark.markPriceUsd, asOfMs: mark.asOfMs };
@@ -114,20 +117,32 @@ export class VenueMarketData implements MarketDataSource {
     return ctx;
   }
 
-  /** {@link #exposure} over every venue: the order venue's position in `instrument`, all else as notional. */
-  async #exposureEverywhere(
+  /**
+   * What the exposure caps need, each venue valued once: the order venue's (when it has a cap) and,
+   * with a total cap, the same over every venue (the order venue's position in `instrument`, all else
+   * as notional).
+   */
+  async #exposures(
     venue: VenueAdapter,
     instrument: string,
-  ): Promise<{ instrumentSizeBase: number; otherNotionalUsd: number }> {
+  ): Promise<{ venueExposure?: Exposure; totalExposure?: Exposure }> {
+    const wantVenue = this.#venueExposure?.(venue.id) ?? false;
+    if (!wantVenue && !this.#totalExposure) return {};
+    const venues = this.#totalExposure ? [...this.#venues.values()] : [venue];
     const parts = await Promise.all(
-      [...this.#venues.values()].map(async (v) => ({
-        own: v.id === venue.id,
-        e: await this.#exposure(v, v.id === venue.id ? instrument : ''),
-      })),
+      venues.map((v) => this.#exposure(v, v.id === venue.id ? instrument : '')),
     );
+    const own = parts[venues.indexOf(venue)] as Exposure;
     return {
-      instrumentSizeBase: parts.find((p) => p.own)?.e.instrumentSizeBase ?? 0,
-      otherNotionalUsd: parts.reduce((a, p) => a + p.e.otherNotionalUsd, 0),
+      ...(wantVenue ? { venueExposure: own } : {}),
+      ...(this.#totalExposure
+        ? {
+            totalExposure: {
+              instrumentSizeBase: own.instrumentSizeBase,
+              otherNotionalUsd: parts.reduce((a, e) => a + e.otherNotionalUsd, 0),
+            },
+          }
+        : {}),
     };
   }
 
@@ -135,10 +150,7 @@ export class VenueMarketData implements MarketDataSource {
    * The venue's signed position in `instrument` and the notional of its other linear positions, each
    * at its mark there (else its entry price); throws naming a position it cannot value.
    */
-  async #exposure(
-    venue: VenueAdapter,
-    instrument: string,
-  ): Promise<{ instrumentSizeBase: number; otherNotionalUsd: number }> {
+  async #exposure(venue: VenueAdapter, instrument: string): Promise<Exposure> {
     const linear = (await this.#positionsOf(venue)).filter(
       (p) => p.sizeBase !== 0 && parseInstrumentId(p.instrument).kind !== 'option',
     );

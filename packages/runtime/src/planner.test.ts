@@ -7,7 +7,7 @@ import { Ledger, openDatabase } from '@xhedge/store';
 import type { VenueAdapter } from '@xhedge/venue';
 import { createPaperVenues, type PaperVenue } from '@xhedge/venue-paper';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type PlanForExecution, TickPlanner, type TickPlannerOptions } from './planner.ts';
+import { grossNotionalUsd, type PlanForExecution, TickPlanner, type TickPlannerOptions } from './planner.ts';
 import { createRouter, fitOrderTypes, orderTypeFor } from './router.ts';
 import { SnapshotBus } from './snapshot-bus.ts';
 
@@ -297,7 +297,7 @@ describe('venue notional fed by the tick', () => {
   it("gives each venue's gross notional of perps, futures and spot at its marks (options left out)", async () => {
     const seen = new Map<string, number>();
     const h = await harness(profile(['lyra-arb', 'gmx-arb', 'drift-sol']), undefined, undefined, {
-      onVenueNotional: (venue, usd) => void seen.set(venue, usd),
+      onVenueRead: (venue, read) => void seen.set(venue, grossNotionalUsd(read.positions, read.marks)),
     });
     h.venue('gmx-arb').seedPosition('BTC-USD:PERP', -2);
     h.venue('drift-sol').seedPosition('ETH-USD:PERP', 3);

@@ -57,15 +57,14 @@ export interface TickPlannerOptions {
    */
   fallbackVolDecimal?: ReadonlyMap<string, number>;
   /**
-   * Each venue's positions from every successful read, with when the read began by the run's clock
-   * (the drop-copy check compares them with the ledger). Must not throw or block.
+   * Each successful venue read: its positions, the marks read there, and when the read began by the
+   * run's clock (the drop-copy check compares the positions with the ledger; the venue's notional is
+   * exported from them). Must not throw or block.
    */
-  onPositions?: (venue: string, positions: readonly Position[], readStartedAtMs: number) => void;
-  /**
-   * Each venue's gross notional after every successful read: its perps, futures and spot, |size| × its
-   * mark there (else the entry price), USD (what the exposure caps measure). Must not throw or block.
-   */
-  onVenueNotional?: (venue: string, notionalUsd: number) => void;
+  onVenueRead?: (
+    venue: string,
+    read: { positions: readonly Position[]; marks: readonly Mark[]; readStartedAtMs: number },
+  ) => void;
   /** Each venue's health as read at each tick (with the market breakers on). */
   onVenueHealth?: (venue: string, health: VenueHealth) => void;
   ledger: Ledger;
@@ -125,7 +124,7 @@ function safeMeta(id: string): { underlying: string; kind: string } | undefined 
 }
 
 /** Gross notional of a venue's linear positions (perps, futures, spot): |size| × mark, else × entry, USD. */
-function grossNotionalUsd(positions: readonly Position[], marks: readonly Mark[]): number {
+export function grossNotionalUsd(positions: readonly Position[], marks: readonly Mark[]): number {
   let sum = 0;
   for (const p of positions) {
     if (p.sizeBase === 0 || safeMeta(p.instrument)?.kind === 'option') continue;
@@ -298,7 +297,6 @@ export class TickPlanner {
           ]);
           const kept = b.filter((x) => !isGasMoney(v, x));
           this.#lastGood.set(v.id, { positions: p, balances: kept, atMs: this.#o.clock.nowMs() });
-          this.#o.onPositions?.(v.id, p, readStartedAtMs);
           positions.push(...p);
           balances.push(...kept);
           const instruments = [...new Set(p.map((x) => x.instrument))];
@@ -309,7 +307,7 @@ export class TickPlanner {
               ? await v.fetchMarks(instruments)
               : [];
           marks.push(...vm);
-          this.#o.onVenueNotional?.(v.id, grossNotionalUsd(p, vm));
+          this.#o.onVenueRead?.(v.id, { positions: p, marks: vm, readStartedAtMs });
           if (v.fetchFundingRate) {
             for (const i of instruments.filter((x) => x.endsWith(':PERP')))
               funding.push(await v.fetchFundingRate(i));

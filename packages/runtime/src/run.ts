@@ -57,7 +57,7 @@ import { deploymentEndpoints } from './deployment.ts';
 import { auditPort, hedgesPort, pnlPort, riskPort } from './ledger-ports.ts';
 import { prettyLogDestination } from './log-format.ts';
 import { serveMetrics } from './metrics-server.ts';
-import { type PlanForExecution, TickPlanner } from './planner.ts';
+import { grossNotionalUsd, type PlanForExecution, TickPlanner } from './planner.ts';
 import { createRouter } from './router.ts';
 import { SnapshotBus } from './snapshot-bus.ts';
 import { startTransferJobs, TransferFlows, transferDeliveredAtMs } from './transfers.ts';
@@ -446,15 +446,13 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           })
         : undefined;
       if (dropCopy) closers.push({ name: 'drop-copy check', close: () => dropCopy.idle() });
+      if (config.limits.maxTotalNotionalUsd !== undefined)
+        execMetrics.totalNotionalLimitUsd.set(config.limits.maxTotalNotionalUsd);
       const p = new TickPlanner({
         clock,
-        ...(dropCopy
-          ? { onPositions: (venue, positions, atMs) => dropCopy.observe(venue, positions, atMs) }
-          : {}),
-        onVenueNotional: (venue, notionalUsd) => {
-          if (config.limits.maxTotalNotionalUsd !== undefined)
-            execMetrics.totalNotionalLimitUsd.set(config.limits.maxTotalNotionalUsd);
-          execMetrics.venueNotionalUsd.set({ venue }, notionalUsd);
+        onVenueRead: (venue, read) => {
+          dropCopy?.observe(venue, read.positions, read.readStartedAtMs);
+          execMetrics.venueNotionalUsd.set({ venue }, grossNotionalUsd(read.positions, read.marks));
           const cap = venueCaps[venue] ?? venueCaps['*'];
           if (cap !== undefined) execMetrics.venueNotionalLimitUsd.set({ venue }, cap);
         },

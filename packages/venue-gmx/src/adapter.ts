@@ -280,11 +280,7 @@ export class GmxVenue implements VenueAdapter {
     // the keepers' token list first (one request instead of three reads per market), the operator's entries win
     const tokensUrl = this.tokensUrl;
     if (tokensUrl)
-      for (const t of await fetchGmxTokens(tokensUrl, {
-        venue: this.id,
-        timeoutMs: PRICES_TIMEOUT_MS,
-        ...(this.fetchImpl ? { fetchImpl: this.fetchImpl } : {}),
-      }))
+      for (const t of await fetchGmxTokens(tokensUrl, this.endpointOptions))
         known.set(t.address.toLowerCase(), t);
     for (const t of this.p.indexTokens) known.set(t.address.toLowerCase(), t);
     const pinned = new Map(Object.entries(this.p.marketFor).map(([id, a]) => [id, a.toLowerCase()]));
@@ -344,6 +340,15 @@ export class GmxVenue implements VenueAdapter {
    * or its symbol cannot name an instrument (e.g. `tBTC`). Filled by the first market read.
    */
   unlistedMarkets: { marketToken: Address; indexToken: Address }[] = [];
+
+  /** How the oracle keepers' HTTP endpoints (prices, tokens) are asked. */
+  private get endpointOptions(): { venue: string; timeoutMs: number; fetchImpl?: typeof fetch } {
+    return {
+      venue: this.id,
+      timeoutMs: PRICES_TIMEOUT_MS,
+      ...(this.fetchImpl ? { fetchImpl: this.fetchImpl } : {}),
+    };
+  }
 
   /** `params.tokensUrl`, else `pricesUrl`'s origin's `/tokens` when it is a `/prices/tickers` endpoint. */
   private get tokensUrl(): string | undefined {
@@ -405,11 +410,7 @@ export class GmxVenue implements VenueAdapter {
   ): Promise<Map<string, GmxTokenPrice>> {
     let prices: Map<string, GmxTokenPrice>;
     if (this.p.pricesUrl) {
-      prices = await fetchGmxTickers(this.p.pricesUrl, {
-        venue: this.id,
-        timeoutMs: PRICES_TIMEOUT_MS,
-        ...(this.fetchImpl ? { fetchImpl: this.fetchImpl } : {}),
-      });
+      prices = await fetchGmxTickers(this.p.pricesUrl, this.endpointOptions);
     } else {
       const unique = new Map(tokens.map((t) => [t.token.toLowerCase(), t.token] as const));
       const read = await this.errors.read(() =>

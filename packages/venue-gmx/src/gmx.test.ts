@@ -37,7 +37,7 @@ import { createGmxVenue, type GmxOrderRecord, GmxVenue } from './adapter.ts';
 import { createOrderCallData } from './create-order.ts';
 import type { GmxFixture } from './fixture.ts';
 import type { GmxKeeper, GmxKeeperResult } from './keeper.ts';
-import { startGmxTestChain } from './test-chain.ts';
+import { readPositionInfos, startGmxTestChain } from './test-chain.ts';
 import { usd30, usdToGmxPrice } from './units.ts';
 
 let chain: LocalTestChain;
@@ -571,20 +571,10 @@ describe('gmx adapter specifics', () => {
     // What the local Reader returns, decoded at the upstream offsets.
     const eth = { min: usdToGmxPrice(3600, 18), max: usdToGmxPrice(3601, 18) };
     const usdc = { min: usdToGmxPrice(1, 6), max: usdToGmxPrice(1, 6) };
-    const infos = await trader.publicClient.readContract({
-      address: fx.params.reader,
-      abi: readerAbi,
-      functionName: 'getAccountPositionInfoList',
-      args: [
-        fx.params.dataStore,
-        zeroAddress,
-        trader.account.address,
-        [await ethMarket()],
-        [{ indexTokenPrice: eth, longTokenPrice: eth, shortTokenPrice: usdc }],
-        zeroAddress,
-        0n,
-        10n,
-      ],
+    const infos = await readPositionInfos(trader, fx, await ethMarket(), {
+      index: eth,
+      long: eth,
+      short: usdc,
     });
     expect(infos).toHaveLength(1);
     const info = infos[0];

@@ -1,6 +1,8 @@
 // Test support: an anvil chain with the local GMX contracts, a keeper and approved traders.
 import { ANVIL_DEV_KEYS, type EvmContext, ensureAllowance, TxSender } from '@xhedge/evm';
 import { type LocalTestChain, startLocalTestChain } from '@xhedge/evm/testing';
+import { type Address, zeroAddress } from 'viem';
+import { readerAbi } from './abi.ts';
 import { deployGmxFixture, type GmxFixture } from './fixture.ts';
 import { GmxKeeper, type GmxKeeperResult } from './keeper.ts';
 
@@ -62,4 +64,34 @@ async function setUp(chain: LocalTestChain, traderCount: number): Promise<GmxTes
     });
   await chain.snapshot();
   return { chain, deployer, traders, keeperCtx, fx, keeper, keeperResults };
+}
+
+type GmxPrice = { min: bigint; max: bigint };
+
+/**
+ * `Reader.getAccountPositionInfoList` of `ctx`'s account in one market (no referral storage, no UI fee
+ * receiver, the first 10 positions), at the given index, long and short token prices: what the tests
+ * decode at upstream's offsets.
+ */
+export function readPositionInfos(
+  ctx: EvmContext,
+  fx: GmxFixture,
+  market: Address,
+  prices: { index: GmxPrice; long: GmxPrice; short: GmxPrice },
+) {
+  return ctx.publicClient.readContract({
+    address: fx.params.reader,
+    abi: readerAbi,
+    functionName: 'getAccountPositionInfoList',
+    args: [
+      fx.params.dataStore,
+      zeroAddress,
+      ctx.account.address,
+      [market],
+      [{ indexTokenPrice: prices.index, longTokenPrice: prices.long, shortTokenPrice: prices.short }],
+      zeroAddress,
+      0n,
+      10n,
+    ],
+  });
 }

@@ -33,7 +33,7 @@ import {
   reserveFactorKey,
 } from './keys.ts';
 import type { GmxVenueParamsInput } from './params.ts';
-import { startGmxTestChain } from './test-chain.ts';
+import { readPositionInfos, startGmxTestChain } from './test-chain.ts';
 import { usdToGmxPrice } from './units.ts';
 
 // The reads the adapter makes as real GMX v2 exposes them (DataStore.getUint under Keys.sol keys,
@@ -329,26 +329,11 @@ describe('position fee: POSITION_FEE_FACTOR by market and balanceWasImproved', (
     expect(q.feeUsd).toBe(1.4);
     // The Reader's closing fee for the whole long uses the same factor.
     const eth = { min: usdToGmxPrice(3500, 18), max: usdToGmxPrice(3500, 18) };
-    const [info] = await trader.publicClient.readContract({
-      address: fx.params.reader,
-      abi: readerAbi,
-      functionName: 'getAccountPositionInfoList',
-      args: [
-        fx.params.dataStore,
-        zeroAddress,
-        trader.account.address,
-        [ethMarket()],
-        [
-          {
-            indexTokenPrice: eth,
-            longTokenPrice: eth,
-            shortTokenPrice: { min: 10n ** 24n, max: 10n ** 24n },
-          },
-        ],
-        zeroAddress,
-        0n,
-        10n,
-      ],
+    const usdcPrice = { min: 10n ** 24n, max: 10n ** 24n };
+    const [info] = await readPositionInfos(trader, fx, ethMarket(), {
+      index: eth,
+      long: eth,
+      short: usdcPrice,
     });
     expect(info?.fees.positionFeeFactor).toBe(4n * BPS);
     expect(info?.fees.positionFeeAmount).toBe(1_400_000n);

@@ -70,20 +70,13 @@ export async function runDryRun(
     'set REDIS_URL (or the profile redis.url) to the deployment Redis.',
   ]);
   if (!d) return EXIT_INVALID;
-  const { config, redisUrl, dbUrl, redisPrefix } = d;
+  const { config, dbUrl, redisPrefix } = d;
   if (action === 'reset' && !dbUrl)
     throw new CliUsageError(
       `no DATABASE_URL for profile ${config.name}: refusing to reset without the ledger`,
       ['the reset clears the book mark, which the run restores from the ledger; set DATABASE_URL.'],
     );
-  const c = await connect({
-    config,
-    redisUrl,
-    redisPrefix,
-    dbUrl,
-    dbSchema: opts.dbSchema,
-    migrate: action === 'reset',
-  });
+  const c = await connect({ ...d, dbSchema: opts.dbSchema, migrate: action === 'reset' });
   try {
     const all = await venuesWithState(c, redisPrefix);
     const venues = opts.venue === undefined ? all : all.filter((v) => v === opts.venue);

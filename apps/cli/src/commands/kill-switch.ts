@@ -293,7 +293,7 @@ export async function runKillSwitch(
     `xhedge: POST /v1/kill-switch/${action === 'release' ? 'reset' : 'trip'} (GET /v1/controls for the status)`,
   ]);
   if (!d) return EXIT_INVALID;
-  const { config, redisUrl, dbUrl, redisPrefix } = d;
+  const { config, dbUrl, redisPrefix } = d;
   if (!dbUrl && action !== 'status')
     throw new CliUsageError(
       `no DATABASE_URL for profile ${config.name}: refusing to ${action} without the ledger`,
@@ -307,14 +307,7 @@ export async function runKillSwitch(
   const warning = scope ? scopeWarning(scope, config) : undefined;
   if (warning) io.err(warning);
 
-  const c = await connect({
-    config,
-    redisUrl,
-    redisPrefix,
-    dbUrl,
-    dbSchema: opts.dbSchema,
-    migrate: action !== 'status',
-  });
+  const c = await connect({ ...d, dbSchema: opts.dbSchema, migrate: action !== 'status' });
   try {
     if (action === 'status') {
       const s = await status(c, io);
