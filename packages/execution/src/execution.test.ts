@@ -5,6 +5,32 @@ import { LeaderLease } from './lease.ts';
 import { Reconciler } from './reconciler.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
 
+describe('graceful shutdown of the workers (SIGTERM/SIGINT close them this way)', () => {
+  it('takes no new job, and the order being sent completes: filled in the ledger, the job completed, not stalled', async () => {
+    const env = await makeEnv();
+    try {
+      env.paper.faults.latencyMs = 600;
+      const leg = env.intent(1);
+      await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+      const cid = clientOrderIdFor(leg.id);
+      await until(async () => (await env.ledger.getOrder(cid))?.status === 'sent');
+      const closing = env.pool.close(); // not forced: waits for the active job
+      const later = env.intent(2);
+      await env.service.submitPlan({ planId: later.planId, legs: [later] });
+      await closing;
+      expect((await env.ledger.getOrder(cid))?.status).toBe('filled');
+      expect(await (await env.service.queue('pv').getJob(leg.id))?.getState()).toBe('completed');
+      // the order queued after the close began was not taken: it waits for the next worker
+      expect(await (await env.service.queue('pv').getJob(later.id))?.getState()).toMatch(
+        /waiting|prioritized/,
+      );
+      expect(env.placed).toEqual([cid]);
+    } finally {
+      await env.close();
+    }
+  });
+});
+
 describe('execution on BullMQ with a paper venue', () => {
   let env: Env;
   beforeAll(async () => {

@@ -245,9 +245,10 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
     },
     async close(force = false) {
       closed = true;
+      // the workers stop taking jobs at once; kill-switch events still reach the jobs they finish
+      await Promise.all([...workers.values()].map((w) => w.close(force)));
       o.subscriber.off('message', onMessage);
       await o.subscriber.unsubscribe().catch(() => {});
-      await Promise.all([...workers.values()].map((w) => w.close(force)));
     },
   };
 }
