@@ -121,6 +121,18 @@ const mutations: Mutation[] = [
     /Too small/,
   ],
   [
+    'net-delta cap of a lower-case underlying',
+    (c) => (c.limits.maxNetDeltaUsd = { eth: 1000 }),
+    'limits.maxNetDeltaUsd.eth',
+    /neither an underlying .* nor \*/,
+  ],
+  [
+    'zero net-delta cap',
+    (c) => (c.limits.maxNetDeltaUsd = { '*': 0 }),
+    'limits.maxNetDeltaUsd.*',
+    /Too small/,
+  ],
+  [
     'unknown policy kind',
     (c) => (c.policy.default = { kind: 'yolo' }),
     'policy.default.kind',

@@ -266,6 +266,25 @@ export const LimitsConfig = z
      * Orders that shrink their instrument's position on their venue always pass. @defaultValue none
      */
     maxTotalNotionalUsd: positive.optional(),
+    /**
+     * Largest net delta of the book per underlying, USD (|delta| × spot, options, perps, futures and spot
+     * together): a plan whose legs would leave the book's net delta beyond it, and further from zero than
+     * before, is refused whole (`net-delta`). A plan that brings the delta closer to zero always passes,
+     * even when the book stays beyond the cap. By underlying; `*` for every underlying without its own
+     * entry. @defaultValue none
+     */
+    maxNetDeltaUsd: z
+      .record(z.string(), positive)
+      .superRefine((caps, ctx) => {
+        for (const k of Object.keys(caps))
+          if (k !== '*' && !AssetSymbol.safeParse(k).success)
+            ctx.addIssue({
+              code: 'custom',
+              path: [k],
+              message: `"${k}" is neither an underlying (an upper-case symbol such as ETH) nor *`,
+            });
+      })
+      .default({}),
     repeatedExecution: z
       .object({ maxExecutions: z.number().int().positive(), windowSeconds: positive })
       .strict()
@@ -306,6 +325,12 @@ export const BreakersConfig = z
          */
         ivShockVolPoints: positive.default(20),
         ivShockWindowSeconds: positive.default(300),
+        /**
+         * The venues' prices of one underlying (each venue's index price, else its perp and spot marks)
+         * spreading wider than this, bps of their median, opens `market:price-dispersion:<u>`: one feed is
+         * wrong or stale, and no hedge on that underlying goes until they agree again.
+         */
+        maxPriceDispersionBps: positive.default(200),
       })
       .strict()
       .default({
@@ -315,6 +340,7 @@ export const BreakersConfig = z
         staleMarkMs: 60_000,
         ivShockVolPoints: 20,
         ivShockWindowSeconds: 300,
+        maxPriceDispersionBps: 200,
       }),
   })
   .strict();
@@ -389,6 +415,7 @@ export const XhedgeConfig = z
         staleMarkMs: 60_000,
         ivShockVolPoints: 20,
         ivShockWindowSeconds: 300,
+        maxPriceDispersionBps: 200,
       },
     }),
     dropCopy: DropCopyConfig.default({

@@ -55,6 +55,7 @@ describe('circuit breakers: what trips each one', () => {
       'venue:gmx-arb',
       'chain:evm:42161',
       'market:price-shock:BTC',
+      'market:price-dispersion:BTC',
       'market:slippage:BTC',
       'market:stale-mark:BTC',
       'market:loss',
@@ -132,6 +133,35 @@ describe('circuit breakers: what trips each one', () => {
     expect(await b.gate(breakersFor(option), { takeTrial: false })).toMatchObject({
       allowed: false,
       breaker: 'market:iv-shock:BTC',
+    });
+  });
+
+  it('market: venues whose prices of one underlying spread too wide stop its hedges', async () => {
+    const b = board({ market: { maxPriceDispersionBps: 100 } });
+    // one venue: nothing to compare, whatever its price
+    expect(await b.observeDispersion('SOL', { 'drift-sol': 1 })).toBe(0);
+    // 180.0 – 181.7 around a median of 180.5: 94.2 bps
+    expect(await b.observeDispersion('SOL', { a: 180, b: 180.5, c: 181.7 })).toBeCloseTo(94.18, 2);
+    // a price that is not one is left out, not compared (a NaN would compare as "no spread")
+    expect(await b.observeDispersion('SOL', { a: 180, b: Number.NaN, c: 0 })).toBe(0);
+    expect((await b.status('market:price-dispersion:SOL')).state).toBe('closed');
+    // one stale feed: 180 and 180.4 against 178 (median 180): 133.3 bps
+    expect(await b.observeDispersion('SOL', { a: 180, b: 180.4, stale: 178, bad: Number.NaN })).toBeCloseTo(
+      133.33,
+      2,
+    );
+    expect(await tripped(b, 'market:price-dispersion:SOL')).toBe(
+      'SOL prices spread 133.3 bps ≥ 100 bps across venues: stale 178, b 180.4 USD',
+    );
+    const ev = await ledger.listBreakerEvents({ breaker: 'market:price-dispersion:SOL' });
+    expect(ev[0]?.details).toMatchObject({ medianUsd: 180, leftOut: ['bad'] });
+    const sol = { venue: 'drift-sol', chain: 'solana:mainnet-beta', underlying: 'SOL' };
+    expect(await b.gate(breakersFor(sol), { takeTrial: false })).toMatchObject({
+      allowed: false,
+      breaker: 'market:price-dispersion:SOL',
+    });
+    expect(await b.gate(breakersFor({ ...sol, underlying: 'ETH' }), { takeTrial: false })).toMatchObject({
+      allowed: true,
     });
   });
 

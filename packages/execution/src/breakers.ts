@@ -45,6 +45,7 @@ export function breakersFor(o: {
     `venue:${o.venue}`,
     `chain:${o.chain}`,
     `market:price-shock:${o.underlying}`,
+    `market:price-dispersion:${o.underlying}`,
     `market:slippage:${o.underlying}`,
     `market:stale-mark:${o.underlying}`,
     'market:loss',
@@ -453,6 +454,40 @@ export class BreakerBoard {
         m.priceShockWindowSeconds * 1000,
       );
     }
+  }
+
+  /**
+   * The venues' prices of one underlying at one time, USD by venue id: trips
+   * `market:price-dispersion:<u>` when they spread wider than `maxPriceDispersionBps` of their median (a
+   * wrong, stale or manipulated feed; the median the book is priced at is only as good as its inputs).
+   * Fewer than two venues: nothing to compare. A price that is not positive and finite is left out and
+   * named in the trip's details, never compared. Returns the spread, bps (0 with fewer than two prices).
+   */
+  async observeDispersion(
+    underlying: string,
+    pricesUsdByVenue: Readonly<Record<string, number>>,
+  ): Promise<number> {
+    const valid = Object.entries(pricesUsdByVenue).filter(([, p]) => p > 0 && Number.isFinite(p));
+    if (valid.length < 2) return 0;
+    valid.sort((a, b) => a[1] - b[1]);
+    const mid = valid.length >> 1;
+    const median =
+      valid.length % 2 === 1
+        ? (valid[mid]?.[1] as number)
+        : ((valid[mid - 1]?.[1] as number) + (valid[mid]?.[1] as number)) / 2;
+    const [loVenue, lo] = valid[0] as [string, number];
+    const [hiVenue, hi] = valid[valid.length - 1] as [string, number];
+    const spreadBps = ((hi - lo) / median) * 10_000;
+    const limit = this.#cfg.market.maxPriceDispersionBps;
+    if (spreadBps >= limit) {
+      const left = Object.keys(pricesUsdByVenue).filter((v) => !valid.some(([x]) => x === v));
+      await this.trip(
+        `market:price-dispersion:${underlying}`,
+        `${underlying} prices spread ${spreadBps.toFixed(1)} bps ≥ ${limit} bps across venues: ${loVenue} ${lo}, ${hiVenue} ${hi} USD`,
+        { pricesUsdByVenue, medianUsd: median, ...(left.length ? { leftOut: left } : {}) },
+      );
+    }
+    return spreadBps;
   }
 
   /**

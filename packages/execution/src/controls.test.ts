@@ -19,6 +19,7 @@ const limits = LimitsConfig.parse({
   maxPositionBase: { ETH: 10 },
   maxVenueNotionalUsd: { v1: 12_000, '*': 100_000 },
   maxTotalNotionalUsd: 150_000,
+  maxNetDeltaUsd: { BTC: 500_000, '*': 30_000 },
   repeatedExecution: { maxExecutions: 4, windowSeconds: 60 },
 });
 const leg = (n: number, over: Partial<HedgeIntent> = {}): HedgeIntent => ({
@@ -120,6 +121,46 @@ describe('pre-trade controls', () => {
     ).toEqual({
       ok: true,
     });
+  });
+
+  it('net delta of a plan: refused beyond the cap and further from zero; hedges back always pass', () => {
+    const nd = (bookDeltaBase: number, planDeltaBase: number, underlying = 'ETH', spotUsd = 3000) => ({
+      underlying,
+      bookDeltaBase,
+      planDeltaBase,
+      spotUsd,
+    });
+    // ETH falls to '*' (30 000 USD = 10 ETH at 3000): 4 + 7 = 11 ETH = 33 000 USD
+    expect(c.checkNetDelta(nd(4, 7))).toEqual({
+      ok: false,
+      control: 'net-delta',
+      reason: 'net delta on ETH would be 33000.00 USD > ±30000 USD (book 12000.00 USD, the plan adds 7 ETH)',
+    });
+    expect(c.checkNetDelta(nd(4, 6))).toEqual({ ok: true }); // exactly at the cap
+    // a plan that overshoots: −4 → +4 is no further from zero and inside the cap; −4 → +12 is refused
+    expect(c.checkNetDelta(nd(-4, 8))).toEqual({ ok: true });
+    expect(c.checkNetDelta(nd(-4, 16))).toMatchObject({ control: 'net-delta' });
+    // already beyond the cap: a hedge that brings it closer passes, even when it stays beyond
+    expect(c.checkNetDelta(nd(-20, 5))).toEqual({ ok: true });
+    expect(c.checkNetDelta(nd(-20, -1))).toMatchObject({ control: 'net-delta' });
+    // BTC has its own cap: 4 BTC at 100 000 = 400 000 USD ≤ 500 000
+    expect(c.checkNetDelta(nd(0, 4, 'BTC', 100_000))).toEqual({ ok: true });
+    expect(c.checkNetDelta(nd(0, 6, 'BTC', 100_000))).toMatchObject({ control: 'net-delta' });
+    // what cannot be valued is refused, naming what is wrong
+    expect(c.checkNetDelta(nd(1, Number.NaN))).toEqual({
+      ok: false,
+      control: 'net-delta',
+      reason: "cannot value the plan's net delta on ETH: book 1, plan NaN, spot 3000",
+    });
+    expect(c.checkNetDelta(nd(1, 1, 'ETH', 0))).toMatchObject({ control: 'net-delta' });
+    // no cap at all: not checked
+    const uncapped = new PreTradeControls({
+      redis: cmd,
+      prefix: 'unused',
+      limits: LimitsConfig.parse({ ...limits, maxNetDeltaUsd: {} }),
+      clock,
+    });
+    expect(uncapped.checkNetDelta(nd(1e9, 1e9))).toEqual({ ok: true });
   });
 
   it('window notional is shared and idempotent per intent; released intents free room', async () => {

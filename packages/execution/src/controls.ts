@@ -16,6 +16,7 @@ export type ControlName =
   | 'position-limit'
   | 'venue-exposure'
   | 'total-exposure'
+  | 'net-delta'
   | 'repeated-execution'
   | 'self-cross'
   | 'kill-switch'
@@ -46,6 +47,21 @@ export interface ControlContext {
    * still guard against a market that moved meanwhile.
    */
   decisionAsOfMs?: number;
+}
+
+/**
+ * A plan's effect on the book's net delta, as the planner saw the book when it decided (the input of the
+ * `net-delta` check). Delta in underlying units, USD numéraire: options at their delta, perps, futures
+ * and spot at ±size.
+ */
+export interface PlanNetDelta {
+  underlying: string;
+  /** The book's net delta before the plan. */
+  bookDeltaBase: number;
+  /** What the plan's legs add together, signed. */
+  planDeltaBase: number;
+  /** Spot the delta is valued at, USD per unit. */
+  spotUsd: number;
 }
 
 /** Facts the checks need, from the venues or a market-data service. */
@@ -272,6 +288,32 @@ export class PreTradeControls {
       return fail(
         'total-exposure',
         `notional across venues would be ${total.toFixed(2)} USD > ${L.maxTotalNotionalUsd} USD`,
+      );
+    return { ok: true };
+  }
+
+  /**
+   * The plan check, no I/O: refuses a plan that would leave the book's net delta on its underlying
+   * beyond `limits.maxNetDeltaUsd` (by underlying, else `*`) and further from zero than it is. A plan that
+   * brings the delta closer to zero passes even when the book stays beyond the cap, so the hedge that
+   * mends a breach is never the one refused. Non-finite inputs are refused, never passed.
+   */
+  checkNetDelta(nd: PlanNetDelta): ControlResult {
+    const caps = this.#limits.maxNetDeltaUsd;
+    const cap = caps[nd.underlying] ?? caps['*'];
+    if (cap === undefined) return { ok: true };
+    const { bookDeltaBase: book, planDeltaBase: plan, spotUsd: spot } = nd;
+    if (!Number.isFinite(book) || !Number.isFinite(plan) || !(spot > 0 && Number.isFinite(spot)))
+      return fail(
+        'net-delta',
+        `cannot value the plan's net delta on ${nd.underlying}: book ${book}, plan ${plan}, spot ${spot}`,
+      );
+    const beforeUsd = book * spot;
+    const afterUsd = (book + plan) * spot;
+    if (Math.abs(afterUsd) > cap && Math.abs(afterUsd) > Math.abs(beforeUsd))
+      return fail(
+        'net-delta',
+        `net delta on ${nd.underlying} would be ${afterUsd.toFixed(2)} USD > ±${cap} USD (book ${beforeUsd.toFixed(2)} USD, the plan adds ${plan} ${nd.underlying})`,
       );
     return { ok: true };
   }

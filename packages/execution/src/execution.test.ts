@@ -251,3 +251,59 @@ describe('leader lease', () => {
     await a.stop();
   });
 });
+
+describe('the net-delta check of a plan (limits.maxNetDeltaUsd)', () => {
+  let env: Env;
+  beforeAll(async () => {
+    // ETH at the paper spot; the cap is 10 ETH of delta
+    env = await makeEnv({ limits: { maxNetDeltaUsd: { ETH: 10 * 3000 } } });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('blocks every leg of a plan that pushes the book past the cap, keeps nothing reserved, and lets the hedge back through', async () => {
+    const spotUsd = 3000;
+    const a = env.intent(1, { sizeBase: '2' });
+    const b = env.intent(2, { sizeBase: '3', planId: a.planId });
+    // book +9 ETH, the plan adds +5: 14 ETH × 3000 = 42 000 USD > 30 000
+    const res = await env.service.submitPlan({
+      planId: a.planId,
+      legs: [a, b],
+      netDelta: { underlying: 'ETH', bookDeltaBase: 9, planDeltaBase: 5, spotUsd },
+    });
+    expect(res.map((r) => [r.outcome, r.control])).toEqual([
+      ['blocked', 'net-delta'],
+      ['blocked', 'net-delta'],
+    ]);
+    expect(res[0]?.reason).toBe(
+      'net delta on ETH would be 42000.00 USD > ±30000 USD (book 27000.00 USD, the plan adds 5 ETH)',
+    );
+    for (const leg of [a, b]) {
+      const o = await env.ledger.getOrder(clientOrderIdFor(leg.id));
+      expect(o?.status).toBe('cancelled');
+      expect(o?.error).toContain('blocked by net-delta');
+    }
+    expect(await env.metrics.registry.getSingleMetricAsString('xhedge_control_blocks_total')).toContain(
+      'xhedge_control_blocks_total{control="net-delta",phase="queue"} 2',
+    );
+    // the gates had reserved both legs: released, so the live-intent set is empty again
+    expect(await env.cmd.zcard(`${env.prefix}:ctl:side:ETH`)).toBe(0);
+    // the hedge back from +9 goes, and so does a plan without the net-delta facts
+    const c = env.intent(3, { side: 'sell', sizeBase: '5' });
+    const d = env.intent(4, { sizeBase: '0.5' });
+    const [rc] = await env.service.submitPlan({
+      planId: c.planId,
+      legs: [c],
+      netDelta: { underlying: 'ETH', bookDeltaBase: 9, planDeltaBase: -5, spotUsd },
+    });
+    const [rd] = await env.service.submitPlan({ planId: d.planId, legs: [d] });
+    expect([rc?.outcome, rd?.outcome]).toEqual(['queued', 'queued']);
+    await until(async () => {
+      const o = await env.ledger.getOrder(clientOrderIdFor(d.id));
+      return o?.status === 'filled' ? o : undefined;
+    });
+    expect(env.placed).not.toContain(clientOrderIdFor(a.id));
+    expect(env.placed).not.toContain(clientOrderIdFor(b.id));
+  });
+});

@@ -19,6 +19,7 @@ export {
   type ControlName,
   type ControlResult,
   type MarketDataSource,
+  type PlanNetDelta,
   PreTradeControls,
   type PreTradeControlsOptions,
 } from './controls.ts';

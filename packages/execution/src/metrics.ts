@@ -31,6 +31,7 @@ export class ExecutionMetrics {
   readonly venueNotionalUsd: Gauge<'venue'>;
   readonly venueNotionalLimitUsd: Gauge<'venue'>;
   readonly totalNotionalLimitUsd: Gauge;
+  readonly netDeltaLimitUsd: Gauge<'underlying'>;
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -144,6 +145,12 @@ export class ExecutionMetrics {
     this.totalNotionalLimitUsd = new Gauge({
       name: 'xhedge_total_notional_limit_usd',
       help: 'The notional all venues together may hold before orders that grow it are blocked (limits.maxTotalNotionalUsd), USD; absent when unset',
+      registers,
+    });
+    this.netDeltaLimitUsd = new Gauge({
+      name: 'xhedge_net_delta_limit_usd',
+      help: "The book's largest net delta per underlying (limits.maxNetDeltaUsd), USD; plans that push past it are blocked (net-delta); absent when unset",
+      labelNames: ['underlying'],
       registers,
     });
     this.controlStateRestoredAt = new Gauge({

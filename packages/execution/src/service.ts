@@ -9,7 +9,13 @@ import {
 import type { Ledger, RecordedLeg } from '@xhedge/store';
 import { type FlowJob, FlowProducer, Queue } from 'bullmq';
 import type { BreakerBoard } from './breakers.ts';
-import type { ControlName, MarketDataSource, PreTradeControls } from './controls.ts';
+import type {
+  ControlName,
+  ControlResult,
+  MarketDataSource,
+  PlanNetDelta,
+  PreTradeControls,
+} from './controls.ts';
 import { OrderGate } from './gate.ts';
 import { clientOrderIdFor } from './ids.ts';
 import type { KillSwitch } from './kill-switch.ts';
@@ -22,6 +28,11 @@ import type { ConnectionOptions } from './redis.ts';
 export interface PlanLike {
   planId: string;
   legs: readonly HedgeIntent[];
+  /**
+   * The plan's effect on the book's net delta, for the `net-delta` check (`limits.maxNetDeltaUsd`):
+   * when it fails, every leg of the plan is blocked. Without it the check is not made.
+   */
+  netDelta?: PlanNetDelta;
 }
 
 export interface LegResult {
@@ -172,8 +183,10 @@ export class ExecutionService {
     }
     const verdicts = gates.value;
     const blocked = new Map<string, { control: ControlName; reason: string }>();
+    // the plan's check applies to every leg: the legs were sized together
+    const whole = this.checkPlan(plan);
     legs.forEach((leg, i) => {
-      const v = verdicts[i];
+      const v = whole.ok ? verdicts[i] : whole;
       if (v && !v.ok) blocked.set(leg.id, { control: v.control, reason: v.reason });
     });
     // a leg whose dependency is blocked is blocked too
@@ -225,6 +238,11 @@ export class ExecutionService {
         ),
     );
     return results;
+  }
+
+  /** The checks of a plan as a whole (no I/O): its net delta (`PlanLike.netDelta`). */
+  checkPlan(plan: Pick<PlanLike, 'netDelta'>): ControlResult {
+    return plan.netDelta ? this.#o.controls.checkNetDelta(plan.netDelta) : { ok: true };
   }
 
   /** The gates reserved for a leg recorded before: keep that only while its order is live. */

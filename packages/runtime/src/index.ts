@@ -2,7 +2,14 @@ export { SharedConfigStore } from './config-store.ts';
 export { controlsPort } from './controls-port.ts';
 export { type DeploymentEndpoints, deploymentEndpoints, redisPrefixFor } from './deployment.ts';
 export { auditPort, hedgesPort, jobView, pnlPort, riskPort } from './ledger-ports.ts';
-export { type PlanForExecution, type RoutePlan, TickPlanner, type TickPlannerOptions } from './planner.ts';
+export {
+  type PlanForExecution,
+  planNetDelta,
+  type RoutePlan,
+  TickPlanner,
+  type TickPlannerOptions,
+  venuePrices,
+} from './planner.ts';
 export { createRouter, type RouterOptions } from './router.ts';
 export { RUN_ROLES, type Run, type RunRole, type StartRunOptions, startRun } from './run.ts';
 export { SnapshotBus } from './snapshot-bus.ts';

@@ -7,7 +7,14 @@ import { Ledger, openDatabase } from '@xhedge/store';
 import type { VenueAdapter } from '@xhedge/venue';
 import { createPaperVenues, type PaperVenue } from '@xhedge/venue-paper';
 import { afterEach, describe, expect, it } from 'vitest';
-import { grossNotionalUsd, type PlanForExecution, TickPlanner, type TickPlannerOptions } from './planner.ts';
+import {
+  grossNotionalUsd,
+  type PlanForExecution,
+  planNetDelta,
+  TickPlanner,
+  type TickPlannerOptions,
+  venuePrices,
+} from './planner.ts';
 import { createRouter, fitOrderTypes, orderTypeFor } from './router.ts';
 import { SnapshotBus } from './snapshot-bus.ts';
 
@@ -191,6 +198,11 @@ describe('vega hedging from the venues option chains', () => {
     const plans = await h.planner.plan();
     const btc = btcPlans(plans)[0];
     const vegaBefore = h.planner.lastSnapshot?.underlyings.BTC?.vegaPerVolPoint ?? 0;
+    const deltaBefore = h.planner.lastSnapshot?.underlyings.BTC?.delta ?? Number.NaN;
+    // The net-delta check's facts: the book as planned on, and what the legs add (options at their delta)
+    expect(btc?.netDelta?.bookDeltaBase).toBe(deltaBefore);
+    expect(btc?.netDelta?.spotUsd).toBe(h.planner.lastSnapshot?.underlyings.BTC?.spotUsd);
+    const planDelta = btc?.netDelta?.planDeltaBase ?? Number.NaN;
     // The demo book is short options: vega far below −2000 $/pt, so the plan buys options.
     expect(vegaBefore).toBeLessThan(-2000);
     const options = btc?.legs.filter((l) => parseInstrumentId(l.instrument).kind === 'option') ?? [];
@@ -211,7 +223,16 @@ describe('vega hedging from the venues option chains', () => {
     for (const l of btc?.legs ?? []) await reconcile(h, l.venue, clientOrderIdFor(l.id));
     await h.planner.plan();
     const vegaAfter = h.planner.lastSnapshot?.underlyings.BTC?.vegaPerVolPoint ?? vegaBefore;
+    // the book's delta moved by what the plan said its legs add (the market moved 2 s meanwhile)
+    const deltaAfter = h.planner.lastSnapshot?.underlyings.BTC?.delta ?? Number.NaN;
+    expect(Math.abs(deltaAfter - (deltaBefore + planDelta))).toBeLessThan(0.05);
     const bought = options.reduce((s, l) => s + Number(l.sizeBase), 0);
+    // and the bought calls count at their delta, not at their size
+    const linear = (btc?.legs ?? [])
+      .filter((l) => parseInstrumentId(l.instrument).kind !== 'option')
+      .reduce((sum, l) => sum + (l.side === 'buy' ? 1 : -1) * Number(l.sizeBase), 0);
+    expect(planDelta - linear).toBeGreaterThan(0.1 * bought);
+    expect(planDelta - linear).toBeLessThan(bought);
     expect(bought).toBeGreaterThan(0);
     expect(vegaAfter).toBeGreaterThan(vegaBefore + 1000);
   });
@@ -256,12 +277,16 @@ describe('market circuit breakers fed by the tick', () => {
     const prices: [string, number, number | undefined][] = [];
     const ivs: [string, number, number | undefined][] = [];
     const chains: [string, boolean][] = [];
+    const dispersion = new Map<string, Readonly<Record<string, number>>>();
     const h = await harness(profile(['lyra-arb', 'gmx-arb', 'drift-sol']), undefined, {
       observePrice: async (u, p, ts) => {
         prices.push([u, p, ts]);
       },
       observeIv: async (u, iv, ts) => {
         ivs.push([u, iv, ts]);
+      },
+      observeDispersion: async (u, byVenue) => {
+        dispersion.set(u, byVenue);
       },
       observeChain: async (c, halted) => {
         chains.push([c, halted]);
@@ -279,6 +304,11 @@ describe('market circuit breakers fed by the tick', () => {
         .map(([u, r]) => [u, r.volDecimal, snap?.asOfMs])
         .sort(),
     );
+    // every venue holding an underlying gives its price of it (paper venues price from one market)
+    expect(Object.fromEntries(dispersion)).toEqual({
+      BTC: { 'lyra-arb': snap?.underlyings.BTC?.spotUsd, 'gmx-arb': snap?.underlyings.BTC?.spotUsd },
+      ETH: { 'lyra-arb': snap?.underlyings.ETH?.spotUsd, 'drift-sol': snap?.underlyings.ETH?.spotUsd },
+    });
     expect(chains.sort()).toEqual([
       ['evm:42161', false], // lyra-arb
       ['evm:42161', false], // gmx-arb
@@ -466,5 +496,66 @@ describe('a venue that cannot be read (regression: its hedge vanished from the b
     expect((await h.ledger.getOrder(id))?.status).toBe('filled');
     h.clock.advance(100);
     expect(btcPlans(await h.planner.plan())).toEqual([]);
+  });
+});
+
+describe('planNetDelta: what a plan adds to the book delta', () => {
+  const leg = (instrument: string, side: 'buy' | 'sell', sizeBase: string, venue = 'v') =>
+    ({ instrument, side, sizeBase, venue }) as HedgeIntent;
+  const call = 'ETH-USD:OPT:20270326:4000:C';
+  it('linear legs at ±size, options at the per-unit delta the solver priced; an unpriced option is NaN', () => {
+    const plan = {
+      underlying: 'ETH',
+      legs: [leg(call, 'sell', '2'), leg('ETH-USD:PERP', 'buy', '1.5'), leg('ETH-USD:SPOT', 'sell', '0.25')],
+    };
+    // the solver sold 4 of the call at delta 0.6: −2.4 in all, so −0.6 per unit sold ×2 = −1.2
+    const trades = [{ venue: 'v', instrument: call, side: 'sell' as const, sizeBase: 4, delta: -2.4 }];
+    const nd = planNetDelta(plan, { vegaTrades: trades as never }, { delta: 3, spotUsd: 3000 });
+    expect(nd).toEqual({
+      underlying: 'ETH',
+      bookDeltaBase: 3,
+      planDeltaBase: expect.any(Number),
+      spotUsd: 3000,
+    });
+    expect(nd.planDeltaBase).toBeCloseTo(-1.2 + 1.5 - 0.25, 12);
+    // the same option on another venue was not priced by the decision
+    const other = planNetDelta(
+      { underlying: 'ETH', legs: [leg(call, 'buy', '1', 'w')] },
+      { vegaTrades: trades as never },
+      { delta: 3, spotUsd: 3000 },
+    );
+    expect(other.planDeltaBase).toBeNaN();
+  });
+});
+
+describe("venuePrices: each venue's price of each underlying, from one tick's marks", () => {
+  it("the venue's index price, else its perp and spot marks; futures and option premiums left out", () => {
+    const mk = (venue: string, instrument: string, markPriceUsd: number, indexPriceUsd?: number) => ({
+      venue,
+      instrument,
+      markPriceUsd,
+      ...(indexPriceUsd !== undefined ? { indexPriceUsd } : {}),
+      asOfMs: 0,
+    });
+    const prices = venuePrices([
+      // an options venue: the premium is no price of ETH, the index it reports with it is
+      mk('lyra', 'ETH-USD:OPT:20270326:4000:C', 250, 3001),
+      mk('lyra', 'ETH-USD:OPT:20270326:3000:P', 90, 3003),
+      // a perp venue without an index: its perp mark; a dated future's basis is left out
+      mk('drift', 'ETH-USD:PERP', 3010),
+      mk('drift', 'ETH-USD:FUT:20270326', 3100),
+      mk('drift', 'SOL-USD:PERP', 181),
+      // a spot venue: the median of its spot marks
+      mk('amm', 'ETH-USDC:SPOT', 2990),
+      mk('amm', 'ETH-USD:SPOT', 2994),
+      mk('amm', 'ETH-USDT:SPOT', 3000),
+      mk('odd', 'not an instrument', 1),
+    ]);
+    expect(Object.fromEntries(prices)).toEqual({
+      ETH: { lyra: 3002, drift: 3010, amm: 2994 },
+      SOL: { drift: 181 },
+    });
+    // a venue whose only mark is a future gives no price at all
+    expect(venuePrices([mk('x', 'BTC-USD:FUT:20270326', 100_000)]).get('BTC')).toEqual({});
   });
 });

@@ -10,7 +10,7 @@ import {
   parseInstrumentId,
   toDecimalString,
 } from '@xhedge/core';
-import type { LegResult, PlanLike } from '@xhedge/execution';
+import type { LegResult, PlanLike, PlanNetDelta } from '@xhedge/execution';
 import { bookEquity, RiskEngine, type RiskSnapshot } from '@xhedge/risk';
 import type { CollateralTransfer } from '@xhedge/routing';
 import type { PaperMarket } from '@xhedge/sim';
@@ -67,6 +67,8 @@ export interface TickPlannerOptions {
   ) => void;
   /** Each venue's health as read at each tick (with the market breakers on). */
   onVenueHealth?: (venue: string, health: VenueHealth) => void;
+  /** Each tick's risk snapshot, before its hedges are planned. Must not throw or block. */
+  onSnapshot?: (snapshot: RiskSnapshot) => void;
   ledger: Ledger;
   bus: SnapshotBus;
   /** Venues and policy in force now (operators change them through the API). */
@@ -93,6 +95,14 @@ export interface TickPlannerOptions {
     observePrice(underlying: string, priceUsd: number, tsMs?: number): Promise<void>;
     /** Each underlying's vol as the snapshot prices it (implied-vol shock over the window). */
     observeIv?(underlying: string, ivDecimal: number, tsMs?: number): Promise<void>;
+    /**
+     * Each underlying's price at every venue that gave one this tick, USD by venue (`venuePrices`):
+     * the price-dispersion breaker.
+     */
+    observeDispersion?(
+      underlying: string,
+      pricesUsdByVenue: Readonly<Record<string, number>>,
+    ): Promise<unknown>;
     observeChain(chain: string, halted: boolean): Promise<void>;
     /**
      * The book's equity (risk's `bookEquity`), against the mark: feeds the loss-since-mark breaker.
@@ -137,6 +147,69 @@ export function grossNotionalUsd(positions: readonly Position[], marks: readonly
 /** Positions with a size: what risk and hedging see (size-0 ones only carry unsettled P&L). */
 function open(positions: readonly Position[]): Position[] {
   return positions.filter((p) => p.sizeBase !== 0);
+}
+
+/**
+ * What a plan does to the book's net delta (the input of execution's `net-delta` check), from the legs'
+ * own sides and sizes: perps, futures and spot add ±size, an option its size times the per-unit delta the
+ * vega solver priced it at. An option leg the decision did not price makes the sum NaN, which the check
+ * refuses with its reason rather than passing.
+ */
+export function planNetDelta(
+  plan: Pick<PlanForExecution, 'underlying' | 'legs'>,
+  decision: Pick<HedgeDecision, 'vegaTrades'>,
+  risk: Pick<RiskSnapshot['underlyings'][string], 'delta' | 'spotUsd'>,
+): PlanNetDelta {
+  const perUnit = new Map(
+    decision.vegaTrades.map((t) => [
+      `${t.venue}|${t.instrument}`,
+      t.delta / (t.side === 'buy' ? t.sizeBase : -t.sizeBase),
+    ]),
+  );
+  let planDeltaBase = 0;
+  for (const leg of plan.legs) {
+    const signed = Number(leg.sizeBase) * (leg.side === 'buy' ? 1 : -1);
+    planDeltaBase +=
+      parseInstrumentId(leg.instrument).kind === 'option'
+        ? signed * (perUnit.get(`${leg.venue}|${leg.instrument}`) ?? Number.NaN)
+        : signed;
+  }
+  return { underlying: plan.underlying, bookDeltaBase: risk.delta, planDeltaBase, spotUsd: risk.spotUsd };
+}
+
+/**
+ * Each underlying's price at each venue, from one tick's marks: the median of the index prices the
+ * venue reported with them (its oracle), else the median of its perp and spot marks. Futures (basis)
+ * and option premiums are not prices of the underlying and are left out.
+ */
+export function venuePrices(marks: readonly Mark[]): Map<string, Record<string, number>> {
+  const by = new Map<string, Map<string, { index: number[]; marks: number[] }>>();
+  for (const mk of marks) {
+    const meta = safeMeta(mk.instrument);
+    if (!meta) continue;
+    let venues = by.get(meta.underlying);
+    if (!venues) {
+      venues = new Map();
+      by.set(meta.underlying, venues);
+    }
+    let e = venues.get(mk.venue);
+    if (!e) {
+      e = { index: [], marks: [] };
+      venues.set(mk.venue, e);
+    }
+    if (mk.indexPriceUsd !== undefined) e.index.push(mk.indexPriceUsd);
+    if ((meta.kind === 'perp' || meta.kind === 'spot') && mk.markPriceUsd > 0) e.marks.push(mk.markPriceUsd);
+  }
+  const out = new Map<string, Record<string, number>>();
+  for (const [u, venues] of by) {
+    const prices: Record<string, number> = {};
+    for (const [v, e] of venues) {
+      const p = median(e.index.length > 0 ? e.index : e.marks);
+      if (p !== undefined) prices[v] = p;
+    }
+    out.set(u, prices);
+  }
+  return out;
 }
 
 function median(xs: readonly number[]): number | undefined {
@@ -429,10 +502,12 @@ export class TickPlanner {
     this.#lastSnapshot = snapshot;
     const br = this.#o.breakers;
     if (br) {
+      const byVenue = venuePrices(inputs.marks);
       await Promise.all(
         Object.entries(snapshot.underlyings).flatMap(([u, r]) => [
           br.observePrice(u, r.spotUsd, snapshot.asOfMs),
           br.observeIv?.(u, r.volDecimal, snapshot.asOfMs),
+          br.observeDispersion?.(u, byVenue.get(u) ?? {}),
         ]),
       );
       const inTransit = new Map(
@@ -440,6 +515,7 @@ export class TickPlanner {
       );
       await this.#observeEquity(snapshot, inputs, [...inTransit.values()], failed, inFlight.size > 0);
     }
+    this.#o.onSnapshot?.(snapshot);
     const hold = blockAll ? new Set(Object.keys(snapshot.underlyings)) : blocked;
     const plans = await this.#hedge(snapshot, enabled, new Set([...inFlight, ...hold]));
     await this.#o.bus.publish(snapshot, { force: plans.length > 0 });
@@ -480,7 +556,8 @@ export class TickPlanner {
         continue;
       }
       this.#pending.set(plan.planId, d);
-      plans.push(plan);
+      const risk = snapshot.underlyings[d.underlying];
+      plans.push(risk ? { ...plan, netDelta: planNetDelta(plan, d, risk) } : plan);
     }
     return plans;
   }

@@ -456,6 +456,13 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           const cap = venueCaps[venue] ?? venueCaps['*'];
           if (cap !== undefined) execMetrics.venueNotionalLimitUsd.set({ venue }, cap);
         },
+        onSnapshot: (snap) => {
+          const caps = config.limits.maxNetDeltaUsd;
+          for (const u of Object.keys(snap.underlyings)) {
+            const cap = caps[u] ?? caps['*'];
+            if (cap !== undefined) execMetrics.netDeltaLimitUsd.set({ underlying: u }, cap);
+          }
+        },
         onVenueHealth: (venue, h) => {
           execMetrics.venueAccountLiquidating.set(
             { venue },

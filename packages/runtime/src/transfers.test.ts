@@ -1,6 +1,21 @@
-import type { Job } from 'bullmq';
+import { randomBytes } from 'node:crypto';
+import { BreakersConfig, LimitsConfig } from '@xhedge/config';
+import { type HedgeIntent, ManualClock } from '@xhedge/core';
+import {
+  BreakerBoard,
+  clientOrderIdFor,
+  ExecutionService,
+  KillSwitch,
+  LeaderLease,
+  orderQueueName,
+  PreTradeControls,
+  restoreControlState,
+} from '@xhedge/execution';
+import { machineRedisOrEmbedded } from '@xhedge/execution/testing';
+import { Ledger, openDatabase } from '@xhedge/store';
+import { type Job, Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
-import { transferDeliveredAtMs } from './transfers.ts';
+import { TransferFlows, transferDeliveredAtMs } from './transfers.ts';
 
 function jobWithChildren(values: Record<string, unknown>): Job {
   return { getChildrenValues: async () => values } as unknown as Job;
@@ -41,5 +56,103 @@ describe('transferDeliveredAtMs (decision age of a funded hedge)', () => {
   it('is undefined for a job without transfer children (its age counts from planning)', async () => {
     expect(await transferDeliveredAtMs(jobWithChildren({}))).toBeUndefined();
     expect(await transferDeliveredAtMs(jobWithChildren({ 'q:x': { ok: true } }))).toBeUndefined();
+  });
+});
+
+describe('TransferFlows: the plan checks hold for the legs behind a transfer', () => {
+  it('a plan the net-delta check refuses: the direct leg and the funded leg are both cancelled, no job is added', async () => {
+    const redis = await machineRedisOrEmbedded('transfers test');
+    const cmd = redis.client();
+    const prefix = `xhtf${randomBytes(4).toString('hex')}`;
+    const ledger = new Ledger(await openDatabase());
+    const clock = new ManualClock(Date.now());
+    const limits = LimitsConfig.parse({
+      maxOrderNotionalUsd: 1e6,
+      maxHedgeNotionalPerWindowUsd: 1e8,
+      maxNetDeltaUsd: { SOL: 1800 }, // 10 SOL at 180
+    });
+    const controls = new PreTradeControls({ redis: cmd, prefix, limits, clock });
+    const breakers = new BreakerBoard({
+      redis: cmd,
+      prefix,
+      config: BreakersConfig.parse({}),
+      ledger,
+      clock,
+    });
+    const killSwitch = new KillSwitch({ redis: cmd, prefix, ledger });
+    await restoreControlState({ redis: cmd, prefix, killSwitch, breakers }, { actor: 'test' });
+    const service = new ExecutionService({
+      connection: redis.options,
+      queuePrefix: prefix,
+      ledger,
+      controls,
+      breakers,
+      killSwitch,
+      clock,
+    });
+    const lease = new LeaderLease({ redis: cmd, prefix, name: 'orchestrator' });
+    const flows = new TransferFlows({ connection: redis.options, queuePrefix: prefix, ledger, service });
+    try {
+      expect(await lease.tick()).toBeDefined();
+      const planId = 'plan_tf1';
+      const transfer = {
+        id: 'xfer_tf1',
+        planId,
+        fromVenue: 'gmx-arb',
+        fromChain: 'evm:42161',
+        toVenue: 'drift-sol',
+        toChain: 'solana:mainnet-beta',
+        asset: 'USDC',
+        amount: '1000',
+        feeUsd: 0.5,
+        expectedLatencyMs: 60_000,
+      };
+      const leg = (n: number, venue: string, dependsOn: string[]): HedgeIntent => ({
+        id: `int_tf${n}`,
+        planId,
+        underlying: 'SOL',
+        venue,
+        chain: venue === 'drift-sol' ? 'solana:mainnet-beta' : 'evm:42161',
+        instrument: 'SOL-USD:PERP',
+        side: 'buy',
+        sizeBase: '4',
+        orderType: 'market',
+        referencePriceUsd: 180,
+        reduceOnly: false,
+        urgency: 'normal',
+        reason: 'test',
+        createdAtMs: clock.nowMs(),
+        dependsOn,
+      });
+      const legs = [leg(1, 'gmx-arb', []), leg(2, 'drift-sol', [transfer.id])];
+      // book +5 SOL, the plan adds +8: 13 × 180 = 2340 USD > 1800
+      const res = await flows.submit(
+        {
+          planId,
+          underlying: 'SOL',
+          reason: 'test',
+          legs,
+          transfers: [transfer],
+          netDelta: { underlying: 'SOL', bookDeltaBase: 5, planDeltaBase: 8, spotUsd: 180 },
+        },
+        lease,
+      );
+      expect(res.map((r) => [r.intentId, r.outcome, r.control])).toEqual([
+        ['int_tf1', 'blocked', 'net-delta'],
+        ['int_tf2', 'blocked', 'net-delta'],
+      ]);
+      for (const l of legs) expect((await ledger.getOrder(clientOrderIdFor(l.id)))?.status).toBe('cancelled');
+      for (const venue of ['gmx-arb', 'drift-sol']) {
+        const q = new Queue(orderQueueName(venue), { connection: redis.options, prefix });
+        expect(await q.getJobCountByTypes('waiting', 'waiting-children', 'prioritized', 'delayed')).toBe(0);
+        await q.close();
+      }
+    } finally {
+      await flows.close();
+      await service.close();
+      await lease.stop();
+      cmd.disconnect();
+      await redis.close();
+    }
   });
 });

@@ -56,7 +56,14 @@ export class TransferFlows {
     const direct = plan.legs.filter((l) => !l.dependsOn.some((d) => transfers.has(d)));
     const results: LegResult[] = [];
     if (direct.length > 0)
-      results.push(...(await this.#o.service.submitPlan({ planId: plan.planId, legs: direct }, { lease })));
+      results.push(
+        ...(await this.#o.service.submitPlan(
+          { planId: plan.planId, legs: direct, ...(plan.netDelta ? { netDelta: plan.netDelta } : {}) },
+          { lease },
+        )),
+      );
+    // the plan's own checks hold for the legs behind a transfer too
+    const whole = this.#o.service.checkPlan(plan);
     for (const leg of plan.legs) {
       const needs = leg.dependsOn.filter((d) => transfers.has(d));
       if (needs.length === 0) continue;
@@ -75,7 +82,7 @@ export class TransferFlows {
         results.push({ intentId: intent.id, clientOrderId, outcome: 'duplicate' });
         continue;
       }
-      const verdict = await this.#o.service.preQueueCheck(intent);
+      const verdict = whole.ok ? await this.#o.service.preQueueCheck(intent) : whole;
       if (!verdict.ok) {
         await this.#o.ledger.transition(clientOrderId, 'cancelled', {
           actor,
