@@ -232,6 +232,19 @@ export const PoliciesConfig = z
   .strict();
 
 const positive = FiniteNumber.positive();
+
+/** Positive caps keyed by `key` (a venue id, an underlying) or `*` for every key without its own entry. */
+function capsBy(key: z.ZodType<string>, what: string) {
+  return z
+    .record(z.string(), positive)
+    .superRefine((caps, ctx) => {
+      for (const k of Object.keys(caps))
+        if (k !== '*' && !key.safeParse(k).success)
+          ctx.addIssue({ code: 'custom', path: [k], message: `"${k}" is neither ${what} nor *` });
+    })
+    .default({});
+}
+
 export const LimitsConfig = z
   .object({
     maxOrderNotionalUsd: positive,
@@ -249,18 +262,7 @@ export const LimitsConfig = z
      * what one counterparty or contract holds. By venue id; `*` for every venue without its own entry.
      * Orders that shrink their instrument's position there always pass.
      */
-    maxVenueNotionalUsd: z
-      .record(z.string(), positive)
-      .superRefine((caps, ctx) => {
-        for (const k of Object.keys(caps))
-          if (k !== '*' && !VenueId.safeParse(k).success)
-            ctx.addIssue({
-              code: 'custom',
-              path: [k],
-              message: `"${k}" is neither a venue id (a lower-case slug such as lyra-arb) nor *`,
-            });
-      })
-      .default({}),
+    maxVenueNotionalUsd: capsBy(VenueId, 'a venue id (a lower-case slug such as lyra-arb)'),
     /**
      * Largest notional held across every venue (their perps, futures and spot, |size| × mark, USD).
      * Orders that shrink their instrument's position on their venue always pass. @defaultValue none
@@ -273,18 +275,7 @@ export const LimitsConfig = z
      * even when the book stays beyond the cap. By underlying; `*` for every underlying without its own
      * entry. @defaultValue none
      */
-    maxNetDeltaUsd: z
-      .record(z.string(), positive)
-      .superRefine((caps, ctx) => {
-        for (const k of Object.keys(caps))
-          if (k !== '*' && !AssetSymbol.safeParse(k).success)
-            ctx.addIssue({
-              code: 'custom',
-              path: [k],
-              message: `"${k}" is neither an underlying (an upper-case symbol such as ETH) nor *`,
-            });
-      })
-      .default({}),
+    maxNetDeltaUsd: capsBy(AssetSymbol, 'an underlying (an upper-case symbol such as ETH)'),
     repeatedExecution: z
       .object({ maxExecutions: z.number().int().positive(), windowSeconds: positive })
       .strict()

@@ -1,20 +1,19 @@
 import { randomBytes } from 'node:crypto';
-import { BreakersConfig, LimitsConfig } from '@xhedge/config';
+import { LimitsConfig } from '@xhedge/config';
 import { deterministicId, type HedgeIntent, systemClock } from '@xhedge/core';
 import { createMarketSimulator } from '@xhedge/sim';
 import { type DatabaseHandle, Ledger, openDatabase } from '@xhedge/store';
 import type { VenueAdapter } from '@xhedge/venue';
 import { createPaperVenue, type PaperVenue } from '@xhedge/venue-paper';
 import type { Redis } from 'ioredis';
-import { BreakerBoard } from './breakers.ts';
-import { restoreControlState } from './control-state.ts';
-import { PreTradeControls } from './controls.ts';
-import { KillSwitch } from './kill-switch.ts';
+import type { BreakerBoard } from './breakers.ts';
+import type { PreTradeControls } from './controls.ts';
+import type { KillSwitch } from './kill-switch.ts';
 import { VenueMarketData } from './market-data.ts';
 import { ExecutionMetrics } from './metrics.ts';
 import { connectRedis, type RedisEndpoint } from './redis.ts';
 import { ExecutionService } from './service.ts';
-import { machineRedisOrEmbedded } from './testing.ts';
+import { controlStack, machineRedisOrEmbedded } from './testing.ts';
 import { type StartWorkersOptions, startWorkers, type WorkerPool } from './worker.ts';
 
 /** The machine's Redis when it answers, else an embedded one (said out loud). */
@@ -106,17 +105,19 @@ export async function makeEnv(opts: MakeEnvOptions = {}): Promise<Env> {
     maxHedgeNotionalPerWindowUsd: 1e8,
     ...opts.limits,
   });
-  const controls = new PreTradeControls({ redis: cmd, prefix, limits });
-  const breakers = new BreakerBoard({
-    redis: cmd,
+  const {
+    controls,
+    breakers,
+    killSwitch,
+    base: gates,
+  } = await controlStack({
+    redis,
+    cmd,
     prefix,
-    config: BreakersConfig.parse({}),
     ledger,
+    limits,
     metrics,
   });
-  const killSwitch = new KillSwitch({ redis: cmd, prefix, ledger, metrics });
-  // what a run does at start: until the control state is restored from the ledger, no order passes
-  await restoreControlState({ redis: cmd, prefix, killSwitch, breakers }, { actor: 'test' });
   const marketData = opts.marketData
     ? new VenueMarketData({
         venues: new Map([['pv', venue as VenueAdapter]]),
@@ -126,16 +127,7 @@ export async function makeEnv(opts: MakeEnvOptions = {}): Promise<Env> {
         totalExposure: limits.maxTotalNotionalUsd !== undefined,
       })
     : undefined;
-  const base = {
-    connection: redis.options,
-    queuePrefix: prefix,
-    ledger,
-    controls,
-    breakers,
-    killSwitch,
-    metrics,
-    ...(marketData ? { marketData } : {}),
-  };
+  const base = { ...gates, ...(marketData ? { marketData } : {}) };
   const service = new ExecutionService({ ...base, durableIntents: opts.durableIntents ?? false });
   const subscriber = redis.client();
   const pool = await startWorkers({

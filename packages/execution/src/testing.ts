@@ -4,7 +4,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { LimitsConfig } from '@xhedge/config';
+import { BreakersConfig } from '@xhedge/config';
+import type { Clock } from '@xhedge/core';
+import type { Ledger } from '@xhedge/store';
 import { Redis } from 'ioredis';
+import type { z } from 'zod';
+import { BreakerBoard } from './breakers.ts';
+import { restoreControlState } from './control-state.ts';
+import { PreTradeControls } from './controls.ts';
+import { KillSwitch } from './kill-switch.ts';
+import type { ExecutionMetrics } from './metrics.ts';
 import { connectRedis, type RedisEndpoint } from './redis.ts';
 
 /**
@@ -107,6 +117,72 @@ export async function spawnRedisServer(args: readonly string[] = []): Promise<Ow
     stop() {
       server.once('exit', () => rmSync(dir, { recursive: true, force: true }));
       server.kill('SIGKILL');
+    },
+  };
+}
+
+/** What `controlStack` builds: the gates of one test deployment, and the options a service or worker pool takes. */
+export interface ControlStack {
+  controls: PreTradeControls;
+  breakers: BreakerBoard;
+  killSwitch: KillSwitch;
+  /** The common options of `ExecutionService` and `startWorkers` (connection, prefix, ledger, gates). */
+  base: {
+    connection: RedisEndpoint['options'];
+    queuePrefix: string;
+    ledger: Ledger;
+    controls: PreTradeControls;
+    breakers: BreakerBoard;
+    killSwitch: KillSwitch;
+    clock?: Clock;
+    metrics?: ExecutionMetrics;
+  };
+}
+
+/**
+ * The pre-trade controls, breakers and kill switch of a test deployment under `prefix`, with the control
+ * state restored from the ledger as a run does at start (until then the order gate passes nothing).
+ * Breakers take their defaults unless `breakers` is given.
+ */
+export async function controlStack(o: {
+  redis: RedisEndpoint;
+  cmd: Redis;
+  prefix: string;
+  ledger: Ledger;
+  limits: z.infer<typeof LimitsConfig>;
+  breakers?: z.infer<typeof BreakersConfig>;
+  clock?: Clock;
+  metrics?: ExecutionMetrics;
+}): Promise<ControlStack> {
+  const { cmd: redis, prefix, ledger } = o;
+  const opt = { ...(o.clock ? { clock: o.clock } : {}), ...(o.metrics ? { metrics: o.metrics } : {}) };
+  const controls = new PreTradeControls({
+    redis,
+    prefix,
+    limits: o.limits,
+    ...(o.clock ? { clock: o.clock } : {}),
+  });
+  const breakers = new BreakerBoard({
+    redis,
+    prefix,
+    config: o.breakers ?? BreakersConfig.parse({}),
+    ledger,
+    ...opt,
+  });
+  const killSwitch = new KillSwitch({ redis, prefix, ledger, ...opt });
+  await restoreControlState({ redis, prefix, killSwitch, breakers }, { actor: 'test' });
+  return {
+    controls,
+    breakers,
+    killSwitch,
+    base: {
+      connection: o.redis.options,
+      queuePrefix: prefix,
+      ledger,
+      controls,
+      breakers,
+      killSwitch,
+      ...opt,
     },
   };
 }

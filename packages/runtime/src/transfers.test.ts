@@ -1,17 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { BreakersConfig, LimitsConfig } from '@xhedge/config';
+import { LimitsConfig } from '@xhedge/config';
 import { type HedgeIntent, ManualClock } from '@xhedge/core';
-import {
-  BreakerBoard,
-  clientOrderIdFor,
-  ExecutionService,
-  KillSwitch,
-  LeaderLease,
-  orderQueueName,
-  PreTradeControls,
-  restoreControlState,
-} from '@xhedge/execution';
-import { machineRedisOrEmbedded } from '@xhedge/execution/testing';
+import { clientOrderIdFor, ExecutionService, LeaderLease, orderQueueName } from '@xhedge/execution';
+import { controlStack, machineRedisOrEmbedded } from '@xhedge/execution/testing';
 import { Ledger, openDatabase } from '@xhedge/store';
 import { type Job, Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
@@ -71,25 +62,8 @@ describe('TransferFlows: the plan checks hold for the legs behind a transfer', (
       maxHedgeNotionalPerWindowUsd: 1e8,
       maxNetDeltaUsd: { SOL: 1800 }, // 10 SOL at 180
     });
-    const controls = new PreTradeControls({ redis: cmd, prefix, limits, clock });
-    const breakers = new BreakerBoard({
-      redis: cmd,
-      prefix,
-      config: BreakersConfig.parse({}),
-      ledger,
-      clock,
-    });
-    const killSwitch = new KillSwitch({ redis: cmd, prefix, ledger });
-    await restoreControlState({ redis: cmd, prefix, killSwitch, breakers }, { actor: 'test' });
-    const service = new ExecutionService({
-      connection: redis.options,
-      queuePrefix: prefix,
-      ledger,
-      controls,
-      breakers,
-      killSwitch,
-      clock,
-    });
+    const { base } = await controlStack({ redis, cmd, prefix, ledger, limits, clock });
+    const service = new ExecutionService(base);
     const lease = new LeaderLease({ redis: cmd, prefix, name: 'orchestrator' });
     const flows = new TransferFlows({ connection: redis.options, queuePrefix: prefix, ledger, service });
     try {

@@ -9,17 +9,14 @@ import {
 } from '@xhedge/crosschain';
 import { redisForTests } from '@xhedge/crosschain/testing';
 import {
-  BreakerBoard,
   clientOrderIdFor,
   ExecutionService,
-  KillSwitch,
   orderQueueName,
-  PreTradeControls,
   Reconciler,
   type RedisEndpoint,
-  restoreControlState,
   startWorkers,
 } from '@xhedge/execution';
+import { controlStack } from '@xhedge/execution/testing';
 import { type CollateralSource, type QuoteTarget, quoteVenues, routeDelta } from '@xhedge/routing';
 import { createMarketSimulator } from '@xhedge/sim';
 import { Ledger, openDatabase } from '@xhedge/store';
@@ -182,19 +179,15 @@ async function harness(shared: { redis: RedisEndpoint; ledger: Ledger; clock: Ma
       return typeof val === 'function' ? val.bind(target) : val;
     },
   });
-  const controls = new PreTradeControls({ redis: cmd, prefix, limits: config.limits, clock });
-  const breakers = new BreakerBoard({ redis: cmd, prefix, config: config.breakers, ledger, clock });
-  const killSwitch = new KillSwitch({ redis: cmd, prefix, ledger, clock });
-  await restoreControlState({ redis: cmd, prefix, killSwitch, breakers }, { actor: 'test' });
-  const base = {
-    connection: redis.options,
-    queuePrefix: prefix,
+  const { base } = await controlStack({
+    redis,
+    cmd,
+    prefix,
     ledger,
-    controls,
-    breakers,
-    killSwitch,
+    limits: config.limits,
+    breakers: config.breakers,
     clock,
-  };
+  });
   const service = new ExecutionService(base);
   const pool = await startWorkers({
     ...base,
