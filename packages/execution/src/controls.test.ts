@@ -123,6 +123,26 @@ describe('pre-trade controls', () => {
     });
   });
 
+  it('a crossed quote at the venue blocks the order; a locked one does not', () => {
+    const at = clock.nowMs();
+    expect(
+      c.checkOrder(leg(1), { mark: { priceUsd: 3000, asOfMs: at, bidUsd: 3001.5, askUsd: 2999 } }),
+    ).toEqual({
+      ok: false,
+      control: 'crossed-market',
+      reason: 'v1 quotes ETH-USD:PERP crossed: bid 3001.5 > ask 2999; its prices are not to be traded on',
+    });
+    expect(
+      c.checkOrder(leg(1), { mark: { priceUsd: 3000, asOfMs: at, bidUsd: 3000, askUsd: 3000 } }),
+    ).toEqual({
+      ok: true,
+    });
+    // one side missing: nothing to compare
+    expect(c.checkOrder(leg(1), { mark: { priceUsd: 3000, asOfMs: at, bidUsd: 3100 } })).toEqual({
+      ok: true,
+    });
+  });
+
   it('net delta of a plan: refused beyond the cap and further from zero; hedges back always pass', () => {
     const nd = (bookDeltaBase: number, planDeltaBase: number, underlying = 'ETH', spotUsd = 3000) => ({
       underlying,

@@ -12,6 +12,7 @@ export type ControlName =
   | 'window-notional-venue'
   | 'price-band'
   | 'stale-data'
+  | 'crossed-market'
   | 'max-slippage'
   | 'position-limit'
   | 'venue-exposure'
@@ -26,8 +27,11 @@ export type ControlResult = { ok: true } | { ok: false; control: ControlName; re
 
 /** Fresh market facts for the checks. Absent fields skip the checks that need them. */
 export interface ControlContext {
-  /** Current mark of the instrument, USD per unit, and its time. */
-  mark?: { priceUsd: number; asOfMs: number };
+  /**
+   * Current mark of the instrument, USD per unit, and its time; with the venue's best bid and ask when
+   * it quotes them (a crossed quote, bid above ask, blocks the order: `crossed-market`).
+   */
+  mark?: { priceUsd: number; asOfMs: number; bidUsd?: number; askUsd?: number };
   /** Current signed position in the underlying across venues, underlying units. */
   positionBase?: number;
   /** Expected average execution price from a quote, USD per unit. */
@@ -231,6 +235,12 @@ export class PreTradeControls {
         `decision is ${decisionAge} ms old${waited ? ' since its dependencies completed' : ''} > ${L.staleAfterMs} ms`,
       );
     if (ctx.mark) {
+      const { bidUsd: bid, askUsd: ask } = ctx.mark;
+      if (bid !== undefined && ask !== undefined && bid > ask)
+        return fail(
+          'crossed-market',
+          `${intent.venue} quotes ${intent.instrument} crossed: bid ${bid} > ask ${ask}; its prices are not to be traded on`,
+        );
       const age = now - ctx.mark.asOfMs;
       if (age > L.staleAfterMs) return fail('stale-data', `mark is ${age} ms old > ${L.staleAfterMs} ms`);
       const moveBps = (Math.abs(ctx.mark.priceUsd - ref) / ref) * 10_000;

@@ -271,4 +271,20 @@ describe('pre-trade checks fed by VenueMarketData (end to end through submitPlan
     expect(env.placed).not.toContain(r?.clientOrderId);
     env.paper.faults.setStaleMarks(false);
   });
+  it('crossed market: a venue quoting bid above ask blocks the order; its sane quotes pass again', async () => {
+    env.paper.faults.setCrossedQuotes(true);
+    try {
+      await new Promise((r) => setTimeout(r, 300)); // the mark cache (250 ms) lets go of the sane quote
+      const leg = env.intent(7, { referencePriceUsd: await mark(), side: 'sell', createdAtMs: Date.now() });
+      const [r] = await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+      expect(r).toMatchObject({ outcome: 'blocked', control: 'crossed-market' });
+      expect(r?.reason).toMatch(/^pv quotes ETH-USD:PERP crossed: bid [\d.]+ > ask [\d.]+/);
+      expect(env.placed).not.toContain(r?.clientOrderId);
+    } finally {
+      env.paper.faults.setCrossedQuotes(false);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    const ctx = await env.marketData?.context(env.intent(8));
+    expect(ctx?.mark?.bidUsd).toBeLessThan(ctx?.mark?.askUsd ?? Number.NaN);
+  });
 });

@@ -105,7 +105,12 @@ export class VenueMarketData implements MarketDataSource {
     const { venueExposure, totalExposure } = exposure;
     const ctx: ControlContext = {};
     if (mark) {
-      ctx.mark = { priceUsd: mark.markPriceUsd, asOfMs: mark.asOfMs };
+      ctx.mark = {
+        priceUsd: mark.markPriceUsd,
+        asOfMs: mark.asOfMs,
+        ...(mark.bidUsd !== undefined ? { bidUsd: mark.bidUsd } : {}),
+        ...(mark.askUsd !== undefined ? { askUsd: mark.askUsd } : {}),
+      };
       const ageMs = this.#clock.nowMs() - mark.asOfMs;
       if (this.#breakers && ageMs > this.#breakers.config.market.staleMarkMs)
         await this.#breakers.observeMarkAge(intent.underlying, ageMs);

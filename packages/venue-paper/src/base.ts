@@ -357,10 +357,16 @@ export abstract class PaperVenueBase implements PaperVenue {
         this.#frozenAtMs = this.now();
       }
       const frozen = this.#frozenMarks;
-      return ids.map((id) => frozen.get(id) ?? this.markOf(id));
+      return ids.map((id) => this.#quoteFault(frozen.get(id) ?? this.markOf(id)));
     }
     this.#frozenMarks = undefined;
-    return ids.map((id) => this.markOf(id));
+    return ids.map((id) => this.#quoteFault(this.markOf(id)));
+  }
+
+  /** A mark as the injected quote faults leave it (crossed: bid and ask swapped). */
+  #quoteFault(m: Mark): Mark {
+    if (!this.faults.crossedQuotes || m.bidUsd === undefined || m.askUsd === undefined) return m;
+    return { ...m, bidUsd: m.askUsd, askUsd: m.bidUsd };
   }
 
   async fetchFills(opts: { sinceMs?: number; clientOrderId?: string } = {}): Promise<Fill[]> {

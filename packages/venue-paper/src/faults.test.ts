@@ -123,6 +123,19 @@ describe('fault injection', () => {
     expect(c?.asOfMs).toBeGreaterThan(a?.asOfMs ?? 0);
   });
 
+  it('crossed quotes swap bid and ask in the marks until turned off or reset', async () => {
+    const { venue } = testVenue('paper-drift');
+    const [sane] = await venue.fetchMarks(['BTC-USD:PERP']);
+    expect(sane?.bidUsd).toBeLessThan(sane?.askUsd ?? Number.NaN);
+    venue.faults.setCrossedQuotes(true);
+    const [crossed] = await venue.fetchMarks(['BTC-USD:PERP']);
+    expect([crossed?.bidUsd, crossed?.askUsd]).toEqual([sane?.askUsd, sane?.bidUsd]);
+    expect(crossed?.markPriceUsd).toBe(sane?.markPriceUsd);
+    venue.faults.reset();
+    const [again] = await venue.fetchMarks(['BTC-USD:PERP']);
+    expect(again?.bidUsd).toBeLessThan(again?.askUsd ?? Number.NaN);
+  });
+
   it('a keeper cancels a pending order when the oracle is stale at execution', async () => {
     const { venue, advance } = testVenue('paper-gmx');
     await venue.placeOrder({

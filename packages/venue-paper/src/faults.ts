@@ -21,6 +21,7 @@ export class FaultInjector {
   latencyMs = 0;
   #halted = false;
   #stale = false;
+  #crossed = false;
   #timeouts: Queued<{ fillDelayMs: number | undefined }>[] = [];
   #rejects: Queued<InjectedRejection>[] = [];
   #partials: Queued<number>[] = [];
@@ -46,6 +47,13 @@ export class FaultInjector {
   setStaleMarks(on: boolean): void {
     this.#stale = on;
   }
+  /** Marks come back crossed (bid and ask swapped, bid above ask): a broken quote feed. */
+  setCrossedQuotes(on: boolean): void {
+    this.#crossed = on;
+  }
+  get crossedQuotes(): boolean {
+    return this.#crossed;
+  }
   /** Halts the chain: requests fail with `VenueHaltedError`, keepers stop, health reports halted. */
   halt(): void {
     this.#halted = true;
@@ -63,6 +71,7 @@ export class FaultInjector {
     this.latencyMs = 0;
     this.#halted = false;
     this.#stale = false;
+    this.#crossed = false;
     this.#timeouts = [];
     this.#rejects = [];
     this.#partials = [];
