@@ -322,6 +322,13 @@ export const BreakersConfig = z
          * wrong or stale, and no hedge on that underlying goes until they agree again.
          */
         maxPriceDispersionBps: positive.default(200),
+        /**
+         * The smile's skew (mean implied vol of out-of-the-money puts minus calls, see the planner's
+         * `optionSkew`) moving this many vol points within the window opens `market:skew-shock:<u>`,
+         * which stops option orders on it like the implied-vol shock.
+         */
+        skewShockVolPoints: positive.default(10),
+        skewShockWindowSeconds: positive.default(300),
       })
       .strict()
       .default({
@@ -332,6 +339,8 @@ export const BreakersConfig = z
         ivShockVolPoints: 20,
         ivShockWindowSeconds: 300,
         maxPriceDispersionBps: 200,
+        skewShockVolPoints: 10,
+        skewShockWindowSeconds: 300,
       }),
   })
   .strict();
@@ -407,6 +416,8 @@ export const XhedgeConfig = z
         ivShockVolPoints: 20,
         ivShockWindowSeconds: 300,
         maxPriceDispersionBps: 200,
+        skewShockVolPoints: 10,
+        skewShockWindowSeconds: 300,
       },
     }),
     dropCopy: DropCopyConfig.default({

@@ -123,7 +123,7 @@ describe('circuit breakers: what trips each one', () => {
     expect((await b.status('market:iv-shock:BTC')).state).toBe('closed');
     await b.observeIv('BTC', 0.82, t0 + 420_000); // 16 points from 0.66 (0.64 left the window too)
     expect(await tripped(b, 'market:iv-shock:BTC')).toMatch(
-      /implied vol moved 16\.0 vol points within 300s \(66\.0–82\.0\)/,
+      /implied vol moved 16\.0 vol points within 300s \(66\.0 to 82\.0\)/,
     );
     const perp = { venue: 'lyra', chain: 'evm:10', underlying: 'BTC', instrument: 'BTC-USD:PERP' };
     const option = { ...perp, instrument: 'BTC-USD:OPT:20261225:100000:C' };
@@ -133,6 +133,26 @@ describe('circuit breakers: what trips each one', () => {
     expect(await b.gate(breakersFor(option), { takeTrial: false })).toMatchObject({
       allowed: false,
       breaker: 'market:iv-shock:BTC',
+    });
+  });
+
+  it('market: a skew shock within the window stops option orders only', async () => {
+    const b = board({ market: { skewShockVolPoints: 8, skewShockWindowSeconds: 120 } });
+    const t0 = clock.nowMs();
+    await b.observeSkew('ETH', 0.03, t0); // puts 3 vol points over calls
+    await b.observeSkew('ETH', -0.045, t0 + 30_000); // 7.5 points: calls now dearer
+    await b.observeSkew('ETH', Number.NaN, t0 + 31_000); // no sample
+    expect((await b.status('market:skew-shock:ETH')).state).toBe('closed');
+    await b.observeSkew('ETH', 0.036, t0 + 60_000); // 8.1 points from −0.045
+    expect(await tripped(b, 'market:skew-shock:ETH')).toBe(
+      'skew moved 8.1 vol points within 120s (-4.5 to 3.6)',
+    );
+    const perp = { venue: 'lyra', chain: 'evm:10', underlying: 'ETH', instrument: 'ETH-USD:PERP' };
+    const option = { ...perp, instrument: 'ETH-USD:OPT:20261225:3000:P' };
+    expect(await b.gate(breakersFor(perp), { takeTrial: false })).toMatchObject({ allowed: true });
+    expect(await b.gate(breakersFor(option), { takeTrial: false })).toMatchObject({
+      allowed: false,
+      breaker: 'market:skew-shock:ETH',
     });
   });
 

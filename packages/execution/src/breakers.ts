@@ -33,7 +33,7 @@ export interface Trial {
 
 /**
  * Names of the breakers guarding one order. An option order is also stopped by its underlying's
- * implied-vol shock (vega hedges wait out a vol shock; delta hedges must not).
+ * implied-vol and skew shocks (vega hedges wait out a vol shock; delta hedges must not).
  */
 export function breakersFor(o: {
   venue: string;
@@ -49,7 +49,9 @@ export function breakersFor(o: {
     `market:slippage:${o.underlying}`,
     `market:stale-mark:${o.underlying}`,
     'market:loss',
-    ...(o.instrument?.includes(':OPT:') ? [`market:iv-shock:${o.underlying}`] : []),
+    ...(o.instrument?.includes(':OPT:')
+      ? [`market:iv-shock:${o.underlying}`, `market:skew-shock:${o.underlying}`]
+      : []),
   ];
 }
 
@@ -495,23 +497,49 @@ export class BreakerBoard {
    * the range over `ivShockWindowSeconds` reaches `ivShockVolPoints` (one vol point = 0.01).
    */
   async observeIv(underlying: string, ivDecimal: number, tsMs = this.#clock.nowMs()): Promise<void> {
-    if (!Number.isFinite(ivDecimal) || ivDecimal <= 0) return;
+    if (!(ivDecimal > 0)) return;
     const m = this.#cfg.market;
-    const [lo, hi] = await this.#rangeOver(
-      this.#keys.ivs(underlying),
-      m.ivShockWindowSeconds,
+    await this.#volPointShock(`market:iv-shock:${underlying}`, this.#keys.ivs(underlying), ivDecimal, tsMs, {
+      what: 'implied vol',
+      points: m.ivShockVolPoints,
+      windowSeconds: m.ivShockWindowSeconds,
+    });
+  }
+
+  /**
+   * Skew sample (vol decimal: OTM puts' mean implied vol minus OTM calls', as the planner's `optionSkew`
+   * measures it each tick): trips `market:skew-shock:<u>` when its range over `skewShockWindowSeconds`
+   * reaches `skewShockVolPoints`.
+   */
+  async observeSkew(underlying: string, skewDecimal: number, tsMs = this.#clock.nowMs()): Promise<void> {
+    const m = this.#cfg.market;
+    await this.#volPointShock(
+      `market:skew-shock:${underlying}`,
+      this.#keys.skews(underlying),
+      skewDecimal,
       tsMs,
-      ivDecimal,
+      { what: 'skew', points: m.skewShockVolPoints, windowSeconds: m.skewShockWindowSeconds },
     );
+  }
+
+  /** A vol-decimal series in a rolling window: trips `breaker` when its range reaches `points` vol points. A value that is not finite is no sample. */
+  async #volPointShock(
+    breaker: string,
+    key: string,
+    valueDecimal: number,
+    tsMs: number,
+    o: { what: string; points: number; windowSeconds: number },
+  ): Promise<void> {
+    if (!Number.isFinite(valueDecimal)) return;
+    const [lo, hi] = await this.#rangeOver(key, o.windowSeconds, tsMs, valueDecimal);
     const points = (hi - lo) * 100;
-    if (points >= m.ivShockVolPoints) {
+    if (points >= o.points)
       await this.trip(
-        `market:iv-shock:${underlying}`,
-        `implied vol moved ${points.toFixed(1)} vol points within ${m.ivShockWindowSeconds}s (${(lo * 100).toFixed(1)}–${(hi * 100).toFixed(1)})`,
-        { minIvDecimal: lo, maxIvDecimal: hi },
-        m.ivShockWindowSeconds * 1000,
+        breaker,
+        `${o.what} moved ${points.toFixed(1)} vol points within ${o.windowSeconds}s (${(lo * 100).toFixed(1)} to ${(hi * 100).toFixed(1)})`,
+        { minDecimal: lo, maxDecimal: hi },
+        o.windowSeconds * 1000,
       );
-    }
   }
 
   /** Realized hedge slippage vs the reference price, bps (positive = worse). */

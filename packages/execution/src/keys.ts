@@ -11,6 +11,7 @@ export function keysFor(prefix: string) {
     venueErrors: (venue: string) => `${prefix}:venue-errors:${venue}`,
     prices: (underlying: string) => `${prefix}:prices:${underlying}`,
     ivs: (underlying: string) => `${prefix}:ivs:${underlying}`,
+    skews: (underlying: string) => `${prefix}:skews:${underlying}`,
     bookMark: `${prefix}:book-mark`,
     controlState: `${prefix}:control-state`,
     kill: `${prefix}:kill`,

@@ -3,6 +3,7 @@ export { controlsPort } from './controls-port.ts';
 export { type DeploymentEndpoints, deploymentEndpoints, redisPrefixFor } from './deployment.ts';
 export { auditPort, hedgesPort, jobView, pnlPort, riskPort } from './ledger-ports.ts';
 export {
+  optionSkew,
   type PlanForExecution,
   planNetDelta,
   type RoutePlan,

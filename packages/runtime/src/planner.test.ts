@@ -9,6 +9,7 @@ import { createPaperVenues, type PaperVenue } from '@xhedge/venue-paper';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   grossNotionalUsd,
+  optionSkew,
   type PlanForExecution,
   planNetDelta,
   TickPlanner,
@@ -278,6 +279,7 @@ describe('market circuit breakers fed by the tick', () => {
     const ivs: [string, number, number | undefined][] = [];
     const chains: [string, boolean][] = [];
     const dispersion = new Map<string, Readonly<Record<string, number>>>();
+    const skews = new Map<string, number>();
     const h = await harness(profile(['lyra-arb', 'gmx-arb', 'drift-sol']), undefined, {
       observePrice: async (u, p, ts) => {
         prices.push([u, p, ts]);
@@ -287,6 +289,9 @@ describe('market circuit breakers fed by the tick', () => {
       },
       observeDispersion: async (u, byVenue) => {
         dispersion.set(u, byVenue);
+      },
+      observeSkew: async (u, skew) => {
+        skews.set(u, skew);
       },
       observeChain: async (c, halted) => {
         chains.push([c, halted]);
@@ -304,6 +309,15 @@ describe('market circuit breakers fed by the tick', () => {
         .map(([u, r]) => [u, r.volDecimal, snap?.asOfMs])
         .sort(),
     );
+    // the demo book's options give each underlying a skew (the options venue's marks of what it holds)
+    const held = (await h.venue('lyra-arb').fetchPositions()).map((p) => p.instrument);
+    const expected = optionSkew(
+      await h.venue('lyra-arb').fetchMarks(held),
+      new Map(Object.entries(snap?.underlyings ?? {}).map(([u, r]) => [u, r.spotUsd])),
+      snap?.asOfMs ?? 0,
+    );
+    expect([...skews.keys()].sort()).toEqual(['BTC', 'ETH']);
+    for (const [u, v] of skews) expect(v).toBeCloseTo(expected.get(u) ?? Number.NaN, 12);
     // every venue holding an underlying gives its price of it (paper venues price from one market)
     expect(Object.fromEntries(dispersion)).toEqual({
       BTC: { 'lyra-arb': snap?.underlyings.BTC?.spotUsd, 'gmx-arb': snap?.underlyings.BTC?.spotUsd },
@@ -557,5 +571,47 @@ describe("venuePrices: each venue's price of each underlying, from one tick's ma
     });
     // a venue whose only mark is a future gives no price at all
     expect(venuePrices([mk('x', 'BTC-USD:FUT:20270326', 100_000)]).get('BTC')).toEqual({});
+  });
+});
+
+describe('optionSkew: the smile skew a tick measures for the skew-shock breaker', () => {
+  const now = Date.UTC(2026, 10, 24, 8);
+  const iv = (instrument: string, ivDecimal: number) => ({
+    venue: 'lyra',
+    instrument,
+    markPriceUsd: 100,
+    ivDecimal,
+    asOfMs: now,
+  });
+  const spots = new Map([['ETH', 3000]]);
+  it('OTM puts minus OTM calls, 5–25% from spot, at the nearest expiry a week out with both wings', () => {
+    const skew = optionSkew(
+      [
+        // 3 days out: too near, left out
+        iv('ETH-USD:OPT:20261127:2700:P', 0.9),
+        iv('ETH-USD:OPT:20261127:3300:C', 0.5),
+        // 2026-12-25 (31 days): the wings, and strikes outside them
+        iv('ETH-USD:OPT:20261225:2700:P', 0.72), // ln(2700/3000) = −10.5%
+        iv('ETH-USD:OPT:20261225:2500:P', 0.76), // −18.2%
+        iv('ETH-USD:OPT:20261225:3300:C', 0.66), // +9.5%
+        iv('ETH-USD:OPT:20261225:3000:C', 0.6), // at the money: not a wing
+        iv('ETH-USD:OPT:20261225:2000:P', 0.95), // −40.5%: too far
+        iv('ETH-USD:OPT:20261225:2700:C', 0.8), // an in-the-money call: not a wing
+        // a later expiry with both wings: not the nearest
+        iv('ETH-USD:OPT:20270326:2700:P', 0.7),
+        iv('ETH-USD:OPT:20270326:3300:C', 0.69),
+      ],
+      spots,
+      now,
+    );
+    expect(skew.get('ETH')).toBeCloseTo((0.72 + 0.76) / 2 - 0.66, 12);
+  });
+  it('no sample from one wing, without a spot, or from marks without an implied vol', () => {
+    expect(optionSkew([iv('ETH-USD:OPT:20261225:2700:P', 0.72)], spots, now).size).toBe(0);
+    const both = [iv('ETH-USD:OPT:20261225:2700:P', 0.72), iv('ETH-USD:OPT:20261225:3300:C', 0.66)];
+    expect(optionSkew(both, new Map(), now).size).toBe(0);
+    const noIv = both.map(({ ivDecimal: _, ...m }) => m);
+    expect(optionSkew(noIv, spots, now).size).toBe(0);
+    expect(optionSkew(both, spots, now).get('ETH')).toBeCloseTo(0.06, 12);
   });
 });

@@ -103,6 +103,8 @@ export interface TickPlannerOptions {
       underlying: string,
       pricesUsdByVenue: Readonly<Record<string, number>>,
     ): Promise<unknown>;
+    /** Each underlying's smile skew from the tick's option marks (`optionSkew`): the skew-shock breaker. */
+    observeSkew?(underlying: string, skewDecimal: number, tsMs?: number): Promise<void>;
     observeChain(chain: string, halted: boolean): Promise<void>;
     /**
      * The book's equity (risk's `bookEquity`), against the mark: feeds the loss-since-mark breaker.
@@ -177,6 +179,16 @@ export function planNetDelta(
   return { underlying: plan.underlying, bookDeltaBase: risk.delta, planDeltaBase, spotUsd: risk.spotUsd };
 }
 
+/** The value of `key` in `map`, made and stored first if absent. */
+function entry<K, V>(map: Map<K, V>, key: K, make: () => V): V {
+  let v = map.get(key);
+  if (v === undefined) {
+    v = make();
+    map.set(key, v);
+  }
+  return v;
+}
+
 /**
  * Each underlying's price at each venue, from one tick's marks: the median of the index prices the
  * venue reported with them (its oracle), else the median of its perp and spot marks. Futures (basis)
@@ -187,16 +199,14 @@ export function venuePrices(marks: readonly Mark[]): Map<string, Record<string, 
   for (const mk of marks) {
     const meta = safeMeta(mk.instrument);
     if (!meta) continue;
-    let venues = by.get(meta.underlying);
-    if (!venues) {
-      venues = new Map();
-      by.set(meta.underlying, venues);
-    }
-    let e = venues.get(mk.venue);
-    if (!e) {
-      e = { index: [], marks: [] };
-      venues.set(mk.venue, e);
-    }
+    const e = entry(
+      entry(by, meta.underlying, () => new Map()),
+      mk.venue,
+      () => ({
+        index: [] as number[],
+        marks: [] as number[],
+      }),
+    );
     if (mk.indexPriceUsd !== undefined) e.index.push(mk.indexPriceUsd);
     if ((meta.kind === 'perp' || meta.kind === 'spot') && mk.markPriceUsd > 0) e.marks.push(mk.markPriceUsd);
   }
@@ -208,6 +218,59 @@ export function venuePrices(marks: readonly Mark[]): Map<string, Record<string, 
       if (p !== undefined) prices[v] = p;
     }
     out.set(u, prices);
+  }
+  return out;
+}
+
+/** The wings `optionSkew` compares: strikes this far from spot, |ln K/S|. */
+const SKEW_WING = { minLogMoneyness: 0.05, maxLogMoneyness: 0.25 } as const;
+const SKEW_MIN_EXPIRY_MS = 7 * 86_400_000;
+
+/**
+ * Each underlying's smile skew from one tick's option marks, vol decimal: at the nearest expiry at least
+ * 7 days out that has both wings marked, the mean mark implied vol of out-of-the-money puts minus that
+ * of out-of-the-money calls, strikes 5–25% from spot (|ln K/S|). Positive when puts are dearer. The
+ * same expiry and wings each tick keep the series comparable; an underlying with no such expiry, or
+ * without a spot, gets none (no sample rather than a skew from one wing).
+ */
+export function optionSkew(
+  marks: readonly Mark[],
+  spotUsd: ReadonlyMap<string, number>,
+  nowMs: number,
+): Map<string, number> {
+  // underlying → expiry → the wings' implied vols
+  const by = new Map<string, Map<number, { puts: number[]; calls: number[] }>>();
+  for (const mk of marks) {
+    if (mk.ivDecimal === undefined || !(mk.ivDecimal > 0)) continue;
+    let meta: ReturnType<typeof parseInstrumentId>;
+    try {
+      meta = parseInstrumentId(mk.instrument);
+    } catch {
+      continue;
+    }
+    if (meta.kind !== 'option' || meta.expiryMs - nowMs < SKEW_MIN_EXPIRY_MS) continue;
+    const spot = spotUsd.get(meta.base);
+    if (spot === undefined || !(spot > 0)) continue;
+    const m = Math.log(Number(meta.strike) / spot);
+    const otm = meta.optionType === 'put' ? -m : m;
+    if (!(otm >= SKEW_WING.minLogMoneyness && otm <= SKEW_WING.maxLogMoneyness)) continue;
+    const wings = entry(
+      entry(by, meta.base, () => new Map()),
+      meta.expiryMs,
+      () => ({
+        puts: [] as number[],
+        calls: [] as number[],
+      }),
+    );
+    (meta.optionType === 'put' ? wings.puts : wings.calls).push(mk.ivDecimal);
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const out = new Map<string, number>();
+  for (const [u, expiries] of by) {
+    const nearest = [...expiries.entries()]
+      .filter(([, w]) => w.puts.length > 0 && w.calls.length > 0)
+      .sort((a, b) => a[0] - b[0])[0];
+    if (nearest) out.set(u, mean(nearest[1].puts) - mean(nearest[1].calls));
   }
   return out;
 }
@@ -503,12 +566,18 @@ export class TickPlanner {
     const br = this.#o.breakers;
     if (br) {
       const byVenue = venuePrices(inputs.marks);
+      const spots = new Map(Object.entries(snapshot.underlyings).map(([u, r]) => [u, r.spotUsd]));
+      const skews = optionSkew(inputs.marks, spots, snapshot.asOfMs);
       await Promise.all(
-        Object.entries(snapshot.underlyings).flatMap(([u, r]) => [
-          br.observePrice(u, r.spotUsd, snapshot.asOfMs),
-          br.observeIv?.(u, r.volDecimal, snapshot.asOfMs),
-          br.observeDispersion?.(u, byVenue.get(u) ?? {}),
-        ]),
+        Object.entries(snapshot.underlyings).flatMap(([u, r]) => {
+          const skew = skews.get(u);
+          return [
+            br.observePrice(u, r.spotUsd, snapshot.asOfMs),
+            br.observeIv?.(u, r.volDecimal, snapshot.asOfMs),
+            br.observeDispersion?.(u, byVenue.get(u) ?? {}),
+            skew === undefined ? undefined : br.observeSkew?.(u, skew, snapshot.asOfMs),
+          ];
+        }),
       );
       const inTransit = new Map(
         [...(transitBefore ?? []), ...(transitAfter ?? [])].map((t) => [t.transferId, t]),
