@@ -63,6 +63,47 @@ describe('execution on BullMQ with a paper venue', () => {
     expect(env.placed.filter((c) => c === o.clientOrderId)).toHaveLength(1);
   });
 
+  it('records the fills before the status that says they happened: a reader never sees a filled order without them', async () => {
+    const paper = env.paper as unknown as { fetchFills: typeof env.paper.fetchFills };
+    const slow = env.paper.fetchFills.bind(env.paper);
+    paper.fetchFills = async (o) => {
+      await new Promise((r) => setTimeout(r, 400));
+      return slow(o);
+    };
+    try {
+      const leg = env.intent(42);
+      const cid = clientOrderIdFor(leg.id);
+      await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+      const deadline = Date.now() + 10_000;
+      let polls = 0;
+      for (;;) {
+        const o = await env.ledger.getOrder(cid);
+        const fills = await env.ledger.listFills({ clientOrderId: cid });
+        if (o?.status === 'filled') {
+          expect(fills.reduce((sum, f) => sum + Number(f.sizeBase), 0)).toBeCloseTo(Number(o.sizeBase), 12);
+          break;
+        }
+        expect(Date.now()).toBeLessThan(deadline);
+        polls += 1;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(polls).toBeGreaterThan(5); // the poll did watch the order through the slow fill listing
+    } finally {
+      Reflect.deleteProperty(paper, 'fetchFills');
+    }
+  });
+
+  it('an order cancelled after a partial fill keeps its fills in the ledger', async () => {
+    env.paper.faults.partialFillNext({ fraction: 0.4 });
+    const leg = env.intent(43, { sizeBase: '1' });
+    const cid = clientOrderIdFor(leg.id);
+    await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    const o = await filled(cid);
+    const fills = await env.ledger.listFills({ clientOrderId: cid });
+    expect(fills.reduce((sum, f) => sum + Number(f.sizeBase), 0)).toBeCloseTo(0.4, 12);
+    expect(Number(o.filledSizeBase)).toBeCloseTo(0.4, 12);
+  });
+
   it('a venue that cannot list fills (VENUE_NOT_SUPPORTED): the order fills in one run, no fill row invented', async () => {
     const real = env.paper.fetchFills.bind(env.paper);
     env.paper.fetchFills = async () => {

@@ -543,6 +543,14 @@ class OrderProcessor {
       ...(vo.avgFillPriceUsd ? { avgFillPriceUsd: vo.avgFillPriceUsd } : {}),
       ...(vo.error ? { error: vo.error } : {}),
     };
+    // The fills go in before the status that says they happened: a reader (the API, the drop-copy
+    // check) never sees a filled order without its fills. An order cancelled after a partial fill
+    // keeps its fills too. recordFill is idempotent per venue fill id.
+    const traded = (st: OrderStatus) => st === 'filled' || st === 'partially-filled';
+    if (traded(target) || traded(cur.status) || Number(vo.filledSizeBase) > 0) {
+      for (const f of await this.#fills(venue, cur.clientOrderId))
+        if (f.clientOrderId === cur.clientOrderId) await this.#o.ledger.recordFill(f);
+    }
     let order = cur;
     if (
       target !== cur.status ||
@@ -554,9 +562,7 @@ class OrderProcessor {
         order = (await this.#tx(mid, target, patch)).order;
       }
     }
-    if (order.status === 'filled' || order.status === 'partially-filled') {
-      for (const f of await this.#fills(venue, order.clientOrderId))
-        if (f.clientOrderId === order.clientOrderId) await this.#o.ledger.recordFill(f);
+    if (traded(order.status)) {
       this.#o.marketData?.invalidatePositions?.(intent.venue);
       const avg = Number(order.avgFillPriceUsd);
       if (Number.isFinite(avg) && avg > 0) {
