@@ -615,3 +615,38 @@ describe('optionSkew: the smile skew a tick measures for the skew-shock breaker'
     expect(optionSkew(both, spots, now).get('ETH')).toBeCloseTo(0.06, 12);
   });
 });
+
+describe('a plan blocked whole is retried with a growing pause, not re-planned every tick', () => {
+  it('holds the underlying 2 s, then 4 s after a second block; a queued plan ends the pause', async () => {
+    const h = await harness(profile(['lyra-arb', 'gmx-arb']));
+    const blockedAll = (plan: PlanForExecution) =>
+      plan.legs.map((l) => ({
+        intentId: l.id,
+        clientOrderId: clientOrderIdFor(l.id),
+        outcome: 'blocked' as const,
+        control: 'kill-switch' as const,
+        reason: 'engaged: drill',
+      }));
+    const first = btcPlans(await h.planner.plan())[0] as PlanForExecution;
+    expect(first).toBeDefined();
+    h.planner.onPlanned(first, blockedAll(first));
+    h.clock.advance(1000);
+    expect(btcPlans(await h.planner.plan())).toEqual([]);
+    h.clock.advance(1001); // 2.001 s after the block
+    const second = btcPlans(await h.planner.plan())[0] as PlanForExecution;
+    expect(second?.planId).not.toBe(first.planId);
+    h.planner.onPlanned(second, blockedAll(second));
+    h.clock.advance(3000);
+    expect(btcPlans(await h.planner.plan())).toEqual([]); // the second pause is 4 s
+    h.clock.advance(1001);
+    const third = btcPlans(await h.planner.plan())[0] as PlanForExecution;
+    expect(third).toBeDefined();
+    // queued this time: no pause after it (the next plan waits only for its order, as always)
+    h.planner.onPlanned(
+      third,
+      third.legs.map((l) => ({ intentId: l.id, clientOrderId: clientOrderIdFor(l.id), outcome: 'queued' })),
+    );
+    h.clock.advance(100);
+    expect(btcPlans(await h.planner.plan())).toHaveLength(1);
+  });
+});

@@ -81,6 +81,14 @@ export interface TickPlannerOptions {
    */
   maxOptionOrderBase?: Readonly<Record<string, number>>;
   /**
+   * After a plan none of whose legs was queued (every leg blocked by a control, a breaker or the kill
+   * switch), the underlying gets no new plan for this long, doubling at each such plan up to
+   * `maxMs`, and back to nothing once a plan is queued: a block that lasts (a kill switch over a
+   * weekend) is retried, not re-planned into the ledger and the log every tick. Run-clock ms.
+   * @defaultValue { initialMs: 2000, maxMs: 30000 }
+   */
+  blockedRetry?: { initialMs: number; maxMs: number };
+  /**
    * Farthest an option leg's expected price may be from the option's mark, bps: keep it inside the
    * pre-trade price band less the limit's slippage. @defaultValue 150
    */
@@ -328,6 +336,8 @@ export class TickPlanner {
 
   /** Decisions of the plans handed out, until `onPlanned` reports what was queued. */
   readonly #pending = new Map<string, HedgeDecision>();
+  /** Underlyings whose last plan was blocked whole: no new plan before `untilMs` (see `blockedRetry`). */
+  readonly #blockedUntil = new Map<string, { untilMs: number; delayMs: number }>();
   /** Per adapter (a venue rebuilt with new params is a new adapter, and is asked again). */
   readonly #marketInfo = new WeakMap<VenueAdapter, MarketInfo[]>();
   readonly #optionFeeBpsByVenue = new WeakMap<VenueAdapter, number>();
@@ -586,7 +596,9 @@ export class TickPlanner {
     }
     this.#o.onSnapshot?.(snapshot);
     const hold = blockAll ? new Set(Object.keys(snapshot.underlyings)) : blocked;
-    const plans = await this.#hedge(snapshot, enabled, new Set([...inFlight, ...hold]));
+    const nowMs = this.#o.clock.nowMs();
+    const waiting = [...this.#blockedUntil].filter(([, b]) => nowMs < b.untilMs).map(([u]) => u);
+    const plans = await this.#hedge(snapshot, enabled, new Set([...inFlight, ...hold, ...waiting]));
     await this.#o.bus.publish(snapshot, { force: plans.length > 0 });
     return plans;
   }
@@ -762,6 +774,17 @@ export class TickPlanner {
     this.#pending.delete(plan.planId);
     if (!d) return;
     const queued = legs.filter((l) => l.outcome === 'queued').length;
+    const blockedWhole = queued === 0 && legs.some((l) => l.outcome === 'blocked');
+    let retryInMs: number | undefined;
+    if (blockedWhole) {
+      const { initialMs, maxMs } = this.#o.blockedRetry ?? { initialMs: 2000, maxMs: 30_000 };
+      const prev = this.#blockedUntil.get(d.underlying);
+      retryInMs = Math.min(maxMs, prev ? prev.delayMs * 2 : initialMs);
+      this.#blockedUntil.set(d.underlying, {
+        untilMs: this.#o.clock.nowMs() + retryInMs,
+        delayMs: retryInMs,
+      });
+    } else if (queued > 0) this.#blockedUntil.delete(d.underlying);
     if (queued > 0) {
       const atMs = this.#o.clock.nowMs();
       this.#executions.push({ underlying: d.underlying, notionalUsd: d.tradeNotionalUsd, atMs });
@@ -779,6 +802,7 @@ export class TickPlanner {
       blocked: legs
         .filter((l) => l.outcome === 'blocked')
         .map((l) => `${l.intentId}: ${l.control ?? ''} ${l.reason ?? ''}`),
+      ...(retryInMs !== undefined ? { nextPlanInMs: retryInMs } : {}),
     });
   }
 
