@@ -10,6 +10,8 @@ export {
   BalanceConfig,
   BookConfig,
   BreakersConfig,
+  type CapsBy,
+  capFor,
   DropCopyConfig,
   LimitsConfig,
   MarketConfig,

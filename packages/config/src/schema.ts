@@ -234,6 +234,13 @@ export const PoliciesConfig = z
 const positive = FiniteNumber.positive();
 
 /** Positive caps keyed by `key` (a venue id, an underlying) or `*` for every key without its own entry. */
+export type CapsBy = Readonly<Record<string, number>>;
+
+/** The cap `caps` (a {@link capsBy} record) sets for `key`: its own entry, else `*`, else none. */
+export function capFor(caps: CapsBy, key: string): number | undefined {
+  return caps[key] ?? caps['*'];
+}
+
 function capsBy(key: z.ZodType<string>, what: string) {
   return z
     .record(z.string(), positive)

@@ -6,7 +6,7 @@ import { deterministicId } from './id-gen.ts';
 import { ChainId, VenueId } from './ids.ts';
 import { canTransition, ORDER_TRANSITIONS, OrderStatus, TERMINAL_ORDER_STATUSES } from './model.ts';
 import { redact } from './secrets.ts';
-import { MS_PER_YEAR, roundToStep, toDecimalString, yearFraction } from './units.ts';
+import { MS_PER_YEAR, median, roundToStep, toDecimalString, yearFraction } from './units.ts';
 import { formatPath, parseOrThrow } from './zod-issues.ts';
 
 describe('errors', () => {
@@ -134,5 +134,16 @@ describe('redact', () => {
       expect(out).not.toContain(secret);
     expect(out).toContain('https://sol.example.com/?api-key=[redacted]&cluster=mainnet');
     expect(redact('value 0xSECRETVALUE here', ['0xSECRETVALUE'])).toBe('value [redacted] here');
+  });
+});
+
+describe('median', () => {
+  it('the middle value, the mean of the middle two for an even count, none when empty; the input untouched', () => {
+    const xs = [3, 1, 2];
+    expect(median(xs)).toBe(2);
+    expect(xs).toEqual([3, 1, 2]);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([7])).toBe(7);
+    expect(median([])).toBeUndefined();
   });
 });

@@ -66,6 +66,7 @@ export {
   MS_PER_DAY,
   MS_PER_HOUR,
   MS_PER_YEAR,
+  median,
   PositiveDecimalString,
   roundToStep,
   TimestampMs,

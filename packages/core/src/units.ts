@@ -65,6 +65,14 @@ export function decimalToNumber(value: DecimalString): number {
 }
 
 /** Basis points → fraction (5 bps → 0.0005). */
+/** The median of `xs` (the mean of the middle two for an even count); undefined when empty. */
+export function median(xs: readonly number[]): number | undefined {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+}
+
 export function bpsToFraction(bps: number): number {
   return bps / 10_000;
 }

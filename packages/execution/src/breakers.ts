@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { BreakersConfig } from '@xhedge/config';
-import { type Clock, systemClock } from '@xhedge/core';
+import { type Clock, median, systemClock } from '@xhedge/core';
 import type { Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import type { z } from 'zod';
@@ -472,21 +472,17 @@ export class BreakerBoard {
     const valid = Object.entries(pricesUsdByVenue).filter(([, p]) => p > 0 && Number.isFinite(p));
     if (valid.length < 2) return 0;
     valid.sort((a, b) => a[1] - b[1]);
-    const mid = valid.length >> 1;
-    const median =
-      valid.length % 2 === 1
-        ? (valid[mid]?.[1] as number)
-        : ((valid[mid - 1]?.[1] as number) + (valid[mid]?.[1] as number)) / 2;
+    const mid = median(valid.map(([, p]) => p)) as number;
     const [loVenue, lo] = valid[0] as [string, number];
     const [hiVenue, hi] = valid[valid.length - 1] as [string, number];
-    const spreadBps = ((hi - lo) / median) * 10_000;
+    const spreadBps = ((hi - lo) / mid) * 10_000;
     const limit = this.#cfg.market.maxPriceDispersionBps;
     if (spreadBps >= limit) {
       const left = Object.keys(pricesUsdByVenue).filter((v) => !valid.some(([x]) => x === v));
       await this.trip(
         `market:price-dispersion:${underlying}`,
         `${underlying} prices spread ${spreadBps.toFixed(1)} bps ≥ ${limit} bps across venues: ${loVenue} ${lo}, ${hiVenue} ${hi} USD`,
-        { pricesUsdByVenue, medianUsd: median, ...(left.length ? { leftOut: left } : {}) },
+        { pricesUsdByVenue, medianUsd: mid, ...(left.length ? { leftOut: left } : {}) },
       );
     }
     return spreadBps;

@@ -1,4 +1,4 @@
-import type { LimitsConfig } from '@xhedge/config';
+import { capFor, type LimitsConfig } from '@xhedge/config';
 import { type Clock, type HedgeIntent, systemClock } from '@xhedge/core';
 import type { Redis } from 'ioredis';
 import type { z } from 'zod';
@@ -286,7 +286,7 @@ export class PreTradeControls {
       const after = e.otherNotionalUsd + Math.abs(next) * px;
       return after > cap && Math.abs(next) > Math.abs(e.instrumentSizeBase) ? after : undefined;
     };
-    const venueCap = L.maxVenueNotionalUsd[intent.venue] ?? L.maxVenueNotionalUsd['*'];
+    const venueCap = capFor(L.maxVenueNotionalUsd, intent.venue);
     const onVenue = exceeds(ctx.venueExposure, venueCap);
     if (onVenue !== undefined)
       return fail(
@@ -309,8 +309,7 @@ export class PreTradeControls {
    * mends a breach is never the one refused. Non-finite inputs are refused, never passed.
    */
   checkNetDelta(nd: PlanNetDelta): ControlResult {
-    const caps = this.#limits.maxNetDeltaUsd;
-    const cap = caps[nd.underlying] ?? caps['*'];
+    const cap = capFor(this.#limits.maxNetDeltaUsd, nd.underlying);
     if (cap === undefined) return { ok: true };
     const { bookDeltaBase: book, planDeltaBase: plan, spotUsd: spot } = nd;
     if (!Number.isFinite(book) || !Number.isFinite(plan) || !(spot > 0 && Number.isFinite(spot)))

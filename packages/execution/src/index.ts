@@ -41,7 +41,7 @@ export {
   scopeCovers,
 } from './kill-switch.ts';
 export { LeaderLease, type LeaderLeaseOptions, NotLeaderError } from './lease.ts';
-export { VenueMarketData, type VenueMarketDataOptions } from './market-data.ts';
+export { linearNotionalUsd, VenueMarketData, type VenueMarketDataOptions } from './market-data.ts';
 export { ExecutionMetrics } from './metrics.ts';
 export { Orchestrator, type OrchestratorOptions } from './orchestrator.ts';
 export {

@@ -44,6 +44,37 @@ export interface VenueMarketDataOptions {
   totalExposure?: boolean;
 }
 
+/**
+ * Gross notional of the linear holdings among `positions` (perps, futures and spot with a size; options
+ * are not counted): |size| × the mark `markOf` gives, else × the entry price, USD. A holding with
+ * neither goes to `unvalued` (the caps throw there: they must not under-count); without it, it is left
+ * out (a metric). The one rule for what the notional caps and `xhedge_venue_notional_usd` count.
+ */
+export function linearNotionalUsd(
+  positions: readonly Position[],
+  markOf: (instrument: string) => number | undefined,
+  unvalued?: (p: Position) => void,
+): number {
+  let sum = 0;
+  for (const p of positions) {
+    if (!isLinearHolding(p)) continue;
+    const px = markOf(p.instrument) ?? p.entryPriceUsd;
+    if (px !== undefined && Number.isFinite(px)) sum += Math.abs(p.sizeBase) * px;
+    else unvalued?.(p);
+  }
+  return sum;
+}
+
+/** A position the notional caps count: a perp, future or spot holding with a size. */
+function isLinearHolding(p: Position): boolean {
+  if (p.sizeBase === 0) return false;
+  try {
+    return parseInstrumentId(p.instrument).kind !== 'option';
+  } catch {
+    return true; // ids are checked at the adapter boundary; an odd one is counted rather than missed
+  }
+}
+
 /** A venue's (or every venue's) holding as the exposure caps read it. */
 type Exposure = { instrumentSizeBase: number; otherNotionalUsd: number };
 
@@ -156,27 +187,34 @@ export class VenueMarketData implements MarketDataSource {
    * at its mark there (else its entry price); throws naming a position it cannot value.
    */
   async #exposure(venue: VenueAdapter, instrument: string): Promise<Exposure> {
-    const linear = (await this.#positionsOf(venue)).filter(
-      (p) => p.sizeBase !== 0 && parseInstrumentId(p.instrument).kind !== 'option',
-    );
+    const linear = (await this.#positionsOf(venue)).filter(isLinearHolding);
     let instrumentSizeBase = 0;
     const others = linear.filter((p) => {
       if (p.instrument !== instrument) return true;
       instrumentSizeBase += p.sizeBase;
       return false;
     });
-    const values = await Promise.all(
-      others.map(async (p) => {
-        const m = await this.mark(venue, p.instrument).catch(() => undefined);
-        const px = m?.markPriceUsd ?? p.entryPriceUsd;
-        if (px === undefined || !Number.isFinite(px))
-          throw new Error(
-            `${venue.id}: the ${p.instrument} position has no mark or entry price to value its exposure`,
-          );
-        return Math.abs(p.sizeBase) * px;
-      }),
+    const marks = new Map(
+      await Promise.all(
+        others.map(
+          async (p) =>
+            [
+              p.instrument,
+              (await this.mark(venue, p.instrument).catch(() => undefined))?.markPriceUsd,
+            ] as const,
+        ),
+      ),
     );
-    return { instrumentSizeBase, otherNotionalUsd: values.reduce((a, b) => a + b, 0) };
+    const otherNotionalUsd = linearNotionalUsd(
+      others,
+      (i) => marks.get(i),
+      (p) => {
+        throw new Error(
+          `${venue.id}: the ${p.instrument} position has no mark or entry price to value its exposure`,
+        );
+      },
+    );
+    return { instrumentSizeBase, otherNotionalUsd };
   }
 
   /** The venue's expected fill price for the order (its quote, cached for `quoteCacheMs`). */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { LimitsConfig } from '@xhedge/config';
+import { capFor, LimitsConfig } from '@xhedge/config';
 import { deterministicId, type HedgeIntent, systemClock } from '@xhedge/core';
 import { createMarketSimulator } from '@xhedge/sim';
 import { type DatabaseHandle, Ledger, openDatabase } from '@xhedge/store';
@@ -122,8 +122,7 @@ export async function makeEnv(opts: MakeEnvOptions = {}): Promise<Env> {
     ? new VenueMarketData({
         venues: new Map([['pv', venue as VenueAdapter]]),
         breakers,
-        venueExposure: (v) =>
-          limits.maxVenueNotionalUsd[v] !== undefined || limits.maxVenueNotionalUsd['*'] !== undefined,
+        venueExposure: (v) => capFor(limits.maxVenueNotionalUsd, v) !== undefined,
         totalExposure: limits.maxTotalNotionalUsd !== undefined,
       })
     : undefined;

@@ -6,11 +6,13 @@ import {
   type FundingRate,
   type HedgeIntent,
   type Mark,
+  median,
+  type ParsedInstrumentId,
   type Position,
   parseInstrumentId,
   toDecimalString,
 } from '@xhedge/core';
-import type { LegResult, PlanLike, PlanNetDelta } from '@xhedge/execution';
+import { type LegResult, linearNotionalUsd, type PlanLike, type PlanNetDelta } from '@xhedge/execution';
 import { bookEquity, RiskEngine, type RiskSnapshot } from '@xhedge/risk';
 import type { CollateralTransfer } from '@xhedge/routing';
 import type { PaperMarket } from '@xhedge/sim';
@@ -134,24 +136,24 @@ export interface TickPlannerOptions {
   log: (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
 }
 
-function safeMeta(id: string): { underlying: string; kind: string } | undefined {
+function safeMeta(id: string): (ParsedInstrumentId & { underlying: string }) | undefined {
   try {
     const m = parseInstrumentId(id);
-    return { underlying: m.base, kind: m.kind };
+    return { ...m, underlying: m.base };
   } catch {
     return undefined;
   }
 }
 
-/** Gross notional of a venue's linear positions (perps, futures, spot): |size| × mark, else × entry, USD. */
+/**
+ * Gross notional of a venue's linear positions (perps, futures, spot) at one read's marks, else their
+ * entry prices, USD: execution's `linearNotionalUsd`, the rule the notional caps use; a position with
+ * neither price is left out of this metric.
+ */
 export function grossNotionalUsd(positions: readonly Position[], marks: readonly Mark[]): number {
-  let sum = 0;
-  for (const p of positions) {
-    if (p.sizeBase === 0 || safeMeta(p.instrument)?.kind === 'option') continue;
-    const px = marks.find((m) => m.instrument === p.instrument)?.markPriceUsd ?? p.entryPriceUsd;
-    if (px !== undefined && Number.isFinite(px)) sum += Math.abs(p.sizeBase) * px;
-  }
-  return sum;
+  const byInstrument = new Map<string, number>();
+  for (const m of marks) if (!byInstrument.has(m.instrument)) byInstrument.set(m.instrument, m.markPriceUsd);
+  return linearNotionalUsd(positions, (i) => byInstrument.get(i));
 }
 
 /** Positions with a size: what risk and hedging see (size-0 ones only carry unsettled P&L). */
@@ -250,13 +252,8 @@ export function optionSkew(
   const by = new Map<string, Map<number, { puts: number[]; calls: number[] }>>();
   for (const mk of marks) {
     if (mk.ivDecimal === undefined || !(mk.ivDecimal > 0)) continue;
-    let meta: ReturnType<typeof parseInstrumentId>;
-    try {
-      meta = parseInstrumentId(mk.instrument);
-    } catch {
-      continue;
-    }
-    if (meta.kind !== 'option' || meta.expiryMs - nowMs < SKEW_MIN_EXPIRY_MS) continue;
+    const meta = safeMeta(mk.instrument);
+    if (meta?.kind !== 'option' || meta.expiryMs - nowMs < SKEW_MIN_EXPIRY_MS) continue;
     const spot = spotUsd.get(meta.base);
     if (spot === undefined || !(spot > 0)) continue;
     const m = Math.log(Number(meta.strike) / spot);
@@ -281,13 +278,6 @@ export function optionSkew(
     if (nearest) out.set(u, mean(nearest[1].puts) - mean(nearest[1].calls));
   }
   return out;
-}
-
-function median(xs: readonly number[]): number | undefined {
-  if (xs.length === 0) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid] : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
 }
 
 /**

@@ -12,7 +12,7 @@ import {
   RedisSessionStore,
   registerMetrics,
 } from '@xhedge/api';
-import type { XhedgeConfig } from '@xhedge/config';
+import { capFor, type XhedgeConfig } from '@xhedge/config';
 import { AcceleratedClock, type Clock, type OrderStatus, systemClock, XhedgeError } from '@xhedge/core';
 import {
   type BridgeEndpoint,
@@ -397,7 +397,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       venues: byId,
       breakers,
       clock,
-      venueExposure: (venue) => venueCaps[venue] !== undefined || venueCaps['*'] !== undefined,
+      venueExposure: (venue) => capFor(venueCaps, venue) !== undefined,
       totalExposure: config.limits.maxTotalNotionalUsd !== undefined,
     });
     const service = new ExecutionService({
@@ -453,13 +453,12 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         onVenueRead: (venue, read) => {
           dropCopy?.observe(venue, read.positions, read.readStartedAtMs);
           execMetrics.venueNotionalUsd.set({ venue }, grossNotionalUsd(read.positions, read.marks));
-          const cap = venueCaps[venue] ?? venueCaps['*'];
+          const cap = capFor(venueCaps, venue);
           if (cap !== undefined) execMetrics.venueNotionalLimitUsd.set({ venue }, cap);
         },
         onSnapshot: (snap) => {
-          const caps = config.limits.maxNetDeltaUsd;
           for (const u of Object.keys(snap.underlyings)) {
-            const cap = caps[u] ?? caps['*'];
+            const cap = capFor(config.limits.maxNetDeltaUsd, u);
             if (cap !== undefined) execMetrics.netDeltaLimitUsd.set({ underlying: u }, cap);
           }
         },
