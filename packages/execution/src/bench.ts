@@ -4,9 +4,12 @@
 // pays the disk flush), else PGlite. Samples of the paths are interleaved (one of each in turn), so
 // load from other processes on the machine hits every path alike, and each sample runs at rest: the
 // next starts when the previous job has completed.
-// A fourth path is the floor of any design with the ledger's guarantees (Postgres only): the same
-// two round trips in raw SQL (a row written before the add, a flushed compare-and-set before the
-// send) around the bare BullMQ hop; the gap between it and xhedge's path is xhedge's own cost.
+// Two floors (Postgres only) put raw statements around the same bare BullMQ hop and nothing else:
+// - this design's: the intent row written (not flushed) before the add, then in the job the send
+//   claim (one Redis call) and the ledger read that follows it; the gap between it and xhedge's path
+//   is xhedge's own cost (its checks, market data, JavaScript);
+// - the design before it: the same row, then a flushed compare-and-set `queued → sent` in the
+//   ledger before the send, the guard the send claim replaced.
 // BENCH_N (default 3000: a p99 is the 30th-worst sample, not the 10th) samples per path after
 // BENCH_WARMUP (default 50) unmeasured ones.
 import { randomBytes } from 'node:crypto';
@@ -86,40 +89,59 @@ async function bullPath(o: {
 const bare = () => bullPath({ name: 'bare BullMQ add → process', queue: 'bare', data: (i) => ({ i }) });
 
 /**
- * The floor that the ledger's guarantees put under any design, in raw SQL without xhedge's code:
- * one row written (not flushed) before the add, the bare BullMQ hop, then one compare-and-set
- * update flushed to disk before the "send". Postgres only.
+ * A floor: raw statements around the bare BullMQ hop, without xhedge's code. `before` the add, the
+ * intent row (about the size of an intent, not flushed); `claim` decides what the job does before the
+ * "send": this design's send claim and ledger read, or the earlier design's flushed compare-and-set.
  */
-async function floor(db: DatabaseHandle): Promise<Path> {
+async function floor(name: string, db: DatabaseHandle, claim: 'redis' | 'ledger'): Promise<Path> {
   const run = db.prepared;
   if (!run) throw new Error('floor: needs Postgres');
-  await run('floor_t', 'create table bench_floor (id text primary key, status text not null, data text)', []);
-  const pad = 'x'.repeat(600); // about the size of an intent
-  return bullPath({
-    name: '  floor: bare + 2 raw ledger statements',
-    queue: 'floor',
+  const table = `bench_floor_${claim}`;
+  await run(
+    `floor_t_${claim}`,
+    `create table ${table} (id text primary key, status text not null, data text)`,
+    [],
+  );
+  const pad = 'x'.repeat(600);
+  const redis = await testRedis();
+  const cmd = redis.client();
+  const claimPrefix = `xhbc${randomBytes(3).toString('hex')}`;
+  const path = await bullPath({
+    name,
+    queue: `floor${claim}`,
     data: (i) => ({ i, pad }),
     before: async (id) => {
       await run(
-        'floor_rec',
+        `floor_rec_${claim}`,
         `with c as (select set_config('synchronous_commit', 'off', true))
-         insert into bench_floor select $1, 'queued', $2 from c`,
+         insert into ${table} select $1, 'queued', $2 from c`,
         [id, pad],
       );
     },
     inJob: async (id) => {
+      if (claim === 'redis') {
+        const ok = await cmd.set(`${claimPrefix}:${id}`, 'send', 'PX', 60_000, 'NX');
+        const r = await run(`floor_read_${claim}`, `select status from ${table} where id = $1`, [id]);
+        if (ok !== 'OK' || r.rows.length !== 1) throw new Error(`floor: job ${id} not claimed`);
+        return;
+      }
       const r = await run(
-        'floor_claim',
-        `update bench_floor set status = 'sent' where id = $1 and status = 'queued' returning *`,
+        `floor_claim_${claim}`,
+        `update ${table} set status = 'sent' where id = $1 and status = 'queued' returning *`,
         [id],
       );
       if (r.rows.length !== 1) throw new Error(`floor: job ${id} not claimed`);
     },
     close: async () => {
+      const keys = await cmd.keys(`${claimPrefix}:*`);
+      if (keys.length) await cmd.del(...keys);
+      cmd.disconnect();
+      await redis.close();
       await db.dropSchema();
       await db.close();
     },
   });
+  return path;
 }
 
 /** submitPlan of a one-leg plan → placeOrder at the paper venue, every gate and control on. */
@@ -182,7 +204,8 @@ const paths: Path[] = [
 ];
 if (usePg) {
   paths.push(await xhedge('  same, ledger on PGlite in memory', await openDatabase(), false));
-  paths.push(await floor(await open()));
+  paths.push(await floor('  floor: bare + row, claim, read', await open(), 'redis'));
+  paths.push(await floor('  before: bare + row, flushed ledger CAS', await open(), 'ledger'));
 }
 const xs: number[][] = paths.map(() => []);
 for (let i = 0; i < N + WARMUP; i++) {
@@ -215,7 +238,7 @@ if (fl >= 0) {
   const f = xs[fl] as number[];
   const floorRatio = pct(f, 99) / pct(base, 99);
   console.log(
-    `the floor (the ledger write before the add and the flushed send guard, nothing else) is ${floorRatio.toFixed(2)}× bare at p99; ` +
+    `the floor (the intent row before the add, the send claim and the ledger read before the send, nothing else) is ${floorRatio.toFixed(2)}× bare at p99; ` +
       `xhedge adds p50 +${(pct(xs[1] as number[], 50) - pct(f, 50)).toFixed(2)} ms, p99 +${(pct(xs[1] as number[], 99) - pct(f, 99)).toFixed(2)} ms over it`,
   );
 }

@@ -28,6 +28,7 @@ describe('control state after Redis loses its data', () => {
     prefix: env.prefix,
     killSwitch: env.killSwitch,
     breakers: env.breakers,
+    ledger: env.ledger,
   });
   const submit = async () => {
     const leg = env.intent(++n, { instrument: 'ETH-USDC:SPOT', chain: 'evm:1', sizeBase: '0.01' });
@@ -177,7 +178,7 @@ describe('control state across a Redis restart that keeps its data', () => {
       expect(held.r).toMatchObject({ outcome: 'blocked', control: 'kill-switch' });
       expect(held.r?.reason).toMatch(/no restored control state.*restarted/);
       await restoreControlState(
-        { redis: e.cmd, prefix: e.prefix, killSwitch: e.killSwitch, breakers: e.breakers },
+        { redis: e.cmd, prefix: e.prefix, killSwitch: e.killSwitch, breakers: e.breakers, ledger: e.ledger },
         { actor: 'test' },
       );
       expect(await e.cmd.get(stateKey)).toBe(epoch);
@@ -192,7 +193,7 @@ describe('control state across a Redis restart that keeps its data', () => {
     const s = server as OwnRedis;
     const stateKey = `${e.prefix}:control-state`;
     const loop = keepControlStateRestored(
-      { redis: e.cmd, prefix: e.prefix, killSwitch: e.killSwitch, breakers: e.breakers },
+      { redis: e.cmd, prefix: e.prefix, killSwitch: e.killSwitch, breakers: e.breakers, ledger: e.ledger },
       { actor: 'test-loop', intervalMs: 600_000 },
     );
     try {

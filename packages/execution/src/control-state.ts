@@ -1,9 +1,11 @@
+import type { Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import type { BreakerBoard } from './breakers.ts';
 import { keysFor } from './keys.ts';
 import type { KillEngagement, KillSwitch } from './kill-switch.ts';
 import type { ExecutionMetrics } from './metrics.ts';
 import { evalScript } from './script.ts';
+import { SendClaims } from './send-claim.ts';
 
 /**
  * Lua: `redis_epoch()`, the identity of the Redis server process of the moment: its `run_id`, which
@@ -17,8 +19,10 @@ local function redis_epoch()
 end
 `;
 
+// KEYS: [1] control-state key. Returns {epoch, 1 if the state was restored on this server else 0}.
 const EPOCH = `${REDIS_EPOCH_FN}
-return redis_epoch()`;
+local e = redis_epoch()
+return {e, redis.call('GET', KEYS[1]) == e and 1 or 0}`;
 
 // KEYS: [1] control-state key. ARGV: [1] the epoch the restore started on.
 // Marks the state restored for that epoch, unless the server changed under the restore (0).
@@ -29,7 +33,12 @@ return 1`;
 
 /** The epoch (see {@link REDIS_EPOCH_FN}) of the Redis server `redis` talks to now. */
 export async function redisEpoch(redis: Redis): Promise<string> {
-  return String(await evalScript(redis, EPOCH, [], []));
+  return (await epochOf(redis, 'none'))[0];
+}
+
+async function epochOf(redis: Redis, prefix: string): Promise<[epoch: string, restored: boolean]> {
+  const [e, r] = (await evalScript(redis, EPOCH, [keysFor(prefix).controlState], [])) as [string, number];
+  return [String(e), Number(r) === 1];
 }
 
 /**
@@ -43,6 +52,9 @@ export async function redisEpoch(redis: Redis): Promise<string> {
  * - a restart from AOF or RDB that lost the last writes (the key survives, but with the old epoch);
  * - a failover to a replica that had not received the last writes (replication is asynchronous; the
  *   replica has its own `run_id`).
+ * The send claims (see `SendClaim`) are part of that state: on a server that lost data, every order
+ * the ledger has `queued` is claimed as `restored` (it may have been sent under a claim that is gone),
+ * so its next run asks the venue before anything is sent.
  */
 export interface ControlStateParts {
   redis: Redis;
@@ -50,6 +62,8 @@ export interface ControlStateParts {
   prefix: string;
   killSwitch: KillSwitch;
   breakers: BreakerBoard;
+  /** The ledger, for the orders whose send claims a data loss may have taken. */
+  ledger: Ledger;
   /** `xhedge_control_state_restored_timestamp_seconds` is set at each completed restore. */
   metrics?: ExecutionMetrics | undefined;
 }
@@ -57,6 +71,8 @@ export interface ControlStateParts {
 export interface RestoredControlState {
   killSwitch: KillEngagement[];
   breakers: string[];
+  /** Client order ids claimed as `restored` (only when the server had lost its state). */
+  sendClaims: string[];
 }
 
 /**
@@ -68,16 +84,27 @@ export async function restoreControlState(
   p: ControlStateParts,
   o: { actor: string },
 ): Promise<RestoredControlState> {
-  const epoch = await redisEpoch(p.redis);
+  const [epoch, intact] = await epochOf(p.redis, p.prefix);
   const killSwitch = await p.killSwitch.restore(o);
   const breakers = await p.breakers.restoreOpen(o);
+  // Only after a loss: on a server that kept its state, a queued order has its claim or none was taken.
+  // (A loss during the restore fails the mark below, and the next run sees it.)
+  const sendClaims = intact
+    ? []
+    : await new SendClaims(p.redis, p.prefix).restore(p.ledger, { actor: o.actor, nowMs: Date.now() });
+  if (sendClaims.length > 0)
+    await p.ledger.audit({
+      actor: o.actor,
+      action: 'send-claim.restore',
+      details: { epoch, count: sendClaims.length, clientOrderIds: sendClaims.slice(0, 100) },
+    });
   const marked = await evalScript(p.redis, MARK_RESTORED, [keysFor(p.prefix).controlState], [epoch]);
   if (Number(marked) !== 1)
     throw new Error(
       `the Redis server changed (run_id ${epoch} is gone) while the control state was being restored; the restore runs again`,
     );
   p.metrics?.controlStateRestoredAt.set(Date.now() / 1000);
-  return { killSwitch, breakers };
+  return { killSwitch, breakers, sendClaims };
 }
 
 /**
@@ -99,7 +126,7 @@ export function keepControlStateRestored(
   let running: Promise<void> | undefined;
   const once = () =>
     restoreControlState(p, { actor: o.actor }).then((x) => {
-      if (x.killSwitch.length > 0 || x.breakers.length > 0) o.onRestored?.(x);
+      if (x.killSwitch.length > 0 || x.breakers.length > 0 || x.sendClaims.length > 0) o.onRestored?.(x);
       return x;
     });
   const track = (r: Promise<unknown>, report: boolean) => {

@@ -7,60 +7,92 @@ import { type ControlContext, type ControlName, type PreTradeControls, WINDOW_FN
 import { keysFor } from './keys.ts';
 import { type KillScope, KillSwitch } from './kill-switch.ts';
 import { evalScript } from './script.ts';
+import { parseSendClaim, SEND_CLAIM_TTL_MS, type SendClaim } from './send-claim.ts';
 
 // Every Redis-side gate of one order in one atomic script (one round trip): kill switch, breakers
 // (taking the half-open trial tokens when sending), then the window controls with their reservation.
-// Nothing is reserved and no trial is taken unless every gate passes.
+// Nothing is reserved and no trial is taken unless every gate passes. Right before a send, the same
+// script takes the order's send claim (see `SendClaim`): a claim already there wins over everything
+// (verdict 'held'), else the claim records this run's decision, to send or to cancel.
 // KEYS: [1] kill hash, [2..7] window keys, then nb breaker hashes, then nb trial keys, then the
-//       control-state key.
+//       control-state key, then (claiming) the send-claim key.
 // ARGV: [1] now, [2] nb, [3] takeTrial, [4] trial token, [5] trial ttl ms, [6] reduceOnly,
-//       [7..9] kill scopes, [10..22] window args, [23] control state required.
+//       [7..9] kill scopes, [10..22] window args, [23] control state required, [24] claim ('1'/'0'),
+//       [25] the per-order checks passed ('1'/'0'), [26] claimant, [27] claim ttl ms.
 // Returns {verdict, detail, extra, moved[, trials]}; moved/trials are 1-based breaker indexes.
-// Verdict 'state-lost': no control state restored on this Redis server (see control-state.ts).
+// Verdict 'state-lost': no control state restored on this Redis server (see control-state.ts);
+// 'held': the claim was taken before (detail: its value).
 const GATE = `${WINDOW_FN}${REDIS_EPOCH_FN}
 local now, nb = tonumber(ARGV[1]), tonumber(ARGV[2])
 local takeTrial = ARGV[3] == '1'
+local claimKey = KEYS[9 + 2 * nb]
 if ARGV[23] == '1' and redis.call('GET', KEYS[8 + 2 * nb]) ~= redis_epoch() then return {'state-lost', '', '', {}} end
-for i = 7, 9 do
-  local v = redis.call('HGET', KEYS[1], ARGV[i])
-  if v then
-    local ok, e = pcall(cjson.decode, v)
-    if not (ok and e.allowRiskReducing == true and ARGV[6] == '1') then return {'kill-switch', ARGV[i], v, {}} end
-  end
+if ARGV[24] == '1' then
+  local held = redis.call('GET', claimKey)
+  if held then return {'held', held, '', {}} end
 end
-local moved, trials, blocked = {}, {}, nil
-for j = 1, nb do
-  local bk, tk = KEYS[7 + j], KEYS[7 + nb + j]
-  local h = redis.call('HMGET', bk, 'state', 'openedAt', 'cooldownMs', 'reason')
-  local st = h[1] or 'closed'
-  if st == 'open' then
-    if now < tonumber(h[2] or '0') + tonumber(h[3] or '0') then
-      if not blocked then blocked = {j, 'open', h[4] or ''} end
-    elseif takeTrial then
-      redis.call('HSET', bk, 'state', 'half-open')
-      moved[#moved + 1] = j
-      st = 'half-open'
+local function gate()
+  for i = 7, 9 do
+    local v = redis.call('HGET', KEYS[1], ARGV[i])
+    if v then
+      local ok, e = pcall(cjson.decode, v)
+      if not (ok and e.allowRiskReducing == true and ARGV[6] == '1') then return {'kill-switch', ARGV[i], v, {}} end
     end
   end
-  if st == 'half-open' and takeTrial then
-    if redis.call('EXISTS', tk) == 1 then
-      if not blocked then blocked = {j, 'half-open', h[4] or ''} end
-    else
-      trials[#trials + 1] = j
+  local moved, trials, blocked = {}, {}, nil
+  for j = 1, nb do
+    local bk, tk = KEYS[7 + j], KEYS[7 + nb + j]
+    local h = redis.call('HMGET', bk, 'state', 'openedAt', 'cooldownMs', 'reason')
+    local st = h[1] or 'closed'
+    if st == 'open' then
+      if now < tonumber(h[2] or '0') + tonumber(h[3] or '0') then
+        if not blocked then blocked = {j, 'open', h[4] or ''} end
+      elseif takeTrial then
+        redis.call('HSET', bk, 'state', 'half-open')
+        moved[#moved + 1] = j
+        st = 'half-open'
+      end
+    end
+    if st == 'half-open' and takeTrial then
+      if redis.call('EXISTS', tk) == 1 then
+        if not blocked then blocked = {j, 'half-open', h[4] or ''} end
+      else
+        trials[#trials + 1] = j
+      end
     end
   end
+  if blocked then return {'breaker', tostring(blocked[1]), blocked[2] .. '|' .. blocked[3], moved} end
+  local A = {}
+  for i = 1, 13 do A[i] = ARGV[9 + i] end
+  local r = window({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, A)
+  if r[1] ~= 'ok' then return {r[1], r[2], '', moved} end
+  for _, j in ipairs(trials) do redis.call('SET', KEYS[7 + nb + j], ARGV[4], 'PX', ARGV[5]) end
+  return {'ok', '', '', moved, trials}
 end
-if blocked then return {'breaker', tostring(blocked[1]), blocked[2] .. '|' .. blocked[3], moved} end
-local A = {}
-for i = 1, 13 do A[i] = ARGV[9 + i] end
-local r = window({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, A)
-if r[1] ~= 'ok' then return {r[1], r[2], '', moved} end
-for _, j in ipairs(trials) do redis.call('SET', KEYS[7 + nb + j], ARGV[4], 'PX', ARGV[5]) end
-return {'ok', '', '', moved, trials}`;
+local r = gate()
+if ARGV[24] == '1' then
+  local kind = (r[1] == 'ok' and ARGV[25] == '1') and 'send' or 'blocked'
+  redis.call('SET', claimKey, kind .. '|' .. ARGV[1] .. '|' .. ARGV[26], 'PX', ARGV[27])
+end
+return r`;
 
 export type GateResult =
   | { ok: true /** Half-open trials held; report each to the breaker board. */; trials: Trial[] }
   | { ok: false; control: ControlName; reason: string };
+
+/** The gate right before a send, with the order's send claim (`OrderGate.checkToSend`). */
+export type SendGateResult =
+  /** Every gate passed and this run holds the send claim, taken at `atMs`: send now. */
+  | { kind: 'send'; atMs: number; trials: Trial[] }
+  /** A gate said no; this run holds the claim (as `blocked`) and cancels the order. */
+  | { kind: 'blocked'; control: ControlName; reason: string }
+  /** The claim was taken before (another run, or a restore): reconcile, never send. */
+  | { kind: 'held'; claim: SendClaim }
+  /** Redis holds no restored control state: nothing was decided or taken; try again after the restore. */
+  | { kind: 'state-lost'; reason: string };
+
+const STATE_LOST =
+  'Redis holds no restored control state (kill switch, breakers): the server restarted, failed over or lost its data, and the state has not been restored from the ledger on it yet; orders wait for the restore';
 
 /**
  * The order gate: kill switch → breakers → pre-trade controls, the pure per-order checks in process
@@ -101,52 +133,82 @@ export class OrderGate {
     this.#requireState = o.requireControlState ?? o.killSwitch.durable;
   }
 
+  /** The gates before queueing (no claim): a half-open breaker lets the order queue without a trial. */
   async check(
     intent: HedgeIntent,
     ctx: ControlContext,
     o: { takeTrial: boolean; reserve: boolean },
   ): Promise<GateResult> {
+    const r = await this.#run(intent, ctx, o);
+    if (r.kind === 'send') return { ok: true, trials: r.trials };
+    if (r.kind === 'blocked') return { ok: false, control: r.control, reason: r.reason };
+    if (r.kind === 'state-lost') return { ok: false, control: 'kill-switch', reason: r.reason };
+    throw new Error('order gate: a claim was reported without being asked for');
+  }
+
+  /**
+   * The gates right before a send, taking the order's send claim in the same script: the half-open
+   * trial, the window reservation and the claim, or nothing of them. Always requires restored control
+   * state (a server that lost its data may have lost claims too).
+   */
+  checkToSend(
+    intent: HedgeIntent,
+    ctx: ControlContext,
+    claim: { clientOrderId: string; by: string },
+  ): Promise<SendGateResult> {
+    return this.#run(intent, ctx, { takeTrial: true, reserve: true, claim });
+  }
+
+  async #run(
+    intent: HedgeIntent,
+    ctx: ControlContext,
+    o: { takeTrial: boolean; reserve: boolean; claim?: { clientOrderId: string; by: string } },
+  ): Promise<SendGateResult> {
     const pure = this.#controls.checkOrder(intent, ctx);
     const names = breakersFor(intent);
     const bk = this.#breakers.gateKeys(names);
     const scopes = ['global', `venue:${intent.venue}`, `underlying:${intent.underlying}`];
     const token = randomUUID();
-    const [verdict, detail, extra, moved, trials] = (await evalScript(
-      this.#redis,
-      GATE,
-      [this.#kill.stateKey, ...this.#controls.windowKeys(intent), ...bk.state, ...bk.trial, this.#stateKey],
-      [
-        this.#clock.nowMs(),
-        names.length,
-        o.takeTrial ? '1' : '0',
-        token,
-        this.#breakers.trialTtlMs,
-        intent.reduceOnly ? '1' : '0',
-        ...scopes,
-        // a failed per-order check still runs the kill/breaker gates but reserves nothing
-        ...this.#controls.windowArgs(intent, ctx, o.reserve && pure.ok),
-        this.#requireState ? '1' : '0',
-      ],
-    )) as [string, string, string, number[], number[] | undefined];
+    const nowMs = Math.floor(this.#clock.nowMs());
+    const keys = [
+      this.#kill.stateKey,
+      ...this.#controls.windowKeys(intent),
+      ...bk.state,
+      ...bk.trial,
+      this.#stateKey,
+    ];
+    if (o.claim) keys.push(this.#sendClaimKey(o.claim.clientOrderId));
+    const [verdict, detail, extra, moved, trials] = (await evalScript(this.#redis, GATE, keys, [
+      nowMs,
+      names.length,
+      o.takeTrial ? '1' : '0',
+      token,
+      this.#breakers.trialTtlMs,
+      intent.reduceOnly ? '1' : '0',
+      ...scopes,
+      // a failed per-order check still runs the kill/breaker gates but reserves nothing
+      ...this.#controls.windowArgs(intent, ctx, o.reserve && pure.ok),
+      this.#requireState || o.claim ? '1' : '0',
+      o.claim ? '1' : '0',
+      pure.ok ? '1' : '0',
+      o.claim?.by ?? '',
+      SEND_CLAIM_TTL_MS,
+    ])) as [string, string, string, number[], number[] | undefined];
     for (const j of moved) {
       const name = names[j - 1];
       if (name) await this.#breakers.recordTransition(name, 'open', 'half-open', 'cooldown elapsed');
     }
-    if (verdict === 'state-lost')
-      return {
-        ok: false,
-        control: 'kill-switch',
-        reason:
-          'Redis holds no restored control state (kill switch, breakers): the server restarted, failed over or lost its data, and the state has not been restored from the ledger on it yet; orders wait for the restore',
-      };
+    if (verdict === 'state-lost') return { kind: 'state-lost', reason: STATE_LOST };
+    if (verdict === 'held')
+      return { kind: 'held', claim: parseSendClaim(detail, o.claim?.clientOrderId ?? intent.id) };
     if (verdict === 'kill-switch') {
       const e = KillSwitch.engagementOf(detail as KillScope, extra);
-      return { ok: false, control: 'kill-switch', reason: `${e.scope}: ${e.reason}` };
+      return { kind: 'blocked', control: 'kill-switch', reason: `${e.scope}: ${e.reason}` };
     }
     if (verdict === 'breaker') {
       const [state, ...why] = extra.split('|');
       return {
-        ok: false,
+        kind: 'blocked',
         control: 'breaker',
         reason: `${names[Number(detail) - 1]} ${state}: ${why.join('|') || state}`,
       };
@@ -156,16 +218,21 @@ export class OrderGate {
         const name = names[j - 1];
         if (name) await this.#breakers.abandonTrial({ breaker: name, token });
       }
-      return pure;
+      return { kind: 'blocked', control: pure.control, reason: pure.reason };
     }
     const r = this.#controls.windowResult(intent, verdict, detail);
-    if (!r.ok) return r;
+    if (!r.ok) return { kind: 'blocked', control: r.control, reason: r.reason };
     return {
-      ok: true,
+      kind: 'send',
+      atMs: nowMs,
       trials: (trials ?? []).flatMap((j) => {
         const name = names[j - 1];
         return name ? [{ breaker: name, token }] : [];
       }),
     };
+  }
+
+  #sendClaimKey(clientOrderId: string): string {
+    return keysFor(this.#controls.prefix).sendClaim(clientOrderId);
   }
 }

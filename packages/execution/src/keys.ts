@@ -26,6 +26,7 @@ export function keysFor(prefix: string) {
     ctlSide: (u: string) => `${prefix}:ctl:side:${u}`,
     ctlSideInfo: `${prefix}:ctl:side-info`,
     reconcileLock: `${prefix}:reconcile-lock`,
+    sendClaim: (clientOrderId: string) => `${prefix}:send-claim:${clientOrderId}`,
   };
 }
 export type Keys = ReturnType<typeof keysFor>;

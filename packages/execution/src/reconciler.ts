@@ -3,6 +3,7 @@ import type { Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import { keysFor } from './keys.ts';
 import type { ExecutionMetrics } from './metrics.ts';
+import { SendClaims } from './send-claim.ts';
 import type { ExecutionService } from './service.ts';
 
 const OPEN: readonly OrderStatus[] = [
@@ -46,11 +47,13 @@ export interface SweepResult {
 export class Reconciler {
   readonly #o: ReconcilerOptions;
   readonly #clock: Clock;
+  readonly #claims: SendClaims;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(o: ReconcilerOptions) {
     this.#o = o;
     this.#clock = o.clock ?? systemClock;
+    this.#claims = new SendClaims(o.redis, o.prefix);
   }
 
   async sweep(): Promise<SweepResult> {
@@ -81,7 +84,13 @@ export class Reconciler {
         }
         const state = await job.getState();
         if (state !== 'failed' && state !== 'completed') continue;
-        if (order.status === 'planned' || order.status === 'queued') {
+        const claim = order.status === 'queued' ? await this.#claims.read(order.clientOrderId) : undefined;
+        // a queued order with a send claim may have been sent: only its job's run may end it
+        if (
+          (order.status === 'planned' || order.status === 'queued') &&
+          claim?.kind !== 'send' &&
+          claim?.kind !== 'restored'
+        ) {
           // A flow parent (a hedge waiting for its collateral transfer) fails when a child fails; the
           // collateral never arrived, so the hedge must not be re-driven: it ends cancelled.
           const failedChildren = (await job.getDependenciesCount({ failed: true })).failed ?? 0;

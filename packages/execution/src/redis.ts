@@ -120,7 +120,7 @@ export async function redisDurability(redis: Redis): Promise<RedisDurability> {
       out.evictionPolicy = policy;
       if (policy !== 'noeviction')
         out.errors.push(
-          `maxmemory-policy is ${policy}: Redis may evict queued order jobs and their locks; set noeviction`,
+          `maxmemory-policy is ${policy}: Redis may evict queued order jobs, their locks and send claims; set noeviction`,
         );
     }
     if (aof !== undefined) {

@@ -59,8 +59,9 @@ export interface ExecutionServiceOptions {
   /** Actor name written to the ledger. @defaultValue `orchestrator` */
   actor?: string;
   /**
-   * Wait for the disk flush when recording plans. Off by default: no order is sent on the strength
-   * of that write (the worker's `claimSend` is durable and flushes it too), see `Ledger.recordPlan`.
+   * Wait for the disk flush when recording plans. Off by default: the record is committed and visible
+   * at once, and only a crash of the database server within its WAL writer's delay can lose it; a
+   * worker that sent such an order puts it back from its job (see `Ledger.recordPlan`).
    * @defaultValue false
    */
   durableIntents?: boolean;

@@ -15,7 +15,7 @@ import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { BreakerBoard, Trial } from './breakers.ts';
 import type { ControlContext, MarketDataSource, PreTradeControls } from './controls.ts';
-import { type GateResult, OrderGate } from './gate.ts';
+import { type GateResult, OrderGate, type SendGateResult } from './gate.ts';
 import { KillEvent, type KillSwitch, scopeCovers } from './kill-switch.ts';
 import type { ExecutionMetrics } from './metrics.ts';
 import {
@@ -26,6 +26,7 @@ import {
   orderWorkerOptions,
 } from './queue.ts';
 import type { ConnectionOptions } from './redis.ts';
+import { type SendClaim, SendClaims } from './send-claim.ts';
 
 export interface StartWorkersOptions {
   /** BullMQ connection options (each worker owns its connections). */
@@ -254,12 +255,18 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
 }
 
 /**
- * The order processor. Every run starts from the ledger state, never from the job's history:
- * - planned/queued: checks right before send (kill switch, breakers with a half-open trial, controls
- *   with fresh marks), the compare-and-set `queued → sent` (only one run can win it), then the send;
+ * The order processor. Every run starts from the send claim and the ledger state, never from the
+ * job's history:
+ * - queued: the checks right before send (kill switch, breakers with a half-open trial, controls with
+ *   fresh marks) and the order's send claim in one Redis script (of any number of runs, one takes
+ *   it), then the send, with the ledger's `queued → sent` written while the venue call is in flight;
+ *   a claim found taken means another run (or the restore after a Redis data loss) may have sent it:
+ *   the send is recorded as at the claim's time and the venue is asked;
  * - sent / outcome-unknown / acknowledged / partially-filled: ask the venue (`getOrderByClientId`)
  *   first; re-send only when the venue proves it never got the order (not found after the send
- *   deadline, or a `not-sent` error), claimed by compare-and-set on the attempt count.
+ *   deadline, or a `not-sent` error), claimed by compare-and-set on the attempt count in the ledger.
+ * The worker's gate always requires restored control state: a Redis that lost data may have lost
+ * claims, and until the restore has claimed every queued order, nothing is sent.
  */
 class OrderProcessor {
   readonly #o: StartWorkersOptions;
@@ -273,6 +280,7 @@ class OrderProcessor {
   /** The pool's adapters by venue id (live: venues come and go while the pool runs). */
   readonly #venues: ReadonlyMap<string, VenueAdapter>;
   readonly #use: VenueUse;
+  readonly #claims: SendClaims;
 
   constructor(o: StartWorkersOptions, id: string, venues: ReadonlyMap<string, VenueAdapter>, use: VenueUse) {
     this.#o = o;
@@ -284,6 +292,7 @@ class OrderProcessor {
       killSwitch: o.killSwitch,
       clock: o.clock,
     });
+    this.#claims = new SendClaims(o.controls.redis, o.controls.prefix);
     this.#id = id;
     this.#clock = o.clock ?? systemClock;
     this.#deadlineMs = o.sendDeadlineMs ?? 30_000;
@@ -319,38 +328,22 @@ class OrderProcessor {
     const { ledger } = this.#o;
     const venue = this.#venues.get(intent.venue);
     if (!venue) throw new Error(`no adapter for venue ${intent.venue} in ${this.#id}`);
-    // Fast path, a first run of an order without dependencies: the gates and the compare-and-set
-    // queued → sent at once (both strictly before the venue call), then the venue. A gate that says no
-    // after the claim won moves the order on to `cancelled` (never sent). Anything else (the order
-    // moved on, a failure) falls through to the general path, which starts again from the ledger.
-    if (intent.dependsOn.length === 0 && data.notSentAttempt === undefined) {
-      // the claim's statement goes out first: the gate's market-data work runs while it is in flight
-      const claiming = ledger.claimSend(clientOrderId, { actor: this.#id });
-      const [claim, gate] = await Promise.allSettled([claiming, this.#preSend(job, intent, signal)]);
-      const trials = gate.status === 'fulfilled' && gate.value.ok ? gate.value.trials : [];
-      if (claim.status === 'fulfilled' && claim.value) {
-        const claimed = claim.value;
-        if (gate.status === 'rejected') {
-          for (const tr of trials) await this.#o.breakers.abandonTrial(tr);
-          throw gate.reason; // retried: the order is `sent`, so the next run asks the venue first
-        }
-        if (!gate.value.ok) {
-          this.#o.metrics?.controlBlocks.inc({ control: gate.value.control, phase: 'send' });
-          const order = await this.#cancel(
-            claimed,
-            `blocked by ${gate.value.control}: ${gate.value.reason} (never sent)`,
-          );
-          return this.#finish(intent, order);
-        }
-        const order = await this.#send(job, data, venue, claimed, trials);
-        if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
-        return this.#reconcile(job, data, venue, order, token, signal);
-      }
-      for (const tr of trials) await this.#o.breakers.abandonTrial(tr);
-      if (claim.status === 'rejected') throw claim.reason;
-    }
+    // Fast path, an order without dependencies and no `not-sent` answer to resolve: the gates and
+    // the send claim first, in one Redis call, then the ledger's state. In that order: a claim
+    // dropped before ours was taken had been recorded in the ledger before it was dropped, so the
+    // read that follows sees the order past `queued` and nothing is sent again.
+    let gate: SendGateResult | undefined;
+    if (intent.dependsOn.length === 0 && data.notSentAttempt === undefined)
+      gate = await this.#sendGate(job, intent, clientOrderId, signal);
     let order = await ledger.getOrder(clientOrderId);
-    if (!order) throw new UnrecoverableError(`intent ${intent.id} is not in the ledger; refusing to send`);
+    if (gate && (gate.kind === 'send' || gate.kind === 'blocked') && order?.status !== 'queued') {
+      // the claim just taken is for an order the ledger has past `queued` (or not at all): nothing
+      // was sent on it; it is given back and the ledger's state decides
+      if (gate.kind === 'send') for (const tr of gate.trials) await this.#o.breakers.abandonTrial(tr);
+      await this.#claims.giveBack(clientOrderId, this.#id);
+      gate = undefined;
+    }
+    if (!order) order = await this.#restoreLostIntent(data);
     if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
     let depsFilledAtMs: number | undefined;
     for (const dep of intent.dependsOn) {
@@ -363,33 +356,93 @@ class OrderProcessor {
     }
     if (order.status === 'planned') order = (await this.#tx(order, 'queued')).order;
     if (order.status === 'queued') {
-      const gate = await this.#preSend(job, intent, signal, depsFilledAtMs);
-      if (!gate.ok) {
-        this.#o.metrics?.controlBlocks.inc({ control: gate.control, phase: 'send' });
-        order = await this.#cancel(order, `blocked by ${gate.control}: ${gate.reason}`);
-        return this.#finish(intent, order);
+      gate ??= await this.#sendGate(job, intent, clientOrderId, signal, depsFilledAtMs);
+      switch (gate.kind) {
+        case 'send':
+          order = await this.#send(job, data, venue, this.#recordSend(clientOrderId, gate.atMs), gate.trials);
+          if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
+          break;
+        case 'blocked':
+          this.#o.metrics?.controlBlocks.inc({ control: gate.control, phase: 'send' });
+          order = await this.#cancel(order, `blocked by ${gate.control}: ${gate.reason}`);
+          await this.#claims.drop(clientOrderId);
+          return this.#finish(intent, order);
+        case 'state-lost':
+          // nothing decided, nothing taken: the order waits for the restore (a lost claim comes back)
+          return this.#later(job, token, 1000);
+        case 'held':
+          if (gate.claim.kind === 'blocked') {
+            order = await this.#cancel(order, `blocked by an earlier run (${gate.claim.by}); never sent`);
+            await this.#claims.drop(clientOrderId);
+            return this.#finish(intent, order);
+          }
+          // another run (or the restore after a Redis data loss) claimed it and may have sent it:
+          // the ledger records that send, and the venue is asked before anything else
+          order = await this.#recordHeld(clientOrderId, gate.claim);
+          break;
       }
-      const claimed = await ledger.claimSend(clientOrderId, { actor: this.#id });
-      if (!claimed) {
-        // another run won the send: never send twice, only reconcile
-        for (const tr of gate.trials) await this.#o.breakers.abandonTrial(tr);
-        const now = (await ledger.getOrder(clientOrderId)) as LedgerOrder;
-        return this.#reconcile(job, data, venue, now, token, signal);
-      }
-      order = await this.#send(job, data, venue, claimed, gate.trials);
-      if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
     }
     return this.#reconcile(job, data, venue, order, token, signal);
   }
 
-  async #preSend(
-    job: Job,
-    intent: HedgeIntent,
-    signal?: AbortSignal,
-    depsFilledAtMs?: number,
-  ): Promise<GateResult> {
-    if (signal?.aborted)
-      return { ok: false, control: 'kill-switch', reason: String(signal.reason ?? 'job aborted') };
+  /**
+   * The ledger has no such order although its job exists: a crash of the database server lost the
+   * unflushed plan record. With no send claim, no run sent it: it is refused (the planner plans
+   * again). With one, a run may have sent it: the intent is put back from the job's copy, so the send
+   * is recorded and reconciled like any other.
+   */
+  async #restoreLostIntent(data: OrderJobData): Promise<LedgerOrder> {
+    const { intent, clientOrderId } = data;
+    const claim = await this.#claims.read(clientOrderId);
+    if (!claim || claim.kind === 'blocked')
+      throw new UnrecoverableError(`intent ${intent.id} is not in the ledger; refusing to send`);
+    const [r] = await this.#o.ledger.recordPlan([{ intent, clientOrderId, status: 'queued' }], {
+      actor: this.#id,
+    });
+    if (!r) throw new Error(`intent ${intent.id} could not be put back in the ledger`);
+    await this.#o.ledger.audit({
+      actor: this.#id,
+      action: 'intent.restore',
+      subject: intent.id,
+      details: { clientOrderId, claim: claim.kind, claimedBy: claim.by, claimedAtMs: claim.atMs },
+    });
+    return r.order;
+  }
+
+  /**
+   * The ledger's record of this run's send (`queued → sent`), written while the venue call is in
+   * flight; resolves with the order as the ledger has it once written, and drops the claim (the
+   * ledger is the record from then on). A failure surfaces after the venue call: the job is retried,
+   * and its next run finds the claim held and records the send then.
+   */
+  async #recordSend(clientOrderId: string, atMs: number): Promise<LedgerOrder> {
+    const { ledger } = this.#o;
+    const order =
+      (await ledger.recordSend(clientOrderId, { actor: this.#id, atMs })) ??
+      // recorded already (a run that found this claim held did it for us)
+      (await ledger.getOrder(clientOrderId));
+    if (!order) throw new Error(`order ${clientOrderId} vanished from the ledger while being sent`);
+    await this.#claims.drop(clientOrderId);
+    return order;
+  }
+
+  /** Records the send a held claim stands for, as at its time, and drops the claim. */
+  async #recordHeld(clientOrderId: string, claim: SendClaim): Promise<LedgerOrder> {
+    const note =
+      claim.kind === 'restored'
+        ? `restored claim (${claim.by}): Redis lost its data while the order was queued; it may have been sent before`
+        : `claimed by ${claim.by}, which did not record the send`;
+    const { ledger } = this.#o;
+    const order =
+      (await ledger.recordSend(clientOrderId, { actor: this.#id, atMs: claim.atMs, note })) ??
+      (await ledger.getOrder(clientOrderId));
+    if (!order) throw new Error(`order ${clientOrderId} vanished from the ledger`);
+    await this.#claims.drop(clientOrderId);
+    return order;
+  }
+
+  /** The market data and the dependency times of a job, for the controls. */
+  async #controlContext(job: Job, intent: HedgeIntent, depsFilledAtMs?: number): Promise<ControlContext> {
     const [market, childrenDoneAtMs] = await Promise.all([
       this.#o.marketData?.context(intent),
       this.#o.dependencyReadyAtMs?.(job),
@@ -397,6 +450,39 @@ class OrderProcessor {
     const ctx: ControlContext = { ...market };
     const readyAt = [depsFilledAtMs, childrenDoneAtMs].filter((t): t is number => t !== undefined);
     if (readyAt.length > 0) ctx.decisionAsOfMs = Math.max(...readyAt);
+    return ctx;
+  }
+
+  /** Every gate right before a first send, with the send claim (see `OrderGate.checkToSend`). */
+  async #sendGate(
+    job: Job,
+    intent: HedgeIntent,
+    clientOrderId: string,
+    signal?: AbortSignal,
+    depsFilledAtMs?: number,
+  ): Promise<SendGateResult> {
+    const aborted = (): SendGateResult => ({
+      kind: 'blocked',
+      control: 'kill-switch',
+      reason: String(signal?.reason ?? 'job aborted'),
+    });
+    if (signal?.aborted) return aborted();
+    const ctx = await this.#controlContext(job, intent, depsFilledAtMs);
+    const r = await this.#gate.checkToSend(intent, ctx, { clientOrderId, by: this.#id });
+    if (r.kind === 'send' && signal?.aborted) {
+      // the claim says send; it must say blocked before the order is cancelled
+      await this.#claims.markBlocked(clientOrderId, this.#id);
+      for (const t of r.trials) await this.#o.breakers.abandonTrial(t);
+      return aborted();
+    }
+    return r;
+  }
+
+  /** The gates before a re-send (the ledger's `claimResend` guards that one). */
+  async #preSend(job: Job, intent: HedgeIntent, signal?: AbortSignal): Promise<GateResult> {
+    if (signal?.aborted)
+      return { ok: false, control: 'kill-switch', reason: String(signal.reason ?? 'job aborted') };
+    const ctx = await this.#controlContext(job, intent);
     const r = await this.#gate.check(intent, ctx, { takeTrial: true, reserve: true });
     if (r.ok && signal?.aborted) {
       for (const t of r.trials) await this.#o.breakers.abandonTrial(t);
@@ -405,12 +491,25 @@ class OrderProcessor {
     return r;
   }
 
-  /** One placeOrder call and what it means for the ledger. */
-  async #send(job: Job, data: OrderJobData, venue: VenueAdapter, order: LedgerOrder, trials: Trial[]) {
+  /**
+   * One placeOrder call and what it means for the ledger. `recorded` is the ledger's record of the
+   * send, in flight alongside the venue call (a first send) or written before it (a re-send); it is
+   * awaited before the venue's answer is applied, so the ledger's events stay in order.
+   */
+  async #send(
+    job: Job,
+    data: OrderJobData,
+    venue: VenueAdapter,
+    recorded: Promise<LedgerOrder>,
+    trials: Trial[],
+  ) {
     const { intent, clientOrderId } = data;
+    // awaited after the venue call: a failure must not go unhandled meanwhile
+    recorded.catch(() => {});
     const t0 = performance.now();
+    let vo: Order;
     try {
-      const vo = await venue.placeOrder({
+      vo = await venue.placeOrder({
         clientOrderId,
         instrument: intent.instrument,
         side: intent.side,
@@ -419,11 +518,6 @@ class OrderProcessor {
         ...(intent.limitPriceUsd !== undefined ? { limitPriceUsd: intent.limitPriceUsd } : {}),
         reduceOnly: intent.reduceOnly,
       });
-      const latencyMs = performance.now() - t0;
-      this.#o.metrics?.sendSeconds.observe({ venue: intent.venue }, latencyMs / 1000);
-      await this.#o.breakers.recordVenueCall(intent.venue, { ok: true, latencyMs });
-      for (const tr of trials) await this.#o.breakers.reportTrial(tr, true);
-      return this.#apply(intent, order, vo, venue);
     } catch (err) {
       const latencyMs = performance.now() - t0;
       const ve = isVenueError(err) ? err : undefined;
@@ -435,6 +529,7 @@ class OrderProcessor {
       });
       for (const tr of trials)
         await this.#o.breakers.reportTrial(tr, false, ve?.shortMessage ?? 'send failed');
+      const order = await recorded;
       const msg = ve?.shortMessage ?? (err instanceof Error ? err.message : String(err));
       if (ve?.outcome === 'rejected') return (await this.#tx(order, 'rejected', { error: msg })).order;
       if (ve?.outcome === 'not-sent') {
@@ -445,6 +540,11 @@ class OrderProcessor {
       // unknown (timeout, unconfirmed, keeper pending) or not a venue error: we cannot tell, so resolve first
       return (await this.#tx(order, 'outcome-unknown', { error: msg })).order;
     }
+    const latencyMs = performance.now() - t0;
+    this.#o.metrics?.sendSeconds.observe({ venue: intent.venue }, latencyMs / 1000);
+    await this.#o.breakers.recordVenueCall(intent.venue, { ok: true, latencyMs });
+    for (const tr of trials) await this.#o.breakers.reportTrial(tr, true);
+    return this.#apply(intent, await recorded, vo, venue);
   }
 
   async #reconcile(
@@ -491,8 +591,7 @@ class OrderProcessor {
               for (const tr of gate.trials) await this.#o.breakers.abandonTrial(tr);
               return this.#later(job, token, 1000);
             }
-            order = (await this.#o.ledger.getOrder(clientOrderId)) as LedgerOrder;
-            order = await this.#send(job, data, venue, order, gate.trials);
+            order = await this.#send(job, data, venue, this.#current(clientOrderId), gate.trials);
             continue;
           }
           // outcome-unknown / acknowledged but unknown to the venue: it never executed
@@ -509,6 +608,13 @@ class OrderProcessor {
       await sleep(this.#pollMs);
       order = (await this.#o.ledger.getOrder(clientOrderId)) as LedgerOrder;
     }
+  }
+
+  /** The order as the ledger has it now (it must be there). */
+  async #current(clientOrderId: string): Promise<LedgerOrder> {
+    const order = await this.#o.ledger.getOrder(clientOrderId);
+    if (!order) throw new Error(`order ${clientOrderId} vanished from the ledger`);
+    return order;
   }
 
   /** `getOrderByClientId`, with failures counted by the venue breaker (a lookup is a venue call too). */

@@ -282,7 +282,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     // before anything trades, and every 5 s while the run goes (a Redis restart or failover can happen
     // at any time); until a restore has run on the Redis of the moment, the order gate passes nothing.
     const restorer = keepControlStateRestored(
-      { redis, prefix, killSwitch, breakers, metrics: execMetrics },
+      { redis, prefix, killSwitch, breakers, ledger, metrics: execMetrics },
       {
         actor: 'run',
         intervalMs: 5_000,

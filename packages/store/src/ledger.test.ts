@@ -294,21 +294,24 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     expect(await ledger.getIntent(c.id)).toBeUndefined();
   });
 
-  it('claimSend is a compare-and-set: exactly one of many racing claims wins', async () => {
+  it('recordSend is a compare-and-set: exactly one of many racing records wins, at the send time given', async () => {
     const d = intent(311, { planId: 'plan_311' });
     await ledger.recordPlan([{ intent: d, clientOrderId: 'xh-311', status: 'queued' }], { actor: 'o' });
     const wins = await Promise.all(
-      Array.from({ length: 6 }, (_, i) => ledger.claimSend('xh-311', { actor: `w${i}` })),
+      Array.from({ length: 6 }, (_, i) =>
+        ledger.recordSend('xh-311', { actor: `w${i}`, atMs: 1_700_000_000_123 + i }),
+      ),
     );
     const won = wins.filter((w) => w !== undefined);
     expect(won).toHaveLength(1);
     expect(won[0]).toMatchObject({ status: 'sent', sendAttempts: 1 });
-    expect(await ledger.claimSend('xh-311', { actor: 'late' })).toBeUndefined();
-    expect((await ledger.orderEvents('xh-311')).map((e) => e.toStatus)).toEqual([
-      'planned',
-      'queued',
-      'sent',
-    ]);
+    expect(won[0]?.lastSendAtMs).toBeGreaterThanOrEqual(1_700_000_000_123);
+    expect(await ledger.recordSend('xh-311', { actor: 'late', atMs: 1 })).toBeUndefined();
+    const events = await ledger.orderEvents('xh-311');
+    expect(events.map((e) => e.toStatus)).toEqual(['planned', 'queued', 'sent']);
+    expect(events[2]?.atMs).toBe(won[0]?.lastSendAtMs);
+    expect(await ledger.clientOrderIdsWithStatus('sent')).toContain('xh-311');
+    expect(await ledger.clientOrderIdsWithStatus('queued')).not.toContain('xh-311');
   });
 
   it('keeps drop-copy baselines per venue and instrument, and finds the orders that explain a position', async () => {

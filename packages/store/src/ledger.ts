@@ -290,10 +290,11 @@ export class Ledger {
    * written and `FencedOutError` is thrown when a newer lease token was already seen.
    *
    * `durable: false` commits without waiting for the WAL flush (`synchronous_commit = off` for this
-   * statement only). That is safe for this write because nothing is sent on its strength: a worker
-   * sends only after `claimSend`, a durable commit that flushes the WAL up to and including this
-   * record; if the database crashed before that, the order is simply absent and the worker refuses
-   * to send it. @defaultValue durable true
+   * statement only): the rows are visible to every reader at once, and only a crash of the database
+   * server within its WAL writer's delay (about 0.6 s) can lose them. A worker may send the order in
+   * that time; what it records of the send (`recordSend`, durable) fails then, and its next run puts
+   * the intent back from the job's copy before reconciling with the venue (the send claim in Redis
+   * keeps it from sending twice). @defaultValue durable true
    */
   async recordPlan(
     legs: readonly PlannedLeg[],
@@ -409,28 +410,44 @@ export class Ledger {
   }
 
   /**
-   * The guard against a double send: moves an order `queued → sent` (counting the attempt) in one
-   * statement, `UPDATE … WHERE status = 'queued' RETURNING`, with its event. Of any number of racing
-   * workers exactly one gets the order back; the others get `undefined`. Always a durable commit:
-   * it must survive a crash before anything reaches the venue.
+   * Records that an order went to the venue: `queued → sent` (counting the attempt, `lastSendAtMs` =
+   * `atMs`) with its event, in one statement, `UPDATE … WHERE status = 'queued' RETURNING`: of any
+   * number of racing callers exactly one gets the order back, the others `undefined` (it was recorded
+   * already, or is no longer `queued`). A durable commit. The guard against a double send is the
+   * send claim in Redis, taken before the send (execution's `SendClaim`); this is the ledger's record
+   * of it, written while the venue call is in flight, and after which the claim is no longer needed.
    */
-  async claimSend(clientOrderId: string, opts: { actor: Actor }): Promise<LedgerOrder | undefined> {
+  async recordSend(
+    clientOrderId: string,
+    opts: { actor: Actor; atMs: number; note?: string },
+  ): Promise<LedgerOrder | undefined> {
     const now = this.#clock.nowMs();
     const res = await this.#query<OrderRow>(
-      'xh_claim_send',
+      'xh_record_send',
       `with u as (
         update orders set status = 'sent', send_attempts = send_attempts + 1, last_send_at_ms = $1::bigint,
-          updated_at_ms = $1::bigint
+          updated_at_ms = $4::bigint
         where client_order_id = $2::text and status = 'queued'
         returning *),
       ev as (
         insert into order_events (client_order_id, from_status, to_status, kind, at_ms, actor, note)
-        select client_order_id, 'queued', 'sent', 'transition', $1::bigint, $3::text, null from u)
+        select client_order_id, 'queued', 'sent', 'transition', $1::bigint, $3::text, $5::text from u)
       select * from u`,
-      [now, clientOrderId, opts.actor],
+      [Math.floor(opts.atMs), clientOrderId, opts.actor, now, opts.note ?? null],
     );
     const row = res.rows[0];
     return row ? toOrder(row) : undefined;
+  }
+
+  /** The client order ids of every order in `status` (no limit: for recovery sweeps of live states). */
+  async clientOrderIdsWithStatus(status: OrderStatus): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('orders')
+      .select('client_order_id')
+      .where('status', '=', status)
+      .orderBy('client_order_id')
+      .execute();
+    return rows.map((r) => r.client_order_id);
   }
 
   /**
@@ -566,12 +583,14 @@ export class Ledger {
     });
   }
 
+  /** One order by client order id (a hot read: every order job starts with it). */
   async getOrder(clientOrderId: string): Promise<LedgerOrder | undefined> {
-    const row = await this.db
-      .selectFrom('orders')
-      .selectAll()
-      .where('client_order_id', '=', clientOrderId)
-      .executeTakeFirst();
+    const res = await this.#query<OrderRow>(
+      'xh_get_order',
+      'select * from orders where client_order_id = $1::text',
+      [clientOrderId],
+    );
+    const row = res.rows[0];
     return row ? toOrder(row) : undefined;
   }
 

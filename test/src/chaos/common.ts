@@ -56,7 +56,10 @@ export async function parts(o: {
     breakers,
     killSwitch,
   };
-  await restoreControlState({ redis: o.cmd, prefix: o.prefix, killSwitch, breakers }, { actor: 'chaos' });
+  await restoreControlState(
+    { redis: o.cmd, prefix: o.prefix, killSwitch, breakers, ledger: o.ledger },
+    { actor: 'chaos' },
+  );
   return { ...base, service: new ExecutionService(base) };
 }
 

@@ -292,7 +292,7 @@ async function inProcess(
   rec.start();
   // as in a run: the control state comes back from the ledger whenever Redis lost it
   const restorer = keepControlStateRestored(
-    { redis: cmd, prefix, killSwitch: p.killSwitch, breakers: p.breakers },
+    { redis: cmd, prefix, killSwitch: p.killSwitch, breakers: p.breakers, ledger },
     { actor: 'chaos', intervalMs: restoreEveryMs },
   );
   await restorer.first;
