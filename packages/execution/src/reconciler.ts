@@ -84,17 +84,11 @@ export class Reconciler {
         }
         const state = await job.getState();
         if (state !== 'failed' && state !== 'completed') continue;
-        const claim = order.status === 'queued' ? await this.#claims.read(order.clientOrderId) : undefined;
-        // a queued order with a send claim may have been sent: only its job's run may end it
-        if (
-          (order.status === 'planned' || order.status === 'queued') &&
-          claim?.kind !== 'send' &&
-          claim?.kind !== 'restored'
-        ) {
+        if (order.status === 'planned' || order.status === 'queued') {
           // A flow parent (a hedge waiting for its collateral transfer) fails when a child fails; the
           // collateral never arrived, so the hedge must not be re-driven: it ends cancelled.
           const failedChildren = (await job.getDependenciesCount({ failed: true })).failed ?? 0;
-          if (failedChildren > 0) {
+          if (failedChildren > 0 && (await this.#mayCancel(order.clientOrderId))) {
             await this.#o.ledger.transition(order.clientOrderId, 'cancelled', {
               actor: 'reconciler',
               patch: { error: `a job it depends on failed: ${job.failedReason ?? 'child failed'}` },
@@ -107,7 +101,7 @@ export class Reconciler {
           const dead = deps.find(
             (d) => d && d.status !== 'filled' && ['cancelled', 'rejected', 'failed'].includes(d.status),
           );
-          if (dead) {
+          if (dead && (await this.#mayCancel(order.clientOrderId))) {
             await this.#o.ledger.transition(order.clientOrderId, 'cancelled', {
               actor: 'reconciler',
               patch: { error: `dependency ${dead.intentId} ended ${dead.status}` },
@@ -129,6 +123,14 @@ export class Reconciler {
       );
     }
     return res;
+  }
+
+  /**
+   * Claims a not-yet-sent order as blocked before it is cancelled; false when a run holds its send
+   * claim (it may have been sent: its job's run ends it, after asking the venue).
+   */
+  async #mayCancel(clientOrderId: string): Promise<boolean> {
+    return (await this.#claims.block(clientOrderId, 'reconciler')) === undefined;
   }
 
   start(onError: (err: unknown) => void = () => {}): void {

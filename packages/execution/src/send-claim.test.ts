@@ -105,6 +105,31 @@ describe('send claims', () => {
     expect(sentToVenue(coid)).toBe(0);
   });
 
+  it('a cancel from outside the run claims the order as blocked first; a held send claim stops it', async () => {
+    const l = leg();
+    const coid = clientOrderIdFor(l.id);
+    await env.ledger.recordPlan([{ intent: l, clientOrderId: coid, status: 'queued' }], { actor: 'test' });
+    expect(await env.service.cancelUnsent(coid, { actor: 'operator:ana', error: 'not wanted' })).toBe(true);
+    expect(await claims.read(coid)).toMatchObject({ kind: 'blocked', by: 'operator:ana' });
+    // a run of it that comes late (a stalled one, a job added again) finds the order ended, sends nothing
+    await env.service.enqueue(l);
+    const job = await until(async () => {
+      const j = await env.service.queue('pv').getJob(l.id);
+      return j && (await j.getState()) === 'failed' ? j : undefined;
+    });
+    expect(job.failedReason).toMatch(/ended cancelled: not wanted/);
+    expect(sentToVenue(coid)).toBe(0);
+    // an order whose send claim a run holds is not cancelled: it may have gone out
+    const m = leg();
+    const mid = clientOrderIdFor(m.id);
+    await env.ledger.recordPlan([{ intent: m, clientOrderId: mid, status: 'queued' }], { actor: 'test' });
+    const g = await gate().checkToSend(m, {}, { clientOrderId: mid, by: 'worker:live' });
+    expect(g.kind).toBe('send');
+    expect(await env.service.cancelUnsent(mid, { actor: 'operator:ana', error: 'too late' })).toBe(false);
+    expect((await env.ledger.getOrder(mid))?.status).toBe('queued');
+    expect(await claims.block(mid, 'reconciler')).toMatchObject({ kind: 'send', by: 'worker:live' });
+  });
+
   it('a run that finds the order claimed by a dead worker that did send it: recorded, reconciled, sent once', async () => {
     const l = leg();
     const coid = clientOrderIdFor(l.id);

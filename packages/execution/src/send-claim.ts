@@ -63,6 +63,14 @@ if kind == 'send' and by == ARGV[1] then
 end
 return 0`;
 
+// KEYS: [1] claim. ARGV: [1] the blocked claim's value, [2] ttl ms. A send or restored claim stays and is
+// returned; else the order is (or already was) claimed as blocked: ''.
+const BLOCK = `
+local v = redis.call('GET', KEYS[1])
+if v and (string.sub(v, 1, 5) == 'send|' or string.sub(v, 1, 9) == 'restored|') then return v end
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end
+return ''`;
+
 /** The send claims of one deployment (its Redis key prefix). */
 export class SendClaims {
   readonly #redis: Redis;
@@ -87,6 +95,20 @@ export class SendClaims {
   /** Drops the claim if `by` took it and nothing was sent on it (it was taken for nothing). */
   async giveBack(clientOrderId: string, by: string): Promise<boolean> {
     return Number(await evalScript(this.#redis, GIVE_BACK, [this.#key(clientOrderId)], [by])) === 1;
+  }
+
+  /**
+   * Claims an order that is not to be sent (it is being cancelled outside its job's run: a failed
+   * dependency, an operator, a failed collateral transfer) as blocked, so no run of it can send it
+   * after the cancel was decided. Returns the send (or restored) claim a run holds instead, if any:
+   * then the order may have been sent and must not be cancelled in the ledger.
+   */
+  async block(clientOrderId: string, by: string, nowMs = Date.now()): Promise<SendClaim | undefined> {
+    const value = formatSendClaim({ kind: 'blocked', atMs: Math.floor(nowMs), by });
+    const held = String(
+      await evalScript(this.#redis, BLOCK, [this.#key(clientOrderId)], [value, SEND_CLAIM_TTL_MS]),
+    );
+    return held === '' ? undefined : parseSendClaim(held, clientOrderId);
   }
 
   /** Turns `by`'s own send claim into a blocked one (the run decided not to send after all). */

@@ -23,6 +23,7 @@ import { type LeaderLease, NotLeaderError } from './lease.ts';
 import type { ExecutionMetrics } from './metrics.ts';
 import { ORDER_JOB_OPTIONS, type OrderJobData, orderQueueName, PRIORITY } from './queue.ts';
 import type { ConnectionOptions } from './redis.ts';
+import { SendClaims } from './send-claim.ts';
 
 /** What execution needs of a plan (routing's `HedgePlan` has these fields). */
 export interface PlanLike {
@@ -87,12 +88,14 @@ export class ExecutionService {
   readonly #clock: Clock;
   readonly #actor: string;
   readonly #gate: OrderGate;
+  readonly #claims: SendClaims;
 
   constructor(o: ExecutionServiceOptions) {
     this.#o = o;
     this.#clock = o.clock ?? systemClock;
     this.#actor = o.actor ?? 'orchestrator';
     this.#flows = new FlowProducer({ connection: o.connection, prefix: o.queuePrefix });
+    this.#claims = new SendClaims(o.controls.redis, o.controls.prefix);
     // Redis errors surface on the calls that fail; the event would otherwise crash the process.
     this.#flows.on('error', () => {});
     this.#gate = new OrderGate({
@@ -251,6 +254,21 @@ export class ExecutionService {
     if (!reserved || !TERMINAL_ORDER_STATUSES.has(status)) return;
     if (status === 'filled' || status === 'partially-filled') await this.#o.controls.settle(leg);
     else await this.#o.controls.release(leg);
+  }
+
+  /**
+   * Cancels an order that was not sent, from outside its job's run (an operator, a failed collateral
+   * transfer): it is claimed as blocked first (`SendClaims.block`), so no run of it can send it after
+   * the cancel. Returns false, changing nothing, when a run holds its send claim: it may have been
+   * sent, and its job's run ends it after asking the venue.
+   */
+  async cancelUnsent(clientOrderId: string, o: { actor: string; error: string }): Promise<boolean> {
+    if (await this.#claims.block(clientOrderId, o.actor)) return false;
+    await this.#o.ledger.transition(clientOrderId, 'cancelled', {
+      actor: o.actor,
+      patch: { error: o.error },
+    });
+    return true;
   }
 
   /** Adds one intent's job (idempotent: an existing job id is left as is). */

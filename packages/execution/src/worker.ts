@@ -349,8 +349,12 @@ class OrderProcessor {
     for (const dep of intent.dependsOn) {
       const d = await ledger.getOrderByIntent(dep);
       if (d?.status !== 'filled') {
-        order = await this.#cancel(order, `dependency ${dep} is ${d?.status ?? 'missing'}`);
-        return this.#finish(intent, order);
+        // claimed as blocked first; a run holding its send claim wins (the order is reconciled below)
+        if (!(await this.#claims.block(clientOrderId, this.#id))) {
+          order = await this.#cancel(order, `dependency ${dep} is ${d?.status ?? 'missing'}`);
+          return this.#finish(intent, order);
+        }
+        break;
       }
       depsFilledAtMs = Math.max(depsFilledAtMs ?? d.updatedAtMs, d.updatedAtMs);
     }

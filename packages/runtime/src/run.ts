@@ -596,6 +596,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           connection: redisEp.options,
           queuePrefix,
           ledger,
+          service,
           // Delivery checks every ~2 s of run time (wall ms shrink with the market speed), so the hedge
           // waiting for the collateral goes soon after it lands.
           recheckMs: Math.max(25, Math.round(2000 / speed)),
@@ -767,7 +768,12 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           );
         await job.remove();
       }
-      await ledger.transition(order.clientOrderId, 'cancelled', { actor, note: 'cancelled by operator' });
+      if (!(await service.cancelUnsent(order.clientOrderId, { actor, error: 'cancelled by operator' })))
+        throw new XhedgeError(
+          'CONFLICT',
+          `job ${intentId} was claimed for sending; use the venue kill switch`,
+          { details: { status: order.status } },
+        );
     }
 
     let metricsUrl: string | undefined;

@@ -84,11 +84,17 @@ export class TransferFlows {
       }
       const verdict = whole.ok ? await this.#o.service.preQueueCheck(intent) : whole;
       if (!verdict.ok) {
-        await this.#o.ledger.transition(clientOrderId, 'cancelled', {
-          actor,
-          patch: { error: `blocked by ${verdict.control}: ${verdict.reason}` },
-        });
-        results.push({ intentId: intent.id, clientOrderId, outcome: 'blocked', ...verdict });
+        // a flow added before a crash may be running it: claimed as blocked first, or reconciled there
+        if (
+          await this.#o.service.cancelUnsent(clientOrderId, {
+            actor,
+            error: `blocked by ${verdict.control}: ${verdict.reason}`,
+          })
+        ) {
+          results.push({ intentId: intent.id, clientOrderId, outcome: 'blocked', ...verdict });
+          continue;
+        }
+        results.push({ intentId: intent.id, clientOrderId, outcome: 'duplicate' });
         continue;
       }
       const data: OrderJobData = { intent, clientOrderId };
@@ -131,6 +137,8 @@ export interface TransferWorkerRunOptions {
   connection: ConnectionOptions;
   queuePrefix: string;
   ledger: Ledger;
+  /** Cancels the hedge of a failed transfer (claimed as blocked first). */
+  service: ExecutionService;
   /** Wall ms between delivery checks of a transfer in flight. @defaultValue 200 */
   recheckMs?: number;
   log: (level: 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
@@ -155,9 +163,9 @@ export function startTransferJobs(o: TransferWorkerRunOptions): Worker {
       if (!parentJobId) return;
       const order = await o.ledger.getOrderByIntent(parentJobId);
       if (order && (order.status === 'planned' || order.status === 'queued'))
-        await o.ledger.transition(order.clientOrderId, 'cancelled', {
+        await o.service.cancelUnsent(order.clientOrderId, {
           actor: 'transfer-worker',
-          patch: { error: `collateral transfer ${record.transferId} failed: ${record.error ?? 'unknown'}` },
+          error: `collateral transfer ${record.transferId} failed: ${record.error ?? 'unknown'}`,
         });
     },
   });
