@@ -15,11 +15,13 @@ import { parseSendClaim, SEND_CLAIM_TTL_MS, type SendClaim } from './send-claim.
 // script takes the order's send claim (see `SendClaim`): a claim already there wins over everything
 // (verdict 'held'), else the claim records this run's decision, to send or to cancel.
 // KEYS: [1] kill hash, [2..7] window keys, then nb breaker hashes, then nb trial keys, then the
-//       control-state key, then (claiming) the send-claim key.
+//       control-state key, then (claiming) the send-claim key and the control-state-at key.
 // ARGV: [1] now, [2] nb, [3] takeTrial, [4] trial token, [5] trial ttl ms, [6] reduceOnly,
 //       [7..9] kill scopes, [10..22] window args, [23] control state required, [24] claim ('1'/'0'),
 //       [25] the per-order checks passed ('1'/'0'), [26] claimant, [27] claim ttl ms.
-// Returns {verdict, detail, extra, moved[, trials]}; moved/trials are 1-based breaker indexes.
+// Returns {verdict, detail, extra, moved[, trials[, sinceRestore]]}; moved/trials are 1-based breaker
+// indexes; sinceRestore (claiming): server ms since the control state was last restored after a loss
+// (-1: not known).
 // Verdict 'state-lost': no control state restored on this Redis server (see control-state.ts);
 // 'held': the claim was taken before (detail: its value).
 const GATE = `${WINDOW_FN}${REDIS_EPOCH_FN}
@@ -73,6 +75,10 @@ local r = gate()
 if ARGV[24] == '1' then
   local kind = (r[1] == 'ok' and ARGV[25] == '1') and 'send' or 'blocked'
   redis.call('SET', claimKey, kind .. '|' .. ARGV[1] .. '|' .. ARGV[26], 'PX', ARGV[27])
+  local at = tonumber(redis.call('GET', KEYS[10 + 2 * nb]) or '')
+  local t = redis.call('TIME')
+  r[5] = r[5] or {}
+  r[6] = at and (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - at) or -1
 end
 return r`;
 
@@ -82,8 +88,12 @@ export type GateResult =
 
 /** The gate right before a send, with the order's send claim (`OrderGate.checkToSend`). */
 export type SendGateResult =
-  /** Every gate passed and this run holds the send claim, taken at `atMs`: send now. */
-  | { kind: 'send'; atMs: number; trials: Trial[] }
+  /**
+   * Every gate passed and this run holds the send claim, taken at `atMs`: send now (if the ledger has
+   * the order `queued`). `sinceRestoreMs`: Redis server ms since the control state was restored after
+   * a data loss, when the claim was taken (-1: not known).
+   */
+  | { kind: 'send'; atMs: number; trials: Trial[]; sinceRestoreMs: number }
   /** A gate said no; this run holds the claim (as `blocked`) and cancels the order. */
   | { kind: 'blocked'; control: ControlName; reason: string }
   /** The claim was taken before (another run, or a restore): reconcile, never send. */
@@ -108,6 +118,7 @@ export class OrderGate {
   readonly #redis: Redis;
   readonly #clock: Clock;
   readonly #stateKey: string;
+  readonly #stateAtKey: string;
   readonly #requireState: boolean;
 
   constructor(o: {
@@ -130,6 +141,7 @@ export class OrderGate {
     this.#redis = o.controls.redis;
     this.#clock = o.clock ?? systemClock;
     this.#stateKey = keysFor(o.controls.prefix).controlState;
+    this.#stateAtKey = keysFor(o.controls.prefix).controlStateAt;
     this.#requireState = o.requireControlState ?? o.killSwitch.durable;
   }
 
@@ -177,23 +189,28 @@ export class OrderGate {
       ...bk.trial,
       this.#stateKey,
     ];
-    if (o.claim) keys.push(this.#sendClaimKey(o.claim.clientOrderId));
-    const [verdict, detail, extra, moved, trials] = (await evalScript(this.#redis, GATE, keys, [
-      nowMs,
-      names.length,
-      o.takeTrial ? '1' : '0',
-      token,
-      this.#breakers.trialTtlMs,
-      intent.reduceOnly ? '1' : '0',
-      ...scopes,
-      // a failed per-order check still runs the kill/breaker gates but reserves nothing
-      ...this.#controls.windowArgs(intent, ctx, o.reserve && pure.ok),
-      this.#requireState || o.claim ? '1' : '0',
-      o.claim ? '1' : '0',
-      pure.ok ? '1' : '0',
-      o.claim?.by ?? '',
-      SEND_CLAIM_TTL_MS,
-    ])) as [string, string, string, number[], number[] | undefined];
+    if (o.claim) keys.push(this.#sendClaimKey(o.claim.clientOrderId), this.#stateAtKey);
+    const [verdict, detail, extra, moved, trials, sinceRestoreMs] = (await evalScript(
+      this.#redis,
+      GATE,
+      keys,
+      [
+        nowMs,
+        names.length,
+        o.takeTrial ? '1' : '0',
+        token,
+        this.#breakers.trialTtlMs,
+        intent.reduceOnly ? '1' : '0',
+        ...scopes,
+        // a failed per-order check still runs the kill/breaker gates but reserves nothing
+        ...this.#controls.windowArgs(intent, ctx, o.reserve && pure.ok),
+        this.#requireState || o.claim ? '1' : '0',
+        o.claim ? '1' : '0',
+        pure.ok ? '1' : '0',
+        o.claim?.by ?? '',
+        SEND_CLAIM_TTL_MS,
+      ],
+    )) as [string, string, string, number[], number[] | undefined, number | undefined];
     for (const j of moved) {
       const name = names[j - 1];
       if (name) await this.#breakers.recordTransition(name, 'open', 'half-open', 'cooldown elapsed');
@@ -225,6 +242,7 @@ export class OrderGate {
     return {
       kind: 'send',
       atMs: nowMs,
+      sinceRestoreMs: sinceRestoreMs ?? -1,
       trials: (trials ?? []).flatMap((j) => {
         const name = names[j - 1];
         return name ? [{ breaker: name, token }] : [];

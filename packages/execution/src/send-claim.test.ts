@@ -5,7 +5,7 @@ import { OrderGate } from './gate.ts';
 import { clientOrderIdFor } from './ids.ts';
 import { keysFor } from './keys.ts';
 import type { OrderJobData } from './queue.ts';
-import { formatSendClaim, parseSendClaim, SendClaims } from './send-claim.ts';
+import { CLAIM_RETAIN_MS, formatSendClaim, parseSendClaim, SendClaims } from './send-claim.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
 
 /**
@@ -142,7 +142,10 @@ describe('send claims', () => {
     expect(sentToVenue(coid)).toBe(0);
     const sent = (await env.ledger.orderEvents(coid)).find((e) => e.toStatus === 'sent');
     expect(sent).toMatchObject({ atMs, note: expect.stringMatching(/claimed by worker:dead/) });
-    expect(await claims.read(coid)).toBeUndefined();
+    // recorded: the claim stays a while (CLAIM_RETAIN_MS), then goes
+    const ttl = await env.cmd.pttl(keysFor(env.prefix).sendClaim(coid));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(CLAIM_RETAIN_MS);
   });
 
   it('a claim whose worker died before the send: not at the venue after the deadline, then sent exactly once', async () => {
@@ -183,18 +186,50 @@ describe('send claims', () => {
     }
   });
 
-  it('a job run again for an order that already filled sends nothing, though its claim is long gone', async () => {
+  it('a job run again for an order that already filled sends nothing, claim or none', async () => {
     const l = leg();
     const coid = clientOrderIdFor(l.id);
     await env.service.submitPlan({ planId: l.planId, legs: [l] });
     expect((await ended(coid)).status).toBe('filled');
-    expect(await claims.read(coid)).toBeUndefined();
-    // e.g. an operator re-adding the job by hand under another id
+    expect(await claims.read(coid)).toMatchObject({ kind: 'send' });
+    // e.g. an operator re-adding the job by hand under another id: the claim is held
     const data: OrderJobData = { intent: l, clientOrderId: coid };
-    const job = await env.service.queue('pv').add('order', data, { jobId: `${l.id}-again` });
-    await until(async () => ((await job.getState()) === 'completed' ? true : undefined));
+    const again = async (jobId: string) => {
+      const job = await env.service.queue('pv').add('order', data, { jobId });
+      await until(async () => ((await job.getState()) === 'completed' ? true : undefined));
+    };
+    await again(`${l.id}-again`);
+    // and long after, the claim let go: the claim is taken afresh, the ledger says filled, it is given back
+    await env.cmd.del(keysFor(env.prefix).sendClaim(coid));
+    await again(`${l.id}-later`);
     expect(sentToVenue(coid)).toBe(1);
     expect(await claims.read(coid)).toBeUndefined();
+  });
+
+  it('the ledger is read after the claim, not with it, while a restore after a data loss is recent', async () => {
+    const reads = new Map<string, number>();
+    const real = env.ledger.getOrder.bind(env.ledger);
+    env.ledger.getOrder = (id) => {
+      reads.set(id, (reads.get(id) ?? 0) + 1);
+      return real(id);
+    };
+    const at = keysFor(env.prefix).controlStateAt;
+    try {
+      const run = async (restoredAgoMs: number) => {
+        await env.cmd.set(at, String(Date.now() - restoredAgoMs));
+        const l = leg();
+        const coid = clientOrderIdFor(l.id);
+        await env.service.submitPlan({ planId: l.planId, legs: [l] });
+        expect((await ended(coid)).status).toBe('filled');
+        return reads.get(coid) ?? 0;
+      };
+      const recent = await run(500);
+      const old = await run(60_000);
+      // the run reads the order again after the claim only when the restore was recent
+      expect(recent - old).toBe(1);
+    } finally {
+      env.ledger.getOrder = real;
+    }
   });
 
   it('an order the ledger lost while its claim says sent is put back from the job and reconciled', async () => {
@@ -240,7 +275,13 @@ describe('send claims', () => {
     const r = await restoreControlState(parts, { actor: 'restore-test' });
     expect(r.sendClaims).toContain(coid);
     expect(await claims.read(coid)).toMatchObject({ kind: 'restored', by: 'restore-test' });
+    const at = keysFor(env.prefix).controlStateAt;
+    const markedAt = Number(await env.cmd.get(at));
+    expect(Math.abs(markedAt - Date.now())).toBeLessThan(5000);
+    // a restore without a loss claims nothing and leaves the time of the last one as it was
+    await env.cmd.set(at, String(markedAt - 60_000));
     expect((await restoreControlState(parts, { actor: 'test' })).sendClaims).toEqual([]);
+    expect(Number(await env.cmd.get(at))).toBe(markedAt - 60_000);
     const audit = await env.ledger.listAudit({ action: 'send-claim.restore' });
     expect(audit[0]?.details).toMatchObject({ clientOrderIds: expect.arrayContaining([coid]) });
     // the job was lost with the rest; added again (as the reconciler does), its run asks the venue

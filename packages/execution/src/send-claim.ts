@@ -16,7 +16,8 @@ import { evalScript } from './script.ts';
  *   `restoreSendClaims`), and the venue is asked before anything else is done.
  *
  * The ledger learns of the send in parallel with the venue call (`Ledger.recordSend`, `queued →
- * sent`, durable); once it has, the ledger is the record and the claim is dropped. Until then the
+ * sent`, durable); once it has, the ledger is the record and the claim is let go after
+ * `CLAIM_RETAIN_MS`. Until then the
  * claim is what stops a second send, so a Redis that lost the claim must not let a second run send:
  * the gate refuses every order on a Redis server whose control state was not restored (the epoch
  * check), and the restore claims every order the ledger has `queued`.
@@ -31,6 +32,17 @@ export interface SendClaim {
 
 /** Claims outlive any plausible outage of the ledger that keeps a claimed order `queued` there. */
 export const SEND_CLAIM_TTL_MS = 7 * 24 * 3600 * 1000;
+
+/**
+ * How long a claim stays once the ledger has recorded what it stood for (the order is past `queued`
+ * there). A run may read the ledger at the same time as it takes the claim (not after) only when the
+ * two took less than `FAST_READ_BOUND_MS`; this is far longer, so a claim that run could miss was
+ * recorded in the ledger long before its read.
+ */
+export const CLAIM_RETAIN_MS = 10 * 60 * 1000;
+
+/** See `CLAIM_RETAIN_MS` and the worker's fast path. */
+export const FAST_READ_BOUND_MS = 2000;
 
 /** The claim as stored (`kind|atMs|by`), as the gate script writes it. */
 export function formatSendClaim(c: SendClaim): string {
@@ -87,9 +99,13 @@ export class SendClaims {
     return raw === null ? undefined : parseSendClaim(raw, clientOrderId);
   }
 
-  /** Drops a claim the ledger has taken over (the order is past `queued` there, durably). */
-  async drop(clientOrderId: string): Promise<void> {
-    await this.#redis.del(this.#key(clientOrderId));
+  /**
+   * Keeps a claim the ledger has taken over (the order is past `queued` there, durably) for
+   * `CLAIM_RETAIN_MS` more, then lets it go: long past any run's read of the ledger that could still
+   * have seen the order `queued` (see the worker's fast path).
+   */
+  async retain(clientOrderId: string): Promise<void> {
+    await this.#redis.pexpire(this.#key(clientOrderId), CLAIM_RETAIN_MS);
   }
 
   /** Drops the claim if `by` took it and nothing was sent on it (it was taken for nothing). */

@@ -26,7 +26,7 @@ import {
   orderWorkerOptions,
 } from './queue.ts';
 import type { ConnectionOptions } from './redis.ts';
-import { type SendClaim, SendClaims } from './send-claim.ts';
+import { FAST_READ_BOUND_MS, type SendClaim, SendClaims } from './send-claim.ts';
 
 export interface StartWorkersOptions {
   /** BullMQ connection options (each worker owns its connections). */
@@ -328,14 +328,28 @@ class OrderProcessor {
     const { ledger } = this.#o;
     const venue = this.#venues.get(intent.venue);
     if (!venue) throw new Error(`no adapter for venue ${intent.venue} in ${this.#id}`);
-    // Fast path, an order without dependencies and no `not-sent` answer to resolve: the gates and
-    // the send claim first, in one Redis call, then the ledger's state. In that order: a claim
-    // dropped before ours was taken had been recorded in the ledger before it was dropped, so the
-    // read that follows sees the order past `queued` and nothing is sent again.
+    // Fast path, an order without dependencies and no `not-sent` answer to resolve: the gates with
+    // the send claim (one Redis call) and the ledger's state, read at once. A send needs the ledger
+    // to have the order `queued` and no earlier claim. A claim let go before ours was taken had
+    // been recorded in the ledger `CLAIM_RETAIN_MS` before, so a read made within
+    // `FAST_READ_BOUND_MS` of our claim sees the order past `queued`; Redis losing the claim in
+    // between is excluded by the restore's age. When either bound is not met, the ledger is read
+    // again, after the claim, before anything is sent.
     let gate: SendGateResult | undefined;
-    if (intent.dependsOn.length === 0 && data.notSentAttempt === undefined)
-      gate = await this.#sendGate(job, intent, clientOrderId, signal);
-    let order = await ledger.getOrder(clientOrderId);
+    let order: LedgerOrder | undefined;
+    if (intent.dependsOn.length === 0 && data.notSentAttempt === undefined) {
+      const t0 = performance.now();
+      [gate, order] = await Promise.all([
+        this.#sendGate(job, intent, clientOrderId, signal),
+        ledger.getOrder(clientOrderId),
+      ]);
+      const stepMs = performance.now() - t0;
+      if (
+        gate.kind === 'send' &&
+        !(stepMs < FAST_READ_BOUND_MS && gate.sinceRestoreMs > FAST_READ_BOUND_MS + 1000)
+      )
+        order = await ledger.getOrder(clientOrderId);
+    } else order = await ledger.getOrder(clientOrderId);
     if (gate && (gate.kind === 'send' || gate.kind === 'blocked') && order?.status !== 'queued') {
       // the claim just taken is for an order the ledger has past `queued` (or not at all): nothing
       // was sent on it; it is given back and the ledger's state decides
@@ -369,7 +383,7 @@ class OrderProcessor {
         case 'blocked':
           this.#o.metrics?.controlBlocks.inc({ control: gate.control, phase: 'send' });
           order = await this.#cancel(order, `blocked by ${gate.control}: ${gate.reason}`);
-          await this.#claims.drop(clientOrderId);
+          await this.#claims.retain(clientOrderId);
           return this.#finish(intent, order);
         case 'state-lost':
           // nothing decided, nothing taken: the order waits for the restore (a lost claim comes back)
@@ -377,7 +391,7 @@ class OrderProcessor {
         case 'held':
           if (gate.claim.kind === 'blocked') {
             order = await this.#cancel(order, `blocked by an earlier run (${gate.claim.by}); never sent`);
-            await this.#claims.drop(clientOrderId);
+            await this.#claims.retain(clientOrderId);
             return this.#finish(intent, order);
           }
           // another run (or the restore after a Redis data loss) claimed it and may have sent it:
@@ -426,7 +440,7 @@ class OrderProcessor {
       // recorded already (a run that found this claim held did it for us)
       (await ledger.getOrder(clientOrderId));
     if (!order) throw new Error(`order ${clientOrderId} vanished from the ledger while being sent`);
-    await this.#claims.drop(clientOrderId);
+    await this.#claims.retain(clientOrderId);
     return order;
   }
 
@@ -441,7 +455,7 @@ class OrderProcessor {
       (await ledger.recordSend(clientOrderId, { actor: this.#id, atMs: claim.atMs, note })) ??
       (await ledger.getOrder(clientOrderId));
     if (!order) throw new Error(`order ${clientOrderId} vanished from the ledger`);
-    await this.#claims.drop(clientOrderId);
+    await this.#claims.retain(clientOrderId);
     return order;
   }
 

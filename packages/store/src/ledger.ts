@@ -363,7 +363,7 @@ export class Ledger {
         select v.client_order_id, v.id, v.underlying, v.venue, v.instrument, v.side, v.order_type, v.size_base,
           v.limit_price_usd, v.reduce_only, v.status, '0', v.error, 0, $1::bigint, $1::bigint
         from v join ins on ins.id = v.id
-        returning *),
+        returning client_order_id, intent_id),
       ev as (
         insert into order_events (client_order_id, from_status, to_status, kind, at_ms, actor, note)
         select v.client_order_id, s.from_status, s.to_status, 'transition', $1::bigint, $2::text, s.note
@@ -371,21 +371,45 @@ export class Ledger {
         cross join lateral (values (1, null::text, 'planned'::text, left(v.reason, 500)),
                                    (2, 'planned'::text, v.status, v.error)) s (n, from_status, to_status, note)
         order by v.ord, s.n)
-      select (select count(*) from fence)::int as fence_ok, ${commit} as sc, o.*
+      select (select count(*) from fence)::int as fence_ok, ${commit} as sc, o.client_order_id, o.intent_id
       from (select 1) one left join o on true`;
     const name = `xh_record_plan_${legs.length}_${f ? 'f' : 'n'}_${opts.durable === false ? 'a' : 'd'}`;
-    const res = await this.#query<OrderRow & { fence_ok: number; sc: string }>(name, text, params);
+    const res = await this.#query<{
+      fence_ok: number;
+      sc: string;
+      client_order_id: string | null;
+      intent_id: string | null;
+    }>(name, text, params);
     const rows = res.rows;
     if (f && Number(rows[0]?.fence_ok ?? 0) === 0) {
       throw new FencedOutError(f.leaseName, f.token, await this.fencingToken(f.leaseName));
     }
-    const created = new Map<string, LedgerOrder>();
-    for (const r of rows) if (r.client_order_id) created.set(r.intent_id, toOrder(r));
+    // the rows written are what was given: built here, not read back
+    const created = new Set<string>();
+    for (const r of rows) if (r.client_order_id && r.intent_id) created.add(r.intent_id);
     const out: RecordedLeg[] = [];
-    for (const t of intents) {
-      const o = created.get(t.id);
-      if (o) {
-        out.push({ intentId: t.id, created: true, order: o });
+    for (const [i, t] of intents.entries()) {
+      const leg = legs[i] as PlannedLeg;
+      if (created.has(t.id)) {
+        const order: LedgerOrder = {
+          clientOrderId: leg.clientOrderId,
+          intentId: t.id,
+          venue: t.venue,
+          instrument: t.instrument,
+          side: t.side,
+          orderType: t.orderType,
+          sizeBase: t.sizeBase,
+          reduceOnly: t.reduceOnly,
+          status: leg.status,
+          filledSizeBase: '0',
+          createdAtMs: now,
+          updatedAtMs: now,
+          underlying: t.underlying,
+          sendAttempts: 0,
+          ...(t.limitPriceUsd !== undefined ? { limitPriceUsd: t.limitPriceUsd } : {}),
+          ...(leg.error !== undefined ? { error: leg.error } : {}),
+        };
+        out.push({ intentId: t.id, created: true, order });
         continue;
       }
       // recorded before: same content or a conflict, never silently different
