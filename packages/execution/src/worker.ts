@@ -339,10 +339,9 @@ class OrderProcessor {
     let order: LedgerOrder | undefined;
     if (intent.dependsOn.length === 0 && data.notSentAttempt === undefined) {
       const t0 = performance.now();
-      [gate, order] = await Promise.all([
-        this.#sendGate(job, intent, clientOrderId, signal),
-        ledger.getOrder(clientOrderId),
-      ]);
+      // the read goes out first: the gate's market-data work runs while it is in flight
+      const reading = ledger.getOrder(clientOrderId);
+      [gate, order] = await Promise.all([this.#sendGate(job, intent, clientOrderId, signal), reading]);
       const stepMs = performance.now() - t0;
       if (
         gate.kind === 'send' &&
