@@ -3,7 +3,13 @@ import { type Clock, type HedgeIntent, systemClock } from '@xhedge/core';
 import type { Redis } from 'ioredis';
 import { type BreakerBoard, breakersFor, type Trial } from './breakers.ts';
 import { REDIS_EPOCH_FN } from './control-state.ts';
-import { type ControlContext, type ControlName, type PreTradeControls, WINDOW_FN } from './controls.ts';
+import {
+  type ControlContext,
+  type ControlName,
+  type ControlResult,
+  type PreTradeControls,
+  WINDOW_FN,
+} from './controls.ts';
 import { keysFor } from './keys.ts';
 import { type KillScope, KillSwitch } from './kill-switch.ts';
 import { evalScript } from './script.ts';
@@ -81,6 +87,27 @@ if ARGV[24] == '1' then
   r[6] = at and (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - at) or -1
 end
 return r`;
+
+// The kill switch and the breakers again, read-only, for an order whose gate passed a moment ago (see
+// `OrderGate.recheck`). KEYS: [1] kill hash, then nb breaker hashes. ARGV: [1] now, [2] nb,
+// [3] reduceOnly, [4..6] kill scopes, then per breaker '1' when the order holds its half-open trial.
+const RECHECK = `
+local now, nb = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 4, 6 do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v then
+    local ok, e = pcall(cjson.decode, v)
+    if not (ok and e.allowRiskReducing == true and ARGV[3] == '1') then return {'kill-switch', ARGV[i], v} end
+  end
+end
+for j = 1, nb do
+  local h = redis.call('HMGET', KEYS[1 + j], 'state', 'reason')
+  local st = h[1] or 'closed'
+  if st == 'open' or (st == 'half-open' and ARGV[6 + j] ~= '1') then
+    return {'breaker', tostring(j), st .. '|' .. (h[2] or '')}
+  end
+end
+return {'ok', '', ''}`;
 
 export type GateResult =
   | { ok: true /** Half-open trials held; report each to the breaker board. */; trials: Trial[] }
@@ -218,18 +245,8 @@ export class OrderGate {
     if (verdict === 'state-lost') return { kind: 'state-lost', reason: STATE_LOST };
     if (verdict === 'held')
       return { kind: 'held', claim: parseSendClaim(detail, o.claim?.clientOrderId ?? intent.id) };
-    if (verdict === 'kill-switch') {
-      const e = KillSwitch.engagementOf(detail as KillScope, extra);
-      return { kind: 'blocked', control: 'kill-switch', reason: `${e.scope}: ${e.reason}` };
-    }
-    if (verdict === 'breaker') {
-      const [state, ...why] = extra.split('|');
-      return {
-        kind: 'blocked',
-        control: 'breaker',
-        reason: `${names[Number(detail) - 1]} ${state}: ${why.join('|') || state}`,
-      };
-    }
+    const stop = switchOrBreaker(verdict, detail, extra, names);
+    if (stop) return { kind: 'blocked', ...stop };
     if (!pure.ok) {
       for (const j of trials ?? []) {
         const name = names[j - 1];
@@ -250,7 +267,51 @@ export class OrderGate {
     };
   }
 
+  /**
+   * The kill switch and the breakers again, for an order whose gate passed a moment ago and is about
+   * to be sent (its send waited for something else meanwhile): one read-only script. An engagement or
+   * a breaker opened since says no; the half-open breakers whose trial the order holds stay passable.
+   */
+  async recheck(intent: HedgeIntent, trials: readonly Trial[]): Promise<ControlResult> {
+    const names = breakersFor(intent);
+    const held = new Set(trials.map((t) => t.breaker));
+    const [verdict, detail, extra] = (await evalScript(
+      this.#redis,
+      RECHECK,
+      [this.#kill.stateKey, ...this.#breakers.gateKeys(names).state],
+      [
+        Math.floor(this.#clock.nowMs()),
+        names.length,
+        intent.reduceOnly ? '1' : '0',
+        'global',
+        `venue:${intent.venue}`,
+        `underlying:${intent.underlying}`,
+        ...names.map((n) => (held.has(n) ? '1' : '0')),
+      ],
+    )) as [string, string, string];
+    const stop = switchOrBreaker(verdict, detail, extra, names);
+    return stop ? { ok: false, ...stop } : { ok: true };
+  }
+
   #sendClaimKey(clientOrderId: string): string {
     return keysFor(this.#controls.prefix).sendClaim(clientOrderId);
   }
+}
+
+/** The kill-switch or breaker verdict of a gate script as a control and its reason (else undefined). */
+function switchOrBreaker(
+  verdict: string,
+  detail: string,
+  extra: string,
+  names: readonly string[],
+): { control: ControlName; reason: string } | undefined {
+  if (verdict === 'kill-switch') {
+    const e = KillSwitch.engagementOf(detail as KillScope, extra);
+    return { control: 'kill-switch', reason: `${e.scope}: ${e.reason}` };
+  }
+  if (verdict === 'breaker') {
+    const [state, ...why] = extra.split('|');
+    return { control: 'breaker', reason: `${names[Number(detail) - 1]} ${state}: ${why.join('|') || state}` };
+  }
+  return undefined;
 }

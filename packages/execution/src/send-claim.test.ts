@@ -83,6 +83,31 @@ describe('send claims', () => {
     expect(await claims.read(coid)).toBeUndefined();
   });
 
+  it('a breaker opened or a kill switch engaged after the gate passed fails the re-check before the send', async () => {
+    const l = leg();
+    const g = gate();
+    const r = await g.checkToSend(l, {}, { clientOrderId: clientOrderIdFor(l.id), by: 'w1' });
+    expect(r.kind).toBe('send');
+    expect(await g.recheck(l, [])).toEqual({ ok: true });
+    await env.breakers.trip('venue:pv', 'recheck drill', { actor: 'operator:ana' }, 60_000);
+    try {
+      expect(await g.recheck(l, [])).toMatchObject({
+        ok: false,
+        control: 'breaker',
+        reason: /recheck drill/,
+      });
+    } finally {
+      await env.breakers.reset('venue:pv', 'operator:ana', 'drill over');
+    }
+    await env.killSwitch.engage('underlying:ETH', { actor: 'risk-owner:ana', reason: 'recheck drill' });
+    try {
+      expect(await g.recheck(l, [])).toMatchObject({ ok: false, control: 'kill-switch' });
+    } finally {
+      await env.killSwitch.release('underlying:ETH', { actor: 'risk-owner:ana', reason: 'drill over' });
+    }
+    expect(await g.recheck(l, [])).toEqual({ ok: true });
+  });
+
   it('a gate that says no claims the order as blocked, so no later run sends it', async () => {
     const l = leg();
     const coid = clientOrderIdFor(l.id);

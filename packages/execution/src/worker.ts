@@ -109,6 +109,9 @@ export interface WorkerPool {
   close(force?: boolean): Promise<void>;
 }
 
+/** A send whose gate passed longer ago than this (waiting for the ledger read) checks the breakers again. */
+const RECHECK_AFTER_MS = 1;
+
 const WORKING: readonly OrderStatus[] = ['sent', 'acknowledged', 'partially-filled', 'outcome-unknown'];
 
 class Blocked extends UnrecoverableError {}
@@ -341,13 +344,34 @@ class OrderProcessor {
       const t0 = performance.now();
       // the read goes out first: the gate's market-data work runs while it is in flight
       const reading = ledger.getOrder(clientOrderId);
-      [gate, order] = await Promise.all([this.#sendGate(job, intent, clientOrderId, signal), reading]);
+      let gatedAt = 0;
+      [gate, order] = await Promise.all([
+        this.#sendGate(job, intent, clientOrderId, signal).then((g) => {
+          gatedAt = performance.now();
+          return g;
+        }),
+        reading,
+      ]);
       const stepMs = performance.now() - t0;
       if (
         gate.kind === 'send' &&
         !(stepMs < FAST_READ_BOUND_MS && gate.sinceRestoreMs > FAST_READ_BOUND_MS + 1000)
       )
         order = await ledger.getOrder(clientOrderId);
+      // the send waited for the ledger after the gate passed: a breaker that opened or a kill switch
+      // engaged in the meantime still stops it
+      if (
+        gate.kind === 'send' &&
+        order?.status === 'queued' &&
+        performance.now() - gatedAt > RECHECK_AFTER_MS
+      ) {
+        const again = await this.#gate.recheck(intent, gate.trials);
+        if (!again.ok) {
+          await this.#claims.markBlocked(clientOrderId, this.#id);
+          for (const tr of gate.trials) await this.#o.breakers.abandonTrial(tr);
+          gate = { kind: 'blocked', control: again.control, reason: again.reason };
+        }
+      }
     } else order = await ledger.getOrder(clientOrderId);
     if (gate && (gate.kind === 'send' || gate.kind === 'blocked') && order?.status !== 'queued') {
       // the claim just taken is for an order the ledger has past `queued` (or not at all): nothing
@@ -595,18 +619,20 @@ class OrderProcessor {
         if (provenNotSent) {
           this.#o.metrics?.reconciliations.inc({ result: 'not-at-venue' });
           if (order.status === 'sent') {
-            const gate = await this.#preSend(job, intent, signal);
-            if (!gate.ok) {
-              order = await this.#cancel(order, `blocked by ${gate.control}: ${gate.reason}`);
-              return this.#finish(intent, order);
-            }
+            // the right to re-send first (of racing runs, one wins), then the gates, then at once the
+            // send: nothing waits between the gates and the venue
             const claimed = await this.#o.ledger.claimResend(clientOrderId, order.sendAttempts, {
               actor: this.#id,
               note: 'venue does not have the order after the send deadline',
             });
-            if (!claimed) {
-              for (const tr of gate.trials) await this.#o.breakers.abandonTrial(tr);
-              return this.#later(job, token, 1000);
+            if (!claimed) return this.#later(job, token, 1000);
+            const gate = await this.#preSend(job, intent, signal);
+            if (!gate.ok) {
+              order = await this.#cancel(
+                await this.#current(clientOrderId),
+                `blocked by ${gate.control}: ${gate.reason} (not re-sent; the venue never had it)`,
+              );
+              return this.#finish(intent, order);
             }
             order = await this.#send(job, data, venue, this.#current(clientOrderId), gate.trials);
             continue;
