@@ -451,35 +451,32 @@ class OrderProcessor {
   }
 
   /**
-   * The ledger's record of this run's send (`queued → sent`), written while the venue call is in
-   * flight; resolves with the order as the ledger has it once written, and drops the claim (the
-   * ledger is the record from then on). A failure surfaces after the venue call: the job is retried,
-   * and its next run finds the claim held and records the send then.
+   * The ledger's record of a send (`queued → sent`, at `atMs`): this run's, written while the venue
+   * call is in flight, or the one a held claim stands for (with `note`). Resolves with the order as
+   * the ledger has it once written (recorded already by another run: as it stands), and keeps the
+   * claim only `CLAIM_RETAIN_MS` more (the ledger is the record from then on). A failure of this
+   * run's record surfaces after the venue call: the job is retried, and its next run finds the claim
+   * held and records the send then.
    */
-  async #recordSend(clientOrderId: string, atMs: number): Promise<LedgerOrder> {
+  async #recordSend(clientOrderId: string, atMs: number, note?: string): Promise<LedgerOrder> {
     const { ledger } = this.#o;
     const order =
-      (await ledger.recordSend(clientOrderId, { actor: this.#id, atMs })) ??
-      // recorded already (a run that found this claim held did it for us)
+      (await ledger.recordSend(clientOrderId, { actor: this.#id, atMs, ...(note ? { note } : {}) })) ??
       (await ledger.getOrder(clientOrderId));
     if (!order) throw new Error(`order ${clientOrderId} vanished from the ledger while being sent`);
     await this.#claims.retain(clientOrderId);
     return order;
   }
 
-  /** Records the send a held claim stands for, as at its time, and drops the claim. */
-  async #recordHeld(clientOrderId: string, claim: SendClaim): Promise<LedgerOrder> {
-    const note =
+  /** Records the send a held claim stands for, as at its time. */
+  #recordHeld(clientOrderId: string, claim: SendClaim): Promise<LedgerOrder> {
+    return this.#recordSend(
+      clientOrderId,
+      claim.atMs,
       claim.kind === 'restored'
         ? `restored claim (${claim.by}): Redis lost its data while the order was queued; it may have been sent before`
-        : `claimed by ${claim.by}, which did not record the send`;
-    const { ledger } = this.#o;
-    const order =
-      (await ledger.recordSend(clientOrderId, { actor: this.#id, atMs: claim.atMs, note })) ??
-      (await ledger.getOrder(clientOrderId));
-    if (!order) throw new Error(`order ${clientOrderId} vanished from the ledger`);
-    await this.#claims.retain(clientOrderId);
-    return order;
+        : `claimed by ${claim.by}, which did not record the send`,
+    );
   }
 
   /** The market data and the dependency times of a job, for the controls. */

@@ -189,12 +189,17 @@ export function planNetDelta(
   return { underlying: plan.underlying, bookDeltaBase: risk.delta, planDeltaBase, spotUsd: risk.spotUsd };
 }
 
-/** The value of `key` in `map`, made and stored first if absent. */
-function entry<K, V>(map: Map<K, V>, key: K, make: () => V): V {
-  let v = map.get(key);
+/** The bucket at `outer` → `inner` of a two-level grouping, made and stored first if absent. */
+function bucket<K1, K2, V>(by: Map<K1, Map<K2, V>>, outer: K1, inner: K2, make: () => V): V {
+  let m = by.get(outer);
+  if (m === undefined) {
+    m = new Map();
+    by.set(outer, m);
+  }
+  let v = m.get(inner);
   if (v === undefined) {
     v = make();
-    map.set(key, v);
+    m.set(inner, v);
   }
   return v;
 }
@@ -209,14 +214,7 @@ export function venuePrices(marks: readonly Mark[]): Map<string, Record<string, 
   for (const mk of marks) {
     const meta = safeMeta(mk.instrument);
     if (!meta) continue;
-    const e = entry(
-      entry(by, meta.underlying, () => new Map()),
-      mk.venue,
-      () => ({
-        index: [] as number[],
-        marks: [] as number[],
-      }),
-    );
+    const e = bucket(by, meta.underlying, mk.venue, () => ({ index: [] as number[], marks: [] as number[] }));
     if (mk.indexPriceUsd !== undefined) e.index.push(mk.indexPriceUsd);
     if ((meta.kind === 'perp' || meta.kind === 'spot') && mk.markPriceUsd > 0) e.marks.push(mk.markPriceUsd);
   }
@@ -259,14 +257,10 @@ export function optionSkew(
     const m = Math.log(Number(meta.strike) / spot);
     const otm = meta.optionType === 'put' ? -m : m;
     if (!(otm >= SKEW_WING.minLogMoneyness && otm <= SKEW_WING.maxLogMoneyness)) continue;
-    const wings = entry(
-      entry(by, meta.base, () => new Map()),
-      meta.expiryMs,
-      () => ({
-        puts: [] as number[],
-        calls: [] as number[],
-      }),
-    );
+    const wings = bucket(by, meta.base, meta.expiryMs, () => ({
+      puts: [] as number[],
+      calls: [] as number[],
+    }));
     (meta.optionType === 'put' ? wings.puts : wings.calls).push(mk.ivDecimal);
   }
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
