@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { AcceleratedClock, ManualClock } from './clock.ts';
 import { assertFinite, NumericError, ValidationError, XhedgeError } from './errors.ts';
 import { deterministicId } from './id-gen.ts';
-import { ChainId, VenueId } from './ids.ts';
+import { ChainId, EntityId, VenueId } from './ids.ts';
 import { canTransition, ORDER_TRANSITIONS, OrderStatus, TERMINAL_ORDER_STATUSES } from './model.ts';
 import { redact } from './secrets.ts';
 import { MS_PER_YEAR, median, roundToStep, toDecimalString, yearFraction } from './units.ts';
@@ -69,6 +69,16 @@ describe('ids and chains', () => {
     expect(deterministicId('int', 'ab', 'c')).not.toBe(deterministicId('int', 'a', 'bc'));
     expect(a).toMatch(/^int_[0-9a-f]{24}$/);
     expect(a.includes(':')).toBe(false);
+    expect(EntityId.safeParse(a).success).toBe(true);
+  });
+  it('an id too short or with a colon is refused, the message saying what an id is', () => {
+    for (const bad of ['x', 'ab', 'int:1', '1abc']) {
+      const r = EntityId.safeParse(bad);
+      expect(r.success).toBe(false);
+      expect(r.error?.issues[0]?.message).toBe(
+        'expected an id of 3 to 128 letters, digits, _ and -, starting with a letter',
+      );
+    }
   });
 });
 

@@ -100,6 +100,6 @@ export const EntityId = z
   .string()
   .regex(
     /^[A-Za-z][A-Za-z0-9_-]{2,127}$/,
-    'expected an id of letters, digits, _ and -, starting with a letter',
+    'expected an id of 3 to 128 letters, digits, _ and -, starting with a letter',
   );
 export type EntityId = z.infer<typeof EntityId>;
