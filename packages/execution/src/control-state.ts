@@ -24,16 +24,10 @@ const EPOCH = `${REDIS_EPOCH_FN}
 local e = redis_epoch()
 return {e, redis.call('GET', KEYS[1]) == e and 1 or 0}`;
 
-// KEYS: [1] control-state key, [2] control-state-at key. ARGV: [1] the epoch the restore started on.
-// Marks the state restored for that epoch, unless the server changed under the restore (0). When the
-// mark is new on this server (a restore after a loss), [2] records the server time of it, ms: the
-// order gate reports how long ago that was (see the worker's fast path).
+// KEYS: [1] control-state key. ARGV: [1] the epoch the restore started on. Marks the state restored
+// for that epoch, unless the server changed under the restore (0).
 const MARK_RESTORED = `${REDIS_EPOCH_FN}
 if redis_epoch() ~= ARGV[1] then return 0 end
-if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('EXISTS', KEYS[2]) == 0 then
-  local t = redis.call('TIME')
-  redis.call('SET', KEYS[2], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-end
 redis.call('SET', KEYS[1], ARGV[1])
 return 1`;
 
@@ -105,7 +99,7 @@ export async function restoreControlState(
       details: { epoch, count: sendClaims.length, clientOrderIds: sendClaims.slice(0, 100) },
     });
   const k = keysFor(p.prefix);
-  const marked = await evalScript(p.redis, MARK_RESTORED, [k.controlState, k.controlStateAt], [epoch]);
+  const marked = await evalScript(p.redis, MARK_RESTORED, [k.controlState], [epoch]);
   if (Number(marked) !== 1)
     throw new Error(
       `the Redis server changed (run_id ${epoch} is gone) while the control state was being restored; the restore runs again`,

@@ -3,13 +3,7 @@ import { type Clock, type HedgeIntent, systemClock } from '@xhedge/core';
 import type { Redis } from 'ioredis';
 import { type BreakerBoard, breakersFor, type Trial } from './breakers.ts';
 import { REDIS_EPOCH_FN } from './control-state.ts';
-import {
-  type ControlContext,
-  type ControlName,
-  type ControlResult,
-  type PreTradeControls,
-  WINDOW_FN,
-} from './controls.ts';
+import { type ControlContext, type ControlName, type PreTradeControls, WINDOW_FN } from './controls.ts';
 import { keysFor } from './keys.ts';
 import { type KillScope, KillSwitch } from './kill-switch.ts';
 import { evalScript } from './script.ts';
@@ -21,13 +15,11 @@ import { parseSendClaim, SEND_CLAIM_TTL_MS, type SendClaim } from './send-claim.
 // script takes the order's send claim (see `SendClaim`): a claim already there wins over everything
 // (verdict 'held'), else the claim records this run's decision, to send or to cancel.
 // KEYS: [1] kill hash, [2..7] window keys, then nb breaker hashes, then nb trial keys, then the
-//       control-state key, then (claiming) the send-claim key and the control-state-at key.
+//       control-state key, then (claiming) the send-claim key.
 // ARGV: [1] now, [2] nb, [3] takeTrial, [4] trial token, [5] trial ttl ms, [6] reduceOnly,
 //       [7..9] kill scopes, [10..22] window args, [23] control state required, [24] claim ('1'/'0'),
 //       [25] the per-order checks passed ('1'/'0'), [26] claimant, [27] claim ttl ms.
-// Returns {verdict, detail, extra, moved[, trials[, sinceRestore]]}; moved/trials are 1-based breaker
-// indexes; sinceRestore (claiming): server ms since the control state was last restored after a loss
-// (-1: not known).
+// Returns {verdict, detail, extra, moved[, trials]}; moved/trials are 1-based breaker indexes.
 // Verdict 'state-lost': no control state restored on this Redis server (see control-state.ts);
 // 'held': the claim was taken before (detail: its value).
 const GATE = `${WINDOW_FN}${REDIS_EPOCH_FN}
@@ -81,33 +73,8 @@ local r = gate()
 if ARGV[24] == '1' then
   local kind = (r[1] == 'ok' and ARGV[25] == '1') and 'send' or 'blocked'
   redis.call('SET', claimKey, kind .. '|' .. ARGV[1] .. '|' .. ARGV[26], 'PX', ARGV[27])
-  local at = tonumber(redis.call('GET', KEYS[10 + 2 * nb]) or '')
-  local t = redis.call('TIME')
-  r[5] = r[5] or {}
-  r[6] = at and (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - at) or -1
 end
 return r`;
-
-// The kill switch and the breakers again, read-only, for an order whose gate passed a moment ago (see
-// `OrderGate.recheck`). KEYS: [1] kill hash, then nb breaker hashes. ARGV: [1] now, [2] nb,
-// [3] reduceOnly, [4..6] kill scopes, then per breaker '1' when the order holds its half-open trial.
-const RECHECK = `
-local now, nb = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 4, 6 do
-  local v = redis.call('HGET', KEYS[1], ARGV[i])
-  if v then
-    local ok, e = pcall(cjson.decode, v)
-    if not (ok and e.allowRiskReducing == true and ARGV[3] == '1') then return {'kill-switch', ARGV[i], v} end
-  end
-end
-for j = 1, nb do
-  local h = redis.call('HMGET', KEYS[1 + j], 'state', 'reason')
-  local st = h[1] or 'closed'
-  if st == 'open' or (st == 'half-open' and ARGV[6 + j] ~= '1') then
-    return {'breaker', tostring(j), st .. '|' .. (h[2] or '')}
-  end
-end
-return {'ok', '', ''}`;
 
 export type GateResult =
   | { ok: true /** Half-open trials held; report each to the breaker board. */; trials: Trial[] }
@@ -115,12 +82,8 @@ export type GateResult =
 
 /** The gate right before a send, with the order's send claim (`OrderGate.checkToSend`). */
 export type SendGateResult =
-  /**
-   * Every gate passed and this run holds the send claim, taken at `atMs`: send now (if the ledger has
-   * the order `queued`). `sinceRestoreMs`: Redis server ms since the control state was restored after
-   * a data loss, when the claim was taken (-1: not known).
-   */
-  | { kind: 'send'; atMs: number; trials: Trial[]; sinceRestoreMs: number }
+  /** Every gate passed and this run holds the send claim, taken at `atMs`: send now. */
+  | { kind: 'send'; atMs: number; trials: Trial[] }
   /** A gate said no; this run holds the claim (as `blocked`) and cancels the order. */
   | { kind: 'blocked'; control: ControlName; reason: string }
   /** The claim was taken before (another run, or a restore): reconcile, never send. */
@@ -145,7 +108,6 @@ export class OrderGate {
   readonly #redis: Redis;
   readonly #clock: Clock;
   readonly #stateKey: string;
-  readonly #stateAtKey: string;
   readonly #requireState: boolean;
 
   constructor(o: {
@@ -168,7 +130,6 @@ export class OrderGate {
     this.#redis = o.controls.redis;
     this.#clock = o.clock ?? systemClock;
     this.#stateKey = keysFor(o.controls.prefix).controlState;
-    this.#stateAtKey = keysFor(o.controls.prefix).controlStateAt;
     this.#requireState = o.requireControlState ?? o.killSwitch.durable;
   }
 
@@ -216,28 +177,23 @@ export class OrderGate {
       ...bk.trial,
       this.#stateKey,
     ];
-    if (o.claim) keys.push(this.#sendClaimKey(o.claim.clientOrderId), this.#stateAtKey);
-    const [verdict, detail, extra, moved, trials, sinceRestoreMs] = (await evalScript(
-      this.#redis,
-      GATE,
-      keys,
-      [
-        nowMs,
-        names.length,
-        o.takeTrial ? '1' : '0',
-        token,
-        this.#breakers.trialTtlMs,
-        intent.reduceOnly ? '1' : '0',
-        ...scopes,
-        // a failed per-order check still runs the kill/breaker gates but reserves nothing
-        ...this.#controls.windowArgs(intent, ctx, o.reserve && pure.ok),
-        this.#requireState || o.claim ? '1' : '0',
-        o.claim ? '1' : '0',
-        pure.ok ? '1' : '0',
-        o.claim?.by ?? '',
-        SEND_CLAIM_TTL_MS,
-      ],
-    )) as [string, string, string, number[], number[] | undefined, number | undefined];
+    if (o.claim) keys.push(this.#sendClaimKey(o.claim.clientOrderId));
+    const [verdict, detail, extra, moved, trials] = (await evalScript(this.#redis, GATE, keys, [
+      nowMs,
+      names.length,
+      o.takeTrial ? '1' : '0',
+      token,
+      this.#breakers.trialTtlMs,
+      intent.reduceOnly ? '1' : '0',
+      ...scopes,
+      // a failed per-order check still runs the kill/breaker gates but reserves nothing
+      ...this.#controls.windowArgs(intent, ctx, o.reserve && pure.ok),
+      this.#requireState || o.claim ? '1' : '0',
+      o.claim ? '1' : '0',
+      pure.ok ? '1' : '0',
+      o.claim?.by ?? '',
+      SEND_CLAIM_TTL_MS,
+    ])) as [string, string, string, number[], number[] | undefined];
     for (const j of moved) {
       const name = names[j - 1];
       if (name) await this.#breakers.recordTransition(name, 'open', 'half-open', 'cooldown elapsed');
@@ -259,38 +215,11 @@ export class OrderGate {
     return {
       kind: 'send',
       atMs: nowMs,
-      sinceRestoreMs: sinceRestoreMs ?? -1,
       trials: (trials ?? []).flatMap((j) => {
         const name = names[j - 1];
         return name ? [{ breaker: name, token }] : [];
       }),
     };
-  }
-
-  /**
-   * The kill switch and the breakers again, for an order whose gate passed a moment ago and is about
-   * to be sent (its send waited for something else meanwhile): one read-only script. An engagement or
-   * a breaker opened since says no; the half-open breakers whose trial the order holds stay passable.
-   */
-  async recheck(intent: HedgeIntent, trials: readonly Trial[]): Promise<ControlResult> {
-    const names = breakersFor(intent);
-    const held = new Set(trials.map((t) => t.breaker));
-    const [verdict, detail, extra] = (await evalScript(
-      this.#redis,
-      RECHECK,
-      [this.#kill.stateKey, ...this.#breakers.gateKeys(names).state],
-      [
-        Math.floor(this.#clock.nowMs()),
-        names.length,
-        intent.reduceOnly ? '1' : '0',
-        'global',
-        `venue:${intent.venue}`,
-        `underlying:${intent.underlying}`,
-        ...names.map((n) => (held.has(n) ? '1' : '0')),
-      ],
-    )) as [string, string, string];
-    const stop = switchOrBreaker(verdict, detail, extra, names);
-    return stop ? { ok: false, ...stop } : { ok: true };
   }
 
   #sendClaimKey(clientOrderId: string): string {

@@ -14,7 +14,6 @@ export function keysFor(prefix: string) {
     skews: (underlying: string) => `${prefix}:skews:${underlying}`,
     bookMark: `${prefix}:book-mark`,
     controlState: `${prefix}:control-state`,
-    controlStateAt: `${prefix}:control-state-at`,
     kill: `${prefix}:kill`,
     killChannel: `${prefix}:kill-events`,
     killCancelLock: (eventId: string, venue: string) => `${prefix}:kill-cancel:${eventId}:${venue}`,

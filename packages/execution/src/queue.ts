@@ -13,6 +13,12 @@ export const OrderJobData = z.object({
   clientOrderId: z.string().min(1).max(64),
   /** Send attempt number that the venue answered `not-sent` for (re-send needs no deadline wait). */
   notSentAttempt: z.number().int().optional(),
+  /**
+   * When the producer queued the job, right after the ledger recorded the order `queued` (its clock,
+   * ms). A run within `FAST_SEND_WINDOW_MS` of it may send on its send claim alone; without it (a job
+   * added by the reconciler, a flow behind a transfer) every run reads the ledger first.
+   */
+  queuedAtMs: z.number().int().nonnegative().optional(),
 });
 export type OrderJobData = z.infer<typeof OrderJobData>;
 

@@ -16,11 +16,12 @@ import { evalScript } from './script.ts';
  *   `restoreSendClaims`), and the venue is asked before anything else is done.
  *
  * The ledger learns of the send in parallel with the venue call (`Ledger.recordSend`, `queued →
- * sent`, durable); once it has, the ledger is the record and the claim is let go after
- * `CLAIM_RETAIN_MS`. Until then the
- * claim is what stops a second send, so a Redis that lost the claim must not let a second run send:
- * the gate refuses every order on a Redis server whose control state was not restored (the epoch
- * check), and the restore claims every order the ledger has `queued`.
+ * sent`, durable); once it has, the claim is kept `CLAIM_RETAIN_MS` more and then let go. For an order
+ * queued less than `FAST_SEND_WINDOW_MS` ago the claim is the authority (a run sends on it without
+ * reading the ledger): no claim means no run sent it and nobody cancelled it. So a Redis that lost
+ * claims must not let a run send: the gate refuses every order on a Redis server whose control state
+ * was not restored (the epoch check), and the restore claims every order the ledger has `queued`, and
+ * every order of the last `CLAIM_RETAIN_MS`, whatever its state.
  */
 export interface SendClaim {
   kind: 'send' | 'blocked' | 'restored';
@@ -35,14 +36,16 @@ export const SEND_CLAIM_TTL_MS = 7 * 24 * 3600 * 1000;
 
 /**
  * How long a claim stays once the ledger has recorded what it stood for (the order is past `queued`
- * there). A run may read the ledger at the same time as it takes the claim (not after) only when the
- * two took less than `FAST_READ_BOUND_MS`; this is far longer, so a claim that run could miss was
- * recorded in the ledger long before its read.
+ * there), and how far back the restore after a data loss claims orders. Far longer than
+ * `FAST_SEND_WINDOW_MS`, with room for the clocks of the hosts to disagree.
  */
-export const CLAIM_RETAIN_MS = 10 * 60 * 1000;
+export const CLAIM_RETAIN_MS = 24 * 3600 * 1000;
 
-/** See `CLAIM_RETAIN_MS` and the worker's fast path. */
-export const FAST_READ_BOUND_MS = 2000;
+/**
+ * A run may send an order on its claim alone (no ledger read first) within this long of the order's
+ * queueing (the worker's fast path); later runs read the ledger first.
+ */
+export const FAST_SEND_WINDOW_MS = 3600 * 1000;
 
 /** The claim as stored (`kind|atMs|by`), as the gate script writes it. */
 export function formatSendClaim(c: SendClaim): string {
@@ -101,8 +104,7 @@ export class SendClaims {
 
   /**
    * Keeps a claim the ledger has taken over (the order is past `queued` there, durably) for
-   * `CLAIM_RETAIN_MS` more, then lets it go: long past any run's read of the ledger that could still
-   * have seen the order `queued` (see the worker's fast path).
+   * `CLAIM_RETAIN_MS` more, then lets it go.
    */
   async retain(clientOrderId: string): Promise<void> {
     await this.#redis.pexpire(this.#key(clientOrderId), CLAIM_RETAIN_MS);
@@ -137,14 +139,15 @@ export class SendClaims {
   }
 
   /**
-   * After Redis lost its data: claims every order the ledger has `queued` (`restored`, at `nowMs`),
-   * leaving a claim that survived as it is. Any of those orders may have been claimed and sent before
-   * the loss, with the ledger not yet told; its next run now asks the venue first and re-sends only
-   * when the venue proves it never got it (not found after the send deadline, counted from now).
-   * Returns the client order ids claimed.
+   * After Redis lost its data: claims every order the ledger has `queued`, and every order it recorded
+   * in the last `CLAIM_RETAIN_MS` whatever its state (`restored`, at `nowMs`), leaving a claim that
+   * survived as it is. A queued one may have been claimed and sent before the loss, with the ledger
+   * not yet told; its next run now asks the venue first and re-sends only when the venue proves it
+   * never got it (not found after the send deadline, counted from now). The others had claims that may
+   * be gone; a run of theirs now reads the ledger, which decides. Returns the client order ids claimed.
    */
   async restore(ledger: Ledger, o: { actor: string; nowMs: number }): Promise<string[]> {
-    const ids = await ledger.clientOrderIdsWithStatus('queued');
+    const ids = await ledger.clientOrderIdsToClaim({ createdSinceMs: o.nowMs - CLAIM_RETAIN_MS });
     const value = formatSendClaim({ kind: 'restored', atMs: Math.floor(o.nowMs), by: o.actor });
     const claimed: string[] = [];
     for (let i = 0; i < ids.length; i += 500) {

@@ -232,13 +232,16 @@ export class ExecutionService {
       results.push({ intentId: leg.id, clientOrderId, outcome: 'queued' });
       toQueue.push(leg);
     }
-    // 3. jobs: roots are legs no other queued leg depends on
+    // 3. jobs: roots are legs no other queued leg depends on; every one is `queued` in the ledger now
     const queued = new Set(toQueue.map((l) => l.id));
+    const now = Math.floor(this.#clock.nowMs());
     await Promise.all(
       toQueue
         .filter((l) => !(dependedOn.has(l.id) && queued.has(dependedOn.get(l.id) as string)))
         .map((root) =>
-          root.dependsOn.length === 0 ? this.enqueue(root) : this.#flows.add(this.#flowOf(root, byId)),
+          root.dependsOn.length === 0
+            ? this.enqueue(root, { queuedAtMs: now })
+            : this.#flows.add(this.#flowOf(root, byId, now)),
         ),
     );
     return results;
@@ -271,9 +274,16 @@ export class ExecutionService {
     return true;
   }
 
-  /** Adds one intent's job (idempotent: an existing job id is left as is). */
-  async enqueue(intent: HedgeIntent): Promise<void> {
-    const data: OrderJobData = { intent, clientOrderId: clientOrderIdFor(intent.id) };
+  /**
+   * Adds one intent's job (idempotent: an existing job id is left as is). `queuedAtMs` only when the
+   * ledger has just recorded the order `queued` (see `OrderJobData.queuedAtMs`).
+   */
+  async enqueue(intent: HedgeIntent, o: { queuedAtMs?: number } = {}): Promise<void> {
+    const data: OrderJobData = {
+      intent,
+      clientOrderId: clientOrderIdFor(intent.id),
+      ...(o.queuedAtMs !== undefined ? { queuedAtMs: o.queuedAtMs } : {}),
+    };
     await this.queue(intent.venue).add('order', data, {
       ...ORDER_JOB_OPTIONS,
       jobId: intent.id,
@@ -281,10 +291,10 @@ export class ExecutionService {
     });
   }
 
-  #flowOf(leg: HedgeIntent, byId: ReadonlyMap<string, HedgeIntent>): FlowJob {
-    const data: OrderJobData = { intent: leg, clientOrderId: clientOrderIdFor(leg.id) };
+  #flowOf(leg: HedgeIntent, byId: ReadonlyMap<string, HedgeIntent>, queuedAtMs: number): FlowJob {
+    const data: OrderJobData = { intent: leg, clientOrderId: clientOrderIdFor(leg.id), queuedAtMs };
     const children = leg.dependsOn.map((d) => {
-      const child = this.#flowOf(byId.get(d) as HedgeIntent, byId);
+      const child = this.#flowOf(byId.get(d) as HedgeIntent, byId, queuedAtMs);
       child.opts = { ...child.opts, failParentOnFailure: true };
       return child;
     });

@@ -26,7 +26,7 @@ import {
   orderWorkerOptions,
 } from './queue.ts';
 import type { ConnectionOptions } from './redis.ts';
-import { FAST_READ_BOUND_MS, type SendClaim, SendClaims } from './send-claim.ts';
+import { FAST_SEND_WINDOW_MS, type SendClaim, SendClaims } from './send-claim.ts';
 
 export interface StartWorkersOptions {
   /** BullMQ connection options (each worker owns its connections). */
@@ -109,8 +109,8 @@ export interface WorkerPool {
   close(force?: boolean): Promise<void>;
 }
 
-/** A send whose gate passed longer ago than this (waiting for the ledger read) checks the breakers again. */
-const RECHECK_AFTER_MS = 1;
+/** After a run failed other than at the venue (the ledger may be down), runs read the ledger first for this long, ms. */
+const DOUBT_MS = 30_000;
 
 const WORKING: readonly OrderStatus[] = ['sent', 'acknowledged', 'partially-filled', 'outcome-unknown'];
 
@@ -260,6 +260,9 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
 /**
  * The order processor. Every run starts from the send claim and the ledger state, never from the
  * job's history:
+ * - a first send of an order queued moments ago (`#mayFastSend`): the checks right before send and
+ *   the send claim in one Redis script, and the send at once; anything but "send" reads the ledger
+ *   and goes on as below;
  * - queued: the checks right before send (kill switch, breakers with a half-open trial, controls with
  *   fresh marks) and the order's send claim in one Redis script (of any number of runs, one takes
  *   it), then the send, with the ledger's `queued → sent` written while the venue call is in flight;
@@ -284,6 +287,8 @@ class OrderProcessor {
   readonly #venues: ReadonlyMap<string, VenueAdapter>;
   readonly #use: VenueUse;
   readonly #claims: SendClaims;
+  /** Until then (run clock, ms) every run reads the ledger before its gates: a run failed of late. */
+  #doubtUntilMs = 0;
 
   constructor(o: StartWorkersOptions, id: string, venues: ReadonlyMap<string, VenueAdapter>, use: VenueUse) {
     this.#o = o;
@@ -315,6 +320,11 @@ class OrderProcessor {
     this.#active.set(clientOrderId, intent);
     try {
       return await this.#run(job, data, token, signal);
+    } catch (err) {
+      // the venue's refusals and errors, and the ends the run chose, say nothing about the ledger
+      if (!(err instanceof UnrecoverableError || err instanceof DelayedError || isVenueError(err)))
+        this.#doubtUntilMs = this.#clock.nowMs() + DOUBT_MS;
+      throw err;
     } finally {
       this.#active.delete(clientOrderId);
       this.#use.leave(intent.venue);
@@ -331,52 +341,30 @@ class OrderProcessor {
     const { ledger } = this.#o;
     const venue = this.#venues.get(intent.venue);
     if (!venue) throw new Error(`no adapter for venue ${intent.venue} in ${this.#id}`);
-    // Fast path, an order without dependencies and no `not-sent` answer to resolve: the gates with
-    // the send claim (one Redis call) and the ledger's state, read at once. A send needs the ledger
-    // to have the order `queued` and no earlier claim. A claim let go before ours was taken had
-    // been recorded in the ledger `CLAIM_RETAIN_MS` before, so a read made within
-    // `FAST_READ_BOUND_MS` of our claim sees the order past `queued`; Redis losing the claim in
-    // between is excluded by the restore's age. When either bound is not met, the ledger is read
-    // again, after the claim, before anything is sent.
+    // Fast path, a first send of an order the producer queued moments ago (see `#mayFastSend`): the
+    // gates with the send claim, one Redis call, and at once the send, with the ledger's record of it
+    // in flight alongside. For such an order the claim alone decides: a run that sent it holds it, and
+    // a cancel from outside took it as blocked first. Any other answer of the gate, and every other
+    // run, reads the ledger.
     let gate: SendGateResult | undefined;
-    let order: LedgerOrder | undefined;
-    if (intent.dependsOn.length === 0 && data.notSentAttempt === undefined) {
-      const t0 = performance.now();
-      // the read goes out first: the gate's market-data work runs while it is in flight
-      const reading = ledger.getOrder(clientOrderId);
-      let gatedAt = 0;
-      [gate, order] = await Promise.all([
-        this.#sendGate(job, intent, clientOrderId, signal).then((g) => {
-          gatedAt = performance.now();
-          return g;
-        }),
-        reading,
-      ]);
-      const stepMs = performance.now() - t0;
-      if (
-        gate.kind === 'send' &&
-        !(stepMs < FAST_READ_BOUND_MS && gate.sinceRestoreMs > FAST_READ_BOUND_MS + 1000)
-      )
-        order = await ledger.getOrder(clientOrderId);
-      // the send waited for the ledger after the gate passed: a breaker that opened or a kill switch
-      // engaged in the meantime still stops it
-      if (
-        gate.kind === 'send' &&
-        order?.status === 'queued' &&
-        performance.now() - gatedAt > RECHECK_AFTER_MS
-      ) {
-        const again = await this.#gate.recheck(intent, gate.trials);
-        if (!again.ok) {
-          await this.#claims.markBlocked(clientOrderId, this.#id);
-          for (const tr of gate.trials) await this.#o.breakers.abandonTrial(tr);
-          gate = { kind: 'blocked', control: again.control, reason: again.reason };
-        }
+    if (this.#mayFastSend(data)) {
+      gate = await this.#sendGate(job, intent, clientOrderId, signal);
+      if (gate.kind === 'send') {
+        const order = await this.#send(
+          job,
+          data,
+          venue,
+          this.#recordSend(clientOrderId, gate.atMs),
+          gate.trials,
+        );
+        if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
+        return this.#reconcile(job, data, venue, order, token, signal);
       }
-    } else order = await ledger.getOrder(clientOrderId);
-    if (gate && (gate.kind === 'send' || gate.kind === 'blocked') && order?.status !== 'queued') {
-      // the claim just taken is for an order the ledger has past `queued` (or not at all): nothing
-      // was sent on it; it is given back and the ledger's state decides
-      if (gate.kind === 'send') for (const tr of gate.trials) await this.#o.breakers.abandonTrial(tr);
+    }
+    let order = await ledger.getOrder(clientOrderId);
+    if (gate?.kind === 'blocked' && order?.status !== 'queued') {
+      // the claim just taken (as blocked) is for an order the ledger has past `queued` (or not at
+      // all): it is given back and the ledger's state decides
       await this.#claims.giveBack(clientOrderId, this.#id);
       gate = undefined;
     }
@@ -424,6 +412,22 @@ class OrderProcessor {
       }
     }
     return this.#reconcile(job, data, venue, order, token, signal);
+  }
+
+  /**
+   * Whether a run may send on its send claim alone, without reading the ledger first: a first send
+   * (no dependencies, no `not-sent` answer to resolve) of an order the producer queued right after
+   * the ledger recorded it `queued` (`queuedAtMs`), less than `FAST_SEND_WINDOW_MS` ago, while no run
+   * of this process failed of late (a ledger that is down is found before a send, not after). For such
+   * an order, no claim means it was neither sent nor cancelled: a send or a cancel claims it first,
+   * a recorded claim is kept `CLAIM_RETAIN_MS`, far longer than the window, and after Redis lost its
+   * data the restore claims every order of that span (`SendClaims.restore`) before any gate passes.
+   */
+  #mayFastSend(data: OrderJobData): boolean {
+    if (data.queuedAtMs === undefined) return false;
+    if (data.intent.dependsOn.length > 0 || data.notSentAttempt !== undefined) return false;
+    const now = this.#clock.nowMs();
+    return now >= this.#doubtUntilMs && Math.abs(now - data.queuedAtMs) < FAST_SEND_WINDOW_MS;
   }
 
   /**

@@ -310,8 +310,25 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     const events = await ledger.orderEvents('xh-311');
     expect(events.map((e) => e.toStatus)).toEqual(['planned', 'queued', 'sent']);
     expect(events[2]?.atMs).toBe(won[0]?.lastSendAtMs);
-    expect(await ledger.clientOrderIdsWithStatus('sent')).toContain('xh-311');
-    expect(await ledger.clientOrderIdsWithStatus('queued')).not.toContain('xh-311');
+  });
+
+  it('lists the orders a send-claim restore claims: every queued one, and every one recorded since a time', async () => {
+    const q = intent(321, { planId: 'plan_321' });
+    const s = intent(322, { planId: 'plan_322' });
+    await ledger.recordPlan(
+      [
+        { intent: q, clientOrderId: 'xh-321', status: 'queued' },
+        { intent: s, clientOrderId: 'xh-322', status: 'queued' },
+      ],
+      { actor: 'o' },
+    );
+    await ledger.recordSend('xh-322', { actor: 'w', atMs: Date.now() });
+    const since = (ms: number) => ledger.clientOrderIdsToClaim({ createdSinceMs: ms });
+    expect(await since(0)).toEqual(expect.arrayContaining(['xh-321', 'xh-322']));
+    // recorded before the time: only the one still queued
+    const later = await since(Number.MAX_SAFE_INTEGER);
+    expect(later).toContain('xh-321');
+    expect(later).not.toContain('xh-322');
   });
 
   it('keeps drop-copy baselines per venue and instrument, and finds the orders that explain a position', async () => {

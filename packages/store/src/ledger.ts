@@ -463,12 +463,15 @@ export class Ledger {
     return row ? toOrder(row) : undefined;
   }
 
-  /** The client order ids of every order in `status` (no limit: for recovery sweeps of live states). */
-  async clientOrderIdsWithStatus(status: OrderStatus): Promise<string[]> {
+  /**
+   * The client order ids of every order still `queued`, and of every order recorded since
+   * `createdSinceMs` whatever its state (no limit: for the send claims' restore after a Redis loss).
+   */
+  async clientOrderIdsToClaim(o: { createdSinceMs: number }): Promise<string[]> {
     const rows = await this.db
       .selectFrom('orders')
       .select('client_order_id')
-      .where('status', '=', status)
+      .where((eb) => eb.or([eb('status', '=', 'queued'), eb('created_at_ms', '>=', o.createdSinceMs)]))
       .orderBy('client_order_id')
       .execute();
     return rows.map((r) => r.client_order_id);
