@@ -54,6 +54,31 @@ function fieldPath(context: string | undefined, instancePath: string): string {
   return out || 'request';
 }
 
+/** zod's "expected string, received undefined" for a field left out says what it is: required. */
+function requiredOr(message: string): string {
+  const m = /^Invalid input: expected (\w+), received undefined$/.exec(message);
+  return m ? `required (${m[1]})` : message;
+}
+
+/**
+ * What a route wants when its body is missing: "required: a JSON object with reason". The keys come
+ * from the route's zod body schema (optional ones said so); a schema without keys gets the plain word.
+ */
+function missingBody(req: FastifyRequest): string {
+  const schema = req.routeOptions?.schema?.body as
+    | { shape?: Record<string, { safeParse?: (v: unknown) => { success: boolean } }> }
+    | undefined;
+  const shape = schema?.shape;
+  if (!shape || typeof shape !== 'object') return 'required: a JSON object';
+  const keys = Object.entries(shape);
+  const optional = (v: (typeof keys)[number][1]) => v.safeParse?.(undefined).success === true;
+  const need = keys.filter(([, v]) => !optional(v)).map(([k]) => k);
+  const may = keys.filter(([, v]) => optional(v)).map(([k]) => k);
+  const parts = [need.length ? need.join(', ') : '', may.length ? `optional ${may.join(', ')}` : ''];
+  const list = parts.filter(Boolean).join('; ');
+  return list ? `required: a JSON object with ${list}` : 'required: a JSON object';
+}
+
 /** Fastify's own client errors (bad JSON, wrong content type, body too large) mapped to stable codes. */
 function fastifyClientCode(err: FastifyError, status: number): ApiErrorCode {
   if (status === 413) return 'PAYLOAD_TOO_LARGE';
@@ -98,13 +123,23 @@ export function frameworkErrorHandler(err: FastifyError, _req: FastifyRequest, r
 export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (hasZodFastifySchemaValidationErrors(err) || (err.validation && err.validation.length > 0)) {
-      const issues = (err.validation as unknown as ZodIssueLike[]).map((i) => ({
-        field: fieldPath(err.validationContext, i.instancePath),
-        message: i.message,
-      }));
+      const issues = (err.validation as unknown as ZodIssueLike[]).map((i) => {
+        const field = fieldPath(err.validationContext, i.instancePath);
+        // no body at all: say what the route wants instead of "expected object, received null"
+        if (field === 'body' && /expected object, received (null|undefined)/.test(i.message))
+          return { field, message: missingBody(req) };
+        return { field, message: requiredOr(i.message) };
+      });
       const first = issues[0];
       const message = first ? `${first.field}: ${first.message}` : 'the request is invalid';
       return reply.code(400).send(body('VALIDATION', message, { issues }));
+    }
+    // an empty JSON body on a route that wants one: what it wants (else fastify's own words below)
+    if (err.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' && req.routeOptions?.schema?.body) {
+      const message = missingBody(req);
+      return reply
+        .code(400)
+        .send(body('VALIDATION', `body: ${message}`, { issues: [{ field: 'body', message }] }));
     }
     if (err instanceof ApiError) {
       return reply.code(err.statusCode).send(body(err.code, err.shortMessage, { ...err.details }));

@@ -108,6 +108,30 @@ describe('operator API', () => {
     expect(bad.json().error.code).toBe('BAD_REQUEST');
   });
 
+  it('a body left out, empty or missing a field says what the route wants, by name', async () => {
+    const trip = (headers: Record<string, string>, payload?: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/v1/breakers/venue:gmx-arb/trip',
+        headers: { ...auth('operator'), ...headers },
+        ...(payload !== undefined ? { payload } : {}),
+      });
+    for (const r of [await trip({}), await trip({ 'content-type': 'application/json' }, '')]) {
+      expect(r.statusCode).toBe(400);
+      expect(r.json().error).toMatchObject({
+        code: 'VALIDATION',
+        message: 'body: required: a JSON object with reason',
+        details: { issues: [{ field: 'body', message: 'required: a JSON object with reason' }] },
+      });
+    }
+    const empty = await trip({ 'content-type': 'application/json' }, '{}');
+    expect(empty.json().error.message).toBe('body.reason: required (string)');
+    // optional keys are named as such
+    const ack = await app.inject({ method: 'POST', url: '/v1/risk/mark', headers: auth('operator') });
+    expect(ack.statusCode).toBe(400);
+    expect(ack.json().error.message).toMatch(/^body: required: a JSON object with reason; optional \w+/);
+  });
+
   it('never returns credentials and refuses inline secrets', async () => {
     const add = await app.inject({
       method: 'POST',
