@@ -14,6 +14,8 @@ async function deliveredAtMs(job: Job): Promise<number | undefined> {
 describe('decision age of a leg that waited for its collateral (flow child)', () => {
   let env: Env;
   let useDelivery = true;
+  /** The jobs the worker asked for their dependency times. */
+  const asked: string[] = [];
   const childQueue = 'xfer-age-test';
   let transfers: Worker;
   let flows: FlowProducer;
@@ -21,7 +23,10 @@ describe('decision age of a leg that waited for its collateral (flow child)', ()
     env = await makeEnv({
       limits: { staleAfterMs: 30_000 },
       workers: {
-        dependencyReadyAtMs: (job) => (useDelivery ? deliveredAtMs(job) : Promise.resolve(undefined)),
+        dependencyReadyAtMs: (job) => {
+          asked.push(job.id as string);
+          return useDelivery ? deliveredAtMs(job) : Promise.resolve(undefined);
+        },
       },
     });
     // The "bridge" delivers at once and reports the delivery time.
@@ -69,5 +74,18 @@ describe('decision age of a leg that waited for its collateral (flow child)', ()
     expect(o.status).toBe('cancelled');
     expect(o.error).toMatch(/stale-data: decision is \d+ ms old > 30000 ms/);
     expect(env.placed).not.toContain(o.clientOrderId);
+  });
+
+  it('a plain submitted leg (no flow children) is not asked for its dependency time: one Redis read less', async () => {
+    const leg = env.intent(3);
+    await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    const o = await until(async () => {
+      const x = await env.ledger.getOrder(clientOrderIdFor(leg.id));
+      return x && x.status === 'filled' ? x : undefined;
+    });
+    expect(env.placed).toContain(o.clientOrderId);
+    expect(asked).not.toContain(leg.id);
+    // the flow parents above were asked
+    expect(asked.length).toBeGreaterThan(0);
   });
 });

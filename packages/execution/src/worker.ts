@@ -348,7 +348,7 @@ class OrderProcessor {
     // run, reads the ledger.
     let gate: SendGateResult | undefined;
     if (this.#mayFastSend(data)) {
-      gate = await this.#sendGate(job, intent, clientOrderId, signal);
+      gate = await this.#sendGate(job, intent, clientOrderId, signal, { fast: true });
       if (gate.kind === 'send') {
         const order = await this.#send(
           job,
@@ -385,7 +385,7 @@ class OrderProcessor {
     }
     if (order.status === 'planned') order = (await this.#tx(order, 'queued')).order;
     if (order.status === 'queued') {
-      gate ??= await this.#sendGate(job, intent, clientOrderId, signal, depsFilledAtMs);
+      gate ??= await this.#sendGate(job, intent, clientOrderId, signal, { depsFilledAtMs });
       switch (gate.kind) {
         case 'send':
           order = await this.#send(job, data, venue, this.#recordSend(clientOrderId, gate.atMs), gate.trials);
@@ -422,6 +422,7 @@ class OrderProcessor {
    * an order, no claim means it was neither sent nor cancelled: a send or a cancel claims it first,
    * a recorded claim is kept `CLAIM_RETAIN_MS`, far longer than the window, and after Redis lost its
    * data the restore claims every order of that span (`SendClaims.restore`) before any gate passes.
+   * Such a job has no flow children either (a flow node with children is a leg with dependencies).
    */
   #mayFastSend(data: OrderJobData): boolean {
     if (data.queuedAtMs === undefined) return false;
@@ -483,11 +484,19 @@ class OrderProcessor {
     );
   }
 
-  /** The market data and the dependency times of a job, for the controls. */
-  async #controlContext(job: Job, intent: HedgeIntent, depsFilledAtMs?: number): Promise<ControlContext> {
+  /**
+   * The market data and the dependency times of a job, for the controls. `noChildren`: the job is known
+   * to have no flow children (a fast send's), so `dependencyReadyAtMs` is not asked (a Redis read).
+   */
+  async #controlContext(
+    job: Job,
+    intent: HedgeIntent,
+    o: { depsFilledAtMs?: number | undefined; noChildren?: boolean } = {},
+  ): Promise<ControlContext> {
+    const { depsFilledAtMs } = o;
     const [market, childrenDoneAtMs] = await Promise.all([
       this.#o.marketData?.context(intent),
-      this.#o.dependencyReadyAtMs?.(job),
+      o.noChildren ? undefined : this.#o.dependencyReadyAtMs?.(job),
     ]);
     const ctx: ControlContext = { ...market };
     const readyAt = [depsFilledAtMs, childrenDoneAtMs].filter((t): t is number => t !== undefined);
@@ -495,13 +504,16 @@ class OrderProcessor {
     return ctx;
   }
 
-  /** Every gate right before a first send, with the send claim (see `OrderGate.checkToSend`). */
+  /**
+   * Every gate right before a first send, with the send claim (see `OrderGate.checkToSend`). `fast`: a
+   * fast send's job, which has no flow children (see `#mayFastSend`).
+   */
   async #sendGate(
     job: Job,
     intent: HedgeIntent,
     clientOrderId: string,
     signal?: AbortSignal,
-    depsFilledAtMs?: number,
+    o: { depsFilledAtMs?: number | undefined; fast?: boolean } = {},
   ): Promise<SendGateResult> {
     const aborted = (): SendGateResult => ({
       kind: 'blocked',
@@ -509,7 +521,10 @@ class OrderProcessor {
       reason: String(signal?.reason ?? 'job aborted'),
     });
     if (signal?.aborted) return aborted();
-    const ctx = await this.#controlContext(job, intent, depsFilledAtMs);
+    const ctx = await this.#controlContext(job, intent, {
+      depsFilledAtMs: o.depsFilledAtMs,
+      noChildren: o.fast === true,
+    });
     const r = await this.#gate.checkToSend(intent, ctx, { clientOrderId, by: this.#id });
     if (r.kind === 'send' && signal?.aborted) {
       // the claim says send; it must say blocked before the order is cancelled
