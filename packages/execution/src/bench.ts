@@ -18,8 +18,20 @@ import { type DatabaseHandle, openDatabase, postgresReachable, TEST_PG_URL } fro
 import { Queue, Worker } from 'bullmq';
 import { makeEnv, testRedis } from './test-env.ts';
 
-const N = Number(process.env.BENCH_N ?? 3000);
-const WARMUP = Number(process.env.BENCH_WARMUP ?? 50);
+/** A whole number of samples from the environment, or a clear stop (a NaN would print empty tables). */
+function count(name: string, fallback: number, min: number): number {
+  const raw = process.env[name];
+  const n = raw === undefined ? fallback : Number(raw);
+  if (!Number.isInteger(n) || n < min) {
+    console.error(
+      `bench: ${name} must be a whole number of samples, at least ${min}; got ${JSON.stringify(raw)}`,
+    );
+    process.exit(2);
+  }
+  return n;
+}
+const N = count('BENCH_N', 3000, 100);
+const WARMUP = count('BENCH_WARMUP', 50, 0);
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;

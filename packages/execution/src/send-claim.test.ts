@@ -131,6 +131,19 @@ describe('send claims', () => {
     }
   });
 
+  it('a job with malformed data fails at once, naming the field, and sends nothing', async () => {
+    const l = leg();
+    const bad = { intent: l, clientOrderId: clientOrderIdFor(l.id), queuedAtMs: 'soon' };
+    await env.service.queue('pv').add('order', bad as unknown as OrderJobData, { jobId: l.id });
+    await until(async () => (await env.service.queue('pv').getJobState(l.id)) === 'failed');
+    const job = await env.service.queue('pv').getJob(l.id);
+    expect(job?.failedReason).toBe(
+      `order job ${l.id}: queuedAtMs: Invalid input: expected number, received string; not sent`,
+    );
+    expect(job?.attemptsMade).toBe(1);
+    expect(sentToVenue(clientOrderIdFor(l.id))).toBe(0);
+  });
+
   it('a fresh order cancelled from outside before its run is not sent: the cancel claimed it first', async () => {
     const l = leg();
     const coid = clientOrderIdFor(l.id);

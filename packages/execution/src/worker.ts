@@ -6,6 +6,7 @@ import {
   type HedgeIntent,
   type Order,
   type OrderStatus,
+  parseOrThrow,
   systemClock,
   TERMINAL_ORDER_STATUSES,
 } from '@xhedge/core';
@@ -313,7 +314,13 @@ class OrderProcessor {
     token?: string,
     signal?: AbortSignal,
   ): Promise<OrderJobResult> {
-    const data = OrderJobData.parse(job.data);
+    let data: OrderJobData;
+    try {
+      data = parseOrThrow(OrderJobData, job.data, `order job ${job.id}`);
+    } catch (err) {
+      // a job nobody can run as it stands: failed at once (retries would not change it), by name
+      throw new UnrecoverableError(`${err instanceof Error ? err.message : String(err)}; not sent`);
+    }
     const { intent, clientOrderId } = data;
     // one adapter per run: a swap of the venue's adapter waits for this run, and this run for a swap
     await this.#use.enter(intent.venue);
