@@ -53,8 +53,9 @@ async function epochOf(redis: Redis, prefix: string): Promise<[epoch: string, re
  * - a failover to a replica that had not received the last writes (replication is asynchronous; the
  *   replica has its own `run_id`).
  * The send claims (see `SendClaim`) are part of that state: on a server that lost data, every order
- * the ledger has `queued` is claimed as `restored` (it may have been sent under a claim that is gone),
- * so its next run asks the venue before anything is sent.
+ * the ledger has `queued` and every order of the last `CLAIM_RETAIN_MS` is claimed as `restored` (see
+ * `SendClaims.restore`): a queued one may have been sent under a claim that is gone, so its next run
+ * asks the venue before anything is sent; the others' runs read the ledger, never the missing claim.
  */
 export interface ControlStateParts {
   redis: Redis;

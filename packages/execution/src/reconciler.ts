@@ -3,7 +3,6 @@ import type { Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import { keysFor } from './keys.ts';
 import type { ExecutionMetrics } from './metrics.ts';
-import { SendClaims } from './send-claim.ts';
 import type { ExecutionService } from './service.ts';
 
 const OPEN: readonly OrderStatus[] = [
@@ -47,13 +46,11 @@ export interface SweepResult {
 export class Reconciler {
   readonly #o: ReconcilerOptions;
   readonly #clock: Clock;
-  readonly #claims: SendClaims;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(o: ReconcilerOptions) {
     this.#o = o;
     this.#clock = o.clock ?? systemClock;
-    this.#claims = new SendClaims(o.redis, o.prefix);
   }
 
   async sweep(): Promise<SweepResult> {
@@ -88,11 +85,13 @@ export class Reconciler {
           // A flow parent (a hedge waiting for its collateral transfer) fails when a child fails; the
           // collateral never arrived, so the hedge must not be re-driven: it ends cancelled.
           const failedChildren = (await job.getDependenciesCount({ failed: true })).failed ?? 0;
-          if (failedChildren > 0 && (await this.#mayCancel(order.clientOrderId))) {
-            await this.#o.ledger.transition(order.clientOrderId, 'cancelled', {
-              actor: 'reconciler',
-              patch: { error: `a job it depends on failed: ${job.failedReason ?? 'child failed'}` },
-            });
+          if (
+            failedChildren > 0 &&
+            (await this.#cancelUnsent(
+              order.clientOrderId,
+              `a job it depends on failed: ${job.failedReason ?? 'child failed'}`,
+            ))
+          ) {
             res.cancelled += 1;
             this.#o.metrics?.reconciliations.inc({ result: 'cancelled' });
             continue;
@@ -101,11 +100,13 @@ export class Reconciler {
           const dead = deps.find(
             (d) => d && d.status !== 'filled' && ['cancelled', 'rejected', 'failed'].includes(d.status),
           );
-          if (dead && (await this.#mayCancel(order.clientOrderId))) {
-            await this.#o.ledger.transition(order.clientOrderId, 'cancelled', {
-              actor: 'reconciler',
-              patch: { error: `dependency ${dead.intentId} ended ${dead.status}` },
-            });
+          if (
+            dead &&
+            (await this.#cancelUnsent(
+              order.clientOrderId,
+              `dependency ${dead.intentId} ended ${dead.status}`,
+            ))
+          ) {
             res.cancelled += 1;
             continue;
           }
@@ -125,12 +126,9 @@ export class Reconciler {
     return res;
   }
 
-  /**
-   * Claims a not-yet-sent order as blocked before it is cancelled; false when a run holds its send
-   * claim (it may have been sent: its job's run ends it, after asking the venue).
-   */
-  async #mayCancel(clientOrderId: string): Promise<boolean> {
-    return (await this.#claims.block(clientOrderId, 'reconciler')) === undefined;
+  /** `ExecutionService.cancelUnsent` as the reconciler: false when a run holds the order's send claim. */
+  #cancelUnsent(clientOrderId: string, error: string): Promise<boolean> {
+    return this.#o.service.cancelUnsent(clientOrderId, { actor: 'reconciler', error });
   }
 
   start(onError: (err: unknown) => void = () => {}): void {

@@ -273,7 +273,8 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
  *   first; re-send only when the venue proves it never got the order (not found after the send
  *   deadline, or a `not-sent` error), claimed by compare-and-set on the attempt count in the ledger.
  * The worker's gate always requires restored control state: a Redis that lost data may have lost
- * claims, and until the restore has claimed every queued order, nothing is sent.
+ * claims, and until the restore has claimed every queued order and every order of the last
+ * `CLAIM_RETAIN_MS`, nothing is sent.
  */
 class OrderProcessor {
   readonly #o: StartWorkersOptions;
@@ -356,17 +357,7 @@ class OrderProcessor {
     let gate: SendGateResult | undefined;
     if (this.#mayFastSend(data)) {
       gate = await this.#sendGate(job, intent, clientOrderId, signal, { fast: true });
-      if (gate.kind === 'send') {
-        const order = await this.#send(
-          job,
-          data,
-          venue,
-          this.#recordSend(clientOrderId, gate.atMs),
-          gate.trials,
-        );
-        if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
-        return this.#reconcile(job, data, venue, order, token, signal);
-      }
+      if (gate.kind === 'send') return this.#sendAndFollow(job, data, venue, gate, token, signal);
     }
     let order = await ledger.getOrder(clientOrderId);
     if (gate?.kind === 'blocked' && order?.status !== 'queued') {
@@ -395,9 +386,7 @@ class OrderProcessor {
       gate ??= await this.#sendGate(job, intent, clientOrderId, signal, { depsFilledAtMs });
       switch (gate.kind) {
         case 'send':
-          order = await this.#send(job, data, venue, this.#recordSend(clientOrderId, gate.atMs), gate.trials);
-          if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
-          break;
+          return this.#sendAndFollow(job, data, venue, gate, token, signal);
         case 'blocked':
           this.#o.metrics?.controlBlocks.inc({ control: gate.control, phase: 'send' });
           order = await this.#cancel(order, `blocked by ${gate.control}: ${gate.reason}`);
@@ -418,6 +407,21 @@ class OrderProcessor {
           break;
       }
     }
+    return this.#reconcile(job, data, venue, order, token, signal);
+  }
+
+  /** A first send this run holds the claim for, and then the order to its end or the job handed back. */
+  async #sendAndFollow(
+    job: Job,
+    data: OrderJobData,
+    venue: VenueAdapter,
+    gate: Extract<SendGateResult, { kind: 'send' }>,
+    token: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<OrderJobResult> {
+    const recorded = this.#recordSend(data.clientOrderId, gate.atMs);
+    const order = await this.#send(job, data, venue, recorded, gate.trials);
+    if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(data.intent, order);
     return this.#reconcile(job, data, venue, order, token, signal);
   }
 
@@ -466,7 +470,7 @@ class OrderProcessor {
    * The ledger's record of a send (`queued → sent`, at `atMs`): this run's, written while the venue
    * call is in flight, or the one a held claim stands for (with `note`). Resolves with the order as
    * the ledger has it once written (recorded already by another run: as it stands), and keeps the
-   * claim only `CLAIM_RETAIN_MS` more (the ledger is the record from then on). A failure of this
+   * claim `CLAIM_RETAIN_MS` more (long past the fast-send window), then lets it go. A failure of this
    * run's record surfaces after the venue call: the job is retried, and its next run finds the claim
    * held and records the send then.
    */

@@ -439,7 +439,7 @@ export class Ledger {
    * number of racing callers exactly one gets the order back, the others `undefined` (it was recorded
    * already, or is no longer `queued`). A durable commit. The guard against a double send is the
    * send claim in Redis, taken before the send (execution's `SendClaim`); this is the ledger's record
-   * of it, written while the venue call is in flight, and after which the claim is no longer needed.
+   * of it, written while the venue call is in flight.
    */
   async recordSend(
     clientOrderId: string,
