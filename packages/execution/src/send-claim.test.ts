@@ -131,6 +131,49 @@ describe('send claims', () => {
     }
   });
 
+  it('nothing runs between the answer of the gate and the venue call: not one turn of the event loop', async () => {
+    // A check that passed may not wait for anything before the send: a breaker opening in the meantime
+    // would be missed. Each Redis script's answer schedules a probe for the loop's next turn; at the
+    // venue call the probe of the last answer (the gate's) must not have run yet.
+    const redis = env.controls.redis;
+    const real = redis.evalsha.bind(redis);
+    let turned: boolean | undefined;
+    const seen = new Map<string, boolean | undefined>();
+    redis.evalsha = ((...args: Parameters<typeof real>) => {
+      const p = real(...args);
+      p.then(
+        () => {
+          turned = false;
+          setImmediate(() => {
+            turned = true;
+          });
+        },
+        () => {},
+      );
+      return p;
+    }) as typeof redis.evalsha;
+    const place = env.paper.placeOrder;
+    env.paper.placeOrder = (req) => {
+      seen.set(req.clientOrderId, turned);
+      return place.call(env.paper, req);
+    };
+    try {
+      // a fast send, and a send after the ledger was read first
+      const a = leg();
+      await env.service.submitPlan({ planId: a.planId, legs: [a] });
+      const b = leg();
+      const bid = await recordAndQueue(b);
+      const aid = clientOrderIdFor(a.id);
+      expect((await ended(aid)).status).toBe('filled');
+      expect((await ended(bid)).status).toBe('filled');
+      expect(seen.get(aid)).toBe(false);
+      expect(seen.get(bid)).toBe(false);
+    } finally {
+      redis.evalsha = real;
+      env.paper.placeOrder = place;
+    }
+  });
+
   it('a job with malformed data fails at once, naming the field, and sends nothing', async () => {
     const l = leg();
     const bad = { intent: l, clientOrderId: clientOrderIdFor(l.id), queuedAtMs: 'soon' };

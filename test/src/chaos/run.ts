@@ -824,6 +824,12 @@ export async function leaderKilled(ttlMs: number): Promise<Tally> {
 }
 
 // ---- 5. a breaker tripping: no order sent after the trip ---------------------------------------
+// "After the trip" is decided by when each send was decided, not by when it reached the venue: the
+// trip is recorded by another order's failure, so an order whose gate passed just before it (in
+// Redis, where both are decided) can reach the venue a few microseconds after the trip's record, on
+// the other side of a millisecond. A send's decision time is in the ledger: the `sent` event is at
+// its send claim's time (taken as its gate started), a re-send's `resend` event at its claim of the
+// re-send (before its gate). A send decided after the trip was recorded is a failure.
 export async function breakerTrip(n: number): Promise<Tally> {
   const env = await inProcess((await reachable(REDIS_URL)) ? REDIS_URL : undefined, 'b', {
     venue: { minRequests: 3, errorRatePct: 50, cooldownSeconds: 600 },
@@ -841,7 +847,20 @@ export async function breakerTrip(n: number): Promise<Tally> {
     const trip = (await env.ledger.listBreakerEvents({ breaker: 'venue:pv' })).find(
       (e) => e.toState === 'open',
     );
-    const after = trip ? env.g.stats.placed.filter((x) => x.atMs > trip.atMs).length : n;
+    let after = trip ? 0 : n;
+    let lateGapMs = 0;
+    for (const x of trip ? env.g.stats.placed.filter((p) => p.atMs > trip.atMs) : []) {
+      const decided = (await env.ledger.orderEvents(x.cid))
+        .filter((e) => e.toStatus === 'sent' && e.atMs <= x.atMs)
+        .map((e) => e.atMs);
+      const at = decided.length > 0 ? Math.max(...decided) : Number.POSITIVE_INFINITY;
+      if (!trip || at > trip.atMs) after += 1;
+      else lateGapMs = Math.max(lateGapMs, x.atMs - at);
+    }
+    if (lateGapMs > 0)
+      console.log(
+        `    (a send decided before the trip reached the venue after it; decision → venue ${lateGapMs} ms)`,
+      );
     return {
       name: 'breaker trip',
       trials: n,
