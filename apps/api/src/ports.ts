@@ -1,4 +1,5 @@
 import type { PoliciesConfig, VenueConfig } from '@xhedge/config';
+import type { OrderStatus } from '@xhedge/core';
 import type { Queue } from 'bullmq';
 import type { Registry } from 'prom-client';
 import type { z } from 'zod';
@@ -41,6 +42,15 @@ export interface TimeRange {
   limit: number;
 }
 
+/** Which hedge jobs to list. */
+export interface JobQuery extends TimeRange {
+  /** Any of these order statuses. */
+  status?: readonly OrderStatus[];
+  planId?: string;
+  venue?: string;
+  underlying?: string;
+}
+
 export interface RiskPort {
   /** The newest snapshot, or undefined before the first tick. */
   latest(): Promise<RiskSnapshotView | undefined>;
@@ -61,7 +71,8 @@ export interface RiskPort {
 export interface HedgesPort {
   listPlans(range: TimeRange): Promise<HedgePlanView[]>;
   getPlan(planId: string): Promise<HedgePlanView | undefined>;
-  listJobs(q: { status?: string; planId?: string; limit: number }): Promise<HedgeJobView[]>;
+  /** Jobs newest first (by when they were queued; `fromMs`..`toMs` inclusive), every filter applied. */
+  listJobs(q: JobQuery): Promise<HedgeJobView[]>;
   getJob(id: string): Promise<HedgeJobView | undefined>;
   /** Cancels a job not yet sent (or asks the venue to cancel a working order). CONFLICT when final. */
   cancelJob(id: string, actor: Actor): Promise<HedgeJobView>;

@@ -16,6 +16,7 @@ import {
   HedgeJobView,
   HedgePlanView,
   IdParam,
+  JobsQuery,
   KillScope,
   KillSwitchView,
   NameParam,
@@ -383,23 +384,21 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       config: { access: 'viewer' },
       schema: {
         tags: ['hedges'],
-        summary: 'Hedge jobs (one per leg) with status, attempts and outcome',
-        querystring: z.strictObject({
-          status: z
-            .string()
-            .regex(/^[a-z-]{3,20}$/, 'expected a status such as filled or queued')
-            .optional(),
-          planId: IdParam.shape.id.optional(),
-          limit: z.coerce.number().int().min(1).max(5000).default(200),
-        }),
+        summary:
+          'Hedge jobs (one per leg) with status, attempts and outcome, newest first; by status, plan, venue, underlying and when queued',
+        querystring: JobsQuery,
         response: { 200: z.array(HedgeJobView), ...errors },
       },
     },
     async (req) => {
-      const q: { status?: string; planId?: string; limit: number } = { limit: req.query.limit };
-      if (req.query.status !== undefined) q.status = req.query.status;
-      if (req.query.planId !== undefined) q.planId = req.query.planId;
-      return ports.hedges.listJobs(q);
+      const { status, planId, venue, underlying } = req.query;
+      return ports.hedges.listJobs({
+        ...range(req.query),
+        ...(status !== undefined ? { status } : {}),
+        ...(planId !== undefined ? { planId } : {}),
+        ...(venue !== undefined ? { venue } : {}),
+        ...(underlying !== undefined ? { underlying } : {}),
+      });
     },
   );
   app.get(

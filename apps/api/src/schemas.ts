@@ -1,4 +1,4 @@
-import { ChainId, EntityId, OrderStatus, Underlying, VenueId } from '@xhedge/core';
+import { ChainId, EntityId, OrderStatus, TERMINAL_ORDER_STATUSES, Underlying, VenueId } from '@xhedge/core';
 import { z } from 'zod';
 
 /**
@@ -238,6 +238,43 @@ export const TimeRangeQuery = z.strictObject({
   limit: QueryInt(1, 5000).default(500),
 });
 export const EmptyQuery = z.strictObject({});
+
+const OPEN_ORDER_STATUSES = OrderStatus.options.filter((st) => !TERMINAL_ORDER_STATUSES.has(st));
+/**
+ * Order statuses in a query string: a comma-separated list of statuses, `open` standing for every
+ * status that is not final; each word not a status is named in the error.
+ */
+export const OrderStatusList = z
+  .string()
+  .describe(
+    `comma-separated: open (${OPEN_ORDER_STATUSES.join(', ')}) or any of ${OrderStatus.options.join(', ')}`,
+  )
+  .transform((raw, ctx) => {
+    const out = new Set<OrderStatus>();
+    for (const word of raw.split(',').map((w) => w.trim())) {
+      if (word === 'open') for (const st of OPEN_ORDER_STATUSES) out.add(st);
+      else {
+        const st = OrderStatus.safeParse(word);
+        if (st.success) out.add(st.data);
+        else {
+          ctx.addIssue({
+            code: 'custom',
+            message: `${JSON.stringify(word)} is not an order status; expected open or any of ${OrderStatus.options.join(', ')}`,
+          });
+          return z.NEVER;
+        }
+      }
+    }
+    return [...out];
+  });
+/** The list of hedge jobs: every filter optional, all of them apply; times are when a job was queued. */
+export const JobsQuery = TimeRangeQuery.extend({
+  status: OrderStatusList.optional(),
+  planId: EntityId.optional(),
+  venue: VenueId.optional(),
+  underlying: Underlying.optional(),
+  limit: QueryInt(1, 5000).default(200),
+});
 export const IdParam = z.strictObject({ id: EntityId });
 export const VenueParam = z.strictObject({ id: VenueId });
 export const UnderlyingParam = z.strictObject({ underlying: Underlying });

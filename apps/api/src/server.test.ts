@@ -108,6 +108,35 @@ describe('operator API', () => {
     expect(bad.json().error.code).toBe('BAD_REQUEST');
   });
 
+  it('lists hedge jobs by status (open, or a list), plan, venue and underlying; a bad status is named', async () => {
+    const ids = async (qs: string) => {
+      const r = await app.inject({ url: `/v1/hedges/jobs${qs}`, headers: auth('viewer') });
+      expect(r.statusCode, `${qs}: ${r.body}`).toBe(200);
+      return (r.json() as { id: string }[]).map((j) => j.id);
+    };
+    expect(await ids('')).toEqual(['int_1']);
+    expect(await ids('?status=open')).toEqual(['int_1']);
+    expect(await ids('?status=filled')).toEqual([]);
+    expect(await ids('?status=filled,%20queued')).toEqual(['int_1']);
+    expect(await ids('?venue=gmx-arb&underlying=BTC&planId=plan_1')).toEqual(['int_1']);
+    expect(await ids('?underlying=ETH')).toEqual([]);
+    const bad = await app.inject({ url: '/v1/hedges/jobs?status=queued,fild', headers: auth('viewer') });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error).toMatchObject({ code: 'VALIDATION' });
+    expect(bad.json().error.message).toMatch(
+      /^querystring\.status: "fild" is not an order status; expected open or any of planned, queued, .*failed$/,
+    );
+    const range = await app.inject({ url: '/v1/hedges/jobs?fromMs=5&toMs=4', headers: auth('viewer') });
+    expect(range.statusCode).toBe(400);
+    expect(range.json().error.message).toBe('querystring.fromMs: must not be after toMs');
+    const doc = (await app.inject({ url: '/docs/json' })).json() as {
+      paths: Record<string, { get?: { parameters?: { name: string }[] } }>;
+    };
+    expect(doc.paths['/v1/hedges/jobs']?.get?.parameters?.map((p) => p.name)).toEqual(
+      expect.arrayContaining(['status', 'planId', 'venue', 'underlying', 'fromMs', 'toMs', 'limit']),
+    );
+  });
+
   it('a body left out, empty or missing a field says what the route wants, by name', async () => {
     const trip = (headers: Record<string, string>, payload?: string) =>
       app.inject({

@@ -149,16 +149,16 @@ export function hedgesPort(opts: {
     },
     getPlan: async (planId) => planView(await ledger.listIntents({ planId, limit: 5000 })),
     listJobs: async (q) => {
-      const intents = await ledger.listIntents({
+      const orders = await ledger.listOrdersWithPlan({
         limit: q.limit,
+        ...(q.fromMs !== undefined ? { fromMs: q.fromMs } : {}),
+        ...(q.toMs !== undefined ? { toMs: q.toMs + 1 } : {}),
+        ...(q.status ? { status: q.status } : {}),
         ...(q.planId ? { planId: q.planId } : {}),
-        ...(q.status ? { status: q.status as LedgerIntent['status'] } : {}),
+        ...(q.venue ? { venue: q.venue } : {}),
+        ...(q.underlying ? { underlying: q.underlying } : {}),
       });
-      const orders = await Promise.all(intents.map((i) => ledger.getOrderByIntent(i.id)));
-      return intents.flatMap((i, k) => {
-        const o = orders[k];
-        return o ? [jobView(o, i.planId)] : [];
-      });
+      return orders.map((o) => jobView(o, o.planId));
     },
     getJob,
     cancelJob: async (id, actor) => {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseConfig } from '@xhedge/config';
-import { ManualClock, XhedgeError } from '@xhedge/core';
+import { type HedgeIntent, ManualClock, XhedgeError } from '@xhedge/core';
 import { BreakerBoard, connectRedis, KillSwitch, type RedisEndpoint } from '@xhedge/execution';
 import { RiskEngine } from '@xhedge/risk';
 import { Ledger, openDatabase } from '@xhedge/store';
@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SharedConfigStore } from './config-store.ts';
 import { controlsPort } from './controls-port.ts';
-import { auditPort, riskPort } from './ledger-ports.ts';
+import { auditPort, hedgesPort, riskPort } from './ledger-ports.ts';
 import { SnapshotBus } from './snapshot-bus.ts';
 
 const config = parseConfig(
@@ -105,6 +105,68 @@ describe('risk and audit ports over the ledger', () => {
       actor: 'operator:alice',
       action: 'policy.update',
     });
+  });
+});
+
+describe('hedges port over the ledger', () => {
+  it('lists jobs in one query with their plan, filtered by status, plan, venue, underlying and time', async () => {
+    const clock = new ManualClock(10_000);
+    const db = await openDatabase({});
+    const led = new Ledger(db, { clock });
+    const leg = (n: number, over: Partial<HedgeIntent>): HedgeIntent => ({
+      id: `int_${String(n).padStart(24, '0')}`,
+      planId: 'plan_a',
+      underlying: 'ETH',
+      venue: 'gmx-arb',
+      chain: 'evm:42161',
+      instrument: 'ETH-USD:PERP',
+      side: 'buy',
+      sizeBase: '1',
+      orderType: 'market',
+      referencePriceUsd: 3000,
+      reduceOnly: false,
+      urgency: 'normal',
+      reason: 'delta drifted',
+      createdAtMs: 1,
+      dependsOn: [],
+      ...over,
+    });
+    const legs = [
+      leg(1, {}),
+      leg(2, { planId: 'plan_b', venue: 'drift-sol', chain: 'solana:mainnet-beta' }),
+      leg(3, { planId: 'plan_b', underlying: 'BTC', instrument: 'BTC-USD:PERP' }),
+    ];
+    for (const l of legs) {
+      clock.advance(1_000); // queued at 11 000, 12 000, 13 000
+      await led.recordPlan([{ intent: l, clientOrderId: `xh-${l.id}`, status: 'queued' }], { actor: 'o' });
+    }
+    await led.transition(`xh-${legs[0]?.id}`, 'sent', { actor: 'w' });
+    await led.transition(`xh-${legs[0]?.id}`, 'filled', { actor: 'w', patch: { filledSizeBase: '1' } });
+    let queries = 0;
+    const listed = led.listOrdersWithPlan.bind(led);
+    led.listOrdersWithPlan = (q) => {
+      queries++;
+      return listed(q);
+    };
+    const port = hedgesPort({ ledger: led, cancel: async () => {} });
+    const ids = async (q: Parameters<typeof port.listJobs>[0]) => (await port.listJobs(q)).map((j) => j.id);
+    const [a, b, c] = legs.map((l) => l.id);
+    expect(await ids({ limit: 10 })).toEqual([c, b, a]);
+    expect(queries).toBe(1);
+    expect(await port.listJobs({ limit: 1 })).toEqual([
+      expect.objectContaining({ id: c, planId: 'plan_b', underlying: 'BTC', status: 'queued' }),
+    ]);
+    expect(await ids({ limit: 10, status: ['filled'] })).toEqual([a]);
+    expect(await ids({ limit: 10, status: ['queued', 'sent'] })).toEqual([c, b]);
+    expect(await ids({ limit: 10, planId: 'plan_b' })).toEqual([c, b]);
+    expect(await ids({ limit: 10, venue: 'drift-sol' })).toEqual([b]);
+    expect(await ids({ limit: 10, underlying: 'BTC' })).toEqual([c]);
+    // the API's time range is inclusive at both ends
+    expect(await ids({ limit: 10, fromMs: 12_000, toMs: 13_000 })).toEqual([c, b]);
+    expect(await ids({ limit: 10, fromMs: 11_001, toMs: 12_000 })).toEqual([b]);
+    expect(await ids({ limit: 10, fromMs: 11_001, toMs: 11_999 })).toEqual([]);
+    expect(await ids({ limit: 10, planId: 'plan_b', underlying: 'ETH', status: ['queued'] })).toEqual([b]);
+    await led.close();
   });
 });
 

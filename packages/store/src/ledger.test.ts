@@ -150,6 +150,38 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     ]);
     expect((await ledger.listIntents({ planId: 'plan_1', limit: 2 })).length).toBe(2);
     expect(await ledger.orderStatusCounts({ venue: 'drift' })).toEqual({ planned: 1 });
+    // an empty status list selects nothing (it is not an SQL error, nor every row)
+    expect(await ledger.listOrders({ status: [] })).toEqual([]);
+    expect(await ledger.listIntents({ status: [] })).toEqual([]);
+  });
+
+  it('lists orders with their plan id in one query, with the filters and order of listOrders', async () => {
+    await ledger.recordIntent(intent(7, { planId: 'plan_7', venue: 'drift', instrument: 'ETH-USD:PERP' }), {
+      clientOrderId: 'xh-7',
+      actor: 'o',
+    });
+    const queries = [
+      {},
+      { venue: 'drift' },
+      { planId: 'plan_7' },
+      { status: ['planned' as const, 'filled' as const], limit: 3 },
+      { underlying: 'BTC' },
+      { fromMs: 1_000, toMs: 1_000 },
+    ];
+    for (const q of queries) {
+      const plain = await ledger.listOrders(q);
+      const withPlan = await ledger.listOrdersWithPlan(q);
+      expect(
+        withPlan.map(({ planId: _, ...o }) => o),
+        JSON.stringify(q),
+      ).toEqual(plain);
+      for (const o of withPlan)
+        expect(o.planId, o.clientOrderId).toBe((await ledger.getIntent(o.intentId))?.planId);
+    }
+    expect(
+      (await ledger.listOrdersWithPlan({ planId: 'plan_7' })).map((o) => [o.clientOrderId, o.planId]),
+    ).toEqual([['xh-7', 'plan_7']]);
+    expect(await ledger.listOrdersWithPlan({ status: [] })).toEqual([]);
   });
 
   it('records fills once and lists them', async () => {

@@ -653,7 +653,7 @@ export class Ledger {
     if (q.venue) qb = qb.where('intents.venue', '=', q.venue);
     if (q.planId) qb = qb.where('intents.plan_id', '=', q.planId);
     const st = statuses(q.status);
-    if (st) qb = qb.where('orders.status', 'in', st);
+    if (st) qb = st.length > 0 ? qb.where('orders.status', 'in', st) : qb.where(sql<boolean>`false`);
     const rows = await qb
       .orderBy('intents.created_at_ms', 'desc')
       .orderBy('intents.id')
@@ -664,25 +664,39 @@ export class Ledger {
 
   /** Orders, newest first. Time filters apply to the order's creation time. */
   async listOrders(q: LedgerQuery = {}): Promise<LedgerOrder[]> {
-    let qb = this.db.selectFrom('orders').selectAll();
-    if (q.fromMs !== undefined) qb = qb.where('created_at_ms', '>=', q.fromMs);
-    if (q.toMs !== undefined) qb = qb.where('created_at_ms', '<', q.toMs);
-    if (q.underlying) qb = qb.where('underlying', '=', q.underlying);
-    if (q.venue) qb = qb.where('venue', '=', q.venue);
+    const rows = await this.#ordersQuery(q).selectAll('orders').execute();
+    return rows.map(toOrder);
+  }
+
+  /**
+   * `listOrders` with each order's plan id, in one statement (the API's list of hedge jobs: a page of
+   * 5000 is one query, not one per order).
+   */
+  async listOrdersWithPlan(q: LedgerQuery = {}): Promise<Array<LedgerOrder & { planId: string }>> {
+    const rows = await this.#ordersQuery(q)
+      .innerJoin('intents', 'intents.id', 'orders.intent_id')
+      .selectAll('orders')
+      .select('intents.plan_id as plan_id')
+      .execute();
+    return rows.map((r) => ({ ...toOrder(r), planId: r.plan_id }));
+  }
+
+  /** The orders `q` selects, newest first, at most `q.limit` (an empty status list selects none). */
+  #ordersQuery(q: LedgerQuery) {
+    let qb = this.db.selectFrom('orders');
+    if (q.fromMs !== undefined) qb = qb.where('orders.created_at_ms', '>=', q.fromMs);
+    if (q.toMs !== undefined) qb = qb.where('orders.created_at_ms', '<', q.toMs);
+    if (q.underlying) qb = qb.where('orders.underlying', '=', q.underlying);
+    if (q.venue) qb = qb.where('orders.venue', '=', q.venue);
     if (q.planId)
       qb = qb.where(
-        'intent_id',
+        'orders.intent_id',
         'in',
-        this.db.selectFrom('intents').select('id').where('plan_id', '=', q.planId),
+        this.db.selectFrom('intents').select('intents.id').where('intents.plan_id', '=', q.planId),
       );
     const st = statuses(q.status);
-    if (st) qb = qb.where('status', 'in', st);
-    const rows = await qb
-      .orderBy('created_at_ms', 'desc')
-      .orderBy('client_order_id')
-      .limit(limitOf(q))
-      .execute();
-    return rows.map(toOrder);
+    if (st) qb = st.length > 0 ? qb.where('orders.status', 'in', st) : qb.where(sql<boolean>`false`);
+    return qb.orderBy('orders.created_at_ms', 'desc').orderBy('orders.client_order_id').limit(limitOf(q));
   }
 
   /** Every state change of one order, oldest first. */

@@ -66,6 +66,7 @@ export function memoryPorts(opts: {
     {
       id: 'int_1',
       planId: 'plan_1',
+      underlying: 'BTC',
       venue: 'gmx-arb',
       instrument: 'BTC-USD:PERP',
       side: 'buy',
@@ -131,7 +132,15 @@ export function memoryPorts(opts: {
       listPlans: async (r) => plans.slice(0, r.limit),
       getPlan: async (id) => plans.find((p) => p.planId === id),
       listJobs: async (q) =>
-        jobs.filter((j) => q.status === undefined || j.status === q.status).slice(0, q.limit),
+        jobs
+          .filter(
+            (j) =>
+              (q.status === undefined || (q.status as readonly string[]).includes(j.status)) &&
+              (q.planId === undefined || j.planId === q.planId) &&
+              (q.venue === undefined || j.venue === q.venue) &&
+              (q.underlying === undefined || j.underlying === q.underlying),
+          )
+          .slice(0, q.limit),
       getJob: async (id) => jobs.find((j) => j.id === id),
       cancelJob: async (id) => {
         const j = jobs.find((x) => x.id === id);
