@@ -231,10 +231,17 @@ export type ReadinessView = z.infer<typeof ReadinessView>;
 // ---- request pieces
 
 /** Query integers arrive as strings. */
-const QueryInt = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** A whole number in a query string, from `min` to `max`; `what` names it in an error. */
+const QueryInt = (min: number, max: number, what = 'a whole number') =>
+  z.coerce
+    .number({ error: `expected ${what}` })
+    .int({ error: `expected ${what}` })
+    .min(min, { error: `expected ${what}, at least ${min}` })
+    .max(max, { error: `expected ${what}, at most ${max}` });
+const EpochMs = () => QueryInt(0, 8.64e15, 'milliseconds since the Unix epoch (a whole number)');
 export const TimeRangeQuery = z.strictObject({
-  fromMs: QueryInt(0, 8.64e15).optional(),
-  toMs: QueryInt(0, 8.64e15).optional(),
+  fromMs: EpochMs().optional(),
+  toMs: EpochMs().optional(),
   limit: QueryInt(1, 5000).default(500),
 });
 export const EmptyQuery = z.strictObject({});

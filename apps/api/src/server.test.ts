@@ -129,6 +129,16 @@ describe('operator API', () => {
     const range = await app.inject({ url: '/v1/hedges/jobs?fromMs=5&toMs=4', headers: auth('viewer') });
     expect(range.statusCode).toBe(400);
     expect(range.json().error.message).toBe('querystring.fromMs: must not be after toMs');
+    for (const [qs, message] of [
+      ['fromMs=abc', 'querystring.fromMs: expected milliseconds since the Unix epoch (a whole number)'],
+      ['toMs=1.5', 'querystring.toMs: expected milliseconds since the Unix epoch (a whole number)'],
+      ['limit=0', 'querystring.limit: expected a whole number, at least 1'],
+      ['limit=5001', 'querystring.limit: expected a whole number, at most 5000'],
+    ]) {
+      const r = await app.inject({ url: `/v1/hedges/jobs?${qs}`, headers: auth('viewer') });
+      expect(r.statusCode, qs).toBe(400);
+      expect(r.json().error.message, qs).toBe(message);
+    }
     const doc = (await app.inject({ url: '/docs/json' })).json() as {
       paths: Record<string, { get?: { parameters?: { name: string }[] } }>;
     };
