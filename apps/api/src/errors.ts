@@ -54,6 +54,12 @@ function fieldPath(context: string | undefined, instancePath: string): string {
   return out || 'request';
 }
 
+/** The raw value of a top-level query-string parameter, undefined when the request has none. */
+function queryValue(req: FastifyRequest, key: string): unknown {
+  const q = req.query;
+  return q !== null && typeof q === 'object' ? (q as Record<string, unknown>)[key] : undefined;
+}
+
 /** zod's "expected string, received undefined" for a field left out says what it is: required. */
 function requiredOr(message: string): string {
   const m = /^Invalid input: expected (\w+), received undefined$/.exec(message);
@@ -128,7 +134,18 @@ export function installErrorHandling(app: FastifyInstance): void {
         // no body at all: say what the route wants instead of "expected object, received null"
         if (field === 'body' && /expected object, received (null|undefined)/.test(i.message))
           return { field, message: missingBody(req) };
-        return { field, message: requiredOr(i.message) };
+        const message = requiredOr(i.message);
+        // a query parameter left out that is coerced (a number): required, not "expected …, received NaN"
+        if (
+          message === i.message &&
+          field.startsWith('querystring.') &&
+          queryValue(req, field.slice('querystring.'.length)) === undefined
+        )
+          return {
+            field,
+            message: message.startsWith('expected ') ? `required: ${message.slice(9)}` : 'required',
+          };
+        return { field, message };
       });
       const first = issues[0];
       const message = first ? `${first.field}: ${first.message}` : 'the request is invalid';

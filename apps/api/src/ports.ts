@@ -78,6 +78,13 @@ export interface HedgesPort {
   cancelJob(id: string, actor: Actor): Promise<HedgeJobView>;
 }
 
+/** The names the brakes accept (see `ControlsPort.targets`). */
+export interface ControlTargets {
+  venues: readonly string[];
+  underlyings: readonly string[];
+  breakers: readonly string[];
+}
+
 export interface ControlsPort {
   /**
    * The port writes the audit entry of a kill-switch change itself (execution's KillSwitch audits every
@@ -94,6 +101,12 @@ export interface ControlsPort {
     actor: Actor,
   ): Promise<KillSwitchView>;
   breakers(): Promise<BreakerView[]>;
+  /**
+   * What the brakes can name: every venue the run knows (enabled or not), the underlyings, and the
+   * breakers its orders consult. When the port gives it, a trip naming anything else is refused (a typo
+   * would otherwise engage a switch or open a breaker that stops nothing).
+   */
+  targets?(): Promise<ControlTargets>;
   tripBreaker(name: string, reason: string, actor: Actor): Promise<BreakerView>;
   resetBreaker(name: string, reason: string, actor: Actor): Promise<BreakerView>;
   /** The book's mark (what the loss-since-mark breaker measures from) and the newest equity. */

@@ -5,13 +5,14 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { actorOf } from './auth.ts';
 import { ApiError } from './errors.ts';
-import type { Actor, ApiPorts, TimeRange } from './ports.ts';
+import type { Actor, ApiPorts, ControlsPort, TimeRange } from './ports.ts';
 import {
   AuditEntryView,
   BookMarkView,
   BreakerView,
   ChainParam,
   EmptyQuery,
+  EpochMs,
   ErrorResponse,
   HedgeJobView,
   HedgePlanView,
@@ -142,6 +143,45 @@ function killTarget(b: z.infer<typeof KillBody>): { scope: KillScope; target?: s
   const schema = b.scope === 'venue' ? VenueId : Underlying;
   if (!schema.safeParse(b.target).success) throw bad(`not a valid ${b.scope} id`);
   return { scope: b.scope, target: b.target, reason: b.reason };
+}
+
+/** A list for a message: the first `max` names, then how many more. */
+function some(names: readonly string[], max = 12): string {
+  if (names.length === 0) return '(none)';
+  const shown = names.slice(0, max).join(', ');
+  return names.length > max ? `${shown} and ${names.length - max} more` : shown;
+}
+
+/**
+ * Refuses a kill switch to trip on a venue or underlying the run does not know (when the port says
+ * what it knows): engaged, it would stop nothing, and the operator would believe it had.
+ */
+async function knownKillTarget(
+  controls: ControlsPort,
+  q: { scope: KillScope; target?: string },
+): Promise<void> {
+  if (q.scope === 'global' || q.target === undefined || !controls.targets) return;
+  const t = await controls.targets();
+  const known = q.scope === 'venue' ? t.venues : t.underlyings;
+  if (known.includes(q.target)) return;
+  const message = `no ${q.scope} ${q.target} in this run; the ${q.scope === 'venue' ? 'venues' : 'underlyings'} are ${some(known)}`;
+  throw new ApiError('VALIDATION', `body.target: ${message}`, {
+    details: { issues: [{ field: 'body.target', message }] },
+  });
+}
+
+/**
+ * Refuses a breaker name no order consults (when the port says which they are): tripping it would stop
+ * nothing. A reset is refused only when the name is neither such a breaker nor one the board holds open.
+ */
+async function knownBreaker(controls: ControlsPort, name: string, action: 'trip' | 'reset'): Promise<void> {
+  if (!controls.targets) return;
+  const { breakers } = await controls.targets();
+  if (breakers.includes(name)) return;
+  if (action === 'reset' && (await controls.breakers()).some((b) => b.name === name)) return;
+  throw new ApiError('NOT_FOUND', `no breaker ${name} guards any order of this run`, {
+    details: { breaker: name, breakers: [...breakers] },
+  });
 }
 
 export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
@@ -475,6 +515,7 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       async (req) => {
         const actor = actorOf(req);
         const q = killTarget(req.body);
+        if (action === 'trip') await knownKillTarget(ports.controls, q);
         const r =
           action === 'trip'
             ? await ports.controls.tripKillSwitch(q, actor)
@@ -501,6 +542,7 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       },
       async (req) => {
         const actor = actorOf(req);
+        await knownBreaker(ports.controls, req.params.name, action);
         const r =
           action === 'trip'
             ? await ports.controls.tripBreaker(req.params.name, req.body.reason, actor)
@@ -590,8 +632,8 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
         tags: ['pnl'],
         summary: 'P&L attribution (delta, gamma, vega, theta, funding, fees, residual) over a time range',
         querystring: z.strictObject({
-          fromMs: z.coerce.number().int().min(0).max(8.64e15),
-          toMs: z.coerce.number().int().min(0).max(8.64e15),
+          fromMs: EpochMs(),
+          toMs: EpochMs(),
           underlying: Underlying.optional(),
         }),
         response: { 200: PnlView, ...errors },

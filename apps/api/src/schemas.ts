@@ -238,7 +238,7 @@ const QueryInt = (min: number, max: number, what = 'a whole number') =>
     .int({ error: `expected ${what}` })
     .min(min, { error: `expected ${what}, at least ${min}` })
     .max(max, { error: `expected ${what}, at most ${max}` });
-const EpochMs = () => QueryInt(0, 8.64e15, 'milliseconds since the Unix epoch (a whole number)');
+export const EpochMs = () => QueryInt(0, 8.64e15, 'milliseconds since the Unix epoch (a whole number)');
 export const TimeRangeQuery = z.strictObject({
   fromMs: EpochMs().optional(),
   toMs: EpochMs().optional(),

@@ -139,6 +139,23 @@ describe('operator API', () => {
       expect(r.statusCode, qs).toBe(400);
       expect(r.json().error.message, qs).toBe(message);
     }
+    // a number the route needs, left out: required, and what it is
+    const pnl = await app.inject({ url: '/v1/pnl?fromMs=5', headers: auth('viewer') });
+    expect(pnl.statusCode).toBe(400);
+    expect(pnl.json().error.message).toBe(
+      'querystring.toMs: required: milliseconds since the Unix epoch (a whole number)',
+    );
+    for (const [qs, message] of [
+      [
+        'underlying=BTC&spotShocksPct=x',
+        'querystring.spotShocksPct: expected comma-separated numbers, e.g. -10,-5,0,5,10',
+      ],
+      ['', 'querystring.underlying: required (string)'],
+    ]) {
+      const r = await app.inject({ url: `/v1/risk/scenarios?${qs}`, headers: auth('viewer') });
+      expect(r.statusCode, qs).toBe(400);
+      expect(r.json().error.message, qs).toBe(message);
+    }
     const doc = (await app.inject({ url: '/docs/json' })).json() as {
       paths: Record<string, { get?: { parameters?: { name: string }[] } }>;
     };
@@ -226,6 +243,52 @@ describe('operator API', () => {
     });
     expect(noTarget.statusCode).toBe(400);
     expect(noTarget.json().error.message).toMatch(/^body\.target/);
+  });
+
+  it('refuses to trip a kill switch or a breaker on a name the run does not know (a typo stops nothing)', async () => {
+    const post = (url: string, payload: object) =>
+      app.inject({ method: 'POST', url, headers: auth('operator'), payload });
+    const audited = ports.auditLog.length;
+    const venue = await post('/v1/kill-switch/trip', {
+      scope: 'venue',
+      target: 'gmx-arbitrum',
+      reason: 'typo',
+    });
+    expect(venue.statusCode).toBe(400);
+    expect(venue.json().error).toMatchObject({
+      code: 'VALIDATION',
+      message: expect.stringMatching(
+        /^body\.target: no venue gmx-arbitrum in this run; the venues are .*gmx-arb/,
+      ),
+    });
+    const und = await post('/v1/kill-switch/trip', { scope: 'underlying', target: 'DOGE', reason: 'typo' });
+    expect(und.statusCode).toBe(400);
+    expect(und.json().error.message).toBe(
+      'body.target: no underlying DOGE in this run; the underlyings are BTC, ETH',
+    );
+    const brk = await post('/v1/breakers/venue:gmx_arb/trip', { reason: 'typo' });
+    expect(brk.statusCode).toBe(404);
+    expect(brk.json().error).toMatchObject({
+      code: 'NOT_FOUND',
+      message: 'no breaker venue:gmx_arb guards any order of this run',
+      details: { breaker: 'venue:gmx_arb', breakers: ['venue:gmx-arb'] },
+    });
+    // nothing engaged, nothing opened, nothing audited
+    expect(ports.auditLog.length).toBe(audited);
+    const controls = (await app.inject({ url: '/v1/controls', headers: auth('viewer') })).json();
+    expect(JSON.stringify(controls)).not.toMatch(/gmx-arbitrum|DOGE|gmx_arb/);
+    // the real names still work; releasing is never refused for a known name
+    expect(
+      (await post('/v1/kill-switch/trip', { scope: 'underlying', target: 'ETH', reason: 'real' })).statusCode,
+    ).toBe(200);
+    expect(
+      (await post('/v1/kill-switch/reset', { scope: 'underlying', target: 'ETH', reason: 'real' }))
+        .statusCode,
+    ).toBe(200);
+    expect(
+      (await post('/v1/kill-switch/reset', { scope: 'underlying', target: 'DOGE', reason: 'no-op' }))
+        .statusCode,
+    ).toBe(200);
   });
 
   it('writes no second audit entry for a kill-switch change its port audits itself', async () => {

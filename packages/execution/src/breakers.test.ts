@@ -3,7 +3,7 @@ import { ManualClock } from '@xhedge/core';
 import { Ledger, openDatabase } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BreakerBoard, breakersFor } from './breakers.ts';
+import { BreakerBoard, breakerNames, breakersFor } from './breakers.ts';
 import { ExecutionMetrics } from './metrics.ts';
 import { testRedis } from './test-env.ts';
 
@@ -12,6 +12,29 @@ import { testRedis } from './test-env.ts';
  * list for an order on that venue, chain and underlying contains it, and the transition is in the
  * ledger and in the metrics.
  */
+describe('breaker names', () => {
+  it('lists every breaker any order of the venues and underlyings consults, and nothing else', () => {
+    const venues = [
+      { id: 'gmx-arb', chain: 'evm:42161' },
+      { id: 'lyra-arb', chain: 'evm:42161' },
+      { id: 'drift-sol', chain: 'solana:mainnet-beta' },
+    ];
+    const names = breakerNames({ venues, underlyings: ['BTC', 'ETH'] });
+    const consulted = new Set<string>();
+    for (const v of venues)
+      for (const u of ['BTC', 'ETH'])
+        for (const instrument of [`${u}-USD:PERP`, `${u}-USD:OPT:20261225:100000:C`])
+          for (const n of breakersFor({ venue: v.id, chain: v.chain, underlying: u, instrument }))
+            consulted.add(n);
+    expect(names).toEqual([...consulted].sort());
+    expect(names).toContain('chain:solana:mainnet-beta');
+    expect(names.filter((n) => n.startsWith('chain:'))).toHaveLength(2);
+    expect(breakerNames({ venues, underlyings: [] })).toEqual(
+      expect.arrayContaining(['venue:gmx-arb', 'chain:evm:42161', 'market:loss']),
+    );
+  });
+});
+
 describe('circuit breakers: what trips each one', () => {
   let redis: Awaited<ReturnType<typeof testRedis>>;
   let cmd: Redis;

@@ -55,6 +55,29 @@ export function breakersFor(o: {
   ];
 }
 
+/**
+ * Every breaker an order of a run with these venues and underlyings can consult (`breakersFor` over each
+ * venue and underlying, option orders included), sorted: the names a manual trip may use.
+ */
+export function breakerNames(o: {
+  venues: readonly { id: string; chain: string }[];
+  underlyings: readonly string[];
+}): string[] {
+  const names = new Set<string>(['market:loss']);
+  for (const v of o.venues)
+    for (const u of o.underlyings)
+      for (const n of breakersFor({
+        venue: v.id,
+        chain: v.chain,
+        underlying: u,
+        instrument: `${u}-USD:OPT:`,
+      }))
+        names.add(n);
+  if (o.underlyings.length === 0)
+    for (const v of o.venues) names.add(`venue:${v.id}`).add(`chain:${v.chain}`);
+  return [...names].sort();
+}
+
 // Returns {transitioned(0/1), from, to, reason} — trips when not already open.
 const TRIP = `
 local st = redis.call('HGET', KEYS[1], 'state') or 'closed'

@@ -5,6 +5,7 @@ export {
   type BreakerGate,
   type BreakerState,
   type BreakerStatus,
+  breakerNames,
   breakersFor,
   type Trial,
 } from './breakers.ts';

@@ -1,8 +1,15 @@
-import type { BreakerView, ControlsPort, KillSwitchView, PositionBreakView } from '@xhedge/api';
+import type {
+  BreakerView,
+  ControlsPort,
+  ControlTargets,
+  KillSwitchView,
+  PositionBreakView,
+} from '@xhedge/api';
 import {
   acknowledgePositionBreak,
   type BreakerBoard,
   type BreakerStatus,
+  breakerNames,
   type KillEngagement,
   type KillScope,
   type KillSwitch,
@@ -56,9 +63,27 @@ function breakView(e: AuditEntry): PositionBreakView {
  * board's book mark, which writes its own `book-mark.set` audit entry). The kill switch writes its own audit entry (`kill-switch.engage` / `kill-switch.release`, actor
  * `operator:<token name>`), so the API writes none of its own for it: one change, one entry.
  */
-export function controlsPort(kill: KillSwitch, breakers: BreakerBoard, ledger: Ledger): ControlsPort {
+export function controlsPort(
+  kill: KillSwitch,
+  breakers: BreakerBoard,
+  ledger: Ledger,
+  /** The run's venues (every one, enabled or not) and underlyings: what a trip may name. */
+  known?: () => Promise<{ venues: readonly { id: string; chain: string }[]; underlyings: readonly string[] }>,
+): ControlsPort {
   return {
     auditsKillSwitch: true,
+    ...(known
+      ? {
+          targets: async (): Promise<ControlTargets> => {
+            const k = await known();
+            return {
+              venues: k.venues.map((v) => v.id),
+              underlyings: [...k.underlyings],
+              breakers: breakerNames(k),
+            };
+          },
+        }
+      : {}),
     killSwitches: async () => {
       const engaged = (await kill.engaged()).map(killView);
       return engaged.some((k) => k.scope === 'global')

@@ -193,4 +193,35 @@ describe('controls port: the book mark over the breaker board', () => {
       reason: 'new trading day',
     });
   });
+
+  it("names what the brakes may target: the run's venues (as they are now), underlyings and breakers", async () => {
+    const prefix = `{xhedge}:targets-${process.pid}`;
+    const store = new SharedConfigStore({ redis, prefix, config });
+    await store.init();
+    const breakers = new BreakerBoard({ redis, prefix, config: config.breakers, ledger });
+    const port = controlsPort(new KillSwitch({ redis, prefix, ledger }), breakers, ledger, async () => ({
+      venues: await store.venues(),
+      underlyings: config.underlyings.map((u) => u.symbol),
+    }));
+    const t = await port.targets?.();
+    expect(t?.venues).toEqual(config.venues.map((v) => v.id));
+    expect(t?.underlyings).toEqual(['BTC', 'ETH', 'SOL']);
+    expect(t?.breakers).toEqual(
+      expect.arrayContaining([
+        'venue:gmx-arb',
+        'chain:evm:42161',
+        'chain:solana:mainnet-beta',
+        'market:price-shock:SOL',
+        'market:iv-shock:BTC',
+        'market:loss',
+      ]),
+    );
+    // a venue an operator adds through the API is a target at once
+    await store
+      .venuesPort()
+      .add({ ...(config.venues[1] as (typeof config.venues)[number]), id: 'gmx-two' }, actor);
+    expect((await port.targets?.())?.breakers).toContain('venue:gmx-two');
+    // without what the run knows, the port names nothing and the API refuses nothing
+    expect(controlsPort(new KillSwitch({ redis, prefix, ledger }), breakers, ledger).targets).toBeUndefined();
+  });
 });

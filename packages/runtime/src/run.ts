@@ -723,7 +723,10 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
             : {}),
         }),
         hedges: hedgesPort({ ledger, cancel: (id, actor) => cancelJob(id, actor) }),
-        controls: controlsPort(killSwitch, breakers, ledger),
+        controls: controlsPort(killSwitch, breakers, ledger, async () => ({
+          venues: await configStore.venues(),
+          underlyings: config.underlyings.map((u) => u.symbol),
+        })),
         venues: venuesPort,
         policy: configStore.policyPort(),
         pnl: pnlPort(ledger),

@@ -157,6 +157,11 @@ export function memoryPorts(opts: {
       resetKillSwitch: async (q, a) =>
         Object.assign(kill(q.scope, q.target), { engaged: false, reason: q.reason, by: a.name }),
       breakers: async () => breakers,
+      targets: async () => ({
+        venues: [...venues.keys()],
+        underlyings: ['BTC', 'ETH'],
+        breakers: breakers.map((b) => b.name),
+      }),
       tripBreaker: async (n, reason) => Object.assign(breaker(n), { state: 'open' as const, reason }),
       resetBreaker: async (n, reason) => Object.assign(breaker(n), { state: 'closed' as const, reason }),
       bookMark: async () => ({ ...mark }),
