@@ -201,6 +201,9 @@ describe('xhedge greeks / iv', () => {
     ]);
     expect(negVol.code).toBe(2);
     expect(negVol.err).toMatch(/--vol must be greater than 0/);
+    const percent = await run(['greeks', '--model', 'bs', '--strike', '100', ...base.slice(0, -1), '65']);
+    expect(percent.code).toBe(2);
+    expect(percent.err).toMatch(/--vol is a decimal \(0\.65 = 65%\), got 65/);
     const unknown = await run(['greeks', '--model', 'heston', '--strike', '100', ...base]);
     expect(unknown.code).toBe(2);
     expect(unknown.err).toMatch(/unknown model "heston"/);

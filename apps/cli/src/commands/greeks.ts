@@ -217,6 +217,8 @@ export function registerGreeks(
       const p = parseCommon(o, now());
       if (o.vol === undefined) throw new CliUsageError('--vol is required (decimal, e.g. 0.65)');
       const vol = parseNumberOption('vol', o.vol, { positive: true });
+      // as simulate and backtest: a 20 meant as 20% would price at 2000% vol without a word
+      if (vol > 5) throw new CliUsageError(`--vol is a decimal (0.65 = 65%), got ${o.vol}`);
       let rec: Record<string, number | string>;
       try {
         rec = computeGreeks(p, vol);
