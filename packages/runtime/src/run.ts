@@ -253,8 +253,8 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     // An evicting Redis can drop order jobs and locks silently: refused where funds are real, loud
     // everywhere (and /v1/ready says not ready). The embedded one is in memory by design.
     const durability = redisEp.embedded ? undefined : await redisDurability(redis);
-    for (const w of durability?.warnings ?? []) log.warn({ redis: redisEp.url }, w);
-    for (const e of durability?.errors ?? []) log.error({ redis: redisEp.url }, e);
+    for (const w of durability?.warnings ?? []) log.warn({ redis: safeUrl(redisEp.url) }, w);
+    for (const e of durability?.errors ?? []) log.error({ redis: safeUrl(redisEp.url) }, e);
     if (durability && durability.errors.length > 0 && !noRealFunds)
       throw new XhedgeError(
         'CONFIG_INVALID',

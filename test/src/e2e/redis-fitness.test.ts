@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { parseConfig } from '@xhedge/config';
 import { hasRedisServer, type OwnRedis, spawnRedisServer } from '@xhedge/execution/testing';
 import { startRun } from '@xhedge/runtime';
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -62,6 +63,34 @@ describe.runIf(hasRedis)('a run on an evicting Redis', () => {
     } finally {
       await run.stop();
     }
+  }, 60_000);
+});
+
+describe.runIf(hasRedis)('a run on a Redis with a password', () => {
+  let server: OwnRedis | undefined;
+  afterAll(() => server?.stop());
+
+  it('never writes the password to its log, even where it warns about that Redis', async () => {
+    const password = `pw-${process.pid}-never-logged`;
+    server = await spawnRedisServer(['--maxmemory-policy', 'allkeys-lru']);
+    // the password is set once the server answers (the helper's readiness check has none)
+    const admin = new Redis(server.url);
+    await admin.config('SET', 'requirepass', password);
+    admin.disconnect();
+    const lines: string[] = [];
+    const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(s) });
+    const run = await startRun({
+      config: profile('paper.yaml', (t) => t),
+      env: { REDIS_URL: server.url.replace('redis://', `redis://:${password}@`) },
+      port: 0,
+      logger,
+    });
+    await run.stop();
+    const log = lines.join('');
+    // the run did log about this Redis (the eviction policy), with its address, not its password
+    expect(log).toMatch(/maxmemory-policy is allkeys-lru/);
+    expect(log).toContain(`127.0.0.1:${server.port}`);
+    expect(log).not.toContain(password);
   }, 60_000);
 });
 
