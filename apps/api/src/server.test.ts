@@ -427,6 +427,56 @@ describe('operator API', () => {
   });
 });
 
+describe('server-sent events: a client that leaves', () => {
+  it('before its stream starts (auth or the first read still pending) leaves nothing subscribed', async () => {
+    const own = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const system = { tokenId: 'x', name: 'test', role: 'admin' as const };
+    const viewer = (await own.tokens.create({ name: 'sse', role: 'viewer' }, system)).token;
+    let release: () => void = () => {};
+    const firstRead = new Promise<void>((r) => {
+      release = r;
+    });
+    let reading = 0;
+    let live = 0;
+    const risk = {
+      ...own.risk,
+      latest: async () => {
+        reading++;
+        await firstRead;
+        return undefined;
+      },
+      subscribe: (fn: Parameters<typeof own.risk.subscribe>[0]) => {
+        live++;
+        const off = own.risk.subscribe(fn);
+        return () => {
+          live--;
+          off();
+        };
+      },
+    };
+    const srv = await buildApiServer({ ports: { ...own, risk }, logger: false });
+    try {
+      const address = await srv.listen({ port: 0, host: '127.0.0.1' });
+      const ctl = new AbortController();
+      const req = fetch(`${address}/v1/risk/stream`, {
+        headers: { authorization: `Bearer ${viewer}` },
+        signal: ctl.signal,
+      }).catch(() => undefined);
+      for (let i = 0; reading === 0 && i < 200; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(reading).toBe(1);
+      ctl.abort();
+      await req;
+      await new Promise((r) => setTimeout(r, 50)); // the server hears the close
+      release();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(live).toBe(0);
+    } finally {
+      release();
+      await srv.close();
+    }
+  });
+});
+
 describe('browser sessions (EventSource and Bull Board cannot send a bearer header)', () => {
   it('a bearer caller gets an HttpOnly SameSite=Strict cookie that only the read-only browser routes accept', async () => {
     const res = await app.inject({ method: 'POST', url: '/v1/session', headers: auth('viewer') });

@@ -36,6 +36,14 @@ export function registerSnapshotStream(root: FastifyInstance, ports: ApiPorts, h
     async (req, reply) => {
       reply.hijack();
       const res = reply.raw;
+      // The client may leave at any await (the auth hook's, the first read below): its 'close' is
+      // heard from here on, and a stream whose client is gone subscribes to nothing.
+      let end: (() => void) | undefined;
+      let gone = res.destroyed;
+      res.on('close', () => {
+        gone = true;
+        end?.();
+      });
       res.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache, no-transform',
@@ -49,18 +57,19 @@ export function registerSnapshotStream(root: FastifyInstance, ports: ApiPorts, h
         );
       };
       const latest = await ports.risk.latest();
+      if (gone) return;
       if (latest) send(latest);
       const unsubscribe = ports.risk.subscribe(send);
       const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), heartbeatMs);
       heartbeat.unref();
-      const end = () => {
+      const stop = () => {
         clearInterval(heartbeat);
         unsubscribe();
-        open.delete(end);
+        open.delete(stop);
         if (!res.writableEnded) res.end();
       };
-      open.add(end);
-      req.raw.on('close', end);
+      end = stop;
+      open.add(stop);
     },
   );
 }
