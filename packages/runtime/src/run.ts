@@ -560,7 +560,9 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         w.on('completed', (job) => {
           void reportJob(job);
           if (hedgeMetrics) void observeJob(job, 'filled');
-          else pendingHedgeEvents.push(job);
+          // held for the API's hedge metrics, which an `all` run builds after its workers; a worker
+          // process serves none, and held them all for its life
+          else if (role === 'all') pendingHedgeEvents.push(job);
         });
         w.on('failed', (job, err) => {
           if (!job || job.attemptsMade < (job.opts.attempts ?? 1)) return;
