@@ -16,6 +16,7 @@ export type {
   TimeRange,
   TokensPort,
   VenuesPort,
+  VenueUpdate,
 } from './ports.ts';
 export { venueView } from './routes.ts';
 export {

@@ -131,13 +131,19 @@ export interface ControlsPort {
   ): Promise<{ venue: string; instrument: string; breakOpen: boolean }>;
 }
 
+/** A venue's replacement config: `enabled` may be left out (the venue keeps its state). */
+export type VenueUpdate = Omit<VenueConfig, 'enabled'> & { enabled?: boolean | undefined };
+
 export interface VenuesPort {
   list(): Promise<VenueConfig[]>;
   get(id: string): Promise<VenueConfig | undefined>;
   /** CONFLICT when the id exists. */
   add(venue: VenueConfig, actor: Actor): Promise<VenueConfig>;
-  /** Replaces the venue's config (the id stays). NOT_FOUND when absent. */
-  update(id: string, venue: VenueConfig, actor: Actor): Promise<VenueConfig>;
+  /**
+   * Replaces the venue's config (the id stays); `enabled` left out keeps the venue's current state.
+   * NOT_FOUND when absent.
+   */
+  update(id: string, venue: VenueUpdate, actor: Actor): Promise<VenueConfig>;
   disable(id: string, actor: Actor): Promise<VenueConfig>;
 }
 

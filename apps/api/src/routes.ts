@@ -50,8 +50,11 @@ function inlineSecretPaths(value: unknown, path: (string | number)[], out: (stri
   }
 }
 
-/** A venue as the config file takes it, plus the checks the file gets from its parent (chain family, no inline secrets). */
-export const VenueBody = VenueConfig.superRefine((v, ctx) => {
+/** The checks a venue gets from the config file's parent: chain family, no inline secrets. */
+function venueChecks(
+  v: { kind: VenueConfig['kind']; chain: string; params: Record<string, unknown> },
+  ctx: z.RefinementCtx,
+): void {
   const family = VENUE_KIND_FAMILY[v.kind];
   if (!v.chain.startsWith(`${family}:`))
     ctx.addIssue({
@@ -67,7 +70,18 @@ export const VenueBody = VenueConfig.superRefine((v, ctx) => {
       path: p,
       message: 'inline secret not allowed; use credentials {env: VAR_NAME}',
     });
-});
+}
+
+/** A venue as the config file takes it, plus the checks the file gets from its parent (chain family, no inline secrets). */
+export const VenueBody = VenueConfig.superRefine(venueChecks);
+
+/**
+ * A venue's replacement: as `VenueBody`, but `enabled` left out keeps the venue's current state (a
+ * params change must not switch back on a venue an operator disabled).
+ */
+export const VenueUpdateBody = VenueConfig.extend({
+  enabled: z.boolean().optional().describe('left out: the venue stays enabled or disabled as it is'),
+}).superRefine(venueChecks);
 
 export function venueView(v: VenueConfig): VenueView {
   return {
@@ -275,10 +289,10 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       schema: {
         tags: ['venues'],
         summary:
-          'Replace a venue config (the id in the body must match the path; kind and chain cannot change); applied live, new params once the venue has no working orders',
+          'Replace a venue config (the id in the body must match the path; kind and chain cannot change; enabled left out stays as it is); applied live, new params once the venue has no working orders',
         params: VenueParam,
         querystring: EmptyQuery,
-        body: VenueBody,
+        body: VenueUpdateBody,
         response: { 200: VenueView, ...errors },
       },
     },

@@ -221,6 +221,33 @@ describe('operator API', () => {
     expect(dup.statusCode).toBe(409);
   });
 
+  it('a venue replaced without `enabled` keeps its state: a params change does not switch a disabled venue back on', async () => {
+    const put = (payload: object) =>
+      app.inject({ method: 'PUT', url: '/v1/venues/uni-eth', headers: auth('operator'), payload });
+    const body = { id: 'uni-eth', kind: 'paper-spot-amm', chain: 'evm:1' };
+    const off = await app.inject({
+      method: 'POST',
+      url: '/v1/venues/uni-eth/disable',
+      headers: auth('operator'),
+      payload: { reason: 'venue halted' },
+    });
+    expect(off.statusCode, off.body).toBe(200);
+    expect(off.json().enabled).toBe(false);
+    const kept = await put(body);
+
+    expect(kept.statusCode).toBe(200);
+    expect(kept.json().enabled).toBe(false);
+    // said out loud, it is what the body says
+    expect((await put({ ...body, enabled: true })).json().enabled).toBe(true);
+    expect((await put(body)).json().enabled).toBe(true);
+    const doc = (await app.inject({ url: '/docs/json' })).json() as {
+      paths: Record<string, { put?: { requestBody?: unknown } }>;
+    };
+    expect(JSON.stringify(doc.paths['/v1/venues/{id}']?.put?.requestBody)).toMatch(
+      /stays enabled or disabled/,
+    );
+  });
+
   it('audits every change with who made it', async () => {
     const r = await app.inject({
       method: 'POST',

@@ -58,6 +58,40 @@ describe('shared config store (Redis)', () => {
   });
 });
 
+describe('shared config store: changes at once', () => {
+  it('keeps every one of many venue changes made at the same time, from two processes', async () => {
+    const prefix = `{xhedge}:cfg-race-${process.pid}`;
+    const a = new SharedConfigStore({ redis, prefix, config });
+    await a.init();
+    // a second process: its own connection, the same keys
+    const other = ep.client();
+    const b = new SharedConfigStore({ redis: other, prefix, config });
+    try {
+      const ids = config.venues.map((v) => v.id);
+      const first = config.venues.find((v) => v.kind === 'paper-gmx');
+      const rest = config.venues.filter((v) => v !== first);
+      if (!first) throw new Error('the profile has no paper-gmx venue');
+      // a params change that leaves `enabled` out, as an operator's PUT may
+      const { enabled: _, ...rest0 } = first;
+      const updated = { ...rest0, params: { ...first.params, keeperDelayMs: 2500 } };
+      await Promise.all([
+        ...ids.map((id, i) => (i % 2 === 0 ? a : b).venuesPort().disable(id, actor)),
+        b.venuesPort().update(first.id, updated, actor),
+        a.venuesPort().add({ ...(rest[0] ?? first), id: 'added-now', enabled: true }, actor),
+      ]);
+      const after = await a.venues();
+      // every disable landed, whatever order the update ran in relative to them
+      for (const id of ids) expect(after.find((v) => v.id === id)?.enabled, id).toBe(false);
+      expect(after.find((v) => v.id === first.id)?.params).toMatchObject({ keeperDelayMs: 2500 });
+      expect(after.find((v) => v.id === 'added-now')?.enabled).toBe(true);
+      // the profile the store was seeded from is not changed by them
+      expect(config.venues.every((v) => v.enabled !== false)).toBe(true);
+    } finally {
+      other.disconnect();
+    }
+  });
+});
+
 describe('risk and audit ports over the ledger', () => {
   it('stores snapshots, serves history and slices by underlying, venue and chain', async () => {
     const clock = new ManualClock(Date.UTC(2026, 0, 1));

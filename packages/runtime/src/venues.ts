@@ -35,7 +35,7 @@ const PARAMS_SCHEMA: Partial<Record<VenueKind, z.ZodType>> = {
  * `ValidationError` naming each bad field (`params.takerFeeBps`, typos as unrecognized keys), so an
  * operator adding or changing a venue over the API hears of it at once, not from the server log.
  */
-export function checkVenueParams(v: VenueConfig): void {
+export function checkVenueParams(v: Pick<VenueConfig, 'id' | 'kind' | 'params'>): void {
   const schema = PARAMS_SCHEMA[v.kind];
   if (!schema) return;
   const res = schema.safeParse(v.params ?? {});

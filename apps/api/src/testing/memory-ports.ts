@@ -198,9 +198,11 @@ export function memoryPorts(opts: {
         return v;
       },
       update: async (id, v) => {
-        if (!venues.has(id)) throw notFound(`venue ${id}`);
-        venues.set(id, v);
-        return v;
+        const prev = venues.get(id);
+        if (!prev) throw notFound(`venue ${id}`);
+        const next = { ...v, enabled: v.enabled ?? prev.enabled };
+        venues.set(id, next);
+        return next;
       },
       disable: async (id) => {
         const v = venues.get(id);
