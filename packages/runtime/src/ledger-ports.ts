@@ -202,40 +202,39 @@ export function auditPort(ledger: Ledger): AuditPort {
 export function pnlPort(ledger: Ledger): PnlPort {
   return {
     attribution: async (q): Promise<PnlView> => {
-      const rows = await ledger.riskSnapshotHistory({ fromMs: q.fromMs, toMs: q.toMs + 1, limit: 5000 });
-      const last = rows[0]?.snapshot as RiskSnapshot | undefined;
-      const first = rows.at(-1)?.snapshot as RiskSnapshot | undefined;
+      // the first and the last snapshot of the range, however many lie between (two rows, not a page
+      // of the newest: a long range was attributed over its last page only)
+      const range = { fromMs: q.fromMs, toMs: q.toMs + 1, limit: 1 };
+      const [oldest, newest] = await Promise.all([
+        ledger.riskSnapshotHistory({ ...range, oldestFirst: true }),
+        ledger.riskSnapshotHistory(range),
+      ]);
+      const first = oldest[0]?.snapshot as RiskSnapshot | undefined;
+      const last = newest[0]?.snapshot as RiskSnapshot | undefined;
       const byUnderlying: Record<string, Record<string, number>> = {};
       let totalUsd = 0;
       if (first && last) {
-        const fills = await ledger.listFills({ fromMs: first.asOfMs, toMs: last.asOfMs + 1, limit: 5000 });
-        const refs = new Map<string, { underlying: string; referencePriceUsd: number }>();
-        for (const f of fills) {
-          if (refs.has(f.clientOrderId)) continue;
-          const o = await ledger.getOrder(f.clientOrderId);
-          const i = o ? await ledger.getIntent(o.intentId) : undefined;
-          if (i)
-            refs.set(f.clientOrderId, { underlying: i.underlying, referencePriceUsd: i.referencePriceUsd });
-        }
+        // every fill between them, each with its intent's underlying and reference price, in one query
+        const fills = await ledger.fillsWithIntent({ fromMs: first.asOfMs, toMs: last.asOfMs + 1 });
         const elapsedMs = last.asOfMs - first.asOfMs;
         for (const [u, a] of Object.entries(first.underlyings)) {
           if (q.underlying && u !== q.underlying) continue;
           const b = last.underlyings[u];
           if (!b) continue;
-          const uFills: AttributionFill[] = fills.flatMap((f) => {
-            const ref = refs.get(f.clientOrderId);
-            if (ref?.underlying !== u) return [];
-            return [
-              {
-                side: f.side,
-                sizeBase: Number(f.sizeBase),
-                priceUsd: Number(f.priceUsd),
-                referencePriceUsd: ref.referencePriceUsd,
-                feeUsd: f.feeUsd,
-                gasUsd: f.gasUsd,
-              },
-            ];
-          });
+          const uFills: AttributionFill[] = fills.flatMap((f) =>
+            f.underlying === u
+              ? [
+                  {
+                    side: f.side,
+                    sizeBase: Number(f.sizeBase),
+                    priceUsd: Number(f.priceUsd),
+                    referencePriceUsd: f.referencePriceUsd,
+                    feeUsd: f.feeUsd,
+                    gasUsd: f.gasUsd,
+                  },
+                ]
+              : [],
+          );
           const r = attributePnl({
             start: a,
             endSpotUsd: b.spotUsd,

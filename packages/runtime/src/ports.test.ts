@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SharedConfigStore } from './config-store.ts';
 import { controlsPort } from './controls-port.ts';
-import { auditPort, hedgesPort, riskPort } from './ledger-ports.ts';
+import { auditPort, hedgesPort, pnlPort, riskPort } from './ledger-ports.ts';
 import { SnapshotBus } from './snapshot-bus.ts';
 
 const config = parseConfig(
@@ -200,6 +200,75 @@ describe('hedges port over the ledger', () => {
     expect(await ids({ limit: 10, fromMs: 11_001, toMs: 12_000 })).toEqual([b]);
     expect(await ids({ limit: 10, fromMs: 11_001, toMs: 11_999 })).toEqual([]);
     expect(await ids({ limit: 10, planId: 'plan_b', underlying: 'ETH', status: ['queued'] })).toEqual([b]);
+    await led.close();
+  });
+});
+
+describe('pnl port over the ledger', () => {
+  it('attributes a range from its first snapshot to its last, however many lie between, with its fills', async () => {
+    const db = await openDatabase({});
+    const led = new Ledger(db);
+    // 5003 snapshots, 5 s apart: BTC long 1 (delta), spot rising a cent a snapshot
+    const n = 5003;
+    const t0 = 1_000_000;
+    const snap = (seq: number) => ({
+      seq,
+      asOfMs: t0 + seq * 5_000,
+      underlyings: {
+        BTC: {
+          spotUsd: 100 + seq * 0.01,
+          volDecimal: 0.5,
+          delta: 1,
+          gamma: 0,
+          vegaPerVolPoint: 0,
+          thetaPerDay: 0,
+          fundingUsdPerHour: 0,
+        },
+      },
+    });
+    for (let from = 1; from <= n; from += 1000) {
+      const rows = [];
+      for (let seq = from; seq < Math.min(from + 1000, n + 1); seq++)
+        rows.push({ seq, as_of_ms: t0 + seq * 5_000, snapshot: JSON.stringify(snap(seq)) });
+      await led.db.insertInto('risk_snapshots').values(rows).execute();
+    }
+    const leg: HedgeIntent = {
+      id: `int_${'p'.repeat(24)}`,
+      planId: 'plan_p',
+      underlying: 'BTC',
+      venue: 'gmx-arb',
+      chain: 'evm:42161',
+      instrument: 'BTC-USD:PERP',
+      side: 'buy',
+      sizeBase: '2',
+      orderType: 'market',
+      referencePriceUsd: 100,
+      reduceOnly: false,
+      urgency: 'normal',
+      reason: 'delta drifted',
+      createdAtMs: t0,
+      dependsOn: [],
+    };
+    await led.recordPlan([{ intent: leg, clientOrderId: 'xh-p', status: 'queued' }], { actor: 'o' });
+    await led.recordFill({
+      fillId: 'f-p',
+      clientOrderId: 'xh-p',
+      venue: 'gmx-arb',
+      instrument: 'BTC-USD:PERP',
+      side: 'buy',
+      sizeBase: '2',
+      priceUsd: '100.5',
+      feeUsd: 3,
+      gasUsd: 0,
+      tsMs: t0 + 10 * 5_000,
+    });
+    const pnl = await pnlPort(led).attribution({ fromMs: 0, toMs: t0 + (n + 1) * 5_000 });
+    expect([pnl.fromSeq, pnl.toSeq]).toEqual([1, n]);
+    // Δ · dS from the first snapshot to the last: 1 × (n − 1) cents
+    expect(pnl.byUnderlying.BTC?.deltaUsd).toBeCloseTo((n - 1) * 0.01, 9);
+    // the fill: 3 USD fee, bought 0.5 above the planned price on 2 BTC
+    expect(pnl.byUnderlying.BTC?.feesUsd).toBeCloseTo(-3, 9);
+    expect(pnl.byUnderlying.BTC?.slippageUsd).toBeCloseTo(-1, 9);
     await led.close();
   });
 });

@@ -14,6 +14,7 @@ export {
   type Actor,
   type AuditEntry,
   type BreakerEvent,
+  type IntentFill,
   type KillSwitchEvent,
   Ledger,
   type LedgerIntent,

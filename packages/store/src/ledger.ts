@@ -111,6 +111,12 @@ export interface RiskSnapshotRecord {
 }
 
 /** Filters shared by the list queries; all optional, combined with AND. */
+/** A fill with what P&L attribution needs of the intent it filled. */
+export interface IntentFill extends Fill {
+  underlying: string;
+  referencePriceUsd: number;
+}
+
 export interface LedgerQuery {
   /** Inclusive lower bound on the row's time (created / at / ts), ms since epoch. */
   fromMs?: number;
@@ -749,17 +755,32 @@ export class Ledger {
     if (q.underlying) qb = qb.where('instrument', 'like', `${q.underlying}-%`);
     if (q.clientOrderId) qb = qb.where('client_order_id', '=', q.clientOrderId);
     const rows = await qb.orderBy('ts_ms', 'desc').orderBy('fill_id').limit(limitOf(q)).execute();
+    return rows.map(toFill);
+  }
+
+  /**
+   * Every fill in [`fromMs`, `toMs`) with the underlying and reference price of the intent it filled,
+   * oldest first, in one statement and without a cap: what a P&L attribution over the range needs.
+   */
+  async fillsWithIntent(q: { fromMs: number; toMs: number }): Promise<IntentFill[]> {
+    const rows = await this.db
+      .selectFrom('fills')
+      .innerJoin('orders', 'orders.client_order_id', 'fills.client_order_id')
+      .innerJoin('intents', 'intents.id', 'orders.intent_id')
+      .selectAll('fills')
+      .select([
+        'intents.underlying as intent_underlying',
+        'intents.reference_price_usd as intent_reference_usd',
+      ])
+      .where('fills.ts_ms', '>=', q.fromMs)
+      .where('fills.ts_ms', '<', q.toMs)
+      .orderBy('fills.ts_ms')
+      .orderBy('fills.fill_id')
+      .execute();
     return rows.map((r) => ({
-      fillId: r.fill_id,
-      clientOrderId: r.client_order_id,
-      venue: r.venue,
-      instrument: r.instrument,
-      side: r.side as Fill['side'],
-      sizeBase: r.size_base,
-      priceUsd: r.price_usd,
-      feeUsd: r.fee_usd,
-      gasUsd: r.gas_usd,
-      tsMs: Number(r.ts_ms),
+      ...toFill(r),
+      underlying: r.intent_underlying,
+      referencePriceUsd: Number(r.intent_reference_usd),
     }));
   }
 
@@ -994,14 +1015,17 @@ export class Ledger {
     return r ? { seq: Number(r.seq), asOfMs: Number(r.as_of_ms), snapshot: r.snapshot } : undefined;
   }
 
-  /** Snapshots by `asOfMs` range, newest first. */
+  /** Snapshots by `asOfMs` range, newest first (`oldestFirst`: the other way round). */
   async riskSnapshotHistory(
-    q: Pick<LedgerQuery, 'fromMs' | 'toMs' | 'limit'> = {},
+    q: Pick<LedgerQuery, 'fromMs' | 'toMs' | 'limit'> & { oldestFirst?: boolean } = {},
   ): Promise<RiskSnapshotRecord[]> {
     let qb = this.db.selectFrom('risk_snapshots').selectAll();
     if (q.fromMs !== undefined) qb = qb.where('as_of_ms', '>=', q.fromMs);
     if (q.toMs !== undefined) qb = qb.where('as_of_ms', '<', q.toMs);
-    const rows = await qb.orderBy('seq', 'desc').limit(limitOf(q)).execute();
+    const rows = await qb
+      .orderBy('seq', q.oldestFirst ? 'asc' : 'desc')
+      .limit(limitOf(q))
+      .execute();
     return rows.map((r) => ({ seq: Number(r.seq), asOfMs: Number(r.as_of_ms), snapshot: r.snapshot }));
   }
 
@@ -1059,6 +1083,21 @@ function toOrder(r: OrderRow): LedgerOrder {
   if (r.error !== null) o.error = r.error;
   if (r.last_send_at_ms !== null) o.lastSendAtMs = Number(r.last_send_at_ms);
   return o;
+}
+
+function toFill(r: Selectable<LedgerDatabase['fills']>): Fill {
+  return {
+    fillId: r.fill_id,
+    clientOrderId: r.client_order_id,
+    venue: r.venue,
+    instrument: r.instrument,
+    side: r.side as Fill['side'],
+    sizeBase: r.size_base,
+    priceUsd: r.price_usd,
+    feeUsd: r.fee_usd,
+    gasUsd: r.gas_usd,
+    tsMs: Number(r.ts_ms),
+  };
 }
 
 function toAuditEntry(r: Selectable<LedgerDatabase['audit']>): AuditEntry {
