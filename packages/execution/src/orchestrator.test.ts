@@ -5,7 +5,7 @@ import { Orchestrator } from './orchestrator.ts';
 import type { ExecutionService } from './service.ts';
 import { testRedis } from './test-env.ts';
 
-describe('orchestrator shutdown', () => {
+describe('orchestrator', () => {
   let redis: Awaited<ReturnType<typeof testRedis>>;
   beforeAll(async () => {
     redis = await testRedis();
@@ -64,6 +64,40 @@ describe('orchestrator shutdown', () => {
       expect(await cmd.get(`${prefix}:lease:orchestrator`)).toBeNull();
       expect(errors).toEqual([]);
     } finally {
+      cmd.disconnect();
+    }
+  });
+
+  it('asks its interval after every tick: a period changed at run time takes effect from the next pause', async () => {
+    const cmd = redis.client();
+    const prefix = `xhorch${randomBytes(3).toString('hex')}`;
+    const lease = new LeaderLease({ redis: cmd, prefix, name: 'orchestrator', ttlMs: 5000 });
+    let periodMs = 10;
+    const tickAt: number[] = [];
+    const asked: number[] = [];
+    const orch = new Orchestrator({
+      lease,
+      service: {} as ExecutionService,
+      intervalMs: () => {
+        asked.push(periodMs);
+        return periodMs;
+      },
+      plan: async () => {
+        tickAt.push(performance.now());
+        periodMs = 60_000; // the operator lengthens the period during the first tick
+        return [];
+      },
+    });
+    try {
+      orch.start();
+      for (let i = 0; i < 300 && tickAt.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(tickAt.length).toBe(1);
+      await new Promise((r) => setTimeout(r, 300));
+      // the pause after the first tick is the new period: no second tick at the old 10 ms
+      expect(tickAt.length).toBe(1);
+      expect(asked.at(-1)).toBe(60_000);
+    } finally {
+      await orch.stop();
       cmd.disconnect();
     }
   });

@@ -6,8 +6,11 @@ export interface OrchestratorOptions {
   service: ExecutionService;
   /** Produces the plans of one tick (risk → strategy → routing); called only while leader. */
   plan: (ctx: { token: number }) => Promise<readonly PlanLike[]>;
-  /** Tick period, ms. @defaultValue 1000 */
-  intervalMs?: number;
+  /**
+   * Pause between ticks, ms: a number, or a function asked after every tick (a period an operator
+   * changes at run time takes effect from the next pause). @defaultValue 1000
+   */
+  intervalMs?: number | (() => number);
   onPlanned?: (plan: PlanLike, legs: LegResult[], token: number) => void;
   onError?: (err: unknown) => void;
 }
@@ -53,9 +56,16 @@ export class Orchestrator {
       );
       await this.#inflight;
       this.#inflight = undefined;
-      if (this.#running) this.#timer = setTimeout(loop, this.#o.intervalMs ?? 1000);
+      if (this.#running) this.#timer = setTimeout(loop, this.#pauseMs());
     };
     this.#timer = setTimeout(loop, 0);
+  }
+
+  /** The pause before the next tick: the option's value now, 1000 when it is not a finite number ≥ 0. */
+  #pauseMs(): number {
+    const i = this.#o.intervalMs;
+    const ms = typeof i === 'function' ? i() : (i ?? 1000);
+    return Number.isFinite(ms) && ms >= 0 ? ms : 1000;
   }
 
   /**

@@ -448,6 +448,8 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       if (dropCopy) closers.push({ name: 'drop-copy check', close: () => dropCopy.idle() });
       if (config.limits.maxTotalNotionalUsd !== undefined)
         execMetrics.totalNotionalLimitUsd.set(config.limits.maxTotalNotionalUsd);
+      // the policy's tick period, market time: the profile's until the planner reads the shared policy
+      let tickIntervalMs = config.policy.tickIntervalMs;
       const p = new TickPlanner({
         clock,
         onVenueRead: (venue, read) => {
@@ -488,7 +490,12 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         ledger,
         bus,
         currentVenues: () => configStore.venues(),
-        currentPolicy: () => configStore.policy(),
+        currentPolicy: async () => {
+          const policy = await configStore.policy();
+          // the orchestrator's pause follows the policy the planner last read (PUT /v1/policy)
+          tickIntervalMs = policy.tickIntervalMs;
+          return policy;
+        },
         route: createRouter({
           maxSlippageBps: config.limits.maxSlippageBps,
           log: (level, msg, data) => log[level](data ?? {}, msg),
@@ -543,7 +550,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           return out;
         },
         // The tick period is market time on paper; at least 200 ms of wall time so a tick can finish.
-        intervalMs: Math.max(200, Math.round(config.policy.tickIntervalMs / speed)),
+        intervalMs: () => Math.max(200, Math.round(tickIntervalMs / speed)),
         onPlanned: (plan, legs) => p.onPlanned(plan, legs),
         onError: (err) => log.error({ err }, 'orchestrator tick failed'),
       });
