@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfigFile } from '@xhedge/config';
@@ -672,6 +672,41 @@ describe('rate limiting', () => {
       );
     await small.close();
     expect(codes).toEqual([200, 200, 200, 429, 429]);
+  });
+});
+
+describe('tokens shared by API replicas (one data folder)', () => {
+  it("each replica sees the others' changes at once, and changes made at the same time all land", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xhedge-api-'));
+    try {
+      const file = join(dir, 'tokens.json');
+      const a = new FileTokenStore({ file });
+      const b = new FileTokenStore({ file });
+      const system = { tokenId: 'system', name: 'test', role: 'admin' as const };
+      const t1 = await a.create({ name: 'ci', role: 'viewer' }, system);
+      // made on A, known on B
+      expect((await b.verify(t1.token))?.name).toBe('ci');
+      // revoked on B, refused on A at its next check
+      await b.revoke(t1.view.id, system);
+      expect(await a.verify(t1.token)).toBeUndefined();
+      // changes made at once on both replicas: none undoes another
+      const made = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          (i % 2 ? a : b).create({ name: `t${i}`, role: 'viewer' }, system),
+        ),
+      );
+      const names = (await a.list()).map((t) => t.name).sort();
+      expect(names).toEqual(made.map((m) => m.view.name).sort());
+      for (const m of made) expect((await b.verify(m.token))?.name).toBe(m.view.name);
+      // a role changed on A holds on B, and B's later change does not bring the revoked token back
+      await a.setRole(made[0]?.view.id ?? '', 'operator', system);
+      await b.create({ name: 'later', role: 'viewer' }, system);
+      expect((await b.verify(made[0]?.token ?? ''))?.role).toBe('operator');
+      expect(await b.verify(t1.token)).toBeUndefined();
+      expect(readdirSync(dir).sort()).toEqual(['tokens.json']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

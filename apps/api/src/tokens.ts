@@ -1,5 +1,14 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { type Clock, deterministicId, systemClock, XhedgeError } from '@xhedge/core';
 import { z } from 'zod';
@@ -41,16 +50,26 @@ export interface FileTokenStoreOptions {
   random?: (n: number) => Buffer;
 }
 
+/** How long a change waits for another process's change of the token file, ms. */
+const LOCK_WAIT_MS = 5_000;
+/** A lock file older than this was left by a process that died while changing the file, ms. */
+const LOCK_STALE_MS = 30_000;
+
 /**
  * Bearer tokens stored as sha256 hashes in a JSON file (mode 0600), compared in constant time. The clear
  * token exists only in the answer to `create`. One file per data folder: API replicas on several hosts
- * need a shared data folder or their own admin token from the environment.
+ * need a shared data folder or their own admin token from the environment. Every replica sharing the
+ * file sees the others' changes: a check re-reads the file when it changed (a token revoked on one
+ * replica is refused by all at their next request), and a change is made under a lock file on the
+ * file as it is then (two replicas' changes never undo each other).
  */
 export class FileTokenStore implements TokensPort {
   readonly #file: string | undefined;
   readonly #clock: Clock;
   readonly #random: (n: number) => Buffer;
   #tokens: StoredToken[] = [];
+  /** The file as last read (modification time, size, inode): a different one is read again. */
+  #seen = '';
   readonly #env: StoredToken | undefined;
 
   constructor(opts: FileTokenStoreOptions = {}) {
@@ -74,29 +93,83 @@ export class FileTokenStore implements TokensPort {
 
   #load(file: string): void {
     let text: string;
+    let stamp: string;
     try {
+      const st = statSync(file);
+      stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
+      if (stamp === this.#seen) return;
       text = readFileSync(file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // no file (yet, or removed by an operator): no stored tokens
+      this.#tokens = [];
+      this.#seen = '';
+      return;
     }
-    const parsed = TokenFile.safeParse(JSON.parse(text));
+    let parsed: ReturnType<typeof TokenFile.safeParse>;
+    try {
+      parsed = TokenFile.safeParse(JSON.parse(text));
+    } catch {
+      parsed = { success: false } as ReturnType<typeof TokenFile.safeParse>;
+    }
     if (!parsed.success) throw new XhedgeError('CONFIG_INVALID', `token file ${file} is corrupt`);
     this.#tokens = parsed.data.tokens;
+    this.#seen = stamp;
   }
 
-  #save(): void {
-    if (this.#file === undefined) return;
-    const tmp = `${this.#file}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ version: 1, tokens: this.#tokens }, null, 2), { mode: 0o600 });
-    renameSync(tmp, this.#file);
+  /** The file as it is now (another replica may have changed it). */
+  #refresh(): void {
+    if (this.#file !== undefined) this.#load(this.#file);
+  }
+
+  /**
+   * One change of the stored tokens: under the file's lock, on the file as it is now, then written
+   * whole (through a temporary file of this process, renamed over it).
+   */
+  async #change<T>(edit: () => T): Promise<T> {
+    const file = this.#file;
+    if (file === undefined) return edit();
+    const lock = `${file}.lock`;
+    const until = Date.now() + LOCK_WAIT_MS;
+    for (;;) {
+      try {
+        closeSync(openSync(lock, 'wx', 0o600));
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        try {
+          if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) unlinkSync(lock);
+        } catch {
+          // gone meanwhile: try again
+        }
+        if (Date.now() > until)
+          throw new XhedgeError(
+            'CONFLICT',
+            `the token file is being changed by another process (${lock}); try again`,
+          );
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+    try {
+      this.#load(file);
+      const out = edit();
+      const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+      writeFileSync(tmp, JSON.stringify({ version: 1, tokens: this.#tokens }, null, 2), { mode: 0o600 });
+      renameSync(tmp, file);
+      this.#seen = '';
+      return out;
+    } finally {
+      unlinkSync(lock);
+    }
   }
 
   hasAdmin(): boolean {
+    this.#refresh();
     return this.#env !== undefined || this.#tokens.some((t) => t.role === 'admin');
   }
 
   async verify(token: string): Promise<Actor | undefined> {
+    this.#refresh();
     const hash = Buffer.from(sha256Hex(token), 'hex');
     let found: StoredToken | undefined;
     // Compare against every stored hash so timing does not tell how many tokens exist or which matched.
@@ -107,6 +180,7 @@ export class FileTokenStore implements TokensPort {
   }
 
   async list(): Promise<TokenView[]> {
+    this.#refresh();
     return [...(this.#env ? [this.#env] : []), ...this.#tokens].map(view);
   }
 
@@ -121,22 +195,23 @@ export class FileTokenStore implements TokensPort {
       createdAtMs,
       createdBy: actor.name,
     };
-    this.#tokens.push(stored);
-    this.#save();
+    await this.#change(() => this.#tokens.push(stored));
     return { token, view: view(stored) };
   }
 
   async setRole(id: string, role: Role, _actor: Actor): Promise<TokenView> {
-    const t = this.#find(id);
-    t.role = role;
-    this.#save();
-    return view(t);
+    return this.#change(() => {
+      const t = this.#find(id);
+      t.role = role;
+      return view(t);
+    });
   }
 
   async revoke(id: string, _actor: Actor): Promise<void> {
-    this.#find(id);
-    this.#tokens = this.#tokens.filter((t) => t.id !== id);
-    this.#save();
+    await this.#change(() => {
+      this.#find(id);
+      this.#tokens = this.#tokens.filter((t) => t.id !== id);
+    });
   }
 
   #find(id: string): StoredToken {
