@@ -108,20 +108,19 @@ export class SharedConfigStore {
           return venue;
         });
       },
-      update: async (id, venue, _actor) => {
-        checkVenueParams(venue);
-        return this.#changeVenues(id, (list) => {
+      update: async (id, venue, _actor) =>
+        this.#changeVenues(id, (list) => {
           const i = list.findIndex((v) => v.id === id);
           const prev = list[i];
           if (!prev) throw new XhedgeError('NOT_FOUND', `no venue ${id}`, { details: { id } });
           // Kind and chain decide which adapter runs; changing them is a new venue, not an update.
           if (prev.kind !== venue.kind || prev.chain !== venue.chain)
             throw new XhedgeError('CONFLICT', `venue ${id}: kind and chain cannot change; add a new venue`);
+          checkVenueParams(venue);
           const next: VenueConfig = { ...venue, enabled: venue.enabled ?? prev.enabled };
           list[i] = next;
           return next;
-        });
-      },
+        }),
       disable: async (id, _actor) =>
         this.#changeVenues(id, (list) => {
           const v = list.find((x) => x.id === id);
