@@ -34,6 +34,13 @@ export interface ErrorContext {
   clientOrderId?: string;
   /** Outcome when the error is a revert: `not-sent` for a simulation, `rejected` for a mined revert. */
   revertOutcome?: OrderOutcome;
+  /**
+   * The error came from broadcasting a transaction that is already signed (its hash handed out). Then
+   * only a decoded revert is final: "nonce too low", "already known", "insufficient funds" or a transport
+   * failure can all follow an earlier delivery of the same bytes (a retry or the fallback transport
+   * re-sends after a lost response, and the first copy may be mined), so their outcome is `unknown`.
+   */
+  afterSigning?: boolean;
   /** Values to scrub from messages (keys, RPC URLs with API keys). */
   secrets?: readonly string[];
   details?: Record<string, unknown>;
@@ -134,6 +141,7 @@ export function revertToVenueError(revert: DecodedRevert, ctx: ErrorContext, cau
  * Maps any error from viem or the node into the venue error tree, with secrets scrubbed:
  * reverts → RevertedError (or the classifier's class), funds → InsufficientFundsError, nonce problems →
  * NonceError, timeouts → VenueTimeoutError (outcome unknown), transport failures → VenueNetworkError.
+ * Non-revert errors are `not-sent`, or `unknown` with {@link ErrorContext.afterSigning}.
  * VenueErrors pass through unchanged.
  */
 export function toVenueError(err: unknown, ctx: ErrorContext): VenueError {
@@ -148,14 +156,29 @@ export function toVenueError(err: unknown, ctx: ErrorContext): VenueError {
     ...(ctx.clientOrderId !== undefined ? { clientOrderId: ctx.clientOrderId } : {}),
     ...(ctx.details ? { details: ctx.details } : {}),
   };
+  // After signing, a refusal by the node answering now does not mean no node took the transaction.
+  const refused = ctx.afterSigning
+    ? {
+        outcome: 'unknown' as const,
+        hint: '; the signed transaction may still have been broadcast, reconcile by hash',
+      }
+    : { outcome: 'not-sent' as const, hint: '' };
   if (walkName(err, ['InsufficientFundsError']) || /insufficient funds/i.test(text)) {
-    return new InsufficientFundsError({ ...common, message, outcome: 'not-sent' });
+    return new InsufficientFundsError({
+      ...common,
+      message: message + refused.hint,
+      outcome: refused.outcome,
+    });
   }
   if (
     walkName(err, ['NonceTooLowError', 'NonceTooHighError', 'NonceMaxValueError']) ||
     /nonce (too low|too high)|replacement transaction underpriced/i.test(text)
   ) {
-    return new NonceError({ ...common, message: redact(text, ctx.secrets) });
+    return new NonceError({
+      ...common,
+      message: redact(text, ctx.secrets) + refused.hint,
+      outcome: refused.outcome,
+    });
   }
   if (isRevert(err)) {
     return revertToVenueError(decodeRevert(findRevertData(err), ctx.abi, message), ctx, undefined);
@@ -163,5 +186,6 @@ export function toVenueError(err: unknown, ctx: ErrorContext): VenueError {
   if (walkName(err, ['TimeoutError', 'WaitForTransactionReceiptTimeoutError'])) {
     return new VenueTimeoutError({ ...common, message });
   }
-  return new VenueNetworkError({ ...common, message });
+  // A transport failure after the bytes left may still have reached the node.
+  return new VenueNetworkError({ ...common, message: message + refused.hint, outcome: refused.outcome });
 }

@@ -9,11 +9,11 @@ import {
   RateLimitError,
   RevertedError,
 } from '@xhedge/venue';
-import { type Address, encodeFunctionData, erc20Abi, type Hex } from 'viem';
+import { type Address, custom, encodeFunctionData, erc20Abi, fallback, type Hex, http } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ANVIL_DEV_KEYS } from './anvil.ts';
 import { ensureAllowance, SpendCaps } from './approvals.ts';
-import { type EvmContext, evmContextFromVenueConfig } from './clients.ts';
+import { createEvmContext, type EvmContext, evmContextFromVenueConfig } from './clients.ts';
 import { deployContract, rpc } from './deploy.ts';
 import { bumpFees, GasPolicy, l1DataFeeModel, OP_GAS_PRICE_ORACLE } from './gas.ts';
 import {
@@ -360,6 +360,77 @@ describe('TxSender on anvil', () => {
     expect(cancelled.status).toBe('cancelled');
     expect(cancelled.spend?.state).toBe('released');
     expect(await restarted.spent(token)).toBe(500n);
+  });
+
+  it('a send whose first delivery mined but lost its answer is outcome unknown, not a final nonce refusal', async () => {
+    // RPC A delivers the transaction (mined at once) and loses the response; the fallback re-sends the
+    // same bytes to RPC B, which answers "nonce too low".
+    const url = chain.anvil.rpcUrl;
+    const direct = http(url)({ retryCount: 0 });
+    let delivered = 0;
+    const lossy = custom(
+      {
+        async request({ method, params }) {
+          const res = await direct.request({ method, params });
+          if (method === 'eth_sendRawTransaction') {
+            delivered++;
+            throw new Error('socket hang up (response lost)');
+          }
+          return res;
+        },
+      },
+      { retryCount: 0 },
+    );
+    const faulty = createEvmContext({
+      venue: 'test-evm',
+      chain: 'evm:31337',
+      rpcUrls: [url],
+      privateKey: ANVIL_DEV_KEYS[0],
+      transport: fallback([lossy, http(url, { retryCount: 0 })], { rank: false, retryCount: 0 }),
+      pollingIntervalMs: 50,
+    });
+    const store = new MemoryOrderStore<OnChainOrderRecord>();
+    const caps = new SpendCaps({
+      venue: 'test-evm',
+      caps: { [token.toLowerCase()]: 10_000n },
+      records: store,
+    });
+    const errors = venueErrorMapper('test-evm', abi(), faulty);
+    const clock = new ManualClock(1_000);
+    const sender = new TxSender({ ctx: faulty, abi: abi(), receiptTimeoutMs: 2_000 });
+    const r: OnChainOrderRecord = {
+      clientOrderId: 'echo',
+      instrument: 'ETH-USD:PERP',
+      side: 'buy',
+      sizeBase: '1',
+      reduceOnly: false,
+      orderType: 'market',
+      status: 'queued',
+      filledSizeBase: '0',
+      createdAtMs: clock.nowMs(),
+      updatedAtMs: clock.nowMs(),
+    };
+    const err = await sendRecorded(
+      { sender, store, clock, wrap: (e, cid) => errors.wrap(e, cid) },
+      r,
+      call('bump'),
+      await caps.reserve(token, 100n, 'echo'),
+    ).catch((e: unknown) => e);
+    expect(delivered).toBe(1);
+    expect(err).toBeInstanceOf(NonceError);
+    expect((err as NonceError).outcome).toBe('unknown');
+    // Not final: the spend stays counted and the record is reconciled by hash, which finds it mined.
+    expect((await store.get('echo'))?.status).toBe('outcome-unknown');
+    expect(r.spend?.state).toBe('reserved');
+    expect(await caps.spent(token)).toBe(100n);
+    await applySentTxStatus({ sender, errors, clock, spendCaps: caps }, r, r.txHash as Hex, (x) => {
+      x.status = 'filled';
+    });
+    expect(r.status).toBe('filled');
+    expect(r.spend?.state).toBe('committed');
+    expect(
+      await ctx.publicClient.readContract({ address: reverter, abi: abi(), functionName: 'counter' }),
+    ).toBe(1n);
   });
 });
 

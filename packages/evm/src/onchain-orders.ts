@@ -135,8 +135,9 @@ export interface RecordedSendDeps<T extends OnChainOrderRecord> {
  * fees, and the `spend` reserved against the spend cap) is stored before the transaction can exist.
  * On failure after signing, the record becomes `outcome-unknown` or `rejected`; the mapped venue error is
  * thrown either way. The spend is committed once the transaction is mined, released when it certainly
- * never will be (failed before signing, or an error whose outcome is not `unknown`: refused by the node,
- * mined and reverted), and otherwise stays reserved and counted.
+ * never will be (failed before signing, or an error whose outcome is not `unknown`: a revert decoded at
+ * broadcast, mined and reverted), and otherwise stays reserved and counted — including a node's refusal
+ * after signing ("nonce too low"), which may answer a re-send of a delivery that already mined.
  */
 export async function sendRecorded<T extends OnChainOrderRecord>(
   deps: RecordedSendDeps<T>,

@@ -1,5 +1,5 @@
 import { type Clock, systemClock, type Urgency } from '@xhedge/core';
-import { NonceError, NotConfirmedError, VenueNetworkError } from '@xhedge/venue';
+import { NonceError, NotConfirmedError } from '@xhedge/venue';
 import {
   type Abi,
   type Address,
@@ -94,6 +94,8 @@ export interface TxSenderOptions {
  * - every transaction is simulated (estimateGas) first: reverts surface as not-sent venue errors;
  * - the hash is handed to `onSigned` before broadcast (write-ahead), so a timeout is reconciled by hash
  *   ({@link status}) rather than resent;
+ * - once signed, a failed broadcast is outcome unknown unless the node decoded a revert: a "nonce too low"
+ *   can answer a re-send of bytes an earlier attempt (retry, fallback RPC) already got mined;
  * - a receipt that does not arrive in time is a NotConfirmedError (outcome unknown); a mined revert is
  *   replayed at its block to decode the reason.
  * One process per account: the lock is in-process (run a single writer per key).
@@ -265,18 +267,9 @@ export class TxSender {
     try {
       await this.ctx.publicClient.sendRawTransaction({ serializedTransaction: serialized });
     } catch (err) {
-      const e = toVenueError(err, this.errCtx(cid, { txHash: info.hash, nonce }));
-      // A transport failure after the bytes left may still have reached the node: outcome unknown.
-      if (e instanceof VenueNetworkError) {
-        throw new VenueNetworkError({
-          venue: this.ctx.venue,
-          message: e.shortMessage,
-          outcome: 'unknown',
-          ...(cid !== undefined ? { clientOrderId: cid } : {}),
-          details: { txHash: info.hash, nonce },
-        });
-      }
-      throw e;
+      // Only a decoded revert is final here; anything else (a lost response, or "nonce too low" from a
+      // node answering a re-send of bytes an earlier attempt delivered) leaves the outcome unknown.
+      throw toVenueError(err, { ...this.errCtx(cid, { txHash: info.hash, nonce }), afterSigning: true });
     }
     return info;
   }
