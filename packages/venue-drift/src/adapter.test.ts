@@ -6,6 +6,7 @@ import { ManualClock, Position } from '@xhedge/core';
 import { NotConfirmedError, VenueError } from '@xhedge/venue';
 import { describe, expect, it } from 'vitest';
 import { type DriftFixture, driftFixture, SOL_PRICE_USD, userOrderIdOf } from '../test/fixture.ts';
+import { driftLimitPrice } from './adapter.ts';
 import { encodePerpMarketAccount, type PerpMarketInit } from './encode.ts';
 import { driftPda } from './instructions.ts';
 import { PERP_MARKET, PLACE_PERP_ORDER_DISCRIMINATOR, POSITION_FLAG, USER_STATUS } from './layout.ts';
@@ -180,6 +181,82 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
     // u8 1 is free again for the next order.
     await f.venue.placeOrder({ clientOrderId: 'hedge-fill-2', ...ORDER });
     expect(f.orderIds.get('hedge-fill-2')?.userOrderId).toBe(1);
+  });
+
+  it('a User read older than the landing slot (lagging replica) never finalises the order', async () => {
+    const f = await driftFixture();
+    // The replica serving the User account is stuck at this slot; the order lands a slot later.
+    f.rpc.lagAccount(f.venue.userAccount);
+    f.rpc.advance(1);
+    const openOrder = (u8: number) => ({
+      status: 'open' as const,
+      userOrderId: u8,
+      orderId: 78,
+      marketIndex: 0,
+      direction: 'long' as const,
+      baseAssetAmount: 1_500_000_000n,
+      price: 181_234_500n,
+    });
+    f.rpc.emulate = (tx) => {
+      f.setUser({
+        perpPositions: [{ marketIndex: 0, baseAssetAmount: 2_500_000_000n, quoteEntryAmount: -450_000_000n }],
+        orders: [openOrder(userOrderIdOf(tx))],
+      });
+      return true;
+    };
+    const placed = await f.venue.placeOrder({ clientOrderId: 'hedge-lag-1', ...ORDER });
+    // Landed, but the User seen is from before it: not known yet, not "cancelled, 0 filled".
+    expect(placed).toMatchObject({ status: 'sent', filledSizeBase: '0' });
+    expect(f.orderIds.get('hedge-lag-1')?.state).toBe('live');
+    f.rpc.catchUp();
+    expect(await f.venue.getOrderByClientId('hedge-lag-1')).toMatchObject({
+      status: 'acknowledged',
+      venueOrderId: '78',
+    });
+  });
+
+  it('an order landing between the User read and the status read is not finalised as cancelled', async () => {
+    const f = await driftFixture();
+    f.rpc.dropNext(1000);
+    const crash = new Error('worker killed');
+    const venue = f.withSleep(async () => {
+      throw crash;
+    });
+    await expect(venue.placeOrder({ clientOrderId: 'hedge-race-1', ...ORDER })).rejects.toBe(crash);
+    const rec = f.orderIds.get('hedge-race-1');
+    const signature = rec?.signature ?? '';
+    // The transaction lands right after the lookup has read the User account.
+    const read = f.rpc.getAccountData.bind(f.rpc);
+    let landed = false;
+    f.rpc.getAccountData = async (address, opts) => {
+      const data = await read(address, opts);
+      if (!landed && address.equals(f.venue.userAccount)) {
+        landed = true;
+        f.setUser({
+          perpPositions: [
+            { marketIndex: 0, baseAssetAmount: 2_500_000_000n, quoteEntryAmount: -450_000_000n },
+          ],
+          orders: [
+            {
+              status: 'open',
+              userOrderId: rec?.userOrderId ?? -1,
+              orderId: 79,
+              marketIndex: 0,
+              direction: 'long',
+              baseAssetAmount: 1_500_000_000n,
+            },
+          ],
+        });
+        f.rpc.land(signature);
+      }
+      return data;
+    };
+    expect((await venue.getOrderByClientId('hedge-race-1'))?.status).toBe('sent');
+    expect(f.orderIds.get('hedge-race-1')?.state).toBe('live');
+    expect(await venue.getOrderByClientId('hedge-race-1')).toMatchObject({
+      status: 'acknowledged',
+      venueOrderId: '79',
+    });
   });
 
   it('blockhash expired before confirmation: outcome unknown, then resolved by user order id', async () => {
@@ -396,6 +473,22 @@ describe('Drift positions: P&L not yet settled into the USDC deposit', () => {
     });
     expect(positions[0]).not.toHaveProperty('entryPriceUsd');
     expect(Position.parse(positions[0])).toEqual(positions[0]);
+  });
+});
+
+describe('limit price to PRICE_PRECISION and the tick', () => {
+  it('never rounds a sell below, or a buy above, the asked limit', () => {
+    const tick = 100n; // 0.0001 USD
+    // Flooring to 1e-6 first would give 100.1234, already on a tick, below the sell's minimum.
+    expect(driftLimitPrice('100.12340078', tick, 'sell')).toBe(100_123_500n);
+    expect(driftLimitPrice('100.12340078', tick, 'buy')).toBe(100_123_400n);
+    expect(driftLimitPrice('100.12349999', tick, 'buy')).toBe(100_123_400n);
+    // Exactly on a tick stays put on both sides.
+    expect(driftLimitPrice('100.1234', tick, 'sell')).toBe(100_123_400n);
+    expect(driftLimitPrice('100.1234', tick, 'buy')).toBe(100_123_400n);
+    // No tick: only the 1e-6 step, still in the trader's favour.
+    expect(driftLimitPrice('100.12340001', 0n, 'sell')).toBe(100_123_401n);
+    expect(driftLimitPrice('100.12340099', 0n, 'buy')).toBe(100_123_400n);
   });
 });
 

@@ -59,7 +59,13 @@ import {
   USER_STATUS,
 } from './layout.ts';
 import type { UserOrderIdMap, UserOrderIdRecord } from './order-ids.ts';
-import { type ConfirmationLevel, reached, type SolanaRpc } from './rpc.ts';
+import {
+  type AccountReadOptions,
+  type ConfirmationLevel,
+  MinContextSlotNotReachedError,
+  reached,
+  type SolanaRpc,
+} from './rpc.ts';
 import { sendAndConfirm, signatureOf } from './send.ts';
 
 /** Signs transactions; the adapter never sees a secret key. */
@@ -189,11 +195,18 @@ export class DriftVenue implements VenueAdapter {
     });
   }
 
-  async #read<T>(address: PublicKey, what: string, decode: (d: Uint8Array) => T): Promise<T> {
+  async #read<T>(
+    address: PublicKey,
+    what: string,
+    decode: (d: Uint8Array) => T,
+    opts?: AccountReadOptions,
+  ): Promise<T> {
     let data: Uint8Array | null;
     try {
-      data = await this.#o.rpc.getAccountData(address);
+      data = await this.#o.rpc.getAccountData(address, opts);
     } catch (cause) {
+      // Not a failure: the node is behind the asked slot; the caller decides what "not yet" means.
+      if (cause instanceof MinContextSlotNotReachedError) throw cause;
       throw new VenueNetworkError({ venue: this.id, message: `reading ${what} failed`, cause });
     }
     if (!data)
@@ -482,9 +495,7 @@ export class DriftVenue implements VenueAdapter {
         message: `${req.orderType} order needs limitPriceUsd`,
       });
     const price =
-      req.limitPriceUsd === undefined
-        ? 0n
-        : roundPrice(toFixedLoose(req.limitPriceUsd), pm.orderTickSize, req.side);
+      req.limitPriceUsd === undefined ? 0n : driftLimitPrice(req.limitPriceUsd, pm.orderTickSize, req.side);
     const user = await this.readUser();
     const busy = new Set(user.orders.filter((o) => o.status === 'open').map((o) => o.userOrderId));
     const before = user.perpPositions.find((p) => p.marketIndex === m.marketIndex)?.baseAssetAmount ?? 0n;
@@ -677,19 +688,15 @@ export class DriftVenue implements VenueAdapter {
     });
   }
 
-  /** What is known about a mapped order now; null when its transaction can never land. */
+  /**
+   * What is known about a mapped order now; null when its transaction can never land. The signature
+   * status is read first and the User no older than the landing slot: a snapshot from before the
+   * order landed (read too early, or served by a lagging replica) would lack it, and would finalise a
+   * live order as cancelled with nothing filled.
+   */
   async #resolve(rec: UserOrderIdRecord): Promise<Order | null> {
     if (rec.final) return rec.final;
-    const user = await this.readUser();
-    const open = user.orders.find(
-      (o) => o.userOrderId === rec.userOrderId && o.marketIndex === rec.marketIndex && o.status === 'open',
-    );
-    if (open) return this.#fromDrift(rec, open);
-    if (rec.signature === undefined || rec.lastValidBlockHeight === undefined) {
-      await this.#o.orderIds.forget(rec.clientOrderId);
-      return null;
-    }
-    const status = await this.#o.rpc.getSignatureStatus(rec.signature);
+    const status = rec.signature === undefined ? null : await this.#o.rpc.getSignatureStatus(rec.signature);
     if (status?.err) {
       const final = this.#order(rec, {
         status: 'rejected',
@@ -697,6 +704,27 @@ export class DriftVenue implements VenueAdapter {
       });
       await this.#o.orderIds.release(rec.clientOrderId, final);
       return final;
+    }
+    let user: DriftUser;
+    try {
+      user = await this.#read(
+        this.#user,
+        'User account',
+        decodeUser,
+        status ? { minContextSlot: status.slot } : undefined,
+      );
+    } catch (err) {
+      // The node has not caught up with the landing slot: not known yet, ask again later.
+      if (err instanceof MinContextSlotNotReachedError) return this.#order(rec, { status: 'sent' });
+      throw err;
+    }
+    const open = user.orders.find(
+      (o) => o.userOrderId === rec.userOrderId && o.marketIndex === rec.marketIndex && o.status === 'open',
+    );
+    if (open) return this.#fromDrift(rec, open);
+    if (rec.signature === undefined || rec.lastValidBlockHeight === undefined) {
+      await this.#o.orderIds.forget(rec.clientOrderId);
+      return null;
     }
     if (status && reached(status.confirmationStatus, this.#commitment)) {
       const now = user.perpPositions.find((p) => p.marketIndex === rec.marketIndex)?.baseAssetAmount ?? 0n;
@@ -711,21 +739,33 @@ export class DriftVenue implements VenueAdapter {
       return final;
     }
     if (status === null && (await this.#o.rpc.getBlockHeight()) > rec.lastValidBlockHeight) {
-      await this.#o.orderIds.forget(rec.clientOrderId);
-      return null;
+      // Expired now, but it may have landed after the status read above (just before expiry): once
+      // expired it can no longer land, so a second "not found" is final.
+      if ((await this.#o.rpc.getSignatureStatus(rec.signature)) === null) {
+        await this.#o.orderIds.forget(rec.clientOrderId);
+        return null;
+      }
+      return this.#order(rec, { status: 'sent' });
     }
     return this.#order(rec, { status: 'sent' });
   }
 }
 
-function toFixedLoose(v: string): bigint {
-  return BigInt(new Dec(v).mul(PRICE_PRECISION.toString()).toDecimalPlaces(0, Dec.ROUND_FLOOR).toFixed());
-}
-/** A buy's worst price rounds down to the tick, a sell's up: never worse than asked. */
-function roundPrice(p: bigint, tick: bigint, side: 'buy' | 'sell'): bigint {
-  if (tick <= 0n) return p;
-  const down = (p / tick) * tick;
-  return side === 'buy' || down === p ? down : down + tick;
+/**
+ * A limit price in PRICE_PRECISION (1e-6 USD) on the market's tick, never worse than asked: a buy's
+ * (the most it pays) rounds down, a sell's (the least it takes) up — at both steps, since flooring a
+ * sell to 1e-6 first can land on a tick below the asked minimum.
+ */
+export function driftLimitPrice(limitPriceUsd: string, tickRaw: bigint, side: 'buy' | 'sell'): bigint {
+  const raw = BigInt(
+    new Dec(limitPriceUsd)
+      .mul(PRICE_PRECISION.toString())
+      .toDecimalPlaces(0, side === 'buy' ? Dec.ROUND_FLOOR : Dec.ROUND_CEIL)
+      .toFixed(),
+  );
+  if (tickRaw <= 0n) return raw;
+  const down = (raw / tickRaw) * tickRaw;
+  return side === 'buy' || down === raw ? down : down + tickRaw;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Keypair, PublicKey } from '@solana/web3.js';
+import { Connection, Keypair, PublicKey } from '@solana/web3.js';
 import { XhedgeError } from '@xhedge/core';
 import bs58 from 'bs58';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -11,6 +11,7 @@ import { type DriftRpcServer, startDriftRpcServer } from '../test/rpc-server.ts'
 import { encodePerpMarketAccount } from './encode.ts';
 import { createDriftVenue, DRIFT_PROGRAM_ID, type DriftVenueConfigLike, redactingRpc } from './factory.ts';
 import { driftPda } from './instructions.ts';
+import { connectionRpc, MinContextSlotNotReachedError } from './rpc.ts';
 
 let f: DriftFixture;
 let server: DriftRpcServer;
@@ -87,6 +88,16 @@ describe('createDriftVenue (a drift venue from a profile entry)', () => {
     expect(server.calls.get('getAccountInfo')).toBeGreaterThan(0);
     expect(server.sendTransactionCalls).toBe(0);
     expect(server.unsupported).toEqual([]);
+  });
+
+  it('connectionRpc reads an account no older than minContextSlot, and says when the node is behind it', async () => {
+    const rpc = connectionRpc(new Connection(server.url, 'confirmed'));
+    const user = driftPda.user(f.programId, f.authority.publicKey, 0);
+    const slot = f.rpc.slot();
+    expect((await rpc.getAccountData(user, { minContextSlot: slot }))?.length).toBeGreaterThan(0);
+    const behind = await rpc.getAccountData(user, { minContextSlot: slot + 5 }).catch((e: unknown) => e);
+    expect(behind).toBeInstanceOf(MinContextSlotNotReachedError);
+    expect((behind as MinContextSlotNotReachedError).minContextSlot).toBe(slot + 5);
   });
 
   it('takes a solana-keygen JSON key file and subAccountId, and keeps the order-id map under dataDir', async () => {

@@ -262,8 +262,8 @@ class SolPriceCache {
       getBlockHeight: () => rpc.getBlockHeight(),
       sendRawTransaction: (raw) => rpc.sendRawTransaction(raw),
       getSignatureStatus: (sig) => rpc.getSignatureStatus(sig),
-      getAccountData: async (address) => {
-        const data = await rpc.getAccountData(address);
+      getAccountData: async (address, opts) => {
+        const data = await rpc.getAccountData(address, opts);
         if (data && address.equals(this.#address)) this.#take(data);
         return data;
       },

@@ -68,7 +68,14 @@ export {
   type UserOrderIdStore,
   UserOrderIdsExhaustedError,
 } from './order-ids.ts';
-export { type ConfirmationLevel, connectionRpc, type SignatureStatus, type SolanaRpc } from './rpc.ts';
+export {
+  type AccountReadOptions,
+  type ConfirmationLevel,
+  connectionRpc,
+  MinContextSlotNotReachedError,
+  type SignatureStatus,
+  type SolanaRpc,
+} from './rpc.ts';
 export {
   type SendAndConfirmOptions,
   type SendAndConfirmResult,

@@ -1,7 +1,12 @@
 import { type PublicKey, VersionedTransaction } from '@solana/web3.js';
 import bs58 from 'bs58';
 import { FailedTransactionMetadata, type LiteSVM } from 'litesvm';
-import type { SignatureStatus, SolanaRpc } from '../src/rpc.ts';
+import {
+  type AccountReadOptions,
+  MinContextSlotNotReachedError,
+  type SignatureStatus,
+  type SolanaRpc,
+} from '../src/rpc.ts';
 
 /** Blocks a blockhash stays valid for on mainnet; litesvm has no block height, its slot stands in. */
 export const BLOCKHASH_VALIDITY_BLOCKS = 150;
@@ -15,6 +20,7 @@ export class LiteSvmRpc implements SolanaRpc {
   readonly #statuses = new Map<string, SignatureStatus>();
   #drop = 0;
   #validUntil = new Map<string, number>();
+  readonly #lagging = new Map<string, { data: Uint8Array | null; slot: number }>();
   sends = 0;
   /** The last transaction handed to sendRawTransaction. */
   lastTx: VersionedTransaction | undefined;
@@ -38,7 +44,27 @@ export class LiteSvmRpc implements SolanaRpc {
     this.svm.warpToSlot(BigInt(this.slot() + blocks));
     this.svm.expireBlockhash();
   }
-  async getAccountData(address: PublicKey): Promise<Uint8Array | null> {
+  /**
+   * Serves reads of `address` from a replica stuck at the current slot: later writes stay unseen
+   * until {@link catchUp}, and a read asking for a later `minContextSlot` is refused, as a node does.
+   */
+  lagAccount(address: PublicKey): void {
+    const acc = this.svm.getAccount(address);
+    this.#lagging.set(address.toBase58(), {
+      data: acc ? new Uint8Array(acc.data) : null,
+      slot: this.slot(),
+    });
+  }
+  /** Every lagging replica catches up with the chain. */
+  catchUp(): void {
+    this.#lagging.clear();
+  }
+  async getAccountData(address: PublicKey, opts?: AccountReadOptions): Promise<Uint8Array | null> {
+    const lag = this.#lagging.get(address.toBase58());
+    const contextSlot = lag?.slot ?? this.slot();
+    if (opts?.minContextSlot !== undefined && contextSlot < opts.minContextSlot)
+      throw new MinContextSlotNotReachedError(opts.minContextSlot, contextSlot);
+    if (lag) return lag.data;
     const acc = this.svm.getAccount(address);
     return acc ? new Uint8Array(acc.data) : null;
   }

@@ -40,6 +40,9 @@ export async function startDriftRpcServer(rpc: LiteSvmRpc): Promise<DriftRpcServ
       const encoding = (config as { encoding?: string } | undefined)?.encoding;
       if (encoding !== 'base64')
         throw new RpcError(-32602, `only base64 encoding is served, not ${encoding}`);
+      const minContextSlot = (config as { minContextSlot?: number } | undefined)?.minContextSlot;
+      if (minContextSlot !== undefined && rpc.slot() < minContextSlot)
+        throw new RpcError(-32016, 'Minimum context slot has not been reached');
       const acc = rpc.svm.getAccount(new PublicKey(String(address)));
       const value = acc
         ? {
