@@ -506,7 +506,9 @@ contract OptionMarket is IOptionMarket {
                 }
                 s.collateralOut = s.pos.collateral;
             } else {
-                uint256 target = s.isOpen ? p.setCollateralTo : s.pos.collateral * newAmount / s.pos.amount;
+                // As v1-core OptionToken.adjustPosition: any trade that leaves a short open, opening or
+                // closing, sets its collateral to setCollateralTo (0 is only for a full close).
+                uint256 target = p.setCollateralTo;
                 uint256 minC = getMinCollateral(p.optionType, p.strikeId, newAmount);
                 if (target < minC) revert AdjustmentResultsInMinimumCollateralNotBeingMet(address(this), target, minC);
                 if (target > s.pos.collateral) s.collateralIn = target - s.pos.collateral;

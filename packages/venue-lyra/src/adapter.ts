@@ -532,13 +532,18 @@ export class LyraVenue implements VenueAdapter {
     const short = raw.find((p) => p.optionType === shortType);
     const reducing = side === 'buy' ? short : long;
     if (reducing && reducing.amount >= amount) {
+      // Lyra v1 sets a short's collateral to setCollateralTo on every trade that leaves it open, closes
+      // included (below the minimum reverts); 0 is only allowed, and required, for a full close.
+      const rest = reducing.amount - amount;
+      const setCollateralTo =
+        side === 'buy' && rest > 0n ? await this.shortCollateralTarget(e, shortType, rest) : 0n;
       return {
         open: false,
         optionType: reducing.optionType,
         positionId: reducing.positionId,
-        setCollateralTo: 0n,
+        setCollateralTo,
         isBuy: side === 'buy',
-        collateralIn: 0n,
+        collateralIn: setCollateralTo > reducing.collateral ? setCollateralTo - reducing.collateral : 0n,
       } as const;
     }
     if (reduceOnly) {
@@ -557,16 +562,7 @@ export class LyraVenue implements VenueAdapter {
         isBuy: true,
         collateralIn: 0n,
       } as const;
-    const newAmount = (short?.amount ?? 0n) + amount;
-    const minC = await this.errors.read(() =>
-      this.ctx.publicClient.readContract({
-        address: e.market.optionMarket,
-        abi: optionMarketAbi,
-        functionName: 'getMinCollateral',
-        args: [shortType, e.strikeId, newAmount],
-      }),
-    );
-    const target = (minC * BigInt(Math.round(this.p.shortCollateralBuffer * 1000))) / 1000n;
+    const target = await this.shortCollateralTarget(e, shortType, (short?.amount ?? 0n) + amount);
     const collateralIn = target > (short?.collateral ?? 0n) ? target - (short?.collateral ?? 0n) : 0n;
     return {
       open: true,
@@ -576,6 +572,19 @@ export class LyraVenue implements VenueAdapter {
       isBuy: false,
       collateralIn,
     } as const;
+  }
+
+  /** Collateral to hold for a short of `amount` (18 decimals): the market's minimum × the buffer. */
+  private async shortCollateralTarget(e: StrikeEntry, shortType: number, amount: bigint): Promise<bigint> {
+    const minC = await this.errors.read(() =>
+      this.ctx.publicClient.readContract({
+        address: e.market.optionMarket,
+        abi: optionMarketAbi,
+        functionName: 'getMinCollateral',
+        args: [shortType, e.strikeId, amount],
+      }),
+    );
+    return (minC * BigInt(Math.round(this.p.shortCollateralBuffer * 1000))) / 1000n;
   }
 
   private tradeData(
@@ -724,8 +733,9 @@ export class LyraVenue implements VenueAdapter {
       if (plan.isBuy) maxTotalCost = (sim.totalCost * (10_000n + slip)) / 10_000n;
       else minTotalCost = (sim.totalCost * (10_000n - slip)) / 10_000n;
     }
-    // A buy counts its bound (maxTotalCost), not its final cost: the most it may take.
-    const pull = plan.isBuy ? maxTotalCost : plan.collateralIn;
+    // A buy counts its bound (maxTotalCost), not its final cost: the most it may take; on top, the
+    // collateral a short (opened, or partly bought back after the market moved) must add.
+    const pull = (plan.isBuy ? maxTotalCost : 0n) + plan.collateralIn;
     const data = this.tradeData(e, plan, amount, minTotalCost, maxTotalCost);
     const record: LyraOrderRecord = newOrderRecord(req, this.clock.nowMs());
     // Held from here (check and reserve in one step); recorded on the order before broadcast.

@@ -181,6 +181,39 @@ describe('lyra adapter specifics', () => {
     ).rejects.toBeInstanceOf(InvalidOrderError);
   });
 
+  it('a partial buy-back keeps the rest of the short collateralized (Lyra sets collateral to setCollateralTo)', async () => {
+    const store = new MemoryOrderStore<LyraOrderRecord>();
+    const v = venue({ store });
+    const trade = (clientOrderId: string, instrument: string, side: 'buy' | 'sell', sizeBase: string) =>
+      v.placeOrder({ clientOrderId, instrument, side, orderType: 'market', sizeBase });
+    const position = async (instrument: string) =>
+      (await v.fetchPositions()).find((p) => p.instrument === instrument);
+    expect((await trade('pb-short', put3000, 'sell', '3')).status).toBe('filled');
+    expect((await position(put3000))?.marginUsd).toBeCloseTo(3 * 3000 * 1.2, 6);
+    // 1 of 3 bought back: the 2 left hold their minimum (strike × amount) × the 1.2 buffer.
+    expect((await trade('pb-buy-1', put3000, 'buy', '1')).status).toBe('filled');
+    expect(await position(put3000)).toMatchObject({ sizeBase: -2 });
+    expect((await position(put3000))?.marginUsd).toBeCloseTo(2 * 3000 * 1.2, 6);
+    // The rest bought back: a full close passes 0 and gets all collateral back.
+    expect((await trade('pb-buy-2', put3000, 'buy', '2')).status).toBe('filled');
+    expect(await position(put3000)).toBeUndefined();
+
+    // Short calls need 150 % of spot: after spot doubles, the 2 left need more than the 3 held.
+    expect((await trade('pc-short', call3500, 'sell', '3')).status).toBe('filled');
+    expect((await position(call3500))?.marginUsd).toBeCloseTo(3 * 3500 * 1.5 * 1.2, 6);
+    try {
+      await fx.setSpot('ETH', 7000);
+      expect((await trade('pc-buy-1', call3500, 'buy', '1')).status).toBe('filled');
+      expect(await position(call3500)).toMatchObject({ sizeBase: -2 });
+      expect((await position(call3500))?.marginUsd).toBeCloseTo(2 * 7000 * 1.5 * 1.2, 6);
+      // What it may pull counts the 6300 of collateral added on top of the buy's cost bound.
+      const added = (2n * 7000n * 15n * 12n - 3n * 3500n * 15n * 12n) * 10n ** 16n;
+      expect(BigInt((await store.get('pc-buy-1'))?.spend?.amountBase ?? '0')).toBeGreaterThan(added);
+    } finally {
+      await fx.setSpot('ETH', 3500);
+    }
+  });
+
   it('a limit price below the AMM cost reverts as AcceptablePriceError (TotalCostOutsideOfSpecifiedBounds), nothing recorded as sent', async () => {
     const v = venue();
     const q = await v.quoteHedge({ instrument: call3500, side: 'buy', sizeBase: '1' });
