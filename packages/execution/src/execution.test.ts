@@ -1,6 +1,7 @@
-import { NotSupportedError } from '@xhedge/venue';
+import { NotSupportedError, VenueTimeoutError } from '@xhedge/venue';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientOrderIdFor } from './ids.ts';
+import { keysFor } from './keys.ts';
 import { LeaderLease } from './lease.ts';
 import { Reconciler } from './reconciler.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
@@ -346,5 +347,142 @@ describe('the net-delta check of a plan (limits.maxNetDeltaUsd)', () => {
     });
     expect(env.placed).not.toContain(clientOrderIdFor(a.id));
     expect(env.placed).not.toContain(clientOrderIdFor(b.id));
+  });
+});
+
+/** The order once it ended (or throws after the `until` timeout). */
+function ended(env: Env, cid: string) {
+  return until(async () => {
+    const o = await env.ledger.getOrder(cid);
+    return o && ['filled', 'cancelled', 'rejected', 'failed'].includes(o.status) ? o : undefined;
+  });
+}
+
+describe('a plan re-submitted after its order ended', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv();
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  /** What the window controls hold for an intent: notional, execution count, live (self-cross). */
+  const reservation = async (id: string) => {
+    const k = keysFor(env.prefix);
+    return {
+      notionalUsd: await env.cmd.hget(k.ctlNotional, id),
+      executedAt: await env.cmd.zscore(k.ctlExec('ETH'), id),
+      liveSince: await env.cmd.zscore(k.ctlSide('ETH'), id),
+    };
+  };
+  const jobEnded = (id: string) =>
+    until(async () =>
+      (await (await env.service.queue('pv').getJob(id))?.getState()) === 'failed' ? true : undefined,
+    );
+
+  it('an order cancelled after a partial fill keeps its window notional and execution count; one that never traded gives them back', async () => {
+    env.paper.faults.partialFillNext({ fraction: 0.4 });
+    const leg = env.intent(1, { sizeBase: '1' });
+    await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    const o = await ended(env, clientOrderIdFor(leg.id));
+    expect(o.status).toBe('cancelled');
+    expect(Number(o.filledSizeBase)).toBeCloseTo(0.4, 12);
+    await jobEnded(leg.id);
+    // its run settled it: counted in the windows, no longer live
+    const settled = await reservation(leg.id);
+    expect(settled.notionalUsd).not.toBeNull();
+    expect(settled.executedAt).not.toBeNull();
+    expect(settled.liveSince).toBeNull();
+
+    const [again] = await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    expect(again?.outcome).toBe('duplicate');
+    expect(await reservation(leg.id)).toEqual(settled);
+
+    // a rejected order never traded: nothing of it stays, re-submitted or not
+    env.paper.faults.rejectNext({ error: 'invalid' });
+    const refused = env.intent(2);
+    await env.service.submitPlan({ planId: refused.planId, legs: [refused] });
+    expect((await ended(env, clientOrderIdFor(refused.id))).status).toBe('rejected');
+    await jobEnded(refused.id);
+    const none = { notionalUsd: null, executedAt: null, liveSince: null };
+    expect(await reservation(refused.id)).toEqual(none);
+    const [dup] = await env.service.submitPlan({ planId: refused.planId, legs: [refused] });
+    expect(dup?.outcome).toBe('duplicate');
+    expect(await reservation(refused.id)).toEqual(none);
+  });
+});
+
+describe('the venue breaker counts the worker’s order lookups', () => {
+  let env: Env;
+  beforeAll(async () => {
+    // an async keeper: each order is looked up many times before it fills
+    env = await makeEnv({
+      venueKind: 'paper-gmx',
+      venueParams: { keeperDelayMs: 1500 },
+      workers: { pollBudgetMs: 20_000, pollIntervalMs: 50, sendDeadlineMs: 5_000 },
+    });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('a lookup timeout per order among many good polls does not open venue:pv', async () => {
+    // each order's third lookup times out (its run fails and is retried); every other one answers
+    const real = env.paper.getOrderByClientId.bind(env.paper);
+    const lookups = new Map<string, number>();
+    env.paper.getOrderByClientId = async (cid) => {
+      const n = (lookups.get(cid) ?? 0) + 1;
+      lookups.set(cid, n);
+      if (n === 3)
+        throw new VenueTimeoutError({
+          venue: 'pv',
+          message: 'no answer before the deadline (injected)',
+          clientOrderId: cid,
+        });
+      return real(cid);
+    };
+    try {
+      const legs = [1, 2, 3, 4, 5].map((n) => env.intent(n, { chain: 'evm:42161' }));
+      for (const leg of legs) await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+      for (const leg of legs) expect((await ended(env, clientOrderIdFor(leg.id))).status).toBe('filled');
+      for (const leg of legs) expect(lookups.get(clientOrderIdFor(leg.id))).toBeGreaterThan(3);
+      // 5 timeouts among 5 sends and dozens of answered lookups: far below the 50% error rate
+      expect((await env.breakers.status('venue:pv')).state).toBe('closed');
+      expect(await env.ledger.listBreakerEvents({ breaker: 'venue:pv' })).toEqual([]);
+    } finally {
+      Reflect.deleteProperty(env.paper, 'getOrderByClientId');
+    }
+  }, 30_000);
+});
+
+describe('a half-open trial order the venue rejects', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv();
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('hands the trial back: the breaker stays half-open and the next order is the trial that closes it', async () => {
+    await env.breakers.trip('market:loss', 'loss since mark 1200.00 USD > 1000 USD', {}, 300);
+    await new Promise((r) => setTimeout(r, 350)); // the cooldown elapsed: the next send is the trial
+    env.paper.faults.rejectNext({ error: 'invalid' });
+    const refused = env.intent(1);
+    await env.service.submitPlan({ planId: refused.planId, legs: [refused] });
+    expect((await ended(env, clientOrderIdFor(refused.id))).status).toBe('rejected');
+    // not re-opened for another cooldown by an order-specific refusal, and the trial slot is free
+    expect((await env.breakers.status('market:loss')).state).toBe('half-open');
+    expect(await env.cmd.exists(keysFor(env.prefix).breakerTrial('market:loss'))).toBe(0);
+
+    const next = env.intent(2);
+    await env.service.submitPlan({ planId: next.planId, legs: [next] });
+    expect((await ended(env, clientOrderIdFor(next.id))).status).toBe('filled');
+    expect((await env.breakers.status('market:loss')).state).toBe('closed');
+    const states = (await env.ledger.listBreakerEvents({ breaker: 'market:loss' }))
+      .map((e) => e.toState)
+      .reverse();
+    expect(states).toEqual(['open', 'half-open', 'closed']);
   });
 });

@@ -1,6 +1,10 @@
+import { systemClock } from '@xhedge/core';
+import { createMarketSimulator } from '@xhedge/sim';
 import type { Ledger } from '@xhedge/store';
+import { createPaperVenue, type PaperVenue } from '@xhedge/venue-paper';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientOrderIdFor } from './ids.ts';
+import { keysFor } from './keys.ts';
 import { KillEvent, KillSwitch } from './kill-switch.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
 
@@ -217,4 +221,131 @@ describe('kill switch restore from the ledger', () => {
     expect(reads).toBe(2);
     expect(await env.cmd.hexists(ks.stateKey, 'underlying:SOL')).toBe(0);
   });
+});
+
+// Working orders must be cancelled even when the first cancel pass fails or never runs: a venue's cancel
+// timing out or an adapter throwing, the ledger failing, or the engagement's announcement lost.
+describe('kill switch: working orders are cancelled until it succeeds', () => {
+  let env: Env;
+  let pw: PaperVenue;
+  const chain = 'evm:42161' as const;
+  beforeAll(async () => {
+    // keepers far slower than the tests: an order stays working until it is cancelled
+    env = await makeEnv({
+      venueKind: 'paper-gmx',
+      venueParams: { keeperDelayMs: 60_000 },
+      workers: { pollBudgetMs: 20_000, pollIntervalMs: 50, sendDeadlineMs: 5_000 },
+    });
+    env.paper.seedPosition('ETH-USD:PERP', 2);
+    pw = createPaperVenue({
+      id: 'pw',
+      kind: 'paper-gmx',
+      chain,
+      market: createMarketSimulator({
+        underlyings: { ETH: { spot: 3500, vol: 0.6 } },
+        seed: 3,
+        clock: systemClock,
+      }),
+      params: { keeperDelayMs: 60_000 },
+    });
+    pw.seedBalance('USDC', 1e8);
+    await env.pool.addVenue('pw', pw);
+  });
+  afterAll(async () => {
+    await pw?.close?.();
+    await env?.close();
+  });
+
+  const status = (cid: string) => env.ledger.getOrder(cid).then((o) => o?.status);
+  const cancelPasses = async (eventId: string, venue: string) =>
+    (await env.ledger.listKillSwitchEvents({ scope: 'global' })).filter(
+      (e) => e.action === 'cancel-working' && e.details.eventId === eventId && e.details.venue === venue,
+    );
+
+  it('a cancel pass that fails records it, goes on with the other venues and gives its claim back; the next attempt cancels', async () => {
+    const a = env.intent(1, { chain });
+    const b = env.intent(2, { chain, venue: 'pw' });
+    await env.service.submitPlan({ planId: a.planId, legs: [a] });
+    await env.service.submitPlan({ planId: b.planId, legs: [b] });
+    const ca = clientOrderIdFor(a.id);
+    const cb = clientOrderIdFor(b.id);
+    await until(async () => (await status(ca)) === 'acknowledged' && (await status(cb)) === 'acknowledged');
+
+    // pv's adapter fails every cancel with a plain Error (not a VenueError) for now
+    const real = env.paper.cancelOrder.bind(env.paper);
+    let failing = true;
+    env.paper.cancelOrder = async (cid) => {
+      if (failing) throw new Error('rpc connection reset');
+      return real(cid);
+    };
+    try {
+      const e = await env.killSwitch.engage('global', { actor: 'risk-owner:test', reason: 'drill' });
+      const claim = (venue: string) => keysFor(env.prefix).killCancelLock(e.eventId, venue);
+
+      const [failed] = await until(async () => {
+        const p = await cancelPasses(e.eventId, 'pv');
+        return p.length > 0 ? p : undefined;
+      }, 8_000);
+      expect(failed?.details).toMatchObject({ working: 1, cancelled: 0, failed: 1 });
+      expect(String(failed?.details.firstError)).toContain('rpc connection reset');
+      // pv's claim is free again; pw's pass ran after pv's failed, and keeps its claim
+      expect(await env.cmd.exists(claim('pv'))).toBe(0);
+      await until(async () => (await cancelPasses(e.eventId, 'pw')).length > 0, 8_000);
+      expect(await env.cmd.exists(claim('pw'))).toBe(1);
+      expect((await pw.getOrderByClientId(cb))?.status).toBe('cancelled');
+      expect((await env.paper.getOrderByClientId(ca))?.status).toBe('acknowledged');
+
+      // the next attempt at the same event (another process hearing it, here the announcement again)
+      // takes the claim and cancels
+      failing = false;
+      await env.cmd.publish(
+        env.killSwitch.channel,
+        JSON.stringify({ action: 'engage', scope: 'global', eventId: e.eventId, allowRiskReducing: false }),
+      );
+      const done = await until(async () =>
+        (await cancelPasses(e.eventId, 'pv')).find((p) => p.details.cancelled === 1),
+      );
+      expect(done.details).not.toHaveProperty('failed');
+      expect((await env.paper.getOrderByClientId(ca))?.status).toBe('cancelled');
+      await until(async () => (await status(ca)) === 'cancelled');
+      expect(env.placed.filter((c) => c === ca)).toHaveLength(1);
+    } finally {
+      env.paper.cancelOrder = real;
+      await env.killSwitch.release('global', { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+
+  it('a working order whose run never heard of the engagement (announcement lost) is cancelled by its run; reduce-only stays where allowed', async () => {
+    const open = env.intent(3, { chain });
+    const reduce = env.intent(4, { chain, side: 'sell', reduceOnly: true, sizeBase: '0.5' });
+    await env.service.submitPlan({ planId: open.planId, legs: [open] });
+    await env.service.submitPlan({ planId: reduce.planId, legs: [reduce] });
+    const co = clientOrderIdFor(open.id);
+    const cr = clientOrderIdFor(reduce.id);
+    await until(async () => (await status(co)) === 'acknowledged' && (await status(cr)) === 'acknowledged');
+
+    // engaged in Redis without the announcement: no run is aborted, no cancel pass runs
+    await env.cmd.hset(
+      env.killSwitch.stateKey,
+      'global',
+      JSON.stringify({
+        eventId: 'unannounced',
+        actor: 'risk-owner:test',
+        reason: 'drill',
+        allowRiskReducing: true,
+        engagedAtMs: Date.now(),
+      }),
+    );
+    try {
+      await until(async () => (await status(co)) === 'cancelled', 8_000);
+      expect((await env.paper.getOrderByClientId(co))?.status).toBe('cancelled');
+      expect(await cancelPasses('unannounced', 'pv')).toEqual([]);
+      // the risk-reducing order is left working (its run polled since, and asked the switch)
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await status(cr)).toBe('acknowledged');
+      expect((await env.paper.getOrderByClientId(cr))?.status).toBe('acknowledged');
+    } finally {
+      await env.killSwitch.release('global', { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
 });

@@ -40,6 +40,11 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
 end
 return 0`;
 
+/** Removes a key only while it still holds the given value (KEYS[1]; ARGV value). */
+const DELETE_KEY_IF_SAME = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
 export interface KillSwitchOptions {
   redis: Redis;
   prefix: string;
@@ -291,10 +296,29 @@ export class KillSwitch {
     return undefined;
   }
 
-  /** Takes the once-per-(event, venue) right to cancel working orders; other processes skip. */
-  async claimCancel(eventId: string, venue: string): Promise<boolean> {
+  /**
+   * Takes the once-per-(event, venue) right to cancel working orders; other processes skip. `by` names
+   * the claimant, so only it can give the claim back (`giveBackCancel`).
+   */
+  async claimCancel(eventId: string, venue: string, by = 'anonymous'): Promise<boolean> {
     return (
-      (await this.#redis.set(this.#keys.killCancelLock(eventId, venue), '1', 'PX', 3_600_000, 'NX')) === 'OK'
+      (await this.#redis.set(this.#keys.killCancelLock(eventId, venue), by, 'PX', 3_600_000, 'NX')) === 'OK'
+    );
+  }
+
+  /**
+   * Gives back a cancel claim taken by `by` whose pass did not finish (a cancel or the ledger failed),
+   * so another attempt at the same event (another process, a repeated announcement) can take it. A
+   * claim held by someone else (ours expired and was taken again) is left alone. True when removed.
+   */
+  async giveBackCancel(eventId: string, venue: string, by = 'anonymous'): Promise<boolean> {
+    return (
+      (await evalScript(
+        this.#redis,
+        DELETE_KEY_IF_SAME,
+        [this.#keys.killCancelLock(eventId, venue)],
+        [by],
+      )) === 1
     );
   }
 }

@@ -1,12 +1,5 @@
-import {
-  type Clock,
-  HedgeIntent,
-  type OrderStatus,
-  parseOrThrow,
-  systemClock,
-  TERMINAL_ORDER_STATUSES,
-} from '@xhedge/core';
-import type { Ledger, RecordedLeg } from '@xhedge/store';
+import { type Clock, HedgeIntent, parseOrThrow, systemClock, TERMINAL_ORDER_STATUSES } from '@xhedge/core';
+import type { Ledger, LedgerOrder, RecordedLeg } from '@xhedge/store';
 import { type FlowJob, FlowProducer, Queue } from 'bullmq';
 import type { BreakerBoard } from './breakers.ts';
 import type {
@@ -214,7 +207,7 @@ export class ExecutionService {
       const reserved = verdicts[i]?.ok === true;
       if (!r.created) {
         results.push({ intentId: leg.id, clientOrderId, outcome: 'duplicate' });
-        await this.#afterDuplicate(leg, r.order.status, reserved);
+        await this.#afterDuplicate(leg, r.order, reserved);
         // a plan re-submitted after a failed add: queue its queued legs again (same job id: no double)
         if (r.order.status === 'queued' && !b) toQueue.push(leg);
         continue;
@@ -252,10 +245,19 @@ export class ExecutionService {
     return plan.netDelta ? this.#o.controls.checkNetDelta(plan.netDelta) : { ok: true };
   }
 
-  /** The gates reserved for a leg recorded before: keep that only while its order is live. */
-  async #afterDuplicate(leg: HedgeIntent, status: OrderStatus, reserved: boolean): Promise<void> {
-    if (!reserved || !TERMINAL_ORDER_STATUSES.has(status)) return;
-    if (status === 'filled' || status === 'partially-filled') await this.#o.controls.settle(leg);
+  /**
+   * The gates reserved for a leg recorded before: keep that only while its order is live. An order that
+   * ended having traded (filled, or cancelled/failed after a partial fill) is settled as its run's end
+   * settles it: it keeps its window notional and execution count and stops counting as live; one that
+   * never traded gives its reservation back.
+   */
+  async #afterDuplicate(
+    leg: HedgeIntent,
+    order: Pick<LedgerOrder, 'status' | 'filledSizeBase'>,
+    reserved: boolean,
+  ): Promise<void> {
+    if (!reserved || !TERMINAL_ORDER_STATUSES.has(order.status)) return;
+    if (order.status === 'filled' || Number(order.filledSizeBase) > 0) await this.#o.controls.settle(leg);
     else await this.#o.controls.release(leg);
   }
 

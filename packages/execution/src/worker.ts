@@ -11,7 +11,7 @@ import {
   TERMINAL_ORDER_STATUSES,
 } from '@xhedge/core';
 import type { Ledger, LedgerOrder } from '@xhedge/store';
-import { isVenueError, type VenueAdapter, VenueError } from '@xhedge/venue';
+import { isVenueError, type VenueAdapter } from '@xhedge/venue';
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { BreakerBoard, Trial } from './breakers.ts';
@@ -595,8 +595,13 @@ class OrderProcessor {
         timedOut: ve?.code === 'VENUE_TIMEOUT',
         latencyMs,
       });
-      for (const tr of trials)
-        await this.#o.breakers.reportTrial(tr, false, ve?.shortMessage ?? 'send failed');
+      // A rejection refused this order only: no evidence that a breaker's cause persists (re-opening
+      // it for a full cooldown, a day for market:loss) nor that it is gone. The trial is handed back
+      // unused, so the next order takes it.
+      for (const tr of trials) {
+        if (ve?.outcome === 'rejected') await this.#o.breakers.abandonTrial(tr);
+        else await this.#o.breakers.reportTrial(tr, false, ve?.shortMessage ?? 'send failed');
+      }
       const order = await recorded;
       const msg = ve?.shortMessage ?? (err instanceof Error ? err.message : String(err));
       if (ve?.outcome === 'rejected') return (await this.#tx(order, 'rejected', { error: msg })).order;
@@ -636,7 +641,12 @@ class OrderProcessor {
         order = await this.#apply(intent, order, vo, venue);
         this.#o.metrics?.reconciliations.inc({ result: 'found' });
         if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
-        if (signal?.aborted && !cancelAsked && venue.capabilities.cancel) {
+        // once per run: a cancel that failed is asked again by the job's next run, not every poll
+        if (
+          !cancelAsked &&
+          venue.capabilities.cancel &&
+          (signal?.aborted || (await this.#killBlocks(intent)))
+        ) {
           cancelAsked = true;
           await venue.cancelOrder(clientOrderId).catch(() => undefined);
         }
@@ -680,6 +690,16 @@ class OrderProcessor {
     }
   }
 
+  /**
+   * Whether an engaged kill switch blocks this working order (reduce-only passes where allowed). The
+   * abort signal reaches only the runs active when the announcement arrived; a lost announcement, a
+   * cancel pass that failed, and the job's later runs are covered by asking the switch itself. A read
+   * that fails is not known to block: the next poll asks again.
+   */
+  async #killBlocks(intent: HedgeIntent): Promise<boolean> {
+    return (await this.#o.killSwitch.blocking(intent).catch(() => undefined)) !== undefined;
+  }
+
   /** The order as the ledger has it now (it must be there). */
   async #current(clientOrderId: string): Promise<LedgerOrder> {
     const order = await this.#o.ledger.getOrder(clientOrderId);
@@ -687,11 +707,16 @@ class OrderProcessor {
     return order;
   }
 
-  /** `getOrderByClientId`, with failures counted by the venue breaker (a lookup is a venue call too). */
+  /**
+   * `getOrderByClientId`, counted by the venue breaker like a send (a lookup is a venue call too):
+   * answers as well as failures, or a few lookup timeouts among many good polls would read as a
+   * failure rate of 100%. "Not found" is an answer.
+   */
   async #lookup(venueId: string, venue: VenueAdapter, clientOrderId: string): Promise<Order | null> {
     const t0 = performance.now();
+    let vo: Order | null;
     try {
-      return await venue.getOrderByClientId(clientOrderId);
+      vo = await venue.getOrderByClientId(clientOrderId);
     } catch (err) {
       const ve = isVenueError(err) ? err : undefined;
       await this.#o.breakers.recordVenueCall(venueId, {
@@ -701,6 +726,8 @@ class OrderProcessor {
       });
       throw err;
     }
+    await this.#o.breakers.recordVenueCall(venueId, { ok: true, latencyMs: performance.now() - t0 });
+    return vo;
   }
 
   /** Hands the job back as delayed (does not use up an attempt). */
@@ -798,36 +825,83 @@ class OrderProcessor {
     );
   }
 
-  /** Kill switch engaged: abort matching active jobs here, and cancel working orders at our venues. */
+  /**
+   * Kill switch engaged: abort matching active jobs here, and cancel working orders at our venues (one
+   * process per event and venue, by `claimCancel`). Each venue's pass stands alone: one that did not
+   * finish (the ledger failed to list or record, a cancel threw) gives its claim back so another
+   * attempt at the event can take it, and the other venues go on. Whatever failed is thrown at the end
+   * (the listener only drops it; the runs of the orders' jobs cancel them too, see `#reconcile`).
+   */
   async onKill(ev: KillEvent, workers: readonly Worker[]): Promise<void> {
     for (const intent of this.#active.values()) {
       if (!scopeCovers(ev.scope, intent)) continue;
       if (ev.allowRiskReducing && intent.reduceOnly) continue;
       for (const w of workers) w.cancelJob(intent.id, `kill switch ${ev.scope}`);
     }
+    const failures: unknown[] = [];
     for (const [venueId, venue] of [...this.#venues]) {
       if (!venue.capabilities.cancel) continue;
-      if (!(await this.#o.killSwitch.claimCancel(ev.eventId, venueId))) continue;
-      const working = await this.#o.ledger.listOrders({ venue: venueId, status: WORKING, limit: 5000 });
-      let cancelled = 0;
-      for (const w of working) {
-        if (!scopeCovers(ev.scope, w)) continue;
-        if (ev.allowRiskReducing && w.reduceOnly) continue;
-        try {
-          const vo = await venue.cancelOrder(w.clientOrderId);
-          if (vo.status === 'cancelled') cancelled += 1;
-        } catch (err) {
-          if (!(err instanceof VenueError)) throw err;
-        }
+      try {
+        if (!(await this.#o.killSwitch.claimCancel(ev.eventId, venueId, this.#id))) continue;
+      } catch (err) {
+        failures.push(err);
+        continue;
       }
-      await this.#o.killSwitch.recordCancelWorking(ev.scope, this.#id, {
-        venue: venueId,
-        eventId: ev.eventId,
-        working: working.length,
-        cancelled,
-      });
+      try {
+        await this.#cancelWorking(ev, venueId, venue);
+      } catch (err) {
+        failures.push(err);
+        // nothing said this venue's orders are all cancelled: the claim must not stop the next attempt
+        await this.#o.killSwitch.giveBackCancel(ev.eventId, venueId, this.#id).catch(() => {});
+      }
     }
+    if (failures.length > 0)
+      throw new AggregateError(
+        failures,
+        `kill switch ${ev.scope} (event ${ev.eventId}): the cancel pass failed at ${failures.length} venue(s) in ${this.#id}`,
+      );
   }
+
+  /**
+   * Cancels the working orders of one venue the engagement covers, and records the pass. Throws when
+   * a cancel failed (after the record, which counts them), so the caller gives the claim back.
+   */
+  async #cancelWorking(ev: KillEvent, venueId: string, venue: VenueAdapter): Promise<void> {
+    const working = await this.#o.ledger.listOrders({ venue: venueId, status: WORKING, limit: 5000 });
+    let cancelled = 0;
+    const failed: { clientOrderId: string; error: unknown }[] = [];
+    for (const w of working) {
+      if (!scopeCovers(ev.scope, w)) continue;
+      if (ev.allowRiskReducing && w.reduceOnly) continue;
+      try {
+        const vo = await venue.cancelOrder(w.clientOrderId);
+        if (vo.status === 'cancelled') cancelled += 1;
+      } catch (error) {
+        // a timeout or an adapter's plain Error alike: this order may still be working
+        failed.push({ clientOrderId: w.clientOrderId, error });
+      }
+    }
+    const first = failed[0];
+    const firstMsg = first ? errorMessage(first.error) : undefined;
+    await this.#o.killSwitch.recordCancelWorking(ev.scope, this.#id, {
+      venue: venueId,
+      eventId: ev.eventId,
+      working: working.length,
+      cancelled,
+      ...(first ? { failed: failed.length, firstError: `${first.clientOrderId}: ${firstMsg}` } : {}),
+    });
+    if (first)
+      throw new Error(
+        `kill switch ${ev.scope}: ${failed.length} cancel(s) at ${venueId} failed (first ${first.clientOrderId}: ${firstMsg})`,
+        { cause: first.error },
+      );
+  }
+}
+
+/** An error's message, for records and logs (a venue error's short one). */
+function errorMessage(err: unknown): string {
+  if (isVenueError(err)) return err.shortMessage;
+  return err instanceof Error ? err.message : String(err);
 }
 
 function sleep(ms: number): Promise<void> {
