@@ -227,6 +227,31 @@ describe('pre-trade controls', () => {
     expect(await c.check(buy2, {}, { reserve: false })).toEqual({ ok: true });
   });
 
+  it('self-cross: a working order kept live past the window still counts; one nobody keeps lapses', async () => {
+    clock.advance(120_000);
+    const kept = leg(40, { createdAtMs: clock.nowMs(), planId: 'plan_k', venue: 'v1' });
+    const crashed = leg(41, { createdAtMs: clock.nowMs(), planId: 'plan_l', venue: 'v3' });
+    expect(await c.check(kept, {}, { reserve: true })).toEqual({ ok: true });
+    expect(await c.check(crashed, {}, { reserve: true })).toEqual({ ok: true });
+    // the worker finds `kept` still working every few seconds; nobody hears of `crashed` again
+    for (let i = 0; i < 8; i++) {
+      clock.advance(10_000);
+      await c.keepLive(kept);
+    }
+    const sell = () => leg(42, { side: 'sell', createdAtMs: clock.nowMs(), planId: 'plan_m', venue: 'v2' });
+    // 80 s on, past the 60 s window: the working buy still blocks a sell of another plan elsewhere
+    expect(await c.check(sell(), {}, { reserve: false })).toMatchObject({
+      control: 'self-cross',
+      reason: expect.stringContaining(kept.id),
+    });
+    // once it ends, the other buy (never kept, a crashed worker's) has lapsed: the sell may go
+    await c.settle(kept);
+    expect(await c.check(sell(), {}, { reserve: false })).toEqual({ ok: true });
+    // keeping an intent that already ended does not bring it back
+    await c.keepLive(kept);
+    expect(await c.check(sell(), {}, { reserve: false })).toEqual({ ok: true });
+  });
+
   it('repeated-execution throttle', async () => {
     clock.advance(120_000);
     for (let i = 30; i < 34; i++) {

@@ -397,6 +397,16 @@ export class PreTradeControls {
     await this.#redis.eval(SETTLE, 2, k.ctlSide(intent.underlying), k.ctlSideInfo, intent.id);
   }
 
+  /**
+   * Keeps a working order's intent live for the self-cross check: its entry lapses `selfCrossWindowMs`
+   * after it was last kept (a bound meant for intents nobody settles, a crashed worker's), and a resting
+   * limit order lives longer than that. The run that finds the order working calls it; an entry already
+   * gone is not brought back.
+   */
+  async keepLive(intent: Pick<HedgeIntent, 'id' | 'underlying'>): Promise<void> {
+    await this.#redis.zadd(this.#keys.ctlSide(intent.underlying), 'XX', this.#clock.nowMs(), intent.id);
+  }
+
   /** Gives back an intent's reservation (it was blocked, rejected or failed without filling). */
   async release(intent: Pick<HedgeIntent, 'id' | 'underlying' | 'venue'>): Promise<void> {
     const k = this.#keys;

@@ -632,6 +632,7 @@ class OrderProcessor {
     let order = start;
     const until = Date.now() + this.#pollBudgetMs;
     let cancelAsked = false;
+    let keptLive = false;
     for (;;) {
       if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
       // the venue said `not-sent` for this very attempt: nothing to look up (and a halted venue could not answer)
@@ -641,6 +642,11 @@ class OrderProcessor {
         order = await this.#apply(intent, order, vo, venue);
         this.#o.metrics?.reconciliations.inc({ result: 'found' });
         if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(intent, order);
+        // still working: it stays live for the self-cross check (once per run; a run comes every few s)
+        if (!keptLive) {
+          keptLive = true;
+          await this.#o.controls.keepLive(intent).catch(() => {});
+        }
         // once per run: a cancel that failed is asked again by the job's next run, not every poll
         if (
           !cancelAsked &&
