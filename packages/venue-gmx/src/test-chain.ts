@@ -53,6 +53,11 @@ async function setUp(chain: LocalTestChain, traderCount: number): Promise<GmxTes
     dataStore: fx.params.dataStore,
     eventEmitter: fx.params.eventEmitter,
     onResult: (r) => keeperResults.push(r),
+    onError: (err) =>
+      console.warn(
+        '[gmx test keeper] execution failed:',
+        err instanceof Error ? err.message.split('\n')[0] : err,
+      ),
   });
   // A standing, bounded approval taken before the snapshot (capped policy), so tests start approved.
   for (const ctx of traders)
