@@ -73,6 +73,18 @@ describe('circuit breakers: what trips each one', () => {
     await ledger.close();
   });
 
+  it('coolingDown: open breakers whose cooldown has not passed; not closed ones, nor one due its trial', async () => {
+    const b = board();
+    await b.trip('venue:a', 'manual', {}, 60_000);
+    await b.trip('chain:evm:1', 'halt', {}, 600_000);
+    expect([...(await b.coolingDown(['venue:a', 'chain:evm:1', 'venue:never']))].sort()).toEqual([
+      'chain:evm:1',
+      'venue:a',
+    ]);
+    clock.advance(60_001); // venue:a is due its half-open trial: a router must let an order reach it
+    expect([...(await b.coolingDown(['venue:a', 'chain:evm:1']))]).toEqual(['chain:evm:1']);
+  });
+
   it('an order is gated by its venue, chain, and its underlying’s market breakers', () => {
     expect(breakersFor({ venue: 'gmx-arb', chain: 'evm:42161', underlying: 'BTC' })).toEqual([
       'venue:gmx-arb',

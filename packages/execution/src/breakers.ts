@@ -759,6 +759,22 @@ export class BreakerBoard {
     return s;
   }
 
+  /**
+   * Of `names`, those open and still cooling down now: an order they guard would be refused. One whose
+   * cooldown has passed is not among them (its next order is the half-open trial that can close it), so
+   * a router that avoids these never starves a breaker of its trial.
+   */
+  async coolingDown(names: readonly string[]): Promise<Set<string>> {
+    const now = this.#clock.nowMs();
+    const out = new Set<string>();
+    for (const s of await Promise.all(names.map((n) => this.status(n)))) {
+      if (s.state !== 'open') continue;
+      if (s.openedAtMs === undefined || s.cooldownMs === undefined || now < s.openedAtMs + s.cooldownMs)
+        out.add(s.name);
+    }
+    return out;
+  }
+
   /** Every breaker that has ever tripped, with its current state. */
   async list(): Promise<BreakerStatus[]> {
     const names = (await this.#redis.smembers(this.#keys.breakerIndex)).sort();

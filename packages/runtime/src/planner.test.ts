@@ -141,6 +141,50 @@ describe('order types fitted to each venue (regression: ioc sent to gmx-arb, whi
   });
 });
 
+describe('routing around open breakers', () => {
+  it('leaves out a venue whose venue or chain breaker is cooling down; the hedge goes to another', async () => {
+    const venuesOf = (plans: PlanForExecution[]) => [
+      ...new Set(btcPlans(plans).flatMap((p) => p.legs.map((l) => l.venue))),
+    ];
+    const cfg = profile(['lyra-arb', 'gmx-arb', 'drift-sol']);
+    const asked: string[][] = [];
+    const stub = (cooling: (n: string) => boolean): TickPlannerOptions['breakers'] => ({
+      observePrice: async () => {},
+      observeChain: async () => {},
+      coolingDown: async (names) => {
+        asked.push([...names]);
+        return new Set(names.filter(cooling));
+      },
+    });
+    const free = await harness(
+      cfg,
+      undefined,
+      stub(() => false),
+    );
+    const usual = venuesOf(await free.planner.plan());
+    expect(usual.length).toBeGreaterThan(0);
+    const first = usual[0] as string;
+    expect(asked.at(-1)).toEqual(expect.arrayContaining([`venue:${first}`]));
+    const tripped = await harness(
+      cfg,
+      undefined,
+      stub((n) => n === `venue:${first}`),
+    );
+    const around = venuesOf(await tripped.planner.plan());
+    expect(around.length).toBeGreaterThan(0);
+    expect(around).not.toContain(first);
+    // a chain's breaker leaves out every venue on that chain
+    const chain = cfg.venues.find((v) => v.id === first)?.chain as string;
+    const chainDown = await harness(
+      cfg,
+      undefined,
+      stub((n) => n === `chain:${chain}`),
+    );
+    const onOthers = venuesOf(await chainDown.planner.plan());
+    for (const id of onOthers) expect(cfg.venues.find((v) => v.id === id)?.chain).not.toBe(chain);
+  });
+});
+
 describe('no duplicate hedge while one is pending', () => {
   it('holds while a keeper order works, also when it fills during the venue read', async () => {
     let fillDuringRead: (() => Promise<void>) | undefined;

@@ -117,6 +117,11 @@ export interface TickPlannerOptions {
     observeSkew?(underlying: string, skewDecimal: number, tsMs?: number): Promise<void>;
     observeChain(chain: string, halted: boolean): Promise<void>;
     /**
+     * Of `names`, the breakers open and cooling down now (`BreakerBoard.coolingDown`): a venue whose
+     * `venue:` or `chain:` breaker is among them is read but not routed to this tick.
+     */
+    coolingDown?(names: readonly string[]): Promise<ReadonlySet<string>>;
+    /**
      * The book's equity (risk's `bookEquity`), against the mark: feeds the loss-since-mark breaker.
      * Observed only on a tick where every venue was read, everything held could be valued and no order
      * was working; a partial book, or money on its way into a position, would read as a loss.
@@ -522,6 +527,21 @@ export class TickPlanner {
     await this.#o.breakers?.observeChain(v.chain, h.halted);
   }
 
+  /** `venues` less those whose `venue:` or `chain:` breaker is open and cooling down. */
+  async #routable<V extends { id: string; chain: string }>(venues: V[]): Promise<V[]> {
+    const cooling = this.#o.breakers?.coolingDown;
+    if (!cooling || venues.length === 0) return venues;
+    const names = [...new Set(venues.flatMap((v) => [`venue:${v.id}`, `chain:${v.chain}`]))];
+    const blocked = await cooling.call(this.#o.breakers, names);
+    if (blocked.size === 0) return venues;
+    const out = venues.filter((v) => !blocked.has(`venue:${v.id}`) && !blocked.has(`chain:${v.chain}`));
+    this.#o.log('info', 'venues left out of routing by an open breaker', {
+      venues: venues.filter((v) => !out.includes(v)).map((v) => v.id),
+      breakers: [...blocked],
+    });
+    return out;
+  }
+
   /** One tick: the plans to submit (the published snapshot is in `lastSnapshot`). */
   async plan(): Promise<PlanForExecution[]> {
     this.ticks++;
@@ -529,8 +549,10 @@ export class TickPlanner {
     const venueCfg = await this.#o.currentVenues();
     const all = typeof this.#o.venues === 'function' ? await this.#o.venues(venueCfg) : this.#o.venues;
     const enabledIds = new Set(venueCfg.filter((v) => v.enabled).map((v) => v.id));
-    // Disabled venues are read (their positions are still the book's) but never routed to.
-    const enabled = all.filter((v) => enabledIds.has(v.id));
+    // Disabled venues are read (their positions are still the book's) but never routed to; nor are
+    // venues an open breaker (theirs or their chain's) blocks, or every plan to them would be refused
+    // while a healthy venue stood idle.
+    const enabled = await this.#routable(all.filter((v) => enabledIds.has(v.id)));
     // Orders in flight are read BEFORE the venues: an order that fills while the venues are read is then
     // either still seen as working (hold) or already in the positions read. Reading in the other order
     // lets a keeper fill land between the two reads, and the same delta gets hedged twice.
