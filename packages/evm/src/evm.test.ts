@@ -86,6 +86,22 @@ async function waitInMempool(hash: Hex) {
   throw new Error('tx never reached the mempool');
 }
 
+/** A 1 ETH market buy as an adapter stores it before sending (`queued`), at `atMs`. */
+function queuedRecord(clientOrderId: string, atMs: number): OnChainOrderRecord {
+  return {
+    clientOrderId,
+    instrument: 'ETH-USD:PERP',
+    side: 'buy',
+    sizeBase: '1',
+    reduceOnly: false,
+    orderType: 'market',
+    status: 'queued',
+    filledSizeBase: '0',
+    createdAtMs: atMs,
+    updatedAtMs: atMs,
+  };
+}
+
 describe('TxSender on anvil', () => {
   it('sends, writes the hash ahead of broadcast and confirms', async () => {
     const sender = new TxSender({ ctx, abi: abi() });
@@ -242,18 +258,7 @@ describe('TxSender on anvil', () => {
       clock,
       wrap: (err, cid) => errors.wrap(err, cid),
     });
-    const record = (cid: string): OnChainOrderRecord => ({
-      clientOrderId: cid,
-      instrument: 'ETH-USD:PERP',
-      side: 'buy',
-      sizeBase: '1',
-      reduceOnly: false,
-      orderType: 'market',
-      status: 'queued',
-      filledSizeBase: '0',
-      createdAtMs: clock.nowMs(),
-      updatedAtMs: clock.nowMs(),
-    });
+    const record = (cid: string) => queuedRecord(cid, clock.nowMs());
     const sender = new TxSender({ ctx, abi: abi(), receiptTimeoutMs: 300 });
     const stored = async (cid: string) => (await store.get(cid))?.spend?.state;
 
@@ -398,18 +403,7 @@ describe('TxSender on anvil', () => {
     const errors = venueErrorMapper('test-evm', abi(), faulty);
     const clock = new ManualClock(1_000);
     const sender = new TxSender({ ctx: faulty, abi: abi(), receiptTimeoutMs: 2_000 });
-    const r: OnChainOrderRecord = {
-      clientOrderId: 'echo',
-      instrument: 'ETH-USD:PERP',
-      side: 'buy',
-      sizeBase: '1',
-      reduceOnly: false,
-      orderType: 'market',
-      status: 'queued',
-      filledSizeBase: '0',
-      createdAtMs: clock.nowMs(),
-      updatedAtMs: clock.nowMs(),
-    };
+    const r = queuedRecord('echo', clock.nowMs());
     const err = await sendRecorded(
       { sender, store, clock, wrap: (e, cid) => errors.wrap(e, cid) },
       r,

@@ -320,7 +320,7 @@ class OrderProcessor {
       data = parseOrThrow(OrderJobData, job.data, `order job ${job.id}`);
     } catch (err) {
       // a job nobody can run as it stands: failed at once (retries would not change it), by name
-      throw new UnrecoverableError(`${err instanceof Error ? err.message : String(err)}; not sent`);
+      throw new UnrecoverableError(`${errorMessage(err)}; not sent`);
     }
     const { intent, clientOrderId } = data;
     // one adapter per run: a swap of the venue's adapter waits for this run, and this run for a swap
@@ -603,7 +603,7 @@ class OrderProcessor {
         else await this.#o.breakers.reportTrial(tr, false, ve?.shortMessage ?? 'send failed');
       }
       const order = await recorded;
-      const msg = ve?.shortMessage ?? (err instanceof Error ? err.message : String(err));
+      const msg = errorMessage(err);
       if (ve?.outcome === 'rejected') return (await this.#tx(order, 'rejected', { error: msg })).order;
       if (ve?.outcome === 'not-sent') {
         if (!ve.retryable) return (await this.#tx(order, 'failed', { error: msg })).order;
