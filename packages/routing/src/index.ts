@@ -1,4 +1,11 @@
 export {
+  CollateralReservation,
+  collateralUse,
+  legMarginUsd,
+  type MarginVenue,
+  type VenueCollateralUse,
+} from './collateral.ts';
+export {
   CollateralTransfer,
   HedgePlan,
   intentId,
@@ -16,4 +23,5 @@ export {
   type RouteRequest,
   type RouteVenue,
   routeDelta,
+  routedDeltaBase,
 } from './route.ts';

@@ -3,10 +3,12 @@ import { type HedgeDecision, HedgeStrategy } from '@xhedge/strategy';
 import type { HedgeQuote, QuoteRequest } from '@xhedge/venue';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { CollateralReservation } from './collateral.ts';
 import { HedgePlan } from './plan.ts';
 import { quoteVenues } from './quotes.ts';
 import {
   type BridgeCostModel,
+  type CollateralSource,
   planDecision,
   type RouteRequest,
   type RouteVenue,
@@ -439,6 +441,214 @@ describe('routeDelta: fixed costs per leg (backtest report on issue 5)', () => {
     });
     expect(plan.legs).toHaveLength(1);
     expect(plan.legCosts[0]?.feeUsd).toBeCloseTo(S * 0.0005 + 3, 9);
+  });
+});
+
+/**
+ * Regression: routing spent one venue's free collateral twice. Each venue's cost model was fitted on its
+ * own, so in a split the source venue's free collateral funded both its own leg and the moves out of it:
+ * 20 ETH at 10× with $5,000 free on X only put 6.67 ETH on X and moved 2 × $2,001 out of X, leaving $998
+ * on X for a leg needing $1,667.50 of margin.
+ */
+describe('routeDelta: one venue collateral is spent once (regression: double-spent source)', () => {
+  const ETH = 2500;
+  const ethQuote = (venue: string, size: number): HedgeQuote => {
+    const feeUsd = size * ETH * 0.0005;
+    const impactUsd = 2 * size * size;
+    return {
+      venue,
+      instrument: 'ETH-USD:PERP',
+      side: 'buy',
+      requestedSizeBase: toDecimalString(size, 8),
+      executableSizeBase: toDecimalString(size, 8),
+      referencePriceUsd: ETH,
+      expectedPriceUsd: ETH + impactUsd / size,
+      feeUsd,
+      impactUsd,
+      gasUsd: 0.1,
+      fundingCarryUsd: 0,
+      totalCostUsd: feeUsd + impactUsd + 0.1,
+      expectedLatencyMs: 500,
+      asOfMs: NOW,
+    };
+  };
+  // Impact makes a three-way split the cheapest; the 10 ETH largest order makes one necessary (and keeps
+  // a whole-cap move, 10 × $250 × 1.2 = $3,000, within what X holds, so moves out of X are planned).
+  const ethVenue = (name: string, chain: string, freeCollateralUsd: number): RouteVenue => ({
+    venue: name,
+    chain,
+    instrument: 'ETH-USD:PERP',
+    quotes: [ethQuote(name, 20), ethQuote(name, 5)],
+    minSizeBase: 0.01,
+    sizeStepBase: 0.01,
+    positionBase: 0,
+    freeCollateralUsd,
+    marginFraction: 0.1,
+    maxOrderSizeBase: 10,
+  });
+  const ethReq = (deltaBase: number): RouteRequest => ({
+    ...req(deltaBase),
+    underlying: 'ETH',
+    referencePriceUsd: ETH,
+  });
+
+  /** Every venue: margin its legs need ≤ free + moved in − moved out; every source: moved out ≤ free − own margin. */
+  function expectFundable(
+    plan: ReturnType<typeof routeDelta>,
+    vs: readonly RouteVenue[],
+    sources: readonly CollateralSource[],
+  ) {
+    for (const v of vs) {
+      // The part of a leg that reduces the venue's position needs no margin.
+      const marginUsd = plan.legs
+        .filter((l) => l.venue === v.venue)
+        .reduce((s, l) => {
+          const reducibleBase =
+            v.positionBase * (l.side === 'buy' ? 1 : -1) < 0 ? Math.abs(v.positionBase) : 0;
+          return s + Math.max(0, Number(l.sizeBase) - reducibleBase) * l.referencePriceUsd * v.marginFraction;
+        }, 0);
+      const inUsd = plan.transfers
+        .filter((t) => t.toVenue === v.venue)
+        .reduce((s, t) => s + Number(t.amount), 0);
+      const outUsd = plan.transfers
+        .filter((t) => t.fromVenue === v.venue)
+        .reduce((s, t) => s + Number(t.amount), 0);
+      expect(
+        marginUsd,
+        `${v.venue}: margin ${marginUsd} > free ${v.freeCollateralUsd} + in ${inUsd} − out ${outUsd}`,
+      ).toBeLessThanOrEqual(v.freeCollateralUsd + inUsd - outUsd + 1e-6);
+      if (outUsd > 0) {
+        // A venue that funds others is funded by none, and gives only what its own legs leave.
+        expect(inUsd, `${v.venue}: moves both in and out`).toBe(0);
+        expect(
+          outUsd,
+          `${v.venue}: moves out ${outUsd} > free ${v.freeCollateralUsd} − own margin ${marginUsd}`,
+        ).toBeLessThanOrEqual(v.freeCollateralUsd - marginUsd + 1e-6);
+      }
+    }
+    for (const s of sources) {
+      const outUsd = plan.transfers
+        .filter((t) => t.fromVenue === s.venue && t.asset === s.asset)
+        .reduce((sum, t) => sum + Number(t.amount), 0);
+      expect(outUsd, `${s.venue} ${s.asset}: moves out ${outUsd} > ${s.availableUsd}`).toBeLessThanOrEqual(
+        s.availableUsd + 1e-6,
+      );
+    }
+  }
+
+  it('20 ETH, $5,000 free on X only: X keeps the margin of its own leg, moves out of X are cut, the rest is an honest shortfall', () => {
+    const vs = [
+      ethVenue('perp-x', 'evm:1', 5000),
+      ethVenue('perp-y', 'evm:10', 0),
+      ethVenue('perp-z', 'evm:42161', 0),
+    ];
+    const sources: CollateralSource[] = [
+      { venue: 'perp-x', chain: 'evm:1', asset: 'USDC', availableUsd: 5000 },
+    ];
+    const plan = routeDelta(ethReq(20), vs, { bridge, collateralSources: sources });
+    expect(() => HedgePlan.parse({ ...plan, reason: 'r', urgency: 'normal' })).not.toThrow();
+    expectFundable(plan, vs, sources);
+    // Most a fundable plan delivers: X's own 10 ETH ($2,500) and 8.33 ETH on one venue funded by the
+    // other $2,500 (8.33 × $250 × 1.2 = $2,499); a third leg would have no collateral left.
+    const sizes = Object.fromEntries(plan.legs.map((l) => [l.venue, Number(l.sizeBase)]));
+    expect(sizes['perp-x']).toBe(10);
+    expect(plan.plannedDeltaBase).toBeCloseTo(18.33, 9);
+    expect(plan.shortfallBase).toBeCloseTo(1.67, 9);
+    expect(plan.transfers).toHaveLength(1);
+    expect(plan.transfers[0]).toMatchObject({ fromVenue: 'perp-x', amount: '2499' });
+    const notes = plan.notes.join(' ');
+    expect(notes).toMatch(/shortfall 1\.67/);
+    expect(notes).toMatch(/collateral on perp-x is shared/);
+  });
+
+  it('leaves a split whose moves fit alone: the same 10 ETH split three ways when X holds enough for all of it', () => {
+    const vs = [
+      ethVenue('perp-x', 'evm:1', 5000),
+      ethVenue('perp-y', 'evm:10', 0),
+      ethVenue('perp-z', 'evm:42161', 0),
+    ];
+    const sources: CollateralSource[] = [
+      { venue: 'perp-x', chain: 'evm:1', asset: 'USDC', availableUsd: 5000 },
+    ];
+    const plan = routeDelta(ethReq(10), vs, { bridge, collateralSources: sources });
+    expectFundable(plan, vs, sources);
+    // 3 × 3.33 ETH: $832.50 on X, 2 × $999 moved out of it; $2,830.50 of $5,000.
+    expect(plan.legs.map((l) => l.sizeBase)).toEqual(['3.33', '3.33', '3.33']);
+    expect(plan.transfers.map((t) => t.amount)).toEqual(['999', '999']);
+    expect(plan.shortfallBase).toBeLessThanOrEqual(0.01 + 1e-9); // the 0.01 step's rounding
+    expect(plan.notes.join(' ')).not.toMatch(/is shared/);
+  });
+
+  it('a reservation carries what one plan takes to the next plan of the round (two underlyings, one source)', () => {
+    const vs = [ethVenue('perp-x', 'evm:1', 5000), ethVenue('perp-y', 'evm:10', 0)];
+    const sources: CollateralSource[] = [
+      { venue: 'perp-x', chain: 'evm:1', asset: 'USDC', availableUsd: 5000 },
+    ];
+    const reservation = new CollateralReservation();
+    const routeReserved = (deltaBase: number, planId: string) => {
+      const seen = vs.map((v) => ({
+        ...v,
+        freeCollateralUsd: reservation.freeUsd(v.venue, v.freeCollateralUsd),
+      }));
+      const plan = routeDelta({ ...ethReq(deltaBase), planId }, seen, {
+        bridge,
+        collateralSources: reservation.sources(sources),
+      });
+      reservation.commit(plan, seen);
+      return plan;
+    };
+    // The first plan: 10 ETH on perp-x ($2,500 of margin) and 8.33 ETH on perp-y funded by $2,499 from perp-x.
+    const first = routeReserved(20, 'plan_first1');
+    expect(first.plannedDeltaBase).toBeCloseTo(18.33, 9);
+    expect(reservation.freeUsd('perp-x', 5000)).toBeCloseTo(1, 9);
+    expect(reservation.sources(sources).map((s) => s.availableUsd)).toEqual([1]);
+    // perp-y counts all it saw (nothing) towards its funded leg: a later plan gets nothing there either.
+    expect(reservation.freeUsd('perp-y', 0)).toBe(0);
+    // The second plan sees $1 left on perp-x: less than one 0.01 ETH order's margin, and no move.
+    const second = routeReserved(5, 'plan_second1');
+    expect(second.legs).toEqual([]);
+    expect(second.transfers).toEqual([]);
+    expect(second.shortfallBase).toBe(5);
+  });
+
+  it('never plans a move or a leg its collateral cannot fund (property)', () => {
+    // Collateral, largest orders and positions in whole units: sizes where moves are planned and contested.
+    const spec = fc.record({
+      freeUsd: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 8_000 })),
+      maxOrderBase: fc.integer({ min: 1, max: 20 }),
+      positionBase: fc.oneof(fc.constant(0), fc.integer({ min: -10, max: 10 })),
+      sameChain: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(spec, { minLength: 1, maxLength: 4 }),
+        fc.integer({ min: 1, max: 4000 }).map((x) => x / 100),
+        fc.boolean(),
+        (specs, size, buy) => {
+          const vs = specs.map((x, i) => {
+            const v = ethVenue(`v${i}`, x.sameChain ? 'evm:1' : `evm:${i + 2}`, x.freeUsd);
+            const side: Side = buy ? 'buy' : 'sell';
+            return {
+              ...v,
+              quotes: v.quotes.map((q) => ({ ...q, side })),
+              maxOrderSizeBase: x.maxOrderBase,
+              positionBase: x.positionBase,
+            };
+          });
+          const sources = vs
+            .filter((v) => v.freeCollateralUsd > 0)
+            .map((v) => ({
+              venue: v.venue,
+              chain: v.chain,
+              asset: 'USDC',
+              availableUsd: v.freeCollateralUsd,
+            }));
+          const plan = routeDelta(ethReq(buy ? size : -size), vs, { bridge, collateralSources: sources });
+          expectFundable(plan, vs, sources);
+        },
+      ),
+      { numRuns: 300, seed: 11 },
+    );
   });
 });
 

@@ -1,7 +1,15 @@
-import { deterministicId, type HedgeIntent, type Side, toDecimalString, type Urgency } from '@xhedge/core';
+import {
+  assertFinite,
+  deterministicId,
+  type HedgeIntent,
+  type Side,
+  toDecimalString,
+  type Urgency,
+} from '@xhedge/core';
 import type { HedgeDecision } from '@xhedge/strategy';
 import type { HedgeQuote } from '@xhedge/venue';
 import { allocateEqualMarginal } from './allocate.ts';
+import { legMarginUsd } from './collateral.ts';
 import {
   type CollateralTransfer,
   type HedgePlan,
@@ -94,6 +102,15 @@ export interface RouteRequest {
   firstLegIndex?: number;
 }
 
+/** One way to fund a venue short of margin: a move from a collateral source. */
+interface BridgeOption {
+  source: CollateralSource;
+  feeUsd: number;
+  latencyMs: number;
+  /** Price put on waiting for the move, USD. */
+  delayUsd: number;
+}
+
 /**
  * Cost curve of one venue fitted from its quotes: cost(q) = a·q + k·q² + fixed, where fixed is the
  * gas / execution / priority fee plus any fixed USD part of the trading fee.
@@ -115,7 +132,11 @@ interface Model {
   reducible: number;
   /** Size coverable by free margin without moving collateral. */
   noBridgeCap: number;
-  bridge: { source: CollateralSource; feeUsd: number; latencyMs: number; delayUsd: number } | null;
+  /**
+   * Sources that could each fund the move for the whole cap, cheapest (fee + delay) first. Which one a
+   * plan uses is decided per candidate plan: several legs may want the same source.
+   */
+  bridges: BridgeOption[];
   expectedPrice: number;
 }
 
@@ -184,7 +205,7 @@ function fitCostModel(
     cap,
     reducible + (marginPerUnit > 0 ? v.freeCollateralUsd / marginPerUnit : cap),
   );
-  let bridge: Model['bridge'] = null;
+  const bridges: BridgeOption[] = [];
   if (noBridgeCap < cap) {
     const needUsd = (cap - reducible) * marginPerUnit * (1 + opts.collateralBuffer) - v.freeCollateralUsd;
     for (const s of sources) {
@@ -193,9 +214,10 @@ function fitCostModel(
       if (!b) continue;
       const delayUsd =
         (b.latencyMs / 60_000) * opts.delayCostUsdPerMinute * (urgent ? opts.urgentDelayMultiplier : 1);
-      if (!bridge || b.feeUsd + delayUsd < bridge.feeUsd + bridge.delayUsd)
-        bridge = { source: s, feeUsd: b.feeUsd, latencyMs: b.latencyMs, delayUsd };
+      bridges.push({ source: s, feeUsd: b.feeUsd, latencyMs: b.latencyMs, delayUsd });
     }
+    // Stable: among equal costs the sources keep their given order.
+    bridges.sort((x, y) => x.feeUsd + x.delayUsd - (y.feeUsd + y.delayUsd));
   }
   return {
     v,
@@ -211,14 +233,15 @@ function fitCostModel(
     capReason,
     reducible,
     noBridgeCap,
-    bridge,
+    bridges,
     expectedPrice: big.q.expectedPriceUsd,
   };
 }
 
 interface Choice {
   m: Model;
-  useBridge: boolean;
+  /** The move funding this leg, when it is planned with one (null: the margin it has). */
+  bridge: BridgeOption | null;
   cap: number;
   /** Costs this leg pays once, whatever its size: gas, fixed fee, bridge fee and delay. */
   fixed: number;
@@ -252,6 +275,188 @@ interface Candidate {
   score: number;
   /** |requested − planned|. */
   miss: number;
+  /** Its caps were cut to collateral its legs share (see {@link reserveCaps}). */
+  reserved: boolean;
+}
+
+/**
+ * Sizes a subset of venues: the size split at equal marginal cost within the caps, rounded to each
+ * venue's step and minimum, with its all-in cost and ranking. Null when the subset is the same plan as
+ * a smaller one (a venue ends unused) or plans nothing.
+ */
+function sizeCandidate(choices: Choice[], size: number, openUsdPerUnit: number): Candidate | null {
+  const raw = allocateEqualMarginal(
+    choices.map((ch) => ({
+      a: ch.m.a,
+      k: ch.m.k,
+      reducible: ch.m.reducible,
+      openUsdPerUnit,
+      cap: ch.cap,
+    })),
+    size,
+  );
+  const q = raw.map((x, i) => roundLeg(x, (choices[i] as Choice).m.v, (choices[i] as Choice).cap));
+  // No dust legs below a venue minimum (a subset without that venue covers the case); and a needed
+  // hedge never rounds to zero: a lone leg below the minimum is raised to it.
+  for (let i = 0; i < q.length; i++) {
+    const v = (choices[i] as Choice).m.v;
+    if ((q[i] ?? 0) > 0 && (q[i] ?? 0) < v.minSizeBase) q[i] = 0;
+  }
+  if (q.every((x) => x <= 0)) {
+    const i = raw.indexOf(Math.max(...raw));
+    const ch = choices[i] as Choice;
+    if (ch.m.v.minSizeBase <= ch.cap) q[i] = Math.max(ch.m.v.minSizeBase, ch.m.v.sizeStepBase);
+  }
+  // A subset whose venue ends unused is the same plan as the subset without it.
+  if (choices.length > 1 && q.some((x) => x <= 0)) return null;
+  const planned = q.reduce((s, x) => s + x, 0);
+  if (planned <= 0) return null;
+  let cost = 0;
+  let opened = 0;
+  q.forEach((x, i) => {
+    const ch = choices[i] as Choice;
+    cost += legCost(ch, x);
+    opened += Math.max(0, x - ch.m.reducible);
+  });
+  return {
+    q,
+    choices,
+    planned,
+    cost,
+    score: ((cost + opened * openUsdPerUnit) * size) / planned,
+    miss: Math.abs(size - planned),
+    reserved: false,
+  };
+}
+
+/** What the collateral checks need of the request. */
+interface Funding {
+  side: Side;
+  referencePriceUsd: number;
+  collateralBuffer: number;
+  /** Free collateral per venue of the request, USD: a venue gives no more than this, whatever its sources say. */
+  freeByVenueUsd: ReadonlyMap<string, number>;
+}
+
+/** Slack on collateral sums, USD: float noise, well under the cent moves are rounded to. */
+const COLLATERAL_EPS_USD = 1e-6;
+
+const ceilCents = (usd: number) => Math.ceil(usd * 100) / 100;
+const floorCents = (usd: number) => Math.floor(usd * 100) / 100;
+
+/**
+ * Collateral moved to a leg of size q before it is sent, USD rounded up to the cent (the transfer's
+ * amount): its margin plus the buffer, less the free collateral its venue has. 0 for a leg planned
+ * without a move, or one its own collateral covers.
+ */
+function moveUsd(ch: Choice, q: number, f: Funding): number {
+  if (!ch.bridge || q <= ch.m.noBridgeCap) return 0;
+  const needUsd =
+    legMarginUsd(ch.m.v, f.side, q, f.referencePriceUsd) * (1 + f.collateralBuffer) -
+    ch.m.v.freeCollateralUsd;
+  return needUsd > 0 ? ceilCents(needUsd) : 0;
+}
+
+/**
+ * Whether legs of sizes `q` can all be funded at once. Each venue's cost model is fitted on its own, so a
+ * split can spend one source's collateral twice: two moves out of it, or moves out of a venue whose own
+ * leg needs that collateral as margin. Feasible when no source moves out more than it holds, no venue
+ * gives its own legs' margin plus its moves out beyond its free collateral, and no venue a move funds
+ * funds another leg (routing counted all its free collateral towards its own leg).
+ */
+function drawsFit(choices: readonly Choice[], q: readonly number[], f: Funding): boolean {
+  const movedBySource = new Map<CollateralSource, number>();
+  const movedByVenue = new Map<string, number>();
+  const marginByVenue = new Map<string, number>();
+  const funded = new Set<string>();
+  const add = <K>(m: Map<K, number>, k: K, usd: number) => m.set(k, (m.get(k) ?? 0) + usd);
+  choices.forEach((ch, i) => {
+    const qi = q[i] ?? 0;
+    if (qi <= 0) return;
+    const movedUsd = moveUsd(ch, qi, f);
+    if (ch.bridge && movedUsd > 0) {
+      funded.add(ch.m.v.venue);
+      add(movedBySource, ch.bridge.source, movedUsd);
+      add(movedByVenue, ch.bridge.source.venue, movedUsd);
+    } else add(marginByVenue, ch.m.v.venue, legMarginUsd(ch.m.v, f.side, qi, f.referencePriceUsd));
+  });
+  for (const [s, usd] of movedBySource)
+    if (funded.has(s.venue) || usd > s.availableUsd + COLLATERAL_EPS_USD) return false;
+  // Venues nothing moves out of keep their own legs within their free collateral by their caps.
+  for (const [venue, movedUsd] of movedByVenue) {
+    const freeUsd = f.freeByVenueUsd.get(venue);
+    if (freeUsd !== undefined && (marginByVenue.get(venue) ?? 0) + movedUsd > freeUsd + COLLATERAL_EPS_USD)
+      return false;
+  }
+  return true;
+}
+
+/**
+ * The subset's choices with caps cut to the collateral its legs share, for when its unconstrained split
+ * does not fit it ({@link drawsFit}). Legs on the margin they have come first and keep the margin for
+ * their whole cap on their venue: margin in place carries no buffer, fee or wait, so it delivers the most
+ * hedge per dollar. Then each funded leg, in order, takes the cheapest source with room for its whole
+ * cap, else the one with the most room, its cap cut to what that room funds. A venue a move funds is no
+ * source. Null when a funded leg is left no room worth a leg.
+ */
+function reserveCaps(choices: readonly Choice[], f: Funding): Choice[] | null {
+  const sourceLeftUsd = new Map<CollateralSource, number>();
+  const venueLeftUsd = new Map(f.freeByVenueUsd);
+  const funded = new Set(choices.filter((ch) => ch.bridge).map((ch) => ch.m.v.venue));
+  for (const ch of choices) {
+    const left = venueLeftUsd.get(ch.m.v.venue);
+    if (ch.bridge || left === undefined) continue;
+    venueLeftUsd.set(ch.m.v.venue, left - legMarginUsd(ch.m.v, f.side, ch.cap, f.referencePriceUsd));
+  }
+  const out: Choice[] = [];
+  for (const ch of choices) {
+    if (!ch.bridge) {
+      out.push(ch);
+      continue;
+    }
+    const m = ch.m;
+    const needUsd = ceilCents(
+      legMarginUsd(m.v, f.side, ch.cap, f.referencePriceUsd) * (1 + f.collateralBuffer) -
+        m.v.freeCollateralUsd,
+    );
+    let pick: { b: BridgeOption; moveUsd: number } | null = null;
+    for (const b of m.bridges) {
+      if (funded.has(b.source.venue)) continue;
+      const roomUsd = floorCents(
+        Math.min(
+          sourceLeftUsd.get(b.source) ?? b.source.availableUsd,
+          venueLeftUsd.get(b.source.venue) ?? Number.POSITIVE_INFINITY,
+        ),
+      );
+      if (roomUsd >= needUsd) {
+        pick = { b, moveUsd: needUsd };
+        break;
+      }
+      if (!pick || roomUsd > pick.moveUsd) pick = { b, moveUsd: roomUsd };
+    }
+    if (!pick || !(pick.moveUsd > 0)) return null;
+    let cap = ch.cap;
+    if (pick.moveUsd < needUsd) {
+      const marginPerUnitUsd = f.referencePriceUsd * m.v.marginFraction;
+      if (!(marginPerUnitUsd > 0)) return null;
+      // The size the room funds, a cent short of it: the move for a leg is rounded up to the cent.
+      cap =
+        m.reducible +
+        (m.v.freeCollateralUsd + (pick.moveUsd - 0.01) / (1 + f.collateralBuffer)) / marginPerUnitUsd;
+      if (!(cap > m.noBridgeCap) || cap < m.v.minSizeBase) return null;
+    }
+    const { source } = pick.b;
+    sourceLeftUsd.set(source, (sourceLeftUsd.get(source) ?? source.availableUsd) - pick.moveUsd);
+    const venueLeft = venueLeftUsd.get(source.venue);
+    if (venueLeft !== undefined) venueLeftUsd.set(source.venue, venueLeft - pick.moveUsd);
+    out.push({
+      m,
+      bridge: pick.b,
+      cap,
+      fixed: m.gasUsd + m.feeFixedUsd + pick.b.feeUsd + pick.b.delayUsd,
+    });
+  }
+  return out;
 }
 
 /**
@@ -266,7 +471,10 @@ interface Candidate {
  * ranked by how close they come to the requested size (differences within one size step are rounding,
  * not capacity), then by all-in cost plus a small charge on size that opens a position
  * (`openPositionPenaltyBps`), which makes reducing an existing position win over opening an opposite one
- * elsewhere when costs are comparable. A pure function of its inputs.
+ * elsewhere when costs are comparable. Every plan is fundable as a whole: legs drawing on one source's
+ * collateral (moves out of it, and its own venue's leg) are sized to fit it together, with its own
+ * leg's margin kept first (see {@link reserveCaps}); what no collateral covers is shortfall. A pure
+ * function of its inputs.
  */
 export function routeDelta(
   req: RouteRequest,
@@ -305,6 +513,12 @@ export function routeDelta(
   const missTol = Math.max(0, ...models.map((m) => m.v.sizeStepBase)) + size * 1e-12;
   const better = (x: Candidate, y: Candidate | null) =>
     !y || x.miss < y.miss - missTol || (Math.abs(x.miss - y.miss) <= missTol && x.score < y.score - 1e-9);
+  const funding: Funding = {
+    side,
+    referencePriceUsd: req.referencePriceUsd,
+    collateralBuffer: opts.collateralBuffer,
+    freeByVenueUsd: new Map(venues.map((v) => [v.venue, v.freeCollateralUsd])),
+  };
   let best: Candidate | null = null;
   let bestSingle: Candidate | null = null;
   const n = models.length;
@@ -320,60 +534,24 @@ export function routeDelta(
       const m = models[i] as Model;
       if (mode === 0) continue;
       const fixedBase = m.gasUsd + m.feeFixedUsd;
+      const bridge = m.bridges[0];
       if (mode === 1) {
         if (m.noBridgeCap < m.v.minSizeBase || m.noBridgeCap <= 0) ok = false;
-        choices.push({ m, useBridge: false, cap: m.noBridgeCap, fixed: fixedBase });
-      } else if (!m.bridge) ok = false;
-      else
-        choices.push({
-          m,
-          useBridge: true,
-          cap: m.cap,
-          fixed: fixedBase + m.bridge.feeUsd + m.bridge.delayUsd,
-        });
+        choices.push({ m, bridge: null, cap: m.noBridgeCap, fixed: fixedBase });
+      } else if (!bridge) ok = false;
+      else choices.push({ m, bridge, cap: m.cap, fixed: fixedBase + bridge.feeUsd + bridge.delayUsd });
     }
     if (!ok || choices.length === 0 || choices.length > opts.maxLegs) continue;
-    const raw = allocateEqualMarginal(
-      choices.map((ch) => ({
-        a: ch.m.a,
-        k: ch.m.k,
-        reducible: ch.m.reducible,
-        openUsdPerUnit,
-        cap: ch.cap,
-      })),
-      size,
-    );
-    const q = raw.map((x, i) => roundLeg(x, (choices[i] as Choice).m.v, (choices[i] as Choice).cap));
-    // No dust legs below a venue minimum (a subset without that venue covers the case); and a needed
-    // hedge never rounds to zero: a lone leg below the minimum is raised to it.
-    for (let i = 0; i < q.length; i++) {
-      const v = (choices[i] as Choice).m.v;
-      if ((q[i] ?? 0) > 0 && (q[i] ?? 0) < v.minSizeBase) q[i] = 0;
+    let cand = sizeCandidate(choices, size, openUsdPerUnit);
+    // A split that spends a source twice is sized again on collateral reserved per leg; if even that
+    // does not fit (float noise at the last cent), the subset is dropped: a plan must be fundable.
+    if (cand && !drawsFit(cand.choices, cand.q, funding)) {
+      const reserved = reserveCaps(choices, funding);
+      cand = reserved ? sizeCandidate(reserved, size, openUsdPerUnit) : null;
+      if (cand && !drawsFit(cand.choices, cand.q, funding)) cand = null;
+      if (cand) cand.reserved = true;
     }
-    if (q.every((x) => x <= 0)) {
-      const i = raw.indexOf(Math.max(...raw));
-      const ch = choices[i] as Choice;
-      if (ch.m.v.minSizeBase <= ch.cap) q[i] = Math.max(ch.m.v.minSizeBase, ch.m.v.sizeStepBase);
-    }
-    // A subset whose venue ends unused is the same plan as the subset without it.
-    if (choices.length > 1 && q.some((x) => x <= 0)) continue;
-    const planned = q.reduce((s, x) => s + x, 0);
-    if (planned <= 0) continue;
-    let cost = 0;
-    let opened = 0;
-    q.forEach((x, i) => {
-      const ch = choices[i] as Choice;
-      cost += legCost(ch, x);
-      opened += Math.max(0, x - ch.m.reducible);
-    });
-    const cand: Candidate = {
-      q,
-      choices,
-      planned,
-      cost,
-      score: ((cost + opened * openUsdPerUnit) * size) / planned,
-      miss: Math.abs(size - planned),
-    };
+    if (!cand) continue;
     if (better(cand, best)) best = cand;
     if (choices.length === 1 && better(cand, bestSingle)) bestSingle = cand;
   }
@@ -407,29 +585,25 @@ export function routeDelta(
     let bridgeFeeUsd = 0;
     let delayCostUsd = 0;
     let latency = m.latencyMs;
-    if (ch.useBridge && m.bridge && q > m.noBridgeCap) {
-      const needUsd = Math.max(
-        0,
-        (q - m.reducible) * req.referencePriceUsd * m.v.marginFraction * (1 + opts.collateralBuffer) -
-          m.v.freeCollateralUsd,
-      );
+    const movedUsd = moveUsd(ch, q, funding);
+    if (ch.bridge && movedUsd > 0) {
       const t: CollateralTransfer = {
         id: transferId(req.planId, m.v.venue),
         planId: req.planId,
-        fromVenue: m.bridge.source.venue,
-        fromChain: m.bridge.source.chain,
+        fromVenue: ch.bridge.source.venue,
+        fromChain: ch.bridge.source.chain,
         toVenue: m.v.venue,
         toChain: m.v.chain,
-        asset: m.bridge.source.asset,
-        amount: toDecimalString(Math.ceil(needUsd * 100) / 100, 2),
-        feeUsd: m.bridge.feeUsd,
-        expectedLatencyMs: m.bridge.latencyMs,
+        asset: ch.bridge.source.asset,
+        amount: toDecimalString(movedUsd, 2),
+        feeUsd: ch.bridge.feeUsd,
+        expectedLatencyMs: ch.bridge.latencyMs,
       };
       transfers.push(t);
       dependsOn.push(t.id);
-      bridgeFeeUsd = m.bridge.feeUsd;
-      delayCostUsd = m.bridge.delayUsd;
-      latency += m.bridge.latencyMs;
+      bridgeFeeUsd = ch.bridge.feeUsd;
+      delayCostUsd = ch.bridge.delayUsd;
+      latency += ch.bridge.latencyMs;
       notes.push(
         `${m.v.venue}: margin short; moving ${t.amount} ${t.asset} from ${t.fromVenue} (${t.fromChain}) first`,
       );
@@ -491,6 +665,12 @@ export function routeDelta(
         : `split over ${legs.length} venues: no single venue can take all of it`,
     );
   }
+  if (best.reserved && transfers.length > 0) {
+    const shared = [...new Set(transfers.map((t) => t.fromVenue))].join(', ');
+    notes.push(
+      `collateral on ${shared} is shared: its own legs keep their margin, and the moves out of it are cut to what is left`,
+    );
+  }
   const plannedSigned = (side === 'buy' ? 1 : -1) * best.planned;
   const shortfall = Math.max(0, size - best.planned);
   if (shortfall > 1e-9)
@@ -508,6 +688,29 @@ export function routeDelta(
     totalCostUsd: legCosts.reduce((s, l) => s + l.totalCostUsd, 0),
     notes,
   };
+}
+
+/**
+ * The signed delta a decision's plan routes to perp/spot venues (buy > 0), underlying units: what
+ * {@link planDecision} gives {@link routeDelta}, so the venues can be quoted for that side and size.
+ *
+ * A delta trade is routed as it is: the strategy sized it on the book's delta plus the delta its option
+ * legs add, so it already offsets them. A vega-only decision (option legs, no delta trade) routes the
+ * opposite of its legs' delta when the book is outside its delta band (the policy held the delta hedge
+ * back for time, gas, dust or caps; the option trade must not add to the drift meanwhile). Inside the
+ * band it routes nothing: with the legs' delta the book is still inside. 0 for a hold.
+ */
+export function routedDeltaBase(
+  decision: Pick<HedgeDecision, 'action' | 'tradeDeltaBase' | 'vegaTrades' | 'driftDelta' | 'bandHalfWidth'>,
+): number {
+  if (decision.action !== 'hedge') return 0;
+  if (decision.tradeDeltaBase !== 0) return assertFinite('delta trade', decision.tradeDeltaBase);
+  const vegaDelta = assertFinite(
+    'vega legs delta',
+    decision.vegaTrades.reduce((s, t) => s + t.delta, 0),
+  );
+  const outsideBand = Math.abs(decision.driftDelta) > decision.bandHalfWidth;
+  return outsideBand && Math.abs(vegaDelta) > 1e-12 ? -vegaDelta : 0;
 }
 
 /** Per-underlying routing inputs for {@link planDecision}. */
@@ -594,17 +797,14 @@ export function planDecision(decision: HedgeDecision, inputs: PlanInputs): Hedge
     totalCostUsd: legCosts.reduce((s, l) => s + l.totalCostUsd, 0),
     notes: [],
   };
-  let deltaBase = decision.tradeDeltaBase;
+  const deltaBase = routedDeltaBase(decision);
   const notes: string[] = [];
-  if (deltaBase === 0 && legs.length > 0) {
-    const vegaDelta = decision.vegaTrades.reduce((s, t) => s + t.delta, 0);
-    if (Math.abs(decision.driftDelta) > decision.bandHalfWidth && Math.abs(vegaDelta) > 1e-12) {
-      deltaBase = -vegaDelta;
-      notes.push(
-        `vega legs add ${toDecimalString(vegaDelta, 8)} delta outside the band: hedged with them; the rest of the drift waits for the policy`,
-      );
-    } else notes.push('vega legs only: their delta keeps the book inside its delta band');
-  }
+  if (decision.tradeDeltaBase === 0 && legs.length > 0)
+    notes.push(
+      deltaBase !== 0
+        ? `vega legs add ${toDecimalString(-deltaBase, 8)} delta outside the band: hedged with them; the rest of the drift waits for the policy`
+        : 'vega legs only: their delta keeps the book inside its delta band',
+    );
   if (deltaBase === 0) return { ...base, notes };
   const routed = routeDelta(
     {

@@ -185,6 +185,49 @@ describe('routing around open breakers', () => {
   });
 });
 
+describe('one tick does not spend a venue collateral twice (regression: each plan read the same balances)', () => {
+  it("the ETH hedge is routed on what the BTC hedge leaves of gmx-arb's free collateral", async () => {
+    // Collateral on gmx-arb only: $70,000 free. The BTC hedge (6.27 BTC, ≈ $59.5k of margin at 10×) and
+    // the ETH hedge (64.6 ETH, ≈ $22.6k) both want it; each plan is routed on balances read before either
+    // executes, so without a reservation each saw the whole $70,000.
+    const cfg = profile(['lyra-arb', 'gmx-arb', 'drift-sol'], (c) => {
+      c.book.balances = c.book.balances
+        .filter((b) => b.venue !== 'drift-sol')
+        .map((b) => (b.venue === 'gmx-arb' ? { ...b, amount: 79_500 } : b));
+    });
+    const planNotes: string[] = [];
+    const route = createRouter({
+      maxSlippageBps: cfg.limits.maxSlippageBps,
+      log: (_level, msg, data) => {
+        if (msg === 'plan notes') planNotes.push(...((data?.notes as string[] | undefined) ?? []));
+      },
+    });
+    const h = await harness(cfg, undefined, undefined, { route });
+    const freeUsd = async (id: string) =>
+      (await h.venue(id).fetchBalances()).reduce((s, b) => s + (b.available ?? b.amount), 0);
+    const gmxFreeUsd = await freeUsd('gmx-arb');
+    expect(gmxFreeUsd).toBe(70_000);
+    const positions = await h.venue('gmx-arb').fetchPositions();
+    const plans = await h.planner.plan();
+    expect(plans.map((p) => p.underlying).sort()).toEqual(['BTC', 'ETH']);
+    let marginUsd = 0;
+    for (const leg of plans.flatMap((p) => p.legs)) {
+      if (leg.venue !== 'gmx-arb') continue;
+      // Perps at 10× (the router's margin fraction); the part reducing a position needs none.
+      const heldBase = positions.find((p) => p.instrument === leg.instrument)?.sizeBase ?? 0;
+      const reducibleBase = heldBase * (leg.side === 'buy' ? 1 : -1) < 0 ? Math.abs(heldBase) : 0;
+      marginUsd += Math.max(0, Number(leg.sizeBase) - reducibleBase) * leg.referencePriceUsd * 0.1;
+    }
+    expect(
+      marginUsd,
+      `gmx-arb: the tick's plans need $${marginUsd} of margin, $${gmxFreeUsd} is free`,
+    ).toBeLessThanOrEqual(gmxFreeUsd);
+    // The later plan still goes out, cut to what is left rather than dropped, and says so.
+    for (const p of plans) expect(p.legs.some((l) => l.venue === 'gmx-arb')).toBe(true);
+    expect(planNotes.filter((n) => n.startsWith('shortfall '))).toHaveLength(1);
+  });
+});
+
 describe('no duplicate hedge while one is pending', () => {
   it('holds while a keeper order works, also when it fills during the venue read', async () => {
     let fillDuringRead: (() => Promise<void>) | undefined;

@@ -14,7 +14,7 @@ import {
 } from '@xhedge/core';
 import { type LegResult, linearNotionalUsd, type PlanLike, type PlanNetDelta } from '@xhedge/execution';
 import { bookEquity, RiskEngine, type RiskSnapshot } from '@xhedge/risk';
-import type { CollateralTransfer } from '@xhedge/routing';
+import { CollateralReservation, type CollateralTransfer } from '@xhedge/routing';
 import type { PaperMarket } from '@xhedge/sim';
 import type { Ledger } from '@xhedge/store';
 import {
@@ -36,10 +36,16 @@ export interface PlanForExecution extends PlanLike {
   transfers: readonly CollateralTransfer[];
 }
 
-/** Routing, seen from the loop: a decision and the venues allowed now → a plan, or undefined. */
+/**
+ * Routing, seen from the loop: a decision and the venues allowed now → a plan, or undefined. Every plan
+ * of a tick is routed on venue balances read before any of them executes, so the tick passes one
+ * `reservation` to all its routings: each takes off what earlier plans of the tick committed and adds
+ * its own (without it, two underlyings' hedges could each count the same free collateral).
+ */
 export type RoutePlan = (
   decision: HedgeDecision,
   venues: readonly VenueAdapter[],
+  reservation?: CollateralReservation,
 ) => Promise<PlanForExecution | undefined>;
 
 export interface TickPlannerOptions {
@@ -635,9 +641,11 @@ export class TickPlanner {
       ctx[u] = c;
     }
     const plans: PlanForExecution[] = [];
+    // One per tick: the plans below are routed one after another on the same balances.
+    const reservation = new CollateralReservation();
     for (const d of strategy.decide(snapshot, ctx)) {
       if (d.action !== 'hedge') continue;
-      const plan = await this.#o.route(d, enabled);
+      const plan = await this.#o.route(d, enabled, reservation);
       if (!plan || plan.legs.length === 0) {
         this.#o.log('warn', `no route for the ${d.underlying} hedge`, { decision: d.id, reason: d.reason });
         continue;

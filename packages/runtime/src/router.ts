@@ -1,11 +1,13 @@
 import { type HedgeIntent, isUsdLike, type OrderType, toDecimalString } from '@xhedge/core';
 import type { RoutingBridgeCost } from '@xhedge/crosschain';
 import {
+  type CollateralReservation,
   type CollateralSource,
   planDecision,
   type QuoteTarget,
   quoteVenues,
   type RouteVenue,
+  routedDeltaBase,
 } from '@xhedge/routing';
 import type { HedgeDecision } from '@xhedge/strategy';
 import type { MarketInfo, VenueAdapter } from '@xhedge/venue';
@@ -71,10 +73,13 @@ const MARGIN_FRACTION = { perp: 0.1, future: 0.1, spot: 1, option: 1 } as const;
 /**
  * Routing for the loop: finds each venue's perp (else spot) market for the underlying, quotes the
  * hedge there and lets `@xhedge/routing` pick and split, with the decision's option (vega) trades as
- * legs first. When a bridge is given, every transferable venue's free USD-like collateral is a source,
- * and a venue short of margin can be funded by a move when that is cheaper all-in (the plan then has
- * `transfers`, and the legs that need them list them in `dependsOn`). Order types are fitted to each
- * venue's capabilities.
+ * legs first. The venues are quoted for the delta the plan routes (`routedDeltaBase`): the delta trade,
+ * or for a vega-only decision outside its delta band the delta offsetting its option legs. When a
+ * bridge is given, every transferable venue's free USD-like collateral is a source, and a venue short
+ * of margin can be funded by a move when that is cheaper all-in (the plan then has `transfers`, and the
+ * legs that need them list them in `dependsOn`). Given the round's `reservation`, collateral that earlier
+ * plans of the round committed is taken off the balances read, and this plan's is added to it. Order
+ * types are fitted to each venue's capabilities.
  */
 export function createRouter(opts: RouterOptions): RoutePlan {
   // per adapter: a venue rebuilt with new params is a new adapter and lists its markets again
@@ -91,9 +96,13 @@ export function createRouter(opts: RouterOptions): RoutePlan {
   return async (
     decision: HedgeDecision,
     venues: readonly VenueAdapter[],
+    reservation?: CollateralReservation,
   ): Promise<PlanForExecution | undefined> => {
     if (decision.action !== 'hedge') return undefined;
-    const hasDelta = decision.side !== null && decision.tradeDeltaBase !== 0;
+    // What planDecision will route: a vega-only decision has no delta trade (side null) but may still
+    // need a leg offsetting its option legs' delta, and routing can only place it on venues quoted here.
+    const deltaBase = routedDeltaBase(decision);
+    const hasDelta = deltaBase !== 0;
     if (!hasDelta && decision.vegaTrades.length === 0) return undefined;
     const targets: QuoteTarget[] = [];
     const sources: CollateralSource[] = [];
@@ -120,9 +129,10 @@ export function createRouter(opts: RouterOptions): RoutePlan {
           const positionBase = positions
             .filter((p) => p.instrument === market.instrument.id)
             .reduce((s, p) => s + p.sizeBase, 0);
-          const freeCollateralUsd = balances
+          const readUsd = balances
             .filter((b) => isUsdLike(b.asset))
             .reduce((s, b) => s + (b.available ?? b.amount), 0);
+          const freeCollateralUsd = reservation ? reservation.freeUsd(adapter.id, readUsd) : readUsd;
           const t: QuoteTarget = {
             adapter,
             venue: adapter.id,
@@ -145,17 +155,18 @@ export function createRouter(opts: RouterOptions): RoutePlan {
       }),
     );
     let quoted: RouteVenue[] = [];
-    if (hasDelta && decision.side !== null) {
+    if (hasDelta) {
       if (targets.length === 0 && decision.vegaTrades.length === 0) return undefined;
       targets.sort((a, b) => a.venue.localeCompare(b.venue));
       const q = await quoteVenues(targets, {
-        side: decision.side,
-        sizeBase: Math.abs(decision.tradeDeltaBase),
+        side: deltaBase > 0 ? 'buy' : 'sell',
+        sizeBase: Math.abs(deltaBase),
       });
       if (q.notes.length > 0) opts.log('info', 'routing notes', { notes: q.notes });
       quoted = q.venues;
     }
     sources.sort((a, b) => a.venue.localeCompare(b.venue) || a.asset.localeCompare(b.asset));
+    const transferableSources = sources.filter((s) => transferable.has(s.venue));
     const optionTickUsd: Record<string, number> = {};
     for (const t of decision.vegaTrades) {
       const v = venues.find((x) => x.id === t.venue);
@@ -198,7 +209,7 @@ export function createRouter(opts: RouterOptions): RoutePlan {
             const b = bridge(from, to, amountUsd);
             return b && b.latencyMs <= (opts.maxTransferLatencyMs ?? Number.POSITIVE_INFINITY) ? b : null;
           },
-          collateralSources: sources.filter((s) => transferable.has(s.venue)),
+          collateralSources: reservation ? reservation.sources(transferableSources) : transferableSources,
           maxSlippageBps: opts.maxSlippageBps,
         },
       },
@@ -212,6 +223,9 @@ export function createRouter(opts: RouterOptions): RoutePlan {
       return undefined;
     }
     const legs = fitOrderTypes(plan.legs, new Map(venues.map((v) => [v.id, v])));
+    // The plan goes out: later plans of the round see the collateral it takes (its legs' margin, the
+    // moves out of a venue).
+    reservation?.commit(plan, quoted);
     // A shortfall under the coarsest size step of the venues is the rounding of sizes to those steps,
     // not a venue that could not take the hedge.
     const stepBase = Math.max(0, ...targets.map((t) => t.sizeStepBase));

@@ -1,0 +1,130 @@
+import { assertFinite, type Side } from '@xhedge/core';
+import type { HedgePlan } from './plan.ts';
+import type { CollateralSource, RouteVenue } from './route.ts';
+
+/** What {@link legMarginUsd} and {@link collateralUse} need of a venue. */
+export type MarginVenue = Pick<RouteVenue, 'venue' | 'instrument' | 'positionBase' | 'marginFraction'>;
+
+/**
+ * Initial margin a delta leg needs on its venue, USD: size × price × the venue's margin fraction, for
+ * the part of the size that opens or grows a position (reducing the existing position frees margin, it
+ * needs none). The rule routing sizes legs and collateral moves by.
+ */
+export function legMarginUsd(
+  v: Pick<RouteVenue, 'positionBase' | 'marginFraction'>,
+  side: Side,
+  sizeBase: number,
+  referencePriceUsd: number,
+): number {
+  const signed = side === 'buy' ? 1 : -1;
+  const reducibleBase = v.positionBase * signed < 0 ? Math.abs(v.positionBase) : 0;
+  return Math.max(0, sizeBase - reducibleBase) * referencePriceUsd * v.marginFraction;
+}
+
+/** What one plan draws on one venue's collateral, USD. */
+export interface VenueCollateralUse {
+  /** Initial margin the plan's delta legs on the venue need. */
+  marginUsd: number;
+  /** Collateral the plan's transfers move to the venue. */
+  movedInUsd: number;
+  /** Collateral the plan's transfers move out of the venue. */
+  movedOutUsd: number;
+}
+
+/**
+ * Per venue, the margin a plan's delta legs need there and the collateral its transfers move in and
+ * out. A feasible plan has, on every venue, margin ≤ free collateral + moved in − moved out. Option
+ * (vega) legs are not counted: routing does not size their premium or margin against collateral. Legs
+ * on a venue missing from `venues`, or on another instrument than its delta instrument, are left out.
+ */
+export function collateralUse(
+  plan: Pick<HedgePlan, 'legs' | 'transfers'>,
+  venues: readonly MarginVenue[],
+): Map<string, VenueCollateralUse> {
+  const out = new Map<string, VenueCollateralUse>();
+  const of = (venue: string): VenueCollateralUse => {
+    let u = out.get(venue);
+    if (!u) {
+      u = { marginUsd: 0, movedInUsd: 0, movedOutUsd: 0 };
+      out.set(venue, u);
+    }
+    return u;
+  };
+  for (const leg of plan.legs) {
+    const v = venues.find((x) => x.venue === leg.venue && x.instrument === leg.instrument);
+    if (!v) continue;
+    const sizeBase = assertFinite(`leg ${leg.id} size`, Number(leg.sizeBase));
+    of(leg.venue).marginUsd += legMarginUsd(v, leg.side, sizeBase, leg.referencePriceUsd);
+  }
+  for (const t of plan.transfers) {
+    const amountUsd = assertFinite(`transfer ${t.id} amount`, Number(t.amount));
+    of(t.toVenue).movedInUsd += amountUsd;
+    of(t.fromVenue).movedOutUsd += amountUsd;
+  }
+  return out;
+}
+
+/**
+ * Collateral committed by the plans already made in one planning round (one tick: a plan per
+ * underlying), so that later plans in the round do not count it again. Every plan of a round is routed
+ * on balances read before any of them executes: without this, two underlyings' hedges can each spend
+ * the same venue's free collateral, and the second leg (or transfer) fails for margin. Make one per
+ * round; {@link CollateralReservation.commit} each plan that goes out.
+ */
+export class CollateralReservation {
+  /** USD committed per venue: its legs' margin and the moves out of it. */
+  readonly #venueUsd = new Map<string, number>();
+  /** USD moved out per source (venue and asset). */
+  readonly #movedUsd = new Map<string, number>();
+
+  /** Free collateral left on `venue` out of `freeUsd` read there, USD (never negative). */
+  freeUsd(venue: string, freeUsd: number): number {
+    return Math.max(0, freeUsd - (this.#venueUsd.get(venue) ?? 0));
+  }
+
+  /**
+   * The sources as read, less what earlier plans committed: each gives at most what it held less what
+   * was moved out of it, and the sources of one venue together at most the venue's total less what was
+   * committed there (a leg's margin is not drawn from one asset in particular, so it is taken from the
+   * venue's sources in their given order). Sources left with nothing are dropped.
+   */
+  sources(list: readonly CollateralSource[]): CollateralSource[] {
+    const venueLeftUsd = new Map<string, number>();
+    for (const s of list) venueLeftUsd.set(s.venue, (venueLeftUsd.get(s.venue) ?? 0) + s.availableUsd);
+    for (const [venue, totalUsd] of venueLeftUsd) venueLeftUsd.set(venue, this.freeUsd(venue, totalUsd));
+    const out: CollateralSource[] = [];
+    for (const s of list) {
+      const ownLeftUsd = s.availableUsd - (this.#movedUsd.get(sourceKey(s.venue, s.asset)) ?? 0);
+      const availableUsd = Math.min(ownLeftUsd, venueLeftUsd.get(s.venue) ?? 0);
+      if (!(availableUsd > 0)) continue;
+      venueLeftUsd.set(s.venue, (venueLeftUsd.get(s.venue) ?? 0) - availableUsd);
+      out.push({ ...s, availableUsd });
+    }
+    return out;
+  }
+
+  /**
+   * Records what `plan` commits, from the venues it was routed on (their free collateral as routing saw
+   * it): on each venue its delta legs' margin plus the moves out of it. A venue a move funds commits all
+   * of the free collateral routing saw there: the move was sized as the leg's margin (and buffer) less
+   * that collateral, so the leg counts on all of it.
+   */
+  commit(
+    plan: Pick<HedgePlan, 'legs' | 'transfers'>,
+    venues: readonly (MarginVenue & Pick<RouteVenue, 'freeCollateralUsd'>)[],
+  ): void {
+    for (const [venue, use] of collateralUse(plan, venues)) {
+      const freeUsd = venues.find((v) => v.venue === venue)?.freeCollateralUsd ?? 0;
+      const ownUsd = use.movedInUsd > 0 ? freeUsd : use.marginUsd;
+      this.#venueUsd.set(venue, (this.#venueUsd.get(venue) ?? 0) + ownUsd + use.movedOutUsd);
+    }
+    for (const t of plan.transfers) {
+      const key = sourceKey(t.fromVenue, t.asset);
+      this.#movedUsd.set(key, (this.#movedUsd.get(key) ?? 0) + Number(t.amount));
+    }
+  }
+}
+
+function sourceKey(venue: string, asset: string): string {
+  return `${venue}|${asset}`;
+}

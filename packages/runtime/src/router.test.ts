@@ -1,0 +1,124 @@
+import { readFileSync } from 'node:fs';
+import { parseConfig } from '@xhedge/config';
+import { ManualClock, parseInstrumentId } from '@xhedge/core';
+import { createMarketFromConfig } from '@xhedge/sim';
+import type { HedgeDecision } from '@xhedge/strategy';
+import { createPaperVenues } from '@xhedge/venue-paper';
+import { describe, expect, it } from 'vitest';
+import { createRouter } from './router.ts';
+
+const PAPER = readFileSync(new URL('../../../configs/profiles/paper.yaml', import.meta.url), 'utf8');
+
+/** The paper profile's lyra-arb (options), gmx-arb and drift-sol (perps) on the simulated market. */
+async function paperVenues() {
+  const config = parseConfig(PAPER, 'paper.yaml');
+  const keep = ['lyra-arb', 'gmx-arb', 'drift-sol'];
+  config.venues = config.venues.filter((v) => keep.includes(v.id));
+  config.book.positions = config.book.positions.filter((p) => keep.includes(p.venue));
+  config.book.balances = config.book.balances.filter((b) => keep.includes(b.venue));
+  const clock = new ManualClock(Date.UTC(2026, 0, 5));
+  const market = createMarketFromConfig({
+    market: config.market,
+    underlyings: config.underlyings.map((u) => u.symbol),
+    clock,
+  });
+  const venues = createPaperVenues({ config, market, clock });
+  const lyra = venues.find((v) => v.id === 'lyra-arb');
+  const call = (await lyra?.loadMarkets())?.find(
+    (m) => m.active && m.instrument.kind === 'option' && m.instrument.id.startsWith('BTC-USD:OPT:'),
+  );
+  if (!call) throw new Error('lyra-arb lists no BTC option');
+  return { venues, clock, callId: call.instrument.id };
+}
+
+/**
+ * A decision buying 10 BTC options at 0.5 delta each (+5 BTC of delta), with no delta trade: the policy
+ * held the delta hedge back (interval not due) while the book drifts 0.9 BTC outside its 0.5 band.
+ */
+function vegaOnly(callId: string, asOfMs: number, over: Partial<HedgeDecision> = {}): HedgeDecision {
+  return {
+    id: 'dec_vegaonly1',
+    underlying: 'BTC',
+    snapshotSeq: 1,
+    asOfMs,
+    policy: 'interval',
+    action: 'hedge',
+    code: 'vega-only',
+    urgency: 'normal',
+    spotUsd: 95_000,
+    bookDelta: -4.1,
+    effectiveDelta: 0.9,
+    targetDelta: 0,
+    driftDelta: 0.9,
+    bandHalfWidth: 0.5,
+    tradeDeltaBase: 0,
+    side: null,
+    tradeNotionalUsd: 0,
+    vegaTrades: [
+      {
+        venue: 'lyra-arb',
+        chain: 'evm:42161',
+        instrument: callId,
+        side: 'buy',
+        sizeBase: 10,
+        priceUsd: 5000,
+        vegaPerVolPoint: 2000,
+        delta: 5,
+        costUsd: 100,
+      },
+    ],
+    reason: 'BTC: vega breach; interval not due.',
+    ...over,
+  };
+}
+
+const perpLegs = <L extends { instrument: string }>(legs: readonly L[]) =>
+  legs.filter((l) => parseInstrumentId(l.instrument).kind !== 'option');
+
+/**
+ * Regression: a vega-only plan went out without its offsetting delta leg. The router quoted the perp
+ * venues only for a delta trade (`side` not null), so planDecision, which adds a leg offsetting the option
+ * legs' delta when the book is outside its band, found no venue for it.
+ */
+describe('createRouter: vega-only decisions (regression: offsetting delta leg missing)', () => {
+  const route = createRouter({ maxSlippageBps: 50, log: () => {} });
+
+  it('routes a perp leg selling the 5 BTC of delta the option legs add, with them', async () => {
+    const { venues, clock, callId } = await paperVenues();
+    const plan = await route(vegaOnly(callId, clock.nowMs()), venues);
+    if (!plan) throw new Error('expected a plan');
+    expect(plan.legs.filter((l) => l.instrument === callId).map((l) => [l.side, l.sizeBase])).toEqual([
+      ['buy', '10'],
+    ]);
+    const perps = perpLegs(plan.legs);
+    expect(perps.length, 'the plan has no perp leg offsetting its option legs').toBeGreaterThan(0);
+    for (const l of perps) {
+      expect(l.side).toBe('sell');
+      expect(parseInstrumentId(l.instrument).kind).toBe('perp');
+    }
+    // 5 BTC within the venues' size step (0.0001 on both perp venues).
+    const soldBase = perps.reduce((s, l) => s + Number(l.sizeBase), 0);
+    expect(Math.abs(soldBase - 5)).toBeLessThanOrEqual(0.0001 + 1e-12);
+  });
+
+  it('adds no delta leg when the book stays inside its band with the option legs (the policy holds)', async () => {
+    const { venues, clock, callId } = await paperVenues();
+    const inside = vegaOnly(callId, clock.nowMs(), { effectiveDelta: 0.3, driftDelta: 0.3 });
+    const plan = await route(inside, venues);
+    expect(plan?.legs.map((l) => l.instrument)).toEqual([callId]);
+  });
+
+  it('routes a delta trade as it is: the strategy already netted the option legs into it', async () => {
+    const { venues, clock, callId } = await paperVenues();
+    const withTrade = vegaOnly(callId, clock.nowMs(), {
+      code: 'hedge',
+      tradeDeltaBase: -0.9,
+      side: 'sell',
+      tradeNotionalUsd: 85_500,
+    });
+    const plan = await route(withTrade, venues);
+    const perps = perpLegs(plan?.legs ?? []);
+    expect(perps.map((l) => l.side)).toEqual(perps.map(() => 'sell'));
+    expect(perps.reduce((s, l) => s + Number(l.sizeBase), 0)).toBeCloseTo(0.9, 9);
+  });
+});
