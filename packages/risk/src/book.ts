@@ -6,13 +6,17 @@ import {
   isUsdLike,
   msToExpiryDate,
   type Position,
+  ValidationError,
 } from '@xhedge/core';
 
 /**
  * A position as the risk engine takes it: the core {@link Position}, optionally in venue contracts.
- * When `contracts` is given it wins over `sizeBase`: linear contracts become `contracts × contractSize`
- * underlying units; inverse perps with a `contractValueUsd` (Deribit BTC-PERPETUAL: 10 USD) keep a fixed
- * USD face value, so their size in coin is re-derived from spot on every tick (face / spot).
+ * When `contracts` is given it wins over `sizeBase`: linear contracts (and options) become
+ * `contracts × contractSize` underlying units; inverse perps and dated futures are USD contracts
+ * (Deribit BTC-PERPETUAL and BTC futures: 10 USD each, the instrument's `contractValueUsd`) that keep a
+ * fixed USD face value, so their size in coin is re-derived from the price on every tick. An inverse
+ * perp or future in contracts whose instrument has no `contractValueUsd` is refused: `contractSize`
+ * would read each 10 USD contract as a whole coin.
  */
 export type RiskPosition = Position & { contracts?: number };
 
@@ -43,13 +47,19 @@ export interface RiskFill {
 }
 
 export const KIND_PERP = 0;
+export const KIND_FUTURE = 2;
 export const KIND_OPTION = 3;
 const KIND_CODE: Record<InstrumentMeta['kind'], number> = {
   perp: KIND_PERP,
   spot: 1,
-  future: 2,
+  future: KIND_FUTURE,
   option: KIND_OPTION,
 };
+
+/** Inverse perps and futures are sized in USD face when in contracts (see {@link RiskPosition}). */
+function isUsdFaceContract(meta: InstrumentMeta): boolean {
+  return meta.inverse && (meta.kind === 'perp' || meta.kind === 'future');
+}
 
 /** Per distinct instrument: static data from the id, and this tick's per-unit Greeks. Arrays have spare capacity. */
 export interface Units {
@@ -74,6 +84,10 @@ export interface Units {
   vol: Float64Array;
   /** Coin net delta per unit were the option coin-settled (pricing's inverse model), this tick. */
   netCoinInverse: Float64Array;
+  /** 1 for an option past its expiry this tick: a fixed payoff, no Greeks. */
+  expired: Uint8Array;
+  /** Expired options: coin paid per unit were the option coin-settled (`UnitGreeks.settledCoinPerUnit`). */
+  settledCoin: Float64Array;
   /** Net size per unit (options only; for the scenario grid). */
   netSize: Float64Array;
   /** Σ vega of the positions per unit, this tick. */
@@ -294,9 +308,11 @@ export class BookIndex {
   /**
    * Makes the book equal to `book`. With the same instrument metadata as before (none, or the same
    * `markets` array) this is a diff: only positions whose key, size or time changed are touched.
+   * Throws, leaving the book as it was, on a position it cannot size (see {@link RiskPosition}).
    */
   setBook(book: RiskBook): void {
     const markets = book.markets && book.markets.length > 0 ? book.markets : undefined;
+    this.#checkContracts(book.positions, markets);
     const old = markets !== this.#marketsRef ? this.#reset(markets) : null;
     // Diff in place: sum this book's positions onto the held keys they name (stamped with this call's
     // epoch), then drop keys not named and update those whose sums changed. New keys are rare: grouped apart.
@@ -371,6 +387,7 @@ export class BookIndex {
 
   /** Replaces the positions at the keys given (several under one key are summed); a zero size closes one. */
   upsertPositions(positions: readonly RiskPosition[]): void {
+    this.#checkContracts(positions, this.#marketsRef);
     for (const agg of this.#group(positions))
       this.#setHeld(agg, agg.sizeBase === 0 && agg.faceUsd === 0 ? null : agg);
     this.#compactIfSparse();
@@ -495,13 +512,47 @@ export class BookIndex {
     return meta;
   }
 
-  /** Adds a position's size (underlying units, or USD face for inverse perps in contracts) to `to`. */
+  /**
+   * Refuses, before anything changes, a position in contracts of an inverse perp or future whose
+   * instrument has no `contractValueUsd` (under `markets`, the metadata the book is about to use).
+   */
+  #checkContracts(positions: readonly RiskPosition[], markets: RiskBook['markets']): void {
+    let byVenue: Map<string, InstrumentMeta> | undefined;
+    for (const p of positions) {
+      if (p.contracts === undefined) continue;
+      let meta: InstrumentMeta;
+      if (markets === this.#marketsRef) meta = this.#metaFor(p.venue, p.instrument, p.settlementCurrency);
+      else {
+        byVenue ??= new Map((markets ?? []).map((m) => [`${m.venue}|${m.instrument.id}`, m.instrument]));
+        meta =
+          byVenue.get(`${p.venue}|${p.instrument}`) ??
+          instrumentMeta(
+            p.instrument,
+            p.settlementCurrency === undefined ? {} : { settlementCurrency: p.settlementCurrency },
+          );
+      }
+      if (isUsdFaceContract(meta) && meta.contractValueUsd === undefined)
+        throw new ValidationError(`position ${p.venue} ${p.instrument}`, [
+          {
+            path: 'contracts',
+            message:
+              `${p.contracts} contracts of an inverse ${meta.kind} whose instrument has no contractValueUsd: ` +
+              'its size in coin is unknown (pass the venue instrument with contractValueUsd in markets, or sizeBase)',
+          },
+        ]);
+    }
+  }
+
+  /** Adds a position's size (underlying units, or USD face for inverse perps and futures in contracts) to `to`. */
   #accumulate(to: Pick<Agg, 'sizeBase' | 'faceUsd' | 'asOfMs' | 'entries'>, p: RiskPosition): void {
     if (p.contracts !== undefined) {
       const meta = this.#metaFor(p.venue, p.instrument, p.settlementCurrency);
-      if (meta.kind === 'perp' && meta.inverse && meta.contractValueUsd !== undefined)
+      if (isUsdFaceContract(meta)) {
+        // #checkContracts refused the book before it got here without a face value.
+        if (meta.contractValueUsd === undefined)
+          throw new Error(`${p.instrument}: inverse contracts without contractValueUsd reached the book`);
         to.faceUsd += p.contracts * meta.contractValueUsd;
-      else to.sizeBase += p.contracts * meta.contractSize;
+      } else to.sizeBase += p.contracts * meta.contractSize;
     } else to.sizeBase += p.sizeBase;
     to.asOfMs = Math.min(to.asOfMs, p.asOfMs);
     to.entries++;
@@ -728,6 +779,8 @@ export class BookIndex {
       tenorYears: f(),
       vol: f(),
       netCoinInverse: f(),
+      expired: new Uint8Array(n),
+      settledCoin: f(),
       netSize: f(),
       netVega: f(),
     };
@@ -749,6 +802,8 @@ export class BookIndex {
       tenorYears: grow(u.tenorYears, min),
       vol: grow(u.vol, min),
       netCoinInverse: grow(u.netCoinInverse, min),
+      expired: grow(u.expired, min),
+      settledCoin: grow(u.settledCoin, min),
       netSize: grow(u.netSize, min),
       netVega: grow(u.netVega, min),
     };

@@ -1,4 +1,4 @@
-import { instrumentMeta, ManualClock, MS_PER_DAY, MS_PER_YEAR } from '@xhedge/core';
+import { instrumentMeta, ManualClock, MS_PER_DAY, MS_PER_YEAR, ValidationError } from '@xhedge/core';
 import { inverseOption, normCdf, normPdf, PricingInputError, VolSurface } from '@xhedge/pricing';
 import { describe, expect, it } from 'vitest';
 import { RiskEngine, type RiskPosition } from './engine.ts';
@@ -219,7 +219,7 @@ describe('RiskEngine: incremental updates and venue Greeks', () => {
     expect(snap.divergences[0]?.absDiff).toBeCloseTo(0.05, 12);
   });
 
-  it('warns instead of guessing when an underlying has no market, and prices expired options at intrinsic', () => {
+  it('warns instead of guessing when an underlying has no market, and values expired options at intrinsic', () => {
     const clock = new ManualClock(EXPIRY + MS_PER_DAY);
     const engine = new RiskEngine({ clock });
     engine.setBook({
@@ -232,9 +232,101 @@ describe('RiskEngine: incremental updates and venue Greeks', () => {
     const snap = engine.snapshot();
     expect(snap.underlyings.SOL).toBeUndefined();
     expect(snap.warnings.join('\n')).toMatch(/no market .* for SOL/);
-    expect(snap.warnings.join('\n')).toMatch(/expired/);
-    expect(snap.underlyings.BTC?.delta).toBe(1);
+    expect(snap.warnings.join('\n')).toMatch(/expired and its settlement price is not known/);
+    // Cash-settled: the payoff is fixed, so no delta even though spot is far above the strike.
+    expect(snap.underlyings.BTC?.delta).toBe(0);
     expect(snap.underlyings.BTC?.valueUsd).toBe(10_000);
+  });
+});
+
+describe('RiskEngine: expired options', () => {
+  const DAY_AFTER = EXPIRY + MS_PER_DAY;
+  const LIVE_CALL = 'BTC-USD:OPT:20260626:90000:C';
+  function expiredBook(settlementPricesUsd?: Record<string, number>) {
+    const engine = new RiskEngine({ clock: new ManualClock(DAY_AFTER) });
+    engine.setBook({
+      positions: [
+        // Long 2 of the 70,000 call, USD-settled (AMM), and long 3 coin-settled (Deribit-style); both
+        // expired in the money and still listed by their venues.
+        { venue: 'lyra-arb', chain: 'evm:42161', instrument: CALL, sizeBase: 2, asOfMs: DAY_AFTER },
+        {
+          venue: 'deribit',
+          chain: 'offchain',
+          instrument: CALL,
+          sizeBase: 3,
+          settlementCurrency: 'BTC',
+          asOfMs: DAY_AFTER,
+        },
+        // A live call, to show the expired ones are out of the option delta and its bounds.
+        { venue: 'lyra-arb', chain: 'evm:42161', instrument: LIVE_CALL, sizeBase: 1, asOfMs: DAY_AFTER },
+      ],
+    });
+    const market = { spotUsd: 80_000, volDecimal: 0.6, rateDecimal: 0, asOfMs: DAY_AFTER };
+    engine.setMarket('BTC', settlementPricesUsd ? { ...market, settlementPricesUsd } : market);
+    return engine;
+  }
+
+  it('an expired in-the-money cash-settled call contributes no delta, gamma or vega and is worth its settlement payoff', () => {
+    const snap = expiredBook({ '20260331': 75_000 }).snapshot();
+    const btc = snap.underlyings.BTC;
+    const lyra = btc?.byVenue['lyra-arb'];
+    const deribit = btc?.byVenue.deribit;
+    const liveT = (Date.UTC(2026, 5, 26, 8) - DAY_AFTER) / MS_PER_YEAR;
+    const g = inverseOption({ type: 'call', spot: 80_000, strike: 90_000, timeYears: liveT, vol: 0.6 });
+    // USD-settled: 2 × (75,000 − 70,000) USD, fixed; the live call is all the venue's delta.
+    rel(lyra?.delta ?? Number.NaN, g.delta);
+    rel(lyra?.gamma ?? Number.NaN, g.gamma);
+    rel(lyra?.vegaPerVolPoint ?? Number.NaN, g.vegaPerVolPoint);
+    rel(lyra?.valueUsd ?? Number.NaN, 2 * 5_000 + g.price);
+    // Coin-settled: 3 × 5,000 / 75,000 BTC paid, a coin amount (delta like a balance), no coin net delta.
+    const coin = (3 * 5_000) / 75_000;
+    rel(deribit?.delta ?? Number.NaN, coin);
+    expect(deribit?.gamma).toBe(0);
+    expect(deribit?.vegaPerVolPoint).toBe(0);
+    expect(deribit?.netDeltaCoin).toBe(0);
+    rel(deribit?.valueUsd ?? Number.NaN, coin * 80_000);
+    // Only the live call moves with vol.
+    rel(btc?.optionDeltaBase ?? Number.NaN, g.delta);
+    expect([btc?.optionDeltaFloorBase, btc?.optionDeltaCeilingBase]).toEqual([0, 1]);
+    // Scenario grid: the expired payoffs do not move with spot, except the coin paid.
+    const grid = btc?.scenarios;
+    const j = grid?.spotShocksPct.indexOf(10) ?? -1;
+    const i = grid?.volShocksPts.indexOf(0) ?? -1;
+    rel(
+      grid?.pnlUsd[i]?.[j] ?? Number.NaN,
+      coin * 80_000 * 0.1 +
+        inverseOption({ type: 'call', spot: 88_000, strike: 90_000, timeYears: liveT, vol: 0.6 }).price -
+        g.price,
+    );
+    expect(snap.warnings.join('\n')).toMatch(
+      `${CALL} has expired: valued at its payoff at the settlement price 75000`,
+    );
+  });
+
+  it('without a settlement price an expired option is valued at intrinsic at spot, still without delta, and says so', () => {
+    const snap = expiredBook().snapshot({ scenarios: false });
+    const lyra = snap.underlyings.BTC?.byVenue['lyra-arb'];
+    const deribit = snap.underlyings.BTC?.byVenue.deribit;
+    const liveT = (Date.UTC(2026, 5, 26, 8) - DAY_AFTER) / MS_PER_YEAR;
+    const g = inverseOption({ type: 'call', spot: 80_000, strike: 90_000, timeYears: liveT, vol: 0.6 });
+    rel(lyra?.delta ?? Number.NaN, g.delta);
+    rel(lyra?.valueUsd ?? Number.NaN, 2 * 10_000 + g.price);
+    rel(deribit?.delta ?? Number.NaN, (3 * 10_000) / 80_000);
+    expect(snap.warnings.join('\n')).toMatch(
+      `${CALL} has expired and its settlement price is not known: valued at intrinsic at spot 80000`,
+    );
+  });
+
+  it('refuses a settlement price that is not a price', () => {
+    const engine = new RiskEngine({ clock: new ManualClock(DAY_AFTER) });
+    expect(() =>
+      engine.setMarket('BTC', {
+        spotUsd: 80_000,
+        volDecimal: 0.6,
+        asOfMs: DAY_AFTER,
+        settlementPricesUsd: { '20260331': Number.NaN },
+      }),
+    ).toThrow('settlement price of BTC 20260331 is not a finite number');
   });
 });
 
@@ -260,6 +352,61 @@ describe('RiskEngine: contract sizes', () => {
     const eth = engine.snapshot({ scenarios: false }).underlyings.ETH;
     expect(eth?.delta).toBeCloseTo(25 * 0.1 - 1, 12);
     expect(eth?.positionCount).toBe(2);
+  });
+
+  const FUT = 'BTC-USD:FUT:20260626';
+  const invFut = (contracts: number) => ({
+    venue: 'deribit',
+    chain: 'offchain',
+    instrument: FUT,
+    sizeBase: 0,
+    contracts,
+    settlementCurrency: 'BTC',
+    asOfMs: NOW,
+  });
+
+  it('sizes an inverse dated future in contracts by its USD face: delta = contracts × contractValueUsd / spot', () => {
+    const clock = new ManualClock(NOW);
+    const engine = new RiskEngine({ clock });
+    engine.setBook({
+      // Short 3,000 contracts of 10 USD: a 30,000 USD short, not 3,000 BTC.
+      positions: [invFut(-3000)],
+      markets: [
+        {
+          venue: 'deribit',
+          instrument: instrumentMeta(FUT, { settlementCurrency: 'BTC', contractValueUsd: 10 }),
+        },
+      ],
+    });
+    engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, rateDecimal: 0.05, asOfMs: NOW });
+    // With a rate the face buys face / (S·e^{rT}) coins at the forward, whose delta is e^{rT} each.
+    rel(engine.snapshot({ scenarios: false }).underlyings.BTC?.delta ?? Number.NaN, -30_000 / S);
+    engine.setMarket('BTC', { spotUsd: 50_000, volDecimal: 0.6, rateDecimal: 0.05, asOfMs: NOW });
+    const btc = engine.snapshot().underlyings.BTC;
+    rel(btc?.delta ?? Number.NaN, -30_000 / 50_000);
+    const grid = btc?.scenarios;
+    rel(grid?.pnlUsd[0]?.[grid.spotShocksPct.indexOf(10)] ?? Number.NaN, -30_000 * 0.1);
+  });
+
+  it('refuses inverse perps and futures in contracts without a contractValueUsd, and keeps the book as it was', () => {
+    const engine = new RiskEngine({ clock: new ManualClock(NOW) });
+    engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, asOfMs: NOW });
+    const { contracts: _inContracts, ...inCoin } = invFut(0);
+    engine.setBook({ positions: [{ ...inCoin, sizeBase: -0.5 }] });
+    expect(() => engine.setBook({ positions: [invFut(-3000)] })).toThrow(
+      /position deribit BTC-USD:FUT:20260626: contracts: -3000 contracts of an inverse future whose instrument has no contractValueUsd/,
+    );
+    expect(() => engine.upsertPositions([{ ...invFut(-3000), instrument: 'BTC-USD:PERP' }])).toThrow(
+      /inverse perp whose instrument has no contractValueUsd/,
+    );
+    // New metadata without a face value is refused too, before the book is rebuilt on it.
+    expect(() =>
+      engine.setBook({
+        positions: [invFut(-3000)],
+        markets: [{ venue: 'deribit', instrument: instrumentMeta(FUT, { settlementCurrency: 'BTC' }) }],
+      }),
+    ).toThrow(ValidationError);
+    expect(engine.snapshot({ scenarios: false }).underlyings.BTC?.delta).toBe(-0.5);
   });
 });
 

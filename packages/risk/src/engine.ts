@@ -18,6 +18,7 @@ import {
 import type { VenueGreeks } from '@xhedge/venue';
 import {
   BookIndex,
+  KIND_FUTURE,
   KIND_OPTION,
   type RiskBook,
   type RiskFill,
@@ -160,6 +161,9 @@ export class RiskEngine {
       throw new NumericError(`spot of ${underlying}`, market.spotUsd);
     if (!(market.volDecimal > 0) || !Number.isFinite(market.volDecimal))
       throw new NumericError(`vol of ${underlying}`, market.volDecimal);
+    for (const [date, px] of Object.entries(market.settlementPricesUsd ?? {}))
+      if (!(px > 0) || !Number.isFinite(px))
+        throw new NumericError(`settlement price of ${underlying} ${date}`, px);
     const u = this.#book.underlying(underlying);
     this.#markets[u] = market;
   }
@@ -266,6 +270,8 @@ export class RiskEngine {
       units.tenorYears[k] =
         meta.expiryMs === undefined ? 0 : Math.max((meta.expiryMs - nowMs) / MS_PER_YEAR, 0);
       units.vol[k] = vol;
+      units.expired[k] = 0;
+      units.settledCoin[k] = 0;
       priced[k] = 1;
       // Live options are priced below, all in one batch (no allocation per option).
       if (meta.kind === 'option' && meta.expiryMs !== undefined && meta.expiryMs > nowMs) {
@@ -280,7 +286,12 @@ export class RiskEngine {
         );
         continue;
       }
-      const g = unitGreeks(meta, mkt.spotUsd, vol, mkt.rateDecimal ?? 0, nowMs);
+      // Options get here only once past their expiry (live ones went to the batch above).
+      const expired = meta.kind === 'option';
+      const settleUsd = expired ? mkt.settlementPricesUsd?.[units.expiryDate[k] ?? ''] : undefined;
+      const g = unitGreeks(meta, mkt.spotUsd, vol, mkt.rateDecimal ?? 0, nowMs, settleUsd);
+      units.expired[k] = expired ? 1 : 0;
+      units.settledCoin[k] = g.settledCoinPerUnit;
       units.price[k] = g.priceUsd;
       units.delta[k] = g.delta;
       units.gamma[k] = g.gamma;
@@ -289,8 +300,14 @@ export class RiskEngine {
       units.rho[k] = g.rhoPer1Pct;
       units.vanna[k] = g.vannaPerVolPoint;
       units.netCoinInverse[k] = g.netDeltaCoinInverse;
-      if (meta.kind === 'option' && meta.expiryMs !== undefined && meta.expiryMs <= nowMs)
-        warnings.push(`${id} has expired: valued at intrinsic, no Greeks but delta`);
+      if (expired)
+        warnings.push(
+          settleUsd === undefined
+            ? `${id} has expired and its settlement price is not known: valued at intrinsic at spot ` +
+                `${mkt.spotUsd}, no delta (a coin-settled one: its coin payoff)`
+            : `${id} has expired: valued at its payoff at the settlement price ${settleUsd}, ` +
+                'no delta (a coin-settled one: its coin payoff)',
+        );
     }
     batch.price(units);
     for (const u of missingMarket)
@@ -305,6 +322,9 @@ export class RiskEngine {
     const gw = new Float64Array(U);
     const gwT = new Float64Array(U);
     const linDelta = new Float64Array(U);
+    const optDelta = new Float64Array(U);
+    const optFloor = new Float64Array(U);
+    const optCeiling = new Float64Array(U);
     const fundingRate = book.funding.value;
     for (let l = 0; l < lots.n; l++) {
       const k = lots.unit[l] ?? 0;
@@ -312,16 +332,26 @@ export class RiskEngine {
       const u = units.underlying[k] ?? 0;
       const mkt = this.#markets[u] as UnderlyingMarket;
       const S = mkt.spotUsd;
-      const size = (lots.sizeBase[l] ?? 0) + (lots.faceUsd[l] ?? 0) / S;
       const kind = units.kind[k];
-      const d = size * (units.delta[k] ?? 0);
+      const unitDelta = units.delta[k] ?? 0;
+      // A USD face (inverse contracts) is face / price coins: a perp trades at spot, a future at its
+      // forward S·e^{rT} (= S × its unit delta), so an inverse future's delta comes out face / S.
+      const faceUsd = lots.faceUsd[l] ?? 0;
+      const size =
+        (lots.sizeBase[l] ?? 0) + (faceUsd === 0 ? 0 : faceUsd / (kind === KIND_FUTURE ? S * unitDelta : S));
+      const expired = kind === KIND_OPTION && units.expired[k] === 1;
+      // An expired option pays a fixed amount of its settlement currency: USD carries no delta, coin
+      // (coin-settled) is delta like a coin balance, worth its amount at spot.
+      const settledCoin = expired && lots.inverse[l] ? size * (units.settledCoin[k] ?? 0) : 0;
+      const d = expired ? settledCoin : size * unitDelta;
       const gm = size * (units.gamma[k] ?? 0);
       const vg = size * (units.vega[k] ?? 0);
       const price = units.price[k] ?? 0;
       const fs = lots.funding[l] ?? -1;
       const funding = fs >= 0 ? -size * S * (fundingRate[fs] ?? 0) : 0;
-      const netCoin = kind === KIND_OPTION && lots.inverse[l] ? size * (units.netCoinInverse[k] ?? 0) : d;
-      const value = kind === KIND_OPTION ? size * price : 0;
+      const netCoin =
+        kind === KIND_OPTION && lots.inverse[l] ? (expired ? 0 : size * (units.netCoinInverse[k] ?? 0)) : d;
+      const value = kind !== KIND_OPTION ? 0 : expired && lots.inverse[l] ? settledCoin * S : size * price;
       const ov = (u * V + (lots.venue[l] ?? 0)) * G;
       const oc = (u * C + (lots.chain[l] ?? 0)) * G;
       acc2(accV, ov, accC, oc, F_DELTA, d);
@@ -335,12 +365,17 @@ export class RiskEngine {
       acc2(accV, ov, accC, oc, F_VANNA, size * (units.vanna[k] ?? 0));
       acc2(accV, ov, accC, oc, F_VALUE, value);
       acc2(accV, ov, accC, oc, F_FUNDING, funding);
-      if (kind === KIND_OPTION) {
+      if (kind === KIND_OPTION && !expired) {
         units.netSize[k] = (units.netSize[k] ?? 0) + size;
         units.netVega[k] = (units.netVega[k] ?? 0) + vg;
         const ag = Math.abs(gm);
         gw[u] = (gw[u] ?? 0) + ag;
         gwT[u] = (gwT[u] ?? 0) + ag * (units.tenorYears[k] ?? 0);
+        optDelta[u] = (optDelta[u] ?? 0) + d;
+        // Per unit a call's delta lies in (0, 1), a put's in (−1, 0); the size's sign flips the range.
+        const one = units.meta[k]?.optionType === 'call' ? size : -size;
+        if (one < 0) optFloor[u] = (optFloor[u] ?? 0) + one;
+        else optCeiling[u] = (optCeiling[u] ?? 0) + one;
       } else linDelta[u] = (linDelta[u] ?? 0) + d;
     }
     const bl = book.balances;
@@ -403,6 +438,9 @@ export class RiskEngine {
         rateDecimal: mkt.rateDecimal ?? 0,
         ...toTotals(totals, 0),
         gammaWeightedTenorYears: gsum > 0 ? (gwT[u] ?? 0) / gsum : 0,
+        optionDeltaBase: optDelta[u] ?? 0,
+        optionDeltaFloorBase: optFloor[u] ?? 0,
+        optionDeltaCeilingBase: optCeiling[u] ?? 0,
         positionCount: book.positionCount[u] ?? 0,
         vegaByExpiry: vegaByExpiry[u] ?? {},
         vegaByBucket: vegaByBucket[u] ?? {},
@@ -412,6 +450,10 @@ export class RiskEngine {
       if (opts.scenarios !== false) risk.scenarios = this.#scenarios(u, mkt, linDelta[u] ?? 0, nowMs);
       for (const f of GREEK_FIELDS) {
         if (!Number.isFinite(risk[f])) throw new NumericError(`${name} ${f}`, risk[f]);
+      }
+      for (const f of ['optionDeltaBase', 'optionDeltaFloorBase', 'optionDeltaCeilingBase'] as const) {
+        const x = risk[f] ?? Number.NaN;
+        if (!Number.isFinite(x)) throw new NumericError(`${name} ${f}`, x);
       }
       underlyings[name] = risk;
     }
@@ -458,7 +500,9 @@ export class RiskEngine {
 
   /**
    * Full revaluation: options repriced at each shocked spot and vol, linear exposure times the move.
-   * Live options go through the batch pricer, one kernel call per grid cell.
+   * Live options go through the batch pricer, one kernel call per grid cell. Expired options are not
+   * repriced: their payoff is fixed (`netSize` leaves them out), and a coin-settled one's coin is in
+   * `linearDelta`.
    */
   #scenarios(u: number, mkt: UnderlyingMarket, linearDelta: number, nowMs: number): ScenarioGrid {
     const units = this.#book.units;
@@ -468,22 +512,8 @@ export class RiskEngine {
     const live: number[] = [];
     for (let k = 0; k < units.n; k++) {
       if (units.underlying[k] !== u || units.kind[k] !== KIND_OPTION) continue;
-      const size = units.netSize[k] ?? 0;
-      if (size === 0) continue;
-      const meta = units.meta[k] as InstrumentMeta;
-      if (meta.expiryMs !== undefined && meta.expiryMs > nowMs) {
-        live.push(k);
-        continue;
-      }
-      // expired: intrinsic value at the shocked spot
-      const base = units.price[k] ?? 0;
-      this.#volShocks.forEach((_dv, i) => {
-        const row = pnl[i] as number[];
-        this.#spotShocks.forEach((x, j) => {
-          const p = unitGreeks(meta, S * (1 + x / 100), mkt.volDecimal, r, nowMs).priceUsd;
-          row[j] = (row[j] ?? 0) + size * (p - base);
-        });
-      });
+      if ((units.netSize[k] ?? 0) === 0 || units.expired[k]) continue;
+      live.push(k);
     }
     if (live.length === 0)
       return { spotShocksPct: [...this.#spotShocks], volShocksPts: [...this.#volShocks], pnlUsd: pnl };

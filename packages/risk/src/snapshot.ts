@@ -61,6 +61,20 @@ export const UnderlyingRisk = GreekTotals.extend({
   rateDecimal: FiniteNumber,
   /** |Γ|-weighted time to expiry of the options, years (0 without options): Whalley–Wilmott discounting. */
   gammaWeightedTenorYears: FiniteNumber.nonnegative(),
+  /**
+   * Delta of the live (unexpired) options alone, size applied, underlying units: the part of `delta`
+   * that moves with vol. Optional only so snapshots stored before it, and books built by hand (the
+   * backtester), still parse; the engine always sets it, with the two bounds below.
+   */
+  optionDeltaBase: FiniteNumber.optional(),
+  /**
+   * Least and greatest delta the live options can have at any spot, vol or time, underlying units: a
+   * call's delta per unit lies in (0, 1) and a put's in (−1, 0), so the floor is −(long puts + short
+   * calls) and the ceiling long calls + short puts. The strategy keeps vol-adjusted deltas inside them,
+   * and ceiling − floor (the options' gross size) bounds how far their delta can move at all.
+   */
+  optionDeltaFloorBase: FiniteNumber.optional(),
+  optionDeltaCeilingBase: FiniteNumber.optional(),
   positionCount: z.number().int().nonnegative(),
   /** Vega per vol point by expiry date (YYYYMMDD). */
   vegaByExpiry: z.record(z.string(), FiniteNumber),

@@ -1,5 +1,5 @@
 import type { InstrumentMeta } from '@xhedge/core';
-import { MS_PER_DAY, yearFraction } from '@xhedge/core';
+import { MS_PER_DAY, NumericError, yearFraction } from '@xhedge/core';
 import { inverseOption } from '@xhedge/pricing';
 
 /**
@@ -29,6 +29,12 @@ export interface UnderlyingMarket {
    * `ivByInstrument`, then the mean of the venues' mark IVs, then this, then `volDecimal`.
    */
   volSurface?: VolSmile;
+  /**
+   * Settlement (delivery) prices of expiries already past, USD, by expiry date `YYYYMMDD` (as in the
+   * instrument ids). An expired option is worth its payoff at this price, whatever spot does after;
+   * without one the engine values it at intrinsic at spot and says so in the snapshot's warnings.
+   */
+  settlementPricesUsd?: Readonly<Record<string, number>>;
 }
 
 /** Price and Greeks of one unit (1 underlying unit) of an instrument, USD numéraire. */
@@ -45,6 +51,12 @@ export interface UnitGreeks {
    * BS delta − price in coin); equals `delta` for everything else.
    */
   netDeltaCoinInverse: number;
+  /**
+   * Expired options: the fixed amount of coin one unit pays were it coin-settled (payoff at the
+   * settlement price ÷ settlement price). Held coin moves with spot, so a coin-settled expired option's
+   * USD delta is this amount, while a USD-settled one has none. 0 for everything live.
+   */
+  settledCoinPerUnit: number;
 }
 
 /** What pricing needs from an instrument. */
@@ -52,8 +64,15 @@ export type PricedInstrument = Pick<InstrumentMeta, 'kind' | 'strike' | 'expiryM
 
 /**
  * Per-unit Greeks of an instrument at a spot, vol and rate (one consistent model for every venue):
- * options BSM on spot with rate r (expired: intrinsic value, digital delta); dated futures e^{rT}
- * (the forward's sensitivity to spot); perps and spot 1.
+ * options BSM on spot with rate r; dated futures e^{rT} (the forward's sensitivity to spot); perps and
+ * spot 1.
+ *
+ * An expired option is cash-settled: its payoff was fixed at the settlement price
+ * (`settlementPriceUsd`; spot when not known yet), so it has no Greeks at all. `priceUsd` is that
+ * payoff in USD, `delta` 0 (right for a USD-settled option; a coin-settled one pays a fixed coin amount,
+ * `settledCoinPerUnit`, which the engine counts as delta like a coin balance). The id format has no
+ * physical-settlement flag: crypto options venues settle in cash, and physical settlement (becoming a
+ * position in the underlying) is not modelled.
  */
 export function unitGreeks(
   inst: PricedInstrument,
@@ -61,23 +80,28 @@ export function unitGreeks(
   volDecimal: number,
   rateDecimal: number,
   nowMs: number,
+  settlementPriceUsd?: number,
 ): UnitGreeks {
   if (inst.kind === 'option') {
     const K = inst.strike ?? 0;
     const T = yearFraction(nowMs, inst.expiryMs ?? nowMs);
     const call = inst.optionType === 'call';
     if (T <= 0) {
-      const itm = call ? spotUsd > K : spotUsd < K;
+      const settleUsd = settlementPriceUsd ?? spotUsd;
+      if (!(settleUsd > 0) || !Number.isFinite(settleUsd))
+        throw new NumericError('settlement price of an expired option', settleUsd);
+      const payoffUsd = Math.max(call ? settleUsd - K : K - settleUsd, 0);
       return {
-        priceUsd: Math.max(call ? spotUsd - K : K - spotUsd, 0),
-        delta: itm ? (call ? 1 : -1) : 0,
+        priceUsd: payoffUsd,
+        delta: 0,
         gamma: 0,
         vegaPerVolPoint: 0,
         thetaPerDay: 0,
         rhoPer1Pct: 0,
         vannaPerVolPoint: 0,
-        netDeltaCoinInverse:
-          (itm ? (call ? 1 : -1) : 0) - Math.max(call ? spotUsd - K : K - spotUsd, 0) / spotUsd,
+        // Coin-settled, the payoff is coin already: delta − price in coin = coin − coin = 0.
+        netDeltaCoinInverse: 0,
+        settledCoinPerUnit: payoffUsd / settleUsd,
       };
     }
     // USD Greeks of a coin-settled option equal the linear one's; inverseOption adds the coin net delta.
@@ -98,6 +122,7 @@ export function unitGreeks(
       rhoPer1Pct: g.rhoPer1Pct,
       vannaPerVolPoint: g.vannaPerVolPoint,
       netDeltaCoinInverse: g.netDeltaCoin,
+      settledCoinPerUnit: 0,
     };
   }
   if (inst.kind === 'future') {
@@ -112,6 +137,7 @@ export function unitGreeks(
       rhoPer1Pct: 0,
       vannaPerVolPoint: 0,
       netDeltaCoinInverse: delta,
+      settledCoinPerUnit: 0,
     };
   }
   return {
@@ -123,6 +149,7 @@ export function unitGreeks(
     rhoPer1Pct: 0,
     vannaPerVolPoint: 0,
     netDeltaCoinInverse: 1,
+    settledCoinPerUnit: 0,
   };
 }
 

@@ -6,7 +6,13 @@ export {
   type PnlAttribution,
   sumAttributions,
 } from './attribution.ts';
-export { gammaScaledHalfWidth, lelandVol, wwHalfWidth } from './bands.ts';
+export {
+  GAMMA_BAND_CAP_FRACTION,
+  gammaBandCapBase,
+  gammaScaledHalfWidth,
+  lelandVol,
+  wwHalfWidth,
+} from './bands.ts';
 export { type ListedOption, vegaCandidatesFromChain } from './candidates.ts';
 export {
   type DecisionCode,

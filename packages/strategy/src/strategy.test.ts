@@ -1,9 +1,11 @@
 import type { PolicyConfig } from '@xhedge/config';
-import { instrumentMeta, ManualClock, MS_PER_HOUR, MS_PER_YEAR } from '@xhedge/core';
-import type { UnderlyingRisk } from '@xhedge/risk';
+import { instrumentMeta, ManualClock, MS_PER_DAY, MS_PER_HOUR, MS_PER_YEAR } from '@xhedge/core';
+import { normCdf } from '@xhedge/pricing';
+import { RiskEngine, type RiskPosition, type UnderlyingRisk } from '@xhedge/risk';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { attributePnl, sumAttributions } from './attribution.ts';
-import { lelandVol, wwHalfWidth } from './bands.ts';
+import { GAMMA_BAND_CAP_FRACTION, lelandVol, wwHalfWidth } from './bands.ts';
 import { vegaCandidatesFromChain } from './candidates.ts';
 import { HedgeStrategy } from './strategy.ts';
 import { solveVegaHedge, type VegaCandidate } from './vega.ts';
@@ -98,6 +100,66 @@ describe('delta bands', () => {
   });
 });
 
+/** BTC risk of `positions` as the risk engine prices them (flat 60% vol, rate 0) at `nowMs`. */
+function engineRisk(nowMs: number, spotUsd: number, positions: readonly Omit<RiskPosition, 'asOfMs'>[]) {
+  const engine = new RiskEngine({ clock: new ManualClock(nowMs) });
+  engine.setBook({ positions: positions.map((p) => ({ ...p, asOfMs: nowMs })) });
+  engine.setMarket('BTC', { spotUsd, volDecimal: 0.6, rateDecimal: 0, asOfMs: nowMs });
+  const r = engine.snapshot({ scenarios: false }).underlyings.BTC;
+  if (!r) throw new Error('no BTC risk');
+  return r;
+}
+const option = (instrument: string, sizeBase: number) => ({
+  venue: 'lyra-arb',
+  chain: 'evm:42161',
+  instrument,
+  sizeBase,
+});
+
+describe('gamma-driven bands into expiry', () => {
+  // 1 BTC of the 60,000 call one hour before its expiry, delta-hedged at 60,000 with a short perp.
+  const EXPIRY = Date.UTC(2026, 2, 31, 8);
+  const NOW = EXPIRY - MS_PER_HOUR;
+  const book = [option('BTC-USD:OPT:20260331:60000:C', 1), option('BTC-USD:PERP', -0.5)];
+  const cap = GAMMA_BAND_CAP_FRACTION * 1;
+  const policies: PolicyConfig[] = [
+    band({ bandDelta: undefined, gammaScaled: { z: 2, windowHours: 1 } }),
+    { kind: 'ww', riskAversion: 0.0002, costBps: 8, ...common },
+  ];
+
+  it('an at-the-money book an hour from expiry gets a band no wider than the cap', () => {
+    const r = engineRisk(NOW, S, book);
+    for (const p of policies) {
+      const d = strat(p).s.decideUnderlying(r, 1);
+      expect(d.bandHalfWidth, p.kind).toBeLessThanOrEqual(cap);
+      expect(d.reason, p.kind).toMatch(/capped from 0\.\d+ at 0\.25/);
+    }
+  });
+
+  it('a realistic move (+0.5% spot, 0.28 BTC of delta) is hedged, not held inside an unreachable band', () => {
+    const r = engineRisk(NOW, S * 1.005, book);
+    const T = MS_PER_HOUR / MS_PER_YEAR;
+    const callDelta = normCdf((Math.log(1.005) + 0.5 * 0.36 * T) / (0.6 * Math.sqrt(T)));
+    expect(r.delta).toBeCloseTo(callDelta - 0.5, 12);
+    expect(r.delta).toBeGreaterThan(0.28);
+    for (const p of policies) {
+      const d = strat(p).s.decideUnderlying(r, 1);
+      expect(d.action, `${p.kind}: ${d.reason}`).toBe('hedge');
+      expect(d.side).toBe('sell');
+      expect(d.tradeDeltaBase).toBeCloseTo(p.kind === 'ww' ? -(r.delta - cap) : -r.delta, 12);
+    }
+  });
+
+  it('leaves the band alone where it is sensible: the same option a week out', () => {
+    const r = engineRisk(EXPIRY - 7 * MS_PER_DAY, S, book);
+    const p = band({ bandDelta: undefined, gammaScaled: { z: 2, windowHours: 1 } });
+    const d = strat(p).s.decideUnderlying(r, 1);
+    expect(d.bandHalfWidth).toBeCloseTo(2 * r.gamma * 0.6 * S * Math.sqrt(T1H), 12);
+    expect(d.bandHalfWidth).toBeLessThan(cap);
+  });
+});
+const T1H = MS_PER_HOUR / MS_PER_YEAR;
+
 describe('time gates, urgency, gas and pending orders', () => {
   const interval: PolicyConfig = { kind: 'interval', intervalMinutes: 60, ...common };
 
@@ -184,6 +246,64 @@ describe('Leland and vega', () => {
     const d = s.decideUnderlying(risk({ delta: 1, gamma: -0.0002, vannaPerVolPoint: 0.02 }), 1);
     expect(d.effectiveDelta).toBeCloseTo(1 + 0.02 * (lv.volDecimal - 0.6) * 100, 12);
     expect(d.tradeDeltaBase).toBeCloseTo(-d.effectiveDelta, 12);
+  });
+
+  it('Leland near Le ≈ 1: a book long only calls is never hedged by buying', () => {
+    // Long 1 BTC of the 70,000 call a week out (delta 0.035), hedged every 5 min at 10 bps a side:
+    // Le ≈ 0.86, the hedge vol drops from 60% to 22% and vanna alone shifted delta by −0.09 (a buy).
+    const NOW = Date.UTC(2026, 2, 24, 8);
+    const r = engineRisk(NOW, S, [option('BTC-USD:OPT:20260331:70000:C', 1)]);
+    const policy: PolicyConfig = { kind: 'leland', intervalMinutes: 5, costBps: 10, ...common };
+    const le = lelandVol({
+      volDecimal: 0.6,
+      roundTripCostFraction: 0.002,
+      intervalMs: 5 * 60_000,
+      gammaSign: 1,
+    });
+    expect(le.lelandNumber).toBeCloseTo(0.862, 3);
+    expect(r.vannaPerVolPoint * (le.volDecimal - 0.6) * 100).toBeLessThan(-r.delta);
+    const d = strat(policy).s.decideUnderlying(r, 1);
+    // The exact Black–Scholes delta at 22% vol is 3e-7: the options' floor (0) is the right answer.
+    expect(d.effectiveDelta).toBe(0);
+    expect(d.tradeDeltaBase).toBe(0);
+  });
+
+  it('Leland keeps the adjusted delta inside what the options can reach, for any long-only book and cost', () => {
+    const NOW = Date.UTC(2026, 0, 1, 8);
+    const expiries = ['20260101', '20260102', '20260109', '20260130', '20260327'];
+    const leg = fc.record({
+      expiry: fc.constantFrom(...expiries),
+      strike: fc.integer({ min: 40, max: 100 }).map((k) => k * 1000),
+      sizeBase: fc.double({ min: 0.1, max: 5, noNaN: true }),
+    });
+    fc.assert(
+      fc.property(
+        fc.constantFrom('C', 'P'),
+        fc.array(leg, { minLength: 1, maxLength: 4 }),
+        fc.integer({ min: 1, max: 240 }),
+        fc.integer({ min: 1, max: 50 }),
+        (type, legs, intervalMinutes, costBps) => {
+          const positions = legs.map((l) =>
+            option(`BTC-USD:OPT:${l.expiry}:${l.strike}:${type}`, l.sizeBase),
+          );
+          // One hour after 08:00 on Jan 1 the first expiry is gone; start before it.
+          const r = engineRisk(NOW - MS_PER_HOUR, S, positions);
+          const policy: PolicyConfig = { kind: 'leland', intervalMinutes, costBps, ...common };
+          const d = strat(policy).s.decideUnderlying(r, 1);
+          const gross = legs.reduce((sum, l) => sum + l.sizeBase, 0);
+          // Long calls: delta in [0, gross], so the hedge only ever sells; long puts: only buys.
+          if (type === 'C') {
+            expect(d.effectiveDelta).toBeGreaterThanOrEqual(0);
+            expect(d.tradeDeltaBase).toBeLessThanOrEqual(0);
+          } else {
+            expect(d.effectiveDelta).toBeLessThanOrEqual(0);
+            expect(d.tradeDeltaBase).toBeGreaterThanOrEqual(0);
+          }
+          expect(Math.abs(d.effectiveDelta)).toBeLessThanOrEqual(gross * (1 + 1e-12));
+        },
+      ),
+      { numRuns: 300, seed: 7 },
+    );
   });
 
   const candidates: VegaCandidate[] = [

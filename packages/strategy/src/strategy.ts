@@ -8,7 +8,13 @@ import {
   type Urgency,
 } from '@xhedge/core';
 import type { RiskSnapshot, UnderlyingRisk } from '@xhedge/risk';
-import { gammaScaledHalfWidth, lelandVol, wwHalfWidth } from './bands.ts';
+import {
+  GAMMA_BAND_CAP_FRACTION,
+  gammaBandCapBase,
+  gammaScaledHalfWidth,
+  lelandVol,
+  wwHalfWidth,
+} from './bands.ts';
 import { type OptionTrade, solveVegaHedge, type VegaCandidate } from './vega.ts';
 
 /** Why a decision came out as it did (stable codes for dashboards and tests; `reason` has the words). */
@@ -79,6 +85,23 @@ interface UnderlyingState {
   lastHedgeMs: number | null;
   /** Executed hedge notionals in the rolling window: [atMs, usd]. */
   window: [number, number][];
+}
+
+/**
+ * The live options' delta and the range it can take at any vol (see `UnderlyingRisk`), or null when the
+ * snapshot does not carry them (snapshots stored before they existed, books built by hand).
+ */
+function optionDeltaRange(
+  risk: UnderlyingRisk,
+): { deltaBase: number; floorBase: number; ceilingBase: number } | null {
+  const { optionDeltaBase, optionDeltaFloorBase, optionDeltaCeilingBase } = risk;
+  if (
+    optionDeltaBase === undefined ||
+    optionDeltaFloorBase === undefined ||
+    optionDeltaCeilingBase === undefined
+  )
+    return null;
+  return { deltaBase: optionDeltaBase, floorBase: optionDeltaFloorBase, ceilingBase: optionDeltaCeilingBase };
 }
 
 const fmt = (x: number, d = 4) => (Math.abs(x) >= 1000 ? x.toFixed(0) : Number(x.toPrecision(d)).toString());
@@ -156,6 +179,17 @@ export class HedgeStrategy {
 
     let effectiveDelta = risk.delta + vegaDelta;
     const targetDelta = policy.targetDelta;
+    const options = optionDeltaRange(risk);
+    const bandCapBase = options
+      ? gammaBandCapBase({
+          optionDeltaFloorBase: options.floorBase,
+          optionDeltaCeilingBase: options.ceilingBase,
+        })
+      : null;
+    const capWords = (uncappedBase: number, cappedBase: number) =>
+      cappedBase < uncappedBase
+        ? ` capped from ${fmt(uncappedBase)} at ${fmt(cappedBase)}, ${fmt(GAMMA_BAND_CAP_FRACTION)} of the options' gross size: their delta cannot move much further`
+        : '';
     let band = 0;
     let urgencyRef = 0;
     let timeGateMs: number | null = null;
@@ -183,15 +217,31 @@ export class HedgeStrategy {
             gammaSign: Math.sign(risk.gamma),
           });
           // First order in vol: Δ(σ_adj) ≈ Δ(σ) + vanna · (σ_adj − σ) in vol points.
-          const adj = risk.vannaPerVolPoint * (lv.volDecimal - risk.volDecimal) * 100;
+          const linearAdj = risk.vannaPerVolPoint * (lv.volDecimal - risk.volDecimal) * 100;
+          let adj = linearAdj;
+          let clampWords = options ? '' : ' (the snapshot has no option delta range: unclamped)';
+          if (options) {
+            // Near Le ≈ 1 the vol step is tens of points and the linear step overshoots past any delta
+            // the options can have: a book of long OTM calls came out short and its hedge bought. A
+            // call's delta stays in (0, 1) and a put's in (−1, 0) at every vol, so the exact delta at
+            // σ_adj is within the options' floor and ceiling: clamping there removes only impossible
+            // values (a long-calls book never turns short).
+            const adjusted = Math.min(
+              Math.max(options.deltaBase + linearAdj, options.floorBase),
+              options.ceilingBase,
+            );
+            adj = adjusted - options.deltaBase;
+            if (adj !== linearAdj)
+              clampWords = ` (vanna alone gave ${fmt(linearAdj)}: kept within the options' delta range ${fmt(options.floorBase)} to ${fmt(options.ceilingBase)})`;
+          }
           effectiveDelta += adj;
-          bandWords += `, Leland vol ${fmt(lv.volDecimal * 100, 3)}% (Le ${fmt(lv.lelandNumber, 3)}) shifts delta by ${fmt(adj)}`;
+          bandWords += `, Leland vol ${fmt(lv.volDecimal * 100, 3)}% (Le ${fmt(lv.lelandNumber, 3)}) shifts delta by ${fmt(adj)}${clampWords}`;
         }
         break;
       }
       case 'band': {
         const abs = policy.bandDelta ?? 0;
-        const scaled = policy.gammaScaled
+        const uncapped = policy.gammaScaled
           ? gammaScaledHalfWidth({
               z: policy.gammaScaled.z,
               gamma: risk.gamma,
@@ -200,16 +250,18 @@ export class HedgeStrategy {
               windowMs: policy.gammaScaled.windowHours * MS_PER_HOUR,
             })
           : 0;
+        // The operator's absolute band is theirs to set; only the gamma-driven part is capped.
+        const scaled = bandCapBase === null ? uncapped : Math.min(uncapped, bandCapBase);
         band = Math.max(abs, scaled);
         urgencyRef = band;
         bandWords =
           scaled > abs
-            ? `±${fmt(band)} band (gamma-scaled: ${fmt(policy.gammaScaled?.z ?? 0)}·|Γ|·σ·S·√${fmt(policy.gammaScaled?.windowHours ?? 0)}h)`
+            ? `±${fmt(band)} band (gamma-scaled: ${fmt(policy.gammaScaled?.z ?? 0)}·|Γ|·σ·S·√${fmt(policy.gammaScaled?.windowHours ?? 0)}h${capWords(uncapped, scaled)})`
             : `±${fmt(band)} band`;
         break;
       }
       case 'ww': {
-        band = wwHalfWidth({
+        const uncapped = wwHalfWidth({
           spotUsd: S,
           gamma: risk.gamma,
           costFraction: policy.costBps / 10_000,
@@ -217,9 +269,12 @@ export class HedgeStrategy {
           rateDecimal: risk.rateDecimal,
           tenorYears: risk.gammaWeightedTenorYears,
         });
+        // Γ^{2/3} blows up into expiry too (the asymptotics assume the band is small against what
+        // the options' delta can still do): capped like the gamma-scaled band.
+        band = bandCapBase === null ? uncapped : Math.min(uncapped, bandCapBase);
         urgencyRef = band;
         toEdge = true;
-        bandWords = `±${fmt(band)} Whalley–Wilmott band (cost ${fmt(policy.costBps)} bps, risk aversion ${fmt(policy.riskAversion)})`;
+        bandWords = `±${fmt(band)} Whalley–Wilmott band (cost ${fmt(policy.costBps)} bps, risk aversion ${fmt(policy.riskAversion)}${capWords(uncapped, band)})`;
         break;
       }
     }
