@@ -10,6 +10,7 @@ import {
 } from '@xhedge/core';
 import { type BridgeCostModel, layerZeroCostModel } from './cost.ts';
 import { lzEid, packetGuid } from './lz.ts';
+import { isPositiveDecimal } from './plan.ts';
 import { memoryTransferStore, type TransferRecord, type TransferStore, TransferTracker } from './tracker.ts';
 
 /** What the paper bridge needs from a paper venue (PaperVenue from @xhedge/venue-paper fits). */
@@ -26,7 +27,10 @@ export interface TransferRequest {
   fromVenue: string;
   toVenue: string;
   asset: string;
-  /** Exact, positive, units of the asset. */
+  /**
+   * Exact, positive, units of the asset. Like an OFT, the bridge moves it truncated to the shared
+   * decimals; the dust stays at the source and the record carries the amount that moves.
+   */
   amount: string;
 }
 
@@ -50,7 +54,15 @@ export interface PaperBridgeOptions {
   timeoutMultiple?: number;
   /** Debit the USD fee from the source balance when the asset is USD-like. @defaultValue true */
   chargeFeeInAsset?: boolean;
+  /**
+   * The OFT's shared decimals: amounts cross in these (a uint64 on the wire) and the digits beyond are
+   * dust that stays at the source (OFTCore `_removeDust`). @defaultValue 6 (OFTCore's default)
+   */
+  sharedDecimals?: number;
 }
+
+/** OFT amounts travel as uint64 in shared decimals (OFTCore `_toSD` reverts above this). */
+const MAX_AMOUNT_SD = 2n ** 64n - 1n;
 
 export class BridgeError extends XhedgeError {
   override name = 'BridgeError';
@@ -65,7 +77,10 @@ export class BridgeError extends XhedgeError {
 export class PaperBridge implements TransferExecutor {
   readonly #o: PaperBridgeOptions;
   readonly #venues: Map<string, BridgeEndpoint>;
+  /** Last outbound nonce per pathway (sender, srcEid, receiver, dstEid), as an endpoint keeps it. */
   readonly #nonces = new Map<string, bigint>();
+  /** Sends and polls run one at a time (see {@link PaperBridge.#exclusive}). */
+  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(o: PaperBridgeOptions) {
     this.#o = o;
@@ -103,14 +118,55 @@ export class PaperBridge implements TransferExecutor {
     return v;
   }
 
-  async send(req: TransferRequest): Promise<TransferRecord> {
+  /**
+   * Sends and polls take turns. Two sends of one id both found no record and both debited the source
+   * (one credit: the rest lost); two polls both found a due message `sent` and both credited it. The
+   * BullMQ worker runs one job at a time, but a backtest, a second worker or a direct caller need not.
+   */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  send(req: TransferRequest): Promise<TransferRecord> {
+    return this.#exclusive(() => this.#send(req));
+  }
+
+  async #send(req: TransferRequest): Promise<TransferRecord> {
     const known = await this.#o.tracker.get(req.transferId);
-    if (known && known.state !== 'planned') return known;
     const from = this.#venue(req.fromVenue);
     const to = this.#venue(req.toVenue);
-    const amount = new Dec(req.amount);
-    if (!amount.isFinite() || amount.lte(0))
-      throw new BridgeError('BRIDGE_BAD_AMOUNT', `transfer amount ${req.amount} must be positive`);
+    if (!isPositiveDecimal(req.amount))
+      throw new BridgeError('BRIDGE_BAD_AMOUNT', `transfer amount ${req.amount} must be a positive decimal`, {
+        details: { transferId: req.transferId, amount: req.amount },
+      });
+    // What an OFT moves: the amount without its dust, which must still be at least one shared unit and
+    // fit the uint64 of the message. Debit and credit both use this exact amount.
+    const sharedDecimals = this.#o.sharedDecimals ?? 6;
+    const amount = new Dec(req.amount).toDecimalPlaces(sharedDecimals, Dec.ROUND_DOWN);
+    const amountSD = BigInt(amount.mul(new Dec(10).pow(sharedDecimals)).toFixed(0));
+    if (amountSD === 0n || amountSD > MAX_AMOUNT_SD)
+      throw new BridgeError(
+        'BRIDGE_BAD_AMOUNT',
+        `transfer amount ${req.amount} is ${amountSD === 0n ? 'below one unit' : 'beyond the uint64'} of the OFT's ${sharedDecimals} shared decimals`,
+        { details: { transferId: req.transferId, amount: req.amount, sharedDecimals } },
+      );
+    // Idempotent on the id for the same move; the same id asking for another move is refused, not
+    // answered with the record of the first (the caller would wait on a transfer it did not ask for).
+    if (
+      known &&
+      (known.fromVenue !== from.id ||
+        known.toVenue !== to.id ||
+        known.asset !== req.asset ||
+        !new Dec(known.amount).eq(amount))
+    )
+      throw new BridgeError(
+        'BRIDGE_ID_REUSED',
+        `transfer ${req.transferId} is already planned as ${known.amount} ${known.asset} ${known.fromVenue} → ${known.toVenue}`,
+        { details: { transferId: req.transferId } },
+      );
+    if (known && known.state !== 'planned') return known;
     const cost = this.#o.costModel.estimate({
       srcChain: from.chain,
       dstChain: to.chain,
@@ -137,9 +193,11 @@ export class PaperBridge implements TransferExecutor {
         timeoutMs: Math.max(cost.latencyMs * (this.#o.timeoutMultiple ?? 3), 1000),
       }));
     const fee =
-      (this.#o.chargeFeeInAsset ?? true) && isUsdLike(req.asset) ? new Dec(cost.feeUsd) : new Dec(0);
+      (this.#o.chargeFeeInAsset ?? true) && isUsdLike(req.asset)
+        ? new Dec(toDecimalString(cost.feeUsd, 12))
+        : new Dec(0);
     try {
-      await from.debitBalance(req.asset, toDecimalString(amount.add(fee), 12));
+      await from.debitBalance(req.asset, amount.add(fee).toFixed());
     } catch (cause) {
       await this.#o.tracker.transition(rec.transferId, 'failed', {
         error: `debit on ${from.id} failed: ${String(cause)}`,
@@ -150,11 +208,9 @@ export class PaperBridge implements TransferExecutor {
         { cause, details: { transferId: req.transferId } },
       );
     }
-    const pathKey = `${srcEid}>${dstEid}`;
-    const nonce = (this.#nonces.get(pathKey) ?? 0n) + 1n;
-    this.#nonces.set(pathKey, nonce);
     const sender = pseudoAddress(from.id);
     const receiver = pseudoAddress(to.id);
+    const nonce = await this.#nextNonce(srcEid, from.id, dstEid, to.id);
     const guid = packetGuid({ nonce, srcEid, sender, dstEid, receiver });
     return this.#o.tracker.transition(rec.transferId, 'sent', {
       guid,
@@ -163,35 +219,75 @@ export class PaperBridge implements TransferExecutor {
     });
   }
 
+  /**
+   * The next outbound nonce of a pathway. An endpoint's nonce never repeats; an in-memory counter
+   * restarted at 1 with the bridge, so over a kept store a new transfer took the GUID of an old one
+   * (same nonce, same path): the first use of a pathway resumes from the tracker's records.
+   */
+  async #nextNonce(srcEid: number, fromVenue: string, dstEid: number, toVenue: string): Promise<bigint> {
+    const key = JSON.stringify([srcEid, fromVenue, dstEid, toVenue]);
+    let last = this.#nonces.get(key);
+    if (last === undefined) {
+      last = 0n;
+      for (const r of await this.#o.tracker.list())
+        if (
+          r.nonce !== undefined &&
+          r.srcEid === srcEid &&
+          r.dstEid === dstEid &&
+          r.fromVenue === fromVenue &&
+          r.toVenue === toVenue &&
+          BigInt(r.nonce) > last
+        )
+          last = BigInt(r.nonce);
+    }
+    const nonce = last + 1n;
+    this.#nonces.set(key, nonce);
+    return nonce;
+  }
+
   async status(transferId: string): Promise<TransferRecord | undefined> {
     await this.poll();
     return this.#o.tracker.get(transferId);
   }
 
-  /** Verifies and delivers what is due now; marks overdue messages timed-out. Returns deliveries. */
-  async poll(): Promise<TransferRecord[]> {
+  /**
+   * Verifies and delivers what is due now; marks overdue messages timed-out. Returns deliveries.
+   * Each message stands alone: a destination that cannot be credited now (a halted paper venue) keeps
+   * its message in flight, retried at the next poll and timed out at its deadline, while the others are
+   * delivered. Records of venues this bridge does not connect (another executor's, an earlier run's)
+   * are left alone.
+   */
+  poll(): Promise<TransferRecord[]> {
+    return this.#exclusive(() => this.#poll());
+  }
+
+  async #poll(): Promise<TransferRecord[]> {
     const now = this.#o.clock.nowMs();
     const delivered: TransferRecord[] = [];
     const frac = this.#o.verifyFraction ?? 0.6;
     for (const r of await this.#o.tracker.list()) {
       if (r.state !== 'sent' && r.state !== 'verified' && r.state !== 'timed-out') continue;
+      const to = r.kind === 'oft-send' && r.toVenue !== undefined ? this.#venues.get(r.toVenue) : undefined;
+      if (!to) continue;
       const sentAt = r.history.find((h) => h.state === 'sent')?.atMs ?? r.createdAtMs;
-      let cur = r;
       if (
-        cur.state !== 'verified' &&
-        !cur.history.some((h) => h.state === 'verified') &&
+        r.state !== 'verified' &&
+        !r.history.some((h) => h.state === 'verified') &&
         now >= sentAt + r.expectedLatencyMs * frac
       ) {
-        cur = await this.#o.tracker.transition(r.transferId, 'verified');
+        await this.#o.tracker.transition(r.transferId, 'verified');
       }
-      if (now >= sentAt + r.expectedLatencyMs) {
-        await this.#venue(r.toVenue ?? '').creditBalance(r.asset, r.amount);
-        delivered.push(
-          await this.#o.tracker.transition(r.transferId, 'delivered', {
-            dstTxHash: deterministicId('papertx', r.transferId, 'dst'),
-          }),
-        );
+      if (now < sentAt + r.expectedLatencyMs) continue;
+      try {
+        await to.creditBalance(r.asset, r.amount);
+      } catch {
+        continue;
       }
+      delivered.push(
+        await this.#o.tracker.transition(r.transferId, 'delivered', {
+          dstTxHash: deterministicId('papertx', r.transferId, 'dst'),
+        }),
+      );
     }
     await this.#o.tracker.checkTimeouts();
     return delivered;

@@ -1,7 +1,9 @@
 import {
+  assertFinite,
   type Balance,
   type ChainId,
   Dec,
+  DecimalString,
   deterministicId,
   type HedgeIntent,
   XhedgeError,
@@ -54,15 +56,23 @@ export interface PlanTransferOptions {
  */
 export function planCollateralTransfer(o: PlanTransferOptions): TransferPlan | null {
   const { need } = o;
+  // A NaN anywhere here made the shortfall NaN, and `!(NaN > 0)` answered "nothing to move": the hedge
+  // went ahead unfunded. A negative buffer or reserve would move less than the shortfall or dip below
+  // the reserve. Bad numbers are refused instead.
+  assertFinite('required collateral', need.requiredAmount, { venue: need.venue, asset: need.asset });
+  const buffer = assertFinite('transfer buffer fraction', o.bufferFraction ?? 0.1);
+  const reserve = assertFinite('source reserve', o.reserveAmount ?? 0);
+  if (buffer < 0 || reserve < 0)
+    throw new RangeError(`buffer fraction (${buffer}) and reserve (${reserve}) must not be negative`);
   const free = (b: Balance) => b.available ?? b.amount;
   const have = o.balances
     .filter((b) => b.venue === need.venue && b.asset === need.asset)
-    .reduce((s, b) => s + free(b), 0);
+    .reduce((s, b) => s + assertFinite('free collateral', free(b), { venue: b.venue, asset: b.asset }), 0);
   const shortfall = need.requiredAmount - have;
   if (!(shortfall > 0)) return null;
-  const amount = new Dec(shortfall).mul(1 + (o.bufferFraction ?? 0.1)).toDecimalPlaces(2, Dec.ROUND_UP);
-  const reserve = o.reserveAmount ?? 0;
+  const amount = new Dec(shortfall).mul(1 + buffer).toDecimalPlaces(2, Dec.ROUND_UP);
   const candidates = o.balances
+    // a source whose balance is unreadable (NaN) is no source; the comparison below is false for it
     .filter((b) => b.venue !== need.venue && b.asset === need.asset && free(b) - reserve >= amount.toNumber())
     .map((b) => ({
       b,
@@ -102,24 +112,61 @@ const HEDGE_INSTRUCTION = parseAbiParameters(
 );
 
 /**
+ * A plain decimal string above zero. (core's PositiveDecimalString runs its `> 0` refinement even when
+ * the format check failed, and decimal.js throws on "abc" there.)
+ */
+export function isPositiveDecimal(s: string): boolean {
+  return DecimalString.safeParse(s).success && new Dec(s).gt(0);
+}
+
+export class HedgeInstructionError extends XhedgeError {
+  override name = 'HedgeInstructionError';
+}
+
+/** uint8 side on the wire; any other byte is refused, not read as a sell. */
+const SIDE_CODE = { buy: 0, sell: 1 } as const;
+
+function checkInstruction(i: {
+  id: string;
+  side: unknown;
+  sizeBase: string;
+  limitPriceUsd?: string | undefined;
+}): void {
+  const bad = (why: string) =>
+    new HedgeInstructionError('HEDGE_INSTRUCTION_INVALID', `hedge instruction ${i.id}: ${why}`, {
+      details: { id: i.id, side: String(i.side), sizeBase: i.sizeBase, limitPriceUsd: i.limitPriceUsd },
+    });
+  if (i.side !== 'buy' && i.side !== 'sell') throw bad(`side ${String(i.side)} is neither buy nor sell`);
+  if (!isPositiveDecimal(i.sizeBase)) throw bad(`size ${i.sizeBase} is not a positive decimal`);
+  if (i.limitPriceUsd !== undefined && !isPositiveDecimal(i.limitPriceUsd))
+    throw bad(`limit price ${i.limitPriceUsd} is not a positive decimal`);
+}
+
+/**
  * The OApp message that asks an executor on the destination chain to place a hedge there, for when
  * collateral already sits on that chain and only the instruction must travel. ABI-encoded; decimals
  * stay exact strings.
+ * A side other than buy/sell, or a size or limit that is not a positive decimal, is refused.
  */
 export function encodeHedgeInstruction(
   i: Pick<HedgeIntent, 'id' | 'venue' | 'instrument' | 'side' | 'sizeBase' | 'limitPriceUsd' | 'reduceOnly'>,
 ): Hex {
+  checkInstruction(i);
   return encodeAbiParameters(HEDGE_INSTRUCTION, [
     i.id,
     i.venue,
     i.instrument,
-    i.side === 'buy' ? 0 : 1,
+    SIDE_CODE[i.side],
     i.sizeBase,
     i.limitPriceUsd ?? '',
     i.reduceOnly,
   ]);
 }
 
+/**
+ * Decodes and checks a hedge instruction: a side byte other than 0/1 (it read as a sell, a hedge in the
+ * wrong direction) or a size or limit that is not a positive decimal throws HedgeInstructionError.
+ */
 export function decodeHedgeInstruction(message: Hex): {
   id: string;
   venue: string;
@@ -133,13 +180,16 @@ export function decodeHedgeInstruction(message: Hex): {
     HEDGE_INSTRUCTION,
     message,
   );
+  const sideName = side === SIDE_CODE.buy ? 'buy' : side === SIDE_CODE.sell ? 'sell' : undefined;
+  const limitPriceUsd = limit === '' ? undefined : limit;
+  checkInstruction({ id, side: sideName ?? side, sizeBase, limitPriceUsd });
   return {
     id,
     venue,
     instrument,
-    side: side === 0 ? 'buy' : 'sell',
+    side: sideName as 'buy' | 'sell',
     sizeBase,
-    ...(limit === '' ? {} : { limitPriceUsd: limit }),
+    ...(limitPriceUsd === undefined ? {} : { limitPriceUsd }),
     reduceOnly,
   };
 }
