@@ -36,11 +36,18 @@ export function correlationMatrix(
 ): number[][] {
   const known = new Set(names);
   for (const [key, rho] of Object.entries(pairs)) {
-    const [a, b] = key.split('/');
-    if (a === undefined || b === undefined || !known.has(a) || !known.has(b)) {
+    const parts = key.split('/');
+    const [a, b] = parts;
+    if (parts.length !== 2 || a === undefined || b === undefined || !known.has(a) || !known.has(b)) {
       throw new SimError(`correlation "${key}" names an underlying that is not simulated`, { key });
     }
     if (a === b) throw new SimError(`correlation "${key}" pairs an underlying with itself`, { key });
+    // Both orders given: the matrix would take A/B above the diagonal and B/A below it, and the factor
+    // reads only one triangle, so one of the two numbers would be dropped without a word.
+    if (Object.hasOwn(pairs, `${b}/${a}`))
+      throw new SimError(`correlation of ${a} and ${b} is given twice ("${a}/${b}" and "${b}/${a}")`, {
+        key,
+      });
     if (!(rho >= -1 && rho <= 1)) throw new SimError(`correlation "${key}" = ${rho} is outside [-1, 1]`);
   }
   return names.map((a, i) =>

@@ -82,11 +82,30 @@ export class ReplaySeries {
     const asOfMs = this.timesMs[lo] as number;
     const out: ReplayPrice = { priceUsd: this.prices[lo] as number, asOfMs, stale: false };
     if (lo === this.timesMs.length - 1) {
-      out.stale = ms - asOfMs > this.stepMs;
+      // One step after the last row a new row was due: held from then on, as inside a gap.
+      out.stale = ms - asOfMs >= this.stepMs;
     } else if (ms - asOfMs >= this.stepMs) {
       const gap = this.gaps.find((g) => g.fromMs === asOfMs);
       out.stale = true;
       if (gap) out.gap = gap;
+    }
+    return out;
+  }
+
+  /**
+   * The series on its regular grid: one price every `stepMs` from the first row to the last, each the
+   * last recorded price at or before that instant (held across gaps, never interpolated). Index i is
+   * at `startMs + i · stepMs`, so consumers that count bars measure time correctly: a 25-hour gap
+   * stays 25 hours (held, then the whole move at once) instead of shrinking to one bar.
+   */
+  regularPrices(): Float64Array {
+    const n = Math.floor((this.endMs - this.startMs) / this.stepMs) + 1;
+    const out = new Float64Array(n);
+    let row = 0;
+    for (let i = 0; i < n; i++) {
+      const ms = this.startMs + i * this.stepMs;
+      while (row + 1 < this.timesMs.length && (this.timesMs[row + 1] as number) <= ms) row++;
+      out[i] = this.prices[row] as number;
     }
     return out;
   }
@@ -110,6 +129,9 @@ export class ReplaySeries {
   }
 }
 
+/** 1e11 ms is 1973-03-03; the same number in seconds would be the year 5138. */
+const EPOCH_MS_FLOOR = 1e11;
+
 /** Parses `timestamp,price` CSV (ISO-8601 or epoch-ms timestamps, header optional). */
 export function parsePriceCsv(text: string): ReplaySeries {
   const times: number[] = [];
@@ -124,6 +146,13 @@ export function parsePriceCsv(text: string): ReplaySeries {
     const ms = /^[0-9]+$/.test(ts) ? Number(ts) : Date.parse(ts);
     const price = Number(px);
     if (!Number.isFinite(ms)) throw new SimError(`line ${idx + 1}: bad timestamp "${ts}"`, { line: idx + 1 });
+    // Epoch seconds (the usual exchange export) read as ms would squeeze an hour into 3.6 s: a replay
+    // 1000× too fast and a realized vol √1000 too high. No price series of interest predates 1973.
+    if (/^[0-9]+$/.test(ts) && ms < EPOCH_MS_FLOOR)
+      throw new SimError(
+        `line ${idx + 1}: timestamp ${ts} looks like epoch seconds; give epoch milliseconds or ISO-8601`,
+        { line: idx + 1 },
+      );
     if (!(price > 0) || !Number.isFinite(price))
       throw new SimError(`line ${idx + 1}: price "${px}" must be a positive number`, { line: idx + 1 });
     times.push(ms);

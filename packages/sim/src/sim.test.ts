@@ -153,6 +153,16 @@ describe('price processes', () => {
     ).toThrow(SimError);
   });
 
+  it('refuses a pair given in both orders (one number would be ignored) and keys that are not A/B', () => {
+    const underlyings = { A: { spot: 1, vol: 0.5 }, B: { spot: 1, vol: 0.5 } };
+    expect(
+      () => new PathEngine({ underlyings, correlations: { 'A/B': 0.8, 'B/A': 0.2 }, rng: createRng(1) }),
+    ).toThrow(/given twice/);
+    expect(() => new PathEngine({ underlyings, correlations: { 'A/B/C': 0.5 }, rng: createRng(1) })).toThrow(
+      SimError,
+    );
+  });
+
   it('regime switching spends the configured share of time stressed, with higher vol there', () => {
     const engine = new PathEngine({
       underlyings: { X: { spot: 100, vol: 0.4 } },
@@ -227,6 +237,20 @@ describe('historical replay', () => {
     expect(() => series.priceAt(series.startMs - 1)).toThrow(SimError);
   });
 
+  it('lays the series on its regular grid, holding the last price through gaps', () => {
+    const grid = series.regularPrices();
+    // 4,612 rows plus the 1 + 24 + 7 + 24 hours missing inside the gaps.
+    expect(grid.length).toBe(4612 + 56);
+    expect((series.endMs - series.startMs) / MS_PER_HOUR + 1).toBe(grid.length);
+    const g = series.gaps[1];
+    if (!g) throw new Error('gap missing');
+    const at = (ms: number): number => grid[(ms - series.startMs) / MS_PER_HOUR] as number;
+    const held = series.priceAt(g.fromMs).priceUsd;
+    for (let h = 0; h < 25; h++) expect(at(g.fromMs + h * MS_PER_HOUR)).toBe(held);
+    expect(at(g.toMs)).toBe(series.priceAt(g.toMs).priceUsd);
+    expect(grid[grid.length - 1]).toBe(series.prices[series.prices.length - 1]);
+  });
+
   it('weighs returns across gaps by their time span (about 37% annualized)', () => {
     const tw = series.realizedVol();
     const skip = series.realizedVol({ gaps: 'skip' });
@@ -242,6 +266,17 @@ describe('historical replay', () => {
     expect(() =>
       parsePriceCsv('timestamp,price\n2025-01-01T01:00:00Z,100\n2025-01-01T00:00:00Z,101\n'),
     ).toThrow(/increasing/);
+  });
+
+  it('refuses epoch seconds, which read as ms would replay 1000× too fast', () => {
+    expect(() => parsePriceCsv('1735689600,100\n1735693200,101\n')).toThrow(/line 1: .*epoch seconds/);
+    const ms = parsePriceCsv('1735689600000,100\n1735693200000,101\n');
+    expect(ms.stepMs).toBe(MS_PER_HOUR);
+  });
+
+  it('flags a price held one full step past the last row as stale, as inside a gap', () => {
+    expect(series.priceAt(series.endMs + series.stepMs - 1).stale).toBe(false);
+    expect(series.priceAt(series.endMs + series.stepMs).stale).toBe(true);
   });
 
   it('drives a market underlying, stale inside gaps', () => {
