@@ -193,6 +193,55 @@ describe.skipIf(!pgOk)('xhedge kill-switch (real Redis and Postgres)', () => {
     expect(await ledger.listKillSwitchEvents()).toEqual([]);
   });
 
+  it('engage on a venue or underlying the deployment does not know exits 2 naming the known ones, unless --force; release is never refused', async () => {
+    const venue = await cli(['engage', '--scope', 'venue:gmx-arbb', '--reason', 'typo drill']);
+    expect(venue.code).toBe(2);
+    expect(venue.stderr).toContain(
+      `no venue gmx-arbb in deployment ${prefix}; the venues are lyra-arb, gmx-arb, drift-sol, uni-eth`,
+    );
+    expect(venue.stderr).toContain('--force');
+    expect(venue.stdout).toBe('');
+    const underlying = await cli(['engage', '--scope', 'underlying:DOGE', '--reason', 'typo drill']);
+    expect(underlying.code).toBe(2);
+    expect(underlying.stderr).toContain(
+      `no underlying DOGE in deployment ${prefix}; the underlyings are BTC, ETH, SOL`,
+    );
+    expect(await kill.engaged()).toEqual([]);
+    expect(await ledger.listKillSwitchEvents()).toEqual([]);
+
+    // --force engages it anyway, saying so
+    const forced = await cli([
+      'engage',
+      '--scope',
+      'venue:gmx-arbb',
+      '--reason',
+      'venue about to be added',
+      '--force',
+    ]);
+    expect(forced.code).toBe(0);
+    expect(forced.stderr).toMatch(/note: no venue gmx-arbb .*engaging venue:gmx-arbb anyway \(--force\)/);
+    expect((await kill.engaged()).map((e) => e.scope)).toEqual(['venue:gmx-arbb']);
+    // a release of any scope goes through
+    const released = await cli(['release', '--scope', 'venue:gmx-arbb', '--reason', 'drill over']);
+    expect(released.code).toBe(0);
+    const never = await cli(['release', '--scope', 'underlying:DOGE', '--reason', 'drill over']);
+    expect(never.code).toBe(0);
+    expect(await kill.engaged()).toEqual([]);
+
+    // a venue the run added through the API (its shared venue list in Redis) is known
+    const venues = loadConfigFile(profile.file).venues;
+    const added = { ...(venues[0] as (typeof venues)[number]), id: 'lyra-new' };
+    await redis.set(`${prefix}:config:venues`, JSON.stringify([...venues, added]));
+    const api = await cli(['engage', '--scope', 'venue:lyra-new', '--reason', 'new venue halt']);
+    expect(api.stderr).toBe('');
+    expect(api.code).toBe(0);
+
+    const help = await cli(['engage', '--help']);
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain(
+      '--force engage even on a venue or underlying the deployment does not know (refused otherwise, exit 2',
+    );
+  });
+
   it('a missing or too short reason, or release without --scope, exits 2', async () => {
     const none = await cli(['engage']);
     expect(none.code).toBe(2);

@@ -36,6 +36,15 @@ export async function redisEpoch(redis: Redis): Promise<string> {
   return (await epochOf(redis, 'none'))[0];
 }
 
+/**
+ * Whether the control state of the deployment under `prefix` was restored on the Redis server `redis`
+ * talks to now (as the order gate requires it): false on a server that lost its data and has not been
+ * restored since, whose send claims may be missing.
+ */
+export async function controlStateRestored(redis: Redis, prefix: string): Promise<boolean> {
+  return (await epochOf(redis, prefix))[1];
+}
+
 async function epochOf(redis: Redis, prefix: string): Promise<[epoch: string, restored: boolean]> {
   const [e, r] = (await evalScript(redis, EPOCH, [keysFor(prefix).controlState], [])) as [string, number];
   return [String(e), Number(r) === 1];

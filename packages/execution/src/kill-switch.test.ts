@@ -7,6 +7,7 @@ import { clientOrderIdFor } from './ids.ts';
 import { keysFor } from './keys.ts';
 import { KillEvent, KillSwitch } from './kill-switch.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
+import { startWorkers } from './worker.ts';
 
 // An async-keeper venue (paper-gmx) keeps orders pending for the keeper delay: working orders whose
 // jobs are active (polling the venue) when the kill switch engages.
@@ -345,6 +346,134 @@ describe('kill switch: working orders are cancelled until it succeeds', () => {
       expect(await status(cr)).toBe('acknowledged');
       expect((await env.paper.getOrderByClientId(cr))?.status).toBe('acknowledged');
     } finally {
+      await env.killSwitch.release('global', { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+});
+
+// A cancel pass that fails is tried again on a timer while the switch stays engaged: the runs of the
+// orders' jobs ask for a cancel once per run only, and nothing announces the engagement again.
+describe('kill switch: a failed cancel pass is retried on a timer', () => {
+  let env: Env;
+  const chain = 'evm:42161' as const;
+  beforeAll(async () => {
+    env = await makeEnv({
+      venueKind: 'paper-gmx',
+      venueParams: { keeperDelayMs: 60_000 },
+      // a run polls a working order for 20 s: its own cancel is asked once in that time
+      workers: { pollBudgetMs: 20_000, pollIntervalMs: 50, sendDeadlineMs: 5_000, killCancelRetryMs: 100 },
+    });
+    env.paper.seedPosition('ETH-USD:PERP', 2);
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  const passes = async (eventId: string, venue = 'pv') =>
+    (await env.ledger.listKillSwitchEvents({ scope: 'global' })).filter(
+      (e) => e.action === 'cancel-working' && e.details.eventId === eventId && e.details.venue === venue,
+    );
+
+  /** An order the ledger has working at `venue` (no job: only a cancel pass touches it). */
+  const workingInLedger = async (n: number, venue = 'pv') => {
+    const l = env.intent(n, { chain, venue });
+    const cid = clientOrderIdFor(l.id);
+    await env.ledger.recordPlan([{ intent: l, clientOrderId: cid, status: 'queued' }], { actor: 'test' });
+    await env.ledger.transition(cid, 'sent', { actor: 'test' });
+    await env.ledger.transition(cid, 'acknowledged', { actor: 'test' });
+    return cid;
+  };
+
+  it('cancels the working order once the venue answers, with no new announcement', async () => {
+    const a = env.intent(1, { chain });
+    await env.service.submitPlan({ planId: a.planId, legs: [a] });
+    const ca = clientOrderIdFor(a.id);
+    await until(async () => (await env.ledger.getOrder(ca))?.status === 'acknowledged');
+    // the venue fails its first three cancels (the pass's, the aborted run's and a retry's, in some order)
+    const real = env.paper.cancelOrder.bind(env.paper);
+    let calls = 0;
+    env.paper.cancelOrder = async (cid) => {
+      calls += 1;
+      if (calls <= 3) throw new Error('rpc connection reset');
+      return real(cid);
+    };
+    try {
+      const e = await env.killSwitch.engage('global', { actor: 'risk-owner:test', reason: 'retry drill' });
+      await until(async () => (await env.paper.getOrderByClientId(ca))?.status === 'cancelled', 8_000);
+      await until(async () => (await env.ledger.getOrder(ca))?.status === 'cancelled', 8_000);
+      const p = await passes(e.eventId);
+      expect(p.filter((x) => x.details.failed === 1).length).toBeGreaterThanOrEqual(1);
+      expect(p.find((x) => x.details.cancelled === 1)?.details).not.toHaveProperty('failed');
+      expect(calls).toBeGreaterThanOrEqual(4);
+      expect(env.placed.filter((c) => c === ca)).toHaveLength(1);
+    } finally {
+      env.paper.cancelOrder = real;
+      await env.killSwitch.release('global', { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+
+  it('stops retrying once the switch is released', async () => {
+    await workingInLedger(2);
+    const real = env.paper.cancelOrder.bind(env.paper);
+    env.paper.cancelOrder = async () => {
+      throw new Error('venue unreachable');
+    };
+    try {
+      const e = await env.killSwitch.engage('global', { actor: 'risk-owner:test', reason: 'release drill' });
+      // the announcement's pass and a retry failed
+      await until(async () => ((await passes(e.eventId)).length >= 2 ? true : undefined), 8_000);
+      await env.killSwitch.release('global', { actor: 'risk-owner:test', reason: 'drill over' });
+      // at most a retry under way at the release finishes; none comes after (they were 100, 200, 400 ms apart)
+      await new Promise((r) => setTimeout(r, 300));
+      const atRelease = (await passes(e.eventId)).length;
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect((await passes(e.eventId)).length).toBe(atRelease);
+    } finally {
+      env.paper.cancelOrder = real;
+    }
+  }, 30_000);
+
+  it('leaves no retry behind when the pool closes', async () => {
+    const pz = createPaperVenue({
+      id: 'pz',
+      kind: 'paper-gmx',
+      chain,
+      market: createMarketSimulator({
+        underlyings: { ETH: { spot: 3500, vol: 0.6 } },
+        seed: 3,
+        clock: systemClock,
+      }),
+      params: { keeperDelayMs: 60_000 },
+    });
+    let calls = 0;
+    pz.cancelOrder = async () => {
+      calls += 1;
+      throw new Error('venue unreachable');
+    };
+    await workingInLedger(3, 'pz');
+    const subscriber = env.redis.client();
+    const pool = await startWorkers({
+      connection: env.redis.options,
+      queuePrefix: env.prefix,
+      venues: new Map([['pz', pz]]),
+      ledger: env.ledger,
+      controls: env.controls,
+      breakers: env.breakers,
+      killSwitch: env.killSwitch,
+      subscriber,
+      killCancelRetryMs: 100,
+    });
+    try {
+      const e = await env.killSwitch.engage('global', { actor: 'risk-owner:test', reason: 'close drill' });
+      await until(async () => ((await passes(e.eventId, 'pz')).length >= 2 ? true : undefined), 8_000);
+      await pool.close();
+      const atClose = calls;
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(calls).toBe(atClose);
+    } finally {
+      await pool.close();
+      subscriber.disconnect();
+      await pz.close?.();
       await env.killSwitch.release('global', { actor: 'risk-owner:test', reason: 'drill over' });
     }
   }, 30_000);

@@ -1,6 +1,9 @@
+import type { HedgeIntent } from '@xhedge/core';
 import { FlowProducer, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { restoreControlState } from './control-state.ts';
 import { clientOrderIdFor } from './ids.ts';
+import { keysFor } from './keys.ts';
 import { ORDER_JOB_OPTIONS, orderQueueName } from './queue.ts';
 import { Reconciler } from './reconciler.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
@@ -72,5 +75,112 @@ describe('reconciler and flows whose child failed', () => {
       await transfers.close();
       await flows.close();
     }
+  });
+});
+
+// A producer that crashed in `submitPlan` after the ledger recorded the plan's legs `queued` and before it
+// added their jobs: the legs are orphans. Re-driven as plain jobs they would skip the plan's own checks
+// (net delta) and their flow; their plan is stale by now, so the reconciler cancels them unsent.
+describe('reconciler and orders with no job', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv();
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  const reconciler = (orphanGraceMs: number) =>
+    new Reconciler({
+      service: env.service,
+      ledger: env.ledger,
+      redis: env.cmd,
+      prefix: env.prefix,
+      minAgeMs: 0,
+      orphanGraceMs,
+    });
+
+  /**
+   * The plan's legs as a crashed `submitPlan` leaves them: `queued`, no job, and (`reserved`, for legs
+   * fresh enough to pass the gates) their reservations taken.
+   */
+  const crashedPlan = async (legs: HedgeIntent[], o: { reserved: boolean }) => {
+    await env.ledger.recordPlan(
+      legs.map((l) => ({ intent: l, clientOrderId: clientOrderIdFor(l.id), status: 'queued' as const })),
+      { actor: 'test' },
+    );
+    if (o.reserved)
+      for (const l of legs) expect(await env.service.preQueueCheck(l)).toMatchObject({ ok: true });
+  };
+  const jobOf = (l: HedgeIntent) => env.service.queue('pv').getJob(l.id);
+
+  it('cancels the legs of a plan whose jobs were never added (a dependent one too), and queues nothing', async () => {
+    const a = env.intent(1);
+    const b = env.intent(2, { planId: a.planId, dependsOn: [a.id] });
+    await crashedPlan([a, b], { reserved: true });
+
+    const res = await reconciler(0).sweep();
+    expect(res).toMatchObject({ examined: 2, redriven: 0, cancelled: 2 });
+    for (const l of [a, b]) {
+      const o = await env.ledger.getOrder(clientOrderIdFor(l.id));
+      expect(o?.status).toBe('cancelled');
+      expect(o?.error).toMatch(/^orphaned: queued for \d+ ms with no job/);
+      expect(await jobOf(l)).toBeUndefined();
+      // its reservation is given back, and no run can send it later (claimed as blocked)
+      expect(await env.cmd.hget(keysFor(env.prefix).ctlNotional, l.id)).toBeNull();
+      expect(await env.cmd.get(keysFor(env.prefix).sendClaim(clientOrderIdFor(l.id)))).toMatch(/^blocked\|/);
+    }
+    expect((await reconciler(0).sweep()).examined).toBe(0);
+    expect(env.placed).not.toContain(clientOrderIdFor(a.id));
+    expect(env.placed).not.toContain(clientOrderIdFor(b.id));
+  });
+
+  it('leaves an orphan alone within the grace (its producer may still be adding the job)', async () => {
+    const c = env.intent(3);
+    await crashedPlan([c], { reserved: true });
+    expect(await reconciler(60_000).sweep()).toMatchObject({ redriven: 0, cancelled: 0 });
+    expect((await env.ledger.getOrder(clientOrderIdFor(c.id)))?.status).toBe('queued');
+    expect(await jobOf(c)).toBeUndefined();
+    await env.service.cancelUnsent(clientOrderIdFor(c.id), { actor: 'test', error: 'cleanup' });
+  });
+
+  it('re-drives an orphan a run holds the send claim of (it may be out): its run asks the venue first', async () => {
+    // planned long ago: after the send deadline its run finds it not at the venue and may not re-send it
+    const d = env.intent(4, { createdAtMs: Date.now() - 120_000 });
+    await crashedPlan([d], { reserved: false });
+    const cid = clientOrderIdFor(d.id);
+    await env.cmd.set(keysFor(env.prefix).sendClaim(cid), `send|${Date.now()}|worker:gone`);
+    expect(await reconciler(0).sweep()).toMatchObject({ redriven: 1, cancelled: 0 });
+    expect(await jobOf(d)).toBeDefined();
+    const o = await until(async () => {
+      const x = await env.ledger.getOrder(cid);
+      return x?.status === 'cancelled' ? x : undefined;
+    });
+    expect(o.error).toMatch(/stale-data.*not re-sent; the venue never had it/);
+    expect(env.placed).not.toContain(cid);
+  });
+
+  it('cancels no orphan while Redis has lost its control state; after the restore claimed it, re-drives it', async () => {
+    const e = env.intent(5, { createdAtMs: Date.now() - 120_000 });
+    await crashedPlan([e], { reserved: false });
+    const cid = clientOrderIdFor(e.id);
+    // a Redis that lost its data: the control state (and any send claim) is gone
+    await env.cmd.del(keysFor(env.prefix).controlState);
+    expect(await reconciler(0).sweep()).toMatchObject({ redriven: 0, cancelled: 0 });
+    expect((await env.ledger.getOrder(cid))?.status).toBe('queued');
+    expect(await env.cmd.get(keysFor(env.prefix).sendClaim(cid))).toBeNull();
+    const restored = await restoreControlState(
+      {
+        redis: env.cmd,
+        prefix: env.prefix,
+        killSwitch: env.killSwitch,
+        breakers: env.breakers,
+        ledger: env.ledger,
+      },
+      { actor: 'test' },
+    );
+    expect(restored.sendClaims).toContain(cid);
+    expect(await reconciler(0).sweep()).toMatchObject({ redriven: 1, cancelled: 0 });
+    expect(await jobOf(e)).toBeDefined();
   });
 });

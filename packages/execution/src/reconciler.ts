@@ -1,6 +1,7 @@
 import { type Clock, type OrderStatus, systemClock } from '@xhedge/core';
-import type { Ledger } from '@xhedge/store';
+import type { Ledger, LedgerOrder } from '@xhedge/store';
 import type { Redis } from 'ioredis';
+import { controlStateRestored } from './control-state.ts';
 import { keysFor } from './keys.ts';
 import type { ExecutionMetrics } from './metrics.ts';
 import type { ExecutionService } from './service.ts';
@@ -25,23 +26,36 @@ export interface ReconcilerOptions {
   minAgeMs?: number;
   /** Sweep period, ms. @defaultValue 5000 */
   intervalMs?: number;
+  /**
+   * An order the ledger has `planned` or `queued` with no job (its producer stopped before adding it)
+   * is cancelled once untouched this long, ms (see `#orphan`). Longer than a producer takes from its
+   * ledger write to its job add (the gates' market data are read in between), shorter than
+   * `limits.staleAfterMs`, the age past which the order could not pass the gates anyway.
+   * @defaultValue 10000
+   */
+  orphanGraceMs?: number;
 }
 
 export interface SweepResult {
   examined: number;
   /** Jobs re-added or retried (their next run reconciles with the venue first). */
   redriven: number;
-  /** Orders cancelled because a dependency ended without filling. */
+  /**
+   * Orders cancelled unsent: a dependency ended without filling, a flow child failed, or no job was
+   * ever added for them (orphans, see `Reconciler.#orphan`).
+   */
   cancelled: number;
 }
 
 /**
  * Finds ledger orders that are not terminal and whose job cannot finish them: no job (crash between
- * ledger and queue, job removed), or a failed job (stalled worker with `maxStalledCount: 0`, attempts
- * exhausted while the outcome was unknown). It re-drives them under the same job id; the processor
- * then asks the venue before anything is sent. A not-yet-sent order whose job failed because a flow child
- * failed (e.g. the collateral transfer of a transfer-then-hedge flow), or whose ledger dependency ended
- * without filling, is cancelled instead. One sweeper at a time (Redis lock).
+ * ledger and queue, job removed, jobs lost with Redis's data), or a failed job (stalled worker with
+ * `maxStalledCount: 0`, attempts exhausted while the outcome was unknown). It re-drives them under the
+ * same job id; the processor then asks the venue before anything is sent. Cancelled unsent instead: an
+ * order with no job that was never claimed for sending (an orphan of its plan, see `#orphan`), and a
+ * not-yet-sent order whose job failed because a flow child failed (e.g. the collateral transfer of a
+ * transfer-then-hedge flow) or whose ledger dependency ended without filling. One sweeper at a time
+ * (Redis lock).
  */
 export class Reconciler {
   readonly #o: ReconcilerOptions;
@@ -71,6 +85,16 @@ export class Reconciler {
         if (!intent) continue;
         const job = await this.#o.service.queue(order.venue).getJob(order.intentId);
         if (!job) {
+          if (order.status === 'planned' || order.status === 'queued') {
+            const orphan = await this.#orphan(order, now);
+            if (orphan === 'wait') continue;
+            if (orphan === 'cancelled') {
+              res.cancelled += 1;
+              this.#o.metrics?.reconciliations.inc({ result: 'cancelled' });
+              continue;
+            }
+            // claimed for sending: it may be out, so it is re-driven and its run asks the venue
+          }
           await this.#o.service.enqueue(intent);
           if (order.status === 'planned') {
             await this.#o.ledger.transition(order.clientOrderId, 'queued', { actor: 'reconciler' });
@@ -124,6 +148,31 @@ export class Reconciler {
       );
     }
     return res;
+  }
+
+  /**
+   * An order the ledger has `planned` or `queued` and no job: its producer stopped between the ledger
+   * write and the job add (a crash in `submitPlan`, or behind a collateral transfer before its flow was
+   * added). It is not re-driven as a plain job, which would go around what only the producer checks:
+   * the plan's net delta (`ExecutionService.checkPlan`; the ledger keeps no plan to check again) and the
+   * flow the leg belonged to (a leg behind a transfer would go without its collateral). Its plan was
+   * sized for a book and a market that have moved since, and the planner counts it as in flight until
+   * it ends: it is cancelled unsent (its reservation given back), and the planner plans again.
+   * `wait`: not yet, within `orphanGraceMs` (its producer may still be adding the job), or while the
+   * control state of this Redis server is not restored (a data loss may have taken the send claim it
+   * was sent under; the restore claims it). `claimed`: a run, or the restore, holds its send claim, so
+   * it may have been sent: it is re-driven, and its run asks the venue first.
+   */
+  async #orphan(order: LedgerOrder, nowMs: number): Promise<'wait' | 'cancelled' | 'claimed'> {
+    const idleMs = nowMs - order.updatedAtMs;
+    if (idleMs < (this.#o.orphanGraceMs ?? 10_000)) return 'wait';
+    // after the job lookup that found none: a server restored now had the claims of every queued order
+    if (!(await controlStateRestored(this.#o.redis, this.#o.prefix))) return 'wait';
+    const cancelled = await this.#cancelUnsent(
+      order.clientOrderId,
+      `orphaned: ${order.status} for ${Math.round(idleMs)} ms with no job (its producer stopped before queueing it); never sent, its plan is stale`,
+    );
+    return cancelled ? 'cancelled' : 'claimed';
   }
 
   /** `ExecutionService.cancelUnsent` as the reconciler: false when a run holds the order's send claim. */

@@ -263,17 +263,36 @@ export class ExecutionService {
 
   /**
    * Cancels an order that was not sent, from outside its job's run (an operator, a failed collateral
-   * transfer): it is claimed as blocked first (`SendClaims.block`), so no run of it can send it after
-   * the cancel. Returns false, changing nothing, when a run holds its send claim: it may have been
-   * sent, and its job's run ends it after asking the venue.
+   * transfer, the reconciler): it is claimed as blocked first (`SendClaims.block`), so no run of it can
+   * send it after the cancel, and the reservation its leg took at queue time is given back. Returns
+   * false, changing nothing, when a run holds its send claim: it may have been sent, and its job's run
+   * ends it after asking the venue.
    */
   async cancelUnsent(clientOrderId: string, o: { actor: string; error: string }): Promise<boolean> {
     if (await this.#claims.block(clientOrderId, o.actor)) return false;
-    await this.#o.ledger.transition(clientOrderId, 'cancelled', {
+    const { changed, order } = await this.#o.ledger.transition(clientOrderId, 'cancelled', {
       actor: o.actor,
       patch: { error: o.error },
     });
+    if (changed) await this.#releaseUnsent(order);
     return true;
+  }
+
+  /**
+   * Gives back the pre-trade reservation of an order this service just cancelled unsent (window
+   * notional, execution count, live for the self-cross check): it never traded, and left in place it
+   * would count against later hedges until its window ran out. Only the cancel that ended the order
+   * releases here (an order that had ended before keeps what its end decided); a run of its job that
+   * comes later finds it cancelled and releases again (`#finish`), which changes nothing:
+   * `PreTradeControls.release` is idempotent per intent id (it subtracts a notional only for the window
+   * member it removed). A release that fails leaves the windows over-counting until they expire (the
+   * safe side), and the cancel stands: it is not reported as failed.
+   */
+  async #releaseUnsent(order: LedgerOrder): Promise<void> {
+    if (Number(order.filledSizeBase) !== 0) return;
+    await this.#o.controls
+      .release({ id: order.intentId, underlying: order.underlying, venue: order.venue })
+      .catch(() => {});
   }
 
   /**

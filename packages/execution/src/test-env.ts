@@ -73,7 +73,12 @@ export interface MakeEnvOptions {
   workers?: Partial<
     Pick<
       StartWorkersOptions,
-      'sendDeadlineMs' | 'pollBudgetMs' | 'pollIntervalMs' | 'dependencyReadyAtMs' | 'settings'
+      | 'sendDeadlineMs'
+      | 'pollBudgetMs'
+      | 'pollIntervalMs'
+      | 'dependencyReadyAtMs'
+      | 'settings'
+      | 'killCancelRetryMs'
     >
   >;
 }

@@ -17,7 +17,7 @@ import type { Redis } from 'ioredis';
 import type { BreakerBoard, Trial } from './breakers.ts';
 import type { ControlContext, MarketDataSource, PreTradeControls } from './controls.ts';
 import { type GateResult, OrderGate, type SendGateResult } from './gate.ts';
-import { KillEvent, type KillSwitch, scopeCovers } from './kill-switch.ts';
+import { type KillEngagement, KillEvent, type KillSwitch, scopeCovers } from './kill-switch.ts';
 import type { ExecutionMetrics } from './metrics.ts';
 import {
   OrderJobData,
@@ -56,6 +56,13 @@ export interface StartWorkersOptions {
   pollBudgetMs?: number;
   /** Polling period for working orders, ms. @defaultValue 200 */
   pollIntervalMs?: number;
+  /**
+   * A kill switch's cancel pass for working orders that failed or did not finish at some venue is tried
+   * again this long after, ms, doubling at each further failure (at most `KILL_RETRY_MAX_DELAY_MS`
+   * apart, `KILL_RETRY_ATTEMPTS` times), while the switch stays engaged.
+   * @defaultValue 1000
+   */
+  killCancelRetryMs?: number;
   /** Name in the ledger and BullMQ. @defaultValue `worker:<random>` */
   workerId?: string;
   /**
@@ -112,6 +119,15 @@ export interface WorkerPool {
 
 /** After a run failed other than at the venue (the ledger may be down), runs read the ledger first for this long, ms. */
 const DOUBT_MS = 30_000;
+
+/**
+ * Retries of a kill switch's cancel pass that failed, per announcement: with the default first delay,
+ * about two minutes of tries. Past them, the runs of the orders' jobs still cancel (see `#reconcile`),
+ * and a new announcement (a restore, an operator engaging again) starts over.
+ */
+const KILL_RETRY_ATTEMPTS = 8;
+/** The longest wait between two retries of a kill switch's cancel pass, ms. */
+const KILL_RETRY_MAX_DELAY_MS = 30_000;
 
 const WORKING: readonly OrderStatus[] = ['sent', 'acknowledged', 'partially-filled', 'outcome-unknown'];
 
@@ -203,7 +219,11 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
     } catch {
       return;
     }
-    if (ev.action !== 'engage') return;
+    if (ev.action !== 'engage') {
+      // a release ends the retries of its scope's cancel pass at once (each retry also asks the switch)
+      p.dropKillRetry(ev.scope);
+      return;
+    }
     // the workers and venues of the moment the switch engaged, including ones added since the start
     void p.onKill(ev, [...workers.values()]).catch(() => {});
   };
@@ -254,6 +274,8 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
       await Promise.all([...workers.values()].map((w) => w.close(force)));
       o.subscriber.off('message', onMessage);
       await o.subscriber.unsubscribe().catch(() => {});
+      // no retry of a cancel pass is left behind (one under way finishes, unless forced)
+      await p.stopKillRetries(force);
     },
   };
 }
@@ -291,6 +313,15 @@ class OrderProcessor {
   readonly #claims: SendClaims;
   /** Until then (run clock, ms) every run reads the ledger before its gates: a run failed of late. */
   #doubtUntilMs = 0;
+  readonly #killRetryMs: number;
+  /**
+   * The retry waiting for a kill switch's cancel pass, by scope: one per scope, of its latest
+   * announcement (a newer one of the scope replaces it, its release drops it).
+   */
+  readonly #killRetries = new Map<string, { eventId: string; timer: NodeJS.Timeout }>();
+  /** Retried cancel passes under way (awaited by `stopKillRetries`). */
+  readonly #killRetrying = new Set<Promise<void>>();
+  #killRetriesStopped = false;
 
   constructor(o: StartWorkersOptions, id: string, venues: ReadonlyMap<string, VenueAdapter>, use: VenueUse) {
     this.#o = o;
@@ -308,6 +339,7 @@ class OrderProcessor {
     this.#deadlineMs = o.sendDeadlineMs ?? 30_000;
     this.#pollBudgetMs = o.pollBudgetMs ?? 5_000;
     this.#pollMs = o.pollIntervalMs ?? 200;
+    this.#killRetryMs = o.killCancelRetryMs ?? 1000;
   }
 
   async process(
@@ -834,9 +866,11 @@ class OrderProcessor {
   /**
    * Kill switch engaged: abort matching active jobs here, and cancel working orders at our venues (one
    * process per event and venue, by `claimCancel`). Each venue's pass stands alone: one that did not
-   * finish (the ledger failed to list or record, a cancel threw) gives its claim back so another
-   * attempt at the event can take it, and the other venues go on. Whatever failed is thrown at the end
-   * (the listener only drops it; the runs of the orders' jobs cancel them too, see `#reconcile`).
+   * finish (the claim could not be taken, the ledger failed to list or record, a cancel threw) gives
+   * its claim back so another attempt at the event can take it, and the other venues go on. Such a
+   * pass is tried again on a timer while the switch stays engaged (`#scheduleKillRetry`): an order's
+   * own run asks for its cancel once per run only, and an announcement may not come again. Whatever
+   * failed is thrown at the end (the listener only drops it).
    */
   async onKill(ev: KillEvent, workers: readonly Worker[]): Promise<void> {
     for (const intent of this.#active.values()) {
@@ -844,6 +878,15 @@ class OrderProcessor {
       if (ev.allowRiskReducing && intent.reduceOnly) continue;
       for (const w of workers) w.cancelJob(intent.id, `kill switch ${ev.scope}`);
     }
+    await this.#cancelPasses(ev, 0);
+  }
+
+  /**
+   * The cancel pass of an engagement at each of our venues that can cancel (see `onKill`). `attempt`: 0
+   * for the announcement's own pass, then the retry's number. A venue whose pass finished keeps its
+   * claim, so a retry passes over it; one another process claimed is that process's to finish.
+   */
+  async #cancelPasses(ev: KillEvent, attempt: number): Promise<void> {
     const failures: unknown[] = [];
     for (const [venueId, venue] of [...this.#venues]) {
       if (!venue.capabilities.cancel) continue;
@@ -861,11 +904,79 @@ class OrderProcessor {
         await this.#o.killSwitch.giveBackCancel(ev.eventId, venueId, this.#id).catch(() => {});
       }
     }
-    if (failures.length > 0)
-      throw new AggregateError(
-        failures,
-        `kill switch ${ev.scope} (event ${ev.eventId}): the cancel pass failed at ${failures.length} venue(s) in ${this.#id}`,
-      );
+    if (failures.length === 0) {
+      this.#dropKillRetry(ev.scope, ev.eventId);
+      return;
+    }
+    this.#scheduleKillRetry(ev, attempt + 1);
+    throw new AggregateError(
+      failures,
+      `kill switch ${ev.scope} (event ${ev.eventId}): the cancel pass failed at ${failures.length} venue(s) in ${this.#id}${attempt > 0 ? ` (retry ${attempt})` : ''}`,
+    );
+  }
+
+  /**
+   * Tries the cancel pass of `ev` again after a backoff (`killCancelRetryMs`, doubled at each attempt,
+   * at most `KILL_RETRY_MAX_DELAY_MS`), up to `KILL_RETRY_ATTEMPTS` times. It replaces a retry waiting
+   * for an earlier announcement of the scope: the latest engagement is the one to finish.
+   */
+  #scheduleKillRetry(ev: KillEvent, attempt: number): void {
+    if (this.#killRetriesStopped || attempt > KILL_RETRY_ATTEMPTS) return;
+    const delayMs = Math.min(this.#killRetryMs * 2 ** (attempt - 1), KILL_RETRY_MAX_DELAY_MS);
+    this.#dropKillRetry(ev.scope);
+    const timer = setTimeout(() => {
+      this.#killRetries.delete(ev.scope);
+      const run = this.#retryKill(ev, attempt)
+        .catch(() => {})
+        .finally(() => this.#killRetrying.delete(run));
+      this.#killRetrying.add(run);
+    }, delayMs);
+    // a process with nothing else to do does not stay up for it (`stopKillRetries` clears it anyway)
+    timer.unref();
+    this.#killRetries.set(ev.scope, { eventId: ev.eventId, timer });
+  }
+
+  /**
+   * One retry of a cancel pass, only while the engagement announced by `ev` stands: a release (whose
+   * announcement may be lost too) or a newer engagement of the scope ends the retries. A switch that
+   * cannot be read is not known to be released: the retry goes on and fails, and the next is scheduled.
+   */
+  async #retryKill(ev: KillEvent, attempt: number): Promise<void> {
+    if (this.#killRetriesStopped) return;
+    let engagement: KillEngagement | undefined;
+    try {
+      engagement = (await this.#o.killSwitch.engaged()).find((e) => e.scope === ev.scope);
+    } catch {
+      this.#scheduleKillRetry(ev, attempt + 1);
+      return;
+    }
+    // a restore announces the engagement it put back under `<eventId>:restore:<id>`
+    if (
+      !engagement ||
+      !(ev.eventId === engagement.eventId || ev.eventId.startsWith(`${engagement.eventId}:restore:`))
+    )
+      return;
+    await this.#cancelPasses(ev, attempt);
+  }
+
+  /** Drops the retry waiting for `scope`'s cancel pass (only the one of `eventId` when given). */
+  #dropKillRetry(scope: string, eventId?: string): void {
+    const r = this.#killRetries.get(scope);
+    if (!r || (eventId !== undefined && r.eventId !== eventId)) return;
+    clearTimeout(r.timer);
+    this.#killRetries.delete(scope);
+  }
+
+  /** A scope was released: its cancel pass is not tried again. */
+  dropKillRetry(scope: string): void {
+    this.#dropKillRetry(scope);
+  }
+
+  /** The pool closes: no retry is scheduled any more, none waits, and one under way is awaited unless `force`. */
+  async stopKillRetries(force: boolean): Promise<void> {
+    this.#killRetriesStopped = true;
+    for (const scope of [...this.#killRetries.keys()]) this.#dropKillRetry(scope);
+    if (!force) await Promise.all(this.#killRetrying);
   }
 
   /**

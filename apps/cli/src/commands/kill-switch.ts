@@ -9,7 +9,7 @@ import {
   KillScope,
   KillSwitch,
 } from '@xhedge/execution';
-import { deploymentEndpoints } from '@xhedge/runtime';
+import { deploymentEndpoints, SharedConfigStore } from '@xhedge/runtime';
 import { Ledger, openDatabase } from '@xhedge/store';
 import type { Command } from 'commander';
 import { z } from 'zod';
@@ -34,6 +34,8 @@ interface KillSwitchOptions {
   scope?: string;
   reason?: string;
   allowRiskReducing?: boolean;
+  /** Engage even on a venue or underlying the deployment does not know. */
+  force?: boolean;
   actor?: string;
   dbSchema?: string;
   json?: boolean;
@@ -70,14 +72,51 @@ export function textOption(name: string, schema: z.ZodType<string>, raw: string 
   return r.data;
 }
 
-/** Warns when a scope names a venue or underlying the profile does not list (a typo engages nothing useful). */
-function scopeWarning(scope: KillScope, config: XhedgeConfig): string | undefined {
+/** A list for a message: the first `max` names, then how many more (as the API words it). */
+function some(names: readonly string[], max = 12): string {
+  if (names.length === 0) return '(none)';
+  const shown = names.slice(0, max).join(', ');
+  return names.length > max ? `${shown} and ${names.length - max} more` : shown;
+}
+
+/**
+ * What is wrong with a scope that names a venue or underlying the deployment does not know (a typo
+ * engages a switch that stops nothing, while the operator believes it stopped trading), or undefined.
+ * The venues are the run's: its shared list in Redis (venues added through the API included, as the
+ * API checks them), else the profile's; the underlyings are the profile's. A list that cannot be read
+ * falls back to the profile's, said in `note`.
+ */
+async function unknownTarget(
+  scope: KillScope,
+  c: Connections,
+  d: { config: XhedgeConfig; redisPrefix: string },
+): Promise<{ message: string; note?: string } | undefined> {
   const [kind, id] = scope.split(':');
-  if (kind === 'venue' && !config.venues.some((v) => v.id === id))
-    return `note: venue ${id} is not in profile ${config.name} (venues added through the API are not listed there)`;
-  if (kind === 'underlying' && !config.underlyings.some((u) => u.symbol === id))
-    return `note: underlying ${id} is not in profile ${config.name}`;
-  return undefined;
+  if (kind === 'underlying') {
+    const known = d.config.underlyings.map((u) => u.symbol);
+    if (id === undefined || known.includes(id)) return undefined;
+    return {
+      message: `no underlying ${id} in deployment ${d.redisPrefix}; the underlyings are ${some(known)}`,
+    };
+  }
+  if (kind !== 'venue' || id === undefined) return undefined;
+  let venues = d.config.venues;
+  let note: string | undefined;
+  try {
+    venues = await new SharedConfigStore({
+      redis: c.redis,
+      prefix: d.redisPrefix,
+      config: d.config,
+    }).venues();
+  } catch (err) {
+    note = `note: the run's venue list could not be read (${err instanceof Error ? err.message : String(err)}); checked against profile ${d.config.name}`;
+  }
+  const known = venues.map((v) => v.id);
+  if (known.includes(id)) return undefined;
+  return {
+    message: `no venue ${id} in deployment ${d.redisPrefix}; the venues are ${some(known)}`,
+    ...(note ? { note } : {}),
+  };
 }
 
 /** `redis://user:secret@host:6379/0` → `host:6379` (credentials and paths stay out of messages). */
@@ -304,9 +343,6 @@ export async function runKillSwitch(
         'set DATABASE_URL (or the profile database.url) to the deployment ledger.',
       ],
     );
-  const warning = scope ? scopeWarning(scope, config) : undefined;
-  if (warning) io.err(warning);
-
   const c = await connect({ ...d, dbSchema: opts.dbSchema, migrate: action !== 'status' });
   try {
     if (action === 'status') {
@@ -317,6 +353,15 @@ export async function runKillSwitch(
     }
     if (!scope || !reason) throw new Error('unreachable: engage/release without scope or reason');
     if (action === 'engage') {
+      // Refused as the API refuses it, unless forced (a venue about to be added). A release is never
+      // refused: whatever is engaged must be releasable.
+      const unknown = await unknownTarget(scope, c, d);
+      if (unknown?.note) io.err(unknown.note);
+      if (unknown && !opts.force)
+        throw new CliUsageError(`--scope ${scope}: ${unknown.message}`, [
+          'engaged, it would stop nothing. Check the spelling, or engage it anyway with --force.',
+        ]);
+      if (unknown) io.err(`note: ${unknown.message}; engaging ${scope} anyway (--force)`);
       const e = await c.kill.engage(scope, {
         actor,
         reason,
@@ -387,6 +432,10 @@ export function registerKillSwitch(program: Command, io: CliIo, setExit: (code: 
   changes(ks.command('engage').description('stop new orders in a scope; workers cancel working orders'))
     .option('--scope <scope>', 'global | venue:<id> | underlying:<SYMBOL>', 'global')
     .option('--allow-risk-reducing', 'still let reduce-only orders through')
+    .option(
+      '--force',
+      'engage even on a venue or underlying the deployment does not know (refused otherwise, exit 2: it would stop nothing)',
+    )
     .action(async (opts: KillSwitchOptions) => setExit(await runKillSwitch('engage', opts, io)));
   changes(ks.command('release').description('release the kill switch of a scope'))
     .option('--scope <scope>', 'global | venue:<id> | underlying:<SYMBOL> (required)')
