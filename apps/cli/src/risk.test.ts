@@ -127,4 +127,42 @@ describe('xhedge risk', () => {
     ).toBe(2);
     expect(io3.stderr).toMatch(/not JSON/);
   });
+
+  it('an expired option is worth its payoff at the settlement price given, with no delta; a bad settlement key is named', async () => {
+    const csv = [
+      'venue,chain,instrument,size,settle',
+      'lyra-arb,evm:42161,BTC-USD:OPT:20251231:60000:C,3,USDC',
+    ].join('\n');
+    const market = JSON.stringify({ BTC: { spot: 70000, vol: 0.6, settlement: { '20251231': 62000 } } });
+    const io = captureIo();
+    const code = await runCli(
+      [
+        'risk',
+        '--positions',
+        file('exp.csv', csv),
+        '--market',
+        file('exp.json', market),
+        '--json',
+        '--as-of',
+        AS_OF,
+      ],
+      io,
+    );
+    expect(io.stderr).toBe('');
+    expect(code).toBe(0);
+    const out = JSON.parse(io.stdout) as { underlyings: Record<string, Record<string, number>> };
+    // settled at 62,000 on 31 Dec: 3 × 2,000 whatever spot does after, and no delta left
+    expect(out.underlyings.BTC?.delta).toBe(0);
+    expect(out.underlyings.BTC?.gamma).toBe(0);
+
+    const io2 = captureIo();
+    const bad = JSON.stringify({ BTC: { spot: 70000, vol: 0.6, settlement: { '2025-12-31': 62000 } } });
+    expect(
+      await runCli(
+        ['risk', '--positions', file('exp2.csv', csv), '--market', file('bad-settle.json', bad)],
+        io2,
+      ),
+    ).toBe(2);
+    expect(io2.stderr).toMatch(/settlement keys are expiry dates YYYYMMDD/);
+  });
 });

@@ -16,7 +16,10 @@ import { type CliIo, formatTable } from '../io.ts';
 
 const CSV_COLUMNS = ['venue', 'chain', 'instrument', 'size', 'settle'] as const;
 
-/** `--market` JSON: per underlying spot (USD), flat vol (decimal), rate (decimal) and optional per-instrument IVs. */
+/**
+ * `--market` JSON: per underlying spot (USD), flat vol (decimal), rate (decimal), optional per-instrument
+ * IVs and optional settlement prices (USD) of expiries already past, by expiry date `YYYYMMDD`.
+ */
 export const RiskMarketFile = z.record(
   AssetSymbol,
   z
@@ -25,6 +28,20 @@ export const RiskMarketFile = z.record(
       vol: z.number().positive().max(5, 'vol is a decimal (0.6 = 60%), at most 5'),
       rate: z.number().finite().default(0),
       iv: z.record(z.string(), z.number().positive().max(5, 'iv is a decimal (0.6 = 60%)')).default({}),
+      /** Settlement prices of expiries already past, USD, by expiry date as in the instrument ids. */
+      settlement: z
+        .record(z.string(), z.number().positive().finite())
+        .superRefine((r, ctx) => {
+          // checked here, not by the record's key schema: zod reports a bad key without its message
+          for (const k of Object.keys(r))
+            if (!/^\d{8}$/.test(k))
+              ctx.addIssue({
+                code: 'custom',
+                path: [k],
+                message: `settlement keys are expiry dates YYYYMMDD, as in the instrument ids; got "${k}"`,
+              });
+        })
+        .default({}),
     })
     .strict(),
 );
@@ -125,6 +142,7 @@ export function computeRisk(
       rateDecimal: m.rate,
       asOfMs,
       ivByInstrument: m.iv,
+      settlementPricesUsd: m.settlement,
     });
   return engine.snapshot({ scenarios: opts.scenarios });
 }
