@@ -147,6 +147,11 @@ export function planFromFile(file: BacktestFile, baseDir: string): BacktestPlan 
       ]);
     }
     const series = parsePriceCsv(text);
+    // The engine counts bars as time, so it gets the regular grid: a gap in the CSV (25 hours without a
+    // row in the shipped BTC file) is held at the last price for its real length, not squeezed into one
+    // bar, which would give that bar a day's move (inflating realized vol and gamma P&L) and shift
+    // every later bar of the window off its real time.
+    const prices = series.regularPrices();
     const barsPerStep = (file.stepHours * MS_PER_HOUR) / series.stepMs;
     if (!Number.isInteger(barsPerStep))
       throw new ValidationError('backtest', [
@@ -155,15 +160,15 @@ export function planFromFile(file: BacktestFile, baseDir: string): BacktestPlan 
           message: `must be a multiple of the CSV's bar (${series.stepMs / MS_PER_HOUR} h)`,
         },
       ]);
-    if (steps * barsPerStep >= series.prices.length)
+    if (steps * barsPerStep >= prices.length)
       throw new ValidationError('backtest', [
         {
           path: 'horizonDays',
-          message: `the CSV holds ${series.prices.length} bars; the horizon needs ${steps * barsPerStep + 1}`,
+          message: `the CSV spans ${prices.length} bars; the horizon needs ${steps * barsPerStep + 1}`,
         },
       ]);
-    process = { kind: 'replay', prices: series.prices, barsPerStep };
-    spot0 ??= series.prices[0] as number;
+    process = { kind: 'replay', prices, barsPerStep };
+    spot0 ??= prices[0] as number;
   } else {
     process = { kind: 'simulated', spec: m.process, drift: m.drift, vol: m.realizedVol ?? m.vol };
   }
@@ -260,7 +265,14 @@ export function planSingleOption(input: SingleOptionInput): BacktestPlan {
   const stepDays =
     input.stepDays ?? (input.policy === 'interval' || input.policy === 'leland' ? intervalDays : 0.25);
   const horizonDays = input.expiryYears * DAYS_PER_YEAR;
-  const steps = Math.max(1, Math.round(horizonDays / stepDays));
+  // Interval policies trade only once `intervalDays` have passed since the last hedge: a step rounded
+  // to a hair shorter than the interval (36.5 days in 37 steps of 0.986 d) would fail that gate every
+  // other step and hedge half as often as asked. Their steps are never shorter than stepDays.
+  const gated = input.policy === 'interval' || input.policy === 'leland';
+  const steps = Math.max(
+    1,
+    gated ? Math.floor(horizonDays / stepDays + 1e-9) : Math.round(horizonDays / stepDays),
+  );
   return {
     name: `${input.side} ${input.type} K=${input.strike}`,
     base: {

@@ -24,7 +24,14 @@ const EXPIRED_YEARS = 1e-12;
 
 /** The option book's value and Greeks (size applied) at every step of one path, one array per field. */
 export interface BookSeries {
+  /** Value of the options still alive at the point, USD (settled options are cash, in `settledUsd`). */
   valueUsd: Float64Array;
+  /**
+   * Cash paid out at the point by the options that settle there (size × intrinsic at that point's spot),
+   * USD. An option settles once, at the first point at or after its expiry; the payoff then belongs to
+   * the hedger's cash, not to the book, so later spot moves do not change it.
+   */
+  settledUsd: Float64Array;
   delta: Float64Array;
   gamma: Float64Array;
   thetaPerYear: Float64Array;
@@ -50,6 +57,18 @@ export interface BookGrid {
   readonly start: Int32Array;
   /** 1 when option i is still alive at point k (`live[k · nOptions + i]`). */
   readonly live: Uint8Array;
+  /** The point at which option i settles (the first at or after its expiry), or `points` if it never does. */
+  readonly settlePoint: Int32Array;
+  /**
+   * Least delta the options alive at point k can have at any spot, vol or time, underlying units:
+   * −(long puts + short calls), a put's delta per unit lying in (−1, 0) and a call's in (0, 1). With
+   * {@link optionDeltaCeilingBase} it is the risk engine's `UnderlyingRisk.optionDeltaFloorBase` /
+   * `optionDeltaCeilingBase`, which the strategy clamps Leland's delta into and caps gamma bands by.
+   * It depends only on which options are alive, not on the path: computed once per grid.
+   */
+  readonly optionDeltaFloorBase: Float64Array;
+  /** Greatest delta of the options alive at point k, underlying units: long calls + short puts. */
+  readonly optionDeltaCeilingBase: Float64Array;
   readonly input: BsmBatchInput & { rate: number };
   readonly out: GreeksBatchOutput & { vannaPerVolPoint: Float64Array };
   readonly series: BookSeries;
@@ -78,6 +97,31 @@ export function createBookGrid(
     }
   }
   start[points] = n;
+  const settlePoint = new Int32Array(nOpt).fill(points);
+  for (let i = 0; i < nOpt; i++) {
+    for (let k = 0; k < points; k++) {
+      if (live[k * nOpt + i] === 0) {
+        settlePoint[i] = k;
+        break;
+      }
+    }
+  }
+  const optionDeltaFloorBase = new Float64Array(points);
+  const optionDeltaCeilingBase = new Float64Array(points);
+  for (let k = 0; k < points; k++) {
+    let floorBase = 0;
+    let ceilingBase = 0;
+    for (let i = 0; i < nOpt; i++) {
+      if (live[k * nOpt + i] === 0) continue;
+      const o = options[i] as EngineOption;
+      // A unit's delta spans (0, 1) for a call and (−1, 0) for a put; a short size flips the span.
+      const one = o.type === 'call' ? o.sizeBase : -o.sizeBase;
+      if (one < 0) floorBase += one;
+      else ceilingBase += one;
+    }
+    optionDeltaFloorBase[k] = floorBase;
+    optionDeltaCeilingBase[k] = ceilingBase;
+  }
   const f = () => new Float64Array(n);
   const input = { callPut: f(), spot: f(), strike: f(), timeYears: f(), vol: f(), rate };
   let e = 0;
@@ -96,6 +140,7 @@ export function createBookGrid(
   const s = () => new Float64Array(points);
   const series: BookSeries = {
     valueUsd: s(),
+    settledUsd: s(),
     delta: s(),
     gamma: s(),
     thetaPerYear: s(),
@@ -103,15 +148,29 @@ export function createBookGrid(
     vannaPerVolPoint: s(),
     gammaTenorYears: s(),
   };
-  return { options, points, stepYears, start, live, input, out, series };
+  return {
+    options,
+    points,
+    stepYears,
+    start,
+    live,
+    settlePoint,
+    optionDeltaFloorBase,
+    optionDeltaCeilingBase,
+    input,
+    out,
+    series,
+  };
 }
 
 /**
  * Values the book at every point of one path (`spots[k]`, `vols[k]`) into `grid.series` (overwritten on
- * the next call). Options past expiry count at intrinsic value with no Greeks.
+ * the next call). An option settles at intrinsic at the first point at or after its expiry (`settledUsd`) and
+ * is out of the book from then on: valuing it at intrinsic of every later spot would keep an expired
+ * option's payoff moving with the market (unhedged, since it has no Greeks) until the end of the run.
  */
 export function priceBookPath(grid: BookGrid, spots: Float64Array, vols: Float64Array): BookSeries {
-  const { options, points, start, live, input, out, series } = grid;
+  const { options, points, start, live, settlePoint, input, out, series } = grid;
   const nOpt = options.length;
   for (let k = 0; k < points; k++) {
     const s = spots[k] as number;
@@ -127,6 +186,7 @@ export function priceBookPath(grid: BookGrid, spots: Float64Array, vols: Float64
   for (let k = 0; k < points; k++) {
     const S = spots[k] as number;
     let value = 0;
+    let settled = 0;
     let d = 0;
     let g = 0;
     let theta = 0;
@@ -138,7 +198,8 @@ export function priceBookPath(grid: BookGrid, spots: Float64Array, vols: Float64
     for (let i = 0; i < nOpt; i++) {
       const o = options[i] as EngineOption;
       if (live[k * nOpt + i] === 0) {
-        value += o.sizeBase * (o.type === 'call' ? Math.max(S - o.strike, 0) : Math.max(o.strike - S, 0));
+        if (settlePoint[i] === k)
+          settled += o.sizeBase * (o.type === 'call' ? Math.max(S - o.strike, 0) : Math.max(o.strike - S, 0));
         continue;
       }
       const q = o.sizeBase;
@@ -155,6 +216,7 @@ export function priceBookPath(grid: BookGrid, spots: Float64Array, vols: Float64
       e++;
     }
     series.valueUsd[k] = value;
+    series.settledUsd[k] = settled;
     series.delta[k] = d;
     series.gamma[k] = g;
     series.thetaPerYear[k] = theta * DAYS_PER_YEAR;

@@ -1,8 +1,11 @@
 import { PolicyConfig } from '@xhedge/config';
 import { parseOrThrow } from '@xhedge/core';
+import { bsm } from '@xhedge/pricing';
+import { GAMMA_BAND_CAP_FRACTION, gammaScaledHalfWidth, lelandVol, wwHalfWidth } from '@xhedge/strategy';
 import { describe, expect, it } from 'vitest';
 import { planFromFile, planSingleOption, runBacktest } from './backtest.ts';
-import { batchField, type EngineJob, PATH_FIELDS, runPaths } from './engine.ts';
+import { createBookGrid } from './book-grid.ts';
+import { batchField, type EngineJob, PATH_FIELDS, type PathBatch, runPaths } from './engine.ts';
 import { runJob } from './pool.ts';
 import { parseBacktestFile } from './spec.ts';
 
@@ -123,5 +126,301 @@ describe('engine', () => {
       process: { kind: 'replay', prices: Float64Array.from([1, 2, 3]), barsPerStep: 1 },
     };
     await expect(runJob(bad, { workers: 2 })).rejects.toThrow(/replay history has 3 bars/);
+  });
+});
+
+describe('an option that expires inside the horizon', () => {
+  // Long 1 call K=100 expiring after one day, a two-day run with daily steps, spot 100 → 110 → 120,
+  // never hedged (band wider than the book's delta), rate 5%.
+  const text = `
+version: 1
+name: expiry
+book: { options: [{ type: call, strike: 100, expiryDays: 1, size: 1 }] }
+market: { spot: 100, vol: 0.5, rate: 0.05, process: { kind: gbm } }
+horizonDays: 2
+stepHours: 24
+paths: 2
+riskAversion: 0.0001
+routing: cheapest
+venues: [{ id: flat, chain: offchain, feeBps: 0 }]
+policies: { none: { kind: band, bandDelta: 1000 } }
+`;
+
+  it('settles at the expiry spot into cash; later spot moves do not change its payoff', async () => {
+    const plan = planFromFile(parseBacktestFile(text), '.');
+    const job: EngineJob = {
+      ...plan.base,
+      paths: 1,
+      process: { kind: 'replay', prices: Float64Array.of(100, 110, 120), barsPerStep: 1 },
+      policy: (plan.policies[0] as { policy: EngineJob['policy'] }).policy,
+    };
+    const b = await runPaths(job, 0, 1);
+    const dt = 1 / 365;
+    const g = Math.exp(0.05 * dt);
+    const premium = bsm({ type: 'call', spot: 100, strike: 100, timeYears: dt, vol: 0.5, rate: 0.05 }).price;
+    expect(batchField(b, 'trades')[0]).toBe(0);
+    // Premium paid at t0 (financed for two days); payoff max(110 − 100, 0) = 10 received at day 1 and
+    // earning a day's interest. Valuing the dead option at the final spot would give 20 instead.
+    expect(batchField(b, 'pnlUsd')[0] as number).toBeCloseTo(-premium * g * g + 10 * g, 9);
+  });
+});
+
+describe('unwind at the end', () => {
+  it('closes every venue that holds a position, also when the venues net to zero', async () => {
+    // Short 10 deep in-the-money calls (delta −10) expiring after one day. Cheapest routing sends the
+    // +10 hedge at spot 100 to the fee-only venue (1 USD vs 50 USD gas) and the −10 close at spot
+    // 100,000 (after expiry) to the gas-only one (50 USD vs 1,000 USD fee): +10 and −10, net exactly 0.
+    const plan = planFromFile(
+      parseBacktestFile(`
+version: 1
+name: offsetting
+book: { options: [{ type: call, strike: 1, expiryDays: 1, size: -10 }] }
+market: { spot: 100, vol: 0.5, process: { kind: gbm } }
+horizonDays: 2
+stepHours: 24
+paths: 2
+riskAversion: 0.0001
+routing: cheapest
+venues:
+  - { id: gas-only, chain: offchain, feeBps: 0, gasUsd: 50 }
+  - { id: fee-only, chain: offchain, feeBps: 10 }
+policies: { band: { kind: band, bandDelta: 0.5, minTradeUsd: 0 } }
+`),
+      '.',
+    );
+    const job: EngineJob = {
+      ...plan.base,
+      paths: 1,
+      process: { kind: 'replay', prices: Float64Array.of(100, 100_000, 100_000), barsPerStep: 1 },
+      policy: (plan.policies[0] as { policy: EngineJob['policy'] }).policy,
+    };
+    const fills: { venue: string; sizeBase: number; step: number }[] = [];
+    const b = await runPaths(job, 0, 1, {
+      onEvent: (e) => {
+        if (e.type === 'fill') fills.push({ venue: e.venue, sizeBase: e.sizeBase, step: e.step });
+      },
+    });
+    expect(fills.slice(0, 2)).toEqual([
+      { venue: 'fee-only', sizeBase: 10, step: 0 },
+      { venue: 'gas-only', sizeBase: -10, step: 1 },
+    ]);
+    // The unwind closes both: −10 on fee-only (0.1% of 1,000,000) and +10 on gas-only (50 USD gas).
+    expect(batchField(b, 'trades')[0]).toBe(4);
+    expect(batchField(b, 'feesUsd')[0] as number).toBeCloseTo(1 + 1000, 9);
+    expect(batchField(b, 'gasUsd')[0] as number).toBeCloseTo(50 + 50, 9);
+  });
+});
+
+describe('the single-option experiment', () => {
+  it('an interval policy hedges at every step, also when the expiry is not a whole number of intervals', async () => {
+    // 0.1 years = 36.5 days of daily hedging: every engine step must be at least one day, or the
+    // policy's one-day time gate refuses every other step.
+    const plan = planSingleOption({
+      type: 'call',
+      side: 'short',
+      spot: 100,
+      strike: 100,
+      expiryYears: 0.1,
+      vol: 0.5,
+      paths: 4,
+      seed: 3,
+      policy: 'interval',
+      intervalDays: 1,
+    });
+    expect(plan.base.stepYears * 365).toBeGreaterThanOrEqual(1);
+    const { report } = await runBacktest(plan, { workers: 1 });
+    // One hedge per step (the interval policy has no band) plus the unwind.
+    expect(report.policies[0]?.trades).toBe(plan.base.steps + 1);
+  });
+});
+
+/** Every hedge fill of paths [0, job.paths), as [path, step, sizeBase], and the batch. */
+async function fillsOf(job: EngineJob): Promise<{ fills: [number, number, number][]; batch: PathBatch }> {
+  const fills: [number, number, number][] = [];
+  const batch = await runPaths(job, 0, job.paths, {
+    onEvent: (e) => {
+      if (e.type === 'fill') fills.push([e.path, e.step, e.sizeBase]);
+    },
+  });
+  return { fills, batch };
+}
+
+/** Runs `job` with the kernel and with the live HedgeStrategy and expects the same fills, to the bit. */
+async function expectSameDecisions(job: EngineJob): Promise<[number, number, number][]> {
+  const fast = await fillsOf({ ...job, decisions: 'kernel' });
+  const live = await fillsOf({ ...job, decisions: 'strategy' });
+  expect(fast.fills, JSON.stringify(job.policy)).toEqual(live.fills);
+  expect(Array.from(batchField(fast.batch, 'pnlUsd'))).toEqual(Array.from(batchField(live.batch, 'pnlUsd')));
+  return fast.fills;
+}
+
+describe("the options' delta range, as the live strategy applies it", () => {
+  it('Leland near Le ≈ 1: a book long only calls is never hedged long, by the kernel and the live strategy alike', async () => {
+    // Long 1 BTC of the 66,000 call a week out at 60,000, hedged every 5 min at 10 bps a side: Le ≈ 0.86
+    // takes the hedge vol from 60% to 22%, and the linear vanna step alone would take the options' delta
+    // below 0 (their floor) whenever the call is well out of the money.
+    const plan = planFromFile(
+      parseBacktestFile(`
+version: 1
+name: leland-near-one
+book: { options: [{ type: call, strike: 66000, expiryDays: 7, size: 1 }] }
+market: { spot: 60000, vol: 0.6, rate: 0, process: { kind: gbm } }
+horizonDays: 3
+stepHours: 1
+paths: 12
+seed: 9
+riskAversion: 0.0001
+routing: cheapest
+venues: [{ id: flat, chain: offchain, feeBps: 0 }]
+policies: { leland: { kind: leland, intervalMinutes: 5, costBps: 10 } }
+`),
+      '.',
+    );
+    const policy = (plan.policies[0] as { policy: EngineJob['policy'] }).policy;
+    const job: EngineJob = { ...plan.base, policy };
+
+    // At the start the unclamped rule buys: Δ + vanna · (σ_L − σ) is below 0 by more than the dust.
+    const o = plan.base.options[0] as EngineJob['options'][number];
+    const g = bsm({
+      type: 'call',
+      spot: 60_000,
+      strike: 66_000,
+      timeYears: o.expiryYears,
+      vol: 0.6,
+      rate: 0,
+    });
+    const lv = lelandVol({
+      volDecimal: 0.6,
+      roundTripCostFraction: 0.002,
+      intervalMs: 5 * 60_000,
+      gammaSign: 1,
+    });
+    expect(lv.lelandNumber).toBeGreaterThan(0.85);
+    const unclampedDelta = g.delta + g.vannaPerVolPoint * (lv.volDecimal - 0.6) * 100;
+    expect(-unclampedDelta * 60_000).toBeGreaterThan(policy.minTradeUsd);
+
+    const fills = await expectSameDecisions(job);
+    // Clamped, the options' delta stays in [0, 1], so the hedge (minus it) stays in [−1, 0]: nothing
+    // at the start (delta 0 is the target) and never long afterwards; the call coming into the money
+    // on some paths is sold against.
+    expect(fills.filter(([, step]) => step === 0)).toEqual([]);
+    const hedge = new Float64Array(job.paths);
+    for (const [path, step, sizeBase] of fills) {
+      if (step === job.steps) continue; // the unwind
+      hedge[path] = (hedge[path] as number) + sizeBase;
+      expect(hedge[path], `path ${path} step ${step}`).toBeLessThanOrEqual(1e-12);
+    }
+    expect(fills.filter(([, step]) => step < job.steps).length).toBeGreaterThan(job.paths);
+  });
+
+  it('into expiry the gamma-driven bands are capped at a quarter of the options: a 0.5% move an hour out is hedged', async () => {
+    // Long 1 BTC of the at-the-money call two hours from expiry, target delta 0.5 (the book starts
+    // hedged). Spot +0.5% over the first hour takes the call's delta to ≈ 0.78 at the decision an hour
+    // before expiry: a drift of 0.28, past the cap (0.25 × 1) but inside both uncapped bands (≈ 0.6),
+    // which would hold it to expiry.
+    const plan = planFromFile(
+      parseBacktestFile(`
+version: 1
+name: into-expiry
+book: { options: [{ type: call, strike: 60000, expiryDays: ${2 / 24}, size: 1 }] }
+market: { spot: 60000, vol: 0.6, rate: 0, process: { kind: gbm } }
+horizonDays: ${2 / 24}
+stepHours: 1
+paths: 2
+riskAversion: 0.0001
+routing: cheapest
+venues: [{ id: flat, chain: offchain, feeBps: 0 }]
+policies:
+  gammaScaled: { kind: band, gammaScaled: { z: 2, windowHours: 1 }, targetDelta: 0.5 }
+  ww: { kind: ww, riskAversion: 0.0002, costBps: 8, targetDelta: 0.5 }
+`),
+      '.',
+    );
+    expect(plan.base.steps).toBe(2);
+    const o = plan.base.options[0] as EngineJob['options'][number];
+    const S1 = 60_000 * 1.005;
+    const tau1 = o.expiryYears - plan.base.stepYears;
+    const g = bsm({ type: 'call', spot: S1, strike: 60_000, timeYears: tau1, vol: 0.6, rate: 0 });
+    const drift = g.delta - 0.5;
+    const cap = GAMMA_BAND_CAP_FRACTION * 1;
+    expect(drift).toBeGreaterThan(cap);
+    const uncappedGammaScaled = gammaScaledHalfWidth({
+      z: 2,
+      gamma: g.gamma,
+      volDecimal: 0.6,
+      spotUsd: S1,
+      windowMs: 3_600_000,
+    });
+    const uncappedWw = wwHalfWidth({
+      spotUsd: S1,
+      gamma: g.gamma,
+      costFraction: 8 / 10_000,
+      riskAversion: 0.0002,
+      rateDecimal: 0,
+      tenorYears: tau1,
+    });
+    expect(plan.policies.map((p) => p.name)).toEqual(['gammaScaled', 'ww']);
+    for (const { name, policy } of plan.policies) {
+      // Uncapped, the band would hold the drift: the cap is what makes this hedge.
+      expect(name === 'ww' ? uncappedWw : uncappedGammaScaled, name).toBeGreaterThan(drift);
+      const fills = await expectSameDecisions({
+        ...plan.base,
+        paths: 1,
+        policy,
+        process: { kind: 'replay', prices: Float64Array.of(60_000, S1, S1), barsPerStep: 1 },
+      });
+      // Band: back to the target; Whalley–Wilmott: to the capped band's edge. Then the unwind.
+      const sold = name === 'ww' ? drift - cap : drift;
+      expect(
+        fills.map(([, step]) => step),
+        name,
+      ).toEqual([1, 2]);
+      expect(fills[0]?.[2] as number, name).toBeCloseTo(-sold, 12);
+    }
+  });
+
+  it('the kernel and the live strategy agree fill by fill while options expire, for every policy kind', async () => {
+    // A short call expiring after one day and a short put after two, over three days: the cap binds in
+    // each option's last hours, and the delta range changes when the call settles.
+    const plan = planFromFile(
+      parseBacktestFile(`
+version: 1
+name: expiring
+book:
+  options:
+    - { type: call, moneyness: 1, expiryDays: 1, size: -3 }
+    - { type: put, moneyness: 0.98, expiryDays: 2, size: -2 }
+market: { spot: 60000, vol: 0.6, rate: 0.03, process: { kind: gbm } }
+horizonDays: 3
+stepHours: 1
+paths: 12
+seed: 3
+riskAversion: 0.0001
+routing: cheapest
+venues: [{ id: flat, chain: offchain, feeBps: 5 }]
+policies: { band: { kind: band, bandDelta: 0.1 } }
+`),
+      '.',
+    );
+    const grid = createBookGrid(plan.base.options, plan.base.steps, plan.base.stepYears, plan.base.rate);
+    // Short 3 calls (delta down to −3) and short 2 puts (up to +2): floor −3, ceiling 2; once the call
+    // has settled (step 24), 0 and 2; once the put has too, nothing.
+    expect([grid.optionDeltaFloorBase[23], grid.optionDeltaCeilingBase[23]]).toEqual([-3, 2]);
+    expect([grid.optionDeltaFloorBase[24], grid.optionDeltaCeilingBase[24]]).toEqual([0, 2]);
+    expect([grid.optionDeltaFloorBase[48], grid.optionDeltaCeilingBase[48]]).toEqual([0, 0]);
+    const policies = [
+      { kind: 'interval', intervalMinutes: 120 },
+      { kind: 'band', bandDelta: 0.1, gammaScaled: { z: 2, windowHours: 2 }, maxOrderUsd: 100_000 },
+      { kind: 'ww', riskAversion: 0.0002, costBps: 8 },
+      { kind: 'leland', intervalMinutes: 5, costBps: 10 },
+      { kind: 'leland', intervalMinutes: 120, costBps: 10, targetDelta: -0.5 },
+    ];
+    for (const p of policies) {
+      const fills = await expectSameDecisions({
+        ...plan.base,
+        policy: parseOrThrow(PolicyConfig, p, 'policy'),
+      });
+      expect(fills.length, JSON.stringify(p)).toBeGreaterThan(plan.base.paths);
+    }
   });
 });

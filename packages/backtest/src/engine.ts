@@ -40,7 +40,7 @@ export type EngineProcess =
     }
   | {
       kind: 'replay';
-      /** Historical prices at the bar spacing. */
+      /** Historical prices on a regular grid of bars (gaps held at the last price: index = time). */
       prices: Float64Array;
       /** Bars per engine step. */
       barsPerStep: number;
@@ -519,6 +519,8 @@ async function simulateOne(
     spotUsd: spot,
     hedgeBase: 0,
     bookDelta: 0,
+    optionDeltaFloorBase: 0,
+    optionDeltaCeilingBase: 0,
     bookGamma: 0,
     bookVannaPerVolPoint: 0,
     volDecimal: vol,
@@ -535,6 +537,9 @@ async function simulateOne(
     state.spotUsd = spot;
     state.hedgeBase = hedge + waitingBase;
     state.bookDelta = book.delta[k] as number;
+    // Which options are alive, hence their delta range, does not depend on the path: read off the grid.
+    state.optionDeltaFloorBase = grid.optionDeltaFloorBase[k] as number;
+    state.optionDeltaCeilingBase = grid.optionDeltaCeilingBase[k] as number;
     state.bookGamma = book.gamma[k] as number;
     state.bookVannaPerVolPoint = book.vannaPerVolPoint[k] as number;
     state.volDecimal = vol;
@@ -562,7 +567,11 @@ async function simulateOne(
     const gamma = book.gamma[k] as number;
     const theta = book.thetaPerYear[k] as number;
     const vega = book.vegaPerVolPoint[k] as number;
-    const dV = (book.valueUsd[k + 1] as number) - (book.valueUsd[k] as number);
+    // Options expiring in this step pay their intrinsic into cash at the step's end (it earns interest
+    // from then on); for attribution the payoff is the last change of their value.
+    const settled = book.settledUsd[k + 1] as number;
+    cash += settled;
+    const dV = (book.valueUsd[k + 1] as number) + settled - (book.valueUsd[k] as number);
     const explained = delta * dS + 0.5 * gamma * dS * dS + theta * dt + vega * (vol1 - vol) * 100;
     dPnl += (delta + hedge) * dS;
     gPnl += 0.5 * gamma * dS * dS;
@@ -575,8 +584,10 @@ async function simulateOne(
   // Transfers delivered by the end still let their legs trade before the unwind.
   await deliver(job.steps * stepMs, job.steps);
   if (col) liquidateUnderwater(col, job.steps);
-  if (job.unwindAtEnd && hedge !== 0) {
-    // Close on the venues that hold the hedge; each leg pays its own venue's costs.
+  if (job.unwindAtEnd) {
+    // Close on the venues that hold the hedge; each leg pays its own venue's costs. Per venue, not on
+    // the net: +10 on one venue and −10 on another net to zero but are two positions to close.
+    // Closing drives the net to zero up to float residue, hence the reset.
     const ms = job.steps * stepMs;
     for (let v = 0; v < venues.length; v++) {
       const q = -(hedgeByVenue[v] as number);

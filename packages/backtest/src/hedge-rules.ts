@@ -1,7 +1,13 @@
 import type { PolicyConfig } from '@xhedge/config';
 import { ManualClock } from '@xhedge/core';
 import type { UnderlyingRisk } from '@xhedge/risk';
-import { gammaScaledHalfWidth, HedgeStrategy, lelandVol, wwHalfWidth } from '@xhedge/strategy';
+import {
+  gammaBandCapBase,
+  gammaScaledHalfWidth,
+  HedgeStrategy,
+  lelandVol,
+  wwHalfWidth,
+} from '@xhedge/strategy';
 import { BacktestInputError } from './errors.ts';
 
 /** What the hedger sees at one decision time of one path (one underlying). */
@@ -14,8 +20,21 @@ export interface HedgeState {
    * for a collateral transfer (so the hedger does not plan the same drift twice).
    */
   hedgeBase: number;
-  /** Delta of the option book (size applied), underlying units. */
+  /**
+   * Delta of the option book (size applied), underlying units: the options alive at this step only
+   * (expired ones have settled into cash), without the hedge. This is the risk snapshot's
+   * `optionDeltaBase`; the snapshot's `delta` is this plus the hedge.
+   */
   bookDelta: number;
+  /**
+   * Least and greatest delta the live options can have at any spot, vol or time, underlying units:
+   * −(long puts + short calls) and long calls + short puts (the snapshot's `optionDeltaFloorBase` and
+   * `optionDeltaCeilingBase`). The strategy keeps Leland's vol-adjusted delta inside them and caps
+   * gamma-driven bands at a fraction of ceiling − floor; without them a backtest would rank policies
+   * by rules the live system does not run.
+   */
+  optionDeltaFloorBase: number;
+  optionDeltaCeilingBase: number;
   /** Gamma of the option book (size applied), per 1 USD move. */
   bookGamma: number;
   /** Delta change of the option book per 0.01 vol. */
@@ -67,6 +86,10 @@ export function strategyDecider(policy: PolicyConfig, underlying = 'BTC'): Hedge
     volDecimal: 1,
     rateDecimal: 0,
     gammaWeightedTenorYears: 0,
+    // Set on every decision (below); here so the object keeps one shape.
+    optionDeltaBase: 0,
+    optionDeltaFloorBase: 0,
+    optionDeltaCeilingBase: 0,
     positionCount: 1,
     vegaByExpiry: {},
     vegaByBucket: {},
@@ -99,6 +122,10 @@ export function strategyDecider(policy: PolicyConfig, underlying = 'BTC'): Hedge
       risk.gamma = s.bookGamma;
       risk.gamma1PctUsd = s.bookGamma * s.spotUsd * 0.01 * s.spotUsd;
       risk.vannaPerVolPoint = s.bookVannaPerVolPoint;
+      // The book is all options, so its option delta is bookDelta (the hedge is the rest of `delta`).
+      risk.optionDeltaBase = s.bookDelta;
+      risk.optionDeltaFloorBase = s.optionDeltaFloorBase;
+      risk.optionDeltaCeilingBase = s.optionDeltaCeilingBase;
       const d = strategy.decideUnderlying(risk, step);
       return d.action === 'hedge' ? d.tradeDeltaBase : 0;
     },
@@ -110,8 +137,9 @@ export function strategyDecider(policy: PolicyConfig, underlying = 'BTC'): Hedge
 
 /**
  * The same rules as `HedgeStrategy.decideUnderlying` (band, time gate, urgency override, dust,
- * per-order cap, to-edge sizing for Whalley–Wilmott), built on the strategy package's exported band
- * functions, without snapshots or reason strings. A test checks it against {@link strategyDecider}
+ * per-order cap, to-edge sizing for Whalley–Wilmott, Leland's delta kept within the options' delta
+ * range, gamma-driven bands capped by the options' gross size), built on the strategy package's
+ * exported band functions, without snapshots or reason strings. A test checks it against {@link strategyDecider}
  * path by path.
  */
 export function kernelDecider(policy: PolicyConfig): HedgeDecider {
@@ -125,6 +153,11 @@ export function kernelDecider(policy: PolicyConfig): HedgeDecider {
       const S = s.spotUsd;
       const vol = Math.max(s.volDecimal, 1e-12);
       let eff = s.bookDelta + s.hedgeBase;
+      // As the strategy: computed for every policy, so a range that is not one throws here too.
+      const bandCapBase = gammaBandCapBase({
+        optionDeltaFloorBase: s.optionDeltaFloorBase,
+        optionDeltaCeilingBase: s.optionDeltaCeilingBase,
+      });
       let band = 0;
       let urgencyRef = 0;
       let gateMs: number | null = null;
@@ -147,7 +180,14 @@ export function kernelDecider(policy: PolicyConfig): HedgeDecider {
               intervalMs: gateMs,
               gammaSign: Math.sign(s.bookGamma),
             });
-            eff += s.bookVannaPerVolPoint * (lv.volDecimal - vol) * 100;
+            // The strategy's clamp, in its order of operations (the parity test compares fills exactly):
+            // the linear vanna step overshoots near Le ≈ 1, past any delta the options can have.
+            const linearAdj = s.bookVannaPerVolPoint * (lv.volDecimal - vol) * 100;
+            const adjusted = Math.min(
+              Math.max(s.bookDelta + linearAdj, s.optionDeltaFloorBase),
+              s.optionDeltaCeilingBase,
+            );
+            eff += adjusted - s.bookDelta;
           }
           break;
         }
@@ -161,19 +201,23 @@ export function kernelDecider(policy: PolicyConfig): HedgeDecider {
                 windowMs: policy.gammaScaled.windowHours * 3_600_000,
               })
             : 0;
-          band = Math.max(policy.bandDelta ?? 0, scaled);
+          // Only the gamma-driven part is capped; the absolute band is the operator's.
+          band = Math.max(policy.bandDelta ?? 0, Math.min(scaled, bandCapBase));
           urgencyRef = band;
           break;
         }
         case 'ww': {
-          band = wwHalfWidth({
-            spotUsd: S,
-            gamma: s.bookGamma,
-            costFraction: policy.costBps / 10_000,
-            riskAversion: policy.riskAversion,
-            rateDecimal: s.rateDecimal,
-            tenorYears: s.gammaWeightedTenorYears,
-          });
+          band = Math.min(
+            wwHalfWidth({
+              spotUsd: S,
+              gamma: s.bookGamma,
+              costFraction: policy.costBps / 10_000,
+              riskAversion: policy.riskAversion,
+              rateDecimal: s.rateDecimal,
+              tenorYears: s.gammaWeightedTenorYears,
+            }),
+            bandCapBase,
+          );
           urgencyRef = band;
           toEdge = true;
           break;

@@ -1,12 +1,16 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ValidationError } from '@xhedge/core';
+import { PolicyConfig } from '@xhedge/config';
+import { parseOrThrow, ValidationError } from '@xhedge/core';
+import { bsm } from '@xhedge/pricing';
 import { describe, expect, it } from 'vitest';
 import { type FrontierCurve, planFromFile, runBacktest } from './backtest.ts';
+import { batchField, runPaths } from './engine.ts';
 import { renderFrontierSvg, writeFrontier } from './frontier.ts';
 import { createProgressBar } from './progress.ts';
 import { loadBacktestFile, parseBacktestFile } from './spec.ts';
+import { specProblems } from './test-helpers.ts';
 
 const example = new URL('../../../configs/backtests/btc-replay.yaml', import.meta.url).pathname;
 
@@ -65,6 +69,35 @@ frontier: [{ policy: nope, param: bandDelta, values: [1, 2] }]
     );
   });
 
+  it('refuses settings the engine would ignore or turn into almost no gas', () => {
+    const text = readFileSync(example, 'utf8');
+    const replayWith = (extra: string): string => text.replace('  rate: 0.04', `  rate: 0.04\n  ${extra}`);
+    expect(specProblems(replayWith('volMark: process'))).toMatch(
+      /market\.volMark: a replay has no process vol/,
+    );
+    expect(specProblems(replayWith('realizedVol: 0.8'))).toMatch(/market\.realizedVol: realizedVol applies/);
+    expect(specProblems(replayWith('drift: 0.2'))).toMatch(/market\.drift: drift applies/);
+    // min 0 of a log-uniform gas range: the engine paid about a twentieth of max on average.
+    expect(specProblems(text.replace('gasUsd: { min: 5, max: 50 }', 'gasUsd: { min: 0, max: 50 }'))).toMatch(
+      /venues\[0\]\.gasUsd\.min: gasUsd\.min must be above 0/,
+    );
+    expect(() =>
+      parseBacktestFile(text.replace('gasUsd: { min: 5, max: 50 }', 'gasUsd: { min: 0, max: 0 }')),
+    ).not.toThrow();
+    // A 30-day option on 7-hour steps expires inside the 40-day horizon between steps 102 and 103.
+    const late = text.replace('horizonDays: 30', 'horizonDays: 40').replace('stepHours: 1', 'stepHours: 7');
+    expect(specProblems(late)).toMatch(
+      /book\.options\[0\]\.expiryDays: expires inside the horizon between two steps/,
+    );
+    // Expiring on a step (30 days = 180 steps of 4 h) or after the horizon is fine.
+    expect(() => parseBacktestFile(late.replace('stepHours: 7', 'stepHours: 4'))).not.toThrow();
+    expect(() =>
+      parseBacktestFile(
+        text.replace('horizonDays: 30', 'horizonDays: 29').replace('stepHours: 1', 'stepHours: 7'),
+      ),
+    ).not.toThrow();
+  });
+
   it('the shipped BTC replay example loads and runs on the real data', async () => {
     const file = loadBacktestFile(example);
     const plan = planFromFile(file, file.baseDir);
@@ -120,6 +153,51 @@ frontier: [{ policy: nope, param: bandDelta, values: [1, 2] }]
     // Same decisions, so the same hedge turnover; the legs (and so the costs) may differ.
     expect(Math.abs((l?.turnoverUsd ?? 0) / (c?.turnoverUsd ?? 1) - 1)).toBeLessThan(1e-9);
     expect(l?.trades).toBeGreaterThanOrEqual(c?.trades ?? 0);
+  });
+});
+
+describe('replay of a CSV with a gap', () => {
+  it('keeps bars on real time: a 3-hour hole is held at the last price, not squeezed into one bar', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xhedge-replay-'));
+    const csv = join(dir, 'gap.csv');
+    // Hourly rows at 00..02, nothing at 03 and 04, rows again from 05.
+    const rows = [
+      ['00', 100],
+      ['01', 101],
+      ['02', 102],
+      ['05', 130],
+      ['06', 131],
+      ['07', 132],
+      ['08', 133],
+    ];
+    writeFileSync(
+      csv,
+      `timestamp,price\n${rows.map(([h, p]) => `2025-01-01T${h}:00:00Z,${p}`).join('\n')}\n`,
+    );
+    // A long 4-hour call, never hedged: the P&L is its payoff at hour 4 less its premium.
+    const plan = planFromFile(
+      parseBacktestFile(`
+version: 1
+name: gap
+book: { options: [{ type: call, strike: 100, expiryDays: ${4 / 24}, size: 1 }] }
+market: { vol: 0.5, process: { kind: replay, csv: ${JSON.stringify(csv)} } }
+horizonDays: ${4 / 24}
+stepHours: 1
+paths: 2
+riskAversion: 0.0001
+routing: cheapest
+venues: [{ id: flat, chain: offchain, feeBps: 0 }]
+policies: { none: { kind: band, bandDelta: 1000 } }
+`),
+      dir,
+    );
+    expect(plan.base.steps).toBe(4);
+    const policy = parseOrThrow(PolicyConfig, { kind: 'band', bandDelta: 1000 }, 'policy');
+    const b = await runPaths({ ...plan.base, policy }, 0, 1);
+    const premium = bsm({ type: 'call', spot: 100, strike: 100, timeYears: 4 / 24 / 365, vol: 0.5 }).price;
+    // At hour 4 the last recorded price is hour 2's 102 (payoff 2); the fifth row (hour 6, 131) is
+    // two hours later than the option's expiry.
+    expect(batchField(b, 'pnlUsd')[0] as number).toBeCloseTo(2 - premium, 9);
   });
 });
 

@@ -43,7 +43,14 @@ export type BookOption = z.infer<typeof BookOption>;
 const GasRange = z
   .object({ min: nonNegative, max: nonNegative })
   .strict()
-  .refine((g) => g.max >= g.min, { message: 'gasUsd.max must be at least gasUsd.min', path: ['max'] });
+  .refine((g) => g.max >= g.min, { message: 'gasUsd.max must be at least gasUsd.min', path: ['max'] })
+  // The gas process is log-uniform between min and max (@xhedge/sim createGasProcess): a zero min has no
+  // log, and the engine's stand-in (1e-9 USD) spreads the range over ten decades, so the gas paid is
+  // near zero almost always (mean about a twentieth of max, instead of somewhere between min and max).
+  .refine((g) => g.max === 0 || g.min > 0, {
+    message: 'gasUsd.min must be above 0 when gasUsd.max is (gas is log-uniform between them)',
+    path: ['min'],
+  });
 
 /** Cost model of one hedge venue (a perp or spot market on one chain). */
 export const VenueCostSpec = z
@@ -56,7 +63,10 @@ export const VenueCostSpec = z
     halfSpreadBps: nonNegative.default(0),
     /** Price impact, bps per 1,000,000 USD traded (linear impact: cost grows with the square of size). Default 0. */
     impactBpsPerMillionUsd: nonNegative.default(0),
-    /** Gas per transaction, USD: a number or a uniform {min, max}. Default: the chain's typical range. */
+    /**
+     * Gas per transaction, USD: a number, or a {min, max} range the gas moves through over time
+     * (log-uniform, as the paper venues' gas). Default: the chain's typical range.
+     */
     gasUsd: z.union([nonNegative, GasRange]).optional(),
     /** Priority / tip fee per transaction, USD (Solana compute-unit price). Default 0. */
     priorityFeeUsd: nonNegative.default(0),
@@ -226,8 +236,42 @@ export const BacktestFile = z
           message: `a ${p.kind} policy has no ${s.param}`,
         });
     });
+    // The engine values the book only at step boundaries: an option expiring between two of them
+    // would settle at the next boundary's spot, i.e. on a price from after its expiry.
+    const steps = Math.round((f.horizonDays * 24) / f.stepHours);
+    f.book.options.forEach((o, i) => {
+      const expirySteps = (o.expiryDays * 24) / f.stepHours;
+      if (expirySteps < steps && Math.abs(expirySteps - Math.round(expirySteps)) > 1e-9)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['book', 'options', i, 'expiryDays'],
+          message: `expires inside the horizon between two steps (after ${expirySteps.toFixed(3)} steps of ${f.stepHours} h); choose a stepHours that divides its expiry`,
+        });
+    });
     if (f.horizonDays * 24 < f.stepHours)
       ctx.addIssue({ code: 'custom', path: ['stepHours'], message: 'the step is longer than the horizon' });
+    if (f.market.process.kind === 'replay') {
+      // A replay's spots are history: these settings shape simulated processes only, and the engine
+      // would ignore them without a word (options marked at the fixed vol, history's own drift).
+      if (f.market.volMark === 'process')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['market', 'volMark'],
+          message: 'a replay has no process vol to mark at; use volMark: fixed',
+        });
+      if (f.market.realizedVol !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['market', 'realizedVol'],
+          message: 'realizedVol applies to simulated processes; a replay realizes the history',
+        });
+      if (f.market.drift !== 0)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['market', 'drift'],
+          message: 'drift applies to simulated processes; a replay follows the history',
+        });
+    }
     if (f.market.process.kind === 'replay' && !Number.isInteger(f.stepHours))
       ctx.addIssue({
         code: 'custom',
