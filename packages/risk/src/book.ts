@@ -16,7 +16,8 @@ import {
  * (Deribit BTC-PERPETUAL and BTC futures: 10 USD each, the instrument's `contractValueUsd`) that keep a
  * fixed USD face value, so their size in coin is re-derived from the price on every tick. An inverse
  * perp or future in contracts whose instrument has no `contractValueUsd` is refused: `contractSize`
- * would read each 10 USD contract as a whole coin.
+ * would read each 10 USD contract as a whole coin. `entryPriceUsd` is kept (summed per key, see
+ * {@link baseAtEntry}) for what an expired inverse future settled into.
  */
 export type RiskPosition = Position & { contracts?: number };
 
@@ -61,6 +62,88 @@ function isUsdFaceContract(meta: InstrumentMeta): boolean {
   return meta.inverse && (meta.kind === 'perp' || meta.kind === 'future');
 }
 
+/** What one position holds: underlying units, or a USD face (inverse perps and futures in contracts). */
+export interface HeldSize {
+  sizeBase: number;
+  faceUsd: number;
+}
+
+/**
+ * Sizes one position as {@link RiskPosition} says, into `out` (returned): `contracts` when given, else
+ * `sizeBase`. The one conversion the book and `bookEquity` share, so a position in contracts is the
+ * same size for the Greeks and for the P&L. Throws a ValidationError for contracts of an inverse perp or
+ * future whose instrument has no `contractValueUsd` (their size in coin is unknown).
+ */
+export function heldSize(p: RiskPosition, meta: InstrumentMeta, out: HeldSize): HeldSize {
+  out.sizeBase = 0;
+  out.faceUsd = 0;
+  if (p.contracts === undefined) out.sizeBase = p.sizeBase;
+  else if (!isUsdFaceContract(meta)) out.sizeBase = p.contracts * meta.contractSize;
+  else if (meta.contractValueUsd !== undefined) out.faceUsd = p.contracts * meta.contractValueUsd;
+  else
+    throw new ValidationError(`position ${p.venue} ${p.instrument}`, [
+      {
+        path: 'contracts',
+        message:
+          `${p.contracts} contracts of an inverse ${meta.kind} whose instrument has no contractValueUsd: ` +
+          'its size in coin is unknown (pass the venue instrument with contractValueUsd in markets, or sizeBase)',
+      },
+    ]);
+  return out;
+}
+
+/**
+ * A position's size at its entry, underlying units: `sizeBase`, plus the coins its USD face bought at
+ * the entry price (face / entry: an inverse contract's P&L is face × (1/entry − 1/price) coins). Its
+ * P&L at a price is then `baseAtEntry × (price − entry)` USD, for linear and inverse alike (inverse: the
+ * USD value of the coin P&L at that price). Undefined without an entry price, or with a face and an
+ * entry that is not a positive price (a non-finite entry is none).
+ */
+export function baseAtEntry(
+  sizeBase: number,
+  faceUsd: number,
+  entryPriceUsd: number | undefined,
+): number | undefined {
+  if (entryPriceUsd === undefined || !Number.isFinite(entryPriceUsd)) return undefined;
+  if (faceUsd === 0) return sizeBase;
+  return entryPriceUsd > 0 ? sizeBase + faceUsd / entryPriceUsd : undefined;
+}
+
+/**
+ * The metadata a position is sized with: its venue's instrument from `markets` (keyed
+ * `venue|instrument id`), else parsed from the id with the position's settlement currency.
+ */
+export function positionMeta(
+  byVenue: ReadonlyMap<string, InstrumentMeta> | undefined,
+  p: Pick<RiskPosition, 'venue' | 'instrument' | 'settlementCurrency'>,
+): InstrumentMeta {
+  return (
+    byVenue?.get(`${p.venue}|${p.instrument}`) ??
+    instrumentMeta(
+      p.instrument,
+      p.settlementCurrency === undefined ? {} : { settlementCurrency: p.settlementCurrency },
+    )
+  );
+}
+
+/** Entry sums of a key or lot (see {@link Held}). */
+interface EntrySums {
+  entryBase: number;
+  entryNotionalUsd: number;
+  withoutEntry: number;
+}
+
+/** Adds one position's entry (its size at entry and that size's USD notional at entry) to `to`. */
+function addEntry(to: EntrySums, sizeBase: number, faceUsd: number, entryPriceUsd: number | undefined): void {
+  if (sizeBase === 0 && faceUsd === 0) return;
+  const base = baseAtEntry(sizeBase, faceUsd, entryPriceUsd);
+  if (base === undefined) to.withoutEntry++;
+  else {
+    to.entryBase += base;
+    to.entryNotionalUsd += base * (entryPriceUsd as number);
+  }
+}
+
 /** Per distinct instrument: static data from the id, and this tick's per-unit Greeks. Arrays have spare capacity. */
 export interface Units {
   n: number;
@@ -84,8 +167,10 @@ export interface Units {
   vol: Float64Array;
   /** Coin net delta per unit were the option coin-settled (pricing's inverse model), this tick. */
   netCoinInverse: Float64Array;
-  /** 1 for an option past its expiry this tick: a fixed payoff, no Greeks. */
+  /** 1 for an option or dated future past its expiry this tick: a fixed payoff or P&L, no Greeks. */
   expired: Uint8Array;
+  /** Expired ones: the price they settled at this tick, USD (the settlement price, else spot). */
+  settlementUsd: Float64Array;
   /** Expired options: coin paid per unit were the option coin-settled (`UnitGreeks.settledCoinPerUnit`). */
   settledCoin: Float64Array;
   /** Net size per unit (options only; for the scenario grid). */
@@ -103,6 +188,10 @@ export interface Lots {
   inverse: Uint8Array;
   sizeBase: Float64Array;
   faceUsd: Float64Array;
+  /** Entry sums of the lot's positions (see {@link Held}). */
+  entryBase: Float64Array;
+  entryNotionalUsd: Float64Array;
+  withoutEntry: Int32Array;
   oldestAsOfMs: Float64Array;
   funding: Int32Array;
   mark: Int32Array;
@@ -163,13 +252,30 @@ interface Held {
   lot: number;
   sizeBase: number;
   faceUsd: number;
+  /**
+   * Where the positions were entered, for the P&L a dated future settles: Σ size at entry
+   * ({@link baseAtEntry}), underlying units, and Σ that size × its entry price, USD. Positions with a size
+   * and no entry price (and fills, which carry none) are left out of both and counted in `withoutEntry`.
+   */
+  entryBase: number;
+  entryNotionalUsd: number;
+  withoutEntry: number;
   asOfMs: number;
   /** Positions reported under this key (they count in `positionCount`). */
   entries: number;
   /** False once removed (a stale reference in the order cache must not take sizes). */
   alive: boolean;
   /** Scratch of one {@link BookIndex.setBook} diff: the call that last named this key, and its sums. */
-  seen: { epoch: number; sizeBase: number; faceUsd: number; asOfMs: number; entries: number };
+  seen: {
+    epoch: number;
+    sizeBase: number;
+    faceUsd: number;
+    entryBase: number;
+    entryNotionalUsd: number;
+    withoutEntry: number;
+    asOfMs: number;
+    entries: number;
+  };
 }
 
 type Agg = Omit<Held, 'lot' | 'seen' | 'alive'>;
@@ -267,6 +373,8 @@ export class BookIndex {
   #balanceIndex = new Map<string, number>();
   #deadLots = 0;
   #usedDirty = true;
+  /** Scratch of {@link heldSize} (no allocation per position). */
+  readonly #size: HeldSize = { sizeBase: 0, faceUsd: 0 };
 
   constructor(aliases: Readonly<Record<string, string>>) {
     this.#aliases = aliases;
@@ -343,11 +451,15 @@ export class BookIndex {
         seen.epoch = epoch;
         seen.sizeBase = 0;
         seen.faceUsd = 0;
+        seen.entryBase = 0;
+        seen.entryNotionalUsd = 0;
+        seen.withoutEntry = 0;
         seen.asOfMs = p.asOfMs;
         seen.entries = 0;
       }
       if (p.contracts === undefined) {
         seen.sizeBase += p.sizeBase;
+        addEntry(seen, p.sizeBase, 0, p.entryPriceUsd);
         if (p.asOfMs < seen.asOfMs) seen.asOfMs = p.asOfMs;
         seen.entries++;
       } else this.#accumulate(seen, p);
@@ -358,6 +470,9 @@ export class BookIndex {
       else if (
         h.sizeBase !== seen.sizeBase ||
         h.faceUsd !== seen.faceUsd ||
+        h.entryBase !== seen.entryBase ||
+        h.entryNotionalUsd !== seen.entryNotionalUsd ||
+        h.withoutEntry !== seen.withoutEntry ||
         h.asOfMs !== seen.asOfMs ||
         h.entries !== seen.entries
       )
@@ -368,6 +483,9 @@ export class BookIndex {
           settlementCurrency: h.settlementCurrency,
           sizeBase: seen.sizeBase,
           faceUsd: seen.faceUsd,
+          entryBase: seen.entryBase,
+          entryNotionalUsd: seen.entryNotionalUsd,
+          withoutEntry: seen.withoutEntry,
           asOfMs: seen.asOfMs,
           entries: seen.entries,
         });
@@ -420,6 +538,10 @@ export class BookIndex {
             settlementCurrency: settle,
             sizeBase: Math.abs(sizeBase) < 1e-12 ? 0 : sizeBase,
             faceUsd,
+            // A fill carries no price: what it traded has no entry until the venue reports the position.
+            entryBase: old?.entryBase ?? 0,
+            entryNotionalUsd: old?.entryNotionalUsd ?? 0,
+            withoutEntry: (old?.withoutEntry ?? 0) + 1,
             asOfMs: fill.tsMs,
             entries: old?.entries ?? 1,
           },
@@ -518,42 +640,35 @@ export class BookIndex {
    */
   #checkContracts(positions: readonly RiskPosition[], markets: RiskBook['markets']): void {
     let byVenue: Map<string, InstrumentMeta> | undefined;
+    const scratch = this.#size;
     for (const p of positions) {
       if (p.contracts === undefined) continue;
       let meta: InstrumentMeta;
       if (markets === this.#marketsRef) meta = this.#metaFor(p.venue, p.instrument, p.settlementCurrency);
       else {
         byVenue ??= new Map((markets ?? []).map((m) => [`${m.venue}|${m.instrument.id}`, m.instrument]));
-        meta =
-          byVenue.get(`${p.venue}|${p.instrument}`) ??
-          instrumentMeta(
-            p.instrument,
-            p.settlementCurrency === undefined ? {} : { settlementCurrency: p.settlementCurrency },
-          );
+        meta = positionMeta(byVenue, p);
       }
-      if (isUsdFaceContract(meta) && meta.contractValueUsd === undefined)
-        throw new ValidationError(`position ${p.venue} ${p.instrument}`, [
-          {
-            path: 'contracts',
-            message:
-              `${p.contracts} contracts of an inverse ${meta.kind} whose instrument has no contractValueUsd: ` +
-              'its size in coin is unknown (pass the venue instrument with contractValueUsd in markets, or sizeBase)',
-          },
-        ]);
+      heldSize(p, meta, scratch);
     }
   }
 
-  /** Adds a position's size (underlying units, or USD face for inverse perps and futures in contracts) to `to`. */
-  #accumulate(to: Pick<Agg, 'sizeBase' | 'faceUsd' | 'asOfMs' | 'entries'>, p: RiskPosition): void {
-    if (p.contracts !== undefined) {
-      const meta = this.#metaFor(p.venue, p.instrument, p.settlementCurrency);
-      if (isUsdFaceContract(meta)) {
-        // #checkContracts refused the book before it got here without a face value.
-        if (meta.contractValueUsd === undefined)
-          throw new Error(`${p.instrument}: inverse contracts without contractValueUsd reached the book`);
-        to.faceUsd += p.contracts * meta.contractValueUsd;
-      } else to.sizeBase += p.contracts * meta.contractSize;
-    } else to.sizeBase += p.sizeBase;
+  /**
+   * Adds a position's size (underlying units, or USD face for inverse perps and futures in contracts)
+   * and its entry to `to`. #checkContracts refused, before it got here, a position {@link heldSize}
+   * cannot size.
+   */
+  #accumulate(
+    to: Pick<
+      Agg,
+      'sizeBase' | 'faceUsd' | 'entryBase' | 'entryNotionalUsd' | 'withoutEntry' | 'asOfMs' | 'entries'
+    >,
+    p: RiskPosition,
+  ): void {
+    const size = heldSize(p, this.#metaFor(p.venue, p.instrument, p.settlementCurrency), this.#size);
+    to.sizeBase += size.sizeBase;
+    to.faceUsd += size.faceUsd;
+    addEntry(to, size.sizeBase, size.faceUsd, p.entryPriceUsd);
     to.asOfMs = Math.min(to.asOfMs, p.asOfMs);
     to.entries++;
   }
@@ -573,6 +688,9 @@ export class BookIndex {
           settlementCurrency: settle,
           sizeBase: 0,
           faceUsd: 0,
+          entryBase: 0,
+          entryNotionalUsd: 0,
+          withoutEntry: 0,
           asOfMs: p.asOfMs,
           entries: 0,
         };
@@ -603,6 +721,9 @@ export class BookIndex {
       this.#count(old.lot, next.entries - old.entries);
       old.sizeBase = next.sizeBase;
       old.faceUsd = next.faceUsd;
+      old.entryBase = next.entryBase;
+      old.entryNotionalUsd = next.entryNotionalUsd;
+      old.withoutEntry = next.withoutEntry;
       old.asOfMs = next.asOfMs;
       old.entries = next.entries;
       this.#sumLot(old.lot);
@@ -617,10 +738,22 @@ export class BookIndex {
       lot,
       sizeBase: next.sizeBase,
       faceUsd: next.faceUsd,
+      entryBase: next.entryBase,
+      entryNotionalUsd: next.entryNotionalUsd,
+      withoutEntry: next.withoutEntry,
       asOfMs: next.asOfMs,
       entries: next.entries,
       alive: true,
-      seen: { epoch: 0, sizeBase: 0, faceUsd: 0, asOfMs: 0, entries: 0 },
+      seen: {
+        epoch: 0,
+        sizeBase: 0,
+        faceUsd: 0,
+        entryBase: 0,
+        entryNotionalUsd: 0,
+        withoutEntry: 0,
+        asOfMs: 0,
+        entries: 0,
+      },
     };
     this.#held.add(h);
     const members = this.#members[lot] ?? [];
@@ -640,14 +773,23 @@ export class BookIndex {
   #sumLot(l: number): void {
     let size = 0;
     let face = 0;
+    let entryBase = 0;
+    let entryNotionalUsd = 0;
+    let withoutEntry = 0;
     let oldest = Number.POSITIVE_INFINITY;
     for (const h of this.#members[l] ?? []) {
       size += h.sizeBase;
       face += h.faceUsd;
+      entryBase += h.entryBase;
+      entryNotionalUsd += h.entryNotionalUsd;
+      withoutEntry += h.withoutEntry;
       oldest = Math.min(oldest, h.asOfMs);
     }
     this.lots.sizeBase[l] = size;
     this.lots.faceUsd[l] = face;
+    this.lots.entryBase[l] = entryBase;
+    this.lots.entryNotionalUsd[l] = entryNotionalUsd;
+    this.lots.withoutEntry[l] = withoutEntry;
     this.lots.oldestAsOfMs[l] = Number.isFinite(oldest) ? oldest : -1;
   }
 
@@ -780,6 +922,7 @@ export class BookIndex {
       vol: f(),
       netCoinInverse: f(),
       expired: new Uint8Array(n),
+      settlementUsd: f(),
       settledCoin: f(),
       netSize: f(),
       netVega: f(),
@@ -803,6 +946,7 @@ export class BookIndex {
       vol: grow(u.vol, min),
       netCoinInverse: grow(u.netCoinInverse, min),
       expired: grow(u.expired, min),
+      settlementUsd: grow(u.settlementUsd, min),
       settledCoin: grow(u.settledCoin, min),
       netSize: grow(u.netSize, min),
       netVega: grow(u.netVega, min),
@@ -818,6 +962,9 @@ export class BookIndex {
       inverse: new Uint8Array(n),
       sizeBase: new Float64Array(n),
       faceUsd: new Float64Array(n),
+      entryBase: new Float64Array(n),
+      entryNotionalUsd: new Float64Array(n),
+      withoutEntry: new Int32Array(n),
       oldestAsOfMs: new Float64Array(n),
       funding: new Int32Array(n),
       mark: new Int32Array(n),
@@ -834,6 +981,9 @@ export class BookIndex {
       inverse: grow(l.inverse, min),
       sizeBase: grow(l.sizeBase, min),
       faceUsd: grow(l.faceUsd, min),
+      entryBase: grow(l.entryBase, min),
+      entryNotionalUsd: grow(l.entryNotionalUsd, min),
+      withoutEntry: grow(l.withoutEntry, min),
       oldestAsOfMs: grow(l.oldestAsOfMs, min),
       funding: grow(l.funding, min),
       mark: grow(l.mark, min),

@@ -3,6 +3,7 @@ import { inverseOption, normCdf, normPdf, PricingInputError, VolSurface } from '
 import { describe, expect, it } from 'vitest';
 import { RiskEngine, type RiskPosition } from './engine.ts';
 import { RiskSnapshot } from './snapshot.ts';
+import { unitGreeks } from './unit-greeks.ts';
 
 const NOW = Date.UTC(2026, 0, 1, 8);
 const EXPIRY = Date.UTC(2026, 2, 31, 8);
@@ -327,6 +328,133 @@ describe('RiskEngine: expired options', () => {
         settlementPricesUsd: { '20260331': Number.NaN },
       }),
     ).toThrow('settlement price of BTC 20260331 is not a finite number');
+  });
+});
+
+describe('RiskEngine: expired futures', () => {
+  const DAY_AFTER = EXPIRY + MS_PER_DAY;
+  const EXPIRED_FUT = 'BTC-USD:FUT:20260331';
+  const LIVE_FUT = 'BTC-USD:FUT:20260626';
+  const liveT = (Date.UTC(2026, 5, 26, 8) - DAY_AFTER) / MS_PER_YEAR;
+  function expiredBook(
+    settlementPricesUsd?: Record<string, number>,
+    inverseEntryUsd: number | null = 60_000,
+  ) {
+    const engine = new RiskEngine({ clock: new ManualClock(DAY_AFTER) });
+    engine.setBook({
+      positions: [
+        // Long 2 of a linear (USD-margined) future bought at 70,000, expired and still listed.
+        {
+          venue: 'paper',
+          chain: 'evm:42161',
+          instrument: EXPIRED_FUT,
+          sizeBase: 2,
+          entryPriceUsd: 70_000,
+          asOfMs: DAY_AFTER,
+        },
+        // Short 3,000 inverse contracts of 10 USD (30,000 USD face) sold at 60,000, expired too.
+        {
+          venue: 'deribit',
+          chain: 'offchain',
+          instrument: EXPIRED_FUT,
+          sizeBase: 0,
+          contracts: -3000,
+          settlementCurrency: 'BTC',
+          ...(inverseEntryUsd === null ? {} : { entryPriceUsd: inverseEntryUsd }),
+          asOfMs: DAY_AFTER,
+        },
+        // A live future, to show the expired ones are out of the delta.
+        { venue: 'paper', chain: 'evm:42161', instrument: LIVE_FUT, sizeBase: 1, asOfMs: DAY_AFTER },
+      ],
+      markets: [
+        {
+          venue: 'deribit',
+          instrument: instrumentMeta(EXPIRED_FUT, { settlementCurrency: 'BTC', contractValueUsd: 10 }),
+        },
+      ],
+    });
+    const market = { spotUsd: 80_000, volDecimal: 0.6, rateDecimal: 0.05, asOfMs: DAY_AFTER };
+    engine.setMarket('BTC', settlementPricesUsd ? { ...market, settlementPricesUsd } : market);
+    return engine;
+  }
+
+  it('an expired linear future has no delta; an inverse one is the coin its P&L settled into', () => {
+    const snap = expiredBook({ '20260331': 75_000 }).snapshot();
+    const btc = snap.underlyings.BTC;
+    // Linear: 2 × (75,000 − 70,000) USD, fixed; only the live future has delta, e^{rT}.
+    const live = Math.exp(0.05 * liveT);
+    rel(btc?.byVenue.paper?.delta ?? Number.NaN, live);
+    // Inverse: −30,000 × (1/60,000 − 1/75,000) = −0.1 BTC lost, a coin amount: delta like a coin balance.
+    const coin = -30_000 * (1 / 60_000 - 1 / 75_000);
+    const deribit = btc?.byVenue.deribit;
+    rel(deribit?.delta ?? Number.NaN, coin);
+    rel(deribit?.netDeltaCoin ?? Number.NaN, coin);
+    expect(deribit?.valueUsd).toBe(0); // a future's P&L is bookEquity's
+    rel(btc?.delta ?? Number.NaN, live + coin);
+    // Scenario grid: the expired futures do not move with spot beyond the coin.
+    const grid = btc?.scenarios;
+    const j = grid?.spotShocksPct.indexOf(10) ?? -1;
+    rel(grid?.pnlUsd[0]?.[j] ?? Number.NaN, (live + coin) * 80_000 * 0.1);
+    expect(btc?.settlementPricesUsd).toEqual({ '20260331': 75_000 });
+    expect(snap.warnings.join('\n')).toMatch(
+      `${EXPIRED_FUT} has expired: its P&L is settled at the settlement price 75000`,
+    );
+  });
+
+  it('a re-sync that changes only an entry price updates the settled coin (the book diff sees entries)', () => {
+    const clock = new ManualClock(DAY_AFTER);
+    const engine = new RiskEngine({ clock });
+    const markets = [
+      {
+        venue: 'deribit',
+        instrument: instrumentMeta(EXPIRED_FUT, { settlementCurrency: 'BTC', contractValueUsd: 10 }),
+      },
+    ];
+    const short = (entryPriceUsd: number): RiskPosition => ({
+      venue: 'deribit',
+      chain: 'offchain',
+      instrument: EXPIRED_FUT,
+      sizeBase: 0,
+      contracts: -3000,
+      settlementCurrency: 'BTC',
+      entryPriceUsd,
+      asOfMs: DAY_AFTER,
+    });
+    engine.setMarket('BTC', {
+      spotUsd: 80_000,
+      volDecimal: 0.6,
+      asOfMs: DAY_AFTER,
+      settlementPricesUsd: { '20260331': 75_000 },
+    });
+    engine.setBook({ positions: [short(60_000)], markets });
+    rel(engine.snapshot().underlyings.BTC?.delta ?? Number.NaN, -30_000 * (1 / 60_000 - 1 / 75_000));
+    engine.setBook({ positions: [short(50_000)], markets });
+    rel(engine.snapshot().underlyings.BTC?.delta ?? Number.NaN, -30_000 * (1 / 50_000 - 1 / 75_000));
+  });
+
+  it('unitGreeks: a future has no Greeks from its expiry instant on', () => {
+    const meta = instrumentMeta(EXPIRED_FUT);
+    expect(unitGreeks(meta, 80_000, 0.6, 0.05, EXPIRY - 1).delta).toBeCloseTo(1, 9);
+    for (const nowMs of [EXPIRY, DAY_AFTER]) {
+      const g = unitGreeks(meta, 80_000, 0.6, 0.05, nowMs);
+      expect([g.delta, g.netDeltaCoinInverse, g.priceUsd, g.settledCoinPerUnit]).toEqual([0, 0, 0, 0]);
+    }
+  });
+
+  it('without a settlement price it settles at spot and says so; without an entry its coin is not counted', () => {
+    const snap = expiredBook().snapshot({ scenarios: false });
+    const btc = snap.underlyings.BTC;
+    rel(btc?.byVenue.paper?.delta ?? Number.NaN, Math.exp(0.05 * liveT));
+    rel(btc?.byVenue.deribit?.delta ?? Number.NaN, -30_000 * (1 / 60_000 - 1 / 80_000));
+    expect(btc?.settlementPricesUsd).toBeUndefined();
+    expect(snap.warnings.join('\n')).toMatch(
+      `${EXPIRED_FUT} has expired and its settlement price is not known: its P&L is settled at spot 80000`,
+    );
+    const noEntry = expiredBook({ '20260331': 75_000 }, null).snapshot({ scenarios: false });
+    expect(noEntry.underlyings.BTC?.byVenue.deribit?.delta).toBe(0);
+    expect(noEntry.warnings.join('\n')).toMatch(
+      `${EXPIRED_FUT} on deribit has expired with 1 position(s) or fill(s) without an entry price`,
+    );
   });
 });
 

@@ -249,6 +249,8 @@ export class RiskEngine {
     const batch = this.#batch;
     batch.reset();
     const missingMarket = new Set<number>();
+    /** Settlement prices of the expired instruments held, per underlying, as the market gave them. */
+    const settledAt: Record<string, number>[] = [];
     const noSmile = new Map<number, { count: number; why: string }>();
     for (let k = 0; k < nUnits; k++) {
       units.netSize[k] = 0;
@@ -286,12 +288,22 @@ export class RiskEngine {
         );
         continue;
       }
-      // Options get here only once past their expiry (live ones went to the batch above).
-      const expired = meta.kind === 'option';
-      const settleUsd = expired ? mkt.settlementPricesUsd?.[units.expiryDate[k] ?? ''] : undefined;
+      // Options get here only once past their expiry (live ones went to the batch above); dated futures
+      // past theirs have no Greeks either (unitGreeks): their P&L was fixed at the settlement price.
+      const future = meta.kind === 'future';
+      const expired =
+        meta.kind === 'option' || (future && meta.expiryMs !== undefined && meta.expiryMs <= nowMs);
+      const date = units.expiryDate[k] ?? '';
+      const settleUsd = expired ? mkt.settlementPricesUsd?.[date] : undefined;
       const g = unitGreeks(meta, mkt.spotUsd, vol, mkt.rateDecimal ?? 0, nowMs, settleUsd);
       units.expired[k] = expired ? 1 : 0;
+      units.settlementUsd[k] = expired ? (settleUsd ?? mkt.spotUsd) : 0;
       units.settledCoin[k] = g.settledCoinPerUnit;
+      if (settleUsd !== undefined) {
+        const known = settledAt[u] ?? {};
+        settledAt[u] = known;
+        known[date] = settleUsd;
+      }
       units.price[k] = g.priceUsd;
       units.delta[k] = g.delta;
       units.gamma[k] = g.gamma;
@@ -300,13 +312,21 @@ export class RiskEngine {
       units.rho[k] = g.rhoPer1Pct;
       units.vanna[k] = g.vannaPerVolPoint;
       units.netCoinInverse[k] = g.netDeltaCoinInverse;
-      if (expired)
+      if (expired && !future)
         warnings.push(
           settleUsd === undefined
             ? `${id} has expired and its settlement price is not known: valued at intrinsic at spot ` +
                 `${mkt.spotUsd}, no delta (a coin-settled one: its coin payoff)`
             : `${id} has expired: valued at its payoff at the settlement price ${settleUsd}, ` +
                 'no delta (a coin-settled one: its coin payoff)',
+        );
+      else if (expired)
+        warnings.push(
+          settleUsd === undefined
+            ? `${id} has expired and its settlement price is not known: its P&L is settled at spot ` +
+                `${mkt.spotUsd}, no delta (an inverse one: its coin P&L)`
+            : `${id} has expired: its P&L is settled at the settlement price ${settleUsd}, ` +
+                'no delta (an inverse one: its coin P&L)',
         );
     }
     batch.price(units);
@@ -334,15 +354,24 @@ export class RiskEngine {
       const S = mkt.spotUsd;
       const kind = units.kind[k];
       const unitDelta = units.delta[k] ?? 0;
+      const expired = units.expired[k] === 1;
       // A USD face (inverse contracts) is face / price coins: a perp trades at spot, a future at its
-      // forward S·e^{rT} (= S × its unit delta), so an inverse future's delta comes out face / S.
+      // forward S·e^{rT} (= S × its unit delta), so an inverse future's delta comes out face / S. An
+      // expired future has no delta to convert at (0): what it settled is counted from its entry below.
       const faceUsd = lots.faceUsd[l] ?? 0;
       const size =
-        (lots.sizeBase[l] ?? 0) + (faceUsd === 0 ? 0 : faceUsd / (kind === KIND_FUTURE ? S * unitDelta : S));
-      const expired = kind === KIND_OPTION && units.expired[k] === 1;
+        (lots.sizeBase[l] ?? 0) +
+        (faceUsd === 0 || expired ? 0 : faceUsd / (kind === KIND_FUTURE ? S * unitDelta : S));
       // An expired option pays a fixed amount of its settlement currency: USD carries no delta, coin
-      // (coin-settled) is delta like a coin balance, worth its amount at spot.
-      const settledCoin = expired && lots.inverse[l] ? size * (units.settledCoin[k] ?? 0) : 0;
+      // (coin-settled) is delta like a coin balance, worth its amount at spot. An expired future likewise
+      // settled its P&L: in USD (linear) no delta; in coin (inverse) that coin, delta like a coin balance.
+      const inverse = lots.inverse[l] === 1;
+      const settledCoin =
+        !expired || !inverse
+          ? 0
+          : kind === KIND_OPTION
+            ? size * (units.settledCoin[k] ?? 0)
+            : this.#settledFutureCoin(l, units.settlementUsd[k] ?? S, units.ids[k] as string, warnings);
       const d = expired ? settledCoin : size * unitDelta;
       const gm = size * (units.gamma[k] ?? 0);
       const vg = size * (units.vega[k] ?? 0);
@@ -350,8 +379,9 @@ export class RiskEngine {
       const fs = lots.funding[l] ?? -1;
       const funding = fs >= 0 ? -size * S * (fundingRate[fs] ?? 0) : 0;
       const netCoin =
-        kind === KIND_OPTION && lots.inverse[l] ? (expired ? 0 : size * (units.netCoinInverse[k] ?? 0)) : d;
-      const value = kind !== KIND_OPTION ? 0 : expired && lots.inverse[l] ? settledCoin * S : size * price;
+        kind === KIND_OPTION && inverse ? (expired ? 0 : size * (units.netCoinInverse[k] ?? 0)) : d;
+      // Futures are worth nothing here, settled or not: their P&L is bookEquity's (unrealizedUsd).
+      const value = kind !== KIND_OPTION ? 0 : expired && inverse ? settledCoin * S : size * price;
       const ov = (u * V + (lots.venue[l] ?? 0)) * G;
       const oc = (u * C + (lots.chain[l] ?? 0)) * G;
       acc2(accV, ov, accC, oc, F_DELTA, d);
@@ -447,6 +477,8 @@ export class RiskEngine {
         byVenue,
         byChain,
       };
+      const settled = settledAt[u];
+      if (settled) risk.settlementPricesUsd = settled;
       if (opts.scenarios !== false) risk.scenarios = this.#scenarios(u, mkt, linDelta[u] ?? 0, nowMs);
       for (const f of GREEK_FIELDS) {
         if (!Number.isFinite(risk[f])) throw new NumericError(`${name} ${f}`, risk[f]);
@@ -470,6 +502,26 @@ export class RiskEngine {
       divergences: this.#divergences(priced),
       warnings,
     };
+  }
+
+  /**
+   * Coin an expired inverse (coin-margined) future's lot settled into, at settlement price P: over its
+   * positions, Σ size at entry × (1 − entry / P) = entryBase − entryNotionalUsd / P; for a USD face F
+   * entered at E that is F × (1/E − 1/P), the inverse P&L. Its USD value, this × spot, is what
+   * bookEquity counts for the positions. Positions without an entry price cannot be settled: they count
+   * nothing, and the snapshot says so.
+   */
+  #settledFutureCoin(l: number, settlementUsd: number, id: string, warnings: string[]): number {
+    const lots = this.#book.lots;
+    const missing = lots.withoutEntry[l] ?? 0;
+    if (missing > 0)
+      warnings.push(
+        `${id} on ${this.#book.venues[lots.venue[l] ?? 0]} has expired with ${missing} position(s) or ` +
+          'fill(s) without an entry price: their settled coin P&L is not counted in delta',
+      );
+    const coin = (lots.entryBase[l] ?? 0) - (lots.entryNotionalUsd[l] ?? 0) / settlementUsd;
+    if (!Number.isFinite(coin)) throw new NumericError(`settled coin P&L of ${id}`, coin);
+    return coin;
   }
 
   /** IV of an option without venue IV: the market's smile at its strike and expiry, else the flat vol. */
@@ -502,7 +554,8 @@ export class RiskEngine {
    * Full revaluation: options repriced at each shocked spot and vol, linear exposure times the move.
    * Live options go through the batch pricer, one kernel call per grid cell. Expired options are not
    * repriced: their payoff is fixed (`netSize` leaves them out), and a coin-settled one's coin is in
-   * `linearDelta`.
+   * `linearDelta`. So are expired futures': a linear one's settled USD P&L does not move at all, an
+   * inverse one's coin is in `linearDelta`.
    */
   #scenarios(u: number, mkt: UnderlyingMarket, linearDelta: number, nowMs: number): ScenarioGrid {
     const units = this.#book.units;

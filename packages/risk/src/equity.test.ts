@@ -1,7 +1,15 @@
-import { type Balance, ManualClock, type Mark, MS_PER_YEAR, type Position } from '@xhedge/core';
+import {
+  type Balance,
+  instrumentMeta,
+  ManualClock,
+  type Mark,
+  MS_PER_DAY,
+  MS_PER_YEAR,
+  type Position,
+} from '@xhedge/core';
 import { bsm } from '@xhedge/pricing';
 import { describe, expect, it } from 'vitest';
-import { RiskEngine } from './engine.ts';
+import { type RiskBook, RiskEngine, type RiskPosition } from './engine.ts';
 import { bookEquity } from './equity.ts';
 
 const NOW = Date.UTC(2026, 0, 1, 8);
@@ -16,7 +24,7 @@ function equityOf(positions: Position[], balances: Balance[], marks: Mark[] = []
   return bookEquity(engine.snapshot({ scenarios: false }), { positions, balances, marks });
 }
 
-const pos = (p: Partial<Position> & Pick<Position, 'instrument' | 'sizeBase'>): Position => ({
+const pos = (p: Partial<RiskPosition> & Pick<Position, 'instrument' | 'sizeBase'>): RiskPosition => ({
   venue: 'v',
   chain: 'evm:42161',
   asOfMs: NOW,
@@ -246,6 +254,116 @@ describe('bookEquity', () => {
       expect(e.marginUsd).toBe(300);
       expect(e.equityUsd).toBe(400);
       expect(e.unvalued).toEqual(['v:BTC-USD:PERP']);
+    });
+  });
+
+  describe('positions in contracts', () => {
+    // Long 25 linear contracts of 0.1 ETH (2.5 ETH) bought at 2,900; short 6,000 inverse contracts of
+    // 1 USD (Deribit ETH-PERPETUAL: 6,000 USD face) sold at 3,000. Both marked.
+    const positions: RiskPosition[] = [
+      pos({ instrument: 'ETH-USD:PERP', sizeBase: 0, contracts: 25, entryPriceUsd: 2_900 }),
+      pos({
+        venue: 'deribit',
+        chain: 'offchain',
+        instrument: 'ETH-USD:PERP',
+        sizeBase: 0,
+        contracts: -6_000,
+        settlementCurrency: 'ETH',
+        entryPriceUsd: 3_000,
+      }),
+    ];
+    const markets: NonNullable<RiskBook['markets']> = [
+      { venue: 'v', instrument: instrumentMeta('ETH-USD:PERP', { contractSize: 0.1 }) },
+      {
+        venue: 'deribit',
+        instrument: instrumentMeta('ETH-USD:PERP', { settlementCurrency: 'ETH', contractValueUsd: 1 }),
+      },
+    ];
+    const marks: Mark[] = [
+      { venue: 'v', instrument: 'ETH-USD:PERP', markPriceUsd: 3_010, asOfMs: NOW },
+      { venue: 'deribit', instrument: 'ETH-USD:PERP', markPriceUsd: 3_300, asOfMs: NOW },
+    ];
+    function snapshot() {
+      const engine = new RiskEngine({ clock: new ManualClock(NOW), staleAfterMs: 60_000 });
+      engine.setBook({ positions, markets });
+      engine.setMarket('ETH', { spotUsd: 3_300, volDecimal: 0.7, asOfMs: NOW });
+      return engine.snapshot({ scenarios: false });
+    }
+
+    it('sizes them as the engine does: linear × contractSize, inverse by face / entry', () => {
+      const e = bookEquity(snapshot(), { positions, balances: [], marks, markets });
+      // Linear: 2.5 × (3,010 − 2,900) = 275. Inverse: −6,000 × (1/3,000 − 1/3,300) ETH at 3,300 = −600.
+      expect(e.unrealizedUsd).toBeCloseTo(2.5 * 110 + -6_000 * (1 / 3_000 - 1 / 3_300) * 3_300, 9);
+      expect(e.unrealizedUsd).toBeCloseTo(275 - 600, 9);
+      expect(e.unvalued).toEqual([]);
+    });
+
+    it('lists inverse contracts it cannot size (no contractValueUsd) instead of valuing them at 0', () => {
+      const e = bookEquity(snapshot(), { positions, balances: [], marks });
+      expect(e.unvalued).toEqual(['deribit:ETH-USD:PERP']);
+      // Without the venue's contract size a linear contract is 1 ETH (the engine's default too).
+      expect(e.unrealizedUsd).toBeCloseTo(25 * 110, 9);
+    });
+  });
+
+  describe('expired futures', () => {
+    // ETH futures expiring 20260331, a day later: long 2 linear bought at 2,500, and short 6,000 inverse
+    // contracts of 1 USD sold at 3,000; settled at 2,800. The venues still list both, marked stale.
+    const FUT = 'ETH-USD:FUT:20260331';
+    const AFTER = EXPIRY + MS_PER_DAY;
+    const positions: RiskPosition[] = [
+      pos({ instrument: FUT, sizeBase: 2, entryPriceUsd: 2_500, asOfMs: AFTER }),
+      pos({
+        venue: 'deribit',
+        chain: 'offchain',
+        instrument: FUT,
+        sizeBase: 0,
+        contracts: -6_000,
+        settlementCurrency: 'ETH',
+        entryPriceUsd: 3_000,
+        asOfMs: AFTER,
+      }),
+    ];
+    const markets: NonNullable<RiskBook['markets']> = [
+      {
+        venue: 'deribit',
+        instrument: instrumentMeta(FUT, { settlementCurrency: 'ETH', contractValueUsd: 1 }),
+      },
+    ];
+    const marks: Mark[] = [
+      { venue: 'v', instrument: FUT, markPriceUsd: 2_900, asOfMs: AFTER },
+      { venue: 'deribit', instrument: FUT, markPriceUsd: 2_900, asOfMs: AFTER },
+    ];
+    function at(spotUsd: number, settlementPricesUsd?: Record<string, number>) {
+      const engine = new RiskEngine({ clock: new ManualClock(AFTER), staleAfterMs: 60_000 });
+      engine.setBook({ positions, markets });
+      const market = { spotUsd, volDecimal: 0.7, asOfMs: AFTER };
+      engine.setMarket('ETH', settlementPricesUsd ? { ...market, settlementPricesUsd } : market);
+      const snap = engine.snapshot({ scenarios: false });
+      return { snap, equity: bookEquity(snap, { positions, balances: [], marks, markets }) };
+    }
+
+    it('fixes their P&L at the settlement price: linear in USD, inverse in coin worth it at spot', () => {
+      const { snap, equity } = at(3_200, { '20260331': 2_800 });
+      // Linear: 2 × (2,800 − 2,500) = 600 USD. Inverse: −6,000 × (1/3,000 − 1/2,800) = +0.142857 ETH.
+      const coin = -6_000 * (1 / 3_000 - 1 / 2_800);
+      expect(equity.unrealizedUsd).toBeCloseTo(600 + coin * 3_200, 9);
+      expect(equity.unvalued).toEqual([]);
+      // Equity moves with spot exactly as the snapshot's delta says: only the inverse one's coin.
+      expect(snap.underlyings.ETH?.delta).toBeCloseTo(coin, 12);
+      const up = at(3_520, { '20260331': 2_800 });
+      expect(up.equity.equityUsd - equity.equityUsd).toBeCloseTo(coin * 320, 9);
+      expect(up.equity.equityUsd - equity.equityUsd).toBeCloseTo(
+        (snap.underlyings.ETH?.delta ?? Number.NaN) * 320,
+        9,
+      );
+    });
+
+    it('without a settlement price settles them at spot, as the engine does', () => {
+      const { snap, equity } = at(3_200);
+      const coin = -6_000 * (1 / 3_000 - 1 / 3_200);
+      expect(equity.unrealizedUsd).toBeCloseTo(2 * (3_200 - 2_500) + coin * 3_200, 9);
+      expect(snap.underlyings.ETH?.delta).toBeCloseTo(coin, 12);
     });
   });
 

@@ -1,4 +1,12 @@
-import { type Balance, isUsdLike, type Mark, type Position, parseInstrumentId } from '@xhedge/core';
+import { type Balance, type InstrumentMeta, isUsdLike, type Mark, msToExpiryDate } from '@xhedge/core';
+import {
+  baseAtEntry,
+  type HeldSize,
+  heldSize,
+  positionMeta,
+  type RiskBook,
+  type RiskPosition,
+} from './book.ts';
 import { DEFAULT_ASSET_ALIASES } from './engine.ts';
 import type { RiskSnapshot } from './snapshot.ts';
 
@@ -14,7 +22,8 @@ export interface BookEquity {
   spotUsd: number;
   /**
    * Perps and futures: P&L not yet in a balance, the venue's `unsettledPnlUsd` when it reports one
-   * (closed positions whose P&L is unsettled included), else (mark − entry) × size.
+   * (closed positions whose P&L is unsettled included), else (mark − entry) × size; a future past its
+   * expiry at its settlement price instead of the mark.
    */
   unrealizedUsd: number;
   /**
@@ -26,8 +35,9 @@ export interface BookEquity {
   inTransitUsd: number;
   /**
    * What could not be valued (an instrument or asset with no market in the snapshot, a perp or future
-   * without its entry price). When not empty, `equityUsd` leaves them out and is not comparable with a
-   * mark taken when they were valued. A perp or future with `unsettledPnlUsd` needs no market.
+   * without its entry price, inverse contracts whose instrument has no `contractValueUsd`). When not
+   * empty, `equityUsd` leaves them out and is not comparable with a mark taken when they were valued. A
+   * perp or future with `unsettledPnlUsd` needs no market.
    */
   unvalued: string[];
 }
@@ -50,11 +60,31 @@ export interface BookEquity {
  * Inverse (coin-settled) perps and futures are valued by their size in coin: size × (mark − entry),
  * the USD value of their coin P&L at the mark.
  *
- * `positions`, `balances` and `marks` are the inputs the snapshot was built from (gas money left out).
+ * Positions are sized as the risk engine sizes them ({@link heldSize}): `contracts`, when given, win
+ * over `sizeBase` (linear ones × the instrument's `contractSize`; inverse perps and futures are a USD
+ * face, `contracts × contractValueUsd`, whose size in coin for the P&L is face / entry, as an inverse
+ * contract's P&L is face × (1/entry − 1/mark) coins). The instruments come from `markets` as given to the
+ * engine, else from the ids; a position that cannot be sized is listed in `unvalued`.
+ *
+ * A future past its expiry has settled: its P&L is fixed at the settlement price the snapshot gives
+ * (`settlementPricesUsd`; else spot, as the engine took it and warned), not at the venue's mark of an
+ * instrument that no longer trades. Linear, that is a USD amount that no longer moves; inverse, a coin
+ * amount, size × (settlement − entry) / settlement, worth its amount at spot: the convention the engine
+ * counts its delta by, so equity moves with spot exactly as the snapshot's delta says.
+ *
+ * `positions`, `balances`, `marks` (and `markets`) are the inputs the snapshot was built from (gas money
+ * left out).
  */
 export function bookEquity(
   snapshot: RiskSnapshot,
-  inputs: { positions: readonly Position[]; balances: readonly Balance[]; marks: readonly Mark[] },
+  inputs: {
+    /** Core positions, or the engine's (in `contracts`). */
+    positions: readonly RiskPosition[];
+    balances: readonly Balance[];
+    marks: readonly Mark[];
+    /** Instrument metadata per venue (contract sizes and face values), as in the engine's `setBook`. */
+    markets?: RiskBook['markets'];
+  },
   opts: {
     /** Transfers debited at their source and not yet credited at their destination. */
     inTransit?: readonly { asset: string; amount: number }[];
@@ -80,38 +110,63 @@ export function bookEquity(
     else unvalued.push(`in-transit:${t.asset}`);
   }
   const markOf = new Map(inputs.marks.map((m) => [`${m.venue}|${m.instrument}`, m.markPriceUsd]));
+  const metaByVenue = inputs.markets?.length
+    ? new Map(inputs.markets.map((m) => [`${m.venue}|${m.instrument.id}`, m.instrument]))
+    : undefined;
+  const size: HeldSize = { sizeBase: 0, faceUsd: 0 };
   let spotUsd = 0;
   let unrealizedUsd = 0;
   let marginUsd = 0;
   for (const p of inputs.positions) {
     marginUsd += p.marginUsd ?? 0;
-    if (p.sizeBase === 0 && p.unsettledPnlUsd === undefined) continue;
-    let kind: string;
-    let base: string;
+    const closed = (p.contracts ?? p.sizeBase) === 0;
+    if (closed && p.unsettledPnlUsd === undefined) continue;
+    let meta: InstrumentMeta;
     try {
-      const id = parseInstrumentId(p.instrument);
-      kind = id.kind;
-      base = id.base;
+      meta = positionMeta(metaByVenue, p);
     } catch {
       unvalued.push(`${p.venue}:${p.instrument}`);
       continue;
     }
+    const kind = meta.kind;
     const linear = kind === 'perp' || kind === 'future';
     if (linear && p.unsettledPnlUsd !== undefined) {
       unrealizedUsd += p.unsettledPnlUsd;
       continue;
     }
-    if (p.sizeBase === 0) continue;
-    const risk = snapshot.underlyings[base];
+    if (closed) continue;
+    try {
+      heldSize(p, meta, size);
+    } catch {
+      unvalued.push(`${p.venue}:${p.instrument}`); // inverse contracts without a face value
+      continue;
+    }
+    const risk = snapshot.underlyings[meta.underlying];
     if (!risk) {
       unvalued.push(`${p.venue}:${p.instrument}`);
       continue;
     }
     if (kind === 'option') continue; // in the snapshot's model value
-    const px = markOf.get(`${p.venue}|${p.instrument}`) ?? risk.spotUsd;
-    if (kind === 'spot') spotUsd += p.sizeBase * px;
-    else if (p.entryPriceUsd === undefined) unvalued.push(`${p.venue}:${p.instrument}`);
-    else unrealizedUsd += p.sizeBase * (px - p.entryPriceUsd);
+    if (kind === 'spot') {
+      spotUsd += size.sizeBase * (markOf.get(`${p.venue}|${p.instrument}`) ?? risk.spotUsd);
+      continue;
+    }
+    const entry = p.entryPriceUsd;
+    const entryBase = baseAtEntry(size.sizeBase, size.faceUsd, entry);
+    if (entry === undefined || entryBase === undefined) {
+      unvalued.push(`${p.venue}:${p.instrument}`);
+      continue;
+    }
+    const expiryMs = kind === 'future' ? meta.expiryMs : undefined;
+    if (expiryMs === undefined || expiryMs > snapshot.asOfMs) {
+      unrealizedUsd += entryBase * ((markOf.get(`${p.venue}|${p.instrument}`) ?? risk.spotUsd) - entry);
+      continue;
+    }
+    const settleUsd = risk.settlementPricesUsd?.[msToExpiryDate(expiryMs)] ?? risk.spotUsd;
+    // Settled: linear in USD, fixed; inverse in coin, (settle − entry) / settle per coin, worth it at spot.
+    unrealizedUsd += meta.inverse
+      ? ((entryBase * (settleUsd - entry)) / settleUsd) * risk.spotUsd
+      : entryBase * (settleUsd - entry);
   }
   const equityUsd = cashUsd + modelValueUsd + spotUsd + unrealizedUsd + marginUsd + inTransitUsd;
   if (!Number.isFinite(equityUsd))

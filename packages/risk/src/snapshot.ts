@@ -75,6 +75,13 @@ export const UnderlyingRisk = GreekTotals.extend({
    */
   optionDeltaFloorBase: FiniteNumber.optional(),
   optionDeltaCeilingBase: FiniteNumber.optional(),
+  /**
+   * Settlement prices, USD by expiry date YYYYMMDD, of the expired options and futures held, as the
+   * market gave them (`UnderlyingMarket.settlementPricesUsd`); those not known were taken at spot and
+   * are absent (see `warnings`). `bookEquity` settles an expired future's P&L at the same price, so
+   * that it moves with spot exactly as the engine's delta says. Absent when nothing held has expired.
+   */
+  settlementPricesUsd: z.record(z.string(), FiniteNumber.positive()).optional(),
   positionCount: z.number().int().nonnegative(),
   /** Vega per vol point by expiry date (YYYYMMDD). */
   vegaByExpiry: z.record(z.string(), FiniteNumber),

@@ -31,8 +31,9 @@ export interface UnderlyingMarket {
   volSurface?: VolSmile;
   /**
    * Settlement (delivery) prices of expiries already past, USD, by expiry date `YYYYMMDD` (as in the
-   * instrument ids). An expired option is worth its payoff at this price, whatever spot does after;
-   * without one the engine values it at intrinsic at spot and says so in the snapshot's warnings.
+   * instrument ids). An expired option is worth its payoff at this price, and an expired future's P&L
+   * is fixed at it, whatever spot does after; without one the engine takes spot instead and says so in
+   * the snapshot's warnings.
    */
   settlementPricesUsd?: Readonly<Record<string, number>>;
 }
@@ -54,7 +55,8 @@ export interface UnitGreeks {
   /**
    * Expired options: the fixed amount of coin one unit pays were it coin-settled (payoff at the
    * settlement price ÷ settlement price). Held coin moves with spot, so a coin-settled expired option's
-   * USD delta is this amount, while a USD-settled one has none. 0 for everything live.
+   * USD delta is this amount, while a USD-settled one has none. 0 for everything live, and for expired
+   * futures: what they pay depends on each position's entry, so the engine works it out per position.
    */
   settledCoinPerUnit: number;
 }
@@ -66,6 +68,13 @@ export type PricedInstrument = Pick<InstrumentMeta, 'kind' | 'strike' | 'expiryM
  * Per-unit Greeks of an instrument at a spot, vol and rate (one consistent model for every venue):
  * options BSM on spot with rate r; dated futures e^{rT} (the forward's sensitivity to spot); perps and
  * spot 1.
+ *
+ * A dated future at or past its expiry has settled in cash: its P&L was fixed at the settlement price,
+ * so it has no Greeks at all (all 0: with delta e^{r·0} = 1 it would count as live delta at spot for as
+ * long as a venue still lists it). A linear (USD-margined) one's settled P&L is USD: no delta. An
+ * inverse (coin-margined) one's is a coin amount that depends on each position's entry, so the engine
+ * works it out per position and counts it as delta like a coin balance, the convention of coin-settled
+ * options below.
  *
  * An expired option is cash-settled: its payoff was fixed at the settlement price
  * (`settlementPriceUsd`; spot when not known yet), so it has no Greeks at all. `priceUsd` is that
@@ -126,6 +135,19 @@ export function unitGreeks(
     };
   }
   if (inst.kind === 'future') {
+    // A future without an expiry cannot be judged expired: it stays a forward at T = 0 (delta 1).
+    if (inst.expiryMs !== undefined && inst.expiryMs <= nowMs)
+      return {
+        priceUsd: 0,
+        delta: 0,
+        gamma: 0,
+        vegaPerVolPoint: 0,
+        thetaPerDay: 0,
+        rhoPer1Pct: 0,
+        vannaPerVolPoint: 0,
+        netDeltaCoinInverse: 0,
+        settledCoinPerUnit: 0,
+      };
     const T = Math.max(yearFraction(nowMs, inst.expiryMs ?? nowMs), 0);
     const delta = Math.exp(rateDecimal * T);
     return {
