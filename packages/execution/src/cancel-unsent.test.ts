@@ -1,5 +1,6 @@
 import type { HedgeIntent } from '@xhedge/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { restoreControlState } from './control-state.ts';
 import { clientOrderIdFor } from './ids.ts';
 import { keysFor } from './keys.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
@@ -75,5 +76,86 @@ describe('cancelUnsent and the pre-trade reservation', () => {
     ).toBe(false);
     expect(await env.cmd.hget(k.ctlNotional, c.id)).not.toBeNull();
     expect(await env.cmd.zscore(k.ctlSide('ETH'), c.id)).not.toBeNull();
+  });
+
+  it('cancels nothing the ledger has past queued, though no claim is left (let go after CLAIM_RETAIN_MS)', async () => {
+    const k = keysFor(env.prefix);
+    const e = env.intent(5, { sizeBase: '0.1' });
+    const cid = clientOrderIdFor(e.id);
+    await queuedLeg(e);
+    // sent and working at the venue; its send claim was let go after the ledger recorded the send
+    await env.ledger.transition(cid, 'sent', { actor: 'worker:w' });
+    await env.ledger.transition(cid, 'acknowledged', { actor: 'worker:w', patch: { venueOrderId: 'v-5' } });
+    expect(await env.cmd.get(k.sendClaim(cid))).toBeNull();
+    expect(await env.service.cancelUnsent(cid, { actor: 'operator:ana', error: 'too late' })).toBe(false);
+    expect(await env.ledger.getOrder(cid)).toMatchObject({ status: 'acknowledged', venueOrderId: 'v-5' });
+    // its reservation stands (it may trade), and the blocked claim the cancel took is given back
+    expect(await env.cmd.hget(k.ctlNotional, e.id)).not.toBeNull();
+    expect(await env.cmd.zscore(k.ctlSide('ETH'), e.id)).not.toBeNull();
+    expect(await env.cmd.get(k.sendClaim(cid))).toBeNull();
+    // a claim another actor took as blocked is not this cancel's to give back
+    await env.cmd.set(k.sendClaim(cid), `blocked|${Date.now()}|operator:bob`);
+    expect(await env.service.cancelUnsent(cid, { actor: 'operator:ana', error: 'too late' })).toBe(false);
+    expect(await env.cmd.get(k.sendClaim(cid))).toMatch(/^blocked\|\d+\|operator:bob$/);
+  });
+
+  it('cancels nothing while Redis has lost its control state: a lost claim may have covered a send', async () => {
+    const k = keysFor(env.prefix);
+    const f = env.intent(6, { sizeBase: '0.1' });
+    const cid = clientOrderIdFor(f.id);
+    await queuedLeg(f);
+    // a Redis that lost its data: the control state (and any send claim) is gone
+    await env.cmd.del(k.controlState);
+    try {
+      expect(await env.service.cancelUnsent(cid, { actor: 'operator:ana', error: 'not wanted' })).toBe(false);
+      expect((await env.ledger.getOrder(cid))?.status).toBe('queued');
+      // nothing written to Redis either: no blocked claim that would stop the restore's claim
+      expect(await env.cmd.get(k.sendClaim(cid))).toBeNull();
+      expect(await env.cmd.hget(k.ctlNotional, f.id)).not.toBeNull();
+    } finally {
+      await restoreControlState(
+        {
+          redis: env.cmd,
+          prefix: env.prefix,
+          killSwitch: env.killSwitch,
+          breakers: env.breakers,
+          ledger: env.ledger,
+        },
+        { actor: 'test' },
+      );
+    }
+    // the restore claimed it (it may have been sent): its run decides, after asking the venue
+    expect(await env.cmd.get(k.sendClaim(cid))).toMatch(/^restored\|/);
+    expect(await env.service.cancelUnsent(cid, { actor: 'operator:ana', error: 'not wanted' })).toBe(false);
+    expect((await env.ledger.getOrder(cid))?.status).toBe('queued');
+  });
+
+  it('while Redis has lost its control state, still cancels a `planned` order: it was never sent, whatever Redis lost', async () => {
+    const k = keysFor(env.prefix);
+    const p = env.intent(7, { sizeBase: '0.1' });
+    const cid = clientOrderIdFor(p.id);
+    // as a hedge behind a collateral transfer is recorded before its flow is added
+    await env.ledger.recordIntent(p, { clientOrderId: cid, actor: 'test' });
+    expect((await env.ledger.getOrder(cid))?.status).toBe('planned');
+    await env.cmd.del(k.controlState);
+    try {
+      expect(
+        await env.service.cancelUnsent(cid, { actor: 'orchestrator', error: 'blocked by stale-data' }),
+      ).toBe(true);
+      expect((await env.ledger.getOrder(cid))?.status).toBe('cancelled');
+      // decided on the ledger's word: no claim written while the claims are not to be trusted
+      expect(await env.cmd.get(k.sendClaim(cid))).toBeNull();
+    } finally {
+      await restoreControlState(
+        {
+          redis: env.cmd,
+          prefix: env.prefix,
+          killSwitch: env.killSwitch,
+          breakers: env.breakers,
+          ledger: env.ledger,
+        },
+        { actor: 'test' },
+      );
+    }
   });
 });

@@ -76,6 +76,69 @@ describe('reconciler and flows whose child failed', () => {
       await flows.close();
     }
   });
+
+  it('decides nothing for such a hedge while Redis has lost its control state: no cancel, no retry', async () => {
+    const leg = env.intent(2);
+    const cid = clientOrderIdFor(leg.id);
+    await env.ledger.recordIntent(leg, { clientOrderId: cid, actor: 'test' });
+    const childQueue = 'xfer-test-2';
+    const transfers = new Worker(
+      childQueue,
+      async () => {
+        throw new Error('bridge lost the message');
+      },
+      { connection: env.redis.options, prefix: env.prefix },
+    );
+    const flows = new FlowProducer({ connection: env.redis.options, prefix: env.prefix });
+    try {
+      await flows.add({
+        name: 'order',
+        queueName: orderQueueName('pv'),
+        data: { intent: leg, clientOrderId: cid },
+        opts: { ...ORDER_JOB_OPTIONS, jobId: leg.id },
+        children: [
+          {
+            name: 'transfer',
+            queueName: childQueue,
+            data: {},
+            opts: { attempts: 1, failParentOnFailure: true, jobId: `xfer-${leg.id}` },
+          },
+        ],
+      });
+      await env.ledger.transition(cid, 'queued', { actor: 'test' });
+      const job = await until(async () => {
+        const j = await env.service.queue('pv').getJob(leg.id);
+        return j && (await j.getState()) === 'failed' ? j : undefined;
+      }, 20_000);
+      // a Redis that lost some of its last writes (the job survived): the control state is not restored
+      await env.cmd.del(keysFor(env.prefix).controlState);
+      const rec = new Reconciler({
+        service: env.service,
+        ledger: env.ledger,
+        redis: env.cmd,
+        prefix: env.prefix,
+        minAgeMs: 0,
+      });
+      // cancelUnsent refuses there; that refusal is not a run holding the claim, so no retry either
+      expect(await rec.sweep()).toMatchObject({ examined: 1, redriven: 0, cancelled: 0 });
+      expect(await job.getState()).toBe('failed');
+      expect((await env.ledger.getOrder(cid))?.status).toBe('queued');
+      expect(await env.cmd.get(keysFor(env.prefix).sendClaim(cid))).toBeNull();
+    } finally {
+      await restoreControlState(
+        {
+          redis: env.cmd,
+          prefix: env.prefix,
+          killSwitch: env.killSwitch,
+          breakers: env.breakers,
+          ledger: env.ledger,
+        },
+        { actor: 'test' },
+      );
+      await transfers.close();
+      await flows.close();
+    }
+  });
 });
 
 // A producer that crashed in `submitPlan` after the ledger recorded the plan's legs `queued` and before it

@@ -106,6 +106,10 @@ export class Reconciler {
         const state = await job.getState();
         if (state !== 'failed' && state !== 'completed') continue;
         if (order.status === 'planned' || order.status === 'queued') {
+          // Nothing is decided for it while this Redis server's control state is not restored (as for
+          // an orphan): `cancelUnsent` refuses then, and a retry would take that refusal for a claim a
+          // run holds. The restore claims it, and the next sweep decides.
+          if (!(await controlStateRestored(this.#o.redis, this.#o.prefix))) continue;
           // A flow parent (a hedge waiting for its collateral transfer) fails when a child fails; the
           // collateral never arrived, so the hedge must not be re-driven: it ends cancelled.
           const failedChildren = (await job.getDependenciesCount({ failed: true })).failed ?? 0;
@@ -175,7 +179,11 @@ export class Reconciler {
     return cancelled ? 'cancelled' : 'claimed';
   }
 
-  /** `ExecutionService.cancelUnsent` as the reconciler: false when a run holds the order's send claim. */
+  /**
+   * `ExecutionService.cancelUnsent` as the reconciler: false when a run holds the order's send claim,
+   * when the ledger has it past `queued` by now, or while the control state is not restored (the
+   * callers here ask that first and wait).
+   */
   #cancelUnsent(clientOrderId: string, error: string): Promise<boolean> {
     return this.#o.service.cancelUnsent(clientOrderId, { actor: 'reconciler', error });
   }

@@ -1,7 +1,15 @@
-import { type Clock, HedgeIntent, parseOrThrow, systemClock, TERMINAL_ORDER_STATUSES } from '@xhedge/core';
+import {
+  type Clock,
+  HedgeIntent,
+  type OrderStatus,
+  parseOrThrow,
+  systemClock,
+  TERMINAL_ORDER_STATUSES,
+} from '@xhedge/core';
 import type { Ledger, LedgerOrder, RecordedLeg } from '@xhedge/store';
 import { type FlowJob, FlowProducer, Queue } from 'bullmq';
 import type { BreakerBoard } from './breakers.ts';
+import { controlStateRestored } from './control-state.ts';
 import type {
   ControlName,
   ControlResult,
@@ -17,6 +25,9 @@ import type { ExecutionMetrics } from './metrics.ts';
 import { ORDER_JOB_OPTIONS, type OrderJobData, orderQueueName, PRIORITY } from './queue.ts';
 import type { ConnectionOptions } from './redis.ts';
 import { SendClaims } from './send-claim.ts';
+
+/** The states of an order no run has sent: the only ones `cancelUnsent` cancels from. */
+const UNSENT: readonly OrderStatus[] = ['planned', 'queued'];
 
 /** What execution needs of a plan (routing's `HedgePlan` has these fields). */
 export interface PlanLike {
@@ -265,15 +276,46 @@ export class ExecutionService {
    * Cancels an order that was not sent, from outside its job's run (an operator, a failed collateral
    * transfer, the reconciler): it is claimed as blocked first (`SendClaims.block`), so no run of it can
    * send it after the cancel, and the reservation its leg took at queue time is given back. Returns
-   * false, changing nothing, when a run holds its send claim: it may have been sent, and its job's run
-   * ends it after asking the venue.
+   * true when the order is cancelled (by this call, or before it). Returns false, and the order stays
+   * as it is, when it may have been sent; its job's run ends it after asking the venue:
+   * - the control state of this Redis server is not restored (`controlStateRestored`): it lost data,
+   *   and with it maybe the send claim a run sent the order under (the restore claims such orders);
+   *   nothing is changed, in Redis or the ledger, unless the order is still `planned` (never sent:
+   *   cancelled on the ledger's word, e.g. a hedge behind a collateral transfer a control refused);
+   * - a run holds its send claim (or the restore after a data loss does);
+   * - the ledger has it past `queued` (or ended otherwise): the claim is no proof on its own, as it is
+   *   let go `CLAIM_RETAIN_MS` after the send was recorded. The cancel is conditional on `planned` or
+   *   `queued` in the ledger's own transaction, so it cannot land on an order a run sent meanwhile
+   *   either. The blocked claim just taken is given back: it would stand, for `SEND_CLAIM_TTL_MS`, for
+   *   a decision ("never sent") that was not made. (It would not stop the order's runs: the claim
+   *   decides nothing for an order past `queued`, which never goes back there.)
    */
   async cancelUnsent(clientOrderId: string, o: { actor: string; error: string }): Promise<boolean> {
+    if (!(await controlStateRestored(this.#o.controls.redis, this.#o.controls.prefix))) {
+      // A `planned` order was never sent, whatever Redis lost: a run moves it to `queued` in the ledger
+      // before any gate, and its job carries no `queuedAtMs`, so every run of it reads the ledger first
+      // (no fast send). Cancelled on the ledger's word alone; a `queued` one waits for the restore.
+      const r = await this.#o.ledger.transition(clientOrderId, 'cancelled', {
+        actor: o.actor,
+        patch: { error: o.error },
+        from: ['planned'],
+      });
+      if (r.unmet) return false;
+      if (r.changed) await this.#releaseUnsent(r.order);
+      return true;
+    }
     if (await this.#claims.block(clientOrderId, o.actor)) return false;
-    const { changed, order } = await this.#o.ledger.transition(clientOrderId, 'cancelled', {
+    const { changed, unmet, order } = await this.#o.ledger.transition(clientOrderId, 'cancelled', {
       actor: o.actor,
       patch: { error: o.error },
+      from: UNSENT,
     });
+    if (unmet) {
+      // given back only when this actor took it (else: another cancel's, or none). One left behind
+      // by a failed call misleads nobody that decides: no run reads it for an order past `queued`.
+      await this.#claims.giveBack(clientOrderId, o.actor).catch(() => false);
+      return false;
+    }
     if (changed) await this.#releaseUnsent(order);
     return true;
   }

@@ -578,11 +578,19 @@ class OrderProcessor {
     return r;
   }
 
-  /** The gates before a re-send (the ledger's `claimResend` guards that one). */
-  async #preSend(job: Job, intent: HedgeIntent, signal?: AbortSignal): Promise<GateResult> {
+  /**
+   * The gates before a re-send (the ledger's `claimResend` guards that one). `depsFilledAtMs`: when
+   * its last dependency filled, as for a first send (the decision-age control measures from it).
+   */
+  async #preSend(
+    job: Job,
+    intent: HedgeIntent,
+    signal?: AbortSignal,
+    depsFilledAtMs?: number,
+  ): Promise<GateResult> {
     if (signal?.aborted)
       return { ok: false, control: 'kill-switch', reason: String(signal.reason ?? 'job aborted') };
-    const ctx = await this.#controlContext(job, intent);
+    const ctx = await this.#controlContext(job, intent, { depsFilledAtMs });
     const r = await this.#gate.check(intent, ctx, { takeTrial: true, reserve: true });
     if (r.ok && signal?.aborted) {
       for (const t of r.trials) await this.#o.breakers.abandonTrial(t);
@@ -694,6 +702,23 @@ class OrderProcessor {
         if (provenNotSent) {
           this.#o.metrics?.reconciliations.inc({ result: 'not-at-venue' });
           if (order.status === 'sent') {
+            // Its dependencies first: this run may come here without `#run` having seen them filled (a
+            // run that found the send claim held, e.g. by the restore after a Redis data loss, goes on
+            // to reconcile whatever they are). A leg whose dependency did not fill is never sent.
+            const deps = await this.#dependencies(intent);
+            if (deps.kind === 'ended') {
+              const r = await this.#o.ledger.transition(clientOrderId, 'cancelled', {
+                actor: this.#id,
+                from: ['sent'],
+                patch: {
+                  error: `dependency ${deps.dep} ${deps.status === 'missing' ? 'is missing' : `ended ${deps.status}`} (not re-sent; the venue never had it)`,
+                },
+              });
+              // another run moved it meanwhile (`unmet`): what the ledger has now decides
+              order = r.order;
+              continue;
+            }
+            if (deps.kind === 'working') return this.#later(job, token, 1000);
             // the right to re-send first (of racing runs, one wins), then the gates, then at once the
             // send: nothing waits between the gates and the venue
             const claimed = await this.#o.ledger.claimResend(clientOrderId, order.sendAttempts, {
@@ -701,7 +726,7 @@ class OrderProcessor {
               note: 'venue does not have the order after the send deadline',
             });
             if (!claimed) return this.#later(job, token, 1000);
-            const gate = await this.#preSend(job, intent, signal);
+            const gate = await this.#preSend(job, intent, signal, deps.filledAtMs);
             if (!gate.ok) {
               order = await this.#cancel(
                 await this.#current(clientOrderId),
@@ -736,6 +761,32 @@ class OrderProcessor {
    */
   async #killBlocks(intent: HedgeIntent): Promise<boolean> {
     return (await this.#o.killSwitch.blocking(intent).catch(() => undefined)) !== undefined;
+  }
+
+  /**
+   * Where the ledger orders an intent depends on (`dependsOn`) stand: every one `filled` (with the
+   * time the last one did, if any), one that `ended` without filling (or is not in the ledger: nothing
+   * will fill it), or else one still `working`. An ended one wins over a working one: the leg is
+   * cancelled at once rather than after the wait. `filled` is terminal, so a `filled` answer stays true.
+   */
+  async #dependencies(
+    intent: HedgeIntent,
+  ): Promise<
+    | { kind: 'filled'; filledAtMs?: number }
+    | { kind: 'ended'; dep: string; status: OrderStatus | 'missing' }
+    | { kind: 'working'; dep: string; status: OrderStatus }
+  > {
+    let filledAtMs: number | undefined;
+    let working: { kind: 'working'; dep: string; status: OrderStatus } | undefined;
+    for (const dep of intent.dependsOn) {
+      const d = await this.#o.ledger.getOrderByIntent(dep);
+      if (!d) return { kind: 'ended', dep, status: 'missing' };
+      if (d.status === 'filled') filledAtMs = Math.max(filledAtMs ?? d.updatedAtMs, d.updatedAtMs);
+      else if (TERMINAL_ORDER_STATUSES.has(d.status)) return { kind: 'ended', dep, status: d.status };
+      else working ??= { kind: 'working', dep, status: d.status };
+    }
+    if (working) return working;
+    return filledAtMs === undefined ? { kind: 'filled' } : { kind: 'filled', filledAtMs };
   }
 
   /** The order as the ledger has it now (it must be there). */

@@ -783,7 +783,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       if (!(await service.cancelUnsent(order.clientOrderId, { actor, error: 'cancelled by operator' })))
         throw new XhedgeError(
           'CONFLICT',
-          `job ${intentId} was claimed for sending; use the venue kill switch`,
+          `job ${intentId} may have been sent (it was claimed for sending, it is past queued now, or Redis lost its control state and the restore has not run); its run asks the venue and ends it, or use the venue kill switch`,
           { details: { status: order.status } },
         );
     }

@@ -447,4 +447,69 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     const open = await ledger.openPositionBreaks();
     expect(open.map((b) => [b.subject, b.details.diffBase])).toEqual([['dc/ETH-USD:PERP', 1]]);
   });
+
+  it('transition with `from`: writes only from those states; otherwise nothing changes and the result says unmet', async () => {
+    const legs = [501, 502, 503].map((n) => ({
+      intent: intent(n, { planId: `plan_${n}`, venue: 'pre' }),
+      clientOrderId: `xh-${n}`,
+      status: 'queued' as const,
+    }));
+    await ledger.recordPlan(legs, { actor: 'o' });
+    const unsent = ['planned', 'queued'] as const;
+    // a queued order: the precondition holds, the cancel is written
+    const a = await ledger.transition('xh-501', 'cancelled', {
+      actor: 'op',
+      from: unsent,
+      patch: { error: 'x' },
+    });
+    expect(a).toMatchObject({ changed: true, order: { status: 'cancelled', error: 'x' } });
+    expect(a.unmet).toBeUndefined();
+    // an order a worker has sent meanwhile: nothing written, no state machine error, unmet
+    await ledger.transition('xh-502', 'sent', { actor: 'w' });
+    await ledger.transition('xh-502', 'acknowledged', { actor: 'w', patch: { venueOrderId: 'v-1' } });
+    const before = await ledger.orderEvents('xh-502');
+    const b = await ledger.transition('xh-502', 'cancelled', {
+      actor: 'op',
+      from: unsent,
+      patch: { error: 'y' },
+    });
+    expect(b).toMatchObject({
+      changed: false,
+      unmet: true,
+      order: { status: 'acknowledged', venueOrderId: 'v-1' },
+    });
+    expect(await ledger.getOrder('xh-502')).toMatchObject({ status: 'acknowledged' });
+    expect((await ledger.getOrder('xh-502'))?.error).toBeUndefined();
+    expect(await ledger.orderEvents('xh-502')).toEqual(before);
+    // a terminal order the state machine could not cancel: unmet as well, not an IllegalTransitionError
+    await ledger.transition('xh-503', 'sent', { actor: 'w' });
+    await ledger.transition('xh-503', 'filled', { actor: 'w', patch: { filledSizeBase: '1.5' } });
+    expect(await ledger.transition('xh-503', 'cancelled', { actor: 'op', from: unsent })).toMatchObject({
+      changed: false,
+      unmet: true,
+      order: { status: 'filled' },
+    });
+    // an order already in `to` is a replay, whatever `from` says
+    const again = await ledger.transition('xh-501', 'cancelled', { actor: 'op', from: unsent });
+    expect(again.changed).toBe(false);
+    expect(again.unmet).toBeUndefined();
+    // racing: of a conditional cancel and a send, whichever comes second finds the other's state
+    await ledger.recordPlan(
+      [
+        {
+          intent: intent(504, { planId: 'plan_504', venue: 'pre' }),
+          clientOrderId: 'xh-504',
+          status: 'queued',
+        },
+      ],
+      { actor: 'o' },
+    );
+    const [c, s] = await Promise.all([
+      ledger.transition('xh-504', 'cancelled', { actor: 'op', from: unsent }),
+      ledger.recordSend('xh-504', { actor: 'w', atMs: 1 }),
+    ]);
+    const final = await ledger.getOrder('xh-504');
+    if (s) expect([c.unmet, final?.status]).toEqual([true, 'sent']);
+    else expect([c.changed, final?.status]).toEqual([true, 'cancelled']);
+  });
 });

@@ -138,8 +138,16 @@ export interface TransitionPatch {
 }
 
 export interface TransitionResult {
-  /** False when the order already was in `to` (an idempotent replay), nothing written. */
+  /**
+   * False when nothing was written: the order already was in `to` (an idempotent replay), or it was in
+   * none of the states the transition's `from` allowed (`unmet`).
+   */
   changed: boolean;
+  /**
+   * True when `from` was given and the order was in none of those states (and not already in `to`):
+   * nothing written, `order` is the order as it stands.
+   */
+  unmet?: boolean;
   order: LedgerOrder;
 }
 
@@ -534,13 +542,20 @@ export class Ledger {
    * Moves an order to `to` if the state machine allows it (row-locked, so concurrent workers
    * serialize). `to === from` is an idempotent replay (no write, `changed: false`), except
    * `partially-filled`, which records fill progress. Moving to `sent` counts a send attempt.
+   *
+   * `from`: a precondition on the current state, decided in the same transaction as the write (a
+   * caller's earlier read may be stale by then: a cancel "of an order not sent" must not land on one a
+   * worker has sent meanwhile). When the order is in none of those states, nothing is written, no
+   * state machine error is thrown, and the result says `unmet` (an order already in `to` is a replay
+   * as above). Without it, any state the state machine allows.
    */
   async transition(
     clientOrderId: string,
     to: OrderStatus,
-    opts: { actor: Actor; note?: string; patch?: TransitionPatch },
+    opts: { actor: Actor; note?: string; patch?: TransitionPatch; from?: readonly OrderStatus[] },
   ): Promise<TransitionResult> {
     const now = this.#clock.nowMs();
+    const allowed = opts.from;
     return this.db.transaction().execute(async (tx) => {
       const cur = await tx
         .selectFrom('orders')
@@ -551,6 +566,7 @@ export class Ledger {
       if (!cur) throw new LedgerNotFoundError('order', clientOrderId);
       const from = cur.status as OrderStatus;
       if (from === to && to !== 'partially-filled') return { changed: false, order: toOrder(cur) };
+      if (allowed && !allowed.includes(from)) return { changed: false, unmet: true, order: toOrder(cur) };
       if (!canTransition(from, to)) throw new IllegalTransitionError(clientOrderId, from, to);
       const p = opts.patch ?? {};
       const updated = await tx
@@ -566,8 +582,15 @@ export class Ledger {
           updated_at_ms: now,
         })
         .where('client_order_id', '=', clientOrderId)
+        // the precondition in the statement as well (the row lock above already holds it there)
+        .$if(allowed !== undefined, (qb) => qb.where('status', 'in', [...(allowed ?? [])]))
         .returningAll()
-        .executeTakeFirstOrThrow();
+        .executeTakeFirst();
+      if (!updated) {
+        // only the precondition can leave the locked row out
+        if (!allowed) throw new LedgerNotFoundError('order', clientOrderId);
+        return { changed: false, unmet: true, order: toOrder(cur) };
+      }
       await tx
         .insertInto('order_events')
         .values({
