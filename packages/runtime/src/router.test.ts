@@ -122,3 +122,84 @@ describe('createRouter: vega-only decisions (regression: offsetting delta leg mi
     expect(perps.reduce((s, l) => s + Number(l.sizeBase), 0)).toBeCloseTo(0.9, 9);
   });
 });
+
+/**
+ * One paper perp venue of the paper profile (and nothing else), holding `usdc` and no position, with
+ * its `params` replaced.
+ */
+async function lonePerpVenue(id: 'gmx-arb' | 'drift-sol', params: Record<string, unknown>, usdc: number) {
+  const config = parseConfig(PAPER, 'paper.yaml');
+  config.venues = config.venues.filter((v) => v.id === id).map((v) => ({ ...v, params }));
+  config.book.positions = [];
+  config.book.balances = [{ venue: id, asset: 'USDC', amount: usdc }];
+  const clock = new ManualClock(Date.UTC(2026, 0, 5));
+  const market = createMarketFromConfig({
+    market: config.market,
+    underlyings: config.underlyings.map((u) => u.symbol),
+    clock,
+  });
+  const venues = createPaperVenues({ config, market, clock });
+  const [mark] = (await venues[0]?.fetchMarks(['BTC-USD:PERP'])) ?? [];
+  if (!mark) throw new Error(`${id} has no BTC perp mark`);
+  return { venues, clock, spotUsd: mark.markPriceUsd };
+}
+
+/** Selling 5 BTC of delta with no option legs, at `spotUsd`. */
+function sellDelta(asOfMs: number, spotUsd: number): HedgeDecision {
+  return {
+    id: 'dec_margin01',
+    underlying: 'BTC',
+    snapshotSeq: 1,
+    asOfMs,
+    policy: 'band',
+    action: 'hedge',
+    code: 'hedge',
+    urgency: 'normal',
+    spotUsd,
+    bookDelta: 5,
+    effectiveDelta: 5,
+    targetDelta: 0,
+    driftDelta: 5,
+    bandHalfWidth: 0.5,
+    tradeDeltaBase: -5,
+    side: 'sell',
+    tradeNotionalUsd: 5 * spotUsd,
+    vegaTrades: [],
+    reason: 'BTC: delta outside its band.',
+  };
+}
+
+/**
+ * Regression: the router sized every perp leg at 10% initial margin, whatever the venue asked. On a
+ * market asking more (a 4× market), a venue short of collateral got a leg 2.5× larger than its
+ * collateral carries, which the venue rejects for margin.
+ */
+describe("createRouter: legs are sized by the venue's initial margin, never under the 10% floor", () => {
+  const route = createRouter({ maxSlippageBps: 50, log: () => {} });
+  const STEP_BASE = 0.0001; // the paper venues' BTC size step
+  const FREE_USD = 40_000; // under what 5 BTC needs at either fraction: collateral binds
+
+  it('sizes the leg on a venue requiring 25% to free collateral / (0.25 × price)', async () => {
+    const { venues, clock, spotUsd } = await lonePerpVenue('drift-sol', { maxLeverage: 4 }, FREE_USD);
+    const [market] = (await venues[0]?.loadMarkets()) ?? [];
+    expect(market?.initialMarginFraction).toBe(0.25);
+    const plan = await route(sellDelta(clock.nowMs(), spotUsd), venues);
+    const legs = perpLegs(plan?.legs ?? []);
+    expect(legs.map((l) => [l.venue, l.side])).toEqual([['drift-sol', 'sell']]);
+    const expectedBase = Math.floor(FREE_USD / (0.25 * spotUsd) / STEP_BASE) * STEP_BASE; // ≈ 1.68 BTC, not ≈ 4.2
+    expect(Number(legs[0]?.sizeBase)).toBeCloseTo(expectedBase, 9);
+    // the venue's margin for the leg fits its free collateral
+    expect(Number(legs[0]?.sizeBase) * spotUsd * 0.25).toBeLessThanOrEqual(FREE_USD);
+  });
+
+  it('sizes the leg at the 10% floor on a venue allowing 50× (2%)', async () => {
+    const { venues, clock, spotUsd } = await lonePerpVenue('gmx-arb', { maxLeverage: 50 }, FREE_USD);
+    const [market] = (await venues[0]?.loadMarkets()) ?? [];
+    expect(market?.initialMarginFraction).toBe(0.02);
+    const plan = await route(sellDelta(clock.nowMs(), spotUsd), venues);
+    const legs = perpLegs(plan?.legs ?? []);
+    expect(legs.map((l) => [l.venue, l.side])).toEqual([['gmx-arb', 'sell']]);
+    const expectedBase = Math.floor(FREE_USD / (0.1 * spotUsd) / STEP_BASE) * STEP_BASE; // ≈ 4.2 BTC, not 5
+    expect(Number(legs[0]?.sizeBase)).toBeCloseTo(expectedBase, 9);
+  });
+});

@@ -67,8 +67,22 @@ export function fitOrderTypes(
   });
 }
 
-/** Initial margin per USD of notional by instrument kind: perps at 10×, spot fully paid. */
+/**
+ * Initial margin per USD of notional by instrument kind: perps at 10×, spot fully paid. For perps and
+ * futures this is the policy's leverage ceiling, a floor on margin: see {@link marginFractionOf}.
+ */
 const MARGIN_FRACTION = { perp: 0.1, future: 0.1, spot: 1, option: 1 } as const;
+
+/**
+ * Initial margin per USD of notional routing sizes a leg in `market` by: the larger of the kind's
+ * default and what the venue requires there (`initialMarginFraction`). Never less than the default,
+ * which is a policy ceiling on leverage: a venue allowing 50× does not make the hedger take it. Never
+ * less than the venue requires: sized at 10% on a market that asks 20%, a leg is rejected for margin
+ * (or fills only to sit near liquidation) once the venue's free collateral binds.
+ */
+function marginFractionOf(market: Pick<MarketInfo, 'instrument' | 'initialMarginFraction'>): number {
+  return Math.max(MARGIN_FRACTION[market.instrument.kind], market.initialMarginFraction ?? 0);
+}
 
 /**
  * Routing for the loop: finds each venue's perp (else spot) market for the underlying, quotes the
@@ -143,7 +157,7 @@ export function createRouter(opts: RouterOptions): RoutePlan {
             priceTickUsd: Number(market.priceTickUsd),
             positionBase,
             freeCollateralUsd,
-            marginFraction: MARGIN_FRACTION[market.instrument.kind],
+            marginFraction: marginFractionOf(market),
           };
           if (market.maxOrderSizeBase !== undefined) t.maxOrderSizeBase = Number(market.maxOrderSizeBase);
           targets.push(t);

@@ -35,6 +35,7 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
       minSizeBase: '0.01',
       sizeStepBase: '0.01',
       priceTickUsd: '0.0001',
+      initialMarginFraction: 0.1, // the fixture's margin_ratio_initial 1000
       active: true,
     });
     const [pos] = await f.venue.fetchPositions();
@@ -57,6 +58,26 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
     expect(mark?.markPriceUsd).toBe(180);
     const funding = await f.venue.fetchFundingRate('SOL-USD:PERP');
     expect(funding.ratePerHour).toBeCloseTo(0.0018 / 180, 12);
+  });
+
+  it("reports the PerpMarket's margin_ratio_initial (parts of 1e4) as the market's initial margin fraction", async () => {
+    const f = await driftFixture();
+    // 5× at most: the account bytes carry 2000 at margin_ratio_initial's offset (1136)
+    f.setPerpMarket({ marginRatioInitial: 2000, marginRatioMaintenance: 1000 });
+    expect((await f.venue.loadMarkets())[0]?.initialMarginFraction).toBe(0.2);
+    // an odd ratio converts exactly, as the decimal 0.1234 parses
+    f.setPerpMarket({ marginRatioInitial: 1234 });
+    expect((await f.venue.loadMarkets())[0]?.initialMarginFraction).toBe(0.1234);
+    f.setPerpMarket({ marginRatioInitial: 10_000 }); // MAX_MARGIN_RATIO: 1×
+    expect((await f.venue.loadMarkets())[0]?.initialMarginFraction).toBe(1);
+    // outside what validate_margin allows: the bytes are not the layout decoded, nothing is reported
+    for (const marginRatioInitial of [0, 10_001]) {
+      f.setPerpMarket({ marginRatioInitial });
+      await expect(f.venue.loadMarkets()).rejects.toMatchObject({
+        code: 'VENUE_NETWORK',
+        message: expect.stringMatching(/margin_ratio_initial .* outside 1\.\.=10000/),
+      });
+    }
   });
 
   it('quotes against the constant-product AMM with fee, priority fee and funding carry', async () => {

@@ -52,6 +52,7 @@ import {
 import {
   AMM_RESERVE_PRECISION,
   BASE_PRECISION,
+  MARGIN_PRECISION,
   PEG_PRECISION,
   POSITION_FLAG,
   PRICE_PRECISION,
@@ -254,10 +255,33 @@ export class DriftVenue implements VenueAdapter {
         minSizeBase: fromFixed(pm.minOrderSize, FIXED_DP.base),
         sizeStepBase: fromFixed(pm.orderStepSize, FIXED_DP.base),
         priceTickUsd: fromFixed(pm.orderTickSize, FIXED_DP.price),
+        initialMarginFraction: this.#initialMarginFraction(pm),
         active: pm.status === 'active',
       });
     }
     return out;
+  }
+
+  /**
+   * The market's `margin_ratio_initial` as a fraction of notional (MARGIN_PRECISION: 2000 → 0.2): the
+   * initial margin `place_perp_order` requires of a risk-increasing order (protocol-v2
+   * `PerpMarket::get_margin_ratio`, `MarginRequirementType::Initial`). It is the least the program
+   * asks: a large position pays more through the market's `imf_factor` size premium, and an account
+   * may have set a higher custom margin ratio; high-leverage mode, which can ask less, is not used here.
+   * The program keeps the ratio in 125..=10000 (`validate_margin`), so a value outside (0, 10000] means
+   * the account does not have the layout this adapter decodes: refused, never reported as a margin.
+   */
+  #initialMarginFraction(pm: DriftPerpMarket): number {
+    const ratio = pm.marginRatioInitial;
+    if (!(ratio > 0 && ratio <= MARGIN_PRECISION))
+      throw new VenueError('VENUE_NETWORK', {
+        venue: this.id,
+        message: `PerpMarket ${pm.marketIndex} margin_ratio_initial ${ratio} is outside 1..=${MARGIN_PRECISION}: the account layout does not match`,
+        outcome: 'not-sent',
+        retryable: false,
+        details: { marketIndex: pm.marketIndex, marginRatioInitial: ratio },
+      });
+    return new Dec(ratio).div(MARGIN_PRECISION).toNumber();
   }
 
   /**

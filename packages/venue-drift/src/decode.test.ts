@@ -108,11 +108,17 @@ describe('Drift layouts', () => {
       minOrderSize: 10_000_000n,
       orderTickSize: 10_000n,
       baseAssetAmountShort: -(1n << 66n),
+      marginRatioInitial: 2000,
+      marginRatioMaintenance: 1000,
     });
     expect(data.length).toBe(PERP_MARKET_SIZE);
     // The program's own constant: MARKET_INDEX_OFFSET = 1160.
     expect(PERP_MARKET.marketIndex).toBe(1160);
     expect(data.readUInt16LE(1160)).toBe(7);
+    // perp_market.rs: margin_ratio_initial is the first of the six u32s just before market_index
+    // (initial, maintenance, the two unrealized-pnl asset weights, number_of_users_with_base, number_of_users).
+    expect(PERP_MARKET.marginRatioInitial).toBe(1160 - 6 * 4);
+    expect(data.readUInt32LE(1136)).toBe(2000);
     const m = decodePerpMarket(data);
     expect(m).toMatchObject({
       marketIndex: 7,
@@ -123,6 +129,8 @@ describe('Drift layouts', () => {
       orderStepSize: 1_000_000n,
       minOrderSize: 10_000_000n,
       orderTickSize: 10_000n,
+      marginRatioInitial: 2000,
+      marginRatioMaintenance: 1000,
     });
     expect(m.baseAssetReserve).toBe((1n << 70n) + 5n);
     expect(m.baseAssetAmountShort).toBe(-(1n << 66n));

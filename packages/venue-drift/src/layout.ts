@@ -16,6 +16,12 @@ export const FUNDING_RATE_PRECISION = 1_000_000_000n;
 export const PEG_PRECISION = 1_000_000n;
 export const AMM_RESERVE_PRECISION = 1_000_000_000n;
 export const SPOT_BALANCE_PRECISION = 1_000_000_000n;
+/**
+ * MARGIN_PRECISION (protocol-v2 `math/constants.rs`): margin ratios are parts of 1e4, so a
+ * `margin_ratio_initial` of 2000 is 20% of notional. The program keeps a perp market's ratios within
+ * MIN_MARGIN_RATIO (125, 80×) ..= MAX_MARGIN_RATIO (= MARGIN_PRECISION, 1×) (`validation/margin.rs`).
+ */
+export const MARGIN_PRECISION = 10_000;
 
 /** Anchor discriminator: first 8 bytes of sha256("<namespace>:<name>"). */
 export function anchorDiscriminator(namespace: 'account' | 'global', name: string): Buffer {

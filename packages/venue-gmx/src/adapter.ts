@@ -74,8 +74,10 @@ import { createdOrderKey, type GmxEvent, orderFillFromEvents, parseGmxEvents } f
 import {
   applyFactor,
   balanceWasImproved,
+  FLOAT_PRECISION,
   GMX_KEYS,
   maxOpenInterestKey,
+  minCollateralFactorKey,
   openInterestInTokensKey,
   openInterestKey,
   orderExecutionGasLimit,
@@ -101,6 +103,11 @@ export interface GmxOrderRecord extends OnChainOrderRecord {
 
 interface MarketEntry {
   info: MarketInfo;
+  /**
+   * Collateral an increase posts per USD of size (see `collateralFraction`); also the market's
+   * `info.initialMarginFraction`, the free collateral routing must find for it.
+   */
+  collateralFraction: Dec;
   marketToken: Address;
   indexToken: Address;
   longToken: Address;
@@ -179,6 +186,34 @@ interface RawGmxPosition {
   addresses: { market: Address; collateralToken: Address };
   numbers: { sizeInUsd: bigint; sizeInTokens: bigint; collateralAmount: bigint };
   flags: { isLong: boolean };
+}
+
+/**
+ * Headroom over GMX's MIN_COLLATERAL_FACTOR in the collateral an increase posts: GMX takes the position
+ * fee (and price impact) out of the collateral before it checks the minimum, so posting exactly the
+ * minimum gets the order cancelled by the keeper.
+ */
+const MIN_COLLATERAL_HEADROOM = 1.25;
+
+/**
+ * The collateral an increase posts per USD of size, and the market's `initialMarginFraction`: the
+ * larger of 1/`params.leverage` (the operator's leverage) and the market's MIN_COLLATERAL_FACTOR (30
+ * decimals, exact: 10^28 → 0.01) with headroom for fees. GMX cancels an increase that leaves the
+ * position's collateral, after fees, below that factor of its size (PositionUtils.validatePosition, "min
+ * collateral for leverage"); 0 is an unset key (GMX then asks only MIN_COLLATERAL_USD). Reported as
+ * what the adapter will post, not the bare factor: routing sizes a leg to the free collateral that
+ * fraction needs, so an order never pulls more than routing budgeted. A fraction above 1 (more
+ * collateral than notional) cannot be carried: the market is listed inactive, so routing leaves it.
+ */
+function applyCollateralFraction(e: MarketEntry, factor: bigint, leverage: number): void {
+  const min = new Dec(factor.toString()).div(FLOAT_PRECISION.toString()).mul(MIN_COLLATERAL_HEADROOM);
+  const byLeverage = new Dec(1).div(leverage);
+  e.collateralFraction = Dec.max(min, byLeverage);
+  if (e.collateralFraction.gt(1)) {
+    e.info.active = false;
+    return;
+  }
+  e.info.initialMarginFraction = e.collateralFraction.toNumber();
 }
 
 /** GMX's own test for a position slot that holds nothing (`PositionUtils.validateNonEmptyPosition`). */
@@ -310,6 +345,8 @@ export class GmxVenue implements VenueAdapter {
         shortToken: m.shortToken,
         decimals,
         symbol,
+        // until the traded markets' factors are read below
+        collateralFraction: new Dec(1).div(this.p.leverage),
         info: {
           instrument: instrumentMeta(id, { settlementCurrency: 'USDC' }),
           venueSymbol: m.marketToken,
@@ -329,6 +366,10 @@ export class GmxVenue implements VenueAdapter {
         throw new Error(
           `${this.id}: params.marketFor names market ${a} for ${id}, but Reader.getMarkets lists no such market with that index token`,
         );
+    // Read once with the markets (they are kept for the adapter's life), never per quote.
+    const traded = [...map.values()];
+    const factors = await this.dataStoreUints(traded.map((e) => minCollateralFactorKey(e.marketToken)));
+    for (const [i, e] of traded.entries()) applyCollateralFraction(e, factors[i] ?? 0n, this.p.leverage);
     this.valued = valued;
     this.markets = map;
     return map;
@@ -1051,7 +1092,7 @@ export class GmxVenue implements VenueAdapter {
     const collateral = increase
       ? BigInt(
           new Dec(fromUsd30(sizeDeltaUsd))
-            .div(this.p.leverage)
+            .mul(m.collateralFraction)
             .mul(10 ** COLLATERAL_DECIMALS)
             .toFixed(0, Dec.ROUND_UP),
         )

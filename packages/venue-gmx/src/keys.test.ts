@@ -6,6 +6,7 @@ import {
   GMX_KEYS,
   hashString,
   maxOpenInterestKey,
+  minCollateralFactorKey,
   openInterestKey,
   orderExecutionGasLimit,
   positionFeeFactorKey,
@@ -26,7 +27,7 @@ const USDC = '0xaf88d065e77c8cC2239327C5EDb3A432268e5831' as Address;
 
 describe('GMX DataStore keys (gmx-synthetics contracts/data/Keys.sol @ a5c0c883)', () => {
   it('derives the constants as keccak256(abi.encode("NAME")), pinned', () => {
-    // The names are upstream's (Keys.sol lines 99-101, 215-219, 245-247, 287, 306, 318); the hashes
+    // The names are upstream's (Keys.sol lines 99-101, 215-219, 245-247, 262, 287, 306, 318); the hashes
     // are pinned so a renamed or mistyped name fails here.
     expect(GMX_KEYS).toEqual({
       ORDER_LIST: '0x86f7cfd5d8f8404e5145c91bebb8484657420159dabd0753d6a59f3de3f7b8c1',
@@ -48,6 +49,8 @@ describe('GMX DataStore keys (gmx-synthetics contracts/data/Keys.sol @ a5c0c883)
       POOL_AMOUNT: '0x8d6d2afbc2bb1e17cb89b72f19b266a410f6ee8f890812b98b609d4bbf135960',
       RESERVE_FACTOR: '0xeb6dbcc031d84cf5bcdec21aafd7b4ea59618b0863960405767329a7ad41889a',
       OPEN_INTEREST_RESERVE_FACTOR: '0xfb0e1c66a0f6d31a6b27a57ad9f57c3a0afb198688ed6d5930c60914530f220a',
+      // the same value as integrations configuring GMX markets use for MIN_COLLATERAL_FACTOR
+      MIN_COLLATERAL_FACTOR: '0x9fc265ee9783e670a7a731141f58b59bca5a260ba3eb3f893412fb613dc559f7',
     });
     // abi.encode(string): offset 0x20, length, the bytes right-padded.
     const name = 'OPEN_INTEREST';
@@ -78,6 +81,9 @@ describe('GMX DataStore keys (gmx-synthetics contracts/data/Keys.sol @ a5c0c883)
     }
     expect(accountOrderListKey(WETH)).toBe(
       keccak256(concat([GMX_KEYS.ACCOUNT_ORDER_LIST, word.address(WETH)])),
+    );
+    expect(minCollateralFactorKey(MARKET)).toBe(
+      keccak256(concat([GMX_KEYS.MIN_COLLATERAL_FACTOR, word.address(MARKET)])),
     );
     // Every argument matters: long/short and the collateral token give other keys.
     expect(openInterestKey(MARKET, USDC, true)).not.toBe(openInterestKey(MARKET, WETH, true));

@@ -27,6 +27,7 @@ export const GMX_KEYS = {
   POOL_AMOUNT: hashString('POOL_AMOUNT'),
   RESERVE_FACTOR: hashString('RESERVE_FACTOR'),
   OPEN_INTEREST_RESERVE_FACTOR: hashString('OPEN_INTEREST_RESERVE_FACTOR'),
+  MIN_COLLATERAL_FACTOR: hashString('MIN_COLLATERAL_FACTOR'),
 } as const;
 
 /** Keys.accountOrderListKey(account): the account's order keys (a bytes32 set). */
@@ -107,6 +108,18 @@ export function positionFeeFactorKey(market: Address, balanceWasImproved: boolea
       [{ type: 'bytes32' }, { type: 'address' }, { type: 'bool' }],
       [GMX_KEYS.POSITION_FEE_FACTOR, market, balanceWasImproved],
     ),
+  );
+}
+
+/**
+ * Keys.minCollateralFactorKey(market): the least collateral a position in the market may hold after
+ * an increase, as a share of its size (30 decimals; 0.01 × 10^30 = 100× at most), read by
+ * MarketUtils.getMinCollateralFactor for PositionUtils.validatePosition (and, with the open-interest
+ * multiplier's factor when larger, willPositionCollateralBeSufficient).
+ */
+export function minCollateralFactorKey(market: Address): Hex {
+  return keccak256(
+    encodeAbiParameters([{ type: 'bytes32' }, { type: 'address' }], [GMX_KEYS.MIN_COLLATERAL_FACTOR, market]),
   );
 }
 

@@ -26,6 +26,7 @@ import {
   accountOrderListKey,
   GMX_KEYS,
   maxOpenInterestKey,
+  minCollateralFactorKey,
   openInterestInTokensKey,
   openInterestKey,
   poolAmountKey,
@@ -118,7 +119,7 @@ describe('keys: the local contract derives them as gmx-synthetics Keys.sol does'
     const probeSource = `// SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 contract KeysProbe {
-    function constants() external pure returns (bytes32[15] memory k) {
+    function constants() external pure returns (bytes32[16] memory k) {
         k[0] = keccak256(abi.encode("ORDER_LIST"));
         k[1] = keccak256(abi.encode("ACCOUNT_ORDER_LIST"));
         k[2] = keccak256(abi.encode("ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1"));
@@ -134,6 +135,7 @@ contract KeysProbe {
         k[12] = keccak256(abi.encode("POOL_AMOUNT"));
         k[13] = keccak256(abi.encode("RESERVE_FACTOR"));
         k[14] = keccak256(abi.encode("OPEN_INTEREST_RESERVE_FACTOR"));
+        k[15] = keccak256(abi.encode("MIN_COLLATERAL_FACTOR"));
     }
     function openInterestKey(address market, address collateralToken, bool isLong) external pure returns (bytes32) {
         return keccak256(abi.encode(keccak256(abi.encode("OPEN_INTEREST")), market, collateralToken, isLong));
@@ -159,12 +161,15 @@ contract KeysProbe {
     function accountOrderListKey(address account) external pure returns (bytes32) {
         return keccak256(abi.encode(keccak256(abi.encode("ACCOUNT_ORDER_LIST")), account));
     }
+    function minCollateralFactorKey(address market) external pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("MIN_COLLATERAL_FACTOR")), market));
+    }
 }`;
     const probe = compileSolidity({ 'KeysProbe.sol': probeSource }).KeysProbe;
     if (!probe) throw new Error('KeysProbe did not compile');
     const address = await deployContract(deployer, probe);
     const abi = parseAbi([
-      'function constants() pure returns (bytes32[15])',
+      'function constants() pure returns (bytes32[16])',
       'function openInterestInTokensKey(address, address, bool) pure returns (bytes32)',
       'function poolAmountKey(address, address) pure returns (bytes32)',
       'function reserveFactorKey(address, bool) pure returns (bytes32)',
@@ -173,6 +178,7 @@ contract KeysProbe {
       'function maxOpenInterestKey(address, bool) pure returns (bytes32)',
       'function positionFeeFactorKey(address, bool) pure returns (bytes32)',
       'function accountOrderListKey(address) pure returns (bytes32)',
+      'function minCollateralFactorKey(address) pure returns (bytes32)',
     ]);
     const read = trader.publicClient.readContract;
     expect(await read({ address, abi, functionName: 'constants' })).toEqual([
@@ -191,6 +197,7 @@ contract KeysProbe {
       GMX_KEYS.POOL_AMOUNT,
       GMX_KEYS.RESERVE_FACTOR,
       GMX_KEYS.OPEN_INTEREST_RESERVE_FACTOR,
+      GMX_KEYS.MIN_COLLATERAL_FACTOR,
     ]);
     expect(await read({ address, abi, functionName: 'poolAmountKey', args: [ethMarket(), weth()] })).toBe(
       poolAmountKey(ethMarket(), weth()),
@@ -228,10 +235,64 @@ contract KeysProbe {
     expect(
       await read({ address, abi, functionName: 'accountOrderListKey', args: [trader.account.address] }),
     ).toBe(accountOrderListKey(trader.account.address));
+    expect(await read({ address, abi, functionName: 'minCollateralFactorKey', args: [ethMarket()] })).toBe(
+      minCollateralFactorKey(ethMarket()),
+    );
     // The local DataStore holds its configuration under those keys.
     expect(await getUint(maxOpenInterestKey(ethMarket(), true))).toBe(100_000n * USD30);
     expect(await getUint(positionFeeFactorKey(ethMarket(), false))).toBe(5n * BPS);
     expect(await getUint(GMX_KEYS.INCREASE_ORDER_GAS_LIMIT)).toBe(3_000_000n);
+  });
+});
+
+describe('min collateral factor: DataStore.getUint(MIN_COLLATERAL_FACTOR key), as MarketUtils.getMinCollateralFactor', () => {
+  // 20×: the operator's leverage asks 5% of the size; a market's factor (with 25% headroom for the fees
+  // GMX takes out of the collateral first) asks more only when raised
+  const lev20 = () => venue({ params: { leverage: 20 } });
+  const ethInfo = async (v = lev20()) =>
+    (await v.loadMarkets()).find((m) => m.instrument.id === 'ETH-USD:PERP');
+
+  it("lists each traded market's collateral per USD of size: 1/leverage, or its factor with headroom when that is more, exactly", async () => {
+    // unset on the local chain (0): GMX asks no share of the size; the leverage decides
+    expect(await getUint(minCollateralFactorKey(ethMarket()))).toBe(0n);
+    const eth = await ethInfo();
+    expect(eth).toMatchObject({ active: true, initialMarginFraction: 0.05 });
+    // 4× at most, as a market listed with a raised factor (30 decimals): 0.25 × 1.25
+    await fx.setUint(minCollateralFactorKey(ethMarket()), 25n * 10n ** 28n);
+    const markets = await lev20().loadMarkets();
+    expect(markets.find((m) => m.instrument.id === 'ETH-USD:PERP')).toMatchObject({
+      active: true,
+      initialMarginFraction: 0.3125,
+    });
+    // keyed by market: the other markets keep theirs (unset: the leverage's 5%)
+    const others = markets.filter((m) => m.instrument.id !== 'ETH-USD:PERP');
+    expect(others.length).toBeGreaterThan(0);
+    for (const m of others) expect(m.initialMarginFraction).toBe(0.05);
+    // a factor below what the leverage posts changes nothing
+    await fx.setUint(minCollateralFactorKey(ethMarket()), 3n * 10n ** 27n); // 0.3%
+    expect((await ethInfo())?.initialMarginFraction).toBe(0.05);
+    // decimal arithmetic: 0.0448 × 1.25 = 0.056 (in floats 0.056000000000000001 or worse is possible)
+    await fx.setUint(minCollateralFactorKey(ethMarket()), 448n * 10n ** 26n);
+    expect((await ethInfo())?.initialMarginFraction).toBe(0.056);
+    await fx.setUint(minCollateralFactorKey(ethMarket()), 8n * 10n ** 29n); // 0.8 × 1.25 = 1×
+    expect((await ethInfo())?.initialMarginFraction).toBe(1);
+  });
+
+  it('lists a market asking more collateral than its size as inactive, so routing leaves it', async () => {
+    await fx.setUint(minCollateralFactorKey(ethMarket()), 10n ** 30n); // 1× the size, 1.25× with headroom
+    const eth = await ethInfo();
+    expect(eth?.active).toBe(false);
+    expect(eth).not.toHaveProperty('initialMarginFraction');
+  });
+
+  it('an increase posts that collateral: the factor with headroom where it is above 1/leverage', async () => {
+    await fx.setUint(minCollateralFactorKey(ethMarket()), 6n * 10n ** 29n); // 0.6 × 1.25 = 0.75 > 1/2
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    const v = venue({ store });
+    expect((await ethInfo(v))?.initialMarginFraction).toBe(0.75);
+    await order(v, 'mcf-1', 'buy', '0.1'); // 350 USD of size at 3 500
+    // 0.75 × 350 = 262.5 USDC posted (1/leverage would have posted 175, below what GMX requires)
+    expect((await store.get('mcf-1'))?.spend?.amountBase).toBe('262500000');
   });
 });
 

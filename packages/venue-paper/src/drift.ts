@@ -35,8 +35,11 @@ export const DriftParams = z
     /** Priority fee range, micro-lamports per compute unit. @defaultValue 1000 to 500000 */
     priorityFeeMinMicroLamports: z.number().positive().default(1_000),
     priorityFeeMaxMicroLamports: z.number().positive().default(500_000),
-    /** Largest leverage. @defaultValue 20 */
-    maxLeverage: z.number().positive().default(20),
+    /**
+     * Largest leverage: a position locks notional / maxLeverage of collateral, listed as the markets'
+     * `initialMarginFraction`. At least 1 (no perp asks more margin than notional). @defaultValue 20
+     */
+    maxLeverage: z.number().min(1).finite().default(20),
     ...COMMON_PARAMS,
   })
   .strict();
@@ -134,6 +137,8 @@ export class PaperDriftVenue extends PaperVenueBase {
         minSizeBase: step,
         sizeStepBase: step,
         priceTickUsd: u === 'SOL' ? '0.001' : '0.01',
+        // what marginPerUnitUsd locks per USD of notional
+        initialMarginFraction: 1 / this.params.maxLeverage,
         active: true,
       };
     });

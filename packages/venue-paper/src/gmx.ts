@@ -37,8 +37,11 @@ export const GmxParams = z
     othersShortOiUsd: z.number().nonnegative().default(27_000_000),
     /** Open-interest cap per side, USD. @defaultValue 50M */
     maxOpenInterestUsd: z.number().positive().default(50_000_000),
-    /** Largest leverage (initial margin = notional / maxLeverage). @defaultValue 50 */
-    maxLeverage: z.number().positive().default(50),
+    /**
+     * Largest leverage: a position locks notional / maxLeverage of collateral, listed as the markets'
+     * `initialMarginFraction`. At least 1 (no perp asks more margin than notional). @defaultValue 50
+     */
+    maxLeverage: z.number().min(1).finite().default(50),
     ...COMMON_PARAMS,
   })
   .strict();
@@ -137,6 +140,8 @@ export class PaperGmxVenue extends PaperVenueBase {
           long: room(this.params.maxOpenInterestUsd - oi.long),
           short: room(this.params.maxOpenInterestUsd - oi.short),
         },
+        // what marginPerUnitUsd locks per USD of notional
+        initialMarginFraction: 1 / this.params.maxLeverage,
         active: true,
       };
     });

@@ -265,6 +265,40 @@ describe('paper Drift', () => {
   });
 });
 
+describe('paper perps: initial margin', () => {
+  it.each([
+    ['paper-gmx', {}, 0.02], // default max leverage 50
+    ['paper-drift', {}, 0.05], // default max leverage 20
+    ['paper-gmx', { maxLeverage: 4 }, 0.25],
+    ['paper-drift', { maxLeverage: 4 }, 0.25],
+  ] as const)(
+    '%s %o lists an initial margin fraction of %d, the margin a fill locks',
+    async (kind, params, fraction) => {
+      const { venue, advance } = testVenue(kind, params);
+      const markets = await venue.loadMarkets();
+      expect(markets.length).toBeGreaterThan(0);
+      for (const m of markets) expect(m.initialMarginFraction).toBe(fraction);
+      await venue.placeOrder({
+        clientOrderId: 'im-1',
+        instrument: 'ETH-USD:PERP',
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '2',
+      });
+      await advance(5000); // past the GMX keeper's delay
+      expect((await venue.getOrderByClientId('im-1'))?.status).toBe('filled');
+      const bal = (await venue.fetchBalances()).find((b) => b.asset === 'USDC');
+      const [mark] = await venue.fetchMarks(['ETH-USD:PERP']);
+      const lockedUsd = (bal?.amount ?? 0) - (bal?.available ?? 0);
+      expect(lockedUsd).toBeCloseTo(fraction * 2 * (mark?.markPriceUsd ?? 0), 6);
+    },
+  );
+
+  it.each(['paper-gmx', 'paper-drift'] as const)('%s refuses a max leverage under 1', (kind) => {
+    expect(() => testVenue(kind, { maxLeverage: 0.5 })).toThrow(ValidationError);
+  });
+});
+
 describe('paper Lyra', () => {
   it('lists boards and strikes, publishes Black-Scholes Greeks at the surface IV', async () => {
     const { venue, market } = testVenue('paper-lyra');

@@ -65,6 +65,15 @@ export const MarketInfo = z.object({
   maxOrderSizeBase: DecimalString.optional(),
   /** Room left under an open-interest cap, per side (GMX), underlying units. */
   openInterestRoomBase: z.object({ long: DecimalString, short: DecimalString }).optional(),
+  /**
+   * The fraction of notional the venue requires to open a position in this market, as the venue
+   * states it (0.2 = at most 5× leverage): Drift's `margin_ratio_initial`, GMX's
+   * `MIN_COLLATERAL_FACTOR`, a paper venue's 1 / max leverage. Routing never sizes a leg on less margin
+   * than this, so an order does not fail for margin (or open near liquidation) where the venue asks for
+   * more than routing's own default. Absent where the venue states none (spot, options), or the
+   * adapter cannot read it.
+   */
+  initialMarginFraction: FiniteNumber.positive().max(1).optional(),
   active: z.boolean(),
 });
 export type MarketInfo = z.infer<typeof MarketInfo>;
