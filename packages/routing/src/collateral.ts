@@ -1,6 +1,6 @@
 import { assertFinite, type Side } from '@xhedge/core';
 import type { HedgePlan } from './plan.ts';
-import type { CollateralSource, RouteVenue } from './route.ts';
+import type { CollateralSource, RouteVenue } from './venues.ts';
 
 /** What {@link legMarginUsd} and {@link collateralUse} need of a venue. */
 export type MarginVenue = Pick<RouteVenue, 'venue' | 'instrument' | 'positionBase' | 'marginFraction'>;

@@ -7,7 +7,6 @@ import {
   type Urgency,
 } from '@xhedge/core';
 import type { HedgeDecision } from '@xhedge/strategy';
-import type { HedgeQuote } from '@xhedge/venue';
 import { allocateEqualMarginal } from './allocate.ts';
 import { legMarginUsd } from './collateral.ts';
 import {
@@ -18,40 +17,9 @@ import {
   limitPrice,
   transferId,
 } from './plan.ts';
+import type { CollateralSource, RouteVenue } from './venues.ts';
 
-/** One venue/chain that could take the delta hedge, with its quotes and trading rules. */
-export interface RouteVenue {
-  venue: string;
-  chain: string;
-  /** The hedge instrument on this venue (a perp or spot pair of the underlying). */
-  instrument: string;
-  /**
-   * Quotes for the hedge side at one or more sizes (`quoteHedge`). Two sizes let the router separate
-   * spread from size-dependent impact; with one, all impact is taken as linear in size.
-   */
-  quotes: readonly HedgeQuote[];
-  /** Venue minimum order, underlying units. */
-  minSizeBase: number;
-  /** Venue size step, underlying units. */
-  sizeStepBase: number;
-  priceTickUsd?: number;
-  /** Largest single order (or OI room), underlying units; the router downsizes to it. */
-  maxOrderSizeBase?: number;
-  /** Current position in `instrument` (signed), for reduce-only legs. */
-  positionBase: number;
-  /** Free collateral on this venue, USD. */
-  freeCollateralUsd: number;
-  /** Initial margin per USD of notional (0.1 = 10× leverage). */
-  marginFraction: number;
-}
-
-/** Where spare collateral sits (USD-like), to fund venues short of margin. */
-export interface CollateralSource {
-  venue: string;
-  chain: string;
-  asset: string;
-  availableUsd: number;
-}
+export type { CollateralSource, RouteVenue } from './venues.ts';
 
 /** Cost and delay of moving collateral between chains (or venues on one chain); null = no route. */
 export type BridgeCostModel = (
