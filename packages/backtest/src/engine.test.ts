@@ -379,6 +379,85 @@ policies:
     }
   });
 
+  it('into expiry the interval and Leland urgency yardstick is capped too: a large drift between slots is hedged', async () => {
+    // Long 1 BTC of the 60,000 call two hours from expiry, hedged every 2 h, urgent past 1.5× the
+    // yardstick. The first slot hedges it 1.5% out of the money (delta ≈ 0.05); half an hour later spot
+    // is at the strike (delta ≈ 0.5): a drift of ≈ 0.45 between slots, past 1.5× the cap (0.375) but
+    // not 1.5× the uncapped yardstick (≈ 0.69), which would wait for the slot after expiry.
+    const plan = planFromFile(
+      parseBacktestFile(`
+version: 1
+name: into-expiry-urgent
+book: { options: [{ type: call, strike: 60000, expiryDays: ${2 / 24}, size: 1 }] }
+market: { spot: ${60_000 * 0.985}, vol: 0.6, rate: 0, process: { kind: gbm } }
+horizonDays: ${2 / 24}
+stepHours: 0.5
+paths: 2
+riskAversion: 0.0001
+routing: cheapest
+venues: [{ id: flat, chain: offchain, feeBps: 0 }]
+policies:
+  interval: { kind: interval, intervalMinutes: 120, urgencyMultiple: 1.5 }
+  leland: { kind: leland, intervalMinutes: 120, costBps: 5, urgencyMultiple: 1.5 }
+`),
+      '.',
+    );
+    expect(plan.base.steps).toBe(4);
+    const o = plan.base.options[0] as EngineJob['options'][number];
+    const S0 = 60_000 * 0.985;
+    const greeks = (spot: number, step: number) =>
+      bsm({
+        type: 'call',
+        spot,
+        strike: 60_000,
+        timeYears: o.expiryYears - step * plan.base.stepYears,
+        vol: 0.6,
+        rate: 0,
+      });
+    const g0 = greeks(S0, 0);
+    const g1 = greeks(60_000, 1);
+    const cap = GAMMA_BAND_CAP_FRACTION * 1;
+    const uncapped = gammaScaledHalfWidth({
+      z: 1,
+      gamma: g1.gamma,
+      volDecimal: 0.6,
+      spotUsd: 60_000,
+      windowMs: 120 * 60_000,
+    });
+    expect(plan.policies.map((p) => p.name)).toEqual(['interval', 'leland']);
+    for (const { name, policy } of plan.policies) {
+      // Leland's vol shifts the hedged delta by vanna · (σ_L − σ) (far inside the options' range here).
+      const lv = lelandVol({
+        volDecimal: 0.6,
+        roundTripCostFraction: 0.001,
+        intervalMs: 120 * 60_000,
+        gammaSign: 1,
+      });
+      const adj = (g: typeof g0) =>
+        name === 'leland' ? g.vannaPerVolPoint * (lv.volDecimal - 0.6) * 100 : 0;
+      const drift = g1.delta + adj(g1) - (g0.delta + adj(g0));
+      expect(drift, name).toBeGreaterThanOrEqual(1.5 * cap);
+      // Uncapped, the drift would not be urgent: the cap is what makes this hedge.
+      expect(drift, name).toBeLessThan(1.5 * uncapped);
+      const fills = await expectSameDecisions({
+        ...plan.base,
+        paths: 1,
+        policy,
+        process: {
+          kind: 'replay',
+          prices: Float64Array.of(S0, 60_000, 60_000, 60_000, 60_000),
+          barsPerStep: 1,
+        },
+      });
+      // The first slot, the urgent hedge between slots, then (drift below the dust) only the unwind.
+      expect(
+        fills.map(([, step]) => step),
+        name,
+      ).toEqual([0, 1, 4]);
+      expect(fills[1]?.[2] as number, name).toBeCloseTo(-drift, 12);
+    }
+  });
+
   it('the kernel and the live strategy agree fill by fill while options expire, for every policy kind', async () => {
     // A short call expiring after one day and a short put after two, over three days: the cap binds in
     // each option's last hours, and the delta range changes when the call settles.

@@ -30,8 +30,8 @@ export interface HedgeState {
    * Least and greatest delta the live options can have at any spot, vol or time, underlying units:
    * −(long puts + short calls) and long calls + short puts (the snapshot's `optionDeltaFloorBase` and
    * `optionDeltaCeilingBase`). The strategy keeps Leland's vol-adjusted delta inside them and caps
-   * gamma-driven bands at a fraction of ceiling − floor; without them a backtest would rank policies
-   * by rules the live system does not run.
+   * gamma-driven bands and the urgency yardstick at a fraction of ceiling − floor; without them a
+   * backtest would rank policies by rules the live system does not run.
    */
   optionDeltaFloorBase: number;
   optionDeltaCeilingBase: number;
@@ -138,9 +138,9 @@ export function strategyDecider(policy: PolicyConfig, underlying = 'BTC'): Hedge
 /**
  * The same rules as `HedgeStrategy.decideUnderlying` (band, time gate, urgency override, dust,
  * per-order cap, to-edge sizing for Whalley–Wilmott, Leland's delta kept within the options' delta
- * range, gamma-driven bands capped by the options' gross size), built on the strategy package's
- * exported band functions, without snapshots or reason strings. A test checks it against {@link strategyDecider}
- * path by path.
+ * range, gamma-driven bands and the urgency yardstick capped by the options' gross size), built on the
+ * strategy package's exported band functions, without snapshots or reason strings. A test checks it
+ * against {@link strategyDecider} path by path.
  */
 export function kernelDecider(policy: PolicyConfig): HedgeDecider {
   assertSimulable(policy);
@@ -166,13 +166,17 @@ export function kernelDecider(policy: PolicyConfig): HedgeDecider {
         case 'interval':
         case 'leland': {
           gateMs = policy.intervalMinutes * 60_000;
-          urgencyRef = gammaScaledHalfWidth({
-            z: 1,
-            gamma: s.bookGamma,
-            volDecimal: vol,
-            spotUsd: S,
-            windowMs: gateMs,
-          });
+          // The urgency yardstick grows with Γ into expiry: capped like the gamma-driven bands.
+          urgencyRef = Math.min(
+            gammaScaledHalfWidth({
+              z: 1,
+              gamma: s.bookGamma,
+              volDecimal: vol,
+              spotUsd: S,
+              windowMs: gateMs,
+            }),
+            bandCapBase,
+          );
           if (policy.kind === 'leland' && s.bookGamma !== 0) {
             const lv = lelandVol({
               volDecimal: vol,

@@ -12,6 +12,8 @@ import { MS_PER_YEAR } from '@xhedge/core';
  * about 0.4·σ·√T of spot) and leaves the band alone where it is sensible: for a book of one ATM option
  * the gamma-scaled band reaches it only within about (1.6·z)²·window of expiry. A book of far options
  * plus a few near ones keeps a looser cap (its gross size is large): the cap is a bound, not a model.
+ * The interval and Leland policies' urgency yardstick (the gamma-scaled delta change over one interval)
+ * is capped the same way.
  */
 export const GAMMA_BAND_CAP_FRACTION = 0.25;
 

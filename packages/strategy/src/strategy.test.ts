@@ -5,7 +5,7 @@ import { RiskEngine, type RiskPosition, type UnderlyingRisk } from '@xhedge/risk
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { attributePnl, sumAttributions } from './attribution.ts';
-import { GAMMA_BAND_CAP_FRACTION, lelandVol, wwHalfWidth } from './bands.ts';
+import { GAMMA_BAND_CAP_FRACTION, gammaScaledHalfWidth, lelandVol, wwHalfWidth } from './bands.ts';
 import { vegaCandidatesFromChain } from './candidates.ts';
 import { HedgeStrategy } from './strategy.ts';
 import { solveVegaHedge, type VegaCandidate } from './vega.ts';
@@ -148,6 +148,41 @@ describe('gamma-driven bands into expiry', () => {
       expect(d.side).toBe('sell');
       expect(d.tradeDeltaBase).toBeCloseTo(p.kind === 'ww' ? -(r.delta - cap) : -r.delta, 12);
     }
+  });
+
+  it('interval: the urgency yardstick is capped too, so a large drift an hour out skips the time gate', () => {
+    // Hedged at the last slot ten minutes ago while the call was out of the money (short 0.1); now spot
+    // is at the strike an hour from expiry: a drift of ≈ 0.4. One interval's expected delta change is
+    // ≈ 0.4 too (Γ·σ·S·√1h at the money), so 1.5× it is never reached; capped at 0.25, 1.5× is 0.375.
+    const p: PolicyConfig = { kind: 'interval', intervalMinutes: 60, ...common, urgencyMultiple: 1.5 };
+    const { s, clock } = strat(p, new ManualClock(NOW - 10 * 60_000));
+    s.recordExecution('BTC', 0.1 * S);
+    clock.advance(10 * 60_000);
+    const r = engineRisk(NOW, S, [option('BTC-USD:OPT:20260331:60000:C', 1), option('BTC-USD:PERP', -0.1)]);
+    const uncapped = gammaScaledHalfWidth({
+      z: 1,
+      gamma: r.gamma,
+      volDecimal: 0.6,
+      spotUsd: S,
+      windowMs: MS_PER_HOUR,
+    });
+    expect(r.delta).toBeGreaterThanOrEqual(1.5 * cap);
+    expect(r.delta).toBeLessThan(1.5 * uncapped);
+    const d = s.decideUnderlying(r, 1);
+    expect(d, d.reason).toMatchObject({
+      action: 'hedge',
+      code: 'hedge-urgent',
+      urgency: 'urgent',
+      side: 'sell',
+    });
+    expect(d.tradeDeltaBase).toBeCloseTo(-r.delta, 12);
+    expect(d.reason).toMatch(/every 60 min \(urgency yardstick capped from 0\.\d+ at 0\.25/);
+    // A week out the yardstick (≈ 0.03) is below the cap and left alone.
+    const week = engineRisk(EXPIRY - 7 * MS_PER_DAY, S, [
+      option('BTC-USD:OPT:20260331:60000:C', 1),
+      option('BTC-USD:PERP', -0.1),
+    ]);
+    expect(s.decideUnderlying(week, 2).reason).not.toMatch(/capped/);
   });
 
   it('leaves the band alone where it is sensible: the same option a week out', () => {

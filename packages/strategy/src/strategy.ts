@@ -201,14 +201,18 @@ export class HedgeStrategy {
         const intervalMs = policy.intervalMinutes * 60_000;
         timeGateMs = intervalMs;
         // Expected delta change over one interval: the yardstick for "urgent" between scheduled hedges.
-        urgencyRef = gammaScaledHalfWidth({
+        // It grows with Γ into expiry like a gamma-driven band and is capped like one: uncapped, in the
+        // last hours it outgrew what the options' delta could still move and no drift was ever urgent.
+        const uncapped = gammaScaledHalfWidth({
           z: 1,
           gamma: risk.gamma,
           volDecimal: risk.volDecimal,
           spotUsd: S,
           windowMs: intervalMs,
         });
+        urgencyRef = bandCapBase === null ? uncapped : Math.min(uncapped, bandCapBase);
         bandWords = `every ${fmt(policy.intervalMinutes)} min`;
+        if (urgencyRef < uncapped) bandWords += ` (urgency yardstick${capWords(uncapped, urgencyRef)})`;
         if (policy.kind === 'leland' && risk.gamma !== 0) {
           const lv = lelandVol({
             volDecimal: risk.volDecimal,
