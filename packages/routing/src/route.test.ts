@@ -572,10 +572,15 @@ describe('routeDelta: one venue collateral is spent once (regression: double-spe
     ];
     const plan = routeDelta(ethReq(10), vs, { bridge, collateralSources: sources });
     expectFundable(plan, vs, sources);
-    // 3 × 3.33 ETH: $832.50 on X, 2 × $999 moved out of it; $2,830.50 of $5,000.
-    expect(plan.legs.map((l) => l.sizeBase)).toEqual(['3.33', '3.33', '3.33']);
+    // 3.34 + 2 × 3.33 ETH (the step rounding leaves over goes to one leg): $835 on X, 2 × $999 moved
+    // out of it; $2,833 of $5,000.
+    expect(plan.legs.map((l) => [l.venue, l.sizeBase])).toEqual([
+      ['perp-x', '3.34'],
+      ['perp-y', '3.33'],
+      ['perp-z', '3.33'],
+    ]);
     expect(plan.transfers.map((t) => t.amount)).toEqual(['999', '999']);
-    expect(plan.shortfallBase).toBeLessThanOrEqual(0.01 + 1e-9); // the 0.01 step's rounding
+    expect(plan.shortfallBase).toBeLessThanOrEqual(1e-9);
     expect(plan.notes.join(' ')).not.toMatch(/is shared/);
   });
 
@@ -648,6 +653,118 @@ describe('routeDelta: one venue collateral is spent once (regression: double-spe
         },
       ),
       { numRuns: 300, seed: 11 },
+    );
+  });
+});
+
+/**
+ * Rounding a split to the venues' size steps: each leg rounded to its nearest step over-hedged, e.g. three
+ * legs of 6.666… ETH at a 0.01 step went out as 3 × 6.67 = 20.01 ETH for 20, and the clamped shortfall hid it.
+ */
+describe('routeDelta: legs rounded to size steps never over-hedge', () => {
+  const b: Book = { feeBps: 4, spreadBps: 1, impactPerUnit2: 2, gasUsd: 0.2 };
+  const legSum = (plan: ReturnType<typeof routeDelta>) =>
+    plan.legs.reduce((s, l) => s + Number(l.sizeBase), 0);
+
+  it('20 ETH over three venues with a 0.01 step: legs sum to at most 20, within one step of it', () => {
+    const size = 20;
+    const vs = ['evm:1', 'evm:10', 'evm:42161'].map((chain, i) =>
+      venue(`perp-${i}`, chain, size, 'buy', b, {
+        instrument: 'ETH-USD:PERP',
+        minSizeBase: 0.01,
+        sizeStepBase: 0.01,
+      }),
+    );
+    const plan = routeDelta(req(size, { underlying: 'ETH' }), vs, { bridge });
+    expect(plan.legs).toHaveLength(3);
+    const sum = legSum(plan);
+    expect(sum).toBeLessThanOrEqual(size + 1e-9);
+    expect(sum).toBeGreaterThanOrEqual(size - 0.01 - 1e-9);
+    expect(plan.legs.map((l) => l.sizeBase).sort()).toEqual(['6.66', '6.67', '6.67']);
+    expect(plan.plannedDeltaBase).toBeCloseTo(sum, 9);
+    expect(plan.shortfallBase).toBeCloseTo(size - sum, 9);
+    expect(plan.notes.join(' ')).not.toMatch(/over-hedged/);
+  });
+
+  it('reports the over-hedge of a lone leg raised to its venue minimum instead of hiding it', () => {
+    const plan = routeDelta(
+      req(-0.004),
+      [
+        venue(
+          'perp-arb',
+          'evm:42161',
+          0.004,
+          'sell',
+          { feeBps: 5, gasUsd: 0.1 },
+          { minSizeBase: 0.01, sizeStepBase: 0.01 },
+        ),
+      ],
+      { bridge },
+    );
+    expect(plan.legs.map((l) => l.sizeBase)).toEqual(['0.01']);
+    expect(plan.plannedDeltaBase).toBeCloseTo(-0.01, 12);
+    expect(plan.shortfallBase).toBe(0);
+    expect(plan.notes.join(' ')).toMatch(/over-hedged by 0\.006: perp-arb takes no less than 0\.01/);
+  });
+
+  it('legs sum to at most the request (bar a lone leg at its venue minimum), and within a step per leg of it when caps allow (property)', () => {
+    const spec = fc.record({
+      feeBps: fc.double({ min: 0, max: 10, noNaN: true }),
+      spreadBps: fc.double({ min: 0, max: 5, noNaN: true }),
+      impactPerUnit2: fc.double({ min: 0, max: 200, noNaN: true }),
+      gasUsd: fc.double({ min: 0, max: 20, noNaN: true }),
+      step: fc.constantFrom(0.001, 0.01, 0.1, 0.25, 1),
+      min: fc.constantFrom(0, 0.001, 0.01, 0.3, 2),
+      maxOrder: fc.option(fc.constantFrom(0.5, 3, 7.5, 20), { nil: undefined }),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(spec, { minLength: 1, maxLength: 4 }),
+        fc.integer({ min: 1, max: 50_000 }).map((x) => x / 1000),
+        fc.boolean(),
+        (specs, size, buy) => {
+          const side: Side = buy ? 'buy' : 'sell';
+          const vs = specs.map((x, i) =>
+            venue(
+              `v${i}`,
+              `evm:${i + 1}`,
+              size,
+              side,
+              {
+                feeBps: x.feeBps,
+                spreadBps: x.spreadBps,
+                impactPerUnit2: x.impactPerUnit2,
+                gasUsd: x.gasUsd,
+              },
+              {
+                minSizeBase: x.min,
+                sizeStepBase: x.step,
+                ...(x.maxOrder !== undefined && { maxOrderSizeBase: x.maxOrder }),
+              },
+            ),
+          );
+          const plan = routeDelta(req(buy ? size : -size), vs, { bridge });
+          const sum = legSum(plan);
+          expect(Math.abs(plan.plannedDeltaBase)).toBeCloseTo(sum, 9);
+          expect(Math.sign(plan.plannedDeltaBase)).toBe(plan.legs.length > 0 ? (buy ? 1 : -1) : 0);
+          if (sum > size + 1e-9) {
+            // Only a lone leg its venue's minimum order (or step) raised above the request, said so.
+            expect(plan.legs).toHaveLength(1);
+            const v = vs.find((x) => x.venue === plan.legs[0]?.venue) as RouteVenue;
+            expect(sum).toBeCloseTo(Math.max(v.minSizeBase, v.sizeStepBase), 12);
+            expect(plan.shortfallBase).toBe(0);
+            expect(plan.notes.join(' ')).toMatch(/over-hedged by/);
+            return;
+          }
+          expect(plan.shortfallBase).toBeCloseTo(size - sum, 9);
+          if (specs.every((x) => x.maxOrder === undefined) && specs.some((x) => x.min <= size)) {
+            const largestStep = Math.max(...specs.map((x) => x.step));
+            expect(plan.legs.length).toBeGreaterThan(0);
+            expect(sum).toBeGreaterThanOrEqual(size - plan.legs.length * largestStep - 1e-9);
+          }
+        },
+      ),
+      { numRuns: 400, seed: 7 },
     );
   });
 });

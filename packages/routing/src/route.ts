@@ -215,17 +215,55 @@ interface Choice {
   fixed: number;
 }
 
+/** Whole steps of `step` in `size`, floored; `size / step` carries float noise (6.67/0.01 = 666.99…). */
+function stepsIn(size: number, step: number): number {
+  return Math.floor(size / step + 1e-9);
+}
+
 /**
- * Nearest multiple of the venue step (a needed hedge is not floored away), never above the cap. Float math
- * in the search (cleaned to 12 places); exact decimal strings are made once, for the chosen legs.
+ * Rounds a split to each venue's size step without going over the request or a leg's cap: every leg is
+ * rounded down, then the steps left are handed out to the legs that rounding moved furthest from the
+ * split (least overshoot of their ideal size first) while a step fits the rest of the request and the
+ * leg's cap; a last pass fills what caps left over on legs still with room. Rounding each leg to the
+ * nearest step instead over-hedges: 3 × 6.666… at 0.01 → 20.01 for 20. Float math in the search
+ * (cleaned to 12 places); exact decimal strings are made once, for the chosen legs.
  */
-function roundLeg(size: number, v: RouteVenue, cap: number): number {
-  const step = v.sizeStepBase;
-  if (!(step > 0)) return Math.min(size, cap);
-  const nearest = Math.round(size / step) * step;
+function roundLegs(raw: readonly number[], choices: readonly Choice[], size: number): number[] {
+  const steps = choices.map((ch) => ch.m.v.sizeStepBase);
   // cap/step carries float noise (0.5/1e-9 = 499999999.99999994): floor with a tolerance, not 1e-9 absolute.
-  const maxByCap = Math.floor(cap / step + 1e-6) * step;
-  return Number(Math.min(nearest, maxByCap).toFixed(12));
+  const maxByCap = choices.map((ch, i) => {
+    const step = steps[i] as number;
+    return step > 0 ? Math.floor(ch.cap / step + 1e-6) * step : ch.cap;
+  });
+  const clean = (x: number) => Number(x.toFixed(12));
+  const q = raw.map((x, i) => {
+    const step = steps[i] as number;
+    const capped = Math.min(x, maxByCap[i] as number);
+    return clean(step > 0 ? stepsIn(capped, step) * step : capped);
+  });
+  const sum = () => q.reduce((s, x) => s + x, 0);
+  const fits = (i: number, n: number) => {
+    const step = steps[i] as number;
+    const add = n * step;
+    return (
+      step > 0 &&
+      add <= size - sum() + step * 1e-9 &&
+      (q[i] ?? 0) + add <= (maxByCap[i] as number) + step * 1e-9
+    );
+  };
+  // Legs by how far above their ideal size one more step takes them, least first.
+  const above = q.map((x, i) => x + (steps[i] as number) - (raw[i] ?? 0));
+  const order = q
+    .map((_, i) => i)
+    .filter((i) => (steps[i] as number) > 0)
+    .sort((x, y) => (above[x] as number) - (above[y] as number));
+  for (const i of order) if (fits(i, 1)) q[i] = clean((q[i] ?? 0) + (steps[i] as number));
+  for (const i of order) {
+    const step = steps[i] as number;
+    const n = Math.min(stepsIn(size - sum(), step), stepsIn((maxByCap[i] as number) - (q[i] ?? 0), step));
+    if (n > 0 && fits(i, n)) q[i] = clean((q[i] ?? 0) + n * step);
+  }
+  return q;
 }
 
 /** All-in cost of a leg of size q (0 when unused: an unused venue pays no fixed cost). */
@@ -263,7 +301,7 @@ function sizeCandidate(choices: Choice[], size: number, openUsdPerUnit: number):
     })),
     size,
   );
-  const q = raw.map((x, i) => roundLeg(x, (choices[i] as Choice).m.v, (choices[i] as Choice).cap));
+  const q = roundLegs(raw, choices, size);
   // No dust legs below a venue minimum (a subset without that venue covers the case); and a needed
   // hedge never rounds to zero: a lone leg below the minimum is raised to it.
   for (let i = 0; i < q.length; i++) {
@@ -433,13 +471,13 @@ function reserveCaps(choices: readonly Choice[], f: Funding): Choice[] | null {
  * on its delay.
  *
  * Every subset of up to `maxLegs` venues is tried, each venue with or without a collateral move; within a
- * subset the size is split at equal marginal cost within caps, rounded to each venue's step and minimum,
- * and each leg pays its own fixed costs (gas, fixed fee, bridge). So a split is only chosen when the impact
- * it saves exceeds the extra legs' fixed costs, and never when one venue is cheaper all-in. Plans are
- * ranked by how close they come to the requested size (differences within one size step are rounding,
- * not capacity), then by all-in cost plus a small charge on size that opens a position
- * (`openPositionPenaltyBps`), which makes reducing an existing position win over opening an opposite one
- * elsewhere when costs are comparable. Every plan is fundable as a whole: legs drawing on one source's
+ * subset the size is split at equal marginal cost within caps, rounded to each venue's step (never above
+ * the request, see {@link roundLegs}) and minimum, and each leg pays its own fixed costs (gas, fixed fee,
+ * bridge). So a split is only chosen when the impact it saves exceeds the extra legs' fixed costs, and
+ * never when one venue is cheaper all-in. Plans are ranked by how close they come to the requested size
+ * (differences within one size step are rounding, not capacity), then by all-in cost plus a small charge
+ * on size that opens a position (`openPositionPenaltyBps`), which makes reducing an existing position win
+ * over opening an opposite one elsewhere when costs are comparable. Every plan is fundable as a whole: legs drawing on one source's
  * collateral (moves out of it, and its own venue's leg) are sized to fit it together, with its own
  * leg's margin kept first (see {@link reserveCaps}); what no collateral covers is shortfall. A pure
  * function of its inputs.
@@ -642,7 +680,19 @@ export function routeDelta(
   const plannedSigned = (side === 'buy' ? 1 : -1) * best.planned;
   const shortfall = Math.max(0, size - best.planned);
   if (shortfall > 1e-9)
-    notes.push(`shortfall ${toDecimalString(shortfall, 8)}: caps, liquidity or collateral`);
+    notes.push(
+      shortfall < missTol
+        ? `shortfall ${toDecimalString(shortfall, 8)}: sizes rounded down to the venues' size steps`
+        : `shortfall ${toDecimalString(shortfall, 8)}: caps, liquidity or collateral`,
+    );
+  // Legs are rounded down, so only a lone leg raised to its venue's minimum order (or size step) goes over.
+  const over = best.planned - size;
+  if (over > 1e-9) {
+    const v = (best.choices[best.q.findIndex((x) => x > 0)] as Choice).m.v;
+    notes.push(
+      `over-hedged by ${toDecimalString(over, 8)}: ${v.venue} takes no less than ${Math.max(v.minSizeBase, v.sizeStepBase)}`,
+    );
+  }
   return {
     planId: req.planId,
     underlying: req.underlying,
