@@ -116,7 +116,7 @@ describe.each(backends)('transfer-then-hedge BullMQ flow (%s)', (_label, open) =
     const sol: BridgeEndpoint = { ...empty, id: 'drift-sol', chain: 'solana:mainnet-beta' };
     const tracker = new TransferTracker({ store: memoryTransferStore(), clock });
     const bridge = new PaperBridge({ clock, venues: [empty, sol], costModel: layerZeroCostModel(), tracker });
-    const failures: { parentJobId: string | undefined; state: string }[] = [];
+    const failures: { parentJobId: string | undefined; state: string | undefined }[] = [];
     const transferWorker = startTransferWorker({
       executor: bridge,
       connection,
@@ -124,7 +124,7 @@ describe.each(backends)('transfer-then-hedge BullMQ flow (%s)', (_label, open) =
       queueName: 'transfers-f',
       recheckMs: 20,
       onFailed: async (f) => {
-        failures.push({ parentJobId: f.parentJobId, state: f.record.state });
+        failures.push({ parentJobId: f.parentJobId, state: f.record?.state });
       },
     });
     closers.push(() => transferWorker.close());
@@ -159,6 +159,157 @@ describe.each(backends)('transfer-then-hedge BullMQ flow (%s)', (_label, open) =
     expect(await node.job.getState()).toBe('failed');
     expect(failures).toEqual([{ parentJobId: 'int_fail_1', state: 'failed' }]);
     expect((await tracker.get('xfer_fail_1'))?.error).toContain('no free USDC');
+    expect(hedgeRuns).toBe(0);
+  });
+
+  it('a send that throws without a failed record still tells onFailed, once, on the last attempt', async () => {
+    const clock = new ManualClock(0);
+    const arb: BridgeEndpoint = {
+      id: 'gmx-arb',
+      chain: 'evm:42161',
+      debitBalance: async () => undefined,
+      creditBalance: async () => undefined,
+    };
+    const tracker = new TransferTracker({ store: memoryTransferStore(), clock });
+    const bridge = new PaperBridge({ clock, venues: [arb], costModel: layerZeroCostModel(), tracker });
+    const failures: { parentJobId: string | undefined; record: unknown; error: string }[] = [];
+    const transferWorker = startTransferWorker({
+      executor: bridge,
+      connection,
+      prefix,
+      queueName: 'transfers-t',
+      recheckMs: 20,
+      onFailed: async (f) => {
+        failures.push({ parentJobId: f.parentJobId, record: f.record, error: f.error });
+      },
+    });
+    closers.push(() => transferWorker.close());
+    let hedgeRuns = 0;
+    const hedgeWorker = new Worker(
+      'hedges-t',
+      async () => {
+        hedgeRuns += 1;
+      },
+      { connection, prefix },
+    );
+    closers.push(() => hedgeWorker.close());
+    const flows = new FlowProducer({ connection, prefix });
+    closers.push(() => flows.close());
+    const node = await flows.add(
+      transferThenHedgeFlow({
+        // a venue the bridge does not know: send throws (BRIDGE_UNKNOWN_VENUE) before any record
+        transfer: {
+          transferId: 'xfer_throw_1',
+          fromVenue: 'gmx-arb',
+          toVenue: 'nowhere',
+          asset: 'USDC',
+          amount: '10',
+        },
+        hedge: { queueName: 'hedges-t', name: 'hedge', jobId: 'int_throw_1', data: {} },
+        transferQueue: 'transfers-t',
+        prefix,
+      }),
+    );
+    // three attempts, 1 s then 2 s of backoff
+    for (let i = 0; i < 400 && (await node.job.getState()) !== 'failed'; i++)
+      await new Promise((r) => setTimeout(r, 25));
+    expect(await node.job.getState()).toBe('failed');
+    const child = node.children?.[0]?.job;
+    expect(await child?.getState()).toBe('failed');
+    expect(failures).toEqual([
+      {
+        parentJobId: 'int_throw_1',
+        record: undefined,
+        error: expect.stringMatching(/does not know venue nowhere/),
+      },
+    ]);
+    expect(await tracker.get('xfer_throw_1')).toBeUndefined();
+    expect(hedgeRuns).toBe(0);
+  });
+
+  it('a transfer left planned past its deadline fails its hedge and moves nothing', async () => {
+    const clock = new ManualClock(0);
+    const usdc = new Map<string, number>([
+      ['gmx-arb', 1000],
+      ['drift-sol', 0],
+    ]);
+    const venue = (id: string, chain: 'evm:42161' | 'solana:mainnet-beta'): BridgeEndpoint => ({
+      id,
+      chain,
+      debitBalance: async (_a, amt) => usdc.set(id, (usdc.get(id) ?? 0) - Number(amt)),
+      creditBalance: async (_a, amt) => usdc.set(id, (usdc.get(id) ?? 0) + Number(amt)),
+    });
+    const tracker = new TransferTracker({ store: memoryTransferStore(), clock });
+    const bridge = new PaperBridge({
+      clock,
+      venues: [venue('gmx-arb', 'evm:42161'), venue('drift-sol', 'solana:mainnet-beta')],
+      costModel: layerZeroCostModel(),
+      tracker,
+    });
+    // the record a send created before a crash, its debit never made
+    await tracker.create({
+      transferId: 'xfer_stale_1',
+      kind: 'oft-send',
+      srcChain: 'evm:42161',
+      dstChain: 'solana:mainnet-beta',
+      srcEid: 30110,
+      dstEid: 30168,
+      asset: 'USDC',
+      amount: '100',
+      fromVenue: 'gmx-arb',
+      toVenue: 'drift-sol',
+      feeUsd: 0.5,
+      expectedLatencyMs: 60_000,
+      timeoutMs: 180_000,
+    });
+    clock.advance(10 * 60_000);
+    const failures: { parentJobId: string | undefined; state: string | undefined }[] = [];
+    const transferWorker = startTransferWorker({
+      executor: bridge,
+      connection,
+      prefix,
+      queueName: 'transfers-s',
+      recheckMs: 20,
+      onFailed: async (f) => {
+        failures.push({ parentJobId: f.parentJobId, state: f.record?.state });
+      },
+    });
+    closers.push(() => transferWorker.close());
+    let hedgeRuns = 0;
+    const hedgeWorker = new Worker(
+      'hedges-s',
+      async () => {
+        hedgeRuns += 1;
+      },
+      { connection, prefix },
+    );
+    closers.push(() => hedgeWorker.close());
+    const flows = new FlowProducer({ connection, prefix });
+    closers.push(() => flows.close());
+    const node = await flows.add(
+      transferThenHedgeFlow({
+        transfer: {
+          transferId: 'xfer_stale_1',
+          fromVenue: 'gmx-arb',
+          toVenue: 'drift-sol',
+          asset: 'USDC',
+          amount: '100',
+        },
+        hedge: { queueName: 'hedges-s', name: 'hedge', jobId: 'int_stale_1', data: {} },
+        transferQueue: 'transfers-s',
+        prefix,
+      }),
+    );
+    for (let i = 0; i < 200 && (await node.job.getState()) !== 'failed'; i++)
+      await new Promise((r) => setTimeout(r, 25));
+    expect(await node.job.getState()).toBe('failed');
+    expect(failures).toEqual([{ parentJobId: 'int_stale_1', state: 'failed' }]);
+    expect((await tracker.get('xfer_stale_1'))?.history.map((h) => h.state)).toEqual([
+      'planned',
+      'timed-out',
+      'failed',
+    ]);
+    expect([usdc.get('gmx-arb'), usdc.get('drift-sol')]).toEqual([1000, 0]);
     expect(hedgeRuns).toBe(0);
   });
 });

@@ -1,3 +1,4 @@
+import { redact } from '@xhedge/core';
 import {
   DelayedError,
   type FlowJob,
@@ -8,7 +9,7 @@ import {
   Worker,
 } from 'bullmq';
 import type { TransferExecutor, TransferRequest } from './paper-bridge.ts';
-import type { TransferRecord } from './tracker.ts';
+import { type TransferRecord, wasSent } from './tracker.ts';
 
 /** Queue the transfer children of hedge flows run on. */
 export const TRANSFER_QUEUE = 'xhedge-transfers';
@@ -73,14 +74,19 @@ export interface TransferWorkerOptions {
    * Called once a transfer has failed for good, before its job fails (and with it the hedge parent,
    * `failParentOnFailure`). Use it to close the hedge's ledger order: a failed parent job left
    * `queued` in the ledger looks like work to re-drive, and a retried parent would run without its
-   * collateral. `parentJobId` is the hedge job id (the intent id in execution's queues).
+   * collateral. `parentJobId` is the hedge job id (the intent id in execution's queues). Called too
+   * when the executor throws on the job's last attempt (unknown venue, bad amount, a reused id, a
+   * store error): then there may be no `failed` record, only the error.
    */
   onFailed?: (failure: TransferFailure) => Promise<void>;
 }
 
 export interface TransferFailure {
   transfer: TransferRequest;
-  record: TransferRecord;
+  /** The `failed` record; absent when the executor threw instead (the record may not exist, or be stale). */
+  record?: TransferRecord;
+  /** Why: the record's error, or the message the executor threw. */
+  error: string;
   parentJobId: string | undefined;
 }
 
@@ -94,12 +100,30 @@ export function startTransferWorker(o: TransferWorkerOptions): Worker {
   return new Worker(
     o.queueName ?? TRANSFER_QUEUE,
     async (job: Job<TransferRequest>, token?: string) => {
-      let rec = await o.executor.status(job.data.transferId);
-      if (!rec || rec.state === 'planned') rec = await o.executor.send(job.data);
+      let rec: TransferRecord;
+      try {
+        const known = await o.executor.status(job.data.transferId);
+        // one never sent (left `planned`, or timed out so) goes to send, which sends it or refuses it
+        const unsent =
+          !known || known.state === 'planned' || (known.state === 'timed-out' && !wasSent(known));
+        rec = unsent ? await o.executor.send(job.data) : known;
+      } catch (err) {
+        // no retry left (BullMQ's rule, Job.shouldRetryJob): the job and its hedge parent fail with err
+        const unrecoverable = err instanceof Error && err.name === 'UnrecoverableError';
+        if (unrecoverable || job.attemptsMade + 1 >= (job.opts.attempts ?? 1))
+          await o.onFailed?.({
+            transfer: job.data,
+            // goes to the log and the ledger: a driver's message may echo a URL with its credentials
+            error: redact(err instanceof Error ? err.message : String(err)),
+            parentJobId: job.parent?.id,
+          });
+        throw err;
+      }
       if (rec.state === 'delivered') return rec;
       if (rec.state === 'failed') {
-        await o.onFailed?.({ transfer: job.data, record: rec, parentJobId: job.parent?.id });
-        throw new UnrecoverableError(`transfer ${rec.transferId} failed: ${rec.error ?? 'unknown'}`);
+        const error = rec.error ?? 'unknown';
+        await o.onFailed?.({ transfer: job.data, record: rec, error, parentJobId: job.parent?.id });
+        throw new UnrecoverableError(`transfer ${rec.transferId} failed: ${error}`);
       }
       await job.updateProgress({ state: rec.state, guid: rec.guid });
       await job.moveToDelayed(now() + (o.recheckMs ?? 1000), token);

@@ -55,4 +55,5 @@ export {
   type TransferStore,
   TransferTracker,
   TransferTransitionError,
+  wasSent,
 } from './tracker.ts';

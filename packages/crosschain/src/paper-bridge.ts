@@ -11,7 +11,13 @@ import {
 import { type BridgeCostModel, layerZeroCostModel } from './cost.ts';
 import { lzEid, packetGuid } from './lz.ts';
 import { isPositiveDecimal } from './plan.ts';
-import { memoryTransferStore, type TransferRecord, type TransferStore, TransferTracker } from './tracker.ts';
+import {
+  memoryTransferStore,
+  type TransferRecord,
+  type TransferStore,
+  TransferTracker,
+  wasSent,
+} from './tracker.ts';
 
 /** What the paper bridge needs from a paper venue (PaperVenue from @xhedge/venue-paper fits). */
 export interface BridgeEndpoint {
@@ -134,7 +140,7 @@ export class PaperBridge implements TransferExecutor {
   }
 
   async #send(req: TransferRequest): Promise<TransferRecord> {
-    const known = await this.#o.tracker.get(req.transferId);
+    let known = await this.#o.tracker.get(req.transferId);
     const from = this.#venue(req.fromVenue);
     const to = this.#venue(req.toVenue);
     if (!isPositiveDecimal(req.amount))
@@ -166,6 +172,15 @@ export class PaperBridge implements TransferExecutor {
         `transfer ${req.transferId} is already planned as ${known.amount} ${known.asset} ${known.fromVenue} → ${known.toVenue}`,
         { details: { transferId: req.transferId } },
       );
+    // A record left `planned` (a crash before its send) is sent now, unless its deadline has passed: then
+    // it times out (and alerts) here as in checkTimeouts, and a message that timed out before it was sent
+    // is never sent. Its hedge was planned for then; it fails instead, and no collateral moves.
+    if (known?.state === 'planned' && this.#o.clock.nowMs() > known.deadlineMs)
+      known = (await this.#o.tracker.checkTimeouts(known.transferId))[0] ?? known;
+    if (known?.state === 'timed-out' && !wasSent(known))
+      return this.#o.tracker.transition(known.transferId, 'failed', {
+        error: 'timed out before it was sent: not sent after its deadline',
+      });
     if (known && known.state !== 'planned') return known;
     const cost = this.#o.costModel.estimate({
       srcChain: from.chain,
@@ -267,6 +282,8 @@ export class PaperBridge implements TransferExecutor {
     const frac = this.#o.verifyFraction ?? 0.6;
     for (const r of await this.#o.tracker.list()) {
       if (r.state !== 'sent' && r.state !== 'verified' && r.state !== 'timed-out') continue;
+      // timed out while `planned`: nothing left the source, nothing arrives
+      if (!wasSent(r)) continue;
       const to = r.kind === 'oft-send' && r.toVenue !== undefined ? this.#venues.get(r.toVenue) : undefined;
       if (!to) continue;
       const sentAt = r.history.find((h) => h.state === 'sent')?.atMs ?? r.createdAtMs;

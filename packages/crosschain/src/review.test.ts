@@ -6,7 +6,12 @@ import { layerZeroCostModel } from './cost.ts';
 import { decodePacket, executorOptions, packetGuid, toBytes32 } from './lz.ts';
 import { type BridgeEndpoint, PaperBridge } from './paper-bridge.ts';
 import { decodeHedgeInstruction, encodeHedgeInstruction, planCollateralTransfer } from './plan.ts';
-import { memoryTransferStore, type TransferStore, TransferTracker } from './tracker.ts';
+import {
+  memoryTransferStore,
+  type TransferStore,
+  TransferTracker,
+  TransferTransitionError,
+} from './tracker.ts';
 
 /** A paper endpoint with exact balances, an async hop per call (like a venue), and a halt switch. */
 function exactVenue(
@@ -38,6 +43,25 @@ function exactVenue(
     },
   } satisfies BridgeEndpoint & Record<string, unknown>;
   return v;
+}
+
+/** The record a send creates before its debit, left `planned` as a crash right after it would. */
+function plannedRecord(transferId: string, amount: string) {
+  return {
+    transferId,
+    kind: 'oft-send' as const,
+    srcChain: 'evm:42161' as const,
+    dstChain: 'evm:10' as const,
+    srcEid: 30110,
+    dstEid: 30111,
+    asset: 'WETH',
+    amount,
+    fromVenue: 'arb',
+    toVenue: 'op',
+    feeUsd: 0.5,
+    expectedLatencyMs: 60_000,
+    timeoutMs: 180_000,
+  };
 }
 
 function bridgeOf(
@@ -328,6 +352,57 @@ describe('paper bridge: OFT amounts, isolation, idempotency, nonces', () => {
       ).state,
     ).toBe('sent');
     expect(arb.balance('WETH')).toBe('9');
+  });
+
+  it('a transfer left planned (a crash before its debit) times out at its deadline, alerts, and never moves', async () => {
+    const clock = new ManualClock(0);
+    const arb = exactVenue('arb', 'evm:42161', { WETH: '10' });
+    const op = exactVenue('op', 'evm:10', {});
+    const bridge = bridgeOf([arb, op], clock);
+    const seen: string[] = [];
+    bridge.tracker.onChange((r, prev) => seen.push(`${prev ?? '-'}>${r.state}`));
+    await bridge.tracker.create(plannedRecord('x_crash', '1'));
+    clock.advance(180_000);
+    expect(await bridge.tracker.checkTimeouts()).toEqual([]);
+    clock.advance(1);
+    const [late] = await bridge.tracker.checkTimeouts();
+    expect(late).toMatchObject({ transferId: 'x_crash', state: 'timed-out' });
+    expect(late?.history.at(-1)?.note).toMatch(/not sent 1 ms after its deadline/);
+    expect(await bridge.tracker.summary()).toMatchObject({ planned: 0, 'timed-out': 1 });
+    // never sent: it is never verified or delivered, by the bridge or by hand
+    for (const to of ['sent', 'verified', 'delivered'] as const)
+      await expect(bridge.tracker.transition('x_crash', to)).rejects.toBeInstanceOf(TransferTransitionError);
+    expect(await bridge.poll()).toEqual([]);
+    // the worker's resend of the id: refused for good, nothing debited
+    const again = await bridge.send({
+      transferId: 'x_crash',
+      fromVenue: 'arb',
+      toVenue: 'op',
+      asset: 'WETH',
+      amount: '1',
+    });
+    expect(again.state).toBe('failed');
+    expect(again.error).toMatch(/timed out before it was sent/);
+    clock.advance(3_600_000);
+    expect(await bridge.poll()).toEqual([]);
+    expect([arb.debits, op.credits, arb.balance('WETH'), op.balance('WETH')]).toEqual([0, 0, '10', '0']);
+    expect(seen).toEqual(['->planned', 'planned>timed-out', 'timed-out>failed']);
+  });
+
+  it('a send finds a planned record past its deadline: timed out and failed there, not debited; one in time is sent', async () => {
+    const clock = new ManualClock(0);
+    const arb = exactVenue('arb', 'evm:42161', { WETH: '10' });
+    const op = exactVenue('op', 'evm:10', {});
+    const bridge = bridgeOf([arb, op], clock);
+    await bridge.tracker.create(plannedRecord('x_stale', '1'));
+    clock.advance(180_001);
+    await bridge.tracker.create(plannedRecord('x_fresh', '2'));
+    const req = { fromVenue: 'arb', toVenue: 'op', asset: 'WETH' };
+    const stale = await bridge.send({ ...req, transferId: 'x_stale', amount: '1' });
+    expect(stale.history.map((h) => h.state)).toEqual(['planned', 'timed-out', 'failed']);
+    expect(arb.debits).toBe(0);
+    expect((await bridge.send({ ...req, transferId: 'x_fresh', amount: '2' })).state).toBe('sent');
+    expect([arb.debits, arb.balance('WETH')]).toEqual([1, '8']);
   });
 
   it('a bridge over a kept store resumes the pathway nonce: no GUID is issued twice', async () => {

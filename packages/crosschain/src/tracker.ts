@@ -54,9 +54,13 @@ export function memoryTransferStore(): TransferStore {
   };
 }
 
-/** Allowed moves. A timed-out message can still be verified or delivered late: that is recorded. */
+/**
+ * Allowed moves. A timed-out message can still be verified or delivered late: that is recorded. A
+ * `planned` one past its deadline (a crash before it was sent) times out too, and then is never sent:
+ * `timed-out` has no way back to `sent`, and one that was never sent cannot be verified or delivered.
+ */
 const TRANSITIONS: Readonly<Record<TransferState, readonly TransferState[]>> = {
-  planned: ['sent', 'failed'],
+  planned: ['sent', 'failed', 'timed-out'],
   sent: ['verified', 'delivered', 'failed', 'timed-out'],
   verified: ['delivered', 'failed', 'timed-out'],
   'timed-out': ['verified', 'delivered', 'failed'],
@@ -78,6 +82,11 @@ export class TransferNotFoundError extends XhedgeError {
   constructor(key: string) {
     super('NOT_FOUND', `no transfer ${key}`, { details: { key } });
   }
+}
+
+/** Whether the message ever left its source (it went through `sent`); a timed-out one may not have. */
+export function wasSent(record: Pick<TransferRecord, 'history'>): boolean {
+  return record.history.some((h) => h.state === 'sent');
 }
 
 export type TransferListener = (record: TransferRecord, previous: TransferState | undefined) => void;
@@ -156,7 +165,11 @@ export class TransferTracker {
     const rec = await this.get(transferId);
     if (!rec) throw new TransferNotFoundError(transferId);
     if (rec.state === to) return rec;
-    if (!TRANSITIONS[rec.state].includes(to)) throw new TransferTransitionError(transferId, rec.state, to);
+    if (
+      !TRANSITIONS[rec.state].includes(to) ||
+      (rec.state === 'timed-out' && to !== 'failed' && !wasSent(rec))
+    )
+      throw new TransferTransitionError(transferId, rec.state, to);
     const atMs = this.#clock.nowMs();
     const next = parseOrThrow(
       TransferRecord,
@@ -173,18 +186,27 @@ export class TransferTracker {
     return next;
   }
 
-  /** Marks every undelivered message past its deadline as timed-out; returns them. */
-  async checkTimeouts(): Promise<TransferRecord[]> {
+  /**
+   * Marks every undelivered message past its deadline as timed-out (only `transferId`'s when given);
+   * returns them. That includes a `planned` one never sent (a crash between its record and its send):
+   * it alerts like the others, and is never sent afterwards.
+   */
+  async checkTimeouts(transferId?: string): Promise<TransferRecord[]> {
     const now = this.#clock.nowMs();
     const out: TransferRecord[] = [];
-    for (const r of await this.list()) {
-      if ((r.state === 'sent' || r.state === 'verified') && now > r.deadlineMs) {
+    const records = transferId === undefined ? await this.list() : [await this.get(transferId)];
+    for (const r of records) {
+      if (
+        r !== undefined &&
+        (r.state === 'planned' || r.state === 'sent' || r.state === 'verified') &&
+        now > r.deadlineMs
+      ) {
         out.push(
           await this.transition(
             r.transferId,
             'timed-out',
             {},
-            `not delivered ${now - r.deadlineMs} ms after its deadline`,
+            `not ${r.state === 'planned' ? 'sent' : 'delivered'} ${now - r.deadlineMs} ms after its deadline`,
           ),
         );
       }

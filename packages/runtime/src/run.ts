@@ -20,6 +20,7 @@ import {
   layerZeroCostModel,
   type PaperBridge,
   routingBridgeCost,
+  wasSent,
 } from '@xhedge/crosschain';
 import {
   BreakerBoard,
@@ -514,12 +515,16 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         optionPriceBandBps: Math.max(0, config.limits.priceBandBps - config.limits.maxSlippageBps),
         staleAfterMs: config.limits.staleAfterMs,
         breakers,
-        // collateral on the paper bridge (debited at the source, not yet credited): still the book's
+        // collateral on the paper bridge (debited at the source, not yet credited): still the book's; a
+        // transfer that timed out while `planned` was never debited
         ...(bridge
           ? {
               inTransit: async () =>
                 (await bridge.tracker.list())
-                  .filter((t) => t.state === 'sent' || t.state === 'verified' || t.state === 'timed-out')
+                  .filter(
+                    (t) =>
+                      t.state === 'sent' || t.state === 'verified' || (t.state === 'timed-out' && wasSent(t)),
+                  )
                   .map((t) => ({ transferId: t.transferId, asset: t.asset, amount: Number(t.amount) })),
             }
           : {}),

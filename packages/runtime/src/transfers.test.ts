@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { LimitsConfig } from '@xhedge/config';
 import { type HedgeIntent, ManualClock } from '@xhedge/core';
+import type { TransferExecutor } from '@xhedge/crosschain';
 import { clientOrderIdFor, ExecutionService, LeaderLease, orderQueueName } from '@xhedge/execution';
 import { controlStack, machineRedisOrEmbedded } from '@xhedge/execution/testing';
 import { Ledger, openDatabase } from '@xhedge/store';
 import { type Job, Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
-import { TransferFlows, transferDeliveredAtMs } from './transfers.ts';
+import { startTransferJobs, TransferFlows, transferDeliveredAtMs } from './transfers.ts';
 
 function jobWithChildren(values: Record<string, unknown>): Job {
   return { getChildrenValues: async () => values } as unknown as Job;
@@ -125,6 +126,104 @@ describe('TransferFlows: the plan checks hold for the legs behind a transfer', (
       await flows.close();
       await service.close();
       await lease.stop();
+      // the machine's Redis is shared: nothing of this test's prefix is left behind
+      const keys = await cmd.keys(`${prefix}:*`);
+      if (keys.length > 0) await cmd.del(...keys);
+      cmd.disconnect();
+      await redis.close();
+    }
+  });
+});
+
+describe('startTransferJobs: a transfer whose executor throws', () => {
+  it('cancels the waiting hedge and logs it, though no failed record exists', async () => {
+    const redis = await machineRedisOrEmbedded('transfers test');
+    const cmd = redis.client();
+    const prefix = `xhtf${randomBytes(4).toString('hex')}`;
+    const ledger = new Ledger(await openDatabase());
+    const clock = new ManualClock(Date.now());
+    const limits = LimitsConfig.parse({ maxOrderNotionalUsd: 1e6, maxHedgeNotionalPerWindowUsd: 1e8 });
+    const { base } = await controlStack({ redis, cmd, prefix, ledger, limits, clock });
+    const service = new ExecutionService(base);
+    const lease = new LeaderLease({ redis: cmd, prefix, name: 'orchestrator' });
+    const flows = new TransferFlows({ connection: redis.options, queuePrefix: prefix, ledger, service });
+    const logs: { level: string; msg: string; data?: Record<string, unknown> }[] = [];
+    // no record ever: the store behind it is down
+    const executor: TransferExecutor = {
+      send: async () => {
+        throw new Error('transfer store unreachable');
+      },
+      status: async () => undefined,
+    };
+    const worker = startTransferJobs({
+      executor,
+      connection: redis.options,
+      queuePrefix: prefix,
+      ledger,
+      service,
+      recheckMs: 20,
+      log: (level, msg, data) => logs.push({ level, msg, ...(data ? { data } : {}) }),
+    });
+    try {
+      expect(await lease.tick()).toBeDefined();
+      const planId = 'plan_tf2';
+      const transfer = {
+        id: 'xfer_tf2',
+        planId,
+        fromVenue: 'gmx-arb',
+        fromChain: 'evm:42161',
+        toVenue: 'drift-sol',
+        toChain: 'solana:mainnet-beta',
+        asset: 'USDC',
+        amount: '1000',
+        feeUsd: 0.5,
+        expectedLatencyMs: 60_000,
+      };
+      const intent: HedgeIntent = {
+        id: 'int_tf3',
+        planId,
+        underlying: 'SOL',
+        venue: 'drift-sol',
+        chain: 'solana:mainnet-beta',
+        instrument: 'SOL-USD:PERP',
+        side: 'buy',
+        sizeBase: '1',
+        orderType: 'market',
+        referencePriceUsd: 180,
+        reduceOnly: false,
+        urgency: 'normal',
+        reason: 'test',
+        createdAtMs: clock.nowMs(),
+        dependsOn: [transfer.id],
+      };
+      const res = await flows.submit(
+        { planId, underlying: 'SOL', reason: 'test', legs: [intent], transfers: [transfer] },
+        lease,
+      );
+      expect(res.map((r) => [r.intentId, r.outcome])).toEqual([['int_tf3', 'queued']]);
+      const clientOrderId = clientOrderIdFor(intent.id);
+      // three attempts (1 s, then 2 s of backoff), then the hedge is cancelled
+      for (let i = 0; i < 400 && (await ledger.getOrder(clientOrderId))?.status !== 'cancelled'; i++)
+        await new Promise((r) => setTimeout(r, 25));
+      expect((await ledger.getOrder(clientOrderId))?.status).toBe('cancelled');
+      expect(logs).toEqual([
+        {
+          level: 'error',
+          msg: 'collateral transfer xfer_tf2 failed',
+          data: {
+            error: 'transfer store unreachable',
+            hedge: 'int_tf3',
+            state: 'unknown (the executor threw)',
+          },
+        },
+      ]);
+    } finally {
+      await worker.close();
+      await flows.close();
+      await service.close();
+      await lease.stop();
+      const keys = await cmd.keys(`${prefix}:*`);
+      if (keys.length > 0) await cmd.del(...keys);
       cmd.disconnect();
       await redis.close();
     }

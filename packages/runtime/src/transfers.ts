@@ -155,17 +155,19 @@ export function startTransferJobs(o: TransferWorkerRunOptions): Worker {
     connection: o.connection,
     prefix: o.queuePrefix,
     recheckMs: o.recheckMs ?? 200,
-    onFailed: async ({ record, parentJobId }) => {
-      o.log('error', `collateral transfer ${record.transferId} failed`, {
-        error: record.error,
+    // also when the executor threw on the last attempt: then there may be no record, only the error
+    onFailed: async ({ transfer, record, error, parentJobId }) => {
+      o.log('error', `collateral transfer ${transfer.transferId} failed`, {
+        error,
         hedge: parentJobId,
+        state: record?.state ?? 'unknown (the executor threw)',
       });
       if (!parentJobId) return;
       const order = await o.ledger.getOrderByIntent(parentJobId);
       if (order && (order.status === 'planned' || order.status === 'queued'))
         await o.service.cancelUnsent(order.clientOrderId, {
           actor: 'transfer-worker',
-          error: `collateral transfer ${record.transferId} failed: ${record.error ?? 'unknown'}`,
+          error: `collateral transfer ${transfer.transferId} failed: ${error}`,
         });
     },
   });
