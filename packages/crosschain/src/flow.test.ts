@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ManualClock } from '@xhedge/core';
 import { connectRedis, type RedisEndpoint } from '@xhedge/execution';
-import { FlowProducer, type Job, Worker } from 'bullmq';
+import { FlowProducer, type Job, type JobsOptions, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { layerZeroCostModel } from './cost.ts';
 import { startTransferWorker, transferThenHedgeFlow } from './flow.ts';
@@ -103,6 +103,60 @@ describe.each(backends)('transfer-then-hedge BullMQ flow (%s)', (_label, open) =
     expect((await tracker.get('xfer_flow_1'))?.state).toBe('delivered');
   });
 
+  /**
+   * A transfer-then-hedge flow (gmx-arb → drift-sol USDC) on queues of its own, run by a transfer worker
+   * that records what onFailed hears and a hedge worker that counts its runs (it must never run).
+   */
+  async function failingTransferFlow(
+    bridge: PaperBridge,
+    o: { suffix: string; transferId: string; amount: string; hedgeJobId: string; hedgeOpts?: JobsOptions },
+  ) {
+    const failures: { parentJobId: string | undefined; state: string | undefined }[] = [];
+    const transferWorker = startTransferWorker({
+      executor: bridge,
+      connection,
+      prefix,
+      queueName: `transfers-${o.suffix}`,
+      recheckMs: 20,
+      onFailed: async (f) => {
+        failures.push({ parentJobId: f.parentJobId, state: f.record?.state });
+      },
+    });
+    closers.push(() => transferWorker.close());
+    let runs = 0;
+    const hedgeWorker = new Worker(
+      `hedges-${o.suffix}`,
+      async () => {
+        runs += 1;
+      },
+      { connection, prefix },
+    );
+    closers.push(() => hedgeWorker.close());
+    const flows = new FlowProducer({ connection, prefix });
+    closers.push(() => flows.close());
+    const node = await flows.add(
+      transferThenHedgeFlow({
+        transfer: {
+          transferId: o.transferId,
+          fromVenue: 'gmx-arb',
+          toVenue: 'drift-sol',
+          asset: 'USDC',
+          amount: o.amount,
+        },
+        hedge: {
+          queueName: `hedges-${o.suffix}`,
+          name: 'hedge',
+          jobId: o.hedgeJobId,
+          data: {},
+          ...(o.hedgeOpts ? { opts: o.hedgeOpts } : {}),
+        },
+        transferQueue: `transfers-${o.suffix}`,
+        prefix,
+      }),
+    );
+    return { failures, hedgeRuns: () => runs, node };
+  }
+
   it('fails the hedge when its transfer fails, after telling onFailed which hedge it was', async () => {
     const clock = new ManualClock(0);
     const empty: BridgeEndpoint = {
@@ -116,50 +170,20 @@ describe.each(backends)('transfer-then-hedge BullMQ flow (%s)', (_label, open) =
     const sol: BridgeEndpoint = { ...empty, id: 'drift-sol', chain: 'solana:mainnet-beta' };
     const tracker = new TransferTracker({ store: memoryTransferStore(), clock });
     const bridge = new PaperBridge({ clock, venues: [empty, sol], costModel: layerZeroCostModel(), tracker });
-    const failures: { parentJobId: string | undefined; state: string | undefined }[] = [];
-    const transferWorker = startTransferWorker({
-      executor: bridge,
-      connection,
-      prefix,
-      queueName: 'transfers-f',
-      recheckMs: 20,
-      onFailed: async (f) => {
-        failures.push({ parentJobId: f.parentJobId, state: f.record?.state });
-      },
+    const { failures, hedgeRuns, node } = await failingTransferFlow(bridge, {
+      suffix: 'f',
+      transferId: 'xfer_fail_1',
+      amount: '10',
+      hedgeJobId: 'int_fail_1',
+      hedgeOpts: { attempts: 5 },
     });
-    closers.push(() => transferWorker.close());
-    let hedgeRuns = 0;
-    const hedgeWorker = new Worker(
-      'hedges-f',
-      async () => {
-        hedgeRuns += 1;
-      },
-      { connection, prefix },
-    );
-    closers.push(() => hedgeWorker.close());
-    const flows = new FlowProducer({ connection, prefix });
-    closers.push(() => flows.close());
-    const node = await flows.add(
-      transferThenHedgeFlow({
-        transfer: {
-          transferId: 'xfer_fail_1',
-          fromVenue: 'gmx-arb',
-          toVenue: 'drift-sol',
-          asset: 'USDC',
-          amount: '10',
-        },
-        hedge: { queueName: 'hedges-f', name: 'hedge', jobId: 'int_fail_1', data: {}, opts: { attempts: 5 } },
-        transferQueue: 'transfers-f',
-        prefix,
-      }),
-    );
     expect(node.job.opts).toMatchObject({ jobId: 'int_fail_1', attempts: 5 });
     for (let i = 0; i < 200 && (await node.job.getState()) !== 'failed'; i++)
       await new Promise((r) => setTimeout(r, 25));
     expect(await node.job.getState()).toBe('failed');
     expect(failures).toEqual([{ parentJobId: 'int_fail_1', state: 'failed' }]);
     expect((await tracker.get('xfer_fail_1'))?.error).toContain('no free USDC');
-    expect(hedgeRuns).toBe(0);
+    expect(hedgeRuns()).toBe(0);
   });
 
   it('a send that throws without a failed record still tells onFailed, once, on the last attempt', async () => {
@@ -263,43 +287,12 @@ describe.each(backends)('transfer-then-hedge BullMQ flow (%s)', (_label, open) =
       timeoutMs: 180_000,
     });
     clock.advance(10 * 60_000);
-    const failures: { parentJobId: string | undefined; state: string | undefined }[] = [];
-    const transferWorker = startTransferWorker({
-      executor: bridge,
-      connection,
-      prefix,
-      queueName: 'transfers-s',
-      recheckMs: 20,
-      onFailed: async (f) => {
-        failures.push({ parentJobId: f.parentJobId, state: f.record?.state });
-      },
+    const { failures, hedgeRuns, node } = await failingTransferFlow(bridge, {
+      suffix: 's',
+      transferId: 'xfer_stale_1',
+      amount: '100',
+      hedgeJobId: 'int_stale_1',
     });
-    closers.push(() => transferWorker.close());
-    let hedgeRuns = 0;
-    const hedgeWorker = new Worker(
-      'hedges-s',
-      async () => {
-        hedgeRuns += 1;
-      },
-      { connection, prefix },
-    );
-    closers.push(() => hedgeWorker.close());
-    const flows = new FlowProducer({ connection, prefix });
-    closers.push(() => flows.close());
-    const node = await flows.add(
-      transferThenHedgeFlow({
-        transfer: {
-          transferId: 'xfer_stale_1',
-          fromVenue: 'gmx-arb',
-          toVenue: 'drift-sol',
-          asset: 'USDC',
-          amount: '100',
-        },
-        hedge: { queueName: 'hedges-s', name: 'hedge', jobId: 'int_stale_1', data: {} },
-        transferQueue: 'transfers-s',
-        prefix,
-      }),
-    );
     for (let i = 0; i < 200 && (await node.job.getState()) !== 'failed'; i++)
       await new Promise((r) => setTimeout(r, 25));
     expect(await node.job.getState()).toBe('failed');
@@ -310,6 +303,6 @@ describe.each(backends)('transfer-then-hedge BullMQ flow (%s)', (_label, open) =
       'failed',
     ]);
     expect([usdc.get('gmx-arb'), usdc.get('drift-sol')]).toEqual([1000, 0]);
-    expect(hedgeRuns).toBe(0);
+    expect(hedgeRuns()).toBe(0);
   });
 });
