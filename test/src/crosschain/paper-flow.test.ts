@@ -203,11 +203,11 @@ async function harness(shared: { redis: RedisEndpoint; ledger: Ledger; clock: Ma
     prefix,
     recheckMs: 25,
     // A transfer that failed for good closes its hedge in the ledger, so nothing re-drives it.
-    onFailed: async ({ parentJobId, record }) => {
+    onFailed: async ({ parentJobId, transfer, error }) => {
       if (parentJobId === undefined) return;
       await ledger.transition(clientOrderIdFor(parentJobId), 'cancelled', {
         actor: 'transfer-worker',
-        patch: { error: `collateral transfer ${record.transferId} failed: ${record.error ?? 'unknown'}` },
+        patch: { error: `collateral transfer ${transfer.transferId} failed: ${error}` },
       });
     },
   });
