@@ -1,5 +1,5 @@
 import { PoliciesConfig, VENUE_KIND_FAMILY, VenueConfig } from '@xhedge/config';
-import { Underlying, VenueId } from '@xhedge/core';
+import { namesForMessage, Underlying, VenueId } from '@xhedge/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -159,13 +159,6 @@ function killTarget(b: z.infer<typeof KillBody>): { scope: KillScope; target?: s
   return { scope: b.scope, target: b.target, reason: b.reason };
 }
 
-/** A list for a message: the first `max` names, then how many more. */
-function some(names: readonly string[], max = 12): string {
-  if (names.length === 0) return '(none)';
-  const shown = names.slice(0, max).join(', ');
-  return names.length > max ? `${shown} and ${names.length - max} more` : shown;
-}
-
 /**
  * Refuses a kill switch to trip on a venue or underlying the run does not know (when the port says
  * what it knows): engaged, it would stop nothing, and the operator would believe it had.
@@ -178,7 +171,7 @@ async function knownKillTarget(
   const t = await controls.targets();
   const known = q.scope === 'venue' ? t.venues : t.underlyings;
   if (known.includes(q.target)) return;
-  const message = `no ${q.scope} ${q.target} in this run; the ${q.scope === 'venue' ? 'venues' : 'underlyings'} are ${some(known)}`;
+  const message = `no ${q.scope} ${q.target} in this run; the ${q.scope === 'venue' ? 'venues' : 'underlyings'} are ${namesForMessage(known)}`;
   throw new ApiError('VALIDATION', `body.target: ${message}`, {
     details: { issues: [{ field: 'body.target', message }] },
   });

@@ -33,7 +33,7 @@ export function registerSnapshotStream(root: FastifyInstance, ports: ApiPorts, h
         },
       },
     },
-    async (req, reply) => {
+    async (_req, reply) => {
       reply.hijack();
       const res = reply.raw;
       // The client may leave at any await (the auth hook's, the first read below): its 'close' is

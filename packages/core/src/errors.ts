@@ -113,3 +113,13 @@ export function assertFinite(what: string, value: number, details?: Record<strin
 export function isXhedgeError(err: unknown): err is XhedgeError {
   return err instanceof XhedgeError;
 }
+
+/**
+ * A list of names for an error message: the first `max`, then how many more (`a, b and 3 more`), or
+ * `(none)`. The messages that refuse an unknown name list the known ones with it.
+ */
+export function namesForMessage(names: readonly string[], max = 12): string {
+  if (names.length === 0) return '(none)';
+  const shown = names.slice(0, max).join(', ');
+  return names.length > max ? `${shown} and ${names.length - max} more` : shown;
+}

@@ -5,6 +5,7 @@ export {
   InstrumentIdError,
   isXhedgeError,
   NumericError,
+  namesForMessage,
   ValidationError,
   XhedgeError,
   type XhedgeErrorOptions,

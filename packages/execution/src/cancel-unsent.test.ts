@@ -1,6 +1,5 @@
 import type { HedgeIntent } from '@xhedge/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { restoreControlState } from './control-state.ts';
 import { clientOrderIdFor } from './ids.ts';
 import { keysFor } from './keys.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
@@ -113,16 +112,7 @@ describe('cancelUnsent and the pre-trade reservation', () => {
       expect(await env.cmd.get(k.sendClaim(cid))).toBeNull();
       expect(await env.cmd.hget(k.ctlNotional, f.id)).not.toBeNull();
     } finally {
-      await restoreControlState(
-        {
-          redis: env.cmd,
-          prefix: env.prefix,
-          killSwitch: env.killSwitch,
-          breakers: env.breakers,
-          ledger: env.ledger,
-        },
-        { actor: 'test' },
-      );
+      await env.restoreControlState();
     }
     // the restore claimed it (it may have been sent): its run decides, after asking the venue
     expect(await env.cmd.get(k.sendClaim(cid))).toMatch(/^restored\|/);
@@ -146,16 +136,7 @@ describe('cancelUnsent and the pre-trade reservation', () => {
       // decided on the ledger's word: no claim written while the claims are not to be trusted
       expect(await env.cmd.get(k.sendClaim(cid))).toBeNull();
     } finally {
-      await restoreControlState(
-        {
-          redis: env.cmd,
-          prefix: env.prefix,
-          killSwitch: env.killSwitch,
-          breakers: env.breakers,
-          ledger: env.ledger,
-        },
-        { actor: 'test' },
-      );
+      await env.restoreControlState();
     }
   });
 });

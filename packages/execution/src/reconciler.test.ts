@@ -1,7 +1,6 @@
 import type { HedgeIntent } from '@xhedge/core';
-import { FlowProducer, Worker } from 'bullmq';
+import { FlowProducer, type Job, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { restoreControlState } from './control-state.ts';
 import { clientOrderIdFor } from './ids.ts';
 import { keysFor } from './keys.ts';
 import { ORDER_JOB_OPTIONS, orderQueueName } from './queue.ts';
@@ -17,13 +16,20 @@ describe('reconciler and flows whose child failed', () => {
     await env?.close();
   });
 
-  it('cancels a queued hedge whose collateral child job failed, and never re-drives or sends it', async () => {
-    const leg = env.intent(1);
+  /**
+   * A hedge recorded `queued` behind a collateral "transfer" child that fails for good in its own queue,
+   * with no hook touching the ledger (as a stalled transfer worker would): once the parent hedge job has
+   * failed through failParentOnFailure, `run` gets it. The transfer worker and the flow producer close
+   * after `run`.
+   */
+  async function withFailedTransferHedge(
+    n: number,
+    run: (h: { leg: HedgeIntent; cid: string; job: Job }) => Promise<void>,
+  ): Promise<void> {
+    const leg = env.intent(n);
     const cid = clientOrderIdFor(leg.id);
     await env.ledger.recordIntent(leg, { clientOrderId: cid, actor: 'test' });
-    // The collateral "transfer" fails for good in its own queue, with no hook touching the ledger (as a
-    // stalled transfer worker would): the parent hedge job fails through failParentOnFailure.
-    const childQueue = 'xfer-test';
+    const childQueue = `xfer-test-${n}`;
     const transfers = new Worker(
       childQueue,
       async () => {
@@ -52,16 +58,27 @@ describe('reconciler and flows whose child failed', () => {
         const j = await env.service.queue('pv').getJob(leg.id);
         return j && (await j.getState()) === 'failed' ? j : undefined;
       }, 20_000);
+      await run({ leg, cid, job });
+    } finally {
+      await transfers.close();
+      await flows.close();
+    }
+  }
+  const sweeper = () =>
+    new Reconciler({
+      service: env.service,
+      ledger: env.ledger,
+      redis: env.cmd,
+      prefix: env.prefix,
+      minAgeMs: 0,
+    });
+
+  it('cancels a queued hedge whose collateral child job failed, and never re-drives or sends it', async () => {
+    await withFailedTransferHedge(1, async ({ cid, job }) => {
       expect((await job.getDependenciesCount({ failed: true })).failed).toBe(1);
       expect((await env.ledger.getOrder(cid))?.status).toBe('queued');
 
-      const rec = new Reconciler({
-        service: env.service,
-        ledger: env.ledger,
-        redis: env.cmd,
-        prefix: env.prefix,
-        minAgeMs: 0,
-      });
+      const rec = sweeper();
       const res = await rec.sweep();
       expect(res).toMatchObject({ redriven: 0, cancelled: 1 });
       const o = await env.ledger.getOrder(cid);
@@ -71,73 +88,23 @@ describe('reconciler and flows whose child failed', () => {
       expect((await rec.sweep()).redriven).toBe(0);
       expect(await job.getState()).toBe('failed');
       expect(env.placed).not.toContain(cid);
-    } finally {
-      await transfers.close();
-      await flows.close();
-    }
+    });
   });
 
   it('decides nothing for such a hedge while Redis has lost its control state: no cancel, no retry', async () => {
-    const leg = env.intent(2);
-    const cid = clientOrderIdFor(leg.id);
-    await env.ledger.recordIntent(leg, { clientOrderId: cid, actor: 'test' });
-    const childQueue = 'xfer-test-2';
-    const transfers = new Worker(
-      childQueue,
-      async () => {
-        throw new Error('bridge lost the message');
-      },
-      { connection: env.redis.options, prefix: env.prefix },
-    );
-    const flows = new FlowProducer({ connection: env.redis.options, prefix: env.prefix });
-    try {
-      await flows.add({
-        name: 'order',
-        queueName: orderQueueName('pv'),
-        data: { intent: leg, clientOrderId: cid },
-        opts: { ...ORDER_JOB_OPTIONS, jobId: leg.id },
-        children: [
-          {
-            name: 'transfer',
-            queueName: childQueue,
-            data: {},
-            opts: { attempts: 1, failParentOnFailure: true, jobId: `xfer-${leg.id}` },
-          },
-        ],
-      });
-      await env.ledger.transition(cid, 'queued', { actor: 'test' });
-      const job = await until(async () => {
-        const j = await env.service.queue('pv').getJob(leg.id);
-        return j && (await j.getState()) === 'failed' ? j : undefined;
-      }, 20_000);
+    await withFailedTransferHedge(2, async ({ cid, job }) => {
       // a Redis that lost some of its last writes (the job survived): the control state is not restored
       await env.cmd.del(keysFor(env.prefix).controlState);
-      const rec = new Reconciler({
-        service: env.service,
-        ledger: env.ledger,
-        redis: env.cmd,
-        prefix: env.prefix,
-        minAgeMs: 0,
-      });
-      // cancelUnsent refuses there; that refusal is not a run holding the claim, so no retry either
-      expect(await rec.sweep()).toMatchObject({ examined: 1, redriven: 0, cancelled: 0 });
-      expect(await job.getState()).toBe('failed');
-      expect((await env.ledger.getOrder(cid))?.status).toBe('queued');
-      expect(await env.cmd.get(keysFor(env.prefix).sendClaim(cid))).toBeNull();
-    } finally {
-      await restoreControlState(
-        {
-          redis: env.cmd,
-          prefix: env.prefix,
-          killSwitch: env.killSwitch,
-          breakers: env.breakers,
-          ledger: env.ledger,
-        },
-        { actor: 'test' },
-      );
-      await transfers.close();
-      await flows.close();
-    }
+      try {
+        // cancelUnsent refuses there; that refusal is not a run holding the claim, so no retry either
+        expect(await sweeper().sweep()).toMatchObject({ examined: 1, redriven: 0, cancelled: 0 });
+        expect(await job.getState()).toBe('failed');
+        expect((await env.ledger.getOrder(cid))?.status).toBe('queued');
+        expect(await env.cmd.get(keysFor(env.prefix).sendClaim(cid))).toBeNull();
+      } finally {
+        await env.restoreControlState();
+      }
+    });
   });
 });
 
@@ -232,16 +199,7 @@ describe('reconciler and orders with no job', () => {
     expect(await reconciler(0).sweep()).toMatchObject({ redriven: 0, cancelled: 0 });
     expect((await env.ledger.getOrder(cid))?.status).toBe('queued');
     expect(await env.cmd.get(keysFor(env.prefix).sendClaim(cid))).toBeNull();
-    const restored = await restoreControlState(
-      {
-        redis: env.cmd,
-        prefix: env.prefix,
-        killSwitch: env.killSwitch,
-        breakers: env.breakers,
-        ledger: env.ledger,
-      },
-      { actor: 'test' },
-    );
+    const restored = await env.restoreControlState();
     expect(restored.sendClaims).toContain(cid);
     expect(await reconciler(0).sweep()).toMatchObject({ redriven: 1, cancelled: 0 });
     expect(await jobOf(e)).toBeDefined();

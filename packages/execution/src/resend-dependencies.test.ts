@@ -1,6 +1,5 @@
 import type { HedgeIntent } from '@xhedge/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { restoreControlState } from './control-state.ts';
 import { clientOrderIdFor } from './ids.ts';
 import { keysFor } from './keys.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
@@ -38,16 +37,7 @@ describe('a re-send of a dependent leg', () => {
    */
   const dataLossAndRestore = async () => {
     await env.cmd.del(keysFor(env.prefix).controlState);
-    return restoreControlState(
-      {
-        redis: env.cmd,
-        prefix: env.prefix,
-        killSwitch: env.killSwitch,
-        breakers: env.breakers,
-        ledger: env.ledger,
-      },
-      { actor: 'test' },
-    );
+    return env.restoreControlState();
   };
   const ended = (l: HedgeIntent) =>
     until(async () => {

@@ -28,6 +28,8 @@ import { SendClaims } from './send-claim.ts';
 
 /** The states of an order no run has sent: the only ones `cancelUnsent` cancels from. */
 const UNSENT: readonly OrderStatus[] = ['planned', 'queued'];
+/** Of those, the one no run has even queued: never sent whatever Redis lost (see `cancelUnsent`). */
+const NEVER_QUEUED: readonly OrderStatus[] = ['planned'];
 
 /** What execution needs of a plan (routing's `HedgePlan` has these fields). */
 export interface PlanLike {
@@ -291,29 +293,21 @@ export class ExecutionService {
    *   decides nothing for an order past `queued`, which never goes back there.)
    */
   async cancelUnsent(clientOrderId: string, o: { actor: string; error: string }): Promise<boolean> {
-    if (!(await controlStateRestored(this.#o.controls.redis, this.#o.controls.prefix))) {
-      // A `planned` order was never sent, whatever Redis lost: a run moves it to `queued` in the ledger
-      // before any gate, and its job carries no `queuedAtMs`, so every run of it reads the ledger first
-      // (no fast send). Cancelled on the ledger's word alone; a `queued` one waits for the restore.
-      const r = await this.#o.ledger.transition(clientOrderId, 'cancelled', {
-        actor: o.actor,
-        patch: { error: o.error },
-        from: ['planned'],
-      });
-      if (r.unmet) return false;
-      if (r.changed) await this.#releaseUnsent(r.order);
-      return true;
-    }
-    if (await this.#claims.block(clientOrderId, o.actor)) return false;
+    // While the control state is not restored, a claim proves nothing and none is taken: only a
+    // `planned` order is cancelled then, on the ledger's word. It was never sent, whatever Redis lost: a
+    // run moves it to `queued` in the ledger before any gate, and its job carries no `queuedAtMs`, so
+    // every run of it reads the ledger first (no fast send). A `queued` one waits for the restore.
+    const restored = await controlStateRestored(this.#o.controls.redis, this.#o.controls.prefix);
+    if (restored && (await this.#claims.block(clientOrderId, o.actor))) return false;
     const { changed, unmet, order } = await this.#o.ledger.transition(clientOrderId, 'cancelled', {
       actor: o.actor,
       patch: { error: o.error },
-      from: UNSENT,
+      from: restored ? UNSENT : NEVER_QUEUED,
     });
     if (unmet) {
       // given back only when this actor took it (else: another cancel's, or none). One left behind
       // by a failed call misleads nobody that decides: no run reads it for an order past `queued`.
-      await this.#claims.giveBack(clientOrderId, o.actor).catch(() => false);
+      if (restored) await this.#claims.giveBack(clientOrderId, o.actor).catch(() => false);
       return false;
     }
     if (changed) await this.#releaseUnsent(order);

@@ -7,6 +7,7 @@ import type { VenueAdapter } from '@xhedge/venue';
 import { createPaperVenue, type PaperVenue } from '@xhedge/venue-paper';
 import type { Redis } from 'ioredis';
 import type { BreakerBoard } from './breakers.ts';
+import { type RestoredControlState, restoreControlState } from './control-state.ts';
 import type { PreTradeControls } from './controls.ts';
 import type { KillSwitch } from './kill-switch.ts';
 import { VenueMarketData } from './market-data.ts';
@@ -54,6 +55,8 @@ export interface Env {
   pool: WorkerPool;
   marketData: VenueMarketData | undefined;
   intent(n: number, over?: Partial<HedgeIntent>): HedgeIntent;
+  /** The control-state restore a run makes after Redis lost its data (`restoreControlState`, actor `test`). */
+  restoreControlState(): Promise<RestoredControlState>;
   close(): Promise<void>;
 }
 
@@ -159,6 +162,8 @@ export async function makeEnv(opts: MakeEnvOptions = {}): Promise<Env> {
     service,
     pool,
     marketData,
+    restoreControlState: () =>
+      restoreControlState({ redis: cmd, prefix, killSwitch, breakers, ledger }, { actor: 'test' }),
     intent: (n, over = {}) => ({
       id: deterministicId('int', prefix, n),
       planId: deterministicId('plan', prefix, n),

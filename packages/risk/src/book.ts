@@ -266,16 +266,10 @@ interface Held {
   /** False once removed (a stale reference in the order cache must not take sizes). */
   alive: boolean;
   /** Scratch of one {@link BookIndex.setBook} diff: the call that last named this key, and its sums. */
-  seen: {
-    epoch: number;
-    sizeBase: number;
-    faceUsd: number;
-    entryBase: number;
-    entryNotionalUsd: number;
-    withoutEntry: number;
-    asOfMs: number;
-    entries: number;
-  };
+  seen: { epoch: number } & Pick<
+    Held,
+    'sizeBase' | 'faceUsd' | 'entryBase' | 'entryNotionalUsd' | 'withoutEntry' | 'asOfMs' | 'entries'
+  >;
 }
 
 type Agg = Omit<Held, 'lot' | 'seen' | 'alive'>;

@@ -100,18 +100,8 @@ export function unitGreeks(
       if (!(settleUsd > 0) || !Number.isFinite(settleUsd))
         throw new NumericError('settlement price of an expired option', settleUsd);
       const payoffUsd = Math.max(call ? settleUsd - K : K - settleUsd, 0);
-      return {
-        priceUsd: payoffUsd,
-        delta: 0,
-        gamma: 0,
-        vegaPerVolPoint: 0,
-        thetaPerDay: 0,
-        rhoPer1Pct: 0,
-        vannaPerVolPoint: 0,
-        // Coin-settled, the payoff is coin already: delta − price in coin = coin − coin = 0.
-        netDeltaCoinInverse: 0,
-        settledCoinPerUnit: payoffUsd / settleUsd,
-      };
+      // Coin-settled, the payoff is coin already: delta − price in coin = coin − coin = 0.
+      return linearGreeks(payoffUsd, 0, 0, payoffUsd / settleUsd);
     }
     // USD Greeks of a coin-settled option equal the linear one's; inverseOption adds the coin net delta.
     const g = inverseOption({
@@ -136,42 +126,34 @@ export function unitGreeks(
   }
   if (inst.kind === 'future') {
     // A future without an expiry cannot be judged expired: it stays a forward at T = 0 (delta 1).
-    if (inst.expiryMs !== undefined && inst.expiryMs <= nowMs)
-      return {
-        priceUsd: 0,
-        delta: 0,
-        gamma: 0,
-        vegaPerVolPoint: 0,
-        thetaPerDay: 0,
-        rhoPer1Pct: 0,
-        vannaPerVolPoint: 0,
-        netDeltaCoinInverse: 0,
-        settledCoinPerUnit: 0,
-      };
+    if (inst.expiryMs !== undefined && inst.expiryMs <= nowMs) return linearGreeks(0, 0, 0);
     const T = Math.max(yearFraction(nowMs, inst.expiryMs ?? nowMs), 0);
     const delta = Math.exp(rateDecimal * T);
-    return {
-      priceUsd: 0,
-      delta,
-      gamma: 0,
-      vegaPerVolPoint: 0,
-      thetaPerDay: 0,
-      rhoPer1Pct: 0,
-      vannaPerVolPoint: 0,
-      netDeltaCoinInverse: delta,
-      settledCoinPerUnit: 0,
-    };
+    return linearGreeks(0, delta, delta);
   }
+  return linearGreeks(0, 1, 1);
+}
+
+/**
+ * Per-unit Greeks of what moves linearly with spot, or not at all (perps, spot, dated futures, anything
+ * expired): no gamma, vega, theta, rho or vanna.
+ */
+function linearGreeks(
+  priceUsd: number,
+  delta: number,
+  netDeltaCoinInverse: number,
+  settledCoinPerUnit = 0,
+): UnitGreeks {
   return {
-    priceUsd: 0,
-    delta: 1,
+    priceUsd,
+    delta,
     gamma: 0,
     vegaPerVolPoint: 0,
     thetaPerDay: 0,
     rhoPer1Pct: 0,
     vannaPerVolPoint: 0,
-    netDeltaCoinInverse: 1,
-    settledCoinPerUnit: 0,
+    netDeltaCoinInverse,
+    settledCoinPerUnit,
   };
 }
 

@@ -1,6 +1,6 @@
 import { userInfo } from 'node:os';
 import { ConfigError, formatProblem, loadConfigFile, type XhedgeConfig } from '@xhedge/config';
-import { XhedgeError } from '@xhedge/core';
+import { namesForMessage, XhedgeError } from '@xhedge/core';
 import {
   BreakerBoard,
   type BreakerStatus,
@@ -72,13 +72,6 @@ export function textOption(name: string, schema: z.ZodType<string>, raw: string 
   return r.data;
 }
 
-/** A list for a message: the first `max` names, then how many more (as the API words it). */
-function some(names: readonly string[], max = 12): string {
-  if (names.length === 0) return '(none)';
-  const shown = names.slice(0, max).join(', ');
-  return names.length > max ? `${shown} and ${names.length - max} more` : shown;
-}
-
 /**
  * What is wrong with a scope that names a venue or underlying the deployment does not know (a typo
  * engages a switch that stops nothing, while the operator believes it stopped trading), or undefined.
@@ -96,7 +89,7 @@ async function unknownTarget(
     const known = d.config.underlyings.map((u) => u.symbol);
     if (id === undefined || known.includes(id)) return undefined;
     return {
-      message: `no underlying ${id} in deployment ${d.redisPrefix}; the underlyings are ${some(known)}`,
+      message: `no underlying ${id} in deployment ${d.redisPrefix}; the underlyings are ${namesForMessage(known)}`,
     };
   }
   if (kind !== 'venue' || id === undefined) return undefined;
@@ -114,7 +107,7 @@ async function unknownTarget(
   const known = venues.map((v) => v.id);
   if (known.includes(id)) return undefined;
   return {
-    message: `no venue ${id} in deployment ${d.redisPrefix}; the venues are ${some(known)}`,
+    message: `no venue ${id} in deployment ${d.redisPrefix}; the venues are ${namesForMessage(known)}`,
     ...(note ? { note } : {}),
   };
 }
