@@ -1,4 +1,4 @@
-import { ManualClock, type Mark, MS_PER_DAY } from '@xhedge/core';
+import { instrumentMeta, ManualClock, type Mark, MS_PER_DAY } from '@xhedge/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { RiskEngine, type RiskPosition } from './engine.ts';
@@ -198,6 +198,44 @@ describe('RiskEngine: incremental book updates', () => {
       inc.snapshot(),
       fresh(clock, [...BASE, pos('lyra-op', 'evm:10', strikes[7] as string, 2)]).snapshot(),
     );
+  });
+
+  it('sees a change of unsettledPnlUsd alone, and keeps a closed coin-settled position whose coin is still owed', () => {
+    const clock = new ManualClock(NOW);
+    const markets = [
+      {
+        venue: 'deribit',
+        instrument: instrumentMeta('BTC-USD:PERP', { settlementCurrency: 'BTC', contractValueUsd: 10 }),
+      },
+    ];
+    const marks: Mark[] = [
+      { venue: 'deribit', instrument: 'BTC-USD:PERP', markPriceUsd: 60_000, asOfMs: NOW },
+    ];
+    // 3,000 contracts of 10 USD; the venue states the coin P&L not yet paid in, in USD at the mark.
+    const perp = (unsettledPnlUsd: number, contracts = 3_000) =>
+      pos('deribit', 'offchain', 'BTC-USD:PERP', 0, {
+        contracts,
+        settlementCurrency: 'BTC',
+        entryPriceUsd: 50_000,
+        unsettledPnlUsd,
+      });
+    const inc = engine(clock);
+    const delta = () => inc.snapshot({ scenarios: false }).underlyings.BTC?.delta ?? Number.NaN;
+    inc.setBook({ positions: [perp(0)], markets });
+    inc.updateMarks(marks);
+    close(delta(), 30_000 / 60_000, 'all paid in');
+    inc.setBook({ positions: [perp(6_000)], markets });
+    close(delta(), 36_000 / 60_000, '6,000 USD of coin P&L still outside the balance');
+    // Closed, its last 6,000 USD (0.1 BTC) not paid in yet: still the book's, through upsert as through setBook.
+    inc.upsertPositions([perp(6_000, 0)]);
+    close(delta(), 0.1, 'closed, not yet paid');
+    const ref = engine(clock);
+    ref.setBook({ positions: [perp(6_000, 0)], markets });
+    ref.updateMarks(marks);
+    expectSameRisk(inc.snapshot(), ref.snapshot());
+    // Paid in: nothing left.
+    inc.upsertPositions([perp(0, 0)]);
+    expect(inc.snapshot().underlyings.BTC).toBeUndefined();
   });
 
   it('stays equal to a fresh rebuild over random upserts, fills and re-syncs, compaction included (property)', () => {

@@ -14,10 +14,13 @@ import {
  * When `contracts` is given it wins over `sizeBase`: linear contracts (and options) become
  * `contracts × contractSize` underlying units; inverse perps and dated futures are USD contracts
  * (Deribit BTC-PERPETUAL and BTC futures: 10 USD each, the instrument's `contractValueUsd`) that keep a
- * fixed USD face value, so their size in coin is re-derived from the price on every tick. An inverse
- * perp or future in contracts whose instrument has no `contractValueUsd` is refused: `contractSize`
- * would read each 10 USD contract as a whole coin. `entryPriceUsd` is kept (summed per key, see
- * {@link baseAtEntry}) for what an expired inverse future settled into.
+ * fixed USD face value. An inverse perp or future in contracts whose instrument has no
+ * `contractValueUsd` is refused: `contractSize` would read each 10 USD contract as a whole coin.
+ *
+ * An inverse perp or future given in `sizeBase` is the coin its face bought at entry (face / entry): its
+ * coin P&L is then `sizeBase × (1 − entry / mark)`, exactly as for the face. How the book counts their
+ * P&L against the balances is {@link addPosition}'s; `entryPriceUsd` and `unsettledPnlUsd` are kept
+ * (summed per key) for it.
  */
 export type RiskPosition = Position & { contracts?: number };
 
@@ -95,9 +98,10 @@ export function heldSize(p: RiskPosition, meta: InstrumentMeta, out: HeldSize): 
 /**
  * A position's size at its entry, underlying units: `sizeBase`, plus the coins its USD face bought at
  * the entry price (face / entry: an inverse contract's P&L is face × (1/entry − 1/price) coins). Its
- * P&L at a price is then `baseAtEntry × (price − entry)` USD, for linear and inverse alike (inverse: the
- * USD value of the coin P&L at that price). Undefined without an entry price, or with a face and an
- * entry that is not a positive price (a non-finite entry is none).
+ * P&L at a price is then `baseAtEntry × (price − entry)` USD for a linear one, and `baseAtEntry × (1 −
+ * entry / price)` coins for an inverse one (whose USD value at spot is what the book counts, see
+ * {@link addPosition}). Undefined without an entry price, or with a face and an entry that is not a
+ * positive price (a non-finite entry is none).
  */
 export function baseAtEntry(
   sizeBase: number,
@@ -126,22 +130,178 @@ export function positionMeta(
   );
 }
 
-/** Entry sums of a key or lot (see {@link Held}). */
-interface EntrySums {
+/**
+ * What a position key or lot sums over its positions ({@link addPosition}): the sizes, and what the
+ * coin-settled (inverse) perps and futures among them hold outside the balances. Every field is summed
+ * for every position; the engine reads the coin ones for inverse lots only.
+ */
+export interface PositionSums {
+  /** Underlying units (linear contracts converted; inverse ones in base units: coin at entry). */
+  sizeBase: number;
+  /** USD face of the inverse perps and futures given in contracts. */
+  faceUsd: number;
+  /**
+   * Σ size at entry ({@link baseAtEntry}) of the positions with an entry price and no `unsettledPnlUsd`,
+   * underlying units, and Σ that size × its entry price, USD: what an expired inverse future settled
+   * into is `entryBase − entryNotionalUsd / settlement price` coins.
+   */
   entryBase: number;
   entryNotionalUsd: number;
+  /** Positions (and fills) with a size and neither an entry price nor `unsettledPnlUsd`. */
   withoutEntry: number;
+  /** Inverse, live: coin counted as is in the delta (size at entry, or a size in base units as given). */
+  coinBase: number;
+  /** Inverse, live: USD face counted in the delta at the mark of each tick (face / mark coins). */
+  atMarkUsd: number;
+  /** Σ `unsettledPnlUsd`, USD at the venue's mark: coin-settled, the coin still outside the balances. */
+  unsettledUsd: number;
+  /**
+   * Inverse: positions whose coin P&L is unknown, taken as entered at the mark (none accrued): a face
+   * with neither an entry price nor `unsettledPnlUsd`, or a size in base units with `unsettledPnlUsd`
+   * and no entry price (the face it bought is unknown).
+   */
+  enteredAtMark: number;
 }
 
-/** Adds one position's entry (its size at entry and that size's USD notional at entry) to `to`. */
-function addEntry(to: EntrySums, sizeBase: number, faceUsd: number, entryPriceUsd: number | undefined): void {
+/** {@link PositionSums} of a key, with its oldest report and how many positions it sums. */
+type Sums = PositionSums & { asOfMs: number; entries: number };
+
+function clearSums(s: Sums, asOfMs: number): Sums {
+  s.sizeBase = 0;
+  s.faceUsd = 0;
+  s.entryBase = 0;
+  s.entryNotionalUsd = 0;
+  s.withoutEntry = 0;
+  s.coinBase = 0;
+  s.atMarkUsd = 0;
+  s.unsettledUsd = 0;
+  s.enteredAtMark = 0;
+  s.asOfMs = asOfMs;
+  s.entries = 0;
+  return s;
+}
+
+function copySums(to: Sums, from: Sums): void {
+  to.sizeBase = from.sizeBase;
+  to.faceUsd = from.faceUsd;
+  to.entryBase = from.entryBase;
+  to.entryNotionalUsd = from.entryNotionalUsd;
+  to.withoutEntry = from.withoutEntry;
+  to.coinBase = from.coinBase;
+  to.atMarkUsd = from.atMarkUsd;
+  to.unsettledUsd = from.unsettledUsd;
+  to.enteredAtMark = from.enteredAtMark;
+  to.asOfMs = from.asOfMs;
+  to.entries = from.entries;
+}
+
+function sameSums(a: Sums, b: Sums): boolean {
+  return (
+    a.sizeBase === b.sizeBase &&
+    a.faceUsd === b.faceUsd &&
+    a.entryBase === b.entryBase &&
+    a.entryNotionalUsd === b.entryNotionalUsd &&
+    a.withoutEntry === b.withoutEntry &&
+    a.coinBase === b.coinBase &&
+    a.atMarkUsd === b.atMarkUsd &&
+    a.unsettledUsd === b.unsettledUsd &&
+    a.enteredAtMark === b.enteredAtMark &&
+    a.asOfMs === b.asOfMs &&
+    a.entries === b.entries
+  );
+}
+
+/** Empty sums as of `asOfMs`. */
+function zeroSums(asOfMs: number): Sums {
+  return {
+    sizeBase: 0,
+    faceUsd: 0,
+    entryBase: 0,
+    entryNotionalUsd: 0,
+    withoutEntry: 0,
+    coinBase: 0,
+    atMarkUsd: 0,
+    unsettledUsd: 0,
+    enteredAtMark: 0,
+    asOfMs,
+    entries: 0,
+  };
+}
+
+/** Nothing held: no size, no face, no P&L the venue still holds outside the balances. */
+function holdsNothing(s: PositionSums): boolean {
+  return s.sizeBase === 0 && s.faceUsd === 0 && s.unsettledUsd === 0;
+}
+
+/**
+ * Adds one position to `to`. Where the P&L of a perp or future is, as the venue contract has it
+ * (`Position.unsettledPnlUsd`, `Balance`): a balance holds what the venue has paid out, a position what
+ * it has not. A position with `unsettledPnlUsd` states the part of its P&L still outside the balances
+ * (the rest has been paid in: Deribit settles each session, Drift on `settle_pnl`); one without it holds
+ * all of its P&L since entry (those venues pay it in on closing only, and the balance has none of it).
+ *
+ * For a linear perp or future that P&L is USD, whose delta is the size's. For a coin-settled (inverse)
+ * one it is coin, face × (1/entry − 1/mark), worth its amount at spot like a coin balance: the position
+ * is worth `face/entry × spot − face × spot/mark` USD, whose derivative in spot is face / entry (mark and
+ * spot moving together, perp or future), so its delta is the coin its face bought at entry, not the
+ * face / spot it is worth now: those differ by the coin P&L accrued so far, which no balance holds. With
+ * `unsettledPnlUsd` U at the mark, the coin outside the balances is U / mark and the delta (face + U) /
+ * mark (= face / the price it last settled at); without an entry price and U, the coin P&L is unknown
+ * and taken as none (face / mark, counted in `enteredAtMark`).
+ */
+export function addPosition(
+  to: PositionSums,
+  sizeBase: number,
+  faceUsd: number,
+  entryPriceUsd: number | undefined,
+  unsettledPnlUsd: number | undefined,
+): void {
+  to.sizeBase += sizeBase;
+  to.faceUsd += faceUsd;
+  if (unsettledPnlUsd !== undefined) {
+    to.unsettledUsd += unsettledPnlUsd;
+    to.atMarkUsd += faceUsd;
+    if (sizeBase === 0) return;
+    // A size in base units is the coin its face bought at entry: back to that face.
+    const e = entryPriceUsd;
+    if (e !== undefined && e > 0 && Number.isFinite(e)) to.atMarkUsd += sizeBase * e;
+    else {
+      to.coinBase += sizeBase;
+      to.enteredAtMark++;
+    }
+    return;
+  }
   if (sizeBase === 0 && faceUsd === 0) return;
   const base = baseAtEntry(sizeBase, faceUsd, entryPriceUsd);
-  if (base === undefined) to.withoutEntry++;
-  else {
+  if (base === undefined) {
+    to.withoutEntry++;
+    to.coinBase += sizeBase;
+    to.atMarkUsd += faceUsd;
+    if (faceUsd !== 0) to.enteredAtMark++;
+  } else {
     to.entryBase += base;
     to.entryNotionalUsd += base * (entryPriceUsd as number);
+    to.coinBase += base;
   }
+}
+
+/**
+ * Whether the coin an expired coin-settled future or option settled into may already be in the venue's
+ * balance of that coin though the position still says it is owed: the venue reported the position
+ * before the expiry, so that report cannot tell whether the venue has paid since, and the balance after
+ * it, so the payment may be in it. The balance is then authoritative: the coin is counted from it alone,
+ * and not from the position, until a report of the position from after the expiry says otherwise. A
+ * position reported after the expiry, still listed with a size, is authoritative in turn: by the venue
+ * contract its P&L is outside the balances (a venue that has paid reports the position closed, gone, or
+ * with `unsettledPnlUsd` 0). What the book cannot see is a payment between two reads taken after the
+ * expiry (the position read first, the balance after it): for that one read the coin counts twice.
+ */
+export function settlementMayBePaid(
+  positionAsOfMs: number,
+  expiryMs: number,
+  coinBalanceAsOfMs: number | undefined,
+): boolean {
+  return positionAsOfMs < expiryMs && coinBalanceAsOfMs !== undefined && coinBalanceAsOfMs >= expiryMs;
 }
 
 /** Per distinct instrument: static data from the id, and this tick's per-unit Greeks. Arrays have spare capacity. */
@@ -186,12 +346,16 @@ export interface Lots {
   venue: Int32Array;
   chain: Int32Array;
   inverse: Uint8Array;
+  /** The lot's {@link PositionSums}: Σ over its positions. */
   sizeBase: Float64Array;
   faceUsd: Float64Array;
-  /** Entry sums of the lot's positions (see {@link Held}). */
   entryBase: Float64Array;
   entryNotionalUsd: Float64Array;
   withoutEntry: Int32Array;
+  coinBase: Float64Array;
+  atMarkUsd: Float64Array;
+  unsettledUsd: Float64Array;
+  enteredAtMark: Int32Array;
   oldestAsOfMs: Float64Array;
   funding: Int32Array;
   mark: Int32Array;
@@ -243,36 +407,38 @@ function slotFor(slots: Slots, venue: string, instrument: string, unit: number):
   return i;
 }
 
-/** What one position key (venue, chain, instrument, settlement) holds: the sum of the positions reported under it. */
-interface Held {
+/**
+ * What one position key (venue, chain, instrument, settlement) holds: the sums of the positions reported
+ * under it (fills, which carry no price, count in `withoutEntry`), the oldest report, and in `entries`
+ * how many positions were reported under it (they count in `positionCount`).
+ */
+interface Held extends Sums {
   venue: string;
   chain: string;
   instrument: string;
   settlementCurrency: string | undefined;
   lot: number;
-  sizeBase: number;
-  faceUsd: number;
-  /**
-   * Where the positions were entered, for the P&L a dated future settles: Σ size at entry
-   * ({@link baseAtEntry}), underlying units, and Σ that size × its entry price, USD. Positions with a size
-   * and no entry price (and fills, which carry none) are left out of both and counted in `withoutEntry`.
-   */
-  entryBase: number;
-  entryNotionalUsd: number;
-  withoutEntry: number;
-  asOfMs: number;
-  /** Positions reported under this key (they count in `positionCount`). */
-  entries: number;
   /** False once removed (a stale reference in the order cache must not take sizes). */
   alive: boolean;
   /** Scratch of one {@link BookIndex.setBook} diff: the call that last named this key, and its sums. */
-  seen: { epoch: number } & Pick<
-    Held,
-    'sizeBase' | 'faceUsd' | 'entryBase' | 'entryNotionalUsd' | 'withoutEntry' | 'asOfMs' | 'entries'
-  >;
+  seen: { epoch: number } & Sums;
 }
 
 type Agg = Omit<Held, 'lot' | 'seen' | 'alive'>;
+
+/** A key holding nothing yet, as of `asOfMs`. */
+function emptyAgg(
+  where: Pick<Agg, 'venue' | 'chain' | 'instrument'> & { settlementCurrency?: string | undefined },
+  asOfMs: number,
+): Agg {
+  return {
+    venue: where.venue,
+    chain: where.chain,
+    instrument: where.instrument,
+    settlementCurrency: where.settlementCurrency,
+    ...zeroSums(asOfMs),
+  };
+}
 
 /**
  * Held positions by instrument → venue → chain → settlement, on the strings the positions carry: no key
@@ -443,46 +609,18 @@ export class BookIndex {
       const seen = h.seen;
       if (seen.epoch !== epoch) {
         seen.epoch = epoch;
-        seen.sizeBase = 0;
-        seen.faceUsd = 0;
-        seen.entryBase = 0;
-        seen.entryNotionalUsd = 0;
-        seen.withoutEntry = 0;
-        seen.asOfMs = p.asOfMs;
-        seen.entries = 0;
+        clearSums(seen, p.asOfMs);
       }
-      if (p.contracts === undefined) {
-        seen.sizeBase += p.sizeBase;
-        addEntry(seen, p.sizeBase, 0, p.entryPriceUsd);
-        if (p.asOfMs < seen.asOfMs) seen.asOfMs = p.asOfMs;
-        seen.entries++;
-      } else this.#accumulate(seen, p);
+      this.#accumulate(seen, p);
     }
     for (const h of this.#held.all) {
       const seen = h.seen;
       if (seen.epoch !== epoch) this.#setHeld(h, null);
-      else if (
-        h.sizeBase !== seen.sizeBase ||
-        h.faceUsd !== seen.faceUsd ||
-        h.entryBase !== seen.entryBase ||
-        h.entryNotionalUsd !== seen.entryNotionalUsd ||
-        h.withoutEntry !== seen.withoutEntry ||
-        h.asOfMs !== seen.asOfMs ||
-        h.entries !== seen.entries
-      )
-        this.#setHeld(h, {
-          venue: h.venue,
-          chain: h.chain,
-          instrument: h.instrument,
-          settlementCurrency: h.settlementCurrency,
-          sizeBase: seen.sizeBase,
-          faceUsd: seen.faceUsd,
-          entryBase: seen.entryBase,
-          entryNotionalUsd: seen.entryNotionalUsd,
-          withoutEntry: seen.withoutEntry,
-          asOfMs: seen.asOfMs,
-          entries: seen.entries,
-        });
+      else if (!sameSums(h, seen)) {
+        const next = emptyAgg(h, seen.asOfMs);
+        copySums(next, seen);
+        this.#setHeld(h, next);
+      }
     }
     for (const agg of this.#group(added)) this.#setHeld(agg, agg);
     if (old) {
@@ -497,11 +635,13 @@ export class BookIndex {
     this.#compactIfSparse();
   }
 
-  /** Replaces the positions at the keys given (several under one key are summed); a zero size closes one. */
+  /**
+   * Replaces the positions at the keys given (several under one key are summed); a zero size closes one,
+   * unless it still has P&L outside the balances (`unsettledPnlUsd`: coin-settled, that coin is delta).
+   */
   upsertPositions(positions: readonly RiskPosition[]): void {
     this.#checkContracts(positions, this.#marketsRef);
-    for (const agg of this.#group(positions))
-      this.#setHeld(agg, agg.sizeBase === 0 && agg.faceUsd === 0 ? null : agg);
+    for (const agg of this.#group(positions)) this.#setHeld(agg, holdsNothing(agg) ? null : agg);
     this.#compactIfSparse();
   }
 
@@ -511,35 +651,21 @@ export class BookIndex {
       throw new RangeError(`fill size ${fill.sizeBase} is not a size`);
     const settle = fill.settlementCurrency;
     const old = this.#held.get(fill.instrument, fill.venue, fill.chain, settle);
-    const sizeBase = (old?.sizeBase ?? 0) + (fill.side === 'buy' ? size : -size);
+    const signed = fill.side === 'buy' ? size : -size;
+    const sizeBase = (old?.sizeBase ?? 0) + signed;
     const faceUsd = old?.faceUsd ?? 0;
     // Decimal fills summed in float leave dust (0.1 + 0.2 − 0.3): below 1e-12 a position is closed.
-    const closed = Math.abs(sizeBase) < 1e-12 && Math.abs(faceUsd) < 1e-9;
-    const where = {
-      venue: fill.venue,
-      chain: fill.chain,
-      instrument: fill.instrument,
-      settlementCurrency: settle,
-    };
-    this.#setHeld(
-      where,
-      closed
-        ? null
-        : {
-            venue: fill.venue,
-            chain: fill.chain,
-            instrument: fill.instrument,
-            settlementCurrency: settle,
-            sizeBase: Math.abs(sizeBase) < 1e-12 ? 0 : sizeBase,
-            faceUsd,
-            // A fill carries no price: what it traded has no entry until the venue reports the position.
-            entryBase: old?.entryBase ?? 0,
-            entryNotionalUsd: old?.entryNotionalUsd ?? 0,
-            withoutEntry: (old?.withoutEntry ?? 0) + 1,
-            asOfMs: fill.tsMs,
-            entries: old?.entries ?? 1,
-          },
-    );
+    const closed = Math.abs(sizeBase) < 1e-12 && Math.abs(faceUsd) < 1e-9 && (old?.unsettledUsd ?? 0) === 0;
+    const next = emptyAgg(fill, fill.tsMs);
+    if (old) copySums(next, old);
+    next.sizeBase = Math.abs(sizeBase) < 1e-12 ? 0 : sizeBase;
+    // A fill carries no price: what it traded has no entry until the venue reports the position, and
+    // counts as the size it is (for an inverse one, coin at an unknown entry).
+    next.coinBase += signed;
+    next.withoutEntry++;
+    next.asOfMs = fill.tsMs;
+    next.entries = old?.entries ?? 1;
+    this.#setHeld(next, closed ? null : next);
     this.#compactIfSparse();
   }
 
@@ -609,6 +735,22 @@ export class BookIndex {
     return false;
   }
 
+  /**
+   * When a venue last reported, on a chain, its balance in the coin of underlying `u` (the newest of its
+   * balances in that coin, wrapped ones included), or undefined when it reports none: what an expired
+   * coin-settled instrument there pays into ({@link settlementMayBePaid}).
+   */
+  coinBalanceAsOfMs(u: number, venue: number, chain: number): number | undefined {
+    const bl = this.balances;
+    let newest: number | undefined;
+    for (let i = 0; i < bl.n; i++) {
+      if (bl.underlying[i] !== u || bl.venue[i] !== venue || bl.chain[i] !== chain) continue;
+      const at = bl.asOfMs[i] ?? -1;
+      if (newest === undefined || at > newest) newest = at;
+    }
+    return newest;
+  }
+
   #metaFor(venue: string, instrument: string, settle: string | undefined): InstrumentMeta {
     const fromVenue =
       this.#metaByVenue.size > 0 ? this.#metaByVenue.get(`${venue}|${instrument}`) : undefined;
@@ -648,22 +790,19 @@ export class BookIndex {
   }
 
   /**
-   * Adds a position's size (underlying units, or USD face for inverse perps and futures in contracts)
-   * and its entry to `to`. #checkContracts refused, before it got here, a position {@link heldSize}
-   * cannot size.
+   * Adds a position (its size in underlying units, or USD face for inverse perps and futures in
+   * contracts, see {@link addPosition}) to `to`. #checkContracts refused, before it got here, a position
+   * {@link heldSize} cannot size.
    */
-  #accumulate(
-    to: Pick<
-      Agg,
-      'sizeBase' | 'faceUsd' | 'entryBase' | 'entryNotionalUsd' | 'withoutEntry' | 'asOfMs' | 'entries'
-    >,
-    p: RiskPosition,
-  ): void {
-    const size = heldSize(p, this.#metaFor(p.venue, p.instrument, p.settlementCurrency), this.#size);
-    to.sizeBase += size.sizeBase;
-    to.faceUsd += size.faceUsd;
-    addEntry(to, size.sizeBase, size.faceUsd, p.entryPriceUsd);
-    to.asOfMs = Math.min(to.asOfMs, p.asOfMs);
+  #accumulate(to: Sums, p: RiskPosition): void {
+    const size = this.#size;
+    // Only contracts need the instrument: looking it up for every position would slow a large diff.
+    if (p.contracts === undefined) {
+      size.sizeBase = p.sizeBase;
+      size.faceUsd = 0;
+    } else heldSize(p, this.#metaFor(p.venue, p.instrument, p.settlementCurrency), size);
+    addPosition(to, size.sizeBase, size.faceUsd, p.entryPriceUsd, p.unsettledPnlUsd);
+    if (p.asOfMs < to.asOfMs) to.asOfMs = p.asOfMs;
     to.entries++;
   }
 
@@ -675,19 +814,7 @@ export class BookIndex {
       const key = `${p.venue}|${p.chain}|${p.instrument}|${settle ?? ''}`;
       let a = out.get(key);
       if (!a) {
-        a = {
-          venue: p.venue,
-          chain: p.chain,
-          instrument: p.instrument,
-          settlementCurrency: settle,
-          sizeBase: 0,
-          faceUsd: 0,
-          entryBase: 0,
-          entryNotionalUsd: 0,
-          withoutEntry: 0,
-          asOfMs: p.asOfMs,
-          entries: 0,
-        };
+        a = emptyAgg(p, p.asOfMs);
         out.set(key, a);
       }
       this.#accumulate(a, p);
@@ -713,42 +840,18 @@ export class BookIndex {
     }
     if (old) {
       this.#count(old.lot, next.entries - old.entries);
-      old.sizeBase = next.sizeBase;
-      old.faceUsd = next.faceUsd;
-      old.entryBase = next.entryBase;
-      old.entryNotionalUsd = next.entryNotionalUsd;
-      old.withoutEntry = next.withoutEntry;
-      old.asOfMs = next.asOfMs;
-      old.entries = next.entries;
+      copySums(old, next);
       this.#sumLot(old.lot);
       return;
     }
     const lot = this.#lotFor(next.venue, next.chain, next.instrument, next.settlementCurrency);
     const h: Held = {
-      venue: next.venue,
-      chain: next.chain,
-      instrument: next.instrument,
-      settlementCurrency: next.settlementCurrency,
+      ...emptyAgg(next, next.asOfMs),
       lot,
-      sizeBase: next.sizeBase,
-      faceUsd: next.faceUsd,
-      entryBase: next.entryBase,
-      entryNotionalUsd: next.entryNotionalUsd,
-      withoutEntry: next.withoutEntry,
-      asOfMs: next.asOfMs,
-      entries: next.entries,
       alive: true,
-      seen: {
-        epoch: 0,
-        sizeBase: 0,
-        faceUsd: 0,
-        entryBase: 0,
-        entryNotionalUsd: 0,
-        withoutEntry: 0,
-        asOfMs: 0,
-        entries: 0,
-      },
+      seen: { epoch: 0, ...zeroSums(0) },
     };
+    copySums(h, next);
     this.#held.add(h);
     const members = this.#members[lot] ?? [];
     this.#members[lot] = members;
@@ -765,26 +868,30 @@ export class BookIndex {
 
   /** A lot's sums from its members (usually one): exact, no running-total drift. */
   #sumLot(l: number): void {
-    let size = 0;
-    let face = 0;
-    let entryBase = 0;
-    let entryNotionalUsd = 0;
-    let withoutEntry = 0;
-    let oldest = Number.POSITIVE_INFINITY;
+    const sum = zeroSums(Number.POSITIVE_INFINITY);
     for (const h of this.#members[l] ?? []) {
-      size += h.sizeBase;
-      face += h.faceUsd;
-      entryBase += h.entryBase;
-      entryNotionalUsd += h.entryNotionalUsd;
-      withoutEntry += h.withoutEntry;
-      oldest = Math.min(oldest, h.asOfMs);
+      sum.sizeBase += h.sizeBase;
+      sum.faceUsd += h.faceUsd;
+      sum.entryBase += h.entryBase;
+      sum.entryNotionalUsd += h.entryNotionalUsd;
+      sum.withoutEntry += h.withoutEntry;
+      sum.coinBase += h.coinBase;
+      sum.atMarkUsd += h.atMarkUsd;
+      sum.unsettledUsd += h.unsettledUsd;
+      sum.enteredAtMark += h.enteredAtMark;
+      sum.asOfMs = Math.min(sum.asOfMs, h.asOfMs);
     }
-    this.lots.sizeBase[l] = size;
-    this.lots.faceUsd[l] = face;
-    this.lots.entryBase[l] = entryBase;
-    this.lots.entryNotionalUsd[l] = entryNotionalUsd;
-    this.lots.withoutEntry[l] = withoutEntry;
-    this.lots.oldestAsOfMs[l] = Number.isFinite(oldest) ? oldest : -1;
+    const lots = this.lots;
+    lots.sizeBase[l] = sum.sizeBase;
+    lots.faceUsd[l] = sum.faceUsd;
+    lots.entryBase[l] = sum.entryBase;
+    lots.entryNotionalUsd[l] = sum.entryNotionalUsd;
+    lots.withoutEntry[l] = sum.withoutEntry;
+    lots.coinBase[l] = sum.coinBase;
+    lots.atMarkUsd[l] = sum.atMarkUsd;
+    lots.unsettledUsd[l] = sum.unsettledUsd;
+    lots.enteredAtMark[l] = sum.enteredAtMark;
+    lots.oldestAsOfMs[l] = Number.isFinite(sum.asOfMs) ? sum.asOfMs : -1;
   }
 
   #setLive(l: number, live: boolean): void {
@@ -959,6 +1066,10 @@ export class BookIndex {
       entryBase: new Float64Array(n),
       entryNotionalUsd: new Float64Array(n),
       withoutEntry: new Int32Array(n),
+      coinBase: new Float64Array(n),
+      atMarkUsd: new Float64Array(n),
+      unsettledUsd: new Float64Array(n),
+      enteredAtMark: new Int32Array(n),
       oldestAsOfMs: new Float64Array(n),
       funding: new Int32Array(n),
       mark: new Int32Array(n),
@@ -978,6 +1089,10 @@ export class BookIndex {
       entryBase: grow(l.entryBase, min),
       entryNotionalUsd: grow(l.entryNotionalUsd, min),
       withoutEntry: grow(l.withoutEntry, min),
+      coinBase: grow(l.coinBase, min),
+      atMarkUsd: grow(l.atMarkUsd, min),
+      unsettledUsd: grow(l.unsettledUsd, min),
+      enteredAtMark: grow(l.enteredAtMark, min),
       oldestAsOfMs: grow(l.oldestAsOfMs, min),
       funding: grow(l.funding, min),
       mark: grow(l.mark, min),

@@ -493,27 +493,35 @@ describe('RiskEngine: contract sizes', () => {
     asOfMs: NOW,
   });
 
-  it('sizes an inverse dated future in contracts by its USD face: delta = contracts × contractValueUsd / spot', () => {
+  it('sizes an inverse dated future in contracts by its USD face: delta = the coin the face bought at entry', () => {
     const clock = new ManualClock(NOW);
     const engine = new RiskEngine({ clock });
-    engine.setBook({
-      // Short 3,000 contracts of 10 USD: a 30,000 USD short, not 3,000 BTC.
-      positions: [invFut(-3000)],
-      markets: [
-        {
-          venue: 'deribit',
-          instrument: instrumentMeta(FUT, { settlementCurrency: 'BTC', contractValueUsd: 10 }),
-        },
-      ],
-    });
+    const markets = [
+      {
+        venue: 'deribit',
+        instrument: instrumentMeta(FUT, { settlementCurrency: 'BTC', contractValueUsd: 10 }),
+      },
+    ];
+    // Short 3,000 contracts of 10 USD sold at 64,000: a 30,000 USD short, not 3,000 BTC.
+    engine.setBook({ positions: [{ ...invFut(-3000), entryPriceUsd: 64_000 }], markets });
     engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, rateDecimal: 0.05, asOfMs: NOW });
-    // With a rate the face buys face / (S·e^{rT}) coins at the forward, whose delta is e^{rT} each.
-    rel(engine.snapshot({ scenarios: false }).underlyings.BTC?.delta ?? Number.NaN, -30_000 / S);
+    // Its P&L is −30,000 × (1/64,000 − 1/forward) BTC, worth that × spot: −30,000 × spot / 64,000 +
+    // 30,000 × e^{−rT} USD, so its delta is −30,000 / 64,000 BTC at any spot, rate or not.
+    rel(engine.snapshot({ scenarios: false }).underlyings.BTC?.delta ?? Number.NaN, -30_000 / 64_000);
     engine.setMarket('BTC', { spotUsd: 50_000, volDecimal: 0.6, rateDecimal: 0.05, asOfMs: NOW });
     const btc = engine.snapshot().underlyings.BTC;
-    rel(btc?.delta ?? Number.NaN, -30_000 / 50_000);
+    rel(btc?.delta ?? Number.NaN, -30_000 / 64_000);
     const grid = btc?.scenarios;
-    rel(grid?.pnlUsd[0]?.[grid.spotShocksPct.indexOf(10)] ?? Number.NaN, -30_000 * 0.1);
+    rel(grid?.pnlUsd[0]?.[grid.spotShocksPct.indexOf(10)] ?? Number.NaN, (-30_000 / 64_000) * 5_000);
+    // Without an entry price it is taken as entered at the price it trades at (no coin P&L yet): the
+    // model's forward here, there being no mark. The snapshot says so.
+    engine.setBook({ positions: [invFut(-3000)], markets });
+    const forward = 50_000 * Math.exp((0.05 * (Date.UTC(2026, 5, 26, 8) - NOW)) / MS_PER_YEAR);
+    const snap = engine.snapshot({ scenarios: false });
+    rel(snap.underlyings.BTC?.delta ?? Number.NaN, -30_000 / forward);
+    expect(snap.warnings.join('\n')).toMatch(
+      `${FUT} on deribit: 1 coin-settled position(s) without an entry price: delta takes them as entered at the mark`,
+    );
   });
 
   it('refuses inverse perps and futures in contracts without a contractValueUsd, and keeps the book as it was', () => {

@@ -20,9 +20,11 @@ import {
   BookIndex,
   KIND_FUTURE,
   KIND_OPTION,
+  KIND_PERP,
   type RiskBook,
   type RiskFill,
   type RiskPosition,
+  settlementMayBePaid,
   type Units,
 } from './book.ts';
 import {
@@ -355,24 +357,25 @@ export class RiskEngine {
       const kind = units.kind[k];
       const unitDelta = units.delta[k] ?? 0;
       const expired = units.expired[k] === 1;
-      // A USD face (inverse contracts) is face / price coins: a perp trades at spot, a future at its
-      // forward S·e^{rT} (= S × its unit delta), so an inverse future's delta comes out face / S. An
-      // expired future has no delta to convert at (0): what it settled is counted from its entry below.
+      const inverse = lots.inverse[l] === 1;
+      // What one unit trades at by the model: a perp at spot, a live future at its forward S·e^{rT}
+      // (= S × its unit delta). A USD face (inverse contracts) is face / that price coins now, the size
+      // funding is paid on; an expired future has no price to convert at and pays no funding.
+      const modelPriceUsd = kind === KIND_FUTURE && !expired ? S * unitDelta : S;
       const faceUsd = lots.faceUsd[l] ?? 0;
-      const size =
-        (lots.sizeBase[l] ?? 0) +
-        (faceUsd === 0 || expired ? 0 : faceUsd / (kind === KIND_FUTURE ? S * unitDelta : S));
+      const size = (lots.sizeBase[l] ?? 0) + (faceUsd === 0 || expired ? 0 : faceUsd / modelPriceUsd);
       // An expired option pays a fixed amount of its settlement currency: USD carries no delta, coin
       // (coin-settled) is delta like a coin balance, worth its amount at spot. An expired future likewise
       // settled its P&L: in USD (linear) no delta; in coin (inverse) that coin, delta like a coin balance.
-      const inverse = lots.inverse[l] === 1;
+      // A live coin-settled perp or future is delta by the coin its P&L is in (book's addPosition), not
+      // by what its face is worth now: the two differ by the coin P&L accrued, which no balance holds.
       const settledCoin =
-        !expired || !inverse
-          ? 0
-          : kind === KIND_OPTION
-            ? size * (units.settledCoin[k] ?? 0)
-            : this.#settledFutureCoin(l, units.settlementUsd[k] ?? S, units.ids[k] as string, warnings);
-      const d = expired ? settledCoin : size * unitDelta;
+        expired && inverse ? this.#settledCoin(l, k, size, this.#markUsd(l, S), S, nowMs, warnings) : 0;
+      const d = expired
+        ? settledCoin
+        : inverse && (kind === KIND_PERP || kind === KIND_FUTURE)
+          ? this.#liveCoin(l, this.#markUsd(l, modelPriceUsd), warnings)
+          : size * unitDelta;
       const gm = size * (units.gamma[k] ?? 0);
       const vg = size * (units.vega[k] ?? 0);
       const price = units.price[k] ?? 0;
@@ -504,22 +507,85 @@ export class RiskEngine {
     };
   }
 
+  /** The venue's mark of what lot `l` holds, USD, when it gave a positive one; else `fallbackUsd`. */
+  #markUsd(l: number, fallbackUsd: number): number {
+    const marks = this.#book.marks;
+    const m = this.#book.lots.mark[l] ?? -1;
+    const px = m >= 0 && (marks.asOfMs[m] ?? -1) >= 0 ? (marks.value[m] ?? 0) : 0;
+    return px > 0 ? px : fallbackUsd;
+  }
+
   /**
-   * Coin an expired inverse (coin-margined) future's lot settled into, at settlement price P: over its
-   * positions, Σ size at entry × (1 − entry / P) = entryBase − entryNotionalUsd / P; for a USD face F
-   * entered at E that is F × (1/E − 1/P), the inverse P&L. Its USD value, this × spot, is what
-   * bookEquity counts for the positions. Positions without an entry price cannot be settled: they count
-   * nothing, and the snapshot says so.
+   * Delta of a live coin-settled (inverse) perp or future lot, coin (see book's `addPosition`): the coin
+   * its positions' faces bought at entry, and what the venue states in USD (faces whose P&L it settles
+   * apart, and that P&L, `unsettledPnlUsd`) at its mark. bookEquity values the same positions at their
+   * coin P&L × spot, whose derivative in spot this is. Positions without an entry price are taken as
+   * entered at the mark (no coin P&L yet), and the snapshot says so.
    */
-  #settledFutureCoin(l: number, settlementUsd: number, id: string, warnings: string[]): number {
-    const lots = this.#book.lots;
+  #liveCoin(l: number, markUsd: number, warnings: string[]): number {
+    const book = this.#book;
+    const lots = book.lots;
+    const id = book.units.ids[lots.unit[l] ?? 0] as string;
+    const venue = book.venues[lots.venue[l] ?? 0];
+    const guessed = lots.enteredAtMark[l] ?? 0;
+    if (guessed > 0)
+      warnings.push(
+        `${id} on ${venue}: ${guessed} coin-settled position(s) without an entry price: delta takes them ` +
+          `as entered at the mark ${markUsd} (no coin P&L accrued), which may be off by the P&L they hold`,
+      );
+    const coin = (lots.coinBase[l] ?? 0) + ((lots.atMarkUsd[l] ?? 0) + (lots.unsettledUsd[l] ?? 0)) / markUsd;
+    if (!Number.isFinite(coin)) throw new NumericError(`delta of ${id} on ${venue}`, coin);
+    return coin;
+  }
+
+  /**
+   * Coin an expired coin-settled (inverse) lot settled into, delta like a coin balance. An option's is its
+   * size × the coin a unit pays. A future's, at settlement price P: over its positions, Σ size at entry ×
+   * (1 − entry / P) = entryBase − entryNotionalUsd / P (for a USD face F entered at E, F × (1/E − 1/P),
+   * the inverse P&L), except for positions with `unsettledPnlUsd`, whose coin still owed is that at the
+   * venue's mark (0 once paid). Its USD value, this × spot, is what bookEquity counts. Positions without
+   * an entry price cannot be settled: they count nothing, and the snapshot says so.
+   *
+   * Counted once: when the venue's balance of the coin may already hold it (book's
+   * `settlementMayBePaid`: the position reported before the expiry, the balance after it), that balance
+   * counts it and the lot counts nothing, and the snapshot says so.
+   */
+  #settledCoin(
+    l: number,
+    k: number,
+    size: number,
+    markUsd: number,
+    spotUsd: number,
+    nowMs: number,
+    warnings: string[],
+  ): number {
+    const book = this.#book;
+    const lots = book.lots;
+    const units = book.units;
+    const id = units.ids[k] as string;
+    const venue = book.venues[lots.venue[l] ?? 0];
+    const u = units.underlying[k] ?? 0;
+    const balanceAsOfMs = book.coinBalanceAsOfMs(u, lots.venue[l] ?? 0, lots.chain[l] ?? 0);
+    const expiryMs = units.meta[k]?.expiryMs ?? nowMs;
+    if (settlementMayBePaid(lots.oldestAsOfMs[l] ?? -1, expiryMs, balanceAsOfMs)) {
+      warnings.push(
+        `${id} on ${venue} was last reported before its expiry and the venue's ${book.underlyings[u]} ` +
+          'balance after it: what it settled into is counted from that balance alone (it may be paid in)',
+      );
+      return 0;
+    }
+    if (units.kind[k] === KIND_OPTION) return size * (units.settledCoin[k] ?? 0);
     const missing = lots.withoutEntry[l] ?? 0;
     if (missing > 0)
       warnings.push(
-        `${id} on ${this.#book.venues[lots.venue[l] ?? 0]} has expired with ${missing} position(s) or ` +
+        `${id} on ${venue} has expired with ${missing} position(s) or ` +
           'fill(s) without an entry price: their settled coin P&L is not counted in delta',
       );
-    const coin = (lots.entryBase[l] ?? 0) - (lots.entryNotionalUsd[l] ?? 0) / settlementUsd;
+    const settlementUsd = units.settlementUsd[k] ?? spotUsd;
+    const coin =
+      (lots.entryBase[l] ?? 0) -
+      (lots.entryNotionalUsd[l] ?? 0) / settlementUsd +
+      (lots.unsettledUsd[l] ?? 0) / markUsd;
     if (!Number.isFinite(coin)) throw new NumericError(`settled coin P&L of ${id}`, coin);
     return coin;
   }

@@ -67,7 +67,9 @@ export type PricedInstrument = Pick<InstrumentMeta, 'kind' | 'strike' | 'expiryM
 /**
  * Per-unit Greeks of an instrument at a spot, vol and rate (one consistent model for every venue):
  * options BSM on spot with rate r; dated futures e^{rT} (the forward's sensitivity to spot); perps and
- * spot 1.
+ * spot 1. Those are per unit of a linear position: a live coin-settled (inverse) perp or future is delta
+ * by the coin its P&L is in, which depends on each position's face and entry, so the engine works that
+ * out per position too (book's `addPosition`).
  *
  * A dated future at or past its expiry has settled in cash: its P&L was fixed at the settlement price,
  * so it has no Greeks at all (all 0: with delta e^{r·0} = 1 it would count as live delta at spot for as
