@@ -737,3 +737,175 @@ describe('a plan blocked whole is retried with a growing pause, not re-planned e
     expect(btcPlans(await h.planner.plan())).toHaveLength(1);
   });
 });
+
+describe('expired options at the settlement price their venue reports (regression: taken at spot until the venue paid them out)', () => {
+  /** 08:00 UTC on the harness's first day: 8 h after it starts. */
+  const EXPIRED = 'BTC-USD:OPT:20260105:90000:C';
+  const EXPIRY_MS = Date.UTC(2026, 0, 5, 8);
+  const PAYOUT_DELAY_MS = 86_400_000;
+
+  /**
+   * The book is 2 BTC calls struck at 90,000 on lyra-arb (or on each of `venues`, paper Lyras on one
+   * market), which pays expired positions out a day after their expiry: until then they are held.
+   */
+  function expiring(venues: readonly string[] = ['lyra-arb']): XhedgeConfig {
+    return profile(['lyra-arb'], (c) => {
+      const lyra = c.venues[0] as XhedgeConfig['venues'][number];
+      c.venues = venues.map((id) => ({
+        ...lyra,
+        id,
+        params: { ...lyra.params, settlementDelayMs: PAYOUT_DELAY_MS },
+      }));
+      c.book.positions = venues.map((venue) => ({ venue, instrument: EXPIRED, size: 2 }));
+    });
+  }
+
+  /** Each venue with its settlement-price read replaced (`undefined`: the venue has none). */
+  const withSettlements =
+    (
+      read: (
+        inner: NonNullable<VenueAdapter['fetchSettlementPrices']>,
+        venue: string,
+      ) => VenueAdapter['fetchSettlementPrices'],
+    ) =>
+    (v: PaperVenue): VenueAdapter =>
+      new Proxy(v, {
+        get(target, prop) {
+          if (prop === 'fetchSettlementPrices')
+            return read(target.fetchSettlementPrices?.bind(target) as never, target.id);
+          const x = Reflect.get(target, prop, target);
+          return typeof x === 'function' ? x.bind(target) : x;
+        },
+      });
+
+  const btc = (h: Harness) => h.planner.lastSnapshot?.underlyings.BTC;
+  const expiredWarning = (h: Harness) =>
+    h.planner.lastSnapshot?.warnings.find((w) => w.startsWith(`${EXPIRED} has expired`));
+
+  it('asks the venue once it has expired, values it at that price (not spot), and does not ask again', async () => {
+    const asked: string[][] = [];
+    const h = await harness(
+      expiring(),
+      withSettlements((inner) => async (ids) => {
+        asked.push([...ids]);
+        return inner(ids);
+      }),
+    );
+    await h.planner.plan();
+    expect(asked).toEqual([]); // live: nothing to ask
+    expect(btc(h)?.settlementPricesUsd).toBeUndefined();
+
+    h.clock.advance(EXPIRY_MS - h.clock.nowMs() + 45 * 60_000);
+    await h.planner.plan();
+    expect(asked).toEqual([[EXPIRED]]);
+    const [fixed] = (await h.venue('lyra-arb').fetchSettlementPrices?.([EXPIRED])) ?? [];
+    const settleUsd = Number(fixed?.priceUsd);
+    expect(fixed?.fixedAtMs).toBe(EXPIRY_MS);
+    expect(btc(h)?.settlementPricesUsd).toEqual({ '20260105': settleUsd });
+    const spot = btc(h)?.spotUsd ?? Number.NaN;
+    expect(Math.abs(spot - settleUsd)).toBeGreaterThan(1); // the market moved on after the expiry
+    expect(btc(h)?.valueUsd).toBeCloseTo(2 * (settleUsd - 90_000), 6);
+    expect(btc(h)?.delta).toBe(0);
+    expect(expiredWarning(h)).toContain(`at the settlement price ${settleUsd}`);
+
+    h.clock.advance(60_000);
+    await h.planner.plan();
+    expect(asked).toHaveLength(1); // a settled price never changes
+    expect(btc(h)?.valueUsd).toBeCloseTo(2 * (settleUsd - 90_000), 6);
+  });
+
+  it('a venue without the read, or whose read fails, leaves it at spot with the warning; the tick goes on', async () => {
+    const afterExpiry = async (h: Harness) => {
+      h.clock.advance(EXPIRY_MS - h.clock.nowMs() + 45 * 60_000);
+      return h.planner.plan();
+    };
+    const atSpot = (h: Harness) => {
+      expect(btc(h)?.settlementPricesUsd).toBeUndefined();
+      expect(btc(h)?.valueUsd).toBeCloseTo(2 * ((btc(h)?.spotUsd ?? Number.NaN) - 90_000), 6);
+      expect(expiredWarning(h)).toContain('its settlement price is not known');
+    };
+    const none = await harness(
+      expiring(),
+      withSettlements(() => undefined),
+    );
+    await afterExpiry(none);
+    atSpot(none);
+
+    const logs: string[] = [];
+    let down = true;
+    const failing = await harness(
+      expiring(),
+      withSettlements((inner) => async (ids) => {
+        if (down) throw new Error('rpc down');
+        return inner(ids);
+      }),
+      undefined,
+      { log: (_level, msg, data) => logs.push(`${msg} ${JSON.stringify(data ?? {})}`) },
+    );
+    await expect(afterExpiry(failing)).resolves.toBeDefined();
+    atSpot(failing);
+    expect(logs.filter((l) => l.includes('settlement prices from venue lyra-arb left out'))).toHaveLength(1);
+    expect(logs.join('\n')).toContain('rpc down');
+    failing.clock.advance(1000);
+    await failing.planner.plan();
+    expect(logs.filter((l) => l.includes('settlement prices from venue lyra-arb left out'))).toHaveLength(1);
+    down = false; // asked again each tick until it answers
+    failing.clock.advance(1000);
+    await failing.planner.plan();
+    expect(btc(failing)?.settlementPricesUsd?.['20260105']).toBeGreaterThan(0);
+  });
+
+  it('leaves out an answer that is no settlement price (a guess before the expiry, not finite, not asked for)', async () => {
+    const logs: string[] = [];
+    const bad = [
+      { instrument: EXPIRED, priceUsd: '93000', fixedAtMs: EXPIRY_MS - 1 },
+      { instrument: EXPIRED, priceUsd: `1${'0'.repeat(400)}`, fixedAtMs: EXPIRY_MS },
+      { instrument: EXPIRED, priceUsd: '-5', fixedAtMs: EXPIRY_MS },
+      { instrument: 'ETH-USD:OPT:20260105:3000:C', priceUsd: '3400', fixedAtMs: EXPIRY_MS },
+    ];
+    const h = await harness(
+      expiring(),
+      withSettlements(() => async () => bad as never),
+      undefined,
+      { log: (_level, msg, data) => logs.push(`${msg} ${JSON.stringify(data ?? {})}`) },
+    );
+    h.clock.advance(EXPIRY_MS - h.clock.nowMs() + 60_000);
+    await h.planner.plan();
+    expect(btc(h)?.settlementPricesUsd).toBeUndefined();
+    expect(expiredWarning(h)).toContain('its settlement price is not known');
+    const log = logs.find((l) => l.includes('settlement prices from venue lyra-arb left out')) ?? '';
+    expect(log).toContain('before its expiry');
+    expect(log).toContain('not a finite positive number');
+    expect(log).toContain('priceUsd');
+    expect(log).toContain('ETH-USD:OPT:20260105:3000:C: not asked for');
+  });
+
+  it('two venues disagreeing on one expiry: valued at the median of their prices, with a warning naming both', async () => {
+    const logs: string[] = [];
+    const h = await harness(
+      expiring(['lyra-arb', 'lyra-b']),
+      withSettlements((inner, venue) => async (ids) => {
+        const got = await inner(ids);
+        // lyra-b settles 1% higher than lyra-arb (another oracle)
+        return venue === 'lyra-b'
+          ? got.map((p) => ({ ...p, priceUsd: (Number(p.priceUsd) * 1.01).toFixed(8) }))
+          : got;
+      }),
+      undefined,
+      { log: (_level, msg, data) => logs.push(`${msg} ${JSON.stringify(data ?? {})}`) },
+    );
+    h.clock.advance(EXPIRY_MS - h.clock.nowMs() + 60_000);
+    await h.planner.plan();
+    const [a] = (await h.venue('lyra-arb').fetchSettlementPrices?.([EXPIRED])) ?? [];
+    const lo = Number(a?.priceUsd);
+    const hi = Number((lo * 1.01).toFixed(8));
+    expect(btc(h)?.settlementPricesUsd?.['20260105']).toBeCloseTo((lo + hi) / 2, 6);
+    const warned = logs.filter((l) => l.includes('venues settle BTC 20260105 at prices 1.00% apart'));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toContain('"lyra-arb"');
+    expect(warned[0]).toContain('"lyra-b"');
+    h.clock.advance(1000);
+    await h.planner.plan();
+    expect(logs.filter((l) => l.includes('venues settle BTC'))).toHaveLength(1); // once, not every tick
+  });
+});

@@ -24,7 +24,7 @@ import {
   type VegaCandidate,
   vegaCandidatesFromChain,
 } from '@xhedge/strategy';
-import type { MarketInfo, VenueAdapter, VenueHealth } from '@xhedge/venue';
+import { type MarketInfo, SettlementPrice, type VenueAdapter, type VenueHealth } from '@xhedge/venue';
 import type { SnapshotBus } from './snapshot-bus.ts';
 
 /** A routed plan, as execution takes it. */
@@ -296,6 +296,47 @@ function isGasMoney(v: VenueAdapter, b: Balance): boolean {
   return gasAsset !== null && b.asset === gasAsset && !collateral.includes(b.asset);
 }
 
+/**
+ * Relative spread (max − min) / min between the settlement prices venues report for one underlying and
+ * expiry beyond which the planner warns. Venues fix them from different sources (an AMM's spot oracle at
+ * its settling transaction, a CEX's averaged index), so a few bps apart is normal.
+ */
+const SETTLEMENT_SPREAD_WARN_FRACTION = 0.001;
+
+/** An expired instrument a venue is asked the settlement price of, and the expiry it belongs to. */
+interface AskedSettlement {
+  underlying: string;
+  /** YYYYMMDD, as in the id and as the risk engine keys settlement prices. */
+  date: string;
+  expiryMs: number;
+}
+
+/**
+ * One entry of a venue's `fetchSettlementPrices` answer, checked and converted to a number where it
+ * enters: the price as the risk engine takes it, or why it is left out (not a valid `SettlementPrice`,
+ * an instrument not asked for, fixed before the expiry, which would make it a guess, or a decimal that
+ * is no finite positive number once converted).
+ */
+function checkSettlement(
+  raw: unknown,
+  asked: ReadonlyMap<string, AskedSettlement>,
+): (AskedSettlement & { priceUsd: number }) | string {
+  const parsed = SettlementPrice.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return `${issue?.path.join('.') || 'entry'}: ${issue?.message ?? 'not a settlement price'}`;
+  }
+  const e = parsed.data;
+  const w = asked.get(e.instrument);
+  if (!w) return `${e.instrument}: not asked for`;
+  if (e.fixedAtMs < w.expiryMs)
+    return `${e.instrument}: fixed at ${new Date(e.fixedAtMs).toISOString()}, before its expiry`;
+  const priceUsd = Number(e.priceUsd);
+  if (!Number.isFinite(priceUsd) || !(priceUsd > 0))
+    return `${e.instrument}: priceUsd ${e.priceUsd} is not a finite positive number`;
+  return { ...w, priceUsd };
+}
+
 const NON_TERMINAL = [
   'planned',
   'queued',
@@ -309,7 +350,8 @@ const NON_TERMINAL = [
  * What the leader does each tick (execution's `Orchestrator` runs it on its timer, only while holding
  * the lease): read every venue, build a risk snapshot, publish it, decide and route hedges, and hand
  * the plans back for submission. A failing venue read is logged and its data left out (the snapshot
- * lists what is stale).
+ * lists what is stale). Expired options and futures still held are valued at the settlement prices
+ * their venues report (`fetchSettlementPrices`), else at spot with the snapshot's warning.
  */
 export class TickPlanner {
   readonly #o: TickPlannerOptions;
@@ -338,6 +380,14 @@ export class TickPlanner {
   readonly #optionFeeBpsByVenue = new WeakMap<VenueAdapter, number>();
   /** Spot and vol learnt from venue marks, for underlyings the simulated market does not give. */
   readonly #learnt = new Map<string, { spotUsd: number; volDecimal: number; asOfMs: number }>();
+  /**
+   * Settlement prices venues reported for the expired options and futures held, USD, by underlying →
+   * expiry date (YYYYMMDD) → venue. A fixed price never changes: a venue is asked for an expiry only
+   * until it answers, and an expiry is dropped once nothing held refers to it.
+   */
+  readonly #settled = new Map<string, Map<string, Map<string, number>>>();
+  /** What went wrong in each venue's last settlement-price read ('' or absent: nothing), logged on change. */
+  readonly #settlementTrouble = new Map<string, string>();
 
   constructor(o: TickPlannerOptions) {
     this.#o = o;
@@ -370,10 +420,134 @@ export class TickPlanner {
         spotUsd: m?.spot(u) ?? 0,
         volDecimal: m?.atmVol(u) ?? 0,
         asOfMs: m?.nowMs() ?? 0,
+        ...this.#settlementPricesUsd(u),
       });
     }
     for (const [u, l] of this.#learnt) {
-      if (!m?.underlyings.includes(u)) engine.setMarket(u, l);
+      if (!m?.underlyings.includes(u)) engine.setMarket(u, { ...l, ...this.#settlementPricesUsd(u) });
+    }
+  }
+
+  /**
+   * The settlement prices of an underlying's expiries the venues reported, as the risk engine takes
+   * them (`settlementPricesUsd`, by expiry date), or nothing when none is known: the engine then takes
+   * spot for what has expired and says so in the snapshot's warnings. The engine holds one price per
+   * underlying and expiry, while each venue settles its own positions at its own price: where venues
+   * report different prices, the median of their prices is used (see #learnSettlements).
+   */
+  #settlementPricesUsd(underlying: string): { settlementPricesUsd?: Record<string, number> } {
+    const dates = this.#settled.get(underlying);
+    if (!dates || dates.size === 0) return {};
+    const out: Record<string, number> = {};
+    for (const [date, byVenue] of dates) {
+      const px = median([...byVenue.values()]);
+      if (px !== undefined) out[date] = px;
+    }
+    return { settlementPricesUsd: out };
+  }
+
+  /**
+   * Learns the settlement prices of the expired options and dated futures in `positions` (this tick's
+   * open ones) from the venues holding them that have `fetchSettlementPrices`, asking each venue only
+   * for the expiries it has not answered yet (a venue read that failed this tick is not asked). A
+   * venue whose read throws or gives nothing leaves its expiries at spot for this tick (the engine's
+   * warning says so) and is asked again the next; the tick goes on either way, and what went wrong is
+   * logged when it changes.
+   *
+   * Each answer is checked where it enters: a valid `SettlementPrice` for an instrument that was asked
+   * for, fixed at or after its expiry (a price fixed before is a guess), whose decimal converts to a
+   * finite positive number; anything else is left out and logged.
+   *
+   * Venues disagreeing: the engine keys settlement prices by underlying and expiry date, so one price
+   * stands for every venue's positions of that expiry, although each venue pays its own at its own
+   * price. The price used is the median of the venues' prices (a venue that reports several for one
+   * expiry counts with the median of its own), which one wrong venue out of three cannot move; when
+   * the prices are more than `SETTLEMENT_SPREAD_WARN_FRACTION` apart a warning names each venue's
+   * price, since a position is then off by its size × the gap between its venue's price and the median.
+   */
+  async #learnSettlements(
+    venues: readonly VenueAdapter[],
+    positions: readonly Position[],
+    failed: readonly string[],
+  ): Promise<void> {
+    const nowMs = this.#o.clock.nowMs();
+    // underlying → the expiry dates held past their expiry
+    const held = new Map<string, Set<string>>();
+    // venue → instrument to ask for → its expiry
+    const ask = new Map<string, Map<string, AskedSettlement>>();
+    for (const p of positions) {
+      const m = safeMeta(p.instrument);
+      if (!m || (m.kind !== 'option' && m.kind !== 'future') || m.expiryMs > nowMs) continue;
+      let dates = held.get(m.underlying);
+      if (!dates) {
+        dates = new Set();
+        held.set(m.underlying, dates);
+      }
+      dates.add(m.expiryDate);
+      if (this.#settled.get(m.underlying)?.get(m.expiryDate)?.has(p.venue)) continue;
+      let wanted = ask.get(p.venue);
+      if (!wanted) {
+        wanted = new Map();
+        ask.set(p.venue, wanted);
+      }
+      wanted.set(p.instrument, { underlying: m.underlying, date: m.expiryDate, expiryMs: m.expiryMs });
+    }
+    for (const [u, dates] of this.#settled) {
+      for (const date of dates.keys()) if (!held.get(u)?.has(date)) dates.delete(date);
+      if (dates.size === 0) this.#settled.delete(u);
+    }
+    // underlying → date → venue → the prices it reported (one per instrument)
+    const reported = new Map<string, Map<string, Map<string, number[]>>>();
+    await Promise.all(
+      [...ask].map(async ([venueId, wanted]) => {
+        const v = venues.find((x) => x.id === venueId);
+        if (!v?.fetchSettlementPrices || failed.includes(venueId)) return;
+        const trouble: string[] = [];
+        try {
+          for (const raw of await v.fetchSettlementPrices([...wanted.keys()])) {
+            const r = checkSettlement(raw, wanted);
+            if (typeof r === 'string') trouble.push(r);
+            else {
+              const byVenue = bucket(reported, r.underlying, r.date, () => new Map<string, number[]>());
+              byVenue.set(venueId, [...(byVenue.get(venueId) ?? []), r.priceUsd]);
+            }
+          }
+        } catch (err) {
+          trouble.push(err instanceof Error ? err.message : String(err));
+        }
+        const now = trouble.join('; ');
+        if (now !== (this.#settlementTrouble.get(venueId) ?? '')) {
+          if (now)
+            this.#o.log(
+              'warn',
+              `settlement prices from venue ${venueId} left out; its expired positions are taken at spot until it gives them`,
+              { venue: venueId, trouble: now },
+            );
+          this.#settlementTrouble.set(venueId, now);
+        }
+      }),
+    );
+    for (const [u, dates] of reported) {
+      for (const [date, byVenue] of dates) {
+        const known = bucket(this.#settled, u, date, () => new Map<string, number>());
+        for (const [venueId, prices] of byVenue) known.set(venueId, median(prices) as number);
+        // every venue's price, and every price a venue just gave (one venue may give two for an expiry)
+        const all = [...known.values(), ...[...byVenue.values()].flat()];
+        const lo = Math.min(...all);
+        const hi = Math.max(...all);
+        if ((hi - lo) / lo > SETTLEMENT_SPREAD_WARN_FRACTION)
+          this.#o.log(
+            'warn',
+            `venues settle ${u} ${date} at prices ${(((hi - lo) / lo) * 100).toFixed(2)}% apart; its expired positions are valued at their median`,
+            {
+              underlying: u,
+              expiryDate: date,
+              medianUsd: median([...known.values()]),
+              byVenueUsd: Object.fromEntries(known),
+              reportedUsd: Object.fromEntries(byVenue),
+            },
+          );
+      }
     }
   }
 
@@ -568,6 +742,7 @@ export class TickPlanner {
     const transitAfter = await this.#o.inTransit?.();
     this.#lastInputs = inputs;
     this.#learnMarket(inputs.marks);
+    await this.#learnSettlements(all, open(inputs.positions), failed);
     this.#setMarket(this.#risk);
     // Size-0 positions (a closed perp whose P&L the venue has not settled yet) count for equity only.
     this.#risk.setBook({

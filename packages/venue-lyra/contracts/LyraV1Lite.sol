@@ -289,6 +289,8 @@ contract OptionMarket is IOptionMarket {
     mapping(uint256 => OptionBoard) internal boards;
     uint256[] internal boardIds;
     mapping(uint256 => Strike) internal strikes;
+    /// Spot fixed for a board by settleExpiredBoard (v1-core's public mapping); 0 until then.
+    mapping(uint256 => uint256) public boardToPriceAtExpiry;
 
     event BoardCreated(uint256 indexed boardId, uint256 expiry, uint256 baseIv, bool frozen);
     event StrikeAdded(uint256 indexed boardId, uint256 indexed strikeId, uint256 strikePrice, uint256 skew);
@@ -308,6 +310,9 @@ contract OptionMarket is IOptionMarket {
     error AdjustmentResultsInMinimumCollateralNotBeingMet(address thrower, uint256 collateral, uint256 minCollateral);
     error ShortBaseNotSupported(address thrower);
     error StrikeGreeksMissing(address thrower, uint256 strikeId);
+    error InvalidBoardId(address thrower, uint256 boardId);
+    error BoardNotExpired(address thrower, uint256 boardId);
+    error BoardAlreadySettled(address thrower, uint256 boardId);
 
     constructor(
         IERC20Lite quote,
@@ -355,6 +360,16 @@ contract OptionMarket is IOptionMarket {
     function setBoardFrozen(uint256 boardId, bool frozen) external {
         if (msg.sender != owner) revert Unauthorized(msg.sender);
         boards[boardId].frozen = frozen;
+    }
+
+    /// As v1-core: anyone may settle a board once expired, fixing its price at the spot then. Simplified:
+    /// no pool or collateral accounting, and positions are not paid out (no ShortCollateral.settleOptions).
+    function settleExpiredBoard(uint256 boardId) external {
+        OptionBoard storage b = boards[boardId];
+        if (boardId == 0 || b.id != boardId) revert InvalidBoardId(address(this), boardId);
+        if (block.timestamp < b.expiry) revert BoardNotExpired(address(this), boardId);
+        if (boardToPriceAtExpiry[boardId] != 0) revert BoardAlreadySettled(address(this), boardId);
+        boardToPriceAtExpiry[boardId] = exchangeAdapter.getSpotPriceForMarket(address(this), 0);
     }
 
     function getLiveBoards() external view returns (uint256[] memory live) {

@@ -11,6 +11,7 @@ import {
   msToExpiryDate,
   type Order,
   type Position,
+  parseInstrumentId,
   systemClock,
   TERMINAL_ORDER_STATUSES,
   yearFraction,
@@ -49,6 +50,7 @@ import {
   OrderNotFoundError,
   OrderRequest,
   QuoteRequest,
+  type SettlementPrice,
   type VenueAdapter,
   type VenueCapabilities,
   type VenueGreeks,
@@ -407,6 +409,85 @@ export class LyraVenue implements VenueAdapter {
         maxRelDiff,
         diverged: maxRelDiff > this.p.greekTolerance,
       });
+    }
+    return out;
+  }
+
+  /**
+   * Settlement prices of expired options the account holds. Lyra v1 fixes one price per board when the
+   * board is settled (`settleExpiredBoard`, open to anyone once it has expired) and keeps it in
+   * `OptionMarket.boardToPriceAtExpiry(boardId)`, 0 until then. The chain lists no expired boards
+   * (`getLiveBoards` drops them), so the boards are found from the account's open positions (OptionToken
+   * → strike → board): an instrument on no such board, on a board not settled yet, or not a strike of
+   * its board is absent. The price is exact (18 decimals of the quote asset, taken as USD). Lyra keeps
+   * no time with it: `fixedAtMs` is the board's expiry, the instant it stands for.
+   */
+  async fetchSettlementPrices(instruments: readonly string[]): Promise<SettlementPrice[]> {
+    const wanted = new Set(instruments);
+    // the expiries asked about, `underlying|YYYYMMDD`; ids that do not parse are simply not answered
+    const expiries = new Set<string>();
+    for (const id of wanted) {
+      try {
+        const m = parseInstrumentId(id);
+        if (m.kind === 'option') expiries.add(`${m.base}|${m.expiryDate}`);
+      } catch {}
+    }
+    if (expiries.size === 0) return [];
+    const c = this.ctx.publicClient;
+    const strikeOf = (m: StrikeEntry['market'], strikeId: bigint) =>
+      this.errors.read(() =>
+        c.readContract({
+          address: m.optionMarket,
+          abi: optionMarketAbi,
+          functionName: 'getStrike',
+          args: [strikeId],
+        }),
+      );
+    const out: SettlementPrice[] = [];
+    const boardsSeen = new Set<string>();
+    for (const p of await this.ownerPositions()) {
+      const m = p.market;
+      const held = await strikeOf(m, p.strikeId);
+      const boardKey = `${m.optionMarket}|${held.boardId}`;
+      if (boardsSeen.has(boardKey)) continue;
+      boardsSeen.add(boardKey);
+      const board = await this.errors.read(() =>
+        c.readContract({
+          address: m.optionMarket,
+          abi: optionMarketAbi,
+          functionName: 'getBoard',
+          args: [held.boardId],
+        }),
+      );
+      const expiryMs = Number(board.expiry) * 1000;
+      const expiryDate = msToExpiryDate(expiryMs);
+      if (!expiries.has(`${m.underlying}|${expiryDate}`)) continue;
+      const price = await this.errors.read(() =>
+        c.readContract({
+          address: m.optionMarket,
+          abi: optionMarketAbi,
+          functionName: 'boardToPriceAtExpiry',
+          args: [held.boardId],
+        }),
+      );
+      if (price === 0n) continue; // not settled yet
+      const priceUsd = new Dec(price.toString()).div(UNIT.toString()).toFixed();
+      for (const strikeId of board.strikeIds) {
+        const s = strikeId === p.strikeId ? held : await strikeOf(m, strikeId);
+        const strike = canonicalStrike(new Dec(s.strikePrice.toString()).div(1e18).toFixed());
+        for (const optionType of ['call', 'put'] as const) {
+          const id = formatInstrumentId({
+            kind: 'option',
+            base: m.underlying,
+            quote: 'USD',
+            expiryDate,
+            strike,
+            optionType,
+          });
+          if (!wanted.delete(id)) continue;
+          out.push({ instrument: id, priceUsd, fixedAtMs: expiryMs });
+        }
+      }
     }
     return out;
   }

@@ -36,6 +36,8 @@ export interface LyraFixture {
   setSpot(underlying: string, spotUsd: number): Promise<void>;
   /** Recomputes and pushes the cache at the current spot and chain time. */
   updateGreeks(): Promise<void>;
+  /** Settles the market's board (`settleExpiredBoard`, after its expiry): its price is the spot now. */
+  settleBoard(underlying: string): Promise<void>;
 }
 
 const e18 = (x: number) => BigInt(Math.round(x * 1e6)) * 1_000_000_000_000n;
@@ -174,6 +176,14 @@ export async function deployLyraFixture(
   return {
     params: { quoteAsset: quote, quoteAllowanceSlot: 1, markets: state.map((s) => s.addrs) },
     updateGreeks,
+    settleBoard: async (underlying) => {
+      const s = state.find((x) => x.m.underlying === underlying);
+      if (!s) throw new Error(`no market for ${underlying}`);
+      await send(
+        s.addrs.optionMarket,
+        encodeFunctionData({ abi: optionMarketAbi, functionName: 'settleExpiredBoard', args: [s.boardId] }),
+      );
+    },
     setSpot: async (underlying, spotUsd) => {
       const s = state.find((x) => x.m.underlying === underlying);
       if (!s) throw new Error(`no market for ${underlying}`);

@@ -1,6 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { instrumentMeta } from '@xhedge/core';
 import {
   ANVIL_DEV_KEYS,
   type EvmContext,
@@ -102,6 +103,35 @@ runVenueConformance('lyra (anvil)', async () => {
 
 describe('lyra adapter specifics', () => {
   beforeEach(freshChain);
+
+  it('reports the board settlement price (boardToPriceAtExpiry) once the board is settled, nothing before', async () => {
+    const v = venue();
+    await v.placeOrder({
+      clientOrderId: 'held-to-expiry',
+      instrument: call3500,
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '1',
+    });
+    expect(await v.fetchSettlementPrices([call3500, put3000])).toEqual([]); // live
+    const expiryMs = instrumentMeta(call3500).expiryMs ?? 0;
+    await rpc(deployer.publicClient, 'evm_setNextBlockTimestamp', [expiryMs / 1000 + 60]);
+    await rpc(deployer.publicClient, 'evm_mine', []);
+    expect(await v.fetchSettlementPrices([call3500])).toEqual([]); // expired, board not settled: no guess
+    await fx.setSpot('ETH', 3612.5);
+    await fx.settleBoard('ETH');
+    const got = await v.fetchSettlementPrices([call3500, call3500, put3000, 'ETH-USD:PERP', 'not an id']);
+    // every strike of a settled board the account holds a position on is answered, at the board's price
+    expect(got.sort((a, b) => a.instrument.localeCompare(b.instrument))).toEqual(
+      [
+        { instrument: put3000, priceUsd: '3612.5', fixedAtMs: expiryMs },
+        { instrument: call3500, priceUsd: '3612.5', fixedAtMs: expiryMs },
+      ].sort((a, b) => a.instrument.localeCompare(b.instrument)),
+    );
+    // a fixed price never changes
+    await fx.setSpot('ETH', 3000);
+    expect((await v.fetchSettlementPrices([call3500]))[0]?.priceUsd).toBe('3612.5');
+  });
 
   it('maps boards and strikes to canonical option ids at 08:00 UTC expiries', async () => {
     const ms = await venue().loadMarkets();

@@ -223,7 +223,12 @@ export abstract class PaperVenueBase implements PaperVenue {
   protected err(message: string, extra: { clientOrderId?: string; details?: Record<string, unknown> } = {}) {
     return { venue: this.id, message, ...extra };
   }
-  protected marketOrThrow(instrument: string): MarketInfo {
+  /**
+   * The market of a listed instrument; throws InvalidOrderError for a malformed or unknown id, and for
+   * an inactive one (an expired option) unless `inactive` allows it (reads such as marks: a position
+   * in it may still be listed until it is paid out).
+   */
+  protected marketOrThrow(instrument: string, opts: { inactive?: boolean } = {}): MarketInfo {
     try {
       parseInstrumentId(instrument);
     } catch (cause) {
@@ -231,7 +236,7 @@ export abstract class PaperVenueBase implements PaperVenue {
     }
     const m = this.marketInfos().find((x) => x.instrument.id === instrument);
     if (!m) throw new InvalidOrderError(this.err(`unknown instrument ${instrument}`));
-    if (!m.active) throw new InvalidOrderError(this.err(`${instrument} is not active`));
+    if (!m.active && !opts.inactive) throw new InvalidOrderError(this.err(`${instrument} is not active`));
     return m;
   }
   protected positionSize(instrument: string): D {
@@ -348,7 +353,9 @@ export abstract class PaperVenueBase implements PaperVenue {
   async fetchMarks(instruments?: readonly string[]): Promise<Mark[]> {
     await this.enter();
     const ids = instruments ?? this.marketInfos().map((m) => m.instrument.id);
-    for (const id of ids) this.marketOrThrow(id);
+    // Expired instruments are marked too (as when every mark is asked for): a position in one stays
+    // listed until the venue pays it out, and a reader marks what it holds.
+    for (const id of ids) this.marketOrThrow(id, { inactive: true });
     if (this.faults.staleMarks) {
       if (!this.#frozenMarks) {
         this.#frozenMarks = new Map(

@@ -12,10 +12,17 @@ import {
   MS_PER_YEAR,
   msToExpiryDate,
   type Side,
+  toDecimalString,
 } from '@xhedge/core';
 import { bsm, type OptionGreeks } from '@xhedge/pricing';
 import type { GasProcess } from '@xhedge/sim';
-import type { MarketInfo, OptionChainEntry, VenueCapabilities, VenueGreeks } from '@xhedge/venue';
+import type {
+  MarketInfo,
+  OptionChainEntry,
+  SettlementPrice,
+  VenueCapabilities,
+  VenueGreeks,
+} from '@xhedge/venue';
 import { z } from 'zod';
 import {
   chainGasProcess,
@@ -48,6 +55,12 @@ export const LyraParams = z
     monthlyBoards: z.number().int().nonnegative().default(3),
     /** Collateral for a short option, fraction of spot per unit. @defaultValue 0.2 */
     shortMarginFraction: z.number().nonnegative().default(0.2),
+    /**
+     * How long after its expiry an expired position is paid out and leaves the account, ms (Lyra's
+     * keepers settle a board, then its positions, some time after the expiry). Until then the position
+     * is still listed, marked at its payoff at the settlement price fixed at the expiry. @defaultValue 0
+     */
+    settlementDelayMs: z.number().int().nonnegative().default(0),
     ...COMMON_PARAMS,
     /** Extra instruments to list (e.g. the book's). */
     instruments: z.array(z.string()).default([]),
@@ -81,7 +94,9 @@ function lastFridays(ms: number, months: number): number[] {
  * simulated IV surface with Black-Scholes, fees = spot fee + option-price fee + vega fee, IV walked by
  * the trade size (price worsens with size) and left moved on the board afterwards (decaying), Greeks
  * published. Trades fill or revert in one
- * transaction (no cancel); expired options settle in cash at intrinsic value.
+ * transaction (no cancel). Each board's settlement price is fixed at its expiry: the spot at the
+ * market's first step at or after it (`fetchSettlementPrices` reports it from then on). Expired
+ * positions are paid in cash at their payoff at that price, `settlementDelayMs` after the expiry.
  */
 export class PaperLyraVenue extends PaperVenueBase {
   readonly kind = 'paper-lyra';
@@ -105,6 +120,14 @@ export class PaperLyraVenue extends PaperVenueBase {
   readonly #listed = new Map<string, InstrumentMeta>();
   /** IV left on each board (underlying and expiry) by past trades, and when it was last updated. */
   readonly #boardShift = new Map<string, { iv: number; atMs: number }>();
+  /**
+   * Settlement prices fixed so far, by board (`underlying:expiryMs`): USD, exact (the price expired
+   * positions are paid at), and the market time they were fixed at.
+   */
+  readonly #settled = new Map<string, { priceUsd: D; fixedAtMs: number }>();
+  /** Expiries of listed boards not reached yet, ascending: the market's step listener fixes their prices. */
+  readonly #unfixedExpiries: number[] = [];
+  readonly #stopFixing: () => void;
 
   constructor(ctx: PaperVenueContext, params: unknown = {}) {
     super(ctx);
@@ -140,12 +163,55 @@ export class PaperLyraVenue extends PaperVenueBase {
       }
     }
     for (const id of this.params.instruments) this.#list(id);
+    // Prices are fixed on the market's steps, not on this venue's requests: the first reader after an
+    // expiry syncs the shared market past it, so a price taken at the next request would be a later one.
+    this.#stopFixing = ctx.market.onStep((_step, market) => this.#fixDue(market.nowMs()));
   }
 
   #list(id: string): void {
     const meta = instrumentMeta(id);
     if (meta.kind !== 'option' || !this.market.hasUnderlying(meta.underlying)) return;
     this.#listed.set(id, meta);
+    const exp = meta.expiryMs ?? 0;
+    // A board listed after its expiry gets no price here (none was seen at the expiry); see #settlementOf.
+    if (exp > this.market.nowMs() && !this.#unfixedExpiries.includes(exp)) {
+      const at = this.#unfixedExpiries.findIndex((x) => x > exp);
+      this.#unfixedExpiries.splice(at < 0 ? this.#unfixedExpiries.length : at, 0, exp);
+    }
+  }
+
+  /** Fixes the settlement price of every board whose expiry market time `nowMs` has reached. */
+  #fixDue(nowMs: number): void {
+    while ((this.#unfixedExpiries[0] ?? Number.POSITIVE_INFINITY) <= nowMs) {
+      const exp = this.#unfixedExpiries.shift() as number;
+      for (const meta of this.#listed.values())
+        if (meta.expiryMs === exp) this.#settlementOf(meta.underlying, exp, nowMs);
+    }
+  }
+
+  /**
+   * The board's settlement price, fixed now at spot when it is not yet: at the expiry's market step
+   * (#fixDue), or, for a board listed only after its expiry, when a position on it is paid out.
+   */
+  #settlementOf(underlying: string, expiryMs: number, nowMs: number): D {
+    const key = `${underlying}:${expiryMs}`;
+    let s = this.#settled.get(key);
+    if (!s) {
+      s = { priceUsd: new Dec(toDecimalString(this.market.spot(underlying), 8)), fixedAtMs: nowMs };
+      this.#settled.set(key, s);
+    }
+    return s.priceUsd;
+  }
+
+  /** An expired option's payoff per unit at a settlement price, USD. */
+  #payoff(meta: InstrumentMeta, settleUsd: D): D {
+    const k = new Dec(toDecimalString(meta.strike ?? 0, 8));
+    const intrinsic = meta.optionType === 'put' ? k.sub(settleUsd) : settleUsd.sub(k);
+    return Dec.max(intrinsic, 0);
+  }
+
+  #expired(meta: InstrumentMeta): boolean {
+    return (meta.expiryMs ?? Number.POSITIVE_INFINITY) <= this.now();
   }
   /** Lists an instrument (e.g. one of the config book's positions) on this AMM. */
   listInstrument(id: string): void {
@@ -240,6 +306,21 @@ export class PaperLyraVenue extends PaperVenueBase {
 
   protected markOf(instrument: string): Mark {
     const meta = this.#meta(instrument);
+    if (this.#expired(meta)) {
+      // No model price past the expiry: what it pays, at the settlement price (spot until one is fixed).
+      const spot = this.market.spot(meta.underlying);
+      const fixed = this.#settled.get(`${meta.underlying}:${meta.expiryMs ?? 0}`)?.priceUsd;
+      const payoff = this.#payoff(meta, fixed ?? new Dec(toDecimalString(spot, 8))).toNumber();
+      return {
+        venue: this.id,
+        instrument,
+        markPriceUsd: payoff,
+        indexPriceUsd: spot,
+        bidUsd: payoff,
+        askUsd: payoff,
+        asOfMs: this.now(),
+      };
+    }
     const { iv, g, spot } = this.#price(meta);
     const fee = this.#feePerUnit(spot, g.price, g.vegaPerVolPoint);
     return {
@@ -299,17 +380,36 @@ export class PaperLyraVenue extends PaperVenueBase {
       }));
   }
 
-  /** Cash-settles expired positions at intrinsic value. */
+  /**
+   * Settlement prices of the given options whose board has reached its expiry here; live, unknown or
+   * not-yet-fixed ones are absent.
+   */
+  async fetchSettlementPrices(instruments: readonly string[]): Promise<SettlementPrice[]> {
+    await this.enter();
+    const out: SettlementPrice[] = [];
+    for (const id of new Set(instruments)) {
+      const meta = this.#listed.get(id);
+      const s = meta && this.#settled.get(`${meta.underlying}:${meta.expiryMs ?? 0}`);
+      if (s) out.push({ instrument: id, priceUsd: s.priceUsd.toFixed(), fixedAtMs: s.fixedAtMs });
+    }
+    return out;
+  }
+
+  /** Pays expired positions in cash at their payoff at the settlement price, `settlementDelayMs` after the expiry. */
   protected override accrue(nowMs: number): void {
     for (const [id, p] of this.positions) {
       const meta = this.#listed.get(id);
-      if (!meta || p.size.isZero() || (meta.expiryMs ?? Number.POSITIVE_INFINITY) > nowMs) continue;
-      const spot = this.market.spot(meta.underlying);
-      const k = meta.strike ?? spot;
-      const intrinsic = meta.optionType === 'call' ? Math.max(spot - k, 0) : Math.max(k - spot, 0);
-      this.addCash(p.size.mul(intrinsic.toFixed(8)));
+      const exp = meta?.expiryMs;
+      if (!meta || exp === undefined || p.size.isZero() || exp + this.params.settlementDelayMs > nowMs)
+        continue;
+      this.addCash(p.size.mul(this.#payoff(meta, this.#settlementOf(meta.underlying, exp, nowMs))));
       this.positions.set(id, { size: new Dec(0), entryUsd: 0 });
     }
+  }
+
+  /** Stops fixing settlement prices on the market's steps (the venue is replaced or shut down). */
+  async close(): Promise<void> {
+    this.#stopFixing();
   }
 
   protected gasUsdNow(): number {

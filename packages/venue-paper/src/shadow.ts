@@ -32,11 +32,12 @@ import {
 /**
  * Dry run (`dryRun: true` in the profile, `xhedge start --dry-run`): a real venue whose orders are
  * simulated instead of sent. Everything the venue answers is real (markets, marks, books, quotes,
- * Greeks, funding, health, the account's own positions and balances); `placeOrder` never reaches it:
- * the order fills at once at the venue's own quote for its size (`quoteHedge`: its price impact, fee
- * and gas), up to the executable size, only when that price is within the order's limit. What the
- * simulated fills add is laid over the account as the venue reports it, so the planner, risk, the
- * controls and the loss-since-mark breaker see the book as if the hedges had traded:
+ * Greeks, funding, settlement prices, health, the account's own positions and balances);
+ * `placeOrder` never reaches it: the order fills at once at the venue's own quote for its size
+ * (`quoteHedge`: its price impact, fee and gas), up to the executable size, only when that price is
+ * within the order's limit. What the simulated fills add is laid over the account as the venue
+ * reports it, so the planner, risk, the controls and the loss-since-mark breaker see the book as if
+ * the hedges had traded:
  * - perps and futures: the size is added to the real position; the P&L of the added part (realized
  *   and at the mark) is reported in `unsettledPnlUsd` together with the real position's own; fees and
  *   gas, the P&L the simulated trades realized and the funding they pay or earn (at the venue's rate
@@ -65,6 +66,7 @@ export class ShadowVenue implements VenueAdapter {
   readonly fetchGreeks?: NonNullable<VenueAdapter['fetchGreeks']>;
   readonly fetchOptionChain?: NonNullable<VenueAdapter['fetchOptionChain']>;
   readonly fetchFundingRate?: NonNullable<VenueAdapter['fetchFundingRate']>;
+  readonly fetchSettlementPrices?: NonNullable<VenueAdapter['fetchSettlementPrices']>;
 
   constructor(inner: VenueAdapter, o: { clock?: Clock; store?: ShadowStore } = {}) {
     this.#inner = inner;
@@ -79,6 +81,7 @@ export class ShadowVenue implements VenueAdapter {
     if (inner.fetchGreeks) this.fetchGreeks = inner.fetchGreeks.bind(inner);
     if (inner.fetchOptionChain) this.fetchOptionChain = inner.fetchOptionChain.bind(inner);
     if (inner.fetchFundingRate) this.fetchFundingRate = inner.fetchFundingRate.bind(inner);
+    if (inner.fetchSettlementPrices) this.fetchSettlementPrices = inner.fetchSettlementPrices.bind(inner);
   }
 
   /** The venue the reads go to. */

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseConfig } from '@xhedge/config';
-import { MS_PER_HOUR, ValidationError } from '@xhedge/core';
+import { MS_PER_HOUR, toDecimalString, ValidationError } from '@xhedge/core';
 import { bsm } from '@xhedge/pricing';
 import { InsufficientFundsError } from '@xhedge/venue';
 import { describe, expect, it } from 'vitest';
@@ -367,27 +367,62 @@ describe('paper Lyra', () => {
     expect(lyra.boardIvShift('BTC', exp)).toBeCloseTo(0.02, 3);
   });
 
-  it('settles expired options in cash at intrinsic value', async () => {
-    const { venue, advance, market } = testVenue('paper-lyra', { weeklyBoards: 1, monthlyBoards: 0 });
-    const m = (await venue.loadMarkets()).find(
+  /** A weekly-board paper Lyra holding 2 in-the-money ETH calls (strike ≤ 3000) of its one board. */
+  async function holdingItmCall(params: Record<string, unknown> = {}) {
+    const t = testVenue('paper-lyra', { weeklyBoards: 1, monthlyBoards: 0, ...params });
+    const m = (await t.venue.loadMarkets()).find(
       (x) =>
         x.instrument.underlying === 'ETH' &&
         x.instrument.optionType === 'call' &&
         (x.instrument.strike ?? 0) <= 3000,
     );
     const id = m?.instrument.id ?? '';
-    await venue.placeOrder({
+    await t.venue.placeOrder({
       clientOrderId: 'exp',
       instrument: id,
       side: 'buy',
       orderType: 'market',
       sizeBase: '2',
     });
+    return { ...t, id, expiryMs: m?.instrument.expiryMs ?? 0, strike: m?.instrument.strike ?? 0 };
+  }
+
+  it('fixes the settlement price at the expiry, reports it from then on (nothing before), pays expired options at it', async () => {
+    const { venue, advance, market, id, expiryMs, strike } = await holdingItmCall();
+    const settlements = (ids: string[]) => venue.fetchSettlementPrices?.(ids) ?? Promise.resolve(null);
     const c0 = await usdc(venue);
-    await advance((m?.instrument.expiryMs ?? 0) - market.nowMs() + 1000);
+    expect(await settlements([id])).toEqual([]);
+    await advance(expiryMs - market.nowMs() - 1000);
+    expect(await settlements([id])).toEqual([]); // a second before the expiry: live, no price
+    await advance(1000);
+    market.sync();
+    expect(market.nowMs()).toBe(expiryMs);
+    const atExpiryUsd = toDecimalString(market.spot('ETH'), 8);
+    // read two hours later (the market has moved on): still the price of the expiry
+    await advance(2 * MS_PER_HOUR);
+    const got = await settlements([id, id, 'ETH-USD:PERP', 'BTC-USD:OPT:20991231:1:C']);
+    expect(got).toEqual([{ instrument: id, priceUsd: atExpiryUsd, fixedAtMs: expiryMs }]);
+    expect(Number(atExpiryUsd)).not.toBeCloseTo(market.spot('ETH'), 2);
     expect((await venue.fetchPositions()).find((p) => p.instrument === id)).toBeUndefined();
-    const intrinsic = Math.max(market.spot('ETH') - (m?.instrument.strike ?? 0), 0) * 2;
-    expect((await usdc(venue)) - c0).toBeCloseTo(intrinsic, -1);
+    expect((await usdc(venue)) - c0).toBeCloseTo(2 * (Number(atExpiryUsd) - strike), 6);
+  });
+
+  it('with a settlement delay, keeps an expired position listed at its payoff until it pays it out', async () => {
+    const { venue, advance, market, id, expiryMs, strike } = await holdingItmCall({
+      settlementDelayMs: MS_PER_HOUR,
+    });
+    const c0 = await usdc(venue);
+    await advance(expiryMs - market.nowMs() + 30 * 60_000);
+    const [settled] = (await venue.fetchSettlementPrices?.([id])) ?? [];
+    const payoffUsd = Number(settled?.priceUsd) - strike;
+    expect(payoffUsd).toBeGreaterThan(0);
+    expect((await venue.fetchPositions()).find((p) => p.instrument === id)?.sizeBase).toBe(2);
+    const [mark] = await venue.fetchMarks([id]); // an expired instrument is still marked
+    expect(mark?.markPriceUsd).toBeCloseTo(payoffUsd, 8);
+    expect(await usdc(venue)).toBe(c0);
+    await advance(30 * 60_000);
+    expect((await venue.fetchPositions()).find((p) => p.instrument === id)).toBeUndefined();
+    expect((await usdc(venue)) - c0).toBeCloseTo(2 * payoffUsd, 6);
   });
 });
 

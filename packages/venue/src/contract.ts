@@ -13,6 +13,7 @@ import {
   type Order,
   OrderType,
   type Position,
+  PositiveDecimalString,
   Side,
   TimestampMs,
   type VenueId,
@@ -156,6 +157,26 @@ export interface OptionChainEntry {
   greeks?: VenueGreeks;
 }
 
+/**
+ * The price an expired option or dated future settled at on this venue: the underlying's price the
+ * venue fixed for the expiry (a delivery or index price, Lyra's `boardToPriceAtExpiry`), which decides
+ * the instrument's payoff or final P&L there. It never changes once fixed.
+ */
+export const SettlementPrice = z.object({
+  instrument: InstrumentId,
+  /**
+   * The underlying's settlement price, exact decimal, in the instrument's quote currency (USD) per unit
+   * of underlying: an option's payoff is max(±(price − strike), 0) per unit at it.
+   */
+  priceUsd: PositiveDecimalString,
+  /**
+   * When the venue fixed the price, at or after the expiry. A venue that keeps no time with the price
+   * (Lyra v1 stores only the price per board) gives the expiry, the instant the price stands for.
+   */
+  fixedAtMs: TimestampMs,
+});
+export type SettlementPrice = z.infer<typeof SettlementPrice>;
+
 export interface VenueHealth {
   ok: boolean;
   /** Round-trip latency of the health probe. */
@@ -197,6 +218,13 @@ export interface VenueAdapter {
   fetchGreeks?(instruments?: readonly string[]): Promise<VenueGreeks[]>;
   fetchOptionChain?(underlying: string): Promise<OptionChainEntry[]>;
   fetchFundingRate?(instrument: string): Promise<FundingRate>;
+  /**
+   * Settlement prices of the given expired options and dated futures, on venues that list dated
+   * instruments. Only prices the venue has fixed are answered: an instrument still live, expired but
+   * not settled yet, or not the venue's own is absent from the answer (never a guess such as the spot
+   * now), so a caller asks again later. At most one entry per instrument.
+   */
+  fetchSettlementPrices?(instruments: readonly string[]): Promise<SettlementPrice[]>;
 
   quoteHedge(req: QuoteRequest): Promise<HedgeQuote>;
   placeOrder(req: OrderRequest): Promise<Order>;

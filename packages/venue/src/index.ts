@@ -8,6 +8,7 @@ export {
   type OrderBookLevel,
   OrderRequest,
   QuoteRequest,
+  SettlementPrice,
   type VenueAdapter,
   VenueCapabilities,
   type VenueGreeks,

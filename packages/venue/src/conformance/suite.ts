@@ -4,6 +4,7 @@ import {
   HedgeQuote,
   MarketInfo,
   type OrderRequest,
+  SettlementPrice,
   type VenueAdapter,
   VenueCapabilities,
 } from '../contract.ts';
@@ -158,9 +159,11 @@ function order(
  *   found by `getOrderByClientId`, fills, and placing the same id again returns it (no second order).
  * - malformed orders (unknown or malformed instrument, zero/negative/NaN/exponent size, empty, spaced or
  *   over-long client id, limit without price) and malformed quotes throw `InvalidOrderError`.
+ * - `fetchSettlementPrices`, where the venue has it, answers nothing for the (live) instrument and
+ *   for an empty list: a settlement price exists only once the venue fixed one, never as a guess.
  *
- * Checks a venue cannot do (no cancel, no reduce-only, no `makeTimeout`) are skipped with the reason
- * printed. Orders use client ids `cf-<run>-<check>-<n>`, unique per run.
+ * Checks a venue cannot do (no cancel, no reduce-only, no `makeTimeout`, no `fetchSettlementPrices`)
+ * are skipped with the reason printed. Orders use client ids `cf-<run>-<check>-<n>`, unique per run.
  */
 export function runVenueConformance(
   name: string,
@@ -377,6 +380,17 @@ export function runVenueConformance(
         const o = await s.venue.getOrderByClientId(req.clientOrderId);
         expect(o === null || o.status === 'rejected').toBe(true);
       }
+    });
+
+    it('answers no settlement price for a live instrument', async (ctx) => {
+      if (!s.venue.fetchSettlementPrices) {
+        skipWith(ctx, name, 'the venue has no fetchSettlementPrices (no dated instruments)');
+        return;
+      }
+      expect(await s.venue.fetchSettlementPrices([])).toEqual([]);
+      const got = await s.venue.fetchSettlementPrices([s.instrument]);
+      for (const p of got) SettlementPrice.parse(p);
+      expect(got, `${s.instrument} is live: it has no settlement price yet`).toEqual([]);
     });
 
     it('rejects a malformed quote request with InvalidOrderError', async () => {
