@@ -34,6 +34,7 @@ export {
 export { type GateResult, OrderGate } from './gate.ts';
 export { CLIENT_ORDER_ID_MAX, clientOrderIdFor } from './ids.ts';
 export {
+  type CancelClaim,
   type KillEngagement,
   KillEvent,
   KillScope,
@@ -44,7 +45,8 @@ export {
 export { LeaderLease, type LeaderLeaseOptions, NotLeaderError } from './lease.ts';
 export { linearNotionalUsd, VenueMarketData, type VenueMarketDataOptions } from './market-data.ts';
 export { ExecutionMetrics } from './metrics.ts';
-export { Orchestrator, type OrchestratorOptions } from './orchestrator.ts';
+export { Orchestrator, type OrchestratorOptions, TickOverrunError } from './orchestrator.ts';
+export { producerMarked } from './producing.ts';
 export {
   ORDER_JOB_OPTIONS,
   OrderJobData,

@@ -27,6 +27,8 @@ export function keysFor(prefix: string) {
     ctlSideInfo: `${prefix}:ctl:side-info`,
     reconcileLock: `${prefix}:reconcile-lock`,
     sendClaim: (clientOrderId: string) => `${prefix}:send-claim:${clientOrderId}`,
+    /** A producer's mark: it is between its ledger write of the order and its job add (`ProducerMarks`). */
+    producing: (clientOrderId: string) => `${prefix}:producing:${clientOrderId}`,
   };
 }
 export type Keys = ReturnType<typeof keysFor>;

@@ -1,4 +1,4 @@
-import { systemClock } from '@xhedge/core';
+import { type Order, systemClock } from '@xhedge/core';
 import { createMarketSimulator } from '@xhedge/sim';
 import type { Ledger } from '@xhedge/store';
 import { createPaperVenue, type PaperVenue } from '@xhedge/venue-paper';
@@ -475,6 +475,215 @@ describe('kill switch: a failed cancel pass is retried on a timer', () => {
       subscriber.disconnect();
       await pz.close?.();
       await env.killSwitch.release('global', { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+});
+
+// The cancel claim is a lease: a process killed in the middle of its cancel pass (kill -9) must not keep
+// the venue's working orders from being cancelled for long, and a live pass, however slow, keeps its
+// claim until it finished, after which no process repeats it.
+describe('kill switch: the cancel claim is a lease', () => {
+  let env: Env;
+  const chain = 'evm:42161' as const;
+  const leaseMs = 300;
+  const opened: { close(): Promise<void> }[] = [];
+  beforeAll(async () => {
+    env = await makeEnv();
+  });
+  afterAll(async () => {
+    for (const o of opened.reverse()) await o.close();
+    await env?.close();
+  });
+
+  /** A paper venue whose cancels are counted (and take `cancelMs`), each answering `cancelled`. */
+  const venueWithCancels = (id: string, cancelMs = 0) => {
+    const v = createPaperVenue({
+      id,
+      kind: 'paper-gmx',
+      chain,
+      market: createMarketSimulator({
+        underlyings: { ETH: { spot: 3500, vol: 0.6 } },
+        seed: 3,
+        clock: systemClock,
+      }),
+      params: { keeperDelayMs: 60_000 },
+    });
+    const cancels: string[] = [];
+    v.cancelOrder = async (cid) => {
+      cancels.push(cid);
+      await new Promise((r) => setTimeout(r, cancelMs));
+      return { clientOrderId: cid, status: 'cancelled' } as unknown as Order;
+    };
+    return { venue: v, cancels };
+  };
+
+  /** Another process: its own worker pool on `venue`, with a kill switch whose cancel lease is `leaseMs`. */
+  const processOn = async (id: string, venue: PaperVenue) => {
+    const subscriber = env.redis.client();
+    const killSwitch = new KillSwitch({
+      redis: env.cmd,
+      prefix: env.prefix,
+      ledger: env.ledger,
+      cancelLeaseMs: leaseMs,
+    });
+    const pool = await startWorkers({
+      connection: env.redis.options,
+      queuePrefix: env.prefix,
+      venues: new Map([[id, venue]]),
+      ledger: env.ledger,
+      controls: env.controls,
+      breakers: env.breakers,
+      killSwitch,
+      subscriber,
+      killCancelRetryMs: 100,
+    });
+    const p = {
+      pool,
+      async close() {
+        await pool.close();
+        subscriber.disconnect();
+        await venue.close?.();
+      },
+    };
+    opened.push(p);
+    return p;
+  };
+
+  /** An order the ledger has working at `venue` (no job: only a cancel pass touches it). */
+  const workingInLedger = async (n: number, venue: string) => {
+    const l = env.intent(n, { chain, venue });
+    const cid = clientOrderIdFor(l.id);
+    await env.ledger.recordPlan([{ intent: l, clientOrderId: cid, status: 'queued' }], { actor: 'test' });
+    await env.ledger.transition(cid, 'sent', { actor: 'test' });
+    await env.ledger.transition(cid, 'acknowledged', { actor: 'test' });
+    return cid;
+  };
+  /** The recorded cancel passes of an engagement `venue:<venue>` (the env's own pool records its pv's too). */
+  const passes = async (scope: `venue:${string}`, eventId: string) =>
+    (await env.ledger.listKillSwitchEvents({ scope })).filter(
+      (e) =>
+        e.action === 'cancel-working' &&
+        e.details.eventId === eventId &&
+        e.details.venue === scope.slice('venue:'.length),
+    );
+  const announce = (scope: string, eventId: string) =>
+    env.cmd.publish(
+      env.killSwitch.channel,
+      JSON.stringify({ action: 'engage', scope, eventId, allowRiskReducing: false }),
+    );
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('a claim whose process died mid-pass lapses after the lease, and another process takes the pass over', async () => {
+    const cid = await workingInLedger(1, 'pd');
+    const scope = 'venue:pd' as const;
+    const e = await env.killSwitch.engage(scope, { actor: 'risk-owner:test', reason: 'dead drill' });
+    const claimKey = keysFor(env.prefix).killCancelLock(e.eventId, 'pd');
+    try {
+      // a process took the claim, then died (kill -9): never renewed, never finished nor given back
+      const dead = new KillSwitch({ redis: env.cmd, prefix: env.prefix, cancelLeaseMs: leaseMs });
+      expect(await dead.claimCancel(e.eventId, 'pd', 'worker:dead')).toBe('taken');
+      const other = new KillSwitch({ redis: env.cmd, prefix: env.prefix, cancelLeaseMs: leaseMs });
+      expect(await other.claimCancel(e.eventId, 'pd', 'worker:other')).toBe('running');
+      expect(await env.cmd.pttl(claimKey)).toBeLessThanOrEqual(leaseMs);
+
+      // a live process hears the engagement while the dead claim still stands: it skips the venue for
+      // now, looks again after a lease and takes the pass over
+      const { venue, cancels } = venueWithCancels('pd');
+      const live = await processOn('pd', venue);
+      await announce(scope, e.eventId);
+      const [done] = await until(async () => {
+        const p = await passes(scope, e.eventId);
+        return p.length > 0 ? p : undefined;
+      }, 8_000);
+      expect(done?.actor).toBe(live.pool.workerId);
+      expect(done?.details).toMatchObject({ venue: 'pd', working: 1, cancelled: 1 });
+      expect(cancels).toEqual([cid]);
+      expect(await env.cmd.get(claimKey)).toBe(`done|${live.pool.workerId}`);
+      // the dead process's claim cannot be given back or renewed over the pass that replaced it
+      expect(await dead.giveBackCancel(e.eventId, 'pd', 'worker:dead')).toBe(false);
+      expect(await dead.renewCancel(e.eventId, 'pd', 'worker:dead')).toBe(false);
+      expect(await env.cmd.get(claimKey)).toBe(`done|${live.pool.workerId}`);
+    } finally {
+      await env.killSwitch.release(scope, { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+
+  it('a live pass that takes longer than the lease keeps its claim (renewed) until it finished', async () => {
+    const cid = await workingInLedger(2, 'pl');
+    const scope = 'venue:pl' as const;
+    // the venue answers a cancel after four leases
+    const { venue, cancels } = venueWithCancels('pl', 4 * leaseMs);
+    const slow = await processOn('pl', venue);
+    const e = await env.killSwitch.engage(scope, { actor: 'risk-owner:test', reason: 'slow drill' });
+    const claimKey = keysFor(env.prefix).killCancelLock(e.eventId, 'pl');
+    const other = new KillSwitch({ redis: env.cmd, prefix: env.prefix, cancelLeaseMs: leaseMs });
+    try {
+      await until(async () => cancels.length > 0, 8_000, 10);
+      // two leases into the venue call: the claim is still the slow pass's
+      await sleep(2 * leaseMs);
+      expect(await env.cmd.get(claimKey)).toBe(`run|${slow.pool.workerId}`);
+      expect(await other.claimCancel(e.eventId, 'pl', 'worker:other')).toBe('running');
+      expect(await passes(scope, e.eventId)).toEqual([]);
+
+      const [done] = await until(async () => {
+        const p = await passes(scope, e.eventId);
+        return p.length > 0 ? p : undefined;
+      }, 8_000);
+      expect(done?.actor).toBe(slow.pool.workerId);
+      expect(done?.details).toMatchObject({ venue: 'pl', working: 1, cancelled: 1 });
+      expect(cancels).toEqual([cid]);
+      // finished: marked done for far longer than a lease
+      expect(await env.cmd.get(claimKey)).toBe(`done|${slow.pool.workerId}`);
+      expect(await env.cmd.pttl(claimKey)).toBeGreaterThan(60_000);
+      expect(await other.claimCancel(e.eventId, 'pl', 'worker:other')).toBe('done');
+    } finally {
+      await env.killSwitch.release(scope, { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+
+  it('a finished pass is not redone by another process, also after the lease', async () => {
+    const cid = await workingInLedger(3, 'pf');
+    const scope = 'venue:pf' as const;
+    const first = venueWithCancels('pf');
+    const a = await processOn('pf', first.venue);
+    const e = await env.killSwitch.engage(scope, { actor: 'risk-owner:test', reason: 'done drill' });
+    try {
+      await until(async () => (await passes(scope, e.eventId)).length > 0, 8_000);
+      expect(first.cancels).toEqual([cid]);
+      // long after the lease, a second process hears the engagement (and the first hears it again)
+      await sleep(2 * leaseMs);
+      const second = venueWithCancels('pf');
+      await processOn('pf', second.venue);
+      await announce(scope, e.eventId);
+      await sleep(4 * leaseMs);
+      expect(second.cancels).toEqual([]);
+      expect(first.cancels).toEqual([cid]);
+      const p = await passes(scope, e.eventId);
+      expect(p).toHaveLength(1);
+      expect(p[0]?.actor).toBe(a.pool.workerId);
+    } finally {
+      await env.killSwitch.release(scope, { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+  it('a switch engaged while no process ran: a pool that starts makes the cancel pass', async () => {
+    const cid = await workingInLedger(4, 'ps');
+    const scope = 'venue:ps' as const;
+    // engaged and announced with no pool on venue ps listening
+    const e = await env.killSwitch.engage(scope, { actor: 'risk-owner:test', reason: 'restart drill' });
+    try {
+      await sleep(2 * leaseMs);
+      expect(await passes(scope, e.eventId)).toEqual([]);
+      const { venue, cancels } = venueWithCancels('ps');
+      const started = await processOn('ps', venue);
+      const [done] = await until(async () => {
+        const p = await passes(scope, e.eventId);
+        return p.length > 0 ? p : undefined;
+      }, 8_000);
+      expect(done?.actor).toBe(started.pool.workerId);
+      expect(done?.details).toMatchObject({ venue: 'ps', working: 1, cancelled: 1 });
+      expect(cancels).toEqual([cid]);
+    } finally {
+      await env.killSwitch.release(scope, { actor: 'risk-owner:test', reason: 'drill over' });
     }
   }, 30_000);
 });

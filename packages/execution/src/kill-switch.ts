@@ -45,12 +45,62 @@ const DELETE_KEY_IF_SAME = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
 
+/**
+ * Takes a cancel claim as a lease (KEYS[1]; ARGV the running value, lease ms), or says why not: `done`
+ * when the value is a finished pass's, `running` when a pass holds it (see `claimCancel`).
+ */
+const CLAIM_CANCEL = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'taken' end
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 5) == 'done|' then return 'done' end
+return 'running'`;
+
+/** Extends a lease only while it still holds the given value (KEYS[1]; ARGV value, lease ms). */
+const RENEW_IF_SAME = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+
+/**
+ * Records a finished pass on its claim (KEYS[1]; ARGV running value, done value, done ms): while the
+ * claim is still ours, or gone (it lapsed and nobody took it; our pass did finish). A claim another
+ * pass took over is that pass's to finish.
+ */
+const FINISH_CANCEL = `
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] or not v then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0`;
+
+/**
+ * How long a cancel claim holds without renewal, ms: what a process that died in the middle of a cancel
+ * pass (kill -9) costs the venue's working orders before another process takes the pass over.
+ */
+const KILL_CANCEL_LEASE_MS = 30_000;
+/**
+ * How long a finished cancel pass is remembered, ms: further attempts at the same announcement (other
+ * processes, their retries, the announcement heard again) skip the venue meanwhile. Announcements are
+ * unique per engagement and their retries end within minutes; a pass made after it lapsed would only
+ * find the venue's orders cancelled already.
+ */
+const KILL_CANCEL_DONE_MS = 3_600_000;
+
+/** What `claimCancel` found: the claim is ours now, a pass holds it, or a pass finished. */
+export type CancelClaim = 'taken' | 'running' | 'done';
+
 export interface KillSwitchOptions {
   redis: Redis;
   prefix: string;
   ledger?: Ledger;
   metrics?: ExecutionMetrics;
   clock?: Clock;
+  /**
+   * Lease of a cancel claim, ms (see `claimCancel`): renewed every third of it while the pass runs, so
+   * a pass may take longer; a claim whose process died lapses after it.
+   * @defaultValue 30000
+   */
+  cancelLeaseMs?: number;
 }
 
 /**
@@ -71,14 +121,21 @@ export class KillSwitch {
   readonly #ledger: Ledger | undefined;
   readonly #metrics: ExecutionMetrics | undefined;
   readonly #clock: Clock;
+  /** Lease of a cancel claim, ms (`KillSwitchOptions.cancelLeaseMs`). */
+  readonly cancelLeaseMs: number;
 
   constructor(o: KillSwitchOptions) {
+    const leaseMs = o.cancelLeaseMs ?? KILL_CANCEL_LEASE_MS;
+    // PX takes whole milliseconds; a renewal every third of it needs a few to be meaningful
+    if (!Number.isInteger(leaseMs) || leaseMs < 30)
+      throw new RangeError(`cancelLeaseMs must be a whole number of ms, at least 30; got ${leaseMs}`);
     this.prefix = o.prefix;
     this.#redis = o.redis;
     this.#keys = keysFor(o.prefix);
     this.#ledger = o.ledger;
     this.#metrics = o.metrics;
     this.#clock = o.clock ?? systemClock;
+    this.cancelLeaseMs = leaseMs;
   }
 
   /** True with a ledger: its engagements can be restored after Redis loses them (see `restore`). */
@@ -297,19 +354,64 @@ export class KillSwitch {
   }
 
   /**
-   * Takes the once-per-(event, venue) right to cancel working orders; other processes skip. `by` names
-   * the claimant, so only it can give the claim back (`giveBackCancel`).
+   * Takes the once-per-(event, venue) right to cancel working orders, as a lease of `cancelLeaseMs`:
+   * `taken` (ours now), `running` (a pass holds it: other processes skip the venue for now, and look
+   * again after a lease, see the worker's `#cancelPasses`) or `done` (a pass finished: skip). The
+   * claimant keeps the lease while its pass runs (`renewCancel`), and ends it with `finishCancel` (the
+   * pass finished) or `giveBackCancel` (it did not). A claim whose process died mid-pass is not
+   * renewed and lapses after the lease, so the next attempt (another process's retry, the announcement
+   * heard again) takes it: the venue's working orders wait a lease for their cancels, not an hour. `by`
+   * names the claimant, so only it renews, finishes or gives back the claim.
    */
-  async claimCancel(eventId: string, venue: string, by = 'anonymous'): Promise<boolean> {
+  async claimCancel(eventId: string, venue: string, by = 'anonymous'): Promise<CancelClaim> {
+    const res = await evalScript(
+      this.#redis,
+      CLAIM_CANCEL,
+      [this.#keys.killCancelLock(eventId, venue)],
+      [runningClaim(by), this.cancelLeaseMs],
+    );
+    if (res === 'taken' || res === 'running' || res === 'done') return res;
+    throw new Error(`kill-switch claimCancel: unexpected script reply ${JSON.stringify(res)}`);
+  }
+
+  /**
+   * Extends `by`'s cancel claim by another `cancelLeaseMs`, while its pass runs. False when the claim is
+   * no longer `by`'s running one (it lapsed, e.g. the process stalled past the lease, and maybe another
+   * process took it over).
+   */
+  async renewCancel(eventId: string, venue: string, by = 'anonymous'): Promise<boolean> {
     return (
-      (await this.#redis.set(this.#keys.killCancelLock(eventId, venue), by, 'PX', 3_600_000, 'NX')) === 'OK'
+      (await evalScript(
+        this.#redis,
+        RENEW_IF_SAME,
+        [this.#keys.killCancelLock(eventId, venue)],
+        [runningClaim(by), this.cancelLeaseMs],
+      )) === 1
+    );
+  }
+
+  /**
+   * Records that `by`'s cancel pass finished (every working order it listed is cancelled): the claim
+   * becomes a `done` marker kept an hour, so further attempts at the event skip the venue.
+   * Also when the claim had lapsed and nobody took it. False, and nothing changed, when another pass
+   * took the claim over (that pass ends it).
+   */
+  async finishCancel(eventId: string, venue: string, by = 'anonymous'): Promise<boolean> {
+    return (
+      (await evalScript(
+        this.#redis,
+        FINISH_CANCEL,
+        [this.#keys.killCancelLock(eventId, venue)],
+        [runningClaim(by), `done|${by}`, KILL_CANCEL_DONE_MS],
+      )) === 1
     );
   }
 
   /**
    * Gives back a cancel claim taken by `by` whose pass did not finish (a cancel or the ledger failed),
-   * so another attempt at the same event (another process, a repeated announcement) can take it. A
-   * claim held by someone else (ours expired and was taken again) is left alone. True when removed.
+   * so another attempt at the same event (another process, a repeated announcement) can take it at once
+   * rather than after the lease. A claim held by someone else (ours lapsed and was taken again), or
+   * finished, is left alone. True when removed.
    */
   async giveBackCancel(eventId: string, venue: string, by = 'anonymous'): Promise<boolean> {
     return (
@@ -317,10 +419,15 @@ export class KillSwitch {
         this.#redis,
         DELETE_KEY_IF_SAME,
         [this.#keys.killCancelLock(eventId, venue)],
-        [by],
+        [runningClaim(by)],
       )) === 1
     );
   }
+}
+
+/** The value of a cancel claim while `by`'s pass runs (a finished one reads `done|<by>`). */
+function runningClaim(by: string): string {
+  return `run|${by}`;
 }
 
 /** Does an engagement of `scope` cover this order? */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LeaderLease } from './lease.ts';
-import { Orchestrator } from './orchestrator.ts';
+import { Orchestrator, TickOverrunError } from './orchestrator.ts';
 import type { ExecutionService } from './service.ts';
 import { testRedis } from './test-env.ts';
 
@@ -100,5 +100,87 @@ describe('orchestrator', () => {
       await orch.stop();
       cmd.disconnect();
     }
+  });
+  it('a hung tick: the leader steps down past tickTimeoutMs, a standby plans, and stop does not hang on it', async () => {
+    const cmd = redis.client();
+    const prefix = `xhorch${randomBytes(3).toString('hex')}`;
+    const leaseOf = (holderId: string) =>
+      new LeaderLease({ redis: cmd, prefix, name: 'orchestrator', holderId, ttlMs: 600 });
+    const leaseA = leaseOf('a');
+    const leaseB = leaseOf('b');
+    let unhang: () => void = () => {};
+    const errorsA: unknown[] = [];
+    let ticksA = 0;
+    let ticksB = 0;
+    const a = new Orchestrator({
+      lease: leaseA,
+      service: {} as ExecutionService,
+      intervalMs: 10,
+      tickTimeoutMs: 300,
+      plan: async () => {
+        ticksA++;
+        // a venue read that never answers
+        await new Promise<void>((r) => {
+          unhang = r;
+        });
+        return [];
+      },
+      onError: (e) => errorsA.push(e),
+    });
+    const b = new Orchestrator({
+      lease: leaseB,
+      service: {} as ExecutionService,
+      intervalMs: 10,
+      plan: async () => {
+        ticksB++;
+        return [];
+      },
+    });
+    const until = async (what: () => boolean, ms: number) => {
+      for (let i = 0; i < ms / 10 && !what(); i++) await new Promise((r) => setTimeout(r, 10));
+      return what();
+    };
+    try {
+      a.start();
+      expect(await until(() => ticksA === 1, 2000)).toBe(true);
+      b.start(); // the standby: A holds the lease, B plans nothing
+      await new Promise((r) => setTimeout(r, 150));
+      expect(ticksB).toBe(0);
+      // past the watchdog A steps down and B takes over while A's tick still hangs
+      expect(await until(() => ticksB > 0, 3000)).toBe(true);
+      expect(errorsA.some((e) => e instanceof TickOverrunError)).toBe(true);
+      expect(leaseA.isLeader).toBe(false);
+      expect(ticksA).toBe(1); // no tick overlapping the hung one
+      // the hung tick ends: A campaigns again, but B holds the lease now
+      unhang();
+      await new Promise((r) => setTimeout(r, 400));
+      expect(leaseB.isLeader).toBe(true);
+      expect(leaseA.isLeader).toBe(false);
+      expect(ticksA).toBe(1);
+      // B dies (releases): A, campaigning again, takes over and plans
+      await b.stop();
+      expect(await until(() => ticksA > 1, 3000)).toBe(true);
+      // a stop while a tick hangs returns at the watchdog's deadline, not never
+      const t0 = performance.now();
+      await a.stop();
+      expect(performance.now() - t0).toBeLessThan(2000);
+      expect(await cmd.get(`${prefix}:lease:orchestrator`)).toBeNull();
+    } finally {
+      unhang();
+      await a.stop();
+      await b.stop();
+      cmd.disconnect();
+    }
+  });
+
+  it('refuses a tickTimeoutMs that is not a whole number of ms', () => {
+    const lease = {} as LeaderLease;
+    const plan = async () => [];
+    expect(
+      () => new Orchestrator({ lease, service: {} as ExecutionService, plan, tickTimeoutMs: -1 }),
+    ).toThrow(/tickTimeoutMs must be a whole number of ms/);
+    expect(
+      () => new Orchestrator({ lease, service: {} as ExecutionService, plan, tickTimeoutMs: Number.NaN }),
+    ).toThrow(/got NaN/);
   });
 });

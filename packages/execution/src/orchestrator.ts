@@ -1,3 +1,4 @@
+import { XhedgeError } from '@xhedge/core';
 import type { LeaderLease } from './lease.ts';
 import type { ExecutionService, LegResult, PlanLike } from './service.ts';
 
@@ -13,6 +14,40 @@ export interface OrchestratorOptions {
   intervalMs?: number | (() => number);
   onPlanned?: (plan: PlanLike, legs: LegResult[], token: number) => void;
   onError?: (err: unknown) => void;
+  /**
+   * A tick still running after this long, ms, is taken as hung (a read or a call that never answers):
+   * `onError` gets a {@link TickOverrunError} and the leader steps down (releases the lease), so a
+   * standby plans instead of a leader that holds the lease and plans nothing. It campaigns for the
+   * lease again once the hung tick settles; anything that tick still tries to submit meanwhile is
+   * refused (not the leader, and fenced in the ledger). `stop` waits for a tick no longer than this.
+   * 0 turns the watchdog off. @defaultValue 60000
+   */
+  tickTimeoutMs?: number;
+}
+
+/** Whether `p` (which never rejects) settles within `ms`. */
+async function settledWithin(p: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((r) => {
+    timer = setTimeout(() => r(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true as const), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A tick ran past `tickTimeoutMs`: the leader stepped down (see `OrchestratorOptions.tickTimeoutMs`). */
+export class TickOverrunError extends XhedgeError {
+  override name = 'TickOverrunError';
+  constructor(timeoutMs: number) {
+    super(
+      'TICK_OVERRUN',
+      `an orchestrator tick is still running after ${timeoutMs} ms: stepped down (lease released) so a standby plans; campaigning again once the tick ends`,
+      { details: { timeoutMs } },
+    );
+  }
 }
 
 /**
@@ -26,9 +61,16 @@ export class Orchestrator {
   #running = false;
   /** The tick under way, if any (stop waits for it: its plans reach the ledger and the queue whole). */
   #inflight: Promise<void> | undefined;
+  /** When the tick under way is taken as hung (performance.now() ms); Infinity with no watchdog. */
+  #deadline = Number.POSITIVE_INFINITY;
+  readonly #tickTimeoutMs: number;
 
   constructor(o: OrchestratorOptions) {
+    const t = o.tickTimeoutMs ?? 60_000;
+    if (!Number.isInteger(t) || t < 0)
+      throw new RangeError(`tickTimeoutMs must be a whole number of ms, at least 0 (0: off); got ${t}`);
     this.#o = o;
+    this.#tickTimeoutMs = t;
   }
 
   /** One tick: plans and submits if leader. @returns the number of plans submitted. */
@@ -50,15 +92,33 @@ export class Orchestrator {
     this.#o.lease.start();
     const loop = async () => {
       if (!this.#running) return;
-      this.#inflight = this.tick().then(
+      const tick = this.tick().then(
         () => {},
         (e) => this.#o.onError?.(e),
       );
-      await this.#inflight;
+      this.#inflight = tick;
+      if ((await this.#watch(tick)) === 'overran') {
+        this.#o.onError?.(new TickOverrunError(this.#tickTimeoutMs));
+        await this.#o.lease.stop();
+        // no tick overlaps a hung one (the planner's state is its own): the next waits for it
+        await tick;
+        if (this.#running) this.#o.lease.start();
+      }
       this.#inflight = undefined;
+      this.#deadline = Number.POSITIVE_INFINITY;
       if (this.#running) this.#timer = setTimeout(loop, this.#pauseMs());
     };
     this.#timer = setTimeout(loop, 0);
+  }
+
+  /** Waits for `tick`, or until the watchdog's deadline (`tickTimeoutMs`) passes first. */
+  async #watch(tick: Promise<void>): Promise<'done' | 'overran'> {
+    if (this.#tickTimeoutMs === 0) {
+      await tick;
+      return 'done';
+    }
+    this.#deadline = performance.now() + this.#tickTimeoutMs;
+    return (await settledWithin(tick, this.#tickTimeoutMs)) ? 'done' : 'overran';
   }
 
   /** The pause before the next tick: the option's value now, 1000 when it is not a finite number ≥ 0. */
@@ -70,12 +130,18 @@ export class Orchestrator {
 
   /**
    * Stops planning: no new tick starts, the tick under way finishes (so the connections it uses are
-   * not closed under it), then the lease is released for a standby.
+   * not closed under it), then the lease is released for a standby. A hung tick is waited for only
+   * until its watchdog deadline (`tickTimeoutMs`), so a shutdown does not hang with it.
    */
   async stop(): Promise<void> {
     this.#running = false;
     if (this.#timer) clearTimeout(this.#timer);
-    await this.#inflight;
+    const inflight = this.#inflight;
+    if (inflight) {
+      const leftMs = this.#deadline - performance.now();
+      if (leftMs === Number.POSITIVE_INFINITY) await inflight;
+      else if (leftMs > 0) await settledWithin(inflight, leftMs);
+    }
     await this.#o.lease.stop();
   }
 }

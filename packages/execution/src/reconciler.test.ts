@@ -5,6 +5,7 @@ import { clientOrderIdFor } from './ids.ts';
 import { keysFor } from './keys.ts';
 import { ORDER_JOB_OPTIONS, orderQueueName } from './queue.ts';
 import { Reconciler } from './reconciler.ts';
+import { ExecutionService } from './service.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
 
 describe('reconciler and flows whose child failed', () => {
@@ -203,5 +204,152 @@ describe('reconciler and orders with no job', () => {
     expect(restored.sendClaims).toContain(cid);
     expect(await reconciler(0).sweep()).toMatchObject({ redriven: 1, cancelled: 0 });
     expect(await jobOf(e)).toBeDefined();
+  });
+
+  describe('a producer slower than the grace', () => {
+    const graceMs = 400;
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    /**
+     * Another producer process, marking its orders after 50 ms with marks that last 300 ms unrenewed
+     * (a tenth and under the grace): `slowContextMs` delays its gates' market-data read.
+     */
+    const producer = (slowContextMs = 0, maxHoldMs?: number) =>
+      new ExecutionService({
+        connection: env.redis.options,
+        queuePrefix: env.prefix,
+        ledger: env.ledger,
+        controls: env.controls,
+        breakers: env.breakers,
+        killSwitch: env.killSwitch,
+        marketData: {
+          context: async () => {
+            await sleep(slowContextMs);
+            return {};
+          },
+        },
+        producerMarkAfterMs: 50,
+        producerMarkTtlMs: 300,
+        ...(maxHoldMs !== undefined ? { producerMarkMaxMs: maxHoldMs } : {}),
+      });
+
+    it('leaves a leg behind a collateral transfer alone while its live producer works past the grace', async () => {
+      const p = producer();
+      const flows = new FlowProducer({ connection: env.redis.options, prefix: env.prefix });
+      const leg = env.intent(6);
+      const cid = clientOrderIdFor(leg.id);
+      try {
+        // as the runtime's transfer flows do: the intent `planned`, its check, then the flow and `queued`
+        await p.producing([cid], async () => {
+          await env.ledger.recordIntent(leg, { clientOrderId: cid, actor: 'test' });
+          expect(await p.preQueueCheck(leg)).toMatchObject({ ok: true });
+          // the producer takes 2.5 graces (and 3 unrenewed mark lives) before its add; sweeps meanwhile
+          // (the sweeps' counts include orders of the tests before: this one's status is what counts)
+          for (let i = 0; i < 4; i++) {
+            await sleep(graceMs / 4 + 150);
+            await reconciler(graceMs).sweep();
+            expect((await env.ledger.getOrder(cid))?.status).toBe('planned');
+          }
+          expect(await jobOf(leg)).toBeUndefined();
+          await flows.add({
+            name: 'order',
+            queueName: orderQueueName('pv'),
+            data: { intent: leg, clientOrderId: cid },
+            opts: { ...ORDER_JOB_OPTIONS, jobId: leg.id },
+            // a transfer no worker takes in this test: the hedge waits for it
+            children: [
+              {
+                name: 'transfer',
+                queueName: 'xfer-slow-producer',
+                data: {},
+                opts: { failParentOnFailure: true, jobId: `xfer-${leg.id}` },
+              },
+            ],
+          });
+          await env.ledger.transition(cid, 'queued', { actor: 'test' });
+        });
+        // the mark is gone with the work; the hedge waits for its transfer, uncancelled
+        expect(await env.cmd.exists(keysFor(env.prefix).producing(cid))).toBe(0);
+        await reconciler(graceMs).sweep();
+        expect((await env.ledger.getOrder(cid))?.status).toBe('queued');
+        expect(await (await jobOf(leg))?.getState()).toBe('waiting-children');
+      } finally {
+        await env.service.cancelUnsent(cid, { actor: 'test', error: 'cleanup' });
+        await flows.close();
+        await p.close();
+      }
+    });
+
+    it("does not cancel a plan's leg while submitPlan waits on gates slower than the grace", async () => {
+      const p = producer(3 * graceMs);
+      const leg = env.intent(7);
+      const cid = clientOrderIdFor(leg.id);
+      try {
+        const submitted = p.submitPlan({ planId: leg.planId, legs: [leg] });
+        // recorded `queued` at once, its job added only once the gates answered
+        await until(async () => (await env.ledger.getOrder(cid))?.status === 'queued', 5_000, 10);
+        await sleep(graceMs + 100);
+        expect(await jobOf(leg)).toBeUndefined();
+        await reconciler(graceMs).sweep();
+        expect((await env.ledger.getOrder(cid))?.status).toBe('queued');
+        expect((await submitted).map((r) => r.outcome)).toEqual(['queued']);
+        expect(await env.cmd.exists(keysFor(env.prefix).producing(cid))).toBe(0);
+        const o = await until(async () => {
+          const x = await env.ledger.getOrder(cid);
+          return x && ['filled', 'cancelled', 'failed', 'rejected'].includes(x.status) ? x : undefined;
+        });
+        expect(o.status).toBe('filled');
+        expect(env.placed).toContain(cid);
+      } finally {
+        await p.close();
+      }
+    });
+
+    it('stops marking a hung producer after producerMarkMaxMs: its orphan is cancelled, not counted in flight for ever', async () => {
+      const p = producer(0, 1000);
+      const leg = env.intent(9);
+      const cid = clientOrderIdFor(leg.id);
+      let unhang: () => void = () => {};
+      const hung = new Promise<void>((r) => {
+        unhang = r;
+      });
+      try {
+        const work = p.producing([cid], async () => {
+          await env.ledger.recordIntent(leg, { clientOrderId: cid, actor: 'test' });
+          await hung; // a call that never answers
+        });
+        await until(async () => (await env.cmd.exists(keysFor(env.prefix).producing(cid))) === 1, 5_000, 10);
+        await sleep(graceMs);
+        await reconciler(graceMs).sweep();
+        expect((await env.ledger.getOrder(cid))?.status).toBe('planned'); // still marked, still at work
+        // past the cap the marks are not renewed: they lapse within their TTL and the orphan goes
+        await until(async () => (await env.cmd.exists(keysFor(env.prefix).producing(cid))) === 0, 5_000, 20);
+        await reconciler(graceMs).sweep();
+        const o = await env.ledger.getOrder(cid);
+        expect(o?.status).toBe('cancelled');
+        expect(o?.error).toMatch(/^orphaned: planned/);
+        unhang();
+        await work;
+      } finally {
+        unhang();
+        await p.close();
+      }
+    });
+
+    it('cancels the orphan once the mark of its dead producer lapsed', async () => {
+      const f = env.intent(8);
+      await crashedPlan([f], { reserved: true });
+      const cid = clientOrderIdFor(f.id);
+      // what a producer killed mid-work leaves behind: its last mark, never renewed nor dropped
+      await env.cmd.set(keysFor(env.prefix).producing(cid), 'orchestrator|dead', 'PX', 300);
+      await reconciler(0).sweep();
+      expect((await env.ledger.getOrder(cid))?.status).toBe('queued');
+      await until(async () => (await env.cmd.exists(keysFor(env.prefix).producing(cid))) === 0, 5_000);
+      await reconciler(0).sweep();
+      const o = await env.ledger.getOrder(cid);
+      expect(o?.status).toBe('cancelled');
+      expect(o?.error).toMatch(/^orphaned: queued/);
+      expect(await jobOf(f)).toBeUndefined();
+      expect(env.placed).not.toContain(cid);
+    });
   });
 });

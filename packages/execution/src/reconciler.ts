@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import { controlStateRestored } from './control-state.ts';
 import { keysFor } from './keys.ts';
 import type { ExecutionMetrics } from './metrics.ts';
+import { producerMarked } from './producing.ts';
 import type { ExecutionService } from './service.ts';
 
 const OPEN: readonly OrderStatus[] = [
@@ -28,9 +29,11 @@ export interface ReconcilerOptions {
   intervalMs?: number;
   /**
    * An order the ledger has `planned` or `queued` with no job (its producer stopped before adding it)
-   * is cancelled once untouched this long, ms (see `#orphan`). Longer than a producer takes from its
-   * ledger write to its job add (the gates' market data are read in between), shorter than
-   * `limits.staleAfterMs`, the age past which the order could not pass the gates anyway.
+   * is cancelled once untouched this long, ms, and no producer marks it (see `#orphan`). Longer than
+   * a producer usually takes from its ledger write to its job add (the gates' market data are read in
+   * between), and well over the producers' `producerMarkAfterMs` (a slower one marks its orders from
+   * then on); shorter than `limits.staleAfterMs`, the age past which the order could not pass the
+   * gates anyway.
    * @defaultValue 10000
    */
   orphanGraceMs?: number;
@@ -162,7 +165,9 @@ export class Reconciler {
    * flow the leg belonged to (a leg behind a transfer would go without its collateral). Its plan was
    * sized for a book and a market that have moved since, and the planner counts it as in flight until
    * it ends: it is cancelled unsent (its reservation given back), and the planner plans again.
-   * `wait`: not yet, within `orphanGraceMs` (its producer may still be adding the job), or while the
+   * `wait`: not yet, within `orphanGraceMs` (its producer may still be adding the job), while a live
+   * producer marks it (`ExecutionService.producing`: a producer slower than the grace, e.g. a leg behind
+   * a collateral transfer; a dead one's mark lapses within its TTL), or while the
    * control state of this Redis server is not restored (a data loss may have taken the send claim it
    * was sent under; the restore claims it). `claimed`: a run, or the restore, holds its send claim, so
    * it may have been sent: it is re-driven, and its run asks the venue first.
@@ -170,6 +175,10 @@ export class Reconciler {
   async #orphan(order: LedgerOrder, nowMs: number): Promise<'wait' | 'cancelled' | 'claimed'> {
     const idleMs = nowMs - order.updatedAtMs;
     if (idleMs < (this.#o.orphanGraceMs ?? 10_000)) return 'wait';
+    if (await producerMarked(this.#o.redis, this.#o.prefix, order.clientOrderId)) return 'wait';
+    // A producer adds the job before it drops its mark: one that did both since the sweep looked for
+    // the job has a job now (the next sweep takes it from there).
+    if (await this.#o.service.queue(order.venue).getJob(order.intentId)) return 'wait';
     // after the job lookup that found none: a server restored now had the claims of every queued order
     if (!(await controlStateRestored(this.#o.redis, this.#o.prefix))) return 'wait';
     const cancelled = await this.#cancelUnsent(

@@ -22,6 +22,7 @@ import { clientOrderIdFor } from './ids.ts';
 import type { KillSwitch } from './kill-switch.ts';
 import { type LeaderLease, NotLeaderError } from './lease.ts';
 import type { ExecutionMetrics } from './metrics.ts';
+import { ProducerMarks } from './producing.ts';
 import { ORDER_JOB_OPTIONS, type OrderJobData, orderQueueName, PRIORITY } from './queue.ts';
 import type { ConnectionOptions } from './redis.ts';
 import { SendClaims } from './send-claim.ts';
@@ -72,6 +73,27 @@ export interface ExecutionServiceOptions {
    * @defaultValue false
    */
   durableIntents?: boolean;
+  /**
+   * A producer still between its ledger write and its job add after this long marks its orders in
+   * Redis, renewed while it works (`producing`; `submitPlan` does it for its own legs), ms. Must stay
+   * well under the reconciler's `orphanGraceMs`, which cancels unmarked orders with no job past it. A
+   * plan queued sooner, the usual case, costs no Redis call for it.
+   * @defaultValue 1000
+   */
+  producerMarkAfterMs?: number;
+  /**
+   * How long a producer mark lasts without renewal, ms: how long a producer that died keeps the
+   * reconciler from cancelling its orders.
+   * @defaultValue 10000
+   */
+  producerMarkTtlMs?: number;
+  /**
+   * A producer still at work this long after it began is taken as hung (a call that never answers):
+   * its marks are no longer renewed, so they lapse and the reconciler cancels its orders, which the
+   * planner would otherwise count in flight for ever. Well over any real submission, ms.
+   * @defaultValue 60000
+   */
+  producerMarkMaxMs?: number;
 }
 
 /**
@@ -84,8 +106,9 @@ export interface ExecutionServiceOptions {
  * 3. the jobs (jobId = intent id) of the others: a plain add for a leg without dependencies, a
  *    BullMQ flow for a leg that waits for others.
  * Nothing is queued before both the ledger and the gates said yes. A crash between 1 and 3 leaves a
- * `queued` order without a job: the reconciler adds it under the same job id, and the worker runs
- * every gate again before sending.
+ * `queued` order without a job: the reconciler cancels it unsent once `orphanGraceMs` passed (its plan
+ * is stale by then, see `Reconciler`); a producer that is alive but slower than that marks its orders
+ * meanwhile (`producing`), so the reconciler leaves them alone.
  */
 export class ExecutionService {
   readonly #o: ExecutionServiceOptions;
@@ -95,11 +118,20 @@ export class ExecutionService {
   readonly #actor: string;
   readonly #gate: OrderGate;
   readonly #claims: SendClaims;
+  readonly #marks: ProducerMarks;
 
   constructor(o: ExecutionServiceOptions) {
     this.#o = o;
     this.#clock = o.clock ?? systemClock;
     this.#actor = o.actor ?? 'orchestrator';
+    this.#marks = new ProducerMarks({
+      redis: o.controls.redis,
+      prefix: o.controls.prefix,
+      holder: this.#actor,
+      markAfterMs: o.producerMarkAfterMs,
+      ttlMs: o.producerMarkTtlMs,
+      maxHoldMs: o.producerMarkMaxMs,
+    });
     this.#flows = new FlowProducer({ connection: o.connection, prefix: o.queuePrefix });
     this.#claims = new SendClaims(o.controls.redis, o.controls.prefix);
     // Redis errors surface on the calls that fail; the event would otherwise crash the process.
@@ -131,7 +163,8 @@ export class ExecutionService {
    * the legs it depends on, so it only runs after they completed (filled); a failed dependency fails
    * it. With `lease`, the lease is checked in Redis and the ledger refuses the plan from a deposed
    * leader (fencing token). No second lease check before queueing: legs the ledger accepted are
-   * legitimate, and the reconciler would queue them anyway.
+   * legitimate. From the ledger write to the adds the legs are under `producing`, so a slow submission
+   * (a gate's market-data read slower than the reconciler's orphan grace) is not taken for a dead one.
    */
   async submitPlan(plan: PlanLike, opts: { lease?: LeaderLease } = {}): Promise<LegResult[]> {
     const legs = plan.legs.map((l, i) => parseOrThrow(HedgeIntent, l, `plan ${plan.planId} leg ${i}`));
@@ -153,6 +186,24 @@ export class ExecutionService {
     }
     const token = opts.lease?.token;
     if (opts.lease && token === undefined) throw new NotLeaderError(opts.lease.name);
+    return this.producing(
+      legs.map((l) => clientOrderIdFor(l.id)),
+      () => this.#submit(plan, legs, { byId, dependedOn, lease: opts.lease, token }),
+    );
+  }
+
+  /** `submitPlan` of a plan whose legs were checked: the ledger write, the gates and the adds. */
+  async #submit(
+    plan: PlanLike,
+    legs: readonly HedgeIntent[],
+    o: {
+      byId: ReadonlyMap<string, HedgeIntent>;
+      dependedOn: ReadonlyMap<string, string>;
+      lease: LeaderLease | undefined;
+      token: number | undefined;
+    },
+  ): Promise<LegResult[]> {
+    const { byId, dependedOn, lease, token } = o;
     // 1. the gates and the lease check in Redis, and the ledger write (every leg `queued`, fenced),
     // all in flight at once; a leg a gate blocked is moved to `cancelled` before anything is queued.
     // (the ledger statement goes out first: the gates' market-data work runs while it is in flight)
@@ -166,11 +217,11 @@ export class ExecutionService {
         {
           actor: this.#actor,
           durable: this.#o.durableIntents ?? false,
-          ...(opts.lease && token !== undefined ? { fence: { leaseName: opts.lease.name, token } } : {}),
+          ...(lease && token !== undefined ? { fence: { leaseName: lease.name, token } } : {}),
         },
       ),
       Promise.all(legs.map((leg) => this.preQueueCheck(leg))),
-      opts.lease?.assertHeld(),
+      lease?.assertHeld(),
     ]);
     if (write.status === 'rejected') {
       // Nothing written. Reservations are left to expire with their window (never under-count: a
@@ -251,6 +302,20 @@ export class ExecutionService {
         ),
     );
     return results;
+  }
+
+  /**
+   * Runs `work`, a producer's steps from its ledger write of these orders to the add of their jobs,
+   * under producer marks (`ProducerMarks`): while it is still at work `producerMarkAfterMs` after it
+   * started, the orders are marked in Redis and the mark is renewed until `work` ends, so the
+   * reconciler does not cancel them as orphans however long it takes (a leg behind a collateral
+   * transfer, written `planned` before its pre-queue check and its flow add). A producer that dies
+   * leaves marks that lapse after `producerMarkTtlMs`; the reconciler then cancels the orders as it
+   * would have. The marks are dropped when `work` ends, resolved or not. `submitPlan` does this for its
+   * own legs; a producer adding jobs by other means (a transfer-then-hedge flow) wraps its own steps.
+   */
+  producing<T>(clientOrderIds: readonly string[], work: () => Promise<T>): Promise<T> {
+    return this.#marks.hold(clientOrderIds, work);
   }
 
   /** The checks of a plan as a whole (no I/O): its net delta (`PlanLike.netDelta`). */

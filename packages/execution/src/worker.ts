@@ -17,7 +17,13 @@ import type { Redis } from 'ioredis';
 import type { BreakerBoard, Trial } from './breakers.ts';
 import type { ControlContext, MarketDataSource, PreTradeControls } from './controls.ts';
 import { type GateResult, OrderGate, type SendGateResult } from './gate.ts';
-import { type KillEngagement, KillEvent, type KillSwitch, scopeCovers } from './kill-switch.ts';
+import {
+  type CancelClaim,
+  type KillEngagement,
+  KillEvent,
+  type KillSwitch,
+  scopeCovers,
+} from './kill-switch.ts';
 import type { ExecutionMetrics } from './metrics.ts';
 import {
   OrderJobData,
@@ -123,7 +129,8 @@ const DOUBT_MS = 30_000;
 /**
  * Retries of a kill switch's cancel pass that failed, per announcement: with the default first delay,
  * about two minutes of tries. Past them, the runs of the orders' jobs still cancel (see `#reconcile`),
- * and a new announcement (a restore, an operator engaging again) starts over.
+ * and a new announcement (a restore, an operator engaging again) starts over. Looking again at a venue
+ * whose claim another process's pass holds uses up none (see `#cancelPasses`).
  */
 const KILL_RETRY_ATTEMPTS = 8;
 /** The longest wait between two retries of a kill switch's cancel pass, ms. */
@@ -230,6 +237,17 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
   o.subscriber.on('message', onMessage);
   await o.subscriber.subscribe(o.killSwitch.channel);
   await Promise.all([...workers.values()].map((w) => w.waitUntilReady()));
+  // A switch engaged before this pool started (announced while no process ran, or this process died
+  // in the middle of its cancel pass and restarted alone): its cancel pass runs now, as on the
+  // announcement. A venue whose pass finished is passed over (its claim says done); one a dead
+  // process's claim still holds is looked at again once that claim lapsed.
+  for (const e of await o.killSwitch.engaged().catch(() => []))
+    void p
+      .onKill(
+        { action: 'engage', scope: e.scope, eventId: e.eventId, allowRiskReducing: e.allowRiskReducing },
+        [...workers.values()],
+      )
+      .catch(() => {});
   return {
     get workers() {
       return [...workers.values()];
@@ -934,46 +952,83 @@ class OrderProcessor {
 
   /**
    * The cancel pass of an engagement at each of our venues that can cancel (see `onKill`). `attempt`: 0
-   * for the announcement's own pass, then the retry's number. A venue whose pass finished keeps its
-   * claim, so a retry passes over it; one another process claimed is that process's to finish.
+   * for the announcement's own pass, then the retry's number. A venue's pass holds its claim as a lease,
+   * renewed while it runs (`#underClaim`), and marks it done once it finished, so a retry passes over
+   * it. A venue whose claim another pass holds is that pass's to finish, but it is looked at again after
+   * a lease (a retry that uses up no attempt): had that pass's process died, its claim has lapsed by
+   * then and this process takes the pass over.
    */
   async #cancelPasses(ev: KillEvent, attempt: number): Promise<void> {
+    const ks = this.#o.killSwitch;
     const failures: unknown[] = [];
+    const finishing: Promise<unknown>[] = [];
+    let heldElsewhere = false;
     for (const [venueId, venue] of [...this.#venues]) {
       if (!venue.capabilities.cancel) continue;
+      let claim: CancelClaim;
       try {
-        if (!(await this.#o.killSwitch.claimCancel(ev.eventId, venueId, this.#id))) continue;
+        claim = await ks.claimCancel(ev.eventId, venueId, this.#id);
       } catch (err) {
         failures.push(err);
         continue;
       }
+      if (claim === 'running') heldElsewhere = true;
+      if (claim !== 'taken') continue;
       try {
-        await this.#cancelWorking(ev, venueId, venue);
+        await this.#underClaim(ev.eventId, venueId, () => this.#cancelWorking(ev, venueId, venue));
       } catch (err) {
         failures.push(err);
         // nothing said this venue's orders are all cancelled: the claim must not stop the next attempt
-        await this.#o.killSwitch.giveBackCancel(ev.eventId, venueId, this.#id).catch(() => {});
+        await ks.giveBackCancel(ev.eventId, venueId, this.#id).catch(() => {});
+        continue;
       }
+      // Not awaited before the next venue's pass, which need not wait for it. Not counted as a failure
+      // when it cannot be written: the claim then lapses after its lease and another attempt repeats a
+      // pass that finds nothing left to cancel, which does no harm.
+      finishing.push(ks.finishCancel(ev.eventId, venueId, this.#id).catch(() => false));
     }
-    if (failures.length === 0) {
-      this.#dropKillRetry(ev.scope, ev.eventId);
-      return;
+    await Promise.all(finishing);
+    if (failures.length > 0) {
+      this.#scheduleKillRetry(ev, attempt + 1);
+      throw new AggregateError(
+        failures,
+        `kill switch ${ev.scope} (event ${ev.eventId}): the cancel pass failed at ${failures.length} venue(s) in ${this.#id}${attempt > 0 ? ` (retry ${attempt})` : ''}`,
+      );
     }
-    this.#scheduleKillRetry(ev, attempt + 1);
-    throw new AggregateError(
-      failures,
-      `kill switch ${ev.scope} (event ${ev.eventId}): the cancel pass failed at ${failures.length} venue(s) in ${this.#id}${attempt > 0 ? ` (retry ${attempt})` : ''}`,
+    if (heldElsewhere) this.#scheduleKillRetry(ev, attempt, ks.cancelLeaseMs);
+    else this.#dropKillRetry(ev.scope, ev.eventId);
+  }
+
+  /**
+   * Runs a venue's cancel pass under this process's claim, renewing it every third of its lease, so a
+   * pass longer than the lease (a slow venue, many orders) keeps it while a dead process's lapses. A
+   * renewal that fails or finds the claim gone (this process stalled past the lease, and another may
+   * have taken the pass over) does not stop the pass: a cancel sent twice does no harm, one not sent
+   * leaves an order working.
+   */
+  async #underClaim(eventId: string, venueId: string, pass: () => Promise<void>): Promise<void> {
+    const ks = this.#o.killSwitch;
+    const renew = setInterval(
+      () => void ks.renewCancel(eventId, venueId, this.#id).catch(() => false),
+      Math.floor(ks.cancelLeaseMs / 3),
     );
+    renew.unref();
+    try {
+      await pass();
+    } finally {
+      clearInterval(renew);
+    }
   }
 
   /**
    * Tries the cancel pass of `ev` again after a backoff (`killCancelRetryMs`, doubled at each attempt,
-   * at most `KILL_RETRY_MAX_DELAY_MS`), up to `KILL_RETRY_ATTEMPTS` times. It replaces a retry waiting
-   * for an earlier announcement of the scope: the latest engagement is the one to finish.
+   * at most `KILL_RETRY_MAX_DELAY_MS`), up to `KILL_RETRY_ATTEMPTS` times, or after `delayMs` when given
+   * (a venue whose claim another pass held is looked at again, at the same attempt). It replaces a retry
+   * waiting for an earlier announcement of the scope: the latest engagement is the one to finish.
    */
-  #scheduleKillRetry(ev: KillEvent, attempt: number): void {
+  #scheduleKillRetry(ev: KillEvent, attempt: number, delayMs?: number): void {
     if (this.#killRetriesStopped || attempt > KILL_RETRY_ATTEMPTS) return;
-    const delayMs = Math.min(this.#killRetryMs * 2 ** (attempt - 1), KILL_RETRY_MAX_DELAY_MS);
+    const waitMs = delayMs ?? Math.min(this.#killRetryMs * 2 ** (attempt - 1), KILL_RETRY_MAX_DELAY_MS);
     this.#dropKillRetry(ev.scope);
     const timer = setTimeout(() => {
       this.#killRetries.delete(ev.scope);
@@ -981,7 +1036,7 @@ class OrderProcessor {
         .catch(() => {})
         .finally(() => this.#killRetrying.delete(run));
       this.#killRetrying.add(run);
-    }, delayMs);
+    }, waitMs);
     // a process with nothing else to do does not stay up for it (`stopKillRetries` clears it anyway)
     timer.unref();
     this.#killRetries.set(ev.scope, { eventId: ev.eventId, timer });

@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { LimitsConfig } from '@xhedge/config';
 import { type HedgeIntent, ManualClock } from '@xhedge/core';
 import type { TransferExecutor } from '@xhedge/crosschain';
-import { clientOrderIdFor, ExecutionService, LeaderLease, orderQueueName } from '@xhedge/execution';
+import {
+  clientOrderIdFor,
+  ExecutionService,
+  LeaderLease,
+  orderQueueName,
+  producerMarked,
+} from '@xhedge/execution';
 import { controlStack, machineRedisOrEmbedded } from '@xhedge/execution/testing';
 import { Ledger, openDatabase } from '@xhedge/store';
 import { type Job, Queue } from 'bullmq';
@@ -51,102 +57,176 @@ describe('transferDeliveredAtMs (decision age of a funded hedge)', () => {
   });
 });
 
+/** A USDC move from gmx-arb to drift-sol for plan `plan_<n>`. */
+const transferFor = (n: string) => ({
+  id: `xfer_${n}`,
+  planId: `plan_${n}`,
+  fromVenue: 'gmx-arb',
+  fromChain: 'evm:42161',
+  toVenue: 'drift-sol',
+  toChain: 'solana:mainnet-beta',
+  asset: 'USDC',
+  amount: '1000',
+  feeUsd: 0.5,
+  expectedLatencyMs: 60_000,
+});
+
+/** A SOL perp buy at 180 on `venue`. */
+const solLeg = (
+  o: Pick<HedgeIntent, 'id' | 'planId' | 'venue' | 'sizeBase' | 'dependsOn' | 'createdAtMs'>,
+): HedgeIntent => ({
+  ...o,
+  underlying: 'SOL',
+  chain: o.venue === 'drift-sol' ? 'solana:mainnet-beta' : 'evm:42161',
+  instrument: 'SOL-USD:PERP',
+  side: 'buy',
+  orderType: 'market',
+  referencePriceUsd: 180,
+  reduceOnly: false,
+  urgency: 'normal',
+  reason: 'test',
+});
+
+/**
+ * What TransferFlows runs on: the machine's Redis (a prefix of its own), a PGlite ledger, the controls,
+ * an execution service, the orchestrator's lease and the flows. `close` leaves nothing of the prefix
+ * behind in the shared Redis.
+ */
+async function transferStack(
+  limits: Record<string, unknown>,
+  service: Partial<ConstructorParameters<typeof ExecutionService>[0]> = {},
+) {
+  const redis = await machineRedisOrEmbedded('transfers test');
+  const cmd = redis.client();
+  const prefix = `xhtf${randomBytes(4).toString('hex')}`;
+  const ledger = new Ledger(await openDatabase());
+  const clock = new ManualClock(Date.now());
+  const { base } = await controlStack({
+    redis,
+    cmd,
+    prefix,
+    ledger,
+    limits: LimitsConfig.parse(limits),
+    clock,
+  });
+  const svc = new ExecutionService({ ...base, ...service });
+  const lease = new LeaderLease({ redis: cmd, prefix, name: 'orchestrator' });
+  const flows = new TransferFlows({ connection: redis.options, queuePrefix: prefix, ledger, service: svc });
+  return {
+    redis,
+    cmd,
+    prefix,
+    ledger,
+    clock,
+    service: svc,
+    lease,
+    flows,
+    async close() {
+      await flows.close();
+      await svc.close();
+      await lease.stop();
+      const keys = await cmd.keys(`${prefix}:*`);
+      if (keys.length > 0) await cmd.del(...keys);
+      cmd.disconnect();
+      await redis.close();
+    },
+  };
+}
+
 describe('TransferFlows: the plan checks hold for the legs behind a transfer', () => {
   it('a plan the net-delta check refuses: the direct leg and the funded leg are both cancelled, no job is added', async () => {
-    const redis = await machineRedisOrEmbedded('transfers test');
-    const cmd = redis.client();
-    const prefix = `xhtf${randomBytes(4).toString('hex')}`;
-    const ledger = new Ledger(await openDatabase());
-    const clock = new ManualClock(Date.now());
-    const limits = LimitsConfig.parse({
+    const st = await transferStack({
       maxOrderNotionalUsd: 1e6,
       maxHedgeNotionalPerWindowUsd: 1e8,
       maxNetDeltaUsd: { SOL: 1800 }, // 10 SOL at 180
     });
-    const { base } = await controlStack({ redis, cmd, prefix, ledger, limits, clock });
-    const service = new ExecutionService(base);
-    const lease = new LeaderLease({ redis: cmd, prefix, name: 'orchestrator' });
-    const flows = new TransferFlows({ connection: redis.options, queuePrefix: prefix, ledger, service });
     try {
-      expect(await lease.tick()).toBeDefined();
-      const planId = 'plan_tf1';
-      const transfer = {
-        id: 'xfer_tf1',
-        planId,
-        fromVenue: 'gmx-arb',
-        fromChain: 'evm:42161',
-        toVenue: 'drift-sol',
-        toChain: 'solana:mainnet-beta',
-        asset: 'USDC',
-        amount: '1000',
-        feeUsd: 0.5,
-        expectedLatencyMs: 60_000,
-      };
-      const leg = (n: number, venue: string, dependsOn: string[]): HedgeIntent => ({
-        id: `int_tf${n}`,
-        planId,
-        underlying: 'SOL',
-        venue,
-        chain: venue === 'drift-sol' ? 'solana:mainnet-beta' : 'evm:42161',
-        instrument: 'SOL-USD:PERP',
-        side: 'buy',
-        sizeBase: '4',
-        orderType: 'market',
-        referencePriceUsd: 180,
-        reduceOnly: false,
-        urgency: 'normal',
-        reason: 'test',
-        createdAtMs: clock.nowMs(),
-        dependsOn,
-      });
+      expect(await st.lease.tick()).toBeDefined();
+      const transfer = transferFor('tf1');
+      const leg = (n: number, venue: string, dependsOn: string[]) =>
+        solLeg({
+          id: `int_tf${n}`,
+          planId: transfer.planId,
+          venue,
+          sizeBase: '4',
+          dependsOn,
+          createdAtMs: st.clock.nowMs(),
+        });
       const legs = [leg(1, 'gmx-arb', []), leg(2, 'drift-sol', [transfer.id])];
       // book +5 SOL, the plan adds +8: 13 × 180 = 2340 USD > 1800
-      const res = await flows.submit(
+      const res = await st.flows.submit(
         {
-          planId,
+          planId: transfer.planId,
           underlying: 'SOL',
           reason: 'test',
           legs,
           transfers: [transfer],
           netDelta: { underlying: 'SOL', bookDeltaBase: 5, planDeltaBase: 8, spotUsd: 180 },
         },
-        lease,
+        st.lease,
       );
       expect(res.map((r) => [r.intentId, r.outcome, r.control])).toEqual([
         ['int_tf1', 'blocked', 'net-delta'],
         ['int_tf2', 'blocked', 'net-delta'],
       ]);
-      for (const l of legs) expect((await ledger.getOrder(clientOrderIdFor(l.id)))?.status).toBe('cancelled');
+      for (const l of legs)
+        expect((await st.ledger.getOrder(clientOrderIdFor(l.id)))?.status).toBe('cancelled');
       for (const venue of ['gmx-arb', 'drift-sol']) {
-        const q = new Queue(orderQueueName(venue), { connection: redis.options, prefix });
+        const q = new Queue(orderQueueName(venue), { connection: st.redis.options, prefix: st.prefix });
         expect(await q.getJobCountByTypes('waiting', 'waiting-children', 'prioritized', 'delayed')).toBe(0);
         await q.close();
       }
     } finally {
-      await flows.close();
-      await service.close();
-      await lease.stop();
-      // the machine's Redis is shared: nothing of this test's prefix is left behind
-      const keys = await cmd.keys(`${prefix}:*`);
-      if (keys.length > 0) await cmd.del(...keys);
-      cmd.disconnect();
-      await redis.close();
+      await st.close();
+    }
+  });
+});
+
+describe('TransferFlows: a leg behind a transfer is marked while its producer works', () => {
+  it('its producer mark stands from the ledger write to the flow add, so the reconciler does not take it for an orphan', async () => {
+    const st = await transferStack(
+      { maxOrderNotionalUsd: 1e6, maxHedgeNotionalPerWindowUsd: 1e8 },
+      { producerMarkAfterMs: 20 },
+    );
+    const check = st.service.preQueueCheck.bind(st.service);
+    const markedDuringCheck: boolean[] = [];
+    // a pre-queue check slower than the mark's delay (its market-data read, say)
+    st.service.preQueueCheck = async (intent) => {
+      await new Promise((r) => setTimeout(r, 150));
+      markedDuringCheck.push(await producerMarked(st.cmd, st.prefix, clientOrderIdFor(intent.id)));
+      return check(intent);
+    };
+    try {
+      expect(await st.lease.tick()).toBeDefined();
+      const transfer = transferFor('tm1');
+      const leg = solLeg({
+        id: 'int_tm1',
+        planId: transfer.planId,
+        venue: 'drift-sol',
+        sizeBase: '4',
+        dependsOn: [transfer.id],
+        createdAtMs: st.clock.nowMs(),
+      });
+      const res = await st.flows.submit(
+        { planId: transfer.planId, underlying: 'SOL', reason: 'test', legs: [leg], transfers: [transfer] },
+        st.lease,
+      );
+      expect(res.map((r) => r.outcome)).toEqual(['queued']);
+      expect(markedDuringCheck).toEqual([true]);
+      // dropped once the flow is added
+      expect(await producerMarked(st.cmd, st.prefix, clientOrderIdFor(leg.id))).toBe(false);
+      const q = new Queue(orderQueueName('drift-sol'), { connection: st.redis.options, prefix: st.prefix });
+      expect(await (await q.getJob(leg.id))?.getState()).toBe('waiting-children');
+      await q.close();
+    } finally {
+      await st.close();
     }
   });
 });
 
 describe('startTransferJobs: a transfer whose executor throws', () => {
   it('cancels the waiting hedge and logs it, though no failed record exists', async () => {
-    const redis = await machineRedisOrEmbedded('transfers test');
-    const cmd = redis.client();
-    const prefix = `xhtf${randomBytes(4).toString('hex')}`;
-    const ledger = new Ledger(await openDatabase());
-    const clock = new ManualClock(Date.now());
-    const limits = LimitsConfig.parse({ maxOrderNotionalUsd: 1e6, maxHedgeNotionalPerWindowUsd: 1e8 });
-    const { base } = await controlStack({ redis, cmd, prefix, ledger, limits, clock });
-    const service = new ExecutionService(base);
-    const lease = new LeaderLease({ redis: cmd, prefix, name: 'orchestrator' });
-    const flows = new TransferFlows({ connection: redis.options, queuePrefix: prefix, ledger, service });
+    const st = await transferStack({ maxOrderNotionalUsd: 1e6, maxHedgeNotionalPerWindowUsd: 1e8 });
     const logs: { level: string; msg: string; data?: Record<string, unknown> }[] = [];
     // no record ever: the store behind it is down
     const executor: TransferExecutor = {
@@ -157,55 +237,34 @@ describe('startTransferJobs: a transfer whose executor throws', () => {
     };
     const worker = startTransferJobs({
       executor,
-      connection: redis.options,
-      queuePrefix: prefix,
-      ledger,
-      service,
+      connection: st.redis.options,
+      queuePrefix: st.prefix,
+      ledger: st.ledger,
+      service: st.service,
       recheckMs: 20,
       log: (level, msg, data) => logs.push({ level, msg, ...(data ? { data } : {}) }),
     });
     try {
-      expect(await lease.tick()).toBeDefined();
-      const planId = 'plan_tf2';
-      const transfer = {
-        id: 'xfer_tf2',
-        planId,
-        fromVenue: 'gmx-arb',
-        fromChain: 'evm:42161',
-        toVenue: 'drift-sol',
-        toChain: 'solana:mainnet-beta',
-        asset: 'USDC',
-        amount: '1000',
-        feeUsd: 0.5,
-        expectedLatencyMs: 60_000,
-      };
-      const intent: HedgeIntent = {
+      expect(await st.lease.tick()).toBeDefined();
+      const transfer = transferFor('tf2');
+      const intent = solLeg({
         id: 'int_tf3',
-        planId,
-        underlying: 'SOL',
+        planId: transfer.planId,
         venue: 'drift-sol',
-        chain: 'solana:mainnet-beta',
-        instrument: 'SOL-USD:PERP',
-        side: 'buy',
         sizeBase: '1',
-        orderType: 'market',
-        referencePriceUsd: 180,
-        reduceOnly: false,
-        urgency: 'normal',
-        reason: 'test',
-        createdAtMs: clock.nowMs(),
         dependsOn: [transfer.id],
-      };
-      const res = await flows.submit(
-        { planId, underlying: 'SOL', reason: 'test', legs: [intent], transfers: [transfer] },
-        lease,
+        createdAtMs: st.clock.nowMs(),
+      });
+      const res = await st.flows.submit(
+        { planId: transfer.planId, underlying: 'SOL', reason: 'test', legs: [intent], transfers: [transfer] },
+        st.lease,
       );
       expect(res.map((r) => [r.intentId, r.outcome])).toEqual([['int_tf3', 'queued']]);
       const clientOrderId = clientOrderIdFor(intent.id);
       // three attempts (1 s, then 2 s of backoff), then the hedge is cancelled
-      for (let i = 0; i < 400 && (await ledger.getOrder(clientOrderId))?.status !== 'cancelled'; i++)
+      for (let i = 0; i < 400 && (await st.ledger.getOrder(clientOrderId))?.status !== 'cancelled'; i++)
         await new Promise((r) => setTimeout(r, 25));
-      expect((await ledger.getOrder(clientOrderId))?.status).toBe('cancelled');
+      expect((await st.ledger.getOrder(clientOrderId))?.status).toBe('cancelled');
       expect(logs).toEqual([
         {
           level: 'error',
@@ -219,13 +278,7 @@ describe('startTransferJobs: a transfer whose executor throws', () => {
       ]);
     } finally {
       await worker.close();
-      await flows.close();
-      await service.close();
-      await lease.stop();
-      const keys = await cmd.keys(`${prefix}:*`);
-      if (keys.length > 0) await cmd.del(...keys);
-      cmd.disconnect();
-      await redis.close();
+      await st.close();
     }
   });
 });

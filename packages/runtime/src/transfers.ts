@@ -1,3 +1,4 @@
+import type { HedgeIntent } from '@xhedge/core';
 import {
   startTransferWorker,
   type TransferExecutor,
@@ -6,6 +7,7 @@ import {
 } from '@xhedge/crosschain';
 import {
   type ConnectionOptions,
+  type ControlResult,
   clientOrderIdFor,
   type ExecutionService,
   type LeaderLease,
@@ -72,59 +74,74 @@ export class TransferFlows {
       const t = transfers.get(needs[0] as string) as CollateralTransfer;
       const intent = { ...leg, dependsOn: leg.dependsOn.filter((d) => !transfers.has(d)) };
       const clientOrderId = clientOrderIdFor(intent.id);
-      const actor = this.#o.actor ?? 'orchestrator';
-      const { created, order } = await this.#o.ledger.recordIntent(intent, {
-        clientOrderId,
-        actor,
-        fence: { leaseName: lease.name, token: await lease.assertHeld() },
-      });
-      if (!created && order.status !== 'planned') {
-        results.push({ intentId: intent.id, clientOrderId, outcome: 'duplicate' });
-        continue;
-      }
-      const verdict = whole.ok ? await this.#o.service.preQueueCheck(intent) : whole;
-      if (!verdict.ok) {
-        // a flow added before a crash may be running it: claimed as blocked first, or reconciled there
-        if (
-          await this.#o.service.cancelUnsent(clientOrderId, {
-            actor,
-            error: `blocked by ${verdict.control}: ${verdict.reason}`,
-          })
-        ) {
-          results.push({ intentId: intent.id, clientOrderId, outcome: 'blocked', ...verdict });
-          continue;
-        }
-        results.push({ intentId: intent.id, clientOrderId, outcome: 'duplicate' });
-        continue;
-      }
-      const data: OrderJobData = { intent, clientOrderId };
-      await lease.assertHeld();
-      await this.#flows.add(
-        transferThenHedgeFlow({
-          transfer: {
-            transferId: t.id,
-            fromVenue: t.fromVenue,
-            toVenue: t.toVenue,
-            asset: t.asset,
-            amount: t.amount,
-          },
-          hedge: {
-            queueName: orderQueueName(intent.venue),
-            name: 'order',
-            jobId: intent.id,
-            data: data as unknown as Record<string, unknown>,
-            opts: { ...ORDER_JOB_OPTIONS, priority: PRIORITY[intent.urgency] },
-          },
-          prefix: this.#o.queuePrefix,
-        }),
+      // From its ledger write to its flow add the leg is marked as being produced, so the reconciler
+      // does not take a slow submission (a pre-queue check's market-data read) for a dead producer's
+      // orphan and cancel the hedge while its collateral moves.
+      results.push(
+        await this.#o.service.producing([clientOrderId], () =>
+          this.#submitLeg(intent, clientOrderId, t, whole, lease),
+        ),
       );
-      await this.#o.ledger.transition(clientOrderId, 'queued', {
-        actor,
-        note: `after transfer ${t.id}: ${t.amount} ${t.asset} ${t.fromVenue} → ${t.toVenue}`,
-      });
-      results.push({ intentId: intent.id, clientOrderId, outcome: 'queued' });
     }
     return results;
+  }
+
+  /** One leg behind a transfer: its ledger write, its pre-queue checks and its flow add (see `submit`). */
+  async #submitLeg(
+    intent: HedgeIntent,
+    clientOrderId: string,
+    t: CollateralTransfer,
+    whole: ControlResult,
+    lease: LeaderLease,
+  ): Promise<LegResult> {
+    const actor = this.#o.actor ?? 'orchestrator';
+    const { created, order } = await this.#o.ledger.recordIntent(intent, {
+      clientOrderId,
+      actor,
+      fence: { leaseName: lease.name, token: await lease.assertHeld() },
+    });
+    if (!created && order.status !== 'planned') {
+      return { intentId: intent.id, clientOrderId, outcome: 'duplicate' };
+    }
+    const verdict = whole.ok ? await this.#o.service.preQueueCheck(intent) : whole;
+    if (!verdict.ok) {
+      // a flow added before a crash may be running it: claimed as blocked first, or reconciled there
+      if (
+        await this.#o.service.cancelUnsent(clientOrderId, {
+          actor,
+          error: `blocked by ${verdict.control}: ${verdict.reason}`,
+        })
+      ) {
+        return { intentId: intent.id, clientOrderId, outcome: 'blocked', ...verdict };
+      }
+      return { intentId: intent.id, clientOrderId, outcome: 'duplicate' };
+    }
+    const data: OrderJobData = { intent, clientOrderId };
+    await lease.assertHeld();
+    await this.#flows.add(
+      transferThenHedgeFlow({
+        transfer: {
+          transferId: t.id,
+          fromVenue: t.fromVenue,
+          toVenue: t.toVenue,
+          asset: t.asset,
+          amount: t.amount,
+        },
+        hedge: {
+          queueName: orderQueueName(intent.venue),
+          name: 'order',
+          jobId: intent.id,
+          data: data as unknown as Record<string, unknown>,
+          opts: { ...ORDER_JOB_OPTIONS, priority: PRIORITY[intent.urgency] },
+        },
+        prefix: this.#o.queuePrefix,
+      }),
+    );
+    await this.#o.ledger.transition(clientOrderId, 'queued', {
+      actor,
+      note: `after transfer ${t.id}: ${t.amount} ${t.asset} ${t.fromVenue} → ${t.toVenue}`,
+    });
+    return { intentId: intent.id, clientOrderId, outcome: 'queued' };
   }
 
   close(): Promise<void> {
