@@ -1,13 +1,19 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-// A simplified Lyra v1 "Newport" options AMM for local chains. The ABI keeps the names and struct
-// shapes of derivexyz/v1-core where the adapter touches them (OptionMarket.openPosition/closePosition
-// with TradeInputParameters and Result, getLiveBoards/getBoard/getBoardStrikes/getStrike,
-// OptionToken.getOwnerPositions, OptionGreekCache.getStrikeCache/getGlobalNetDelta, events Trade and
-// PositionUpdated). Economics are simplified: the greek cache holds per-strike prices and Greeks
-// pushed by an updater (the real one computes Black-Scholes on chain at a GWAV vol); a trade pays that
-// price widened by a spread and a linear size impact, plus a fee on spot notional. 18-decimal fixed point.
+// A simplified Lyra v1 "Newport" options AMM for local chains. Every function, event, error and struct the
+// adapter uses has the name, signature and field order of derivexyz/v1-core (Newport, ea9e36a), on the
+// contract that declares it there: OptionMarket (openPosition/closePosition with TradeInputParameters and
+// Result, getLiveBoards/getOptionBoard/getBoardStrikes/getStrike, boardToPriceAtExpiry,
+// settleExpiredBoard, event Trade with its TradeResult[] and LiquidationEventData), OptionToken
+// (getOwnerPositions/getOptionPosition, event PositionUpdated), OptionGreekCache (getStrikeCache,
+// getGlobalNetDelta, getGreekCacheParams, getIvGWAV/getSkewGWAV, getMinCollateral) and the exchange
+// adapter (getSpotPriceForMarket). Functions marked "lite only" exist for test set-up and are not in the
+// adapter's ABI (see lyraLiteFixtureAbi in src/fixture.ts). Economics are simplified: the greek cache holds
+// per-strike prices and Greeks pushed by an updater (the real one computes Black-Scholes on chain at a
+// GWAV vol), GWAVs are the current values; a trade pays that price widened by a spread and a linear size
+// impact, plus a fee on spot notional, in one iteration; collateral and pool funds both sit in the
+// OptionMarket (no LiquidityPool or ShortCollateral contracts). 18-decimal fixed point.
 
 interface IERC20Lite {
     function transfer(address to, uint256 amount) external returns (bool);
@@ -69,12 +75,55 @@ interface IOptionMarket {
         TradeDirection tradeDirection;
         uint256 amount;
         uint256 setCollateralTo;
-        bool isOpen;
-        bool isLiquidation;
         bool isForceClose;
         uint256 spotPrice;
         uint256 reservedFee;
         uint256 totalCost;
+    }
+    struct LiquidationEventData {
+        address rewardBeneficiary;
+        address caller;
+        uint256 returnCollateral;
+        uint256 lpPremiums;
+        uint256 lpFee;
+        uint256 liquidatorFee;
+        uint256 smFee;
+        uint256 insolventAmount;
+    }
+}
+
+/// The structs of v1-core's OptionMarketPricer that the Trade event carries (one TradeResult per iteration).
+interface IOptionMarketPricer {
+    struct VegaUtilFeeComponents {
+        int256 preTradeAmmNetStdVega;
+        int256 postTradeAmmNetStdVega;
+        uint256 vegaUtil;
+        uint256 volTraded;
+        uint256 NAV;
+        uint256 vegaUtilFee;
+    }
+    struct VarianceFeeComponents {
+        uint256 varianceFeeCoefficient;
+        uint256 vega;
+        uint256 vegaCoefficient;
+        uint256 skew;
+        uint256 skewCoefficient;
+        uint256 ivVariance;
+        uint256 ivVarianceCoefficient;
+        uint256 varianceFee;
+    }
+    struct TradeResult {
+        uint256 amount;
+        uint256 premium;
+        uint256 optionPriceFee;
+        uint256 spotPriceFee;
+        VegaUtilFeeComponents vegaUtilFee;
+        VarianceFeeComponents varianceFee;
+        uint256 totalFee;
+        uint256 totalCost;
+        uint256 volTraded;
+        uint256 newBaseIv;
+        uint256 newSkew;
     }
 }
 
@@ -107,6 +156,15 @@ interface IOptionToken {
         uint256 collateral;
         PositionState state;
     }
+    struct PositionWithOwner {
+        uint256 positionId;
+        uint256 strikeId;
+        IOptionMarket.OptionType optionType;
+        uint256 amount;
+        uint256 collateral;
+        PositionState state;
+        address owner;
+    }
 }
 
 interface IOptionGreekCache {
@@ -127,9 +185,20 @@ interface IOptionGreekCache {
         int256 putExposure;
         uint256 skewVariance;
     }
+    struct GreekCacheParameters {
+        uint256 maxStrikesPerBoard;
+        uint256 acceptableSpotPricePercentMove;
+        uint256 staleUpdateDuration;
+        uint256 varianceIvGWAVPeriod;
+        uint256 varianceSkewGWAVPeriod;
+        uint256 optionValueIvGWAVPeriod;
+        uint256 optionValueSkewGWAVPeriod;
+        uint256 gwavSkewFloor;
+        uint256 gwavSkewCap;
+    }
 }
 
-/// Spot price per market (the Newport GMXAdapter's role), set by the owner in tests.
+/// Spot price per market (the Newport GMXAdapter's role, v1-core BaseExchangeAdapter's ABI), set by the owner in tests.
 contract ExchangeAdapter {
     address public immutable owner;
     mapping(address => uint256) internal spot;
@@ -139,14 +208,25 @@ contract ExchangeAdapter {
         owner = msg.sender;
     }
 
+    /// Lite only (the real adapters read Chainlink/GMX/Synthetix feeds).
     function setSpotPrice(address optionMarket, uint256 price) external {
         if (msg.sender != owner) revert Unauthorized(msg.sender);
         spot[optionMarket] = price;
     }
 
-    /// pricing: 0 = mark (the real adapter distinguishes reference, min, max, force-close).
+    /// pricing: BaseExchangeAdapter.PriceType (0 MIN_PRICE, 1 MAX_PRICE, 2 REFERENCE, 3 FORCE_MIN, 4 FORCE_MAX).
+    /// The real adapters widen the min and max prices around the reference by feed spreads and swap fees;
+    /// the lite one by a fixed 0.1 %.
     function getSpotPriceForMarket(address optionMarket, uint8 pricing) external view returns (uint256) {
-        pricing;
+        uint256 p = spot[optionMarket];
+        if (pricing == 0 || pricing == 3) return p * 999 / 1000;
+        if (pricing == 1 || pricing == 4) return p * 1001 / 1000;
+        return p;
+    }
+
+    /// The price a board settles at (the real adapters read it as of `expiry`; the lite one has only now).
+    function getSettlementPriceForMarket(address optionMarket, uint256 expiry) external view returns (uint256) {
+        expiry;
         return spot[optionMarket];
     }
 }
@@ -195,7 +275,8 @@ contract OptionToken is IOptionToken {
         return positions[positionId];
     }
 
-    /// Active positions of an owner.
+    /// Positions an owner holds. v1-core returns the owner's ERC-721 tokens, and burns a token when its
+    /// position is closed, settled, liquidated or merged: what is left is ACTIVE, as here.
     function getOwnerPositions(address target) external view returns (OptionPosition[] memory out) {
         uint256[] storage ids = ownerPositionIds[target];
         uint256 n = 0;
@@ -209,11 +290,16 @@ contract OptionToken is IOptionToken {
 }
 
 contract OptionGreekCache is IOptionGreekCache {
+    uint256 internal constant UNIT = 1e18;
+    /// Collateral asked of short calls per unit, as a multiple of spot (1.5e18 = 150%); the real cache
+    /// prices the short at a shocked spot and vol instead.
+    uint256 internal constant SHORT_CALL_COLLATERAL_RATIO = 1.5e18;
+
     address public immutable owner;
     address public optionMarket;
     mapping(uint256 => StrikeCache) internal strikes;
     uint256[] internal strikeIds;
-    mapping(uint256 => uint256) public boardIv;
+    mapping(uint256 => uint256) internal boardIv;
 
     error Unauthorized(address caller);
 
@@ -241,7 +327,8 @@ contract OptionGreekCache is IOptionGreekCache {
         boardIv[boardId] = iv;
     }
 
-    /// The updater (owner) pushes prices and Greeks computed off chain at the board iv × skew.
+    /// Lite only: the updater (owner) pushes prices and Greeks computed off chain at the board iv × skew
+    /// (v1-core's updateBoardCachedGreeks computes them on chain).
     function setStrikeGreeks(uint256[] calldata ids, StrikeGreeks[] calldata greeks) external {
         if (msg.sender != owner) revert Unauthorized(msg.sender);
         for (uint256 i = 0; i < ids.length; i++) strikes[ids[i]].greeks = greeks[i];
@@ -257,17 +344,64 @@ contract OptionGreekCache is IOptionGreekCache {
         return strikes[strikeId];
     }
 
-    /// The pool's net delta: the opposite of what traders hold, in base units (18 decimals).
+    /// As v1-core: the net delta of the exposures, which are what traders hold (long − short), so this is
+    /// the traders' net delta, the amount the pool hedger buys; the pool's own option delta is its opposite.
+    /// Base units, 18 decimals.
     function getGlobalNetDelta() external view returns (int256 net) {
         for (uint256 i = 0; i < strikeIds.length; i++) {
             StrikeCache storage s = strikes[strikeIds[i]];
-            net -= (s.callExposure * s.greeks.callDelta + s.putExposure * s.greeks.putDelta) / 1e18;
+            net += (s.callExposure * s.greeks.callDelta + s.putExposure * s.greeks.putDelta) / 1e18;
         }
+    }
+
+    /// GWAV periods and limits (lite values; only the two optionValue periods mean anything here).
+    function getGreekCacheParams() external pure returns (GreekCacheParameters memory p) {
+        p.maxStrikesPerBoard = 30;
+        p.acceptableSpotPricePercentMove = 0.05e18;
+        p.staleUpdateDuration = 1 days;
+        p.varianceIvGWAVPeriod = 1 days;
+        p.varianceSkewGWAVPeriod = 1 days;
+        p.optionValueIvGWAVPeriod = 1 days;
+        p.optionValueSkewGWAVPeriod = 1 days;
+        p.gwavSkewFloor = 0.5e18;
+        p.gwavSkewCap = 2e18;
+    }
+
+    /// The board's base iv averaged over `secondsAgo` (lite: no averaging, the current one).
+    function getIvGWAV(uint256 boardId, uint256 secondsAgo) external view returns (uint256) {
+        secondsAgo;
+        return boardIv[boardId];
+    }
+
+    /// The strike's skew averaged over `secondsAgo` (lite: no averaging, the current one).
+    function getSkewGWAV(uint256 strikeId, uint256 secondsAgo) external view returns (uint256) {
+        secondsAgo;
+        return strikes[strikeId].skew;
+    }
+
+    /// Minimum collateral in quote units for a short of `amount` (18 decimals). v1-core's signature; lite
+    /// rule: a put needs strike × amount, a quote-collateralized call 150 % of spot × amount.
+    function getMinCollateral(
+        IOptionMarket.OptionType optionType,
+        uint256 strikePrice,
+        uint256 expiry,
+        uint256 spotPrice,
+        uint256 amount
+    ) external pure returns (uint256) {
+        expiry;
+        if (optionType == IOptionMarket.OptionType.SHORT_PUT_QUOTE) return strikePrice * amount / UNIT;
+        if (optionType == IOptionMarket.OptionType.SHORT_CALL_QUOTE) {
+            return spotPrice * amount / UNIT * SHORT_CALL_COLLATERAL_RATIO / UNIT;
+        }
+        return 0;
     }
 }
 
-contract OptionMarket is IOptionMarket {
+contract OptionMarket is IOptionMarket, IOptionMarketPricer {
     uint256 internal constant UNIT = 1e18;
+    /// Share of the fee reserved for the DAO, reported as the Trade event's reservedFee
+    /// (v1-core OptionMarketParameters.feePortionReserved; the lite keeps all fees in the market).
+    uint256 internal constant FEE_PORTION_RESERVED = 0.2e18;
 
     address public immutable owner;
     IERC20Lite public immutable quoteAsset;
@@ -275,14 +409,13 @@ contract OptionMarket is IOptionMarket {
     OptionGreekCache public immutable greekCache;
     ExchangeAdapter public immutable exchangeAdapter;
 
-    /// Spread on the cached price each side, 18 decimals (0.01e18 = 1%).
+    /// Lite only (v1-core prices fees in the OptionMarketPricer): spread on the cached price each side,
+    /// 18 decimals (0.01e18 = 1%).
     uint256 public spreadRate;
     /// Extra price impact per unit traded, 18 decimals of the price per 1e18 amount.
     uint256 public impactPerUnit;
     /// Fee as a fraction of spot notional, 18 decimals (0.0005e18 = 5 bps).
     uint256 public spotFeeRate;
-    /// Collateral asked of short calls per unit, as a multiple of spot (1.5e18 = 150%).
-    uint256 public shortCallCollateralRatio;
 
     uint256 internal nextBoardId = 1;
     uint256 internal nextStrikeId = 1;
@@ -295,24 +428,36 @@ contract OptionMarket is IOptionMarket {
     event BoardCreated(uint256 indexed boardId, uint256 expiry, uint256 baseIv, bool frozen);
     event StrikeAdded(uint256 indexed boardId, uint256 indexed strikeId, uint256 strikePrice, uint256 skew);
     event Trade(
-        address indexed trader, uint256 indexed positionId, address indexed referrer, TradeEventData trade, uint256 timestamp
+        address indexed trader,
+        uint256 indexed positionId,
+        address indexed referrer,
+        TradeEventData trade,
+        TradeResult[] tradeResults,
+        LiquidationEventData liquidation,
+        uint256 longScaleFactor,
+        uint256 timestamp
     );
 
     error Unauthorized(address caller);
     error InvalidStrikeId(address thrower, uint256 strikeId);
     error BoardIsFrozen(address thrower, uint256 boardId);
     error BoardExpired(address thrower, uint256 boardId, uint256 boardExpiry, uint256 currentTime);
-    error ZeroAmount(address thrower);
     error TotalCostOutsideOfSpecifiedBounds(address thrower, uint256 totalCost, uint256 minCost, uint256 maxCost);
-    error OnlyOwnerCanAdjustPosition(address thrower, uint256 positionId, address trader, address owner);
-    error CannotAdjustInvalidPosition(address thrower, uint256 positionId, bool invalidPositionId, bool positionInactive, bool strikeMismatch, bool optionTypeMismatch);
-    error FullyClosingWithNonZeroSetCollateral(address thrower, uint256 positionId, uint256 setCollateralTo);
-    error AdjustmentResultsInMinimumCollateralNotBeingMet(address thrower, uint256 collateral, uint256 minCollateral);
-    error ShortBaseNotSupported(address thrower);
-    error StrikeGreeksMissing(address thrower, uint256 strikeId);
     error InvalidBoardId(address thrower, uint256 boardId);
     error BoardNotExpired(address thrower, uint256 boardId);
     error BoardAlreadySettled(address thrower, uint256 boardId);
+    // v1-core throws these from OptionToken.adjustPosition, inside the OptionMarket's trade.
+    error CannotOpenZeroAmount(address thrower);
+    error OnlyOwnerCanAdjustPosition(address thrower, uint256 positionId, address trader, address owner);
+    error CannotAdjustInvalidPosition(address thrower, uint256 positionId, bool invalidPositionId, bool positionInactive, bool strikeMismatch, bool optionTypeMismatch);
+    error FullyClosingWithNonZeroSetCollateral(address thrower, uint256 positionId, uint256 setCollateralTo);
+    error AdjustmentResultsInMinimumCollateralNotBeingMet(address thrower, IOptionToken.OptionPosition position, uint256 spotPrice);
+    // v1-core ShortCollateral's, thrown by settleOptions.
+    error BoardMustBeSettled(address thrower, IOptionToken.PositionWithOwner position);
+    // Lite only.
+    error ShortBaseNotSupported(address thrower);
+    error StrikeGreeksMissing(address thrower, uint256 strikeId);
+    error PositionNotActive(address thrower, uint256 positionId);
 
     constructor(
         IERC20Lite quote,
@@ -331,7 +476,6 @@ contract OptionMarket is IOptionMarket {
         spreadRate = spreadRate_;
         impactPerUnit = impactPerUnit_;
         spotFeeRate = spotFeeRate_;
-        shortCallCollateralRatio = 1.5e18;
     }
 
     function createOptionBoard(uint256 expiry, uint256 baseIV, uint256[] calldata strikePrices, uint256[] calldata skews, bool frozen)
@@ -362,27 +506,61 @@ contract OptionMarket is IOptionMarket {
         boards[boardId].frozen = frozen;
     }
 
-    /// As v1-core: anyone may settle a board once expired, fixing its price at the spot then. Simplified:
-    /// no pool or collateral accounting, and positions are not paid out (no ShortCollateral.settleOptions).
+    /// As v1-core: anyone may settle a board once expired, fixing its price (the exchange adapter's
+    /// settlement price) and taking it off the live boards. Simplified: no pool or collateral accounting;
+    /// positions are paid by settleOptions.
     function settleExpiredBoard(uint256 boardId) external {
         OptionBoard storage b = boards[boardId];
         if (boardId == 0 || b.id != boardId) revert InvalidBoardId(address(this), boardId);
         if (block.timestamp < b.expiry) revert BoardNotExpired(address(this), boardId);
         if (boardToPriceAtExpiry[boardId] != 0) revert BoardAlreadySettled(address(this), boardId);
-        boardToPriceAtExpiry[boardId] = exchangeAdapter.getSpotPriceForMarket(address(this), 0);
+        boardToPriceAtExpiry[boardId] = exchangeAdapter.getSettlementPriceForMarket(address(this), b.expiry);
     }
 
-    function getLiveBoards() external view returns (uint256[] memory live) {
-        uint256 n = 0;
-        for (uint256 i = 0; i < boardIds.length; i++) if (boards[boardIds[i]].expiry > block.timestamp) n++;
-        live = new uint256[](n);
-        uint256 j = 0;
-        for (uint256 i = 0; i < boardIds.length; i++) {
-            if (boards[boardIds[i]].expiry > block.timestamp) live[j++] = boardIds[i];
+    /// Lite only: v1-core's ShortCollateral.settleOptions (same signature), here because the lite keeps
+    /// collateral and pool funds in this contract. Anyone may settle positions of a settled board: a long
+    /// gets its payoff at the board's price, a short its collateral less that payoff; the position becomes
+    /// SETTLED (v1-core burns its token) and leaves its owner's positions.
+    function settleOptions(uint256[] calldata positionIds) external {
+        for (uint256 i = 0; i < positionIds.length; i++) {
+            IOptionToken.OptionPosition memory pos = optionToken.getOptionPosition(positionIds[i]);
+            address holder = optionToken.ownerOf(positionIds[i]);
+            if (pos.state != IOptionToken.PositionState.ACTIVE) revert PositionNotActive(address(this), positionIds[i]);
+            Strike storage st = strikes[pos.strikeId];
+            uint256 price = boardToPriceAtExpiry[st.boardId];
+            if (price == 0) {
+                revert BoardMustBeSettled(
+                    address(this),
+                    IOptionToken.PositionWithOwner(
+                        pos.positionId, pos.strikeId, pos.optionType, pos.amount, pos.collateral, pos.state, holder
+                    )
+                );
+            }
+            uint256 intrinsic;
+            if (_isCall(pos.optionType)) intrinsic = price > st.strikePrice ? price - st.strikePrice : 0;
+            else intrinsic = st.strikePrice > price ? st.strikePrice - price : 0;
+            uint256 payoff = intrinsic * pos.amount / UNIT;
+            uint256 pay;
+            if (_isLong(pos.optionType)) pay = payoff;
+            else pay = pos.collateral > payoff ? pos.collateral - payoff : 0;
+            pos.state = IOptionToken.PositionState.SETTLED;
+            optionToken.write(holder, pos, IOptionToken.PositionUpdatedType.SETTLED);
+            if (pay > 0) require(quoteAsset.transfer(holder, pay), "TRANSFER_FAILED");
         }
     }
 
-    function getBoard(uint256 boardId) external view returns (OptionBoard memory) {
+    /// As v1-core: boards stay live until settleExpiredBoard, also after their expiry.
+    function getLiveBoards() external view returns (uint256[] memory live) {
+        uint256 n = 0;
+        for (uint256 i = 0; i < boardIds.length; i++) if (boardToPriceAtExpiry[boardIds[i]] == 0) n++;
+        live = new uint256[](n);
+        uint256 j = 0;
+        for (uint256 i = 0; i < boardIds.length; i++) {
+            if (boardToPriceAtExpiry[boardIds[i]] == 0) live[j++] = boardIds[i];
+        }
+    }
+
+    function getOptionBoard(uint256 boardId) external view returns (OptionBoard memory) {
         return boards[boardId];
     }
 
@@ -397,16 +575,6 @@ contract OptionMarket is IOptionMarket {
     function getStrikeAndExpiry(uint256 strikeId) external view returns (uint256 strikePrice, uint256 expiry) {
         Strike storage s = strikes[strikeId];
         return (s.strikePrice, boards[s.boardId].expiry);
-    }
-
-    /// Minimum collateral in quote units for a short of `amount` (18 decimals).
-    function getMinCollateral(OptionType optionType, uint256 strikeId, uint256 amount) public view returns (uint256) {
-        if (optionType == OptionType.SHORT_PUT_QUOTE) return strikes[strikeId].strikePrice * amount / UNIT;
-        if (optionType == OptionType.SHORT_CALL_QUOTE) {
-            uint256 spot = exchangeAdapter.getSpotPriceForMarket(address(this), 0);
-            return spot * amount / UNIT * shortCallCollateralRatio / UNIT;
-        }
-        return 0;
     }
 
     function openPosition(TradeInputParameters memory params) external returns (Result memory) {
@@ -428,6 +596,7 @@ contract OptionMarket is IOptionMarket {
     struct TradeState {
         Strike strike;
         uint256 expiry;
+        uint256 iv;
         uint256 spot;
         bool isOpen;
         bool isLong;
@@ -443,7 +612,7 @@ contract OptionMarket is IOptionMarket {
 
     function _trade(TradeInputParameters memory p, bool isOpen) internal returns (Result memory r) {
         if (p.optionType == OptionType.SHORT_CALL_BASE) revert ShortBaseNotSupported(address(this));
-        if (p.amount == 0) revert ZeroAmount(address(this));
+        if (p.amount == 0) revert CannotOpenZeroAmount(address(this));
         TradeState memory s;
         s.isOpen = isOpen;
         s.isLong = _isLong(p.optionType);
@@ -470,7 +639,9 @@ contract OptionMarket is IOptionMarket {
         if (b.frozen) revert BoardIsFrozen(address(this), b.id);
         if (b.expiry <= block.timestamp) revert BoardExpired(address(this), b.id, b.expiry, block.timestamp);
         s.expiry = b.expiry;
-        s.spot = exchangeAdapter.getSpotPriceForMarket(address(this), 0);
+        s.iv = b.iv;
+        // v1-core asks for the min or max price by trade direction; the lite trades at the reference price.
+        s.spot = exchangeAdapter.getSpotPriceForMarket(address(this), 2);
     }
 
     function _loadPosition(TradeInputParameters memory p, TradeState memory s) internal view {
@@ -505,8 +676,9 @@ contract OptionMarket is IOptionMarket {
         else unitPrice = widen >= UNIT ? 0 : base * (UNIT - widen) / UNIT;
         s.premium = unitPrice * p.amount / UNIT;
         s.fee = s.spot * p.amount / UNIT * spotFeeRate / UNIT;
-        if (s.isBuy) s.totalCost = s.premium + s.fee;
-        else s.totalCost = s.premium > s.fee ? s.premium - s.fee : 0;
+        // As v1-core's pricer: a sale's fee is capped at its premium.
+        if (!s.isBuy && s.fee > s.premium) s.fee = s.premium;
+        s.totalCost = s.isBuy ? s.premium + s.fee : s.premium - s.fee;
         if (s.totalCost < p.minTotalCost || s.totalCost > p.maxTotalCost) {
             revert TotalCostOutsideOfSpecifiedBounds(address(this), s.totalCost, p.minTotalCost, p.maxTotalCost);
         }
@@ -524,11 +696,14 @@ contract OptionMarket is IOptionMarket {
                 // As v1-core OptionToken.adjustPosition: any trade that leaves a short open, opening or
                 // closing, sets its collateral to setCollateralTo (0 is only for a full close).
                 uint256 target = p.setCollateralTo;
-                uint256 minC = getMinCollateral(p.optionType, p.strikeId, newAmount);
-                if (target < minC) revert AdjustmentResultsInMinimumCollateralNotBeingMet(address(this), target, minC);
+                uint256 minC = greekCache.getMinCollateral(p.optionType, s.strike.strikePrice, s.expiry, s.spot, newAmount);
                 if (target > s.pos.collateral) s.collateralIn = target - s.pos.collateral;
                 else s.collateralOut = s.pos.collateral - target;
                 s.pos.collateral = target;
+                if (target < minC) {
+                    s.pos.amount = newAmount;
+                    revert AdjustmentResultsInMinimumCollateralNotBeingMet(address(this), s.pos, s.spot);
+                }
             }
         }
         s.pos.amount = newAmount;
@@ -565,11 +740,21 @@ contract OptionMarket is IOptionMarket {
         e.tradeDirection = s.isOpen ? TradeDirection.OPEN : TradeDirection.CLOSE;
         e.amount = p.amount;
         e.setCollateralTo = p.setCollateralTo;
-        e.isOpen = s.isOpen;
         e.spotPrice = s.spot;
-        e.reservedFee = s.fee;
+        e.reservedFee = s.fee * FEE_PORTION_RESERVED / UNIT;
         e.totalCost = s.totalCost;
-        emit Trade(msg.sender, positionId, p.referrer, e, block.timestamp);
+        // One iteration; the lite fee is all spot-price fee, and a trade moves neither iv nor skew.
+        TradeResult[] memory results = new TradeResult[](1);
+        results[0].amount = p.amount;
+        results[0].premium = s.premium;
+        results[0].spotPriceFee = s.fee;
+        results[0].totalFee = s.fee;
+        results[0].totalCost = s.totalCost;
+        results[0].volTraded = s.iv * s.strike.skew / UNIT;
+        results[0].newBaseIv = s.iv;
+        results[0].newSkew = s.strike.skew;
+        LiquidationEventData memory noLiquidation;
+        emit Trade(msg.sender, positionId, p.referrer, e, results, noLiquidation, UNIT, block.timestamp);
     }
 
     function _updateStrikeOi(uint256 strikeId, OptionType t, bool isOpen, uint256 amount) internal {

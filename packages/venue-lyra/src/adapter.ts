@@ -67,7 +67,15 @@ import {
   parseEventLogs,
   type TransactionReceipt,
 } from 'viem';
-import { exchangeAdapterAbi, greekCacheAbi, OPTION_TYPE, optionMarketAbi, optionTokenAbi } from './abi.ts';
+import {
+  exchangeAdapterAbi,
+  greekCacheAbi,
+  OPTION_TYPE,
+  optionMarketAbi,
+  optionTokenAbi,
+  POSITION_STATE,
+  PRICE_TYPE,
+} from './abi.ts';
 import { LyraVenueParams, type LyraVenueParamsInput } from './params.ts';
 
 /** What the adapter persists per client order id (JSON-safe). */
@@ -75,14 +83,45 @@ export interface LyraOrderRecord extends OnChainOrderRecord {
   positionId?: string;
 }
 
+type LyraMarket = LyraVenueParams['markets'][number];
+
 interface StrikeEntry {
   info: MarketInfo;
-  market: LyraVenueParams['markets'][number];
+  market: LyraMarket;
   strikeId: bigint;
   boardId: bigint;
   expiryMs: number;
   strike: number;
+  /** Strike price as the chain holds it (quote per base, 18 decimals). */
+  strikePriceE18: bigint;
   isCall: boolean;
+}
+
+/** An open position of the account (OptionToken, ACTIVE) with its strike and board, live or expired. */
+interface HeldPosition {
+  market: LyraMarket;
+  positionId: bigint;
+  strikeId: bigint;
+  optionType: number;
+  amount: bigint;
+  collateral: bigint;
+  boardId: bigint;
+  expiryMs: number;
+  /** Canonical option id (`ETH-USD:OPT:YYYYMMDD:STRIKE:C`), also for an expired board. */
+  instrument: string;
+}
+
+const isLongType = (t: number) => t === OPTION_TYPE.LONG_CALL || t === OPTION_TYPE.LONG_PUT;
+const isCallType = (t: number) =>
+  t === OPTION_TYPE.LONG_CALL || t === OPTION_TYPE.SHORT_CALL_QUOTE || t === OPTION_TYPE.SHORT_CALL_BASE;
+
+/**
+ * Vega per vol point from Lyra v1's cached `stdVega` (BlackScholes._standardVega: vega per 1.0 of vol ×
+ * √(30 / days to expiry) / 100, the days whole and at least 7), at the given time to expiry.
+ */
+function vegaPerVolPointFromStdVega(stdVega: number, secondsToExpiry: number): number {
+  const days = Math.floor(Math.max(secondsToExpiry, 7 * 86_400) / 86_400);
+  return stdVega / Math.sqrt(30 / days);
 }
 
 /** AMM Greeks next to local Black-Scholes at the AMM's own vol, spot and time. */
@@ -171,9 +210,10 @@ export class LyraVenue implements VenueAdapter {
                   'InvalidStrikeId',
                   'BoardIsFrozen',
                   'BoardExpired',
-                  'ZeroAmount',
+                  'BoardAlreadySettled',
+                  'CannotOpenZeroAmount',
+                  'CannotClosePositionZero',
                   'CannotAdjustInvalidPosition',
-                  'ShortBaseNotSupported',
                 ].includes(r.errorName)
               ? 'invalid-order'
               : undefined,
@@ -198,10 +238,15 @@ export class LyraVenue implements VenueAdapter {
     return this.ctx.account.address;
   }
 
-  /** Live boards and strikes, read fresh (boards are listed and expire over time). */
+  /**
+   * Tradable boards and strikes, read fresh (boards are listed and expire over time). Lyra v1 keeps a board
+   * in `getLiveBoards` after its expiry until `settleExpiredBoard`; such a board no longer trades and is
+   * left out here (positions on it are still read, see {@link heldPositions}).
+   */
   private async strikes(): Promise<Map<string, StrikeEntry>> {
     const c = this.ctx.publicClient;
     const out = new Map<string, StrikeEntry>();
+    const chainSec = (await this.errors.read(() => c.getBlock({ blockTag: 'latest' }))).timestamp;
     for (const m of this.p.markets) {
       const boards = await this.errors.read(() =>
         c.readContract({ address: m.optionMarket, abi: optionMarketAbi, functionName: 'getLiveBoards' }),
@@ -211,10 +256,11 @@ export class LyraVenue implements VenueAdapter {
           c.readContract({
             address: m.optionMarket,
             abi: optionMarketAbi,
-            functionName: 'getBoard',
+            functionName: 'getOptionBoard',
             args: [boardId],
           }),
         );
+        if (board.expiry <= chainSec) continue; // expired, awaiting settlement
         const expiryMs = Number(board.expiry) * 1000;
         for (const strikeId of board.strikeIds) {
           const s = await this.errors.read(() =>
@@ -241,6 +287,7 @@ export class LyraVenue implements VenueAdapter {
               boardId,
               expiryMs,
               strike: Number(strike),
+              strikePriceE18: s.strikePrice,
               isCall,
               info: {
                 instrument: instrumentMeta(id, { settlementCurrency: this.p.quoteSymbol }),
@@ -273,51 +320,63 @@ export class LyraVenue implements VenueAdapter {
     return [...(await this.strikes()).values()].map((s) => s.info);
   }
 
-  private async spot(m: StrikeEntry['market']): Promise<number> {
-    return fromE18(
-      await this.errors.read(() =>
-        this.ctx.publicClient.readContract({
-          address: m.exchangeAdapter,
-          abi: exchangeAdapterAbi,
-          functionName: 'getSpotPriceForMarket',
-          args: [m.optionMarket, 0],
-        }),
-      ),
+  /** The market's reference spot (quote per base, 18 decimals); trades use the adapter's min/max prices. */
+  private spotE18(m: LyraMarket): Promise<bigint> {
+    return this.errors.read(() =>
+      this.ctx.publicClient.readContract({
+        address: m.exchangeAdapter,
+        abi: exchangeAdapterAbi,
+        functionName: 'getSpotPriceForMarket',
+        args: [m.optionMarket, PRICE_TYPE.REFERENCE],
+      }),
     );
   }
 
-  /** Cached price, Greeks and vol of a strike (AMM side). */
+  /**
+   * Cached price, Greeks and vol of a strike (AMM side). The cache prices at the board's GWAV iv × the
+   * strike's GWAV skew over the greek cache's option-value periods, read here the same way.
+   */
   private async ammView(e: StrikeEntry) {
     const c = this.ctx.publicClient;
-    const [cache, iv, spread, spot, block] = await this.errors.read(() =>
+    const cacheAt = e.market.greekCache;
+    const [cache, gwav, spotE18, block] = await this.errors.read(() =>
       Promise.all([
         c.readContract({
-          address: e.market.greekCache,
+          address: cacheAt,
           abi: greekCacheAbi,
           functionName: 'getStrikeCache',
           args: [e.strikeId],
         }),
-        c.readContract({
-          address: e.market.greekCache,
-          abi: greekCacheAbi,
-          functionName: 'boardIv',
-          args: [e.boardId],
-        }),
-        c.readContract({ address: e.market.optionMarket, abi: optionMarketAbi, functionName: 'spreadRate' }),
-        this.spot(e.market),
+        c.readContract({ address: cacheAt, abi: greekCacheAbi, functionName: 'getGreekCacheParams' }),
+        this.spotE18(e.market),
         c.getBlock({ blockTag: 'latest' }),
       ]),
     );
+    const [ivGwav, skewGwav] = await this.errors.read(() =>
+      Promise.all([
+        c.readContract({
+          address: cacheAt,
+          abi: greekCacheAbi,
+          functionName: 'getIvGWAV',
+          args: [e.boardId, gwav.optionValueIvGWAVPeriod],
+        }),
+        c.readContract({
+          address: cacheAt,
+          abi: greekCacheAbi,
+          functionName: 'getSkewGWAV',
+          args: [e.strikeId, gwav.optionValueSkewGWAVPeriod],
+        }),
+      ]),
+    );
     const g = cache.greeks;
+    const chainMs = Number(block.timestamp) * 1000;
     return {
       priceUsd: fromE18(e.isCall ? g.callPrice : g.putPrice),
       delta: fromE18(e.isCall ? g.callDelta : g.putDelta),
-      // Lyra's stdVega is per 1.0 of vol.
-      vegaPerVolPoint: fromE18(g.stdVega) / 100,
-      ivDecimal: fromE18(iv) * fromE18(cache.skew) || undefined,
-      spread: fromE18(spread),
-      spot,
-      chainMs: Number(block.timestamp) * 1000,
+      vegaPerVolPoint: vegaPerVolPointFromStdVega(fromE18(g.stdVega), (e.expiryMs - chainMs) / 1000),
+      ivDecimal: fromE18(ivGwav) * fromE18(skewGwav) || undefined,
+      spot: fromE18(spotE18),
+      chainMs,
     };
   }
 
@@ -327,13 +386,13 @@ export class LyraVenue implements VenueAdapter {
     for (const [id, e] of all) {
       if (instruments && !instruments.includes(id)) continue;
       const v = await this.ammView(e);
+      // No bid/ask: Lyra v1 quotes no spread on chain, its fees are priced per trade (OptionMarketPricer:
+      // option-price, spot-price, vega-utilisation and variance fees); quoteHedge simulates a trade for them.
       const mark: Mark = {
         venue: this.id,
         instrument: id,
         markPriceUsd: v.priceUsd,
         indexPriceUsd: v.spot,
-        bidUsd: v.priceUsd * (1 - v.spread),
-        askUsd: v.priceUsd * (1 + v.spread),
         asOfMs: this.clock.nowMs(),
       };
       if (v.ivDecimal !== undefined) mark.ivDecimal = v.ivDecimal;
@@ -362,7 +421,7 @@ export class LyraVenue implements VenueAdapter {
         instrument: id,
         greeks,
         convention:
-          'lyra-v1 OptionGreekCache: delta per unit, stdVega/100 per vol point (GWAV iv × skew); gamma/theta/rho local BSM',
+          'lyra-v1 OptionGreekCache: delta per unit, stdVega / √(30 / days to expiry) per vol point (GWAV iv × GWAV skew); gamma/theta/rho local BSM',
         asOfMs: this.clock.nowMs(),
       });
     }
@@ -414,13 +473,89 @@ export class LyraVenue implements VenueAdapter {
   }
 
   /**
+   * Reads strikes and boards from the OptionMarkets, each once per call (a lookup lives for one read:
+   * boards are settled over time).
+   */
+  private chainLookup() {
+    const c = this.ctx.publicClient;
+    const readStrike = (m: LyraMarket, strikeId: bigint) =>
+      this.errors.read(() =>
+        c.readContract({
+          address: m.optionMarket,
+          abi: optionMarketAbi,
+          functionName: 'getStrike',
+          args: [strikeId],
+        }),
+      );
+    const readBoard = (m: LyraMarket, boardId: bigint) =>
+      this.errors.read(() =>
+        c.readContract({
+          address: m.optionMarket,
+          abi: optionMarketAbi,
+          functionName: 'getOptionBoard',
+          args: [boardId],
+        }),
+      );
+    const strikes = new Map<string, ReturnType<typeof readStrike>>();
+    const boards = new Map<string, ReturnType<typeof readBoard>>();
+    const once = <T>(cache: Map<string, T>, key: string, read: () => T): T => {
+      let hit = cache.get(key);
+      if (hit === undefined) {
+        hit = read();
+        cache.set(key, hit);
+      }
+      return hit;
+    };
+    return {
+      strike: (m: LyraMarket, strikeId: bigint) =>
+        once(strikes, `${m.optionMarket}|${strikeId}`, () => readStrike(m, strikeId)),
+      board: (m: LyraMarket, boardId: bigint) =>
+        once(boards, `${m.optionMarket}|${boardId}`, () => readBoard(m, boardId)),
+    };
+  }
+
+  /** The canonical option id of a strike of a market at an expiry. */
+  private optionId(m: LyraMarket, expiryMs: number, strikePriceE18: bigint, isCall: boolean): string {
+    return formatInstrumentId({
+      kind: 'option',
+      base: m.underlying,
+      quote: 'USD',
+      expiryDate: msToExpiryDate(expiryMs),
+      strike: canonicalStrike(new Dec(strikePriceE18.toString()).div(1e18).toFixed()),
+      optionType: isCall ? 'call' : 'put',
+    });
+  }
+
+  /**
+   * The account's open positions with their strike and board, on live and expired boards alike: in Lyra v1
+   * a position stays ACTIVE after its board expired (and after `settleExpiredBoard` took the board off the
+   * live list) until `ShortCollateral.settleOptions` pays it, so it is found from the OptionToken
+   * (→ strike → board), not from the live boards.
+   */
+  private async heldPositions(lookup = this.chainLookup()): Promise<HeldPosition[]> {
+    const out: HeldPosition[] = [];
+    for (const p of await this.ownerPositions()) {
+      const strike = await lookup.strike(p.market, p.strikeId);
+      const board = await lookup.board(p.market, strike.boardId);
+      const expiryMs = Number(board.expiry) * 1000;
+      out.push({
+        ...p,
+        boardId: strike.boardId,
+        expiryMs,
+        instrument: this.optionId(p.market, expiryMs, strike.strikePrice, isCallType(p.optionType)),
+      });
+    }
+    return out;
+  }
+
+  /**
    * Settlement prices of expired options the account holds. Lyra v1 fixes one price per board when the
    * board is settled (`settleExpiredBoard`, open to anyone once it has expired) and keeps it in
-   * `OptionMarket.boardToPriceAtExpiry(boardId)`, 0 until then. The chain lists no expired boards
+   * `OptionMarket.boardToPriceAtExpiry(boardId)`, 0 until then. The chain lists no settled boards
    * (`getLiveBoards` drops them), so the boards are found from the account's open positions (OptionToken
-   * → strike → board): an instrument on no such board, on a board not settled yet, or not a strike of
-   * its board is absent. The price is exact (18 decimals of the quote asset, taken as USD). Lyra keeps
-   * no time with it: `fixedAtMs` is the board's expiry, the instant it stands for.
+   * → strike → board, {@link heldPositions}): an instrument on no such board, on a board not settled yet,
+   * or not a strike of its board is absent. The price is exact (18 decimals of the quote asset, taken as
+   * USD). Lyra keeps no time with it: `fixedAtMs` is the board's expiry, the instant it stands for.
    */
   async fetchSettlementPrices(instruments: readonly string[]): Promise<SettlementPrice[]> {
     const wanted = new Set(instruments);
@@ -433,85 +568,66 @@ export class LyraVenue implements VenueAdapter {
       } catch {}
     }
     if (expiries.size === 0) return [];
-    const c = this.ctx.publicClient;
-    const strikeOf = (m: StrikeEntry['market'], strikeId: bigint) =>
-      this.errors.read(() =>
-        c.readContract({
-          address: m.optionMarket,
-          abi: optionMarketAbi,
-          functionName: 'getStrike',
-          args: [strikeId],
-        }),
-      );
+    const lookup = this.chainLookup();
     const out: SettlementPrice[] = [];
     const boardsSeen = new Set<string>();
-    for (const p of await this.ownerPositions()) {
-      const m = p.market;
-      const held = await strikeOf(m, p.strikeId);
-      const boardKey = `${m.optionMarket}|${held.boardId}`;
+    for (const h of await this.heldPositions(lookup)) {
+      const m = h.market;
+      const boardKey = `${m.optionMarket}|${h.boardId}`;
       if (boardsSeen.has(boardKey)) continue;
       boardsSeen.add(boardKey);
-      const board = await this.errors.read(() =>
-        c.readContract({
-          address: m.optionMarket,
-          abi: optionMarketAbi,
-          functionName: 'getBoard',
-          args: [held.boardId],
-        }),
-      );
-      const expiryMs = Number(board.expiry) * 1000;
-      const expiryDate = msToExpiryDate(expiryMs);
-      if (!expiries.has(`${m.underlying}|${expiryDate}`)) continue;
+      if (!expiries.has(`${m.underlying}|${msToExpiryDate(h.expiryMs)}`)) continue;
       const price = await this.errors.read(() =>
-        c.readContract({
+        this.ctx.publicClient.readContract({
           address: m.optionMarket,
           abi: optionMarketAbi,
           functionName: 'boardToPriceAtExpiry',
-          args: [held.boardId],
+          args: [h.boardId],
         }),
       );
       if (price === 0n) continue; // not settled yet
       const priceUsd = new Dec(price.toString()).div(UNIT.toString()).toFixed();
+      const board = await lookup.board(m, h.boardId);
       for (const strikeId of board.strikeIds) {
-        const s = strikeId === p.strikeId ? held : await strikeOf(m, strikeId);
-        const strike = canonicalStrike(new Dec(s.strikePrice.toString()).div(1e18).toFixed());
-        for (const optionType of ['call', 'put'] as const) {
-          const id = formatInstrumentId({
-            kind: 'option',
-            base: m.underlying,
-            quote: 'USD',
-            expiryDate,
-            strike,
-            optionType,
-          });
+        const s = await lookup.strike(m, strikeId);
+        for (const isCall of [true, false]) {
+          const id = this.optionId(m, h.expiryMs, s.strikePrice, isCall);
           if (!wanted.delete(id)) continue;
-          out.push({ instrument: id, priceUsd, fixedAtMs: expiryMs });
+          out.push({ instrument: id, priceUsd, fixedAtMs: h.expiryMs });
         }
       }
     }
     return out;
   }
 
-  /** The AMM pool's own net delta per market (OptionGreekCache.getGlobalNetDelta), base units. */
+  /**
+   * The AMM pool's own option delta per market, base units: the opposite of
+   * `OptionGreekCache.getGlobalNetDelta`, which is the traders' net delta (the cache's exposures are what
+   * users hold, long − short), i.e. the delta the pool hedger buys.
+   */
   async fetchPoolNetDelta(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
     for (const m of this.p.markets) {
-      out[m.underlying] = fromE18(
-        await this.errors.read(() =>
-          this.ctx.publicClient.readContract({
-            address: m.greekCache,
-            abi: greekCacheAbi,
-            functionName: 'getGlobalNetDelta',
-          }),
-        ),
+      const tradersNetDelta = await this.errors.read(() =>
+        this.ctx.publicClient.readContract({
+          address: m.greekCache,
+          abi: greekCacheAbi,
+          functionName: 'getGlobalNetDelta',
+        }),
       );
+      out[m.underlying] = fromE18(-tradersNetDelta);
     }
     return out;
   }
 
+  /**
+   * The account's ACTIVE positions with an amount (OptionToken). A real OptionToken burns a position's
+   * token once closed, settled, liquidated or merged, so it lists only ACTIVE ones; the state is checked
+   * anyway, a settled position must never count.
+   */
   private async ownerPositions() {
     const out: {
-      market: LyraVenueParams['markets'][number];
+      market: LyraMarket;
       positionId: bigint;
       strikeId: bigint;
       optionType: number;
@@ -527,7 +643,8 @@ export class LyraVenue implements VenueAdapter {
           args: [this.account],
         }),
       );
-      for (const p of ps)
+      for (const p of ps) {
+        if (p.state !== POSITION_STATE.ACTIVE || p.amount === 0n) continue;
         out.push({
           market: m,
           positionId: p.positionId,
@@ -536,30 +653,33 @@ export class LyraVenue implements VenueAdapter {
           amount: p.amount,
           collateral: p.collateral,
         });
+      }
     }
     return out;
   }
 
+  /**
+   * Net size and shorts' collateral per option, on live boards and on expired boards until the positions
+   * are settled ({@link heldPositions}): an expired long is worth its payoff at the board's settlement
+   * price and a short's collateral is still locked, so neither may drop out of the book before
+   * `ShortCollateral.settleOptions` pays them into the wallet.
+   */
   async fetchPositions(): Promise<Position[]> {
-    const all = await this.strikes();
-    const raw = await this.ownerPositions();
+    const held = await this.heldPositions();
     const now = this.clock.nowMs();
-    const out: Position[] = [];
-    for (const [id, e] of all) {
-      let net = 0n;
-      // shorts' collateral (quote units, 18 decimals) sits in the option market, not in the wallet
-      let margin = 0n;
-      for (const p of raw) {
-        if (p.market.optionMarket !== e.market.optionMarket || p.strikeId !== e.strikeId) continue;
-        const isCall =
-          p.optionType === OPTION_TYPE.LONG_CALL ||
-          p.optionType === OPTION_TYPE.SHORT_CALL_QUOTE ||
-          p.optionType === OPTION_TYPE.SHORT_CALL_BASE;
-        if (isCall !== e.isCall) continue;
-        const long = p.optionType === OPTION_TYPE.LONG_CALL || p.optionType === OPTION_TYPE.LONG_PUT;
-        net += long ? p.amount : -p.amount;
-        if (!long) margin += p.collateral;
+    // per instrument: net size and shorts' collateral (quote units, 18 decimals, held by Lyra, not the wallet)
+    const byInstrument = new Map<string, { net: bigint; margin: bigint }>();
+    for (const h of held) {
+      const agg = byInstrument.get(h.instrument) ?? { net: 0n, margin: 0n };
+      if (isLongType(h.optionType)) agg.net += h.amount;
+      else {
+        agg.net -= h.amount;
+        agg.margin += h.collateral;
       }
+      byInstrument.set(h.instrument, agg);
+    }
+    const out: Position[] = [];
+    for (const [id, { net, margin }] of byInstrument) {
       if (net === 0n && margin === 0n) continue;
       const pos: Position = {
         venue: this.id,
@@ -655,14 +775,18 @@ export class LyraVenue implements VenueAdapter {
     } as const;
   }
 
-  /** Collateral to hold for a short of `amount` (18 decimals): the market's minimum × the buffer. */
+  /**
+   * Collateral to hold for a short of `amount` (18 decimals): the greek cache's minimum at the reference
+   * spot × the buffer (the trade checks it at the adapter's min or max price, which the buffer covers).
+   */
   private async shortCollateralTarget(e: StrikeEntry, shortType: number, amount: bigint): Promise<bigint> {
+    const spotE18 = await this.spotE18(e.market);
     const minC = await this.errors.read(() =>
       this.ctx.publicClient.readContract({
-        address: e.market.optionMarket,
-        abi: optionMarketAbi,
+        address: e.market.greekCache,
+        abi: greekCacheAbi,
         functionName: 'getMinCollateral',
-        args: [shortType, e.strikeId, amount],
+        args: [shortType, e.strikePriceE18, BigInt(e.expiryMs / 1000), spotE18, amount],
       }),
     );
     return (minC * BigInt(Math.round(this.p.shortCollateralBuffer * 1000))) / 1000n;
@@ -860,15 +984,25 @@ export class LyraVenue implements VenueAdapter {
       return;
     }
     const t = trade.args.trade;
-    const isBuy =
-      (t.isOpen && (t.optionType === OPTION_TYPE.LONG_CALL || t.optionType === OPTION_TYPE.LONG_PUT)) ||
-      (!t.isOpen && t.optionType !== OPTION_TYPE.LONG_CALL && t.optionType !== OPTION_TYPE.LONG_PUT);
-    const premium = isBuy ? t.totalCost - t.reservedFee : t.totalCost + t.reservedFee;
+    if (t.amount === 0n) {
+      // only collateral moved (Lyra allows it); the adapter never sends such a trade
+      r.status = 'rejected';
+      r.error = 'trade filled no amount';
+      return;
+    }
+    // Premium and fee from the pricer's results, one per iteration: `trade.reservedFee` is only the
+    // DAO's share of the fee, not what the trader paid.
+    let premium = 0n;
+    let fee = 0n;
+    for (const x of trade.args.tradeResults) {
+      premium += x.premium;
+      fee += x.totalFee;
+    }
     r.status = 'filled';
     r.positionId = trade.args.positionId.toString();
     r.filledSizeBase = new Dec(t.amount.toString()).div(1e18).toFixed();
     r.avgFillPriceUsd = new Dec(premium.toString()).div(t.amount.toString()).toFixed();
-    r.feeUsd = fromE18(t.reservedFee);
+    r.feeUsd = fromE18(fee);
   }
 
   private async reconcile(record: LyraOrderRecord): Promise<LyraOrderRecord> {

@@ -2,10 +2,34 @@ import { EXPIRY_HOUR_UTC, MS_PER_DAY, yearFraction } from '@xhedge/core';
 import { compileSolidity, deployContract, EVM_TEST_CONTRACTS_URL, type EvmContext } from '@xhedge/evm';
 import { bsm } from '@xhedge/pricing';
 import { type Address, encodeFunctionData, parseAbi } from 'viem';
-import { exchangeAdapterAbi, greekCacheAbi, optionMarketAbi } from './abi.ts';
+import { optionMarketAbi } from './abi.ts';
 
 /** Sources of the simplified Lyra v1 contracts (for local chains and tests). */
 export const LYRA_CONTRACTS_URL = new URL('../contracts/LyraV1Lite.sol', import.meta.url);
+
+/**
+ * Functions and errors that exist only in our local contracts (LyraV1Lite.sol), for test set-up: the real
+ * Lyra v1 computes Greeks on chain, reads spot from price feeds and prices fees in the OptionMarketPricer.
+ * The adapter never calls them (its ABI, abi.ts, holds only the real contracts' items).
+ */
+export const lyraLiteFixtureAbi = parseAbi([
+  'struct StrikeGreeks { int256 callDelta; int256 putDelta; uint256 stdVega; uint256 callPrice; uint256 putPrice; }',
+  // OptionToken and OptionGreekCache: wire to their OptionMarket once.
+  'function init(address market)',
+  // ExchangeAdapter: the owner sets spot (18 decimals).
+  'function setSpotPrice(address optionMarket, uint256 price)',
+  // OptionGreekCache: the owner pushes prices and Greeks (stdVega in Lyra's standardised convention).
+  'function setStrikeGreeks(uint256[] ids, StrikeGreeks[] greeks)',
+  // OptionMarket: the lite pricing spread each side, 18 decimals.
+  'function spreadRate() view returns (uint256)',
+  // OptionMarket: stands in for v1-core's ShortCollateral.settleOptions (same signature; the lite keeps
+  // collateral in the OptionMarket): pays positions of a settled board and marks them SETTLED.
+  'function settleOptions(uint256[] positionIds)',
+  'error Unauthorized(address caller)',
+  'error ShortBaseNotSupported(address thrower)',
+  'error StrikeGreeksMissing(address thrower, uint256 strikeId)',
+  'error PositionNotActive(address thrower, uint256 positionId)',
+]);
 
 export interface LyraFixtureMarket {
   underlying: string;
@@ -38,10 +62,24 @@ export interface LyraFixture {
   updateGreeks(): Promise<void>;
   /** Settles the market's board (`settleExpiredBoard`, after its expiry): its price is the spot now. */
   settleBoard(underlying: string): Promise<void>;
+  /**
+   * Settles positions of the market's settled board (what a keeper does with v1-core's
+   * `ShortCollateral.settleOptions`): longs get their payoff, shorts their collateral less it.
+   */
+  settleOptions(underlying: string, positionIds: readonly bigint[]): Promise<void>;
 }
 
 const e18 = (x: number) => BigInt(Math.round(x * 1e6)) * 1_000_000_000_000n;
-const tokenAbi = parseAbi(['function mint(address to, uint256 amount)', 'function init(address market)']);
+const tokenAbi = parseAbi(['function mint(address to, uint256 amount)']);
+
+/**
+ * Lyra v1's cached `stdVega` (BlackScholes._standardVega): vega per 1.0 of vol × √(30 / days to expiry) / 100,
+ * the days whole and at least 7. From our vega per vol point (vega per 1.0 / 100).
+ */
+function standardVega(vegaPerVolPoint: number, secondsToExpiry: number): number {
+  const days = Math.floor(Math.max(secondsToExpiry, 7 * 86_400) / 86_400);
+  return vegaPerVolPoint * Math.sqrt(30 / days);
+}
 
 /**
  * Deploys the simplified Lyra v1 on a local chain from `deployer`: a quote token (USDC, 18 decimals),
@@ -96,12 +134,12 @@ export async function deployLyraFixture(
       e18(opts.impactPerUnit ?? 0.001),
       e18(opts.spotFeeRate ?? 0.0005),
     ]);
-    await send(token, encodeFunctionData({ abi: tokenAbi, functionName: 'init', args: [market] }));
-    await send(cache, encodeFunctionData({ abi: tokenAbi, functionName: 'init', args: [market] }));
+    await send(token, encodeFunctionData({ abi: lyraLiteFixtureAbi, functionName: 'init', args: [market] }));
+    await send(cache, encodeFunctionData({ abi: lyraLiteFixtureAbi, functionName: 'init', args: [market] }));
     await send(
       adapter,
       encodeFunctionData({
-        abi: exchangeAdapterAbi,
+        abi: lyraLiteFixtureAbi,
         functionName: 'setSpotPrice',
         args: [market, e18(m.spotUsd)],
       }),
@@ -155,11 +193,10 @@ export async function deployLyraFixture(
         const timeYears = Math.max(yearFraction(t, s.expiryMs), 1e-9);
         const call = bsm({ type: 'call', spot: s.spot, strike: k, timeYears, vol });
         const put = bsm({ type: 'put', spot: s.spot, strike: k, timeYears, vol });
-        // Lyra's stdVega is per 1.0 of vol; ours is per 0.01.
         return {
           callDelta: e18(call.delta),
           putDelta: e18(put.delta),
-          stdVega: e18(call.vegaPerVolPoint * 100),
+          stdVega: e18(standardVega(call.vegaPerVolPoint, (s.expiryMs - t) / 1000)),
           callPrice: e18(call.price),
           putPrice: e18(put.price),
         };
@@ -168,7 +205,7 @@ export async function deployLyraFixture(
       const ids = s.m.strikes.map((_k, i) => BigInt(i + 1));
       await send(
         s.addrs.greekCache,
-        encodeFunctionData({ abi: greekCacheAbi, functionName: 'setStrikeGreeks', args: [ids, greeks] }),
+        encodeFunctionData({ abi: lyraLiteFixtureAbi, functionName: 'setStrikeGreeks', args: [ids, greeks] }),
       );
     }
   };
@@ -184,6 +221,18 @@ export async function deployLyraFixture(
         encodeFunctionData({ abi: optionMarketAbi, functionName: 'settleExpiredBoard', args: [s.boardId] }),
       );
     },
+    settleOptions: async (underlying, positionIds) => {
+      const s = state.find((x) => x.m.underlying === underlying);
+      if (!s) throw new Error(`no market for ${underlying}`);
+      await send(
+        s.addrs.optionMarket,
+        encodeFunctionData({
+          abi: lyraLiteFixtureAbi,
+          functionName: 'settleOptions',
+          args: [[...positionIds]],
+        }),
+      );
+    },
     setSpot: async (underlying, spotUsd) => {
       const s = state.find((x) => x.m.underlying === underlying);
       if (!s) throw new Error(`no market for ${underlying}`);
@@ -191,7 +240,7 @@ export async function deployLyraFixture(
       await send(
         s.addrs.exchangeAdapter,
         encodeFunctionData({
-          abi: exchangeAdapterAbi,
+          abi: lyraLiteFixtureAbi,
           functionName: 'setSpotPrice',
           args: [s.addrs.optionMarket, e18(spotUsd)],
         }),

@@ -1,4 +1,13 @@
-export { exchangeAdapterAbi, greekCacheAbi, OPTION_TYPE, optionMarketAbi, optionTokenAbi } from './abi.ts';
+export {
+  exchangeAdapterAbi,
+  greekCacheAbi,
+  OPTION_TYPE,
+  optionMarketAbi,
+  optionTokenAbi,
+  POSITION_STATE,
+  PRICE_TYPE,
+  TRADE_DIRECTION,
+} from './abi.ts';
 export {
   type CreateLyraVenueDeps,
   createLyraVenue,
@@ -13,5 +22,6 @@ export {
   LYRA_CONTRACTS_URL,
   type LyraFixture,
   type LyraFixtureMarket,
+  lyraLiteFixtureAbi,
 } from './fixture.ts';
 export { LyraMarketParams, LyraVenueParams, type LyraVenueParamsInput } from './params.ts';

@@ -17,7 +17,7 @@ import { runVenueConformance } from '@xhedge/venue/conformance';
 import type { Hex } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLyraVenue, type LyraOrderRecord, LyraVenue } from './adapter.ts';
-import { deployLyraFixture, type LyraFixture } from './fixture.ts';
+import { deployLyraFixture, type LyraFixture, lyraLiteFixtureAbi } from './fixture.ts';
 
 let chain: LocalTestChain;
 let deployer: EvmContext;
@@ -133,6 +133,48 @@ describe('lyra adapter specifics', () => {
     expect((await v.fetchSettlementPrices([call3500]))[0]?.priceUsd).toBe('3612.5');
   });
 
+  it('keeps ACTIVE positions on an expired board (instrument, size, collateral) until settleOptions pays them', async () => {
+    const store = new MemoryOrderStore<LyraOrderRecord>();
+    const v = venue({ store });
+    const trade = (clientOrderId: string, instrument: string, side: 'buy' | 'sell', sizeBase: string) =>
+      v.placeOrder({ clientOrderId, instrument, side, orderType: 'market', sizeBase });
+    expect((await trade('exp-long', call3500, 'buy', '1')).status).toBe('filled');
+    expect((await trade('exp-short', put3000, 'sell', '2')).status).toBe('filled');
+    const book = async () =>
+      (await v.fetchPositions())
+        .map((p) => ({ instrument: p.instrument, sizeBase: p.sizeBase, marginUsd: p.marginUsd }))
+        .sort((a, b) => a.instrument.localeCompare(b.instrument));
+    const live = await book();
+    expect(live).toEqual(
+      [
+        { instrument: call3500, sizeBase: 1, marginUsd: undefined },
+        { instrument: put3000, sizeBase: -2, marginUsd: 2 * 3000 * 1.2 },
+      ].sort((a, b) => a.instrument.localeCompare(b.instrument)),
+    );
+
+    const expiryMs = instrumentMeta(call3500).expiryMs ?? 0;
+    await rpc(deployer.publicClient, 'evm_setNextBlockTimestamp', [expiryMs / 1000 + 60]);
+    await rpc(deployer.publicClient, 'evm_mine', []);
+    // Expired, board not settled (Lyra still lists it live): nothing trades, the positions stay.
+    expect(await v.loadMarkets()).toEqual([]);
+    expect(await book()).toEqual(live);
+    // Board settled (off the live list): the positions stay, at the expired instruments, until paid.
+    await fx.setSpot('ETH', 3612.5);
+    await fx.settleBoard('ETH');
+    expect(await book()).toEqual(live);
+    expect((await v.fetchSettlementPrices([call3500]))[0]?.priceUsd).toBe('3612.5');
+
+    const usdc = async () => (await v.fetchBalances()).find((b) => b.asset === 'USDC')?.amount ?? Number.NaN;
+    const before = await usdc();
+    const ids = await Promise.all(
+      ['exp-long', 'exp-short'].map(async (cid) => BigInt((await store.get(cid))?.positionId ?? '0')),
+    );
+    await fx.settleOptions('ETH', ids);
+    expect(await v.fetchPositions()).toEqual([]);
+    // What left the book arrived in the wallet: the call's payoff and the put's collateral (it expired out of the money).
+    expect((await usdc()) - before).toBeCloseTo(3612.5 - 3500 + 2 * 3000 * 1.2, 6);
+  });
+
   it('maps boards and strikes to canonical option ids at 08:00 UTC expiries', async () => {
     const ms = await venue().loadMarkets();
     expect(ms).toHaveLength(6);
@@ -140,6 +182,12 @@ describe('lyra adapter specifics', () => {
     const m = ms.find((x) => x.instrument.id === call3500);
     expect(new Date(m?.instrument.expiryMs ?? 0).getUTCHours()).toBe(8);
     expect(m?.instrument.optionType).toBe('call');
+    // Marked at the exchange adapter's REFERENCE price (its min/max prices are for trades); Lyra quotes no
+    // spread on chain, so no bid/ask.
+    const [mark] = await venue().fetchMarks([call3500]);
+    expect(mark?.indexPriceUsd).toBe(3500);
+    expect(mark?.bidUsd).toBeUndefined();
+    expect(mark?.askUsd).toBeUndefined();
   });
 
   it('reports AMM Greeks in project units and agrees with local BSM, flagging divergence after a stale cache', async () => {
@@ -157,7 +205,7 @@ describe('lyra adapter specifics', () => {
     const m = fx.params.markets[0]!;
     await deployer.walletClient.writeContract({
       address: m.exchangeAdapter,
-      abi: (await import('./abi.ts')).exchangeAdapterAbi,
+      abi: lyraLiteFixtureAbi,
       functionName: 'setSpotPrice',
       args: [m.optionMarket, 3850n * 10n ** 18n],
     });
@@ -185,6 +233,9 @@ describe('lyra adapter specifics', () => {
     // equity (wallet + margin) moved by the premium received only
     expect(short?.marginUsd).toBeGreaterThan(0);
     const [fill] = await v.fetchFills({ clientOrderId: 'short-put' });
+    // the whole fee (the pricer's tradeResults, 5 bps of spot notional here), not the Trade event's
+    // reservedFee (only the DAO's share)
+    expect(fill?.feeUsd).toBeCloseTo(2 * 3500 * 0.0005, 9);
     const received = Number(fill?.priceUsd) * Number(fill?.sizeBase) - (fill?.feeUsd ?? Number.NaN);
     expect((await usdc()) + (short?.marginUsd ?? 0) - before).toBeCloseTo(received, 6);
     const pool = await v.fetchPoolNetDelta();
