@@ -1,15 +1,29 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ComputeBudgetProgram } from '@solana/web3.js';
+import {
+  ComputeBudgetProgram,
+  PublicKey,
+  TransactionInstruction,
+  TransactionMessage,
+  VersionedTransaction,
+} from '@solana/web3.js';
 import { ManualClock, Position } from '@xhedge/core';
 import { NotConfirmedError, VenueError } from '@xhedge/venue';
 import { describe, expect, it } from 'vitest';
-import { type DriftFixture, driftFixture, SOL_PRICE_USD, userOrderIdOf } from '../test/fixture.ts';
+import { DRIFT_PROGRAM_ERROR, runDriftProgram } from '../test/drift-program.ts';
+import { type DriftFixture, driftFixture, SOL_PRICE_USD } from '../test/fixture.ts';
 import { driftLimitPrice } from './adapter.ts';
 import { encodePerpMarketAccount, type PerpMarketInit } from './encode.ts';
 import { driftPda } from './instructions.ts';
-import { PERP_MARKET, PLACE_PERP_ORDER_DISCRIMINATOR, POSITION_FLAG, USER_STATUS } from './layout.ts';
+import {
+  CANCEL_ORDER_BY_USER_ID_DISCRIMINATOR,
+  PERP_MARKET,
+  PLACE_AND_TAKE_PERP_ORDER_DISCRIMINATOR,
+  PLACE_PERP_ORDER_DISCRIMINATOR,
+  POSITION_FLAG,
+  USER_STATUS,
+} from './layout.ts';
 import {
   fileUserOrderIdStore,
   memoryUserOrderIdStore,
@@ -134,8 +148,9 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
 
   it('builds a signed v0 transaction: compute budget, then place_perp_order with its accounts', async () => {
     const f = await driftFixture();
-    f.rpc.emulate = () => true;
+    f.emulate();
     await f.venue.placeOrder({ clientOrderId: 'hedge-build-1', ...ORDER });
+    expect(f.programRuns.at(-1)).toMatchObject({ ok: true, instruction: 'place_perp_order' });
     const tx = f.rpc.lastTx;
     expect(tx).toBeDefined();
     if (!tx) return;
@@ -155,34 +170,49 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
       f.venue.userAccount.toBase58(),
       f.authority.publicKey.toBase58(),
     ]);
+    // load_maps order: oracles (SOL-PERP's, then USDC's: the spot market names one, as on mainnet),
+    // spot markets, perp markets; none writable for place_perp_order
     expect(accounts.slice(3)).toEqual([
       f.oracle.toBase58(),
+      f.usdcOracle.toBase58(),
       driftPda.spotMarket(f.programId, 0).toBase58(),
       driftPda.perpMarket(f.programId, 0).toBase58(),
+    ]);
+    // writable: the user, and the authority only as the fee payer; the markets and oracles are read
+    const indexes = driftIx?.accountKeyIndexes ?? [];
+    expect(indexes.map((i) => tx.message.isAccountWritable(i))).toEqual([
+      false,
+      true,
+      true,
+      false,
+      false,
+      false,
+      false,
     ]);
     expect(tx.message.header.numRequiredSignatures).toBe(1);
     expect(signatureOf(tx)).toMatch(/^[1-9A-HJ-NP-Za-km-z]{80,90}$/);
   });
 
-  it('places, acknowledges, then resolves the fill from the position once the order leaves the account', async () => {
+  it('places, acknowledges, then reads the fill and its average price from the order slot the program keeps', async () => {
     const f = await driftFixture();
-    f.rpc.emulate = (tx) => {
-      f.setUser({
-        perpPositions: [{ marketIndex: 0, baseAssetAmount: 2_500_000_000n, quoteEntryAmount: -450_000_000n }],
-        orders: [
-          {
-            status: 'open',
-            userOrderId: userOrderIdOf(tx),
-            orderId: 77,
-            marketIndex: 0,
-            direction: 'long',
-            baseAssetAmount: 1_500_000_000n,
-            price: 181_234_500n,
-          },
-        ],
-      });
-      return true;
+    let landedSlot = 0n;
+    const open = {
+      status: 'open' as const,
+      orderId: 77,
+      marketIndex: 0,
+      direction: 'long' as const,
+      baseAssetAmount: 1_500_000_000n,
+      price: 181_234_500n,
     };
+    f.emulate((run) => {
+      landedSlot = BigInt(f.rpc.slot()); // Order.slot: the slot the placing transaction ran in
+      f.setUser({
+        perpPositions: [
+          { marketIndex: 0, baseAssetAmount: 2_500_000_000n, quoteEntryAmount: -450_000_000n, openOrders: 1 },
+        ],
+        orders: [{ ...open, userOrderId: run.userOrderId, slot: landedSlot }],
+      });
+    });
     const placed = await f.venue.placeOrder({ clientOrderId: 'hedge-fill-1', ...ORDER });
     expect(placed).toMatchObject({ status: 'acknowledged', venueOrderId: '77', filledSizeBase: '0' });
     expect(f.orderIds.get('hedge-fill-1')?.userOrderId).toBe(1);
@@ -192,12 +222,27 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
       'acknowledged',
     );
     expect(f.rpc.sends).toBe(sends);
-    // A keeper fills it: the order leaves the account, the position grows by 1.5.
+    // A keeper fills it: the program marks the slot filled and keeps its amounts (it is not cleared).
     f.setUser({
       perpPositions: [{ marketIndex: 0, baseAssetAmount: 4_000_000_000n, quoteEntryAmount: -721_850_000n }],
+      orders: [
+        {
+          ...open,
+          userOrderId: 1,
+          slot: landedSlot,
+          status: 'filled',
+          baseAssetAmountFilled: 1_500_000_000n,
+          quoteAssetAmountFilled: 271_800_000n,
+        },
+      ],
     });
     const filled = await f.venue.getOrderByClientId('hedge-fill-1');
-    expect(filled).toMatchObject({ status: 'filled', filledSizeBase: '1.5' });
+    expect(filled).toMatchObject({
+      status: 'filled',
+      filledSizeBase: '1.5',
+      avgFillPriceUsd: '181.2',
+      venueOrderId: '77',
+    });
     expect(f.orderIds.get('hedge-fill-1')?.state).toBe('released');
     // u8 1 is free again for the next order.
     await f.venue.placeOrder({ clientOrderId: 'hedge-fill-2', ...ORDER });
@@ -218,13 +263,12 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
       baseAssetAmount: 1_500_000_000n,
       price: 181_234_500n,
     });
-    f.rpc.emulate = (tx) => {
+    f.emulate((run) => {
       f.setUser({
         perpPositions: [{ marketIndex: 0, baseAssetAmount: 2_500_000_000n, quoteEntryAmount: -450_000_000n }],
-        orders: [openOrder(userOrderIdOf(tx))],
+        orders: [openOrder(run.userOrderId)],
       });
-      return true;
-    };
+    });
     const placed = await f.venue.placeOrder({ clientOrderId: 'hedge-lag-1', ...ORDER });
     // Landed, but the User seen is from before it: not known yet, not "cancelled, 0 filled".
     expect(placed).toMatchObject({ status: 'sent', filledSizeBase: '0' });
@@ -346,6 +390,319 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
       f.venue.placeOrder({ clientOrderId: 'bad-2', ...ORDER, sizeBase: '1.234' }),
     ).rejects.toBeInstanceOf(VenueError);
     expect(f.rpc.sends).toBe(0);
+  });
+});
+
+/** The Drift instruction's accounts (named ones, then remaining) with their flags. */
+function driftAccounts(f: DriftFixture, tx: VersionedTransaction) {
+  const keys = tx.message.staticAccountKeys;
+  const ix = tx.message.compiledInstructions.find((i) => keys[i.programIdIndex]?.equals(f.programId));
+  return {
+    data: Buffer.from(ix?.data ?? []),
+    metas: (ix?.accountKeyIndexes ?? []).map((i) => ({
+      key: keys[i]?.toBase58(),
+      writable: tx.message.isAccountWritable(i),
+      signer: tx.message.isAccountSigner(i),
+    })),
+  };
+}
+
+describe('protocol-v2 instruction use, checked by the fixture program stand-in (test/drift-program.ts)', () => {
+  it('carries every market and oracle the margin check reads: positions in other markets, spot balances, USDC oracle', async () => {
+    const f = await driftFixture();
+    // An ETH-PERP position (market 2) and a SOL spot deposit (spot market 1), each with its own oracle.
+    const ethOracle = f.putPerpMarket({ marketIndex: 2, name: 'ETH-PERP', status: 'active' });
+    const solSpotOracle = f.putSpotMarket({
+      marketIndex: 1,
+      name: 'SOL',
+      decimals: 9,
+      cumulativeDepositInterest: 10_000_000_000n,
+    });
+    f.setUser({
+      spotPositions: [
+        { marketIndex: 0, scaledBalance: 1000n * 1_000_000_000n, balanceType: 'deposit' },
+        { marketIndex: 1, scaledBalance: 3n * 1_000_000_000n, balanceType: 'deposit' },
+      ],
+      perpPositions: [{ marketIndex: 2, baseAssetAmount: -1_000_000_000n, quoteAssetAmount: 3_500_000_000n }],
+    });
+    f.emulate();
+    const placed = await f.venue.placeOrder({
+      clientOrderId: 'hedge-margin-1',
+      ...ORDER,
+      orderType: 'market',
+    });
+    expect(f.programRuns.at(-1)).toMatchObject({ ok: true, instruction: 'place_perp_order' });
+    expect(placed.status).not.toBe('rejected');
+    const tx = f.rpc.lastTx;
+    if (!tx) throw new Error('nothing sent');
+    const remaining = driftAccounts(f, tx).metas.slice(3);
+    expect(remaining.map((m) => m.key)).toEqual([
+      f.oracle.toBase58(), // SOL-PERP (the order's market)
+      ethOracle.toBase58(), // ETH-PERP (the open short)
+      f.usdcOracle.toBase58(), // USDC, every perp market's quote spot market
+      solSpotOracle.toBase58(), // SOL spot (the deposit)
+      driftPda.spotMarket(f.programId, 0).toBase58(),
+      driftPda.spotMarket(f.programId, 1).toBase58(),
+      driftPda.perpMarket(f.programId, 0).toBase58(),
+      driftPda.perpMarket(f.programId, 2).toBase58(),
+    ]);
+    expect(remaining.every((m) => !m.writable && !m.signer)).toBe(true);
+  });
+
+  it('the fixture program refuses an order transaction missing a market or oracle the program reads', async () => {
+    const f = await driftFixture();
+    f.emulate();
+    await f.venue.placeOrder({ clientOrderId: 'hedge-miss-1', ...ORDER });
+    const tx = f.rpc.lastTx;
+    if (!tx) throw new Error('nothing sent');
+    // The same transaction without the USDC oracle account: the margin check cannot price the deposit.
+    const { metas } = driftAccounts(f, tx);
+    const without = (key: string) => {
+      const ix = new TransactionInstruction({
+        programId: f.programId,
+        keys: metas
+          .filter((m) => m.key !== key)
+          .map((m) => ({ pubkey: new PublicKey(m.key ?? ''), isSigner: m.signer, isWritable: m.writable })),
+        data: driftAccounts(f, tx).data,
+      });
+      const msg = new TransactionMessage({
+        payerKey: f.authority.publicKey,
+        recentBlockhash: tx.message.recentBlockhash,
+        instructions: [ix],
+      }).compileToV0Message();
+      return runDriftProgram(f.svm, f.programId, new VersionedTransaction(msg));
+    };
+    expect(without(f.usdcOracle.toBase58())).toMatchObject({ ok: false, error: 'OracleNotFound' });
+    expect(without(driftPda.spotMarket(f.programId, 0).toBase58())).toMatchObject({
+      ok: false,
+      error: 'SpotMarketNotFound',
+    });
+    expect(without(driftPda.perpMarket(f.programId, 0).toBase58())).toMatchObject({
+      ok: false,
+      error: 'PerpMarketNotFound',
+    });
+  });
+
+  it('sends an IOC order as place_and_take_perp_order (place_perp_order refuses IOC) and reads its fill from the slot', async () => {
+    const f = await driftFixture();
+    f.emulate((run) => {
+      // place_and_take fills 1.0 of the 1.5 against the AMM at 181.1 and cancels the rest (IOC).
+      f.setUser({
+        perpPositions: [{ marketIndex: 0, baseAssetAmount: 3_500_000_000n, quoteEntryAmount: -631_100_000n }],
+        orders: [
+          {
+            status: 'canceled',
+            userOrderId: run.userOrderId,
+            orderId: 90,
+            slot: BigInt(f.rpc.slot()),
+            marketIndex: 0,
+            direction: 'long',
+            baseAssetAmount: 1_500_000_000n,
+            baseAssetAmountFilled: 1_000_000_000n,
+            quoteAssetAmountFilled: 181_100_000n,
+            price: 181_234_500n,
+            immediateOrCancel: true,
+          },
+        ],
+      });
+    });
+    const order = await f.venue.placeOrder({ clientOrderId: 'hedge-ioc-1', ...ORDER, orderType: 'ioc' });
+    expect(f.programRuns.at(-1)).toMatchObject({
+      ok: true,
+      instruction: 'place_and_take_perp_order',
+      params: { bitFlags: 1, postOnly: 0, orderType: 1 },
+    });
+    expect(order).toMatchObject({
+      status: 'cancelled',
+      filledSizeBase: '1',
+      avgFillPriceUsd: '181.1',
+      venueOrderId: '90',
+    });
+    const tx = f.rpc.lastTx;
+    if (!tx) throw new Error('nothing sent');
+    const { data, metas } = driftAccounts(f, tx);
+    expect(data.subarray(0, 8).equals(PLACE_AND_TAKE_PERP_ORDER_DISCRIMINATOR)).toBe(true);
+    expect(data.at(-1)).toBe(0); // success_condition: None
+    expect(metas.slice(0, 4)).toEqual([
+      { key: driftPda.state(f.programId).toBase58(), writable: false, signer: false },
+      { key: f.venue.userAccount.toBase58(), writable: true, signer: false },
+      {
+        key: driftPda.userStats(f.programId, f.authority.publicKey).toBase58(),
+        writable: true,
+        signer: false,
+      },
+      // writable only as the transaction's fee payer
+      { key: f.authority.publicKey.toBase58(), writable: true, signer: true },
+    ]);
+    // the order's perp market is written by the fill
+    expect(metas.find((m) => m.key === driftPda.perpMarket(f.programId, 0).toBase58())?.writable).toBe(true);
+  });
+
+  it('reads an ended order from its own slot even when the position moved for other reasons', async () => {
+    const f = await driftFixture();
+    let landedSlot = 0n;
+    f.emulate((run) => {
+      landedSlot = BigInt(f.rpc.slot());
+      f.setUser({
+        perpPositions: [
+          { marketIndex: 0, baseAssetAmount: 2_500_000_000n, quoteEntryAmount: -450_000_000n, openOrders: 1 },
+        ],
+        orders: [
+          {
+            status: 'open',
+            userOrderId: run.userOrderId,
+            orderId: 81,
+            slot: landedSlot,
+            marketIndex: 0,
+            direction: 'long',
+            baseAssetAmount: 1_500_000_000n,
+          },
+        ],
+      });
+    });
+    await f.venue.placeOrder({ clientOrderId: 'hedge-slot-1', ...ORDER });
+    const u8 = f.orderIds.get('hedge-slot-1')?.userOrderId ?? -1;
+    // It expired after 0.5 filled at 180.5, while a liquidation-transfer added 2 SOL to the position:
+    // the position says +2.5, the slot says 0.5 and cancelled.
+    f.setUser({
+      perpPositions: [{ marketIndex: 0, baseAssetAmount: 5_000_000_000n, quoteEntryAmount: -900_000_000n }],
+      orders: [
+        {
+          status: 'canceled',
+          userOrderId: u8,
+          orderId: 81,
+          slot: landedSlot,
+          marketIndex: 0,
+          direction: 'long',
+          baseAssetAmount: 1_500_000_000n,
+          baseAssetAmountFilled: 500_000_000n,
+          quoteAssetAmountFilled: 90_250_000n,
+        },
+      ],
+    });
+    expect(await f.venue.getOrderByClientId('hedge-slot-1')).toMatchObject({
+      status: 'cancelled',
+      filledSizeBase: '0.5',
+      avgFillPriceUsd: '180.5',
+    });
+  });
+
+  it('falls back to the position change when a later order took the slot, or the slot is an older order with the same u8', async () => {
+    const f = await driftFixture();
+    f.rpc.advance(10);
+    let landedSlot = 0n;
+    f.emulate((run) => {
+      landedSlot = BigInt(f.rpc.slot());
+      f.setUser({
+        perpPositions: [
+          { marketIndex: 0, baseAssetAmount: 2_500_000_000n, quoteEntryAmount: -450_000_000n, openOrders: 1 },
+        ],
+        orders: [
+          {
+            status: 'open',
+            userOrderId: run.userOrderId,
+            orderId: 82,
+            slot: landedSlot,
+            marketIndex: 0,
+            direction: 'long',
+            baseAssetAmount: 1_500_000_000n,
+          },
+        ],
+      });
+    });
+    await f.venue.placeOrder({ clientOrderId: 'hedge-reuse-1', ...ORDER });
+    const u8 = f.orderIds.get('hedge-reuse-1')?.userOrderId ?? -1;
+    // The slot now holds a filled order with the same u8 from another (earlier) slot: not this order.
+    f.setUser({
+      perpPositions: [{ marketIndex: 0, baseAssetAmount: 4_000_000_000n, quoteEntryAmount: -721_800_000n }],
+      orders: [
+        {
+          status: 'filled',
+          userOrderId: u8,
+          orderId: 12,
+          slot: landedSlot - 1n,
+          marketIndex: 0,
+          direction: 'long',
+          baseAssetAmount: 1_000_000_000n,
+          baseAssetAmountFilled: 1_000_000_000n,
+          quoteAssetAmountFilled: 170_000_000n,
+        },
+      ],
+    });
+    const found = await f.venue.getOrderByClientId('hedge-reuse-1');
+    expect(found).toMatchObject({ status: 'filled', filledSizeBase: '1.5' });
+    expect(found).not.toHaveProperty('avgFillPriceUsd');
+  });
+
+  it('cancels with cancel_order_by_user_id; an order filled before the cancel lands is reported filled, not a failed cancel', async () => {
+    const f = await driftFixture();
+    let landedSlot = 0n;
+    const open = (u8: number) => ({
+      status: 'open' as const,
+      userOrderId: u8,
+      orderId: 83,
+      slot: landedSlot,
+      marketIndex: 0,
+      direction: 'long' as const,
+      baseAssetAmount: 1_500_000_000n,
+      price: 181_234_500n,
+    });
+    const position = { marketIndex: 0, baseAssetAmount: 2_500_000_000n, quoteEntryAmount: -450_000_000n };
+    f.emulate((run) => {
+      landedSlot = BigInt(f.rpc.slot());
+      f.setUser({ perpPositions: [{ ...position, openOrders: 1 }], orders: [open(run.userOrderId)] });
+    });
+    await f.venue.placeOrder({ clientOrderId: 'hedge-cxl-1', ...ORDER });
+    await f.venue.placeOrder({ clientOrderId: 'hedge-cxl-2', ...ORDER, side: 'sell' });
+    const u8 = f.orderIds.get('hedge-cxl-1')?.userOrderId ?? -1;
+
+    // A working order: the program cancels it (status canceled, slot kept).
+    f.setUser({ perpPositions: [{ ...position, openOrders: 1 }], orders: [open(u8)] });
+    f.emulate((run) => {
+      expect(run).toMatchObject({ instruction: 'cancel_order_by_user_id', userOrderId: u8 });
+      f.setUser({ perpPositions: [position], orders: [{ ...open(u8), status: 'canceled' }] });
+    });
+    expect(await f.venue.cancelOrder('hedge-cxl-1')).toMatchObject({
+      status: 'cancelled',
+      filledSizeBase: '0',
+    });
+    const tx = f.rpc.lastTx;
+    if (!tx) throw new Error('nothing sent');
+    const { data, metas } = driftAccounts(f, tx);
+    expect(data.subarray(0, 8).equals(CANCEL_ORDER_BY_USER_ID_DISCRIMINATOR)).toBe(true);
+    expect([...data.subarray(8)]).toEqual([u8]);
+    expect(metas.slice(0, 3).map((m) => [m.writable, m.signer])).toEqual([
+      [false, false],
+      [true, false],
+      [true, true], // the authority, writable as the fee payer
+    ]);
+
+    // The second order fills while the cancel is in flight: the program fails it (OrderNotOpen).
+    const u8b = f.orderIds.get('hedge-cxl-2')?.userOrderId ?? -1;
+    const sellOpen = { ...open(u8b), orderId: 84, direction: 'short' as const };
+    f.setUser({ perpPositions: [{ ...position, openOrders: 1 }], orders: [sellOpen] });
+    f.rpc.emulate = (cancelTx) => {
+      f.setUser({
+        perpPositions: [{ ...position, baseAssetAmount: 1_000_000_000n }],
+        orders: [
+          {
+            ...sellOpen,
+            status: 'filled',
+            baseAssetAmountFilled: 1_500_000_000n,
+            quoteAssetAmountFilled: 271_500_000n,
+          },
+        ],
+      });
+      const run = runDriftProgram(f.svm, f.programId, cancelTx);
+      expect(run).toMatchObject({ ok: false, error: 'OrderNotOpen' });
+      return run.ok ? true : { err: run.err };
+    };
+    expect(await f.venue.cancelOrder('hedge-cxl-2')).toMatchObject({
+      status: 'filled',
+      filledSizeBase: '1.5',
+      avgFillPriceUsd: '181',
+    });
+    expect(DRIFT_PROGRAM_ERROR.OrderNotOpen).toBe(6062);
   });
 });
 

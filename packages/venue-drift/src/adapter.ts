@@ -1,4 +1,5 @@
 import {
+  type AccountMeta,
   ComputeBudgetProgram,
   type Keypair,
   type PublicKey,
@@ -37,6 +38,7 @@ import {
   type DriftOrder,
   type DriftPerpMarket,
   type DriftPerpPosition,
+  type DriftSpotMarket,
   type DriftUser,
   decodePerpMarket,
   decodeSpotMarket,
@@ -45,9 +47,14 @@ import {
 import { solanaFeeLamports } from './fees.ts';
 import {
   cancelOrderByUserIdInstruction,
+  type DriftOrderAccounts,
   driftPda,
+  driftRemainingAccounts,
   type OrderParams,
+  type PerpMarketRef,
+  placeAndTakePerpOrderInstruction,
   placePerpOrderInstruction,
+  type SpotMarketRef,
 } from './instructions.ts';
 import {
   AMM_RESERVE_PRECISION,
@@ -56,6 +63,7 @@ import {
   PEG_PRECISION,
   POSITION_FLAG,
   PRICE_PRECISION,
+  QUOTE_SPOT_MARKET_INDEX,
   SPOT_TOKEN_AMOUNT_DIVISOR,
   USER_STATUS,
 } from './layout.ts';
@@ -140,14 +148,17 @@ function toFixed(v: string, decimals: number, what: string, venue: string): bigi
 }
 
 /**
- * A Drift v2-style perps venue on Solana: reads the User and PerpMarket accounts, places orders with
- * `place_perp_order` in a v0 transaction carrying a compute-budget priority fee, and maps the
- * orchestrator's client order ids to Drift's u8 `user_order_id` through a durable map.
+ * A Drift v2-style perps venue on Solana: reads the User and PerpMarket accounts, places market and
+ * limit orders with `place_perp_order` and IOC orders with `place_and_take_perp_order` (the program
+ * refuses IOC in `place_perp_order`), in a v0 transaction carrying a compute-budget priority fee, and
+ * maps the orchestrator's client order ids to Drift's u8 `user_order_id` through a durable map.
  *
- * Order outcome: a confirmed transaction means the order reached the program. The User account
- * only holds open orders, so an order that is gone after its transaction landed is resolved from the
- * change of the perp position since the order was sent (fill size; the average price needs Drift's
- * fill events and is left unset). That inference holds when one order per market is in flight.
+ * Order outcome: a confirmed transaction means the order reached the program. An open order is read
+ * from the User account. A filled or cancelled order keeps its slot (status, base and quote filled)
+ * until a later order takes that slot, so it is found there by user order id, market, direction and
+ * the slot its transaction landed in, with its average price. Only when a later order has already
+ * taken the slot is the fill size inferred from the change of the perp position since the order was
+ * sent (average price unset); that inference holds when one order per market is in flight.
  */
 export class DriftVenue implements VenueAdapter {
   readonly id: string;
@@ -233,6 +244,13 @@ export class DriftVenue implements VenueAdapter {
       driftPda.perpMarket(this.#o.programId, marketIndex),
       `PerpMarket ${marketIndex}`,
       decodePerpMarket,
+    );
+  }
+  #readSpotMarket(marketIndex: number): Promise<DriftSpotMarket> {
+    return this.#read(
+      driftPda.spotMarket(this.#o.programId, marketIndex),
+      `SpotMarket ${marketIndex}`,
+      decodeSpotMarket,
     );
   }
 
@@ -341,12 +359,8 @@ export class DriftVenue implements VenueAdapter {
   }
 
   /** The quote (USDC) spot market: cross-margin deposits and isolated positions' collateral live in it. */
-  #quoteSpotMarket() {
-    return this.#read(
-      driftPda.spotMarket(this.#o.programId, this.#o.quoteSpotMarketIndex ?? 0),
-      'SpotMarket',
-      decodeSpotMarket,
-    );
+  #quoteSpotMarket(): Promise<DriftSpotMarket> {
+    return this.#readSpotMarket(this.#o.quoteSpotMarketIndex ?? 0);
   }
 
   async fetchBalances(): Promise<Balance[]> {
@@ -451,20 +465,54 @@ export class DriftVenue implements VenueAdapter {
     });
   }
 
-  /** Builds and signs the order transaction (v0, compute budget first). Exposed for inspection. */
+  /**
+   * The remaining accounts of an order or cancel on `marketIndex`, gathered as the Drift SDK's
+   * `getRemainingAccounts` does: that perp market, the market of every perp position in use (the
+   * margin check `place_perp_order` always runs reads each of them), each perp market's quote spot
+   * market, the market of every spot position in use (plus the quote market when it has open orders),
+   * and the oracle each of these markets names. `writable` marks the order's market for
+   * `place_and_take_perp_order`, which fills against it.
+   */
+  async #remainingAccounts(user: DriftUser, marketIndex: number, writable: boolean): Promise<AccountMeta[]> {
+    const perp: PerpMarketRef[] = [];
+    const spotIndexes: number[] = [];
+    for (const index of new Set([marketIndex, ...user.perpPositions.map((p) => p.marketIndex)])) {
+      const pm = await this.readPerpMarket(index);
+      perp.push({ marketIndex: index, oracle: pm.oracle, writable: writable && index === marketIndex });
+      spotIndexes.push(pm.quoteSpotMarketIndex);
+    }
+    for (const s of user.spotPositions) {
+      spotIndexes.push(s.marketIndex);
+      if (s.openBids !== 0n || s.openAsks !== 0n) spotIndexes.push(QUOTE_SPOT_MARKET_INDEX);
+    }
+    const spot: SpotMarketRef[] = [];
+    for (const index of new Set(spotIndexes))
+      spot.push({ marketIndex: index, oracle: (await this.#readSpotMarket(index)).oracle });
+    return driftRemainingAccounts(this.#o.programId, { perp, spot });
+  }
+
+  /**
+   * Builds and signs the order transaction (v0, compute budget first): `place_perp_order` for market
+   * and limit orders, `place_and_take_perp_order` for IOC, `cancel_order_by_user_id` for a cancel.
+   * `user` is the User account the remaining accounts are gathered from (read when not given).
+   * Exposed for inspection.
+   */
   async buildOrderTransaction(
-    ixs: Parameters<typeof placePerpOrderInstruction>[1] | { cancelUserOrderId: number; marketIndex: number },
+    ixs: OrderParams | { cancelUserOrderId: number; marketIndex: number },
+    user?: DriftUser,
   ): Promise<{ tx: VersionedTransaction; lastValidBlockHeight: number }> {
-    const accounts = {
+    const cancel = 'cancelUserOrderId' in ixs;
+    const ioc = !cancel && ixs.immediateOrCancel;
+    const accounts: DriftOrderAccounts = {
       programId: this.#o.programId,
       user: this.#user,
       authority: this.#o.signer.publicKey,
-      oracle: (await this.readPerpMarket(ixs.marketIndex)).oracle,
-      quoteSpotMarketIndex: this.#o.quoteSpotMarketIndex ?? 0,
+      remainingAccounts: await this.#remainingAccounts(user ?? (await this.readUser()), ixs.marketIndex, ioc),
     };
-    const ix =
-      'cancelUserOrderId' in ixs
-        ? cancelOrderByUserIdInstruction(accounts, ixs.marketIndex, ixs.cancelUserOrderId)
+    const ix = cancel
+      ? cancelOrderByUserIdInstruction(accounts, ixs.cancelUserOrderId)
+      : ioc
+        ? placeAndTakePerpOrderInstruction(accounts, ixs)
         : placePerpOrderInstruction(accounts, ixs);
     let bh: { blockhash: string; lastValidBlockHeight: number };
     try {
@@ -552,7 +600,7 @@ export class DriftVenue implements VenueAdapter {
         ? { maxTs: BigInt(Math.floor(this.#o.clock.nowMs() / 1000) + (this.#o.orderTtlSeconds ?? 60)) }
         : {}),
     };
-    const { tx, lastValidBlockHeight } = await this.buildOrderTransaction(params);
+    const { tx, lastValidBlockHeight } = await this.buildOrderTransaction(params, user);
     // The signature and expiry height are durable before the bytes leave: a crash after sending
     // still leaves enough to find out what happened.
     const signature = signatureOf(tx);
@@ -610,15 +658,25 @@ export class DriftVenue implements VenueAdapter {
       cancelUserOrderId: rec.userOrderId,
       marketIndex: rec.marketIndex,
     });
-    await sendAndConfirm({
-      rpc: this.#o.rpc,
-      tx,
-      lastValidBlockHeight,
-      commitment: this.#commitment,
-      venue: this.id,
-      clientOrderId,
-      sleep: this.#sleep,
-    });
+    try {
+      await sendAndConfirm({
+        rpc: this.#o.rpc,
+        tx,
+        lastValidBlockHeight,
+        commitment: this.#commitment,
+        venue: this.id,
+        clientOrderId,
+        sleep: this.#sleep,
+      });
+    } catch (err) {
+      // cancel_order_by_user_id fails (OrderNotOpen) when the order was filled or cancelled after the
+      // read above: its slot then says how it ended, and that is the answer, not a failed cancel.
+      if (err instanceof VenueError && err.outcome === 'rejected') {
+        const ended = await this.#resolve(rec);
+        if (ended && (ended.status === 'filled' || ended.status === 'cancelled')) return ended;
+      }
+      throw err;
+    }
     const after = await this.#resolve(rec);
     return after ?? current;
   }
@@ -694,6 +752,10 @@ export class DriftVenue implements VenueAdapter {
     };
   }
 
+  /**
+   * The order as its Drift slot says: open (acknowledged / partially filled), or ended (`filled`, or
+   * `canceled` with what filled before, reported as cancelled). Average price = quote ÷ base filled.
+   */
   #fromDrift(rec: UserOrderIdRecord, o: DriftOrder): Order {
     const filled = o.baseAssetAmountFilled;
     const avg =
@@ -706,7 +768,16 @@ export class DriftVenue implements VenueAdapter {
         : {};
     return this.#order(rec, {
       venueOrderId: String(o.orderId),
-      status: filled === 0n ? 'acknowledged' : filled >= o.baseAssetAmount ? 'filled' : 'partially-filled',
+      status:
+        o.status === 'open'
+          ? filled === 0n
+            ? 'acknowledged'
+            : filled >= o.baseAssetAmount
+              ? 'filled'
+              : 'partially-filled'
+          : o.status === 'filled' || filled >= o.baseAssetAmount
+            ? 'filled'
+            : 'cancelled',
       filledSizeBase: fromFixed(filled, FIXED_DP.base),
       ...avg,
     });
@@ -751,6 +822,23 @@ export class DriftVenue implements VenueAdapter {
       return null;
     }
     if (status && reached(status.confirmationStatus, this.#commitment)) {
+      // The ended order's own slot, if no later order has taken it: Order.slot is the slot the placing
+      // transaction ran in, which tells it from an earlier order that used the same u8.
+      const ended = user.orders.find(
+        (o) =>
+          o.userOrderId === rec.userOrderId &&
+          o.marketIndex === rec.marketIndex &&
+          o.marketType === 'perp' &&
+          o.direction === (rec.side === 'buy' ? 'long' : 'short') &&
+          o.slot === BigInt(status.slot) &&
+          (o.status === 'filled' || o.status === 'canceled'),
+      );
+      if (ended) {
+        const final = this.#fromDrift(rec, ended);
+        await this.#o.orderIds.release(rec.clientOrderId, final);
+        return final;
+      }
+      // The slot was reused: infer the fill from the position change (no average price).
       const now = user.perpPositions.find((p) => p.marketIndex === rec.marketIndex)?.baseAssetAmount ?? 0n;
       const size = BigInt(new Dec(rec.sizeBase).mul(BASE_PRECISION.toString()).toFixed());
       const delta = (now - BigInt(rec.baseBeforeRaw)) * (rec.side === 'buy' ? 1n : -1n);

@@ -1,13 +1,14 @@
 import { Keypair } from '@solana/web3.js';
 import { describe, expect, it } from 'vitest';
-import { DriftDecodeError, decodePerpMarket, decodeUser } from './decode.ts';
-import { encodePerpMarketAccount, encodeUserAccount } from './encode.ts';
+import { DriftDecodeError, decodePerpMarket, decodeSpotMarket, decodeUser } from './decode.ts';
+import { encodePerpMarketAccount, encodeSpotMarketAccount, encodeUserAccount } from './encode.ts';
 import { encodeOrderParams } from './instructions.ts';
 import {
   PERP_MARKET,
   PERP_MARKET_DISCRIMINATOR,
   PERP_MARKET_SIZE,
   PLACE_PERP_ORDER_DISCRIMINATOR,
+  POSITION_FLAG,
   USER_DISCRIMINATOR,
   USER_SIZE,
 } from './layout.ts';
@@ -92,6 +93,42 @@ describe('Drift layouts', () => {
       isolatedPositionScaledBalance: 123_456_789_000n,
       positionFlag: 0b011,
     });
+  });
+
+  it('keeps every perp slot the program does not count as available (its market goes into order transactions)', () => {
+    // PerpPosition::is_available is false with open bids/asks alone, or with a liquidation flag alone;
+    // the SDK also counts LP shares. Slot 4 is empty.
+    const data = encodeUserAccount({
+      authority: Keypair.generate().publicKey,
+      perpPositions: [
+        { marketIndex: 1, openBids: 2_000_000_000n },
+        { marketIndex: 2, positionFlag: POSITION_FLAG.beingLiquidated },
+        { marketIndex: 3, lpShares: 5n },
+        { marketIndex: 4, positionFlag: POSITION_FLAG.isolated },
+      ],
+    });
+    expect(decodeUser(data).perpPositions.map((p) => p.marketIndex)).toEqual([1, 2, 3]);
+  });
+
+  it("decodes a SpotMarket's pubkey and oracle, the oracle an order transaction must carry", () => {
+    const pubkey = Keypair.generate().publicKey;
+    const oracle = Keypair.generate().publicKey;
+    const data = encodeSpotMarketAccount({
+      pubkey,
+      oracle,
+      marketIndex: 0,
+      name: 'USDC',
+      decimals: 6,
+      cumulativeDepositInterest: 10_000_000_000n,
+    });
+    // spot_market.rs: pubkey, oracle, mint, vault (32 bytes each) after the discriminator
+    expect(data.subarray(40, 72).equals(oracle.toBuffer())).toBe(true);
+    const m = decodeSpotMarket(data);
+    expect(m.pubkey.equals(pubkey)).toBe(true);
+    expect(m.oracle.equals(oracle)).toBe(true);
+    expect(decodeSpotMarket(encodeSpotMarketAccount({ ...m, name: 'USDC' })).oracle.equals(oracle)).toBe(
+      true,
+    );
   });
 
   it('decodes a PerpMarket account: reserves, oracle, funding and order rules', () => {

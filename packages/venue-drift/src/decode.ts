@@ -16,6 +16,7 @@ import {
   PERP_MARKET_SIZE,
   PERP_POSITION,
   POSITION_DIRECTION,
+  POSITION_FLAG,
   SPOT_MARKET,
   SPOT_MARKET_DISCRIMINATOR,
   SPOT_MARKET_SIZE,
@@ -55,6 +56,8 @@ export interface DriftPerpPosition {
   isolatedPositionScaledBalance: bigint;
   /** `position_flag` bits: isolated, being liquidated, bankrupt (see `POSITION_FLAG`). */
   positionFlag: number;
+  /** Legacy LP shares, BASE_PRECISION. */
+  lpShares: bigint;
 }
 
 export interface DriftSpotPosition {
@@ -63,6 +66,9 @@ export interface DriftSpotPosition {
   scaledBalance: bigint;
   balanceType: 'deposit' | 'borrow';
   openOrders: number;
+  /** Base of open spot bids / asks, in the token's precision. */
+  openBids: bigint;
+  openAsks: bigint;
 }
 
 export interface DriftOrder {
@@ -94,10 +100,19 @@ export interface DriftUser {
   status: number;
   nextOrderId: number;
   lastActiveSlot: bigint;
-  /** Only the slots in use (non-zero base, open orders or quote). */
+  /**
+   * Only the slots in use: those the program does not count as available (`PerpPosition::is_available`:
+   * base, open orders or open bids/asks, unsettled quote, isolated collateral, a liquidation flag), and
+   * slots holding LP shares, which the SDK also counts. The margin calculation reads the market of
+   * every one of them, so an order transaction must carry those markets.
+   */
   perpPositions: DriftPerpPosition[];
   spotPositions: DriftSpotPosition[];
-  /** Only orders whose status is not `init` (an empty slot). */
+  /**
+   * Orders whose status is not `init` (an empty slot). A filled or cancelled order keeps its slot, its
+   * status (`filled` / `canceled`) and its fill amounts until a later order takes that slot (the program
+   * puts a new order in the first slot that is not open).
+   */
   orders: DriftOrder[];
 }
 
@@ -171,6 +186,25 @@ function checkHeader(data: Uint8Array, disc: Buffer, size: number, what: string)
   return buf;
 }
 
+/**
+ * Whether a perp position slot is in use: protocol-v2 `PerpPosition::is_available` negated (base, open
+ * orders, open bids/asks, quote with no base, isolated collateral, being liquidated or bankrupt), or
+ * LP shares (the SDK's `positionIsAvailable` also checks them). Erring towards "in use" only adds a
+ * market to an order transaction; missing one makes the program fail it.
+ */
+function perpPositionInUse(p: DriftPerpPosition): boolean {
+  return (
+    p.baseAssetAmount !== 0n ||
+    p.openOrders !== 0 ||
+    p.openBids !== 0n ||
+    p.openAsks !== 0n ||
+    p.quoteAssetAmount !== 0n ||
+    p.isolatedPositionScaledBalance !== 0n ||
+    p.lpShares !== 0n ||
+    (p.positionFlag & (POSITION_FLAG.beingLiquidated | POSITION_FLAG.bankrupt)) !== 0
+  );
+}
+
 export function decodeUser(data: Uint8Array): DriftUser {
   const buf = checkHeader(data, USER_DISCRIMINATOR, USER_SIZE, 'User');
   const perpPositions: DriftPerpPosition[] = [];
@@ -188,14 +222,9 @@ export function decodeUser(data: Uint8Array): DriftUser {
       lastCumulativeFundingRate: buf.readBigInt64LE(o + PERP_POSITION.lastCumulativeFundingRate),
       isolatedPositionScaledBalance: buf.readBigUInt64LE(o + PERP_POSITION.isolatedPositionScaledBalance),
       positionFlag: buf.readUInt8(o + PERP_POSITION.positionFlag),
+      lpShares: buf.readBigUInt64LE(o + PERP_POSITION.lpShares),
     };
-    if (
-      p.baseAssetAmount !== 0n ||
-      p.openOrders > 0 ||
-      p.quoteAssetAmount !== 0n ||
-      p.isolatedPositionScaledBalance !== 0n
-    )
-      perpPositions.push(p);
+    if (perpPositionInUse(p)) perpPositions.push(p);
   }
   const spotPositions: DriftSpotPosition[] = [];
   for (let i = 0; i < USER.spotPositionCount; i++) {
@@ -208,6 +237,8 @@ export function decodeUser(data: Uint8Array): DriftUser {
       scaledBalance,
       balanceType: buf.readUInt8(o + SPOT_POSITION.balanceType) === 0 ? 'deposit' : 'borrow',
       openOrders,
+      openBids: buf.readBigInt64LE(o + SPOT_POSITION.openBids),
+      openAsks: buf.readBigInt64LE(o + SPOT_POSITION.openAsks),
     });
   }
   const orders: DriftOrder[] = [];
@@ -284,7 +315,13 @@ export function decodePerpMarket(data: Uint8Array): DriftPerpMarket {
 }
 
 export interface DriftSpotMarket {
+  pubkey: PublicKey;
   marketIndex: number;
+  /**
+   * The oracle the program reads to value this market's balances; `PublicKey.default` means the
+   * quote-asset price of 1 and no oracle account (on mainnet even USDC has a real oracle).
+   */
+  oracle: PublicKey;
   name: string;
   decimals: number;
   /** SPOT_CUMULATIVE_INTEREST_PRECISION (1e10). */
@@ -296,6 +333,8 @@ export interface DriftSpotMarket {
 export function decodeSpotMarket(data: Uint8Array): DriftSpotMarket {
   const buf = checkHeader(data, SPOT_MARKET_DISCRIMINATOR, SPOT_MARKET_SIZE, 'SpotMarket');
   return {
+    pubkey: new PublicKey(buf.subarray(SPOT_MARKET.pubkey, SPOT_MARKET.pubkey + 32)),
+    oracle: new PublicKey(buf.subarray(SPOT_MARKET.oracle, SPOT_MARKET.oracle + 32)),
     marketIndex: buf.readUInt16LE(SPOT_MARKET.marketIndex),
     name: fixedString(buf, SPOT_MARKET.name),
     decimals: buf.readUInt32LE(SPOT_MARKET.decimals),

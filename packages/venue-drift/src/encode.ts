@@ -21,9 +21,14 @@ import {
   SPOT_MARKET_DISCRIMINATOR,
   SPOT_MARKET_SIZE,
   SPOT_POSITION,
+  STATE_DISCRIMINATOR,
+  STATE_SIZE,
   USER,
   USER_DISCRIMINATOR,
   USER_SIZE,
+  USER_STATS,
+  USER_STATS_DISCRIMINATOR,
+  USER_STATS_SIZE,
 } from './layout.ts';
 
 /**
@@ -77,6 +82,8 @@ export function encodeUserAccount(init: UserAccountInit): Buffer {
     buf.writeUInt16LE(s.marketIndex ?? 0, o + SPOT_POSITION.marketIndex);
     buf.writeUInt8(s.balanceType === 'borrow' ? 1 : 0, o + SPOT_POSITION.balanceType);
     buf.writeUInt8(s.openOrders ?? 0, o + SPOT_POSITION.openOrders);
+    buf.writeBigInt64LE(s.openBids ?? 0n, o + SPOT_POSITION.openBids);
+    buf.writeBigInt64LE(s.openAsks ?? 0n, o + SPOT_POSITION.openAsks);
   });
   (init.perpPositions ?? []).slice(0, USER.perpPositionCount).forEach((p, i) => {
     const o = USER.perpPositions + i * USER.perpPositionSize;
@@ -94,6 +101,7 @@ export function encodeUserAccount(init: UserAccountInit): Buffer {
       o + PERP_POSITION.isolatedPositionScaledBalance,
     );
     buf.writeUInt8(p.positionFlag ?? 0, o + PERP_POSITION.positionFlag);
+    buf.writeBigUInt64LE(p.lpShares ?? 0n, o + PERP_POSITION.lpShares);
   });
   (init.orders ?? []).slice(0, USER.orderCount).forEach((ord, i) => {
     const o = USER.orders + i * USER.orderSize;
@@ -152,11 +160,18 @@ export function encodePerpMarketAccount(init: PerpMarketInit): Buffer {
   return buf;
 }
 
-export function encodeSpotMarketAccount(
-  init: Omit<DriftSpotMarket, 'cumulativeBorrowInterest'> & { cumulativeBorrowInterest?: bigint },
-): Buffer {
+export type SpotMarketInit = Omit<DriftSpotMarket, 'cumulativeBorrowInterest' | 'pubkey' | 'oracle'> & {
+  cumulativeBorrowInterest?: bigint;
+  pubkey?: PublicKey;
+  /** @defaultValue PublicKey.default (the quote-asset price, no oracle account) */
+  oracle?: PublicKey;
+};
+
+export function encodeSpotMarketAccount(init: SpotMarketInit): Buffer {
   const buf = Buffer.alloc(SPOT_MARKET_SIZE);
   SPOT_MARKET_DISCRIMINATOR.copy(buf, 0);
+  (init.pubkey ?? PublicKey.default).toBuffer().copy(buf, SPOT_MARKET.pubkey);
+  (init.oracle ?? PublicKey.default).toBuffer().copy(buf, SPOT_MARKET.oracle);
   writeName(buf, SPOT_MARKET.name, init.name);
   writeU128(buf, SPOT_MARKET.cumulativeDepositInterest, init.cumulativeDepositInterest);
   writeU128(
@@ -166,5 +181,23 @@ export function encodeSpotMarketAccount(
   );
   buf.writeUInt32LE(init.decimals, SPOT_MARKET.decimals);
   buf.writeUInt16LE(init.marketIndex, SPOT_MARKET.marketIndex);
+  return buf;
+}
+
+/**
+ * A UserStats account (240 bytes) with only its authority set: `place_and_take_perp_order` loads it
+ * and checks `user_stats.authority == user.authority` (`is_stats_for_user`).
+ */
+export function encodeUserStatsAccount(authority: PublicKey): Buffer {
+  const buf = Buffer.alloc(USER_STATS_SIZE);
+  USER_STATS_DISCRIMINATOR.copy(buf, 0);
+  authority.toBuffer().copy(buf, USER_STATS.authority);
+  return buf;
+}
+
+/** The program's State account (992 bytes), all zero past its discriminator: every instruction loads it. */
+export function encodeStateAccount(): Buffer {
+  const buf = Buffer.alloc(STATE_SIZE);
+  STATE_DISCRIMINATOR.copy(buf, 0);
   return buf;
 }

@@ -22,8 +22,11 @@ export {
 export {
   encodePerpMarketAccount,
   encodeSpotMarketAccount,
+  encodeStateAccount,
   encodeUserAccount,
+  encodeUserStatsAccount,
   type PerpMarketInit,
+  type SpotMarketInit,
   type UserAccountInit,
 } from './encode.ts';
 export {
@@ -41,16 +44,21 @@ export {
 export { LAMPORTS_PER_SIGNATURE, type SolanaFeeInput, solanaFeeLamports } from './fees.ts';
 export {
   cancelOrderByUserIdInstruction,
+  type DriftOrderAccounts,
   driftPda,
+  driftRemainingAccounts,
   encodeOrderParams,
   type OrderParams,
-  type PlacePerpOrderAccounts,
+  type PerpMarketRef,
+  placeAndTakePerpOrderInstruction,
   placePerpOrderInstruction,
+  type SpotMarketRef,
 } from './instructions.ts';
 export {
   BASE_PRECISION,
   FUNDING_RATE_PRECISION,
   PERP_MARKET_SIZE,
+  PLACE_AND_TAKE_PERP_ORDER_DISCRIMINATOR,
   PLACE_PERP_ORDER_DISCRIMINATOR,
   POSITION_FLAG,
   PRICE_PRECISION,

@@ -8,6 +8,7 @@ import {
   MARKET_TYPE,
   ORDER_PARAMS_BIT_IMMEDIATE_OR_CANCEL,
   ORDER_TYPE,
+  PLACE_AND_TAKE_PERP_ORDER_DISCRIMINATOR,
   PLACE_PERP_ORDER_DISCRIMINATOR,
   POSITION_DIRECTION,
   POST_ONLY,
@@ -28,6 +29,7 @@ export interface OrderParams {
   marketIndex: number;
   reduceOnly: boolean;
   postOnly: DriftPostOnly;
+  /** Sets bit_flags `ImmediateOrCancel`; only `place_and_take_perp_order` accepts it. */
   immediateOrCancel: boolean;
   /** Unix seconds after which the order expires. */
   maxTs?: bigint;
@@ -123,52 +125,149 @@ export const driftPda = {
       [Buffer.from('user'), authority.toBuffer(), u16le(subAccountId)],
       programId,
     )[0],
+  /** One per authority, shared by its sub-accounts. */
+  userStats: (programId: PublicKey, authority: PublicKey): PublicKey =>
+    PublicKey.findProgramAddressSync([Buffer.from('user_stats'), authority.toBuffer()], programId)[0],
   perpMarket: (programId: PublicKey, marketIndex: number): PublicKey =>
     PublicKey.findProgramAddressSync([Buffer.from('perp_market'), u16le(marketIndex)], programId)[0],
   spotMarket: (programId: PublicKey, marketIndex: number): PublicKey =>
     PublicKey.findProgramAddressSync([Buffer.from('spot_market'), u16le(marketIndex)], programId)[0],
 };
 
-export interface PlacePerpOrderAccounts {
+/** A perp market an instruction must carry, with the oracle its PerpMarket account names (`amm.oracle`). */
+export interface PerpMarketRef {
+  marketIndex: number;
+  oracle: PublicKey;
+  /** The program writes it (the market of a `place_and_take` fill). @defaultValue false */
+  writable?: boolean;
+}
+
+/** A spot market an instruction must carry, with its oracle (`PublicKey.default`: none, price 1). */
+export interface SpotMarketRef {
+  marketIndex: number;
+  oracle: PublicKey;
+}
+
+/**
+ * The remaining accounts protocol-v2's `load_maps` reads, in its order: oracles, then spot markets,
+ * then perp markets (each loader stops at the first account that is not its kind, so an account out
+ * of place is never loaded). Each account appears once; a market is writable if any reference asks
+ * so. A spot market whose oracle is `PublicKey.default` takes no oracle account: the program prices it
+ * at 1 (`OracleMap::should_get_quote_asset_price_data`).
+ */
+export function driftRemainingAccounts(
+  programId: PublicKey,
+  markets: { perp: readonly PerpMarketRef[]; spot: readonly SpotMarketRef[] },
+): AccountMeta[] {
+  const oracles = new Map<string, AccountMeta>();
+  const addOracle = (oracle: PublicKey) => {
+    if (!oracle.equals(PublicKey.default) && !oracles.has(oracle.toBase58()))
+      oracles.set(oracle.toBase58(), { pubkey: oracle, isSigner: false, isWritable: false });
+  };
+  // Oracles: the perp markets' first, then the spot markets' (the order inside a group is free).
+  for (const p of markets.perp) addOracle(p.oracle);
+  for (const s of markets.spot) addOracle(s.oracle);
+  const spot = new Map<number, AccountMeta>();
+  for (const s of markets.spot) {
+    if (!spot.has(s.marketIndex))
+      spot.set(s.marketIndex, {
+        pubkey: driftPda.spotMarket(programId, s.marketIndex),
+        isSigner: false,
+        isWritable: false,
+      });
+  }
+  const perp = new Map<number, AccountMeta>();
+  for (const p of markets.perp) {
+    const seen = perp.get(p.marketIndex);
+    if (seen) seen.isWritable ||= p.writable === true;
+    else
+      perp.set(p.marketIndex, {
+        pubkey: driftPda.perpMarket(programId, p.marketIndex),
+        isSigner: false,
+        isWritable: p.writable === true,
+      });
+  }
+  return [...oracles.values(), ...spot.values(), ...perp.values()];
+}
+
+export interface DriftOrderAccounts {
   programId: PublicKey;
   user: PublicKey;
   authority: PublicKey;
-  /** The perp market's oracle (read by the program). */
-  oracle: PublicKey;
-  /** Quote spot market index (USDC = 0). */
-  quoteSpotMarketIndex: number;
+  /**
+   * From {@link driftRemainingAccounts}: every market (and its oracle) the program reads. For an order
+   * that is the order's perp market and, for the margin check `place_perp_order` always runs, the
+   * market of every perp and spot position in use, each perp market's quote spot market, and their
+   * oracles. A missing one fails the transaction (`PerpMarketNotFound`, `SpotMarketNotFound`,
+   * `OracleNotFound`).
+   */
+  remainingAccounts: readonly AccountMeta[];
 }
 
-/** The remaining accounts Drift reads for a perp order: oracles, then spot markets, then perp markets. */
-function remainingAccounts(a: PlacePerpOrderAccounts, marketIndex: number): AccountMeta[] {
-  return [
-    { pubkey: a.oracle, isSigner: false, isWritable: false },
-    { pubkey: driftPda.spotMarket(a.programId, a.quoteSpotMarketIndex), isSigner: false, isWritable: false },
-    { pubkey: driftPda.perpMarket(a.programId, marketIndex), isSigner: false, isWritable: false },
-  ];
-}
-
-/** `place_perp_order(params: OrderParams)`; accounts: state, user (mut), authority (signer). */
+/**
+ * `place_perp_order(params: OrderParams)`; accounts (IDL `PlaceOrder`): state, user (mut), authority
+ * (signer), then the remaining accounts. Refuses IOC params: the program rejects them here
+ * (`InvalidOrderIOC`); use {@link placeAndTakePerpOrderInstruction}.
+ */
 export function placePerpOrderInstruction(
-  a: PlacePerpOrderAccounts,
+  a: DriftOrderAccounts,
   params: OrderParams,
 ): TransactionInstruction {
+  if (params.immediateOrCancel)
+    throw new RangeError(
+      'place_perp_order refuses immediate_or_cancel (InvalidOrderIOC): use place_and_take_perp_order',
+    );
   return new TransactionInstruction({
     programId: a.programId,
     keys: [
       { pubkey: driftPda.state(a.programId), isSigner: false, isWritable: false },
       { pubkey: a.user, isSigner: false, isWritable: true },
       { pubkey: a.authority, isSigner: true, isWritable: false },
-      ...remainingAccounts(a, params.marketIndex),
+      ...a.remainingAccounts,
     ],
     data: Buffer.concat([PLACE_PERP_ORDER_DISCRIMINATOR, encodeOrderParams(params)]),
   });
 }
 
-/** `cancel_order_by_user_id(user_order_id: u8)`. */
+/**
+ * `place_and_take_perp_order(params: OrderParams, success_condition: Option<u32>)`; accounts (IDL
+ * `PlaceAndTake`): state, user (mut), user_stats (mut), authority (signer), then the remaining
+ * accounts, the order's perp market writable (the program requires it: `MarketWrongMutability`). The
+ * order is filled against the AMM in the same instruction; with the IOC bit what is left is cancelled.
+ * `success_condition` is left None (no maker accounts, no auction-duration override).
+ */
+export function placeAndTakePerpOrderInstruction(
+  a: DriftOrderAccounts,
+  params: OrderParams,
+): TransactionInstruction {
+  if (params.postOnly !== 'none')
+    throw new RangeError('place_and_take_perp_order refuses post_only (InvalidOrderPostOnly)');
+  return new TransactionInstruction({
+    programId: a.programId,
+    keys: [
+      { pubkey: driftPda.state(a.programId), isSigner: false, isWritable: false },
+      { pubkey: a.user, isSigner: false, isWritable: true },
+      { pubkey: driftPda.userStats(a.programId, a.authority), isSigner: false, isWritable: true },
+      { pubkey: a.authority, isSigner: true, isWritable: false },
+      ...a.remainingAccounts,
+    ],
+    // success_condition: Option<u32> = None
+    data: Buffer.concat([
+      PLACE_AND_TAKE_PERP_ORDER_DISCRIMINATOR,
+      encodeOrderParams(params),
+      Buffer.from([0]),
+    ]),
+  });
+}
+
+/**
+ * `cancel_order_by_user_id(user_order_id: u8)`; accounts (IDL `CancelOrder`): state, user (mut),
+ * authority (signer), then the remaining accounts (the order's perp market and its oracle at least:
+ * the cancel record carries the oracle price). The program cancels the first order slot holding that
+ * id: an id it cannot find is a no-op, an id whose slot is filled or cancelled fails (`OrderNotOpen`).
+ */
 export function cancelOrderByUserIdInstruction(
-  a: PlacePerpOrderAccounts,
-  marketIndex: number,
+  a: DriftOrderAccounts,
   userOrderId: number,
 ): TransactionInstruction {
   return new TransactionInstruction({
@@ -177,7 +276,7 @@ export function cancelOrderByUserIdInstruction(
       { pubkey: driftPda.state(a.programId), isSigner: false, isWritable: false },
       { pubkey: a.user, isSigner: false, isWritable: true },
       { pubkey: a.authority, isSigner: true, isWritable: false },
-      ...remainingAccounts(a, marketIndex),
+      ...a.remainingAccounts,
     ],
     data: Buffer.concat([CANCEL_ORDER_BY_USER_ID_DISCRIMINATOR, Buffer.from([userOrderId])]),
   });

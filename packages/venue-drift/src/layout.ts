@@ -1,11 +1,14 @@
 import { createHash } from 'node:crypto';
 
 /**
- * Drift v2 account layouts (drift-labs/protocol-v2, programs/drift/src/state/user.rs and
- * perp_market.rs). Accounts are Anchor zero-copy `repr(C)` structs with 8-byte alignment for
- * i128/u128 (BPF target), preceded by an 8-byte Anchor discriminator. Offsets below include the
- * discriminator, and are checked against the program's own size constants (User 4376 bytes,
- * PerpMarket 1216 bytes, PerpMarket market_index at 1160).
+ * Drift v2 account layouts (drift-labs/protocol-v2, programs/drift/src/state/user.rs, perp_market.rs,
+ * spot_market.rs, state.rs). Accounts are Anchor 0.29 zero-copy `#[repr(C)]` structs preceded by an
+ * 8-byte Anchor discriminator, so offsets follow C alignment, not borsh packing; on the SBF target
+ * u128/i128 align to 8 (with 16 the program's own size constants below would not hold). Offsets
+ * include the discriminator. `src/protocol-v2.test.ts` recomputes every offset here from the Rust
+ * field lists and checks them against the program's constants (User 4376 bytes, PerpMarket 1216 with
+ * market_index at 1160, SpotMarket 776 with market_index at 684, UserStats 240, State 992) and the
+ * SDK's memcmp offsets.
  */
 
 /** Fixed-point scales of the Drift program. */
@@ -30,11 +33,25 @@ export function anchorDiscriminator(namespace: 'account' | 'global', name: strin
 
 export const USER_DISCRIMINATOR = anchorDiscriminator('account', 'User');
 export const PERP_MARKET_DISCRIMINATOR = anchorDiscriminator('account', 'PerpMarket');
+export const USER_STATS_DISCRIMINATOR = anchorDiscriminator('account', 'UserStats');
+export const STATE_DISCRIMINATOR = anchorDiscriminator('account', 'State');
 export const PLACE_PERP_ORDER_DISCRIMINATOR = anchorDiscriminator('global', 'place_perp_order');
+export const PLACE_AND_TAKE_PERP_ORDER_DISCRIMINATOR = anchorDiscriminator(
+  'global',
+  'place_and_take_perp_order',
+);
 export const CANCEL_ORDER_BY_USER_ID_DISCRIMINATOR = anchorDiscriminator('global', 'cancel_order_by_user_id');
 
 export const USER_SIZE = 4376;
 export const PERP_MARKET_SIZE = 1216;
+export const USER_STATS_SIZE = 240;
+export const STATE_SIZE = 992;
+
+/** UserStats offsets the adapter's fixtures need (`is_stats_for_user` compares the authority). */
+export const USER_STATS = { authority: 8 } as const;
+
+/** protocol-v2 `QUOTE_SPOT_MARKET_INDEX` (USDC): the SDK adds it for spot positions with open orders. */
+export const QUOTE_SPOT_MARKET_INDEX = 0;
 
 export const USER = {
   authority: 8,
@@ -76,6 +93,8 @@ export const PERP_POSITION = {
   openBids: 40,
   openAsks: 48,
   settledPnl: 56,
+  /** u64, BASE_PRECISION: legacy LP shares; the SDK still counts a slot holding them as in use. */
+  lpShares: 64,
   /** u64, SPOT_BALANCE_PRECISION, in the quote spot market (deposit): an isolated position's own collateral. */
   isolatedPositionScaledBalance: 72,
   marketIndex: 92,
@@ -186,7 +205,12 @@ export const MARKET_STATUS = [
 ] as const;
 export type DriftMarketStatus = (typeof MARKET_STATUS)[number];
 
-/** OrderParams.bit_flags: IOC moved from a bool into this bit field in Drift v2. */
+/**
+ * OrderParams.bit_flags `ImmediateOrCancel`. `place_perp_order` refuses an order carrying it
+ * (`InvalidOrderIOC`: "immediate_or_cancel order must be in place_and_make or place_and_take"), so an
+ * IOC order goes through `place_and_take_perp_order`, which fills it in the same instruction and
+ * cancels what is left.
+ */
 export const ORDER_PARAMS_BIT_IMMEDIATE_OR_CANCEL = 0b0000_0001;
 
 export const SPOT_MARKET_DISCRIMINATOR = anchorDiscriminator('account', 'SpotMarket');
@@ -196,6 +220,9 @@ export const SPOT_MARKET_SIZE = 776;
  * deposit index for a deposit and the borrow index (the u128 right after it) for a borrow.
  */
 export const SPOT_MARKET = {
+  pubkey: 8,
+  /** The oracle the margin calculation reads for this market; Pubkey::default() for the quote-asset price 1. */
+  oracle: 40,
   mint: 72,
   name: 136,
   cumulativeDepositInterest: 464,

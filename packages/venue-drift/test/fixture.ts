@@ -6,20 +6,31 @@ import type { DriftOrder, DriftPerpPosition, DriftSpotPosition } from '../src/de
 import {
   encodePerpMarketAccount,
   encodeSpotMarketAccount,
+  encodeStateAccount,
   encodeUserAccount,
+  encodeUserStatsAccount,
   type PerpMarketInit,
+  type SpotMarketInit,
 } from '../src/encode.ts';
 import { driftPda } from '../src/instructions.ts';
 import { memoryUserOrderIdStore, UserOrderIdMap, type UserOrderIdStore } from '../src/order-ids.ts';
+import { type DriftProgramResult, FIXTURE_ORACLE_OWNER, runDriftProgram } from './drift-program.ts';
 import { LiteSvmRpc } from './litesvm-rpc.ts';
 
-/** A fake Drift deployment inside litesvm: program id, PDAs and injected accounts (no program code). */
+/**
+ * A fake Drift deployment inside litesvm: program id, PDAs and injected accounts (State, User,
+ * UserStats, PerpMarket 0 SOL-PERP, SpotMarket 0 USDC, oracle accounts), no program code. The USDC
+ * spot market names an oracle, as on mainnet, so order transactions must carry it.
+ */
 export interface DriftFixture {
   svm: LiteSVM;
   rpc: LiteSvmRpc;
   programId: PublicKey;
   authority: Keypair;
+  /** SOL-PERP's oracle account. */
   oracle: PublicKey;
+  /** The USDC spot market's oracle account. */
+  usdcOracle: PublicKey;
   clock: ManualClock;
   venue: DriftVenue;
   orderIds: UserOrderIdMap;
@@ -35,11 +46,35 @@ export interface DriftFixture {
   }): void;
   /** Rewrites the SOL-PERP market account: the fixture's values with `over` laid on them. */
   setPerpMarket(over?: Partial<PerpMarketInit>): void;
+  /** Writes another perp market at its PDA, with a new oracle account unless `init.oracle` names one. */
+  putPerpMarket(init: PerpMarketInit): PublicKey;
+  /** Writes a spot market at its PDA, with a new oracle account unless `init.oracle` names one. */
+  putSpotMarket(init: SpotMarketInit): PublicKey;
+  /**
+   * Lets order transactions "run": each is checked by the fixture's program stand-in
+   * (`test/drift-program.ts`), landing with the program's error when a check fails; when it passes,
+   * `apply` writes what the program would have written. Every result goes to `programRuns`.
+   */
+  emulate(apply?: (run: Extract<DriftProgramResult, { ok: true }>, tx: VersionedTransaction) => void): void;
+  programRuns: DriftProgramResult[];
   /** Copies the SPL Memo program's code to the Drift program id: instructions then execute and fail. */
   deployFailingProgram(): void;
 }
 
 export const SOL_PRICE_USD = 180;
+
+/** An oracle account owned by the fixture's stand-in oracle program (its contents are never read). */
+function newOracle(svm: LiteSVM): PublicKey {
+  const oracle = Keypair.generate().publicKey;
+  svm.setAccount(oracle, {
+    lamports: Number(svm.minimumBalanceForRentExemption(134n)),
+    data: new Uint8Array(134),
+    owner: FIXTURE_ORACLE_OWNER,
+    executable: false,
+    rentEpoch: 0,
+  });
+  return oracle;
+}
 
 function setData(svm: LiteSVM, address: PublicKey, owner: PublicKey, data: Buffer): void {
   svm.setAccount(address, {
@@ -63,11 +98,20 @@ export async function driftFixture(
   const rpc = new LiteSvmRpc(svm);
   const programId = Keypair.generate().publicKey;
   const authority = Keypair.generate();
-  const oracle = Keypair.generate().publicKey;
+  const oracle = newOracle(svm);
+  const usdcOracle = newOracle(svm);
   svm.airdrop(authority.publicKey, 10_000_000_000n);
+  setData(svm, driftPda.state(programId), programId, encodeStateAccount());
+  setData(
+    svm,
+    driftPda.userStats(programId, authority.publicKey),
+    programId,
+    encodeUserStatsAccount(authority.publicKey),
+  );
   const clock = new ManualClock(opts.nowMs ?? Date.UTC(2026, 0, 5, 12));
   const nowS = BigInt(Math.floor(clock.nowMs() / 1000));
   const perpMarket: PerpMarketInit = {
+    pubkey: driftPda.perpMarket(programId, 0),
     marketIndex: 0,
     name: 'SOL-PERP',
     status: 'active',
@@ -96,18 +140,27 @@ export async function driftFixture(
       encodePerpMarketAccount({ ...perpMarket, ...over, marketIndex: 0 }),
     );
   setPerpMarket();
-  setData(
-    svm,
-    driftPda.spotMarket(programId, 0),
-    programId,
-    encodeSpotMarketAccount({
-      marketIndex: 0,
-      name: 'USDC',
-      decimals: 6,
-      cumulativeDepositInterest: 10_500_000_000n,
-      cumulativeBorrowInterest: 11_200_000_000n,
-    }),
-  );
+  const putSpotMarket: DriftFixture['putSpotMarket'] = (init) => {
+    const address = driftPda.spotMarket(programId, init.marketIndex);
+    const o = init.oracle ?? newOracle(svm);
+    setData(svm, address, programId, encodeSpotMarketAccount({ ...init, pubkey: address, oracle: o }));
+    return o;
+  };
+  putSpotMarket({
+    marketIndex: 0,
+    name: 'USDC',
+    decimals: 6,
+    cumulativeDepositInterest: 10_500_000_000n,
+    cumulativeBorrowInterest: 11_200_000_000n,
+    oracle: usdcOracle,
+  });
+  const putPerpMarket: DriftFixture['putPerpMarket'] = (init) => {
+    const address = driftPda.perpMarket(programId, init.marketIndex);
+    const o = init.oracle ?? newOracle(svm);
+    setData(svm, address, programId, encodePerpMarketAccount({ ...init, pubkey: address, oracle: o }));
+    return o;
+  };
+  const programRuns: DriftProgramResult[] = [];
   const userPda = driftPda.user(programId, authority.publicKey, 0);
   const setUser: DriftFixture['setUser'] = (init) =>
     setData(
@@ -158,12 +211,25 @@ export async function driftFixture(
     programId,
     authority,
     oracle,
+    usdcOracle,
     clock,
     venue,
     orderIds,
     store,
     setUser,
     setPerpMarket,
+    putPerpMarket,
+    putSpotMarket,
+    programRuns,
+    emulate(apply) {
+      rpc.emulate = (tx) => {
+        const run = runDriftProgram(svm, programId, tx);
+        programRuns.push(run);
+        if (!run.ok) return { err: run.err };
+        apply?.(run, tx);
+        return true;
+      };
+    },
     withSleep: (sleep) => new DriftVenue({ ...base, sleep }),
     deployFailingProgram() {
       const memo = svm.getAccount(new PublicKey('MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr'));
@@ -171,12 +237,4 @@ export async function driftFixture(
       svm.setAccount(programId, { ...memo, data: Uint8Array.from(memo.data) });
     },
   };
-}
-
-/** Decodes the user order id argument of a place_perp_order transaction built by the adapter. */
-export function userOrderIdOf(tx: VersionedTransaction): number {
-  const ix = tx.message.compiledInstructions[2];
-  const id = ix?.data[8 + 3];
-  if (id === undefined) throw new Error('not an order transaction');
-  return id;
 }

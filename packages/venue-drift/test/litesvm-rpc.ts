@@ -26,9 +26,11 @@ export class LiteSvmRpc implements SolanaRpc {
   lastTx: VersionedTransaction | undefined;
   /**
    * Stands in for a program litesvm cannot run: called for every executed send; returning true
-   * means "the program ran and succeeded" (the emulator has written the accounts it would write).
+   * means "the program ran and succeeded" (the emulator has written the accounts it would write),
+   * `{ err }` that it ran and failed (the transaction lands with that error), false that litesvm
+   * executes it.
    */
-  emulate: ((tx: VersionedTransaction) => boolean) | undefined;
+  emulate: ((tx: VersionedTransaction) => boolean | { err: unknown }) | undefined;
 
   constructor(svm: LiteSVM) {
     this.svm = svm;
@@ -89,8 +91,9 @@ export class LiteSvmRpc implements SolanaRpc {
       return signature;
     }
     if (this.#statuses.has(signature)) return signature;
-    if (this.emulate?.(tx)) {
-      this.land(signature);
+    const emulated = this.emulate?.(tx);
+    if (emulated) {
+      this.land(signature, emulated === true ? null : emulated.err);
       return signature;
     }
     const res = this.svm.sendTransaction(tx);
