@@ -25,6 +25,8 @@ export function legMarginUsd(
 export interface VenueCollateralUse {
   /** Initial margin the plan's delta legs on the venue need. */
   marginUsd: number;
+  /** What the plan's option legs on the venue take: premium, fees, short collateral (`optionCollateralUsd`). */
+  optionUsd: number;
   /** Collateral the plan's transfers move to the venue. */
   movedInUsd: number;
   /** Collateral the plan's transfers move out of the venue. */
@@ -32,20 +34,20 @@ export interface VenueCollateralUse {
 }
 
 /**
- * Per venue, the margin a plan's delta legs need there and the collateral its transfers move in and
- * out. A feasible plan has, on every venue, margin ≤ free collateral + moved in − moved out. Option
- * (vega) legs are not counted: routing does not size their premium or margin against collateral. Legs
- * on a venue missing from `venues`, or on another instrument than its delta instrument, are left out.
+ * Per venue, the margin a plan's delta legs need there, what its option legs take there (the plan's
+ * `optionCollateralUsd`) and the collateral its transfers move in and out. A feasible plan has, on every
+ * venue, margin + option legs' take ≤ free collateral + moved in − moved out. Delta legs on a venue
+ * missing from `venues`, or on another instrument than its delta instrument, are left out of the margin.
  */
 export function collateralUse(
-  plan: Pick<HedgePlan, 'legs' | 'transfers'>,
+  plan: Pick<HedgePlan, 'legs' | 'transfers' | 'optionCollateralUsd'>,
   venues: readonly MarginVenue[],
 ): Map<string, VenueCollateralUse> {
   const out = new Map<string, VenueCollateralUse>();
   const of = (venue: string): VenueCollateralUse => {
     let u = out.get(venue);
     if (!u) {
-      u = { marginUsd: 0, movedInUsd: 0, movedOutUsd: 0 };
+      u = { marginUsd: 0, optionUsd: 0, movedInUsd: 0, movedOutUsd: 0 };
       out.set(venue, u);
     }
     return u;
@@ -56,6 +58,8 @@ export function collateralUse(
     const sizeBase = assertFinite(`leg ${leg.id} size`, Number(leg.sizeBase));
     of(leg.venue).marginUsd += legMarginUsd(v, leg.side, sizeBase, leg.referencePriceUsd);
   }
+  for (const [venue, usd] of Object.entries(plan.optionCollateralUsd ?? {}))
+    of(venue).optionUsd += assertFinite(`optionCollateralUsd.${venue}`, usd);
   for (const t of plan.transfers) {
     const amountUsd = assertFinite(`transfer ${t.id} amount`, Number(t.amount));
     of(t.toVenue).movedInUsd += amountUsd;
@@ -105,17 +109,18 @@ export class CollateralReservation {
 
   /**
    * Records what `plan` commits, from the venues it was routed on (their free collateral as routing saw
-   * it): on each venue its delta legs' margin plus the moves out of it. A venue a move funds commits all
-   * of the free collateral routing saw there: the move was sized as the leg's margin (and buffer) less
-   * that collateral, so the leg counts on all of it.
+   * it, before the plan's option legs took theirs): on each venue its delta legs' margin, what its option
+   * legs take there, and the moves out of it. A venue a move funds commits all of the free collateral
+   * routing saw there: the move was sized as the leg's margin (and buffer) less what the option legs
+   * left of that collateral, so the legs together count on all of it.
    */
   commit(
-    plan: Pick<HedgePlan, 'legs' | 'transfers'>,
+    plan: Pick<HedgePlan, 'legs' | 'transfers' | 'optionCollateralUsd'>,
     venues: readonly (MarginVenue & Pick<RouteVenue, 'freeCollateralUsd'>)[],
   ): void {
     for (const [venue, use] of collateralUse(plan, venues)) {
       const freeUsd = venues.find((v) => v.venue === venue)?.freeCollateralUsd ?? 0;
-      const ownUsd = use.movedInUsd > 0 ? freeUsd : use.marginUsd;
+      const ownUsd = use.movedInUsd > 0 ? Math.max(freeUsd, use.optionUsd) : use.marginUsd + use.optionUsd;
       this.#venueUsd.set(venue, (this.#venueUsd.get(venue) ?? 0) + ownUsd + use.movedOutUsd);
     }
     for (const t of plan.transfers) {

@@ -17,6 +17,7 @@ export { type QuoteTarget, quoteVenues } from './quotes.ts';
 export {
   type BridgeCostModel,
   type CollateralSource,
+  type OptionMarket,
   type PlanInputs,
   planDecision,
   type RouteOptions,

@@ -66,6 +66,13 @@ export const HedgePlan = z.object({
   /** Part of the request no venue could take now (caps, liquidity, collateral). */
   shortfallBase: FiniteNumber.nonnegative(),
   totalCostUsd: FiniteNumber,
+  /**
+   * Free collateral the option (vega) legs take on each venue, USD, by venue: a buy's premium at its
+   * limit price plus its fee, a sell's fee plus the collateral its venue locks for it where stated (the
+   * premium a sell receives is not counted: it arrives only with the fill). Taken off the venue's free
+   * collateral before the delta legs are routed; absent when the plan has no option legs.
+   */
+  optionCollateralUsd: z.record(z.string(), FiniteNumber.nonnegative()).optional(),
   /** How the router got there, in words (caps hit, venues skipped, splits). */
   notes: z.array(z.string()),
 });

@@ -1,15 +1,17 @@
-import { HedgeIntent, ManualClock, type Side, toDecimalString } from '@xhedge/core';
-import { type HedgeDecision, HedgeStrategy } from '@xhedge/strategy';
+import { HedgeIntent, ManualClock, parseInstrumentId, type Side, toDecimalString } from '@xhedge/core';
+import { type HedgeDecision, HedgeStrategy, type OptionTrade } from '@xhedge/strategy';
 import type { HedgeQuote, QuoteRequest } from '@xhedge/venue';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CollateralReservation } from './collateral.ts';
+import { CollateralReservation, collateralUse } from './collateral.ts';
 import { HedgePlan } from './plan.ts';
 import { quoteVenues } from './quotes.ts';
 import {
   type BridgeCostModel,
   type CollateralSource,
+  type OptionMarket,
   planDecision,
+  type RouteOptions,
   type RouteRequest,
   type RouteVenue,
   routeDelta,
@@ -963,6 +965,319 @@ describe('planDecision: vega-only decisions', () => {
     expect(plan.plannedDeltaBase).toBeCloseTo(-0.7, 12);
     expect(new Set(plan.legs.map((l) => l.id)).size).toBe(3);
     expect(plan.notes.join(' ')).toMatch(/vega legs add 0\.7 delta outside the band/);
+  });
+});
+
+/**
+ * Regression: option (vega) legs' premium was not counted against their venue's free collateral. A plan
+ * bought options for $3,000 on a venue holding $5,000 and sized a perp leg needing $4,000 of margin there
+ * too; the venue rejected an order and the planner retried the same plan.
+ */
+describe('planDecision: option legs are paid from their venue collateral before the delta legs', () => {
+  const CALL = 'BTC-USD:OPT:20260327:60000:C';
+  const PUT = 'BTC-USD:OPT:20260327:55000:P';
+  /** Buys 3 calls at $990 + $10 fee = $1,000 each ($3,000), +0.5 delta each. */
+  const buyCalls = (over: Partial<OptionTrade> = {}): OptionTrade => ({
+    venue: 'opt-x',
+    chain: 'evm:42161',
+    instrument: CALL,
+    side: 'buy',
+    sizeBase: 3,
+    priceUsd: 990,
+    vegaPerVolPoint: 150,
+    delta: 1.5,
+    costUsd: 60,
+    ...over,
+  });
+  const callMarket: OptionMarket = { minSizeBase: 0.1, sizeStepBase: 0.1, feeUsdPerUnit: 10 };
+  /** A decision trading `tradeDeltaBase` with its option trades, which add `vegaDeltaBase` to the book's. */
+  const decide = (tradeDeltaBase: number, vegaTrades: OptionTrade[]): HedgeDecision => {
+    const vegaDeltaBase = vegaTrades.reduce((s, t) => s + t.delta, 0);
+    return {
+      id: 'dec_optcash1',
+      underlying: 'BTC',
+      snapshotSeq: 3,
+      asOfMs: NOW,
+      policy: 'band',
+      action: 'hedge',
+      code: tradeDeltaBase === 0 ? 'vega-only' : 'hedge',
+      urgency: 'normal',
+      spotUsd: S,
+      bookDelta: -tradeDeltaBase - vegaDeltaBase,
+      effectiveDelta: -tradeDeltaBase,
+      targetDelta: 0,
+      driftDelta: -tradeDeltaBase,
+      bandHalfWidth: 0.1,
+      tradeDeltaBase,
+      side: tradeDeltaBase > 0 ? 'buy' : tradeDeltaBase < 0 ? 'sell' : null,
+      tradeNotionalUsd: Math.abs(tradeDeltaBase) * S,
+      vegaTrades,
+      reason: 'BTC: vega and delta breach.',
+    };
+  };
+  /** opt-x also lists a perp, with $5,000 free; 1/6 margin: 0.4 BTC sold needs $4,000 of it. */
+  const X_FREE_USD = 5000;
+  const perpX = (size: number, extra: Partial<RouteVenue> = {}) =>
+    venue(
+      'opt-x',
+      'evm:42161',
+      size,
+      'sell',
+      { feeBps: 5, gasUsd: 0.1 },
+      {
+        freeCollateralUsd: X_FREE_USD,
+        marginFraction: 1 / 6,
+        ...extra,
+      },
+    );
+  // No slippage: the limit is the quoted price, so a call takes exactly $1,000.
+  const options = (over: Partial<RouteOptions> = {}): RouteOptions => ({
+    bridge,
+    maxSlippageBps: 0,
+    ...over,
+  });
+  const sizesOf = (plan: HedgePlan) => plan.legs.map((l) => [l.venue, l.instrument, l.side, l.sizeBase]);
+
+  /**
+   * Every venue: delta margin + what the option legs take ≤ free + moved in − moved out, with the option
+   * legs' take worked out here from their sizes, limits and `markets` (a buy: limit + fee; a sell: fee +
+   * short collateral), and the plan's `optionCollateralUsd` stating the same. Free collateral from the
+   * delta venues, else from `freeUsdOf` (option venues, sources).
+   */
+  function expectPaid(
+    plan: HedgePlan,
+    vs: readonly RouteVenue[],
+    freeUsdOf: Record<string, number>,
+    markets: Record<string, OptionMarket>,
+  ) {
+    const optionUsd = new Map<string, number>();
+    for (const l of plan.legs) {
+      if (parseInstrumentId(l.instrument).kind !== 'option') continue;
+      const m = markets[`${l.venue}|${l.instrument}`];
+      if (!m) throw new Error(`no market for ${l.venue}|${l.instrument}`);
+      const feeUsd = m.feeUsdPerUnit ?? 0;
+      const perUnitUsd =
+        l.side === 'buy' ? Number(l.limitPriceUsd) + feeUsd : feeUsd + (m.shortCollateralUsdPerUnit ?? 0);
+      optionUsd.set(l.venue, (optionUsd.get(l.venue) ?? 0) + Number(l.sizeBase) * perUnitUsd);
+    }
+    const use = collateralUse({ legs: plan.legs, transfers: plan.transfers }, vs);
+    for (const venue of new Set([...use.keys(), ...optionUsd.keys()])) {
+      const { marginUsd = 0, movedInUsd = 0, movedOutUsd = 0 } = use.get(venue) ?? {};
+      const takeUsd = optionUsd.get(venue) ?? 0;
+      const freeUsd = vs.find((v) => v.venue === venue)?.freeCollateralUsd ?? freeUsdOf[venue] ?? 0;
+      expect(
+        marginUsd + takeUsd,
+        `${venue}: margin ${marginUsd} + options ${takeUsd} > free ${freeUsd} + in ${movedInUsd} − out ${movedOutUsd}`,
+      ).toBeLessThanOrEqual(freeUsd + movedInUsd - movedOutUsd + 1e-6);
+    }
+    for (const [venue, usd] of optionUsd) expect(plan.optionCollateralUsd?.[venue]).toBeCloseTo(usd, 6);
+  }
+
+  it('$5,000 free, $3,000 of premium and a delta leg needing $4,000 on one venue: the delta leg gets the $2,000 left', () => {
+    const vs = [perpX(0.4)];
+    const plan = planDecision(decide(-0.4, [buyCalls()]), {
+      venues: vs,
+      options: options(),
+      optionMarkets: { [`opt-x|${CALL}`]: callMarket },
+    });
+    if (!plan) throw new Error('expected a plan');
+    expect(() => HedgePlan.parse(JSON.parse(JSON.stringify(plan)))).not.toThrow();
+    expect(sizesOf(plan)).toEqual([
+      ['opt-x', CALL, 'buy', '3'],
+      ['opt-x', 'BTC-USD:PERP', 'sell', '0.2'],
+    ]);
+    expect(plan.optionCollateralUsd).toEqual({ 'opt-x': 3000 });
+    expect(plan.shortfallBase).toBeCloseTo(0.2, 9);
+    expectPaid(plan, vs, {}, { [`opt-x|${CALL}`]: callMarket });
+    const notes = plan.notes.join(' ');
+    expect(notes).toMatch(/opt-x: option legs take \$3000\.00 of its \$5000\.00 free collateral/);
+    expect(notes).toMatch(/shortfall 0\.2: caps, liquidity or collateral/);
+  });
+
+  it('or funds the rest by a move: $2,800 (the $4,000 margin and buffer less the $2,000 left) from another venue', () => {
+    const vs = [perpX(0.4)];
+    const sources: CollateralSource[] = [
+      { venue: 'opt-x', chain: 'evm:42161', asset: 'USDC', availableUsd: X_FREE_USD },
+      { venue: 'vault-z', chain: 'evm:10', asset: 'USDC', availableUsd: 10_000 },
+    ];
+    const plan = planDecision(decide(-0.4, [buyCalls()]), {
+      venues: vs,
+      options: options({ collateralSources: sources }),
+      optionMarkets: { [`opt-x|${CALL}`]: callMarket },
+    });
+    if (!plan) throw new Error('expected a plan');
+    expect(sizesOf(plan)).toEqual([
+      ['opt-x', CALL, 'buy', '3'],
+      ['opt-x', 'BTC-USD:PERP', 'sell', '0.4'],
+    ]);
+    expect(plan.transfers.map((t) => [t.fromVenue, t.toVenue, t.amount])).toEqual([
+      ['vault-z', 'opt-x', '2800'],
+    ]);
+    expect(plan.legs[1]?.dependsOn).toEqual([plan.transfers[0]?.id]);
+    expect(plan.shortfallBase).toBeLessThanOrEqual(1e-9);
+    expectPaid(plan, vs, { 'vault-z': 10_000 }, { [`opt-x|${CALL}`]: callMarket });
+  });
+
+  it('cuts an option leg its venue cannot pay for to the whole steps it can, notes it, and routes the delta it no longer adds', () => {
+    const vs = [venue('perp-arb', 'evm:42161', 1.5, 'sell', { feeBps: 5, gasUsd: 0.1 })];
+    const optionFreeUsd = { 'opt-x': 2550 };
+    const plan = planDecision(decide(-1.5, [buyCalls()]), {
+      venues: vs,
+      options: options(),
+      optionFreeCollateralUsd: optionFreeUsd,
+      optionMarkets: { [`opt-x|${CALL}`]: callMarket },
+    });
+    if (!plan) throw new Error('expected a plan');
+    // $2,550 pays 2.55 calls: 2.5 at the 0.1 step. The 0.5 calls cut would have added 0.25 delta.
+    expect(sizesOf(plan)).toEqual([
+      ['opt-x', CALL, 'buy', '2.5'],
+      ['perp-arb', 'BTC-USD:PERP', 'sell', '1.25'],
+    ]);
+    expect(plan.optionCollateralUsd).toEqual({ 'opt-x': 2500 });
+    expect(plan.legCosts[0]).toMatchObject({ sizeBase: 2.5, totalCostUsd: 50 });
+    expect(plan.requestedDeltaBase).toBeCloseTo(-1.25, 12);
+    expect(plan.plannedDeltaBase).toBeCloseTo(-1.25, 12);
+    expectPaid(plan, vs, optionFreeUsd, { [`opt-x|${CALL}`]: callMarket });
+    const notes = plan.notes.join(' ');
+    expect(notes).toMatch(
+      /opt-x: buy 3 BTC-USD:OPT:20260327:60000:C takes \$3000\.00 .*\$2550\.00 free there: cut to 2\.5/,
+    );
+    expect(notes).toMatch(/delta routed moved from -1\.5 to -1\.25/);
+  });
+
+  it('drops an option leg whose venue cannot pay for its minimum order, and routes the book’s own delta', () => {
+    const vs = [venue('perp-arb', 'evm:42161', 2, 'sell', { feeBps: 5, gasUsd: 0.1 })];
+    const plan = planDecision(decide(-2, [buyCalls()]), {
+      venues: vs,
+      options: options(),
+      optionFreeCollateralUsd: { 'opt-x': 80 },
+      optionMarkets: { [`opt-x|${CALL}`]: callMarket },
+    });
+    if (!plan) throw new Error('expected a plan');
+    expect(sizesOf(plan)).toEqual([['perp-arb', 'BTC-USD:PERP', 'sell', '0.5']]);
+    expect(plan.optionCollateralUsd).toBeUndefined();
+    expect(plan.notes.join(' ')).toMatch(
+      /\$80\.00 free there: dropped, it pays less than the venue minimum 0\.1/,
+    );
+  });
+
+  it('leaves a vega-only plan as it was when its venues hold enough; a sell takes its fee and short collateral, not its premium', () => {
+    const trades = [
+      buyCalls(),
+      buyCalls({ venue: 'opt-y', instrument: PUT, side: 'sell', sizeBase: 1, priceUsd: 800, delta: 0.4 }),
+    ];
+    // Inside the band: the option legs go alone.
+    const inside = { ...decide(0, trades), bookDelta: 0, effectiveDelta: 0.05, driftDelta: 0.05 };
+    const markets = {
+      [`opt-x|${CALL}`]: callMarket,
+      [`opt-y|${PUT}`]: { ...callMarket, shortCollateralUsdPerUnit: 500 },
+    };
+    const unchecked = planDecision(inside, { venues: [], options: options() });
+    // Exactly enough on both: $3,000 for the calls; $10 fee + $500 locked for the put sold.
+    const plan = planDecision(inside, {
+      venues: [],
+      options: options(),
+      optionFreeCollateralUsd: { 'opt-x': 3000, 'opt-y': 510 },
+      optionMarkets: markets,
+    });
+    if (!plan || !unchecked) throw new Error('expected plans');
+    expect(plan.legs).toEqual(unchecked.legs);
+    expect(sizesOf(plan)).toEqual([
+      ['opt-x', CALL, 'buy', '3'],
+      ['opt-y', PUT, 'sell', '1'],
+    ]);
+    expect(plan.totalCostUsd).toBe(unchecked.totalCostUsd);
+    expect(plan.optionCollateralUsd).toEqual({ 'opt-x': 3000, 'opt-y': 510 });
+    expectPaid(plan, [], { 'opt-x': 3000, 'opt-y': 510 }, markets);
+    expect(plan.notes).toEqual(['vega legs only: their delta keeps the book inside its delta band']);
+  });
+
+  it('a reservation carries the option legs’ take to the next plan of the round', () => {
+    const reservation = new CollateralReservation();
+    const first = planDecision(
+      { ...decide(0, [buyCalls()]), bookDelta: -1.5, effectiveDelta: 0, driftDelta: 0 },
+      {
+        venues: [],
+        options: options(),
+        optionFreeCollateralUsd: { 'opt-x': reservation.freeUsd('opt-x', X_FREE_USD) },
+        optionMarkets: { [`opt-x|${CALL}`]: callMarket },
+      },
+    );
+    if (!first) throw new Error('expected a plan');
+    reservation.commit(first, []);
+    expect(reservation.freeUsd('opt-x', X_FREE_USD)).toBeCloseTo(2000, 9);
+    // The next plan's delta leg on opt-x sees the $2,000 left: 0.2 BTC at $10,000 margin per BTC.
+    const seen = [perpX(0.4, { freeCollateralUsd: reservation.freeUsd('opt-x', X_FREE_USD) })];
+    const second = planDecision(
+      { ...decide(-0.4, []), id: 'dec_optcash2' },
+      { venues: seen, options: options() },
+    );
+    expect(second?.legs.map((l) => l.sizeBase)).toEqual(['0.2']);
+    // A venue a move funds commits all it had: the option legs and the delta leg share it.
+    const funded = new CollateralReservation();
+    const vs = [perpX(0.4)];
+    const moved = planDecision(decide(-0.4, [buyCalls()]), {
+      venues: vs,
+      options: options({
+        collateralSources: [{ venue: 'vault-z', chain: 'evm:10', asset: 'USDC', availableUsd: 10_000 }],
+      }),
+      optionMarkets: { [`opt-x|${CALL}`]: callMarket },
+    });
+    if (!moved) throw new Error('expected a plan');
+    expect(moved.transfers).toHaveLength(1);
+    funded.commit(moved, vs);
+    expect(funded.freeUsd('opt-x', X_FREE_USD)).toBe(0);
+  });
+
+  it('never plans option legs and delta legs on a venue beyond its collateral and what moves in (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 8000 }),
+        fc.integer({ min: 1, max: 60 }).map((x) => x / 10),
+        fc.integer({ min: 1, max: 80 }).map((x) => x / 100),
+        // opt-x's largest order: under the request, perp-y (no collateral of its own) takes the rest.
+        fc.integer({ min: 1, max: 80 }).map((x) => x / 100),
+        fc.boolean(),
+        fc.boolean(),
+        (freeUsd, callsBase, deltaBase, maxOrderBase, withVault, sell) => {
+          const vs = [
+            perpX(deltaBase, { freeCollateralUsd: freeUsd, maxOrderSizeBase: maxOrderBase }),
+            venue(
+              'perp-y',
+              'evm:8453',
+              deltaBase,
+              'sell',
+              { feeBps: 6, gasUsd: 0.1 },
+              { freeCollateralUsd: 0 },
+            ),
+          ];
+          const freeUsdOf = { 'opt-x': freeUsd, 'vault-z': withVault ? 3000 : 0 };
+          const sources: CollateralSource[] = Object.entries(freeUsdOf)
+            .filter(([, usd]) => usd > 0)
+            .map(([v, usd]) => ({
+              venue: v,
+              chain: v === 'opt-x' ? 'evm:42161' : 'evm:10',
+              asset: 'USDC',
+              availableUsd: usd,
+            }));
+          const trade = buyCalls({
+            sizeBase: callsBase,
+            delta: 0.5 * callsBase,
+            ...(sell ? { side: 'sell' } : {}),
+          });
+          const markets = { [`opt-x|${CALL}`]: { ...callMarket, shortCollateralUsdPerUnit: 300 } };
+          const plan = planDecision(decide(-deltaBase, [trade]), {
+            venues: vs,
+            options: options({ collateralSources: sources }),
+            optionMarkets: markets,
+          });
+          if (!plan) throw new Error('expected a plan');
+          expectPaid(plan, vs, freeUsdOf, markets);
+          expect(plan.optionCollateralUsd?.['opt-x'] ?? 0).toBeLessThanOrEqual(freeUsd + 1e-6);
+        },
+      ),
+      { numRuns: 300, seed: 7 },
+    );
   });
 });
 

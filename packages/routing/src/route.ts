@@ -6,9 +6,9 @@ import {
   toDecimalString,
   type Urgency,
 } from '@xhedge/core';
-import type { HedgeDecision } from '@xhedge/strategy';
+import type { HedgeDecision, OptionTrade } from '@xhedge/strategy';
 import { allocateEqualMarginal } from './allocate.ts';
-import { legMarginUsd } from './collateral.ts';
+import { CollateralReservation, legMarginUsd } from './collateral.ts';
 import {
   type CollateralTransfer,
   type HedgePlan,
@@ -17,9 +17,9 @@ import {
   limitPrice,
   transferId,
 } from './plan.ts';
-import type { CollateralSource, RouteVenue } from './venues.ts';
+import type { CollateralSource, OptionMarket, RouteVenue } from './venues.ts';
 
-export type { CollateralSource, RouteVenue } from './venues.ts';
+export type { CollateralSource, OptionMarket, RouteVenue } from './venues.ts';
 
 /** Cost and delay of moving collateral between chains (or venues on one chain); null = no route. */
 export type BridgeCostModel = (
@@ -738,11 +738,115 @@ export interface PlanInputs {
   options: RouteOptions;
   /** Price tick per option venue|instrument for vega legs' limit prices. */
   optionTickUsd?: Readonly<Record<string, number>>;
+  /**
+   * Free collateral per option venue, USD, by venue: as read, less what earlier plans of the round
+   * committed (`CollateralReservation.freeUsd`). The vega legs' premium, fees and short collateral are
+   * taken from it before the delta legs are routed. A venue missing here falls back to the
+   * `freeCollateralUsd` of its entry in `venues`; a venue in neither is not checked (noted when this
+   * map is given).
+   */
+  optionFreeCollateralUsd?: Readonly<Record<string, number>>;
+  /**
+   * Size rules and fees per option venue|instrument, to count what a vega leg pays and to cut it to what
+   * its venue's collateral pays. A leg that does not fit and has no entry here is dropped: its size step
+   * is unknown.
+   */
+  optionMarkets?: Readonly<Record<string, OptionMarket>>;
+}
+
+/** A vega leg as {@link fitOptionLegs} leaves it. */
+interface FittedOptionLeg {
+  t: OptionTrade;
+  sizeBase: number;
+  limitPriceUsd: string;
+}
+
+/**
+ * The decision's option trades fitted to their venues' free collateral, in the decision's order (the
+ * vega solver's, cheapest vega first): each takes its premium at the limit price plus its fee (a buy), or
+ * its fee plus the collateral its venue locks where stated (a sell; the premium it receives arrives with
+ * the fill, so it funds nothing here). A leg its venue's collateral left by the legs before it does not
+ * pay in full is cut to the whole steps that collateral pays, or dropped below the venue minimum; no
+ * transfer is planned for an option leg. Returns the legs kept, what they take per venue (USD), and the
+ * delta the cut and dropped part would have added (signed, underlying units).
+ */
+function fitOptionLegs(
+  trades: readonly OptionTrade[],
+  inputs: PlanInputs,
+  slippageBps: number,
+  notes: string[],
+): { legs: FittedOptionLeg[]; takenUsd: Map<string, number>; cutDeltaBase: number } {
+  const legs: FittedOptionLeg[] = [];
+  const takenUsd = new Map<string, number>();
+  const unchecked = new Set<string>();
+  let cutDeltaBase = 0;
+  trades.forEach((t, i) => {
+    const key = `${t.venue}|${t.instrument}`;
+    const sizeBase = assertFinite(`vega trade ${i} (${key}) sizeBase`, t.sizeBase);
+    if (!(sizeBase > 0))
+      throw new RangeError(`vega trade ${i} (${key}) sizeBase must be > 0, got ${sizeBase}`);
+    const limitPriceUsd = limitPrice(t.side, t.priceUsd, slippageBps, inputs.optionTickUsd?.[key]);
+    const market = inputs.optionMarkets?.[key];
+    // A rebate is paid with the fill, like a sold premium: it funds nothing before.
+    const feeUsdPerUnit = Math.max(
+      0,
+      assertFinite(`${key} fee per unit`, market?.feeUsdPerUnit ?? t.costUsd / sizeBase),
+    );
+    const takeUsdPerUnit =
+      t.side === 'buy'
+        ? assertFinite(`${key} limit price`, Number(limitPriceUsd)) + feeUsdPerUnit
+        : feeUsdPerUnit +
+          Math.max(
+            0,
+            assertFinite(`${key} short collateral per unit`, market?.shortCollateralUsdPerUnit ?? 0),
+          );
+    const freeUsd =
+      inputs.optionFreeCollateralUsd?.[t.venue] ??
+      inputs.venues.find((v) => v.venue === t.venue)?.freeCollateralUsd;
+    const takenBeforeUsd = takenUsd.get(t.venue) ?? 0;
+    const leftUsd = freeUsd === undefined ? Number.POSITIVE_INFINITY : Math.max(0, freeUsd - takenBeforeUsd);
+    if (freeUsd === undefined) unchecked.add(t.venue);
+    let fittedBase = sizeBase;
+    const needUsd = sizeBase * takeUsdPerUnit;
+    if (needUsd > leftUsd + COLLATERAL_EPS_USD) {
+      const what = `${t.venue}: ${t.side} ${sizeBase} ${t.instrument} takes $${needUsd.toFixed(2)} (${t.side === 'buy' ? 'premium at its limit and fee' : 'fee and short collateral'}), $${leftUsd.toFixed(2)} free there`;
+      const step = market?.sizeStepBase;
+      if (!market || !(step !== undefined && step > 0)) {
+        fittedBase = 0;
+        notes.push(`${what}: dropped, its size step is unknown`);
+      } else {
+        let n = stepsIn(Math.min(sizeBase, leftUsd / takeUsdPerUnit), step);
+        // Float noise in the floor: never a step more than the collateral pays.
+        while (n > 0 && n * step * takeUsdPerUnit > leftUsd + COLLATERAL_EPS_USD) n--;
+        fittedBase = Number((n * step).toFixed(12));
+        if (fittedBase <= 0 || fittedBase < market.minSizeBase) {
+          fittedBase = 0;
+          notes.push(`${what}: dropped, it pays less than the venue minimum ${market.minSizeBase}`);
+        } else notes.push(`${what}: cut to ${fittedBase}`);
+      }
+      cutDeltaBase += t.delta * (1 - fittedBase / sizeBase);
+    }
+    if (fittedBase <= 0) return;
+    takenUsd.set(t.venue, takenBeforeUsd + fittedBase * takeUsdPerUnit);
+    legs.push({ t, sizeBase: fittedBase, limitPriceUsd });
+  });
+  if (inputs.optionFreeCollateralUsd !== undefined)
+    for (const venue of unchecked)
+      notes.push(`${venue}: free collateral unknown; its option legs are not checked against it`);
+  return { legs, takenUsd, cutDeltaBase: assertFinite('cut option legs delta', cutDeltaBase) };
 }
 
 /**
  * Turns a strategy decision into a plan: the decision's option (vega) trades as legs on the venues the
  * solver chose, then the delta hedge routed by {@link routeDelta}. Holds give null.
+ *
+ * The option legs take their venues' free collateral first (see {@link fitOptionLegs}): a leg its venue
+ * cannot pay for is cut or dropped, with a note, and the plan's `optionCollateralUsd` states what they
+ * take. The delta legs are then routed on what is left: each delta venue's free collateral and
+ * collateral sources less the option legs' take there, so a venue is never planned for more than it
+ * holds (a move may still fund a delta leg short after the premium). The delta routed moves by the
+ * delta the cut option legs no longer add; if that turns it to the other side than the venues were
+ * quoted for, none is routed (the next decision sees the book as it is).
  *
  * A vega-only decision (option trades, no delta trade) still gets a plan: its vega legs, plus a delta leg
  * taking out the delta those legs add when the book is outside its delta band (the policy held the
@@ -756,8 +860,12 @@ export function planDecision(decision: HedgeDecision, inputs: PlanInputs): Hedge
   const slip = opts.maxSlippageBps ?? 50;
   const legs: HedgeIntent[] = [];
   const legCosts: LegCost[] = [];
-  for (const t of decision.vegaTrades) {
+  const notes: string[] = [];
+  const fitted = fitOptionLegs(decision.vegaTrades, inputs, slip, notes);
+  for (const { t, sizeBase, limitPriceUsd } of fitted.legs) {
     const id = intentId(planId, legs.length, t.venue, t.instrument);
+    // The solver's cost is for its size; a cut leg costs its share of it.
+    const costUsd = (t.costUsd * sizeBase) / t.sizeBase;
     legs.push({
       id,
       planId,
@@ -766,18 +874,13 @@ export function planDecision(decision: HedgeDecision, inputs: PlanInputs): Hedge
       chain: t.chain,
       instrument: t.instrument,
       side: t.side,
-      sizeBase: toDecimalString(t.sizeBase, 12),
+      sizeBase: toDecimalString(sizeBase, 12),
       orderType: 'limit',
-      limitPriceUsd: limitPrice(
-        t.side,
-        t.priceUsd,
-        slip,
-        inputs.optionTickUsd?.[`${t.venue}|${t.instrument}`],
-      ),
+      limitPriceUsd,
       referencePriceUsd: t.priceUsd,
       reduceOnly: false,
       urgency: decision.urgency,
-      reason: `${decision.reason} Vega leg: ${t.side} ${t.sizeBase} ${t.instrument} on ${t.venue}.`.slice(
+      reason: `${decision.reason} Vega leg: ${t.side} ${sizeBase} ${t.instrument} on ${t.venue}.`.slice(
         0,
         2000,
       ),
@@ -789,14 +892,14 @@ export function planDecision(decision: HedgeDecision, inputs: PlanInputs): Hedge
       venue: t.venue,
       chain: t.chain,
       instrument: t.instrument,
-      sizeBase: t.sizeBase,
+      sizeBase,
       feeUsd: 0,
-      impactUsd: t.costUsd,
+      impactUsd: costUsd,
       gasUsd: 0,
       fundingCarryUsd: 0,
       bridgeFeeUsd: 0,
       delayCostUsd: 0,
-      totalCostUsd: t.costUsd,
+      totalCostUsd: costUsd,
       expectedLatencyMs: 0,
     });
   }
@@ -815,8 +918,19 @@ export function planDecision(decision: HedgeDecision, inputs: PlanInputs): Hedge
     totalCostUsd: legCosts.reduce((s, l) => s + l.totalCostUsd, 0),
     notes: [],
   };
-  const deltaBase = routedDeltaBase(decision);
-  const notes: string[] = [];
+  if (legs.length > 0) base.optionCollateralUsd = Object.fromEntries(fitted.takenUsd);
+  const decidedDeltaBase = routedDeltaBase(decision);
+  let deltaBase = decidedDeltaBase;
+  if (decidedDeltaBase !== 0 && fitted.cutDeltaBase !== 0) {
+    // The decision's delta offsets its option legs' delta: what the cut part no longer adds is not offset.
+    const movedBase = decidedDeltaBase + fitted.cutDeltaBase;
+    deltaBase = movedBase * decidedDeltaBase > 0 && Math.abs(movedBase) > 1e-12 ? movedBase : 0;
+    notes.push(
+      deltaBase !== 0
+        ? `delta routed moved from ${toDecimalString(decidedDeltaBase, 8)} to ${toDecimalString(deltaBase, 8)}: the cut option legs no longer add ${toDecimalString(fitted.cutDeltaBase, 8)}`
+        : `the cut option legs leave ${toDecimalString(movedBase, 8)} delta to route, not the ${toDecimalString(decidedDeltaBase, 8)} decided: none routed, the next decision sees the book as it is`,
+    );
+  }
   if (decision.tradeDeltaBase === 0 && legs.length > 0)
     notes.push(
       deltaBase !== 0
@@ -824,6 +938,23 @@ export function planDecision(decision: HedgeDecision, inputs: PlanInputs): Hedge
         : 'vega legs only: their delta keeps the book inside its delta band',
     );
   if (deltaBase === 0) return { ...base, notes };
+  // The option legs are paid first: the delta legs see each venue's collateral less what they take.
+  const optionsTake = new CollateralReservation();
+  optionsTake.commit(
+    { legs: [], transfers: [], optionCollateralUsd: Object.fromEntries(fitted.takenUsd) },
+    [],
+  );
+  const venues = inputs.venues.map((v) => {
+    const takenUsd = fitted.takenUsd.get(v.venue) ?? 0;
+    if (!(takenUsd > 0)) return v;
+    notes.push(
+      `${v.venue}: option legs take $${takenUsd.toFixed(2)} of its $${v.freeCollateralUsd.toFixed(2)} free collateral; the delta legs get the rest`,
+    );
+    return { ...v, freeCollateralUsd: optionsTake.freeUsd(v.venue, v.freeCollateralUsd) };
+  });
+  const routeOpts: RouteOptions = opts.collateralSources
+    ? { ...opts, collateralSources: optionsTake.sources(opts.collateralSources) }
+    : opts;
   const routed = routeDelta(
     {
       planId,
@@ -835,8 +966,8 @@ export function planDecision(decision: HedgeDecision, inputs: PlanInputs): Hedge
       createdAtMs: decision.asOfMs,
       firstLegIndex: legs.length,
     },
-    inputs.venues,
-    opts,
+    venues,
+    routeOpts,
   );
   return {
     ...base,

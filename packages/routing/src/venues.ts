@@ -33,3 +33,24 @@ export interface CollateralSource {
   asset: string;
   availableUsd: number;
 }
+
+/**
+ * What routing needs of an option (vega) leg's market to fit the leg to its venue's free collateral: its
+ * size rules, and what the leg pays on top of its premium.
+ */
+export interface OptionMarket {
+  /** Venue minimum order, underlying units. */
+  minSizeBase: number;
+  /** Venue size step, underlying units. */
+  sizeStepBase: number;
+  /**
+   * Venue fee per unit traded, USD (the fee its quote for the leg's size states, over that size). Absent:
+   * the trade's estimated cost per unit (spread plus fee) stands in, which is at least the fee.
+   */
+  feeUsdPerUnit?: number;
+  /**
+   * Collateral the venue locks per unit of a sold option, USD. Absent where the venue states none (the
+   * venue contract has no such field yet): a sell is then counted for its fee only.
+   */
+  shortCollateralUsdPerUnit?: number;
+}

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseConfig } from '@xhedge/config';
 import { ManualClock, parseInstrumentId } from '@xhedge/core';
+import { CollateralReservation } from '@xhedge/routing';
 import { createMarketFromConfig } from '@xhedge/sim';
 import type { HedgeDecision } from '@xhedge/strategy';
 import { createPaperVenues } from '@xhedge/venue-paper';
@@ -10,12 +11,19 @@ import { createRouter } from './router.ts';
 const PAPER = readFileSync(new URL('../../../configs/profiles/paper.yaml', import.meta.url), 'utf8');
 
 /** The paper profile's lyra-arb (options), gmx-arb and drift-sol (perps) on the simulated market. */
-async function paperVenues() {
+async function paperVenues(lyraUsdc?: number) {
   const config = parseConfig(PAPER, 'paper.yaml');
   const keep = ['lyra-arb', 'gmx-arb', 'drift-sol'];
   config.venues = config.venues.filter((v) => keep.includes(v.id));
   config.book.positions = config.book.positions.filter((p) => keep.includes(p.venue));
   config.book.balances = config.book.balances.filter((b) => keep.includes(b.venue));
+  if (lyraUsdc !== undefined) {
+    // lyra-arb holds only `lyraUsdc`, none of it locked by short options.
+    config.book.positions = config.book.positions.filter((p) => p.venue !== 'lyra-arb');
+    config.book.balances = config.book.balances.map((b) =>
+      b.venue === 'lyra-arb' ? { ...b, amount: lyraUsdc } : b,
+    );
+  }
   const clock = new ManualClock(Date.UTC(2026, 0, 5));
   const market = createMarketFromConfig({
     market: config.market,
@@ -201,5 +209,51 @@ describe("createRouter: legs are sized by the venue's initial margin, never unde
     expect(legs.map((l) => [l.venue, l.side])).toEqual([['gmx-arb', 'sell']]);
     const expectedBase = Math.floor(FREE_USD / (0.1 * spotUsd) / STEP_BASE) * STEP_BASE; // ≈ 4.2 BTC, not 5
     expect(Number(legs[0]?.sizeBase)).toBeCloseTo(expectedBase, 9);
+  });
+});
+
+/**
+ * Regression: the option legs' premium was not counted against their venue's free collateral, so a plan
+ * could buy more options than the venue could pay for, and the venue rejected the order.
+ */
+describe("createRouter: option legs are cut to what their venue's collateral pays", () => {
+  it('buys only the calls lyra-arb can pay for at the limit price plus fee, and the round keeps that collateral', async () => {
+    const LYRA_USD = 20_000;
+    const { venues, clock, callId } = await paperVenues(LYRA_USD);
+    const lyra = venues.find((v) => v.id === 'lyra-arb');
+    const market = (await lyra?.loadMarkets())?.find((m) => m.instrument.id === callId);
+    const q = await lyra?.quoteHedge({ instrument: callId, side: 'buy', sizeBase: '10', holdingHours: 0 });
+    if (!market || !q) throw new Error('expected the call and its quote');
+    // Ten calls cost more than lyra-arb holds.
+    expect(10 * q.expectedPriceUsd).toBeGreaterThan(LYRA_USD);
+    const notes: string[] = [];
+    const route = createRouter({
+      maxSlippageBps: 50,
+      log: (_level, msg, data) => {
+        if (msg === 'plan notes') notes.push(...((data?.notes as string[]) ?? []));
+      },
+    });
+    const reservation = new CollateralReservation();
+    const plan = await route(vegaOnly(callId, clock.nowMs()), venues, reservation);
+    const calls = plan?.legs.filter((l) => l.instrument === callId) ?? [];
+    expect(calls).toHaveLength(1);
+    const [call] = calls;
+    if (!call) throw new Error('expected the call leg');
+    const sizeBase = Number(call.sizeBase);
+    const feeUsdPerUnit = q.feeUsd / Number(q.executableSizeBase);
+    const takeUsd = sizeBase * (Number(call.limitPriceUsd) + feeUsdPerUnit);
+    expect(sizeBase).toBeGreaterThan(0);
+    expect(sizeBase).toBeLessThan(10);
+    expect(takeUsd).toBeLessThanOrEqual(LYRA_USD + 1e-6);
+    // Cut to whole steps: one more step would not be paid for.
+    const stepBase = Number(market.sizeStepBase);
+    expect(Math.abs(sizeBase / stepBase - Math.round(sizeBase / stepBase))).toBeLessThan(1e-6);
+    expect((sizeBase + stepBase) * (Number(call.limitPriceUsd) + feeUsdPerUnit)).toBeGreaterThan(LYRA_USD);
+    expect(notes.join(' ')).toMatch(/lyra-arb: buy 10 .* free there: cut to/);
+    // The offsetting perp leg sells the delta of the calls bought, not of the 10 decided (0.5 each).
+    const soldBase = perpLegs(plan?.legs ?? []).reduce((s, l) => s + Number(l.sizeBase), 0);
+    expect(Math.abs(soldBase - 0.5 * sizeBase)).toBeLessThanOrEqual(0.0001 + 1e-12);
+    // Later plans of the round see what the calls took.
+    expect(reservation.freeUsd('lyra-arb', LYRA_USD)).toBeCloseTo(LYRA_USD - takeUsd, 6);
   });
 });

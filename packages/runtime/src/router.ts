@@ -3,6 +3,7 @@ import type { RoutingBridgeCost } from '@xhedge/crosschain';
 import {
   type CollateralReservation,
   type CollateralSource,
+  type OptionMarket,
   planDecision,
   type QuoteTarget,
   quoteVenues,
@@ -87,7 +88,9 @@ function marginFractionOf(market: Pick<MarketInfo, 'instrument' | 'initialMargin
 /**
  * Routing for the loop: finds each venue's perp (else spot) market for the underlying, quotes the
  * hedge there and lets `@xhedge/routing` pick and split, with the decision's option (vega) trades as
- * legs first. The venues are quoted for the delta the plan routes (`routedDeltaBase`): the delta trade,
+ * legs first: their premium and fees are paid from their venues' free collateral (a leg it cannot pay
+ * for is cut or dropped) and the delta legs are routed on what is left. The venues are quoted for the
+ * delta the plan routes (`routedDeltaBase`): the delta trade,
  * or for a vega-only decision outside its delta band the delta offsetting its option legs. When a
  * bridge is given, every transferable venue's free USD-like collateral is a source, and a venue short
  * of margin can be funded by a move when that is cheaper all-in (the plan then has `transfers`, and the
@@ -120,6 +123,9 @@ export function createRouter(opts: RouterOptions): RoutePlan {
     if (!hasDelta && decision.vegaTrades.length === 0) return undefined;
     const targets: QuoteTarget[] = [];
     const sources: CollateralSource[] = [];
+    // Free USD-like collateral per venue, less what earlier plans of the round committed: the option legs
+    // pay their premium from it before the delta legs are routed on the rest.
+    const optionFreeCollateralUsd: Record<string, number> = {};
     await Promise.all(
       venues.map(async (adapter) => {
         try {
@@ -131,6 +137,11 @@ export function createRouter(opts: RouterOptions): RoutePlan {
                 sources.push({ venue: adapter.id, chain: adapter.chain, asset: b.asset, availableUsd: free });
             }
           }
+          const readUsd = balances
+            .filter((b) => isUsdLike(b.asset))
+            .reduce((s, b) => s + (b.available ?? b.amount), 0);
+          const freeCollateralUsd = reservation ? reservation.freeUsd(adapter.id, readUsd) : readUsd;
+          optionFreeCollateralUsd[adapter.id] = freeCollateralUsd;
           if (!hasDelta) return;
           const list = (await marketsOf(adapter)).filter(
             (m) =>
@@ -143,10 +154,6 @@ export function createRouter(opts: RouterOptions): RoutePlan {
           const positionBase = positions
             .filter((p) => p.instrument === market.instrument.id)
             .reduce((s, p) => s + p.sizeBase, 0);
-          const readUsd = balances
-            .filter((b) => isUsdLike(b.asset))
-            .reduce((s, b) => s + (b.available ?? b.amount), 0);
-          const freeCollateralUsd = reservation ? reservation.freeUsd(adapter.id, readUsd) : readUsd;
           const t: QuoteTarget = {
             adapter,
             venue: adapter.id,
@@ -182,10 +189,16 @@ export function createRouter(opts: RouterOptions): RoutePlan {
     sources.sort((a, b) => a.venue.localeCompare(b.venue) || a.asset.localeCompare(b.asset));
     const transferableSources = sources.filter((s) => transferable.has(s.venue));
     const optionTickUsd: Record<string, number> = {};
+    const optionMarkets: Record<string, OptionMarket> = {};
     for (const t of decision.vegaTrades) {
       const v = venues.find((x) => x.id === t.venue);
       const m = v ? (await marketsOf(v)).find((x) => x.instrument.id === t.instrument) : undefined;
-      if (m) optionTickUsd[`${t.venue}|${t.instrument}`] = Number(m.priceTickUsd);
+      if (!m) continue;
+      optionTickUsd[`${t.venue}|${t.instrument}`] = Number(m.priceTickUsd);
+      optionMarkets[`${t.venue}|${t.instrument}`] = {
+        minSizeBase: Number(m.minSizeBase),
+        sizeStepBase: Number(m.sizeStepBase),
+      };
     }
     // Option legs are priced at what the venue quotes for their size (an AMM's price moves with size
     // and carries fees well beyond the mark), so their limit is a slippage bound around that price.
@@ -200,6 +213,10 @@ export function createRouter(opts: RouterOptions): RoutePlan {
             sizeBase: toDecimalString(t.sizeBase, 12),
             holdingHours: 0,
           });
+          // The fee is paid from the venue's collateral with the premium (see PlanInputs.optionMarkets).
+          const market = optionMarkets[`${t.venue}|${t.instrument}`];
+          const quotedBase = Number(q.executableSizeBase);
+          if (market && quotedBase > 0) market.feeUsdPerUnit = q.feeUsd / quotedBase;
           return { ...t, priceUsd: q.expectedPriceUsd };
         } catch (err) {
           opts.log('warn', `option quote on ${t.venue} failed; the leg is priced at the mark`, {
@@ -216,6 +233,8 @@ export function createRouter(opts: RouterOptions): RoutePlan {
       {
         venues: quoted,
         optionTickUsd,
+        optionFreeCollateralUsd,
+        optionMarkets,
         options: {
           // Moves only between venues the transfer executor serves; without a bridge none is planned.
           bridge: (from, to, amountUsd) => {
@@ -237,8 +256,8 @@ export function createRouter(opts: RouterOptions): RoutePlan {
       return undefined;
     }
     const legs = fitOrderTypes(plan.legs, new Map(venues.map((v) => [v.id, v])));
-    // The plan goes out: later plans of the round see the collateral it takes (its legs' margin, the
-    // moves out of a venue).
+    // The plan goes out: later plans of the round see the collateral it takes (its delta legs' margin,
+    // its option legs' premium and fees, the moves out of a venue).
     reservation?.commit(plan, quoted);
     // A shortfall under the coarsest size step of the venues is the rounding of sizes to those steps,
     // not a venue that could not take the hedge.
