@@ -19,7 +19,20 @@ pragma solidity ^0.8.24;
 // EventLog1/EventLog2 with an EventUtils.EventLogData payload (same topics and item keys as
 // contracts/order/OrderEventUtils.sol and contracts/position/PositionEventUtils.sol, fewer items).
 // Tokens are pulled by a Router's pluginTransfer (approve the Router), as in contracts/router/Router.sol.
-// Errors are this contract's own (e.g. not the real `Unauthorized(address, string)`).
+// The Oracle serves upstream's getters (getPrimaryPrice returning Price.Props and reverting
+// EmptyPrimaryPrice when unset, maxTimestamp); prices are set by the owner with upstream's
+// setPrimaryPrice (a CONTROLLER's call upstream). Every revert uses an error of contracts/error/Errors.sol
+// with its real parameters (e.g. `Unauthorized(address msgSender, string role)` with upstream's role
+// names), raised where upstream raises it: ExchangeRouter.cancelOrder checks the order's account
+// (EmptyOrder, Unauthorized "account for cancelOrder") and, as OrderHandler.cancelOrder does for market
+// orders, REQUEST_EXPIRATION_TIME (RequestNotYetCancellable; 0 here unless a test sets it, 300 s in
+// upstream's config/general.ts). A keeper's cancellation reports a custom error as upstream's
+// OrderHandler._handleOrderError does: `reason` "" and the error in `reasonBytes`.
+// Fixture-only, not upstream (src/fixture-abi.ts lists them): the set-up functions (setRouter, addMarket,
+// setKeeper, setController, setPlugin, setPositionPendingValues, syncBalance) and the keeper entry point
+// GmxCore.executeOrder(bytes32) (upstream: OrderHandler.executeOrder(key, OracleUtils.SetPricesParams)
+// with signed prices, whose age Oracle._validatePrices checks against MAX_ORACLE_PRICE_AGE as
+// Oracle.getValidatedPrice does here).
 
 interface IERC20Lite {
     function transfer(address to, uint256 amount) external returns (bool);
@@ -248,6 +261,8 @@ library Keys {
     bytes32 internal constant POOL_AMOUNT = keccak256(abi.encode("POOL_AMOUNT"));
     bytes32 internal constant RESERVE_FACTOR = keccak256(abi.encode("RESERVE_FACTOR"));
     bytes32 internal constant OPEN_INTEREST_RESERVE_FACTOR = keccak256(abi.encode("OPEN_INTEREST_RESERVE_FACTOR"));
+    bytes32 internal constant REQUEST_EXPIRATION_TIME = keccak256(abi.encode("REQUEST_EXPIRATION_TIME"));
+    bytes32 internal constant MAX_ORACLE_PRICE_AGE = keccak256(abi.encode("MAX_ORACLE_PRICE_AGE"));
 
     function accountOrderListKey(address account) internal pure returns (bytes32) {
         return keccak256(abi.encode(ACCOUNT_ORDER_LIST, account));
@@ -428,26 +443,28 @@ contract EventEmitter {
     address public immutable owner;
     mapping(address => bool) public isController;
 
-    error Unauthorized(address caller);
+    // gmx-synthetics contracts/error/Errors.sol (RoleModule._validateRole).
+    error Unauthorized(address msgSender, string role);
 
     constructor() {
         owner = msg.sender;
     }
 
+    /// Fixture-only (upstream: the CONTROLLER role of the RoleStore).
     function setController(address controller, bool allowed) external {
-        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        if (msg.sender != owner) revert Unauthorized(msg.sender, "CONTROLLER");
         isController[controller] = allowed;
     }
 
     function emitEventLog1(string memory eventName, bytes32 topic1, EventUtils.EventLogData memory eventData) external {
-        if (!isController[msg.sender]) revert Unauthorized(msg.sender);
+        if (!isController[msg.sender]) revert Unauthorized(msg.sender, "CONTROLLER");
         emit EventLog1(msg.sender, eventName, eventName, topic1, eventData);
     }
 
     function emitEventLog2(string memory eventName, bytes32 topic1, bytes32 topic2, EventUtils.EventLogData memory eventData)
         external
     {
-        if (!isController[msg.sender]) revert Unauthorized(msg.sender);
+        if (!isController[msg.sender]) revert Unauthorized(msg.sender, "CONTROLLER");
         emit EventLog2(msg.sender, eventName, eventName, topic1, topic2, eventData);
     }
 }
@@ -458,47 +475,66 @@ contract Router {
     address public immutable owner;
     mapping(address => bool) public isPlugin;
 
-    error Unauthorized(address caller);
+    // gmx-synthetics contracts/error/Errors.sol (RoleModule._validateRole).
+    error Unauthorized(address msgSender, string role);
 
     constructor() {
         owner = msg.sender;
     }
 
+    /// Fixture-only (upstream: the ROUTER_PLUGIN role of the RoleStore).
     function setPlugin(address plugin, bool allowed) external {
-        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        if (msg.sender != owner) revert Unauthorized(msg.sender, "ROUTER_PLUGIN");
         isPlugin[plugin] = allowed;
     }
 
     function pluginTransfer(address token, address account, address receiver, uint256 amount) external {
-        if (!isPlugin[msg.sender]) revert Unauthorized(msg.sender);
+        if (!isPlugin[msg.sender]) revert Unauthorized(msg.sender, "ROUTER_PLUGIN");
         require(IERC20Lite(token).transferFrom(account, receiver, amount), "TRANSFER_FAILED");
     }
 }
 
-/// Prices per token set by tests (the real one is signed by oracle keepers). 30-decimal USD per smallest unit.
+/// Prices per token set by tests (upstream they are signed by oracle keepers and held only within an
+/// execution), USD per smallest token unit with 30 decimals. The getters are gmx-synthetics
+/// contracts/oracle/Oracle.sol's: `primaryPrices`, `getPrimaryPrice` (Price.Props; EmptyPrimaryPrice when
+/// unset, zeros for the zero address) and `maxTimestamp` (here: when the newest price was set).
 contract Oracle {
-    struct Price {
-        uint256 min;
-        uint256 max;
-        uint256 updatedAt;
-    }
-    mapping(address => Price) internal prices;
+    mapping(address => Price.Props) public primaryPrices;
+    uint256 public maxTimestamp;
+    /// When each token's price was set (upstream: the signed price's own timestamp).
+    mapping(address => uint256) internal priceTimestamps;
     address public immutable owner;
 
-    error Unauthorized(address caller);
+    // gmx-synthetics contracts/error/Errors.sol.
+    error Unauthorized(address msgSender, string role);
+    error EmptyPrimaryPrice(address token);
+    error MaxPriceAgeExceeded(uint256 oracleTimestamp, uint256 currentTimestamp);
 
     constructor() {
         owner = msg.sender;
     }
 
-    function setPrices(address token, uint256 minPrice, uint256 maxPrice) external {
-        if (msg.sender != owner) revert Unauthorized(msg.sender);
-        prices[token] = Price(minPrice, maxPrice, block.timestamp);
+    /// Upstream's signature (a CONTROLLER's call there); here the owner's, and it stamps the time.
+    function setPrimaryPrice(address token, Price.Props memory price) external {
+        if (msg.sender != owner) revert Unauthorized(msg.sender, "CONTROLLER");
+        primaryPrices[token] = price;
+        priceTimestamps[token] = block.timestamp;
+        maxTimestamp = block.timestamp;
     }
 
-    function getPrimaryPrice(address token) external view returns (uint256 min, uint256 max, uint256 updatedAt) {
-        Price memory p = prices[token];
-        return (p.min, p.max, p.updatedAt);
+    function getPrimaryPrice(address token) public view returns (Price.Props memory price) {
+        if (token == address(0)) return price;
+        price = primaryPrices[token];
+        // Price.isEmpty
+        if (price.min == 0 || price.max == 0) revert EmptyPrimaryPrice(token);
+    }
+
+    /// Fixture-only: the price a keeper execution uses, refused as Oracle._validatePrices refuses a signed
+    /// price older than MAX_ORACLE_PRICE_AGE (`maxPriceAge`).
+    function getValidatedPrice(address token, uint256 maxPriceAge) external view returns (Price.Props memory price) {
+        price = getPrimaryPrice(token);
+        uint256 at = priceTimestamps[token];
+        if (at + maxPriceAge < block.timestamp) revert MaxPriceAgeExceeded(at, block.timestamp);
     }
 }
 
@@ -538,8 +574,7 @@ contract GmxReserveCheck {
     function _poolUsd(IGmxCoreView core, Market.Props memory m, bool isLong) internal view returns (uint256) {
         uint256 divisor = m.longToken == m.shortToken ? 2 : 1;
         address token = isLong ? m.longToken : m.shortToken;
-        (uint256 minPrice,,) = core.oracle().getPrimaryPrice(token);
-        return core.getUint(Keys.poolAmountKey(m.marketToken, token)) / divisor * minPrice;
+        return core.getUint(Keys.poolAmountKey(m.marketToken, token)) / divisor * core.oracle().getPrimaryPrice(token).min;
     }
 
     function _reservedUsdAfter(IGmxCoreView core, Market.Props memory m, bool isLong, uint256 sizeDeltaUsd, uint256 price)
@@ -556,20 +591,19 @@ contract GmxReserveCheck {
 }
 
 contract GmxCore {
-    error Unauthorized(address caller);
+    // gmx-synthetics contracts/error/Errors.sol, with upstream's parameters.
+    error Unauthorized(address msgSender, string role);
     error InsufficientExecutionFee(uint256 minExecutionFee, uint256 executionFee);
     error InsufficientWntAmountForExecutionFee(uint256 wntAmount, uint256 executionFee);
     error EmptyOrder();
     error EmptyPosition();
-    error OrderNotFound(bytes32 key);
+    error EmptyMarket();
+    error InvalidPositionMarket(address market);
     error UnsupportedOrderType(uint256 orderType);
-    error InvalidMarket(address market);
     error OrderNotFulfillableAtAcceptablePrice(uint256 price, uint256 acceptablePrice);
     error MaxOpenInterestExceeded(uint256 openInterest, uint256 maxOpenInterest);
     error InsufficientReserve(uint256 reservedUsd, uint256 maxReservedUsd);
     error InsufficientReserveForOpenInterest(uint256 reservedUsd, uint256 maxReservedUsd);
-    error EmptyPrimaryPrice(address token);
-    error StaleOraclePrice(address token, uint256 updatedAt);
 
     address public immutable owner;
     address public immutable wnt;
@@ -580,7 +614,6 @@ contract GmxCore {
     /// Where the order and position events go (EventLog1/EventLog2), as on real GMX.
     EventEmitter public eventEmitter;
     mapping(address => bool) public isKeeper;
-    uint256 public maxOracleAgeSeconds;
 
     /// DataStore.getUint/setUint: open interest, caps, fee factors and gas settings under Keys.sol keys.
     mapping(bytes32 => uint256) internal uintValues;
@@ -630,7 +663,8 @@ contract GmxCore {
         wnt = wnt_;
         oracle = oracle_;
         reserveCheck = new GmxReserveCheck();
-        maxOracleAgeSeconds = 3600;
+        // A keeper's prices may be an hour old (upstream's MAX_ORACLE_PRICE_AGE is per chain config).
+        uintValues[Keys.MAX_ORACLE_PRICE_AGE] = 3600;
         uintValues[Keys.ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1] = estimatedGasFeeBaseAmount;
         uintValues[Keys.ESTIMATED_GAS_FEE_PER_ORACLE_PRICE] = estimatedGasPerOraclePrice;
         uintValues[Keys.ESTIMATED_GAS_FEE_MULTIPLIER_FACTOR] = estimatedGasFeeMultiplierFactor;
@@ -697,9 +731,20 @@ contract GmxCore {
         return markets[marketIndexPlusOne[marketToken] - 1];
     }
 
+    // A function, not inlined per use: the core is at the code size limit.
     modifier onlyOwner() {
-        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        _onlyOwner();
         _;
+    }
+
+    /// Upstream DataStore.setUint and the set-up are a CONTROLLER's.
+    function _onlyOwner() internal view {
+        if (msg.sender != owner) revert Unauthorized(msg.sender, "CONTROLLER");
+    }
+
+    /// OrderHandler.createOrder / cancelOrder are a CONTROLLER's: the ExchangeRouter.
+    function _onlyRouter() internal view {
+        if (msg.sender != router) revert Unauthorized(msg.sender, "CONTROLLER");
     }
 
     function setRouter(address router_) external onlyOwner {
@@ -712,10 +757,6 @@ contract GmxCore {
 
     function setKeeper(address keeper, bool allowed) external onlyOwner {
         isKeeper[keeper] = allowed;
-    }
-
-    function setMaxOracleAge(uint256 seconds_) external onlyOwner {
-        maxOracleAgeSeconds = seconds_;
     }
 
     /// Lists a market with its MAX_OPEN_INTEREST (both sides, USD 30 decimals) and POSITION_FEE_FACTOR
@@ -778,8 +819,12 @@ contract GmxCore {
 
     // ---- orders ----
     function createOrder(address account, IBaseOrderUtils.CreateOrderParams calldata p) external returns (bytes32 key) {
-        if (msg.sender != router) revert Unauthorized(msg.sender);
-        if (marketIndexPlusOne[p.addresses.market] == 0) revert InvalidMarket(p.addresses.market);
+        _onlyRouter();
+        // MarketUtils.validatePositionMarket: a listed market (EmptyMarket: MarketStoreUtils.get of an
+        // unknown address is empty) with an index token (not swap-only).
+        uint256 mi = marketIndexPlusOne[p.addresses.market];
+        if (mi == 0) revert EmptyMarket();
+        if (markets[mi - 1].indexToken == address(0)) revert InvalidPositionMarket(p.addresses.market);
         Order.OrderType t = p.orderType;
         if (t != Order.OrderType.MarketIncrease && t != Order.OrderType.MarketDecrease) {
             revert UnsupportedOrderType(uint256(t));
@@ -857,23 +902,24 @@ contract GmxCore {
         o._dataList = p.dataList;
     }
 
-    function cancelOrderByAccount(address account, bytes32 key) external {
-        if (msg.sender != router) revert Unauthorized(msg.sender);
+    /// OrderHandler.cancelOrder, called by the ExchangeRouter once it has checked the account and the
+    /// request's age (ExchangeRouter.cancelOrder here).
+    function cancelOrder(bytes32 key) external {
+        _onlyRouter();
         Order.Props memory o = orders[key];
-        if (o.addresses.account == address(0)) revert OrderNotFound(key);
-        if (o.addresses.account != account) revert Unauthorized(account);
         _cancel(key, o, "USER_INITIATED_CANCEL", "", o.addresses.account);
     }
 
-    /// Keeper entry point: fills at the oracle price or cancels when the acceptable price is breached.
+    /// Fixture-only keeper entry point (upstream OrderHandler.executeOrder(key, SetPricesParams)): fills at
+    /// the oracle price or cancels when the acceptable price is breached.
     function executeOrder(bytes32 key) external {
-        if (!isKeeper[msg.sender]) revert Unauthorized(msg.sender);
+        if (!isKeeper[msg.sender]) revert Unauthorized(msg.sender, "ORDER_KEEPER");
         Order.Props memory o = orders[key];
-        if (o.addresses.account == address(0)) revert OrderNotFound(key);
+        // BaseOrderUtils.validateNonEmptyOrder
+        if (o.addresses.account == address(0)) revert EmptyOrder();
         Market.Props memory m = markets[marketIndexPlusOne[o.addresses.market] - 1];
-        (uint256 minP, uint256 maxP, uint256 at) = oracle.getPrimaryPrice(m.indexToken);
-        if (minP == 0) revert EmptyPrimaryPrice(m.indexToken);
-        if (block.timestamp > at + maxOracleAgeSeconds) revert StaleOraclePrice(m.indexToken, at);
+        Price.Props memory ip = oracle.getValidatedPrice(m.indexToken, uintValues[Keys.MAX_ORACLE_PRICE_AGE]);
+        (uint256 minP, uint256 maxP) = (ip.min, ip.max);
         bool isIncrease = o.numbers.orderType == Order.OrderType.MarketIncrease;
         // Buying (long increase, short decrease) pays the max price; selling gets the min price.
         bool buying = isIncrease == o.flags.isLong;
@@ -883,7 +929,7 @@ contract GmxCore {
             _cancel(
                 key,
                 o,
-                "OrderNotFulfillableAtAcceptablePrice",
+                "",
                 abi.encodeWithSelector(OrderNotFulfillableAtAcceptablePrice.selector, price, o.numbers.acceptablePrice),
                 msg.sender
             );
@@ -894,13 +940,7 @@ contract GmxCore {
             uint256 oi = _openInterest(m, o.flags.isLong) + o.numbers.sizeDeltaUsd;
             uint256 cap = uintValues[Keys.maxOpenInterestKey(o.addresses.market, o.flags.isLong)];
             if (oi > cap) {
-                _cancel(
-                    key,
-                    o,
-                    "MaxOpenInterestExceeded",
-                    abi.encodeWithSelector(MaxOpenInterestExceeded.selector, oi, cap),
-                    msg.sender
-                );
+                _cancel(key, o, "", abi.encodeWithSelector(MaxOpenInterestExceeded.selector, oi, cap), msg.sender);
                 return;
             }
             if (_cancelledForReserve(key, o, price)) return;
@@ -933,7 +973,7 @@ contract GmxCore {
         _cancel(
             key,
             o,
-            failed == 1 ? "InsufficientReserve" : "InsufficientReserveForOpenInterest",
+            "",
             abi.encodeWithSelector(
                 failed == 1 ? InsufficientReserve.selector : InsufficientReserveForOpenInterest.selector,
                 reservedUsd,
@@ -944,10 +984,9 @@ contract GmxCore {
         return true;
     }
 
+    /// The min price (EmptyPrimaryPrice from the Oracle when it has none).
     function _collateralPrice(address token) internal view returns (uint256) {
-        (uint256 minP,,) = oracle.getPrimaryPrice(token);
-        if (minP == 0) revert EmptyPrimaryPrice(token);
-        return minP;
+        return oracle.getPrimaryPrice(token).min;
     }
 
     function _positionKey(address account, address market, address collateralToken, bool isLong)
@@ -1271,7 +1310,7 @@ contract GmxCore {
 
     function getMarket(address marketToken) external view returns (Market.Props memory) {
         uint256 i = marketIndexPlusOne[marketToken];
-        if (i == 0) revert InvalidMarket(marketToken);
+        if (i == 0) revert EmptyMarket();
         return markets[i - 1];
     }
 }
@@ -1284,7 +1323,10 @@ contract ExchangeRouter {
     /// Pulls the user's tokens (the user approves it, not this contract).
     Router public immutable router;
 
-    error MulticallFailed(uint256 index, bytes reason);
+    // gmx-synthetics contracts/error/Errors.sol.
+    error EmptyOrder();
+    error Unauthorized(address msgSender, string role);
+    error RequestNotYetCancellable(uint256 requestAge, uint256 requestExpirationAge, string requestType);
 
     constructor(GmxCore core_, address wnt_, Router router_) {
         dataStore = core_;
@@ -1319,8 +1361,18 @@ contract ExchangeRouter {
         return dataStore.createOrder(msg.sender, params);
     }
 
+    /// ExchangeRouter.cancelOrder (the account's own order only), then OrderHandler.cancelOrder's
+    /// BaseHandler.validateRequestCancellation: a market order only REQUEST_EXPIRATION_TIME after it was
+    /// last updated.
     function cancelOrder(bytes32 key) external payable {
-        dataStore.cancelOrderByAccount(msg.sender, key);
+        Order.Props memory o = dataStore.getOrder(key);
+        if (o.addresses.account == address(0)) revert EmptyOrder();
+        if (o.addresses.account != msg.sender) revert Unauthorized(msg.sender, "account for cancelOrder");
+        // Only market orders are created here.
+        uint256 expiration = dataStore.getUint(Keys.REQUEST_EXPIRATION_TIME);
+        uint256 age = block.timestamp - o.numbers.updatedAtTime;
+        if (age < expiration) revert RequestNotYetCancellable(age, expiration, "Order");
+        dataStore.cancelOrder(key);
     }
 }
 

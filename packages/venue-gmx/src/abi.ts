@@ -1,7 +1,11 @@
 import { parseAbi } from 'viem';
 
-// The ABI subset of gmx-synthetics (v2) the adapter uses. The structs it sends or decodes have the real
-// shapes of gmx-io/gmx-synthetics `main` at commit a5c0c8835182cbd84e47dca04b971239311d2f1d (2026-03-13):
+// The ABI subset of gmx-synthetics (v2) the adapter uses, as gmx-io/gmx-synthetics `main` at commit
+// a5c0c8835182cbd84e47dca04b971239311d2f1d (2026-03-13) declares it; every function and event below is
+// also in the ABI of that commit's Arbitrum deployment (deployments/arbitrum/<Contract>.json), and
+// abi.test.ts pins each one's signature and selector. Only what real contracts serve is here: the local
+// contract's set-up and keeper functions are in fixture-abi.ts.
+// Structs (field order and types are the ABI encoding):
 // - CreateOrderParams*: contracts/order/IBaseOrderUtils.sol (incl. the trailing `bytes32[] dataList`)
 // - OrderProps/Order*: contracts/order/Order.sol (`Order.Props`, as `Reader.getOrder` returns it)
 // - PositionProps/Position*: contracts/position/Position.sol (incl. `int256 pendingImpactAmount`)
@@ -11,15 +15,7 @@ import { parseAbi } from 'viem';
 //   PositionFees and its parts from contracts/pricing/PositionPricingUtils.sol and ExecutionPriceResult
 //   from contracts/reader/ReaderPricingUtils.sol
 // - OrderInfo: `ReaderUtils.OrderInfo` (contracts/reader/ReaderUtils.sol), what Reader.getAccountOrders returns
-// Function signatures of ExchangeRouter (multicall, sendWnt, sendTokens, createOrder, cancelOrder),
-// Reader (getMarkets, getAccountPositions, getAccountPositionInfoList, getOrder, getAccountOrders) and
-// DataStore (getUint, setUint, getBytes32Count, getBytes32ValuesAt: contracts/data/DataStore.sol) are
-// the real ones too (contracts/reader/Reader.sol; the Reader and DataStore selectors also match
-// deployments/arbitrum/Reader.json and DataStore.json). The keys read with getUint are in keys.ts. The
-// rest is the local contract's own (contracts/GmxV2Lite.sol): the keeper entry point
-// `executeOrder(bytes32)` (upstream OrderHandler.executeOrder also takes signed oracle prices), the
-// Oracle's `getPrimaryPrice`/`setPrices` and several error shapes (e.g. the real
-// `Unauthorized(address, string)`). Events are the real EventEmitter's (see `eventEmitterAbi`).
+// The keys read with DataStore.getUint are in keys.ts.
 const structs = [
   'struct CreateOrderParamsAddresses { address receiver; address cancellationReceiver; address callbackContract; address uiFeeReceiver; address market; address initialCollateralToken; address[] swapPath; }',
   'struct CreateOrderParamsNumbers { uint256 sizeDeltaUsd; uint256 initialCollateralDeltaAmount; uint256 triggerPrice; uint256 acceptablePrice; uint256 executionFee; uint256 callbackGasLimit; uint256 minOutputAmount; uint256 validFromTime; }',
@@ -47,6 +43,11 @@ const structs = [
   'struct OrderInfo { bytes32 orderKey; OrderProps order; }',
 ] as const;
 
+/**
+ * ExchangeRouter (contracts/router/ExchangeRouter.sol: createOrder, cancelOrder; sendWnt and sendTokens
+ * from contracts/router/BaseRouter.sol; multicall from contracts/utils/PayableMulticall.sol, which
+ * bubbles the failing call's revert data). Arbitrum: 0x1C3fa76e6E1088bCE750f23a5BFcffa1efEF6A41.
+ */
 export const exchangeRouterAbi = parseAbi([
   ...structs,
   'function multicall(bytes[] data) payable returns (bytes[] results)',
@@ -56,6 +57,7 @@ export const exchangeRouterAbi = parseAbi([
   'function cancelOrder(bytes32 key) payable',
 ]);
 
+/** Reader (contracts/reader/Reader.sol). Arbitrum: 0x470fbC46bcC0f16532691Df360A07d8Bf5ee0789. */
 export const readerAbi = parseAbi([
   ...structs,
   'function getMarkets(address dataStore, uint256 start, uint256 end) view returns (MarketProps[])',
@@ -63,32 +65,66 @@ export const readerAbi = parseAbi([
   'function getAccountPositionInfoList(address dataStore, address referralStorage, address account, address[] markets, MarketPrices[] marketPrices, address uiFeeReceiver, uint256 start, uint256 end) view returns (PositionInfo[])',
   'function getOrder(address dataStore, bytes32 key) view returns (OrderProps)',
   'function getAccountOrders(address dataStore, address account, uint256 start, uint256 end) view returns (OrderInfo[])',
-  // gmx-synthetics contracts/error/Errors.sol, as getAccountPositionInfoList reverts (and EmptyPosition).
+]);
+
+/** DataStore (contracts/data/DataStore.sol), read only. Arbitrum: 0xFD70de6b91282D8017aA4E741e9Ae325CAb992d8. */
+export const dataStoreAbi = parseAbi([
+  'function getUint(bytes32 key) view returns (uint256)',
+  'function getBytes32Count(bytes32 setKey) view returns (uint256)',
+  'function getBytes32ValuesAt(bytes32 setKey, uint256 start, uint256 end) view returns (bytes32[])',
+]);
+
+/**
+ * Oracle (contracts/oracle/Oracle.sol). `getPrimaryPrice` returns `Price.Props` (min, max) and reverts
+ * `EmptyPrimaryPrice(token)` for a token without a price; `maxTimestamp` is the newest timestamp of the
+ * prices set. Upstream the Oracle holds prices only within an execution (keepers set signed prices and
+ * clear them), so outside one every token reverts: on a real chain the adapter needs `params.pricesUrl`.
+ * Arbitrum: 0x7F01614cA5198Ec979B1aAd1DAF0DE7e0a215BDF.
+ */
+export const oracleAbi = parseAbi([
+  'struct PriceProps { uint256 min; uint256 max; }',
+  'function getPrimaryPrice(address token) view returns (PriceProps)',
+  'function maxTimestamp() view returns (uint256)',
+]);
+
+/**
+ * The errors of contracts/error/Errors.sol that the calls above may revert with, or that a keeper's
+ * OrderCancelled carries in `reasonBytes`, with upstream's parameters (the selector depends on them):
+ * ExchangeRouter.cancelOrder / RoleModule (Unauthorized, EmptyOrder), BaseHandler
+ * .validateRequestCancellation (RequestNotYetCancellable), OrderUtils.createOrder and GasUtils
+ * (InsufficientWntAmountForExecutionFee, InsufficientExecutionFee), MarketUtils.validatePositionMarket
+ * (EmptyMarket, DisabledMarket, InvalidPositionMarket), order execution (UnsupportedOrderType,
+ * OrderNotFulfillableAtAcceptablePrice, MaxOpenInterestExceeded, InsufficientReserve,
+ * InsufficientReserveForOpenInterest, EmptyPosition), the Oracle (EmptyPrimaryPrice, MaxPriceAgeExceeded)
+ * and Reader.getAccountPositionInfoList (EmptyMarketPrice, UnableToGetCachedTokenPrice, EmptyPosition).
+ */
+export const upstreamErrorAbi = parseAbi([
+  'error Unauthorized(address msgSender, string role)',
+  'error EmptyOrder()',
+  'error RequestNotYetCancellable(uint256 requestAge, uint256 requestExpirationAge, string requestType)',
+  'error InsufficientWntAmountForExecutionFee(uint256 wntAmount, uint256 executionFee)',
+  'error InsufficientExecutionFee(uint256 minExecutionFee, uint256 executionFee)',
+  'error EmptyMarket()',
+  'error DisabledMarket(address market)',
+  'error InvalidPositionMarket(address market)',
+  'error UnsupportedOrderType(uint256 orderType)',
+  'error OrderNotFulfillableAtAcceptablePrice(uint256 price, uint256 acceptablePrice)',
+  'error MaxOpenInterestExceeded(uint256 openInterest, uint256 maxOpenInterest)',
+  'error InsufficientReserve(uint256 reservedUsd, uint256 maxReservedUsd)',
+  'error InsufficientReserveForOpenInterest(uint256 reservedUsd, uint256 maxReservedUsd)',
+  'error EmptyPosition()',
+  'error EmptyPrimaryPrice(address token)',
+  'error MaxPriceAgeExceeded(uint256 oracleTimestamp, uint256 currentTimestamp)',
   'error EmptyMarketPrice(address market)',
   'error UnableToGetCachedTokenPrice(address token, address market)',
 ]);
 
-export const dataStoreAbi = parseAbi([
-  ...structs,
-  'function getUint(bytes32 key) view returns (uint256)',
-  'function setUint(bytes32 key, uint256 value) returns (uint256)',
-  'function getBytes32Count(bytes32 setKey) view returns (uint256)',
-  'function getBytes32ValuesAt(bytes32 setKey, uint256 start, uint256 end) view returns (bytes32[])',
-  // The local keeper's entry point (see above).
-  'function executeOrder(bytes32 key)',
-  'error Unauthorized(address caller)',
-  // gmx-synthetics contracts/error/Errors.sol.
-  'error InsufficientExecutionFee(uint256 minExecutionFee, uint256 executionFee)',
-  'error InsufficientWntAmountForExecutionFee(uint256 wntAmount, uint256 executionFee)',
-  'error EmptyOrder()',
-  'error EmptyPosition()',
-  'error OrderNotFound(bytes32 key)',
-  'error UnsupportedOrderType(uint256 orderType)',
-  'error InvalidMarket(address market)',
-  'error OrderNotFulfillableAtAcceptablePrice(uint256 price, uint256 acceptablePrice)',
-  'error MaxOpenInterestExceeded(uint256 openInterest, uint256 maxOpenInterest)',
-  'error EmptyPrimaryPrice(address token)',
-  'error StaleOraclePrice(address token, uint256 updatedAt)',
+/**
+ * Not GMX's: the collateral token's own errors when `sendTokens` pulls more than the account holds or
+ * approved (OpenZeppelin 5 `IERC20Errors`, as the local TestToken raises them; Arbitrum's USDC reverts
+ * with `Error(string)` instead, which decodes without an ABI).
+ */
+export const tokenErrorAbi = parseAbi([
   'error ERC20InsufficientBalance(address sender, uint256 balance, uint256 needed)',
   'error ERC20InsufficientAllowance(address spender, uint256 allowance, uint256 needed)',
 ]);
@@ -99,6 +135,7 @@ export const dataStoreAbi = parseAbi([
  * OrderCancelled are EventLog2 with topic1 = order key, topic2 = account (contracts/order/
  * OrderEventUtils.sol); PositionIncrease/PositionDecrease are EventLog1 with topic1 = account and
  * PositionFeesCollected EventLog1 with topic1 = market (contracts/position/PositionEventUtils.sol).
+ * Arbitrum: 0xC8ee91A54287DB53897056e12D9819156D3822Fb.
  */
 export const eventEmitterAbi = parseAbi([
   'struct AddressKeyValue { string key; address value; }',
@@ -128,12 +165,8 @@ export const eventEmitterAbi = parseAbi([
   'event EventLog2(address msgSender, string eventName, string indexed eventNameHash, bytes32 indexed topic1, bytes32 indexed topic2, EventLogData eventData)',
 ]);
 
-export const oracleAbi = parseAbi([
-  'function setPrices(address token, uint256 minPrice, uint256 maxPrice)',
-  'function getPrimaryPrice(address token) view returns (uint256 min, uint256 max, uint256 updatedAt)',
-]);
-
 /** Everything the adapter may see revert, for decoding. */
-export const gmxErrorAbi = [...dataStoreAbi, ...exchangeRouterAbi, ...readerAbi];
+export const gmxErrorAbi = [...upstreamErrorAbi, ...tokenErrorAbi];
 
+/** contracts/order/Order.sol `OrderType` (an enum: its position is the uint8 sent). */
 export const ORDER_TYPE = { MarketIncrease: 2, MarketDecrease: 4 } as const;

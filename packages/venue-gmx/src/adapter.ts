@@ -49,7 +49,7 @@ import {
   StaleOracleError,
   type VenueAdapter,
   type VenueCapabilities,
-  type VenueError,
+  VenueError,
   type VenueHealth,
 } from '@xhedge/venue';
 import {
@@ -70,7 +70,13 @@ import {
   readerAbi,
 } from './abi.ts';
 import { createOrderCallData } from './create-order.ts';
-import { createdOrderKey, type GmxEvent, orderFillFromEvents, parseGmxEvents } from './events.ts';
+import {
+  createdOrderKey,
+  type GmxEvent,
+  orderCancelReason,
+  orderFillFromEvents,
+  parseGmxEvents,
+} from './events.ts';
 import {
   applyFactor,
   balanceWasImproved,
@@ -265,15 +271,18 @@ export class GmxVenue implements VenueAdapter {
     this.sender = createVenueTxSender({
       ctx: deps.ctx,
       abi: gmxErrorAbi,
+      // gmx-synthetics Errors.sol names (abi.ts upstreamErrorAbi); unlisted ones stay RevertedError.
       classify: (r) =>
         r.errorName === 'OrderNotFulfillableAtAcceptablePrice'
           ? 'acceptable-price'
           : r.errorName === 'ERC20InsufficientBalance'
             ? 'insufficient-funds'
-            : r.errorName === 'StaleOraclePrice' || r.errorName === 'EmptyPrimaryPrice'
+            : r.errorName === 'MaxPriceAgeExceeded' || r.errorName === 'EmptyPrimaryPrice'
               ? 'stale-oracle'
               : r.errorName === 'EmptyOrder' ||
-                  r.errorName === 'InvalidMarket' ||
+                  r.errorName === 'EmptyMarket' ||
+                  r.errorName === 'DisabledMarket' ||
+                  r.errorName === 'InvalidPositionMarket' ||
                   r.errorName === 'EmptyPosition'
                 ? 'invalid-order'
                 : undefined,
@@ -442,8 +451,10 @@ export class GmxVenue implements VenueAdapter {
   /**
    * Prices (GMX units: USD per smallest token unit, 30 decimals) of `tokens`, by lowercase address:
    * from `params.pricesUrl` (one request; not tied to a block) when set, else from
-   * `Oracle.getPrimaryPrice` per token at `blockNumber`. Throws `StaleOracleError` naming the token and
-   * `what` it is when one has no price (absent from the endpoint; zero on the oracle).
+   * `Oracle.getPrimaryPrice` per token at `blockNumber`, all as of the Oracle's `maxTimestamp` (the
+   * newest price it holds; it keeps no time per token). Throws `StaleOracleError` naming the token and
+   * `what` it is when one has no price (absent from the endpoint; `EmptyPrimaryPrice` from the Oracle,
+   * which is every token of a real GMX Oracle outside a keeper's execution).
    */
   private async tokenPrices(
     tokens: readonly { token: Address; what: string }[],
@@ -454,25 +465,43 @@ export class GmxVenue implements VenueAdapter {
       prices = await fetchGmxTickers(this.p.pricesUrl, this.endpointOptions);
     } else {
       const unique = new Map(tokens.map((t) => [t.token.toLowerCase(), t.token] as const));
-      const read = await this.errors.read(() =>
+      const at = blockNumber !== undefined ? { blockNumber } : {};
+      const [read, maxTimestamp] = await Promise.all([
         Promise.all(
           [...unique.values()].map((token) =>
-            this.ctx.publicClient.readContract({
-              address: this.p.oracle,
-              abi: oracleAbi,
-              functionName: 'getPrimaryPrice',
-              args: [token],
-              ...(blockNumber !== undefined ? { blockNumber } : {}),
-            }),
+            this.errors
+              .read(() =>
+                this.ctx.publicClient.readContract({
+                  address: this.p.oracle,
+                  abi: oracleAbi,
+                  functionName: 'getPrimaryPrice',
+                  args: [token],
+                  ...at,
+                }),
+              )
+              // No price is a revert upstream: left out here, named as missing below.
+              .catch((err: unknown) => {
+                if (err instanceof VenueError && err.details?.errorName === 'EmptyPrimaryPrice')
+                  return undefined;
+                throw err;
+              }),
           ),
         ),
-      );
-      prices = new Map(
-        [...unique.keys()].map((key, i) => {
-          const [min, max, at] = read[i] as readonly [bigint, bigint, bigint];
-          return [key, { min, max, updatedAtMs: Number(at) * 1000 }];
-        }),
-      );
+        this.errors.read(() =>
+          this.ctx.publicClient.readContract({
+            address: this.p.oracle,
+            abi: oracleAbi,
+            functionName: 'maxTimestamp',
+            ...at,
+          }),
+        ),
+      ]);
+      const updatedAtMs = Number(maxTimestamp) * 1000;
+      prices = new Map();
+      for (const [i, key] of [...unique.keys()].entries()) {
+        const p = read[i];
+        if (p) prices.set(key, { min: p.min, max: p.max, updatedAtMs });
+      }
     }
     for (const t of tokens) {
       const p = prices.get(t.token.toLowerCase());
@@ -1217,7 +1246,7 @@ export class GmxVenue implements VenueAdapter {
         await this.applyExecuted(r, key, ex);
       } else if (ca) {
         r.status = 'cancelled';
-        r.error = ca.items.string.get('reason') || 'cancelled';
+        r.error = orderCancelReason(ca);
       } else {
         r.status = 'outcome-unknown';
       }

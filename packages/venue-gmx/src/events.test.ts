@@ -12,7 +12,7 @@ import {
 } from 'viem';
 import { describe, expect, it } from 'vitest';
 import { eventEmitterAbi } from './abi.ts';
-import { createdOrderKey, orderFillFromEvents, parseGmxEvents } from './events.ts';
+import { createdOrderKey, orderCancelReason, orderFillFromEvents, parseGmxEvents } from './events.ts';
 
 // gmx-io/gmx-synthetics @ a5c0c8835182cbd84e47dca04b971239311d2f1d, transcribed by hand from
 // contracts/event/EventUtils.sol: EventLogData = (AddressItems, UintItems, IntItems, BoolItems,
@@ -143,5 +143,34 @@ describe('GMX EventEmitter events', () => {
       positionFeeAmount: 3_500_000n,
     });
     expect(orderFillFromEvents(events, `0x${'cd'.repeat(32)}`)).toBeUndefined();
+  });
+
+  it('reads why an order was cancelled: the reason string, else the custom error of reasonBytes decoded', () => {
+    const cancelled = (reason: string, reasonBytes: Hex) => {
+      const [ev] = parseGmxEvents(
+        [
+          realLog(
+            'OrderCancelled',
+            [ORDER_KEY, accountTopic],
+            logData({ string: [['reason', reason]], bytes: [['reasonBytes', reasonBytes]] }),
+            `0x${'04'.repeat(32)}`,
+          ),
+        ],
+        EMITTER,
+      );
+      if (!ev) throw new Error('no event parsed');
+      return orderCancelReason(ev);
+    };
+    // A keeper's cancellation for a custom error (OrderHandler._handleOrderError): reason "", the error
+    // in reasonBytes, selector 0xe09ad0e9 of Errors.sol OrderNotFulfillableAtAcceptablePrice(uint256,uint256).
+    const breached = encodeAbiParameters(parseAbiParameters('uint256, uint256'), [3601n, 3600n]);
+    expect(cancelled('', `0xe09ad0e9${breached.slice(2)}`)).toBe(
+      'OrderNotFulfillableAtAcceptablePrice(3601, 3600)',
+    );
+    // The account's own cancel: Keys.USER_INITIATED_CANCEL, no bytes.
+    expect(cancelled('USER_INITIATED_CANCEL', '0x')).toBe('USER_INITIATED_CANCEL');
+    // An error abi.ts does not know is named by its selector; nothing at all is just "cancelled".
+    expect(cancelled('', '0xdeadbeef')).toBe('unrecognized revert data 0xdeadbeef');
+    expect(cancelled('', '0x')).toBe('cancelled');
   });
 });

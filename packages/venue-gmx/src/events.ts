@@ -1,5 +1,6 @@
+import { decodeRevert } from '@xhedge/evm';
 import { type Address, type Hex, type Log, pad, parseEventLogs } from 'viem';
-import { eventEmitterAbi } from './abi.ts';
+import { eventEmitterAbi, gmxErrorAbi } from './abi.ts';
 
 /** The key → value items of one `EventUtils.EventLogData` (single items only; array items are skipped). */
 export interface GmxEventItems {
@@ -102,6 +103,22 @@ export function requireUint(e: GmxEvent, key: string): bigint {
   const v = e.items.uint.get(key);
   if (v === undefined) throw new Error(`GMX ${e.eventName} event has no uint item "${key}"`);
   return v;
+}
+
+/**
+ * Why an order was cancelled, from its OrderCancelled (OrderEventUtils.emitOrderCancelled): the `reason`
+ * string when there is one (`USER_INITIATED_CANCEL`, or a `require` message), else the custom error in
+ * `reasonBytes` decoded, e.g. `OrderNotFulfillableAtAcceptablePrice(<price>, <acceptablePrice>)`: a keeper
+ * cancelling for a custom error leaves `reason` empty (OrderHandler._handleOrderError takes it from
+ * ErrorUtils.getRevertMessage, which reads only `Error(string)`). Data no known error matches is named
+ * by its selector; an event with neither gives `cancelled`.
+ */
+export function orderCancelReason(e: GmxEvent): string {
+  const reason = e.items.string.get('reason');
+  if (reason) return reason;
+  const bytes = e.items.bytes.get('reasonBytes');
+  if (!bytes || bytes === '0x') return 'cancelled';
+  return decodeRevert(bytes, gmxErrorAbi).reason;
 }
 
 /** What an execution transaction reports about one order's fill (PositionIncrease/Decrease, fees). */

@@ -1,6 +1,6 @@
 import { compileSolidity, deployContract, EVM_TEST_CONTRACTS_URL, type EvmContext } from '@xhedge/evm';
-import { type Address, encodeFunctionData, type Hex, parseAbi } from 'viem';
-import { dataStoreAbi, oracleAbi } from './abi.ts';
+import { type Address, encodeFunctionData, type Hex } from 'viem';
+import { gmxFixtureAbi } from './fixture-abi.ts';
 import { FLOAT_PRECISION, poolAmountKey, reserveFactorKey } from './keys.ts';
 import { toUnits, usdToGmxPrice } from './units.ts';
 
@@ -99,18 +99,6 @@ const poolOf = (m: { priceUsd: number; decimals: number }): [bigint, bigint] => 
   POOL_USD * 10n ** 6n,
 ];
 
-const mintAbi = parseAbi([
-  'function mint(address to, uint256 amount)',
-  'function syncBalance(address token)',
-  'function setRouter(address)',
-  'function setEventEmitter(address)',
-  'function setController(address, bool)',
-  'function setPlugin(address, bool)',
-  'function setKeeper(address, bool)',
-  'function addMarket(address, address, address, address, uint256, uint256, uint256)',
-  'function setPositionPendingValues(bytes32, int256, uint256, uint256, uint256, uint256)',
-]);
-
 /**
  * Deploys the simplified GMX v2 on a local chain from `deployer`: USDC (6 dec), WETH as WNT, one index
  * token and market per entry (long token = the index token, short token = USDC), an EventEmitter and a
@@ -171,23 +159,31 @@ export async function deployGmxFixture(
   const tokenRouter = await deployContract(deployer, get('Router'));
   const router = await deployContract(deployer, get('ExchangeRouter'), [core, wnt, tokenRouter]);
   const reader = await deployContract(deployer, get('Reader'));
-  await send(core, encodeFunctionData({ abi: mintAbi, functionName: 'setRouter', args: [router] }));
+  await send(core, encodeFunctionData({ abi: gmxFixtureAbi, functionName: 'setRouter', args: [router] }));
   await send(
     core,
-    encodeFunctionData({ abi: mintAbi, functionName: 'setEventEmitter', args: [eventEmitter] }),
+    encodeFunctionData({ abi: gmxFixtureAbi, functionName: 'setEventEmitter', args: [eventEmitter] }),
   );
   await send(
     eventEmitter,
-    encodeFunctionData({ abi: mintAbi, functionName: 'setController', args: [core, true] }),
+    encodeFunctionData({ abi: gmxFixtureAbi, functionName: 'setController', args: [core, true] }),
   );
   await send(
     tokenRouter,
-    encodeFunctionData({ abi: mintAbi, functionName: 'setPlugin', args: [router, true] }),
+    encodeFunctionData({ abi: gmxFixtureAbi, functionName: 'setPlugin', args: [router, true] }),
   );
   for (const k of opts.keepers)
-    await send(core, encodeFunctionData({ abi: mintAbi, functionName: 'setKeeper', args: [k, true] }));
+    await send(core, encodeFunctionData({ abi: gmxFixtureAbi, functionName: 'setKeeper', args: [k, true] }));
+  // Oracle.setPrimaryPrice (the owner's here, a CONTROLLER's upstream).
   const setPrices = (token: Address, p: bigint, max = p) =>
-    send(oracle, encodeFunctionData({ abi: oracleAbi, functionName: 'setPrices', args: [token, p, max] }));
+    send(
+      oracle,
+      encodeFunctionData({
+        abi: gmxFixtureAbi,
+        functionName: 'setPrimaryPrice',
+        args: [token, { min: p, max }],
+      }),
+    );
   await setPrices(usdc, usdToGmxPrice(1, 6));
   const indexTokens: GmxFixture['indexTokens'] = {};
   const marketTokens: GmxFixture['marketTokens'] = {};
@@ -202,7 +198,7 @@ export async function deployGmxFixture(
     await send(
       core,
       encodeFunctionData({
-        abi: mintAbi,
+        abi: gmxFixtureAbi,
         functionName: 'addMarket',
         args: [gm, index, index, usdc, maxOi, feeImproved, feeNotImproved],
       }),
@@ -213,14 +209,14 @@ export async function deployGmxFixture(
   }
   await send(
     usdc,
-    encodeFunctionData({ abi: mintAbi, functionName: 'mint', args: [core, toUnits(100_000_000, 6)] }),
+    encodeFunctionData({ abi: gmxFixtureAbi, functionName: 'mint', args: [core, toUnits(100_000_000, 6)] }),
   );
-  await send(core, encodeFunctionData({ abi: mintAbi, functionName: 'syncBalance', args: [usdc] }));
+  await send(core, encodeFunctionData({ abi: gmxFixtureAbi, functionName: 'syncBalance', args: [usdc] }));
   for (const t of opts.traders) {
     await send(
       usdc,
       encodeFunctionData({
-        abi: mintAbi,
+        abi: gmxFixtureAbi,
         functionName: 'mint',
         args: [t, toUnits(opts.traderUsdc ?? 10_000_000, 6)],
       }),
@@ -228,7 +224,7 @@ export async function deployGmxFixture(
   }
   // Each market's pool and reserve factors (after every deployment: the addresses do not move).
   const setUint = (key: Hex, value: bigint) =>
-    send(core, encodeFunctionData({ abi: dataStoreAbi, functionName: 'setUint', args: [key, value] }));
+    send(core, encodeFunctionData({ abi: gmxFixtureAbi, functionName: 'setUint', args: [key, value] }));
   const setPool = async (
     market: Address,
     longToken: Address,
@@ -264,7 +260,7 @@ export async function deployGmxFixture(
       await send(
         core,
         encodeFunctionData({
-          abi: mintAbi,
+          abi: gmxFixtureAbi,
           functionName: 'addMarket',
           args: [
             m.marketToken,
@@ -293,7 +289,7 @@ export async function deployGmxFixture(
       send(
         core,
         encodeFunctionData({
-          abi: mintAbi,
+          abi: gmxFixtureAbi,
           functionName: 'setPositionPendingValues',
           args: [
             positionKey,

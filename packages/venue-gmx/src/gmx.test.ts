@@ -28,14 +28,17 @@ import {
   parseAbi,
   parseAbiParameters,
   parseEther,
+  toFunctionSelector,
   zeroAddress,
 } from 'viem';
 import { generatePrivateKey } from 'viem/accounts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, readerAbi } from './abi.ts';
+import { exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, readerAbi } from './abi.ts';
 import { createGmxVenue, type GmxOrderRecord, GmxVenue } from './adapter.ts';
 import { createOrderCallData } from './create-order.ts';
+import { parseGmxEvents } from './events.ts';
 import type { GmxFixture } from './fixture.ts';
+import { gmxFixtureAbi } from './fixture-abi.ts';
 import type { GmxKeeper, GmxKeeperResult } from './keeper.ts';
 import { readPositionInfos, startGmxTestChain } from './test-chain.ts';
 import { usd30, usdToGmxPrice } from './units.ts';
@@ -194,14 +197,26 @@ describe('gmx adapter specifics', () => {
     await keeper.runOnce();
     const o = await v.getOrderByClientId('breach-1');
     expect(o?.status).toBe('cancelled');
+    // As upstream's OrderHandler._handleOrderError: no reason string, the custom error in reasonBytes.
+    const [cancelled] = parseGmxEvents(
+      await trader.publicClient.getLogs({ address: fx.params.eventEmitter, fromBlock: 0n }),
+      fx.params.eventEmitter,
+      ['OrderCancelled'],
+    );
+    expect(cancelled?.items.string.get('reason')).toBe('');
+    // The adapter and the keeper decode it: the price paid (max) and the order's acceptable price.
+    const why = `OrderNotFulfillableAtAcceptablePrice(${usdToGmxPrice(95_000 * 1.02, 8)}, ${(usdToGmxPrice(95_000, 8) * 10_050n) / 10_000n})`;
+    expect(cancelled?.items.bytes.get('reasonBytes')?.slice(0, 10)).toBe(
+      toFunctionSelector('OrderNotFulfillableAtAcceptablePrice(uint256,uint256)'),
+    );
     // What the keeper reports from the receipt's events.
     expect(keeperResults.at(-1)).toMatchObject({
       key: placed.venueOrderId,
       outcome: 'cancelled',
       account: trader.account.address,
-      reason: 'OrderNotFulfillableAtAcceptablePrice',
+      reason: why,
     });
-    expect(o?.error).toBe('OrderNotFulfillableAtAcceptablePrice');
+    expect(o?.error).toBe(why);
     expect(o?.filledSizeBase).toBe('0');
     expect(await v.fetchPositions()).toEqual([]);
     const usdcAfter = (await v.fetchBalances()).find((b) => b.asset === 'USDC')?.amount ?? 0;
@@ -745,11 +760,12 @@ describe('gmx adapter specifics', () => {
     const rev = await sender
       .send({
         to: fx.params.dataStore,
-        data: encodeFunctionData({ abi: dataStoreAbi, functionName: 'executeOrder', args: [key] }),
+        data: encodeFunctionData({ abi: gmxFixtureAbi, functionName: 'executeOrder', args: [key] }),
       })
       .catch((e: unknown) => e);
     expect(rev).toBeInstanceOf(RevertedError);
-    expect((rev as RevertedError).reason).toBe(`Unauthorized(${poor.account.address})`);
+    // Upstream's Unauthorized(msgSender, role) with RoleModule's role name.
+    expect((rev as RevertedError).reason).toBe(`Unauthorized(${poor.account.address}, ORDER_KEEPER)`);
   });
 
   it('after a restart: recovers the order mapping from disk, refuses to send past a pending nonce, and cancels by nonce replacement', async () => {

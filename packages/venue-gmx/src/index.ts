@@ -6,6 +6,8 @@ export {
   ORDER_TYPE,
   oracleAbi,
   readerAbi,
+  tokenErrorAbi,
+  upstreamErrorAbi,
 } from './abi.ts';
 export {
   type CreateGmxVenueDeps,
@@ -23,6 +25,7 @@ export {
   type GmxEvent,
   type GmxEventItems,
   type GmxOrderFill,
+  orderCancelReason,
   orderFillFromEvents,
   parseGmxEvents,
 } from './events.ts';
@@ -35,6 +38,7 @@ export {
   type GmxFixtureExecutionGas,
   type GmxFixtureMarket,
 } from './fixture.ts';
+export { gmxFixtureAbi } from './fixture-abi.ts';
 export { GmxKeeper, type GmxKeeperOptions, type GmxKeeperResult } from './keeper.ts';
 export {
   accountOrderListKey,

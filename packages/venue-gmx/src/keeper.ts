@@ -1,7 +1,8 @@
 import type { EvmContext } from '@xhedge/evm';
 import type { Address, Hex } from 'viem';
 import { dataStoreAbi } from './abi.ts';
-import { orderFillFromEvents, parseGmxEvents, requireBytes32 } from './events.ts';
+import { orderCancelReason, orderFillFromEvents, parseGmxEvents, requireBytes32 } from './events.ts';
+import { gmxFixtureAbi } from './fixture-abi.ts';
 import { GMX_KEYS } from './keys.ts';
 
 /** What one keeper execution did to an order, from the transaction's events. */
@@ -15,7 +16,10 @@ export interface GmxKeeperResult {
   sizeDeltaUsd30?: bigint;
   /** Execution price, GMX units (USD per smallest token unit, 30 − decimals) (executed orders). */
   executionPrice?: bigint;
-  /** The contract's reason (cancelled orders). */
+  /**
+   * Why (cancelled orders): OrderCancelled's `reason`, or its `reasonBytes` decoded, e.g.
+   * `MaxOpenInterestExceeded(<openInterest>, <maxOpenInterest>)` (see {@link orderCancelReason}).
+   */
   reason?: string;
 }
 
@@ -35,8 +39,9 @@ export interface GmxKeeperOptions {
 
 /**
  * The keeper of the simplified GMX: executes every pending order at the oracle price (the contract
- * cancels those whose acceptable price is breached). `runOnce()` for deterministic tests, `start()`
- * for a background loop (local chain script).
+ * cancels those whose acceptable price is breached) through the local contract's own
+ * `executeOrder(bytes32)` (fixture-abi.ts; upstream keepers call `OrderHandler.executeOrder` with signed
+ * prices). `runOnce()` for deterministic tests, `start()` for a background loop (local chain script).
  */
 export class GmxKeeper {
   private timer: NodeJS.Timeout | undefined;
@@ -60,7 +65,7 @@ export class GmxKeeper {
       try {
         const hash = await walletClient.writeContract({
           address: this.opts.dataStore,
-          abi: dataStoreAbi,
+          abi: gmxFixtureAbi,
           functionName: 'executeOrder',
           args: [key],
         });
@@ -87,7 +92,7 @@ export class GmxKeeper {
                 txHash: hash,
                 outcome: 'cancelled',
                 account,
-                reason: ev.items.string.get('reason') ?? '',
+                reason: orderCancelReason(ev),
               });
           }
         }

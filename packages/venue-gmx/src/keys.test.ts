@@ -27,7 +27,7 @@ const USDC = '0xaf88d065e77c8cC2239327C5EDb3A432268e5831' as Address;
 
 describe('GMX DataStore keys (gmx-synthetics contracts/data/Keys.sol @ a5c0c883)', () => {
   it('derives the constants as keccak256(abi.encode("NAME")), pinned', () => {
-    // The names are upstream's (Keys.sol lines 99-101, 215-219, 245-247, 262, 287, 306, 318); the hashes
+    // The names are upstream's (Keys.sol lines 99-101, 181, 215-219, 245-247, 255, 262, 287, 306, 318); the hashes
     // are pinned so a renamed or mistyped name fails here.
     expect(GMX_KEYS).toEqual({
       ORDER_LIST: '0x86f7cfd5d8f8404e5145c91bebb8484657420159dabd0753d6a59f3de3f7b8c1',
@@ -51,6 +51,9 @@ describe('GMX DataStore keys (gmx-synthetics contracts/data/Keys.sol @ a5c0c883)
       OPEN_INTEREST_RESERVE_FACTOR: '0xfb0e1c66a0f6d31a6b27a57ad9f57c3a0afb198688ed6d5930c60914530f220a',
       // the same value as integrations configuring GMX markets use for MIN_COLLATERAL_FACTOR
       MIN_COLLATERAL_FACTOR: '0x9fc265ee9783e670a7a731141f58b59bca5a260ba3eb3f893412fb613dc559f7',
+      // Keys.sol lines 255 and 181: what the local contract reads for cancellation and price age
+      REQUEST_EXPIRATION_TIME: '0xf664ba0f4e5389df44705cd100171228b74c4f050a9f00bd873e95d25c49a273',
+      MAX_ORACLE_PRICE_AGE: '0x2498be75403c532695a52aa481268f4d166a68f0d7468b5a879e2beb6ec70062',
     });
     // abi.encode(string): offset 0x20, length, the bytes right-padded.
     const name = 'OPEN_INTEREST';

@@ -10,7 +10,7 @@ export function hashString(name: string): Hex {
   return keccak256(encodeAbiParameters([{ type: 'string' }], [name]));
 }
 
-/** The Keys.sol constants the adapter reads (names exactly as upstream, incl. the `_V2_1` suffix). */
+/** The Keys.sol constants the adapter and the local contract read (names exactly as upstream, incl. the `_V2_1` suffix). */
 export const GMX_KEYS = {
   ORDER_LIST: hashString('ORDER_LIST'),
   ACCOUNT_ORDER_LIST: hashString('ACCOUNT_ORDER_LIST'),
@@ -28,6 +28,10 @@ export const GMX_KEYS = {
   RESERVE_FACTOR: hashString('RESERVE_FACTOR'),
   OPEN_INTEREST_RESERVE_FACTOR: hashString('OPEN_INTEREST_RESERVE_FACTOR'),
   MIN_COLLATERAL_FACTOR: hashString('MIN_COLLATERAL_FACTOR'),
+  /** Seconds before a market order may be cancelled (BaseHandler.validateRequestCancellation). */
+  REQUEST_EXPIRATION_TIME: hashString('REQUEST_EXPIRATION_TIME'),
+  /** Oldest a keeper's signed price may be (Oracle._validatePrices). */
+  MAX_ORACLE_PRICE_AGE: hashString('MAX_ORACLE_PRICE_AGE'),
 } as const;
 
 /** Keys.accountOrderListKey(account): the account's order keys (a bytes32 set). */

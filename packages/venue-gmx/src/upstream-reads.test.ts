@@ -2,9 +2,16 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Clock } from '@xhedge/core';
-import { compileSolidity, deployContract, type EvmContext, MemoryOrderStore, rpc } from '@xhedge/evm';
+import {
+  compileSolidity,
+  deployContract,
+  type EvmContext,
+  MemoryOrderStore,
+  rpc,
+  TxSender,
+} from '@xhedge/evm';
 import type { LocalTestChain } from '@xhedge/evm/testing';
-import { StaleOracleError, VenueNetworkError } from '@xhedge/venue';
+import { InvalidOrderError, RevertedError, StaleOracleError, VenueNetworkError } from '@xhedge/venue';
 import {
   type Address,
   BaseError,
@@ -21,6 +28,7 @@ import { dataStoreAbi, exchangeRouterAbi, gmxErrorAbi, ORDER_TYPE, oracleAbi, re
 import { type GmxOrderRecord, GmxVenue } from './adapter.ts';
 import { createOrderCallData } from './create-order.ts';
 import type { GmxFixture } from './fixture.ts';
+import { gmxFixtureAbi } from './fixture-abi.ts';
 import type { GmxKeeper, GmxKeeperResult } from './keeper.ts';
 import {
   accountOrderListKey,
@@ -44,6 +52,7 @@ let chain: LocalTestChain;
 let deployer: EvmContext;
 let trader: EvmContext;
 let other: EvmContext;
+let keeperCtx: EvmContext;
 let fx: GmxFixture;
 let keeper: GmxKeeper;
 let keeperResults: GmxKeeperResult[];
@@ -54,7 +63,7 @@ const USD30 = 10n ** 30n;
 
 beforeAll(async () => {
   const t = await startGmxTestChain('gmx-upstream', 2);
-  ({ chain, deployer, fx, keeper, keeperResults } = t);
+  ({ chain, deployer, fx, keeper, keeperResults, keeperCtx } = t);
   [trader, other] = t.traders as [EvmContext, EvmContext];
 });
 afterAll(async () => {
@@ -119,7 +128,7 @@ describe('keys: the local contract derives them as gmx-synthetics Keys.sol does'
     const probeSource = `// SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 contract KeysProbe {
-    function constants() external pure returns (bytes32[16] memory k) {
+    function constants() external pure returns (bytes32[18] memory k) {
         k[0] = keccak256(abi.encode("ORDER_LIST"));
         k[1] = keccak256(abi.encode("ACCOUNT_ORDER_LIST"));
         k[2] = keccak256(abi.encode("ESTIMATED_GAS_FEE_BASE_AMOUNT_V2_1"));
@@ -136,6 +145,8 @@ contract KeysProbe {
         k[13] = keccak256(abi.encode("RESERVE_FACTOR"));
         k[14] = keccak256(abi.encode("OPEN_INTEREST_RESERVE_FACTOR"));
         k[15] = keccak256(abi.encode("MIN_COLLATERAL_FACTOR"));
+        k[16] = keccak256(abi.encode("REQUEST_EXPIRATION_TIME"));
+        k[17] = keccak256(abi.encode("MAX_ORACLE_PRICE_AGE"));
     }
     function openInterestKey(address market, address collateralToken, bool isLong) external pure returns (bytes32) {
         return keccak256(abi.encode(keccak256(abi.encode("OPEN_INTEREST")), market, collateralToken, isLong));
@@ -169,7 +180,7 @@ contract KeysProbe {
     if (!probe) throw new Error('KeysProbe did not compile');
     const address = await deployContract(deployer, probe);
     const abi = parseAbi([
-      'function constants() pure returns (bytes32[16])',
+      'function constants() pure returns (bytes32[18])',
       'function openInterestInTokensKey(address, address, bool) pure returns (bytes32)',
       'function poolAmountKey(address, address) pure returns (bytes32)',
       'function reserveFactorKey(address, bool) pure returns (bytes32)',
@@ -198,6 +209,8 @@ contract KeysProbe {
       GMX_KEYS.RESERVE_FACTOR,
       GMX_KEYS.OPEN_INTEREST_RESERVE_FACTOR,
       GMX_KEYS.MIN_COLLATERAL_FACTOR,
+      GMX_KEYS.REQUEST_EXPIRATION_TIME,
+      GMX_KEYS.MAX_ORACLE_PRICE_AGE,
     ]);
     expect(await read({ address, abi, functionName: 'poolAmountKey', args: [ethMarket(), weth()] })).toBe(
       poolAmountKey(ethMarket(), weth()),
@@ -317,7 +330,11 @@ describe('open interest: DataStore.getUint(OPEN_INTEREST keys), as MarketUtils.g
     // The keeper cancels what passes the cap, as MarketUtils.validateOpenInterest reverts.
     await order(v, 'oi-2', 'buy', '2', false);
     await keeper.runOnce();
-    expect(keeperResults.at(-1)).toMatchObject({ outcome: 'cancelled', reason: 'MaxOpenInterestExceeded' });
+    // 7 000 + 7 000 USD against the 10 500 cap, decoded from OrderCancelled's reasonBytes.
+    expect(keeperResults.at(-1)).toMatchObject({
+      outcome: 'cancelled',
+      reason: `MaxOpenInterestExceeded(${14_000n * USD30}, ${10_500n * USD30})`,
+    });
     // Closing books it out again.
     await order(v, 'oi-3', 'sell', '2');
     expect(await getUint(openInterestKey(ethMarket(), usdc(), true))).toBe(0n);
@@ -352,12 +369,15 @@ describe('pool reserve: POOL_AMOUNT × RESERVE_FACTOR and OPEN_INTEREST_RESERVE_
     await keeper.runOnce();
     expect(keeperResults.at(-1)).toMatchObject({
       outcome: 'cancelled',
-      reason: 'InsufficientReserveForOpenInterest',
+      reason: expect.stringMatching(/^InsufficientReserveForOpenInterest\(\d+, \d+\)$/),
     });
     await fx.setUint(reserveFactorKey(ethMarket(), true, 'reserve'), factor(20)); // 14 000 USD < 21 000
     await order(v, 'rs-3', 'buy', '1', false);
     await keeper.runOnce();
-    expect(keeperResults.at(-1)).toMatchObject({ outcome: 'cancelled', reason: 'InsufficientReserve' });
+    expect(keeperResults.at(-1)).toMatchObject({
+      outcome: 'cancelled',
+      reason: expect.stringMatching(/^InsufficientReserve\(\d+, \d+\)$/),
+    });
     await fx.setUint(reserveFactorKey(ethMarket(), true, 'reserve'), factor(50));
     await order(v, 'rs-4', 'buy', q.executableSizeBase);
     expect(keeperResults.at(-1)).toMatchObject({ outcome: 'executed' });
@@ -584,9 +604,15 @@ describe('prices from the GMX oracle keeper endpoint (params.pricesUrl)', () => 
           res.writeHead(404).end();
           return;
         }
+        // the Oracle keeps one time for all its prices: the newest (maxTimestamp)
+        const at = await trader.publicClient.readContract({
+          address: fx.params.oracle,
+          abi: oracleAbi,
+          functionName: 'maxTimestamp',
+        });
         const entries = await Promise.all(
           tokens.map(async (t) => {
-            const [min, max, at] = await trader.publicClient.readContract({
+            const { min, max } = await trader.publicClient.readContract({
               address: fx.params.oracle,
               abi: oracleAbi,
               functionName: 'getPrimaryPrice',
@@ -832,5 +858,164 @@ describe('markets as Arbitrum lists them: synthetic index tokens, swap-only mark
     // the traded market is still the first: orders go there
     const traded = (await plain.loadMarkets()).find((m) => m.instrument.id === 'ETH-USD:PERP');
     expect(traded?.venueSymbol.toLowerCase()).toBe(ethMarket().toLowerCase());
+  });
+});
+
+describe('Oracle reads as upstream Oracle.sol serves them (no params.pricesUrl)', () => {
+  const SYNTHETIC_DOGE = '0xC4da4c24fd591125c3F47b340b6f4f76111883d8' as const;
+
+  it('reads getPrimaryPrice as Price.Props and the age from maxTimestamp; a token with no price is a StaleOracleError', async () => {
+    const primaryPrice = (token: Address) =>
+      trader.publicClient.readContract({
+        address: fx.params.oracle,
+        abi: oracleAbi,
+        functionName: 'getPrimaryPrice',
+        args: [token],
+      });
+    await fx.setPrice('ETH', 3600, 3601);
+    expect(await primaryPrice(weth())).toEqual({
+      min: usdToGmxPrice(3600, 18),
+      max: usdToGmxPrice(3601, 18),
+    });
+    const newest = await trader.publicClient.readContract({
+      address: fx.params.oracle,
+      abi: oracleAbi,
+      functionName: 'maxTimestamp',
+    });
+    const marks = await venue().fetchMarks();
+    expect(marks.find((m) => m.instrument === 'ETH-USD:PERP')).toMatchObject({ bidUsd: 3600, askUsd: 3601 });
+    // One time for all: the Oracle keeps none per token.
+    expect(marks.map((m) => m.asOfMs)).toEqual(marks.map(() => Number(newest) * 1000));
+    // A listed market whose index token the Oracle has no price for: upstream reverts EmptyPrimaryPrice
+    // (as every token outside a keeper's execution on a real chain), reported naming the token.
+    const doge = getAddress(`0x${randomBytes(20).toString('hex')}`);
+    await fx.addMarket({
+      marketToken: doge,
+      indexToken: SYNTHETIC_DOGE,
+      longToken: weth(),
+      shortToken: usdc(),
+    });
+    const raw = await primaryPrice(SYNTHETIC_DOGE).catch((e: unknown) => e);
+    const data = (raw as BaseError).walk(
+      (e) => typeof (e as { data?: unknown }).data === 'string',
+    ) as unknown as {
+      data: Hex;
+    };
+    expect(decodeErrorResult({ abi: gmxErrorAbi, data: data.data })).toMatchObject({
+      errorName: 'EmptyPrimaryPrice',
+      args: [getAddress(SYNTHETIC_DOGE)],
+    });
+    const v = venue({ params: { indexTokens: [{ address: SYNTHETIC_DOGE, symbol: 'DOGE', decimals: 8 }] } });
+    const err = await v.fetchMarks(['DOGE-USD:PERP']).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StaleOracleError);
+    expect((err as Error).message).toContain(
+      `Oracle.getPrimaryPrice of ${fx.params.oracle} has no price for the index token of DOGE-USD:PERP (${getAddress(SYNTHETIC_DOGE)})`,
+    );
+    expect(await v.fetchMarks(['ETH-USD:PERP'])).toHaveLength(1);
+  });
+});
+
+describe('order errors as upstream raises them (Errors.sol names and parameters)', () => {
+  /** multicall([sendWnt, createOrder]) of a decrease in `market`, as the adapter builds one. */
+  const createIn = (market: Address) => {
+    const fee = 10n ** 16n;
+    return {
+      to: fx.params.exchangeRouter,
+      value: fee,
+      data: encodeFunctionData({
+        abi: exchangeRouterAbi,
+        functionName: 'multicall',
+        args: [
+          [
+            encodeFunctionData({
+              abi: exchangeRouterAbi,
+              functionName: 'sendWnt',
+              args: [fx.params.orderVault, fee],
+            }),
+            createOrderCallData({
+              account: trader.account.address,
+              market,
+              collateralToken: usdc(),
+              sizeDeltaUsd: 1000n * USD30,
+              acceptablePrice: 0n,
+              executionFee: fee,
+              orderType: ORDER_TYPE.MarketDecrease,
+              isLong: true,
+            }),
+          ],
+        ],
+      }),
+    };
+  };
+
+  it('createOrder in an unknown market is EmptyMarket, in a swap-only one InvalidPositionMarket: InvalidOrderError', async () => {
+    const v = venue();
+    const unknown = getAddress(`0x${randomBytes(20).toString('hex')}`);
+    const e1 = await v.sender.send(createIn(unknown)).catch((e: unknown) => e);
+    expect(e1).toBeInstanceOf(InvalidOrderError);
+    expect((e1 as Error).message).toContain('reverted: EmptyMarket()');
+    const swapOnly = getAddress(`0x${randomBytes(20).toString('hex')}`);
+    await fx.addMarket({
+      marketToken: swapOnly,
+      indexToken: zeroAddress,
+      longToken: weth(),
+      shortToken: usdc(),
+    });
+    const e2 = await v.sender.send(createIn(swapOnly)).catch((e: unknown) => e);
+    expect(e2).toBeInstanceOf(InvalidOrderError);
+    expect((e2 as Error).message).toContain(`reverted: InvalidPositionMarket(${swapOnly})`);
+  });
+
+  it("cancelOrder: the account's own order only, a market order only REQUEST_EXPIRATION_TIME after it was made", async () => {
+    await fx.setUint(GMX_KEYS.REQUEST_EXPIRATION_TIME, 300n); // upstream config/general.ts
+    const v = venue();
+    const placed = await order(v, 'cx-1', 'buy', '0.1', false);
+    const key = placed.venueOrderId as Hex;
+    const cancelFrom = (ctx: EvmContext, k: Hex) =>
+      new TxSender({ ctx, abi: gmxErrorAbi })
+        .send({
+          to: fx.params.exchangeRouter,
+          data: encodeFunctionData({ abi: exchangeRouterAbi, functionName: 'cancelOrder', args: [k] }),
+        })
+        .catch((e: unknown) => e);
+    const theirs = await cancelFrom(other, key);
+    expect(theirs).toBeInstanceOf(RevertedError);
+    expect((theirs as RevertedError).reason).toBe(
+      `Unauthorized(${other.account.address}, account for cancelOrder)`,
+    );
+    const none = await cancelFrom(trader, `0x${'12'.repeat(32)}`);
+    expect((none as RevertedError).reason).toBe('EmptyOrder()');
+    // Too early: refused with upstream's error (age, expiration, request type); the order still waits.
+    const early = await v.cancelOrder('cx-1').catch((e: unknown) => e);
+    expect(early).toBeInstanceOf(RevertedError);
+    expect((early as RevertedError).reason).toMatch(/^RequestNotYetCancellable\(\d+, 300, Order\)$/);
+    expect((await v.getOrderByClientId('cx-1'))?.status).toBe('acknowledged');
+    await rpc(deployer.publicClient, 'evm_increaseTime', [300]);
+    await rpc(deployer.publicClient, 'evm_mine', []);
+    const cancelled = await v.cancelOrder('cx-1');
+    expect(cancelled.status).toBe('cancelled');
+    expect(cancelled.error).toBe('USER_INITIATED_CANCEL');
+  });
+
+  it('a keeper price older than MAX_ORACLE_PRICE_AGE is refused with MaxPriceAgeExceeded', async () => {
+    const placed = await order(venue(), 'age-1', 'buy', '0.1', false);
+    await fx.setUint(GMX_KEYS.MAX_ORACLE_PRICE_AGE, 60n);
+    await rpc(deployer.publicClient, 'evm_increaseTime', [61]);
+    await rpc(deployer.publicClient, 'evm_mine', []);
+    const err = await new TxSender({ ctx: keeperCtx, abi: gmxErrorAbi })
+      .send({
+        to: fx.params.dataStore,
+        data: encodeFunctionData({
+          abi: gmxFixtureAbi,
+          functionName: 'executeOrder',
+          args: [placed.venueOrderId as Hex],
+        }),
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RevertedError);
+    // (the price's time, the block's time): more than the 60 s allowed apart
+    const [, priced, now] =
+      /^MaxPriceAgeExceeded\((\d+), (\d+)\)$/.exec((err as RevertedError).reason ?? '') ?? [];
+    expect(Number(now) - Number(priced)).toBeGreaterThan(60);
   });
 });
