@@ -16,6 +16,7 @@ import {
   assertOrderBasics,
   type CreateOnChainVenueDeps,
   createVenueTxSender,
+  type DecodedRevert,
   defaultOrderStore,
   type EvmContext,
   type EvmVenueConfigLike,
@@ -27,6 +28,7 @@ import {
   orderFromRecord,
   parseVenueRequest,
   type RecordedSendDeps,
+  type RevertClass,
   readFees,
   replaceByNonce,
   reserveAndApprove,
@@ -236,6 +238,34 @@ function isEmptyPosition(p: RawGmxPosition): boolean {
  * the size), else increases a long; selling mirrors it. Positions are reported net per market, with
  * the collateral (`marginUsd`) and the P&L by side (`unsettledPnlUsd`) that book equity needs.
  */
+/**
+ * The venue error class of a decoded revert: gmx-synthetics Errors.sol names (abi.ts upstreamErrorAbi),
+ * and the collateral token's own shortfall, a custom error (OpenZeppelin 5's ERC20InsufficientBalance)
+ * or, as Arbitrum's native USDC (Circle's FiatToken) reverts, the string "ERC20: transfer amount exceeds
+ * balance". Unlisted ones stay RevertedError.
+ */
+export function classifyGmxRevert(r: Pick<DecodedRevert, 'errorName' | 'reason'>): RevertClass | undefined {
+  switch (r.errorName) {
+    case 'OrderNotFulfillableAtAcceptablePrice':
+      return 'acceptable-price';
+    case 'ERC20InsufficientBalance':
+      return 'insufficient-funds';
+    case 'Error':
+      return /transfer amount exceeds balance/i.test(r.reason) ? 'insufficient-funds' : undefined;
+    case 'MaxPriceAgeExceeded':
+    case 'EmptyPrimaryPrice':
+      return 'stale-oracle';
+    case 'EmptyOrder':
+    case 'EmptyMarket':
+    case 'DisabledMarket':
+    case 'InvalidPositionMarket':
+    case 'EmptyPosition':
+      return 'invalid-order';
+    default:
+      return undefined;
+  }
+}
+
 export class GmxVenue implements VenueAdapter {
   readonly kind = 'gmx';
   readonly capabilities = GMX_CAPABILITIES;
@@ -271,21 +301,7 @@ export class GmxVenue implements VenueAdapter {
     this.sender = createVenueTxSender({
       ctx: deps.ctx,
       abi: gmxErrorAbi,
-      // gmx-synthetics Errors.sol names (abi.ts upstreamErrorAbi); unlisted ones stay RevertedError.
-      classify: (r) =>
-        r.errorName === 'OrderNotFulfillableAtAcceptablePrice'
-          ? 'acceptable-price'
-          : r.errorName === 'ERC20InsufficientBalance'
-            ? 'insufficient-funds'
-            : r.errorName === 'MaxPriceAgeExceeded' || r.errorName === 'EmptyPrimaryPrice'
-              ? 'stale-oracle'
-              : r.errorName === 'EmptyOrder' ||
-                  r.errorName === 'EmptyMarket' ||
-                  r.errorName === 'DisabledMarket' ||
-                  r.errorName === 'InvalidPositionMarket' ||
-                  r.errorName === 'EmptyPosition'
-                ? 'invalid-order'
-                : undefined,
+      classify: classifyGmxRevert,
       maxBaseFeeGwei: this.p.maxBaseFeeGwei,
       receiptTimeoutSeconds: this.p.receiptTimeoutSeconds,
       clock: this.clock,
