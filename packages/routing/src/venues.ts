@@ -49,8 +49,8 @@ export interface OptionMarket {
    */
   feeUsdPerUnit?: number;
   /**
-   * Collateral the venue locks per unit of a sold option, USD. Absent where the venue states none (the
-   * venue contract has no such field yet): a sell is then counted for its fee only.
+   * Collateral the venue locks per unit of a sold option, USD (a sell quote's `lockedCollateralUsd` over
+   * its size). Absent where the venue's quote states none: a sell is then counted for its fee only.
    */
   shortCollateralUsdPerUnit?: number;
 }

@@ -257,3 +257,75 @@ describe("createRouter: option legs are cut to what their venue's collateral pay
     expect(reservation.freeUsd('lyra-arb', LYRA_USD)).toBeCloseTo(LYRA_USD - takeUsd, 6);
   });
 });
+
+/**
+ * Regression: a sold option's locked collateral was never counted. Routing takes `shortCollateralUsdPerUnit`
+ * off the venue's free collateral for a sell, but the runtime router never filled it (the venue contract had
+ * no field for it), so a sell counted only its fee and a plan could sell options whose collateral the venue
+ * did not have; the venue then refused the order.
+ */
+describe('createRouter: option sells are cut to the collateral their venue locks', () => {
+  it("sells only the calls whose locked collateral (the quote's lockedCollateralUsd) plus fee lyra-arb's free collateral holds", async () => {
+    const LYRA_USD = 50_000;
+    const { venues, clock, callId } = await paperVenues(LYRA_USD);
+    const lyra = venues.find((v) => v.id === 'lyra-arb');
+    const market = (await lyra?.loadMarkets())?.find((m) => m.instrument.id === callId);
+    const q = await lyra?.quoteHedge({ instrument: callId, side: 'sell', sizeBase: '10', holdingHours: 0 });
+    if (!market || !q || q.lockedCollateralUsd === undefined)
+      throw new Error('expected the call and a sell quote stating its locked collateral');
+    const quotedBase = Number(q.executableSizeBase);
+    const feeUsdPerUnit = q.feeUsd / quotedBase;
+    const lockedUsdPerUnit = q.lockedCollateralUsd / quotedBase;
+    // The fees of ten calls fit lyra-arb's collateral; the collateral ten short calls lock does not.
+    expect(10 * feeUsdPerUnit).toBeLessThan(LYRA_USD);
+    expect(10 * (feeUsdPerUnit + lockedUsdPerUnit)).toBeGreaterThan(LYRA_USD);
+    const notes: string[] = [];
+    const route = createRouter({
+      maxSlippageBps: 50,
+      log: (_level, msg, data) => {
+        if (msg === 'plan notes') notes.push(...((data?.notes as string[]) ?? []));
+      },
+    });
+    const reservation = new CollateralReservation();
+    const sellCalls = vegaOnly(callId, clock.nowMs(), {
+      vegaTrades: [
+        {
+          venue: 'lyra-arb',
+          chain: 'evm:42161',
+          instrument: callId,
+          side: 'sell',
+          sizeBase: 10,
+          priceUsd: 5000,
+          vegaPerVolPoint: -2000,
+          delta: -5,
+          costUsd: 100,
+        },
+      ],
+      bookDelta: 5.9,
+      effectiveDelta: -0.9,
+      driftDelta: -0.9,
+    });
+    const plan = await route(sellCalls, venues, reservation);
+    const calls = plan?.legs.filter((l) => l.instrument === callId) ?? [];
+    expect(calls.map((l) => l.side)).toEqual(['sell']);
+    const sizeBase = Number(calls[0]?.sizeBase);
+    const takeUsdPerUnit = feeUsdPerUnit + lockedUsdPerUnit;
+    expect(sizeBase).toBeGreaterThan(0);
+    expect(sizeBase).toBeLessThan(10);
+    expect(sizeBase * takeUsdPerUnit).toBeLessThanOrEqual(LYRA_USD + 1e-6);
+    // Cut to whole steps: one more step's collateral would not fit.
+    const stepBase = Number(market.sizeStepBase);
+    expect(Math.abs(sizeBase / stepBase - Math.round(sizeBase / stepBase))).toBeLessThan(1e-6);
+    expect((sizeBase + stepBase) * takeUsdPerUnit).toBeGreaterThan(LYRA_USD);
+    expect(notes.join(' ')).toMatch(
+      /lyra-arb: sell 10 .* \(fee and short collateral\), .* free there: cut to/,
+    );
+    // The offsetting perp leg buys the delta of the calls sold, not of the 10 decided (0.5 each).
+    const perps = perpLegs(plan?.legs ?? []);
+    expect(perps.map((l) => l.side)).toEqual(perps.map(() => 'buy'));
+    const boughtBase = perps.reduce((s, l) => s + Number(l.sizeBase), 0);
+    expect(Math.abs(boughtBase - 0.5 * sizeBase)).toBeLessThanOrEqual(0.0001 + 1e-12);
+    // Later plans of the round see the collateral the short calls lock.
+    expect(reservation.freeUsd('lyra-arb', LYRA_USD)).toBeCloseTo(LYRA_USD - sizeBase * takeUsdPerUnit, 6);
+  });
+});

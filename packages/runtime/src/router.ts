@@ -88,8 +88,9 @@ function marginFractionOf(market: Pick<MarketInfo, 'instrument' | 'initialMargin
 /**
  * Routing for the loop: finds each venue's perp (else spot) market for the underlying, quotes the
  * hedge there and lets `@xhedge/routing` pick and split, with the decision's option (vega) trades as
- * legs first: their premium and fees are paid from their venues' free collateral (a leg it cannot pay
- * for is cut or dropped) and the delta legs are routed on what is left. The venues are quoted for the
+ * legs first: their premium and fees, and the collateral a sell's quote says its venue locks
+ * (`lockedCollateralUsd`), are paid from their venues' free collateral (a leg it cannot pay for is cut or
+ * dropped) and the delta legs are routed on what is left. The venues are quoted for the
  * delta the plan routes (`routedDeltaBase`): the delta trade,
  * or for a vega-only decision outside its delta band the delta offsetting its option legs. When a
  * bridge is given, every transferable venue's free USD-like collateral is a source, and a venue short
@@ -213,10 +214,17 @@ export function createRouter(opts: RouterOptions): RoutePlan {
             sizeBase: toDecimalString(t.sizeBase, 12),
             holdingHours: 0,
           });
-          // The fee is paid from the venue's collateral with the premium (see PlanInputs.optionMarkets).
+          // The fee is paid from the venue's collateral with the premium (see PlanInputs.optionMarkets),
+          // and a sell locks the collateral its quote states there too. Per unit at the quoted size: a leg
+          // cut to fit is taken to lock in proportion, which holds while the venue's minimum scales with the
+          // amount (not below a static floor such as Lyra's minStaticQuoteCollateral).
           const market = optionMarkets[`${t.venue}|${t.instrument}`];
           const quotedBase = Number(q.executableSizeBase);
-          if (market && quotedBase > 0) market.feeUsdPerUnit = q.feeUsd / quotedBase;
+          if (market && quotedBase > 0) {
+            market.feeUsdPerUnit = q.feeUsd / quotedBase;
+            if (t.side === 'sell' && q.lockedCollateralUsd !== undefined)
+              market.shortCollateralUsdPerUnit = q.lockedCollateralUsd / quotedBase;
+          }
           return { ...t, priceUsd: q.expectedPriceUsd };
         } catch (err) {
           opts.log('warn', `option quote on ${t.venue} failed; the leg is priced at the mark`, {

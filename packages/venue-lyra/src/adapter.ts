@@ -877,6 +877,13 @@ export class LyraVenue implements VenueAdapter {
     }
   }
 
+  /**
+   * Simulates the trade (eth_call) for its premium and fee. `lockedCollateralUsd` is the collateral the
+   * order would post, from the same plan placeOrder sends: where the trade leaves a short open (a sell
+   * opening or adding to one, a partial buy-back), its `setCollateralTo` (the greek cache's
+   * `getMinCollateral` at the reference spot × `shortCollateralBuffer`) less what the short already holds,
+   * never below 0; 0 otherwise (a long bought or sold, a short closed).
+   */
   async quoteHedge(input: QuoteRequest): Promise<HedgeQuote> {
     const req = parseVenueRequest(QuoteRequest, input, this.id);
     const e = await this.strikeFor(req.instrument);
@@ -913,6 +920,8 @@ export class LyraVenue implements VenueAdapter {
       totalCostUsd: fee + impactUsd + cost.totalUsd,
       expectedLatencyMs: 2000,
       asOfMs: this.clock.nowMs(),
+      // What placeOrder pulls for collateral on this plan (its spend cap counts the same amount).
+      lockedCollateralUsd: fromE18(plan.collateralIn),
     };
   }
 

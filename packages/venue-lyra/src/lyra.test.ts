@@ -262,6 +262,42 @@ describe('lyra adapter specifics', () => {
     ).rejects.toBeInstanceOf(InvalidOrderError);
   });
 
+  it('quotes the collateral a sell would post (getMinCollateral × the 1.2 buffer, less what the short holds), and the order posts it', async () => {
+    const v = venue();
+    const position = async (instrument: string) =>
+      (await v.fetchPositions()).find((p) => p.instrument === instrument);
+    const quote = (instrument: string, side: 'buy' | 'sell', sizeBase: string) =>
+      v.quoteHedge({ instrument, side, sizeBase });
+    const sell = (clientOrderId: string, instrument: string, sizeBase: string) =>
+      v.placeOrder({ clientOrderId, instrument, side: 'sell', orderType: 'market', sizeBase });
+    // A short put's minimum is strike × amount: 2 × 3000 × 1.2.
+    const q1 = await quote(put3000, 'sell', '2');
+    expect(q1.lockedCollateralUsd).toBeCloseTo(2 * 3000 * 1.2, 6);
+    expect(q1.totalCostUsd).toBeCloseTo(q1.feeUsd + q1.impactUsd + q1.gasUsd, 9); // not a cost
+    expect((await sell('lc-put-1', put3000, '2')).status).toBe('filled');
+    expect((await position(put3000))?.marginUsd).toBeCloseTo(q1.lockedCollateralUsd ?? Number.NaN, 6);
+    // Adding 1 to the short: the target is 3 × 3000 × 1.2, of which 7200 is already held.
+    const q2 = await quote(put3000, 'sell', '1');
+    expect(q2.lockedCollateralUsd).toBeCloseTo(3 * 3000 * 1.2 - 2 * 3000 * 1.2, 6);
+    expect((await sell('lc-put-2', put3000, '1')).status).toBe('filled');
+    expect((await position(put3000))?.marginUsd).toBeCloseTo(
+      (q1.lockedCollateralUsd ?? Number.NaN) + (q2.lockedCollateralUsd ?? Number.NaN),
+      6,
+    );
+    // A short call (quote-collateralised) needs 150 % of spot: 1 × 3500 × 1.5 × 1.2.
+    expect((await quote(call3500, 'sell', '1')).lockedCollateralUsd).toBeCloseTo(3500 * 1.5 * 1.2, 6);
+    // Buying locks nothing; nor does selling a long the account holds.
+    expect((await quote(call3500, 'buy', '1')).lockedCollateralUsd).toBe(0);
+    await v.placeOrder({
+      clientOrderId: 'lc-long',
+      instrument: call3500,
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '1',
+    });
+    expect((await quote(call3500, 'sell', '1')).lockedCollateralUsd).toBe(0);
+  });
+
   it('a partial buy-back keeps the rest of the short collateralized (Lyra sets collateral to setCollateralTo)', async () => {
     const store = new MemoryOrderStore<LyraOrderRecord>();
     const v = venue({ store });

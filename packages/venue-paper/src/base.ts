@@ -185,6 +185,13 @@ export abstract class PaperVenueBase implements PaperVenue {
   protected abstract settlement(instrument: string): 'premium' | 'margin';
   /** Collateral locked per unit of |position| (perps: notional / max leverage; short options: a share of spot). */
   protected abstract marginPerUnitUsd(instrument: string, size: D): number;
+  /**
+   * Collateral executing `size` now would lock on top of its premium and fee, USD (a quote's
+   * `lockedCollateralUsd`); undefined where this venue does not state it.
+   */
+  protected lockedCollateralUsd(_instrument: string, _side: Side, _size: D): number | undefined {
+    return undefined;
+  }
   /** Funding and borrow over `hours` for a position change, USD (signed, + = cost). */
   protected fundingCarryUsd(_instrument: string, _side: Side, _size: D, _hours: number): number {
     return 0;
@@ -430,6 +437,15 @@ export abstract class PaperVenueBase implements PaperVenue {
       asOfMs: this.now(),
     };
     if (capReason !== undefined) out.capReason = capReason;
+    const lockedCollateralUsd = this.lockedCollateralUsd(req.instrument, req.side, exec);
+    if (lockedCollateralUsd !== undefined) {
+      // Routing takes it off the free collateral: a NaN would pass every comparison there.
+      if (!Number.isFinite(lockedCollateralUsd) || lockedCollateralUsd < 0)
+        throw new RangeError(
+          `${this.id}: lockedCollateralUsd for ${req.sizeBase} ${req.instrument} must be finite and >= 0, got ${lockedCollateralUsd}`,
+        );
+      out.lockedCollateralUsd = lockedCollateralUsd;
+    }
     return out;
   }
 

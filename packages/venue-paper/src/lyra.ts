@@ -422,4 +422,15 @@ export class PaperLyraVenue extends PaperVenueBase {
     if (!size.isNeg()) return 0;
     return this.params.shortMarginFraction * this.market.spot(this.#meta(instrument).underlying);
   }
+  /**
+   * What the fill would add to the margin the account locks here (`marginUsedUsd`, which the free
+   * balance excludes): `shortMarginFraction` × spot on the units it grows the short by. 0 for a buy, or
+   * a sell the long it holds covers.
+   */
+  protected override lockedCollateralUsd(instrument: string, side: Side, size: D): number {
+    const before = this.positionSize(instrument);
+    const after = before.add(side === 'buy' ? size : size.neg());
+    const lockedUsd = (pos: D) => this.marginPerUnitUsd(instrument, pos) * pos.abs().toNumber();
+    return Math.max(0, lockedUsd(after) - lockedUsd(before));
+  }
 }

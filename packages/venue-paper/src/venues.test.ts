@@ -343,6 +343,44 @@ describe('paper Lyra', () => {
     expect(one.gasUsd).toBeLessThanOrEqual(0.5);
   });
 
+  it('quotes the collateral a sell locks (shortMarginFraction × spot on the units it grows the short by), and the fill locks it', async () => {
+    const { venue, market } = testVenue('paper-lyra');
+    const id =
+      (await venue.loadMarkets()).find(
+        (m) => m.instrument.underlying === 'ETH' && m.instrument.optionType === 'put',
+      )?.instrument.id ?? '';
+    const quote = (side: 'buy' | 'sell', sizeBase: string) =>
+      venue.quoteHedge({ instrument: id, side, sizeBase, holdingHours: 0 });
+    const trade = (clientOrderId: string, side: 'buy' | 'sell', sizeBase: string) =>
+      venue.placeOrder({ clientOrderId, instrument: id, side, orderType: 'market', sizeBase });
+    // What the venue holds back from the free balance (its margin used).
+    const lockedUsd = async () => {
+      const b = (await venue.fetchBalances()).find((x) => x.asset === 'USDC');
+      return (b?.amount ?? Number.NaN) - (b?.available ?? Number.NaN);
+    };
+    const spot = market.spot('ETH'); // no latency: the clock stands still between quote and fill
+    const q1 = await quote('sell', '2');
+    expect(q1.lockedCollateralUsd).toBeCloseTo(0.2 * spot * 2, 9);
+    expect(q1.totalCostUsd).toBeCloseTo(q1.feeUsd + q1.impactUsd + q1.gasUsd, 9); // not a cost
+    expect((await trade('lc-1', 'sell', '2')).status).toBe('filled');
+    expect(await lockedUsd()).toBeCloseTo(q1.lockedCollateralUsd ?? Number.NaN, 6);
+    // Adding to the short locks only the added units.
+    const q2 = await quote('sell', '1');
+    expect(q2.lockedCollateralUsd).toBeCloseTo(0.2 * spot, 9);
+    expect((await trade('lc-2', 'sell', '1')).status).toBe('filled');
+    expect(await lockedUsd()).toBeCloseTo((q1.lockedCollateralUsd ?? 0) + (q2.lockedCollateralUsd ?? 0), 6);
+    // A buy locks nothing (it frees the short's margin); nor does a sell the long held covers, and a
+    // sell past the long locks the units it goes short.
+    expect((await quote('buy', '5')).lockedCollateralUsd).toBe(0);
+    expect((await trade('lc-3', 'buy', '5')).status).toBe('filled'); // now long 2
+    expect(await lockedUsd()).toBe(0);
+    expect((await quote('sell', '2')).lockedCollateralUsd).toBe(0);
+    const q3 = await quote('sell', '3.5');
+    expect(q3.lockedCollateralUsd).toBeCloseTo(0.2 * spot * 1.5, 9);
+    expect((await trade('lc-4', 'sell', '3.5')).status).toBe('filled');
+    expect(await lockedUsd()).toBeCloseTo(q3.lockedCollateralUsd ?? Number.NaN, 6);
+  });
+
   it('a trade leaves the board IV moved, decaying over hours', async () => {
     const { venue, advance } = testVenue('paper-lyra');
     const m = (await venue.loadMarkets()).find(

@@ -109,6 +109,15 @@ export const HedgeQuote = z.object({
   /** Funding over `holdingHours` (signed: negative when the position earns funding). */
   fundingCarryUsd: FiniteNumber,
   totalCostUsd: FiniteNumber,
+  /**
+   * Collateral the venue would lock (or require posted) for this order of `executableSizeBase`, USD, on
+   * top of its premium and fee: what the order moves out of the account's free collateral into the
+   * venue's hold, such as a short option's margin (Lyra v1: the `setCollateralTo` the trade would post,
+   * less what the position already holds). Not a cost: it comes back when the position closes, so it is
+   * not in `totalCostUsd`; routing takes a sold option's off its venue's free collateral before sizing the
+   * other legs. 0: nothing locked (a long bought, a sell closing a long). Absent: the venue does not say.
+   */
+  lockedCollateralUsd: FiniteNumber.nonnegative().optional(),
   /** Expected time from send to fill. */
   expectedLatencyMs: FiniteNumber.nonnegative(),
   asOfMs: TimestampMs,

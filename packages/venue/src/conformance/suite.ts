@@ -147,6 +147,8 @@ function order(
  *   instrument (active, `size` ≥ min and a multiple of the step); marks, balances and health validate.
  * - `quoteHedge` returns a valid `HedgeQuote` whose `totalCostUsd` = fee + impact + gas + funding
  *   carry; a market buy of `size` then reaches `filled` near the quoted price (`priceTolerance`).
+ * - a sell of `size` quotes a valid `HedgeQuote` too, with the same sum, and states any collateral it
+ *   would lock (`lockedCollateralUsd`) as a finite, non-negative USD amount.
  * - positions move by exactly the signed sum of `fetchFills({ clientOrderId })`, for a buy and a sell.
  * - a reduce-only order that would grow (or open) a position throws `InvalidOrderError` at once and
  *   leaves no live order (`getOrderByClientId` → null or `rejected`).
@@ -225,6 +227,19 @@ export function runVenueConformance(
         Math.abs(avg / quote.expectedPriceUsd - 1),
         `fill ${avg} vs quote ${quote.expectedPriceUsd}`,
       ).toBeLessThan(tol);
+    });
+
+    it('quotes a sell that validates, stating any collateral it would lock as non-negative USD', async () => {
+      const raw = await s.venue.quoteHedge({ instrument: s.instrument, side: 'sell', sizeBase: s.size });
+      // The schema refuses a negative or non-finite lockedCollateralUsd (a sell is where venues state it).
+      const quote = HedgeQuote.parse(raw);
+      expect(quote.side).toBe('sell');
+      expect(new Dec(quote.executableSizeBase).gt(0)).toBe(true);
+      const parts = quote.feeUsd + quote.impactUsd + quote.gasUsd + quote.fundingCarryUsd;
+      expect(
+        Math.abs(quote.totalCostUsd - parts),
+        'totalCostUsd is the sum of its parts (locked collateral is not a cost)',
+      ).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(parts)));
     });
 
     it('positions match fills', async () => {
