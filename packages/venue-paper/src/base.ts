@@ -576,11 +576,21 @@ export abstract class PaperVenueBase implements PaperVenue {
     return 0;
   }
 
+  /**
+   * What a fill taking the position from `pos` to `after` adds to the margin the account locks here
+   * (`marginUsedUsd`), USD; 0 when it locks no more. Margin per unit may depend on the side (a short
+   * option locks, a long one does not), so a long turned short locks on its whole short, not on the
+   * units its size grew by.
+   */
+  protected marginAddedUsd(instrument: string, pos: D, after: D): number {
+    const lockedUsd = (p: D) => this.marginPerUnitUsd(instrument, p) * p.abs().toNumber();
+    return Math.max(0, lockedUsd(after) - lockedUsd(pos));
+  }
+
   /** Throws InsufficientFundsError when the account cannot pay for an order that adds exposure. */
   protected checkFunds(instrument: string, side: Side, size: D, pos: D): void {
     const signed = side === 'buy' ? size : size.neg();
     const after = pos.add(signed);
-    const grows = after.abs().gt(pos.abs());
     const mark = this.markOf(instrument).markPriceUsd;
     const gas = this.gasUsdNow();
     let need = gas;
@@ -591,7 +601,7 @@ export abstract class PaperVenueBase implements PaperVenue {
         );
       if (side === 'buy') need += mark * size.toNumber() * 1.05;
     }
-    if (grows) need += this.marginPerUnitUsd(instrument, after) * after.abs().sub(pos.abs()).toNumber();
+    need += this.marginAddedUsd(instrument, pos, after);
     const free = this.cash().toNumber() - this.marginUsedUsd();
     if (need > free)
       throw new InsufficientFundsError(

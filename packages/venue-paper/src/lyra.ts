@@ -429,8 +429,6 @@ export class PaperLyraVenue extends PaperVenueBase {
    */
   protected override lockedCollateralUsd(instrument: string, side: Side, size: D): number {
     const before = this.positionSize(instrument);
-    const after = before.add(side === 'buy' ? size : size.neg());
-    const lockedUsd = (pos: D) => this.marginPerUnitUsd(instrument, pos) * pos.abs().toNumber();
-    return Math.max(0, lockedUsd(after) - lockedUsd(before));
+    return this.marginAddedUsd(instrument, before, before.add(side === 'buy' ? size : size.neg()));
   }
 }

@@ -381,6 +381,26 @@ describe('paper Lyra', () => {
     expect(await lockedUsd()).toBeCloseTo(q3.lockedCollateralUsd ?? Number.NaN, 6);
   });
 
+  it('a sell that turns a long into a short needs margin on the whole short, not on the units its size grew by', async () => {
+    const { venue, market } = testVenue('paper-lyra');
+    const id =
+      (await venue.loadMarkets()).find(
+        (m) => m.instrument.underlying === 'ETH' && m.instrument.optionType === 'put',
+      )?.instrument.id ?? '';
+    const trade = (clientOrderId: string, side: 'buy' | 'sell', sizeBase: string) =>
+      venue.placeOrder({ clientOrderId, instrument: id, side, orderType: 'market', sizeBase });
+    expect((await trade('flip-1', 'buy', '2')).status).toBe('filled'); // long 2
+    const spot = market.spot('ETH');
+    // leave 0.4 × spot free: enough for a short of 2 at the 0.2 margin fraction, not for one of 3
+    const free = (await venue.fetchBalances()).find((b) => b.asset === 'USDC')?.available ?? 0;
+    await venue.debitBalance('USDC', (free - 0.4 * spot).toFixed(6));
+    // selling 5 goes short 3: 0.6 × spot of margin (its size grew by 1 only)
+    await expect(trade('flip-2', 'sell', '5')).rejects.toBeInstanceOf(InsufficientFundsError);
+    expect((await venue.fetchPositions()).find((p) => p.instrument === id)?.sizeBase).toBe(2);
+    // short 1 locks 0.2 × spot: it fits
+    expect((await trade('flip-3', 'sell', '3')).status).toBe('filled');
+  });
+
   it('a trade leaves the board IV moved, decaying over hours', async () => {
     const { venue, advance } = testVenue('paper-lyra');
     const m = (await venue.loadMarkets()).find(
