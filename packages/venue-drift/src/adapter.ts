@@ -606,16 +606,7 @@ export class DriftVenue implements VenueAdapter {
     const signature = signatureOf(tx);
     await this.#o.orderIds.update(req.clientOrderId, { signature, lastValidBlockHeight });
     try {
-      await sendAndConfirm({
-        rpc: this.#o.rpc,
-        tx,
-        lastValidBlockHeight,
-        commitment: this.#commitment,
-        venue: this.id,
-        clientOrderId: req.clientOrderId,
-        sleep: this.#sleep,
-        ...(this.#o.pollMs === undefined ? {} : { pollMs: this.#o.pollMs }),
-      });
+      await this.#confirm(tx, lastValidBlockHeight, req.clientOrderId);
     } catch (err) {
       if (err instanceof VenueError && err.outcome === 'rejected') {
         await this.#o.orderIds.release(
@@ -635,6 +626,24 @@ export class DriftVenue implements VenueAdapter {
         clientOrderId: req.clientOrderId,
       });
     return placed;
+  }
+
+  /** Sends a signed order or cancel transaction and waits for it at this venue's commitment. */
+  #confirm(
+    tx: Parameters<typeof sendAndConfirm>[0]['tx'],
+    lastValidBlockHeight: number,
+    clientOrderId: string,
+  ) {
+    return sendAndConfirm({
+      rpc: this.#o.rpc,
+      tx,
+      lastValidBlockHeight,
+      commitment: this.#commitment,
+      venue: this.id,
+      clientOrderId,
+      sleep: this.#sleep,
+      ...(this.#o.pollMs === undefined ? {} : { pollMs: this.#o.pollMs }),
+    });
   }
 
   async getOrderByClientId(clientOrderId: string): Promise<Order | null> {
@@ -659,15 +668,7 @@ export class DriftVenue implements VenueAdapter {
       marketIndex: rec.marketIndex,
     });
     try {
-      await sendAndConfirm({
-        rpc: this.#o.rpc,
-        tx,
-        lastValidBlockHeight,
-        commitment: this.#commitment,
-        venue: this.id,
-        clientOrderId,
-        sleep: this.#sleep,
-      });
+      await this.#confirm(tx, lastValidBlockHeight, clientOrderId);
     } catch (err) {
       // cancel_order_by_user_id fails (OrderNotOpen) when the order was filled or cancelled after the
       // read above: its slot then says how it ended, and that is the answer, not a failed cancel.

@@ -626,14 +626,7 @@ export class LyraVenue implements VenueAdapter {
    * anyway, a settled position must never count.
    */
   private async ownerPositions() {
-    const out: {
-      market: LyraMarket;
-      positionId: bigint;
-      strikeId: bigint;
-      optionType: number;
-      amount: bigint;
-      collateral: bigint;
-    }[] = [];
+    const out: Omit<HeldPosition, 'boardId' | 'expiryMs' | 'instrument'>[] = [];
     for (const m of this.p.markets) {
       const ps = await this.errors.read(() =>
         this.ctx.publicClient.readContract({
