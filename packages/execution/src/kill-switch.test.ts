@@ -687,3 +687,50 @@ describe('kill switch: the cancel claim is a lease', () => {
     }
   }, 30_000);
 });
+
+describe('kill switch: a cancel pass is retried for as long as a venue may refuse it', () => {
+  let env: Env;
+  const chain = 'evm:42161' as const;
+  beforeAll(async () => {
+    env = await makeEnv({
+      venueKind: 'paper-gmx',
+      venueParams: { keeperDelayMs: 60_000 },
+      // the production schedule (1 s doubling to 30 s) squeezed: 10 ms doubling to 20 ms
+      workers: { killCancelRetryMs: 10, killCancelRetryMaxMs: 20 },
+    });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('keeps trying past eight refusals (a GMX market order is not cancellable for its first 300 s)', async () => {
+    const l = env.intent(1, { chain });
+    const cid = clientOrderIdFor(l.id);
+    await env.ledger.recordPlan([{ intent: l, clientOrderId: cid, status: 'queued' }], { actor: 'test' });
+    await env.ledger.transition(cid, 'sent', { actor: 'test' });
+    await env.ledger.transition(cid, 'acknowledged', { actor: 'test' });
+    const real = env.paper.cancelOrder.bind(env.paper);
+    let calls = 0;
+    // the venue refuses the cancel twelve times (RequestNotYetCancellable), then takes it
+    env.paper.cancelOrder = async (c) => {
+      calls += 1;
+      if (calls <= 12) throw new Error('RequestNotYetCancellable(12, 300, "MarketIncrease")');
+      return { clientOrderId: c, status: 'cancelled' } as unknown as Order;
+    };
+    try {
+      const e = await env.killSwitch.engage('global', { actor: 'risk-owner:test', reason: 'gmx drill' });
+      const done = await until(async () => {
+        const p = (await env.ledger.listKillSwitchEvents({ scope: 'global' })).filter(
+          (x) =>
+            x.action === 'cancel-working' && x.details.eventId === e.eventId && x.details.cancelled === 1,
+        );
+        return p.length > 0 ? p : undefined;
+      }, 15_000);
+      expect(done[0]?.details).toMatchObject({ venue: 'pv', working: 1, cancelled: 1 });
+      expect(calls).toBe(13);
+    } finally {
+      env.paper.cancelOrder = real;
+      await env.killSwitch.release('global', { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+});

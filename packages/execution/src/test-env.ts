@@ -82,6 +82,7 @@ export interface MakeEnvOptions {
       | 'dependencyReadyAtMs'
       | 'settings'
       | 'killCancelRetryMs'
+      | 'killCancelRetryMaxMs'
     >
   >;
 }

@@ -64,11 +64,13 @@ export interface StartWorkersOptions {
   pollIntervalMs?: number;
   /**
    * A kill switch's cancel pass for working orders that failed or did not finish at some venue is tried
-   * again this long after, ms, doubling at each further failure (at most `KILL_RETRY_MAX_DELAY_MS`
+   * again this long after, ms, doubling at each further failure (at most `killCancelRetryMaxMs`
    * apart, `KILL_RETRY_ATTEMPTS` times), while the switch stays engaged.
    * @defaultValue 1000
    */
   killCancelRetryMs?: number;
+  /** The longest wait between two retries of a kill switch's cancel pass, ms. @defaultValue 30000 */
+  killCancelRetryMaxMs?: number;
   /** Name in the ledger and BullMQ. @defaultValue `worker:<random>` */
   workerId?: string;
   /**
@@ -127,14 +129,14 @@ export interface WorkerPool {
 const DOUBT_MS = 30_000;
 
 /**
- * Retries of a kill switch's cancel pass that failed, per announcement: with the default first delay,
- * about two minutes of tries. Past them, the runs of the orders' jobs still cancel (see `#reconcile`),
- * and a new announcement (a restore, an operator engaging again) starts over. Looking again at a venue
- * whose claim another process's pass holds uses up none (see `#cancelPasses`).
+ * Retries of a kill switch's cancel pass that failed, per announcement: with the default delays (1 s
+ * doubling to 30 s), about ten minutes of tries, longer than a venue may refuse a cancel for (GMX refuses
+ * to cancel a market order younger than its REQUEST_EXPIRATION_TIME, 300 s, while its keeper is down).
+ * Past them, the runs of the orders' jobs still cancel (see `#reconcile`), and a new announcement (a
+ * restore, an operator engaging again) starts over. Looking again at a venue whose claim another
+ * process's pass holds uses up none (see `#cancelPasses`).
  */
-const KILL_RETRY_ATTEMPTS = 8;
-/** The longest wait between two retries of a kill switch's cancel pass, ms. */
-const KILL_RETRY_MAX_DELAY_MS = 30_000;
+const KILL_RETRY_ATTEMPTS = 24;
 
 const WORKING: readonly OrderStatus[] = ['sent', 'acknowledged', 'partially-filled', 'outcome-unknown'];
 
@@ -332,6 +334,7 @@ class OrderProcessor {
   /** Until then (run clock, ms) every run reads the ledger before its gates: a run failed of late. */
   #doubtUntilMs = 0;
   readonly #killRetryMs: number;
+  readonly #killRetryMaxMs: number;
   /**
    * The retry waiting for a kill switch's cancel pass, by scope: one per scope, of its latest
    * announcement (a newer one of the scope replaces it, its release drops it).
@@ -358,6 +361,7 @@ class OrderProcessor {
     this.#pollBudgetMs = o.pollBudgetMs ?? 5_000;
     this.#pollMs = o.pollIntervalMs ?? 200;
     this.#killRetryMs = o.killCancelRetryMs ?? 1000;
+    this.#killRetryMaxMs = o.killCancelRetryMaxMs ?? 30_000;
   }
 
   async process(
@@ -1022,13 +1026,13 @@ class OrderProcessor {
 
   /**
    * Tries the cancel pass of `ev` again after a backoff (`killCancelRetryMs`, doubled at each attempt,
-   * at most `KILL_RETRY_MAX_DELAY_MS`), up to `KILL_RETRY_ATTEMPTS` times, or after `delayMs` when given
+   * at most `killCancelRetryMaxMs`), up to `KILL_RETRY_ATTEMPTS` times, or after `delayMs` when given
    * (a venue whose claim another pass held is looked at again, at the same attempt). It replaces a retry
    * waiting for an earlier announcement of the scope: the latest engagement is the one to finish.
    */
   #scheduleKillRetry(ev: KillEvent, attempt: number, delayMs?: number): void {
     if (this.#killRetriesStopped || attempt > KILL_RETRY_ATTEMPTS) return;
-    const waitMs = delayMs ?? Math.min(this.#killRetryMs * 2 ** (attempt - 1), KILL_RETRY_MAX_DELAY_MS);
+    const waitMs = delayMs ?? Math.min(this.#killRetryMs * 2 ** (attempt - 1), this.#killRetryMaxMs);
     this.#dropKillRetry(ev.scope);
     const timer = setTimeout(() => {
       this.#killRetries.delete(ev.scope);
