@@ -1145,6 +1145,18 @@ describe('planDecision: option legs are paid from their venue collateral before 
     expect(notes).toMatch(/delta routed moved from -1\.5 to -1\.25/);
   });
 
+  it('refuses a free collateral that is not a finite number, naming the venue, rather than letting the leg through unchecked', () => {
+    const vs = [venue('perp-arb', 'evm:42161', 1.5, 'sell', { feeBps: 5, gasUsd: 0.1 })];
+    expect(() =>
+      planDecision(decide(-1.5, [buyCalls()]), {
+        venues: vs,
+        options: options(),
+        optionFreeCollateralUsd: { 'opt-x': Number.NaN },
+        optionMarkets: { [`opt-x|${CALL}`]: callMarket },
+      }),
+    ).toThrow(/opt-x free collateral/);
+  });
+
   it('drops an option leg whose venue cannot pay for its minimum order, and routes the book’s own delta', () => {
     const vs = [venue('perp-arb', 'evm:42161', 2, 'sell', { feeBps: 5, gasUsd: 0.1 })];
     const plan = planDecision(decide(-2, [buyCalls()]), {

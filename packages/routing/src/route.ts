@@ -800,9 +800,12 @@ function fitOptionLegs(
             0,
             assertFinite(`${key} short collateral per unit`, market?.shortCollateralUsdPerUnit ?? 0),
           );
-    const freeUsd =
+    const readFreeUsd =
       inputs.optionFreeCollateralUsd?.[t.venue] ??
       inputs.venues.find((v) => v.venue === t.venue)?.freeCollateralUsd;
+    // A NaN would fail every comparison below and let the leg through unchecked: refuse it by name.
+    const freeUsd =
+      readFreeUsd === undefined ? undefined : assertFinite(`${t.venue} free collateral`, readFreeUsd);
     const takenBeforeUsd = takenUsd.get(t.venue) ?? 0;
     const leftUsd = freeUsd === undefined ? Number.POSITIVE_INFINITY : Math.max(0, freeUsd - takenBeforeUsd);
     if (freeUsd === undefined) unchecked.add(t.venue);
