@@ -431,13 +431,15 @@ function emptyAgg(
   where: Pick<Agg, 'venue' | 'chain' | 'instrument'> & { settlementCurrency?: string | undefined },
   asOfMs: number,
 ): Agg {
-  return {
+  // one object, its sums set in place (no second object spread into it)
+  const a = {
     venue: where.venue,
     chain: where.chain,
     instrument: where.instrument,
     settlementCurrency: where.settlementCurrency,
-    ...zeroSums(asOfMs),
-  };
+  } as Agg;
+  clearSums(a, asOfMs);
+  return a;
 }
 
 /**
@@ -529,6 +531,8 @@ export class BookIndex {
   /** The key each position of the last setBook matched, by index: venues list positions in a stable order. */
   #order: (Held | undefined)[] = [];
   #members: Held[][] = [];
+  /** Scratch of `#sumLot` (it runs per changed lot per tick: no object per call). */
+  readonly #lotSums = zeroSums(Number.POSITIVE_INFINITY);
   #lotIndex: Map<number, number>[] = [];
   #balanceIndex = new Map<string, number>();
   #deadLots = 0;
@@ -868,7 +872,7 @@ export class BookIndex {
 
   /** A lot's sums from its members (usually one): exact, no running-total drift. */
   #sumLot(l: number): void {
-    const sum = zeroSums(Number.POSITIVE_INFINITY);
+    const sum = clearSums(this.#lotSums, Number.POSITIVE_INFINITY);
     for (const h of this.#members[l] ?? []) {
       sum.sizeBase += h.sizeBase;
       sum.faceUsd += h.faceUsd;
