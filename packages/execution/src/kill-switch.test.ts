@@ -665,6 +665,41 @@ describe('kill switch: the cancel claim is a lease', () => {
       await env.killSwitch.release(scope, { actor: 'risk-owner:test', reason: 'drill over' });
     }
   }, 30_000);
+  it('a pass stuck past ten leases stops renewing its claim: another process takes the pass over', async () => {
+    const cid = await workingInLedger(5, 'ph');
+    const scope = 'venue:ph' as const;
+    const ledger = env.ledger as unknown as { listOrders: (q: { venue?: string }) => Promise<unknown> };
+    const list = ledger.listOrders.bind(ledger);
+    let hang = true;
+    // the first pass at venue ph never gets its working orders from the ledger (a call that never answers)
+    ledger.listOrders = (q) => {
+      if (q.venue === 'ph' && hang) {
+        hang = false;
+        return new Promise(() => {});
+      }
+      return list(q);
+    };
+    try {
+      const stuck = venueWithCancels('ph');
+      await processOn('ph', stuck.venue);
+      const e = await env.killSwitch.engage(scope, { actor: 'risk-owner:test', reason: 'stuck drill' });
+      await until(async () => !hang, 5_000, 10);
+      // a second process, started while the switch is engaged, finds the claim held and looks again
+      const other = venueWithCancels('ph');
+      const b = await processOn('ph', other.venue);
+      const [done] = await until(async () => {
+        const p = await passes(scope, e.eventId);
+        return p.length > 0 ? p : undefined;
+      }, 15_000);
+      expect(done?.actor).toBe(b.pool.workerId);
+      expect(other.cancels).toEqual([cid]);
+      expect(stuck.cancels).toEqual([]);
+    } finally {
+      ledger.listOrders = list;
+      await env.killSwitch.release(scope, { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+
   it('a switch engaged while no process ran: a pool that starts makes the cancel pass', async () => {
     const cid = await workingInLedger(4, 'ps');
     const scope = 'venue:ps' as const;
@@ -696,7 +731,7 @@ describe('kill switch: a cancel pass is retried for as long as a venue may refus
       venueKind: 'paper-gmx',
       venueParams: { keeperDelayMs: 60_000 },
       // the production schedule (1 s doubling to 30 s) squeezed: 10 ms doubling to 20 ms
-      workers: { killCancelRetryMs: 10, killCancelRetryMaxMs: 20 },
+      workers: { killCancelRetryMs: 10, killCancelRetryMaxMs: 20, killCancelTimeoutMs: 200 },
     });
   });
   afterAll(async () => {
@@ -728,6 +763,41 @@ describe('kill switch: a cancel pass is retried for as long as a venue may refus
       }, 15_000);
       expect(done[0]?.details).toMatchObject({ venue: 'pv', working: 1, cancelled: 1 });
       expect(calls).toBe(13);
+    } finally {
+      env.paper.cancelOrder = real;
+      await env.killSwitch.release('global', { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+  it('a venue cancel that never answers times out: the pass gives its claim back and a retry cancels', async () => {
+    const l = env.intent(2, { chain });
+    const cid = clientOrderIdFor(l.id);
+    await env.ledger.recordPlan([{ intent: l, clientOrderId: cid, status: 'queued' }], { actor: 'test' });
+    await env.ledger.transition(cid, 'sent', { actor: 'test' });
+    await env.ledger.transition(cid, 'acknowledged', { actor: 'test' });
+    const real = env.paper.cancelOrder.bind(env.paper);
+    let calls = 0;
+    // the first cancel hangs (an RPC that never answers), the next one is taken
+    env.paper.cancelOrder = (c) => {
+      calls += 1;
+      if (calls === 1) return new Promise<Order>(() => {});
+      return Promise.resolve({ clientOrderId: c, status: 'cancelled' } as unknown as Order);
+    };
+    try {
+      const e = await env.killSwitch.engage('global', { actor: 'risk-owner:test', reason: 'hang drill' });
+      const passes = async () =>
+        (await env.ledger.listKillSwitchEvents({ scope: 'global' })).filter(
+          (x) => x.action === 'cancel-working' && x.details.eventId === e.eventId,
+        );
+      // (the ledger still lists the order of the test before as working: a pass cancels both)
+      const done = await until(async () => {
+        const p = (await passes()).filter((x) => x.details.failed === undefined);
+        return p.length > 0 ? p : undefined;
+      }, 10_000);
+      expect(done[0]?.details.venue).toBe('pv');
+      expect(done[0]?.details.cancelled).toBe(done[0]?.details.working);
+      const timedOut = (await passes()).find((x) => x.details.failed === 1);
+      expect(String(timedOut?.details.firstError)).toMatch(/no answer within 200 ms/);
+      expect(calls).toBeGreaterThanOrEqual(2);
     } finally {
       env.paper.cancelOrder = real;
       await env.killSwitch.release('global', { actor: 'risk-owner:test', reason: 'drill over' });

@@ -80,9 +80,9 @@ return 0`;
 const KILL_CANCEL_LEASE_MS = 30_000;
 /**
  * How long a finished cancel pass is remembered, ms: further attempts at the same announcement (other
- * processes, their retries, the announcement heard again) skip the venue meanwhile. Announcements are
- * unique per engagement and their retries end within minutes; a pass made after it lapsed would only
- * find the venue's orders cancelled already.
+ * processes, their retries, the announcement heard again) skip the venue meanwhile. A pass made after
+ * it lapsed (a worker pool starting hours into an engagement replays it) finds the venue's orders
+ * cancelled already, or cancels what was sent since: harmless either way.
  */
 const KILL_CANCEL_DONE_MS = 3_600_000;
 

@@ -173,6 +173,54 @@ describe('orchestrator', () => {
     }
   });
 
+  it('stop then start while a tick hangs: no overrun reported after stop, no tick overlaps the hung one, one loop after it', async () => {
+    const cmd = redis.client();
+    const prefix = `xhorch${randomBytes(3).toString('hex')}`;
+    const lease = new LeaderLease({ redis: cmd, prefix, name: 'orchestrator', ttlMs: 600 });
+    let unhang: () => void = () => {};
+    const hung = new Promise<void>((r) => {
+      unhang = r;
+    });
+    const errors: unknown[] = [];
+    let ticks = 0;
+    let active = 0;
+    let maxActive = 0;
+    const orch = new Orchestrator({
+      lease,
+      service: {} as ExecutionService,
+      intervalMs: 5,
+      tickTimeoutMs: 300,
+      plan: async () => {
+        ticks++;
+        active++;
+        maxActive = Math.max(maxActive, active);
+        if (ticks === 1) await hung;
+        else await new Promise((r) => setTimeout(r, 2));
+        active--;
+        return [];
+      },
+      onError: (e) => errors.push(e),
+    });
+    try {
+      orch.start();
+      for (let i = 0; i < 200 && ticks < 1; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(ticks).toBe(1);
+      await orch.stop(); // returns at the watchdog's deadline
+      orch.start();
+      await new Promise((r) => setTimeout(r, 500));
+      expect(ticks).toBe(1); // the restarted loop waits for the hung tick
+      expect(errors.filter((e) => e instanceof TickOverrunError)).toEqual([]);
+      unhang();
+      await new Promise((r) => setTimeout(r, 400));
+      expect(ticks).toBeGreaterThan(3);
+      expect(maxActive).toBe(1);
+    } finally {
+      unhang();
+      await orch.stop();
+      cmd.disconnect();
+    }
+  });
+
   it('refuses a tickTimeoutMs that is not a whole number of ms', () => {
     const lease = {} as LeaderLease;
     const plan = async () => [];

@@ -63,6 +63,8 @@ export class Orchestrator {
   #inflight: Promise<void> | undefined;
   /** When the tick under way is taken as hung (performance.now() ms); Infinity with no watchdog. */
   #deadline = Number.POSITIVE_INFINITY;
+  /** Bumped by every start and stop: a loop of an older one does nothing more once its tick ends. */
+  #generation = 0;
   readonly #tickTimeoutMs: number;
 
   constructor(o: OrchestratorOptions) {
@@ -89,24 +91,31 @@ export class Orchestrator {
 
   start(): void {
     this.#running = true;
+    // a loop of an earlier start still waiting on a hung tick stands down when that tick ends
+    const gen = ++this.#generation;
+    const current = () => this.#running && gen === this.#generation;
     this.#o.lease.start();
     const loop = async () => {
-      if (!this.#running) return;
+      // no tick overlaps a hung one (the planner's state is its own), also one of an earlier start
+      await this.#inflight;
+      if (!current()) return;
       const tick = this.tick().then(
         () => {},
         (e) => this.#o.onError?.(e),
       );
       this.#inflight = tick;
-      if ((await this.#watch(tick)) === 'overran') {
+      if ((await this.#watch(tick)) === 'overran' && current()) {
         this.#o.onError?.(new TickOverrunError(this.#tickTimeoutMs));
         await this.#o.lease.stop();
-        // no tick overlaps a hung one (the planner's state is its own): the next waits for it
         await tick;
-        if (this.#running) this.#o.lease.start();
+        if (current()) this.#o.lease.start();
       }
-      this.#inflight = undefined;
-      this.#deadline = Number.POSITIVE_INFINITY;
-      if (this.#running) this.#timer = setTimeout(loop, this.#pauseMs());
+      await tick;
+      if (this.#inflight === tick) {
+        this.#inflight = undefined;
+        this.#deadline = Number.POSITIVE_INFINITY;
+      }
+      if (current()) this.#timer = setTimeout(loop, this.#pauseMs());
     };
     this.#timer = setTimeout(loop, 0);
   }
@@ -135,6 +144,7 @@ export class Orchestrator {
    */
   async stop(): Promise<void> {
     this.#running = false;
+    this.#generation++;
     if (this.#timer) clearTimeout(this.#timer);
     const inflight = this.#inflight;
     if (inflight) {

@@ -83,6 +83,7 @@ export interface MakeEnvOptions {
       | 'settings'
       | 'killCancelRetryMs'
       | 'killCancelRetryMaxMs'
+      | 'killCancelTimeoutMs'
     >
   >;
 }

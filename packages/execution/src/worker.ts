@@ -71,6 +71,13 @@ export interface StartWorkersOptions {
   killCancelRetryMs?: number;
   /** The longest wait between two retries of a kill switch's cancel pass, ms. @defaultValue 30000 */
   killCancelRetryMaxMs?: number;
+  /**
+   * How long a kill switch's cancel pass waits for one venue cancel, ms: one that does not answer (a
+   * hung RPC) counts as failed, so the pass ends, gives its claim back and is retried, rather than
+   * holding the venue's claim, renewed, for ever while later orders stay working.
+   * @defaultValue 30000
+   */
+  killCancelTimeoutMs?: number;
   /** Name in the ledger and BullMQ. @defaultValue `worker:<random>` */
   workerId?: string;
   /**
@@ -137,6 +144,12 @@ const DOUBT_MS = 30_000;
  * process's pass holds uses up none (see `#cancelPasses`).
  */
 const KILL_RETRY_ATTEMPTS = 24;
+/**
+ * How many leases a cancel pass keeps its claim for, at most: its venue cancels time out
+ * (`killCancelTimeoutMs`), so a pass still running after that many (5 minutes by default) is stuck, and
+ * its claim is left to lapse for another process to take the pass over.
+ */
+const KILL_PASS_RENEW_LEASES = 10;
 
 const WORKING: readonly OrderStatus[] = ['sent', 'acknowledged', 'partially-filled', 'outcome-unknown'];
 
@@ -335,6 +348,7 @@ class OrderProcessor {
   #doubtUntilMs = 0;
   readonly #killRetryMs: number;
   readonly #killRetryMaxMs: number;
+  readonly #killCancelTimeoutMs: number;
   /**
    * The retry waiting for a kill switch's cancel pass, by scope: one per scope, of its latest
    * announcement (a newer one of the scope replaces it, its release drops it).
@@ -362,6 +376,7 @@ class OrderProcessor {
     this.#pollMs = o.pollIntervalMs ?? 200;
     this.#killRetryMs = o.killCancelRetryMs ?? 1000;
     this.#killRetryMaxMs = o.killCancelRetryMaxMs ?? 30_000;
+    this.#killCancelTimeoutMs = o.killCancelTimeoutMs ?? 30_000;
   }
 
   async process(
@@ -1008,12 +1023,18 @@ class OrderProcessor {
    * pass longer than the lease (a slow venue, many orders) keeps it while a dead process's lapses. A
    * renewal that fails or finds the claim gone (this process stalled past the lease, and another may
    * have taken the pass over) does not stop the pass: a cancel sent twice does no harm, one not sent
-   * leaves an order working.
+   * leaves an order working. Renewals stop after `KILL_PASS_RENEW_LEASES` leases: a pass that long is
+   * stuck.
    */
   async #underClaim(eventId: string, venueId: string, pass: () => Promise<void>): Promise<void> {
     const ks = this.#o.killSwitch;
+    const untilMs = performance.now() + KILL_PASS_RENEW_LEASES * ks.cancelLeaseMs;
     const renew = setInterval(
-      () => void ks.renewCancel(eventId, venueId, this.#id).catch(() => false),
+      () => {
+        // a pass this long is stuck (a ledger call that never answers): its claim lapses for another
+        if (performance.now() > untilMs) clearInterval(renew);
+        else void ks.renewCancel(eventId, venueId, this.#id).catch(() => false);
+      },
       Math.floor(ks.cancelLeaseMs / 3),
     );
     renew.unref();
@@ -1101,7 +1122,11 @@ class OrderProcessor {
       if (!scopeCovers(ev.scope, w)) continue;
       if (ev.allowRiskReducing && w.reduceOnly) continue;
       try {
-        const vo = await venue.cancelOrder(w.clientOrderId);
+        const vo = await answerWithin(
+          venue.cancelOrder(w.clientOrderId),
+          this.#killCancelTimeoutMs,
+          `cancel of ${w.clientOrderId} at ${venueId}`,
+        );
         if (vo.status === 'cancelled') cancelled += 1;
       } catch (error) {
         // a timeout or an adapter's plain Error alike: this order may still be working
@@ -1129,6 +1154,19 @@ class OrderProcessor {
 function errorMessage(err: unknown): string {
   if (isVenueError(err)) return err.shortMessage;
   return err instanceof Error ? err.message : String(err);
+}
+
+/** `p`, or a rejection naming `what` when it has not settled within `ms` (it is left to settle alone). */
+async function answerWithin<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function sleep(ms: number): Promise<void> {
