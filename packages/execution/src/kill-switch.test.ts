@@ -9,6 +9,41 @@ import { KillEvent, KillSwitch } from './kill-switch.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
 import { startWorkers } from './worker.ts';
 
+/** A paper-gmx venue `id` on a market of its own, whose keeper is far slower than the tests. */
+function slowKeeperVenue(id: string): PaperVenue {
+  return createPaperVenue({
+    id,
+    kind: 'paper-gmx',
+    chain: 'evm:42161',
+    market: createMarketSimulator({
+      underlyings: { ETH: { spot: 3500, vol: 0.6 } },
+      seed: 3,
+      clock: systemClock,
+    }),
+    params: { keeperDelayMs: 60_000 },
+  });
+}
+
+/** An order the ledger has working at `venue` (no job: only a cancel pass touches it). */
+async function workingInLedger(env: Env, n: number, venue = 'pv'): Promise<string> {
+  const l = env.intent(n, { chain: 'evm:42161', venue });
+  const cid = clientOrderIdFor(l.id);
+  await env.ledger.recordPlan([{ intent: l, clientOrderId: cid, status: 'queued' }], { actor: 'test' });
+  await env.ledger.transition(cid, 'sent', { actor: 'test' });
+  await env.ledger.transition(cid, 'acknowledged', { actor: 'test' });
+  return cid;
+}
+
+/** The recorded cancel passes of engagement `eventId` (of `scope`), at `venue` or at every venue. */
+async function cancelPassesOf(env: Env, scope: string, eventId: string, venue?: string) {
+  return (await env.ledger.listKillSwitchEvents({ scope })).filter(
+    (e) =>
+      e.action === 'cancel-working' &&
+      e.details.eventId === eventId &&
+      (venue === undefined || e.details.venue === venue),
+  );
+}
+
 // An async-keeper venue (paper-gmx) keeps orders pending for the keeper delay: working orders whose
 // jobs are active (polling the venue) when the kill switch engages.
 describe('kill switch with working orders', () => {
@@ -238,17 +273,7 @@ describe('kill switch: working orders are cancelled until it succeeds', () => {
       workers: { pollBudgetMs: 20_000, pollIntervalMs: 50, sendDeadlineMs: 5_000 },
     });
     env.paper.seedPosition('ETH-USD:PERP', 2);
-    pw = createPaperVenue({
-      id: 'pw',
-      kind: 'paper-gmx',
-      chain,
-      market: createMarketSimulator({
-        underlyings: { ETH: { spot: 3500, vol: 0.6 } },
-        seed: 3,
-        clock: systemClock,
-      }),
-      params: { keeperDelayMs: 60_000 },
-    });
+    pw = slowKeeperVenue('pw');
     pw.seedBalance('USDC', 1e8);
     await env.pool.addVenue('pw', pw);
   });
@@ -258,10 +283,7 @@ describe('kill switch: working orders are cancelled until it succeeds', () => {
   });
 
   const status = (cid: string) => env.ledger.getOrder(cid).then((o) => o?.status);
-  const cancelPasses = async (eventId: string, venue: string) =>
-    (await env.ledger.listKillSwitchEvents({ scope: 'global' })).filter(
-      (e) => e.action === 'cancel-working' && e.details.eventId === eventId && e.details.venue === venue,
-    );
+  const cancelPasses = (eventId: string, venue: string) => cancelPassesOf(env, 'global', eventId, venue);
 
   it('a cancel pass that fails records it, goes on with the other venues and gives its claim back; the next attempt cancels', async () => {
     const a = env.intent(1, { chain });
@@ -369,20 +391,7 @@ describe('kill switch: a failed cancel pass is retried on a timer', () => {
     await env?.close();
   });
 
-  const passes = async (eventId: string, venue = 'pv') =>
-    (await env.ledger.listKillSwitchEvents({ scope: 'global' })).filter(
-      (e) => e.action === 'cancel-working' && e.details.eventId === eventId && e.details.venue === venue,
-    );
-
-  /** An order the ledger has working at `venue` (no job: only a cancel pass touches it). */
-  const workingInLedger = async (n: number, venue = 'pv') => {
-    const l = env.intent(n, { chain, venue });
-    const cid = clientOrderIdFor(l.id);
-    await env.ledger.recordPlan([{ intent: l, clientOrderId: cid, status: 'queued' }], { actor: 'test' });
-    await env.ledger.transition(cid, 'sent', { actor: 'test' });
-    await env.ledger.transition(cid, 'acknowledged', { actor: 'test' });
-    return cid;
-  };
+  const passes = (eventId: string, venue = 'pv') => cancelPassesOf(env, 'global', eventId, venue);
 
   it('cancels the working order once the venue answers, with no new announcement', async () => {
     const a = env.intent(1, { chain });
@@ -413,7 +422,7 @@ describe('kill switch: a failed cancel pass is retried on a timer', () => {
   }, 30_000);
 
   it('stops retrying once the switch is released', async () => {
-    await workingInLedger(2);
+    await workingInLedger(env, 2);
     const real = env.paper.cancelOrder.bind(env.paper);
     env.paper.cancelOrder = async () => {
       throw new Error('venue unreachable');
@@ -434,23 +443,13 @@ describe('kill switch: a failed cancel pass is retried on a timer', () => {
   }, 30_000);
 
   it('leaves no retry behind when the pool closes', async () => {
-    const pz = createPaperVenue({
-      id: 'pz',
-      kind: 'paper-gmx',
-      chain,
-      market: createMarketSimulator({
-        underlyings: { ETH: { spot: 3500, vol: 0.6 } },
-        seed: 3,
-        clock: systemClock,
-      }),
-      params: { keeperDelayMs: 60_000 },
-    });
+    const pz = slowKeeperVenue('pz');
     let calls = 0;
     pz.cancelOrder = async () => {
       calls += 1;
       throw new Error('venue unreachable');
     };
-    await workingInLedger(3, 'pz');
+    await workingInLedger(env, 3, 'pz');
     const subscriber = env.redis.client();
     const pool = await startWorkers({
       connection: env.redis.options,
@@ -484,7 +483,6 @@ describe('kill switch: a failed cancel pass is retried on a timer', () => {
 // claim until it finished, after which no process repeats it.
 describe('kill switch: the cancel claim is a lease', () => {
   let env: Env;
-  const chain = 'evm:42161' as const;
   const leaseMs = 300;
   const opened: { close(): Promise<void> }[] = [];
   beforeAll(async () => {
@@ -497,17 +495,7 @@ describe('kill switch: the cancel claim is a lease', () => {
 
   /** A paper venue whose cancels are counted (and take `cancelMs`), each answering `cancelled`. */
   const venueWithCancels = (id: string, cancelMs = 0) => {
-    const v = createPaperVenue({
-      id,
-      kind: 'paper-gmx',
-      chain,
-      market: createMarketSimulator({
-        underlyings: { ETH: { spot: 3500, vol: 0.6 } },
-        seed: 3,
-        clock: systemClock,
-      }),
-      params: { keeperDelayMs: 60_000 },
-    });
+    const v = slowKeeperVenue(id);
     const cancels: string[] = [];
     v.cancelOrder = async (cid) => {
       cancels.push(cid);
@@ -549,23 +537,9 @@ describe('kill switch: the cancel claim is a lease', () => {
     return p;
   };
 
-  /** An order the ledger has working at `venue` (no job: only a cancel pass touches it). */
-  const workingInLedger = async (n: number, venue: string) => {
-    const l = env.intent(n, { chain, venue });
-    const cid = clientOrderIdFor(l.id);
-    await env.ledger.recordPlan([{ intent: l, clientOrderId: cid, status: 'queued' }], { actor: 'test' });
-    await env.ledger.transition(cid, 'sent', { actor: 'test' });
-    await env.ledger.transition(cid, 'acknowledged', { actor: 'test' });
-    return cid;
-  };
   /** The recorded cancel passes of an engagement `venue:<venue>` (the env's own pool records its pv's too). */
-  const passes = async (scope: `venue:${string}`, eventId: string) =>
-    (await env.ledger.listKillSwitchEvents({ scope })).filter(
-      (e) =>
-        e.action === 'cancel-working' &&
-        e.details.eventId === eventId &&
-        e.details.venue === scope.slice('venue:'.length),
-    );
+  const passes = (scope: `venue:${string}`, eventId: string) =>
+    cancelPassesOf(env, scope, eventId, scope.slice('venue:'.length));
   const announce = (scope: string, eventId: string) =>
     env.cmd.publish(
       env.killSwitch.channel,
@@ -574,7 +548,7 @@ describe('kill switch: the cancel claim is a lease', () => {
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   it('a claim whose process died mid-pass lapses after the lease, and another process takes the pass over', async () => {
-    const cid = await workingInLedger(1, 'pd');
+    const cid = await workingInLedger(env, 1, 'pd');
     const scope = 'venue:pd' as const;
     const e = await env.killSwitch.engage(scope, { actor: 'risk-owner:test', reason: 'dead drill' });
     const claimKey = keysFor(env.prefix).killCancelLock(e.eventId, 'pd');
@@ -609,7 +583,7 @@ describe('kill switch: the cancel claim is a lease', () => {
   }, 30_000);
 
   it('a live pass that takes longer than the lease keeps its claim (renewed) until it finished', async () => {
-    const cid = await workingInLedger(2, 'pl');
+    const cid = await workingInLedger(env, 2, 'pl');
     const scope = 'venue:pl' as const;
     // the venue answers a cancel after four leases
     const { venue, cancels } = venueWithCancels('pl', 4 * leaseMs);
@@ -642,7 +616,7 @@ describe('kill switch: the cancel claim is a lease', () => {
   }, 30_000);
 
   it('a finished pass is not redone by another process, also after the lease', async () => {
-    const cid = await workingInLedger(3, 'pf');
+    const cid = await workingInLedger(env, 3, 'pf');
     const scope = 'venue:pf' as const;
     const first = venueWithCancels('pf');
     const a = await processOn('pf', first.venue);
@@ -666,7 +640,7 @@ describe('kill switch: the cancel claim is a lease', () => {
     }
   }, 30_000);
   it('a pass stuck past ten leases stops renewing its claim: another process takes the pass over', async () => {
-    const cid = await workingInLedger(5, 'ph');
+    const cid = await workingInLedger(env, 5, 'ph');
     const scope = 'venue:ph' as const;
     const ledger = env.ledger as unknown as { listOrders: (q: { venue?: string }) => Promise<unknown> };
     const list = ledger.listOrders.bind(ledger);
@@ -701,7 +675,7 @@ describe('kill switch: the cancel claim is a lease', () => {
   }, 30_000);
 
   it('a switch engaged while no process ran: a pool that starts makes the cancel pass', async () => {
-    const cid = await workingInLedger(4, 'ps');
+    const cid = await workingInLedger(env, 4, 'ps');
     const scope = 'venue:ps' as const;
     // engaged and announced with no pool on venue ps listening
     const e = await env.killSwitch.engage(scope, { actor: 'risk-owner:test', reason: 'restart drill' });
@@ -725,7 +699,6 @@ describe('kill switch: the cancel claim is a lease', () => {
 
 describe('kill switch: a cancel pass is retried for as long as a venue may refuse it', () => {
   let env: Env;
-  const chain = 'evm:42161' as const;
   beforeAll(async () => {
     env = await makeEnv({
       venueKind: 'paper-gmx',
@@ -739,11 +712,7 @@ describe('kill switch: a cancel pass is retried for as long as a venue may refus
   });
 
   it('keeps trying past eight refusals (a GMX market order is not cancellable for its first 300 s)', async () => {
-    const l = env.intent(1, { chain });
-    const cid = clientOrderIdFor(l.id);
-    await env.ledger.recordPlan([{ intent: l, clientOrderId: cid, status: 'queued' }], { actor: 'test' });
-    await env.ledger.transition(cid, 'sent', { actor: 'test' });
-    await env.ledger.transition(cid, 'acknowledged', { actor: 'test' });
+    await workingInLedger(env, 1);
     const real = env.paper.cancelOrder.bind(env.paper);
     let calls = 0;
     // the venue refuses the cancel twelve times (RequestNotYetCancellable), then takes it
@@ -755,10 +724,7 @@ describe('kill switch: a cancel pass is retried for as long as a venue may refus
     try {
       const e = await env.killSwitch.engage('global', { actor: 'risk-owner:test', reason: 'gmx drill' });
       const done = await until(async () => {
-        const p = (await env.ledger.listKillSwitchEvents({ scope: 'global' })).filter(
-          (x) =>
-            x.action === 'cancel-working' && x.details.eventId === e.eventId && x.details.cancelled === 1,
-        );
+        const p = (await cancelPassesOf(env, 'global', e.eventId)).filter((x) => x.details.cancelled === 1);
         return p.length > 0 ? p : undefined;
       }, 15_000);
       expect(done[0]?.details).toMatchObject({ venue: 'pv', working: 1, cancelled: 1 });
@@ -769,11 +735,7 @@ describe('kill switch: a cancel pass is retried for as long as a venue may refus
     }
   }, 30_000);
   it('a venue cancel that never answers times out: the pass gives its claim back and a retry cancels', async () => {
-    const l = env.intent(2, { chain });
-    const cid = clientOrderIdFor(l.id);
-    await env.ledger.recordPlan([{ intent: l, clientOrderId: cid, status: 'queued' }], { actor: 'test' });
-    await env.ledger.transition(cid, 'sent', { actor: 'test' });
-    await env.ledger.transition(cid, 'acknowledged', { actor: 'test' });
+    await workingInLedger(env, 2);
     const real = env.paper.cancelOrder.bind(env.paper);
     let calls = 0;
     // the first cancel hangs (an RPC that never answers), the next one is taken
@@ -784,10 +746,7 @@ describe('kill switch: a cancel pass is retried for as long as a venue may refus
     };
     try {
       const e = await env.killSwitch.engage('global', { actor: 'risk-owner:test', reason: 'hang drill' });
-      const passes = async () =>
-        (await env.ledger.listKillSwitchEvents({ scope: 'global' })).filter(
-          (x) => x.action === 'cancel-working' && x.details.eventId === e.eventId,
-        );
+      const passes = () => cancelPassesOf(env, 'global', e.eventId);
       // (the ledger still lists the order of the test before as working: a pass cancels both)
       const done = await until(async () => {
         const p = (await passes()).filter((x) => x.details.failed === undefined);
