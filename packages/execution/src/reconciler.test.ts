@@ -8,6 +8,32 @@ import { Reconciler } from './reconciler.ts';
 import { ExecutionService } from './service.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
 
+/**
+ * Adds `leg`'s order job on venue pv behind a "transfer" child in `transferQueue` that fails the hedge
+ * when it fails (the runtime's transfer-then-hedge flow, without its transfer worker).
+ */
+function addBehindTransfer(
+  flows: FlowProducer,
+  leg: HedgeIntent,
+  transferQueue: string,
+  transferOpts: { attempts?: number } = {},
+) {
+  return flows.add({
+    name: 'order',
+    queueName: orderQueueName('pv'),
+    data: { intent: leg, clientOrderId: clientOrderIdFor(leg.id) },
+    opts: { ...ORDER_JOB_OPTIONS, jobId: leg.id },
+    children: [
+      {
+        name: 'transfer',
+        queueName: transferQueue,
+        data: {},
+        opts: { ...transferOpts, failParentOnFailure: true, jobId: `xfer-${leg.id}` },
+      },
+    ],
+  });
+}
+
 describe('reconciler and flows whose child failed', () => {
   let env: Env;
   beforeAll(async () => {
@@ -40,20 +66,7 @@ describe('reconciler and flows whose child failed', () => {
     );
     const flows = new FlowProducer({ connection: env.redis.options, prefix: env.prefix });
     try {
-      await flows.add({
-        name: 'order',
-        queueName: orderQueueName('pv'),
-        data: { intent: leg, clientOrderId: cid },
-        opts: { ...ORDER_JOB_OPTIONS, jobId: leg.id },
-        children: [
-          {
-            name: 'transfer',
-            queueName: childQueue,
-            data: {},
-            opts: { attempts: 1, failParentOnFailure: true, jobId: `xfer-${leg.id}` },
-          },
-        ],
-      });
+      await addBehindTransfer(flows, leg, childQueue, { attempts: 1 });
       await env.ledger.transition(cid, 'queued', { actor: 'test' });
       const job = await until(async () => {
         const j = await env.service.queue('pv').getJob(leg.id);
@@ -250,21 +263,8 @@ describe('reconciler and orders with no job', () => {
             expect((await env.ledger.getOrder(cid))?.status).toBe('planned');
           }
           expect(await jobOf(leg)).toBeUndefined();
-          await flows.add({
-            name: 'order',
-            queueName: orderQueueName('pv'),
-            data: { intent: leg, clientOrderId: cid },
-            opts: { ...ORDER_JOB_OPTIONS, jobId: leg.id },
-            // a transfer no worker takes in this test: the hedge waits for it
-            children: [
-              {
-                name: 'transfer',
-                queueName: 'xfer-slow-producer',
-                data: {},
-                opts: { failParentOnFailure: true, jobId: `xfer-${leg.id}` },
-              },
-            ],
-          });
+          // a transfer no worker takes in this test: the hedge waits for it
+          await addBehindTransfer(flows, leg, 'xfer-slow-producer');
           await env.ledger.transition(cid, 'queued', { actor: 'test' });
         });
         // the mark is gone with the work; the hedge waits for its transfer, uncancelled

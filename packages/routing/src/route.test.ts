@@ -93,6 +93,24 @@ function req(deltaBase: number, over: Partial<RouteRequest> = {}): RouteRequest 
   };
 }
 
+/** A hedge of `deltaBase` on one perp venue whose minimum (0.01) is above it. */
+function loneMinimumPlan(deltaBase: number) {
+  return routeDelta(
+    req(deltaBase),
+    [
+      venue(
+        'perp-arb',
+        'evm:42161',
+        Math.abs(deltaBase),
+        deltaBase > 0 ? 'buy' : 'sell',
+        { feeBps: 5, gasUsd: 0.1 },
+        { minSizeBase: 0.01, sizeStepBase: 0.01 },
+      ),
+    ],
+    { bridge },
+  );
+}
+
 describe('routeDelta', () => {
   it('sends a small hedge to an L2 rather than L1 (gas dominates)', () => {
     const size = 0.2;
@@ -238,20 +256,7 @@ describe('routeDelta', () => {
   });
 
   it('never rounds a needed hedge to zero: a sub-minimum size goes out at the venue minimum', () => {
-    const plan = routeDelta(
-      req(0.004),
-      [
-        venue(
-          'perp-arb',
-          'evm:42161',
-          0.004,
-          'buy',
-          { feeBps: 5, gasUsd: 0.1 },
-          { minSizeBase: 0.01, sizeStepBase: 0.01 },
-        ),
-      ],
-      { bridge },
-    );
+    const plan = loneMinimumPlan(0.004);
     expect(plan.legs.map((l) => l.sizeBase)).toEqual(['0.01']);
   });
 });
@@ -689,20 +694,7 @@ describe('routeDelta: legs rounded to size steps never over-hedge', () => {
   });
 
   it('reports the over-hedge of a lone leg raised to its venue minimum instead of hiding it', () => {
-    const plan = routeDelta(
-      req(-0.004),
-      [
-        venue(
-          'perp-arb',
-          'evm:42161',
-          0.004,
-          'sell',
-          { feeBps: 5, gasUsd: 0.1 },
-          { minSizeBase: 0.01, sizeStepBase: 0.01 },
-        ),
-      ],
-      { bridge },
-    );
+    const plan = loneMinimumPlan(-0.004);
     expect(plan.legs.map((l) => l.sizeBase)).toEqual(['0.01']);
     expect(plan.plannedDeltaBase).toBeCloseTo(-0.01, 12);
     expect(plan.shortfallBase).toBe(0);

@@ -88,6 +88,18 @@ const perpLegs = <L extends { instrument: string }>(legs: readonly L[]) =>
  * venues only for a delta trade (`side` not null), so planDecision, which adds a leg offsetting the option
  * legs' delta when the book is outside its band, found no venue for it.
  */
+/** A router at 50 bps of slippage that keeps the notes its plans log. */
+function notingRouter() {
+  const notes: string[] = [];
+  const route = createRouter({
+    maxSlippageBps: 50,
+    log: (_level, msg, data) => {
+      if (msg === 'plan notes') notes.push(...((data?.notes as string[]) ?? []));
+    },
+  });
+  return { route, notes };
+}
+
 describe('createRouter: vega-only decisions (regression: offsetting delta leg missing)', () => {
   const route = createRouter({ maxSlippageBps: 50, log: () => {} });
 
@@ -226,13 +238,7 @@ describe("createRouter: option legs are cut to what their venue's collateral pay
     if (!market || !q) throw new Error('expected the call and its quote');
     // Ten calls cost more than lyra-arb holds.
     expect(10 * q.expectedPriceUsd).toBeGreaterThan(LYRA_USD);
-    const notes: string[] = [];
-    const route = createRouter({
-      maxSlippageBps: 50,
-      log: (_level, msg, data) => {
-        if (msg === 'plan notes') notes.push(...((data?.notes as string[]) ?? []));
-      },
-    });
+    const { route, notes } = notingRouter();
     const reservation = new CollateralReservation();
     const plan = await route(vegaOnly(callId, clock.nowMs()), venues, reservation);
     const calls = plan?.legs.filter((l) => l.instrument === callId) ?? [];
@@ -279,13 +285,7 @@ describe('createRouter: option sells are cut to the collateral their venue locks
     // The fees of ten calls fit lyra-arb's collateral; the collateral ten short calls lock does not.
     expect(10 * feeUsdPerUnit).toBeLessThan(LYRA_USD);
     expect(10 * (feeUsdPerUnit + lockedUsdPerUnit)).toBeGreaterThan(LYRA_USD);
-    const notes: string[] = [];
-    const route = createRouter({
-      maxSlippageBps: 50,
-      log: (_level, msg, data) => {
-        if (msg === 'plan notes') notes.push(...((data?.notes as string[]) ?? []));
-      },
-    });
+    const { route, notes } = notingRouter();
     const reservation = new CollateralReservation();
     const sellCalls = vegaOnly(callId, clock.nowMs(), {
       vegaTrades: [
