@@ -1,6 +1,7 @@
 import { XhedgeError } from '@xhedge/core';
 import type { LeaderLease } from './lease.ts';
 import type { ExecutionService, LegResult, PlanLike } from './service.ts';
+import { within } from './within.ts';
 
 export interface OrchestratorOptions {
   lease: LeaderLease;
@@ -26,17 +27,12 @@ export interface OrchestratorOptions {
 }
 
 /** Whether `p` (which never rejects) settles within `ms`. */
-async function settledWithin(p: Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((r) => {
-    timer = setTimeout(() => r(false), ms);
-  });
-  try {
-    return await Promise.race([p.then(() => true as const), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const settledWithin = (p: Promise<void>, ms: number) =>
+  within(
+    p.then(() => true),
+    ms,
+    () => false,
+  );
 
 /** A tick ran past `tickTimeoutMs`: the leader stepped down (see `OrchestratorOptions.tickTimeoutMs`). */
 export class TickOverrunError extends XhedgeError {

@@ -34,6 +34,7 @@ import {
 } from './queue.ts';
 import type { ConnectionOptions } from './redis.ts';
 import { FAST_SEND_WINDOW_MS, type SendClaim, SendClaims } from './send-claim.ts';
+import { within } from './within.ts';
 
 export interface StartWorkersOptions {
   /** BullMQ connection options (each worker owns its connections). */
@@ -1122,11 +1123,10 @@ class OrderProcessor {
       if (!scopeCovers(ev.scope, w)) continue;
       if (ev.allowRiskReducing && w.reduceOnly) continue;
       try {
-        const vo = await answerWithin(
-          venue.cancelOrder(w.clientOrderId),
-          this.#killCancelTimeoutMs,
-          `cancel of ${w.clientOrderId} at ${venueId}`,
-        );
+        const ms = this.#killCancelTimeoutMs;
+        const vo = await within(venue.cancelOrder(w.clientOrderId), ms, () => {
+          throw new Error(`cancel of ${w.clientOrderId} at ${venueId}: no answer within ${ms} ms`);
+        });
         if (vo.status === 'cancelled') cancelled += 1;
       } catch (error) {
         // a timeout or an adapter's plain Error alike: this order may still be working
@@ -1154,19 +1154,6 @@ class OrderProcessor {
 function errorMessage(err: unknown): string {
   if (isVenueError(err)) return err.shortMessage;
   return err instanceof Error ? err.message : String(err);
-}
-
-/** `p`, or a rejection naming `what` when it has not settled within `ms` (it is left to settle alone). */
-async function answerWithin<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function sleep(ms: number): Promise<void> {

@@ -742,11 +742,12 @@ export class TickPlanner {
     const transitAfter = await this.#o.inTransit?.();
     this.#lastInputs = inputs;
     this.#learnMarket(inputs.marks);
-    await this.#learnSettlements(all, open(inputs.positions), failed);
+    const held = open(inputs.positions);
+    await this.#learnSettlements(all, held, failed);
     this.#setMarket(this.#risk);
     // Size-0 positions (a closed perp whose P&L the venue has not settled yet) count for equity only.
     this.#risk.setBook({
-      positions: open(inputs.positions),
+      positions: held,
       balances: inputs.balances,
       funding: inputs.funding,
     });
