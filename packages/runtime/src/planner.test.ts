@@ -849,10 +849,42 @@ describe('expired options at the settlement price their venue reports (regressio
     failing.clock.advance(1000);
     await failing.planner.plan();
     expect(logs.filter((l) => l.includes('settlement prices from venue lyra-arb left out'))).toHaveLength(1);
-    down = false; // asked again each tick until it answers
+    down = false; // asked again once its wait is over (SETTLEMENT_RETRY_MS: 10 s after the first miss)
     failing.clock.advance(1000);
     await failing.planner.plan();
+    expect(btc(failing)?.settlementPricesUsd).toBeUndefined();
+    failing.clock.advance(8000);
+    await failing.planner.plan();
     expect(btc(failing)?.settlementPricesUsd?.['20260105']).toBeGreaterThan(0);
+  });
+
+  it('asks a venue that has not fixed the price yet again after a doubling wait, not every tick (regression: an RPC read per tick until the keeper settled)', async () => {
+    const askedAtS: number[] = [];
+    let fixed = false;
+    const h = await harness(
+      expiring(),
+      withSettlements((inner) => async (ids) => {
+        askedAtS.push(Math.round((h.clock.nowMs() - EXPIRY_MS) / 1000));
+        return fixed ? inner(ids) : [];
+      }),
+    );
+    h.clock.advance(EXPIRY_MS - h.clock.nowMs());
+    for (let s = 0; s < 600; s++) {
+      h.clock.advance(1000);
+      await h.planner.plan();
+    }
+    // 10 s, doubling, capped at 2 min: 600 ticks, 8 reads
+    expect(askedAtS).toEqual([1, 11, 31, 71, 151, 271, 391, 511]);
+    expect(btc(h)?.settlementPricesUsd).toBeUndefined();
+    expect(expiredWarning(h)).toContain('its settlement price is not known');
+
+    fixed = true; // the keeper settled the board: found at the next ask, and never asked again
+    for (let s = 0; s < 300; s++) {
+      h.clock.advance(1000);
+      await h.planner.plan();
+    }
+    expect(askedAtS).toEqual([1, 11, 31, 71, 151, 271, 391, 511, 631]);
+    expect(btc(h)?.settlementPricesUsd?.['20260105']).toBeGreaterThan(0);
   });
 
   it('leaves out an answer that is no settlement price (a guess before the expiry, not finite, not asked for)', async () => {

@@ -303,6 +303,17 @@ function isGasMoney(v: VenueAdapter, b: Balance): boolean {
  */
 const SETTLEMENT_SPREAD_WARN_FRACTION = 0.001;
 
+/**
+ * How soon a venue is asked again for an expired instrument whose settlement price it did not give (not
+ * fixed yet, a failed read, an answer left out), ms: the first retry, doubled on each further miss up to
+ * `SETTLEMENT_RETRY_MAX_MS`. A board waits for a keeper's settling transaction, minutes to hours after
+ * its expiry, and each ask is an RPC read or more (Lyra: two per board): asked every tick, that was one
+ * read per second per expiry for as long as the keeper took. Meanwhile the position is valued at spot,
+ * with the engine's warning, as before it was asked.
+ */
+const SETTLEMENT_RETRY_MS = 10_000;
+const SETTLEMENT_RETRY_MAX_MS = 120_000;
+
 /** An expired instrument a venue is asked the settlement price of, and the expiry it belongs to. */
 interface AskedSettlement {
   underlying: string;
@@ -320,7 +331,7 @@ interface AskedSettlement {
 function checkSettlement(
   raw: unknown,
   asked: ReadonlyMap<string, AskedSettlement>,
-): (AskedSettlement & { priceUsd: number }) | string {
+): (AskedSettlement & { instrument: string; priceUsd: number }) | string {
   const parsed = SettlementPrice.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -334,7 +345,7 @@ function checkSettlement(
   const priceUsd = Number(e.priceUsd);
   if (!Number.isFinite(priceUsd) || !(priceUsd > 0))
     return `${e.instrument}: priceUsd ${e.priceUsd} is not a finite positive number`;
-  return { ...w, priceUsd };
+  return { ...w, instrument: e.instrument, priceUsd };
 }
 
 const NON_TERMINAL = [
@@ -388,6 +399,12 @@ export class TickPlanner {
   readonly #settled = new Map<string, Map<string, Map<string, number>>>();
   /** What went wrong in each venue's last settlement-price read ('' or absent: nothing), logged on change. */
   readonly #settlementTrouble = new Map<string, string>();
+  /**
+   * Expired instruments a venue was asked for and gave no settlement price: venue → instrument → when it
+   * may be asked again and the wait after that (see `SETTLEMENT_RETRY_MS`). Dropped once answered or
+   * no longer held.
+   */
+  readonly #settlementRetry = new Map<string, Map<string, { nextAtMs: number; delayMs: number }>>();
 
   constructor(o: TickPlannerOptions) {
     this.#o = o;
@@ -450,8 +467,9 @@ export class TickPlanner {
    * Learns the settlement prices of the expired options and dated futures in `positions` (this tick's
    * open ones) from the venues holding them that have `fetchSettlementPrices`, asking each venue only
    * for the expiries it has not answered yet (a venue read that failed this tick is not asked). A
-   * venue whose read throws or gives nothing leaves its expiries at spot for this tick (the engine's
-   * warning says so) and is asked again the next; the tick goes on either way, and what went wrong is
+   * venue whose read throws or gives nothing leaves its expiries at spot (the engine's warning says
+   * so) and is asked again after a wait that doubles on each miss (`SETTLEMENT_RETRY_MS`, up to
+   * `SETTLEMENT_RETRY_MAX_MS`), not every tick; the tick goes on either way, and what went wrong is
    * logged when it changes.
    *
    * Each answer is checked where it enters: a valid `SettlementPrice` for an instrument that was asked
@@ -485,6 +503,7 @@ export class TickPlanner {
       }
       dates.add(m.expiryDate);
       if (this.#settled.get(m.underlying)?.get(m.expiryDate)?.has(p.venue)) continue;
+      if ((this.#settlementRetry.get(p.venue)?.get(p.instrument)?.nextAtMs ?? 0) > nowMs) continue;
       let wanted = ask.get(p.venue);
       if (!wanted) {
         wanted = new Map();
@@ -496,6 +515,14 @@ export class TickPlanner {
       for (const date of dates.keys()) if (!held.get(u)?.has(date)) dates.delete(date);
       if (dates.size === 0) this.#settled.delete(u);
     }
+    for (const [venueId, waits] of this.#settlementRetry) {
+      for (const id of waits.keys()) {
+        const m = safeMeta(id);
+        if (!m || m.kind === 'perp' || m.kind === 'spot' || !held.get(m.underlying)?.has(m.expiryDate))
+          waits.delete(id);
+      }
+      if (waits.size === 0) this.#settlementRetry.delete(venueId);
+    }
     // underlying → date → venue → the prices it reported (one per instrument)
     const reported = new Map<string, Map<string, Map<string, number[]>>>();
     await Promise.all(
@@ -503,11 +530,13 @@ export class TickPlanner {
         const v = venues.find((x) => x.id === venueId);
         if (!v?.fetchSettlementPrices || failed.includes(venueId)) return;
         const trouble: string[] = [];
+        const answered = new Set<string>();
         try {
           for (const raw of await v.fetchSettlementPrices([...wanted.keys()])) {
             const r = checkSettlement(raw, wanted);
             if (typeof r === 'string') trouble.push(r);
             else {
+              answered.add(r.instrument);
               const byVenue = bucket(reported, r.underlying, r.date, () => new Map<string, number[]>());
               byVenue.set(venueId, [...(byVenue.get(venueId) ?? []), r.priceUsd]);
             }
@@ -515,6 +544,7 @@ export class TickPlanner {
         } catch (err) {
           trouble.push(err instanceof Error ? err.message : String(err));
         }
+        this.#settlementWaits(venueId, [...wanted.keys()], answered, nowMs);
         const now = trouble.join('; ');
         if (now !== (this.#settlementTrouble.get(venueId) ?? '')) {
           if (now)
@@ -549,6 +579,34 @@ export class TickPlanner {
           );
       }
     }
+  }
+
+  /**
+   * After a venue's settlement-price read: the instruments it gave a price for wait no more; each of the
+   * others is asked again after its wait, which doubles from `SETTLEMENT_RETRY_MS` on each miss, up to
+   * `SETTLEMENT_RETRY_MAX_MS`.
+   */
+  #settlementWaits(
+    venueId: string,
+    asked: readonly string[],
+    answered: ReadonlySet<string>,
+    nowMs: number,
+  ): void {
+    let waits = this.#settlementRetry.get(venueId);
+    for (const id of asked) {
+      if (answered.has(id)) {
+        waits?.delete(id);
+        continue;
+      }
+      if (!waits) {
+        waits = new Map();
+        this.#settlementRetry.set(venueId, waits);
+      }
+      const prev = waits.get(id);
+      const delayMs = prev ? Math.min(prev.delayMs * 2, SETTLEMENT_RETRY_MAX_MS) : SETTLEMENT_RETRY_MS;
+      waits.set(id, { nextAtMs: nowMs + delayMs, delayMs });
+    }
+    if (waits?.size === 0) this.#settlementRetry.delete(venueId);
   }
 
   /**
