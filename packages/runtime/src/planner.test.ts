@@ -738,6 +738,49 @@ describe('a plan blocked whole is retried with a growing pause, not re-planned e
   });
 });
 
+describe('a closed coin-settled perp whose coin P&L the venue still owes (regression: counted by equity, not by delta)', () => {
+  it('counts the owed coin, U / mark, as BTC delta; a closed linear perp with unsettled USD P&L adds none', async () => {
+    const U = 6_000; // USD at the mark, owed in BTC
+    const extra: { instrument: string; settlementCurrency?: string }[] = [];
+    const h = await harness(
+      profile(['gmx-arb']),
+      (v) =>
+        new Proxy(v, {
+          get(target, prop) {
+            if (prop === 'fetchPositions')
+              return async () => [
+                ...(await target.fetchPositions()),
+                ...extra.map((e) => ({
+                  venue: target.id,
+                  chain: target.chain,
+                  sizeBase: 0,
+                  unsettledPnlUsd: U,
+                  asOfMs: h.clock.nowMs(),
+                  ...e,
+                })),
+              ];
+            const x = Reflect.get(target, prop, target);
+            return typeof x === 'function' ? x.bind(target) : x;
+          },
+        }),
+    );
+    const delta = async () => {
+      h.clock.advance(1000);
+      await h.planner.plan();
+      return h.planner.lastSnapshot?.underlyings.BTC?.delta ?? Number.NaN;
+    };
+    const before = await delta();
+    extra.push({ instrument: 'BTC-USD:PERP' }); // linear (USD-settled): its P&L is USD
+    const linear = await delta();
+    expect(linear).toBeCloseTo(before, 9);
+    extra.splice(0, 1, { instrument: 'BTC-USD:PERP', settlementCurrency: 'BTC' });
+    const inverse = await delta();
+    const spot = h.planner.lastSnapshot?.underlyings.BTC?.spotUsd ?? Number.NaN;
+    // U / mark, the paper perp marked at spot
+    expect(inverse - before).toBeCloseTo(U / spot, 6);
+  });
+});
+
 describe('expired options at the settlement price their venue reports (regression: taken at spot until the venue paid them out)', () => {
   /** 08:00 UTC on the harness's first day: 8 h after it starts. */
   const EXPIRED = 'BTC-USD:OPT:20260105:90000:C';

@@ -5,6 +5,7 @@ import {
   type Clock,
   type FundingRate,
   type HedgeIntent,
+  instrumentMeta,
   type Mark,
   median,
   type ParsedInstrumentId,
@@ -167,9 +168,28 @@ export function grossNotionalUsd(positions: readonly Position[], marks: readonly
   return linearNotionalUsd(positions, (i) => byInstrument.get(i));
 }
 
-/** Positions with a size: what risk and hedging see (size-0 ones only carry unsettled P&L). */
+/**
+ * What risk and hedging see of the positions read: those with a size, and closed coin-settled (inverse)
+ * perps and futures whose P&L the venue still owes (`unsettledPnlUsd`): that P&L is coin, whose delta
+ * is its amount (the risk engine counts U / mark), as book equity counts it. Other size-0 positions only
+ * carry USD P&L the venue has not settled yet: equity counts it, and it has no delta.
+ */
 function open(positions: readonly Position[]): Position[] {
-  return positions.filter((p) => p.sizeBase !== 0);
+  return positions.filter((p) => p.sizeBase !== 0 || owesCoin(p));
+}
+
+/** A closed coin-settled perp or future whose P&L (coin) the venue has not paid into the balances yet. */
+function owesCoin(p: Position): boolean {
+  if (p.unsettledPnlUsd === undefined || p.unsettledPnlUsd === 0) return false;
+  try {
+    const m = instrumentMeta(
+      p.instrument,
+      p.settlementCurrency === undefined ? {} : { settlementCurrency: p.settlementCurrency },
+    );
+    return m.inverse && (m.kind === 'perp' || m.kind === 'future');
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -803,7 +823,8 @@ export class TickPlanner {
     const held = open(inputs.positions);
     await this.#learnSettlements(all, held, failed);
     this.#setMarket(this.#risk);
-    // Size-0 positions (a closed perp whose P&L the venue has not settled yet) count for equity only.
+    // Size-0 linear positions (a closed perp whose USD P&L the venue has not settled yet) count for
+    // equity only; a closed inverse one's owed coin is delta too (see `open`).
     this.#risk.setBook({
       positions: held,
       balances: inputs.balances,
