@@ -12,7 +12,8 @@ pragma solidity ^0.8.24;
 // adapter's ABI (see lyraLiteFixtureAbi in src/fixture.ts). Economics are simplified: the greek cache holds
 // per-strike prices and Greeks pushed by an updater (the real one computes Black-Scholes on chain at a
 // GWAV vol), GWAVs are the current values; a trade pays that price widened by a spread and a linear size
-// impact, plus a fee on spot notional, in one iteration; collateral and pool funds both sit in the
+// impact, plus a fee on spot notional, in one iteration; of the pricer's trade limits only the trading
+// cutoff and the delta range are checked (off until set); collateral and pool funds both sit in the
 // OptionMarket (no LiquidityPool or ShortCollateral contracts). 18-decimal fixed point.
 
 interface IERC20Lite {
@@ -416,6 +417,10 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer {
     uint256 public impactPerUnit;
     /// Fee as a fraction of spot notional, 18 decimals (0.0005e18 = 5 bps).
     uint256 public spotFeeRate;
+    /// Two of v1-core OptionMarketPricer's TradeLimitParameters (tradingCutoff, seconds; minDelta, 18
+    /// decimals), checked as its updateCacheAndGetTradeResult does; 0 (the default) checks nothing.
+    uint256 internal tradingCutoff;
+    int256 internal minDelta;
 
     uint256 internal nextBoardId = 1;
     uint256 internal nextStrikeId = 1;
@@ -454,6 +459,9 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer {
     error AdjustmentResultsInMinimumCollateralNotBeingMet(address thrower, IOptionToken.OptionPosition position, uint256 spotPrice);
     // v1-core ShortCollateral's, thrown by settleOptions.
     error BoardMustBeSettled(address thrower, IOptionToken.PositionWithOwner position);
+    // v1-core OptionMarketPricer's trade limits, thrown inside the OptionMarket's trade.
+    error TradingCutoffReached(address thrower, uint256 tradingCutoff, uint256 boardExpiry, uint256 currentTime);
+    error TradeDeltaOutOfRange(address thrower, int256 strikeCallDelta, int256 minDelta, int256 maxDelta);
     // Lite only.
     error ShortBaseNotSupported(address thrower);
     error StrikeGreeksMissing(address thrower, uint256 strikeId);
@@ -499,6 +507,13 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer {
             greekCache.addStrike(sid, boardId, strikePrices[i], skews[i]);
             emit StrikeAdded(boardId, sid, strikePrices[i], skews[i]);
         }
+    }
+
+    /// Lite only (v1-core: OptionMarketPricer.setTradeLimitParams, all of TradeLimitParameters).
+    function setLiteTradeLimits(uint256 tradingCutoff_, int256 minDelta_) external {
+        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        tradingCutoff = tradingCutoff_;
+        minDelta = minDelta_;
     }
 
     function setBoardFrozen(uint256 boardId, bool frozen) external {
@@ -667,7 +682,16 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer {
     }
 
     function _price(TradeInputParameters memory p, TradeState memory s) internal view {
+        // As v1-core's pricer (not force closes, which the lite has not): no trade within tradingCutoff of
+        // the expiry, and none on a strike whose call delta is outside [minDelta, 1 - minDelta].
+        if (block.timestamp + tradingCutoff > s.expiry) {
+            revert TradingCutoffReached(address(this), tradingCutoff, s.expiry, block.timestamp);
+        }
         IOptionGreekCache.StrikeCache memory c = greekCache.getStrikeCache(p.strikeId);
+        int256 callDelta = c.greeks.callDelta;
+        if (callDelta < minDelta || callDelta > int256(UNIT) - minDelta) {
+            revert TradeDeltaOutOfRange(address(this), callDelta, minDelta, int256(UNIT) - minDelta);
+        }
         uint256 base = s.isCall ? c.greeks.callPrice : c.greeks.putPrice;
         if (base == 0) revert StrikeGreeksMissing(address(this), p.strikeId);
         uint256 widen = spreadRate + impactPerUnit * p.amount / UNIT;

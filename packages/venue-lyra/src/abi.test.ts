@@ -40,7 +40,8 @@ const selectorOf = (s: Pick<Shape, 'kind' | 'signature'>): Hex =>
   s.kind === 'event' ? toEventSelector(s.signature) : toFunctionSelector(s.signature);
 
 // Lyra v1 Newport, derivexyz/v1-core @ ea9e36a ("Newport (#11)"), transcribed by hand from
-// contracts/OptionMarket.sol, OptionToken.sol, OptionGreekCache.sol, OptionMarketPricer.sol (TradeResult) and
+// contracts/OptionMarket.sol, OptionToken.sol, OptionGreekCache.sol, OptionMarketPricer.sol (TradeResult, the
+// trade-limit errors of updateCacheAndGetTradeResult; ExpectedNonZeroValue's NonZeroValues enum is a uint8) and
 // BaseExchangeAdapter.sol (PriceType → uint8); the selectors, return shapes and indexed inputs agree with the
 // deployed ABIs in deployments/mainnet-arbi/lyra.realGMX.json at that commit. Selectors were computed with
 // viem's toFunctionSelector / toEventSelector from the signature text.
@@ -50,6 +51,7 @@ const TRADE_RESULT =
   '(uint256,uint256,uint256,uint256,(int256,int256,uint256,uint256,uint256,uint256),(uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256),uint256,uint256,uint256,uint256,uint256)';
 const LIQUIDATION_EVENT_DATA = '(address,address,uint256,uint256,uint256,uint256,uint256,uint256)';
 const OPTION_POSITION = '(uint256,uint256,uint8,uint256,uint256,uint8)';
+const VOL_COMPONENTS = '(uint256,uint256,uint256)';
 const STRIKE_CACHE =
   '(uint256,uint256,uint256,uint256,(int256,int256,uint256,uint256,uint256),int256,int256,uint256)';
 
@@ -110,6 +112,30 @@ const REAL: Record<'optionMarket' | 'optionToken' | 'greekCache' | 'exchangeAdap
       '',
       '0x56e250f3',
     ],
+    ['error', 'OptionMarket', 'ExpectedNonZeroValue(address,uint8)', '', '0x9c078bed'],
+    [
+      'error',
+      'OptionMarket',
+      'TradeIterationsHasRemainder(address,uint256,uint256,uint256,uint256)',
+      '',
+      '0x0f119a15',
+    ],
+    ['error', 'OptionMarket', 'QuoteTransferFailed(address,address,address,uint256)', '', '0x0f7ad8ce'],
+    [
+      'error',
+      'OptionMarketPricer',
+      'TradingCutoffReached(address,uint256,uint256,uint256)',
+      '',
+      '0xcb31f25c',
+    ],
+    [
+      'error',
+      'OptionMarketPricer',
+      `VolSkewOrBaseIvOutsideOfTradingBounds(address,bool,${VOL_COMPONENTS},${VOL_COMPONENTS},${VOL_COMPONENTS})`,
+      '',
+      '0x1a360073',
+    ],
+    ['error', 'OptionMarketPricer', 'TradeDeltaOutOfRange(address,int256,int256,int256)', '', '0xd9373769'],
     ['error', 'OptionToken', 'CannotOpenZeroAmount(address)', '', '0x4965aa71'],
     ['error', 'OptionToken', 'CannotClosePositionZero(address)', '', '0x30386bed'],
     ['error', 'OptionToken', 'OnlyOwnerCanAdjustPosition(address,uint256,address,address)', '', '0xc744afae'],

@@ -13,7 +13,9 @@ const structs = [
   'struct OptionBoard { uint256 id; uint256 expiry; uint256 iv; bool frozen; uint256[] strikeIds; }',
   'struct TradeEventData { uint256 strikeId; uint256 expiry; uint256 strikePrice; uint8 optionType; uint8 tradeDirection; uint256 amount; uint256 setCollateralTo; bool isForceClose; uint256 spotPrice; uint256 reservedFee; uint256 totalCost; }',
   'struct LiquidationEventData { address rewardBeneficiary; address caller; uint256 returnCollateral; uint256 lpPremiums; uint256 lpFee; uint256 liquidatorFee; uint256 smFee; uint256 insolventAmount; }',
-  // OptionMarketPricer (carried by OptionMarket's Trade event, one TradeResult per iteration)
+  // OptionMarketPricer (carried by OptionMarket's Trade event, one TradeResult per iteration; VolComponents by
+  // its VolSkewOrBaseIvOutsideOfTradingBounds error)
+  'struct VolComponents { uint256 vol; uint256 baseIv; uint256 skew; }',
   'struct VegaUtilFeeComponents { int256 preTradeAmmNetStdVega; int256 postTradeAmmNetStdVega; uint256 vegaUtil; uint256 volTraded; uint256 NAV; uint256 vegaUtilFee; }',
   'struct VarianceFeeComponents { uint256 varianceFeeCoefficient; uint256 vega; uint256 vegaCoefficient; uint256 skew; uint256 skewCoefficient; uint256 ivVariance; uint256 ivVarianceCoefficient; uint256 varianceFee; }',
   'struct TradeResult { uint256 amount; uint256 premium; uint256 optionPriceFee; uint256 spotPriceFee; VegaUtilFeeComponents vegaUtilFee; VarianceFeeComponents varianceFee; uint256 totalFee; uint256 totalCost; uint256 volTraded; uint256 newBaseIv; uint256 newSkew; }',
@@ -50,6 +52,18 @@ export const optionMarketAbi = parseAbi([
   'error BoardNotExpired(address thrower, uint256 boardId)',
   'error BoardAlreadySettled(address thrower, uint256 boardId)',
   'error TotalCostOutsideOfSpecifiedBounds(address thrower, uint256 totalCost, uint256 minCost, uint256 maxCost)',
+  // valueType is OptionMarket.NonZeroValues (BASE_IV, SKEW, STRIKE_PRICE, ITERATIONS, STRIKE_ID); a trade
+  // throws it for strike id 0 or 0 iterations.
+  'error ExpectedNonZeroValue(address thrower, uint8 valueType)',
+  // An amount under `iterations` (in 18-decimal units) splits into empty iterations.
+  'error TradeIterationsHasRemainder(address thrower, uint256 iterations, uint256 expectedAmount, uint256 tradeAmount, uint256 totalAmount)',
+  // A quote token that returns false from transferFrom (one that reverts throws its own error).
+  'error QuoteTransferFailed(address thrower, address from, address to, uint256 amount)',
+  // OptionMarketPricer's trade limits, thrown from updateCacheAndGetTradeResult inside every iteration of a
+  // trade (its force-close errors only on forceClosePosition and liquidations, which the adapter never calls).
+  'error TradingCutoffReached(address thrower, uint256 tradingCutoff, uint256 boardExpiry, uint256 currentTime)',
+  'error VolSkewOrBaseIvOutsideOfTradingBounds(address thrower, bool isBuy, VolComponents currentVol, VolComponents newVol, VolComponents tradeBounds)',
+  'error TradeDeltaOutOfRange(address thrower, int256 strikeCallDelta, int256 minDelta, int256 maxDelta)',
   // OptionToken's, thrown from OptionToken.adjustPosition inside a trade.
   'error CannotOpenZeroAmount(address thrower)',
   'error CannotClosePositionZero(address thrower)',

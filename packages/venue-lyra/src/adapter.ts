@@ -21,6 +21,7 @@ import {
   assertOrderBasics,
   type CreateOnChainVenueDeps,
   createVenueTxSender,
+  type DecodedRevert,
   defaultOrderStore,
   type EvmContext,
   type EvmVenueConfigLike,
@@ -31,6 +32,7 @@ import {
   onChainVenueFromConfig,
   orderFromRecord,
   parseVenueRequest,
+  type RevertClass,
   replaceByNonce,
   reserveAndApprove,
   SpendCaps,
@@ -50,6 +52,7 @@ import {
   OrderNotFoundError,
   OrderRequest,
   QuoteRequest,
+  RevertedError,
   type SettlementPrice,
   type VenueAdapter,
   type VenueCapabilities,
@@ -138,6 +141,40 @@ export interface GreekComparison {
   diverged: boolean;
 }
 
+/**
+ * Reverts of a trade the same order would hit again, whatever the price: the strike, board or position
+ * cannot take it (InvalidStrikeId, a frozen, expired or settled board, a zero amount or iteration, an
+ * invalid position), or the pricer's trade limits refuse it (OptionMarketPricer.updateCacheAndGetTradeResult:
+ * the board is inside its trading cutoff before expiry, the strike's call delta is outside
+ * [minDelta, 1 − minDelta], or the trade would move vol, base iv or skew past the AMM's bounds; these
+ * change only as time, spot or the board's vol move, or with a smaller size).
+ */
+const INVALID_ORDER_REVERTS: ReadonlySet<string> = new Set([
+  'InvalidStrikeId',
+  'BoardIsFrozen',
+  'BoardExpired',
+  'BoardAlreadySettled',
+  'ExpectedNonZeroValue',
+  'TradeIterationsHasRemainder',
+  'CannotOpenZeroAmount',
+  'CannotClosePositionZero',
+  'CannotAdjustInvalidPosition',
+  'TradingCutoffReached',
+  'TradeDeltaOutOfRange',
+  'VolSkewOrBaseIvOutsideOfTradingBounds',
+]);
+
+/**
+ * What a Lyra revert means for the caller: the total cost outside the order's bounds is a price that
+ * moved (retryable at a new price), a quote balance below the amount is missing funds,
+ * {@link INVALID_ORDER_REVERTS} are orders not to repeat as they are; anything else is a plain revert.
+ */
+export function classifyLyraRevert(r: DecodedRevert): RevertClass | undefined {
+  if (r.errorName === 'TotalCostOutsideOfSpecifiedBounds') return 'acceptable-price';
+  if (r.errorName === 'ERC20InsufficientBalance') return 'insufficient-funds';
+  return INVALID_ORDER_REVERTS.has(r.errorName) ? 'invalid-order' : undefined;
+}
+
 export const LYRA_CAPABILITIES: VenueCapabilities = {
   products: ['option'],
   venueGreeks: true,
@@ -156,6 +193,7 @@ export const LYRA_CAPABILITIES: VenueCapabilities = {
 
 const UNIT = 10n ** 18n;
 const fromE18 = (v: bigint) => Number(new Dec(v.toString()).div(1e18).toString());
+const ceilDiv = (a: bigint, b: bigint) => (a + b - 1n) / b;
 const toE18 = (v: string | number, rounding: 'down' | 'up' = 'down') =>
   BigInt(new Dec(v).mul(1e18).toFixed(0, rounding === 'up' ? Dec.ROUND_UP : Dec.ROUND_DOWN));
 
@@ -201,22 +239,7 @@ export class LyraVenue implements VenueAdapter {
     this.sender = createVenueTxSender({
       ctx: deps.ctx,
       abi: optionMarketAbi,
-      classify: (r) =>
-        r.errorName === 'TotalCostOutsideOfSpecifiedBounds'
-          ? 'acceptable-price'
-          : r.errorName === 'ERC20InsufficientBalance'
-            ? 'insufficient-funds'
-            : [
-                  'InvalidStrikeId',
-                  'BoardIsFrozen',
-                  'BoardExpired',
-                  'BoardAlreadySettled',
-                  'CannotOpenZeroAmount',
-                  'CannotClosePositionZero',
-                  'CannotAdjustInvalidPosition',
-                ].includes(r.errorName)
-              ? 'invalid-order'
-              : undefined,
+      classify: classifyLyraRevert,
       maxBaseFeeGwei: this.p.maxBaseFeeGwei,
       receiptTimeoutSeconds: this.p.receiptTimeoutSeconds,
       clock: this.clock,
@@ -863,6 +886,7 @@ export class LyraVenue implements VenueAdapter {
       throw toVenueError(err, {
         venue: this.id,
         abi: optionMarketAbi,
+        classify: classifyLyraRevert,
         secrets: this.ctx.secrets,
         revertOutcome: 'not-sent',
         ...(clientOrderId ? { clientOrderId } : {}),
@@ -871,7 +895,10 @@ export class LyraVenue implements VenueAdapter {
   }
 
   /**
-   * Simulates the trade (eth_call) for its premium and fee. `lockedCollateralUsd` is the collateral the
+   * Simulates the trade (eth_call) for its premium and fee. `expectedPriceUsd` is the premium per unit,
+   * the price the fill will report and the one a limit price bounds; `feeUsd` is the fee charged apart
+   * (paid on top of a buy's premium, taken off a sell's), so a limit at `expectedPriceUsd` passes in the
+   * state quoted, whatever the fee (see `costBounds`). `lockedCollateralUsd` is the collateral the
    * order would post, from the same plan placeOrder sends: where the trade leaves a short open (a sell
    * opening or adding to one, a partial buy-back), its `setCollateralTo` (the greek cache's
    * `getMinCollateral` at the reference spot × `shortCollateralBuffer`) less what the short already holds,
@@ -886,8 +913,9 @@ export class LyraVenue implements VenueAdapter {
     const v = await this.ammView(e);
     const size = fromE18(amount);
     const fee = fromE18(sim.totalFee);
-    const premium = plan.isBuy ? fromE18(sim.totalCost) - fee : fromE18(sim.totalCost) + fee;
-    const expected = premium / size;
+    // Lyra's total cost is premium + fee on a buy, premium − fee on a sell (OptionMarketPricer.getTradeResult).
+    const premium = plan.isBuy ? sim.totalCost - sim.totalFee : sim.totalCost + sim.totalFee;
+    const expected = fromE18(premium) / size;
     const cost = await this.sender
       .estimateCost(
         { to: e.market.optionMarket, data: this.tradeData(e, plan, amount, 0n, maxUint256) },
@@ -918,6 +946,63 @@ export class LyraVenue implements VenueAdapter {
     };
   }
 
+  /**
+   * Lyra's slippage bounds (`minTotalCost`/`maxTotalCost`, 18 decimals) for a trade of `amount`.
+   * OptionMarket checks them against the total cost, which is premium + fee on a buy and premium − fee
+   * on a sell (OptionMarketPricer.getTradeResult); a limit price bounds the premium per unit, the price
+   * the fill reports (the fee is apart, in `feeUsd`, as the quote states it). So the limit's premium is
+   * widened by the fee the trade is charged, simulated at the latest block (`sim`): in that state the
+   * trade passes exactly when its premium per unit is within the limit. The fee is fixed by the chain
+   * only when the trade runs; should it fall between the simulation and the trade, a buy's premium may
+   * exceed the limit (a sell's fall short of it) by that fall. Without a limit the simulated total cost
+   * is moved by `maxSlippageBps`.
+   */
+  private costBounds(
+    isBuy: boolean,
+    amount: bigint,
+    sim: { totalCost: bigint; totalFee: bigint },
+    limitPriceUsd: string | undefined,
+  ): { minTotalCost: bigint; maxTotalCost: bigint } {
+    if (limitPriceUsd === undefined) {
+      const slip = BigInt(Math.round(this.p.maxSlippageBps));
+      return isBuy
+        ? { minTotalCost: 0n, maxTotalCost: (sim.totalCost * (10_000n + slip)) / 10_000n }
+        : { minTotalCost: (sim.totalCost * (10_000n - slip)) / 10_000n, maxTotalCost: maxUint256 };
+    }
+    // The premium at the limit, rounded toward the safe side (a buy's bound down, a sell's up).
+    const perUnit = toE18(limitPriceUsd, isBuy ? 'down' : 'up');
+    const premiumAtLimit = isBuy ? (perUnit * amount) / UNIT : ceilDiv(perUnit * amount, UNIT);
+    if (isBuy) return { minTotalCost: 0n, maxTotalCost: premiumAtLimit + sim.totalFee };
+    // A sale's total cost is never below 0 (the pricer cuts a fee above the premium to the premium, and
+    // the simulated fee with it), so a limit at or under the fee bounds nothing more.
+    const min = premiumAtLimit > sim.totalFee ? premiumAtLimit - sim.totalFee : 0n;
+    return { minTotalCost: min, maxTotalCost: maxUint256 };
+  }
+
+  /**
+   * The simulation `costBounds` takes the fee from. A limit order whose simulation reverts in a way no
+   * classifier knows is bounded by its limit alone (fee 0: a tighter bound than the limit means, never a
+   * looser one): without `quoteAllowanceSlot` to override the allowance, the eth_call of a first trade
+   * reverts for want of the allowance this order approves only afterwards (the token's own error, which
+   * the OptionMarket ABI may not decode). A revert classified (a trade limit, missing funds) or any
+   * other failure is thrown: the order would fail the same way on chain.
+   */
+  private async simulateForBounds(
+    e: StrikeEntry,
+    plan: Awaited<ReturnType<LyraVenue['plan']>>,
+    amount: bigint,
+    clientOrderId: string,
+    limitPriceUsd: string | undefined,
+  ): Promise<{ totalCost: bigint; totalFee: bigint }> {
+    try {
+      return await this.simulate(e, plan, amount, clientOrderId);
+    } catch (err) {
+      if (limitPriceUsd === undefined || this.p.quoteAllowanceSlot !== undefined) throw err;
+      if (!(err instanceof RevertedError) || err.constructor !== RevertedError) throw err;
+      return { totalCost: 0n, totalFee: 0n };
+    }
+  }
+
   async placeOrder(input: OrderRequest): Promise<Order> {
     const req = parseVenueRequest(OrderRequest, input, this.id);
     const cid = req.clientOrderId;
@@ -927,19 +1012,12 @@ export class LyraVenue implements VenueAdapter {
     assertOrderBasics(this.id, req, this.p.minSizeBase);
     const amount = toE18(req.sizeBase);
     const plan = await this.plan(e, req.side, amount, req.reduceOnly, cid);
-    // Slippage bounds on the total cost (premium ± fee): a limit price bounds the average per unit.
-    let minTotalCost = 0n;
-    let maxTotalCost = maxUint256;
-    if (req.limitPriceUsd !== undefined) {
-      const bound = (toE18(req.limitPriceUsd) * amount) / UNIT;
-      if (plan.isBuy) maxTotalCost = bound;
-      else minTotalCost = bound;
-    } else {
-      const sim = await this.simulate(e, plan, amount, cid);
-      const slip = BigInt(Math.round(this.p.maxSlippageBps));
-      if (plan.isBuy) maxTotalCost = (sim.totalCost * (10_000n + slip)) / 10_000n;
-      else minTotalCost = (sim.totalCost * (10_000n - slip)) / 10_000n;
-    }
+    const { minTotalCost, maxTotalCost } = this.costBounds(
+      plan.isBuy,
+      amount,
+      await this.simulateForBounds(e, plan, amount, cid, req.limitPriceUsd),
+      req.limitPriceUsd,
+    );
     // A buy counts its bound (maxTotalCost), not its final cost: the most it may take; on top, the
     // collateral a short (opened, or partly bought back after the market moved) must add.
     const pull = (plan.isBuy ? maxTotalCost : 0n) + plan.collateralIn;

@@ -22,6 +22,8 @@ export const lyraLiteFixtureAbi = parseAbi([
   'function setStrikeGreeks(uint256[] ids, StrikeGreeks[] greeks)',
   // OptionMarket: the lite pricing spread each side, 18 decimals.
   'function spreadRate() view returns (uint256)',
+  // OptionMarket: two of the pricer's trade limits (tradingCutoff seconds, minDelta 18 decimals); 0 is off.
+  'function setLiteTradeLimits(uint256 tradingCutoff, int256 minDelta)',
   // OptionMarket: stands in for v1-core's ShortCollateral.settleOptions (same signature; the lite keeps
   // collateral in the OptionMarket): pays positions of a settled board and marks them SETTLED.
   'function settleOptions(uint256[] positionIds)',
@@ -60,6 +62,12 @@ export interface LyraFixture {
   setSpot(underlying: string, spotUsd: number): Promise<void>;
   /** Recomputes and pushes the cache at the current spot and chain time. */
   updateGreeks(): Promise<void>;
+  /**
+   * Sets the market's trade limits as v1-core's OptionMarketPricer checks them: no trade within
+   * `tradingCutoffSec` of the expiry (TradingCutoffReached), none on a strike whose call delta is outside
+   * [minDelta, 1 − minDelta] (TradeDeltaOutOfRange). 0 turns a limit off (the default).
+   */
+  setTradeLimits(underlying: string, limits: { tradingCutoffSec: number; minDelta: number }): Promise<void>;
   /** Settles the market's board (`settleExpiredBoard`, after its expiry): its price is the spot now. */
   settleBoard(underlying: string): Promise<void>;
   /**
@@ -219,6 +227,24 @@ export async function deployLyraFixture(
       await send(
         s.addrs.optionMarket,
         encodeFunctionData({ abi: optionMarketAbi, functionName: 'settleExpiredBoard', args: [s.boardId] }),
+      );
+    },
+    setTradeLimits: async (underlying, limits) => {
+      const s = state.find((x) => x.m.underlying === underlying);
+      if (!s) throw new Error(`no market for ${underlying}`);
+      if (!Number.isInteger(limits.tradingCutoffSec) || limits.tradingCutoffSec < 0)
+        throw new RangeError(
+          `tradingCutoffSec must be a whole number of seconds >= 0, got ${limits.tradingCutoffSec}`,
+        );
+      if (!(limits.minDelta >= 0 && limits.minDelta <= 0.5))
+        throw new RangeError(`minDelta must be within [0, 0.5], got ${limits.minDelta}`);
+      await send(
+        s.addrs.optionMarket,
+        encodeFunctionData({
+          abi: lyraLiteFixtureAbi,
+          functionName: 'setLiteTradeLimits',
+          args: [BigInt(limits.tradingCutoffSec), e18(limits.minDelta)],
+        }),
       );
     },
     settleOptions: async (underlying, positionIds) => {

@@ -14,7 +14,7 @@ import {
 import { type LocalTestChain, startLocalTestChain } from '@xhedge/evm/testing';
 import { AcceptablePriceError, InvalidOrderError, NonceError, NotConfirmedError } from '@xhedge/venue';
 import { runVenueConformance } from '@xhedge/venue/conformance';
-import type { Hex } from 'viem';
+import { erc20Abi, getAddress, type Hex } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLyraVenue, type LyraOrderRecord, LyraVenue } from './adapter.ts';
 import { deployLyraFixture, type LyraFixture, lyraLiteFixtureAbi } from './fixture.ts';
@@ -69,12 +69,16 @@ function venue(
     ctx?: EvmContext;
     receiptTimeoutSeconds?: number;
     spendCapPerDay?: string;
+    /** Without `quoteAllowanceSlot`: simulations see the trader's real allowance. */
+    noAllowanceOverride?: boolean;
   } = {},
 ) {
+  const { quoteAllowanceSlot, ...params } = fx.params;
   return new LyraVenue(
     'lyra-local',
     {
-      ...fx.params,
+      ...params,
+      ...(opts.noAllowanceOverride ? {} : { quoteAllowanceSlot }),
       approval: 'capped',
       approvalCap: '1000000000',
       receiptTimeoutSeconds: opts.receiptTimeoutSeconds ?? 1,
@@ -350,6 +354,139 @@ describe('lyra adapter specifics', () => {
     expect(await v.getOrderByClientId('tight-1')).toBeNull();
   });
 
+  it('a limit bounds the premium per unit (the fill price), the fee apart: a buy 10 bps over the quote fills on an option whose fee is large', async () => {
+    // Lyra bounds premium + fee (OptionMarketPricer.getTradeResult); the put's fee (5 bps of spot
+    // notional) is over 1 % of its premium, far more than the 10 bps of slippage a router allows here.
+    const v = venue();
+    const q = await v.quoteHedge({ instrument: put3000, side: 'buy', sizeBase: '1' });
+    expect(q.feeUsd / q.expectedPriceUsd).toBeGreaterThan(0.01);
+    const limitPriceUsd = (q.expectedPriceUsd * 1.001).toFixed(6);
+    const o = await v.placeOrder({
+      clientOrderId: 'fee-buy',
+      instrument: put3000,
+      side: 'buy',
+      orderType: 'limit',
+      sizeBase: '1',
+      limitPriceUsd,
+    });
+    expect(o.status).toBe('filled');
+    // The quote stated what the order was charged: its price per unit and, apart, its fee.
+    const [fill] = await v.fetchFills({ clientOrderId: 'fee-buy' });
+    expect(Number(fill?.priceUsd)).toBeCloseTo(q.expectedPriceUsd, 9);
+    expect(Number(fill?.priceUsd)).toBeLessThanOrEqual(Number(limitPriceUsd));
+    expect(fill?.feeUsd).toBeCloseTo(q.feeUsd, 9);
+    // The bound is on the price, exactly: 10 bps under the quote no longer passes, fee or not.
+    const under = await v
+      .placeOrder({
+        clientOrderId: 'fee-buy-under',
+        instrument: put3000,
+        side: 'buy',
+        orderType: 'limit',
+        sizeBase: '1',
+        limitPriceUsd: (
+          (await v.quoteHedge({ instrument: put3000, side: 'buy', sizeBase: '1' })).expectedPriceUsd * 0.999
+        ).toFixed(6),
+      })
+      .catch((e: unknown) => e);
+    expect(under).toBeInstanceOf(AcceptablePriceError);
+  });
+
+  it('a first limit buy fills without quoteAllowanceSlot: its simulation, short of the allowance the order approves afterwards, falls back to the limit alone', async () => {
+    const q = await venue().quoteHedge({ instrument: call3500, side: 'buy', sizeBase: '1' });
+    // a trader that never approved the market
+    const hash = await trader.walletClient.writeContract({
+      address: fx.params.quoteAsset,
+      abi: erc20Abi,
+      functionName: 'approve',
+      args: [fx.params.markets[0]?.optionMarket as Hex, 0n],
+    });
+    await trader.publicClient.waitForTransactionReceipt({ hash });
+    const v = venue({ noAllowanceOverride: true });
+    // the eth_call a quote makes reverts on the allowance
+    await expect(v.quoteHedge({ instrument: call3500, side: 'buy', sizeBase: '1' })).rejects.toThrow(
+      /ERC20InsufficientAllowance/,
+    );
+    const limitPriceUsd = (q.expectedPriceUsd * 1.05).toFixed(6); // the fee fits in the 5 %
+    const o = await v.placeOrder({
+      clientOrderId: 'first-buy',
+      instrument: call3500,
+      side: 'buy',
+      orderType: 'limit',
+      sizeBase: '1',
+      limitPriceUsd,
+    });
+    expect(o.status).toBe('filled');
+    const [fill] = await v.fetchFills({ clientOrderId: 'first-buy' });
+    expect(Number(fill?.priceUsd) + (fill?.feeUsd ?? 0)).toBeLessThanOrEqual(Number(limitPriceUsd));
+  });
+
+  it('a sell limit 10 bps under the quote fills on an option whose fee is large; 10 bps over it does not', async () => {
+    const v = venue();
+    const sell = async (clientOrderId: string, factor: number) => {
+      const q = await v.quoteHedge({ instrument: put3000, side: 'sell', sizeBase: '1' });
+      expect(q.feeUsd / q.expectedPriceUsd).toBeGreaterThan(0.01);
+      const limitPriceUsd = (q.expectedPriceUsd * factor).toFixed(6);
+      const o = await v
+        .placeOrder({
+          clientOrderId,
+          instrument: put3000,
+          side: 'sell',
+          orderType: 'limit',
+          sizeBase: '1',
+          limitPriceUsd,
+        })
+        .catch((e: unknown) => e);
+      return { q, o, limitPriceUsd };
+    };
+    const over = await sell('fee-sell-over', 1.001);
+    expect(over.o).toBeInstanceOf(AcceptablePriceError);
+    const ok = await sell('fee-sell', 0.999);
+    expect((ok.o as { status?: string }).status).toBe('filled');
+    const [fill] = await v.fetchFills({ clientOrderId: 'fee-sell' });
+    expect(Number(fill?.priceUsd)).toBeCloseTo(ok.q.expectedPriceUsd, 9);
+    expect(Number(fill?.priceUsd)).toBeGreaterThanOrEqual(Number(ok.limitPriceUsd));
+    expect(fill?.feeUsd).toBeCloseTo(ok.q.feeUsd, 9);
+  });
+
+  it("decodes the pricer's trade-limit reverts (TradingCutoffReached, TradeDeltaOutOfRange) as orders not to repeat", async () => {
+    const v = venue();
+    const call4000 = call3500.replace(':3500:C', ':4000:C');
+    const buy = (clientOrderId: string, instrument: string) =>
+      v.placeOrder({ clientOrderId, instrument, side: 'buy', orderType: 'market', sizeBase: '1' });
+    const refusal = async (p: Promise<unknown>) => {
+      const err = await p.catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidOrderError);
+      expect((err as InvalidOrderError).retryable).toBe(false);
+      expect((err as InvalidOrderError).outcome).toBe('not-sent');
+      return err as InvalidOrderError;
+    };
+    // The board expires in about 30 days; a 31-day cutoff puts it past its trading cutoff.
+    await fx.setTradeLimits('ETH', { tradingCutoffSec: 31 * 86_400, minDelta: 0 });
+    const market = fx.params.markets[0]!.optionMarket;
+    const cutoffQuote = await refusal(v.quoteHedge({ instrument: call3500, side: 'buy', sizeBase: '1' }));
+    expect(cutoffQuote.details?.errorName).toBe('TradingCutoffReached');
+    const cutoff = await refusal(buy('cutoff-1', call3500));
+    expect(cutoff.message).toMatch(
+      new RegExp(
+        `reverted: TradingCutoffReached\\(${market}, ${31 * 86_400}, ${(instrumentMeta(call3500).expiryMs ?? 0) / 1000}, [0-9]+\\)`,
+        'i',
+      ),
+    );
+    expect(await v.getOrderByClientId('cutoff-1')).toBeNull();
+    // Call deltas within [0.3, 0.7] only: the 4000 call (delta ≈ 0.27) is refused, the 3500 one trades.
+    await fx.setTradeLimits('ETH', { tradingCutoffSec: 0, minDelta: 0.3 });
+    const [g] = await v.fetchGreeks([call4000]);
+    const delta = await refusal(buy('delta-1', call4000));
+    expect(delta.details?.errorName).toBe('TradeDeltaOutOfRange');
+    expect(delta.details?.args).toEqual([
+      getAddress(market),
+      (BigInt(Math.round((g?.greeks.delta ?? Number.NaN) * 1e6)) * 10n ** 12n).toString(),
+      (3n * 10n ** 17n).toString(),
+      (7n * 10n ** 17n).toString(),
+    ]);
+    expect((await buy('delta-2', call3500)).status).toBe('filled');
+  });
+
   it('after a restart with a pending trade: the mapping is read from disk, new trades wait, the pending one is cancelled by nonce', async () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-lyra-')), 'orders.json');
     const v1 = venue({ store: new JsonFileOrderStore(file) });
@@ -407,7 +544,7 @@ describe('lyra adapter specifics', () => {
   });
 
   it('spend cap: concurrent buys cannot pass it together, and a restart still counts the day', async () => {
-    // A limit buy pulls at most limit × size: 400 per call bought, against a cap of 700 a day.
+    // A limit buy pulls at most limit × size plus its fee: 401.75 per call bought, against a cap of 700 a day.
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-lyra-')), 'orders.json');
     const v1 = venue({ store: new JsonFileOrderStore(file), spendCapPerDay: '700' });
     const buy = (v: LyraVenue, cid: string, sizeBase: string) =>
