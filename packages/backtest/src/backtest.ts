@@ -221,6 +221,7 @@ export interface SingleOptionInput {
   vol: number;
   /** Real-world drift, decimal per year. @defaultValue 0 */
   drift?: number;
+  /** Risk-free rate, decimal; also the hedge perp's funding, so the hedge carries like financed stock. @defaultValue 0 */
   rate?: number;
   paths: number;
   seed: number;
@@ -304,7 +305,9 @@ export function planSingleOption(input: SingleOptionInput): BacktestPlan {
           gasMinUsd: input.gasUsd ?? 0,
           gasMaxUsd: input.gasUsd ?? 0,
           priorityFeeUsd: 0,
-          fundingRatePerHour: 0,
+          // The textbook hedges with the underlying bought on cash borrowed at the rate. The engine's
+          // hedge is a perp (no notional financed), so its funding is the rate: the same carry.
+          fundingRatePerHour: (input.rate ?? 0) / (DAYS_PER_YEAR * 24),
         },
       ],
       unwindAtEnd: true,

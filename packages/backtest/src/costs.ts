@@ -170,6 +170,95 @@ export function cheapestVenue(
   return best;
 }
 
+/** All-in cost of trading `addUsd` more on a venue that already trades `plannedUsd` in the same order, USD. */
+function marginalCostUsd(v: EngineVenue, gasUsd: number, plannedUsd: number, addUsd: number): number {
+  const linear = (v.feeFraction + v.halfSpreadFraction) * addUsd;
+  const impact = v.impactFractionPerUsd * ((plannedUsd + addUsd) ** 2 - plannedUsd ** 2);
+  // One order per venue: gas is paid by the first size planned on it.
+  return linear + impact + (plannedUsd > 0 ? 0 : gasUsd);
+}
+
+/** One leg of a trade routed by {@link routeCheapest}: venue index and signed size, underlying units. */
+export interface CheapestLeg {
+  venueIndex: number;
+  sizeBase: number;
+}
+
+/**
+ * Routes a hedge trade without the live router (`routing: cheapest`). The trade first reduces positions
+ * of the opposite sign held on venues, cheapest per unit first, each at most to zero; only what is
+ * left opens exposure, on the venue where it costs least (a venue already in the trade crosses through
+ * zero in the same order, without a second gas). Opening on one venue against a position held on
+ * another would leave a pair with no net delta that pays funding on both legs, ties up margin on both
+ * and must be closed twice; with costs that do not change, reducing now costs no more than opening now
+ * and closing both later. Without opposite positions this is one leg on {@link cheapestVenue}.
+ * Deterministic: ties go to the lower venue index.
+ */
+export function routeCheapest(
+  venues: readonly EngineVenue[],
+  gas: readonly GasCurve[],
+  positions: Float64Array,
+  deltaBase: number,
+  spotUsd: number,
+  ms: number,
+): CheapestLeg[] {
+  if (!(Number.isFinite(deltaBase) && deltaBase !== 0))
+    throw new BacktestInputError(`hedge trade must be a finite non-zero size, got ${deltaBase}`);
+  if (!(Number.isFinite(spotUsd) && spotUsd > 0))
+    throw new BacktestInputError(`spot must be a finite positive price, got ${spotUsd}`);
+  const sign = deltaBase > 0 ? 1 : -1;
+  /** Size planned per venue in this trade, underlying units, unsigned. */
+  const planned = new Float64Array(venues.length);
+  /** Venues in the order they were planned: the legs' order. */
+  const order: number[] = [];
+  let left = Math.abs(deltaBase);
+  while (left > 0) {
+    let best = -1;
+    let bestTake = 0;
+    let bestPerUnit = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < venues.length; i++) {
+      const v = venues[i] as EngineVenue;
+      const pos = positions[i] as number;
+      if (v.hedges === false || pos * sign >= 0) continue;
+      const take = Math.min(left, Math.abs(pos) - (planned[i] as number));
+      if (!(take > 0)) continue;
+      const perUnit = marginalCostUsd(v, (gas[i] as GasCurve)(ms), 0, take * spotUsd) / take;
+      if (perUnit < bestPerUnit) {
+        bestPerUnit = perUnit;
+        best = i;
+        bestTake = take;
+      }
+    }
+    if (best < 0) break;
+    planned[best] = bestTake;
+    order.push(best);
+    left -= bestTake;
+  }
+  if (order.length === 0)
+    return [{ venueIndex: cheapestVenue(venues, gas, deltaBase * spotUsd, ms), sizeBase: deltaBase }];
+  if (left > 0) {
+    let best = 0;
+    let bestCost = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < venues.length; i++) {
+      const v = venues[i] as EngineVenue;
+      if (v.hedges === false) continue;
+      const c = marginalCostUsd(
+        v,
+        (gas[i] as GasCurve)(ms),
+        (planned[i] as number) * spotUsd,
+        left * spotUsd,
+      );
+      if (c < bestCost) {
+        bestCost = c;
+        best = i;
+      }
+    }
+    if (planned[best] === 0) order.push(best);
+    planned[best] = (planned[best] as number) + left;
+  }
+  return order.map((i) => ({ venueIndex: i, sizeBase: sign * (planned[i] as number) }));
+}
+
 /** One leg of a routed hedge: which venue, signed size (underlying units), the transfer it waits for. */
 export interface RoutedLeg {
   venueIndex: number;

@@ -167,9 +167,10 @@ policies: { none: { kind: band, bandDelta: 1000 } }
 
 describe('unwind at the end', () => {
   it('closes every venue that holds a position, also when the venues net to zero', async () => {
-    // Short 10 deep in-the-money calls (delta −10) expiring after one day. Cheapest routing sends the
+    // Short 10 deep in-the-money calls (delta −10) expiring after one day. The live router sends the
     // +10 hedge at spot 100 to the fee-only venue (1 USD vs 50 USD gas) and the −10 close at spot
-    // 100,000 (after expiry) to the gas-only one (50 USD vs 1,000 USD fee): +10 and −10, net exactly 0.
+    // 100,000 (after expiry) to the gas-only one (50 USD gas plus its 5 bps penalty for opening, 500 USD,
+    // vs a 1,000 USD fee for reducing): +10 and −10, net exactly 0. (Cheapest routing reduces instead.)
     const plan = planFromFile(
       parseBacktestFile(`
 version: 1
@@ -180,7 +181,7 @@ horizonDays: 2
 stepHours: 24
 paths: 2
 riskAversion: 0.0001
-routing: cheapest
+routing: live
 venues:
   - { id: gas-only, chain: offchain, feeBps: 0, gasUsd: 50 }
   - { id: fee-only, chain: offchain, feeBps: 10 }

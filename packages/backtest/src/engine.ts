@@ -12,13 +12,13 @@ import {
 import {
   assertMarginSettings,
   COLLATERAL_ASSET,
-  cheapestVenue,
   collateralModelled,
   type EngineVenue,
   type GasCurve,
   gasCurves,
   liquidationPenaltyFraction,
   maintenanceMarginFraction,
+  routeCheapest,
   routeLive,
   tradeCost,
 } from './costs.ts';
@@ -74,7 +74,10 @@ export interface EngineJob {
   underlying: string;
   /** `strategy`: the live HedgeStrategy class; `kernel`: the fast equivalent; `auto`: kernel when it supports the policy. */
   decisions: DecisionMode | 'auto';
-  /** `live`: every trade goes through the live router (split across venues); `cheapest`: one venue, lowest all-in cost (fast). */
+  /**
+   * `live`: every trade goes through the live router (split across venues); `cheapest` (fast): a trade
+   * first reduces opposite positions on any venue, the rest goes to the venue with the lowest all-in cost.
+   */
   routing: 'live' | 'cheapest';
 }
 
@@ -362,10 +365,15 @@ async function simulateOne(
   let liquidations = 0;
   let liquidationUsd = 0;
 
+  /**
+   * A perp trade moves no notional: only its costs leave cash. The position's P&L settles into cash
+   * step by step (below), as variation margin, so cash never holds a notional that would earn or pay
+   * the risk-free rate on top of the funding that already prices the perp's carry.
+   */
   const fill = (vi: number, q: number, ms: number, step: number, afterTransfer?: string): void => {
     const notional = q * spot;
     const c = tradeCost(venues[vi] as EngineVenue, notional, (gas[vi] as GasCurve)(ms));
-    cash -= notional + c.feeUsd + c.slippageUsd + c.gasUsd;
+    cash -= c.feeUsd + c.slippageUsd + c.gasUsd;
     if (col) col.balanceUsd[vi] = (col.balanceUsd[vi] as number) - c.feeUsd - c.slippageUsd;
     fees += c.feeUsd;
     slip += c.slippageUsd;
@@ -385,7 +393,8 @@ async function simulateOne(
   };
   const trade = async (q: number, ms: number, step: number): Promise<void> => {
     if (job.routing !== 'live') {
-      fill(cheapestVenue(venues, gas, q * spot, ms), q, ms, step);
+      for (const leg of routeCheapest(venues, gas, hedgeByVenue, q, spot, ms))
+        fill(leg.venueIndex, leg.sizeBase, ms, step);
       decider.recordExecution(Math.abs(q * spot), ms);
       return;
     }
@@ -487,7 +496,8 @@ async function simulateOne(
       const venue = venues[v] as EngineVenue;
       const slippageUsd = tradeCost(venue, notional, 0).slippageUsd;
       const penaltyUsd = absNotional * (c.penaltyFraction[v] as number);
-      cash += notional - slippageUsd - penaltyUsd;
+      // The close moves no notional (the position's P&L has settled every step): only its costs.
+      cash -= slippageUsd + penaltyUsd;
       c.balanceUsd[v] = equityUsd - slippageUsd - penaltyUsd;
       slip += slippageUsd;
       liquidationUsd += penaltyUsd;
@@ -550,17 +560,20 @@ async function simulateOne(
     const spot1 = spots[k + 1] as number;
     const vol1 = vols[k + 1] as number;
     const dS = spot1 - spot;
+    // Interest on the cash the book actually holds: premiums, payoffs, costs, settled perp P&L, funding.
     const interest = cash * (growth - 1);
     let carry = 0;
+    let perpUsd = 0;
     for (let v = 0; v < venues.length; v++) {
       const pos = hedgeByVenue[v] as number;
       if (pos === 0) continue;
       const venueCarry = -pos * spot * (venues[v] as EngineVenue).fundingRatePerHour * dtHours;
       carry += venueCarry;
+      perpUsd += pos * dS;
       // Perp P&L and funding settle into the venue's margin account.
       if (col) col.balanceUsd[v] = (col.balanceUsd[v] as number) + pos * dS + venueCarry;
     }
-    cash += interest + carry;
+    cash += interest + carry + perpUsd;
     funding += interest + carry;
 
     const delta = book.delta[k] as number;
@@ -587,16 +600,15 @@ async function simulateOne(
   if (job.unwindAtEnd) {
     // Close on the venues that hold the hedge; each leg pays its own venue's costs. Per venue, not on
     // the net: +10 on one venue and −10 on another net to zero but are two positions to close.
-    // Closing drives the net to zero up to float residue, hence the reset.
     const ms = job.steps * stepMs;
     for (let v = 0; v < venues.length; v++) {
       const q = -(hedgeByVenue[v] as number);
       if (q === 0) continue;
       fill(v, q, ms, job.steps);
     }
-    hedge = 0;
   }
-  const pnl = cash + hedge * spot + (book.valueUsd[job.steps] as number);
+  // The hedge's P&L is in cash already (settled every step), whether or not it was closed.
+  const pnl = cash + (book.valueUsd[job.steps] as number);
   if (!Number.isFinite(pnl)) throw new NumericError(`P&L of path ${pathIndex}`, pnl);
   const put = (f: PathField, x: number): void => {
     data[F[f] * count + row] = x;

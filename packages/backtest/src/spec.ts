@@ -152,7 +152,8 @@ export const BacktestFile = z
     decisions: z.enum(['auto', 'strategy', 'kernel']).default('auto'),
     /**
      * `live` (default): each trade goes through the live router (@xhedge/routing), which may split it
-     * across venues; `cheapest`: the single venue with the lowest all-in cost (much faster).
+     * across venues; `cheapest` (much faster): a trade first reduces positions of the opposite sign on
+     * any venue, and what is left goes to the single venue with the lowest all-in cost.
      */
     routing: z.enum(['live', 'cheapest']).default('live'),
     /** Close the hedge at the end of the horizon (and pay for it). Default true. */
