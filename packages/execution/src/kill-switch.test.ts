@@ -674,6 +674,44 @@ describe('kill switch: the cancel claim is a lease', () => {
     }
   }, 30_000);
 
+  it('a claim of an older release (no run| prefix, set for an hour) counts as lapsed after a lease: a rolling deploy', async () => {
+    const cid = await workingInLedger(env, 6, 'po');
+    const scope = 'venue:po' as const;
+    const e = await env.killSwitch.engage(scope, { actor: 'risk-owner:test', reason: 'deploy drill' });
+    const claimKey = keysFor(env.prefix).killCancelLock(e.eventId, 'po');
+    const legacyKey = keysFor(env.prefix).killCancelLock(`${e.eventId}-legacy`, 'po');
+    try {
+      // an old process claimed the venue (its id alone, for an hour) and died mid-pass, or finished
+      await env.cmd.set(claimKey, 'worker:old', 'PX', 3_600_000);
+      const other = new KillSwitch({ redis: env.cmd, prefix: env.prefix, cancelLeaseMs: leaseMs });
+      // within its first lease it may be a live pass: left alone
+      expect(await other.claimCancel(e.eventId, 'po', 'worker:other')).toBe('running');
+      expect(await env.cmd.get(claimKey)).toBe('worker:old');
+      // a new process hears the engagement: it looks again after a lease and takes the pass over
+      const { venue, cancels } = venueWithCancels('po');
+      const live = await processOn('po', venue);
+      await announce(scope, e.eventId);
+      const [done] = await until(async () => {
+        const p = await passes(scope, e.eventId);
+        return p.length > 0 ? p : undefined;
+      }, 5_000);
+      expect(done?.actor).toBe(live.pool.workerId);
+      expect(cancels).toEqual([cid]);
+      expect(await env.cmd.get(claimKey)).toBe(`done|${live.pool.workerId}`);
+      // the old process's give-back (compare-and-delete on its id) leaves the new claim alone
+      expect(await other.giveBackCancel(e.eventId, 'po', 'worker:old')).toBe(false);
+      // the oldest format ('1') alike: taken once older than a lease, as a lease of our own
+      await env.cmd.set(legacyKey, '1', 'PX', 3_600_000);
+      await sleep(2 * leaseMs);
+      expect(await other.claimCancel(`${e.eventId}-legacy`, 'po', 'worker:other')).toBe('taken');
+      expect(await env.cmd.get(legacyKey)).toBe('run|worker:other');
+      expect(await env.cmd.pttl(legacyKey)).toBeLessThanOrEqual(leaseMs);
+    } finally {
+      await env.cmd.del(legacyKey);
+      await env.killSwitch.release(scope, { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+
   it('a switch engaged while no process ran: a pool that starts makes the cancel pass', async () => {
     const cid = await workingInLedger(env, 4, 'ps');
     const scope = 'venue:ps' as const;
@@ -760,6 +798,137 @@ describe('kill switch: a cancel pass is retried for as long as a venue may refus
     } finally {
       env.paper.cancelOrder = real;
       await env.killSwitch.release('global', { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+});
+
+// A pool's close must not shut its Redis and ledger under a cancel pass (the start-up one, or one an
+// announcement started) and leave that pass's claim standing for a lease: it lets the pass finish, or
+// aborts it and gives the claim back at once; nothing rejects unhandled after it.
+describe('kill switch: the pool closes after its cancel passes', () => {
+  let env: Env;
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  beforeAll(async () => {
+    env = await makeEnv();
+    process.on('unhandledRejection', onUnhandled);
+  });
+  afterAll(async () => {
+    process.off('unhandledRejection', onUnhandled);
+    await env?.close();
+  });
+
+  /**
+   * A pool of its own on venue `id`, whose kill switch (own Redis client, lease `leaseMs`) and
+   * subscriber are closed right after the pool, as a process shutting down does. Cancels answer
+   * `cancelled` after `cancelMs`, or never (`'never'`).
+   */
+  const poolOn = async (id: string, o: { cancelMs: number | 'never'; leaseMs: number }) => {
+    const venue = slowKeeperVenue(id);
+    const cancels: string[] = [];
+    venue.cancelOrder = (cid) => {
+      cancels.push(cid);
+      if (o.cancelMs === 'never') return new Promise<Order>(() => {});
+      const ms = o.cancelMs;
+      return new Promise((r) =>
+        setTimeout(() => r({ clientOrderId: cid, status: 'cancelled' } as Order), ms),
+      );
+    };
+    const ksRedis = env.redis.client();
+    const killSwitch = new KillSwitch({
+      redis: ksRedis,
+      prefix: env.prefix,
+      ledger: env.ledger,
+      cancelLeaseMs: o.leaseMs,
+    });
+    const subscriber = env.redis.client();
+    const pool = await startWorkers({
+      connection: env.redis.options,
+      queuePrefix: env.prefix,
+      venues: new Map([[id, venue]]),
+      ledger: env.ledger,
+      controls: env.controls,
+      breakers: env.breakers,
+      killSwitch,
+      subscriber,
+      killCancelRetryMs: 100,
+    });
+    return {
+      pool,
+      cancels,
+      /** Closes the pool, then its connections; resolves with how long the pool's close took, ms. */
+      async close(force = false) {
+        const t0 = performance.now();
+        await pool.close(force);
+        const ms = performance.now() - t0;
+        ksRedis.disconnect();
+        subscriber.disconnect();
+        await venue.close?.();
+        return ms;
+      },
+    };
+  };
+  const claimOf = (eventId: string, venue: string) =>
+    env.cmd.get(keysFor(env.prefix).killCancelLock(eventId, venue));
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('a graceful close right after start lets the start-up pass finish: the claim is done, not left running', async () => {
+    const cid = await workingInLedger(env, 1, 'pa');
+    const scope = 'venue:pa' as const;
+    const e = await env.killSwitch.engage(scope, { actor: 'risk-owner:test', reason: 'close drill' });
+    try {
+      const p = await poolOn('pa', { cancelMs: 300, leaseMs: 5_000 });
+      const took = await p.close();
+      expect(await claimOf(e.eventId, 'pa')).toBe(`done|${p.pool.workerId}`);
+      expect(p.cancels).toEqual([cid]);
+      expect(await cancelPassesOf(env, scope, e.eventId, 'pa')).toHaveLength(1);
+      expect(took).toBeLessThan(5_000);
+      await sleep(300);
+      expect(unhandled).toEqual([]);
+    } finally {
+      await env.killSwitch.release(scope, { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+
+  it('a graceful close waits a lease at most: a pass stuck at the venue is aborted and gives its claim back', async () => {
+    await workingInLedger(env, 2, 'pb');
+    const scope = 'venue:pb' as const;
+    const e = await env.killSwitch.engage(scope, { actor: 'risk-owner:test', reason: 'stuck close drill' });
+    try {
+      const p = await poolOn('pb', { cancelMs: 'never', leaseMs: 400 });
+      await until(async () => p.cancels.length > 0, 5_000, 10);
+      const took = await p.close();
+      expect(took).toBeGreaterThanOrEqual(300);
+      expect(took).toBeLessThan(2_000);
+      // given back: another process takes the pass over now, not a lease later
+      expect(await claimOf(e.eventId, 'pb')).toBeNull();
+      await sleep(300);
+      expect(await claimOf(e.eventId, 'pb')).toBeNull();
+      expect(p.cancels).toHaveLength(1);
+      expect(unhandled).toEqual([]);
+    } finally {
+      await env.killSwitch.release(scope, { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+
+  it('a forced close aborts the pass an announcement started and gives its claim back at once', async () => {
+    await workingInLedger(env, 3, 'pc');
+    const scope = 'venue:pc' as const;
+    const p = await poolOn('pc', { cancelMs: 'never', leaseMs: 10_000 });
+    const e = await env.killSwitch.engage(scope, { actor: 'risk-owner:test', reason: 'forced close drill' });
+    try {
+      await until(async () => p.cancels.length > 0, 5_000, 10);
+      expect(await claimOf(e.eventId, 'pc')).toBe(`run|${p.pool.workerId}`);
+      const took = await p.close(true);
+      expect(took).toBeLessThan(1_000);
+      expect(await claimOf(e.eventId, 'pc')).toBeNull();
+      const other = new KillSwitch({ redis: env.cmd, prefix: env.prefix });
+      expect(await other.claimCancel(e.eventId, 'pc', 'worker:other')).toBe('taken');
+      await sleep(300);
+      expect(p.cancels).toHaveLength(1);
+      expect(unhandled).toEqual([]);
+    } finally {
+      await env.killSwitch.release(scope, { actor: 'risk-owner:test', reason: 'drill over' });
     }
   }, 30_000);
 });

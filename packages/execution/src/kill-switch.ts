@@ -46,13 +46,22 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`;
 
 /**
- * Takes a cancel claim as a lease (KEYS[1]; ARGV the running value, lease ms), or says why not: `done`
- * when the value is a finished pass's, `running` when a pass holds it (see `claimCancel`).
+ * Takes a cancel claim as a lease (KEYS[1]; ARGV the running value, lease ms, the legacy claim's ms),
+ * or says why not: `done` when the value is a finished pass's, `running` when a pass holds it (see
+ * `claimCancel`). A legacy claim (neither `run|` nor `done|`) older than a lease is taken over: its
+ * age is its PTTL's distance from the hour it was set for.
  */
 const CLAIM_CANCEL = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'taken' end
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, 5) == 'done|' then return 'done' end
+if v and string.sub(v, 1, 4) ~= 'run|' then
+  local left = redis.call('PTTL', KEYS[1])
+  if left >= 0 and tonumber(ARGV[3]) - left > tonumber(ARGV[2]) then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return 'taken'
+  end
+end
 return 'running'`;
 
 /** Extends a lease only while it still holds the given value (KEYS[1]; ARGV value, lease ms). */
@@ -85,6 +94,12 @@ const KILL_CANCEL_LEASE_MS = 30_000;
  * cancelled already, or cancels what was sent since: harmless either way.
  */
 const KILL_CANCEL_DONE_MS = 3_600_000;
+/**
+ * How long releases before the lease set their cancel claim for, ms: their claim (the claimant's id
+ * alone, or `1`; never renewed) stood for both a running and a finished pass. During a rolling deploy
+ * such a claim older than a lease counts as lapsed (see `claimCancel`).
+ */
+const LEGACY_CANCEL_CLAIM_MS = 3_600_000;
 
 /** What `claimCancel` found: the claim is ours now, a pass holds it, or a pass finished. */
 export type CancelClaim = 'taken' | 'running' | 'done';
@@ -362,13 +377,20 @@ export class KillSwitch {
    * renewed and lapses after the lease, so the next attempt (another process's retry, the announcement
    * heard again) takes it: the venue's working orders wait a lease for their cancels, not an hour. `by`
    * names the claimant, so only it renews, finishes or gives back the claim.
+   *
+   * A claim written by a release before the lease (during a rolling deploy: the claimant's id alone,
+   * set for an hour and never renewed, kept as the marker of a finished pass too) reads as `running`
+   * for its first lease and is taken over after it: its pass either finished (this pass then finds
+   * nothing left to cancel, as a replay after a lapsed done marker) or still runs (a cancel sent twice
+   * does no harm, see the worker's `#underClaim`); neither is worth the venue's orders waiting an hour.
+   * That process cannot give back, nor overwrite, the claim then taken (its give-back compares its id).
    */
   async claimCancel(eventId: string, venue: string, by = 'anonymous'): Promise<CancelClaim> {
     const res = await evalScript(
       this.#redis,
       CLAIM_CANCEL,
       [this.#keys.killCancelLock(eventId, venue)],
-      [runningClaim(by), this.cancelLeaseMs],
+      [runningClaim(by), this.cancelLeaseMs, LEGACY_CANCEL_CLAIM_MS],
     );
     if (res === 'taken' || res === 'running' || res === 'done') return res;
     throw new Error(`kill-switch claimCancel: unexpected script reply ${JSON.stringify(res)}`);

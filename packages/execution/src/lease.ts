@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { XhedgeError } from '@xhedge/core';
 import type { Redis } from 'ioredis';
 import { keysFor } from './keys.ts';
+import { within } from './within.ts';
 
 // SET NX PX, then a fresh fencing token above both the counter and the floor (the ledger's highest
 // accepted token, so a Redis that lost its data cannot hand out a token the ledger would refuse).
@@ -59,6 +60,12 @@ export class LeaderLease {
   #token: number | undefined;
   #timer: NodeJS.Timeout | undefined;
   #onChange: ((leader: boolean, token: number | undefined) => void) | undefined;
+  /** Bumped by every `stop`: a step that began before it neither sets leadership nor keeps a key it took. */
+  #epoch = 0;
+  /** Bumped by every `start` and `stop`: the loop of an earlier start schedules nothing more. */
+  #loops = 0;
+  /** Steps whose Redis call is under way (`stop` waits for them, see there). */
+  readonly #steps = new Set<Promise<unknown>>();
 
   constructor(o: LeaderLeaseOptions) {
     const k = keysFor(o.prefix);
@@ -83,43 +90,81 @@ export class LeaderLease {
     return `${this.holderId}|${token}`;
   }
 
-  /** One acquisition or renewal step. @returns the token while leader, undefined otherwise. */
+  /**
+   * One acquisition or renewal step. A `stop` that lands while it runs wins: the step then leaves
+   * leadership alone and gives back a lease it has just taken (see `stop`).
+   * @returns the token while leader, undefined otherwise.
+   */
   async tick(): Promise<number | undefined> {
+    const epoch = this.#epoch;
     const before = this.#token;
+    let floor = 0;
+    if (before === undefined) {
+      try {
+        floor = await this.#floor();
+      } catch {
+        // the floor cannot be read (ledger down): a token handed out now might be refused, or worse
+        return undefined;
+      }
+      // stopped while the floor was read: no acquisition at all
+      if (epoch !== this.#epoch) return undefined;
+    }
+    const step = this.#step(epoch, before, floor);
+    this.#steps.add(step);
+    void step.finally(() => this.#steps.delete(step));
+    return step;
+  }
+
+  /** The Redis half of `tick` (tracked in `#steps` for `stop`); never throws. */
+  async #step(epoch: number, before: number | undefined, floor: number): Promise<number | undefined> {
+    let after = before;
     try {
-      if (this.#token !== undefined) {
-        const ok = await this.#redis.eval(RENEW, 1, this.#key, this.#value(this.#token), this.#ttlMs);
-        if (ok !== 1) this.#token = undefined;
+      if (before !== undefined) {
+        const ok = await this.#redis.eval(RENEW, 1, this.#key, this.#value(before), this.#ttlMs);
+        if (ok !== 1) after = undefined;
       } else {
         const t = Number(
-          await this.#redis.eval(
-            ACQUIRE,
-            2,
-            this.#key,
-            this.#tokenKey,
-            this.holderId,
-            this.#ttlMs,
-            await this.#floor(),
-          ),
+          await this.#redis.eval(ACQUIRE, 2, this.#key, this.#tokenKey, this.holderId, this.#ttlMs, floor),
         );
-        if (t > 0) this.#token = t;
+        if (t > 0) after = t;
       }
     } catch {
       // Redis unreachable: we cannot prove the lease, so we are not the leader.
-      this.#token = undefined;
+      after = undefined;
     }
-    if (before !== this.#token) this.#onChange?.(this.#token !== undefined, this.#token);
-    return this.#token;
+    if (epoch !== this.#epoch) {
+      // stopped while the call was in flight: stop() dropped the token it knew; one this step has just
+      // taken is given back here, so a standby need not wait a TTL for it
+      if (after !== undefined && after !== before) await this.#release(after);
+      return undefined;
+    }
+    // another step (a manual tick beside the loop) changed the token meanwhile: this one's answer is
+    // about a token no longer held, so it changes nothing
+    if (this.#token !== before) return this.#token;
+    this.#token = after;
+    if (before !== after) this.#onChange?.(after !== undefined, after);
+    return after;
   }
 
-  /** Keeps acquiring/renewing in the background; `onChange` sees every gain and loss. */
+  /** Deletes the lease if it still holds `token` of ours (compare-and-delete); never throws. */
+  async #release(token: number): Promise<void> {
+    await this.#redis.eval(RELEASE, 1, this.#key, this.#value(token)).catch(() => {});
+  }
+
+  /**
+   * Keeps acquiring/renewing in the background; `onChange` sees every gain and loss. A second start
+   * replaces the loop of the first (never two loops).
+   */
   start(onChange?: (leader: boolean, token: number | undefined) => void): void {
     this.#onChange = onChange;
-    const loop = async () => {
+    if (this.#timer) clearTimeout(this.#timer);
+    const loop = ++this.#loops;
+    const step = async () => {
       await this.tick();
-      if (this.#timer !== undefined) this.#timer = setTimeout(loop, this.#renewEveryMs);
+      // a stop, or a later start, since this step began: that loop is over
+      if (loop === this.#loops) this.#timer = setTimeout(step, this.#renewEveryMs);
     };
-    this.#timer = setTimeout(loop, 0);
+    this.#timer = setTimeout(step, 0);
   }
 
   /** Checks in Redis, now, that this process still holds the lease; returns the token. */
@@ -134,12 +179,21 @@ export class LeaderLease {
     return t;
   }
 
-  /** Stops renewing and releases the lease if held (a clean handover, no TTL wait). */
+  /**
+   * Stops renewing and releases the lease if held (a clean handover, no TTL wait). A step under way
+   * is superseded: it sets no token, and gives back a lease its acquisition has just taken. Its Redis
+   * call is waited for, at most a TTL (past that, a lease it took would have lapsed by itself; should
+   * the call still land later, the step gives that lease back then), so that once this resolves this
+   * process is not the leader, holds no token, runs no timer, and the key is free for a standby.
+   */
   async stop(): Promise<void> {
+    this.#epoch++;
+    this.#loops++;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
     const t = this.#token;
     this.#token = undefined;
-    if (t !== undefined) await this.#redis.eval(RELEASE, 1, this.#key, this.#value(t)).catch(() => {});
+    if (this.#steps.size > 0) await within(Promise.all(this.#steps), this.#ttlMs, () => {});
+    if (t !== undefined) await this.#release(t);
   }
 }

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LeaderLease } from './lease.ts';
 import { Orchestrator, TickOverrunError } from './orchestrator.ts';
 import type { ExecutionService } from './service.ts';
-import { testRedis } from './test-env.ts';
+import { heldAcquire, testRedis } from './test-env.ts';
 
 describe('orchestrator', () => {
   let redis: Awaited<ReturnType<typeof testRedis>>;
@@ -165,6 +165,86 @@ describe('orchestrator', () => {
       await a.stop();
       expect(performance.now() - t0).toBeLessThan(2000);
       expect(await cmd.get(`${prefix}:lease:orchestrator`)).toBeNull();
+    } finally {
+      unhang();
+      await a.stop();
+      await b.stop();
+      cmd.disconnect();
+    }
+  });
+
+  it('a step-down while the lease re-acquisition is in flight: the key is given back at once, not held a TTL', async () => {
+    const cmd = redis.client();
+    const prefix = `xhorch${randomBytes(3).toString('hex')}`;
+    const key = `${prefix}:lease:orchestrator`;
+    const held = heldAcquire(cmd);
+    // a long TTL: a standby made to wait for it would be seen
+    const leaseA = new LeaderLease({
+      redis: held.redis,
+      prefix,
+      name: 'orchestrator',
+      holderId: 'a',
+      ttlMs: 5_000,
+      renewEveryMs: 30,
+    });
+    const leaseB = new LeaderLease({
+      redis: cmd,
+      prefix,
+      name: 'orchestrator',
+      holderId: 'b',
+      ttlMs: 5_000,
+      renewEveryMs: 30,
+    });
+    let unhang: () => void = () => {};
+    let overran = false;
+    let ticksA = 0;
+    let ticksB = 0;
+    const a = new Orchestrator({
+      lease: leaseA,
+      service: {} as ExecutionService,
+      intervalMs: 10,
+      tickTimeoutMs: 300,
+      plan: async () => {
+        ticksA++;
+        await new Promise<void>((r) => {
+          unhang = r;
+        });
+        return [];
+      },
+      onError: (e) => {
+        if (e instanceof TickOverrunError) overran = true;
+      },
+    });
+    const b = new Orchestrator({
+      lease: leaseB,
+      service: {} as ExecutionService,
+      intervalMs: 10,
+      plan: async () => {
+        ticksB++;
+        return [];
+      },
+    });
+    const until = async (what: () => boolean, ms: number) => {
+      for (let i = 0; i < ms / 10 && !what(); i++) await new Promise((r) => setTimeout(r, 10));
+      return what();
+    };
+    try {
+      a.start();
+      expect(await until(() => ticksA === 1, 2000)).toBe(true);
+      // while the tick hangs, a's lease lapses (a stall): its renewal fails and it campaigns again; the
+      // re-acquisition lands in Redis, its answer is still on the way when the watchdog steps a down
+      held.arm();
+      await cmd.del(key);
+      await held.sent;
+      expect(await until(() => overran, 2000)).toBe(true);
+      await new Promise((r) => setTimeout(r, 20));
+      held.reply.open();
+      b.start();
+      // the standby takes over at once, not a TTL later
+      expect(await until(() => ticksB > 0, 1500)).toBe(true);
+      expect(leaseA.isLeader).toBe(false);
+      expect(await cmd.get(key)).toMatch(/^b\|/);
+      expect(ticksA).toBe(1);
     } finally {
       unhang();
       await a.stop();

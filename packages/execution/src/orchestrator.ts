@@ -135,8 +135,9 @@ export class Orchestrator {
 
   /**
    * Stops planning: no new tick starts, the tick under way finishes (so the connections it uses are
-   * not closed under it), then the lease is released for a standby. A hung tick is waited for only
-   * until its watchdog deadline (`tickTimeoutMs`), so a shutdown does not hang with it.
+   * not closed under it), then the lease is released for a standby (also one a lease step in flight
+   * is taking, see `LeaderLease.stop`). A hung tick is waited for only until its watchdog deadline
+   * (`tickTimeoutMs`), so a shutdown does not hang with it.
    */
   async stop(): Promise<void> {
     this.#running = false;

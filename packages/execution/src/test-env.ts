@@ -213,3 +213,49 @@ export async function until<T>(
     await new Promise((r) => setTimeout(r, stepMs));
   }
 }
+
+/** A gate: `wait()` resolves once `open()` was called. */
+export function gate(): { open(): void; wait(): Promise<void> } {
+  let open: () => void = () => {};
+  const opened = new Promise<void>((r) => {
+    open = r;
+  });
+  return { open, wait: () => opened };
+}
+
+/**
+ * The real client, for a `LeaderLease`: once `arm()` was called, its next acquisition (the ACQUIRE
+ * script) runs in Redis at once but its answer reaches the lease only after `reply.open()`, an
+ * acquisition in flight for as long as the test likes. `sent` resolves when that call went out.
+ */
+export function heldAcquire(cmd: Redis) {
+  const reply = gate();
+  const sent = gate();
+  let armed = false;
+  const redis = new Proxy(cmd, {
+    get(target, prop, recv) {
+      const val = Reflect.get(target, prop, recv);
+      if (prop === 'eval' && typeof val === 'function') {
+        return async (...args: unknown[]) => {
+          const isAcquire = typeof args[0] === 'string' && args[0].includes("'NX', 'PX'");
+          const res = await val.apply(target, args);
+          if (armed && isAcquire) {
+            armed = false;
+            sent.open();
+            await reply.wait();
+          }
+          return res;
+        };
+      }
+      return typeof val === 'function' ? val.bind(target) : val;
+    },
+  });
+  return {
+    redis,
+    arm: () => {
+      armed = true;
+    },
+    reply,
+    sent: sent.wait(),
+  };
+}

@@ -128,7 +128,9 @@ export interface WorkerPool {
   /**
    * Stops taking jobs and waits for active ones to finish (each ends in a ledger state the next run
    * reconciles from). With `force`, active jobs are abandoned: their locks expire, they fail as
-   * stalled and the reconciler re-drives them through the venue check.
+   * stalled and the reconciler re-drives them through the venue check. A kill switch's cancel pass
+   * under way (on an announcement, at start, a retry) ends before this resolves: gracefully it gets a
+   * cancel lease to finish, by `force` (or past that lease) it is aborted and gives its claim back.
    */
   close(force?: boolean): Promise<void>;
 }
@@ -248,7 +250,7 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
       return;
     }
     // the workers and venues of the moment the switch engaged, including ones added since the start
-    void p.onKill(ev, [...workers.values()]).catch(() => {});
+    p.onKill(ev, [...workers.values()]);
   };
   o.subscriber.on('message', onMessage);
   await o.subscriber.subscribe(o.killSwitch.channel);
@@ -258,12 +260,10 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
   // announcement. A venue whose pass finished is passed over (its claim says done); one a dead
   // process's claim still holds is looked at again once that claim lapsed.
   for (const e of await o.killSwitch.engaged().catch(() => []))
-    void p
-      .onKill(
-        { action: 'engage', scope: e.scope, eventId: e.eventId, allowRiskReducing: e.allowRiskReducing },
-        [...workers.values()],
-      )
-      .catch(() => {});
+    p.onKill(
+      { action: 'engage', scope: e.scope, eventId: e.eventId, allowRiskReducing: e.allowRiskReducing },
+      [...workers.values()],
+    );
   return {
     get workers() {
       return [...workers.values()];
@@ -304,12 +304,15 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
     },
     async close(force = false) {
       closed = true;
+      // forced: the kill switch's cancel passes under way stop now and give their claims back
+      if (force) p.abortKillPasses();
       // the workers stop taking jobs at once; kill-switch events still reach the jobs they finish
       await Promise.all([...workers.values()].map((w) => w.close(force)));
       o.subscriber.off('message', onMessage);
       await o.subscriber.unsubscribe().catch(() => {});
-      // no retry of a cancel pass is left behind (one under way finishes, unless forced)
-      await p.stopKillRetries(force);
+      // no cancel pass outlives the pool (its Redis and ledger are closed after it) and no retry is
+      // left behind; see `stopKillPasses`
+      await p.stopKillPasses(force);
     },
   };
 }
@@ -355,8 +358,14 @@ class OrderProcessor {
    * announcement (a newer one of the scope replaces it, its release drops it).
    */
   readonly #killRetries = new Map<string, { eventId: string; timer: NodeJS.Timeout }>();
-  /** Retried cancel passes under way (awaited by `stopKillRetries`). */
-  readonly #killRetrying = new Set<Promise<void>>();
+  /**
+   * Cancel passes under way: an announcement's, the start-up one's and retries (`stopKillPasses`
+   * waits for them or aborts them).
+   */
+  readonly #killPasses = new Set<Promise<void>>();
+  /** Aborted when the pool closes by force, or a graceful close's wait for the passes ran out. */
+  readonly #killAbort = new AbortController();
+  /** The pool closes: no cancel pass starts and no retry is scheduled any more. */
   #killRetriesStopped = false;
 
   constructor(o: StartWorkersOptions, id: string, venues: ReadonlyMap<string, VenueAdapter>, use: VenueUse) {
@@ -958,16 +967,26 @@ class OrderProcessor {
    * finish (the claim could not be taken, the ledger failed to list or record, a cancel threw) gives
    * its claim back so another attempt at the event can take it, and the other venues go on. Such a
    * pass is tried again on a timer while the switch stays engaged (`#scheduleKillRetry`): an order's
-   * own run asks for its cancel once per run only, and an announcement may not come again. Whatever
-   * failed is thrown at the end (the listener only drops it).
+   * own run asks for its cancel once per run only, and an announcement may not come again. The pass
+   * runs in the background, tracked for the pool's close (`stopKillPasses`); once the pool closes,
+   * none starts. What failed is dropped here: the retry is what acts on it.
    */
-  async onKill(ev: KillEvent, workers: readonly Worker[]): Promise<void> {
+  onKill(ev: KillEvent, workers: readonly Worker[]): void {
     for (const intent of this.#active.values()) {
       if (!scopeCovers(ev.scope, intent)) continue;
       if (ev.allowRiskReducing && intent.reduceOnly) continue;
       for (const w of workers) w.cancelJob(intent.id, `kill switch ${ev.scope}`);
     }
-    await this.#cancelPasses(ev, 0);
+    this.#trackKillPass(() => this.#cancelPasses(ev, 0));
+  }
+
+  /** Runs a cancel pass in the background, tracked in `#killPasses`; none once the pool closes. */
+  #trackKillPass(pass: () => Promise<void>): void {
+    if (this.#killRetriesStopped) return;
+    const run: Promise<void> = pass()
+      .catch(() => {})
+      .finally(() => this.#killPasses.delete(run));
+    this.#killPasses.add(run);
   }
 
   /**
@@ -984,6 +1003,8 @@ class OrderProcessor {
     const finishing: Promise<unknown>[] = [];
     let heldElsewhere = false;
     for (const [venueId, venue] of [...this.#venues]) {
+      // the pool closes by force: no further claim is taken (one taken below goes back, see there)
+      if (this.#killAbort.signal.aborted) break;
       if (!venue.capabilities.cancel) continue;
       let claim: CancelClaim;
       try {
@@ -1058,12 +1079,9 @@ class OrderProcessor {
     this.#dropKillRetry(ev.scope);
     const timer = setTimeout(() => {
       this.#killRetries.delete(ev.scope);
-      const run = this.#retryKill(ev, attempt)
-        .catch(() => {})
-        .finally(() => this.#killRetrying.delete(run));
-      this.#killRetrying.add(run);
+      this.#trackKillPass(() => this.#retryKill(ev, attempt));
     }, waitMs);
-    // a process with nothing else to do does not stay up for it (`stopKillRetries` clears it anyway)
+    // a process with nothing else to do does not stay up for it (`stopKillPasses` clears it anyway)
     timer.unref();
     this.#killRetries.set(ev.scope, { eventId: ev.eventId, timer });
   }
@@ -1104,44 +1122,107 @@ class OrderProcessor {
     this.#dropKillRetry(scope);
   }
 
-  /** The pool closes: no retry is scheduled any more, none waits, and one under way is awaited unless `force`. */
-  async stopKillRetries(force: boolean): Promise<void> {
+  /**
+   * The pool closes: no cancel pass starts and no retry is scheduled any more, none waits, and the
+   * passes under way end before the pool's connections close. Gracefully, a pass gets one cancel lease
+   * (`KillSwitch.cancelLeaseMs`) to finish; one still running then is aborted like all of them by
+   * `force`: it stops at its next step and gives its claim back at once, so another process takes the
+   * pass over without waiting a lease. (Had this process died instead, its claim would lapse after a
+   * lease: a longer wait gains nothing.) Waiting for the aborted ones is bounded by a lease too: a give
+   * back that cannot reach Redis in that time leaves the claim to lapse.
+   */
+  async stopKillPasses(force: boolean): Promise<void> {
+    if (!force) {
+      this.#stopKillRetries();
+      await this.#killPassesEnded();
+    }
+    this.abortKillPasses();
+    await this.#killPassesEnded();
+  }
+
+  /** Aborts the cancel passes under way (they give their claims back), and starts none any more. */
+  abortKillPasses(): void {
+    this.#stopKillRetries();
+    this.#killAbort.abort();
+  }
+
+  #stopKillRetries(): void {
     this.#killRetriesStopped = true;
     for (const scope of [...this.#killRetries.keys()]) this.#dropKillRetry(scope);
-    if (!force) await Promise.all(this.#killRetrying);
+  }
+
+  /** Until the cancel passes under way ended, at most a cancel lease. */
+  async #killPassesEnded(): Promise<void> {
+    if (this.#killPasses.size === 0) return;
+    await within(Promise.all(this.#killPasses), this.#o.killSwitch.cancelLeaseMs, () => {});
+  }
+
+  /**
+   * `p`, unless the cancel passes are aborted first (the pool closes): then it rejects at once, and
+   * `p` is left to settle alone (its rejection handled here).
+   */
+  #unlessAborted<T>(p: Promise<T>): Promise<T> {
+    const signal = this.#killAbort.signal;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () =>
+        reject(new Error(`kill switch cancel pass aborted: worker pool ${this.#id} is closing`));
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+      p.then(
+        (v) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(v);
+        },
+        (err) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(err);
+        },
+      );
+    });
   }
 
   /**
    * Cancels the working orders of one venue the engagement covers, and records the pass. Throws when
-   * a cancel failed (after the record, which counts them), so the caller gives the claim back.
+   * a cancel failed (after the record, which counts them), so the caller gives the claim back. Also,
+   * at once and with no record, when the pool closes under it (`#unlessAborted`): the pass did not
+   * finish, and the process that takes the claim over makes and records it whole.
    */
   async #cancelWorking(ev: KillEvent, venueId: string, venue: VenueAdapter): Promise<void> {
-    const working = await this.#o.ledger.listOrders({ venue: venueId, status: WORKING, limit: 5000 });
+    const working = await this.#unlessAborted(
+      this.#o.ledger.listOrders({ venue: venueId, status: WORKING, limit: 5000 }),
+    );
     let cancelled = 0;
     const failed: { clientOrderId: string; error: unknown }[] = [];
     for (const w of working) {
       if (!scopeCovers(ev.scope, w)) continue;
       if (ev.allowRiskReducing && w.reduceOnly) continue;
+      if (this.#killAbort.signal.aborted) break;
       try {
         const ms = this.#killCancelTimeoutMs;
-        const vo = await within(venue.cancelOrder(w.clientOrderId), ms, () => {
-          throw new Error(`cancel of ${w.clientOrderId} at ${venueId}: no answer within ${ms} ms`);
-        });
+        const vo = await this.#unlessAborted(
+          within(venue.cancelOrder(w.clientOrderId), ms, () => {
+            throw new Error(`cancel of ${w.clientOrderId} at ${venueId}: no answer within ${ms} ms`);
+          }),
+        );
         if (vo.status === 'cancelled') cancelled += 1;
       } catch (error) {
         // a timeout or an adapter's plain Error alike: this order may still be working
         failed.push({ clientOrderId: w.clientOrderId, error });
       }
     }
+    if (this.#killAbort.signal.aborted)
+      throw new Error(`kill switch cancel pass aborted: worker pool ${this.#id} is closing`);
     const first = failed[0];
     const firstMsg = first ? errorMessage(first.error) : undefined;
-    await this.#o.killSwitch.recordCancelWorking(ev.scope, this.#id, {
-      venue: venueId,
-      eventId: ev.eventId,
-      working: working.length,
-      cancelled,
-      ...(first ? { failed: failed.length, firstError: `${first.clientOrderId}: ${firstMsg}` } : {}),
-    });
+    await this.#unlessAborted(
+      this.#o.killSwitch.recordCancelWorking(ev.scope, this.#id, {
+        venue: venueId,
+        eventId: ev.eventId,
+        working: working.length,
+        cancelled,
+        ...(first ? { failed: failed.length, firstError: `${first.clientOrderId}: ${firstMsg}` } : {}),
+      }),
+    );
     if (first)
       throw new Error(
         `kill switch ${ev.scope}: ${failed.length} cancel(s) at ${venueId} failed (first ${first.clientOrderId}: ${firstMsg})`,
