@@ -262,6 +262,27 @@ export class LyraVenue implements VenueAdapter {
   }
 
   /**
+   * Boards seen listed by this adapter (`strikes`), by `underlying|YYYYMMDD`: a settled board leaves
+   * `getLiveBoards`, and one the account holds no position on could not be found again for its
+   * settlement price (a dry run's simulated position on it, say). Boards listed before this process
+   * started and settled since are not known.
+   */
+  readonly #boardsSeen = new Map<
+    string,
+    Map<string, { market: LyraMarket; boardId: bigint; expiryMs: number }>
+  >();
+
+  #rememberBoard(market: LyraMarket, boardId: bigint, expiryMs: number): void {
+    const key = `${market.underlying}|${msToExpiryDate(expiryMs)}`;
+    let boards = this.#boardsSeen.get(key);
+    if (!boards) {
+      boards = new Map();
+      this.#boardsSeen.set(key, boards);
+    }
+    boards.set(`${market.optionMarket}|${boardId}`, { market, boardId, expiryMs });
+  }
+
+  /**
    * Tradable boards and strikes, read fresh (boards are listed and expire over time). Lyra v1 keeps a board
    * in `getLiveBoards` after its expiry until `settleExpiredBoard`; such a board no longer trades and is
    * left out here (positions on it are still read, see {@link heldPositions}).
@@ -283,8 +304,9 @@ export class LyraVenue implements VenueAdapter {
             args: [boardId],
           }),
         );
-        if (board.expiry <= chainSec) continue; // expired, awaiting settlement
         const expiryMs = Number(board.expiry) * 1000;
+        this.#rememberBoard(m, boardId, expiryMs);
+        if (board.expiry <= chainSec) continue; // expired, awaiting settlement
         for (const strikeId of board.strikeIds) {
           const s = await this.errors.read(() =>
             c.readContract({
@@ -572,12 +594,13 @@ export class LyraVenue implements VenueAdapter {
   }
 
   /**
-   * Settlement prices of expired options the account holds. Lyra v1 fixes one price per board when the
-   * board is settled (`settleExpiredBoard`, open to anyone once it has expired) and keeps it in
+   * Settlement prices of expired options. Lyra v1 fixes one price per board when the board is settled
+   * (`settleExpiredBoard`, open to anyone once it has expired) and keeps it in
    * `OptionMarket.boardToPriceAtExpiry(boardId)`, 0 until then. The chain lists no settled boards
    * (`getLiveBoards` drops them), so the boards are found from the account's open positions (OptionToken
-   * → strike → board, {@link heldPositions}): an instrument on no such board, on a board not settled yet,
-   * or not a strike of its board is absent. The price is exact (18 decimals of the quote asset, taken as
+   * → strike → board, {@link heldPositions}) and from the boards this adapter has seen listed (a board
+   * is listed until it is settled, also after its expiry): an instrument on no such board, on a board not
+   * settled yet, or not a strike of its board is absent. The price is exact (18 decimals of the quote asset, taken as
    * USD). Lyra keeps no time with it: `fixedAtMs` is the board's expiry, the instant it stands for.
    */
   async fetchSettlementPrices(instruments: readonly string[]): Promise<SettlementPrice[]> {
@@ -593,30 +616,30 @@ export class LyraVenue implements VenueAdapter {
     if (expiries.size === 0) return [];
     const lookup = this.chainLookup();
     const out: SettlementPrice[] = [];
-    const boardsSeen = new Set<string>();
-    for (const h of await this.heldPositions(lookup)) {
-      const m = h.market;
-      const boardKey = `${m.optionMarket}|${h.boardId}`;
-      if (boardsSeen.has(boardKey)) continue;
-      boardsSeen.add(boardKey);
-      if (!expiries.has(`${m.underlying}|${msToExpiryDate(h.expiryMs)}`)) continue;
+    // the boards of those expiries: those the account holds positions on, and those seen listed
+    const boards = new Map<string, { market: LyraMarket; boardId: bigint; expiryMs: number }>();
+    for (const h of await this.heldPositions(lookup))
+      if (expiries.has(`${h.market.underlying}|${msToExpiryDate(h.expiryMs)}`))
+        boards.set(`${h.market.optionMarket}|${h.boardId}`, h);
+    for (const e of expiries) for (const [k, b] of this.#boardsSeen.get(e) ?? []) boards.set(k, b);
+    for (const { market: m, boardId, expiryMs } of boards.values()) {
       const price = await this.errors.read(() =>
         this.ctx.publicClient.readContract({
           address: m.optionMarket,
           abi: optionMarketAbi,
           functionName: 'boardToPriceAtExpiry',
-          args: [h.boardId],
+          args: [boardId],
         }),
       );
       if (price === 0n) continue; // not settled yet
       const priceUsd = new Dec(price.toString()).div(UNIT.toString()).toFixed();
-      const board = await lookup.board(m, h.boardId);
+      const board = await lookup.board(m, boardId);
       for (const strikeId of board.strikeIds) {
         const s = await lookup.strike(m, strikeId);
         for (const isCall of [true, false]) {
-          const id = this.optionId(m, h.expiryMs, s.strikePrice, isCall);
+          const id = this.optionId(m, expiryMs, s.strikePrice, isCall);
           if (!wanted.delete(id)) continue;
-          out.push({ instrument: id, priceUsd, fixedAtMs: h.expiryMs });
+          out.push({ instrument: id, priceUsd, fixedAtMs: expiryMs });
         }
       }
     }

@@ -137,6 +137,22 @@ describe('lyra adapter specifics', () => {
     expect((await v.fetchSettlementPrices([call3500]))[0]?.priceUsd).toBe('3612.5');
   });
 
+  it('reports the settlement price of a board it saw listed, also one the account holds nothing on (a dry run simulates positions there)', async () => {
+    const v = venue();
+    await v.loadMarkets(); // the board is listed: seen
+    const expiryMs = instrumentMeta(call3500).expiryMs ?? 0;
+    await rpc(deployer.publicClient, 'evm_setNextBlockTimestamp', [expiryMs / 1000 + 60]);
+    await rpc(deployer.publicClient, 'evm_mine', []);
+    await fx.setSpot('ETH', 3612.5);
+    await fx.settleBoard('ETH'); // settled: off the live boards
+    expect(await v.fetchPositions()).toEqual([]);
+    expect(await v.fetchSettlementPrices([put3000])).toEqual([
+      { instrument: put3000, priceUsd: '3612.5', fixedAtMs: expiryMs },
+    ]);
+    // a process that never saw it listed cannot find it
+    expect(await venue().fetchSettlementPrices([put3000])).toEqual([]);
+  });
+
   it('keeps ACTIVE positions on an expired board (instrument, size, collateral) until settleOptions pays them', async () => {
     const store = new MemoryOrderStore<LyraOrderRecord>();
     const v = venue({ store });

@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { Dec } from '@xhedge/core';
+import { Dec, ManualClock, parseInstrumentId } from '@xhedge/core';
+import { createMarketSimulator } from '@xhedge/sim';
 import { runVenueConformance } from '@xhedge/venue/conformance';
 import { Redis } from 'ioredis';
 import { createRedisMock, type RedisMock } from 'js-redis-server';
 import { afterAll, describe, expect, it } from 'vitest';
+import { createPaperVenue } from './create.ts';
 import { ShadowVenue } from './shadow.ts';
 import { RedisShadowStore } from './shadow-store.ts';
-import { conformanceSetup, testVenue } from './testkit.ts';
+import { conformanceSetup, TEST_START_MS, testVenue } from './testkit.ts';
 
 /**
  * The machine's Redis (`TEST_REDIS_URL`, default 127.0.0.1:6379) when it answers, else an embedded
@@ -225,5 +227,57 @@ describe('dry run with its state in Redis (RedisShadowStore)', () => {
     expect(ratePerHour).not.toBe(0);
     expect((after[0]?.amount ?? 0) - (before?.amount ?? 0)).toBeCloseTo(expected, 8);
     for (const r of reads) expect(r[0]?.amount).toBe(after[0]?.amount);
+  });
+
+  it('an expired option is paid out once, however many processes read at once, and not again after a restart', async () => {
+    const clock = new ManualClock(TEST_START_MS);
+    const market = createMarketSimulator({
+      underlyings: { BTC: { spot: 95_000, vol: 0.55 } },
+      seed: 7,
+      clock,
+    });
+    const lyra = createPaperVenue({ id: 'p-lyra', kind: 'paper-lyra', chain: 'evm:42161', market });
+    lyra.seedBalance('USDC', 10_000_000);
+    const prefix = newPrefix();
+    const open = () =>
+      new ShadowVenue(lyra, {
+        clock,
+        store: new RedisShadowStore({ redis: client(), prefix, venue: lyra.id }),
+      });
+    const shadows = [open(), open(), open()];
+    const [a] = shadows as [ShadowVenue];
+    const board = (await a.loadMarkets()).map((m) => m.instrument);
+    const expiryMs = Math.min(...board.map((m) => m.expiryMs ?? Number.POSITIVE_INFINITY));
+    const put = board
+      .filter((m) => m.expiryMs === expiryMs && m.optionType === 'put')
+      .sort((x, y) => (y.strike ?? 0) - (x.strike ?? 0))[0]?.id as string;
+    await a.placeOrder({
+      clientOrderId: 'exp-put',
+      instrument: put,
+      side: 'sell',
+      orderType: 'market',
+      sizeBase: '0.3',
+    });
+    const store = new RedisShadowStore({ redis: client(), prefix, venue: lyra.id });
+    const cashBefore = (await store.load()).cashUsd;
+    clock.set(expiryMs + 60_000);
+    const [price] = (await a.fetchSettlementPrices?.([put])) ?? [];
+    // short 0.3 of the ITM put: pays (K − S) × 0.3
+    const parsed = parseInstrumentId(put);
+    if (parsed.kind !== 'option') throw new Error(`${put} is no option`);
+    const owed = new Dec(parsed.strike).sub(price?.priceUsd ?? 'NaN').mul('-0.3');
+    expect(owed.lt(0)).toBe(true);
+    const reads = await Promise.all(shadows.flatMap((s) => [s.fetchBalances(), s.fetchPositions()]));
+    expect((await store.load()).cashUsd.sub(cashBefore).eq(owed)).toBe(true);
+    const after = await open().fetchBalances();
+    for (const r of reads.filter((_, i) => i % 2 === 0)) expect(r).toEqual(after);
+    for (const r of reads.filter((_, i) => i % 2 === 1)) expect(r).toEqual([]);
+    // the stored book is closed, so a restarted process has nothing left to settle
+    const raw = await client().hgetall(`${prefix}:dry-run:${lyra.id}`);
+    expect(JSON.parse(raw[`book:${put}`] ?? '{}')).toEqual({ size: '0', entryUsd: '0' });
+    const restarted = open();
+    expect(await restarted.fetchBalances()).toEqual(after);
+    expect(await restarted.fetchPositions()).toEqual([]);
+    expect((await store.load()).cashUsd.sub(cashBefore).eq(owed)).toBe(true);
   });
 });

@@ -18,8 +18,16 @@ export interface ShadowBook {
 export interface ShadowState {
   /** Per instrument, what the simulated fills added. */
   books: Map<string, ShadowBook>;
-  /** Collateral moved by simulated trades, USD (fees and gas paid, premiums, realized perp P&L, funding). */
+  /**
+   * Collateral moved by simulated trades, USD (fees and gas paid, premiums, realized perp P&L, funding,
+   * the payoffs of expired positions settled in cash).
+   */
   cashUsd: Dec;
+  /**
+   * Coins moved by simulated trades, by asset, in units of the asset: the payoffs of expired
+   * coin-settled options and futures, paid in their underlying coin. Absent assets moved nothing.
+   */
+  coins: Map<string, Dec>;
   /** When each simulated perp position last paid or received funding, ms. */
   fundedUntilMs: Map<string, number>;
   /** Simulated orders numbered so far (the last `dry-<n>` venue order id). */
@@ -43,6 +51,17 @@ export interface ShadowOrderWrite {
 export interface ShadowFundingWrite {
   cashUsd: Dec;
   fundedUntilMs: ReadonlyMap<string, number>;
+}
+
+/**
+ * A settlement of expired simulated positions: each settled instrument's book after it (absolute: size
+ * 0 once its simulated part is paid out), and the collateral after the payoffs (absolute, not deltas).
+ */
+export interface ShadowSettlementWrite {
+  books: ReadonlyMap<string, ShadowBook>;
+  cashUsd: Dec;
+  /** Coins that change (absolute). */
+  coins: ReadonlyMap<string, Dec>;
 }
 
 /**
@@ -71,16 +90,22 @@ export interface ShadowStore {
    * resolves to the state after it.
    */
   accrueFunding(decide: (s: ShadowState) => ShadowFundingWrite | undefined): Promise<ShadowState>;
+  /**
+   * Records the settlement `decide` computes from the current state (undefined: nothing to settle);
+   * resolves to the state after it.
+   */
+  settle(decide: (s: ShadowState) => ShadowSettlementWrite | undefined): Promise<ShadowState>;
 }
 
 function emptyState(): ShadowState {
-  return { books: new Map(), cashUsd: new Dec(0), fundedUntilMs: new Map(), orderSeq: 0 };
+  return { books: new Map(), cashUsd: new Dec(0), coins: new Map(), fundedUntilMs: new Map(), orderSeq: 0 };
 }
 
 function cloneState(s: ShadowState): ShadowState {
   return {
     books: new Map(s.books),
     cashUsd: s.cashUsd,
+    coins: new Map(s.coins),
     fundedUntilMs: new Map(s.fundedUntilMs),
     orderSeq: s.orderSeq,
   };
@@ -115,6 +140,14 @@ function applyFunding(s: ShadowState, w: ShadowFundingWrite): ShadowState {
   const n = cloneState(s);
   n.cashUsd = w.cashUsd;
   for (const [k, v] of w.fundedUntilMs) n.fundedUntilMs.set(k, v);
+  return n;
+}
+
+function applySettlement(s: ShadowState, w: ShadowSettlementWrite): ShadowState {
+  const n = cloneState(s);
+  for (const [k, b] of w.books) n.books.set(k, b);
+  n.cashUsd = w.cashUsd;
+  for (const [k, v] of w.coins) n.coins.set(k, v);
   return n;
 }
 
@@ -156,12 +189,18 @@ export class MemoryShadowStore implements ShadowStore {
     if (w) this.#state = applyFunding(this.#state, w);
     return cloneState(this.#state);
   }
+
+  async settle(decide: (s: ShadowState) => ShadowSettlementWrite | undefined): Promise<ShadowState> {
+    const w = decide(cloneState(this.#state));
+    if (w) this.#state = applySettlement(this.#state, w);
+    return cloneState(this.#state);
+  }
 }
 
 /**
  * The compare-and-set of one update. KEYS: the state hash, the orders hash, the fills hash. ARGV: the
- * state's version the update was computed from; the client order id ('' for funding); the order's JSON
- * and its fill's JSON ('' for none); then the state's (field, value) pairs. When the client order id
+ * state's version the update was computed from; the client order id ('' for funding and settlement);
+ * the order's JSON and its fill's JSON ('' for none); then the state's (field, value) pairs. When the client order id
  * is stored already, returns that order; when the version moved, writes nothing.
  */
 const CAS_SCRIPT = `
@@ -193,7 +232,8 @@ export interface RedisShadowStoreOptions {
 /**
  * The simulated state in the run's Redis, so every process of a deployment (orchestrator, workers)
  * sees the same simulated fills and a restart keeps them: per venue, the account's state in one hash
- * (`<prefix>:dry-run:<venue>`: version, collateral moved, order count, books, funding times), the
+ * (`<prefix>:dry-run:<venue>`: version, collateral moved, coins moved, order count, books, funding
+ * times), the
  * orders and the fills in two more keyed by client order id (`<prefix>:dry-run-orders:<venue>`,
  * `<prefix>:dry-run-fills:<venue>`), so reading the account does not grow with the fills. Amounts are
  * exact decimal strings, orders and fills JSON. Each update is read, computed and written with a
@@ -271,11 +311,7 @@ export class RedisShadowStore implements ShadowStore {
         );
       const seq = state.orderSeq + 1;
       const fields: string[] = ['seq', String(seq), 'cash', w.cashUsd.toFixed()];
-      if (w.book)
-        fields.push(
-          `book:${w.book.instrument}`,
-          JSON.stringify({ size: w.book.book.size.toFixed(), entryUsd: w.book.book.entryUsd.toFixed() }),
-        );
+      if (w.book) fields.push(`book:${w.book.instrument}`, bookJson(w.book.book));
       for (const [k, v] of w.fundedUntilMs ?? []) fields.push(`funded:${k}`, fundedMs(k, v));
       const fill = w.fill ? JSON.stringify({ seq, fill: w.fill }) : '';
       const r = await this.#cas(version, clientOrderId, [JSON.stringify(w.order), fill, ...fields]);
@@ -296,6 +332,20 @@ export class RedisShadowStore implements ShadowStore {
       if (r.kind === 'ok') return applyFunding(state, w);
     }
     throw this.#busy('accruing funding');
+  }
+
+  async settle(decide: (s: ShadowState) => ShadowSettlementWrite | undefined): Promise<ShadowState> {
+    for (let i = 0; i < this.#maxAttempts; i++) {
+      const { state, version } = await this.#read();
+      const w = decide(state);
+      if (!w) return state;
+      const fields = ['cash', w.cashUsd.toFixed()];
+      for (const [k, b] of w.books) fields.push(`book:${k}`, bookJson(b));
+      for (const [k, v] of w.coins) fields.push(`coin:${k}`, v.toFixed());
+      const r = await this.#cas(version, '', ['', '', ...fields]);
+      if (r.kind === 'ok') return applySettlement(state, w);
+    }
+    throw this.#busy('settling expired positions');
   }
 
   #busy(what: string): Error {
@@ -358,6 +408,7 @@ export class RedisShadowStore implements ShadowStore {
           `${this.#venue}: dry run: ${this.key} holds orders and fills in the layout of an earlier xhedge; start the dry run over with \`xhedge dry-run reset\``,
         );
       else if (kind === 'funded') state.fundedUntilMs.set(name, this.#int(field, raw));
+      else if (kind === 'coin') state.coins.set(name, this.#dec(field, raw));
       else if (kind === 'book') {
         const b = this.#json(field, raw) as { size?: unknown; entryUsd?: unknown };
         state.books.set(name, {
@@ -375,6 +426,10 @@ export class RedisShadowStore implements ShadowStore {
       throw new Error(`${this.#venue}: dry run: ${this.key} field ${field} is not an integer: ${raw}`);
     return n;
   }
+}
+
+function bookJson(b: ShadowBook): string {
+  return JSON.stringify({ size: b.size.toFixed(), entryUsd: b.entryUsd.toFixed() });
 }
 
 function fundedMs(instrument: string, ms: number): string {

@@ -16,6 +16,7 @@ import {
   OrderNotFoundError,
   OrderRequest,
   type QuoteRequest,
+  SettlementPrice,
   type VenueAdapter,
   type VenueCapabilities,
   type VenueHealth,
@@ -25,6 +26,7 @@ import {
   type ShadowBook,
   type ShadowFundingWrite,
   type ShadowOrderWrite,
+  type ShadowSettlementWrite,
   type ShadowState,
   type ShadowStore,
 } from './shadow-store.ts';
@@ -43,15 +45,27 @@ import {
  *   gas, the P&L the simulated trades realized and the funding they pay or earn (at the venue's rate
  *   and mark, for the time held) move the collateral balance;
  * - spot and options: the size is added and the premium or price paid (plus fees and gas) moves the
- *   collateral balance.
+ *   collateral balance;
+ * - options and dated futures past their expiry: once the venue reports the expiry's settlement price
+ *   (`fetchSettlementPrices`, fixed at or after the expiry), the simulated part of the position is
+ *   settled once, as the venue settles the real one: its payoff at that price (an option's
+ *   max(±(price − strike), 0) × size, a future's (price − entry) × size) moves the collateral balance,
+ *   in the coin for a coin-settled instrument (the USD amount ÷ the price), and it is no longer listed.
+ *   The real part is left to the venue. Until the price is reported the position stays listed as it is
+ *   (the planner values it at the settlement price or spot); over a venue without
+ *   `fetchSettlementPrices` it stays listed for good and the risk engine values it at spot (with its
+ *   warning), as no price is made up here. A venue that answers nothing (or fails) is asked again
+ *   after a wait that doubles from 10 s to 2 min; a failed read or a price left out shows in
+ *   `health().details.settlementTrouble`.
  * The queue, the ledger, the pre-trade controls and the breakers run exactly as they would live.
  * Simulated orders never rest, so there is nothing to cancel (`capabilities.cancel` is false).
  *
  * What was simulated (orders by client order id, fills, the added books, the collateral moved, funding
  * times) lives in a `ShadowStore`: this process's memory by default (`MemoryShadowStore`), or the run's
  * Redis (`RedisShadowStore`) so every process of a deployment sees the same simulated fills and a
- * restart keeps them. Every read loads it afresh; each order and each funding accrual is one atomic
- * update of it, so a client order id fills once across processes and funding is paid once.
+ * restart keeps them. Every read loads it afresh, settles what is due and accrues funding; each order,
+ * each settlement and each funding accrual is one atomic update of it, so a client order id fills once
+ * across processes, and an expired position is paid out once and funding paid once.
  */
 export class ShadowVenue implements VenueAdapter {
   readonly id: string;
@@ -62,6 +76,10 @@ export class ShadowVenue implements VenueAdapter {
   readonly #clock: Clock;
   readonly #store: ShadowStore;
   #markets: Promise<MarketInfo[]> | undefined;
+  /** Expired instruments the venue gave no settlement price for yet: when to ask again, and the wait. */
+  readonly #settlementWaits = new Map<string, { nextAtMs: number; waitMs: number }>();
+  /** What went wrong in the last settlement-price read ('' when nothing did). */
+  #settlementTrouble = '';
   readonly fetchOrderBook?: NonNullable<VenueAdapter['fetchOrderBook']>;
   readonly fetchGreeks?: NonNullable<VenueAdapter['fetchGreeks']>;
   readonly fetchOptionChain?: NonNullable<VenueAdapter['fetchOptionChain']>;
@@ -112,11 +130,12 @@ export class ShadowVenue implements VenueAdapter {
 
   async health(): Promise<VenueHealth> {
     const h = await this.#inner.health();
-    return { ...h, details: { ...h.details, dryRun: true } };
+    const trouble = this.#settlementTrouble ? { settlementTrouble: this.#settlementTrouble } : {};
+    return { ...h, details: { ...h.details, dryRun: true, ...trouble } };
   }
 
   async fetchPositions(): Promise<Position[]> {
-    const state = await this.#accrueFunding();
+    const state = await this.#refresh();
     const real = await this.#inner.fetchPositions();
     const added = [...state.books].filter(([, b]) => !b.size.isZero());
     if (added.length === 0 && state.cashUsd.isZero()) return real;
@@ -179,23 +198,21 @@ export class ShadowVenue implements VenueAdapter {
   }
 
   async fetchBalances(): Promise<Balance[]> {
-    const { cashUsd } = await this.#accrueFunding();
+    const { cashUsd, coins } = await this.#refresh();
     const real = await this.#inner.fetchBalances();
-    if (cashUsd.isZero()) return real;
+    const moved: [string, Dec][] = [[this.#collateral, cashUsd], ...coins];
+    if (moved.every(([, d]) => d.isZero())) return real;
     const out = real.map((b) => ({ ...b }));
-    let c = out.find((b) => b.asset === this.#collateral);
-    if (!c) {
-      c = {
-        venue: this.id,
-        chain: this.chain,
-        asset: this.#collateral,
-        amount: 0,
-        asOfMs: this.#clock.nowMs(),
-      };
-      out.push(c);
+    for (const [asset, d] of moved) {
+      if (d.isZero()) continue;
+      let c = out.find((b) => b.asset === asset);
+      if (!c) {
+        c = { venue: this.id, chain: this.chain, asset, amount: 0, asOfMs: this.#clock.nowMs() };
+        out.push(c);
+      }
+      c.amount = new Dec(c.amount).add(d).toNumber();
+      if (c.available !== undefined) c.available = Math.max(0, new Dec(c.available).add(d).toNumber());
     }
-    c.amount = new Dec(c.amount).add(cashUsd).toNumber();
-    if (c.available !== undefined) c.available = Math.max(0, new Dec(c.available).add(cashUsd).toNumber());
     return out;
   }
 
@@ -347,6 +364,74 @@ export class ShadowVenue implements VenueAdapter {
     return out;
   }
 
+  /** The stored state, loaded afresh, after settling the expired positions due and accruing funding. */
+  async #refresh(): Promise<ShadowState> {
+    const now = Math.floor(this.#clock.nowMs());
+    const settled = await this.#settleExpired(await this.#store.load(), now);
+    return this.#accrueFunding(settled, now);
+  }
+
+  /**
+   * Settles the simulated part of every option and dated future past its expiry whose settlement price
+   * the venue reports now; resolves to the stored state after it. The payoffs are computed inside the
+   * store's atomic update from the stored books (a settled book is size 0), so processes reading at
+   * once, or again after a restart, pay each once. Instruments the venue gives no price for (yet) wait
+   * before they are asked again (`SETTLEMENT_RETRY_MS`, doubling to `SETTLEMENT_RETRY_MAX_MS`), as a
+   * board may wait hours for its keeper.
+   */
+  async #settleExpired(state: ShadowState, nowMs: number): Promise<ShadowState> {
+    const read = this.#inner.fetchSettlementPrices?.bind(this.#inner);
+    const due = dueSettlement(state, nowMs);
+    for (const id of this.#settlementWaits.keys()) if (!due.includes(id)) this.#settlementWaits.delete(id);
+    const ask = due.filter((id) => (this.#settlementWaits.get(id)?.nextAtMs ?? 0) <= nowMs);
+    if (!read || ask.length === 0) return state;
+    const prices = new Map<string, Dec>();
+    const trouble: string[] = [];
+    try {
+      for (const raw of await read(ask)) {
+        const r = checkSettlement(raw, ask);
+        if (typeof r === 'string') trouble.push(r);
+        else prices.set(r.instrument, r.priceUsd);
+      }
+    } catch (err) {
+      trouble.push(err instanceof Error ? err.message : String(err));
+    }
+    this.#settlementTrouble = trouble.join('; ');
+    for (const id of ask) {
+      if (prices.has(id)) this.#settlementWaits.delete(id);
+      else {
+        const waitMs = Math.min(
+          (this.#settlementWaits.get(id)?.waitMs ?? SETTLEMENT_RETRY_MS / 2) * 2,
+          SETTLEMENT_RETRY_MAX_MS,
+        );
+        this.#settlementWaits.set(id, { nextAtMs: nowMs + waitMs, waitMs });
+      }
+    }
+    if (prices.size === 0) return state;
+    const inCoin = await this.#settlesInCoin([...prices.keys()]);
+    return this.#store.settle((s) => settle(s, prices, inCoin));
+  }
+
+  /**
+   * Which of `instruments` the venue settles in their underlying coin: as its market states
+   * (`inverse`: settled in the base), else, for one it no longer lists, as the venue settles
+   * (`capabilities.inverseSettlement`).
+   */
+  async #settlesInCoin(instruments: readonly string[]): Promise<Set<string>> {
+    this.#markets ??= this.#inner.loadMarkets();
+    // a failed read is not kept: the settlement waits for the next read, which loads them again
+    const markets = await this.#markets.catch((err: unknown) => {
+      this.#markets = undefined;
+      throw err;
+    });
+    const out = new Set<string>();
+    for (const id of instruments) {
+      const meta = markets.find((m) => m.instrument.id === id)?.instrument;
+      if (meta ? meta.inverse : this.#inner.capabilities.inverseSettlement) out.add(id);
+    }
+    return out;
+  }
+
   /**
    * Funding on the simulated perp positions since they last paid it, at the venue's current rate and
    * mark (longs pay shorts when the rate is positive), into the collateral; resolves to the stored
@@ -354,9 +439,7 @@ export class ShadowVenue implements VenueAdapter {
    * times, so processes reading at once pay each stretch of time once. Venues without a funding rate
    * read (`fetchFundingRate`) accrue none.
    */
-  async #accrueFunding(): Promise<ShadowState> {
-    const now = Math.floor(this.#clock.nowMs());
-    const state = await this.#store.load();
+  async #accrueFunding(state: ShadowState, now: number): Promise<ShadowState> {
     const due = dueFunding(state, now);
     if (due.length === 0 || !this.#inner.fetchFundingRate) return state;
     const inputs = await this.#fundingInputs(due);
@@ -376,6 +459,86 @@ interface FundingInput {
   /** Funding rate per hour, as a fraction of notional (longs pay when positive). */
   ratePerHour: number;
   markUsd: number;
+}
+
+/** First wait before an expired instrument without a settlement price is asked again, ms (as the planner's). */
+const SETTLEMENT_RETRY_MS = 10_000;
+/** Longest such wait, ms. */
+const SETTLEMENT_RETRY_MAX_MS = 120_000;
+
+/** The simulated options and dated futures held past their expiry at `nowMs`. */
+function dueSettlement(s: ShadowState, nowMs: number): string[] {
+  return [...s.books]
+    .filter(([i, b]) => {
+      if (b.size.isZero()) return false;
+      const p = parseInstrumentId(i);
+      return (p.kind === 'option' || p.kind === 'future') && p.expiryMs <= nowMs;
+    })
+    .map(([i]) => i);
+}
+
+/**
+ * One entry of a venue's settlement-price answer, as an exact price, or why it is left out (not a
+ * valid `SettlementPrice`, an instrument not asked for, or fixed before its expiry: a guess).
+ */
+function checkSettlement(
+  raw: unknown,
+  asked: readonly string[],
+): { instrument: string; priceUsd: Dec } | string {
+  const parsed = SettlementPrice.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return `${issue?.path.join('.') || 'entry'}: ${issue?.message ?? 'not a settlement price'}`;
+  }
+  const e = parsed.data;
+  if (!asked.includes(e.instrument)) return `${e.instrument}: not asked for`;
+  const p = parseInstrumentId(e.instrument);
+  if (p.kind !== 'option' && p.kind !== 'future') return `${e.instrument}: has no expiry`;
+  if (e.fixedAtMs < p.expiryMs)
+    return `${e.instrument}: fixed at ${new Date(e.fixedAtMs).toISOString()}, before its expiry`;
+  return { instrument: e.instrument, priceUsd: new Dec(e.priceUsd) };
+}
+
+/**
+ * What the simulated part of an expired instrument's `book` is paid at the settlement price, USD: an
+ * option's payoff (call max(S − K, 0), put max(K − S, 0), per unit × signed size; the premium was paid
+ * at the fill), a dated future's P&L against its entry (P&L realized by earlier reductions is paid
+ * already).
+ */
+function settlementUsd(instrument: string, book: ShadowBook, priceUsd: Dec): Dec {
+  const p = parseInstrumentId(instrument);
+  if (p.kind === 'option') {
+    const k = new Dec(p.strike);
+    return Dec.max(p.optionType === 'call' ? priceUsd.sub(k) : k.sub(priceUsd), 0).mul(book.size);
+  }
+  if (p.kind === 'future') return priceUsd.sub(book.entryUsd).mul(book.size);
+  throw new Error(`dry run: ${instrument} has no expiry, so it does not settle`);
+}
+
+/**
+ * The settlement of the simulated books in `prices` that still hold a size in `s` (none left: another
+ * process or an earlier read settled them, undefined): each pays its payoff into the collateral, or in
+ * its underlying coin (the USD amount ÷ the settlement price) when it is in `inCoin`, and closes.
+ */
+function settle(
+  s: ShadowState,
+  prices: ReadonlyMap<string, Dec>,
+  inCoin: ReadonlySet<string>,
+): ShadowSettlementWrite | undefined {
+  const books = new Map<string, ShadowBook>();
+  const coins = new Map<string, Dec>();
+  let cashUsd = s.cashUsd;
+  for (const [instrument, priceUsd] of prices) {
+    const b = s.books.get(instrument);
+    if (!b || b.size.isZero()) continue;
+    const usd = settlementUsd(instrument, b, priceUsd);
+    if (inCoin.has(instrument)) {
+      const coin = parseInstrumentId(instrument).base;
+      coins.set(coin, (coins.get(coin) ?? s.coins.get(coin) ?? new Dec(0)).add(usd.div(priceUsd)));
+    } else cashUsd = cashUsd.add(usd);
+    books.set(instrument, { size: new Dec(0), entryUsd: new Dec(0) });
+  }
+  return books.size > 0 ? { books, cashUsd, coins } : undefined;
 }
 
 /** The simulated perp positions that have not paid funding up to `nowMs`. */
