@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { planFromFile } from './backtest.ts';
 import { type EngineVenue, type GasCurve, routeCheapest } from './costs.ts';
-import { batchField, type EngineJob, runPaths } from './engine.ts';
-import { parseBacktestFile } from './spec.ts';
+import { batchField } from './engine.ts';
+import { replayFills } from './test-helpers.ts';
 
 /** A zero-gas venue with a fee of `feeBps`, or a zero-fee one with `gasUsd` per trade. */
 function venue(id: string, feeBps: number, gasUsd = 0): EngineVenue {
@@ -54,13 +53,15 @@ describe('cheapest routing', () => {
     expect(legs([0, 0, -1], 1001)).toEqual([{ venueIndex: 2, sizeBase: 1001 }]);
   });
 
-  it('the engine no longer leaves +10 on one venue and −10 on another, so the unwind has nothing to close', async () => {
-    // Short 10 deep in-the-money calls (delta −10) expiring after one day: +10 hedge at spot 100 on the
-    // fee-only venue (1 USD vs 50 USD gas); after expiry the −10 at spot 100,000 costs 1,000 USD there
-    // and 50 USD of gas on the other. Opening −10 there would leave +10/−10, net 0, and the unwind would
-    // close both (1,000 + 50 more): 1,101 USD in all against 1,001 for closing the +10 where it is.
-    const plan = planFromFile(
-      parseBacktestFile(`
+  it.each(['cheapest', 'live'] as const)(
+    'routing %s: the engine no longer leaves +10 on one venue and −10 on another, so the unwind has nothing to close',
+    async (routing) => {
+      // Short 10 deep in-the-money calls (delta −10) expiring after one day: +10 hedge at spot 100 on the
+      // fee-only venue (1 USD vs 50 USD gas); after expiry the −10 at spot 100,000 costs 1,000 USD there
+      // and 50 USD of gas on the other. Opening −10 there would leave +10/−10, net 0, and the unwind would
+      // close both (1,000 + 50 more): 1,101 USD in all against 1,001 for closing the +10 where it is.
+      const { fills, batch } = await replayFills(
+        `
 version: 1
 name: offsetting
 book: { options: [{ type: call, strike: 1, expiryDays: 1, size: -10 }] }
@@ -69,32 +70,21 @@ horizonDays: 2
 stepHours: 24
 paths: 2
 riskAversion: 0.0001
-routing: cheapest
+routing: ${routing}
 venues:
   - { id: gas-only, chain: offchain, feeBps: 0, gasUsd: 50 }
   - { id: fee-only, chain: offchain, feeBps: 10 }
 policies: { band: { kind: band, bandDelta: 0.5, minTradeUsd: 0 } }
-`),
-      '.',
-    );
-    const job: EngineJob = {
-      ...plan.base,
-      paths: 1,
-      process: { kind: 'replay', prices: Float64Array.of(100, 100_000, 100_000), barsPerStep: 1 },
-      policy: (plan.policies[0] as { policy: EngineJob['policy'] }).policy,
-    };
-    const fills: { venue: string; sizeBase: number; step: number }[] = [];
-    const b = await runPaths(job, 0, 1, {
-      onEvent: (e) => {
-        if (e.type === 'fill') fills.push({ venue: e.venue, sizeBase: e.sizeBase, step: e.step });
-      },
-    });
-    expect(fills).toEqual([
-      { venue: 'fee-only', sizeBase: 10, step: 0 },
-      { venue: 'fee-only', sizeBase: -10, step: 1 },
-    ]);
-    expect(batchField(b, 'trades')[0]).toBe(2);
-    expect(batchField(b, 'feesUsd')[0] as number).toBeCloseTo(1 + 1000, 9);
-    expect(batchField(b, 'gasUsd')[0]).toBe(0);
-  });
+`,
+        [100, 100_000, 100_000],
+      );
+      expect(fills).toEqual([
+        { venue: 'fee-only', sizeBase: 10, step: 0 },
+        { venue: 'fee-only', sizeBase: -10, step: 1 },
+      ]);
+      expect(batchField(batch, 'trades')[0]).toBe(2);
+      expect(batchField(batch, 'feesUsd')[0] as number).toBeCloseTo(1 + 1000, 9);
+      expect(batchField(batch, 'gasUsd')[0]).toBe(0);
+    },
+  );
 });

@@ -8,6 +8,7 @@ import { createBookGrid } from './book-grid.ts';
 import { batchField, type EngineJob, PATH_FIELDS, type PathBatch, runPaths } from './engine.ts';
 import { runJob } from './pool.ts';
 import { parseBacktestFile } from './spec.ts';
+import { replayFills } from './test-helpers.ts';
 
 const YAML = `
 version: 1
@@ -166,49 +167,42 @@ policies: { none: { kind: band, bandDelta: 1000 } }
 });
 
 describe('unwind at the end', () => {
-  it('closes every venue that holds a position, also when the venues net to zero', async () => {
-    // Short 10 deep in-the-money calls (delta −10) expiring after one day. The live router sends the
-    // +10 hedge at spot 100 to the fee-only venue (1 USD vs 50 USD gas) and the −10 close at spot
-    // 100,000 (after expiry) to the gas-only one (50 USD gas plus its 5 bps penalty for opening, 500 USD,
-    // vs a 1,000 USD fee for reducing): +10 and −10, net exactly 0. (Cheapest routing reduces instead.)
-    const plan = planFromFile(
-      parseBacktestFile(`
+  it('closes every venue that holds a position, each paying its own costs', async () => {
+    // Short 10 deep in-the-money calls (delta −10) expiring after the horizon: the +10 hedge at spot
+    // 100,000 (1,000,000 USD) is split 5/5 over two venues whose impact (10 bps per 1,000,000 USD) makes
+    // one order of 10 cost more than two of 5. Spot does not move, so nothing trades again, and the
+    // unwind closes each venue's +5 on that venue. (No router leaves +10 on one venue against −10 on
+    // another any more, the case this once missed: see cheapest-routing.test.ts.)
+    const { fills, batch } = await replayFills(
+      `
 version: 1
-name: offsetting
-book: { options: [{ type: call, strike: 1, expiryDays: 1, size: -10 }] }
-market: { spot: 100, vol: 0.5, process: { kind: gbm } }
+name: unwind
+book: { options: [{ type: call, strike: 1, expiryDays: 30, size: -10 }] }
+market: { spot: 100000, vol: 0.5, process: { kind: gbm } }
 horizonDays: 2
 stepHours: 24
 paths: 2
 riskAversion: 0.0001
 routing: live
 venues:
-  - { id: gas-only, chain: offchain, feeBps: 0, gasUsd: 50 }
-  - { id: fee-only, chain: offchain, feeBps: 10 }
+  - { id: venue-a, chain: offchain, feeBps: 1, impactBpsPerMillionUsd: 10, gasUsd: 0 }
+  - { id: venue-b, chain: offchain, feeBps: 1, impactBpsPerMillionUsd: 10, gasUsd: 0 }
 policies: { band: { kind: band, bandDelta: 0.5, minTradeUsd: 0 } }
-`),
-      '.',
+`,
+      [100_000, 100_000, 100_000],
     );
-    const job: EngineJob = {
-      ...plan.base,
-      paths: 1,
-      process: { kind: 'replay', prices: Float64Array.of(100, 100_000, 100_000), barsPerStep: 1 },
-      policy: (plan.policies[0] as { policy: EngineJob['policy'] }).policy,
-    };
-    const fills: { venue: string; sizeBase: number; step: number }[] = [];
-    const b = await runPaths(job, 0, 1, {
-      onEvent: (e) => {
-        if (e.type === 'fill') fills.push({ venue: e.venue, sizeBase: e.sizeBase, step: e.step });
-      },
-    });
-    expect(fills.slice(0, 2)).toEqual([
-      { venue: 'fee-only', sizeBase: 10, step: 0 },
-      { venue: 'gas-only', sizeBase: -10, step: 1 },
+    const byVenue = (x: { venue: string }, y: { venue: string }) => x.venue.localeCompare(y.venue);
+    expect(fills.filter((f) => f.step === 0).sort(byVenue)).toEqual([
+      { venue: 'venue-a', sizeBase: 5, step: 0 },
+      { venue: 'venue-b', sizeBase: 5, step: 0 },
     ]);
-    // The unwind closes both: −10 on fee-only (0.1% of 1,000,000) and +10 on gas-only (50 USD gas).
-    expect(batchField(b, 'trades')[0]).toBe(4);
-    expect(batchField(b, 'feesUsd')[0] as number).toBeCloseTo(1 + 1000, 9);
-    expect(batchField(b, 'gasUsd')[0] as number).toBeCloseTo(50 + 50, 9);
+    expect(fills.filter((f) => f.step === 2).sort(byVenue)).toEqual([
+      { venue: 'venue-a', sizeBase: -5, step: 2 },
+      { venue: 'venue-b', sizeBase: -5, step: 2 },
+    ]);
+    expect(batchField(batch, 'trades')[0]).toBe(4);
+    // 1 bp of 500,000 USD on each of the four orders
+    expect(batchField(batch, 'feesUsd')[0] as number).toBeCloseTo(4 * 50, 9);
   });
 });
 

@@ -423,15 +423,17 @@ describe('routeDelta: fixed costs per leg (backtest report on issue 5)', () => {
     // Buying instead: now the short on perp-op is the one to reduce.
     const buy = route(0.2, [shortOnOp, longOnArb]);
     expect(buy.legs.map((l) => [l.venue, l.reduceOnly])).toEqual([['perp-op', true]]);
-    // Without positions the cheaper venue wins, and the preference can be turned off.
+    // Without positions the cheaper venue wins.
     expect(route(-0.2, [OP, { ...longOnArb, positionBase: 0 }]).legs.map((l) => l.venue)).toEqual([
       'perp-op',
     ]);
+    // The flat charge off, selling on perp-op still leaves −0.2 there against gmx-arb's long: a pair both
+    // venues must close later, which costs more than the 0.5 bps saved now. Only the flat charge is off.
     const off = routeDelta(req(-0.2), [modelVenue(OP, 'sell', 0.2), modelVenue(longOnArb, 'sell', 0.2)], {
       bridge,
       openPositionPenaltyBps: 0,
     });
-    expect(off.legs.map((l) => l.venue)).toEqual(['perp-op']);
+    expect(off.legs.map((l) => [l.venue, l.reduceOnly])).toEqual([['gmx-arb', true]]);
   });
 
   it('charges a fixed USD part of the fee once per leg, like gas', () => {
@@ -1282,6 +1284,205 @@ describe('planDecision: option legs are paid from their venue collateral before 
       ),
       { numRuns: 300, seed: 7 },
     );
+  });
+});
+
+/**
+ * Regression (found fixing the backtester's own router): the live router ranked plans by all-in cost plus a
+ * flat 5 bps on opened size, so with a long on one venue and a cheaper venue to trade now it sold on the
+ * cheap venue and left a long against a short: a pair with no net delta that pays funding on both legs,
+ * ties up margin on both and must be closed twice. Opening against an opposite position left elsewhere now
+ * pays the estimated later close of that pair in the ranking.
+ */
+describe('routeDelta: reduces opposite positions on other venues before opening (pair close charge)', () => {
+  const P = 100_000;
+  /** A venue's cost in USD per underlying unit (fee, half spread), impact USD per unit², gas per order. */
+  interface Costs {
+    id: string;
+    feeUsdPerUnit: number;
+    spreadUsdPerUnit?: number;
+    impactUsdPerUnit2?: number;
+    gasUsd: number;
+    positionBase: number;
+    maxOrderSizeBase?: number | undefined;
+  }
+  /** What the venue's quotes state for `n` units: the test's own cost model, also used as the oracle. */
+  const tradeUsd = (c: Costs, n: number) =>
+    n <= 0
+      ? 0
+      : n * (c.feeUsdPerUnit + (c.spreadUsdPerUnit ?? 0)) + (c.impactUsdPerUnit2 ?? 0) * n * n + c.gasUsd;
+  function costVenue(c: Costs, side: Side, size: number): RouteVenue {
+    const mk = (n: number): HedgeQuote => {
+      const feeUsd = n * c.feeUsdPerUnit;
+      const impactUsd = n * (c.spreadUsdPerUnit ?? 0) + (c.impactUsdPerUnit2 ?? 0) * n * n;
+      return {
+        venue: c.id,
+        instrument: 'BTC-USD:PERP',
+        side,
+        requestedSizeBase: toDecimalString(n, 12),
+        executableSizeBase: toDecimalString(n, 12),
+        referencePriceUsd: P,
+        expectedPriceUsd: P + (side === 'buy' ? 1 : -1) * (impactUsd / n),
+        feeUsd,
+        impactUsd,
+        gasUsd: c.gasUsd,
+        fundingCarryUsd: 0,
+        totalCostUsd: feeUsd + impactUsd + c.gasUsd,
+        expectedLatencyMs: 0,
+        asOfMs: NOW,
+      };
+    };
+    return {
+      venue: c.id,
+      chain: `evm:${c.id.length}`,
+      instrument: 'BTC-USD:PERP',
+      quotes: [mk(size), mk(size / 4)],
+      minSizeBase: 0,
+      sizeStepBase: 1e-9,
+      positionBase: c.positionBase,
+      freeCollateralUsd: 1e12,
+      marginFraction: 0.1,
+      ...(c.maxOrderSizeBase !== undefined && { maxOrderSizeBase: c.maxOrderSizeBase }),
+    };
+  }
+  const route = (delta: number, cs: readonly Costs[], over: Partial<RouteOptions> = {}) =>
+    routeDelta(
+      req(delta, { referencePriceUsd: P }),
+      cs.map((c) => costVenue(c, delta > 0 ? 'buy' : 'sell', Math.abs(delta))),
+      { bridge, ...over },
+    );
+  const legsOf = (plan: ReturnType<typeof routeDelta>) =>
+    plan.legs.map((l) => [l.venue, l.sizeBase, l.reduceOnly]);
+  /** Venue A: fee only, $100 per unit all-in. Venue B: no fee, $50 of gas per order. */
+  const A: Costs = { id: 'perp-a', feeUsdPerUnit: 100, gasUsd: 0, positionBase: 10 };
+  const B: Costs = { id: 'perp-b', feeUsdPerUnit: 0, gasUsd: 50, positionBase: 0 };
+
+  it('sells 10 on A holding +10 ($1,000) rather than opening −10 on B ($50 now, $1,100 with the later close of both)', () => {
+    const plan = route(-10, [A, B]);
+    // Before: B scored $50 + 10 × $50 (5 bps of $100,000) = $550 against $1,000 and opened −10 there.
+    expect(legsOf(plan)).toEqual([['perp-a', '10', true]]);
+    // The ranking charge is never in the reported costs.
+    expect(plan.totalCostUsd).toBeCloseTo(1_000, 9);
+    expect(plan.legCosts.map((l) => l.totalCostUsd)).toEqual([1_000]);
+    expect(plan.notes.join(' ')).toMatch(/perp-a: reduces the existing 10 position \(reduce-only\)/);
+    expect(plan.notes.join(' ')).not.toMatch(/opposite positions left/);
+    // Without the long on A, B is cheaper by far and takes it all.
+    expect(legsOf(route(-10, [{ ...A, positionBase: 0 }, B]))).toEqual([['perp-b', '10', false]]);
+    // Venue order does not matter; a buy reduces a short the same way.
+    expect(legsOf(route(-10, [B, A]))).toEqual([['perp-a', '10', true]]);
+    expect(legsOf(route(10, [{ ...A, positionBase: -10 }, B]))).toEqual([['perp-a', '10', true]]);
+  });
+
+  it('opens elsewhere when A cannot be reduced now (no usable quote), or for what is left after reducing all A holds', () => {
+    // A quotes only buys: its long cannot be sold now, so B opens the whole sale (no pair charge to pay).
+    const aBuysOnly = { ...costVenue(A, 'buy', 10) };
+    const unquoted = routeDelta(req(-10, { referencePriceUsd: P }), [aBuysOnly, costVenue(B, 'sell', 10)], {
+      bridge,
+    });
+    expect(legsOf(unquoted)).toEqual([['perp-b', '10', false]]);
+    expect(unquoted.notes.join(' ')).toMatch(/perp-a: no usable sell quote; skipped/);
+    expect(unquoted.notes.join(' ')).not.toMatch(/opposite positions left/);
+    // A holds +4 of the 10 to sell: reduce those 4 ($400) and open the other 6 on B ($50). Before, B took
+    // all 10 ($50 + 10 × $50 = $550 against $400 + $50 + 6 × $50 = $750), leaving +4 on A against −10 on B.
+    const partial = route(-10, [{ ...A, positionBase: 4 }, B]);
+    expect(legsOf(partial)).toEqual([
+      ['perp-b', '6', false],
+      ['perp-a', '4', true],
+    ]);
+    expect(partial.totalCostUsd).toBeCloseTo(450, 9);
+    // B alone costs less now; the note says why the split still wins (the pair B alone would leave: B
+    // closes 4 for $50, A closes 4 for $400).
+    expect(partial.notes.join(' ')).toMatch(
+      /split over 2 venues: \$400\.00 more now than the best single venue \(perp-b\), which would leave opposite positions on perp-a to close later \(≈ \$450\.00\)/,
+    );
+    expect(partial.notes.join(' ')).not.toMatch(/opposite positions left/);
+    // A fee on B makes no difference to which side reduces: only B can take what A does not hold.
+    const bWithFee = route(-10, [
+      { ...A, positionBase: 4 },
+      { ...B, feeUsdPerUnit: 20 },
+    ]);
+    expect(legsOf(bWithFee)).toEqual([
+      ['perp-b', '6', false],
+      ['perp-a', '4', true],
+    ]);
+  });
+
+  it('opens against an opposite position it cannot reduce further now (largest order), and says what the pair will cost to close', () => {
+    // A's largest order is 3: reducing more is not possible now. B at $20 per unit and $50 gas opens the
+    // rest, 7, against the 7 left on A.
+    const capped = route(-10, [
+      { ...A, maxOrderSizeBase: 3 },
+      { ...B, feeUsdPerUnit: 20 },
+    ]);
+    expect(legsOf(capped)).toEqual([
+      ['perp-b', '7', false],
+      ['perp-a', '3', true],
+    ]);
+    // The pair: B closes 7 ($140 + $50), A closes 7 ($700): $890, a ranking charge only.
+    expect(capped.notes.join(' ')).toMatch(
+      /opens 7 against opposite positions left on perp-a: no plan reducing more was possible or cheaper counting the later close of both sides \(≈ \$890\.00, not in the leg costs\)/,
+    );
+    expect(capped.totalCostUsd).toBeCloseTo(300 + 140 + 50, 9);
+  });
+
+  it('never opens on one venue while an opposite position elsewhere is left that reducing costs no more than opening and closing both later (property)', () => {
+    const spec = fc.record({
+      feeUsdPerUnit: fc.double({ min: 0, max: 200, noNaN: true }),
+      spreadUsdPerUnit: fc.double({ min: 0, max: 50, noNaN: true }),
+      impactUsdPerUnit2: fc.oneof(fc.constant(0), fc.double({ min: 0, max: 20, noNaN: true })),
+      gasUsd: fc.double({ min: 0, max: 100, noNaN: true }),
+      positionBase: fc.oneof(
+        fc.constant(0),
+        fc.integer({ min: -2000, max: 2000 }).map((x) => x / 100),
+      ),
+      maxOrderSizeBase: fc.option(fc.integer({ min: 1, max: 30 }), { nil: undefined }),
+    });
+    let pairsChecked = 0;
+    fc.assert(
+      fc.property(
+        fc.array(spec, { minLength: 2, maxLength: 3 }),
+        fc.integer({ min: 1, max: 2000 }).map((x) => x / 100),
+        fc.boolean(),
+        (specs, size, buy) => {
+          const cs: Costs[] = specs.map((x, i) => ({ ...x, id: `v${i}` }));
+          const sign = buy ? 1 : -1;
+          const plan = route(sign * size, cs);
+          const q = cs.map((c) =>
+            plan.legs.filter((l) => l.venue === c.id).reduce((s, l) => s + Number(l.sizeBase), 0),
+          );
+          const reducible = cs.map((c) => (c.positionBase * sign < 0 ? Math.abs(c.positionBase) : 0));
+          const cost = (qs: readonly number[]) => cs.reduce((s, c, i) => s + tradeUsd(c, qs[i] ?? 0), 0);
+          expect(plan.totalCostUsd).toBeCloseTo(cost(q), 6);
+          const unreduced = cs.map((_, j) => Math.max(0, (reducible[j] ?? 0) - (q[j] ?? 0)));
+          const unreducedTotal = unreduced.reduce((s, x) => s + x, 0);
+          const holders = cs.filter((_, j) => (unreduced[j] ?? 0) > 1e-6);
+          const openedBy = q.map((x, i) => x - (reducible[i] ?? 0));
+          // One venue opening: the pair it makes, if any, is its own (several share theirs in the ranking).
+          if (openedBy.filter((o) => o > 1e-6).length !== 1) return;
+          const i = openedBy.findIndex((o) => o > 1e-6);
+          const ci = cs[i] as Costs;
+          const opened = openedBy[i] as number;
+          cs.forEach((cj, j) => {
+            if (j === i || (unreduced[j] ?? 0) <= 1e-6) return;
+            // Move what pairs from the opening venue to the one holding the opposite position, within its cap.
+            const room = (cj.maxOrderSizeBase ?? Number.POSITIVE_INFINITY) - (q[j] ?? 0);
+            const d = Math.min(opened, unreduced[j] ?? 0, room);
+            // Only a move that leaves no pair at all: otherwise both plans pay a later close.
+            if (d <= 1e-6 || (opened - d > 1e-6 && unreducedTotal - d > 1e-6)) return;
+            const alt = q.map((x, k) => (k === i ? x - d : k === j ? x + d : x));
+            const laterCloseUsd = tradeUsd(ci, d) + Math.min(...holders.map((h) => tradeUsd(h, d)));
+            pairsChecked++;
+            expect(
+              cost(q) + laterCloseUsd,
+              `${ci.id} opens ${opened} while ${cj.id} keeps ${unreduced[j]} it could reduce`,
+            ).toBeLessThanOrEqual(cost(alt) + 1e-6 * (1 + cost(alt)));
+          });
+        },
+      ),
+      { numRuns: 400, seed: 13 },
+    );
+    // The property is about something: some plans do open against a position they could not reduce more.
+    expect(pairsChecked).toBeGreaterThan(0);
   });
 });
 

@@ -47,11 +47,13 @@ export interface RouteOptions {
    */
   splitChunks?: number;
   /**
-   * Ranking charge on size that opens or grows a position, bps of the reference notional: roughly what
-   * closing that position later costs. Every plan opens the same size when no venue holds an opposite
-   * position, so the charge only tips the choice towards reducing an existing position (reduce-only)
-   * over opening an opposite one elsewhere when all-in costs are within about this much. It is never
-   * part of the reported leg costs. 0 turns the preference off. @defaultValue 5
+   * Ranking charge on size that opens or grows a position beyond every opposite position the venues
+   * hold, bps of the reference notional: roughly what closing that position later costs. Size that
+   * opens on a venue while another venue keeps a position this trade could reduce is charged the
+   * estimated cost of closing the pair it makes later instead (see {@link routeDelta}). The flat charge
+   * falls on the same size in every plan that delivers the same size (what is left of the hedge after
+   * all opposite positions), so it only moves ties. It is never part of the reported leg costs. 0 turns
+   * the flat charge off, not the pair's (a cost estimate, not a preference). @defaultValue 5
    */
   openPositionPenaltyBps?: number;
 }
@@ -277,30 +279,181 @@ interface Candidate {
   planned: number;
   /** All-in cost of the legs, USD. */
   cost: number;
-  /** Cost plus the ranking charge on opened size, per unit planned × requested size (comparable across plans). */
+  /**
+   * Cost plus the ranking charge on opened size ({@link openingCharge}), per unit planned × requested
+   * size (comparable across plans).
+   */
   score: number;
   /** |requested − planned|. */
   miss: number;
   /** Its caps were cut to collateral its legs share (see {@link reserveCaps}). */
   reserved: boolean;
+  /** What it opens against opposite positions it leaves on other venues (see {@link openingCharge}). */
+  pair: PairCharge;
+}
+
+/** What ranks plans besides their all-in cost: the charge on the size they open. */
+interface Ranking {
+  /** Flat charge per unit opened beyond every opposite position, USD (`openPositionPenaltyBps`). */
+  flatUsdPerUnit: number;
+  /**
+   * Venues holding a position this trade reduces (at least a size step of it), with a usable quote: a
+   * plan that opens elsewhere and leaves them unreduced makes a pair with no net delta.
+   */
+  reducers: readonly Model[];
+}
+
+/** Size that opens against opposite positions left on other venues, and what closing those pairs costs. */
+interface PairCharge {
+  pairedBase: number;
+  /** Estimated cost of closing both sides of every pair later, USD. */
+  closeUsd: number;
+  /** Venues whose opposite position is left (partly) unreduced. */
+  leftOn: string[];
 }
 
 /**
- * Sizes a subset of venues: the size split at equal marginal cost within the caps, rounded to each
- * venue's step and minimum, with its all-in cost and ranking. Null when the subset is the same plan as
- * a smaller one (a venue ends unused) or plans nothing.
+ * Estimated cost of closing `sizeBase` of a position on the venue later, USD: its fitted cost model for
+ * that size (fee, spread and impact, gas and any fixed fee once), without the funding carry (a close pays
+ * none). The model is fitted on this trade's side; closing an opened position trades the other side,
+ * taken to cost the same.
  */
-function sizeCandidate(choices: Choice[], size: number, openUsdPerUnit: number): Candidate | null {
-  const raw = allocateEqualMarginal(
-    choices.map((ch) => ({
-      a: ch.m.a,
-      k: ch.m.k,
-      reducible: ch.m.reducible,
-      openUsdPerUnit,
-      cap: ch.cap,
-    })),
-    size,
+function closeCostUsd(m: Model, sizeBase: number): number {
+  return (m.feePerUnit + m.spreadPerUnit) * sizeBase + m.k * sizeBase * sizeBase + m.gasUsd + m.feeFixedUsd;
+}
+
+/**
+ * Whether `base` of a position is less than an order on its venue can trade (a size step), or float noise:
+ * a plan rounded to steps may leave that much of a position it reduces, and then leaves no pair.
+ */
+function isDust(m: Model, base: number, eps: number): boolean {
+  return base <= eps || (m.v.sizeStepBase > 0 && base < m.v.sizeStepBase * (1 - 1e-6));
+}
+
+/**
+ * Ranking charge of legs `q` on the size they open (past each venue's own reducible position), USD. Size
+ * that opens while other venues keep opposite positions this plan leaves unreduced (up to the size they
+ * keep) makes pairs with no net delta, which pay funding on both sides, tie up margin on both and must be
+ * closed twice later: it is charged the estimated cost of that close, per venue opening `x` of it (the
+ * paired size shared in proportion to what each opens) its own close of `x` plus the cheapest close of
+ * `x` among the venues left holding the opposite position ({@link closeCostUsd}). The rest of the opened
+ * size pays the flat `flatUsdPerUnit`: every plan of the same size opens that much.
+ */
+function openingCharge(
+  choices: readonly Choice[],
+  q: readonly number[],
+  r: Ranking,
+  eps: number,
+): { chargeUsd: number; pair: PairCharge } {
+  const openedBy = choices.map((ch, i) => {
+    const o = (q[i] ?? 0) - ch.m.reducible;
+    return o > eps ? o : 0;
+  });
+  const opened = openedBy.reduce((s, x) => s + x, 0);
+  const left: { m: Model; base: number }[] = [];
+  for (const m of r.reducers) {
+    const i = choices.findIndex((ch) => ch.m === m);
+    const base = m.reducible - (i < 0 ? 0 : Math.min(q[i] ?? 0, m.reducible));
+    if (!isDust(m, base, eps)) left.push({ m, base });
+  }
+  const pairedBase = Math.min(
+    opened,
+    left.reduce((s, x) => s + x.base, 0),
   );
+  const pair: PairCharge = { pairedBase, closeUsd: 0, leftOn: left.map((x) => x.m.v.venue) };
+  if (pairedBase > 0)
+    openedBy.forEach((o, i) => {
+      if (o <= 0) return;
+      const x = (o * pairedBase) / opened;
+      const ownCloseUsd = closeCostUsd((choices[i] as Choice).m, x);
+      pair.closeUsd += ownCloseUsd + Math.min(...left.map((l) => closeCostUsd(l.m, x)));
+    });
+  return { chargeUsd: pair.closeUsd + (opened - pairedBase) * r.flatUsdPerUnit, pair };
+}
+
+/**
+ * The opening charge per unit the allocator sees on each venue of a subset: its own close plus the
+ * cheapest close among the other venues holding opposite positions (each closed at the size it could
+ * pair, gas spread over it), or the flat charge when there are none. `assumeReduced` leaves out opposite
+ * positions on venues of the subset itself (taken to be reduced first); without it they count too.
+ */
+function openChargesPerUnit(
+  choices: readonly Choice[],
+  size: number,
+  r: Ranking,
+  assumeReduced: boolean,
+): number[] {
+  const inSubset = new Set(choices.map((ch) => ch.m));
+  return choices.map((ch) => {
+    const others = r.reducers.filter((m) => m !== ch.m && !(assumeReduced && inSubset.has(m)));
+    const x = Math.min(
+      size,
+      others.reduce((s, m) => s + m.reducible, 0),
+    );
+    if (!(x > 0)) return r.flatUsdPerUnit;
+    return (closeCostUsd(ch.m, x) + Math.min(...others.map((m) => closeCostUsd(m, x)))) / x;
+  });
+}
+
+/**
+ * The splits of `size` over a subset worth ranking, each at equal marginal cost within the caps (each
+ * venue's size past its own reducible position paying an opening charge per unit). The exact charge on a
+ * pair is only paid while an opposite position is left, which the allocator's separable curves cannot
+ * see, so the subset is split up to three ways: opposite positions of the subset's venues left (they
+ * count against opening elsewhere), taken to be reduced (they do not), and reduced first (each venue of
+ * the subset holding one takes all of it it can before the rest is split). Each is then ranked on its
+ * exact {@link openingCharge}.
+ */
+function candidateSplits(choices: readonly Choice[], size: number, r: Ranking): number[][] {
+  const split = (charges: readonly number[]) =>
+    allocateEqualMarginal(
+      choices.map((ch, i) => ({
+        a: ch.m.a,
+        k: ch.m.k,
+        reducible: ch.m.reducible,
+        openUsdPerUnit: charges[i] as number,
+        cap: ch.cap,
+      })),
+      size,
+    );
+  const leftCharges = openChargesPerUnit(choices, size, r, false);
+  const out = [split(leftCharges)];
+  if (r.reducers.length === 0) return out;
+  const reducedCharges = openChargesPerUnit(choices, size, r, true);
+  if (reducedCharges.some((x, i) => x !== leftCharges[i])) out.push(split(reducedCharges));
+  const first = choices.map((ch) => (r.reducers.includes(ch.m) ? Math.min(ch.m.reducible, ch.cap) : 0));
+  const firstTotal = first.reduce((s, x) => s + x, 0);
+  // All of it reduces: the other venues would be unused, which a smaller subset covers.
+  if (firstTotal <= 0 || firstTotal >= size) return out;
+  const rest = allocateEqualMarginal(
+    choices.map((ch, i) => {
+      const taken = first[i] as number;
+      // The curve past what it reduces: its marginal cost there, all of it opening.
+      return {
+        a: ch.m.a + 2 * ch.m.k * taken,
+        k: ch.m.k,
+        reducible: 0,
+        openUsdPerUnit: reducedCharges[i] as number,
+        cap: Math.max(0, ch.cap - taken),
+      };
+    }),
+    size - firstTotal,
+  );
+  out.push(first.map((x, i) => x + (rest[i] ?? 0)));
+  return out;
+}
+
+/**
+ * Sizes a subset of venues on a split of `size` ({@link candidateSplits}): rounded to each venue's step
+ * and minimum, with its all-in cost and ranking. Null when the subset is the same plan as a smaller one
+ * (a venue ends unused) or plans nothing.
+ */
+function sizeCandidate(
+  choices: Choice[],
+  size: number,
+  raw: readonly number[],
+  ranking: Ranking,
+): Candidate | null {
   const q = roundLegs(raw, choices, size);
   // No dust legs below a venue minimum (a subset without that venue covers the case); and a needed
   // hedge never rounds to zero: a lone leg below the minimum is raised to it.
@@ -318,20 +471,19 @@ function sizeCandidate(choices: Choice[], size: number, openUsdPerUnit: number):
   const planned = q.reduce((s, x) => s + x, 0);
   if (planned <= 0) return null;
   let cost = 0;
-  let opened = 0;
   q.forEach((x, i) => {
-    const ch = choices[i] as Choice;
-    cost += legCost(ch, x);
-    opened += Math.max(0, x - ch.m.reducible);
+    cost += legCost(choices[i] as Choice, x);
   });
+  const { chargeUsd, pair } = openingCharge(choices, q, ranking, size * 1e-9);
   return {
     q,
     choices,
     planned,
     cost,
-    score: ((cost + opened * openUsdPerUnit) * size) / planned,
+    score: ((cost + chargeUsd) * size) / planned,
     miss: Math.abs(size - planned),
     reserved: false,
+    pair,
   };
 }
 
@@ -466,6 +618,25 @@ function reserveCaps(choices: readonly Choice[], f: Funding): Choice[] | null {
 }
 
 /**
+ * Why a split beat the best single venue of the same size: it costs less all-in, or it costs more now
+ * but the single venue ranked below it on its opening charge (a pair it would leave to close later).
+ */
+function splitNote(legs: number, best: Candidate, single: Candidate, fixedUsd: number): string {
+  const venue = single.choices[0]?.m.v.venue;
+  const savedUsd = single.cost - best.cost;
+  if (savedUsd >= 0)
+    return (
+      `split over ${legs} venues: saves $${savedUsd.toFixed(2)} against the best single venue (${venue}) ` +
+      `after $${fixedUsd.toFixed(2)} of fixed costs on its legs`
+    );
+  const why =
+    single.pair.pairedBase > 0
+      ? `would leave opposite positions on ${single.pair.leftOn.join(', ')} to close later (≈ $${single.pair.closeUsd.toFixed(2)})`
+      : 'ranks below it on the charge on the size it opens';
+  return `split over ${legs} venues: $${(-savedUsd).toFixed(2)} more now than the best single venue (${venue}), which ${why}`;
+}
+
+/**
  * Routes a signed delta across venues at the lowest all-in cost: fee + spread/impact for the size + gas or
  * execution fee + funding carry over the holding time + (when margin is short) the bridge fee and a price
  * on its delay.
@@ -474,10 +645,18 @@ function reserveCaps(choices: readonly Choice[], f: Funding): Choice[] | null {
  * subset the size is split at equal marginal cost within caps, rounded to each venue's step (never above
  * the request, see {@link roundLegs}) and minimum, and each leg pays its own fixed costs (gas, fixed fee,
  * bridge). So a split is only chosen when the impact it saves exceeds the extra legs' fixed costs, and
- * never when one venue is cheaper all-in. Plans are ranked by how close they come to the requested size
- * (differences within one size step are rounding, not capacity), then by all-in cost plus a small charge
- * on size that opens a position (`openPositionPenaltyBps`), which makes reducing an existing position win
- * over opening an opposite one elsewhere when costs are comparable. Every plan is fundable as a whole: legs drawing on one source's
+ * never when one venue is cheaper all-in (the opening charges below counted). Plans are ranked by how
+ * close they come to the requested size (differences within one size step are rounding, not capacity),
+ * then by all-in cost plus a ranking charge on the size they open (never part of the reported leg costs;
+ * see {@link openingCharge}). Size that opens on one venue while another keeps a position of the opposite
+ * sign that the plan could have reduced makes a pair with no net delta: it pays funding on both sides,
+ * ties up margin on both and must be closed twice later. That size is charged the estimated later close
+ * of the pair: per unit paired, the opening venue's close plus the cheapest close among the venues
+ * holding the opposite position, each from its fitted cost model (fee, spread and impact, gas spread over
+ * the size). So a plan reduces opposite positions first unless opening elsewhere is cheaper even counting
+ * that close (a venue with an opposite position but no usable quote cannot be reduced and is not
+ * counted). What opens beyond every opposite position pays the flat `openPositionPenaltyBps`, the same in
+ * every plan of one size. Every plan is fundable as a whole: legs drawing on one source's
  * collateral (moves out of it, and its own venue's leg) are sized to fit it together, with its own
  * leg's margin kept first (see {@link reserveCaps}); what no collateral covers is shortfall. A pure
  * function of its inputs.
@@ -499,7 +678,6 @@ export function routeDelta(
   const side: Side = req.deltaBase > 0 ? 'buy' : 'sell';
   const size = Math.abs(req.deltaBase);
   const urgent = req.urgency === 'urgent';
-  const openUsdPerUnit = (opts.openPositionPenaltyBps / 10_000) * req.referencePriceUsd;
   const notes: string[] = [];
   const models: Model[] = [];
   for (const v of venues) {
@@ -519,6 +697,19 @@ export function routeDelta(
   const missTol = Math.max(0, ...models.map((m) => m.v.sizeStepBase)) + size * 1e-12;
   const better = (x: Candidate, y: Candidate | null) =>
     !y || x.miss < y.miss - missTol || (Math.abs(x.miss - y.miss) <= missTol && x.score < y.score - 1e-9);
+  const ranking: Ranking = {
+    flatUsdPerUnit: (opts.openPositionPenaltyBps / 10_000) * req.referencePriceUsd,
+    reducers: models.filter((m) => m.reducible > 0 && !isDust(m, m.reducible, size * 1e-9)),
+  };
+  /** The best-ranked plan of a subset over its {@link candidateSplits}. */
+  const sizeSubset = (choices: Choice[]): Candidate | null => {
+    let best: Candidate | null = null;
+    for (const raw of candidateSplits(choices, size, ranking)) {
+      const cand = sizeCandidate(choices, size, raw, ranking);
+      if (cand && better(cand, best)) best = cand;
+    }
+    return best;
+  };
   const funding: Funding = {
     side,
     referencePriceUsd: req.referencePriceUsd,
@@ -548,12 +739,12 @@ export function routeDelta(
       else choices.push({ m, bridge, cap: m.cap, fixed: fixedBase + bridge.feeUsd + bridge.delayUsd });
     }
     if (!ok || choices.length === 0 || choices.length > opts.maxLegs) continue;
-    let cand = sizeCandidate(choices, size, openUsdPerUnit);
+    let cand = sizeSubset(choices);
     // A split that spends a source twice is sized again on collateral reserved per leg; if even that
     // does not fit (float noise at the last cent), the subset is dropped: a plan must be fundable.
     if (cand && !drawsFit(cand.choices, cand.q, funding)) {
       const reserved = reserveCaps(choices, funding);
-      cand = reserved ? sizeCandidate(reserved, size, openUsdPerUnit) : null;
+      cand = reserved ? sizeSubset(reserved) : null;
       if (cand && !drawsFit(cand.choices, cand.q, funding)) cand = null;
       if (cand) cand.reserved = true;
     }
@@ -666,11 +857,16 @@ export function routeDelta(
     const fixedUsd = best.choices.reduce((s, ch, i) => s + ((best.q[i] ?? 0) > 0 ? ch.fixed : 0), 0);
     notes.push(
       single && Math.abs(single.miss - best.miss) <= missTol
-        ? `split over ${legs.length} venues: saves $${(single.cost - best.cost).toFixed(2)} against the best ` +
-            `single venue (${single.choices[0]?.m.v.venue}) after $${fixedUsd.toFixed(2)} of fixed costs on its legs`
+        ? splitNote(legs.length, best, single, fixedUsd)
         : `split over ${legs.length} venues: no single venue can take all of it`,
     );
   }
+  if (best.pair.pairedBase > 0)
+    notes.push(
+      `opens ${toDecimalString(best.pair.pairedBase, 8)} against opposite positions left on ${best.pair.leftOn.join(', ')}: ` +
+        `no plan reducing more was possible or cheaper counting the later close of both sides ` +
+        `(≈ $${best.pair.closeUsd.toFixed(2)}, not in the leg costs)`,
+    );
   if (best.reserved && transfers.length > 0) {
     const shared = [...new Set(transfers.map((t) => t.fromVenue))].join(', ');
     notes.push(
