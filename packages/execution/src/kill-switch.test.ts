@@ -46,6 +46,38 @@ async function cancelPassesOf(env: Env, scope: string, eventId: string, venue?: 
 
 // An async-keeper venue (paper-gmx) keeps orders pending for the keeper delay: working orders whose
 // jobs are active (polling the venue) when the kill switch engages.
+/**
+ * A worker pool of its own, as another process runs it, on venue `id`: its kill switch on `redis` with
+ * cancel lease `leaseMs`, its own subscriber, cancel passes retried after 100 ms.
+ */
+async function processPool(
+  env: Env,
+  id: string,
+  venue: PaperVenue,
+  leaseMs: number,
+  redis: Env['cmd'],
+): Promise<{ pool: Awaited<ReturnType<typeof startWorkers>>; subscriber: Env['cmd'] }> {
+  const subscriber = env.redis.client();
+  const killSwitch = new KillSwitch({
+    redis,
+    prefix: env.prefix,
+    ledger: env.ledger,
+    cancelLeaseMs: leaseMs,
+  });
+  const pool = await startWorkers({
+    connection: env.redis.options,
+    queuePrefix: env.prefix,
+    venues: new Map([[id, venue]]),
+    ledger: env.ledger,
+    controls: env.controls,
+    breakers: env.breakers,
+    killSwitch,
+    subscriber,
+    killCancelRetryMs: 100,
+  });
+  return { pool, subscriber };
+}
+
 describe('kill switch with working orders', () => {
   let env: Env;
   beforeAll(async () => {
@@ -507,24 +539,7 @@ describe('kill switch: the cancel claim is a lease', () => {
 
   /** Another process: its own worker pool on `venue`, with a kill switch whose cancel lease is `leaseMs`. */
   const processOn = async (id: string, venue: PaperVenue) => {
-    const subscriber = env.redis.client();
-    const killSwitch = new KillSwitch({
-      redis: env.cmd,
-      prefix: env.prefix,
-      ledger: env.ledger,
-      cancelLeaseMs: leaseMs,
-    });
-    const pool = await startWorkers({
-      connection: env.redis.options,
-      queuePrefix: env.prefix,
-      venues: new Map([[id, venue]]),
-      ledger: env.ledger,
-      controls: env.controls,
-      breakers: env.breakers,
-      killSwitch,
-      subscriber,
-      killCancelRetryMs: 100,
-    });
+    const { pool, subscriber } = await processPool(env, id, venue, leaseMs, env.cmd);
     const p = {
       pool,
       async close() {
@@ -835,24 +850,7 @@ describe('kill switch: the pool closes after its cancel passes', () => {
       );
     };
     const ksRedis = env.redis.client();
-    const killSwitch = new KillSwitch({
-      redis: ksRedis,
-      prefix: env.prefix,
-      ledger: env.ledger,
-      cancelLeaseMs: o.leaseMs,
-    });
-    const subscriber = env.redis.client();
-    const pool = await startWorkers({
-      connection: env.redis.options,
-      queuePrefix: env.prefix,
-      venues: new Map([[id, venue]]),
-      ledger: env.ledger,
-      controls: env.controls,
-      breakers: env.breakers,
-      killSwitch,
-      subscriber,
-      killCancelRetryMs: 100,
-    });
+    const { pool, subscriber } = await processPool(env, id, venue, o.leaseMs, ksRedis);
     return {
       pool,
       cancels,

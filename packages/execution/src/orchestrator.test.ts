@@ -3,7 +3,44 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LeaderLease } from './lease.ts';
 import { Orchestrator, TickOverrunError } from './orchestrator.ts';
 import type { ExecutionService } from './service.ts';
-import { heldAcquire, testRedis } from './test-env.ts';
+import { heldAcquire, testRedis, until } from './test-env.ts';
+
+/**
+ * A leader on `lease` (watchdog at 300 ms) whose every tick hangs like a venue read that never answers,
+ * until `unhang()`; `ticksA()` counts its ticks.
+ */
+function hangingLeader(lease: LeaderLease, onError: (e: unknown) => void) {
+  let ticks = 0;
+  let release: () => void = () => {};
+  const a = new Orchestrator({
+    lease,
+    service: {} as ExecutionService,
+    intervalMs: 10,
+    tickTimeoutMs: 300,
+    plan: async () => {
+      ticks++;
+      await new Promise<void>((r) => {
+        release = r;
+      });
+      return [];
+    },
+    onError,
+  });
+  return { a, ticksA: () => ticks, unhang: () => release() };
+}
+
+/** An orchestrator on `lease` planning nothing, every 10 ms, that calls `onTick` at each tick. */
+function countingStandby(lease: LeaderLease, onTick: () => void): Orchestrator {
+  return new Orchestrator({
+    lease,
+    service: {} as ExecutionService,
+    intervalMs: 10,
+    plan: async () => {
+      onTick();
+      return [];
+    },
+  });
+}
 
 describe('orchestrator', () => {
   let redis: Awaited<ReturnType<typeof testRedis>>;
@@ -108,58 +145,30 @@ describe('orchestrator', () => {
       new LeaderLease({ redis: cmd, prefix, name: 'orchestrator', holderId, ttlMs: 600 });
     const leaseA = leaseOf('a');
     const leaseB = leaseOf('b');
-    let unhang: () => void = () => {};
     const errorsA: unknown[] = [];
-    let ticksA = 0;
     let ticksB = 0;
-    const a = new Orchestrator({
-      lease: leaseA,
-      service: {} as ExecutionService,
-      intervalMs: 10,
-      tickTimeoutMs: 300,
-      plan: async () => {
-        ticksA++;
-        // a venue read that never answers
-        await new Promise<void>((r) => {
-          unhang = r;
-        });
-        return [];
-      },
-      onError: (e) => errorsA.push(e),
-    });
-    const b = new Orchestrator({
-      lease: leaseB,
-      service: {} as ExecutionService,
-      intervalMs: 10,
-      plan: async () => {
-        ticksB++;
-        return [];
-      },
-    });
-    const until = async (what: () => boolean, ms: number) => {
-      for (let i = 0; i < ms / 10 && !what(); i++) await new Promise((r) => setTimeout(r, 10));
-      return what();
-    };
+    const { a, ticksA, unhang } = hangingLeader(leaseA, (e) => errorsA.push(e));
+    const b = countingStandby(leaseB, () => ticksB++);
     try {
       a.start();
-      expect(await until(() => ticksA === 1, 2000)).toBe(true);
+      await until(async () => ticksA() === 1, 2000, 10);
       b.start(); // the standby: A holds the lease, B plans nothing
       await new Promise((r) => setTimeout(r, 150));
       expect(ticksB).toBe(0);
       // past the watchdog A steps down and B takes over while A's tick still hangs
-      expect(await until(() => ticksB > 0, 3000)).toBe(true);
+      await until(async () => ticksB > 0, 3000, 10);
       expect(errorsA.some((e) => e instanceof TickOverrunError)).toBe(true);
       expect(leaseA.isLeader).toBe(false);
-      expect(ticksA).toBe(1); // no tick overlapping the hung one
+      expect(ticksA()).toBe(1); // no tick overlapping the hung one
       // the hung tick ends: A campaigns again, but B holds the lease now
       unhang();
       await new Promise((r) => setTimeout(r, 400));
       expect(leaseB.isLeader).toBe(true);
       expect(leaseA.isLeader).toBe(false);
-      expect(ticksA).toBe(1);
+      expect(ticksA()).toBe(1);
       // B dies (releases): A, campaigning again, takes over and plans
       await b.stop();
-      expect(await until(() => ticksA > 1, 3000)).toBe(true);
+      await until(async () => ticksA() > 1, 3000, 10);
       // a stop while a tick hangs returns at the watchdog's deadline, not never
       const t0 = performance.now();
       await a.stop();
@@ -195,56 +204,29 @@ describe('orchestrator', () => {
       ttlMs: 5_000,
       renewEveryMs: 30,
     });
-    let unhang: () => void = () => {};
     let overran = false;
-    let ticksA = 0;
     let ticksB = 0;
-    const a = new Orchestrator({
-      lease: leaseA,
-      service: {} as ExecutionService,
-      intervalMs: 10,
-      tickTimeoutMs: 300,
-      plan: async () => {
-        ticksA++;
-        await new Promise<void>((r) => {
-          unhang = r;
-        });
-        return [];
-      },
-      onError: (e) => {
-        if (e instanceof TickOverrunError) overran = true;
-      },
+    const { a, ticksA, unhang } = hangingLeader(leaseA, (e) => {
+      if (e instanceof TickOverrunError) overran = true;
     });
-    const b = new Orchestrator({
-      lease: leaseB,
-      service: {} as ExecutionService,
-      intervalMs: 10,
-      plan: async () => {
-        ticksB++;
-        return [];
-      },
-    });
-    const until = async (what: () => boolean, ms: number) => {
-      for (let i = 0; i < ms / 10 && !what(); i++) await new Promise((r) => setTimeout(r, 10));
-      return what();
-    };
+    const b = countingStandby(leaseB, () => ticksB++);
     try {
       a.start();
-      expect(await until(() => ticksA === 1, 2000)).toBe(true);
+      await until(async () => ticksA() === 1, 2000, 10);
       // while the tick hangs, a's lease lapses (a stall): its renewal fails and it campaigns again; the
       // re-acquisition lands in Redis, its answer is still on the way when the watchdog steps a down
       held.arm();
       await cmd.del(key);
       await held.sent;
-      expect(await until(() => overran, 2000)).toBe(true);
+      await until(async () => overran, 2000, 10);
       await new Promise((r) => setTimeout(r, 20));
       held.reply.open();
       b.start();
       // the standby takes over at once, not a TTL later
-      expect(await until(() => ticksB > 0, 1500)).toBe(true);
+      await until(async () => ticksB > 0, 1500, 10);
       expect(leaseA.isLeader).toBe(false);
       expect(await cmd.get(key)).toMatch(/^b\|/);
-      expect(ticksA).toBe(1);
+      expect(ticksA()).toBe(1);
     } finally {
       unhang();
       await a.stop();
