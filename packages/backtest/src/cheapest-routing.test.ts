@@ -36,6 +36,11 @@ describe('cheapest routing', () => {
     // Selling adds to the short nowhere else: it goes where it is cheapest, as without positions.
     expect(legs([0, -3], -2)).toEqual([{ venueIndex: 0, sizeBase: -2 }]);
     expect(legs([0, 0], 2)).toEqual([{ venueIndex: 0, sizeBase: 2 }]);
+    // Float residue is no trade: 0.1 + 0.2 closes both shorts, and no 5.6e-17 opens on a third order.
+    expect(legs([-0.1, -0.2], 0.1 + 0.2)).toEqual([
+      { venueIndex: 0, sizeBase: 0.1 },
+      { venueIndex: 1, sizeBase: 0.2 },
+    ]);
   });
 
   it('among several opposite positions the cheapest per unit goes first; a venue already in the trade pays no second gas', () => {

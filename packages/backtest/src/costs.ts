@@ -212,7 +212,9 @@ export function routeCheapest(
   /** Venues in the order they were planned: the legs' order. */
   const order: number[] = [];
   let left = Math.abs(deltaBase);
-  while (left > 0) {
+  // what float residue of the subtractions below leaves is no trade (it would open a dust position)
+  const dust = Math.abs(deltaBase) * 1e-12;
+  while (left > dust) {
     let best = -1;
     let bestTake = 0;
     let bestPerUnit = Number.POSITIVE_INFINITY;
@@ -236,7 +238,7 @@ export function routeCheapest(
   }
   if (order.length === 0)
     return [{ venueIndex: cheapestVenue(venues, gas, deltaBase * spotUsd, ms), sizeBase: deltaBase }];
-  if (left > 0) {
+  if (left > dust) {
     let best = 0;
     let bestCost = Number.POSITIVE_INFINITY;
     for (let i = 0; i < venues.length; i++) {

@@ -1184,8 +1184,9 @@ class OrderProcessor {
   /**
    * Cancels the working orders of one venue the engagement covers, and records the pass. Throws when
    * a cancel failed (after the record, which counts them), so the caller gives the claim back. Also,
-   * at once and with no record, when the pool closes under it (`#unlessAborted`): the pass did not
-   * finish, and the process that takes the claim over makes and records it whole.
+   * at once, when the pool closes under it (`#unlessAborted`): the pass did not finish, and the process
+   * that takes the claim over makes and records it whole (a record already on its way when the abort
+   * came may still land: the pass is then recorded twice, an audit row more, nothing sent twice).
    */
   async #cancelWorking(ev: KillEvent, venueId: string, venue: VenueAdapter): Promise<void> {
     const working = await this.#unlessAborted(

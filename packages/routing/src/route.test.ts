@@ -1407,6 +1407,22 @@ describe('routeDelta: reduces opposite positions on other venues before opening 
     ]);
   });
 
+  it('a sliver held on a cheap venue does not stand for the whole pair: the rest sits where closing it is dear (review finding)', () => {
+    // Sell 10. A holds +1 and closes for $0.50 of gas; C holds +9 at $30 a unit and $50 of gas; B holds
+    // nothing, $50 of gas. Opening 10 on B leaves +1 on A and +9 on C to close later ($0.50 + $320) on top
+    // of B's own close ($50): $420.50 in all against $320.50 for reducing A and C now. Charging the pair as
+    // if A could close all 10 for $0.50 made B look like $100.50 and won.
+    const a: Costs = { id: 'perp-a', feeUsdPerUnit: 0, gasUsd: 0.5, positionBase: 1 };
+    const c: Costs = { id: 'perp-c', feeUsdPerUnit: 30, gasUsd: 50, positionBase: 9 };
+    const b: Costs = { id: 'perp-b', feeUsdPerUnit: 0, gasUsd: 50, positionBase: 0 };
+    const plan = route(-10, [a, b, c]);
+    expect(legsOf(plan).sort()).toEqual([
+      ['perp-a', '1', true],
+      ['perp-c', '9', true],
+    ]);
+    expect(plan.totalCostUsd).toBeCloseTo(320.5, 9);
+  });
+
   it('opens against an opposite position it cannot reduce further now (largest order), and says what the pair will cost to close', () => {
     // A's largest order is 3: reducing more is not possible now. B at $20 per unit and $50 gas opens the
     // rest, 7, against the 7 left on A.

@@ -334,10 +334,11 @@ function isDust(m: Model, base: number, eps: number): boolean {
  * Ranking charge of legs `q` on the size they open (past each venue's own reducible position), USD. Size
  * that opens while other venues keep opposite positions this plan leaves unreduced (up to the size they
  * keep) makes pairs with no net delta, which pay funding on both sides, tie up margin on both and must be
- * closed twice later: it is charged the estimated cost of that close, per venue opening `x` of it (the
- * paired size shared in proportion to what each opens) its own close of `x` plus the cheapest close of
- * `x` among the venues left holding the opposite position ({@link closeCostUsd}). The rest of the opened
- * size pays the flat `flatUsdPerUnit`: every plan of the same size opens that much.
+ * closed twice later: it is charged the estimated cost of that close ({@link closeCostUsd}): each opening
+ * venue's close of its share of the paired size (shared in proportion to what each opens), plus the close
+ * of the paired size where the opposite positions sit, cheapest per unit first and each at most what it
+ * holds ({@link closeLeftUsd}). The rest of the opened size pays the flat `flatUsdPerUnit`: every plan of
+ * the same size opens that much.
  */
 function openingCharge(
   choices: readonly Choice[],
@@ -361,20 +362,40 @@ function openingCharge(
     left.reduce((s, x) => s + x.base, 0),
   );
   const pair: PairCharge = { pairedBase, closeUsd: 0, leftOn: left.map((x) => x.m.v.venue) };
-  if (pairedBase > 0)
+  if (pairedBase > 0) {
     openedBy.forEach((o, i) => {
-      if (o <= 0) return;
-      const x = (o * pairedBase) / opened;
-      const ownCloseUsd = closeCostUsd((choices[i] as Choice).m, x);
-      pair.closeUsd += ownCloseUsd + Math.min(...left.map((l) => closeCostUsd(l.m, x)));
+      if (o > 0) pair.closeUsd += closeCostUsd((choices[i] as Choice).m, (o * pairedBase) / opened);
     });
+    pair.closeUsd += closeLeftUsd(left, pairedBase);
+  }
   return { chargeUsd: pair.closeUsd + (opened - pairedBase) * r.flatUsdPerUnit, pair };
 }
 
 /**
+ * Estimated cost of closing `sizeBase` of the opposite positions `left` (each at most the `base` it
+ * holds), cheapest per unit first, each venue's order paying its own fixed costs once, USD. A venue
+ * holding a sliver cannot close the whole of a pair: the rest is closed where it sits. `sizeBase` is at
+ * most what `left` holds in all.
+ */
+function closeLeftUsd(left: readonly { m: Model; base: number }[], sizeBase: number): number {
+  const byUnitCost = [...left].sort(
+    (x, y) => closeCostUsd(x.m, x.base) / x.base - closeCostUsd(y.m, y.base) / y.base,
+  );
+  let rest = sizeBase;
+  let usd = 0;
+  for (const l of byUnitCost) {
+    if (!(rest > 0)) break;
+    const take = Math.min(rest, l.base);
+    usd += closeCostUsd(l.m, take);
+    rest -= take;
+  }
+  return usd;
+}
+
+/**
  * The opening charge per unit the allocator sees on each venue of a subset: its own close plus the
- * cheapest close among the other venues holding opposite positions (each closed at the size it could
- * pair, gas spread over it), or the flat charge when there are none. `assumeReduced` leaves out opposite
+ * close of the opposite positions on the other venues ({@link closeLeftUsd}, for the size it could pair,
+ * gas spread over it), or the flat charge when there are none. `assumeReduced` leaves out opposite
  * positions on venues of the subset itself (taken to be reduced first); without it they count too.
  */
 function openChargesPerUnit(
@@ -391,7 +412,8 @@ function openChargesPerUnit(
       others.reduce((s, m) => s + m.reducible, 0),
     );
     if (!(x > 0)) return r.flatUsdPerUnit;
-    return (closeCostUsd(ch.m, x) + Math.min(...others.map((m) => closeCostUsd(m, x)))) / x;
+    const left = others.map((m) => ({ m, base: m.reducible }));
+    return (closeCostUsd(ch.m, x) + closeLeftUsd(left, x)) / x;
   });
 }
 
@@ -651,9 +673,9 @@ function splitNote(legs: number, best: Candidate, single: Candidate, fixedUsd: n
  * see {@link openingCharge}). Size that opens on one venue while another keeps a position of the opposite
  * sign that the plan could have reduced makes a pair with no net delta: it pays funding on both sides,
  * ties up margin on both and must be closed twice later. That size is charged the estimated later close
- * of the pair: per unit paired, the opening venue's close plus the cheapest close among the venues
- * holding the opposite position, each from its fitted cost model (fee, spread and impact, gas spread over
- * the size). So a plan reduces opposite positions first unless opening elsewhere is cheaper even counting
+ * of the pair: the opening venue's close plus the close where the opposite positions sit (cheapest per
+ * unit first, each venue at most what it holds), each from its fitted cost model (fee, spread and impact,
+ * gas once per order). So a plan reduces opposite positions first unless opening elsewhere is cheaper even counting
  * that close (a venue with an opposite position but no usable quote cannot be reduced and is not
  * counted). What opens beyond every opposite position pays the flat `openPositionPenaltyBps`, the same in
  * every plan of one size. Every plan is fundable as a whole: legs drawing on one source's

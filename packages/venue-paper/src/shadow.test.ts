@@ -472,6 +472,37 @@ describe('dry run: expired options and futures settle', () => {
     expect((await a.health()).details).not.toHaveProperty('settlementTrouble');
   });
 
+  it('a settlement that cannot be made (the markets cannot be read) fails no read: the position stays listed and is settled after a wait (review finding)', async () => {
+    let marketsDown = false;
+    const flaky = (v: VenueAdapter): VenueAdapter =>
+      new Proxy(v, {
+        get(target, prop, recv) {
+          if (prop === 'loadMarkets')
+            return async () => {
+              if (marketsDown) throw new Error('markets down');
+              return target.loadMarkets();
+            };
+          const x = Reflect.get(target, prop, recv);
+          return typeof x === 'function' ? x.bind(target) : x;
+        },
+      });
+    const r = lyraExpiry({}, flaky);
+    const [a, b] = r.shadows;
+    const { expiryMs, calls } = await nearestBoard(a);
+    await a.placeOrder(trade('exp-markets', calls[0] as string, 'buy', '1'));
+    r.clock.set(expiryMs + 120_000);
+    marketsDown = true; // b has not read the markets yet
+    expect((await b.fetchPositions()).map((p) => p.sizeBase)).toEqual([1]);
+    expect((await b.health()).details).toMatchObject({
+      settlementTrouble: expect.stringContaining('markets down'),
+    });
+    marketsDown = false;
+    expect((await b.fetchPositions()).map((p) => p.sizeBase)).toEqual([1]); // waits 10 s first
+    r.clock.advance(10_000);
+    expect(await b.fetchPositions()).toEqual([]);
+    expect((await b.health()).details).not.toHaveProperty('settlementTrouble');
+  });
+
   it('over a venue without settlement prices an expired position stays listed, nothing paid', async () => {
     const hide = (v: VenueAdapter): VenueAdapter =>
       new Proxy(v, {

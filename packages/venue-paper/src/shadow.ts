@@ -396,20 +396,34 @@ export class ShadowVenue implements VenueAdapter {
     } catch (err) {
       trouble.push(err instanceof Error ? err.message : String(err));
     }
-    this.#settlementTrouble = trouble.join('; ');
     for (const id of ask) {
       if (prices.has(id)) this.#settlementWaits.delete(id);
-      else {
-        const waitMs = Math.min(
-          (this.#settlementWaits.get(id)?.waitMs ?? SETTLEMENT_RETRY_MS / 2) * 2,
-          SETTLEMENT_RETRY_MAX_MS,
-        );
-        this.#settlementWaits.set(id, { nextAtMs: nowMs + waitMs, waitMs });
-      }
+      else this.#waitForSettlement(id, nowMs);
     }
+    this.#settlementTrouble = trouble.join('; ');
     if (prices.size === 0) return state;
-    const inCoin = await this.#settlesInCoin([...prices.keys()]);
-    return this.#store.settle((s) => settle(s, prices, inCoin));
+    try {
+      const inCoin = await this.#settlesInCoin([...prices.keys()]);
+      return await this.#store.settle((s) => settle(s, prices, inCoin));
+    } catch (err) {
+      // the markets could not be read or the store was busy: nothing was paid; the read goes on with
+      // the positions as they stand, and the settlement is tried again after a wait
+      for (const id of prices.keys()) this.#waitForSettlement(id, nowMs);
+      this.#settlementTrouble = [
+        ...trouble,
+        `settling ${[...prices.keys()].join(', ')}: ${err instanceof Error ? err.message : String(err)}`,
+      ].join('; ');
+      return state;
+    }
+  }
+
+  /** `id` is asked again after a wait that doubles from `SETTLEMENT_RETRY_MS` up to `SETTLEMENT_RETRY_MAX_MS`. */
+  #waitForSettlement(id: string, nowMs: number): void {
+    const waitMs = Math.min(
+      (this.#settlementWaits.get(id)?.waitMs ?? SETTLEMENT_RETRY_MS / 2) * 2,
+      SETTLEMENT_RETRY_MAX_MS,
+    );
+    this.#settlementWaits.set(id, { nextAtMs: nowMs + waitMs, waitMs });
   }
 
   /**
@@ -419,7 +433,7 @@ export class ShadowVenue implements VenueAdapter {
    */
   async #settlesInCoin(instruments: readonly string[]): Promise<Set<string>> {
     this.#markets ??= this.#inner.loadMarkets();
-    // a failed read is not kept: the settlement waits for the next read, which loads them again
+    // a failed read is not kept: the settlement is tried again later, which loads them again
     const markets = await this.#markets.catch((err: unknown) => {
       this.#markets = undefined;
       throw err;
