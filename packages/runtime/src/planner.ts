@@ -25,7 +25,7 @@ import {
   type VegaCandidate,
   vegaCandidatesFromChain,
 } from '@xhedge/strategy';
-import { type MarketInfo, SettlementPrice, type VenueAdapter, type VenueHealth } from '@xhedge/venue';
+import { checkSettlementPrice, type MarketInfo, type VenueAdapter, type VenueHealth } from '@xhedge/venue';
 import type { SnapshotBus } from './snapshot-bus.ts';
 
 /** A routed plan, as execution takes it. */
@@ -344,28 +344,21 @@ interface AskedSettlement {
 
 /**
  * One entry of a venue's `fetchSettlementPrices` answer, checked and converted to a number where it
- * enters: the price as the risk engine takes it, or why it is left out (not a valid `SettlementPrice`,
- * an instrument not asked for, fixed before the expiry, which would make it a guess, or a decimal that
- * is no finite positive number once converted).
+ * enters: the price as the risk engine takes it, or why it is left out ({@link checkSettlementPrice}:
+ * not a valid `SettlementPrice`, an instrument not asked for, fixed before the expiry, which would make
+ * it a guess; or a decimal that is no finite positive number once converted).
  */
 function checkSettlement(
   raw: unknown,
   asked: ReadonlyMap<string, AskedSettlement>,
 ): (AskedSettlement & { instrument: string; priceUsd: number }) | string {
-  const parsed = SettlementPrice.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    return `${issue?.path.join('.') || 'entry'}: ${issue?.message ?? 'not a settlement price'}`;
-  }
-  const e = parsed.data;
-  const w = asked.get(e.instrument);
-  if (!w) return `${e.instrument}: not asked for`;
-  if (e.fixedAtMs < w.expiryMs)
-    return `${e.instrument}: fixed at ${new Date(e.fixedAtMs).toISOString()}, before its expiry`;
-  const priceUsd = Number(e.priceUsd);
+  const r = checkSettlementPrice(raw, asked);
+  if (typeof r === 'string') return r;
+  const { instrument, priceUsd: decimal } = r.entry;
+  const priceUsd = Number(decimal);
   if (!Number.isFinite(priceUsd) || !(priceUsd > 0))
-    return `${e.instrument}: priceUsd ${e.priceUsd} is not a finite positive number`;
-  return { ...w, instrument: e.instrument, priceUsd };
+    return `${instrument}: priceUsd ${decimal} is not a finite positive number`;
+  return { ...(asked.get(instrument) as AskedSettlement), instrument, priceUsd };
 }
 
 const NON_TERMINAL = [

@@ -10,13 +10,13 @@ import {
   systemClock,
 } from '@xhedge/core';
 import {
+  checkSettlementPrice,
   type HedgeQuote,
   InvalidOrderError,
   type MarketInfo,
   OrderNotFoundError,
   OrderRequest,
   type QuoteRequest,
-  SettlementPrice,
   type VenueAdapter,
   type VenueCapabilities,
   type VenueHealth,
@@ -492,25 +492,16 @@ function dueSettlement(s: ShadowState, nowMs: number): string[] {
 }
 
 /**
- * One entry of a venue's settlement-price answer, as an exact price, or why it is left out (not a
- * valid `SettlementPrice`, an instrument not asked for, or fixed before its expiry: a guess).
+ * One entry of a venue's settlement-price answer, as an exact price, or why it is left out
+ * ({@link checkSettlementPrice}: not a valid `SettlementPrice`, an instrument not asked for, or fixed
+ * before its expiry: a guess).
  */
 function checkSettlement(
   raw: unknown,
   asked: readonly string[],
 ): { instrument: string; priceUsd: Dec } | string {
-  const parsed = SettlementPrice.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    return `${issue?.path.join('.') || 'entry'}: ${issue?.message ?? 'not a settlement price'}`;
-  }
-  const e = parsed.data;
-  if (!asked.includes(e.instrument)) return `${e.instrument}: not asked for`;
-  const p = parseInstrumentId(e.instrument);
-  if (p.kind !== 'option' && p.kind !== 'future') return `${e.instrument}: has no expiry`;
-  if (e.fixedAtMs < p.expiryMs)
-    return `${e.instrument}: fixed at ${new Date(e.fixedAtMs).toISOString()}, before its expiry`;
-  return { instrument: e.instrument, priceUsd: new Dec(e.priceUsd) };
+  const r = checkSettlementPrice(raw, new Set(asked));
+  return typeof r === 'string' ? r : { instrument: r.entry.instrument, priceUsd: new Dec(r.entry.priceUsd) };
 }
 
 /**

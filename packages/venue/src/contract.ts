@@ -14,6 +14,7 @@ import {
   OrderType,
   type Position,
   PositiveDecimalString,
+  parseInstrumentId,
   Side,
   TimestampMs,
   type VenueId,
@@ -185,6 +186,30 @@ export const SettlementPrice = z.object({
   fixedAtMs: TimestampMs,
 });
 export type SettlementPrice = z.infer<typeof SettlementPrice>;
+
+/**
+ * One entry of a venue's `fetchSettlementPrices` answer, checked where it enters: a valid
+ * `SettlementPrice` for an instrument that was asked for (`asked`), an option or dated future, fixed at or
+ * after its expiry (a price fixed before is a guess); else why it is left out, one line naming the
+ * instrument (or the field of an entry that is no settlement price).
+ */
+export function checkSettlementPrice(
+  raw: unknown,
+  asked: { has(instrument: string): boolean },
+): { entry: SettlementPrice; expiryMs: number } | string {
+  const parsed = SettlementPrice.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return `${issue?.path.join('.') || 'entry'}: ${issue?.message ?? 'not a settlement price'}`;
+  }
+  const entry = parsed.data;
+  if (!asked.has(entry.instrument)) return `${entry.instrument}: not asked for`;
+  const id = parseInstrumentId(entry.instrument);
+  if (id.kind !== 'option' && id.kind !== 'future') return `${entry.instrument}: has no expiry`;
+  if (entry.fixedAtMs < id.expiryMs)
+    return `${entry.instrument}: fixed at ${new Date(entry.fixedAtMs).toISOString()}, before its expiry`;
+  return { entry, expiryMs: id.expiryMs };
+}
 
 export interface VenueHealth {
   ok: boolean;

@@ -1,5 +1,6 @@
 export {
   type ClientOrderIdForm,
+  checkSettlementPrice,
   type ExecutionMode,
   HedgeQuote,
   MarketInfo,
