@@ -1423,6 +1423,25 @@ describe('routeDelta: reduces opposite positions on other venues before opening 
     expect(plan.totalCostUsd).toBeCloseTo(320.5, 9);
   });
 
+  it('reduces, then puts the rest on a venue whose minimum an even split of it would miss (review finding)', () => {
+    // Sell 11. A holds +10 and takes at most 10.5 in one order, opening cheaply ($1 a unit); B costs $20 a
+    // unit plus $50 of gas, minimum order 1. Splitting the last 1 at equal marginal cost gives A 0.5 and B
+    // 0.5, under B's minimum: that dropped the subset, and B alone took all 11, opening −11 against A's +10.
+    const a: Costs = { id: 'perp-a', feeUsdPerUnit: 1, gasUsd: 0, positionBase: 10, maxOrderSizeBase: 10.5 };
+    const b: Costs = { id: 'perp-b', feeUsdPerUnit: 20, gasUsd: 50, positionBase: 0 };
+    const plan = routeDelta(
+      req(-11, { referencePriceUsd: P }),
+      [costVenue(a, 'sell', 11), { ...costVenue(b, 'sell', 11), minSizeBase: 1, sizeStepBase: 0.001 }],
+      // no flat charge: opening on A ($1 a unit) is then cheaper than on B in every split of the rest
+      { bridge, openPositionPenaltyBps: 0 },
+    );
+    expect(legsOf(plan).sort()).toEqual([
+      ['perp-a', '10', true],
+      ['perp-b', '1', false],
+    ]);
+    expect(plan.shortfallBase).toBe(0);
+  });
+
   it('opens against an opposite position it cannot reduce further now (largest order), and says what the pair will cost to close', () => {
     // A's largest order is 3: reducing more is not possible now. B at $20 per unit and $50 gas opens the
     // rest, 7, against the 7 left on A.

@@ -421,10 +421,10 @@ function openChargesPerUnit(
  * The splits of `size` over a subset worth ranking, each at equal marginal cost within the caps (each
  * venue's size past its own reducible position paying an opening charge per unit). The exact charge on a
  * pair is only paid while an opposite position is left, which the allocator's separable curves cannot
- * see, so the subset is split up to three ways: opposite positions of the subset's venues left (they
+ * see, so the subset is split several ways: opposite positions of the subset's venues left (they
  * count against opening elsewhere), taken to be reduced (they do not), and reduced first (each venue of
- * the subset holding one takes all of it it can before the rest is split). Each is then ranked on its
- * exact {@link openingCharge}.
+ * the subset holding one takes all of it it can before the rest is split, or goes whole to one venue
+ * that can take it). Each is then ranked on its exact {@link openingCharge}.
  */
 function candidateSplits(choices: readonly Choice[], size: number, r: Ranking): number[][] {
   const split = (charges: readonly number[]) =>
@@ -462,6 +462,14 @@ function candidateSplits(choices: readonly Choice[], size: number, r: Ranking): 
     size - firstTotal,
   );
   out.push(first.map((x, i) => x + (rest[i] ?? 0)));
+  // That split of the rest may leave a leg under its venue's minimum, which drops the whole subset
+  // (sell 11: A reduces 10 and can open 0.5 more, B's minimum is 1; an even split of the last 1 leaves
+  // B 0.5): the rest on one venue alone, where it fits, is tried too.
+  const restBase = size - firstTotal;
+  choices.forEach((ch, i) => {
+    if ((first[i] as number) + restBase <= ch.cap)
+      out.push(first.map((x, j) => (j === i ? x + restBase : x)));
+  });
   return out;
 }
 
