@@ -8,6 +8,7 @@ import {
   NotConfirmedError,
   RateLimitError,
   RevertedError,
+  VenueNetworkError,
 } from '@xhedge/venue';
 import { type Address, custom, encodeFunctionData, erc20Abi, fallback, type Hex, http } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -411,8 +412,12 @@ describe('TxSender on anvil', () => {
       await caps.reserve(token, 100n, 'echo'),
     ).catch((e: unknown) => e);
     expect(delivered).toBe(1);
-    expect(err).toBeInstanceOf(NonceError);
-    expect((err as NonceError).outcome).toBe('unknown');
+    // RPC B answers "nonce too low" once the first delivery is mined, or, racing anvil's automine, finds
+    // it still in the pool ("transaction already imported", -32003, a plain transport-level refusal).
+    // Either way the answer comes after signing, so it proves nothing about the transaction: outcome
+    // unknown, never a final not-sent.
+    expect([NonceError, VenueNetworkError].some((c) => err instanceof c)).toBe(true);
+    expect((err as NonceError | VenueNetworkError).outcome).toBe('unknown');
     // Not final: the spend stays counted and the record is reconciled by hash, which finds it mined.
     expect((await store.get('echo'))?.status).toBe('outcome-unknown');
     expect(r.spend?.state).toBe('reserved');
