@@ -394,6 +394,39 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
 });
 
 /** The Drift instruction's accounts (named ones, then remaining) with their flags. */
+/**
+ * Places ORDER as `clientOrderId`, the program answering with a 1.5 SOL long working as order `orderId`
+ * beside a +2.5 SOL position: the slot the order landed in, and its u8 user order id.
+ */
+async function placeWorkingLong(
+  f: DriftFixture,
+  clientOrderId: string,
+  orderId: number,
+): Promise<{ landedSlot: bigint; u8: number }> {
+  let landedSlot = 0n;
+  f.emulate((run) => {
+    landedSlot = BigInt(f.rpc.slot());
+    f.setUser({
+      perpPositions: [
+        { marketIndex: 0, baseAssetAmount: 2_500_000_000n, quoteEntryAmount: -450_000_000n, openOrders: 1 },
+      ],
+      orders: [
+        {
+          status: 'open',
+          userOrderId: run.userOrderId,
+          orderId,
+          slot: landedSlot,
+          marketIndex: 0,
+          direction: 'long',
+          baseAssetAmount: 1_500_000_000n,
+        },
+      ],
+    });
+  });
+  await f.venue.placeOrder({ clientOrderId, ...ORDER });
+  return { landedSlot, u8: f.orderIds.get(clientOrderId)?.userOrderId ?? -1 };
+}
+
 function driftAccounts(f: DriftFixture, tx: VersionedTransaction) {
   const keys = tx.message.staticAccountKeys;
   const ix = tx.message.compiledInstructions.find((i) => keys[i.programIdIndex]?.equals(f.programId));
@@ -540,28 +573,7 @@ describe('protocol-v2 instruction use, checked by the fixture program stand-in (
 
   it('reads an ended order from its own slot even when the position moved for other reasons', async () => {
     const f = await driftFixture();
-    let landedSlot = 0n;
-    f.emulate((run) => {
-      landedSlot = BigInt(f.rpc.slot());
-      f.setUser({
-        perpPositions: [
-          { marketIndex: 0, baseAssetAmount: 2_500_000_000n, quoteEntryAmount: -450_000_000n, openOrders: 1 },
-        ],
-        orders: [
-          {
-            status: 'open',
-            userOrderId: run.userOrderId,
-            orderId: 81,
-            slot: landedSlot,
-            marketIndex: 0,
-            direction: 'long',
-            baseAssetAmount: 1_500_000_000n,
-          },
-        ],
-      });
-    });
-    await f.venue.placeOrder({ clientOrderId: 'hedge-slot-1', ...ORDER });
-    const u8 = f.orderIds.get('hedge-slot-1')?.userOrderId ?? -1;
+    const { landedSlot, u8 } = await placeWorkingLong(f, 'hedge-slot-1', 81);
     // It expired after 0.5 filled at 180.5, while a liquidation-transfer added 2 SOL to the position:
     // the position says +2.5, the slot says 0.5 and cancelled.
     f.setUser({
@@ -590,28 +602,7 @@ describe('protocol-v2 instruction use, checked by the fixture program stand-in (
   it('falls back to the position change when a later order took the slot, or the slot is an older order with the same u8', async () => {
     const f = await driftFixture();
     f.rpc.advance(10);
-    let landedSlot = 0n;
-    f.emulate((run) => {
-      landedSlot = BigInt(f.rpc.slot());
-      f.setUser({
-        perpPositions: [
-          { marketIndex: 0, baseAssetAmount: 2_500_000_000n, quoteEntryAmount: -450_000_000n, openOrders: 1 },
-        ],
-        orders: [
-          {
-            status: 'open',
-            userOrderId: run.userOrderId,
-            orderId: 82,
-            slot: landedSlot,
-            marketIndex: 0,
-            direction: 'long',
-            baseAssetAmount: 1_500_000_000n,
-          },
-        ],
-      });
-    });
-    await f.venue.placeOrder({ clientOrderId: 'hedge-reuse-1', ...ORDER });
-    const u8 = f.orderIds.get('hedge-reuse-1')?.userOrderId ?? -1;
+    const { landedSlot, u8 } = await placeWorkingLong(f, 'hedge-reuse-1', 82);
     // The slot now holds a filled order with the same u8 from another (earlier) slot: not this order.
     f.setUser({
       perpPositions: [{ marketIndex: 0, baseAssetAmount: 4_000_000_000n, quoteEntryAmount: -721_800_000n }],

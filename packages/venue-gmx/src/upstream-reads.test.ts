@@ -122,6 +122,36 @@ async function order(v: GmxVenue, cid: string, side: 'buy' | 'sell', sizeBase: s
   return placed;
 }
 
+/**
+ * multicall([sendWnt(fee), createOrder]) of the trader's 1,000 USD market decrease (long) in `market`
+ * with USDC collateral and execution fee `fee`, as the adapter builds one.
+ */
+function decreaseOrderData(market: Address, fee: bigint): Hex {
+  return encodeFunctionData({
+    abi: exchangeRouterAbi,
+    functionName: 'multicall',
+    args: [
+      [
+        encodeFunctionData({
+          abi: exchangeRouterAbi,
+          functionName: 'sendWnt',
+          args: [fx.params.orderVault, fee],
+        }),
+        createOrderCallData({
+          account: trader.account.address,
+          market,
+          collateralToken: usdc(),
+          sizeDeltaUsd: 1000n * USD30,
+          acceptablePrice: 0n,
+          executionFee: fee,
+          orderType: ORDER_TYPE.MarketDecrease,
+          isLong: true,
+        }),
+      ],
+    ],
+  });
+}
+
 describe('keys: the local contract derives them as gmx-synthetics Keys.sol does', () => {
   it('agrees with Solidity evaluating upstream expressions', async () => {
     // contracts/data/Keys.sol @ a5c0c883 (constants and the keyed functions), evaluated by the EVM.
@@ -489,29 +519,7 @@ describe('execution fee: GasUtils.adjustGasLimitForEstimate × gas price, checke
         to: fx.params.exchangeRouter,
         gasPrice,
         value: fee,
-        data: encodeFunctionData({
-          abi: exchangeRouterAbi,
-          functionName: 'multicall',
-          args: [
-            [
-              encodeFunctionData({
-                abi: exchangeRouterAbi,
-                functionName: 'sendWnt',
-                args: [fx.params.orderVault, fee],
-              }),
-              createOrderCallData({
-                account: trader.account.address,
-                market: ethMarket(),
-                collateralToken: usdc(),
-                sizeDeltaUsd: 1000n * USD30,
-                acceptablePrice: 0n,
-                executionFee: fee,
-                orderType: ORDER_TYPE.MarketDecrease,
-                isLong: true,
-              }),
-            ],
-          ],
-        }),
+        data: decreaseOrderData(ethMarket(), fee),
       });
     const err = await call(minimum - 1n).then(
       () => undefined,
@@ -919,33 +927,7 @@ describe('order errors as upstream raises them (Errors.sol names and parameters)
   /** multicall([sendWnt, createOrder]) of a decrease in `market`, as the adapter builds one. */
   const createIn = (market: Address) => {
     const fee = 10n ** 16n;
-    return {
-      to: fx.params.exchangeRouter,
-      value: fee,
-      data: encodeFunctionData({
-        abi: exchangeRouterAbi,
-        functionName: 'multicall',
-        args: [
-          [
-            encodeFunctionData({
-              abi: exchangeRouterAbi,
-              functionName: 'sendWnt',
-              args: [fx.params.orderVault, fee],
-            }),
-            createOrderCallData({
-              account: trader.account.address,
-              market,
-              collateralToken: usdc(),
-              sizeDeltaUsd: 1000n * USD30,
-              acceptablePrice: 0n,
-              executionFee: fee,
-              orderType: ORDER_TYPE.MarketDecrease,
-              isLong: true,
-            }),
-          ],
-        ],
-      }),
-    };
+    return { to: fx.params.exchangeRouter, value: fee, data: decreaseOrderData(market, fee) };
   };
 
   it('createOrder in an unknown market is EmptyMarket, in a swap-only one InvalidPositionMarket: InvalidOrderError', async () => {
