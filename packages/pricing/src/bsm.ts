@@ -46,6 +46,9 @@ export class PricingInputError extends XhedgeError {
   }
 }
 
+/** Smallest vol·√T priced: far below any real option, far above where d1 and the Greeks lose their digits. */
+const MIN_VOL_SQRT_T = 1e-150;
+
 function check(input: BsmInput): void {
   if (input.type !== 'call' && input.type !== 'put')
     throw new PricingInputError('type', input.type, 'must be call or put');
@@ -61,6 +64,13 @@ function check(input: BsmInput): void {
     );
   if (!(input.vol > 0 && Number.isFinite(input.vol)))
     throw new PricingInputError('vol', input.vol, 'must be a positive finite decimal (0.65, not 65)');
+  // vol·√T underflowing to 0 (a subnormal vol) made d1 = 0/0 and the Greeks NaN
+  if (!(input.vol * Math.sqrt(input.timeYears) > MIN_VOL_SQRT_T))
+    throw new PricingInputError(
+      'vol',
+      input.vol,
+      `with timeYears ${input.timeYears}, vol·√timeYears is below ${MIN_VOL_SQRT_T}: too small to price`,
+    );
   if (input.rate !== undefined && !Number.isFinite(input.rate))
     throw new PricingInputError('rate', input.rate, 'must be finite');
   if (input.carry !== undefined && !Number.isFinite(input.carry))

@@ -64,7 +64,8 @@ export function everlastingOption(input: EverlastingInput): EverlastingGreeks {
   // TV ∝ S^p with p = (1 − u)/2 above the strike and (1 + u)/2 below it.
   const p = S >= K ? 0.5 * (1 - u) : 0.5 * (1 + u);
   const payoff = isCall ? Math.max(S - K, 0) : Math.max(K - S, 0);
-  const payoffDelta = isCall ? (S > K ? 1 : 0) : S < K ? -1 : 0;
+  // at S = K the same side as `p` (above): the price is smooth there, and its delta one value
+  const payoffDelta = isCall ? (S >= K ? 1 : 0) : S < K ? -1 : 0;
   const tvDelta = (p * tv) / S;
   const gamma = (p * (p - 1) * tv) / (S * S);
   // dTV/du = TV·(−1/u − |y|/2); du/dσ = −8/(u σ³ T)

@@ -159,6 +159,13 @@ describe('put-call parity and finite differences', () => {
     expect(g.rhoPer1Pct).toBeCloseTo(((p(0.05 + 1e-6) - p(0.05 - 1e-6)) / 2e-6) * 0.01, 5);
   });
 
+  it('refuses a vol so small that vol·√T underflows (the Greeks came out NaN), and prices a tiny real one', () => {
+    const at = (vol: number) => () => bsm({ type: 'call', spot: 100, strike: 100, timeYears: 1, vol });
+    expect(at(5e-324)).toThrow(/vol·√timeYears is below 1e-150/);
+    const g = at(1e-9)();
+    for (const [k, v] of Object.entries(g)) expect(Number.isFinite(v), k).toBe(true);
+  });
+
   it('time to expiry from UTC instants is ACT/365 and rejects expired options', () => {
     const now = Date.UTC(2026, 0, 1);
     expect(timeToExpiryYears(now + 3_600_000, now)).toBeCloseTo(1 / 8760, 15);
@@ -202,6 +209,23 @@ describe('everlasting options', () => {
       expect(c.fundingUsdPerDay).toBeCloseTo(c.price - c.payoff, 9); // T = 1 day
       expect(c.thetaPerDay).toBeCloseTo(-c.fundingUsdPerDay, 12);
     }
+  });
+
+  it('delta at the strike itself: smooth through it, call − put = 1, equal to a finite difference', () => {
+    const K = 100;
+    const vol = 0.8;
+    const u = Math.sqrt(1 + 8 / (vol * vol * T));
+    const at = (type: 'call' | 'put', spot: number) =>
+      everlastingOption({ type, spot, strike: K, vol, fundingPeriodYears: T });
+    for (const type of ['call', 'put'] as const) {
+      const h = 1e-4;
+      const fd = (at(type, K + h).price - at(type, K - h).price) / (2 * h);
+      expect(at(type, K).delta).toBeCloseTo(fd, 6);
+    }
+    // the closed form there: (1 + u)/(2u) for the call, (1 − u)/(2u) for the put
+    expect(at('call', K).delta).toBeCloseTo((1 + u) / (2 * u), 12);
+    expect(at('put', K).delta).toBeCloseTo((1 - u) / (2 * u), 12);
+    expect(at('call', K).delta - at('put', K).delta).toBeCloseTo(1, 12);
   });
 
   it('equals the integral of Black-Scholes prices over an exponential expiry distribution', () => {

@@ -1,5 +1,5 @@
 import { instrumentMeta, ManualClock, MS_PER_DAY, MS_PER_YEAR, ValidationError } from '@xhedge/core';
-import { inverseOption, normCdf, normPdf, PricingInputError, VolSurface } from '@xhedge/pricing';
+import { inverseOption, normCdf, normPdf, VolSurface } from '@xhedge/pricing';
 import { describe, expect, it } from 'vitest';
 import { RiskEngine, type RiskPosition } from './engine.ts';
 import { RiskSnapshot } from './snapshot.ts';
@@ -610,17 +610,53 @@ describe('RiskEngine: pricing models', () => {
     rel(vega(engine.snapshot({ scenarios: false })), bs('C', 70_000, 0.5).vega + bs('P', 60_000, 0.7).vega);
   });
 
-  it('a bad per-instrument vol is an error naming the instrument (the batch pricer never returns NaN)', () => {
+  it('refuses a scenario grid it could not price, naming the shock (a spot shock of -100% failed every snapshot)', () => {
+    const clock = new ManualClock(NOW);
+    expect(() => new RiskEngine({ clock, scenario: { spotShocksPct: [-10, -100] } })).toThrow(
+      'scenario.spotShocksPct[1] is -100: a spot shock is a finite percentage above -100',
+    );
+    expect(() => new RiskEngine({ clock, scenario: { volShocksPts: [Number.NaN] } })).toThrow(
+      /scenario.volShocksPts\[0\] is NaN/,
+    );
+    expect(() => new RiskEngine({ clock, scenario: { spotShocksPct: [-99.9, 500] } })).not.toThrow();
+  });
+
+  /** The book's vega, USD per vol point. */
+  const bookVega = (snap: ReturnType<RiskEngine['snapshot']>) =>
+    snap.underlyings.BTC?.vegaPerVolPoint ?? Number.NaN;
+
+  it('a bad per-instrument vol (negative, zero, a percentage) is left out with a warning naming it; the rest of the book is priced', () => {
+    for (const bad of [-0.2, 0, 55]) {
+      const engine = new RiskEngine({ clock: new ManualClock(NOW) });
+      engine.setBook({
+        positions: [
+          { venue: 'v', chain: 'offchain', instrument: CALL, sizeBase: 1, asOfMs: NOW },
+          { venue: 'v', chain: 'offchain', instrument: PUT, sizeBase: 1, asOfMs: NOW },
+        ],
+      });
+      engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, asOfMs: NOW, ivByInstrument: { [PUT]: bad } });
+      const snap = engine.snapshot({ scenarios: false });
+      // the put at the flat vol, as if no override were given
+      rel(bookVega(snap), bs('C', 70_000, 0.6).vega + bs('P', 60_000, 0.6).vega);
+      expect(snap.warnings).toContainEqual(expect.stringContaining(`the IV given for ${PUT} (${bad})`));
+    }
+  });
+
+  it('a mark IV given as a percentage (55 for 0.55) is left out of the mean, with a warning; a market vol of 55 is refused', () => {
     const engine = new RiskEngine({ clock: new ManualClock(NOW) });
     engine.setBook({
-      positions: [
-        { venue: 'v', chain: 'offchain', instrument: CALL, sizeBase: 1, asOfMs: NOW },
-        { venue: 'v', chain: 'offchain', instrument: PUT, sizeBase: 1, asOfMs: NOW },
-      ],
+      positions: [{ venue: 'lyra-arb', chain: 'offchain', instrument: CALL, sizeBase: 1, asOfMs: NOW }],
     });
-    engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, asOfMs: NOW, ivByInstrument: { [PUT]: -0.2 } });
-    expect(() => engine.snapshot({ scenarios: false })).toThrow(PricingInputError);
-    expect(() => engine.snapshot({ scenarios: false })).toThrow(`${PUT} vol = -0.2`);
+    engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, asOfMs: NOW });
+    engine.updateMarks([
+      { venue: 'lyra-arb', instrument: CALL, markPriceUsd: 900, ivDecimal: 55, asOfMs: NOW },
+    ]);
+    const snap = engine.snapshot({ scenarios: false });
+    rel(bookVega(snap), bs('C', 70_000, 0.6).vega);
+    expect(snap.warnings).toContainEqual(expect.stringMatching(/1 mark IV\(s\) above 10 .* 55 for /));
+    expect(() => engine.setMarket('BTC', { spotUsd: S, volDecimal: 55, asOfMs: NOW })).toThrow(
+      /vol of BTC is 55: a decimal vol is expected/,
+    );
   });
 
   it('falls back to the flat vol, with a warning, where the smile has no answer', () => {

@@ -6,6 +6,7 @@ import {
   type Mark,
   MS_PER_YEAR,
   NumericError,
+  XhedgeError,
   yearFraction,
 } from '@xhedge/core';
 import {
@@ -113,6 +114,13 @@ export const DEFAULT_ASSET_ALIASES: Readonly<Record<string, string>> = {
  * Pricing: one model for every venue (BSM on spot, per-instrument IV from the mean of the venues' mark
  * IVs, overridden by the market's `ivByInstrument`, else the underlying's flat vol).
  */
+/**
+ * The largest implied vol the engine takes, decimal (10 = 1000%): no venue quotes more, and a percentage
+ * given for a decimal (55 for 0.55) lands above it. A mark IV past it is left out of the mean, an override
+ * past it is not used, and a market vol past it is refused, each saying so.
+ */
+export const MAX_IV_DECIMAL = 10;
+
 export class RiskEngine {
   readonly #clock: Clock;
   readonly #staleAfterMs: number;
@@ -148,6 +156,19 @@ export class RiskEngine {
     };
     this.#spotShocks = opts.scenario?.spotShocksPct ?? DEFAULT_SPOT_SHOCKS_PCT;
     this.#volShocks = opts.scenario?.volShocksPts ?? DEFAULT_VOL_SHOCKS_PTS;
+    // checked here, once: a spot shock of −100% or below (spot 0 or negative) failed every snapshot later
+    for (const [i, x] of this.#spotShocks.entries())
+      if (!(Number.isFinite(x) && x > -100))
+        throw new XhedgeError(
+          'VALIDATION',
+          `scenario.spotShocksPct[${i}] is ${x}: a spot shock is a finite percentage above -100`,
+        );
+    for (const [i, x] of this.#volShocks.entries())
+      if (!Number.isFinite(x))
+        throw new XhedgeError(
+          'VALIDATION',
+          `scenario.volShocksPts[${i}] is ${x}: a vol shock is a finite number of vol points`,
+        );
     this.#buckets = opts.expiryBucketsDays ?? DEFAULT_EXPIRY_BUCKETS_DAYS;
     this.#book = new BookIndex(opts.assetAliases ?? DEFAULT_ASSET_ALIASES);
   }
@@ -163,6 +184,12 @@ export class RiskEngine {
       throw new NumericError(`spot of ${underlying}`, market.spotUsd);
     if (!(market.volDecimal > 0) || !Number.isFinite(market.volDecimal))
       throw new NumericError(`vol of ${underlying}`, market.volDecimal);
+    if (market.volDecimal > MAX_IV_DECIMAL)
+      throw new XhedgeError(
+        'VALIDATION',
+        `vol of ${underlying} is ${market.volDecimal}: a decimal vol is expected (0.55 = 55%), at most ${MAX_IV_DECIMAL}`,
+        { details: { underlying, volDecimal: market.volDecimal } },
+      );
     for (const [date, px] of Object.entries(market.settlementPricesUsd ?? {}))
       if (!(px > 0) || !Number.isFinite(px))
         throw new NumericError(`settlement price of ${underlying} ${date}`, px);
@@ -235,11 +262,20 @@ export class RiskEngine {
     const nUnits = units.n;
     const { venueUsed, chainUsed } = book.used();
 
-    // Per-instrument IV: mean of the venues' mark IVs.
+    // Per-instrument IV: mean of the venues' mark IVs. One past MAX_IV_DECIMAL is no vol a venue quotes
+    // (a percentage given for a decimal, 55 for 0.55, would price every option near its intrinsic-free
+    // ceiling and move the book's delta): left out, with a warning.
     const ivSum = new Float64Array(nUnits);
     const ivN = new Float64Array(nUnits);
+    let implausible = 0;
+    let implausibleExample = '';
     for (let i = 0; i < marks.venue.length; i++) {
       const iv = marks.iv[i] ?? Number.NaN;
+      if (iv > MAX_IV_DECIMAL && (marks.refs[i] ?? 0) > 0) {
+        implausible++;
+        implausibleExample ||= `${iv} for ${marks.instrument[i] ?? '?'} at ${marks.venue[i] ?? '?'}`;
+        continue;
+      }
       if (iv > 0 && (marks.refs[i] ?? 0) > 0) {
         const unit = marks.unit[i] ?? 0;
         ivSum[unit] = (ivSum[unit] ?? 0) + iv;
@@ -268,9 +304,17 @@ export class RiskEngine {
       const meta = units.meta[k] as InstrumentMeta;
       const id = units.ids[k] as string;
       const n = ivN[k] ?? 0;
-      const vol =
-        mkt.ivByInstrument?.[id] ??
-        (n > 0 ? (ivSum[k] ?? 0) / n : this.#smileVol(mkt, meta, nowMs, u, noSmile));
+      const override = mkt.ivByInstrument?.[id];
+      const overrideOk = override !== undefined && override > 0 && override <= MAX_IV_DECIMAL;
+      if (override !== undefined && !overrideOk)
+        warnings.push(
+          `the IV given for ${id} (${override}) is not a decimal vol in (0, ${MAX_IV_DECIMAL}]: left out, its marks or the smile price it`,
+        );
+      const vol = overrideOk
+        ? override
+        : n > 0
+          ? (ivSum[k] ?? 0) / n
+          : this.#smileVol(mkt, meta, nowMs, u, noSmile);
       units.tenorYears[k] =
         meta.expiryMs === undefined ? 0 : Math.max((meta.expiryMs - nowMs) / MS_PER_YEAR, 0);
       units.vol[k] = vol;
@@ -332,6 +376,10 @@ export class RiskEngine {
         );
     }
     batch.price(units);
+    if (implausible > 0)
+      warnings.push(
+        `${implausible} mark IV(s) above ${MAX_IV_DECIMAL} (a percentage for a decimal?) left out, e.g. ${implausibleExample}`,
+      );
     for (const u of missingMarket)
       warnings.push(`no market (spot, vol) for ${book.underlyings[u]}: its positions are not priced`);
     for (const [u, x] of noSmile)

@@ -2,6 +2,7 @@ export {
   DEFAULT_ASSET_ALIASES,
   DEFAULT_SPOT_SHOCKS_PCT,
   DEFAULT_VOL_SHOCKS_PTS,
+  MAX_IV_DECIMAL,
   type RiskBook,
   RiskEngine,
   type RiskEngineOptions,

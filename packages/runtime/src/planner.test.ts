@@ -701,6 +701,14 @@ describe('optionSkew: the smile skew a tick measures for the skew-shock breaker'
     expect(optionSkew(noIv, spots, now).size).toBe(0);
     expect(optionSkew(both, spots, now).get('ETH')).toBeCloseTo(0.06, 12);
   });
+  it('an IV no venue quotes (72 for 0.72: a percentage) is no sample, so it cannot trip the skew breaker', () => {
+    const marks = [
+      iv('ETH-USD:OPT:20261225:2700:P', 72),
+      iv('ETH-USD:OPT:20261225:2500:P', 0.76),
+      iv('ETH-USD:OPT:20261225:3300:C', 0.66),
+    ];
+    expect(optionSkew(marks, spots, now).get('ETH')).toBeCloseTo(0.76 - 0.66, 12);
+  });
 });
 
 describe('a plan blocked whole is retried with a growing pause, not re-planned every tick', () => {

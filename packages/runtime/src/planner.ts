@@ -14,7 +14,7 @@ import {
   toDecimalString,
 } from '@xhedge/core';
 import { type LegResult, linearNotionalUsd, type PlanLike, type PlanNetDelta } from '@xhedge/execution';
-import { bookEquity, RiskEngine, type RiskSnapshot } from '@xhedge/risk';
+import { bookEquity, MAX_IV_DECIMAL, RiskEngine, type RiskSnapshot } from '@xhedge/risk';
 import { CollateralReservation, type CollateralTransfer } from '@xhedge/routing';
 import type { PaperMarket } from '@xhedge/sim';
 import type { Ledger } from '@xhedge/store';
@@ -280,7 +280,8 @@ export function optionSkew(
   // underlying → expiry → the wings' implied vols
   const by = new Map<string, Map<number, { puts: number[]; calls: number[] }>>();
   for (const mk of marks) {
-    if (mk.ivDecimal === undefined || !(mk.ivDecimal > 0)) continue;
+    // no IV, or one no venue quotes (a percentage for a decimal): no sample
+    if (mk.ivDecimal === undefined || !(mk.ivDecimal > 0) || mk.ivDecimal > MAX_IV_DECIMAL) continue;
     const meta = safeMeta(mk.instrument);
     if (meta?.kind !== 'option' || meta.expiryMs - nowMs < SKEW_MIN_EXPIRY_MS) continue;
     const spot = spotUsd.get(meta.base);
@@ -641,7 +642,15 @@ export class TickPlanner {
       }
       if (mk.indexPriceUsd !== undefined) e.index.push(mk.indexPriceUsd);
       if (meta.kind !== 'option' && mk.markPriceUsd > 0) e.spots.push(mk.markPriceUsd);
-      if (meta.kind === 'option' && mk.ivDecimal !== undefined) e.ivs.push(mk.ivDecimal);
+      // an IV past MAX_IV_DECIMAL is no vol a venue quotes (a percentage for a decimal): the risk engine
+      // leaves it out of its marks too, with a warning
+      if (
+        meta.kind === 'option' &&
+        mk.ivDecimal !== undefined &&
+        mk.ivDecimal > 0 &&
+        mk.ivDecimal <= MAX_IV_DECIMAL
+      )
+        e.ivs.push(mk.ivDecimal);
       e.asOfMs = Math.max(e.asOfMs, mk.asOfMs);
     }
     for (const [u, e] of by) {
