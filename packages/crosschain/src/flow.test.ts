@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ManualClock } from '@xhedge/core';
 import { connectRedis, type RedisEndpoint } from '@xhedge/execution';
-import { FlowProducer, type Job, type JobsOptions, Worker } from 'bullmq';
+import { FlowProducer, type Job, type JobsOptions, Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { layerZeroCostModel } from './cost.ts';
 import { startTransferWorker, transferThenHedgeFlow } from './flow.ts';
@@ -184,6 +184,78 @@ describe.each(backends)('transfer-then-hedge BullMQ flow (%s)', (_label, open) =
     expect(failures).toEqual([{ parentJobId: 'int_fail_1', state: 'failed' }]);
     expect((await tracker.get('xfer_fail_1'))?.error).toContain('no free USDC');
     expect(hedgeRuns()).toBe(0);
+  });
+
+  it("redacts a failed record's error (a URL's credentials) in onFailed and the job's failure", async () => {
+    const clock = new ManualClock(0);
+    const arb: BridgeEndpoint = {
+      id: 'gmx-arb',
+      chain: 'evm:42161',
+      debitBalance: async () => undefined,
+      creditBalance: async () => undefined,
+    };
+    const sol: BridgeEndpoint = { ...arb, id: 'drift-sol', chain: 'solana:mainnet-beta' };
+    const tracker = new TransferTracker({ store: memoryTransferStore(), clock });
+    const bridge = new PaperBridge({ clock, venues: [arb, sol], costModel: layerZeroCostModel(), tracker });
+    // a failed record as another executor (or an earlier version) wrote it, the driver's message as is
+    await tracker.create({
+      transferId: 'xfer_secret_1',
+      kind: 'oft-send',
+      srcChain: 'evm:42161',
+      dstChain: 'solana:mainnet-beta',
+      srcEid: 30110,
+      dstEid: 30168,
+      asset: 'USDC',
+      amount: '10',
+      fromVenue: 'gmx-arb',
+      toVenue: 'drift-sol',
+      feeUsd: 0.5,
+      expectedLatencyMs: 60_000,
+      timeoutMs: 180_000,
+    });
+    await tracker.transition('xfer_secret_1', 'failed', {
+      error: 'debit failed: POST https://trader:hunter2pass@rpc.example.com/ refused',
+    });
+    const errors: string[] = [];
+    const transferWorker = startTransferWorker({
+      executor: bridge,
+      connection,
+      prefix,
+      queueName: 'transfers-r',
+      recheckMs: 20,
+      onFailed: async (f) => {
+        errors.push(f.error);
+      },
+    });
+    closers.push(() => transferWorker.close());
+    const flows = new FlowProducer({ connection, prefix });
+    closers.push(() => flows.close());
+    const node = await flows.add(
+      transferThenHedgeFlow({
+        transfer: {
+          transferId: 'xfer_secret_1',
+          fromVenue: 'gmx-arb',
+          toVenue: 'drift-sol',
+          asset: 'USDC',
+          amount: '10',
+        },
+        hedge: { queueName: 'hedges-r', name: 'hedge', jobId: 'int_secret_1', data: {} },
+        transferQueue: 'transfers-r',
+        prefix,
+      }),
+    );
+    const child = node.children?.[0]?.job;
+    for (let i = 0; i < 200 && (await child?.getState()) !== 'failed'; i++)
+      await new Promise((r) => setTimeout(r, 25));
+    expect(await child?.getState()).toBe('failed');
+    const queue = new Queue('transfers-r', { connection, prefix });
+    closers.push(() => queue.close());
+    const failedReason = (await queue.getJob('xfer_secret_1'))?.failedReason;
+    expect(errors).toHaveLength(1);
+    for (const text of [errors[0], failedReason]) {
+      expect(text).toContain('https://[redacted]@rpc.example.com/');
+      expect(text).not.toContain('hunter2pass');
+    }
   });
 
   it('a send that throws without a failed record still tells onFailed, once, on the last attempt', async () => {

@@ -93,7 +93,11 @@ export interface TransferFailure {
 /**
  * Runs transfer jobs: sends once (idempotent on the transfer id), then re-checks delivery by moving
  * the job to delayed instead of blocking a worker. Completes with the delivered record; a failed
- * transfer is unrecoverable (no blind resend: the collateral may be in flight).
+ * transfer is unrecoverable (no blind resend: the collateral may be in flight). A `timed-out` transfer
+ * that was sent is still waited for (the collateral may land late, and then it is on the book): the
+ * hedge parent runs after a late delivery, and it is the hedge's decision-age control that refuses it,
+ * its age counted from its planning (runtime's `transferDeliveredAtMs` gives no delivery time for a
+ * transfer delivered past its deadline).
  */
 export function startTransferWorker(o: TransferWorkerOptions): Worker {
   const now = o.now ?? Date.now;
@@ -121,7 +125,8 @@ export function startTransferWorker(o: TransferWorkerOptions): Worker {
       }
       if (rec.state === 'delivered') return rec;
       if (rec.state === 'failed') {
-        const error = rec.error ?? 'unknown';
+        // the record's error (a venue's message, kept as it was thrown) is redacted like a thrown one
+        const error = redact(rec.error ?? 'unknown');
         await o.onFailed?.({ transfer: job.data, record: rec, error, parentJobId: job.parent?.id });
         throw new UnrecoverableError(`transfer ${rec.transferId} failed: ${error}`);
       }

@@ -58,7 +58,7 @@ export function toBytes32(address: string): Hex {
 
 /**
  * Type-3 executor options asking the executor to call `lzReceive` with `gasLimit` gas (and
- * `nativeDropWei` of native value) on the destination.
+ * `nativeDropWei` of native value) on the destination. `gasLimit` is a uint128 of at least 1.
  */
 export function executorOptions(gasLimit: number | bigint, nativeDropWei: bigint = 0n): Hex {
   // The library packs with ethers' `pack`, which writes a negative uint128 as its two's complement:
@@ -69,6 +69,14 @@ export function executorOptions(gasLimit: number | bigint, nativeDropWei: bigint
     throw new LzEncodingError('LZ_BAD_OPTION', `lzReceive gas ${String(gasLimit)} is not a uint128 integer`, {
       details: { gasLimit: String(gasLimit) },
     });
+  // The executor's fee library reverts a quote (and so the send) that asks for no lzReceive gas
+  // (ExecutorFeeLib: `Executor_ZeroLzReceiveGasProvided`): refused here, where the mistake is made.
+  if (gas === 0n)
+    throw new LzEncodingError(
+      'LZ_BAD_OPTION',
+      'lzReceive gas 0: the executor refuses options without lzReceive gas (Executor_ZeroLzReceiveGasProvided); give the gas the receiver needs',
+      { details: { gasLimit: '0' } },
+    );
   if (nativeDropWei < 0n || nativeDropWei >= 2n ** 128n)
     throw new LzEncodingError('LZ_BAD_OPTION', `native drop ${nativeDropWei} wei is not a uint128`, {
       details: { nativeDropWei: String(nativeDropWei) },

@@ -5,6 +5,7 @@ import {
   Dec,
   deterministicId,
   isUsdLike,
+  redact,
   toDecimalString,
   XhedgeError,
 } from '@xhedge/core';
@@ -75,8 +76,8 @@ export class BridgeError extends XhedgeError {
 }
 
 /**
- * A simulated LayerZero OFT bridge between paper venues. `send` debits the source at once (the OFT
- * burns or locks on send); the message is verified after `verifyFraction` of the modelled latency and
+ * A simulated LayerZero OFT bridge between paper venues. `send` records the transfer `sent` and then
+ * debits the source (the OFT burns or locks on send), so a retry never debits twice; the message is verified after `verifyFraction` of the modelled latency and
  * delivered (the destination credited) after all of it, on the injected Clock. `poll()` (or
  * `status`) performs what is due, so the bridge is deterministic under a ManualClock and needs no timers.
  */
@@ -85,6 +86,20 @@ export class PaperBridge implements TransferExecutor {
   readonly #venues: Map<string, BridgeEndpoint>;
   /** Last outbound nonce per pathway (sender, srcEid, receiver, dstEid), as an endpoint keeps it. */
   readonly #nonces = new Map<string, bigint>();
+  /**
+   * Transfers whose debit the venue refused but whose `failed` record could not be written yet (error
+   * to record, by id): `sent` in the store, nothing debited, so never credited.
+   */
+  readonly #undebited = new Map<string, string>();
+  /**
+   * Transfers whose credit marker (`creditBegunAtMs`) is stored but whose credit the venue refused and
+   * the marker's removal failed: their credit is still to make.
+   */
+  readonly #uncredited = new Set<string>();
+  /** Transfers this process debited whose `debitPending` mark is not cleared yet: never debited again. */
+  readonly #debitedHere = new Set<string>();
+  /** Transfers this process credited whose `delivered` record is not written yet. */
+  readonly #creditedHere = new Set<string>();
   /** Sends and polls run one at a time (see {@link PaperBridge.#exclusive}). */
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -181,6 +196,12 @@ export class PaperBridge implements TransferExecutor {
       return this.#o.tracker.transition(known.transferId, 'failed', {
         error: 'timed out before it was sent: not sent after its deadline',
       });
+    // A debit whose `failed` record could not be written (see below): that write again, never a send.
+    if (known && this.#undebited.has(known.transferId)) return this.#failUndebited(known.transferId);
+    // `sent` written but its debit never made (a crash, or a store that saved it and still threw): the
+    // debit now, once; `debitPending` is what says so (see TransferRecord).
+    if (known?.debitPending && known.state !== 'failed' && known.state !== 'delivered')
+      return this.#debit(known, from);
     if (known && known.state !== 'planned') return known;
     const cost = this.#o.costModel.estimate({
       srcChain: from.chain,
@@ -207,41 +228,78 @@ export class PaperBridge implements TransferExecutor {
         expectedLatencyMs: cost.latencyMs,
         timeoutMs: Math.max(cost.latencyMs * (this.#o.timeoutMultiple ?? 3), 1000),
       }));
-    const fee =
-      (this.#o.chargeFeeInAsset ?? true) && isUsdLike(req.asset)
-        ? new Dec(toDecimalString(cost.feeUsd, 12))
-        : new Dec(0);
-    try {
-      await from.debitBalance(req.asset, amount.add(fee).toFixed());
-    } catch (cause) {
-      await this.#o.tracker.transition(rec.transferId, 'failed', {
-        error: `debit on ${from.id} failed: ${String(cause)}`,
-      });
-      throw new BridgeError(
-        'BRIDGE_DEBIT_FAILED',
-        `cannot debit ${req.amount} ${req.asset} from ${from.id}`,
-        { cause, details: { transferId: req.transferId } },
-      );
-    }
+    // `sent` (nonce, GUID, `debitPending`) is written BEFORE the debit: a record still `planned` has
+    // debited nothing, so a retry after a failed write (or a crash) sends it once more and debits once.
+    // Debiting first left the record `planned` when the `sent` write failed, and the retry debited again
+    // (1000 − 2 × 100). A `sent` record still marked `debitPending` is debited by the next send (and
+    // never credited before); a debit the venue refuses moves the record on to `failed`.
     const sender = pseudoAddress(from.id);
     const receiver = pseudoAddress(to.id);
     const nonce = await this.#nextNonce(srcEid, from.id, dstEid, to.id);
     const guid = packetGuid({ nonce, srcEid, sender, dstEid, receiver });
-    return this.#o.tracker.transition(rec.transferId, 'sent', {
+    const sent = await this.#o.tracker.transition(rec.transferId, 'sent', {
       guid,
       nonce: nonce.toString(),
       srcTxHash: deterministicId('papertx', req.transferId),
+      debitPending: true,
     });
+    return this.#debit(sent, from);
   }
 
   /**
-   * The next outbound nonce of a pathway. An endpoint's nonce never repeats; an in-memory counter
+   * Debits the source of a `sent` transfer still marked `debitPending` (amount plus the fee its record
+   * states, when the fee is taken in the asset), then clears the mark. This process remembers the debit
+   * until the mark is cleared, so a failed clearing never debits twice here.
+   */
+  async #debit(rec: TransferRecord, from: BridgeEndpoint): Promise<TransferRecord> {
+    if (!this.#debitedHere.has(rec.transferId)) {
+      const amount = new Dec(rec.amount);
+      const fee =
+        (this.#o.chargeFeeInAsset ?? true) && isUsdLike(rec.asset)
+          ? new Dec(toDecimalString(rec.feeUsd, 12))
+          : new Dec(0);
+      const total = amount.add(fee);
+      try {
+        await from.debitBalance(rec.asset, total.toFixed());
+      } catch (cause) {
+        const error = redact(`debit on ${from.id} failed: ${String(cause)}`);
+        this.#undebited.set(rec.transferId, error);
+        await this.#failUndebited(rec.transferId);
+        throw new BridgeError(
+          'BRIDGE_DEBIT_FAILED',
+          `cannot debit ${total.toFixed()} ${rec.asset} (amount ${amount.toFixed()} + fee ${fee.toFixed()}) from ${from.id}`,
+          {
+            cause,
+            details: { transferId: rec.transferId, amount: amount.toFixed(), fee: fee.toFixed() },
+          },
+        );
+      }
+      this.#debitedHere.add(rec.transferId);
+    }
+    const done = await this.#o.tracker.update(rec.transferId, { debitPending: null });
+    this.#debitedHere.delete(rec.transferId);
+    return done;
+  }
+
+  /**
+   * Moves a transfer whose debit was refused from `sent` to `failed`. Until that write succeeds the id is
+   * kept in memory: a send or a poll retries the write, and a poll never credits it.
+   */
+  async #failUndebited(transferId: string): Promise<TransferRecord> {
+    const error = this.#undebited.get(transferId) ?? 'debit failed';
+    const failed = await this.#o.tracker.transition(transferId, 'failed', { error });
+    this.#undebited.delete(transferId);
+    return failed;
+  }
+
+  /**
+   * The next outbound nonce of a pathway, taken. An endpoint's nonce never repeats; an in-memory counter
    * restarted at 1 with the bridge, so over a kept store a new transfer took the GUID of an old one
    * (same nonce, same path): the first use of a pathway resumes from the tracker's records.
    */
   async #nextNonce(srcEid: number, fromVenue: string, dstEid: number, toVenue: string): Promise<bigint> {
-    const key = JSON.stringify([srcEid, fromVenue, dstEid, toVenue]);
-    let last = this.#nonces.get(key);
+    const pathway = JSON.stringify([srcEid, fromVenue, dstEid, toVenue]);
+    let last = this.#nonces.get(pathway);
     if (last === undefined) {
       last = 0n;
       for (const r of await this.#o.tracker.list())
@@ -255,8 +313,10 @@ export class PaperBridge implements TransferExecutor {
         )
           last = BigInt(r.nonce);
     }
+    // taken at once: a `sent` write that fails leaves a gap, which is harmless; reusing the number after a
+    // write that failed but was saved would give two records one GUID
     const nonce = last + 1n;
-    this.#nonces.set(key, nonce);
+    this.#nonces.set(pathway, nonce);
     return nonce;
   }
 
@@ -284,6 +344,20 @@ export class PaperBridge implements TransferExecutor {
       if (r.state !== 'sent' && r.state !== 'verified' && r.state !== 'timed-out') continue;
       // timed out while `planned`: nothing left the source, nothing arrives
       if (!wasSent(r)) continue;
+      if (this.#undebited.has(r.transferId)) {
+        await this.#failUndebited(r.transferId);
+        continue;
+      }
+      // written `sent` but not debited (yet): nothing left the source, so nothing arrives. Its send is
+      // retried (which debits it); one never retried fails at its deadline, nothing moved.
+      if (r.debitPending && !this.#debitedHere.has(r.transferId)) {
+        if (now > r.deadlineMs)
+          await this.#o.tracker.transition(r.transferId, 'failed', {
+            error: 'sent but never debited (a crash or a failed write before the debit): nothing moved',
+          });
+        continue;
+      }
+      if (r.debitPending) await this.#o.tracker.update(r.transferId, { debitPending: null });
       const to = r.kind === 'oft-send' && r.toVenue !== undefined ? this.#venues.get(r.toVenue) : undefined;
       if (!to) continue;
       const sentAt = r.history.find((h) => h.state === 'sent')?.atMs ?? r.createdAtMs;
@@ -295,9 +369,30 @@ export class PaperBridge implements TransferExecutor {
         await this.#o.tracker.transition(r.transferId, 'verified');
       }
       if (now < sentAt + r.expectedLatencyMs) continue;
-      try {
-        await to.creditBalance(r.asset, r.amount);
-      } catch {
+      // The credit is marked in the record BEFORE it is made, and a marked record is not credited again:
+      // crediting first credited twice when the `delivered` write failed (or the process died) between
+      // them. The credit is due in this process (`#uncredited`) from before its mark is written until it
+      // is made, so a mark written but reported failed is still credited here, once. A credit the venue
+      // refuses (a halted venue) clears the mark and is retried at the next poll. A mark this process did
+      // not write and no credit it made (a crash in between) leaves the credit unknown: the transfer
+      // fails, loudly, for the destination to be reconciled by hand, never credited a second time.
+      if (r.creditBegunAtMs === undefined || this.#uncredited.has(r.transferId)) {
+        this.#uncredited.add(r.transferId);
+        if (r.creditBegunAtMs === undefined)
+          await this.#o.tracker.update(r.transferId, { creditBegunAtMs: now });
+        try {
+          await to.creditBalance(r.asset, r.amount);
+        } catch {
+          await this.#o.tracker.update(r.transferId, { creditBegunAtMs: null });
+          this.#uncredited.delete(r.transferId);
+          continue;
+        }
+        this.#uncredited.delete(r.transferId);
+        this.#creditedHere.add(r.transferId);
+      } else if (!this.#creditedHere.has(r.transferId)) {
+        await this.#o.tracker.transition(r.transferId, 'failed', {
+          error: `credit of ${r.amount} ${r.asset} on ${to.id} unknown: its mark was written before a crash or a failed write; reconcile ${to.id} by hand`,
+        });
         continue;
       }
       delivered.push(
@@ -305,6 +400,7 @@ export class PaperBridge implements TransferExecutor {
           dstTxHash: deterministicId('papertx', r.transferId, 'dst'),
         }),
       );
+      this.#creditedHere.delete(r.transferId);
     }
     await this.#o.tracker.checkTimeouts();
     return delivered;

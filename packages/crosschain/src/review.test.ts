@@ -1,5 +1,5 @@
 import { Keypair } from '@solana/web3.js';
-import { Dec, ManualClock } from '@xhedge/core';
+import { Dec, ManualClock, toDecimalString } from '@xhedge/core';
 import { encodeAbiParameters, parseAbiParameters } from 'viem';
 import { describe, expect, it } from 'vitest';
 import { layerZeroCostModel } from './cost.ts';
@@ -8,6 +8,7 @@ import { type BridgeEndpoint, PaperBridge } from './paper-bridge.ts';
 import { decodeHedgeInstruction, encodeHedgeInstruction, planCollateralTransfer } from './plan.ts';
 import {
   memoryTransferStore,
+  type TransferRecord,
   type TransferStore,
   TransferTracker,
   TransferTransitionError,
@@ -73,6 +74,213 @@ function bridgeOf(
   return new PaperBridge({ clock, venues, costModel: layerZeroCostModel(), tracker });
 }
 
+/**
+ * The memory store with an outage: after `failNext(when)`, the first `put` of a record `when` matches
+ * throws (nothing written), once; every other call goes through.
+ */
+function flakyStore() {
+  const inner = memoryTransferStore();
+  let when: ((r: TransferRecord) => boolean) | undefined;
+  const store = {
+    failed: 0,
+    failNext(w: (r: TransferRecord) => boolean) {
+      when = w;
+    },
+    get: (id: string) => inner.get(id),
+    list: () => inner.list(),
+    async put(r: TransferRecord) {
+      if (when?.(r)) {
+        when = undefined;
+        store.failed += 1;
+        throw new Error(`store write of ${r.transferId} (${r.state}) failed`);
+      }
+      await inner.put(r);
+    },
+  } satisfies TransferStore & Record<string, unknown>;
+  return store;
+}
+
+describe('paper bridge: a failed store write or a crash moves collateral once', () => {
+  const req = { transferId: 'x_once', fromVenue: 'arb', toVenue: 'op', asset: 'USDC', amount: '100' };
+  /** 1000 USDC at arb, none at op, a bridge over a flaky store. */
+  function setup() {
+    const clock = new ManualClock(0);
+    const arb = exactVenue('arb', 'evm:42161', { USDC: '1000' });
+    const op = exactVenue('op', 'evm:10', {});
+    const store = flakyStore();
+    return { clock, arb, op, store, bridge: bridgeOf([arb, op], clock, store) };
+  }
+  /** What the source holds after one debit of `rec` (amount + its USD fee, USDC being USD-like). */
+  const afterOneDebit = (rec: TransferRecord) =>
+    new Dec(1000).sub(rec.amount).sub(toDecimalString(rec.feeUsd, 12)).toFixed();
+
+  it('the `sent` write fails once: the retry debits once (source 1000 − 100 − fee, not − 200)', async () => {
+    const { clock, arb, op, store, bridge } = setup();
+    store.failNext((r) => r.state === 'sent');
+    await expect(bridge.send(req)).rejects.toThrow(/store write of x_once \(sent\) failed/);
+    expect((await bridge.tracker.get('x_once'))?.state).toBe('planned');
+    expect(arb.debits).toBe(0);
+    const sent = await bridge.send(req);
+    expect(sent.state).toBe('sent');
+    expect([arb.debits, arb.balance('USDC')]).toEqual([1, afterOneDebit(sent)]);
+    clock.advance(sent.expectedLatencyMs);
+    await bridge.poll();
+    expect([op.credits, op.balance('USDC'), (await bridge.tracker.get('x_once'))?.state]).toEqual([
+      1,
+      '100',
+      'delivered',
+    ]);
+  });
+
+  it('a refused debit whose `failed` write fails stays uncredited and is failed by the next send or poll', async () => {
+    const { clock, arb, op, store, bridge } = setup();
+    arb.halted = true;
+    store.failNext((r) => r.state === 'failed');
+    await expect(bridge.send(req)).rejects.toThrow(/store write of x_once \(failed\) failed/);
+    // `sent` in the store (written before the debit), nothing debited
+    const stuck = await bridge.tracker.get('x_once');
+    expect(stuck?.state).toBe('sent');
+    arb.halted = false;
+    clock.advance((stuck?.expectedLatencyMs ?? 0) + 1);
+    expect(await bridge.poll()).toEqual([]);
+    const failed = await bridge.tracker.get('x_once');
+    expect(failed?.state).toBe('failed');
+    expect(failed?.error).toMatch(/debit on arb failed: Error: arb halted/);
+    // the worker's retry finds it failed: no debit, no credit, ever
+    expect((await bridge.send(req)).state).toBe('failed');
+    clock.advance(3_600_000);
+    await bridge.poll();
+    expect([arb.debits, arb.balance('USDC'), op.credits, op.balance('USDC')]).toEqual([0, '1000', 0, '0']);
+  });
+
+  it('a debit beyond the balance names the amount and the fee it debits', async () => {
+    const { arb, bridge } = setup();
+    const err = await bridge.send({ ...req, amount: '999.9' }).catch((e: unknown) => e);
+    const fee = toDecimalString((await bridge.tracker.get('x_once'))?.feeUsd ?? Number.NaN, 12);
+    expect(err).toMatchObject({ code: 'BRIDGE_DEBIT_FAILED' });
+    expect((err as Error).message).toContain(
+      `cannot debit ${new Dec('999.9').add(fee).toFixed()} USDC (amount 999.9 + fee ${new Dec(fee).toFixed()}) from arb`,
+    );
+    expect(arb.balance('USDC')).toBe('1000');
+  });
+
+  it('the `delivered` write fails once: the next poll delivers without crediting again', async () => {
+    const { clock, op, store, bridge } = setup();
+    const sent = await bridge.send(req);
+    clock.advance(sent.expectedLatencyMs);
+    store.failNext((r) => r.state === 'delivered');
+    await expect(bridge.poll()).rejects.toThrow(/store write of x_once \(delivered\) failed/);
+    expect(op.balance('USDC')).toBe('100');
+    expect((await bridge.poll()).map((r) => r.transferId)).toEqual(['x_once']);
+    expect([op.credits, op.balance('USDC')]).toEqual([1, '100']);
+  });
+
+  it('a crash between the credit and its `delivered` record: a new bridge over the store does not credit again, and says the credit is unknown', async () => {
+    const { clock, arb, op, store, bridge } = setup();
+    const sent = await bridge.send(req);
+    clock.advance(sent.expectedLatencyMs);
+    store.failNext((r) => r.state === 'delivered');
+    await expect(bridge.poll()).rejects.toThrow(/failed/);
+    // the process restarts: a new bridge over the same records and the same venues; it cannot tell a
+    // credit made from one the crash cut off, so it fails the transfer for a reconciliation by hand
+    const restarted = bridgeOf([arb, op], clock, store);
+    const after = await restarted.status('x_once');
+    expect(after).toMatchObject({
+      state: 'failed',
+      error: expect.stringMatching(/credit of 100 USDC on op unknown/),
+    });
+    await restarted.poll();
+    expect([op.credits, op.balance('USDC'), arb.debits]).toEqual([1, '100', 1]);
+  });
+
+  it('the same bridge after a failed `delivered` write writes it at the next poll, crediting once', async () => {
+    const { clock, arb, op, store, bridge } = setup();
+    const sent = await bridge.send(req);
+    clock.advance(sent.expectedLatencyMs);
+    store.failNext((r) => r.state === 'delivered');
+    await expect(bridge.poll()).rejects.toThrow(/failed/);
+    expect((await bridge.poll()).map((r) => r.state)).toEqual(['delivered']);
+    expect([op.credits, op.balance('USDC'), arb.debits]).toEqual([1, '100', 1]);
+  });
+
+  /** A store that saves the record and then reports a failure (a lost acknowledgement, a timeout after commit). */
+  function savedButThrows(store: ReturnType<typeof flakyStore>, when: (r: TransferRecord) => boolean) {
+    const put = store.put;
+    let armed = true;
+    store.put = async (r: TransferRecord) => {
+      await put(r);
+      if (armed && when(r)) {
+        armed = false;
+        throw new Error(`store write of ${r.transferId} (${r.state}) saved, but reported failed`);
+      }
+    };
+  }
+
+  it('a `sent` write saved but reported failed: the retry debits once, and nothing is credited before the debit', async () => {
+    const { clock, arb, op, store, bridge } = setup();
+    savedButThrows(store, (r) => r.state === 'sent' && r.debitPending === true);
+    await expect(bridge.send(req)).rejects.toThrow(/saved, but reported failed/);
+    expect(arb.debits).toBe(0);
+    // a poll meanwhile credits nothing: the source was not debited
+    clock.advance(60_000);
+    expect(await bridge.poll()).toEqual([]);
+    expect(op.credits).toBe(0);
+    const again = await bridge.send(req);
+    expect(again.debitPending).toBeUndefined();
+    expect(arb.debits).toBe(1);
+    clock.advance(again.expectedLatencyMs);
+    await bridge.poll();
+    expect((await bridge.status('x_once'))?.state).toBe('delivered');
+    expect([arb.debits, op.credits, op.balance('USDC')]).toEqual([1, 1, '100']);
+  });
+
+  it('a credit mark saved but reported failed: the next poll credits once (the credit was still due here)', async () => {
+    const { clock, arb, op, store, bridge } = setup();
+    const sent = await bridge.send(req);
+    clock.advance(sent.expectedLatencyMs);
+    savedButThrows(store, (r) => r.creditBegunAtMs !== undefined);
+    await expect(bridge.poll()).rejects.toThrow(/saved, but reported failed/);
+    expect(op.credits).toBe(0);
+    expect((await bridge.poll()).map((r) => r.state)).toEqual(['delivered']);
+    expect([arb.debits, op.credits, op.balance('USDC')]).toEqual([1, 1, '100']);
+  });
+
+  it('a sent transfer never debited and never retried fails at its deadline, nothing moved', async () => {
+    const { clock, arb, op, store, bridge } = setup();
+    savedButThrows(store, (r) => r.state === 'sent' && r.debitPending === true);
+    await expect(bridge.send(req)).rejects.toThrow(/saved, but reported failed/);
+    const rec = await bridge.tracker.get('x_once');
+    clock.set((rec?.deadlineMs ?? 0) + 1);
+    await bridge.poll();
+    expect(await bridge.tracker.get('x_once')).toMatchObject({
+      state: 'failed',
+      error: expect.stringMatching(/never debited/),
+    });
+    expect([arb.debits, op.credits]).toEqual([0, 0]);
+  });
+
+  it('a refused credit whose mark cannot be cleared is still credited, once, when the venue is back', async () => {
+    const { clock, op, store, bridge } = setup();
+    const sent = await bridge.send(req);
+    clock.advance(sent.expectedLatencyMs);
+    op.halted = true;
+    // the write after the credit mark (its removal, the credit refused) fails
+    let marked = false;
+    store.failNext((r) => {
+      if (r.creditBegunAtMs !== undefined) marked = true;
+      return marked && r.creditBegunAtMs === undefined;
+    });
+    await expect(bridge.poll()).rejects.toThrow(/failed/);
+    expect((await bridge.tracker.get('x_once'))?.creditBegunAtMs).toBeDefined();
+    expect(await bridge.poll()).toEqual([]);
+    expect((await bridge.tracker.get('x_once'))?.creditBegunAtMs).toBeUndefined();
+    op.halted = false;
+    expect((await bridge.poll()).map((r) => r.transferId)).toEqual(['x_once']);
+    await bridge.poll();
+    expect([store.failed, op.credits, op.balance('USDC')]).toEqual([1, 1, '100']);
+  });
+});
+
 describe('LayerZero encodings refuse what they would mis-encode', () => {
   it('toBytes32 refuses a hex that is not 20 or 32 bytes and a base58 that is not 32 bytes', () => {
     // LayerZero's addressToBytes32 left-pads any hex: a truncated address names someone else.
@@ -92,6 +300,16 @@ describe('LayerZero encodings refuse what they would mis-encode', () => {
     expect(() => executorOptions(1.5)).toThrow(/lzReceive gas 1.5/);
     // gas 200000 | value 1 wei: option size 33 (type byte + two uint128)
     expect(executorOptions(200_000n, 1n)).toBe(`0x000301002101${'0'.repeat(26)}030d40${'0'.repeat(31)}1`);
+  });
+
+  it('executorOptions refuses zero lzReceive gas (the executor reverts Executor_ZeroLzReceiveGasProvided)', () => {
+    for (const gas of [0, 0n])
+      expect(() => executorOptions(gas)).toThrow(
+        expect.objectContaining({ code: 'LZ_BAD_OPTION', message: expect.stringMatching(/lzReceive gas 0/) }),
+      );
+    expect(() => executorOptions(0, 1n)).toThrow(/Executor_ZeroLzReceiveGasProvided/);
+    // one gas is the least it takes: type 1 | uint128 gas 1
+    expect(executorOptions(1)).toBe(`0x00030100110100000000000000000000000000000001`);
   });
 
   it('decodePacket refuses a truncated, malformed or non-v1 packet', () => {

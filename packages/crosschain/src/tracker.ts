@@ -33,6 +33,19 @@ export const TransferRecord = z.object({
     z.object({ state: TransferState, atMs: z.number().int().nonnegative(), note: z.string().optional() }),
   ),
   error: z.string().optional(),
+  /**
+   * Paper bridge: when it began crediting the destination (run-clock ms). Written before the credit and
+   * cleared when the credit is refused, so a poll after a failed store write or a crash finds it and
+   * does not credit again.
+   */
+  creditBegunAtMs: z.number().int().nonnegative().optional(),
+  /**
+   * Paper bridge: written with `sent`, before the source is debited, and removed once the debit is made.
+   * A record still carrying it was never debited (the debit's write-ahead went through but the debit did
+   * not run: a crash, or a store that saved the record and still reported an error), so it is debited on
+   * the next send of that transfer and never credited before. Records without it were debited.
+   */
+  debitPending: z.literal(true).optional(),
 });
 export type TransferRecord = z.infer<typeof TransferRecord>;
 
@@ -159,7 +172,9 @@ export class TransferTracker {
   async transition(
     transferId: string,
     to: TransferState,
-    patch: Partial<Pick<TransferRecord, 'guid' | 'nonce' | 'srcTxHash' | 'dstTxHash' | 'error'>> = {},
+    patch: Partial<
+      Pick<TransferRecord, 'guid' | 'nonce' | 'srcTxHash' | 'dstTxHash' | 'error' | 'debitPending'>
+    > = {},
     note?: string,
   ): Promise<TransferRecord> {
     const rec = await this.get(transferId);
@@ -184,6 +199,26 @@ export class TransferTracker {
     await this.#store.put(next);
     this.#emit(next, rec.state);
     return next;
+  }
+
+  /**
+   * Writes `patch` to a transfer without moving its state (no history entry, no listener call):
+   * bookkeeping such as the paper bridge's credit marker. `null` removes a field.
+   */
+  async update(
+    transferId: string,
+    patch: { creditBegunAtMs?: number | null; debitPending?: true | null },
+  ): Promise<TransferRecord> {
+    const rec = await this.get(transferId);
+    if (!rec) throw new TransferNotFoundError(transferId);
+    const next: Record<string, unknown> = { ...rec };
+    for (const [k, v] of Object.entries(patch)) {
+      if (v === null) delete next[k];
+      else if (v !== undefined) next[k] = v;
+    }
+    const parsed = parseOrThrow(TransferRecord, next, 'transfer record');
+    await this.#store.put(parsed);
+    return parsed;
   }
 
   /**

@@ -31,12 +31,14 @@ export interface VenueCollateralUse {
   movedInUsd: number;
   /** Collateral the plan's transfers move out of the venue. */
   movedOutUsd: number;
+  /** Bridge fees of the plan's transfers out of the venue: the bridge debits them from it with the move. */
+  bridgeFeeOutUsd: number;
 }
 
 /**
  * Per venue, the margin a plan's delta legs need there, what its option legs take there (the plan's
- * `optionCollateralUsd`) and the collateral its transfers move in and out. A feasible plan has, on every
- * venue, margin + option legs' take ≤ free collateral + moved in − moved out. Delta legs on a venue
+ * `optionCollateralUsd`) and the collateral its transfers move in and out (and the bridge fees the moves out pay there). A feasible plan
+ * has, on every venue, margin + option legs' take ≤ free collateral + moved in − moved out − fees out. Delta legs on a venue
  * missing from `venues`, or on another instrument than its delta instrument, are left out of the margin.
  */
 export function collateralUse(
@@ -47,7 +49,7 @@ export function collateralUse(
   const of = (venue: string): VenueCollateralUse => {
     let u = out.get(venue);
     if (!u) {
-      u = { marginUsd: 0, optionUsd: 0, movedInUsd: 0, movedOutUsd: 0 };
+      u = { marginUsd: 0, optionUsd: 0, movedInUsd: 0, movedOutUsd: 0, bridgeFeeOutUsd: 0 };
       out.set(venue, u);
     }
     return u;
@@ -64,6 +66,7 @@ export function collateralUse(
     const amountUsd = assertFinite(`transfer ${t.id} amount`, Number(t.amount));
     of(t.toVenue).movedInUsd += amountUsd;
     of(t.fromVenue).movedOutUsd += amountUsd;
+    of(t.fromVenue).bridgeFeeOutUsd += assertFinite(`transfer ${t.id} fee`, t.feeUsd);
   }
   return out;
 }
@@ -76,9 +79,9 @@ export function collateralUse(
  * round; {@link CollateralReservation.commit} each plan that goes out.
  */
 export class CollateralReservation {
-  /** USD committed per venue: its legs' margin and the moves out of it. */
+  /** USD committed per venue: its legs' margin and the moves out of it with their bridge fees. */
   readonly #venueUsd = new Map<string, number>();
-  /** USD moved out per source (venue and asset). */
+  /** USD moved out per source (venue and asset), bridge fees included. */
   readonly #movedUsd = new Map<string, number>();
 
   /** Free collateral left on `venue` out of `freeUsd` read there, USD (never negative). */
@@ -110,7 +113,7 @@ export class CollateralReservation {
   /**
    * Records what `plan` commits, from the venues it was routed on (their free collateral as routing saw
    * it, before the plan's option legs took theirs): on each venue its delta legs' margin, what its option
-   * legs take there, and the moves out of it. A venue a move funds commits all of the free collateral
+   * legs take there, and the moves out of it with their bridge fees. A venue a move funds commits all of the free collateral
    * routing saw there: the move was sized as the leg's margin (and buffer) less what the option legs
    * left of that collateral, so the legs together count on all of it.
    */
@@ -121,11 +124,14 @@ export class CollateralReservation {
     for (const [venue, use] of collateralUse(plan, venues)) {
       const freeUsd = venues.find((v) => v.venue === venue)?.freeCollateralUsd ?? 0;
       const ownUsd = use.movedInUsd > 0 ? Math.max(freeUsd, use.optionUsd) : use.marginUsd + use.optionUsd;
-      this.#venueUsd.set(venue, (this.#venueUsd.get(venue) ?? 0) + ownUsd + use.movedOutUsd);
+      this.#venueUsd.set(
+        venue,
+        (this.#venueUsd.get(venue) ?? 0) + ownUsd + use.movedOutUsd + use.bridgeFeeOutUsd,
+      );
     }
     for (const t of plan.transfers) {
       const key = sourceKey(t.fromVenue, t.asset);
-      this.#movedUsd.set(key, (this.#movedUsd.get(key) ?? 0) + Number(t.amount));
+      this.#movedUsd.set(key, (this.#movedUsd.get(key) ?? 0) + Number(t.amount) + t.feeUsd);
     }
   }
 }

@@ -495,13 +495,41 @@ describe('routeDelta: one venue collateral is spent once (regression: double-spe
     marginFraction: 0.1,
     maxOrderSizeBase: 10,
   });
+
+  /**
+   * Random ETH venues for the property tests (each on the chain `chainOf` gives it, quoting `buy`'s side,
+   * with its order cap and position) and the collateral sources they offer (their free collateral).
+   */
+  function randomVenues<T extends { freeUsd: number; maxOrderBase: number; positionBase: number }>(
+    specs: readonly T[],
+    buy: boolean,
+    chainOf: (x: T, i: number) => string,
+  ) {
+    const side: Side = buy ? 'buy' : 'sell';
+    const vs = specs.map((x, i) => {
+      const v = ethVenue(`v${i}`, chainOf(x, i), x.freeUsd);
+      return {
+        ...v,
+        quotes: v.quotes.map((q) => ({ ...q, side })),
+        maxOrderSizeBase: x.maxOrderBase,
+        positionBase: x.positionBase,
+      };
+    });
+    const sources = vs
+      .filter((v) => v.freeCollateralUsd > 0)
+      .map((v) => ({ venue: v.venue, chain: v.chain, asset: 'USDC', availableUsd: v.freeCollateralUsd }));
+    return { vs, sources };
+  }
   const ethReq = (deltaBase: number): RouteRequest => ({
     ...req(deltaBase),
     underlying: 'ETH',
     referencePriceUsd: ETH,
   });
 
-  /** Every venue: margin its legs need ≤ free + moved in − moved out; every source: moved out ≤ free − own margin. */
+  /**
+   * Every venue: margin its legs need ≤ free + moved in − moved out − bridge fees out; every source: moved
+   * out + bridge fees ≤ free − own margin (the bridge debits each move plus its fee from the source).
+   */
   function expectFundable(
     plan: ReturnType<typeof routeDelta>,
     vs: readonly RouteVenue[],
@@ -521,7 +549,7 @@ describe('routeDelta: one venue collateral is spent once (regression: double-spe
         .reduce((s, t) => s + Number(t.amount), 0);
       const outUsd = plan.transfers
         .filter((t) => t.fromVenue === v.venue)
-        .reduce((s, t) => s + Number(t.amount), 0);
+        .reduce((s, t) => s + Number(t.amount) + t.feeUsd, 0);
       expect(
         marginUsd,
         `${v.venue}: margin ${marginUsd} > free ${v.freeCollateralUsd} + in ${inUsd} − out ${outUsd}`,
@@ -538,7 +566,7 @@ describe('routeDelta: one venue collateral is spent once (regression: double-spe
     for (const s of sources) {
       const outUsd = plan.transfers
         .filter((t) => t.fromVenue === s.venue && t.asset === s.asset)
-        .reduce((sum, t) => sum + Number(t.amount), 0);
+        .reduce((sum, t) => sum + Number(t.amount) + t.feeUsd, 0);
       expect(outUsd, `${s.venue} ${s.asset}: moves out ${outUsd} > ${s.availableUsd}`).toBeLessThanOrEqual(
         s.availableUsd + 1e-6,
       );
@@ -557,16 +585,17 @@ describe('routeDelta: one venue collateral is spent once (regression: double-spe
     const plan = routeDelta(ethReq(20), vs, { bridge, collateralSources: sources });
     expect(() => HedgePlan.parse({ ...plan, reason: 'r', urgency: 'normal' })).not.toThrow();
     expectFundable(plan, vs, sources);
-    // Most a fundable plan delivers: X's own 10 ETH ($2,500) and 8.33 ETH on one venue funded by the
-    // other $2,500 (8.33 × $250 × 1.2 = $2,499); a third leg would have no collateral left.
+    // Most a fundable plan delivers: X's own 10 ETH ($2,500) and 8.31 ETH on one venue funded by the
+    // other $2,500 less the $4 bridge fee X also pays (8.31 × $250 × 1.2 = $2,493); a third leg would
+    // have no collateral left.
     const sizes = Object.fromEntries(plan.legs.map((l) => [l.venue, Number(l.sizeBase)]));
     expect(sizes['perp-x']).toBe(10);
-    expect(plan.plannedDeltaBase).toBeCloseTo(18.33, 9);
-    expect(plan.shortfallBase).toBeCloseTo(1.67, 9);
+    expect(plan.plannedDeltaBase).toBeCloseTo(18.31, 9);
+    expect(plan.shortfallBase).toBeCloseTo(1.69, 9);
     expect(plan.transfers).toHaveLength(1);
-    expect(plan.transfers[0]).toMatchObject({ fromVenue: 'perp-x', amount: '2499' });
+    expect(plan.transfers[0]).toMatchObject({ fromVenue: 'perp-x', amount: '2493', feeUsd: 4 });
     const notes = plan.notes.join(' ');
-    expect(notes).toMatch(/shortfall 1\.67/);
+    expect(notes).toMatch(/shortfall 1\.69/);
     expect(notes).toMatch(/collateral on perp-x is shared/);
   });
 
@@ -611,18 +640,20 @@ describe('routeDelta: one venue collateral is spent once (regression: double-spe
       reservation.commit(plan, seen);
       return plan;
     };
-    // The first plan: 10 ETH on perp-x ($2,500 of margin) and 8.33 ETH on perp-y funded by $2,499 from perp-x.
+    // The first plan: 10 ETH on perp-x ($2,500 of margin) and 8.31 ETH on perp-y funded by $2,493 from
+    // perp-x, which also pays the $4 bridge fee.
     const first = routeReserved(20, 'plan_first1');
-    expect(first.plannedDeltaBase).toBeCloseTo(18.33, 9);
-    expect(reservation.freeUsd('perp-x', 5000)).toBeCloseTo(1, 9);
-    expect(reservation.sources(sources).map((s) => s.availableUsd)).toEqual([1]);
+    expect(first.plannedDeltaBase).toBeCloseTo(18.31, 9);
+    expect(reservation.freeUsd('perp-x', 5000)).toBeCloseTo(3, 9);
+    expect(reservation.sources(sources).map((s) => s.availableUsd)).toEqual([3]);
     // perp-y counts all it saw (nothing) towards its funded leg: a later plan gets nothing there either.
     expect(reservation.freeUsd('perp-y', 0)).toBe(0);
-    // The second plan sees $1 left on perp-x: less than one 0.01 ETH order's margin, and no move.
+    // The second plan sees $3 left on perp-x: one 0.01 ETH order's margin ($2.50) there, and no move (its
+    // $4 fee alone is more than is left).
     const second = routeReserved(5, 'plan_second1');
-    expect(second.legs).toEqual([]);
+    expect(second.legs.map((l) => [l.venue, l.sizeBase])).toEqual([['perp-x', '0.01']]);
     expect(second.transfers).toEqual([]);
-    expect(second.shortfallBase).toBe(5);
+    expect(second.shortfallBase).toBeCloseTo(4.99, 9);
   });
 
   it('never plans a move or a leg its collateral cannot fund (property)', () => {
@@ -639,30 +670,132 @@ describe('routeDelta: one venue collateral is spent once (regression: double-spe
         fc.integer({ min: 1, max: 4000 }).map((x) => x / 100),
         fc.boolean(),
         (specs, size, buy) => {
-          const vs = specs.map((x, i) => {
-            const v = ethVenue(`v${i}`, x.sameChain ? 'evm:1' : `evm:${i + 2}`, x.freeUsd);
-            const side: Side = buy ? 'buy' : 'sell';
-            return {
-              ...v,
-              quotes: v.quotes.map((q) => ({ ...q, side })),
-              maxOrderSizeBase: x.maxOrderBase,
-              positionBase: x.positionBase,
-            };
-          });
-          const sources = vs
-            .filter((v) => v.freeCollateralUsd > 0)
-            .map((v) => ({
-              venue: v.venue,
-              chain: v.chain,
-              asset: 'USDC',
-              availableUsd: v.freeCollateralUsd,
-            }));
+          const { vs, sources } = randomVenues(specs, buy, (x, i) =>
+            x.sameChain ? 'evm:1' : `evm:${i + 2}`,
+          );
           const plan = routeDelta(ethReq(buy ? size : -size), vs, { bridge, collateralSources: sources });
           expectFundable(plan, vs, sources);
         },
       ),
       { numRuns: 300, seed: 11 },
     );
+  });
+
+  describe('a move’s bridge fee comes out of its source too (audit: transfer failed, hedge cancelled)', () => {
+    /** The audit's route: Arbitrum → Optimism at $1.11. */
+    const auditBridge: BridgeCostModel = (from, to) =>
+      from === to ? { feeUsd: 0, latencyMs: 0 } : { feeUsd: 1.11, latencyMs: 60_000 };
+    const arbSource: CollateralSource = {
+      venue: 'perp-arb',
+      chain: 'evm:42161',
+      asset: 'USDC',
+      availableUsd: 1000,
+    };
+
+    /** Optimism perp with no margin of its own, at a 0.001 ETH step (so the audit's $999.90 move is plannable). */
+    const opVenue = (): RouteVenue => ({ ...ethVenue('perp-op', 'evm:10', 0), sizeStepBase: 0.001 });
+
+    it('$1,000 free on the source, $1.11 fee: never a move whose amount + fee exceeds $1,000 (was 999.90 + 1.11)', () => {
+      // 3.333 ETH on Optimism needs 3.333 × $250 × 1.2 = $999.90 moved in: with the fee, $1,001.01.
+      const vs = [opVenue()];
+      const plan = routeDelta(ethReq(3.333), vs, { bridge: auditBridge, collateralSources: [arbSource] });
+      expect(() => HedgePlan.parse({ ...plan, reason: 'r', urgency: 'normal' })).not.toThrow();
+      expectFundable(plan, vs, [arbSource]);
+      expect(plan.transfers).toHaveLength(1);
+      const t = plan.transfers[0];
+      expect(t).toMatchObject({ fromVenue: 'perp-arb', toVenue: 'perp-op', feeUsd: 1.11 });
+      expect(Number(t?.amount) + (t?.feeUsd ?? 0)).toBeLessThanOrEqual(1000);
+      // The most $998.89 funds at a 0.001 step: 3.329 ETH ($998.70 moved); the rest is shortfall, not a
+      // move the bridge refuses.
+      expect(plan.legs.map((l) => [l.venue, l.sizeBase])).toEqual([['perp-op', '3.329']]);
+      expect(t?.amount).toBe('998.7');
+      expect(plan.shortfallBase).toBeCloseTo(0.004, 9);
+      // The fee is counted once in the leg's cost, as before.
+      expect(plan.legCosts[0]?.bridgeFeeUsd).toBe(1.11);
+      expect(plan.totalCostUsd).toBeCloseTo(plan.legCosts[0]?.totalCostUsd ?? Number.NaN, 9);
+    });
+
+    it('a source that holds the move plus its fee funds the whole leg', () => {
+      const vs = [opVenue()];
+      const sources = [{ ...arbSource, availableUsd: 1001.01 }];
+      const plan = routeDelta(ethReq(3.333), vs, { bridge: auditBridge, collateralSources: sources });
+      expectFundable(plan, vs, sources);
+      expect(plan.transfers.map((t) => t.amount)).toEqual(['999.9']);
+      expect(plan.shortfallBase).toBeLessThanOrEqual(1e-9);
+    });
+
+    it.each([
+      // [free on the source venue, its own leg's size (ETH), request, planned Optimism size, move]
+      // $1,000: own 2 ETH ($500 margin) leaves $500 − $1.11 → 1.66 ETH on Optimism ($498 moved).
+      [1000, 2, 2 + 3.333, 1.66, '498'],
+      // $600: own 2 ETH leaves $100 − $1.11 → 0.32 ETH ($96 moved).
+      [600, 2, 2 + 3.333, 0.32, '96'],
+      // $501: own 2 ETH leaves $1, less than the fee: no move at all.
+      [501, 2, 2 + 3.333, 0, undefined],
+    ])(
+      'source venue with $%d free keeps its own %d ETH leg’s margin, then pays move + fee from the rest',
+      (freeUsd, ownBase, request, opBase, move) => {
+        // The source venue's own leg is capped at ownBase; Optimism (no margin of its own) needs the move.
+        const vs = [
+          { ...ethVenue('perp-arb', 'evm:42161', freeUsd), maxOrderSizeBase: ownBase },
+          ethVenue('perp-op', 'evm:10', 0),
+        ];
+        const sources = [{ ...arbSource, availableUsd: freeUsd }];
+        const plan = routeDelta(ethReq(request), vs, { bridge: auditBridge, collateralSources: sources });
+        expectFundable(plan, vs, sources);
+        const sizes = Object.fromEntries(plan.legs.map((l) => [l.venue, Number(l.sizeBase)]));
+        expect(sizes['perp-arb']).toBe(ownBase);
+        expect(sizes['perp-op'] ?? 0).toBeCloseTo(opBase, 9);
+        expect(plan.transfers[0]?.amount).toBe(move);
+      },
+    );
+
+    it('never plans moves whose amounts and fees together exceed what their sources hold (property)', () => {
+      const spec = fc.record({
+        freeUsd: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 8_000 })),
+        maxOrderBase: fc.integer({ min: 1, max: 20 }),
+        positionBase: fc.oneof(fc.constant(0), fc.integer({ min: -10, max: 10 })),
+        chain: fc.integer({ min: 1, max: 3 }),
+      });
+      fc.assert(
+        fc.property(
+          fc.array(spec, { minLength: 1, maxLength: 4 }),
+          fc.integer({ min: 1, max: 4000 }).map((x) => x / 100),
+          fc.boolean(),
+          // Bridge fee per route, USD: up to a large share of small sources.
+          fc.integer({ min: 0, max: 5000 }).map((x) => x / 100),
+          fc.integer({ min: 0, max: 100 }).map((x) => x / 100),
+          (specs, size, buy, crossFeeUsd, sameFeeUsd) => {
+            const { vs, sources } = randomVenues(specs, buy, (x) => `evm:${x.chain}`);
+            const feeBridge: BridgeCostModel = (from, to) => ({
+              feeUsd: from === to ? sameFeeUsd : crossFeeUsd,
+              latencyMs: from === to ? 1_000 : 60_000,
+            });
+            const plan = routeDelta(ethReq(buy ? size : -size), vs, {
+              bridge: feeBridge,
+              collateralSources: sources,
+            });
+            expectFundable(plan, vs, sources);
+            // Each move's fee is counted once, on the leg it funds.
+            const feesUsd = plan.transfers.reduce((s, t) => s + t.feeUsd, 0);
+            const legFeesUsd = plan.legCosts.reduce((s, l) => s + l.bridgeFeeUsd, 0);
+            expect(legFeesUsd).toBeCloseTo(feesUsd, 9);
+          },
+        ),
+        { numRuns: 300, seed: 23 },
+      );
+    });
+
+    it('a reservation counts a move’s fee against its source for the next plan of the round', () => {
+      const vs = [ethVenue('perp-op', 'evm:10', 0)];
+      const reservation = new CollateralReservation();
+      const plan = routeDelta(ethReq(1), vs, { bridge: auditBridge, collateralSources: [arbSource] });
+      expect(plan.transfers.map((t) => t.amount)).toEqual(['300']);
+      reservation.commit(plan, vs);
+      // $1,000 − $300 moved − $1.11 fee.
+      expect(reservation.sources([arbSource]).map((s) => s.availableUsd)).toEqual([698.89]);
+      expect(reservation.freeUsd('perp-arb', 1000)).toBeCloseTo(698.89, 9);
+    });
   });
 });
 

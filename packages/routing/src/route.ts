@@ -103,8 +103,9 @@ interface Model {
   /** Size coverable by free margin without moving collateral. */
   noBridgeCap: number;
   /**
-   * Sources that could each fund the move for the whole cap, cheapest (fee + delay) first. Which one a
-   * plan uses is decided per candidate plan: several legs may want the same source.
+   * Sources that could each fund a move here, their bridge fee included (the bridge debits the move
+   * plus its fee from the source), cheapest (fee + delay) first. Which one a plan uses, and how much of
+   * the cap it funds, is decided per candidate plan: several legs may want the same source.
    */
   bridges: BridgeOption[];
   expectedPrice: number;
@@ -179,9 +180,10 @@ function fitCostModel(
   if (noBridgeCap < cap) {
     const needUsd = (cap - reducible) * marginPerUnit * (1 + opts.collateralBuffer) - v.freeCollateralUsd;
     for (const s of sources) {
-      if (s.venue === v.venue || s.availableUsd < needUsd) continue;
+      if (s.venue === v.venue) continue;
       const b = opts.bridge(s.chain, v.chain, needUsd);
-      if (!b) continue;
+      // The move and its fee both come out of the source: one that cannot pay the fee funds nothing.
+      if (!b || !(s.availableUsd > assertFinite(`bridge fee ${s.chain} → ${v.chain}`, b.feeUsd))) continue;
       const delayUsd =
         (b.latencyMs / 60_000) * opts.delayCostUsdPerMinute * (urgent ? opts.urgentDelayMultiplier : 1);
       bridges.push({ source: s, feeUsd: b.feeUsd, latencyMs: b.latencyMs, delayUsd });
@@ -526,6 +528,15 @@ interface Funding {
   freeByVenueUsd: ReadonlyMap<string, number>;
 }
 
+/**
+ * What a move of `movedUsd` for a leg takes from its source, USD: the amount plus the bridge fee (the
+ * bridge debits both from the source). The fee is the one routing priced the move at (at the whole cap's
+ * need, so at least the fee of any smaller move under a fee model that grows with the amount). 0 for no move.
+ */
+function sourceDrawUsd(ch: Choice, movedUsd: number): number {
+  return ch.bridge && movedUsd > 0 ? movedUsd + ch.bridge.feeUsd : 0;
+}
+
 /** Slack on collateral sums, USD: float noise, well under the cent moves are rounded to. */
 const COLLATERAL_EPS_USD = 1e-6;
 
@@ -548,8 +559,9 @@ function moveUsd(ch: Choice, q: number, f: Funding): number {
 /**
  * Whether legs of sizes `q` can all be funded at once. Each venue's cost model is fitted on its own, so a
  * split can spend one source's collateral twice: two moves out of it, or moves out of a venue whose own
- * leg needs that collateral as margin. Feasible when no source moves out more than it holds, no venue
- * gives its own legs' margin plus its moves out beyond its free collateral, and no venue a move funds
+ * leg needs that collateral as margin. A move takes its amount plus its bridge fee from its source
+ * ({@link sourceDrawUsd}). Feasible when no source pays out (moves and their fees) more than it holds, no
+ * venue gives its own legs' margin plus its moves out and their fees beyond its free collateral, and no venue a move funds
  * funds another leg (routing counted all its free collateral towards its own leg).
  */
 function drawsFit(choices: readonly Choice[], q: readonly number[], f: Funding): boolean {
@@ -564,8 +576,10 @@ function drawsFit(choices: readonly Choice[], q: readonly number[], f: Funding):
     const movedUsd = moveUsd(ch, qi, f);
     if (ch.bridge && movedUsd > 0) {
       funded.add(ch.m.v.venue);
-      add(movedBySource, ch.bridge.source, movedUsd);
-      add(movedByVenue, ch.bridge.source.venue, movedUsd);
+      // The source pays the move and its bridge fee.
+      const drawUsd = sourceDrawUsd(ch, movedUsd);
+      add(movedBySource, ch.bridge.source, drawUsd);
+      add(movedByVenue, ch.bridge.source.venue, drawUsd);
     } else add(marginByVenue, ch.m.v.venue, legMarginUsd(ch.m.v, f.side, qi, f.referencePriceUsd));
   });
   for (const [s, usd] of movedBySource)
@@ -584,7 +598,8 @@ function drawsFit(choices: readonly Choice[], q: readonly number[], f: Funding):
  * does not fit it ({@link drawsFit}). Legs on the margin they have come first and keep the margin for
  * their whole cap on their venue: margin in place carries no buffer, fee or wait, so it delivers the most
  * hedge per dollar. Then each funded leg, in order, takes the cheapest source with room for its whole
- * cap, else the one with the most room, its cap cut to what that room funds. A venue a move funds is no
+ * cap's move plus the bridge fee, else the one with the most room, its cap cut to what that room less the
+ * fee funds. A venue a move funds is no
  * source. Null when a funded leg is left no room worth a leg.
  */
 function reserveCaps(choices: readonly Choice[], f: Funding): Choice[] | null {
@@ -610,11 +625,12 @@ function reserveCaps(choices: readonly Choice[], f: Funding): Choice[] | null {
     let pick: { b: BridgeOption; moveUsd: number } | null = null;
     for (const b of m.bridges) {
       if (funded.has(b.source.venue)) continue;
+      // What the source can move once the bridge fee it also pays is set aside.
       const roomUsd = floorCents(
         Math.min(
           sourceLeftUsd.get(b.source) ?? b.source.availableUsd,
           venueLeftUsd.get(b.source.venue) ?? Number.POSITIVE_INFINITY,
-        ),
+        ) - b.feeUsd,
       );
       if (roomUsd >= needUsd) {
         pick = { b, moveUsd: needUsd };
@@ -634,9 +650,10 @@ function reserveCaps(choices: readonly Choice[], f: Funding): Choice[] | null {
       if (!(cap > m.noBridgeCap) || cap < m.v.minSizeBase) return null;
     }
     const { source } = pick.b;
-    sourceLeftUsd.set(source, (sourceLeftUsd.get(source) ?? source.availableUsd) - pick.moveUsd);
+    const drawUsd = pick.moveUsd + pick.b.feeUsd;
+    sourceLeftUsd.set(source, (sourceLeftUsd.get(source) ?? source.availableUsd) - drawUsd);
     const venueLeft = venueLeftUsd.get(source.venue);
-    if (venueLeft !== undefined) venueLeftUsd.set(source.venue, venueLeft - pick.moveUsd);
+    if (venueLeft !== undefined) venueLeftUsd.set(source.venue, venueLeft - drawUsd);
     out.push({
       m,
       bridge: pick.b,

@@ -51,6 +51,24 @@ describe('transferDeliveredAtMs (decision age of a funded hedge)', () => {
     ).toBe(125_000);
   });
 
+  it('is undefined when a transfer landed past its deadline: the stale hedge is aged from its planning', async () => {
+    // deadline 900 000: a delivery at 1 800 000 (30 min after planning) refreshes nothing
+    const late = delivered('xfer-late', 1_800_000);
+    expect(await transferDeliveredAtMs(jobWithChildren({ 'q:late': late }))).toBeUndefined();
+    // nor does a timely sibling make it look fresh
+    expect(
+      await transferDeliveredAtMs(jobWithChildren({ 'q:a': delivered('xfer-a', 125_000), 'q:late': late })),
+    ).toBeUndefined();
+    // one that timed out (alerted) and then landed is late, whatever its deadline field says
+    const timedOut = delivered('xfer-to', 200_000);
+    timedOut.history.splice(2, 0, { state: 'timed-out', atMs: 190_000 });
+    expect(await transferDeliveredAtMs(jobWithChildren({ 'q:to': timedOut }))).toBeUndefined();
+    // on the deadline itself it is still in time
+    expect(await transferDeliveredAtMs(jobWithChildren({ 'q:d': delivered('xfer-d', 900_000) }))).toBe(
+      900_000,
+    );
+  });
+
   it('is undefined for a job without transfer children (its age counts from planning)', async () => {
     expect(await transferDeliveredAtMs(jobWithChildren({}))).toBeUndefined();
     expect(await transferDeliveredAtMs(jobWithChildren({ 'q:x': { ok: true } }))).toBeUndefined();

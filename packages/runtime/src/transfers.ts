@@ -197,6 +197,16 @@ export function startTransferJobs(o: TransferWorkerRunOptions): Worker {
  * the delivery instead of from its planning: a slow bridge does not get the hedge cancelled after the
  * collateral moved. The router still refuses bridges slower than `maxTransferLatencyMs` (run.ts: 80% of
  * `limits.staleAfterMs`), so the plan's sizing is never older than the staleness budget plus that.
+ *
+ * A late delivery does not count: when any transfer child was delivered after its deadline
+ * (`deadlineMs`, the plan time plus the allowed latency) or went through `timed-out`, this is
+ * undefined, so the hedge's age counts from its planning and the stale-data control refuses it once
+ * that age passes `staleAfterMs` (its size and limit were decided before the transfer, possibly half an
+ * hour ago). The transfer job itself
+ * keeps waiting for a timed-out message that was sent, and completes when it lands: the collateral is
+ * then on the book, where the next decision sees it; failing the job at the timeout instead would
+ * cancel the hedge while its collateral may still arrive, and put the cancel on a path (the transfer
+ * worker) that does not see the market. One rule, at the one place that decides a hedge's age.
  */
 export async function transferDeliveredAtMs(job: Job): Promise<number | undefined> {
   let at: number | undefined;
@@ -204,7 +214,10 @@ export async function transferDeliveredAtMs(job: Job): Promise<number | undefine
     const rec = TransferRecord.safeParse(v);
     if (!rec.success || rec.data.state !== 'delivered') continue;
     const delivered = rec.data.history.findLast((h) => h.state === 'delivered')?.atMs;
-    if (delivered !== undefined) at = Math.max(at ?? delivered, delivered);
+    if (delivered === undefined) continue;
+    if (delivered > rec.data.deadlineMs || rec.data.history.some((h) => h.state === 'timed-out'))
+      return undefined;
+    at = Math.max(at ?? delivered, delivered);
   }
   return at;
 }
