@@ -1,4 +1,4 @@
-import { systemClock } from '@xhedge/core';
+import { Dec, ManualClock, parseInstrumentId, systemClock } from '@xhedge/core';
 import { createMarketSimulator } from '@xhedge/sim';
 import { postgresReachable, TEST_PG_URL } from '@xhedge/store';
 import { createPaperVenue, RedisShadowStore, ShadowVenue } from '@xhedge/venue-paper';
@@ -78,6 +78,91 @@ describe.skipIf(!pgOk)('xhedge dry-run status|reset (real Redis and Postgres)', 
       /dry run reset \(pv\)/,
     );
     expect((await cli(['status'])).stdout).toMatch(/no simulated state/);
+  });
+
+  it('status shows the coins a coin-settled option paid and the collateral a short locks, with units, in text and JSON', async () => {
+    // paper Lyra stating its options settle in the underlying coin, on a market stepping every minute
+    // at hh:mm:30 (a board's settlement price is fixed at 08:00:30)
+    const clock = new ManualClock(Date.UTC(2026, 0, 5, 0, 0, 30));
+    const market = createMarketSimulator({
+      underlyings: { BTC: { spot: 95_000, vol: 0.55 } },
+      seed: 7,
+      clock,
+      stepMs: 60_000,
+    });
+    const lyra = createPaperVenue({ id: 'pl', kind: 'paper-lyra', chain: 'evm:42161', market });
+    lyra.seedBalance('USDC', 1_000_000);
+    const inverse = new Proxy(lyra, {
+      get(target, prop, recv) {
+        if (prop === 'loadMarkets')
+          return async () =>
+            (await target.loadMarkets()).map((m) => ({
+              ...m,
+              instrument: { ...m.instrument, settlementCurrency: m.instrument.underlying, inverse: true },
+            }));
+        const x = Reflect.get(target, prop, recv);
+        return typeof x === 'function' ? x.bind(target) : x;
+      },
+    });
+    const store = new RedisShadowStore({ redis: t.redis, prefix: t.deployment.prefix, venue: 'pl' });
+    const shadow = new ShadowVenue(inverse, { clock, store });
+    try {
+      const options = (await shadow.loadMarkets()).map((m) => m.instrument);
+      const expiries = [...new Set(options.map((m) => m.expiryMs ?? 0))].sort((a, b) => a - b);
+      const nearest = expiries[0] ?? Number.NaN;
+      const put = options
+        .filter((m) => m.expiryMs === nearest && m.optionType === 'put')
+        .sort((a, b) => (b.strike ?? 0) - (a.strike ?? 0))[0]?.id as string;
+      const call = options.find((m) => m.expiryMs === expiries.at(-1) && m.optionType === 'call')
+        ?.id as string;
+      await shadow.placeOrder({
+        clientOrderId: 'dry-coin-put',
+        instrument: put,
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '0.5',
+      });
+      const q = await shadow.quoteHedge({ instrument: call, side: 'sell', sizeBase: '0.1' });
+      await shadow.placeOrder({
+        clientOrderId: 'dry-short-call',
+        instrument: call,
+        side: 'sell',
+        orderType: 'market',
+        sizeBase: '0.1',
+      });
+      clock.set(nearest + 120_000);
+      const [price] = (await shadow.fetchSettlementPrices?.([put])) ?? [];
+      await shadow.fetchBalances(); // the put settles: its payoff is paid in BTC
+      const parsed = parseInstrumentId(put);
+      if (parsed.kind !== 'option') throw new Error(`${put} is no option`);
+      // (K − S) × 0.5 USD, in BTC at S
+      const btc = new Dec(parsed.strike)
+        .sub(price?.priceUsd ?? 'NaN')
+        .mul('0.5')
+        .div(price?.priceUsd ?? 'NaN');
+      expect(btc.gt(0)).toBe(true);
+      const lockedUsd = new Dec(q.lockedCollateralUsd ?? Number.NaN);
+      expect(lockedUsd.gt(0)).toBe(true);
+
+      const st = await cli(['status', '--json', '--venue', 'pl']);
+      expect(st.code, st.stderr).toBe(0);
+      const view = JSON.parse(st.stdout) as { venues: Record<string, unknown>[] };
+      expect(view.venues).toEqual([
+        expect.objectContaining({
+          venue: 'pl',
+          coins: [{ asset: 'BTC', amount: btc.toFixed() }],
+          positions: [
+            expect.objectContaining({ instrument: call, sizeBase: '-0.1', lockedUsd: lockedUsd.toFixed() }),
+          ],
+        }),
+      ]);
+      const text = (await cli(['status', '--venue', 'pl'])).stdout;
+      expect(text).toContain(`  coins moved: ${btc.toFixed()} BTC`);
+      expect(text).toContain(`  ${call} -0.1 at `);
+      expect(text).toContain(`, locks ${lockedUsd.toFixed()} USD`);
+    } finally {
+      await shadow.close();
+    }
   });
 
   it('reset refuses to run without the ledger, and names what is wrong', async () => {

@@ -136,7 +136,13 @@ export async function deployGmxFixture(
   const send = async (to: Address, data: `0x${string}`) => {
     const hash = await deployer.walletClient.sendTransaction({ to, data });
     const r = await deployer.publicClient.waitForTransactionReceipt({ hash });
-    if (r.status !== 'success') throw new Error(`fixture transaction to ${to} reverted`);
+    if (r.status !== 'success') {
+      // what a flaky revert needs to be told apart: out of gas (used = limit) or a revert, at which block
+      const tx = await deployer.publicClient.getTransaction({ hash });
+      throw new Error(
+        `fixture transaction to ${to} reverted (block ${r.blockNumber}, gas used ${r.gasUsed} of ${tx.gas}, selector ${data.slice(0, 10)})`,
+      );
+    }
   };
   const usdc = await deployContract(deployer, get('TestToken'), ['USD Coin', 'USDC', 6]);
   const wnt = await deployContract(deployer, get('TestToken'), ['Wrapped Ether', 'WETH', 18]);

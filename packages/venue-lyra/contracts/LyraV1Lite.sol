@@ -14,7 +14,8 @@ pragma solidity ^0.8.24;
 // GWAV vol), GWAVs are the current values; a trade pays that price widened by a spread and a linear size
 // impact, plus a fee on spot notional, in one iteration; of the pricer's trade limits only the trading
 // cutoff and the delta range are checked (off until set); collateral and pool funds both sit in the
-// OptionMarket (no LiquidityPool or ShortCollateral contracts). 18-decimal fixed point.
+// OptionMarket (no LiquidityPool or ShortCollateral contracts), which checks the LiquidityPool's free
+// liquidity as v1-core does (unlimited until set). 18-decimal fixed point.
 
 interface IERC20Lite {
     function transfer(address to, uint256 amount) external returns (bool);
@@ -125,6 +126,16 @@ interface IOptionMarketPricer {
         uint256 volTraded;
         uint256 newBaseIv;
         uint256 newSkew;
+    }
+}
+
+/// The struct of v1-core's LiquidityPool that its LockingMoreQuoteThanIsFree error carries.
+interface ILiquidityPool {
+    struct Collateral {
+        // puts sold by the pool × strike, quote
+        uint256 quote;
+        // calls sold by the pool, base
+        uint256 base;
     }
 }
 
@@ -398,7 +409,7 @@ contract OptionGreekCache is IOptionGreekCache {
     }
 }
 
-contract OptionMarket is IOptionMarket, IOptionMarketPricer {
+contract OptionMarket is IOptionMarket, IOptionMarketPricer, ILiquidityPool {
     uint256 internal constant UNIT = 1e18;
     /// Share of the fee reserved for the DAO, reported as the Trade event's reservedFee
     /// (v1-core OptionMarketParameters.feePortionReserved; the lite keeps all fees in the market).
@@ -421,6 +432,13 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer {
     /// decimals), checked as its updateCacheAndGetTradeResult does; 0 (the default) checks nothing.
     uint256 internal tradingCutoff;
     int256 internal minDelta;
+    /// Lite only: the LiquidityPool's quote for option collateral and premiums before what it has locked
+    /// (v1-core: its quote balance less outstanding settlements, queued deposits, pending hedge liquidity
+    /// and queued withdrawals), 18 decimals; premiums do not move it. Unlimited until set.
+    uint256 internal poolQuote = type(uint256).max;
+    /// As v1-core LiquidityPool.lockedCollateral: what the pool locked for the longs it sold (puts ×
+    /// strike in quote, calls in base), freed when they are closed or their board settles.
+    Collateral internal lockedCollateral;
 
     uint256 internal nextBoardId = 1;
     uint256 internal nextStrikeId = 1;
@@ -459,6 +477,10 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer {
     error AdjustmentResultsInMinimumCollateralNotBeingMet(address thrower, IOptionToken.OptionPosition position, uint256 spotPrice);
     // v1-core ShortCollateral's, thrown by settleOptions.
     error BoardMustBeSettled(address thrower, IOptionToken.PositionWithOwner position);
+    // v1-core LiquidityPool's, thrown inside the OptionMarket's trade (lockPutCollateral,
+    // lockCallCollateral, sendShortPremium).
+    error LockingMoreQuoteThanIsFree(address thrower, uint256 quoteToLock, uint256 freeLiquidity, Collateral lockedCollateral);
+    error SendPremiumNotEnoughCollateral(address thrower, uint256 premium, uint256 reservedFee, uint256 freeLiquidity);
     // v1-core OptionMarketPricer's trade limits, thrown inside the OptionMarket's trade.
     error TradingCutoffReached(address thrower, uint256 tradingCutoff, uint256 boardExpiry, uint256 currentTime);
     error TradeDeltaOutOfRange(address thrower, int256 strikeCallDelta, int256 minDelta, int256 maxDelta);
@@ -509,6 +531,12 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer {
         }
     }
 
+    /// Lite only (v1-core: the LiquidityPool's quote, moved by deposits, withdrawals, trades and hedging).
+    function setLitePoolLiquidity(uint256 poolQuote_) external {
+        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        poolQuote = poolQuote_;
+    }
+
     /// Lite only (v1-core: OptionMarketPricer.setTradeLimitParams, all of TradeLimitParameters).
     function setLiteTradeLimits(uint256 tradingCutoff_, int256 minDelta_) external {
         if (msg.sender != owner) revert Unauthorized(msg.sender);
@@ -530,6 +558,11 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer {
         if (block.timestamp < b.expiry) revert BoardNotExpired(address(this), boardId);
         if (boardToPriceAtExpiry[boardId] != 0) revert BoardAlreadySettled(address(this), boardId);
         boardToPriceAtExpiry[boardId] = exchangeAdapter.getSettlementPriceForMarket(address(this), b.expiry);
+        // As v1-core (LiquidityPool.boardSettlement): the collateral locked for the board's longs is freed.
+        for (uint256 i = 0; i < b.strikeIds.length; i++) {
+            Strike storage st = strikes[b.strikeIds[i]];
+            _freeCollateral(st.longPut * st.strikePrice / UNIT, st.longCall);
+        }
     }
 
     /// Lite only: v1-core's ShortCollateral.settleOptions (same signature), here because the lite keeps
@@ -638,6 +671,7 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer {
         _loadPosition(p, s);
         _price(p, s);
         _collateral(p, s);
+        _routePool(p, s);
         r.positionId = _writePosition(p, s);
         r.totalCost = s.totalCost;
         r.totalFee = s.fee;
@@ -731,6 +765,42 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer {
             }
         }
         s.pos.amount = newAmount;
+    }
+
+    /// As v1-core LiquidityPool.getLiquidity's freeLiquidity, with both collateral scaling factors 1: the
+    /// pool's quote less what it has locked (calls valued at `spot`).
+    function _freeLiquidity(uint256 spot) internal view returns (uint256) {
+        uint256 reserved = lockedCollateral.quote + lockedCollateral.base * spot / UNIT;
+        return poolQuote > reserved ? poolQuote - reserved : 0;
+    }
+
+    function _freeCollateral(uint256 quoteAmount, uint256 baseAmount) internal {
+        lockedCollateral.quote -= quoteAmount > lockedCollateral.quote ? lockedCollateral.quote : quoteAmount;
+        lockedCollateral.base -= baseAmount > lockedCollateral.base ? lockedCollateral.base : baseAmount;
+    }
+
+    /// As v1-core OptionMarket._routeLPFundsOnOpen/_routeLPFundsOnClose into the LiquidityPool: opening a
+    /// long locks collateral out of the free liquidity (a put strike × amount in quote, a call its amount in
+    /// base, valued at spot), opening a short pays its premium and the reserved fee out of it; closing a
+    /// long frees its collateral. (The lite keeps the cash in this contract: only the accounting is here;
+    /// and it checks the cost bounds before this, v1-core after.)
+    function _routePool(TradeInputParameters memory p, TradeState memory s) internal {
+        if (s.isOpen && s.isLong) {
+            uint256 free = _freeLiquidity(s.spot);
+            uint256 quoteToLock = p.amount * (s.isCall ? s.spot : s.strike.strikePrice) / UNIT;
+            if (quoteToLock > free) revert LockingMoreQuoteThanIsFree(address(this), quoteToLock, free, lockedCollateral);
+            if (s.isCall) lockedCollateral.base += p.amount;
+            else lockedCollateral.quote += quoteToLock;
+        } else if (s.isOpen) {
+            uint256 free = _freeLiquidity(s.spot);
+            uint256 reservedFee = s.fee * FEE_PORTION_RESERVED / UNIT;
+            if (s.totalCost + reservedFee > free) {
+                revert SendPremiumNotEnoughCollateral(address(this), s.totalCost, reservedFee, free);
+            }
+        } else if (s.isLong) {
+            if (s.isCall) _freeCollateral(0, p.amount);
+            else _freeCollateral(p.amount * s.strike.strikePrice / UNIT, 0);
+        }
     }
 
     function _writePosition(TradeInputParameters memory p, TradeState memory s) internal returns (uint256) {

@@ -41,8 +41,10 @@ const selectorOf = (s: Pick<Shape, 'kind' | 'signature'>): Hex =>
 
 // Lyra v1 Newport, derivexyz/v1-core @ ea9e36a ("Newport (#11)"), transcribed by hand from
 // contracts/OptionMarket.sol, OptionToken.sol, OptionGreekCache.sol, OptionMarketPricer.sol (TradeResult, the
-// trade-limit errors of updateCacheAndGetTradeResult; ExpectedNonZeroValue's NonZeroValues enum is a uint8) and
-// BaseExchangeAdapter.sol (PriceType → uint8); the selectors, return shapes and indexed inputs agree with the
+// trade-limit errors of updateCacheAndGetTradeResult; ExpectedNonZeroValue's NonZeroValues enum is a uint8),
+// LiquidityPool.sol and ShortCollateral.sol (the errors a trade meets there: lockPutCollateral,
+// lockCallCollateral, sendShortPremium, getLiquidity, _sendQuoteCollateral) and BaseExchangeAdapter.sol
+// (PriceType → uint8); the selectors, return shapes and indexed inputs agree with the
 // deployed ABIs in deployments/mainnet-arbi/lyra.realGMX.json at that commit. Selectors were computed with
 // viem's toFunctionSelector / toEventSelector from the signature text.
 const TRADE_INPUT = '(uint256,uint256,uint256,uint8,uint256,uint256,uint256,uint256,address)';
@@ -52,6 +54,7 @@ const TRADE_RESULT =
 const LIQUIDATION_EVENT_DATA = '(address,address,uint256,uint256,uint256,uint256,uint256,uint256)';
 const OPTION_POSITION = '(uint256,uint256,uint8,uint256,uint256,uint8)';
 const VOL_COMPONENTS = '(uint256,uint256,uint256)';
+const COLLATERAL = '(uint256,uint256)';
 const STRIKE_CACHE =
   '(uint256,uint256,uint256,uint256,(int256,int256,uint256,uint256,uint256),int256,int256,uint256)';
 
@@ -159,6 +162,29 @@ const REAL: Record<'optionMarket' | 'optionToken' | 'greekCache' | 'exchangeAdap
       `AdjustmentResultsInMinimumCollateralNotBeingMet(address,${OPTION_POSITION},uint256)`,
       '',
       '0x1996462c',
+    ],
+    [
+      'error',
+      'LiquidityPool',
+      `LockingMoreQuoteThanIsFree(address,uint256,uint256,${COLLATERAL})`,
+      '',
+      '0x63ccffe3',
+    ],
+    [
+      'error',
+      'LiquidityPool',
+      'SendPremiumNotEnoughCollateral(address,uint256,uint256,uint256)',
+      '',
+      '0xf28e98bf',
+    ],
+    ['error', 'LiquidityPool', 'UnableToHedgeDelta(address,uint256,bool,uint256)', '', '0xbb34c4dc'],
+    ['error', 'LiquidityPool', 'NegativeTotalAssetValue(address,int256)', '', '0x79a6f097'],
+    [
+      'error',
+      'ShortCollateral',
+      'OutOfQuoteCollateralForTransfer(address,uint256,uint256)',
+      '',
+      '0x96152ec7',
     ],
     // ERC-6093 (OpenZeppelin 5): the quote token's, not Lyra's.
     ['error', 'quote token', 'ERC20InsufficientBalance(address,uint256,uint256)', '', '0xe450d38c'],

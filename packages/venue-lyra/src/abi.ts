@@ -19,6 +19,8 @@ const structs = [
   'struct VegaUtilFeeComponents { int256 preTradeAmmNetStdVega; int256 postTradeAmmNetStdVega; uint256 vegaUtil; uint256 volTraded; uint256 NAV; uint256 vegaUtilFee; }',
   'struct VarianceFeeComponents { uint256 varianceFeeCoefficient; uint256 vega; uint256 vegaCoefficient; uint256 skew; uint256 skewCoefficient; uint256 ivVariance; uint256 ivVarianceCoefficient; uint256 varianceFee; }',
   'struct TradeResult { uint256 amount; uint256 premium; uint256 optionPriceFee; uint256 spotPriceFee; VegaUtilFeeComponents vegaUtilFee; VarianceFeeComponents varianceFee; uint256 totalFee; uint256 totalCost; uint256 volTraded; uint256 newBaseIv; uint256 newSkew; }',
+  // LiquidityPool (carried by its LockingMoreQuoteThanIsFree error)
+  'struct Collateral { uint256 quote; uint256 base; }',
   // OptionToken
   'struct OptionPosition { uint256 positionId; uint256 strikeId; uint8 optionType; uint256 amount; uint256 collateral; uint8 state; }',
   // OptionGreekCache
@@ -71,6 +73,19 @@ export const optionMarketAbi = parseAbi([
   'error CannotAdjustInvalidPosition(address thrower, uint256 positionId, bool invalidPositionId, bool positionInactive, bool strikeMismatch, bool optionTypeMismatch)',
   'error FullyClosingWithNonZeroSetCollateral(address thrower, uint256 positionId, uint256 setCollateralTo)',
   'error AdjustmentResultsInMinimumCollateralNotBeingMet(address thrower, OptionPosition position, uint256 spotPrice)',
+  // LiquidityPool's, thrown inside a trade: getLiquidity (every trade, from _composeTrade) throws
+  // NegativeTotalAssetValue; opening a long locks collateral (lockPutCollateral, lockCallCollateral) and
+  // opening a short pays its premium (sendShortPremium) out of the pool's free liquidity, and both ask the
+  // pool hedger whether it can hedge the trade's delta. Amounts are 18-decimal quote (quoteToLock, premium,
+  // freeLiquidity, totalAssetValue), Collateral.base 18-decimal base, amountOptions 18-decimal contracts.
+  'error LockingMoreQuoteThanIsFree(address thrower, uint256 quoteToLock, uint256 freeLiquidity, Collateral lockedCollateral)',
+  'error SendPremiumNotEnoughCollateral(address thrower, uint256 premium, uint256 reservedFee, uint256 freeLiquidity)',
+  'error UnableToHedgeDelta(address thrower, uint256 amountOptions, bool increasesDelta, uint256 strikeId)',
+  'error NegativeTotalAssetValue(address thrower, int256 totalAssetValue)',
+  // ShortCollateral's, thrown when a trade takes quote out of it (closing a quote-collateralized short,
+  // lowering a short's collateral); balance and amount are in the quote token's own decimals. (Its
+  // QuoteTransferFailed, and the LiquidityPool's, have OptionMarket's signature above.)
+  'error OutOfQuoteCollateralForTransfer(address thrower, uint256 balance, uint256 amount)',
   // The quote token's (ERC-6093, as OpenZeppelin 5 tokens revert), not Lyra's.
   'error ERC20InsufficientBalance(address sender, uint256 balance, uint256 needed)',
   'error ERC20InsufficientAllowance(address spender, uint256 allowance, uint256 needed)',

@@ -33,6 +33,7 @@ import {
   orderFromRecord,
   parseVenueRequest,
   type RevertClass,
+  type RevertClassifier,
   replaceByNonce,
   reserveAndApprove,
   SpendCaps,
@@ -64,6 +65,7 @@ import {
   decodeFunctionResult,
   encodeAbiParameters,
   encodeFunctionData,
+  formatUnits,
   type Hex,
   keccak256,
   maxUint256,
@@ -144,10 +146,11 @@ export interface GreekComparison {
 /**
  * Reverts of a trade the same order would hit again, whatever the price: the strike, board or position
  * cannot take it (InvalidStrikeId, a frozen, expired or settled board, a zero amount or iteration, an
- * invalid position), or the pricer's trade limits refuse it (OptionMarketPricer.updateCacheAndGetTradeResult:
- * the board is inside its trading cutoff before expiry, the strike's call delta is outside
- * [minDelta, 1 − minDelta], or the trade would move vol, base iv or skew past the AMM's bounds; these
- * change only as time, spot or the board's vol move, or with a smaller size).
+ * invalid position or one the account does not own, a full close that sets collateral), or the pricer's
+ * trade limits refuse it (OptionMarketPricer.updateCacheAndGetTradeResult: the board is inside its trading
+ * cutoff before expiry, the strike's call delta is outside [minDelta, 1 − minDelta], or the trade would
+ * move vol, base iv or skew past the AMM's bounds; these change only as time, spot or the board's vol
+ * move, or with a smaller size), or the venue cannot take the trade now ({@link VENUE_CANNOT_TAKE_REVERTS}).
  */
 const INVALID_ORDER_REVERTS: ReadonlySet<string> = new Set([
   'InvalidStrikeId',
@@ -159,20 +162,183 @@ const INVALID_ORDER_REVERTS: ReadonlySet<string> = new Set([
   'CannotOpenZeroAmount',
   'CannotClosePositionZero',
   'CannotAdjustInvalidPosition',
+  'OnlyOwnerCanAdjustPosition',
+  'FullyClosingWithNonZeroSetCollateral',
   'TradingCutoffReached',
   'TradeDeltaOutOfRange',
   'VolSkewOrBaseIvOutsideOfTradingBounds',
 ]);
 
 /**
+ * Reverts of the venue's own contracts that cannot take the trade now, whatever the account holds: the
+ * LiquidityPool's free liquidity is short of the collateral a long locks (LockingMoreQuoteThanIsFree) or of
+ * the premium and fee a short is paid (SendPremiumNotEnoughCollateral; for these two a smaller size may
+ * fit), its pool hedger cannot take a trade that adds to the pool's delta (UnableToHedgeDelta: the
+ * hedger's canHedge looks at the gap between its expected and current hedge and its venue's depth, not at
+ * the trade's size; it clears when the hedger's keeper re-hedges, and a trade reducing the pool's delta
+ * passes), its assets are below its settlements and queued deposits (NegativeTotalAssetValue, every trade
+ * whatever its size), or the ShortCollateral holds less quote than the trade takes out of it
+ * (OutOfQuoteCollateralForTransfer). The order as it is would fail again until the pool changes (deposits,
+ * trades, re-hedges, settlement): invalid orders, not repeated.
+ */
+const VENUE_CANNOT_TAKE_REVERTS: ReadonlySet<string> = new Set([
+  'LockingMoreQuoteThanIsFree',
+  'SendPremiumNotEnoughCollateral',
+  'UnableToHedgeDelta',
+  'NegativeTotalAssetValue',
+  'OutOfQuoteCollateralForTransfer',
+]);
+
+/**
  * What a Lyra revert means for the caller: the total cost outside the order's bounds is a price that
- * moved (retryable at a new price), a quote balance below the amount is missing funds,
- * {@link INVALID_ORDER_REVERTS} are orders not to repeat as they are; anything else is a plain revert.
+ * moved (retryable at a new price); a quote balance below the amount is missing funds;
+ * {@link INVALID_ORDER_REVERTS}, {@link VENUE_CANNOT_TAKE_REVERTS} and OptionToken's
+ * AdjustmentResultsInMinimumCollateralNotBeingMet are orders not to repeat as they are; anything else is a
+ * plain revert. AdjustmentResultsInMinimumCollateralNotBeingMet (OptionToken.adjustPosition) compares the
+ * order's own `setCollateralTo` with the minimum at the trade's min/max spot and never looks at the wallet:
+ * the target the adapter set (the minimum × `shortCollateralBuffer`) is stale or too small after a spot
+ * move, not missing funds; the next order recomputes it. The adapter classifies through
+ * {@link lyraRevertClassifier}, which also words the message.
  */
 export function classifyLyraRevert(r: DecodedRevert): RevertClass | undefined {
   if (r.errorName === 'TotalCostOutsideOfSpecifiedBounds') return 'acceptable-price';
   if (r.errorName === 'ERC20InsufficientBalance') return 'insufficient-funds';
-  return INVALID_ORDER_REVERTS.has(r.errorName) ? 'invalid-order' : undefined;
+  return INVALID_ORDER_REVERTS.has(r.errorName) ||
+    VENUE_CANNOT_TAKE_REVERTS.has(r.errorName) ||
+    r.errorName === 'AdjustmentResultsInMinimumCollateralNotBeingMet'
+    ? 'invalid-order'
+    : undefined;
+}
+
+/** The units {@link describeLyraRevert} writes amounts in. */
+export interface LyraRevertUnits {
+  /** Symbol of the quote asset (premiums, collateral, pool liquidity), e.g. `USDC`. */
+  quoteSymbol: string;
+  /**
+   * Decimals of the quote token: the ShortCollateral's balances are in them. Lyra's own amounts
+   * (LiquidityPool, OptionToken, prices) are 18-decimal whatever the token.
+   */
+  quoteDecimals: number;
+  /**
+   * Symbol of the underlying (base) asset, e.g. `ETH`, when the revert is known to come from one market:
+   * base amounts then read `0.5 ETH`; without it, `0.5 of the underlying`.
+   */
+  baseSymbol?: string;
+}
+
+const OPTION_TYPE_NAME = new Map<number, string>(Object.entries(OPTION_TYPE).map(([k, v]) => [v, k]));
+const POSITION_STATE_NAME = new Map<number, string>(Object.entries(POSITION_STATE).map(([k, v]) => [v, k]));
+
+/** The integer a decoded argument must be; throws (caught by describeLyraRevert) when it is not. */
+function revertInt(v: unknown): bigint {
+  if (typeof v !== 'bigint') throw new TypeError('not an integer');
+  return v;
+}
+/** An enum (uint8, decoded as a number) a decoded argument must be; throws when it is not. */
+function revertEnum(v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError('not an enum value');
+  return v;
+}
+/** A field of a decoded struct argument; throws (caught by describeLyraRevert) when it has none. */
+function revertField(v: unknown, key: string): unknown {
+  if (typeof v !== 'object' || v === null || !(key in v)) throw new TypeError(`no ${key}`);
+  return (v as Record<string, unknown>)[key];
+}
+
+/** `Name(arg value, …): meaning` from the decoded args; throws on args not of the real error's shape. */
+function lyraRevertText(r: DecodedRevert, u: LyraRevertUnits): string | undefined {
+  const a = r.args;
+  /** An 18-decimal fixed-point amount (contracts, base) as an exact decimal. */
+  const e18 = (v: unknown) => formatUnits(revertInt(v), 18);
+  /** An 18-decimal quote amount (Lyra's own accounting), with its unit. */
+  const quote18 = (v: unknown) => `${e18(v)} ${u.quoteSymbol}`;
+  /** A quote amount in the token's own decimals, with its unit. */
+  const quoteNative = (v: unknown) => `${formatUnits(revertInt(v), u.quoteDecimals)} ${u.quoteSymbol}`;
+  /** An 18-decimal base amount (the underlying), with its symbol when known. */
+  const base18 = (v: unknown) => `${e18(v)} ${u.baseSymbol ?? 'of the underlying'}`;
+  const thrower = `thrower ${String(a[0])}`;
+  switch (r.errorName) {
+    case 'LockingMoreQuoteThanIsFree': {
+      const locked = a[3];
+      return (
+        `LockingMoreQuoteThanIsFree(${thrower}, quoteToLock ${quote18(a[1])}, freeLiquidity ${quote18(a[2])}, ` +
+        `lockedCollateral {quote ${quote18(revertField(locked, 'quote'))}, base ${base18(revertField(locked, 'base'))}}): ` +
+        "the liquidity pool's free liquidity cannot take the collateral this trade locks (quoteToLock × the " +
+        "pool's collateral scaling factor > freeLiquidity); a smaller size may fit"
+      );
+    }
+    case 'SendPremiumNotEnoughCollateral':
+      return (
+        `SendPremiumNotEnoughCollateral(${thrower}, premium ${quote18(a[1])}, reservedFee ${quote18(a[2])}, ` +
+        `freeLiquidity ${quote18(a[3])}): the liquidity pool's free liquidity cannot pay this sale's premium ` +
+        'and reserved fee (premium + reservedFee > freeLiquidity); a smaller size may fit'
+      );
+    case 'UnableToHedgeDelta':
+      return (
+        `UnableToHedgeDelta(${thrower}, amountOptions ${e18(a[1])}, increasesDelta ${String(a[2])}, ` +
+        `strikeId ${revertInt(a[3])}): the pool's hedger cannot take more delta now: it is behind (its keeper ` +
+        'has not re-hedged) or its venue lacks depth; this clears when it re-hedges, and a trade reducing the ' +
+        "pool's delta passes"
+      );
+    case 'NegativeTotalAssetValue':
+      return (
+        `NegativeTotalAssetValue(${thrower}, totalAssetValue ${quote18(a[1])}): the liquidity pool's assets ` +
+        'are below its outstanding settlements and queued deposits; it takes no trade, of any size, until that changes'
+      );
+    case 'OutOfQuoteCollateralForTransfer':
+      return (
+        `OutOfQuoteCollateralForTransfer(${thrower}, balance ${quoteNative(a[1])}, amount ${quoteNative(a[2])}): ` +
+        "the venue's ShortCollateral holds less quote than this trade takes out of it (a short's collateral " +
+        "or buy-back premium); the venue's shortfall, not the account's"
+      );
+    case 'AdjustmentResultsInMinimumCollateralNotBeingMet': {
+      const p = a[1];
+      const optionType = revertEnum(revertField(p, 'optionType'));
+      const state = revertEnum(revertField(p, 'state'));
+      // a base-collateralised short call holds its collateral in the underlying, every other short in quote
+      const collateral = revertField(p, 'collateral');
+      const collateralText =
+        optionType === OPTION_TYPE.SHORT_CALL_BASE ? base18(collateral) : quote18(collateral);
+      return (
+        `AdjustmentResultsInMinimumCollateralNotBeingMet(${thrower}, position {positionId ` +
+        `${revertInt(revertField(p, 'positionId'))}, strikeId ${revertInt(revertField(p, 'strikeId'))}, ` +
+        `optionType ${OPTION_TYPE_NAME.get(optionType) ?? optionType}, amount ${e18(revertField(p, 'amount'))}, ` +
+        `collateral ${collateralText}, state ${POSITION_STATE_NAME.get(state) ?? state}}, ` +
+        `spotPrice ${quote18(a[2])}): the collateral target set for this short is under the minimum at the ` +
+        "trade's spot; the next order recomputes it (raise shortCollateralBuffer if it repeats)"
+      );
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The message of a Lyra revert of the pool, the ShortCollateral or a short's collateral
+ * ({@link VENUE_CANNOT_TAKE_REVERTS}, AdjustmentResultsInMinimumCollateralNotBeingMet): its name and
+ * arguments by name, amounts in human units (18-decimal quote and base as exact decimals with their unit,
+ * the ShortCollateral's balances in the quote token's decimals) and what it means. `undefined` for any
+ * other revert, or one whose arguments are not of the real error's shape (its decoded text stands).
+ */
+export function describeLyraRevert(r: DecodedRevert, units: LyraRevertUnits): string | undefined {
+  try {
+    return lyraRevertText(r, units);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The classifier the adapter gives `@xhedge/evm` (its simulations and transaction sender):
+ * {@link classifyLyraRevert}'s class, with the revert's `reason` (what evm words the venue error's message
+ * from, after classifying) replaced by {@link describeLyraRevert}'s text where it has one.
+ */
+export function lyraRevertClassifier(units: LyraRevertUnits): RevertClassifier {
+  return (r) => {
+    const text = describeLyraRevert(r, units);
+    if (text !== undefined) r.reason = text;
+    return classifyLyraRevert(r);
+  };
 }
 
 export const LYRA_CAPABILITIES: VenueCapabilities = {
@@ -215,7 +381,8 @@ export interface LyraVenueDeps {
  */
 export class LyraVenue implements VenueAdapter {
   readonly kind = 'lyra';
-  readonly capabilities = LYRA_CAPABILITIES;
+  /** {@link LYRA_CAPABILITIES}, with the collateral named as the params name the quote asset (`quoteSymbol`). */
+  readonly capabilities: VenueCapabilities;
   readonly chain: ChainId;
   readonly sender: TxSender;
   private readonly ctx: EvmContext;
@@ -224,6 +391,13 @@ export class LyraVenue implements VenueAdapter {
   private readonly clock: Clock;
   private readonly spendCaps: SpendCaps;
   private readonly errors: VenueErrorMapper;
+  /**
+   * Classifies and words this venue's reverts (quote symbol and decimals from its params; the underlying's
+   * symbol when the venue has one market). A simulation classifies with its own market's (`classifyByUnderlying`).
+   */
+  private readonly classify: RevertClassifier;
+  /** Per underlying: the classifier of a revert known to come from that market (base amounts in its symbol). */
+  private readonly classifyByUnderlying = new Map<string, RevertClassifier>();
 
   constructor(
     readonly id: string,
@@ -236,10 +410,27 @@ export class LyraVenue implements VenueAdapter {
     this.clock = deps.clock ?? systemClock;
     this.store = deps.store ?? defaultOrderStore(this.p.dataDir, id);
     this.errors = venueErrorMapper(id, optionMarketAbi, deps.ctx);
+    const only = this.p.markets.length === 1 ? this.p.markets[0] : undefined;
+    this.capabilities = { ...LYRA_CAPABILITIES, collateral: [this.p.quoteSymbol] };
+    this.classify = lyraRevertClassifier({
+      quoteSymbol: this.p.quoteSymbol,
+      quoteDecimals: this.p.quoteDecimals,
+      ...(only ? { baseSymbol: only.underlying } : {}),
+    });
+    for (const m of this.p.markets) {
+      this.classifyByUnderlying.set(
+        m.underlying,
+        lyraRevertClassifier({
+          quoteSymbol: this.p.quoteSymbol,
+          quoteDecimals: this.p.quoteDecimals,
+          baseSymbol: m.underlying,
+        }),
+      );
+    }
     this.sender = createVenueTxSender({
       ctx: deps.ctx,
       abi: optionMarketAbi,
-      classify: classifyLyraRevert,
+      classify: this.classify,
       maxBaseFeeGwei: this.p.maxBaseFeeGwei,
       receiptTimeoutSeconds: this.p.receiptTimeoutSeconds,
       clock: this.clock,
@@ -909,7 +1100,7 @@ export class LyraVenue implements VenueAdapter {
       throw toVenueError(err, {
         venue: this.id,
         abi: optionMarketAbi,
-        classify: classifyLyraRevert,
+        classify: this.classifyByUnderlying.get(e.market.underlying) ?? this.classify,
         secrets: this.ctx.secrets,
         revertOutcome: 'not-sent',
         ...(clientOrderId ? { clientOrderId } : {}),

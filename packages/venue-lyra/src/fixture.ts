@@ -24,6 +24,8 @@ export const lyraLiteFixtureAbi = parseAbi([
   'function spreadRate() view returns (uint256)',
   // OptionMarket: two of the pricer's trade limits (tradingCutoff seconds, minDelta 18 decimals); 0 is off.
   'function setLiteTradeLimits(uint256 tradingCutoff, int256 minDelta)',
+  // OptionMarket: the LiquidityPool's quote for collateral and premiums, 18 decimals (unlimited until set).
+  'function setLitePoolLiquidity(uint256 poolQuote)',
   // OptionMarket: stands in for v1-core's ShortCollateral.settleOptions (same signature; the lite keeps
   // collateral in the OptionMarket): pays positions of a settled board and marks them SETTLED.
   'function settleOptions(uint256[] positionIds)',
@@ -68,6 +70,13 @@ export interface LyraFixture {
    * [minDelta, 1 − minDelta] (TradeDeltaOutOfRange). 0 turns a limit off (the default).
    */
   setTradeLimits(underlying: string, limits: { tradingCutoffSec: number; minDelta: number }): Promise<void>;
+  /**
+   * Sets the market's pool liquidity (quote, decimal), unlimited until set: its free liquidity is this less
+   * the collateral locked for the longs it sold (puts × strike, calls × spot), which v1-core's LiquidityPool
+   * checks when a trade opens a long (LockingMoreQuoteThanIsFree) or pays a short its premium and the
+   * reserved fee (SendPremiumNotEnoughCollateral). Premiums paid to the pool do not add to it.
+   */
+  setPoolLiquidity(underlying: string, quote: number): Promise<void>;
   /** Settles the market's board (`settleExpiredBoard`, after its expiry): its price is the spot now. */
   settleBoard(underlying: string): Promise<void>;
   /**
@@ -244,6 +253,20 @@ export async function deployLyraFixture(
           abi: lyraLiteFixtureAbi,
           functionName: 'setLiteTradeLimits',
           args: [BigInt(limits.tradingCutoffSec), e18(limits.minDelta)],
+        }),
+      );
+    },
+    setPoolLiquidity: async (underlying, quote) => {
+      const s = state.find((x) => x.m.underlying === underlying);
+      if (!s) throw new Error(`no market for ${underlying}`);
+      if (!(Number.isFinite(quote) && quote >= 0))
+        throw new RangeError(`pool liquidity must be a finite quote amount >= 0, got ${quote}`);
+      await send(
+        s.addrs.optionMarket,
+        encodeFunctionData({
+          abi: lyraLiteFixtureAbi,
+          functionName: 'setLitePoolLiquidity',
+          args: [e18(quote)],
         }),
       );
     },

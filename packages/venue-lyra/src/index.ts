@@ -10,12 +10,16 @@ export {
 } from './abi.ts';
 export {
   type CreateLyraVenueDeps,
+  classifyLyraRevert,
   createLyraVenue,
+  describeLyraRevert,
   type GreekComparison,
   LYRA_CAPABILITIES,
   type LyraOrderRecord,
+  type LyraRevertUnits,
   LyraVenue,
   type LyraVenueDeps,
+  lyraRevertClassifier,
 } from './adapter.ts';
 export {
   deployLyraFixture,

@@ -14,9 +14,9 @@ import {
 import { type LocalTestChain, startLocalTestChain } from '@xhedge/evm/testing';
 import { AcceptablePriceError, InvalidOrderError, NonceError, NotConfirmedError } from '@xhedge/venue';
 import { runVenueConformance } from '@xhedge/venue/conformance';
-import { erc20Abi, getAddress, type Hex } from 'viem';
+import { erc20Abi, formatUnits, getAddress, type Hex } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createLyraVenue, type LyraOrderRecord, LyraVenue } from './adapter.ts';
+import { createLyraVenue, LYRA_CAPABILITIES, type LyraOrderRecord, LyraVenue } from './adapter.ts';
 import { deployLyraFixture, type LyraFixture, lyraLiteFixtureAbi } from './fixture.ts';
 
 let chain: LocalTestChain;
@@ -503,6 +503,118 @@ describe('lyra adapter specifics', () => {
     expect((await buy('delta-2', call3500)).status).toBe('filled');
   });
 
+  it("the pool lacking free liquidity (LiquidityPool's LockingMoreQuoteThanIsFree, SendPremiumNotEnoughCollateral) refuses the size, not sent, named in human units; a smaller size fits", async () => {
+    const v = venue();
+    const market = getAddress(fx.params.markets[0]!.optionMarket);
+    const call4000 = call3500.replace(':3500:C', ':4000:C');
+    const refusal = async (p: Promise<unknown>, errorName: string) => {
+      const err = await p.catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidOrderError);
+      expect((err as InvalidOrderError).retryable).toBe(false);
+      expect((err as InvalidOrderError).outcome).toBe('not-sent');
+      expect((err as InvalidOrderError).details?.errorName).toBe(errorName);
+      return err as InvalidOrderError;
+    };
+    // 5000 USDC of pool liquidity; a long put 3000 locks 3000 of it (strike × size), leaving 2000 free.
+    await fx.setPoolLiquidity('ETH', 5000);
+    const put = await v.placeOrder({
+      clientOrderId: 'pool-put',
+      instrument: put3000,
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '1',
+    });
+    expect(put.status).toBe('filled');
+    // A long call 3500 locks spot × size = 3500 USDC: more than the 2000 free.
+    const locking = `LockingMoreQuoteThanIsFree(thrower ${market}, quoteToLock 3500 USDC, freeLiquidity 2000 USDC, lockedCollateral {quote 3000 USDC, base 0 ETH})`;
+    const quoted = await refusal(
+      v.quoteHedge({ instrument: call3500, side: 'buy', sizeBase: '1' }),
+      'LockingMoreQuoteThanIsFree',
+    );
+    expect(quoted.message).toContain(`lyra-local: reverted: ${locking}: `);
+    const big = await refusal(
+      v.placeOrder({
+        clientOrderId: 'pool-call',
+        instrument: call3500,
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '1',
+      }),
+      'LockingMoreQuoteThanIsFree',
+    );
+    expect(big.clientOrderId).toBe('pool-call');
+    expect(big.message).toBe(
+      `lyra-local: reverted: ${locking}: the liquidity pool's free liquidity cannot take the collateral this trade ` +
+        "locks (quoteToLock × the pool's collateral scaling factor > freeLiquidity); a smaller size may fit",
+    );
+    expect((big.details?.args as string[] | undefined)?.slice(0, 3)).toEqual([
+      market,
+      (3500n * 10n ** 18n).toString(),
+      (2000n * 10n ** 18n).toString(),
+    ]);
+    expect(await v.getOrderByClientId('pool-call')).toBeNull();
+    // Half the size locks 1750: it fits.
+    const half = await v.placeOrder({
+      clientOrderId: 'pool-call-half',
+      instrument: call3500,
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '0.5',
+    });
+    expect(half.status).toBe('filled');
+    // 1 USDC left free (3000 + 1750 locked of 4751): a short call 4000 is paid more than that in premium.
+    await fx.setPoolLiquidity('ETH', 4751);
+    const sale = await refusal(
+      v.placeOrder({
+        clientOrderId: 'pool-sell',
+        instrument: call4000,
+        side: 'sell',
+        orderType: 'market',
+        sizeBase: '1',
+      }),
+      'SendPremiumNotEnoughCollateral',
+    );
+    const [, premiumE18, reservedFeeE18, freeE18] = (sale.details?.args ?? []) as string[];
+    expect(freeE18).toBe((10n ** 18n).toString());
+    expect(BigInt(premiumE18 ?? '0') + BigInt(reservedFeeE18 ?? '0')).toBeGreaterThan(10n ** 18n);
+    expect(sale.message).toBe(
+      `lyra-local: reverted: SendPremiumNotEnoughCollateral(thrower ${market}, premium ${formatUnits(BigInt(premiumE18 ?? ''), 18)} USDC, ` +
+        `reservedFee ${formatUnits(BigInt(reservedFeeE18 ?? ''), 18)} USDC, freeLiquidity 1 USDC): the liquidity pool's free ` +
+        "liquidity cannot pay this sale's premium and reserved fee (premium + reservedFee > freeLiquidity); a smaller size may fit",
+    );
+    expect(await v.getOrderByClientId('pool-sell')).toBeNull();
+    const halfMore = await refusal(
+      v.placeOrder({
+        clientOrderId: 'pool-call-2',
+        instrument: call3500,
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '0.5',
+      }),
+      'LockingMoreQuoteThanIsFree',
+    );
+    expect(halfMore.message).toContain(
+      'quoteToLock 1750 USDC, freeLiquidity 1 USDC, lockedCollateral {quote 3000 USDC, base 0.5 ETH}',
+    );
+    // Closing the long put frees its 3000 (3001 free): the same half call now fits.
+    const closed = await v.placeOrder({
+      clientOrderId: 'pool-put-close',
+      instrument: put3000,
+      side: 'sell',
+      orderType: 'market',
+      sizeBase: '1',
+    });
+    expect(closed.status).toBe('filled');
+    const again = await v.placeOrder({
+      clientOrderId: 'pool-call-3',
+      instrument: call3500,
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '0.5',
+    });
+    expect(again.status).toBe('filled');
+  });
+
   it('after a restart with a pending trade: the mapping is read from disk, new trades wait, the pending one is cancelled by nonce', async () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-lyra-')), 'orders.json');
     const v1 = venue({ store: new JsonFileOrderStore(file) });
@@ -602,5 +714,23 @@ describe('lyra adapter specifics', () => {
     );
     expect((await v.health()).ok).toBe(true);
     expect(v.capabilities.venueGreeks).toBe(true);
+  });
+
+  it('states as its collateral the quote asset its params name, the asset its balances are in', async () => {
+    // a Lyra market quoted in sUSD (Optimism): the dry run locks and the planner reads collateral by this name
+    const v = createLyraVenue(
+      {
+        id: 'lyra-susd',
+        chain: 'evm:31337',
+        endpoints: { rpc: [chain.anvil.rpcUrl] },
+        credentials: { privateKey: { env: 'XHEDGE_TEST_KEY' } },
+        params: { ...fx.params, quoteSymbol: 'sUSD' },
+      },
+      { secrets: { env: { XHEDGE_TEST_KEY: ANVIL_DEV_KEYS[1] } }, store: new MemoryOrderStore() },
+    );
+    expect(v.capabilities.collateral).toEqual(['sUSD']);
+    expect((await v.fetchBalances()).map((b) => b.asset)).toContain('sUSD');
+    // the shared defaults are left alone
+    expect(LYRA_CAPABILITIES.collateral).toEqual(['USDC']);
   });
 });

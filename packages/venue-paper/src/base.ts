@@ -499,6 +499,9 @@ export abstract class PaperVenueBase implements PaperVenue {
     const r = this.#validate(raw);
     await this.enter();
     const existing = this.orders.get(r.clientOrderId);
+    // checked again as it reaches the venue: the request's latency may have carried it past an expiry
+    // (also for a client order id rejected before, which is placed afresh below)
+    if (!existing || existing.status === 'rejected') this.marketOrThrow(r.instrument);
     if (existing && existing.status !== 'rejected') {
       const same =
         existing.instrument === r.instrument &&

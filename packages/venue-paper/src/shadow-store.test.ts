@@ -132,6 +132,28 @@ describe('dry run with its state in Redis (RedisShadowStore)', () => {
     await expect(store.load()).rejects.toThrow(/layout of an earlier xhedge.*xhedge dry-run reset/);
   });
 
+  it('a book stored before locks were kept (no lockedUsd in its JSON) reads as locking nothing', async () => {
+    const prefix = newPrefix();
+    const venue = 'old-lyra';
+    const put = 'BTC-USD:OPT:20260130:90000:P';
+    const call = 'BTC-USD:OPT:20260130:100000:C';
+    const [key] = RedisShadowStore.keysOf(prefix, venue);
+    await client().hset(key, {
+      v: '3',
+      cash: '2500.5',
+      seq: '3',
+      [`book:${put}`]: JSON.stringify({ size: '-2', entryUsd: '1250.25' }),
+      [`book:${call}`]: JSON.stringify({ size: '-1', entryUsd: '800', lockedUsd: '4000.5' }),
+    });
+    const s = await new RedisShadowStore({ redis: client(), prefix, venue }).load();
+    const old = s.books.get(put);
+    expect(old?.size.eq(-2)).toBe(true);
+    expect(old?.entryUsd.eq('1250.25')).toBe(true);
+    expect(old?.lockedUsd.isZero()).toBe(true);
+    expect(s.books.get(call)?.lockedUsd.eq('4000.5')).toBe(true);
+    expect(s.cashUsd.eq('2500.5')).toBe(true);
+  });
+
   it('the same client order id placed by two processes at once fills once', async () => {
     const p = processes(4);
     const orders = await Promise.all(p.shadows.map((s) => s.placeOrder(sell('same'))));
@@ -251,6 +273,8 @@ describe('dry run with its state in Redis (RedisShadowStore)', () => {
     const put = board
       .filter((m) => m.expiryMs === expiryMs && m.optionType === 'put')
       .sort((x, y) => (y.strike ?? 0) - (x.strike ?? 0))[0]?.id as string;
+    const q = await lyra.quoteHedge({ instrument: put, side: 'sell', sizeBase: '0.3' });
+    expect(q.lockedCollateralUsd).toBeGreaterThan(0);
     await a.placeOrder({
       clientOrderId: 'exp-put',
       instrument: put,
@@ -260,6 +284,13 @@ describe('dry run with its state in Redis (RedisShadowStore)', () => {
     });
     const store = new RedisShadowStore({ redis: client(), prefix, venue: lyra.id });
     const cashBefore = (await store.load()).cashUsd;
+    // the short's lock is kept as an exact decimal, and another process takes it off the free collateral
+    const lockedUsd = new Dec(q.lockedCollateralUsd ?? Number.NaN);
+    const stored = await client().hget(`${prefix}:dry-run:${lyra.id}`, `book:${put}`);
+    expect(JSON.parse(stored ?? '{}')).toMatchObject({ size: '-0.3', lockedUsd: lockedUsd.toFixed() });
+    const [real] = await lyra.fetchBalances();
+    const free = new Dec(real?.available ?? Number.NaN).add(cashBefore);
+    expect((await shadows[1]?.fetchBalances())?.[0]?.available).toBe(free.sub(lockedUsd).toNumber());
     clock.set(expiryMs + 60_000);
     const [price] = (await a.fetchSettlementPrices?.([put])) ?? [];
     // short 0.3 of the ITM put: pays (K − S) × 0.3
@@ -270,6 +301,8 @@ describe('dry run with its state in Redis (RedisShadowStore)', () => {
     const reads = await Promise.all(shadows.flatMap((s) => [s.fetchBalances(), s.fetchPositions()]));
     expect((await store.load()).cashUsd.sub(cashBefore).eq(owed)).toBe(true);
     const after = await open().fetchBalances();
+    // the payoff is paid and the lock released in the same write: free again, by the payoff
+    expect(after[0]?.available).toBe(free.add(owed).toNumber());
     for (const r of reads.filter((_, i) => i % 2 === 0)) expect(r).toEqual(after);
     for (const r of reads.filter((_, i) => i % 2 === 1)) expect(r).toEqual([]);
     // the stored book is closed, so a restarted process has nothing left to settle

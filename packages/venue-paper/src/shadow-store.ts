@@ -8,6 +8,13 @@ export interface ShadowBook {
   size: Dec;
   /** Average entry of `size`, USD per unit (0 while `size` is 0). */
   entryUsd: Dec;
+  /**
+   * Collateral the simulated short of an option locks, USD, as the venue's quotes stated it when the
+   * short was sold (`HedgeQuote.lockedCollateralUsd`): taken off the collateral's `available`, not off its
+   * amount; released pro rata as the short is bought back, and in full when it is settled. 0 for a long,
+   * for anything but an option, and where the venue's quote states no lock.
+   */
+  lockedUsd: Dec;
 }
 
 /**
@@ -232,14 +239,14 @@ export interface RedisShadowStoreOptions {
 /**
  * The simulated state in the run's Redis, so every process of a deployment (orchestrator, workers)
  * sees the same simulated fills and a restart keeps them: per venue, the account's state in one hash
- * (`<prefix>:dry-run:<venue>`: version, collateral moved, coins moved, order count, books, funding
- * times), the
- * orders and the fills in two more keyed by client order id (`<prefix>:dry-run-orders:<venue>`,
- * `<prefix>:dry-run-fills:<venue>`), so reading the account does not grow with the fills. Amounts are
- * exact decimal strings, orders and fills JSON. Each update is read, computed and written with a
- * compare-and-set on the state's version (one Lua script over the three keys, which share the
- * prefix's hash tag), retried on a newer state when another process wrote in between: no update is
- * lost and a client order id is placed once across all processes.
+ * (`<prefix>:dry-run:<venue>`: version, collateral moved, coins moved, order count, books with the
+ * collateral their shorts lock, funding times), the orders and the fills in two more keyed by client
+ * order id (`<prefix>:dry-run-orders:<venue>`, `<prefix>:dry-run-fills:<venue>`), so reading the
+ * account does not grow with the fills. Amounts are exact decimal strings, orders and fills JSON.
+ * Each update is read, computed and written with a compare-and-set on the state's version (one Lua
+ * script over the three keys, which share the prefix's hash tag), retried on a newer state when
+ * another process wrote in between: no update is lost and a client order id is placed once across all
+ * processes.
  */
 export class RedisShadowStore implements ShadowStore {
   readonly key: string;
@@ -410,10 +417,12 @@ export class RedisShadowStore implements ShadowStore {
       else if (kind === 'funded') state.fundedUntilMs.set(name, this.#int(field, raw));
       else if (kind === 'coin') state.coins.set(name, this.#dec(field, raw));
       else if (kind === 'book') {
-        const b = this.#json(field, raw) as { size?: unknown; entryUsd?: unknown };
+        const b = this.#json(field, raw) as { size?: unknown; entryUsd?: unknown; lockedUsd?: unknown };
         state.books.set(name, {
           size: this.#dec(`${field}.size`, b.size),
           entryUsd: this.#dec(`${field}.entryUsd`, b.entryUsd),
+          // absent: nothing locked (also a book written before locks were kept)
+          lockedUsd: b.lockedUsd === undefined ? new Dec(0) : this.#dec(`${field}.lockedUsd`, b.lockedUsd),
         });
       }
     }
@@ -428,8 +437,13 @@ export class RedisShadowStore implements ShadowStore {
   }
 }
 
+/** A book as stored: exact decimal strings; `lockedUsd` only when something is locked. */
 function bookJson(b: ShadowBook): string {
-  return JSON.stringify({ size: b.size.toFixed(), entryUsd: b.entryUsd.toFixed() });
+  return JSON.stringify({
+    size: b.size.toFixed(),
+    entryUsd: b.entryUsd.toFixed(),
+    ...(b.lockedUsd.isZero() ? {} : { lockedUsd: b.lockedUsd.toFixed() }),
+  });
 }
 
 function fundedMs(instrument: string, ms: number): string {

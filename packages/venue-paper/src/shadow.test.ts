@@ -1,6 +1,12 @@
 import { Dec, instrumentMeta, ManualClock, parseInstrumentId } from '@xhedge/core';
 import { createMarketSimulator } from '@xhedge/sim';
-import type { SettlementPrice, VenueAdapter } from '@xhedge/venue';
+import {
+  InvalidOrderError,
+  type MarketInfo,
+  type SettlementPrice,
+  type VenueAdapter,
+  type VenueCapabilities,
+} from '@xhedge/venue';
 import { runVenueConformance } from '@xhedge/venue/conformance';
 import { describe, expect, it } from 'vitest';
 import { createPaperVenue } from './create.ts';
@@ -38,6 +44,46 @@ runVenueConformance('dry run over paper-spot-amm', async () => {
   const { makeTimeout: _none, ...rest } = s;
   return { ...rest, venue: new ShadowVenue(s.venue) };
 });
+
+/** The capabilities of a stand-in venue: one product, market orders, synchronous fills, USDC. */
+function stubCapabilities(
+  product: VenueCapabilities['products'][number],
+  liquidityModel: VenueCapabilities['liquidityModel'],
+): VenueCapabilities {
+  return {
+    products: [product],
+    venueGreeks: false,
+    liquidityModel,
+    executionMode: 'sync',
+    orderTypes: ['market'],
+    reduceOnly: true,
+    cancel: true,
+    clientOrderId: 'string',
+    fundingIntervalHours: null,
+    collateral: ['USDC'],
+    inverseSettlement: false,
+    gasAsset: null,
+  };
+}
+
+/**
+ * `v` stating that its options settle in the underlying coin (coin-settled, inverse), listing only the
+ * markets `listed` keeps (default: all).
+ */
+function coinSettled(v: VenueAdapter, listed: (m: MarketInfo) => boolean = () => true): VenueAdapter {
+  return new Proxy(v, {
+    get(target, prop, recv) {
+      if (prop === 'loadMarkets')
+        return async () =>
+          (await target.loadMarkets()).filter(listed).map((m) => ({
+            ...m,
+            instrument: { ...m.instrument, settlementCurrency: m.instrument.underlying, inverse: true },
+          }));
+      const x = Reflect.get(target, prop, recv);
+      return typeof x === 'function' ? x.bind(target) : x;
+    },
+  });
+}
 
 describe('dry run (ShadowVenue)', () => {
   it('a perp hedge fills at the venue quote, reaches nothing, and shows in positions, P&L and collateral', async () => {
@@ -323,20 +369,7 @@ describe('dry run: expired options and futures settle', () => {
 
   it('a coin-settled option pays its payoff in the coin (USD payoff ÷ settlement price)', async () => {
     // the same AMM, stating its options settle in the underlying coin
-    const inverse = (v: VenueAdapter): VenueAdapter =>
-      new Proxy(v, {
-        get(target, prop, recv) {
-          if (prop === 'loadMarkets')
-            return async () =>
-              (await target.loadMarkets()).map((m) => ({
-                ...m,
-                instrument: { ...m.instrument, settlementCurrency: m.instrument.underlying, inverse: true },
-              }));
-          const x = Reflect.get(target, prop, recv);
-          return typeof x === 'function' ? x.bind(target) : x;
-        },
-      });
-    const r = lyraExpiry({}, inverse);
+    const r = lyraExpiry({}, (v) => coinSettled(v));
     const [a] = r.shadows;
     const { expiryMs, puts } = await nearestBoard(a);
     const put = puts.at(-1) as string;
@@ -356,6 +389,39 @@ describe('dry run: expired options and futures settle', () => {
     expect((await a.fetchPositions()).find((p) => p.instrument === put)).toBeUndefined();
   });
 
+  it('a coin-settled option the venue stops listing once expired is still paid in the coin after the markets are read again', async () => {
+    // coin-settled options, and a venue that drops a board from its markets once it has expired
+    let hiddenUpToMs = 0;
+    const r = lyraExpiry({}, (v) =>
+      coinSettled(v, (m) => (m.instrument.expiryMs ?? Number.POSITIVE_INFINITY) > hiddenUpToMs),
+    );
+    const [a] = r.shadows;
+    const { expiryMs, puts } = await nearestBoard(a);
+    const put = puts.at(-1) as string;
+    const later = (await a.loadMarkets()).find(
+      (m) => m.instrument.underlying === 'BTC' && (m.instrument.expiryMs ?? 0) > expiryMs,
+    )?.instrument.id;
+    if (!later) throw new Error('no later BTC board listed');
+    await a.placeOrder(trade('drop-1', put, 'buy', '0.5'));
+    // expired and dropped; an order a minute later reads the markets again, without it
+    r.clock.set(expiryMs + 60_000);
+    hiddenUpToMs = expiryMs;
+    await a.placeOrder(trade('drop-2', later, 'buy', '0.1'));
+    expect((await a.loadMarkets()).some((m) => m.instrument.id === put)).toBe(false);
+    const cashBefore = (await r.store.load()).cashUsd;
+    r.clock.set(expiryMs + 120_000);
+    const [price] = (await a.fetchSettlementPrices?.([put])) ?? [];
+    const coin = payoffPerUnit(put, price?.priceUsd ?? 'NaN')
+      .mul('0.5')
+      .div(price?.priceUsd ?? 'NaN');
+    expect(coin.gt(0)).toBe(true);
+    expect((await a.fetchBalances()).find((x) => x.asset === 'BTC')?.amount).toBe(coin.toNumber());
+    const s = await r.store.load();
+    expect(s.coins.get('BTC')?.eq(coin)).toBe(true);
+    expect(s.cashUsd.eq(cashBefore)).toBe(true);
+    expect(s.books.get(put)?.size.isZero()).toBe(true);
+  });
+
   it("a dated future's simulated part settles its P&L against its entry at the settlement price", async () => {
     // no paper venue lists dated futures: a minimal one that quotes at a set price, fee- and gas-free
     const clock = new ManualClock(TEST_START_MS);
@@ -371,20 +437,7 @@ describe('dry run: expired options and futures settle', () => {
       id: venue,
       kind: 'stub',
       chain: 'evm:1',
-      capabilities: {
-        products: ['future'],
-        venueGreeks: false,
-        liquidityModel: 'orderbook',
-        executionMode: 'sync',
-        orderTypes: ['market'],
-        reduceOnly: true,
-        cancel: true,
-        clientOrderId: 'string',
-        fundingIntervalHours: null,
-        collateral: ['USDC'],
-        inverseSettlement: false,
-        gasAsset: null,
-      },
+      capabilities: stubCapabilities('future', 'orderbook'),
       loadMarkets: async () => [
         {
           instrument: instrumentMeta(fut),
@@ -520,5 +573,386 @@ describe('dry run: expired options and futures settle', () => {
     r.clock.set(expiryMs + 3_600_000);
     expect((await a.fetchPositions()).map((p) => p.sizeBase)).toEqual([1]);
     expect((await r.store.load()).cashUsd.eq(cashBefore)).toBe(true);
+  });
+});
+
+/**
+ * A venue that lists `markets()` as they stand now and quotes every listed instrument at `priceUsd`,
+ * fee- and gas-free, whether or not it still trades (the contract does not make a quote refuse it),
+ * up to `maxSizeBase` when given (the executable size); a sell's quote states `lockPerUnitUsd` × the
+ * executable size as `lockedCollateralUsd` when given, else no lock. Its USDC balance states no
+ * `available` (all of it free). It must never receive an order.
+ */
+function stubOptionVenue(o: {
+  clock: ManualClock;
+  markets: () => MarketInfo[];
+  priceUsd: number;
+  lockPerUnitUsd?: number;
+  maxSizeBase?: string;
+}): VenueAdapter {
+  const venue = 'stub-opt';
+  const never = async (): Promise<never> => {
+    throw new Error('a dry run reached the venue');
+  };
+  return {
+    id: venue,
+    kind: 'stub',
+    chain: 'evm:1',
+    capabilities: stubCapabilities('option', 'amm'),
+    loadMarkets: async () => o.markets(),
+    fetchPositions: async () => [],
+    fetchBalances: async () => [
+      { venue, chain: 'evm:1', asset: 'USDC', amount: 50_000, asOfMs: o.clock.nowMs() },
+    ],
+    fetchMarks: async (ids) =>
+      (ids ?? []).map((instrument) => ({
+        venue,
+        instrument,
+        markPriceUsd: o.priceUsd,
+        asOfMs: o.clock.nowMs(),
+      })),
+    fetchFills: async () => [],
+    quoteHedge: async (q) => {
+      const executable =
+        o.maxSizeBase === undefined ? new Dec(q.sizeBase) : Dec.min(q.sizeBase, o.maxSizeBase);
+      return {
+        venue,
+        instrument: q.instrument,
+        side: q.side,
+        requestedSizeBase: q.sizeBase,
+        executableSizeBase: executable.toFixed(),
+        referencePriceUsd: o.priceUsd,
+        expectedPriceUsd: o.priceUsd,
+        feeUsd: 0,
+        impactUsd: 0,
+        gasUsd: 0,
+        fundingCarryUsd: 0,
+        totalCostUsd: 0,
+        expectedLatencyMs: 0,
+        asOfMs: o.clock.nowMs(),
+        ...(executable.lt(q.sizeBase) ? { capReason: 'stub cap' } : {}),
+        ...(q.side === 'sell' && o.lockPerUnitUsd !== undefined
+          ? { lockedCollateralUsd: new Dec(o.lockPerUnitUsd).mul(executable).toNumber() }
+          : {}),
+      };
+    },
+    placeOrder: never,
+    getOrderByClientId: async () => null,
+    cancelOrder: never,
+    health: async () => ({ ok: true, latencyMs: 0, halted: false, dataAgeMs: 0 }),
+  };
+}
+
+/**
+ * A dry run over a stand-in venue listing one BTC call, quoting it at 1,000 and stating that a sell locks
+ * 4,000.5 USD a unit (at most `maxSizeBase` of an order fills), on a manual clock and a memory store.
+ */
+function lockingCall(o: { maxSizeBase?: string } = {}) {
+  const clock = new ManualClock(TEST_START_MS);
+  const call = 'BTC-USD:OPT:20260130:100000:C';
+  const store = new MemoryShadowStore();
+  const shadow = new ShadowVenue(
+    stubOptionVenue({
+      clock,
+      priceUsd: 1_000,
+      lockPerUnitUsd: 4_000.5,
+      ...(o.maxSizeBase === undefined ? {} : { maxSizeBase: o.maxSizeBase }),
+      markets: () => [listed(call, true)],
+    }),
+    { clock, store },
+  );
+  return { clock, call, store, shadow };
+}
+
+const listed = (id: string, active: boolean): MarketInfo => ({
+  instrument: instrumentMeta(id),
+  venueSymbol: id,
+  minSizeBase: '0.1',
+  sizeStepBase: '0.1',
+  priceTickUsd: '0.01',
+  active,
+});
+
+describe('dry run: what the venue would refuse or lock', () => {
+  it('an order on an instrument past its expiry, or listed inactive now, is refused as the venues refuse it; nothing is recorded', async () => {
+    const clock = new ManualClock(TEST_START_MS);
+    const call = 'BTC-USD:OPT:20260109:100000:C'; // expires 2026-01-09T08:00Z
+    const put = 'BTC-USD:OPT:20260130:90000:P';
+    let putActive = true;
+    // the call stays listed, and active, after its expiry (a board awaiting its settlement)
+    const inner = stubOptionVenue({
+      clock,
+      priceUsd: 1_000,
+      markets: () => [listed(call, true), listed(put, putActive)],
+    });
+    const store = new MemoryShadowStore();
+    const shadow = new ShadowVenue(inner, { clock, store });
+    expect((await shadow.placeOrder(trade('live-call', call, 'sell', '1'))).status).toBe('filled');
+    expect((await shadow.placeOrder(trade('live-put', put, 'buy', '1'))).status).toBe('filled');
+
+    clock.set(Date.UTC(2026, 0, 9, 8)); // the expiry itself: no longer trades
+    const late = await shadow
+      .placeOrder({ ...trade('late-call', call, 'buy', '1'), reduceOnly: true })
+      .catch((e: unknown) => e);
+    expect(late).toBeInstanceOf(InvalidOrderError);
+    expect(late).toMatchObject({
+      code: 'VENUE_INVALID_ORDER',
+      outcome: 'rejected',
+      retryable: false,
+      clientOrderId: 'late-call',
+    });
+    expect((late as Error).message).toContain(
+      `dry run: ${call} expired at 2026-01-09T08:00:00.000Z and takes no order`,
+    );
+
+    // the put's board is frozen after the dry run read it active: seen once the markets are read again
+    putActive = false;
+    clock.advance(10_000);
+    const frozen = await shadow.placeOrder(trade('frozen-put', put, 'sell', '1')).catch((e: unknown) => e);
+    expect(frozen).toBeInstanceOf(InvalidOrderError);
+    expect(frozen).toMatchObject({ outcome: 'rejected', retryable: false, clientOrderId: 'frozen-put' });
+    expect((frozen as Error).message).toContain(
+      `dry run: ${put} is inactive on the venue and takes no order`,
+    );
+
+    // nothing of the refused orders is stored
+    expect(await shadow.getOrderByClientId('late-call')).toBeNull();
+    expect(await shadow.getOrderByClientId('frozen-put')).toBeNull();
+    expect((await shadow.fetchFills()).map((f) => f.clientOrderId)).toEqual(['live-call', 'live-put']);
+    const s = await store.load();
+    expect(s.orderSeq).toBe(2);
+    expect(s.books.get(call)?.size.eq(-1)).toBe(true);
+    expect(s.books.get(put)?.size.eq(1)).toBe(true);
+  });
+
+  it('reads the markets once per marketsMaxAgeMs (10 s), not per order; an instrument frozen meanwhile is refused once they are read again', async () => {
+    const clock = new ManualClock(TEST_START_MS);
+    const put = 'BTC-USD:OPT:20260130:90000:P';
+    let active = true;
+    let reads = 0;
+    let failing = false;
+    const inner = stubOptionVenue({
+      clock,
+      priceUsd: 1_000,
+      markets: () => {
+        reads++;
+        if (failing) throw new Error('markets down');
+        return [listed(put, active)];
+      },
+    });
+    const shadow = new ShadowVenue(inner, { clock });
+    for (let i = 0; i < 5; i++) {
+      expect((await shadow.placeOrder(trade(`ttl-${i}`, put, 'buy', '1'))).status).toBe('filled');
+      clock.advance(1_000);
+    }
+    // orders at once share the read too
+    const both = await Promise.all([
+      shadow.placeOrder(trade('ttl-a', put, 'buy', '1')),
+      shadow.placeOrder(trade('ttl-b', put, 'buy', '1')),
+    ]);
+    expect(both.map((o) => o.status)).toEqual(['filled', 'filled']);
+    expect(reads).toBe(1);
+
+    // frozen on the venue 9.999 s after the read: the read is still used
+    active = false;
+    clock.advance(4_999);
+    expect((await shadow.placeOrder(trade('ttl-cached', put, 'buy', '1'))).status).toBe('filled');
+    expect(reads).toBe(1);
+    // 10 s after the read: read again, and refused
+    clock.advance(1);
+    const frozen = await shadow.placeOrder(trade('ttl-frozen', put, 'buy', '1')).catch((e: unknown) => e);
+    expect(frozen).toBeInstanceOf(InvalidOrderError);
+    expect((frozen as Error).message).toContain(
+      `dry run: ${put} is inactive on the venue and takes no order`,
+    );
+    expect(reads).toBe(2);
+    expect(await shadow.getOrderByClientId('ttl-frozen')).toBeNull();
+
+    // a failed read is not kept: the next order reads again
+    clock.advance(10_000);
+    failing = true;
+    await expect(shadow.placeOrder(trade('ttl-down', put, 'buy', '1'))).rejects.toThrow('markets down');
+    failing = false;
+    active = true;
+    expect((await shadow.placeOrder(trade('ttl-up', put, 'buy', '1'))).status).toBe('filled');
+    expect(reads).toBe(4);
+
+    // the age is the constructor's: 0 reads for every order; a bad one is refused, naming it
+    const every = new ShadowVenue(inner, { clock, marketsMaxAgeMs: 0 });
+    await every.placeOrder(trade('every-1', put, 'buy', '1'));
+    await every.placeOrder(trade('every-2', put, 'buy', '1'));
+    expect(reads).toBe(6);
+    expect(() => new ShadowVenue(inner, { clock, marketsMaxAgeMs: Number.NaN })).toThrow(
+      /marketsMaxAgeMs must be a finite number of ms >= 0, got NaN/,
+    );
+  });
+
+  it('an order whose quote carries it past the expiry is refused, as one sent after it; nothing is recorded', async () => {
+    const clock = new ManualClock(TEST_START_MS);
+    const call = 'BTC-USD:OPT:20260109:100000:C'; // expires 2026-01-09T08:00Z
+    const expiryMs = Date.UTC(2026, 0, 9, 8);
+    const stub = stubOptionVenue({ clock, priceUsd: 1_000, markets: () => [listed(call, true)] });
+    // a quote that takes 2 s (as a slow RPC would)
+    const slow: VenueAdapter = {
+      ...stub,
+      quoteHedge: async (q) => {
+        clock.advance(2_000);
+        return stub.quoteHedge(q);
+      },
+    };
+    const store = new MemoryShadowStore();
+    const shadow = new ShadowVenue(slow, { clock, store });
+    clock.set(expiryMs - 1_000); // sent 1 s before the expiry, quoted 1 s after it
+    const late = await shadow.placeOrder(trade('slow-quote', call, 'buy', '1')).catch((e: unknown) => e);
+    expect(clock.nowMs()).toBe(expiryMs + 1_000);
+    expect(late).toBeInstanceOf(InvalidOrderError);
+    expect(late).toMatchObject({ outcome: 'rejected', retryable: false, clientOrderId: 'slow-quote' });
+    expect((late as Error).message).toContain(
+      `dry run: ${call} expired at 2026-01-09T08:00:00.000Z and takes no order`,
+    );
+    expect(await shadow.getOrderByClientId('slow-quote')).toBeNull();
+    expect(await shadow.fetchFills()).toEqual([]);
+    expect((await store.load()).orderSeq).toBe(0);
+  });
+
+  it('over paper Lyra an expired option is refused with the class, outcome and retry of the venue’s own refusal, naming the expiry', async () => {
+    const r = lyraExpiry();
+    const [a] = r.shadows;
+    const { expiryMs, calls } = await nearestBoard(a);
+    const call = calls[0] as string;
+    await a.placeOrder(trade('before', call, 'buy', '1')); // the dry run has read it listed and live
+    r.clock.set(expiryMs + 60_000); // the market has stepped past the expiry (at 08:00:30)
+    const byDryRun = await a.placeOrder(trade('dry-late', call, 'buy', '1')).catch((e: unknown) => e);
+    // (the paper venue checks an order against its market as of its last read, which the dry run's was)
+    const byVenue = await r.real.placeOrder(trade('venue-late', call, 'buy', '1')).catch((e: unknown) => e);
+    expect(byVenue).toBeInstanceOf(InvalidOrderError);
+    expect(byDryRun).toBeInstanceOf(InvalidOrderError);
+    const { outcome, retryable } = byVenue as InvalidOrderError;
+    expect(byDryRun).toMatchObject({ outcome, retryable, clientOrderId: 'dry-late' });
+    expect((byDryRun as Error).message).toContain(
+      `dry run: ${call} expired at ${new Date(expiryMs).toISOString()} and takes no order`,
+    );
+    expect(await a.getOrderByClientId('dry-late')).toBeNull();
+  });
+
+  it('a simulated short option locks the collateral the venue states, off available and not equity; bought back it releases pro rata, settled it releases the rest once', async () => {
+    const r = lyraExpiry();
+    const [a, b] = r.shadows;
+    const { expiryMs, calls, puts } = await nearestBoard(a);
+    const call = calls.at(-1) as string;
+    const put = puts.at(-1) as string;
+    const real = await usdc(r.real);
+    const realAmount = new Dec(real?.amount ?? Number.NaN);
+    const realFree = new Dec(real?.available ?? Number.NaN);
+    /** The merged USDC balance `v` reports, against the store: equity moves by the cash, free also by the lock. */
+    const expectBalance = async (v: VenueAdapter, lockedUsd: Dec) => {
+      const s = await r.store.load();
+      expect(await usdc(v)).toMatchObject({
+        amount: realAmount.add(s.cashUsd).toNumber(),
+        available: realFree.add(s.cashUsd).sub(lockedUsd).toNumber(),
+      });
+    };
+    const lockOf = async (id: string) => (await r.store.load()).books.get(id)?.lockedUsd;
+
+    const q = await a.quoteHedge({ instrument: call, side: 'sell', sizeBase: '0.5' });
+    expect(q.lockedCollateralUsd).toBeGreaterThan(0);
+    const stated = new Dec(q.lockedCollateralUsd ?? Number.NaN);
+    await a.placeOrder(trade('short-1', call, 'sell', '0.5'));
+    expect((await lockOf(call))?.eq(stated)).toBe(true);
+    await expectBalance(b, stated);
+
+    // 0.2 of the 0.5 bought back: 0.2 / 0.5 of the lock is released
+    await b.placeOrder(trade('short-2', call, 'buy', '0.2'));
+    const left = stated.mul('0.3').div('0.5');
+    expect((await lockOf(call))?.eq(left)).toBe(true);
+    await expectBalance(a, left);
+
+    // a simulated long sold back locks nothing, though the venue (which does not hold it) states a lock
+    await a.placeOrder(trade('long-1', put, 'buy', '1'));
+    const qs = await a.quoteHedge({ instrument: put, side: 'sell', sizeBase: '1' });
+    expect(qs.lockedCollateralUsd).toBeGreaterThan(0);
+    await a.placeOrder(trade('long-2', put, 'sell', '1'));
+    expect((await lockOf(put))?.isZero()).toBe(true);
+    await expectBalance(a, left);
+
+    // expired, the price not fixed yet: the short still locks
+    r.clock.set(expiryMs + 10_000);
+    expect((await a.fetchPositions()).find((p) => p.instrument === call)?.sizeBase).toBe(-0.3);
+    await expectBalance(b, left);
+
+    // settled: paid and released in one write, once however many read
+    r.clock.set(expiryMs + 120_000);
+    const reads = [await usdc(a), await usdc(b), await usdc(r.open()), await usdc(a)];
+    const s = await r.store.load();
+    expect(s.books.get(call)?.size.isZero()).toBe(true);
+    expect(s.books.get(call)?.lockedUsd.isZero()).toBe(true);
+    for (const x of reads)
+      expect(x).toMatchObject({
+        amount: realAmount.add(s.cashUsd).toNumber(),
+        available: realFree.add(s.cashUsd).toNumber(),
+      });
+    expect(await r.real.fetchPositions()).toEqual([]);
+  });
+
+  it('the simulated book nets, as paper Lyra does: a sell bigger than a long locks only the share that opens the short', async () => {
+    const { call, store, shadow } = lockingCall();
+    const book = async () => (await store.load()).books.get(call);
+    await shadow.placeOrder(trade('net-1', call, 'buy', '1'));
+    expect((await book())?.lockedUsd.isZero()).toBe(true);
+    // long 1, sell 3: the venue's quote states L = 3 × 4,000.5 = 12,001.5 for the 3; 2 of them open
+    // the short, which locks L × 2/3 = 8,001 (a venue that keeps the long apart would lock all of L)
+    const q = await shadow.quoteHedge({ instrument: call, side: 'sell', sizeBase: '3' });
+    expect(q.lockedCollateralUsd).toBe(12_001.5);
+    await shadow.placeOrder(trade('net-2', call, 'sell', '3'));
+    const short = new Dec('12001.5').mul(2).div(3);
+    expect(short.eq(8_001)).toBe(true);
+    expect((await book())?.size.eq(-2)).toBe(true);
+    expect((await book())?.lockedUsd.eq(short)).toBe(true);
+    // 0.7 of the short 2 bought back: the lock × (2 − 0.7) / 2 = 5,200.65 is left
+    await shadow.placeOrder(trade('net-3', call, 'buy', '0.7'));
+    const left = short.mul(new Dec(2).sub('0.7')).div(2);
+    expect(left.eq('5200.65')).toBe(true);
+    expect((await book())?.lockedUsd.eq(left)).toBe(true);
+    // buying 3 flips the short 1.3 to a long 1.7: nothing locked
+    await shadow.placeOrder(trade('net-4', call, 'buy', '3'));
+    expect((await book())?.size.eq('1.7')).toBe(true);
+    expect((await book())?.lockedUsd.isZero()).toBe(true);
+  });
+
+  it('a sell the venue can take only part of locks only the filled share', async () => {
+    const { call, store, shadow } = lockingCall({ maxSizeBase: '0.5' });
+    const o = await shadow.placeOrder(trade('part-1', call, 'sell', '2'));
+    expect(o).toMatchObject({ status: 'partially-filled', filledSizeBase: '0.5' });
+    const b = (await store.load()).books.get(call);
+    expect(b?.size.eq('-0.5')).toBe(true);
+    // 0.5 × 4,000.5, not the 2 × 4,000.5 the order asked for
+    expect(b?.lockedUsd.eq('2000.25')).toBe(true);
+    expect(await shadow.fetchBalances()).toMatchObject([
+      { asset: 'USDC', amount: 50_500, available: 50_500 - 2_000.25 },
+    ]);
+  });
+
+  it('a balance that states no available gets one, its amount less the lock; a quote that states no lock locks nothing', async () => {
+    const { clock, call, shadow: locking } = lockingCall();
+    await locking.placeOrder(trade('s-1', call, 'sell', '2'));
+    // 2 sold at 1,000: +2,000 premium; 2 × 4,000.5 locked
+    expect(await locking.fetchBalances()).toMatchObject([
+      { asset: 'USDC', amount: 52_000, available: 43_999 },
+    ]);
+    await locking.placeOrder(trade('s-2', call, 'buy', '0.5'));
+    // 0.5 of the 2 bought back: 1,500 of the 2,000 premium left, 1.5 × 4,000.5 locked
+    expect(await locking.fetchBalances()).toMatchObject([
+      { asset: 'USDC', amount: 51_500, available: 51_500 - 6_000.75 },
+    ]);
+
+    // the venue's quote states no lock: the simulated short locks nothing, as before locks were kept
+    const silent = new ShadowVenue(
+      stubOptionVenue({ clock, priceUsd: 1_000, markets: () => [listed(call, true)] }),
+      { clock },
+    );
+    await silent.placeOrder(trade('s-3', call, 'sell', '2'));
+    const [bal] = await silent.fetchBalances();
+    expect(bal).toMatchObject({ asset: 'USDC', amount: 52_000 });
+    expect(bal).not.toHaveProperty('available');
   });
 });

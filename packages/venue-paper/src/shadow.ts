@@ -46,6 +46,25 @@ import {
  *   and mark, for the time held) move the collateral balance;
  * - spot and options: the size is added and the premium or price paid (plus fees and gas) moves the
  *   collateral balance;
+ * - options sold short: a sell locks the collateral the venue's quote states for it
+ *   (`HedgeQuote.lockedCollateralUsd`, for the filled share of the quoted size) on the part of it that
+ *   opens or grows the simulated short (a simulated long it sells back locks nothing): the collateral's
+ *   `available` drops by it, its amount (equity) does not. The simulated book nets, as paper Lyra
+ *   does: long 1 then sell 3 is short 2 and locks 2/3 of the lock stated for the 3. On a venue that
+ *   keeps longs and shorts as separate positions (real Lyra, the venue-lyra adapter: a sell bigger than
+ *   a long opens a short of its own that locks the full quoted amount) a flip in one fill locks less
+ *   here than the venue would. Buying the short back releases its lock pro rata (all of it when the
+ *   short is closed or flipped); its
+ *   settlement at expiry releases what is left in the same atomic update that pays it. The quote is the
+ *   venue's answer for the real account as it stands (a sell a real long covers may lock nothing
+ *   there), and a lock stays as stated at the fill. A quote that states no lock (the field absent)
+ *   locks nothing: the dry run's `available` is then higher than the venue's would be. Perps and
+ *   futures lock no simulated margin;
+ * - an order on an instrument past its expiry (at this venue's clock, as settlement reads it) or listed
+ *   inactive is refused with `InvalidOrderError`, as the venues refuse it (not retryable). The expiry is
+ *   checked against the clock before the venue's quote and again after it (a slow quote started just
+ *   before the expiry does not fill after it); whether it is listed and active, against the markets as
+ *   read at most `marketsMaxAgeMs` ago (a board frozen later is seen within that time);
  * - options and dated futures past their expiry: once the venue reports the expiry's settlement price
  *   (`fetchSettlementPrices`, fixed at or after the expiry), the simulated part of the position is
  *   settled once, as the venue settles the real one: its payoff at that price (an option's
@@ -75,7 +94,14 @@ export class ShadowVenue implements VenueAdapter {
   readonly #inner: VenueAdapter;
   readonly #clock: Clock;
   readonly #store: ShadowStore;
-  #markets: Promise<MarketInfo[]> | undefined;
+  readonly #marketsMaxAgeMs: number;
+  /** The venue's markets as last read (or being read), and when the read started (clock ms). */
+  #markets: { read: Promise<MarketInfo[]>; atMs: number } | undefined;
+  /**
+   * The last market read for each instrument id: a read adds and replaces, never removes, so the
+   * settlement still finds an expired instrument the venue no longer lists.
+   */
+  readonly #known = new Map<string, MarketInfo>();
   /** Expired instruments the venue gave no settlement price for yet: when to ask again, and the wait. */
   readonly #settlementWaits = new Map<string, { nextAtMs: number; waitMs: number }>();
   /** What went wrong in the last settlement-price read ('' when nothing did). */
@@ -86,7 +112,20 @@ export class ShadowVenue implements VenueAdapter {
   readonly fetchFundingRate?: NonNullable<VenueAdapter['fetchFundingRate']>;
   readonly fetchSettlementPrices?: NonNullable<VenueAdapter['fetchSettlementPrices']>;
 
-  constructor(inner: VenueAdapter, o: { clock?: Clock; store?: ShadowStore } = {}) {
+  /**
+   * @param o.marketsMaxAgeMs How long the venue's markets, once read, are used for checking orders
+   *   before they are read again, ms (a read is a full `loadMarkets`: on Lyra about a hundred RPC
+   *   calls). An instrument frozen or delisted later is refused within this time; its expiry is checked
+   *   against the clock on every order whatever the age. 0 reads them for every order.
+   *   @defaultValue 10_000
+   */
+  constructor(inner: VenueAdapter, o: { clock?: Clock; store?: ShadowStore; marketsMaxAgeMs?: number } = {}) {
+    const maxAgeMs = o.marketsMaxAgeMs ?? MARKETS_MAX_AGE_MS;
+    if (typeof maxAgeMs !== 'number' || !Number.isFinite(maxAgeMs) || maxAgeMs < 0)
+      throw new RangeError(
+        `${inner.id}: dry run: marketsMaxAgeMs must be a finite number of ms >= 0, got ${String(maxAgeMs)}`,
+      );
+    this.#marketsMaxAgeMs = maxAgeMs;
     this.#inner = inner;
     this.#clock = o.clock ?? systemClock;
     this.#store = o.store ?? new MemoryShadowStore();
@@ -197,21 +236,30 @@ export class ShadowVenue implements VenueAdapter {
     return out;
   }
 
+  /**
+   * The account's balances with what the simulated trades moved added (collateral and coins), and the
+   * collateral the simulated option shorts lock taken off the collateral's `available` (not its amount;
+   * a balance that states no `available`, free in full, gets one: its amount less the lock).
+   */
   async fetchBalances(): Promise<Balance[]> {
-    const { cashUsd, coins } = await this.#refresh();
+    const { cashUsd, coins, books } = await this.#refresh();
     const real = await this.#inner.fetchBalances();
+    const lockedUsd = [...books.values()].reduce((sum, b) => sum.add(b.lockedUsd), new Dec(0));
     const moved: [string, Dec][] = [[this.#collateral, cashUsd], ...coins];
-    if (moved.every(([, d]) => d.isZero())) return real;
+    if (moved.every(([, d]) => d.isZero()) && lockedUsd.isZero()) return real;
     const out = real.map((b) => ({ ...b }));
     for (const [asset, d] of moved) {
-      if (d.isZero()) continue;
+      const lock = asset === this.#collateral ? lockedUsd : new Dec(0);
+      if (d.isZero() && lock.isZero()) continue;
       let c = out.find((b) => b.asset === asset);
       if (!c) {
         c = { venue: this.id, chain: this.chain, asset, amount: 0, asOfMs: this.#clock.nowMs() };
         out.push(c);
       }
+      const free = new Dec(c.available ?? c.amount);
       c.amount = new Dec(c.amount).add(d).toNumber();
-      if (c.available !== undefined) c.available = Math.max(0, new Dec(c.available).add(d).toNumber());
+      if (c.available !== undefined || !lock.isZero())
+        c.available = Dec.max(0, free.add(d).sub(lock)).toNumber();
     }
     return out;
   }
@@ -250,9 +298,17 @@ export class ShadowVenue implements VenueAdapter {
     const req = parsed.data;
     const seen = await this.#store.order(req.clientOrderId);
     if (seen) return seen;
-    this.#markets ??= this.#inner.loadMarkets();
-    const market = (await this.#markets).find((m) => m.instrument.id === req.instrument);
+    const market = (await this.#recentMarkets()).find((m) => m.instrument.id === req.instrument);
+    // as the venue would: an option board past its expiry may stay listed until it is settled
+    const id = parseInstrumentId(req.instrument);
+    const expiryMs = market?.instrument.expiryMs ?? ('expiryMs' in id ? id.expiryMs : undefined);
+    const refuseExpired = () => {
+      if (expiryMs !== undefined && expiryMs <= this.#clock.nowMs())
+        throw invalid(`${req.instrument} expired at ${new Date(expiryMs).toISOString()} and takes no order`);
+    };
+    refuseExpired();
     if (!market) throw invalid(`unknown instrument ${req.instrument}`);
+    if (!market.active) throw invalid(`${req.instrument} is inactive on the venue and takes no order`);
     const size = new Dec(req.sizeBase);
     if (size.lt(market.minSizeBase))
       throw invalid(`size ${req.sizeBase} is below the minimum ${market.minSizeBase}`);
@@ -272,6 +328,8 @@ export class ShadowVenue implements VenueAdapter {
       sizeBase: req.sizeBase,
       reduceOnly: req.reduceOnly,
     });
+    // the quote may take seconds: an order it carried past the expiry fills no more than a late one
+    refuseExpired();
     const now = Math.floor(this.#clock.nowMs());
     const price = new Dec(q.expectedPriceUsd);
     const within =
@@ -284,6 +342,8 @@ export class ShadowVenue implements VenueAdapter {
         ? await this.#fundingInputs([req.instrument])
         : new Map<string, FundingInput>();
     const feeUsd = filled.isZero() ? 0 : new Dec(q.feeUsd).mul(filled.div(q.executableSizeBase)).toNumber();
+    // the collateral the venue states the filled share of a sell locks (undefined: it states none)
+    const lockUsd = filled.isZero() ? undefined : this.#quotedLockUsd(q, filled);
     // computed from the stored state as it is when written (the store may ask again on a newer one)
     const decide = (state: ShadowState): ShadowOrderWrite => {
       const venueOrderId = `dry-${state.orderSeq + 1}`;
@@ -323,6 +383,7 @@ export class ShadowVenue implements VenueAdapter {
         filled.mul(sign),
         price,
         new Dec(feeUsd).add(q.gasUsd),
+        lockUsd,
       );
       return {
         order,
@@ -344,6 +405,45 @@ export class ShadowVenue implements VenueAdapter {
       };
     };
     return this.#store.placeOrder(req.clientOrderId, decide);
+  }
+
+  /**
+   * The markets as the venue listed them at most `marketsMaxAgeMs` ago (an order is checked against
+   * them, as the venue checks it), read again when older; orders at once share one read. Each read
+   * adds to the settlement's lookup (`#known`). A failed read is not kept.
+   */
+  async #recentMarkets(): Promise<MarketInfo[]> {
+    const now = this.#clock.nowMs();
+    let cached = this.#markets;
+    if (!cached || now < cached.atMs || now - cached.atMs >= this.#marketsMaxAgeMs) {
+      const read = this.#inner.loadMarkets().then((markets) => {
+        for (const m of markets) this.#known.set(m.instrument.id, m);
+        return markets;
+      });
+      cached = { read, atMs: now };
+      this.#markets = cached;
+    }
+    try {
+      return await cached.read;
+    } catch (err) {
+      if (this.#markets === cached) this.#markets = undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * The collateral the quote `q` states a sell of its `executableSizeBase` locks
+   * (`lockedCollateralUsd`), for the `filled` share of it, exact USD; undefined when the quote states
+   * none, so nothing is locked. Throws when the venue stated something that is no amount.
+   */
+  #quotedLockUsd(q: HedgeQuote, filled: Dec): Dec | undefined {
+    const stated = q.lockedCollateralUsd;
+    if (q.side !== 'sell' || stated === undefined) return undefined;
+    if (typeof stated !== 'number' || !Number.isFinite(stated) || stated < 0)
+      throw new Error(
+        `${this.id}: dry run: the quote for ${q.instrument} states lockedCollateralUsd ${String(stated)}, not an amount >= 0`,
+      );
+    return new Dec(stated).mul(filled).div(q.executableSizeBase);
   }
 
   /** The venue's funding rate and mark for `instruments` (none when it has no funding rate read). */
@@ -432,15 +532,12 @@ export class ShadowVenue implements VenueAdapter {
    * (`capabilities.inverseSettlement`).
    */
   async #settlesInCoin(instruments: readonly string[]): Promise<Set<string>> {
-    this.#markets ??= this.#inner.loadMarkets();
-    // a failed read is not kept: the settlement is tried again later, which loads them again
-    const markets = await this.#markets.catch((err: unknown) => {
-      this.#markets = undefined;
-      throw err;
-    });
+    // an instrument not seen in any read yet: read them (a failed read throws, and the settlement is
+    // tried again later); one a read has seen stays known after the venue stops listing it
+    if (instruments.some((id) => !this.#known.has(id))) await this.#recentMarkets();
     const out = new Set<string>();
     for (const id of instruments) {
-      const meta = markets.find((m) => m.instrument.id === id)?.instrument;
+      const meta = this.#known.get(id)?.instrument;
       if (meta ? meta.inverse : this.#inner.capabilities.inverseSettlement) out.add(id);
     }
     return out;
@@ -474,6 +571,9 @@ interface FundingInput {
   ratePerHour: number;
   markUsd: number;
 }
+
+/** How long the markets read for checking orders are used before they are read again, ms (default). */
+const MARKETS_MAX_AGE_MS = 10_000;
 
 /** First wait before an expired instrument without a settlement price is asked again, ms (as the planner's). */
 const SETTLEMENT_RETRY_MS = 10_000;
@@ -541,7 +641,8 @@ function settle(
       const coin = parseInstrumentId(instrument).base;
       coins.set(coin, (coins.get(coin) ?? s.coins.get(coin) ?? new Dec(0)).add(usd.div(priceUsd)));
     } else cashUsd = cashUsd.add(usd);
-    books.set(instrument, { size: new Dec(0), entryUsd: new Dec(0) });
+    // closed: a short's lock is released with its payoff, in the same write
+    books.set(instrument, { size: new Dec(0), entryUsd: new Dec(0), lockedUsd: new Dec(0) });
   }
   return books.size > 0 ? { books, cashUsd, coins } : undefined;
 }
@@ -583,7 +684,10 @@ function accrue(
 
 /**
  * A simulated fill of signed `delta` at `price` on the instrument's `book`, paying `costUsd` from the
- * collateral moved so far (`cashUsd`): the book and collateral after it.
+ * collateral moved so far (`cashUsd`): the book and collateral after it. For an option, `lockUsd` (the
+ * collateral the venue states the whole fill locks, USD; undefined: none stated) is locked for the
+ * share of the fill that opens or grows the book's short; a fill that shrinks the short releases its
+ * lock pro rata (all of it once the short is gone).
  */
 function apply(
   b: ShadowBook | undefined,
@@ -592,8 +696,9 @@ function apply(
   delta: Dec,
   price: Dec,
   costUsd: Dec,
+  lockUsd: Dec | undefined,
 ): { book: ShadowBook; cashUsd: Dec } {
-  const before = b ?? { size: new Dec(0), entryUsd: new Dec(0) };
+  const before = b ?? { size: new Dec(0), entryUsd: new Dec(0), lockedUsd: new Dec(0) };
   let cash = cashUsd.sub(costUsd);
   if (!isPerpLike(instrument)) {
     cash = cash.sub(delta.mul(price)); // the premium or price changes hands
@@ -610,7 +715,34 @@ function apply(
   else if (delta.isNegative() === before.size.isNegative())
     entryUsd = before.entryUsd.mul(before.size).add(price.mul(delta)).div(size); // grown
   else entryUsd = before.entryUsd; // reduced
-  return { book: { size, entryUsd }, cashUsd: cash };
+  return {
+    book: { size, entryUsd, lockedUsd: lockedAfter(instrument, before, size, delta, lockUsd) },
+    cashUsd: cash,
+  };
+}
+
+/**
+ * What `before`'s short locks after a fill of signed `delta` leaves the book at `size`, USD (see
+ * {@link apply}); only an option locks. The book nets, as paper Lyra does: a sell of 3 on a long 1
+ * opens a short of 2, which locks 2/3 of `lockUsd`. A venue that keeps longs and shorts as separate
+ * positions (real Lyra) would open a short of 3 beside the long and lock all of it: on such a venue a
+ * flip in one fill locks less here than the venue would.
+ */
+function lockedAfter(
+  instrument: string,
+  before: ShadowBook,
+  size: Dec,
+  delta: Dec,
+  lockUsd: Dec | undefined,
+): Dec {
+  if (parseInstrumentId(instrument).kind !== 'option') return before.lockedUsd;
+  const shortBefore = Dec.max(before.size.neg(), 0);
+  const shortAfter = Dec.max(size.neg(), 0);
+  if (shortAfter.isZero()) return new Dec(0);
+  if (shortAfter.lt(shortBefore)) return before.lockedUsd.mul(shortAfter).div(shortBefore);
+  if (shortAfter.gt(shortBefore) && lockUsd !== undefined)
+    return before.lockedUsd.add(lockUsd.mul(shortAfter.sub(shortBefore)).div(delta.abs()));
+  return before.lockedUsd;
 }
 
 function isPerpLike(instrument: string): boolean {

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseConfig } from '@xhedge/config';
-import { MS_PER_HOUR, toDecimalString, ValidationError } from '@xhedge/core';
+import { Dec, MS_PER_HOUR, toDecimalString, ValidationError } from '@xhedge/core';
 import { bsm } from '@xhedge/pricing';
 import { InsufficientFundsError } from '@xhedge/venue';
 import { describe, expect, it } from 'vitest';
@@ -463,6 +463,56 @@ describe('paper Lyra', () => {
     expect(Number(atExpiryUsd)).not.toBeCloseTo(market.spot('ETH'), 2);
     expect((await venue.fetchPositions()).find((p) => p.instrument === id)).toBeUndefined();
     expect((await usdc(venue)) - c0).toBeCloseTo(2 * (Number(atExpiryUsd) - strike), 6);
+  });
+
+  it('refuses an order whose request latency carries it past the expiry (checked when it reaches the venue)', async () => {
+    const { venue, advance, market, id, expiryMs } = await holdingItmCall();
+    await advance(expiryMs - market.nowMs() - 100); // sent 100 ms before the expiry…
+    venue.faults.latencyMs = 500; // …it arrives 400 ms after it
+    const order = {
+      clientOrderId: 'late',
+      instrument: id,
+      side: 'sell' as const,
+      orderType: 'market' as const,
+      sizeBase: '1',
+    };
+    await expect(venue.placeOrder(order)).rejects.toThrow(
+      expect.objectContaining({
+        name: 'InvalidOrderError',
+        message: expect.stringContaining('is not active'),
+      }),
+    );
+    expect(await venue.getOrderByClientId('late')).toBeNull();
+    expect(await venue.fetchFills({ clientOrderId: 'late' })).toEqual([]);
+  });
+
+  it('refuses a client order id rejected before and sent again when its latency carries it past the expiry', async () => {
+    const { venue, advance, market, id, expiryMs } = await holdingItmCall();
+    const order = {
+      clientOrderId: 'late-again',
+      instrument: id,
+      side: 'sell' as const,
+      orderType: 'market' as const,
+      sizeBase: '1',
+    };
+    // first sent with a limit no fill meets: the venue records it rejected (reverted)
+    const q = await venue.quoteHedge({ instrument: id, side: 'sell', sizeBase: '1' });
+    const limitPriceUsd = new Dec(q.expectedPriceUsd).mul(2).toFixed(2);
+    await expect(venue.placeOrder({ ...order, orderType: 'limit', limitPriceUsd })).rejects.toThrow(
+      expect.objectContaining({ name: 'AcceptablePriceError' }),
+    );
+    expect((await venue.getOrderByClientId('late-again'))?.status).toBe('rejected');
+    // sent again (as a market order) 100 ms before the expiry, arriving 400 ms after it: refused
+    await advance(expiryMs - market.nowMs() - 100);
+    venue.faults.latencyMs = 500;
+    await expect(venue.placeOrder(order)).rejects.toThrow(
+      expect.objectContaining({
+        name: 'InvalidOrderError',
+        message: expect.stringContaining('is not active'),
+      }),
+    );
+    expect((await venue.getOrderByClientId('late-again'))?.status).toBe('rejected');
+    expect(await venue.fetchFills({ clientOrderId: 'late-again' })).toEqual([]);
   });
 
   it('with a settlement delay, keeps an expired position listed at its payoff until it pays it out', async () => {

@@ -35,7 +35,12 @@ async function venuesWithState(c: Connections, prefix: string): Promise<string[]
   return keys.map((k) => k.slice(`${prefix}:dry-run:`.length)).sort();
 }
 
-/** What a dry run has simulated on one venue, as the CLI prints it. */
+/**
+ * What a dry run has simulated on one venue, as the CLI prints it (exact decimal strings): the positions
+ * it added (size in the underlying, entry in USD per unit, the collateral a short option locks in USD),
+ * the collateral moved (USD) and the coins moved (`amount` in units of `asset`: payoffs of coin-settled
+ * instruments, paid in the coin).
+ */
 async function venueView(c: Connections, prefix: string, venue: string) {
   const store = new RedisShadowStore({ redis: c.redis, prefix, venue });
   const [s, counts] = await Promise.all([store.load(), store.counts()]);
@@ -43,8 +48,17 @@ async function venueView(c: Connections, prefix: string, venue: string) {
     venue,
     positions: [...s.books]
       .filter(([, b]) => !b.size.isZero())
-      .map(([instrument, b]) => ({ instrument, sizeBase: b.size.toFixed(), entryUsd: b.entryUsd.toFixed() })),
+      .map(([instrument, b]) => ({
+        instrument,
+        sizeBase: b.size.toFixed(),
+        entryUsd: b.entryUsd.toFixed(),
+        lockedUsd: b.lockedUsd.toFixed(),
+      })),
     cashUsd: s.cashUsd.toFixed(),
+    coins: [...s.coins]
+      .filter(([, amount]) => !amount.isZero())
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([asset, amount]) => ({ asset, amount: amount.toFixed() })),
     orders: counts.orders,
     fills: counts.fills,
   };
@@ -93,7 +107,12 @@ export async function runDryRun(
           io.out(
             `${v.venue}: ${v.orders} simulated orders, ${v.fills} fills, collateral moved ${v.cashUsd} USD`,
           );
-          for (const p of v.positions) io.out(`  ${p.instrument} ${p.sizeBase} at ${p.entryUsd}`);
+          if (v.coins.length > 0)
+            io.out(`  coins moved: ${v.coins.map((x) => `${x.amount} ${x.asset}`).join(', ')}`);
+          for (const p of v.positions)
+            io.out(
+              `  ${p.instrument} ${p.sizeBase} at ${p.entryUsd} USD${p.lockedUsd === '0' ? '' : `, locks ${p.lockedUsd} USD`}`,
+            );
         }
       }
       return EXIT_OK;
@@ -137,7 +156,7 @@ export function registerDryRun(program: Command, io: CliIo, setExit: (code: numb
       'one venue only (default: every venue with simulated state)',
     );
   common(
-    dr.command('status').description('simulated orders, fills, positions and collateral per venue'),
+    dr.command('status').description('simulated orders, fills, positions, collateral and coins per venue'),
   ).action(async (opts: DryRunOptions) => setExit(await runDryRun('status', opts, io)));
   common(dr.command('reset').description('start over from the real accounts; the book is marked again'))
     .option('--reason <text>', 'why (at least 3 characters); recorded in the audit')
