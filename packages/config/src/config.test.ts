@@ -145,6 +145,48 @@ const mutations: Mutation[] = [
     /expected number/,
   ],
   [
+    'hedge interval of a denormal (1e-320 minutes)',
+    (c) => (c.policy.default = { kind: 'interval', intervalMinutes: 1e-320 }),
+    'policy.default.intervalMinutes',
+    /minutes, at least 1\/60/,
+  ],
+  [
+    'hedge interval over a year',
+    (c) => (c.policy.default = { kind: 'leland', intervalMinutes: 1e9, costBps: 5 }),
+    'policy.default.intervalMinutes',
+    /at most 525600/,
+  ],
+  [
+    'order cap of 1e308 USD',
+    (c) => (c.policy.default = { kind: 'band', bandDelta: 0.5, maxOrderUsd: 1e308 }),
+    'policy.default.maxOrderUsd',
+    /maxOrderUsd is USD, at most 1e12/,
+  ],
+  [
+    'dust guard of 1e308 USD',
+    (c) => (c.policy.default = { kind: 'band', bandDelta: 0.5, minTradeUsd: 1e308 }),
+    'policy.default.minTradeUsd',
+    /minTradeUsd is USD, at most 1e12/,
+  ],
+  [
+    'window cap of 1e300 USD',
+    (c) => (c.policy.default = { kind: 'band', bandDelta: 0.5, caps: { maxWindowUsd: 1e300 } }),
+    'policy.default.caps.maxWindowUsd',
+    /at most 1e12/,
+  ],
+  [
+    'cost over 100%',
+    (c) => (c.policy.default = { kind: 'ww', riskAversion: 1e-4, costBps: 20_000 }),
+    'policy.default.costBps',
+    /at most 10000/,
+  ],
+  [
+    'gamma window of a denormal',
+    (c) => (c.policy.default = { kind: 'band', gammaScaled: { z: 1, windowHours: 5e-324 } }),
+    'policy.default.gammaScaled.windowHours',
+    /at least 1\/3600/,
+  ],
+  [
     'vol given in percent',
     (c) => (c.market = { underlyings: { BTC: { spot: 95000, vol: 55 } } }),
     'market.underlyings.BTC.vol',
@@ -167,6 +209,12 @@ const mutations: Mutation[] = [
     (c) => c.underlyings.push({ symbol: 'BTC' }),
     'underlyings[2].symbol',
     /duplicate underlying/,
+  ],
+  [
+    'reduce-only policy naming a venue breaker',
+    (c) => (c.breakers = { reduceOnlyPasses: { venue: true } }),
+    'breakers.reduceOnlyPasses',
+    /Unrecognized key.*venue/,
   ],
   ['bad port', (c) => (c.api = { port: 70000 }), 'api.port', /Too big/],
 ];

@@ -18,6 +18,7 @@ export {
   PoliciesConfig,
   PolicyConfig,
   PositionConfig,
+  ReduceOnlyPassesConfig,
   SecretRef,
   UnderlyingConfig,
   VENUE_KIND_FAMILY,

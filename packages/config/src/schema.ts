@@ -147,22 +147,37 @@ export const MarketConfig = z
   })
   .strict();
 
+/**
+ * Bounds of a policy's settings: wide enough for any real book, tight enough that a typo (an exponent, a
+ * unit slip) is refused with the field's name instead of planning with it. USD amounts up to a trillion;
+ * periods from a second to a year.
+ */
+const MAX_POLICY_USD = 1e12;
+const MINUTES_PER_YEAR = 525_600;
+const PolicyUsd = (what: string) => FiniteNumber.max(MAX_POLICY_USD, `${what} is USD, at most 1e12`);
+const PolicyMinutes = (what: string) =>
+  FiniteNumber.min(1 / 60, `${what} is in minutes, at least 1/60 (one second)`).max(
+    MINUTES_PER_YEAR,
+    `${what} is in minutes, at most ${MINUTES_PER_YEAR} (a year)`,
+  );
+const CostBps = FiniteNumber.nonnegative().max(10_000, 'costBps is basis points, at most 10000 (100%)');
+
 const PolicyCommon = {
   /** Target net delta, underlying units (0 = flat). */
-  targetDelta: FiniteNumber.default(0),
+  targetDelta: FiniteNumber.min(-1e12).max(1e12).default(0),
   /** A drift this many times the band skips time gates and gas waits. */
-  urgencyMultiple: FiniteNumber.min(1).default(3),
+  urgencyMultiple: FiniteNumber.min(1).max(1_000_000).default(3),
   /** Smallest order worth sending, USD notional (dust guard). */
-  minTradeUsd: FiniteNumber.nonnegative().default(50),
+  minTradeUsd: PolicyUsd('minTradeUsd').nonnegative().default(50),
   /** Largest single hedge order, USD notional. */
-  maxOrderUsd: FiniteNumber.positive().optional(),
+  maxOrderUsd: PolicyUsd('maxOrderUsd').positive().optional(),
   /** Hedge notional allowed per rolling window (the strategy downsizes, then holds, past it). */
   caps: z
     .object({
       /** Largest total hedge notional per window, USD. */
-      maxWindowUsd: FiniteNumber.positive(),
+      maxWindowUsd: PolicyUsd('maxWindowUsd').positive(),
       /** Window length, minutes. Default 60. */
-      windowMinutes: FiniteNumber.positive().default(60),
+      windowMinutes: PolicyMinutes('windowMinutes').default(60),
     })
     .strict()
     .optional(),
@@ -170,9 +185,9 @@ const PolicyCommon = {
     .object({
       enabled: z.boolean().default(false),
       /** Half-width of the vega no-trade band, USD per vol point. */
-      bandPerVolPoint: FiniteNumber.positive(),
+      bandPerVolPoint: PolicyUsd('bandPerVolPoint').positive(),
       /** Vega the book is brought back to, USD per vol point. Default 0. */
-      targetPerVolPoint: FiniteNumber.default(0),
+      targetPerVolPoint: PolicyUsd('targetPerVolPoint').min(-MAX_POLICY_USD).default(0),
     })
     .strict()
     .optional(),
@@ -182,7 +197,11 @@ export const PolicyConfig = z.discriminatedUnion(
   'kind',
   [
     z
-      .object({ kind: z.literal('interval'), intervalMinutes: FiniteNumber.positive(), ...PolicyCommon })
+      .object({
+        kind: z.literal('interval'),
+        intervalMinutes: PolicyMinutes('intervalMinutes'),
+        ...PolicyCommon,
+      })
       .strict(),
     z
       .object({
@@ -191,7 +210,13 @@ export const PolicyConfig = z.discriminatedUnion(
         bandDelta: FiniteNumber.positive().optional(),
         /** Scale the band by gamma and vol: max(bandDelta, z·Γ·σ·S·√(window)). */
         gammaScaled: z
-          .object({ z: FiniteNumber.positive(), windowHours: FiniteNumber.positive() })
+          .object({
+            z: FiniteNumber.positive().max(100),
+            windowHours: FiniteNumber.min(
+              1 / 3600,
+              'windowHours is in hours, at least 1/3600 (one second)',
+            ).max(8760, 'windowHours is in hours, at most 8760 (a year)'),
+          })
           .strict()
           .optional(),
         ...PolicyCommon,
@@ -205,15 +230,15 @@ export const PolicyConfig = z.discriminatedUnion(
          * (1.5·λ·S·Γ²/γ)^(1/3) underlying units, so typical values are 1e-5 to 1e-3; 1 gives a razor-thin band.
          */
         riskAversion: FiniteNumber.positive(),
-        costBps: FiniteNumber.nonnegative(),
+        costBps: CostBps,
         ...PolicyCommon,
       })
       .strict(),
     z
       .object({
         kind: z.literal('leland'),
-        intervalMinutes: FiniteNumber.positive(),
-        costBps: FiniteNumber.nonnegative(),
+        intervalMinutes: PolicyMinutes('intervalMinutes'),
+        costBps: CostBps,
         ...PolicyCommon,
       })
       .strict(),
@@ -290,6 +315,22 @@ export const LimitsConfig = z
   })
   .strict();
 
+/**
+ * A reduce-only policy by market breaker kind (`breakers.reduceOnlyPasses`): whether a reduce-only order
+ * goes past an open breaker of that kind. Venue and chain breakers cannot be named.
+ */
+export const ReduceOnlyPassesConfig = z
+  .object({
+    loss: z.boolean().optional(),
+    slippage: z.boolean().optional(),
+    'price-shock': z.boolean().optional(),
+    'price-dispersion': z.boolean().optional(),
+    'stale-mark': z.boolean().optional(),
+    'iv-shock': z.boolean().optional(),
+    'skew-shock': z.boolean().optional(),
+  })
+  .strict();
+
 export const BreakersConfig = z
   .object({
     venue: z
@@ -349,6 +390,14 @@ export const BreakersConfig = z
         skewShockVolPoints: 10,
         skewShockWindowSeconds: 300,
       }),
+    /**
+     * By market breaker kind, whether a reduce-only order goes past such a breaker while it is open
+     * (true) or is blocked like any other (false); kinds left out keep their defaults: `loss` and
+     * `slippage` pass, the kinds that put the price itself in doubt (`price-shock`, `price-dispersion`,
+     * `stale-mark`, `iv-shock`, `skew-shock`) block. Venue and chain breakers always block and cannot be
+     * named here. See `REDUCE_ONLY_PASSES` in @xhedge/execution.
+     */
+    reduceOnlyPasses: ReduceOnlyPassesConfig.optional(),
   })
   .strict();
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { BreakersConfig } from '@xhedge/config';
-import { type Clock, median, systemClock } from '@xhedge/core';
+import { type BreakersConfig, ReduceOnlyPassesConfig } from '@xhedge/config';
+import { type Clock, type HedgeIntent, median, parseOrThrow, systemClock } from '@xhedge/core';
 import type { Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import type { z } from 'zod';
@@ -29,6 +29,88 @@ export type BreakerGate =
 export interface Trial {
   breaker: string;
   token: string;
+}
+
+/**
+ * The market breakers by kind, the second part of their name (`market:<kind>[:<underlying>]`): the ones a
+ * reduce-only policy (`BreakerBoardOptions.reduceOnlyPasses`) can name.
+ */
+export const MARKET_BREAKER_KINDS = [
+  'loss',
+  'slippage',
+  'price-shock',
+  'price-dispersion',
+  'stale-mark',
+  'iv-shock',
+  'skew-shock',
+] as const;
+export type MarketBreakerKind = (typeof MARKET_BREAKER_KINDS)[number];
+
+/**
+ * Whether a reduce-only order (`HedgeIntent.reduceOnly`: it can only shrink the position it trades at its
+ * venue, taken as risk-reducing as the kill switch's `allowRiskReducing` takes it) goes past a market
+ * breaker of this kind that is open or half-open, by default. The order then still passes every other
+ * gate: the kill switch, the other breakers, and every pre-trade control (its limit price against its
+ * reference price, and with market data wired in the venue's fresh mark against it and the expected
+ * slippage on a fresh quote; notional; windows). The pass takes no half-open trial and moves no
+ * breaker to half-open: a reduce-only order that went through says nothing about whether the breaker's
+ * cause is gone (a loss breaker must not close because a reduce order filled), so the trial stays for
+ * the next order that is not reduce-only. Every pass is in the gate's verdict, counted in
+ * `xhedge_breaker_reduce_only_passes_total` and, for a send, audited as `breaker.reduce-only-pass`.
+ *
+ * Venue breakers (`venue:<id>`: errors, timeouts, latency of the venue itself) and chain breakers
+ * (`chain:<id>`: the chain halted) block reduce-only orders too, and no policy changes that: the venue or
+ * chain is what is broken, so a reduce-only order sent there is as likely to be lost, or to land late at a
+ * price from before the halt, as any other, and it adds to the confusion a reconciliation must sort out.
+ *
+ * The defaults, by kind:
+ * - `loss` (loss since the mark past `maxLossSinceMarkUsd`): passes. The breaker is a P&L limit, not a
+ *   doubt about prices or plumbing: blocking reduce-only orders freezes the book at its worst while the
+ *   loss grows, which is the very thing the breaker is for. The kill switch's `allowRiskReducing` makes
+ *   the same call.
+ * - `slippage` (our fills came in worse than their reference by more than `maxHedgeSlippageBps`): passes.
+ *   Expensive liquidity, not a wrong price (stale and diverging prices have breakers of their own); each
+ *   reduce-only order's cost stays bounded by its own limit price (and the `max-slippage` control on a
+ *   fresh quote), and keeping the exposure because hedging it proved costly is the worse risk.
+ * - `price-shock` (the underlying moved `priceShockPct` within its window): blocks. The gate prices an
+ *   order against the reference price its intent was planned at (from before the move, for an intent
+ *   queued before it) and against the venue's mark only when market data is wired in; a jump that size is
+ *   also what a bad print looks like before the dispersion breaker sees it; and the planner plans again at
+ *   the new price within a tick. An operator whose reduce orders are small against the venues' depth may
+ *   let them through.
+ * - `price-dispersion`, `stale-mark` (the reference price itself is in doubt): blocks. A reduce-only
+ *   order's price band and limit price are computed from that price, so the gate could not tell a fair
+ *   price from a wrong one.
+ * - `iv-shock`, `skew-shock` (the vol surface option orders are priced from just jumped; they guard option
+ *   orders only): blocks. The option's limit price comes from that surface, and vega hedges can wait.
+ */
+export const REDUCE_ONLY_PASSES: Readonly<Record<MarketBreakerKind, boolean>> = {
+  loss: true,
+  slippage: true,
+  'price-shock': false,
+  'price-dispersion': false,
+  'stale-mark': false,
+  'iv-shock': false,
+  'skew-shock': false,
+};
+
+/** The options' reduce-only policy: market breaker kinds only (a venue or chain breaker is refused by name). */
+export const ReduceOnlyPasses = ReduceOnlyPassesConfig;
+
+/** A reduce-only order the gate let past a market breaker that was not closed (see `REDUCE_ONLY_PASSES`). */
+export interface ReduceOnlyPass {
+  breaker: string;
+  /** The breaker's state when the order went past it. */
+  state: 'open' | 'half-open';
+  /** Why the breaker opened. */
+  reason: string;
+}
+
+/** The market breaker kind of a breaker name, or undefined for a venue or chain breaker (or another name). */
+export function marketBreakerKind(name: string): MarketBreakerKind | undefined {
+  const [scope, kind] = name.split(':');
+  if (scope !== 'market') return undefined;
+  return MARKET_BREAKER_KINDS.find((k) => k === kind);
 }
 
 /**
@@ -209,6 +291,14 @@ export interface BreakerBoardOptions {
   clock?: Clock;
   /** How long a half-open trial holds its token before another may try, ms. @defaultValue 30000 */
   trialTtlMs?: number;
+  /**
+   * By market breaker kind, whether a reduce-only order goes past such a breaker while it is open or
+   * half-open (`true`) or is blocked like any other (`false`). Kinds left out keep their default; venue
+   * and chain breakers cannot be named (they always block). See `REDUCE_ONLY_PASSES` for the defaults and
+   * why. @defaultValue `config.reduceOnlyPasses` (the profile's `breakers.reduceOnlyPasses`), else
+   * REDUCE_ONLY_PASSES
+   */
+  reduceOnlyPasses?: Partial<Record<MarketBreakerKind, boolean>> | undefined;
 }
 
 /**
@@ -228,6 +318,7 @@ export class BreakerBoard {
   readonly #metrics: ExecutionMetrics | undefined;
   readonly #clock: Clock;
   readonly #trialTtlMs: number;
+  readonly #reduceOnly: Readonly<Record<MarketBreakerKind, boolean>>;
 
   constructor(o: BreakerBoardOptions) {
     this.prefix = o.prefix;
@@ -238,6 +329,17 @@ export class BreakerBoard {
     this.#metrics = o.metrics;
     this.#clock = o.clock ?? systemClock;
     this.#trialTtlMs = o.trialTtlMs ?? 30_000;
+    const policy = parseOrThrow(
+      ReduceOnlyPasses,
+      o.reduceOnlyPasses ?? o.config.reduceOnlyPasses ?? {},
+      'breakers reduceOnlyPasses',
+    );
+    const merged: Record<MarketBreakerKind, boolean> = { ...REDUCE_ONLY_PASSES };
+    for (const k of MARKET_BREAKER_KINDS) {
+      const v = policy[k];
+      if (v !== undefined) merged[k] = v;
+    }
+    this.#reduceOnly = merged;
   }
 
   get config(): BreakersCfg {
@@ -249,12 +351,67 @@ export class BreakerBoard {
     return this.#trialTtlMs;
   }
 
-  /** The state hashes and trial-token keys of these breakers (for the combined gate script). */
-  gateKeys(names: readonly string[]): { state: string[]; trial: string[] } {
+  /** The reduce-only policy in force, by market breaker kind (`REDUCE_ONLY_PASSES` with the options over it). */
+  get reduceOnlyPolicy(): Readonly<Record<MarketBreakerKind, boolean>> {
+    return this.#reduceOnly;
+  }
+
+  /** Whether a reduce-only order goes past this breaker while it is open or half-open (never a venue or chain one). */
+  reduceOnlyPasses(name: string): boolean {
+    const kind = marketBreakerKind(name);
+    return kind !== undefined && this.#reduceOnly[kind];
+  }
+
+  /**
+   * The state hashes and trial-token keys of these breakers, and their reduce-only policy as one flag
+   * per breaker (`'1'` passes, `'0'` blocks; see `reduceOnlyPasses`), for the combined gate script.
+   */
+  gateKeys(names: readonly string[]): { state: string[]; trial: string[]; reduceOnly: string } {
     return {
       state: names.map((n) => this.#keys.breaker(n)),
       trial: names.map((n) => this.#keys.breakerTrial(n)),
+      reduceOnly: names.map((n) => (this.reduceOnlyPasses(n) ? '1' : '0')).join(''),
     };
+  }
+
+  /**
+   * Counts reduce-only passes of a gate verdict in the metrics (`phase`: the gate before queueing or
+   * right before a send). The order gate calls it for every verdict that let an order through.
+   */
+  countReduceOnlyPasses(passes: readonly ReduceOnlyPass[], phase: 'queue' | 'send'): void {
+    for (const p of passes) this.#metrics?.breakerReduceOnlyPasses.inc({ breaker: p.breaker, phase });
+  }
+
+  /**
+   * Writes the reduce-only passes of an order sent past open breakers to the audit log: one
+   * `breaker.reduce-only-pass` entry per breaker (subject: the breaker). Without a ledger, nothing.
+   */
+  async auditReduceOnlyPasses(
+    passes: readonly ReduceOnlyPass[],
+    o: {
+      actor: string;
+      clientOrderId: string;
+      intent: Pick<HedgeIntent, 'id' | 'venue' | 'instrument' | 'side' | 'sizeBase'>;
+      resend?: boolean;
+    },
+  ): Promise<void> {
+    for (const p of passes)
+      await this.#ledger?.audit({
+        actor: o.actor,
+        action: 'breaker.reduce-only-pass',
+        subject: p.breaker,
+        details: {
+          state: p.state,
+          reason: p.reason,
+          clientOrderId: o.clientOrderId,
+          intentId: o.intent.id,
+          venue: o.intent.venue,
+          instrument: o.intent.instrument,
+          side: o.intent.side,
+          sizeBase: o.intent.sizeBase,
+          ...(o.resend ? { resend: true } : {}),
+        },
+      });
   }
 
   /**
@@ -340,7 +497,8 @@ export class BreakerBoard {
 
   /**
    * The gate right before an order is queued (`takeTrial: false`: half-open lets it queue) or sent
-   * (`takeTrial: true`: half-open lets exactly one order through as the trial).
+   * (`takeTrial: true`: half-open lets exactly one order through as the trial). The breakers alone, for
+   * any order alike: the order gate (gate.ts) runs them in its own script, with the reduce-only policy.
    */
   async gate(names: readonly string[], opts: { takeTrial: boolean }): Promise<BreakerGate> {
     const trials: Trial[] = [];

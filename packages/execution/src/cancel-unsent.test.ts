@@ -2,7 +2,7 @@ import type { HedgeIntent } from '@xhedge/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientOrderIdFor } from './ids.ts';
 import { keysFor } from './keys.ts';
-import { type Env, makeEnv, until } from './test-env.ts';
+import { type Env, failedJob, makeEnv } from './test-env.ts';
 
 // An order cancelled from outside its job's run (an operator, a failed collateral transfer, the
 // reconciler) gives back the pre-trade reservation its leg took at queue time, so it does not count
@@ -52,10 +52,7 @@ describe('cancelUnsent and the pre-trade reservation', () => {
     // a's job comes after all (added before the cancel, or by a re-submission): its run finds the order
     // cancelled and releases a again; b's reservation still counts in full
     await env.service.enqueue(a);
-    const job = await until(async () => {
-      const j = await env.service.queue('pv').getJob(a.id);
-      return j && (await j.getState()) === 'failed' ? j : undefined;
-    });
+    const job = await failedJob(env.service.queue('pv'), a.id);
     expect(job.failedReason).toMatch(/ended cancelled: not wanted/);
     expect(Number(await env.cmd.hget(k.ctlNotional, `#total|${k.ctlUnderlying('ETH')}`))).toBe(totalAfterB);
     expect(await env.service.preQueueCheck(env.intent(3))).toMatchObject({

@@ -4,7 +4,7 @@ import { clientOrderIdFor } from './ids.ts';
 import { keysFor } from './keys.ts';
 import { LeaderLease } from './lease.ts';
 import { Reconciler } from './reconciler.ts';
-import { type Env, makeEnv, until } from './test-env.ts';
+import { type Env, failedJob, makeEnv, until } from './test-env.ts';
 
 describe('graceful shutdown of the workers (SIGTERM/SIGINT close them this way)', () => {
   it('takes no new job, and the order being sent completes: filled in the ledger, the job completed, not stalled', async () => {
@@ -145,10 +145,7 @@ describe('execution on BullMQ with a paper venue', () => {
     await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
     const o = await filled(clientOrderIdFor(leg.id));
     expect(o.status).toBe('rejected');
-    const job = await until(async () => {
-      const j = await env.service.queue('pv').getJob(leg.id);
-      return j && (await j.getState()) === 'failed' ? j : undefined;
-    });
+    const job = await failedJob(env.service.queue('pv'), leg.id);
     expect(job.attemptsMade).toBeLessThanOrEqual(1);
     expect(env.placed.filter((c) => c === o.clientOrderId)).toHaveLength(1);
   });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { type Clock, type HedgeIntent, systemClock } from '@xhedge/core';
 import type { Redis } from 'ioredis';
-import { type BreakerBoard, breakersFor, type Trial } from './breakers.ts';
+import { type BreakerBoard, breakersFor, type ReduceOnlyPass, type Trial } from './breakers.ts';
 import { REDIS_EPOCH_FN } from './control-state.ts';
 import { type ControlContext, type ControlName, type PreTradeControls, WINDOW_FN } from './controls.ts';
 import { keysFor } from './keys.ts';
@@ -14,12 +14,18 @@ import { parseSendClaim, SEND_CLAIM_TTL_MS, type SendClaim } from './send-claim.
 // Nothing is reserved and no trial is taken unless every gate passes. Right before a send, the same
 // script takes the order's send claim (see `SendClaim`): a claim already there wins over everything
 // (verdict 'held'), else the claim records this run's decision, to send or to cancel.
+// A reduce-only order goes past an open or half-open breaker whose reduce-only flag is '1' (see
+// `REDUCE_ONLY_PASSES`) where another order would be blocked or would take the half-open trial: it
+// takes no trial and moves no breaker to half-open (the trial stays for an order that is not
+// reduce-only), and each such pass is reported as 'j|state|reason'.
 // KEYS: [1] kill hash, [2..7] window keys, then nb breaker hashes, then nb trial keys, then the
 //       control-state key, then (claiming) the send-claim key.
 // ARGV: [1] now, [2] nb, [3] takeTrial, [4] trial token, [5] trial ttl ms, [6] reduceOnly,
 //       [7..9] kill scopes, [10..22] window args, [23] control state required, [24] claim ('1'/'0'),
-//       [25] the per-order checks passed ('1'/'0'), [26] claimant, [27] claim ttl ms.
-// Returns {verdict, detail, extra, moved[, trials]}; moved/trials are 1-based breaker indexes.
+//       [25] the per-order checks passed ('1'/'0'), [26] claimant, [27] claim ttl ms,
+//       [28] the breakers' reduce-only flags, one '1'/'0' per breaker.
+// Returns {verdict, detail, extra, moved[, trials, passed]}; moved/trials are 1-based breaker indexes,
+// passed the reduce-only passes ('ok' only).
 // Verdict 'state-lost': no control state restored on this Redis server (see control-state.ts);
 // 'held': the claim was taken before (detail: its value).
 const GATE = `${WINDOW_FN}${REDIS_EPOCH_FN}
@@ -39,22 +45,28 @@ local function gate()
       if not (ok and e.allowRiskReducing == true and ARGV[6] == '1') then return {'kill-switch', ARGV[i], v, {}} end
     end
   end
-  local moved, trials, blocked = {}, {}, nil
+  local moved, trials, passed, blocked = {}, {}, {}, nil
   for j = 1, nb do
     local bk, tk = KEYS[7 + j], KEYS[7 + nb + j]
     local h = redis.call('HMGET', bk, 'state', 'openedAt', 'cooldownMs', 'reason')
     local st = h[1] or 'closed'
+    local ro = ARGV[6] == '1' and string.sub(ARGV[28], j, j) == '1'
     if st == 'open' then
       if now < tonumber(h[2] or '0') + tonumber(h[3] or '0') then
-        if not blocked then blocked = {j, 'open', h[4] or ''} end
+        if ro then passed[#passed + 1] = j .. '|open|' .. (h[4] or '')
+        elseif not blocked then blocked = {j, 'open', h[4] or ''} end
       elseif takeTrial then
-        redis.call('HSET', bk, 'state', 'half-open')
-        moved[#moved + 1] = j
-        st = 'half-open'
+        if ro then passed[#passed + 1] = j .. '|open|' .. (h[4] or '')
+        else
+          redis.call('HSET', bk, 'state', 'half-open')
+          moved[#moved + 1] = j
+          st = 'half-open'
+        end
       end
     end
     if st == 'half-open' and takeTrial then
-      if redis.call('EXISTS', tk) == 1 then
+      if ro then passed[#passed + 1] = j .. '|half-open|' .. (h[4] or '')
+      elseif redis.call('EXISTS', tk) == 1 then
         if not blocked then blocked = {j, 'half-open', h[4] or ''} end
       else
         trials[#trials + 1] = j
@@ -67,7 +79,7 @@ local function gate()
   local r = window({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, A)
   if r[1] ~= 'ok' then return {r[1], r[2], '', moved} end
   for _, j in ipairs(trials) do redis.call('SET', KEYS[7 + nb + j], ARGV[4], 'PX', ARGV[5]) end
-  return {'ok', '', '', moved, trials}
+  return {'ok', '', '', moved, trials, passed}
 end
 local r = gate()
 if ARGV[24] == '1' then
@@ -77,13 +89,22 @@ end
 return r`;
 
 export type GateResult =
-  | { ok: true /** Half-open trials held; report each to the breaker board. */; trials: Trial[] }
+  | {
+      ok: true;
+      /** Half-open trials held; report each to the breaker board. */
+      trials: Trial[];
+      /** Breakers not closed that this reduce-only order went past by their policy (see `REDUCE_ONLY_PASSES`). */
+      passes: ReduceOnlyPass[];
+    }
   | { ok: false; control: ControlName; reason: string };
 
 /** The gate right before a send, with the order's send claim (`OrderGate.checkToSend`). */
 export type SendGateResult =
-  /** Every gate passed and this run holds the send claim, taken at `atMs`: send now. */
-  | { kind: 'send'; atMs: number; trials: Trial[] }
+  /**
+   * Every gate passed and this run holds the send claim, taken at `atMs`: send now. `passes`: breakers
+   * not closed that this reduce-only order went past by their policy.
+   */
+  | { kind: 'send'; atMs: number; trials: Trial[]; passes: ReduceOnlyPass[] }
   /** A gate said no; this run holds the claim (as `blocked`) and cancels the order. */
   | { kind: 'blocked'; control: ControlName; reason: string }
   /** The claim was taken before (another run, or a restore): reconcile, never send. */
@@ -96,7 +117,10 @@ const STATE_LOST =
 
 /**
  * The order gate: kill switch → breakers → pre-trade controls, the pure per-order checks in process
- * and every Redis-side check in one script. Used before queueing (`takeTrial: false`: a half-open
+ * and every Redis-side check in one script. A reduce-only order passes an engaged kill switch that
+ * allows risk-reducing orders, and an open or half-open market breaker whose reduce-only policy lets it
+ * (`BreakerBoard.reduceOnlyPasses`, see `REDUCE_ONLY_PASSES`) without taking its half-open trial; each
+ * such breaker pass is in the verdict (`passes`) and counted in the metrics, by phase. Used before queueing (`takeTrial: false`: a half-open
  * breaker lets the order queue) and right before sending (`takeTrial: true`: exactly one order goes
  * as the half-open trial). The three parts must share one Redis key prefix; the script runs on the
  * controls' client.
@@ -140,7 +164,7 @@ export class OrderGate {
     o: { takeTrial: boolean; reserve: boolean },
   ): Promise<GateResult> {
     const r = await this.#run(intent, ctx, o);
-    if (r.kind === 'send') return { ok: true, trials: r.trials };
+    if (r.kind === 'send') return { ok: true, trials: r.trials, passes: r.passes };
     if (r.kind === 'blocked') return { ok: false, control: r.control, reason: r.reason };
     if (r.kind === 'state-lost') return { ok: false, control: 'kill-switch', reason: r.reason };
     throw new Error('order gate: a claim was reported without being asked for');
@@ -178,7 +202,7 @@ export class OrderGate {
       this.#stateKey,
     ];
     if (o.claim) keys.push(this.#sendClaimKey(o.claim.clientOrderId));
-    const [verdict, detail, extra, moved, trials] = (await evalScript(this.#redis, GATE, keys, [
+    const [verdict, detail, extra, moved, trials, passed] = (await evalScript(this.#redis, GATE, keys, [
       nowMs,
       names.length,
       o.takeTrial ? '1' : '0',
@@ -193,7 +217,8 @@ export class OrderGate {
       pure.ok ? '1' : '0',
       o.claim?.by ?? '',
       SEND_CLAIM_TTL_MS,
-    ])) as [string, string, string, number[], number[] | undefined];
+      bk.reduceOnly,
+    ])) as [string, string, string, number[], number[] | undefined, string[] | undefined];
     for (const j of moved) {
       const name = names[j - 1];
       if (name) await this.#breakers.recordTransition(name, 'open', 'half-open', 'cooldown elapsed');
@@ -212,6 +237,14 @@ export class OrderGate {
     }
     const r = this.#controls.windowResult(intent, verdict, detail);
     if (!r.ok) return { kind: 'blocked', control: r.control, reason: r.reason };
+    const passes = (passed ?? []).flatMap((p) => {
+      const [j, state, ...why] = p.split('|');
+      const name = names[Number(j) - 1];
+      return name && (state === 'open' || state === 'half-open')
+        ? [{ breaker: name, state, reason: why.join('|') } satisfies ReduceOnlyPass]
+        : [];
+    });
+    this.#breakers.countReduceOnlyPasses(passes, o.takeTrial ? 'send' : 'queue');
     return {
       kind: 'send',
       atMs: nowMs,
@@ -219,6 +252,7 @@ export class OrderGate {
         const name = names[j - 1];
         return name ? [{ breaker: name, token }] : [];
       }),
+      passes,
     };
   }
 

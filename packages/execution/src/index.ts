@@ -7,6 +7,12 @@ export {
   type BreakerStatus,
   breakerNames,
   breakersFor,
+  MARKET_BREAKER_KINDS,
+  type MarketBreakerKind,
+  marketBreakerKind,
+  REDUCE_ONLY_PASSES,
+  type ReduceOnlyPass,
+  ReduceOnlyPasses,
   type Trial,
 } from './breakers.ts';
 export {
@@ -31,7 +37,7 @@ export {
   type PositionCheck,
   type PositionCheckState,
 } from './drop-copy.ts';
-export { type GateResult, OrderGate } from './gate.ts';
+export { type GateResult, OrderGate, type SendGateResult } from './gate.ts';
 export { CLIENT_ORDER_ID_MAX, clientOrderIdFor } from './ids.ts';
 export {
   type CancelClaim,
@@ -60,6 +66,7 @@ export { Reconciler, type ReconcilerOptions, type SweepResult } from './reconcil
 export {
   type ConnectionOptions,
   type ConnectRedisOptions,
+  closeRedisClient,
   connectRedis,
   connectRedisFromEnv,
   type RedisDurability,

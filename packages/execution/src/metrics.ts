@@ -13,6 +13,7 @@ export class ExecutionMetrics {
   readonly registry: Registry;
   readonly breakerState: Gauge<'breaker'>;
   readonly breakerTransitions: Counter<'breaker' | 'from' | 'to'>;
+  readonly breakerReduceOnlyPasses: Counter<'breaker' | 'phase'>;
   readonly killSwitchEngaged: Gauge<'scope'>;
   readonly killSwitchActions: Counter<'scope' | 'action'>;
   readonly orders: Counter<'venue' | 'status'>;
@@ -46,6 +47,12 @@ export class ExecutionMetrics {
       name: 'xhedge_breaker_transitions_total',
       help: 'Circuit breaker state transitions',
       labelNames: ['breaker', 'from', 'to'],
+      registers,
+    });
+    this.breakerReduceOnlyPasses = new Counter({
+      name: 'xhedge_breaker_reduce_only_passes_total',
+      help: 'Reduce-only orders the gate let past an open or half-open market breaker whose policy allows it (phase: queue or send; a send-phase pass whose job is then aborted by a kill switch is counted too, though nothing is sent)',
+      labelNames: ['breaker', 'phase'],
       registers,
     });
     this.killSwitchEngaged = new Gauge({

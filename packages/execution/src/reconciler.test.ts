@@ -6,7 +6,7 @@ import { keysFor } from './keys.ts';
 import { ORDER_JOB_OPTIONS, orderQueueName } from './queue.ts';
 import { Reconciler } from './reconciler.ts';
 import { ExecutionService } from './service.ts';
-import { type Env, makeEnv, until } from './test-env.ts';
+import { type Env, failedJob, makeEnv, until } from './test-env.ts';
 
 /**
  * Adds `leg`'s order job on venue pv behind a "transfer" child in `transferQueue` that fails the hedge
@@ -68,10 +68,7 @@ describe('reconciler and flows whose child failed', () => {
     try {
       await addBehindTransfer(flows, leg, childQueue, { attempts: 1 });
       await env.ledger.transition(cid, 'queued', { actor: 'test' });
-      const job = await until(async () => {
-        const j = await env.service.queue('pv').getJob(leg.id);
-        return j && (await j.getState()) === 'failed' ? j : undefined;
-      }, 20_000);
+      const job = await failedJob(env.service.queue('pv'), leg.id, 20_000);
       await run({ leg, cid, job });
     } finally {
       await transfers.close();

@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { redisDurability } from './redis.ts';
-import { testRedis } from './test-env.ts';
-import { hasRedisServer, spawnRedisServer } from './testing.ts';
+import { closeRedisClient, redisDurability } from './redis.ts';
+import { testRedis, until } from './test-env.ts';
+import { hasRedisServer, silentRedisProxy, spawnRedisServer } from './testing.ts';
 
 describe('redisDurability: is this Redis fit for orders?', () => {
   it('reads the version, eviction policy and AOF of a real Redis', async () => {
@@ -70,6 +70,44 @@ describe('redisDurability: is this Redis fit for orders?', () => {
       ]);
     } finally {
       r.stop();
+    }
+  });
+});
+
+describe('closeRedisClient', () => {
+  it('quits a healthy client at once, and cuts one Redis no longer answers after the wait', async (ctx) => {
+    const ep = await testRedis();
+    if (ep.embedded) {
+      console.warn('[redis test] skipped: the proxy needs a real Redis on TCP, not the embedded one');
+      await ep.close();
+      ctx.skip();
+    }
+    const proxy = await silentRedisProxy(ep.url);
+    try {
+      const healthy = new Redis(proxy.url);
+      await healthy.ping();
+      let t0 = Date.now();
+      await closeRedisClient(healthy, 5_000);
+      expect(Date.now() - t0).toBeLessThan(2_000);
+      await until(async () => healthy.status === 'end', 1_000);
+
+      // a subscriber with an UNSUBSCRIBE written and never answered: QUIT alone would wait for ever
+      const cutOff = new Redis(proxy.url, { maxRetriesPerRequest: null });
+      cutOff.on('error', () => {});
+      await cutOff.subscribe('xh-close-test');
+      proxy.cut();
+      void cutOff.unsubscribe().catch(() => {});
+      t0 = Date.now();
+      const closed = await Promise.race([
+        closeRedisClient(cutOff, 300).then(() => Date.now() - t0),
+        new Promise<'hung'>((r) => setTimeout(() => r('hung'), 5_000)),
+      ]);
+      expect(closed).not.toBe('hung');
+      expect(closed).toBeGreaterThanOrEqual(290);
+      await until(async () => cutOff.status === 'end', 1_000);
+    } finally {
+      await proxy.close();
+      await ep.close();
     }
   });
 });

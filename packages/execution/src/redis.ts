@@ -1,6 +1,7 @@
 import type { RedisOptions as BullRedisOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
 import { createRedisMock, type RedisMock } from 'js-redis-server';
+import { within } from './within.ts';
 
 /** Connection options as BullMQ takes them (host, port, credentials, db, tls). */
 export type ConnectionOptions = BullRedisOptions;
@@ -136,4 +137,21 @@ export async function redisDurability(redis: Redis): Promise<RedisDurability> {
     );
   }
   return out;
+}
+
+/**
+ * Closes an ioredis client for good: QUIT (what it has queued is answered first), waiting at most
+ * `waitMs`, then a disconnect. A client cut off from Redis (a silent network, or reconnecting with
+ * commands queued: QUIT waits behind them) would otherwise hold a shutdown for ever. Never throws.
+ */
+export async function closeRedisClient(client: Redis, waitMs = 5_000): Promise<void> {
+  try {
+    await within(
+      client.quit().catch(() => undefined),
+      waitMs,
+      () => undefined,
+    );
+  } finally {
+    client.disconnect();
+  }
 }

@@ -13,7 +13,7 @@ import {
   parseSendClaim,
   SendClaims,
 } from './send-claim.ts';
-import { type Env, makeEnv, until } from './test-env.ts';
+import { type Env, failedJob, makeEnv, until } from './test-env.ts';
 
 /**
  * The send claim is the guard against a double send: taken in the gate's script right before the
@@ -196,10 +196,7 @@ describe('send claims', () => {
     );
     // its job, marked as just queued, runs the fast path: the claim says blocked, the ledger decides
     await env.service.enqueue(l, { queuedAtMs: Date.now() });
-    const job = await until(async () => {
-      const j = await env.service.queue('pv').getJob(l.id);
-      return j && (await j.getState()) === 'failed' ? j : undefined;
-    });
+    const job = await failedJob(env.service.queue('pv'), l.id);
     expect(job.failedReason).toMatch(/ended cancelled: changed my mind/);
     expect(sentToVenue(coid)).toBe(0);
   });
@@ -234,10 +231,7 @@ describe('send claims', () => {
     expect(await claims.read(coid)).toMatchObject({ kind: 'blocked', by: 'operator:ana' });
     // a run of it that comes late (a stalled one, a job added again) finds the order ended, sends nothing
     await env.service.enqueue(l);
-    const job = await until(async () => {
-      const j = await env.service.queue('pv').getJob(l.id);
-      return j && (await j.getState()) === 'failed' ? j : undefined;
-    });
+    const job = await failedJob(env.service.queue('pv'), l.id);
     expect(job.failedReason).toMatch(/ended cancelled: not wanted/);
     expect(sentToVenue(coid)).toBe(0);
     // an order whose send claim a run holds is not cancelled: it may have gone out
@@ -360,10 +354,7 @@ describe('send claims', () => {
     // without a claim, an order the ledger does not have is refused (nobody sent it)
     const m = leg();
     await recordAndQueue(m, { record: false });
-    const job = await until(async () => {
-      const j = await env.service.queue('pv').getJob(m.id);
-      return j && (await j.getState()) === 'failed' ? j : undefined;
-    });
+    const job = await failedJob(env.service.queue('pv'), m.id);
     expect(job.failedReason).toMatch(/is not in the ledger; refusing to send/);
     expect(sentToVenue(clientOrderIdFor(m.id))).toBe(0);
   });

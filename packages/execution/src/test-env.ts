@@ -5,8 +5,9 @@ import { createMarketSimulator } from '@xhedge/sim';
 import { type DatabaseHandle, Ledger, openDatabase } from '@xhedge/store';
 import type { VenueAdapter } from '@xhedge/venue';
 import { createPaperVenue, type PaperVenue } from '@xhedge/venue-paper';
+import type { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { BreakerBoard } from './breakers.ts';
+import type { BreakerBoard, BreakerBoardOptions } from './breakers.ts';
 import { type RestoredControlState, restoreControlState } from './control-state.ts';
 import type { PreTradeControls } from './controls.ts';
 import type { KillSwitch } from './kill-switch.ts';
@@ -67,6 +68,8 @@ export interface MakeEnvOptions {
   /** Venue parameters (e.g. `keeperDelayMs` of paper-gmx). */
   venueParams?: Record<string, unknown>;
   limits?: object;
+  /** The breakers' reduce-only policy (`BreakerBoardOptions.reduceOnlyPasses`); default theirs. */
+  reduceOnlyPasses?: BreakerBoardOptions['reduceOnlyPasses'];
   /** The ledger database; default an in-memory PGlite (closed with the env either way). */
   db?: DatabaseHandle;
   durableIntents?: boolean;
@@ -127,6 +130,7 @@ export async function makeEnv(opts: MakeEnvOptions = {}): Promise<Env> {
     ledger,
     limits,
     metrics,
+    ...(opts.reduceOnlyPasses ? { reduceOnlyPasses: opts.reduceOnlyPasses } : {}),
   });
   const marketData = opts.marketData
     ? new VenueMarketData({
@@ -197,6 +201,20 @@ export async function makeEnv(opts: MakeEnvOptions = {}): Promise<Env> {
       await ledger.close();
     },
   };
+}
+
+/**
+ * The job `id` of `queue` once it has failed, read again after it did: a job read just before it failed
+ * still has no `failedReason` (the race that flaked a fresh-clone run).
+ */
+export async function failedJob(queue: Queue, id: string, timeoutMs = 15_000): Promise<Job> {
+  await until(async () => {
+    const j = await queue.getJob(id);
+    return j && (await j.getState()) === 'failed' ? j : undefined;
+  }, timeoutMs);
+  const job = await queue.getJob(id);
+  if (!job) throw new Error(`job ${id} is gone after it failed`);
+  return job;
 }
 
 /** Polls until `fn` returns a value or the time is up. */

@@ -1,7 +1,7 @@
 // Test helpers other packages' tests share (`@xhedge/execution/testing`); not part of the runtime API.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LimitsConfig } from '@xhedge/config';
@@ -10,7 +10,7 @@ import type { Clock } from '@xhedge/core';
 import type { Ledger } from '@xhedge/store';
 import { Redis } from 'ioredis';
 import type { z } from 'zod';
-import { BreakerBoard } from './breakers.ts';
+import { BreakerBoard, type BreakerBoardOptions } from './breakers.ts';
 import { restoreControlState } from './control-state.ts';
 import { PreTradeControls } from './controls.ts';
 import { KillSwitch } from './kill-switch.ts';
@@ -142,7 +142,7 @@ export interface ControlStack {
 /**
  * The pre-trade controls, breakers and kill switch of a test deployment under `prefix`, with the control
  * state restored from the ledger as a run does at start (until then the order gate passes nothing).
- * Breakers take their defaults unless `breakers` is given.
+ * Breakers take their defaults unless `breakers` (thresholds) or `reduceOnlyPasses` (policy) is given.
  */
 export async function controlStack(o: {
   redis: RedisEndpoint;
@@ -151,6 +151,8 @@ export async function controlStack(o: {
   ledger: Ledger;
   limits: z.infer<typeof LimitsConfig>;
   breakers?: z.infer<typeof BreakersConfig>;
+  /** The breakers' reduce-only policy (`BreakerBoardOptions.reduceOnlyPasses`); default theirs. */
+  reduceOnlyPasses?: BreakerBoardOptions['reduceOnlyPasses'];
   clock?: Clock;
   metrics?: ExecutionMetrics;
 }): Promise<ControlStack> {
@@ -167,6 +169,7 @@ export async function controlStack(o: {
     prefix,
     config: o.breakers ?? BreakersConfig.parse({}),
     ledger,
+    ...(o.reduceOnlyPasses ? { reduceOnlyPasses: o.reduceOnlyPasses } : {}),
     ...opt,
   });
   const killSwitch = new KillSwitch({ redis, prefix, ledger, ...opt });
@@ -183,6 +186,48 @@ export async function controlStack(o: {
       breakers,
       killSwitch,
       ...opt,
+    },
+  };
+}
+
+/**
+ * A TCP proxy to the Redis at `url` that can go silent: from `cut()` on, nothing passes either way and
+ * nothing is refused or closed (a network cut, as a client sees it). `url` is the proxy's own.
+ */
+export async function silentRedisProxy(
+  url: string,
+): Promise<{ url: string; port: number; cut(): void; close(): Promise<void> }> {
+  const target = new URL(url);
+  let silent = false;
+  const sockets = new Set<Socket>();
+  const proxy = createServer((client) => {
+    const upstream = connect(Number(target.port || 6379), target.hostname);
+    sockets.add(client).add(upstream);
+    client.on('data', (d) => {
+      if (!silent) upstream.write(d);
+    });
+    upstream.on('data', (d) => {
+      if (!silent) client.write(d);
+    });
+    for (const [a, b] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      a.on('error', () => {});
+      a.on('close', () => b.destroy());
+    }
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  const port = (proxy.address() as AddressInfo).port;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    cut() {
+      silent = true;
+    },
+    async close() {
+      for (const sk of sockets) sk.destroy();
+      await new Promise((r) => proxy.close(r));
     },
   };
 }

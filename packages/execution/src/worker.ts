@@ -14,7 +14,7 @@ import type { Ledger, LedgerOrder } from '@xhedge/store';
 import { isVenueError, type VenueAdapter } from '@xhedge/venue';
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { BreakerBoard, Trial } from './breakers.ts';
+import type { BreakerBoard, ReduceOnlyPass, Trial } from './breakers.ts';
 import type { ControlContext, MarketDataSource, PreTradeControls } from './controls.ts';
 import { type GateResult, OrderGate, type SendGateResult } from './gate.ts';
 import {
@@ -209,8 +209,21 @@ class VenueUse {
 }
 
 /**
+ * How long undoing a start that failed waits for each part it closes (a worker, the subscription, the
+ * kill switch's cancel passes), and how long `close()` waits for the unsubscribe, ms: a part that does
+ * not close within it (a subscriber whose connection is down queues the unsubscribe) is left behind
+ * rather than holding the caller's error, or the shutdown, back for ever.
+ */
+const START_UNDO_MS = 5_000;
+
+/**
  * Starts one BullMQ worker per venue queue, with the order processor and the kill-switch listener.
  * Venues can be added, swapped and removed while the pool runs (`addVenue`, `replaceVenue`, `removeVenue`).
+ * A start that fails part way (a worker that cannot connect, `onWorker` throwing, the subscription
+ * refused) closes what it had started, in reverse order, each part by force and best effort, and then
+ * rejects with the error that stopped it (never one of the undo's): no worker, connection, timer,
+ * listener or subscription of a pool the caller never got outlives the call. The subscriber itself is
+ * the caller's to close, as after `close()`.
  */
 export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> {
   const workerId = o.workerId ?? `worker:${randomUUID().slice(0, 8)}`;
@@ -219,6 +232,10 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
   const use = new VenueUse();
   const p = new OrderProcessor(o, workerId, venues, use);
   let closed = false;
+  // A worker is opened without running (it connects, but takes no job) and run once its start cannot
+  // fail any more: a BullMQ worker running on a connection that failed (refused credentials, a server
+  // gone with no reconnecting) retries its fetch in a loop that never yields to I/O or timers, so a
+  // start that failed could not even close it, and the process would hang.
   const open = (venue: string) => {
     const w = new Worker<OrderJobData, OrderJobResult>(
       orderQueueName(venue),
@@ -228,15 +245,16 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
         prefix: o.queuePrefix,
         name: workerId,
         ...orderWorkerOptions(o.settings),
+        autorun: false,
       },
     );
     // A worker without an 'error' listener would crash the process on a Redis hiccup.
     w.on('error', () => {});
+    // in the map before `onWorker` runs: a start or `addVenue` that fails after this closes it
     workers.set(venue, w);
     o.onWorker?.(w, venue);
     return w;
   };
-  for (const venue of venues.keys()) open(venue);
   const onMessage = (_ch: string, msg: string) => {
     let ev: KillEvent;
     try {
@@ -252,18 +270,43 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
     // the workers and venues of the moment the switch engaged, including ones added since the start
     p.onKill(ev, [...workers.values()]);
   };
-  o.subscriber.on('message', onMessage);
-  await o.subscriber.subscribe(o.killSwitch.channel);
-  await Promise.all([...workers.values()].map((w) => w.waitUntilReady()));
-  // A switch engaged before this pool started (announced while no process ran, or this process died
-  // in the middle of its cancel pass and restarted alone): its cancel pass runs now, as on the
-  // announcement. A venue whose pass finished is passed over (its claim says done); one a dead
-  // process's claim still holds is looked at again once that claim lapsed.
-  for (const e of await o.killSwitch.engaged().catch(() => []))
-    p.onKill(
-      { action: 'engage', scope: e.scope, eventId: e.eventId, allowRiskReducing: e.allowRiskReducing },
-      [...workers.values()],
-    );
+  // What the start did so far, undone newest first when a later step throws.
+  const undo: (() => Promise<unknown>)[] = [];
+  try {
+    for (const venue of venues.keys()) {
+      try {
+        open(venue);
+      } finally {
+        // the worker `open` created before it threw (in `onWorker`) is closed too
+        const w = workers.get(venue);
+        if (w) undo.push(() => w.close(true));
+      }
+    }
+    // the cancel passes an announcement (from here on) or the start-up replay (below) begins, and
+    // their retry timers, stop after the listener is gone
+    undo.push(() => p.stopKillPasses(true));
+    o.subscriber.on('message', onMessage);
+    undo.push(async () => o.subscriber.off('message', onMessage));
+    // pushed before the call: a subscribe that fails may still have reached the server
+    undo.push(() => o.subscriber.unsubscribe(o.killSwitch.channel));
+    await o.subscriber.subscribe(o.killSwitch.channel);
+    await Promise.all([...workers.values()].map((w) => w.waitUntilReady()));
+    // A switch engaged before this pool started (announced while no process ran, or this process died
+    // in the middle of its cancel pass and restarted alone): its cancel pass runs now, as on the
+    // announcement. A venue whose pass finished is passed over (its claim says done); one a dead
+    // process's claim still holds is looked at again once that claim lapsed.
+    for (const e of await o.killSwitch.engaged().catch(() => []))
+      p.onKill(
+        { action: 'engage', scope: e.scope, eventId: e.eventId, allowRiskReducing: e.allowRiskReducing },
+        [...workers.values()],
+      );
+    // last, once nothing can fail any more (see `open`)
+    for (const w of workers.values()) run(w);
+  } catch (err) {
+    closed = true;
+    await undoAll(undo);
+    throw err;
+  }
   return {
     get workers() {
       return [...workers.values()];
@@ -279,9 +322,20 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
         throw new Error(`worker pool ${workerId} runs venue ${id} already; replace its adapter instead`);
       if (adapter.id !== id) throw new Error(`adapter ${adapter.id} given for venue ${id}`);
       venues.set(id, adapter);
-      const w = open(id);
-      await w.waitUntilReady();
-      return w;
+      try {
+        const w = open(id);
+        await w.waitUntilReady();
+        run(w);
+        return w;
+      } catch (err) {
+        // nothing of the venue stays: its worker (if `open` got that far) is closed, and the venue
+        // can be added again
+        const w = workers.get(id);
+        workers.delete(id);
+        venues.delete(id);
+        if (w) await undoAll([() => w.close(true)]);
+        throw err;
+      }
     },
     async replaceVenue(id, next) {
       if (!venues.has(id)) throw new Error(`worker pool ${workerId} has no venue ${id}`);
@@ -309,7 +363,13 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
       // the workers stop taking jobs at once; kill-switch events still reach the jobs they finish
       await Promise.all([...workers.values()].map((w) => w.close(force)));
       o.subscriber.off('message', onMessage);
-      await o.subscriber.unsubscribe().catch(() => {});
+      // bounded: a subscriber whose connection is down (reconnecting) queues the unsubscribe and would
+      // hold the close, and the process's shutdown, for ever; the caller closes the subscriber anyway
+      await within(
+        o.subscriber.unsubscribe().catch(() => {}),
+        START_UNDO_MS,
+        () => undefined,
+      );
       // no cancel pass outlives the pool (its Redis and ledger are closed after it) and no retry is
       // left behind; see `stopKillPasses`
       await p.stopKillPasses(force);
@@ -499,7 +559,7 @@ class OrderProcessor {
     signal?: AbortSignal,
   ): Promise<OrderJobResult> {
     const recorded = this.#recordSend(data.clientOrderId, gate.atMs);
-    const order = await this.#send(job, data, venue, recorded, gate.trials);
+    const order = await this.#send(job, data, venue, recorded, gate);
     if (TERMINAL_ORDER_STATUSES.has(order.status)) return this.#finish(data.intent, order);
     return this.#reconcile(job, data, venue, order, token, signal);
   }
@@ -649,18 +709,30 @@ class OrderProcessor {
   /**
    * One placeOrder call and what it means for the ledger. `recorded` is the ledger's record of the
    * send, in flight alongside the venue call (a first send) or written before it (a re-send); it is
-   * awaited before the venue's answer is applied, so the ledger's events stay in order.
+   * awaited before the venue's answer is applied, so the ledger's events stay in order. The gate's
+   * half-open trials are reported with the venue's answer; its reduce-only passes of open breakers
+   * are audited (`breaker.reduce-only-pass`) alongside the venue call too, and awaited after it.
    */
   async #send(
     job: Job,
     data: OrderJobData,
     venue: VenueAdapter,
     recorded: Promise<LedgerOrder>,
-    trials: Trial[],
+    gate: { trials: Trial[]; passes: ReduceOnlyPass[] },
+    resend = false,
   ) {
     const { intent, clientOrderId } = data;
+    const { trials } = gate;
     // awaited after the venue call: a failure must not go unhandled meanwhile
     recorded.catch(() => {});
+    // The gate counted the passes in the metrics already; an audit row that cannot be written does not
+    // fail the job of an order that went out (a retry would not write it again: the claim is held).
+    const audited =
+      gate.passes.length > 0
+        ? this.#o.breakers
+            .auditReduceOnlyPasses(gate.passes, { actor: this.#id, clientOrderId, intent, resend })
+            .catch(() => {})
+        : undefined;
     const t0 = performance.now();
     let vo: Order;
     try {
@@ -675,6 +747,7 @@ class OrderProcessor {
       });
     } catch (err) {
       const latencyMs = performance.now() - t0;
+      await audited;
       const ve = isVenueError(err) ? err : undefined;
       // a rejection is the venue working correctly (our order was refused): not a health failure
       await this.#o.breakers.recordVenueCall(intent.venue, {
@@ -701,6 +774,7 @@ class OrderProcessor {
       return (await this.#tx(order, 'outcome-unknown', { error: msg })).order;
     }
     const latencyMs = performance.now() - t0;
+    await audited;
     this.#o.metrics?.sendSeconds.observe({ venue: intent.venue }, latencyMs / 1000);
     await this.#o.breakers.recordVenueCall(intent.venue, { ok: true, latencyMs });
     for (const tr of trials) await this.#o.breakers.reportTrial(tr, true);
@@ -781,7 +855,7 @@ class OrderProcessor {
               );
               return this.#finish(intent, order);
             }
-            order = await this.#send(job, data, venue, this.#current(clientOrderId), gate.trials);
+            order = await this.#send(job, data, venue, this.#current(clientOrderId), gate, true);
             continue;
           }
           // outcome-unknown / acknowledged but unknown to the venue: it never executed
@@ -1229,6 +1303,26 @@ class OrderProcessor {
         `kill switch ${ev.scope}: ${failed.length} cancel(s) at ${venueId} failed (first ${first.clientOrderId}: ${firstMsg})`,
         { cause: first.error },
       );
+  }
+}
+
+/** Starts a worker's job loop (opened with `autorun: false`); a loop that fails is the worker's `error`, as BullMQ's autorun does. */
+function run(w: Worker): void {
+  w.run().catch((err: unknown) => w.emit('error', err instanceof Error ? err : new Error(String(err))));
+}
+
+/**
+ * Runs the undo steps of a start that failed, newest first, each on its own: one that throws or does not
+ * finish within `START_UNDO_MS` is passed over (what it held is left behind), and the others still run.
+ * Never throws: the caller rethrows the error that stopped the start.
+ */
+async function undoAll(steps: readonly (() => Promise<unknown>)[]): Promise<void> {
+  for (const step of [...steps].reverse()) {
+    try {
+      await within(step(), START_UNDO_MS, () => undefined);
+    } catch {
+      // best effort: the start's own error is what the caller gets
+    }
   }
 }
 

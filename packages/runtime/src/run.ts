@@ -24,6 +24,7 @@ import {
 } from '@xhedge/crosschain';
 import {
   BreakerBoard,
+  closeRedisClient,
   connectRedis,
   DropCopy,
   ExecutionMetrics,
@@ -188,6 +189,57 @@ async function probe(v: VenueAdapter, timeoutMs = 5000): Promise<VenueHealth> {
   }
 }
 
+/**
+ * The Redis at `url` answers (a PING through `redis`), or a configuration error naming REDIS_URL (its
+ * password masked) and what went wrong: a refused password or user, nothing listening, a timeout. Before
+ * this, such a start failed with the client's own error and a stack trace.
+ */
+async function redisAnswers(redis: Redis, url: string): Promise<void> {
+  try {
+    await redis.ping();
+  } catch (err) {
+    const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    throw new XhedgeError(
+      'CONFIG_INVALID',
+      `REDIS_URL ${safeUrl(url)} does not answer: ${reason}; check its host, port, user and password`,
+      { cause: err },
+    );
+  }
+}
+
+/** Postgres's answers that mean DATABASE_URL is wrong: refused login, unknown role or database, nothing there. */
+const DATABASE_URL_CODES = new Set([
+  '28P01', // invalid_password
+  '28000', // invalid_authorization_specification (role does not exist, pg_hba refusal)
+  '3D000', // invalid_catalog_name (database does not exist)
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+]);
+
+/**
+ * `open()` of the ledger at DATABASE_URL, with a configuration error naming DATABASE_URL (password
+ * masked) when Postgres refuses the login, knows no such role or database, or does not answer; any other
+ * failure (a migration, say) is passed on as it is.
+ */
+async function databaseAnswers<T>(url: string | undefined, open: () => Promise<T>): Promise<T> {
+  try {
+    return await open();
+  } catch (err) {
+    const code = (err as { code?: unknown } | null)?.code;
+    if (url && typeof code === 'string' && DATABASE_URL_CODES.has(code)) {
+      const reason = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+      throw new XhedgeError(
+        'CONFIG_INVALID',
+        `DATABASE_URL ${safeUrl(url)} refused the ledger: ${reason}; check its host, port, user, password and database`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+}
+
 /** `redis://user:secret@host` → `redis://user:***@host` for printing. */
 function safeUrl(url: string): string {
   return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
@@ -250,7 +302,8 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     const redisEp: RedisEndpoint = await connectRedis({ url: redisUrl });
     closers.push({ name: 'redis', close: () => redisEp.close() });
     const redis: Redis = redisEp.client({ maxRetriesPerRequest: 3 });
-    closers.push({ name: 'redis client', close: () => redis.quit() });
+    closers.push({ name: 'redis client', close: () => closeRedisClient(redis) });
+    if (!redisEp.embedded) await redisAnswers(redis, redisEp.url);
     // An evicting Redis can drop order jobs and locks silently: refused where funds are real, loud
     // everywhere (and /v1/ready says not ready). The embedded one is in memory by design.
     const durability = redisEp.embedded ? undefined : await redisDurability(redis);
@@ -261,11 +314,13 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         'CONFIG_INVALID',
         `REDIS_URL points to a Redis unfit for orders: ${durability.errors.join('; ')}`,
       );
-    const db = await openDatabase({
-      url: dbUrl,
-      dataDir: dbUrl ? undefined : join(dataDir, 'pglite'),
-      schema: opts.databaseSchema,
-    });
+    const db = await databaseAnswers(dbUrl, () =>
+      openDatabase({
+        url: dbUrl,
+        dataDir: dbUrl ? undefined : join(dataDir, 'pglite'),
+        schema: opts.databaseSchema,
+      }),
+    );
     const ledger = new Ledger(db, { clock });
     closers.push({ name: 'database', close: () => ledger.close() });
 
@@ -533,7 +588,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       });
       planner = p;
       const leaseRedis = redisEp.client();
-      closers.push({ name: 'lease client', close: () => leaseRedis.quit() });
+      closers.push({ name: 'lease client', close: () => closeRedisClient(leaseRedis) });
       const lease = new LeaderLease({
         redis: leaseRedis,
         prefix,
@@ -567,6 +622,8 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     const pendingHedgeEvents: Job<OrderJobData, OrderJobResult>[] = [];
     if (role === 'all' || role === 'worker') {
       const subscriber = redisEp.client();
+      // closed after the workers (closers run newest first), also when their start fails
+      closers.push({ name: 'kill-switch subscriber', close: () => closeRedisClient(subscriber) });
       // Every worker the pool opens, at start or for a venue added later, reports the orders that end.
       const watch = (w: Worker<OrderJobData, OrderJobResult>) => {
         w.on('completed', (job) => {
@@ -602,7 +659,6 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       // The registry starts the pool and, from then on, adds workers for new venues and swaps adapters
       // through it.
       const pool: WorkerPool = registry ? await registry.attachWorkers(start) : await start(byId);
-      closers.push({ name: 'kill-switch subscriber', close: () => subscriber.quit() });
       closers.push({ name: 'workers', close: () => pool.close() });
       if (bridge) {
         const transfers = startTransferJobs({

@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { parseConfig, VenueConfig, type XhedgeConfig } from '@xhedge/config';
 import { deterministicId, type HedgeIntent, ManualClock } from '@xhedge/core';
 import { clientOrderIdFor, connectRedis, type RedisEndpoint } from '@xhedge/execution';
+import { silentRedisProxy } from '@xhedge/execution/testing';
 import { Ledger, openDatabase } from '@xhedge/store';
 import type { VenueAdapter } from '@xhedge/venue';
-import type { Redis } from 'ioredis';
+import { Redis as IORedis, type Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SharedConfigStore } from './config-store.ts';
 import { TickPlanner } from './planner.ts';
@@ -368,4 +369,26 @@ describe('venue registry: stored venue configs → running adapters', () => {
     await h.port.add(perp('drift-late'), actor);
     expect((await h.registry.sync()).added).toEqual([]);
   });
+
+  it('stop does not hang on a subscriber whose Redis stopped answering', async () => {
+    const h = await harness();
+    const proxy = await silentRedisProxy(ep.url);
+    cleanup.push(() => proxy.close());
+    const subscriber = new IORedis(proxy.url, { maxRetriesPerRequest: null });
+    subscriber.on('error', () => {});
+    await h.registry.start({ pollMs: 600_000, subscriber, channel: h.store.venuesChannel });
+    proxy.cut();
+    // a command written and never answered: QUIT would queue behind it for ever
+    void subscriber.unsubscribe().catch(() => {});
+    const t0 = Date.now();
+    const stopped = await Promise.race([
+      h.registry.stop().then(() => Date.now() - t0),
+      new Promise<'hung'>((r) => setTimeout(() => r('hung'), 12_000)),
+    ]);
+    expect(stopped).not.toBe('hung');
+    // closed for good (its status moves on the socket's close event)
+    const closedBy = Date.now() + 2_000;
+    while (subscriber.status !== 'end' && Date.now() < closedBy) await new Promise((r) => setTimeout(r, 20));
+    expect(subscriber.status).toBe('end');
+  }, 30_000);
 });

@@ -1,4 +1,5 @@
 import type { VenueConfig } from '@xhedge/config';
+import { closeRedisClient } from '@xhedge/execution';
 import type { VenueAdapter } from '@xhedge/venue';
 import type { Redis } from 'ioredis';
 
@@ -376,7 +377,8 @@ export class VenueRegistry {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    if (this.#subscriber) await this.#subscriber.quit().catch(() => undefined);
+    // bounded: a subscriber cut off from Redis would hold QUIT, and the run's shutdown, for ever
+    if (this.#subscriber) await closeRedisClient(this.#subscriber);
     await this.#queue;
   }
 

@@ -2,8 +2,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '@xhedge/config';
-import { hasRedisServer, type OwnRedis, spawnRedisServer } from '@xhedge/execution/testing';
+import { freePort, hasRedisServer, type OwnRedis, spawnRedisServer } from '@xhedge/execution/testing';
 import { startRun } from '@xhedge/runtime';
+import { postgresReachable, TEST_PG_URL } from '@xhedge/store';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,6 +92,96 @@ describe.runIf(hasRedis)('a run on a Redis with a password', () => {
     expect(log).toMatch(/maxmemory-policy is allkeys-lru/);
     expect(log).toContain(`127.0.0.1:${server.port}`);
     expect(log).not.toContain(password);
+  }, 60_000);
+});
+
+describe('a run whose REDIS_URL does not answer', () => {
+  it('nothing listening there: refused at start as a configuration error naming REDIS_URL', async () => {
+    const port = await freePort();
+    await expect(
+      startRun({
+        config: profile('paper.yaml', (t) => t),
+        env: { REDIS_URL: `redis://:not-logged-${process.pid}@127.0.0.1:${port}` },
+        port: 0,
+        logger: pino({ level: 'silent' }),
+      }),
+    ).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: expect.stringMatching(
+        new RegExp(
+          `^REDIS_URL redis://:\\*\\*\\*@127\\.0\\.0\\.1:${port} does not answer: .+; check its host`,
+        ),
+      ),
+    });
+  }, 60_000);
+
+  it.runIf(hasRedis)(
+    'a wrong password: refused at start, the password never in the message',
+    async () => {
+      const server = await spawnRedisServer([]);
+      try {
+        const admin = new Redis(server.url);
+        await admin.config('SET', 'requirepass', 'the-right-one');
+        admin.disconnect();
+        const wrong = `wrong-${process.pid}`;
+        const err = await startRun({
+          config: profile('paper.yaml', (t) => t),
+          env: { REDIS_URL: server.url.replace('redis://', `redis://:${wrong}@`) },
+          port: 0,
+          logger: pino({ level: 'silent' }),
+        }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringMatching(/WRONGPASS/) });
+        expect(String((err as Error).message)).not.toContain(wrong);
+      } finally {
+        server.stop();
+      }
+    },
+    60_000,
+  );
+});
+
+describe('a run whose DATABASE_URL is wrong', () => {
+  const start = (url: string) =>
+    startRun({
+      config: profile('paper.yaml', (t) => t),
+      env: { DATABASE_URL: url },
+      port: 0,
+      logger: pino({ level: 'silent' }),
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+
+  it('nothing listening there: a configuration error naming DATABASE_URL, the password masked', async () => {
+    const port = await freePort();
+    const err = await start(`postgres://postgres:pw-${process.pid}@127.0.0.1:${port}/test`);
+    expect(err).toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: expect.stringMatching(
+        new RegExp(
+          `^DATABASE_URL postgres://postgres:\\*\\*\\*@127\\.0\\.0\\.1:${port}/test refused the ledger: .*ECONNREFUSED`,
+        ),
+      ),
+    });
+    expect(String((err as Error).message)).not.toContain(`pw-${process.pid}`);
+  }, 60_000);
+
+  it("a database that does not exist, on the machine's Postgres: a configuration error saying so", async (ctx) => {
+    if (!(await postgresReachable())) {
+      console.warn('[run endpoints] skipped: no Postgres reachable at TEST_PG_URL');
+      ctx.skip();
+    }
+    const url = new URL(TEST_PG_URL);
+    url.pathname = `/xhedge_no_such_db_${process.pid}`;
+    expect(await start(url.toString())).toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: expect.stringMatching(
+        /^DATABASE_URL .* refused the ledger: database "xhedge_no_such_db_\d+" does not exist/,
+      ),
+    });
   }, 60_000);
 });
 
