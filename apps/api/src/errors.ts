@@ -54,10 +54,16 @@ function fieldPath(context: string | undefined, instancePath: string): string {
   return out || 'request';
 }
 
-/** The raw value of a top-level query-string parameter, undefined when the request has none. */
-function queryValue(req: FastifyRequest, key: string): unknown {
+/**
+ * The raw value of the query-string parameter a field is in (`querystring.spotShocksPct[1]` is in
+ * `spotShocksPct`), undefined when the request has none.
+ */
+function queryValue(req: FastifyRequest, field: string): unknown {
+  const key = /^querystring\.([^.[]+)/.exec(field)?.[1];
   const q = req.query;
-  return q !== null && typeof q === 'object' ? (q as Record<string, unknown>)[key] : undefined;
+  return key !== undefined && q !== null && typeof q === 'object' && Object.hasOwn(q, key)
+    ? (q as Record<string, unknown>)[key]
+    : undefined;
 }
 
 /** zod's "expected string, received undefined" for a field left out says what it is: required. */
@@ -135,12 +141,9 @@ export function installErrorHandling(app: FastifyInstance): void {
         if (field === 'body' && /expected object, received (null|undefined)/.test(i.message))
           return { field, message: missingBody(req) };
         const message = requiredOr(i.message);
-        // a query parameter left out that is coerced (a number): required, not "expected …, received NaN"
-        if (
-          message === i.message &&
-          field.startsWith('querystring.') &&
-          queryValue(req, field.slice('querystring.'.length)) === undefined
-        )
+        // a query parameter left out that is coerced (a number): required, not "expected …, received NaN";
+        // one that was sent keeps its own message, whichever element of it is wrong
+        if (message === i.message && field.startsWith('querystring.') && queryValue(req, field) === undefined)
           return {
             field,
             message: message.startsWith('expected ') ? `required: ${message.slice(9)}` : 'required',

@@ -38,16 +38,44 @@ import {
 
 const SECRET_KEY_RE = /(private.?key|secret|mnemonic|seed.?phrase|password|passphrase|api.?key|token)/i;
 
-/** Paths under `params` whose key looks like a secret and whose value is inline. */
-function inlineSecretPaths(value: unknown, path: (string | number)[], out: (string | number)[][]): void {
-  if (Array.isArray(value)) {
-    for (const [i, v] of value.entries()) inlineSecretPaths(v, [...path, i], out);
-  } else if (value !== null && typeof value === 'object') {
-    for (const [k, v] of Object.entries(value)) {
-      if (SECRET_KEY_RE.test(k) && (typeof v === 'string' || typeof v === 'number')) out.push([...path, k]);
-      else inlineSecretPaths(v, [...path, k], out);
+/** How deep a venue's `params` may nest: adapter settings are a few levels deep, not thousands. */
+const MAX_PARAMS_DEPTH = 16;
+
+/**
+ * What is wrong in a venue's `params`, walked without recursion (a body nested thousands of levels deep
+ * must be refused, not overflow the stack): keys that look like a secret with an inline value, and the
+ * first place nested deeper than {@link MAX_PARAMS_DEPTH}, which is not walked further.
+ */
+function paramsIssues(params: Record<string, unknown>): { path: (string | number)[]; message: string }[] {
+  const out: { path: (string | number)[]; message: string }[] = [];
+  let tooDeep = false;
+  const inline = ([k, v]: [string | number, unknown]) =>
+    typeof k === 'string' && SECRET_KEY_RE.test(k) && (typeof v === 'string' || typeof v === 'number');
+  const stack: { value: unknown; path: (string | number)[] }[] = [{ value: params, path: ['params'] }];
+  while (stack.length > 0) {
+    const { value, path } = stack.pop() as { value: unknown; path: (string | number)[] };
+    if (value === null || typeof value !== 'object') continue;
+    const entries: [string | number, unknown][] = Array.isArray(value)
+      ? [...value.entries()]
+      : Object.entries(value);
+    if (entries.length === 0) continue;
+    // params itself is level 0
+    if (path.length - 1 >= MAX_PARAMS_DEPTH) {
+      if (!tooDeep)
+        out.push({
+          path,
+          message: `nested deeper than ${MAX_PARAMS_DEPTH} levels; params are adapter settings`,
+        });
+      tooDeep = true;
+      continue;
     }
+    for (const [k] of entries.filter(inline))
+      out.push({ path: [...path, k], message: 'inline secret not allowed; use credentials {env: VAR_NAME}' });
+    // pushed last to first: walked in the order of the body
+    for (const [k, v] of entries.filter((e) => !inline(e)).reverse())
+      stack.push({ value: v, path: [...path, k] });
   }
+  return out;
 }
 
 /** The checks a venue gets from the config file's parent: chain family, no inline secrets. */
@@ -62,14 +90,7 @@ function venueChecks(
       path: ['chain'],
       message: `a ${v.kind} venue runs on a ${family} chain, not ${v.chain}`,
     });
-  const secrets: (string | number)[][] = [];
-  inlineSecretPaths(v.params, ['params'], secrets);
-  for (const p of secrets)
-    ctx.addIssue({
-      code: 'custom',
-      path: p,
-      message: 'inline secret not allowed; use credentials {env: VAR_NAME}',
-    });
+  for (const { path, message } of paramsIssues(v.params)) ctx.addIssue({ code: 'custom', path, message });
 }
 
 /** A venue as the config file takes it, plus the checks the file gets from its parent (chain family, no inline secrets). */
@@ -129,7 +150,12 @@ const ReasonBody = z.strictObject({ reason: Reason });
 const AckBody = z.strictObject({ venue: VenueId, instrument: z.string().min(1).max(128), reason: Reason });
 const MarkBody = z.strictObject({
   /** Mark at this equity, USD; absent: at the newest equity the planner observed. */
-  equityUsd: z.number().finite().optional(),
+  equityUsd: z
+    .number()
+    .finite()
+    .min(-1e15, { error: 'expected USD from -1e15 to 1e15' })
+    .max(1e15, { error: 'expected USD from -1e15 to 1e15' })
+    .optional(),
   reason: Reason,
 });
 const TokenBody = z.strictObject({ name: z.string().trim().min(1).max(80), role: Role });
@@ -139,7 +165,14 @@ const ShockList = (min: number, max: number, dflt: number[]) =>
     .string()
     .regex(/^-?\d+(\.\d+)?(,-?\d+(\.\d+)?){0,40}$/, 'expected comma-separated numbers, e.g. -10,-5,0,5,10')
     .transform((s) => s.split(',').map(Number))
-    .pipe(z.array(z.number().min(min).max(max)))
+    .pipe(
+      z.array(
+        z
+          .number({ error: `expected numbers from ${min} to ${max}` })
+          .min(min, { error: `expected numbers from ${min} to ${max}` })
+          .max(max, { error: `expected numbers from ${min} to ${max}` }),
+      ),
+    )
     .optional()
     .transform((v) => v ?? dflt);
 

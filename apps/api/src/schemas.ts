@@ -230,19 +230,31 @@ export type ReadinessView = z.infer<typeof ReadinessView>;
 
 // ---- request pieces
 
-/** Query integers arrive as strings. */
-/** A whole number in a query string, from `min` to `max`; `what` names it in an error. */
-const QueryInt = (min: number, max: number, what = 'a whole number') =>
-  z.coerce
+/** A whole number from `min` to `max`; `what` names it in an error. */
+const WholeNumber = (min: number, max: number, what = 'a whole number') =>
+  z
     .number({ error: `expected ${what}` })
     .int({ error: `expected ${what}` })
     .min(min, { error: `expected ${what}, at least ${min}` })
     .max(max, { error: `expected ${what}, at most ${max}` });
-export const EpochMs = () => QueryInt(0, 8.64e15, 'milliseconds since the Unix epoch (a whole number)');
+
+/**
+ * A query-string value read as a number for `schema`. Only decimal digits are one: `z.coerce` would take
+ * an empty value or a blank as 0 and `0x10`, `1e3`, ` 5 ` as numbers, answering a malformed request
+ * instead of refusing it. Anything else becomes NaN so that the number's own error names the field
+ * (and a parameter left out stays undefined: required, or its default).
+ */
+const FromQuery = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((v) => (typeof v === 'string' ? (/^-?\d+$/.test(v) ? Number(v) + 0 : Number.NaN) : v), schema);
+
+export const EpochMs = () =>
+  FromQuery(WholeNumber(0, 8.64e15, 'milliseconds since the Unix epoch (a whole number)'));
+/** Page size in a query string; the default sits inside so the OpenAPI document shows it. */
+const Limit = (dflt: number) => FromQuery(WholeNumber(1, 5000).default(dflt));
 export const TimeRangeQuery = z.strictObject({
   fromMs: EpochMs().optional(),
   toMs: EpochMs().optional(),
-  limit: QueryInt(1, 5000).default(500),
+  limit: Limit(500),
 });
 export const EmptyQuery = z.strictObject({});
 
@@ -280,7 +292,7 @@ export const JobsQuery = TimeRangeQuery.extend({
   planId: EntityId.optional(),
   venue: VenueId.optional(),
   underlying: Underlying.optional(),
-  limit: QueryInt(1, 5000).default(200),
+  limit: Limit(200),
 });
 export const IdParam = z.strictObject({ id: EntityId });
 export const VenueParam = z.strictObject({ id: VenueId });

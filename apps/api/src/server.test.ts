@@ -361,6 +361,12 @@ describe('operator API', () => {
     const bad = await mark('operator', { equityUsd: 'lots', reason: 'a bad value' });
     expect(bad.statusCode).toBe(400);
     expect(bad.body).toContain('equityUsd');
+    // a finite but absurd equity would make the loss since the mark overflow to Infinity
+    const huge = await mark('operator', { equityUsd: -1.79e308, reason: 'a typo' });
+    expect(huge.statusCode).toBe(400);
+    expect(huge.json().error.details.issues).toEqual([
+      expect.objectContaining({ field: 'body.equityUsd', message: 'expected USD from -1e15 to 1e15' }),
+    ]);
     const atLast = await mark('operator', { reason: 'end of day' });
     expect(atLast.statusCode).toBe(200);
     expect(atLast.json()).toMatchObject({ markUsd: 990_000, lossSinceMarkUsd: 0, reason: 'end of day' });
@@ -658,6 +664,100 @@ describe('auth matrix: every role against every route of the OpenAPI document', 
       }
     }
     expect(rows).toEqual([]);
+  });
+});
+
+describe('malformed requests the API fuzz found (fuzz.test.ts): a 4xx naming what is wrong', () => {
+  const json = (role: keyof typeof tokens) => ({ ...auth(role), 'content-type': 'application/json' });
+
+  it('a venue whose params nest thousands of levels deep is a 400 naming where, not a 500 (stack overflow)', async () => {
+    const nested = (levels: number) => `${'{"a":'.repeat(levels)}1${'}'.repeat(levels)}`;
+    const venue = (id: string, levels: number) =>
+      `{"id":"${id}","kind":"gmx","chain":"evm:42161","params":{"a":${nested(levels)}}}`;
+    const tooDeep = /^body\.params(\.a){16}: nested deeper than 16 levels/;
+    for (const [method, url, id] of [
+      ['POST', '/v1/venues', 'deep-venue'],
+      ['PUT', '/v1/venues/gmx-arb', 'gmx-arb'],
+    ] as const) {
+      for (const levels of [20_000, 16]) {
+        const r = await app.inject({ method, url, headers: json('operator'), payload: venue(id, levels) });
+        expect(r.statusCode, `${method} ${levels}: ${r.body.slice(0, 300)}`).toBe(400);
+        expect(r.json().error.code).toBe('VALIDATION');
+        expect(r.json().error.message).toMatch(tooDeep);
+      }
+    }
+    // settings as deep as the limit are taken, and read back
+    const ok = await app.inject({
+      method: 'POST',
+      url: '/v1/venues',
+      headers: json('operator'),
+      payload: venue('deep-ok', 15),
+    });
+    expect(ok.statusCode, ok.body.slice(0, 300)).toBe(201);
+    expect((await app.inject({ url: '/v1/venues/deep-ok', headers: auth('viewer') })).statusCode).toBe(200);
+  });
+
+  it('a whole number in a query string is decimal digits: empty, blank, hex or exponent values are refused, not read as 0 or a number', async () => {
+    const epoch = 'expected milliseconds since the Unix epoch (a whole number)';
+    for (const [qs, message] of [
+      ['fromMs=', `querystring.fromMs: ${epoch}`],
+      ['fromMs=%20', `querystring.fromMs: ${epoch}`],
+      ['toMs=0x10', `querystring.toMs: ${epoch}`],
+      ['fromMs=1e3', `querystring.fromMs: ${epoch}`],
+      ['toMs=5%20', `querystring.toMs: ${epoch}`],
+      ['limit=%2B5', 'querystring.limit: expected a whole number'],
+      ['limit=', 'querystring.limit: expected a whole number'],
+    ]) {
+      const r = await app.inject({ url: `/v1/hedges/jobs?${qs}`, headers: auth('viewer') });
+      expect(r.statusCode, `${qs}: ${r.body}`).toBe(400);
+      expect(r.json().error.message, qs).toBe(message);
+    }
+    const pnl = await app.inject({ url: '/v1/pnl?fromMs=&toMs=', headers: auth('viewer') });
+    expect(pnl.statusCode, pnl.body).toBe(400);
+    expect(pnl.json().error.message).toBe(`querystring.fromMs: ${epoch}`);
+    // digits still work, with the default page size when left out, and the document still says so
+    expect(
+      (await app.inject({ url: '/v1/hedges/jobs?fromMs=0&limit=7', headers: auth('viewer') })).statusCode,
+    ).toBe(200);
+    const doc = (await app.inject({ url: '/docs/json' })).json() as {
+      paths: Record<string, { get?: { parameters?: { name: string; schema: unknown }[] } }>;
+    };
+    expect(doc.paths['/v1/hedges/jobs']?.get?.parameters?.find((p) => p.name === 'limit')?.schema).toEqual({
+      default: 200,
+      type: 'integer',
+      minimum: 1,
+      maximum: 5000,
+    });
+  });
+
+  it('a scenario shock out of range names the shock and the range, not "required"', async () => {
+    for (const [qs, message] of [
+      ['spotShocksPct=0,900', 'querystring.spotShocksPct[1]: expected numbers from -90 to 500'],
+      [`volShocksPts=${'9'.repeat(400)}`, 'querystring.volShocksPts[0]: expected numbers from -100 to 300'],
+    ]) {
+      const r = await app.inject({ url: `/v1/risk/scenarios?underlying=BTC&${qs}`, headers: auth('viewer') });
+      expect(r.statusCode, r.body).toBe(400);
+      expect(r.json().error.message).toBe(message);
+    }
+  });
+
+  it('ids and breaker names as long as the schemas allow (128 characters) reach the route, not a 414', async () => {
+    const id = `j${'x'.repeat(127)}`;
+    const job = await app.inject({ url: `/v1/hedges/jobs/${id}`, headers: auth('viewer') });
+    expect(job.statusCode, job.body).toBe(404);
+    expect(job.json().error.code).toBe('NOT_FOUND');
+    const name = `venue:${'x'.repeat(122)}`;
+    const brk = await app.inject({
+      method: 'POST',
+      url: `/v1/breakers/${name}/trip`,
+      headers: json('risk'),
+      payload: { reason: 'long name' },
+    });
+    expect(brk.statusCode, brk.body).toBe(404);
+    expect(brk.json().error.message).toBe(`no breaker ${name} guards any order of this run`);
+    const long = await app.inject({ url: `/v1/hedges/jobs/${'x'.repeat(257)}`, headers: auth('viewer') });
+    expect(long.statusCode).toBe(414);
+    expect(long.json().error.code).toBe('URI_TOO_LONG');
   });
 });
 

@@ -30,6 +30,13 @@ export const REDACT_PATHS = [
   'body.token',
 ];
 
+/**
+ * Longest path parameter the router takes, characters as sent; longer is 414 URI_TOO_LONG. Ids and
+ * breaker names are at most 128 characters (EntityId, NameParam): the router's own default of 100 refused valid
+ * ones. The rest leaves room for percent-encoding.
+ */
+export const MAX_PATH_PARAM_LENGTH = 256;
+
 export interface ApiServerOptions {
   ports: ApiPorts;
   /** A pino logger (give it {@link REDACT_PATHS}), or false for none. @defaultValue pino at info, secrets redacted */
@@ -70,6 +77,7 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
     bodyLimit: opts.bodyLimitBytes ?? 256 * 1024,
     return503OnClosing: true,
     frameworkErrors: frameworkErrorHandler,
+    routerOptions: { maxParamLength: MAX_PATH_PARAM_LENGTH },
     forceCloseConnections: true,
   });
   app.setValidatorCompiler(validatorCompiler);
