@@ -46,6 +46,7 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 const perPackage = [];
+const failures = [];
 for (const d of pkgDirs) {
   const f = join(d, '.vitest', 'results.json');
   if (!existsSync(f)) continue;
@@ -54,6 +55,23 @@ for (const d of pkgDirs) {
   failed += r.numFailedTests;
   skipped += r.numPendingTests + (r.numTodoTests ?? 0);
   perPackage.push(`${d.slice(root.length + 1)} ${r.numPassedTests}/${r.numTotalTests}`);
+  for (const file of r.testResults ?? []) {
+    const failedTests = (file.assertionResults ?? []).filter((a) => a.status === 'failed');
+    // A file that failed outside any test (an import error, a hook) has no failed assertion.
+    if (failedTests.length === 0 && file.status === 'failed')
+      failures.push({ where: file.name.slice(root.length + 1), message: file.message ?? '' });
+    for (const a of failedTests)
+      failures.push({
+        where: `${file.name.slice(root.length + 1)} > ${a.fullName}`,
+        message: (a.failureMessages ?? []).join('\n'),
+      });
+  }
+}
+// Failures last, short, so that the tail of a long log (all a CI page may keep) names them.
+for (const f of failures) {
+  console.log(`\n== failed: ${f.where}`);
+  const lines = f.message.split('\n').filter((l) => l.trim() !== '');
+  console.log(lines.slice(0, 12).join('\n'));
 }
 console.log(`\n== per package: ${perPackage.join(', ')}`);
 if (!ok && failed === 0) failed = 1; // a failed lint/typecheck/cycle step counts as a failure
