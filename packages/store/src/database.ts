@@ -53,7 +53,12 @@ export async function openDatabase(opts: OpenDatabaseOptions = {}): Promise<Data
     const admin = new pg.Client({ connectionString: opts.url });
     await admin.connect();
     try {
+      // `if not exists` is not safe against a concurrent create (a duplicate key error on
+      // pg_namespace): processes starting at once serialize on an advisory lock first
+      await admin.query('begin');
+      await admin.query('select pg_advisory_xact_lock(hashtext($1))', [`xhedge.schema.${schema}`]);
       await admin.query(`create schema if not exists ${schema}`);
+      await admin.query('commit');
     } finally {
       await admin.end();
     }

@@ -1,4 +1,4 @@
-import { type HedgeIntent, ManualClock } from '@xhedge/core';
+import { type Fill, type HedgeIntent, ManualClock, ValidationError } from '@xhedge/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DatabaseHandle } from './database.ts';
 import { FencedOutError, IllegalTransitionError, LedgerConflictError } from './errors.ts';
@@ -29,6 +29,11 @@ function intent(n: number, over: Partial<HedgeIntent> = {}): HedgeIntent {
   };
 }
 
+/** A buy fill of order xh-1 on gmx's ETH perp; `f` gives its id, size, price, costs and time. */
+function fillOf(f: Pick<Fill, 'fillId' | 'sizeBase' | 'priceUsd' | 'feeUsd' | 'gasUsd' | 'tsMs'>): Fill {
+  return { clientOrderId: 'xh-1', venue: 'gmx', instrument: 'ETH-USD:PERP', side: 'buy', ...f };
+}
+
 describe.each(backends)('Ledger on $name', ({ open }) => {
   let h: DatabaseHandle;
   let ledger: Ledger;
@@ -56,6 +61,30 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     await expect(
       ledger.recordIntent(intent(1, { sizeBase: '2' }), { clientOrderId: 'xh-1', actor: 'orchestrator:a' }),
     ).rejects.toBeInstanceOf(LedgerConflictError);
+    // what is sent must match too: a replay with another limit, order type or reduce-only is a conflict
+    for (const [field, over] of [
+      ['limitPriceUsd', { limitPriceUsd: '3100' }],
+      ['orderType', { orderType: 'limit' }],
+      ['reduceOnly', { reduceOnly: true }],
+    ] as const) {
+      await expect(
+        ledger.recordIntent(intent(1, over), { clientOrderId: 'xh-1', actor: 'orchestrator:a' }),
+      ).rejects.toMatchObject({ details: { field } });
+      await expect(
+        ledger.recordPlan([{ intent: intent(1, over), clientOrderId: 'xh-1', status: 'queued' }], {
+          actor: 'a',
+        }),
+      ).rejects.toMatchObject({ details: { field } });
+    }
+    // the same size written otherwise is the same intent
+    expect(
+      (
+        await ledger.recordIntent(intent(1, { sizeBase: '1.50' }), {
+          clientOrderId: 'xh-1',
+          actor: 'orchestrator:a',
+        })
+      ).created,
+    ).toBe(false);
     const events = await ledger.orderEvents('xh-1');
     expect(events.map((e) => e.toStatus)).toEqual(['planned']);
     const got = await ledger.getIntent(intent(1).id);
@@ -185,22 +214,108 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
   });
 
   it('records fills once and lists them', async () => {
-    const fill = {
+    const fill = fillOf({
       fillId: 'f1',
-      clientOrderId: 'xh-1',
-      venue: 'gmx',
-      instrument: 'ETH-USD:PERP',
-      side: 'buy' as const,
       sizeBase: '1.5',
       priceUsd: '3001.5',
       feeUsd: 2.7,
       gasUsd: 0.1,
       tsMs: 20_000,
-    };
+    });
     expect(await ledger.recordFill(fill)).toBe(true);
     expect(await ledger.recordFill(fill)).toBe(false);
     expect(await ledger.listFills({ underlying: 'ETH' })).toEqual([fill]);
     expect(await ledger.listFills({ underlying: 'BTC' })).toEqual([]);
+  });
+
+  it('refuses a fill with a NaN or infinite fee, or a size or price that is not an exact decimal', async () => {
+    const fill = fillOf({
+      fillId: 'f-bad',
+      sizeBase: '0.5',
+      priceUsd: '3000',
+      feeUsd: 1,
+      gasUsd: 0,
+      tsMs: 20_001,
+    });
+    for (const bad of [
+      { feeUsd: Number.NaN },
+      { gasUsd: Number.POSITIVE_INFINITY },
+      { sizeBase: '1e-7' },
+      { priceUsd: 'NaN' },
+    ]) {
+      await expect(ledger.recordFill({ ...fill, ...bad }), JSON.stringify(bad)).rejects.toBeInstanceOf(
+        ValidationError,
+      );
+    }
+    expect((await ledger.listFills({ clientOrderId: 'xh-1' })).map((f) => f.fillId)).toEqual(['f1']);
+  });
+
+  it('fill progress never goes back: a stale lower filled size is not written; patch decimals are checked', async () => {
+    await ledger.recordPlan(
+      [{ intent: intent(601, { planId: 'plan_601' }), clientOrderId: 'xh-601', status: 'queued' }],
+      {
+        actor: 'o',
+      },
+    );
+    await ledger.transition('xh-601', 'sent', { actor: 'w' });
+    await ledger.transition('xh-601', 'partially-filled', {
+      actor: 'run-b',
+      patch: { filledSizeBase: '1.0' },
+    });
+    // a racing run of the same job, with an older venue read, writes after the newer one
+    const stale = await ledger.transition('xh-601', 'partially-filled', {
+      actor: 'run-a',
+      patch: { filledSizeBase: '0.5', avgFillPriceUsd: '2990' },
+    });
+    expect(stale.changed).toBe(false);
+    expect(await ledger.getOrder('xh-601')).toMatchObject({ filledSizeBase: '1.0' });
+    expect((await ledger.orderEvents('xh-601')).map((e) => e.actor)).toEqual(['o', 'o', 'w', 'run-b']);
+    // progress is still recorded
+    const more = await ledger.transition('xh-601', 'partially-filled', {
+      actor: 'run-b',
+      patch: { filledSizeBase: '1.25' },
+    });
+    expect(more).toMatchObject({ changed: true, order: { filledSizeBase: '1.25' } });
+    await expect(
+      ledger.transition('xh-601', 'partially-filled', { actor: 'w', patch: { filledSizeBase: 'NaN' } }),
+    ).rejects.toBeInstanceOf(ValidationError);
+    await expect(
+      ledger.transition('xh-601', 'filled', {
+        actor: 'w',
+        patch: { filledSizeBase: '1.5', avgFillPriceUsd: '' },
+      }),
+    ).rejects.toBeInstanceOf(ValidationError);
+    expect(await ledger.getOrder('xh-601')).toMatchObject({
+      status: 'partially-filled',
+      filledSizeBase: '1.25',
+    });
+  });
+
+  it('filters breaker events by exact venue and underlying, never by a name that only starts or ends alike', async () => {
+    const at = 50_000;
+    for (const breaker of [
+      'venue:dx',
+      'venue:dx-arb',
+      'venue:d_x',
+      'chain:evm:1',
+      'market:loss:SOL',
+      'market:loss:WSOL',
+      'market:loss:S_L',
+    ])
+      await ledger.recordBreakerEvent({
+        breaker,
+        fromState: 'closed',
+        toState: 'open',
+        reason: 'r',
+        details: {},
+        atMs: at,
+      });
+    const names = async (q: { venue?: string; underlying?: string }) =>
+      (await ledger.listBreakerEvents({ ...q, fromMs: at, toMs: at + 1 })).map((e) => e.breaker).sort();
+    expect(await names({ venue: 'dx' })).toEqual(['venue:dx']);
+    expect(await names({ venue: 'd_x' })).toEqual(['venue:d_x']);
+    expect(await names({ underlying: 'SOL' })).toEqual(['market:loss:SOL']);
+    expect(await names({ underlying: 'S_L' })).toEqual(['market:loss:S_L']);
   });
 
   it('keeps breaker, kill-switch and audit events, and risk snapshots', async () => {

@@ -1,8 +1,9 @@
 import {
   type Clock,
   canTransition,
+  Dec,
   DecimalString,
-  type Fill,
+  Fill,
   HedgeIntent,
   type Order,
   OrderStatus,
@@ -172,6 +173,30 @@ export interface LedgerOptions {
   clock?: Clock;
 }
 
+/**
+ * The first field in which an intent differs from the one recorded under its id, or undefined: what
+ * is sent (venue, instrument, side, size, order type, limit, reduce-only) must be the same, so a replay
+ * with other content is a conflict, never silently the old order.
+ */
+function intentConflict(
+  prev: Pick<
+    IntentRow,
+    'venue' | 'instrument' | 'side' | 'size_base' | 'order_type' | 'limit_price_usd' | 'reduce_only'
+  >,
+  t: HedgeIntent,
+): string | undefined {
+  const sameDecimal = (a: string | null, b: string | undefined) =>
+    a === null || b === undefined ? a === null && b === undefined : new Dec(a).eq(b);
+  if (prev.venue !== t.venue) return 'venue';
+  if (prev.instrument !== t.instrument) return 'instrument';
+  if (prev.side !== t.side) return 'side';
+  if (!new Dec(prev.size_base).eq(t.sizeBase)) return 'sizeBase';
+  if (prev.order_type !== t.orderType) return 'orderType';
+  if (!sameDecimal(prev.limit_price_usd, t.limitPriceUsd)) return 'limitPriceUsd';
+  if (prev.reduce_only !== t.reduceOnly) return 'reduceOnly';
+  return undefined;
+}
+
 const MAX_LIMIT = 5000;
 const OPEN_STATUSES: readonly string[] = OrderStatus.options.filter((s) => !TERMINAL_ORDER_STATUSES.has(s));
 
@@ -242,14 +267,8 @@ export class Ledger {
           .selectAll()
           .where('id', '=', intent.id)
           .executeTakeFirstOrThrow();
-        for (const [field, a, b] of [
-          ['venue', prev.venue, intent.venue],
-          ['instrument', prev.instrument, intent.instrument],
-          ['side', prev.side, intent.side],
-          ['sizeBase', prev.size_base, intent.sizeBase],
-        ] as const) {
-          if (a !== b) throw new LedgerConflictError('intent', intent.id, field);
-        }
+        const field = intentConflict(prev, intent);
+        if (field) throw new LedgerConflictError('intent', intent.id, field);
         const order = await tx
           .selectFrom('orders')
           .selectAll()
@@ -431,17 +450,27 @@ export class Ledger {
         .selectFrom('intents')
         .innerJoin('orders', 'orders.intent_id', 'intents.id')
         .selectAll('orders')
-        .select(['intents.size_base as intent_size_base'])
+        .select([
+          'intents.size_base as intent_size_base',
+          'intents.order_type as intent_order_type',
+          'intents.limit_price_usd as intent_limit_price_usd',
+          'intents.reduce_only as intent_reduce_only',
+        ])
         .where('intents.id', '=', t.id)
         .executeTakeFirstOrThrow();
-      for (const [field, a, b] of [
-        ['venue', prev.venue, t.venue],
-        ['instrument', prev.instrument, t.instrument],
-        ['side', prev.side, t.side],
-        ['sizeBase', prev.intent_size_base, t.sizeBase],
-      ] as const) {
-        if (a !== b) throw new LedgerConflictError('intent', t.id, field);
-      }
+      const field = intentConflict(
+        {
+          venue: prev.venue,
+          instrument: prev.instrument,
+          side: prev.side,
+          size_base: prev.intent_size_base,
+          order_type: prev.intent_order_type,
+          limit_price_usd: prev.intent_limit_price_usd,
+          reduce_only: prev.intent_reduce_only,
+        },
+        t,
+      );
+      if (field) throw new LedgerConflictError('intent', t.id, field);
       out.push({ intentId: t.id, created: false, order: toOrder(prev) });
     }
     return out;
@@ -541,7 +570,9 @@ export class Ledger {
   /**
    * Moves an order to `to` if the state machine allows it (row-locked, so concurrent workers
    * serialize). `to === from` is an idempotent replay (no write, `changed: false`), except
-   * `partially-filled`, which records fill progress. Moving to `sent` counts a send attempt.
+   * `partially-filled`, which records fill progress (a `filledSizeBase` lower than the one recorded is a
+   * stale report: no write, `changed: false`). Moving to `sent` counts a send attempt. The patch's
+   * sizes and prices must be exact decimals (`ValidationError`).
    *
    * `from`: a precondition on the current state, decided in the same transaction as the write (a
    * caller's earlier read may be stale by then: a cancel "of an order not sent" must not land on one a
@@ -556,6 +587,10 @@ export class Ledger {
   ): Promise<TransitionResult> {
     const now = this.#clock.nowMs();
     const allowed = opts.from;
+    for (const k of ['filledSizeBase', 'avgFillPriceUsd'] as const) {
+      const v = opts.patch?.[k];
+      if (v !== undefined) parseOrThrow(DecimalString, v, `order ${clientOrderId} ${k}`);
+    }
     return this.db.transaction().execute(async (tx) => {
       const cur = await tx
         .selectFrom('orders')
@@ -569,6 +604,9 @@ export class Ledger {
       if (allowed && !allowed.includes(from)) return { changed: false, unmet: true, order: toOrder(cur) };
       if (!canTransition(from, to)) throw new IllegalTransitionError(clientOrderId, from, to);
       const p = opts.patch ?? {};
+      // fill progress only grows: a lower one is a stale report (a racing run's older venue read)
+      if (from === to && p.filledSizeBase !== undefined && new Dec(p.filledSizeBase).lt(cur.filled_size_base))
+        return { changed: false, order: toOrder(cur) };
       const updated = await tx
         .updateTable('orders')
         .set({
@@ -749,7 +787,9 @@ export class Ledger {
   }
 
   /** Records a fill once (keyed by venue and fill id). @returns false when it was recorded before. */
-  async recordFill(fill: Fill): Promise<boolean> {
+  async recordFill(fillIn: Fill): Promise<boolean> {
+    // the system of record takes no NaN/Infinity fee nor a size or price that is not an exact decimal
+    const fill = parseOrThrow(Fill, fillIn, 'fill');
     const res = await this.db
       .insertInto('fills')
       .values({
@@ -827,8 +867,12 @@ export class Ledger {
     if (q.fromMs !== undefined) qb = qb.where('at_ms', '>=', q.fromMs);
     if (q.toMs !== undefined) qb = qb.where('at_ms', '<', q.toMs);
     if (q.breaker) qb = qb.where('breaker', '=', q.breaker);
-    if (q.venue) qb = qb.where('breaker', 'like', `venue:${q.venue}%`);
-    if (q.underlying) qb = qb.where('breaker', 'like', `%:${q.underlying}`);
+    // exact names, no LIKE: `venue:gmx` is not `venue:gmx-arb`, and `_` in an id is no wildcard
+    if (q.venue) qb = qb.where('breaker', '=', `venue:${q.venue}`);
+    if (q.underlying) {
+      const suffix = `:${q.underlying}`;
+      qb = qb.where(sql<boolean>`right(breaker, ${suffix.length}) = ${suffix}`);
+    }
     const rows = await qb.orderBy('id', 'desc').limit(limitOf(q)).execute();
     return rows.map(toBreakerEvent);
   }

@@ -106,12 +106,18 @@ export async function migrate(
   migrations: readonly Migration[] = MIGRATIONS,
   nowMs: () => number = Date.now,
 ): Promise<number[]> {
-  await sql`create table if not exists xhedge_migrations (
-    version integer primary key, name text not null, applied_at_ms bigint not null)`.execute(db);
+  const lock = (tx: Kysely<LedgerDatabase>) =>
+    sql`select pg_advisory_xact_lock(hashtext(current_schema() || '.xhedge_migrations'))`.execute(tx);
+  // under the lock too: a concurrent `create table if not exists` fails with a duplicate key (pg_type)
+  await db.transaction().execute(async (tx) => {
+    await lock(tx);
+    await sql`create table if not exists xhedge_migrations (
+      version integer primary key, name text not null, applied_at_ms bigint not null)`.execute(tx);
+  });
   const applied: number[] = [];
   for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
     await db.transaction().execute(async (tx) => {
-      await sql`select pg_advisory_xact_lock(hashtext(current_schema() || '.xhedge_migrations'))`.execute(tx);
+      await lock(tx);
       const done = await tx
         .selectFrom('xhedge_migrations')
         .select('version')
