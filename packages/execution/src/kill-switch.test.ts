@@ -657,11 +657,11 @@ describe('kill switch: the cancel claim is a lease', () => {
   it('a pass stuck past ten leases stops renewing its claim: another process takes the pass over', async () => {
     const cid = await workingInLedger(env, 5, 'ph');
     const scope = 'venue:ph' as const;
-    const ledger = env.ledger as unknown as { listOrders: (q: { venue?: string }) => Promise<unknown> };
-    const list = ledger.listOrders.bind(ledger);
+    const ledger = env.ledger as unknown as { listAllOrders: (q: { venue?: string }) => Promise<unknown> };
+    const list = ledger.listAllOrders.bind(ledger);
     let hang = true;
     // the first pass at venue ph never gets its working orders from the ledger (a call that never answers)
-    ledger.listOrders = (q) => {
+    ledger.listAllOrders = (q) => {
       if (q.venue === 'ph' && hang) {
         hang = false;
         return new Promise(() => {});
@@ -684,7 +684,7 @@ describe('kill switch: the cancel claim is a lease', () => {
       expect(other.cancels).toEqual([cid]);
       expect(stuck.cancels).toEqual([]);
     } finally {
-      ledger.listOrders = list;
+      ledger.listAllOrders = list;
       await env.killSwitch.release(scope, { actor: 'risk-owner:test', reason: 'drill over' });
     }
   }, 30_000);

@@ -79,7 +79,7 @@ export class Reconciler {
     try {
       const now = this.#clock.nowMs();
       const minAge = this.#o.minAgeMs ?? 5000;
-      const orders = (await this.#o.ledger.listOrders({ status: OPEN, limit: 5000 })).filter(
+      const orders = (await this.#o.ledger.listAllOrders({ status: OPEN })).filter(
         (o) => now - o.updatedAtMs >= minAge,
       );
       for (const order of orders) {

@@ -1264,7 +1264,7 @@ class OrderProcessor {
    */
   async #cancelWorking(ev: KillEvent, venueId: string, venue: VenueAdapter): Promise<void> {
     const working = await this.#unlessAborted(
-      this.#o.ledger.listOrders({ venue: venueId, status: WORKING, limit: 5000 }),
+      this.#o.ledger.listAllOrders({ venue: venueId, status: WORKING }),
     );
     let cancelled = 0;
     const failed: { clientOrderId: string; error: unknown }[] = [];

@@ -874,8 +874,8 @@ export class TickPlanner {
 
   /** Underlyings with a hedge order not yet final (planned, queued, sent, working, unknown). */
   async #inFlightUnderlyings(): Promise<Set<string>> {
-    const working = await this.#o.ledger.listIntents({ status: NON_TERMINAL, limit: 5000 });
-    return new Set(working.map((i) => i.underlying));
+    // all of them, not a page: an underlying left out would be planned again while its order works
+    return this.#o.ledger.underlyingsWithOrders(NON_TERMINAL);
   }
 
   async #hedge(

@@ -184,6 +184,41 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     expect(await ledger.listIntents({ status: [] })).toEqual([]);
   });
 
+  it('lists all orders past any page size, each once, newest first; and the underlyings with working orders', async () => {
+    // ties on the creation time (one plan, one clock reading) and two times: the cursor needs both keys
+    const leg = (n: number, underlying = 'SOL') => ({
+      intent: intent(700 + n, {
+        planId: 'plan_700',
+        venue: 'pager',
+        underlying,
+        instrument: `${underlying}-USD:PERP`,
+      }),
+      clientOrderId: `xh-7${String(n).padStart(2, '0')}`,
+      status: 'queued' as const,
+    });
+    await ledger.recordPlan(
+      [0, 1, 2, 3].map((n) => leg(n)),
+      { actor: 'o' },
+    );
+    clock.advance(5);
+    await ledger.recordPlan(
+      [4, 5, 6].map((n) => leg(n, 'AVAX')),
+      { actor: 'o' },
+    );
+    const all = await ledger.listOrders({ venue: 'pager', limit: 100 });
+    expect(all).toHaveLength(7);
+    for (const pageSize of [1, 2, 3, 7, 5000])
+      expect(await ledger.listAllOrders({ venue: 'pager' }, { pageSize }), `page ${pageSize}`).toEqual(all);
+    expect(await ledger.listAllOrders({ venue: 'pager', status: [] })).toEqual([]);
+    const working = await ledger.underlyingsWithOrders(['queued']);
+    expect(working.has('SOL') && working.has('AVAX')).toBe(true);
+    await ledger.transition('xh-704', 'cancelled', { actor: 'o' });
+    await ledger.transition('xh-705', 'cancelled', { actor: 'o' });
+    await ledger.transition('xh-706', 'cancelled', { actor: 'o' });
+    expect((await ledger.underlyingsWithOrders('queued')).has('AVAX')).toBe(false);
+    expect(await ledger.underlyingsWithOrders([])).toEqual(new Set());
+  });
+
   it('lists orders with their plan id in one query, with the filters and order of listOrders', async () => {
     await ledger.recordIntent(intent(7, { planId: 'plan_7', venue: 'drift', instrument: 'ETH-USD:PERP' }), {
       clientOrderId: 'xh-7',

@@ -736,6 +736,51 @@ export class Ledger {
   }
 
   /**
+   * Every order `q` selects, newest first, however many: read in pages of 5000, each after the last
+   * row of the one before (created time, then client order id), so no row is skipped or read twice
+   * while orders are added. For the passes that must see all of them (the kill switch's cancels, the
+   * reconciler), where a capped list would leave the rest working. `opts.pageSize`: rows per read
+   * (@defaultValue 5000).
+   */
+  async listAllOrders(
+    q: Omit<LedgerQuery, 'limit'> = {},
+    opts: { pageSize?: number } = {},
+  ): Promise<LedgerOrder[]> {
+    const pageSize = limitOf({ limit: opts.pageSize ?? MAX_LIMIT });
+    const out: LedgerOrder[] = [];
+    for (;;) {
+      const last = out.at(-1);
+      let qb = this.#ordersQuery({ ...q, limit: pageSize });
+      if (last)
+        qb = qb.where((eb) =>
+          eb.or([
+            eb('orders.created_at_ms', '<', last.createdAtMs),
+            eb.and([
+              eb('orders.created_at_ms', '=', last.createdAtMs),
+              eb('orders.client_order_id', '>', last.clientOrderId),
+            ]),
+          ]),
+        );
+      const page = (await qb.selectAll('orders').execute()).map(toOrder);
+      out.push(...page);
+      if (page.length < pageSize) return out;
+    }
+  }
+
+  /** The underlyings with at least one order in `status` (one of them), in one statement. */
+  async underlyingsWithOrders(status: OrderStatus | readonly OrderStatus[]): Promise<Set<string>> {
+    const st = statuses(status) ?? [];
+    if (st.length === 0) return new Set();
+    const rows = await this.db
+      .selectFrom('orders')
+      .select('underlying')
+      .distinct()
+      .where('status', 'in', st)
+      .execute();
+    return new Set(rows.map((r) => r.underlying));
+  }
+
+  /**
    * `listOrders` with each order's plan id, in one statement (the API's list of hedge jobs: a page of
    * 5000 is one query, not one per order).
    */
