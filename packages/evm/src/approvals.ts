@@ -1,6 +1,7 @@
 import { type Clock, systemClock, type Urgency, XhedgeError } from '@xhedge/core';
 import { InvalidOrderError } from '@xhedge/venue';
 import { type Address, encodeFunctionData, erc20Abi } from 'viem';
+import { toVenueError } from './errors.ts';
 import type { TxSender } from './tx.ts';
 
 /**
@@ -22,12 +23,22 @@ export async function ensureAllowance(
     clientOrderId?: string;
   },
 ): Promise<{ approved: bigint | null }> {
-  const current = await sender.ctx.publicClient.readContract({
-    address: p.token,
-    abi: erc20Abi,
-    functionName: 'allowance',
-    args: [sender.address, p.spender],
-  });
+  let current: bigint;
+  try {
+    current = await sender.ctx.publicClient.readContract({
+      address: p.token,
+      abi: erc20Abi,
+      functionName: 'allowance',
+      args: [sender.address, p.spender],
+    });
+  } catch (err) {
+    // A raw viem error carries the RPC URL (API key) and the request body: map and scrub it.
+    throw toVenueError(err, {
+      venue: sender.ctx.venue,
+      secrets: sender.ctx.secrets,
+      ...(p.clientOrderId !== undefined ? { clientOrderId: p.clientOrderId } : {}),
+    });
+  }
   if (current >= p.amount) return { approved: null };
   let target = p.amount;
   if (p.policy.mode === 'capped') {

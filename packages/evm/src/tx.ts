@@ -225,11 +225,17 @@ export class TxSender {
         details: { latestNonce: n.latest, pendingNonce: n.pending },
       });
     }
-    const fees = await this.gasPolicy.waitForFees(
-      () => readFees(this.ctx.publicClient),
-      opts.urgency ?? 'normal',
-      this.ctx.venue,
-    );
+    let fees: FeeQuote;
+    try {
+      fees = await this.gasPolicy.waitForFees(
+        () => readFees(this.ctx.publicClient),
+        opts.urgency ?? 'normal',
+        this.ctx.venue,
+      );
+    } catch (err) {
+      // A raw viem error carries the RPC URL (API key) and the request body: map and scrub it.
+      throw toVenueError(err, this.errCtx(cid));
+    }
     const gas = ((await this.estimateGas(req, cid)) * this.gasMultiplierPct) / 100n;
     return this.signAndBroadcast(req, n.latest, gas, fees, opts);
   }
@@ -293,6 +299,16 @@ export class TxSender {
           : `lost track of transaction ${info.hash}; outcome unknown, reconcile by hash`,
         ...(cid !== undefined ? { clientOrderId: cid } : {}),
         details: { txHash: info.hash, nonce: info.nonce },
+      });
+    }
+    if (receipt.transactionHash.toLowerCase() !== info.hash.toLowerCase()) {
+      // viem resolves with the receipt of a transaction that took the nonce (a cancel, a speed-up, a
+      // send by another process): that is not this transaction's outcome, which only reconciling can tell.
+      throw new NotConfirmedError({
+        venue: this.ctx.venue,
+        message: `transaction ${info.hash} was replaced at nonce ${info.nonce} by ${receipt.transactionHash}; it will not be mined, reconcile by hash`,
+        ...(cid !== undefined ? { clientOrderId: cid } : {}),
+        details: { txHash: info.hash, nonce: info.nonce, replacedBy: receipt.transactionHash },
       });
     }
     if (receipt.status === 'reverted') throw await this.revertError(receipt, cid);
@@ -378,7 +394,23 @@ export class TxSender {
     }
     if (nonce !== undefined) {
       const latest = await c.getTransactionCount({ address: this.address, blockTag: 'latest' });
-      if (latest > nonce) return { state: 'replaced', nonce };
+      if (latest > nonce) {
+        // The nonce was used, maybe by this very transaction, mined after the lookups above (a node
+        // without a mempool view answers "not found" for a pending one): only a receipt read now tells.
+        try {
+          return { state: 'mined', receipt: await c.getTransactionReceipt({ hash }) };
+        } catch (err) {
+          if (
+            !(
+              err instanceof BaseError &&
+              err.walk((e) => (e as { name?: string }).name === 'TransactionReceiptNotFoundError')
+            )
+          ) {
+            throw toVenueError(err, this.errCtx(undefined, { txHash: hash }));
+          }
+        }
+        return { state: 'replaced', nonce };
+      }
     }
     return { state: 'unknown' };
   }
@@ -426,7 +458,12 @@ export class TxSender {
           prevFees = undefined;
         }
       }
-      const current = await readFees(this.ctx.publicClient);
+      let current: FeeQuote;
+      try {
+        current = await readFees(this.ctx.publicClient);
+      } catch (err) {
+        throw toVenueError(err, this.errCtx(opts.clientOrderId));
+      }
       const fees = prevFees ? bumpFees(prevFees, current) : bumpFees(current, current);
       const request: TxRequest =
         mode === 'cancel'
