@@ -1,18 +1,22 @@
 import type { ChainId } from '@xhedge/core';
 import {
   type Account,
+  BaseError,
   type Chain,
   createPublicClient,
   createWalletClient,
   fallback,
   type Hex,
+  hexToNumber,
   http,
   type PublicClient,
+  shouldThrow,
   type Transport,
   type WalletClient,
 } from 'viem';
 import { type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts';
 import { type EvmChainProfile, evmChainProfile } from './chains.ts';
+import { ChainIdMismatchError, findChainIdMismatch } from './errors.ts';
 import {
   resolvePrivateKey,
   resolveSecret,
@@ -57,18 +61,81 @@ export interface CreateEvmContextOptions {
   pollingIntervalMs?: number;
 }
 
-/** Public and wallet clients with RPC fallbacks and `cacheTime: 0` (fresh block numbers, nonces). */
+/**
+ * Wraps a transport so that, before its first request, it asks the RPC for `eth_chainId` and refuses
+ * (with {@link ChainIdMismatchError}) to serve anything if that is not `expectedId`: EIP-155 protects
+ * signatures, but reads from the wrong chain would look valid. The state lives outside the transport
+ * factory, so it holds across the clients of a context (and fallback's per-request instantiation): a
+ * match is checked once, a mismatch is remembered, a failed check (RPC down) is tried again next time.
+ */
+function chainIdChecked(
+  inner: Transport,
+  check: { venue: string; expectedId: number; rpcIndex?: number },
+): Transport {
+  let verified = false;
+  let mismatch: ChainIdMismatchError | undefined;
+  let inFlight: Promise<void> | undefined;
+  return (params) => {
+    const t = inner(params);
+    // viem's error handling reads viem-shaped errors (string `details`): hand it one, the mismatch as cause.
+    const refuse = (m: ChainIdMismatchError) => new BaseError(m.shortMessage, { cause: m });
+    const verify = (): Promise<void> => {
+      if (verified) return Promise.resolve();
+      if (mismatch) return Promise.reject(refuse(mismatch));
+      inFlight ??= (async () => {
+        try {
+          const raw: unknown = await t.request({ method: 'eth_chainId' });
+          const rpcChainId = typeof raw === 'number' ? raw : hexToNumber(raw as `0x${string}`);
+          if (rpcChainId !== check.expectedId) {
+            mismatch = new ChainIdMismatchError({
+              venue: check.venue,
+              configuredChainId: check.expectedId,
+              rpcChainId,
+              ...(check.rpcIndex !== undefined ? { rpcIndex: check.rpcIndex } : {}),
+            });
+            throw refuse(mismatch);
+          }
+          verified = true;
+        } finally {
+          inFlight = undefined;
+        }
+      })();
+      return inFlight;
+    };
+    const request = (async (args: Parameters<typeof t.request>[0], options?: unknown) => {
+      await verify();
+      return t.request(args, options as never);
+    }) as typeof t.request;
+    return { ...t, request };
+  };
+}
+
+/**
+ * Public and wallet clients with RPC fallbacks and `cacheTime: 0` (fresh block numbers, nonces). Each
+ * RPC (or the injected transport) is checked to serve `opts.chain` before its first use; on a mismatch
+ * every request fails with {@link ChainIdMismatchError} (not moved on to the next fallback RPC).
+ */
 export function createEvmContext(opts: CreateEvmContextOptions): EvmContext {
   const profile = evmChainProfile(opts.chain);
   const timeout = opts.requestTimeoutMs ?? 10_000;
-  const transport =
-    opts.transport ??
-    (opts.rpcUrls.length === 1
-      ? http(opts.rpcUrls[0], { timeout, retryCount: 1 })
+  const checked = (t: Transport, rpcIndex?: number) =>
+    chainIdChecked(t, {
+      venue: opts.venue,
+      expectedId: profile.chain.id,
+      ...(rpcIndex !== undefined ? { rpcIndex } : {}),
+    });
+  const transport = opts.transport
+    ? checked(opts.transport)
+    : opts.rpcUrls.length === 1
+      ? checked(http(opts.rpcUrls[0], { timeout, retryCount: 1 }), 0)
       : fallback(
-          opts.rpcUrls.map((u) => http(u, { timeout, retryCount: 1 })),
-          { rank: false, retryCount: 1 },
-        ));
+          opts.rpcUrls.map((u, i) => checked(http(u, { timeout, retryCount: 1 }), i)),
+          {
+            rank: false,
+            retryCount: 1,
+            shouldThrow: (err) => findChainIdMismatch(err) !== undefined || Boolean(shouldThrow(err)),
+          },
+        );
   const pollingInterval = opts.pollingIntervalMs ?? 250;
   const account = privateKeyToAccount(opts.privateKey);
   const publicClient = createPublicClient({ chain: profile.chain, transport, cacheTime: 0, pollingInterval });

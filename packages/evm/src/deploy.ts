@@ -20,6 +20,36 @@ export async function deployContract(
   return receipt.contractAddress;
 }
 
+/**
+ * Sends a set-up call from the context's account (local chains, fixtures) and waits for it to succeed.
+ * Its gas limit is twice the node's estimate: an estimate is exact for the state it ran on, and a
+ * concurrent transaction (a keeper run, a price set in the same second) can make the call dearer by
+ * the time it is mined, which would revert it out of gas. A revert names the block, the gas used
+ * against the limit and the selector.
+ */
+export async function sendFixtureTransaction(
+  ctx: Pick<EvmContext, 'walletClient' | 'publicClient'>,
+  to: Address,
+  data: Hex,
+): Promise<void> {
+  const account = ctx.walletClient.account;
+  if (!account) throw new Error('sendFixtureTransaction: the wallet client has no account');
+  const estimate = await ctx.publicClient.estimateGas({ account, to, data });
+  const gas = estimate * 2n;
+  const hash = await ctx.walletClient.sendTransaction({
+    account,
+    chain: ctx.walletClient.chain,
+    to,
+    data,
+    gas,
+  });
+  const r = await ctx.publicClient.waitForTransactionReceipt({ hash });
+  if (r.status !== 'success')
+    throw new Error(
+      `fixture transaction to ${to} reverted (block ${r.blockNumber}, gas used ${r.gasUsed} of ${gas}, selector ${data.slice(0, 10)})`,
+    );
+}
+
 /** Sends a JSON-RPC method that viem has no typed action for (anvil_*, evm_*), returning its raw result. */
 export function rpc<T = unknown>(
   client: PublicClient,

@@ -22,6 +22,50 @@ export interface DecodedRevert {
   data: Hex | undefined;
 }
 
+/**
+ * A venue's RPC serves another chain than the one configured: every read (positions, prices,
+ * allowances) would come from the wrong chain. A configuration error (code `VENUE_MISCONFIGURED`), never
+ * retried, nothing sent. Names the venue and both chain ids, and the RPC only by its position in
+ * `endpoints.rpc` (its URL may hold an API key).
+ */
+export class ChainIdMismatchError extends VenueError {
+  override name = 'ChainIdMismatchError';
+  readonly configuredChainId: number;
+  readonly rpcChainId: number;
+  constructor(p: {
+    venue: string;
+    configuredChainId: number;
+    rpcChainId: number;
+    /** Position of the RPC in the venue's `endpoints.rpc` (0-based), when the context built the transports. */
+    rpcIndex?: number;
+  }) {
+    const which = p.rpcIndex === undefined ? 'the RPC' : `RPC endpoints.rpc[${p.rpcIndex}]`;
+    super('VENUE_MISCONFIGURED', {
+      venue: p.venue,
+      message: `${which} serves chain id ${p.rpcChainId}, but the venue is configured for chain id ${p.configuredChainId}; fix the venue's chain or endpoints.rpc`,
+      outcome: 'not-sent',
+      retryable: false,
+      details: {
+        configuredChainId: p.configuredChainId,
+        rpcChainId: p.rpcChainId,
+        ...(p.rpcIndex !== undefined ? { rpcIndex: p.rpcIndex } : {}),
+      },
+    });
+    this.configuredChainId = p.configuredChainId;
+    this.rpcChainId = p.rpcChainId;
+  }
+}
+
+/** The {@link ChainIdMismatchError} in an error's cause chain (viem wraps what a transport throws). */
+export function findChainIdMismatch(err: unknown): ChainIdMismatchError | undefined {
+  let cur: unknown = err;
+  for (let depth = 0; cur && depth < 12; depth++) {
+    if (cur instanceof ChainIdMismatchError) return cur;
+    cur = typeof cur === 'object' ? (cur as { cause?: unknown }).cause : undefined;
+  }
+  return undefined;
+}
+
 /** What a venue says a named revert means; unlisted reverts become {@link RevertedError}. */
 export type RevertClass = 'acceptable-price' | 'insufficient-funds' | 'stale-oracle' | 'invalid-order';
 export type RevertClassifier = (revert: DecodedRevert) => RevertClass | undefined;
@@ -142,10 +186,12 @@ export function revertToVenueError(revert: DecodedRevert, ctx: ErrorContext, cau
  * reverts → RevertedError (or the classifier's class), funds → InsufficientFundsError, nonce problems →
  * NonceError, timeouts → VenueTimeoutError (outcome unknown), transport failures → VenueNetworkError.
  * Non-revert errors are `not-sent`, or `unknown` with {@link ErrorContext.afterSigning}.
- * VenueErrors pass through unchanged.
+ * VenueErrors pass through unchanged, and so does a {@link ChainIdMismatchError} viem wrapped.
  */
 export function toVenueError(err: unknown, ctx: ErrorContext): VenueError {
   if (err instanceof VenueError) return err;
+  const mismatch = findChainIdMismatch(err);
+  if (mismatch) return mismatch;
   const short =
     err instanceof BaseError ? err.shortMessage : err instanceof Error ? err.message : String(err);
   const message = redact(short, ctx.secrets);

@@ -1,3 +1,4 @@
+import * as nodeFs from 'node:fs';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -27,7 +28,7 @@ import {
 } from './onchain-orders.ts';
 import { redact } from './secrets.ts';
 import { type CompiledContract, compileSolidity, EVM_TEST_CONTRACTS_URL } from './solc.ts';
-import { JsonFileOrderStore, MemoryOrderStore } from './store.ts';
+import { JsonFileOrderStore, MemoryOrderStore, type OrderStoreFs } from './store.ts';
 import { type LocalTestChain, startLocalTestChain } from './testing.ts';
 import { TxSender } from './tx.ts';
 
@@ -513,5 +514,59 @@ describe('config, secrets and store', () => {
     const s2 = new JsonFileOrderStore<{ txHash: string }>(file);
     expect(await s2.get('c1')).toEqual({ txHash: '0x01' });
     expect(await s2.list()).toHaveLength(1);
+  });
+
+  it('JsonFileOrderStore fsyncs the temp file before the rename and the directory after it', async () => {
+    // What this proves: the calls are made, on the right files, in the durable order. It cannot prove
+    // that the data survives a power loss (that is the kernel's and the disk's part).
+    const dir = mkdtempSync(path.join(tmpdir(), 'xhedge-store-'));
+    const file = path.join(dir, 'orders.json');
+    const calls: string[] = [];
+    const fdPaths = new Map<number, string>();
+    const label = (p: unknown): string => {
+      const s = typeof p === 'number' ? (fdPaths.get(p) ?? `fd${p}`) : String(p);
+      return s === dir ? 'dir' : s === file ? 'file' : s.startsWith(`${file}.`) ? 'tmp' : s;
+    };
+    const fs: OrderStoreFs = {
+      mkdirSync: nodeFs.mkdirSync,
+      readFileSync: nodeFs.readFileSync,
+      openSync: ((p: nodeFs.PathLike, flags: nodeFs.OpenMode) => {
+        const fd = nodeFs.openSync(p, flags);
+        fdPaths.set(fd, String(p));
+        calls.push(`open ${label(p)}`);
+        return fd;
+      }) as typeof nodeFs.openSync,
+      writeFileSync: ((f: number, d: string) => {
+        calls.push(`write ${label(f)}`);
+        nodeFs.writeFileSync(f, d);
+      }) as typeof nodeFs.writeFileSync,
+      fsyncSync: (fd) => {
+        calls.push(`fsync ${label(fd)}`);
+        nodeFs.fsyncSync(fd);
+      },
+      closeSync: (fd) => {
+        calls.push(`close ${label(fd)}`);
+        nodeFs.closeSync(fd);
+      },
+      renameSync: (a, b) => {
+        calls.push(`rename ${label(a)} ${label(b)}`);
+        nodeFs.renameSync(a, b);
+      },
+    };
+    const store = new JsonFileOrderStore<{ txHash: string }>(file, { fs });
+    await store.put('c1', { txHash: '0x01' });
+    expect(calls).toEqual([
+      'open tmp',
+      'write tmp',
+      'fsync tmp',
+      'close tmp',
+      'rename tmp file',
+      'open dir',
+      'fsync dir',
+      'close dir',
+    ]);
+    // The file is complete and the temp file gone.
+    expect(JSON.parse(nodeFs.readFileSync(file, 'utf8'))).toEqual({ c1: { txHash: '0x01' } });
+    expect(nodeFs.readdirSync(dir)).toEqual(['orders.json']);
   });
 });

@@ -1,7 +1,7 @@
 import { type Clock, systemClock, type Urgency } from '@xhedge/core';
 import { RateLimitError } from '@xhedge/venue';
 import { type Address, size as byteSize, type Hex, type PublicClient, parseAbi } from 'viem';
-import type { L1DataFeeKind } from './chains.ts';
+import { L1_FEE_IN_GAS, type L1DataFeeKind } from './chains.ts';
 
 /** EIP-1559 fees for the next transaction, wei. */
 export interface FeeQuote {
@@ -125,9 +125,10 @@ export function l1DataFeeModel(
   }
 }
 
-/** The all-in cost of one transaction: L2 execution gas plus the L1 data fee. */
+/** The all-in cost of one transaction: L2 execution gas plus the L1 data fee (`totalWei = executionWei + l1DataWei`). */
 export interface TxCost {
   gasLimit: bigint;
+  /** L2 execution; on a chain whose gas includes the L1 part (Arbitrum), the gas cost minus that part. */
   executionWei: bigint;
   l1DataWei: bigint;
   totalWei: bigint;
@@ -135,19 +136,28 @@ export interface TxCost {
   totalUsd: number;
 }
 
-/** Cost at the expected price (base + priority), not the max fee cap, which is only a bound. */
+/**
+ * Cost at the expected price (base + priority), not the max fee cap, which is only a bound. The L1 data
+ * fee is added on top of gas unless the chain family's gas already includes it ({@link L1_FEE_IN_GAS},
+ * Arbitrum): then the total is gas × price and `l1DataWei` is the share of it that pays for L1 data.
+ */
 export function txCost(p: {
   gasLimit: bigint;
   fees: FeeQuote;
   l1DataWei: bigint;
   gasAssetUsd: number;
+  /** The chain family of the L1 fee. @defaultValue an L1 fee charged on top of gas (OP Stack) */
+  l1DataFeeKind?: L1DataFeeKind;
 }): TxCost {
-  const executionWei = p.gasLimit * (p.fees.baseFeePerGas + p.fees.maxPriorityFeePerGas);
-  const totalWei = executionWei + p.l1DataWei;
+  const gasWei = p.gasLimit * (p.fees.baseFeePerGas + p.fees.maxPriorityFeePerGas);
+  const inGas = p.l1DataFeeKind !== undefined && L1_FEE_IN_GAS[p.l1DataFeeKind];
+  const l1DataWei = inGas && p.l1DataWei > gasWei ? gasWei : p.l1DataWei;
+  const executionWei = inGas ? gasWei - l1DataWei : gasWei;
+  const totalWei = executionWei + l1DataWei;
   return {
     gasLimit: p.gasLimit,
     executionWei,
-    l1DataWei: p.l1DataWei,
+    l1DataWei,
     totalWei,
     totalUsd: (Number(totalWei) / 1e18) * p.gasAssetUsd,
   };

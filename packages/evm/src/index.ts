@@ -20,6 +20,7 @@ export {
 export {
   type EvmChainProfile,
   evmChainProfile,
+  L1_FEE_IN_GAS,
   type L1DataFeeKind,
   UnsupportedChainError,
 } from './chains.ts';
@@ -30,11 +31,13 @@ export {
   type EvmVenueConfigLike,
   evmContextFromVenueConfig,
 } from './clients.ts';
-export { deployContract, revertTo, rpc, snapshot } from './deploy.ts';
+export { deployContract, revertTo, rpc, sendFixtureTransaction, snapshot } from './deploy.ts';
 export {
+  ChainIdMismatchError,
   type DecodedRevert,
   decodeRevert,
   type ErrorContext,
+  findChainIdMismatch,
   findRevertData,
   type RevertClass,
   type RevertClassifier,
@@ -93,7 +96,12 @@ export {
   EVM_TEST_CONTRACTS_URL,
   SolidityCompileError,
 } from './solc.ts';
-export { JsonFileOrderStore, MemoryOrderStore, type OrderRecordStore } from './store.ts';
+export {
+  JsonFileOrderStore,
+  MemoryOrderStore,
+  type OrderRecordStore,
+  type OrderStoreFs,
+} from './store.ts';
 export {
   type SendOptions,
   type SentTx,

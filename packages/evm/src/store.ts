@@ -1,5 +1,11 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import * as nodeFs from 'node:fs';
 import path from 'node:path';
+
+/** The file system calls {@link JsonFileOrderStore} makes (`node:fs` by default; injectable for tests). */
+export type OrderStoreFs = Pick<
+  typeof nodeFs,
+  'mkdirSync' | 'readFileSync' | 'openSync' | 'writeFileSync' | 'fsyncSync' | 'closeSync' | 'renameSync'
+>;
 
 /**
  * A durable map from client order id to what the adapter knows about the order (tx hash, order key,
@@ -29,23 +35,26 @@ export class MemoryOrderStore<T> implements OrderRecordStore<T> {
 }
 
 /**
- * One JSON file per venue; every `put` rewrites the file atomically (write a temp file, fsync by
- * rename) before it resolves, so a record written before a broadcast survives a crash. Records must be
+ * One JSON file per venue; every `put` rewrites the file atomically and durably before it resolves:
+ * write a temp file, fsync it, rename it over the file, fsync the directory (so the rename itself is on
+ * disk). A record written before a broadcast thus survives a crash or a power loss. Records must be
  * JSON-safe (bigints as decimal strings). Single writer per file (one process per venue account).
  */
 export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
   private readonly file: string;
+  private readonly fs: OrderStoreFs;
   private data: Record<string, T> | undefined;
 
-  constructor(file: string) {
+  constructor(file: string, opts: { fs?: OrderStoreFs } = {}) {
     this.file = file;
+    this.fs = opts.fs ?? nodeFs;
   }
 
   private load(): Record<string, T> {
     if (this.data) return this.data;
     let text: string;
     try {
-      text = readFileSync(this.file, 'utf8');
+      text = this.fs.readFileSync(this.file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       this.data = {};
@@ -69,10 +78,28 @@ export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
   async put(id: string, record: T): Promise<void> {
     const data = this.load();
     data[id] = structuredClone(record);
-    mkdirSync(path.dirname(this.file), { recursive: true });
+    const fs = this.fs;
+    const dir = path.dirname(this.file);
+    fs.mkdirSync(dir, { recursive: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(data, null, 1));
-    renameSync(tmp, this.file);
+    const fd = fs.openSync(tmp, 'w');
+    try {
+      fs.writeFileSync(fd, JSON.stringify(data, null, 1));
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, this.file);
+    // The rename lives in the directory: sync it too, or a power loss can bring back the old file.
+    // (Windows cannot open a directory; there the rename is as durable as NTFS makes it.)
+    if (process.platform !== 'win32') {
+      const dfd = fs.openSync(dir, 'r');
+      try {
+        fs.fsyncSync(dfd);
+      } finally {
+        fs.closeSync(dfd);
+      }
+    }
   }
 
   async list(): Promise<T[]> {

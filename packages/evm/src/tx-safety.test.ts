@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isVenueError, NotConfirmedError, type VenueError } from '@xhedge/venue';
-import { type Address, custom, type Hex, http } from 'viem';
+import { type Address, custom, type Hex, http, parseTransaction } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ANVIL_DEV_KEYS } from './anvil.ts';
 import { ensureAllowance } from './approvals.ts';
@@ -11,6 +11,38 @@ import { type LocalTestChain, startLocalTestChain } from './testing.ts';
 import { type SignedTxInfo, TxSender } from './tx.ts';
 
 let chain: LocalTestChain;
+
+/**
+ * A context on the test chain whose requests go through `request` first; `forward` passes one to anvil
+ * unchanged (the node as a real RPC answers it).
+ */
+function interceptedContext(
+  request: (
+    method: string,
+    params: unknown,
+    forward: () => Promise<unknown>,
+    direct: { request: (a: { method: string; params?: unknown }) => Promise<unknown> },
+  ) => Promise<unknown>,
+): EvmContext {
+  const direct = http(chain.anvil.rpcUrl)({ retryCount: 0 });
+  const anvil = direct as unknown as {
+    request: (a: { method: string; params?: unknown }) => Promise<unknown>;
+  };
+  return createEvmContext({
+    venue: 'test-evm',
+    chain: 'evm:31337',
+    rpcUrls: [chain.anvil.rpcUrl],
+    privateKey: ANVIL_DEV_KEYS[0],
+    transport: custom(
+      {
+        request: ({ method, params }) =>
+          request(method, params, () => anvil.request({ method, params }), anvil),
+      },
+      { retryCount: 0 },
+    ),
+    pollingIntervalMs: 50,
+  });
+}
 let ctx: EvmContext;
 let payee: Address;
 
@@ -56,27 +88,14 @@ describe('TxSender safety', () => {
     const nonce = err.details?.nonce as number;
     // A node that does not see the pending transaction (an Arbitrum full node has no mempool; a
     // load-balanced or fallback RPC may not have it) answers "not found"; the block with it comes next.
-    const direct = http(chain.anvil.rpcUrl)({ retryCount: 0 });
     let mined = false;
-    const blind = createEvmContext({
-      venue: 'test-evm',
-      chain: 'evm:31337',
-      rpcUrls: [chain.anvil.rpcUrl],
-      privateKey: ANVIL_DEV_KEYS[0],
-      transport: custom(
-        {
-          async request({ method, params }) {
-            if (method === 'eth_getTransactionByHash' && !mined) {
-              mined = true;
-              await direct.request({ method: 'evm_mine' });
-              return null;
-            }
-            return direct.request({ method, params });
-          },
-        },
-        { retryCount: 0 },
-      ),
-      pollingIntervalMs: 50,
+    const blind = interceptedContext(async (method, _params, forward, anvil) => {
+      if (method === 'eth_getTransactionByHash' && !mined) {
+        mined = true;
+        await anvil.request({ method: 'evm_mine' });
+        return null;
+      }
+      return forward();
     });
     const st = await new TxSender({ ctx: blind }).status(hash, nonce);
     expect(mined).toBe(true);
@@ -115,6 +134,65 @@ describe('TxSender safety', () => {
       txHash: original.hash,
       replacedBy: cancel.hash,
     });
+  });
+
+  it('a cancel on a chain whose gas estimate includes the L1 cost (Arbitrum) uses the estimate, not 21000', async () => {
+    // An Arbitrum node folds the L1 data cost into gas: eth_estimateGas answers more than 21000 for a
+    // plain transfer, and a transaction with less gas than that is refused as "intrinsic gas too low".
+    const l1Gas = 40_000n;
+    const arbLike = interceptedContext(async (method, params, forward) => {
+      if (method === 'eth_estimateGas') return `0x${(BigInt((await forward()) as Hex) + l1Gas).toString(16)}`;
+      if (method === 'eth_sendRawTransaction') {
+        const tx = parseTransaction((params as [Hex])[0]);
+        if ((tx.gas ?? 0n) < 21_000n + l1Gas)
+          throw Object.assign(new Error('intrinsic gas too low'), { code: -32000 });
+      }
+      return forward();
+    });
+    await rpc(ctx.publicClient, 'evm_setAutomine', [false]);
+    const sender = new TxSender({ ctx: arbLike, receiptTimeoutMs: 200 });
+    const stuck = (await sender.send(transfer()).catch((e: unknown) => e)) as NotConfirmedError;
+    expect(stuck).toBeInstanceOf(NotConfirmedError);
+    const hash = stuck.details?.txHash as Hex;
+    const nonce = stuck.details?.nonce as number;
+    let cancelHash: Hex | undefined;
+    let settled = false;
+    const cancelling = sender
+      .replace({ hash, nonce }, 'cancel', {
+        timeoutMs: 5_000,
+        onSigned: (i) => {
+          cancelHash = i.hash;
+        },
+      })
+      .finally(() => {
+        settled = true;
+      });
+    // Mine once the cancel is in the mempool (unless the node refused it).
+    await until(async () => {
+      if (settled) return true;
+      if (!cancelHash) return undefined;
+      return (await ctx.publicClient.getTransaction({ hash: cancelHash }).catch(() => null))
+        ? true
+        : undefined;
+    }, 'the cancel to reach the mempool or fail');
+    if (!settled) await rpc(ctx.publicClient, 'evm_mine');
+    const cancel = await cancelling;
+    expect(cancel.receipt.status).toBe('success');
+    const tx = await ctx.publicClient.getTransaction({ hash: cancel.hash });
+    expect(tx.to?.toLowerCase()).toBe(ctx.account.address.toLowerCase());
+    // The node's estimate for the self-transfer with the sender's usual 1.2x headroom.
+    expect(tx.gas).toBe(((21_000n + l1Gas) * 120n) / 100n);
+    expect((await sender.status(hash, nonce)).state).toBe('replaced');
+  });
+
+  it('a cancel never goes below 21000 gas, whatever the node estimates', async () => {
+    const low = interceptedContext((method, _params, forward) =>
+      method === 'eth_estimateGas' ? Promise.resolve('0x1') : forward(),
+    );
+    const sender = new TxSender({ ctx: low, receiptTimeoutMs: 5_000 });
+    const nonce = await ctx.publicClient.getTransactionCount({ address: ctx.account.address });
+    const cancel = await sender.replace({ hash: `0x${'22'.repeat(32)}`, nonce }, 'cancel');
+    expect((await ctx.publicClient.getTransaction({ hash: cancel.hash })).gas).toBe(21_000n);
   });
 
   it('RPC failures before signing are venue errors without the RPC URL (its API key)', async () => {

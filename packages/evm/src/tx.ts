@@ -184,7 +184,11 @@ export class TxSender {
     }
   }
 
-  /** The all-in cost of a request now: L2 gas at current fees plus the L1 data fee. */
+  /**
+   * The all-in cost of a request now: L2 gas at current fees plus the L1 data fee, counted once per the
+   * chain family ({@link txCost}): added on OP Stack chains, already inside the gas on Arbitrum (where
+   * `gasLimit`, like the node's estimate, is Arbitrum gas including the L1 part).
+   */
   async estimateCost(req: TxRequest, gasAssetUsd: number, gasLimit?: bigint): Promise<TxCost> {
     const fees = await readFees(this.ctx.publicClient);
     const gas = gasLimit ?? (await this.estimateGas(req));
@@ -200,7 +204,7 @@ export class TxSender {
       maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
     });
     const l1DataWei = await this.l1FeeModel.estimateWei({ to: req.to, data: req.data, serialized });
-    return txCost({ gasLimit: gas, fees, l1DataWei, gasAssetUsd });
+    return txCost({ gasLimit: gas, fees, l1DataWei, gasAssetUsd, l1DataFeeKind: this.l1FeeModel.kind });
   }
 
   /** Signs, persists (onSigned), broadcasts and waits for the receipt. See the class doc for the error cases. */
@@ -476,12 +480,22 @@ export class TxSender {
                 message: `cannot speed up ${original.hash}: its request is unknown to this process`,
               });
             })());
+      // A cancel takes the node's estimate too: on Arbitrum it includes the L1 data cost, so a plain
+      // transfer needs more than 21000 gas there and a fixed 21000 would be refused.
       const gas =
         mode === 'cancel'
-          ? 21_000n
+          ? maxBig(
+              21_000n,
+              ((await this.estimateGas(request, opts.clientOrderId)) * this.gasMultiplierPct) / 100n,
+            )
           : (known?.info.gasLimit ?? ((await this.estimateGas(request)) * this.gasMultiplierPct) / 100n);
       return this.signAndBroadcast(request, original.nonce, gas, fees, opts);
     });
     return { hash: info.hash, nonce: info.nonce, receipt: await this.waitFor(info, opts) };
   }
+}
+
+/** Math.max for bigints. */
+function maxBig(a: bigint, b: bigint): bigint {
+  return a >= b ? a : b;
 }

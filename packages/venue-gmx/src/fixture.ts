@@ -1,4 +1,10 @@
-import { compileSolidity, deployContract, EVM_TEST_CONTRACTS_URL, type EvmContext } from '@xhedge/evm';
+import {
+  compileSolidity,
+  deployContract,
+  EVM_TEST_CONTRACTS_URL,
+  type EvmContext,
+  sendFixtureTransaction,
+} from '@xhedge/evm';
 import { type Address, encodeFunctionData, type Hex } from 'viem';
 import { gmxFixtureAbi } from './fixture-abi.ts';
 import { FLOAT_PRECISION, poolAmountKey, reserveFactorKey } from './keys.ts';
@@ -133,17 +139,9 @@ export async function deployGmxFixture(
     if (!x) throw new Error(`contract ${n} missing from the compiled output`);
     return x;
   };
-  const send = async (to: Address, data: `0x${string}`) => {
-    const hash = await deployer.walletClient.sendTransaction({ to, data });
-    const r = await deployer.publicClient.waitForTransactionReceipt({ hash });
-    if (r.status !== 'success') {
-      // what a flaky revert needs to be told apart: out of gas (used = limit) or a revert, at which block
-      const tx = await deployer.publicClient.getTransaction({ hash });
-      throw new Error(
-        `fixture transaction to ${to} reverted (block ${r.blockNumber}, gas used ${r.gasUsed} of ${tx.gas}, selector ${data.slice(0, 10)})`,
-      );
-    }
-  };
+  // with room over the node's estimate: a keeper's or a price set's concurrent write can make a set-up
+  // call dearer by the time it is mined (the GMX fixture's rare setPrice revert, out of gas)
+  const send = (to: Address, data: `0x${string}`) => sendFixtureTransaction(deployer, to, data);
   const usdc = await deployContract(deployer, get('TestToken'), ['USD Coin', 'USDC', 6]);
   const wnt = await deployContract(deployer, get('TestToken'), ['Wrapped Ether', 'WETH', 18]);
   const oracle = await deployContract(deployer, get('Oracle'));

@@ -1,5 +1,11 @@
 import { EXPIRY_HOUR_UTC, MS_PER_DAY, yearFraction } from '@xhedge/core';
-import { compileSolidity, deployContract, EVM_TEST_CONTRACTS_URL, type EvmContext } from '@xhedge/evm';
+import {
+  compileSolidity,
+  deployContract,
+  EVM_TEST_CONTRACTS_URL,
+  type EvmContext,
+  sendFixtureTransaction,
+} from '@xhedge/evm';
 import { bsm } from '@xhedge/pricing';
 import { type Address, encodeFunctionData, parseAbi } from 'viem';
 import { optionMarketAbi } from './abi.ts';
@@ -123,11 +129,9 @@ export async function deployLyraFixture(
     if (!x) throw new Error(`contract ${n} missing from the compiled output`);
     return x;
   };
-  const send = async (to: Address, data: `0x${string}`) => {
-    const hash = await deployer.walletClient.sendTransaction({ to, data });
-    const r = await deployer.publicClient.waitForTransactionReceipt({ hash });
-    if (r.status !== 'success') throw new Error(`fixture transaction to ${to} reverted`);
-  };
+  // with room over the node's estimate: a keeper's or a price set's concurrent write can make a set-up
+  // call dearer by the time it is mined (the GMX fixture's rare setPrice revert, out of gas)
+  const send = (to: Address, data: `0x${string}`) => sendFixtureTransaction(deployer, to, data);
   const quote = await deployContract(deployer, get('TestToken'), ['USD Coin', 'USDC', 18]);
   const block = await deployer.publicClient.getBlock();
   const nowMs = Number(block.timestamp) * 1000;

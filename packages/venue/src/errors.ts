@@ -23,7 +23,9 @@ export type VenueErrorCode =
   | 'VENUE_STALE_ORACLE'
   | 'VENUE_NONCE'
   | 'VENUE_HALTED'
-  | 'VENUE_ORDER_NOT_FOUND';
+  | 'VENUE_ORDER_NOT_FOUND'
+  /** The venue's configuration does not match what its endpoint serves (another chain id, say). */
+  | 'VENUE_MISCONFIGURED';
 
 export interface VenueErrorParams {
   venue: string;
