@@ -117,16 +117,35 @@ export function bsm(input: BsmInput): OptionGreeks {
     theta = (-S * dfQ * pdf1 * v) / (2 * sqrtT) + r * K * dfR * n2 - q * S * dfQ * n1;
     rho = -K * T * dfR * n2;
   }
-  return {
-    price,
-    delta,
-    gamma,
-    vegaPerVolPoint: vega / 100,
-    thetaPerDay: theta / DAYS_PER_YEAR,
-    rhoPer1Pct: rho / 100,
-    vannaPerVolPoint: vanna / 100,
-    volgaPerVolPoint: volga / 10_000,
-  };
+  return finiteGreeks(
+    {
+      price,
+      delta,
+      gamma,
+      vegaPerVolPoint: vega / 100,
+      thetaPerDay: theta / DAYS_PER_YEAR,
+      rhoPer1Pct: rho / 100,
+      vannaPerVolPoint: vanna / 100,
+      volgaPerVolPoint: volga / 10_000,
+    },
+    `spot ${S}, strike ${K}, timeYears ${T}, vol ${v}, rate ${r}, carry ${q}`,
+  );
+}
+
+/**
+ * `g` when every Greek is a finite number; else a `PricingInputError`: each input can be finite and
+ * their combination still overflow a double (a rate of 1e308, a spot of 1e308), and a NaN or an
+ * infinity must not leave the pricer as a price.
+ */
+export function finiteGreeks<G extends OptionGreeks>(g: G, inputs: string): G {
+  for (const [k, v] of Object.entries(g))
+    if (!Number.isFinite(v))
+      throw new PricingInputError(
+        'inputs',
+        inputs,
+        `out of the range a double can price: ${k} came out ${v}`,
+      );
+  return g;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { DAYS_PER_YEAR } from '@xhedge/core';
-import { type OptionGreeks, type OptionKind, PricingInputError } from './bsm.ts';
+import { finiteGreeks, type OptionGreeks, type OptionKind, PricingInputError } from './bsm.ts';
 
 /**
  * Inputs of an everlasting (perpetual) option (White & Bankman-Fried, "Everlasting Options", 2021): no
@@ -80,18 +80,21 @@ export function everlastingOption(input: EverlastingInput): EverlastingGreeks {
   const dpDu = S >= K ? -0.5 : 0.5;
   const vanna = ((dpDu * tv + p * dTvDu) * duDv) / S;
   const fundingPerYear = tv / T;
-  return {
-    price: payoff + tv,
-    delta: payoffDelta + tvDelta,
-    gamma,
-    vegaPerVolPoint: vega / 100,
-    thetaPerDay: -fundingPerYear / DAYS_PER_YEAR,
-    rhoPer1Pct: 0,
-    vannaPerVolPoint: vanna / 100,
-    volgaPerVolPoint: volga / 10_000,
-    payoff,
-    timeValue: tv,
-    fundingUsdPerYear: fundingPerYear,
-    fundingUsdPerDay: fundingPerYear / DAYS_PER_YEAR,
-  };
+  return finiteGreeks(
+    {
+      price: payoff + tv,
+      delta: payoffDelta + tvDelta,
+      gamma,
+      vegaPerVolPoint: vega / 100,
+      thetaPerDay: -fundingPerYear / DAYS_PER_YEAR,
+      rhoPer1Pct: 0,
+      vannaPerVolPoint: vanna / 100,
+      volgaPerVolPoint: volga / 10_000,
+      payoff,
+      timeValue: tv,
+      fundingUsdPerYear: fundingPerYear,
+      fundingUsdPerDay: fundingPerYear / DAYS_PER_YEAR,
+    },
+    `spot ${S}, strike ${K}, vol ${v}, fundingPeriodYears ${T}`,
+  );
 }

@@ -166,6 +166,26 @@ describe('put-call parity and finite differences', () => {
     for (const [k, v] of Object.entries(g)) expect(Number.isFinite(v), k).toBe(true);
   });
 
+  it('finite inputs whose Greeks overflow a double are refused, never priced NaN or Infinity', () => {
+    const base = { type: 'call' as const, spot: 100, strike: 100, timeYears: 1, vol: 0.5 };
+    for (const over of [{ rate: 1e308 }, { spot: 1e308 }, { carry: -1e308 }, { rate: -800 }]) {
+      expect(() => bsm({ ...base, ...over }), JSON.stringify(over)).toThrow(
+        /out of the range a double can price: \w+ came out (NaN|-?Infinity)/,
+      );
+      expect(() => inverseOption({ ...base, ...over }), JSON.stringify(over)).toThrow(/out of the range/);
+    }
+    expect(() =>
+      black76({ type: 'put', forward: 100, strike: 100, timeYears: 1, vol: 0.5, rate: 1e308 }),
+    ).toThrow(/out of the range/);
+    // a vol so small that u = √(1 + 8/(σ²T)) overflows
+    expect(() =>
+      everlastingOption({ type: 'call', spot: 100, strike: 90, vol: 1e-200, fundingPeriodYears: 1 / 365 }),
+    ).toThrow(/out of the range a double can price/);
+    // what is in range still prices
+    for (const [k, v] of Object.entries(bsm({ ...base, rate: 2, carry: -1 })))
+      expect(Number.isFinite(v), k).toBe(true);
+  });
+
   it('time to expiry from UTC instants is ACT/365 and rejects expired options', () => {
     const now = Date.UTC(2026, 0, 1);
     expect(timeToExpiryYears(now + 3_600_000, now)).toBeCloseTo(1 / 8760, 15);
