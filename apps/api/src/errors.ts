@@ -113,6 +113,8 @@ const DOMAIN_STATUS: Readonly<Record<string, number>> = {
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
   RATE_LIMITED: 429,
+  // engaged in Redis, the ledger write failed: a 5xx, and the message says the switch IS engaged
+  KILL_SWITCH_UNRECORDED: 500,
 };
 
 /**

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfigFile } from '@xhedge/config';
 import { ManualClock } from '@xhedge/core';
+import { KillSwitchUnrecordedError } from '@xhedge/execution';
 import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -348,6 +349,52 @@ describe('operator API', () => {
       expect(own.auditLog.at(-1)).toMatchObject({ action: 'breaker.trip', actor: 'o2' });
     } finally {
       await a2.close();
+    }
+  });
+
+  it('a kill switch engaged whose ledger record failed: a 500 that says it IS engaged, not an internal error', async () => {
+    const own = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const system = { tokenId: 'x', name: 'test', role: 'admin' as const };
+    const op = (await own.tokens.create({ name: 'o3', role: 'operator' }, system)).token;
+    const unrecorded = await buildApiServer({
+      ports: {
+        ...own,
+        controls: {
+          ...own.controls,
+          tripKillSwitch: async () => {
+            throw new KillSwitchUnrecordedError(
+              {
+                scope: 'global',
+                eventId: 'e1',
+                actor: 'operator:o3',
+                reason: 'r',
+                allowRiskReducing: false,
+                engagedAtMs: 1,
+              },
+              new Error('connect ECONNREFUSED 127.0.0.1:5432'),
+            );
+          },
+        },
+      },
+      logger: false,
+    });
+    try {
+      const r = await unrecorded.inject({
+        method: 'POST',
+        url: '/v1/kill-switch/trip',
+        headers: { authorization: `Bearer ${op}` },
+        payload: { scope: 'global', reason: 'ledger is down' },
+      });
+      expect(r.statusCode).toBe(500);
+      expect(r.json().error).toMatchObject({
+        code: 'KILL_SWITCH_UNRECORDED',
+        message: expect.stringMatching(
+          /^kill switch ENGAGED global \(orders are stopped\), but the ledger did not record it/,
+        ),
+        details: { engaged: true, recorded: false },
+      });
+    } finally {
+      await unrecorded.close();
     }
   });
 

@@ -1,6 +1,6 @@
 import { loadConfigFile } from '@xhedge/config';
 import { BreakerBoard, KillEvent, KillSwitch, type RedisEndpoint } from '@xhedge/execution';
-import { type Ledger, postgresReachable, TEST_PG_URL } from '@xhedge/store';
+import { type Ledger, openDatabase, postgresReachable, TEST_PG_URL } from '@xhedge/store';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { deploymentPerTest } from './test-deployment.ts';
 
@@ -89,6 +89,25 @@ describe.skipIf(!pgOk)('xhedge kill-switch (real Redis and Postgres)', () => {
     const audit = await ledger.listAudit({ action: 'kill-switch.engage' });
     expect(audit).toHaveLength(1);
     expect(audit[0]).toMatchObject({ actor: 'operator:alice', subject: 'venue:gmx-arb' });
+  });
+
+  it('engage whose ledger write fails: exit 1 saying the switch IS engaged and not recorded', async () => {
+    const h = await openDatabase({ url: TEST_PG_URL, schema: t.deployment.schema, migrate: false });
+    const run = h.prepared;
+    if (!run) throw new Error('needs Postgres');
+    await run('ks_off', 'alter table kill_switch_events rename to kill_switch_events_off', []);
+    try {
+      const r = await cli(['engage', '--scope', 'underlying:ETH', '--reason', 'oracle drift']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        /^error: kill switch ENGAGED underlying:ETH \(orders are stopped\), but the ledger did not record it/,
+      );
+      expect(r.stderr).not.toMatch(/unexpected failure/);
+      expect((await kill.engaged()).map((e) => e.scope)).toEqual(['underlying:ETH']);
+    } finally {
+      await run('ks_on', 'alter table kill_switch_events_off rename to kill_switch_events', []);
+      await h.close();
+    }
   });
 
   it('engage defaults to the global scope and an operator:<os user> actor; --json prints the engagement', async () => {

@@ -42,6 +42,11 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
       io.err(`error: ${err.message}`);
       return EXIT_INVALID;
     }
+    // a known failure (a backend that does not answer, a switch engaged but not recorded): its own words
+    if (isXhedgeError(err) && (err.code === 'UNAVAILABLE' || err.code === 'KILL_SWITCH_UNRECORDED')) {
+      io.err(`error: ${err.message}`);
+      return EXIT_FAILURE;
+    }
     io.err(
       `xhedge: unexpected failure: ${isXhedgeError(err) ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
     );

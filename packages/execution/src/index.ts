@@ -46,6 +46,7 @@ export {
   KillScope,
   KillSwitch,
   type KillSwitchOptions,
+  KillSwitchUnrecordedError,
   scopeCovers,
 } from './kill-switch.ts';
 export { LeaderLease, type LeaderLeaseOptions, NotLeaderError } from './lease.ts';

@@ -5,7 +5,7 @@ import { createPaperVenue, type PaperVenue } from '@xhedge/venue-paper';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientOrderIdFor } from './ids.ts';
 import { keysFor } from './keys.ts';
-import { KillEvent, KillSwitch } from './kill-switch.ts';
+import { KillEvent, KillSwitch, KillSwitchUnrecordedError } from './kill-switch.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
 import { startWorkers } from './worker.ts';
 
@@ -255,11 +255,21 @@ describe('kill switch restore from the ledger', () => {
       throw new Error('ledger down');
     };
     const flaky = new KillSwitch({ redis: env.cmd, prefix: env.prefix, ledger: failing });
-    await expect(
-      flaky.engage('underlying:BTC', { actor: 'operator:cy', reason: 'btc halt' }),
-    ).rejects.toThrow('ledger down');
+    // the caller is told the truth: engaged (orders stopped), not recorded
+    const err = await flaky.engage('underlying:BTC', { actor: 'operator:cy', reason: 'btc halt' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(KillSwitchUnrecordedError);
+    expect(err).toMatchObject({
+      code: 'KILL_SWITCH_UNRECORDED',
+      message: expect.stringMatching(/^kill switch ENGAGED underlying:BTC .*did not record it: ledger down/),
+      engagement: { scope: 'underlying:BTC', actor: 'operator:cy' },
+      details: { engaged: true, recorded: false },
+    });
     const raw = await env.cmd.hget(env.killSwitch.stateKey, 'underlying:BTC');
     expect(raw).toBeTruthy();
+    expect((await env.killSwitch.engaged()).map((e) => e.scope)).toContain('underlying:BTC');
 
     expect(await env.killSwitch.restore({ actor: 'run' })).toEqual([]);
     expect(await env.cmd.hget(env.killSwitch.stateKey, 'underlying:BTC')).toBe(raw);

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type Clock, systemClock } from '@xhedge/core';
+import { type Clock, systemClock, XhedgeError } from '@xhedge/core';
 import type { KillSwitchEvent, Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
@@ -128,6 +128,31 @@ export interface KillSwitchOptions {
  * Redis keeps trading stopped instead of silently resuming it (fail-closed). A release made without
  * the ledger is therefore undone by the next `restore` wherever the ledger still says engaged.
  */
+/**
+ * The switch is engaged (in Redis: orders are stopped, working ones are being cancelled) but its ledger
+ * record failed. `engage` writes Redis first on purpose, so a ledger outage never delays the stop; this
+ * error tells the caller exactly that, instead of a failure that reads as "not engaged".
+ */
+export class KillSwitchUnrecordedError extends XhedgeError {
+  override name = 'KillSwitchUnrecordedError';
+  readonly engagement: KillEngagement;
+  constructor(engagement: KillEngagement, cause: unknown) {
+    const why = (cause instanceof Error ? cause.message : String(cause)).split('\n')[0]?.slice(0, 300);
+    super(
+      'KILL_SWITCH_UNRECORDED',
+      `kill switch ENGAGED ${engagement.scope} (orders are stopped), but the ledger did not record it: ${why}`,
+      {
+        details: { scope: engagement.scope, eventId: engagement.eventId, engaged: true, recorded: false },
+        metaMessages: [
+          'it stays engaged; once the ledger answers, release and engage it again to record it, or record it by hand',
+        ],
+        cause,
+      },
+    );
+    this.engagement = engagement;
+  }
+}
+
 export class KillSwitch {
   /** Redis key prefix (shared with the controls and the breakers of one deployment). */
   readonly prefix: string;
@@ -194,20 +219,24 @@ export class KillSwitch {
     await this.#redis.publish(this.#keys.killChannel, JSON.stringify(ev));
     this.#metrics?.killSwitchEngaged.set({ scope }, 1);
     this.#metrics?.killSwitchActions.inc({ scope, action: 'engage' });
-    await this.#ledger?.recordKillSwitchEvent({
-      scope,
-      action: 'engage',
-      actor: o.actor,
-      reason: o.reason,
-      allowRiskReducing: e.allowRiskReducing,
-      details: { eventId: e.eventId },
-    });
-    await this.#ledger?.audit({
-      actor: o.actor,
-      action: 'kill-switch.engage',
-      subject: scope,
-      details: { reason: o.reason },
-    });
+    try {
+      await this.#ledger?.recordKillSwitchEvent({
+        scope,
+        action: 'engage',
+        actor: o.actor,
+        reason: o.reason,
+        allowRiskReducing: e.allowRiskReducing,
+        details: { eventId: e.eventId },
+      });
+      await this.#ledger?.audit({
+        actor: o.actor,
+        action: 'kill-switch.engage',
+        subject: scope,
+        details: { reason: o.reason },
+      });
+    } catch (err) {
+      throw new KillSwitchUnrecordedError({ scope, ...e }, err);
+    }
     return { scope, ...e };
   }
 
