@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,6 +115,33 @@ describe('xhedge CLI (in process)', () => {
     expect(await runCli(['config', 'check'], captureIo())).toBe(2);
   });
 
+  it('number flags take decimal notation only (0x10 is not 16, a blank is not 0)', async () => {
+    const greeks = (spot: string) => [
+      'greeks',
+      '--model',
+      'bs',
+      '--type',
+      'call',
+      '--strike',
+      '100',
+      '--expiry-years',
+      '1',
+      '--vol',
+      '0.5',
+      '--spot',
+      spot,
+    ];
+    for (const bad of ['0x10', '0b11', '0o7', '', ' ', '1_000', 'Infinity', '1e309']) {
+      const io = captureIo();
+      expect(await runCli(greeks(bad), io), JSON.stringify(bad)).toBe(2);
+      expect(io.stderr).toMatch(/--spot must be a decimal number/);
+    }
+    for (const good of ['100', '+100', '1e2', '1.5e2', '.5e3', '100.']) {
+      const io = captureIo();
+      expect(await runCli(greeks(good), io), good).toBe(0);
+    }
+  });
+
   it('--help and --version exit 0', async () => {
     const io = captureIo();
     expect(await runCli(['--help'], io)).toBe(0);
@@ -136,4 +163,36 @@ describe('xhedge CLI (as users run it: pnpm xhedge)', () => {
       run('pnpm', ['-s', 'xhedge', 'config', 'check', 'missing.yaml'], { cwd: root }),
     ).rejects.toMatchObject({ code: 2 });
   });
+
+  it('a reader that closes the pipe early ends the output quietly, exit 0, no EPIPE stack', async () => {
+    const child = spawn(
+      'pnpm',
+      [
+        '-s',
+        'xhedge',
+        'greeks',
+        '--model',
+        'bs',
+        '--type',
+        'call',
+        '--spot',
+        '100',
+        '--strike',
+        '100',
+        '--expiry-years',
+        '1',
+        '--vol',
+        '0.5',
+      ],
+      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    child.stdout.destroy(); // as `| head -0` would
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(stderr).not.toMatch(/EPIPE|Unhandled/);
+    expect(code).toBe(0);
+  }, 60_000);
 });

@@ -1,6 +1,6 @@
 import { Dec, ManualClock, parseInstrumentId, systemClock } from '@xhedge/core';
 import { createMarketSimulator } from '@xhedge/sim';
-import { postgresReachable, TEST_PG_URL } from '@xhedge/store';
+import { openDatabase, postgresReachable, TEST_PG_URL } from '@xhedge/store';
 import { createPaperVenue, RedisShadowStore, ShadowVenue } from '@xhedge/venue-paper';
 import { describe, expect, it, vi } from 'vitest';
 import { deploymentPerTest } from './test-deployment.ts';
@@ -78,6 +78,22 @@ describe.skipIf(!pgOk)('xhedge dry-run status|reset (real Redis and Postgres)', 
       /dry run reset \(pv\)/,
     );
     expect((await cli(['status'])).stdout).toMatch(/no simulated state/);
+  });
+
+  it('reset whose audit cannot be written deletes nothing (audited first)', async () => {
+    await simulateFill();
+    const h = await openDatabase({ url: TEST_PG_URL, schema: t.deployment.schema, migrate: false });
+    const run = h.prepared;
+    if (!run) throw new Error('needs Postgres');
+    await run('audit_off', 'alter table audit rename to audit_off', []);
+    try {
+      const r = await cli(['reset', '--reason', 'start the policy trial over']);
+      expect(r.code).toBe(1);
+      expect(await t.redis.exists(...RedisShadowStore.keysOf(t.deployment.prefix, 'pv'))).toBeGreaterThan(0);
+    } finally {
+      await run('audit_on', 'alter table audit_off rename to audit', []);
+      await h.close();
+    }
   });
 
   it('status shows the coins a coin-settled option paid and the collateral a short locks, with units, in text and JSON', async () => {

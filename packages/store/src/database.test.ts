@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createServer, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { type DatabaseHandle, openDatabase } from './database.ts';
 import { postgresReachable, TEST_PG_URL } from './test-backends.ts';
@@ -30,4 +31,28 @@ describe.runIf(pgUp)('openDatabase on Postgres', () => {
       expect(versions).toEqual([1, 2, 3]);
     }
   }, 60_000);
+});
+
+describe('openDatabase on a Postgres that accepts connections and never answers', () => {
+  it('fails within connectTimeoutMs instead of waiting for ever', async () => {
+    const sockets: Socket[] = [];
+    const server = createServer((s) => sockets.push(s));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as { port: number };
+    try {
+      const started = Date.now();
+      const err = await openDatabase({
+        url: `postgres://xhedge:pw@127.0.0.1:${port}/test`,
+        connectTimeoutMs: 300,
+      }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(String(err)).toMatch(/timeout/i);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  }, 20_000);
 });

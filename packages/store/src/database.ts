@@ -23,6 +23,13 @@ export interface OpenDatabaseOptions {
   migrate?: boolean | undefined;
   /** Largest number of pooled Postgres connections. @defaultValue 10 */
   poolSize?: number | undefined;
+  /**
+   * How long the first Postgres connection of an open may take to be ready (TCP, TLS, authentication),
+   * ms: a server that accepts the connection but never answers fails the open instead of holding the
+   * caller for ever. (Not the pool's: its timeout would also bound the wait for a free connection.)
+   * @defaultValue 10000
+   */
+  connectTimeoutMs?: number | undefined;
 }
 
 export interface DatabaseHandle {
@@ -50,7 +57,8 @@ export async function openDatabase(opts: OpenDatabaseOptions = {}): Promise<Data
   let closeExtra: () => Promise<void> = async () => {};
   let prepared: DatabaseHandle['prepared'];
   if (opts.url) {
-    const admin = new pg.Client({ connectionString: opts.url });
+    const connectionTimeoutMillis = opts.connectTimeoutMs ?? 10_000;
+    const admin = new pg.Client({ connectionString: opts.url, connectionTimeoutMillis });
     await admin.connect();
     try {
       // `if not exists` is not safe against a concurrent create (a duplicate key error on

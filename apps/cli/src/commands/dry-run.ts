@@ -118,15 +118,16 @@ export async function runDryRun(
       return EXIT_OK;
     }
     if (!reason) throw new Error('unreachable: reset without a reason');
-    const removedKeys = venues.length
-      ? await c.redis.del(...venues.flatMap((v) => RedisShadowStore.keysOf(redisPrefix, v)))
-      : 0;
+    // audited first: a reset whose audit cannot be written does not happen (no unaudited delete)
     await c.ledger?.audit({
       actor,
       action: 'dry-run.reset',
       subject: opts.venue ?? 'all',
       details: { venues, reason },
     });
+    const removedKeys = venues.length
+      ? await c.redis.del(...venues.flatMap((v) => RedisShadowStore.keysOf(redisPrefix, v)))
+      : 0;
     await c.breakers.clearMark({
       actor,
       reason: `dry run reset (${venues.join(', ') || 'no simulated state'}): ${reason}`,

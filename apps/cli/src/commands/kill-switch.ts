@@ -1,6 +1,6 @@
 import { userInfo } from 'node:os';
 import { ConfigError, formatProblem, loadConfigFile, type XhedgeConfig } from '@xhedge/config';
-import { namesForMessage, XhedgeError } from '@xhedge/core';
+import { isXhedgeError, namesForMessage, XhedgeError } from '@xhedge/core';
 import {
   BreakerBoard,
   type BreakerStatus,
@@ -19,6 +19,10 @@ import { DEFAULT_PROFILE } from './start.ts';
 
 /** How long the CLI waits for Redis to answer before giving up, ms (an operator tool must not hang). */
 const REDIS_CONNECT_TIMEOUT_MS = 5_000;
+/** How long one Redis command may wait for its answer once connected, ms. */
+const REDIS_COMMAND_TIMEOUT_MS = 5_000;
+/** How long the CLI waits for the ledger to open (connect, and migrate for a change), ms. */
+const LEDGER_OPEN_TIMEOUT_MS = 10_000;
 /** Postgres schema names `openDatabase` accepts. */
 export const DB_SCHEMA_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 /** Same rule as the API's `reason`: say why, in at least 3 characters. */
@@ -122,6 +126,74 @@ function redisLabel(url: string): string {
   }
 }
 
+/** `postgres://user:secret@host:5432/db` → `host:5432` (credentials stay out of messages). */
+function postgresLabel(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || '5432'}`;
+  } catch {
+    return 'the configured Postgres';
+  }
+}
+
+/**
+ * `work`, or a rejection with `timeoutError()` after `ms` (the work is left to settle on its own:
+ * `onLate` gets what it still produces, so it can be closed).
+ */
+async function withDeadline<T>(
+  work: Promise<T>,
+  ms: number,
+  timeoutError: () => Error,
+  onLate: (value: T) => unknown = () => {},
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let late = false;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      late = true;
+      reject(timeoutError());
+    }, ms);
+  });
+  work.then(
+    (v) => (late ? onLate(v) : undefined),
+    () => {},
+  );
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Opens the deployment's ledger, failing with `UNAVAILABLE` within `LEDGER_OPEN_TIMEOUT_MS` when its
+ * Postgres does not answer (a connection it accepts but never serves would wait forever).
+ */
+export async function openLedger(o: {
+  url: string;
+  schema: string | undefined;
+  poolSize: number;
+  migrate: boolean;
+}): Promise<Ledger> {
+  const unreachable = (why: string, cause?: unknown) =>
+    new XhedgeError('UNAVAILABLE', `cannot reach the ledger at ${postgresLabel(o.url)}`, {
+      metaMessages: [why],
+      ...(cause !== undefined ? { cause } : {}),
+    });
+  const db = await withDeadline(
+    openDatabase({ ...o, connectTimeoutMs: LEDGER_OPEN_TIMEOUT_MS }),
+    LEDGER_OPEN_TIMEOUT_MS,
+    () => unreachable(`no answer within ${LEDGER_OPEN_TIMEOUT_MS} ms`),
+    (late) => late.close().catch(() => {}),
+  ).catch((err: unknown) => {
+    if (isXhedgeError(err)) throw err;
+    // a refused connection, a timeout, a refused role or database: one line, never a stack trace
+    // (pg's messages name the host, user and database, never the password)
+    throw unreachable(String(err instanceof Error ? err.message : err).split('\n')[0] ?? '', err);
+  });
+  return new Ledger(db);
+}
+
 /** An open connection to the deployment's Redis (and ledger), closed by `close` whatever happened. */
 export interface Connections {
   redis: ReturnType<Awaited<ReturnType<typeof connectRedis>>['client']>;
@@ -156,6 +228,7 @@ export async function connect(o: {
     const redis = endpoint.client({
       lazyConnect: true,
       connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
+      commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
       maxRetriesPerRequest: 1,
       retryStrategy: (attempt) => (attempt > 2 ? null : 200),
     });
@@ -164,7 +237,13 @@ export async function connect(o: {
       else redis.disconnect();
     });
     try {
-      await redis.connect();
+      // connectTimeout covers the TCP connect only: a Redis that accepts but never answers would
+      // hold the handshake (AUTH, the ready check) forever
+      await withDeadline(
+        redis.connect(),
+        REDIS_CONNECT_TIMEOUT_MS,
+        () => new Error(`no answer within ${REDIS_CONNECT_TIMEOUT_MS} ms`),
+      );
     } catch (err) {
       const cause: unknown = lastRedisError ?? err;
       throw new XhedgeError('UNAVAILABLE', `cannot reach Redis at ${redisLabel(o.redisUrl)}`, {
@@ -175,9 +254,7 @@ export async function connect(o: {
     let ledger: Ledger | undefined;
     if (o.dbUrl) {
       // Only a change migrates (as the run does at start): a status check must not alter the ledger.
-      ledger = new Ledger(
-        await openDatabase({ url: o.dbUrl, schema: o.dbSchema, poolSize: 2, migrate: o.migrate }),
-      );
+      ledger = await openLedger({ url: o.dbUrl, schema: o.dbSchema, poolSize: 2, migrate: o.migrate });
       const opened = ledger;
       closers.push(() => opened.close());
     }

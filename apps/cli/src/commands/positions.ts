@@ -1,7 +1,6 @@
 import { InstrumentId, VenueId } from '@xhedge/core';
 import { acknowledgePositionBreak } from '@xhedge/execution';
 import { deploymentEndpoints } from '@xhedge/runtime';
-import { Ledger, openDatabase } from '@xhedge/store';
 import type { Command } from 'commander';
 import { CliUsageError, EXIT_INVALID, EXIT_OK } from '../cli-error.ts';
 import type { CliIo } from '../io.ts';
@@ -11,6 +10,7 @@ import {
   defaultActor,
   deploymentOptions,
   loadProfile,
+  openLedger,
   Reason,
   textOption,
 } from './kill-switch.ts';
@@ -65,9 +65,12 @@ export async function runPositions(
       'GET /v1/positions/breaks, POST /v1/positions/breaks/acknowledge.',
     ]);
   // only a change migrates (as the run does at start): a listing must not alter the ledger
-  const ledger = new Ledger(
-    await openDatabase({ url: dbUrl, schema: opts.dbSchema, poolSize: 1, migrate: action === 'ack' }),
-  );
+  const ledger = await openLedger({
+    url: dbUrl,
+    schema: opts.dbSchema,
+    poolSize: 1,
+    migrate: action === 'ack',
+  });
   try {
     if (action === 'breaks') {
       const open = (await ledger.openPositionBreaks()).map((e) => ({
