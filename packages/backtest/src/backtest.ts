@@ -1,8 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { PolicyConfig } from '@xhedge/config';
-import { DAYS_PER_YEAR, MS_PER_HOUR, parseOrThrow, ValidationError } from '@xhedge/core';
+import {
+  DAYS_PER_YEAR,
+  FiniteNumber,
+  MS_PER_HOUR,
+  NumericError,
+  parseOrThrow,
+  ValidationError,
+} from '@xhedge/core';
 import { bsm } from '@xhedge/pricing';
 import { parsePriceCsv } from '@xhedge/sim';
+import { z } from 'zod';
 import type { EngineVenue } from './costs.ts';
 import {
   batchField,
@@ -17,10 +25,20 @@ import { mean, pnlStats, shareAboveZero } from './metrics.ts';
 import { createWorkerPool, defaultWorkerCount, type WorkerPool } from './pool.ts';
 import {
   type BacktestFile,
+  Bps,
+  CostUsd,
+  DriftPerYear,
   gasRangeUsd,
+  MAX_BACKTEST_PATHS,
+  MAX_BACKTEST_STEPS,
+  MAX_BACKTEST_USD,
+  MAX_EXPIRY_YEARS,
+  PriceUsd,
+  RatePerYear,
   resolveCsvPath,
   type SweepParam,
   type VenueCostSpec,
+  VolDecimal,
 } from './spec.ts';
 
 /** A resolved backtest: the engine job without its policy, the policies to compare, and sweeps. */
@@ -57,8 +75,11 @@ export interface PolicyResult {
   policy: PolicyConfig;
   meanPnlUsd: number;
   stdPnlUsd: number;
-  /** Std of the discounted cost of writing and hedging, divided by the book's Black-Scholes value. */
-  stdToPrice: number;
+  /**
+   * Std of the discounted cost of writing and hedging, divided by the book's Black-Scholes value; null
+   * when the book is worth nothing at the start (an out-of-the-money option at vol 0): no ratio.
+   */
+  stdToPrice: number | null;
   cvar95Usd: number;
   entropicRiskUsd: number;
   /** Mean transaction cost per path (fees + slippage + gas + bridge fees + liquidation penalties), USD. */
@@ -244,8 +265,38 @@ export interface SingleOptionInput {
   decisions?: DecisionMode | 'auto';
 }
 
-/** Builds a plan for one option hedged with one policy on GBM paths (the textbook experiment). */
+/** The bounds of {@link SingleOptionInput}: those of the backtest file's fields. */
+const SingleOptionSchema = z
+  .object({
+    type: z.enum(['call', 'put']),
+    side: z.enum(['long', 'short']),
+    sizeBase: FiniteNumber.positive().max(MAX_BACKTEST_USD).optional(),
+    spot: PriceUsd,
+    strike: PriceUsd,
+    expiryYears: FiniteNumber.positive().max(MAX_EXPIRY_YEARS, `years, at most ${MAX_EXPIRY_YEARS}`),
+    vol: VolDecimal,
+    drift: DriftPerYear.optional(),
+    rate: RatePerYear.optional(),
+    paths: z.number().int().min(2).max(MAX_BACKTEST_PATHS, `at most ${MAX_BACKTEST_PATHS}`),
+    seed: z.number().int().nonnegative(),
+    policy: z.enum(['interval', 'band', 'ww', 'leland']),
+    intervalDays: FiniteNumber.positive().optional(),
+    bandDelta: FiniteNumber.positive().optional(),
+    costBps: Bps.optional(),
+    gasUsd: CostUsd.optional(),
+    riskAversion: FiniteNumber.positive().optional(),
+    stepDays: FiniteNumber.positive().optional(),
+    urgencyMultiple: FiniteNumber.optional(),
+    decisions: z.enum(['auto', 'strategy', 'kernel']).optional(),
+  })
+  .strict();
+
+/**
+ * Builds a plan for one option hedged with one policy on GBM paths (the textbook experiment). Throws
+ * ValidationError naming every input out of its bounds (a cost of 1e300 bps, a drift of 1e300).
+ */
 export function planSingleOption(input: SingleOptionInput): BacktestPlan {
+  parseOrThrow(SingleOptionSchema, input, 'backtest');
   const intervalDays = input.intervalDays ?? 1;
   const costBps = input.costBps ?? 0;
   const riskAversion = input.riskAversion ?? 1;
@@ -274,6 +325,13 @@ export function planSingleOption(input: SingleOptionInput): BacktestPlan {
     1,
     gated ? Math.floor(horizonDays / stepDays + 1e-9) : Math.round(horizonDays / stepDays),
   );
+  if (steps > MAX_BACKTEST_STEPS)
+    throw new ValidationError('backtest', [
+      {
+        path: 'stepDays',
+        message: `steps of ${stepDays} days over ${horizonDays} days are ${steps} steps, at most ${MAX_BACKTEST_STEPS}`,
+      },
+    ]);
   return {
     name: `${input.side} ${input.type} K=${input.strike}`,
     base: {
@@ -355,14 +413,11 @@ export function summarize(
   const bridge = mean(batchField(batch, 'bridgeUsd'));
   const liquidationUsd = mean(batchField(batch, 'liquidationUsd'));
   const liquidations = batchField(batch, 'liquidations');
-  return {
+  const result: PolicyResult = {
     name,
     policy,
     ...stats,
-    stdToPrice:
-      premium > 0
-        ? (stats.stdPnlUsd * Math.exp(-plan.base.rate * horizonYears)) / premium
-        : Number.POSITIVE_INFINITY,
+    stdToPrice: premium > 0 ? (stats.stdPnlUsd * Math.exp(-plan.base.rate * horizonYears)) / premium : null,
     meanCostUsd: fees + slip + gas + bridge + liquidationUsd,
     turnoverUsd: mean(batchField(batch, 'turnoverUsd')),
     trades: mean(batchField(batch, 'trades')),
@@ -384,6 +439,22 @@ export function summarize(
       liquidationUsd: -liquidationUsd,
     },
   };
+  assertFiniteResult(result);
+  return result;
+}
+
+/** Every number of a policy result is finite: an overflow is an error naming the statistic, never an Infinity in a report. */
+function assertFiniteResult(r: PolicyResult): void {
+  const check = (field: string, v: number | null): void => {
+    if (v !== null && !Number.isFinite(v))
+      throw new NumericError(`${r.name}: ${field} (the inputs put it past the range of a double)`, v, {
+        policy: r.name,
+        field,
+      });
+  };
+  for (const [k, v] of Object.entries(r))
+    if (typeof v === 'number' || v === null) check(k, v as number | null);
+  for (const [k, v] of Object.entries(r.attribution)) check(`attribution.${k}`, v);
 }
 
 export interface BacktestRunOptions {

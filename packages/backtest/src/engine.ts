@@ -1,7 +1,7 @@
 import type { PolicyConfig } from '@xhedge/config';
 import { DAYS_PER_YEAR, ManualClock, MS_PER_YEAR, NumericError } from '@xhedge/core';
 import type { BridgeEndpoint, PaperBridge, RoutingBridgeCost } from '@xhedge/crosschain';
-import { createRng, PathEngine, type ProcessSpec } from '@xhedge/sim';
+import { createRng, PathEngine, type ProcessSpec, SimError } from '@xhedge/sim';
 import {
   type BookGrid,
   type BookSeries,
@@ -148,21 +148,35 @@ function fillPath(job: EngineJob, pathIndex: number, spots: Float64Array, vols: 
     return;
   }
   if (p.vol === 0) {
-    for (let k = 0; k <= n; k++) spots[k] = job.spot0 * Math.exp(p.drift * k * job.stepYears);
+    for (let k = 0; k <= n; k++) {
+      const s = job.spot0 * Math.exp(p.drift * k * job.stepYears);
+      if (!(s > 0 && s < Number.POSITIVE_INFINITY))
+        throw new BacktestInputError(
+          `spot ${job.spot0} at drift ${p.drift} per year leaves the range of a double after ${Number((k * job.stepYears).toPrecision(4))} years (vol 0); lower the drift or the horizon`,
+          { spot0: job.spot0, drift: p.drift },
+        );
+      spots[k] = s;
+    }
     return;
   }
-  const engine = new PathEngine({
-    underlyings: { X: { spot: job.spot0, vol: p.vol, drift: p.drift } },
-    process: p.spec,
-    rng: createRng(job.seed).fork(`path:${pathIndex}`),
-  });
-  const mark = job.volMark === 'process';
-  spots[0] = job.spot0;
-  if (mark) vols[0] = engine.instantVol(0);
-  for (let k = 1; k <= n; k++) {
-    engine.step(job.stepYears);
-    spots[k] = engine.spot(0);
-    if (mark) vols[k] = engine.instantVol(0);
+  try {
+    const engine = new PathEngine({
+      underlyings: { X: { spot: job.spot0, vol: p.vol, drift: p.drift } },
+      process: p.spec,
+      rng: createRng(job.seed).fork(`path:${pathIndex}`),
+    });
+    const mark = job.volMark === 'process';
+    spots[0] = job.spot0;
+    if (mark) vols[0] = engine.instantVol(0);
+    for (let k = 1; k <= n; k++) {
+      engine.step(job.stepYears);
+      spots[k] = engine.spot(0);
+      if (mark) vols[k] = engine.instantVol(0);
+    }
+  } catch (err) {
+    // The job's own parameters the simulator refused (or a path they drove out of a double's range).
+    if (err instanceof SimError) throw new BacktestInputError(`path ${pathIndex}: ${err.shortMessage}`);
+    throw err;
   }
 }
 

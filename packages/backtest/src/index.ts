@@ -52,6 +52,13 @@ export {
   type BacktestFileInput,
   BookOption,
   loadBacktestFile,
+  MAX_BACKTEST_PATHS,
+  MAX_BACKTEST_STEPS,
+  MAX_BACKTEST_USD,
+  MAX_COST_BPS,
+  MAX_EXPIRY_YEARS,
+  MAX_RATE,
+  MIN_RATE,
   parseBacktestFile,
   VenueCostSpec,
 } from './spec.ts';

@@ -5,8 +5,9 @@ import { PolicyConfig } from '@xhedge/config';
 import { parseOrThrow, ValidationError } from '@xhedge/core';
 import { bsm } from '@xhedge/pricing';
 import { describe, expect, it } from 'vitest';
-import { type FrontierCurve, planFromFile, runBacktest } from './backtest.ts';
+import { type FrontierCurve, planFromFile, planSingleOption, runBacktest } from './backtest.ts';
 import { batchField, runPaths } from './engine.ts';
+import { BacktestInputError } from './errors.ts';
 import { renderFrontierSvg, writeFrontier } from './frontier.ts';
 import { createProgressBar } from './progress.ts';
 import { loadBacktestFile, parseBacktestFile } from './spec.ts';
@@ -153,6 +154,121 @@ frontier: [{ policy: nope, param: bandDelta, values: [1, 2] }]
     // Same decisions, so the same hedge turnover; the legs (and so the costs) may differ.
     expect(Math.abs((l?.turnoverUsd ?? 0) / (c?.turnoverUsd ?? 1) - 1)).toBeLessThan(1e-9);
     expect(l?.trades).toBeGreaterThanOrEqual(c?.trades ?? 0);
+  });
+});
+
+describe('bounds a double can run', () => {
+  const GBM = `
+version: 1
+name: bounds
+book: { options: [{ type: call, moneyness: 1, expiryDays: 30, size: -1 }] }
+market: { spot: 100, vol: 0.5, drift: 0, process: { kind: gbm } }
+horizonDays: 30
+stepHours: 24
+paths: 100
+riskAversion: 1
+routing: cheapest
+venues: [{ id: gmx-arb, chain: "evm:42161", feeBps: 5, halfSpreadBps: 1, gasUsd: 1, priorityFeeUsd: 0 }]
+policies: { daily: { kind: interval, intervalMinutes: 1440 } }
+`;
+
+  it('the file refuses costs, prices, drifts and sizes past them by path', () => {
+    expect(() => parseBacktestFile(GBM)).not.toThrow();
+    const cases: [string, string, RegExp][] = [
+      ['feeBps: 5', 'feeBps: 1e300', /venues\[0\]\.feeBps: basis points, at most 10000/],
+      ['halfSpreadBps: 1', 'halfSpreadBps: 1e300', /venues\[0\]\.halfSpreadBps: basis points, at most 10000/],
+      ['gasUsd: 1', 'gasUsd: 1e300', /venues\[0\]\.gasUsd/],
+      [
+        'priorityFeeUsd: 0',
+        'priorityFeeUsd: 1e300',
+        /venues\[0\]\.priorityFeeUsd: USD, at most 1000000000000/,
+      ],
+      ['drift: 0', 'drift: 1e300', /market\.drift: drift is a decimal per year, at most 100/],
+      ['spot: 100', 'spot: 1e308', /market\.spot: a price in USD, at most 1000000000000/],
+      ['expiryDays: 30', 'expiryDays: 1e300', /book\.options\[0\]\.expiryDays: expiryDays is at most 36500/],
+      ['paths: 100', 'paths: 10000000', /paths: paths is at most 1000000/],
+      [
+        'stepHours: 24',
+        'stepHours: 0.0001',
+        /stepHours: gives 7200000 steps over horizonDays 30, at most 1000000/,
+      ],
+      ['kind: gbm', 'kind: jump, intensityPerYear: 1e300', /market\.process\.intensityPerYear/],
+    ];
+    for (const [from, to, problem] of cases) expect(specProblems(GBM.replace(from, to))).toMatch(problem);
+  });
+
+  it('planSingleOption refuses the same by name (a cost of 1e300 bps gave an Infinity std)', () => {
+    const base = {
+      type: 'call',
+      side: 'short',
+      spot: 100,
+      strike: 100,
+      expiryYears: 0.1,
+      vol: 0.5,
+      paths: 50,
+      seed: 1,
+      policy: 'interval',
+    } as const;
+    const problems = (extra: Record<string, number>): string => {
+      try {
+        planSingleOption({ ...base, ...extra });
+      } catch (err) {
+        expect(err).toBeInstanceOf(ValidationError);
+        return (err as ValidationError).issues.map((i) => `${i.path}: ${i.message}`).join('\n');
+      }
+      throw new Error('expected a validation error');
+    };
+    expect(() => planSingleOption(base)).not.toThrow();
+    expect(problems({ costBps: 1e300 })).toMatch(/costBps: basis points, at most 10000/);
+    expect(problems({ gasUsd: 1e300 })).toMatch(/gasUsd: USD, at most 1000000000000/);
+    expect(problems({ drift: 1e300 })).toMatch(/drift: drift is a decimal per year, at most 100/);
+    expect(problems({ rate: 1e300 })).toMatch(/rate: /);
+    expect(problems({ spot: 1e308 })).toMatch(/spot: a price in USD, at most/);
+    expect(problems({ strike: 1e-320 })).toMatch(/strike: a price in USD, at least 1e-12/);
+    expect(problems({ paths: 1e12 })).toMatch(/paths: at most 1000000/);
+    expect(problems({ expiryYears: 1e300 })).toMatch(/expiryYears: years, at most 100/);
+    expect(problems({ stepDays: 1e-9 })).toMatch(/stepDays: .* 36500000000 steps, at most 1000000/);
+  });
+
+  it('a path the drift compounds past a double is an input error naming it, in the thread or a worker', async () => {
+    for (const vol of [0, 0.5])
+      for (const workers of [1, 2]) {
+        const plan = planSingleOption({
+          type: 'call',
+          side: 'short',
+          spot: 100,
+          strike: 100,
+          expiryYears: 50,
+          vol,
+          drift: 100,
+          paths: 4,
+          seed: 1,
+          policy: 'interval',
+          intervalDays: 30,
+        });
+        const run = runBacktest(plan, { workers });
+        await expect(run).rejects.toThrow(BacktestInputError);
+        await expect(run).rejects.toThrow(
+          /drift 100 .*(leaves|left) the range of a double|left the range of a double .*drift 100/,
+        );
+      }
+  });
+
+  it('a book worth nothing has no stdToPrice (null, not Infinity)', async () => {
+    const plan = planSingleOption({
+      type: 'call',
+      side: 'short',
+      spot: 100,
+      strike: 200,
+      expiryYears: 0.1,
+      vol: 0,
+      paths: 2,
+      seed: 1,
+      policy: 'interval',
+    });
+    const { report } = await runBacktest(plan, { workers: 1 });
+    expect(report.bsPriceUsd).toBe(0);
+    expect(report.policies[0]?.stdToPrice).toBeNull();
   });
 });
 

@@ -1,3 +1,4 @@
+import { NumericError } from '@xhedge/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { cvar, entropicRisk, mean, pnlStats, shareAboveZero, stdDev } from './metrics.ts';
@@ -7,6 +8,14 @@ describe('metrics', () => {
     const x = Float64Array.from([1, 2, 3, 4]);
     expect(mean(x)).toBe(2.5);
     expect(stdDev(x)).toBeCloseTo(Math.sqrt(5 / 3), 12);
+  });
+
+  it('P&Ls too large to square are refused by statistic, never an Infinity std', () => {
+    const x = Float64Array.from([-3e300, 1e300, 2e300, -1e299]);
+    expect(() => pnlStats(x, 1)).toThrow(NumericError);
+    expect(() => pnlStats(x, 1)).toThrow(
+      /stdPnlUsd of 4 P&Ls \(past the range of a double\) is not a finite number \(Infinity\)/,
+    );
   });
 
   it('CVaR 95% is minus the mean of the worst 5%', () => {

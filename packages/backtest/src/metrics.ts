@@ -88,10 +88,15 @@ export function entropicRisk(pnl: Float64Array, riskAversionPerUsd: number): num
 export function pnlStats(pnl: Float64Array, riskAversionPerUsd: number): PnlStats {
   requireFinite(pnl, 'pnl');
   const mu = mean(pnl);
-  return {
+  const stats: PnlStats = {
     meanPnlUsd: mu,
     stdPnlUsd: stdDev(pnl, mu),
     cvar95Usd: cvar(pnl, 0.95),
     entropicRiskUsd: entropicRisk(pnl, riskAversionPerUsd),
   };
+  // Finite P&Ls can still overflow a sum or a square (1e300 USD): refused, never an Infinity std.
+  for (const [k, v] of Object.entries(stats))
+    if (!Number.isFinite(v))
+      throw new NumericError(`${k} of ${pnl.length} P&Ls (past the range of a double)`, v);
+  return stats;
 }

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { type EngineJob, PATH_FIELDS, type PathBatch, runPaths } from './engine.ts';
-import { BacktestWorkerError } from './errors.ts';
+import { BacktestInputError, BacktestWorkerError } from './errors.ts';
 import type { ChunkRequest, WorkerReply } from './worker.ts';
 
 export interface RunOptions {
@@ -61,6 +61,8 @@ export function createWorkerPool(size = defaultWorkerCount()): WorkerPool {
       idle.push(w);
       pump();
       if (m.type === 'done') p.resolve({ start: m.start, count: m.count, data: m.data });
+      // An input the engine refused stays that error (the caller tells the user what to change).
+      else if (m.inputError) p.reject(new BacktestInputError(m.message));
       else p.reject(new BacktestWorkerError(m.message, m.stack));
     });
     w.on('error', (err) => {

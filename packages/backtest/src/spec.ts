@@ -5,12 +5,19 @@ import {
   AssetSymbol,
   ChainId,
   chainInfo,
+  DAYS_PER_YEAR,
   FiniteNumber,
   parseOrThrow,
   ValidationError,
   VenueId,
 } from '@xhedge/core';
-import { ProcessSpec as SimProcessSpec } from '@xhedge/sim';
+import {
+  MAX_ABS_DRIFT_PER_YEAR,
+  MAX_SPOT_USD,
+  MAX_VOL_DECIMAL,
+  MIN_SPOT_USD,
+  ProcessSpec as SimProcessSpec,
+} from '@xhedge/sim';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { DEFAULT_MARGIN_FRACTION } from './costs.ts';
@@ -23,14 +30,54 @@ import { DEFAULT_MARGIN_FRACTION } from './costs.ts';
 const positive = FiniteNumber.positive();
 const nonNegative = FiniteNumber.nonnegative();
 
+/**
+ * Bounds of a backtest's inputs, in the file and in {@link planSingleOption}'s: wide enough for any real
+ * book, tight enough that a typo (an exponent, a unit slip) is refused by name instead of giving costs,
+ * prices or a P&L past the range of a double, or a run that allocates gigabytes.
+ */
+/** Most paths of one run (16 per-path results of 8 bytes: 128 MB per policy). */
+export const MAX_BACKTEST_PATHS = 1_000_000;
+/** Most steps of one path (a year of minutes is 525,600). */
+export const MAX_BACKTEST_STEPS = 1_000_000;
+/** Largest proportional cost, bps (100% of notional), as the policy schema's costBps. */
+export const MAX_COST_BPS = 10_000;
+/** Largest USD amount of a fixed cost or balance (a trillion), as the policy schema's USD settings. */
+export const MAX_BACKTEST_USD = 1e12;
+/** Longest option life, years. */
+export const MAX_EXPIRY_YEARS = 100;
+/** Risk-free rate range, decimal per year. */
+export const MIN_RATE = -0.5;
+export const MAX_RATE = 1;
+
+/** A price in USD (spot, strike): the simulator's range. */
+export const PriceUsd = FiniteNumber.min(MIN_SPOT_USD, `a price in USD, at least ${MIN_SPOT_USD}`).max(
+  MAX_SPOT_USD,
+  `a price in USD, at most ${MAX_SPOT_USD}`,
+);
+/** Real-world drift of a simulated process, decimal per year. */
+export const DriftPerYear = FiniteNumber.min(
+  -MAX_ABS_DRIFT_PER_YEAR,
+  `drift is a decimal per year, at least -${MAX_ABS_DRIFT_PER_YEAR}`,
+).max(MAX_ABS_DRIFT_PER_YEAR, `drift is a decimal per year, at most ${MAX_ABS_DRIFT_PER_YEAR}`);
+export const Bps = nonNegative.max(MAX_COST_BPS, `basis points, at most ${MAX_COST_BPS} (100%)`);
+export const CostUsd = nonNegative.max(MAX_BACKTEST_USD, `USD, at most ${MAX_BACKTEST_USD}`);
+export const RatePerYear = FiniteNumber.min(MIN_RATE).max(MAX_RATE);
+export const VolDecimal = nonNegative.max(
+  MAX_VOL_DECIMAL,
+  `vol is a decimal (0.6 = 60%), at most ${MAX_VOL_DECIMAL}`,
+);
+
 /** One option of the book. Give `strike` in USD or `moneyness` (strike / initial spot). */
 export const BookOption = z
   .object({
     type: z.enum(['call', 'put']),
-    strike: positive.optional(),
+    strike: PriceUsd.optional(),
     moneyness: positive.optional(),
     /** Time to expiry at the start of the backtest, calendar days. */
-    expiryDays: positive,
+    expiryDays: positive.max(
+      MAX_EXPIRY_YEARS * DAYS_PER_YEAR,
+      `expiryDays is at most ${MAX_EXPIRY_YEARS * DAYS_PER_YEAR} (${MAX_EXPIRY_YEARS} years)`,
+    ),
     /** Signed size in underlying units (short < 0). */
     size: FiniteNumber.refine((v) => v !== 0, 'size must not be zero'),
   })
@@ -41,7 +88,7 @@ export const BookOption = z
 export type BookOption = z.infer<typeof BookOption>;
 
 const GasRange = z
-  .object({ min: nonNegative, max: nonNegative })
+  .object({ min: CostUsd, max: CostUsd })
   .strict()
   .refine((g) => g.max >= g.min, { message: 'gasUsd.max must be at least gasUsd.min', path: ['max'] })
   // The gas process is log-uniform between min and max (@xhedge/sim createGasProcess): a zero min has no
@@ -58,18 +105,18 @@ export const VenueCostSpec = z
     id: VenueId,
     chain: ChainId,
     /** Taker fee, bps of notional. */
-    feeBps: nonNegative,
+    feeBps: Bps,
     /** Half the bid-ask spread paid on every trade, bps of notional. Default 0. */
-    halfSpreadBps: nonNegative.default(0),
+    halfSpreadBps: Bps.default(0),
     /** Price impact, bps per 1,000,000 USD traded (linear impact: cost grows with the square of size). Default 0. */
     impactBpsPerMillionUsd: nonNegative.default(0),
     /**
      * Gas per transaction, USD: a number, or a {min, max} range the gas moves through over time
      * (log-uniform, as the paper venues' gas). Default: the chain's typical range.
      */
-    gasUsd: z.union([nonNegative, GasRange]).optional(),
+    gasUsd: z.union([CostUsd, GasRange]).optional(),
     /** Priority / tip fee per transaction, USD (Solana compute-unit price). Default 0. */
-    priorityFeeUsd: nonNegative.default(0),
+    priorityFeeUsd: CostUsd.default(0),
     /** Funding of a long hedge, per hour (+ = longs pay). Default 0. */
     fundingRatePerHour: FiniteNumber.min(-0.01).max(0.01).default(0),
     /**
@@ -78,7 +125,7 @@ export const VenueCostSpec = z
      * notional as margin, and the live router funds a venue short of margin from another over the
      * simulated LayerZero bridge (fee and latency), the hedge waiting for delivery. Needs `routing: live`.
      */
-    collateralUsd: nonNegative.optional(),
+    collateralUsd: CostUsd.optional(),
     /** Initial margin per USD of notional (0.1 = 10× leverage), when collateral is modelled. Default 0.1. */
     marginFraction: FiniteNumber.gt(0).max(1).optional(),
     /**
@@ -126,14 +173,14 @@ export const BacktestFile = z
     market: z
       .object({
         /** Initial spot, USD. For replay, the historical returns are applied from this level; default: the first CSV price. */
-        spot: positive.optional(),
+        spot: PriceUsd.optional(),
         /** The hedger's pricing (implied) vol, decimal. */
-        vol: nonNegative.max(5, 'vol is a decimal (0.6 = 60%)'),
-        rate: FiniteNumber.min(-0.5).max(1).default(0),
+        vol: VolDecimal,
+        rate: RatePerYear.default(0),
         /** Real-world drift of simulated processes, decimal per year. Default 0. */
-        drift: FiniteNumber.default(0),
+        drift: DriftPerYear.default(0),
         /** Vol of simulated processes, decimal. Default: vol (the hedger's model is right on average). */
-        realizedVol: nonNegative.max(5).optional(),
+        realizedVol: VolDecimal.optional(),
         /** `fixed`: options marked at vol throughout; `process`: at the process's instantaneous vol (vega P&L). */
         volMark: z.enum(['fixed', 'process']).default('fixed'),
         process: ProcessSpec,
@@ -141,7 +188,7 @@ export const BacktestFile = z
       .strict(),
     horizonDays: positive,
     stepHours: positive,
-    paths: z.number().int().min(2).max(10_000_000),
+    paths: z.number().int().min(2).max(MAX_BACKTEST_PATHS, `paths is at most ${MAX_BACKTEST_PATHS}`),
     seed: z.number().int().nonnegative().default(1),
     /** γ of the entropic risk measure, per USD of P&L. */
     riskAversion: positive,
@@ -251,6 +298,12 @@ export const BacktestFile = z
     });
     if (f.horizonDays * 24 < f.stepHours)
       ctx.addIssue({ code: 'custom', path: ['stepHours'], message: 'the step is longer than the horizon' });
+    if (steps > MAX_BACKTEST_STEPS)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['stepHours'],
+        message: `gives ${steps} steps over horizonDays ${f.horizonDays}, at most ${MAX_BACKTEST_STEPS}`,
+      });
     if (f.market.process.kind === 'replay') {
       // A replay's spots are history: these settings shape simulated processes only, and the engine
       // would ignore them without a word (options marked at the fixed vol, history's own drift).

@@ -1,5 +1,6 @@
 import { parentPort } from 'node:worker_threads';
 import { type EngineJob, runPaths } from './engine.ts';
+import { BacktestInputError } from './errors.ts';
 
 /** Messages between the pool and a worker thread. */
 export interface ChunkRequest {
@@ -11,7 +12,7 @@ export interface ChunkRequest {
 export type WorkerReply =
   | { type: 'progress'; id: number; paths: number }
   | { type: 'done'; id: number; start: number; count: number; data: Float64Array }
-  | { type: 'error'; id: number; message: string; stack?: string };
+  | { type: 'error'; id: number; message: string; stack?: string; inputError?: boolean };
 
 const port = parentPort;
 if (port) {
@@ -27,8 +28,9 @@ if (port) {
       const reply: WorkerReply = {
         type: 'error',
         id: req.id,
-        message: e.message,
+        message: e instanceof BacktestInputError ? e.shortMessage : e.message,
         ...(e.stack ? { stack: e.stack } : {}),
+        ...(e instanceof BacktestInputError ? { inputError: true } : {}),
       };
       port.postMessage(reply);
     }

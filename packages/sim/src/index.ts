@@ -12,6 +12,7 @@ export {
   type UnderlyingState,
 } from './market.ts';
 export {
+  MAX_PATH_POINTS,
   type PathSet,
   type PathSummary,
   realizedVol,
@@ -20,6 +21,15 @@ export {
   summarizePaths,
 } from './paths.ts';
 export {
+  MAX_ABS_DRIFT_PER_YEAR,
+  MAX_JUMPS_PER_YEAR,
+  MAX_KAPPA_PER_YEAR,
+  MAX_LOG_JUMP,
+  MAX_SPOT_USD,
+  MAX_STRESSED_VOL_MULTIPLIER,
+  MAX_VOL_DECIMAL,
+  MAX_VOL_OF_VOL,
+  MIN_SPOT_USD,
   PathEngine,
   type PathEngineOptions,
   ProcessSpec,

@@ -27,6 +27,9 @@ export interface PathSet {
   stressedSteps: Int32Array;
 }
 
+/** Largest paths × (steps + 1) prices one call may hold: 8 bytes each, 800 MB. */
+export const MAX_PATH_POINTS = 100_000_000;
+
 /** Simulates `paths` independent paths; deterministic by seed. */
 export function simulatePaths(opts: SimulatePathsOptions): PathSet {
   for (const [k, v] of [
@@ -39,6 +42,11 @@ export function simulatePaths(opts: SimulatePathsOptions): PathSet {
   const steps = Math.round(opts.days * opts.stepsPerDay);
   if (steps < 1) throw new SimError('days × stepsPerDay must give at least one step');
   if (!Number.isInteger(opts.paths)) throw new SimError(`paths must be a whole number, got ${opts.paths}`);
+  if (opts.paths * (steps + 1) > MAX_PATH_POINTS)
+    throw new SimError(
+      `paths × (steps + 1) = ${opts.paths} × ${steps + 1} prices is above the limit of ${MAX_PATH_POINTS}`,
+      { paths: opts.paths, steps },
+    );
   const dtYears = 1 / (opts.stepsPerDay * DAYS_PER_YEAR);
   const root = createRng(opts.seed);
   const prices: Float64Array[] = [];

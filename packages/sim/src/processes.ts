@@ -3,12 +3,45 @@ import { cholesky, correlationMatrix } from './cholesky.ts';
 import { SimError } from './errors.ts';
 import type { Rng } from './rng.ts';
 
+/**
+ * Bounds of the simulator's inputs: wide enough for any market, tight enough that a typo (an exponent, a
+ * percentage for a decimal) is refused by name instead of simulating prices past the range of a double.
+ */
+/** Largest |drift|, decimal per year: 100 is a factor e^100 (1e43) in a year. */
+export const MAX_ABS_DRIFT_PER_YEAR = 100;
+/** Largest vol, decimal per year (5 = 500%). */
+export const MAX_VOL_DECIMAL = 5;
+/** Range of a starting spot, USD: below a trillionth or above a trillion dollars no asset trades. */
+export const MIN_SPOT_USD = 1e-12;
+export const MAX_SPOT_USD = 1e12;
+/** Largest jump rate, per year (about eleven an hour). */
+export const MAX_JUMPS_PER_YEAR = 100_000;
+/** Largest |mean| and sd of a log jump: 5 is a move of e^5, 148× up or 99.3% down. */
+export const MAX_LOG_JUMP = 5;
+/** Largest mean-reversion speed of Heston variance, per year (a half-life of under an hour). */
+export const MAX_KAPPA_PER_YEAR = 10_000;
+/** Largest Heston vol of variance (fitted crypto values are below 5). */
+export const MAX_VOL_OF_VOL = 20;
+/** Largest stressed-regime vol multiplier. */
+export const MAX_STRESSED_VOL_MULTIPLIER = 20;
+
 /** One simulated underlying: starting spot (USD), annualized vol (decimal) and drift (decimal per year). */
 export const UnderlyingSpec = z.object({
-  spot: z.number().positive().finite(),
-  vol: z.number().positive().max(5),
+  spot: z
+    .number()
+    .finite()
+    .min(MIN_SPOT_USD, `spot is USD, at least ${MIN_SPOT_USD}`)
+    .max(MAX_SPOT_USD, `spot is USD, at most ${MAX_SPOT_USD}`),
+  vol: z
+    .number()
+    .positive('vol must be above 0')
+    .max(MAX_VOL_DECIMAL, `vol is a decimal (0.8 = 80%), at most ${MAX_VOL_DECIMAL}`),
   /** Annualized drift μ of the log price (before the −σ²/2 correction), decimal. @defaultValue 0 */
-  drift: z.number().finite().default(0),
+  drift: z
+    .number()
+    .min(-MAX_ABS_DRIFT_PER_YEAR, `drift is a decimal per year, at least -${MAX_ABS_DRIFT_PER_YEAR}`)
+    .max(MAX_ABS_DRIFT_PER_YEAR, `drift is a decimal per year, at most ${MAX_ABS_DRIFT_PER_YEAR}`)
+    .default(0),
 });
 export type UnderlyingSpec = z.input<typeof UnderlyingSpec>;
 
@@ -28,27 +61,58 @@ export const ProcessSpec = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('jump'),
     /** Expected jumps per year. @defaultValue 12 */
-    intensityPerYear: z.number().nonnegative().finite().default(12),
+    intensityPerYear: z
+      .number()
+      .nonnegative()
+      .max(MAX_JUMPS_PER_YEAR, `intensityPerYear is at most ${MAX_JUMPS_PER_YEAR}`)
+      .default(12),
     /** Mean of the log jump size. @defaultValue -0.03 */
-    meanLogJump: z.number().finite().default(-0.03),
+    meanLogJump: z
+      .number()
+      .min(-MAX_LOG_JUMP, `meanLogJump is a log size, at least -${MAX_LOG_JUMP}`)
+      .max(MAX_LOG_JUMP, `meanLogJump is a log size, at most ${MAX_LOG_JUMP}`)
+      .default(-0.03),
     /** Std dev of the log jump size. @defaultValue 0.06 */
-    stdLogJump: z.number().nonnegative().finite().default(0.06),
+    stdLogJump: z
+      .number()
+      .nonnegative()
+      .max(MAX_LOG_JUMP, `stdLogJump is a log size, at most ${MAX_LOG_JUMP}`)
+      .default(0.06),
   }),
   z.object({
     kind: z.literal('heston'),
     /** Mean-reversion speed of the variance, per year. @defaultValue 3 */
-    kappa: z.number().positive().finite().default(3),
+    kappa: z
+      .number()
+      .positive()
+      .max(MAX_KAPPA_PER_YEAR, `kappa is per year, at most ${MAX_KAPPA_PER_YEAR}`)
+      .default(3),
     /** Long-run variance; defaults to the underlying's vol². */
-    thetaVar: z.number().positive().finite().optional(),
+    thetaVar: z
+      .number()
+      .positive()
+      .max(
+        MAX_VOL_DECIMAL ** 2,
+        `thetaVar is a variance, at most ${MAX_VOL_DECIMAL ** 2} (vol ${MAX_VOL_DECIMAL})`,
+      )
+      .optional(),
     /** Vol of variance ξ. @defaultValue 0.8 */
-    volOfVol: z.number().nonnegative().finite().default(0.8),
+    volOfVol: z
+      .number()
+      .nonnegative()
+      .max(MAX_VOL_OF_VOL, `volOfVol is at most ${MAX_VOL_OF_VOL}`)
+      .default(0.8),
     /** Correlation of spot and variance shocks (negative: vol up when price down). @defaultValue -0.5 */
     rho: z.number().min(-1).max(1).default(-0.5),
   }),
   z.object({
     kind: z.literal('regime'),
     /** Vol multiplier while stressed. @defaultValue 2.5 */
-    stressedVolMultiplier: z.number().positive().finite().default(2.5),
+    stressedVolMultiplier: z
+      .number()
+      .positive()
+      .max(MAX_STRESSED_VOL_MULTIPLIER, `stressedVolMultiplier is at most ${MAX_STRESSED_VOL_MULTIPLIER}`)
+      .default(2.5),
     /** Rate of calm → stressed switches, per year. @defaultValue 6 */
     calmToStressedPerYear: z.number().nonnegative().finite().default(6),
     /** Rate of stressed → calm switches, per year (mean stress lasts 1/rate years). @defaultValue 52 */
@@ -56,7 +120,11 @@ export const ProcessSpec = z.discriminatedUnion('kind', [
     /** Pairwise correlation floor while stressed (correlations go to one in a crash). @defaultValue 0.9 */
     stressedCorrelation: z.number().min(-1).max(1).default(0.9),
     /** Jumps per year while stressed (log size mean −5%, sd 5%). @defaultValue 24 */
-    stressedJumpsPerYear: z.number().nonnegative().finite().default(24),
+    stressedJumpsPerYear: z
+      .number()
+      .nonnegative()
+      .max(MAX_JUMPS_PER_YEAR, `stressedJumpsPerYear is at most ${MAX_JUMPS_PER_YEAR}`)
+      .default(24),
     /** Start in the stressed regime. @defaultValue false */
     startStressed: z.boolean().default(false),
   }),
@@ -65,6 +133,20 @@ export type ProcessSpec = z.input<typeof ProcessSpec>;
 type ParsedProcess = z.output<typeof ProcessSpec>;
 
 export type Regime = 'calm' | 'stressed';
+
+/** Smallest positive double with full precision: a price below it has lost digits (or is 0). */
+const MIN_NORMAL_DOUBLE = 2.2250738585072014e-308;
+
+/** The first issue of a failed parse, with the value it refused (`kappa is per year, at most 10000, got 1e+300`). */
+function firstIssue(err: z.ZodError, input: unknown): string {
+  const issue = err.issues[0];
+  if (!issue) return 'invalid';
+  let value: unknown = input;
+  for (const key of issue.path)
+    value =
+      value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[key] : undefined;
+  return value === undefined ? issue.message : `${issue.message}, got ${String(value)}`;
+}
 
 export interface PathEngineOptions {
   underlyings: Readonly<Record<string, UnderlyingSpec>>;
@@ -102,13 +184,19 @@ export class PathEngine {
   readonly #z: Float64Array;
   #regime: Regime;
   readonly #jumpCounts: Int32Array;
+  readonly #startSpot: Float64Array;
+  /** Simulated time so far, years (named in the error of a price that leaves the range of a double). */
+  #elapsedYears = 0;
 
   constructor(opts: PathEngineOptions) {
     const names = Object.keys(opts.underlyings);
     if (names.length === 0) throw new SimError('at least one underlying is required');
     this.names = names;
     const parsed = ProcessSpec.safeParse(opts.process ?? { kind: 'gbm' });
-    if (!parsed.success) throw new SimError(`bad process: ${parsed.error.issues[0]?.message ?? ''}`);
+    if (!parsed.success)
+      throw new SimError(`bad process: ${firstIssue(parsed.error, opts.process)}`, {
+        process: opts.process,
+      });
     this.process = parsed.data;
     this.#rng = opts.rng;
     const n = names.length;
@@ -117,10 +205,12 @@ export class PathEngine {
     this.#baseVol = new Float64Array(n);
     this.#drift = new Float64Array(n);
     this.#variance = new Float64Array(n);
+    this.#startSpot = new Float64Array(n);
     names.forEach((name, i) => {
       const s = UnderlyingSpec.safeParse(opts.underlyings[name]);
       if (!s.success)
-        throw new SimError(`underlying ${name}: ${s.error.issues[0]?.message ?? 'invalid'}`, { name });
+        throw new SimError(`underlying ${name}: ${firstIssue(s.error, opts.underlyings[name])}`, { name });
+      this.#startSpot[i] = s.data.spot;
       this.#logSpot[i] = Math.log(s.data.spot);
       this.#spot[i] = s.data.spot;
       this.#baseVol[i] = s.data.vol;
@@ -233,13 +323,32 @@ export class PathEngine {
       }
       const r = (mu - 0.5 * sigma * sigma - compensator) * dtYears + sigma * sqrtDt * z + jumpLog;
       const logSpot = (this.#logSpot[i] ?? 0) + r;
+      const spot = Math.exp(logSpot);
+      // Bounded inputs can still compound past a double over a long horizon (drift 100 for 8 years):
+      // refused by name, never an Infinity, 0 or NaN price.
+      if (!(spot >= MIN_NORMAL_DOUBLE && spot < Number.POSITIVE_INFINITY))
+        throw this.#outOfRange(i, logSpot, this.#elapsedYears + dtYears);
       this.#logSpot[i] = logSpot;
-      this.#spot[i] = Math.exp(logSpot);
+      this.#spot[i] = spot;
       res.logReturns[i] = r;
       res.jumps[i] = jumpCount;
       this.#jumpCounts[i] = (this.#jumpCounts[i] ?? 0) + jumpCount;
     }
     res.regime = this.#regime;
+    this.#elapsedYears += dtYears;
     return res;
+  }
+
+  #outOfRange(i: number, logSpot: number, years: number): SimError {
+    const name = this.names[i] ?? String(i);
+    const { kind, ...params } = this.process;
+    const processParams = Object.entries(params)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ');
+    const inputs = `spot ${this.#startSpot[i]}, drift ${this.#drift[i]}, vol ${this.#baseVol[i]}, process ${kind}${processParams ? ` (${processParams})` : ''}`;
+    return new SimError(
+      `underlying ${name}: the simulated price left the range of a double after ${Number(years.toPrecision(4))} years (log price ${Number.isNaN(logSpot) ? 'NaN' : Number(logSpot.toPrecision(4))}) with ${inputs}; lower the drift, vol, jump sizes or horizon`,
+      { name, logSpot, years },
+    );
   }
 }

@@ -216,6 +216,89 @@ describe('price processes', () => {
   });
 });
 
+describe('inputs a double cannot simulate', () => {
+  const engine = (underlying: Record<string, unknown>, process?: Record<string, unknown>) =>
+    new PathEngine({
+      underlyings: { X: { spot: 100, vol: 0.8, ...underlying } as never },
+      ...(process ? { process: process as never } : {}),
+      rng: createRng(1),
+    });
+
+  it.each([
+    [{ drift: 1e300 }, undefined, /underlying X: drift is a decimal per year, at most 100, got 1e\+300/],
+    [{ drift: -1e300 }, undefined, /drift is a decimal per year, at least -100, got -1e\+300/],
+    [{ spot: 1e308 }, undefined, /spot is USD, at most 1000000000000, got 1e\+308/],
+    [{ spot: 1e-320 }, undefined, /spot is USD, at least 1e-12, got 1e-320/],
+    [{ vol: 1e300 }, undefined, /vol is a decimal \(0\.8 = 80%\), at most 5, got 1e\+300/],
+    [
+      {},
+      { kind: 'jump', intensityPerYear: 1e300 },
+      /bad process: intensityPerYear is at most 100000, got 1e\+300/,
+    ],
+    [{}, { kind: 'jump', meanLogJump: 1000 }, /meanLogJump is a log size, at most 5, got 1000/],
+    [{}, { kind: 'jump', stdLogJump: 1000 }, /stdLogJump is a log size, at most 5, got 1000/],
+    [{}, { kind: 'heston', kappa: 1e300 }, /kappa is per year, at most 10000/],
+    [{}, { kind: 'heston', volOfVol: 1e300 }, /volOfVol is at most 20/],
+    [{}, { kind: 'heston', thetaVar: 1e300 }, /thetaVar is a variance, at most 25/],
+    [{}, { kind: 'regime', stressedVolMultiplier: 1e300 }, /stressedVolMultiplier is at most 20/],
+    [{}, { kind: 'regime', stressedJumpsPerYear: 1e300 }, /stressedJumpsPerYear is at most 100000/],
+  ])('refuses %j %j by name at construction', (underlying, process, message) => {
+    expect(() => engine(underlying, process)).toThrow(SimError);
+    expect(() => engine(underlying, process)).toThrow(message);
+  });
+
+  it('a path driven past the range of a double is an error naming the inputs, never an Infinity or 0 price', () => {
+    // Within bounds, but e^(100·7.1) overflows: 10 years of daily steps cannot be simulated.
+    for (const drift of [100, -100])
+      expect(() =>
+        simulatePaths({
+          underlying: { spot: 100, vol: 0.8, drift },
+          days: 3650,
+          stepsPerDay: 1,
+          paths: 2,
+          seed: 1,
+        }),
+      ).toThrow(
+        new RegExp(
+          `underlying X: the simulated price left the range of a double after 7\\.\\d+ years .*spot 100, drift ${drift}, vol 0\\.8, process gbm`,
+        ),
+      );
+    // Huge jumps at the largest rate: the compensator underflows the price at once.
+    expect(() =>
+      simulatePaths({
+        process: { kind: 'jump', intensityPerYear: 100_000, meanLogJump: 5, stdLogJump: 5 },
+        underlying: { spot: 100, vol: 0.8 },
+        days: 1,
+        stepsPerDay: 24,
+        paths: 1,
+        seed: 1,
+      }),
+    ).toThrow(
+      /left the range of a double .*process jump \(intensityPerYear 100000, meanLogJump 5, stdLogJump 5\)/,
+    );
+  });
+
+  it('the bounds themselves simulate finite statistics', () => {
+    const s = summarizePaths(
+      simulatePaths({
+        process: { kind: 'heston', kappa: 10_000, volOfVol: 20, thetaVar: 25 },
+        underlying: { spot: 1e12, vol: 5, drift: 100 },
+        days: 30,
+        stepsPerDay: 24,
+        paths: 5,
+        seed: 3,
+      }),
+    );
+    for (const [k, v] of Object.entries(s)) expect([k, Number.isFinite(v)]).toEqual([k, true]);
+  });
+
+  it('refuses a path set too large to hold before allocating it', () => {
+    expect(() =>
+      simulatePaths({ underlying: { spot: 100, vol: 0.8 }, days: 30, stepsPerDay: 24, paths: 1e12, seed: 1 }),
+    ).toThrow(/paths × \(steps \+ 1\) = 1000000000000 × 721 prices is above the limit of 100000000/);
+  });
+});
+
 describe('historical replay', () => {
   it('finds the four gaps explicitly', () => {
     expect(series.prices.length).toBe(4612);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { CliUsageError } from '../cli-error.ts';
+import { runCli } from '../program.ts';
 import { captureIo } from '../testing.ts';
 import { planFromFlags, registerBacktest, runBacktestCommand } from './backtest.ts';
 
@@ -173,5 +174,33 @@ describe('xhedge backtest', () => {
     await expect(runBacktestCommand({ frontier: 'out' }, captureIo())).rejects.toThrow(
       /--frontier needs --config/,
     );
+  });
+
+  it.each([
+    [['--policy', 'interval', '--cost-bps', '1e300'], /^error: --cost-bps must be at most 10000, got 1e300$/],
+    [['--policy', 'band', '--cost-bps', '1e300'], /^error: --cost-bps must be at most 10000, got 1e300$/],
+    [
+      ['--policy', 'interval', '--gas-usd', '1e300'],
+      /^error: --gas-usd must be at most 1000000000000, got 1e300$/,
+    ],
+    [['--policy', 'interval', '--drift', '1e300'], /^error: --drift must be at most 100, got 1e300$/],
+    [['--policy', 'interval', '--rate', '1e300'], /^error: --rate must be at most 1, got 1e300$/],
+    [['--policy', 'interval', '--paths', '1e12'], /^error: --paths must be at most 1000000, got 1e12$/],
+    [
+      ['--policy', 'interval', '--strike', '1e308'],
+      /^error: --strike must be at most 1000000000000, got 1e308$/,
+    ],
+    [
+      ['--policy', 'interval', '--drift', '100', '--expiry-years', '50', '--interval-days', '30'],
+      /^error: path \d+: underlying X: the simulated price left the range of a double .*drift 100/,
+    ],
+  ])('a value that would print Infinity exits 2 with one line naming it: %j', async (extra, line) => {
+    const io = captureIo();
+    const args = ['backtest', ...HULL, '--paths', '20', '--workers', '1', ...extra, '--json'];
+    expect(await runCli(args, io)).toBe(2);
+    expect(io.stdout).toBe('');
+    const lines = io.stderr.trimEnd().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(line);
   });
 });

@@ -1,9 +1,16 @@
 import {
+  BacktestInputError,
   type BacktestPlan,
   type BacktestReport,
   createProgressBar,
   type FrontierCurve,
   loadBacktestFile,
+  MAX_BACKTEST_PATHS,
+  MAX_BACKTEST_USD,
+  MAX_COST_BPS,
+  MAX_EXPIRY_YEARS,
+  MAX_RATE,
+  MIN_RATE,
   planFromFile,
   planSingleOption,
   runBacktest,
@@ -11,6 +18,7 @@ import {
   writeFrontier,
 } from '@xhedge/backtest';
 import { ValidationError } from '@xhedge/core';
+import { MAX_ABS_DRIFT_PER_YEAR, MAX_SPOT_USD, MAX_VOL_DECIMAL, MIN_SPOT_USD } from '@xhedge/sim';
 import type { Command } from 'commander';
 import { CliUsageError, EXIT_INVALID, EXIT_OK, parseNumberOption } from '../cli-error.ts';
 import { type CliIo, formatTable } from '../io.ts';
@@ -40,6 +48,7 @@ interface BacktestOptions {
 }
 
 const POLICIES = ['interval', 'band', 'ww', 'leland'] as const;
+const PRICE_USD = { min: MIN_SPOT_USD, max: MAX_SPOT_USD };
 
 function required(opts: BacktestOptions, key: keyof BacktestOptions, flag: string): string {
   const v = opts[key];
@@ -69,24 +78,33 @@ export function planFromFlags(opts: BacktestOptions): BacktestPlan {
   const input: SingleOptionInput = {
     type,
     side,
-    spot: parseNumberOption('spot', required(opts, 'spot', 'spot'), { positive: true }),
-    strike: parseNumberOption('strike', required(opts, 'strike', 'strike'), { positive: true }),
+    spot: parseNumberOption('spot', required(opts, 'spot', 'spot'), PRICE_USD),
+    strike: parseNumberOption('strike', required(opts, 'strike', 'strike'), PRICE_USD),
     expiryYears: parseNumberOption('expiry-years', required(opts, 'expiryYears', 'expiry-years'), {
       positive: true,
+      max: MAX_EXPIRY_YEARS,
     }),
     vol: parseNumberOption('vol', required(opts, 'vol', 'vol'), { min: 0 }),
-    paths: parseNumberOption('paths', opts.paths ?? '10000', { integer: true, min: 2 }),
+    paths: parseNumberOption('paths', opts.paths ?? '10000', {
+      integer: true,
+      min: 2,
+      max: MAX_BACKTEST_PATHS,
+    }),
     seed: parseNumberOption('seed', opts.seed ?? '1', { integer: true, min: 0 }),
     policy: policy as SingleOptionInput['policy'],
   };
-  if (input.vol > 5) throw new CliUsageError(`--vol is a decimal (0.2 = 20%), got ${input.vol}`);
+  if (input.vol > MAX_VOL_DECIMAL)
+    throw new CliUsageError(`--vol is a decimal (0.2 = 20%), at most ${MAX_VOL_DECIMAL}, got ${input.vol}`);
   const extra: Record<string, number | undefined> = {
-    drift: optionalNumber(opts.drift, 'drift'),
-    rate: optionalNumber(opts.rate, 'rate'),
+    drift: optionalNumber(opts.drift, 'drift', {
+      min: -MAX_ABS_DRIFT_PER_YEAR,
+      max: MAX_ABS_DRIFT_PER_YEAR,
+    }),
+    rate: optionalNumber(opts.rate, 'rate', { min: MIN_RATE, max: MAX_RATE }),
     intervalDays: optionalNumber(opts.intervalDays, 'interval-days', { positive: true }),
     bandDelta: optionalNumber(opts.bandDelta, 'band-delta', { positive: true }),
-    costBps: optionalNumber(opts.costBps, 'cost-bps', { min: 0 }),
-    gasUsd: optionalNumber(opts.gasUsd, 'gas-usd', { min: 0 }),
+    costBps: optionalNumber(opts.costBps, 'cost-bps', { min: 0, max: MAX_COST_BPS }),
+    gasUsd: optionalNumber(opts.gasUsd, 'gas-usd', { min: 0, max: MAX_BACKTEST_USD }),
     riskAversion: optionalNumber(opts.riskAversion, 'risk-aversion', { positive: true }),
     stepDays: optionalNumber(opts.stepDays, 'step-days', { positive: true }),
   };
@@ -124,7 +142,7 @@ function printReport(r: BacktestReport, io: CliIo): void {
         p.name,
         money(p.meanPnlUsd),
         money(p.stdPnlUsd),
-        money(p.stdToPrice),
+        p.stdToPrice === null ? 'n/a' : money(p.stdToPrice),
         money(p.cvar95Usd),
         money(p.entropicRiskUsd),
         money(p.meanCostUsd),
@@ -207,12 +225,21 @@ export async function runBacktestCommand(opts: BacktestOptions, io: CliIo): Prom
     write: (s) => process.stderr.write(s),
     isTty: io.isTty && Boolean(process.stderr.isTTY),
   });
-  const { report, frontier } = await runBacktest(plan, {
-    ...(workers !== undefined ? { workers } : {}),
-    frontier: Boolean(opts.frontier),
-    onProgress: (d, t) => bar.update(d, t),
-  });
-  bar.finish();
+  let run: Awaited<ReturnType<typeof runBacktest>>;
+  try {
+    run = await runBacktest(plan, {
+      ...(workers !== undefined ? { workers } : {}),
+      frontier: Boolean(opts.frontier),
+      onProgress: (d, t) => bar.update(d, t),
+    });
+  } catch (err) {
+    // inputs within their bounds that still cannot run (a drift compounding past a double over the horizon)
+    if (err instanceof BacktestInputError) throw new CliUsageError(err.shortMessage);
+    throw err;
+  } finally {
+    bar.finish();
+  }
+  const { report, frontier } = run;
   let files: ReturnType<typeof writeFrontier> | undefined;
   if (opts.frontier) files = writeFrontier(frontier, opts.frontier, `Efficient frontier: ${report.name}`);
   if (opts.json) {

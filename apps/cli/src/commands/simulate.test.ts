@@ -86,4 +86,37 @@ describe('xhedge simulate', () => {
     expect(await runCli(['simulate', ...extra], io)).toBe(2);
     expect(io.stderr).toMatch(/error/);
   });
+
+  it.each([
+    [['--drift', '1e300'], /^error: --drift must be at most 100, got 1e300$/],
+    [['--drift', '-1e300'], /^error: --drift must be at least -100, got -1e300$/],
+    [['--vol', '1e300'], /^error: --vol is a decimal \(0\.8 = 80%\), at most 5, got 1e300$/],
+    [['--spot', '1e308'], /^error: --spot must be at most 1000000000000, got 1e308$/],
+    [['--spot', '1e-320'], /^error: --spot must be at least 1e-12, got 1e-320$/],
+    [
+      ['--days', '1e9'],
+      /^error: --paths × steps \(--days × --steps-per-day\) = 1000 × 24000000000 is above the limit of 20000000$/,
+    ],
+    [
+      ['--paths', '1e12'],
+      /^error: --paths × steps \(--days × --steps-per-day\) = 1000000000000 × 720 is above/,
+    ],
+    [['--process', 'jump', '--jump-intensity', '1e300'], /^error: --jump-intensity must be at most 100000/],
+    [['--process', 'jump', '--jump-mean', '1000'], /^error: --jump-mean must be at most 5/],
+    [['--process', 'jump', '--jump-std', '1e3'], /^error: --jump-std must be at most 5/],
+    [['--process', 'heston', '--kappa', '1e300'], /^error: --kappa must be at most 10000/],
+    [['--process', 'heston', '--vol-of-vol', '1e300'], /^error: --vol-of-vol must be at most 20/],
+    [['--process', 'regime', '--stressed-mult', '1e300'], /^error: --stressed-mult must be at most 20/],
+    [
+      ['--drift', '100', '--days', '3650', '--steps-per-day', '1', '--paths', '2'],
+      /^error: underlying X: the simulated price left the range of a double after 7\.\d+ years .*drift 100/,
+    ],
+  ])('a value that would print NaN or Infinity exits 2 with one line naming it: %j', async (extra, line) => {
+    const io = captureIo();
+    expect(await runCli(['simulate', ...extra, '--json'], io)).toBe(2);
+    expect(io.stdout).toBe('');
+    const lines = io.stderr.trimEnd().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(line);
+  });
 });

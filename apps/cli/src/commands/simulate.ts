@@ -1,4 +1,18 @@
-import { type ProcessSpec, SimError, simulatePaths, summarizePaths } from '@xhedge/sim';
+import {
+  MAX_ABS_DRIFT_PER_YEAR,
+  MAX_JUMPS_PER_YEAR,
+  MAX_KAPPA_PER_YEAR,
+  MAX_LOG_JUMP,
+  MAX_SPOT_USD,
+  MAX_STRESSED_VOL_MULTIPLIER,
+  MAX_VOL_DECIMAL,
+  MAX_VOL_OF_VOL,
+  MIN_SPOT_USD,
+  type ProcessSpec,
+  SimError,
+  simulatePaths,
+  summarizePaths,
+} from '@xhedge/sim';
 import type { Command } from 'commander';
 import { CliUsageError, EXIT_OK, parseNumberOption } from '../cli-error.ts';
 import { type CliIo, formatTable } from '../io.ts';
@@ -60,26 +74,30 @@ function buildProcess(o: SimulateOptions): ProcessSpec {
   switch (o.process) {
     case 'jump': {
       const p = { kind: 'jump' as const };
-      put(p, 'intensityPerYear', num('jumpIntensity', { min: 0 }));
-      put(p, 'meanLogJump', num('jumpMean'));
-      put(p, 'stdLogJump', num('jumpStd', { min: 0 }));
+      put(p, 'intensityPerYear', num('jumpIntensity', { min: 0, max: MAX_JUMPS_PER_YEAR }));
+      put(p, 'meanLogJump', num('jumpMean', { min: -MAX_LOG_JUMP, max: MAX_LOG_JUMP }));
+      put(p, 'stdLogJump', num('jumpStd', { min: 0, max: MAX_LOG_JUMP }));
       return p;
     }
     case 'heston': {
       const p = { kind: 'heston' as const };
-      put(p, 'kappa', num('kappa', { positive: true }));
-      put(p, 'volOfVol', num('volOfVol', { min: 0 }));
+      put(p, 'kappa', num('kappa', { positive: true, max: MAX_KAPPA_PER_YEAR }));
+      put(p, 'volOfVol', num('volOfVol', { min: 0, max: MAX_VOL_OF_VOL }));
       const rho = num('rho');
       if (rho !== undefined && (rho < -1 || rho > 1))
         throw new CliUsageError(`--rho must be in [-1, 1], got ${rho}`);
       put(p, 'rho', rho);
-      const lr = num('longRunVol', { positive: true });
+      const lr = num('longRunVol', { positive: true, max: MAX_VOL_DECIMAL });
       put(p, 'thetaVar', lr === undefined ? undefined : lr * lr);
       return p;
     }
     case 'regime': {
       const p = { kind: 'regime' as const };
-      put(p, 'stressedVolMultiplier', num('stressedMult', { positive: true }));
+      put(
+        p,
+        'stressedVolMultiplier',
+        num('stressedMult', { positive: true, max: MAX_STRESSED_VOL_MULTIPLIER }),
+      );
       put(p, 'calmToStressedPerYear', num('calmToStressed', { min: 0 }));
       put(p, 'stressedToCalmPerYear', num('stressedToCalm', { min: 0 }));
       return p;
@@ -93,9 +111,13 @@ function buildProcess(o: SimulateOptions): ProcessSpec {
 export function runSimulate(o: SimulateOptions, io: CliIo): number {
   const process = buildProcess(o);
   const vol = parseNumberOption('vol', o.vol, { positive: true });
-  if (vol > 5) throw new CliUsageError(`--vol is a decimal (0.8 = 80%), got ${o.vol}`);
-  const spot = parseNumberOption('spot', o.spot, { positive: true });
-  const drift = parseNumberOption('drift', o.drift);
+  if (vol > MAX_VOL_DECIMAL)
+    throw new CliUsageError(`--vol is a decimal (0.8 = 80%), at most ${MAX_VOL_DECIMAL}, got ${o.vol}`);
+  const spot = parseNumberOption('spot', o.spot, { min: MIN_SPOT_USD, max: MAX_SPOT_USD });
+  const drift = parseNumberOption('drift', o.drift, {
+    min: -MAX_ABS_DRIFT_PER_YEAR,
+    max: MAX_ABS_DRIFT_PER_YEAR,
+  });
   const days = parseNumberOption('days', o.days, { positive: true });
   const stepsPerDay = parseNumberOption('steps-per-day', o.stepsPerDay, { positive: true, integer: true });
   const paths = parseNumberOption('paths', o.paths, { positive: true, integer: true });
@@ -103,7 +125,9 @@ export function runSimulate(o: SimulateOptions, io: CliIo): number {
   const steps = Math.round(days * stepsPerDay);
   if (steps < 2) throw new CliUsageError('--days × --steps-per-day must give at least 2 steps');
   if (steps * paths > MAX_POINTS)
-    throw new CliUsageError(`--paths × steps = ${steps * paths} is above the limit of ${MAX_POINTS}`);
+    throw new CliUsageError(
+      `--paths × steps (--days × --steps-per-day) = ${paths} × ${steps} is above the limit of ${MAX_POINTS}`,
+    );
   let summary: ReturnType<typeof summarizePaths>;
   try {
     summary = summarizePaths(
