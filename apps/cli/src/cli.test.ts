@@ -2,8 +2,10 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { endOutputOnClosedPipe } from './io.ts';
 import { runCli } from './program.ts';
 import { captureIo } from './testing.ts';
 
@@ -139,6 +141,30 @@ describe('xhedge CLI (in process)', () => {
     for (const good of ['100', '+100', '1e2', '1.5e2', '.5e3', '100.']) {
       const io = captureIo();
       expect(await runCli(greeks(good), io), good).toBe(0);
+    }
+  });
+
+  it('a closed output pipe ends the output, not the command: writes go nowhere, nothing exits', () => {
+    const written: string[] = [];
+    const out = new Writable({
+      write(chunk, _enc, cb) {
+        written.push(String(chunk));
+        cb();
+      },
+    });
+    endOutputOnClosedPipe(out);
+    const exit = vi.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    try {
+      out.write('before\n');
+      out.emit('error', Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+      expect(out.write('after\n')).toBe(true);
+      expect(written).toEqual(['before\n']);
+      expect(exit).not.toHaveBeenCalled();
+      expect(() => out.emit('error', Object.assign(new Error('disk full'), { code: 'ENOSPC' }))).toThrow(
+        'disk full',
+      );
+    } finally {
+      exit.mockRestore();
     }
   });
 

@@ -11,6 +11,18 @@ export const processIo: CliIo = {
   isTty: Boolean(process.stdout.isTTY),
 };
 
+/**
+ * A reader that stops early (`xhedge greeks … | head -3`, a `tee` killed before `start` stops) closes
+ * the pipe: that ends the output, not the command. After an EPIPE the stream's writes go nowhere and
+ * the command runs on to its end (a run still stops cleanly); any other stream error is rethrown.
+ */
+export function endOutputOnClosedPipe(stream: NodeJS.WriteStream | NodeJS.WritableStream): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    (stream as { write: (...a: unknown[]) => boolean }).write = () => true;
+  });
+}
+
 /** Prints rows as an aligned text table. */
 export function formatTable(rows: readonly (readonly (string | number)[])[]): string {
   const cells = rows.map((r) => r.map((c) => (typeof c === 'number' ? formatNumber(c) : c)));

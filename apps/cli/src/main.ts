@@ -1,13 +1,9 @@
 #!/usr/bin/env -S npx tsx
+import { endOutputOnClosedPipe } from './io.ts';
 import { runCli } from './program.ts';
 
-// A reader that stops early (`xhedge greeks … | head -3`) closes the pipe: that ends the output, it
-// is not a crash with a stack trace.
-for (const stream of [process.stdout, process.stderr])
-  stream.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw err;
-  });
+endOutputOnClosedPipe(process.stdout);
+endOutputOnClosedPipe(process.stderr);
 
 const code = await runCli(process.argv.slice(2));
 process.exitCode = code;

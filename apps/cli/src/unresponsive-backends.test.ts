@@ -114,24 +114,35 @@ describe('operator commands against a Redis or Postgres that never answers', () 
     }
   }, 25_000);
 
-  it('kill-switch engage: a silent ledger exits 1 naming it (without its password) and engages nothing', async () => {
+  it('kill-switch engage: a silent ledger does not delay the stop; exit 1 saying it is engaged, not recorded', async () => {
     vi.stubEnv('REDIS_URL', REDIS_URL);
     vi.stubEnv('DATABASE_URL', `postgres://ops:pg-s3cret@127.0.0.1:${silent.port}/ledger`);
     const io = captureIo();
     const started = Date.now();
-    const code = await runCli(
+    const running = runCli(
       ['kill-switch', 'engage', '--config', profile, '--reason', 'silent ledger drill'],
       io,
     );
-    expect(code).toBe(1);
-    expect(Date.now() - started).toBeLessThan(20_000);
-    expect(io.stderr).toContain(`cannot reach the ledger at 127.0.0.1:${silent.port}`);
-    expect(io.stderr + io.stdout).not.toContain('pg-s3cret');
     const endpoint = await connectRedis({ url: REDIS_URL });
     const redis = endpoint.client();
     try {
       const kill = new KillSwitch({ redis, prefix: redisPrefixFor(name) });
-      expect(await kill.engaged()).toEqual([]);
+      // engaged in Redis while the command still waits for the ledger (up to its 10 s)
+      let engagedAtMs: number | undefined;
+      while (engagedAtMs === undefined && Date.now() - started < 8_000) {
+        if ((await kill.engaged()).some((e) => e.scope === 'global')) engagedAtMs = Date.now();
+        else await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(engagedAtMs, 'engaged before the ledger deadline').toBeDefined();
+      const code = await running;
+      expect(code).toBe(1);
+      expect(Date.now() - started).toBeLessThan(20_000);
+      expect(io.stderr).toMatch(
+        /^error: kill switch ENGAGED global \(orders are stopped\), but the ledger did not record it/,
+      );
+      expect(io.stderr).toContain(`cannot reach the ledger at 127.0.0.1:${silent.port}`);
+      expect(io.stderr + io.stdout).not.toContain('pg-s3cret');
+      await kill.release('global', { actor: 'test', reason: 'drill over' });
     } finally {
       await redis.quit();
       await endpoint.close();

@@ -47,6 +47,7 @@ export {
   KillSwitch,
   type KillSwitchOptions,
   KillSwitchUnrecordedError,
+  recordKillEngagement,
   scopeCovers,
 } from './kill-switch.ts';
 export { LeaderLease, type LeaderLeaseOptions, NotLeaderError } from './lease.ts';

@@ -281,6 +281,32 @@ describe('kill switch restore from the ledger', () => {
     await env.killSwitch.release('underlying:BTC', { actor: 'operator:cy', reason: 'resume' });
   });
 
+  it('an engagement recorded whose audit line fails says so: engaged and recorded, only the audit missing', async () => {
+    const noAudit = Object.create(env.ledger) as Ledger;
+    noAudit.recordKillSwitchEvent = env.ledger.recordKillSwitchEvent.bind(env.ledger);
+    noAudit.audit = async () => {
+      throw new Error('audit table locked');
+    };
+    const ks = new KillSwitch({ redis: env.cmd, prefix: env.prefix, ledger: noAudit });
+    const err = await ks.engage('underlying:ETH', { actor: 'operator:cy', reason: 'eth halt' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({
+      code: 'KILL_SWITCH_UNRECORDED',
+      part: 'audit',
+      message: expect.stringMatching(
+        /^kill switch ENGAGED underlying:ETH \(orders are stopped\) and recorded, but its audit entry failed: audit table locked/,
+      ),
+      details: { engaged: true, recorded: true, audited: false },
+    });
+    expect((await env.ledger.listKillSwitchEvents({}))[0]).toMatchObject({
+      scope: 'underlying:ETH',
+      action: 'engage',
+    });
+    await env.killSwitch.release('underlying:ETH', { actor: 'operator:cy', reason: 'resume' });
+  });
+
   it('undoes its own write when a release lands between its ledger read and its HSETNX', async () => {
     const ks = env.killSwitch;
     await ks.engage('underlying:SOL', { actor: 'operator:di', reason: 'sol halt' });

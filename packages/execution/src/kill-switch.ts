@@ -136,20 +136,65 @@ export interface KillSwitchOptions {
 export class KillSwitchUnrecordedError extends XhedgeError {
   override name = 'KillSwitchUnrecordedError';
   readonly engagement: KillEngagement;
-  constructor(engagement: KillEngagement, cause: unknown) {
+  /** What failed: the kill-switch event (the ledger has no record) or only the audit entry after it. */
+  readonly part: 'event' | 'audit';
+  constructor(engagement: KillEngagement, cause: unknown, part: 'event' | 'audit' = 'event') {
     const why = (cause instanceof Error ? cause.message : String(cause)).split('\n')[0]?.slice(0, 300);
+    const scope = engagement.scope;
     super(
       'KILL_SWITCH_UNRECORDED',
-      `kill switch ENGAGED ${engagement.scope} (orders are stopped), but the ledger did not record it: ${why}`,
+      part === 'event'
+        ? `kill switch ENGAGED ${scope} (orders are stopped), but the ledger did not record it: ${why}`
+        : `kill switch ENGAGED ${scope} (orders are stopped) and recorded, but its audit entry failed: ${why}`,
       {
-        details: { scope: engagement.scope, eventId: engagement.eventId, engaged: true, recorded: false },
+        details: {
+          scope,
+          eventId: engagement.eventId,
+          engaged: true,
+          recorded: part === 'audit',
+          audited: false,
+        },
         metaMessages: [
-          'it stays engaged; once the ledger answers, release and engage it again to record it, or record it by hand',
+          part === 'event'
+            ? 'it stays engaged; once the ledger answers, record it by hand (or release and engage it again)'
+            : 'it stays engaged and its kill-switch event is in the ledger; only the audit line is missing',
         ],
         cause,
       },
     );
     this.engagement = engagement;
+    this.part = part;
+  }
+}
+
+/**
+ * Writes an engagement made in Redis to the ledger: its kill-switch event, then its audit entry. Throws
+ * {@link KillSwitchUnrecordedError} naming the part that failed. `KillSwitch.engage` calls it after the
+ * Redis write; a caller that engaged without a ledger at hand (the CLI, the ledger slow to open) calls it
+ * once the ledger is there, so the stop never waits on the ledger.
+ */
+export async function recordKillEngagement(ledger: Ledger, e: KillEngagement): Promise<void> {
+  try {
+    await ledger.recordKillSwitchEvent({
+      scope: e.scope,
+      action: 'engage',
+      actor: e.actor,
+      reason: e.reason,
+      allowRiskReducing: e.allowRiskReducing,
+      details: { eventId: e.eventId },
+    });
+  } catch (err) {
+    throw new KillSwitchUnrecordedError(e, err, 'event');
+  }
+  try {
+    await ledger.audit({
+      actor: e.actor,
+      action: 'kill-switch.engage',
+      subject: e.scope,
+      details: { reason: e.reason },
+    });
+  } catch (err) {
+    throw new KillSwitchUnrecordedError(e, err, 'audit');
   }
 }
 
@@ -219,24 +264,7 @@ export class KillSwitch {
     await this.#redis.publish(this.#keys.killChannel, JSON.stringify(ev));
     this.#metrics?.killSwitchEngaged.set({ scope }, 1);
     this.#metrics?.killSwitchActions.inc({ scope, action: 'engage' });
-    try {
-      await this.#ledger?.recordKillSwitchEvent({
-        scope,
-        action: 'engage',
-        actor: o.actor,
-        reason: o.reason,
-        allowRiskReducing: e.allowRiskReducing,
-        details: { eventId: e.eventId },
-      });
-      await this.#ledger?.audit({
-        actor: o.actor,
-        action: 'kill-switch.engage',
-        subject: scope,
-        details: { reason: o.reason },
-      });
-    } catch (err) {
-      throw new KillSwitchUnrecordedError({ scope, ...e }, err);
-    }
+    if (this.#ledger) await recordKillEngagement(this.#ledger, { scope, ...e });
     return { scope, ...e };
   }
 

@@ -8,6 +8,8 @@ import {
   type KillEngagement,
   KillScope,
   KillSwitch,
+  KillSwitchUnrecordedError,
+  recordKillEngagement,
 } from '@xhedge/execution';
 import { deploymentEndpoints, SharedConfigStore } from '@xhedge/runtime';
 import { Ledger, openDatabase } from '@xhedge/store';
@@ -200,6 +202,11 @@ export interface Connections {
   kill: KillSwitch;
   breakers: BreakerBoard;
   ledger: Ledger | undefined;
+  /**
+   * With `ledgerAfterRedis`: the ledger being opened (`ledger` and the kill switch's own ledger are then
+   * undefined); it rejects when the ledger cannot be opened.
+   */
+  ledgerLater?: Promise<Ledger>;
   close(): Promise<void>;
 }
 
@@ -216,6 +223,11 @@ export async function connect(o: {
   dbSchema: string | undefined;
   /** Apply pending ledger migrations on open. */
   migrate: boolean;
+  /**
+   * Open the ledger in the background (`ledgerLater`) and build the kill switch without it: an engage
+   * stops trading in Redis first and must not wait on, or be refused by, a ledger that is slow or down.
+   */
+  ledgerAfterRedis?: boolean;
 }): Promise<Connections> {
   const closers: (() => Promise<unknown>)[] = [];
   const close = async () => {
@@ -252,11 +264,15 @@ export async function connect(o: {
       });
     }
     let ledger: Ledger | undefined;
+    let ledgerLater: Promise<Ledger> | undefined;
     if (o.dbUrl) {
       // Only a change migrates (as the run does at start): a status check must not alter the ledger.
-      ledger = await openLedger({ url: o.dbUrl, schema: o.dbSchema, poolSize: 2, migrate: o.migrate });
-      const opened = ledger;
-      closers.push(() => opened.close());
+      const opening = openLedger({ url: o.dbUrl, schema: o.dbSchema, poolSize: 2, migrate: o.migrate });
+      closers.push(async () => (await opening.catch(() => undefined))?.close());
+      if (o.ledgerAfterRedis) {
+        ledgerLater = opening;
+        opening.catch(() => {}); // its caller reads the failure
+      } else ledger = await opening;
     }
     const kill = new KillSwitch({ redis, prefix: o.redisPrefix, ...(ledger ? { ledger } : {}) });
     const breakers = new BreakerBoard({
@@ -265,7 +281,7 @@ export async function connect(o: {
       config: o.config.breakers,
       ...(ledger ? { ledger } : {}),
     });
-    return { redis, kill, breakers, ledger, close };
+    return { redis, kill, breakers, ledger, ...(ledgerLater ? { ledgerLater } : {}), close };
   } catch (err) {
     await close();
     throw err;
@@ -413,7 +429,12 @@ export async function runKillSwitch(
         'set DATABASE_URL (or the profile database.url) to the deployment ledger.',
       ],
     );
-  const c = await connect({ ...d, dbSchema: opts.dbSchema, migrate: action !== 'status' });
+  const c = await connect({
+    ...d,
+    dbSchema: opts.dbSchema,
+    migrate: action !== 'status',
+    ledgerAfterRedis: action === 'engage',
+  });
   try {
     if (action === 'status') {
       const s = await status(c, io);
@@ -437,6 +458,13 @@ export async function runKillSwitch(
         reason,
         allowRiskReducing: opts.allowRiskReducing ?? false,
       });
+      // engaged in Redis first (orders stop); then recorded, or said to be engaged and unrecorded (exit 1)
+      if (c.ledgerLater) {
+        const ledger = await c.ledgerLater.catch((err: unknown) => {
+          throw new KillSwitchUnrecordedError(e, err);
+        });
+        await recordKillEngagement(ledger, e);
+      }
       const v = engagementView(e);
       if (opts.json) io.out(JSON.stringify({ action, deployment: redisPrefix, engaged: true, ...v }));
       else
