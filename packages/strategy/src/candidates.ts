@@ -1,5 +1,5 @@
 import type { InstrumentMeta, Mark } from '@xhedge/core';
-import { unitGreeks } from '@xhedge/risk';
+import { MAX_IV_DECIMAL, unitGreeks } from '@xhedge/risk';
 import type { VegaCandidate } from './vega.ts';
 
 /** A listed option as a venue's option chain gives it (structurally `OptionChainEntry` of @xhedge/venue). */
@@ -10,9 +10,10 @@ export interface ListedOption {
 
 /**
  * Turns a venue's option chain into vega-solver candidates: per-unit Greeks from the same model as the
- * risk engine (mark IV, else `volDecimal`), cost per unit = half the quoted spread (or `defaultHalfSpreadBps`
- * of spot without one) + `feeBps` of spot. Options of other underlyings, expired or without a positive
- * vega are left out.
+ * risk engine (mark IV, else `volDecimal`; like the engine, an IV that is not positive or is past
+ * `MAX_IV_DECIMAL`, a percentage given for a decimal, is no IV), cost per unit = half the quoted spread
+ * (or `defaultHalfSpreadBps` of spot without one) + `feeBps` of spot. Options of other underlyings,
+ * expired or without a positive vega are left out.
  */
 export function vegaCandidatesFromChain(p: {
   venue: string;
@@ -36,7 +37,11 @@ export function vegaCandidatesFromChain(p: {
   for (const { instrument: meta, mark } of p.options) {
     if (meta.kind !== 'option' || meta.underlying !== p.underlying) continue;
     if (meta.expiryMs === undefined || meta.expiryMs <= p.nowMs) continue;
-    const g = unitGreeks(meta, p.spotUsd, mark.ivDecimal ?? p.volDecimal, p.rateDecimal ?? 0, p.nowMs);
+    // At 55 for 55% a call priced with delta 1 and no vega: the solver bought it for nothing and the delta
+    // hedge offset a delta the book (priced by the engine, which ignores that IV) never had.
+    const iv = mark.ivDecimal;
+    const volDecimal = iv !== undefined && iv > 0 && iv <= MAX_IV_DECIMAL ? iv : p.volDecimal;
+    const g = unitGreeks(meta, p.spotUsd, volDecimal, p.rateDecimal ?? 0, p.nowMs);
     if (!(g.vegaPerVolPoint > 0)) continue;
     const halfSpread =
       mark.bidUsd !== undefined && mark.askUsd !== undefined && mark.askUsd >= mark.bidUsd

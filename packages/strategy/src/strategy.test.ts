@@ -483,4 +483,38 @@ describe('vegaCandidatesFromChain', () => {
     expect(c[0]?.delta).toBeGreaterThan(0.4);
     expect(c[0]?.priceUsd).toBe(5000);
   });
+
+  it('prices an option whose mark IV no venue quotes (a percentage, or not positive) as the risk engine does', () => {
+    // A venue giving 55 for 55%: the risk engine leaves that IV out (flat 60% vol). At 5500% vol the
+    // candidate had delta 1 and vega ~1e-36 $/pt, so the solver bought its whole size for almost no vega
+    // and the delta hedge sold 1 BTC per option whose delta the book then carried as 0.56.
+    const now = Date.UTC(2026, 0, 1, 8);
+    const id = 'BTC-USD:OPT:20260327:60000:C';
+    const held = engineRisk(now, S, [option(id, 1)]);
+    const mark = (ivDecimal: number) => ({
+      venue: 'lyra-arb',
+      instrument: id,
+      markPriceUsd: 5000,
+      ivDecimal,
+      bidUsd: 4950,
+      askUsd: 5050,
+      asOfMs: now,
+    });
+    for (const iv of [55, 0]) {
+      const c = vegaCandidatesFromChain({
+        venue: 'lyra-arb',
+        chain: 'evm:42161',
+        underlying: 'BTC',
+        spotUsd: S,
+        volDecimal: 0.6,
+        nowMs: now,
+        feeBps: 3,
+        maxSizeBase: 10,
+        options: [{ instrument: instrumentMeta(id), mark: mark(iv) }],
+      });
+      expect(c, `iv ${iv}`).toHaveLength(1);
+      expect(c[0]?.delta, `iv ${iv}`).toBeCloseTo(held.delta, 12);
+      expect(c[0]?.vegaPerVolPoint, `iv ${iv}`).toBeCloseTo(held.vegaPerVolPoint, 9);
+    }
+  });
 });
