@@ -66,4 +66,23 @@ describe('bsmBatch (struct of arrays)', () => {
     expect(() => bsmBatch(input, outputs(2))).toThrow(PricingInputError);
     expect(() => bsmBatch(input, outputs(2))).toThrow(/vol\[1\]/);
   });
+
+  it('refuses finite inputs whose Greeks overflow a double, as bsm does, never writing NaN', () => {
+    const two = (a: number, b: number) => Float64Array.from([a, b]);
+    const base = {
+      callPut: two(1, -1),
+      spot: two(100, 100),
+      strike: two(100, 100),
+      timeYears: two(1, 1),
+      vol: two(0.5, 0.5),
+    };
+    for (const bad of [{ rate: two(0, -800) }, { vol: two(0.5, 5e-324) }, { carry: two(0, -1e308) }]) {
+      expect(() => bsmBatch({ ...base, ...bad }, outputs(2)), JSON.stringify(Object.keys(bad))).toThrow(
+        /option\[1\].*out of the range a double can price/,
+      );
+    }
+    const out = outputs(2);
+    bsmBatch(base, out);
+    expect([...out.price].every(Number.isFinite)).toBe(true);
+  });
 });

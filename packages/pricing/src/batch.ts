@@ -153,6 +153,21 @@ export function bsmBatch(input: BsmBatchInput, out: GreeksBatchOutput, n = input
     rhoPer1Pct[i] = phi * kr * T * n2 * 0.01;
     if (vannaOut) vannaOut[i] = -dfQ * pdf1 * d2 * (0.01 / v);
     if (volgaOut) volgaOut[i] = ((vega * d1 * d2) / v) * 1e-4;
+    // finite inputs can still overflow (a rate of -800, vol·√T underflowing to 0): one sum of the
+    // outputs is NaN or infinite if any is, and then the option is refused as `bsm` refuses it
+    const sum =
+      (price[i] as number) +
+      (delta[i] as number) +
+      (gamma[i] as number) +
+      vega +
+      (thetaPerDay[i] as number) +
+      (rhoPer1Pct[i] as number);
+    if (!(sum - sum === 0) || (vannaOut && !((vannaOut[i] as number) - (vannaOut[i] as number) === 0)))
+      throw new PricingInputError(
+        `option[${i}]`,
+        `spot ${S}, strike ${K}, timeYears ${T}, vol ${v}, rate ${r}, carry ${q}`,
+        'out of the range a double can price: a Greek came out NaN or infinite',
+      );
   }
 }
 

@@ -137,9 +137,9 @@ export function bsm(input: BsmInput): OptionGreeks {
  * their combination still overflow a double (a rate of 1e308, a spot of 1e308), and a NaN or an
  * infinity must not leave the pricer as a price.
  */
-export function finiteGreeks<G extends OptionGreeks>(g: G, inputs: string): G {
+export function finiteGreeks<G extends object>(g: G, inputs: string): G {
   for (const [k, v] of Object.entries(g))
-    if (!Number.isFinite(v))
+    if (typeof v === 'number' && !Number.isFinite(v))
       throw new PricingInputError(
         'inputs',
         inputs,

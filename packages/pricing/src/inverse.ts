@@ -1,4 +1,4 @@
-import { type BsmInput, bsm, type OptionGreeks } from './bsm.ts';
+import { type BsmInput, bsm, finiteGreeks, type OptionGreeks } from './bsm.ts';
 
 /**
  * Inputs of a coin-settled (inverse) option, as Deribit-style venues list them: premium and payoff in the
@@ -39,7 +39,7 @@ export function inverseOption(input: InverseInput): InverseGreeks {
   const S = input.spot;
   const priceCoin = usd.price / S;
   const netDelta = usd.delta - priceCoin;
-  return {
+  const out: InverseGreeks = {
     ...usd,
     priceCoin,
     netDeltaCoin: netDelta,
@@ -53,4 +53,9 @@ export function inverseOption(input: InverseInput): InverseGreeks {
       rhoPer1Pct: usd.rhoPer1Pct / S,
     },
   };
+  // in coin, a price over a spot near 0 can still overflow (a put at spot 1e-300): refused, never Infinity
+  const inputs = `spot ${S}, strike ${input.strike}, timeYears ${input.timeYears}, vol ${input.vol}`;
+  finiteGreeks(out, inputs);
+  finiteGreeks(out.coin, inputs);
+  return out;
 }

@@ -177,6 +177,10 @@ describe('put-call parity and finite differences', () => {
     expect(() =>
       black76({ type: 'put', forward: 100, strike: 100, timeYears: 1, vol: 0.5, rate: 1e308 }),
     ).toThrow(/out of the range/);
+    // in coin: a put's USD price over a spot near 0 overflows (it was priceCoin Infinity)
+    expect(() => inverseOption({ type: 'put', spot: 1e-300, strike: 1e10, timeYears: 1, vol: 0.5 })).toThrow(
+      /out of the range a double can price: priceCoin came out Infinity/,
+    );
     // a vol so small that u = √(1 + 8/(σ²T)) overflows
     expect(() =>
       everlastingOption({ type: 'call', spot: 100, strike: 90, vol: 1e-200, fundingPeriodYears: 1 / 365 }),
