@@ -738,8 +738,13 @@ export class TickPlanner {
 
   /** The underlyings of our orders on `venue` that changed at or after `atMs` (their fills may have moved it). */
   async #movedSince(venue: string, atMs: number): Promise<string[]> {
-    const recent = await this.#o.ledger.listOrders({ venue, fromMs: atMs - 86_400_000, limit: 500 });
-    return [...new Set(recent.filter((o) => o.updatedAtMs >= atMs).map((o) => o.underlying))];
+    // one query over all of them: a page of the newest 500 left out an older order filled since
+    const moved = await this.#o.ledger.underlyingsWithOrders(undefined, {
+      venue,
+      createdFromMs: atMs - 86_400_000,
+      updatedFromMs: atMs,
+    });
+    return [...moved];
   }
 
   /** Feeds the loss-since-mark breaker with the book's equity, when the whole book was read and valued. */

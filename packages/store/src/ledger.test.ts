@@ -217,6 +217,23 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     await ledger.transition('xh-706', 'cancelled', { actor: 'o' });
     expect((await ledger.underlyingsWithOrders('queued')).has('AVAX')).toBe(false);
     expect(await ledger.underlyingsWithOrders([])).toEqual(new Set());
+    // narrowed by venue and by times: what changed since, of any status
+    const at = clock.nowMs();
+    clock.advance(10);
+    await ledger.transition('xh-700', 'cancelled', { actor: 'o' });
+    expect(await ledger.underlyingsWithOrders(undefined, { venue: 'pager', updatedFromMs: at + 1 })).toEqual(
+      new Set(['SOL']),
+    );
+    expect(await ledger.underlyingsWithOrders(undefined, { venue: 'nowhere', updatedFromMs: 0 })).toEqual(
+      new Set(),
+    );
+    expect(
+      await ledger.underlyingsWithOrders(undefined, {
+        venue: 'pager',
+        createdFromMs: at + 1,
+        updatedFromMs: 0,
+      }),
+    ).toEqual(new Set());
   });
 
   it('lists orders with their plan id in one query, with the filters and order of listOrders', async () => {

@@ -767,16 +767,23 @@ export class Ledger {
     }
   }
 
-  /** The underlyings with at least one order in `status` (one of them), in one statement. */
-  async underlyingsWithOrders(status: OrderStatus | readonly OrderStatus[]): Promise<Set<string>> {
-    const st = statuses(status) ?? [];
-    if (st.length === 0) return new Set();
-    const rows = await this.db
-      .selectFrom('orders')
-      .select('underlying')
-      .distinct()
-      .where('status', 'in', st)
-      .execute();
+  /**
+   * The underlyings with at least one order in `status` (one of them), in one statement; `q` narrows it
+   * to a venue, to orders created from `createdFromMs`, and to orders changed from `updatedFromMs`.
+   * Without `status`, every status. All of them, never a page: a left-out underlying is a wrong answer.
+   */
+  async underlyingsWithOrders(
+    status?: OrderStatus | readonly OrderStatus[],
+    q: { venue?: string; createdFromMs?: number; updatedFromMs?: number } = {},
+  ): Promise<Set<string>> {
+    const st = statuses(status);
+    if (st?.length === 0) return new Set();
+    let qb = this.db.selectFrom('orders').select('underlying').distinct();
+    if (st) qb = qb.where('status', 'in', st);
+    if (q.venue !== undefined) qb = qb.where('venue', '=', q.venue);
+    if (q.createdFromMs !== undefined) qb = qb.where('created_at_ms', '>=', q.createdFromMs);
+    if (q.updatedFromMs !== undefined) qb = qb.where('updated_at_ms', '>=', q.updatedFromMs);
+    const rows = await qb.execute();
     return new Set(rows.map((r) => r.underlying));
   }
 
