@@ -193,6 +193,18 @@ const mutations: Mutation[] = [
     /decimal/,
   ],
   [
+    'paper market drift past what the simulator takes',
+    (c) => (c.market = { underlyings: { BTC: { spot: 95000, vol: 0.5, drift: 150 } } }),
+    'market.underlyings.BTC.drift',
+    /at most 100/,
+  ],
+  [
+    'paper market spot below what the simulator takes',
+    (c) => (c.market = { underlyings: { BTC: { spot: 1e-13, vol: 0.5 } } }),
+    'market.underlyings.BTC.spot',
+    /at least 1e-12/,
+  ],
+  [
     'redis URL with inline password',
     (c) => (c.redis = { url: 'redis://user:hunter2@10.0.0.1:6379' }),
     'redis.url',

@@ -1,4 +1,15 @@
-import { AssetSymbol, ChainId, FiniteNumber, InstrumentId, parseInstrumentId, VenueId } from '@xhedge/core';
+import {
+  AssetSymbol,
+  ChainId,
+  FiniteNumber,
+  InstrumentId,
+  MAX_ABS_DRIFT_PER_YEAR,
+  MAX_SPOT_USD,
+  MAX_VOL_DECIMAL,
+  MIN_SPOT_USD,
+  parseInstrumentId,
+  VenueId,
+} from '@xhedge/core';
 import { z } from 'zod';
 
 /**
@@ -121,11 +132,23 @@ export const BookConfig = z
   })
   .strict();
 
+// the simulator's own bounds, so `config check` refuses what the paper market would refuse at start
 const SimUnderlying = z
   .object({
-    spot: FiniteNumber.positive(),
-    vol: FiniteNumber.positive().max(5, 'vol is a decimal (0.6 = 60%), at most 5'),
-    drift: FiniteNumber.default(0),
+    spot: FiniteNumber.min(MIN_SPOT_USD, `spot is USD, at least ${MIN_SPOT_USD}`).max(
+      MAX_SPOT_USD,
+      `spot is USD, at most ${MAX_SPOT_USD}`,
+    ),
+    vol: FiniteNumber.positive().max(
+      MAX_VOL_DECIMAL,
+      `vol is a decimal (0.6 = 60%), at most ${MAX_VOL_DECIMAL}`,
+    ),
+    drift: FiniteNumber.min(
+      -MAX_ABS_DRIFT_PER_YEAR,
+      `drift is a decimal per year, at least -${MAX_ABS_DRIFT_PER_YEAR}`,
+    )
+      .max(MAX_ABS_DRIFT_PER_YEAR, `drift is a decimal per year, at most ${MAX_ABS_DRIFT_PER_YEAR}`)
+      .default(0),
   })
   .strict();
 

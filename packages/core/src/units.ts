@@ -8,6 +8,19 @@ export const MS_PER_DAY = 86_400_000;
 export const DAYS_PER_YEAR = 365;
 export const MS_PER_YEAR = MS_PER_DAY * DAYS_PER_YEAR;
 
+/**
+ * Bounds of a simulated market's inputs, shared by the simulator, the backtest spec and the profile's
+ * paper market: wide enough for any market, tight enough that a typo (an exponent, a percentage for a
+ * decimal) is refused by name instead of simulating prices past the range of a double.
+ */
+/** Largest |drift|, decimal per year: 100 is a factor e^100 (1e43) in a year. */
+export const MAX_ABS_DRIFT_PER_YEAR = 100;
+/** Largest simulated vol, decimal per year (5 = 500%). */
+export const MAX_VOL_DECIMAL = 5;
+/** Range of a starting spot, USD: below a trillionth or above a trillion dollars no asset trades. */
+export const MIN_SPOT_USD = 1e-12;
+export const MAX_SPOT_USD = 1e12;
+
 /** Year fraction between two UTC instants, ACT/365 over calendar time. Negative when `toMs` is earlier. */
 export function yearFraction(fromMs: number, toMs: number): number {
   return (toMs - fromMs) / MS_PER_YEAR;

@@ -1,19 +1,12 @@
+import { MAX_ABS_DRIFT_PER_YEAR, MAX_SPOT_USD, MAX_VOL_DECIMAL, MIN_SPOT_USD } from '@xhedge/core';
 import { z } from 'zod';
 import { cholesky, correlationMatrix } from './cholesky.ts';
 import { SimError } from './errors.ts';
 import type { Rng } from './rng.ts';
 
-/**
- * Bounds of the simulator's inputs: wide enough for any market, tight enough that a typo (an exponent, a
- * percentage for a decimal) is refused by name instead of simulating prices past the range of a double.
- */
-/** Largest |drift|, decimal per year: 100 is a factor e^100 (1e43) in a year. */
-export const MAX_ABS_DRIFT_PER_YEAR = 100;
-/** Largest vol, decimal per year (5 = 500%). */
-export const MAX_VOL_DECIMAL = 5;
-/** Range of a starting spot, USD: below a trillionth or above a trillion dollars no asset trades. */
-export const MIN_SPOT_USD = 1e-12;
-export const MAX_SPOT_USD = 1e12;
+// Bounds of the simulator's inputs (drift, vol and spot ones in @xhedge/core, shared with the profile's
+// paper market and the backtest spec).
+export { MAX_ABS_DRIFT_PER_YEAR, MAX_SPOT_USD, MAX_VOL_DECIMAL, MIN_SPOT_USD };
 /** Largest jump rate, per year (about eleven an hour). */
 export const MAX_JUMPS_PER_YEAR = 100_000;
 /** Largest |mean| and sd of a log jump: 5 is a move of e^5, 148× up or 99.3% down. */
