@@ -729,7 +729,9 @@ export abstract class PaperVenueBase implements PaperVenue {
     rec.notional = rec.notional.add(price.mul(size));
     rec.updatedAtMs = now;
     this.fills.push({
-      fillId: `${rec.venueOrderId}-${this.fills.length + 1}`,
+      // the client order id makes it unique past a restart: a venue order id can restart with the
+      // process (paper Drift counts from 1), and the ledger keeps one fill per (venue, fill id)
+      fillId: `${rec.venueOrderId}-${rec.clientOrderId}-${this.fills.length + 1}`,
       clientOrderId: rec.clientOrderId,
       venue: this.id,
       instrument: rec.instrument,

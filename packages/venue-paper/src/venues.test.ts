@@ -265,6 +265,37 @@ describe('paper Drift', () => {
   });
 });
 
+describe('paper venues: fill ids', () => {
+  it('a restarted venue (a new process on the same ledger) never reuses a fill id of the one before', async () => {
+    // the ledger keeps fills by (venue, fill id): a reused id drops the new fill, and the drop copy then
+    // reports a position break after every restart of `pnpm start`
+    for (const kind of ['paper-drift', 'paper-gmx', 'paper-lyra'] as const) {
+      const ids = new Set<string>();
+      for (const run of [1, 2]) {
+        const { venue, advance } = testVenue(kind);
+        const instrument =
+          kind === 'paper-lyra'
+            ? (await venue.loadMarkets()).find((m) => m.instrument.kind === 'option')?.instrument.id
+            : 'ETH-USD:PERP';
+        if (!instrument) throw new Error(`${kind}: no instrument`);
+        await venue.placeOrder({
+          clientOrderId: `run${run}-${kind}`,
+          instrument,
+          side: 'buy',
+          orderType: 'market',
+          sizeBase: '0.5',
+        });
+        await advance(60_000);
+        for (const f of await venue.fetchFills()) {
+          expect(ids.has(f.fillId), `${kind}: ${f.fillId} of run ${run} was a fill id of run 1`).toBe(false);
+          ids.add(f.fillId);
+        }
+      }
+      expect(ids.size, kind).toBeGreaterThanOrEqual(2);
+    }
+  });
+});
+
 describe('paper perps: initial margin', () => {
   it.each([
     ['paper-gmx', {}, 0.02], // default max leverage 50
