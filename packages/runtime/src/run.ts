@@ -479,6 +479,19 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           actor: 'run',
           reason: 'paper venues restart from the profile: the first tick marks the book again',
         });
+      // Likewise their drop-copy baselines: the ledger keeps the previous run's, but a paper venue's
+      // positions start again from the profile, so each baseline is taken anew at the first quiet read
+      // (else every restart of a paper profile reported a position break).
+      for (const v of built.paper)
+        for (const b of await ledger.positionBaselines(v.id))
+          if (b.sizeBase !== undefined)
+            await ledger.setPositionBaseline({
+              venue: v.id,
+              instrument: b.instrument,
+              sizeBase: null,
+              actor: 'run',
+              reason: 'paper venues restart from the profile: a new baseline at the first quiet read',
+            });
       const liquidating = new Map<string, VenueHealth['liquidation']>();
       // The drop-copy check: each venue read by the planner is compared with the ledger (leader only).
       const dc = config.dropCopy;

@@ -187,6 +187,37 @@ describe('cross-chain collateral on the paper bridge', () => {
 });
 
 describe('drop-copy check in a run', () => {
+  it('a restart of a paper profile on the same ledger takes new baselines: its fresh venues are no position break', async () => {
+    // the shipped paper profile as `pnpm start` runs it, twice on one data folder (its ledger)
+    const c = config('restart');
+    const firstFill = (run: Run, sinceMs: number) =>
+      until('a hedge filled', async () =>
+        (await run.ledger.listOrders({ status: 'filled', limit: 100 })).find((o) => o.createdAtMs >= sinceMs),
+      );
+    const first = await start(c);
+    const o1 = await firstFill(first, 0);
+    // the fill is baselined at a quiet read after it
+    await until('the first run baselined its fill', async () =>
+      (await first.ledger.positionBaselines(o1.venue)).some(
+        (b) => b.instrument === o1.instrument && b.sizeBase !== undefined && b.atMs > o1.createdAtMs,
+      )
+        ? true
+        : undefined,
+    );
+    await first.stop();
+    runs.splice(runs.indexOf(first), 1);
+    // the paper venues start again from the profile (another market path: a stale baseline could agree
+    // with the same first hedge by chance)
+    const market = c.market;
+    if (!market) throw new Error('the paper profile has a market');
+    const second = await start({ ...c, market: { ...market, seed: market.seed + 1 } });
+    const o2 = await firstFill(second, second.clock.nowMs());
+    // the drop copy's reads past the fill and its grace: a stale baseline opens a break by then
+    await new Promise((r) => setTimeout(r, 10_000));
+    expect(await second.ledger.openPositionBreaks(), `after ${o2.clientOrderId}`).toEqual([]);
+    expect((await second.ledger.listAudit({ action: 'position-break' })).length).toBe(0);
+  }, 120_000);
+
   it('an order that reaches a venue outside the ledger opens a position break, halts that venue, and an operator acknowledgement closes it', async () => {
     const run = await start(
       config(
