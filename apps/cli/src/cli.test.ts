@@ -11,6 +11,12 @@ import { captureIo } from './testing.ts';
 
 const root = new URL('../../../', import.meta.url).pathname;
 const paper = join(root, 'configs/profiles/paper.yaml');
+/** `xhedge greeks` of an at-the-money one-year call; its last argument is the spot. */
+const GREEKS_ATM_CALL = [
+  'greeks',
+  ...['--model', 'bs', '--type', 'call', '--strike', '100', '--expiry-years', '1', '--vol', '0.5'],
+  ...['--spot', '100'],
+];
 
 describe('xhedge CLI (in process)', () => {
   it('config check: exit 0 and a one-line summary for the paper profile', async () => {
@@ -118,21 +124,7 @@ describe('xhedge CLI (in process)', () => {
   });
 
   it('number flags take decimal notation only (0x10 is not 16, a blank is not 0)', async () => {
-    const greeks = (spot: string) => [
-      'greeks',
-      '--model',
-      'bs',
-      '--type',
-      'call',
-      '--strike',
-      '100',
-      '--expiry-years',
-      '1',
-      '--vol',
-      '0.5',
-      '--spot',
-      spot,
-    ];
+    const greeks = (spot: string) => [...GREEKS_ATM_CALL.slice(0, -1), spot];
     for (const bad of ['0x10', '0b11', '0o7', '', ' ', '1_000', 'Infinity', '1e309']) {
       const io = captureIo();
       expect(await runCli(greeks(bad), io), JSON.stringify(bad)).toBe(2);
@@ -191,27 +183,10 @@ describe('xhedge CLI (as users run it: pnpm xhedge)', () => {
   });
 
   it('a reader that closes the pipe early ends the output quietly, exit 0, no EPIPE stack', async () => {
-    const child = spawn(
-      'pnpm',
-      [
-        '-s',
-        'xhedge',
-        'greeks',
-        '--model',
-        'bs',
-        '--type',
-        'call',
-        '--spot',
-        '100',
-        '--strike',
-        '100',
-        '--expiry-years',
-        '1',
-        '--vol',
-        '0.5',
-      ],
-      { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn('pnpm', ['-s', 'xhedge', ...GREEKS_ATM_CALL], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child.stdout.destroy(); // as `| head -0` would
     let stderr = '';
     child.stderr.on('data', (b: Buffer) => {

@@ -17,12 +17,15 @@ const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const root = new URL('../../../', import.meta.url).pathname;
 const PAPER_YAML = readFileSync(join(root, 'configs/profiles/paper.yaml'), 'utf8');
 
-/** A TCP server that accepts every connection and never writes a byte. */
-async function silentServer(): Promise<{ port: number; close(): Promise<void> }> {
+/** A TCP server on a free port that keeps every connection open and hands its data to `onData`. */
+async function tcpServer(
+  onData: (s: Socket, chunk: Buffer) => void = () => {},
+): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   const server: Server = createServer((s) => {
     sockets.add(s);
     s.on('error', () => {});
+    s.on('data', (chunk: Buffer) => onData(s, chunk));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
@@ -36,35 +39,23 @@ async function silentServer(): Promise<{ port: number; close(): Promise<void> }>
   };
 }
 
+/** A TCP server that accepts every connection and never writes a byte. */
+const silentServer = () => tcpServer();
+
 /**
  * A Redis that answers the connection handshake (the ready check's INFO) and then no command: one
  * that stops answering between the connect and the command.
  */
-async function stallingRedis(): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
+function stallingRedis(): Promise<{ port: number; close(): Promise<void> }> {
   const info = 'redis_version:7.2.0\r\nloading:0\r\n';
-  const server: Server = createServer((s) => {
-    sockets.add(s);
-    s.on('error', () => {});
-    s.on('data', (chunk) => {
-      // one RESP array per command: CLIENT SETINFO and INFO are the handshake
-      for (const cmd of chunk.toString('latin1').split(/(?=\*\d+\r\n)/)) {
-        const name = cmd.split('\r\n')[2]?.toLowerCase();
-        if (name === 'client') s.write('+OK\r\n');
-        else if (name === 'info') s.write(`$${Buffer.byteLength(info)}\r\n${info}\r\n`);
-      }
-    });
+  return tcpServer((s, chunk) => {
+    // one RESP array per command: CLIENT SETINFO and INFO are the handshake
+    for (const cmd of chunk.toString('latin1').split(/(?=\*\d+\r\n)/)) {
+      const name = cmd.split('\r\n')[2]?.toLowerCase();
+      if (name === 'client') s.write('+OK\r\n');
+      else if (name === 'info') s.write(`$${Buffer.byteLength(info)}\r\n${info}\r\n`);
+    }
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return {
-    port: address.port,
-    close: async () => {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
 }
 
 describe('operator commands against a Redis or Postgres that never answers', () => {
