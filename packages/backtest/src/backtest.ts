@@ -3,9 +3,12 @@ import { PolicyConfig } from '@xhedge/config';
 import {
   DAYS_PER_YEAR,
   FiniteNumber,
+  MAX_SPOT_USD,
+  MIN_SPOT_USD,
   MS_PER_HOUR,
   NumericError,
   parseOrThrow,
+  Seed,
   ValidationError,
 } from '@xhedge/core';
 import { bsm } from '@xhedge/pricing';
@@ -204,6 +207,18 @@ export function planFromFile(file: BacktestFile, baseDir: string): BacktestPlan 
     expiryYears: o.expiryDays / DAYS_PER_YEAR,
     sizeBase: o.size,
   }));
+  // a strike given as moneyness is checked once spot is known: in the range a strike in USD must be
+  const strikes = options.flatMap((o, i) =>
+    o.strike >= MIN_SPOT_USD && o.strike <= MAX_SPOT_USD
+      ? []
+      : [
+          {
+            path: `book.options[${i}].moneyness`,
+            message: `gives a strike of ${Number(o.strike.toPrecision(6))} USD (moneyness × spot ${s0}), outside ${MIN_SPOT_USD}..${MAX_SPOT_USD} USD`,
+          },
+        ],
+  );
+  if (strikes.length) throw new ValidationError('backtest', strikes);
   return {
     name: file.name,
     base: {
@@ -278,7 +293,7 @@ const SingleOptionSchema = z
     drift: DriftPerYear.optional(),
     rate: RatePerYear.optional(),
     paths: z.number().int().min(2).max(MAX_BACKTEST_PATHS, `at most ${MAX_BACKTEST_PATHS}`),
-    seed: z.number().int().nonnegative(),
+    seed: Seed,
     policy: z.enum(['interval', 'band', 'ww', 'leland']),
     intervalDays: FiniteNumber.positive().optional(),
     bandDelta: FiniteNumber.positive().optional(),

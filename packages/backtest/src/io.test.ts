@@ -193,6 +193,29 @@ policies: { daily: { kind: interval, intervalMinutes: 1440 } }
         /stepHours: gives 7200000 steps over horizonDays 30, at most 1000000/,
       ],
       ['kind: gbm', 'kind: jump, intensityPerYear: 1e300', /market\.process\.intensityPerYear/],
+      // a moneyness, an impact or a size past the range gave an Infinity strike, cost or P&L
+      [
+        'moneyness: 1',
+        'moneyness: 1e300',
+        /book\.options\[0\]\.moneyness: moneyness is strike \/ spot, at most 1000/,
+      ],
+      [
+        'moneyness: 1',
+        'moneyness: 1e-300',
+        /book\.options\[0\]\.moneyness: moneyness is strike \/ spot, at least 0\.001/,
+      ],
+      [
+        'size: -1',
+        'size: -1e300',
+        /book\.options\[0\]\.size: size is units of the underlying, at most 1000000000000/,
+      ],
+      [
+        'priorityFeeUsd: 0',
+        'priorityFeeUsd: 0, impactBpsPerMillionUsd: 1e300',
+        /venues\[0\]\.impactBpsPerMillionUsd: basis points, at most 10000/,
+      ],
+      // the generators keep 32 bits of a seed: 2^32 + 1 gave the paths of seed 1
+      ['paths: 100', 'paths: 100\nseed: 4294967297', /seed: a seed is at most 4294967295/],
     ];
     for (const [from, to, problem] of cases) expect(specProblems(GBM.replace(from, to))).toMatch(problem);
   });
@@ -228,6 +251,15 @@ policies: { daily: { kind: interval, intervalMinutes: 1440 } }
     expect(problems({ paths: 1e12 })).toMatch(/paths: at most 1000000/);
     expect(problems({ expiryYears: 1e300 })).toMatch(/expiryYears: years, at most 100/);
     expect(problems({ stepDays: 1e-9 })).toMatch(/stepDays: .* 36500000000 steps, at most 1000000/);
+    expect(problems({ seed: 2 ** 32 + 1 })).toMatch(/seed: a seed is at most 4294967295/);
+  });
+
+  it('a strike given as moneyness must land in the range of a price once spot is known', () => {
+    const tiny = GBM.replace('spot: 100', 'spot: 1e-11').replace('moneyness: 1', 'moneyness: 0.01');
+    expect(() => planFromFile(parseBacktestFile(tiny), '.')).toThrow(
+      /book\.options\[0\]\.moneyness: gives a strike of 1e-13 USD \(moneyness × spot 1e-11\), outside 1e-12\.\.1000000000000 USD/,
+    );
+    expect(() => planFromFile(parseBacktestFile(GBM), '.')).not.toThrow();
   });
 
   it('a path the drift compounds past a double is an input error naming it, in the thread or a worker', async () => {

@@ -8,6 +8,7 @@ import {
   DAYS_PER_YEAR,
   FiniteNumber,
   parseOrThrow,
+  Seed,
   ValidationError,
   VenueId,
 } from '@xhedge/core';
@@ -48,6 +49,11 @@ export const MAX_EXPIRY_YEARS = 100;
 /** Risk-free rate range, decimal per year. */
 export const MIN_RATE = -0.5;
 export const MAX_RATE = 1;
+/** Range of an option's moneyness (strike / spot): a strike a thousandth to a thousand times spot. */
+export const MIN_MONEYNESS = 1e-3;
+export const MAX_MONEYNESS = 1e3;
+/** Largest |size| of one option of the book, units of the underlying (a trillion). */
+export const MAX_BOOK_SIZE_BASE = 1e12;
 
 /** A price in USD (spot, strike): the simulator's range. */
 export const PriceUsd = FiniteNumber.min(MIN_SPOT_USD, `a price in USD, at least ${MIN_SPOT_USD}`).max(
@@ -72,14 +78,19 @@ export const BookOption = z
   .object({
     type: z.enum(['call', 'put']),
     strike: PriceUsd.optional(),
-    moneyness: positive.optional(),
+    moneyness: FiniteNumber.min(MIN_MONEYNESS, `moneyness is strike / spot, at least ${MIN_MONEYNESS}`)
+      .max(MAX_MONEYNESS, `moneyness is strike / spot, at most ${MAX_MONEYNESS}`)
+      .optional(),
     /** Time to expiry at the start of the backtest, calendar days. */
     expiryDays: positive.max(
       MAX_EXPIRY_YEARS * DAYS_PER_YEAR,
       `expiryDays is at most ${MAX_EXPIRY_YEARS * DAYS_PER_YEAR} (${MAX_EXPIRY_YEARS} years)`,
     ),
     /** Signed size in underlying units (short < 0). */
-    size: FiniteNumber.refine((v) => v !== 0, 'size must not be zero'),
+    size: FiniteNumber.refine((v) => v !== 0, 'size must not be zero').refine(
+      (v) => Math.abs(v) <= MAX_BOOK_SIZE_BASE,
+      `size is units of the underlying, at most ${MAX_BOOK_SIZE_BASE} either way`,
+    ),
   })
   .strict()
   .refine((o) => (o.strike === undefined) !== (o.moneyness === undefined), {
@@ -109,7 +120,7 @@ export const VenueCostSpec = z
     /** Half the bid-ask spread paid on every trade, bps of notional. Default 0. */
     halfSpreadBps: Bps.default(0),
     /** Price impact, bps per 1,000,000 USD traded (linear impact: cost grows with the square of size). Default 0. */
-    impactBpsPerMillionUsd: nonNegative.default(0),
+    impactBpsPerMillionUsd: Bps.default(0),
     /**
      * Gas per transaction, USD: a number, or a {min, max} range the gas moves through over time
      * (log-uniform, as the paper venues' gas). Default: the chain's typical range.
@@ -189,7 +200,7 @@ export const BacktestFile = z
     horizonDays: positive,
     stepHours: positive,
     paths: z.number().int().min(2).max(MAX_BACKTEST_PATHS, `paths is at most ${MAX_BACKTEST_PATHS}`),
-    seed: z.number().int().nonnegative().default(1),
+    seed: Seed.default(1),
     /** γ of the entropic risk measure, per USD of P&L. */
     riskAversion: positive,
     /**

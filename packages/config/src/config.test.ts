@@ -199,6 +199,12 @@ const mutations: Mutation[] = [
     /at most 100/,
   ],
   [
+    'paper market seed past 32 bits (the generators keep 32: 2^32 + 1 was seed 1)',
+    (c) => (c.market = { seed: 2 ** 32 + 1, underlyings: { BTC: { spot: 95000, vol: 0.5 } } }),
+    'market.seed',
+    /at most 4294967295/,
+  ],
+  [
     'paper market spot below what the simulator takes',
     (c) => (c.market = { underlyings: { BTC: { spot: 1e-13, vol: 0.5 } } }),
     'market.underlyings.BTC.spot',

@@ -8,6 +8,7 @@ import {
   MAX_VOL_DECIMAL,
   MIN_SPOT_USD,
   parseInstrumentId,
+  Seed,
   VenueId,
 } from '@xhedge/core';
 import { z } from 'zod';
@@ -154,7 +155,7 @@ const SimUnderlying = z
 
 export const MarketConfig = z
   .object({
-    seed: z.number().int().nonnegative().default(1),
+    seed: Seed.default(1),
     process: z.enum(['gbm', 'jump', 'heston', 'regime', 'replay']).default('gbm'),
     /** Simulated time per wall-clock time (3600 = one market hour a second). */
     speed: FiniteNumber.positive().max(1_000_000).default(60),

@@ -20,6 +20,17 @@ export const MAX_VOL_DECIMAL = 5;
 /** Range of a starting spot, USD: below a trillionth or above a trillion dollars no asset trades. */
 export const MIN_SPOT_USD = 1e-12;
 export const MAX_SPOT_USD = 1e12;
+/**
+ * Largest seed of a simulated market or backtest: the generators keep 32 bits of it, so a larger seed
+ * would silently give the same paths as a smaller one (2^32 + 1 as 1).
+ */
+export const MAX_SEED = 0xffff_ffff;
+/** A seed of a simulated market or backtest: a whole number 0..2^32-1. */
+export const Seed = z
+  .number()
+  .int('a seed is a whole number')
+  .min(0, 'a seed is at least 0')
+  .max(MAX_SEED, `a seed is at most ${MAX_SEED} (32 bits)`);
 
 /** Year fraction between two UTC instants, ACT/365 over calendar time. Negative when `toMs` is earlier. */
 export function yearFraction(fromMs: number, toMs: number): number {

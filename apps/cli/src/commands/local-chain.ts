@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfigFile } from '@xhedge/config';
+import { MAX_SEED } from '@xhedge/core';
 import { ANVIL_DEV_KEYS, createEvmContext, MemoryOrderStore, startAnvil } from '@xhedge/evm';
 import {
   deployGmxFixture,
@@ -196,18 +197,12 @@ export async function startLocalChain(opts: LocalChainOptions = {}): Promise<Loc
     }
 
     // Seeded random walk (GBM) of spot, applied to both venues' oracles; the greek cache follows.
-    let state = (opts.seed ?? 1) >>> 0 || 1;
-    const rand = () => {
-      state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-      return (state + 0.5) / 4294967296;
-    };
-    const normal = () => Math.sqrt(-2 * Math.log(rand())) * Math.cos(2 * Math.PI * rand());
+    const walk = spotWalk(opts.seed ?? 1, opts.vol ?? 0.8);
     const stepSeconds = opts.priceStepSeconds ?? 0;
-    const vol = opts.vol ?? 0.8;
     const step = async () => {
-      const dt = (stepSeconds * (opts.speed ?? 1)) / (365 * 86400);
+      const dtYears = (stepSeconds * (opts.speed ?? 1)) / (365 * 86400);
       for (const u of Object.keys(spots)) {
-        const s = (spots[u] ?? 1) * Math.exp(-0.5 * vol * vol * dt + vol * Math.sqrt(dt) * normal());
+        const s = walk(spots[u] ?? 1, dtYears);
         spots[u] = s;
         await gmx.setPrice(u, Number(s.toFixed(2)));
         await lyra.setSpot(u, Number(s.toFixed(2)));
@@ -232,6 +227,21 @@ export async function startLocalChain(opts: LocalChainOptions = {}): Promise<Loc
     await stop();
     throw err;
   }
+}
+
+/**
+ * A seeded GBM step of spot: `next(spotUsd, dtYears)` is the spot `dtYears` later. The seed is any
+ * whole number 0..2^32-1 (an LCG has no forbidden state: 0 starts a walk of its own).
+ */
+export function spotWalk(seed: number, vol: number): (spotUsd: number, dtYears: number) => number {
+  let state = seed >>> 0;
+  const rand = () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return (state + 0.5) / 4294967296;
+  };
+  const normal = () => Math.sqrt(-2 * Math.log(rand())) * Math.cos(2 * Math.PI * rand());
+  return (spotUsd, dtYears) =>
+    spotUsd * Math.exp(-0.5 * vol * vol * dtYears + vol * Math.sqrt(dtYears) * normal());
 }
 
 export function registerLocalChain(program: Command, io: CliIo, setExit: (code: number) => void): void {
@@ -284,7 +294,7 @@ export function registerLocalChain(program: Command, io: CliIo, setExit: (code: 
           priceStepSeconds: parseNumberOption('price-step-seconds', o.priceStepSeconds, { min: 0 }),
           vol: parseNumberOption('vol', o.vol, { positive: true }),
           speed: parseNumberOption('speed', o.speed, { positive: true }),
-          seed: parseNumberOption('seed', o.seed, { integer: true, min: 0 }),
+          seed: parseNumberOption('seed', o.seed, { integer: true, min: 0, max: MAX_SEED }),
           seedBook: o.seedBook,
           dataDir: o.dataDir,
           io,

@@ -89,6 +89,8 @@ describe('xhedge simulate', () => {
 
   it.each([
     [['--drift', '1e300'], /^error: --drift must be at most 100, got 1e300$/],
+    // the generators keep 32 bits of a seed: 2^32 + 1 gave the paths of seed 1
+    [['--seed', '4294967297'], /^error: --seed must be at most 4294967295, got 4294967297$/],
     [['--drift', '-1e300'], /^error: --drift must be at least -100, got -1e300$/],
     [['--vol', '1e300'], /^error: --vol is a decimal \(0\.8 = 80%\), at most 5, got 1e300$/],
     [['--spot', '1e308'], /^error: --spot must be at most 1000000000000, got 1e308$/],

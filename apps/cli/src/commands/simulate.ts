@@ -1,3 +1,4 @@
+import { MAX_SEED } from '@xhedge/core';
 import {
   MAX_ABS_DRIFT_PER_YEAR,
   MAX_JUMPS_PER_YEAR,
@@ -121,7 +122,7 @@ export function runSimulate(o: SimulateOptions, io: CliIo): number {
   const days = parseNumberOption('days', o.days, { positive: true });
   const stepsPerDay = parseNumberOption('steps-per-day', o.stepsPerDay, { positive: true, integer: true });
   const paths = parseNumberOption('paths', o.paths, { positive: true, integer: true });
-  const seed = parseNumberOption('seed', o.seed, { integer: true, min: 0 });
+  const seed = parseNumberOption('seed', o.seed, { integer: true, min: 0, max: MAX_SEED });
   const steps = Math.round(days * stepsPerDay);
   if (steps < 2) throw new CliUsageError('--days × --steps-per-day must give at least 2 steps');
   if (steps * paths > MAX_POINTS)
