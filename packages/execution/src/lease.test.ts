@@ -98,4 +98,52 @@ describe('leader lease: stop while a step is in flight', () => {
     expect(a.isLeader).toBe(false);
     expect(await cmd.get(key)).toBeNull();
   });
+
+  it('an acquisition whose reply was lost is taken up again by the next step, with its token', async () => {
+    const name = 'lost';
+    const key = keysFor(prefix).lease(name);
+    let lose = true;
+    // the first ACQUIRE runs in Redis, then its reply is lost (as a timeout or a dropped connection)
+    const redis = new Proxy(cmd, {
+      get(target, prop, recv) {
+        const val = Reflect.get(target, prop, recv);
+        if (prop === 'eval' && typeof val === 'function')
+          return async (...args: unknown[]) => {
+            const res = await val.apply(target, args);
+            if (lose && typeof args[0] === 'string' && args[0].includes("'NX', 'PX'")) {
+              lose = false;
+              throw new Error('Command timed out');
+            }
+            return res;
+          };
+        return typeof val === 'function' ? val.bind(target) : val;
+      },
+    });
+    const ttlMs = 5_000; // waiting it out would be seen
+    const a = new LeaderLease({ redis, prefix, name, holderId: 'a', ttlMs });
+    const b = new LeaderLease({ redis: cmd, prefix, name, holderId: 'b', ttlMs });
+    expect(await a.tick()).toBeUndefined();
+    const value = await cmd.get(key);
+    expect(value).toMatch(/^a\|\d+$/);
+    const token = Number(value?.split('|')[1]);
+    // the next step finds the lease its own and holds it (before: not the leader, standby locked out)
+    expect(await a.tick()).toBe(token);
+    expect(a.isLeader).toBe(true);
+    expect(await a.assertHeld()).toBe(token);
+    expect(await b.tick()).toBeUndefined();
+    await a.stop();
+    expect(await cmd.get(key)).toBeNull();
+    expect(await b.tick()).toBe(token + 1);
+    await b.stop();
+  });
+
+  it('a lease of ours with a token the ledger has passed is not taken up: a fresh token is handed out', async () => {
+    const name = 'stale';
+    const key = keysFor(prefix).lease(name);
+    await cmd.set(key, 'a|3', 'PX', 5_000);
+    const a = new LeaderLease({ redis: cmd, prefix, name, holderId: 'a', tokenFloor: async () => 7 });
+    expect(await a.tick()).toBe(8);
+    expect(await cmd.get(key)).toBe('a|8');
+    await a.stop();
+  });
 });

@@ -6,7 +6,20 @@ import { within } from './within.ts';
 
 // SET NX PX, then a fresh fencing token above both the counter and the floor (the ledger's highest
 // accepted token, so a Redis that lost its data cannot hand out a token the ledger would refuse).
+// A lease already ours (an earlier ACQUIRE ran but its reply was lost: a timeout, a dropped
+// connection) is taken up again with its token, if the ledger would still accept it: otherwise the
+// holder would believe it is not the leader while its key kept every standby out for a whole TTL.
 const ACQUIRE = `
+local cur = redis.call('GET', KEYS[1])
+local mine = ARGV[1] .. '|'
+if cur and string.sub(cur, 1, #mine) == mine then
+  local held = tonumber(string.sub(cur, #mine + 1))
+  if held and held > tonumber(ARGV[3]) then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return held
+  end
+  redis.call('DEL', KEYS[1])
+end
 if not redis.call('SET', KEYS[1], 'pending', 'NX', 'PX', ARGV[2]) then return 0 end
 local t = redis.call('INCR', KEYS[2])
 local floor = tonumber(ARGV[3])
