@@ -32,11 +32,30 @@ describe.skipIf(!pgOk)('xhedge positions breaks|ack (real Postgres)', () => {
     });
     const listed = await cli(['breaks']);
     expect(listed.code).toBe(0);
+    // every size says its unit: the instrument's base asset in the text, *SizeBase / diffBase in the JSON
     expect(listed.stdout).toMatch(
-      /gmx-arb\/ETH-USD:PERP: 2\.7 at the venue, 2 by the ledger \(0\.7 unexplained\)/,
+      /gmx-arb\/ETH-USD:PERP: 2\.7 ETH at the venue, 2 ETH by the ledger \(0\.7 ETH unexplained\)/,
     );
     const json = JSON.parse((await cli(['breaks', '--json'])).stdout) as { breaks: { subject: string }[] };
-    expect(json.breaks.map((b) => b.subject)).toEqual(['gmx-arb/ETH-USD:PERP']);
+    expect(json.breaks).toEqual([
+      expect.objectContaining({
+        subject: 'gmx-arb/ETH-USD:PERP',
+        venueSizeBase: 2.7,
+        expectedSizeBase: '2',
+        diffBase: 0.7,
+        sinceMs: 1,
+      }),
+    ]);
+    // a subject whose instrument does not parse still says its sizes are base units
+    await ledger.audit({
+      actor: 'drop-copy',
+      action: 'position-break',
+      subject: 'gmx-arb/odd',
+      details: { venueSizeBase: 1, expectedSizeBase: '0', diffBase: 1, sinceMs: 1 },
+    });
+    expect((await cli(['breaks'])).stdout).toMatch(
+      /gmx-arb\/odd: 1 base units at the venue, 0 base units by the ledger \(1 base units unexplained\)/,
+    );
 
     for (const [args, msg] of [
       [['ack', '--instrument', 'ETH-USD:PERP', '--reason', 'manual trade'], /--venue is required/],

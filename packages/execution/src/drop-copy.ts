@@ -252,7 +252,8 @@ export class DropCopy {
       .filter((o) => o.createdAtMs >= b.atMs)
       .reduce((acc, o) => acc.add(signed(o)), new Dec(b.sizeBase));
     const expectedSizeBase = expected.toFixed();
-    const diffBase = venueSizeBase - expected.toNumber();
+    // exact: 3.65 - 3.25 is 0.4, where a float subtraction gives 0.3999999999999999 (shown to operators)
+    const diffBase = new Dec(venueSizeBase).minus(expected).toNumber();
     if (inFlight) {
       // a difference now may be the order's own fill; a break stays open until a quiet read says otherwise
       if (d?.broken) return { ...base, state: 'break', expectedSizeBase, diffBase, sinceMs: d.sinceMs };
@@ -296,9 +297,10 @@ export class DropCopy {
       },
     });
     this.#o.metrics?.positionBreaks.inc({ venue });
+    const unit = baseUnitOf(instrument);
     this.#o.log?.(
       'error',
-      `position break on ${venue}: ${instrument} is ${venueSizeBase} at the venue, ${expectedSizeBase} by our ledger (${diffBase > 0 ? '+' : ''}${diffBase} unexplained for ${((atMs - sinceMs) / 1000).toFixed(0)} s)`,
+      `position break on ${venue}: ${instrument} is ${venueSizeBase} ${unit} at the venue, ${expectedSizeBase} ${unit} by our ledger (${diffBase > 0 ? '+' : ''}${diffBase} ${unit} unexplained for ${((atMs - sinceMs) / 1000).toFixed(0)} s)`,
       { venue, instrument, venueSizeBase, expectedSizeBase, diffBase },
     );
     try {
@@ -332,5 +334,14 @@ export class DropCopy {
   /** Test and shutdown helper: resolves when no check is running. */
   async idle(): Promise<void> {
     while (this.#running.size > 0) await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** The unit of an instrument's sizes: its base asset (ETH for ETH-USD:PERP), else "base units". */
+function baseUnitOf(instrument: string): string {
+  try {
+    return parseInstrumentId(instrument).base;
+  } catch {
+    return 'base units';
   }
 }

@@ -127,6 +127,54 @@ describe('execution on BullMQ with a paper venue', () => {
     }
   });
 
+  it('a fill id the ledger holds with other content (ids reused): audited once and counted, the order still fills', async () => {
+    // a fill of an earlier order under the id the venue reports again (as a venue whose ids restart)
+    await env.ledger.recordFill({
+      fillId: 'reused-1',
+      venue: 'pv',
+      clientOrderId: 'xh-earlier',
+      instrument: 'ETH-USD:PERP',
+      side: 'sell',
+      sizeBase: '7',
+      priceUsd: '2000',
+      feeUsd: 1,
+      gasUsd: 0,
+      tsMs: 1,
+    });
+    const real = env.paper.fetchFills.bind(env.paper);
+    env.paper.fetchFills = async (q) => {
+      const fills = await real(q);
+      const first = fills[0];
+      return first ? [{ ...first, fillId: 'reused-1' }, ...fills] : fills;
+    };
+    try {
+      const leg = env.intent(44);
+      const cid = clientOrderIdFor(leg.id);
+      await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+      const o = await filled(cid);
+      expect(o.status).toBe('filled');
+      const job = await until(async () => {
+        const j = await env.service.queue('pv').getJob(leg.id);
+        return (await j?.isCompleted()) ? j : undefined;
+      });
+      expect(job.attemptsMade).toBe(1);
+      // the order's own fills went in; the reused id kept its first row
+      const own = await env.ledger.listFills({ clientOrderId: cid });
+      expect(own.reduce((s, f) => s + Number(f.sizeBase), 0)).toBeCloseTo(Number(leg.sizeBase), 12);
+      expect((await env.ledger.listFills({ clientOrderId: 'xh-earlier' }))[0]?.sizeBase).toBe('7');
+      const audits = await env.ledger.listAudit({ action: 'fill.conflict' });
+      expect(audits).toHaveLength(1);
+      expect(audits[0]).toMatchObject({
+        subject: 'pv/reused-1',
+        details: { clientOrderId: cid, id: 'reused-1', recorded: { clientOrderId: 'xh-earlier' } },
+      });
+      const counted = await env.metrics.fillConflicts.get();
+      expect(counted.values.find((v) => v.labels.venue === 'pv')?.value).toBe(1);
+    } finally {
+      env.paper.fetchFills = real;
+    }
+  });
+
   it('resolves a timeout whose order fills later through getOrderByClientId, never re-sending', async () => {
     env.paper.faults.timeoutNext({ fillDelayMs: 200 });
     const leg = env.intent(2);

@@ -28,6 +28,7 @@ export class ExecutionMetrics {
   readonly positionBreak: Gauge<'venue' | 'instrument'>;
   readonly positionDiffBase: Gauge<'venue' | 'instrument'>;
   readonly positionBreaks: Counter<'venue'>;
+  readonly fillConflicts: Counter<'venue'>;
   readonly positionCheckedAt: Gauge<'venue'>;
   readonly venueNotionalUsd: Gauge<'venue'>;
   readonly venueNotionalLimitUsd: Gauge<'venue'>;
@@ -128,6 +129,12 @@ export class ExecutionMetrics {
     this.positionBreaks = new Counter({
       name: 'xhedge_position_breaks_total',
       help: 'Position breaks opened by the drop-copy check',
+      labelNames: ['venue'],
+      registers,
+    });
+    this.fillConflicts = new Counter({
+      name: 'xhedge_fill_conflicts_total',
+      help: 'Fills a venue reported under an id the ledger holds with other content (the first row is kept; audited as fill.conflict)',
       labelNames: ['venue'],
       registers,
     });

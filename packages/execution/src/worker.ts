@@ -10,7 +10,7 @@ import {
   systemClock,
   TERMINAL_ORDER_STATUSES,
 } from '@xhedge/core';
-import type { Ledger, LedgerOrder } from '@xhedge/store';
+import { type Ledger, LedgerConflictError, type LedgerOrder } from '@xhedge/store';
 import { isVenueError, type VenueAdapter } from '@xhedge/venue';
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -403,6 +403,8 @@ class OrderProcessor {
   readonly #pollBudgetMs: number;
   readonly #pollMs: number;
   readonly #active = new Map<string, HedgeIntent>();
+  /** `venue/fillId` of the fill conflicts this process has audited (each is audited once, not every poll). */
+  readonly #fillConflicts = new Set<string>();
   readonly #gate: OrderGate;
   /** The pool's adapters by venue id (live: venues come and go while the pool runs). */
   readonly #venues: ReadonlyMap<string, VenueAdapter>;
@@ -962,7 +964,7 @@ class OrderProcessor {
     const traded = (st: OrderStatus) => st === 'filled' || st === 'partially-filled';
     if (traded(target) || traded(cur.status) || Number(vo.filledSizeBase) > 0) {
       for (const f of await this.#fills(venue, cur.clientOrderId))
-        if (f.clientOrderId === cur.clientOrderId) await this.#o.ledger.recordFill(f);
+        if (f.clientOrderId === cur.clientOrderId) await this.#recordFill(f);
     }
     let order = cur;
     if (
@@ -1004,6 +1006,32 @@ class OrderProcessor {
     } catch (err) {
       if (isVenueError(err) && err.code === 'VENUE_NOT_SUPPORTED') return [];
       throw err;
+    }
+  }
+
+  /**
+   * Records a venue's fill. One whose id the ledger holds with other content (a venue's bug, a fill id
+   * reused) is a `LedgerConflictError`: the ledger keeps its first row, the conflict is audited (once
+   * per process, with both values) and counted (`xhedge_fill_conflicts_total`, alerted), and the
+   * order's other fills and its status still go in. Throwing instead failed the job on every retry and
+   * left the order unfinished for ever. The drop-copy check compares the venue's position either way.
+   */
+  async #recordFill(f: Fill): Promise<void> {
+    try {
+      await this.#o.ledger.recordFill(f);
+    } catch (err) {
+      if (!(err instanceof LedgerConflictError)) throw err;
+      const key = `${f.venue}/${f.fillId}`;
+      if (this.#fillConflicts.has(key)) return;
+      await this.#o.ledger.audit({
+        actor: this.#id,
+        action: 'fill.conflict',
+        subject: key,
+        details: { clientOrderId: f.clientOrderId, message: err.message, ...err.details },
+      });
+      if (this.#fillConflicts.size >= 10_000) this.#fillConflicts.clear();
+      this.#fillConflicts.add(key);
+      this.#o.metrics?.fillConflicts.inc({ venue: f.venue });
     }
   }
 

@@ -35,12 +35,44 @@ export class LedgerNotFoundError extends XhedgeError {
   }
 }
 
-/** The same id was recorded before with different content: a planner bug, never silently accepted. */
+/**
+ * The same id was recorded before with different content (a planner bug, a venue's re-report that
+ * differs, a reused fill id): never silently accepted. `fields` names every field that differs;
+ * `details.recorded` and `details.reported` hold their two values when the caller gives them.
+ */
 export class LedgerConflictError extends XhedgeError {
   override name = 'LedgerConflictError';
-  constructor(what: string, id: string, field: string) {
-    super('CONFLICT', `${what} ${id} was recorded before with a different ${field}`, {
-      details: { what, id, field },
+  readonly fields: readonly string[];
+  constructor(
+    what: string,
+    id: string,
+    field: string | readonly string[],
+    opts: {
+      recorded?: Record<string, unknown>;
+      reported?: Record<string, unknown>;
+      details?: Record<string, unknown>;
+    } = {},
+  ) {
+    const fields = typeof field === 'string' ? [field] : [...field];
+    const { recorded, reported } = opts;
+    super('CONFLICT', `${what} ${id} was recorded before with a different ${fields.join(', ')}`, {
+      details: {
+        ...opts.details,
+        what,
+        id,
+        field: fields.join(', '),
+        fields,
+        ...(recorded ? { recorded } : {}),
+        ...(reported ? { reported } : {}),
+      },
+      ...(recorded && reported
+        ? {
+            metaMessages: fields.map(
+              (f) => `${f}: recorded ${String(recorded[f])}, reported ${String(reported[f])}`,
+            ),
+          }
+        : {}),
     });
+    this.fields = fields;
   }
 }

@@ -280,6 +280,54 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     expect(await ledger.listFills({ underlying: 'BTC' })).toEqual([]);
   });
 
+  it('a fill id recorded before: the same fill is a no-op, a different one a conflict naming its fields', async () => {
+    const fill = {
+      ...fillOf({
+        fillId: 'f-re',
+        sizeBase: '1.5',
+        priceUsd: '3001.5',
+        feeUsd: 2.7,
+        gasUsd: 0.1,
+        tsMs: 20_002,
+      }),
+      clientOrderId: 'xh-9',
+    };
+    expect(await ledger.recordFill(fill)).toBe(true);
+    // the same decimals written otherwise, and another time, are the same fill
+    expect(await ledger.recordFill({ ...fill, sizeBase: '1.50', priceUsd: '3001.500', tsMs: 20_010 })).toBe(
+      false,
+    );
+    for (const [fields, over] of [
+      [['sizeBase'], { sizeBase: '1.6' }],
+      [['priceUsd'], { priceUsd: '3001.49' }],
+      [['feeUsd'], { feeUsd: 2.8 }],
+      [['gasUsd'], { gasUsd: 0 }],
+      [['side'], { side: 'sell' }],
+      [['clientOrderId'], { clientOrderId: 'xh-2' }],
+      [['instrument'], { instrument: 'BTC-USD:PERP' }],
+      [['side', 'sizeBase', 'priceUsd'], { side: 'sell', sizeBase: '0.5', priceUsd: '2990' }],
+    ] as const) {
+      const err = await ledger.recordFill({ ...fill, ...over }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err, JSON.stringify(over)).toBeInstanceOf(LedgerConflictError);
+      const c = err as LedgerConflictError;
+      expect(c.code).toBe('CONFLICT');
+      expect(c.fields).toEqual(fields);
+      expect(c.shortMessage).toBe(`fill f-re was recorded before with a different ${fields.join(', ')}`);
+      expect(c.details).toMatchObject({
+        what: 'fill',
+        id: 'f-re',
+        venue: 'gmx',
+        recorded: Object.fromEntries(fields.map((f) => [f, fill[f]])),
+        reported: Object.fromEntries(fields.map((f) => [f, { ...fill, ...over }[f]])),
+      });
+    }
+    // the row recorded first stays
+    expect(await ledger.listFills({ clientOrderId: 'xh-9' })).toEqual([fill]);
+  });
+
   it('refuses a fill with a NaN or infinite fee, or a size or price that is not an exact decimal', async () => {
     const fill = fillOf({
       fillId: 'f-bad',

@@ -197,6 +197,19 @@ function intentConflict(
   return undefined;
 }
 
+/** The fields of a fill recorded before that differ from `f` (its id's venue and time aside). */
+function fillConflict(prev: Selectable<LedgerDatabase['fills']>, f: Fill): string[] {
+  const out: string[] = [];
+  if (prev.client_order_id !== f.clientOrderId) out.push('clientOrderId');
+  if (prev.instrument !== f.instrument) out.push('instrument');
+  if (prev.side !== f.side) out.push('side');
+  if (!new Dec(prev.size_base).eq(f.sizeBase)) out.push('sizeBase');
+  if (!new Dec(prev.price_usd).eq(f.priceUsd)) out.push('priceUsd');
+  if (Number(prev.fee_usd) !== f.feeUsd) out.push('feeUsd');
+  if (Number(prev.gas_usd) !== f.gasUsd) out.push('gasUsd');
+  return out;
+}
+
 const MAX_LIMIT = 5000;
 const OPEN_STATUSES: readonly string[] = OrderStatus.options.filter((s) => !TERMINAL_ORDER_STATUSES.has(s));
 
@@ -838,7 +851,14 @@ export class Ledger {
     }));
   }
 
-  /** Records a fill once (keyed by venue and fill id). @returns false when it was recorded before. */
+  /**
+   * Records a fill once (keyed by venue and fill id). The same fill again is a no-op (sizes and prices
+   * compared as decimals: `1.5` is `1.50`); the same id with another order, instrument, side, size,
+   * price, fee or gas is a `LedgerConflictError` naming every field that differs, with both values (a
+   * venue's bug, or a fill id reused, e.g. by a venue whose ids restart with its process): the row
+   * recorded first stays, and the new one is not taken. The time is not compared.
+   * @returns false when it was recorded before.
+   */
   async recordFill(fillIn: Fill): Promise<boolean> {
     // the system of record takes no NaN/Infinity fee nor a size or price that is not an exact decimal
     const fill = parseOrThrow(Fill, fillIn, 'fill');
@@ -858,7 +878,25 @@ export class Ledger {
       })
       .onConflict((oc) => oc.columns(['venue', 'fill_id']).doNothing())
       .executeTakeFirst();
-    return Number(res.numInsertedOrUpdatedRows ?? 0n) === 1;
+    if (Number(res.numInsertedOrUpdatedRows ?? 0n) === 1) return true;
+    // recorded before (fills are never updated): the same content, or a conflict
+    const prev = await this.db
+      .selectFrom('fills')
+      .selectAll()
+      .where('venue', '=', fill.venue)
+      .where('fill_id', '=', fill.fillId)
+      .executeTakeFirstOrThrow();
+    const fields = fillConflict(prev, fill);
+    if (fields.length > 0) {
+      const recorded: Record<string, unknown> = toFill(prev);
+      const reported: Record<string, unknown> = fill;
+      throw new LedgerConflictError('fill', fill.fillId, fields, {
+        details: { venue: fill.venue },
+        recorded: Object.fromEntries(fields.map((f) => [f, recorded[f]])),
+        reported: Object.fromEntries(fields.map((f) => [f, reported[f]])),
+      });
+    }
+    return false;
   }
 
   /** Fills, newest first; `underlying` matches the instrument's base. Time filters apply to `tsMs`. */

@@ -1,4 +1,4 @@
-import { InstrumentId, VenueId } from '@xhedge/core';
+import { InstrumentId, parseInstrumentId, VenueId } from '@xhedge/core';
 import { acknowledgePositionBreak } from '@xhedge/execution';
 import { deploymentEndpoints } from '@xhedge/runtime';
 import type { Command } from 'commander';
@@ -84,10 +84,13 @@ export async function runPositions(
       if (opts.json) io.out(JSON.stringify({ breaks: open }));
       else if (open.length === 0) io.out('no open position break');
       else
-        for (const b of open)
+        for (const b of open) {
+          // sizes in the instrument's base asset (ETH for ETH-USD:PERP), as the JSON's *SizeBase/diffBase
+          const unit = baseUnit(b.subject);
           io.out(
-            `${b.subject}: ${String(b.venueSizeBase)} at the venue, ${String(b.expectedSizeBase)} by the ledger (${String(b.diffBase)} unexplained) since ${new Date(b.openedAtMs).toISOString()}`,
+            `${b.subject}: ${String(b.venueSizeBase)} ${unit} at the venue, ${String(b.expectedSizeBase)} ${unit} by the ledger (${String(b.diffBase)} ${unit} unexplained) since ${new Date(b.openedAtMs).toISOString()}`,
           );
+        }
       return EXIT_OK;
     }
     const r = await acknowledgePositionBreak(ledger, {
@@ -104,6 +107,15 @@ export async function runPositions(
     return EXIT_OK;
   } finally {
     await ledger.close();
+  }
+}
+
+/** The unit of a break's sizes: the base asset of the instrument in `venue/instrument`, else "base units". */
+function baseUnit(subject: string): string {
+  try {
+    return parseInstrumentId(subject.slice(subject.indexOf('/') + 1)).base;
+  } catch {
+    return 'base units';
   }
 }
 
