@@ -9,7 +9,9 @@ export type QuoteTarget = Omit<RouteVenue, 'quotes'> & { adapter: Pick<VenueAdap
 /**
  * Asks each adapter for the all-in cost of the hedge at the full size and at a quarter of it (two
  * points let the router tell spread from impact). A venue that fails to quote is left out with a note,
- * never failing the whole plan. Quotes run concurrently.
+ * never failing the whole plan; one whose larger quote fails while a smaller one succeeds is capped at
+ * the largest size it quoted (an AMM refuses a size past its reserve: the router would otherwise
+ * extrapolate the small quote to a size the venue said it cannot price). Quotes run concurrently.
  */
 export async function quoteVenues(
   targets: readonly QuoteTarget[],
@@ -20,6 +22,8 @@ export async function quoteVenues(
   const results = await Promise.all(
     targets.map(async ({ adapter, ...venue }): Promise<RouteVenue | null> => {
       const quotes: HedgeQuote[] = [];
+      let failedBase = Number.NEGATIVE_INFINITY;
+      let quotedBase = Number.NEGATIVE_INFINITY;
       for (const size of sizes) {
         const step = venue.sizeStepBase > 0 ? venue.sizeStepBase : 1e-8;
         const rounded = Math.max(Math.floor(size / step) * step, venue.minSizeBase);
@@ -33,7 +37,9 @@ export async function quoteVenues(
               holdingHours: req.holdingHours ?? 24,
             }),
           );
+          quotedBase = Math.max(quotedBase, rounded);
         } catch (err) {
+          failedBase = Math.max(failedBase, rounded);
           notes.push(
             `${venue.venue}: quote for ${rounded} failed (${err instanceof Error ? err.message : String(err)})`,
           );
@@ -41,6 +47,10 @@ export async function quoteVenues(
       }
       if (!quotes.length) return null;
       const routed: RouteVenue = { ...venue, quotes };
+      if (failedBase > quotedBase && !(quotedBase >= (venue.maxOrderSizeBase ?? Number.POSITIVE_INFINITY))) {
+        routed.maxOrderSizeBase = quotedBase;
+        notes.push(`${venue.venue}: capped at ${quotedBase}, the largest size it quoted`);
+      }
       return routed;
     }),
   );

@@ -828,6 +828,30 @@ describe('routeDelta: legs rounded to size steps never over-hedge', () => {
     expect(plan.notes.join(' ')).not.toMatch(/over-hedged/);
   });
 
+  it('refuses a non-finite delta or a reference price that is not positive, by name; a zero delta plans nothing', () => {
+    const v = venue(
+      'perp-arb',
+      'evm:42161',
+      1,
+      'buy',
+      { feeBps: 5, gasUsd: 0.1 },
+      { freeCollateralUsd: 1_000 },
+    );
+    // $1,000 free at 10% margin and $60,000 funds 0.166 BTC: a reference price of 0 (or NaN) would turn
+    // the margin check off and plan the whole 1 BTC the venue will refuse for margin.
+    for (const referencePriceUsd of [0, -1, Number.NaN, Number.POSITIVE_INFINITY])
+      expect(() => routeDelta(req(1, { referencePriceUsd }), [v], { bridge })).toThrow(
+        /referencePriceUsd must be a positive finite number/,
+      );
+    for (const deltaBase of [Number.NaN, Number.POSITIVE_INFINITY])
+      expect(() => routeDelta(req(deltaBase), [v], { bridge })).toThrow(/deltaBase/);
+    // Nothing to hedge is no order, not a sell at the venue minimum.
+    const sell = venue('perp-arb', 'evm:42161', 0.001, 'sell', { feeBps: 5, gasUsd: 0.1 });
+    const none = routeDelta(req(0), [sell], { bridge });
+    expect(none.legs).toEqual([]);
+    expect(none).toMatchObject({ plannedDeltaBase: 0, shortfallBase: 0, totalCostUsd: 0 });
+  });
+
   it('reports the over-hedge of a lone leg raised to its venue minimum instead of hiding it', () => {
     const plan = loneMinimumPlan(-0.004);
     expect(plan.legs.map((l) => l.sizeBase)).toEqual(['0.01']);
@@ -1680,5 +1704,47 @@ describe('quoteVenues', () => {
     expect(asked).toEqual(['2', '0.5']);
     expect(venues.map((v) => v.venue)).toEqual(['perp-arb']);
     expect(notes.join(' ')).toMatch(/perp-down: quote for 2 failed \(venue down\)/);
+  });
+
+  it('never plans more on a venue than the largest size it quoted: its full-size quote failed, its quarter did not', async () => {
+    // An AMM refuses a quote past its reserve (Drift's adapter: "exceeds the AMM's base reserve").
+    const amm = {
+      quoteHedge: async (r: QuoteRequest) => {
+        if (Number(r.sizeBase) > 5) throw new Error("size exceeds the AMM's base reserve");
+        return quote('perp-amm', r.side, Number(r.sizeBase), { feeBps: 1, gasUsd: 0.01 });
+      },
+    };
+    const book = {
+      quoteHedge: async (r: QuoteRequest) =>
+        quote('perp-book', r.side, Number(r.sizeBase), { feeBps: 5, gasUsd: 0.1 }),
+    };
+    const strip = (v: RouteVenue) => {
+      const { quotes: _q, ...rest } = v;
+      return rest;
+    };
+    const targets = [
+      {
+        ...strip(venue('perp-amm', 'solana:mainnet-beta', 10, 'buy', { feeBps: 1, gasUsd: 0.01 })),
+        adapter: amm,
+      },
+      { ...strip(venue('perp-book', 'evm:42161', 10, 'buy', { feeBps: 5, gasUsd: 0.1 })), adapter: book },
+    ];
+    const { venues, notes } = await quoteVenues(targets, { side: 'buy', sizeBase: 10 });
+    expect(notes.join(' ')).toMatch(/perp-amm: quote for 10 failed/);
+    const plan = routeDelta(req(10), venues, { bridge });
+    const sizes = Object.fromEntries(plan.legs.map((l) => [l.venue, Number(l.sizeBase)]));
+    // The cheap AMM takes what it quoted, the book the rest: not all 10 on a size the AMM refused.
+    expect(sizes['perp-amm']).toBeLessThanOrEqual(2.5);
+    expect(plan.plannedDeltaBase).toBeCloseTo(10, 9);
+    // Alone, the AMM takes 2.5 and the rest is an honest shortfall.
+    const alone = routeDelta(
+      req(10),
+      venues.filter((v) => v.venue === 'perp-amm'),
+      { bridge },
+    );
+    expect(alone.plannedDeltaBase).toBeCloseTo(2.5, 9);
+    expect(alone.shortfallBase).toBeCloseTo(7.5, 9);
+    expect(venues.find((v) => v.venue === 'perp-amm')?.maxOrderSizeBase).toBe(2.5);
+    expect(notes.join(' ')).toMatch(/perp-amm: capped at 2\.5, the largest size it quoted/);
   });
 });

@@ -722,10 +722,32 @@ export function routeDelta(
     maxLegs: options.maxLegs ?? 3,
     openPositionPenaltyBps: options.openPositionPenaltyBps ?? 5,
   };
+  // Refused by name: a NaN, zero or negative reference price turns every margin check off (legs sized
+  // past their venues' collateral), and a NaN delta would plan nothing with a NaN shortfall.
+  assertFinite('route request deltaBase', req.deltaBase);
+  if (!(Number.isFinite(req.referencePriceUsd) && req.referencePriceUsd > 0))
+    throw new RangeError(
+      `route request referencePriceUsd must be a positive finite number, got ${req.referencePriceUsd}`,
+    );
   const side: Side = req.deltaBase > 0 ? 'buy' : 'sell';
   const size = Math.abs(req.deltaBase);
   const urgent = req.urgency === 'urgent';
   const notes: string[] = [];
+  // Nothing to hedge: no order (the lone-leg rule below would send a venue minimum for it).
+  if (size === 0)
+    return {
+      planId: req.planId,
+      underlying: req.underlying,
+      createdAtMs: req.createdAtMs,
+      legs: [],
+      legCosts: [],
+      transfers: [],
+      requestedDeltaBase: 0,
+      plannedDeltaBase: 0,
+      shortfallBase: 0,
+      totalCostUsd: 0,
+      notes: ['nothing to route: the delta is 0'],
+    };
   const models: Model[] = [];
   for (const v of venues) {
     const m = fitCostModel(

@@ -364,6 +364,53 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
     });
   });
 
+  it('a read failing after the order transaction went out says outcome unknown, never not-sent', async () => {
+    const f = await driftFixture();
+    let landed = false;
+    f.emulate((run) => {
+      landed = true;
+      f.setUser({
+        perpPositions: [{ marketIndex: 0, baseAssetAmount: 2_500_000_000n, openOrders: 1 }],
+        orders: [
+          {
+            status: 'open',
+            userOrderId: run.userOrderId,
+            orderId: 88,
+            slot: BigInt(f.rpc.slot()),
+            marketIndex: 0,
+            direction: 'long',
+            baseAssetAmount: 1_500_000_000n,
+          },
+        ],
+      });
+    });
+    // The node starts refusing User reads once the order has landed (rate limit, replica down).
+    const read = f.rpc.getAccountData.bind(f.rpc);
+    let refuse = true;
+    f.rpc.getAccountData = async (address, opts) => {
+      if (refuse && landed && address.equals(f.venue.userAccount)) throw new Error('429 Too Many Requests');
+      return read(address, opts);
+    };
+    const err = await f.venue
+      .placeOrder({ clientOrderId: 'hedge-read-1', ...ORDER })
+      .catch((e: unknown) => e);
+    expect(f.rpc.sends).toBe(1);
+    // The order is on chain: a worker told `not-sent` would re-send it, or, blocked by a gate, record it
+    // as cancelled ("the venue never had it") while it works.
+    expect(err).toBeInstanceOf(VenueError);
+    expect(err).toMatchObject({ outcome: 'unknown', retryable: true, clientOrderId: 'hedge-read-1' });
+    // The same on a repeat of the send while the node still refuses, and nothing is sent twice.
+    await expect(f.venue.placeOrder({ clientOrderId: 'hedge-read-1', ...ORDER })).rejects.toMatchObject({
+      outcome: 'unknown',
+    });
+    expect(f.rpc.sends).toBe(1);
+    refuse = false;
+    expect(await f.venue.getOrderByClientId('hedge-read-1')).toMatchObject({
+      status: 'acknowledged',
+      venueOrderId: '88',
+    });
+  });
+
   it('an unconfirmed transaction whose blockhash is still valid is reported as sent, not missing', async () => {
     const f = await driftFixture();
     f.rpc.dropNext(1000);
@@ -905,6 +952,51 @@ describe('u8 user order id map', () => {
         state: 'live',
       });
       expect((await b.assign(init('p-2'), new Set())).userOrderId).toBe(2);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('concurrent orders on one venue all go out over the file store, and a restart sees every one (was: ENOENT on rename)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'drift-ids-'));
+    try {
+      const path = join(dir, 'ids.json');
+      const f = await driftFixture({ store: fileUserOrderIdStore(path) });
+      // The program leaves each order working; the User account collects them.
+      const working: Parameters<DriftFixture['setUser']>[0]['orders'] = [];
+      f.emulate((run) => {
+        working.push({
+          status: 'open',
+          userOrderId: run.userOrderId,
+          orderId: 900 + run.userOrderId,
+          slot: BigInt(f.rpc.slot()),
+          marketIndex: 0,
+          direction: 'long',
+          baseAssetAmount: 1_500_000_000n,
+        });
+        f.setUser({
+          perpPositions: [{ marketIndex: 0, baseAssetAmount: 2_500_000_000n, openOrders: working.length }],
+          orders: working,
+        });
+      });
+      // A worker runs 8 jobs at once per venue queue.
+      const ids = Array.from({ length: 8 }, (_, i) => `hedge-conc-${i}`);
+      const placed = await Promise.allSettled(
+        ids.map((id) => f.venue.placeOrder({ clientOrderId: id, ...ORDER })),
+      );
+      expect(placed.map((p) => (p.status === 'fulfilled' ? p.value.status : String(p.reason)))).toEqual(
+        ids.map(() => 'acknowledged'),
+      );
+      const u8s = ids.map((id) => f.orderIds.get(id)?.userOrderId);
+      expect(new Set(u8s).size).toBe(ids.length);
+      // What a restarted process reads: every order with its u8 and signature.
+      const after = await UserOrderIdMap.open({ store: fileUserOrderIdStore(path), clock: f.clock });
+      for (const [i, id] of ids.entries())
+        expect(after.get(id)).toMatchObject({
+          userOrderId: u8s[i],
+          signature: f.orderIds.get(id)?.signature,
+          state: 'live',
+        });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -542,7 +542,9 @@ export class DriftVenue implements VenueAdapter {
     const req = parsed.data;
     const existing = this.#o.orderIds.get(req.clientOrderId);
     if (existing) {
-      const found = await this.#resolve(existing);
+      const found = await (existing.signature === undefined
+        ? this.#resolve(existing)
+        : this.#resolveSent(existing));
       if (found) return found;
     }
     const m = this.#market(req.instrument);
@@ -616,7 +618,7 @@ export class DriftVenue implements VenueAdapter {
       }
       throw err;
     }
-    const placed = await this.#resolve(this.#o.orderIds.get(req.clientOrderId) ?? rec);
+    const placed = await this.#resolveSent(this.#o.orderIds.get(req.clientOrderId) ?? rec);
     if (!placed)
       throw new VenueError('VENUE_NOT_CONFIRMED', {
         venue: this.id,
@@ -782,6 +784,27 @@ export class DriftVenue implements VenueAdapter {
       filledSizeBase: fromFixed(filled, FIXED_DP.base),
       ...avg,
     });
+  }
+
+  /**
+   * {@link #resolve} for an order whose transaction may have gone out: a read that fails then says
+   * nothing about the order, so its error has outcome unknown. A `not-sent` would have the caller send
+   * the order again, or, with a gate closed meanwhile, record it as never at the venue while it works.
+   */
+  async #resolveSent(rec: UserOrderIdRecord): Promise<Order | null> {
+    try {
+      return await this.#resolve(rec);
+    } catch (err) {
+      if (!(err instanceof VenueError && err.outcome === 'not-sent')) throw err;
+      throw new VenueNetworkError({
+        venue: this.id,
+        clientOrderId: rec.clientOrderId,
+        message: `order transaction ${rec.signature ?? ''} went out, but reading its outcome failed (see cause)`,
+        outcome: 'unknown',
+        details: { signature: rec.signature },
+        cause: err,
+      });
+    }
   }
 
   /**

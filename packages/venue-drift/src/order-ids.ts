@@ -119,6 +119,8 @@ export class UserOrderIdMap {
   readonly #clock: Clock;
   readonly #historyLimit: number;
   readonly #byClient = new Map<string, UserOrderIdRecord>();
+  /** The save in progress (or last done): saves run one at a time, in the order of the changes. */
+  #saving: Promise<void> = Promise.resolve();
 
   private constructor(o: UserOrderIdMapOptions) {
     this.#store = o.store;
@@ -230,6 +232,11 @@ export class UserOrderIdMap {
       .filter((r) => r.state === 'released')
       .sort((a, b) => b.updatedAtMs - a.updatedAtMs);
     for (const r of released.slice(this.#historyLimit)) this.#byClient.delete(r.clientOrderId);
-    await this.#store.save([...this.#byClient.values()]);
+    // Concurrent orders change the map at once; their saves must not overlap (two writes of one file
+    // race: a rename finds its temp file already moved) nor land out of order (an older table last).
+    const records = [...this.#byClient.values()];
+    const saved = this.#saving.then(() => this.#store.save(records));
+    this.#saving = saved.catch(() => undefined);
+    await saved;
   }
 }
