@@ -1,5 +1,5 @@
 import type { Side } from '@xhedge/core';
-import { toDecimalString } from '@xhedge/core';
+import { roundToStep, toDecimalString } from '@xhedge/core';
 import type { HedgeQuote, VenueAdapter } from '@xhedge/venue';
 import type { RouteVenue } from './route.ts';
 
@@ -26,7 +26,11 @@ export async function quoteVenues(
       let quotedBase = Number.NEGATIVE_INFINITY;
       for (const size of sizes) {
         const step = venue.sizeStepBase > 0 ? venue.sizeStepBase : 1e-8;
-        const rounded = Math.max(Math.floor(size / step) * step, venue.minSizeBase);
+        // in decimals: 0.7 / 0.1 is 6.999… in floats, and a float floor asked for 0.6
+        const rounded = Math.max(
+          Number(roundToStep(toDecimalString(size, 12), toDecimalString(step, 12))),
+          venue.minSizeBase,
+        );
         try {
           quotes.push(
             await adapter.quoteHedge({

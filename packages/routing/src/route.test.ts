@@ -1704,6 +1704,13 @@ describe('quoteVenues', () => {
     expect(asked).toEqual(['2', '0.5']);
     expect(venues.map((v) => v.venue)).toEqual(['perp-arb']);
     expect(notes.join(' ')).toMatch(/perp-down: quote for 2 failed \(venue down\)/);
+    // sizes floored to the venue's step in decimals: 0.7 / 0.1 is 6.999… in floats (asked 0.6 before)
+    asked.length = 0;
+    await quoteVenues([{ ...rest, sizeStepBase: 0.1, minSizeBase: 0.1, adapter: ok }], {
+      side: 'buy',
+      sizeBase: 0.7,
+    });
+    expect(asked).toEqual(['0.7', '0.1']);
   });
 
   it('never plans more on a venue than the largest size it quoted: its full-size quote failed, its quarter did not', async () => {
