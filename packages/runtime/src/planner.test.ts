@@ -1,9 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseConfig, type XhedgeConfig } from '@xhedge/config';
 import { type HedgeIntent, ManualClock, parseInstrumentId } from '@xhedge/core';
 import { clientOrderIdFor } from '@xhedge/execution';
 import { createMarketFromConfig } from '@xhedge/sim';
-import { Ledger, openDatabase } from '@xhedge/store';
+import { type DatabaseHandle, Ledger, openDatabase, postgresReachable, TEST_PG_URL } from '@xhedge/store';
 import type { VenueAdapter } from '@xhedge/venue';
 import { createPaperVenues, type PaperVenue } from '@xhedge/venue-paper';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -37,18 +38,48 @@ interface Harness {
   ledger: Ledger;
   planner: TickPlanner;
   venue(id: string): PaperVenue;
+  /** A new planner over the same venues, market, clock and ledger: the process restarted. */
+  restart(): TickPlanner;
 }
 
 const open: Ledger[] = [];
+const schemas: DatabaseHandle[] = [];
 afterEach(async () => {
+  // a throwaway Postgres schema is dropped while its pool is still open
+  for (const h of schemas.splice(0)) await h.dropSchema();
   for (const l of open.splice(0)) await l.close();
 });
+
+/** The ledger databases a test runs on: PGlite, and the test Postgres (a throwaway schema) when it answers. */
+const pgOk = await postgresReachable();
+if (!pgOk)
+  console.warn(`[planner tests] Postgres at ${TEST_PG_URL} not reachable: ledger tests run on PGlite only`);
+const databases: [string, () => Promise<DatabaseHandle>][] = [
+  ['pglite', () => openDatabase({})],
+  ...(pgOk
+    ? [
+        [
+          'postgres',
+          async () => {
+            const h = await openDatabase({
+              url: TEST_PG_URL,
+              schema: `t_${randomBytes(6).toString('hex')}`,
+              poolSize: 4,
+            });
+            schemas.push(h);
+            return h;
+          },
+        ] as [string, () => Promise<DatabaseHandle>],
+      ]
+    : []),
+];
 
 async function harness(
   config: XhedgeConfig,
   wrap?: (v: PaperVenue) => VenueAdapter,
   breakers?: TickPlannerOptions['breakers'],
   more: Partial<TickPlannerOptions> = {},
+  database: () => Promise<DatabaseHandle> = () => openDatabase({}),
 ): Promise<Harness> {
   const clock = new ManualClock(Date.UTC(2026, 0, 5));
   const market = createMarketFromConfig({
@@ -57,9 +88,9 @@ async function harness(
     clock,
   });
   const venues = createPaperVenues({ config, market, clock });
-  const ledger = new Ledger(await openDatabase({}), { clock });
+  const ledger = new Ledger(await database(), { clock });
   open.push(ledger);
-  const planner = new TickPlanner({
+  const options: TickPlannerOptions = {
     clock,
     market,
     venues: venues.map((v) => wrap?.(v) ?? v),
@@ -74,9 +105,10 @@ async function harness(
     ...(breakers ? { breakers } : {}),
     log: () => {},
     ...more,
-  });
+  };
+  const planner = new TickPlanner(options);
   const venue = (id: string) => venues.find((v) => v.id === id) as PaperVenue;
-  return { clock, venues, ledger, planner, venue };
+  return { clock, venues, ledger, planner, venue, restart: () => new TickPlanner(options) };
 }
 
 /** What execution does with a leg, by hand: ledger first, then the venue, the ledger following it. */
@@ -990,5 +1022,148 @@ describe('expired options at the settlement price their venue reports (regressio
     h.clock.advance(1000);
     await h.planner.plan();
     expect(logs.filter((l) => l.includes('venues settle BTC'))).toHaveLength(1); // once, not every tick
+  });
+});
+
+const queuedAll = (plan: PlanForExecution) =>
+  plan.legs.map((l) => ({
+    intentId: l.id,
+    clientOrderId: clientOrderIdFor(l.id),
+    outcome: 'queued' as const,
+  }));
+const isOption = (l: HedgeIntent) => parseInstrumentId(l.instrument).kind === 'option';
+
+describe('a vega-only plan does not move the delta hedge timer (regression: the next scheduled hedge waited a whole interval more)', () => {
+  it('an interval policy hedges delta at its slot although a vega-only plan went out in between', async () => {
+    const h = await harness(
+      profile(['lyra-arb', 'gmx-arb'], (c) => {
+        c.policy.perUnderlying = {};
+        c.policy.default = {
+          kind: 'interval',
+          intervalMinutes: 60,
+          targetDelta: 0,
+          urgencyMultiple: 1_000_000, // never urgent: only the slot lets a delta hedge out
+          minTradeUsd: 100,
+          vega: { enabled: true, bandPerVolPoint: 2000, targetPerVolPoint: 0 },
+        };
+      }),
+    );
+    const btcPlan = async () => btcPlans(await h.planner.plan())[0] as PlanForExecution;
+    const first = await btcPlan();
+    expect(first.reason).toMatch(/back to the target/);
+    h.planner.onPlanned(first, queuedAll(first));
+    // 10 min later the delta waits for its slot, vega is still outside its band (nothing was executed)
+    h.clock.advance(10 * 60_000);
+    const vegaOnly = await btcPlan();
+    expect(vegaOnly.reason).toMatch(/next scheduled hedge .* in 3000 s/);
+    expect(vegaOnly.legs.some(isOption)).toBe(true);
+    h.planner.onPlanned(vegaOnly, queuedAll(vegaOnly));
+    // the slot: an hour after the delta hedge, not an hour after the vega plan
+    h.clock.advance(50 * 60_000 + 1000);
+    const due = await btcPlan();
+    expect(due.reason).not.toMatch(/next scheduled hedge/);
+    expect(due.reason).toMatch(/back to the target/);
+  });
+});
+
+describe.each(databases)('the window cap survives a restart (%s ledger)', (_name, database) => {
+  const capped = () =>
+    profile(['lyra-arb', 'gmx-arb'], (c) => {
+      c.policy.perUnderlying = {};
+      c.policy.default = { ...c.policy.default, caps: { maxWindowUsd: 200_000, windowMinutes: 60 } };
+    });
+  const deltaUsd = (p: PlanForExecution) =>
+    p.legs.filter((l) => !isOption(l)).reduce((s, l) => s + Number(l.sizeBase) * l.referencePriceUsd, 0);
+  /** What execution writes of a plan: every leg queued, then `then` on each. */
+  const record = async (
+    h: Harness,
+    plan: PlanForExecution,
+    then: (clientOrderId: string) => Promise<void>,
+  ) => {
+    await h.ledger.recordPlan(
+      plan.legs.map((l) => ({ intent: l, clientOrderId: clientOrderIdFor(l.id), status: 'queued' as const })),
+      { actor: 'test' },
+    );
+    for (const l of plan.legs) await then(clientOrderIdFor(l.id));
+  };
+
+  it('a restarted planner counts the window hedged before it (a sent order the venue rejected included)', async () => {
+    const logs: string[] = [];
+    const h = await harness(
+      capped(),
+      undefined,
+      undefined,
+      { log: (_level, msg, data) => logs.push(`${msg} ${JSON.stringify(data ?? {})}`) },
+      database,
+    );
+    const first = btcPlans(await h.planner.plan())[0] as PlanForExecution;
+    expect(deltaUsd(first)).toBeGreaterThan(199_000);
+    expect(deltaUsd(first)).toBeLessThanOrEqual(200_000 + 1e-6);
+    await record(h, first, async (id) => {
+      await h.ledger.recordSend(id, { actor: 'test', atMs: h.clock.nowMs() });
+      await h.ledger.transition(id, 'rejected', { actor: 'test', patch: { error: 'venue refused' } });
+    });
+    h.planner.onPlanned(first, queuedAll(first));
+    h.clock.advance(1000);
+    expect(btcPlans(await h.planner.plan())).toEqual([]);
+    // the process restarts: the window is the ledger's, not empty
+    const restarted = h.restart();
+    h.clock.advance(1000);
+    expect(btcPlans(await restarted.plan())).toEqual([]);
+    expect(logs.some((l) => l.startsWith('hedge windows start from the ledger'))).toBe(true);
+    expect(logs.filter((l) => l.startsWith('no BTC hedge: window-cap-reached')).length).toBeGreaterThan(0);
+    // and the window rolls as it would have
+    h.clock.advance(60 * 60_000);
+    expect(btcPlans(await restarted.plan())).toHaveLength(1);
+  });
+
+  it('legs blocked when planned (never sent) do not count after a restart', async () => {
+    const h = await harness(capped(), undefined, undefined, {}, database);
+    const first = btcPlans(await h.planner.plan())[0] as PlanForExecution;
+    await record(h, first, async (id) => {
+      await h.ledger.transition(id, 'cancelled', {
+        actor: 'test',
+        patch: { error: 'blocked by kill-switch: engaged: drill' },
+      });
+    });
+    const restarted = h.restart();
+    h.clock.advance(1000);
+    const again = btcPlans(await restarted.plan())[0] as PlanForExecution;
+    expect(deltaUsd(again)).toBeGreaterThan(199_000);
+  });
+});
+
+describe('venue minimums reach the strategy (regression: a per-order cap below them was raised past the cap by routing)', () => {
+  it('a per-order cap below the only perp venue minimum gives no plan, and a warning once', async () => {
+    const logs: string[] = [];
+    const h = await harness(
+      profile(['lyra-arb', 'gmx-arb'], (c) => {
+        c.policy.perUnderlying = {};
+        c.policy.default = { ...c.policy.default, maxOrderUsd: 50_000 };
+      }),
+      // gmx-arb takes no BTC perp order under 1 BTC (≈ $95,000): more than maxOrderUsd buys
+      (v) =>
+        v.id !== 'gmx-arb'
+          ? v
+          : new Proxy(v, {
+              get(target, prop) {
+                if (prop === 'loadMarkets')
+                  return async () =>
+                    (await target.loadMarkets()).map((m) =>
+                      m.instrument.id === 'BTC-USD:PERP' ? { ...m, minSizeBase: '1' } : m,
+                    );
+                const x = Reflect.get(target, prop, target);
+                return typeof x === 'function' ? x.bind(target) : x;
+              },
+            }),
+      undefined,
+      { log: (_level, msg, data) => logs.push(`${msg} ${JSON.stringify(data ?? {})}`) },
+    );
+    expect(btcPlans(await h.planner.plan())).toEqual([]);
+    h.clock.advance(1000);
+    expect(btcPlans(await h.planner.plan())).toEqual([]);
+    const warned = logs.filter((l) => l.startsWith('no BTC hedge: order-cap-below-minimum'));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatch(/maxOrderUsd \$50,000 .* is below the smallest order, 1 BTC/);
   });
 });

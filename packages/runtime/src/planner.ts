@@ -17,7 +17,7 @@ import { type LegResult, linearNotionalUsd, type PlanLike, type PlanNetDelta } f
 import { bookEquity, MAX_IV_DECIMAL, RiskEngine, type RiskSnapshot } from '@xhedge/risk';
 import { CollateralReservation, type CollateralTransfer } from '@xhedge/routing';
 import type { PaperMarket } from '@xhedge/sim';
-import type { Ledger } from '@xhedge/store';
+import type { Ledger, LedgerIntent } from '@xhedge/store';
 import {
   type DecisionContext,
   type HedgeDecision,
@@ -362,6 +362,12 @@ function checkSettlement(
   return { ...(asked.get(instrument) as AskedSettlement), instrument, priceUsd };
 }
 
+/** Intents read per page when the hedge windows start from the ledger (the ledger's largest page). */
+const SEED_PAGE = 5000;
+
+/** Holds that last until the policy or the window changes: logged when an underlying enters one. */
+const CAP_HOLDS: ReadonlySet<string> = new Set(['window-cap-reached', 'order-cap-below-minimum']);
+
 const NON_TERMINAL = [
   'planned',
   'queued',
@@ -383,8 +389,14 @@ export class TickPlanner {
   readonly #risk: RiskEngine;
   #strategy: HedgeStrategy | undefined;
   #policyJson = '';
-  /** Executions the strategy counted, replayed into a new strategy when the policy changes. */
+  /**
+   * Executions the strategy counted, replayed into a new strategy when the policy changes; the first
+   * strategy of the process starts from the ledger's (see #seedExecutions).
+   */
   readonly #executions: { underlying: string; notionalUsd: number; atMs: number }[] = [];
+  #seeded = false;
+  /** The hold code (cap-related) each underlying's last decision came out with, logged when it changes. */
+  readonly #capHold = new Map<string, string>();
   #lastSnapshot: RiskSnapshot | undefined;
   #seqOffset = 0;
   #lastInputs:
@@ -437,11 +449,100 @@ export class TickPlanner {
       defaultPolicy: policy.default,
       perUnderlying: policy.perUnderlying,
     });
+    if (!this.#seeded) {
+      // the ledger's first (oldest), then any counted meanwhile; one by one (a spread of a long window's
+      // legs could pass the engine's argument limit)
+      const counted = this.#executions.splice(0);
+      for (const e of await this.#seedExecutions(policy)) this.#executions.push(e);
+      for (const e of counted) this.#executions.push(e);
+      this.#seeded = true;
+    }
     for (const e of this.#executions) s.recordExecution(e.underlying, e.notionalUsd, e.atMs);
     if (this.#strategy) this.#o.log('info', 'hedge policy changed; strategy rebuilt');
     this.#strategy = s;
     this.#policyJson = json;
     return s;
+  }
+
+  /**
+   * The delta hedges of the policy's longest window (`caps.windowMinutes`, `intervalMinutes`) before
+   * now, from the ledger: a restart or a new leader must not start with an empty window cap and time
+   * gate, or it could hedge a second full window's notional at once. Every perp, futures and spot leg
+   * recorded in that time counts at its size × reference price, at its plan's time, unless its order
+   * ended without ever being sent (blocked by a control when planned, cancelled or failed before it was
+   * sent: it traded nothing). The ledger does not say which plans had no delta trade of their own (a
+   * vega-only plan's leg offsetting its options' delta): those legs count too, erring toward less
+   * hedging for at most one window after a restart.
+   */
+  async #seedExecutions(
+    policy: Policies,
+  ): Promise<{ underlying: string; notionalUsd: number; atMs: number }[]> {
+    const windowMinutes = (p: Policies['default']) =>
+      Math.max(
+        p.caps?.windowMinutes ?? 0,
+        p.kind === 'interval' || p.kind === 'leland' ? p.intervalMinutes : 0,
+      );
+    const lookbackMs =
+      Math.max(
+        windowMinutes(policy.default),
+        ...Object.values(policy.perUnderlying ?? {}).map(windowMinutes),
+      ) * 60_000;
+    if (!(lookbackMs > 0)) return [];
+    const nowMs = this.#o.clock.nowMs();
+    const fromMs = nowMs - lookbackMs;
+    // every intent of the window, newest first, in pages: the next page ends at the oldest time read
+    // (inclusive; ids already read are kept once), or past it when a whole page had one time
+    const byId = new Map<string, LedgerIntent>();
+    for (let toMs: number | undefined; ; ) {
+      const page = await this.#o.ledger.listIntents({
+        fromMs,
+        ...(toMs === undefined ? {} : { toMs }),
+        limit: SEED_PAGE,
+      });
+      for (const i of page) byId.set(i.id, i);
+      const oldest = page.at(-1);
+      if (page.length < SEED_PAGE || !oldest) break;
+      toMs =
+        toMs === undefined || oldest.createdAtMs + 1 < toMs ? oldest.createdAtMs + 1 : oldest.createdAtMs;
+    }
+    // orders are recorded after their intents (and the ledger keeps the run's clock): those of the window
+    const neverSent = new Set(
+      (await this.#o.ledger.listAllOrders({ fromMs, status: ['cancelled', 'failed', 'rejected'] }))
+        .filter((o) => o.sendAttempts === 0)
+        .map((o) => o.clientOrderId),
+    );
+    const out: { underlying: string; notionalUsd: number; atMs: number }[] = [];
+    for (const i of byId.values()) {
+      if (safeMeta(i.instrument)?.kind === 'option' || neverSent.has(i.clientOrderId)) continue;
+      const notionalUsd = Number(i.sizeBase) * i.referencePriceUsd;
+      if (!Number.isFinite(notionalUsd)) {
+        this.#o.log(
+          'warn',
+          `ledger intent ${i.id} left out of the hedge window: its notional is not a number`,
+          {
+            intent: i.id,
+            sizeBase: i.sizeBase,
+            referencePriceUsd: i.referencePriceUsd,
+          },
+        );
+        continue;
+      }
+      out.push({ underlying: i.underlying, notionalUsd, atMs: i.createdAtMs });
+    }
+    out.sort((a, b) => a.atMs - b.atMs);
+    if (out.length > 0) {
+      const byUnderlyingUsd: Record<string, number> = {};
+      for (const e of out)
+        byUnderlyingUsd[e.underlying] = (byUnderlyingUsd[e.underlying] ?? 0) + e.notionalUsd;
+      this.#o.log(
+        'info',
+        `hedge windows start from the ledger: ${out.length} legs of the last ${lookbackMs / 60_000} min`,
+        {
+          byUnderlyingUsd,
+        },
+      );
+    }
+    return out;
   }
 
   #setMarket(engine: RiskEngine): void {
@@ -892,6 +993,8 @@ export class TickPlanner {
     const ctx: Record<string, DecisionContext> = {};
     for (const [u, risk] of Object.entries(snapshot.underlyings)) {
       const c: DecisionContext = { pendingOrder: inFlight.has(u) };
+      const minBase = await this.#venueMinSizeBase(u, enabled);
+      if (minBase !== undefined) c.venueMinSizeBase = minBase;
       const vega = strategy.policyFor(u).vega;
       // Option candidates only when the vega solver will run: vega outside its band, nothing in flight.
       if (
@@ -906,6 +1009,7 @@ export class TickPlanner {
     // One per tick: the plans below are routed one after another on the same balances.
     const reservation = new CollateralReservation();
     for (const d of strategy.decide(snapshot, ctx)) {
+      this.#logCapHold(d);
       if (d.action !== 'hedge') continue;
       const plan = await this.#o.route(d, enabled, reservation);
       if (!plan || plan.legs.length === 0) {
@@ -917,6 +1021,39 @@ export class TickPlanner {
       plans.push(risk ? { ...plan, netDelta: planNetDelta(plan, d, risk) } : plan);
     }
     return plans;
+  }
+
+  /** A cap hold (window used up, per-order cap below the smallest order) is logged once, when it starts. */
+  #logCapHold(d: HedgeDecision): void {
+    const code = CAP_HOLDS.has(d.code) ? d.code : '';
+    if (code === (this.#capHold.get(d.underlying) ?? '')) return;
+    if (code) this.#o.log('warn', `no ${d.underlying} hedge: ${code}`, { decision: d.id, reason: d.reason });
+    this.#capHold.set(d.underlying, code);
+  }
+
+  /**
+   * The smallest minimum order among the enabled venues that can take the underlying's delta hedge
+   * (their perp, else spot market, as routing picks it), underlying units; undefined when none lists
+   * one. A venue whose markets cannot be read is left out (routing logs it).
+   */
+  async #venueMinSizeBase(underlying: string, enabled: readonly VenueAdapter[]): Promise<number | undefined> {
+    let min: number | undefined;
+    for (const v of enabled) {
+      let markets: MarketInfo[];
+      try {
+        markets = await this.#markets(v);
+      } catch {
+        continue;
+      }
+      const list = markets.filter(
+        (m) => m.active && m.instrument.underlying === underlying && m.instrument.kind !== 'option',
+      );
+      const market =
+        list.find((m) => m.instrument.kind === 'perp') ?? list.find((m) => m.instrument.kind === 'spot');
+      const x = market ? Number(market.minSizeBase) : Number.NaN;
+      if (Number.isFinite(x) && x >= 0) min = min === undefined ? x : Math.min(min, x);
+    }
+    return min;
   }
 
   async #markets(v: VenueAdapter): Promise<MarketInfo[]> {
@@ -1061,7 +1198,20 @@ export class TickPlanner {
         delayMs: retryInMs,
       });
     } else if (queued > 0) this.#blockedUntil.delete(d.underlying);
-    if (queued > 0) {
+    // Only a delta trade counts in the time gate and the window cap, and only once one of its perp,
+    // futures or spot legs is queued: option (vega) legs, and a vega-only plan's leg offsetting their
+    // delta, are not the hedge the policy times and caps; counted, they pushed the next scheduled delta
+    // hedge a whole interval away.
+    // Counted when queued, not when filled: an order later rejected or failed keeps its notional in the
+    // window. Conservative on purpose: while it works nobody knows whether it fills (outcome-unknown
+    // may have), and a venue refusing every order cannot turn the cap into a retry loop. A restart
+    // counts only what was sent (see #seedExecutions).
+    const legById = new Map(plan.legs.map((l) => [l.id, l]));
+    const deltaQueued = legs.some((l) => {
+      const leg = legById.get(l.intentId);
+      return l.outcome === 'queued' && leg !== undefined && safeMeta(leg.instrument)?.kind !== 'option';
+    });
+    if (d.tradeDeltaBase !== 0 && deltaQueued) {
       const atMs = this.#o.clock.nowMs();
       this.#executions.push({ underlying: d.underlying, notionalUsd: d.tradeNotionalUsd, atMs });
       if (this.#executions.length > 10_000) this.#executions.splice(0, 5_000);

@@ -263,6 +263,78 @@ describe('caps and dust', () => {
     expect(d.code).toBe('dust');
     expect(d.reason).toMatch(/below the minimum/);
   });
+
+  it('a window cap used up exactly is a hold, not a hedge of size 0, even with no minimum order (minTradeUsd 0)', () => {
+    const { s } = strat(band({ minTradeUsd: 0, caps: { maxWindowUsd: 100_000, windowMinutes: 60 } }));
+    s.recordExecution('BTC', 100_000);
+    const d = s.decideUnderlying(risk({ delta: 1 }), 1);
+    expect(d, d.reason).toMatchObject({
+      action: 'hold',
+      code: 'window-cap-reached',
+      tradeDeltaBase: 0,
+      side: null,
+    });
+    expect(d.reason).toMatch(/hedge cap of \$100,000 per 60 min is used up \(\$100,000\); holding/);
+    // room left below the venue minimum: held too, and the reason says what is left
+    const { s: s2 } = strat(band({ caps: { maxWindowUsd: 100_000, windowMinutes: 60 } }));
+    s2.recordExecution('BTC', 99_000);
+    const d2 = s2.decideUnderlying(risk({ delta: 1 }), 1, { venueMinSizeBase: 0.02 });
+    expect(d2).toMatchObject({ action: 'hold', code: 'window-cap-reached', tradeDeltaBase: 0 });
+    expect(d2.reason).toMatch(/the \$1,000 left is below the smallest order, 0\.02 BTC/);
+  });
+
+  it('a per-order cap below the venue minimum (or minTradeUsd) holds with its own code, never an order the venue refuses', () => {
+    // $600 buys 0.01 BTC; the venue takes no less than 0.02 BTC ($1,200)
+    const { s } = strat(band({ maxOrderUsd: 600 }));
+    const d = s.decideUnderlying(risk({ delta: 1 }), 1, { venueMinSizeBase: 0.02 });
+    expect(d, d.reason).toMatchObject({
+      action: 'hold',
+      code: 'order-cap-below-minimum',
+      tradeDeltaBase: 0,
+      side: null,
+      tradeNotionalUsd: 0,
+    });
+    expect(d.reason).toMatch(
+      /maxOrderUsd \$600 \(0\.01 BTC\) is below the smallest order, 0\.02 BTC \(\$1,200/,
+    );
+    // minTradeUsd above maxOrderUsd: the same hold
+    const { s: s2 } = strat(band({ maxOrderUsd: 50, minTradeUsd: 100 }));
+    expect(s2.decideUnderlying(risk({ delta: 1 }), 1).code).toBe('order-cap-below-minimum');
+    // a cap at or above the minimum still cuts and trades
+    const { s: s3 } = strat(band({ maxOrderUsd: 1_200 }));
+    const ok = s3.decideUnderlying(risk({ delta: 1 }), 1, { venueMinSizeBase: 0.02 });
+    expect(ok).toMatchObject({ action: 'hedge', capped: { by: 'per-order' } });
+    expect(ok.tradeDeltaBase).toBeCloseTo(-0.02, 12);
+  });
+
+  it('keeps only the executions a window can still count (none without caps): a 24/7 process does not grow', () => {
+    const { s, clock } = strat(band());
+    for (let i = 0; i < 10_000; i++) {
+      s.recordExecution('BTC', 1_000);
+      clock.advance(60_000);
+    }
+    expect(s.windowExecutions('BTC')).toBe(0);
+    const capped = strat(band({ caps: { maxWindowUsd: 1e9, windowMinutes: 60 } }));
+    for (let i = 0; i < 10_000; i++) {
+      capped.s.recordExecution('BTC', 1_000);
+      capped.clock.advance(60_000);
+    }
+    // what the window held when the last one was recorded: that one and the 59 of the hour before it
+    expect(capped.s.windowExecutions('BTC')).toBe(60);
+    // and the cap still counts them: a minute later 59 × $1,000 of $60,000 leaves $1,000
+    const room = strat(band({ caps: { maxWindowUsd: 60_000, windowMinutes: 60 } }));
+    for (let i = 0; i < 10_000; i++) {
+      room.s.recordExecution('BTC', 1_000);
+      room.clock.advance(60_000);
+    }
+    expect(room.s.decideUnderlying(risk({ delta: 1 }), 1).tradeNotionalUsd).toBeCloseTo(1_000, 6);
+  });
+
+  it('refuses a NaN or infinite execution, which would make every window check pass', () => {
+    const { s } = strat(band({ caps: { maxWindowUsd: 100_000, windowMinutes: 60 } }));
+    expect(() => s.recordExecution('BTC', Number.NaN)).toThrow(/BTC executed hedge notional/);
+    expect(() => s.recordExecution('BTC', 1, Number.POSITIVE_INFINITY)).toThrow(/BTC hedge execution time/);
+  });
 });
 
 describe('Leland and vega', () => {

@@ -25,6 +25,7 @@ export type DecisionCode =
   | 'gas-wait'
   | 'dust'
   | 'window-cap-reached'
+  | 'order-cap-below-minimum'
   | 'hedge'
   | 'hedge-urgent'
   | 'vega-only';
@@ -128,11 +129,33 @@ export class HedgeStrategy {
     return this.#per[underlying] ?? this.#default;
   }
 
-  /** Tells the strategy a hedge went out (time gates and window caps count from it). */
+  /**
+   * Tells the strategy a delta hedge went out (time gates and window caps count from it). Only the
+   * delta hedge: option (vega) trades are not what `intervalMinutes`, `maxOrderUsd` or `caps` limit.
+   * Executions that no window can count any more are dropped here (all of them when the policy has no
+   * `caps`), so a process that runs for months keeps only the window's worth.
+   */
   recordExecution(underlying: string, notionalUsd: number, atMs: number = this.#clock.nowMs()): void {
+    // a NaN here would make the window's sum NaN, and every cap check against it pass
+    assertFinite(`${underlying} executed hedge notional (USD)`, notionalUsd);
+    assertFinite(`${underlying} hedge execution time (ms)`, atMs);
     const st = this.#stateOf(underlying);
-    st.lastHedgeMs = atMs;
-    st.window.push([atMs, Math.abs(notionalUsd)]);
+    // replayed executions may come out of order: the time gate counts from the latest
+    st.lastHedgeMs = st.lastHedgeMs === null ? atMs : Math.max(st.lastHedgeMs, atMs);
+    const caps = this.policyFor(underlying).caps;
+    if (!caps) {
+      st.window = [];
+      return;
+    }
+    const windowMs = caps.windowMinutes * 60_000;
+    const nowMs = this.#clock.nowMs();
+    st.window = st.window.filter(([t]) => nowMs - t < windowMs);
+    if (nowMs - atMs < windowMs) st.window.push([atMs, Math.abs(notionalUsd)]);
+  }
+
+  /** How many executions the strategy holds for the underlying's window cap (none without `caps`). */
+  windowExecutions(underlying: string): number {
+    return this.#state.get(underlying)?.window.length ?? 0;
   }
 
   /** One decision per underlying in the snapshot, in the snapshot's order. */
@@ -349,6 +372,15 @@ export class HedgeStrategy {
     const wanted = size;
     if (policy.maxOrderUsd !== undefined && size * S > policy.maxOrderUsd) {
       size = policy.maxOrderUsd / S;
+      // An order cut below the smallest one (minTradeUsd, the venue minimum) would be raised back past
+      // the cap by routing or refused by the venue, tick after tick: no order until the policy changes.
+      if (size < dustBase)
+        return hold(
+          'order-cap-below-minimum',
+          `${outside}, but the per-order cap maxOrderUsd ${usd(policy.maxOrderUsd)} (${fmt(size)} ${U}) is below ` +
+            `the smallest order, ${fmt(dustBase)} ${U} (${usd(dustBase * S)}: minTradeUsd or the venue minimum); ` +
+            'no order can be sent until maxOrderUsd is raised; holding',
+        );
       capped = { wantedDeltaBase: sign * wanted, by: 'per-order' };
     }
     if (policy.caps) {
@@ -356,10 +388,15 @@ export class HedgeStrategy {
       st.window = st.window.filter(([t]) => nowMs - t < windowMs);
       const used = st.window.reduce((s, [, x]) => s + x, 0);
       const roomUsd = policy.caps.maxWindowUsd - used;
-      if (roomUsd / S < dustBase)
+      // no room at all is a hold even when there is no minimum (dustBase 0): never a hedge of size 0
+      if (roomUsd <= 0 || roomUsd / S < dustBase)
         return hold(
           'window-cap-reached',
-          `hedge cap of ${usd(policy.caps.maxWindowUsd)} per ${fmt(policy.caps.windowMinutes)} min is used up (${usd(used)}); holding`,
+          `hedge cap of ${usd(policy.caps.maxWindowUsd)} per ${fmt(policy.caps.windowMinutes)} min is used up (${usd(used)}` +
+            (roomUsd > 0
+              ? `; the ${usd(roomUsd)} left is below the smallest order, ${fmt(dustBase)} ${U}`
+              : '') +
+            '); holding',
         );
       if (size * S > roomUsd) {
         size = roomUsd / S;
