@@ -559,22 +559,35 @@ describe('a venue that cannot be read (regression: its hedge vanished from the b
    * reads fail while `down` is set; gmx-arb stays readable, so a hedge placed again would have a route.
    */
   async function flaky() {
-    const state = { down: false };
-    const h = await harness(profile(['lyra-arb', 'gmx-arb', 'drift-sol']), (v) =>
-      v.id !== 'drift-sol'
-        ? v
-        : (new Proxy(v, {
-            get(target, prop) {
-              if (state.down && (prop === 'fetchPositions' || prop === 'fetchBalances'))
-                return async () => {
-                  throw new Error('rpc down');
-                };
-              const x = Reflect.get(target, prop, target);
-              return typeof x === 'function' ? x.bind(target) : x;
-            },
-          }) as VenueAdapter),
+    const state = { down: false, fundingDown: false, marksDown: false };
+    const logs: string[] = [];
+    const h = await harness(
+      profile(['lyra-arb', 'gmx-arb', 'drift-sol']),
+      (v) =>
+        v.id !== 'drift-sol'
+          ? v
+          : (new Proxy(v, {
+              get(target, prop) {
+                if (state.down && (prop === 'fetchPositions' || prop === 'fetchBalances'))
+                  return async () => {
+                    throw new Error('rpc down');
+                  };
+                if (state.marksDown && prop === 'fetchMarks')
+                  return async () => {
+                    throw new Error('marks rpc down');
+                  };
+                if (state.fundingDown && prop === 'fetchFundingRate')
+                  return async () => {
+                    throw new Error('oracle TWAP not positive');
+                  };
+                const x = Reflect.get(target, prop, target);
+                return typeof x === 'function' ? x.bind(target) : x;
+              },
+            }) as VenueAdapter),
+      undefined,
+      { log: (_level, msg) => logs.push(msg) },
     );
-    return { h, state };
+    return { h, state, logs };
   }
 
   /** Hedges the book once (every planned leg sent and filled), then lets the keeper delay pass. */
@@ -601,6 +614,27 @@ describe('a venue that cannot be read (regression: its hedge vanished from the b
     // drift-sol's hedge still counts (without it BTC delta is far outside its band): nothing is placed again
     expect(h.planner.lastSnapshot?.underlyings.BTC?.delta).toBeCloseTo(delta ?? Number.NaN, 2);
     expect(Math.abs(h.planner.lastSnapshot?.underlyings.BTC?.delta ?? 99)).toBeLessThan(0.5);
+  });
+
+  it('a funding read that fails leaves the carry out, not the venue: its positions count once (regression: twice)', async () => {
+    const { h, state, logs } = await flaky();
+    await hedged(h);
+    const delta = h.planner.lastSnapshot?.underlyings.BTC?.delta;
+    state.fundingDown = true;
+    h.clock.advance(1000);
+    expect(await h.planner.plan()).toEqual([]);
+    expect(h.planner.lastSnapshot?.underlyings.BTC?.delta).toBeCloseTo(delta ?? Number.NaN, 2);
+    expect(logs.some((l) => /funding rate of BTC-USD:PERP on drift-sol not read/.test(l))).toBe(true);
+  });
+
+  it('a marks read that fails after the positions were read: the venue stands in with that read, counted once', async () => {
+    const { h, state } = await flaky();
+    await hedged(h);
+    const delta = h.planner.lastSnapshot?.underlyings.BTC?.delta;
+    state.marksDown = true;
+    h.clock.advance(1000);
+    expect(await h.planner.plan()).toEqual([]);
+    expect(h.planner.lastSnapshot?.underlyings.BTC?.delta).toBeCloseTo(delta ?? Number.NaN, 2);
   });
 
   it('holds the underlyings it holds once its last read is stale, and everything when it was never read', async () => {

@@ -793,8 +793,6 @@ export class TickPlanner {
           ]);
           const kept = b.filter((x) => !isGasMoney(v, x));
           this.#lastGood.set(v.id, { positions: p, balances: kept, atMs: this.#o.clock.nowMs() });
-          positions.push(...p);
-          balances.push(...kept);
           const instruments = [...new Set(p.map((x) => x.instrument))];
           // Real venues are also where spot and vol come from: read every listed mark there.
           const vm = !this.#o.market
@@ -802,11 +800,31 @@ export class TickPlanner {
             : instruments.length > 0
               ? await v.fetchMarks(instruments)
               : [];
+          // the venue's positions go in once its reads are done: a marks read that fails lands in the
+          // catch below, which stands in with this read (taken above), so they would count twice
+          positions.push(...p);
+          balances.push(...kept);
           marks.push(...vm);
           this.#o.onVenueRead?.(v.id, { positions: p, marks: vm, readStartedAtMs });
+          // A funding read that fails leaves that perp's carry out of the tick, nothing else: inside the
+          // venue's read it counted the venue as unreadable after its positions were taken, and the last
+          // read stood in on top of them (its positions twice, a hedge placed against a phantom delta).
           if (v.fetchFundingRate) {
-            for (const i of instruments.filter((x) => x.endsWith(':PERP')))
-              funding.push(await v.fetchFundingRate(i));
+            for (const i of instruments.filter((x) => x.endsWith(':PERP'))) {
+              try {
+                funding.push(await v.fetchFundingRate(i));
+              } catch (err) {
+                this.#o.log(
+                  'warn',
+                  `funding rate of ${i} on ${v.id} not read; its carry is left out this tick`,
+                  {
+                    venue: v.id,
+                    instrument: i,
+                    err: err instanceof Error ? err.message : String(err),
+                  },
+                );
+              }
+            }
           }
         } catch (err) {
           failed.push(v.id);
