@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -9,11 +9,11 @@ import {
   VersionedTransaction,
 } from '@solana/web3.js';
 import { ManualClock, Position } from '@xhedge/core';
-import { NotConfirmedError, VenueError } from '@xhedge/venue';
+import { InvalidOrderError, NotConfirmedError, type OrderRequest, VenueError } from '@xhedge/venue';
 import { describe, expect, it } from 'vitest';
 import { DRIFT_PROGRAM_ERROR, runDriftProgram } from '../test/drift-program.ts';
 import { type DriftFixture, driftFixture, SOL_PRICE_USD } from '../test/fixture.ts';
-import { driftLimitPrice } from './adapter.ts';
+import { driftLimitPrice, fundingRatePerHour } from './adapter.ts';
 import { encodePerpMarketAccount, type PerpMarketInit } from './encode.ts';
 import { driftPda } from './instructions.ts';
 import {
@@ -437,6 +437,78 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
       f.venue.placeOrder({ clientOrderId: 'bad-2', ...ORDER, sizeBase: '1.234' }),
     ).rejects.toBeInstanceOf(VenueError);
     expect(f.rpc.sends).toBe(0);
+  });
+
+  it('refuses a bad limit price or size before a user order id is assigned or anything is sent', async () => {
+    const f = await driftFixture();
+    f.emulate();
+    // Before: a negative price threw the encoder's RangeError after the u8 was assigned; a zero price
+    // went out and the program refused it ("Limit order price == 0"), the fee paid.
+    const bad: [string, Partial<OrderRequest>][] = [
+      ['negative limit', { limitPriceUsd: '-181.2' }],
+      ['zero limit', { limitPriceUsd: '0' }],
+      ['buy limit rounding down to 0 on the 0.0001 tick', { limitPriceUsd: '0.00005' }],
+      ['limit past u64 in PRICE_PRECISION', { limitPriceUsd: '18446744073710' }],
+      ['negative bound on a market order', { orderType: 'market', limitPriceUsd: '-1' }],
+      ['size past u64 in BASE_PRECISION', { sizeBase: '18446744074' }],
+    ];
+    const check = async (label: string, clientOrderId: string, over: Partial<OrderRequest>) => {
+      const err = await f.venue.placeOrder({ clientOrderId, ...ORDER, ...over }).catch((e: unknown) => e);
+      expect(err, label).toBeInstanceOf(InvalidOrderError);
+      expect(err, label).toMatchObject({ outcome: 'rejected', retryable: false, clientOrderId });
+      expect(f.orderIds.get(clientOrderId), label).toBeUndefined();
+    };
+    for (const [i, [label, over]] of bad.entries()) await check(label, `bad-px-${i}`, over);
+    // A market stating no minimum size or step (0) still takes no size that is not positive.
+    f.setPerpMarket({ minOrderSize: 0n, orderStepSize: 0n });
+    for (const [i, sizeBase] of ['0', '-1.5'].entries())
+      await check(`size ${sizeBase}`, `bad-size-${i}`, { orderType: 'market', sizeBase });
+    expect(f.rpc.sends).toBe(0);
+    expect(f.programRuns).toHaveLength(0);
+    expect(f.orderIds.liveCount).toBe(0);
+  });
+
+  it('has no funding rate (an error, never 0) while the market has no positive oracle TWAP', async () => {
+    const f = await driftFixture();
+    const instrument = 'SOL-USD:PERP';
+    for (const over of [{ lastOraclePriceTwap: -5n }, { lastOraclePriceTwap: 0n, lastOraclePrice: 0n }]) {
+      f.setPerpMarket(over);
+      expect(fundingRatePerHour(await f.venue.readPerpMarket(0))).toBeUndefined();
+      await expect(f.venue.fetchFundingRate(instrument)).rejects.toMatchObject({
+        code: 'VENUE_STALE_ORACLE',
+        outcome: 'not-sent',
+      });
+    }
+    // A quote's funding carry is not priced at 0 either.
+    f.setPerpMarket({ lastOraclePriceTwap: -5n });
+    await expect(f.venue.quoteHedge({ instrument, side: 'buy', sizeBase: '1' })).rejects.toMatchObject({
+      code: 'VENUE_STALE_ORACLE',
+    });
+    // A TWAP not set yet (0) beside a positive last oracle price: the rate is per unit of that price.
+    f.setPerpMarket({ lastOraclePriceTwap: 0n });
+    expect((await f.venue.fetchFundingRate(instrument)).ratePerHour).toBeCloseTo(0.0018 / 180, 12);
+  });
+
+  it('a client id pruned from the id map is outcome unknown, never "not at the venue"; one never seen is null', async () => {
+    const f = await driftFixture({ historyLimit: 1 });
+    // The program takes each order and nothing fills: it ends cancelled, its record released.
+    f.emulate();
+    const ended = await f.venue.placeOrder({ clientOrderId: 'hedge-old-1', ...ORDER });
+    expect(ended.status).toBe('cancelled');
+    f.clock.advance(1000);
+    await f.venue.placeOrder({ clientOrderId: 'hedge-old-2', ...ORDER });
+    expect(f.orderIds.get('hedge-old-1')).toBeUndefined(); // pruned: only one released record is kept
+    const sends = f.rpc.sends;
+    const unknown = { code: 'VENUE_ORDER_NOT_FOUND', outcome: 'unknown', retryable: false };
+    // Before: null, which the worker reads as "never at the venue" and may send again.
+    await expect(f.venue.getOrderByClientId('hedge-old-1')).rejects.toMatchObject(unknown);
+    await expect(f.venue.placeOrder({ clientOrderId: 'hedge-old-1', ...ORDER })).rejects.toMatchObject(
+      unknown,
+    );
+    await expect(f.venue.cancelOrder('hedge-old-1')).rejects.toMatchObject(unknown);
+    expect(f.rpc.sends).toBe(sends);
+    expect(await f.venue.getOrderByClientId('hedge-never-sent')).toBeNull();
+    expect((await f.venue.getOrderByClientId('hedge-old-2'))?.status).toBe('cancelled');
   });
 });
 
@@ -906,6 +978,26 @@ describe('limit price to PRICE_PRECISION and the tick', () => {
     expect(driftLimitPrice('100.12340001', 0n, 'sell')).toBe(100_123_401n);
     expect(driftLimitPrice('100.12340099', 0n, 'buy')).toBe(100_123_400n);
   });
+
+  it('is exact past 40 significant digits (decimal.js rounds products there), sizes too', async () => {
+    // Before: × 1e6 rounded to 40 digits first, 101000000, a buy limit above the asked.
+    expect(driftLimitPrice('100.9999999999999999999999999999999999999999999', 0n, 'buy')).toBe(100_999_999n);
+    expect(driftLimitPrice('100.0000000000000000000000000000000000000000001', 0n, 'sell')).toBe(100_000_001n);
+    // A 1/8 USD tick: on the tick, a buy down and a sell up.
+    expect(driftLimitPrice('100.13', 125_000n, 'buy')).toBe(100_125_000n);
+    expect(driftLimitPrice('100.13', 125_000n, 'sell')).toBe(100_250_000n);
+    expect(driftLimitPrice('100.125', 125_000n, 'sell')).toBe(100_125_000n);
+    const f = await driftFixture();
+    // Before: taken as 1.5 (the product rounded to an integer) and sent.
+    await expect(
+      f.venue.placeOrder({
+        clientOrderId: 'bad-size-digits',
+        ...ORDER,
+        sizeBase: '1.5000000000000000000000000000000000000000001',
+      }),
+    ).rejects.toMatchObject({ code: 'VENUE_INVALID_ORDER', message: expect.stringMatching(/9 decimals/) });
+    expect(f.rpc.sends).toBe(0);
+  });
 });
 
 describe('u8 user order id map', () => {
@@ -935,6 +1027,42 @@ describe('u8 user order id map', () => {
     expect(reused.userOrderId).toBe(map.get('c-7')?.userOrderId);
     // The old client id still answers from its own record, not from the new order.
     expect(map.get('c-7')?.state).toBe('released');
+  });
+
+  it('keeps a compact tombstone of each pruned record, bounded, across a restart', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'drift-ids-'));
+    try {
+      const path = join(dir, 'ids.json');
+      const clock = new ManualClock(0);
+      const opts = { store: fileUserOrderIdStore(path), clock, historyLimit: 2, prunedLimit: 3 };
+      const map = await UserOrderIdMap.open(opts);
+      for (let i = 0; i < 6; i++) {
+        await map.assign(init(`h-${i}`), new Set());
+        clock.advance(1);
+        await map.release(`h-${i}`);
+      }
+      // h-4 and h-5 are kept; h-1..h-3 pruned with a tombstone; h-0's tombstone fell off the bound.
+      for (const m of [map, await UserOrderIdMap.open({ ...opts, store: fileUserOrderIdStore(path) })]) {
+        expect(['h-0', 'h-1', 'h-2', 'h-3', 'h-4', 'h-5', 'never'].map((id) => m.isPruned(id))).toEqual([
+          false,
+          true,
+          true,
+          true,
+          false,
+          false,
+          false,
+        ]);
+        expect(m.get('h-5')?.state).toBe('released');
+        expect(m.get('h-3')).toBeUndefined();
+      }
+      // On disk: the kept records, then one entry of 16-character keys (no client ids).
+      const stored = JSON.parse(await readFile(path, 'utf8')) as unknown[];
+      expect(stored).toHaveLength(3);
+      expect(stored[2]).toEqual({ pruned: expect.arrayContaining([expect.stringMatching(/^[\w-]{16}$/)]) });
+      expect((stored[2] as { pruned: string[] }).pruned).toHaveLength(3);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('survives a restart through its file store', async () => {

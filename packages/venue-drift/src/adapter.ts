@@ -27,6 +27,7 @@ import {
   OrderNotFoundError,
   OrderRequest,
   QuoteRequest,
+  StaleOracleError,
   type VenueAdapter,
   type VenueCapabilities,
   VenueError,
@@ -136,15 +137,47 @@ export interface DriftVenueOptions {
 }
 
 const FIXED_DP = { base: 9, price: 6, quote: 6 } as const;
+/** OrderParams' base_asset_amount and price are u64. */
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
 function fromFixed(v: bigint, decimals: number): string {
   return new Dec(v.toString()).div(new Dec(10).pow(decimals)).toFixed();
 }
-function toFixed(v: string, decimals: number, what: string, venue: string): bigint {
-  const d = new Dec(v).mul(new Dec(10).pow(decimals));
-  if (!d.isInteger())
-    throw new InvalidOrderError({ venue, message: `${what} ${v} has more than ${decimals} decimals` });
-  return BigInt(d.toFixed());
+/**
+ * `v` × 10^decimals as an integer, rounded as `rounding` says, exactly: the digits are shifted, not
+ * multiplied (a decimal.js product rounds to 40 significant digits first, which can cross a tick).
+ */
+function scaleDecimal(v: string, decimals: number, rounding: 'floor' | 'ceil'): bigint {
+  const fixed = new Dec(v).toFixed(decimals, rounding === 'floor' ? Dec.ROUND_FLOOR : Dec.ROUND_CEIL);
+  return BigInt(fixed.replace('.', ''));
+}
+function toFixed(v: string, decimals: number, what: string, venue: string, clientOrderId: string): bigint {
+  if (new Dec(v).decimalPlaces() > decimals)
+    throw new InvalidOrderError({
+      venue,
+      clientOrderId,
+      message: `${what} ${v} has more than ${decimals} decimals`,
+    });
+  return scaleDecimal(v, decimals, 'floor'); // exact: it has no more decimals
+}
+
+/**
+ * A client order id this venue did send, whose record the id map has since pruned from its bounded
+ * history (only ended orders' records are pruned): which order it was and how it ended cannot be read
+ * back by client id. Outcome unknown and not retryable: a `null` ("never at the venue") would have the
+ * worker send it again, or record a filled order as never sent.
+ */
+export class DriftOrderRecordPrunedError extends VenueError {
+  override name = 'DriftOrderRecordPrunedError';
+  constructor(venue: string, clientOrderId: string) {
+    super('VENUE_ORDER_NOT_FOUND', {
+      venue,
+      clientOrderId,
+      message: `order ${clientOrderId} was sent and has ended, but its record has been pruned from the user order id map: its outcome cannot be read back by client id`,
+      outcome: 'unknown',
+      retryable: false,
+    });
+  }
 }
 
 /**
@@ -408,9 +441,22 @@ export class DriftVenue implements VenueAdapter {
     return {
       venue: this.id,
       instrument,
-      ratePerHour: fundingRatePerHour(pm),
+      ratePerHour: this.#fundingRatePerHour(pm),
       asOfMs: Number(pm.lastFundingRateTs) * 1000,
     };
+  }
+
+  /** {@link fundingRatePerHour}, or a StaleOracleError when the market has no price to express it by. */
+  #fundingRatePerHour(pm: DriftPerpMarket): number {
+    const rate = fundingRatePerHour(pm);
+    if (rate === undefined)
+      throw new StaleOracleError({
+        venue: this.id,
+        message: `PerpMarket ${pm.marketIndex} has no positive oracle price TWAP (${pm.lastOraclePriceTwap}; last price ${pm.lastOraclePrice}): its funding rate per unit of price is unknown`,
+        outcome: 'not-sent',
+        details: { marketIndex: pm.marketIndex },
+      });
+    return rate;
   }
 
   async quoteHedge(input: QuoteRequest): Promise<HedgeQuote> {
@@ -445,7 +491,7 @@ export class DriftVenue implements VenueAdapter {
     const feeUsd = (notional * (this.#o.takerFeeBps ?? 10)) / 10_000;
     const gasUsd = (Number(this.orderFeeLamports()) / 1e9) * this.#o.solPriceUsd();
     const fundingCarryUsd =
-      fundingRatePerHour(pm) * req.holdingHours * notional * (req.side === 'buy' ? 1 : -1);
+      this.#fundingRatePerHour(pm) * req.holdingHours * notional * (req.side === 'buy' ? 1 : -1);
     return HedgeQuote.parse({
       venue: this.id,
       instrument: req.instrument,
@@ -541,6 +587,9 @@ export class DriftVenue implements VenueAdapter {
       throw new InvalidOrderError({ venue: this.id, message: `bad order: ${parsed.error.message}` });
     const req = parsed.data;
     const existing = this.#o.orderIds.get(req.clientOrderId);
+    // Sent before and its record pruned since: sending it again could fill the hedge twice.
+    if (!existing && this.#o.orderIds.isPruned(req.clientOrderId))
+      throw new DriftOrderRecordPrunedError(this.id, req.clientOrderId);
     if (existing) {
       const found = await (existing.signature === undefined
         ? this.#resolve(existing)
@@ -555,21 +604,29 @@ export class DriftVenue implements VenueAdapter {
         clientOrderId: req.clientOrderId,
         message: `market ${pm.name} is ${pm.status}`,
       });
-    const base = toFixed(req.sizeBase, FIXED_DP.base, 'size', this.id);
+    // A size or price the program or the u64 encoder would refuse is refused here, before a u8 is
+    // assigned and before anything is sent (a transaction the program refuses still pays its fee).
+    const invalid = (message: string) =>
+      new InvalidOrderError({ venue: this.id, clientOrderId: req.clientOrderId, message });
+    const base = toFixed(req.sizeBase, FIXED_DP.base, 'size', this.id, req.clientOrderId);
+    if (base <= 0n || base > U64_MAX) throw invalid(`size ${req.sizeBase} must be positive and fit a u64`);
     if (base < pm.minOrderSize || (pm.orderStepSize > 0n && base % pm.orderStepSize !== 0n))
-      throw new InvalidOrderError({
-        venue: this.id,
-        clientOrderId: req.clientOrderId,
-        message: `size ${req.sizeBase} must be ≥ ${fromFixed(pm.minOrderSize, 9)} and a multiple of ${fromFixed(pm.orderStepSize, 9)}`,
-      });
+      throw invalid(
+        `size ${req.sizeBase} must be ≥ ${fromFixed(pm.minOrderSize, 9)} and a multiple of ${fromFixed(pm.orderStepSize, 9)}`,
+      );
     if ((req.orderType === 'limit' || req.orderType === 'ioc') && req.limitPriceUsd === undefined)
-      throw new InvalidOrderError({
-        venue: this.id,
-        clientOrderId: req.clientOrderId,
-        message: `${req.orderType} order needs limitPriceUsd`,
-      });
-    const price =
-      req.limitPriceUsd === undefined ? 0n : driftLimitPrice(req.limitPriceUsd, pm.orderTickSize, req.side);
+      throw invalid(`${req.orderType} order needs limitPriceUsd`);
+    let price = 0n; // a market order without a bound: the program's auction decides
+    if (req.limitPriceUsd !== undefined) {
+      if (new Dec(req.limitPriceUsd).lte(0))
+        throw invalid(`limitPriceUsd ${req.limitPriceUsd} must be positive`);
+      price = driftLimitPrice(req.limitPriceUsd, pm.orderTickSize, req.side);
+      // A buy rounds down to the tick: a bound below one tick becomes 0, which the program refuses.
+      if (price <= 0n || price > U64_MAX)
+        throw invalid(
+          `limitPriceUsd ${req.limitPriceUsd} is ${fromFixed(price, FIXED_DP.price)} on the ${fromFixed(pm.orderTickSize, FIXED_DP.price)} tick (a buy rounds down, a sell up): it must be positive and fit a u64`,
+        );
+    }
     const user = await this.readUser();
     const busy = new Set(user.orders.filter((o) => o.status === 'open').map((o) => o.userOrderId));
     const before = user.perpPositions.find((p) => p.marketIndex === m.marketIndex)?.baseAssetAmount ?? 0n;
@@ -648,13 +705,24 @@ export class DriftVenue implements VenueAdapter {
     });
   }
 
+  /**
+   * The order, or null when this venue never sent it. A client id whose record the id map pruned
+   * (it ended long ago) throws {@link DriftOrderRecordPrunedError} (outcome unknown) instead: the map
+   * keeps compact tombstones of pruned ids (see {@link UserOrderIdMap}), bounded; past that bound an id
+   * reads as never sent again.
+   */
   async getOrderByClientId(clientOrderId: string): Promise<Order | null> {
     const rec = this.#o.orderIds.get(clientOrderId);
-    return rec ? this.#resolve(rec) : null;
+    if (rec) return this.#resolve(rec);
+    if (this.#o.orderIds.isPruned(clientOrderId))
+      throw new DriftOrderRecordPrunedError(this.id, clientOrderId);
+    return null;
   }
 
   async cancelOrder(clientOrderId: string): Promise<Order> {
     const rec = this.#o.orderIds.get(clientOrderId);
+    if (!rec && this.#o.orderIds.isPruned(clientOrderId))
+      throw new DriftOrderRecordPrunedError(this.id, clientOrderId);
     if (!rec)
       throw new OrderNotFoundError({ venue: this.id, clientOrderId, message: 'unknown client order id' });
     const current = await this.#resolve(rec);
@@ -687,7 +755,8 @@ export class DriftVenue implements VenueAdapter {
   async fetchFills(opts?: { sinceMs?: number; clientOrderId?: string }): Promise<Fill[]> {
     // Drift's fill events (OrderActionRecord) are emitted in fillers' transactions; without an event
     // indexer the adapter exposes none rather than inventing prices.
-    if (opts?.clientOrderId !== undefined && !this.#o.orderIds.get(opts.clientOrderId)) return [];
+    const id = opts?.clientOrderId;
+    if (id !== undefined && !this.#o.orderIds.get(id) && !this.#o.orderIds.isPruned(id)) return [];
     throw new NotSupportedError({ venue: this.id, message: 'fill history needs a Drift event indexer' });
   }
 
@@ -893,12 +962,7 @@ export class DriftVenue implements VenueAdapter {
  * sell to 1e-6 first can land on a tick below the asked minimum.
  */
 export function driftLimitPrice(limitPriceUsd: string, tickRaw: bigint, side: 'buy' | 'sell'): bigint {
-  const raw = BigInt(
-    new Dec(limitPriceUsd)
-      .mul(PRICE_PRECISION.toString())
-      .toDecimalPlaces(0, side === 'buy' ? Dec.ROUND_FLOOR : Dec.ROUND_CEIL)
-      .toFixed(),
-  );
+  const raw = scaleDecimal(limitPriceUsd, FIXED_DP.price, side === 'buy' ? 'floor' : 'ceil');
   if (tickRaw <= 0n) return raw;
   const down = (raw / tickRaw) * tickRaw;
   return side === 'buy' || down === raw ? down : down + tickRaw;
@@ -937,10 +1001,15 @@ function abs(v: bigint): bigint {
   return v < 0n ? -v : v;
 }
 
-/** Hourly funding as a fraction of price, positive when longs pay. */
-export function fundingRatePerHour(pm: DriftPerpMarket): number {
-  const twap = Number(pm.lastOraclePriceTwap || pm.lastOraclePrice) / Number(PRICE_PRECISION);
-  if (!(twap > 0)) return 0;
+/**
+ * Hourly funding as a fraction of price, positive when longs pay: the last rate (quote per base) over
+ * the oracle price TWAP, or over the last oracle price while the TWAP is unset (0). Undefined when that
+ * price is not positive: the rate cannot be expressed, and 0 would be a rate the venue never stated.
+ */
+export function fundingRatePerHour(pm: DriftPerpMarket): number | undefined {
+  const priceRaw = pm.lastOraclePriceTwap !== 0n ? pm.lastOraclePriceTwap : pm.lastOraclePrice;
+  if (priceRaw <= 0n) return undefined;
+  const twap = Number(priceRaw) / Number(PRICE_PRECISION);
   const perPeriod = Number(pm.lastFundingRate) / 1e9 / twap;
   const periodHours = Number(pm.fundingPeriod > 0n ? pm.fundingPeriod : 3600n) / (MS_PER_HOUR / 1000);
   return perPeriod / periodHours;

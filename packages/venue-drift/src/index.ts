@@ -1,6 +1,7 @@
 export {
   ammAveragePrice,
   type DriftMarketConfig,
+  DriftOrderRecordPrunedError,
   type DriftSigner,
   DriftVenue,
   type DriftVenueOptions,
@@ -70,6 +71,7 @@ export {
   fileUserOrderIdStore,
   MAX_USER_ORDER_ID,
   memoryUserOrderIdStore,
+  type PrunedEntry,
   UserOrderIdMap,
   type UserOrderIdMapOptions,
   UserOrderIdRecord,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -35,18 +36,35 @@ export const UserOrderIdRecord = z.object({
 });
 export type UserOrderIdRecord = z.infer<typeof UserOrderIdRecord>;
 
-/** Durable storage of the mapping: the whole table is small (≤ 255 live + a bounded history). */
+/**
+ * The stored table's last entry: tombstones of the released records pruned from the history, each
+ * {@link prunedKey} of a client order id, oldest first. An entry of its own in the same array (not a
+ * new file shape) so that the table stays one atomic write, and an older build reading it fails
+ * loudly on it rather than reading an empty map.
+ */
+const PrunedEntry = z.object({ pruned: z.array(z.string().regex(/^[A-Za-z0-9_-]{16}$/)) }).strict();
+export type PrunedEntry = z.infer<typeof PrunedEntry>;
+
+/** A pruned client order id's tombstone: 96 bits of its sha256, base64url (16 characters). */
+function prunedKey(clientOrderId: string): string {
+  return createHash('sha256').update(clientOrderId).digest('base64url').slice(0, 16);
+}
+
+/**
+ * Durable storage of the mapping: the whole table is small (≤ 255 live + a bounded history, then at
+ * most one {@link PrunedEntry}).
+ */
 export interface UserOrderIdStore {
   load(): Promise<unknown[]>;
-  save(records: readonly UserOrderIdRecord[]): Promise<void>;
+  save(entries: readonly (UserOrderIdRecord | PrunedEntry)[]): Promise<void>;
 }
 
 export function memoryUserOrderIdStore(): UserOrderIdStore & { snapshot(): unknown[] } {
   let data: unknown[] = [];
   return {
     load: async () => structuredClone(data),
-    save: async (records) => {
-      data = structuredClone([...records]);
+    save: async (entries) => {
+      data = structuredClone([...entries]);
     },
     snapshot: () => structuredClone(data),
   };
@@ -83,10 +101,10 @@ export function fileUserOrderIdStore(path: string): UserOrderIdStore & { loadSyn
       }
     },
     loadSync: () => parseStoreFile(orMissing(() => readFileSync(path, 'utf8'))),
-    async save(records) {
+    async save(entries) {
       const tmp = `${path}.tmp`;
       await mkdir(dirname(path), { recursive: true });
-      await writeFile(tmp, JSON.stringify(records, null, 1));
+      await writeFile(tmp, JSON.stringify(entries, null, 1));
       await rename(tmp, path);
     },
   };
@@ -107,18 +125,30 @@ export interface UserOrderIdMapOptions {
   clock: Clock;
   /** Released records kept for lookups, newest first. @defaultValue 1000 */
   historyLimit?: number;
+  /** Tombstones kept of released records pruned from that history (19 bytes each on disk). @defaultValue 20000 */
+  prunedLimit?: number;
 }
 
 /**
  * The durable client-order-id → u8 map. A u8 is never handed out while it is live here or while
  * an open order on chain carries it (`busy`), so a reused id cannot be confused with an older order.
  * Every change is saved before the caller proceeds (the record exists before the transaction is sent).
+ *
+ * History is bounded: past `historyLimit` released records the oldest are pruned. Absent from the map
+ * must still mean "never sent" (the worker re-sends such an order), so a pruned record leaves a
+ * tombstone (a 16-character hash of its client id, {@link isPruned}) and the venue answers for it
+ * "outcome unknown", not null. The tombstones are bounded too (`prunedLimit`, oldest dropped): an id
+ * pruned that long ago reads as never sent again. Refusing every unknown id once anything was pruned
+ * would instead leave each order that never landed (or never got this far) unresolvable, forever.
  */
 export class UserOrderIdMap {
   readonly #store: UserOrderIdStore;
   readonly #clock: Clock;
   readonly #historyLimit: number;
+  readonly #prunedLimit: number;
   readonly #byClient = new Map<string, UserOrderIdRecord>();
+  /** Tombstones ({@link prunedKey}) of pruned released records, oldest first. */
+  readonly #pruned = new Set<string>();
   /** The save in progress (or last done): saves run one at a time, in the order of the changes. */
   #saving: Promise<void> = Promise.resolve();
 
@@ -126,6 +156,7 @@ export class UserOrderIdMap {
     this.#store = o.store;
     this.#clock = o.clock;
     this.#historyLimit = o.historyLimit ?? 1000;
+    this.#prunedLimit = o.prunedLimit ?? 20_000;
   }
 
   static async open(o: UserOrderIdMapOptions): Promise<UserOrderIdMap> {
@@ -136,6 +167,11 @@ export class UserOrderIdMap {
   static fromRecords(o: UserOrderIdMapOptions, raw: readonly unknown[]): UserOrderIdMap {
     const map = new UserOrderIdMap(o);
     for (const r of raw) {
+      if (typeof r === 'object' && r !== null && 'pruned' in r) {
+        for (const key of parseOrThrow(PrunedEntry, r, 'stored Drift pruned ids').pruned)
+          map.#pruned.add(key);
+        continue;
+      }
       const rec = parseOrThrow(UserOrderIdRecord, r, 'stored Drift user order id record');
       map.#byClient.set(rec.clientOrderId, rec);
     }
@@ -144,6 +180,11 @@ export class UserOrderIdMap {
 
   get(clientOrderId: string): UserOrderIdRecord | undefined {
     return this.#byClient.get(clientOrderId);
+  }
+
+  /** Whether this client id had a record, released and then pruned from the history. */
+  isPruned(clientOrderId: string): boolean {
+    return !this.#byClient.has(clientOrderId) && this.#pruned.has(prunedKey(clientOrderId));
   }
 
   /** The live record holding this u8, if any. */
@@ -231,11 +272,20 @@ export class UserOrderIdMap {
     const released = [...this.#byClient.values()]
       .filter((r) => r.state === 'released')
       .sort((a, b) => b.updatedAtMs - a.updatedAtMs);
-    for (const r of released.slice(this.#historyLimit)) this.#byClient.delete(r.clientOrderId);
+    // Oldest pruned first, so the tombstones stay oldest first.
+    for (const r of released.slice(this.#historyLimit).reverse()) {
+      this.#byClient.delete(r.clientOrderId);
+      this.#pruned.add(prunedKey(r.clientOrderId));
+    }
+    for (const key of this.#pruned) {
+      if (this.#pruned.size <= this.#prunedLimit) break;
+      this.#pruned.delete(key);
+    }
     // Concurrent orders change the map at once; their saves must not overlap (two writes of one file
     // race: a rename finds its temp file already moved) nor land out of order (an older table last).
-    const records = [...this.#byClient.values()];
-    const saved = this.#saving.then(() => this.#store.save(records));
+    const entries: (UserOrderIdRecord | PrunedEntry)[] = [...this.#byClient.values()];
+    if (this.#pruned.size > 0) entries.push({ pruned: [...this.#pruned] });
+    const saved = this.#saving.then(() => this.#store.save(entries));
     this.#saving = saved.catch(() => undefined);
     await saved;
   }

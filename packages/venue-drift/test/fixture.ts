@@ -90,6 +90,8 @@ export async function driftFixture(
   opts: {
     store?: UserOrderIdStore;
     sleepBlocks?: number;
+    /** Released id-map records kept for lookups (UserOrderIdMapOptions.historyLimit). */
+    historyLimit?: number;
     /** The clock's start, and so the oracle and funding timestamps. @defaultValue 2026-01-05T12:00Z */
     nowMs?: number;
   } = {},
@@ -184,7 +186,11 @@ export async function driftFixture(
     ],
   });
   const store = opts.store ?? memoryUserOrderIdStore();
-  const orderIds = await UserOrderIdMap.open({ store, clock });
+  const orderIds = await UserOrderIdMap.open({
+    store,
+    clock,
+    ...(opts.historyLimit === undefined ? {} : { historyLimit: opts.historyLimit }),
+  });
   const sleepBlocks = opts.sleepBlocks ?? 1;
   const base = {
     id: 'drift-sol',
