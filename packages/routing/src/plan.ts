@@ -1,4 +1,5 @@
 import {
+  Dec,
   DecimalString,
   deterministicId,
   EntityId,
@@ -86,16 +87,26 @@ export function transferId(planId: string, toVenue: string): string {
   return deterministicId('xfer', planId, toVenue);
 }
 
-/** Limit price: expected price moved against us by `slippageBps`, rounded to the tick in our favour's bound. */
+/**
+ * Limit price: expected price moved against us by `slippageBps`, rounded to the tick inside that bound
+ * (a buy down, a sell up), in decimals: a 0.125 tick lands on 100.125, not 100.13, and 100.3 on a 0.1
+ * tick stays 100.3 (100.3 / 0.1 is 1002.999… in floats).
+ */
 export function limitPrice(
   side: Side,
   expectedPriceUsd: number,
   slippageBps: number,
   tickUsd?: number,
 ): string {
-  const raw = expectedPriceUsd * (side === 'buy' ? 1 + slippageBps / 10_000 : 1 - slippageBps / 10_000);
+  // in decimals too: 64000 × 1.005 is 64319.99999999999 in floats, a tick below the bound of 64320
+  const move = new Dec(toDecimalString(slippageBps, 12)).div(10_000);
+  const raw = new Dec(toDecimalString(expectedPriceUsd, 12)).mul(
+    side === 'buy' ? move.plus(1) : new Dec(1).minus(move),
+  );
   if (!tickUsd || tickUsd <= 0) return toDecimalString(raw, 8);
-  const ticks = side === 'buy' ? Math.floor(raw / tickUsd) : Math.ceil(raw / tickUsd);
-  const decimals = Math.max(0, -Math.floor(Math.log10(tickUsd)) + 1);
-  return toDecimalString(ticks * tickUsd, Math.min(decimals, 12));
+  const tick = new Dec(toDecimalString(tickUsd, 12));
+  if (tick.isZero()) return toDecimalString(raw, 12); // a tick finer than 1e-12 USD: no rounding to it
+  const ticks = raw.div(tick).toDecimalPlaces(0, side === 'buy' ? Dec.ROUND_FLOOR : Dec.ROUND_CEIL);
+  const out = ticks.mul(tick).toFixed();
+  return out === '-0' ? '0' : out;
 }

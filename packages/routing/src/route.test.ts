@@ -4,7 +4,7 @@ import type { HedgeQuote, QuoteRequest } from '@xhedge/venue';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CollateralReservation, collateralUse } from './collateral.ts';
-import { HedgePlan } from './plan.ts';
+import { HedgePlan, limitPrice } from './plan.ts';
 import { quoteVenues } from './quotes.ts';
 import {
   type BridgeCostModel,
@@ -1753,5 +1753,38 @@ describe('quoteVenues', () => {
     expect(alone.shortfallBase).toBeCloseTo(7.5, 9);
     expect(venues.find((v) => v.venue === 'perp-amm')?.maxOrderSizeBase).toBe(2.5);
     expect(notes.join(' ')).toMatch(/perp-amm: capped at 2\.5, the largest size it quoted/);
+  });
+});
+
+describe('limitPrice', () => {
+  it('lands on the tick inside the slippage bound, in decimals (a buy down, a sell up)', () => {
+    // a 0.125 tick has three decimals: 100.125, not 100.13 (two, from log10 of the tick)
+    expect(limitPrice('buy', 100.2, 0, 0.125)).toBe('100.125');
+    expect(limitPrice('sell', 100.2, 0, 0.125)).toBe('100.25');
+    // a price already on the tick stays (100.3 / 0.1 is 1002.999... in floats: one tick lower)
+    expect(limitPrice('buy', 100.3, 0, 0.1)).toBe('100.3');
+    expect(limitPrice('sell', 100.3, 0, 0.1)).toBe('100.3');
+    expect(limitPrice('buy', 64_000, 50, 0.5)).toBe('64320');
+    expect(limitPrice('sell', 64_000, 50, 0.5)).toBe('63680');
+    expect(limitPrice('buy', 0.123456789, 0, 0.0001)).toBe('0.1234');
+    expect(limitPrice('buy', 100, 10)).toBe('100.1');
+  });
+
+  it('is on the tick and inside the bound for any price and tick', () => {
+    fc.assert(
+      fc.property(
+        fc.double({ min: 0.01, max: 1e6, noNaN: true }),
+        fc.constantFrom(0.5, 0.1, 0.125, 0.01, 0.05, 0.0001, 1, 25),
+        fc.constantFrom<Side>('buy', 'sell'),
+        (price, tick, side) => {
+          const out = Number(limitPrice(side, price, 0, tick));
+          const ticks = out / tick;
+          expect(Math.abs(ticks - Math.round(ticks))).toBeLessThan(1e-6);
+          if (side === 'buy') expect(out).toBeLessThanOrEqual(price + 1e-9);
+          else expect(out).toBeGreaterThanOrEqual(price - 1e-9);
+          expect(Math.abs(out - price)).toBeLessThan(tick + 1e-9);
+        },
+      ),
+    );
   });
 });
