@@ -17,6 +17,7 @@ import {
 import { type PrivateKeyAccount, privateKeyToAccount } from 'viem/accounts';
 import { type EvmChainProfile, evmChainProfile } from './chains.ts';
 import { ChainIdMismatchError, findChainIdMismatch } from './errors.ts';
+import { rpcUrlRedactor } from './rpc-redact.ts';
 import {
   resolvePrivateKey,
   resolveSecret,
@@ -43,7 +44,10 @@ export interface EvmContext {
   publicClient: PublicClient;
   walletClient: WalletClient<Transport, Chain, Account>;
   account: PrivateKeyAccount;
-  /** Values to scrub from any message (RPC URLs, which may embed API keys). The key never leaves the account object. */
+  /**
+   * Values to scrub from any message: the RPC URLs, which may embed API keys, in each form and each part of
+   * their userinfo, path and query ({@link rpcUrlRedactor}). The key never leaves the account object.
+   */
   secrets: readonly string[];
 }
 
@@ -110,6 +114,41 @@ function chainIdChecked(
   };
 }
 
+/** The URLs of an instantiated transport (viem's http transport keeps its own; fallback its transports'). */
+function transportUrls(value: unknown, depth = 0): string[] {
+  if (typeof value !== 'object' || value === null || depth > 4) return [];
+  const v = value as { url?: unknown; transports?: unknown };
+  const own = typeof v.url === 'string' ? [v.url] : [];
+  const inner = Array.isArray(v.transports)
+    ? v.transports.flatMap((t: unknown) => transportUrls((t as { value?: unknown } | null)?.value, depth + 1))
+    : [];
+  return [...own, ...inner];
+}
+
+/**
+ * Wraps a transport so that nothing it rejects with names its RPC URL: viem's request errors carry the
+ * URL (an API key in its path, query or userinfo) in their message, stack, `url`, `details` (a provider's
+ * error page may echo it) and `metaMessages`, and so does everything built on them. Each rejection is
+ * scrubbed in place ({@link rpcUrlRedactor}: `urls` and the URLs the transport itself holds), keeping
+ * its class, code and data, so viem's retries, fallback and error mapping see it as before. Defence in
+ * depth under the call sites' `toVenueError`: a read that a future call site forgets to map still
+ * cannot leak the key.
+ */
+function urlScrubbed(inner: Transport, urls: readonly string[]): Transport {
+  return (params) => {
+    const t = inner(params);
+    const redactor = rpcUrlRedactor([...urls, ...transportUrls(t.value)]);
+    const request = (async (args: Parameters<typeof t.request>[0], options?: unknown) => {
+      try {
+        return await t.request(args, options as never);
+      } catch (err) {
+        throw redactor.error(err);
+      }
+    }) as typeof t.request;
+    return { ...t, request };
+  };
+}
+
 /**
  * Public and wallet clients with RPC fallbacks and `cacheTime: 0` (fresh block numbers, nonces). Each
  * RPC (or the injected transport) is checked to serve `opts.chain` before its first use; on a mismatch
@@ -124,18 +163,21 @@ export function createEvmContext(opts: CreateEvmContextOptions): EvmContext {
       expectedId: profile.chain.id,
       ...(rpcIndex !== undefined ? { rpcIndex } : {}),
     });
-  const transport = opts.transport
-    ? checked(opts.transport)
-    : opts.rpcUrls.length === 1
-      ? checked(http(opts.rpcUrls[0], { timeout, retryCount: 1 }), 0)
-      : fallback(
-          opts.rpcUrls.map((u, i) => checked(http(u, { timeout, retryCount: 1 }), i)),
-          {
-            rank: false,
-            retryCount: 1,
-            shouldThrow: (err) => findChainIdMismatch(err) !== undefined || Boolean(shouldThrow(err)),
-          },
-        );
+  const transport = urlScrubbed(
+    opts.transport
+      ? checked(opts.transport)
+      : opts.rpcUrls.length === 1
+        ? checked(http(opts.rpcUrls[0], { timeout, retryCount: 1 }), 0)
+        : fallback(
+            opts.rpcUrls.map((u, i) => checked(http(u, { timeout, retryCount: 1 }), i)),
+            {
+              rank: false,
+              retryCount: 1,
+              shouldThrow: (err) => findChainIdMismatch(err) !== undefined || Boolean(shouldThrow(err)),
+            },
+          ),
+    opts.rpcUrls,
+  );
   const pollingInterval = opts.pollingIntervalMs ?? 250;
   const account = privateKeyToAccount(opts.privateKey);
   const publicClient = createPublicClient({ chain: profile.chain, transport, cacheTime: 0, pollingInterval });
@@ -154,7 +196,7 @@ export function createEvmContext(opts: CreateEvmContextOptions): EvmContext {
     publicClient: publicClient as PublicClient,
     walletClient,
     account,
-    secrets: [...opts.rpcUrls],
+    secrets: [...new Set([...opts.rpcUrls, ...rpcUrlRedactor(opts.rpcUrls).secrets])],
   };
 }
 

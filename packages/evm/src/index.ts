@@ -82,6 +82,7 @@ export {
 } from './onchain-orders.ts';
 export { AddressParam, DecimalParam } from './params.ts';
 export { parseVenueRequest } from './requests.ts';
+export { type RpcUrlRedactor, rpcUrlRedactor } from './rpc-redact.ts';
 export {
   redact,
   resolvePrivateKey,

@@ -145,14 +145,18 @@ export class TxSender {
     return run;
   }
 
-  /** Nonces: `latest` (next to mine) and `pending` (including the mempool). */
+  /** Nonces: `latest` (next to mine) and `pending` (including the mempool). RPC failures are venue errors. */
   async nonces(): Promise<{ latest: number; pending: number }> {
     const c = this.ctx.publicClient;
-    const [latest, pending] = await Promise.all([
-      c.getTransactionCount({ address: this.address, blockTag: 'latest' }),
-      c.getTransactionCount({ address: this.address, blockTag: 'pending' }),
-    ]);
-    return { latest, pending };
+    try {
+      const [latest, pending] = await Promise.all([
+        c.getTransactionCount({ address: this.address, blockTag: 'latest' }),
+        c.getTransactionCount({ address: this.address, blockTag: 'pending' }),
+      ]);
+      return { latest, pending };
+    } catch (err) {
+      throw toVenueError(err, this.errCtx(undefined));
+    }
   }
 
   /** eth_call as this account; reverts become not-sent venue errors. */
@@ -190,7 +194,12 @@ export class TxSender {
    * `gasLimit`, like the node's estimate, is Arbitrum gas including the L1 part).
    */
   async estimateCost(req: TxRequest, gasAssetUsd: number, gasLimit?: bigint): Promise<TxCost> {
-    const fees = await readFees(this.ctx.publicClient);
+    let fees: FeeQuote;
+    try {
+      fees = await readFees(this.ctx.publicClient);
+    } catch (err) {
+      throw toVenueError(err, this.errCtx(undefined));
+    }
     const gas = gasLimit ?? (await this.estimateGas(req));
     const serialized = await this.ctx.account.signTransaction({
       chainId: this.ctx.chain.id,
@@ -203,7 +212,13 @@ export class TxSender {
       maxFeePerGas: fees.maxFeePerGas,
       maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
     });
-    const l1DataWei = await this.l1FeeModel.estimateWei({ to: req.to, data: req.data, serialized });
+    let l1DataWei: bigint;
+    try {
+      l1DataWei = await this.l1FeeModel.estimateWei({ to: req.to, data: req.data, serialized });
+    } catch (err) {
+      // The L1 fee read is a call to the chain's oracle: its revert is not the request's (not-sent either way).
+      throw toVenueError(err, { ...this.errCtx(undefined), revertOutcome: 'not-sent' });
+    }
     return txCost({ gasLimit: gas, fees, l1DataWei, gasAssetUsd, l1DataFeeKind: this.l1FeeModel.kind });
   }
 
@@ -397,7 +412,12 @@ export class TxSender {
       }
     }
     if (nonce !== undefined) {
-      const latest = await c.getTransactionCount({ address: this.address, blockTag: 'latest' });
+      let latest: number;
+      try {
+        latest = await c.getTransactionCount({ address: this.address, blockTag: 'latest' });
+      } catch (err) {
+        throw toVenueError(err, this.errCtx(undefined, { txHash: hash }));
+      }
       if (latest > nonce) {
         // The nonce was used, maybe by this very transaction, mined after the lookups above (a node
         // without a mempool view answers "not found" for a pending one): only a receipt read now tells.

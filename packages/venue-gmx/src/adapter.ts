@@ -44,7 +44,6 @@ import {
   type HedgeQuote,
   InvalidOrderError,
   type MarketInfo,
-  NotConfirmedError,
   OrderNotFoundError,
   OrderRequest,
   QuoteRequest,
@@ -1315,13 +1314,13 @@ export class GmxVenue implements VenueAdapter {
         await replaceByNonce(this.sender, this.store, r, { hash: r.txHash, nonce: r.nonce });
       }
     } catch (err) {
-      const e = this.errors.wrap(err, clientOrderId);
-      // The order may have executed in the meantime (cancel raced the keeper): reconcile decides.
-      if (!(e instanceof NotConfirmedError)) {
-        const again = await this.reconcile(r);
-        if (TERMINAL_ORDER_STATUSES.has(again.status)) return this.toOrder(again);
-      }
-      throw e;
+      // The chain decides, as in Lyra: the order may have executed (the cancel raced the keeper), or been
+      // cancelled by another transaction that took the cancel's nonce (NotConfirmedError with
+      // `replacedBy`: a speed-up, another process of the account). A final state is the answer; an order
+      // still working gets the cancel's error (a replaced cancel will never be mined: ask again).
+      const again = await this.reconcile(r);
+      if (TERMINAL_ORDER_STATUSES.has(again.status)) return this.toOrder(again);
+      throw this.errors.wrap(err, clientOrderId);
     }
     return this.toOrder(await this.reconcile(r));
   }

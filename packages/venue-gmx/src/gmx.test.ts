@@ -3,13 +3,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   ANVIL_DEV_KEYS,
+  createEvmContext,
   type EvmContext,
   JsonFileOrderStore,
   MemoryOrderStore,
   rpc,
   TxSender,
 } from '@xhedge/evm';
-import type { LocalTestChain } from '@xhedge/evm/testing';
+import { type FaultyRpc, type LocalTestChain, rpcFaultProblems, startFaultyRpc } from '@xhedge/evm/testing';
 import {
   InsufficientFundsError,
   InvalidOrderError,
@@ -19,11 +20,13 @@ import {
 } from '@xhedge/venue';
 import { runVenueConformance } from '@xhedge/venue/conformance';
 import {
+  custom,
   encodeAbiParameters,
   encodeFunctionData,
   erc20Abi,
   getAddress,
   type Hex,
+  http,
   keccak256,
   parseAbi,
   parseAbiParameters,
@@ -768,6 +771,131 @@ describe('gmx adapter specifics', () => {
     expect((rev as RevertedError).reason).toBe(`Unauthorized(${poor.account.address}, ORDER_KEEPER)`);
   });
 
+  /**
+   * A context of `key` on the test chain that records the hashes it broadcasts and those viem has read
+   * back by hash (the receipt wait has then seen the transaction: it can tell when another takes its nonce).
+   */
+  function watchedCtx(key: Hex) {
+    const direct = http(chain.anvil.rpcUrl)({ retryCount: 0 }) as unknown as {
+      request: (a: { method: string; params?: unknown }) => Promise<unknown>;
+    };
+    const broadcast: Hex[] = [];
+    const seen = new Set<string>();
+    const ctx = createEvmContext({
+      venue: 'gmx-local',
+      chain: 'evm:31337',
+      rpcUrls: [],
+      privateKey: key,
+      pollingIntervalMs: 50,
+      transport: custom(
+        {
+          async request({ method, params }) {
+            if (method === 'eth_sendRawTransaction') broadcast.push(keccak256((params as [Hex])[0]));
+            const res = await direct.request({ method, params });
+            if (method === 'eth_getTransactionByHash' && res)
+              seen.add(String((params as [Hex])[0]).toLowerCase());
+            return res;
+          },
+        },
+        { retryCount: 0 },
+      ),
+    });
+    return { ctx, broadcast, seen };
+  }
+
+  async function until<T>(read: () => T | undefined | Promise<T | undefined>, what: string): Promise<T> {
+    for (let i = 0; i < 500; i++) {
+      const v = await read();
+      if (v !== undefined) return v;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  }
+
+  it.each([
+    {
+      // another process of the account sped up the same cancel: the order is cancelled
+      competitor: 'the same cancel, sped up' as const,
+      expected: 'cancelled',
+    },
+    {
+      // another transaction of the account took the nonce: the order still waits for a keeper
+      competitor: 'a self-transfer' as const,
+      expected: 'acknowledged',
+    },
+  ])(
+    'a cancel whose nonce another transaction takes ($competitor) answers with what the chain says of the order',
+    async ({ competitor, expected }) => {
+      const w = watchedCtx(ANVIL_DEV_KEYS[1]);
+      const store = new MemoryOrderStore<GmxOrderRecord>();
+      const v = venue({ ctx: w.ctx, store, receiptTimeoutSeconds: 10 });
+      const placed = await v.placeOrder({
+        clientOrderId: 'race-1',
+        instrument: 'BTC-USD:PERP',
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '0.1',
+      });
+      expect(placed.status).toBe('acknowledged');
+      const key = placed.venueOrderId as Hex;
+      await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
+      const sentBefore = w.broadcast.length;
+      const cancelling = v.cancelOrder('race-1').then(
+        (o) => ({ ok: true as const, o }),
+        (e: unknown) => ({ ok: false as const, e }),
+      );
+      const cancelHash = await until(() => w.broadcast[sentBefore], 'the cancel to be broadcast');
+      await until(
+        () => (w.seen.has(cancelHash.toLowerCase()) ? true : undefined),
+        'the wait to see the cancel',
+      );
+      // Another process of the same account takes the nonce with higher fees (the same gas: the sped-up
+      // cancel does what the adapter's would).
+      const mine = await trader.publicClient.getTransaction({ hash: cancelHash });
+      const theirs = await trader.walletClient.sendTransaction({
+        ...(competitor === 'a self-transfer'
+          ? { to: trader.account.address, value: 0n }
+          : {
+              to: fx.params.exchangeRouter,
+              data: encodeFunctionData({ abi: exchangeRouterAbi, functionName: 'cancelOrder', args: [key] }),
+            }),
+        nonce: mine.nonce,
+        gas: mine.gas,
+        maxFeePerGas: (mine.maxFeePerGas ?? 0n) * 2n,
+        maxPriorityFeePerGas: (mine.maxPriorityFeePerGas ?? 0n) * 2n,
+      });
+      await until(
+        () =>
+          trader.publicClient.getTransaction({ hash: theirs }).then(
+            () => true,
+            () => undefined,
+          ),
+        'the competing transaction in the mempool',
+      );
+      await rpc(deployer.publicClient, 'evm_mine', []);
+      expect((await trader.publicClient.getTransactionReceipt({ hash: theirs })).status).toBe('success');
+      const res = await cancelling;
+      if (expected === 'cancelled') {
+        // The chain has the order cancelled: that is the answer, not the cancel's lost nonce.
+        expect(res.ok, res.ok ? '' : String(res.e)).toBe(true);
+        expect(res.ok && res.o.status).toBe('cancelled');
+        expect(res.ok && res.o.error).toBe('USER_INITIATED_CANCEL');
+        expect((await store.get('race-1'))?.status).toBe('cancelled');
+      } else {
+        // Still waiting for a keeper: the cancel did not happen, the caller learns so and may ask again.
+        expect(res.ok).toBe(false);
+        expect(res.ok || res.e).toBeInstanceOf(NotConfirmedError);
+        expect(res.ok || (res.e as NotConfirmedError).details).toMatchObject({
+          txHash: cancelHash,
+          replacedBy: theirs,
+        });
+        expect((await store.get('race-1'))?.status).toBe('acknowledged');
+        await rpc(deployer.publicClient, 'evm_setAutomine', [true]);
+        expect((await v.cancelOrder('race-1')).status).toBe('cancelled');
+      }
+    },
+  );
+
   it('after a restart: recovers the order mapping from disk, refuses to send past a pending nonce, and cancels by nonce replacement', async () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-gmx-')), 'orders.json');
     const v1 = venue({ store: new JsonFileOrderStore(file) });
@@ -934,4 +1062,78 @@ describe('gmx adapter specifics', () => {
     ]);
     expect(v.capabilities.clientOrderId).toBe('none');
   });
+});
+
+describe('gmx: an RPC URL with an API key, the RPC failing', () => {
+  let faulty: FaultyRpc;
+  beforeAll(async () => {
+    faulty = await startFaultyRpc(chain.anvil.rpcUrl);
+  });
+  afterAll(() => faulty?.close());
+
+  it.each(['500', 'hang', 'close'] as const)(
+    'every read and order path fails with a retryable venue error naming no part of the URL (%s)',
+    async (fault) => {
+      const store = new MemoryOrderStore<GmxOrderRecord>();
+      const sent: GmxOrderRecord = {
+        clientOrderId: 'leak-sent',
+        instrument: 'BTC-USD:PERP',
+        side: 'buy',
+        sizeBase: '0.1',
+        reduceOnly: false,
+        orderType: 'market',
+        status: 'outcome-unknown',
+        txHash: `0x${'ab'.repeat(32)}`,
+        nonce: 0,
+        filledSizeBase: '0',
+        createdAtMs: 0,
+        updatedAtMs: 0,
+      };
+      await store.put(sent.clientOrderId, sent);
+      const keyed = { ...sent, clientOrderId: 'leak-keyed', status: 'acknowledged' as const };
+      await store.put(keyed.clientOrderId, { ...keyed, orderKey: `0x${'cd'.repeat(32)}`, orderBlock: '1' });
+      // Timeouts short enough for a test (the default is 10 s per request).
+      const make = () =>
+        new GmxVenue(
+          'gmx-local',
+          { ...fx.params, receiptTimeoutSeconds: 2 },
+          {
+            ctx: createEvmContext({
+              venue: 'gmx-local',
+              chain: 'evm:31337',
+              rpcUrls: [faulty.url],
+              privateKey: ANVIL_DEV_KEYS[1],
+              requestTimeoutMs: 300,
+              pollingIntervalMs: 50,
+            }),
+            store,
+          },
+        );
+      const cold = make();
+      const v = make();
+      await v.loadMarkets(); // markets kept: the later reads fail past them
+      const order = {
+        clientOrderId: 'leak-new',
+        instrument: 'BTC-USD:PERP',
+        side: 'buy' as const,
+        orderType: 'market' as const,
+        sizeBase: '0.1',
+      };
+      const calls: [string, () => Promise<unknown>][] = [
+        ['loadMarkets', () => cold.loadMarkets()],
+        ['fetchMarks', () => v.fetchMarks()],
+        ['fetchPositions', () => v.fetchPositions()],
+        ['fetchBalances', () => v.fetchBalances()],
+        ['fetchWorkingOrders', () => v.fetchWorkingOrders()],
+        ['quoteHedge', () => v.quoteHedge({ instrument: 'BTC-USD:PERP', side: 'buy', sizeBase: '0.1' })],
+        ['placeOrder', () => v.placeOrder(order)],
+        ['getOrderByClientId (sent)', () => v.getOrderByClientId('leak-sent')],
+        ['getOrderByClientId (keyed)', () => v.getOrderByClientId('leak-keyed')],
+        ['cancelOrder (sent)', () => v.cancelOrder('leak-sent')],
+        ['cancelOrder (keyed)', () => v.cancelOrder('leak-keyed')],
+        ['fetchFills', () => v.fetchFills()],
+      ];
+      expect(await rpcFaultProblems(faulty, fault, calls, () => v.health())).toEqual([]);
+    },
+  );
 });

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { instrumentMeta } from '@xhedge/core';
 import {
   ANVIL_DEV_KEYS,
+  createEvmContext,
   type EvmContext,
   ensureAllowance,
   JsonFileOrderStore,
@@ -11,10 +12,16 @@ import {
   rpc,
   TxSender,
 } from '@xhedge/evm';
-import { type LocalTestChain, startLocalTestChain } from '@xhedge/evm/testing';
+import {
+  type FaultyRpc,
+  type LocalTestChain,
+  rpcFaultProblems,
+  startFaultyRpc,
+  startLocalTestChain,
+} from '@xhedge/evm/testing';
 import { AcceptablePriceError, InvalidOrderError, NonceError, NotConfirmedError } from '@xhedge/venue';
 import { runVenueConformance } from '@xhedge/venue/conformance';
-import { erc20Abi, formatUnits, getAddress, type Hex } from 'viem';
+import { custom, erc20Abi, formatUnits, getAddress, type Hex, http, keccak256 } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLyraVenue, LYRA_CAPABILITIES, type LyraOrderRecord, LyraVenue } from './adapter.ts';
 import { deployLyraFixture, type LyraFixture, lyraLiteFixtureAbi } from './fixture.ts';
@@ -671,6 +678,68 @@ describe('lyra adapter specifics', () => {
     expect(await spendOf('pend-2')).toBe('committed');
   });
 
+  it('a cancel that loses its nonce to the trade it cancels answers with the fill (the chain decides)', async () => {
+    // A context of the trader that keeps what it broadcasts and notes what viem has read back by hash.
+    const direct = http(chain.anvil.rpcUrl)({ retryCount: 0 }) as unknown as {
+      request: (a: { method: string; params?: unknown }) => Promise<unknown>;
+    };
+    const raws: Hex[] = [];
+    const seen = new Set<string>();
+    const watched = createEvmContext({
+      venue: 'lyra-local',
+      chain: 'evm:31337',
+      rpcUrls: [],
+      privateKey: ANVIL_DEV_KEYS[1],
+      pollingIntervalMs: 50,
+      transport: custom(
+        {
+          async request({ method, params }) {
+            if (method === 'eth_sendRawTransaction') raws.push((params as [Hex])[0]);
+            const res = await direct.request({ method, params });
+            if (method === 'eth_getTransactionByHash' && res)
+              seen.add(String((params as [Hex])[0]).toLowerCase());
+            return res;
+          },
+        },
+        { retryCount: 0 },
+      ),
+    });
+    const until = async <T>(read: () => T | undefined, what: string): Promise<T> => {
+      for (let i = 0; i < 500; i++) {
+        const v = read();
+        if (v !== undefined) return v;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      throw new Error(`timed out waiting for ${what}`);
+    };
+    const store = new MemoryOrderStore<LyraOrderRecord>();
+    await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
+    const err = await venue({ store, ctx: watched })
+      .placeOrder({
+        clientOrderId: 'race-1',
+        instrument: call3500,
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '1',
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotConfirmedError);
+    const trade = raws.at(-1) as Hex;
+    const sentBefore = raws.length;
+    const cancelling = venue({ store, ctx: watched, receiptTimeoutSeconds: 10 })
+      .cancelOrder('race-1')
+      .catch((e: unknown) => e);
+    const cancelHash = keccak256(await until(() => raws[sentBefore], 'the cancel to be broadcast'));
+    await until(() => (seen.has(cancelHash) ? true : undefined), 'the wait to see the cancel');
+    // Another node still had the trade and mines it: the cancel's nonce is taken by the trade itself.
+    await rpc(deployer.publicClient, 'anvil_dropTransaction', [cancelHash]);
+    await rpc(deployer.publicClient, 'eth_sendRawTransaction', [trade]);
+    await rpc(deployer.publicClient, 'evm_mine', []);
+    const res = await cancelling;
+    expect((res as { status?: string }).status, String(res)).toBe('filled');
+    expect((await store.get('race-1'))?.status).toBe('filled');
+  });
+
   it('spend cap: concurrent buys cannot pass it together, and a restart still counts the day', async () => {
     // A limit buy pulls at most limit × size plus its fee: 401.75 per call bought, against a cap of 700 a day.
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-lyra-')), 'orders.json');
@@ -733,4 +802,73 @@ describe('lyra adapter specifics', () => {
     // the shared defaults are left alone
     expect(LYRA_CAPABILITIES.collateral).toEqual(['USDC']);
   });
+});
+
+describe('lyra: an RPC URL with an API key, the RPC failing', () => {
+  let faulty: FaultyRpc;
+  beforeAll(async () => {
+    faulty = await startFaultyRpc(chain.anvil.rpcUrl);
+  });
+  afterAll(() => faulty?.close());
+
+  it.each(['500', 'hang', 'close'] as const)(
+    'every read and order path fails with a retryable venue error naming no part of the URL (%s)',
+    async (fault) => {
+      const store = new MemoryOrderStore<LyraOrderRecord>();
+      const sent: LyraOrderRecord = {
+        clientOrderId: 'leak-sent',
+        instrument: call3500,
+        side: 'buy',
+        sizeBase: '1',
+        reduceOnly: false,
+        orderType: 'market',
+        status: 'outcome-unknown',
+        txHash: `0x${'ab'.repeat(32)}`,
+        nonce: 0,
+        filledSizeBase: '0',
+        createdAtMs: 0,
+        updatedAtMs: 0,
+      };
+      await store.put(sent.clientOrderId, sent);
+      // Timeouts short enough for a test (the default is 10 s per request).
+      const v = venue({
+        store,
+        receiptTimeoutSeconds: 2,
+        ctx: createEvmContext({
+          venue: 'lyra-local',
+          chain: 'evm:31337',
+          rpcUrls: [faulty.url],
+          privateKey: ANVIL_DEV_KEYS[1],
+          requestTimeoutMs: 300,
+          pollingIntervalMs: 50,
+        }),
+      });
+      const calls: [string, () => Promise<unknown>][] = [
+        ['loadMarkets', () => v.loadMarkets()],
+        ['fetchMarks', () => v.fetchMarks()],
+        ['fetchGreeks', () => v.fetchGreeks()],
+        ['compareGreeks', () => v.compareGreeks()],
+        ['fetchPositions', () => v.fetchPositions()],
+        ['fetchBalances', () => v.fetchBalances()],
+        ['fetchSettlementPrices', () => v.fetchSettlementPrices([call3500])],
+        ['fetchPoolNetDelta', () => v.fetchPoolNetDelta()],
+        ['quoteHedge', () => v.quoteHedge({ instrument: call3500, side: 'buy', sizeBase: '1' })],
+        [
+          'placeOrder',
+          () =>
+            v.placeOrder({
+              clientOrderId: 'leak-new',
+              instrument: call3500,
+              side: 'buy',
+              orderType: 'market',
+              sizeBase: '1',
+            }),
+        ],
+        ['getOrderByClientId', () => v.getOrderByClientId('leak-sent')],
+        ['cancelOrder', () => v.cancelOrder('leak-sent')],
+        ['fetchFills', () => v.fetchFills()],
+      ];
+      expect(await rpcFaultProblems(faulty, fault, calls, () => v.health())).toEqual([]);
+    },
+  );
 });
