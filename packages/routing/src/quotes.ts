@@ -26,12 +26,14 @@ export async function quoteVenues(
       let quotedBase = Number.NEGATIVE_INFINITY;
       for (const size of sizes) {
         const step = venue.sizeStepBase > 0 ? venue.sizeStepBase : 1e-8;
-        // in decimals: 0.7 / 0.1 is 6.999… in floats, and a float floor asked for 0.6
-        const rounded = Math.max(
-          Number(roundToStep(toDecimalString(size, 12), toDecimalString(step, 12))),
-          venue.minSizeBase,
-        );
+        let rounded = size;
         try {
+          // in decimals: 0.7 / 0.1 is 6.999… in floats, and a float floor asked for 0.6 (inside the
+          // try: a step finer than 1e-12 fails this venue's quote, not every venue's)
+          rounded = Math.max(
+            Number(roundToStep(toDecimalString(size, 12), toDecimalString(step, 12))),
+            venue.minSizeBase,
+          );
           quotes.push(
             await adapter.quoteHedge({
               instrument: venue.instrument,

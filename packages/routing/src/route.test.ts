@@ -1711,6 +1711,16 @@ describe('quoteVenues', () => {
       sizeBase: 0.7,
     });
     expect(asked).toEqual(['0.7', '0.1']);
+    // a step finer than the decimals it is rounded in fails that venue's quote, never the others'
+    const both = await quoteVenues(
+      [
+        { ...rest, sizeStepBase: 1e-13, adapter: ok },
+        { ...rest, venue: 'perp-fine', adapter: ok },
+      ],
+      { side: 'buy', sizeBase: 1 },
+    );
+    expect(both.venues.map((v) => v.venue)).toEqual(['perp-fine']);
+    expect(both.notes.join(' ')).toMatch(/perp-arb: quote for 1 failed/);
   });
 
   it('never plans more on a venue than the largest size it quoted: its full-size quote failed, its quarter did not', async () => {
