@@ -33,7 +33,7 @@ describe('leader lease: stop while a step is in flight', () => {
     a.start((leader) => changes.push(leader));
     await held.sent;
     // ACQUIRE ran in Redis (the key is a's), its answer has not reached a yet
-    expect(await cmd.get(key)).toMatch(/^a\|\d+$/);
+    expect(await cmd.get(key)).toMatch(/^a#[0-9a-f]{8}\.0\|\d+$/);
     const stopping = a.stop();
     await sleep(20);
     held.reply.open();
@@ -47,7 +47,7 @@ describe('leader lease: stop while a step is in flight', () => {
     // no timer of a runs on: a stays out, b's lease stays b's
     await sleep(200);
     expect(a.isLeader).toBe(false);
-    expect(await cmd.get(key)).toMatch(/^b\|/);
+    expect(await cmd.get(key)).toMatch(/^b#/);
     await b.stop();
   });
 
@@ -99,12 +99,10 @@ describe('leader lease: stop while a step is in flight', () => {
     expect(await cmd.get(key)).toBeNull();
   });
 
-  it('an acquisition whose reply was lost is taken up again by the next step, with its token', async () => {
-    const name = 'lost';
-    const key = keysFor(prefix).lease(name);
+  /** The real client, whose first ACQUIRE runs in Redis and then loses its reply (a timeout, a dropped connection). */
+  const lostFirstAcquire = () => {
     let lose = true;
-    // the first ACQUIRE runs in Redis, then its reply is lost (as a timeout or a dropped connection)
-    const redis = new Proxy(cmd, {
+    return new Proxy(cmd, {
       get(target, prop, recv) {
         const val = Reflect.get(target, prop, recv);
         if (prop === 'eval' && typeof val === 'function')
@@ -119,12 +117,18 @@ describe('leader lease: stop while a step is in flight', () => {
         return typeof val === 'function' ? val.bind(target) : val;
       },
     });
+  };
+
+  it('an acquisition whose reply was lost is taken up again by the next step, with its token', async () => {
+    const name = 'lost';
+    const key = keysFor(prefix).lease(name);
+    const redis = lostFirstAcquire();
     const ttlMs = 5_000; // waiting it out would be seen
     const a = new LeaderLease({ redis, prefix, name, holderId: 'a', ttlMs });
     const b = new LeaderLease({ redis: cmd, prefix, name, holderId: 'b', ttlMs });
     expect(await a.tick()).toBeUndefined();
     const value = await cmd.get(key);
-    expect(value).toMatch(/^a\|\d+$/);
+    expect(value).toMatch(/^a#[0-9a-f]{8}\.0\|\d+$/);
     const token = Number(value?.split('|')[1]);
     // the next step finds the lease its own and holds it (before: not the leader, standby locked out)
     expect(await a.tick()).toBe(token);
@@ -140,10 +144,58 @@ describe('leader lease: stop while a step is in flight', () => {
   it('a lease of ours with a token the ledger has passed is not taken up: a fresh token is handed out', async () => {
     const name = 'stale';
     const key = keysFor(prefix).lease(name);
-    await cmd.set(key, 'a|3', 'PX', 5_000);
-    const a = new LeaderLease({ redis: cmd, prefix, name, holderId: 'a', tokenFloor: async () => 7 });
-    expect(await a.tick()).toBe(8);
-    expect(await cmd.get(key)).toBe('a|8');
+    let floor = 0;
+    const a = new LeaderLease({
+      redis: lostFirstAcquire(),
+      prefix,
+      name,
+      holderId: 'a',
+      tokenFloor: async () => floor,
+    });
+    expect(await a.tick()).toBeUndefined(); // ran, its reply lost: the key is a's
+    const [owner, token] = String(await cmd.get(key)).split('|');
+    floor = Number(token) + 5; // the ledger has seen a later token since (a Redis that lost its data)
+    expect(await a.tick()).toBe(floor + 1);
+    expect(await cmd.get(key)).toBe(`${owner}|${floor + 1}`);
     await a.stop();
+  });
+
+  it('a stopped step that lands after a restart of the loop never leaves a leader without its key (review: two leaders)', async () => {
+    const name = 'race';
+    const key = keysFor(prefix).lease(name);
+    // ACQUIREs wait before they reach Redis (a connection down: ioredis queues them), then go in order
+    const go = gate();
+    let held = 2;
+    const redis = new Proxy(cmd, {
+      get(target, prop, recv) {
+        const val = Reflect.get(target, prop, recv);
+        if (prop === 'eval' && typeof val === 'function')
+          return async (...args: unknown[]) => {
+            if (held > 0 && typeof args[0] === 'string' && args[0].includes("'NX', 'PX'")) {
+              held--;
+              await go.wait();
+            }
+            return val.apply(target, args);
+          };
+        return typeof val === 'function' ? val.bind(target) : val;
+      },
+    });
+    const ttlMs = 300;
+    const a = new LeaderLease({ redis, prefix, name, holderId: 'a', ttlMs, renewEveryMs: 5_000 });
+    a.start();
+    await sleep(20);
+    await a.stop(); // gives up waiting for the queued step after a TTL
+    a.start(); // its first ACQUIRE queues behind the old one
+    await sleep(20);
+    go.open(); // both run: the old life's first, then the new one's
+    await sleep(100);
+    const value = await cmd.get(key);
+    // never "leader" without its key in Redis (before: a leader while the old step deleted the key)
+    if (a.isLeader) expect(String(value)).toMatch(new RegExp(`\\|${a.token}$`));
+    const b = new LeaderLease({ redis: cmd, prefix, name, holderId: 'b', ttlMs });
+    const bToken = await b.tick();
+    expect(a.isLeader && bToken !== undefined).toBe(false);
+    await a.stop();
+    await b.stop();
   });
 });

@@ -6,9 +6,11 @@ import { within } from './within.ts';
 
 // SET NX PX, then a fresh fencing token above both the counter and the floor (the ledger's highest
 // accepted token, so a Redis that lost its data cannot hand out a token the ledger would refuse).
-// A lease already ours (an earlier ACQUIRE ran but its reply was lost: a timeout, a dropped
-// connection) is taken up again with its token, if the ledger would still accept it: otherwise the
-// holder would believe it is not the leader while its key kept every standby out for a whole TTL.
+// A lease already ours (an earlier ACQUIRE of this same life ran but its reply was lost: a timeout, a
+// dropped connection) is taken up again with its token, if the ledger would still accept it: otherwise
+// the holder would believe it is not the leader while its key kept every standby out for a whole TTL.
+// "Ours" is ARGV[1], the holder, its instance and its life (see LeaderLease#owner): a step of an
+// earlier life, stopped but still in flight, releases its key itself, so it must not be taken up.
 const ACQUIRE = `
 local cur = redis.call('GET', KEYS[1])
 local mine = ARGV[1] .. '|'
@@ -79,6 +81,8 @@ export class LeaderLease {
   #loops = 0;
   /** Steps whose Redis call is under way (`stop` waits for them, see there). */
   readonly #steps = new Set<Promise<unknown>>();
+  /** This object's own id: two leases given one `holderId` are still two owners. */
+  readonly #instance = randomUUID().slice(0, 8);
 
   constructor(o: LeaderLeaseOptions) {
     const k = keysFor(o.prefix);
@@ -99,8 +103,17 @@ export class LeaderLease {
     return this.#token !== undefined;
   }
 
-  #value(token: number): string {
-    return `${this.holderId}|${token}`;
+  /**
+   * Who owns a key this process writes: the holder, this object and its life (`#epoch`, bumped by
+   * every stop). A key of another life is never taken up nor renewed: a stopped step still in flight
+   * gives its own key back, and would otherwise delete one a later life believes it holds.
+   */
+  #owner(epoch: number): string {
+    return `${this.holderId}#${this.#instance}.${epoch}`;
+  }
+
+  #value(token: number, epoch: number = this.#epoch): string {
+    return `${this.#owner(epoch)}|${token}`;
   }
 
   /**
@@ -133,11 +146,19 @@ export class LeaderLease {
     let after = before;
     try {
       if (before !== undefined) {
-        const ok = await this.#redis.eval(RENEW, 1, this.#key, this.#value(before), this.#ttlMs);
+        const ok = await this.#redis.eval(RENEW, 1, this.#key, this.#value(before, epoch), this.#ttlMs);
         if (ok !== 1) after = undefined;
       } else {
         const t = Number(
-          await this.#redis.eval(ACQUIRE, 2, this.#key, this.#tokenKey, this.holderId, this.#ttlMs, floor),
+          await this.#redis.eval(
+            ACQUIRE,
+            2,
+            this.#key,
+            this.#tokenKey,
+            this.#owner(epoch),
+            this.#ttlMs,
+            floor,
+          ),
         );
         if (t > 0) after = t;
       }
@@ -148,7 +169,7 @@ export class LeaderLease {
     if (epoch !== this.#epoch) {
       // stopped while the call was in flight: stop() dropped the token it knew; one this step has just
       // taken is given back here, so a standby need not wait a TTL for it
-      if (after !== undefined && after !== before) await this.#release(after);
+      if (after !== undefined && after !== before) await this.#release(after, epoch);
       return undefined;
     }
     // another step (a manual tick beside the loop) changed the token meanwhile: this one's answer is
@@ -159,9 +180,9 @@ export class LeaderLease {
     return after;
   }
 
-  /** Deletes the lease if it still holds `token` of ours (compare-and-delete); never throws. */
-  async #release(token: number): Promise<void> {
-    await this.#redis.eval(RELEASE, 1, this.#key, this.#value(token)).catch(() => {});
+  /** Deletes the lease if it still holds `token` of ours from life `epoch` (compare-and-delete); never throws. */
+  async #release(token: number, epoch: number): Promise<void> {
+    await this.#redis.eval(RELEASE, 1, this.#key, this.#value(token, epoch)).catch(() => {});
   }
 
   /**
@@ -200,6 +221,7 @@ export class LeaderLease {
    * process is not the leader, holds no token, runs no timer, and the key is free for a standby.
    */
   async stop(): Promise<void> {
+    const life = this.#epoch;
     this.#epoch++;
     this.#loops++;
     if (this.#timer) clearTimeout(this.#timer);
@@ -207,6 +229,6 @@ export class LeaderLease {
     const t = this.#token;
     this.#token = undefined;
     if (this.#steps.size > 0) await within(Promise.all(this.#steps), this.#ttlMs, () => {});
-    if (t !== undefined) await this.#release(t);
+    if (t !== undefined) await this.#release(t, life);
   }
 }

@@ -225,7 +225,7 @@ describe('orchestrator', () => {
       // the standby takes over at once, not a TTL later
       await until(async () => ticksB > 0, 1500, 10);
       expect(leaseA.isLeader).toBe(false);
-      expect(await cmd.get(key)).toMatch(/^b\|/);
+      expect(await cmd.get(key)).toMatch(/^b#/);
       expect(ticksA()).toBe(1);
     } finally {
       unhang();
