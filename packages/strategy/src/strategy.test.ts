@@ -330,6 +330,26 @@ describe('caps and dust', () => {
     expect(room.s.decideUnderlying(risk({ delta: 1 }), 1).tradeNotionalUsd).toBeCloseTo(1_000, 6);
   });
 
+  it('executions replayed out of order are kept in time order: the expired leave, the rest count', () => {
+    const { s, clock } = strat(band({ caps: { maxWindowUsd: 60_000, windowMinutes: 60 } }));
+    const now = clock.nowMs();
+    // 50 minutes ago, 10 minutes ago, 70 minutes ago (expired), 30 minutes ago: $40,000 in the window
+    for (const [agoMin, usd] of [
+      [50, 10_000],
+      [10, 10_000],
+      [70, 50_000],
+      [30, 20_000],
+    ] as const)
+      s.recordExecution('BTC', usd, now - agoMin * 60_000);
+    expect(s.windowExecutions('BTC')).toBe(3);
+    expect(s.decideUnderlying(risk({ delta: 1 }), 1).tradeNotionalUsd).toBeCloseTo(20_000, 6);
+    // 15 minutes on, the one of 50 minutes ago has left the window: it is pruned first, by time
+    clock.advance(15 * 60_000);
+    s.recordExecution('BTC', 1_000);
+    expect(s.windowExecutions('BTC')).toBe(3);
+    expect(s.decideUnderlying(risk({ delta: 1 }), 1).tradeNotionalUsd).toBeCloseTo(29_000, 6);
+  });
+
   it('refuses a NaN or infinite execution, which would make every window check pass', () => {
     const { s } = strat(band({ caps: { maxWindowUsd: 100_000, windowMinutes: 60 } }));
     expect(() => s.recordExecution('BTC', Number.NaN)).toThrow(/BTC executed hedge notional/);

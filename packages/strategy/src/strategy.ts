@@ -149,8 +149,18 @@ export class HedgeStrategy {
     }
     const windowMs = caps.windowMinutes * 60_000;
     const nowMs = this.#clock.nowMs();
-    st.window = st.window.filter(([t]) => nowMs - t < windowMs);
-    if (nowMs - atMs < windowMs) st.window.push([atMs, Math.abs(notionalUsd)]);
+    // The window is kept in time order, so the expired are at its front and an execution goes at its
+    // end: constant work per execution (a filter of the whole window on every call made replaying a
+    // long window's executions at start quadratic: seconds for 20,000, with the event loop blocked).
+    const w = st.window;
+    let expired = 0;
+    while (expired < w.length && nowMs - (w[expired] as [number, number])[0] >= windowMs) expired++;
+    if (expired > 0) w.splice(0, expired);
+    if (nowMs - atMs < windowMs) {
+      let at = w.length; // a replayed execution older than the newest goes in its place
+      while (at > 0 && (w[at - 1] as [number, number])[0] > atMs) at--;
+      w.splice(at, 0, [atMs, Math.abs(notionalUsd)]);
+    }
   }
 
   /** How many executions the strategy holds for the underlying's window cap (none without `caps`). */
