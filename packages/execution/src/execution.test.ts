@@ -128,6 +128,9 @@ describe('execution on BullMQ with a paper venue', () => {
   });
 
   it('a fill id the ledger holds with other content (ids reused): audited once and counted, the order still fills', async () => {
+    // the counter is there at 0 before any conflict, so the alert's increase() sees the first one
+    const before = await env.metrics.fillConflicts.get();
+    expect(before.values.find((v) => v.labels.venue === 'pv')?.value).toBe(0);
     // a fill of an earlier order under the id the venue reports again (as a venue whose ids restart)
     await env.ledger.recordFill({
       fillId: 'reused-1',

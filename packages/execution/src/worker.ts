@@ -228,6 +228,10 @@ const START_UNDO_MS = 5_000;
 export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> {
   const workerId = o.workerId ?? `worker:${randomUUID().slice(0, 8)}`;
   const venues = new Map(o.venues);
+  // Each venue's fill-conflict counter exists from the start, at 0: a counter series born at 1 by its
+  // first conflict has no earlier sample, and the alert's increase() would never see that conflict.
+  const countFrom0 = (venue: string) => o.metrics?.fillConflicts.inc({ venue }, 0);
+  for (const v of venues.keys()) countFrom0(v);
   const workers = new Map<string, Worker<OrderJobData, OrderJobResult>>();
   const use = new VenueUse();
   const p = new OrderProcessor(o, workerId, venues, use);
@@ -322,6 +326,7 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
         throw new Error(`worker pool ${workerId} runs venue ${id} already; replace its adapter instead`);
       if (adapter.id !== id) throw new Error(`adapter ${adapter.id} given for venue ${id}`);
       venues.set(id, adapter);
+      countFrom0(id);
       try {
         const w = open(id);
         await w.waitUntilReady();
