@@ -1,4 +1,5 @@
 import type { XhedgeConfig } from '@xhedge/config';
+import { XhedgeError } from '@xhedge/core';
 
 /** Where a deployment's shared state lives, as every process of it (and operator tools) computes it. */
 export interface DeploymentEndpoints {
@@ -10,14 +11,28 @@ export interface DeploymentEndpoints {
   redisPrefix: string;
 }
 
-/** The config's URL for a service: a literal URL, or the environment variable it names. */
+/**
+ * The config's URL for a service: a literal URL, or the value of the environment variable it names. A
+ * named variable that is not set (or empty) is a config error: read as "no URL", it put the run on an
+ * embedded Redis or a fresh PGlite ledger, blind to the deployment's working orders, kill switches and
+ * hedge windows.
+ */
 function urlFrom(
+  field: 'redis' | 'database',
   v: { url?: string | { env: string } | undefined } | undefined,
   env: Readonly<Record<string, string | undefined>>,
 ): string | undefined {
   const u = v?.url;
   if (u === undefined) return undefined;
-  return typeof u === 'string' ? u : env[u.env];
+  if (typeof u === 'string') return u;
+  const value = env[u.env];
+  if (value) return value;
+  const override = field === 'redis' ? 'REDIS_URL' : 'DATABASE_URL';
+  throw new XhedgeError(
+    'CONFIG_INVALID',
+    `${field}.url of the profile is the env var ${u.env}, which is not set: set ${u.env} (or ${override}), or leave ${field}.url out for an embedded ${field === 'redis' ? 'Redis' : 'PGlite ledger'}`,
+    { details: { field: `${field}.url`, env: u.env } },
+  );
 }
 
 /**
@@ -31,14 +46,15 @@ export function redisPrefixFor(profileName: string): string {
 /**
  * The Redis URL, ledger URL and Redis key prefix of the deployment a profile describes: REDIS_URL and
  * DATABASE_URL win over the profile's `redis.url` / `database.url` (a literal or `{ env: NAME }`).
+ * @throws XhedgeError `CONFIG_INVALID` when a URL the profile takes from an env var is not set there.
  */
 export function deploymentEndpoints(
   config: Pick<XhedgeConfig, 'name' | 'redis' | 'database'>,
   env: Readonly<Record<string, string | undefined>>,
 ): DeploymentEndpoints {
   return {
-    redisUrl: env.REDIS_URL || urlFrom(config.redis, env),
-    dbUrl: env.DATABASE_URL || urlFrom(config.database, env),
+    redisUrl: env.REDIS_URL || urlFrom('redis', config.redis, env),
+    dbUrl: env.DATABASE_URL || urlFrom('database', config.database, env),
     redisPrefix: redisPrefixFor(config.name),
   };
 }

@@ -559,7 +559,13 @@ describe('a venue that cannot be read (regression: its hedge vanished from the b
    * reads fail while `down` is set; gmx-arb stays readable, so a hedge placed again would have a route.
    */
   async function flaky() {
-    const state = { down: false, fundingDown: false, marksDown: false };
+    const state: {
+      down: boolean;
+      fundingDown: boolean;
+      marksDown: boolean;
+      /** Runs once, inside the next positions read, after the venue gave its positions. */
+      afterPositions?: (() => Promise<void>) | undefined;
+    } = { down: false, fundingDown: false, marksDown: false };
     const logs: string[] = [];
     const h = await harness(
       profile(['lyra-arb', 'gmx-arb', 'drift-sol']),
@@ -572,6 +578,15 @@ describe('a venue that cannot be read (regression: its hedge vanished from the b
                   return async () => {
                     throw new Error('rpc down');
                   };
+                if (prop === 'fetchPositions' && state.afterPositions) {
+                  const after = state.afterPositions;
+                  state.afterPositions = undefined;
+                  return async () => {
+                    const positions = await target.fetchPositions();
+                    await after();
+                    return positions;
+                  };
+                }
                 if (state.marksDown && prop === 'fetchMarks')
                   return async () => {
                     throw new Error('marks rpc down');
@@ -661,6 +676,48 @@ describe('a venue that cannot be read (regression: its hedge vanished from the b
     h.clock.advance(100);
     const id = await send(h, leg); // filled while the venue cannot be read
     expect((await h.ledger.getOrder(id))?.status).toBe('filled');
+    h.clock.advance(100);
+    expect(btcPlans(await h.planner.plan())).toEqual([]);
+  });
+  it('holds when one of our orders on it filled while its last read was under way (regression: the fill was missed, the stale read stood in and the hedge was placed again)', async () => {
+    const { h, state } = await flaky();
+    const legs = (await h.planner.plan()).flatMap((p) => p.legs);
+    const leg = legs.find((l) => l.venue === 'drift-sol') as HedgeIntent;
+    for (const other of legs.filter((l) => l !== leg)) {
+      const id = await send(h, other);
+      h.clock.advance(3000);
+      await reconcile(h, other.venue, id);
+    }
+    // the drift-sol leg is working when the next tick begins (so that tick holds BTC) ...
+    const clientOrderId = clientOrderIdFor(leg.id);
+    await h.ledger.recordIntent(leg, { clientOrderId, actor: 'test' });
+    await h.ledger.transition(clientOrderId, 'queued', { actor: 'test' });
+    await h.ledger.transition(clientOrderId, 'sent', { actor: 'test' });
+    // ... and fills at the venue just after it gave that tick its positions; the ledger has the fill
+    // before the read ends
+    state.afterPositions = async () => {
+      h.clock.advance(50);
+      const o = await h.venue('drift-sol').placeOrder({
+        clientOrderId,
+        instrument: leg.instrument,
+        side: leg.side,
+        orderType: leg.orderType,
+        sizeBase: leg.sizeBase,
+        ...(leg.limitPriceUsd !== undefined ? { limitPriceUsd: leg.limitPriceUsd } : {}),
+        reduceOnly: leg.reduceOnly,
+      });
+      expect(o.status).toBe('filled');
+      await h.ledger.transition(clientOrderId, 'filled', {
+        actor: 'test',
+        patch: { filledSizeBase: o.filledSizeBase },
+      });
+      h.clock.advance(50);
+    };
+    h.clock.advance(100);
+    expect(btcPlans(await h.planner.plan())).toEqual([]);
+    expect(state.afterPositions).toBeUndefined();
+    // the venue's last good read has no fill in it, and the fill landed before that read ended
+    state.down = true;
     h.clock.advance(100);
     expect(btcPlans(await h.planner.plan())).toEqual([]);
   });

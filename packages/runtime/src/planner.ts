@@ -403,7 +403,11 @@ export class TickPlanner {
     | { positions: Position[]; balances: Balance[]; funding: FundingRate[]; marks: Mark[] }
     | undefined;
   ticks = 0;
-  /** Each venue's last successful read (positions, balances) and when, by the run's clock. */
+  /**
+   * Each venue's last successful read (positions, balances) and when it began, by the run's clock: an
+   * order of ours that changed after that may be missing from it (a fill between the venue's answer and
+   * the read's end too), so `#read` does not let such a read stand in.
+   */
   readonly #lastGood = new Map<string, { positions: Position[]; balances: Balance[]; atMs: number }>();
   /** Why the last tick did not observe the book's equity ('' when it did): logged when it changes. */
   #equitySkip = '';
@@ -792,7 +796,9 @@ export class TickPlanner {
             this.#o.breakers ? this.#observeChain(v) : undefined,
           ]);
           const kept = b.filter((x) => !isGasMoney(v, x));
-          this.#lastGood.set(v.id, { positions: p, balances: kept, atMs: this.#o.clock.nowMs() });
+          // stamped with the read's start, not its end: an order that filled at the venue after it gave
+          // these positions, and reached the ledger before the read ended, must count as moved since
+          this.#lastGood.set(v.id, { positions: p, balances: kept, atMs: readStartedAtMs });
           const instruments = [...new Set(p.map((x) => x.instrument))];
           // Real venues are also where spot and vol come from: read every listed mark there.
           const vm = !this.#o.market

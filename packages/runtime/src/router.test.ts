@@ -329,3 +329,34 @@ describe('createRouter: option sells are cut to the collateral their venue locks
     expect(reservation.freeUsd('lyra-arb', LYRA_USD)).toBeCloseTo(LYRA_USD - sizeBase * takeUsdPerUnit, 6);
   });
 });
+
+/**
+ * Regression: a venue whose balances could not be read was left out of the option legs' collateral map,
+ * which routing takes as "not checked": its option legs went out at full size, paid from collateral
+ * nobody had read (the venue refuses them, or an on-chain one reverts and keeps the gas), while the plan's
+ * delta legs offset options that never fill.
+ */
+describe('createRouter: option legs on a venue whose balances were not read', () => {
+  it('spend none of its collateral: the legs are dropped, and no delta leg offsets them', async () => {
+    const { venues, clock, callId } = await paperVenues(20_000);
+    const down = venues.map((v) =>
+      v.id !== 'lyra-arb'
+        ? v
+        : (new Proxy(v, {
+            get(target, prop) {
+              if (prop === 'fetchBalances')
+                return async () => {
+                  throw new Error('rpc down');
+                };
+              const x = Reflect.get(target, prop, target);
+              return typeof x === 'function' ? x.bind(target) : x;
+            },
+          }) as typeof v),
+    );
+    const { route, notes } = notingRouter();
+    const plan = await route(vegaOnly(callId, clock.nowMs()), down);
+    expect(plan?.legs.filter((l) => l.instrument === callId) ?? []).toEqual([]);
+    expect(perpLegs(plan?.legs ?? [])).toEqual([]);
+    expect(notes.join(' ')).not.toMatch(/free collateral unknown/);
+  });
+});

@@ -90,9 +90,9 @@ function marginFractionOf(market: Pick<MarketInfo, 'instrument' | 'initialMargin
  * hedge there and lets `@xhedge/routing` pick and split, with the decision's option (vega) trades as
  * legs first: their premium and fees, and the collateral a sell's quote says its venue locks
  * (`lockedCollateralUsd`), are paid from their venues' free collateral (a leg it cannot pay for is cut or
- * dropped) and the delta legs are routed on what is left. The venues are quoted for the
- * delta the plan routes (`routedDeltaBase`): the delta trade,
- * or for a vega-only decision outside its delta band the delta offsetting its option legs. When a
+ * dropped; a venue whose balances cannot be read pays for none) and the delta legs are routed on what is
+ * left. The venues are quoted for the delta the plan routes (`routedDeltaBase`): the delta trade, or for a
+ * vega-only decision outside its delta band the delta offsetting its option legs. When a
  * bridge is given, every transferable venue's free USD-like collateral is a source, and a venue short
  * of margin can be funded by a move when that is cheaper all-in (the plan then has `transfers`, and the
  * legs that need them list them in `dependsOn`). Given the round's `reservation`, collateral that earlier
@@ -170,6 +170,9 @@ export function createRouter(opts: RouterOptions): RoutePlan {
           if (market.maxOrderSizeBase !== undefined) t.maxOrderSizeBase = Number(market.maxOrderSizeBase);
           targets.push(t);
         } catch (err) {
+          // Balances not read: its option legs get none of its collateral (cut, with the delta they
+          // would have added). Left out of the map, routing took them as unchecked and sent them whole.
+          if (!(adapter.id in optionFreeCollateralUsd)) optionFreeCollateralUsd[adapter.id] = 0;
           opts.log('warn', `venue ${adapter.id} left out of routing`, {
             err: err instanceof Error ? err.message : String(err),
           });

@@ -240,9 +240,22 @@ async function databaseAnswers<T>(url: string | undefined, open: () => Promise<T
   }
 }
 
-/** `redis://user:secret@host` → `redis://user:***@host` for printing. */
+/**
+ * A service URL for printing: `redis://user:secret@host` → `redis://user:***@host`, every query value
+ * masked too (`postgres://host/db?password=***`), parsed as a URL so that a password holding an `@`
+ * is masked whole; one that does not parse prints as `[unparsable URL]`. A pattern over the text left
+ * a query's password as it was and the part of a password after its `@`.
+ */
 function safeUrl(url: string): string {
-  return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return '[unparsable URL]';
+  }
+  if (u.password) u.password = '***';
+  for (const k of new Set(u.searchParams.keys())) u.searchParams.set(k, '***');
+  return u.toString();
 }
 
 /**
