@@ -136,7 +136,8 @@ export function decodeRevert(
   }
 }
 
-function isRevert(err: unknown): boolean {
+/** Whether a viem error (anywhere in its cause chain) is the node reporting a revert. */
+export function isRevert(err: unknown): boolean {
   if (!(err instanceof BaseError)) return false;
   return Boolean(
     err.walk((e) => {

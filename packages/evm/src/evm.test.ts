@@ -29,7 +29,7 @@ import {
 import { redact } from './secrets.ts';
 import { type CompiledContract, compileSolidity, EVM_TEST_CONTRACTS_URL } from './solc.ts';
 import { JsonFileOrderStore, MemoryOrderStore, type OrderStoreFs } from './store.ts';
-import { type LocalTestChain, startLocalTestChain } from './testing.ts';
+import { everythingIn, type LocalTestChain, startFaultyRpc, startLocalTestChain } from './testing.ts';
 import { TxSender } from './tx.ts';
 
 let chain: LocalTestChain;
@@ -136,6 +136,57 @@ describe('TxSender on anvil', () => {
     expect(err).toBeInstanceOf(RevertedError);
     expect((err as RevertedError).outcome).toBe('rejected');
     expect((err as RevertedError).reason).toBe('counter moved');
+  });
+
+  it('a mined revert whose replay fails for the RPC is rejected with its reason unknown, not the network failure as reason', async () => {
+    const sender = new TxSender({ ctx, abi: abi() });
+    await rpc(ctx.publicClient, 'evm_setAutomine', [false]);
+    const mined = (await mineWhenSigned(
+      (onSigned) => sender.send(call('bumpIfCounterIs', [0n]), { onSigned }),
+      () => rpc(ctx.publicClient, 'anvil_setStorageAt', [reverter, '0x0', `0x${'5'.padStart(64, '0')}`]),
+    ).catch((e: unknown) => e)) as RevertedError;
+    expect(mined.reason).toBe('counter moved');
+    const receipt = await ctx.publicClient.getTransactionReceipt({ hash: mined.details.txHash as Hex });
+    expect(receipt.status).toBe('reverted');
+    const faulty = await startFaultyRpc(chain.anvil.rpcUrl);
+    try {
+      const viaFaulty = new TxSender({
+        ctx: createEvmContext({
+          venue: 'test-evm',
+          chain: 'evm:31337',
+          rpcUrls: [faulty.url],
+          privateKey: ANVIL_DEV_KEYS[0],
+          pollingIntervalMs: 50,
+          requestTimeoutMs: 300,
+        }),
+        abi: abi(),
+        // a classifier that would call any reason it is given a stale oracle
+        classify: () => 'stale-oracle',
+      });
+      // The trace and the replay fail (HTTP 500), or only the replay's transaction lookup does.
+      for (const methods of [
+        ['debug_traceTransaction', 'eth_call'],
+        ['debug_traceTransaction', 'eth_getTransactionByHash'],
+      ]) {
+        faulty.fail('500', methods);
+        const err = await viaFaulty.revertError(receipt, 'rev-1');
+        faulty.fail(undefined);
+        const what = methods.join(', ');
+        // The receipt proves the revert: final, nothing happened. Its reason was not read.
+        expect(err, what).toBeInstanceOf(RevertedError);
+        expect(err.outcome, what).toBe('rejected');
+        expect((err as RevertedError).reason, what).toBeUndefined();
+        expect(err.details.reasonRead, what).toBe(false);
+        expect(err.shortMessage, what).not.toMatch(/reverted: HTTP request failed/);
+        expect(err.shortMessage, what).toMatch(/reason is unknown/);
+        expect(err.clientOrderId, what).toBe('rev-1');
+        for (const secret of faulty.secrets) expect(everythingIn(err), what).not.toContain(secret);
+      }
+      // With the RPC answering, the same sender reads the reason.
+      expect(((await viaFaulty.revertError(receipt)) as RevertedError).code).toBe('VENUE_STALE_ORACLE');
+    } finally {
+      await faulty.close();
+    }
   });
 
   it('times out as NotConfirmedError (outcome unknown), blocks a second send, then reconciles by hash', async () => {
@@ -367,6 +418,78 @@ describe('TxSender on anvil', () => {
     expect(cancelled.status).toBe('cancelled');
     expect(cancelled.spend?.state).toBe('released');
     expect(await restarted.spent(token)).toBe(500n);
+  });
+
+  it('a nonce taken by a re-signed copy of the order (a speed-up the record does not know) is resolved from that copy, not failed', async () => {
+    const store = new MemoryOrderStore<OnChainOrderRecord>();
+    const caps = new SpendCaps({
+      venue: 'test-evm',
+      caps: { [token.toLowerCase()]: 10_000n },
+      records: store,
+    });
+    const errors = venueErrorMapper('test-evm', abi(), ctx);
+    const clock = new ManualClock(1_000);
+    const sender = new TxSender({ ctx, abi: abi(), receiptTimeoutMs: 300 });
+    const deps = { sender, store, clock, wrap: (e: unknown, cid: string) => errors.wrap(e, cid) };
+    const counter = () =>
+      ctx.publicClient.readContract({ address: reverter, abi: abi(), functionName: 'counter' });
+    await rpc(ctx.publicClient, 'evm_setAutomine', [false]);
+    /** An order sent with no block mined: timed out, outcome unknown, its spend reserved. */
+    const timedOut = async (cid: string) => {
+      const r = queuedRecord(cid, clock.nowMs());
+      const err = await sendRecorded(deps, r, call('bump'), await caps.reserve(token, 100n, cid)).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(NotConfirmedError);
+      expect(r.status).toBe('outcome-unknown');
+      return r;
+    };
+    const filled = (x: OnChainOrderRecord) => {
+      x.status = 'filled';
+    };
+
+    // Sped up outside the record (TxSender.replace writes no order record; so does a wallet's "speed
+    // up"): the copy at the same nonce executes the order.
+    const sped = await timedOut('sped');
+    const original = sped.txHash as Hex;
+    const speedUp = await mineWhenSigned((onSigned) =>
+      sender.replace({ hash: original, nonce: sped.nonce as number }, 'speed-up', {
+        onSigned,
+        timeoutMs: 5_000,
+      }),
+    );
+    expect(speedUp.hash).not.toBe(original);
+    // blocks after it: the copy is found by searching back, not just in the latest block
+    await rpc(ctx.publicClient, 'anvil_mine', ['0x25']);
+    expect(await counter()).toBe(1n);
+    expect((await sender.status(original, sped.nonce)).state).toBe('replaced');
+    const legacy = { ...sped, spend: { ...(sped.spend as NonNullable<OnChainOrderRecord['spend']>) } };
+    delete legacy.txCallDigest;
+    await applySentTxStatus({ sender, errors, clock, spendCaps: caps }, sped, original, filled);
+    expect(sped.status).toBe('filled');
+    expect(sped.txHash).toBe(speedUp.hash);
+    expect(sped.spend?.state).toBe('committed');
+    // A record written before the call digest was kept cannot tell a copy from another call: unknown.
+    await applySentTxStatus({ sender, errors, clock, spendCaps: caps }, legacy, original, filled);
+    expect(legacy.status).toBe('outcome-unknown');
+    expect(legacy.error).toContain(speedUp.hash);
+
+    // Another call took the nonce (a cancel not in the record): the order's transaction never mines.
+    const lost = await timedOut('lost');
+    const lostHash = lost.txHash as Hex;
+    const cancel = await mineWhenSigned((onSigned) =>
+      sender.replace({ hash: lostHash, nonce: lost.nonce as number }, 'cancel', {
+        onSigned,
+        timeoutMs: 5_000,
+      }),
+    );
+    await applySentTxStatus({ sender, errors, clock, spendCaps: caps }, lost, lostHash, () => {
+      throw new Error('a cancel is not the order');
+    });
+    expect(lost.status).toBe('failed');
+    expect(lost.error).toContain(cancel.hash);
+    expect(lost.txHash).toBe(lostHash);
+    expect(await counter()).toBe(1n);
   });
 
   it('a send whose first delivery mined but lost its answer is outcome unknown, not a final nonce refusal', async () => {

@@ -60,6 +60,7 @@ export {
   txCost,
 } from './gas.ts';
 export {
+  afterFailedCancel,
   applySentTxStatus,
   assertOrderBasics,
   type CreateOnChainVenueDeps,
@@ -104,6 +105,7 @@ export {
   type OrderStoreFs,
 } from './store.ts';
 export {
+  type MinedAtNonce,
   type SendOptions,
   type SentTx,
   type SignedTxInfo,
@@ -111,4 +113,5 @@ export {
   TxSender,
   type TxSenderOptions,
   type TxStatus,
+  txCallDigest,
 } from './tx.ts';

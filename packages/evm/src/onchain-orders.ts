@@ -18,7 +18,7 @@ import { type RevertClassifier, toVenueError } from './errors.ts';
 import { GasPolicy } from './gas.ts';
 import type { SecretSources } from './secrets.ts';
 import { JsonFileOrderStore, type OrderRecordStore } from './store.ts';
-import { type SendOptions, type TxRequest, TxSender } from './tx.ts';
+import { type SendOptions, type TxRequest, TxSender, txCallDigest } from './tx.ts';
 
 /**
  * The fields every on-chain adapter persists per client order id (JSON-safe: bigints as strings).
@@ -37,6 +37,11 @@ export interface OnChainOrderRecord {
   nonce?: number;
   maxFeePerGas?: string;
   maxPriorityFeePerGas?: string;
+  /**
+   * {@link txCallDigest} of the order's transaction (set before broadcast): tells a re-signed copy of it
+   * (a speed-up at its nonce, unknown to this record) from another transaction that took the nonce.
+   */
+  txCallDigest?: Hex;
   /** Hash of a nonce-replacement cancel, when one was sent. */
   cancelTxHash?: Hex;
   filledSizeBase: string;
@@ -155,6 +160,7 @@ export async function sendRecorded<T extends OnChainOrderRecord>(
     }
     record.spend = spend.recorded();
   }
+  record.txCallDigest = txCallDigest(tx);
   try {
     const sent = await deps.sender.send(tx, {
       clientOrderId: cid,
@@ -218,6 +224,38 @@ export async function replaceByNonce<T extends OnChainOrderRecord>(
     'cancel',
     options,
   );
+}
+
+/**
+ * What a cancel that failed answers: the chain decides first (`reconcile`, the order's record brought up
+ * to date): a final state (filled, cancelled, ...) is returned, the cancel having lost a race or been
+ * made moot. Otherwise the cancel's own error is thrown (mapped with `errors`), also when that read fails:
+ * the cancel's error says what the cancel did (its outcome: an unknown one must not turn into the
+ * read's `not-sent`), so the read's failure goes along as context, in its details
+ * (`reconcileError`, `reconcileErrorCode`: scrubbed like any mapped error), never in its place.
+ */
+export async function afterFailedCancel<R extends OnChainOrderRecord>(
+  errors: VenueErrorMapper,
+  cancelError: unknown,
+  clientOrderId: string,
+  reconcile: () => Promise<R>,
+): Promise<R> {
+  const cancelErr = errors.wrap(cancelError, clientOrderId);
+  let again: R;
+  try {
+    again = await reconcile();
+  } catch (readError) {
+    const readErr = errors.wrap(readError, clientOrderId);
+    // `details` is readonly to readers; the error is ours until thrown, and keeps its class and outcome.
+    (cancelErr as { details: Record<string, unknown> }).details = {
+      ...cancelErr.details,
+      reconcileError: readErr.shortMessage,
+      reconcileErrorCode: readErr.code,
+    };
+    throw cancelErr;
+  }
+  if (TERMINAL_ORDER_STATUSES.has(again.status)) return again;
+  throw cancelErr;
 }
 
 /** The health answer when the venue could not be read. */
@@ -342,10 +380,14 @@ async function settleRecordedSpend(
 /**
  * Brings a sent (not yet settled) order record up to date from its transaction: `cancelled` when the
  * nonce-replacement cancel was mined, `onMined` for a successful receipt, `rejected` for a mined revert,
- * `failed` when another transaction took the nonce, else `outcome-unknown`. Mutates `r`; does not store it.
- * The record's reserved spend is committed when the transaction was mined, released when it reverted or
- * the recorded cancel took its nonce; it stays counted when an unrecorded transaction took the nonce
- * (that one may have been a re-send of the same order) or the outcome is still unknown.
+ * else `outcome-unknown`. When another transaction took the nonce, the chain says which
+ * ({@link TxSender.minedAtNonce}): a re-signed copy of the order's call (a speed-up; same
+ * {@link txCallDigest}) is the order's transaction (its receipt decides as above, and its hash becomes
+ * the record's), any other call means the order's never mined (`failed`); a record without the digest
+ * (written before it was kept) cannot tell them apart and stays `outcome-unknown`.
+ * Mutates `r`; does not store it. The record's reserved spend is committed when the order's transaction
+ * was mined, released when it reverted or the recorded cancel took its nonce; it stays counted when an
+ * unrecorded transaction took the nonce or the outcome is still unknown.
  */
 export async function applySentTxStatus<T extends OnChainOrderRecord>(
   deps: SentTxStatusDeps,
@@ -353,6 +395,17 @@ export async function applySentTxStatus<T extends OnChainOrderRecord>(
   txHash: Hex,
   onMined: (r: T, receipt: TransactionReceipt) => void,
 ): Promise<void> {
+  const applyReceipt = async (receipt: TransactionReceipt) => {
+    if (receipt.status === 'success') {
+      onMined(r, receipt);
+      await settleRecordedSpend(deps.spendCaps, r, 'committed');
+    } else {
+      r.status = 'rejected';
+      r.error = (await deps.sender.revertError(receipt, r.clientOrderId)).shortMessage;
+      r.updatedAtMs = deps.clock.nowMs();
+      await settleRecordedSpend(deps.spendCaps, r, 'released');
+    }
+  };
   const cancelTxHash = r.cancelTxHash;
   if (cancelTxHash) {
     const c = await deps.errors.read(() => deps.sender.status(cancelTxHash, r.nonce));
@@ -366,19 +419,30 @@ export async function applySentTxStatus<T extends OnChainOrderRecord>(
   }
   const st = await deps.errors.read(() => deps.sender.status(txHash, r.nonce));
   if (st.state === 'mined') {
-    if (st.receipt.status === 'success') {
-      onMined(r, st.receipt);
-      await settleRecordedSpend(deps.spendCaps, r, 'committed');
-    } else {
-      r.status = 'rejected';
-      r.error = (await deps.sender.revertError(st.receipt, r.clientOrderId)).shortMessage;
-      r.updatedAtMs = deps.clock.nowMs();
-      await settleRecordedSpend(deps.spendCaps, r, 'released');
-    }
+    await applyReceipt(st.receipt);
   } else if (st.state === 'replaced') {
-    r.status = 'failed';
-    r.error = 'its nonce was used by another transaction; it will never be mined';
-    r.updatedAtMs = deps.clock.nowMs();
+    const taker = await deps.errors.read(() => deps.sender.minedAtNonce(st.nonce));
+    if (!taker) {
+      r.status = 'outcome-unknown';
+      return;
+    }
+    const copy =
+      taker.to !== null &&
+      r.txCallDigest !== undefined &&
+      txCallDigest({ to: taker.to, data: taker.data, value: taker.value }) === r.txCallDigest;
+    if (copy) {
+      // A speed-up of the order: that transaction is the order's, and it may have executed it.
+      r.txHash = taker.hash;
+      await applyReceipt(taker.receipt);
+    } else if (r.txCallDigest === undefined) {
+      r.status = 'outcome-unknown';
+      r.error = `its nonce was used by ${taker.hash}; the record keeps no digest of its call to tell whether that was a re-signed copy of it`;
+      r.updatedAtMs = deps.clock.nowMs();
+    } else {
+      r.status = 'failed';
+      r.error = `its nonce was used by another transaction (${taker.hash}, another call); it will never be mined`;
+      r.updatedAtMs = deps.clock.nowMs();
+    }
   } else {
     r.status = 'outcome-unknown';
   }

@@ -1,9 +1,10 @@
 import { type Clock, systemClock, type Urgency } from '@xhedge/core';
-import { NonceError, NotConfirmedError } from '@xhedge/venue';
+import { NonceError, NotConfirmedError, RevertedError } from '@xhedge/venue';
 import {
   type Abi,
   type Address,
   BaseError,
+  encodeAbiParameters,
   type Hex,
   keccak256,
   type TransactionReceipt,
@@ -13,6 +14,7 @@ import type { EvmContext } from './clients.ts';
 import {
   decodeRevert,
   findRevertData,
+  isRevert,
   type RevertClassifier,
   revertToVenueError,
   toVenueError,
@@ -27,12 +29,36 @@ import {
   type TxCost,
   txCost,
 } from './gas.ts';
+import { redact } from './secrets.ts';
 
 export interface TxRequest {
   to: Address;
   data: Hex;
   /** Native value, wei. */
   value?: bigint;
+}
+
+/**
+ * A digest of what a request does (target, calldata, value), not of how it was signed: a re-signed copy
+ * of it (a speed-up at the same nonce with higher fees) has the same digest, any other call another.
+ */
+export function txCallDigest(req: TxRequest): Hex {
+  return keccak256(
+    encodeAbiParameters(
+      [{ type: 'address' }, { type: 'bytes' }, { type: 'uint256' }],
+      [req.to.toLowerCase() as Address, req.data.toLowerCase() as Hex, req.value ?? 0n],
+    ),
+  );
+}
+
+/** The mined transaction of an account at a nonce, as {@link TxSender.minedAtNonce} finds it. */
+export interface MinedAtNonce {
+  hash: Hex;
+  /** Its call; `to` is null for a contract creation. */
+  to: Address | null;
+  data: Hex;
+  value: bigint;
+  receipt: TransactionReceipt;
 }
 
 /** What is known about a signed transaction; persisted by callers before it is broadcast. */
@@ -97,7 +123,7 @@ export interface TxSenderOptions {
  * - once signed, a failed broadcast is outcome unknown unless the node decoded a revert: a "nonce too low"
  *   can answer a re-send of bytes an earlier attempt (retry, fallback RPC) already got mined;
  * - a receipt that does not arrive in time is a NotConfirmedError (outcome unknown); a mined revert is
- *   replayed at its block to decode the reason.
+ *   replayed at its block to decode the reason (rejected either way; a failed replay names no reason).
  * One process per account: the lock is in-process (run a single writer per key).
  */
 export class TxSender {
@@ -334,7 +360,11 @@ export class TxSender {
     return receipt;
   }
 
-  /** Replays a mined, reverted transaction at its block to decode why it reverted. */
+  /**
+   * Replays a mined, reverted transaction at its block to decode why it reverted. Always a rejected
+   * venue error (the receipt proves it did nothing); when the replay itself fails (RPC down, state gone)
+   * the reason is left unknown (`details.reasonRead: false`), never taken from the replay's failure.
+   */
   async revertError(receipt: TransactionReceipt, clientOrderId?: string) {
     const c = this.ctx.publicClient;
     let data: Hex | undefined;
@@ -371,6 +401,28 @@ export class TxSender {
       message = 'reverted in its block (state changed by an earlier transaction in the same block)';
     } catch (err) {
       data = findRevertData(err);
+      if (data === undefined && !isRevert(err)) {
+        // The replay did not run (the RPC failed, a node without the parent block's state): the receipt
+        // proves the revert, so the outcome is final (rejected: it did nothing), but no reason was read,
+        // and none is claimed or classified (an "HTTP request failed." is not why it reverted).
+        const why =
+          err instanceof BaseError ? err.shortMessage : err instanceof Error ? err.message : String(err);
+        return new RevertedError({
+          venue: this.ctx.venue,
+          message: redact(
+            `reverted (receipt of ${receipt.transactionHash}); its reason is unknown: replaying it failed: ${why}`,
+            this.ctx.secrets,
+          ),
+          ...(clientOrderId !== undefined ? { clientOrderId } : {}),
+          details: {
+            errorName: 'unknown',
+            args: [],
+            reasonRead: false,
+            txHash: receipt.transactionHash,
+            blockNumber: receipt.blockNumber.toString(),
+          },
+        });
+      }
       if (err instanceof BaseError) message = err.shortMessage;
     }
     return revertToVenueError(decodeRevert(data, this.abi, message), {
@@ -437,6 +489,51 @@ export class TxSender {
       }
     }
     return { state: 'unknown' };
+  }
+
+  /**
+   * The transaction of this account mined at `nonce` (whichever took it: the one sent, a speed-up, a
+   * cancel, another process's), or undefined while the nonce is unused. Found without an index: the
+   * block where the account's transaction count passed `nonce`, searched back from the latest block
+   * (steps doubling, then halving, so a recent one costs a few reads of recent state), then that
+   * block's transactions. RPC failures are venue errors.
+   */
+  async minedAtNonce(nonce: number): Promise<MinedAtNonce | undefined> {
+    const c = this.ctx.publicClient;
+    try {
+      const countAt = (blockNumber: bigint) => c.getTransactionCount({ address: this.address, blockNumber });
+      // Invariant: count(hi) > nonce; count(lo) <= nonce (lo = -1: before genesis).
+      let hi = await c.getBlockNumber();
+      if ((await countAt(hi)) <= nonce) return undefined;
+      let lo = -1n;
+      for (let step = 1n; hi - step >= 0n; step *= 2n) {
+        const probe = hi - step;
+        if ((await countAt(probe)) > nonce) hi = probe;
+        else {
+          lo = probe;
+          break;
+        }
+      }
+      while (hi - lo > 1n) {
+        const mid = (hi + lo) / 2n;
+        if ((await countAt(mid)) > nonce) hi = mid;
+        else lo = mid;
+      }
+      const block = await c.getBlock({ blockNumber: hi, includeTransactions: true });
+      const me = this.address.toLowerCase();
+      const tx = block.transactions.find((t) => t.from.toLowerCase() === me && t.nonce === nonce);
+      // Not there: the chain moved under the search (a reorg); the caller asks again later.
+      if (!tx) return undefined;
+      return {
+        hash: tx.hash,
+        to: tx.to ?? null,
+        data: tx.input,
+        value: tx.value,
+        receipt: await c.getTransactionReceipt({ hash: tx.hash }),
+      };
+    } catch (err) {
+      throw toVenueError(err, this.errCtx(undefined, { nonce }));
+    }
   }
 
   /**

@@ -12,6 +12,7 @@ import {
   TERMINAL_ORDER_STATUSES,
 } from '@xhedge/core';
 import {
+  afterFailedCancel,
   applySentTxStatus,
   assertOrderBasics,
   type CreateOnChainVenueDeps,
@@ -94,7 +95,7 @@ import {
 } from './keys.ts';
 import { GmxVenueParams, type GmxVenueParamsInput } from './params.ts';
 import { collateralUsd30, unsettledPnlUsd30 } from './position-value.ts';
-import { fetchGmxTickers, fetchGmxTokens, type GmxTokenPrice } from './prices.ts';
+import { endpointLabel, fetchGmxTickers, fetchGmxTokens, type GmxTokenPrice } from './prices.ts';
 import { fromUnits, fromUsd30, gmxPriceToUsd, toUnits, usd30, usdToGmxPrice } from './units.ts';
 
 /** What the adapter persists per client order id (JSON-safe: bigints as strings). */
@@ -450,10 +451,10 @@ export class GmxVenue implements VenueAdapter {
     return m;
   }
 
-  /** Where prices come from, for messages. */
+  /** Where prices come from, for messages (the endpoint by its label: its URL may hold a key). */
   private get priceSource(): string {
     return this.p.pricesUrl
-      ? `the GMX prices endpoint ${this.p.pricesUrl}`
+      ? `the GMX prices endpoint ${endpointLabel(this.p.pricesUrl)}`
       : `Oracle.getPrimaryPrice of ${this.p.oracle}`;
   }
 
@@ -1317,10 +1318,9 @@ export class GmxVenue implements VenueAdapter {
       // The chain decides, as in Lyra: the order may have executed (the cancel raced the keeper), or been
       // cancelled by another transaction that took the cancel's nonce (NotConfirmedError with
       // `replacedBy`: a speed-up, another process of the account). A final state is the answer; an order
-      // still working gets the cancel's error (a replaced cancel will never be mined: ask again).
-      const again = await this.reconcile(r);
-      if (TERMINAL_ORDER_STATUSES.has(again.status)) return this.toOrder(again);
-      throw this.errors.wrap(err, clientOrderId);
+      // still working gets the cancel's error (a replaced cancel will never be mined: ask again), and so
+      // does one whose read failed (the read's failure in its details).
+      return this.toOrder(await afterFailedCancel(this.errors, err, clientOrderId, () => this.reconcile(r)));
     }
     return this.toOrder(await this.reconcile(r));
   }

@@ -10,13 +10,20 @@ import {
   rpc,
   TxSender,
 } from '@xhedge/evm';
-import { type FaultyRpc, type LocalTestChain, rpcFaultProblems, startFaultyRpc } from '@xhedge/evm/testing';
+import {
+  everythingIn,
+  type FaultyRpc,
+  type LocalTestChain,
+  rpcFaultProblems,
+  startFaultyRpc,
+} from '@xhedge/evm/testing';
 import {
   InsufficientFundsError,
   InvalidOrderError,
   NonceError,
   NotConfirmedError,
   RevertedError,
+  VenueError,
 } from '@xhedge/venue';
 import { runVenueConformance } from '@xhedge/venue/conformance';
 import {
@@ -937,6 +944,109 @@ describe('gmx adapter specifics', () => {
     });
     expect(next.status).toBe('acknowledged');
     expect((await v2.getOrderByClientId('lost-1'))?.status).toBe('cancelled');
+  });
+
+  it('an order sped up outside its record (a re-signed copy at its nonce) is created by that copy and fills, not failed', async () => {
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    // GMX wants the execution fee to cover the keeper's gas at the transaction's own gas price: with the
+    // fee sized for the original's fees, a speed-up reverts (InsufficientExecutionFee); a floor above
+    // both lets it through.
+    const v = new GmxVenue(
+      'gmx-local',
+      {
+        ...fx.params,
+        approval: 'capped',
+        approvalCap: '1000000',
+        receiptTimeoutSeconds: 1,
+        executionFeeWei: '20000000000000000',
+      },
+      { ctx: trader, store },
+    );
+    await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
+    const err = await v
+      .placeOrder({
+        clientOrderId: 'sped-1',
+        instrument: 'BTC-USD:PERP',
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '0.1',
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotConfirmedError);
+    const sent = (await store.get('sped-1')) as GmxOrderRecord;
+    let speedUp: Hex | undefined;
+    const speeding = v.sender.replace({ hash: sent.txHash as Hex, nonce: sent.nonce as number }, 'speed-up', {
+      timeoutMs: 10_000,
+      onSigned: (i) => {
+        speedUp = i.hash;
+      },
+    });
+    const inPool = async () =>
+      speedUp !== undefined &&
+      (await trader.publicClient.getTransaction({ hash: speedUp }).catch(() => null)) !== null;
+    for (let i = 0; i < 500 && !(await inPool()); i++) await new Promise((r) => setTimeout(r, 10));
+    await rpc(deployer.publicClient, 'evm_mine', []);
+    expect((await speeding).hash).toBe(speedUp);
+    // The copy created the order: it waits for the keeper, then fills.
+    expect((await v.getOrderByClientId('sped-1'))?.status).toBe('acknowledged');
+    expect((await store.get('sped-1'))?.txHash).toBe(speedUp);
+    await advance();
+    expect((await v.getOrderByClientId('sped-1'))?.status).toBe('filled');
+    expect((await v.fetchPositions()).map((p) => [p.instrument, p.sizeBase])).toEqual([
+      ['BTC-USD:PERP', 0.1],
+    ]);
+  });
+
+  it("a cancel that fails, then the chain read after it fails too, throws the cancel's error (the read's as context)", async () => {
+    const faulty = await startFaultyRpc(chain.anvil.rpcUrl);
+    try {
+      const store = new MemoryOrderStore<GmxOrderRecord>();
+      const placed = await venue({ store }).placeOrder({
+        clientOrderId: 'cf-1',
+        instrument: 'BTC-USD:PERP',
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '0.1',
+      });
+      expect(placed.status).toBe('acknowledged');
+      // The RPC goes down as the cancel (ExchangeRouter.cancelOrder) is broadcast: the cancel's fate is
+      // unknown (its bytes may have left), and the order read that follows it fails.
+      const rpcTransport = http(faulty.url, { retryCount: 0 })({});
+      const v = venue({
+        store,
+        ctx: createEvmContext({
+          venue: 'gmx-local',
+          chain: 'evm:31337',
+          rpcUrls: [faulty.url],
+          privateKey: ANVIL_DEV_KEYS[1],
+          pollingIntervalMs: 50,
+          transport: custom(
+            {
+              request: ({ method, params }) => {
+                if (method === 'eth_sendRawTransaction') faulty.fail('500');
+                return rpcTransport.request({ method, params });
+              },
+            },
+            { retryCount: 0 },
+          ),
+        }),
+      });
+      const cancelErr = (await v.cancelOrder('cf-1').catch((e: unknown) => e)) as VenueError;
+      faulty.fail(undefined);
+      expect(cancelErr).toBeInstanceOf(VenueError);
+      // the cancel's error: its transaction and an unknown outcome, not the read's "not sent"
+      expect(cancelErr.outcome, String(cancelErr)).toBe('unknown');
+      expect(cancelErr.details.txHash).toMatch(/^0x[0-9a-f]{64}$/);
+      expect(cancelErr.clientOrderId).toBe('cf-1');
+      expect(cancelErr.details.reconcileErrorCode).toBe('VENUE_NETWORK');
+      expect(String(cancelErr.details.reconcileError)).toMatch(/HTTP request failed/);
+      for (const secret of faulty.secrets) expect(everythingIn(cancelErr)).not.toContain(secret);
+      // nothing reached the chain: the order still waits for the keeper
+      expect((await venue({ store }).getOrderByClientId('cf-1'))?.status).toBe('acknowledged');
+    } finally {
+      faulty.fail(undefined);
+      await faulty.close();
+    }
   });
 
   it('refuses a new order while an earlier one is pending after a restart (no nonce gap, no double send)', async () => {

@@ -55,6 +55,7 @@ export {
 } from './keys.ts';
 export { GmxVenueParams, type GmxVenueParamsInput } from './params.ts';
 export {
+  endpointLabel,
   fetchGmxTickers,
   GmxTicker,
   GmxTickersResponse,

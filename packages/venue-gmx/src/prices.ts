@@ -1,5 +1,14 @@
+import { rpcUrlRedactor } from '@xhedge/evm';
 import { RateLimitError, VenueNetworkError } from '@xhedge/venue';
 import { z } from 'zod';
+
+/**
+ * How an oracle keeper endpoint is named in messages: as RPC URLs are (`rpcUrlRedactor`), its origin
+ * alone (`https://host/[redacted]`) when its userinfo, path or query could hold an API key.
+ */
+export function endpointLabel(url: string): string {
+  return rpcUrlRedactor([url]).text(url);
+}
 
 /**
  * One entry of the GMX oracle keeper's `GET /prices/tickers` (e.g.
@@ -53,7 +62,8 @@ export interface GmxTokenPrice {
 /**
  * Parses a `/prices/tickers` answer into prices by lowercase token address (exact: the decimal
  * strings become bigints, no float on the way). Throws, naming the first entry and field that is
- * wrong, when the answer is not in the documented format.
+ * wrong, when the answer is not in the documented format. `source` names the endpoint in that error:
+ * pass {@link endpointLabel} of its URL, never the URL.
  */
 export function parseGmxTickers(body: unknown, source: string): Map<string, GmxTokenPrice> {
   const data = parseAnswer(GmxTickersResponse, body, `the GMX prices endpoint ${source}`);
@@ -72,7 +82,8 @@ export function parseGmxTickers(body: unknown, source: string): Map<string, GmxT
 /**
  * GETs `url`, a GMX oracle keeper endpoint (`what` names it in errors), and returns its JSON.
  * Transport failures and non-2xx answers become retryable venue errors (429: `RateLimitError`); an
- * answer that is not JSON throws.
+ * answer that is not JSON throws. Errors name the endpoint by {@link endpointLabel}, and what fetch or
+ * the JSON parser threw (a message quoting the URL or a body echoing it) is scrubbed of it in place.
  */
 async function fetchGmxJson(
   url: string,
@@ -80,6 +91,8 @@ async function fetchGmxJson(
   opts: { venue: string; timeoutMs: number; fetchImpl?: typeof fetch },
 ): Promise<unknown> {
   const doFetch = opts.fetchImpl ?? fetch;
+  const redactor = rpcUrlRedactor([url]);
+  const label = redactor.text(url);
   let res: Response;
   try {
     res = await doFetch(url, {
@@ -87,31 +100,34 @@ async function fetchGmxJson(
       headers: { accept: 'application/json' },
     });
   } catch (err) {
+    const why = redactor.text(err instanceof Error ? err.message : String(err));
     throw new VenueNetworkError({
       venue: opts.venue,
-      message: `${what} ${url} did not answer: ${err instanceof Error ? err.message : String(err)}`,
-      cause: err,
+      message: `${what} ${label} did not answer: ${why}`,
+      cause: redactor.error(err),
     });
   }
   if (res.status === 429) {
     const after = Number(res.headers.get('retry-after'));
     throw new RateLimitError({
       venue: opts.venue,
-      message: `${what} ${url} is rate limiting (HTTP 429)`,
+      message: `${what} ${label} is rate limiting (HTTP 429)`,
       ...(Number.isFinite(after) && after > 0 ? { retryAfterMs: after * 1000 } : {}),
     });
   }
   if (!res.ok) {
     throw new VenueNetworkError({
       venue: opts.venue,
-      message: `${what} ${url} answered HTTP ${res.status}`,
+      message: `${what} ${label} answered HTTP ${res.status}`,
       details: { status: res.status },
     });
   }
   try {
     return await res.json();
   } catch (err) {
-    throw new Error(`${what} ${url} answered with something that is not JSON`, { cause: err });
+    throw new Error(`${what} ${label} answered with something that is not JSON`, {
+      cause: redactor.error(err),
+    });
   }
 }
 
@@ -120,7 +136,7 @@ export async function fetchGmxTickers(
   url: string,
   opts: { venue: string; timeoutMs: number; fetchImpl?: typeof fetch },
 ): Promise<Map<string, GmxTokenPrice>> {
-  return parseGmxTickers(await fetchGmxJson(url, 'the GMX prices endpoint', opts), url);
+  return parseGmxTickers(await fetchGmxJson(url, 'the GMX prices endpoint', opts), endpointLabel(url));
 }
 
 /**
@@ -162,5 +178,5 @@ export async function fetchGmxTokens(
   url: string,
   opts: { venue: string; timeoutMs: number; fetchImpl?: typeof fetch },
 ): Promise<GmxTokenInfo[]> {
-  return parseGmxTokens(await fetchGmxJson(url, 'the GMX tokens endpoint', opts), url);
+  return parseGmxTokens(await fetchGmxJson(url, 'the GMX tokens endpoint', opts), endpointLabel(url));
 }

@@ -10,8 +10,14 @@ import {
   rpc,
   TxSender,
 } from '@xhedge/evm';
-import type { LocalTestChain } from '@xhedge/evm/testing';
-import { InvalidOrderError, RevertedError, StaleOracleError, VenueNetworkError } from '@xhedge/venue';
+import { everythingIn, type LocalTestChain } from '@xhedge/evm/testing';
+import {
+  InvalidOrderError,
+  RateLimitError,
+  RevertedError,
+  StaleOracleError,
+  VenueNetworkError,
+} from '@xhedge/venue';
 import {
   type Address,
   BaseError,
@@ -696,7 +702,8 @@ describe('prices from the GMX oracle keeper endpoint (params.pricesUrl)', () => 
     expect((err as Error).message).toContain(
       `has no price for the index token of ETH-USD:PERP (${getAddress(weth())})`,
     );
-    expect((err as Error).message).toContain(url);
+    // the endpoint by its origin: a URL's path or query may hold a key
+    expect((err as Error).message).toContain(`${new URL(url).origin}/[redacted]`);
     // Positions need the market's long/short tokens too: the missing one is named.
     await order(venue(), 'px-3', 'buy', '1');
     const perr = await http.fetchPositions().catch((e: unknown) => e);
@@ -722,6 +729,77 @@ describe('prices from the GMX oracle keeper endpoint (params.pricesUrl)', () => 
     expect(err2).toBeInstanceOf(VenueNetworkError);
     expect((err2 as VenueNetworkError).retryable).toBe(true);
     expect((err2 as Error).message).toMatch(/answered HTTP 503/);
+  });
+});
+
+describe('an oracle keeper endpoint URL with an API key (params.pricesUrl, tokensUrl)', () => {
+  it('names it by its origin only: no part of its userinfo, path or query in any error or health answer', async () => {
+    const secrets = ['operat0r-user', 'Passw0rdSecret', 'PathT0kenSecret', 'QueryT0kenSecret'];
+    let answer: (url: string) => { status: number; body: string } = () => ({ status: 200, body: '[]' });
+    const srv = createServer((req, res) => {
+      const a = answer(req.url ?? '');
+      res.writeHead(a.status, { 'content-type': 'application/json' }).end(a.body);
+    });
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    const origin = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    const keyed = (path: string) => `${origin}/v2/PathT0kenSecret/${path}?apikey=QueryT0kenSecret`;
+    const label = `${origin}/[redacted]`;
+    const problems: string[] = [];
+    const check = async (
+      what: string,
+      call: () => Promise<unknown>,
+      expected?: new (...a: never[]) => Error,
+    ) => {
+      const err = await call().then(
+        () => new Error('did not fail'),
+        (e: unknown) => e,
+      );
+      const text = everythingIn(err);
+      for (const secret of secrets)
+        if (text.includes(secret)) problems.push(`${what}: names ${secret}: ${String(err)}`);
+      if (!String(err).includes(label))
+        problems.push(`${what}: does not name the endpoint by ${label}: ${String(err)}`);
+      if (expected && !(err instanceof expected))
+        problems.push(`${what}: not a ${expected.name}: ${String(err)}`);
+    };
+    try {
+      const prices = venue({ params: { pricesUrl: keyed('prices/tickers') } });
+      answer = () => ({ status: 200, body: '[]' });
+      await check('no price', () => prices.fetchMarks(), StaleOracleError);
+      answer = () => ({ status: 200, body: JSON.stringify([{ tokenAddress: 'x' }]) });
+      await check('unexpected format', () => prices.fetchMarks());
+      // an answer that is not JSON, echoing the request (the parser quotes the start of the body)
+      answer = (url) => ({ status: 200, body: `${url} upstream failed` });
+      await check('not JSON', () => prices.fetchMarks());
+      answer = () => ({ status: 503, body: '' });
+      await check('HTTP 503', () => prices.fetchMarks(), VenueNetworkError);
+      answer = () => ({ status: 429, body: '' });
+      await check('HTTP 429', () => prices.fetchMarks(), RateLimitError);
+      const health = await prices.health();
+      if (health.ok) problems.push('health: ok while the endpoint fails');
+      for (const secret of secrets)
+        if (JSON.stringify(health).includes(secret)) problems.push(`health: names ${secret}`);
+      answer = () => ({
+        status: 200,
+        body: JSON.stringify({ tokens: [{ symbol: 'X', address: 'x', decimals: 8 }] }),
+      });
+      await check('tokens list', () => venue({ params: { tokensUrl: keyed('tokens') } }).loadMarkets());
+      // fetch refuses a URL with credentials, quoting it
+      const withUser = keyed('prices/tickers').replace('http://', 'http://operat0r-user:Passw0rdSecret@');
+      await check(
+        'credentials',
+        () => venue({ params: { pricesUrl: withUser } }).fetchMarks(),
+        VenueNetworkError,
+      );
+    } finally {
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
+    }
+    await check(
+      'unreachable',
+      () => venue({ params: { pricesUrl: keyed('prices/tickers') } }).fetchMarks(),
+      VenueNetworkError,
+    );
+    expect(problems).toEqual([]);
   });
 });
 
@@ -810,7 +888,7 @@ describe('markets as Arbitrum lists them: synthetic index tokens, swap-only mark
       // an answer in another format is refused, naming the entry and field
       body = { tokens: [{ symbol: 'DOGE', address: 'doge', decimals: 8 }] };
       await expect(venue({ params: { tokensUrl: `${origin}/tokens` } }).loadMarkets()).rejects.toThrow(
-        /the GMX tokens endpoint http:\/\/127\.0\.0\.1:\d+\/tokens answered in an unexpected format: tokens\.0\.address: an address/,
+        /the GMX tokens endpoint http:\/\/127\.0\.0\.1:\d+\/\[redacted\] answered in an unexpected format: tokens\.0\.address: an address/,
       );
     } finally {
       await new Promise<void>((resolve) => srv.close(() => resolve()));

@@ -17,6 +17,7 @@ import {
   yearFraction,
 } from '@xhedge/core';
 import {
+  afterFailedCancel,
   applySentTxStatus,
   assertOrderBasics,
   type CreateOnChainVenueDeps,
@@ -1332,10 +1333,9 @@ export class LyraVenue implements VenueAdapter {
     try {
       await replaceByNonce(this.sender, this.store, r, { hash: r.txHash, nonce: r.nonce });
     } catch (err) {
-      // The trade may have been mined first (the cancel lost the race): the chain decides.
-      const again = await this.reconcile(r);
-      if (TERMINAL_ORDER_STATUSES.has(again.status)) return this.toOrder(again);
-      throw this.errors.wrap(err, clientOrderId);
+      // The trade may have been mined first (the cancel lost the race): the chain decides; a read that
+      // fails leaves the cancel's error standing (the read's failure in its details).
+      return this.toOrder(await afterFailedCancel(this.errors, err, clientOrderId, () => this.reconcile(r)));
     }
     return this.toOrder(await this.reconcile(r));
   }

@@ -13,13 +13,20 @@ import {
   TxSender,
 } from '@xhedge/evm';
 import {
+  everythingIn,
   type FaultyRpc,
   type LocalTestChain,
   rpcFaultProblems,
   startFaultyRpc,
   startLocalTestChain,
 } from '@xhedge/evm/testing';
-import { AcceptablePriceError, InvalidOrderError, NonceError, NotConfirmedError } from '@xhedge/venue';
+import {
+  AcceptablePriceError,
+  InvalidOrderError,
+  NonceError,
+  NotConfirmedError,
+  VenueError,
+} from '@xhedge/venue';
 import { runVenueConformance } from '@xhedge/venue/conformance';
 import { custom, erc20Abi, formatUnits, getAddress, type Hex, http, keccak256 } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -738,6 +745,101 @@ describe('lyra adapter specifics', () => {
     const res = await cancelling;
     expect((res as { status?: string }).status, String(res)).toBe('filled');
     expect((await store.get('race-1'))?.status).toBe('filled');
+  });
+
+  it('a trade sped up outside its record (a re-signed copy at its nonce) is filled from that copy, not failed', async () => {
+    const store = new MemoryOrderStore<LyraOrderRecord>();
+    const v = venue({ store });
+    await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
+    const err = await v
+      .placeOrder({
+        clientOrderId: 'sped-1',
+        instrument: call3500,
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '1',
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotConfirmedError);
+    const sent = (await store.get('sped-1')) as LyraOrderRecord;
+    let speedUp: Hex | undefined;
+    const speeding = v.sender.replace({ hash: sent.txHash as Hex, nonce: sent.nonce as number }, 'speed-up', {
+      timeoutMs: 10_000,
+      onSigned: (i) => {
+        speedUp = i.hash;
+      },
+    });
+    for (
+      let i = 0;
+      i < 500 &&
+      !(speedUp && (await trader.publicClient.getTransaction({ hash: speedUp }).catch(() => null)));
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 10));
+    await rpc(deployer.publicClient, 'evm_mine', []);
+    expect((await speeding).hash).toBe(speedUp);
+    // The order's own hash is gone and its nonce used: the copy that took it bought the call.
+    const o = await v.getOrderByClientId('sped-1');
+    expect(o?.status).toBe('filled');
+    expect(o?.venueOrderId).toBe(speedUp);
+    expect(o?.filledSizeBase).toBe('1');
+    expect((await v.fetchPositions()).map((p) => [p.instrument, p.sizeBase])).toEqual([[call3500, 1]]);
+    expect((await store.get('sped-1'))?.spend?.state).toBe('committed');
+  });
+
+  it("a cancel that fails, then the chain read after it fails too, throws the cancel's error (the read's as context)", async () => {
+    const faulty = await startFaultyRpc(chain.anvil.rpcUrl);
+    try {
+      const store = new MemoryOrderStore<LyraOrderRecord>();
+      await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
+      const err = await venue({ store })
+        .placeOrder({
+          clientOrderId: 'cf-1',
+          instrument: call3500,
+          side: 'buy',
+          orderType: 'market',
+          sizeBase: '1',
+        })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NotConfirmedError);
+      // The RPC goes down as the cancel is broadcast: the cancel's fate is unknown (its bytes may have
+      // left), and the read that follows it fails.
+      const rpcTransport = http(faulty.url, { retryCount: 0 })({});
+      const v = venue({
+        store,
+        ctx: createEvmContext({
+          venue: 'lyra-local',
+          chain: 'evm:31337',
+          rpcUrls: [faulty.url],
+          privateKey: ANVIL_DEV_KEYS[1],
+          pollingIntervalMs: 50,
+          transport: custom(
+            {
+              request: ({ method, params }) => {
+                if (method === 'eth_sendRawTransaction') faulty.fail('500');
+                return rpcTransport.request({ method, params });
+              },
+            },
+            { retryCount: 0 },
+          ),
+        }),
+      });
+      const cancelErr = (await v.cancelOrder('cf-1').catch((e: unknown) => e)) as VenueError;
+      faulty.fail(undefined);
+      const cancelHash = (await store.get('cf-1'))?.cancelTxHash;
+      expect(cancelHash).toBeDefined();
+      expect(cancelErr).toBeInstanceOf(VenueError);
+      // the cancel's error: its transaction and an unknown outcome, not the read's "not sent"
+      expect(cancelErr.outcome, String(cancelErr)).toBe('unknown');
+      expect(cancelErr.details.txHash).toBe(cancelHash);
+      expect(cancelErr.clientOrderId).toBe('cf-1');
+      expect(cancelErr.details.reconcileErrorCode).toBe('VENUE_NETWORK');
+      expect(String(cancelErr.details.reconcileError)).toMatch(/HTTP request failed/);
+      for (const secret of faulty.secrets) expect(everythingIn(cancelErr)).not.toContain(secret);
+    } finally {
+      faulty.fail(undefined);
+      await faulty.close();
+    }
   });
 
   it('spend cap: concurrent buys cannot pass it together, and a restart still counts the day', async () => {
