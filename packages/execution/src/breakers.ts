@@ -199,6 +199,8 @@ redis.call('HSET', KEYS[1], 'state', 'open', 'openedAt', ARGV[3], 'reason', ARGV
 return {1, st, 'open'}`;
 
 // Venue call outcome into rolling windows; trips when the error share is too high. {trip(0/1), total, errors}
+// KEYS: [1] calls, [2] errors, [3] the venue breaker's hash. A half-open breaker is never tripped from
+// the window: its trial decides (`reportTrial`), and the window still holds the failures that opened it.
 const VENUE_CALL = `
 local now = tonumber(ARGV[1])
 local from = now - tonumber(ARGV[2])
@@ -210,6 +212,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 local total = redis.call('ZCARD', KEYS[1])
 local errs = redis.call('ZCARD', KEYS[2])
+if redis.call('HGET', KEYS[3], 'state') == 'half-open' then return {0, total, errs} end
 if total >= tonumber(ARGV[5]) and errs * 100 >= tonumber(ARGV[6]) * total then return {1, total, errs} end
 return {0, total, errs}`;
 
@@ -230,10 +233,13 @@ end
 return {tostring(lo), tostring(hi)}`;
 
 // A breaker the ledger last saw open, put back only if Redis holds nothing for it (never over a state
-// written since, such as an operator's reset). KEYS: [1] breaker hash, [2] index. ARGV: openedAt,
-// reason, cooldownMs, name. Returns 1 when restored.
+// written since, such as an operator's reset), or, on a server that lost data (ARGV[5] '1'), holds it
+// closed: the trip was among the writes lost. KEYS: [1] breaker hash, [2] index. ARGV: openedAt,
+// reason, cooldownMs, name, lost. Returns 1 when restored.
 const RESTORE_OPEN = `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if ARGV[5] ~= '1' or (redis.call('HGET', KEYS[1], 'state') or 'closed') ~= 'closed' then return 0 end
+end
 redis.call('HSET', KEYS[1], 'state', 'open', 'openedAt', ARGV[1], 'reason', ARGV[2], 'cooldownMs', ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[4])
 return 1`;
@@ -446,9 +452,15 @@ export class BreakerBoard {
    * Puts back every breaker the ledger last saw `open` or `half-open` but Redis lost (a restart without
    * AOF, a failover): as `open` from the time it opened, with its cooldown (so one whose cooldown has
    * passed goes half-open at the next order, as it would have). A breaker Redis holds any state for is
-   * left alone. Audited as `breaker.restore`; returns the names restored. Without a ledger, none.
+   * left alone, except with `serverLostData` (the Redis server lost writes since the last restore: a
+   * restart from an AOF or RDB missing the last ones, a failover to a replica that had not received
+   * them): then one Redis holds `closed` is put back too. Its hash outlives a close, so a breaker that
+   * had tripped and closed before keeps one, and a later trip that was lost leaves it `closed` while the
+   * ledger, written after Redis, says open (the ledger records a close too, so its last word on a
+   * breaker closed since is not `open`). Audited as `breaker.restore`; returns the names restored.
+   * Without a ledger, none.
    */
-  async restoreOpen(o: { actor: string }): Promise<string[]> {
+  async restoreOpen(o: { actor: string; serverLostData?: boolean }): Promise<string[]> {
     if (!this.#ledger) return [];
     const restored: string[] = [];
     for (const ev of await this.#ledger.breakerStates()) {
@@ -473,6 +485,7 @@ export class BreakerBoard {
         ev.reason,
         cooldownMs,
         ev.breaker,
+        o.serverLostData ? '1' : '0',
       )) as number;
       if (put !== 1) continue;
       restored.push(ev.breaker);
@@ -565,7 +578,9 @@ export class BreakerBoard {
   /**
    * One venue request's outcome. Errors, timeouts and calls slower than `latencyMs` count as
    * failures; the venue breaker trips when failures reach `errorRatePct` of at least `minRequests`
-   * calls in the window.
+   * calls in the window. Not while it is half-open: its trial's report closes or re-opens it (the
+   * trial order's own call, recorded before that report, would otherwise be one more sample beside the
+   * failures that opened it, and re-open it however well the trial went).
    */
   async recordVenueCall(
     venue: string,
@@ -577,9 +592,10 @@ export class BreakerBoard {
     const now = this.#clock.nowMs();
     const [trip, total, errs] = (await this.#redis.eval(
       VENUE_CALL,
-      2,
+      3,
       this.#keys.venueCalls(venue),
       this.#keys.venueErrors(venue),
+      this.#keys.breaker(`venue:${venue}`),
       now,
       v.windowSeconds * 1000,
       `${now}:${randomUUID()}`,

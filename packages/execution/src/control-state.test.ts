@@ -88,6 +88,34 @@ describe('control state after Redis loses its data', () => {
     await filled(ok.leg.id);
   });
 
+  it('a trip the server lost comes back open though the breaker had tripped and closed before (its hash survived)', async () => {
+    const key = `${env.prefix}:breaker:venue:pv`;
+    await env.breakers.trip('venue:pv', 'first trip', {}, 600_000);
+    await env.breakers.reset('venue:pv', 'operator:ana', 'fixed');
+    const before = await env.cmd.hgetall(key);
+    expect(before.state).toBe('closed');
+    await env.breakers.trip('venue:pv', 'failure rate 100% ≥ 50%', {}, 600_000);
+    // the server comes back without its last writes (AOF everysec, or a failover to a replica that
+    // missed them): the breaker as before the trip, the control-state key naming the server that is gone
+    await env.cmd.del(key);
+    await env.cmd.hset(key, before);
+    await env.cmd.set(`${env.prefix}:control-state`, 'a-server-that-is-gone');
+    const r = await restoreControlState(parts(), { actor: 'test' });
+    expect(r.breakers).toEqual(['venue:pv']);
+    expect(await env.breakers.status('venue:pv')).toMatchObject({
+      state: 'open',
+      reason: 'failure rate 100% ≥ 50%',
+      cooldownMs: 600_000,
+    });
+    const blocked = await submit();
+    expect(blocked.r).toMatchObject({ outcome: 'blocked', control: 'breaker' });
+    // on a server that kept its data, a breaker Redis has closed stays closed (the ledger may lag it)
+    await env.cmd.hset(key, 'state', 'closed');
+    expect((await restoreControlState(parts(), { actor: 'test' })).breakers).toEqual([]);
+    expect((await env.breakers.status('venue:pv')).state).toBe('closed');
+    await env.breakers.reset('venue:pv', 'operator:ana', 'test over');
+  });
+
   it('the periodic restore puts the state back after a wipe without anyone asking', async () => {
     await env.killSwitch.engage('venue:pv', { actor: 'risk-owner:ana', reason: 'venue drill' });
     const seen: string[] = [];
@@ -107,6 +135,45 @@ describe('control state after Redis loses its data', () => {
       await loop.stop();
     }
     await env.killSwitch.release('venue:pv', { actor: 'risk-owner:ana', reason: 'drill over' });
+  });
+});
+
+/**
+ * The pre-trade windows (hedge notional per window, executions, orders live for the self-cross and
+ * position checks) are control state too: a Redis that lost them must not start a fresh window.
+ */
+describe('pre-trade windows after Redis loses its data', () => {
+  let env: Env;
+  beforeAll(async () => {
+    // about 35 USD an order (0.01 ETH): one fits in the window, two do not
+    env = await makeEnv({ venueKind: 'paper-spot-amm', limits: { maxHedgeNotionalPerWindowUsd: 60 } });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('the restore puts back what the ledger says the window holds', async () => {
+    const leg = (n: number) =>
+      env.intent(n, { instrument: 'ETH-USDC:SPOT', chain: 'evm:1', sizeBase: '0.01' });
+    const first = leg(1);
+    expect((await env.service.submitPlan({ planId: first.planId, legs: [first] }))[0]?.outcome).toBe(
+      'queued',
+    );
+    await until(async () => (await env.ledger.getOrder(clientOrderIdFor(first.id)))?.status === 'filled');
+    const keys = await env.cmd.keys(`${env.prefix}:*`);
+    await env.cmd.del(...keys);
+    await env.restoreControlState();
+    const second = leg(2);
+    const [r] = await env.service.submitPlan({ planId: second.planId, legs: [second] });
+    expect(r).toMatchObject({ outcome: 'blocked', control: 'window-notional-underlying' });
+    expect(env.placed).toEqual([clientOrderIdFor(first.id)]);
+    // restoring again on the same server counts nothing twice
+    await env.cmd.del(`${env.prefix}:control-state`);
+    await env.restoreControlState();
+    const reserved = Number(await env.cmd.hget(`${env.prefix}:ctl:notional`, first.id));
+    expect(reserved).toBeGreaterThan(30);
+    const total = await env.cmd.hget(`${env.prefix}:ctl:notional`, `#total|${env.prefix}:ctl:notional-u:ETH`);
+    expect(Number(total)).toBeCloseTo(reserved, 6);
   });
 });
 

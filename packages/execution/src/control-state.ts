@@ -1,6 +1,7 @@
 import type { Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import type { BreakerBoard } from './breakers.ts';
+import type { PreTradeControls } from './controls.ts';
 import { keysFor } from './keys.ts';
 import type { KillEngagement, KillSwitch } from './kill-switch.ts';
 import type { ExecutionMetrics } from './metrics.ts';
@@ -51,12 +52,12 @@ async function epochOf(redis: Redis, prefix: string): Promise<[epoch: string, re
 }
 
 /**
- * The control state of a deployment (kill switch engagements, open breakers) lives in Redis, and the
- * ledger keeps its durable record. When Redis loses data, that state is put back from the ledger, and
- * until it has been, no order may pass: the order gate requires the `controlState` key to hold the
- * epoch of the Redis server of the moment (its `run_id`), which only a completed restore on that
- * server writes. So trading stops (fail-closed) until a restore has run, instead of going on with
- * whatever the server lost (kill switch engagements, open breakers), after:
+ * The control state of a deployment (kill switch engagements, open breakers, the pre-trade windows)
+ * lives in Redis, and the ledger keeps its durable record. When Redis loses data, that state is put
+ * back from the ledger, and until it has been, no order may pass: the order gate requires the
+ * `controlState` key to hold the epoch of the Redis server of the moment (its `run_id`), which only a
+ * completed restore on that server writes. So trading stops (fail-closed) until a restore has run,
+ * instead of going on with whatever the server lost (kill switch engagements, open breakers), after:
  * - a restart without persistence (everything gone, the key too);
  * - a restart from AOF or RDB that lost the last writes (the key survives, but with the old epoch);
  * - a failover to a replica that had not received the last writes (replication is asynchronous; the
@@ -74,6 +75,12 @@ export interface ControlStateParts {
   breakers: BreakerBoard;
   /** The ledger, for the orders whose send claims a data loss may have taken. */
   ledger: Ledger;
+  /**
+   * The pre-trade controls: after a data loss, their windows (hedge notional, executions, live orders)
+   * are put back from the ledger's orders (`PreTradeControls.restore`). Without them, those windows
+   * start empty on a server that lost them.
+   */
+  controls?: PreTradeControls | undefined;
   /** `xhedge_control_state_restored_timestamp_seconds` is set at each completed restore. */
   metrics?: ExecutionMetrics | undefined;
 }
@@ -83,12 +90,15 @@ export interface RestoredControlState {
   breakers: string[];
   /** Client order ids claimed as `restored` (only when the server had lost its state). */
   sendClaims: string[];
+  /** Orders put back into the pre-trade windows (only when the server had lost its state). */
+  reservations: number;
 }
 
 /**
- * Restores the kill switch and the open breakers from the ledger, then marks the state complete for
- * the Redis server it ran on. Throws, marking nothing, when the server changed during the restore
- * (what it wrote may be gone): the next run starts over.
+ * Restores the kill switch, the open breakers and (after a loss, with `controls`) the pre-trade windows
+ * from the ledger, then marks the state complete for the Redis server it ran on. Throws, marking
+ * nothing, when the server changed during the restore (what it wrote may be gone): the next run starts
+ * over.
  */
 export async function restoreControlState(
   p: ControlStateParts,
@@ -96,7 +106,8 @@ export async function restoreControlState(
 ): Promise<RestoredControlState> {
   const [epoch, intact] = await epochOf(p.redis, p.prefix);
   const killSwitch = await p.killSwitch.restore(o);
-  const breakers = await p.breakers.restoreOpen(o);
+  // on a server that lost data, a breaker it holds closed may have lost its trip
+  const breakers = await p.breakers.restoreOpen({ actor: o.actor, serverLostData: !intact });
   // Only after a loss: on a server that kept its state, a queued order has its claim or none was taken.
   // (A loss during the restore fails the mark below, and the next run sees it.)
   const sendClaims = intact
@@ -108,6 +119,13 @@ export async function restoreControlState(
       action: 'send-claim.restore',
       details: { epoch, count: sendClaims.length, clientOrderIds: sendClaims.slice(0, 100) },
     });
+  const reservations = intact || !p.controls ? 0 : await p.controls.restore(p.ledger);
+  if (reservations > 0)
+    await p.ledger.audit({
+      actor: o.actor,
+      action: 'pre-trade-windows.restore',
+      details: { epoch, orders: reservations },
+    });
   const k = keysFor(p.prefix);
   const marked = await evalScript(p.redis, MARK_RESTORED, [k.controlState], [epoch]);
   if (Number(marked) !== 1)
@@ -115,7 +133,7 @@ export async function restoreControlState(
       `the Redis server changed (run_id ${epoch} is gone) while the control state was being restored; the restore runs again`,
     );
   p.metrics?.controlStateRestoredAt.set(Date.now() / 1000);
-  return { killSwitch, breakers, sendClaims };
+  return { killSwitch, breakers, sendClaims, reservations };
 }
 
 /**
@@ -137,7 +155,8 @@ export function keepControlStateRestored(
   let running: Promise<void> | undefined;
   const once = () =>
     restoreControlState(p, { actor: o.actor }).then((x) => {
-      if (x.killSwitch.length > 0 || x.breakers.length > 0 || x.sendClaims.length > 0) o.onRestored?.(x);
+      if (x.killSwitch.length > 0 || x.breakers.length > 0 || x.sendClaims.length > 0 || x.reservations > 0)
+        o.onRestored?.(x);
       return x;
     });
   const track = (r: Promise<unknown>, report: boolean) => {

@@ -268,6 +268,52 @@ describe('pre-trade controls', () => {
     });
   });
 
+  it('position limit: orders in flight on the same side count, concurrent checks included', async () => {
+    clock.advance(120_000);
+    const own = new PreTradeControls({
+      redis: cmd,
+      prefix: `xhc${randomBytes(4).toString('hex')}`,
+      limits,
+      clock,
+    });
+    const at = clock.nowMs();
+    // 8 ETH held, cap ±10: each 1.5 ETH buy passes alone, both together would hold 11
+    const a = leg(50, { sizeBase: '1.5', createdAtMs: at, planId: 'plan_p', venue: 'v2' });
+    const b = leg(51, { sizeBase: '1.5', createdAtMs: at, planId: 'plan_p', venue: 'v3' });
+    const ctx = { positionBase: 8 };
+    expect(own.checkOrder(a, ctx)).toEqual({ ok: true });
+    expect(own.checkOrder(b, ctx)).toEqual({ ok: true });
+    const both = await Promise.all([a, b].map((l) => own.check(l, ctx, { reserve: true })));
+    expect(both.filter((r) => r.ok)).toHaveLength(1);
+    expect(both.find((r) => !r.ok)).toEqual({
+      ok: false,
+      control: 'position-limit',
+      reason: 'position would be 11 ETH > ±10 ETH with the same-side orders in flight',
+    });
+    const [passed, refused] = both[0]?.ok ? [a, b] : [b, a];
+    // its own reservation is not counted against itself (the check right before the send)
+    expect(await own.check(passed, ctx, { reserve: true })).toEqual({ ok: true });
+    // a sell in flight makes no room: it may still fail
+    const sell = leg(52, { side: 'sell', sizeBase: '3', createdAtMs: at, planId: 'plan_p', venue: 'v1' });
+    expect(await own.check(sell, ctx, { reserve: true })).toEqual({ ok: true });
+    expect(await own.check(refused, ctx, { reserve: false })).toMatchObject({ control: 'position-limit' });
+    // an order that ends without trading frees its room
+    await own.release(passed);
+    expect(await own.check(refused, ctx, { reserve: true })).toEqual({ ok: true });
+    // an option order does not move the linear position, and takes no room from it
+    const call = leg(53, { instrument: 'ETH-USD:OPT:20261225:4000:C', sizeBase: '1.5', createdAtMs: at });
+    expect(await own.check(call, { positionBase: 0 }, { reserve: true })).toEqual({ ok: true });
+    expect(
+      await own.check(leg(54, { sizeBase: '1.5', createdAtMs: at }), ctx, { reserve: false }),
+    ).toMatchObject({ control: 'position-limit' });
+    await own.settle(refused);
+    expect(await own.check(leg(54, { sizeBase: '1.5', createdAtMs: at }), ctx, { reserve: false })).toEqual({
+      ok: true,
+    });
+    // a position that is not a number is refused, not compared
+    expect(own.checkOrder(a, { positionBase: Number.NaN })).toMatchObject({ control: 'position-limit' });
+  });
+
   it('client order ids are deterministic and within 64 characters', () => {
     expect(clientOrderIdFor('int_abc')).toBe('xh-int_abc');
     const long = clientOrderIdFor('x'.repeat(100));

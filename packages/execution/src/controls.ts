@@ -1,5 +1,13 @@
 import { capFor, type LimitsConfig } from '@xhedge/config';
-import { type Clock, type HedgeIntent, systemClock } from '@xhedge/core';
+import {
+  type Clock,
+  type HedgeIntent,
+  type OrderStatus,
+  parseInstrumentId,
+  systemClock,
+  TERMINAL_ORDER_STATUSES,
+} from '@xhedge/core';
+import type { Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import type { z } from 'zod';
 import { keysFor } from './keys.ts';
@@ -75,13 +83,18 @@ export interface MarketDataSource {
   invalidatePositions?(venue: string): void;
 }
 
-// Rolling-window notional (per underlying and per venue), repeated-execution count and self-cross,
-// checked and reserved atomically. An intent is reserved once (idempotent per intent id: a re-check
-// before send or after a retry never counts it twice). Notional windows are sorted sets of
-// `<id>|<notionalUsd>` with a running total per set (field `#total|<key>` of the notional hash), so a
-// check costs O(expired members), not O(members). A Lua function so the combined order gate (gate.ts)
-// runs the same code in its one script. K: the six keys of `windowKeys`; A: the 13 values of
-// `windowArgs`. Returns {'ok', ''} or {control, detail}.
+// Rolling-window notional (per underlying and per venue), repeated-execution count, self-cross and the
+// position limit with the orders in flight, checked and reserved atomically. An intent is reserved
+// once (idempotent per intent id: a re-check before send or after a retry never counts it twice).
+// Notional windows are sorted sets of `<id>|<notionalUsd>` with a running total per set (field
+// `#total|<key>` of the notional hash), so a check costs O(expired members), not O(members). A Lua
+// function so the combined order gate (gate.ts) runs the same code in its one script. K: the six keys
+// of `windowKeys`; A: the 16 values of `windowArgs`. Returns {'ok', ''} or {control, detail}.
+// Position limit: a live intent (the self-cross set) on a linear instrument keeps its signed size in
+// field `#pos|<id>` of the side-info hash until it ends; the positions the venues report do not hold
+// it yet (a partly filled one counts whole until it ends: the safe side). The order is checked against
+// the reported position plus the live intents on its own side (those on the other side may still
+// fail, so they make no room), by the rule `checkOrder` applies to the position alone.
 export const WINDOW_FN = `
 local function window(K, A)
   local id, now = A[1], tonumber(A[2])
@@ -123,7 +136,7 @@ local function window(K, A)
   if n + 1 > tonumber(A[7]) then return {'repeated-execution', tostring(n + 1)} end
   -- self-cross: another intent still live (reserved, not settled) on the other side of the same
   -- underlying, on a different venue, from a different plan
-  for _, m in ipairs(trim(K[5], tonumber(A[8]))) do redis.call('HDEL', K[6], m) end
+  for _, m in ipairs(trim(K[5], tonumber(A[8]))) do redis.call('HDEL', K[6], m, '#pos|' .. m) end
   for _, m in ipairs(redis.call('ZRANGE', K[5], 0, -1)) do
     if m ~= id then
       local info = redis.call('HGET', K[6], m)
@@ -131,6 +144,18 @@ local function window(K, A)
         local side, venue, plan = string.match(info, '^([^|]+)|([^|]*)|(.*)$')
         if side ~= A[10] and venue ~= A[13] and plan ~= A[11] then return {'self-cross', m} end
       end
+    end
+  end
+  local pos, cap, size = tonumber(A[14]), tonumber(A[15]), tonumber(A[16])
+  if pos and cap and size and size ~= 0 then
+    local before = pos
+    for _, m in ipairs(redis.call('ZRANGE', K[5], 0, -1)) do
+      local q = m ~= id and tonumber(redis.call('HGET', K[6], '#pos|' .. m) or '') or nil
+      if q and q * size > 0 then before = before + q end
+    end
+    local after = before + size
+    if math.abs(after) > cap and math.abs(after) > math.abs(before) then
+      return {'position-limit', tostring(after)}
     end
   end
   if A[12] == '1' then
@@ -145,6 +170,7 @@ local function window(K, A)
     redis.call('ZADD', K[4], 'NX', now, id)
     redis.call('ZADD', K[5], 'NX', now, id)
     redis.call('HSET', K[6], id, A[9])
+    if size then redis.call('HSET', K[6], '#pos|' .. id, A[16]) end
   end
   return {'ok', ''}
 end
@@ -161,11 +187,43 @@ if r then
   end
   redis.call('HDEL', KEYS[3], id)
 end
-redis.call('ZREM', KEYS[4], id); redis.call('ZREM', KEYS[5], id); redis.call('HDEL', KEYS[6], id)
+redis.call('ZREM', KEYS[4], id); redis.call('ZREM', KEYS[5], id); redis.call('HDEL', KEYS[6], id, '#pos|' .. id)
 return 1`;
 
+// An order the ledger holds, put back into the windows after Redis lost them (`restore`): its notional
+// and execution at the time it was recorded, unless the intent is reserved already, and, while it is
+// live, its self-cross and position entries. KEYS: windowKeys. ARGV: [1] id, [2] recorded at, [3]
+// notional, [4] live ('1'/'0'), [5] self-cross info, [6] signed linear size or '', [7] now.
+const RESTORE = `
+local id = ARGV[1]
+if not redis.call('HGET', KEYS[3], id) then
+  local member = id .. '|' .. ARGV[3]
+  for i = 1, 2 do
+    redis.call('ZADD', KEYS[i], ARGV[2], member)
+    redis.call('HINCRBYFLOAT', KEYS[3], '#total|' .. KEYS[i], ARGV[3])
+  end
+  redis.call('HSET', KEYS[3], id, ARGV[3])
+end
+redis.call('ZADD', KEYS[4], 'NX', ARGV[2], id)
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[5], 'NX', ARGV[7], id)
+  redis.call('HSET', KEYS[6], id, ARGV[5])
+  if ARGV[6] ~= '' then redis.call('HSET', KEYS[6], '#pos|' .. id, ARGV[6]) end
+end
+return 1`;
+
+/** Orders that are not over: they count as live (self-cross, position in flight). */
+const LIVE: readonly OrderStatus[] = [
+  'planned',
+  'queued',
+  'sent',
+  'acknowledged',
+  'partially-filled',
+  'outcome-unknown',
+];
+
 // The intent is no longer live (it ended): it stops counting for the self-cross check only.
-const SETTLE = `redis.call('ZREM', KEYS[1], ARGV[1]); redis.call('HDEL', KEYS[2], ARGV[1]); return 1`;
+const SETTLE = `redis.call('ZREM', KEYS[1], ARGV[1]); redis.call('HDEL', KEYS[2], ARGV[1], '#pos|' .. ARGV[1]); return 1`;
 
 export interface PreTradeControlsOptions {
   redis: Redis;
@@ -270,6 +328,11 @@ export class PreTradeControls {
     }
     const maxPos = L.maxPositionBase[intent.underlying];
     if (maxPos !== undefined && ctx.positionBase !== undefined) {
+      if (!Number.isFinite(ctx.positionBase))
+        return fail(
+          'position-limit',
+          `position in ${intent.underlying} is not a number: ${ctx.positionBase}`,
+        );
       const after = ctx.positionBase + (intent.side === 'buy' ? size : -size);
       if (Math.abs(after) > maxPos && Math.abs(after) > Math.abs(ctx.positionBase)) {
         return fail('position-limit', `position would be ${after} > ±${maxPos} ${intent.underlying}`);
@@ -356,10 +419,19 @@ export class PreTradeControls {
     ];
   }
 
-  /** The arguments of the window checks (`WINDOW_FN`'s `A`), in order. */
+  /**
+   * The arguments of the window checks (`WINDOW_FN`'s `A`), in order: 13, then the position limit's 3
+   * (the position, the cap and the order's signed size; '' for what does not apply).
+   */
   windowArgs(intent: HedgeIntent, ctx: ControlContext, reserve: boolean): (string | number)[] {
     const L = this.#limits;
     const notional = Number(intent.sizeBase) * (ctx.mark?.priceUsd ?? intent.referencePriceUsd);
+    // options do not move the linear position the limit caps (`ControlContext.positionBase`)
+    const sizeBase = Number(intent.sizeBase) * (intent.side === 'buy' ? 1 : -1);
+    const linear = movesLinearPosition(intent.instrument) && Number.isFinite(sizeBase);
+    const maxPos = L.maxPositionBase[intent.underlying];
+    const pos = ctx.positionBase;
+    const checked = linear && maxPos !== undefined && pos !== undefined && Number.isFinite(pos);
     return [
       intent.id,
       this.#clock.nowMs(),
@@ -374,6 +446,9 @@ export class PreTradeControls {
       intent.planId,
       reserve ? '1' : '0',
       intent.venue,
+      checked ? pos : '',
+      checked ? maxPos : '',
+      linear ? sizeBase : '',
     ];
   }
 
@@ -385,9 +460,11 @@ export class PreTradeControls {
     const reason =
       control === 'self-cross'
         ? `opposite-side intent ${detail} on ${intent.underlying} is live on another venue`
-        : control === 'repeated-execution'
-          ? `${detail} executions on ${intent.underlying} within ${L.repeatedExecution.windowSeconds}s > ${L.repeatedExecution.maxExecutions}`
-          : `${Number(detail).toFixed(2)} USD in ${L.windowSeconds}s > ${L.maxHedgeNotionalPerWindowUsd} USD`;
+        : control === 'position-limit'
+          ? `position would be ${detail} ${intent.underlying} > ±${L.maxPositionBase[intent.underlying]} ${intent.underlying} with the same-side orders in flight`
+          : control === 'repeated-execution'
+            ? `${detail} executions on ${intent.underlying} within ${L.repeatedExecution.windowSeconds}s > ${L.repeatedExecution.maxExecutions}`
+            : `${Number(detail).toFixed(2)} USD in ${L.windowSeconds}s > ${L.maxHedgeNotionalPerWindowUsd} USD`;
     return fail(control, reason);
   }
 
@@ -407,6 +484,48 @@ export class PreTradeControls {
     await this.#redis.zadd(this.#keys.ctlSide(intent.underlying), 'XX', this.#clock.nowMs(), intent.id);
   }
 
+  /**
+   * After Redis lost its data (see control-state.ts): puts back from the ledger what the windows held,
+   * so the restored server does not start a fresh window (a second window's notional and executions
+   * on top of what went out). Every order recorded within the longer of the two windows that traded or
+   * is not over counts its notional (size × reference price) and execution at the time it was
+   * recorded; every order not over is live again (self-cross, position in flight). An intent Redis
+   * still holds is not counted twice. Returns how many orders were put back.
+   */
+  async restore(ledger: Ledger): Promise<number> {
+    const L = this.#limits;
+    const now = this.#clock.nowMs();
+    const horizonMs = Math.max(L.windowSeconds, L.repeatedExecution.windowSeconds) * 1000;
+    const orders = new Map(
+      [
+        ...(await ledger.listAllOrders({ fromMs: now - horizonMs })),
+        ...(await ledger.listAllOrders({ status: LIVE })),
+      ].map((x) => [x.clientOrderId, x]),
+    );
+    let n = 0;
+    for (const order of orders.values()) {
+      const live = !TERMINAL_ORDER_STATUSES.has(order.status);
+      if (!live && order.status !== 'filled' && !(Number(order.filledSizeBase) > 0)) continue;
+      const intent = await ledger.getIntent(order.intentId);
+      if (!intent) continue;
+      const args = this.windowArgs(intent, {}, true);
+      await this.#redis.eval(
+        RESTORE,
+        6,
+        ...this.windowKeys(intent),
+        intent.id,
+        order.createdAtMs,
+        Number(intent.sizeBase) * intent.referencePriceUsd,
+        live ? '1' : '0',
+        args[8] as string,
+        args[15] as string | number,
+        now,
+      );
+      n += 1;
+    }
+    return n;
+  }
+
   /** Gives back an intent's reservation (it was blocked, rejected or failed without filling). */
   async release(intent: Pick<HedgeIntent, 'id' | 'underlying' | 'venue'>): Promise<void> {
     const k = this.#keys;
@@ -421,6 +540,15 @@ export class PreTradeControls {
       k.ctlSideInfo,
       intent.id,
     );
+  }
+}
+
+/** Whether an order in this instrument moves the linear position (perps, futures, spot; not options). */
+function movesLinearPosition(instrument: string): boolean {
+  try {
+    return parseInstrumentId(instrument).kind !== 'option';
+  } catch {
+    return true; // ids are checked at the boundary; an odd one is counted rather than missed
   }
 }
 

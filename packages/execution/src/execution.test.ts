@@ -534,3 +534,32 @@ describe('a half-open trial order the venue rejects', () => {
     expect(states).toEqual(['open', 'half-open', 'closed']);
   });
 });
+
+describe('a venue breaker its own failure rate tripped', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv();
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('closes on a good half-open trial, though the failures that tripped it are still in its window', async () => {
+    // 5 failed calls of 5 (the defaults: minRequests 5, 50%, a 60 s window, a 30 s cooldown)
+    for (let i = 0; i < 5; i++)
+      await env.breakers.recordVenueCall('pv', { ok: false, timedOut: true, latencyMs: 10 });
+    expect((await env.breakers.status('venue:pv')).state).toBe('open');
+    // the cooldown has passed (the failures have not left the 60 s window): the next send is the trial
+    await env.cmd.hset(keysFor(env.prefix).breaker('venue:pv'), 'openedAt', String(Date.now() - 31_000));
+    const trial = env.intent(1);
+    await env.service.submitPlan({ planId: trial.planId, legs: [trial] });
+    expect((await ended(env, clientOrderIdFor(trial.id))).status).toBe('filled');
+    // the trial's own good call is not a sixth sample that re-trips it on the five old failures
+    expect((await env.breakers.status('venue:pv')).state).toBe('closed');
+    const states = (await env.ledger.listBreakerEvents({ breaker: 'venue:pv' })).map((e) => e.toState);
+    expect(states.reverse()).toEqual(['open', 'half-open', 'closed']);
+    const next = env.intent(2);
+    await env.service.submitPlan({ planId: next.planId, legs: [next] });
+    expect((await ended(env, clientOrderIdFor(next.id))).status).toBe('filled');
+  });
+});

@@ -21,9 +21,9 @@ import { parseSendClaim, SEND_CLAIM_TTL_MS, type SendClaim } from './send-claim.
 // KEYS: [1] kill hash, [2..7] window keys, then nb breaker hashes, then nb trial keys, then the
 //       control-state key, then (claiming) the send-claim key.
 // ARGV: [1] now, [2] nb, [3] takeTrial, [4] trial token, [5] trial ttl ms, [6] reduceOnly,
-//       [7..9] kill scopes, [10..22] window args, [23] control state required, [24] claim ('1'/'0'),
+//       [7..9] kill scopes, [10..22] window args 1-13, [23] control state required, [24] claim ('1'/'0'),
 //       [25] the per-order checks passed ('1'/'0'), [26] claimant, [27] claim ttl ms,
-//       [28] the breakers' reduce-only flags, one '1'/'0' per breaker.
+//       [28] the breakers' reduce-only flags, one '1'/'0' per breaker, [29..31] window args 14-16.
 // Returns {verdict, detail, extra, moved[, trials, passed]}; moved/trials are 1-based breaker indexes,
 // passed the reduce-only passes ('ok' only).
 // Verdict 'state-lost': no control state restored on this Redis server (see control-state.ts);
@@ -76,6 +76,7 @@ local function gate()
   if blocked then return {'breaker', tostring(blocked[1]), blocked[2] .. '|' .. blocked[3], moved} end
   local A = {}
   for i = 1, 13 do A[i] = ARGV[9 + i] end
+  for i = 14, 16 do A[i] = ARGV[15 + i] end
   local r = window({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, A)
   if r[1] ~= 'ok' then return {r[1], r[2], '', moved} end
   for _, j in ipairs(trials) do redis.call('SET', KEYS[7 + nb + j], ARGV[4], 'PX', ARGV[5]) end
@@ -194,6 +195,8 @@ export class OrderGate {
     const scopes = ['global', `venue:${intent.venue}`, `underlying:${intent.underlying}`];
     const token = randomUUID();
     const nowMs = Math.floor(this.#clock.nowMs());
+    // a failed per-order check still runs the kill/breaker gates but reserves nothing
+    const windowArgs = this.#controls.windowArgs(intent, ctx, o.reserve && pure.ok);
     const keys = [
       this.#kill.stateKey,
       ...this.#controls.windowKeys(intent),
@@ -210,14 +213,14 @@ export class OrderGate {
       this.#breakers.trialTtlMs,
       intent.reduceOnly ? '1' : '0',
       ...scopes,
-      // a failed per-order check still runs the kill/breaker gates but reserves nothing
-      ...this.#controls.windowArgs(intent, ctx, o.reserve && pure.ok),
+      ...windowArgs.slice(0, 13),
       this.#requireState || o.claim ? '1' : '0',
       o.claim ? '1' : '0',
       pure.ok ? '1' : '0',
       o.claim?.by ?? '',
       SEND_CLAIM_TTL_MS,
       bk.reduceOnly,
+      ...windowArgs.slice(13),
     ])) as [string, string, string, number[], number[] | undefined, string[] | undefined];
     for (const j of moved) {
       const name = names[j - 1];

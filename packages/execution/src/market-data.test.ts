@@ -3,7 +3,7 @@ import { createMarketSimulator } from '@xhedge/sim';
 import { createPaperVenue } from '@xhedge/venue-paper';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VenueMarketData } from './market-data.ts';
-import { type Env, makeEnv } from './test-env.ts';
+import { type Env, makeEnv, until } from './test-env.ts';
 
 /** A funded paper venue on its own ETH market (the market is shared when given). */
 function venueOn(
@@ -240,6 +240,32 @@ describe('pre-trade checks fed by VenueMarketData (end to end through submitPlan
     const sell = env.intent(4, { referencePriceUsd: await mark(), side: 'sell' });
     const [s] = await env.service.submitPlan({ planId: sell.planId, legs: [sell] });
     expect(s?.outcome).toBe('queued');
+  });
+
+  it('position limit: legs of one plan checked at once count each other (no leg sees a position without the others)', async () => {
+    const capped = await makeEnv({ marketData: true, limits: { maxPositionBase: { ETH: 1 } } });
+    try {
+      const [m] = await capped.paper.fetchMarks(['ETH-USD:PERP']);
+      const px = m?.markPriceUsd ?? Number.NaN;
+      // nothing held; each 0.6 ETH buy fits under ±1 ETH alone, the two together do not
+      const legs = [1, 2].map((n) =>
+        capped.intent(n, { referencePriceUsd: px, sizeBase: '0.6', planId: capped.intent(1).planId }),
+      );
+      const rs = await capped.service.submitPlan({ planId: legs[0]?.planId as string, legs });
+      expect(rs.map((r) => r.outcome).sort()).toEqual(['blocked', 'queued']);
+      const blocked = rs.find((r) => r.outcome === 'blocked');
+      expect(blocked).toMatchObject({ control: 'position-limit' });
+      expect(blocked?.reason).toMatch(
+        /position would be 1\.2 ETH > ±1 ETH with the same-side orders in flight/,
+      );
+      const queued = rs.find((r) => r.outcome === 'queued');
+      await until(
+        async () => (await capped.ledger.getOrder(queued?.clientOrderId as string))?.status === 'filled',
+      );
+      expect(capped.placed).toEqual([queued?.clientOrderId]);
+    } finally {
+      await capped.close();
+    }
   });
 
   it('venue exposure: a cap on what the venue holds blocks an order that grows it, not one that shrinks it', async () => {

@@ -169,7 +169,7 @@ export async function makeEnv(opts: MakeEnvOptions = {}): Promise<Env> {
     pool,
     marketData,
     restoreControlState: () =>
-      restoreControlState({ redis: cmd, prefix, killSwitch, breakers, ledger }, { actor: 'test' }),
+      restoreControlState({ redis: cmd, prefix, killSwitch, breakers, ledger, controls }, { actor: 'test' }),
     intent: (n, over = {}) => ({
       id: deterministicId('int', prefix, n),
       planId: deterministicId('plan', prefix, n),

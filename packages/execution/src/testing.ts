@@ -173,7 +173,7 @@ export async function controlStack(o: {
     ...opt,
   });
   const killSwitch = new KillSwitch({ redis, prefix, ledger, ...opt });
-  await restoreControlState({ redis, prefix, killSwitch, breakers, ledger }, { actor: 'test' });
+  await restoreControlState({ redis, prefix, killSwitch, breakers, ledger, controls }, { actor: 'test' });
   return {
     controls,
     breakers,

@@ -347,11 +347,13 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       clock,
     });
     const killSwitch = new KillSwitch({ redis, prefix, ledger, metrics: execMetrics, clock });
-    // Fail-closed: kill-switch engagements and open breakers the ledger holds but Redis lost come back
-    // before anything trades, and every 5 s while the run goes (a Redis restart or failover can happen
-    // at any time); until a restore has run on the Redis of the moment, the order gate passes nothing.
+    const controls = new PreTradeControls({ redis, prefix, limits: config.limits, clock });
+    // Fail-closed: kill-switch engagements, open breakers and the pre-trade windows (hedge notional,
+    // executions, orders in flight) the ledger holds but Redis lost come back before anything trades,
+    // and every 5 s while the run goes (a Redis restart or failover can happen at any time); until a
+    // restore has run on the Redis of the moment, the order gate passes nothing.
     const restorer = keepControlStateRestored(
-      { redis, prefix, killSwitch, breakers, ledger, metrics: execMetrics },
+      { redis, prefix, killSwitch, breakers, ledger, controls, metrics: execMetrics },
       {
         actor: 'run',
         intervalMs: 5_000,
@@ -363,13 +365,17 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
             );
           for (const b of r.breakers)
             log.warn({ breaker: b }, `breaker ${b} restored open from the ledger (missing in Redis)`);
+          if (r.reservations > 0)
+            log.warn(
+              { orders: r.reservations },
+              `pre-trade windows restored from the ledger: ${r.reservations} orders (Redis lost them)`,
+            );
         },
         onError: (err) => log.error({ err }, 'restoring the control state from the ledger failed'),
       },
     );
     closers.push({ name: 'control-state restore', close: () => restorer.stop() });
     await restorer.first;
-    const controls = new PreTradeControls({ redis, prefix, limits: config.limits, clock });
     const configStore = new SharedConfigStore({ redis, prefix, config });
     await configStore.init();
     const bus = new SnapshotBus(ledger);
