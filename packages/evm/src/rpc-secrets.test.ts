@@ -98,6 +98,7 @@ describe.each(['500', 'hang', 'close'] as const)(
         ['status nonce read', ['eth_getTransactionCount'], () => sender.status(hash, 0)],
         ['status receipt read', undefined, () => sender.status(hash, 0)],
         ['nonces', undefined, () => sender.nonces()],
+        ['minedAtNonce', undefined, () => sender.minedAtNonce(0)],
         // estimateCost: the fee reads, then the L1 fee read (an OP Stack oracle read).
         [
           'estimateCost fees',
@@ -146,7 +147,12 @@ describe.each(['500', 'hang', 'close'] as const)(
       for (const [what, methods, run] of cases) {
         faulty.fail(fault, methods);
         try {
-          expectMapped(await fail(run(), what), fault, what);
+          const err = await fail(run(), what);
+          expectMapped(err, fault, what);
+          // reads about a signed transaction: a failure is outcome unknown, never not-sent (the worker
+          // would send the order again, or record it as never at the venue)
+          if (what.startsWith('status') || what === 'minedAtNonce')
+            expect((err as VenueError).outcome, what).toBe('unknown');
         } finally {
           faulty.fail(undefined);
         }

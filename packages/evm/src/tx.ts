@@ -437,6 +437,9 @@ export class TxSender {
   /** Where a transaction stands (used to reconcile an unknown outcome). */
   async status(hash: Hex, nonce?: number): Promise<TxStatus> {
     const c = this.ctx.publicClient;
+    // A read that fails says nothing about a transaction that was signed and may be out: outcome
+    // unknown, never not-sent (a caller would send the order again, or record it as never sent).
+    const afterSend = { ...this.errCtx(undefined, { txHash: hash }), afterSigning: true };
     try {
       const receipt = await c.getTransactionReceipt({ hash });
       return { state: 'mined', receipt };
@@ -447,7 +450,7 @@ export class TxSender {
           err.walk((e) => (e as { name?: string }).name === 'TransactionReceiptNotFoundError')
         )
       ) {
-        throw toVenueError(err, this.errCtx(undefined, { txHash: hash }));
+        throw toVenueError(err, afterSend);
       }
     }
     try {
@@ -460,7 +463,7 @@ export class TxSender {
           err.walk((e) => (e as { name?: string }).name === 'TransactionNotFoundError')
         )
       ) {
-        throw toVenueError(err, this.errCtx(undefined, { txHash: hash }));
+        throw toVenueError(err, afterSend);
       }
     }
     if (nonce !== undefined) {
@@ -468,7 +471,7 @@ export class TxSender {
       try {
         latest = await c.getTransactionCount({ address: this.address, blockTag: 'latest' });
       } catch (err) {
-        throw toVenueError(err, this.errCtx(undefined, { txHash: hash }));
+        throw toVenueError(err, afterSend);
       }
       if (latest > nonce) {
         // The nonce was used, maybe by this very transaction, mined after the lookups above (a node
@@ -482,7 +485,7 @@ export class TxSender {
               err.walk((e) => (e as { name?: string }).name === 'TransactionReceiptNotFoundError')
             )
           ) {
-            throw toVenueError(err, this.errCtx(undefined, { txHash: hash }));
+            throw toVenueError(err, afterSend);
           }
         }
         return { state: 'replaced', nonce };
@@ -532,7 +535,8 @@ export class TxSender {
         receipt: await c.getTransactionReceipt({ hash: tx.hash }),
       };
     } catch (err) {
-      throw toVenueError(err, this.errCtx(undefined, { nonce }));
+      // asked about a nonce an order's transaction was signed for: outcome unknown, as in status()
+      throw toVenueError(err, { ...this.errCtx(undefined, { nonce }), afterSigning: true });
     }
   }
 
