@@ -1,11 +1,11 @@
 import { PoliciesConfig, VENUE_KIND_FAMILY, VenueConfig } from '@xhedge/config';
 import { namesForMessage, Underlying, VenueId } from '@xhedge/core';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { actorOf } from './auth.ts';
 import { ApiError } from './errors.ts';
-import type { Actor, ApiPorts, ControlsPort, TimeRange } from './ports.ts';
+import type { Actor, ApiPorts, ControlsPort, ControlTargets, TimeRange } from './ports.ts';
 import {
   AuditEntryView,
   BookMarkView,
@@ -41,16 +41,22 @@ const SECRET_KEY_RE = /(private.?key|secret|mnemonic|seed.?phrase|password|passp
 /** How deep a venue's `params` may nest: adapter settings are a few levels deep, not thousands. */
 const MAX_PARAMS_DEPTH = 16;
 
+/** What stands for the part of a URL that may hold a key, in what the API shows. */
+const MASK = '[redacted]';
+const MASKED_MESSAGE = `a URL as the API shows it (${MASK}); give the whole URL, or {env: VAR_NAME} when it holds a key`;
+
 /**
  * What is wrong in a venue's `params`, walked without recursion (a body nested thousands of levels deep
- * must be refused, not overflow the stack): keys that look like a secret with an inline value, and the
- * first place nested deeper than {@link MAX_PARAMS_DEPTH}, which is not walked further.
+ * must be refused, not overflow the stack): keys that look like a secret with an inline value, URLs
+ * masked as the API shows them, and the first place nested deeper than {@link MAX_PARAMS_DEPTH}, which
+ * is not walked further.
  */
 function paramsIssues(params: Record<string, unknown>): { path: (string | number)[]; message: string }[] {
   const out: { path: (string | number)[]; message: string }[] = [];
   let tooDeep = false;
   const inline = ([k, v]: [string | number, unknown]) =>
     typeof k === 'string' && SECRET_KEY_RE.test(k) && (typeof v === 'string' || typeof v === 'number');
+  const masked = ([, v]: [string | number, unknown]) => typeof v === 'string' && v.includes(MASK);
   const stack: { value: unknown; path: (string | number)[] }[] = [{ value: params, path: ['params'] }];
   while (stack.length > 0) {
     const { value, path } = stack.pop() as { value: unknown; path: (string | number)[] };
@@ -71,6 +77,8 @@ function paramsIssues(params: Record<string, unknown>): { path: (string | number
     }
     for (const [k] of entries.filter(inline))
       out.push({ path: [...path, k], message: 'inline secret not allowed; use credentials {env: VAR_NAME}' });
+    for (const [k] of entries.filter((e) => !inline(e) && masked(e)))
+      out.push({ path: [...path, k], message: MASKED_MESSAGE });
     // pushed last to first: walked in the order of the body
     for (const [k, v] of entries.filter((e) => !inline(e)).reverse())
       stack.push({ value: v, path: [...path, k] });
@@ -80,7 +88,7 @@ function paramsIssues(params: Record<string, unknown>): { path: (string | number
 
 /** The checks a venue gets from the config file's parent: chain family, no inline secrets. */
 function venueChecks(
-  v: { kind: VenueConfig['kind']; chain: string; params: Record<string, unknown> },
+  v: Pick<VenueConfig, 'kind' | 'chain' | 'endpoints' | 'params'>,
   ctx: z.RefinementCtx,
 ): void {
   const family = VENUE_KIND_FAMILY[v.kind];
@@ -90,6 +98,14 @@ function venueChecks(
       path: ['chain'],
       message: `a ${v.kind} venue runs on a ${family} chain, not ${v.chain}`,
     });
+  // a view sent back: the venue would run on the masked URLs
+  const urls: [(string | number)[], unknown][] = [
+    ...(v.endpoints.rpc ?? []).map((u, i): [(string | number)[], unknown] => [['endpoints', 'rpc', i], u]),
+    [['endpoints', 'ws'], v.endpoints.ws],
+  ];
+  for (const [path, url] of urls)
+    if (typeof url === 'string' && url.includes(MASK))
+      ctx.addIssue({ code: 'custom', path, message: MASKED_MESSAGE });
   for (const { path, message } of paramsIssues(v.params)) ctx.addIssue({ code: 'custom', path, message });
 }
 
@@ -104,14 +120,46 @@ export const VenueUpdateBody = VenueConfig.extend({
   enabled: z.boolean().optional().describe('left out: the venue stays enabled or disabled as it is'),
 }).superRefine(venueChecks);
 
+/**
+ * A string as the API shows it: a URL whose userinfo, path, query or fragment could hold an API key
+ * (`https://arb-mainnet.g.alchemy.com/v2/<key>`, `…/prices/tickers?apikey=…`) by its origin alone,
+ * `https://host/[redacted]`, as the EVM layer names RPC URLs in errors; anything else as it is.
+ */
+function shown(value: string): string {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return value;
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    return MASK;
+  }
+  const keyed =
+    u.username !== '' || u.password !== '' || u.pathname.length > 1 || u.search !== '' || u.hash !== '';
+  return keyed ? `${u.protocol}//${u.host}/${MASK}` : value;
+}
+
+/** `value` with every string in it as {@link shown}. */
+function shownDeep(value: unknown): unknown {
+  if (typeof value === 'string') return shown(value);
+  if (Array.isArray(value)) return value.map(shownDeep);
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, shownDeep(v)]));
+  return value;
+}
+
+/**
+ * A venue as the API shows it: credential references left out (their names only), and inline URLs in
+ * endpoints and params by their origin when they could hold a key (a viewer must not read an RPC
+ * provider's key or a keyed price endpoint; they are given whole, or by {env}, when the venue is added).
+ */
 export function venueView(v: VenueConfig): VenueView {
   return {
     id: v.id,
     kind: v.kind,
     chain: v.chain,
     enabled: v.enabled,
-    endpoints: { ...v.endpoints },
-    params: { ...v.params },
+    endpoints: shownDeep(v.endpoints) as VenueView['endpoints'],
+    params: shownDeep(v.params) as VenueView['params'],
     credentialNames: Object.keys(v.credentials).sort(),
   };
 }
@@ -193,15 +241,38 @@ function killTarget(b: z.infer<typeof KillBody>): { scope: KillScope; target?: s
 }
 
 /**
+ * What the brakes may name, or undefined when the port cannot say now (its venue list unreadable): the
+ * check is then skipped, never the brake. Engaging a name nobody uses stops nothing; a trip refused
+ * with a 500 would leave a venue trading that the risk owner meant to stop.
+ */
+async function brakeTargets(
+  controls: ControlsPort,
+  log: FastifyBaseLogger,
+): Promise<ControlTargets | undefined> {
+  if (!controls.targets) return undefined;
+  try {
+    return await controls.targets();
+  } catch (err) {
+    log.warn(
+      { cause: err instanceof Error ? err.message : String(err) },
+      'the names the brakes may take cannot be read; the name is not checked',
+    );
+    return undefined;
+  }
+}
+
+/**
  * Refuses a kill switch to trip on a venue or underlying the run does not know (when the port says
  * what it knows): engaged, it would stop nothing, and the operator would believe it had.
  */
 async function knownKillTarget(
   controls: ControlsPort,
   q: { scope: KillScope; target?: string },
+  log: FastifyBaseLogger,
 ): Promise<void> {
-  if (q.scope === 'global' || q.target === undefined || !controls.targets) return;
-  const t = await controls.targets();
+  if (q.scope === 'global' || q.target === undefined) return;
+  const t = await brakeTargets(controls, log);
+  if (!t) return;
   const known = q.scope === 'venue' ? t.venues : t.underlyings;
   if (known.includes(q.target)) return;
   const message = `no ${q.scope} ${q.target} in this run; the ${q.scope === 'venue' ? 'venues' : 'underlyings'} are ${namesForMessage(known)}`;
@@ -214,9 +285,16 @@ async function knownKillTarget(
  * Refuses a breaker name no order consults (when the port says which they are): tripping it would stop
  * nothing. A reset is refused only when the name is neither such a breaker nor one the board holds open.
  */
-async function knownBreaker(controls: ControlsPort, name: string, action: 'trip' | 'reset'): Promise<void> {
+async function knownBreaker(
+  controls: ControlsPort,
+  name: string,
+  action: 'trip' | 'reset',
+  log: FastifyBaseLogger,
+): Promise<void> {
   if (!controls.targets) return;
-  const { breakers } = await controls.targets();
+  const t = await brakeTargets(controls, log);
+  if (!t && action === 'trip') return;
+  const breakers = t?.breakers ?? [];
   if (breakers.includes(name)) return;
   if (action === 'reset' && (await controls.breakers()).some((b) => b.name === name)) return;
   throw new ApiError('NOT_FOUND', `no breaker ${name} guards any order of this run`, {
@@ -555,7 +633,7 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       async (req) => {
         const actor = actorOf(req);
         const q = killTarget(req.body);
-        if (action === 'trip') await knownKillTarget(ports.controls, q);
+        if (action === 'trip') await knownKillTarget(ports.controls, q, req.log);
         const r =
           action === 'trip'
             ? await ports.controls.tripKillSwitch(q, actor)
@@ -582,7 +660,7 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       },
       async (req) => {
         const actor = actorOf(req);
-        await knownBreaker(ports.controls, req.params.name, action);
+        await knownBreaker(ports.controls, req.params.name, action, req.log);
         const r =
           action === 'trip'
             ? await ports.controls.tripBreaker(req.params.name, req.body.reason, actor)

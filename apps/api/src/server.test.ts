@@ -1,4 +1,5 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfigFile } from '@xhedge/config';
@@ -894,6 +895,196 @@ describe('admin token bootstrap', () => {
       ).rejects.toThrow(/XHEDGE_API_TOKEN/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('venue URLs that may hold an API key (RPC endpoints, params such as pricesUrl)', () => {
+  it('are shown by their origin alone, to every role, and their masked form is refused back', async () => {
+    const own = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const srv = await buildApiServer({ ports: own, logger: false });
+    const admin = { authorization: `Bearer ${ADMIN}` };
+    const keys = /AlchemyK3ySecret|QueryK3ySecret|WsPassw0rd|FeedK3ySecret/;
+    try {
+      const body = {
+        id: 'gmx-keyed',
+        kind: 'gmx',
+        chain: 'evm:42161',
+        endpoints: {
+          rpc: [
+            'https://arb-mainnet.g.alchemy.com/v2/AlchemyK3ySecret',
+            'https://arb1.arbitrum.io',
+            { env: 'ARB_RPC' },
+          ],
+          ws: 'wss://operator:WsPassw0rd@ws.example.org',
+        },
+        params: {
+          pricesUrl: 'https://arbitrum-api.gmxinfra.io/prices/tickers?apikey=QueryK3ySecret',
+          oracle: '0xa85233c63b9ee964add6f2cffe00fd84eb32338f',
+          feeds: [{ url: 'https://feed.example.org/FeedK3ySecret' }],
+        },
+      };
+      const add = await srv.inject({ method: 'POST', url: '/v1/venues', headers: admin, payload: body });
+      expect(add.statusCode, add.body).toBe(201);
+      const one = await srv.inject({ url: '/v1/venues/gmx-keyed', headers: admin });
+      const all = await srv.inject({ url: '/v1/venues', headers: admin });
+      for (const r of [add, one, all]) expect(r.body).not.toMatch(keys);
+      const v = one.json();
+      expect(v.endpoints).toEqual({
+        rpc: ['https://arb-mainnet.g.alchemy.com/[redacted]', 'https://arb1.arbitrum.io', { env: 'ARB_RPC' }],
+        ws: 'wss://ws.example.org/[redacted]',
+      });
+      expect(v.params).toEqual({
+        pricesUrl: 'https://arbitrum-api.gmxinfra.io/[redacted]',
+        oracle: '0xa85233c63b9ee964add6f2cffe00fd84eb32338f',
+        feeds: [{ url: 'https://feed.example.org/[redacted]' }],
+      });
+      // the port still holds the real URLs
+      expect(JSON.stringify(await own.venues.get('gmx-keyed'))).toMatch(/AlchemyK3ySecret/);
+      // a view sent back as a replacement would run the venue on the masked URLs: refused, by field
+      const back = await srv.inject({
+        method: 'PUT',
+        url: '/v1/venues/gmx-keyed',
+        headers: admin,
+        payload: {
+          id: 'gmx-keyed',
+          kind: 'gmx',
+          chain: 'evm:42161',
+          endpoints: v.endpoints,
+          params: v.params,
+        },
+      });
+      expect(back.statusCode).toBe(400);
+      expect(back.json().error.details.issues.map((i: { field: string }) => i.field)).toEqual([
+        'body.endpoints.rpc[0]',
+        'body.endpoints.ws',
+        'body.params.pricesUrl',
+        'body.params.feeds[0].url',
+      ]);
+      expect(JSON.stringify(await own.venues.get('gmx-keyed'))).toMatch(/AlchemyK3ySecret/);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe('the brakes when the names they may take cannot be read', () => {
+  it('a kill switch or a breaker is still engaged: a failed typo check never keeps the brakes off', async () => {
+    const own = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const system = { tokenId: 'x', name: 'test', role: 'admin' as const };
+    const risk = (await own.tokens.create({ name: 'risk-owner', role: 'risk' }, system)).token;
+    const srv = await buildApiServer({
+      ports: {
+        ...own,
+        controls: {
+          ...own.controls,
+          targets: async () => {
+            throw new Error('venue list unreadable');
+          },
+        },
+      },
+      logger: false,
+    });
+    const post = (url: string, payload: object) =>
+      srv.inject({ method: 'POST', url, headers: { authorization: `Bearer ${risk}` }, payload });
+    try {
+      const venue = await post('/v1/kill-switch/trip', {
+        scope: 'venue',
+        target: 'gmx-arb',
+        reason: 'venue down',
+      });
+      expect(venue.statusCode, venue.body).toBe(200);
+      expect(venue.json()).toMatchObject({ scope: 'venue', target: 'gmx-arb', engaged: true });
+      const und = await post('/v1/kill-switch/trip', {
+        scope: 'underlying',
+        target: 'BTC',
+        reason: 'btc gap',
+      });
+      expect(und.statusCode, und.body).toBe(200);
+      expect(und.json()).toMatchObject({ scope: 'underlying', target: 'BTC', engaged: true });
+      const brk = await post('/v1/breakers/venue:gmx-arb/trip', { reason: 'by hand' });
+      expect(brk.statusCode, brk.body).toBe(200);
+      expect(brk.json()).toMatchObject({ name: 'venue:gmx-arb', state: 'open' });
+      // closing one the board holds open is allowed as before; a name it does not hold is not
+      expect((await post('/v1/breakers/venue:gmx-arb/reset', { reason: 'back' })).statusCode).toBe(200);
+      expect((await post('/v1/breakers/venue:nowhere/reset', { reason: 'typo' })).statusCode).toBe(404);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe('rate limiting of callers that fail authentication', () => {
+  it('counts guesses with made-up tokens or none per address; a valid token keeps its own budget', async () => {
+    const p = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const small = await buildApiServer({ ports: p, logger: false, rateLimitPerMinute: 3 });
+    try {
+      const codes: number[] = [];
+      for (let i = 0; i < 5; i++)
+        codes.push(
+          (await small.inject({ url: '/v1/venues', headers: { authorization: `Bearer xh_guess_${i}` } }))
+            .statusCode,
+        );
+      expect(codes).toEqual([401, 401, 401, 429, 429]);
+      const none = await small.inject({ url: '/v1/tokens' });
+      expect(none.statusCode).toBe(429);
+      expect(none.json().error.code).toBe('RATE_LIMITED');
+      const valid = await small.inject({ url: '/v1/venues', headers: { authorization: `Bearer ${ADMIN}` } });
+      expect(valid.statusCode).toBe(200);
+    } finally {
+      await small.close();
+    }
+  });
+});
+
+describe('server-sent events: a client that stops reading', () => {
+  it('is let go once its backlog passes the bound, instead of the server buffering every snapshot for it', async () => {
+    const own = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const system = { tokenId: 'x', name: 'test', role: 'admin' as const };
+    const viewer = (await own.tokens.create({ name: 'stalled', role: 'viewer' }, system)).token;
+    let live = 0;
+    const risk = {
+      ...own.risk,
+      subscribe: (fn: Parameters<typeof own.risk.subscribe>[0]) => {
+        live++;
+        const off = own.risk.subscribe(fn);
+        return () => {
+          live--;
+          off();
+        };
+      },
+    };
+    const srv = await buildApiServer({
+      ports: { ...own, risk },
+      logger: false,
+      streamBacklogBytes: 256 * 1024,
+    });
+    const sock = new Socket();
+    try {
+      await srv.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = srv.server.address() as { port: number };
+      await new Promise<void>((r) => sock.connect(port, '127.0.0.1', r));
+      let closedByServer = false;
+      sock.on('close', () => {
+        closedByServer = true;
+      });
+      sock.on('error', () => {});
+      sock.write(`GET /v1/risk/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${viewer}\r\n\r\n`);
+      for (let i = 0; live === 0 && i < 200; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(live).toBe(1);
+      sock.pause(); // the client reads nothing more
+      const pad = 'x'.repeat(256 * 1024);
+      for (let seq = 1; seq <= 120 && live > 0; seq++) {
+        own.publish({ seq, asOfMs: seq, underlyings: {}, pad });
+        await new Promise((r) => setImmediate(r));
+      }
+      for (let i = 0; (live > 0 || !closedByServer) && i < 100; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      expect(live).toBe(0);
+      expect(closedByServer).toBe(true);
+    } finally {
+      sock.destroy();
+      await srv.close();
     }
   });
 });

@@ -47,6 +47,11 @@ export interface ApiServerOptions {
   bodyLimitBytes?: number;
   /** SSE heartbeat period, ms. @defaultValue 15000 */
   heartbeatMs?: number;
+  /**
+   * Bytes an SSE client may leave unread before its stream is ended (it stopped reading: the server
+   * would otherwise buffer every snapshot for it). @defaultValue 8 MiB
+   */
+  streamBacklogBytes?: number;
   /** Public URL base shown in the OpenAPI document's servers list. */
   publicUrl?: string;
   /**
@@ -106,12 +111,15 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 
   await app.register(fastifyRateLimit, {
+    // not per route (route hooks run after the auth hook, which answers a wrong token before any count)
+    global: false,
     max: opts.rateLimitPerMinute ?? 600,
     timeWindow: 60_000,
-    // Per token (hashed, so the limiter's keys hold no secret), else per address.
-    keyGenerator: (req) => {
+    // Per valid token (hashed, so the limiter's keys hold no secret), else per address: a made-up token
+    // gets no budget of its own, so guessing is limited like calling without one.
+    keyGenerator: async (req) => {
       const t = bearerToken(req);
-      return t ? `t:${sha256Hex(t)}` : `ip:${req.ip}`;
+      return t && (await ports.tokens.verify(t)) ? `t:${sha256Hex(t)}` : `ip:${req.ip}`;
     },
     errorResponseBuilder: (_req, ctx) =>
       new ApiError(
@@ -119,6 +127,9 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
         `rate limit of ${ctx.max} requests per minute exceeded; retry in ${ctx.after}`,
       ),
   });
+  // Counted before authentication: every request, answered 401 or not.
+  const limit = app.rateLimit();
+  app.addHook('onRequest', async (req, reply) => limit.call(app, req, reply));
 
   const sessions = opts.sessions ?? new BrowserSessions();
   installAuth(app, ports.tokens, sessions);
@@ -132,7 +143,7 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
   });
   registerRoutes(app, ports);
   registerSessionRoutes(app, sessions, { secureCookies: opts.secureCookies });
-  registerSnapshotStream(app, ports, opts.heartbeatMs ?? 15_000);
+  registerSnapshotStream(app, ports, opts.heartbeatMs ?? 15_000, opts.streamBacklogBytes ?? 8 * 1024 * 1024);
 
   app.get('/metrics', { config: { access: 'viewer' }, schema: { hide: true } }, async (_req, reply) => {
     reply.header('content-type', ports.metrics.contentType);

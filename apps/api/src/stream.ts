@@ -6,9 +6,17 @@ import { EmptyQuery, ErrorResponse } from './schemas.ts';
 
 /**
  * `GET /v1/risk/stream`: server-sent events, one `snapshot` event per new risk snapshot (the newest one
- * first, on connect), and a comment line every `heartbeatMs` so proxies keep the connection open.
+ * first, on connect), and a comment line every `heartbeatMs` so proxies keep the connection open. A
+ * client that stops reading (a laptop asleep, a half-open connection) is let go once more than
+ * `maxBacklogBytes` wait for it, instead of the process buffering every snapshot for it; EventSource
+ * reconnects and gets the newest snapshot first.
  */
-export function registerSnapshotStream(root: FastifyInstance, ports: ApiPorts, heartbeatMs: number): void {
+export function registerSnapshotStream(
+  root: FastifyInstance,
+  ports: ApiPorts,
+  heartbeatMs: number,
+  maxBacklogBytes: number,
+): void {
   const open = new Set<() => void>();
   root.addHook('preClose', async () => {
     for (const end of [...open]) end();
@@ -50,9 +58,15 @@ export function registerSnapshotStream(root: FastifyInstance, ports: ApiPorts, h
         connection: 'keep-alive',
         'x-accel-buffering': 'no',
       });
+      const write = (chunk: string) => {
+        if (res.destroyed) return;
+        res.write(chunk);
+        // what the client has not taken yet (this response's buffer and its socket's)
+        if (res.writableLength > maxBacklogBytes) res.destroy();
+      };
       const send = (data: unknown) => {
         const seq = (data as { seq?: unknown }).seq;
-        res.write(
+        write(
           `${typeof seq === 'number' ? `id: ${seq}\n` : ''}event: snapshot\ndata: ${JSON.stringify(data)}\n\n`,
         );
       };
@@ -60,13 +74,13 @@ export function registerSnapshotStream(root: FastifyInstance, ports: ApiPorts, h
       if (gone) return;
       if (latest) send(latest);
       const unsubscribe = ports.risk.subscribe(send);
-      const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), heartbeatMs);
+      const heartbeat = setInterval(() => write(': keep-alive\n\n'), heartbeatMs);
       heartbeat.unref();
       const stop = () => {
         clearInterval(heartbeat);
         unsubscribe();
         open.delete(stop);
-        if (!res.writableEnded) res.end();
+        if (!res.writableEnded && !res.destroyed) res.end();
       };
       end = stop;
       open.add(stop);
