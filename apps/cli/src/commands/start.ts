@@ -15,15 +15,19 @@ interface StartOptions {
 }
 
 /**
- * Resolves at the first SIGINT or SIGTERM (with the signal's name). The handlers stay installed until
- * `done()`, so a signal during shutdown does not kill the process half-way; a second one says how to
- * force it.
+ * Resolves at the first SIGINT or SIGTERM (with the signal's name). The handlers stay installed for
+ * the rest of the process, so a signal during shutdown does not kill the process half-way (a second
+ * one says how to force it), and one after `done()` (the stop is complete; the process is exiting)
+ * changes nothing: with the handlers gone, a late copy of the signal (tsx relays it to the process it
+ * runs) killed a process that had stopped cleanly, exit 130 instead of 0.
  */
 function onStopSignal(io: CliIo): { signal: Promise<string>; done: () => void } {
   let first: ((sig: string) => void) | undefined;
   const signal = new Promise<string>((resolve) => (first = resolve));
   let firstAtMs: number | undefined;
+  let stopped = false;
   const on = (sig: string) => {
+    if (stopped) return;
     // `pnpm start` wraps node in pnpm and tsx, which forward the terminal's Ctrl-C that they received
     // too: repeats within a second are that same Ctrl-C.
     if (firstAtMs !== undefined && Date.now() - firstAtMs > 1000)
@@ -36,8 +40,7 @@ function onStopSignal(io: CliIo): { signal: Promise<string>; done: () => void } 
   return {
     signal,
     done: () => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
+      stopped = true;
     },
   };
 }
