@@ -147,6 +147,27 @@ describe('circuit breakers: what trips each one', () => {
     expect(await tripped(b, 'market:price-shock:ETH')).toMatch(/price moved 5\.35% within 60s/);
   });
 
+  it('market: a price sample that is not a positive finite number is refused, and never poisons the window', async () => {
+    const b = board({ market: { priceShockPct: 5, priceShockWindowSeconds: 60 } });
+    const t0 = clock.nowMs();
+    await b.observePrice('ETH', 3000, t0);
+    for (const bad of [Number.NaN, 0, -3000, Number.POSITIVE_INFINITY])
+      await expect(b.observePrice('ETH', bad, t0 + 1_000)).rejects.toMatchObject({
+        code: 'NUMERIC',
+        message: `ETH price sample must be a positive finite number of USD, got ${bad}`,
+      });
+    await b.observePrice('ETH', 3200, t0 + 2_000); // +6.7% within the window
+    expect(await tripped(b, 'market:price-shock:ETH')).toMatch(/price moved 6\.67% within 60s/);
+    // samples already in the window (written by a process without the check) are skipped by the script
+    const c = board({ market: { priceShockPct: 5, priceShockWindowSeconds: 60 } });
+    const key = `${c.prefix}:prices:BTC`;
+    await cmd.zadd(key, t0, `${t0}:a|NaN`, t0, `${t0}:b|0`, t0, `${t0}:c|-inf`);
+    await c.observePrice('BTC', 95_000, t0 + 1_000);
+    expect((await c.status('market:price-shock:BTC')).state).toBe('closed');
+    await c.observePrice('BTC', 100_000, t0 + 2_000); // +5.3%
+    expect(await tripped(c, 'market:price-shock:BTC')).toMatch(/price moved 5\.26% within 60s/);
+  });
+
   it('market: an implied-vol shock within the window stops option orders only', async () => {
     const b = board({ market: { ivShockVolPoints: 15, ivShockWindowSeconds: 300 } });
     const t0 = clock.nowMs();

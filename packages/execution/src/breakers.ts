@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type BreakersConfig, ReduceOnlyPassesConfig } from '@xhedge/config';
-import { type Clock, type HedgeIntent, median, parseOrThrow, systemClock } from '@xhedge/core';
+import { type Clock, type HedgeIntent, median, parseOrThrow, systemClock, XhedgeError } from '@xhedge/core';
 import type { Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import type { z } from 'zod';
@@ -216,16 +216,23 @@ if redis.call('HGET', KEYS[3], 'state') == 'half-open' then return {0, total, er
 if total >= tonumber(ARGV[5]) and errs * 100 >= tonumber(ARGV[6]) * total then return {1, total, errs} end
 return {0, total, errs}`;
 
-// Price samples over a window; returns {min, max} as strings.
+// Samples over a window; returns {min, max} as strings. ARGV: [1] now, [2] window ms, [3] sample id,
+// [4] value, [5] '1' when only positive values are samples (prices). Lua's tonumber reads 'nan' and
+// 'inf': a value that is not a finite number (or not positive when asked) is never added, and one
+// already in the window is skipped (a NaN would stick as the min or max, a 0 makes the range unmeasurable).
 const PRICE = `
+local positive = ARGV[5] == '1'
+local function sample(p)
+  return p ~= nil and p == p and p > -math.huge and p < math.huge and (p > 0 or not positive)
+end
 local now = tonumber(ARGV[1])
-redis.call('ZADD', KEYS[1], now, ARGV[3] .. '|' .. ARGV[4])
+if sample(tonumber(ARGV[4])) then redis.call('ZADD', KEYS[1], now, ARGV[3] .. '|' .. ARGV[4]) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local lo, hi = nil, nil
 for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local p = tonumber(string.match(m, '|(.+)$'))
-  if p then
+  if sample(p) then
     if lo == nil or p < lo then lo = p end
     if hi == nil or p > hi then hi = p end
   end
@@ -617,12 +624,16 @@ export class BreakerBoard {
     }
   }
 
-  /** Adds a sample to a rolling window in Redis (shared by every process) and returns its [min, max]. */
+  /**
+   * Adds a sample to a rolling window in Redis (shared by every process) and returns its [min, max]
+   * (NaN for an empty window). `positive`: only positive values are samples (prices).
+   */
   async #rangeOver(
     key: string,
     windowSeconds: number,
     tsMs: number,
     value: number,
+    positive = false,
   ): Promise<[number, number]> {
     const [lo, hi] = (await this.#redis.eval(
       PRICE,
@@ -632,18 +643,30 @@ export class BreakerBoard {
       windowSeconds * 1000,
       `${tsMs}:${randomUUID().slice(0, 8)}`,
       String(value),
+      positive ? '1' : '0',
     )) as [string, string];
     return [Number(lo), Number(hi)];
   }
 
-  /** Price sample: trips `market:price-shock:<u>` when the range over the window exceeds `priceShockPct`. */
+  /**
+   * Price sample: trips `market:price-shock:<u>` when the range over the window exceeds `priceShockPct`.
+   * @throws XhedgeError NUMERIC when the price is not a positive finite number (it is no sample: a NaN
+   * in the window hid every move from the breaker, a 0 made the move unmeasurable)
+   */
   async observePrice(underlying: string, priceUsd: number, tsMs = this.#clock.nowMs()): Promise<void> {
+    if (!(priceUsd > 0 && Number.isFinite(priceUsd)))
+      throw new XhedgeError(
+        'NUMERIC',
+        `${underlying} price sample must be a positive finite number of USD, got ${priceUsd}`,
+        { details: { underlying, priceUsd } },
+      );
     const m = this.#cfg.market;
     const [min, max] = await this.#rangeOver(
       this.#keys.prices(underlying),
       m.priceShockWindowSeconds,
       tsMs,
       priceUsd,
+      true,
     );
     if (min > 0 && ((max - min) / min) * 100 >= m.priceShockPct) {
       await this.trip(

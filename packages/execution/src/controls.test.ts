@@ -143,6 +143,83 @@ describe('pre-trade controls', () => {
     });
   });
 
+  it('a number a check reads that is not finite blocks the order under that check, naming it', () => {
+    const at = clock.nowMs();
+    const m = { priceUsd: 3000, asOfMs: at };
+    const cases: [Parameters<PreTradeControls['checkOrder']>[1], string, RegExp][] = [
+      [
+        { mark: { ...m, asOfMs: Number.NaN } },
+        'stale-data',
+        /^v1 mark time of ETH-USD:PERP is not a number: NaN$/,
+      ],
+      [
+        { mark: { ...m, priceUsd: Number.NaN } },
+        'price-band',
+        /^v1 mark of ETH-USD:PERP is not a positive finite number: NaN$/,
+      ],
+      [
+        { mark: { ...m, bidUsd: Number.NaN, askUsd: 3001 } },
+        'crossed-market',
+        /bid or ask that is not a number: bid NaN, ask 3001/,
+      ],
+      [{ mark: { ...m, bidUsd: 2999, askUsd: Number.NaN } }, 'crossed-market', /bid 2999, ask NaN/],
+      [
+        { expectedPriceUsd: Number.NaN },
+        'max-slippage',
+        /^v1 expected price of ETH-USD:PERP is not a positive finite number: NaN$/,
+      ],
+      [{ decisionAsOfMs: Number.NaN }, 'stale-data', /time the dependencies completed is not a number: NaN/],
+      [
+        { venueExposure: { instrumentSizeBase: Number.NaN, otherNotionalUsd: 0 } },
+        'venue-exposure',
+        /^what v1 holds is not a number: NaN ETH-USD:PERP, other positions 0 USD$/,
+      ],
+      [
+        { totalExposure: { instrumentSizeBase: 0, otherNotionalUsd: Number.NaN } },
+        'total-exposure',
+        /^what the venues hold is not a number: 0 ETH-USD:PERP on v1, other positions NaN USD$/,
+      ],
+    ];
+    for (const [ctx, control, reason] of cases)
+      expect(c.checkOrder(leg(1), ctx), JSON.stringify(ctx)).toMatchObject({
+        ok: false,
+        control,
+        reason: expect.stringMatching(reason),
+      });
+    // a sell expecting an infinite price looked like no slippage at all
+    expect(
+      c.checkOrder(leg(1, { side: 'sell' }), { expectedPriceUsd: Number.POSITIVE_INFINITY }),
+    ).toMatchObject({
+      control: 'max-slippage',
+    });
+    expect(c.checkOrder(leg(1, { referencePriceUsd: Number.NaN }), {})).toMatchObject({
+      control: 'price-band',
+      reason: 'reference price NaN of ETH-USD:PERP is not a positive finite number',
+    });
+    expect(c.checkOrder(leg(1, { createdAtMs: Number.NaN }), {})).toMatchObject({ control: 'stale-data' });
+    // the same inputs, finite, pass
+    expect(
+      c.checkOrder(leg(1), {
+        mark: { ...m, bidUsd: 2999, askUsd: 3001 },
+        expectedPriceUsd: 3001,
+        decisionAsOfMs: at,
+        venueExposure: { instrumentSizeBase: 0, otherNotionalUsd: 0 },
+        totalExposure: { instrumentSizeBase: 0, otherNotionalUsd: 0 },
+      }),
+    ).toEqual({ ok: true });
+  });
+
+  it('a mark the venue left out blocks as stale-data, reduce-only orders too; no mark source skips the mark checks', () => {
+    const missing = {
+      ok: false,
+      control: 'stale-data',
+      reason: 'v1 gave no mark for ETH-USD:PERP: its age, price band and quote cannot be checked',
+    };
+    expect(c.checkOrder(leg(1), { markMissing: true })).toEqual(missing);
+    expect(c.checkOrder(leg(1, { side: 'sell', reduceOnly: true }), { markMissing: true })).toEqual(missing);
+    expect(c.checkOrder(leg(1), {})).toEqual({ ok: true });
+  });
+
   it('net delta of a plan: refused beyond the cap and further from zero; hedges back always pass', () => {
     const nd = (bookDeltaBase: number, planDeltaBase: number, underlying = 'ETH', spotUsd = 3000) => ({
       underlying,
@@ -312,6 +389,34 @@ describe('pre-trade controls', () => {
     });
     // a position that is not a number is refused, not compared
     expect(own.checkOrder(a, { positionBase: Number.NaN })).toMatchObject({ control: 'position-limit' });
+  });
+
+  it('option legs move neither the linear position limit nor the linear exposure caps, in the per-order check as in the window', async () => {
+    clock.advance(120_000);
+    const own = new PreTradeControls({
+      redis: cmd,
+      prefix: `xhc${randomBytes(4).toString('hex')}`,
+      limits,
+      clock,
+    });
+    const at = clock.nowMs();
+    // 9 ETH of perps held, cap ±10: a 2-contract call buy (premium 150 USD) is not 11 ETH of position
+    const call = leg(60, {
+      instrument: 'ETH-USD:OPT:20261225:4000:C',
+      sizeBase: '2',
+      referencePriceUsd: 150,
+      createdAtMs: at,
+    });
+    const ctx = { positionBase: 9 };
+    expect(own.checkOrder(call, ctx)).toEqual({ ok: true });
+    expect(await own.check(call, ctx, { reserve: true })).toEqual({ ok: true });
+    // nor does a venue at its (perps, futures and spot) notional cap refuse it
+    const full = { venueExposure: { instrumentSizeBase: 0, otherNotionalUsd: 12_000 } };
+    expect(own.checkOrder(call, full)).toEqual({ ok: true });
+    // the same size of perp is refused by both
+    const perp = leg(61, { sizeBase: '2', createdAtMs: at });
+    expect(own.checkOrder(perp, ctx)).toMatchObject({ control: 'position-limit' });
+    expect(own.checkOrder(perp, full)).toMatchObject({ control: 'venue-exposure' });
   });
 
   it('client order ids are deterministic and within 64 characters', () => {

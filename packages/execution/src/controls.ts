@@ -40,7 +40,18 @@ export interface ControlContext {
    * it quotes them (a crossed quote, bid above ask, blocks the order: `crossed-market`).
    */
   mark?: { priceUsd: number; asOfMs: number; bidUsd?: number; askUsd?: number };
-  /** Current signed position in the underlying across venues, underlying units. */
+  /**
+   * The source reads marks, and the order's venue gave none for its instrument (left it out of its
+   * answer): the order is blocked as `stale-data`, as a mark infinitely old would be, reduce-only or
+   * not (the mark is what the price band, the crossed-quote and the age checks need, and a reduce-only
+   * order is priced from it too; see `REDUCE_ONLY_PASSES` on `stale-mark`). Without it, an absent
+   * `mark` means no market-data source reads marks, and those checks are skipped.
+   */
+  markMissing?: true;
+  /**
+   * Current signed position in the underlying across venues, linear instruments only (perps, futures,
+   * spot), underlying units: what `limits.maxPositionBase` caps. Option orders do not move it.
+   */
   positionBase?: number;
   /** Expected average execution price from a quote, USD per unit. */
   expectedPriceUsd?: number;
@@ -273,41 +284,76 @@ export class PreTradeControls {
     return this.#redis;
   }
 
-  /** Per-order checks, no I/O. */
+  /**
+   * Per-order checks, no I/O. Every number a check reads must be finite (a NaN compares false, so the
+   * check it feeds would pass): one that is not blocks the order under that check, naming it. The
+   * order's notional is its size × its own instrument's price (the mark, else the reference): for an
+   * option leg that is its premium, so `maxOrderNotionalUsd` and the window caps bound the cash an
+   * option leg moves, not the underlying exposure it adds (its delta is capped per plan by `net-delta`,
+   * `checkNetDelta`). Option orders do not move the linear position `maxPositionBase` caps.
+   */
   checkOrder(intent: HedgeIntent, ctx: ControlContext): ControlResult {
     const L = this.#limits;
     const size = Number(intent.sizeBase);
     const ref = intent.referencePriceUsd;
-    const notional = size * (ctx.mark?.priceUsd ?? ref);
-    if (!Number.isFinite(notional) || size <= 0)
+    const mark = ctx.mark;
+    if (!(size > 0 && Number.isFinite(size)))
       return fail('max-order-notional', `bad size ${intent.sizeBase}`);
-    if (notional > L.maxOrderNotionalUsd) {
+    if (!(ref > 0 && Number.isFinite(ref)))
+      return fail(
+        'price-band',
+        `reference price ${ref} of ${intent.instrument} is not a positive finite number`,
+      );
+    if (mark && !(mark.priceUsd > 0 && Number.isFinite(mark.priceUsd)))
+      return fail(
+        'price-band',
+        `${intent.venue} mark of ${intent.instrument} is not a positive finite number: ${mark.priceUsd}`,
+      );
+    const notional = size * (mark?.priceUsd ?? ref);
+    if (!(notional <= L.maxOrderNotionalUsd)) {
       return fail('max-order-notional', `notional ${notional.toFixed(2)} USD > ${L.maxOrderNotionalUsd} USD`);
     }
     const now = this.#clock.nowMs();
+    if (ctx.decisionAsOfMs !== undefined && !Number.isFinite(ctx.decisionAsOfMs))
+      return fail('stale-data', `time the dependencies completed is not a number: ${ctx.decisionAsOfMs}`);
     const waited = ctx.decisionAsOfMs !== undefined && ctx.decisionAsOfMs > intent.createdAtMs;
     const decisionAge = now - (waited ? (ctx.decisionAsOfMs as number) : intent.createdAtMs);
-    if (decisionAge > L.staleAfterMs)
+    if (!(decisionAge <= L.staleAfterMs))
       return fail(
         'stale-data',
-        `decision is ${decisionAge} ms old${waited ? ' since its dependencies completed' : ''} > ${L.staleAfterMs} ms`,
+        Number.isFinite(decisionAge)
+          ? `decision is ${decisionAge} ms old${waited ? ' since its dependencies completed' : ''} > ${L.staleAfterMs} ms`
+          : `decision time ${intent.createdAtMs} of the intent is not a number`,
       );
-    if (ctx.mark) {
-      const { bidUsd: bid, askUsd: ask } = ctx.mark;
+    if (mark) {
+      const { bidUsd: bid, askUsd: ask } = mark;
+      if ((bid !== undefined && !Number.isFinite(bid)) || (ask !== undefined && !Number.isFinite(ask)))
+        return fail(
+          'crossed-market',
+          `${intent.venue} quotes ${intent.instrument} with a bid or ask that is not a number: bid ${bid}, ask ${ask}`,
+        );
       if (bid !== undefined && ask !== undefined && bid > ask)
         return fail(
           'crossed-market',
           `${intent.venue} quotes ${intent.instrument} crossed: bid ${bid} > ask ${ask}; its prices are not to be traded on`,
         );
-      const age = now - ctx.mark.asOfMs;
-      if (age > L.staleAfterMs) return fail('stale-data', `mark is ${age} ms old > ${L.staleAfterMs} ms`);
-      const moveBps = (Math.abs(ctx.mark.priceUsd - ref) / ref) * 10_000;
-      if (moveBps > L.priceBandBps) {
+      const age = now - mark.asOfMs;
+      if (!(age <= L.staleAfterMs))
         return fail(
-          'price-band',
-          `mark ${ctx.mark.priceUsd} is ${moveBps.toFixed(1)} bps from reference ${ref}`,
+          'stale-data',
+          Number.isFinite(age)
+            ? `mark is ${age} ms old > ${L.staleAfterMs} ms`
+            : `${intent.venue} mark time of ${intent.instrument} is not a number: ${mark.asOfMs}`,
         );
+      const moveBps = (Math.abs(mark.priceUsd - ref) / ref) * 10_000;
+      if (moveBps > L.priceBandBps) {
+        return fail('price-band', `mark ${mark.priceUsd} is ${moveBps.toFixed(1)} bps from reference ${ref}`);
       }
+    } else if (ctx.markMissing) {
+      return fail(
+        'stale-data',
+        `${intent.venue} gave no mark for ${intent.instrument}: its age, price band and quote cannot be checked`,
+      );
     }
     if (intent.limitPriceUsd !== undefined) {
       const lim = Number(intent.limitPriceUsd);
@@ -319,48 +365,53 @@ export class PreTradeControls {
         );
       }
     }
-    if (ctx.expectedPriceUsd !== undefined) {
-      const adverse = intent.side === 'buy' ? ctx.expectedPriceUsd - ref : ref - ctx.expectedPriceUsd;
+    const expected = ctx.expectedPriceUsd;
+    if (expected !== undefined) {
+      if (!(expected > 0 && Number.isFinite(expected)))
+        return fail(
+          'max-slippage',
+          `${intent.venue} expected price of ${intent.instrument} is not a positive finite number: ${expected}`,
+        );
+      const adverse = intent.side === 'buy' ? expected - ref : ref - expected;
       const slipBps = (adverse / ref) * 10_000;
       if (slipBps > L.maxSlippageBps) {
         return fail('max-slippage', `expected slippage ${slipBps.toFixed(1)} bps > ${L.maxSlippageBps} bps`);
       }
     }
+    // options move neither the linear position nor the linear notional the exposure caps count
+    const linear = movesLinearPosition(intent.instrument);
+    const signedSize = intent.side === 'buy' ? size : -size;
     const maxPos = L.maxPositionBase[intent.underlying];
-    if (maxPos !== undefined && ctx.positionBase !== undefined) {
+    if (linear && maxPos !== undefined && ctx.positionBase !== undefined) {
       if (!Number.isFinite(ctx.positionBase))
         return fail(
           'position-limit',
           `position in ${intent.underlying} is not a number: ${ctx.positionBase}`,
         );
-      const after = ctx.positionBase + (intent.side === 'buy' ? size : -size);
+      const after = ctx.positionBase + signedSize;
       if (Math.abs(after) > maxPos && Math.abs(after) > Math.abs(ctx.positionBase)) {
         return fail('position-limit', `position would be ${after} > ±${maxPos} ${intent.underlying}`);
       }
     }
+    if (!linear) return { ok: true };
     // notional caps: the order's instrument at the mark (else the reference) plus everything else held
-    const px = ctx.mark?.priceUsd ?? ref;
-    const exceeds = (
-      e: { instrumentSizeBase: number; otherNotionalUsd: number } | undefined,
-      cap: number | undefined,
-    ) => {
-      if (cap === undefined || !e) return undefined;
-      const next = e.instrumentSizeBase + (intent.side === 'buy' ? size : -size);
-      const after = e.otherNotionalUsd + Math.abs(next) * px;
-      return after > cap && Math.abs(next) > Math.abs(e.instrumentSizeBase) ? after : undefined;
-    };
+    const px = mark?.priceUsd ?? ref;
     const venueCap = capFor(L.maxVenueNotionalUsd, intent.venue);
-    const onVenue = exceeds(ctx.venueExposure, venueCap);
+    const onVenue = exposureOver(ctx.venueExposure, signedSize, px, venueCap);
     if (onVenue !== undefined)
       return fail(
         'venue-exposure',
-        `notional on ${intent.venue} would be ${onVenue.toFixed(2)} USD > ${venueCap} USD (its other positions ${ctx.venueExposure?.otherNotionalUsd.toFixed(2)} USD)`,
+        Number.isNaN(onVenue)
+          ? `what ${intent.venue} holds is not a number: ${ctx.venueExposure?.instrumentSizeBase} ${intent.instrument}, other positions ${ctx.venueExposure?.otherNotionalUsd} USD`
+          : `notional on ${intent.venue} would be ${onVenue.toFixed(2)} USD > ${venueCap} USD (its other positions ${ctx.venueExposure?.otherNotionalUsd.toFixed(2)} USD)`,
       );
-    const total = exceeds(ctx.totalExposure, L.maxTotalNotionalUsd);
+    const total = exposureOver(ctx.totalExposure, signedSize, px, L.maxTotalNotionalUsd);
     if (total !== undefined)
       return fail(
         'total-exposure',
-        `notional across venues would be ${total.toFixed(2)} USD > ${L.maxTotalNotionalUsd} USD`,
+        Number.isNaN(total)
+          ? `what the venues hold is not a number: ${ctx.totalExposure?.instrumentSizeBase} ${intent.instrument} on ${intent.venue}, other positions ${ctx.totalExposure?.otherNotionalUsd} USD`
+          : `notional across venues would be ${total.toFixed(2)} USD > ${L.maxTotalNotionalUsd} USD`,
       );
     return { ok: true };
   }
@@ -543,8 +594,29 @@ export class PreTradeControls {
   }
 }
 
+/**
+ * The notional held after an order of `signedSizeBase` at `pxUsd` when it grows its instrument's
+ * position and ends above `cap`; NaN when what is held is not a number (refused, never compared);
+ * else undefined.
+ */
+function exposureOver(
+  e: { instrumentSizeBase: number; otherNotionalUsd: number } | undefined,
+  signedSizeBase: number,
+  pxUsd: number,
+  cap: number | undefined,
+): number | undefined {
+  if (cap === undefined || !e) return undefined;
+  const next = e.instrumentSizeBase + signedSizeBase;
+  const after = e.otherNotionalUsd + Math.abs(next) * pxUsd;
+  if (!Number.isFinite(after)) return Number.NaN;
+  return after > cap && Math.abs(next) > Math.abs(e.instrumentSizeBase) ? after : undefined;
+}
+
 /** Whether an order in this instrument moves the linear position (perps, futures, spot; not options). */
 function movesLinearPosition(instrument: string): boolean {
+  // only a canonical option id has an ':OPT:' field: every other id is linear or malformed (counted)
+  // either way, without the parse's allocations on the hot path
+  if (!instrument.includes(':OPT:')) return true;
   try {
     return parseInstrumentId(instrument).kind !== 'option';
   } catch {

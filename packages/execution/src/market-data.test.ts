@@ -313,4 +313,71 @@ describe('pre-trade checks fed by VenueMarketData (end to end through submitPlan
     const ctx = await env.marketData?.context(env.intent(8));
     expect(ctx?.mark?.bidUsd).toBeLessThan(ctx?.mark?.askUsd ?? Number.NaN);
   });
+
+  it('a mark the venue leaves out blocks the order as stale-data, a reduce-only one too', async () => {
+    const px = await mark();
+    const fetchMarks = env.paper.fetchMarks;
+    env.paper.fetchMarks = async (ids) =>
+      (await fetchMarks.call(env.paper, ids)).filter((m) => m.instrument !== 'ETH-USD:PERP');
+    try {
+      await new Promise((r) => setTimeout(r, 300)); // the mark cache lets go of the last one
+      const reason = 'pv gave no mark for ETH-USD:PERP: its age, price band and quote cannot be checked';
+      for (const [n, over] of [
+        [20, {}],
+        [21, { side: 'sell', reduceOnly: true }],
+      ] as const) {
+        const leg = env.intent(n, { referencePriceUsd: px, createdAtMs: Date.now(), ...over });
+        const [r] = await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+        expect(r).toMatchObject({ outcome: 'blocked', control: 'stale-data', reason });
+        expect(env.placed).not.toContain(r?.clientOrderId);
+      }
+    } finally {
+      env.paper.fetchMarks = fetchMarks;
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  });
+
+  it('a venue mark or quote that is not a number (adapters build them without a parse) blocks, naming it', async () => {
+    // the paper market's clock steps by the second: the default staleAfterMs keeps its marks fresh here
+    const own = await makeEnv({ marketData: true });
+    try {
+      const [m0] = await own.paper.fetchMarks(['ETH-USD:PERP']);
+      const px = m0?.markPriceUsd ?? Number.NaN;
+      const { fetchMarks, quoteHedge } = own.paper;
+      const faults: [string, string, RegExp][] = [
+        ['asOfMs', 'stale-data', /^pv mark time of ETH-USD:PERP is not a number: NaN$/],
+        ['bidUsd', 'crossed-market', /^pv quotes ETH-USD:PERP with a bid or ask that is not a number/],
+        ['quote', 'max-slippage', /^pv expected price of ETH-USD:PERP is not a positive finite number: NaN$/],
+      ];
+      let n = 1;
+      for (const [field, control, reason] of faults) {
+        own.paper.fetchMarks = async (ids) =>
+          (await fetchMarks.call(own.paper, ids)).map((m) =>
+            field === 'quote' ? m : { ...m, [field]: Number.NaN },
+          );
+        own.paper.quoteHedge = async (q) => {
+          const quote = await quoteHedge.call(own.paper, q);
+          return field === 'quote' ? { ...quote, expectedPriceUsd: Number.NaN } : quote;
+        };
+        await new Promise((r) => setTimeout(r, 300)); // past the mark and quote caches
+        const leg = own.intent(n++, { referencePriceUsd: px, side: 'sell', createdAtMs: Date.now() });
+        const [r] = await own.service.submitPlan({ planId: leg.planId, legs: [leg] });
+        expect(r, field).toMatchObject({
+          outcome: 'blocked',
+          control,
+          reason: expect.stringMatching(reason),
+        });
+        expect(own.placed).not.toContain(r?.clientOrderId);
+      }
+      // sane again: the order goes
+      own.paper.fetchMarks = fetchMarks;
+      own.paper.quoteHedge = quoteHedge;
+      await new Promise((r) => setTimeout(r, 300));
+      const leg = own.intent(n, { referencePriceUsd: px, side: 'sell', createdAtMs: Date.now() });
+      const [r] = await own.service.submitPlan({ planId: leg.planId, legs: [leg] });
+      expect(r?.outcome).toBe('queued');
+    } finally {
+      await own.close();
+    }
+  });
 });

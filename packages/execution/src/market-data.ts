@@ -87,8 +87,9 @@ interface Cached<T> {
 
 /**
  * Market facts for the pre-trade controls, read from the venue adapters: the order's mark on its
- * venue (→ stale-data and price-band checks), the position in the underlying across venues
- * (→ position limit; linear instruments only: perps, futures and spot, in underlying units) and the
+ * venue (→ stale-data and price-band checks; a venue that leaves the instrument out of its marks
+ * blocks the order as stale-data, `ControlContext.markMissing`), the position in the underlying across
+ * venues (→ position limit; linear instruments only: perps, futures and spot, in underlying units) and the
  * venue's quote for the order (→ max slippage). Fetches are cached briefly and shared by concurrent
  * callers. When a venue fails, the last mark it gave is used (its age keeps growing, so the stale
  * check blocks in time); with none, the error propagates and the order waits (queue: the plan fails;
@@ -145,7 +146,7 @@ export class VenueMarketData implements MarketDataSource {
       const ageMs = this.#clock.nowMs() - mark.asOfMs;
       if (this.#breakers && ageMs > this.#breakers.config.market.staleMarkMs)
         await this.#breakers.observeMarkAge(intent.underlying, ageMs);
-    }
+    } else ctx.markMissing = true; // the venue left the instrument out: the order is not priced blind
     if (positionBase !== undefined) ctx.positionBase = positionBase;
     if (expectedPriceUsd !== undefined) ctx.expectedPriceUsd = expectedPriceUsd;
     if (venueExposure) ctx.venueExposure = venueExposure;
