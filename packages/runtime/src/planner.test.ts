@@ -642,6 +642,27 @@ describe('a venue that cannot be read (regression: its hedge vanished from the b
     expect(logs.some((l) => /funding rate of BTC-USD:PERP on drift-sol not read/.test(l))).toBe(true);
   });
 
+  it('a funding read that keeps failing is logged when it starts, changes or ends, not every tick (regression: a warning per tick)', async () => {
+    const { h, state, logs } = await flaky();
+    await hedged(h);
+    const warned = () =>
+      logs.filter((l) => /funding rate of BTC-USD:PERP on drift-sol not read/.test(l)).length;
+    state.fundingDown = true;
+    for (let i = 0; i < 3; i++) {
+      h.clock.advance(1000);
+      await h.planner.plan();
+    }
+    expect(warned()).toBe(1);
+    state.fundingDown = false;
+    h.clock.advance(1000);
+    await h.planner.plan();
+    expect(logs).toContain('funding rate of BTC-USD:PERP on drift-sol read again');
+    state.fundingDown = true;
+    h.clock.advance(1000);
+    await h.planner.plan();
+    expect(warned()).toBe(2);
+  });
+
   it('a marks read that fails after the positions were read: the venue stands in with that read, counted once', async () => {
     const { h, state } = await flaky();
     await hedged(h);
@@ -1207,6 +1228,97 @@ describe.each(databases)('the window cap survives a restart (%s ledger)', (_name
     h.clock.advance(60 * 60_000);
     expect(btcPlans(await restarted.plan())).toHaveLength(1);
   });
+
+  it('a planner leading again counts the hedges another leader placed meanwhile (regression: its windows were seeded once per process)', async () => {
+    const logs: string[] = [];
+    const h = await harness(
+      capped(),
+      undefined,
+      undefined,
+      { log: (_level, msg) => logs.push(msg) },
+      database,
+    );
+    const a = h.planner;
+    // A leads first (its windows start from the empty ledger); it loses the lease before submitting
+    expect(btcPlans(await a.plan({ leaseToken: 1 }))).toHaveLength(1);
+    // B leads and hedges the whole window cap
+    const b = h.restart();
+    h.clock.advance(1000);
+    const hedged = btcPlans(await b.plan({ leaseToken: 2 }))[0] as PlanForExecution;
+    expect(deltaUsd(hedged)).toBeGreaterThan(199_000);
+    await record(h, hedged, async (id) => {
+      await h.ledger.recordSend(id, { actor: 'test', atMs: h.clock.nowMs() });
+      await h.ledger.transition(id, 'rejected', { actor: 'test', patch: { error: 'venue refused' } });
+    });
+    b.onPlanned(hedged, queuedAll(hedged));
+    // A leads again, in the same process: B's hedge is in its window
+    h.clock.advance(1000);
+    expect(btcPlans(await a.plan({ leaseToken: 3 }))).toEqual([]);
+    expect(logs).toContain('no BTC hedge: window-cap-reached');
+    // the same term's next tick keeps its windows (no second read of the ledger)
+    const reads = logs.filter((l) => l.startsWith('hedge windows start from the ledger')).length;
+    h.clock.advance(1000);
+    expect(btcPlans(await a.plan({ leaseToken: 3 }))).toEqual([]);
+    expect(logs.filter((l) => l.startsWith('hedge windows start from the ledger')).length).toBe(reads);
+  });
+
+  it('a policy change keeps every hedge of the window, however many (regression: past 10,000 the oldest 5,000 were dropped, in the window or not)', async () => {
+    const config = capped();
+    const h = await harness(config, undefined, undefined, {}, database);
+    const leg = (
+      id: string,
+      underlying: string,
+      sizeBase: string,
+      referencePriceUsd: number,
+      createdAtMs: number,
+    ): HedgeIntent => ({
+      id,
+      planId: `plan_${id}`,
+      underlying,
+      venue: 'gmx-arb',
+      chain: 'evm:42161',
+      instrument: `${underlying}-USD:PERP`,
+      side: 'sell',
+      sizeBase,
+      orderType: 'market',
+      referencePriceUsd,
+      reduceOnly: false,
+      urgency: 'normal',
+      reason: 'an earlier hedge',
+      createdAtMs,
+      dependsOn: [],
+    });
+    // 30 min ago: a BTC hedge of $150,000 (sent, then refused: it counts), then 10,000 small ETH orders
+    // still queued (ETH waits for them; they fill the list of executions the planner keeps)
+    const t0 = h.clock.nowMs();
+    const btc = leg('int_btc_earlier', 'BTC', '1.5', 100_000, t0);
+    await h.ledger.recordPlan([{ intent: btc, clientOrderId: clientOrderIdFor(btc.id), status: 'queued' }], {
+      actor: 'test',
+    });
+    await h.ledger.recordSend(clientOrderIdFor(btc.id), { actor: 'test', atMs: h.clock.nowMs() });
+    await h.ledger.transition(clientOrderIdFor(btc.id), 'rejected', {
+      actor: 'test',
+      patch: { error: 'refused' },
+    });
+    for (let batch = 0; batch < 10; batch++)
+      await h.ledger.recordPlan(
+        Array.from({ length: 1000 }, (_, i) => {
+          const intent = leg(`int_eth_${batch}_${i}`, 'ETH', '0.001', 3500, t0 + 1 + batch * 1000 + i);
+          return { intent, clientOrderId: clientOrderIdFor(intent.id), status: 'queued' as const };
+        }),
+        { actor: 'test' },
+      );
+    h.clock.advance(30 * 60_000);
+    // the $50,000 left of the BTC cap goes out
+    const rest = btcPlans(await h.planner.plan())[0] as PlanForExecution;
+    expect(deltaUsd(rest)).toBeGreaterThan(49_000);
+    expect(deltaUsd(rest)).toBeLessThanOrEqual(50_000 + 1e-6);
+    h.planner.onPlanned(rest, queuedAll(rest));
+    // an operator changes the policy: the new strategy still sees the window used up
+    config.policy.default = { ...config.policy.default, minTradeUsd: 101 };
+    h.clock.advance(1000);
+    expect(btcPlans(await h.planner.plan())).toEqual([]);
+  }, 60_000);
 
   it('legs blocked when planned (never sent) do not count after a restart', async () => {
     const h = await harness(capped(), undefined, undefined, {}, database);

@@ -365,6 +365,35 @@ function checkSettlement(
 /** Intents read per page when the hedge windows start from the ledger (the ledger's largest page). */
 const SEED_PAGE = 5000;
 
+/**
+ * Most executions kept for replay into a new strategy (see `TickPlanner.#executions`), far above what a
+ * window holds in practice; past it the oldest go, and the next strategy starts from the ledger instead.
+ */
+const MAX_EXECUTIONS = 200_000;
+
+/**
+ * How far back a policy looks at past delta hedges, ms: its longest window cap (`caps.windowMinutes`) or
+ * time gate (`intervalMinutes`), over the default and every per-underlying policy; 0 when it has none.
+ */
+function hedgeLookbackMs(policy: Policies): number {
+  const minutes = (p: Policies['default']) =>
+    Math.max(
+      p.caps?.windowMinutes ?? 0,
+      p.kind === 'interval' || p.kind === 'leland' ? p.intervalMinutes : 0,
+    );
+  return (
+    Math.max(minutes(policy.default), ...Object.values(policy.perUnderlying ?? {}).map(minutes)) * 60_000
+  );
+}
+
+/** What identifies a failure for logging it on change: its error code, else its class name, else its text. */
+function failureKind(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && code !== '') return code;
+  if (err instanceof Error) return err.name === 'Error' ? err.message : err.name;
+  return String(err);
+}
+
 /** Holds that last until the policy or the window changes: logged when an underlying enters one. */
 const CAP_HOLDS: ReadonlySet<string> = new Set(['window-cap-reached', 'order-cap-below-minimum']);
 
@@ -390,11 +419,22 @@ export class TickPlanner {
   #strategy: HedgeStrategy | undefined;
   #policyJson = '';
   /**
-   * Executions the strategy counted, replayed into a new strategy when the policy changes; the first
-   * strategy of the process starts from the ledger's (see #seedExecutions).
+   * Executions the strategy counted, replayed into a new strategy when the policy changes, in time order.
+   * They start from the ledger's (see #seedExecutions) and are kept for `#coveredMs` (older ones no
+   * window or time gate of the policy counts).
    */
   readonly #executions: { underlying: string; notionalUsd: number; atMs: number }[] = [];
-  #seeded = false;
+  /**
+   * How far back `#executions` holds every delta hedge, ms: the lookback of the policy in force
+   * (`hedgeLookbackMs`). Undefined until they are read from the ledger, and again once they may miss
+   * some (a new leadership term: another leader may have hedged meanwhile; the `MAX_EXECUTIONS` cap):
+   * the next strategy then starts from the ledger, as it does when a policy looks further back.
+   */
+  #coveredMs: number | undefined;
+  /** The lease token the last tick was planned under (see `plan`). */
+  #leaseToken: number | undefined;
+  /** The kind of failure (`failureKind`) of each venue|instrument's last funding read that failed, logged on change. */
+  readonly #fundingTrouble = new Map<string, string>();
   /** The hold code (cap-related) each underlying's last decision came out with, logged when it changes. */
   readonly #capHold = new Map<string, string>();
   #lastSnapshot: RiskSnapshot | undefined;
@@ -453,14 +493,16 @@ export class TickPlanner {
       defaultPolicy: policy.default,
       perUnderlying: policy.perUnderlying,
     });
-    if (!this.#seeded) {
-      // the ledger's first (oldest), then any counted meanwhile; one by one (a spread of a long window's
-      // legs could pass the engine's argument limit)
-      const counted = this.#executions.splice(0);
-      for (const e of await this.#seedExecutions(policy)) this.#executions.push(e);
-      for (const e of counted) this.#executions.push(e);
-      this.#seeded = true;
+    const lookbackMs = hedgeLookbackMs(policy);
+    if (this.#coveredMs === undefined || lookbackMs > this.#coveredMs) {
+      // the ledger's, instead of those counted here: it holds them too (intents are recorded before they
+      // are queued) and those of any other leader. One by one (a spread of a long window's legs could
+      // pass the engine's argument limit).
+      const seeded = await this.#seedExecutions(lookbackMs);
+      this.#executions.length = 0;
+      for (const e of seeded) this.#executions.push(e);
     }
+    this.#coveredMs = lookbackMs;
     for (const e of this.#executions) s.recordExecution(e.underlying, e.notionalUsd, e.atMs);
     if (this.#strategy) this.#o.log('info', 'hedge policy changed; strategy rebuilt');
     this.#strategy = s;
@@ -470,8 +512,9 @@ export class TickPlanner {
 
   /**
    * The delta hedges of the policy's longest window (`caps.windowMinutes`, `intervalMinutes`) before
-   * now, from the ledger: a restart or a new leader must not start with an empty window cap and time
-   * gate, or it could hedge a second full window's notional at once. Every perp, futures and spot leg
+   * now, from the ledger: a restart or a new leader (also this process leading again after another did)
+   * must not start with an empty window cap and time gate, or it could hedge a second full window's
+   * notional at once. Every perp, futures and spot leg
    * recorded in that time counts at its size × reference price, at its plan's time, unless its order
    * ended without ever being sent (blocked by a control when planned, cancelled or failed before it was
    * sent: it traded nothing). The ledger does not say which plans had no delta trade of their own (a
@@ -479,18 +522,8 @@ export class TickPlanner {
    * hedging for at most one window after a restart.
    */
   async #seedExecutions(
-    policy: Policies,
+    lookbackMs: number,
   ): Promise<{ underlying: string; notionalUsd: number; atMs: number }[]> {
-    const windowMinutes = (p: Policies['default']) =>
-      Math.max(
-        p.caps?.windowMinutes ?? 0,
-        p.kind === 'interval' || p.kind === 'leland' ? p.intervalMinutes : 0,
-      );
-    const lookbackMs =
-      Math.max(
-        windowMinutes(policy.default),
-        ...Object.values(policy.perUnderlying ?? {}).map(windowMinutes),
-      ) * 60_000;
     if (!(lookbackMs > 0)) return [];
     const nowMs = this.#o.clock.nowMs();
     const fromMs = nowMs - lookbackMs;
@@ -815,14 +848,25 @@ export class TickPlanner {
           // A funding read that fails leaves that perp's carry out of the tick, nothing else: inside the
           // venue's read it counted the venue as unreadable after its positions were taken, and the last
           // read stood in on top of them (its positions twice, a hedge placed against a phantom delta).
+          // A failure that lasts (an oracle a venue keeps stale) is logged when it starts or changes, and
+          // when the rate is read again, not every tick.
           if (v.fetchFundingRate) {
             for (const i of instruments.filter((x) => x.endsWith(':PERP'))) {
+              const key = `${v.id}|${i}`;
               try {
                 funding.push(await v.fetchFundingRate(i));
+                if (this.#fundingTrouble.delete(key))
+                  this.#o.log('info', `funding rate of ${i} on ${v.id} read again`, {
+                    venue: v.id,
+                    instrument: i,
+                  });
               } catch (err) {
+                const kind = failureKind(err);
+                if (this.#fundingTrouble.get(key) === kind) continue;
+                this.#fundingTrouble.set(key, kind);
                 this.#o.log(
                   'warn',
-                  `funding rate of ${i} on ${v.id} not read; its carry is left out this tick`,
+                  `funding rate of ${i} on ${v.id} not read; its carry is left out until it is (logged again when this changes)`,
                   {
                     venue: v.id,
                     instrument: i,
@@ -932,8 +976,33 @@ export class TickPlanner {
     return out;
   }
 
-  /** One tick: the plans to submit (the published snapshot is in `lastSnapshot`). */
-  async plan(): Promise<PlanForExecution[]> {
+  /**
+   * Forgets the hedges counted for the window caps and time gates: the next tick's strategy starts from
+   * the ledger's (see #seedExecutions). For a new leadership term: the planner lives across them, and
+   * another leader may have hedged while this process did not lead.
+   */
+  resetHedgeWindows(): void {
+    this.#executions.length = 0;
+    this.#coveredMs = undefined;
+    this.#strategy = undefined;
+    this.#policyJson = '';
+  }
+
+  /**
+   * One tick: the plans to submit (the published snapshot is in `lastSnapshot`). `leaseToken`: the
+   * leader lease's fencing token the tick plans under; a token other than the last tick's is a new
+   * leadership term, and the hedge windows are read from the ledger again (`resetHedgeWindows`).
+   */
+  async plan(o: { leaseToken?: number } = {}): Promise<PlanForExecution[]> {
+    if (o.leaseToken !== undefined && o.leaseToken !== this.#leaseToken) {
+      if (this.#leaseToken !== undefined) {
+        this.resetHedgeWindows();
+        this.#o.log('info', 'leading again: the hedge windows start from the ledger', {
+          leaseToken: o.leaseToken,
+        });
+      }
+      this.#leaseToken = o.leaseToken;
+    }
     this.ticks++;
     this.#o.market?.sync();
     const venueCfg = await this.#o.currentVenues();
@@ -1238,7 +1307,7 @@ export class TickPlanner {
     if (d.tradeDeltaBase !== 0 && deltaQueued) {
       const atMs = this.#o.clock.nowMs();
       this.#executions.push({ underlying: d.underlying, notionalUsd: d.tradeNotionalUsd, atMs });
-      if (this.#executions.length > 10_000) this.#executions.splice(0, 5_000);
+      this.#pruneExecutions(atMs);
       this.#strategy?.recordExecution(d.underlying, d.tradeNotionalUsd, atMs);
     }
     // Strategy reasons usually start with the underlying already ("ETH: delta …").
@@ -1254,6 +1323,27 @@ export class TickPlanner {
         .map((l) => `${l.intentId}: ${l.control ?? ''} ${l.reason ?? ''}`),
       ...(retryInMs !== undefined ? { nextPlanInMs: retryInMs } : {}),
     });
+  }
+
+  /**
+   * Drops the executions no window or time gate of the policy counts any more (`#coveredMs` old; by time,
+   * not by count: a count dropped executions still in the window, which a new strategy then missed).
+   * Past `MAX_EXECUTIONS` the oldest go too, and the next strategy starts from the ledger instead.
+   */
+  #pruneExecutions(nowMs: number): void {
+    const e = this.#executions;
+    const coveredMs = this.#coveredMs ?? Number.POSITIVE_INFINITY;
+    let expired = 0;
+    while (expired < e.length && nowMs - (e[expired] as { atMs: number }).atMs >= coveredMs) expired++;
+    if (e.length - expired > MAX_EXECUTIONS) {
+      expired = e.length - MAX_EXECUTIONS;
+      this.#coveredMs = undefined;
+      this.#o.log(
+        'warn',
+        `more than ${MAX_EXECUTIONS} hedges in the policy's window; the oldest are dropped here, and the next strategy reads them from the ledger`,
+      );
+    }
+    if (expired > 0) e.splice(0, expired);
   }
 
   /** A snapshot of the last tick's inputs with other scenario shocks (for the API's scenario grid). */

@@ -360,3 +360,72 @@ describe('createRouter: option legs on a venue whose balances were not read', ()
     expect(notes.join(' ')).not.toMatch(/free collateral unknown/);
   });
 });
+
+/** `v` with `over` in place of its own members (a venue whose reads fail, or with other capabilities). */
+function altered<V extends object>(v: V, over: Record<string, unknown>): V {
+  return new Proxy(v, {
+    get(target, prop) {
+      if (typeof prop === 'string' && prop in over) return over[prop];
+      const x = Reflect.get(target, prop, target);
+      return typeof x === 'function' ? x.bind(target) : x;
+    },
+  });
+}
+
+/**
+ * Regression: one venue's error outside any try (its markets read for an option leg, an order type it
+ * cannot take) threw out of routing, and the tick planned nothing for any underlying.
+ */
+describe('createRouter: a failing venue is left out, not the whole tick', () => {
+  it('a venue whose markets cannot be read pays for none of its option legs; the plan goes on without them', async () => {
+    const { venues, clock, callId } = await paperVenues();
+    const down = venues.map((v) =>
+      v.id !== 'lyra-arb'
+        ? v
+        : altered(v, {
+            loadMarkets: async () => {
+              throw new Error('rpc down');
+            },
+          }),
+    );
+    const warnings: string[] = [];
+    const route = createRouter({
+      maxSlippageBps: 50,
+      log: (level, msg) => {
+        if (level === 'warn') warnings.push(msg);
+      },
+    });
+    const plan = await route(vegaOnly(callId, clock.nowMs()), down);
+    // the option legs are dropped, and so is the delta leg that would have offset them
+    expect(plan?.legs ?? []).toEqual([]);
+    expect(warnings).toContain('venue lyra-arb left out of the option legs: its markets cannot be read');
+    // a delta trade goes out on the other venues, less the 5 BTC the dropped calls would have added
+    const withTrade = vegaOnly(callId, clock.nowMs(), {
+      code: 'hedge',
+      tradeDeltaBase: -9,
+      side: 'sell',
+      tradeNotionalUsd: 855_000,
+    });
+    const rest = await route(withTrade, down);
+    expect(rest?.legs.filter((l) => l.instrument === callId)).toEqual([]);
+    const perps = perpLegs(rest?.legs ?? []);
+    expect(perps.map((l) => l.side)).toEqual(perps.map(() => 'sell'));
+    expect(perps.reduce((s, l) => s + Number(l.sizeBase), 0)).toBeCloseTo(4, 3);
+  });
+
+  it('a venue that takes none of the order types legs are planned as is left out of routing; the others take the hedge', async () => {
+    const { venues, clock } = await paperVenues();
+    const route = createRouter({ maxSlippageBps: 50, log: () => {} });
+    const [mark] = (await venues.find((v) => v.id === 'gmx-arb')?.fetchMarks(['BTC-USD:PERP'])) ?? [];
+    const decision = sellDelta(clock.nowMs(), mark?.markPriceUsd ?? 95_000);
+    const usual = await route(decision, venues);
+    expect(usual?.legs.map((l) => l.venue)).toContain('gmx-arb');
+    const odd = venues.map((v) =>
+      v.id !== 'gmx-arb' ? v : altered(v, { capabilities: { ...v.capabilities, orderTypes: [] } }),
+    );
+    const plan = await route(decision, odd);
+    const legs = plan?.legs ?? [];
+    expect(legs.length).toBeGreaterThan(0);
+    expect(legs.map((l) => l.venue)).not.toContain('gmx-arb');
+  });
+});

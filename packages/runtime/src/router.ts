@@ -113,7 +113,7 @@ export function createRouter(opts: RouterOptions): RoutePlan {
   const transferable = opts.transferable ?? new Set<string>();
   return async (
     decision: HedgeDecision,
-    venues: readonly VenueAdapter[],
+    given: readonly VenueAdapter[],
     reservation?: CollateralReservation,
   ): Promise<PlanForExecution | undefined> => {
     if (decision.action !== 'hedge') return undefined;
@@ -127,6 +127,21 @@ export function createRouter(opts: RouterOptions): RoutePlan {
     // Free USD-like collateral per venue, less what earlier plans of the round committed: the option legs
     // pay their premium from it before the delta legs are routed on the rest.
     const optionFreeCollateralUsd: Record<string, number> = {};
+    // A venue that takes none of the order types legs are planned as would make `fitOrderTypes` throw
+    // after routing, failing the tick for every underlying: it is left out here instead (its option
+    // legs dropped: none of its collateral pays for them).
+    const venues = given.filter((v) => {
+      try {
+        orderTypeFor('ioc', v.capabilities.orderTypes);
+        return true;
+      } catch (err) {
+        optionFreeCollateralUsd[v.id] = 0;
+        opts.log('warn', `venue ${v.id} left out of routing`, {
+          err: err instanceof Error ? err.message : String(err),
+        });
+        return false;
+      }
+    });
     await Promise.all(
       venues.map(async (adapter) => {
         try {
@@ -194,9 +209,24 @@ export function createRouter(opts: RouterOptions): RoutePlan {
     const transferableSources = sources.filter((s) => transferable.has(s.venue));
     const optionTickUsd: Record<string, number> = {};
     const optionMarkets: Record<string, OptionMarket> = {};
+    // A venue whose markets cannot be read pays for none of its option legs (they are dropped, with the
+    // delta they would have added, as when its balances are not read); thrown from here, it failed the
+    // tick for every underlying.
+    const unlisted = new Set<string>();
     for (const t of decision.vegaTrades) {
       const v = venues.find((x) => x.id === t.venue);
-      const m = v ? (await marketsOf(v)).find((x) => x.instrument.id === t.instrument) : undefined;
+      if (!v || unlisted.has(v.id)) continue;
+      let m: MarketInfo | undefined;
+      try {
+        m = (await marketsOf(v)).find((x) => x.instrument.id === t.instrument);
+      } catch (err) {
+        unlisted.add(v.id);
+        optionFreeCollateralUsd[v.id] = 0;
+        opts.log('warn', `venue ${v.id} left out of the option legs: its markets cannot be read`, {
+          err: err instanceof Error ? err.message : String(err),
+        });
+        continue;
+      }
       if (!m) continue;
       optionTickUsd[`${t.venue}|${t.instrument}`] = Number(m.priceTickUsd);
       optionMarkets[`${t.venue}|${t.instrument}`] = {
@@ -209,7 +239,7 @@ export function createRouter(opts: RouterOptions): RoutePlan {
     const vegaTrades = await Promise.all(
       decision.vegaTrades.map(async (t) => {
         const v = venues.find((x) => x.id === t.venue);
-        if (!v) return t;
+        if (!v || unlisted.has(v.id)) return t;
         try {
           const q = await v.quoteHedge({
             instrument: t.instrument,

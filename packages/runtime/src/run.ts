@@ -489,15 +489,27 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     closers.push({ name: 'execution service', close: () => service.close() });
 
     let planner: TickPlanner | undefined;
+    /** Starts the planning loop, once the workers that run its orders are up (see the end of the start). */
+    let startPlanning: (() => void) | undefined;
     if (role === 'all' || role === 'orchestrator') {
-      // Paper venues start from the profile on every start: a mark kept in Redis from an earlier run
-      // measures another book. The first tick marks this one (real venues keep their book, and mark; so
-      // does a dry run, whose simulated fills are kept in Redis too).
-      if (built.paper.length > 0)
+      // Paper venues start from the profile on every start: in an all-paper book a mark kept in Redis
+      // from an earlier run measures another book, and the first tick marks this one. Where any venue is
+      // real (a dry run's too, whose simulated fills are kept in Redis), the mark stays: cleared, every
+      // restart forgot the loss since it and re-armed the loss-since-mark breaker from zero. The paper
+      // venues' restart then moves the equity against it (their P&L since the last start) by design:
+      // erring toward the breaker tripping (an operator re-marks through the API), not toward a loss
+      // forgotten.
+      const venuesNow = await configStore.venues();
+      if (built.paper.length > 0 && venuesNow.every((v) => v.kind.startsWith('paper-')))
         await breakers.clearMark({
           actor: 'run',
           reason: 'paper venues restart from the profile: the first tick marks the book again',
         });
+      else if (built.paper.length > 0)
+        log.warn(
+          { real: venuesNow.filter((v) => !v.kind.startsWith('paper-')).map((v) => v.id) },
+          'the book mark is kept (real venues): the paper venues restart from the profile, so their P&L since the last start counts against it',
+        );
       // Likewise their drop-copy baselines: the ledger keeps the previous run's, but a paper venue's
       // positions start again from the profile, so each baseline is taken anew at the first quiet read
       // (else every restart of a paper profile reported a position break).
@@ -633,9 +645,11 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         lease,
         service,
         // Plans that move collateral first run as flows (transfer, then hedge); the rest go to submitPlan.
-        plan: async () => {
+        // The planner lives across leadership terms: the lease token tells it when a new one starts
+        // (another leader may have hedged meanwhile; its hedge windows are read from the ledger again).
+        plan: async ({ token }) => {
           const out: PlanForExecution[] = [];
-          for (const plan of await p.plan()) {
+          for (const plan of await p.plan({ leaseToken: token })) {
             if (plan.transfers.length === 0) out.push(plan);
             else p.onPlanned(plan, await flows.submit(plan, lease));
           }
@@ -646,8 +660,13 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         onPlanned: (plan, legs) => p.onPlanned(plan, legs),
         onError: (err) => log.error({ err }, 'orchestrator tick failed'),
       });
-      orchestrator.start();
-      closers.push({ name: 'orchestrator', close: () => orchestrator.stop() });
+      // Started last, so it stops first (closers run newest first), before the workers: planning while
+      // they drain queued orders no process would run (with the embedded Redis those jobs were lost, and
+      // the ledger kept them queued).
+      startPlanning = () => {
+        orchestrator.start();
+        closers.push({ name: 'orchestrator', close: () => orchestrator.stop() });
+      };
     }
 
     let hedgeMetrics: HedgeMetrics | undefined;
@@ -720,6 +739,8 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         channel: configStore.venuesChannel,
       });
     }
+    // Planning starts once its workers run, and stops before them (right after the API).
+    startPlanning?.();
     /** One line per order that ended: what filled where (with the venue's order id or tx), or why it failed. */
     async function reportJob(job: Job<OrderJobData, OrderJobResult>, err?: Error): Promise<void> {
       const { intent } = job.data;

@@ -1,0 +1,89 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig, type XhedgeConfig } from '@xhedge/config';
+import { driftDryRunProfile, driftFixture, startDriftRpcServer } from '@xhedge/venue-drift/testing';
+import { pino } from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type Run, startRun } from './run.ts';
+
+const PAPER = readFileSync(new URL('../../../configs/profiles/paper.yaml', import.meta.url), 'utf8');
+const dir = mkdtempSync(join(tmpdir(), 'xhedge-run-'));
+const cleanup: (() => Promise<unknown>)[] = [];
+afterAll(async () => {
+  for (const c of cleanup.reverse()) await c();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A run (embedded Redis, PGlite in a folder of its own) whose log lines are kept, debug ones too. */
+async function started(config: XhedgeConfig, env: Record<string, string>) {
+  const lines: { msg?: string; part?: string }[] = [];
+  const run: Run = await startRun({
+    config,
+    env: { XHEDGE_API_TOKEN: randomBytes(32).toString('hex'), ...env },
+    port: 0,
+    dataDir: join(dir, `data-${randomBytes(4).toString('hex')}`),
+    logger: pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) }),
+  });
+  cleanup.push(() => run.stop());
+  return { run, lines };
+}
+
+/**
+ * The paper profile's gmx-arb (paper) beside a real `drift` venue (Solana JSON-RPC over litesvm holding
+ * Drift's accounts) in a dry run: a mixed book.
+ */
+async function mixedProfile(): Promise<{ config: XhedgeConfig; env: Record<string, string> }> {
+  const f = await driftFixture({ nowMs: Date.now() });
+  const server = await startDriftRpcServer(f.rpc);
+  cleanup.push(() => server.close());
+  const drift = parseConfig(
+    driftDryRunProfile({
+      name: 'mixed',
+      dataDir: join(dir, 'unused'),
+      rpcUrl: server.url,
+      programId: f.programId.toBase58(),
+    }),
+    'drift.yaml',
+  );
+  const paper = parseConfig(PAPER, 'paper.yaml');
+  const config: XhedgeConfig = {
+    ...paper,
+    name: `mixed-${randomBytes(4).toString('hex')}`,
+    dryRun: true,
+    venues: [...paper.venues.filter((v) => v.id === 'gmx-arb'), ...drift.venues],
+    book: {
+      ...paper.book,
+      positions: paper.book.positions.filter((p) => p.venue === 'gmx-arb'),
+      balances: paper.book.balances.filter((b) => b.venue === 'gmx-arb'),
+    },
+  };
+  return { config, env: { XHEDGE_DRIFT_KEY: JSON.stringify(Array.from(f.authority.secretKey)) } };
+}
+
+describe('a run with paper and real venues', () => {
+  it('does not clear the book mark at start (regression: any paper venue cleared it, so every restart forgot the loss since it)', async () => {
+    const { config, env } = await mixedProfile();
+    const { run } = await started(config, env);
+    expect(run.venues.map((v) => v.id).sort()).toEqual(['drift-sol', 'gmx-arb']);
+    expect(await run.ledger.listAudit({ action: 'book-mark.clear' })).toEqual([]);
+  }, 60_000);
+
+  it('an all-paper run still starts its mark afresh', async () => {
+    const config = parseConfig(PAPER, 'paper.yaml');
+    const { run } = await started({ ...config, name: `paper-${randomBytes(4).toString('hex')}` }, {});
+    expect(await run.ledger.listAudit({ action: 'book-mark.clear' })).toHaveLength(1);
+  }, 60_000);
+});
+
+describe('shutdown order', () => {
+  it('stops planning right after the API, before the workers (regression: it planned on while they drained)', async () => {
+    const config = parseConfig(PAPER, 'paper.yaml');
+    const { run, lines } = await started({ ...config, name: `stop-${randomBytes(4).toString('hex')}` }, {});
+    await run.stop();
+    const closed = lines.filter((l) => l.msg === 'closing').map((l) => l.part);
+    expect(closed.slice(0, 2)).toEqual(['api', 'orchestrator']);
+    expect(closed.indexOf('orchestrator')).toBeLessThan(closed.indexOf('workers'));
+  }, 60_000);
+});
