@@ -377,4 +377,66 @@ describe.each(backends)('transfer-then-hedge BullMQ flow (%s)', (_label, open) =
     expect([usdc.get('gmx-arb'), usdc.get('drift-sol')]).toEqual([1000, 0]);
     expect(hedgeRuns()).toBe(0);
   });
+  it('a transfer left `sent` but not debited (a crash, or a write saved and reported failed) is sent again by the worker, and delivered', async () => {
+    const clock = new ManualClock(0);
+    const usdc = new Map<string, number>([
+      ['gmx-arb', 1000],
+      ['drift-sol', 0],
+    ]);
+    const venue = (id: string, chain: 'evm:42161' | 'solana:mainnet-beta'): BridgeEndpoint => ({
+      id,
+      chain,
+      debitBalance: async (_a, amt) => usdc.set(id, (usdc.get(id) ?? 0) - Number(amt)),
+      creditBalance: async (_a, amt) => usdc.set(id, (usdc.get(id) ?? 0) + Number(amt)),
+    });
+    const store = memoryTransferStore();
+    const tracker = new TransferTracker({ store, clock });
+    // what a send wrote before a crash: `sent`, its debit still pending (never made)
+    await tracker.create({
+      transferId: 'xfer_pending_1',
+      kind: 'oft-send',
+      srcChain: 'evm:42161',
+      dstChain: 'solana:mainnet-beta',
+      srcEid: 30110,
+      dstEid: 30168,
+      asset: 'USDC',
+      amount: '100',
+      fromVenue: 'gmx-arb',
+      toVenue: 'drift-sol',
+      feeUsd: 0.5,
+      expectedLatencyMs: 60_000,
+      timeoutMs: 180_000,
+    });
+    await tracker.transition('xfer_pending_1', 'sent', {
+      guid: `0x${'ab'.repeat(32)}`,
+      nonce: '1',
+      debitPending: true,
+    });
+    // the process that comes back: a new bridge over the kept store
+    const bridge = new PaperBridge({
+      clock,
+      venues: [venue('gmx-arb', 'evm:42161'), venue('drift-sol', 'solana:mainnet-beta')],
+      costModel: layerZeroCostModel(),
+      tracker: new TransferTracker({ store, clock }),
+    });
+    const { failures, hedgeRuns, node } = await failingTransferFlow(bridge, {
+      suffix: 'p',
+      transferId: 'xfer_pending_1',
+      amount: '100',
+      hedgeJobId: 'int_pending_1',
+    });
+    // the worker sends it again, which debits it (it used to wait on it: the bridge delivers nothing it
+    // has not debited, so nothing moved and the transfer failed at its deadline with its hedge)
+    for (let i = 0; i < 80 && (await tracker.get('xfer_pending_1'))?.debitPending; i++)
+      await new Promise((r) => setTimeout(r, 25));
+    expect((await tracker.get('xfer_pending_1'))?.debitPending).toBeUndefined();
+    expect(usdc.get('gmx-arb')).toBe(1000 - 100.5);
+    clock.advance(60_000);
+    for (let i = 0; i < 200 && hedgeRuns() === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(hedgeRuns()).toBe(1);
+    expect(await node.job.getState()).not.toBe('failed');
+    expect(failures).toEqual([]);
+    expect((await tracker.get('xfer_pending_1'))?.state).toBe('delivered');
+    expect([usdc.get('gmx-arb'), usdc.get('drift-sol')]).toEqual([1000 - 100.5, 100]);
+  });
 });

@@ -107,9 +107,15 @@ export function startTransferWorker(o: TransferWorkerOptions): Worker {
       let rec: TransferRecord;
       try {
         const known = await o.executor.status(job.data.transferId);
-        // one never sent (left `planned`, or timed out so) goes to send, which sends it or refuses it
+        // one never sent (left `planned`, or timed out so) goes to send, which sends it or refuses it; so
+        // does one written `sent` whose debit was never made (`debitPending`: a crash, or a write saved
+        // but reported failed): the bridge debits it only on a send and never delivers it before, so
+        // only waiting on it failed it at its deadline with its hedge, nothing moved
         const unsent =
-          !known || known.state === 'planned' || (known.state === 'timed-out' && !wasSent(known));
+          !known ||
+          known.state === 'planned' ||
+          (known.state === 'timed-out' && !wasSent(known)) ||
+          (known.debitPending === true && known.state !== 'failed' && known.state !== 'delivered');
         rec = unsent ? await o.executor.send(job.data) : known;
       } catch (err) {
         // no retry left (BullMQ's rule, Job.shouldRetryJob): the job and its hedge parent fail with err

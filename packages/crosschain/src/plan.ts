@@ -6,6 +6,7 @@ import {
   DecimalString,
   deterministicId,
   type HedgeIntent,
+  isUsdLike,
   XhedgeError,
 } from '@xhedge/core';
 import { decodeAbiParameters, encodeAbiParameters, type Hex, parseAbiParameters } from 'viem';
@@ -47,12 +48,20 @@ export interface PlanTransferOptions {
   bufferFraction?: number;
   /** Amount each source venue keeps untouched, units of the asset. @defaultValue 0 */
   reserveAmount?: number;
+  /**
+   * Whether the bridge takes its USD fee from the source in the asset when the asset is USD-like, as
+   * PaperBridge's `chargeFeeInAsset` does (then a source must hold the amount plus that fee above its
+   * reserve). @defaultValue true (PaperBridge's default)
+   */
+  chargeFeeInAsset?: boolean;
 }
 
 /**
  * When the venue routing picked is short of collateral, picks the cheapest venue holding enough of
  * the same asset on another chain and plans an OFT send of shortfall × (1 + buffer). Returns null when
- * nothing needs to move. Throws InsufficientCollateralError when no venue can cover it.
+ * nothing needs to move. Throws InsufficientCollateralError when no venue can cover it. "Enough" counts
+ * the fee the bridge debits with the amount (a USD-like asset, `chargeFeeInAsset`): a source holding the
+ * amount alone was picked, and its debit refused (or taken out of its reserve).
  */
 export function planCollateralTransfer(o: PlanTransferOptions): TransferPlan | null {
   const { need } = o;
@@ -71,8 +80,9 @@ export function planCollateralTransfer(o: PlanTransferOptions): TransferPlan | n
   const shortfall = need.requiredAmount - have;
   if (!(shortfall > 0)) return null;
   const amount = new Dec(shortfall).mul(1 + buffer).toDecimalPlaces(2, Dec.ROUND_UP);
+  const feeInAsset = (o.chargeFeeInAsset ?? true) && isUsdLike(need.asset);
   const candidates = o.balances
-    // a source whose balance is unreadable (NaN) is no source; the comparison below is false for it
+    // a source whose balance is unreadable (NaN) is no source; the comparisons below are false for it
     .filter((b) => b.venue !== need.venue && b.asset === need.asset && free(b) - reserve >= amount.toNumber())
     .map((b) => ({
       b,
@@ -83,12 +93,18 @@ export function planCollateralTransfer(o: PlanTransferOptions): TransferPlan | n
         amount: amount.toNumber(),
       }),
     }))
+    .filter(
+      ({ b, cost }) =>
+        !feeInAsset ||
+        free(b) - reserve >=
+          amount.add(assertFinite('bridge fee', cost.feeUsd, { from: b.venue, to: need.venue })).toNumber(),
+    )
     .sort((x, y) => x.cost.feeUsd - y.cost.feeUsd || x.cost.latencyMs - y.cost.latencyMs);
   const best = candidates[0];
   if (!best)
     throw new InsufficientCollateralError(
       'INSUFFICIENT_COLLATERAL',
-      `no venue can move ${amount.toFixed()} ${need.asset} to ${need.venue}`,
+      `no venue can move ${amount.toFixed()} ${need.asset}${feeInAsset ? ' (plus its bridge fee)' : ''} to ${need.venue}`,
       {
         details: { need, shortfall },
       },

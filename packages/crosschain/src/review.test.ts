@@ -5,7 +5,12 @@ import { describe, expect, it } from 'vitest';
 import { layerZeroCostModel } from './cost.ts';
 import { decodePacket, executorOptions, packetGuid, toBytes32 } from './lz.ts';
 import { type BridgeEndpoint, PaperBridge } from './paper-bridge.ts';
-import { decodeHedgeInstruction, encodeHedgeInstruction, planCollateralTransfer } from './plan.ts';
+import {
+  decodeHedgeInstruction,
+  encodeHedgeInstruction,
+  InsufficientCollateralError,
+  planCollateralTransfer,
+} from './plan.ts';
 import {
   memoryTransferStore,
   type TransferRecord,
@@ -366,6 +371,70 @@ describe('hedge instruction messages', () => {
     expect(() => encodeHedgeInstruction({ ...intent, side: 'short' as 'sell', sizeBase: '2' })).toThrow(
       /side short/,
     );
+  });
+});
+
+describe('collateral planning counts the fee the bridge takes from the source', () => {
+  /** Fee by source chain: from Arbitrum 1 USD, from Solana 2 USD; latency alike. */
+  const costModel = {
+    estimate: (q: { srcChain: string }) => ({
+      feeUsd: q.srcChain === 'evm:42161' ? 1 : 2,
+      latencyMs: 60_000,
+    }),
+  };
+  const need = {
+    planId: 'p_fee',
+    venue: 'op',
+    chain: 'evm:10',
+    asset: 'USDC',
+    requiredAmount: 1000,
+  } as const;
+
+  it('a source holding the amount but not its fee is not picked: the plan can be sent', async () => {
+    // 1000 short, 10% buffer: 1100 to move; arb is cheaper but holds 1100 exactly, not 1100 + 1
+    const balances = [
+      { venue: 'arb', chain: 'evm:42161', asset: 'USDC', amount: 1100, asOfMs: 0 },
+      { venue: 'sol', chain: 'solana:mainnet-beta', asset: 'USDC', amount: 5000, asOfMs: 0 },
+    ] as const;
+    const plan = planCollateralTransfer({ need, balances, costModel });
+    expect(plan).toMatchObject({ fromVenue: 'sol', amount: '1100', feeUsd: 2 });
+    const clock = new ManualClock(0);
+    const arb = exactVenue('arb', 'evm:42161', { USDC: '1100' });
+    const sol = exactVenue('sol', 'solana:mainnet-beta', { USDC: '5000' });
+    const op = exactVenue('op', 'evm:10', {});
+    const tracker = new TransferTracker({ store: memoryTransferStore(), clock });
+    const bridge = new PaperBridge({ clock, venues: [arb, sol, op], costModel, tracker });
+    const p = plan as NonNullable<typeof plan>;
+    const sent = await bridge.send({
+      transferId: p.transferId,
+      fromVenue: p.fromVenue,
+      toVenue: 'op',
+      asset: 'USDC',
+      amount: p.amount,
+    });
+    expect(sent.state).toBe('sent');
+  });
+
+  it("the fee does not come out of the source's reserve; a fee paid apart (not in the asset) needs none", () => {
+    const balances = [{ venue: 'arb', chain: 'evm:42161', asset: 'USDC', amount: 1150, asOfMs: 0 }] as const;
+    expect(() => planCollateralTransfer({ need, balances, costModel, reserveAmount: 50 })).toThrow(
+      InsufficientCollateralError,
+    );
+    expect(planCollateralTransfer({ need, balances, costModel, reserveAmount: 49 })).toMatchObject({
+      fromVenue: 'arb',
+    });
+    expect(
+      planCollateralTransfer({ need, balances, costModel, reserveAmount: 50, chargeFeeInAsset: false }),
+    ).toMatchObject({ fromVenue: 'arb' });
+    // WETH is not USD-like: the bridge takes no fee from it
+    const weth = [{ venue: 'arb', chain: 'evm:42161', asset: 'WETH', amount: 1.1, asOfMs: 0 }] as const;
+    expect(
+      planCollateralTransfer({
+        need: { ...need, asset: 'WETH', requiredAmount: 1 },
+        balances: weth,
+        costModel,
+      }),
+    ).toMatchObject({ fromVenue: 'arb', amount: '1.1' });
   });
 });
 

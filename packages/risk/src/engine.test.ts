@@ -682,3 +682,56 @@ describe('RiskEngine: pricing models', () => {
     );
   });
 });
+
+describe('RiskEngine: stale and non-finite inputs', () => {
+  /** A call held on two venues; venue `a` marked an hour ago (IV 0.3), venue `b` now (IV 0.9). */
+  function twoVenues(bMark: boolean) {
+    const engine = new RiskEngine({ clock: new ManualClock(NOW) });
+    engine.setBook({
+      positions: [
+        { venue: 'a', chain: 'evm:10', instrument: CALL, sizeBase: 1, asOfMs: NOW },
+        { venue: 'b', chain: 'evm:42161', instrument: CALL, sizeBase: 1, asOfMs: NOW },
+      ],
+    });
+    engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, asOfMs: NOW });
+    engine.updateMarks([
+      { venue: 'a', instrument: CALL, markPriceUsd: 300, ivDecimal: 0.3, asOfMs: NOW - 3_600_000 },
+      ...(bMark ? [{ venue: 'b', instrument: CALL, markPriceUsd: 2500, ivDecimal: 0.9, asOfMs: NOW }] : []),
+    ]);
+    return engine.snapshot({ scenarios: false });
+  }
+
+  it("prices from the fresh venue's IV, not a mean with a stale venue's, and says so", () => {
+    const snap = twoVenues(true);
+    // the mean with the hour-old IV (0.6) priced both lots at the wrong vol, silently
+    rel(snap.underlyings.BTC?.vegaPerVolPoint ?? Number.NaN, 2 * bs('C', 70_000, 0.9).vega);
+    expect(snap.warnings).toContainEqual(
+      expect.stringMatching(/1 stale mark IV\(s\) left out .* 0\.3 for .* at a/),
+    );
+  });
+
+  it('uses stale mark IVs only when no venue has a fresh one, and says so', () => {
+    const snap = twoVenues(false);
+    rel(snap.underlyings.BTC?.vegaPerVolPoint ?? Number.NaN, 2 * bs('C', 70_000, 0.3).vega);
+    expect(snap.warnings).toContainEqual(
+      expect.stringMatching(/1 option\(s\) priced from stale mark IVs only/),
+    );
+  });
+
+  it('refuses a market whose rate or time is not a finite number (a NaN rate left the snapshot as NaN)', () => {
+    const engine = new RiskEngine({ clock: new ManualClock(NOW) });
+    engine.setBook({
+      positions: [{ venue: 'v', chain: 'offchain', instrument: 'BTC-USD:PERP', sizeBase: 1, asOfMs: NOW }],
+    });
+    for (const rateDecimal of [Number.NaN, Number.POSITIVE_INFINITY])
+      expect(() =>
+        engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, rateDecimal, asOfMs: NOW }),
+      ).toThrow(/rate of BTC is not a finite number/);
+    for (const asOfMs of [Number.NaN, -1])
+      expect(() => engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, asOfMs })).toThrow(
+        /time of the BTC market/,
+      );
+    engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, asOfMs: NOW });
+    expect(RiskSnapshot.safeParse(engine.snapshot()).success).toBe(true);
+  });
+});

@@ -112,7 +112,8 @@ export const DEFAULT_ASSET_ALIASES: Readonly<Record<string, string>> = {
  * the lots' struct-of-arrays, accumulating into flat Float64Arrays per underlying × venue and × chain.
  *
  * Pricing: one model for every venue (BSM on spot, per-instrument IV from the mean of the venues' mark
- * IVs, overridden by the market's `ivByInstrument`, else the underlying's flat vol).
+ * IVs, the fresh ones when any is fresh, overridden by the market's `ivByInstrument`, else the
+ * underlying's flat vol).
  */
 /**
  * The largest implied vol the engine takes, decimal (10 = 1000%): no venue quotes more, and a percentage
@@ -184,6 +185,16 @@ export class RiskEngine {
       throw new NumericError(`spot of ${underlying}`, market.spotUsd);
     if (!(market.volDecimal > 0) || !Number.isFinite(market.volDecimal))
       throw new NumericError(`vol of ${underlying}`, market.volDecimal);
+    // A NaN rate priced a perp-only book into a snapshot whose rateDecimal was NaN (its own schema
+    // refuses it), and a NaN time was listed as stale by NaN ms: both refused here, where they come in.
+    if (market.rateDecimal !== undefined && !Number.isFinite(market.rateDecimal))
+      throw new NumericError(`rate of ${underlying}`, market.rateDecimal);
+    if (!(Number.isFinite(market.asOfMs) && market.asOfMs >= 0))
+      throw new XhedgeError(
+        'VALIDATION',
+        `time of the ${underlying} market is ${market.asOfMs}: ms since epoch expected`,
+        { details: { underlying, asOfMs: market.asOfMs } },
+      );
     if (market.volDecimal > MAX_IV_DECIMAL)
       throw new XhedgeError(
         'VALIDATION',
@@ -264,9 +275,14 @@ export class RiskEngine {
 
     // Per-instrument IV: mean of the venues' mark IVs. One past MAX_IV_DECIMAL is no vol a venue quotes
     // (a percentage given for a decimal, 55 for 0.55, would price every option near its intrinsic-free
-    // ceiling and move the book's delta): left out, with a warning.
+    // ceiling and move the book's delta): left out, with a warning. A mark IV older than the mark
+    // staleness limit counts only where no venue gives a fresh one: averaged in with the fresh ones, an
+    // hour-old IV of a venue whose reads fail moved every venue's price of the instrument, silently.
     const ivSum = new Float64Array(nUnits);
     const ivN = new Float64Array(nUnits);
+    const staleIvSum = new Float64Array(nUnits);
+    const staleIvN = new Float64Array(nUnits);
+    const markLimitMs = this.#staleByKind.mark ?? this.#staleAfterMs;
     let implausible = 0;
     let implausibleExample = '';
     for (let i = 0; i < marks.venue.length; i++) {
@@ -278,10 +294,17 @@ export class RiskEngine {
       }
       if (iv > 0 && (marks.refs[i] ?? 0) > 0) {
         const unit = marks.unit[i] ?? 0;
-        ivSum[unit] = (ivSum[unit] ?? 0) + iv;
-        ivN[unit] = (ivN[unit] ?? 0) + 1;
+        const stale = !(nowMs - (marks.asOfMs[i] ?? Number.NaN) <= markLimitMs);
+        const sum = stale ? staleIvSum : ivSum;
+        const n = stale ? staleIvN : ivN;
+        sum[unit] = (sum[unit] ?? 0) + iv;
+        n[unit] = (n[unit] ?? 0) + 1;
       }
     }
+    let staleLeftOut = 0;
+    let staleLeftOutExample = '';
+    let staleOnly = 0;
+    let staleOnlyExample = '';
     const priced = new Uint8Array(nUnits);
     if (this.#batch.capacity < nUnits) this.#batch = new OptionBatch(nUnits);
     const batch = this.#batch;
@@ -310,11 +333,23 @@ export class RiskEngine {
         warnings.push(
           `the IV given for ${id} (${override}) is not a decimal vol in (0, ${MAX_IV_DECIMAL}]: left out, its marks or the smile price it`,
         );
+      const nStale = staleIvN[k] ?? 0;
+      if (!overrideOk && nStale > 0) {
+        if (n > 0) {
+          staleLeftOut += nStale;
+          staleLeftOutExample ||= staleIvExample(marks, k, nowMs, markLimitMs);
+        } else {
+          staleOnly++;
+          staleOnlyExample ||= id;
+        }
+      }
       const vol = overrideOk
         ? override
         : n > 0
           ? (ivSum[k] ?? 0) / n
-          : this.#smileVol(mkt, meta, nowMs, u, noSmile);
+          : nStale > 0
+            ? (staleIvSum[k] ?? 0) / nStale
+            : this.#smileVol(mkt, meta, nowMs, u, noSmile);
       units.tenorYears[k] =
         meta.expiryMs === undefined ? 0 : Math.max((meta.expiryMs - nowMs) / MS_PER_YEAR, 0);
       units.vol[k] = vol;
@@ -379,6 +414,14 @@ export class RiskEngine {
     if (implausible > 0)
       warnings.push(
         `${implausible} mark IV(s) above ${MAX_IV_DECIMAL} (a percentage for a decimal?) left out, e.g. ${implausibleExample}`,
+      );
+    if (staleLeftOut > 0)
+      warnings.push(
+        `${staleLeftOut} stale mark IV(s) left out (older than ${markLimitMs} ms, where another venue's is fresh), e.g. ${staleLeftOutExample}`,
+      );
+    if (staleOnly > 0)
+      warnings.push(
+        `${staleOnly} option(s) priced from stale mark IVs only (no venue's is younger than ${markLimitMs} ms), e.g. ${staleOnlyExample}`,
       );
     for (const u of missingMarket)
       warnings.push(`no market (spot, vol) for ${book.underlyings[u]}: its positions are not priced`);
@@ -793,6 +836,17 @@ export class RiskEngine {
     }
     return out;
   }
+}
+
+/** `<iv> for <instrument> at <venue>` of the first stale mark IV of unit `k`, for a warning. */
+function staleIvExample(marks: BookIndex['marks'], k: number, nowMs: number, limitMs: number): string {
+  for (let i = 0; i < marks.venue.length; i++) {
+    const iv = marks.iv[i] ?? Number.NaN;
+    if (marks.unit[i] !== k || !(iv > 0 && iv <= MAX_IV_DECIMAL) || !((marks.refs[i] ?? 0) > 0)) continue;
+    if (!(nowMs - (marks.asOfMs[i] ?? Number.NaN) <= limitMs))
+      return `${iv} for ${marks.instrument[i] ?? '?'} at ${marks.venue[i] ?? '?'}`;
+  }
+  return '?';
 }
 
 function acc2(accV: Float64Array, ov: number, accC: Float64Array, oc: number, f: number, x: number): void {
