@@ -1,3 +1,4 @@
+import { appendFileSync } from 'node:fs';
 import { loadConfigFile } from '@xhedge/config';
 import { BreakerBoard, KillEvent, KillSwitch, type RedisEndpoint } from '@xhedge/execution';
 import { type Ledger, openDatabase, postgresReachable, TEST_PG_URL } from '@xhedge/store';
@@ -301,5 +302,21 @@ describe.skipIf(!pgOk)('xhedge kill-switch (real Redis and Postgres)', () => {
     const out = JSON.parse(status.stdout) as { killSwitches: { scope: string }[]; missingInRedis?: unknown };
     expect(out.killSwitches.map((k) => k.scope)).toEqual(['global']);
     expect(out.missingInRedis).toBeUndefined();
+  });
+
+  it('a profile whose ledger URL is an unset env var: status still works, with a warning naming it (review: it died)', async () => {
+    vi.stubEnv('DATABASE_URL', '');
+    appendFileSync(profile.file, '\ndatabase:\n  url: { env: XH_KS_TEST_UNSET_DB }\n');
+    await kill.engage('global', { actor: 'operator:dave', reason: 'set by the test' });
+    const status = await cli(['status']);
+    expect(status.code).toBe(0);
+    expect(status.stderr).toMatch(
+      /warning: no ledger: database\.url of the profile is the env var XH_KS_TEST_UNSET_DB/,
+    );
+    expect(status.stdout).toMatch(/global/);
+    // a change still needs the ledger, and says so
+    const engage = await cli(['engage', '--reason', 'no ledger']);
+    expect(engage.code).toBe(2);
+    expect(engage.stderr).toMatch(/refusing to engage without the ledger/);
   });
 });

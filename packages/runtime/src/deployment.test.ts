@@ -37,7 +37,12 @@ describe('deployment endpoints (regression: a profile naming an env var that is 
   it('REDIS_URL and DATABASE_URL still win, env-named URLs resolve, and a profile naming none is embedded', () => {
     expect(
       deploymentEndpoints(profile, { REDIS_URL: 'redis://r:6379', DATABASE_URL: 'postgres://d/x' }),
-    ).toEqual({ redisUrl: 'redis://r:6379', dbUrl: 'postgres://d/x', redisPrefix: '{xhedge}:prod' });
+    ).toEqual({
+      redisUrl: 'redis://r:6379',
+      dbUrl: 'postgres://d/x',
+      redisPrefix: '{xhedge}:prod',
+      unresolved: [],
+    });
     expect(
       deploymentEndpoints(profile, { XH_TEST_REDIS: 'redis://r:6379', XH_TEST_DB: 'postgres://d/x' }),
     ).toMatchObject({ redisUrl: 'redis://r:6379', dbUrl: 'postgres://d/x' });
@@ -45,6 +50,23 @@ describe('deployment endpoints (regression: a profile naming an env var that is 
       redisUrl: undefined,
       dbUrl: undefined,
     });
+  });
+
+  it('a command that can do without one service is not stopped by its unset env var (review: kill-switch status needs only Redis)', () => {
+    const onlyRedis = deploymentEndpoints(
+      profile,
+      { XH_TEST_REDIS: 'redis://r:6379' },
+      { optional: ['database'] },
+    );
+    expect(onlyRedis).toMatchObject({ redisUrl: 'redis://r:6379', dbUrl: undefined });
+    expect(onlyRedis.unresolved).toEqual([expect.stringMatching(/database\.url.*XH_TEST_DB/)]);
+    expect(
+      deploymentEndpoints(profile, { XH_TEST_DB: 'postgres://d/x' }, { optional: ['redis'] }),
+    ).toMatchObject({ redisUrl: undefined, dbUrl: 'postgres://d/x' });
+    // the one it needs still refuses
+    expect(() =>
+      deploymentEndpoints(profile, { XH_TEST_DB: 'postgres://d/x' }, { optional: ['database'] }),
+    ).toThrow(/redis\.url.*XH_TEST_REDIS/);
   });
 
   it('a run whose profile names an unset env var for its ledger does not start on an embedded one', async () => {

@@ -9,6 +9,11 @@ export interface DeploymentEndpoints {
   dbUrl: string | undefined;
   /** Redis key prefix of the deployment: `{xhedge}:<profile name>` (see `redisPrefixFor`). */
   redisPrefix: string;
+  /**
+   * Why a service the caller said it can do without (`optional`) has no URL although the profile names
+   * one: its env var is not set. Empty when every URL resolved.
+   */
+  unresolved: string[];
 }
 
 /**
@@ -21,14 +26,14 @@ function urlFrom(
   field: 'redis' | 'database',
   v: { url?: string | { env: string } | undefined } | undefined,
   env: Readonly<Record<string, string | undefined>>,
-): string | undefined {
+): string | XhedgeError | undefined {
   const u = v?.url;
   if (u === undefined) return undefined;
   if (typeof u === 'string') return u;
   const value = env[u.env];
   if (value) return value;
   const override = field === 'redis' ? 'REDIS_URL' : 'DATABASE_URL';
-  throw new XhedgeError(
+  return new XhedgeError(
     'CONFIG_INVALID',
     `${field}.url of the profile is the env var ${u.env}, which is not set: set ${u.env} (or ${override}), or leave ${field}.url out for an embedded ${field === 'redis' ? 'Redis' : 'PGlite ledger'}`,
     { details: { field: `${field}.url`, env: u.env } },
@@ -46,15 +51,30 @@ export function redisPrefixFor(profileName: string): string {
 /**
  * The Redis URL, ledger URL and Redis key prefix of the deployment a profile describes: REDIS_URL and
  * DATABASE_URL win over the profile's `redis.url` / `database.url` (a literal or `{ env: NAME }`).
- * @throws XhedgeError `CONFIG_INVALID` when a URL the profile takes from an env var is not set there.
+ * `optional` names the services the caller can do without (an operator command that needs only Redis,
+ * or only the ledger): one whose env var is unset is then undefined, its reason in `unresolved`, so the
+ * command still runs in an emergency.
+ * @throws XhedgeError `CONFIG_INVALID` when a URL the profile takes from an env var is not set there
+ *   (for a service not in `optional`).
  */
 export function deploymentEndpoints(
   config: Pick<XhedgeConfig, 'name' | 'redis' | 'database'>,
   env: Readonly<Record<string, string | undefined>>,
+  o: { optional?: readonly ('redis' | 'database')[] } = {},
 ): DeploymentEndpoints {
+  const unresolved: string[] = [];
+  const resolve = (field: 'redis' | 'database', given: string | undefined) => {
+    if (given) return given;
+    const u = urlFrom(field, field === 'redis' ? config.redis : config.database, env);
+    if (!(u instanceof XhedgeError)) return u;
+    if (!o.optional?.includes(field)) throw u;
+    unresolved.push(u.message);
+    return undefined;
+  };
   return {
-    redisUrl: env.REDIS_URL || urlFrom('redis', config.redis, env),
-    dbUrl: env.DATABASE_URL || urlFrom('database', config.database, env),
+    redisUrl: resolve('redis', env.REDIS_URL),
+    dbUrl: resolve('database', env.DATABASE_URL),
     redisPrefix: redisPrefixFor(config.name),
+    unresolved,
   };
 }

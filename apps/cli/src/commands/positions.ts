@@ -57,7 +57,8 @@ export async function runPositions(
     throw new CliUsageError(`--db-schema "${opts.dbSchema}" is not a schema name (lowercase, digits, _)`);
   const config = loadProfile(opts.config, io);
   if (!config) return EXIT_INVALID;
-  const { dbUrl } = deploymentEndpoints(config, env);
+  // only the ledger: a Redis URL the profile takes from an unset env var does not stop this command
+  const { dbUrl } = deploymentEndpoints(config, env, { optional: ['redis'] });
   if (!dbUrl)
     throw new CliUsageError(`no DATABASE_URL for profile ${config.name}`, [
       'its run keeps the ledger in an embedded PGlite inside the xhedge process, out of reach of this command;',
