@@ -304,6 +304,14 @@ export abstract class PaperVenueBase implements PaperVenue {
       const px = this.restingFillPrice(rec);
       if (px !== undefined) {
         rec.resting = false;
+        const stale = this.#reduceOnlyStale(rec);
+        if (stale !== undefined) {
+          // the venue cancels a resting reduce-only order the position no longer covers (it would grow or flip it)
+          rec.status = 'cancelled';
+          rec.error = stale;
+          rec.updatedAtMs = now;
+          continue;
+        }
         const price = this.roundPrice(rec.instrument, px, rec.side);
         const fee = this.makerFeeUsd(rec, price.mul(rec.size).toNumber());
         this.applyFill(rec, rec.size, price, fee, this.gasUsdNow());
@@ -469,16 +477,10 @@ export abstract class PaperVenueBase implements PaperVenue {
     }
     const r = parsed.data;
     const e = (msg: string) => new InvalidOrderError(this.err(msg, { clientOrderId: r.clientOrderId }));
-    const m = this.marketOrThrow(r.instrument);
     if (!this.capabilities.orderTypes.includes(r.orderType))
       throw e(`order type ${r.orderType} is not supported`);
     const size = new Dec(r.sizeBase);
     if (!size.gt(0)) throw e(`size ${r.sizeBase} must be > 0`);
-    if (size.lt(m.minSizeBase)) throw e(`size ${r.sizeBase} is below the minimum ${m.minSizeBase}`);
-    if (!size.mod(m.sizeStepBase).isZero())
-      throw e(`size ${r.sizeBase} is not a multiple of ${m.sizeStepBase}`);
-    if (m.maxOrderSizeBase !== undefined && size.gt(m.maxOrderSizeBase))
-      throw e(`size ${r.sizeBase} is above the largest order ${m.maxOrderSizeBase}`);
     let limit: D | undefined;
     if (r.limitPriceUsd !== undefined) {
       limit = new Dec(r.limitPriceUsd);
@@ -495,13 +497,30 @@ export abstract class PaperVenueBase implements PaperVenue {
     };
   }
 
+  /**
+   * The checks of a new order against the market as it stands when the order reaches the venue: listed
+   * and active (not past its expiry), size at least the minimum, a multiple of the step and at most the
+   * largest order. Not run for a client order id the venue already has: its retry returns that order
+   * even after the market changed (the option expired, the pool's largest order shrank).
+   */
+  #checkMarket(r: { clientOrderId: string; instrument: string; size: D }): void {
+    const e = (msg: string) => new InvalidOrderError(this.err(msg, { clientOrderId: r.clientOrderId }));
+    const m = this.marketOrThrow(r.instrument);
+    const size = r.size.toFixed();
+    if (r.size.lt(m.minSizeBase)) throw e(`size ${size} is below the minimum ${m.minSizeBase}`);
+    if (!r.size.mod(m.sizeStepBase).isZero()) throw e(`size ${size} is not a multiple of ${m.sizeStepBase}`);
+    if (m.maxOrderSizeBase !== undefined && r.size.gt(m.maxOrderSizeBase))
+      throw e(`size ${size} is above the largest order ${m.maxOrderSizeBase}`);
+  }
+
   async placeOrder(raw: OrderRequest): Promise<Order> {
     const r = this.#validate(raw);
     await this.enter();
     const existing = this.orders.get(r.clientOrderId);
-    // checked again as it reaches the venue: the request's latency may have carried it past an expiry
-    // (also for a client order id rejected before, which is placed afresh below)
-    if (!existing || existing.status === 'rejected') this.marketOrThrow(r.instrument);
+    // checked as it reaches the venue: the request's latency may have carried it past an expiry (also
+    // for a client order id rejected before, which is placed afresh below); never for an order the
+    // venue has, which is returned as it is whatever the market did since
+    if (!existing || existing.status === 'rejected') this.#checkMarket(r);
     if (existing && existing.status !== 'rejected') {
       const same =
         existing.instrument === r.instrument &&
@@ -648,20 +667,26 @@ export abstract class PaperVenueBase implements PaperVenue {
     }
   }
 
+  /**
+   * Why a reduce-only order no longer reduces the position as it stands (none left, on its side, or
+   * smaller than the order: it would grow or flip it); undefined when it does, or is not reduce-only.
+   */
+  #reduceOnlyStale(rec: OrderRecord): string | undefined {
+    if (!rec.reduceOnly) return undefined;
+    const pos = this.positionSize(rec.instrument);
+    if (pos.isZero() || pos.isPos() === (rec.side === 'buy') || rec.size.gt(pos.abs()))
+      return `reduce-only order no longer reduces the position ${pos.toFixed()}`;
+    return undefined;
+  }
+
   /** Executes an order now. Inline failures throw typed errors; late (keeper/timed-out) ones are recorded. */
   #execute(rec: OrderRecord, inline: boolean): void {
     try {
       if (this.oraclePriced && this.faults.staleMarks)
         throw new ExecFailure('stale-oracle', 'oracle price is stale');
-      if (rec.reduceOnly) {
-        // The position may have changed while the order waited (keeper, late fill).
-        const pos = this.positionSize(rec.instrument);
-        if (pos.isZero() || pos.isPos() === (rec.side === 'buy') || rec.size.gt(pos.abs()))
-          throw new ExecFailure(
-            'invalid',
-            `reduce-only order no longer reduces the position ${pos.toFixed()}`,
-          );
-      }
+      // The position may have changed while the order waited (keeper, late fill).
+      const stale = this.#reduceOnlyStale(rec);
+      if (stale !== undefined) throw new ExecFailure('invalid', stale);
       const q = this.execQuote(rec.instrument, rec.side, rec.size);
       if (q.executableSize.lt(rec.size))
         throw new ExecFailure(

@@ -221,6 +221,10 @@ export class PaperDriftVenue extends PaperVenueBase {
     return (notionalUsd * this.params.makerFeeBps) / 10_000;
   }
 
+  /**
+   * The funding rate of hour `hour` (an index of whole hours since the epoch; default the hour now), per
+   * hour, + = longs pay: what `fetchFundingRate` reads during that hour, and what positions pay at its end.
+   */
   fundingRatePerHour(instrument: string, hour = Math.floor(this.now() / MS_PER_HOUR)): number {
     const r = createRng(hashString(`${instrument}:${hour}`, this.market.seed));
     return this.params.fundingMeanPerHour + this.params.fundingSdPerHour * r.normal();
@@ -242,18 +246,20 @@ export class PaperDriftVenue extends PaperVenueBase {
     return notional * hours * this.params.fundingMeanPerHour * (side === 'buy' ? 1 : -1);
   }
 
-  /** Settles funding at each hour boundary crossed (longs pay shorts when the rate is positive). */
+  /**
+   * Settles funding at each hour boundary crossed, at the rate of the hour it ends (the one
+   * `fetchFundingRate` read during that hour); longs pay shorts when the rate is positive.
+   */
   protected override accrue(nowMs: number): void {
     const hour = Math.floor(nowMs / MS_PER_HOUR);
     while (this.#lastFundingHour < hour) {
+      const ended = this.#lastFundingHour;
       this.#lastFundingHour += 1;
       let pay = 0;
       for (const [inst, p] of this.positions) {
         if (p.size.isZero()) continue;
         pay +=
-          p.size.toNumber() *
-          this.market.spot(this.#underlying(inst)) *
-          this.fundingRatePerHour(inst, this.#lastFundingHour);
+          p.size.toNumber() * this.market.spot(this.#underlying(inst)) * this.fundingRatePerHour(inst, ended);
       }
       if (pay !== 0) this.addCash(-pay);
     }

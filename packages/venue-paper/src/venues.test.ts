@@ -234,12 +234,63 @@ describe('paper Drift', () => {
     const h0 = Math.floor(market.nowMs() / MS_PER_HOUR);
     await advance(3 * MS_PER_HOUR);
     let expected = 0;
-    for (let h = h0 + 1; h <= h0 + 3; h++)
+    // the boundaries h0 + 1 … h0 + 3 settle the hours they end: h0 … h0 + 2
+    for (let h = h0; h <= h0 + 2; h++)
       expected += 2 * market.spot('BTC') * d.fundingRatePerHour('BTC-USD:PERP', h);
     // Short 2 BTC: receives when the rate is positive. Prices moved during the 3 hours: loose tolerance.
     const received = (await usdc(venue)) - c0;
     expect(Math.sign(received)).toBe(Math.sign(expected));
     expect(Math.abs(received - expected)).toBeLessThan(Math.abs(expected) * 0.2 + 1e-6);
+  });
+
+  it('settles each hour at the rate fetchFundingRate read during it (+ = longs pay)', async () => {
+    const { venue, advance, market } = testVenue('paper-drift');
+    const d = venue as PaperDriftVenue;
+    await venue.placeOrder({
+      clientOrderId: 'f-read',
+      instrument: 'BTC-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '2',
+    });
+    const h0 = Math.floor(market.nowMs() / MS_PER_HOUR);
+    const read = (await d.fetchFundingRate('BTC-USD:PERP')).ratePerHour;
+    // on this seed the next hour's rate has the other sign: paying it would show at once
+    expect(Math.sign(d.fundingRatePerHour('BTC-USD:PERP', h0 + 1))).not.toBe(Math.sign(read));
+    const c0 = await usdc(venue);
+    await advance((h0 + 1) * MS_PER_HOUR - market.nowMs()); // to the boundary: one settlement, at its spot
+    const paidUsd = c0 - (await usdc(venue));
+    expect(paidUsd).toBeCloseTo(2 * market.spot('BTC') * read, 4);
+  });
+
+  it('cancels a resting reduce-only limit order the position no longer covers, instead of flipping it', async () => {
+    const { venue, advance, market } = testVenue('paper-drift');
+    const inst = 'SOL-USD:PERP';
+    const mkt = (clientOrderId: string, side: 'buy' | 'sell') =>
+      venue.placeOrder({ clientOrderId, instrument: inst, side, orderType: 'market', sizeBase: '1' });
+    await mkt('ro-open', 'buy');
+    // take profit 0.2% above: rests
+    const o = await venue.placeOrder({
+      clientOrderId: 'ro-tp',
+      instrument: inst,
+      side: 'sell',
+      orderType: 'limit',
+      sizeBase: '1',
+      limitPriceUsd: (market.spot('SOL') * 1.002).toFixed(3),
+      reduceOnly: true,
+    });
+    expect(o.status).toBe('acknowledged');
+    await mkt('ro-close', 'sell'); // the long is closed another way
+    let status = o.status;
+    for (let i = 0; i < 3 * 24 * 60 && status === 'acknowledged'; i++) {
+      await advance(60_000);
+      status = (await venue.getOrderByClientId('ro-tp'))?.status ?? 'failed';
+    }
+    const done = await venue.getOrderByClientId('ro-tp');
+    expect(done).toMatchObject({ status: 'cancelled', filledSizeBase: '0' });
+    expect(done?.error).toMatch(/reduce-only/);
+    expect(await venue.fetchFills({ clientOrderId: 'ro-tp' })).toEqual([]);
+    expect((await venue.fetchPositions()).find((p) => p.instrument === inst)).toBeUndefined();
   });
 
   it('rests a limit order until the market reaches it, then fills at the limit', async () => {
@@ -546,6 +597,22 @@ describe('paper Lyra', () => {
     expect(await venue.fetchFills({ clientOrderId: 'late-again' })).toEqual([]);
   });
 
+  it('placing a filled client order id again after the option expired returns the order, not a rejection', async () => {
+    const { venue, advance, market, id, expiryMs } = await holdingItmCall();
+    const first = await venue.getOrderByClientId('exp');
+    await advance(expiryMs - market.nowMs() + 1000);
+    await venue.fetchPositions(); // the venue has seen the expiry
+    const again = await venue.placeOrder({
+      clientOrderId: 'exp',
+      instrument: id,
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '2',
+    });
+    expect(again).toMatchObject({ venueOrderId: first?.venueOrderId, status: 'filled', filledSizeBase: '2' });
+    expect(await venue.fetchFills({ clientOrderId: 'exp' })).toHaveLength(1);
+  });
+
   it('with a settlement delay, keeps an expired position listed at its payoff until it pays it out', async () => {
     const { venue, advance, market, id, expiryMs, strike } = await holdingItmCall({
       settlementDelayMs: MS_PER_HOUR,
@@ -588,6 +655,34 @@ describe('paper spot AMM', () => {
         sizeBase: '1',
       }),
     ).rejects.toBeInstanceOf(InsufficientFundsError);
+  });
+
+  it('placing a filled client order id again after the largest order shrank returns the order', async () => {
+    const { venue, advance, market } = testVenue('paper-spot-amm', { poolTvlUsd: { ETH: 20_000_000 } });
+    const inst = 'ETH-USDC:SPOT';
+    const largest = async () =>
+      (await venue.loadMarkets()).find((m) => m.instrument.id === inst)?.maxOrderSizeBase ?? '';
+    const req = {
+      clientOrderId: 'max-1',
+      instrument: inst,
+      side: 'buy' as const,
+      orderType: 'market' as const,
+      sizeBase: await largest(),
+    };
+    const first = await venue.placeOrder(req);
+    expect(first.status).toBe('filled');
+    // the pool's largest order (a tenth of its coins) shrinks as the price rises
+    const spot0 = market.spot('ETH');
+    for (let i = 0; i < 1000 && market.spot('ETH') <= spot0 * 1.001; i++) {
+      await advance(60_000);
+      market.sync();
+    }
+    expect(new Dec(await largest()).lt(req.sizeBase)).toBe(true);
+    const again = await venue.placeOrder(req);
+    expect(again).toMatchObject({ venueOrderId: first.venueOrderId, status: 'filled' });
+    expect(await venue.fetchFills({ clientOrderId: 'max-1' })).toHaveLength(1);
+    // a new order of that size is refused
+    await expect(venue.placeOrder({ ...req, clientOrderId: 'max-2' })).rejects.toThrow(/largest order/);
   });
 });
 
