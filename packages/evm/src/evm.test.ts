@@ -488,6 +488,8 @@ describe('TxSender on anvil', () => {
     });
     expect(lost.status).toBe('failed');
     expect(lost.error).toContain(cancel.hash);
+    // it can never spend: its reservation is given back (review: kept counted for a day)
+    expect(lost.spend?.state).toBe('released');
     expect(lost.txHash).toBe(lostHash);
     expect(await counter()).toBe(1n);
   });

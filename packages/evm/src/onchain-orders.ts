@@ -442,6 +442,8 @@ export async function applySentTxStatus<T extends OnChainOrderRecord>(
       r.status = 'failed';
       r.error = `its nonce was used by another transaction (${taker.hash}, another call); it will never be mined`;
       r.updatedAtMs = deps.clock.nowMs();
+      // certain now (the taker is another call): nothing of the order's can be spent
+      await settleRecordedSpend(deps.spendCaps, r, 'released');
     }
   } else {
     r.status = 'outcome-unknown';
