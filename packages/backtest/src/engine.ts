@@ -148,6 +148,13 @@ function fillPath(job: EngineJob, pathIndex: number, spots: Float64Array, vols: 
     return;
   }
   if (p.vol === 0) {
+    // The deterministic path is GBM's limit only: a jump, Heston or regime process at vol 0 would lose
+    // its jumps, variance or stress without a word (every policy hedging a riskless path).
+    if (p.spec.kind !== 'gbm')
+      throw new BacktestInputError(
+        `a ${p.spec.kind} process needs a realized vol above 0 (market.realizedVol, or market.vol when it is not set); vol 0 is simulated only for gbm`,
+        { process: p.spec.kind },
+      );
     for (let k = 0; k <= n; k++) {
       const s = job.spot0 * Math.exp(p.drift * k * job.stepYears);
       if (!(s > 0 && s < Number.POSITIVE_INFINITY))

@@ -286,6 +286,30 @@ policies: { daily: { kind: interval, intervalMinutes: 1440 } }
       }
   });
 
+  it('a jump, Heston or regime process at realized vol 0 is refused, not run as a riskless path', async () => {
+    for (const kind of ['jump', 'heston', 'regime'] as const) {
+      const plan = planFromFile(
+        parseBacktestFile(`
+version: 1
+name: vol0
+book: { options: [{ type: put, moneyness: 0.9, expiryDays: 10, size: -1 }] }
+market: { spot: 100, vol: 0.5, realizedVol: 0, process: { kind: ${kind} } }
+horizonDays: 10
+stepHours: 24
+paths: 4
+riskAversion: 0.01
+routing: cheapest
+venues: [{ id: flat, chain: offchain, feeBps: 0 }]
+policies: { daily: { kind: interval, intervalMinutes: 1440, minTradeUsd: 0 } }
+`),
+        '.',
+      );
+      const run = runBacktest(plan, { workers: 1 });
+      await expect(run, kind).rejects.toThrow(BacktestInputError);
+      await expect(run, kind).rejects.toThrow(new RegExp(`a ${kind} process needs a realized vol above 0`));
+    }
+  });
+
   it('a book worth nothing has no stdToPrice (null, not Infinity)', async () => {
     const plan = planSingleOption({
       type: 'call',

@@ -143,7 +143,12 @@ export function parsePriceCsv(text: string): ReplaySeries {
     const [ts = '', px = '', ...rest] = line.split(',');
     if (idx === 0 && !/^[0-9]/.test(ts)) return; // header
     if (rest.length > 0) throw new SimError(`line ${idx + 1}: expected timestamp,price`, { line: idx + 1 });
-    const ms = /^[0-9]+$/.test(ts) ? Number(ts) : Date.parse(ts);
+    // A date-time without a zone (`2025-03-09T02:00:00`, `2025-03-09 02:00`) is read as UTC: Date.parse
+    // takes it as the machine's local time, so the same file replayed differently per machine, and in a
+    // zone with daylight saving a spring-forward hour collapsed onto the next (refused as not increasing)
+    // and a fall-back hour became a fake one-hour gap.
+    const zoneless = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(ts);
+    const ms = /^[0-9]+$/.test(ts) ? Number(ts) : Date.parse(zoneless ? `${ts.replace(' ', 'T')}Z` : ts);
     const price = Number(px);
     if (!Number.isFinite(ms)) throw new SimError(`line ${idx + 1}: bad timestamp "${ts}"`, { line: idx + 1 });
     // Epoch seconds (the usual exchange export) read as ms would squeeze an hour into 3.6 s: a replay

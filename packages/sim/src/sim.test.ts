@@ -357,6 +357,26 @@ describe('historical replay', () => {
     expect(ms.stepMs).toBe(MS_PER_HOUR);
   });
 
+  it('reads timestamps without a zone as UTC, whatever the machine’s zone (no DST holes or fake gaps)', () => {
+    // Hourly rows across the US spring-forward (2025-03-09) and fall-back (2025-11-02) nights.
+    const hours = (day: string) =>
+      ['00', '01', '02', '03', '04'].map((h, i) => `${day} ${h}:00:00,${100 + i}`).join('\n');
+    const text = `timestamp,price\n${hours('2025-03-09')}\n${hours('2025-11-02').replaceAll(' ', 'T')}\n`;
+    const tz = process.env.TZ;
+    process.env.TZ = 'America/New_York';
+    try {
+      const s = parsePriceCsv(text);
+      expect(s.timesMs[0]).toBe(Date.UTC(2025, 2, 9, 0));
+      expect(s.timesMs[7]).toBe(Date.UTC(2025, 10, 2, 2));
+      expect(s.stepMs).toBe(MS_PER_HOUR);
+      // Only the real hole between the two nights.
+      expect(s.gaps).toHaveLength(1);
+    } finally {
+      if (tz === undefined) delete process.env.TZ;
+      else process.env.TZ = tz;
+    }
+  });
+
   it('flags a price held one full step past the last row as stale, as inside a gap', () => {
     expect(series.priceAt(series.endMs + series.stepMs - 1).stale).toBe(false);
     expect(series.priceAt(series.endMs + series.stepMs).stale).toBe(true);
