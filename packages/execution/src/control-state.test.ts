@@ -1,10 +1,6 @@
-import { LimitsConfig } from '@xhedge/config';
-import { ManualClock } from '@xhedge/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keepControlStateRestored, redisEpoch, restoreControlState } from './control-state.ts';
-import { PreTradeControls } from './controls.ts';
 import { clientOrderIdFor } from './ids.ts';
-import { keysFor } from './keys.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
 import { hasRedisServer, type OwnRedis, spawnRedisServer } from './testing.ts';
 
@@ -178,33 +174,6 @@ describe('pre-trade windows after Redis loses its data', () => {
     expect(reserved).toBeGreaterThan(30);
     const total = await env.cmd.hget(`${env.prefix}:ctl:notional`, `#total|${env.prefix}:ctl:notional-u:ETH`);
     expect(Number(total)).toBeCloseTo(reserved, 6);
-  });
-
-  it('an order left working long ago is not made live again (review: each restart blocked the other side for a minute)', async () => {
-    const stuck = env.intent(3, { instrument: 'ETH-USDC:SPOT', chain: 'evm:1', sizeBase: '0.01' });
-    // recorded, never run: working in the ledger (as one left outcome-unknown, or a resting limit)
-    await env.ledger.recordPlan(
-      [{ intent: stuck, clientOrderId: clientOrderIdFor(stuck.id), status: 'queued' }],
-      {
-        actor: 'test',
-      },
-    );
-    const side = keysFor(env.prefix).ctlSide('ETH');
-    const controlsAt = (ms: number) =>
-      new PreTradeControls({
-        redis: env.cmd,
-        prefix: env.prefix,
-        limits: LimitsConfig.parse({ maxOrderNotionalUsd: 1e6, maxHedgeNotionalPerWindowUsd: 1e8 }),
-        clock: new ManualClock(ms),
-      });
-    await env.cmd.zrem(side, stuck.id);
-    // two minutes after its last change: past the self-cross window, it stays out of the live set
-    await controlsAt(Date.now() + 120_000).restore(env.ledger);
-    expect(await env.cmd.zscore(side, stuck.id)).toBeNull();
-    // within the window it is live again, from its last change (not from the restore)
-    await controlsAt(Date.now()).restore(env.ledger);
-    const score = Number(await env.cmd.zscore(side, stuck.id));
-    expect(score).toBe((await env.ledger.getOrder(clientOrderIdFor(stuck.id)))?.updatedAtMs);
   });
 });
 

@@ -204,7 +204,7 @@ return 1`;
 // An order the ledger holds, put back into the windows after Redis lost them (`restore`): its notional
 // and execution at the time it was recorded, unless the intent is reserved already, and, while it is
 // live, its self-cross and position entries. KEYS: windowKeys. ARGV: [1] id, [2] recorded at, [3]
-// notional, [4] live ('1'/'0'), [5] self-cross info, [6] signed linear size or '', [7] its last change.
+// notional, [4] live ('1'/'0'), [5] self-cross info, [6] signed linear size or '', [7] now.
 const RESTORE = `
 local id = ARGV[1]
 if not redis.call('HGET', KEYS[3], id) then
@@ -555,13 +555,8 @@ export class PreTradeControls {
     );
     let n = 0;
     for (const order of orders.values()) {
-      const working = !TERMINAL_ORDER_STATUSES.has(order.status);
-      if (!working && order.status !== 'filled' && !(Number(order.filledSizeBase) > 0)) continue;
-      // live again (self-cross, position in flight) only as long as its entry would have lived: from its
-      // last change for the self-cross window, as the worker keeps it (`touch`). Scored now, every old
-      // order left working (outcome unknown, a resting limit) blocked the other side for a minute after
-      // each Redis restart.
-      const live = working && now - order.updatedAtMs < this.#selfCrossWindowMs;
+      const live = !TERMINAL_ORDER_STATUSES.has(order.status);
+      if (!live && order.status !== 'filled' && !(Number(order.filledSizeBase) > 0)) continue;
       const intent = await ledger.getIntent(order.intentId);
       if (!intent) continue;
       const args = this.windowArgs(intent, {}, true);
@@ -575,7 +570,7 @@ export class PreTradeControls {
         live ? '1' : '0',
         args[8] as string,
         args[15] as string | number,
-        order.updatedAtMs,
+        now,
       );
       n += 1;
     }
