@@ -311,7 +311,7 @@ describe.skipIf(!pgOk)('xhedge kill-switch (real Redis and Postgres)', () => {
     const status = await cli(['status']);
     expect(status.code).toBe(0);
     expect(status.stderr).toMatch(
-      /warning: no ledger: database\.url of the profile is the env var XH_KS_TEST_UNSET_DB/,
+      /warning: no ledger \(only Redis is read\): database\.url of the profile is the env var XH_KS_TEST_UNSET_DB/,
     );
     expect(status.stdout).toMatch(/global/);
     // a change still needs the ledger, and says so

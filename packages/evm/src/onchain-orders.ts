@@ -386,8 +386,8 @@ async function settleRecordedSpend(
  * the record's), any other call means the order's never mined (`failed`); a record without the digest
  * (written before it was kept) cannot tell them apart and stays `outcome-unknown`.
  * Mutates `r`; does not store it. The record's reserved spend is committed when the order's transaction
- * was mined, released when it reverted or the recorded cancel took its nonce; it stays counted when an
- * unrecorded transaction took the nonce or the outcome is still unknown.
+ * was mined, released when it reverted, the recorded cancel took its nonce or another call did; it stays
+ * counted while the outcome is unknown (a record without the digest included).
  */
 export async function applySentTxStatus<T extends OnChainOrderRecord>(
   deps: SentTxStatusDeps,

@@ -378,12 +378,13 @@ export function deploymentOf(
     throw new CliUsageError(`--db-schema "${opts.dbSchema}" is not a schema name (lowercase, digits, _)`);
   const config = loadProfile(opts.config, io);
   if (!config) return undefined;
-  // Redis is the switch; the ledger only records it: a ledger URL the profile takes from an unset env
-  // var does not stop a stop (said on stderr: the engagement is then not recorded)
+  // Redis is the switch; the ledger records it: a ledger URL the profile takes from an unset env var
+  // does not stop the commands that only read Redis (status); a change still refuses without the ledger
+  // (below), and stderr says why there is none
   const { redisUrl, dbUrl, redisPrefix, unresolved } = deploymentEndpoints(config, env, {
     optional: ['database'],
   });
-  for (const why of unresolved) io.err(`warning: no ledger: ${why}`);
+  for (const why of unresolved) io.err(`warning: no ledger (only Redis is read): ${why}`);
   if (!redisUrl) throw new CliUsageError(`no Redis URL for profile ${config.name}`, noRedisHint);
   return { config, redisUrl, dbUrl, redisPrefix };
 }
