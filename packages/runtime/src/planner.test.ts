@@ -619,27 +619,20 @@ describe('a venue that cannot be read (regression: its hedge vanished from the b
     return legs;
   }
 
-  it('stands in with its last read while it is young and none of our orders on it moved since', async () => {
+  it.each([
+    ['its positions and balances: it stands in with its last read (young, none of our orders moved)', 'down'],
+    ['its funding: only that carry is left out (regression: its positions counted twice)', 'fundingDown'],
+    ['its marks, after its positions: it stands in with that read, once (regression: twice)', 'marksDown'],
+  ] as const)('a venue whose read of %s', async (_what, fault) => {
     const { h, state } = await flaky();
     await hedged(h);
     const delta = h.planner.lastSnapshot?.underlyings.BTC?.delta;
-    state.down = true;
+    state[fault] = true;
     h.clock.advance(1000);
     expect(await h.planner.plan()).toEqual([]);
-    // drift-sol's hedge still counts (without it BTC delta is far outside its band): nothing is placed again
+    // drift-sol's hedge counts once (without it, or twice, BTC delta is far outside its band)
     expect(h.planner.lastSnapshot?.underlyings.BTC?.delta).toBeCloseTo(delta ?? Number.NaN, 2);
     expect(Math.abs(h.planner.lastSnapshot?.underlyings.BTC?.delta ?? 99)).toBeLessThan(0.5);
-  });
-
-  it('a funding read that fails leaves the carry out, not the venue: its positions count once (regression: twice)', async () => {
-    const { h, state, logs } = await flaky();
-    await hedged(h);
-    const delta = h.planner.lastSnapshot?.underlyings.BTC?.delta;
-    state.fundingDown = true;
-    h.clock.advance(1000);
-    expect(await h.planner.plan()).toEqual([]);
-    expect(h.planner.lastSnapshot?.underlyings.BTC?.delta).toBeCloseTo(delta ?? Number.NaN, 2);
-    expect(logs.some((l) => /funding rate of BTC-USD:PERP on drift-sol not read/.test(l))).toBe(true);
   });
 
   it('a funding read that keeps failing is logged when it starts, changes or ends, not every tick (regression: a warning per tick)', async () => {
@@ -661,16 +654,6 @@ describe('a venue that cannot be read (regression: its hedge vanished from the b
     h.clock.advance(1000);
     await h.planner.plan();
     expect(warned()).toBe(2);
-  });
-
-  it('a marks read that fails after the positions were read: the venue stands in with that read, counted once', async () => {
-    const { h, state } = await flaky();
-    await hedged(h);
-    const delta = h.planner.lastSnapshot?.underlyings.BTC?.delta;
-    state.marksDown = true;
-    h.clock.advance(1000);
-    expect(await h.planner.plan()).toEqual([]);
-    expect(h.planner.lastSnapshot?.underlyings.BTC?.delta).toBeCloseTo(delta ?? Number.NaN, 2);
   });
 
   it('holds the underlyings it holds once its last read is stale, and everything when it was never read', async () => {
