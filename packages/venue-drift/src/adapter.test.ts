@@ -489,6 +489,40 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
     expect((await f.venue.fetchFundingRate(instrument)).ratePerHour).toBeCloseTo(0.0018 / 180, 12);
   });
 
+  it('a market with no positive oracle price gives no quote: a stale-oracle venue error (it was a ZodError)', async () => {
+    const f = await driftFixture();
+    f.setPerpMarket({ lastOraclePrice: 0n, lastOraclePriceTwap: 0n });
+    await expect(
+      f.venue.quoteHedge({ instrument: 'SOL-USD:PERP', side: 'buy', sizeBase: '1' }),
+    ).rejects.toMatchObject({ code: 'VENUE_STALE_ORACLE', outcome: 'not-sent' });
+  });
+
+  it('all 255 user order ids in use: a new order is not sent, rate limited and retryable (it was an unclassified error)', async () => {
+    const f = await driftFixture();
+    for (let i = 0; i < 255; i++)
+      await f.orderIds.assign(
+        {
+          clientOrderId: `held-${i}`,
+          marketIndex: 0,
+          instrument: 'SOL-USD:PERP',
+          side: 'buy',
+          orderType: 'market',
+          sizeBase: '1',
+          reduceOnly: false,
+          baseBeforeRaw: '0',
+        },
+        new Set(),
+      );
+    const sends = f.rpc.sends;
+    await expect(f.venue.placeOrder({ clientOrderId: 'one-too-many', ...ORDER })).rejects.toMatchObject({
+      code: 'VENUE_RATE_LIMIT',
+      outcome: 'not-sent',
+      retryable: true,
+      clientOrderId: 'one-too-many',
+    });
+    expect(f.rpc.sends).toBe(sends);
+  });
+
   it('a client id pruned from the id map is outcome unknown, never "not at the venue"; one never seen is null', async () => {
     const f = await driftFixture({ historyLimit: 1 });
     // The program takes each order and nothing fills: it ends cancelled, its record released.

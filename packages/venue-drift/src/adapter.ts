@@ -27,6 +27,7 @@ import {
   OrderNotFoundError,
   OrderRequest,
   QuoteRequest,
+  RateLimitError,
   StaleOracleError,
   type VenueAdapter,
   type VenueCapabilities,
@@ -68,7 +69,7 @@ import {
   SPOT_TOKEN_AMOUNT_DIVISOR,
   USER_STATUS,
 } from './layout.ts';
-import type { UserOrderIdMap, UserOrderIdRecord } from './order-ids.ts';
+import { type UserOrderIdMap, type UserOrderIdRecord, UserOrderIdsExhaustedError } from './order-ids.ts';
 import {
   type AccountReadOptions,
   type ConfirmationLevel,
@@ -485,6 +486,14 @@ export class DriftVenue implements VenueAdapter {
       }
     }
     const oracle = Number(fromFixed(pm.lastOraclePrice, FIXED_DP.price));
+    // no price to quote at: a venue error (not sent), not the quote schema's own refusal of a 0 price
+    if (!(oracle > 0))
+      throw new StaleOracleError({
+        venue: this.id,
+        message: `PerpMarket ${pm.marketIndex} has no positive oracle price (${pm.lastOraclePrice}): nothing to quote ${req.instrument} at`,
+        outcome: 'not-sent',
+        details: { marketIndex: pm.marketIndex },
+      });
     const avg = size.gt(0) ? ammAveragePrice(pm, req.side, size) : oracle;
     const notional = size.toNumber() * oracle;
     const impactUsd = (req.side === 'buy' ? avg - oracle : oracle - avg) * size.toNumber();
@@ -630,7 +639,7 @@ export class DriftVenue implements VenueAdapter {
     const user = await this.readUser();
     const busy = new Set(user.orders.filter((o) => o.status === 'open').map((o) => o.userOrderId));
     const before = user.perpPositions.find((p) => p.marketIndex === m.marketIndex)?.baseAssetAmount ?? 0n;
-    const rec = await this.#o.orderIds.assign(
+    const rec = await this.#assignUserOrderId(
       {
         clientOrderId: req.clientOrderId,
         marketIndex: m.marketIndex,
@@ -853,6 +862,29 @@ export class DriftVenue implements VenueAdapter {
       filledSizeBase: fromFixed(filled, FIXED_DP.base),
       ...avg,
     });
+  }
+
+  /**
+   * A u8 user order id for a new order. All 255 in use (open orders, or live records) is the venue's
+   * limit on open orders: a `RateLimitError` (not sent, retryable: ids free up as orders end), not the
+   * map's own error, which the worker took for an unknown outcome.
+   */
+  async #assignUserOrderId(
+    rec: Parameters<UserOrderIdMap['assign']>[0],
+    busy: ReadonlySet<number>,
+  ): Promise<UserOrderIdRecord> {
+    try {
+      return await this.#o.orderIds.assign(rec, busy);
+    } catch (err) {
+      if (!(err instanceof UserOrderIdsExhaustedError)) throw err;
+      throw new RateLimitError({
+        venue: this.id,
+        clientOrderId: rec.clientOrderId,
+        message: `${err.shortMessage}: wait for open orders to end, or cancel some`,
+        details: err.details,
+        cause: err,
+      });
+    }
   }
 
   /**
