@@ -687,6 +687,14 @@ export abstract class PaperVenueBase implements PaperVenue {
       // The position may have changed while the order waited (keeper, late fill).
       const stale = this.#reduceOnlyStale(rec);
       if (stale !== undefined) throw new ExecFailure('invalid', stale);
+      // A delayed order landing at or after its option's expiry: the venue reverts it, no model price fills it.
+      const expiryMs = this.marketInfos().find((m) => m.instrument.id === rec.instrument)?.instrument
+        .expiryMs;
+      if (expiryMs !== undefined && expiryMs <= this.now())
+        throw new ExecFailure(
+          'invalid',
+          `${rec.instrument} expired at ${new Date(expiryMs).toISOString()}; the venue takes no trade on it`,
+        );
       const q = this.execQuote(rec.instrument, rec.side, rec.size);
       if (q.executableSize.lt(rec.size))
         throw new ExecFailure(

@@ -922,7 +922,15 @@ describe('dry run: what the venue would refuse or lock', () => {
   it('a sell the venue can take only part of locks only the filled share', async () => {
     const { call, store, shadow } = lockingCall({ maxSizeBase: '0.5' });
     const o = await shadow.placeOrder(trade('part-1', call, 'sell', '2'));
-    expect(o).toMatchObject({ status: 'partially-filled', filledSizeBase: '0.5' });
+    // final, as the paper venues end a partial fill (cancelled with its filled size): a
+    // 'partially-filled' order would never be updated, so the worker would poll it and the controls
+    // would count it in flight forever
+    expect(o).toMatchObject({ status: 'cancelled', filledSizeBase: '0.5', avgFillPriceUsd: '1000' });
+    expect(o.error).toMatch(/partially filled 0\.5 of 2; remainder cancelled/);
+    expect(await shadow.getOrderByClientId('part-1')).toMatchObject({
+      status: 'cancelled',
+      filledSizeBase: '0.5',
+    });
     const b = (await store.load()).books.get(call);
     expect(b?.size.eq('-0.5')).toBe(true);
     // 0.5 × 4,000.5, not the 2 × 4,000.5 the order asked for

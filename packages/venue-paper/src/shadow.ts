@@ -360,7 +360,8 @@ export class ShadowVenue implements VenueAdapter {
         sizeBase: req.sizeBase,
         ...(req.limitPriceUsd !== undefined ? { limitPriceUsd: req.limitPriceUsd } : {}),
         reduceOnly: req.reduceOnly,
-        status: filled.isZero() ? 'cancelled' : filled.eq(size) ? 'filled' : 'partially-filled',
+        // final, as the paper venues end a partial fill: the remainder is cancelled, not left working
+        status: filled.eq(size) ? 'filled' : 'cancelled',
         filledSizeBase: filled.toFixed(),
         createdAtMs: now,
         updatedAtMs: now,
@@ -371,6 +372,11 @@ export class ShadowVenue implements VenueAdapter {
                 : `dry run: the quoted price ${q.expectedPriceUsd} is beyond the limit ${req.limitPriceUsd}`,
             }
           : { avgFillPriceUsd: price.toFixed() }),
+        ...(!filled.isZero() && filled.lt(size)
+          ? {
+              error: `dry run: partially filled ${filled.toFixed()} of ${size.toFixed()}; remainder cancelled by the venue (${q.capReason ?? 'capacity'})`,
+            }
+          : {}),
       };
       if (filled.isZero()) return { order, cashUsd: state.cashUsd };
       const accrued = isPerpLike(req.instrument)

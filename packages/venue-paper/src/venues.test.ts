@@ -568,6 +568,28 @@ describe('paper Lyra', () => {
     expect(await venue.fetchFills({ clientOrderId: 'late' })).toEqual([]);
   });
 
+  it('rejects a timed-out order that lands at or after the expiry instead of filling it at a model price', async () => {
+    // settled an hour after the expiry, so the position the late order would change is still held
+    const { venue, advance, market, id, expiryMs } = await holdingItmCall({ settlementDelayMs: MS_PER_HOUR });
+    await advance(expiryMs - market.nowMs() - 500); // sent 500 ms before the expiry…
+    venue.faults.timeoutNext({ fillDelayMs: 5000 }); // …it lands 4.5 s after it
+    await expect(
+      venue.placeOrder({
+        clientOrderId: 'late-land',
+        instrument: id,
+        side: 'sell',
+        orderType: 'market',
+        sizeBase: '1',
+      }),
+    ).rejects.toThrow(expect.objectContaining({ name: 'VenueTimeoutError' }));
+    await advance(5000);
+    const o = await venue.getOrderByClientId('late-land');
+    expect(o).toMatchObject({ status: 'rejected', filledSizeBase: '0' });
+    expect(o?.error).toContain(`expired at ${new Date(expiryMs).toISOString()}`);
+    expect(await venue.fetchFills({ clientOrderId: 'late-land' })).toEqual([]);
+    expect((await venue.fetchPositions()).find((p) => p.instrument === id)?.sizeBase).toBe(2);
+  });
+
   it('refuses a client order id rejected before and sent again when its latency carries it past the expiry', async () => {
     const { venue, advance, market, id, expiryMs } = await holdingItmCall();
     const order = {
