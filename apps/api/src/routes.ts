@@ -3,7 +3,7 @@ import { namesForMessage, Underlying, VenueId } from '@xhedge/core';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { actorOf } from './auth.ts';
+import { actorOf, bearerToken } from './auth.ts';
 import { ApiError } from './errors.ts';
 import type { Actor, ApiPorts, ControlsPort, ControlTargets, TimeRange } from './ports.ts';
 import {
@@ -328,13 +328,24 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       schema: {
         tags: ['health'],
         summary: 'Readiness: Redis, database, venues and the first snapshot are there (503 until then)',
+        description:
+          'Needs no token: then each check gives only its name and ok (which component is not ready). ' +
+          'With a valid bearer token of any role each check also carries its detail (server versions and ' +
+          'settings, error text).',
         querystring: EmptyQuery,
         response: { 200: ReadinessView, 400: ErrorResponse, 503: ReadinessView },
       },
     },
-    async (_req, reply) => {
+    async (req, reply) => {
       const r = await ports.readiness();
-      return reply.code(r.ready ? 200 : 503).send(r);
+      const code = r.ready ? 200 : 503;
+      const token = bearerToken(req);
+      const actor = token ? await ports.tokens.verify(token).catch(() => undefined) : undefined;
+      if (actor) return reply.code(code).send(r);
+      // Details may name internal hosts, the Redis version and settings: only for a token holder.
+      return reply
+        .code(code)
+        .send({ ready: r.ready, checks: r.checks.map((c) => ({ name: c.name, ok: c.ok })) });
     },
   );
 

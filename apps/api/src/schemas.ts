@@ -224,7 +224,13 @@ export type TokenView = z.infer<typeof TokenView>;
 
 export const ReadinessView = z.object({
   ready: z.boolean(),
-  checks: z.array(z.object({ name: z.string(), ok: z.boolean(), detail: z.string().optional() })),
+  checks: z.array(
+    z.object({
+      name: z.string(),
+      ok: z.boolean(),
+      detail: z.string().optional().describe('only with a valid bearer token'),
+    }),
+  ),
 });
 export type ReadinessView = z.infer<typeof ReadinessView>;
 

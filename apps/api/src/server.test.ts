@@ -7,9 +7,10 @@ import { ManualClock } from '@xhedge/core';
 import { KillSwitchUnrecordedError } from '@xhedge/execution';
 import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerMetrics } from './metrics.ts';
-import { buildApiServer } from './server.ts';
+import { buildApiServer, REDACT_PATHS } from './server.ts';
 import { BrowserSessions } from './sessions.ts';
 import { type MemoryPorts, memoryPorts } from './testing/memory-ports.ts';
 import { bootstrapAdminToken, FileTokenStore } from './tokens.ts';
@@ -505,6 +506,84 @@ describe('operator API', () => {
     ctl.abort();
     expect(text).toContain('event: snapshot');
     expect(text).toContain('id: 2');
+  });
+});
+
+describe('readiness details', () => {
+  it('gives each check only its name and ok without a valid token, the details with one', async () => {
+    const own = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const system = { tokenId: 'x', name: 'test', role: 'admin' as const };
+    const viewer = (await own.tokens.create({ name: 'ready', role: 'viewer' }, system)).token;
+    const checks = [
+      { name: 'redis', ok: false, detail: 'maxmemory-policy allkeys-lru on redis-7.internal.corp:6379' },
+      { name: 'database', ok: true, detail: 'postgres' },
+      { name: 'snapshot', ok: true, detail: 'seq 4' },
+    ];
+    const srv = await buildApiServer({
+      ports: { ...own, readiness: async () => ({ ready: false, checks }) },
+      logger: false,
+    });
+    try {
+      for (const headers of [{}, { authorization: 'Bearer not-a-token' }]) {
+        const r = await srv.inject({ url: '/v1/ready', headers });
+        expect(r.statusCode).toBe(503);
+        expect(r.json()).toEqual({
+          ready: false,
+          checks: [
+            { name: 'redis', ok: false },
+            { name: 'database', ok: true },
+            { name: 'snapshot', ok: true },
+          ],
+        });
+        expect(r.body).not.toMatch(/internal\.corp|allkeys|postgres|seq 4/);
+      }
+      const full = await srv.inject({ url: '/v1/ready', headers: { authorization: `Bearer ${viewer}` } });
+      expect(full.statusCode).toBe(503);
+      expect(full.json()).toEqual({ ready: false, checks });
+      const doc = (await srv.inject({ url: '/docs/json' })).json();
+      expect(doc.paths['/v1/ready'].get.description).toMatch(/valid bearer token/);
+    } finally {
+      await srv.close();
+    }
+  });
+});
+
+describe('server-sent events: the first read fails', () => {
+  it('sends an error event and closes the stream, logging the error without secrets', async () => {
+    const own = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const system = { tokenId: 'x', name: 'test', role: 'admin' as const };
+    const viewer = (await own.tokens.create({ name: 'sse', role: 'viewer' }, system)).token;
+    const lines: string[] = [];
+    const risk = {
+      ...own.risk,
+      latest: async () => {
+        throw new Error('connect ECONNREFUSED redis://xh:s3cretPw99@10.9.8.7:6379');
+      },
+    };
+    const srv = await buildApiServer({
+      ports: { ...own, risk },
+      logger: pino(
+        { level: 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+        { write: (line: string) => void lines.push(line) },
+      ),
+    });
+    try {
+      const address = await srv.listen({ port: 0, host: '127.0.0.1' });
+      const res = await fetch(`${address}/v1/risk/stream`, {
+        headers: { authorization: `Bearer ${viewer}` },
+        signal: AbortSignal.timeout(3_000),
+      });
+      expect(res.status).toBe(200);
+      const text = await res.text(); // resolves only once the server ends the stream
+      expect(text).toMatch(/^event: error\ndata: \{.*\}\n\n$/);
+      expect(text).not.toMatch(/s3cretPw99|10\.9\.8\.7/);
+      const log = lines.join('\n');
+      expect(log).toMatch(/risk stream/);
+      expect(log).toContain('ECONNREFUSED');
+      expect(log).not.toContain('s3cretPw99');
+    } finally {
+      await srv.close();
+    }
   });
 });
 

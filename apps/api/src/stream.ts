@@ -1,15 +1,25 @@
+import { redact } from '@xhedge/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ApiPorts } from './ports.ts';
 import { EmptyQuery, ErrorResponse } from './schemas.ts';
 
+/** An error for the log: name, code and message with URL credentials and keys masked, no stack. */
+function safeError(err: unknown): { name: string; code?: string; message: string } {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const code = (e as { code?: unknown }).code;
+  const message = redact(e.message).replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1[redacted]@');
+  return { name: e.name, ...(typeof code === 'string' ? { code } : {}), message };
+}
+
 /**
  * `GET /v1/risk/stream`: server-sent events, one `snapshot` event per new risk snapshot (the newest one
  * first, on connect), and a comment line every `heartbeatMs` so proxies keep the connection open. A
  * client that stops reading (a laptop asleep, a half-open connection) is let go once more than
  * `maxBacklogBytes` wait for it, instead of the process buffering every snapshot for it; EventSource
- * reconnects and gets the newest snapshot first.
+ * reconnects and gets the newest snapshot first. If that first read fails, the stream sends one
+ * `event: error` (no detail) and closes, so the client reconnects instead of waiting on a silent stream.
  */
 export function registerSnapshotStream(
   root: FastifyInstance,
@@ -41,7 +51,7 @@ export function registerSnapshotStream(
         },
       },
     },
-    async (_req, reply) => {
+    async (req, reply) => {
       reply.hijack();
       const res = reply.raw;
       // The client may leave at any await (the auth hook's, the first read below): its 'close' is
@@ -70,7 +80,23 @@ export function registerSnapshotStream(
           `${typeof seq === 'number' ? `id: ${seq}\n` : ''}event: snapshot\ndata: ${JSON.stringify(data)}\n\n`,
         );
       };
-      const latest = await ports.risk.latest();
+      let latest: unknown;
+      try {
+        latest = await ports.risk.latest();
+      } catch (err) {
+        // The 200 is already sent: say so in the stream and close it; EventSource reconnects.
+        req.log.error(
+          { err: safeError(err) },
+          'risk stream: reading the newest snapshot failed; stream closed',
+        );
+        if (!gone && !res.destroyed) {
+          res.write(
+            `event: error\ndata: ${JSON.stringify({ code: 'INTERNAL', message: 'risk snapshot unavailable; reconnect' })}\n\n`,
+          );
+          res.end();
+        }
+        return;
+      }
       if (gone) return;
       if (latest) send(latest);
       const unsubscribe = ports.risk.subscribe(send);

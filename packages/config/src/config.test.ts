@@ -217,6 +217,18 @@ const mutations: Mutation[] = [
     /password inline/,
   ],
   [
+    'database URL with a password in the query',
+    (c) => (c.database = { url: 'postgres://10.0.0.1/db?sslmode=require&password=hunter2' }),
+    'database.url',
+    /password inline.*"password"/,
+  ],
+  [
+    'redis URL with a token in the query',
+    (c) => (c.redis = { url: 'rediss://10.0.0.1:6380/0?authToken=hunter2' }),
+    'redis.url',
+    /password inline.*"authToken"/,
+  ],
+  [
     'window cap below order cap',
     (c) => (c.limits.maxHedgeNotionalPerWindowUsd = 10),
     'limits.maxHedgeNotionalPerWindowUsd',
@@ -283,6 +295,24 @@ describe('config validation', () => {
     expect(ps[0]!.line).toBeGreaterThanOrEqual(1);
   });
 
+  it('rejects a YAML alias bomb with a ConfigError, not a raw ReferenceError', () => {
+    const row = (a: string) => `[${Array(9).fill(a).join(', ')}]`;
+    const text = `version: 1\na: &a ${row('x')}\nb: &b ${row('*a')}\nc: &c ${row('*b')}\nd: &d ${row('*c')}\n`;
+    const ps = problems(text);
+    expect(ps[0]!.message).toMatch(/alias/);
+    try {
+      parseConfig(text, 'bomb.yaml');
+    } catch (err) {
+      expect((err as ConfigError).file).toBe('bomb.yaml');
+    }
+  });
+
+  it('accepts a service URL with harmless query parameters', () => {
+    const c = base();
+    c.database = { url: 'postgres://10.0.0.1/db?sslmode=require&application_name=xhedge' };
+    expect(parseConfig(stringify(c)).database?.url).toMatch(/sslmode/);
+  });
+
   it('rejects a file that is not a mapping', () => {
     expect(problems('- 1\n- 2\n')[0]!.message).toMatch(/mapping/);
   });
@@ -292,6 +322,7 @@ describe('config validation', () => {
     c.venues[1].credentials.privateKey = '0xSUPERSECRETKEY';
     c.venues[0].params = { nested: { password: 'hunter2-secret' } };
     c.redis = { url: 'redis://u:pa55word@127.0.0.1:6379' };
+    c.database = { url: 'postgres://127.0.0.1/db?password=qu3ryPass' };
     try {
       parseConfig(stringify(c));
       expect.unreachable();
@@ -300,6 +331,7 @@ describe('config validation', () => {
       expect(all).not.toContain('SUPERSECRET');
       expect(all).not.toContain('hunter2');
       expect(all).not.toContain('pa55word');
+      expect(all).not.toContain('qu3ryPass');
     }
   });
 });

@@ -85,7 +85,20 @@ export function parseConfig(text: string, file = '<config>'): XhedgeConfig {
       })),
     );
   }
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 });
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // The yaml library throws a bare ReferenceError when aliases expand past maxAliasCount.
+    if (!(err instanceof ReferenceError)) throw err;
+    throw new ConfigError(file, [
+      {
+        path: '',
+        message: 'YAML aliases expand too far (over 100 alias uses; an alias bomb?)',
+        hint: 'write the values out or use fewer *alias references',
+      },
+    ]);
+  }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError(file, [
       { path: '', message: 'the file must hold a YAML mapping (key: value lines)', line: 1 },

@@ -448,15 +448,48 @@ export const DropCopyConfig = z
   })
   .strict();
 
+/** Query parameters that carry a secret (`?password=`, `?sslpassword=`, `?token=`, ...). */
+const SECRET_QUERY_PARAM_RE =
+  /^(.*password|.*passwd|.*passphrase|pass|pwd|.*secret.*|.*token|.*api.?key|.*private.?key)$/i;
+
+/** Names of non-empty secret-looking query parameters in `url`; never their values. */
+function secretQueryParams(url: string): string[] {
+  const q = url.indexOf('?');
+  if (q < 0) return [];
+  const query = url.slice(q + 1).split('#')[0] ?? '';
+  const names: string[] = [];
+  for (const pair of query.split(/[&;]/)) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0 || eq === pair.length - 1) continue;
+    let name = pair.slice(0, eq);
+    try {
+      name = decodeURIComponent(name.replace(/\+/g, ' '));
+    } catch {
+      // keep the raw name
+    }
+    if (SECRET_QUERY_PARAM_RE.test(name.trim())) names.push(name.trim());
+  }
+  return names;
+}
+
 const ServiceUrl = z
   .object({ url: UrlOrEnv.optional() })
   .strict()
   .superRefine((v, ctx) => {
-    if (typeof v.url === 'string' && /^[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]+@/i.test(v.url)) {
+    if (typeof v.url !== 'string') return;
+    if (/^[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]+@/i.test(v.url)) {
       ctx.addIssue({
         code: 'custom',
         path: ['url'],
         message: 'the URL holds a password inline; give {env: VAR_NAME} instead',
+      });
+    }
+    const params = secretQueryParams(v.url);
+    if (params.length > 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['url'],
+        message: `the URL holds a password inline (query parameter ${params.map((p) => `"${p}"`).join(', ')}); give {env: VAR_NAME} instead`,
       });
     }
   });

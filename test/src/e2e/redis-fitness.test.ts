@@ -46,21 +46,28 @@ describe.runIf(hasRedis)('a run on an evicting Redis', () => {
     });
   });
 
-  it('runs a paper profile but reports not ready, saying why', async () => {
+  it('runs a paper profile but reports not ready, saying why to a token holder', async () => {
+    const token = `xh_fitness_${process.pid}_token`;
     const run = await startRun({
       config: profile('paper.yaml', (t) => t),
-      env: { REDIS_URL: url },
+      env: { REDIS_URL: url, XHEDGE_API_TOKEN: token },
       port: 0,
       logger: pino({ level: 'silent' }),
     });
     try {
-      const res = await fetch(`${run.apiUrl}/v1/ready`);
+      type Ready = { checks: { name: string; ok: boolean; detail?: string }[] };
+      const res = await fetch(`${run.apiUrl}/v1/ready`, { headers: { authorization: `Bearer ${token}` } });
       expect(res.status).toBe(503);
-      const body = (await res.json()) as { checks: { name: string; ok: boolean; detail?: string }[] };
+      const body = (await res.json()) as Ready;
       expect(body.checks.find((c) => c.name === 'redis')).toMatchObject({
         ok: false,
         detail: expect.stringMatching(/maxmemory-policy is allkeys-lru/),
       });
+      // without a token: which part is not ready, no detail (internal settings, hosts)
+      const anon = await fetch(`${run.apiUrl}/v1/ready`);
+      expect(anon.status).toBe(503);
+      const bare = (await anon.json()) as Ready;
+      expect(bare.checks.find((c) => c.name === 'redis')).toEqual({ name: 'redis', ok: false });
     } finally {
       await run.stop();
     }
