@@ -46,6 +46,7 @@ export {
   GreeksSource,
   HedgeIntent,
   Mark,
+  OPEN_ORDER_STATUSES,
   ORDER_TRANSITIONS,
   Order,
   OrderStatus,

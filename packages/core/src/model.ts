@@ -181,6 +181,11 @@ export const TERMINAL_ORDER_STATUSES: ReadonlySet<OrderStatus> = new Set([
   'failed',
 ]);
 
+/** The statuses of an order that is not over (working, or its outcome still to be known). */
+export const OPEN_ORDER_STATUSES: readonly OrderStatus[] = OrderStatus.options.filter(
+  (s) => !TERMINAL_ORDER_STATUSES.has(s),
+);
+
 /** Allowed transitions of the order state machine. */
 export const ORDER_TRANSITIONS: Readonly<Record<OrderStatus, readonly OrderStatus[]>> = {
   planned: ['queued', 'cancelled', 'failed'],

@@ -2,7 +2,7 @@ import { capFor, type LimitsConfig } from '@xhedge/config';
 import {
   type Clock,
   type HedgeIntent,
-  type OrderStatus,
+  OPEN_ORDER_STATUSES,
   parseInstrumentId,
   systemClock,
   TERMINAL_ORDER_STATUSES,
@@ -222,16 +222,6 @@ if ARGV[4] == '1' then
   if ARGV[6] ~= '' then redis.call('HSET', KEYS[6], '#pos|' .. id, ARGV[6]) end
 end
 return 1`;
-
-/** Orders that are not over: they count as live (self-cross, position in flight). */
-const LIVE: readonly OrderStatus[] = [
-  'planned',
-  'queued',
-  'sent',
-  'acknowledged',
-  'partially-filled',
-  'outcome-unknown',
-];
 
 // The intent is no longer live (it ended): it stops counting for the self-cross check only.
 const SETTLE = `redis.call('ZREM', KEYS[1], ARGV[1]); redis.call('HDEL', KEYS[2], ARGV[1], '#pos|' .. ARGV[1]); return 1`;
@@ -550,7 +540,7 @@ export class PreTradeControls {
     const orders = new Map(
       [
         ...(await ledger.listAllOrders({ fromMs: now - horizonMs })),
-        ...(await ledger.listAllOrders({ status: LIVE })),
+        ...(await ledger.listAllOrders({ status: OPEN_ORDER_STATUSES })),
       ].map((x) => [x.clientOrderId, x]),
     );
     let n = 0;

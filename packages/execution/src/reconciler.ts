@@ -1,4 +1,4 @@
-import { type Clock, type OrderStatus, systemClock } from '@xhedge/core';
+import { type Clock, OPEN_ORDER_STATUSES, systemClock } from '@xhedge/core';
 import type { Ledger, LedgerOrder } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import { controlStateRestored } from './control-state.ts';
@@ -6,15 +6,6 @@ import { keysFor } from './keys.ts';
 import type { ExecutionMetrics } from './metrics.ts';
 import { producerMarked } from './producing.ts';
 import type { ExecutionService } from './service.ts';
-
-const OPEN: readonly OrderStatus[] = [
-  'planned',
-  'queued',
-  'sent',
-  'acknowledged',
-  'partially-filled',
-  'outcome-unknown',
-];
 
 export interface ReconcilerOptions {
   service: ExecutionService;
@@ -79,7 +70,7 @@ export class Reconciler {
     try {
       const now = this.#clock.nowMs();
       const minAge = this.#o.minAgeMs ?? 5000;
-      const orders = (await this.#o.ledger.listAllOrders({ status: OPEN })).filter(
+      const orders = (await this.#o.ledger.listAllOrders({ status: OPEN_ORDER_STATUSES })).filter(
         (o) => now - o.updatedAtMs >= minAge,
       );
       for (const order of orders) {

@@ -8,6 +8,7 @@ import {
   instrumentMeta,
   type Mark,
   median,
+  OPEN_ORDER_STATUSES,
   type ParsedInstrumentId,
   type Position,
   parseInstrumentId,
@@ -396,15 +397,6 @@ function failureKind(err: unknown): string {
 
 /** Holds that last until the policy or the window changes: logged when an underlying enters one. */
 const CAP_HOLDS: ReadonlySet<string> = new Set(['window-cap-reached', 'order-cap-below-minimum']);
-
-const NON_TERMINAL = [
-  'planned',
-  'queued',
-  'sent',
-  'acknowledged',
-  'outcome-unknown',
-  'partially-filled',
-] as const;
 
 /**
  * What the leader does each tick (execution's `Orchestrator` runs it on its timer, only while holding
@@ -1074,7 +1066,7 @@ export class TickPlanner {
   /** Underlyings with a hedge order not yet final (planned, queued, sent, working, unknown). */
   async #inFlightUnderlyings(): Promise<Set<string>> {
     // all of them, not a page: an underlying left out would be planned again while its order works
-    return this.#o.ledger.underlyingsWithOrders(NON_TERMINAL);
+    return this.#o.ledger.underlyingsWithOrders(OPEN_ORDER_STATUSES);
   }
 
   async #hedge(

@@ -5,11 +5,11 @@ import {
   DecimalString,
   Fill,
   HedgeIntent,
+  OPEN_ORDER_STATUSES,
   type Order,
-  OrderStatus,
+  type OrderStatus,
   parseOrThrow,
   systemClock,
-  TERMINAL_ORDER_STATUSES,
 } from '@xhedge/core';
 import { CompiledQuery, type Insertable, type Kysely, type Selectable, sql } from 'kysely';
 import type { DatabaseHandle } from './database.ts';
@@ -211,7 +211,6 @@ function fillConflict(prev: Selectable<LedgerDatabase['fills']>, f: Fill): strin
 }
 
 const MAX_LIMIT = 5000;
-const OPEN_STATUSES: readonly string[] = OrderStatus.options.filter((s) => !TERMINAL_ORDER_STATUSES.has(s));
 
 /**
  * The audit ledger: the system of record for intents, orders (with every state change), fills,
@@ -1126,7 +1125,7 @@ export class Ledger {
       .where((eb) =>
         eb.or([
           eb('created_at_ms', '>=', o.createdFromMs),
-          eb('status', 'in', OPEN_STATUSES),
+          eb('status', 'in', OPEN_ORDER_STATUSES),
           eb('updated_at_ms', '>', o.updatedAfterMs),
         ]),
       )
