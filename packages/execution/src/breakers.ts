@@ -583,6 +583,32 @@ export class BreakerBoard {
   }
 
   /**
+   * Keeps half-open trial tokens held while their order is at the venue: every `trialTtlMs / 3` each
+   * token this caller still holds gets a full `trialTtlMs` again (a token another caller holds now is
+   * left alone). Without it, a send slower than `trialTtlMs` (a chain's confirmation, a keeper) lets
+   * the token lapse and a second order goes as a trial while the first is still out. Returns the stop
+   * function; renewals that fail are left to the token's own expiry (the next one tries again).
+   */
+  holdTrials(trials: readonly Trial[]): () => void {
+    if (trials.length === 0) return () => {};
+    const renew = () => {
+      for (const t of trials)
+        this.#redis
+          .eval(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
+            1,
+            this.#keys.breakerTrial(t.breaker),
+            t.token,
+            this.#trialTtlMs,
+          )
+          .catch(() => {});
+    };
+    const timer = setInterval(renew, Math.max(1, Math.floor(this.#trialTtlMs / 3)));
+    timer.unref?.();
+    return () => clearInterval(timer);
+  }
+
+  /**
    * One venue request's outcome. Errors, timeouts and calls slower than `latencyMs` count as
    * failures; the venue breaker trips when failures reach `errorRatePct` of at least `minRequests`
    * calls in the window. Not while it is half-open: its trial's report closes or re-opens it (the

@@ -535,6 +535,36 @@ describe('a half-open trial order the venue rejects', () => {
   });
 });
 
+describe('a half-open trial order slower than its trial token lives', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv({ trialTtlMs: 300 });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('holds the trial until its report: no second order goes as a trial while the first is at the venue', async () => {
+    await env.breakers.trip('market:loss', 'loss since mark 1200.00 USD > 1000 USD', {}, 100);
+    await new Promise((r) => setTimeout(r, 150)); // the cooldown elapsed: the next send is the trial
+    env.paper.faults.latencyMs = 1500; // the trial's send takes five times the token's 300 ms
+    const trial = env.intent(1);
+    await env.service.submitPlan({ planId: trial.planId, legs: [trial] });
+    const cid = clientOrderIdFor(trial.id);
+    await until(async () => (await env.ledger.getOrder(cid))?.status === 'sent');
+    await new Promise((r) => setTimeout(r, 800)); // well past the token's lifetime, the send still out
+    expect((await env.breakers.status('market:loss')).state).toBe('half-open');
+    const second = await env.breakers.gate(['market:loss'], { takeTrial: true });
+    expect(second.allowed).toBe(false);
+    env.paper.faults.latencyMs = 0;
+    expect((await ended(env, cid)).status).toBe('filled');
+    // the trial's own report closed it, and its token is gone with the report (no renewal left behind)
+    expect((await env.breakers.status('market:loss')).state).toBe('closed');
+    await new Promise((r) => setTimeout(r, 250));
+    expect(await env.cmd.exists(keysFor(env.prefix).breakerTrial('market:loss'))).toBe(0);
+  });
+});
+
 describe('a venue breaker its own failure rate tripped', () => {
   let env: Env;
   beforeAll(async () => {

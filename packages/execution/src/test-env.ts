@@ -70,6 +70,8 @@ export interface MakeEnvOptions {
   limits?: object;
   /** The breakers' reduce-only policy (`BreakerBoardOptions.reduceOnlyPasses`); default theirs. */
   reduceOnlyPasses?: BreakerBoardOptions['reduceOnlyPasses'];
+  /** How long a half-open trial token is held, ms (`BreakerBoardOptions.trialTtlMs`); default theirs. */
+  trialTtlMs?: number;
   /** The ledger database; default an in-memory PGlite (closed with the env either way). */
   db?: DatabaseHandle;
   durableIntents?: boolean;
@@ -131,6 +133,7 @@ export async function makeEnv(opts: MakeEnvOptions = {}): Promise<Env> {
     limits,
     metrics,
     ...(opts.reduceOnlyPasses ? { reduceOnlyPasses: opts.reduceOnlyPasses } : {}),
+    ...(opts.trialTtlMs !== undefined ? { trialTtlMs: opts.trialTtlMs } : {}),
   });
   const marketData = opts.marketData
     ? new VenueMarketData({

@@ -153,6 +153,8 @@ export async function controlStack(o: {
   breakers?: z.infer<typeof BreakersConfig>;
   /** The breakers' reduce-only policy (`BreakerBoardOptions.reduceOnlyPasses`); default theirs. */
   reduceOnlyPasses?: BreakerBoardOptions['reduceOnlyPasses'];
+  /** How long a half-open trial token is held (`BreakerBoardOptions.trialTtlMs`); default theirs. */
+  trialTtlMs?: number;
   clock?: Clock;
   metrics?: ExecutionMetrics;
 }): Promise<ControlStack> {
@@ -170,6 +172,7 @@ export async function controlStack(o: {
     config: o.breakers ?? BreakersConfig.parse({}),
     ledger,
     ...(o.reduceOnlyPasses ? { reduceOnlyPasses: o.reduceOnlyPasses } : {}),
+    ...(o.trialTtlMs !== undefined ? { trialTtlMs: o.trialTtlMs } : {}),
     ...opt,
   });
   const killSwitch = new KillSwitch({ redis, prefix, ledger, ...opt });

@@ -740,52 +740,58 @@ class OrderProcessor {
             .auditReduceOnlyPasses(gate.passes, { actor: this.#id, clientOrderId, intent, resend })
             .catch(() => {})
         : undefined;
-    const t0 = performance.now();
-    let vo: Order;
+    // the half-open trials stay this order's until their report, however long the venue takes
+    const releaseTrials = this.#o.breakers.holdTrials(trials);
     try {
-      vo = await venue.placeOrder({
-        clientOrderId,
-        instrument: intent.instrument,
-        side: intent.side,
-        orderType: intent.orderType,
-        sizeBase: intent.sizeBase,
-        ...(intent.limitPriceUsd !== undefined ? { limitPriceUsd: intent.limitPriceUsd } : {}),
-        reduceOnly: intent.reduceOnly,
-      });
-    } catch (err) {
+      const t0 = performance.now();
+      let vo: Order;
+      try {
+        vo = await venue.placeOrder({
+          clientOrderId,
+          instrument: intent.instrument,
+          side: intent.side,
+          orderType: intent.orderType,
+          sizeBase: intent.sizeBase,
+          ...(intent.limitPriceUsd !== undefined ? { limitPriceUsd: intent.limitPriceUsd } : {}),
+          reduceOnly: intent.reduceOnly,
+        });
+      } catch (err) {
+        const latencyMs = performance.now() - t0;
+        await audited;
+        const ve = isVenueError(err) ? err : undefined;
+        // a rejection is the venue working correctly (our order was refused): not a health failure
+        await this.#o.breakers.recordVenueCall(intent.venue, {
+          ok: ve?.outcome === 'rejected',
+          timedOut: ve?.code === 'VENUE_TIMEOUT',
+          latencyMs,
+        });
+        // A rejection refused this order only: no evidence that a breaker's cause persists (re-opening
+        // it for a full cooldown, a day for market:loss) nor that it is gone. The trial is handed back
+        // unused, so the next order takes it.
+        for (const tr of trials) {
+          if (ve?.outcome === 'rejected') await this.#o.breakers.abandonTrial(tr);
+          else await this.#o.breakers.reportTrial(tr, false, ve?.shortMessage ?? 'send failed');
+        }
+        const order = await recorded;
+        const msg = errorMessage(err);
+        if (ve?.outcome === 'rejected') return (await this.#tx(order, 'rejected', { error: msg })).order;
+        if (ve?.outcome === 'not-sent') {
+          if (!ve.retryable) return (await this.#tx(order, 'failed', { error: msg })).order;
+          await job.updateData({ ...data, notSentAttempt: order.sendAttempts });
+          throw err;
+        }
+        // unknown (timeout, unconfirmed, keeper pending) or not a venue error: we cannot tell, so resolve first
+        return (await this.#tx(order, 'outcome-unknown', { error: msg })).order;
+      }
       const latencyMs = performance.now() - t0;
       await audited;
-      const ve = isVenueError(err) ? err : undefined;
-      // a rejection is the venue working correctly (our order was refused): not a health failure
-      await this.#o.breakers.recordVenueCall(intent.venue, {
-        ok: ve?.outcome === 'rejected',
-        timedOut: ve?.code === 'VENUE_TIMEOUT',
-        latencyMs,
-      });
-      // A rejection refused this order only: no evidence that a breaker's cause persists (re-opening
-      // it for a full cooldown, a day for market:loss) nor that it is gone. The trial is handed back
-      // unused, so the next order takes it.
-      for (const tr of trials) {
-        if (ve?.outcome === 'rejected') await this.#o.breakers.abandonTrial(tr);
-        else await this.#o.breakers.reportTrial(tr, false, ve?.shortMessage ?? 'send failed');
-      }
-      const order = await recorded;
-      const msg = errorMessage(err);
-      if (ve?.outcome === 'rejected') return (await this.#tx(order, 'rejected', { error: msg })).order;
-      if (ve?.outcome === 'not-sent') {
-        if (!ve.retryable) return (await this.#tx(order, 'failed', { error: msg })).order;
-        await job.updateData({ ...data, notSentAttempt: order.sendAttempts });
-        throw err;
-      }
-      // unknown (timeout, unconfirmed, keeper pending) or not a venue error: we cannot tell, so resolve first
-      return (await this.#tx(order, 'outcome-unknown', { error: msg })).order;
+      this.#o.metrics?.sendSeconds.observe({ venue: intent.venue }, latencyMs / 1000);
+      await this.#o.breakers.recordVenueCall(intent.venue, { ok: true, latencyMs });
+      for (const tr of trials) await this.#o.breakers.reportTrial(tr, true);
+      return this.#apply(intent, await recorded, vo, venue);
+    } finally {
+      releaseTrials();
     }
-    const latencyMs = performance.now() - t0;
-    await audited;
-    this.#o.metrics?.sendSeconds.observe({ venue: intent.venue }, latencyMs / 1000);
-    await this.#o.breakers.recordVenueCall(intent.venue, { ok: true, latencyMs });
-    for (const tr of trials) await this.#o.breakers.reportTrial(tr, true);
-    return this.#apply(intent, await recorded, vo, venue);
   }
 
   async #reconcile(
