@@ -1,7 +1,7 @@
 import { instrumentMeta, ManualClock, MS_PER_DAY, MS_PER_YEAR, ValidationError } from '@xhedge/core';
 import { inverseOption, normCdf, normPdf, VolSurface } from '@xhedge/pricing';
 import { describe, expect, it } from 'vitest';
-import { RiskEngine, type RiskPosition } from './engine.ts';
+import { MIN_SCENARIO_VOL_DECIMAL, RiskEngine, type RiskPosition } from './engine.ts';
 import { RiskSnapshot } from './snapshot.ts';
 import { unitGreeks } from './unit-greeks.ts';
 
@@ -733,5 +733,90 @@ describe('RiskEngine: stale and non-finite inputs', () => {
       );
     engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.6, asOfMs: NOW });
     expect(RiskSnapshot.safeParse(engine.snapshot()).success).toBe(true);
+  });
+});
+
+describe('RiskEngine: non-finite venue Greeks, rates and vol shocks', () => {
+  it('names a venue Greek that is NaN or infinite as invalid instead of passing it as agreeing', () => {
+    const engine = book(new ManualClock(NOW));
+    const c = bs('C', 70_000, 0.55);
+    engine.setVenueGreeks('deribit', [
+      {
+        instrument: CALL,
+        // |local − NaN| > tol is false, and so is ∞ > max(abs, rel·∞): all three passed as agreeing
+        greeks: {
+          delta: Number.NaN,
+          gamma: Number.POSITIVE_INFINITY,
+          vegaPerVolPoint: c.vega * 2,
+          thetaPerDay: Number.NEGATIVE_INFINITY,
+          rhoPer1Pct: 0,
+        },
+        convention: 'deribit: BS delta, vega USD/pt, theta USD/day',
+        asOfMs: NOW,
+      },
+    ]);
+    const snap = engine.snapshot({ scenarios: false });
+    expect(snap.divergences.map((d) => d.greek)).toEqual(['vegaPerVolPoint']);
+    expect(snap.warnings).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^deribit published 3 Greek\\(s\\) that are not finite numbers .*invalid.*: ` +
+            `delta NaN for ${CALL}, gamma Infinity for ${CALL}, thetaPerDay -Infinity for ${CALL}$`,
+        ),
+      ),
+    );
+    expect(RiskSnapshot.safeParse(snap).success).toBe(true);
+  });
+
+  it('refuses venue Greeks whose time is not ms since epoch (listed as stale by NaN ms)', () => {
+    const engine = book(new ManualClock(NOW));
+    const greeks = { delta: 0.3, gamma: 1e-5, vegaPerVolPoint: 90, thetaPerDay: -20, rhoPer1Pct: 0 };
+    for (const asOfMs of [Number.NaN, -1])
+      expect(() =>
+        engine.setVenueGreeks('deribit', [{ instrument: CALL, greeks, convention: 'x', asOfMs }]),
+      ).toThrow(new RegExp(`time of the deribit Greeks of ${CALL} is ${asOfMs}`));
+    expect(RiskSnapshot.safeParse(engine.snapshot()).success).toBe(true);
+  });
+
+  it('unitGreeks refuses a rate that is not finite, or a future forward factor that overflows', () => {
+    const future = instrumentMeta('BTC-USD:FUT:20260331');
+    // r = 0 and negative rates are exact: e^{0} = 1, e^{rT} < 1
+    expect(unitGreeks(future, S, 0.6, 0, NOW).delta).toBe(1);
+    expect(unitGreeks(future, S, 0.6, -0.05, NOW).delta).toBe(Math.exp(-0.05 * T));
+    // a NaN rate gave the future a NaN delta, silently; an infinite one an infinite delta
+    for (const r of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY])
+      expect(() => unitGreeks(future, S, 0.6, r, NOW)).toThrow(
+        /rate \(rateDecimal\) of a future is not a finite/,
+      );
+    expect(() => unitGreeks(instrumentMeta('BTC-USD:PERP'), S, 0.6, Number.NaN, NOW)).toThrow(/rate/);
+    expect(() => unitGreeks(future, S, 0.6, 5000, NOW)).toThrow(/delta e\^\(rT\) of a future/);
+  });
+
+  it('prices a vol shock below the floor at MIN_SCENARIO_VOL_DECIMAL, and says so', () => {
+    const engine = new RiskEngine({
+      clock: new ManualClock(NOW),
+      scenario: { spotShocksPct: [0, 10], volShocksPts: [-50, -10, 0] },
+    });
+    engine.setBook({
+      positions: [{ venue: 'deribit', chain: 'offchain', instrument: CALL, sizeBase: 2, asOfMs: NOW }],
+    });
+    engine.setMarket('BTC', { spotUsd: S, volDecimal: 0.4, asOfMs: NOW });
+    const snap = engine.snapshot();
+    const grid = snap.underlyings.BTC?.scenarios;
+    if (!grid) throw new Error('no grid');
+    const base = bs('C', 70_000, 0.4).price;
+    // −50 points on a 40% IV: priced at the floor (1 vol point), a finite P&L
+    rel(grid.pnlUsd[0]?.[1] ?? Number.NaN, 2 * (bs('C', 70_000, 0.01, 1.1 * S).price - base));
+    rel(grid.pnlUsd[1]?.[0] ?? Number.NaN, 2 * (bs('C', 70_000, 0.3).price - base));
+    expect(snap.warnings).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^scenario grid of BTC: vol shock\\(s\\) -50 pts \\(1 option\\(s\\)\\) took IVs below 0\\.01, ` +
+            `priced at that floor .*e\\.g\\. ${CALL} IV 0\\.4 -50 pts → 0\\.01$`,
+        ),
+      ),
+    );
+    expect(snap.warnings.filter((w) => w.includes('scenario grid'))).toHaveLength(1);
+    expect(MIN_SCENARIO_VOL_DECIMAL).toBe(0.01);
   });
 });

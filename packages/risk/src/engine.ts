@@ -65,7 +65,11 @@ export interface RiskEngineOptions {
     relative?: number;
     absolute?: Partial<Record<GreeksDivergence['greek'], number>>;
   };
-  /** Spot shocks (percent) and vol shocks (vol points) of the scenario grid. */
+  /**
+   * Spot shocks (percent) and vol shocks (vol points, added to each option's IV) of the scenario grid.
+   * A shocked IV is never below {@link MIN_SCENARIO_VOL_DECIMAL}: an option whose IV a shock takes lower
+   * is priced at that floor, and the snapshot's warnings say which shocks did so, for how many options.
+   */
   scenario?: { spotShocksPct?: readonly number[]; volShocksPts?: readonly number[] };
   /** Vega tenor buckets (days). @defaultValue [7, 30, 90, 180] */
   expiryBucketsDays?: readonly number[];
@@ -80,6 +84,12 @@ export interface SnapshotOptions {
 
 export const DEFAULT_SPOT_SHOCKS_PCT: readonly number[] = [-30, -20, -10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 30];
 export const DEFAULT_VOL_SHOCKS_PTS: readonly number[] = [-10, 0, 10];
+/**
+ * Least IV the scenario grid prices an option at, decimal (0.01 = 1 vol point): an option whose IV a
+ * vol shock takes below it (−50 points on a 40% IV: −10%) is priced at this floor instead (BSM has no
+ * price at a vol of 0 or less), and the snapshot's warnings say so.
+ */
+export const MIN_SCENARIO_VOL_DECIMAL = 0.01;
 
 const G = GREEK_FIELDS.length;
 const F_DELTA = 0;
@@ -121,6 +131,9 @@ export const DEFAULT_ASSET_ALIASES: Readonly<Record<string, string>> = {
  * past it is not used, and a market vol past it is refused, each saying so.
  */
 export const MAX_IV_DECIMAL = 10;
+
+/** Most non-finite venue Greeks named one by one in a snapshot's warning, per venue (the rest are counted). */
+const MAX_INVALID_GREEKS_LISTED = 10;
 
 export class RiskEngine {
   readonly #clock: Clock;
@@ -254,8 +267,20 @@ export class RiskEngine {
     for (const f of rates) this.#book.applyFunding(f);
   }
 
-  /** Greeks a venue publishes, compared with ours in each snapshot. Replaces that venue's previous set. */
+  /**
+   * Greeks a venue publishes, compared with ours in each snapshot. Replaces that venue's previous set.
+   * An entry whose time is not ms since epoch is refused (it was listed as stale by NaN ms, which the
+   * snapshot's schema refuses); a Greek that is not a finite number is the snapshot's to report (see
+   * `snapshot`'s warnings), so the venue's other Greeks are still compared.
+   */
   setVenueGreeks(venue: string, greeks: readonly VenueGreeks[]): void {
+    for (const g of greeks)
+      if (!(Number.isFinite(g.asOfMs) && g.asOfMs >= 0))
+        throw new XhedgeError(
+          'VALIDATION',
+          `time of the ${venue} Greeks of ${g.instrument} is ${g.asOfMs}: ms since epoch expected`,
+          { details: { venue, instrument: g.instrument, asOfMs: g.asOfMs } },
+        );
     this.#venueGreeks.set(venue, [...greeks]);
   }
 
@@ -573,7 +598,8 @@ export class RiskEngine {
       };
       const settled = settledAt[u];
       if (settled) risk.settlementPricesUsd = settled;
-      if (opts.scenarios !== false) risk.scenarios = this.#scenarios(u, mkt, linDelta[u] ?? 0, nowMs);
+      if (opts.scenarios !== false)
+        risk.scenarios = this.#scenarios(u, mkt, linDelta[u] ?? 0, nowMs, warnings);
       for (const f of GREEK_FIELDS) {
         if (!Number.isFinite(risk[f])) throw new NumericError(`${name} ${f}`, risk[f]);
       }
@@ -593,7 +619,7 @@ export class RiskEngine {
       underlyings,
       stale,
       staleCount,
-      divergences: this.#divergences(priced),
+      divergences: this.#divergences(priced, warnings),
       warnings,
     };
   }
@@ -712,9 +738,16 @@ export class RiskEngine {
    * Live options go through the batch pricer, one kernel call per grid cell. Expired options are not
    * repriced: their payoff is fixed (`netSize` leaves them out), and a coin-settled one's coin is in
    * `linearDelta`. So are expired futures': a linear one's settled USD P&L does not move at all, an
-   * inverse one's coin is in `linearDelta`.
+   * inverse one's coin is in `linearDelta`. A shocked IV below {@link MIN_SCENARIO_VOL_DECIMAL} is priced
+   * at that floor; `warnings` get one line naming the shocks that hit it, how many options, and one.
    */
-  #scenarios(u: number, mkt: UnderlyingMarket, linearDelta: number, nowMs: number): ScenarioGrid {
+  #scenarios(
+    u: number,
+    mkt: UnderlyingMarket,
+    linearDelta: number,
+    nowMs: number,
+    warnings: string[],
+  ): ScenarioGrid {
     const units = this.#book.units;
     const S = mkt.spotUsd;
     const r = mkt.rateDecimal ?? 0;
@@ -729,11 +762,27 @@ export class RiskEngine {
       return { spotShocksPct: [...this.#spotShocks], volShocksPts: [...this.#volShocks], pnlUsd: pnl };
     if (this.#grid.capacity < live.length) this.#grid = new OptionBatch(live.length);
     const g = this.#grid;
+    const shockedVol = new Float64Array(live.length);
+    const floored: string[] = [];
+    let flooredExample = '';
     this.#volShocks.forEach((dv, i) => {
       const row = pnl[i] as number[];
+      let atFloor = 0;
+      for (let n = 0; n < live.length; n++) {
+        const k = live[n] as number;
+        const volDecimal = units.vol[k] ?? mkt.volDecimal;
+        const shocked = volDecimal + dv / 100;
+        if (shocked < MIN_SCENARIO_VOL_DECIMAL) {
+          atFloor++;
+          flooredExample ||= `${units.ids[k] ?? '?'} IV ${volDecimal} ${dv} pts → ${MIN_SCENARIO_VOL_DECIMAL}`;
+        }
+        shockedVol[n] = Math.max(shocked, MIN_SCENARIO_VOL_DECIMAL);
+      }
+      if (atFloor > 0) floored.push(`${dv} pts (${atFloor} option(s))`);
       this.#spotShocks.forEach((x, j) => {
         g.reset();
-        for (const k of live) {
+        for (let n = 0; n < live.length; n++) {
+          const k = live[n] as number;
           const meta = units.meta[k] as InstrumentMeta;
           g.add(
             k,
@@ -741,7 +790,7 @@ export class RiskEngine {
             S * (1 + x / 100),
             meta.strike ?? 0,
             yearFraction(nowMs, meta.expiryMs ?? nowMs),
-            Math.max((units.vol[k] ?? mkt.volDecimal) + dv / 100, 0.01),
+            shockedVol[n] as number,
             r,
           );
         }
@@ -754,6 +803,12 @@ export class RiskEngine {
           );
       });
     });
+    if (floored.length > 0)
+      warnings.push(
+        `scenario grid of ${this.#book.underlyings[u]}: vol shock(s) ${floored.join(', ')} took IVs below ` +
+          `${MIN_SCENARIO_VOL_DECIMAL}, priced at that floor instead (a smaller shock than the row says), ` +
+          `e.g. ${flooredExample}`,
+      );
     return { spotShocksPct: [...this.#spotShocks], volShocksPts: [...this.#volShocks], pnlUsd: pnl };
   }
 
@@ -801,10 +856,18 @@ export class RiskEngine {
     return { stale, staleCount: count };
   }
 
-  #divergences(priced: Uint8Array): GreeksDivergence[] {
+  /**
+   * Venue Greeks of the instruments priced that differ from ours beyond tolerance. A venue Greek that is
+   * not a finite number (NaN, ±Infinity, missing) cannot be compared: |local − NaN| > tol is false, so it
+   * passed as agreeing. It is left out of the list (whose values are finite numbers) and named in
+   * `warnings` instead, one line per venue: instrument and Greek.
+   */
+  #divergences(priced: Uint8Array, warnings: string[]): GreeksDivergence[] {
     const out: GreeksDivergence[] = [];
     const units = this.#book.units;
     for (const [venue, list] of this.#venueGreeks) {
+      let invalid = 0;
+      const examples: string[] = [];
       for (const vg of list) {
         const k = this.#book.unitIndex.get(vg.instrument);
         if (k === undefined || !priced[k]) continue;
@@ -815,6 +878,12 @@ export class RiskEngine {
           ['thetaPerDay', units.theta[k] ?? 0, vg.greeks.thetaPerDay],
         ];
         for (const [greek, local, venueValue] of pairs) {
+          if (!Number.isFinite(venueValue)) {
+            invalid++;
+            if (examples.length < MAX_INVALID_GREEKS_LISTED)
+              examples.push(`${greek} ${String(venueValue)} for ${vg.instrument}`);
+            continue;
+          }
           const absDiff = Math.abs(local - venueValue);
           const tolerance = Math.max(
             this.#absTol[greek],
@@ -833,6 +902,12 @@ export class RiskEngine {
             });
         }
       }
+      if (invalid > 0)
+        warnings.push(
+          `${venue} published ${invalid} Greek(s) that are not finite numbers for instruments held: ` +
+            `invalid, not compared with the model: ${examples.join(', ')}` +
+            (invalid > examples.length ? `, and ${invalid - examples.length} more` : ''),
+        );
     }
     return out;
   }

@@ -3,6 +3,7 @@ export {
   DEFAULT_SPOT_SHOCKS_PCT,
   DEFAULT_VOL_SHOCKS_PTS,
   MAX_IV_DECIMAL,
+  MIN_SCENARIO_VOL_DECIMAL,
   type RiskBook,
   RiskEngine,
   type RiskEngineOptions,

@@ -93,6 +93,10 @@ export function unitGreeks(
   nowMs: number,
   settlementPriceUsd?: number,
 ): UnitGreeks {
+  // A NaN or infinite rate gave a dated future a NaN or infinite delta, silently (e^{NaN·T}); refused
+  // here for every kind, as the engine's setMarket refuses it. r = 0 is exact: no division by r anywhere.
+  if (!Number.isFinite(rateDecimal))
+    throw new NumericError(`rate (rateDecimal) of a ${inst.kind}`, rateDecimal);
   if (inst.kind === 'option') {
     const K = inst.strike ?? 0;
     const T = yearFraction(nowMs, inst.expiryMs ?? nowMs);
@@ -130,7 +134,10 @@ export function unitGreeks(
     // A future without an expiry cannot be judged expired: it stays a forward at T = 0 (delta 1).
     if (inst.expiryMs !== undefined && inst.expiryMs <= nowMs) return linearGreeks(0, 0, 0);
     const T = Math.max(yearFraction(nowMs, inst.expiryMs ?? nowMs), 0);
+    // A finite rate can still overflow the forward factor (r = 1000 over a year): refused, not Infinity.
     const delta = Math.exp(rateDecimal * T);
+    if (!Number.isFinite(delta))
+      throw new NumericError(`delta e^(rT) of a future (rate ${rateDecimal}, ${T} years)`, delta);
     return linearGreeks(0, delta, delta);
   }
   return linearGreeks(0, 1, 1);
