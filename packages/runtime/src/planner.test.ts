@@ -1169,6 +1169,30 @@ describe.each(databases)('the window cap survives a restart (%s ledger)', (_name
     });
   const deltaUsd = (p: PlanForExecution) =>
     p.legs.filter((l) => !isOption(l)).reduce((s, l) => s + Number(l.sizeBase) * l.referencePriceUsd, 0);
+  /** A perp leg on gmx-arb recorded earlier (by hand, as execution would). */
+  const leg = (
+    id: string,
+    underlying: string,
+    sizeBase: string,
+    referencePriceUsd: number,
+    createdAtMs: number,
+  ): HedgeIntent => ({
+    id,
+    planId: `plan_${id}`,
+    underlying,
+    venue: 'gmx-arb',
+    chain: 'evm:42161',
+    instrument: `${underlying}-USD:PERP`,
+    side: 'sell',
+    sizeBase,
+    orderType: 'market',
+    referencePriceUsd,
+    reduceOnly: false,
+    urgency: 'normal',
+    reason: 'an earlier hedge',
+    createdAtMs,
+    dependsOn: [],
+  });
   /** What execution writes of a plan: every leg queued, then `then` on each. */
   const record = async (
     h: Harness,
@@ -1248,29 +1272,6 @@ describe.each(databases)('the window cap survives a restart (%s ledger)', (_name
   it('a policy change keeps every hedge of the window, however many (regression: past 10,000 the oldest 5,000 were dropped, in the window or not)', async () => {
     const config = capped();
     const h = await harness(config, undefined, undefined, {}, database);
-    const leg = (
-      id: string,
-      underlying: string,
-      sizeBase: string,
-      referencePriceUsd: number,
-      createdAtMs: number,
-    ): HedgeIntent => ({
-      id,
-      planId: `plan_${id}`,
-      underlying,
-      venue: 'gmx-arb',
-      chain: 'evm:42161',
-      instrument: `${underlying}-USD:PERP`,
-      side: 'sell',
-      sizeBase,
-      orderType: 'market',
-      referencePriceUsd,
-      reduceOnly: false,
-      urgency: 'normal',
-      reason: 'an earlier hedge',
-      createdAtMs,
-      dependsOn: [],
-    });
     // 30 min ago: a BTC hedge of $150,000 (sent, then refused: it counts), then 10,000 small ETH orders
     // still queued (ETH waits for them; they fill the list of executions the planner keeps)
     const t0 = h.clock.nowMs();
@@ -1301,6 +1302,73 @@ describe.each(databases)('the window cap survives a restart (%s ledger)', (_name
     config.policy.default = { ...config.policy.default, minTradeUsd: 101 };
     h.clock.advance(1000);
     expect(btcPlans(await h.planner.plan())).toEqual([]);
+  }, 60_000);
+
+  it('more legs in one ms than a ledger page: a restart does not hedge past the cap (regression: those after the first 5,000 of that ms were skipped)', async () => {
+    const h = await harness(capped(), undefined, undefined, {}, database);
+    // 30 min ago, all in the same ms: 5,000 small ETH legs (queued), then (its id sorts after theirs) a
+    // BTC leg of the whole $200,000 cap, sent and then refused by the venue (it counts)
+    const atMs = h.clock.nowMs();
+    for (let batch = 0; batch < 5; batch++)
+      await h.ledger.recordPlan(
+        Array.from({ length: 1000 }, (_, i) => {
+          const intent = leg(`int_a_${batch}_${String(i).padStart(4, '0')}`, 'ETH', '0.001', 3500, atMs);
+          return { intent, clientOrderId: clientOrderIdFor(intent.id), status: 'queued' as const };
+        }),
+        { actor: 'test' },
+      );
+    const btc = leg('int_z_btc', 'BTC', '2', 100_000, atMs);
+    await h.ledger.recordPlan([{ intent: btc, clientOrderId: clientOrderIdFor(btc.id), status: 'queued' }], {
+      actor: 'test',
+    });
+    await h.ledger.recordSend(clientOrderIdFor(btc.id), { actor: 'test', atMs: atMs });
+    await h.ledger.transition(clientOrderIdFor(btc.id), 'rejected', {
+      actor: 'test',
+      patch: { error: 'refused' },
+    });
+    h.clock.advance(30 * 60_000);
+    // the BTC leg past the first 5,000 of its ms is read: the window is full, no BTC hedge
+    expect(btcPlans(await h.restart().plan())).toEqual([]);
+    // once that ms is out of the window, hedging resumes
+    h.clock.advance(30 * 60_000 + 1);
+    expect(btcPlans(await h.restart().plan())).toHaveLength(1);
+  }, 60_000);
+
+  it('a ms split by the ledger page is counted once: the rest read, none twice', async () => {
+    const h = await harness(capped(), undefined, undefined, {}, database);
+    // 30 min ago: 19 small ETH legs and a $100,000 BTC leg (sent, refused: it counts) in one ms, then
+    // 4,990 small ETH legs in the next: the first page ends 10 legs into the earlier ms
+    const atMs = h.clock.nowMs();
+    const queued = (intent: HedgeIntent) => ({
+      intent,
+      clientOrderId: clientOrderIdFor(intent.id),
+      status: 'queued' as const,
+    });
+    await h.ledger.recordPlan(
+      Array.from({ length: 19 }, (_, i) =>
+        queued(leg(`int_b_${String(i).padStart(2, '0')}`, 'ETH', '0.001', 3500, atMs)),
+      ),
+      { actor: 'test' },
+    );
+    const btc = leg('int_z_btc', 'BTC', '1', 100_000, atMs);
+    await h.ledger.recordPlan([queued(btc)], { actor: 'test' });
+    await h.ledger.recordSend(clientOrderIdFor(btc.id), { actor: 'test', atMs });
+    await h.ledger.transition(clientOrderIdFor(btc.id), 'rejected', {
+      actor: 'test',
+      patch: { error: 'refused' },
+    });
+    for (let batch = 0; batch < 5; batch++)
+      await h.ledger.recordPlan(
+        Array.from({ length: 998 }, (_, i) =>
+          queued(leg(`int_a_${batch}_${String(i).padStart(3, '0')}`, 'ETH', '0.001', 3500, atMs + 1)),
+        ),
+        { actor: 'test' },
+      );
+    h.clock.advance(30 * 60_000);
+    // the $100,000 left of the cap: the BTC leg counted once (twice: nothing left; never: $200,000)
+    const rest = btcPlans(await h.restart().plan())[0] as PlanForExecution;
+    expect(deltaUsd(rest)).toBeGreaterThan(99_000);
+    expect(deltaUsd(rest)).toBeLessThanOrEqual(100_000 + 1e-6);
   }, 60_000);
 
   it('legs blocked when planned (never sent) do not count after a restart', async () => {

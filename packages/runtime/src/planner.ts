@@ -18,7 +18,7 @@ import { type LegResult, linearNotionalUsd, type PlanLike, type PlanNetDelta } f
 import { bookEquity, MAX_IV_DECIMAL, RiskEngine, type RiskSnapshot } from '@xhedge/risk';
 import { CollateralReservation, type CollateralTransfer } from '@xhedge/routing';
 import type { PaperMarket } from '@xhedge/sim';
-import type { Ledger, LedgerIntent } from '@xhedge/store';
+import type { Ledger } from '@xhedge/store';
 import {
   type DecisionContext,
   type HedgeDecision,
@@ -519,21 +519,9 @@ export class TickPlanner {
     if (!(lookbackMs > 0)) return [];
     const nowMs = this.#o.clock.nowMs();
     const fromMs = nowMs - lookbackMs;
-    // every intent of the window, newest first, in pages: the next page ends at the oldest time read
-    // (inclusive; ids already read are kept once), or past it when a whole page had one time
-    const byId = new Map<string, LedgerIntent>();
-    for (let toMs: number | undefined; ; ) {
-      const page = await this.#o.ledger.listIntents({
-        fromMs,
-        ...(toMs === undefined ? {} : { toMs }),
-        limit: SEED_PAGE,
-      });
-      for (const i of page) byId.set(i.id, i);
-      const oldest = page.at(-1);
-      if (page.length < SEED_PAGE || !oldest) break;
-      toMs =
-        toMs === undefined || oldest.createdAtMs + 1 < toMs ? oldest.createdAtMs + 1 : oldest.createdAtMs;
-    }
+    // every intent of the window, in pages on (time, id): each read once, however many share a ms (a time
+    // cursor alone skipped the rest of a ms a whole page ended in, and the window was counted short)
+    const intents = await this.#o.ledger.listAllIntents({ fromMs }, { pageSize: SEED_PAGE });
     // orders are recorded after their intents (and the ledger keeps the run's clock): those of the window
     const neverSent = new Set(
       (await this.#o.ledger.listAllOrders({ fromMs, status: ['cancelled', 'failed', 'rejected'] }))
@@ -541,7 +529,7 @@ export class TickPlanner {
         .map((o) => o.clientOrderId),
     );
     const out: { underlying: string; notionalUsd: number; atMs: number }[] = [];
-    for (const i of byId.values()) {
+    for (const i of intents) {
       if (safeMeta(i.instrument)?.kind === 'option' || neverSent.has(i.clientOrderId)) continue;
       const notionalUsd = Number(i.sizeBase) * i.referencePriceUsd;
       if (!Number.isFinite(notionalUsd)) {

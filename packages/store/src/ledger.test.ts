@@ -189,6 +189,7 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     const leg = (n: number, underlying = 'SOL') => ({
       intent: intent(700 + n, {
         planId: 'plan_700',
+        createdAtMs: underlying === 'SOL' ? 1_700_000_000_000 : 1_700_000_000_005,
         venue: 'pager',
         underlying,
         instrument: `${underlying}-USD:PERP`,
@@ -210,6 +211,15 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     for (const pageSize of [1, 2, 3, 7, 5000])
       expect(await ledger.listAllOrders({ venue: 'pager' }, { pageSize }), `page ${pageSize}`).toEqual(all);
     expect(await ledger.listAllOrders({ venue: 'pager', status: [] })).toEqual([]);
+    // intents alike, on (created time, id): 4 at one time and 3 at another, every page size
+    const intents = await ledger.listIntents({ venue: 'pager', limit: 100 });
+    expect(intents).toHaveLength(7);
+    expect(new Set(intents.map((i) => i.createdAtMs)).size).toBe(2);
+    for (const pageSize of [1, 2, 3, 4, 7, 5000])
+      expect(await ledger.listAllIntents({ venue: 'pager' }, { pageSize }), `page ${pageSize}`).toEqual(
+        intents,
+      );
+    expect(await ledger.listAllIntents({ venue: 'pager', status: [] })).toEqual([]);
     const working = await ledger.underlyingsWithOrders(['queued']);
     expect(working.has('SOL') && working.has('AVAX')).toBe(true);
     await ledger.transition('xh-704', 'cancelled', { actor: 'o' });

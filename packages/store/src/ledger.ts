@@ -725,6 +725,41 @@ export class Ledger {
 
   /** Intents with their order's current status, newest first. Time filters apply to `createdAtMs`. */
   async listIntents(q: LedgerQuery = {}): Promise<LedgerIntent[]> {
+    const rows = await this.#intentsQuery(q).limit(limitOf(q)).execute();
+    return rows.map(toIntent);
+  }
+
+  /**
+   * Every intent `q` selects, newest first, however many: read in pages of 5000, each after the last
+   * row of the one before (created time, then id), so no row is skipped or read twice however many
+   * share a millisecond (a time cursor alone skips the rest of a ms a whole page ended in). For the
+   * readers that must count all of them (the planner's hedge windows after a restart). `opts.pageSize`:
+   * rows per read (@defaultValue 5000).
+   */
+  async listAllIntents(
+    q: Omit<LedgerQuery, 'limit'> = {},
+    opts: { pageSize?: number } = {},
+  ): Promise<LedgerIntent[]> {
+    const pageSize = limitOf({ limit: opts.pageSize ?? MAX_LIMIT });
+    const out: LedgerIntent[] = [];
+    for (;;) {
+      const last = out.at(-1);
+      let qb = this.#intentsQuery(q);
+      if (last)
+        qb = qb.where((eb) =>
+          eb.or([
+            eb('intents.created_at_ms', '<', last.createdAtMs),
+            eb.and([eb('intents.created_at_ms', '=', last.createdAtMs), eb('intents.id', '>', last.id)]),
+          ]),
+        );
+      const page = (await qb.limit(pageSize).execute()).map(toIntent);
+      out.push(...page);
+      if (page.length < pageSize) return out;
+    }
+  }
+
+  /** The intents `q` selects (limit aside), newest first, then by id. */
+  #intentsQuery(q: Omit<LedgerQuery, 'limit'>) {
     let qb = this.#intentQuery();
     if (q.fromMs !== undefined) qb = qb.where('intents.created_at_ms', '>=', q.fromMs);
     if (q.toMs !== undefined) qb = qb.where('intents.created_at_ms', '<', q.toMs);
@@ -733,12 +768,7 @@ export class Ledger {
     if (q.planId) qb = qb.where('intents.plan_id', '=', q.planId);
     const st = statuses(q.status);
     if (st) qb = st.length > 0 ? qb.where('orders.status', 'in', st) : qb.where(sql<boolean>`false`);
-    const rows = await qb
-      .orderBy('intents.created_at_ms', 'desc')
-      .orderBy('intents.id')
-      .limit(limitOf(q))
-      .execute();
-    return rows.map(toIntent);
+    return qb.orderBy('intents.created_at_ms', 'desc').orderBy('intents.id');
   }
 
   /** Orders, newest first. Time filters apply to the order's creation time. */
