@@ -19,6 +19,7 @@ import {
   batchField,
   type EngineJob,
   type EngineOption,
+  hestonSubsteps,
   initialBookValue,
   type PathBatch,
   runPaths,
@@ -32,6 +33,8 @@ import {
   CostUsd,
   DriftPerYear,
   gasRangeUsd,
+  horizonNotWholeMessage,
+  horizonSteps,
   MAX_BACKTEST_PATHS,
   MAX_BACKTEST_STEPS,
   MAX_BACKTEST_USD,
@@ -156,7 +159,17 @@ function toEngineVenue(v: VenueCostSpec): EngineVenue {
 /** Turns a validated backtest file into a plan (reads the replay CSV). */
 export function planFromFile(file: BacktestFile, baseDir: string): BacktestPlan {
   const stepYears = file.stepHours / (24 * DAYS_PER_YEAR);
-  const steps = Math.round((file.horizonDays * 24) / file.stepHours);
+  const { steps, whole } = horizonSteps(file.horizonDays, file.stepHours);
+  if (!whole || steps < 1)
+    throw new ValidationError('backtest', [
+      {
+        path: 'horizonDays',
+        message:
+          steps < 1
+            ? `horizonDays ${file.horizonDays} is shorter than one step of stepHours ${file.stepHours}`
+            : horizonNotWholeMessage(file.horizonDays, file.stepHours),
+      },
+    ]);
   const m = file.market;
   let process: EngineJob['process'];
   let spot0 = m.spot;
@@ -195,6 +208,8 @@ export function planFromFile(file: BacktestFile, baseDir: string): BacktestPlan 
     spot0 ??= prices[0] as number;
   } else {
     process = { kind: 'simulated', spec: m.process, drift: m.drift, vol: m.realizedVol ?? m.vol };
+    // Refused here, before any path runs, when the sub-steps a stable variance needs are too many.
+    if (m.process.kind === 'heston') hestonSubsteps(m.process.kappa, stepYears, steps);
   }
   if (spot0 === undefined)
     throw new ValidationError('backtest', [

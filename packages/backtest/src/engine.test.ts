@@ -5,7 +5,8 @@ import { GAMMA_BAND_CAP_FRACTION, gammaScaledHalfWidth, lelandVol, wwHalfWidth }
 import { describe, expect, it } from 'vitest';
 import { planFromFile, planSingleOption, runBacktest } from './backtest.ts';
 import { createBookGrid } from './book-grid.ts';
-import { batchField, type EngineJob, PATH_FIELDS, type PathBatch, runPaths } from './engine.ts';
+import { batchField, type EngineJob, PATH_FIELDS, type PathBatch, pathMarket, runPaths } from './engine.ts';
+import { BacktestInputError } from './errors.ts';
 import { runJob } from './pool.ts';
 import { parseBacktestFile } from './spec.ts';
 import { replayFills } from './test-helpers.ts';
@@ -496,5 +497,71 @@ policies: { band: { kind: band, bandDelta: 0.1 } }
       });
       expect(fills.length, JSON.stringify(p)).toBeGreaterThan(plan.base.paths);
     }
+  });
+});
+
+describe('Heston variance at a coarse step (kappa·dt above 2)', () => {
+  // Variance starts at 0.3² = 0.09 and reverts to thetaVar 0.64. One Euler step of kappa·dt 2.74 took
+  // it to 0.09 + 2.74·0.55 = 1.6 on average (theory: 0.60), the next to 0 on most paths (theory: 0.64),
+  // swinging on between 0 and 2.5× the long-run variance and stuck at 0 a quarter of the time.
+  const hestonFile = (kappa: number, horizonDays: number, stepHours: number): string => `
+version: 1
+name: heston-coarse
+book: { options: [{ type: call, moneyness: 1, expiryDays: ${horizonDays}, size: -1 }] }
+market:
+  spot: 100
+  vol: 0.3
+  volMark: process
+  process: { kind: heston, kappa: ${kappa}, thetaVar: 0.64, volOfVol: 0.8, rho: -0.5 }
+horizonDays: ${horizonDays}
+stepHours: ${stepHours}
+paths: 1500
+seed: 11
+riskAversion: 0.0001
+routing: cheapest
+venues: [{ id: flat, chain: offchain, feeBps: 0 }]
+policies: { daily: { kind: interval, intervalMinutes: 1440 } }
+`;
+
+  it.each([
+    // kappa 1000 per year on daily steps (kappa·dt 2.74), kappa 100 on 730-hour steps (kappa·dt 8.33)
+    { kappa: 1000, horizonDays: 10, stepHours: 24 },
+    { kappa: 100, horizonDays: 365, stepHours: 730 },
+  ])(
+    'stays bounded and its mean is θ + (v0 − θ)e^(−κt) at every step: kappa $kappa, stepHours $stepHours',
+    ({ kappa, horizonDays, stepHours }) => {
+      const plan = planFromFile(parseBacktestFile(hestonFile(kappa, horizonDays, stepHours)), '.');
+      const job: EngineJob = { ...plan.base, policy: (plan.policies[0] as { policy: PolicyConfig }).policy };
+      expect(kappa * job.stepYears).toBeGreaterThan(2);
+      const theta = 0.64;
+      const v0 = 0.09;
+      const sum = new Float64Array(job.steps + 1);
+      let maxVar = 0;
+      for (let p = 0; p < job.paths; p++) {
+        const { vols } = pathMarket(job, p);
+        for (let k = 0; k <= job.steps; k++) {
+          const v = (vols[k] as number) ** 2;
+          expect(Number.isFinite(v)).toBe(true);
+          sum[k] = (sum[k] as number) + v;
+          maxVar = Math.max(maxVar, v);
+        }
+      }
+      // Stationary sd of v is ξ·√(θ / 2κ): 0.014 at kappa 1000, 0.045 at kappa 100; nothing near 1.5θ.
+      expect(maxVar).toBeLessThan(1.5 * theta);
+      for (let k = 1; k <= job.steps; k++) {
+        const expected = theta + (v0 - theta) * Math.exp(-kappa * k * job.stepYears);
+        expect(Math.abs((sum[k] as number) / job.paths / expected - 1), `step ${k}`).toBeLessThan(0.02);
+      }
+    },
+  );
+
+  it('a horizon whose sub-steps would be too many is refused naming kappa and the step', () => {
+    // kappa 10000 per year over 100 years: 274 sub-steps per daily step, 10,001,000 in all.
+    expect(() => planFromFile(parseBacktestFile(hestonFile(10_000, 36_500, 24)), '.')).toThrow(
+      BacktestInputError,
+    );
+    expect(() => planFromFile(parseBacktestFile(hestonFile(10_000, 36_500, 24)), '.')).toThrow(
+      /Heston kappa 10000 per year on steps of 0\.00273973 years \(kappa·dt 27\.4\) needs 274 sub-steps per step.*lower kappa or the horizon/,
+    );
   });
 });

@@ -85,8 +85,8 @@ frontier: [{ policy: nope, param: bandDelta, values: [1, 2] }]
     expect(() =>
       parseBacktestFile(text.replace('gasUsd: { min: 5, max: 50 }', 'gasUsd: { min: 0, max: 0 }')),
     ).not.toThrow();
-    // A 30-day option on 7-hour steps expires inside the 40-day horizon between steps 102 and 103.
-    const late = text.replace('horizonDays: 30', 'horizonDays: 40').replace('stepHours: 1', 'stepHours: 7');
+    // A 30-day option on 7-hour steps expires inside the 42-day horizon between steps 102 and 103.
+    const late = text.replace('horizonDays: 30', 'horizonDays: 42').replace('stepHours: 1', 'stepHours: 7');
     expect(specProblems(late)).toMatch(
       /book\.options\[0\]\.expiryDays: expires inside the horizon between two steps/,
     );
@@ -94,7 +94,7 @@ frontier: [{ policy: nope, param: bandDelta, values: [1, 2] }]
     expect(() => parseBacktestFile(late.replace('stepHours: 7', 'stepHours: 4'))).not.toThrow();
     expect(() =>
       parseBacktestFile(
-        text.replace('horizonDays: 30', 'horizonDays: 29').replace('stepHours: 1', 'stepHours: 7'),
+        text.replace('horizonDays: 30', 'horizonDays: 28').replace('stepHours: 1', 'stepHours: 7'),
       ),
     ).not.toThrow();
   });
@@ -325,6 +325,50 @@ policies: { daily: { kind: interval, intervalMinutes: 1440, minTradeUsd: 0 } }
     const { report } = await runBacktest(plan, { workers: 1 });
     expect(report.bsPriceUsd).toBe(0);
     expect(report.policies[0]?.stdToPrice).toBeNull();
+  });
+});
+
+describe('a horizon that is not a whole number of steps', () => {
+  const file = (horizonDays: number, stepHours: number): string => `
+version: 1
+name: horizon
+book: { options: [{ type: call, moneyness: 1, expiryDays: 30, size: -1 }] }
+market: { spot: 100, vol: 0.5, process: { kind: gbm } }
+horizonDays: ${horizonDays}
+stepHours: ${stepHours}
+paths: 2
+riskAversion: 0.0001
+routing: cheapest
+venues: [{ id: flat, chain: offchain, feeBps: 0 }]
+policies: { hourly: { kind: band, bandDelta: 0.1 } }
+`;
+
+  it('is refused naming the horizon and the step (10.5 h of 1-hour steps ran 11 h, 10.4 h ran 10 h)', () => {
+    expect(specProblems(file(10.5 / 24, 1))).toMatch(
+      /^horizonDays: horizonDays 0\.4375 \(10\.5 h\) is 10\.5 steps of stepHours 1, not a whole number; .*multiple of the step: 0\.4166666667 days \(10 steps\) or 0\.4583333333 days \(11 steps\)$/,
+    );
+    expect(specProblems(file(10.4 / 24, 1))).toMatch(
+      /horizonDays: .*\(10\.4 h\) is 10\.4 steps of stepHours 1/,
+    );
+    // 10 days of 7-hour steps: 34.29 steps.
+    expect(specProblems(file(10, 7))).toMatch(
+      /horizonDays: horizonDays 10 \(240 h\) is 34\.28571429 steps of stepHours 7, not a whole number/,
+    );
+    // planFromFile refuses it too when given a file that skipped the schema.
+    const parsed = parseBacktestFile(file(1, 1));
+    expect(() => planFromFile({ ...parsed, horizonDays: 10.5 / 24 }, '.')).toThrow(ValidationError);
+    expect(() => planFromFile({ ...parsed, horizonDays: 10.5 / 24 }, '.')).toThrow(
+      /horizonDays: horizonDays 0\.4375 \(10\.5 h\) is 10\.5 steps/,
+    );
+  });
+
+  it('a whole horizon runs and the report states the horizon simulated (1 day of 0.1-hour steps: 240)', async () => {
+    const plan = planFromFile(parseBacktestFile(file(1, 0.1)), '.');
+    expect(plan.base.steps).toBe(240);
+    const { report } = await runBacktest(plan, { workers: 1 });
+    expect(report.steps).toBe(240);
+    expect(report.horizonDays).toBeCloseTo(1, 12);
+    expect(report.stepHours).toBeCloseTo(0.1, 12);
   });
 });
 

@@ -55,6 +55,30 @@ export const MAX_MONEYNESS = 1e3;
 /** Largest |size| of one option of the book, units of the underlying (a trillion). */
 export const MAX_BOOK_SIZE_BASE = 1e12;
 
+/**
+ * Steps of `stepHours` in a horizon of `horizonDays`, and whether they fill it exactly (to a billionth
+ * of a step: the float residue of 1 day / 0.1 h). `steps` is the nearest whole number, what a run of a
+ * horizon that is not whole would have simulated instead of the horizon asked for.
+ */
+export function horizonSteps(horizonDays: number, stepHours: number): { steps: number; whole: boolean } {
+  const exact = (horizonDays * 24) / stepHours;
+  const steps = Math.round(exact);
+  return { steps, whole: Math.abs(exact - steps) <= 1e-9 };
+}
+
+/** Why a horizon is not a whole number of steps, naming both (the message of the refusal). */
+export function horizonNotWholeMessage(horizonDays: number, stepHours: number): string {
+  const hours = horizonDays * 24;
+  const exact = hours / stepHours;
+  const down = Math.floor(exact);
+  const fmt = (x: number): number => Number(x.toPrecision(10));
+  const options = [down, down + 1]
+    .filter((n) => n >= 1)
+    .map((n) => `${fmt((n * stepHours) / 24)} days (${n} steps)`)
+    .join(' or ');
+  return `horizonDays ${horizonDays} (${fmt(hours)} h) is ${fmt(exact)} steps of stepHours ${stepHours}, not a whole number; a partial last step is not simulated, so give a horizon that is a multiple of the step: ${options}`;
+}
+
 /** A price in USD (spot, strike): the simulator's range. */
 export const PriceUsd = FiniteNumber.min(MIN_SPOT_USD, `a price in USD, at least ${MIN_SPOT_USD}`).max(
   MAX_SPOT_USD,
@@ -297,7 +321,14 @@ export const BacktestFile = z
     });
     // The engine values the book only at step boundaries: an option expiring between two of them
     // would settle at the next boundary's spot, i.e. on a price from after its expiry.
-    const steps = Math.round((f.horizonDays * 24) / f.stepHours);
+    const { steps, whole } = horizonSteps(f.horizonDays, f.stepHours);
+    // Rounded, 10.5 hours of 1-hour steps ran 11 hours (10.4 ran 10): time added or dropped without a word.
+    if (!whole && f.horizonDays * 24 >= f.stepHours)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['horizonDays'],
+        message: horizonNotWholeMessage(f.horizonDays, f.stepHours),
+      });
     f.book.options.forEach((o, i) => {
       const expirySteps = (o.expiryDays * 24) / f.stepHours;
       if (expirySteps < steps && Math.abs(expirySteps - Math.round(expirySteps)) > 1e-9)
