@@ -350,6 +350,24 @@ describe('caps and dust', () => {
     expect(s.decideUnderlying(risk({ delta: 1 }), 1).tradeNotionalUsd).toBeCloseTo(29_000, 6);
   });
 
+  it('refuses a spot or vol that is not positive instead of hedging past the caps with a $0 or NaN notional', () => {
+    // Spot 0: the dust size was ∞ or NaN and size × 0 never exceeded maxOrderUsd, so 1 BTC went out as a
+    // $0 order past the $30,000 cap; spot NaN gave a NaN notional, a negative spot a negative one.
+    const { s } = strat(band({ minTradeUsd: 0, maxOrderUsd: 30_000 }));
+    for (const spotUsd of [0, Number.NaN, -S, Number.POSITIVE_INFINITY])
+      expect(() => s.decideUnderlying(risk({ delta: 1, spotUsd }), 1), String(spotUsd)).toThrow(
+        /BTC risk given to the hedge strategy: spotUsd: spot must be a positive USD price/,
+      );
+    // A NaN vol made the interval policy's urgency yardstick NaN: a 0.5 BTC drift was never urgent.
+    const { s: si } = strat({ kind: 'interval', intervalMinutes: 60, ...common });
+    si.recordExecution('BTC', 1_000);
+    for (const volDecimal of [Number.NaN, 0, -0.6])
+      expect(() => si.decideUnderlying(risk({ delta: 0.5, gamma: 0.0001, volDecimal }), 1)).toThrow(
+        /volDecimal: vol must be a positive decimal/,
+      );
+    expect(si.decideUnderlying(risk({ delta: 0.5, gamma: 0.0001 }), 1).code).toBe('hedge-urgent');
+  });
+
   it('refuses a NaN or infinite execution, which would make every window check pass', () => {
     const { s } = strat(band({ caps: { maxWindowUsd: 100_000, windowMinutes: 60 } }));
     expect(() => s.recordExecution('BTC', Number.NaN)).toThrow(/BTC executed hedge notional/);
@@ -487,6 +505,70 @@ describe('Leland and vega', () => {
     expect(
       s.decideUnderlying(risk({ vegaPerVolPoint: -50 }), 2, { vegaCandidates: candidates }).vegaTrades,
     ).toEqual([]);
+  });
+
+  it('solver never takes a minimum order that leaves vega further from the target than it was', () => {
+    // Lyra's 3 BTC bring -310 to -10, inside the ±50 band. Deribit's minimum 0.4 (60 $/pt) was taken
+    // because -10 + 60 = +50 is still inside the band: $48 paid to end at +50 instead of -10.
+    const withMin: VegaCandidate[] = [
+      candidates[0] as VegaCandidate,
+      { ...(candidates[1] as VegaCandidate), minSizeBase: 0.4 },
+    ];
+    const sol = solveVegaHedge({ vegaNow: -310, target: 0, tolerance: 50, candidates: withMin });
+    expect(sol.trades.map((t) => [t.venue, t.side, Number(t.sizeBase.toFixed(6))])).toEqual([
+      ['lyra-arb', 'buy', 3],
+    ]);
+    expect(sol.vegaAfter).toBeCloseTo(-10, 9);
+    expect(sol.costUsd).toBeCloseTo(150, 9);
+    expect(sol.shortfall).toBe(false);
+    // A minimum that lands nearer the target is still taken: from -40, 0.4 of Deribit ends at +20.
+    const nearer = solveVegaHedge({ vegaNow: -340, target: 0, tolerance: 50, candidates: withMin });
+    expect(nearer.trades.map((t) => [t.venue, Number(t.sizeBase.toFixed(6))])).toEqual([
+      ['lyra-arb', 3],
+      ['deribit', 0.4],
+    ]);
+    expect(nearer.vegaAfter).toBeCloseTo(20, 9);
+  });
+
+  it('solver rounds a need smaller than one size step up to one step when that lands inside the band', () => {
+    // 0.1 BTC of this call is 12 $/pt; the book is 11 $/pt short with a ±10 band. 11/120 = 0.09 BTC
+    // rounded down to 0: no trade, and the book stayed outside its band tick after tick.
+    const one: VegaCandidate = {
+      venue: 'lyra-arb',
+      chain: 'evm:42161',
+      instrument: 'BTC-USD:OPT:20260327:60000:C',
+      vegaPerVolPoint: 120,
+      delta: 0.5,
+      priceUsd: 5000,
+      costPerUnitUsd: 50,
+      maxSizeBase: 3,
+      sizeStepBase: 0.1,
+    };
+    const sol = solveVegaHedge({ vegaNow: -11, target: 0, tolerance: 10, candidates: [one] });
+    expect(sol.trades.map((t) => [t.side, Number(t.sizeBase.toFixed(6))])).toEqual([['buy', 0.1]]);
+    expect(sol.vegaAfter).toBeCloseTo(1, 9);
+    expect(sol.shortfall).toBe(false);
+    // Short vega the other way sells the step; one that would land outside the band is not taken.
+    const sell = solveVegaHedge({ vegaNow: 11, target: 0, tolerance: 10, candidates: [one] });
+    expect(sell.trades.map((t) => [t.side, Number(t.sizeBase.toFixed(6))])).toEqual([['sell', 0.1]]);
+    expect(sell.vegaAfter).toBeCloseTo(-1, 9);
+    const far = solveVegaHedge({ vegaNow: -5, target: 0, tolerance: 4, candidates: [one] });
+    expect(far.trades).toEqual([]);
+  });
+
+  it('a vega breach held for a working order is not reported as within the band', () => {
+    const policy: PolicyConfig = band({
+      vega: { enabled: true, bandPerVolPoint: 100, targetPerVolPoint: 0 },
+    });
+    const d = strat(policy).s.decideUnderlying(risk({ vegaPerVolPoint: -600 }), 1, {
+      pendingOrder: true,
+      vegaCandidates: candidates,
+    });
+    expect(d).toMatchObject({ action: 'hold', code: 'pending-order', vegaTrades: [] });
+    expect(d.reason).not.toMatch(/within/);
+    expect(d.reason).toMatch(
+      /vega -600 \$\/pt is outside 0 ± 100: no option trade while a hedge order is working/,
+    );
   });
 
   it('is deterministic: same snapshot, same decision', () => {

@@ -6,6 +6,7 @@ import {
   MS_PER_HOUR,
   type Side,
   type Urgency,
+  ValidationError,
 } from '@xhedge/core';
 import type { RiskSnapshot, UnderlyingRisk } from '@xhedge/risk';
 import {
@@ -181,6 +182,15 @@ export class HedgeStrategy {
     const st = this.#stateOf(risk.underlying);
     const S = risk.spotUsd;
     const U = risk.underlying;
+    // Every USD amount (dust, caps) divides or multiplies by spot and the bands scale with vol: a spot of
+    // 0, NaN or below 0 made the caps' checks false and hedged the whole drift past maxOrderUsd with a
+    // notional of $0, NaN or −$60,000; a NaN vol made the interval policy's urgency never fire.
+    const bad: { path: string; message: string }[] = [];
+    if (!(S > 0) || !Number.isFinite(S))
+      bad.push({ path: 'spotUsd', message: `spot must be a positive USD price (got ${S})` });
+    if (!(risk.volDecimal > 0) || !Number.isFinite(risk.volDecimal))
+      bad.push({ path: 'volDecimal', message: `vol must be a positive decimal (got ${risk.volDecimal})` });
+    if (bad.length) throw new ValidationError(`${U} risk given to the hedge strategy`, bad);
     const notes: string[] = [];
 
     // Vega first: its option trades change the delta the hedge must cover.
@@ -190,7 +200,12 @@ export class HedgeStrategy {
       const target = policy.vega.targetPerVolPoint;
       const band = policy.vega.bandPerVolPoint;
       const off = risk.vegaPerVolPoint - target;
-      if (Math.abs(off) > band && !ctx.pendingOrder) {
+      if (Math.abs(off) > band && ctx.pendingOrder)
+        // (it said "within" here: an operator read a breached vega band as fine)
+        notes.push(
+          `vega ${fmt(risk.vegaPerVolPoint)} $/pt is outside ${fmt(target)} ± ${fmt(band)}: no option trade while a hedge order is working`,
+        );
+      else if (Math.abs(off) > band) {
         const sol = solveVegaHedge({
           vegaNow: risk.vegaPerVolPoint,
           target,

@@ -76,10 +76,19 @@ export function solveVegaHedge(p: {
   for (const { c } of ranked) {
     if (need <= p.tolerance * 1e-6) break;
     let size = roundStep(Math.min(c.maxSizeBase, need / c.vegaPerVolPoint), c.sizeStepBase);
-    if (size < (c.minSizeBase ?? 0)) {
-      // Taking the minimum would overshoot; only worth it if we still end inside the band.
-      const min = c.minSizeBase ?? 0;
-      if (min <= c.maxSizeBase && Math.abs(need - min * c.vegaPerVolPoint) <= p.tolerance) size = min;
+    // The smallest order the venue takes: its minimum, and at least one size step (a need smaller than
+    // one step rounded down to 0, and the book stayed outside the band for ever though one step landed
+    // inside it).
+    const smallest = Math.max(
+      c.minSizeBase !== undefined && c.minSizeBase > 0 ? c.minSizeBase : 0,
+      c.sizeStepBase !== undefined && c.sizeStepBase > 0 ? c.sizeStepBase : 0,
+    );
+    if (size < smallest) {
+      // Taking the smallest order would overshoot; only worth it if we still end inside the band and
+      // nearer the target than without it (a residual already inside the band was pushed to the far
+      // edge, at a cost: -10 became +50 with a band of 50).
+      const residual = Math.abs(need - smallest * c.vegaPerVolPoint);
+      if (smallest <= c.maxSizeBase && residual <= p.tolerance && residual < need) size = smallest;
       else continue;
     }
     if (size <= 0) continue;
