@@ -1,4 +1,4 @@
-import { isXhedgeError, XhedgeError, type XhedgeErrorOptions } from '@xhedge/core';
+import { isXhedgeError, redact, XhedgeError, type XhedgeErrorOptions } from '@xhedge/core';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 
@@ -17,8 +17,27 @@ export const API_ERROR_STATUS = {
   RATE_LIMITED: 429,
   NOT_READY: 503,
   INTERNAL: 500,
+  /**
+   * A change was applied and is in force, but the audit ledger did not record it: `details.applied` is
+   * true and `details.result` the answer the route would have given. Do not repeat the change.
+   */
+  AUDIT_UNRECORDED: 500,
 } as const;
 export type ApiErrorCode = keyof typeof API_ERROR_STATUS;
+
+/**
+ * An error as the log may hold it: name, code and message, with keys (core's `redact`), URL credentials
+ * of any scheme and secret-named query parameters (`?password=`, `?sslpassword=`, `?token=`) masked; no
+ * stack and no cause (a driver's error can carry its connection settings there).
+ */
+export function safeError(err: unknown): { name: string; code?: string; message: string } {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const code = (e as { code?: unknown }).code;
+  const message = redact(e.message)
+    .replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1[redacted]@')
+    .replace(/([?&;][^=&;#\s]*(?:pass|pwd|secret|token|key)[^=&;#\s]*=)[^&;#\s"']+/gi, '$1[redacted]');
+  return { name: e.name, ...(typeof code === 'string' ? { code } : {}), message };
+}
 
 /** An error the API answers with as is: `{error: {code, message, details}}` with the code's status. */
 export class ApiError extends XhedgeError {

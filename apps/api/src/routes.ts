@@ -1,11 +1,11 @@
-import { PoliciesConfig, VENUE_KIND_FAMILY, VenueConfig } from '@xhedge/config';
+import { PoliciesConfig, SecretRef, VENUE_KIND_FAMILY, VenueConfig } from '@xhedge/config';
 import { namesForMessage, Underlying, VenueId } from '@xhedge/core';
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { actorOf, bearerToken } from './auth.ts';
-import { ApiError } from './errors.ts';
-import type { Actor, ApiPorts, ControlsPort, ControlTargets, TimeRange } from './ports.ts';
+import { ApiError, safeError } from './errors.ts';
+import type { ApiPorts, ControlsPort, ControlTargets, TimeRange } from './ports.ts';
 import {
   AuditEntryView,
   BookMarkView,
@@ -36,7 +36,15 @@ import {
   VenueView,
 } from './schemas.ts';
 
+/** A key whose value, given inline as a string or number, is taken for a secret. */
 const SECRET_KEY_RE = /(private.?key|secret|mnemonic|seed.?phrase|password|passphrase|api.?key|token)/i;
+/**
+ * A key whose value is a secret whatever its shape: a list of them (`privateKeys: ['0x…']`), an object
+ * around one (`apiSecret: {value: …}`). A bare `token` is not one here: in adapter settings it names
+ * ERC-20 tokens (`indexTokens: [{address, symbol, decimals}]`), whose entries are checked key by key.
+ */
+const SECRET_CONTAINER_RE =
+  /(private.?key|secret|mnemonic|seed.?phrase|password|passphrase|api.?key|(auth|access|api|bearer|refresh|session).?token)/i;
 
 /** How deep a venue's `params` may nest: adapter settings are a few levels deep, not thousands. */
 const MAX_PARAMS_DEPTH = 16;
@@ -44,26 +52,45 @@ const MAX_PARAMS_DEPTH = 16;
 /** What stands for the part of a URL that may hold a key, in what the API shows. */
 const MASK = '[redacted]';
 const MASKED_MESSAGE = `a URL as the API shows it (${MASK}); give the whole URL, or {env: VAR_NAME} when it holds a key`;
+const INLINE_MESSAGE = 'inline secret not allowed; use credentials {env: VAR_NAME}';
+
+/**
+ * Whether the value of `key`, found under a secret (`secret` true) or not, is itself a secret: a string
+ * or a number under a secret-looking key or anywhere under a secret container (`scalar`), or an array or
+ * object under a secret container name, every value in which then is (`container`). A reference
+ * (`{env: VAR_NAME}`, `{keyFile: path}`) is never one: it names where the secret is.
+ */
+function secretShape(
+  key: string | number,
+  value: unknown,
+  secret: boolean,
+): 'scalar' | 'container' | 'reference' | undefined {
+  const named = (re: RegExp) => secret || (typeof key === 'string' && re.test(key));
+  if (typeof value === 'string' || typeof value === 'number')
+    return named(SECRET_KEY_RE) ? 'scalar' : undefined;
+  if (value === null || typeof value !== 'object' || !named(SECRET_CONTAINER_RE)) return undefined;
+  return SecretRef.safeParse(value).success ? 'reference' : 'container';
+}
 
 /**
  * What is wrong in a venue's `params`, walked without recursion (a body nested thousands of levels deep
- * must be refused, not overflow the stack): keys that look like a secret with an inline value, URLs
- * masked as the API shows them, and the first place nested deeper than {@link MAX_PARAMS_DEPTH}, which
- * is not walked further.
+ * must be refused, not overflow the stack): inline secrets (a string or number under a secret-looking
+ * key, or anywhere inside a list or object under one: `privateKeys[0]`, `signers[0].privateKey`,
+ * `apiSecret.value`), each named by its path, never its value; URLs masked as the API shows them; and
+ * the first place nested deeper than {@link MAX_PARAMS_DEPTH}, which is not walked further.
  */
 function paramsIssues(params: Record<string, unknown>): { path: (string | number)[]; message: string }[] {
   const out: { path: (string | number)[]; message: string }[] = [];
   let tooDeep = false;
-  const inline = ([k, v]: [string | number, unknown]) =>
-    typeof k === 'string' && SECRET_KEY_RE.test(k) && (typeof v === 'string' || typeof v === 'number');
-  const masked = ([, v]: [string | number, unknown]) => typeof v === 'string' && v.includes(MASK);
-  const stack: { value: unknown; path: (string | number)[] }[] = [{ value: params, path: ['params'] }];
+  const stack: { value: unknown; path: (string | number)[]; secret: boolean }[] = [
+    { value: params, path: ['params'], secret: false },
+  ];
   while (stack.length > 0) {
-    const { value, path } = stack.pop() as { value: unknown; path: (string | number)[] };
+    const { value, path, secret } = stack.pop() as (typeof stack)[number];
     if (value === null || typeof value !== 'object') continue;
-    const entries: [string | number, unknown][] = Array.isArray(value)
-      ? [...value.entries()]
-      : Object.entries(value);
+    const entries = (Array.isArray(value) ? [...value.entries()] : Object.entries(value)).map(
+      ([k, v]: [string | number, unknown]) => ({ k, v, shape: secretShape(k, v, secret) }),
+    );
     if (entries.length === 0) continue;
     // params itself is level 0
     if (path.length - 1 >= MAX_PARAMS_DEPTH) {
@@ -75,13 +102,17 @@ function paramsIssues(params: Record<string, unknown>): { path: (string | number
       tooDeep = true;
       continue;
     }
-    for (const [k] of entries.filter(inline))
-      out.push({ path: [...path, k], message: 'inline secret not allowed; use credentials {env: VAR_NAME}' });
-    for (const [k] of entries.filter((e) => !inline(e) && masked(e)))
+    for (const { k } of entries.filter((e) => e.shape === 'scalar'))
+      out.push({ path: [...path, k], message: INLINE_MESSAGE });
+    for (const { k } of entries.filter(
+      (e) => e.shape === undefined && typeof e.v === 'string' && e.v.includes(MASK),
+    ))
       out.push({ path: [...path, k], message: MASKED_MESSAGE });
     // pushed last to first: walked in the order of the body
-    for (const [k, v] of entries.filter((e) => !inline(e)).reverse())
-      stack.push({ value: v, path: [...path, k] });
+    for (const { k, v, shape } of entries
+      .filter((e) => e.shape !== 'scalar' && e.shape !== 'reference')
+      .reverse())
+      stack.push({ value: v, path: [...path, k], secret: shape === 'container' });
   }
   return out;
 }
@@ -138,12 +169,20 @@ function shown(value: string): string {
   return keyed ? `${u.protocol}//${u.host}/${MASK}` : value;
 }
 
-/** `value` with every string in it as {@link shown}. */
-function shownDeep(value: unknown): unknown {
+/**
+ * `value` with every string in it as {@link shown}, and every secret in it (as {@link paramsIssues}
+ * finds them: a venue from the config file or stored before that check) as {@link MASK}.
+ */
+function shownDeep(value: unknown, secret = false): unknown {
+  if (secret && (typeof value === 'string' || typeof value === 'number')) return MASK;
   if (typeof value === 'string') return shown(value);
-  if (Array.isArray(value)) return value.map(shownDeep);
+  const child = (k: string | number, v: unknown) => {
+    const shape = secretShape(k, v, secret);
+    return shownDeep(v, shape === 'scalar' || shape === 'container');
+  };
+  if (Array.isArray(value)) return value.map((v, i) => child(i, v));
   if (value !== null && typeof value === 'object')
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, shownDeep(v)]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, child(k, v)]));
   return value;
 }
 
@@ -188,6 +227,22 @@ const errors = {
   409: ErrorResponse,
   429: ErrorResponse,
 };
+/**
+ * The answers of a route that changes something: as {@link errors}, and the 500 AUDIT_UNRECORDED of a
+ * change applied whose audit entry failed (see `registerRoutes`' `audit`).
+ */
+const changeErrors = {
+  ...errors,
+  500: ErrorResponse.describe(
+    'AUDIT_UNRECORDED: the change WAS applied and is in force (details.applied true, details.result the answer it ' +
+      'would have had), but the audit ledger did not record it; do not repeat it. INTERNAL: anything else',
+  ),
+};
+/** What a change route says of its audit entry, in its OpenAPI description. */
+const AUDITED =
+  'Audited with who made it. If the change is applied but its audit entry then fails (the ledger is down), the ' +
+  'answer is 500 AUDIT_UNRECORDED saying it is in force (details.result: what this route would have answered): ' +
+  'do not repeat it.';
 const KillBody = z.strictObject({
   scope: KillScope,
   /** Venue id for scope venue, underlying symbol for scope underlying; absent for global. */
@@ -304,8 +359,57 @@ async function knownBreaker(
 
 export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
   const app = root.withTypeProvider<ZodTypeProvider>();
-  const audit = (actor: Actor, action: string, target: string, details: Record<string, unknown> = {}) =>
-    ports.audit.record({ actor: actor.name, action, target, details: { ...details, role: actor.role } });
+  /**
+   * Writes the audit entry of a change the port has just applied. When the ledger refuses it, the change
+   * stays in force (it is not undone: a kill switch or a disabled venue must not come back on because the
+   * ledger is down), the entry is logged for whoever records it by hand (no secrets: the error as
+   * {@link safeError}, the entry holds none), and the answer is 500 AUDIT_UNRECORDED: "`applied`, in
+   * force, but the audit ledger did not record it; do not repeat it", with `details.applied` true and
+   * `details.result` the answer the route would have given. Never a bare 500 INTERNAL, which reads as
+   * "not done" and invites the operator to do it again.
+   */
+  const audit = async (
+    req: FastifyRequest,
+    change: { action: string; target: string; details?: Record<string, unknown> },
+    applied: { what: string; result?: unknown },
+  ): Promise<void> => {
+    const actor = actorOf(req);
+    const entry = {
+      actor: actor.name,
+      action: change.action,
+      target: change.target,
+      details: { ...change.details, role: actor.role },
+    };
+    try {
+      await ports.audit.record(entry);
+    } catch (err) {
+      throw unrecorded(req, entry, err, applied);
+    }
+  };
+  const unrecorded = (
+    req: FastifyRequest,
+    entry: { actor: string; action: string; target: string; details: Record<string, unknown> },
+    err: unknown,
+    applied: { what: string; result?: unknown },
+  ): ApiError => {
+    req.log.error(
+      { audit: entry, err: safeError(err) },
+      `${applied.what} (in force), but the audit ledger did not record it: record this entry by hand`,
+    );
+    return new ApiError(
+      'AUDIT_UNRECORDED',
+      `${applied.what} (in force), but the audit ledger did not record it; do not repeat it`,
+      {
+        details: {
+          applied: true,
+          recorded: false,
+          action: entry.action,
+          target: entry.target,
+          ...(applied.result !== undefined ? { result: applied.result } : {}),
+        },
+      },
+    );
+  };
 
   // ---- health
   app.get(
@@ -386,15 +490,20 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
         summary:
           'Add a venue; running processes use it within about a second, no restart (validated like the config file; credentials by {env} or {keyFile} only, never returned)',
         querystring: EmptyQuery,
+        description: AUDITED,
         body: VenueBody,
-        response: { 201: VenueView, ...errors },
+        response: { 201: VenueView, ...changeErrors },
       },
     },
     async (req, reply) => {
-      const actor = actorOf(req);
-      const v = await ports.venues.add(req.body, actor);
-      await audit(actor, 'venue.add', v.id, { kind: v.kind, chain: v.chain });
-      return reply.code(201).send(venueView(v));
+      const v = await ports.venues.add(req.body, actorOf(req));
+      const view = venueView(v);
+      await audit(
+        req,
+        { action: 'venue.add', target: v.id, details: { kind: v.kind, chain: v.chain } },
+        { what: `venue ${v.id} added`, result: view },
+      );
+      return reply.code(201).send(view);
     },
   );
   app.put(
@@ -407,8 +516,9 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
           'Replace a venue config (the id in the body must match the path; kind and chain cannot change; enabled left out stays as it is); applied live, new params once the venue has no working orders',
         params: VenueParam,
         querystring: EmptyQuery,
+        description: AUDITED,
         body: VenueUpdateBody,
-        response: { 200: VenueView, ...errors },
+        response: { 200: VenueView, ...changeErrors },
       },
     },
     async (req) => {
@@ -416,10 +526,18 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
         throw new ApiError('VALIDATION', 'body.id: must equal the id in the path', {
           details: { issues: [{ field: 'body.id', message: 'must equal the id in the path' }] },
         });
-      const actor = actorOf(req);
-      const v = await ports.venues.update(req.params.id, req.body, actor);
-      await audit(actor, 'venue.update', v.id, { kind: v.kind, chain: v.chain, enabled: v.enabled });
-      return venueView(v);
+      const v = await ports.venues.update(req.params.id, req.body, actorOf(req));
+      const view = venueView(v);
+      await audit(
+        req,
+        {
+          action: 'venue.update',
+          target: v.id,
+          details: { kind: v.kind, chain: v.chain, enabled: v.enabled },
+        },
+        { what: `venue ${v.id} updated`, result: view },
+      );
+      return view;
     },
   );
   app.post(
@@ -429,17 +547,22 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       schema: {
         tags: ['venues'],
         summary: 'Disable a venue: no new hedges are routed to it; risk keeps reading its positions',
+        description: AUDITED,
         params: VenueParam,
         querystring: EmptyQuery,
         body: ReasonBody,
-        response: { 200: VenueView, ...errors },
+        response: { 200: VenueView, ...changeErrors },
       },
     },
     async (req) => {
-      const actor = actorOf(req);
-      const v = await ports.venues.disable(req.params.id, actor);
-      await audit(actor, 'venue.disable', v.id, { reason: req.body.reason });
-      return venueView(v);
+      const v = await ports.venues.disable(req.params.id, actorOf(req));
+      const view = venueView(v);
+      await audit(
+        req,
+        { action: 'venue.disable', target: v.id, details: { reason: req.body.reason } },
+        { what: `venue ${v.id} disabled`, result: view },
+      );
+      return view;
     },
   );
 
@@ -591,16 +714,24 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       schema: {
         tags: ['hedges'],
         summary: 'Cancel a job (409 when it already reached a final status)',
+        description: AUDITED,
         params: IdParam,
         querystring: EmptyQuery,
         body: ReasonBody,
-        response: { 200: HedgeJobView, ...errors },
+        response: { 200: HedgeJobView, ...changeErrors },
       },
     },
     async (req) => {
-      const actor = actorOf(req);
-      const job = await ports.hedges.cancelJob(req.params.id, actor);
-      await audit(actor, 'hedge.cancel', req.params.id, { reason: req.body.reason, status: job.status });
+      const job = await ports.hedges.cancelJob(req.params.id, actorOf(req));
+      await audit(
+        req,
+        {
+          action: 'hedge.cancel',
+          target: req.params.id,
+          details: { reason: req.body.reason, status: job.status },
+        },
+        { what: `job ${req.params.id} cancelled (status ${job.status})`, result: job },
+      );
       return job;
     },
   );
@@ -636,9 +767,12 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
             action === 'trip'
               ? 'Engage a kill switch (global, per venue or per underlying): no new order is sent'
               : 'Release a kill switch',
+          description:
+            `${AUDITED} A kill switch that writes its own ledger records (the runtime's) answers a failed ` +
+            'ledger write after the engage with 500 KILL_SWITCH_UNRECORDED, saying it IS engaged.',
           querystring: EmptyQuery,
           body: KillBody,
-          response: { 200: KillSwitchView, ...errors },
+          response: { 200: KillSwitchView, ...changeErrors },
         },
       },
       async (req) => {
@@ -649,10 +783,14 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
           action === 'trip'
             ? await ports.controls.tripKillSwitch(q, actor)
             : await ports.controls.resetKillSwitch(q, actor);
-        if (!ports.controls.auditsKillSwitch)
-          await audit(actor, `kill-switch.${action}`, q.target ? `${q.scope}:${q.target}` : q.scope, {
-            reason: q.reason,
-          });
+        if (!ports.controls.auditsKillSwitch) {
+          const target = q.target ? `${q.scope}:${q.target}` : q.scope;
+          await audit(
+            req,
+            { action: `kill-switch.${action}`, target, details: { reason: q.reason } },
+            { what: `kill switch ${target} ${action === 'trip' ? 'ENGAGED' : 'released'}`, result: r },
+          );
+        }
         return r;
       },
     );
@@ -663,10 +801,11 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
         schema: {
           tags: ['controls'],
           summary: action === 'trip' ? 'Open a circuit breaker by hand' : 'Close a circuit breaker',
+          description: AUDITED,
           params: NameParam,
           querystring: EmptyQuery,
           body: ReasonBody,
-          response: { 200: BreakerView, ...errors },
+          response: { 200: BreakerView, ...changeErrors },
         },
       },
       async (req) => {
@@ -676,7 +815,11 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
           action === 'trip'
             ? await ports.controls.tripBreaker(req.params.name, req.body.reason, actor)
             : await ports.controls.resetBreaker(req.params.name, req.body.reason, actor);
-        await audit(actor, `breaker.${action}`, req.params.name, { reason: req.body.reason });
+        await audit(
+          req,
+          { action: `breaker.${action}`, target: req.params.name, details: { reason: req.body.reason } },
+          { what: `breaker ${req.params.name} ${action === 'trip' ? 'opened' : 'closed'}`, result: r },
+        );
         return r;
       },
     );
@@ -737,9 +880,10 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
         tags: ['controls'],
         summary:
           'Mark the book: at equityUsd, or at the newest equity observed. Does not close a tripped market:loss breaker',
+        description: AUDITED,
         querystring: EmptyQuery,
         body: MarkBody,
-        response: { 200: BookMarkView, ...errors },
+        response: { 200: BookMarkView, ...changeErrors },
       },
     },
     async (req) => {
@@ -747,7 +891,12 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       const q: { equityUsd?: number; reason: string } = { reason: req.body.reason };
       if (req.body.equityUsd !== undefined) q.equityUsd = req.body.equityUsd;
       const r = await ports.controls.setBookMark(q, actor);
-      if (!ports.controls.auditsBookMark) await audit(actor, 'book-mark.set', 'book', { ...q });
+      if (!ports.controls.auditsBookMark)
+        await audit(
+          req,
+          { action: 'book-mark.set', target: 'book', details: { ...q } },
+          { what: `book marked at ${r.markUsd ?? 'no equity yet'} USD`, result: r },
+        );
       return r;
     },
   );
@@ -799,16 +948,20 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
         tags: ['policy'],
         summary:
           'Replace the hedge policy parameters (validated like the config file); the next tick uses them',
+        description: AUDITED,
         querystring: EmptyQuery,
         body: PoliciesConfig,
-        response: { 200: PoliciesConfig, ...errors },
+        response: { 200: PoliciesConfig, ...changeErrors },
       },
     },
     async (req) => {
-      const actor = actorOf(req);
       const before = await ports.policy.get();
-      const next = await ports.policy.update(req.body, actor);
-      await audit(actor, 'policy.update', 'policy', { before, after: next });
+      const next = await ports.policy.update(req.body, actorOf(req));
+      await audit(
+        req,
+        { action: 'policy.update', target: 'policy', details: { before, after: next } },
+        { what: 'hedge policy updated', result: next },
+      );
       return next;
     },
   );
@@ -847,15 +1000,52 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       schema: {
         tags: ['tokens'],
         summary: 'Create a token; its value is in this answer only',
+        description:
+          'Audited with who made it. A token the audit ledger cannot record is revoked again at once (no ' +
+          'credential exists without its audit entry, and its value would be lost with an error answer): 503 ' +
+          'NOT_READY, nothing created, retry once the ledger answers. If that revoke fails too: 500 ' +
+          'AUDIT_UNRECORDED naming the token id (never its value); revoke it.',
         querystring: EmptyQuery,
         body: TokenBody,
-        response: { 201: z.object({ token: z.string(), info: TokenView }), ...errors },
+        response: {
+          201: z.object({ token: z.string(), info: TokenView }),
+          ...changeErrors,
+          503: ErrorResponse.describe(
+            'NOT_READY: the audit ledger cannot record a new token; none was created',
+          ),
+        },
       },
     },
     async (req, reply) => {
       const actor = actorOf(req);
       const { token, view } = await ports.tokens.create(req.body, actor);
-      await audit(actor, 'token.create', view.id, { name: view.name, grantedRole: view.role });
+      const entry = {
+        actor: actor.name,
+        action: 'token.create',
+        target: view.id,
+        details: { name: view.name, grantedRole: view.role, role: actor.role },
+      };
+      try {
+        await ports.audit.record(entry);
+      } catch (err) {
+        req.log.error(
+          { audit: entry, err: safeError(err) },
+          `token ${view.id} created, but the audit ledger did not record it: revoking it again`,
+        );
+        try {
+          await ports.tokens.revoke(view.id, actor);
+        } catch (revokeErr) {
+          throw unrecorded(req, entry, revokeErr, {
+            what: `token ${view.id} created and revoking it again failed; its value is not shown: revoke it`,
+            result: view,
+          });
+        }
+        throw new ApiError(
+          'NOT_READY',
+          'no token created: the audit ledger did not record it, so it was revoked again; retry once the ledger answers',
+          { details: { applied: false, recorded: false, action: 'token.create' } },
+        );
+      }
       return reply.code(201).send({ token, info: view });
     },
   );
@@ -866,16 +1056,20 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       schema: {
         tags: ['tokens'],
         summary: "Change a token's role",
+        description: AUDITED,
         params: IdParam,
         querystring: EmptyQuery,
         body: RoleBody,
-        response: { 200: TokenView, ...errors },
+        response: { 200: TokenView, ...changeErrors },
       },
     },
     async (req) => {
-      const actor = actorOf(req);
-      const v = await ports.tokens.setRole(req.params.id, req.body.role, actor);
-      await audit(actor, 'token.role', v.id, { grantedRole: v.role });
+      const v = await ports.tokens.setRole(req.params.id, req.body.role, actorOf(req));
+      await audit(
+        req,
+        { action: 'token.role', target: v.id, details: { grantedRole: v.role } },
+        { what: `token ${v.id} given the ${v.role} role`, result: v },
+      );
       return v;
     },
   );
@@ -886,15 +1080,19 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       schema: {
         tags: ['tokens'],
         summary: 'Revoke a token',
+        description: AUDITED,
         params: IdParam,
         querystring: EmptyQuery,
-        response: { 204: z.null(), ...errors },
+        response: { 204: z.null(), ...changeErrors },
       },
     },
     async (req, reply) => {
-      const actor = actorOf(req);
-      await ports.tokens.revoke(req.params.id, actor);
-      await audit(actor, 'token.revoke', req.params.id);
+      await ports.tokens.revoke(req.params.id, actorOf(req));
+      await audit(
+        req,
+        { action: 'token.revoke', target: req.params.id },
+        { what: `token ${req.params.id} revoked` },
+      );
       return reply.code(204).send(null);
     },
   );

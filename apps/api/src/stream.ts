@@ -1,25 +1,20 @@
-import { redact } from '@xhedge/core';
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { safeError } from './errors.ts';
 import type { ApiPorts } from './ports.ts';
 import { EmptyQuery, ErrorResponse } from './schemas.ts';
-
-/** An error for the log: name, code and message with URL credentials and keys masked, no stack. */
-function safeError(err: unknown): { name: string; code?: string; message: string } {
-  const e = err instanceof Error ? err : new Error(String(err));
-  const code = (e as { code?: unknown }).code;
-  const message = redact(e.message).replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1[redacted]@');
-  return { name: e.name, ...(typeof code === 'string' ? { code } : {}), message };
-}
 
 /**
  * `GET /v1/risk/stream`: server-sent events, one `snapshot` event per new risk snapshot (the newest one
  * first, on connect), and a comment line every `heartbeatMs` so proxies keep the connection open. A
  * client that stops reading (a laptop asleep, a half-open connection) is let go once more than
  * `maxBacklogBytes` wait for it, instead of the process buffering every snapshot for it; EventSource
- * reconnects and gets the newest snapshot first. If that first read fails, the stream sends one
- * `event: error` (no detail) and closes, so the client reconnects instead of waiting on a silent stream.
+ * reconnects and gets the newest snapshot first. If that first read, the subscription (a snapshot bus
+ * closed or refusing) or a snapshot's serialisation fails, the stream sends one `event: error` naming
+ * the step that failed (`{code: 'INTERNAL', message}`: no error text, no stack) and closes, so the client
+ * reconnects instead of waiting on a silent stream; the error is logged with keys and URL credentials
+ * masked. Nothing escapes to the bus that calls the stream's listener, nor to the process.
  */
 export function registerSnapshotStream(
   root: FastifyInstance,
@@ -54,62 +49,112 @@ export function registerSnapshotStream(
     async (req, reply) => {
       reply.hijack();
       const res = reply.raw;
+      // Nothing this handler runs may throw out of it or out of a callback it hands over (the bus's
+      // listener, the heartbeat, the response's events): the 200 is already sent, so every failure ends
+      // here, as one `event: error` and the stream closed (EventSource reconnects), logged as safeError.
+      let unsubscribe: (() => void) | undefined;
+      let heartbeat: NodeJS.Timeout | undefined;
+      let stopped = false;
       // The client may leave at any await (the auth hook's, the first read below): its 'close' is
       // heard from here on, and a stream whose client is gone subscribes to nothing.
-      let end: (() => void) | undefined;
       let gone = res.destroyed;
+      const unsubscribeNow = () => {
+        const off = unsubscribe;
+        unsubscribe = undefined;
+        try {
+          off?.();
+        } catch (err) {
+          req.log.warn({ err: safeError(err) }, 'risk stream: unsubscribing from snapshots failed');
+        }
+      };
+      /** Releases what the stream holds (heartbeat, subscription) and ends the response. */
+      const stop = () => {
+        stopped = true;
+        open.delete(stop);
+        if (heartbeat) clearInterval(heartbeat);
+        unsubscribeNow();
+        if (!res.writableEnded && !res.destroyed) res.end();
+      };
       res.on('close', () => {
         gone = true;
-        end?.();
+        stop();
       });
+      // A write the socket refuses (reset, or after the end) is emitted here; unheard, it would be an
+      // uncaught exception.
+      res.on('error', (err) => {
+        req.log.warn({ err: safeError(err) }, 'risk stream: the response failed; stream closed');
+        stop();
+      });
+      const writable = () => !stopped && !gone && !res.writableEnded && !res.destroyed;
+      const write = (chunk: string) => {
+        if (!writable()) return;
+        res.write(chunk);
+        // what the client has not taken yet (this response's buffer and its socket's)
+        if (res.writableLength > maxBacklogBytes) res.destroy();
+      };
+      /** `what` failed: logged without secrets or stack, told to the client in one error event, closed. */
+      const fail = (what: string, err: unknown) => {
+        req.log.error({ err: safeError(err) }, `risk stream: ${what}; stream closed`);
+        try {
+          write(
+            `event: error\ndata: ${JSON.stringify({ code: 'INTERNAL', message: `${what}; reconnect` })}\n\n`,
+          );
+        } catch {
+          // the connection is gone: nothing more to tell it
+        }
+        stop();
+      };
+      const send = (data: unknown) => {
+        if (!writable()) return;
+        let chunk: string;
+        try {
+          const seq = (data as { seq?: unknown } | null)?.seq;
+          chunk = `${typeof seq === 'number' ? `id: ${seq}\n` : ''}event: snapshot\ndata: ${JSON.stringify(data)}\n\n`;
+        } catch (err) {
+          fail('a risk snapshot could not be serialised', err);
+          return;
+        }
+        try {
+          write(chunk);
+        } catch (err) {
+          req.log.warn({ err: safeError(err) }, 'risk stream: writing to the client failed; stream closed');
+          stop();
+        }
+      };
       res.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache, no-transform',
         connection: 'keep-alive',
         'x-accel-buffering': 'no',
       });
-      const write = (chunk: string) => {
-        if (res.destroyed) return;
-        res.write(chunk);
-        // what the client has not taken yet (this response's buffer and its socket's)
-        if (res.writableLength > maxBacklogBytes) res.destroy();
-      };
-      const send = (data: unknown) => {
-        const seq = (data as { seq?: unknown }).seq;
-        write(
-          `${typeof seq === 'number' ? `id: ${seq}\n` : ''}event: snapshot\ndata: ${JSON.stringify(data)}\n\n`,
-        );
-      };
       let latest: unknown;
       try {
         latest = await ports.risk.latest();
       } catch (err) {
-        // The 200 is already sent: say so in the stream and close it; EventSource reconnects.
-        req.log.error(
-          { err: safeError(err) },
-          'risk stream: reading the newest snapshot failed; stream closed',
-        );
-        if (!gone && !res.destroyed) {
-          res.write(
-            `event: error\ndata: ${JSON.stringify({ code: 'INTERNAL', message: 'risk snapshot unavailable; reconnect' })}\n\n`,
-          );
-          res.end();
-        }
+        fail('reading the newest risk snapshot failed', err);
         return;
       }
-      if (gone) return;
+      if (!writable()) return stop();
       if (latest) send(latest);
-      const unsubscribe = ports.risk.subscribe(send);
-      const heartbeat = setInterval(() => write(': keep-alive\n\n'), heartbeatMs);
-      heartbeat.unref();
-      const stop = () => {
-        clearInterval(heartbeat);
-        unsubscribe();
-        open.delete(stop);
-        if (!res.writableEnded && !res.destroyed) res.end();
-      };
-      end = stop;
+      if (!writable()) return stop();
       open.add(stop);
+      try {
+        unsubscribe = ports.risk.subscribe(send);
+      } catch (err) {
+        fail('subscribing to new risk snapshots failed', err);
+        return;
+      }
+      // a bus that calls the listener at once may have had it fail, or the client left meanwhile
+      if (stopped) return unsubscribeNow();
+      heartbeat = setInterval(() => {
+        try {
+          write(': keep-alive\n\n');
+        } catch (err) {
+          req.log.warn({ err: safeError(err) }, 'risk stream: writing to the client failed; stream closed');
+          stop();
+        }
+      }, heartbeatMs);
+      heartbeat.unref();
     },
   );
 }
