@@ -294,3 +294,37 @@ describe('a change applied whose audit entry failed', () => {
     }
   });
 });
+
+describe('a port that fails with an error the API does not know', () => {
+  it('answers 500 INTERNAL and logs the error with its credentials masked, its stack frames kept', async () => {
+    const lines: string[] = [];
+    const ports = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const app = await buildApiServer({
+      ports: {
+        ...ports,
+        audit: {
+          ...ports.audit,
+          list: async () => {
+            throw new Error(LEDGER_DOWN);
+          },
+        },
+      },
+      logger: pino(
+        { level: 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+        { write: (line: string) => void lines.push(line) },
+      ),
+    });
+    try {
+      const r = await app.inject({ url: '/v1/audit', headers: { authorization: `Bearer ${ADMIN}` } });
+      expect(r.statusCode).toBe(500);
+      expect(r.json().error.code).toBe('INTERNAL');
+      expect(r.body).not.toMatch(/pgS3cretPw|k3yPass|ECONNREFUSED/);
+      const log = lines.find((l) => l.includes('unhandled error')) ?? '';
+      expect(log).toContain('ECONNREFUSED postgres://[redacted]@10.4.4.4:5432');
+      expect(log).toMatch(/"stack":"\s*at /);
+      expect(lines.join('\n')).not.toMatch(/pgS3cretPw|k3yPass/);
+    } finally {
+      await app.close();
+    }
+  });
+});

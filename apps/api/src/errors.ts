@@ -204,7 +204,16 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (status >= 400 && status < 500) {
       return reply.code(status).send(body(fastifyClientCode(err, status), err.message));
     }
-    req.log.error({ err }, 'unhandled error');
+    // the message as safeError has it (a driver's error carries its URL, password and all) and the
+    // frames of the stack without its first line, which repeats the message
+    const frames =
+      err instanceof Error && typeof err.stack === 'string'
+        ? err.stack
+            .split('\n')
+            .filter((l) => /^\s+at /.test(l))
+            .join('\n')
+        : '';
+    req.log.error({ err: { ...safeError(err), ...(frames ? { stack: frames } : {}) } }, 'unhandled error');
     return reply.code(500).send(body('INTERNAL', 'internal error; see the server log'));
   });
   app.setNotFoundHandler((req, reply) => {
