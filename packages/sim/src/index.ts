@@ -1,4 +1,4 @@
-export { cholesky, correlationMatrix } from './cholesky.ts';
+export { CHOLESKY_ZERO_PIVOT, cholesky, correlationMatrix } from './cholesky.ts';
 export { SimError } from './errors.ts';
 export { createGasProcess, type GasProcess, type GasProcessOptions } from './gas.ts';
 export {
@@ -21,7 +21,10 @@ export {
   summarizePaths,
 } from './paths.ts';
 export {
+  hestonSubsteps,
   MAX_ABS_DRIFT_PER_YEAR,
+  MAX_HESTON_KAPPA_DT,
+  MAX_HESTON_SUBSTEPS_PER_STEP,
   MAX_JUMPS_PER_YEAR,
   MAX_KAPPA_PER_YEAR,
   MAX_LOG_JUMP,

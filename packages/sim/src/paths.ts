@@ -20,6 +20,8 @@ export interface SimulatePathsOptions {
 export interface PathSet {
   dtYears: number;
   steps: number;
+  /** The horizon simulated, calendar days: steps / stepsPerDay (the days asked for, to a billionth of a step). */
+  horizonDays: number;
   prices: Float64Array[];
   /** Jumps per path (jump and regime processes). */
   jumps: Int32Array;
@@ -39,8 +41,7 @@ export function simulatePaths(opts: SimulatePathsOptions): PathSet {
   ] as const) {
     if (!(v > 0) || !Number.isFinite(v)) throw new SimError(`${k} must be > 0, got ${v}`);
   }
-  const steps = Math.round(opts.days * opts.stepsPerDay);
-  if (steps < 1) throw new SimError('days × stepsPerDay must give at least one step');
+  const steps = wholeSteps(opts.days, opts.stepsPerDay);
   if (!Number.isInteger(opts.paths)) throw new SimError(`paths must be a whole number, got ${opts.paths}`);
   if (opts.paths * (steps + 1) > MAX_PATH_POINTS)
     throw new SimError(
@@ -68,7 +69,28 @@ export function simulatePaths(opts: SimulatePathsOptions): PathSet {
     jumps[p] = engine.jumpCounts[0] ?? 0;
     prices.push(out);
   }
-  return { dtYears, steps, prices, jumps, stressedSteps };
+  return { dtYears, steps, horizonDays: steps / opts.stepsPerDay, prices, jumps, stressedSteps };
+}
+
+/**
+ * Steps of a horizon of `days` at `stepsPerDay`. Throws {@link SimError} unless they are a whole number
+ * (to a billionth of a step: the float residue of e.g. 0.1 day × 10): rounded, 0.4375 days of hourly steps
+ * (10.5) ran 11 hours without a word. The error names the nearest whole horizons.
+ */
+function wholeSteps(days: number, stepsPerDay: number): number {
+  const exact = days * stepsPerDay;
+  const steps = Math.round(exact);
+  if (Math.abs(exact - steps) <= 1e-9 && steps >= 1) return steps;
+  const fmt = (x: number): number => Number(x.toPrecision(10));
+  const down = Math.floor(exact);
+  const options = [down, down + 1]
+    .filter((k) => k >= 1)
+    .map((k) => `${fmt(k / stepsPerDay)} day${k === stepsPerDay ? '' : 's'} (${k} step${k === 1 ? '' : 's'})`)
+    .join(' or ');
+  throw new SimError(
+    `days ${days} × stepsPerDay ${stepsPerDay} is ${fmt(exact)} steps, not a whole number; a partial last step is not simulated, so give a horizon that is a whole number of steps: ${options}`,
+    { days, stepsPerDay, steps: exact },
+  );
 }
 
 /** Annualized realized vol of a price series sampled every `dtYears` (close-to-close log returns). */

@@ -13,6 +13,41 @@ export const MAX_JUMPS_PER_YEAR = 100_000;
 export const MAX_LOG_JUMP = 5;
 /** Largest mean-reversion speed of Heston variance, per year (a half-life of under an hour). */
 export const MAX_KAPPA_PER_YEAR = 10_000;
+/**
+ * Largest kappa·dt of one Euler step of the Heston variance. The step v += kappa·(theta − v)·dt + … moves
+ * v past theta once kappa·dt > 1 and swings with a growing amplitude past 2 (kappa 1000 per year on daily
+ * steps: the mean variance went 1.6, 0, 0.73, 0.48… around a long-run 0.64, stuck at 0 on 27% of steps).
+ * A longer step is simulated as equal sub-steps each at most this; at or below it a step is one Euler
+ * step, exactly as before.
+ */
+export const MAX_HESTON_KAPPA_DT = 0.1;
+/** Most sub-steps one Heston step may take (kappa·dt up to 100,000: kappa 10,000 per year over 10 years). */
+export const MAX_HESTON_SUBSTEPS_PER_STEP = 1_000_000;
+
+/**
+ * Equal sub-steps of one Heston step of `dtYears` at mean-reversion `kappaPerYear`, each with kappa·dt at
+ * most {@link MAX_HESTON_KAPPA_DT} (to a billionth: the float residue of dt / n); 1 when kappa·dt is
+ * already within it. Throws {@link SimError} naming kappa and dt past {@link MAX_HESTON_SUBSTEPS_PER_STEP}.
+ */
+export function hestonSubsteps(kappaPerYear: number, dtYears: number): number {
+  const kappaDt = kappaPerYear * dtYears;
+  if (!(kappaDt >= 0) || !Number.isFinite(kappaDt))
+    throw new SimError(
+      `Heston kappa ${kappaPerYear} per year on a step of ${dtYears} years gives no kappa·dt`,
+      {
+        kappaPerYear,
+        dtYears,
+      },
+    );
+  const n = Math.max(1, Math.ceil(kappaDt / MAX_HESTON_KAPPA_DT - 1e-9));
+  if (n > MAX_HESTON_SUBSTEPS_PER_STEP)
+    throw new SimError(
+      `Heston kappa ${kappaPerYear} per year on a step of ${dtYears} years (kappa·dt ${Number(kappaDt.toPrecision(4))}) needs ${n} sub-steps to keep kappa·dt at most ${MAX_HESTON_KAPPA_DT}, above the limit of ${MAX_HESTON_SUBSTEPS_PER_STEP} per step; use shorter steps or a lower kappa`,
+      { kappaPerYear, dtYears, substeps: n },
+    );
+  return n;
+}
+
 /** Largest Heston vol of variance (fitted crypto values are below 5). */
 export const MAX_VOL_OF_VOL = 20;
 /** Largest stressed-regime vol multiplier. */
@@ -45,7 +80,8 @@ export type UnderlyingSpec = z.input<typeof UnderlyingSpec>;
  * - `jump`: Merton jump-diffusion: Poisson jumps (`intensityPerYear`) with normal log sizes
  *   (`meanLogJump`, `stdLogJump`), drift-compensated so E[S_t] = S_0·e^{μt}.
  * - `heston`: stochastic variance v (mean-reverting at `kappa` to `thetaVar`, default vol², vol of
- *   variance `volOfVol`, spot/variance correlation `rho`), full-truncation Euler.
+ *   variance `volOfVol`, spot/variance correlation `rho`), full-truncation Euler; a step with kappa·dt
+ *   above {@link MAX_HESTON_KAPPA_DT} is taken as equal sub-steps (see {@link hestonSubsteps}).
  * - `regime`: calm/stressed Markov switching: in stress vol × `stressedVolMultiplier`, correlations
  *   pulled towards `stressedCorrelation`, optional jumps.
  */
@@ -211,12 +247,14 @@ export class PathEngine {
       this.#variance[i] = s.data.vol * s.data.vol;
     });
     const corr = correlationMatrix(names, opts.correlations ?? {});
-    this.#cholCalm = cholesky(corr);
+    this.#cholCalm = cholesky(corr, names);
     const p = this.process;
     if (p.kind === 'regime') {
       const floor = p.stressedCorrelation;
       this.#cholStressed = cholesky(
         corr.map((row, i) => row.map((c, j) => (i === j ? 1 : Math.max(c, floor)))),
+        names,
+        `stressed correlation matrix (each pair at least stressedCorrelation ${floor})`,
       );
     } else this.#cholStressed = this.#cholCalm;
     this.#eps = new Float64Array(n);
@@ -254,6 +292,9 @@ export class PathEngine {
 
   step(dtYears: number, out?: StepResult): StepResult {
     if (!(dtYears > 0) || !Number.isFinite(dtYears)) throw new SimError(`step: dt ${dtYears} must be > 0`);
+    const p = this.process;
+    // Before any draw or state change: a step that would need too many sub-steps is refused whole.
+    const substeps = p.kind === 'heston' ? hestonSubsteps(p.kappa, dtYears) : 1;
     const n = this.names.length;
     const res: StepResult = out ?? {
       dtYears,
@@ -262,14 +303,41 @@ export class PathEngine {
       regime: this.#regime,
     };
     res.dtYears = dtYears;
-    const p = this.process;
-    const rng = this.#rng;
     if (p.kind === 'regime') {
       const rate = this.#regime === 'calm' ? p.calmToStressedPerYear : p.stressedToCalmPerYear;
-      if (rng.next() < 1 - Math.exp(-rate * dtYears))
+      if (this.#rng.next() < 1 - Math.exp(-rate * dtYears))
         this.#regime = this.#regime === 'calm' ? 'stressed' : 'calm';
     }
     const chol = this.#regime === 'stressed' ? this.#cholStressed : this.#cholCalm;
+    if (substeps === 1) this.#advance(dtYears, chol, res, false, this.#elapsedYears + dtYears);
+    else {
+      // Heston only (no jumps): the spot and the variance move together through every sub-step, each
+      // with its own correlated draws from the same stream; the step returns their summed log return.
+      res.logReturns.fill(0);
+      res.jumps.fill(0);
+      const h = dtYears / substeps;
+      for (let j = 1; j <= substeps; j++) this.#advance(h, chol, res, true, this.#elapsedYears + j * h);
+    }
+    res.regime = this.#regime;
+    this.#elapsedYears += dtYears;
+    return res;
+  }
+
+  /**
+   * One Euler step of `dtYears` of every underlying (no regime switch): correlated draws, Heston variance,
+   * jumps, new spots. `accumulate` adds the log returns and jumps to `res` (sub-steps) instead of setting
+   * them; `yearsAtEnd` is the simulated time after it, for the out-of-range error.
+   */
+  #advance(
+    dtYears: number,
+    chol: number[][],
+    res: StepResult,
+    accumulate: boolean,
+    yearsAtEnd: number,
+  ): void {
+    const n = this.names.length;
+    const p = this.process;
+    const rng = this.#rng;
     for (let i = 0; i < n; i++) this.#eps[i] = rng.normal();
     for (let i = 0; i < n; i++) {
       const row = chol[i] as number[];
@@ -320,16 +388,13 @@ export class PathEngine {
       // Bounded inputs can still compound past a double over a long horizon (drift 100 for 8 years):
       // refused by name, never an Infinity, 0 or NaN price.
       if (!(spot >= MIN_NORMAL_DOUBLE && spot < Number.POSITIVE_INFINITY))
-        throw this.#outOfRange(i, logSpot, this.#elapsedYears + dtYears);
+        throw this.#outOfRange(i, logSpot, yearsAtEnd);
       this.#logSpot[i] = logSpot;
       this.#spot[i] = spot;
-      res.logReturns[i] = r;
-      res.jumps[i] = jumpCount;
+      res.logReturns[i] = accumulate ? (res.logReturns[i] ?? 0) + r : r;
+      res.jumps[i] = accumulate ? (res.jumps[i] ?? 0) + jumpCount : jumpCount;
       this.#jumpCounts[i] = (this.#jumpCounts[i] ?? 0) + jumpCount;
     }
-    res.regime = this.#regime;
-    this.#elapsedYears += dtYears;
-    return res;
   }
 
   #outOfRange(i: number, logSpot: number, years: number): SimError {

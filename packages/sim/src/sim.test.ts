@@ -153,6 +153,86 @@ describe('price processes', () => {
     ).toThrow(SimError);
   });
 
+  it('refuses an indefinite correlation matrix naming the impossible pair and the pairs it contradicts', () => {
+    const underlyings = { A: { spot: 1, vol: 0.5 }, B: { spot: 1, vol: 0.5 }, C: { spot: 1, vol: 0.5 } };
+    expect(
+      () =>
+        new PathEngine({
+          underlyings,
+          correlations: { 'A/B': 0.9, 'A/C': 0.9, 'B/C': -0.9 },
+          rng: createRng(1),
+        }),
+    ).toThrow(
+      /^correlation matrix is not positive semi-definite \(inconsistent correlations\): B\/C -0\.9 is impossible together with A\/B 0\.9, A\/C 0\.9/,
+    );
+    // Singular and invalid: B is A, so B/C must equal A/C.
+    expect(
+      () =>
+        new PathEngine({ underlyings, correlations: { 'A/B': 1, 'A/C': 0.5, 'B/C': 0 }, rng: createRng(1) }),
+    ).toThrow(/B\/C 0 is impossible together with A\/B 1, A\/C 0\.5/);
+  });
+
+  it.each([1, -1])(
+    'correlation %d of two underlyings gives identical (or negated) log returns, step by step',
+    (rho) => {
+      // Drift σ²/2 cancels the Itô term: a step's log return is σ·√dt·z exactly, so −1 negates it exactly.
+      const u = { spot: 100, vol: 0.5, drift: 0.5 * 0.5 * 0.5 };
+      const engine = new PathEngine({
+        underlyings: { A: u, B: { ...u, spot: 3 } },
+        correlations: { 'A/B': rho },
+        rng: createRng(17),
+      });
+      let moved = 0;
+      for (let k = 0; k < 2000; k++) {
+        const r = engine.step(1 / 8760);
+        const [a = Number.NaN, b = Number.NaN] = r.logReturns;
+        expect(Number.isFinite(a)).toBe(true);
+        expect(b).toBe(rho * a);
+        if (a !== 0) moved++;
+      }
+      expect(moved).toBe(2000);
+      expect(Math.log(engine.spot(1) / 3)).toBeCloseTo(rho * Math.log(engine.spot(0) / 100), 9);
+    },
+  );
+
+  it('a stressed correlation of 1 moves two underlyings together; a pair at 1 beside a third is factored', () => {
+    const engine = new PathEngine({
+      underlyings: { A: { spot: 100, vol: 0.5 }, B: { spot: 100, vol: 0.5 } },
+      process: {
+        kind: 'regime',
+        stressedCorrelation: 1,
+        startStressed: true,
+        stressedToCalmPerYear: 0,
+        stressedJumpsPerYear: 0,
+      },
+      rng: createRng(3),
+    });
+    for (let k = 0; k < 500; k++) {
+      const r = engine.step(1 / 8760);
+      expect(r.regime).toBe('stressed');
+      expect(Number.isFinite(r.logReturns[0])).toBe(true);
+      expect(r.logReturns[1]).toBe(r.logReturns[0]);
+    }
+    const three = new PathEngine({
+      underlyings: { A: { spot: 1, vol: 0.5 }, B: { spot: 1, vol: 0.5 }, C: { spot: 1, vol: 0.5 } },
+      correlations: { 'A/B': 1, 'A/C': 0.5, 'B/C': 0.5 },
+      rng: createRng(4),
+    });
+    const n = 20_000;
+    let sac = 0;
+    let saa = 0;
+    let scc = 0;
+    for (let k = 0; k < n; k++) {
+      const r = three.step(1 / 8760);
+      const [a = Number.NaN, b = Number.NaN, c = Number.NaN] = r.logReturns;
+      expect(b).toBe(a);
+      sac += a * c;
+      saa += a * a;
+      scc += c * c;
+    }
+    expect(Math.abs(sac / Math.sqrt(saa * scc) - 0.5)).toBeLessThan(0.03);
+  });
+
   it('refuses a pair given in both orders (one number would be ignored) and keys that are not A/B', () => {
     const underlyings = { A: { spot: 1, vol: 0.5 }, B: { spot: 1, vol: 0.5 } };
     expect(
@@ -211,8 +291,170 @@ describe('price processes', () => {
     expect(s.realizedVolStd).toBeGreaterThan(0.03);
   });
 
+  it('refuses a horizon that is not a whole number of steps, naming the nearest whole ones', () => {
+    const base = { underlying: { spot: 100, vol: 0.8 }, paths: 2, seed: 1 };
+    // 10.5 hourly steps: rounded, it ran 11 hours.
+    expect(() => simulatePaths({ ...base, days: 0.4375, stepsPerDay: 24 })).toThrow(
+      /^days 0\.4375 × stepsPerDay 24 is 10\.5 steps, not a whole number; .*: 0\.4166666667 days \(10 steps\) or 0\.4583333333 days \(11 steps\)$/,
+    );
+    expect(() => simulatePaths({ ...base, days: 2.4, stepsPerDay: 1 })).toThrow(
+      /is 2\.4 steps, not a whole number; .*: 2 days \(2 steps\) or 3 days \(3 steps\)$/,
+    );
+    expect(() => simulatePaths({ ...base, days: 0.01, stepsPerDay: 24 })).toThrow(
+      /is 0\.24 steps, not a whole number; .*: 0\.04166666667 days \(1 step\)$/,
+    );
+    // Whole up to the float residue of 0.1 day × 10 steps per day; the result states the horizon run.
+    const tenth = simulatePaths({ ...base, days: 0.1, stepsPerDay: 10 });
+    expect([tenth.steps, tenth.horizonDays, tenth.prices[0]?.length]).toEqual([1, 0.1, 2]);
+    const month = simulatePaths({ ...base, days: 30, stepsPerDay: 24 });
+    expect([month.steps, month.horizonDays, month.dtYears]).toEqual([720, 30, 1 / (24 * 365)]);
+  });
+
   it('realizedVol rejects too-short series', () => {
     expect(() => realizedVol([100], 1 / 365)).toThrow(SimError);
+  });
+});
+
+describe('Heston variance at any kappa·dt', () => {
+  // kappa 1000 per year, theta 0.64, v0 0.09 (vol 0.3), vol of variance 0.8: the Euler step alone swung
+  // the mean variance between 0 and 2.5·theta at kappa·dt 2.7 (1.597 after the first step).
+  const kappa = 1000;
+  const theta = 0.64;
+  const v0 = 0.09;
+  const heston = { kind: 'heston' as const, kappa, thetaVar: theta, volOfVol: 0.8, rho: -0.5 };
+
+  it.each([
+    ['2.7 (daily steps)', 1 / 365],
+    ['8', 0.008],
+  ])(
+    'kappa·dt %s: the mean variance follows theta + (v0 − theta)·e^(−kappa·t), bounded, never stuck at 0',
+    (_, dt) => {
+      const paths = 2000;
+      const steps = 10;
+      const sum = new Float64Array(steps + 1);
+      const sumR2 = new Float64Array(steps + 1);
+      let max = 0;
+      let zeros = 0;
+      const root = createRng(12);
+      for (let p = 0; p < paths; p++) {
+        const e = new PathEngine({
+          underlyings: { X: { spot: 100, vol: Math.sqrt(v0) } },
+          process: heston,
+          rng: root.fork(`path:${p}`),
+        });
+        for (let k = 1; k <= steps; k++) {
+          const r = e.step(dt);
+          const v = e.instantVol(0) ** 2;
+          expect(Number.isFinite(v) && Number.isFinite(r.logReturns[0])).toBe(true);
+          sum[k] = (sum[k] ?? 0) + v;
+          sumR2[k] = (sumR2[k] ?? 0) + (r.logReturns[0] ?? 0) ** 2;
+          max = Math.max(max, v);
+          if (v === 0) zeros++;
+        }
+      }
+      for (let k = 1; k <= steps; k++) {
+        const mean = (sum[k] ?? 0) / paths;
+        const expected = theta + (v0 - theta) * Math.exp(-kappa * dt * k);
+        expect(Math.abs(mean / expected - 1), `step ${k}: mean ${mean}, expected ${expected}`).toBeLessThan(
+          0.03,
+        );
+      }
+      // The stationary sd of the variance is √(theta·ξ²/(2·kappa)) ≈ 0.014: far below 1.5·theta.
+      expect(max).toBeLessThan(1.5 * theta);
+      expect(zeros).toBe(0);
+      // The spot moves with the variance of the sub-steps: once the variance has settled, a step's
+      // return has variance ≈ theta·dt (the Euler step's stuck-at-0 variance gave far less).
+      let r2 = 0;
+      for (let k = 3; k <= steps; k++) r2 += sumR2[k] ?? 0;
+      expect(Math.abs(r2 / (paths * (steps - 2)) / (theta * dt) - 1)).toBeLessThan(0.05);
+    },
+  );
+
+  it('a step above kappa·dt 0.1 is equal sub-steps of the same stream: as if stepped at kappa·dt ≤ 0.1', () => {
+    // kappa·dt 2.74 → 28 sub-steps of kappa·dt 0.098. Two correlated underlyings, spot/variance rho −0.9.
+    const opts = () => ({
+      underlyings: { BTC: { spot: 95_000, vol: 0.3 }, ETH: { spot: 3_500, vol: 0.5 } },
+      correlations: { 'BTC/ETH': 0.6 },
+      process: { ...heston, rho: -0.9 },
+      rng: createRng(99),
+    });
+    const whole = new PathEngine(opts());
+    const fine = new PathEngine(opts());
+    const dt = 1 / 365;
+    for (let k = 0; k < 20; k++) {
+      const r = whole.step(dt);
+      const sum = [0, 0];
+      for (let j = 0; j < 28; j++) {
+        const f = fine.step(dt / 28);
+        sum[0] = (sum[0] ?? 0) + (f.logReturns[0] ?? 0);
+        sum[1] = (sum[1] ?? 0) + (f.logReturns[1] ?? 0);
+      }
+      for (let i = 0; i < 2; i++) {
+        expect(whole.spot(i)).toBe(fine.spot(i));
+        expect(whole.instantVol(i)).toBe(fine.instantVol(i));
+        expect(r.logReturns[i]).toBe(sum[i]);
+      }
+      expect(r.dtYears).toBe(dt);
+    }
+  });
+
+  it('refuses a step that would need more than a million sub-steps, naming kappa and dt, before moving', () => {
+    const e = new PathEngine({
+      underlyings: { X: { spot: 100, vol: 0.5 } },
+      process: { kind: 'heston', kappa: 10_000 },
+      rng: createRng(1),
+    });
+    expect(() => e.step(200)).toThrow(
+      /^Heston kappa 10000 per year on a step of 200 years \(kappa·dt 2000000\) needs 20000000 sub-steps to keep kappa·dt at most 0\.1, above the limit of 1000000 per step/,
+    );
+    expect(e.spot(0)).toBe(100);
+    expect(e.instantVol(0)).toBe(0.5);
+    e.step(1 / 8760);
+    expect(e.spot(0)).not.toBe(100);
+  });
+
+  it('kappa·dt at or below 0.1 steps exactly as before (values of the Euler step before sub-steps)', () => {
+    const two = new PathEngine({
+      underlyings: { BTC: { spot: 95_000, vol: 0.55, drift: 0.1 }, ETH: { spot: 3_500, vol: 0.7 } },
+      correlations: { 'BTC/ETH': 0.7 },
+      process: { kind: 'heston', kappa: 3, volOfVol: 0.8, rho: -0.6 },
+      rng: createRng(21),
+    });
+    const rec: number[] = [];
+    for (let k = 1; k <= 200; k++) {
+      const r = two.step(1 / 8760);
+      if (k === 1 || k === 200)
+        rec.push(
+          r.logReturns[0] ?? 0,
+          r.logReturns[1] ?? 0,
+          two.spot(0),
+          two.spot(1),
+          two.instantVol(0),
+          two.instantVol(1),
+        );
+    }
+    expect(rec).toEqual([
+      0.005010812700378995, 0.0003805589945262726, 95477.2218426546, 3501.3322099570064, 0.5487832051700144,
+      0.6975409596011601, -0.0031070953231228117, -0.0006121096972423863, 80626.92849039576,
+      2742.1424453093077, 0.5499521642174432, 0.8002869079581735,
+    ]);
+    // kappa·dt exactly 0.1 (100 × 0.001): still one Euler step.
+    const edge = new PathEngine({
+      underlyings: { X: { spot: 100, vol: 0.8 } },
+      process: { kind: 'heston', kappa: 100, volOfVol: 1.5, rho: -0.7, thetaVar: 0.36 },
+      rng: createRng(5),
+    });
+    for (let k = 1; k <= 50; k++) edge.step(0.001);
+    expect([edge.spot(0), edge.instantVol(0)]).toEqual([100.49422579417119, 0.5227530944545026]);
+    const set = simulatePaths({
+      process: { kind: 'heston', kappa: 20, volOfVol: 1 },
+      underlying: { spot: 100, vol: 0.6 },
+      days: 30,
+      stepsPerDay: 1,
+      paths: 3,
+      seed: 8,
+    });
+    expect(set.prices.map((p) => p[30])).toEqual([103.25956035590332, 98.72276956580524, 108.4792007744744]);
   });
 });
 
