@@ -95,6 +95,11 @@ describe('xhedge simulate', () => {
     [['--vol', '1e300'], /^error: --vol is a decimal \(0\.8 = 80%\), at most 5, got 1e300$/],
     [['--spot', '1e308'], /^error: --spot must be at most 1000000000000, got 1e308$/],
     [['--spot', '1e-320'], /^error: --spot must be at least 1e-12, got 1e-320$/],
+    // a horizon that is not a whole number of steps: refused naming both (it ran 3 days for 2.5)
+    [
+      ['--days', '2.5', '--steps-per-day', '1'],
+      /^error: .*days 2\.5 × stepsPerDay 1 is 2\.5 steps, not a whole number/,
+    ],
     [
       ['--days', '1e9'],
       /^error: --paths × steps \(--days × --steps-per-day\) = 1000 × 24000000000 is above the limit of 20000000$/,
