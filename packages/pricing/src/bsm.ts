@@ -155,6 +155,9 @@ export function finiteGreeks<G extends object>(g: G, inputs: string): G {
  */
 export function black76(input: Omit<BsmInput, 'spot' | 'carry'> & { forward: number }): OptionGreeks {
   const { forward, ...rest } = input;
+  // checked here so a bad forward is named as the forward (bsm would call it the spot)
+  if (!(forward > 0 && Number.isFinite(forward)))
+    throw new PricingInputError('forward', forward, 'must be a positive finite number');
   const g = bsm({ ...rest, spot: forward, carry: input.rate ?? 0 });
   return { ...g, rhoPer1Pct: (-input.timeYears * g.price) / 100 };
 }

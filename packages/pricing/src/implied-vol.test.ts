@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { IV_STATUS, impliedVolBatch } from './batch.ts';
 import { black76, bsm } from './bsm.ts';
 import { everlastingOption } from './everlasting.ts';
-import { ImpliedVolError, impliedVol } from './implied-vol.ts';
+import { blackImpliedVol, ImpliedVolError, type ImpliedVolInput, impliedVol } from './implied-vol.ts';
 import { inverseOption } from './inverse.ts';
 
 const HOUR = 1 / 8760;
@@ -139,5 +139,87 @@ describe('impossible prices are typed errors, never NaN', () => {
     expect(vol[0]).toBeCloseTo(0.7, 12);
     expect([...status]).toEqual([0, IV_STATUS['below-intrinsic'], IV_STATUS['above-maximum'], 0]);
     expect(Number.isNaN(vol[1])).toBe(true);
+  });
+});
+
+describe('at the money (forward = strike, ln(F/K) = 0 exactly)', () => {
+  it('solves σ√T below ~2e-7 (the search started at a negative s: a valid price was "invalid-input")', () => {
+    for (const vol of [1e-7, 1e-8, 1e-10])
+      for (const type of ['call', 'put'] as const) {
+        const c = { type, spot: 100, strike: 100, timeYears: 1 };
+        const price = bsm({ ...c, vol }).price;
+        expect(Math.abs(impliedVol({ model: 'bs', ...c, price }) - vol)).toBeLessThan(1e-12 * vol);
+      }
+    // a 1-microsecond option at 50%: σ√T = 8.9e-8
+    const c = { type: 'call' as const, forward: 60_000, strike: 60_000, timeYears: 1e-6 / (365 * 86_400) };
+    const price = black76({ ...c, vol: 0.5 }).price;
+    expect(impliedVol({ model: 'black76', ...c, price })).toBeCloseTo(0.5, 12);
+    const vol = new Float64Array(1);
+    const status = new Uint8Array(1);
+    const batch = {
+      callPut: Float64Array.from([1]),
+      forward: Float64Array.from([100]),
+      strike: Float64Array.from([100]),
+      timeYears: Float64Array.from([1]),
+      price: Float64Array.from([
+        bsm({ type: 'call', spot: 100, strike: 100, timeYears: 1, vol: 1e-8 }).price,
+      ]),
+    };
+    expect(impliedVolBatch(batch, vol, status)).toBe(0);
+    expect(status[0]).toBe(IV_STATUS.ok);
+    expect(vol[0]).toBeCloseTo(1e-8, 20);
+  });
+
+  it('recovers the vol to double precision (the search stopped after one step: errors of 3e-11)', () => {
+    for (const [T, vol] of [
+      [0.25, 1],
+      [1, 0.5],
+      [1 / 365, 0.8],
+      [30 / 365, 0.65],
+    ] as const)
+      for (const type of ['call', 'put'] as const) {
+        const c = { type, forward: 60_000, strike: 60_000, timeYears: T, rate: 0.03 };
+        const price = black76({ ...c, vol }).price;
+        const iv = impliedVol({ model: 'black76', ...c, price });
+        expect(Math.abs(iv - vol), JSON.stringify({ T, vol, type })).toBeLessThan(1e-13 * vol);
+      }
+  });
+});
+
+describe('invalid inputs are named as the caller gave them', () => {
+  const field = (f: () => unknown): { field: unknown; message: string } => {
+    try {
+      f();
+    } catch (err) {
+      if (err instanceof ImpliedVolError && err.reason === 'invalid-input')
+        return { field: err.details.field, message: err.shortMessage };
+      throw err;
+    }
+    throw new Error('expected an invalid-input ImpliedVolError');
+  };
+  const bs = { model: 'bs' as const, type: 'call' as const, spot: 100, strike: 90, timeYears: 1, price: 15 };
+  it.each([
+    ['spot', { ...bs, spot: -100 }, /^spot = -100: must be a positive finite number/],
+    ['spot', { ...bs, spot: Number.NaN }, /^spot = NaN/],
+    ['strike', { ...bs, strike: 0 }, /^strike = 0/],
+    ['timeYears', { ...bs, timeYears: -1 }, /^timeYears = -1/],
+    ['price', { ...bs, price: Number.NaN }, /^price = NaN: must be a finite number/],
+    ['forward', { ...bs, model: 'black76', forward: -5 }, /^forward = -5/],
+    ['priceCoin', { ...bs, model: 'inverse', priceCoin: Number.POSITIVE_INFINITY }, /^priceCoin = Infinity/],
+    [
+      'fundingPeriodYears',
+      { ...bs, model: 'everlasting', fundingPeriodYears: Number.NaN },
+      /^fundingPeriodYears = NaN/,
+    ],
+  ] as [string, unknown, RegExp][])('%s', (name, input, message) => {
+    const got = field(() => impliedVol(input as ImpliedVolInput));
+    expect(got.field).toBe(name);
+    expect(got.message).toMatch(message);
+  });
+
+  it('blackImpliedVol names the one bad input, not all four', () => {
+    const args = { isCall: true, forward: 100, strike: 90, timeYears: 1, undiscountedPrice: 15 };
+    expect(field(() => blackImpliedVol({ ...args, strike: -90 })).message).toMatch(/^strike = -90/);
+    expect(field(() => blackImpliedVol({ ...args, timeYears: 0 })).field).toBe('timeYears');
   });
 });

@@ -30,6 +30,7 @@ function approxInverseNormalLower(p: number): number {
 }
 
 const MAX_ITERATIONS = 60;
+const SQRT_2PI = 2.5066282746310002;
 
 /**
  * Total standard deviation s = σ√T with b(x, s) = beta, for x ≤ 0 and 0 < beta < e^{x/2} (callers check).
@@ -82,8 +83,10 @@ export function normalisedImpliedStd(beta: number, x: number): number {
       s = guess > lo && guess < hi ? guess : Number.isFinite(hi) ? 0.5 * (lo + hi) : 2 * sc;
     }
   } else {
-    // At the money: b = 1 − 2Φ(−s/2) exactly, so the guess is already within the A&S error.
-    s = -2 * approxInverseNormalLower(Math.min(0.5, complementTarget / 2));
+    // At the money: b = 1 − 2Φ(−s/2) exactly, so the guess is already within the A&S error. That error
+    // (≈4e-7 in s near p = ½) is larger than s itself for a tiny β: the search started at a negative s
+    // and returned a negative vol (σ√T below ~2e-7). There b = s/√(2π)·(1 − s²/24 + …) is the guess.
+    s = beta < 1e-3 ? SQRT_2PI * beta : -2 * approxInverseNormalLower(Math.min(0.5, complementTarget / 2));
   }
   for (let i = 0; i < MAX_ITERATIONS; i++) {
     const b = normalisedBlackOtm(x, s);
@@ -134,7 +137,9 @@ export function normalisedImpliedStd(beta: number, x: number): number {
     }
     if (Math.abs(next - s) <= 4e-16 * s) return next;
     s = next;
-    if (hi - lo <= 4e-16 * hi) return s;
+    // only a bounded bracket can have closed: with hi = ∞ (at the money, before the first iterate above
+    // the solution) ∞ ≤ ∞ held and the search stopped after one step (ATM vols off by ~3e-11, or 1e-9)
+    if (hi < Number.POSITIVE_INFINITY && hi - lo <= 4e-16 * hi) return s;
   }
   throw new ImpliedVolError('not-converged', `implied vol did not converge (x=${x}, beta=${beta})`, {
     x,
@@ -212,12 +217,21 @@ export function blackImpliedVol(args: {
         `price ${p} is at or above the ${kind}'s maximum ${max} (${isCall ? 'the forward' : 'the strike'}): no finite volatility gives it`,
         { price: p, maximum: max },
       );
-    default:
+    default: {
+      // name the input that is wrong, not all four
+      const bad: [string, number] = !(F > 0 && F < Number.POSITIVE_INFINITY)
+        ? ['forward', F]
+        : !(K > 0 && K < Number.POSITIVE_INFINITY)
+          ? ['strike', K]
+          : !(T > 0 && T < Number.POSITIVE_INFINITY)
+            ? ['timeYears', T]
+            : ['undiscountedPrice', p];
       throw new ImpliedVolError(
         'invalid-input',
-        `forward ${F}, strike ${K}, time ${T} years and price ${p} must be positive finite numbers`,
-        { forward: F, strike: K, timeYears: T, price: p },
+        `${bad[0]} = ${bad[1]}: must be a ${bad[0] === 'undiscountedPrice' ? 'finite' : 'positive finite'} number (forward ${F}, strike ${K}, timeYears ${T}, price ${p})`,
+        { field: bad[0], forward: F, strike: K, timeYears: T, price: p },
       );
+    }
   }
 }
 
@@ -264,6 +278,32 @@ export type ImpliedVolInput =
       price: number;
     });
 
+/**
+ * The caller's own inputs checked by their names before a forward and an undiscounted price are made of
+ * them: a negative or NaN spot, strike, time or price was reported as a bad `forward`, or as all four.
+ */
+function checkIvInputs(input: ImpliedVolInput): void {
+  const positive: [string, number][] = [['strike', input.strike]];
+  let price: [string, number];
+  if (input.model === 'black76') positive.push(['forward', input.forward]);
+  else positive.push(['spot', input.spot]);
+  if (input.model === 'everlasting') positive.push(['fundingPeriodYears', input.fundingPeriodYears]);
+  else positive.push(['timeYears', input.timeYears]);
+  if (input.model === 'inverse') price = ['priceCoin', input.priceCoin];
+  else price = ['price', input.price];
+  for (const [name, v] of positive)
+    if (!(v > 0 && v < Number.POSITIVE_INFINITY))
+      throw new ImpliedVolError('invalid-input', `${name} = ${v}: must be a positive finite number`, {
+        field: name,
+        value: v,
+      });
+  if (!Number.isFinite(price[1]))
+    throw new ImpliedVolError('invalid-input', `${price[0]} = ${price[1]}: must be a finite number`, {
+      field: price[0],
+      value: price[1],
+    });
+}
+
 function finiteOr0(name: string, v: number | undefined): number {
   if (v === undefined) return 0;
   if (!Number.isFinite(v)) throw new PricingInputError(name, v, 'must be finite');
@@ -273,13 +313,13 @@ function finiteOr0(name: string, v: number | undefined): number {
 /** Everlasting options: solve √(SK)/u·e^{−u|y|/2} = TV for u > 1, then σ = √(8/(T(u² − 1))). */
 function everlastingImpliedVol(input: Extract<ImpliedVolInput, { model: 'everlasting' }>): number {
   const { spot: S, strike: K, fundingPeriodYears: T, price } = input;
-  if (!(S > 0 && K > 0 && T > 0 && Number.isFinite(S * K * T)))
+  // each is a positive finite number (checkIvInputs); their product can still overflow a double
+  if (!Number.isFinite(S * K * T))
     throw new ImpliedVolError(
       'invalid-input',
-      'spot, strike and fundingPeriodYears must be positive and finite',
+      `spot ${S} × strike ${K} × fundingPeriodYears ${T} overflows a double: out of the range priced`,
+      { spot: S, strike: K, fundingPeriodYears: T },
     );
-  if (!Number.isFinite(price))
-    throw new ImpliedVolError('invalid-input', `price ${price} is not a finite number`);
   const isCall = input.type === 'call';
   const payoff = isCall ? Math.max(S - K, 0) : Math.max(K - S, 0);
   const max = isCall ? S : K;
@@ -327,6 +367,7 @@ export function impliedVol(input: ImpliedVolInput): number {
   if (input.type !== 'call' && input.type !== 'put')
     throw new ImpliedVolError('invalid-input', `type ${String(input.type)} must be call or put`);
   const isCall = input.type === 'call';
+  checkIvInputs(input);
   switch (input.model) {
     case 'bs': {
       const r = finiteOr0('rate', input.rate);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { black76, bsm, type OptionGreeks, timeToExpiryYears } from './bsm.ts';
+import { black76, bsm, type OptionGreeks, PricingInputError, timeToExpiryYears } from './bsm.ts';
 import { everlastingOption } from './everlasting.ts';
 import { inverseOption } from './inverse.ts';
 
@@ -157,6 +157,14 @@ describe('put-call parity and finite differences', () => {
     const p = (r: number) =>
       black76({ type: 'put', forward: 61_000, strike: 58_000, timeYears: 0.5, vol: 0.55, rate: r }).price;
     expect(g.rhoPer1Pct).toBeCloseTo(((p(0.05 + 1e-6) - p(0.05 - 1e-6)) / 2e-6) * 0.01, 5);
+  });
+
+  it('Black-76 names a bad forward as the forward (it was reported as the spot)', () => {
+    for (const forward of [-61_000, 0, Number.NaN]) {
+      const at = () => black76({ type: 'call', forward, strike: 58_000, timeYears: 0.5, vol: 0.55 });
+      expect(at).toThrow(PricingInputError);
+      expect(at).toThrow(new RegExp(`^forward = ${forward}: must be a positive finite number`));
+    }
   });
 
   it('refuses a vol so small that vol·√T underflows (the Greeks came out NaN), and prices a tiny real one', () => {
