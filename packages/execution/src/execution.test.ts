@@ -535,6 +535,40 @@ describe('a half-open trial order the venue rejects', () => {
   });
 });
 
+describe('a reduce-only order on a venue that does not enforce reduce-only', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv({ venueKind: 'paper-spot-amm' });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('is judged as any order: an engaged kill switch allowing risk-reducing orders stops it', async () => {
+    expect(env.paper.capabilities.reduceOnly).toBe(false);
+    const spot = { instrument: 'ETH-USDC:SPOT', chain: 'evm:1', sizeBase: '0.01' };
+    const held = env.intent(1, spot);
+    await env.service.submitPlan({ planId: held.planId, legs: [held] });
+    expect((await ended(env, clientOrderIdFor(held.id))).status).toBe('filled');
+    await env.killSwitch.engage('venue:pv', {
+      actor: 'operator:test',
+      reason: 'drill',
+      allowRiskReducing: true,
+    });
+    try {
+      // the venue would take it whatever it does to the position: the flag is only the planner's word
+      const flagged = env.intent(2, { ...spot, side: 'sell', reduceOnly: true });
+      await env.service.submitPlan({ planId: flagged.planId, legs: [flagged] });
+      const o = await ended(env, clientOrderIdFor(flagged.id));
+      expect(o.status).toBe('cancelled');
+      expect(o.error).toMatch(/kill-switch/);
+      expect(env.placed).not.toContain(clientOrderIdFor(flagged.id));
+    } finally {
+      await env.killSwitch.release('venue:pv', { actor: 'operator:test', reason: 'drill over' });
+    }
+  });
+});
+
 describe('a half-open trial order slower than its trial token lives', () => {
   let env: Env;
   beforeAll(async () => {

@@ -159,6 +159,16 @@ const WORKING: readonly OrderStatus[] = ['sent', 'acknowledged', 'partially-fill
 class Blocked extends UnrecoverableError {}
 
 /**
+ * The intent as the gates and the kill switch's cancels judge it: a reduce-only flag counts only on a
+ * venue that enforces it (`capabilities.reduceOnly`). Elsewhere the venue takes the order as it is, so
+ * one flagged reduce-only could grow the position past an engaged kill switch (allowing risk-reducing
+ * orders) or an open breaker that lets reduce-only orders by: it is judged as any other order.
+ */
+function asEnforced<T extends { reduceOnly: boolean }>(venue: VenueAdapter | undefined, o: T): T {
+  return o.reduceOnly && venue?.capabilities.reduceOnly !== true ? { ...o, reduceOnly: false } : o;
+}
+
+/**
  * Which jobs run on which venue adapter, so an adapter can be swapped while none of its jobs runs:
  * `enter` waits while a swap of the venue is underway, `exclusive` waits until the venue's running
  * jobs left and holds new ones back while it runs.
@@ -682,7 +692,10 @@ class OrderProcessor {
       depsFilledAtMs: o.depsFilledAtMs,
       noChildren: o.fast === true,
     });
-    const r = await this.#gate.checkToSend(intent, ctx, { clientOrderId, by: this.#id });
+    const r = await this.#gate.checkToSend(asEnforced(this.#venues.get(intent.venue), intent), ctx, {
+      clientOrderId,
+      by: this.#id,
+    });
     if (r.kind === 'send' && signal?.aborted) {
       // the claim says send; it must say blocked before the order is cancelled
       await this.#claims.markBlocked(clientOrderId, this.#id);
@@ -705,7 +718,10 @@ class OrderProcessor {
     if (signal?.aborted)
       return { ok: false, control: 'kill-switch', reason: String(signal.reason ?? 'job aborted') };
     const ctx = await this.#controlContext(job, intent, { depsFilledAtMs });
-    const r = await this.#gate.check(intent, ctx, { takeTrial: true, reserve: true });
+    const r = await this.#gate.check(asEnforced(this.#venues.get(intent.venue), intent), ctx, {
+      takeTrial: true,
+      reserve: true,
+    });
     if (r.ok && signal?.aborted) {
       for (const t of r.trials) await this.#o.breakers.abandonTrial(t);
       return { ok: false, control: 'kill-switch', reason: String(signal.reason ?? 'job aborted') };
@@ -894,7 +910,8 @@ class OrderProcessor {
    * that fails is not known to block: the next poll asks again.
    */
   async #killBlocks(intent: HedgeIntent): Promise<boolean> {
-    return (await this.#o.killSwitch.blocking(intent).catch(() => undefined)) !== undefined;
+    const judged = asEnforced(this.#venues.get(intent.venue), intent);
+    return (await this.#o.killSwitch.blocking(judged).catch(() => undefined)) !== undefined;
   }
 
   /**
@@ -1087,7 +1104,7 @@ class OrderProcessor {
   onKill(ev: KillEvent, workers: readonly Worker[]): void {
     for (const intent of this.#active.values()) {
       if (!scopeCovers(ev.scope, intent)) continue;
-      if (ev.allowRiskReducing && intent.reduceOnly) continue;
+      if (ev.allowRiskReducing && asEnforced(this.#venues.get(intent.venue), intent).reduceOnly) continue;
       for (const w of workers) w.cancelJob(intent.id, `kill switch ${ev.scope}`);
     }
     this.#trackKillPass(() => this.#cancelPasses(ev, 0));
@@ -1309,7 +1326,7 @@ class OrderProcessor {
     const failed: { clientOrderId: string; error: unknown }[] = [];
     for (const w of working) {
       if (!scopeCovers(ev.scope, w)) continue;
-      if (ev.allowRiskReducing && w.reduceOnly) continue;
+      if (ev.allowRiskReducing && asEnforced(venue, w).reduceOnly) continue;
       if (this.#killAbort.signal.aborted) break;
       try {
         const ms = this.#killCancelTimeoutMs;
