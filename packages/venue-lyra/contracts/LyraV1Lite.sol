@@ -15,11 +15,14 @@ pragma solidity ^0.8.24;
 // impact, plus a fee on spot notional, in one iteration; of the pricer's trade limits only the trading
 // cutoff and the delta range are checked (off until set); collateral and pool funds both sit in the
 // OptionMarket (no LiquidityPool or ShortCollateral contracts), which checks the LiquidityPool's free
-// liquidity as v1-core does (unlimited until set). 18-decimal fixed point.
+// liquidity as v1-core does (unlimited until set). 18-decimal fixed point; the quote token may have other
+// decimals: as v1-core (ConvertDecimals), amounts are converted at the transfer, rounded up when pulled from
+// the trader and down when paid out.
 
 interface IERC20Lite {
     function transfer(address to, uint256 amount) external returns (bool);
     function transferFrom(address from, address to, uint256 amount) external returns (bool);
+    function decimals() external view returns (uint8);
 }
 
 interface IOptionMarket {
@@ -417,6 +420,8 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer, ILiquidityPool {
 
     address public immutable owner;
     IERC20Lite public immutable quoteAsset;
+    /// The quote token's decimals (v1-core reads quoteAsset.decimals() at each transfer).
+    uint8 internal immutable quoteDecimals;
     OptionToken public immutable optionToken;
     OptionGreekCache public immutable greekCache;
     ExchangeAdapter public immutable exchangeAdapter;
@@ -500,6 +505,7 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer, ILiquidityPool {
     ) {
         owner = msg.sender;
         quoteAsset = quote;
+        quoteDecimals = quote.decimals();
         optionToken = token;
         greekCache = cache;
         exchangeAdapter = adapter;
@@ -593,7 +599,7 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer, ILiquidityPool {
             else pay = pos.collateral > payoff ? pos.collateral - payoff : 0;
             pos.state = IOptionToken.PositionState.SETTLED;
             optionToken.write(holder, pos, IOptionToken.PositionUpdatedType.SETTLED);
-            if (pay > 0) require(quoteAsset.transfer(holder, pay), "TRANSFER_FAILED");
+            if (pay > 0) require(quoteAsset.transfer(holder, _from18Down(pay)), "TRANSFER_FAILED");
         }
     }
 
@@ -819,10 +825,24 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer, ILiquidityPool {
         uint256 pullIn = s.collateralIn + (s.isBuy ? s.totalCost : 0);
         uint256 payOut = s.collateralOut + (s.isBuy ? 0 : s.totalCost);
         if (pullIn > payOut) {
-            require(quoteAsset.transferFrom(msg.sender, address(this), pullIn - payOut), "TRANSFER_FAILED");
+            require(quoteAsset.transferFrom(msg.sender, address(this), _from18Up(pullIn - payOut)), "TRANSFER_FAILED");
         } else if (payOut > pullIn) {
-            require(quoteAsset.transfer(msg.sender, payOut - pullIn), "TRANSFER_FAILED");
+            require(quoteAsset.transfer(msg.sender, _from18Down(payOut - pullIn)), "TRANSFER_FAILED");
         }
+    }
+
+    /// An 18-decimal quote amount in the token's units, rounded up (v1-core ConvertDecimals.convertFrom18AndRoundUp,
+    /// what it pulls from a trader).
+    function _from18Up(uint256 amount) internal view returns (uint256) {
+        if (quoteDecimals >= 18) return amount * 10 ** (quoteDecimals - 18);
+        uint256 f = 10 ** (18 - quoteDecimals);
+        return (amount + f - 1) / f;
+    }
+
+    /// An 18-decimal quote amount in the token's units, rounded down (what it pays out).
+    function _from18Down(uint256 amount) internal view returns (uint256) {
+        if (quoteDecimals >= 18) return amount * 10 ** (quoteDecimals - 18);
+        return amount / 10 ** (18 - quoteDecimals);
     }
 
     function _emitTrade(TradeInputParameters memory p, TradeState memory s, uint256 positionId) internal {

@@ -364,6 +364,15 @@ const ceilDiv = (a: bigint, b: bigint) => (a + b - 1n) / b;
 const toE18 = (v: string | number, rounding: 'down' | 'up' = 'down') =>
   BigInt(new Dec(v).mul(1e18).toFixed(0, rounding === 'up' ? Dec.ROUND_UP : Dec.ROUND_DOWN));
 
+/**
+ * An 18-decimal quote amount (Lyra's own accounting: costs, collateral) in the quote token's base units,
+ * rounded up as Lyra pulls it from the trader (ConvertDecimals.convertFrom18AndRoundUp at each transfer).
+ */
+function quoteUnitsUp(amountE18: bigint, quoteDecimals: number): bigint {
+  if (quoteDecimals >= 18) return amountE18 * 10n ** BigInt(quoteDecimals - 18);
+  return ceilDiv(amountE18, 10n ** BigInt(18 - quoteDecimals));
+}
+
 export interface LyraVenueDeps {
   ctx: EvmContext;
   store?: OrderRecordStore<LyraOrderRecord>;
@@ -790,9 +799,11 @@ export class LyraVenue implements VenueAdapter {
    * (`settleExpiredBoard`, open to anyone once it has expired) and keeps it in
    * `OptionMarket.boardToPriceAtExpiry(boardId)`, 0 until then. The chain lists no settled boards
    * (`getLiveBoards` drops them), so the boards are found from the account's open positions (OptionToken
-   * → strike → board, {@link heldPositions}) and from the boards this adapter has seen listed (a board
-   * is listed until it is settled, also after its expiry): an instrument on no such board, on a board not
-   * settled yet, or not a strike of its board is absent. The price is exact (18 decimals of the quote asset, taken as
+   * → strike → board, {@link heldPositions}), from the boards this adapter has seen listed (a board
+   * is listed until it is settled, also after its expiry) and from the positions of the adapter's own
+   * filled orders in its durable order store ({@link boardsOfOwnOrders}: a restarted adapter still finds
+   * a board settled, and its positions paid out, while it was down): an instrument on no such board, on a
+   * board not settled yet, or not a strike of its board is absent. The price is exact (18 decimals of the quote asset, taken as
    * USD). Lyra keeps no time with it: `fixedAtMs` is the board's expiry, the instant it stands for.
    */
   async fetchSettlementPrices(instruments: readonly string[]): Promise<SettlementPrice[]> {
@@ -814,6 +825,10 @@ export class LyraVenue implements VenueAdapter {
       if (expiries.has(`${h.market.underlying}|${msToExpiryDate(h.expiryMs)}`))
         boards.set(`${h.market.optionMarket}|${h.boardId}`, h);
     for (const e of expiries) for (const [k, b] of this.#boardsSeen.get(e) ?? []) boards.set(k, b);
+    const found = new Set(
+      [...boards.values()].map((b) => `${b.market.underlying}|${msToExpiryDate(b.expiryMs)}`),
+    );
+    for (const [k, b] of await this.boardsOfOwnOrders(wanted, found, lookup)) boards.set(k, b);
     for (const { market: m, boardId, expiryMs } of boards.values()) {
       const price = await this.errors.read(() =>
         this.ctx.publicClient.readContract({
@@ -833,6 +848,58 @@ export class LyraVenue implements VenueAdapter {
           if (!wanted.delete(id)) continue;
           out.push({ instrument: id, priceUsd, fixedAtMs: expiryMs });
         }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Boards of the instruments in `wanted` that the adapter's own filled orders traded, from their
+   * positions: OptionToken keeps a position's strike after it is closed or settled (only its token is
+   * burned), so the board is found after a restart even when it was settled and the position paid out
+   * meanwhile (off the live boards, not among the account's positions). One order per expiry is read;
+   * expiries in `found` (`underlying|YYYYMMDD`, boards already known) are skipped.
+   */
+  private async boardsOfOwnOrders(
+    wanted: ReadonlySet<string>,
+    found: ReadonlySet<string>,
+    lookup: ReturnType<LyraVenue['chainLookup']>,
+  ): Promise<Map<string, { market: LyraMarket; boardId: bigint; expiryMs: number }>> {
+    const out = new Map<string, { market: LyraMarket; boardId: bigint; expiryMs: number }>();
+    const done = new Set(found);
+    for (const r of await this.store.list()) {
+      const positionId = r.positionId;
+      if (r.status !== 'filled' || !/^[1-9][0-9]*$/.test(positionId ?? '') || !wanted.has(r.instrument))
+        continue;
+      let id: ReturnType<typeof parseInstrumentId>;
+      try {
+        id = parseInstrumentId(r.instrument);
+      } catch {
+        continue;
+      }
+      if (id.kind !== 'option') continue;
+      const expiry = `${id.base}|${id.expiryDate}`;
+      if (done.has(expiry)) continue;
+      for (const m of this.p.markets) {
+        if (m.underlying !== id.base) continue;
+        const p = await this.errors.read(() =>
+          this.ctx.publicClient.readContract({
+            address: m.optionPositions,
+            abi: optionTokenAbi,
+            functionName: 'getOptionPosition',
+            args: [BigInt(positionId as string)],
+          }),
+        );
+        if (p.positionId === 0n || p.strikeId === 0n) continue; // not a position of this market
+        const strike = await lookup.strike(m, p.strikeId);
+        const board = await lookup.board(m, strike.boardId);
+        const expiryMs = Number(board.expiry) * 1000;
+        // the order's instrument, on this market's board (not a position id of another market)
+        if (this.optionId(m, expiryMs, strike.strikePrice, isCallType(p.optionType)) !== r.instrument)
+          continue;
+        out.set(`${m.optionMarket}|${strike.boardId}`, { market: m, boardId: strike.boardId, expiryMs });
+        done.add(expiry);
+        break;
       }
     }
     return out;
@@ -1218,13 +1285,43 @@ export class LyraVenue implements VenueAdapter {
     }
   }
 
+  /**
+   * Placements under way, by client order id: a second `placeOrder` with the id waits for the first and
+   * then finds its record, rather than sending a second trade while the first (quoting, approving, not
+   * yet recorded) is in flight.
+   */
+  readonly #placing = new Map<string, Promise<unknown>>();
+
   async placeOrder(input: OrderRequest): Promise<Order> {
     const req = parseVenueRequest(OrderRequest, input, this.id);
+    const cid = req.clientOrderId;
+    const before = this.#placing.get(cid);
+    const run = (async () => {
+      if (before) await before.catch(() => undefined);
+      return this.placeOnce(req);
+    })();
+    this.#placing.set(cid, run);
+    try {
+      return await run;
+    } finally {
+      if (this.#placing.get(cid) === run) this.#placing.delete(cid);
+    }
+  }
+
+  private async placeOnce(req: ReturnType<typeof OrderRequest.parse>): Promise<Order> {
     const cid = req.clientOrderId;
     const existing = await this.store.get(cid);
     if (existing) return this.toOrder(await this.reconcile(existing));
     const e = await this.strikeFor(req.instrument, cid);
     assertOrderBasics(this.id, req, this.p.minSizeBase);
+    if (req.limitPriceUsd !== undefined && !new Dec(req.limitPriceUsd).gt(0)) {
+      // a bound at or under 0 bounds nothing (a sell) or cannot be sent (a buy's maxTotalCost under 0)
+      throw new InvalidOrderError({
+        venue: this.id,
+        clientOrderId: cid,
+        message: `limitPriceUsd ${req.limitPriceUsd} must be greater than 0`,
+      });
+    }
     const amount = toE18(req.sizeBase);
     const plan = await this.plan(e, req.side, amount, req.reduceOnly, cid);
     const { minTotalCost, maxTotalCost } = this.costBounds(
@@ -1234,8 +1331,13 @@ export class LyraVenue implements VenueAdapter {
       req.limitPriceUsd,
     );
     // A buy counts its bound (maxTotalCost), not its final cost: the most it may take; on top, the
-    // collateral a short (opened, or partly bought back after the market moved) must add.
-    const pull = (plan.isBuy ? maxTotalCost : 0n) + plan.collateralIn;
+    // collateral a short (opened, or partly bought back after the market moved) must add. Both are
+    // 18-decimal in Lyra; the token moves in its own decimals, each transfer rounded up (a buy's premium
+    // and fee go in two: one base unit more), and the spend cap and approval count token base units.
+    const d = this.p.quoteDecimals;
+    const pull =
+      (plan.isBuy ? quoteUnitsUp(maxTotalCost, d) + (d < 18 ? 1n : 0n) : 0n) +
+      (plan.collateralIn > 0n ? quoteUnitsUp(plan.collateralIn, d) : 0n);
     const data = this.tradeData(e, plan, amount, minTotalCost, maxTotalCost);
     const record: LyraOrderRecord = newOrderRecord(req, this.clock.nowMs());
     // Held from here (check and reserve in one step); recorded on the order before broadcast.

@@ -57,6 +57,8 @@ export interface LyraFixture {
   /** The `params` a `lyra` venue needs. */
   params: {
     quoteAsset: Address;
+    /** The quote token's decimals (Lyra's own amounts stay 18-decimal whatever they are). */
+    quoteDecimals: number;
     quoteAllowanceSlot: number;
     markets: {
       underlying: string;
@@ -93,6 +95,9 @@ export interface LyraFixture {
 }
 
 const e18 = (x: number) => BigInt(Math.round(x * 1e6)) * 1_000_000_000_000n;
+/** A quote amount in the token's own units (`decimals`), from a number with at most 6 decimals. */
+const tokenUnits = (x: number, decimals: number) =>
+  (BigInt(Math.round(x * 1e6)) * 10n ** BigInt(decimals)) / 1_000_000n;
 const tokenAbi = parseAbi(['function mint(address to, uint256 amount)']);
 
 /**
@@ -105,7 +110,8 @@ function standardVega(vegaPerVolPoint: number, secondsToExpiry: number): number 
 }
 
 /**
- * Deploys the simplified Lyra v1 on a local chain from `deployer`: a quote token (USDC, 18 decimals),
+ * Deploys the simplified Lyra v1 on a local chain from `deployer`: a quote token (USDC, `quoteDecimals`,
+ * 18 unless set: Newport's Arbitrum USDC has 6; the contracts convert at each transfer as v1-core does),
  * per market an ExchangeAdapter (spot), OptionToken, OptionGreekCache and OptionMarket with one board,
  * the cache filled with Black-Scholes prices and Greeks at iv × skew, the pool funded, traders funded.
  */
@@ -115,6 +121,8 @@ export async function deployLyraFixture(
     markets: LyraFixtureMarket[];
     traders: Address[];
     traderQuote?: number;
+    /** @defaultValue 18 */
+    quoteDecimals?: number;
     spreadRate?: number;
     impactPerUnit?: number;
     spotFeeRate?: number;
@@ -132,7 +140,8 @@ export async function deployLyraFixture(
   // with room over the node's estimate: a keeper's or a price set's concurrent write can make a set-up
   // call dearer by the time it is mined (the GMX fixture's rare setPrice revert, out of gas)
   const send = (to: Address, data: `0x${string}`) => sendFixtureTransaction(deployer, to, data);
-  const quote = await deployContract(deployer, get('TestToken'), ['USD Coin', 'USDC', 18]);
+  const quoteDecimals = opts.quoteDecimals ?? 18;
+  const quote = await deployContract(deployer, get('TestToken'), ['USD Coin', 'USDC', quoteDecimals]);
   const block = await deployer.publicClient.getBlock();
   const nowMs = Number(block.timestamp) * 1000;
   const state: {
@@ -178,7 +187,11 @@ export async function deployLyraFixture(
     );
     await send(
       quote,
-      encodeFunctionData({ abi: tokenAbi, functionName: 'mint', args: [market, e18(100_000_000)] }),
+      encodeFunctionData({
+        abi: tokenAbi,
+        functionName: 'mint',
+        args: [market, tokenUnits(100_000_000, quoteDecimals)],
+      }),
     );
     state.push({
       m,
@@ -200,7 +213,7 @@ export async function deployLyraFixture(
       encodeFunctionData({
         abi: tokenAbi,
         functionName: 'mint',
-        args: [t, e18(opts.traderQuote ?? 10_000_000)],
+        args: [t, tokenUnits(opts.traderQuote ?? 10_000_000, quoteDecimals)],
       }),
     );
 
@@ -232,7 +245,7 @@ export async function deployLyraFixture(
   };
   await updateGreeks();
   return {
-    params: { quoteAsset: quote, quoteAllowanceSlot: 1, markets: state.map((s) => s.addrs) },
+    params: { quoteAsset: quote, quoteDecimals, quoteAllowanceSlot: 1, markets: state.map((s) => s.addrs) },
     updateGreeks,
     settleBoard: async (underlying) => {
       const s = state.find((x) => x.m.underlying === underlying);

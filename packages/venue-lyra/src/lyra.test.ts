@@ -167,6 +167,137 @@ describe('lyra adapter specifics', () => {
     expect(await venue().fetchSettlementPrices([put3000])).toEqual([]);
   });
 
+  it('after a restart, reports the settlement price of a board settled and paid out while it was down (found from its own orders)', async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-lyra-')), 'orders.json');
+    const v1 = venue({ store: new JsonFileOrderStore(file) });
+    const o = await v1.placeOrder({
+      clientOrderId: 'restart-long',
+      instrument: call3500,
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '1',
+    });
+    expect(o.status).toBe('filled');
+    const positionId = BigInt(
+      (await new JsonFileOrderStore<LyraOrderRecord>(file).get('restart-long'))?.positionId ?? '0',
+    );
+    expect(positionId).toBeGreaterThan(0n);
+    // The adapter is down: the board expires, is settled and the position paid out (its token burned).
+    const expiryMs = instrumentMeta(call3500).expiryMs ?? 0;
+    await rpc(deployer.publicClient, 'evm_setNextBlockTimestamp', [expiryMs / 1000 + 60]);
+    await rpc(deployer.publicClient, 'evm_mine', []);
+    await fx.setSpot('ETH', 3612.5);
+    await fx.settleBoard('ETH');
+    await fx.settleOptions('ETH', [positionId]);
+    // Restarted over the same order file: the board is off the live list and the account holds nothing on it.
+    const v2 = venue({ store: new JsonFileOrderStore(file) });
+    expect(await v2.fetchPositions()).toEqual([]);
+    const got = await v2.fetchSettlementPrices([call3500, put3000]);
+    expect(got.sort((a, b) => a.instrument.localeCompare(b.instrument))).toEqual(
+      [
+        { instrument: call3500, priceUsd: '3612.5', fixedAtMs: expiryMs },
+        { instrument: put3000, priceUsd: '3612.5', fixedAtMs: expiryMs },
+      ].sort((a, b) => a.instrument.localeCompare(b.instrument)),
+    );
+  });
+
+  it('the same client order id placed twice at once trades once', async () => {
+    const v = venue();
+    const req = {
+      clientOrderId: 'dup-at-once',
+      instrument: call3500,
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '1',
+    } as const;
+    const [a, b] = await Promise.allSettled([v.placeOrder(req), v.placeOrder({ ...req })]);
+    expect(a.status === 'fulfilled' ? a.value.status : a.reason).toBe('filled');
+    expect(b.status === 'fulfilled' ? b.value.venueOrderId : b.reason).toBe(
+      a.status === 'fulfilled' ? a.value.venueOrderId : undefined,
+    );
+    expect((await v.fetchPositions()).map((p) => [p.instrument, p.sizeBase])).toEqual([[call3500, 1]]);
+    expect(await v.fetchFills({ clientOrderId: 'dup-at-once' })).toHaveLength(1);
+  });
+
+  it('a limit price that is not positive is an InvalidOrderError naming it, nothing sent', async () => {
+    const v = venue();
+    const cases = [
+      ['neg-buy', 'buy', '-1'],
+      ['neg-buy-far', 'buy', '-1000'],
+      ['zero-sell', 'sell', '0'],
+    ] as const;
+    for (const [clientOrderId, side, limitPriceUsd] of cases) {
+      const err = await v
+        .placeOrder({
+          clientOrderId,
+          instrument: call3500,
+          side,
+          orderType: 'limit',
+          sizeBase: '1',
+          limitPriceUsd,
+        })
+        .catch((e: unknown) => e);
+      expect(err, `${side} at ${limitPriceUsd}`).toBeInstanceOf(InvalidOrderError);
+      expect((err as InvalidOrderError).message).toContain(`limitPriceUsd ${limitPriceUsd}`);
+      expect((err as InvalidOrderError).clientOrderId).toBe(clientOrderId);
+      expect(await v.getOrderByClientId(clientOrderId)).toBeNull();
+    }
+    expect(await v.fetchPositions()).toEqual([]);
+  });
+
+  it('a 6-decimal quote token (Newport USDC): the spend cap and the approval are in token units, rounded up as Lyra pulls them', async () => {
+    const fx6 = await deployLyraFixture(deployer, {
+      markets: [{ underlying: 'ETH', spotUsd: 3500, baseIv: 0.7, expiryDays: 30, strikes: [3500] }],
+      traders: [trader.account.address],
+      traderQuote: 10_000,
+      quoteDecimals: 6,
+    });
+    const store = new MemoryOrderStore<LyraOrderRecord>();
+    // 1000 USDC a day; exact approvals (what the order may pull, no more)
+    const v = new LyraVenue(
+      'lyra-usdc6',
+      { ...fx6.params, approval: 'exact', spendCapPerDay: '1000', receiptTimeoutSeconds: 5 },
+      { ctx: trader, store },
+    );
+    const call = (await v.loadMarkets()).map((m) => m.instrument.id).find((i) => i.endsWith(':3500:C')) ?? '';
+    const usdcUnits = () =>
+      trader.publicClient.readContract({
+        address: fx6.params.quoteAsset,
+        abi: erc20Abi,
+        functionName: 'balanceOf',
+        args: [trader.account.address],
+      });
+    const before = await usdcUnits();
+    const o = await v.placeOrder({
+      clientOrderId: 'usdc6-buy',
+      instrument: call,
+      side: 'buy',
+      orderType: 'limit',
+      sizeBase: '1',
+      limitPriceUsd: '400',
+    });
+    expect(o.status).toBe('filled');
+    const [fill] = await v.fetchFills({ clientOrderId: 'usdc6-buy' });
+    const paid = before - (await usdcUnits());
+    // what left the wallet is premium + fee, in 6-decimal units
+    expect(Number(paid) / 1e6).toBeCloseTo(Number(fill?.priceUsd) + (fill?.feeUsd ?? Number.NaN), 5);
+    // the bound reserved and approved: 400 + the fee (~1.75), in 6-decimal units, not 18
+    const spend = BigInt((await store.get('usdc6-buy'))?.spend?.amountBase ?? '0');
+    expect(spend).toBeGreaterThan(400n * 10n ** 6n);
+    expect(spend).toBeLessThan(402n * 10n ** 6n);
+    const left = await trader.publicClient.readContract({
+      address: fx6.params.quoteAsset,
+      abi: erc20Abi,
+      functionName: 'allowance',
+      args: [trader.account.address, fx6.params.markets[0]?.optionMarket as Hex],
+    });
+    expect(left + paid).toBe(spend);
+    expect((await v.fetchBalances()).find((b) => b.asset === 'USDC')?.amount).toBeCloseTo(
+      Number(before - paid) / 1e6,
+      6,
+    );
+  });
+
   it('keeps ACTIVE positions on an expired board (instrument, size, collateral) until settleOptions pays them', async () => {
     const store = new MemoryOrderStore<LyraOrderRecord>();
     const v = venue({ store });
