@@ -286,6 +286,18 @@ contract OptionToken is IOptionToken {
         emit PositionUpdated(id, account, t, p, block.timestamp);
     }
 
+    /// Test set-up only (not in v1-core): the deployer writes a position for `account` as another front end
+    /// would have opened it (a base-collateralised short call, which the lite OptionMarket does not open).
+    function liteWritePosition(address account, OptionPosition memory p) external returns (uint256 id) {
+        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        id = nextId++;
+        p.positionId = id;
+        ownerOf[id] = account;
+        ownerPositionIds[account].push(id);
+        positions[id] = p;
+        emit PositionUpdated(id, account, PositionUpdatedType.OPENED, p, block.timestamp);
+    }
+
     function getOptionPosition(uint256 positionId) external view returns (OptionPosition memory) {
         return positions[positionId];
     }

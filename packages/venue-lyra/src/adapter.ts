@@ -965,6 +965,17 @@ export class LyraVenue implements VenueAdapter {
   async fetchPositions(): Promise<Position[]> {
     const held = await this.heldPositions();
     const now = this.clock.nowMs();
+    // A base-collateralised short call (SHORT_CALL_BASE, opened elsewhere on the account: this adapter
+    // opens none) holds its collateral in the underlying: valued at the market's reference spot, once per
+    // market (it was added as if it were quote, 1 ETH as $1).
+    const spots = new Map<LyraMarket, Promise<bigint>>();
+    const spotOf = (m: LyraMarket) => {
+      const known = spots.get(m);
+      if (known) return known;
+      const sp = this.spotE18(m);
+      spots.set(m, sp);
+      return sp;
+    };
     // per instrument: net size and shorts' collateral (quote units, 18 decimals, held by Lyra, not the wallet)
     const byInstrument = new Map<string, { net: bigint; margin: bigint }>();
     for (const h of held) {
@@ -972,7 +983,10 @@ export class LyraVenue implements VenueAdapter {
       if (isLongType(h.optionType)) agg.net += h.amount;
       else {
         agg.net -= h.amount;
-        agg.margin += h.collateral;
+        agg.margin +=
+          h.optionType === OPTION_TYPE.SHORT_CALL_BASE
+            ? (h.collateral * (await spotOf(h.market))) / 10n ** 18n
+            : h.collateral;
       }
       byInstrument.set(h.instrument, agg);
     }

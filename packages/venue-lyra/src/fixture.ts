@@ -22,6 +22,9 @@ export const lyraLiteFixtureAbi = parseAbi([
   'struct StrikeGreeks { int256 callDelta; int256 putDelta; uint256 stdVega; uint256 callPrice; uint256 putPrice; }',
   // OptionToken and OptionGreekCache: wire to their OptionMarket once.
   'function init(address market)',
+  // OptionToken: the deployer writes a position for an account as another front end would have opened it.
+  'struct OptionPosition { uint256 positionId; uint256 strikeId; uint8 optionType; uint256 amount; uint256 collateral; uint8 state; }',
+  'function liteWritePosition(address account, OptionPosition p) returns (uint256 id)',
   // ExchangeAdapter: the owner sets spot (18 decimals).
   'function setSpotPrice(address optionMarket, uint256 price)',
   // OptionGreekCache: the owner pushes prices and Greeks (stdVega in Lyra's standardised convention).

@@ -340,6 +340,33 @@ describe('lyra adapter specifics', () => {
     expect((await usdc()) - before).toBeCloseTo(3612.5 - 3500 + 2 * 3000 * 1.2, 6);
   });
 
+  it('values the underlying a base-collateralised short call holds at spot (opened elsewhere on the account)', async () => {
+    await freshChain();
+    const m = fx.params.markets[0]!;
+    // strike 2 is the 3500 of the board; 1 short call, 2 ETH of collateral in the underlying
+    await deployer.walletClient.writeContract({
+      address: m.optionPositions,
+      abi: lyraLiteFixtureAbi,
+      functionName: 'liteWritePosition',
+      args: [
+        trader.account.address,
+        {
+          positionId: 0n,
+          strikeId: 2n,
+          optionType: 2,
+          amount: 10n ** 18n,
+          collateral: 2n * 10n ** 18n,
+          state: 1,
+        },
+      ],
+    });
+    const [p] = await venue().fetchPositions();
+    expect(p?.instrument).toBe(call3500);
+    expect(p?.sizeBase).toBe(-1);
+    // 2 ETH at the reference spot of 3500: $7,000 (it was counted as $2)
+    expect(p?.marginUsd).toBe(7000);
+  });
+
   it('maps boards and strikes to canonical option ids at 08:00 UTC expiries', async () => {
     const ms = await venue().loadMarkets();
     expect(ms).toHaveLength(6);
