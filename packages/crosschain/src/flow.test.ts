@@ -439,4 +439,70 @@ describe.each(backends)('transfer-then-hedge BullMQ flow (%s)', (_label, open) =
     expect((await tracker.get('xfer_pending_1'))?.state).toBe('delivered');
     expect([usdc.get('gmx-arb'), usdc.get('drift-sol')]).toEqual([1000 - 100.5, 100]);
   });
+
+  it('a transfer whose debit a crashed process began is not debited again by the worker: it fails its hedge as unknown', async () => {
+    const clock = new ManualClock(0);
+    // the crashed process debited 100 + 0.5 fee, then died before it cleared `debitPending`
+    const usdc = new Map<string, number>([
+      ['gmx-arb', 1000 - 100.5],
+      ['drift-sol', 0],
+    ]);
+    let debits = 0;
+    const venue = (id: string, chain: 'evm:42161' | 'solana:mainnet-beta'): BridgeEndpoint => ({
+      id,
+      chain,
+      debitBalance: async (_a, amt) => {
+        debits += 1;
+        usdc.set(id, (usdc.get(id) ?? 0) - Number(amt));
+      },
+      creditBalance: async (_a, amt) => usdc.set(id, (usdc.get(id) ?? 0) + Number(amt)),
+    });
+    const store = memoryTransferStore();
+    const tracker = new TransferTracker({ store, clock });
+    await tracker.create({
+      transferId: 'xfer_begun_1',
+      kind: 'oft-send',
+      srcChain: 'evm:42161',
+      dstChain: 'solana:mainnet-beta',
+      srcEid: 30110,
+      dstEid: 30168,
+      asset: 'USDC',
+      amount: '100',
+      fromVenue: 'gmx-arb',
+      toVenue: 'drift-sol',
+      feeUsd: 0.5,
+      expectedLatencyMs: 60_000,
+      timeoutMs: 180_000,
+    });
+    await tracker.transition('xfer_begun_1', 'sent', {
+      guid: `0x${'cd'.repeat(32)}`,
+      nonce: '1',
+      debitPending: true,
+    });
+    await tracker.update('xfer_begun_1', { debitBegunAtMs: 0 });
+    const bridge = new PaperBridge({
+      clock,
+      venues: [venue('gmx-arb', 'evm:42161'), venue('drift-sol', 'solana:mainnet-beta')],
+      costModel: layerZeroCostModel(),
+      tracker: new TransferTracker({ store, clock }),
+    });
+    const { failures, hedgeRuns, node } = await failingTransferFlow(bridge, {
+      suffix: 'b',
+      transferId: 'xfer_begun_1',
+      amount: '100',
+      hedgeJobId: 'int_begun_1',
+    });
+    for (let i = 0; i < 200 && (await node.job.getState()) !== 'failed'; i++)
+      await new Promise((r) => setTimeout(r, 25));
+    expect(failures).toEqual([{ parentJobId: 'int_begun_1', state: 'failed' }]);
+    expect(await tracker.get('xfer_begun_1')).toMatchObject({
+      state: 'failed',
+      error: expect.stringMatching(/debit of 100\.5 USDC on gmx-arb unknown/),
+    });
+    clock.advance(600_000);
+    await bridge.poll();
+    expect(hedgeRuns()).toBe(0);
+    expect(await node.job.getState()).toBe('failed');
+    expect([debits, usdc.get('gmx-arb'), usdc.get('drift-sol')]).toEqual([0, 1000 - 100.5, 0]);
+  });
 });

@@ -110,7 +110,8 @@ export function startTransferWorker(o: TransferWorkerOptions): Worker {
         // one never sent (left `planned`, or timed out so) goes to send, which sends it or refuses it; so
         // does one written `sent` whose debit was never made (`debitPending`: a crash, or a write saved
         // but reported failed): the bridge debits it only on a send and never delivers it before, so
-        // only waiting on it failed it at its deadline with its hedge, nothing moved
+        // only waiting on it failed it at its deadline with its hedge, nothing moved. One whose debit an
+        // earlier process began (`debitBegunAtMs`) is failed there as unknown, never debited again
         const unsent =
           !known ||
           known.state === 'planned' ||

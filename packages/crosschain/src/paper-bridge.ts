@@ -96,6 +96,11 @@ export class PaperBridge implements TransferExecutor {
    * the marker's removal failed: their credit is still to make.
    */
   readonly #uncredited = new Set<string>();
+  /**
+   * Transfers whose debit is due in this process: from before their debit mark (`debitBegunAtMs`) is
+   * written until the debit is made or refused. A mark written but reported failed is still debited here.
+   */
+  readonly #debitDue = new Set<string>();
   /** Transfers this process debited whose `debitPending` mark is not cleared yet: never debited again. */
   readonly #debitedHere = new Set<string>();
   /** Transfers this process credited whose `delivered` record is not written yet. */
@@ -104,6 +109,22 @@ export class PaperBridge implements TransferExecutor {
   #queue: Promise<unknown> = Promise.resolve();
 
   constructor(o: PaperBridgeOptions) {
+    // A NaN here failed late or not at all: sharedDecimals 6.5 threw decimal.js's "Invalid argument" at
+    // each send, a NaN verifyFraction skipped `verified` silently, a NaN timeoutMultiple gave NaN deadlines.
+    const bad = (name: string, value: unknown, want: string) =>
+      new BridgeError('BRIDGE_BAD_OPTION', `paper bridge option ${name} ${String(value)} must be ${want}`, {
+        details: { option: name, value: String(value) },
+      });
+    const { sharedDecimals, verifyFraction, timeoutMultiple } = o;
+    if (
+      sharedDecimals !== undefined &&
+      !(Number.isInteger(sharedDecimals) && sharedDecimals >= 0 && sharedDecimals <= 18)
+    )
+      throw bad('sharedDecimals', sharedDecimals, 'a whole number from 0 to 18');
+    if (verifyFraction !== undefined && !(verifyFraction >= 0 && verifyFraction <= 1))
+      throw bad('verifyFraction', verifyFraction, 'a fraction from 0 to 1');
+    if (timeoutMultiple !== undefined && !(Number.isFinite(timeoutMultiple) && timeoutMultiple > 0))
+      throw bad('timeoutMultiple', timeoutMultiple, 'a finite number above 0');
     this.#o = o;
     this.#venues = new Map(o.venues.map((v) => [v.id, v]));
   }
@@ -199,7 +220,8 @@ export class PaperBridge implements TransferExecutor {
     // A debit whose `failed` record could not be written (see below): that write again, never a send.
     if (known && this.#undebited.has(known.transferId)) return this.#failUndebited(known.transferId);
     // `sent` written but its debit never made (a crash, or a store that saved it and still threw): the
-    // debit now, once; `debitPending` is what says so (see TransferRecord).
+    // debit now, once; `debitPending` is what says so (see TransferRecord). One whose debit an earlier
+    // process began (`debitBegunAtMs`) fails as unknown there instead: it may have been made.
     if (known?.debitPending && known.state !== 'failed' && known.state !== 'delivered')
       return this.#debit(known, from);
     if (known && known.state !== 'planned') return known;
@@ -231,8 +253,8 @@ export class PaperBridge implements TransferExecutor {
     // `sent` (nonce, GUID, `debitPending`) is written BEFORE the debit: a record still `planned` has
     // debited nothing, so a retry after a failed write (or a crash) sends it once more and debits once.
     // Debiting first left the record `planned` when the `sent` write failed, and the retry debited again
-    // (1000 − 2 × 100). A `sent` record still marked `debitPending` is debited by the next send (and
-    // never credited before); a debit the venue refuses moves the record on to `failed`.
+    // (1000 − 2 × 100). A `sent` record still marked `debitPending` (its debit not begun) is debited by
+    // the next send (and never credited before); a debit the venue refuses moves the record on to `failed`.
     const sender = pseudoAddress(from.id);
     const receiver = pseudoAddress(to.id);
     const nonce = await this.#nextNonce(srcEid, from.id, dstEid, to.id);
@@ -250,6 +272,13 @@ export class PaperBridge implements TransferExecutor {
    * Debits the source of a `sent` transfer still marked `debitPending` (amount plus the fee its record
    * states, when the fee is taken in the asset), then clears the mark. This process remembers the debit
    * until the mark is cleared, so a failed clearing never debits twice here.
+   *
+   * The debit is marked in the record (`debitBegunAtMs`) BEFORE it is made, like the credit: without
+   * that mark a restart found `debitPending` after a crash between the debit and the clearing of
+   * `debitPending` (or a clearing whose write failed) and debited the source a second time (1000 − 2 ×
+   * 100.x, one credit). A mark this process did not write (a restart) leaves the debit unknown: the
+   * transfer fails, loudly, for the source to be reconciled by hand, never debited again nor credited. A
+   * record `sent` without the mark (a crash before it) was never debited and is debited now, once.
    */
   async #debit(rec: TransferRecord, from: BridgeEndpoint): Promise<TransferRecord> {
     if (!this.#debitedHere.has(rec.transferId)) {
@@ -259,9 +288,17 @@ export class PaperBridge implements TransferExecutor {
           ? new Dec(toDecimalString(rec.feeUsd, 12))
           : new Dec(0);
       const total = amount.add(fee);
+      if (rec.debitBegunAtMs !== undefined && !this.#debitDue.has(rec.transferId))
+        return this.#o.tracker.transition(rec.transferId, 'failed', {
+          error: debitUnknown(rec, from.id, total.toFixed()),
+        });
+      this.#debitDue.add(rec.transferId);
+      if (rec.debitBegunAtMs === undefined)
+        await this.#o.tracker.update(rec.transferId, { debitBegunAtMs: this.#o.clock.nowMs() });
       try {
         await from.debitBalance(rec.asset, total.toFixed());
       } catch (cause) {
+        this.#debitDue.delete(rec.transferId);
         const error = redact(`debit on ${from.id} failed: ${String(cause)}`);
         this.#undebited.set(rec.transferId, error);
         await this.#failUndebited(rec.transferId);
@@ -274,9 +311,10 @@ export class PaperBridge implements TransferExecutor {
           },
         );
       }
+      this.#debitDue.delete(rec.transferId);
       this.#debitedHere.add(rec.transferId);
     }
-    const done = await this.#o.tracker.update(rec.transferId, { debitPending: null });
+    const done = await this.#o.tracker.update(rec.transferId, { debitPending: null, debitBegunAtMs: null });
     this.#debitedHere.delete(rec.transferId);
     return done;
   }
@@ -349,15 +387,24 @@ export class PaperBridge implements TransferExecutor {
         continue;
       }
       // written `sent` but not debited (yet): nothing left the source, so nothing arrives. Its send is
-      // retried (which debits it); one never retried fails at its deadline, nothing moved.
+      // retried (which debits it); one never retried fails at its deadline, nothing moved. One whose debit
+      // was begun by an earlier process (a crash after its mark) may have been debited: it fails unknown.
       if (r.debitPending && !this.#debitedHere.has(r.transferId)) {
-        if (now > r.deadlineMs)
+        if (now > r.deadlineMs) {
+          const unknown = r.debitBegunAtMs !== undefined && !this.#debitDue.has(r.transferId);
           await this.#o.tracker.transition(r.transferId, 'failed', {
-            error: 'sent but never debited (a crash or a failed write before the debit): nothing moved',
+            error: unknown
+              ? debitUnknown(r, r.fromVenue ?? 'its source', undefined)
+              : 'sent but never debited (a crash or a failed write before the debit): nothing moved',
           });
+          this.#debitDue.delete(r.transferId);
+        }
         continue;
       }
-      if (r.debitPending) await this.#o.tracker.update(r.transferId, { debitPending: null });
+      if (r.debitPending) {
+        await this.#o.tracker.update(r.transferId, { debitPending: null, debitBegunAtMs: null });
+        this.#debitedHere.delete(r.transferId);
+      }
       const to = r.kind === 'oft-send' && r.toVenue !== undefined ? this.#venues.get(r.toVenue) : undefined;
       if (!to) continue;
       const sentAt = r.history.find((h) => h.state === 'sent')?.atMs ?? r.createdAtMs;
@@ -428,6 +475,12 @@ export function createPaperBridgeForVenues(
   const { store, costModel, ...rest } = options;
   const tracker = new TransferTracker({ store: store ?? memoryTransferStore(), clock });
   return new PaperBridge({ ...rest, clock, venues, costModel: costModel ?? layerZeroCostModel(), tracker });
+}
+
+/** The error of a transfer whose debit a crash (or a lost write) left unknown. */
+function debitUnknown(rec: TransferRecord, fromVenue: string, total: string | undefined): string {
+  const what = total === undefined ? `${rec.amount} ${rec.asset} (and its fee)` : `${total} ${rec.asset}`;
+  return `debit of ${what} on ${fromVenue} unknown: its mark was written before a crash or a failed write, and the debit is never made twice; nothing was credited; reconcile ${fromVenue} by hand`;
 }
 
 /** A stable 20-byte pseudo address for a paper venue, so paper GUIDs are computed like real ones. */

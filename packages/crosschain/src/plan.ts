@@ -7,6 +7,7 @@ import {
   deterministicId,
   type HedgeIntent,
   isUsdLike,
+  toDecimalString,
   XhedgeError,
 } from '@xhedge/core';
 import { decodeAbiParameters, encodeAbiParameters, type Hex, parseAbiParameters } from 'viem';
@@ -30,7 +31,10 @@ export interface TransferPlan {
   srcChain: ChainId;
   dstChain: ChainId;
   asset: string;
-  /** Exact amount to move (shortfall plus buffer, rounded up to cents). */
+  /**
+   * Exact amount to move: shortfall plus buffer, rounded up to cents for a USD-like asset and to the
+   * OFT's shared decimals for any other (what the bridge moves without dust).
+   */
   amount: string;
   feeUsd: number;
   latencyMs: number;
@@ -54,6 +58,11 @@ export interface PlanTransferOptions {
    * reserve). @defaultValue true (PaperBridge's default)
    */
   chargeFeeInAsset?: boolean;
+  /**
+   * The OFT's shared decimals (PaperBridge's `sharedDecimals`): a non-USD amount is rounded up to them,
+   * so the bridge removes no dust from it. @defaultValue 6
+   */
+  sharedDecimals?: number;
 }
 
 /**
@@ -79,7 +88,17 @@ export function planCollateralTransfer(o: PlanTransferOptions): TransferPlan | n
     .reduce((s, b) => s + assertFinite('free collateral', free(b), { venue: b.venue, asset: b.asset }), 0);
   const shortfall = need.requiredAmount - have;
   if (!(shortfall > 0)) return null;
-  const amount = new Dec(shortfall).mul(1 + buffer).toDecimalPlaces(2, Dec.ROUND_UP);
+  // Cents are the step of a USD-like asset only: a coin rounded up to 0.01 moved 0.01 WBTC (~1000 USD)
+  // for a 0.00055 shortfall, and refused a source holding 0.004 as short of it.
+  const sharedDecimals = o.sharedDecimals ?? 6;
+  if (!Number.isInteger(sharedDecimals) || sharedDecimals < 0 || sharedDecimals > 18)
+    throw new RangeError(`shared decimals ${sharedDecimals} must be a whole number from 0 to 18`);
+  const step = isUsdLike(need.asset) ? Math.min(2, sharedDecimals) : sharedDecimals;
+  // the float difference's noise (1.3 − 1 = 0.30000000000000004) is dropped before rounding up, or it
+  // added a whole step (0.330001 WETH for 0.33)
+  const amount = new Dec(toDecimalString(shortfall, 12))
+    .mul(new Dec(1).add(toDecimalString(buffer, 12)))
+    .toDecimalPlaces(step, Dec.ROUND_UP);
   const feeInAsset = (o.chargeFeeInAsset ?? true) && isUsdLike(need.asset);
   const candidates = o.balances
     // a source whose balance is unreadable (NaN) is no source; the comparisons below are false for it

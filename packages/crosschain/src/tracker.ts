@@ -41,11 +41,18 @@ export const TransferRecord = z.object({
   creditBegunAtMs: z.number().int().nonnegative().optional(),
   /**
    * Paper bridge: written with `sent`, before the source is debited, and removed once the debit is made.
-   * A record still carrying it was never debited (the debit's write-ahead went through but the debit did
-   * not run: a crash, or a store that saved the record and still reported an error), so it is debited on
-   * the next send of that transfer and never credited before. Records without it were debited.
+   * A record carrying it is never credited. Without `debitBegunAtMs` its debit was never begun (a crash,
+   * or a store that saved `sent` and still reported an error), so the next send of that transfer debits
+   * it; with it, see there. Records without it were debited.
    */
   debitPending: z.literal(true).optional(),
+  /**
+   * Paper bridge: when it began debiting the source (run-clock ms). Written after `sent` and before the
+   * debit, removed with `debitPending` once the debit is made. `debitPending` without it: the debit was
+   * never begun, a later send makes it. With it, in a process that did not write it (a restart): the
+   * debit may or may not have been made, and is never made again.
+   */
+  debitBegunAtMs: z.number().int().nonnegative().optional(),
 });
 export type TransferRecord = z.infer<typeof TransferRecord>;
 
@@ -207,7 +214,7 @@ export class TransferTracker {
    */
   async update(
     transferId: string,
-    patch: { creditBegunAtMs?: number | null; debitPending?: true | null },
+    patch: { creditBegunAtMs?: number | null; debitPending?: true | null; debitBegunAtMs?: number | null },
   ): Promise<TransferRecord> {
     const rec = await this.get(transferId);
     if (!rec) throw new TransferNotFoundError(transferId);
