@@ -313,6 +313,101 @@ describe('config validation', () => {
     expect(parseConfig(stringify(c)).database?.url).toMatch(/sslmode/);
   });
 
+  const secretsInParams: [name: string, params: Record<string, Loose>, paths: string[]][] = [
+    [
+      'a list of private keys',
+      { privateKeys: ['0xa1b2c3', '0xd4e5f6'] },
+      ['privateKeys[0]', 'privateKeys[1]'],
+    ],
+    ['an object around an API secret', { apiSecret: { value: 'sk-live-123' } }, ['apiSecret.value']],
+    [
+      'a list under an API key in a list of accounts',
+      { accounts: [{ apiKey: ['k-1'] }] },
+      ['accounts[0].apiKey[0]'],
+    ],
+    ['numbers in a list under a mnemonic', { mnemonic: { words: [12345] } }, ['mnemonic.words[0]']],
+    [
+      'signers nested under a private-key container',
+      { privateKeys: { signers: [{ address: '0xabc', key: '0xdef' }] } },
+      ['privateKeys.signers[0].address', 'privateKeys.signers[0].key'],
+    ],
+    ['an auth token as a list', { authTokens: ['t-1'] }, ['authTokens[0]']],
+    ['a session token in an object', { sessionToken: { v: 't-2' } }, ['sessionToken.v']],
+    [
+      'a secret under a Url key inside a container',
+      { apiSecret: { pricesUrl: 'https://x.io/p' } },
+      ['apiSecret.pricesUrl'],
+    ],
+    ['a Url key that holds no URL', { authTokenUrl: 'sk-live-123' }, ['authTokenUrl']],
+    [
+      'a params URL with a password inline',
+      { tokensUrl: 'https://user:hunter2@api.example.org/tokens' },
+      ['tokensUrl'],
+    ],
+    [
+      'a params URL with a secret query parameter',
+      { pricesUrl: 'https://api.example.org/prices/tickers?password=hunter2' },
+      ['pricesUrl'],
+    ],
+    [
+      'one URL of a list with an API key in its query',
+      { pricesUrls: ['https://a.example.org/p', 'https://b.example.org/p?apikey=hunter2'] },
+      ['pricesUrls[1]'],
+    ],
+  ];
+  it.each(secretsInParams)('refuses %s in params, by path and never by value', (_n, params, paths) => {
+    const c = base();
+    c.venues[0].params = params;
+    const text = stringify(c);
+    let err: unknown;
+    try {
+      parseConfig(text, 'venues.yaml');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const ce = err as ConfigError;
+    expect(ce.file).toBe('venues.yaml');
+    expect(ce.message).toContain('venues.yaml');
+    const found = ce.problems.filter((p) => p.path.startsWith('venues[0].params')).map((p) => p.path);
+    expect(found).toEqual(paths.map((p) => `venues[0].params.${p}`));
+    for (const p of ce.problems.filter((q) => q.path.startsWith('venues[0].params')))
+      expect(p.line).toBeGreaterThan(1);
+    const all = `${ce.message} ${ce.metaMessages?.join(' ')} ${JSON.stringify(ce.details)}`;
+    for (const secret of [
+      '0xa1b2c3',
+      '0xd4e5f6',
+      'sk-live-123',
+      'k-1',
+      '12345',
+      '0xdef',
+      't-1',
+      't-2',
+      'hunter2',
+    ])
+      expect(all).not.toContain(secret);
+  });
+
+  const allowedParams: [name: string, params: Record<string, Loose>][] = [
+    [
+      "GMX's index tokens",
+      {
+        indexTokens: [{ address: '0x47904963fc8b2340414262125aF798B9655E58Cd', symbol: 'BTC', decimals: 8 }],
+      },
+    ],
+    ["GMX's token list URL", { tokensUrl: 'https://arbitrum-api.gmxinfra.io/tokens' }],
+    ["GMX's prices URL", { pricesUrl: 'https://arbitrum-api.gmxinfra.io/prices/tickers?chain=arbitrum' }],
+    ['a list of URLs', { apiKeyUrls: ['https://a.example.org/keys', 'https://b.example.org/keys'] }],
+    ['secret references in a container', { privateKeys: [{ env: 'KEY_A' }, { keyFile: '/run/keys/b' }] }],
+    ['a secret reference under a secret name', { apiSecret: { env: 'API_SECRET' } }],
+    ['token settings that are not secrets', { tokens: { quote: { address: '0xabc', decimals: 6 } } }],
+  ];
+  it.each(allowedParams)('accepts %s in params', (_n, params) => {
+    const c = base();
+    c.venues[0].params = params;
+    expect(parseConfig(stringify(c), 'venues.yaml').venues[0]!.params).toEqual(params);
+  });
+
   it('rejects a file that is not a mapping', () => {
     expect(problems('- 1\n- 2\n')[0]!.message).toMatch(/mapping/);
   });

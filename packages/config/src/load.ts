@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { formatPath, XhedgeError } from '@xhedge/core';
 import { type Document, isNode, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { VENUE_KINDS, XhedgeConfig } from './schema.ts';
+import { SecretRef, urlCredentialProblems, VENUE_KINDS, XhedgeConfig } from './schema.ts';
 
 export interface ConfigProblem {
   /** Dotted path in the file: `venues[1].chain`; empty for the whole file. */
@@ -33,20 +33,97 @@ export function formatProblem(p: ConfigProblem): string {
   return `${p.path || '<root>'}${where}: ${p.message}${p.hint ? `\n    hint: ${p.hint}` : ''}`;
 }
 
+/** A key whose value, given inline as a string or number, is taken for a secret. */
 const SECRET_KEY_RE = /(private.?key|secret|mnemonic|seed.?phrase|password|passphrase|api.?key|token)/i;
+/**
+ * A key whose value is a secret whatever its shape: every string or number in a list or object under it
+ * (`privateKeys: ['0x…']`, `apiSecret: {value: …}`) is one. A bare `token` is not one: in adapter
+ * settings it names ERC-20 tokens (GMX's `indexTokens: [{address, symbol, decimals}]`), whose entries are
+ * checked key by key. The same rule as the API's for venues it is given.
+ */
+const SECRET_CONTAINER_RE =
+  /(private.?key|secret|mnemonic|seed.?phrase|password|passphrase|api.?key|(auth|access|api|bearer|refresh|session).?token)/i;
+/** A key naming a URL (`pricesUrl`, `tokensUrl`, `rpcUrls`): when it holds URLs they are checked as URLs. */
+const URL_KEY_RE = /urls?$/i;
 
-/** Finds secret-looking keys holding inline values anywhere under `params`. */
-function findInlineSecrets(value: unknown, path: (string | number)[], out: (string | number)[][]): void {
-  if (Array.isArray(value)) {
-    value.forEach((v, i) => {
-      findInlineSecrets(v, [...path, i], out);
-    });
-  } else if (value !== null && typeof value === 'object') {
-    for (const [k, v] of Object.entries(value)) {
-      if (SECRET_KEY_RE.test(k) && (typeof v === 'string' || typeof v === 'number')) out.push([...path, k]);
-      else findInlineSecrets(v, [...path, k], out);
-    }
+function isUrl(value: unknown): value is string {
+  if (typeof value !== 'string' || !/^[a-z][a-z0-9+.-]*:\/\/\S+$/i.test(value)) return false;
+  try {
+    new URL(value);
+    return true;
+  } catch {
+    return false;
   }
+}
+
+type ParamsFinding = { path: (string | number)[]; message: string; hint: string };
+
+const INLINE_SECRET: Omit<ParamsFinding, 'path'> = {
+  message: 'inline secret not allowed (the value is not shown)',
+  hint: 'move it to credentials as {env: VAR_NAME} or {keyFile: path}',
+};
+
+/**
+ * Inline secrets and credentials in URLs anywhere under a venue's `params`, each by its path, never its
+ * value: a string or number under a secret-looking key, or anywhere inside a list or object under a
+ * secret container name (`privateKeys[0]`, `apiSecret.value`, `accounts[0].apiKey[0]`); a reference
+ * (`{env: VAR_NAME}`, `{keyFile: path}`) is not one. A URL (or list of them) under a key ending in
+ * `Url`/`Urls` is not taken for a secret by its key's name (`tokensUrl`): it is refused only when it
+ * holds a credential (`user:pass@`, `?password=`). Walked without recursion.
+ */
+function findInlineSecrets(params: unknown, path: (string | number)[]): ParamsFinding[] {
+  const out: ParamsFinding[] = [];
+  const stack: { value: unknown; path: (string | number)[]; secret: boolean }[] = [
+    { value: params, path, secret: false },
+  ];
+  while (stack.length > 0) {
+    const { value, path: at, secret } = stack.pop() as (typeof stack)[number];
+    if (value === null || typeof value !== 'object') continue;
+    const entries: [string | number, unknown][] = Array.isArray(value)
+      ? [...value.entries()]
+      : Object.entries(value);
+    const next: typeof stack = [];
+    for (const [k, v] of entries) {
+      const p = [...at, k];
+      const scalar = typeof v === 'string' || typeof v === 'number';
+      if (!secret && typeof k === 'string' && URL_KEY_RE.test(k)) {
+        const urls: [(string | number)[], string][] | undefined = isUrl(v)
+          ? [[p, v]]
+          : Array.isArray(v) && v.length > 0 && v.every(isUrl)
+            ? v.map((u, i): [(string | number)[], string] => [[...p, i], u])
+            : undefined;
+        if (urls) {
+          for (const [up, url] of urls)
+            for (const message of urlCredentialProblems(url))
+              out.push({
+                path: up,
+                message,
+                hint: 'params hold no credentials: give the URL without it (the adapter takes keys from credentials)',
+              });
+          continue;
+        }
+      }
+      const named = (re: RegExp) => secret || (typeof k === 'string' && re.test(k));
+      if (scalar) {
+        if (!named(SECRET_KEY_RE)) continue;
+        const urlKey = !secret && typeof k === 'string' && URL_KEY_RE.test(k);
+        out.push({
+          path: p,
+          message: INLINE_SECRET.message,
+          hint: urlKey
+            ? `${INLINE_SECRET.hint}; a key ending in Url is taken for a URL only when it holds one (scheme://host/…)`
+            : INLINE_SECRET.hint,
+        });
+      } else if (v !== null && typeof v === 'object') {
+        const container = named(SECRET_CONTAINER_RE);
+        if (container && SecretRef.safeParse(v).success) continue;
+        next.push({ value: v, path: p, secret: container });
+      }
+    }
+    // pushed last to first: walked in the order of the file
+    stack.push(...next.reverse());
+  }
+  return out;
 }
 
 function lineOf(doc: Document, counter: LineCounter, path: readonly PropertyKey[]): number | undefined {
@@ -105,21 +182,21 @@ export function parseConfig(text: string, file = '<config>'): XhedgeConfig {
     ]);
   }
   const problems: ConfigProblem[] = [];
-  const secrets: (string | number)[][] = [];
   const venues = (raw as { venues?: unknown }).venues;
   if (Array.isArray(venues)) {
     venues.forEach((v, i) => {
-      if (v && typeof v === 'object')
-        findInlineSecrets((v as { params?: unknown }).params, ['venues', i, 'params'], secrets);
+      if (v === null || typeof v !== 'object') return;
+      for (const { path, message, hint } of findInlineSecrets((v as { params?: unknown }).params, [
+        'venues',
+        i,
+        'params',
+      ])) {
+        const problem: ConfigProblem = { path: formatPath(path), message, hint };
+        const line = lineOf(doc, counter, path);
+        if (line !== undefined) problem.line = line;
+        problems.push(problem);
+      }
     });
-  }
-  for (const p of secrets) {
-    problems.push({
-      path: formatPath(p),
-      message: 'inline secret not allowed (the value is not shown)',
-      line: lineOf(doc, counter, p),
-      hint: 'move it to credentials as {env: VAR_NAME} or {keyFile: path}',
-    } as ConfigProblem);
   }
   const res = XhedgeConfig.safeParse(raw);
   if (!res.success) {

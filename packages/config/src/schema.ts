@@ -472,26 +472,26 @@ function secretQueryParams(url: string): string[] {
   return names;
 }
 
+/**
+ * What in `url` is a credential written inline, one sentence each, naming where (never the value): a
+ * password in the userinfo (`user:pass@`), secret-looking query parameters (`?password=`, `?apikey=`).
+ */
+export function urlCredentialProblems(url: string): string[] {
+  const out: string[] = [];
+  if (/^[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]+@/i.test(url)) out.push('the URL holds a password inline');
+  const params = secretQueryParams(url);
+  if (params.length > 0)
+    out.push(`the URL holds a password inline (query parameter ${params.map((p) => `"${p}"`).join(', ')})`);
+  return out;
+}
+
 const ServiceUrl = z
   .object({ url: UrlOrEnv.optional() })
   .strict()
   .superRefine((v, ctx) => {
     if (typeof v.url !== 'string') return;
-    if (/^[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]+@/i.test(v.url)) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['url'],
-        message: 'the URL holds a password inline; give {env: VAR_NAME} instead',
-      });
-    }
-    const params = secretQueryParams(v.url);
-    if (params.length > 0) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['url'],
-        message: `the URL holds a password inline (query parameter ${params.map((p) => `"${p}"`).join(', ')}); give {env: VAR_NAME} instead`,
-      });
-    }
+    for (const problem of urlCredentialProblems(v.url))
+      ctx.addIssue({ code: 'custom', path: ['url'], message: `${problem}; give {env: VAR_NAME} instead` });
   });
 
 export const XhedgeConfig = z

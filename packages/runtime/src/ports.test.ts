@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { ApiError } from '@xhedge/api';
 import { parseConfig } from '@xhedge/config';
 import { type HedgeIntent, ManualClock, XhedgeError } from '@xhedge/core';
 import { BreakerBoard, connectRedis, KillSwitch, type RedisEndpoint } from '@xhedge/execution';
@@ -326,5 +327,169 @@ describe('controls port: the book mark over the breaker board', () => {
     expect((await port.targets?.())?.breakers).toContain('venue:gmx-two');
     // without what the run knows, the port names nothing and the API refuses nothing
     expect(controlsPort(new KillSwitch({ redis, prefix, ledger }), breakers, ledger).targets).toBeUndefined();
+  });
+});
+
+describe('controls port: a change in force whose ledger write then fails', () => {
+  const risk = { tokenId: 't', name: 'alice', role: 'risk' as const };
+  /** A ledger of its own (PGlite), a board and a switch on a prefix of their own, the port logging to `logged`. */
+  async function setup(name: string) {
+    const led = new Ledger(await openDatabase({}));
+    const prefix = `{xhedge}:unrec-${name}-${process.pid}`;
+    const breakers = new BreakerBoard({ redis, prefix, config: config.breakers, ledger: led });
+    const kill = new KillSwitch({ redis, prefix, ledger: led });
+    const logged: { obj: Record<string, unknown>; msg: string }[] = [];
+    const port = controlsPort(kill, breakers, led, undefined, {
+      error: (obj, msg) => void logged.push({ obj, msg }),
+    });
+    /** The ledger refuses every write to `table` from now on (a real database error). */
+    const down = (table: 'audit' | 'breaker_events' | 'kill_switch_events') =>
+      led.db.schema.alterTable(table).renameTo(`${table}_down`).execute();
+    return { led, breakers, kill, port, logged, down };
+  }
+  /** The error `p` rejects with. */
+  async function failure(p: Promise<unknown>): Promise<XhedgeError & { statusCode?: number }> {
+    try {
+      await p;
+    } catch (err) {
+      return err as XhedgeError & { statusCode?: number };
+    }
+    throw new Error('expected the change to fail');
+  }
+
+  it('a book mark set whose audit entry fails answers 500 AUDIT_UNRECORDED saying it is in force, logged for whoever records it', async () => {
+    const { led, breakers, port, logged, down } = await setup('mark');
+    await breakers.observeEquity(250_000, { actor: 'orchestrator' });
+    await down('audit');
+    const err = await failure(port.setBookMark({ equityUsd: 240_000, reason: 'new day' }, risk));
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err.code).toBe('AUDIT_UNRECORDED');
+    expect(err.statusCode).toBe(500);
+    expect(err.shortMessage).toMatch(/book marked at 240000 USD \(in force\).*do not repeat it/);
+    expect(err.details).toMatchObject({
+      applied: true,
+      recorded: false,
+      action: 'book-mark.set',
+      target: 'book',
+      result: { markUsd: 240_000, markedBy: 'operator:alice', reason: 'new day' },
+    });
+    expect((await port.bookMark()).markUsd).toBe(240_000);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]?.msg).toMatch(/record this entry by hand/);
+    expect(logged[0]?.obj.audit).toEqual({
+      actor: 'operator:alice',
+      action: 'book-mark.set',
+      subject: 'book',
+      details: { markUsd: 240_000, reason: 'new day' },
+    });
+    expect(logged[0]?.obj.err).toMatchObject({ message: expect.stringMatching(/audit/) });
+    await led.close();
+  });
+
+  it('a position break acknowledged whose audit entry fails answers AUDIT_UNRECORDED (the new baseline asked for); one refused is refused', async () => {
+    const { led, port, logged, down } = await setup('ack');
+    await led.setPositionBaseline({
+      venue: 'gmx-arb',
+      instrument: 'BTC-USD:PERP',
+      sizeBase: '2',
+      actor: 'drop-copy',
+      reason: 'quiet read',
+    });
+    await down('audit');
+    const err = await failure(
+      port.acknowledgePositionBreak(
+        { venue: 'gmx-arb', instrument: 'BTC-USD:PERP', reason: 'explained' },
+        risk,
+      ),
+    );
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err.code).toBe('AUDIT_UNRECORDED');
+    expect(err.details).toMatchObject({
+      applied: true,
+      action: 'position-break.acknowledge',
+      target: 'gmx-arb/BTC-USD:PERP',
+    });
+    // open breaks are audit entries too, unreadable here: the answer does not guess whether one is open
+    expect(err.details.result).toEqual({ venue: 'gmx-arb', instrument: 'BTC-USD:PERP' });
+    const [b] = await led.positionBaselines('gmx-arb');
+    expect(b).toMatchObject({ instrument: 'BTC-USD:PERP', actor: 'operator:alice', reason: 'explained' });
+    expect(b?.sizeBase).toBeUndefined();
+    expect(logged.map((l) => l.obj.audit)).toEqual([
+      {
+        actor: 'operator:alice',
+        action: 'position-break.acknowledge',
+        subject: 'gmx-arb/BTC-USD:PERP',
+        details: { reason: 'explained' },
+      },
+    ]);
+    // nothing to acknowledge there: refused as before, nothing logged
+    const missing = await failure(
+      port.acknowledgePositionBreak({ venue: 'gmx-arb', instrument: 'ETH-USD:PERP', reason: 'x' }, risk),
+    );
+    expect(missing.code).toBe('NOT_FOUND');
+    expect(logged).toHaveLength(1);
+    await led.close();
+  });
+
+  it('a kill switch released whose audit entry fails answers AUDIT_UNRECORDED; one whose release event fails stays engaged and fails as it did', async () => {
+    const a = await setup('release');
+    await a.kill.engage('global', { actor: 'operator:bob', reason: 'drill' });
+    await a.down('audit');
+    const err = await failure(a.port.resetKillSwitch({ scope: 'global', reason: 'drill over' }, risk));
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err.code).toBe('AUDIT_UNRECORDED');
+    expect(err.details).toMatchObject({
+      applied: true,
+      action: 'kill-switch.release',
+      target: 'global',
+      result: { scope: 'global', engaged: false },
+    });
+    expect(await a.kill.engaged()).toEqual([]);
+    await a.led.close();
+
+    const b = await setup('release-event');
+    await b.kill.engage('venue:gmx-arb', { actor: 'operator:bob', reason: 'drill' });
+    await b.down('kill_switch_events');
+    const e2 = await failure(
+      b.port.resetKillSwitch({ scope: 'venue', target: 'gmx-arb', reason: 'drill over' }, risk),
+    );
+    expect(e2).not.toBeInstanceOf(ApiError);
+    expect((await b.kill.engaged()).map((e) => e.scope)).toEqual(['venue:gmx-arb']);
+    expect(b.logged).toEqual([]);
+    await b.led.close();
+  });
+
+  it('a breaker opened or closed whose ledger event fails answers AUDIT_UNRECORDED with its state', async () => {
+    const { led, breakers, port, logged, down } = await setup('breaker');
+    await down('breaker_events');
+    const opened = await failure(port.tripBreaker('venue:gmx-arb', 'venue misbehaves', risk));
+    expect(opened).toBeInstanceOf(ApiError);
+    expect(opened.code).toBe('AUDIT_UNRECORDED');
+    expect(opened.details).toMatchObject({
+      applied: true,
+      action: 'breaker.trip',
+      target: 'venue:gmx-arb',
+      result: { name: 'venue:gmx-arb', state: 'open' },
+    });
+    expect((await breakers.status('venue:gmx-arb')).state).toBe('open');
+    const closed = await failure(port.resetBreaker('venue:gmx-arb', 'venue fine', risk));
+    expect(closed.code).toBe('AUDIT_UNRECORDED');
+    expect(closed.details).toMatchObject({ result: { name: 'venue:gmx-arb', state: 'closed' } });
+    expect((await breakers.status('venue:gmx-arb')).state).toBe('closed');
+    expect(logged.map((l) => l.obj.audit)).toEqual([
+      {
+        actor: 'alice',
+        action: 'breaker.trip',
+        subject: 'venue:gmx-arb',
+        details: { reason: 'venue misbehaves', role: 'risk' },
+      },
+      {
+        actor: 'alice',
+        action: 'breaker.reset',
+        subject: 'venue:gmx-arb',
+        details: { reason: 'venue fine', role: 'risk' },
+      },
+    ]);
+    await led.close();
   });
 });

@@ -8,6 +8,8 @@ import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Run, startRun } from './run.ts';
 
+// biome-ignore lint/suspicious/noExplicitAny: error bodies are read loosely
+type Loose = any;
 const PAPER = readFileSync(new URL('../../../configs/profiles/paper.yaml', import.meta.url), 'utf8');
 const dir = mkdtempSync(join(tmpdir(), 'xhedge-run-'));
 const cleanup: (() => Promise<unknown>)[] = [];
@@ -85,5 +87,48 @@ describe('shutdown order', () => {
     const closed = lines.filter((l) => l.msg === 'closing').map((l) => l.part);
     expect(closed.slice(0, 2)).toEqual(['api', 'orchestrator']);
     expect(closed.indexOf('orchestrator')).toBeLessThan(closed.indexOf('workers'));
+  }, 60_000);
+});
+
+describe('operator changes through the API when the ledger fails after them', () => {
+  it('a book mark and a position acknowledgement in force answer 500 AUDIT_UNRECORDED (details.applied), not a bare 500 INTERNAL', async () => {
+    const config = parseConfig(PAPER, 'paper.yaml');
+    const token = randomBytes(32).toString('hex');
+    const { run, lines } = await started(
+      { ...config, name: `unrec-${randomBytes(4).toString('hex')}` },
+      { XHEDGE_API_TOKEN: token },
+    );
+    const post = async (path: string, body: unknown) => {
+      const res = await fetch(`${run.apiUrl}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: (await res.json()) as { error: Record<string, Loose> } };
+    };
+    await run.ledger.setPositionBaseline({
+      venue: 'gmx-arb',
+      instrument: 'BTC-USD:PERP',
+      sizeBase: '0',
+      actor: 'drop-copy',
+      reason: 'quiet read',
+    });
+    // the ledger refuses audit entries from now on (a real database error)
+    await run.ledger.db.schema.alterTable('audit').renameTo('audit_down').execute();
+    const mark = await post('/v1/risk/mark', { equityUsd: 123_456, reason: 'new day' });
+    expect(mark.status).toBe(500);
+    expect(mark.body.error.code).toBe('AUDIT_UNRECORDED');
+    expect(mark.body.error.message).toMatch(/book marked at 123456 USD \(in force\)/);
+    expect(mark.body.error.details).toMatchObject({ applied: true, result: { markUsd: 123_456 } });
+    const ack = await post('/v1/positions/breaks/acknowledge', {
+      venue: 'gmx-arb',
+      instrument: 'BTC-USD:PERP',
+      reason: 'explained',
+    });
+    expect(ack.status).toBe(500);
+    expect(ack.body.error.code).toBe('AUDIT_UNRECORDED');
+    expect(ack.body.error.details).toMatchObject({ applied: true, target: 'gmx-arb/BTC-USD:PERP' });
+    expect(lines.filter((l) => /record this entry by hand/.test(l.msg ?? ''))).toHaveLength(2);
+    await run.ledger.db.schema.alterTable('audit_down').renameTo('audit').execute();
   }, 60_000);
 });

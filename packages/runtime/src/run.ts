@@ -378,7 +378,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     await restorer.first;
     const configStore = new SharedConfigStore({ redis, prefix, config });
     await configStore.init();
-    const bus = new SnapshotBus(ledger);
+    const bus = new SnapshotBus(ledger, { log });
     closers.push({ name: 'snapshot bus', close: async () => bus.close() });
 
     let built: RunVenues = { all: [], paper: [], market: undefined };
@@ -846,10 +846,16 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
             : {}),
         }),
         hedges: hedgesPort({ ledger, cancel: (id, actor) => cancelJob(id, actor) }),
-        controls: controlsPort(killSwitch, breakers, ledger, async () => ({
-          venues: await configStore.venues(),
-          underlyings: config.underlyings.map((u) => u.symbol),
-        })),
+        controls: controlsPort(
+          killSwitch,
+          breakers,
+          ledger,
+          async () => ({
+            venues: await configStore.venues(),
+            underlyings: config.underlyings.map((u) => u.symbol),
+          }),
+          log.child({ component: 'api' }),
+        ),
         venues: venuesPort,
         policy: configStore.policyPort(),
         pnl: pnlPort(ledger),

@@ -2,6 +2,7 @@ import type { RiskSnapshotView } from '@xhedge/api';
 import { type Clock, systemClock } from '@xhedge/core';
 import type { RiskSnapshot } from '@xhedge/risk';
 import type { Ledger } from '@xhedge/store';
+import { maskedError } from './masked-error.ts';
 
 export interface SnapshotBusOptions {
   /**
@@ -12,6 +13,11 @@ export interface SnapshotBusOptions {
   persistEveryMs?: number;
   /** @defaultValue the system clock */
   clock?: Clock;
+  /**
+   * Where a listener that throws is told of, one line per failure, the error masked (no credentials):
+   * the others and the publisher carry on. pino's `warn` fits. @defaultValue none
+   */
+  log?: { warn(obj: Record<string, unknown>, msg: string): void };
 }
 
 /**
@@ -27,12 +33,14 @@ export class SnapshotBus {
 
   readonly #persistEveryMs: number;
   readonly #clock: Clock;
+  readonly #log: SnapshotBusOptions['log'];
   #lastPersistMs = Number.NEGATIVE_INFINITY;
 
   constructor(ledger: Ledger, opts: SnapshotBusOptions = {}) {
     this.#ledger = ledger;
     this.#persistEveryMs = opts.persistEveryMs ?? 5000;
     this.#clock = opts.clock ?? systemClock;
+    this.#log = opts.log;
   }
 
   /**
@@ -53,8 +61,17 @@ export class SnapshotBus {
     for (const l of this.#listeners) {
       try {
         l(s);
-      } catch {
-        // A broken SSE connection must not stop the tick; its own close handler unsubscribes it.
+      } catch (err) {
+        // A broken SSE connection must not stop the tick nor the other listeners; its own close
+        // handler unsubscribes it. Told of (masked: a driver's error can hold its URL), never rethrown.
+        try {
+          this.#log?.warn(
+            { err: maskedError(err), seq: s.seq, listeners: this.#listeners.size },
+            'a risk snapshot listener failed; the other listeners and the tick carry on',
+          );
+        } catch {
+          // a log that throws must not stop the tick either
+        }
       }
     }
   }

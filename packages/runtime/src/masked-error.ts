@@ -1,0 +1,37 @@
+import { redact } from '@xhedge/core';
+
+/** Longest message kept: a driver's error can echo a whole query or request body. */
+const MAX_MESSAGE_CHARS = 1000;
+
+/**
+ * An error as a log line may hold it: name, code and message, with keys masked (core's `redact`), the
+ * credentials of a URL of any scheme (`postgres://user:pass@`, `redis://:pass@`), secret-named query
+ * parameters (`?password=`, `?sslpassword=`, `&token=`) and secret-named `key=value` settings
+ * (`password=…` in a connection string); no stack and no cause (a driver's error can carry its
+ * connection settings there). Anything thrown, not only an Error.
+ */
+export function maskedError(err: unknown): { name: string; code?: string; message: string } {
+  const e = err instanceof Error ? err : undefined;
+  const raw = e ? e.message : typeof err === 'string' ? err : safeString(err);
+  const message = redact(raw)
+    .replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1[redacted]@')
+    .replace(/([?&;][^=&;#\s]*(?:pass|pwd|secret|token|key)[^=&;#\s]*=)[^&;#\s"']+/gi, '$1[redacted]')
+    .replace(
+      /(\b[\w.-]*(?:password|passwd|passphrase|pwd|secret|token|api[-_]?key|private[-_]?key)[\w.-]*\s*=\s*)("[^"]*"|'[^']*'|[^\s&;,"']+)/gi,
+      '$1[redacted]',
+    );
+  const code = (e as { code?: unknown } | undefined)?.code;
+  return {
+    name: e ? e.name : typeof err,
+    ...(typeof code === 'string' ? { code } : {}),
+    message: message.length > MAX_MESSAGE_CHARS ? `${message.slice(0, MAX_MESSAGE_CHARS)}…` : message,
+  };
+}
+
+function safeString(v: unknown): string {
+  try {
+    return String(v);
+  } catch {
+    return 'a value that cannot be shown';
+  }
+}

@@ -1,0 +1,115 @@
+import { ManualClock } from '@xhedge/core';
+import { RiskEngine } from '@xhedge/risk';
+import { Ledger, openDatabase } from '@xhedge/store';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { maskedError } from './masked-error.ts';
+import { SnapshotBus } from './snapshot-bus.ts';
+
+let ledger: Ledger;
+beforeAll(async () => {
+  ledger = new Ledger(await openDatabase({}));
+});
+afterAll(async () => ledger.close());
+
+function engine() {
+  const clock = new ManualClock(Date.UTC(2026, 0, 1));
+  const e = new RiskEngine({ clock });
+  e.setMarket('BTC', { spotUsd: 95_000, volDecimal: 0.55, asOfMs: clock.nowMs() });
+  e.setBook({
+    positions: [
+      {
+        venue: 'gmx-arb',
+        chain: 'evm:42161',
+        instrument: 'BTC-USD:PERP',
+        sizeBase: 2,
+        asOfMs: clock.nowMs(),
+      },
+    ],
+  });
+  return { e, clock };
+}
+
+describe('snapshot bus listeners', () => {
+  it('tells of each listener failure once, masked, and still feeds the others and the publisher', async () => {
+    const logged: { obj: Record<string, unknown>; msg: string }[] = [];
+    const bus = new SnapshotBus(ledger, {
+      persistEveryMs: 0,
+      log: { warn: (obj, msg) => void logged.push({ obj, msg }) },
+    });
+    const { e, clock } = engine();
+    const seen: number[] = [];
+    bus.subscribe(() => {
+      throw new Error(
+        'stream write failed: postgres://xhedge:hunter2@db.internal:5432/ledger?sslpassword=p4ss',
+      );
+    });
+    bus.subscribe((s) => seen.push(s.seq));
+    bus.subscribe(() => {
+      // not an Error: a string with a secret setting in it
+      throw 'redis AUTH password=s3cr3t-pw refused';
+    });
+    const first = e.snapshot();
+    await bus.publish(first);
+    clock.advance(1000);
+    const second = e.snapshot();
+    await bus.publish(second);
+    expect(seen).toEqual([first.seq, second.seq]);
+    expect(logged).toHaveLength(4);
+    expect(logged.map((l) => l.obj.seq)).toEqual([first.seq, first.seq, second.seq, second.seq]);
+    for (const l of logged) expect(l.msg).toMatch(/listener failed/);
+    expect(logged[0]?.obj.err).toMatchObject({
+      name: 'Error',
+      message: expect.stringContaining(
+        'postgres://[redacted]@db.internal:5432/ledger?sslpassword=[redacted]',
+      ),
+    });
+    expect(logged[1]?.obj.err).toMatchObject({
+      name: 'string',
+      message: 'redis AUTH password=[redacted] refused',
+    });
+    const all = JSON.stringify(logged);
+    for (const secret of ['hunter2', 'p4ss', 's3cr3t-pw']) expect(all).not.toContain(secret);
+    // the newest snapshot is served and was written to the ledger
+    expect((await bus.latest())?.seq).toBe(second.seq);
+    expect((await ledger.latestRiskSnapshot())?.seq).toBe(second.seq);
+  });
+
+  it('a log that throws stops neither the other listeners nor the publisher', async () => {
+    const bus = new SnapshotBus(ledger, {
+      persistEveryMs: 0,
+      log: {
+        warn: () => {
+          throw new Error('log sink closed');
+        },
+      },
+    });
+    const seen: number[] = [];
+    bus.subscribe(() => {
+      throw new Error('boom');
+    });
+    bus.subscribe((s) => seen.push(s.seq));
+    const s = engine().e.snapshot();
+    await expect(bus.publish(s)).resolves.toBeUndefined();
+    expect(seen).toEqual([s.seq]);
+  });
+});
+
+describe('maskedError', () => {
+  it('masks URL credentials of any scheme, secret query parameters and secret settings; keeps name and code', () => {
+    const err = Object.assign(
+      new Error(
+        'connect failed: rediss://:r3dispw@cache:6380/0 and https://u:p@rpc.example/v2/abc?apikey=k3y host=db password=pgpw user=x',
+      ),
+      { code: 'ECONNREFUSED' },
+    );
+    const m = maskedError(err);
+    expect(m).toEqual({
+      name: 'Error',
+      code: 'ECONNREFUSED',
+      message:
+        'connect failed: rediss://[redacted]@cache:6380/0 and https://[redacted]@rpc.example/v2/abc?apikey=[redacted] host=db password=[redacted] user=x',
+    });
+    expect(maskedError({ toString: () => 'token=t0k3n' }).message).toBe('token=[redacted]');
+    expect(maskedError('x'.repeat(5000)).message.length).toBeLessThanOrEqual(1001);
+  });
+});
