@@ -39,6 +39,39 @@ export function safeError(err: unknown): { name: string; code?: string; message:
   return { name: e.name, ...(typeof code === 'string' ? { code } : {}), message };
 }
 
+/**
+ * An error as the API's logs hold it: {@link safeError}'s name, code and masked message, and the frames of
+ * its stack (not its first line, which repeats the raw message). Also the `err` serializer of the API's
+ * default logger, so Fastify's own `{ err }` lines are masked the same way; an `err` that is already a
+ * plain record (`{ err: safeError(e) }`) keeps its fields, its message masked again.
+ */
+export function loggedError(err: unknown): {
+  type: string;
+  message: string;
+  stack: string;
+  [key: string]: unknown;
+} {
+  if (!(err instanceof Error) && err !== null && typeof err === 'object') {
+    const rec = err as Record<string, unknown>;
+    if (typeof rec.message === 'string')
+      return {
+        ...rec,
+        type: String(rec.name ?? 'Error'),
+        message: safeError(rec.message).message,
+        stack: '',
+      };
+  }
+  const safe = safeError(err);
+  const frames =
+    err instanceof Error && typeof err.stack === 'string'
+      ? err.stack
+          .split('\n')
+          .filter((l) => /^\s+at /.test(l))
+          .join('\n')
+      : '';
+  return { ...safe, type: safe.name, stack: frames };
+}
+
 /** An error the API answers with as is: `{error: {code, message, details}}` with the code's status. */
 export class ApiError extends XhedgeError {
   override name = 'ApiError';
@@ -134,6 +167,8 @@ const DOMAIN_STATUS: Readonly<Record<string, number>> = {
   RATE_LIMITED: 429,
   // engaged in Redis, the ledger write failed: a 5xx, and the message says the switch IS engaged
   KILL_SWITCH_UNRECORDED: 500,
+  // a change in force whose audit entry failed (a port may raise it as a plain XhedgeError too)
+  AUDIT_UNRECORDED: 500,
 };
 
 /**
@@ -206,14 +241,7 @@ export function installErrorHandling(app: FastifyInstance): void {
     }
     // the message as safeError has it (a driver's error carries its URL, password and all) and the
     // frames of the stack without its first line, which repeats the message
-    const frames =
-      err instanceof Error && typeof err.stack === 'string'
-        ? err.stack
-            .split('\n')
-            .filter((l) => /^\s+at /.test(l))
-            .join('\n')
-        : '';
-    req.log.error({ err: { ...safeError(err), ...(frames ? { stack: frames } : {}) } }, 'unhandled error');
+    req.log.error({ err: loggedError(err) }, 'unhandled error');
     return reply.code(500).send(body('INTERNAL', 'internal error; see the server log'));
   });
   app.setNotFoundHandler((req, reply) => {

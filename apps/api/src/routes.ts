@@ -46,6 +46,9 @@ const SECRET_KEY_RE = /(private.?key|secret|mnemonic|seed.?phrase|password|passp
 const SECRET_CONTAINER_RE =
   /(private.?key|secret|mnemonic|seed.?phrase|password|passphrase|api.?key|(auth|access|api|bearer|refresh|session).?token)/i;
 
+/** A key naming a URL (`tokensUrl`, `rpcUrls`): its value is checked as a URL, not taken for a secret. */
+const URL_KEY_RE = /urls?$/i;
+
 /** How deep a venue's `params` may nest: adapter settings are a few levels deep, not thousands. */
 const MAX_PARAMS_DEPTH = 16;
 
@@ -66,6 +69,16 @@ function secretShape(
   secret: boolean,
 ): 'scalar' | 'container' | 'reference' | undefined {
   const named = (re: RegExp) => secret || (typeof key === 'string' && re.test(key));
+  // a URL under a key that says so (GMX's `tokensUrl`) is a URL, shown masked like any other, not a
+  // `token` given inline (it was refused, so a GMX venue from the config file could not be edited)
+  if (
+    !secret &&
+    typeof key === 'string' &&
+    URL_KEY_RE.test(key) &&
+    typeof value === 'string' &&
+    /^[a-z][a-z0-9+.-]*:\/\//i.test(value)
+  )
+    return undefined;
   if (typeof value === 'string' || typeof value === 'number')
     return named(SECRET_KEY_RE) ? 'scalar' : undefined;
   if (value === null || typeof value !== 'object' || !named(SECRET_CONTAINER_RE)) return undefined;
@@ -848,10 +861,11 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
         summary:
           "Acknowledge a venue's position as it is: the drop-copy check takes a new baseline at its next quiet read",
         querystring: EmptyQuery,
+        description: AUDITED,
         body: AckBody,
         response: {
           200: z.object({ venue: z.string(), instrument: z.string(), breakOpen: z.boolean() }),
-          ...errors,
+          ...changeErrors,
         },
       },
     },

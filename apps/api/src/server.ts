@@ -8,7 +8,7 @@ import type { Queue } from 'bullmq';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { bearerToken, checkAccess, installAuth } from './auth.ts';
-import { ApiError, frameworkErrorHandler, installErrorHandling } from './errors.ts';
+import { ApiError, frameworkErrorHandler, installErrorHandling, loggedError } from './errors.ts';
 import type { ApiPorts } from './ports.ts';
 import { registerRoutes } from './routes.ts';
 import { registerSessionRoutes } from './session-routes.ts';
@@ -73,7 +73,13 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
   const { ports } = opts;
   const logging =
     opts.logger === undefined
-      ? { logger: { level: 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } } }
+      ? {
+          logger: {
+            level: 'info',
+            redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+            serializers: { err: loggedError },
+          },
+        }
       : opts.logger === false
         ? { logger: false }
         : { loggerInstance: opts.logger };

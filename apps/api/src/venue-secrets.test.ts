@@ -102,6 +102,8 @@ describe('secret-named venue params inside lists and objects', () => {
       apiKeys: [{ env: 'FEED_KEY_A' }, { keyFile: '/run/secrets/feed-b' }],
       privateKey: { env: 'SIGNER_KEY' },
       indexTokens: [{ address: '0x47904963fc8b2340414262125aF798B9655E58Cd', symbol: 'BTC', decimals: 8 }],
+      // GMX's token list URL: a URL (refused as an inline `token` before), shown as any URL is
+      tokensUrl: 'https://arbitrum-api.gmxinfra.io/tokens',
     };
     const r = await app.inject({
       method: 'POST',
@@ -110,7 +112,15 @@ describe('secret-named venue params inside lists and objects', () => {
       payload: venue('gmx-refs', params),
     });
     expect(r.statusCode, r.body).toBe(201);
-    expect(r.json().params).toEqual(params);
+    expect(r.json().params).toEqual({ ...params, tokensUrl: 'https://arbitrum-api.gmxinfra.io/[redacted]' });
+    // a secret-named key holding a URL is still a secret given inline
+    const keyed = await app.inject({
+      method: 'POST',
+      url: '/v1/venues',
+      headers: auth,
+      payload: venue('gmx-keyed', { apiKey: 'https://x.example/k3y' }),
+    });
+    expect(keyed.statusCode).toBe(400);
   });
 
   it('a venue that holds such params already is shown with them masked, to every role', async () => {

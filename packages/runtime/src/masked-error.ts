@@ -35,3 +35,27 @@ function safeString(v: unknown): string {
     return 'a value that cannot be shown';
   }
 }
+
+/**
+ * pino's serializers of a run's logs: every `{ err }` a line carries is {@link maskedError}'s, with the
+ * frames of its stack (not its first line, which repeats the raw message). pino's own kept the message as
+ * thrown: a driver's `postgres://user:password@host` in "reconciler sweep failed" reached the log. An
+ * `err` that is already a plain record (`{ err: maskedError(e) }`, the API's own) keeps its fields, its
+ * message masked again (it would otherwise print as "[object Object]").
+ */
+export const LOG_SERIALIZERS = {
+  err: (err: unknown): Record<string, unknown> => {
+    if (!(err instanceof Error) && err !== null && typeof err === 'object') {
+      const rec = err as Record<string, unknown>;
+      if (typeof rec.message === 'string') return { ...rec, message: maskedError(rec.message).message };
+    }
+    const frames =
+      err instanceof Error && typeof err.stack === 'string'
+        ? err.stack
+            .split('\n')
+            .filter((l) => /^\s+at /.test(l))
+            .join('\n')
+        : '';
+    return { ...maskedError(err), ...(frames ? { stack: frames } : {}) };
+  },
+};

@@ -58,6 +58,7 @@ import { controlsPort } from './controls-port.ts';
 import { deploymentEndpoints } from './deployment.ts';
 import { auditPort, hedgesPort, pnlPort, riskPort } from './ledger-ports.ts';
 import { prettyLogDestination } from './log-format.ts';
+import { LOG_SERIALIZERS } from './masked-error.ts';
 import { serveMetrics } from './metrics-server.ts';
 import { grossNotionalUsd, type PlanForExecution, TickPlanner } from './planner.ts';
 import { createRouter } from './router.ts';
@@ -272,7 +273,11 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
   const log =
     opts.logger ??
     pino(
-      { level: env.XHEDGE_LOG_LEVEL ?? 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+      {
+        level: env.XHEDGE_LOG_LEVEL ?? 'info',
+        redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+        serializers: LOG_SERIALIZERS,
+      },
       pretty ? prettyLogDestination(process.stdout) : process.stdout,
     );
   const dataDir = resolve(opts.dataDir ?? config.dataDir);

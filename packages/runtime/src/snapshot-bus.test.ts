@@ -1,8 +1,9 @@
 import { ManualClock } from '@xhedge/core';
 import { RiskEngine } from '@xhedge/risk';
 import { Ledger, openDatabase } from '@xhedge/store';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { maskedError } from './masked-error.ts';
+import { LOG_SERIALIZERS, maskedError } from './masked-error.ts';
 import { SnapshotBus } from './snapshot-bus.ts';
 
 let ledger: Ledger;
@@ -111,5 +112,25 @@ describe('maskedError', () => {
     });
     expect(maskedError({ toString: () => 'token=t0k3n' }).message).toBe('token=[redacted]');
     expect(maskedError('x'.repeat(5000)).message.length).toBeLessThanOrEqual(1001);
+  });
+
+  it("is what a run's log writes of an { err }: masked, with the stack's frames and not its raw first line", () => {
+    const lines: string[] = [];
+    const log = pino({ serializers: LOG_SERIALIZERS }, { write: (l: string) => void lines.push(l) });
+    log.error(
+      { err: new Error('connect postgres://xh:pgS3cret@db:5432/x failed') },
+      'reconciler sweep failed',
+    );
+    const line = JSON.parse(lines[0] as string) as { err: { message: string; stack?: string } };
+    expect(line.err.message).toBe('connect postgres://[redacted]@db:5432/x failed');
+    expect(line.err.stack).toMatch(/^\s+at /);
+    expect(lines[0]).not.toContain('pgS3cret');
+    // an err already made a record (the API's, maskedError's) keeps its fields, masked again
+    log.warn({ err: { name: 'Error', code: 'E1', message: 'at redis://:pw@h:1' } }, 'x');
+    expect(JSON.parse(lines[1] as string).err).toEqual({
+      name: 'Error',
+      code: 'E1',
+      message: 'at redis://[redacted]@h:1',
+    });
   });
 });
