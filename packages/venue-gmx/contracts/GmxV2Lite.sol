@@ -1051,7 +1051,9 @@ contract GmxCore {
         uint256 feeUsd
     ) internal {
         Position.Props storage pos = positions[pk];
+        // PositionUtils.getPositionPnlUsd: a long's share of its tokens rounds up, a short's down
         uint256 tokens = pos.numbers.sizeInTokens * sizeDelta / pos.numbers.sizeInUsd;
+        if (o.flags.isLong && tokens * pos.numbers.sizeInUsd < pos.numbers.sizeInTokens * sizeDelta) tokens += 1;
         uint256 cp = _collateralPrice(o.addresses.initialCollateralToken);
         uint256 collateralAfter =
             _collateralAfterDecrease(pos, o.flags.isLong, sizeDelta, tokens * price, cp, accruedUsd - int256(feeUsd));

@@ -96,7 +96,15 @@ import {
 import { GmxVenueParams, type GmxVenueParamsInput } from './params.ts';
 import { collateralUsd30, unsettledPnlUsd30 } from './position-value.ts';
 import { endpointLabel, fetchGmxTickers, fetchGmxTokens, type GmxTokenPrice } from './prices.ts';
-import { fromUnits, fromUsd30, gmxPriceToUsd, toUnits, usd30, usdToGmxPrice } from './units.ts';
+import {
+  fromUnits,
+  fromUsd30,
+  gmxPriceToUsd,
+  gmxPriceToUsdDecimal,
+  toUnits,
+  usd30,
+  usdToGmxPrice,
+} from './units.ts';
 
 /** What the adapter persists per client order id (JSON-safe: bigints as strings). */
 export interface GmxOrderRecord extends OnChainOrderRecord {
@@ -906,8 +914,14 @@ export class GmxVenue implements VenueAdapter {
    * exceed unless the base fee doubles before it is mined: the fee cap the sender signs with
    * (`readFees`: 2 × the latest base fee + the priority fee). GMX checks `executionFee ≥ gas limit ×
    * tx.gasprice` (GasUtils.validateExecutionFee) and refunds what the execution does not use.
+   *
+   * `forOrder`: the fee an order is sent with, that minimum × `params.executionFeeHeadroom` (rounded
+   * up): the check runs against whichever transaction creates the order, and a speed-up of it (the
+   * same call data, so the same fee, at ≥ 12.5 % higher fees) has a higher gas price than the one the
+   * minimum was read for. Without headroom every speed-up reverted `InsufficientExecutionFee`. Quotes
+   * price the minimum: GMX refunds what the execution does not use.
    */
-  private async executionFeeWei(increase: boolean): Promise<bigint> {
+  private async executionFeeWei(increase: boolean, forOrder: boolean): Promise<bigint> {
     const k = GMX_KEYS;
     const [settings, fees] = await Promise.all([
       this.dataStoreUints([
@@ -940,8 +954,11 @@ export class GmxVenue implements VenueAdapter {
       { increase },
     );
     const minimum = gasLimit * fees.maxFeePerGas;
+    const wanted = forOrder
+      ? BigInt(new Dec(minimum.toString()).mul(this.p.executionFeeHeadroom).toFixed(0, Dec.ROUND_UP))
+      : minimum;
     const floor = BigInt(this.p.executionFeeWei);
-    return floor > minimum ? floor : minimum;
+    return floor > wanted ? floor : wanted;
   }
 
   async quoteHedge(input: QuoteRequest): Promise<HedgeQuote> {
@@ -970,7 +987,7 @@ export class GmxVenue implements VenueAdapter {
     const sizeTokens = toUnits(req.sizeBase, m.decimals);
     const decrease = raw.some(
       (p) =>
-        p.addresses.market.toLowerCase() === m.marketToken.toLowerCase() &&
+        this.isTradedPosition(p, m) &&
         p.flags.isLong === !isLong &&
         p.numbers.sizeInTokens > 0n &&
         p.numbers.sizeInTokens >= sizeTokens,
@@ -1001,7 +1018,7 @@ export class GmxVenue implements VenueAdapter {
     )) as [bigint];
     const feeUsd = fromUsd30(applyFactor(sizeDeltaUsd30, feeFactor));
     const ethUsd = await this.ethUsd();
-    const execFeeWei = await this.executionFeeWei(!decrease);
+    const execFeeWei = await this.executionFeeWei(!decrease, false);
     const sample = this.orderCalldata(m, {
       isLong: sideIsLong,
       increase: !decrease,
@@ -1040,6 +1057,19 @@ export class GmxVenue implements VenueAdapter {
     if (executable < requested)
       quote.capReason = `${reserveRoom < oiRoom ? 'pool reserve cap (reserve factors × pool)' : 'open interest cap'}: room for ${executable} ${m.symbol} on the ${isLong ? 'long' : 'short'} side`;
     return quote;
+  }
+
+  /**
+   * Whether `p` is a position the adapter's orders change: in the traded market `m` with
+   * `params.collateralAsset` as its collateral. GMX keys a position by (account, market, collateral
+   * token, side) and the adapter's orders name that collateral, so a decrease of a position with other
+   * collateral (opened outside the adapter) would be a decrease of an empty position: never executed.
+   */
+  private isTradedPosition(p: RawGmxPosition, m: MarketEntry): boolean {
+    return (
+      p.addresses.market.toLowerCase() === m.marketToken.toLowerCase() &&
+      p.addresses.collateralToken.toLowerCase() === this.p.collateralAsset.toLowerCase()
+    );
   }
 
   private orderCalldata(
@@ -1091,15 +1121,19 @@ export class GmxVenue implements VenueAdapter {
     if (existing) return this.toOrder(await this.reconcile(existing));
     const m = await this.market(req.instrument, cid);
     assertOrderBasics(this.id, req, this.p.minSizeBase);
+    // A bound at or below 0 is no price (a negative one cannot even be encoded as a uint256).
+    if (req.limitPriceUsd !== undefined && !new Dec(req.limitPriceUsd).gt(0))
+      throw new InvalidOrderError({
+        venue: this.id,
+        clientOrderId: cid,
+        message: `limitPriceUsd ${req.limitPriceUsd} must be greater than 0`,
+      });
     const price = await this.indexPrice(req.instrument, m);
     const sizeTokens = toUnits(req.sizeBase, m.decimals);
     const raw = await this.rawPositions();
     const side = (isLong: boolean) =>
       raw.find(
-        (p) =>
-          p.addresses.market.toLowerCase() === m.marketToken.toLowerCase() &&
-          p.flags.isLong === isLong &&
-          p.numbers.sizeInTokens > 0n,
+        (p) => this.isTradedPosition(p, m) && p.flags.isLong === isLong && p.numbers.sizeInTokens > 0n,
       );
     const buying = req.side === 'buy';
     const opposite = side(!buying);
@@ -1110,9 +1144,13 @@ export class GmxVenue implements VenueAdapter {
       // Reduce the opposite position by exactly `sizeTokens` (its USD size pro rata).
       isLong = !buying;
       increase = false;
-      // Rounded up so the contract's pro-rata token amount comes out at exactly `sizeTokens`.
+      // GMX takes sizeInTokens × sizeDeltaUsd / sizeInUsd of the position's tokens, rounded up for a
+      // long and down for a short (PositionUtils.getPositionPnlUsd): the USD size is rounded the other
+      // way (down for a long, up for a short), so that comes out at exactly `sizeTokens` (one token unit
+      // more was closed on a long whenever the division was not exact).
       const num = opposite.numbers.sizeInUsd * sizeTokens;
-      sizeDeltaUsd = (num + opposite.numbers.sizeInTokens - 1n) / opposite.numbers.sizeInTokens;
+      const den = opposite.numbers.sizeInTokens;
+      sizeDeltaUsd = opposite.flags.isLong ? num / den : (num + den - 1n) / den;
     } else if (req.reduceOnly) {
       throw new InvalidOrderError({
         venue: this.id,
@@ -1124,16 +1162,17 @@ export class GmxVenue implements VenueAdapter {
       increase = true;
       sizeDeltaUsd = sizeTokens * (buying ? price.max : price.min);
     }
-    // Buying pays at most acceptablePrice; selling receives at least it.
+    // Buying pays at most acceptablePrice; selling receives at least it. Rounded to a GMX price unit
+    // toward the inside of the bound: a buy's down, a sell's up (never a worse price than asked).
     const ref = buying ? price.max : price.min;
     const slip = BigInt(Math.round(this.p.maxSlippageBps));
     const acceptablePrice =
       req.limitPriceUsd !== undefined
-        ? usdToGmxPrice(req.limitPriceUsd, m.decimals)
+        ? usdToGmxPrice(req.limitPriceUsd, m.decimals, buying ? 'down' : 'up')
         : buying
           ? (ref * (10_000n + slip)) / 10_000n
-          : (ref * (10_000n - slip)) / 10_000n;
-    const executionFeeWei = await this.executionFeeWei(increase);
+          : (ref * (10_000n - slip) + 9_999n) / 10_000n;
+    const executionFeeWei = await this.executionFeeWei(increase, true);
     const collateral = increase
       ? BigInt(
           new Dec(fromUsd30(sizeDeltaUsd))
@@ -1220,7 +1259,7 @@ export class GmxVenue implements VenueAdapter {
       );
     r.status = 'filled';
     r.filledSizeBase = fromUnits(fill.sizeDeltaInTokens, m.decimals);
-    r.avgFillPriceUsd = new Dec(gmxPriceToUsd(fill.executionPrice, m.decimals)).toFixed();
+    r.avgFillPriceUsd = gmxPriceToUsdDecimal(fill.executionPrice, m.decimals);
     r.feeUsd = Number(fromUnits(fill.positionFeeAmount, COLLATERAL_DECIMALS));
   }
 

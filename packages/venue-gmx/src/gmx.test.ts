@@ -519,6 +519,34 @@ describe('gmx adapter specifics', () => {
     expect(keeperResults.at(-1)).toMatchObject({ outcome: 'executed', account: trader.account.address });
   }
 
+  it('a hedge against a position with other collateral (opened outside the adapter) is not sent as a decrease of a USDC position that does not exist', async () => {
+    // A 2 ETH long with WETH-index collateral; the adapter trades USDC-collateral positions only.
+    await openEthLongWithCollateral(fx.indexTokens.ETH?.address as Hex, 10n ** 18n, 7000n * 10n ** 30n);
+    const v = venue();
+    // Quoted as what placeOrder sends: an increase of a short (open-interest room, not unlimited).
+    const q = await v.quoteHedge({ instrument: 'ETH-USD:PERP', side: 'sell', sizeBase: '0.5' });
+    expect(q.capReason).toBeUndefined();
+    expect(q.gasUsd).toBeGreaterThan(0);
+    const placed = await v.placeOrder({
+      clientOrderId: 'other-coll-1',
+      instrument: 'ETH-USD:PERP',
+      side: 'sell',
+      orderType: 'market',
+      sizeBase: '0.5',
+    });
+    const [working] = await v.fetchWorkingOrders();
+    // It was a MarketDecrease of the (empty) USDC long: the keeper could never execute it.
+    expect(working).toMatchObject({
+      orderKey: placed.venueOrderId,
+      orderType: ORDER_TYPE.MarketIncrease,
+      isLong: false,
+    });
+    await keeper.runOnce();
+    expect((await v.getOrderByClientId('other-coll-1'))?.status).toBe('filled');
+    const [pos] = await v.fetchPositions();
+    expect(pos?.sizeBase).toBe(1.5);
+  });
+
   it('values collateral other than USDC (a position opened outside the adapter) at its oracle min price', async () => {
     // 1 WETH-index token of collateral for a 2 ETH long at 3 500.
     await openEthLongWithCollateral(fx.indexTokens.ETH?.address as Hex, 10n ** 18n, 7000n * 10n ** 30n);
@@ -693,6 +721,38 @@ describe('gmx adapter specifics', () => {
     expect(after.equityUsd).toBeCloseTo(before.equityUsd - 3.5, 6);
   });
 
+  it.each([
+    ['long', 'buy', 'sell'],
+    ['short', 'sell', 'buy'],
+  ] as const)(
+    'reduces a %s built at two prices by exactly the size asked (GMX rounds a long share of tokens up, a short one down)',
+    async (_, open, reduce) => {
+      const v = venue();
+      const place = async (cid: string, side: 'buy' | 'sell', sizeBase: string) => {
+        await v.placeOrder({
+          clientOrderId: cid,
+          instrument: 'BTC-USD:PERP',
+          side,
+          orderType: 'market',
+          sizeBase,
+        });
+        await keeper.runOnce();
+        expect((await v.getOrderByClientId(cid))?.status).toBe('filled');
+      };
+      // 0.1 at 95 000 and 0.2 at 96 000: 28 700 USD for 0.3 BTC, not a whole number of USD-30 units
+      // per token unit, so the pro-rata size of 0.01 BTC has to be rounded the way GMX rounds it back.
+      await place(`${open}-a`, open, '0.1');
+      await fx.setPrice('BTC', 96_000);
+      await place(`${open}-b`, open, '0.2');
+      await place(`${open}-c`, reduce, '0.01');
+      const [fill] = await v.fetchFills({ clientOrderId: `${open}-c` });
+      // it was 0.01000001 for the long: one token unit more than asked
+      expect(fill?.sizeBase).toBe('0.01');
+      const [pos] = await v.fetchPositions();
+      expect(pos?.sizeBase).toBe(open === 'buy' ? 0.29 : -0.29);
+    },
+  );
+
   it('fails loudly, naming the market, when Reader.getAccountPositionInfoList cannot value a position', async () => {
     const v = venue();
     await openTwoEthLong(v, 'loud-1');
@@ -708,6 +768,70 @@ describe('gmx adapter specifics', () => {
       /getAccountPositionInfoList failed for the positions in ETH-USD:PERP/,
     );
     expect((err as Error).message).toMatch(/UnableToGetCachedTokenPrice/);
+  });
+
+  it('reports the fill price exactly as the execution price (USD per smallest unit × 10^30), no float on the way', async () => {
+    // Oracle prices carry many digits (Chainlink Data Streams: 18 decimals of USD): BTC has 22 here.
+    await fx.setPrice('BTC', '95123.4567890123456789012');
+    const v = venue();
+    await v.placeOrder({
+      clientOrderId: 'px-1',
+      instrument: 'BTC-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '0.1',
+    });
+    await keeper.runOnce();
+    // it was 95123.45678901235 (a double's 17 digits)
+    expect((await v.getOrderByClientId('px-1'))?.avgFillPriceUsd).toBe('95123.4567890123456789012');
+    expect((await v.fetchFills())[0]?.priceUsd).toBe('95123.4567890123456789012');
+  });
+
+  it('rounds an acceptable price never past the bound asked: a buy down, a sell up', async () => {
+    const v = venue();
+    const place = (clientOrderId: string, side: 'buy' | 'sell', limitPriceUsd?: string) =>
+      v.placeOrder({
+        clientOrderId,
+        instrument: 'ETH-USD:PERP',
+        side,
+        orderType: limitPriceUsd === undefined ? 'market' : 'limit',
+        sizeBase: '0.1',
+        ...(limitPriceUsd === undefined ? {} : { limitPriceUsd }),
+      });
+    // ETH has 18 decimals: one GMX price unit is 10^-12 USD, so these limits fall between two units.
+    const buy = await place('ap-buy', 'buy', '3600.0000000000005');
+    const sell = await place('ap-sell', 'sell', '3400.0000000000004');
+    // The oracle at 3 500 + 1 unit: a sell's 50 bps below it is 3 482.500000000000995.
+    await fx.setPrice('ETH', '3500.000000000001');
+    const slipped = await place('ap-slip', 'sell');
+    const acceptable = new Map(
+      (await v.fetchWorkingOrders()).map((w) => [w.orderKey, w.acceptablePrice] as const),
+    );
+    // they were 3 600.000000000001 (above the buyer's limit), 3 400.000000000000 and 3 482.500000000000
+    // (below the sellers' bounds), rounded half up and down
+    expect(acceptable.get(buy.venueOrderId as Hex)).toBe(3_600_000_000_000_000n);
+    expect(acceptable.get(sell.venueOrderId as Hex)).toBe(3_400_000_000_000_001n);
+    expect(acceptable.get(slipped.venueOrderId as Hex)).toBe(3_482_500_000_000_001n);
+  });
+
+  it.each(['0', '-1'])('refuses a limit price of %s with InvalidOrderError, sending nothing', async (bad) => {
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    const v = venue({ store });
+    const err = await v
+      .placeOrder({
+        clientOrderId: 'ap-bad',
+        instrument: 'ETH-USD:PERP',
+        side: 'sell',
+        orderType: 'limit',
+        sizeBase: '0.1',
+        limitPriceUsd: bad,
+      })
+      .catch((e: unknown) => e);
+    // 0 was a sell at any price; -1 a viem encoding error (not a venue error)
+    expect(err).toBeInstanceOf(InvalidOrderError);
+    expect((err as InvalidOrderError).message).toContain(`limitPriceUsd ${bad} must be greater than 0`);
+    expect(await store.list()).toEqual([]);
+    expect(await v.fetchWorkingOrders()).toEqual([]);
   });
 
   it('looks for execution events from the block that created the order, not from genesis', async () => {
@@ -948,9 +1072,8 @@ describe('gmx adapter specifics', () => {
 
   it('an order sped up outside its record (a re-signed copy at its nonce) is created by that copy and fills, not failed', async () => {
     const store = new MemoryOrderStore<GmxOrderRecord>();
-    // GMX wants the execution fee to cover the keeper's gas at the transaction's own gas price: with the
-    // fee sized for the original's fees, a speed-up reverts (InsufficientExecutionFee); a floor above
-    // both lets it through.
+    // GMX wants the execution fee to cover the keeper's gas at the transaction's own gas price; here a
+    // floor far above it (the default headroom is tested below).
     const v = new GmxVenue(
       'gmx-local',
       {
@@ -995,6 +1118,54 @@ describe('gmx adapter specifics', () => {
     expect((await v.fetchPositions()).map((p) => [p.instrument, p.sizeBase])).toEqual([
       ['BTC-USD:PERP', 0.1],
     ]);
+  });
+
+  it('a speed-up of an order transaction creates the order: the execution fee covers its higher gas price', async () => {
+    // GMX checks executionFee ≥ gas limit × tx.gasprice against the transaction that creates the order;
+    // a speed-up re-sends the same call (the same fee) at ≥ 12.5 % higher fees. The default floor
+    // (0.0003 ETH) is far below the minimum here (4.35 M gas × ~1 gwei), so the fee is the adapter's own.
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    const v = venue({ store });
+    await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
+    const err = await v
+      .placeOrder({
+        clientOrderId: 'bump-1',
+        instrument: 'BTC-USD:PERP',
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '0.1',
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotConfirmedError);
+    const sent = (await store.get('bump-1')) as GmxOrderRecord;
+    let speedUp: Hex | undefined;
+    const speeding = v.sender
+      .replace({ hash: sent.txHash as Hex, nonce: sent.nonce as number }, 'speed-up', {
+        timeoutMs: 10_000,
+        onSigned: (i) => {
+          speedUp = i.hash;
+        },
+      })
+      .catch((e: unknown) => e);
+    const inPool = async () =>
+      speedUp !== undefined &&
+      (await trader.publicClient.getTransaction({ hash: speedUp }).catch(() => null)) !== null;
+    for (let i = 0; i < 500 && !(await inPool()); i++) await new Promise((r) => setTimeout(r, 10));
+    await rpc(deployer.publicClient, 'evm_mine', []);
+    const result = await speeding;
+    // It reverted InsufficientExecutionFee(gas limit × its gas price, the original's minimum) before.
+    expect(result instanceof Error ? result.message : 'mined').toBe('mined');
+    const receipt = await trader.publicClient.getTransactionReceipt({ hash: speedUp as Hex });
+    expect(receipt.status).toBe('success');
+    // Its gas price is above the fee cap the minimum was computed at (the original's).
+    expect(receipt.effectiveGasPrice).toBeGreaterThan(BigInt(sent.maxFeePerGas as string));
+    // The fee sent: the DataStore gas limit (600 000 + 3 × 250 000 + 3 000 000) × the fee cap × 2.
+    const [working] = await v.fetchWorkingOrders();
+    expect(working?.executionFeeWei).toBe(2n * 4_350_000n * BigInt(sent.maxFeePerGas as string));
+    expect(working?.executionFeeWei).toBeGreaterThanOrEqual(4_350_000n * receipt.effectiveGasPrice);
+    expect((await v.getOrderByClientId('bump-1'))?.status).toBe('acknowledged');
+    await advance();
+    expect((await v.getOrderByClientId('bump-1'))?.status).toBe('filled');
   });
 
   it("a cancel that fails, then the chain read after it fails too, throws the cancel's error (the read's as context)", async () => {

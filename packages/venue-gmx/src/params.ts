@@ -83,6 +83,17 @@ export const GmxVenueParams = z
      * @defaultValue 0.0003 ETH
      */
     executionFeeWei: Decimal.default('300000000000000'),
+    /**
+     * Headroom of the execution fee over GMX's minimum at the order's own fee cap: the fee sent covers
+     * `gas limit × this × (2 × base fee + priority fee)`. GMX checks the fee against the gas price of
+     * the transaction that creates the order (`executionFee ≥ gas limit × tx.gasprice`), and a speed-up
+     * (`TxSender.replace`, the same call re-signed at ≥ 12.5 % higher fees) carries the fee of the
+     * original: without headroom it reverts `InsufficientExecutionFee`. 2 covers five speed-ups at steady
+     * fees, or a base fee that rises to about 4× (tips ignored, as on Arbitrum) before one is mined. Not
+     * a cost: GMX refunds what the keeper's execution does not use (quotes count the fee without it).
+     * @defaultValue 2
+     */
+    executionFeeHeadroom: z.number().min(1).max(10).default(2),
     /** Gas limit used to price an order transaction in quotes. @defaultValue 900000 */
     orderGasLimit: z.number().int().positive().default(900_000),
     /** Typical keeper delay, for quotes' expected latency. @defaultValue 2000 */

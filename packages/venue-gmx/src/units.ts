@@ -5,8 +5,23 @@ export function gmxPriceToUsd(price: bigint, tokenDecimals: number): number {
   return new Dec(price.toString()).div(new Dec(10).pow(30 - tokenDecimals)).toNumber();
 }
 
-export function usdToGmxPrice(usd: number | string, tokenDecimals: number): bigint {
-  return BigInt(new Dec(usd).mul(new Dec(10).pow(30 - tokenDecimals)).toFixed(0, Dec.ROUND_HALF_UP));
+/** {@link gmxPriceToUsd} as an exact decimal string (fill prices: no float on the way). */
+export function gmxPriceToUsdDecimal(price: bigint, tokenDecimals: number): string {
+  return new Dec(price.toString()).div(new Dec(10).pow(30 - tokenDecimals)).toFixed();
+}
+
+/**
+ * USD per whole token → GMX price units (USD per smallest unit, 30 decimals). `rounding` for a value
+ * between two units: a bound rounds toward the inside (a buy's most-to-pay `down`, a sell's
+ * least-to-take `up`). @defaultValue half up
+ */
+export function usdToGmxPrice(
+  usd: number | string,
+  tokenDecimals: number,
+  rounding: 'half-up' | 'down' | 'up' = 'half-up',
+): bigint {
+  const mode = rounding === 'down' ? Dec.ROUND_DOWN : rounding === 'up' ? Dec.ROUND_UP : Dec.ROUND_HALF_UP;
+  return BigInt(new Dec(usd).mul(new Dec(10).pow(30 - tokenDecimals)).toFixed(0, mode));
 }
 
 /** USD with 30 decimals (sizeInUsd, sizeDeltaUsd). */

@@ -493,7 +493,8 @@ describe('execution fee: GasUtils.adjustGasLimitForEstimate × gas price, checke
     // 3 000 000 × 1 (the fixture's config/general.ts values).
     const increaseGas = 600_000n + 3n * 250_000n + 3_000_000n;
     const o = await orderOf(placed.venueOrderId as Hex);
-    expect(o.numbers.executionFee).toBe(increaseGas * (2n * base + priority));
+    // × params.executionFeeHeadroom (default 2), so a speed-up of the transaction is covered too.
+    expect(o.numbers.executionFee).toBe(2n * increaseGas * (2n * base + priority));
     // What the contract asked of this transaction: at most that.
     const rec = await trader.publicClient.getTransactionReceipt({
       hash: (await store.get('xf-1'))?.txHash as Hex,
@@ -505,7 +506,7 @@ describe('execution fee: GasUtils.adjustGasLimitForEstimate × gas price, checke
     base = await setBaseFee(2_000_000_000n);
     const closing = await order(v, 'xf-2', 'sell', '0.1', false);
     expect((await orderOf(closing.venueOrderId as Hex)).numbers.executionFee).toBe(
-      (600_000n + 3n * 250_000n + 1_000_000n) * (2n * base + priority),
+      2n * (600_000n + 3n * 250_000n + 1_000_000n) * (2n * base + priority),
     );
     // The configured floor wins when it is higher.
     await keeper.runOnce();
