@@ -1114,7 +1114,29 @@ export class GmxVenue implements VenueAdapter {
     return encodeFunctionData({ abi: exchangeRouterAbi, functionName: 'multicall', args: [calls] });
   }
 
+  /**
+   * Placements under way, by client order id: a second `placeOrder` with the id waits for the first and
+   * then finds its record, rather than sending a second order transaction while the first (approving,
+   * signing, not yet recorded) is in flight.
+   */
+  readonly #placing = new Map<string, Promise<unknown>>();
+
   async placeOrder(input: OrderRequest): Promise<Order> {
+    const cid = String((input as { clientOrderId?: unknown }).clientOrderId ?? '');
+    const before = this.#placing.get(cid);
+    const run = (async () => {
+      if (before) await before.catch(() => undefined);
+      return this.placeOnce(input);
+    })();
+    this.#placing.set(cid, run);
+    try {
+      return await run;
+    } finally {
+      if (this.#placing.get(cid) === run) this.#placing.delete(cid);
+    }
+  }
+
+  private async placeOnce(input: OrderRequest): Promise<Order> {
     const req = parseVenueRequest(OrderRequest, input, this.id);
     const cid = req.clientOrderId;
     const existing = await this.store.get(cid);
@@ -1219,12 +1241,17 @@ export class GmxVenue implements VenueAdapter {
         ? createdOrderKey(receipt.logs, this.p.eventEmitter, this.account)
         : undefined;
     record.updatedAtMs = this.clock.nowMs();
+    if (!key && receipt.status === 'success') {
+      // The transaction went through, so the order may well exist (a wrong eventEmitter setting, an
+      // upgraded emitter): unknown, never 'rejected', which told execution nothing traded and let the
+      // planner hedge again beside a live order.
+      record.status = 'outcome-unknown';
+      record.error = `order creation succeeded (${receipt.transactionHash}) but emitted no OrderCreated event from the EventEmitter ${this.p.eventEmitter} for this account: check the eventEmitter setting; the order may exist`;
+      return;
+    }
     if (!key) {
       record.status = 'rejected';
-      record.error =
-        receipt.status === 'success'
-          ? `order creation emitted no OrderCreated event from the EventEmitter ${this.p.eventEmitter}`
-          : 'order creation reverted';
+      record.error = 'order creation reverted';
       return;
     }
     record.orderKey = key;

@@ -50,6 +50,7 @@ import { parseGmxEvents } from './events.ts';
 import type { GmxFixture } from './fixture.ts';
 import { gmxFixtureAbi } from './fixture-abi.ts';
 import type { GmxKeeper, GmxKeeperResult } from './keeper.ts';
+import type { GmxVenueParamsInput } from './params.ts';
 import { readPositionInfos, startGmxTestChain } from './test-chain.ts';
 import { usd30, usdToGmxPrice } from './units.ts';
 
@@ -81,6 +82,8 @@ function venue(
     spendCapPerDay?: string;
     /** @defaultValue capped at 1 000 000 USDC */
     approval?: 'exact' | 'capped';
+    /** Settings over the fixture's. */
+    params?: Partial<GmxVenueParamsInput>;
   } = {},
 ) {
   const approval = opts.approval ?? 'capped';
@@ -92,6 +95,7 @@ function venue(
       ...(approval === 'capped' ? { approvalCap: '1000000' } : {}),
       receiptTimeoutSeconds: opts.receiptTimeoutSeconds ?? 1,
       ...(opts.spendCapPerDay !== undefined ? { spendCapPerDay: opts.spendCapPerDay } : {}),
+      ...opts.params,
     },
     { ctx: opts.ctx ?? trader, store: opts.store ?? new MemoryOrderStore() },
   );
@@ -189,6 +193,44 @@ describe('gmx adapter specifics', () => {
       expect(await allowanceOf(fresh, fx.params.exchangeRouter)).toBe(0n);
     },
   );
+
+  it('an order transaction that succeeded without an OrderCreated event the adapter can read is outcome-unknown, not rejected', async () => {
+    // a wrong eventEmitter setting: the order exists on chain, the adapter cannot find its key
+    const v = venue({ params: { eventEmitter: '0x000000000000000000000000000000000000dEaD' } });
+    const placed = await v.placeOrder({
+      clientOrderId: 'no-event-1',
+      instrument: 'BTC-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '0.1',
+    });
+    // 'rejected' told execution nothing traded, and the planner hedged again beside a live order
+    expect(placed.status).toBe('outcome-unknown');
+    expect(placed.error).toMatch(/no OrderCreated event/);
+    expect((await v.getOrderByClientId('no-event-1'))?.status).toBe('outcome-unknown');
+  });
+
+  it('the same client order id placed twice at once sends one order transaction', async () => {
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    const v = venue({ store });
+    const req = {
+      clientOrderId: 'dup-at-once',
+      instrument: 'BTC-USD:PERP',
+      side: 'buy' as const,
+      orderType: 'market' as const,
+      sizeBase: '0.1',
+    };
+    const createdCount = async () =>
+      parseGmxEvents(
+        await trader.publicClient.getLogs({ address: fx.params.eventEmitter, fromBlock: 0n }),
+        fx.params.eventEmitter,
+        ['OrderCreated'],
+      ).length;
+    const before = await createdCount();
+    const [a, b] = await Promise.all([v.placeOrder(req), v.placeOrder(req)]);
+    expect(a.venueOrderId).toBe(b.venueOrderId);
+    expect((await createdCount()) - before).toBe(1);
+  });
 
   it('the keeper cancels an order whose acceptable price the oracle breached; collateral comes back', async () => {
     const store = new MemoryOrderStore<GmxOrderRecord>();
