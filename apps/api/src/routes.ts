@@ -1,4 +1,10 @@
-import { PoliciesConfig, SecretRef, VENUE_KIND_FAMILY, VenueConfig } from '@xhedge/config';
+import {
+  PoliciesConfig,
+  SecretRef,
+  urlCredentialProblems,
+  VENUE_KIND_FAMILY,
+  VenueConfig,
+} from '@xhedge/config';
 import { namesForMessage, Underlying, VenueId } from '@xhedge/core';
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -49,6 +55,22 @@ const SECRET_CONTAINER_RE =
 /** A key naming a URL (`tokensUrl`, `rpcUrls`): its value is checked as a URL, not taken for a secret. */
 const URL_KEY_RE = /urls?$/i;
 
+/**
+ * Whether `value` under `key` is a URL setting (`tokensUrl: https://…`): a URL under a key naming one
+ * whose stem is no secret's name (`apiKeyUrl`, `secretUrl` stay secrets), outside a secret. Such a value
+ * is checked for credentials written into it (`user:pass@`, `?apikey=`), as the config file's are.
+ */
+function urlSetting(key: string | number, value: unknown, secret: boolean): value is string {
+  return (
+    !secret &&
+    typeof key === 'string' &&
+    URL_KEY_RE.test(key) &&
+    !SECRET_CONTAINER_RE.test(key.replace(URL_KEY_RE, '')) &&
+    typeof value === 'string' &&
+    /^[a-z][a-z0-9+.-]*:\/\//i.test(value)
+  );
+}
+
 /** How deep a venue's `params` may nest: adapter settings are a few levels deep, not thousands. */
 const MAX_PARAMS_DEPTH = 16;
 
@@ -71,14 +93,7 @@ function secretShape(
   const named = (re: RegExp) => secret || (typeof key === 'string' && re.test(key));
   // a URL under a key that says so (GMX's `tokensUrl`) is a URL, shown masked like any other, not a
   // `token` given inline (it was refused, so a GMX venue from the config file could not be edited)
-  if (
-    !secret &&
-    typeof key === 'string' &&
-    URL_KEY_RE.test(key) &&
-    typeof value === 'string' &&
-    /^[a-z][a-z0-9+.-]*:\/\//i.test(value)
-  )
-    return undefined;
+  if (urlSetting(key, value, secret)) return undefined;
   if (typeof value === 'string' || typeof value === 'number')
     return named(SECRET_KEY_RE) ? 'scalar' : undefined;
   if (value === null || typeof value !== 'object' || !named(SECRET_CONTAINER_RE)) return undefined;
@@ -117,6 +132,10 @@ function paramsIssues(params: Record<string, unknown>): { path: (string | number
     }
     for (const { k } of entries.filter((e) => e.shape === 'scalar'))
       out.push({ path: [...path, k], message: INLINE_MESSAGE });
+    for (const { k, v } of entries)
+      if (urlSetting(k, v, secret))
+        for (const problem of urlCredentialProblems(v))
+          out.push({ path: [...path, k], message: `${problem}; give {env: VAR_NAME} instead` });
     for (const { k } of entries.filter(
       (e) => e.shape === undefined && typeof e.v === 'string' && e.v.includes(MASK),
     ))

@@ -21,6 +21,7 @@ export {
   ReduceOnlyPassesConfig,
   SecretRef,
   UnderlyingConfig,
+  urlCredentialProblems,
   VENUE_KIND_FAMILY,
   VENUE_KINDS,
   VenueConfig,

@@ -259,13 +259,18 @@ export function controlsPort(
       const v: KillSwitchView = { scope: q.scope, engaged: false, reason: q.reason, by: operator(actor) };
       if (q.target !== undefined) v.target = q.target;
       // the ledger's release event goes first (a failure there leaves it engaged), then Redis, then the
-      // audit entry: released with the audit failed is in force
+      // audit entry: released with the audit failed is in force. Only a scope engaged before the call is
+      // released by it (one that was not is no release to record by hand).
+      const wasEngaged = await kill
+        .engaged()
+        .then((all) => all.some((e) => e.scope === scope))
+        .catch(() => false);
       return inForceOrThrow(
         async () => {
           await kill.release(scope, { actor: operator(actor), reason: q.reason });
           return v;
         },
-        async () => ((await kill.engaged()).some((e) => e.scope === scope) ? undefined : v),
+        async () => (!wasEngaged || (await kill.engaged()).some((e) => e.scope === scope) ? undefined : v),
         {
           log,
           what: () => `kill switch ${scope} released`,
@@ -320,6 +325,9 @@ export function controlsPort(
     bookMark: async () => ({ ...(await breakers.bookMark()) }),
     setBookMark: async (q, actor) => {
       const by = operator(actor);
+      // the mark as it was: a mark read back unchanged (the same operator and reason as an earlier one,
+      // the write refused) is not this call's
+      const before = await breakers.bookMark().catch(() => undefined);
       return inForceOrThrow(
         async () => ({
           ...(await breakers.setMark({
@@ -332,6 +340,9 @@ export function controlsPort(
           const m = await breakers.bookMark();
           // marked by this operator for this reason (at the equity asked), or pending the first equity
           const marked =
+            before !== undefined &&
+            m.markedAtMs !== undefined &&
+            m.markedAtMs !== before.markedAtMs &&
             m.markedBy === by &&
             m.reason === q.reason &&
             (q.equityUsd === undefined || m.markUsd === q.equityUsd);

@@ -386,6 +386,31 @@ describe('controls port: a change in force whose ledger write then fails', () =>
     await led.close();
   });
 
+  it('a mark the board refused is not read back as in force, though an earlier one had the same operator and reason; nor a release of a scope not engaged', async () => {
+    const { led, breakers, kill, logged, down } = await setup('same-mark');
+    await breakers.setMark({ equityUsd: 250_000, actor: 'operator:alice', reason: 'daily re-mark' });
+    // the board's write refused before it changed anything (Redis out of memory, reads still served)
+    const refusing = new Proxy(breakers, {
+      get(target, prop) {
+        if (prop === 'setMark') return async () => Promise.reject(new Error('OOM command not allowed'));
+        const v = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const port = controlsPort(kill, refusing, led, undefined, {
+      error: (obj, msg) => void logged.push({ obj, msg }),
+    });
+    const err = await failure(port.setBookMark({ equityUsd: 250_000, reason: 'daily re-mark' }, risk));
+    expect(err.message).toMatch(/OOM/);
+    expect(err.code).not.toBe('AUDIT_UNRECORDED');
+    // a release of a scope that was not engaged, the ledger down: its own error, nothing to record by hand
+    await down('kill_switch_events');
+    const rel = await failure(port.resetKillSwitch({ scope: 'venue', target: 'gmx-arb', reason: 'x' }, risk));
+    expect(rel.code).not.toBe('AUDIT_UNRECORDED');
+    expect(logged).toEqual([]);
+    await led.close();
+  });
+
   it('a position break acknowledged whose audit entry fails answers AUDIT_UNRECORDED (the new baseline asked for); one refused is refused', async () => {
     const { led, port, logged, down } = await setup('ack');
     await led.setPositionBaseline({
