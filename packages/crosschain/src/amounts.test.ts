@@ -47,6 +47,16 @@ describe('collateral planning rounds the amount in the asset’s own steps', () 
       costModel,
     });
     expect(usd?.amount).toBe('0.33');
+    // a shortfall that is float noise alone plans nothing (it planned a transfer of "0")
+    const none = planCollateralTransfer({
+      need: { planId: 'p_noise', venue: 'op', chain: 'evm:10', asset: 'USDC', requiredAmount: 0.1 + 0.2 },
+      balances: [
+        { venue: 'op', chain: 'evm:10', asset: 'USDC', amount: 0.3, asOfMs: 0 },
+        { venue: 'arb', chain: 'evm:42161', asset: 'USDC', amount: 100, asOfMs: 0 },
+      ],
+      costModel,
+    });
+    expect(none).toBeNull();
   });
 
   it('refuses shared decimals that are not a whole number from 0 to 18', () => {

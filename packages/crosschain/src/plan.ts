@@ -99,6 +99,8 @@ export function planCollateralTransfer(o: PlanTransferOptions): TransferPlan | n
   const amount = new Dec(toDecimalString(shortfall, 12))
     .mul(new Dec(1).add(toDecimalString(buffer, 12)))
     .toDecimalPlaces(step, Dec.ROUND_UP);
+  // a shortfall that was float noise (0.1 + 0.2 needed, 0.3 held) is none: no transfer of 0
+  if (!amount.gt(0)) return null;
   const feeInAsset = (o.chargeFeeInAsset ?? true) && isUsdLike(need.asset);
   const candidates = o.balances
     // a source whose balance is unreadable (NaN) is no source; the comparisons below are false for it
