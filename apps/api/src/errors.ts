@@ -1,4 +1,10 @@
-import { isXhedgeError, redact, XhedgeError, type XhedgeErrorOptions } from '@xhedge/core';
+import {
+  isXhedgeError,
+  maskCredentials,
+  maskCredentialsDeep,
+  XhedgeError,
+  type XhedgeErrorOptions,
+} from '@xhedge/core';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 
@@ -33,9 +39,7 @@ export type ApiErrorCode = keyof typeof API_ERROR_STATUS;
 export function safeError(err: unknown): { name: string; code?: string; message: string } {
   const e = err instanceof Error ? err : new Error(String(err));
   const code = (e as { code?: unknown }).code;
-  const message = redact(e.message)
-    .replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1[redacted]@')
-    .replace(/([?&;][^=&;#\s]*(?:pass|pwd|secret|token|key)[^=&;#\s]*=)[^&;#\s"']+/gi, '$1[redacted]');
+  const message = maskCredentials(e.message);
   return { name: e.name, ...(typeof code === 'string' ? { code } : {}), message };
 }
 
@@ -55,7 +59,7 @@ export function loggedError(err: unknown): {
     const rec = err as Record<string, unknown>;
     if (typeof rec.message === 'string')
       return {
-        ...rec,
+        ...(maskCredentialsDeep(rec) as Record<string, unknown>),
         type: String(rec.name ?? 'Error'),
         message: safeError(rec.message).message,
         stack: '',

@@ -5,7 +5,7 @@ import { assertFinite, NumericError, ValidationError, XhedgeError } from './erro
 import { deterministicId } from './id-gen.ts';
 import { ChainId, EntityId, VenueId } from './ids.ts';
 import { canTransition, ORDER_TRANSITIONS, OrderStatus, TERMINAL_ORDER_STATUSES } from './model.ts';
-import { redact } from './secrets.ts';
+import { maskCredentials, maskCredentialsDeep, redact } from './secrets.ts';
 import { MS_PER_YEAR, median, roundToStep, toDecimalString, yearFraction } from './units.ts';
 import { formatPath, parseOrThrow } from './zod-issues.ts';
 
@@ -144,6 +144,39 @@ describe('redact', () => {
       expect(out).not.toContain(secret);
     expect(out).toContain('https://sol.example.com/?api-key=[redacted]&cluster=mainnet');
     expect(redact('value 0xSECRETVALUE here', ['0xSECRETVALUE'])).toBe('value [redacted] here');
+  });
+});
+
+describe('maskCredentials', () => {
+  it('masks a URL userinfo of any scheme to its last @, secret query parameters and key=value settings', () => {
+    expect(maskCredentials('connect postgres://user:p@ss@db:5432/x failed')).toBe(
+      'connect postgres://[redacted]@db:5432/x failed',
+    );
+    expect(maskCredentials('rediss://:r3dis@cache:6380/0 and mysql://a:b@h')).toBe(
+      'rediss://[redacted]@cache:6380/0 and mysql://[redacted]@h',
+    );
+    expect(maskCredentials('db?sslpassword=k3y&x=1 host=h password=hunter2 user=u')).toBe(
+      'db?sslpassword=[redacted]&x=1 host=h password=[redacted] user=u',
+    );
+    // nothing but the credentials: a plain URL and an address stay
+    expect(maskCredentials('https://api.example.com/v1 ops@example.com')).toBe(
+      'https://api.example.com/v1 ops@example.com',
+    );
+  });
+
+  it('walks the fields of a record, strings only, to a bounded depth', () => {
+    expect(
+      maskCredentialsDeep({
+        message: 'x',
+        details: { url: 'postgres://u:pw@h/db', n: 1 },
+        list: ['password=p'],
+      }),
+    ).toEqual({
+      message: 'x',
+      details: { url: 'postgres://[redacted]@h/db', n: 1 },
+      list: ['password=[redacted]'],
+    });
+    expect(maskCredentialsDeep({ a: { b: 'c' } }, 1)).toEqual({ a: '[nested too deep]' });
   });
 });
 

@@ -57,7 +57,15 @@ export {
   Urgency,
   zeroGreeks,
 } from './model.ts';
-export { redact, resolveSecret, SecretError, type SecretRefLike, type SecretSources } from './secrets.ts';
+export {
+  maskCredentials,
+  maskCredentialsDeep,
+  redact,
+  resolveSecret,
+  SecretError,
+  type SecretRefLike,
+  type SecretSources,
+} from './secrets.ts';
 export {
   bpsToFraction,
   DAYS_PER_YEAR,

@@ -64,3 +64,34 @@ export function redact(text: string, secrets: readonly string[] = []): string {
     .replace(/(https?:\/\/[^\s/]+\/(?:v[0-9]+\/)?)[A-Za-z0-9_-]{20,}/g, '$1[redacted]')
     .replace(/([?&](?:api[-_]?key|apikey|key|token|access[-_]?token|auth)=)[^&#\s"']+/gi, '$1[redacted]');
 }
+
+/**
+ * `text` (an error message, a log line) with every credential it may carry masked: what {@link redact}
+ * masks, and the userinfo of a URL of any scheme up to its last `@` (`postgres://user:p@ss@db` — a raw
+ * `@` in a password left `@ss@db` before), secret-named query parameters (`?password=`, `&sslpassword=`,
+ * `?apikey=`) and secret-named `key=value` settings (`password=…` in a connection string). The one
+ * masking of the runtime's and the API's logs.
+ */
+export function maskCredentials(text: string): string {
+  return redact(text)
+    .replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s/?#]*@/gi, '$1[redacted]@')
+    .replace(/([?&;][^=&;#\s]*(?:pass|pwd|secret|token|key)[^=&;#\s]*=)[^&;#\s"']+/gi, '$1[redacted]')
+    .replace(
+      /(\b[\w.-]*(?:password|passwd|passphrase|pwd|secret|token|api[-_]?key|private[-_]?key)[\w.-]*\s*=\s*)("[^"]*"|'[^']*'|[^\s&;,"']+)/gi,
+      '$1[redacted]',
+    );
+}
+
+/**
+ * `value` with every string in it passed through {@link maskCredentials} (arrays and plain objects
+ * walked, at most `depth` levels; deeper ones left out): the fields of an error already made a record.
+ */
+export function maskCredentialsDeep(value: unknown, depth = 6): unknown {
+  if (typeof value === 'string') return maskCredentials(value);
+  if (value === null || typeof value !== 'object') return value;
+  if (depth <= 0) return '[nested too deep]';
+  if (Array.isArray(value)) return value.map((v) => maskCredentialsDeep(v, depth - 1));
+  return Object.fromEntries(
+    Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, maskCredentialsDeep(v, depth - 1)]),
+  );
+}

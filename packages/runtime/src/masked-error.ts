@@ -1,4 +1,4 @@
-import { redact } from '@xhedge/core';
+import { maskCredentials, maskCredentialsDeep } from '@xhedge/core';
 
 /** Longest message kept: a driver's error can echo a whole query or request body. */
 const MAX_MESSAGE_CHARS = 1000;
@@ -13,13 +13,7 @@ const MAX_MESSAGE_CHARS = 1000;
 export function maskedError(err: unknown): { name: string; code?: string; message: string } {
   const e = err instanceof Error ? err : undefined;
   const raw = e ? e.message : typeof err === 'string' ? err : safeString(err);
-  const message = redact(raw)
-    .replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1[redacted]@')
-    .replace(/([?&;][^=&;#\s]*(?:pass|pwd|secret|token|key)[^=&;#\s]*=)[^&;#\s"']+/gi, '$1[redacted]')
-    .replace(
-      /(\b[\w.-]*(?:password|passwd|passphrase|pwd|secret|token|api[-_]?key|private[-_]?key)[\w.-]*\s*=\s*)("[^"]*"|'[^']*'|[^\s&;,"']+)/gi,
-      '$1[redacted]',
-    );
+  const message = maskCredentials(raw);
   const code = (e as { code?: unknown } | undefined)?.code;
   return {
     name: e ? e.name : typeof err,
@@ -47,7 +41,7 @@ export const LOG_SERIALIZERS = {
   err: (err: unknown): Record<string, unknown> => {
     if (!(err instanceof Error) && err !== null && typeof err === 'object') {
       const rec = err as Record<string, unknown>;
-      if (typeof rec.message === 'string') return { ...rec, message: maskedError(rec.message).message };
+      if (typeof rec.message === 'string') return maskCredentialsDeep(rec) as Record<string, unknown>;
     }
     const frames =
       err instanceof Error && typeof err.stack === 'string'
