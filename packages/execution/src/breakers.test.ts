@@ -4,6 +4,7 @@ import { Ledger, openDatabase } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BreakerBoard, breakerNames, breakersFor } from './breakers.ts';
+import { keysFor } from './keys.ts';
 import { ExecutionMetrics } from './metrics.ts';
 import { testRedis } from './test-env.ts';
 
@@ -64,6 +65,31 @@ describe('circuit breakers: what trips each one', () => {
     redis = await testRedis();
     cmd = redis.client();
     ledger = new Ledger(await openDatabase(), { clock });
+  });
+
+  it('a half-open trial held for its order is renewed past its lifetime, and let go after maxHoldMs', async () => {
+    const b = new BreakerBoard({
+      redis: cmd,
+      prefix: `xhbrk${process.pid}-${++n}`,
+      config: BreakersConfig.parse({}),
+      ledger,
+      clock,
+      trialTtlMs: 150,
+    });
+    await b.trip('venue:slow', 'test trip', {}, 0);
+    const g = await b.gate(['venue:slow'], { takeTrial: true });
+    if (!g.allowed) throw new Error('expected the trial');
+    const stop = b.holdTrials(g.trials, { maxHoldMs: 60_000 });
+    try {
+      const key = keysFor(b.prefix).breakerTrial('venue:slow');
+      await new Promise((r) => setTimeout(r, 400)); // past its 150 ms: renewed
+      expect(await cmd.exists(key)).toBe(1);
+      clock.advance(60_001); // held as long as allowed: no more renewals, it lapses
+      await new Promise((r) => setTimeout(r, 400));
+      expect(await cmd.exists(key)).toBe(0);
+    } finally {
+      stop();
+    }
   });
   afterAll(async () => {
     const keys = await cmd.keys(`xhbrk${process.pid}-*`);

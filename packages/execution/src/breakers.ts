@@ -587,11 +587,18 @@ export class BreakerBoard {
    * token this caller still holds gets a full `trialTtlMs` again (a token another caller holds now is
    * left alone). Without it, a send slower than `trialTtlMs` (a chain's confirmation, a keeper) lets
    * the token lapse and a second order goes as a trial while the first is still out. Returns the stop
-   * function; renewals that fail are left to the token's own expiry (the next one tries again).
+   * function; renewals that fail are left to the token's own expiry (the next one tries again). Renewals
+   * stop after `maxHoldMs` (a venue call that never returns does not hold the breaker for the life of
+   * the process): the token then lapses `trialTtlMs` later. @defaultValue maxHoldMs 10 × trialTtlMs
    */
-  holdTrials(trials: readonly Trial[]): () => void {
+  holdTrials(trials: readonly Trial[], o: { maxHoldMs?: number } = {}): () => void {
     if (trials.length === 0) return () => {};
+    const until = this.#clock.nowMs() + (o.maxHoldMs ?? 10 * this.#trialTtlMs);
     const renew = () => {
+      if (this.#clock.nowMs() >= until) {
+        clearInterval(timer);
+        return;
+      }
       for (const t of trials)
         this.#redis
           .eval(

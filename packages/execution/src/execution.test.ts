@@ -4,6 +4,7 @@ import { clientOrderIdFor } from './ids.ts';
 import { keysFor } from './keys.ts';
 import { LeaderLease } from './lease.ts';
 import { Reconciler } from './reconciler.ts';
+import { ExecutionService } from './service.ts';
 import { type Env, failedJob, makeEnv, until } from './test-env.ts';
 
 describe('graceful shutdown of the workers (SIGTERM/SIGINT close them this way)', () => {
@@ -563,6 +564,23 @@ describe('a reduce-only order on a venue that does not enforce reduce-only', () 
       expect(o.status).toBe('cancelled');
       expect(o.error).toMatch(/kill-switch/);
       expect(env.placed).not.toContain(clientOrderIdFor(flagged.id));
+      // a producer told which venues enforce reduce-only blocks it before queueing (reserving nothing)
+      const producer = new ExecutionService({
+        connection: env.redis.options,
+        queuePrefix: env.prefix,
+        ledger: env.ledger,
+        controls: env.controls,
+        breakers: env.breakers,
+        killSwitch: env.killSwitch,
+        reduceOnlyEnforced: (venue) => venue !== 'pv',
+      });
+      try {
+        const again = env.intent(3, { ...spot, side: 'sell', reduceOnly: true });
+        const [r] = await producer.submitPlan({ planId: again.planId, legs: [again] });
+        expect(r).toMatchObject({ outcome: 'blocked', control: 'kill-switch' });
+      } finally {
+        await producer.close();
+      }
     } finally {
       await env.killSwitch.release('venue:pv', { actor: 'operator:test', reason: 'drill over' });
     }

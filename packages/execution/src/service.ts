@@ -62,6 +62,13 @@ export interface ExecutionServiceOptions {
   breakers: BreakerBoard;
   killSwitch: KillSwitch;
   marketData?: MarketDataSource;
+  /**
+   * Whether a venue enforces reduce-only orders (`capabilities.reduceOnly`). When given, a leg flagged
+   * reduce-only on a venue that does not is judged before queueing as any other leg, as the worker
+   * judges it before the send (blocked at once, not queued and cancelled there). @defaultValue the flag
+   * is taken as it is here (the worker still judges it before the send)
+   */
+  reduceOnlyEnforced?: (venue: string) => boolean;
   metrics?: ExecutionMetrics;
   clock?: Clock;
   /** Actor name written to the ledger. @defaultValue `orchestrator` */
@@ -433,7 +440,9 @@ export class ExecutionService {
   /** Kill switch, breakers (no trial taken: half-open lets it queue) and controls with reservation. */
   async preQueueCheck(leg: HedgeIntent) {
     const ctx = (await this.#o.marketData?.context(leg)) ?? {};
-    return this.#gate.check(leg, ctx, { takeTrial: false, reserve: true });
+    const enforced = this.#o.reduceOnlyEnforced;
+    const judged = leg.reduceOnly && enforced && !enforced(leg.venue) ? { ...leg, reduceOnly: false } : leg;
+    return this.#gate.check(judged, ctx, { takeTrial: false, reserve: true });
   }
 
   get nowMs(): number {

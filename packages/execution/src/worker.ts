@@ -757,7 +757,8 @@ class OrderProcessor {
             .catch(() => {})
         : undefined;
     // the half-open trials stay this order's until their report, however long the venue takes
-    const releaseTrials = this.#o.breakers.holdTrials(trials);
+    // (held at most twice the send deadline: a call that never returns lets the trial go after that)
+    const releaseTrials = this.#o.breakers.holdTrials(trials, { maxHoldMs: 2 * this.#deadlineMs });
     try {
       const t0 = performance.now();
       let vo: Order;

@@ -488,6 +488,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       breakers,
       killSwitch,
       marketData,
+      reduceOnlyEnforced: (venue) => byId.get(venue)?.capabilities.reduceOnly === true,
       metrics: execMetrics,
       clock,
     });
