@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +9,7 @@ import {
   TransactionMessage,
   VersionedTransaction,
 } from '@solana/web3.js';
-import { ManualClock, Position } from '@xhedge/core';
+import { ManualClock, Order, Position } from '@xhedge/core';
 import { InvalidOrderError, NotConfirmedError, type OrderRequest, VenueError } from '@xhedge/venue';
 import { describe, expect, it } from 'vitest';
 import { DRIFT_PROGRAM_ERROR, runDriftProgram } from '../test/drift-program.ts';
@@ -144,6 +145,49 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
     // cap 0 is no cap
     f.setPerpMarket({ maxOpenInterest: 0n, baseAssetAmountLong: 900n * BASE });
     expect((await q('buy', '5000')).executableSizeBase).toBe('5000');
+  });
+
+  it('counts the orders already working and reduce-only as place_perp_order does (is_new_order_risk_increasing)', async () => {
+    const f = await driftFixture();
+    const BASE = 1_000_000_000n;
+    // room for 100 long, 50 short
+    f.setPerpMarket({
+      maxOpenInterest: 1000n * BASE,
+      baseAssetAmountLong: 900n * BASE,
+      baseAssetAmountShort: -950n * BASE,
+    });
+    const q = (side: 'buy' | 'sell', sizeBase: string, reduceOnly = false) =>
+      f.venue.quoteHedge({ instrument: 'SOL-USD:PERP', side, sizeBase, reduceOnly });
+    // Short 200 with a buy of 150 already working: a buy of 200 makes open bids 350 > 200, risk
+    // increasing, so the program checks it against the long room (100) and refuses it (MaxOpenInterest).
+    f.setUser({ perpPositions: [{ marketIndex: 0, baseAssetAmount: -200n * BASE, openBids: 150n * BASE }] });
+    const buy = await q('buy', '200');
+    // Before: 200, no cap (the position alone said "reduces").
+    expect(buy.executableSizeBase).toBe('100');
+    expect(buy.capReason).toMatch(
+      /max open interest: room for 100 on the long side, 50 reduces the position/,
+    );
+    // 50 only reduces (open bids 150 + 50 ≤ 200): not capped
+    expect((await q('buy', '50')).capReason).toBeUndefined();
+    // Long 200 with a sell of 180 working (open asks −180): a sell of 60 is risk increasing; room 50.
+    f.setUser({ perpPositions: [{ marketIndex: 0, baseAssetAmount: 200n * BASE, openAsks: -180n * BASE }] });
+    expect((await q('sell', '60')).executableSizeBase).toBe('50');
+    // Short 300, no orders working: a buy of 250 only reduces (uncapped); one of 400 is risk increasing,
+    // and 300 of it still go (no cap on what reduces: before, the room of 100)
+    f.setUser({ perpPositions: [{ marketIndex: 0, baseAssetAmount: -300n * BASE }] });
+    expect((await q('buy', '250')).executableSizeBase).toBe('250');
+    expect((await q('buy', '400')).executableSizeBase).toBe('300');
+    // Reduce-only is never risk increasing (no open-interest check) and fills no more than the position.
+    f.setPerpMarket({
+      maxOpenInterest: 1000n * BASE,
+      baseAssetAmountLong: 1000n * BASE,
+      baseAssetAmountShort: -1000n * BASE,
+    });
+    f.setUser({ perpPositions: [{ marketIndex: 0, baseAssetAmount: -200n * BASE, openBids: 150n * BASE }] });
+    expect((await q('buy', '150', true)).executableSizeBase).toBe('150');
+    const over = await q('buy', '250', true);
+    expect(over.executableSizeBase).toBe('200');
+    expect(over.capReason).toMatch(/reduce-only: the position to reduce is 200/);
   });
 
   it('builds a signed v0 transaction: compute budget, then place_perp_order with its accounts', async () => {
@@ -497,6 +541,72 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
     ).rejects.toMatchObject({ code: 'VENUE_STALE_ORACLE', outcome: 'not-sent' });
   });
 
+  it('a market with no positive oracle price has no mark: a stale-oracle venue error, not a price of 0', async () => {
+    const f = await driftFixture();
+    for (const lastOraclePrice of [0n, -5_000_000n]) {
+      f.setPerpMarket({ lastOraclePrice });
+      // Before: markPriceUsd 0 (or −5) and indexPriceUsd the same, which the Mark schema refuses.
+      await expect(f.venue.fetchMarks()).rejects.toMatchObject({ code: 'VENUE_STALE_ORACLE' });
+    }
+  });
+
+  it('refuses an instrument mapped to a perp market that is not its own (wrong index, or a market in other units)', async () => {
+    const f = await driftFixture();
+    const misconfigured = { code: 'VENUE_MISCONFIGURED', outcome: 'not-sent', retryable: false };
+    // SOL-USD:PERP at index 0, where the market is ETH-PERP: a wrong index in params.markets.
+    f.setPerpMarket({ name: 'ETH-PERP' });
+    // Before: ETH's price as SOL's mark, and SOL hedges sent to ETH-PERP.
+    await expect(f.venue.fetchMarks()).rejects.toMatchObject(misconfigured);
+    await expect(f.venue.loadMarkets()).rejects.toMatchObject(misconfigured);
+    await expect(
+      f.venue.quoteHedge({ instrument: 'SOL-USD:PERP', side: 'buy', sizeBase: '1' }),
+    ).rejects.toMatchObject(misconfigured);
+    f.emulate();
+    await expect(f.venue.placeOrder({ clientOrderId: 'hedge-wrong-mkt', ...ORDER })).rejects.toMatchObject(
+      misconfigured,
+    );
+    // A market trading 1M of the base per unit (1MBONK-PERP) is not the base's own either.
+    f.setPerpMarket({ name: '1MSOL-PERP' });
+    await expect(f.venue.fetchPositions()).rejects.toMatchObject(misconfigured);
+    expect(f.rpc.sends).toBe(0);
+    expect((await f.venue.health()).ok).toBe(false);
+    f.setPerpMarket({ name: 'sol-perp' }); // the name's case does not matter
+    expect((await f.venue.fetchMarks())[0]?.markPriceUsd).toBe(180);
+  });
+
+  it('an order transaction that lands failed names the Drift error and is classed by it (no margin, bad order, stale oracle, paused)', async () => {
+    const f = await driftFixture();
+    const cases = [
+      [6003, 'InsufficientFundsError', 'VENUE_INSUFFICIENT_FUNDS', false, 'InsufficientCollateral (6003)'],
+      [6264, 'StaleOracleError', 'VENUE_STALE_ORACLE', true, 'OracleStaleForMargin (6264)'],
+      [6147, 'VenueHaltedError', 'VENUE_HALTED', true, 'MarketPlaceOrderPaused (6147)'],
+      [6109, 'InvalidOrderError', 'VENUE_INVALID_ORDER', false, 'OrderBreachesOraclePriceLimits (6109)'],
+      [6154, 'RevertedError', 'VENUE_REVERTED', true, 'MaxOpenInterest (6154)'],
+      [6999, 'RevertedError', 'VENUE_REVERTED', false, 'Custom 6999 (6999)'],
+    ] as const;
+    for (const [i, [code, name, errorCode, retryable, what]] of cases.entries()) {
+      // The program ran and failed: the transaction lands with the instruction's custom error.
+      f.rpc.advance(1); // a new blockhash: the next order's bytes differ (it reuses the released u8)
+      f.rpc.emulate = () => ({ err: { InstructionError: [2, { Custom: code }] } });
+      const clientOrderId = `hedge-err-${i}`;
+      const err = await f.venue.placeOrder({ clientOrderId, ...ORDER }).catch((e: unknown) => e);
+      // Before: every one a RevertedError (VENUE_REVERTED, not retryable) with the raw JSON error.
+      expect(err, what).toMatchObject({
+        name,
+        code: errorCode,
+        outcome: 'rejected',
+        retryable,
+        clientOrderId,
+        shortMessage: expect.stringContaining(`failed on chain: Drift ${what}`),
+        details: { programErrorCode: code, instruction: 2 },
+      });
+      expect(await f.venue.getOrderByClientId(clientOrderId), what).toMatchObject({
+        status: 'rejected',
+        error: expect.stringContaining(what),
+      });
+    }
+  });
+
   it('all 255 user order ids in use: a new order is not sent, rate limited and retryable (it was an unclassified error)', async () => {
     const f = await driftFixture();
     for (let i = 0; i < 255; i++)
@@ -523,26 +633,80 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
     expect(f.rpc.sends).toBe(sends);
   });
 
-  it('a client id pruned from the id map is outcome unknown, never "not at the venue"; one never seen is null', async () => {
+  it('a client id pruned from the id map answers with how its order ended (its tombstone), never unknown for ever; one never seen is null', async () => {
     const f = await driftFixture({ historyLimit: 1 });
-    // The program takes each order and nothing fills: it ends cancelled, its record released.
-    f.emulate();
-    const ended = await f.venue.placeOrder({ clientOrderId: 'hedge-old-1', ...ORDER });
-    expect(ended.status).toBe('cancelled');
+    // hedge-old-1 works, then fills 1.5 at 181.2: read from its slot, its record released.
+    const { landedSlot, u8 } = await placeWorkingLong(f, 'hedge-old-1', 91);
+    f.setUser({
+      perpPositions: [{ marketIndex: 0, baseAssetAmount: 4_000_000_000n, quoteEntryAmount: -721_800_000n }],
+      orders: [
+        {
+          status: 'filled',
+          userOrderId: u8,
+          orderId: 91,
+          slot: landedSlot,
+          marketIndex: 0,
+          direction: 'long',
+          baseAssetAmount: 1_500_000_000n,
+          baseAssetAmountFilled: 1_500_000_000n,
+          quoteAssetAmountFilled: 271_800_000n,
+        },
+      ],
+    });
+    const asEnded = {
+      clientOrderId: 'hedge-old-1',
+      venue: 'drift-sol',
+      instrument: 'SOL-USD:PERP',
+      side: 'buy',
+      orderType: 'limit',
+      sizeBase: '1.5',
+      limitPriceUsd: ORDER.limitPriceUsd,
+      reduceOnly: false,
+      status: 'filled',
+      filledSizeBase: '1.5',
+      avgFillPriceUsd: '181.2',
+      venueOrderId: '91',
+    };
+    expect(await f.venue.getOrderByClientId('hedge-old-1')).toMatchObject(asEnded);
+    // A later order ends (the program takes it, nothing fills): hedge-old-1's record is pruned.
     f.clock.advance(1000);
-    await f.venue.placeOrder({ clientOrderId: 'hedge-old-2', ...ORDER });
+    f.rpc.advance(1);
+    f.emulate();
+    expect((await f.venue.placeOrder({ clientOrderId: 'hedge-old-2', ...ORDER })).status).toBe('cancelled');
     expect(f.orderIds.get('hedge-old-1')).toBeUndefined(); // pruned: only one released record is kept
+    expect(f.orderIds.isPruned('hedge-old-1')).toBe(true);
     const sends = f.rpc.sends;
-    const unknown = { code: 'VENUE_ORDER_NOT_FOUND', outcome: 'unknown', retryable: false };
-    // Before: null, which the worker reads as "never at the venue" and may send again.
-    await expect(f.venue.getOrderByClientId('hedge-old-1')).rejects.toMatchObject(unknown);
-    await expect(f.venue.placeOrder({ clientOrderId: 'hedge-old-1', ...ORDER })).rejects.toMatchObject(
-      unknown,
-    );
-    await expect(f.venue.cancelOrder('hedge-old-1')).rejects.toMatchObject(unknown);
+    // Before: DriftOrderRecordPrunedError (outcome unknown) on every lookup, for ever: the worker's
+    // reconciler never resolved the order. Now: the order as it ended, the same after a restart.
+    const found = await f.venue.getOrderByClientId('hedge-old-1');
+    expect(found).toMatchObject(asEnded);
+    expect(Order.parse(found)).toEqual(found);
+    // Placing it again sends nothing (it would fill the hedge twice); cancelling it has nothing to do.
+    expect(await f.venue.placeOrder({ clientOrderId: 'hedge-old-1', ...ORDER })).toMatchObject(asEnded);
+    expect(await f.venue.cancelOrder('hedge-old-1')).toMatchObject(asEnded);
     expect(f.rpc.sends).toBe(sends);
+    const restarted = await UserOrderIdMap.open({ store: f.store, clock: f.clock });
+    expect(restarted.pruned('hedge-old-1')).toMatchObject({
+      status: 'filled',
+      filledSizeBase: '1.5',
+      avgFillPriceUsd: '181.2',
+    });
     expect(await f.venue.getOrderByClientId('hedge-never-sent')).toBeNull();
     expect((await f.venue.getOrderByClientId('hedge-old-2'))?.status).toBe('cancelled');
+  });
+
+  it("a bare tombstone (an earlier build's: only the id's hash) still reads as outcome unknown, never null", async () => {
+    const key = createHash('sha256').update('hedge-legacy-1').digest('base64url').slice(0, 16);
+    const store = memoryUserOrderIdStore();
+    await store.save([{ pruned: [key] }]);
+    const f = await driftFixture({ store });
+    expect(f.orderIds.isPruned('hedge-legacy-1')).toBe(true);
+    const unknown = { code: 'VENUE_ORDER_NOT_FOUND', outcome: 'unknown', retryable: false };
+    await expect(f.venue.getOrderByClientId('hedge-legacy-1')).rejects.toMatchObject(unknown);
+    await expect(f.venue.placeOrder({ clientOrderId: 'hedge-legacy-1', ...ORDER })).rejects.toMatchObject(
+      unknown,
+    );
+    expect(f.rpc.sends).toBe(0);
   });
 });
 
@@ -776,6 +940,140 @@ describe('protocol-v2 instruction use, checked by the fixture program stand-in (
     const found = await f.venue.getOrderByClientId('hedge-reuse-1');
     expect(found).toMatchObject({ status: 'filled', filledSizeBase: '1.5' });
     expect(found).not.toHaveProperty('avgFillPriceUsd');
+  });
+
+  it('an ended order of ours is recorded from its slot before a new order takes that slot (it kept its average price)', async () => {
+    const f = await driftFixture();
+    const { landedSlot, u8 } = await placeWorkingLong(f, 'hedge-seq-1', 85);
+    // It fills at 181.2; nobody asks before the next order goes out.
+    const filledA = {
+      status: 'filled' as const,
+      userOrderId: u8,
+      orderId: 85,
+      slot: landedSlot,
+      marketIndex: 0,
+      direction: 'long' as const,
+      baseAssetAmount: 1_500_000_000n,
+      baseAssetAmountFilled: 1_500_000_000n,
+      quoteAssetAmountFilled: 271_800_000n,
+    };
+    const position = { marketIndex: 0, baseAssetAmount: 4_000_000_000n, quoteEntryAmount: -721_800_000n };
+    f.setUser({ perpPositions: [position], orders: [filledA] });
+    f.rpc.advance(1);
+    // The program puts the next order in the first slot that is not open: hedge-seq-1's.
+    f.emulate((run) => {
+      f.setUser({
+        perpPositions: [{ ...position, openOrders: 1 }],
+        orders: [
+          {
+            status: 'open',
+            userOrderId: run.userOrderId,
+            orderId: 86,
+            slot: BigInt(f.rpc.slot()),
+            marketIndex: 0,
+            direction: 'short',
+            baseAssetAmount: 1_000_000_000n,
+          },
+        ],
+      });
+    });
+    await f.venue.placeOrder({ clientOrderId: 'hedge-seq-2', ...ORDER, side: 'sell', sizeBase: '1' });
+    // Before: its slot gone, the fill was inferred from the position change, without its average price.
+    expect(await f.venue.getOrderByClientId('hedge-seq-1')).toMatchObject({
+      status: 'filled',
+      filledSizeBase: '1.5',
+      avgFillPriceUsd: '181.2',
+      venueOrderId: '85',
+    });
+  });
+
+  it("two orders in flight on one market, their slots taken: one order's fill is never given to the other", async () => {
+    const f = await driftFixture();
+    // The program leaves each order working; the User account collects them.
+    const working: NonNullable<Parameters<DriftFixture['setUser']>[0]['orders']> = [];
+    f.emulate((run) => {
+      working.push({
+        status: 'open',
+        userOrderId: run.userOrderId,
+        orderId: 300 + run.userOrderId,
+        slot: BigInt(f.rpc.slot()),
+        marketIndex: 0,
+        direction: 'long',
+        baseAssetAmount: 1_500_000_000n,
+      });
+      f.setUser({
+        perpPositions: [{ marketIndex: 0, baseAssetAmount: 2_500_000_000n, openOrders: working.length }],
+        orders: working,
+      });
+    });
+    const place = async (clientOrderId: string) => {
+      await f.venue.placeOrder({ clientOrderId, ...ORDER });
+      f.clock.advance(1000);
+      f.rpc.advance(1);
+    };
+    // Slots taken by orders another client of the account placed later (nothing of ours).
+    const foreign = [150, 151].map((userOrderId) => ({
+      status: 'open' as const,
+      userOrderId,
+      orderId: 400 + userOrderId,
+      slot: BigInt(f.rpc.slot() + 50),
+      marketIndex: 0,
+      direction: 'short' as const,
+      baseAssetAmount: 10_000_000n,
+    }));
+
+    // Both slots gone: hedge-two-a filled 1.5 and hedge-two-b expired with nothing, or the other way
+    // round; the position (+1.5) cannot tell which.
+    await place('hedge-two-a');
+    await place('hedge-two-b');
+    f.setUser({ perpPositions: [{ marketIndex: 0, baseAssetAmount: 4_000_000_000n }], orders: foreign });
+    const b = await f.venue.getOrderByClientId('hedge-two-b');
+    // Before: { status: 'filled', filledSizeBase: '1.5' }, hedge-two-a's fill, as if proven.
+    expect(b).toMatchObject({
+      status: 'cancelled',
+      filledSizeBase: '0',
+      error: expect.stringMatching(/estimate.* 0 to 1\.5 base .*hedge-two-a/),
+    });
+    expect(f.orderIds.get('hedge-two-b')?.filledBoundsBase).toEqual({ min: '0', max: '1.5' });
+    expect(await f.venue.getOrderByClientId('hedge-two-a')).toMatchObject({
+      status: 'cancelled',
+      filledSizeBase: '0',
+      error: expect.stringMatching(/estimate.* 0 to 1\.5 base .*hedge-two-b/),
+    });
+
+    // The later order's end is known (its slot is still there): the earlier one's part is proven.
+    working.length = 0;
+    f.clock.advance(1000);
+    f.setUser({ perpPositions: [{ marketIndex: 0, baseAssetAmount: 2_500_000_000n }], orders: foreign });
+    await place('hedge-two-c');
+    await place('hedge-two-d');
+    const d = f.orderIds.get('hedge-two-d');
+    f.setUser({
+      perpPositions: [{ marketIndex: 0, baseAssetAmount: 4_000_000_000n }],
+      orders: [
+        foreign[0] ?? {},
+        {
+          status: 'filled',
+          userOrderId: d?.userOrderId ?? -1,
+          orderId: 9,
+          slot: BigInt(d?.landedSlot ?? -1),
+          marketIndex: 0,
+          direction: 'long',
+          baseAssetAmount: 1_500_000_000n,
+          baseAssetAmountFilled: 1_500_000_000n,
+          quoteAssetAmountFilled: 271_500_000n,
+        },
+      ],
+    });
+    // Before: hedge-two-c { status: 'filled', filledSizeBase: '1.5' }, hedge-two-d's fill.
+    const c = await f.venue.getOrderByClientId('hedge-two-c');
+    expect(c).toMatchObject({ status: 'cancelled', filledSizeBase: '0' });
+    expect(c).not.toHaveProperty('error');
+    expect(await f.venue.getOrderByClientId('hedge-two-d')).toMatchObject({
+      status: 'filled',
+      filledSizeBase: '1.5',
+      avgFillPriceUsd: '181',
+    });
   });
 
   it('cancels with cancel_order_by_user_id; an order filled before the cancel lands is reported filled, not a failed cancel', async () => {

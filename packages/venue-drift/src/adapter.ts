@@ -18,6 +18,7 @@ import {
   MS_PER_HOUR,
   type Order,
   type Position,
+  parseInstrumentId,
 } from '@xhedge/core';
 import {
   HedgeQuote,
@@ -70,6 +71,7 @@ import {
   USER_STATUS,
 } from './layout.ts';
 import { type UserOrderIdMap, type UserOrderIdRecord, UserOrderIdsExhaustedError } from './order-ids.ts';
+import { describeTransactionError } from './program-errors.ts';
 import {
   type AccountReadOptions,
   type ConfirmationLevel,
@@ -141,6 +143,10 @@ const FIXED_DP = { base: 9, price: 6, quote: 6 } as const;
 /** OrderParams' base_asset_amount and price are u64. */
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
+/** A base size (at most 9 decimals, as the id map's records hold them) in BASE_PRECISION. */
+function baseRaw(sizeBase: string): bigint {
+  return scaleDecimal(sizeBase, FIXED_DP.base, 'floor');
+}
 function fromFixed(v: bigint, decimals: number): string {
   return new Dec(v.toString()).div(new Dec(10).pow(decimals)).toFixed();
 }
@@ -164,9 +170,10 @@ function toFixed(v: string, decimals: number, what: string, venue: string, clien
 
 /**
  * A client order id this venue did send, whose record the id map has since pruned from its bounded
- * history (only ended orders' records are pruned): which order it was and how it ended cannot be read
- * back by client id. Outcome unknown and not retryable: a `null` ("never at the venue") would have the
- * worker send it again, or record a filled order as never sent.
+ * history (only ended orders' records are pruned) with a tombstone holding no terminal state (one an
+ * earlier build wrote, which kept only a hash of the id): how it ended cannot be read back by client
+ * id. Outcome unknown and not retryable: a `null` ("never at the venue") would have the worker send it
+ * again, or record a filled order as never sent. A tombstone with the terminal state answers instead.
  */
 export class DriftOrderRecordPrunedError extends VenueError {
   override name = 'DriftOrderRecordPrunedError';
@@ -190,9 +197,13 @@ export class DriftOrderRecordPrunedError extends VenueError {
  * Order outcome: a confirmed transaction means the order reached the program. An open order is read
  * from the User account. A filled or cancelled order keeps its slot (status, base and quote filled)
  * until a later order takes that slot, so it is found there by user order id, market, direction and
- * the slot its transaction landed in, with its average price. Only when a later order has already
- * taken the slot is the fill size inferred from the change of the perp position since the order was
- * sent (average price unset); that inference holds when one order per market is in flight.
+ * the slot its transaction landed in, with its average price; before each new order (which takes the
+ * first slot not open) the ended orders of ours still in their slots are recorded. Only when a slot
+ * was taken anyway (by another client of the account, or an order ending while ours was being placed)
+ * is the fill size inferred from the change of the perp position since the order was sent (average
+ * price unset), net of what the other orders of ours on the market can have filled meanwhile: when
+ * that leaves a range, the least is reported, marked as an estimate in `error` (see `#fillBounds`),
+ * never another order's fill as this one's.
  */
 export class DriftVenue implements VenueAdapter {
   readonly id: string;
@@ -297,10 +308,30 @@ export class DriftVenue implements VenueAdapter {
     return this.#o.markets.find((x) => x.marketIndex === index);
   }
 
+  /**
+   * The PerpMarket a configured instrument maps to, checked to be that instrument's: Drift names a
+   * perp `<BASE>-PERP`, and a market in other units carries them in its name (`1MBONK-PERP` trades
+   * millions of BONK per unit of base). A wrong index in `params.markets`, or `BONK-USD:PERP` mapped
+   * to 1MBONK-PERP, would otherwise price, size and hedge another asset (or 1e6× the size) silently.
+   */
+  async #configuredMarket(m: DriftMarketConfig): Promise<DriftPerpMarket> {
+    const pm = await this.readPerpMarket(m.marketIndex);
+    const expected = `${parseInstrumentId(m.instrument).base}-PERP`;
+    if (pm.name.toUpperCase() !== expected)
+      throw new VenueError('VENUE_MISCONFIGURED', {
+        venue: this.id,
+        message: `params.markets maps ${m.instrument} to perp market ${m.marketIndex}, which is ${JSON.stringify(pm.name)}, not ${expected}: a wrong market index, or a market in other units`,
+        outcome: 'not-sent',
+        retryable: false,
+        details: { instrument: m.instrument, marketIndex: m.marketIndex, marketName: pm.name },
+      });
+    return pm;
+  }
+
   async loadMarkets(): Promise<MarketInfo[]> {
     const out: MarketInfo[] = [];
     for (const m of this.#o.markets) {
-      const pm = await this.readPerpMarket(m.marketIndex);
+      const pm = await this.#configuredMarket(m);
       out.push({
         instrument: instrumentMeta(m.instrument),
         venueSymbol: pm.name || String(m.marketIndex),
@@ -363,7 +394,7 @@ export class DriftVenue implements VenueAdapter {
         continue;
       let pm = markets.get(p.marketIndex);
       if (!pm) {
-        pm = await this.readPerpMarket(p.marketIndex);
+        pm = await this.#configuredMarket(m);
         markets.set(p.marketIndex, pm);
       }
       const pnlQuote = unsettledPnlQuote(p, pm);
@@ -422,7 +453,16 @@ export class DriftVenue implements VenueAdapter {
     const list = instruments ? instruments.map((i) => this.#market(i)) : this.#o.markets;
     const out: Mark[] = [];
     for (const m of list) {
-      const pm = await this.readPerpMarket(m.marketIndex);
+      const pm = await this.#configuredMarket(m);
+      // A price that is not positive is no mark (the schema's index price must be positive): 0 or a
+      // negative i64 passed on would read as a real price to every check that compares against it.
+      if (pm.lastOraclePrice <= 0n)
+        throw new StaleOracleError({
+          venue: this.id,
+          message: `PerpMarket ${pm.marketIndex} has no positive oracle price (${pm.lastOraclePrice}): no mark for ${m.instrument}`,
+          outcome: 'not-sent',
+          details: { marketIndex: pm.marketIndex },
+        });
       const oracle = Number(fromFixed(pm.lastOraclePrice, FIXED_DP.price));
       out.push({
         venue: this.id,
@@ -438,7 +478,7 @@ export class DriftVenue implements VenueAdapter {
   /** Drift's last funding rate is quote per base per funding period, FUNDING_RATE_PRECISION. */
   async fetchFundingRate(instrument: string): Promise<FundingRate> {
     const m = this.#market(instrument);
-    const pm = await this.readPerpMarket(m.marketIndex);
+    const pm = await this.#configuredMarket(m);
     return {
       venue: this.id,
       instrument,
@@ -466,25 +506,44 @@ export class DriftVenue implements VenueAdapter {
       throw new InvalidOrderError({ venue: this.id, message: `bad quote request: ${parsed.error.message}` });
     const req = parsed.data;
     const m = this.#market(req.instrument);
-    const [pm, user] = await Promise.all([this.readPerpMarket(m.marketIndex), this.readUser()]);
+    const [pm, user] = await Promise.all([this.#configuredMarket(m), this.readUser()]);
     const requested = new Dec(req.sizeBase);
     if (requested.lte(0)) throw new InvalidOrderError({ venue: this.id, message: 'size must be positive' });
     // place_perp_order refuses a risk-increasing order past amm.max_open_interest (0: no cap): longs
-    // |base_asset_amount_long + order| ≤ max, shorts |base_asset_amount_short − order| ≤ max. An order
-    // no larger than the account's opposite position reduces it and is not capped.
-    const held = user.perpPositions.find((p) => p.marketIndex === m.marketIndex)?.baseAssetAmount ?? 0n;
-    const orderBase = BigInt(requested.mul(10 ** FIXED_DP.base).toFixed(0));
-    const reduces = req.side === 'buy' ? held < 0n && -held >= orderBase : held > 0n && held >= orderBase;
-    let size = requested;
+    // |base_asset_amount_long + order| ≤ max, shorts |base_asset_amount_short − order| ≤ max. Risk
+    // increasing is protocol-v2's `is_new_order_risk_increasing`: never for reduce-only; a long when the
+    // account is not short, or when its open bids plus the order exceed the short (a short likewise,
+    // open asks against the long), so the orders already working count as well as the position.
+    const pos = user.perpPositions.find((p) => p.marketIndex === m.marketIndex);
+    const held = pos?.baseAssetAmount ?? 0n;
+    const orderBase = scaleDecimal(requested.toFixed(), FIXED_DP.base, 'floor');
+    // the largest order that only reduces the opposite position, net of the orders working on its side
+    const reducible =
+      req.side === 'buy'
+        ? held < 0n
+          ? -held - (pos?.openBids ?? 0n)
+          : 0n
+        : held > 0n
+          ? held + (pos?.openAsks ?? 0n) // open asks are ≤ 0
+          : 0n;
+    let sizeRaw = orderBase;
     let capReason: string | undefined;
-    if (pm.maxOpenInterest > 0n && !reduces) {
+    if (req.reduceOnly) {
+      // a reduce-only order fills no more than the opposite position
+      const opposite = req.side === 'buy' ? (held < 0n ? -held : 0n) : held > 0n ? held : 0n;
+      if (opposite < orderBase) {
+        sizeRaw = opposite;
+        capReason = `reduce-only: the position to reduce is ${fromFixed(opposite, FIXED_DP.base)}`;
+      }
+    } else if (pm.maxOpenInterest > 0n && orderBase > reducible) {
       const side = req.side === 'buy' ? pm.baseAssetAmountLong : -pm.baseAssetAmountShort;
       const room = pm.maxOpenInterest > side ? pm.maxOpenInterest - side : 0n;
       if (room < orderBase) {
-        size = new Dec(fromFixed(room, FIXED_DP.base));
-        capReason = `max open interest: room for ${size.toFixed()} on the ${req.side === 'buy' ? 'long' : 'short'} side`;
+        sizeRaw = room > reducible ? room : reducible;
+        capReason = `max open interest: room for ${fromFixed(room, FIXED_DP.base)} on the ${req.side === 'buy' ? 'long' : 'short'} side${reducible > 0n ? `, ${fromFixed(reducible, FIXED_DP.base)} reduces the position` : ''}`;
       }
     }
+    const size = new Dec(fromFixed(sizeRaw, FIXED_DP.base));
     const oracle = Number(fromFixed(pm.lastOraclePrice, FIXED_DP.price));
     // no price to quote at: a venue error (not sent), not the quote schema's own refusal of a 0 price
     if (!(oracle > 0))
@@ -596,9 +655,12 @@ export class DriftVenue implements VenueAdapter {
       throw new InvalidOrderError({ venue: this.id, message: `bad order: ${parsed.error.message}` });
     const req = parsed.data;
     const existing = this.#o.orderIds.get(req.clientOrderId);
-    // Sent before and its record pruned since: sending it again could fill the hedge twice.
-    if (!existing && this.#o.orderIds.isPruned(req.clientOrderId))
-      throw new DriftOrderRecordPrunedError(this.id, req.clientOrderId);
+    // Sent before and its record pruned since: that order, as it ended; sending it again could fill
+    // the hedge twice.
+    if (!existing) {
+      const pruned = this.#prunedOrder(req.clientOrderId);
+      if (pruned) return pruned;
+    }
     if (existing) {
       const found = await (existing.signature === undefined
         ? this.#resolve(existing)
@@ -606,7 +668,7 @@ export class DriftVenue implements VenueAdapter {
       if (found) return found;
     }
     const m = this.#market(req.instrument);
-    const pm = await this.readPerpMarket(m.marketIndex);
+    const pm = await this.#configuredMarket(m);
     if (pm.status !== 'active' && pm.status !== 'reduceOnly')
       throw new VenueHaltedError({
         venue: this.id,
@@ -636,7 +698,10 @@ export class DriftVenue implements VenueAdapter {
           `limitPriceUsd ${req.limitPriceUsd} is ${fromFixed(price, FIXED_DP.price)} on the ${fromFixed(pm.orderTickSize, FIXED_DP.price)} tick (a buy rounds down, a sell up): it must be positive and fit a u64`,
         );
     }
+    const baseBeforeAtMs = this.#o.clock.nowMs();
     const user = await this.readUser();
+    // The new order takes the first slot not open: an ended order of ours still there is recorded first.
+    await this.#settleEnded(user);
     const busy = new Set(user.orders.filter((o) => o.status === 'open').map((o) => o.userOrderId));
     const before = user.perpPositions.find((p) => p.marketIndex === m.marketIndex)?.baseAssetAmount ?? 0n;
     const rec = await this.#assignUserOrderId(
@@ -650,6 +715,7 @@ export class DriftVenue implements VenueAdapter {
         ...(req.limitPriceUsd === undefined ? {} : { limitPriceUsd: req.limitPriceUsd }),
         reduceOnly: req.reduceOnly,
         baseBeforeRaw: before.toString(),
+        baseBeforeAtMs,
       },
       busy,
     );
@@ -715,25 +781,36 @@ export class DriftVenue implements VenueAdapter {
   }
 
   /**
-   * The order, or null when this venue never sent it. A client id whose record the id map pruned
-   * (it ended long ago) throws {@link DriftOrderRecordPrunedError} (outcome unknown) instead: the map
-   * keeps compact tombstones of pruned ids (see {@link UserOrderIdMap}), bounded; past that bound an id
-   * reads as never sent again.
+   * The order, or null when this venue never sent it. A client id whose record the id map pruned (it
+   * ended long ago) is answered from its tombstone: the order as it ended (see {@link UserOrderIdMap}),
+   * bounded; past that bound an id reads as never sent again. A bare tombstone (an earlier build's)
+   * throws {@link DriftOrderRecordPrunedError} (outcome unknown).
    */
   async getOrderByClientId(clientOrderId: string): Promise<Order | null> {
     const rec = this.#o.orderIds.get(clientOrderId);
     if (rec) return this.#resolve(rec);
-    if (this.#o.orderIds.isPruned(clientOrderId))
-      throw new DriftOrderRecordPrunedError(this.id, clientOrderId);
-    return null;
+    return this.#prunedOrder(clientOrderId) ?? null;
+  }
+
+  /**
+   * A pruned client id's order, as its tombstone recorded it when it ended; undefined when the id was
+   * not pruned. Throws {@link DriftOrderRecordPrunedError} for a tombstone without a terminal state.
+   */
+  #prunedOrder(clientOrderId: string): Order | undefined {
+    const p = this.#o.orderIds.pruned(clientOrderId);
+    if (p === undefined) return undefined;
+    if (p === null) throw new DriftOrderRecordPrunedError(this.id, clientOrderId);
+    return { clientOrderId, intentId: clientOrderId, venue: this.id, ...p };
   }
 
   async cancelOrder(clientOrderId: string): Promise<Order> {
     const rec = this.#o.orderIds.get(clientOrderId);
-    if (!rec && this.#o.orderIds.isPruned(clientOrderId))
-      throw new DriftOrderRecordPrunedError(this.id, clientOrderId);
-    if (!rec)
+    if (!rec) {
+      // pruned: it ended long ago, and that is the answer (nothing to cancel)
+      const pruned = this.#prunedOrder(clientOrderId);
+      if (pruned) return pruned;
       throw new OrderNotFoundError({ venue: this.id, clientOrderId, message: 'unknown client order id' });
+    }
     const current = await this.#resolve(rec);
     if (!current)
       throw new OrderNotFoundError({
@@ -774,7 +851,7 @@ export class DriftVenue implements VenueAdapter {
     try {
       await this.#o.rpc.getBlockHeight();
       const first = this.#o.markets[0];
-      const pm = first ? await this.readPerpMarket(first.marketIndex) : undefined;
+      const pm = first ? await this.#configuredMarket(first) : undefined;
       const liquidation = await this.#liquidation();
       return {
         ok: true,
@@ -909,6 +986,89 @@ export class DriftVenue implements VenueAdapter {
   }
 
   /**
+   * Records the end of every live order of ours whose ended slot `user` still shows (matched by user
+   * order id, market, direction and landing slot), before a new order or a later read loses it: the
+   * program puts a new order in the first slot that is not open. Resolving them one by one as they
+   * end keeps their exact fill and average price; inferring one from the position change afterwards
+   * cannot tell its fill from another order's on the same market.
+   */
+  async #settleEnded(user: DriftUser): Promise<void> {
+    for (const r of this.#o.orderIds.records()) {
+      if (r.state !== 'live' || r.landedSlot === undefined || r.signature === undefined) continue;
+      const ended = user.orders.find(
+        (o) =>
+          o.userOrderId === r.userOrderId &&
+          o.marketIndex === r.marketIndex &&
+          o.marketType === 'perp' &&
+          o.direction === (r.side === 'buy' ? 'long' : 'short') &&
+          o.slot === BigInt(r.landedSlot ?? -1) &&
+          (o.status === 'filled' || o.status === 'canceled'),
+      );
+      if (ended) await this.#o.orderIds.release(r.clientOrderId, this.#fromDrift(r, ended));
+    }
+  }
+
+  /**
+   * The range of base (BASE_PRECISION, 0..size) `rec` can have filled, from its market's position
+   * change since it was sent: that change is its fill plus what every other order of ours on the
+   * market filled in the same time. Another order's part is exact when its fill is known (its slot
+   * open now, or its end recorded) and all of it came after `rec`'s position read (it was sent
+   * later); otherwise anywhere from 0 to what it filled (or its size). An order ended before that read
+   * is in the position already. Equal bounds: the fill is proven; `others` names the orders that make
+   * the range wider. Trades outside this adapter (another client of the account, a liquidation) are
+   * not seen.
+   */
+  #fillBounds(rec: UserOrderIdRecord, user: DriftUser): { min: bigint; max: bigint; others: string[] } {
+    const sign = (side: 'buy' | 'sell') => (side === 'buy' ? 1n : -1n);
+    const position = (i: number) =>
+      user.perpPositions.find((p) => p.marketIndex === i)?.baseAssetAmount ?? 0n;
+    const delta = position(rec.marketIndex) - BigInt(rec.baseBeforeRaw);
+    const readAtMs = rec.baseBeforeAtMs ?? rec.createdAtMs;
+    // Σ sign × fill of the other orders, between lo and hi
+    let lo = 0n;
+    let hi = 0n;
+    const others: string[] = [];
+    for (const x of this.#o.orderIds.records()) {
+      if (x.clientOrderId === rec.clientOrderId || x.marketIndex !== rec.marketIndex) continue;
+      if (x.signature === undefined) continue; // not sent yet
+      if (x.state === 'released' && x.updatedAtMs < readAtMs) continue; // its fill is in baseBefore
+      const [fMin, fMax] = this.#filledRange(x, user);
+      if (fMax === 0n) continue;
+      const after = x.baseBeforeAtMs !== undefined && x.baseBeforeAtMs > readAtMs;
+      const cMin = after ? fMin : 0n;
+      if (cMin !== fMax) others.push(x.clientOrderId);
+      if (sign(x.side) > 0n) {
+        lo += cMin;
+        hi += fMax;
+      } else {
+        lo -= fMax;
+        hi -= cMin;
+      }
+    }
+    const size = baseRaw(rec.sizeBase);
+    const clamp = (v: bigint) => (v < 0n ? 0n : v > size ? size : v);
+    const s = sign(rec.side);
+    // rec's signed fill is delta minus the others' part: [delta − hi, delta − lo]
+    const [min, max] =
+      s > 0n ? [clamp(delta - hi), clamp(delta - lo)] : [clamp(lo - delta), clamp(hi - delta)];
+    return { min, max, others };
+  }
+
+  /** What another order of ours has filled, as far as known: [least, most], BASE_PRECISION. */
+  #filledRange(x: UserOrderIdRecord, user: DriftUser): [bigint, bigint] {
+    if (x.state === 'released') {
+      if (x.filledBoundsBase) return [baseRaw(x.filledBoundsBase.min), baseRaw(x.filledBoundsBase.max)];
+      const f = baseRaw(x.final?.filledSizeBase ?? x.sizeBase);
+      return x.final ? [f, f] : [0n, f];
+    }
+    const open = user.orders.find(
+      (o) => o.userOrderId === x.userOrderId && o.marketIndex === x.marketIndex && o.status === 'open',
+    );
+    if (open) return [open.baseAssetAmountFilled, open.baseAssetAmountFilled];
+    return [0n, baseRaw(x.sizeBase)];
+  }
+
+  /**
    * What is known about a mapped order now; null when its transaction can never land. The signature
    * status is read first and the User no older than the landing slot: a snapshot from before the
    * order landed (read too early, or served by a lagging replica) would lack it, and would finalise a
@@ -920,7 +1080,7 @@ export class DriftVenue implements VenueAdapter {
     if (status?.err) {
       const final = this.#order(rec, {
         status: 'rejected',
-        error: `transaction failed: ${JSON.stringify(status.err)}`,
+        error: `transaction failed: ${describeTransactionError(status.err)}`,
       });
       await this.#o.orderIds.release(rec.clientOrderId, final);
       return final;
@@ -941,7 +1101,17 @@ export class DriftVenue implements VenueAdapter {
     const open = user.orders.find(
       (o) => o.userOrderId === rec.userOrderId && o.marketIndex === rec.marketIndex && o.status === 'open',
     );
-    if (open) return this.#fromDrift(rec, open);
+    if (open) {
+      // Its landing slot, so that its slot can be told from another order's once it ends.
+      if (
+        status &&
+        reached(status.confirmationStatus, this.#commitment) &&
+        rec.landedSlot === undefined &&
+        this.#o.orderIds.get(rec.clientOrderId)?.state === 'live'
+      )
+        await this.#o.orderIds.update(rec.clientOrderId, { landedSlot: status.slot });
+      return this.#fromDrift(rec, open);
+    }
     if (rec.signature === undefined || rec.lastValidBlockHeight === undefined) {
       await this.#o.orderIds.forget(rec.clientOrderId);
       return null;
@@ -963,16 +1133,27 @@ export class DriftVenue implements VenueAdapter {
         await this.#o.orderIds.release(rec.clientOrderId, final);
         return final;
       }
-      // The slot was reused: infer the fill from the position change (no average price).
-      const now = user.perpPositions.find((p) => p.marketIndex === rec.marketIndex)?.baseAssetAmount ?? 0n;
-      const size = BigInt(new Dec(rec.sizeBase).mul(BASE_PRECISION.toString()).toFixed());
-      const delta = (now - BigInt(rec.baseBeforeRaw)) * (rec.side === 'buy' ? 1n : -1n);
-      const moved = delta < 0n ? 0n : delta > size ? size : delta;
+      // The slot was reused: infer the fill from the position change (no average price), net of what
+      // the other orders on the market can have filled meanwhile (their ended slots in this snapshot
+      // recorded first).
+      await this.#settleEnded(user);
+      const size = baseRaw(rec.sizeBase);
+      const b = this.#fillBounds(rec, user);
+      const exact = b.min === b.max;
       const final = this.#order(rec, {
-        status: moved >= size ? 'filled' : 'cancelled',
-        filledSizeBase: fromFixed(moved, 9),
+        status: b.min >= size ? 'filled' : 'cancelled',
+        filledSizeBase: fromFixed(b.min, FIXED_DP.base),
+        ...(exact
+          ? {}
+          : {
+              error: `filled size is an estimate: the position change since the order was sent allows ${fromFixed(b.min, FIXED_DP.base)} to ${fromFixed(b.max, FIXED_DP.base)} base for it, other orders on market ${rec.marketIndex} being in flight (${b.others.join(', ')}); the least is reported (a fill indexer would tell)`,
+            }),
       });
-      await this.#o.orderIds.release(rec.clientOrderId, final);
+      await this.#o.orderIds.release(
+        rec.clientOrderId,
+        final,
+        exact ? undefined : { min: fromFixed(b.min, FIXED_DP.base), max: fromFixed(b.max, FIXED_DP.base) },
+      );
       return final;
     }
     if (status === null && (await this.#o.rpc.getBlockHeight()) > rec.lastValidBlockHeight) {

@@ -72,12 +72,22 @@ export {
   MAX_USER_ORDER_ID,
   memoryUserOrderIdStore,
   type PrunedEntry,
+  type PrunedOrder,
   UserOrderIdMap,
   type UserOrderIdMapOptions,
   UserOrderIdRecord,
   type UserOrderIdStore,
   UserOrderIdsExhaustedError,
 } from './order-ids.ts';
+export {
+  DRIFT_PROGRAM_ERRORS,
+  type DriftErrorKind,
+  type DriftProgramError,
+  decodeDriftProgramError,
+  describeTransactionError,
+  type LandedFailure,
+  landedFailureError,
+} from './program-errors.ts';
 export {
   type AccountReadOptions,
   type ConfirmationLevel,

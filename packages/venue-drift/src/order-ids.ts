@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { type Clock, Order, parseOrThrow, XhedgeError } from '@xhedge/core';
+import { type Clock, DecimalString, Order, OrderType, parseOrThrow, Side, XhedgeError } from '@xhedge/core';
 import { z } from 'zod';
 
 /** Drift's user order id is a u8 and 0 means "none": 255 ids can be live at once. */
@@ -29,25 +29,149 @@ export const UserOrderIdRecord = z.object({
   lastValidBlockHeight: z.number().int().nonnegative().optional(),
   /** Perp base before sending, BASE_PRECISION integer as a string. */
   baseBeforeRaw: z.string().regex(/^-?\d+$/),
+  /**
+   * Clock time taken just before the User read `baseBeforeRaw` comes from: a fill of another order
+   * on the market that this order's record was made after cannot be in that position.
+   */
+  baseBeforeAtMs: z.number().int().nonnegative().optional(),
+  /**
+   * The slot the placing transaction ran in (its signature status at the venue's commitment), which
+   * the program writes into the order's slot (`Order.slot`): known once confirmed.
+   */
+  landedSlot: z.number().int().nonnegative().optional(),
   createdAtMs: z.number().int().nonnegative(),
   updatedAtMs: z.number().int().nonnegative(),
   /** The order's terminal state once known. */
   final: Order.optional(),
+  /**
+   * Set when `final.filledSizeBase` is not this order's proven fill but the least of a range the
+   * position change allows (other orders on the market were in flight): the range, in base units.
+   */
+  filledBoundsBase: z.object({ min: DecimalString, max: DecimalString }).optional(),
 });
 export type UserOrderIdRecord = z.infer<typeof UserOrderIdRecord>;
 
+const PrunedKey = z.string().regex(/^[A-Za-z0-9_-]{16}$/);
+const TerminalStatus = z.enum(['filled', 'cancelled', 'rejected', 'failed']);
+
 /**
- * The stored table's last entry: tombstones of the released records pruned from the history, each
- * {@link prunedKey} of a client order id, oldest first. An entry of its own in the same array (not a
- * new file shape) so that the table stays one atomic write, and an older build reading it fails
- * loudly on it rather than reading an empty map.
+ * A pruned record's tombstone with how its order ended: {@link prunedKey} of the client id, then the
+ * terminal order's fields, positional to keep it small (about 130 bytes in JSON).
  */
-const PrunedEntry = z.object({ pruned: z.array(z.string().regex(/^[A-Za-z0-9_-]{16}$/)) }).strict();
+const Tombstone = z.tuple([
+  PrunedKey,
+  TerminalStatus,
+  /** filledSizeBase */
+  DecimalString,
+  /** avgFillPriceUsd */
+  DecimalString.nullable(),
+  /** venueOrderId */
+  z.string().nullable(),
+  /** instrument */
+  z.string().min(1).max(64),
+  Side,
+  OrderType,
+  /** sizeBase */
+  DecimalString,
+  /** limitPriceUsd */
+  DecimalString.nullable(),
+  /** reduceOnly */
+  z.boolean(),
+  /** createdAtMs */
+  z.number().int().nonnegative(),
+  /** updatedAtMs: when the adapter recorded the end */
+  z.number().int().nonnegative(),
+  /** error, at most {@link TOMBSTONE_ERROR_CHARS} characters */
+  z.string().nullable(),
+]);
+type Tombstone = z.infer<typeof Tombstone>;
+const TOMBSTONE_ERROR_CHARS = 200;
+
+/**
+ * The stored table's last entry: tombstones of the released records pruned from the history, oldest
+ * first. Each is a {@link Tombstone} with the order's terminal state, or a bare {@link prunedKey} where
+ * the record had none (written by an earlier build, which kept only the key). An entry of its own in
+ * the same array (not a new file shape) so that the table stays one atomic write, and an older build
+ * reading it fails loudly on it rather than reading an empty map.
+ */
+const PrunedEntry = z.object({ pruned: z.array(z.union([PrunedKey, Tombstone])) }).strict();
 export type PrunedEntry = z.infer<typeof PrunedEntry>;
 
-/** A pruned client order id's tombstone: 96 bits of its sha256, base64url (16 characters). */
+/** A pruned client order id's key: 96 bits of its sha256, base64url (16 characters). */
 function prunedKey(clientOrderId: string): string {
   return createHash('sha256').update(clientOrderId).digest('base64url').slice(0, 16);
+}
+
+/** How a pruned order ended, as its tombstone kept it (the venue adds its id and the client id). */
+export type PrunedOrder = Pick<
+  Order,
+  | 'status'
+  | 'filledSizeBase'
+  | 'instrument'
+  | 'side'
+  | 'orderType'
+  | 'sizeBase'
+  | 'reduceOnly'
+  | 'createdAtMs'
+  | 'updatedAtMs'
+> &
+  Partial<Pick<Order, 'avgFillPriceUsd' | 'venueOrderId' | 'limitPriceUsd' | 'error'>>;
+
+/** The tombstone of a released record: its terminal order, or null when the record has none. */
+function tombstoneOf(key: string, r: UserOrderIdRecord): Tombstone | null {
+  const f = r.final;
+  const status = f && TerminalStatus.safeParse(f.status);
+  if (!f || !status?.success) return null;
+  return [
+    key,
+    status.data,
+    f.filledSizeBase,
+    f.avgFillPriceUsd ?? null,
+    f.venueOrderId ?? null,
+    f.instrument,
+    f.side,
+    f.orderType,
+    f.sizeBase,
+    f.limitPriceUsd ?? null,
+    f.reduceOnly,
+    f.createdAtMs,
+    f.updatedAtMs,
+    f.error === undefined ? null : f.error.slice(0, TOMBSTONE_ERROR_CHARS),
+  ];
+}
+
+function prunedOrderOf(t: Tombstone): PrunedOrder {
+  const [
+    ,
+    status,
+    filled,
+    avg,
+    venueOrderId,
+    instrument,
+    side,
+    orderType,
+    size,
+    limit,
+    reduceOnly,
+    createdAtMs,
+    updatedAtMs,
+    error,
+  ] = t;
+  return {
+    status,
+    filledSizeBase: filled,
+    ...(avg === null ? {} : { avgFillPriceUsd: avg }),
+    ...(venueOrderId === null ? {} : { venueOrderId }),
+    instrument,
+    side,
+    orderType,
+    sizeBase: size,
+    ...(limit === null ? {} : { limitPriceUsd: limit }),
+    reduceOnly,
+    createdAtMs,
+    updatedAtMs,
+    ...(error === null ? {} : { error }),
+  };
 }
 
 /**
@@ -104,7 +228,8 @@ export function fileUserOrderIdStore(path: string): UserOrderIdStore & { loadSyn
     async save(entries) {
       const tmp = `${path}.tmp`;
       await mkdir(dirname(path), { recursive: true });
-      await writeFile(tmp, JSON.stringify(entries, null, 1));
+      // One entry per line: the tombstones' entry stays one line rather than one per field.
+      await writeFile(tmp, `[\n${entries.map((e) => JSON.stringify(e)).join(',\n')}\n]\n`);
       await rename(tmp, path);
     },
   };
@@ -125,7 +250,10 @@ export interface UserOrderIdMapOptions {
   clock: Clock;
   /** Released records kept for lookups, newest first. @defaultValue 1000 */
   historyLimit?: number;
-  /** Tombstones kept of released records pruned from that history (19 bytes each on disk). @defaultValue 20000 */
+  /**
+   * Tombstones kept of released records pruned from that history, each with how its order ended
+   * (about 130 bytes on disk). @defaultValue 20000
+   */
   prunedLimit?: number;
 }
 
@@ -136,10 +264,13 @@ export interface UserOrderIdMapOptions {
  *
  * History is bounded: past `historyLimit` released records the oldest are pruned. Absent from the map
  * must still mean "never sent" (the worker re-sends such an order), so a pruned record leaves a
- * tombstone (a 16-character hash of its client id, {@link isPruned}) and the venue answers for it
- * "outcome unknown", not null. The tombstones are bounded too (`prunedLimit`, oldest dropped): an id
- * pruned that long ago reads as never sent again. Refusing every unknown id once anything was pruned
- * would instead leave each order that never landed (or never got this far) unresolvable, forever.
+ * tombstone: a 16-character hash of its client id with the terminal state of its order (status,
+ * filled size, average price, what it was), so that a late lookup (a reconciler resolving an old
+ * outcome-unknown order) gets that answer, not "unknown" for ever ({@link pruned}). Only a record
+ * released without a terminal state (an earlier build's bare tombstone) leaves nothing to answer
+ * with. The tombstones are bounded too (`prunedLimit`, oldest dropped): an id pruned that long ago
+ * reads as never sent again. Refusing every unknown id once anything was pruned would instead leave
+ * each order that never landed (or never got this far) unresolvable, forever.
  */
 export class UserOrderIdMap {
   readonly #store: UserOrderIdStore;
@@ -147,8 +278,8 @@ export class UserOrderIdMap {
   readonly #historyLimit: number;
   readonly #prunedLimit: number;
   readonly #byClient = new Map<string, UserOrderIdRecord>();
-  /** Tombstones ({@link prunedKey}) of pruned released records, oldest first. */
-  readonly #pruned = new Set<string>();
+  /** Tombstones of pruned released records by {@link prunedKey}, oldest first (null: key only). */
+  readonly #pruned = new Map<string, Tombstone | null>();
   /** The save in progress (or last done): saves run one at a time, in the order of the changes. */
   #saving: Promise<void> = Promise.resolve();
 
@@ -168,8 +299,10 @@ export class UserOrderIdMap {
     const map = new UserOrderIdMap(o);
     for (const r of raw) {
       if (typeof r === 'object' && r !== null && 'pruned' in r) {
-        for (const key of parseOrThrow(PrunedEntry, r, 'stored Drift pruned ids').pruned)
-          map.#pruned.add(key);
+        for (const t of parseOrThrow(PrunedEntry, r, 'stored Drift pruned ids').pruned) {
+          if (typeof t === 'string') map.#pruned.set(t, null);
+          else map.#pruned.set(t[0], t);
+        }
         continue;
       }
       const rec = parseOrThrow(UserOrderIdRecord, r, 'stored Drift user order id record');
@@ -184,7 +317,24 @@ export class UserOrderIdMap {
 
   /** Whether this client id had a record, released and then pruned from the history. */
   isPruned(clientOrderId: string): boolean {
-    return !this.#byClient.has(clientOrderId) && this.#pruned.has(prunedKey(clientOrderId));
+    return this.pruned(clientOrderId) !== undefined;
+  }
+
+  /**
+   * A pruned client id's order as it ended: undefined when the id was not pruned (it has a record, or
+   * none was ever kept), null when its tombstone holds no terminal state (an earlier build's).
+   */
+  pruned(clientOrderId: string): PrunedOrder | null | undefined {
+    if (this.#byClient.has(clientOrderId)) return undefined;
+    const key = prunedKey(clientOrderId);
+    if (!this.#pruned.has(key)) return undefined;
+    const t = this.#pruned.get(key);
+    return t ? prunedOrderOf(t) : null;
+  }
+
+  /** Every record (live and released), for reconciling one order against the others. */
+  records(): UserOrderIdRecord[] {
+    return [...this.#byClient.values()];
   }
 
   /** The live record holding this u8, if any. */
@@ -233,7 +383,9 @@ export class UserOrderIdMap {
 
   async update(
     clientOrderId: string,
-    patch: Partial<Pick<UserOrderIdRecord, 'signature' | 'lastValidBlockHeight' | 'baseBeforeRaw'>>,
+    patch: Partial<
+      Pick<UserOrderIdRecord, 'signature' | 'lastValidBlockHeight' | 'baseBeforeRaw' | 'landedSlot'>
+    >,
   ): Promise<UserOrderIdRecord> {
     const rec = this.#require(clientOrderId);
     const next = parseOrThrow(
@@ -246,11 +398,20 @@ export class UserOrderIdMap {
     return next;
   }
 
-  /** Frees the u8; `final` (when known) answers later lookups without asking the chain. */
-  async release(clientOrderId: string, final?: Order): Promise<UserOrderIdRecord> {
+  /**
+   * Frees the u8; `final` (when known) answers later lookups without asking the chain, and its
+   * tombstone once the record is pruned. `filledBoundsBase`: `final`'s filled size is an estimate
+   * within this range.
+   */
+  async release(
+    clientOrderId: string,
+    final?: Order,
+    filledBoundsBase?: UserOrderIdRecord['filledBoundsBase'],
+  ): Promise<UserOrderIdRecord> {
     const rec = this.#require(clientOrderId);
     const next: UserOrderIdRecord = { ...rec, state: 'released', updatedAtMs: this.#clock.nowMs() };
     if (final) next.final = final;
+    if (filledBoundsBase) next.filledBoundsBase = filledBoundsBase;
     this.#byClient.set(clientOrderId, next);
     await this.#persist();
     return next;
@@ -275,16 +436,18 @@ export class UserOrderIdMap {
     // Oldest pruned first, so the tombstones stay oldest first.
     for (const r of released.slice(this.#historyLimit).reverse()) {
       this.#byClient.delete(r.clientOrderId);
-      this.#pruned.add(prunedKey(r.clientOrderId));
+      const key = prunedKey(r.clientOrderId);
+      this.#pruned.delete(key); // re-inserted as the newest
+      this.#pruned.set(key, tombstoneOf(key, r));
     }
-    for (const key of this.#pruned) {
+    for (const key of this.#pruned.keys()) {
       if (this.#pruned.size <= this.#prunedLimit) break;
       this.#pruned.delete(key);
     }
     // Concurrent orders change the map at once; their saves must not overlap (two writes of one file
     // race: a rename finds its temp file already moved) nor land out of order (an older table last).
     const entries: (UserOrderIdRecord | PrunedEntry)[] = [...this.#byClient.values()];
-    if (this.#pruned.size > 0) entries.push({ pruned: [...this.#pruned] });
+    if (this.#pruned.size > 0) entries.push({ pruned: [...this.#pruned].map(([key, t]) => t ?? key) });
     const saved = this.#saving.then(() => this.#store.save(entries));
     this.#saving = saved.catch(() => undefined);
     await saved;

@@ -1,6 +1,7 @@
 import type { VersionedTransaction } from '@solana/web3.js';
-import { NotConfirmedError, RevertedError, VenueNetworkError } from '@xhedge/venue';
+import { NotConfirmedError, VenueNetworkError } from '@xhedge/venue';
 import bs58 from 'bs58';
+import { landedFailureError } from './program-errors.ts';
 import { type ConfirmationLevel, reached, type SolanaRpc } from './rpc.ts';
 
 export interface SendAndConfirmOptions {
@@ -32,7 +33,8 @@ export function signatureOf(tx: VersionedTransaction): string {
 
 /**
  * Sends and waits for `commitment`. Throws:
- * - RevertedError (outcome rejected) when the transaction landed with an error;
+ * - outcome rejected when the transaction landed with an error: the class its program error says
+ *   ({@link landedFailureError}: InsufficientFundsError, InvalidOrderError, ... else RevertedError);
  * - NotConfirmedError (outcome unknown) when the block height passed `lastValidBlockHeight`
  *   without a status: the caller resolves it by looking the order up (the transaction can no
  *   longer land, so "not found" then means it never will);
@@ -62,11 +64,13 @@ export async function sendAndConfirm(o: SendAndConfirmOptions): Promise<SendAndC
   for (let poll = 1; ; poll++) {
     const status = await o.rpc.getSignatureStatus(signature);
     if (status?.err) {
-      throw new RevertedError({
+      // rejected, classed by the program error it carries (decoded: Drift InsufficientCollateral, ...)
+      throw landedFailureError({
         ...base,
-        message: `transaction ${signature} failed on chain`,
-        reason: JSON.stringify(status.err),
-        details: { signature, slot: status.slot, logs: status.logs?.slice(-10) },
+        signature,
+        slot: status.slot,
+        err: status.err,
+        ...(status.logs ? { logs: status.logs } : {}),
       });
     }
     if (status && reached(status.confirmationStatus, o.commitment)) return { signature, slot: status.slot };
