@@ -3,6 +3,7 @@ import {
   InsufficientFundsError,
   InvalidOrderError,
   NonceError,
+  NotConfirmedError,
   type OrderOutcome,
   RevertedError,
   StaleOracleError,
@@ -64,6 +65,67 @@ export function findChainIdMismatch(err: unknown): ChainIdMismatchError | undefi
     cur = typeof cur === 'object' ? (cur as { cause?: unknown }).cause : undefined;
   }
   return undefined;
+}
+
+/**
+ * What nodes answer when asked about state they no longer keep (a full node, not an archive node: the
+ * state of an older block was pruned), each client in its own words:
+ * - geth and its forks (op-geth, nitro, bor), hash scheme: `missing trie node <hash> (path ) state 0x<root> is not available, not found`;
+ * - geth, path scheme: `historical state <root> is not available`, `state 0x<root> is not available`,
+ *   and for traces `historical state not available in path scheme yet`;
+ * - geth, a block the node does not have: `header not found`;
+ * - Erigon 3: `old data not available due to pruning`;
+ * - Nethermind: `No state available for block <number> (<hash>)`;
+ * - reth: `state at block #<number> is pruned`;
+ * - Besu: `World state unavailable`;
+ * - anvil `--prune-history`: `BlockOutOfRangeError: block height is <head> but requested was <number>`.
+ */
+const HISTORICAL_STATE_UNAVAILABLE: readonly RegExp[] = [
+  /missing trie node/i,
+  /historical state (?:[0-9a-fx]+ )?(?:is )?not available/i,
+  /\bstate 0x[0-9a-f]+ is not available/i,
+  /header not found/i,
+  /old data not available due to pruning/i,
+  /no state available for block/i,
+  /state at block #?[0-9]+ is pruned/i,
+  /world state unavailable/i,
+  /BlockOutOfRangeError/,
+];
+
+/**
+ * Whether an RPC error (anywhere in its cause chain: message, viem's `shortMessage` and `details`) is the
+ * node saying it has no state for the block asked about ({@link HISTORICAL_STATE_UNAVAILABLE}): asking
+ * the same node again will not help, unlike a transport failure.
+ */
+export function isHistoricalStateUnavailable(err: unknown): boolean {
+  let cur: unknown = err;
+  for (let depth = 0; cur && typeof cur === 'object' && depth < 12; depth++) {
+    const e = cur as { message?: unknown; shortMessage?: unknown; details?: unknown };
+    for (const text of [e.message, e.shortMessage, e.details]) {
+      if (typeof text === 'string' && HISTORICAL_STATE_UNAVAILABLE.some((re) => re.test(text))) return true;
+    }
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/**
+ * Which transaction used a nonce could not be found: it is none of the hashes known for it, the RPC no
+ * longer keeps the state of the blocks where it would be (not an archive node), and the block scan that
+ * needs no state did not reach it. Outcome unknown, like {@link NotConfirmedError}, but not retryable:
+ * the same RPC will not answer differently (an archive RPC in `endpoints.rpc` or a reconciliation by hand
+ * will). `details.reason` is `historical-state-unavailable`.
+ */
+export class HistoricalStateUnavailableError extends NotConfirmedError {
+  override name = 'HistoricalStateUnavailableError';
+  constructor(p: { venue: string; message: string; details?: Record<string, unknown> }) {
+    super({
+      venue: p.venue,
+      message: p.message,
+      retryable: false,
+      details: { reason: 'historical-state-unavailable', ...p.details },
+    });
+  }
 }
 
 /** What a venue says a named revert means; unlisted reverts become {@link RevertedError}. */

@@ -1,4 +1,4 @@
-import { type Clock, systemClock, type Urgency } from '@xhedge/core';
+import { type Clock, systemClock, type Urgency, XhedgeError } from '@xhedge/core';
 import { RateLimitError } from '@xhedge/venue';
 import { type Address, size as byteSize, type Hex, type PublicClient, parseAbi } from 'viem';
 import { L1_FEE_IN_GAS, type L1DataFeeKind } from './chains.ts';
@@ -149,6 +149,11 @@ export function txCost(p: {
   /** The chain family of the L1 fee. @defaultValue an L1 fee charged on top of gas (OP Stack) */
   l1DataFeeKind?: L1DataFeeKind;
 }): TxCost {
+  if (!Number.isFinite(p.gasAssetUsd) || p.gasAssetUsd < 0) {
+    throw new XhedgeError('NUMERIC', `gasAssetUsd must be a finite USD price >= 0, got ${p.gasAssetUsd}`, {
+      details: { gasAssetUsd: String(p.gasAssetUsd) },
+    });
+  }
   const gasWei = p.gasLimit * (p.fees.baseFeePerGas + p.fees.maxPriorityFeePerGas);
   const inGas = p.l1DataFeeKind !== undefined && L1_FEE_IN_GAS[p.l1DataFeeKind];
   const l1DataWei = inGas && p.l1DataWei > gasWei ? gasWei : p.l1DataWei;
@@ -188,10 +193,15 @@ export class GasPolicy {
   private readonly sleep: (ms: number) => Promise<void>;
 
   constructor(opts: GasPolicyOptions = {}) {
+    const cap = opts.maxBaseFeeGwei;
+    // NaN would read as "no cap" below, silently dropping the limit: refused, as is a negative cap.
+    if (cap !== undefined && (Number.isNaN(cap) || cap < 0)) {
+      throw new XhedgeError('CONFIG_INVALID', `maxBaseFeeGwei must be a number of gwei >= 0, got ${cap}`, {
+        details: { maxBaseFeeGwei: String(cap) },
+      });
+    }
     this.maxBaseFeeWei =
-      opts.maxBaseFeeGwei === undefined || !Number.isFinite(opts.maxBaseFeeGwei)
-        ? undefined
-        : BigInt(Math.round(opts.maxBaseFeeGwei * 1e9));
+      cap === undefined || cap === Number.POSITIVE_INFINITY ? undefined : BigInt(Math.round(cap * 1e9));
     this.maxWaitMs = opts.maxWaitMs ?? 60_000;
     this.pollMs = opts.pollMs ?? 2_000;
     this.clock = opts.clock ?? systemClock;

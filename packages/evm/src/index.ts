@@ -39,6 +39,8 @@ export {
   type ErrorContext,
   findChainIdMismatch,
   findRevertData,
+  HistoricalStateUnavailableError,
+  isHistoricalStateUnavailable,
   type RevertClass,
   type RevertClassifier,
   revertToVenueError,
@@ -106,6 +108,8 @@ export {
 } from './store.ts';
 export {
   type MinedAtNonce,
+  type MinedAtNonceOptions,
+  NONCE_SCAN_CLOCK_SLACK_MS,
   type SendOptions,
   type SentTx,
   type SignedTxInfo,

@@ -14,11 +14,11 @@ import { type Abi, type Address, erc20Abi, type Hex, type TransactionReceipt } f
 import type { z } from 'zod';
 import type { RecordedSpend, SpendCaps, SpendReservation } from './approvals.ts';
 import { type EvmContext, type EvmVenueConfigLike, evmContextFromVenueConfig } from './clients.ts';
-import { type RevertClassifier, toVenueError } from './errors.ts';
+import { HistoricalStateUnavailableError, type RevertClassifier, toVenueError } from './errors.ts';
 import { GasPolicy } from './gas.ts';
 import type { SecretSources } from './secrets.ts';
 import { JsonFileOrderStore, type OrderRecordStore } from './store.ts';
-import { type SendOptions, type TxRequest, TxSender, txCallDigest } from './tx.ts';
+import { type MinedAtNonce, type SendOptions, type TxRequest, TxSender, txCallDigest } from './tx.ts';
 
 /**
  * The fields every on-chain adapter persists per client order id (JSON-safe: bigints as strings).
@@ -381,13 +381,23 @@ async function settleRecordedSpend(
  * Brings a sent (not yet settled) order record up to date from its transaction: `cancelled` when the
  * nonce-replacement cancel was mined, `onMined` for a successful receipt, `rejected` for a mined revert,
  * else `outcome-unknown`. When another transaction took the nonce, the chain says which
- * ({@link TxSender.minedAtNonce}): a re-signed copy of the order's call (a speed-up; same
- * {@link txCallDigest}) is the order's transaction (its receipt decides as above, and its hash becomes
- * the record's), any other call means the order's never mined (`failed`); a record without the digest
- * (written before it was kept) cannot tell them apart and stays `outcome-unknown`.
+ * ({@link TxSender.minedAtNonce}: by the known hashes first, the order's and its cancel's, which needs no
+ * historical state; then by state, or by reading blocks from the record's creation on a node that no
+ * longer has that state). A re-signed copy of the order's call (a speed-up) is the order's transaction:
+ * its receipt decides as above, and its hash becomes the record's; any other call means the order's
+ * never mined (`failed`). What is a copy:
+ * - with the record's {@link txCallDigest}: the same digest;
+ * - a record written before the digest was kept: a transaction that, signed with the record's nonce and
+ *   fees and the taker's call and gas, has the record's hash ({@link TxSender.signsAs}: a speed-up that
+ *   kept the gas limit, as {@link TxSender.replace} does in the process that sent the order); not a copy: a
+ *   0-value self-transfer with no data, which does nothing whatever the order was; anything else cannot
+ *   be told apart and stays `outcome-unknown`, naming the taker.
+ * When the RPC cannot tell which transaction took the nonce (a {@link HistoricalStateUnavailableError}:
+ * not an archive node, and the scan did not find it), the record stays `outcome-unknown` with that
+ * error's message instead of the read failing as if the RPC were down.
  * Mutates `r`; does not store it. The record's reserved spend is committed when the order's transaction
  * was mined, released when it reverted, the recorded cancel took its nonce or another call did; it stays
- * counted while the outcome is unknown (a record without the digest included).
+ * counted while the outcome is unknown.
  */
 export async function applySentTxStatus<T extends OnChainOrderRecord>(
   deps: SentTxStatusDeps,
@@ -421,20 +431,32 @@ export async function applySentTxStatus<T extends OnChainOrderRecord>(
   if (st.state === 'mined') {
     await applyReceipt(st.receipt);
   } else if (st.state === 'replaced') {
-    const taker = await deps.errors.read(() => deps.sender.minedAtNonce(st.nonce));
+    let taker: MinedAtNonce | undefined;
+    try {
+      taker = await deps.errors.read(() =>
+        deps.sender.minedAtNonce(st.nonce, {
+          knownHashes: cancelTxHash ? [txHash, cancelTxHash] : [txHash],
+          notBeforeMs: r.createdAtMs,
+        }),
+      );
+    } catch (err) {
+      if (!(err instanceof HistoricalStateUnavailableError)) throw err;
+      // Not a passing failure: the same RPC will not answer differently. Unknown, saying why.
+      r.status = 'outcome-unknown';
+      r.error = err.shortMessage;
+      r.updatedAtMs = deps.clock.nowMs();
+      return;
+    }
     if (!taker) {
       r.status = 'outcome-unknown';
       return;
     }
-    const copy =
-      taker.to !== null &&
-      r.txCallDigest !== undefined &&
-      txCallDigest({ to: taker.to, data: taker.data, value: taker.value }) === r.txCallDigest;
-    if (copy) {
+    const copy = await isCopyOfOrder(deps.sender, r, txHash, taker);
+    if (copy === true) {
       // A speed-up of the order: that transaction is the order's, and it may have executed it.
       r.txHash = taker.hash;
       await applyReceipt(taker.receipt);
-    } else if (r.txCallDigest === undefined) {
+    } else if (copy === undefined) {
       r.status = 'outcome-unknown';
       r.error = `its nonce was used by ${taker.hash}; the record keeps no digest of its call to tell whether that was a re-signed copy of it`;
       r.updatedAtMs = deps.clock.nowMs();
@@ -448,6 +470,45 @@ export async function applySentTxStatus<T extends OnChainOrderRecord>(
   } else {
     r.status = 'outcome-unknown';
   }
+}
+
+const BASE_UNITS = /^[0-9]+$/;
+
+/**
+ * Whether `taker`, the transaction that took the nonce of the order's transaction `txHash`, is a re-signed
+ * copy of the order's call; undefined when the record cannot tell (see {@link applySentTxStatus}).
+ */
+async function isCopyOfOrder(
+  sender: TxSender,
+  r: OnChainOrderRecord,
+  txHash: Hex,
+  taker: MinedAtNonce,
+): Promise<boolean | undefined> {
+  // The order's transaction always has a target (TxRequest.to): a contract creation is another call.
+  if (taker.to === null) return false;
+  const call = { to: taker.to, data: taker.data, value: taker.value };
+  if (r.txCallDigest !== undefined) return txCallDigest(call) === r.txCallDigest;
+  if (
+    r.nonce !== undefined &&
+    r.maxFeePerGas !== undefined &&
+    r.maxPriorityFeePerGas !== undefined &&
+    BASE_UNITS.test(r.maxFeePerGas) &&
+    BASE_UNITS.test(r.maxPriorityFeePerGas) &&
+    (await sender.signsAs(txHash, {
+      ...call,
+      nonce: r.nonce,
+      gas: taker.gas,
+      maxFeePerGas: BigInt(r.maxFeePerGas),
+      maxPriorityFeePerGas: BigInt(r.maxPriorityFeePerGas),
+    }))
+  ) {
+    return true;
+  }
+  // Does nothing (a cancel): whatever the order's call was, it did not run at this nonce.
+  if (call.to.toLowerCase() === sender.address.toLowerCase() && call.value === 0n && call.data === '0x') {
+    return false;
+  }
+  return undefined;
 }
 
 /**

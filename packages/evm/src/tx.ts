@@ -1,4 +1,4 @@
-import { type Clock, systemClock, type Urgency } from '@xhedge/core';
+import { type Clock, systemClock, type Urgency, XhedgeError } from '@xhedge/core';
 import { NonceError, NotConfirmedError, RevertedError } from '@xhedge/venue';
 import {
   type Abi,
@@ -7,6 +7,7 @@ import {
   encodeAbiParameters,
   type Hex,
   keccak256,
+  type Transaction,
   type TransactionReceipt,
   type TransactionSerializable,
 } from 'viem';
@@ -14,6 +15,8 @@ import type { EvmContext } from './clients.ts';
 import {
   decodeRevert,
   findRevertData,
+  HistoricalStateUnavailableError,
+  isHistoricalStateUnavailable,
   isRevert,
   type RevertClassifier,
   revertToVenueError,
@@ -58,8 +61,32 @@ export interface MinedAtNonce {
   to: Address | null;
   data: Hex;
   value: bigint;
+  /** Its gas limit. */
+  gas: bigint;
   receipt: TransactionReceipt;
 }
+
+/** What {@link TxSender.minedAtNonce} may use besides the chain's state. */
+export interface MinedAtNonceOptions {
+  /**
+   * Hashes signed at the nonce (the order's transaction, its speed-ups, its cancel): their receipts are
+   * read first, by hash, which needs no historical state. Those this sender signed itself are added.
+   */
+  knownHashes?: readonly Hex[];
+  /**
+   * A time (ms since epoch) when the nonce was still unused, such as the order record's creation: a block
+   * scan starts at the first block from {@link NONCE_SCAN_CLOCK_SLACK_MS} before it. @defaultValue genesis
+   */
+  notBeforeMs?: number;
+}
+
+/** Allowance for clock skew and block timestamps lagging when a nonce scan starts from a time. */
+export const NONCE_SCAN_CLOCK_SLACK_MS = 5 * 60_000;
+/** Blocks fetched at once by a nonce scan. */
+const NONCE_SCAN_BATCH = 8;
+
+/** How many signed transactions a sender keeps in memory (see `TxSender.signed`). */
+export const MAX_SIGNED_KEPT = 10_000;
 
 /** What is known about a signed transaction; persisted by callers before it is broadcast. */
 export interface SignedTxInfo {
@@ -109,6 +136,11 @@ export interface TxSenderOptions {
   receiptTimeoutMs?: number;
   /** Gas limit headroom over the estimate. @defaultValue 1.2 */
   gasLimitMultiplier?: number;
+  /**
+   * Most blocks {@link TxSender.minedAtNonce} reads one by one when the RPC no longer has the state to
+   * search by (a full node, not an archive node). @defaultValue 10000
+   */
+  nonceScanMaxBlocks?: number;
   clock?: Clock;
 }
 
@@ -134,9 +166,14 @@ export class TxSender {
   private readonly classify: RevertClassifier | undefined;
   private readonly receiptTimeoutMs: number;
   private readonly gasMultiplierPct: bigint;
+  private readonly nonceScanMaxBlocks: bigint;
   private readonly clock: Clock;
   private lock: Promise<unknown> = Promise.resolve();
-  /** Transactions this process signed, by hash (for replacement). */
+  /**
+   * Transactions this process signed, by hash (for replacement and the nonce lookups), the newest
+   * {@link MAX_SIGNED_KEPT}: a process that runs for months does not keep every one (the oldest are
+   * long mined or replaced; a record still unresolved names its own hashes, `knownHashes`).
+   */
   private readonly signed = new Map<Hex, { request: TxRequest; info: SignedTxInfo }>();
 
   constructor(opts: TxSenderOptions) {
@@ -147,6 +184,14 @@ export class TxSender {
     this.l1FeeModel = opts.l1FeeModel ?? l1DataFeeModel(opts.ctx.profile.l1DataFee, opts.ctx.publicClient);
     this.receiptTimeoutMs = opts.receiptTimeoutMs ?? 30_000;
     this.gasMultiplierPct = BigInt(Math.round((opts.gasLimitMultiplier ?? 1.2) * 100));
+    const scan = opts.nonceScanMaxBlocks ?? 10_000;
+    if (!Number.isSafeInteger(scan) || scan < 0) {
+      throw new XhedgeError(
+        'CONFIG_INVALID',
+        `${opts.ctx.venue}: nonceScanMaxBlocks must be a whole number >= 0, got ${scan}`,
+      );
+    }
+    this.nonceScanMaxBlocks = BigInt(scan);
     this.clock = opts.clock ?? systemClock;
   }
 
@@ -200,7 +245,13 @@ export class TxSender {
     }
   }
 
-  /** Gas estimate (simulates; reverts become not-sent venue errors). */
+  /**
+   * Gas estimate (simulates; reverts become not-sent venue errors), on the `latest` state: what a
+   * transaction of this account runs on, since a send waits until nothing of it is pending and a
+   * replacement takes the pending one's place. (Left to the node, viem fills in the pending nonce and
+   * some nodes, anvil among them, then simulate after the pending transaction being replaced: a speed-up
+   * of a call whose first run costs more, a first storage write, got too little gas and reverted.)
+   */
   async estimateGas(req: TxRequest, clientOrderId?: string): Promise<bigint> {
     try {
       return await this.ctx.publicClient.estimateGas({
@@ -208,6 +259,7 @@ export class TxSender {
         to: req.to,
         data: req.data,
         ...(req.value !== undefined ? { value: req.value } : {}),
+        blockTag: 'latest',
       });
     } catch (err) {
       throw toVenueError(err, { ...this.errCtx(clientOrderId), revertOutcome: 'not-sent' });
@@ -315,6 +367,10 @@ export class TxSender {
     };
     await opts.onSigned?.(info);
     this.signed.set(info.hash, { request: req, info });
+    if (this.signed.size > MAX_SIGNED_KEPT) {
+      const oldest = this.signed.keys().next().value;
+      if (oldest !== undefined) this.signed.delete(oldest);
+    }
     try {
       await this.ctx.publicClient.sendRawTransaction({ serializedTransaction: serialized });
     } catch (err) {
@@ -496,54 +552,182 @@ export class TxSender {
 
   /**
    * The transaction of this account mined at `nonce` (whichever took it: the one sent, a speed-up, a
-   * cancel, another process's), or undefined while the nonce is unused. Found without an index: the
-   * block where the account's transaction count passed `nonce`, searched back from the latest block
-   * (steps doubling, then halving, so a recent one costs a few reads of recent state), then that
-   * block's transactions. RPC failures are venue errors.
+   * cancel, another process's), or undefined while the nonce is unused. Found, in this order:
+   * 1. by hash: the receipt of one of `opts.knownHashes` or of a transaction this sender signed at the
+   *    nonce (a receipt read needs no historical state);
+   * 2. by state, without an index: the block where the account's transaction count passed `nonce`,
+   *    searched back from the latest block (steps doubling, then halving, so a recent one costs a few reads
+   *    of recent state), then that block's transactions;
+   * 3. when the RPC no longer has the state of the blocks searched (a full node, not an archive node:
+   *    {@link isHistoricalStateUnavailable}), by reading blocks one by one, from the first block at
+   *    `opts.notBeforeMs` (less {@link NONCE_SCAN_CLOCK_SLACK_MS}) to the last block known to be after it,
+   *    at most `nonceScanMaxBlocks` of them; not found there, a {@link HistoricalStateUnavailableError}
+   *    (outcome unknown, not retryable).
+   * Other RPC failures are venue errors (outcome unknown).
    */
-  async minedAtNonce(nonce: number): Promise<MinedAtNonce | undefined> {
+  async minedAtNonce(nonce: number, opts: MinedAtNonceOptions = {}): Promise<MinedAtNonce | undefined> {
     const c = this.ctx.publicClient;
+    const me = this.address.toLowerCase();
     try {
-      const countAt = (blockNumber: bigint) => c.getTransactionCount({ address: this.address, blockNumber });
+      const known = new Set<string>((opts.knownHashes ?? []).map((h) => h.toLowerCase()));
+      for (const { info } of this.signed.values()) {
+        if (info.nonce === nonce) known.add(info.hash.toLowerCase());
+      }
+      for (const hash of known) {
+        const receipt = await this.receiptIfMined(hash as Hex);
+        if (!receipt || receipt.from.toLowerCase() !== me) continue;
+        const tx = await c.getTransaction({ hash: receipt.transactionHash });
+        if (tx.nonce === nonce) return minedOf(tx, receipt);
+      }
+      // The account's count at a block, undefined when the node no longer keeps that block's state.
+      const countAt = async (blockNumber: bigint) => {
+        try {
+          return await c.getTransactionCount({ address: this.address, blockNumber });
+        } catch (err) {
+          if (isHistoricalStateUnavailable(err)) return undefined;
+          throw err;
+        }
+      };
       // Invariant: count(hi) > nonce; count(lo) <= nonce (lo = -1: before genesis).
       let hi = await c.getBlockNumber();
-      if ((await countAt(hi)) <= nonce) return undefined;
+      const atHead = await c.getTransactionCount({ address: this.address, blockNumber: hi });
+      if (atHead <= nonce) return undefined;
       let lo = -1n;
+      let stateGone = false;
       for (let step = 1n; hi - step >= 0n; step *= 2n) {
         const probe = hi - step;
-        if ((await countAt(probe)) > nonce) hi = probe;
+        const count = await countAt(probe);
+        if (count === undefined) {
+          stateGone = true;
+          break;
+        }
+        if (count > nonce) hi = probe;
         else {
           lo = probe;
           break;
         }
       }
-      while (hi - lo > 1n) {
+      while (!stateGone && hi - lo > 1n) {
         const mid = (hi + lo) / 2n;
-        if ((await countAt(mid)) > nonce) hi = mid;
+        const count = await countAt(mid);
+        if (count === undefined) stateGone = true;
+        else if (count > nonce) hi = mid;
         else lo = mid;
       }
+      if (stateGone) return await this.scanForNonce(nonce, lo + 1n, hi, opts.notBeforeMs);
       const block = await c.getBlock({ blockNumber: hi, includeTransactions: true });
-      const me = this.address.toLowerCase();
       const tx = block.transactions.find((t) => t.from.toLowerCase() === me && t.nonce === nonce);
       // Not there: the chain moved under the search (a reorg); the caller asks again later.
       if (!tx) return undefined;
-      return {
-        hash: tx.hash,
-        to: tx.to ?? null,
-        data: tx.input,
-        value: tx.value,
-        receipt: await c.getTransactionReceipt({ hash: tx.hash }),
-      };
+      return minedOf(tx, await c.getTransactionReceipt({ hash: tx.hash }));
     } catch (err) {
+      if (err instanceof HistoricalStateUnavailableError) throw err;
       // asked about a nonce an order's transaction was signed for: outcome unknown, as in status()
       throw toVenueError(err, { ...this.errCtx(undefined, { nonce }), afterSigning: true });
     }
   }
 
+  /** The receipt of `hash`, or undefined while it has none. */
+  private async receiptIfMined(hash: Hex): Promise<TransactionReceipt | undefined> {
+    try {
+      return await this.ctx.publicClient.getTransactionReceipt({ hash });
+    } catch (err) {
+      if (isNamed(err, 'TransactionReceiptNotFoundError')) return undefined;
+      throw err;
+    }
+  }
+
   /**
-   * Replaces a pending (or dropped) transaction at the same nonce with fees ≥ 12.5 % higher:
-   * `speed-up` re-sends the same call, `cancel` sends 0 wei to self. Returns the new transaction after
-   * it is mined (or NotConfirmedError). Once the replacement is mined the original can never be.
+   * {@link minedAtNonce} without state: this account's transaction at `nonce` in blocks `from`..`to`
+   * (`to` mined after it), read one by one from the later of `from` and the first block at `notBeforeMs`
+   * (less the slack), at most `nonceScanMaxBlocks` of them.
+   */
+  private async scanForNonce(
+    nonce: number,
+    from: bigint,
+    to: bigint,
+    notBeforeMs: number | undefined,
+  ): Promise<MinedAtNonce> {
+    const c = this.ctx.publicClient;
+    const me = this.address.toLowerCase();
+    let start = from;
+    if (notBeforeMs !== undefined && Number.isFinite(notBeforeMs)) {
+      const floor = await this.firstBlockAtOrAfter(
+        BigInt(Math.floor(notBeforeMs - NONCE_SCAN_CLOCK_SLACK_MS)),
+        from,
+        to,
+      );
+      if (floor > start) start = floor;
+    }
+    const cap = start + this.nonceScanMaxBlocks - 1n;
+    const last = cap < to ? cap : to;
+    for (let b = start; b <= last; b += BigInt(NONCE_SCAN_BATCH)) {
+      const numbers: bigint[] = [];
+      for (let n = b; n <= last && n < b + BigInt(NONCE_SCAN_BATCH); n++) numbers.push(n);
+      const blocks = await Promise.all(
+        numbers.map((blockNumber) => c.getBlock({ blockNumber, includeTransactions: true })),
+      );
+      for (const block of blocks) {
+        const tx = block.transactions.find((t) => t.from.toLowerCase() === me && t.nonce === nonce);
+        if (tx) return minedOf(tx, await c.getTransactionReceipt({ hash: tx.hash }));
+      }
+    }
+    const scanned = last >= start ? `blocks ${start}..${last}` : 'no block';
+    throw new HistoricalStateUnavailableError({
+      venue: this.ctx.venue,
+      message:
+        last < to
+          ? `nonce ${nonce} was used by a transaction that is none of the known hashes; the RPC no longer has the state to find its block (not an archive node), and it is not in ${scanned}, the first ${this.nonceScanMaxBlocks} of the ${to - start + 1n} blocks it may be in (to ${to}); outcome unknown: add an archive RPC or reconcile by hand`
+          : `nonce ${nonce} was used by a transaction that is none of the known hashes; the RPC no longer has the state to find its block (not an archive node), and it is not in ${scanned} (the chain reorganised, or it was mined before the scan's start); outcome unknown: add an archive RPC or reconcile by hand`,
+      details: { nonce, scannedFrom: start.toString(), scannedTo: last.toString(), mayBeTo: to.toString() },
+    });
+  }
+
+  /** The first block in `lo`..`hi` whose timestamp is at or after `ms` (hi when none is): headers only. */
+  private async firstBlockAtOrAfter(ms: bigint, lo: bigint, hi: bigint): Promise<bigint> {
+    const c = this.ctx.publicClient;
+    const atOrAfter = async (blockNumber: bigint) =>
+      (await c.getBlock({ blockNumber })).timestamp * 1000n >= ms;
+    if (lo >= hi || (await atOrAfter(lo))) return lo;
+    // Invariant: block lo is before ms; block hi is at or after it (or the last one to scan).
+    while (hi - lo > 1n) {
+      const mid = (lo + hi) / 2n;
+      if (await atOrAfter(mid)) hi = mid;
+      else lo = mid;
+    }
+    return hi;
+  }
+
+  /**
+   * Whether this account signing `tx` (EIP-1559, no access list, as {@link send} and {@link replace} sign)
+   * gives the transaction `hash`: then the transaction `hash` was exactly that call at that nonce, gas and
+   * fees. Signing is deterministic (RFC 6979), so this tells a re-signed copy of a call from another call
+   * when only the hash of the original is known.
+   */
+  async signsAs(
+    hash: Hex,
+    tx: TxRequest & { nonce: number; gas: bigint; maxFeePerGas: bigint; maxPriorityFeePerGas: bigint },
+  ): Promise<boolean> {
+    const serialized = await this.ctx.account.signTransaction({
+      chainId: this.ctx.chain.id,
+      type: 'eip1559',
+      to: tx.to,
+      data: tx.data,
+      value: tx.value ?? 0n,
+      nonce: tx.nonce,
+      gas: tx.gas,
+      maxFeePerGas: tx.maxFeePerGas,
+      maxPriorityFeePerGas: tx.maxPriorityFeePerGas,
+    });
+    return keccak256(serialized).toLowerCase() === hash.toLowerCase();
+  }
+
+  /**
+   * Replaces a pending (or dropped) transaction at the same nonce with fees ≥ 12.5 % higher than the
+   * highest known at that nonce (`original`'s, and those of every transaction this sender signed there,
+   * earlier replacements included): `speed-up` re-sends the same call, `cancel` sends 0 wei to self.
+   * Returns the new transaction after it is mined (or NotConfirmedError). Once the replacement is mined
+   * the original can never be.
    */
   async replace(
     original: {
@@ -558,31 +742,36 @@ export class TxSender {
   ): Promise<SentTx> {
     const info = await this.withLock(async () => {
       const known = this.signed.get(original.hash);
-      let prevFees: FeeQuote | undefined;
-      if (known) {
-        prevFees = {
-          baseFeePerGas: 0n,
-          maxFeePerGas: known.info.maxFeePerGas,
-          maxPriorityFeePerGas: known.info.maxPriorityFeePerGas,
-        };
-      } else if (original.maxFeePerGas !== undefined && original.maxPriorityFeePerGas !== undefined) {
-        prevFees = {
-          baseFeePerGas: 0n,
+      // The node replaces whatever it holds at the nonce, which may be an earlier replacement with higher
+      // fees than the original (a speed-up, then a cancel): bump from the highest fees known at the nonce,
+      // or the replacement is refused as underpriced, again on every retry.
+      const atNonce: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint }[] = [];
+      for (const { info } of this.signed.values()) if (info.nonce === original.nonce) atNonce.push(info);
+      if (original.maxFeePerGas !== undefined && original.maxPriorityFeePerGas !== undefined) {
+        atNonce.push({
           maxFeePerGas: original.maxFeePerGas,
           maxPriorityFeePerGas: original.maxPriorityFeePerGas,
-        };
-      } else {
+        });
+      }
+      if (atNonce.length === 0) {
         try {
           const tx = await this.ctx.publicClient.getTransaction({ hash: original.hash });
-          prevFees = {
-            baseFeePerGas: 0n,
+          atNonce.push({
             maxFeePerGas: tx.maxFeePerGas ?? tx.gasPrice ?? 0n,
             maxPriorityFeePerGas: tx.maxPriorityFeePerGas ?? 0n,
-          };
+          });
         } catch {
-          prevFees = undefined;
+          // not known to the node (dropped, replaced): bumped from the current fees
         }
       }
+      const prevFees: FeeQuote | undefined =
+        atNonce.length === 0
+          ? undefined
+          : {
+              baseFeePerGas: 0n,
+              maxFeePerGas: atNonce.reduce((m, f) => maxBig(m, f.maxFeePerGas), 0n),
+              maxPriorityFeePerGas: atNonce.reduce((m, f) => maxBig(m, f.maxPriorityFeePerGas), 0n),
+            };
       let current: FeeQuote;
       try {
         current = await readFees(this.ctx.publicClient);
@@ -619,4 +808,14 @@ export class TxSender {
 /** Math.max for bigints. */
 function maxBig(a: bigint, b: bigint): bigint {
   return a >= b ? a : b;
+}
+
+/** Whether a viem error (anywhere in its cause chain) is named `name`. */
+function isNamed(err: unknown, name: string): boolean {
+  return err instanceof BaseError && Boolean(err.walk((e) => (e as { name?: string }).name === name));
+}
+
+/** A mined transaction and its receipt as {@link MinedAtNonce}. */
+function minedOf(tx: Transaction, receipt: TransactionReceipt): MinedAtNonce {
+  return { hash: tx.hash, to: tx.to ?? null, data: tx.input, value: tx.value, gas: tx.gas, receipt };
 }
