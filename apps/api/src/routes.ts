@@ -1,10 +1,4 @@
-import {
-  PoliciesConfig,
-  SecretRef,
-  urlCredentialProblems,
-  VENUE_KIND_FAMILY,
-  VenueConfig,
-} from '@xhedge/config';
+import { PoliciesConfig, SecretRef, VENUE_KIND_FAMILY, VenueConfig } from '@xhedge/config';
 import { namesForMessage, Underlying, VenueId } from '@xhedge/core';
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -56,16 +50,15 @@ const SECRET_CONTAINER_RE =
 const URL_KEY_RE = /urls?$/i;
 
 /**
- * Whether `value` under `key` is a URL setting (`tokensUrl: https://…`): a URL under a key naming one
- * whose stem is no secret's name (`apiKeyUrl`, `secretUrl` stay secrets), outside a secret. Such a value
- * is checked for credentials written into it (`user:pass@`, `?apikey=`), as the config file's are.
+ * Whether `value` under `key` is a URL setting (`tokensUrl: https://…`): a URL under a key naming one,
+ * outside a secret. Such a value is a URL whatever key it holds (an endpoint's key is part of its URL,
+ * as an RPC URL's may be): shown by its origin alone (see {@link shown}), as the config file takes it.
  */
 function urlSetting(key: string | number, value: unknown, secret: boolean): value is string {
   return (
     !secret &&
     typeof key === 'string' &&
     URL_KEY_RE.test(key) &&
-    !SECRET_CONTAINER_RE.test(key.replace(URL_KEY_RE, '')) &&
     typeof value === 'string' &&
     /^[a-z][a-z0-9+.-]*:\/\//i.test(value)
   );
@@ -132,10 +125,6 @@ function paramsIssues(params: Record<string, unknown>): { path: (string | number
     }
     for (const { k } of entries.filter((e) => e.shape === 'scalar'))
       out.push({ path: [...path, k], message: INLINE_MESSAGE });
-    for (const { k, v } of entries)
-      if (urlSetting(k, v, secret))
-        for (const problem of urlCredentialProblems(v))
-          out.push({ path: [...path, k], message: `${problem}; give {env: VAR_NAME} instead` });
     for (const { k } of entries.filter(
       (e) => e.shape === undefined && typeof e.v === 'string' && e.v.includes(MASK),
     ))
