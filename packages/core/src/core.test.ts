@@ -177,6 +177,10 @@ describe('maskCredentials', () => {
       list: ['password=[redacted]'],
     });
     expect(maskCredentialsDeep({ a: { b: 'c' } }, 1)).toEqual({ a: '[nested too deep]' });
+    // a field named as a secret is masked whatever it holds
+    expect(maskCredentialsDeep({ config: { password: 'x', apiKey: 12345, host: 'h' } })).toEqual({
+      config: { password: '[redacted]', apiKey: '[redacted]', host: 'h' },
+    });
   });
 });
 

@@ -92,6 +92,16 @@ export function maskCredentialsDeep(value: unknown, depth = 6): unknown {
   if (depth <= 0) return '[nested too deep]';
   if (Array.isArray(value)) return value.map((v) => maskCredentialsDeep(v, depth - 1));
   return Object.fromEntries(
-    Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, maskCredentialsDeep(v, depth - 1)]),
+    Object.entries(value as Record<string, unknown>).map(([k, v]) => [
+      k,
+      // a field named as a secret (`password`, `apiKey`, `privateKey`) is masked whatever it holds
+      SECRET_FIELD_RE.test(k) && (typeof v === 'string' || typeof v === 'number')
+        ? '[redacted]'
+        : maskCredentialsDeep(v, depth - 1),
+    ]),
   );
 }
+
+/** A field name that says it holds a secret. */
+const SECRET_FIELD_RE =
+  /(password|passwd|passphrase|secret|private.?key|mnemonic|seed.?phrase|api.?key|(auth|access|api|bearer|refresh|session).?token)/i;

@@ -41,7 +41,11 @@ export const LOG_SERIALIZERS = {
   err: (err: unknown): Record<string, unknown> => {
     if (!(err instanceof Error) && err !== null && typeof err === 'object') {
       const rec = err as Record<string, unknown>;
-      if (typeof rec.message === 'string') return maskCredentialsDeep(rec) as Record<string, unknown>;
+      if (typeof rec.message === 'string')
+        return {
+          ...(maskCredentialsDeep(rec) as Record<string, unknown>),
+          message: maskedError(rec.message).message,
+        };
     }
     const frames =
       err instanceof Error && typeof err.stack === 'string'
