@@ -757,8 +757,11 @@ class OrderProcessor {
             .catch(() => {})
         : undefined;
     // the half-open trials stay this order's until their report, however long the venue takes
-    // (held at most twice the send deadline: a call that never returns lets the trial go after that)
-    const releaseTrials = this.#o.breakers.holdTrials(trials, { maxHoldMs: 2 * this.#deadlineMs });
+    // (held at most twice the send deadline, and at least ten token lifetimes, 5 min by default: a
+    // Solana send waits out its blockhash, 60-90 s; a call that never returns lets the trial go after that)
+    const releaseTrials = this.#o.breakers.holdTrials(trials, {
+      maxHoldMs: Math.max(2 * this.#deadlineMs, 10 * this.#o.breakers.trialTtlMs),
+    });
     try {
       const t0 = performance.now();
       let vo: Order;
