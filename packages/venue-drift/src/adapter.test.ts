@@ -1028,17 +1028,33 @@ describe('protocol-v2 instruction use, checked by the fixture program stand-in (
     await place('hedge-two-b');
     f.setUser({ perpPositions: [{ marketIndex: 0, baseAssetAmount: 4_000_000_000n }], orders: foreign });
     const b = await f.venue.getOrderByClientId('hedge-two-b');
-    // Before: { status: 'filled', filledSizeBase: '1.5' }, hedge-two-a's fill, as if proven.
+    // Before: { status: 'filled', filledSizeBase: '1.5' }, hedge-two-a's fill, as if proven. Then:
+    // 'cancelled' with the least (0), terminal: the hedge placed again although it may have filled.
+    // Now: not terminal, the range in its error and record, which stays live (not pruned, its u8 kept).
     expect(b).toMatchObject({
-      status: 'cancelled',
+      status: 'outcome-unknown',
       filledSizeBase: '0',
-      error: expect.stringMatching(/estimate.* 0 to 1\.5 base .*hedge-two-a/),
+      error: expect.stringMatching(/unresolved.* 0 to 1\.5 base .*hedge-two-a/),
     });
-    expect(f.orderIds.get('hedge-two-b')?.filledBoundsBase).toEqual({ min: '0', max: '1.5' });
+    expect(f.orderIds.get('hedge-two-b')).toMatchObject({
+      state: 'live',
+      filledBoundsBase: { min: '0', max: '1.5' },
+    });
+    expect(f.orderIds.get('hedge-two-b')).not.toHaveProperty('final');
     expect(await f.venue.getOrderByClientId('hedge-two-a')).toMatchObject({
-      status: 'cancelled',
+      status: 'outcome-unknown',
       filledSizeBase: '0',
-      error: expect.stringMatching(/estimate.* 0 to 1\.5 base .*hedge-two-b/),
+      error: expect.stringMatching(/unresolved.* 0 to 1\.5 base .*hedge-two-b/),
+    });
+    // Nothing to cancel (it has ended), and placing it again sends nothing: the same answer.
+    const sends = f.rpc.sends;
+    expect(await f.venue.cancelOrder('hedge-two-a')).toMatchObject({ status: 'outcome-unknown' });
+    expect(await f.venue.placeOrder({ clientOrderId: 'hedge-two-a', ...ORDER })).toMatchObject({
+      status: 'outcome-unknown',
+    });
+    expect(f.rpc.sends).toBe(sends);
+    await expect(f.venue.fetchFills({ clientOrderId: 'hedge-two-a' })).rejects.toMatchObject({
+      code: 'VENUE_NOT_SUPPORTED',
     });
 
     // The later order's end is known (its slot is still there): the earlier one's part is proven.
@@ -1074,6 +1090,186 @@ describe('protocol-v2 instruction use, checked by the fixture program stand-in (
       filledSizeBase: '1.5',
       avgFillPriceUsd: '181',
     });
+    // The earlier pair is still unresolved, its range kept from what was known when it ended (the
+    // position has moved since, for reasons the adapter does not see: it is not read again).
+    expect(await f.venue.getOrderByClientId('hedge-two-b')).toMatchObject({
+      status: 'outcome-unknown',
+      error: expect.stringMatching(/ 0 to 1\.5 base /),
+    });
+  });
+
+  it("a fill range closes once the other order's fill is known: outcome unknown until then, never the least as terminal", async () => {
+    const f = await driftFixture();
+    const { u8 } = await placeWorkingLong(f, 'hedge-rng-e', 87);
+    f.clock.advance(1000);
+    f.rpc.advance(1);
+    // hedge-rng-g goes out but is not seen to land (the worker dies while confirming).
+    f.rpc.dropNext(1000);
+    const crash = new Error('worker killed');
+    const dying = f.withSleep(async () => {
+      throw crash;
+    });
+    await expect(dying.placeOrder({ clientOrderId: 'hedge-rng-g', ...ORDER })).rejects.toBe(crash);
+    expect(f.orderIds.get('hedge-rng-g')?.userOrderId).not.toBe(u8);
+    // The position +1.5; hedge-rng-e's slot taken by another client of the account. hedge-rng-g may
+    // have landed and filled: the position cannot tell which of the two filled.
+    f.clock.advance(1000);
+    f.setUser({
+      perpPositions: [{ marketIndex: 0, baseAssetAmount: 4_000_000_000n }],
+      orders: [
+        {
+          status: 'open',
+          userOrderId: 150,
+          orderId: 450,
+          slot: BigInt(f.rpc.slot() + 50),
+          marketIndex: 0,
+          direction: 'short',
+          baseAssetAmount: 10_000_000n,
+        },
+      ],
+    });
+    // Before: { status: 'cancelled', filledSizeBase: '0' } (the least), terminal: a hedge placed again.
+    expect(await f.venue.getOrderByClientId('hedge-rng-e')).toMatchObject({
+      status: 'outcome-unknown',
+      filledSizeBase: '0',
+      error: expect.stringMatching(/ 0 to 1\.5 base .*hedge-rng-g/),
+    });
+    // hedge-rng-g never landed and no longer can: forgotten. hedge-rng-e's fill is then proven.
+    f.rpc.advance(151);
+    expect(await f.venue.getOrderByClientId('hedge-rng-g')).toBeNull();
+    const e = await f.venue.getOrderByClientId('hedge-rng-e');
+    expect(e).toMatchObject({ status: 'filled', filledSizeBase: '1.5' });
+    expect(e).not.toHaveProperty('error');
+    expect(f.orderIds.get('hedge-rng-e')).toMatchObject({ state: 'released', final: { status: 'filled' } });
+    expect(f.orderIds.get('hedge-rng-e')).not.toHaveProperty('filledBoundsBase');
+  });
+
+  it("an order ended by the time the next order's position was read is not counted against that order's fill", async () => {
+    const f = await driftFixture();
+    const { landedSlot, u8 } = await placeWorkingLong(f, 'hedge-seen-a', 85);
+    // hedge-seen-a fills 1.5 (position 2.5 → 4); nobody asks.
+    f.setUser({
+      perpPositions: [{ marketIndex: 0, baseAssetAmount: 4_000_000_000n }],
+      orders: [
+        {
+          status: 'filled',
+          userOrderId: u8,
+          orderId: 85,
+          slot: landedSlot,
+          marketIndex: 0,
+          direction: 'long',
+          baseAssetAmount: 1_500_000_000n,
+          baseAssetAmountFilled: 1_500_000_000n,
+          quoteAssetAmountFilled: 271_800_000n,
+        },
+      ],
+    });
+    f.clock.advance(1000);
+    f.rpc.advance(1);
+    // hedge-seen-b goes into hedge-seen-a's slot: its position before (4) already holds a's fill, and
+    // a's end is recorded from that same read.
+    f.emulate((run) => {
+      f.setUser({
+        perpPositions: [{ marketIndex: 0, baseAssetAmount: 4_000_000_000n, openOrders: 1 }],
+        orders: [
+          {
+            status: 'open',
+            userOrderId: run.userOrderId,
+            orderId: 86,
+            slot: BigInt(f.rpc.slot()),
+            marketIndex: 0,
+            direction: 'long',
+            baseAssetAmount: 1_500_000_000n,
+          },
+        ],
+      });
+    });
+    await f.venue.placeOrder({ clientOrderId: 'hedge-seen-b', ...ORDER });
+    f.clock.advance(1000);
+    // hedge-seen-b fills 1.5 (position 5.5), then another client's order takes its slot.
+    f.setUser({
+      perpPositions: [{ marketIndex: 0, baseAssetAmount: 5_500_000_000n }],
+      orders: [
+        {
+          status: 'open',
+          userOrderId: 150,
+          orderId: 999,
+          slot: BigInt(f.rpc.slot() + 50),
+          marketIndex: 0,
+          direction: 'short',
+          baseAssetAmount: 10_000_000n,
+        },
+      ],
+    });
+    // Before: { status: 'cancelled', filledSizeBase: '0' } with an estimate error (a's fill counted
+    // again as [0, 1.5]); at 30f82de it was filled 1.5, as it is.
+    const b = await f.venue.getOrderByClientId('hedge-seen-b');
+    expect(b).toMatchObject({ status: 'filled', filledSizeBase: '1.5' });
+    expect(b).not.toHaveProperty('error');
+    expect(f.orderIds.get('hedge-seen-a')).toMatchObject({
+      state: 'released',
+      endInPositionOf: 'hedge-seen-b',
+    });
+    expect(await f.venue.getOrderByClientId('hedge-seen-a')).toMatchObject({
+      status: 'filled',
+      filledSizeBase: '1.5',
+      avgFillPriceUsd: '181.2',
+    });
+  });
+
+  it('saves the id map once before the order transaction goes out and once for its outcome', async () => {
+    const inner = memoryUserOrderIdStore();
+    const saved: { sends: number; entries: unknown[] }[] = [];
+    let f: DriftFixture | undefined;
+    const store = {
+      load: () => inner.load(),
+      save: async (entries: Parameters<typeof inner.save>[0]) => {
+        saved.push({ sends: f?.rpc.sends ?? 0, entries: structuredClone([...entries]) });
+        await inner.save(entries);
+      },
+    };
+    f = await driftFixture({ store });
+    const { landedSlot, u8 } = await placeWorkingLong(f, 'hedge-save-a', 85);
+    expect(saved.map((s) => s.sends)).toEqual([0, 1]);
+    // The record with its signature was on disk before the send.
+    expect(saved[0]?.entries).toEqual([
+      expect.objectContaining({
+        clientOrderId: 'hedge-save-a',
+        state: 'live',
+        signature: expect.any(String),
+      }),
+    ]);
+    f.setUser({
+      perpPositions: [{ marketIndex: 0, baseAssetAmount: 4_000_000_000n }],
+      orders: [
+        {
+          status: 'filled',
+          userOrderId: u8,
+          orderId: 85,
+          slot: landedSlot,
+          marketIndex: 0,
+          direction: 'long',
+          baseAssetAmount: 1_500_000_000n,
+          baseAssetAmountFilled: 1_500_000_000n,
+          quoteAssetAmountFilled: 271_800_000n,
+        },
+      ],
+    });
+    f.rpc.advance(1);
+    f.emulate();
+    saved.length = 0;
+    // Before: a save for hedge-save-a's end, one for the new record, one for its signature, one after.
+    await f.venue.placeOrder({ clientOrderId: 'hedge-save-b', ...ORDER });
+    expect(saved.map((s) => s.sends)).toEqual([1, 2]);
+    // hedge-save-a's end, recorded as hedge-save-b took its slot, went out in that first save.
+    expect(saved[0]?.entries).toEqual([
+      expect.objectContaining({ clientOrderId: 'hedge-save-a', state: 'released', final: expect.anything() }),
+      expect.objectContaining({
+        clientOrderId: 'hedge-save-b',
+        state: 'live',
+        signature: expect.any(String),
+      }),
+    ]);
   });
 
   it('cancels with cancel_order_by_user_id; an order filled before the cancel lands is reported filled, not a failed cancel', async () => {
@@ -1395,6 +1591,45 @@ describe('u8 user order id map', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it("a tombstone keeps the order's status and sizes, not its error text (it made most of the file)", async () => {
+    const store = memoryUserOrderIdStore();
+    const clock = new ManualClock(1_767_614_400_000);
+    const map = await UserOrderIdMap.open({ store, clock, historyLimit: 1 });
+    for (const id of ['t-1', 't-2']) {
+      await map.assign({ ...init(id), sizeBase: '1.5' }, new Set());
+      clock.advance(10);
+      await map.release(id, {
+        clientOrderId: id,
+        intentId: id,
+        venue: 'drift-sol',
+        venueOrderId: '123456',
+        instrument: 'SOL-USD:PERP',
+        side: 'buy',
+        orderType: 'market',
+        sizeBase: '1.5',
+        reduceOnly: false,
+        status: 'rejected',
+        filledSizeBase: '0',
+        createdAtMs: clock.nowMs(),
+        updatedAtMs: clock.nowMs(),
+        error: `transaction failed: ${'x'.repeat(300)}`,
+      });
+    }
+    expect(map.pruned('t-1')).toMatchObject({ status: 'rejected', filledSizeBase: '0', sizeBase: '1.5' });
+    expect(map.pruned('t-1')).not.toHaveProperty('error');
+    const [, entry] = store.snapshot() as [unknown, { pruned: unknown[][] }];
+    // Before: 343 bytes, 200 of them error text.
+    expect(JSON.stringify(entry.pruned[0]).length).toBeLessThan(130);
+    // One an earlier build wrote with its error still reads, error and all.
+    const old = [...(entry.pruned[0] ?? [])];
+    old[13] = 'transaction failed: no margin';
+    const reread = UserOrderIdMap.fromRecords({ store, clock }, [{ pruned: [old] }]);
+    expect(reread.pruned('t-1')).toMatchObject({
+      status: 'rejected',
+      error: 'transaction failed: no margin',
+    });
   });
 
   it('survives a restart through its file store', async () => {

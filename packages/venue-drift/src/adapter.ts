@@ -81,6 +81,16 @@ import {
 } from './rpc.ts';
 import { sendAndConfirm, signatureOf } from './send.ts';
 
+type FillEvidence = NonNullable<UserOrderIdRecord['fillEvidence']>;
+/** An order's fill range (BASE_PRECISION), the orders that keep it open, and what it came from. */
+interface FillBounds {
+  min: bigint;
+  max: bigint;
+  others: string[];
+  evidence: FillEvidence;
+}
+const sideSign = (side: 'buy' | 'sell') => (side === 'buy' ? 1n : -1n);
+
 /** Signs transactions; the adapter never sees a secret key. */
 export interface DriftSigner {
   publicKey: PublicKey;
@@ -700,8 +710,10 @@ export class DriftVenue implements VenueAdapter {
     }
     const baseBeforeAtMs = this.#o.clock.nowMs();
     const user = await this.readUser();
-    // The new order takes the first slot not open: an ended order of ours still there is recorded first.
-    await this.#settleEnded(user);
+    // The new order takes the first slot not open: an ended order of ours still there is recorded first,
+    // as in this order's position before. Saved with this order's record, before the send (a crash
+    // before then leaves their slots as they are).
+    await this.#settleEnded(user, { endInPositionOf: req.clientOrderId, save: false });
     const busy = new Set(user.orders.filter((o) => o.status === 'open').map((o) => o.userOrderId));
     const before = user.perpPositions.find((p) => p.marketIndex === m.marketIndex)?.baseAssetAmount ?? 0n;
     const rec = await this.#assignUserOrderId(
@@ -719,6 +731,8 @@ export class DriftVenue implements VenueAdapter {
       },
       busy,
     );
+    // Not saved yet: nothing is sent on it until the signature is (one save, below). A crash before
+    // then loses a record that reached nobody.
     const params: OrderParams = {
       orderType: req.orderType === 'market' ? 'market' : 'limit',
       marketType: 'perp',
@@ -735,8 +749,9 @@ export class DriftVenue implements VenueAdapter {
         : {}),
     };
     const { tx, lastValidBlockHeight } = await this.buildOrderTransaction(params, user);
-    // The signature and expiry height are durable before the bytes leave: a crash after sending
-    // still leaves enough to find out what happened.
+    // The record, its signature and expiry height are durable before the bytes leave (this save writes
+    // them with the ends recorded above): a crash after sending still leaves enough to find out what
+    // happened.
     const signature = signatureOf(tx);
     await this.#o.orderIds.update(req.clientOrderId, { signature, lastValidBlockHeight });
     try {
@@ -951,7 +966,7 @@ export class DriftVenue implements VenueAdapter {
     busy: ReadonlySet<number>,
   ): Promise<UserOrderIdRecord> {
     try {
-      return await this.#o.orderIds.assign(rec, busy);
+      return await this.#o.orderIds.assign(rec, busy, { save: false });
     } catch (err) {
       if (!(err instanceof UserOrderIdsExhaustedError)) throw err;
       throw new RateLimitError({
@@ -990,11 +1005,13 @@ export class DriftVenue implements VenueAdapter {
    * order id, market, direction and landing slot), before a new order or a later read loses it: the
    * program puts a new order in the first slot that is not open. Resolving them one by one as they
    * end keeps their exact fill and average price; inferring one from the position change afterwards
-   * cannot tell its fill from another order's on the same market.
+   * cannot tell its fill from another order's on the same market. `endInPositionOf`: the order whose
+   * position before `user` is (its fill counts for none of these).
    */
-  async #settleEnded(user: DriftUser): Promise<void> {
+  async #settleEnded(user: DriftUser, opts?: { endInPositionOf?: string; save?: boolean }): Promise<void> {
     for (const r of this.#o.orderIds.records()) {
       if (r.state !== 'live' || r.landedSlot === undefined || r.signature === undefined) continue;
+      if (r.filledBoundsBase) continue; // ended already, its slot gone
       const ended = user.orders.find(
         (o) =>
           o.userOrderId === r.userOrderId &&
@@ -1004,7 +1021,7 @@ export class DriftVenue implements VenueAdapter {
           o.slot === BigInt(r.landedSlot ?? -1) &&
           (o.status === 'filled' || o.status === 'canceled'),
       );
-      if (ended) await this.#o.orderIds.release(r.clientOrderId, this.#fromDrift(r, ended));
+      if (ended) await this.#o.orderIds.release(r.clientOrderId, this.#fromDrift(r, ended), opts);
     }
   }
 
@@ -1014,30 +1031,64 @@ export class DriftVenue implements VenueAdapter {
    * market filled in the same time. Another order's part is exact when its fill is known (its slot
    * open now, or its end recorded) and all of it came after `rec`'s position read (it was sent
    * later); otherwise anywhere from 0 to what it filled (or its size). An order ended before that read
-   * is in the position already. Equal bounds: the fill is proven; `others` names the orders that make
-   * the range wider. Trades outside this adapter (another client of the account, a liquidation) are
-   * not seen.
+   * is in the position already: known ended before the read began, or seen ended by that read itself
+   * (`endInPositionOf`). Equal bounds: the fill is proven; `others` names the orders that make the
+   * range wider, `evidence` keeps what the range was worked out from (see
+   * {@link UserOrderIdRecord}). Trades outside this adapter (another client of the account, a
+   * liquidation) are not seen.
    */
-  #fillBounds(rec: UserOrderIdRecord, user: DriftUser): { min: bigint; max: bigint; others: string[] } {
-    const sign = (side: 'buy' | 'sell') => (side === 'buy' ? 1n : -1n);
-    const position = (i: number) =>
-      user.perpPositions.find((p) => p.marketIndex === i)?.baseAssetAmount ?? 0n;
-    const delta = position(rec.marketIndex) - BigInt(rec.baseBeforeRaw);
+  #fillBounds(rec: UserOrderIdRecord, user: DriftUser): FillBounds {
+    const position = user.perpPositions.find((p) => p.marketIndex === rec.marketIndex)?.baseAssetAmount ?? 0n;
     const readAtMs = rec.baseBeforeAtMs ?? rec.createdAtMs;
-    // Σ sign × fill of the other orders, between lo and hi
-    let lo = 0n;
-    let hi = 0n;
-    const others: string[] = [];
+    let net = position - BigInt(rec.baseBeforeRaw);
+    const terms: FillEvidence['others'] = [];
     for (const x of this.#o.orderIds.records()) {
       if (x.clientOrderId === rec.clientOrderId || x.marketIndex !== rec.marketIndex) continue;
       if (x.signature === undefined) continue; // not sent yet
-      if (x.state === 'released' && x.updatedAtMs < readAtMs) continue; // its fill is in baseBefore
+      // its fill is in baseBefore
+      const endedAtMs = x.endedAtMs ?? (x.state === 'released' ? x.updatedAtMs : undefined);
+      if (endedAtMs !== undefined && endedAtMs < readAtMs) continue;
+      if (x.state === 'released' && x.endInPositionOf === rec.clientOrderId) continue;
       const [fMin, fMax] = this.#filledRange(x, user);
       if (fMax === 0n) continue;
       const after = x.baseBeforeAtMs !== undefined && x.baseBeforeAtMs > readAtMs;
-      const cMin = after ? fMin : 0n;
-      if (cMin !== fMax) others.push(x.clientOrderId);
-      if (sign(x.side) > 0n) {
+      if (after && fMin === fMax) {
+        net -= sideSign(x.side) * fMin;
+        continue;
+      }
+      const ended = x.state === 'released' || x.filledBoundsBase !== undefined;
+      terms.push({
+        clientOrderId: x.clientOrderId,
+        side: x.side,
+        sizeBase: x.sizeBase,
+        lowerKnown: after && ended,
+      });
+    }
+    return this.#boundsFrom(rec, { netRaw: net.toString(), others: terms }, user);
+  }
+
+  /** `rec`'s fill range from `evidence`, the other orders' parts as far as known now. */
+  #boundsFrom(rec: UserOrderIdRecord, evidence: FillEvidence, user: DriftUser): FillBounds {
+    // Σ sign × part of the other orders, between lo and hi
+    let lo = 0n;
+    let hi = 0n;
+    const others: string[] = [];
+    for (const t of evidence.others) {
+      const x = this.#o.orderIds.get(t.clientOrderId);
+      const pruned = x ? undefined : this.#o.orderIds.pruned(t.clientOrderId);
+      // No record and no tombstone: it never landed (forgotten), as absent from the map means. A bare
+      // tombstone (an earlier build's) says nothing: anything up to its size.
+      const [fMin, fMax]: [bigint, bigint] = x
+        ? this.#filledRange(x, user)
+        : pruned
+          ? [baseRaw(pruned.filledSizeBase), baseRaw(pruned.filledSizeBase)]
+          : pruned === null
+            ? [0n, baseRaw(t.sizeBase)]
+            : [0n, 0n];
+      if (fMax === 0n) continue;
+      const cMin = t.lowerKnown ? fMin : 0n;
+      if (cMin !== fMax) others.push(t.clientOrderId);
+      if (t.side === 'buy') {
         lo += cMin;
         hi += fMax;
       } else {
@@ -1045,19 +1096,84 @@ export class DriftVenue implements VenueAdapter {
         hi -= cMin;
       }
     }
+    const net = BigInt(evidence.netRaw);
     const size = baseRaw(rec.sizeBase);
     const clamp = (v: bigint) => (v < 0n ? 0n : v > size ? size : v);
-    const s = sign(rec.side);
-    // rec's signed fill is delta minus the others' part: [delta − hi, delta − lo]
+    // rec's signed fill is net minus the others' part: [net − hi, net − lo]
     const [min, max] =
-      s > 0n ? [clamp(delta - hi), clamp(delta - lo)] : [clamp(lo - delta), clamp(hi - delta)];
-    return { min, max, others };
+      rec.side === 'buy' ? [clamp(net - hi), clamp(net - lo)] : [clamp(lo - net), clamp(hi - net)];
+    return { min, max, others, evidence };
+  }
+
+  /**
+   * An ended order whose slot is gone, its fill from the position change ({@link #fillBounds}), within
+   * `rec.filledBoundsBase` when an earlier read left a range (a range only narrows). Proven (equal
+   * bounds): recorded as filled or cancelled. A range: the order is not finalised — it may have filled
+   * anywhere in it, and a terminal status with the least would have the hedge placed again — but
+   * reported outcome unknown, its record kept live with the range, until a later read (the other
+   * orders' fills known) closes it.
+   */
+  async #settleFromPosition(rec: UserOrderIdRecord, user: DriftUser, landedSlot: number): Promise<Order> {
+    await this.#settleEnded(user);
+    const b = rec.fillEvidence ? this.#boundsFrom(rec, rec.fillEvidence, user) : this.#fillBounds(rec, user);
+    let { min, max } = b;
+    const stored = rec.filledBoundsBase;
+    if (stored) {
+      const [sMin, sMax] = [baseRaw(stored.min), baseRaw(stored.max)];
+      // a range only narrows (disjoint cannot happen from the same evidence: the stored one stands)
+      if (min <= sMax && max >= sMin) {
+        if (sMin > min) min = sMin;
+        if (sMax < max) max = sMax;
+      } else [min, max] = [sMin, sMax];
+    }
+    if (min === max) {
+      const final = this.#order(rec, {
+        status: min >= baseRaw(rec.sizeBase) ? 'filled' : 'cancelled',
+        filledSizeBase: fromFixed(min, FIXED_DP.base),
+      });
+      await this.#o.orderIds.release(rec.clientOrderId, final);
+      return final;
+    }
+    const range = { min: fromFixed(min, FIXED_DP.base), max: fromFixed(max, FIXED_DP.base) };
+    if (!stored)
+      await this.#o.orderIds.update(rec.clientOrderId, {
+        filledBoundsBase: range,
+        fillEvidence: b.evidence,
+        endedAtMs: this.#o.clock.nowMs(),
+        landedSlot,
+      });
+    else if (stored.min !== range.min || stored.max !== range.max)
+      await this.#o.orderIds.update(rec.clientOrderId, { filledBoundsBase: range });
+    return this.#order(rec, {
+      status: 'outcome-unknown',
+      filledSizeBase: range.min,
+      error: `fill unresolved: the order has ended, and the position change since it was sent allows ${range.min} to ${range.max} base for it, other orders on market ${rec.marketIndex} being in flight (${b.others.join(', ')}); outcome unknown until their fills are known (a fill indexer would tell)`,
+    });
+  }
+
+  /** {@link #settleFromPosition} again for an ended order whose fill an earlier read left in a range. */
+  async #resolveRange(rec: UserOrderIdRecord): Promise<Order> {
+    const landedSlot = rec.landedSlot ?? 0;
+    let user: DriftUser;
+    try {
+      user = await this.#read(this.#user, 'User account', decodeUser, { minContextSlot: landedSlot });
+    } catch (err) {
+      if (!(err instanceof MinContextSlotNotReachedError)) throw err;
+      const range = rec.filledBoundsBase ?? { min: '0', max: rec.sizeBase };
+      return this.#order(rec, {
+        status: 'outcome-unknown',
+        filledSizeBase: range.min,
+        error: `fill unresolved: ${range.min} to ${range.max} base (the node is behind the order's slot)`,
+      });
+    }
+    return this.#settleFromPosition(rec, user, landedSlot);
   }
 
   /** What another order of ours has filled, as far as known: [least, most], BASE_PRECISION. */
   #filledRange(x: UserOrderIdRecord, user: DriftUser): [bigint, bigint] {
+    // ended with its fill in a range (live: unresolved; released: the previous build's estimate)
+    if (x.filledBoundsBase) return [baseRaw(x.filledBoundsBase.min), baseRaw(x.filledBoundsBase.max)];
     if (x.state === 'released') {
-      if (x.filledBoundsBase) return [baseRaw(x.filledBoundsBase.min), baseRaw(x.filledBoundsBase.max)];
       const f = baseRaw(x.final?.filledSizeBase ?? x.sizeBase);
       return x.final ? [f, f] : [0n, f];
     }
@@ -1076,6 +1192,7 @@ export class DriftVenue implements VenueAdapter {
    */
   async #resolve(rec: UserOrderIdRecord): Promise<Order | null> {
     if (rec.final) return rec.final;
+    if (rec.filledBoundsBase) return this.#resolveRange(rec);
     const status = rec.signature === undefined ? null : await this.#o.rpc.getSignatureStatus(rec.signature);
     if (status?.err) {
       const final = this.#order(rec, {
@@ -1136,25 +1253,7 @@ export class DriftVenue implements VenueAdapter {
       // The slot was reused: infer the fill from the position change (no average price), net of what
       // the other orders on the market can have filled meanwhile (their ended slots in this snapshot
       // recorded first).
-      await this.#settleEnded(user);
-      const size = baseRaw(rec.sizeBase);
-      const b = this.#fillBounds(rec, user);
-      const exact = b.min === b.max;
-      const final = this.#order(rec, {
-        status: b.min >= size ? 'filled' : 'cancelled',
-        filledSizeBase: fromFixed(b.min, FIXED_DP.base),
-        ...(exact
-          ? {}
-          : {
-              error: `filled size is an estimate: the position change since the order was sent allows ${fromFixed(b.min, FIXED_DP.base)} to ${fromFixed(b.max, FIXED_DP.base)} base for it, other orders on market ${rec.marketIndex} being in flight (${b.others.join(', ')}); the least is reported (a fill indexer would tell)`,
-            }),
-      });
-      await this.#o.orderIds.release(
-        rec.clientOrderId,
-        final,
-        exact ? undefined : { min: fromFixed(b.min, FIXED_DP.base), max: fromFixed(b.max, FIXED_DP.base) },
-      );
-      return final;
+      return this.#settleFromPosition(rec, user, status.slot);
     }
     if (status === null && (await this.#o.rpc.getBlockHeight()) > rec.lastValidBlockHeight) {
       // Expired now, but it may have landed after the status read above (just before expiry): once

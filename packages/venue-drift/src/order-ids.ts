@@ -44,10 +44,40 @@ export const UserOrderIdRecord = z.object({
   /** The order's terminal state once known. */
   final: Order.optional(),
   /**
-   * Set when `final.filledSizeBase` is not this order's proven fill but the least of a range the
-   * position change allows (other orders on the market were in flight): the range, in base units.
+   * A live record only: the order has ended (its slot gone) but its fill is not proven, only within
+   * this range (base units) the position change allows, other orders on the market having been in
+   * flight. The order stays unresolved (outcome unknown, its record live, never pruned) until the
+   * range closes. (A released record written by the previous build may carry it with an estimated
+   * `final`.)
    */
   filledBoundsBase: z.object({ min: DecimalString, max: DecimalString }).optional(),
+  /**
+   * With `filledBoundsBase`: what the range was worked out from, so that it narrows as the other
+   * orders' fills become known, never moved by later trades: the position change when the order was
+   * found ended, net of the other orders' known parts (BASE_PRECISION, signed), and the other orders
+   * whose parts were not known (`lowerKnown`: all of its fill counts, it was sent after this order's
+   * position read and had ended; else anything from 0 to its fill).
+   */
+  fillEvidence: z
+    .object({
+      netRaw: z.string().regex(/^-?\d+$/),
+      others: z.array(
+        z.object({
+          clientOrderId: z.string().min(1).max(64),
+          side: z.enum(['buy', 'sell']),
+          sizeBase: DecimalString,
+          lowerKnown: z.boolean(),
+        }),
+      ),
+    })
+    .optional(),
+  /** Clock time by which the order was known to have ended (set when its fill was left in a range). */
+  endedAtMs: z.number().int().nonnegative().optional(),
+  /**
+   * The client id of the order whose position read (`baseBeforeRaw`) already showed this order ended:
+   * this order's fill is in that order's position before, not part of its change.
+   */
+  endInPositionOf: z.string().min(1).max(64).optional(),
 });
 export type UserOrderIdRecord = z.infer<typeof UserOrderIdRecord>;
 
@@ -56,7 +86,7 @@ const TerminalStatus = z.enum(['filled', 'cancelled', 'rejected', 'failed']);
 
 /**
  * A pruned record's tombstone with how its order ended: {@link prunedKey} of the client id, then the
- * terminal order's fields, positional to keep it small (about 130 bytes in JSON).
+ * terminal order's fields, positional to keep it small (about 150 bytes in JSON).
  */
 const Tombstone = z.tuple([
   PrunedKey,
@@ -81,11 +111,13 @@ const Tombstone = z.tuple([
   z.number().int().nonnegative(),
   /** updatedAtMs: when the adapter recorded the end */
   z.number().int().nonnegative(),
-  /** error, at most {@link TOMBSTONE_ERROR_CHARS} characters */
+  /**
+   * error: written as null (status and sizes answer a late lookup; the text cost most of the file),
+   * read when an earlier build wrote it
+   */
   z.string().nullable(),
 ]);
 type Tombstone = z.infer<typeof Tombstone>;
-const TOMBSTONE_ERROR_CHARS = 200;
 
 /**
  * The stored table's last entry: tombstones of the released records pruned from the history, oldest
@@ -136,7 +168,7 @@ function tombstoneOf(key: string, r: UserOrderIdRecord): Tombstone | null {
     f.reduceOnly,
     f.createdAtMs,
     f.updatedAtMs,
-    f.error === undefined ? null : f.error.slice(0, TOMBSTONE_ERROR_CHARS),
+    null,
   ];
 }
 
@@ -245,6 +277,15 @@ export class UserOrderIdsExhaustedError extends XhedgeError {
   }
 }
 
+/**
+ * `save: false` changes the map in memory only: the next change that saves writes it too. For a
+ * change nothing is sent on until a later save in the same call (a crash before then loses nothing
+ * that was acted on).
+ */
+export interface SaveOptions {
+  save?: boolean;
+}
+
 export interface UserOrderIdMapOptions {
   store: UserOrderIdStore;
   clock: Clock;
@@ -252,7 +293,7 @@ export interface UserOrderIdMapOptions {
   historyLimit?: number;
   /**
    * Tombstones kept of released records pruned from that history, each with how its order ended
-   * (about 130 bytes on disk). @defaultValue 20000
+   * (about 150 bytes on disk). @defaultValue 20000
    */
   prunedLimit?: number;
 }
@@ -357,6 +398,7 @@ export class UserOrderIdMap {
   async assign(
     init: Omit<UserOrderIdRecord, 'userOrderId' | 'state' | 'createdAtMs' | 'updatedAtMs'>,
     busy: ReadonlySet<number>,
+    opts?: SaveOptions,
   ): Promise<UserOrderIdRecord> {
     const existing = this.#byClient.get(init.clientOrderId);
     if (existing) return existing;
@@ -377,14 +419,23 @@ export class UserOrderIdMap {
       'Drift user order id record',
     );
     this.#byClient.set(rec.clientOrderId, rec);
-    await this.#persist();
+    if (opts?.save !== false) await this.#persist();
     return rec;
   }
 
   async update(
     clientOrderId: string,
     patch: Partial<
-      Pick<UserOrderIdRecord, 'signature' | 'lastValidBlockHeight' | 'baseBeforeRaw' | 'landedSlot'>
+      Pick<
+        UserOrderIdRecord,
+        | 'signature'
+        | 'lastValidBlockHeight'
+        | 'baseBeforeRaw'
+        | 'landedSlot'
+        | 'filledBoundsBase'
+        | 'fillEvidence'
+        | 'endedAtMs'
+      >
     >,
   ): Promise<UserOrderIdRecord> {
     const rec = this.#require(clientOrderId);
@@ -400,20 +451,21 @@ export class UserOrderIdMap {
 
   /**
    * Frees the u8; `final` (when known) answers later lookups without asking the chain, and its
-   * tombstone once the record is pruned. `filledBoundsBase`: `final`'s filled size is an estimate
-   * within this range.
+   * tombstone once the record is pruned (a range of fills the record held is dropped: `final` is the
+   * answer). `endInPositionOf`: see {@link UserOrderIdRecord}.
    */
   async release(
     clientOrderId: string,
     final?: Order,
-    filledBoundsBase?: UserOrderIdRecord['filledBoundsBase'],
+    opts?: SaveOptions & { endInPositionOf?: string },
   ): Promise<UserOrderIdRecord> {
     const rec = this.#require(clientOrderId);
-    const next: UserOrderIdRecord = { ...rec, state: 'released', updatedAtMs: this.#clock.nowMs() };
+    const { filledBoundsBase: _range, fillEvidence: _evidence, ...kept } = rec;
+    const next: UserOrderIdRecord = { ...kept, state: 'released', updatedAtMs: this.#clock.nowMs() };
     if (final) next.final = final;
-    if (filledBoundsBase) next.filledBoundsBase = filledBoundsBase;
+    if (opts?.endInPositionOf !== undefined) next.endInPositionOf = opts.endInPositionOf;
     this.#byClient.set(clientOrderId, next);
-    await this.#persist();
+    if (opts?.save !== false) await this.#persist();
     return next;
   }
 
