@@ -73,7 +73,8 @@ export function findChainIdMismatch(err: unknown): ChainIdMismatchError | undefi
  * - geth and its forks (op-geth, nitro, bor), hash scheme: `missing trie node <hash> (path ) state 0x<root> is not available, not found`;
  * - geth, path scheme: `historical state <root> is not available`, `state 0x<root> is not available`,
  *   and for traces `historical state not available in path scheme yet`;
- * - geth, a block the node does not have: `header not found`;
+ * - geth, a block the node does not have: `header not found` (for a recent block, a node of a load-balanced
+ *   RPC lagging the others: {@link isHeaderNotFound}, which `TxSender.minedAtNonce` asks again);
  * - Erigon 3: `old data not available due to pruning`;
  * - Nethermind: `No state available for block <number> (<hash>)`;
  * - reth: `state at block #<number> is pruned`;
@@ -110,21 +111,72 @@ export function isHistoricalStateUnavailable(err: unknown): boolean {
 }
 
 /**
+ * Whether an RPC error (anywhere in its cause chain) is geth's `header not found`: the node answering has
+ * no such block. Also what a load-balanced RPC answers for a block its other nodes just mined (the node
+ * asked lags by a block or two), so for a recent block it is a passing failure, not pruned state.
+ */
+export function isHeaderNotFound(err: unknown): boolean {
+  let cur: unknown = err;
+  for (let depth = 0; cur && typeof cur === 'object' && depth < 12; depth++) {
+    const e = cur as { message?: unknown; shortMessage?: unknown; details?: unknown };
+    for (const text of [e.message, e.shortMessage, e.details]) {
+      if (typeof text === 'string' && /header not found/i.test(text)) return true;
+    }
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/**
+ * How far a block scan for the transaction at a nonce got without finding it (`TxSender.minedAtNonce`),
+ * JSON-safe (block numbers as decimal strings): persisted with an order record, so that a later lookup
+ * reads only the blocks not read yet, and none once the range is done.
+ */
+export interface NonceScan {
+  nonce: number;
+  /** The first block read. */
+  scannedFromBlock: string;
+  /** The last block read (`scannedFromBlock` - 1 when none was). */
+  scannedToBlock: string;
+  /**
+   * The last block the transaction can be in: the account's transaction count was already past the nonce
+   * there (read from the chain's state), so later blocks cannot hold it.
+   */
+  mayBeToBlock: string;
+  /**
+   * Why the scan stopped: `not-found` every block up to `mayBeToBlock` was read (final); `scan-limit` it
+   * read the sender's `nonceScanMaxBlocks` (final for that bound); `deadline` the lookup ran out of time
+   * (`nonceScanDeadlineMs`) and the next one goes on from `scannedToBlock` + 1.
+   */
+  reason: 'not-found' | 'scan-limit' | 'deadline';
+}
+
+/**
  * Which transaction used a nonce could not be found: it is none of the hashes known for it, the RPC no
  * longer keeps the state of the blocks where it would be (not an archive node), and the block scan that
- * needs no state did not reach it. Outcome unknown, like {@link NotConfirmedError}, but not retryable:
- * the same RPC will not answer differently (an archive RPC in `endpoints.rpc` or a reconciliation by hand
- * will). `details.reason` is `historical-state-unavailable`.
+ * needs no state did not reach it. Outcome unknown, like {@link NotConfirmedError}, but not retryable
+ * (unless the scan only ran out of time, `scan.reason` `deadline`): the same RPC will not answer differently (an archive RPC in `endpoints.rpc` or a reconciliation by hand
+ * will). `details.reason` is `historical-state-unavailable`; `scan` says what the scan read (to be passed
+ * back to the next lookup, which then does not read those blocks again).
  */
 export class HistoricalStateUnavailableError extends NotConfirmedError {
   override name = 'HistoricalStateUnavailableError';
-  constructor(p: { venue: string; message: string; details?: Record<string, unknown> }) {
+  readonly scan: NonceScan | undefined;
+  constructor(p: {
+    venue: string;
+    message: string;
+    details?: Record<string, unknown>;
+    scan?: NonceScan;
+    /** Only a scan stopped by its deadline (it goes on next time). @defaultValue false */
+    retryable?: boolean;
+  }) {
     super({
       venue: p.venue,
       message: p.message,
-      retryable: false,
+      retryable: p.retryable ?? false,
       details: { reason: 'historical-state-unavailable', ...p.details },
     });
+    this.scan = p.scan;
   }
 }
 

@@ -14,7 +14,12 @@ import { type Abi, type Address, erc20Abi, type Hex, type TransactionReceipt } f
 import type { z } from 'zod';
 import type { RecordedSpend, SpendCaps, SpendReservation } from './approvals.ts';
 import { type EvmContext, type EvmVenueConfigLike, evmContextFromVenueConfig } from './clients.ts';
-import { HistoricalStateUnavailableError, type RevertClassifier, toVenueError } from './errors.ts';
+import {
+  HistoricalStateUnavailableError,
+  type NonceScan,
+  type RevertClassifier,
+  toVenueError,
+} from './errors.ts';
 import { GasPolicy } from './gas.ts';
 import type { SecretSources } from './secrets.ts';
 import { JsonFileOrderStore, type OrderRecordStore } from './store.ts';
@@ -50,8 +55,57 @@ export interface OnChainOrderRecord {
   error?: string;
   /** What the order may pull from the wallet against the venue's spend cap (set before broadcast). */
   spend?: RecordedSpend;
+  /**
+   * A block scan for the transaction that took the order's nonce that found nothing (see
+   * {@link applySentTxStatus}): what it read, so that later reconciles do not read it again.
+   * Absent on records written before it was kept (they scan anew).
+   */
+  nonceScan?: RecordedNonceScan;
   createdAtMs: number;
   updatedAtMs: number;
+}
+
+/** A {@link NonceScan} kept on an order record, with when it ran and how many lookups it took. */
+export interface RecordedNonceScan extends NonceScan {
+  /** When the last lookup ended (ms since epoch). */
+  atMs: number;
+  /** Lookups that found nothing so far. */
+  attempts: number;
+}
+
+/** Wait after a lookup cut short by its deadline before the next one goes on with the scan. */
+export const NONCE_SCAN_CONTINUE_AFTER_MS = 60_000;
+/** Longest wait between lookups of a nonce whose scan read its whole range. */
+export const NONCE_SCAN_MAX_BACKOFF_MS = 3_600_000;
+
+/**
+ * When the next lookup of a recorded scan may run: a scan cut short by its deadline goes on after
+ * {@link NONCE_SCAN_CONTINUE_AFTER_MS}; one that read its range (it will find nothing more on the same RPC;
+ * the lookup only checks whether the RPC has the state now) after 2^(attempts - 1) minutes, at most
+ * {@link NONCE_SCAN_MAX_BACKOFF_MS}.
+ */
+export function nextNonceScanAtMs(scan: RecordedNonceScan): number {
+  if (scan.reason === 'deadline') return scan.atMs + NONCE_SCAN_CONTINUE_AFTER_MS;
+  const exp = Math.min(Math.max(scan.attempts - 1, 0), 6);
+  return scan.atMs + Math.min(NONCE_SCAN_MAX_BACKOFF_MS, 60_000 * 2 ** exp);
+}
+
+const SCAN_REASONS: ReadonlySet<string> = new Set(['not-found', 'scan-limit', 'deadline']);
+const BLOCK_NUMBER = /^[0-9]+$/;
+
+/**
+ * The record's scan of `nonce`, when it is one (a record edited by hand or from another version with a
+ * bad one scans anew, which is only slower).
+ */
+function recordedNonceScan(r: OnChainOrderRecord, nonce: number): RecordedNonceScan | undefined {
+  const s = r.nonceScan;
+  if (!s || typeof s !== 'object' || s.nonce !== nonce) return undefined;
+  const blocks = [s.scannedFromBlock, s.scannedToBlock, s.mayBeToBlock];
+  if (!blocks.every((b) => typeof b === 'string' && BLOCK_NUMBER.test(b))) return undefined;
+  if (BigInt(s.scannedToBlock) < BigInt(s.scannedFromBlock) - 1n) return undefined;
+  if (!SCAN_REASONS.has(s.reason) || !Number.isFinite(s.atMs)) return undefined;
+  if (!Number.isSafeInteger(s.attempts) || s.attempts < 0) return undefined;
+  return s;
 }
 
 /** An order request after validation (defaults applied). */
@@ -394,7 +448,11 @@ async function settleRecordedSpend(
  *   be told apart and stays `outcome-unknown`, naming the taker.
  * When the RPC cannot tell which transaction took the nonce (a {@link HistoricalStateUnavailableError}:
  * not an archive node, and the scan did not find it), the record stays `outcome-unknown` with that
- * error's message instead of the read failing as if the RPC were down.
+ * error's message instead of the read failing as if the RPC were down, and keeps what the scan read
+ * (`nonceScan`): a later reconcile does not look again before {@link nextNonceScanAtMs} (a scan cut short
+ * by its deadline goes on after a minute, one that read its range is checked after a backoff of up to an
+ * hour), and then reads only the blocks not read yet — none once the range is read: that answer stands
+ * until the RPC has the state (an archive RPC) or `opts.rescan` asks for a scan from the start.
  * Mutates `r`; does not store it. The record's reserved spend is committed when the order's transaction
  * was mined, released when it reverted, the recorded cancel took its nonce or another call did; it stays
  * counted while the outcome is unknown.
@@ -404,6 +462,7 @@ export async function applySentTxStatus<T extends OnChainOrderRecord>(
   r: T,
   txHash: Hex,
   onMined: (r: T, receipt: TransactionReceipt) => void,
+  opts: { rescan?: boolean } = {},
 ): Promise<void> {
   const applyReceipt = async (receipt: TransactionReceipt) => {
     if (receipt.status === 'success') {
@@ -431,22 +490,32 @@ export async function applySentTxStatus<T extends OnChainOrderRecord>(
   if (st.state === 'mined') {
     await applyReceipt(st.receipt);
   } else if (st.state === 'replaced') {
+    const prior = opts.rescan ? undefined : recordedNonceScan(r, st.nonce);
+    if (prior && deps.clock.nowMs() < nextNonceScanAtMs(prior)) {
+      // Looked for lately and not found: every reconcile (fills, the order path) would read it all again.
+      r.status = 'outcome-unknown';
+      return;
+    }
     let taker: MinedAtNonce | undefined;
     try {
       taker = await deps.errors.read(() =>
         deps.sender.minedAtNonce(st.nonce, {
           knownHashes: cancelTxHash ? [txHash, cancelTxHash] : [txHash],
           notBeforeMs: r.createdAtMs,
+          ...(prior ? { previousScan: prior } : {}),
         }),
       );
     } catch (err) {
       if (!(err instanceof HistoricalStateUnavailableError)) throw err;
       // Not a passing failure: the same RPC will not answer differently. Unknown, saying why.
+      const now = deps.clock.nowMs();
       r.status = 'outcome-unknown';
       r.error = err.shortMessage;
-      r.updatedAtMs = deps.clock.nowMs();
+      r.updatedAtMs = now;
+      if (err.scan) r.nonceScan = { ...err.scan, atMs: now, attempts: (prior?.attempts ?? 0) + 1 };
       return;
     }
+    delete r.nonceScan;
     if (!taker) {
       r.status = 'outcome-unknown';
       return;

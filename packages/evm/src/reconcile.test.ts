@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ManualClock } from '@xhedge/core';
-import { NotConfirmedError } from '@xhedge/venue';
+import { NotConfirmedError, VenueError } from '@xhedge/venue';
 import { type Address, custom, encodeFunctionData, type Hex, http, type TransactionReceipt } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ANVIL_DEV_KEYS, type AnvilInstance, startAnvil } from './anvil.ts';
@@ -13,6 +13,7 @@ import { HistoricalStateUnavailableError, isHistoricalStateUnavailable } from '.
 import { GasPolicy, txCost } from './gas.ts';
 import {
   applySentTxStatus,
+  nextNonceScanAtMs,
   type OnChainOrderRecord,
   replaceByNonce,
   sendRecorded,
@@ -117,6 +118,52 @@ function filler(receipts: TransactionReceipt[]) {
     x.status = 'filled';
     x.filledSizeBase = x.sizeBase;
   };
+}
+
+/** One request a {@link countedOn} context made: the method and, for block reads, the block asked for. */
+interface CountedCall {
+  method: string;
+  params: readonly unknown[];
+}
+
+/**
+ * A context on `url` that records every request it makes; `fault` may answer one with an error instead
+ * (as the node would).
+ */
+function countedOn(
+  url: string,
+  key: Hex,
+  fault?: (method: string, params: readonly unknown[]) => Promise<Error | undefined>,
+) {
+  const direct = http(url)({ retryCount: 0 }) as unknown as {
+    request: (a: { method: string; params?: unknown }) => Promise<unknown>;
+  };
+  const calls: CountedCall[] = [];
+  const ctx = createEvmContext({
+    venue: 'test-evm',
+    chain: 'evm:31337',
+    rpcUrls: [url],
+    privateKey: key,
+    pollingIntervalMs: 50,
+    transport: custom(
+      {
+        async request({ method, params }) {
+          const list = (params ?? []) as readonly unknown[];
+          calls.push({ method, params: list });
+          const err = await fault?.(method, list);
+          if (err) throw err;
+          return direct.request({ method, params });
+        },
+      },
+      { retryCount: 0 },
+    ),
+  });
+  /** The blocks read with their transactions (a nonce scan's reads), in order. */
+  const blocksRead = () =>
+    calls
+      .filter((c) => c.method === 'eth_getBlockByNumber' && c.params[1] === true)
+      .map((c) => BigInt(c.params[0] as Hex));
+  return { ctx, calls, blocksRead, direct };
 }
 
 beforeAll(() => {
@@ -312,6 +359,219 @@ describe('a node that keeps no old state (anvil --prune-history)', () => {
     } finally {
       await keyed.close();
     }
+  });
+
+  it('a scan that found nothing is kept on the record: later reconciles read none of its blocks again, and one allowed more goes on after its last block', async () => {
+    const ctx = contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[1]);
+    const store = new MemoryOrderStore<OnChainOrderRecord>();
+    const caps = newCaps(store);
+    const clock = new ManualClock(Date.now());
+    // the order well past the blocks the scans below read before they reach it
+    await rpc(ctx.publicClient, 'anvil_mine', ['0x40']);
+    const r0 = await timedOutOrder(ctx, store, caps, clock, 'kept', bump(reverter));
+    const nonce = r0.nonce as number;
+    const original = r0.txHash as Hex;
+    const elsewhere = new TxSender({
+      ctx: contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[1]),
+      receiptTimeoutMs: 5_000,
+    });
+    const speedUp = await minedWhenSigned(ctx, (onSigned) =>
+      elsewhere.replace({ hash: original, nonce, request: bump(reverter) }, 'speed-up', { onSigned }),
+    );
+    await rpc(ctx.publicClient, 'anvil_mine', ['0x40']);
+    // The record, as stored before a scan was ever kept on it (no nonceScan), from an order file; made
+    // long before the chain started, so the scan starts at block 0, far from the speed-up.
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-scan-')), 'orders.json');
+    const orders = new JsonFileOrderStore<OnChainOrderRecord>(file);
+    await orders.put('kept', { ...r0, createdAtMs: 0 });
+    let r = (await new JsonFileOrderStore<OnChainOrderRecord>(file).get('kept')) as OnChainOrderRecord;
+    expect('nonceScan' in r).toBe(false);
+
+    const counted = countedOn(anvil.rpcUrl, ANVIL_DEV_KEYS[1]);
+    const errors = venueErrorMapper('test-evm', abi(), counted.ctx);
+    const reconcile = async (sender: TxSender) => {
+      counted.calls.length = 0;
+      await applySentTxStatus({ sender, errors, clock, spendCaps: caps }, r, original, (x, receipt) => {
+        expect(receipt.transactionHash).toBe(speedUp.hash);
+        x.status = 'filled';
+      });
+      // stored and read back as an adapter's next call would
+      await orders.put('kept', r);
+      r = (await new JsonFileOrderStore<OnChainOrderRecord>(file).get('kept')) as OnChainOrderRecord;
+    };
+    const small = new TxSender({ ctx: counted.ctx, abi: abi(), nonceScanMaxBlocks: 16 });
+
+    // 1. The scan reads its 16 blocks and misses: outcome unknown, and what it read is kept.
+    await reconcile(small);
+    expect(counted.blocksRead()).toEqual(Array.from({ length: 16 }, (_, i) => BigInt(i)));
+    expect(r.status).toBe('outcome-unknown');
+    expect(r.error).toMatch(/not an archive node.*blocks 0\.\.15, the first 16 of/);
+    const mayBeTo = BigInt(r.nonceScan?.mayBeToBlock as string);
+    expect(mayBeTo).toBeGreaterThanOrEqual(speedUp.receipt.blockNumber);
+    expect(r.nonceScan).toEqual({
+      nonce,
+      scannedFromBlock: '0',
+      scannedToBlock: '15',
+      mayBeToBlock: mayBeTo.toString(),
+      reason: 'scan-limit',
+      atMs: clock.nowMs(),
+      attempts: 1,
+    });
+    expect(r.spend?.state).toBe('reserved');
+    const error = r.error;
+
+    // 2. At once again (the next fills check, the order path): no lookup at all, the record as it was.
+    await reconcile(small);
+    expect(counted.calls.filter((c) => c.method === 'eth_getBlockByNumber')).toEqual([]);
+    expect(
+      counted.calls.filter((c) => c.method === 'eth_getTransactionCount').map((c) => c.params[1]),
+    ).toEqual(['latest']);
+    expect(r.status).toBe('outcome-unknown');
+    expect(r.error).toBe(error);
+    expect(r.nonceScan?.attempts).toBe(1);
+
+    // 3. After the backoff: the range is read to the sender's bound, so no block is read again.
+    clock.set(nextNonceScanAtMs(r.nonceScan as NonNullable<OnChainOrderRecord['nonceScan']>));
+    await reconcile(small);
+    expect(counted.blocksRead()).toEqual([]);
+    expect(counted.calls.length).toBeLessThan(10);
+    expect(r.status).toBe('outcome-unknown');
+    expect(r.error).toMatch(/blocks 0\.\.15, the first 16 of/);
+    expect(r.nonceScan).toMatchObject({ scannedToBlock: '15', reason: 'scan-limit', attempts: 2 });
+    expect(nextNonceScanAtMs(r.nonceScan as NonNullable<OnChainOrderRecord['nonceScan']>)).toBe(
+      clock.nowMs() + 2 * 60_000,
+    );
+
+    // (A forced reconcile reads the range anew, and starts the backoff over.)
+    counted.calls.length = 0;
+    await applySentTxStatus(
+      { sender: small, errors, clock, spendCaps: caps },
+      r,
+      original,
+      () => {
+        throw new Error('not in the range read');
+      },
+      { rescan: true },
+    );
+    expect(counted.blocksRead()).toEqual(Array.from({ length: 16 }, (_, i) => BigInt(i)));
+    expect(r.nonceScan).toMatchObject({ scannedToBlock: '15', reason: 'scan-limit', attempts: 1 });
+
+    // 4. A sender allowed more blocks, with no time to spare: one batch, after the blocks already read.
+    clock.advance(60_000);
+    const hurried = new TxSender({ ctx: counted.ctx, abi: abi(), nonceScanDeadlineMs: 0 });
+    await reconcile(hurried);
+    expect(counted.blocksRead()).toEqual(Array.from({ length: 8 }, (_, i) => BigInt(16 + i)));
+    expect(r.status).toBe('outcome-unknown');
+    expect(r.error).toMatch(/blocks 0\.\.23, read so far.*goes on from block 24 next time/);
+    expect(r.nonceScan).toMatchObject({ scannedToBlock: '23', reason: 'deadline', attempts: 2 });
+    await reconcile(hurried);
+    expect(counted.blocksRead()).toEqual([]);
+
+    // 5. A minute on, it goes on from block 24 and finds the speed-up: the order is resolved from it.
+    clock.advance(60_000);
+    await reconcile(new TxSender({ ctx: counted.ctx, abi: abi() }));
+    const read = counted.blocksRead();
+    expect(read[0]).toBe(24n);
+    expect(read.at(-1)).toBeLessThanOrEqual(speedUp.receipt.blockNumber + 7n);
+    expect(r.status).toBe('filled');
+    expect(r.txHash).toBe(speedUp.hash);
+    expect(r.nonceScan).toBeUndefined();
+    expect(r.spend?.state).toBe('committed');
+  });
+
+  it('a lookup stopped by its deadline says how far it got, and the next one reads on from there', async () => {
+    const ctx = contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[2]);
+    const store = new MemoryOrderStore<OnChainOrderRecord>();
+    const caps = newCaps(store);
+    const clock = new ManualClock(Date.now());
+    // the order well past the blocks the scans below read before they reach it
+    await rpc(ctx.publicClient, 'anvil_mine', ['0x40']);
+    const r = await timedOutOrder(ctx, store, caps, clock, 'slow', bump(reverter));
+    const nonce = r.nonce as number;
+    const elsewhere = new TxSender({
+      ctx: contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[2]),
+      receiptTimeoutMs: 5_000,
+    });
+    const speedUp = await minedWhenSigned(ctx, (onSigned) =>
+      elsewhere.replace({ hash: r.txHash as Hex, nonce, request: bump(reverter) }, 'speed-up', { onSigned }),
+    );
+    await rpc(ctx.publicClient, 'anvil_mine', ['0x40']);
+    // A clock that moves 1 s per reading (the start, then one before each batch after the first): a
+    // deadline of 1.5 s is two batches.
+    let ms = 0;
+    const ticking = { nowMs: () => (ms += 1000) };
+    const counted = countedOn(anvil.rpcUrl, ANVIL_DEV_KEYS[2]);
+    const sender = new TxSender({ ctx: counted.ctx, abi: abi(), nonceScanDeadlineMs: 1_500, clock: ticking });
+    const err = await sender.minedAtNonce(nonce).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HistoricalStateUnavailableError);
+    const e = err as HistoricalStateUnavailableError;
+    expect(counted.blocksRead()).toEqual(Array.from({ length: 16 }, (_, i) => BigInt(i)));
+    expect(e.scan).toMatchObject({ nonce, scannedFromBlock: '0', scannedToBlock: '15', reason: 'deadline' });
+    // it may go on: retryable, unlike a scan that read its range
+    expect(e.retryable).toBe(true);
+    counted.calls.length = 0;
+    const found = await new TxSender({ ctx: counted.ctx, abi: abi() }).minedAtNonce(nonce, {
+      previousScan: e.scan as NonNullable<typeof e.scan>,
+    });
+    expect(found?.hash).toBe(speedUp.hash);
+    expect(counted.blocksRead()[0]).toBe(16n);
+    // a scan of another nonce is not taken for this one's
+    await expect(
+      sender.minedAtNonce(nonce + 1, { previousScan: e.scan as NonNullable<typeof e.scan> }),
+    ).rejects.toThrow(/previousScan.*nonce/);
+  });
+
+  it('`header not found` for a recent block is a lagging node of a load-balanced RPC: asked again, not taken for pruned state', async () => {
+    const ctx = contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[2]);
+    const store = new MemoryOrderStore<OnChainOrderRecord>();
+    const caps = newCaps(store);
+    const clock = new ManualClock(Date.now());
+    const r = await timedOutOrder(ctx, store, caps, clock, 'lag', bump(reverter));
+    const nonce = r.nonce as number;
+    const original = r.txHash as Hex;
+    const elsewhere = new TxSender({
+      ctx: contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[2]),
+      receiptTimeoutMs: 5_000,
+    });
+    const speedUp = await minedWhenSigned(ctx, (onSigned) =>
+      elsewhere.replace({ hash: original, nonce, request: bump(reverter) }, 'speed-up', { onSigned }),
+    );
+    // two blocks on: the node still has the state of the block that used the nonce
+    await rpc(ctx.publicClient, 'anvil_mine', ['0x2']);
+    // The node asked about blocks below the head lags: `header not found` (`failures` times).
+    let failures = 0;
+    const lagging = countedOn(anvil.rpcUrl, ANVIL_DEV_KEYS[2], async (method, params) => {
+      const tag = params[1];
+      if (method !== 'eth_getTransactionCount' || typeof tag !== 'string' || !tag.startsWith('0x')) return;
+      const head = BigInt((await lagging.direct.request({ method: 'eth_blockNumber' })) as Hex);
+      if (BigInt(tag) >= head || failures <= 0) return;
+      failures--;
+      return Object.assign(new Error('header not found'), { code: -32000 });
+    });
+    const errors = venueErrorMapper('test-evm', abi(), lagging.ctx);
+    const sender = new TxSender({ ctx: lagging.ctx, abi: abi() });
+
+    // For as long as it lasts: a passing failure (the read fails, the record is left as it was), no scan.
+    failures = 1_000;
+    const err = await applySentTxStatus({ sender, errors, clock, spendCaps: caps }, r, original, () => {
+      throw new Error('not read');
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VenueError);
+    expect(err).not.toBeInstanceOf(HistoricalStateUnavailableError);
+    expect((err as VenueError).outcome).toBe('unknown');
+    expect(lagging.blocksRead()).toEqual([]);
+    expect(r.status).toBe('outcome-unknown');
+    expect(r.nonceScan).toBeUndefined();
+
+    // Once: asked again, and found by state (one block read, the one that used the nonce).
+    failures = 1;
+    lagging.calls.length = 0;
+    const receipts: TransactionReceipt[] = [];
+    await applySentTxStatus({ sender, errors, clock, spendCaps: caps }, r, original, filler(receipts));
+    expect(failures).toBe(0);
+    expect(lagging.blocksRead()).toEqual([speedUp.receipt.blockNumber]);
+    expect(r.status).toBe('filled');
+    expect(r.txHash).toBe(speedUp.hash);
   });
 });
 

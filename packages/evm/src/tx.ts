@@ -16,8 +16,10 @@ import {
   decodeRevert,
   findRevertData,
   HistoricalStateUnavailableError,
+  isHeaderNotFound,
   isHistoricalStateUnavailable,
   isRevert,
+  type NonceScan,
   type RevertClassifier,
   revertToVenueError,
   toVenueError,
@@ -78,12 +80,27 @@ export interface MinedAtNonceOptions {
    * scan starts at the first block from {@link NONCE_SCAN_CLOCK_SLACK_MS} before it. @defaultValue genesis
    */
   notBeforeMs?: number;
+  /**
+   * What an earlier lookup of this nonce read without finding it (its
+   * {@link HistoricalStateUnavailableError}'s `scan`, kept with the order record): those blocks are not
+   * read again.
+   */
+  previousScan?: NonceScan;
 }
 
 /** Allowance for clock skew and block timestamps lagging when a nonce scan starts from a time. */
 export const NONCE_SCAN_CLOCK_SLACK_MS = 5 * 60_000;
 /** Blocks fetched at once by a nonce scan. */
 const NONCE_SCAN_BATCH = 8;
+/**
+ * A `header not found` for a block this close to the head is a lagging node of a load-balanced RPC, not
+ * pruned state (nodes keep at least this many recent states).
+ */
+export const HEADER_NOT_FOUND_RECENT_BLOCKS = 128n;
+/** How many times a recent block's state is asked for while the node answers `header not found`. */
+const HEADER_NOT_FOUND_TRIES = 3;
+/** Wait before asking again (times the attempt). */
+const HEADER_NOT_FOUND_RETRY_MS = 250;
 
 /** How many signed transactions a sender keeps in memory (see `TxSender.signed`). */
 export const MAX_SIGNED_KEPT = 10_000;
@@ -141,6 +158,12 @@ export interface TxSenderOptions {
    * search by (a full node, not an archive node). @defaultValue 10000
    */
   nonceScanMaxBlocks?: number;
+  /**
+   * How long one {@link TxSender.minedAtNonce} may go on reading blocks (it reads at least one batch):
+   * past it, the lookup stops and says how far it got (`HistoricalStateUnavailableError.scan`), for the
+   * next one to go on from there; an order path is not held for minutes. @defaultValue 20000
+   */
+  nonceScanDeadlineMs?: number;
   clock?: Clock;
 }
 
@@ -167,6 +190,7 @@ export class TxSender {
   private readonly receiptTimeoutMs: number;
   private readonly gasMultiplierPct: bigint;
   private readonly nonceScanMaxBlocks: bigint;
+  private readonly nonceScanDeadlineMs: number;
   private readonly clock: Clock;
   private lock: Promise<unknown> = Promise.resolve();
   /**
@@ -192,6 +216,14 @@ export class TxSender {
       );
     }
     this.nonceScanMaxBlocks = BigInt(scan);
+    const deadline = opts.nonceScanDeadlineMs ?? 20_000;
+    if (!Number.isFinite(deadline) || deadline < 0) {
+      throw new XhedgeError(
+        'CONFIG_INVALID',
+        `${opts.ctx.venue}: nonceScanDeadlineMs must be a number of milliseconds >= 0, got ${deadline}`,
+      );
+    }
+    this.nonceScanDeadlineMs = deadline;
     this.clock = opts.clock ?? systemClock;
   }
 
@@ -557,17 +589,26 @@ export class TxSender {
    *    nonce (a receipt read needs no historical state);
    * 2. by state, without an index: the block where the account's transaction count passed `nonce`,
    *    searched back from the latest block (steps doubling, then halving, so a recent one costs a few reads
-   *    of recent state), then that block's transactions;
+   *    of recent state), then that block's transactions. A `header not found` for a block among the last
+   *    {@link HEADER_NOT_FOUND_RECENT_BLOCKS} is a node lagging behind the one that gave the head (a
+   *    load-balanced RPC), not pruned state: asked again a few times, then a venue error (outcome unknown);
    * 3. when the RPC no longer has the state of the blocks searched (a full node, not an archive node:
    *    {@link isHistoricalStateUnavailable}), by reading blocks one by one, from the first block at
    *    `opts.notBeforeMs` (less {@link NONCE_SCAN_CLOCK_SLACK_MS}) to the last block known to be after it,
-   *    at most `nonceScanMaxBlocks` of them; not found there, a {@link HistoricalStateUnavailableError}
-   *    (outcome unknown, not retryable).
+   *    at most `nonceScanMaxBlocks` of them, for at most `nonceScanDeadlineMs`; not found there, a
+   *    {@link HistoricalStateUnavailableError} (outcome unknown) whose `scan` says what was read.
+   * With `opts.previousScan` (an earlier lookup's `scan`), the blocks it read are not read again: the scan
+   * goes on after its last block, up to the last block the transaction may be in and the scan's bound,
+   * and when nothing is left to read the error comes without any block read. (The state at the scan's
+   * first block is read first: an RPC that has it now, an archive node, is searched by state instead.)
    * Other RPC failures are venue errors (outcome unknown).
    */
   async minedAtNonce(nonce: number, opts: MinedAtNonceOptions = {}): Promise<MinedAtNonce | undefined> {
     const c = this.ctx.publicClient;
     const me = this.address.toLowerCase();
+    const deadlineAtMs = this.clock.nowMs() + this.nonceScanDeadlineMs;
+    const prior =
+      opts.previousScan === undefined ? undefined : priorScan(this.ctx.venue, nonce, opts.previousScan);
     try {
       const known = new Set<string>((opts.knownHashes ?? []).map((h) => h.toLowerCase()));
       for (const { info } of this.signed.values()) {
@@ -579,33 +620,45 @@ export class TxSender {
         const tx = await c.getTransaction({ hash: receipt.transactionHash });
         if (tx.nonce === nonce) return minedOf(tx, receipt);
       }
+      const head = await c.getBlockNumber();
       // The account's count at a block, undefined when the node no longer keeps that block's state.
       const countAt = async (blockNumber: bigint) => {
-        try {
-          return await c.getTransactionCount({ address: this.address, blockNumber });
-        } catch (err) {
-          if (isHistoricalStateUnavailable(err)) return undefined;
-          throw err;
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await c.getTransactionCount({ address: this.address, blockNumber });
+          } catch (err) {
+            if (!isHistoricalStateUnavailable(err)) throw err;
+            // A block the chain just made that the node asked does not have yet (a load-balanced RPC
+            // whose nodes lag each other): a passing failure, not pruned state.
+            if (isHeaderNotFound(err) && blockNumber + HEADER_NOT_FOUND_RECENT_BLOCKS > head) {
+              if (attempt >= HEADER_NOT_FOUND_TRIES) throw err;
+              await new Promise((r) => setTimeout(r, HEADER_NOT_FOUND_RETRY_MS * attempt));
+              continue;
+            }
+            return undefined;
+          }
         }
       };
       // Invariant: count(hi) > nonce; count(lo) <= nonce (lo = -1: before genesis).
-      let hi = await c.getBlockNumber();
-      const atHead = await c.getTransactionCount({ address: this.address, blockNumber: hi });
+      let hi = head;
+      const atHead = await countAt(hi);
+      if (atHead === undefined) throw new Error(`the RPC has no state at its latest block ${hi}`);
       if (atHead <= nonce) return undefined;
       let lo = -1n;
       let stateGone = false;
-      for (let step = 1n; hi - step >= 0n; step *= 2n) {
+      if (prior) {
+        // Does the node have the state where the earlier scan started (an archive RPC added since)?
+        const atStart = await countAt(prior.from);
+        if (atStart === undefined) stateGone = true;
+        else if (atStart <= nonce) lo = prior.from;
+        else if (prior.from < hi) hi = prior.from;
+      }
+      for (let step = 1n; !stateGone && lo === -1n && hi - step >= 0n; step *= 2n) {
         const probe = hi - step;
         const count = await countAt(probe);
-        if (count === undefined) {
-          stateGone = true;
-          break;
-        }
-        if (count > nonce) hi = probe;
-        else {
-          lo = probe;
-          break;
-        }
+        if (count === undefined) stateGone = true;
+        else if (count > nonce) hi = probe;
+        else lo = probe;
       }
       while (!stateGone && hi - lo > 1n) {
         const mid = (hi + lo) / 2n;
@@ -614,7 +667,24 @@ export class TxSender {
         else if (count > nonce) hi = mid;
         else lo = mid;
       }
-      if (stateGone) return await this.scanForNonce(nonce, lo + 1n, hi, opts.notBeforeMs);
+      if (stateGone) {
+        if (prior) {
+          // Go on where the earlier scan stopped; its blocks are not read again.
+          const mayBeTo = minBig(prior.mayBeTo, hi);
+          return await this.scanForNonce(nonce, prior.from, prior.to + 1n, mayBeTo, deadlineAtMs);
+        }
+        let start = lo + 1n;
+        const notBeforeMs = opts.notBeforeMs;
+        if (notBeforeMs !== undefined && Number.isFinite(notBeforeMs)) {
+          const floor = await this.firstBlockAtOrAfter(
+            BigInt(Math.floor(notBeforeMs - NONCE_SCAN_CLOCK_SLACK_MS)),
+            start,
+            hi,
+          );
+          if (floor > start) start = floor;
+        }
+        return await this.scanForNonce(nonce, start, start, hi, deadlineAtMs);
+      }
       const block = await c.getBlock({ blockNumber: hi, includeTransactions: true });
       const tx = block.transactions.find((t) => t.from.toLowerCase() === me && t.nonce === nonce);
       // Not there: the chain moved under the search (a reorg); the caller asks again later.
@@ -638,30 +708,30 @@ export class TxSender {
   }
 
   /**
-   * {@link minedAtNonce} without state: this account's transaction at `nonce` in blocks `from`..`to`
-   * (`to` mined after it), read one by one from the later of `from` and the first block at `notBeforeMs`
-   * (less the slack), at most `nonceScanMaxBlocks` of them.
+   * {@link minedAtNonce} without state: this account's transaction at `nonce` in the blocks of a scan that
+   * starts at `origin` and may reach `mayBeTo` (the account's count was past the nonce there), read from
+   * `next` (blocks before it were read by an earlier lookup) in batches, up to `origin` +
+   * `nonceScanMaxBlocks` - 1, and, after the first batch, while `deadlineAtMs` has not passed.
    */
   private async scanForNonce(
     nonce: number,
-    from: bigint,
-    to: bigint,
-    notBeforeMs: number | undefined,
+    origin: bigint,
+    next: bigint,
+    mayBeTo: bigint,
+    deadlineAtMs: number,
   ): Promise<MinedAtNonce> {
     const c = this.ctx.publicClient;
     const me = this.address.toLowerCase();
-    let start = from;
-    if (notBeforeMs !== undefined && Number.isFinite(notBeforeMs)) {
-      const floor = await this.firstBlockAtOrAfter(
-        BigInt(Math.floor(notBeforeMs - NONCE_SCAN_CLOCK_SLACK_MS)),
-        from,
-        to,
-      );
-      if (floor > start) start = floor;
-    }
-    const cap = start + this.nonceScanMaxBlocks - 1n;
-    const last = cap < to ? cap : to;
-    for (let b = start; b <= last; b += BigInt(NONCE_SCAN_BATCH)) {
+    const bound = origin + this.nonceScanMaxBlocks - 1n;
+    const last = minBig(bound, mayBeTo);
+    let readTo = next - 1n;
+    let outOfTime = false;
+    for (let b = next; b <= last; b += BigInt(NONCE_SCAN_BATCH)) {
+      // at least one batch per lookup, so that lookups cut short still get through the range
+      if (b > next && this.clock.nowMs() >= deadlineAtMs) {
+        outOfTime = true;
+        break;
+      }
       const numbers: bigint[] = [];
       for (let n = b; n <= last && n < b + BigInt(NONCE_SCAN_BATCH); n++) numbers.push(n);
       const blocks = await Promise.all(
@@ -671,15 +741,38 @@ export class TxSender {
         const tx = block.transactions.find((t) => t.from.toLowerCase() === me && t.nonce === nonce);
         if (tx) return minedOf(tx, await c.getTransactionReceipt({ hash: tx.hash }));
       }
+      readTo = numbers[numbers.length - 1] as bigint;
     }
-    const scanned = last >= start ? `blocks ${start}..${last}` : 'no block';
+    const scan: NonceScan = {
+      nonce,
+      scannedFromBlock: origin.toString(),
+      scannedToBlock: readTo.toString(),
+      mayBeToBlock: mayBeTo.toString(),
+      reason: outOfTime ? 'deadline' : readTo >= mayBeTo ? 'not-found' : 'scan-limit',
+    };
+    const scanned = readTo >= origin ? `blocks ${origin}..${readTo}` : 'no block';
+    const mayBe = mayBeTo >= origin ? mayBeTo - origin + 1n : 0n;
+    const lead = `nonce ${nonce} was used by a transaction that is none of the known hashes; the RPC no longer has the state to find its block (not an archive node), and it is not in ${scanned}`;
+    const tail = 'outcome unknown: add an archive RPC or reconcile by hand';
+    const message =
+      scan.reason === 'deadline'
+        ? `${lead}, read so far of the ${mayBe} blocks it may be in (to ${mayBeTo}); the lookup stopped at its time limit (${this.nonceScanDeadlineMs} ms) and goes on from block ${readTo + 1n} next time; outcome unknown for now`
+        : scan.reason === 'scan-limit'
+          ? `${lead}, the first ${this.nonceScanMaxBlocks} of the ${mayBe} blocks it may be in (to ${mayBeTo}); ${tail}`
+          : `${lead}, every block it may be in from the order's time on (the chain reorganised, or it was mined before the scan's start); ${tail}`;
     throw new HistoricalStateUnavailableError({
       venue: this.ctx.venue,
-      message:
-        last < to
-          ? `nonce ${nonce} was used by a transaction that is none of the known hashes; the RPC no longer has the state to find its block (not an archive node), and it is not in ${scanned}, the first ${this.nonceScanMaxBlocks} of the ${to - start + 1n} blocks it may be in (to ${to}); outcome unknown: add an archive RPC or reconcile by hand`
-          : `nonce ${nonce} was used by a transaction that is none of the known hashes; the RPC no longer has the state to find its block (not an archive node), and it is not in ${scanned} (the chain reorganised, or it was mined before the scan's start); outcome unknown: add an archive RPC or reconcile by hand`,
-      details: { nonce, scannedFrom: start.toString(), scannedTo: last.toString(), mayBeTo: to.toString() },
+      message,
+      // a scan cut short by its deadline goes on next time; one that read its range will find nothing more
+      retryable: scan.reason === 'deadline',
+      details: {
+        nonce,
+        scannedFrom: scan.scannedFromBlock,
+        scannedTo: scan.scannedToBlock,
+        mayBeTo: scan.mayBeToBlock,
+        scanStopped: scan.reason,
+      },
+      scan,
     });
   }
 
@@ -810,6 +903,10 @@ function maxBig(a: bigint, b: bigint): bigint {
   return a >= b ? a : b;
 }
 
+function minBig(a: bigint, b: bigint): bigint {
+  return a <= b ? a : b;
+}
+
 /** Whether a viem error (anywhere in its cause chain) is named `name`. */
 function isNamed(err: unknown, name: string): boolean {
   return err instanceof BaseError && Boolean(err.walk((e) => (e as { name?: string }).name === name));
@@ -818,4 +915,29 @@ function isNamed(err: unknown, name: string): boolean {
 /** A mined transaction and its receipt as {@link MinedAtNonce}. */
 function minedOf(tx: Transaction, receipt: TransactionReceipt): MinedAtNonce {
   return { hash: tx.hash, to: tx.to ?? null, data: tx.input, value: tx.value, gas: tx.gas, receipt };
+}
+
+const BLOCK_NUMBER = /^[0-9]+$/;
+
+/**
+ * An earlier scan passed to {@link TxSender.minedAtNonce} as block numbers; a scan of another nonce or
+ * with bad block numbers is refused (it would skip blocks never read).
+ */
+function priorScan(
+  venue: string,
+  nonce: number,
+  scan: NonceScan,
+): { from: bigint; to: bigint; mayBeTo: bigint } {
+  const bad = (what: string) =>
+    new XhedgeError('INTERNAL', `${venue}: the previousScan passed for nonce ${nonce} is unusable: ${what}`);
+  if (scan.nonce !== nonce) throw bad(`it is a scan for nonce ${scan.nonce}`);
+  for (const key of ['scannedFromBlock', 'scannedToBlock', 'mayBeToBlock'] as const) {
+    if (typeof scan[key] !== 'string' || !BLOCK_NUMBER.test(scan[key])) {
+      throw bad(`${key} ${JSON.stringify(scan[key])} is not a block number`);
+    }
+  }
+  const from = BigInt(scan.scannedFromBlock);
+  const to = BigInt(scan.scannedToBlock);
+  if (to < from - 1n) throw bad(`scannedToBlock ${to} is before scannedFromBlock ${from}`);
+  return { from, to, mayBeTo: BigInt(scan.mayBeToBlock) };
 }
