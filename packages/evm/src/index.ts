@@ -76,6 +76,7 @@ export {
   newOrderRecord,
   nextNonceScanAtMs,
   type OnChainOrderRecord,
+  OneAtATime,
   onChainVenueFromConfig,
   orderFromRecord,
   type RecordedNonceScan,

@@ -644,3 +644,26 @@ export async function walletBalances(
     { venue: p.venue, chain: p.chain, asset: 'ETH', amount: eth, asOfMs },
   ];
 }
+
+/**
+ * Runs calls keyed alike one after the other: a second call with a key waits for the first to end
+ * (resolved or not) and then runs. The adapters place an order this way per client order id, so a second
+ * `placeOrder` with the id finds the first one's record instead of sending a second order transaction
+ * while the first (quoting, approving, signing, not yet recorded) is in flight. Keys are dropped once
+ * their last call ends.
+ */
+export class OneAtATime {
+  readonly #running = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.#running.get(key);
+    const run = (async () => {
+      if (before) await before.catch(() => undefined);
+      return fn();
+    })();
+    this.#running.set(key, run);
+    return run.finally(() => {
+      if (this.#running.get(key) === run) this.#running.delete(key);
+    });
+  }
+}

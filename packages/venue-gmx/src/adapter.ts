@@ -24,6 +24,7 @@ import {
   fillsFromRecords,
   newOrderRecord,
   type OnChainOrderRecord,
+  OneAtATime,
   type OrderRecordStore,
   onChainVenueFromConfig,
   orderFromRecord,
@@ -1119,21 +1120,11 @@ export class GmxVenue implements VenueAdapter {
    * then finds its record, rather than sending a second order transaction while the first (approving,
    * signing, not yet recorded) is in flight.
    */
-  readonly #placing = new Map<string, Promise<unknown>>();
+  readonly #placing = new OneAtATime();
 
   async placeOrder(input: OrderRequest): Promise<Order> {
     const cid = String((input as { clientOrderId?: unknown }).clientOrderId ?? '');
-    const before = this.#placing.get(cid);
-    const run = (async () => {
-      if (before) await before.catch(() => undefined);
-      return this.placeOnce(input);
-    })();
-    this.#placing.set(cid, run);
-    try {
-      return await run;
-    } finally {
-      if (this.#placing.get(cid) === run) this.#placing.delete(cid);
-    }
+    return this.#placing.run(cid, () => this.placeOnce(input));
   }
 
   private async placeOnce(input: OrderRequest): Promise<Order> {

@@ -29,6 +29,7 @@ import {
   fillsFromRecords,
   newOrderRecord,
   type OnChainOrderRecord,
+  OneAtATime,
   type OrderRecordStore,
   onChainVenueFromConfig,
   orderFromRecord,
@@ -1304,22 +1305,11 @@ export class LyraVenue implements VenueAdapter {
    * then finds its record, rather than sending a second trade while the first (quoting, approving, not
    * yet recorded) is in flight.
    */
-  readonly #placing = new Map<string, Promise<unknown>>();
+  readonly #placing = new OneAtATime();
 
   async placeOrder(input: OrderRequest): Promise<Order> {
     const req = parseVenueRequest(OrderRequest, input, this.id);
-    const cid = req.clientOrderId;
-    const before = this.#placing.get(cid);
-    const run = (async () => {
-      if (before) await before.catch(() => undefined);
-      return this.placeOnce(req);
-    })();
-    this.#placing.set(cid, run);
-    try {
-      return await run;
-    } finally {
-      if (this.#placing.get(cid) === run) this.#placing.delete(cid);
-    }
+    return this.#placing.run(req.clientOrderId, () => this.placeOnce(req));
   }
 
   private async placeOnce(req: ReturnType<typeof OrderRequest.parse>): Promise<Order> {
