@@ -2,6 +2,7 @@ import {
   isXhedgeError,
   maskCredentials,
   maskCredentialsDeep,
+  stackFrames,
   XhedgeError,
   type XhedgeErrorOptions,
 } from '@xhedge/core';
@@ -66,14 +67,7 @@ export function loggedError(err: unknown): {
       };
   }
   const safe = safeError(err);
-  const frames =
-    err instanceof Error && typeof err.stack === 'string'
-      ? err.stack
-          .split('\n')
-          .filter((l) => /^\s+at /.test(l))
-          .join('\n')
-      : '';
-  return { ...safe, type: safe.name, stack: frames };
+  return { ...safe, type: safe.name, stack: stackFrames(err) };
 }
 
 /** An error the API answers with as is: `{error: {code, message, details}}` with the code's status. */

@@ -65,6 +65,7 @@ export {
   SecretError,
   type SecretRefLike,
   type SecretSources,
+  stackFrames,
 } from './secrets.ts';
 export {
   bpsToFraction,

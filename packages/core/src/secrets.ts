@@ -105,3 +105,15 @@ export function maskCredentialsDeep(value: unknown, depth = 6): unknown {
 /** A field name that says it holds a secret. */
 const SECRET_FIELD_RE =
   /(password|passwd|passphrase|secret|private.?key|mnemonic|seed.?phrase|api.?key|(auth|access|api|bearer|refresh|session).?token)/i;
+
+/**
+ * The frames of `err`'s stack (`    at …` lines), without its first line, which repeats the raw message
+ * (credentials and all): what a log may keep of a stack. '' for anything that is not an Error with one.
+ */
+export function stackFrames(err: unknown): string {
+  if (!(err instanceof Error) || typeof err.stack !== 'string') return '';
+  return err.stack
+    .split('\n')
+    .filter((l) => /^\s+at /.test(l))
+    .join('\n');
+}

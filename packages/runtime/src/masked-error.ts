@@ -1,4 +1,4 @@
-import { maskCredentials, maskCredentialsDeep } from '@xhedge/core';
+import { maskCredentials, maskCredentialsDeep, stackFrames } from '@xhedge/core';
 
 /** Longest message kept: a driver's error can echo a whole query or request body. */
 const MAX_MESSAGE_CHARS = 1000;
@@ -47,13 +47,7 @@ export const LOG_SERIALIZERS = {
           message: maskedError(rec.message).message,
         };
     }
-    const frames =
-      err instanceof Error && typeof err.stack === 'string'
-        ? err.stack
-            .split('\n')
-            .filter((l) => /^\s+at /.test(l))
-            .join('\n')
-        : '';
+    const frames = stackFrames(err);
     return { ...maskedError(err), ...(frames ? { stack: frames } : {}) };
   },
 };
