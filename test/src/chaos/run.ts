@@ -83,13 +83,24 @@ async function lostOf(ledger: Ledger, venue: VenueAdapter, intentIds: readonly s
   let lost = 0;
   for (const id of intentIds) {
     const o = await ledger.getOrderByIntent(id);
+    const vo = await venue.getOrderByClientId(clientOrderIdFor(id)).catch(() => undefined);
+    // each loss is named (intent, ledger, venue, the ledger's last events): a rare one is diagnosable
+    const tell = async (why: string) => {
+      const events = o ? (await ledger.orderEvents(o.clientOrderId)).slice(-4) : [];
+      console.log(
+        `    lost: ${id} ${why}: ledger ${o?.status ?? 'missing'}${o?.error ? ` (${o.error.slice(0, 160)})` : ''}, venue ${vo?.status ?? 'none'}; last events ${events.map((e) => `${e.fromStatus ?? '∅'}→${e.toStatus}${e.note ? ` [${e.note.slice(0, 80)}]` : ''}`).join(', ')}`,
+      );
+    };
     if (!o || !TERMINAL_ORDER_STATUSES.has(o.status)) {
+      await tell('not ended');
       lost += 1;
       continue;
     }
-    const vo = await venue.getOrderByClientId(clientOrderIdFor(id));
     const venueFilled = vo?.status === 'filled';
-    if (venueFilled !== (o.status === 'filled')) lost += 1;
+    if (venueFilled !== (o.status === 'filled')) {
+      await tell('ledger and venue disagree');
+      lost += 1;
+    }
   }
   const instruments = await ledger.instrumentsTraded(venue.id);
   for (const instrument of instruments)
