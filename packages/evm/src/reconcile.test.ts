@@ -185,25 +185,35 @@ describe('a node that keeps no old state (anvil --prune-history)', () => {
     await rpc(contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[3]).publicClient, 'evm_setAutomine', [false]);
   });
 
-  const counter = (ctx: EvmContext) =>
-    ctx.publicClient.readContract({ address: reverter, abi: abi(), functionName: 'counter' });
-
-  it('a speed-up sent by another process is found by reading blocks, and the order resolved from it', async () => {
-    const ctx = contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[0]);
+  /**
+   * An order sent on dev account `key` whose receipt timed out, then sped up by another process (the
+   * same call at its nonce, higher fees) and mined. `mineBefore`: 64 blocks mined before the order.
+   */
+  async function spedUpElsewhere(key: number, id: string, o: { mineBefore?: boolean } = {}) {
+    const ctx = contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[key] as Hex);
     const store = new MemoryOrderStore<OnChainOrderRecord>();
     const caps = newCaps(store);
     const clock = new ManualClock(Date.now());
-    const r = await timedOutOrder(ctx, store, caps, clock, 'sped', bump(reverter));
+    if (o.mineBefore) await rpc(ctx.publicClient, 'anvil_mine', ['0x40']);
+    const r = await timedOutOrder(ctx, store, caps, clock, id, bump(reverter));
     const original = r.txHash as Hex;
     const nonce = r.nonce as number;
-    // Another process (a wallet's "speed up") re-sends the same call at the nonce with higher fees.
     const elsewhere = new TxSender({
-      ctx: contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[0]),
+      ctx: contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[key] as Hex),
       receiptTimeoutMs: 5_000,
     });
     const speedUp = await minedWhenSigned(ctx, (onSigned) =>
       elsewhere.replace({ hash: original, nonce, request: bump(reverter) }, 'speed-up', { onSigned }),
     );
+    return { ctx, store, caps, clock, r, original, nonce, speedUp };
+  }
+
+  const counter = (ctx: EvmContext) =>
+    ctx.publicClient.readContract({ address: reverter, abi: abi(), functionName: 'counter' });
+
+  it('a speed-up sent by another process is found by reading blocks, and the order resolved from it', async () => {
+    // Another process (a wallet's "speed up") re-sends the same call at the nonce with higher fees.
+    const { ctx, caps, clock, r, original, nonce, speedUp } = await spedUpElsewhere(0, 'sped');
     await rpc(ctx.publicClient, 'anvil_mine', ['0x40']);
     // The node no longer has the state of the block that used the nonce.
     const old = await ctx.publicClient
@@ -304,19 +314,7 @@ describe('a node that keeps no old state (anvil --prune-history)', () => {
   });
 
   it('what a bounded block scan cannot find stays outcome-unknown, saying why, with a distinct error that is not retryable', async () => {
-    const ctx = contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[0]);
-    const store = new MemoryOrderStore<OnChainOrderRecord>();
-    const caps = newCaps(store);
-    const clock = new ManualClock(Date.now());
-    const r = await timedOutOrder(ctx, store, caps, clock, 'far', bump(reverter));
-    const nonce = r.nonce as number;
-    const elsewhere = new TxSender({
-      ctx: contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[0]),
-      receiptTimeoutMs: 5_000,
-    });
-    await minedWhenSigned(ctx, (onSigned) =>
-      elsewhere.replace({ hash: r.txHash as Hex, nonce, request: bump(reverter) }, 'speed-up', { onSigned }),
-    );
+    const { ctx, caps, clock, r, nonce } = await spedUpElsewhere(0, 'far');
     await rpc(ctx.publicClient, 'anvil_mine', ['0x40']);
     // Through an RPC URL holding an API key, with a scan of 3 blocks from the chain's start.
     const keyed = await startFaultyRpc(anvil.rpcUrl);
@@ -362,22 +360,16 @@ describe('a node that keeps no old state (anvil --prune-history)', () => {
   });
 
   it('a scan that found nothing is kept on the record: later reconciles read none of its blocks again, and one allowed more goes on after its last block', async () => {
-    const ctx = contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[1]);
-    const store = new MemoryOrderStore<OnChainOrderRecord>();
-    const caps = newCaps(store);
-    const clock = new ManualClock(Date.now());
     // the order well past the blocks the scans below read before they reach it
-    await rpc(ctx.publicClient, 'anvil_mine', ['0x40']);
-    const r0 = await timedOutOrder(ctx, store, caps, clock, 'kept', bump(reverter));
-    const nonce = r0.nonce as number;
-    const original = r0.txHash as Hex;
-    const elsewhere = new TxSender({
-      ctx: contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[1]),
-      receiptTimeoutMs: 5_000,
-    });
-    const speedUp = await minedWhenSigned(ctx, (onSigned) =>
-      elsewhere.replace({ hash: original, nonce, request: bump(reverter) }, 'speed-up', { onSigned }),
-    );
+    const {
+      ctx,
+      caps,
+      clock,
+      r: r0,
+      original,
+      nonce,
+      speedUp,
+    } = await spedUpElsewhere(1, 'kept', { mineBefore: true });
     await rpc(ctx.publicClient, 'anvil_mine', ['0x40']);
     // The record, as stored before a scan was ever kept on it (no nonceScan), from an order file; made
     // long before the chain started, so the scan starts at block 0, far from the speed-up.
@@ -480,21 +472,10 @@ describe('a node that keeps no old state (anvil --prune-history)', () => {
   });
 
   it('a lookup stopped by its deadline says how far it got, and the next one reads on from there', async () => {
-    const ctx = contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[2]);
-    const store = new MemoryOrderStore<OnChainOrderRecord>();
-    const caps = newCaps(store);
-    const clock = new ManualClock(Date.now());
     // the order well past the blocks the scans below read before they reach it
-    await rpc(ctx.publicClient, 'anvil_mine', ['0x40']);
-    const r = await timedOutOrder(ctx, store, caps, clock, 'slow', bump(reverter));
-    const nonce = r.nonce as number;
-    const elsewhere = new TxSender({
-      ctx: contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[2]),
-      receiptTimeoutMs: 5_000,
+    const { ctx, nonce, speedUp } = await spedUpElsewhere(2, 'slow', {
+      mineBefore: true,
     });
-    const speedUp = await minedWhenSigned(ctx, (onSigned) =>
-      elsewhere.replace({ hash: r.txHash as Hex, nonce, request: bump(reverter) }, 'speed-up', { onSigned }),
-    );
     await rpc(ctx.publicClient, 'anvil_mine', ['0x40']);
     // A clock that moves 1 s per reading (the start, then one before each batch after the first): a
     // deadline of 1.5 s is two batches.
@@ -522,20 +503,7 @@ describe('a node that keeps no old state (anvil --prune-history)', () => {
   });
 
   it('`header not found` for a recent block is a lagging node of a load-balanced RPC: asked again, not taken for pruned state', async () => {
-    const ctx = contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[2]);
-    const store = new MemoryOrderStore<OnChainOrderRecord>();
-    const caps = newCaps(store);
-    const clock = new ManualClock(Date.now());
-    const r = await timedOutOrder(ctx, store, caps, clock, 'lag', bump(reverter));
-    const nonce = r.nonce as number;
-    const original = r.txHash as Hex;
-    const elsewhere = new TxSender({
-      ctx: contextOn(anvil.rpcUrl, ANVIL_DEV_KEYS[2]),
-      receiptTimeoutMs: 5_000,
-    });
-    const speedUp = await minedWhenSigned(ctx, (onSigned) =>
-      elsewhere.replace({ hash: original, nonce, request: bump(reverter) }, 'speed-up', { onSigned }),
-    );
+    const { ctx, caps, clock, r, original, speedUp } = await spedUpElsewhere(2, 'lag');
     // two blocks on: the node still has the state of the block that used the nonce
     await rpc(ctx.publicClient, 'anvil_mine', ['0x2']);
     // The node asked about blocks below the head lags: `header not found` (`failures` times).
