@@ -1,7 +1,14 @@
 import type { PolicyConfig } from '@xhedge/config';
 import { DAYS_PER_YEAR, ManualClock, MS_PER_YEAR, NumericError } from '@xhedge/core';
 import type { BridgeEndpoint, PaperBridge, RoutingBridgeCost } from '@xhedge/crosschain';
-import { createRng, PathEngine, type ProcessSpec, SimError } from '@xhedge/sim';
+import {
+  createRng,
+  MAX_HESTON_KAPPA_DT,
+  PathEngine,
+  type ProcessSpec,
+  SimError,
+  hestonSubsteps as simHestonSubsteps,
+} from '@xhedge/sim';
 import {
   type BookGrid,
   type BookSeries,
@@ -135,30 +142,25 @@ export function replayStart(job: EngineJob, pathIndex: number): number {
   return job.paths > 1 ? Math.round((pathIndex * room) / (job.paths - 1)) : 0;
 }
 
-/**
- * Largest kappa·dt of one simulated Heston step. @xhedge/sim moves the variance by a full-truncation Euler
- * step, v += kappa·(theta − v)·dt + …, which overshoots the long-run variance once kappa·dt > 1 and
- * oscillates with a growing swing past 2 (kappa 1000 per year on daily steps: the mean variance swings
- * between 0 and 2.5× its long-run level, stuck at 0 a quarter of the time). An engine step longer than
- * this is simulated in equal sub-steps; the engine still sees one price and one vol per step.
- */
-export const MAX_HESTON_KAPPA_DT = 0.1;
 /** Most simulated sub-steps of one path (a Heston process at a high kappa over a long horizon). */
 export const MAX_PATH_SUBSTEPS = 10_000_000;
 
 /**
- * Simulated sub-steps per engine step of a Heston process with mean-reversion `kappaPerYear`: 1 unless
- * kappa·dt is above {@link MAX_HESTON_KAPPA_DT}. Throws BacktestInputError naming kappa and the step when
- * the whole path would need more than {@link MAX_PATH_SUBSTEPS} of them.
+ * Simulated sub-steps per engine step of a Heston process with mean-reversion `kappaPerYear`: the sim's
+ * own (`@xhedge/sim`'s `hestonSubsteps`: a step with kappa·dt above {@link MAX_HESTON_KAPPA_DT} runs as
+ * equal Euler sub-steps, the engine still sees one price and one vol per step). Throws
+ * BacktestInputError naming kappa and the step when the whole path would need more than
+ * {@link MAX_PATH_SUBSTEPS} of them, so a plan is refused before any path runs.
  */
 export function hestonSubsteps(kappaPerYear: number, stepYears: number, steps: number): number {
+  let perStep: number;
+  try {
+    perStep = simHestonSubsteps(kappaPerYear, stepYears);
+  } catch (err) {
+    if (err instanceof SimError) throw new BacktestInputError(err.shortMessage, { kappaPerYear, stepYears });
+    throw err;
+  }
   const kappaDt = kappaPerYear * stepYears;
-  if (!(kappaDt >= 0 && Number.isFinite(kappaDt)))
-    throw new BacktestInputError(
-      `Heston kappa ${kappaPerYear} per year on steps of ${stepYears} years gives no kappa·dt`,
-      { kappaPerYear, stepYears },
-    );
-  const perStep = Math.max(1, Math.ceil(kappaDt / MAX_HESTON_KAPPA_DT - 1e-9));
   if (perStep * steps > MAX_PATH_SUBSTEPS)
     throw new BacktestInputError(
       `Heston kappa ${kappaPerYear} per year on steps of ${Number(stepYears.toPrecision(6))} years (kappa·dt ${Number(kappaDt.toPrecision(4))}) needs ${perStep} sub-steps per step to keep kappa·dt at most ${MAX_HESTON_KAPPA_DT} (the variance's Euler step is unstable above 1); ${steps} steps are ${perStep * steps} sub-steps, at most ${MAX_PATH_SUBSTEPS}; lower kappa or the horizon`,
@@ -216,13 +218,13 @@ function fillPath(job: EngineJob, pathIndex: number, spots: Float64Array, vols: 
       rng: createRng(job.seed).fork(`path:${pathIndex}`),
     });
     const mark = job.volMark === 'process';
+    // a Heston step the sim takes as sub-steps: their total over the path bounded before any is drawn
     const sim = engine.process;
-    const sub = sim.kind === 'heston' ? hestonSubsteps(sim.kappa, job.stepYears, n) : 1;
-    const subYears = job.stepYears / sub;
+    if (sim.kind === 'heston') hestonSubsteps(sim.kappa, job.stepYears, n);
     spots[0] = job.spot0;
     if (mark) vols[0] = engine.instantVol(0);
     for (let k = 1; k <= n; k++) {
-      for (let j = 0; j < sub; j++) engine.step(subYears);
+      engine.step(job.stepYears);
       spots[k] = engine.spot(0);
       if (mark) vols[k] = engine.instantVol(0);
     }
