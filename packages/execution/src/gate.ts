@@ -134,6 +134,7 @@ export class OrderGate {
   readonly #clock: Clock;
   readonly #stateKey: string;
   readonly #requireState: boolean;
+  readonly #reduceOnlyEnforced: ((venue: string) => boolean) | undefined;
 
   constructor(o: {
     controls: PreTradeControls;
@@ -146,6 +147,13 @@ export class OrderGate {
      * restore from
      */
     requireControlState?: boolean | undefined;
+    /**
+     * Whether a venue enforces reduce-only orders (`capabilities.reduceOnly`). When given, an order
+     * flagged reduce-only on a venue that does not is judged as any other (the venue would take it as it
+     * is, so the flag is only the planner's word): no pass of a kill switch allowing risk-reducing
+     * orders, nor of a breaker letting reduce-only orders by. @defaultValue the flag is taken as it is
+     */
+    reduceOnlyEnforced?: ((venue: string) => boolean) | undefined;
   }) {
     if (o.controls.prefix !== o.breakers.prefix || o.controls.prefix !== o.killSwitch.prefix)
       throw new RangeError('controls, breakers and kill switch must share one Redis key prefix');
@@ -156,6 +164,7 @@ export class OrderGate {
     this.#clock = o.clock ?? systemClock;
     this.#stateKey = keysFor(o.controls.prefix).controlState;
     this.#requireState = o.requireControlState ?? o.killSwitch.durable;
+    this.#reduceOnlyEnforced = o.reduceOnlyEnforced;
   }
 
   /** The gates before queueing (no claim): a half-open breaker lets the order queue without a trial. */
@@ -185,10 +194,15 @@ export class OrderGate {
   }
 
   async #run(
-    intent: HedgeIntent,
+    flagged: HedgeIntent,
     ctx: ControlContext,
     o: { takeTrial: boolean; reserve: boolean; claim?: { clientOrderId: string; by: string } },
   ): Promise<SendGateResult> {
+    const enforced = this.#reduceOnlyEnforced;
+    const intent =
+      flagged.reduceOnly && enforced && !enforced(flagged.venue)
+        ? { ...flagged, reduceOnly: false }
+        : flagged;
     const pure = this.#controls.checkOrder(intent, ctx);
     const names = breakersFor(intent);
     const bk = this.#breakers.gateKeys(names);

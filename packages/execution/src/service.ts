@@ -148,6 +148,7 @@ export class ExecutionService {
       breakers: o.breakers,
       killSwitch: o.killSwitch,
       clock: o.clock,
+      reduceOnlyEnforced: o.reduceOnlyEnforced,
     });
   }
 
@@ -440,9 +441,7 @@ export class ExecutionService {
   /** Kill switch, breakers (no trial taken: half-open lets it queue) and controls with reservation. */
   async preQueueCheck(leg: HedgeIntent) {
     const ctx = (await this.#o.marketData?.context(leg)) ?? {};
-    const enforced = this.#o.reduceOnlyEnforced;
-    const judged = leg.reduceOnly && enforced && !enforced(leg.venue) ? { ...leg, reduceOnly: false } : leg;
-    return this.#gate.check(judged, ctx, { takeTrial: false, reserve: true });
+    return this.#gate.check(leg, ctx, { takeTrial: false, reserve: true });
   }
 
   get nowMs(): number {

@@ -159,10 +159,10 @@ const WORKING: readonly OrderStatus[] = ['sent', 'acknowledged', 'partially-fill
 class Blocked extends UnrecoverableError {}
 
 /**
- * The intent as the gates and the kill switch's cancels judge it: a reduce-only flag counts only on a
- * venue that enforces it (`capabilities.reduceOnly`). Elsewhere the venue takes the order as it is, so
- * one flagged reduce-only could grow the position past an engaged kill switch (allowing risk-reducing
- * orders) or an open breaker that lets reduce-only orders by: it is judged as any other order.
+ * A working order as the kill switch's cancels and checks judge it: a reduce-only flag counts only on a
+ * venue that enforces it (`capabilities.reduceOnly`), as in the order gate (`reduceOnlyEnforced`).
+ * Elsewhere the venue takes the order as it is, so one flagged reduce-only could grow the position past
+ * an engaged kill switch allowing risk-reducing orders: it is judged as any other order.
  */
 function asEnforced<T extends { reduceOnly: boolean }>(venue: VenueAdapter | undefined, o: T): T {
   return o.reduceOnly && venue?.capabilities.reduceOnly !== true ? { ...o, reduceOnly: false } : o;
@@ -454,6 +454,8 @@ class OrderProcessor {
       breakers: o.breakers,
       killSwitch: o.killSwitch,
       clock: o.clock,
+      // the venues of the moment (the map follows added and swapped ones)
+      reduceOnlyEnforced: (venue) => venues.get(venue)?.capabilities.reduceOnly === true,
     });
     this.#claims = new SendClaims(o.controls.redis, o.controls.prefix);
     this.#id = id;
@@ -692,7 +694,7 @@ class OrderProcessor {
       depsFilledAtMs: o.depsFilledAtMs,
       noChildren: o.fast === true,
     });
-    const r = await this.#gate.checkToSend(asEnforced(this.#venues.get(intent.venue), intent), ctx, {
+    const r = await this.#gate.checkToSend(intent, ctx, {
       clientOrderId,
       by: this.#id,
     });
@@ -718,7 +720,7 @@ class OrderProcessor {
     if (signal?.aborted)
       return { ok: false, control: 'kill-switch', reason: String(signal.reason ?? 'job aborted') };
     const ctx = await this.#controlContext(job, intent, { depsFilledAtMs });
-    const r = await this.#gate.check(asEnforced(this.#venues.get(intent.venue), intent), ctx, {
+    const r = await this.#gate.check(intent, ctx, {
       takeTrial: true,
       reserve: true,
     });
