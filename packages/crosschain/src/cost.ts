@@ -1,4 +1,13 @@
-import { ChainId, chainInfo, NumericError } from '@xhedge/core';
+import {
+  assertFinite,
+  ChainId,
+  chainInfo,
+  Dec,
+  type DecimalString,
+  NumericError,
+  toDecimalString,
+  XhedgeError,
+} from '@xhedge/core';
 
 export interface BridgeCostQuery {
   srcChain: ChainId;
@@ -71,4 +80,57 @@ export function routingBridgeCost(model: BridgeCostModel, asset = 'USDC'): Routi
     if (!src.success || !dst.success) return null;
     return model.estimate({ srcChain: src.data, dstChain: dst.data, asset, amount: amountUsd });
   };
+}
+
+/**
+ * Decimals of the USD-like assets a bridge fee may be taken in, as their tokens have them on most chains:
+ * USDC and USDT 6, DAI 18. `USD` (a paper venue's cash) is read as a 6-decimal stablecoin. A chain where a
+ * token has others (BNB Chain's USDC and USDT have 18) is given through the `assetDecimals` option.
+ */
+export const USD_LIKE_DECIMALS: Readonly<Record<string, number>> = { USDC: 6, USDT: 6, DAI: 18, USD: 6 };
+
+export class BridgeFeeError extends XhedgeError {
+  override name = 'BridgeFeeError';
+}
+
+/**
+ * The decimals of `asset`: `assetDecimals` first, then {@link USD_LIKE_DECIMALS}. An asset in neither, or
+ * a count that is not a whole number from 0 to 18, is refused by name: a fee debited at a guessed
+ * precision was the bug this replaces (12 decimals, below a USDC unit).
+ */
+export function assetDecimalsOf(asset: string, assetDecimals?: Readonly<Record<string, number>>): number {
+  const d = Object.hasOwn(assetDecimals ?? {}, asset) ? assetDecimals?.[asset] : USD_LIKE_DECIMALS[asset];
+  if (d === undefined)
+    throw new BridgeFeeError(
+      'BRIDGE_ASSET_DECIMALS',
+      `no decimals known for ${asset}: give them in assetDecimals (e.g. { ${asset}: 6 })`,
+      { details: { asset } },
+    );
+  if (!(Number.isInteger(d) && d >= 0 && d <= 18))
+    throw new BridgeFeeError(
+      'BRIDGE_ASSET_DECIMALS',
+      `decimals ${String(d)} of ${asset} must be a whole number from 0 to 18`,
+      { details: { asset, decimals: String(d) } },
+    );
+  return d;
+}
+
+/**
+ * A bridge's USD fee as the exact amount of the USD-like `asset` its sender is debited: at the asset's
+ * own decimals ({@link assetDecimalsOf}), rounded up, so the sender is never charged less than the fee
+ * (0.1234567 USD is 0.123457 USDC). The float fee's noise is dropped first (read at 12 decimals), or
+ * 0.1 + 0.2 would cost 0.300001. A NaN, infinite or negative fee is refused.
+ */
+export function bridgeFeeInAsset(
+  feeUsd: number,
+  asset: string,
+  assetDecimals?: Readonly<Record<string, number>>,
+): DecimalString {
+  assertFinite('bridge fee (USD)', feeUsd, { asset });
+  if (feeUsd < 0)
+    throw new BridgeFeeError('BRIDGE_NEGATIVE_FEE', `bridge fee ${feeUsd} USD must not be negative`, {
+      details: { asset, feeUsd },
+    });
+  const decimals = assetDecimalsOf(asset, assetDecimals);
+  return new Dec(toDecimalString(feeUsd, 12)).toDecimalPlaces(decimals, Dec.ROUND_UP).toFixed();
 }

@@ -1,12 +1,22 @@
 export {
+  assetDecimalsOf,
   type BridgeCost,
   type BridgeCostModel,
   type BridgeCostQuery,
+  BridgeFeeError,
+  bridgeFeeInAsset,
   type LayerZeroCostModelOptions,
   layerZeroCostModel,
   type RoutingBridgeCost,
   routingBridgeCost,
+  USD_LIKE_DECIMALS,
 } from './cost.ts';
+export {
+  type FileTransferStore,
+  openFileTransferStore,
+  type TransferStoreHolder,
+  TransferStoreLockedError,
+} from './file-store.ts';
 export {
   startTransferWorker,
   TRANSFER_QUEUE,

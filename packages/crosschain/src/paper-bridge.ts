@@ -1,15 +1,6 @@
 import { createHash } from 'node:crypto';
-import {
-  type ChainId,
-  type Clock,
-  Dec,
-  deterministicId,
-  isUsdLike,
-  redact,
-  toDecimalString,
-  XhedgeError,
-} from '@xhedge/core';
-import { type BridgeCostModel, layerZeroCostModel } from './cost.ts';
+import { type ChainId, type Clock, Dec, deterministicId, isUsdLike, redact, XhedgeError } from '@xhedge/core';
+import { assetDecimalsOf, type BridgeCostModel, bridgeFeeInAsset, layerZeroCostModel } from './cost.ts';
 import { lzEid, packetGuid } from './lz.ts';
 import { isPositiveDecimal } from './plan.ts';
 import {
@@ -59,8 +50,16 @@ export interface PaperBridgeOptions {
   verifyFraction?: number;
   /** Deadline = this × expected latency. @defaultValue 3 */
   timeoutMultiple?: number;
-  /** Debit the USD fee from the source balance when the asset is USD-like. @defaultValue true */
+  /**
+   * Debit the USD fee from the source balance when the asset is USD-like: at the asset's own decimals,
+   * rounded up (`bridgeFeeInAsset`). @defaultValue true
+   */
   chargeFeeInAsset?: boolean;
+  /**
+   * Decimals of an asset the fee is taken in, where they differ from `USD_LIKE_DECIMALS` (USDC, USDT 6,
+   * DAI 18), e.g. `{ USDC: 18 }` on BNB Chain. Checked when the bridge is built.
+   */
+  assetDecimals?: Readonly<Record<string, number>>;
   /**
    * The OFT's shared decimals: amounts cross in these (a uint64 on the wire) and the digits beyond are
    * dust that stays at the source (OFTCore `_removeDust`). @defaultValue 6 (OFTCore's default)
@@ -125,8 +124,16 @@ export class PaperBridge implements TransferExecutor {
       throw bad('verifyFraction', verifyFraction, 'a fraction from 0 to 1');
     if (timeoutMultiple !== undefined && !(Number.isFinite(timeoutMultiple) && timeoutMultiple > 0))
       throw bad('timeoutMultiple', timeoutMultiple, 'a finite number above 0');
+    for (const asset of Object.keys(o.assetDecimals ?? {})) assetDecimalsOf(asset, o.assetDecimals);
     this.#o = o;
     this.#venues = new Map(o.venues.map((v) => [v.id, v]));
+  }
+
+  /** The fee debited with a transfer's amount: in the asset, at its decimals, rounded up; else none. */
+  #feeInAsset(rec: Pick<TransferRecord, 'asset' | 'feeUsd'>): Dec {
+    return (this.#o.chargeFeeInAsset ?? true) && isUsdLike(rec.asset)
+      ? new Dec(bridgeFeeInAsset(rec.feeUsd, rec.asset, this.#o.assetDecimals))
+      : new Dec(0);
   }
 
   get tracker(): TransferTracker {
@@ -231,6 +238,8 @@ export class PaperBridge implements TransferExecutor {
       asset: req.asset,
       amount: amount.toNumber(),
     });
+    // refused here (unknown decimals, a NaN fee), before anything is written, not at the debit
+    this.#feeInAsset({ asset: req.asset, feeUsd: cost.feeUsd });
     const srcEid = lzEid(from.chain, this.#o.eids);
     const dstEid = lzEid(to.chain, this.#o.eids);
     const rec =
@@ -283,10 +292,8 @@ export class PaperBridge implements TransferExecutor {
   async #debit(rec: TransferRecord, from: BridgeEndpoint): Promise<TransferRecord> {
     if (!this.#debitedHere.has(rec.transferId)) {
       const amount = new Dec(rec.amount);
-      const fee =
-        (this.#o.chargeFeeInAsset ?? true) && isUsdLike(rec.asset)
-          ? new Dec(toDecimalString(rec.feeUsd, 12))
-          : new Dec(0);
+      // at the asset's decimals, rounded up: 12 decimals debited 100.1234567 USDC, below a USDC unit
+      const fee = this.#feeInAsset(rec);
       const total = amount.add(fee);
       if (rec.debitBegunAtMs !== undefined && !this.#debitDue.has(rec.transferId))
         return this.#o.tracker.transition(rec.transferId, 'failed', {
@@ -456,7 +463,11 @@ export class PaperBridge implements TransferExecutor {
 
 export interface PaperBridgeForVenuesOptions
   extends Partial<Omit<PaperBridgeOptions, 'clock' | 'venues' | 'tracker'>> {
-  /** Where transfer records live. @defaultValue in memory (records of one process run) */
+  /**
+   * Where transfer records live: `openFileTransferStore(file)` keeps them across restarts, for one process
+   * at a time (the bridge's exactly-once needs a single writer). @defaultValue in memory (records of one
+   * process run)
+   */
   store?: TransferStore;
 }
 

@@ -11,7 +11,7 @@ import {
   XhedgeError,
 } from '@xhedge/core';
 import { decodeAbiParameters, encodeAbiParameters, type Hex, parseAbiParameters } from 'viem';
-import type { BridgeCostModel } from './cost.ts';
+import { type BridgeCostModel, bridgeFeeInAsset } from './cost.ts';
 
 export interface CollateralNeed {
   /** The plan the hedge belongs to; with venue and asset it makes the transfer id deterministic. */
@@ -58,6 +58,8 @@ export interface PlanTransferOptions {
    * reserve). @defaultValue true (PaperBridge's default)
    */
   chargeFeeInAsset?: boolean;
+  /** Decimals of the asset the fee is taken in, as PaperBridge's `assetDecimals`. */
+  assetDecimals?: Readonly<Record<string, number>>;
   /**
    * The OFT's shared decimals (PaperBridge's `sharedDecimals`): a non-USD amount is rounded up to them,
    * so the bridge removes no dust from it. @defaultValue 6
@@ -114,11 +116,21 @@ export function planCollateralTransfer(o: PlanTransferOptions): TransferPlan | n
         amount: amount.toNumber(),
       }),
     }))
+    // the fee as the bridge debits it (at the asset's decimals, rounded up): the float fee let a source
+    // holding 110.1234567 USDC for a fee of 0.1234567 through, whose debit of 110.123457 is refused
     .filter(
       ({ b, cost }) =>
         !feeInAsset ||
         free(b) - reserve >=
-          amount.add(assertFinite('bridge fee', cost.feeUsd, { from: b.venue, to: need.venue })).toNumber(),
+          amount
+            .add(
+              bridgeFeeInAsset(
+                assertFinite('bridge fee', cost.feeUsd, { from: b.venue, to: need.venue }),
+                need.asset,
+                o.assetDecimals,
+              ),
+            )
+            .toNumber(),
     )
     .sort((x, y) => x.cost.feeUsd - y.cost.feeUsd || x.cost.latencyMs - y.cost.latencyMs);
   const best = candidates[0];

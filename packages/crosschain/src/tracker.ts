@@ -56,7 +56,11 @@ export const TransferRecord = z.object({
 });
 export type TransferRecord = z.infer<typeof TransferRecord>;
 
-/** Where tracker records live (Redis, Postgres, memory); records are validated on the way in and out. */
+/**
+ * Where tracker records live (memory, or a file: `openFileTransferStore`); records are validated on the
+ * way in and out. A store a paper bridge writes has one writer: shared by two processes, each bridge
+ * would debit a transfer's source (see `openFileTransferStore`, which refuses a second process).
+ */
 export interface TransferStore {
   get(transferId: string): Promise<unknown>;
   put(record: TransferRecord): Promise<void>;
