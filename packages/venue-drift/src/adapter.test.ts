@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { DRIFT_PROGRAM_ERROR, runDriftProgram } from '../test/drift-program.ts';
 import { type DriftFixture, driftFixture, SOL_PRICE_USD } from '../test/fixture.ts';
 import { driftLimitPrice, fundingRatePerHour } from './adapter.ts';
-import { encodePerpMarketAccount, type PerpMarketInit } from './encode.ts';
+import { encodePerpMarketAccount, encodeStateAccount, type PerpMarketInit } from './encode.ts';
 import { driftPda } from './instructions.ts';
 import {
   CANCEL_ORDER_BY_USER_ID_DISCRIMINATOR,
@@ -113,10 +113,127 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
     expect(buy.expectedPriceUsd).toBeCloseTo((180 * 1e6) / 999_000, 6);
     expect(sell.expectedPriceUsd).toBeCloseTo((180 * 1e6) / 1_001_000, 6);
     expect(buy.impactUsd).toBeGreaterThan(0);
-    expect(buy.feeUsd).toBeCloseTo(180_000 * 0.001, 9);
+    // State's default tier 0 (10 bps) on the fill's quote amount, 1000 × 180.18018… = 180180.180181
+    // USDC at 1e-6 (rounded up): ceil(180180180181 × 100 / 100000) = 180180181 µUSDC
+    expect(buy.feeUsd).toBe(180.180181);
     expect(buy.gasUsd).toBeCloseTo((8000 / 1e9) * SOL_PRICE_USD, 12);
     expect(buy.fundingCarryUsd).toBeCloseTo(180_000 * (0.0018 / 180) * 10, 9);
     expect(sell.fundingCarryUsd).toBeCloseTo(-buy.fundingCarryUsd, 9);
+  });
+
+  it("charges the taker fee of the State account's perp fee tier 0 (7 bps here) in quotes and on fills, exactly", async () => {
+    const f = await driftFixture();
+    // a State whose tier 0 is 7 bps taker (70 / 100000) and 1.5 bps maker; tier 1 (unused) is cheaper
+    f.setState({
+      perpFeeTiers: [
+        {
+          takerFeeNumerator: 70,
+          takerFeeDenominator: 100_000,
+          makerRebateNumerator: 15,
+          makerRebateDenominator: 100_000,
+        },
+        { takerFeeNumerator: 10, takerFeeDenominator: 100_000 },
+      ],
+    });
+    expect(await f.venue.perpFeeTier()).toEqual({
+      takerFeeNumerator: 70,
+      takerFeeDenominator: 100_000,
+      makerRebateNumerator: 15,
+      makerRebateDenominator: 100_000,
+    });
+    const q = await f.venue.quoteHedge({
+      instrument: 'SOL-USD:PERP',
+      side: 'buy',
+      sizeBase: '1000',
+      holdingHours: 10,
+    });
+    // fill quote 1000 × 180e6/999000 = 180180.18018… USDC → 180180180181 µUSDC (rounded up);
+    // ceil(180180180181 × 70 / 100000) = 126126127 µUSDC
+    expect(q.feeUsd).toBe(126.126127);
+    expect(q.totalCostUsd).toBeCloseTo(q.feeUsd + q.impactUsd + q.gasUsd + q.fundingCarryUsd, 9);
+    // A fill played into the order slot (as a keeper's fill leaves it): the fee of its quote amount.
+    // 1.5 SOL for 271.8 USDC: ceil(271800000 × 70 / 100000) = 190260 µUSDC; 271.800001 rounds up
+    expect(await f.venue.takerFeeQuote(0, 271_800_000n)).toBe(190_260n);
+    expect(await f.venue.takerFeeQuote(0, 271_800_001n)).toBe(190_261n);
+    // the market's fee_adjustment scales it as calculate_taker_fee does: −50% cuts floor(fee / 2)
+    f.setPerpMarket({ feeAdjustment: -50 });
+    expect(await f.venue.takerFeeQuote(0, 271_800_001n)).toBe(190_261n - 95_130n);
+    const halved = await f.venue.quoteHedge({ instrument: 'SOL-USD:PERP', side: 'buy', sizeBase: '1000' });
+    expect(halved.feeUsd).toBe(63.063064); // 126126127 − 63063063
+    f.setPerpMarket({ feeAdjustment: 0 });
+  });
+
+  it('keeps the fee tier read from State for feeTierMaxAgeMs, then reads it again', async () => {
+    const f = await driftFixture();
+    const tier = (takerFeeNumerator: number) => ({ perpFeeTiers: [{ takerFeeNumerator }] });
+    const fee = async () =>
+      (await f.venue.quoteHedge({ instrument: 'SOL-USD:PERP', side: 'sell', sizeBase: '10' })).feeUsd;
+    f.setState(tier(70));
+    // 10 × 180e6/(1e6 + 10) = 1799.98200018 USDC: ceil(1799982000.18 µUSDC) × 70 / 100000, rounded up
+    expect(await fee()).toBe(1.259988);
+    f.setState(tier(50)); // the admin moves tier 0 to 5 bps
+    f.clock.advance(299_000);
+    expect(await fee()).toBe(1.259988); // still the tier read 299 s ago
+    f.clock.advance(2_000);
+    expect(await fee()).toBe(0.899992); // ceil(1799982001 × 50 / 100000)
+    // concurrent quotes share one State read
+    f.clock.advance(301_000);
+    let stateReads = 0;
+    const state = driftPda.state(f.programId);
+    const read = f.rpc.getAccountData.bind(f.rpc);
+    f.rpc.getAccountData = async (address, opts) => {
+      if (address.equals(state)) stateReads++;
+      return read(address, opts);
+    };
+    await Promise.all([fee(), fee(), fee()]);
+    expect(stateReads).toBe(1);
+  });
+
+  it('a State account that is missing or does not decode gives no quote: an error naming the account and what is wrong', async () => {
+    const f = await driftFixture();
+    const state = driftPda.state(f.programId).toBase58();
+    const quote = () =>
+      f.venue.quoteHedge({ instrument: 'SOL-USD:PERP', side: 'buy', sizeBase: '1' }).catch((e: unknown) => e);
+    const good = encodeStateAccount();
+    const zeroTiers = Buffer.from(good);
+    zeroTiers.fill(0, 8 + 160); // the fee tiers and all after them zero: fee_denominator 0
+    const otherAccount = Buffer.from(good);
+    otherAccount[0] = (otherAccount[0] ?? 0) ^ 0xff;
+    const tooRich = encodeStateAccount({ perpFeeTiers: [{ takerFeeNumerator: 1000 }] }); // 1%: > 30 bps
+    const cases: [Uint8Array, RegExp][] = [
+      [zeroTiers, /fee_tiers\[0\] taker fee 0\/0 is outside what the program accepts/],
+      [otherAccount, /discriminator mismatch/],
+      [good.subarray(0, 500), /expected 992 bytes, got 500/],
+      [tooRich, /fee_tiers\[0\] taker fee 1000\/100000 is outside what the program accepts/],
+    ];
+    for (const [data, reason] of cases) {
+      f.setState(data);
+      f.clock.advance(301_000); // past the cached tier
+      const err = await quote();
+      expect(err).toBeInstanceOf(VenueError);
+      expect(err).toMatchObject({ code: 'VENUE_NETWORK', outcome: 'not-sent', retryable: false });
+      expect((err as VenueError).message).toContain(
+        `State account (perp fee tiers) ${state} could not be decoded`,
+      );
+      expect((err as VenueError).message).toMatch(reason);
+    }
+    f.svm.setAccount(driftPda.state(f.programId), {
+      lamports: 0,
+      data: new Uint8Array(0),
+      owner: PublicKey.default,
+      executable: false,
+      rentEpoch: 0,
+    });
+    const missing = await quote();
+    expect(missing).toMatchObject({ code: 'VENUE_NETWORK', outcome: 'not-sent', retryable: true });
+    expect((missing as VenueError).message).toContain(`State account (perp fee tiers) ${state} not found`);
+    // a market fee_adjustment outside −100..=100 is not the layout either: no fee from it
+    f.setState();
+    f.setPerpMarket({ feeAdjustment: 101 });
+    expect(await quote()).toMatchObject({
+      code: 'VENUE_NETWORK',
+      message: expect.stringMatching(/PerpMarket 0 fee_adjustment 101 is outside -100\.\.=100/),
+    });
   });
 
   it("caps a risk-increasing quote at the market's max open interest, as place_perp_order checks it", async () => {
@@ -133,7 +250,8 @@ describe('Drift venue on litesvm (injected program accounts)', () => {
     const buy = await q('buy', '250');
     expect(buy).toMatchObject({ requestedSizeBase: '250', executableSizeBase: '100' });
     expect(buy.capReason).toMatch(/max open interest: room for 100 on the long side/);
-    expect(buy.feeUsd).toBeCloseTo(100 * 180 * 0.001, 9); // costs are the executable size's
+    // costs are the executable size's: 10 bps of 100 × 180 × 1e6/(1e6 − 100) = 18001.800181 USDC
+    expect(buy.feeUsd).toBe(18.001801);
     const sell = await q('sell', '250');
     expect(sell.executableSizeBase).toBe('50');
     expect((await q('buy', '60')).capReason).toBeUndefined();

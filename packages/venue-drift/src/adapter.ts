@@ -38,6 +38,8 @@ import {
   VenueNetworkError,
 } from '@xhedge/venue';
 import {
+  DriftDecodeError,
+  type DriftFeeTier,
   type DriftOrder,
   type DriftPerpMarket,
   type DriftPerpPosition,
@@ -45,9 +47,10 @@ import {
   type DriftUser,
   decodePerpMarket,
   decodeSpotMarket,
+  decodeState,
   decodeUser,
 } from './decode.ts';
-import { solanaFeeLamports } from './fees.ts';
+import { driftTakerFeeQuote, solanaFeeLamports } from './fees.ts';
 import {
   cancelOrderByUserIdInstruction,
   type DriftOrderAccounts,
@@ -62,6 +65,7 @@ import {
 import {
   AMM_RESERVE_PRECISION,
   BASE_PRECISION,
+  FEE_ADJUSTMENT_MAX,
   MARGIN_PRECISION,
   PEG_PRECISION,
   POSITION_FLAG,
@@ -136,8 +140,11 @@ export interface DriftVenueOptions {
   computeUnitPriceMicroLamports?: bigint;
   /** ComputeBudget unit limit for one order transaction. @defaultValue 300000 */
   computeUnitLimit?: number;
-  /** Taker fee, bps of notional. @defaultValue 10 (Drift tier-1 taker) */
-  takerFeeBps?: number;
+  /**
+   * How long the perp fee tier read from the program's State account is reused before a quote reads it
+   * again, clock ms. @defaultValue 300000
+   */
+  feeTierMaxAgeMs?: number;
   /** USD per SOL, to express the transaction fee in USD. */
   solPriceUsd: () => number;
   /** Order validity for limit orders, seconds after placement (sets max_ts). @defaultValue 60 */
@@ -237,6 +244,10 @@ export class DriftVenue implements VenueAdapter {
   readonly #user: PublicKey;
   readonly #commitment: ConfirmationLevel;
   readonly #sleep: (ms: number) => Promise<void>;
+  /** The last perp fee tier 0 read from State, and when (clock ms). */
+  #feeTier: { tier: DriftFeeTier; readAtMs: number } | undefined;
+  /** A State read under way, shared by the quotes that wait for it. */
+  #feeTierRead: Promise<DriftFeeTier> | undefined;
 
   constructor(o: DriftVenueOptions) {
     this.#o = o;
@@ -281,11 +292,18 @@ export class DriftVenue implements VenueAdapter {
     try {
       return decode(data);
     } catch (cause) {
+      const reason =
+        cause instanceof DriftDecodeError
+          ? String(cause.details.reason)
+          : cause instanceof Error
+            ? cause.message
+            : String(cause);
       throw new VenueError('VENUE_NETWORK', {
         venue: this.id,
-        message: `${what} could not be decoded`,
+        message: `${what} ${address.toBase58()} could not be decoded: ${reason}`,
         outcome: 'not-sent',
         retryable: false,
+        details: { account: address.toBase58() },
         cause,
       });
     }
@@ -301,6 +319,67 @@ export class DriftVenue implements VenueAdapter {
       decodePerpMarket,
     );
   }
+
+  /**
+   * The perp fee tier this account pays as a taker, from the program's State account
+   * (`perp_fee_structure.fee_tiers[0]`): the tier `determine_perp_fee_tier` gives an account with under
+   * $2M of 30-day volume and no governance stake, and the highest fee of the structure, so a busier or
+   * staking account pays at most this. Kept for `feeTierMaxAgeMs` (the admin changes it rarely) and read
+   * again after; concurrent callers share one read. A State account that is missing, unreadable or not
+   * of the layout decoded (fractions outside what the program accepts) fails the call, naming the
+   * account and what was wrong: there is no fallback rate, since a guess would misprice every hedge and
+   * a State that does not decode means the program id or the layout is not what this adapter assumes.
+   * A failed refresh fails too, rather than serving the previous tier past its age.
+   */
+  async perpFeeTier(): Promise<DriftFeeTier> {
+    const cached = this.#feeTier;
+    if (cached && this.#o.clock.nowMs() - cached.readAtMs <= (this.#o.feeTierMaxAgeMs ?? 300_000))
+      return cached.tier;
+    if (!this.#feeTierRead) {
+      const address = driftPda.state(this.#o.programId);
+      const readAtMs = this.#o.clock.nowMs();
+      this.#feeTierRead = this.#read(address, 'State account (perp fee tiers)', decodeState)
+        .then((state) => {
+          const tier = state.perpFeeTiers[0];
+          // decodeState returns all 10 tiers; guards the index for the type checker
+          if (!tier) throw new Error('State has no perp fee tier 0');
+          this.#feeTier = { tier, readAtMs };
+          return tier;
+        })
+        .finally(() => {
+          this.#feeTierRead = undefined;
+        });
+    }
+    return this.#feeTierRead;
+  }
+
+  /**
+   * The taker fee the program charges on a fill of `fillQuote` (QUOTE_PRECISION, 1e-6 USDC) in perp
+   * market `marketIndex`, in the same units: perp fee tier 0 of the State account, then the market's
+   * `fee_adjustment` ({@link driftTakerFeeQuote}). For an order, `quoteAssetAmountFilled` of its slot;
+   * the program charges each fulfillment separately, so several parts can cost a unit or so more.
+   */
+  async takerFeeQuote(marketIndex: number, fillQuote: bigint): Promise<bigint> {
+    const [tier, pm] = await Promise.all([this.perpFeeTier(), this.readPerpMarket(marketIndex)]);
+    return driftTakerFeeQuote(fillQuote, tier, this.#feeAdjustment(pm));
+  }
+
+  /**
+   * The market's `fee_adjustment`, checked to be in the −100..=100 the program keeps it in: outside,
+   * the bytes are not the layout decoded, and no fee is computed from them.
+   */
+  #feeAdjustment(pm: DriftPerpMarket): number {
+    if (Math.abs(pm.feeAdjustment) > FEE_ADJUSTMENT_MAX)
+      throw new VenueError('VENUE_NETWORK', {
+        venue: this.id,
+        message: `PerpMarket ${pm.marketIndex} fee_adjustment ${pm.feeAdjustment} is outside -${FEE_ADJUSTMENT_MAX}..=${FEE_ADJUSTMENT_MAX}: the account layout does not match`,
+        outcome: 'not-sent',
+        retryable: false,
+        details: { marketIndex: pm.marketIndex, feeAdjustment: pm.feeAdjustment },
+      });
+    return pm.feeAdjustment;
+  }
+
   #readSpotMarket(marketIndex: number): Promise<DriftSpotMarket> {
     return this.#read(
       driftPda.spotMarket(this.#o.programId, marketIndex),
@@ -516,7 +595,11 @@ export class DriftVenue implements VenueAdapter {
       throw new InvalidOrderError({ venue: this.id, message: `bad quote request: ${parsed.error.message}` });
     const req = parsed.data;
     const m = this.#market(req.instrument);
-    const [pm, user] = await Promise.all([this.#configuredMarket(m), this.readUser()]);
+    const [pm, user, feeTier] = await Promise.all([
+      this.#configuredMarket(m),
+      this.readUser(),
+      this.perpFeeTier(),
+    ]);
     const requested = new Dec(req.sizeBase);
     if (requested.lte(0)) throw new InvalidOrderError({ venue: this.id, message: 'size must be positive' });
     // place_perp_order refuses a risk-increasing order past amm.max_open_interest (0: no cap): longs
@@ -566,7 +649,12 @@ export class DriftVenue implements VenueAdapter {
     const avg = size.gt(0) ? ammAveragePrice(pm, req.side, size) : oracle;
     const notional = size.toNumber() * oracle;
     const impactUsd = (req.side === 'buy' ? avg - oracle : oracle - avg) * size.toNumber();
-    const feeUsd = (notional * (this.#o.takerFeeBps ?? 10)) / 10_000;
+    // the taker fee as the program charges it on the fill's quote amount (size × expected price, to
+    // the 1e-6 USDC above): State's perp fee tier 0 and the market's fee_adjustment, in integers
+    const fillQuote = scaleDecimal(new Dec(avg).mul(size).toFixed(), FIXED_DP.quote, 'ceil');
+    const feeUsd = Number(
+      fromFixed(driftTakerFeeQuote(fillQuote, feeTier, this.#feeAdjustment(pm)), FIXED_DP.quote),
+    );
     const gasUsd = (Number(this.orderFeeLamports()) / 1e9) * this.#o.solPriceUsd();
     const fundingCarryUsd =
       this.#fundingRatePerHour(pm) * req.holdingHours * notional * (req.side === 'buy' ? 1 : -1);

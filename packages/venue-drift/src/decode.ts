@@ -6,8 +6,12 @@ import {
   type DriftMarketType,
   type DriftOrderStatus,
   type DriftOrderType,
+  FEE_DENOMINATOR,
+  FEE_TIER,
   MARKET_STATUS,
   MARKET_TYPE,
+  MAX_MAKER_REBATE_NUMERATOR,
+  MAX_TAKER_FEE_NUMERATOR,
   ORDER,
   ORDER_STATUS,
   ORDER_TYPE,
@@ -21,6 +25,9 @@ import {
   SPOT_MARKET_DISCRIMINATOR,
   SPOT_MARKET_SIZE,
   SPOT_POSITION,
+  STATE,
+  STATE_DISCRIMINATOR,
+  STATE_SIZE,
   USER,
   USER_DISCRIMINATOR,
   USER_SIZE,
@@ -160,6 +167,33 @@ export interface DriftPerpMarket {
   marginRatioInitial: number;
   marginRatioMaintenance: number;
   quoteSpotMarketIndex: number;
+  /**
+   * Percent by which the market scales every fee (protocol-v2 `fee_adjustment`, i16): −100 (no fee)
+   * ..= +100 (double), 0 for none.
+   */
+  feeAdjustment: number;
+}
+
+/**
+ * One perp fee tier of the State account (protocol-v2 `FeeTier`), as the fractions the program
+ * applies: a taker pays ceil(quote × takerFeeNumerator / takerFeeDenominator) of a fill's quote amount,
+ * a maker is paid floor(quote × makerRebateNumerator / makerRebateDenominator). FEE_DENOMINATOR
+ * (1e5) is the program's denominator: 100 / 100000 = 10 bps.
+ */
+export interface DriftFeeTier {
+  takerFeeNumerator: number;
+  takerFeeDenominator: number;
+  makerRebateNumerator: number;
+  makerRebateDenominator: number;
+}
+
+/** What the adapter reads of the program's State account. */
+export interface DriftState {
+  /**
+   * `perp_fee_structure.fee_tiers`, all 10. The program picks a user's tier from its 30-day volume and
+   * governance stake (`determine_perp_fee_tier`); tier 0 is an account with neither, the highest fee.
+   */
+  perpFeeTiers: DriftFeeTier[];
 }
 
 function u128(buf: Buffer, off: number): bigint {
@@ -311,7 +345,41 @@ export function decodePerpMarket(data: Uint8Array): DriftPerpMarket {
     marginRatioInitial: buf.readUInt32LE(M.marginRatioInitial),
     marginRatioMaintenance: buf.readUInt32LE(M.marginRatioMaintenance),
     quoteSpotMarketIndex: buf.readUInt16LE(M.quoteSpotMarketIndex),
+    feeAdjustment: buf.readInt16LE(M.feeAdjustment),
   };
+}
+
+/**
+ * The perp fee tiers of the State account (a borsh account: see `STATE`). Each tier is checked against
+ * the bounds `validate_fee_tier` holds every tier the program accepts to (taker fee numerator ≤ 300 and
+ * maker rebate numerator ≤ 30, each over a denominator ≥ FEE_DENOMINATOR): bytes outside them are not a
+ * Drift State (a wrong program id, or a layout change), and are refused rather than read as a fee.
+ */
+export function decodeState(data: Uint8Array): DriftState {
+  const buf = checkHeader(data, STATE_DISCRIMINATOR, STATE_SIZE, 'State');
+  const perpFeeTiers: DriftFeeTier[] = [];
+  for (let i = 0; i < STATE.feeTierCount; i++) {
+    const o = STATE.perpFeeTiers + i * STATE.feeTierSize;
+    const t: DriftFeeTier = {
+      takerFeeNumerator: buf.readUInt32LE(o + FEE_TIER.feeNumerator),
+      takerFeeDenominator: buf.readUInt32LE(o + FEE_TIER.feeDenominator),
+      makerRebateNumerator: buf.readUInt32LE(o + FEE_TIER.makerRebateNumerator),
+      makerRebateDenominator: buf.readUInt32LE(o + FEE_TIER.makerRebateDenominator),
+    };
+    const what = `perp_fee_structure.fee_tiers[${i}]`;
+    if (t.takerFeeNumerator > MAX_TAKER_FEE_NUMERATOR || t.takerFeeDenominator < FEE_DENOMINATOR)
+      throw new DriftDecodeError(
+        'State',
+        `${what} taker fee ${t.takerFeeNumerator}/${t.takerFeeDenominator} is outside what the program accepts (numerator ≤ ${MAX_TAKER_FEE_NUMERATOR}, denominator ≥ ${FEE_DENOMINATOR}): not a Drift State account of this layout`,
+      );
+    if (t.makerRebateNumerator > MAX_MAKER_REBATE_NUMERATOR || t.makerRebateDenominator < FEE_DENOMINATOR)
+      throw new DriftDecodeError(
+        'State',
+        `${what} maker rebate ${t.makerRebateNumerator}/${t.makerRebateDenominator} is outside what the program accepts (numerator ≤ ${MAX_MAKER_REBATE_NUMERATOR}, denominator ≥ ${FEE_DENOMINATOR}): not a Drift State account of this layout`,
+      );
+    perpFeeTiers.push(t);
+  }
+  return { perpFeeTiers };
 }
 
 export interface DriftSpotMarket {

@@ -1,5 +1,6 @@
 import { PublicKey } from '@solana/web3.js';
 import type {
+  DriftFeeTier,
   DriftOrder,
   DriftPerpMarket,
   DriftPerpPosition,
@@ -7,6 +8,8 @@ import type {
   DriftSpotPosition,
 } from './decode.ts';
 import {
+  FEE_DENOMINATOR,
+  FEE_TIER,
   MARKET_STATUS,
   MARKET_TYPE,
   ORDER,
@@ -21,6 +24,7 @@ import {
   SPOT_MARKET_DISCRIMINATOR,
   SPOT_MARKET_SIZE,
   SPOT_POSITION,
+  STATE,
   STATE_DISCRIMINATOR,
   STATE_SIZE,
   USER,
@@ -157,6 +161,7 @@ export function encodePerpMarketAccount(init: PerpMarketInit): Buffer {
   buf.writeUInt16LE(init.marketIndex, M.marketIndex);
   buf.writeUInt8(idx(MARKET_STATUS, init.status ?? 'active'), M.status);
   buf.writeUInt16LE(init.quoteSpotMarketIndex ?? 0, M.quoteSpotMarketIndex);
+  buf.writeInt16LE(init.feeAdjustment ?? 0, M.feeAdjustment);
   return buf;
 }
 
@@ -195,9 +200,40 @@ export function encodeUserStatsAccount(authority: PublicKey): Buffer {
   return buf;
 }
 
-/** The program's State account (992 bytes), all zero past its discriminator: every instruction loads it. */
-export function encodeStateAccount(): Buffer {
+/**
+ * protocol-v2 `FeeStructure::perps_default()` tier 0: 10 bps taker (100 / FEE_DENOMINATOR), 2 bps maker
+ * rebate. Its tiers 1..9 differ, but the adapter reads tier 0 only.
+ */
+export const DEFAULT_PERP_FEE_TIER: DriftFeeTier = {
+  takerFeeNumerator: 100,
+  takerFeeDenominator: FEE_DENOMINATOR,
+  makerRebateNumerator: 20,
+  makerRebateDenominator: FEE_DENOMINATOR,
+};
+
+export interface StateAccountInit {
+  /**
+   * `perp_fee_structure.fee_tiers` from tier 0 on; tiers not given are zero fees over FEE_DENOMINATOR
+   * (`FeeTier::default()`). @defaultValue [DEFAULT_PERP_FEE_TIER]
+   */
+  perpFeeTiers?: readonly Partial<DriftFeeTier>[];
+}
+
+/**
+ * The program's State account (992 bytes, borsh: see `STATE`): the perp fee tiers set, every other
+ * field zero. Every instruction loads it; the adapter reads its perp fee tier 0.
+ */
+export function encodeStateAccount(init: StateAccountInit = {}): Buffer {
   const buf = Buffer.alloc(STATE_SIZE);
   STATE_DISCRIMINATOR.copy(buf, 0);
+  const tiers = init.perpFeeTiers ?? [DEFAULT_PERP_FEE_TIER];
+  for (let i = 0; i < STATE.feeTierCount; i++) {
+    const t = tiers[i] ?? {};
+    const o = STATE.perpFeeTiers + i * STATE.feeTierSize;
+    buf.writeUInt32LE(t.takerFeeNumerator ?? 0, o + FEE_TIER.feeNumerator);
+    buf.writeUInt32LE(t.takerFeeDenominator ?? FEE_DENOMINATOR, o + FEE_TIER.feeDenominator);
+    buf.writeUInt32LE(t.makerRebateNumerator ?? 0, o + FEE_TIER.makerRebateNumerator);
+    buf.writeUInt32LE(t.makerRebateDenominator ?? FEE_DENOMINATOR, o + FEE_TIER.makerRebateDenominator);
+  }
   return buf;
 }

@@ -210,7 +210,11 @@ describe('createDriftVenue (a drift venue from a profile entry)', () => {
       ],
       [{ computeUnitLimit: 2_000_000 }, /params\.computeUnitLimit:/],
       [{ computeUnitPriceMicroLamports: 1.5 }, /params\.computeUnitPriceMicroLamports:/],
-      [{ takerFeeBps: -1 }, /params\.takerFeeBps:/],
+      // the taker fee comes from the State account now: a rate in the profile is refused, not ignored
+      [
+        { takerFeeBps: 10 },
+        /params\.takerFeeBps: no longer used: the taker fee is read from the Drift program's State account/,
+      ],
       [{ orderTtlSeconds: 0 }, /params\.orderTtlSeconds:/],
       [{ commitment: 'recent' }, /params\.commitment:/],
       [{ takerFee: 5 }, /params\.: Unrecognized key: "takerFee"/],

@@ -78,8 +78,11 @@ export const DriftVenueParams = z
     computeUnitPriceMicroLamports: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional(),
     /** Compute units one order transaction may use (Solana's ceiling is 1.4M). @defaultValue 300000 */
     computeUnitLimit: z.number().int().positive().max(1_400_000).optional(),
-    /** Taker fee, bps of notional. @defaultValue 10 */
-    takerFeeBps: z.number().nonnegative().max(1000).optional(),
+    /**
+     * No longer read: the taker fee comes from the Drift State account (perp fee tier 0, with the
+     * market's fee_adjustment). Refused when given, so a profile that set a rate learns it is not used.
+     */
+    takerFeeBps: z.unknown().optional(),
     /** Limit orders expire this many seconds after placement. @defaultValue 60 */
     orderTtlSeconds: z
       .number()
@@ -97,6 +100,13 @@ export const DriftVenueParams = z
   })
   .strict()
   .superRefine((p, ctx) => {
+    if (p.takerFeeBps !== undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['takerFeeBps'],
+        message:
+          "no longer used: the taker fee is read from the Drift program's State account (perp fee tier 0); remove it",
+      });
     const seen = new Map<string, number>();
     const indices = new Set<number>();
     p.markets.forEach((m, i) => {
@@ -372,7 +382,6 @@ export function createDriftVenue(venue: DriftVenueConfigLike, deps: CreateDriftV
         ? {}
         : { computeUnitPriceMicroLamports: BigInt(p.computeUnitPriceMicroLamports) }),
       ...(p.computeUnitLimit === undefined ? {} : { computeUnitLimit: p.computeUnitLimit }),
-      ...(p.takerFeeBps === undefined ? {} : { takerFeeBps: p.takerFeeBps }),
       ...(p.orderTtlSeconds === undefined ? {} : { orderTtlSeconds: p.orderTtlSeconds }),
       ...(deps.sleep === undefined ? {} : { sleep: deps.sleep }),
     },

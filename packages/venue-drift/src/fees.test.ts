@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { solanaFeeLamports } from './fees.ts';
+import { decodeState } from './decode.ts';
+import { encodeStateAccount } from './encode.ts';
+import { driftMakerRebateQuote, driftTakerFeeQuote, solanaFeeLamports } from './fees.ts';
 
 describe('Solana fees on litesvm', () => {
   it('computes 5000 lamports per signature plus ceil(CU price × limit / 1e6)', () => {
@@ -31,6 +33,66 @@ describe('Solana fees on litesvm', () => {
       idState: 'released',
     });
     expect(result.paidLamports).toBe('8000');
+  });
+});
+
+describe('Drift perp fees, as protocol-v2 calculate_taker_fee / calculate_maker_rebate compute them', () => {
+  const tier = {
+    takerFeeNumerator: 70,
+    takerFeeDenominator: 100_000,
+    makerRebateNumerator: 15,
+    makerRebateDenominator: 100_000,
+  };
+  it('taker: ceil(quote × num / den), then fee_adjustment (floor of the cut, ceil of the addition)', () => {
+    expect(driftTakerFeeQuote(1_000_000_000n, tier, 0)).toBe(700_000n); // 1000 USDC at 7 bps
+    expect(driftTakerFeeQuote(1_000_000_001n, tier, 0)).toBe(700_001n); // 700000.0007 rounds up
+    expect(driftTakerFeeQuote(1n, tier, 0)).toBe(1n);
+    expect(driftTakerFeeQuote(0n, tier, 0)).toBe(0n);
+    expect(driftTakerFeeQuote(1_000_000_001n, tier, -50)).toBe(700_001n - 350_000n);
+    expect(driftTakerFeeQuote(1_000_000_001n, tier, 50)).toBe(700_001n + 350_001n);
+    expect(driftTakerFeeQuote(1_000_000_001n, tier, -100)).toBe(0n);
+    // exact past 2^53: no float in between
+    expect(driftTakerFeeQuote(10n ** 18n + 1n, tier, 0)).toBe(7n * 10n ** 14n + 1n);
+  });
+
+  it('maker rebate: floor(quote × num / den), then fee_adjustment (ceil of the cut, floor of the addition)', () => {
+    expect(driftMakerRebateQuote(1_000_000_001n, tier, 0)).toBe(150_000n);
+    expect(driftMakerRebateQuote(1_000_000_001n, tier, -33)).toBe(150_000n - 49_500n);
+    expect(driftMakerRebateQuote(1_000_000_001n, tier, 33)).toBe(150_000n + 49_500n);
+    expect(driftMakerRebateQuote(3_000_000n, tier, -33)).toBe(450n - 149n); // 148.5 cut rounds up
+  });
+
+  it('refuses what the program never holds, never a NaN or a guess', () => {
+    expect(() => driftTakerFeeQuote(-1n, tier, 0)).toThrow(/fill quote amount -1 must not be negative/);
+    expect(() => driftTakerFeeQuote(1n, { ...tier, takerFeeDenominator: 0 }, 0)).toThrow(
+      /fee fraction 70\/0/,
+    );
+    expect(() => driftTakerFeeQuote(1n, tier, 101)).toThrow(/fee_adjustment 101 must be an integer percent/);
+    expect(() => driftMakerRebateQuote(1n, tier, 0.5)).toThrow(/fee_adjustment 0\.5/);
+  });
+
+  it('the State account writer and reader agree on the perp fee tiers', () => {
+    const state = decodeState(
+      encodeStateAccount({ perpFeeTiers: [tier, { takerFeeNumerator: 35, makerRebateNumerator: 25 }] }),
+    );
+    expect(state.perpFeeTiers).toHaveLength(10);
+    expect(state.perpFeeTiers[0]).toEqual(tier);
+    expect(state.perpFeeTiers[1]).toEqual({
+      takerFeeNumerator: 35,
+      takerFeeDenominator: 100_000,
+      makerRebateNumerator: 25,
+      makerRebateDenominator: 100_000,
+    });
+    // protocol-v2's perps_default tier 0 when none is given: 10 bps taker, 2 bps maker
+    expect(decodeState(encodeStateAccount()).perpFeeTiers[0]).toEqual({
+      takerFeeNumerator: 100,
+      takerFeeDenominator: 100_000,
+      makerRebateNumerator: 20,
+      makerRebateDenominator: 100_000,
+    });
+    expect(() =>
+      decodeState(encodeStateAccount({ perpFeeTiers: [{}, {}, { makerRebateNumerator: 31 }] })),
+    ).toThrow(/fee_tiers\[2\] maker rebate 31\/100000 is outside what the program accepts/);
   });
 });
 

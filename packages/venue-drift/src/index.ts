@@ -10,17 +10,21 @@ export {
 } from './adapter.ts';
 export {
   DriftDecodeError,
+  type DriftFeeTier,
   type DriftOrder,
   type DriftPerpMarket,
   type DriftPerpPosition,
   type DriftSpotMarket,
   type DriftSpotPosition,
+  type DriftState,
   type DriftUser,
   decodePerpMarket,
   decodeSpotMarket,
+  decodeState,
   decodeUser,
 } from './decode.ts';
 export {
+  DEFAULT_PERP_FEE_TIER,
   encodePerpMarketAccount,
   encodeSpotMarketAccount,
   encodeStateAccount,
@@ -28,6 +32,7 @@ export {
   encodeUserStatsAccount,
   type PerpMarketInit,
   type SpotMarketInit,
+  type StateAccountInit,
   type UserAccountInit,
 } from './encode.ts';
 export {
@@ -42,7 +47,13 @@ export {
   parseSolanaSecretKey,
   redactingRpc,
 } from './factory.ts';
-export { LAMPORTS_PER_SIGNATURE, type SolanaFeeInput, solanaFeeLamports } from './fees.ts';
+export {
+  driftMakerRebateQuote,
+  driftTakerFeeQuote,
+  LAMPORTS_PER_SIGNATURE,
+  type SolanaFeeInput,
+  solanaFeeLamports,
+} from './fees.ts';
 export {
   cancelOrderByUserIdInstruction,
   type DriftOrderAccounts,
@@ -57,6 +68,7 @@ export {
 } from './instructions.ts';
 export {
   BASE_PRECISION,
+  FEE_DENOMINATOR,
   FUNDING_RATE_PRECISION,
   PERP_MARKET_SIZE,
   PLACE_AND_TAKE_PERP_ORDER_DISCRIMINATOR,

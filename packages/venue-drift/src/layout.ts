@@ -3,12 +3,12 @@ import { createHash } from 'node:crypto';
 /**
  * Drift v2 account layouts (drift-labs/protocol-v2, programs/drift/src/state/user.rs, perp_market.rs,
  * spot_market.rs, state.rs). Accounts are Anchor 0.29 zero-copy `#[repr(C)]` structs preceded by an
- * 8-byte Anchor discriminator, so offsets follow C alignment, not borsh packing; on the SBF target
- * u128/i128 align to 8 (with 16 the program's own size constants below would not hold). Offsets
- * include the discriminator. `src/protocol-v2.test.ts` recomputes every offset here from the Rust
- * field lists and checks them against the program's constants (User 4376 bytes, PerpMarket 1216 with
- * market_index at 1160, SpotMarket 776 with market_index at 684, UserStats 240, State 992) and the
- * SDK's memcmp offsets.
+ * 8-byte Anchor discriminator, so offsets follow C alignment, not borsh packing (State alone is a borsh
+ * account, see {@link STATE}); on the SBF target u128/i128 align to 8 (with 16 the program's own size
+ * constants below would not hold). Offsets include the discriminator. `src/protocol-v2.test.ts`
+ * recomputes every offset here from the Rust field lists and checks them against the program's
+ * constants (User 4376 bytes, PerpMarket 1216 with market_index at 1160, SpotMarket 776 with
+ * market_index at 684, UserStats 240, State 992) and the SDK's memcmp offsets.
  */
 
 /** Fixed-point scales of the Drift program. */
@@ -46,6 +46,42 @@ export const USER_SIZE = 4376;
 export const PERP_MARKET_SIZE = 1216;
 export const USER_STATS_SIZE = 240;
 export const STATE_SIZE = 992;
+
+/**
+ * State offsets the adapter reads: the perp fee tiers (`State.perp_fee_structure.fee_tiers`, 10 × FeeTier).
+ * Unlike the zero-copy accounts above, State is a borsh `#[account]` (the program loads it as
+ * `Account<State>`): fields packed in declaration order, no alignment padding. Five Pubkeys (admin,
+ * whitelist_mint, discount_mint, signer, srm_vault) precede `perp_fee_structure`, whose first field is
+ * `fee_tiers`: 8 + 5 × 32 = 168.
+ */
+export const STATE = {
+  perpFeeTiers: 168,
+  feeTierSize: 32,
+  feeTierCount: 10,
+} as const;
+
+/** Offsets inside one FeeTier (eight u32: fee, maker rebate, referrer reward, referee fee, each numerator then denominator). */
+export const FEE_TIER = {
+  feeNumerator: 0,
+  feeDenominator: 4,
+  makerRebateNumerator: 8,
+  makerRebateDenominator: 12,
+} as const;
+
+/**
+ * protocol-v2 `FEE_DENOMINATOR` (`math/constants.rs`, 10 × ONE_BPS_DENOMINATOR): fee fractions are
+ * numerator / denominator, 10 / 100000 = 1 bps. `validate_fee_tier` keeps every tier's taker fee at
+ * numerator ≤ 300 over a denominator ≥ FEE_DENOMINATOR (≤ 30 bps) and its maker rebate at
+ * numerator ≤ 30 (≤ 3 bps); a State outside that is not the account this adapter decodes.
+ */
+export const FEE_DENOMINATOR = 100_000;
+export const MAX_TAKER_FEE_NUMERATOR = 300;
+export const MAX_MAKER_REBATE_NUMERATOR = 30;
+/**
+ * protocol-v2 `FEE_ADJUSTMENT_MAX`: a perp market's `fee_adjustment` (i16, percent) scales its fees,
+ * −100 (free) ..= +100 (double).
+ */
+export const FEE_ADJUSTMENT_MAX = 100;
 
 /** UserStats offsets the adapter's fixtures need (`is_stats_for_user` compares the authority). */
 export const USER_STATS = { authority: 8 } as const;

@@ -13,10 +13,15 @@ import {
   AMM_RESERVE_PRECISION,
   BASE_PRECISION,
   CANCEL_ORDER_BY_USER_ID_DISCRIMINATOR,
+  FEE_ADJUSTMENT_MAX,
+  FEE_DENOMINATOR,
+  FEE_TIER,
   FUNDING_RATE_PRECISION,
   MARGIN_PRECISION,
   MARKET_STATUS,
   MARKET_TYPE,
+  MAX_MAKER_REBATE_NUMERATOR,
+  MAX_TAKER_FEE_NUMERATOR,
   ORDER,
   ORDER_PARAMS_BIT_IMMEDIATE_OR_CANCEL,
   ORDER_STATUS,
@@ -40,6 +45,7 @@ import {
   SPOT_MARKET_SIZE,
   SPOT_POSITION,
   SPOT_TOKEN_AMOUNT_DIVISOR,
+  STATE,
   STATE_DISCRIMINATOR,
   STATE_SIZE,
   TRIGGER_CONDITION,
@@ -59,8 +65,9 @@ import {
  * struct fails this file rather than a transaction on chain.
  *
  * STRUCTS transcribes the field lists (name, Rust type, in declaration order) of the zero-copy
- * structs in programs/drift/src/state/{user,perp_market,spot_market,oracle}.rs. `typeLayout` lays them
- * out as `#[repr(C)]` does on the SBF target, where u128/i128 align to 8. The transcription is itself
+ * structs in programs/drift/src/state/{user,perp_market,spot_market,oracle}.rs, and of the borsh State
+ * account (state.rs). `typeLayout` lays them out as `#[repr(C)]` does on the SBF target, where
+ * u128/i128 align to 8, or packed as borsh serializes State. The transcription is itself
  * checked against numbers the program and SDK state independently: the `Size` constants, the
  * `MARKET_INDEX_OFFSET` constants and the SDK's memcmp filters (sdk/src/memcmp.ts).
  */
@@ -431,6 +438,71 @@ const STRUCTS: Record<string, [string, string][]> = {
     ['last_fuel_if_bonus_update_ts', 'u32'],
     ['padding', '[u8;12]'],
   ],
+  // state.rs: State is a borsh `#[account]` (Account<State>), laid out packed (`typeLayout(t, true)`)
+  State: [
+    ['admin', 'Pubkey'],
+    ['whitelist_mint', 'Pubkey'],
+    ['discount_mint', 'Pubkey'],
+    ['signer', 'Pubkey'],
+    ['srm_vault', 'Pubkey'],
+    ['perp_fee_structure', 'FeeStructure'],
+    ['spot_fee_structure', 'FeeStructure'],
+    ['oracle_guard_rails', 'OracleGuardRails'],
+    ['number_of_authorities', 'u64'],
+    ['number_of_sub_accounts', 'u64'],
+    ['lp_cooldown_time', 'u64'],
+    ['liquidation_margin_buffer_ratio', 'u32'],
+    ['settlement_duration', 'u16'],
+    ['number_of_markets', 'u16'],
+    ['number_of_spot_markets', 'u16'],
+    ['signer_nonce', 'u8'],
+    ['min_perp_auction_duration', 'u8'],
+    ['default_market_order_time_in_force', 'u8'],
+    ['default_spot_auction_duration', 'u8'],
+    ['exchange_status', 'u8'],
+    ['liquidation_duration', 'u8'],
+    ['initial_pct_to_liquidate', 'u16'],
+    ['max_number_of_sub_accounts', 'u16'],
+    ['max_initialize_user_fee', 'u16'],
+    ['feature_bit_flags', 'u8'],
+    ['lp_pool_feature_bit_flags', 'u8'],
+    ['padding', '[u8;8]'],
+  ],
+  FeeStructure: [
+    ['fee_tiers', '[FeeTier;10]'],
+    ['filler_reward_structure', 'OrderFillerRewardStructure'],
+    ['referrer_reward_epoch_upper_bound', 'u64'],
+    ['flat_filler_fee', 'u64'],
+  ],
+  FeeTier: [
+    ['fee_numerator', 'u32'],
+    ['fee_denominator', 'u32'],
+    ['maker_rebate_numerator', 'u32'],
+    ['maker_rebate_denominator', 'u32'],
+    ['referrer_reward_numerator', 'u32'],
+    ['referrer_reward_denominator', 'u32'],
+    ['referee_fee_numerator', 'u32'],
+    ['referee_fee_denominator', 'u32'],
+  ],
+  OrderFillerRewardStructure: [
+    ['reward_numerator', 'u32'],
+    ['reward_denominator', 'u32'],
+    ['time_based_reward_lower_bound', 'u128'],
+  ],
+  OracleGuardRails: [
+    ['price_divergence', 'PriceDivergenceGuardRails'],
+    ['validity', 'ValidityGuardRails'],
+  ],
+  PriceDivergenceGuardRails: [
+    ['mark_oracle_percent_divergence', 'u64'],
+    ['oracle_twap_5min_percent_divergence', 'u64'],
+  ],
+  ValidityGuardRails: [
+    ['slots_before_stale_for_amm', 'i64'],
+    ['slots_before_stale_for_margin', 'i64'],
+    ['confidence_interval_max_size', 'u64'],
+    ['too_volatile_ratio', 'i64'],
+  ],
 };
 
 const ENUMS = new Set([
@@ -463,13 +535,14 @@ const PRIMITIVES: Record<string, { size: number; align: number }> = {
   Pubkey: { size: 32, align: 1 },
 };
 
-function typeLayout(t: string): { size: number; align: number } {
+/** `packed`: borsh (an `#[account]` that is not zero-copy): no alignment, fields back to back. */
+function typeLayout(t: string, packed = false): { size: number; align: number } {
   const prim = PRIMITIVES[t];
-  if (prim) return prim;
+  if (prim) return packed ? { size: prim.size, align: 1 } : prim;
   if (ENUMS.has(t)) return { size: 1, align: 1 };
   const arr = /^\[(.+);(\d+)\]$/.exec(t);
   if (arr?.[1] && arr[2]) {
-    const el = typeLayout(arr[1]);
+    const el = typeLayout(arr[1], packed);
     return { size: el.size * Number(arr[2]), align: el.align };
   }
   const fields = STRUCTS[t];
@@ -477,7 +550,7 @@ function typeLayout(t: string): { size: number; align: number } {
   let off = 0;
   let align = 1;
   for (const [, ft] of fields) {
-    const l = typeLayout(ft);
+    const l = typeLayout(ft, packed);
     off = Math.ceil(off / l.align) * l.align + l.size;
     align = Math.max(align, l.align);
   }
@@ -485,7 +558,7 @@ function typeLayout(t: string): { size: number; align: number } {
 }
 
 /** Offset (from the struct's start) and type of a dotted field path, `amm.historical_oracle_data.last_oracle_price`. */
-function fieldAt(struct: string, path: string): { offset: number; type: string } {
+function fieldAt(struct: string, path: string, packed = false): { offset: number; type: string } {
   let offset = 0;
   let type = struct;
   for (const name of path.split('.')) {
@@ -494,7 +567,7 @@ function fieldAt(struct: string, path: string): { offset: number; type: string }
     let off = 0;
     let found: { offset: number; type: string } | undefined;
     for (const [fn, ft] of fields) {
-      const l = typeLayout(ft);
+      const l = typeLayout(ft, packed);
       off = Math.ceil(off / l.align) * l.align;
       if (fn === name) found = { offset: off, type: ft };
       off += l.size;
@@ -521,6 +594,7 @@ describe('protocol-v2 layouts: the transcription matches what the program and SD
     expect(typeLayout('PerpPosition').size).toBe(96);
     expect(typeLayout('Order').size).toBe(96);
     expect(typeLayout('AMM').size).toBe(936);
+    expect(8 + typeLayout('State', true).size).toBe(992); // impl Size for State (borsh)
   });
 
   it("market_index sits where the program's MARKET_INDEX_OFFSET says", () => {
@@ -697,6 +771,30 @@ describe('protocol-v2 layouts: every offset the adapter reads or writes', () => 
       });
   });
 
+  it('State (borsh, packed): the perp fee tiers and the FeeTier fields the adapter reads', () => {
+    const tiers = fieldAt('State', 'perp_fee_structure.fee_tiers', true);
+    expect(tiers.type).toBe('[FeeTier;10]');
+    expect(STATE).toEqual({
+      perpFeeTiers: 8 + tiers.offset,
+      feeTierSize: typeLayout('FeeTier', true).size,
+      feeTierCount: 10,
+    });
+    const table: Record<keyof typeof FEE_TIER, [string, string]> = {
+      feeNumerator: ['fee_numerator', 'u32'],
+      feeDenominator: ['fee_denominator', 'u32'],
+      makerRebateNumerator: ['maker_rebate_numerator', 'u32'],
+      makerRebateDenominator: ['maker_rebate_denominator', 'u32'],
+    };
+    for (const [key, [field, type]] of Object.entries(table))
+      expect({ key, offset: FEE_TIER[key as keyof typeof FEE_TIER], type }).toEqual({
+        key,
+        ...fieldAt('FeeTier', field, true),
+      });
+    // the five Pubkeys before it end at 160, a multiple of FeeStructure's alignment: a repr(C) reading
+    // would find the tiers at the same place (the borsh one is what the program serializes)
+    expect(fieldAt('State', 'perp_fee_structure.fee_tiers').offset).toBe(tiers.offset);
+  });
+
   it('SpotMarket and UserStats: every offset, at the Rust field and type it stands for', () => {
     const spot: Record<keyof typeof SPOT_MARKET, [string, string]> = {
       pubkey: ['pubkey', 'Pubkey'],
@@ -778,6 +876,10 @@ describe('protocol-v2 names: discriminators, enums, seeds, instructions, precisi
     expect(SPOT_BALANCE_PRECISION).toBe(10n ** 9n);
     expect(SPOT_TOKEN_AMOUNT_DIVISOR).toBe(10n ** 19n); // SPOT_CUMULATIVE_INTEREST_PRECISION 1e10 × 1e9
     expect(MARGIN_PRECISION).toBe(10_000);
+    expect(FEE_DENOMINATOR).toBe(100_000); // 10 × ONE_BPS_DENOMINATOR (1e4)
+    expect(FEE_ADJUSTMENT_MAX).toBe(100);
+    // validate_fee_tier (validation/fee_structure.rs): taker ≤ 300 (30 bps), maker rebate ≤ 30 (3 bps)
+    expect([MAX_TAKER_FEE_NUMERATOR, MAX_MAKER_REBATE_NUMERATOR]).toEqual([300, 30]);
   });
 
   it("PDAs use the program's seeds", () => {

@@ -11,6 +11,7 @@ import {
   encodeUserStatsAccount,
   type PerpMarketInit,
   type SpotMarketInit,
+  type StateAccountInit,
 } from '../src/encode.ts';
 import { driftPda } from '../src/instructions.ts';
 import { memoryUserOrderIdStore, UserOrderIdMap, type UserOrderIdStore } from '../src/order-ids.ts';
@@ -44,6 +45,11 @@ export interface DriftFixture {
     orders?: Partial<DriftOrder>[];
     spotPositions?: Partial<DriftSpotPosition>[];
   }): void;
+  /**
+   * Rewrites the program's State account: from `init` (perp fee tiers; the default is protocol-v2's
+   * tier 0, 10 bps taker), or these exact bytes (a malformed account).
+   */
+  setState(init?: StateAccountInit | Uint8Array): void;
   /** Rewrites the SOL-PERP market account: the fixture's values with `over` laid on them. */
   setPerpMarket(over?: Partial<PerpMarketInit>): void;
   /** Writes another perp market at its PDA, with a new oracle account unless `init.oracle` names one. */
@@ -103,7 +109,14 @@ export async function driftFixture(
   const oracle = newOracle(svm);
   const usdcOracle = newOracle(svm);
   svm.airdrop(authority.publicKey, 10_000_000_000n);
-  setData(svm, driftPda.state(programId), programId, encodeStateAccount());
+  const setState: DriftFixture['setState'] = (init = {}) =>
+    setData(
+      svm,
+      driftPda.state(programId),
+      programId,
+      init instanceof Uint8Array ? Buffer.from(init) : encodeStateAccount(init),
+    );
+  setState();
   setData(
     svm,
     driftPda.userStats(programId, authority.publicKey),
@@ -223,6 +236,7 @@ export async function driftFixture(
     orderIds,
     store,
     setUser,
+    setState,
     setPerpMarket,
     putPerpMarket,
     putSpotMarket,

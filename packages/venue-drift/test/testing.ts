@@ -37,7 +37,6 @@ venues:
       programId: ${o.programId}
       markets:
         - { instrument: SOL-USD:PERP, marketIndex: 0 }
-      takerFeeBps: 10
 book:
   source: venues
 policy:
