@@ -362,6 +362,8 @@ export const LYRA_CAPABILITIES: VenueCapabilities = {
 const UNIT = 10n ** 18n;
 const fromE18 = (v: bigint) => Number(new Dec(v.toString()).div(1e18).toString());
 const ceilDiv = (a: bigint, b: bigint) => (a + b - 1n) / b;
+/** Ascending order of integers (board ids: the order a market listed its boards in, v1-core numbers them from 1). */
+const ascending = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
 const toE18 = (v: string | number, rounding: 'down' | 'up' = 'down') =>
   BigInt(new Dec(v).mul(1e18).toFixed(0, rounding === 'up' ? Dec.ROUND_UP : Dec.ROUND_DOWN));
 
@@ -494,10 +496,11 @@ export class LyraVenue implements VenueAdapter {
     const out = new Map<string, StrikeEntry>();
     const chainSec = (await this.errors.read(() => c.getBlock({ blockTag: 'latest' }))).timestamp;
     for (const m of this.p.markets) {
-      const boards = await this.errors.read(() =>
+      const live = await this.errors.read(() =>
         c.readContract({ address: m.optionMarket, abi: optionMarketAbi, functionName: 'getLiveBoards' }),
       );
-      for (const boardId of boards) {
+      // the first listed first: an id two boards on one date share names the first one (see optionId)
+      for (const boardId of [...live].sort(ascending)) {
         const board = await this.errors.read(() =>
           c.readContract({
             address: m.optionMarket,
@@ -528,6 +531,7 @@ export class LyraVenue implements VenueAdapter {
               strike,
               optionType: isCall ? 'call' : 'put',
             });
+            if (out.has(id)) continue; // a later board on the date: the id names the first (optionId)
             out.set(id, {
               market: m,
               strikeId,
@@ -761,7 +765,16 @@ export class LyraVenue implements VenueAdapter {
     };
   }
 
-  /** The canonical option id of a strike of a market at an expiry. */
+  /**
+   * The canonical option id of a strike of a market at an expiry: `BASE-USD:OPT:YYYYMMDD:STRIKE:C|P`, the
+   * UTC date of the board's expiry (`@xhedge/core`'s grammar, which holds a date, no time and no board).
+   * Two boards of a market expiring on one UTC date (at different times) therefore give a strike both
+   * list the same id: it names the first listed of them (lowest board id, as v1-core numbers boards), so
+   * an id keeps naming the board it was first given to when more are listed. The later board's strikes
+   * that the first also lists are not listed, quoted or traded (its other strikes are, under their own
+   * ids); positions on them count under the shared id in `fetchPositions`, and its settlement price
+   * answers none of the shared ids (README: Instrument ids).
+   */
   private optionId(m: LyraMarket, expiryMs: number, strikePriceE18: bigint, isCall: boolean): string {
     return formatInstrumentId({
       kind: 'option',
@@ -830,7 +843,19 @@ export class LyraVenue implements VenueAdapter {
       [...boards.values()].map((b) => `${b.market.underlying}|${msToExpiryDate(b.expiryMs)}`),
     );
     for (const [k, b] of await this.boardsOfOwnOrders(wanted, found, lookup)) boards.set(k, b);
-    for (const { market: m, boardId, expiryMs } of boards.values()) {
+    // An id two boards on one date share is the first listed one's (optionId): boards in listing order
+    // (markets in params order, then board id), and an id is answered by the first board found with it,
+    // or not at all while that board is not settled (a later board's price would be another expiry's).
+    const dateOf = (b: { market: LyraMarket; expiryMs: number }) =>
+      `${b.market.underlying}|${msToExpiryDate(b.expiryMs)}`;
+    const perDate = new Map<string, number>();
+    for (const b of boards.values()) perDate.set(dateOf(b), (perDate.get(dateOf(b)) ?? 0) + 1);
+    const marketIndex = (m: LyraMarket) => this.p.markets.indexOf(m);
+    const ordered = [...boards.values()].sort(
+      (a, b) => marketIndex(a.market) - marketIndex(b.market) || ascending(a.boardId, b.boardId),
+    );
+    const decided = new Set<string>();
+    for (const { market: m, boardId, expiryMs } of ordered) {
       const price = await this.errors.read(() =>
         this.ctx.publicClient.readContract({
           address: m.optionMarket,
@@ -839,14 +864,17 @@ export class LyraVenue implements VenueAdapter {
           args: [boardId],
         }),
       );
-      if (price === 0n) continue; // not settled yet
+      // not settled yet: nothing to answer, unless a later board on its date would answer its ids
+      if (price === 0n && (perDate.get(dateOf({ market: m, expiryMs })) ?? 0) < 2) continue;
       const priceUsd = new Dec(price.toString()).div(UNIT.toString()).toFixed();
       const board = await lookup.board(m, boardId);
       for (const strikeId of board.strikeIds) {
         const s = await lookup.strike(m, strikeId);
         for (const isCall of [true, false]) {
           const id = this.optionId(m, expiryMs, s.strikePrice, isCall);
-          if (!wanted.delete(id)) continue;
+          if (decided.has(id)) continue;
+          decided.add(id);
+          if (price === 0n || !wanted.delete(id)) continue;
           out.push({ instrument: id, priceUsd, fixedAtMs: expiryMs });
         }
       }
@@ -1029,7 +1057,15 @@ export class LyraVenue implements VenueAdapter {
     );
   }
 
-  /** Chooses open or close, option type and position for a trade (see the class doc). */
+  /**
+   * Chooses open or close, option type and position for a trade (see the class doc). The account may hold
+   * several positions of one type on the strike (opened by another front end, or merged elsewhere), and
+   * one Lyra trade adjusts one position, never by more than its amount. So a trade closes from the
+   * smallest position of the opposite type that covers its whole amount (a position of exactly that size
+   * is closed in full; ties go to the lowest position id), and one that opens adds to the largest position
+   * of its type (or opens one). A reduce-only order that no single position covers is refused, naming the
+   * largest and the total: it would take one trade per position (split the order).
+   */
   private async plan(
     e: StrikeEntry,
     side: 'buy' | 'sell',
@@ -1042,10 +1078,19 @@ export class LyraVenue implements VenueAdapter {
     );
     const longType = e.isCall ? OPTION_TYPE.LONG_CALL : OPTION_TYPE.LONG_PUT;
     const shortType = e.isCall ? OPTION_TYPE.SHORT_CALL_QUOTE : OPTION_TYPE.SHORT_PUT_QUOTE;
-    const long = raw.find((p) => p.optionType === longType);
-    const short = raw.find((p) => p.optionType === shortType);
-    const reducing = side === 'buy' ? short : long;
-    if (reducing && reducing.amount >= amount) {
+    type Held = (typeof raw)[number];
+    const byAmountThenId = (a: Held, b: Held) =>
+      ascending(a.amount, b.amount) || ascending(a.positionId, b.positionId);
+    const ofType = (t: number) => raw.filter((p) => p.optionType === t).sort(byAmountThenId);
+    const longs = ofType(longType);
+    const shorts = ofType(shortType);
+    // the largest of a type (the lowest id among equals): what an opening trade adds to
+    const largest = (ps: Held[]) => ps.find((p) => p.amount === ps.at(-1)?.amount);
+    const long = largest(longs);
+    const short = largest(shorts);
+    const reducible = side === 'buy' ? shorts : longs;
+    const reducing = reducible.find((p) => p.amount >= amount);
+    if (reducing) {
       // Lyra v1 sets a short's collateral to setCollateralTo on every trade that leaves it open, closes
       // included (below the minimum reverts); 0 is only allowed, and required, for a full close.
       const rest = reducing.amount - amount;
@@ -1061,9 +1106,20 @@ export class LyraVenue implements VenueAdapter {
       } as const;
     }
     if (reduceOnly) {
+      const kind = side === 'buy' ? 'short' : 'long';
+      const size = (v: bigint) => formatUnits(v, 18);
+      const total = reducible.reduce((n, p) => n + p.amount, 0n);
+      const top = reducible[reducible.length - 1];
+      const held =
+        top === undefined
+          ? `there is no open ${kind} position on this strike`
+          : reducible.length === 1
+            ? `the open ${kind} position is ${size(top.amount)}`
+            : `the largest open ${kind} position is ${size(top.amount)} of ${size(total)} in ${reducible.length} ` +
+              `positions, and a Lyra trade closes from one position${total >= amount ? ' (split the order)' : ''}`;
       throw new InvalidOrderError({
         venue: this.id,
-        message: `reduce-only ${side} is larger than the open ${side === 'buy' ? 'short' : 'long'} position`,
+        message: `reduce-only ${side} of ${size(amount)} is larger than it may close: ${held}`,
         ...(clientOrderId ? { clientOrderId } : {}),
       });
     }

@@ -88,8 +88,20 @@ export interface LyraFixture {
    * reserved fee (SendPremiumNotEnoughCollateral). Premiums paid to the pool do not add to it.
    */
   setPoolLiquidity(underlying: string, quote: number): Promise<void>;
-  /** Settles the market's board (`settleExpiredBoard`, after its expiry): its price is the spot now. */
-  settleBoard(underlying: string): Promise<void>;
+  /**
+   * Lists a further board on the market (`createOptionBoard`, as the market's owner does over time),
+   * expiring at `expiryMs` (whole seconds), and pushes its strikes' prices and Greeks into the cache (kept
+   * fresh by {@link updateGreeks} from then on). Returns the board id.
+   */
+  createBoard(
+    underlying: string,
+    board: { expiryMs: number; baseIv: number; strikes: number[]; skews?: number[] },
+  ): Promise<bigint>;
+  /**
+   * Settles a board of the market (`settleExpiredBoard`, after its expiry): its price is the spot now.
+   * @defaultValue the market's first board
+   */
+  settleBoard(underlying: string, boardId?: bigint): Promise<void>;
   /**
    * Settles positions of the market's settled board (what a keeper does with v1-core's
    * `ShortCollateral.settleOptions`): longs get their payoff, shorts their collateral less it.
@@ -98,6 +110,8 @@ export interface LyraFixture {
 }
 
 const e18 = (x: number) => BigInt(Math.round(x * 1e6)) * 1_000_000_000_000n;
+/** An 18-decimal chain amount as a number (set-up values carry at most 6 decimals). */
+const fromE18 = (x: bigint) => Number(x) / 1e18;
 /** A quote amount in the token's own units (`decimals`), from a number with at most 6 decimals. */
 const tokenUnits = (x: number, decimals: number) =>
   (BigInt(Math.round(x * 1e6)) * 10n ** BigInt(decimals)) / 1_000_000n;
@@ -150,8 +164,6 @@ export async function deployLyraFixture(
   const state: {
     m: LyraFixtureMarket;
     addrs: LyraFixture['params']['markets'][number];
-    boardId: bigint;
-    expiryMs: number;
     spot: number;
   }[] = [];
   for (const m of opts.markets) {
@@ -205,8 +217,6 @@ export async function deployLyraFixture(
         greekCache: cache,
         exchangeAdapter: adapter,
       },
-      boardId: BigInt(state.length + 1),
-      expiryMs,
       spot: m.spotUsd,
     });
   }
@@ -220,42 +230,102 @@ export async function deployLyraFixture(
       }),
     );
 
+  /** The market's boards, settled ones included (ids run from 1; an id past the last reads as id 0). */
+  const boardsOf = async (optionMarket: Address) => {
+    const out = [];
+    for (let id = 1n; ; id++) {
+      const b = await deployer.publicClient.readContract({
+        address: optionMarket,
+        abi: optionMarketAbi,
+        functionName: 'getOptionBoard',
+        args: [id],
+      });
+      if (b.id !== id) return out;
+      out.push(b);
+    }
+  };
   const updateGreeks = async () => {
     const b = await deployer.publicClient.getBlock();
     const t = Number(b.timestamp) * 1000;
     for (const s of state) {
-      const skews = s.m.skews ?? s.m.strikes.map(() => 1);
-      const greeks = s.m.strikes.map((k, i) => {
-        const vol = s.m.baseIv * (skews[i] ?? 1);
-        const timeYears = Math.max(yearFraction(t, s.expiryMs), 1e-9);
-        const call = bsm({ type: 'call', spot: s.spot, strike: k, timeYears, vol });
-        const put = bsm({ type: 'put', spot: s.spot, strike: k, timeYears, vol });
-        return {
-          callDelta: e18(call.delta),
-          putDelta: e18(put.delta),
-          stdVega: e18(standardVega(call.vegaPerVolPoint, (s.expiryMs - t) / 1000)),
-          callPrice: e18(call.price),
-          putPrice: e18(put.price),
-        };
-      });
-      // Strike ids are global per market and start at 1 in board order.
-      const ids = s.m.strikes.map((_k, i) => BigInt(i + 1));
+      const ids: bigint[] = [];
+      const greeks: {
+        callDelta: bigint;
+        putDelta: bigint;
+        stdVega: bigint;
+        callPrice: bigint;
+        putPrice: bigint;
+      }[] = [];
+      // Every board of the market as the chain holds it (boards listed since, or gone with a snapshot revert).
+      for (const b of await boardsOf(s.addrs.optionMarket)) {
+        const expiryMs = Number(b.expiry) * 1000;
+        for (const strikeId of b.strikeIds) {
+          const st = await deployer.publicClient.readContract({
+            address: s.addrs.optionMarket,
+            abi: optionMarketAbi,
+            functionName: 'getStrike',
+            args: [strikeId],
+          });
+          const vol = fromE18(b.iv) * fromE18(st.skew);
+          const strike = fromE18(st.strikePrice);
+          const timeYears = Math.max(yearFraction(t, expiryMs), 1e-9);
+          const call = bsm({ type: 'call', spot: s.spot, strike, timeYears, vol });
+          const put = bsm({ type: 'put', spot: s.spot, strike, timeYears, vol });
+          ids.push(strikeId);
+          greeks.push({
+            callDelta: e18(call.delta),
+            putDelta: e18(put.delta),
+            stdVega: e18(standardVega(call.vegaPerVolPoint, (expiryMs - t) / 1000)),
+            callPrice: e18(call.price),
+            putPrice: e18(put.price),
+          });
+        }
+      }
       await send(
         s.addrs.greekCache,
         encodeFunctionData({ abi: lyraLiteFixtureAbi, functionName: 'setStrikeGreeks', args: [ids, greeks] }),
       );
     }
   };
+  const marketOf = (underlying: string) => {
+    const s = state.find((x) => x.m.underlying === underlying);
+    if (!s) throw new Error(`no market for ${underlying}`);
+    return s;
+  };
   await updateGreeks();
   return {
     params: { quoteAsset: quote, quoteDecimals, quoteAllowanceSlot: 1, markets: state.map((s) => s.addrs) },
     updateGreeks,
-    settleBoard: async (underlying) => {
-      const s = state.find((x) => x.m.underlying === underlying);
-      if (!s) throw new Error(`no market for ${underlying}`);
+    createBoard: async (underlying, board) => {
+      const s = marketOf(underlying);
+      if (!(Number.isInteger(board.expiryMs / 1000) && board.expiryMs > 0))
+        throw new RangeError(`expiryMs must be a positive whole second, got ${board.expiryMs}`);
+      const skews = board.skews ?? board.strikes.map(() => 1);
+      if (skews.length !== board.strikes.length)
+        throw new RangeError(`${skews.length} skews for ${board.strikes.length} strikes`);
+      const boardId = BigInt((await boardsOf(s.addrs.optionMarket)).length + 1);
       await send(
         s.addrs.optionMarket,
-        encodeFunctionData({ abi: optionMarketAbi, functionName: 'settleExpiredBoard', args: [s.boardId] }),
+        encodeFunctionData({
+          abi: optionMarketAbi,
+          functionName: 'createOptionBoard',
+          args: [
+            BigInt(board.expiryMs / 1000),
+            e18(board.baseIv),
+            board.strikes.map(e18),
+            skews.map(e18),
+            false,
+          ],
+        }),
+      );
+      await updateGreeks();
+      return boardId;
+    },
+    settleBoard: async (underlying, boardId = 1n) => {
+      const s = marketOf(underlying);
+      await send(
+        s.addrs.optionMarket,
+        encodeFunctionData({ abi: optionMarketAbi, functionName: 'settleExpiredBoard', args: [boardId] }),
       );
     },
     setTradeLimits: async (underlying, limits) => {
