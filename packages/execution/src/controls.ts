@@ -603,7 +603,7 @@ function exposureOver(
 }
 
 /** Whether an order in this instrument moves the linear position (perps, futures, spot; not options). */
-function movesLinearPosition(instrument: string): boolean {
+export function movesLinearPosition(instrument: string): boolean {
   // only a canonical option id has an ':OPT:' field: every other id is linear or malformed (counted)
   // either way, without the parse's allocations on the hot path
   if (!instrument.includes(':OPT:')) return true;

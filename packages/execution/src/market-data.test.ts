@@ -107,6 +107,52 @@ describe('VenueMarketData over paper venues', () => {
     await b.close?.();
   });
 
+  it('an option order reads no positions: it moves neither the linear position nor the exposure the caps count', async () => {
+    const { venue: a, market } = venueOn('pa', 'paper-drift', 11);
+    const { venue: b } = venueOn('pb', 'paper-gmx', 11, market);
+    const l = createPaperVenue({ id: 'pl', kind: 'paper-lyra', chain: 'evm:10', market });
+    l.seedBalance('USDC', 1e7);
+    const listed = (await l.loadMarkets()).find((m) => m.instrument.kind === 'option');
+    if (!listed) throw new Error('paper-lyra lists no option');
+    a.seedPosition('ETH-USD:PERP', 2);
+    let reads = 0;
+    for (const v of [a, b, l]) {
+      const fetchPositions = v.fetchPositions.bind(v);
+      v.fetchPositions = () => {
+        reads += 1;
+        return fetchPositions();
+      };
+    }
+    const md = new VenueMarketData({
+      venues: [a, b, l],
+      quotes: false,
+      venueExposure: () => true,
+      totalExposure: true,
+    });
+    const perp = ethOrder(12, 'solana:mainnet-beta', '1', market.spot('ETH'));
+    const option = {
+      ...perp,
+      id: 'int_md000000000000000000013',
+      venue: 'pl',
+      chain: 'evm:10' as const,
+      instrument: listed.instrument.id,
+    };
+    const ctx = await md.context(option);
+    expect(ctx.mark?.priceUsd).toBeGreaterThan(0);
+    expect(reads).toBe(0);
+    expect(ctx.positionBase).toBeUndefined();
+    expect(ctx.venueExposure).toBeUndefined();
+    expect(ctx.totalExposure).toBeUndefined();
+    // the same order on the perp reads them all
+    const linear = await md.context(perp);
+    expect(reads).toBe(3);
+    expect(linear.positionBase).toBeCloseTo(2, 12);
+    expect(linear.venueExposure?.instrumentSizeBase).toBeCloseTo(2, 12);
+    await a.close?.();
+    await b.close?.();
+    await l.close?.();
+  });
+
   it('quotes: reused briefly for the same order shape, dropped by our fills and by age', async () => {
     const { venue: a, market } = venueOn('pa', 'paper-gmx', 8);
     let quotes = 0;

@@ -8,7 +8,7 @@ import {
 } from '@xhedge/core';
 import type { VenueAdapter } from '@xhedge/venue';
 import type { BreakerBoard } from './breakers.ts';
-import type { ControlContext, MarketDataSource } from './controls.ts';
+import { type ControlContext, type MarketDataSource, movesLinearPosition } from './controls.ts';
 
 export interface VenueMarketDataOptions {
   /** The venues, by id (an order's mark comes from its own venue; positions from all of them). */
@@ -95,6 +95,9 @@ interface Cached<T> {
  * check blocks in time); with none, the error propagates and the order waits (queue: the plan fails;
  * send: the job retries with backoff).
  */
+/** What an order that moves no linear position needs of the exposure caps: nothing. */
+const NO_EXPOSURE: { venueExposure?: Exposure; totalExposure?: Exposure } = {};
+
 export class VenueMarketData implements MarketDataSource {
   readonly #venues: ReadonlyMap<string, VenueAdapter>;
   readonly #clock: Clock;
@@ -128,11 +131,14 @@ export class VenueMarketData implements MarketDataSource {
   async context(intent: HedgeIntent): Promise<ControlContext> {
     const venue = this.#venues.get(intent.venue);
     if (!venue) return {};
+    // an option order moves neither the linear position nor the notional the exposure caps count
+    // (`PreTradeControls.checkOrder`): no venue's positions are read for it
+    const linear = movesLinearPosition(intent.instrument);
     const [mark, positionBase, expectedPriceUsd, exposure] = await Promise.all([
       this.mark(venue, intent.instrument),
-      this.positionBase(intent.underlying),
+      linear ? this.positionBase(intent.underlying) : undefined,
       this.#quotes ? this.#expectedPrice(venue, intent) : undefined,
-      this.#exposures(venue, intent.instrument),
+      linear ? this.#exposures(venue, intent.instrument) : NO_EXPOSURE,
     ]);
     const { venueExposure, totalExposure } = exposure;
     const ctx: ControlContext = {};
