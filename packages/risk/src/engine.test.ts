@@ -220,6 +220,42 @@ describe('RiskEngine: incremental updates and venue Greeks', () => {
     expect(snap.divergences[0]?.absDiff).toBeCloseTo(0.05, 12);
   });
 
+  it('does not compare venue Greeks older than the staleness limit: listed as stale, and said so (regression: compared as if fresh)', () => {
+    const clock = new ManualClock(NOW);
+    const engine = book(clock);
+    const c = bs('C', 70_000, 0.55);
+    const off = (asOfMs: number) => [
+      {
+        instrument: CALL,
+        greeks: {
+          delta: c.delta + 0.05,
+          gamma: c.gamma,
+          vegaPerVolPoint: c.vega,
+          thetaPerDay: c.theta,
+          rhoPer1Pct: 0,
+        },
+        convention: 'deribit: BS delta, vega USD/pt, theta USD/day',
+        asOfMs,
+      },
+    ];
+    // the venue's last set, 40 s old (its reads failing since), over a limit of 30 s
+    engine.setVenueGreeks('deribit', off(NOW - 40_000));
+    const old = engine.snapshot({ scenarios: false });
+    expect(old.divergences).toEqual([]);
+    expect(old.stale).toContainEqual(
+      expect.objectContaining({ kind: 'venue-greeks', venue: 'deribit', key: CALL, staleByMs: 10_000 }),
+    );
+    expect(old.warnings).toContainEqual(
+      `deribit Greeks of 1 instrument(s) held are older than 30000 ms: not compared with the model (listed as stale), e.g. ${CALL} (40000 ms old)`,
+    );
+    expect(RiskSnapshot.safeParse(old).success).toBe(true);
+    // at the limit they are still fresh, and compared
+    engine.setVenueGreeks('deribit', off(NOW - 30_000));
+    const atLimit = engine.snapshot({ scenarios: false });
+    expect(atLimit.divergences.map((d) => d.greek)).toEqual(['delta']);
+    expect(atLimit.warnings.join('\n')).not.toMatch(/not compared with the model/);
+  });
+
   it('warns instead of guessing when an underlying has no market, and values expired options at intrinsic', () => {
     const clock = new ManualClock(EXPIRY + MS_PER_DAY);
     const engine = new RiskEngine({ clock });

@@ -268,7 +268,9 @@ export class RiskEngine {
   }
 
   /**
-   * Greeks a venue publishes, compared with ours in each snapshot. Replaces that venue's previous set.
+   * Greeks a venue publishes, compared with ours in each snapshot while younger than the `venue-greeks`
+   * staleness limit (older ones are listed as stale and not compared). Replaces that venue's previous
+   * set; an empty list forgets it.
    * An entry whose time is not ms since epoch is refused (it was listed as stale by NaN ms, which the
    * snapshot's schema refuses); a Greek that is not a finite number is the snapshot's to report (see
    * `snapshot`'s warnings), so the venue's other Greeks are still compared.
@@ -619,7 +621,7 @@ export class RiskEngine {
       underlyings,
       stale,
       staleCount,
-      divergences: this.#divergences(priced, warnings),
+      divergences: this.#divergences(priced, nowMs, warnings),
       warnings,
     };
   }
@@ -861,16 +863,29 @@ export class RiskEngine {
    * not a finite number (NaN, ±Infinity, missing) cannot be compared: |local − NaN| > tol is false, so it
    * passed as agreeing. It is left out of the list (whose values are finite numbers) and named in
    * `warnings` instead, one line per venue: instrument and Greek.
+   *
+   * Venue Greeks older than the `venue-greeks` staleness limit are not compared either: they are of a
+   * spot and vol gone by (a venue whose reads fail keeps its last set here), and held against today's
+   * model they flagged a divergence that was only time, or hid one. They are listed as stale, and
+   * `warnings` say, one line per venue, how many were left out of the comparison.
    */
-  #divergences(priced: Uint8Array, warnings: string[]): GreeksDivergence[] {
+  #divergences(priced: Uint8Array, nowMs: number, warnings: string[]): GreeksDivergence[] {
     const out: GreeksDivergence[] = [];
     const units = this.#book.units;
+    const limitMs = this.#staleByKind['venue-greeks'] ?? this.#staleAfterMs;
     for (const [venue, list] of this.#venueGreeks) {
       let invalid = 0;
       const examples: string[] = [];
+      let stale = 0;
+      let staleExample = '';
       for (const vg of list) {
         const k = this.#book.unitIndex.get(vg.instrument);
         if (k === undefined || !priced[k]) continue;
+        if (!(nowMs - vg.asOfMs <= limitMs)) {
+          stale++;
+          staleExample ||= `${vg.instrument} (${nowMs - vg.asOfMs} ms old)`;
+          continue;
+        }
         const pairs: [GreeksDivergence['greek'], number, number][] = [
           ['delta', units.delta[k] ?? 0, vg.greeks.delta],
           ['gamma', units.gamma[k] ?? 0, vg.greeks.gamma],
@@ -907,6 +922,11 @@ export class RiskEngine {
           `${venue} published ${invalid} Greek(s) that are not finite numbers for instruments held: ` +
             `invalid, not compared with the model: ${examples.join(', ')}` +
             (invalid > examples.length ? `, and ${invalid - examples.length} more` : ''),
+        );
+      if (stale > 0)
+        warnings.push(
+          `${venue} Greeks of ${stale} instrument(s) held are older than ${limitMs} ms: not compared ` +
+            `with the model (listed as stale), e.g. ${staleExample}`,
         );
     }
     return out;

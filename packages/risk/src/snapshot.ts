@@ -133,6 +133,7 @@ export const RiskSnapshot = z.object({
   stale: z.array(StaleInput),
   /** Stale inputs in total (the list is capped). */
   staleCount: z.number().int().nonnegative(),
+  /** Venue Greeks (fresh ones only: stale ones are in `stale`) beyond tolerance from the model's. */
   divergences: z.array(GreeksDivergence),
   /** Inputs the engine could not use, in words (unknown underlying, missing market, expired option). */
   warnings: z.array(z.string()),

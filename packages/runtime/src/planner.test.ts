@@ -1421,3 +1421,153 @@ describe('venue minimums reach the strategy (regression: a per-order cap below t
     expect(warned[0]).toMatch(/maxOrderUsd \$50,000 .* is below the smallest order, 1 BTC/);
   });
 });
+
+describe("venue Greeks reach the risk engine's divergence check (regression: the runtime never read them)", () => {
+  const LYRA_OPTIONS = [
+    'BTC-USD:OPT:20261225:100000:C',
+    'BTC-USD:OPT:20261225:90000:P',
+    'BTC-USD:OPT:20270326:110000:C',
+    'ETH-USD:OPT:20261225:4000:C',
+    'ETH-USD:OPT:20261225:3000:P',
+  ];
+
+  /**
+   * lyra-arb (paper Lyra, publishes Greeks) and gmx-arb (does not), with lyra-arb's Greeks read as the
+   * venue gives them ('real'), with 0.1 added to each delta ('skewed': another convention, a broken
+   * feed), or failing ('down', the error holding a credential). Every fetchGreeks call is recorded.
+   */
+  async function withGreeks(edit?: (c: XhedgeConfig) => void) {
+    const state = { mode: 'real' as 'real' | 'skewed' | 'down' | 'bad-time' };
+    const asked: { venue: string; instruments: readonly string[] | undefined }[] = [];
+    const logs: { level: string; msg: string; data: string }[] = [];
+    const h = await harness(
+      profile(['lyra-arb', 'gmx-arb'], edit),
+      (v) =>
+        new Proxy(v, {
+          get(target, prop) {
+            if (prop === 'fetchGreeks' && target.fetchGreeks) {
+              const real = target.fetchGreeks.bind(target);
+              return async (instruments?: readonly string[]) => {
+                asked.push({ venue: target.id, instruments });
+                if (state.mode === 'down')
+                  throw new Error('rpc https://user:s3cr3t@lyra-rpc.example/v1 timed out');
+                const g = await real(instruments);
+                if (state.mode === 'real') return g;
+                const skewed = g.map((x) => ({ ...x, greeks: { ...x.greeks, delta: x.greeks.delta + 0.1 } }));
+                // 'bad-time': the first entry's time is no ms since epoch (the engine refuses such a set)
+                if (state.mode === 'bad-time' && skewed[0]) skewed[0] = { ...skewed[0], asOfMs: Number.NaN };
+                return skewed;
+              };
+            }
+            const x = Reflect.get(target, prop, target);
+            return typeof x === 'function' ? x.bind(target) : x;
+          },
+        }) as VenueAdapter,
+      undefined,
+      { log: (level, msg, data) => logs.push({ level, msg, data: JSON.stringify(data ?? {}) }) },
+    );
+    const snap = () => h.planner.lastSnapshot as NonNullable<TickPlanner['lastSnapshot']>;
+    return { h, state, asked, logs, snap };
+  }
+
+  it('asks lyra-arb for the options it holds each tick: no divergence when they agree, one per option when its delta differs', async () => {
+    const { h, state, asked, snap } = await withGreeks();
+    expect(h.venue('lyra-arb').capabilities.venueGreeks).toBe(true);
+    await h.planner.plan();
+    // only the venue with venueGreeks, only for the options it holds
+    expect(asked.map((a) => a.venue)).toEqual(['lyra-arb']);
+    expect([...(asked[0]?.instruments ?? [])].sort()).toEqual([...LYRA_OPTIONS].sort());
+    expect(snap().divergences).toEqual([]);
+    expect(snap().warnings.join('\n')).not.toMatch(/lyra-arb (published|Greeks)/);
+    state.mode = 'skewed';
+    h.clock.advance(1000);
+    await h.planner.plan();
+    expect(asked).toHaveLength(2);
+    const d = snap().divergences;
+    expect(d.map((x) => `${x.venue} ${x.instrument} ${x.greek}`).sort()).toEqual(
+      LYRA_OPTIONS.map((i) => `lyra-arb ${i} delta`).sort(),
+    );
+    for (const x of d) expect(x.venueValue - x.local).toBeCloseTo(0.1, 9);
+    // agreeing again: the divergences go with the new set
+    state.mode = 'real';
+    h.clock.advance(1000);
+    await h.planner.plan();
+    expect(snap().divergences).toEqual([]);
+  });
+
+  it('does not ask a venue that holds no option (no extra read per tick)', async () => {
+    const { h, asked, snap } = await withGreeks((c) => {
+      c.book.positions = c.book.positions.filter((p) => p.venue !== 'lyra-arb');
+    });
+    await h.planner.plan();
+    h.clock.advance(1000);
+    await h.planner.plan();
+    expect(asked).toEqual([]);
+    expect(snap().underlyings.BTC?.positionCount).toBeGreaterThan(0);
+  });
+
+  it('a failing read leaves the tick and the other venues alone, is logged once per streak (masked), and its last Greeks are not compared once stale', async () => {
+    const { h, state, logs, snap } = await withGreeks();
+    const base = await withGreeks();
+    state.mode = 'skewed';
+    await h.planner.plan();
+    expect(snap().divergences).toHaveLength(LYRA_OPTIONS.length);
+    state.mode = 'down';
+    const warned = () => logs.filter((l) => /Greeks of venue lyra-arb not read/.test(l.msg));
+    // within staleAfterMs (30 s) the last set is still compared
+    h.clock.advance(1000);
+    const plans = await h.planner.plan();
+    expect(snap().divergences).toHaveLength(LYRA_OPTIONS.length);
+    // the rest of the tick as without the failure: the same book, the same hedges planned
+    await base.h.planner.plan();
+    base.h.clock.advance(1000);
+    const basePlans = await base.h.planner.plan();
+    expect(snap().underlyings.BTC?.delta).toBeCloseTo(base.snap().underlyings.BTC?.delta ?? Number.NaN, 9);
+    expect(plans.map((p) => p.underlying)).toEqual(basePlans.map((p) => p.underlying));
+    // past it: listed as stale, not compared
+    for (let i = 0; i < 3; i++) {
+      h.clock.advance(15_000);
+      await h.planner.plan();
+    }
+    expect(snap().divergences).toEqual([]);
+    expect(snap().stale.filter((s) => s.kind === 'venue-greeks' && s.venue === 'lyra-arb')).toHaveLength(
+      LYRA_OPTIONS.length,
+    );
+    expect(snap().warnings).toContainEqual(
+      expect.stringMatching(
+        /^lyra-arb Greeks of 5 instrument\(s\) held are older than 30000 ms: not compared/,
+      ),
+    );
+    expect(warned()).toHaveLength(1);
+    expect(warned()[0]?.level).toBe('warn');
+    expect(warned()[0]?.data).toContain('https://[redacted]@lyra-rpc.example/v1 timed out');
+    expect(JSON.stringify(logs)).not.toContain('s3cr3t');
+    // read again: logged once, compared again
+    state.mode = 'skewed';
+    h.clock.advance(1000);
+    await h.planner.plan();
+    h.clock.advance(1000);
+    await h.planner.plan();
+    expect(logs.filter((l) => /Greeks of venue lyra-arb read again/.test(l.msg))).toHaveLength(1);
+    expect(snap().divergences).toHaveLength(LYRA_OPTIONS.length);
+    expect(snap().stale.filter((s) => s.kind === 'venue-greeks')).toEqual([]);
+    // a new streak is logged again
+    state.mode = 'down';
+    h.clock.advance(1000);
+    await h.planner.plan();
+    expect(warned()).toHaveLength(2);
+  });
+
+  it('an entry without a valid time is left out and logged once; the tick goes on and the others are compared', async () => {
+    const { h, state, logs, snap } = await withGreeks();
+    state.mode = 'bad-time';
+    for (let i = 0; i < 2; i++) {
+      h.clock.advance(1000);
+      await h.planner.plan();
+    }
+    expect(snap().divergences).toHaveLength(LYRA_OPTIONS.length - 1);
+    const left = logs.filter((l) => /Greeks of venue lyra-arb: entries .* left out/.test(l.msg));
+    expect(left).toHaveLength(1);
+    expect(left[0]?.data).toMatch(/"leftOutCount":1/);
+  });
+});

@@ -26,7 +26,14 @@ import {
   type VegaCandidate,
   vegaCandidatesFromChain,
 } from '@xhedge/strategy';
-import { checkSettlementPrice, type MarketInfo, type VenueAdapter, type VenueHealth } from '@xhedge/venue';
+import {
+  checkSettlementPrice,
+  type MarketInfo,
+  type VenueAdapter,
+  type VenueGreeks,
+  type VenueHealth,
+} from '@xhedge/venue';
+import { maskedError } from './masked-error.ts';
 import type { SnapshotBus } from './snapshot-bus.ts';
 
 /** A routed plan, as execution takes it. */
@@ -403,7 +410,9 @@ const CAP_HOLDS: ReadonlySet<string> = new Set(['window-cap-reached', 'order-cap
  * the lease): read every venue, build a risk snapshot, publish it, decide and route hedges, and hand
  * the plans back for submission. A failing venue read is logged and its data left out (the snapshot
  * lists what is stale). Expired options and futures still held are valued at the settlement prices
- * their venues report (`fetchSettlementPrices`), else at spot with the snapshot's warning.
+ * their venues report (`fetchSettlementPrices`), else at spot with the snapshot's warning. Venues that
+ * publish Greeks (`capabilities.venueGreeks`, `fetchGreeks`) are asked for those of the live options they
+ * hold, which the snapshot compares with the model's (`divergences`; see `#readGreeks`).
  */
 export class TickPlanner {
   readonly #o: TickPlannerOptions;
@@ -427,6 +436,13 @@ export class TickPlanner {
   #leaseToken: number | undefined;
   /** The kind of failure (`failureKind`) of each venue|instrument's last funding read that failed, logged on change. */
   readonly #fundingTrouble = new Map<string, string>();
+  /**
+   * What went wrong in each venue's last Greeks read (`failureKind`, or why entries were left out),
+   * logged when it starts or changes, and when the Greeks are read again; absent when nothing did.
+   */
+  readonly #greeksTrouble = new Map<string, string>();
+  /** Venues whose published Greeks the risk engine holds (forgotten there once they hold no live option). */
+  readonly #greeksFed = new Set<string>();
   /** The hold code (cap-related) each underlying's last decision came out with, logged when it changes. */
   readonly #capHold = new Map<string, string>();
   #lastSnapshot: RiskSnapshot | undefined;
@@ -796,6 +812,8 @@ export class TickPlanner {
     const balances: Balance[] = [];
     const marks: Mark[] = [];
     const funding: FundingRate[] = [];
+    /** Venue → the Greeks it published for the live options it holds ([] when it holds none): see #readGreeks. */
+    const greeks = new Map<string, VenueGreeks[]>();
     const failed: string[] = [];
     const blocked = new Set<string>();
     let blockAll = false;
@@ -813,6 +831,8 @@ export class TickPlanner {
           // these positions, and reached the ledger before the read ended, must count as moved since
           this.#lastGood.set(v.id, { positions: p, balances: kept, atMs: readStartedAtMs });
           const instruments = [...new Set(p.map((x) => x.instrument))];
+          // Read alongside the marks; it never throws (a failure keeps the venue's last Greeks, see there).
+          const greeksRead = this.#readGreeks(v, p);
           // Real venues are also where spot and vol come from: read every listed mark there.
           const vm = !this.#o.market
             ? await v.fetchMarks()
@@ -856,6 +876,8 @@ export class TickPlanner {
               }
             }
           }
+          const g = await greeksRead;
+          if (g) greeks.set(v.id, g);
         } catch (err) {
           failed.push(v.id);
           const last = this.#lastGood.get(v.id);
@@ -882,7 +904,93 @@ export class TickPlanner {
         }
       }),
     );
-    return { positions, balances, marks, funding, failed, blocked, blockAll };
+    return { positions, balances, marks, funding, greeks, failed, blocked, blockAll };
+  }
+
+  /**
+   * The Greeks venue `v` publishes for the live options it holds (`positions`: its read of this tick),
+   * for the risk engine's divergence check; asked only of a venue whose capabilities say `venueGreeks`
+   * and that has `fetchGreeks`, and only when it holds a live option, so a tick costs no extra read
+   * elsewhere. [] when there is nothing to ask (the engine forgets the venue's last set).
+   *
+   * Never throws: a read that fails gives undefined, and the engine keeps the venue's last set, which it
+   * compares while it is younger than `staleAfterMs` and after that lists as stale without comparing.
+   * The failure leaves out only this comparison, nothing else of the tick or of other venues. What went
+   * wrong is logged when it starts or changes, and when the Greeks are read again, not every tick.
+   * Entries are checked where they enter: one for an instrument not asked for is dropped, one without a
+   * Greeks record or a time in ms since epoch (the engine would refuse the whole set, or fail the
+   * snapshot) is left out and logged the same way.
+   */
+  async #readGreeks(v: VenueAdapter, positions: readonly Position[]): Promise<VenueGreeks[] | undefined> {
+    if (!v.capabilities.venueGreeks || !v.fetchGreeks) return [];
+    const nowMs = this.#o.clock.nowMs();
+    const asked = new Set<string>();
+    for (const p of positions) {
+      if (p.sizeBase === 0) continue;
+      const m = safeMeta(p.instrument);
+      if (m?.kind === 'option' && m.expiryMs > nowMs) asked.add(p.instrument);
+    }
+    if (asked.size === 0) return [];
+    let kind = '';
+    let data: Record<string, unknown> = {};
+    let out: VenueGreeks[] | undefined;
+    try {
+      const answer = await v.fetchGreeks([...asked]);
+      out = [];
+      const invalid: string[] = [];
+      for (const g of answer) {
+        if (!asked.has(g?.instrument)) continue;
+        if (typeof g.greeks === 'object' && g.greeks !== null && Number.isFinite(g.asOfMs) && g.asOfMs >= 0)
+          out.push(g);
+        else invalid.push(g.instrument);
+      }
+      if (invalid.length > 0) {
+        kind = 'invalid entries';
+        data = { leftOut: invalid.slice(0, 10), leftOutCount: invalid.length };
+      }
+    } catch (err) {
+      kind = failureKind(err);
+      data = { err: maskedError(err) };
+    }
+    const was = this.#greeksTrouble.get(v.id);
+    if (kind === '') {
+      if (was !== undefined) {
+        this.#greeksTrouble.delete(v.id);
+        this.#o.log('info', `Greeks of venue ${v.id} read again; compared with the model`, { venue: v.id });
+      }
+    } else if (kind !== was) {
+      this.#greeksTrouble.set(v.id, kind);
+      this.#o.log(
+        'warn',
+        out === undefined
+          ? `Greeks of venue ${v.id} not read; its last ones are compared until stale (logged again when this changes)`
+          : `Greeks of venue ${v.id}: entries without a Greeks record or a valid time left out (logged again when this changes)`,
+        { venue: v.id, ...data },
+      );
+    }
+    return out;
+  }
+
+  /**
+   * Hands the Greeks of this tick's reads to the risk engine (`#readGreeks`): a venue that published
+   * some replaces its set, one with no live option left (or no longer run) has its set forgotten, and a
+   * venue whose read failed keeps its last set, which the engine stops comparing once it is stale.
+   */
+  #feedGreeks(read: ReadonlyMap<string, VenueGreeks[]>, venues: readonly VenueAdapter[]): void {
+    for (const [venue, list] of read) {
+      if (list.length > 0) {
+        this.#risk.setVenueGreeks(venue, list);
+        this.#greeksFed.add(venue);
+      } else if (this.#greeksFed.delete(venue)) this.#risk.setVenueGreeks(venue, []);
+    }
+    const running = new Set(venues.map((v) => v.id));
+    for (const venue of this.#greeksFed)
+      if (!running.has(venue)) {
+        this.#greeksFed.delete(venue);
+        this.#risk.setVenueGreeks(venue, []);
+      }
+    for (const venue of this.#greeksTrouble.keys())
+      if (!running.has(venue)) this.#greeksTrouble.delete(venue);
   }
 
   /** The underlyings of our orders on `venue` that changed at or after `atMs` (their fills may have moved it). */
@@ -997,7 +1105,7 @@ export class TickPlanner {
     // lets a keeper fill land between the two reads, and the same delta gets hedged twice.
     const inFlight = await this.#inFlightUnderlyings();
     const transitBefore = await this.#o.inTransit?.();
-    const { failed, blocked, blockAll, ...inputs } = await this.#read(all);
+    const { failed, blocked, blockAll, greeks, ...inputs } = await this.#read(all);
     const transitAfter = await this.#o.inTransit?.();
     this.#lastInputs = inputs;
     this.#learnMarket(inputs.marks);
@@ -1012,6 +1120,7 @@ export class TickPlanner {
       funding: inputs.funding,
     });
     this.#risk.updateMarks(inputs.marks);
+    this.#feedGreeks(greeks, all);
     const raw = this.#risk.snapshot();
     // Sequence numbers continue the ledger's (after a restart or a leader change): decision, plan and
     // intent ids derive from them, so a reused number would collide with intents recorded earlier

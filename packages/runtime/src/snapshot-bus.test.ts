@@ -31,7 +31,7 @@ function engine() {
 }
 
 describe('snapshot bus listeners', () => {
-  it('tells of each listener failure once, masked, and still feeds the others and the publisher', async () => {
+  it('tells of a failing listener once, masked, and still feeds the others and the publisher', async () => {
     const logged: { obj: Record<string, unknown>; msg: string }[] = [];
     const bus = new SnapshotBus(ledger, {
       persistEveryMs: 0,
@@ -55,8 +55,9 @@ describe('snapshot bus listeners', () => {
     const second = e.snapshot();
     await bus.publish(second);
     expect(seen).toEqual([first.seq, second.seq]);
-    expect(logged).toHaveLength(4);
-    expect(logged.map((l) => l.obj.seq)).toEqual([first.seq, first.seq, second.seq, second.seq]);
+    // each failing listener once, on the first snapshot it failed (not again on the second)
+    expect(logged).toHaveLength(2);
+    expect(logged.map((l) => l.obj.seq)).toEqual([first.seq, first.seq]);
     for (const l of logged) expect(l.msg).toMatch(/listener failed/);
     expect(logged[0]?.obj.err).toMatchObject({
       name: 'Error',
@@ -73,6 +74,83 @@ describe('snapshot bus listeners', () => {
     // the newest snapshot is served and was written to the ledger
     expect((await bus.latest())?.seq).toBe(second.seq);
     expect((await ledger.latestRiskSnapshot())?.seq).toBe(second.seq);
+  });
+
+  it('a listener failing on every snapshot is logged when it starts failing and when it recovers, with the failures not logged counted (regression: a line per snapshot)', async () => {
+    const lines: { level: string; obj: Record<string, unknown>; msg: string }[] = [];
+    const bus = new SnapshotBus(ledger, {
+      persistEveryMs: 60_000,
+      log: {
+        warn: (obj, msg) => void lines.push({ level: 'warn', obj, msg }),
+        info: (obj, msg) => void lines.push({ level: 'info', obj, msg }),
+      },
+    });
+    const { e, clock } = engine();
+    let broken = true;
+    const seen: number[] = [];
+    bus.subscribe((s) => {
+      if (broken) throw new Error('write EPIPE to https://admin:t0ps3cret@sse.internal/stream');
+      seen.push(s.seq);
+    });
+    const publish = async (n: number) => {
+      const seqs: number[] = [];
+      for (let i = 0; i < n; i++) {
+        clock.advance(1000);
+        const s = e.snapshot({ scenarios: false });
+        seqs.push(s.seq);
+        await bus.publish(s);
+      }
+      return seqs;
+    };
+    const failedOn = await publish(5);
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({
+      level: 'warn',
+      obj: {
+        seq: failedOn[0],
+        err: { name: 'Error', message: 'write EPIPE to https://[redacted]@sse.internal/stream' },
+      },
+    });
+    expect(lines[0]?.msg).toMatch(/listener failed/);
+    broken = false;
+    const [back] = await publish(3);
+    expect(seen).toHaveLength(3);
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toEqual({
+      level: 'info',
+      obj: { seq: back, failedSinceSeq: failedOn[0], failures: 5, suppressed: 4 },
+      msg: 'a risk snapshot listener works again after 5 failed snapshot(s), 4 of those failures not logged',
+    });
+    // a new streak is logged again, once
+    broken = true;
+    await publish(2);
+    expect(lines.map((l) => l.level)).toEqual(['warn', 'info', 'warn']);
+    expect(JSON.stringify(lines)).not.toContain('t0ps3cret');
+  });
+
+  it('a listener unsubscribed while failing ends its streak with its count; without an info log, warn says it', async () => {
+    const lines: { obj: Record<string, unknown>; msg: string }[] = [];
+    const bus = new SnapshotBus(ledger, {
+      persistEveryMs: 60_000,
+      log: { warn: (obj, msg) => void lines.push({ obj, msg }) },
+    });
+    const { e, clock } = engine();
+    const off = bus.subscribe(() => {
+      throw new Error('closed');
+    });
+    const first = e.snapshot({ scenarios: false });
+    await bus.publish(first);
+    clock.advance(1000);
+    await bus.publish(e.snapshot({ scenarios: false }));
+    off();
+    off();
+    clock.advance(1000);
+    await bus.publish(e.snapshot({ scenarios: false }));
+    expect(lines.map((l) => l.msg)).toEqual([
+      expect.stringMatching(/listener failed/),
+      'a failing risk snapshot listener unsubscribed after 2 failed snapshot(s), 1 of those failures not logged',
+    ]);
+    expect(lines[1]?.obj).toEqual({ failedSinceSeq: first.seq, failures: 2, suppressed: 1 });
   });
 
   it('a log that throws stops neither the other listeners nor the publisher', async () => {

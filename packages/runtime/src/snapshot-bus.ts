@@ -14,10 +14,23 @@ export interface SnapshotBusOptions {
   /** @defaultValue the system clock */
   clock?: Clock;
   /**
-   * Where a listener that throws is told of, one line per failure, the error masked (no credentials):
-   * the others and the publisher carry on. pino's `warn` fits. @defaultValue none
+   * Where a listener that throws is told of: the others and the publisher carry on. Once per failure
+   * streak, not per snapshot: `warn` when it starts failing (the error masked: no credentials), `info`
+   * (else `warn`) when it takes a snapshot again or unsubscribes while failing, with how many snapshots
+   * it failed and how many of those failures were not logged. A pino logger fits. @defaultValue none
    */
-  log?: { warn(obj: Record<string, unknown>, msg: string): void };
+  log?: {
+    warn(obj: Record<string, unknown>, msg: string): void;
+    info?(obj: Record<string, unknown>, msg: string): void;
+  };
+}
+
+type Listener = (s: RiskSnapshotView) => void;
+
+/** A listener failing now: the snapshot it first failed on, and the failures since that were not logged. */
+interface FailureStreak {
+  sinceSeq: number;
+  suppressed: number;
 }
 
 /**
@@ -27,7 +40,9 @@ export interface SnapshotBusOptions {
  */
 export class SnapshotBus {
   #latest: RiskSnapshot | undefined;
-  readonly #listeners = new Set<(s: RiskSnapshotView) => void>();
+  readonly #listeners = new Set<Listener>();
+  /** The listeners whose last call threw (a listener that fails on every snapshot is logged once). */
+  readonly #failing = new Map<Listener, FailureStreak>();
   readonly #ledger: Ledger;
   #timer: NodeJS.Timeout | undefined;
 
@@ -63,16 +78,42 @@ export class SnapshotBus {
         l(s);
       } catch (err) {
         // A broken SSE connection must not stop the tick nor the other listeners; its own close
-        // handler unsubscribes it. Told of (masked: a driver's error can hold its URL), never rethrown.
-        try {
-          this.#log?.warn(
-            { err: maskedError(err), seq: s.seq, listeners: this.#listeners.size },
-            'a risk snapshot listener failed; the other listeners and the tick carry on',
-          );
-        } catch {
-          // a log that throws must not stop the tick either
+        // handler unsubscribes it. Told of (masked: a driver's error can hold its URL), never rethrown;
+        // once when it starts failing, not on every snapshot (one tick a second made it a line a second).
+        const streak = this.#failing.get(l);
+        if (streak) {
+          streak.suppressed++;
+          continue;
         }
+        this.#failing.set(l, { sinceSeq: s.seq, suppressed: 0 });
+        this.#tell(
+          'warn',
+          { err: maskedError(err), seq: s.seq, listeners: this.#listeners.size },
+          'a risk snapshot listener failed; the other listeners and the tick carry on (logged again when it recovers)',
+        );
+        continue;
       }
+      const streak = this.#failing.get(l);
+      if (streak) {
+        this.#failing.delete(l);
+        const f = streakFields(streak);
+        this.#tell(
+          'info',
+          { seq: s.seq, ...f },
+          `a risk snapshot listener works again after ${f.failures} failed snapshot(s), ` +
+            `${f.suppressed} of those failures not logged`,
+        );
+      }
+    }
+  }
+
+  #tell(level: 'warn' | 'info', obj: Record<string, unknown>, msg: string): void {
+    try {
+      const log = this.#log;
+      if (level === 'info' && log?.info) log.info(obj, msg);
+      else log?.warn(obj, msg);
+    } catch {
+      // a log that throws must not stop the tick either
     }
   }
 
@@ -82,9 +123,23 @@ export class SnapshotBus {
     return r ? (r.snapshot as RiskSnapshot) : undefined;
   }
 
-  subscribe(fn: (s: RiskSnapshotView) => void): () => void {
+  /** Adds a listener of every snapshot; the function returned removes it. */
+  subscribe(fn: Listener): () => void {
     this.#listeners.add(fn);
-    return () => this.#listeners.delete(fn);
+    return () => {
+      this.#listeners.delete(fn);
+      const streak = this.#failing.get(fn);
+      if (!streak) return;
+      // gone while failing: its streak ends here, and the failures not logged are told of
+      this.#failing.delete(fn);
+      const f = streakFields(streak);
+      this.#tell(
+        'info',
+        f,
+        `a failing risk snapshot listener unsubscribed after ${f.failures} failed snapshot(s), ` +
+          `${f.suppressed} of those failures not logged`,
+      );
+    };
   }
 
   /** For an API without an orchestrator in its process: polls the ledger for newer snapshots. */
@@ -106,5 +161,15 @@ export class SnapshotBus {
   close(): void {
     if (this.#timer) clearInterval(this.#timer);
     this.#listeners.clear();
+    this.#failing.clear();
   }
+}
+
+/** A failure streak as its closing log line gives it. */
+function streakFields(streak: FailureStreak): {
+  failedSinceSeq: number;
+  failures: number;
+  suppressed: number;
+} {
+  return { failedSinceSeq: streak.sinceSeq, failures: streak.suppressed + 1, suppressed: streak.suppressed };
 }
