@@ -48,6 +48,24 @@ export function registerMetrics(registry: Registry, ports: Omit<ApiPorts, 'metri
     },
   });
   new Gauge({
+    name: 'xhedge_greeks_divergences',
+    help: "Held options whose Greek, as a venue publishes it, differs from the model's beyond tolerance in the newest risk snapshot, per venue and Greek",
+    labelNames: ['venue', 'greek'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const snap = await ports.risk.latest();
+      // reset each scrape: a label set exists only while its divergences do (absent = none). The view
+      // keeps the snapshot's other fields unchecked: an entry without a venue and a Greek is not counted
+      const list = snap?.divergences;
+      if (!Array.isArray(list)) return;
+      for (const d of list as unknown[]) {
+        const { venue, greek } = (d ?? {}) as { venue?: unknown; greek?: unknown };
+        if (typeof venue === 'string' && typeof greek === 'string') this.inc({ venue, greek });
+      }
+    },
+  });
+  new Gauge({
     name: 'xhedge_breaker_state_now',
     help: 'Circuit breaker state read from Redis at scrape time: 0 closed, 1 half-open, 2 open',
     labelNames: ['breaker'],

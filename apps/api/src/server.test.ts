@@ -488,6 +488,37 @@ describe('operator API', () => {
     expect(m.body).toContain('xhedge_book_greek{underlying="BTC",greek="delta"} 1.5');
     expect(m.body).toContain('xhedge_hedges_total{venue="gmx-arb",underlying="BTC",status="filled"} 1');
     expect(m.body).toContain('xhedge_breaker_state_now{breaker="venue:gmx-arb"} 0');
+    // no divergences in the snapshot: the family is served, no series
+    expect(m.body).toContain('# TYPE xhedge_greeks_divergences gauge');
+    expect(m.body).not.toContain('xhedge_greeks_divergences{');
+  });
+
+  it("counts the newest snapshot's Greek divergences per venue and Greek", async () => {
+    const d = (instrument: string, greek: string) => ({
+      venue: 'lyra-op',
+      instrument,
+      greek,
+      local: 0.5,
+      venueValue: 0.6,
+      absDiff: 0.1,
+      tolerance: 0.02,
+      convention: 'lyra',
+    });
+    ports.publish({
+      ...snapshot(3),
+      divergences: [
+        d('ETH-USD:OPT:20991231:4000:C', 'delta'),
+        d('ETH-USD:OPT:20991231:4500:C', 'delta'),
+        d('ETH-USD:OPT:20991231:4000:C', 'gamma'),
+        'junk',
+      ],
+    });
+    const m = await app.inject({ url: '/metrics', headers: auth('viewer') });
+    expect(m.body).toContain('xhedge_greeks_divergences{venue="lyra-op",greek="delta"} 2');
+    expect(m.body).toContain('xhedge_greeks_divergences{venue="lyra-op",greek="gamma"} 1');
+    ports.publish(snapshot(4));
+    const after = await app.inject({ url: '/metrics', headers: auth('viewer') });
+    expect(after.body).not.toContain('xhedge_greeks_divergences{');
   });
 
   it('streams snapshots as server-sent events', async () => {
