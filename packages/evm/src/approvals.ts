@@ -7,11 +7,16 @@ import type { TxSender } from './tx.ts';
 /**
  * How much to approve when an allowance is short:
  * - `exact`: exactly what this trade needs (one approval per trade);
- * - `capped`: up to `capAmount` at once (fewer approvals), never more. Unlimited approvals are not offered.
+ * - `capped`: up to `capAmount` at once (fewer approvals), never more, and never more than the spend cap
+ *   still allows ({@link reserveAndApprove}). Unlimited approvals are not offered.
  */
 export type ApprovalPolicy = { mode: 'exact' } | { mode: 'capped'; capAmount: bigint };
 
-/** Makes sure `spender` may pull `amount` of `token`; approves within the policy when it may not. */
+/**
+ * Makes sure `spender` may pull `amount` of `token`; approves within the policy when it may not. A capped
+ * approval is at most `maxApproval` too (what a spend cap still allows: {@link reserveAndApprove}), and
+ * an `amount` above either bound is refused (`InvalidOrderError`).
+ */
 export async function ensureAllowance(
   sender: TxSender,
   p: {
@@ -19,6 +24,8 @@ export async function ensureAllowance(
     spender: Address;
     amount: bigint;
     policy: ApprovalPolicy;
+    /** The most any approval may be, base units. @defaultValue no bound beyond the policy's */
+    maxApproval?: bigint;
     urgency?: Urgency;
     clientOrderId?: string;
   },
@@ -40,16 +47,22 @@ export async function ensureAllowance(
     });
   }
   if (current >= p.amount) return { approved: null };
+  const refuse = (message: string) =>
+    new InvalidOrderError({
+      venue: sender.ctx.venue,
+      message,
+      ...(p.clientOrderId !== undefined ? { clientOrderId: p.clientOrderId } : {}),
+    });
+  if (p.maxApproval !== undefined && p.amount > p.maxApproval) {
+    throw refuse(`needs an allowance of ${p.amount}, above the ${p.maxApproval} the spend cap still allows`);
+  }
   let target = p.amount;
   if (p.policy.mode === 'capped') {
     if (p.amount > p.policy.capAmount) {
-      throw new InvalidOrderError({
-        venue: sender.ctx.venue,
-        message: `needs an allowance of ${p.amount}, above the approval cap ${p.policy.capAmount}`,
-        ...(p.clientOrderId !== undefined ? { clientOrderId: p.clientOrderId } : {}),
-      });
+      throw refuse(`needs an allowance of ${p.amount}, above the approval cap ${p.policy.capAmount}`);
     }
     target = p.policy.capAmount;
+    if (p.maxApproval !== undefined && target > p.maxApproval) target = p.maxApproval;
   }
   await sender.send(
     {
@@ -209,6 +222,19 @@ export class SpendCaps {
   }
 
   /**
+   * What the token's cap still allows in the current window (cap − spent or reserved, at least 0), token
+   * base units; undefined for a token without a cap.
+   */
+  async remaining(token: Address): Promise<bigint | undefined> {
+    await this.ensureLoaded();
+    const t = token.toLowerCase();
+    const cap = this.opts.caps[t];
+    if (cap === undefined) return undefined;
+    const spent = this.counted(t);
+    return cap > spent ? cap - spent : 0n;
+  }
+
+  /**
    * Holds `amount` (token base units: a positive bigint or decimal string) for order `clientOrderId`, or
    * throws InvalidOrderError (rejected, not retried) when it would exceed the token's cap, the token has
    * no cap, or the amount is not a positive whole number of base units.
@@ -350,8 +376,10 @@ export class SpendCaps {
 
 /**
  * The spend side of an order that pulls `amount` of `token`: holds it under the spend cap, then makes
- * sure `spender` may pull it (approving within `policy`). When the approval fails nothing of the order
- * was signed, so the hold is released before the error propagates. Returns the reservation for
+ * sure `spender` may pull it (approving within `policy`). A capped approval never goes past what the
+ * spend cap allows: this order's `amount` plus what the window has left after it (an allowance above that
+ * would let the spender pull more than the cap lets leave the wallet). When the approval fails nothing of
+ * the order was signed, so the hold is released before the error propagates. Returns the reservation for
  * `sendRecorded` (undefined when `amount` is 0: nothing leaves the wallet).
  */
 export async function reserveAndApprove(
@@ -362,7 +390,9 @@ export async function reserveAndApprove(
   if (p.amount <= 0n) return undefined;
   const spend = await caps.reserve(p.token, p.amount, p.clientOrderId);
   try {
-    await ensureAllowance(sender, p);
+    // reserved above, so the token has a cap and this order's amount is counted in it
+    const left = (await caps.remaining(p.token)) ?? 0n;
+    await ensureAllowance(sender, { ...p, maxApproval: p.amount + left });
   } catch (err) {
     spend.release();
     throw err;

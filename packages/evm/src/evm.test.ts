@@ -14,7 +14,7 @@ import {
 import { type Address, custom, encodeFunctionData, erc20Abi, fallback, type Hex, http } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ANVIL_DEV_KEYS } from './anvil.ts';
-import { ensureAllowance, SpendCaps } from './approvals.ts';
+import { ensureAllowance, reserveAndApprove, SpendCaps } from './approvals.ts';
 import { createEvmContext, type EvmContext, evmContextFromVenueConfig } from './clients.ts';
 import { deployContract, rpc } from './deploy.ts';
 import { bumpFees, GasPolicy, l1DataFeeModel, OP_GAS_PRICE_ORACLE } from './gas.ts';
@@ -294,6 +294,48 @@ describe('TxSender on anvil', () => {
         policy: { mode: 'capped', capAmount: 10_000n },
       }),
     ).rejects.toBeInstanceOf(InvalidOrderError);
+  });
+
+  it('a capped approval never approves more than the spend cap still allows', async () => {
+    const sender = new TxSender({ ctx, abi: abi() });
+    const allowance = (spender: Address) =>
+      ctx.publicClient.readContract({
+        address: token,
+        abi: erc20Abi,
+        functionName: 'allowance',
+        args: [ctx.account.address, spender],
+      });
+    // 1 000 base units a day; approvals capped at 10 000
+    const caps = new SpendCaps({ venue: 'test-evm', caps: { [token.toLowerCase()]: 1_000n } });
+    const policy = { mode: 'capped', capAmount: 10_000n } as const;
+    const first = other.account.address;
+    const second = `0x${'11'.repeat(20)}` as Address;
+    // Nothing spent yet: at most the day's cap (it approved the approval cap, 10 000, before).
+    await reserveAndApprove(sender, caps, {
+      token,
+      spender: first,
+      amount: 100n,
+      policy,
+      clientOrderId: 'a',
+    });
+    expect(await allowance(first)).toBe(1_000n);
+    // 800 counted (this order's 100 and another's 700): this order's 100 and the 100 left, no more.
+    await caps.reserve(token, 700n, 'b');
+    await reserveAndApprove(sender, caps, {
+      token,
+      spender: second,
+      amount: 100n,
+      policy,
+      clientOrderId: 'c',
+    });
+    expect(await caps.remaining(token)).toBe(100n);
+    expect(await allowance(second)).toBe(200n);
+    // ensureAllowance on its own takes the bound too, and refuses an amount above it
+    await expect(
+      ensureAllowance(sender, { token, spender: second, amount: 300n, policy, maxApproval: 250n }),
+    ).rejects.toBeInstanceOf(InvalidOrderError);
+    await ensureAllowance(sender, { token, spender: second, amount: 220n, policy, maxApproval: 250n });
+    expect(await allowance(second)).toBe(250n);
   });
 
   it('sendRecorded stores the spend before broadcast and keeps it counted unless nothing can be spent', async () => {

@@ -1,6 +1,6 @@
-import { type Clock, systemClock, type Urgency, XhedgeError } from '@xhedge/core';
+import { type Clock, Dec, systemClock, type Urgency, XhedgeError } from '@xhedge/core';
 import { RateLimitError } from '@xhedge/venue';
-import { type Address, size as byteSize, type Hex, type PublicClient, parseAbi } from 'viem';
+import { type Address, size as byteSize, formatGwei, type Hex, type PublicClient, parseAbi } from 'viem';
 import { L1_FEE_IN_GAS, type L1DataFeeKind } from './chains.ts';
 
 /** EIP-1559 fees for the next transaction, wei. */
@@ -56,6 +56,11 @@ export function bumpFees(prev: FeeQuote, current: FeeQuote, bumpBps = 1250n): Fe
 /** Math.max for bigints. */
 function maxBig(a: bigint, b: bigint): bigint {
   return a >= b ? a : b;
+}
+
+/** Math.min for bigints. */
+function minBig(a: bigint, b: bigint): bigint {
+  return a <= b ? a : b;
 }
 
 /** Estimates the L1 data fee (wei) an L2 charges on top of L2 gas for a transaction's bytes. */
@@ -171,6 +176,11 @@ export function txCost(p: {
 export interface GasPolicyOptions {
   /** Above this base fee (gwei) a normal hedge waits. @defaultValue Infinity (never waits) */
   maxBaseFeeGwei?: number;
+  /**
+   * Hard cap on `maxFeePerGas`, gwei (a finite number > 0): no transaction is signed with a higher fee
+   * cap, first send or replacement, urgent or not (see {@link GasPolicy.capFees}). @defaultValue no cap
+   */
+  maxFeePerGasGwei?: number;
   /** How long a normal hedge may wait for fees to fall before giving up. @defaultValue 60000 */
   maxWaitMs?: number;
   /** Poll interval while waiting. @defaultValue 2000 */
@@ -181,12 +191,18 @@ export interface GasPolicyOptions {
 }
 
 /**
- * Waits while the base fee is above the cap unless the hedge is urgent (an urgent hedge — drift past the
- * urgency multiple — pays whatever the chain charges). When fees stay high past `maxWaitMs`, throws a
+ * Waits while the base fee is above `maxBaseFeeGwei` unless the hedge is urgent (an urgent hedge — drift
+ * past the urgency multiple — pays up to the fee cap). When fees stay high past `maxWaitMs`, throws a
  * {@link RateLimitError} (not sent, retryable, `retryAfterMs`), so the job is retried later rather than paying.
+ *
+ * `maxFeePerGasGwei` is a hard ceiling on what any transaction may pay per gas, urgent or not, first send
+ * or replacement ({@link capFees}): its `maxFeePerGas` is lowered to the cap (the priority fee with it),
+ * and a transaction that needs more than the cap is not sent.
  */
 export class GasPolicy {
   readonly maxBaseFeeWei: bigint | undefined;
+  /** The hard cap on `maxFeePerGas`, wei; undefined: no cap. */
+  readonly maxFeePerGasWei: bigint | undefined;
   private readonly maxWaitMs: number;
   private readonly pollMs: number;
   private readonly clock: Clock;
@@ -202,6 +218,22 @@ export class GasPolicy {
     }
     this.maxBaseFeeWei =
       cap === undefined || cap === Number.POSITIVE_INFINITY ? undefined : BigInt(Math.round(cap * 1e9));
+    const feeCap: unknown = opts.maxFeePerGasGwei;
+    if (feeCap !== undefined) {
+      // No cap is written by leaving it out: Infinity, NaN, 0 or a negative number is a mistake, refused.
+      const wei =
+        typeof feeCap === 'number' && Number.isFinite(feeCap) && feeCap > 0
+          ? BigInt(new Dec(feeCap).mul(1e9).toFixed(0, Dec.ROUND_DOWN))
+          : 0n;
+      if (wei <= 0n) {
+        throw new XhedgeError(
+          'CONFIG_INVALID',
+          `maxFeePerGasGwei must be a finite number of gwei > 0 (at least 1 wei), got ${String(feeCap)}`,
+          { details: { maxFeePerGasGwei: String(feeCap) } },
+        );
+      }
+      this.maxFeePerGasWei = wei;
+    }
     this.maxWaitMs = opts.maxWaitMs ?? 60_000;
     this.pollMs = opts.pollMs ?? 2_000;
     this.clock = opts.clock ?? systemClock;
@@ -231,5 +263,43 @@ export class GasPolicy {
       }
       await this.sleep(this.pollMs);
     }
+  }
+
+  /**
+   * `fees` as a transaction may be signed with under the fee cap: `maxFeePerGas` lowered to
+   * `maxFeePerGasWei` (what is cut is headroom over the base fee, which the transaction pays only if the
+   * base fee rises), and `maxPriorityFeePerGas` lowered to `maxFeePerGas` (a node refuses a tip above the
+   * fee cap; at the cap the tip is what the base fee leaves). Throws a {@link RateLimitError} (not sent,
+   * retryable, naming both in gwei) when `neededWei`, the least fee cap the transaction can go with (the
+   * latest base fee for a first send; for a replacement also 12.5 % above the fee cap it replaces), is above
+   * the cap. The tip is clamped with or without a cap.
+   */
+  capFees(
+    fees: FeeQuote,
+    p: { neededWei: bigint; what: string; venue: string; clientOrderId?: string | undefined },
+  ): FeeQuote {
+    const cap = this.maxFeePerGasWei;
+    if (cap !== undefined && p.neededWei > cap) {
+      throw new RateLimitError({
+        venue: p.venue,
+        message: `${p.what} needs a maxFeePerGas of ${formatGwei(p.neededWei)} gwei, above the cap maxFeePerGasGwei ${formatGwei(cap)} gwei; not sent`,
+        retryAfterMs: this.pollMs,
+        ...(p.clientOrderId !== undefined ? { clientOrderId: p.clientOrderId } : {}),
+        details: {
+          neededMaxFeePerGasGwei: formatGwei(p.neededWei),
+          maxFeePerGasGwei: formatGwei(cap),
+          baseFeeGwei: formatGwei(fees.baseFeePerGas),
+        },
+      });
+    }
+    return this.clampFees(fees);
+  }
+
+  /** `fees` with `maxFeePerGas` at most the cap and the tip at most `maxFeePerGas` (no check of need). */
+  clampFees(fees: FeeQuote): FeeQuote {
+    const cap = this.maxFeePerGasWei;
+    const maxFeePerGas = cap !== undefined && fees.maxFeePerGas > cap ? cap : fees.maxFeePerGas;
+    const maxPriorityFeePerGas = minBig(fees.maxPriorityFeePerGas, maxFeePerGas);
+    return { baseFeePerGas: fees.baseFeePerGas, maxFeePerGas, maxPriorityFeePerGas };
   }
 }

@@ -51,7 +51,13 @@ export interface OnChainOrderRecord {
   cancelTxHash?: Hex;
   filledSizeBase: string;
   avgFillPriceUsd?: string;
+  /** The venue's trading fee, USD (the fill's `feeUsd`). */
   feeUsd?: number;
+  /**
+   * What the order cost in gas and execution fees, USD (the fill's `gasUsd`), when the adapter records it.
+   * @defaultValue 0
+   */
+  gasUsd?: number;
   error?: string;
   /** What the order may pull from the wallet against the venue's spend cap (set before broadcast). */
   spend?: RecordedSpend;
@@ -331,12 +337,20 @@ export interface VenueTxSenderOptions {
   classify: RevertClassifier;
   /** Base fee cap for non-urgent hedges, gwei. @defaultValue no cap */
   maxBaseFeeGwei?: number | undefined;
+  /**
+   * Hard cap on any transaction's `maxFeePerGas`, gwei, first send or replacement, urgent or not
+   * ({@link GasPolicy.capFees}). @defaultValue no cap
+   */
+  maxFeePerGasGwei?: number | undefined;
   /** Seconds to wait for a receipt before the outcome is unknown. */
   receiptTimeoutSeconds: number;
   clock: Clock;
 }
 
-/** The {@link TxSender} of an on-chain adapter: its ABI and revert classes, a gas policy, a receipt timeout. */
+/**
+ * The {@link TxSender} of an on-chain adapter: its ABI and revert classes, a gas policy (base fee wait,
+ * fee cap), a receipt timeout.
+ */
 export function createVenueTxSender(o: VenueTxSenderOptions): TxSender {
   return new TxSender({
     ctx: o.ctx,
@@ -344,6 +358,7 @@ export function createVenueTxSender(o: VenueTxSenderOptions): TxSender {
     classify: o.classify,
     gasPolicy: new GasPolicy({
       ...(o.maxBaseFeeGwei !== undefined ? { maxBaseFeeGwei: o.maxBaseFeeGwei } : {}),
+      ...(o.maxFeePerGasGwei !== undefined ? { maxFeePerGasGwei: o.maxFeePerGasGwei } : {}),
       clock: o.clock,
     }),
     receiptTimeoutMs: o.receiptTimeoutSeconds * 1000,
@@ -608,7 +623,7 @@ export async function fillsFromRecords<R extends OnChainOrderRecord>(
       sizeBase: r.filledSizeBase,
       priceUsd: r.avgFillPriceUsd,
       feeUsd: r.feeUsd ?? 0,
-      gasUsd: 0,
+      gasUsd: r.gasUsd ?? 0,
       tsMs: r.updatedAtMs,
     });
   }

@@ -5,6 +5,7 @@ import {
   type Address,
   BaseError,
   encodeAbiParameters,
+  formatGwei,
   type Hex,
   keccak256,
   type Transaction,
@@ -173,6 +174,8 @@ export interface TxSenderOptions {
  *   (ours, possibly from before a restart) is still pending and sending is refused with a NonceError until
  *   it is mined or replaced — so there are never nonce gaps or two hedges in flight;
  * - every transaction is simulated (estimateGas) first: reverts surface as not-sent venue errors;
+ * - fees never go above the gas policy's hard cap (`maxFeePerGasGwei`, {@link GasPolicy.capFees}): a send
+ *   or replacement that needs more is refused before signing (`RateLimitError`, not sent);
  * - the hash is handed to `onSigned` before broadcast (write-ahead), so a timeout is reconciled by hash
  *   ({@link status}) rather than resent;
  * - once signed, a failed broadcast is outcome unknown unless the node decoded a revert: a "nonce too low"
@@ -306,7 +309,8 @@ export class TxSender {
   async estimateCost(req: TxRequest, gasAssetUsd: number, gasLimit?: bigint): Promise<TxCost> {
     let fees: FeeQuote;
     try {
-      fees = await readFees(this.ctx.publicClient);
+      // what a transaction sent now would be signed with: never above the fee cap
+      fees = this.gasPolicy.clampFees(await readFees(this.ctx.publicClient));
     } catch (err) {
       throw toVenueError(err, this.errCtx(undefined));
     }
@@ -365,6 +369,13 @@ export class TxSender {
       // A raw viem error carries the RPC URL (API key) and the request body: map and scrub it.
       throw toVenueError(err, this.errCtx(cid));
     }
+    // Under the hard fee cap, urgent or not: a base fee above it is refused here, before anything is signed.
+    fees = this.gasPolicy.capFees(fees, {
+      neededWei: fees.baseFeePerGas,
+      what: 'sending at the latest base fee',
+      venue: this.ctx.venue,
+      clientOrderId: cid,
+    });
     const gas = ((await this.estimateGas(req, cid)) * this.gasMultiplierPct) / 100n;
     return this.signAndBroadcast(req, n.latest, gas, fees, opts);
   }
@@ -820,7 +831,9 @@ export class TxSender {
    * highest known at that nonce (`original`'s, and those of every transaction this sender signed there,
    * earlier replacements included): `speed-up` re-sends the same call, `cancel` sends 0 wei to self.
    * Returns the new transaction after it is mined (or NotConfirmedError). Once the replacement is mined
-   * the original can never be.
+   * the original can never be. Never above the gas policy's fee cap (`maxFeePerGasGwei`): a replacement
+   * that would need more is a `RateLimitError` (not sent) before anything is signed, so nothing
+   * changes at the nonce and the original stays the transaction its record tracks.
    */
   async replace(
     original: {
@@ -871,7 +884,23 @@ export class TxSender {
       } catch (err) {
         throw toVenueError(err, this.errCtx(opts.clientOrderId));
       }
-      const fees = prevFees ? bumpFees(prevFees, current) : bumpFees(current, current);
+      // Under the hard fee cap: a replacement must pay 12.5 % over the fee cap it replaces (the node
+      // refuses less as underpriced) and at least the base fee; when that is above the cap nothing is
+      // signed, and the transaction at the nonce stays the one its record tracks (no hash is handed to
+      // onSigned or kept).
+      const fees = this.gasPolicy.capFees(
+        prevFees ? bumpFees(prevFees, current) : bumpFees(current, current),
+        {
+          neededWei: prevFees
+            ? maxBig(current.baseFeePerGas, bumpFees(prevFees, NO_FEES).maxFeePerGas)
+            : current.baseFeePerGas,
+          what: `a ${mode} of ${original.hash} at nonce ${original.nonce}${
+            prevFees ? ` (12.5 % over its fee cap of ${formatGwei(prevFees.maxFeePerGas)} gwei)` : ''
+          }`,
+          venue: this.ctx.venue,
+          clientOrderId: opts.clientOrderId,
+        },
+      );
       const request: TxRequest =
         mode === 'cancel'
           ? { to: this.address, data: '0x', value: 0n }
@@ -902,6 +931,9 @@ export class TxSender {
 function maxBig(a: bigint, b: bigint): bigint {
   return a >= b ? a : b;
 }
+
+/** Zero fees: `bumpFees(prev, NO_FEES)` is the least a replacement of `prev` may pay. */
+const NO_FEES: FeeQuote = { baseFeePerGas: 0n, maxFeePerGas: 0n, maxPriorityFeePerGas: 0n };
 
 function minBig(a: bigint, b: bigint): bigint {
   return a <= b ? a : b;

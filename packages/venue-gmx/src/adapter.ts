@@ -74,7 +74,8 @@ import {
 } from './abi.ts';
 import { createOrderCallData } from './create-order.ts';
 import {
-  createdOrderKey,
+  createdOrder,
+  executionFeeRefundWei,
   type GmxEvent,
   orderCancelReason,
   orderFillFromEvents,
@@ -116,6 +117,13 @@ export interface GmxOrderRecord extends OnChainOrderRecord {
    * events are searched from there on, never from genesis (an unbounded log scan on a real chain).
    */
   orderBlock?: string;
+  /**
+   * What the creating transaction cost in gas, wei (decimal string): gas used × its effective gas price,
+   * plus the L1 data fee a receipt reports on top (OP Stack; on Arbitrum the gas includes it).
+   */
+  createGasWei?: string;
+  /** The execution fee the order was created with (OrderCreated's `executionFee`), wei (decimal string). */
+  executionFeeWei?: string;
 }
 
 interface MarketEntry {
@@ -179,7 +187,22 @@ export const GMX_CAPABILITIES: VenueCapabilities = {
   gasAsset: 'ETH',
 };
 
-const COLLATERAL_DECIMALS = 6;
+/** The collateral token as the adapter counts it: its decimals and the spend caps in its units. */
+interface CollateralUnits {
+  decimals: number;
+  spendCaps: SpendCaps;
+}
+
+/**
+ * The collateral an increase of `sizeDeltaUsd30` (USD, 30 decimals) posts, in token base units:
+ * `sizeDeltaUsd30 × fraction` rounded up to a USD-30 unit, then to a token unit (bigint arithmetic from
+ * there: no float on the way, whatever the token's decimals).
+ */
+function collateralUnitsFor(sizeDeltaUsd30: bigint, fraction: Dec, decimals: number): bigint {
+  const usd30 = BigInt(new Dec(sizeDeltaUsd30.toString()).mul(fraction).toFixed(0, Dec.ROUND_UP));
+  const scale = 10n ** 30n;
+  return (usd30 * 10n ** BigInt(decimals) + scale - 1n) / scale;
+}
 
 /** A `VenueError` subclass constructor (they all take these parameters; `reason`: RevertedError's). */
 type VenueErrorClass = new (p: {
@@ -284,7 +307,6 @@ export class GmxVenue implements VenueAdapter {
   private readonly p: GmxVenueParams;
   private readonly store: OrderRecordStore<GmxOrderRecord>;
   private readonly clock: Clock;
-  private readonly spendCaps: SpendCaps;
   private readonly errors: VenueErrorMapper;
   private readonly fetchImpl: typeof fetch | undefined;
   private markets: Map<string, MarketEntry> | undefined;
@@ -312,16 +334,63 @@ export class GmxVenue implements VenueAdapter {
       abi: gmxErrorAbi,
       classify: classifyGmxRevert,
       maxBaseFeeGwei: this.p.maxBaseFeeGwei,
+      maxFeePerGasGwei: this.p.maxFeePerGasGwei,
       receiptTimeoutSeconds: this.p.receiptTimeoutSeconds,
       clock: this.clock,
     });
-    this.spendCaps = new SpendCaps({
-      venue: id,
-      caps: { [this.p.collateralAsset.toLowerCase()]: toUnits(this.p.spendCapPerDay, COLLATERAL_DECIMALS) },
+  }
+
+  #collateral: Promise<CollateralUnits> | undefined;
+
+  /**
+   * The collateral token's decimals, read from the token once (`decimals()`; not kept on failure, the
+   * next call asks again) and checked against `params.collateralDecimals` when that is set, and the
+   * spend caps in those units (`spendCapPerDay`). A token whose decimals disagree with the params, or
+   * that has more than 30 (GMX's USD unit), is a `VENUE_MISCONFIGURED` error naming both.
+   */
+  private collateral(): Promise<CollateralUnits> {
+    if (!this.#collateral) {
+      this.#collateral = this.readCollateral().catch((err: unknown) => {
+        this.#collateral = undefined;
+        throw err;
+      });
+    }
+    return this.#collateral;
+  }
+
+  private async readCollateral(): Promise<CollateralUnits> {
+    const token = this.p.collateralAsset;
+    const read = await this.errors.read(() =>
+      this.ctx.publicClient.readContract({ address: token, abi: erc20Abi, functionName: 'decimals' }),
+    );
+    const decimals = Number(read);
+    const configured = this.p.collateralDecimals;
+    const wrong =
+      configured !== undefined && configured !== decimals
+        ? `params.collateralDecimals is ${configured}, but the collateral token ${token} has ${decimals} decimals`
+        : !Number.isInteger(decimals) || decimals < 0 || decimals > 30
+          ? `the collateral token ${token} has ${read} decimals; GMX amounts need 0 to 30`
+          : undefined;
+    if (wrong)
+      throw new VenueError('VENUE_MISCONFIGURED', {
+        venue: this.id,
+        message: wrong,
+        outcome: 'not-sent',
+        retryable: false,
+        details: {
+          collateralAsset: token,
+          tokenDecimals: decimals,
+          ...(configured !== undefined ? { collateralDecimals: configured } : {}),
+        },
+      });
+    const spendCaps = new SpendCaps({
+      venue: this.id,
+      caps: { [token.toLowerCase()]: toUnits(this.p.spendCapPerDay, decimals) },
       clock: this.clock,
       // The window is rebuilt from the spends recorded on the order records (survives a restart).
       records: this.store,
     });
+    return { decimals, spendCaps };
   }
 
   private get account(): Address {
@@ -621,6 +690,7 @@ export class GmxVenue implements VenueAdapter {
         }`,
       );
     if (held.length === 0) return [];
+    const { decimals: collateralDecimals } = await this.collateral();
     const prices = await this.tokenPrices(
       held.flatMap(([id, m]) =>
         (
@@ -693,7 +763,7 @@ export class GmxVenue implements VenueAdapter {
           }
           const side = `${p.flags.isLong ? 'long' : 'short'} ${id} position's`;
           const value = (token: Address, what: string) => (amount: bigint) =>
-            this.tokenValueUsd30(token, amount, prices, `${side} ${what}`);
+            this.tokenValueUsd30(token, amount, prices, `${side} ${what}`, collateralDecimals);
           marginUsd30 += value(p.addresses.collateralToken, 'collateral token')(p.numbers.collateralAmount);
           pnlUsd30 += unsettledPnlUsd30(
             {
@@ -760,7 +830,8 @@ export class GmxVenue implements VenueAdapter {
 
   /**
    * A token amount in USD with 30 decimals, valued as equity counts the position's collateral: the
-   * adapter's collateral (USDC) at par, as equity counts the wallet's USDC; any other token at the
+   * adapter's collateral (USDC; `collateralDecimals`, its token's) at par, as equity counts the wallet's
+   * USDC; any other token at the
    * min price (as GMX values collateral) in `prices` (by lowercase address: the prices of the market's
    * index, long and short tokens, the only tokens GMX's Reader accepts as collateral). Throws, naming
    * `what`, when such a token has no price there.
@@ -770,10 +841,11 @@ export class GmxVenue implements VenueAdapter {
     amount: bigint,
     prices: Map<string, { min: bigint; max: bigint }>,
     what: string,
+    collateralDecimals: number,
   ): bigint {
     if (amount === 0n) return 0n;
     if (token.toLowerCase() === this.p.collateralAsset.toLowerCase())
-      return amount * 10n ** BigInt(30 - COLLATERAL_DECIMALS);
+      return amount * 10n ** BigInt(30 - collateralDecimals);
     const min = prices.get(token.toLowerCase())?.min ?? 0n;
     if (min === 0n)
       throw new Error(`${this.id}: the ${what} ${token} has no price, so the position cannot be valued`);
@@ -785,7 +857,7 @@ export class GmxVenue implements VenueAdapter {
       venue: this.id,
       chain: this.chain,
       token: this.p.collateralAsset,
-      decimals: COLLATERAL_DECIMALS,
+      decimals: (await this.collateral()).decimals,
       symbol: 'USDC',
       now: () => this.clock.nowMs(),
     });
@@ -921,6 +993,12 @@ export class GmxVenue implements VenueAdapter {
    * same call data, so the same fee, at ≥ 12.5 % higher fees) has a higher gas price than the one the
    * minimum was read for. Without headroom every speed-up reverted `InsufficientExecutionFee`. Quotes
    * price the minimum: GMX refunds what the execution does not use.
+   *
+   * With the sender's fee cap (`params.maxFeePerGasGwei`) the order transaction is signed at most at
+   * the cap, so the minimum is at the capped fee cap; and no transaction that can create the order, the
+   * first send or any replacement (`TxSender.replace` refuses one above the cap), has a gas price above
+   * the cap: the fee an order is sent with is gas limit × the cap, which passes GMX's check for every
+   * one of them (the headroom, a guess at how far fees move, is not used; more than that is never needed).
    */
   private async executionFeeWei(increase: boolean, forOrder: boolean): Promise<bigint> {
     const k = GMX_KEYS;
@@ -954,10 +1032,13 @@ export class GmxVenue implements VenueAdapter {
       },
       { increase },
     );
-    const minimum = gasLimit * fees.maxFeePerGas;
-    const wanted = forOrder
-      ? BigInt(new Dec(minimum.toString()).mul(this.p.executionFeeHeadroom).toFixed(0, Dec.ROUND_UP))
-      : minimum;
+    const cap = this.sender.gasPolicy.maxFeePerGasWei;
+    const minimum = gasLimit * (cap !== undefined && cap < fees.maxFeePerGas ? cap : fees.maxFeePerGas);
+    const wanted = !forOrder
+      ? minimum
+      : cap !== undefined
+        ? gasLimit * cap
+        : BigInt(new Dec(minimum.toString()).mul(this.p.executionFeeHeadroom).toFixed(0, Dec.ROUND_UP));
     const floor = BigInt(this.p.executionFeeWei);
     return floor > wanted ? floor : wanted;
   }
@@ -1186,13 +1267,9 @@ export class GmxVenue implements VenueAdapter {
           ? (ref * (10_000n + slip)) / 10_000n
           : (ref * (10_000n - slip) + 9_999n) / 10_000n;
     const executionFeeWei = await this.executionFeeWei(increase, true);
+    const { decimals: collateralDecimals, spendCaps } = await this.collateral();
     const collateral = increase
-      ? BigInt(
-          new Dec(fromUsd30(sizeDeltaUsd))
-            .mul(m.collateralFraction)
-            .mul(10 ** COLLATERAL_DECIMALS)
-            .toFixed(0, Dec.ROUND_UP),
-        )
+      ? collateralUnitsFor(sizeDeltaUsd, m.collateralFraction, collateralDecimals)
       : 0n;
     const data = this.orderCalldata(m, {
       isLong,
@@ -1204,14 +1281,14 @@ export class GmxVenue implements VenueAdapter {
     });
     const record: GmxOrderRecord = newOrderRecord(req, this.clock.nowMs());
     // Held from here (check and reserve in one step) and recorded on the order before broadcast.
-    const spend = await reserveAndApprove(this.sender, this.spendCaps, {
+    const spend = await reserveAndApprove(this.sender, spendCaps, {
       token: this.p.collateralAsset,
       // ExchangeRouter.sendTokens pulls through Router.pluginTransfer: the Router is the spender.
       spender: this.p.router,
       amount: collateral,
       policy:
         this.p.approval === 'capped' && this.p.approvalCap !== undefined
-          ? { mode: 'capped', capAmount: toUnits(this.p.approvalCap, COLLATERAL_DECIMALS) }
+          ? { mode: 'capped', capAmount: toUnits(this.p.approvalCap, collateralDecimals) }
           : { mode: 'exact' },
       clientOrderId: cid,
     });
@@ -1227,11 +1304,16 @@ export class GmxVenue implements VenueAdapter {
   }
 
   private applyCreateReceipt(record: GmxOrderRecord, receipt: TransactionReceipt): void {
-    const key =
+    const created =
       receipt.status === 'success'
-        ? createdOrderKey(receipt.logs, this.p.eventEmitter, this.account)
+        ? createdOrder(receipt.logs, this.p.eventEmitter, this.account)
         : undefined;
+    const key = created?.key;
     record.updatedAtMs = this.clock.nowMs();
+    // what the order's transaction (or the copy that took its nonce) cost, whatever came of it
+    const l1Fee = (receipt as { l1Fee?: bigint | null }).l1Fee ?? 0n;
+    record.createGasWei = (receipt.gasUsed * receipt.effectiveGasPrice + l1Fee).toString();
+    if (created?.executionFeeWei !== undefined) record.executionFeeWei = created.executionFeeWei.toString();
     if (!key && receipt.status === 'success') {
       // The transaction went through, so the order may well exist (a wrong eventEmitter setting, an
       // upgraded emitter): unknown, never 'rejected', which told execution nothing traded and let the
@@ -1278,7 +1360,24 @@ export class GmxVenue implements VenueAdapter {
     r.status = 'filled';
     r.filledSizeBase = fromUnits(fill.sizeDeltaInTokens, m.decimals);
     r.avgFillPriceUsd = gmxPriceToUsdDecimal(fill.executionPrice, m.decimals);
-    r.feeUsd = Number(fromUnits(fill.positionFeeAmount, COLLATERAL_DECIMALS));
+    r.feeUsd = Number(fromUnits(fill.positionFeeAmount, (await this.collateral()).decimals));
+    r.gasUsd = await this.orderGasUsd(r, receipt);
+  }
+
+  /**
+   * What a filled order cost in gas, USD (its fill's `gasUsd`): the creating transaction's gas
+   * (`createGasWei`) and the execution fee the keeper kept (`executionFeeWei` less the
+   * `ExecutionFeeRefund` to the account in the execution transaction `execution`; the local contract's
+   * keeper keeps it all), at the ETH price now (`params.gasAssetUsd` when it cannot be read: the fill is
+   * not held back for a price). A record without them (written before they were kept) counts 0 for each.
+   */
+  private async orderGasUsd(r: GmxOrderRecord, execution: TransactionReceipt): Promise<number> {
+    const wei = (v: string | undefined) => (v !== undefined && /^[0-9]+$/.test(v) ? BigInt(v) : 0n);
+    const fee = wei(r.executionFeeWei);
+    const refund = executionFeeRefundWei(parseGmxEvents(execution.logs, this.p.eventEmitter), this.account);
+    const totalWei = wei(r.createGasWei) + (refund < fee ? fee - refund : 0n);
+    const ethUsd = await this.ethUsd().catch(() => this.p.gasAssetUsd);
+    return new Dec(totalWei.toString()).div(new Dec(10).pow(18)).mul(ethUsd).toNumber();
   }
 
   /** Brings a record up to date from the chain (tx receipt, order existence, execution/cancel events). */
@@ -1288,7 +1387,12 @@ export class GmxVenue implements VenueAdapter {
     if (!r.orderKey) {
       if (!r.txHash) return r;
       await applySentTxStatus(
-        { sender: this.sender, errors: this.errors, clock: this.clock, spendCaps: this.spendCaps },
+        {
+          sender: this.sender,
+          errors: this.errors,
+          clock: this.clock,
+          spendCaps: (await this.collateral()).spendCaps,
+        },
         r,
         r.txHash,
         (x, receipt) => this.applyCreateReceipt(x, receipt),

@@ -84,11 +84,39 @@ export function accountTopic(account: Address): Hex {
  * EventEmitter's `OrderCreated` EventLog2 whose topic2 is the account (OrderEventUtils.emitOrderCreated).
  */
 export function createdOrderKey(logs: Log[], eventEmitter: Address, account: Address): Hex | undefined {
+  return createdOrder(logs, eventEmitter, account)?.key;
+}
+
+/**
+ * {@link createdOrderKey} with the order's `executionFee` item (wei; undefined when the event has none),
+ * as OrderEventUtils.emitOrderCreated reports it.
+ */
+export function createdOrder(
+  logs: Log[],
+  eventEmitter: Address,
+  account: Address,
+): { key: Hex; executionFeeWei: bigint | undefined } | undefined {
   const me = accountTopic(account);
   const created = parseGmxEvents(logs, eventEmitter, ['OrderCreated']).find(
     (e) => e.topic2?.toLowerCase() === me,
   );
-  return created?.topic1;
+  if (!created?.topic1) return undefined;
+  return { key: created.topic1, executionFeeWei: created.items.uint.get('executionFee') };
+}
+
+/**
+ * The execution fee refunded to `receiver` in a keeper's transaction, wei: the `refundFeeAmount` of the
+ * EventEmitter's `ExecutionFeeRefund` EventLog1 events whose topic1 is the receiver
+ * (GasUtils.emitExecutionFeeRefund), summed; 0 when there are none (the local contract's keeper keeps the
+ * whole fee).
+ */
+export function executionFeeRefundWei(events: readonly GmxEvent[], receiver: Address): bigint {
+  const me = accountTopic(receiver);
+  let sum = 0n;
+  for (const e of events)
+    if (e.eventName === 'ExecutionFeeRefund' && e.topic1?.toLowerCase() === me)
+      sum += e.items.uint.get('refundFeeAmount') ?? 0n;
+  return sum;
 }
 
 /** A bytes32 item that must be there; names the event and key when it is not. */

@@ -20,8 +20,10 @@ export {
 } from './adapter.ts';
 export {
   accountTopic,
+  createdOrder,
   createdOrderKey,
   eventItems,
+  executionFeeRefundWei,
   type GmxEvent,
   type GmxEventItems,
   type GmxOrderFill,

@@ -70,6 +70,13 @@ export const GmxVenueParams = z
     marketFor: z.record(z.string(), Address).default({}),
     /** Collateral token (USDC-like); not named `...Token` so the config's secret scan does not flag it. */
     collateralAsset: Address,
+    /**
+     * The collateral token's decimals. They are always read from the token (`decimals()`, once, at
+     * the first call that needs them); when set here too, the two must agree, or every such call fails
+     * with a `VENUE_MISCONFIGURED` error naming both. Amounts in collateral units (`spendCapPerDay`,
+     * `approvalCap`, collateral posted, fees) are converted with them. @defaultValue the token's
+     */
+    collateralDecimals: z.number().int().min(0).max(30).optional(),
     /** Wrapped native token used for the execution fee. */
     wnt: Address,
     /** Collateral posted per unit of notional is 1/leverage. @defaultValue 2 */
@@ -91,6 +98,9 @@ export const GmxVenueParams = z
      * original: without headroom it reverts `InsufficientExecutionFee`. 2 covers five speed-ups at steady
      * fees, or a base fee that rises to about 4× (tips ignored, as on Arbitrum) before one is mined. Not
      * a cost: GMX refunds what the keeper's execution does not use (quotes count the fee without it).
+     * Not used with `maxFeePerGasGwei`: no transaction that can create the order (the first send or any
+     * replacement) pays more per gas than the cap, so the fee sent is `gas limit × the cap`, which covers
+     * every one of them, and no more is ever needed.
      * @defaultValue 2
      */
     executionFeeHeadroom: z.number().min(1).max(10).default(2),
@@ -98,7 +108,10 @@ export const GmxVenueParams = z
     orderGasLimit: z.number().int().positive().default(900_000),
     /** Typical keeper delay, for quotes' expected latency. @defaultValue 2000 */
     expectedKeeperDelayMs: z.number().int().nonnegative().default(2000),
-    /** Approvals: `exact` per order or `capped` up to `approvalCap` (collateral units, decimal). */
+    /**
+     * Approvals: `exact` per order or `capped` up to `approvalCap` (collateral units, decimal), and never
+     * more than `spendCapPerDay` still allows (the order's collateral plus what the day has left after it).
+     */
     approval: z.enum(['exact', 'capped']).default('exact'),
     approvalCap: Decimal.optional(),
     /** Most collateral the adapter may send per day, in collateral units (decimal). @defaultValue 1000000 */
@@ -111,6 +124,15 @@ export const GmxVenueParams = z
     receiptTimeoutSeconds: z.number().positive().default(30),
     /** Base fee cap for non-urgent hedges, gwei (Infinity when omitted). */
     maxBaseFeeGwei: z.number().positive().optional(),
+    /**
+     * Hard cap on any transaction's `maxFeePerGas`, gwei (a finite number > 0): no transaction of the
+     * venue (order, cancel, approval, replacement; urgent or not) is signed with more. A send that needs
+     * more (a base fee above it) is not sent: a retryable `RateLimitError` naming the fee and the cap; a
+     * speed-up or cancel by replacement that needs more (12.5 % over the fee cap it replaces) is refused
+     * the same way and the original stays the transaction the order tracks. With a cap, an order's
+     * execution fee covers its gas limit × the cap (see `executionFeeHeadroom`). @defaultValue no cap
+     */
+    maxFeePerGasGwei: z.number().positive().optional(),
     /** Folder for the client order id mapping file. @defaultValue the profile's dataDir */
     dataDir: z.string().optional(),
   })

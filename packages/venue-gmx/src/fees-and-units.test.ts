@@ -1,0 +1,236 @@
+import {
+  compileSolidity,
+  deployContract,
+  EVM_TEST_CONTRACTS_URL,
+  type EvmContext,
+  MemoryOrderStore,
+  rpc,
+  sendFixtureTransaction,
+} from '@xhedge/evm';
+import type { LocalTestChain } from '@xhedge/evm/testing';
+import { InvalidOrderError, NotConfirmedError, RateLimitError, VenueError } from '@xhedge/venue';
+import { type Address, encodeFunctionData, erc20Abi, type Hex, parseGwei } from 'viem';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { type GmxOrderRecord, GmxVenue } from './adapter.ts';
+import type { GmxFixture } from './fixture.ts';
+import { gmxFixtureAbi } from './fixture-abi.ts';
+import type { GmxKeeper } from './keeper.ts';
+import { GmxVenueParams, type GmxVenueParamsInput } from './params.ts';
+import { startGmxTestChain } from './test-chain.ts';
+import { usdToGmxPrice } from './units.ts';
+
+// The fee cap (maxFeePerGasGwei) and the execution fee, collateral tokens of any decimals, and the gas a
+// fill reports, on a real anvil node with the local GMX contracts.
+
+let chain: LocalTestChain;
+let deployer: EvmContext;
+let trader: EvmContext;
+let fx: GmxFixture;
+let keeper: GmxKeeper;
+
+beforeAll(async () => {
+  const t = await startGmxTestChain('gmx-fees-units');
+  ({ chain, deployer, fx, keeper } = t);
+  trader = t.traders[0] as EvmContext;
+});
+afterAll(async () => {
+  await chain?.stop();
+});
+beforeEach(() => chain.fresh());
+
+function venue(params: Partial<GmxVenueParamsInput>, store = new MemoryOrderStore<GmxOrderRecord>()) {
+  return new GmxVenue(
+    'gmx-local',
+    { ...fx.params, approval: 'capped', approvalCap: '1000000', receiptTimeoutSeconds: 1, ...params },
+    { ctx: trader, store },
+  );
+}
+
+const buy = (clientOrderId: string, sizeBase: string) => ({
+  clientOrderId,
+  instrument: 'ETH-USD:PERP',
+  side: 'buy' as const,
+  orderType: 'market' as const,
+  sizeBase,
+});
+
+/** Makes the latest block's base fee `wei` (the next block's is set, then one is mined). */
+async function setBaseFee(wei: bigint) {
+  await rpc(deployer.publicClient, 'anvil_setNextBlockBaseFeePerGas', [`0x${wei.toString(16)}`]);
+  await rpc(deployer.publicClient, 'evm_mine');
+  expect((await deployer.publicClient.getBlock()).baseFeePerGas).toBe(wei);
+}
+
+/** GMX's gas limit for an order's execution at the fixture's settings: 600 000 + 3 × 250 000 + 3 000 000. */
+const EXECUTION_GAS = 4_350_000n;
+
+describe('maxFeePerGasGwei on GMX', () => {
+  it('is a params field: a finite number of gwei > 0, or refused naming it', () => {
+    for (const bad of [0, -1, Number.POSITIVE_INFINITY, Number.NaN, '5']) {
+      const r = GmxVenueParams.safeParse({ ...fx.params, maxFeePerGasGwei: bad });
+      expect(r.success).toBe(false);
+      expect(r.error?.issues.map((i) => i.path.join('.'))).toEqual(['maxFeePerGasGwei']);
+    }
+    expect(venue({ maxFeePerGasGwei: 2.5 }).sender.gasPolicy.maxFeePerGasWei).toBe(parseGwei('2.5'));
+    expect(venue({}).sender.gasPolicy.maxFeePerGasWei).toBeUndefined();
+  });
+
+  it('the execution fee covers gas limit × the cap, so a speed-up signed up to the cap creates the order; the fill reports its gas', async () => {
+    await setBaseFee(parseGwei('0.1'));
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    const v = venue({ maxFeePerGasGwei: 5 }, store);
+    await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
+    const err = await v.placeOrder(buy('capped-1', '0.1')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotConfirmedError);
+    const sent = (await store.get('capped-1')) as GmxOrderRecord;
+    const original = await trader.publicClient.getTransaction({ hash: sent.txHash as Hex });
+    // signed under the cap (0.2 + 1 gwei here), with an execution fee of gas limit × the cap: no
+    // transaction that can create the order pays more per gas than that
+    expect(original.maxFeePerGas).toBeLessThan(parseGwei('5'));
+    expect(original.value).toBe(EXECUTION_GAS * parseGwei('5'));
+
+    // The base fee jumps (a block goes by without the order): a speed-up must pay more per gas than the
+    // headroom on the original's fee cap (2 × 1.2 gwei) covered.
+    await setBaseFee(parseGwei('4'));
+    let speedUp: Hex | undefined;
+    const speeding = v.sender
+      .replace({ hash: sent.txHash as Hex, nonce: sent.nonce as number }, 'speed-up', {
+        timeoutMs: 10_000,
+        onSigned: (i) => {
+          speedUp = i.hash;
+        },
+      })
+      .catch((e: unknown) => e);
+    const inPool = async () =>
+      speedUp !== undefined &&
+      (await trader.publicClient.getTransaction({ hash: speedUp }).catch(() => null)) !== null;
+    for (let i = 0; i < 500 && !(await inPool()); i++) await new Promise((r) => setTimeout(r, 10));
+    await rpc(deployer.publicClient, 'evm_mine', []);
+    const result = await speeding;
+    // (It reverted InsufficientExecutionFee with the fee at 2 × the original's fee cap.)
+    expect(result instanceof Error ? result.message : 'mined').toBe('mined');
+    const sped = await trader.publicClient.getTransaction({ hash: speedUp as Hex });
+    const receipt = await trader.publicClient.getTransactionReceipt({ hash: speedUp as Hex });
+    expect(sped.maxFeePerGas).toBe(parseGwei('5'));
+    expect(receipt.status).toBe('success');
+    expect(receipt.effectiveGasPrice).toBeGreaterThan(2n * (original.maxFeePerGas as bigint));
+    expect((await v.getOrderByClientId('capped-1'))?.status).toBe('acknowledged');
+
+    await rpc(deployer.publicClient, 'evm_setAutomine', [true]);
+    await rpc(deployer.publicClient, 'evm_mine', []);
+    await keeper.runOnce();
+    expect((await v.getOrderByClientId('capped-1'))?.status).toBe('filled');
+    // The fill's gas: the speed-up's gas and the execution fee (the local keeper keeps all of it), at
+    // the ETH market's price (3 500).
+    const [fill] = await v.fetchFills({ clientOrderId: 'capped-1' });
+    const wei = receipt.gasUsed * receipt.effectiveGasPrice + EXECUTION_GAS * parseGwei('5');
+    expect(fill?.gasUsd).toBeCloseTo((Number(wei) / 1e18) * 3500, 9);
+    expect(fill?.feeUsd).toBeCloseTo(350 * 0.0005, 12);
+  });
+
+  it('an order whose base fee is above the cap is not sent: a retryable not-sent error, nothing recorded', async () => {
+    await setBaseFee(parseGwei('6'));
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    const v = venue({ maxFeePerGasGwei: 5, spendCapPerDay: '175' }, store);
+    const err = await v.placeOrder(buy('high-1', '0.1')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RateLimitError);
+    expect((err as RateLimitError).outcome).toBe('not-sent');
+    expect((err as RateLimitError).message).toMatch(
+      /needs a maxFeePerGas of 6 gwei, above the cap maxFeePerGasGwei 5 gwei/,
+    );
+    expect(await store.get('high-1')).toBeUndefined();
+    // its collateral was given back to the day's cap (175 USDC): the same order fits once fees fall
+    await setBaseFee(parseGwei('1'));
+    expect((await v.placeOrder(buy('high-2', '0.1'))).status).toBe('acknowledged');
+  });
+});
+
+describe('collateral decimals come from the token', () => {
+  /**
+   * An 18-decimal dollar stablecoin priced at 1 USD, 10 000 of it with the trader, and an ETH market
+   * whose short token it is (GMX takes only a market's long or short token as collateral): the venue
+   * trades that market (`marketFor`).
+   */
+  async function eighteenDecimalDollar(): Promise<{ dai: Address; marketFor: Record<string, Address> }> {
+    const c = compileSolidity({ 'TestToken.sol': EVM_TEST_CONTRACTS_URL });
+    const dai = await deployContract(deployer, c.TestToken!, ['Dai Stablecoin', 'DAI', 18]);
+    const gm = await deployContract(deployer, c.TestToken!, ['GMX Market ETH/USD [WETH-DAI]', 'GM', 18]);
+    const weth = fx.indexTokens.ETH?.address as Address;
+    await fx.addMarket({ marketToken: gm, indexToken: weth, longToken: weth, shortToken: dai });
+    const one = usdToGmxPrice(1, 18);
+    await sendFixtureTransaction(
+      deployer,
+      fx.params.oracle,
+      encodeFunctionData({
+        abi: gmxFixtureAbi,
+        functionName: 'setPrimaryPrice',
+        args: [dai, { min: one, max: one }],
+      }),
+    );
+    await sendFixtureTransaction(
+      deployer,
+      dai,
+      encodeFunctionData({
+        abi: gmxFixtureAbi,
+        functionName: 'mint',
+        args: [trader.account.address, 10_000n * 10n ** 18n],
+      }),
+    );
+    return { dai, marketFor: { 'ETH-USD:PERP': gm } };
+  }
+
+  const balanceOf = (token: Address) =>
+    trader.publicClient.readContract({
+      address: token,
+      abi: erc20Abi,
+      functionName: 'balanceOf',
+      args: [trader.account.address],
+    });
+
+  it('an 18-decimal collateral is posted, capped, approved, valued and reported in its own units', async () => {
+    const { dai, marketFor } = await eighteenDecimalDollar();
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    const v = venue({ collateralAsset: dai, marketFor, approval: 'exact', spendCapPerDay: '1000' }, store);
+    expect((await v.fetchBalances())[0]).toMatchObject({ amount: 10_000, available: 10_000 });
+    // 0.1 ETH × 3 500 / leverage 2 = 175 DAI, exactly, in 18 decimals
+    const placed = await v.placeOrder(buy('dai-1', '0.1'));
+    expect(placed.status).toBe('acknowledged');
+    const collateral = 175n * 10n ** 18n;
+    expect((await store.get('dai-1'))?.spend?.amountBase).toBe(collateral.toString());
+    expect(await balanceOf(dai)).toBe(10_000n * 10n ** 18n - collateral);
+    await keeper.runOnce();
+    expect((await v.getOrderByClientId('dai-1'))?.status).toBe('filled');
+    const [fill] = await v.fetchFills();
+    // 350 USD × 5 bps, taken in DAI
+    expect(fill?.feeUsd).toBeCloseTo(0.175, 12);
+    expect(fill?.gasUsd).toBeGreaterThan(0);
+    const [pos] = await v.fetchPositions();
+    expect(pos).toMatchObject({ instrument: 'ETH-USD:PERP', sizeBase: 0.1 });
+    expect(pos?.marginUsd).toBeCloseTo(175 - 0.175, 9);
+    expect((await v.fetchBalances())[0]?.amount).toBe(9_825);
+    // The day's cap is 1 000 DAI: 175 + 875 more is past it.
+    const over = await v.placeOrder(buy('dai-2', '0.5')).catch((e: unknown) => e);
+    expect(over).toBeInstanceOf(InvalidOrderError);
+    expect((over as InvalidOrderError).message).toContain(
+      `${collateral} already spent or reserved + ${875n * 10n ** 18n} > cap ${1000n * 10n ** 18n}`,
+    );
+  });
+
+  it('params.collateralDecimals is checked against the token: a mismatch is VENUE_MISCONFIGURED naming both', async () => {
+    const { dai, marketFor } = await eighteenDecimalDollar();
+    const wrong = venue({ collateralAsset: dai, marketFor, collateralDecimals: 6 });
+    for (const call of [() => wrong.fetchBalances(), () => wrong.placeOrder(buy('dai-x', '0.1'))]) {
+      const err = await call().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(VenueError);
+      expect((err as VenueError).code).toBe('VENUE_MISCONFIGURED');
+      expect((err as VenueError).message).toContain(
+        `params.collateralDecimals is 6, but the collateral token ${dai} has 18 decimals`,
+      );
+    }
+    expect(await balanceOf(dai)).toBe(10_000n * 10n ** 18n);
+    const right = venue({ collateralAsset: dai, marketFor, collateralDecimals: 18 });
+    expect((await right.fetchBalances())[0]?.amount).toBe(10_000);
+    for (const bad of [31, 1.5, -1])
+      expect(GmxVenueParams.safeParse({ ...fx.params, collateralDecimals: bad }).success).toBe(false);
+  });
+});
