@@ -145,8 +145,36 @@ export function tradeCost(v: EngineVenue, notionalUsd: number, gasUsd: number): 
 }
 
 /**
- * Picks the venue with the lowest all-in cost (fee + spread + impact + gas now) for a trade of
- * `notionalUsd`. Returns the venue index.
+ * Hours of holding the routers price funding over: what the live router asks every venue to quote its
+ * funding carry for (`quoteVenues` of @xhedge/routing leaves `holdingHours` at its default, 24, the
+ * default of `QuoteRequest.holdingHours` in @xhedge/venue; the runtime does not set it).
+ */
+export const ROUTING_HOLDING_HOURS = 24;
+
+/**
+ * Funding a trade of `signedNotionalUsd` (+ buys, − sells) pays on venue `v` over `holdingHours`, USD,
+ * signed as the live router's quotes sign it: + = a cost. With a positive rate longs pay: a buy pays
+ * it, a sell earns it (or stops paying it, when it closes a long). The rate is the one the engine
+ * charges the position every step (`fundingRatePerHour`, known when the trade is decided).
+ */
+export function fundingCarryUsd(
+  v: EngineVenue,
+  signedNotionalUsd: number,
+  holdingHours: number = ROUTING_HOLDING_HOURS,
+): number {
+  const carry = v.fundingRatePerHour * holdingHours * signedNotionalUsd;
+  if (!Number.isFinite(carry))
+    throw new BacktestInputError(
+      `venue ${v.id}: funding carry is not a finite number (fundingRatePerHour ${v.fundingRatePerHour}, holding ${holdingHours} h, notional ${signedNotionalUsd} USD)`,
+      { venue: v.id, field: 'fundingRatePerHour' },
+    );
+  return carry;
+}
+
+/**
+ * Picks the venue with the lowest all-in cost (fee + spread + impact + gas now + funding carry over
+ * {@link ROUTING_HOLDING_HOURS}, as the live router ranks venues) for a trade of `notionalUsd` (signed:
+ * + buys, − sells; the carry's sign depends on it). Returns the venue index.
  */
 export function cheapestVenue(
   venues: readonly EngineVenue[],
@@ -161,7 +189,9 @@ export function cheapestVenue(
     const v = venues[i] as EngineVenue;
     if (v.hedges === false) continue;
     const c =
-      (v.feeFraction + v.halfSpreadFraction + v.impactFractionPerUsd * n) * n + (gas[i] as GasCurve)(ms);
+      (v.feeFraction + v.halfSpreadFraction + v.impactFractionPerUsd * n) * n +
+      (gas[i] as GasCurve)(ms) +
+      fundingCarryUsd(v, notionalUsd);
     if (c < bestCost) {
       bestCost = c;
       best = i;
@@ -170,12 +200,21 @@ export function cheapestVenue(
   return best;
 }
 
-/** All-in cost of trading `addUsd` more on a venue that already trades `plannedUsd` in the same order, USD. */
-function marginalCostUsd(v: EngineVenue, gasUsd: number, plannedUsd: number, addUsd: number): number {
+/**
+ * All-in cost of trading `addUsd` more (unsigned) on a venue that already trades `plannedUsd` in the
+ * same order, USD, funding carry over {@link ROUTING_HOLDING_HOURS} included (`sign`: +1 buys, −1 sells).
+ */
+function marginalCostUsd(
+  v: EngineVenue,
+  gasUsd: number,
+  plannedUsd: number,
+  addUsd: number,
+  sign: 1 | -1,
+): number {
   const linear = (v.feeFraction + v.halfSpreadFraction) * addUsd;
   const impact = v.impactFractionPerUsd * ((plannedUsd + addUsd) ** 2 - plannedUsd ** 2);
   // One order per venue: gas is paid by the first size planned on it.
-  return linear + impact + (plannedUsd > 0 ? 0 : gasUsd);
+  return linear + impact + (plannedUsd > 0 ? 0 : gasUsd) + fundingCarryUsd(v, sign * addUsd);
 }
 
 /** One leg of a trade routed by {@link routeCheapest}: venue index and signed size, underlying units. */
@@ -188,7 +227,9 @@ export interface CheapestLeg {
  * Routes a hedge trade without the live router (`routing: cheapest`). The trade first reduces positions
  * of the opposite sign held on venues, cheapest per unit first, each at most to zero; only what is
  * left opens exposure, on the venue where it costs least (a venue already in the trade crosses through
- * zero in the same order, without a second gas). Opening on one venue against a position held on
+ * zero in the same order, without a second gas). Costs are all-in as the live router ranks them: fee,
+ * spread, impact, gas and the funding carry over {@link ROUTING_HOLDING_HOURS} (closing a long on a
+ * venue where longs pay saves that funding, so it goes first). Opening on one venue against a position held on
  * another would leave a pair with no net delta that pays funding on both legs, ties up margin on both
  * and must be closed twice; with costs that do not change, reducing now costs no more than opening now
  * and closing both later. Without opposite positions this is one leg on {@link cheapestVenue}.
@@ -206,7 +247,7 @@ export function routeCheapest(
     throw new BacktestInputError(`hedge trade must be a finite non-zero size, got ${deltaBase}`);
   if (!(Number.isFinite(spotUsd) && spotUsd > 0))
     throw new BacktestInputError(`spot must be a finite positive price, got ${spotUsd}`);
-  const sign = deltaBase > 0 ? 1 : -1;
+  const sign: 1 | -1 = deltaBase > 0 ? 1 : -1;
   /** Size planned per venue in this trade, underlying units, unsigned. */
   const planned = new Float64Array(venues.length);
   /** Venues in the order they were planned: the legs' order. */
@@ -224,7 +265,7 @@ export function routeCheapest(
       if (v.hedges === false || pos * sign >= 0) continue;
       const take = Math.min(left, Math.abs(pos) - (planned[i] as number));
       if (!(take > 0)) continue;
-      const perUnit = marginalCostUsd(v, (gas[i] as GasCurve)(ms), 0, take * spotUsd) / take;
+      const perUnit = marginalCostUsd(v, (gas[i] as GasCurve)(ms), 0, take * spotUsd, sign) / take;
       if (perUnit < bestPerUnit) {
         bestPerUnit = perUnit;
         best = i;
@@ -249,6 +290,7 @@ export function routeCheapest(
         (gas[i] as GasCurve)(ms),
         (planned[i] as number) * spotUsd,
         left * spotUsd,
+        sign,
       );
       if (c < bestCost) {
         bestCost = c;
@@ -273,6 +315,44 @@ export interface RoutedLeg {
 export interface RoutedTrade {
   legs: RoutedLeg[];
   transfers: CollateralTransfer[];
+}
+
+/** What every quote of one hedge trade shares (see {@link quoteHedge}). */
+export interface QuoteInput {
+  instrument: string;
+  side: 'buy' | 'sell';
+  spotUsd: number;
+  ms: number;
+}
+
+/**
+ * The quote a venue's cost model gives the live router for `sizeBase` (underlying units, positive):
+ * fee, spread and impact, gas, and the funding carry over {@link ROUTING_HOLDING_HOURS} at the rate the
+ * engine charges the position (+ = a cost: a buy pays a positive rate, a sell earns it), as the live
+ * venues quote it for the live router.
+ */
+export function quoteHedge(v: EngineVenue, q: QuoteInput, gasUsd: number, sizeBase: number): HedgeQuote {
+  const { side, spotUsd } = q;
+  const notional = sizeBase * spotUsd;
+  const slipFraction = v.halfSpreadFraction + v.impactFractionPerUsd * notional;
+  const feeUsd = v.feeFraction * notional;
+  const carryUsd = fundingCarryUsd(v, side === 'buy' ? notional : -notional);
+  return {
+    venue: v.id,
+    instrument: q.instrument,
+    side,
+    requestedSizeBase: toDecimalString(sizeBase, 12),
+    executableSizeBase: toDecimalString(sizeBase, 12),
+    referencePriceUsd: spotUsd,
+    expectedPriceUsd: spotUsd * (side === 'buy' ? 1 + slipFraction : Math.max(1 - slipFraction, 1e-9)),
+    feeUsd,
+    impactUsd: slipFraction * notional,
+    gasUsd,
+    fundingCarryUsd: carryUsd,
+    totalCostUsd: feeUsd + slipFraction * notional + gasUsd + carryUsd,
+    expectedLatencyMs: 0,
+    asOfMs: q.ms,
+  };
 }
 
 /** Inputs of {@link routeLive}. */
@@ -308,8 +388,9 @@ function freeCollateralUsd(
 
 /**
  * Routes a hedge trade with the live router (`routeDelta` of @xhedge/routing): each hedge venue quotes
- * the trade at two sizes from its cost model (so the router can separate spread from impact), and the
- * router splits it across up to three venues at the lowest all-in cost. When collateral is modelled,
+ * the trade at two sizes from its cost model (so the router can separate spread from impact) with the
+ * funding carry over {@link ROUTING_HOLDING_HOURS} at the rate the engine charges (as live venues quote
+ * it: + = longs pay), and the router splits it across up to three venues at the lowest all-in cost. When collateral is modelled,
  * each venue offers its free margin, every venue with free margin is a collateral source, and a venue
  * short of margin can be funded across chains at the LayerZero-like bridge fee and latency
  * (`routingBridgeCost(layerZeroCostModel())` of @xhedge/crosschain); such legs wait for their transfer.
@@ -319,28 +400,7 @@ export function routeLive(input: RouteLiveInput): RoutedTrade {
   const collateralUsd = collateral?.balanceUsd;
   const side = deltaBase > 0 ? 'buy' : 'sell';
   const size = Math.abs(deltaBase);
-  const instrument = `${underlying}-USD:PERP`;
-  const quote = (v: EngineVenue, gasUsd: number, n: number): HedgeQuote => {
-    const notional = n * spotUsd;
-    const slipFraction = v.halfSpreadFraction + v.impactFractionPerUsd * notional;
-    const feeUsd = v.feeFraction * notional;
-    return {
-      venue: v.id,
-      instrument,
-      side,
-      requestedSizeBase: toDecimalString(n, 12),
-      executableSizeBase: toDecimalString(n, 12),
-      referencePriceUsd: spotUsd,
-      expectedPriceUsd: spotUsd * (side === 'buy' ? 1 + slipFraction : Math.max(1 - slipFraction, 1e-9)),
-      feeUsd,
-      impactUsd: slipFraction * notional,
-      gasUsd,
-      fundingCarryUsd: 0,
-      totalCostUsd: feeUsd + slipFraction * notional + gasUsd,
-      expectedLatencyMs: 0,
-      asOfMs: ms,
-    };
-  };
+  const q: QuoteInput = { instrument: `${underlying}-USD:PERP`, side, spotUsd, ms };
   const routeVenues: RouteVenue[] = [];
   const sources: CollateralSource[] = [];
   venues.forEach((v, i) => {
@@ -354,8 +414,8 @@ export function routeLive(input: RouteLiveInput): RoutedTrade {
     routeVenues.push({
       venue: v.id,
       chain: v.chain,
-      instrument,
-      quotes: [quote(v, g, size), quote(v, g, 2 * size)],
+      instrument: q.instrument,
+      quotes: [quoteHedge(v, q, g, size), quoteHedge(v, q, g, 2 * size)],
       minSizeBase: 0,
       sizeStepBase: 1e-9,
       positionBase: positions[i] as number,

@@ -84,6 +84,7 @@ export interface EngineJob {
   /**
    * `live`: every trade goes through the live router (split across venues); `cheapest` (fast): a trade
    * first reduces opposite positions on any venue, the rest goes to the venue with the lowest all-in cost.
+   * Both price each venue's funding over the live router's holding period (`ROUTING_HOLDING_HOURS` of costs.ts, 24 h).
    */
   routing: 'live' | 'cheapest';
 }

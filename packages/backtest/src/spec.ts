@@ -152,7 +152,10 @@ export const VenueCostSpec = z
     gasUsd: z.union([CostUsd, GasRange]).optional(),
     /** Priority / tip fee per transaction, USD (Solana compute-unit price). Default 0. */
     priorityFeeUsd: CostUsd.default(0),
-    /** Funding of a long hedge, per hour (+ = longs pay). Default 0. */
+    /**
+     * Funding of a long hedge, per hour (+ = longs pay). Charged on the position every step, and priced
+     * into routing as the live router does: 24 h of it per trade (a buy pays it, a sell earns it). Default 0.
+     */
     fundingRatePerHour: FiniteNumber.min(-0.01).max(0.01).default(0),
     /**
      * USDC collateral on this venue at the start, USD. When any venue sets it, collateral is modelled
@@ -235,7 +238,8 @@ export const BacktestFile = z
     /**
      * `live` (default): each trade goes through the live router (@xhedge/routing), which may split it
      * across venues; `cheapest` (much faster): a trade first reduces positions of the opposite sign on
-     * any venue, and what is left goes to the single venue with the lowest all-in cost.
+     * any venue, and what is left goes to the single venue with the lowest all-in cost. Both rank venues
+     * all-in as the live router does: fee, spread, impact, gas and 24 h of the venue's funding.
      */
     routing: z.enum(['live', 'cheapest']).default('live'),
     /** Close the hedge at the end of the horizon (and pay for it). Default true. */
