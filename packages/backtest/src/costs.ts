@@ -1,6 +1,12 @@
 import { toDecimalString } from '@xhedge/core';
 import type { RoutingBridgeCost } from '@xhedge/crosschain';
-import { type CollateralSource, type CollateralTransfer, type RouteVenue, routeDelta } from '@xhedge/routing';
+import {
+  type CollateralSource,
+  type CollateralTransfer,
+  DEFAULT_HOLDING_HOURS,
+  type RouteVenue,
+  routeDelta,
+} from '@xhedge/routing';
 import { createGasProcess } from '@xhedge/sim';
 import type { HedgeQuote } from '@xhedge/venue';
 import { BacktestInputError } from './errors.ts';
@@ -146,10 +152,9 @@ export function tradeCost(v: EngineVenue, notionalUsd: number, gasUsd: number): 
 
 /**
  * Hours of holding the routers price funding over: what the live router asks every venue to quote its
- * funding carry for (`quoteVenues` of @xhedge/routing leaves `holdingHours` at its default, 24, the
- * default of `QuoteRequest.holdingHours` in @xhedge/venue; the runtime does not set it).
+ * funding carry for (`DEFAULT_HOLDING_HOURS` of @xhedge/routing, 24; the runtime does not set it).
  */
-export const ROUTING_HOLDING_HOURS = 24;
+export const ROUTING_HOLDING_HOURS = DEFAULT_HOLDING_HOURS;
 
 /**
  * Funding a trade of `signedNotionalUsd` (+ buys, − sells) pays on venue `v` over `holdingHours`, USD,

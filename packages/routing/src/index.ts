@@ -13,7 +13,7 @@ export {
   limitPrice,
   transferId,
 } from './plan.ts';
-export { type QuoteTarget, quoteVenues } from './quotes.ts';
+export { DEFAULT_HOLDING_HOURS, type QuoteTarget, quoteVenues } from './quotes.ts';
 export {
   type BridgeCostModel,
   type CollateralSource,

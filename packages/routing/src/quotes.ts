@@ -3,6 +3,12 @@ import { roundToStep, toDecimalString } from '@xhedge/core';
 import type { HedgeQuote, VenueAdapter } from '@xhedge/venue';
 import type { RouteVenue } from './route.ts';
 
+/**
+ * Hours of holding a hedge's funding carry is quoted for when the request leaves it out (the live router's:
+ * the runtime does not set it); the backtest ranks venues over the same.
+ */
+export const DEFAULT_HOLDING_HOURS = 24;
+
 /** A venue to quote: its adapter plus everything {@link RouteVenue} needs except the quotes. */
 export type QuoteTarget = Omit<RouteVenue, 'quotes'> & { adapter: Pick<VenueAdapter, 'quoteHedge'> };
 
@@ -40,7 +46,7 @@ export async function quoteVenues(
               side: req.side,
               sizeBase: toDecimalString(rounded, 12),
               reduceOnly: req.reduceOnly ?? false,
-              holdingHours: req.holdingHours ?? 24,
+              holdingHours: req.holdingHours ?? DEFAULT_HOLDING_HOURS,
             }),
           );
           quotedBase = Math.max(quotedBase, rounded);
