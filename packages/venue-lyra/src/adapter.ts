@@ -362,6 +362,19 @@ export const LYRA_CAPABILITIES: VenueCapabilities = {
 const UNIT = 10n ** 18n;
 const fromE18 = (v: bigint) => Number(new Dec(v.toString()).div(1e18).toString());
 const ceilDiv = (a: bigint, b: bigint) => (a + b - 1n) / b;
+
+/**
+ * The asset a market's base-collateralised short calls lock their collateral in, as
+ * {@link LyraVenue.fetchBalances} names it: the underlying (`BTC`), except where that is the chain's gas
+ * asset (`ETH`), whose ERC-20 Lyra holds is the wrapped coin: `WETH`. The wallet's native `ETH` is
+ * reported under `ETH` as gas money (a runtime leaves it out of the book, and a risk book keys balances
+ * by venue, chain and asset), so the locked coin must not share its name. `@xhedge/risk` counts `WETH`
+ * as ETH (its default asset aliases).
+ */
+export function baseCollateralSymbol(underlying: string): string {
+  return underlying === LYRA_CAPABILITIES.gasAsset ? `W${underlying}` : underlying;
+}
+
 /** Ascending order of integers (board ids: the order a market listed its boards in, v1-core numbers them from 1). */
 const ascending = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
 const toE18 = (v: string | number, rounding: 'down' | 'up' = 'down') =>
@@ -445,6 +458,7 @@ export class LyraVenue implements VenueAdapter {
       abi: optionMarketAbi,
       classify: this.classify,
       maxBaseFeeGwei: this.p.maxBaseFeeGwei,
+      maxFeePerGasGwei: this.p.maxFeePerGasGwei,
       receiptTimeoutSeconds: this.p.receiptTimeoutSeconds,
       clock: this.clock,
     });
@@ -986,36 +1000,28 @@ export class LyraVenue implements VenueAdapter {
   }
 
   /**
-   * Net size and shorts' collateral per option, on live boards and on expired boards until the positions
-   * are settled ({@link heldPositions}): an expired long is worth its payoff at the board's settlement
-   * price and a short's collateral is still locked, so neither may drop out of the book before
-   * `ShortCollateral.settleOptions` pays them into the wallet.
+   * Net size and quote-collateralised shorts' collateral per option, on live boards and on expired boards
+   * until the positions are settled ({@link heldPositions}): an expired long is worth its payoff at the
+   * board's settlement price and a short's collateral is still locked, so neither may drop out of the
+   * book before `ShortCollateral.settleOptions` pays them into the wallet.
+   *
+   * `marginUsd` is the collateral of the instrument's quote-collateralised shorts (SHORT_CALL_QUOTE,
+   * SHORT_PUT_QUOTE), in quote units taken as USD. A base-collateralised short call's collateral
+   * (SHORT_CALL_BASE) is coin, not USD: it is reported by {@link fetchBalances} as a balance of the base
+   * asset, and is not in `marginUsd`, so the book counts it once, as coin (delta and value at spot).
    */
   async fetchPositions(): Promise<Position[]> {
     const held = await this.heldPositions();
     const now = this.clock.nowMs();
-    // A base-collateralised short call (SHORT_CALL_BASE, opened elsewhere on the account: this adapter
-    // opens none) holds its collateral in the underlying: valued at the market's reference spot, once per
-    // market (it was added as if it were quote, 1 ETH as $1).
-    const spots = new Map<LyraMarket, Promise<bigint>>();
-    const spotOf = (m: LyraMarket) => {
-      const known = spots.get(m);
-      if (known) return known;
-      const sp = this.spotE18(m);
-      spots.set(m, sp);
-      return sp;
-    };
-    // per instrument: net size and shorts' collateral (quote units, 18 decimals, held by Lyra, not the wallet)
+    // per instrument: net size and quote shorts' collateral (18 decimals, held by Lyra, not the wallet)
     const byInstrument = new Map<string, { net: bigint; margin: bigint }>();
     for (const h of held) {
       const agg = byInstrument.get(h.instrument) ?? { net: 0n, margin: 0n };
       if (isLongType(h.optionType)) agg.net += h.amount;
       else {
         agg.net -= h.amount;
-        agg.margin +=
-          h.optionType === OPTION_TYPE.SHORT_CALL_BASE
-            ? (h.collateral * (await spotOf(h.market))) / 10n ** 18n
-            : h.collateral;
+        // base collateral is a coin balance (fetchBalances), never USD here
+        if (h.optionType !== OPTION_TYPE.SHORT_CALL_BASE) agg.margin += h.collateral;
       }
       byInstrument.set(h.instrument, agg);
     }
@@ -1036,15 +1042,46 @@ export class LyraVenue implements VenueAdapter {
     return out;
   }
 
+  /**
+   * The wallet's quote token and native gas ETH ({@link walletBalances}), and the base collateral locked
+   * in the account's base-collateralised short calls (SHORT_CALL_BASE: opened by another front end on
+   * the account, this adapter opens none): one balance per base asset, `amount` the collateral of every
+   * such position not yet settled (live and expired boards alike), exact from its 18 decimals,
+   * `available` 0 (Lyra holds it), none when there is none. The risk engine counts a coin balance as
+   * delta of its underlying and values it at spot, so the book's delta and equity agree: in `marginUsd`
+   * at spot, as before, equity moved with spot while the snapshot's delta left the coin out. See
+   * {@link baseCollateralSymbol} for the asset's name.
+   */
   async fetchBalances(): Promise<Balance[]> {
-    return walletBalances(this.ctx, this.errors, {
-      venue: this.id,
-      chain: this.chain,
-      token: this.p.quoteAsset,
-      decimals: this.p.quoteDecimals,
-      symbol: this.p.quoteSymbol,
-      now: () => this.clock.nowMs(),
-    });
+    const [wallet, locked] = await Promise.all([
+      walletBalances(this.ctx, this.errors, {
+        venue: this.id,
+        chain: this.chain,
+        token: this.p.quoteAsset,
+        decimals: this.p.quoteDecimals,
+        symbol: this.p.quoteSymbol,
+        now: () => this.clock.nowMs(),
+      }),
+      this.ownerPositions(),
+    ]);
+    const asOfMs = this.clock.nowMs();
+    const byAsset = new Map<string, bigint>();
+    for (const p of locked) {
+      if (p.optionType !== OPTION_TYPE.SHORT_CALL_BASE || p.collateral === 0n) continue;
+      const asset = baseCollateralSymbol(p.market.underlying);
+      byAsset.set(asset, (byAsset.get(asset) ?? 0n) + p.collateral);
+    }
+    const out = [...wallet];
+    for (const [asset, collateral] of byAsset)
+      out.push({
+        venue: this.id,
+        chain: this.chain,
+        asset,
+        amount: fromE18(collateral),
+        available: 0,
+        asOfMs,
+      });
+    return out;
   }
 
   async fetchFills(opts: { sinceMs?: number; clientOrderId?: string } = {}): Promise<Fill[]> {

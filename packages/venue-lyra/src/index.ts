@@ -9,6 +9,7 @@ export {
   TRADE_DIRECTION,
 } from './abi.ts';
 export {
+  baseCollateralSymbol,
   type CreateLyraVenueDeps,
   classifyLyraRevert,
   createLyraVenue,

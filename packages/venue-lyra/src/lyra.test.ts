@@ -25,6 +25,7 @@ import {
   InvalidOrderError,
   NonceError,
   NotConfirmedError,
+  RateLimitError,
   VenueError,
 } from '@xhedge/venue';
 import { runVenueConformance } from '@xhedge/venue/conformance';
@@ -83,6 +84,7 @@ function venue(
     ctx?: EvmContext;
     receiptTimeoutSeconds?: number;
     spendCapPerDay?: string;
+    maxFeePerGasGwei?: number;
     /** Without `quoteAllowanceSlot`: simulations see the trader's real allowance. */
     noAllowanceOverride?: boolean;
   } = {},
@@ -97,6 +99,7 @@ function venue(
       approvalCap: '1000000000',
       receiptTimeoutSeconds: opts.receiptTimeoutSeconds ?? 1,
       ...(opts.spendCapPerDay !== undefined ? { spendCapPerDay: opts.spendCapPerDay } : {}),
+      ...(opts.maxFeePerGasGwei !== undefined ? { maxFeePerGasGwei: opts.maxFeePerGasGwei } : {}),
     },
     { ctx: opts.ctx ?? trader, store: opts.store ?? new MemoryOrderStore() },
   );
@@ -217,6 +220,33 @@ describe('lyra adapter specifics', () => {
     );
     expect((await v.fetchPositions()).map((p) => [p.instrument, p.sizeBase])).toEqual([[call3500, 1]]);
     expect(await v.fetchFills({ clientOrderId: 'dup-at-once' })).toHaveLength(1);
+  });
+
+  it('maxFeePerGasGwei: a trade whose base fee is above the cap is refused, not sent; under a cap it fills', async () => {
+    await freshChain();
+    const block = await trader.publicClient.getBlock({ blockTag: 'latest' });
+    const baseFeeWei = block.baseFeePerGas ?? 0n;
+    expect(baseFeeWei).toBeGreaterThan(1n);
+    const order = (clientOrderId: string) => ({
+      clientOrderId,
+      instrument: call3500,
+      side: 'buy' as const,
+      orderType: 'market' as const,
+      sizeBase: '1',
+    });
+    // the cap half the base fee: nothing is signed
+    const low = venue({ maxFeePerGasGwei: Number(baseFeeWei / 2n) / 1e9 });
+    const err = await low.placeOrder(order('cap-low')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RateLimitError);
+    expect((err as RateLimitError).outcome).toBe('not-sent');
+    expect((err as RateLimitError).message).toContain('maxFeePerGasGwei');
+    expect(await low.fetchPositions()).toEqual([]);
+    // ten times the base fee: it trades, its transaction signed at most at the cap
+    const high = venue({ maxFeePerGasGwei: Number(baseFeeWei * 10n) / 1e9 });
+    const filled = await high.placeOrder(order('cap-high'));
+    expect(filled.status).toBe('filled');
+    const tx = await trader.publicClient.getTransaction({ hash: filled.venueOrderId as Hex });
+    expect(tx.maxFeePerGas).toBeLessThanOrEqual(baseFeeWei * 10n);
   });
 
   it('a limit price that is not positive is an InvalidOrderError naming it, nothing sent', async () => {
@@ -340,32 +370,7 @@ describe('lyra adapter specifics', () => {
     expect((await usdc()) - before).toBeCloseTo(3612.5 - 3500 + 2 * 3000 * 1.2, 6);
   });
 
-  it('values the underlying a base-collateralised short call holds at spot (opened elsewhere on the account)', async () => {
-    await freshChain();
-    const m = fx.params.markets[0]!;
-    // strike 2 is the 3500 of the board; 1 short call, 2 ETH of collateral in the underlying
-    await deployer.walletClient.writeContract({
-      address: m.optionPositions,
-      abi: lyraLiteFixtureAbi,
-      functionName: 'liteWritePosition',
-      args: [
-        trader.account.address,
-        {
-          positionId: 0n,
-          strikeId: 2n,
-          optionType: 2,
-          amount: 10n ** 18n,
-          collateral: 2n * 10n ** 18n,
-          state: 1,
-        },
-      ],
-    });
-    const [p] = await venue().fetchPositions();
-    expect(p?.instrument).toBe(call3500);
-    expect(p?.sizeBase).toBe(-1);
-    // 2 ETH at the reference spot of 3500: $7,000 (it was counted as $2)
-    expect(p?.marginUsd).toBe(7000);
-  });
+  // A base-collateralised short call's collateral (a WETH balance, not marginUsd): base-collateral.test.ts.
 
   it('maps boards and strikes to canonical option ids at 08:00 UTC expiries', async () => {
     const ms = await venue().loadMarkets();

@@ -45,6 +45,11 @@ export const LyraVenueParams = z
     gasAssetUsd: z.number().positive().default(3000),
     receiptTimeoutSeconds: z.number().positive().default(30),
     maxBaseFeeGwei: z.number().positive().optional(),
+    /**
+     * Hard cap on any transaction's maxFeePerGas, gwei: no send or replacement, urgent or not, is signed
+     * above it; one that needs more is refused, not sent (@xhedge/evm GasPolicy). @defaultValue no cap
+     */
+    maxFeePerGasGwei: z.number().positive().optional(),
     dataDir: z.string().optional(),
   })
   .strict();
