@@ -1,5 +1,6 @@
 export {
   type DatabaseHandle,
+  DatabaseTimeoutError,
   type OpenDatabaseOptions,
   openDatabase,
   openDatabaseFromEnv,
