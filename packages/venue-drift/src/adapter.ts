@@ -70,10 +70,12 @@ import {
   PEG_PRECISION,
   POSITION_FLAG,
   PRICE_PRECISION,
+  QUOTE_PRECISION,
   QUOTE_SPOT_MARKET_INDEX,
   SPOT_TOKEN_AMOUNT_DIVISOR,
   USER_STATUS,
 } from './layout.ts';
+import { accruedFundingQuote, type DriftFreeCollateral, driftFreeCollateral } from './margin.ts';
 import { type UserOrderIdMap, type UserOrderIdRecord, UserOrderIdsExhaustedError } from './order-ids.ts';
 import { describeTransactionError } from './program-errors.ts';
 import {
@@ -517,6 +519,12 @@ export class DriftVenue implements VenueAdapter {
     return this.#readSpotMarket(this.#o.quoteSpotMarketIndex ?? 0);
   }
 
+  /**
+   * The quote (USDC) balance: `amount` is the deposit at its cumulative interest (negative for a
+   * borrow); `available` is the part free for a risk-increasing order, Drift's cross-margin free
+   * collateral at initial margin ({@link freeCollateral}), at most the deposit (free collateral beyond
+   * it would be unsettled P&L, which cannot be moved) and never below 0.
+   */
   async fetchBalances(): Promise<Balance[]> {
     const user = await this.readUser();
     const quoteIndex = this.#o.quoteSpotMarketIndex ?? 0;
@@ -527,15 +535,59 @@ export class DriftVenue implements VenueAdapter {
       pos?.balanceType === 'borrow' ? spot.cumulativeBorrowInterest : spot.cumulativeDepositInterest;
     const raw = pos ? pos.scaledBalance * index : 0n;
     const amount = new Dec(raw.toString()).div(SPOT_TOKEN_AMOUNT_DIVISOR.toString()).toNumber();
+    const margin = await this.#freeCollateral(user, spot);
+    // the deposit floored to QUOTE_PRECISION: `available` never exceeds `amount`
+    const depositQuote =
+      pos && pos.balanceType === 'deposit' ? raw / (SPOT_TOKEN_AMOUNT_DIVISOR / QUOTE_PRECISION) : 0n;
+    const availableQuote = margin.freeQuote < depositQuote ? margin.freeQuote : depositQuote;
     return [
       {
         venue: this.id,
         chain: this.chain,
         asset: this.capabilities.collateral[0] ?? 'USDC',
         amount: pos?.balanceType === 'borrow' ? -amount : amount,
+        available: Number(fromFixed(availableQuote, FIXED_DP.quote)),
         asOfMs: this.#o.clock.nowMs(),
       },
     ];
+  }
+
+  /**
+   * Cross-margin free collateral for a risk-increasing perp order, QUOTE_PRECISION, with its parts:
+   * the USDC deposit (net of a USDC borrow) plus the perp positions' unrealized P&L as the program
+   * weights it for initial margin, less their initial margin requirement (`src/margin.ts`
+   * {@link driftFreeCollateral} says what is counted and what is left out, always on the side that does
+   * not overstate it). Reads the User account, spot market 0 and the PerpMarket of every perp position
+   * in use, configured instrument or not.
+   */
+  async freeCollateral(): Promise<DriftFreeCollateral> {
+    const quoteIndex = this.#o.quoteSpotMarketIndex ?? 0;
+    const [user, spot] = await Promise.all([this.readUser(), this.#readSpotMarket(quoteIndex)]);
+    return this.#freeCollateral(user, spot);
+  }
+
+  async #freeCollateral(user: DriftUser, configuredQuote: DriftSpotMarket): Promise<DriftFreeCollateral> {
+    const quoteSpotMarket =
+      configuredQuote.marketIndex === QUOTE_SPOT_MARKET_INDEX
+        ? configuredQuote
+        : await this.#readSpotMarket(QUOTE_SPOT_MARKET_INDEX);
+    const indexes = [...new Set(user.perpPositions.map((p) => p.marketIndex))];
+    const perpMarkets = new Map<number, DriftPerpMarket>();
+    for (const m of await Promise.all(indexes.map((i) => this.readPerpMarket(i))))
+      perpMarkets.set(m.marketIndex, m);
+    try {
+      return driftFreeCollateral({ user, perpMarkets, quoteSpotMarket });
+    } catch (cause) {
+      // accounts outside the layout's bounds (spot decimals past 19, a PerpMarket at another
+      // market's address): no free collateral to report
+      throw new VenueError('VENUE_NETWORK', {
+        venue: this.id,
+        message: `free collateral could not be computed: ${cause instanceof Error ? cause.message : String(cause)}`,
+        outcome: 'not-sent',
+        retryable: false,
+        cause,
+      });
+    }
   }
 
   async fetchMarks(instruments?: readonly string[]): Promise<Mark[]> {
@@ -1383,23 +1435,7 @@ export function unsettledPnlQuote(p: DriftPerpPosition, pm: DriftPerpMarket): bi
   return baseValueQuote + p.quoteAssetAmount + accruedFundingQuote(p, pm);
 }
 
-/**
- * Funding owed to (+) or by (−) a position since its last funding settlement, QUOTE_PRECISION: the
- * change of the market's cumulative rate (long or short side) × base, longs paying a rising rate.
- * FUNDING_RATE_PRECISION × BASE_PRECISION / 1e12 = QUOTE_PRECISION.
- */
-export function accruedFundingQuote(p: DriftPerpPosition, pm: DriftPerpMarket): bigint {
-  const cumulative = p.baseAssetAmount > 0n ? pm.cumulativeFundingRateLong : pm.cumulativeFundingRateShort;
-  const rateDelta = cumulative - p.lastCumulativeFundingRate;
-  if (rateDelta === 0n || p.baseAssetAmount === 0n) return 0n;
-  const magnitude = (abs(rateDelta) * abs(p.baseAssetAmount)) / (PRICE_PRECISION * 1_000n);
-  const sign = (p.baseAssetAmount > 0n ? -1n : 1n) * (rateDelta > 0n ? 1n : -1n);
-  return (magnitude * sign) / 1_000n;
-}
-
-function abs(v: bigint): bigint {
-  return v < 0n ? -v : v;
-}
+export { accruedFundingQuote } from './margin.ts';
 
 /**
  * Hourly funding as a fraction of price, positive when longs pay: the last rate (quote per base) over

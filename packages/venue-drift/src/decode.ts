@@ -1,6 +1,8 @@
 import { PublicKey } from '@solana/web3.js';
 import { XhedgeError } from '@xhedge/core';
 import {
+  CONTRACT_TYPE,
+  type DriftContractType,
   type DriftDirection,
   type DriftMarketStatus,
   type DriftMarketType,
@@ -65,6 +67,8 @@ export interface DriftPerpPosition {
   positionFlag: number;
   /** Legacy LP shares, BASE_PRECISION. */
   lpShares: bigint;
+  /** Custom initial margin ratio of this position, MARGIN_PRECISION (0: none). */
+  maxMarginRatio: number;
 }
 
 export interface DriftSpotPosition {
@@ -107,6 +111,8 @@ export interface DriftUser {
   status: number;
   nextOrderId: number;
   lastActiveSlot: bigint;
+  /** The user's custom initial margin ratio, MARGIN_PRECISION (0: none); the program uses it when above a market's. */
+  maxMarginRatio: number;
   /**
    * Only the slots in use: those the program does not count as available (`PerpPosition::is_available`:
    * base, open orders or open bids/asks, unsettled quote, isolated collateral, a liquidation flag), and
@@ -166,6 +172,23 @@ export interface DriftPerpMarket {
   /** MARGIN_PRECISION (1e4). */
   marginRatioInitial: number;
   marginRatioMaintenance: number;
+  /** Size premium on the margin ratio, SPOT_IMF_PRECISION (1e6); 0: none. */
+  imfFactor: number;
+  /** Weight of positive unrealized P&L for initial margin, SPOT_WEIGHT_PRECISION (1e4). */
+  unrealizedPnlInitialAssetWeight: number;
+  /** Size discount on that weight for large positive P&L, SPOT_IMF_PRECISION; 0: none. */
+  unrealizedPnlImfFactor: number;
+  /** QUOTE_PRECISION; 0: no imbalance discount. */
+  unrealizedPnlMaxImbalance: bigint;
+  /** AMM totals the program's net user P&L reads (`calculate_net_user_pnl`): BASE_PRECISION, QUOTE_PRECISION. */
+  baseAssetAmountWithAmm: bigint;
+  baseAssetAmountWithUnsettledLp: bigint;
+  ammQuoteAssetAmount: bigint;
+  quoteAssetAmountWithUnsettledLp: bigint;
+  netUnsettledFundingPnl: bigint;
+  /** PRICE_PRECISION; the valuation price once the market is in settlement. */
+  expiryPrice: bigint;
+  contractType: DriftContractType;
   quoteSpotMarketIndex: number;
   /**
    * Percent by which the market scales every fee (protocol-v2 `fee_adjustment`, i16): −100 (no fee)
@@ -257,6 +280,7 @@ export function decodeUser(data: Uint8Array): DriftUser {
       isolatedPositionScaledBalance: buf.readBigUInt64LE(o + PERP_POSITION.isolatedPositionScaledBalance),
       positionFlag: buf.readUInt8(o + PERP_POSITION.positionFlag),
       lpShares: buf.readBigUInt64LE(o + PERP_POSITION.lpShares),
+      maxMarginRatio: buf.readUInt16LE(o + PERP_POSITION.maxMarginRatio),
     };
     if (perpPositionInUse(p)) perpPositions.push(p);
   }
@@ -306,6 +330,7 @@ export function decodeUser(data: Uint8Array): DriftUser {
     status: buf.readUInt8(USER.status),
     nextOrderId: buf.readUInt32LE(USER.nextOrderId),
     lastActiveSlot: buf.readBigUInt64LE(USER.lastActiveSlot),
+    maxMarginRatio: buf.readUInt32LE(USER.maxMarginRatio),
     perpPositions,
     spotPositions,
     orders,
@@ -344,6 +369,17 @@ export function decodePerpMarket(data: Uint8Array): DriftPerpMarket {
     maxOpenInterest: u128(buf, M.maxOpenInterest),
     marginRatioInitial: buf.readUInt32LE(M.marginRatioInitial),
     marginRatioMaintenance: buf.readUInt32LE(M.marginRatioMaintenance),
+    imfFactor: buf.readUInt32LE(M.imfFactor),
+    unrealizedPnlInitialAssetWeight: buf.readUInt32LE(M.unrealizedPnlInitialAssetWeight),
+    unrealizedPnlImfFactor: buf.readUInt32LE(M.unrealizedPnlImfFactor),
+    unrealizedPnlMaxImbalance: buf.readBigUInt64LE(M.unrealizedPnlMaxImbalance),
+    baseAssetAmountWithAmm: i128(buf, M.baseAssetAmountWithAmm),
+    baseAssetAmountWithUnsettledLp: i128(buf, M.baseAssetAmountWithUnsettledLp),
+    ammQuoteAssetAmount: i128(buf, M.quoteAssetAmount),
+    quoteAssetAmountWithUnsettledLp: buf.readBigInt64LE(M.quoteAssetAmountWithUnsettledLp),
+    netUnsettledFundingPnl: buf.readBigInt64LE(M.netUnsettledFundingPnl),
+    expiryPrice: buf.readBigInt64LE(M.expiryPrice),
+    contractType: enumAt(CONTRACT_TYPE, buf.readUInt8(M.contractType), 'PerpMarket.contract_type'),
     quoteSpotMarketIndex: buf.readUInt16LE(M.quoteSpotMarketIndex),
     feeAdjustment: buf.readInt16LE(M.feeAdjustment),
   };

@@ -8,6 +8,7 @@ import type {
   DriftSpotPosition,
 } from './decode.ts';
 import {
+  CONTRACT_TYPE,
   FEE_DENOMINATOR,
   FEE_TIER,
   MARKET_STATUS,
@@ -48,6 +49,8 @@ export interface UserAccountInit {
   nextOrderId?: number;
   /** `User.status` bits (USER_STATUS). */
   status?: number;
+  /** Custom initial margin ratio, MARGIN_PRECISION. */
+  maxMarginRatio?: number;
   perpPositions?: readonly Partial<DriftPerpPosition>[];
   spotPositions?: readonly Partial<DriftSpotPosition>[];
   orders?: readonly Partial<DriftOrder>[];
@@ -80,6 +83,7 @@ export function encodeUserAccount(init: UserAccountInit): Buffer {
   buf.writeUInt16LE(init.subAccountId ?? 0, USER.subAccountId);
   buf.writeUInt8(init.status ?? 0, USER.status);
   buf.writeUInt32LE(init.nextOrderId ?? 1, USER.nextOrderId);
+  buf.writeUInt32LE(init.maxMarginRatio ?? 0, USER.maxMarginRatio);
   (init.spotPositions ?? []).slice(0, USER.spotPositionCount).forEach((s, i) => {
     const o = USER.spotPositions + i * USER.spotPositionSize;
     buf.writeBigUInt64LE(s.scaledBalance ?? 0n, o + SPOT_POSITION.scaledBalance);
@@ -106,6 +110,7 @@ export function encodeUserAccount(init: UserAccountInit): Buffer {
     );
     buf.writeUInt8(p.positionFlag ?? 0, o + PERP_POSITION.positionFlag);
     buf.writeBigUInt64LE(p.lpShares ?? 0n, o + PERP_POSITION.lpShares);
+    buf.writeUInt16LE(p.maxMarginRatio ?? 0, o + PERP_POSITION.maxMarginRatio);
   });
   (init.orders ?? []).slice(0, USER.orderCount).forEach((ord, i) => {
     const o = USER.orders + i * USER.orderSize;
@@ -158,6 +163,17 @@ export function encodePerpMarketAccount(init: PerpMarketInit): Buffer {
   writeName(buf, M.name, init.name ?? '');
   buf.writeUInt32LE(init.marginRatioInitial ?? 0, M.marginRatioInitial);
   buf.writeUInt32LE(init.marginRatioMaintenance ?? 0, M.marginRatioMaintenance);
+  buf.writeUInt32LE(init.imfFactor ?? 0, M.imfFactor);
+  buf.writeUInt32LE(init.unrealizedPnlInitialAssetWeight ?? 0, M.unrealizedPnlInitialAssetWeight);
+  buf.writeUInt32LE(init.unrealizedPnlImfFactor ?? 0, M.unrealizedPnlImfFactor);
+  buf.writeBigUInt64LE(init.unrealizedPnlMaxImbalance ?? 0n, M.unrealizedPnlMaxImbalance);
+  writeI128(buf, M.baseAssetAmountWithAmm, init.baseAssetAmountWithAmm ?? 0n);
+  writeI128(buf, M.baseAssetAmountWithUnsettledLp, init.baseAssetAmountWithUnsettledLp ?? 0n);
+  writeI128(buf, M.quoteAssetAmount, init.ammQuoteAssetAmount ?? 0n);
+  buf.writeBigInt64LE(init.quoteAssetAmountWithUnsettledLp ?? 0n, M.quoteAssetAmountWithUnsettledLp);
+  buf.writeBigInt64LE(init.netUnsettledFundingPnl ?? 0n, M.netUnsettledFundingPnl);
+  buf.writeBigInt64LE(init.expiryPrice ?? 0n, M.expiryPrice);
+  buf.writeUInt8(idx(CONTRACT_TYPE, init.contractType ?? 'perpetual'), M.contractType);
   buf.writeUInt16LE(init.marketIndex, M.marketIndex);
   buf.writeUInt8(idx(MARKET_STATUS, init.status ?? 'active'), M.status);
   buf.writeUInt16LE(init.quoteSpotMarketIndex ?? 0, M.quoteSpotMarketIndex);

@@ -25,6 +25,18 @@ export const SPOT_BALANCE_PRECISION = 1_000_000_000n;
  * MIN_MARGIN_RATIO (125, 80×) ..= MAX_MARGIN_RATIO (= MARGIN_PRECISION, 1×) (`validation/margin.rs`).
  */
 export const MARGIN_PRECISION = 10_000;
+/**
+ * Margin-calculation constants of protocol-v2 `math/constants.rs`, as the free-collateral computation
+ * (`src/margin.ts`) uses them: SPOT_WEIGHT_PRECISION (asset weights, = MARGIN_PRECISION), SPOT_IMF_PRECISION
+ * (imf factors), OPEN_ORDER_MARGIN_REQUIREMENT (QUOTE_PRECISION / 100: 0.01 USDC per open order),
+ * MAX_POSITIVE_UPNL_FOR_INITIAL_MARGIN (100 USDC: the most positive P&L one perp position adds to
+ * collateral for initial margin) and MAX_PREDICTION_MARKET_PRICE (a prediction market's price ceiling, 1).
+ */
+export const SPOT_WEIGHT_PRECISION = 10_000n;
+export const SPOT_IMF_PRECISION = 1_000_000n;
+export const OPEN_ORDER_MARGIN_REQUIREMENT = 10_000n;
+export const MAX_POSITIVE_UPNL_FOR_INITIAL_MARGIN = 100_000_000n;
+export const MAX_PREDICTION_MARKET_PRICE = 1_000_000n;
 
 /** Anchor discriminator: first 8 bytes of sha256("<namespace>:<name>"). */
 export function anchorDiscriminator(namespace: 'account' | 'global', name: string): Buffer {
@@ -104,6 +116,8 @@ export const USER = {
   orderCount: 32,
   lastActiveSlot: 4328,
   nextOrderId: 4336,
+  /** u32, MARGIN_PRECISION: the user's custom initial margin ratio (0: none), applied when above a market's. */
+  maxMarginRatio: 4340,
   subAccountId: 4346,
   status: 4348,
   openOrders: 4351,
@@ -133,6 +147,8 @@ export const PERP_POSITION = {
   lpShares: 64,
   /** u64, SPOT_BALANCE_PRECISION, in the quote spot market (deposit): an isolated position's own collateral. */
   isolatedPositionScaledBalance: 72,
+  /** u16, MARGIN_PRECISION: a custom initial margin ratio for this position (0: none). */
+  maxMarginRatio: 90,
   marketIndex: 92,
   openOrders: 94,
   /** u8 bit set ({@link POSITION_FLAG}). */
@@ -190,7 +206,12 @@ export const PERP_MARKET = {
   pegMultiplier: 272,
   baseAssetAmountLong: 304,
   baseAssetAmountShort: 320,
+  /** i128, BASE_PRECISION: users' net base against the AMM (net user P&L, for the P&L imbalance). */
+  baseAssetAmountWithAmm: 336,
+  baseAssetAmountWithUnsettledLp: 352,
   maxOpenInterest: 368,
+  /** i128, QUOTE_PRECISION: users' net quote (net user cost basis). */
+  quoteAssetAmount: 384,
   lastFundingRate: 480,
   lastFundingRateLong: 488,
   lastFundingRateShort: 496,
@@ -206,9 +227,22 @@ export const PERP_MARKET = {
   minOrderSize: 824,
   baseSpread: 896,
   maxSpread: 900,
+  /** i64, QUOTE_PRECISION: with `quoteAssetAmount`, the users' net cost basis. */
+  netUnsettledFundingPnl: 944,
+  quoteAssetAmountWithUnsettledLp: 952,
   name: 1000,
+  /** u64, QUOTE_PRECISION: net user P&L beyond which positive P&L's initial asset weight is scaled down. */
+  unrealizedPnlMaxImbalance: 1072,
+  /** i64, PRICE_PRECISION: the price positions value at once the market is in settlement. */
+  expiryPrice: 1088,
+  /** u32, SPOT_IMF_PRECISION: the size premium on the margin ratio of large positions. */
+  imfFactor: 1120,
+  /** u32, SPOT_IMF_PRECISION: the size discount on the asset weight of large positive P&L. */
+  unrealizedPnlImfFactor: 1124,
   marginRatioInitial: 1136,
   marginRatioMaintenance: 1140,
+  /** u32, SPOT_WEIGHT_PRECISION: the weight positive unrealized P&L counts at for initial margin. */
+  unrealizedPnlInitialAssetWeight: 1144,
   marketIndex: 1160,
   status: 1162,
   contractType: 1163,
@@ -240,6 +274,8 @@ export const MARKET_STATUS = [
   'delisted',
 ] as const;
 export type DriftMarketStatus = (typeof MARKET_STATUS)[number];
+export const CONTRACT_TYPE = ['perpetual', 'future', 'prediction'] as const;
+export type DriftContractType = (typeof CONTRACT_TYPE)[number];
 
 /**
  * OrderParams.bit_flags `ImmediateOrCancel`. `place_perp_order` refuses an order carrying it

@@ -13,6 +13,7 @@ import {
   AMM_RESERVE_PRECISION,
   BASE_PRECISION,
   CANCEL_ORDER_BY_USER_ID_DISCRIMINATOR,
+  CONTRACT_TYPE,
   FEE_ADJUSTMENT_MAX,
   FEE_DENOMINATOR,
   FEE_TIER,
@@ -21,7 +22,10 @@ import {
   MARKET_STATUS,
   MARKET_TYPE,
   MAX_MAKER_REBATE_NUMERATOR,
+  MAX_POSITIVE_UPNL_FOR_INITIAL_MARGIN,
+  MAX_PREDICTION_MARKET_PRICE,
   MAX_TAKER_FEE_NUMERATOR,
+  OPEN_ORDER_MARGIN_REQUIREMENT,
   ORDER,
   ORDER_PARAMS_BIT_IMMEDIATE_OR_CANCEL,
   ORDER_STATUS,
@@ -40,11 +44,13 @@ import {
   QUOTE_PRECISION,
   QUOTE_SPOT_MARKET_INDEX,
   SPOT_BALANCE_PRECISION,
+  SPOT_IMF_PRECISION,
   SPOT_MARKET,
   SPOT_MARKET_DISCRIMINATOR,
   SPOT_MARKET_SIZE,
   SPOT_POSITION,
   SPOT_TOKEN_AMOUNT_DIVISOR,
+  SPOT_WEIGHT_PRECISION,
   STATE,
   STATE_DISCRIMINATOR,
   STATE_SIZE,
@@ -632,6 +638,7 @@ describe('protocol-v2 layouts: every offset the adapter reads or writes', () => 
       orders: ['orders', '[Order;32]'],
       lastActiveSlot: ['last_active_slot', 'u64'],
       nextOrderId: ['next_order_id', 'u32'],
+      maxMarginRatio: ['max_margin_ratio', 'u32'],
       subAccountId: ['sub_account_id', 'u16'],
       status: ['status', 'u8'],
       openOrders: ['open_orders', 'u8'],
@@ -686,6 +693,7 @@ describe('protocol-v2 layouts: every offset the adapter reads or writes', () => 
         settledPnl: ['settled_pnl', 'i64'],
         lpShares: ['lp_shares', 'u64'],
         isolatedPositionScaledBalance: ['isolated_position_scaled_balance', 'u64'],
+        maxMarginRatio: ['max_margin_ratio', 'u16'],
         marketIndex: ['market_index', 'u16'],
         openOrders: ['open_orders', 'u8'],
         positionFlag: ['position_flag', 'u8'],
@@ -738,7 +746,10 @@ describe('protocol-v2 layouts: every offset the adapter reads or writes', () => 
       pegMultiplier: ['amm.peg_multiplier', 'u128'],
       baseAssetAmountLong: ['amm.base_asset_amount_long', 'i128'],
       baseAssetAmountShort: ['amm.base_asset_amount_short', 'i128'],
+      baseAssetAmountWithAmm: ['amm.base_asset_amount_with_amm', 'i128'],
+      baseAssetAmountWithUnsettledLp: ['amm.base_asset_amount_with_unsettled_lp', 'i128'],
       maxOpenInterest: ['amm.max_open_interest', 'u128'],
+      quoteAssetAmount: ['amm.quote_asset_amount', 'i128'],
       lastFundingRate: ['amm.last_funding_rate', 'i64'],
       lastFundingRateLong: ['amm.last_funding_rate_long', 'i64'],
       lastFundingRateShort: ['amm.last_funding_rate_short', 'i64'],
@@ -754,9 +765,16 @@ describe('protocol-v2 layouts: every offset the adapter reads or writes', () => 
       minOrderSize: ['amm.min_order_size', 'u64'],
       baseSpread: ['amm.base_spread', 'u32'],
       maxSpread: ['amm.max_spread', 'u32'],
+      netUnsettledFundingPnl: ['amm.net_unsettled_funding_pnl', 'i64'],
+      quoteAssetAmountWithUnsettledLp: ['amm.quote_asset_amount_with_unsettled_lp', 'i64'],
       name: ['name', '[u8;32]'],
+      unrealizedPnlMaxImbalance: ['unrealized_pnl_max_imbalance', 'u64'],
+      expiryPrice: ['expiry_price', 'i64'],
+      imfFactor: ['imf_factor', 'u32'],
+      unrealizedPnlImfFactor: ['unrealized_pnl_imf_factor', 'u32'],
       marginRatioInitial: ['margin_ratio_initial', 'u32'],
       marginRatioMaintenance: ['margin_ratio_maintenance', 'u32'],
+      unrealizedPnlInitialAssetWeight: ['unrealized_pnl_initial_asset_weight', 'u32'],
       marketIndex: ['market_index', 'u16'],
       status: ['status', 'MarketStatus'],
       contractType: ['contract_type', 'ContractType'],
@@ -860,6 +878,7 @@ describe('protocol-v2 names: discriminators, enums, seeds, instructions, precisi
       'settlement',
       'delisted',
     ]);
+    expect(CONTRACT_TYPE).toEqual(['perpetual', 'future', 'prediction']); // perp_market.rs ContractType
     expect(USER_STATUS).toEqual({ beingLiquidated: 1, bankrupt: 2, reduceOnly: 4 });
     expect(POSITION_FLAG).toEqual({ isolated: 1, beingLiquidated: 2, bankrupt: 4 });
     expect(ORDER_PARAMS_BIT_IMMEDIATE_OR_CANCEL).toBe(1); // OrderParamsBitFlag::ImmediateOrCancel
@@ -876,6 +895,12 @@ describe('protocol-v2 names: discriminators, enums, seeds, instructions, precisi
     expect(SPOT_BALANCE_PRECISION).toBe(10n ** 9n);
     expect(SPOT_TOKEN_AMOUNT_DIVISOR).toBe(10n ** 19n); // SPOT_CUMULATIVE_INTEREST_PRECISION 1e10 × 1e9
     expect(MARGIN_PRECISION).toBe(10_000);
+    // the margin calculation's (src/margin.ts)
+    expect(SPOT_WEIGHT_PRECISION).toBe(10_000n); // = MARGIN_PRECISION
+    expect(SPOT_IMF_PRECISION).toBe(10n ** 6n); // = PERCENTAGE_PRECISION
+    expect(OPEN_ORDER_MARGIN_REQUIREMENT).toBe(QUOTE_PRECISION / 100n);
+    expect(MAX_POSITIVE_UPNL_FOR_INITIAL_MARGIN).toBe(100n * QUOTE_PRECISION);
+    expect(MAX_PREDICTION_MARKET_PRICE).toBe(PRICE_PRECISION);
     expect(FEE_DENOMINATOR).toBe(100_000); // 10 × ONE_BPS_DENOMINATOR (1e4)
     expect(FEE_ADJUSTMENT_MAX).toBe(100);
     // validate_fee_tier (validation/fee_structure.rs): taker ≤ 300 (30 bps), maker rebate ≤ 30 (3 bps)

@@ -41,6 +41,8 @@ export interface DriftFixture {
   setUser(init: {
     /** `User.status` bits (USER_STATUS). */
     status?: number;
+    /** `User.max_margin_ratio`, MARGIN_PRECISION (0: none). */
+    maxMarginRatio?: number;
     perpPositions?: Partial<DriftPerpPosition>[];
     orders?: Partial<DriftOrder>[];
     spotPositions?: Partial<DriftSpotPosition>[];
