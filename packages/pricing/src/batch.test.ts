@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { bsmBatch, greeksBatchOutput } from './batch.ts';
+import { bsmBatch, greeksBatchOutput, impliedVolBatch } from './batch.ts';
 import { bsm, PricingInputError } from './bsm.ts';
 
 const outputs = (n: number) => greeksBatchOutput(n, true);
+type GreeksOutput = ReturnType<typeof outputs>;
 
 describe('bsmBatch (struct of arrays)', () => {
   it('matches the scalar API option by option, with per-option rate and carry', () => {
@@ -84,5 +85,80 @@ describe('bsmBatch (struct of arrays)', () => {
     const out = outputs(2);
     bsmBatch(base, out);
     expect([...out.price].every(Number.isFinite)).toBe(true);
+  });
+});
+
+describe('array lengths', () => {
+  const two = (a: number, b: number) => Float64Array.from([a, b]);
+  const base = {
+    callPut: two(1, -1),
+    spot: two(100, 100),
+    strike: two(90, 110),
+    timeYears: two(1, 1),
+    vol: two(0.5, 0.5),
+  };
+
+  it('bsmBatch refuses an array shorter than the batch before pricing, naming it and both lengths', () => {
+    // a one-entry rate read undefined for option 1, reported as `rate/carry[1] = non-finite`
+    const cases: [object, GreeksOutput, RegExp][] = [
+      [
+        { rate: Float64Array.from([0.03]) },
+        outputs(2),
+        /^rate\.length = 1: shorter than the batch's n = 2 \(spot\.length\)/,
+      ],
+      [
+        { carry: new Float64Array(0) },
+        outputs(2),
+        /^carry\.length = 0: shorter than the batch's n = 2 \(spot\.length\)/,
+      ],
+      [
+        { strike: Float64Array.from([90]) },
+        outputs(2),
+        /^strike\.length = 1: shorter than the batch's n = 2/,
+      ],
+      // a short optional output dropped its writes past the end without a word
+      [
+        {},
+        { ...outputs(2), vannaPerVolPoint: new Float64Array(1) },
+        /^out\.vannaPerVolPoint\.length = 1: shorter/,
+      ],
+      [
+        {},
+        { ...outputs(2), volgaPerVolPoint: new Float64Array(1) },
+        /^out\.volgaPerVolPoint\.length = 1: shorter/,
+      ],
+    ];
+    for (const [over, out, message] of cases) {
+      expect(() => bsmBatch({ ...base, ...over }, out), String(message)).toThrow(PricingInputError);
+      expect(() => bsmBatch({ ...base, ...over }, out), String(message)).toThrow(message);
+      expect([...out.price], 'nothing priced').toEqual([0, 0]);
+    }
+    // an explicit n may be shorter than the arrays, never longer
+    const out = outputs(2);
+    bsmBatch({ ...base, rate: Float64Array.from([0.03]) }, out, 1);
+    expect(out.price[0]).toBeGreaterThan(0);
+    expect(() => bsmBatch(base, outputs(3), 3)).toThrow(
+      /^callPut\.length = 2: shorter than the batch's n = 3 \(passed\)/,
+    );
+    expect(() => bsmBatch(base, outputs(2), 1.5)).toThrow(/^n = 1\.5: must be a whole number/);
+  });
+
+  it('impliedVolBatch refuses a short input or output array the same way', () => {
+    const input = {
+      callPut: two(1, -1),
+      forward: two(100, 100),
+      strike: two(90, 110),
+      timeYears: two(1, 1),
+      price: two(20, 20),
+    };
+    const vol = new Float64Array(2);
+    const status = new Uint8Array(2);
+    expect(() => impliedVolBatch({ ...input, rate: Float64Array.from([0.03]) }, vol, status)).toThrow(
+      /^rate\.length = 1: shorter than the batch's n = 2 \(forward\.length\)/,
+    );
+    // a short status array lost the second status (and a short outVol the second vol) silently
+    expect(() => impliedVolBatch(input, vol, new Uint8Array(1))).toThrow(/^status\.length = 1: shorter/);
+    expect(() => impliedVolBatch(input, new Float64Array(1), status)).toThrow(/^outVol\.length = 1: shorter/);
+    expect(impliedVolBatch(input, vol, status)).toBe(0);
   });
 });

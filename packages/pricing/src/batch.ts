@@ -50,6 +50,28 @@ export function greeksBatchOutput(n: number, withVolga = false): GreeksBatchOutp
   };
 }
 
+/**
+ * Refuses a batch whose arrays cannot hold `n` entries, naming the first such array and both lengths:
+ * checked once per call. A short input array read `undefined` past its end (reported per option as a
+ * bad or "non-finite" entry it never had), and a short output array dropped the writes past its end
+ * without a word (typed arrays ignore them).
+ */
+function checkBatchLengths(
+  n: number,
+  nFrom: string,
+  arrays: readonly (readonly [string, { readonly length: number } | number | undefined])[],
+): void {
+  if (!(Number.isInteger(n) && n >= 0))
+    throw new PricingInputError('n', n, 'must be a whole number of options, 0 or more');
+  for (const [name, a] of arrays)
+    if (typeof a === 'object' && a.length < n)
+      throw new PricingInputError(
+        `${name}.length`,
+        a.length,
+        `shorter than the batch's n = ${n} (${nFrom}): every array needs at least n entries`,
+      );
+}
+
 const INV_SQRT_2PI = 0.3989422804014327;
 const INV_DAYS_PER_YEAR = 1 / DAYS_PER_YEAR;
 
@@ -71,7 +93,9 @@ function badInput(i: number, input: BsmBatchInput): never {
 
 /**
  * Prices and Greeks for n options into `out`, with no allocation per option. Invalid inputs throw
- * `PricingInputError` naming the index (nothing is returned as NaN). Accuracy is that of the closed-form
+ * `PricingInputError` naming the index (nothing is returned as NaN); so does an array (input, per-option
+ * `rate`/`carry`, or output) shorter than n, naming the array and both lengths, before any option is
+ * priced. Accuracy is that of the closed-form
  * Greeks (~1e-14 absolute per unit of spot); use `bsm` for prices far out of the money where relative
  * accuracy matters (implied-vol round trips).
  */
@@ -84,22 +108,23 @@ export function bsmBatch(input: BsmBatchInput, out: GreeksBatchOutput, n = input
   const { price, delta, gamma, vegaPerVolPoint, thetaPerDay, rhoPer1Pct } = out;
   const vannaOut = out.vannaPerVolPoint;
   const volgaOut = out.volgaPerVolPoint;
-  const lengths = [
-    callPut,
-    spot,
-    strike,
-    timeYears,
-    vol,
-    price,
-    delta,
-    gamma,
-    vegaPerVolPoint,
-    thetaPerDay,
-    rhoPer1Pct,
-  ];
-  for (const a of lengths)
-    if (a.length < n)
-      throw new PricingInputError('batch length', a.length, `every array needs at least ${n} entries`);
+  checkBatchLengths(n, n === spot.length ? 'spot.length' : 'passed', [
+    ['callPut', callPut],
+    ['spot', spot],
+    ['strike', strike],
+    ['timeYears', timeYears],
+    ['vol', vol],
+    ['rate', input.rate],
+    ['carry', input.carry],
+    ['out.price', price],
+    ['out.delta', delta],
+    ['out.gamma', gamma],
+    ['out.vegaPerVolPoint', vegaPerVolPoint],
+    ['out.thetaPerDay', thetaPerDay],
+    ['out.rhoPer1Pct', rhoPer1Pct],
+    ['out.vannaPerVolPoint', vannaOut],
+    ['out.volgaPerVolPoint', volgaOut],
+  ]);
   for (let i = 0; i < n; i++) {
     const phi = callPut[i] as number;
     const S = spot[i] as number;
@@ -196,8 +221,10 @@ export const IV_STATUS: Readonly<Record<ImpliedVolReason | 'ok', number>> = {
 
 /**
  * Implied vols for n options into `outVol`. A price with no implied vol does not throw (one bad quote must
- * not sink a million): its `outVol` entry is NaN and `status[i]` says why (`IV_STATUS`); the return value
- * is the number of such entries, so a caller cannot miss them.
+ * not sink a million): its `outVol` entry is NaN and `status[i]` says why (`IV_STATUS`), as the scalar
+ * `impliedVol` would throw an `ImpliedVolError` with that `reason`, 'not-converged' included; the return
+ * value is the number of such entries, so a caller cannot miss them. An array shorter than n is refused
+ * up front with a `PricingInputError` naming it and both lengths.
  */
 export function impliedVolBatch(
   input: ImpliedVolBatchInput,
@@ -208,6 +235,16 @@ export function impliedVolBatch(
   const { callPut, forward, strike, timeYears, price } = input;
   const rateArr = typeof input.rate === 'object' ? input.rate : undefined;
   const rate0 = typeof input.rate === 'number' ? input.rate : 0;
+  checkBatchLengths(n, n === forward.length ? 'forward.length' : 'passed', [
+    ['callPut', callPut],
+    ['forward', forward],
+    ['strike', strike],
+    ['timeYears', timeYears],
+    ['price', price],
+    ['rate', input.rate],
+    ['outVol', outVol],
+    ['status', status],
+  ]);
   let failures = 0;
   for (let i = 0; i < n; i++) {
     const T = timeYears[i] as number;

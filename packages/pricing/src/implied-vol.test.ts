@@ -142,6 +142,35 @@ describe('impossible prices are typed errors, never NaN', () => {
   });
 });
 
+describe('forward × strike out of the range of a double', () => {
+  it('solves prices whose F·K overflows or underflows (a vol of 0 came back as found, or above-maximum)', () => {
+    // at the money b = 2Φ(s/2) − 1 = s/√(2π) to 1e-100 here: σ = √(2π)·price/F for T = 1
+    for (const [F, p] of [
+      [1e200, 1e150],
+      [1e155, 1e100],
+      [1e-200, 1e-250],
+      [1e-170, 1e-180],
+    ] as const) {
+      const want = Math.sqrt(2 * Math.PI) * (p / F);
+      const got = impliedVol({
+        model: 'black76',
+        type: 'call',
+        forward: F,
+        strike: F,
+        timeYears: 1,
+        price: p,
+      });
+      expect(Math.abs(got / want - 1), `F = K = ${F}, price ${p}`).toBeLessThan(1e-12);
+      const vol = new Float64Array(1);
+      const status = new Uint8Array(1);
+      const one = (x: number) => Float64Array.from([x]);
+      const batch = { callPut: one(1), forward: one(F), strike: one(F), timeYears: one(1), price: one(p) };
+      expect(impliedVolBatch(batch, vol, status)).toBe(0);
+      expect(Math.abs((vol[0] as number) / want - 1)).toBeLessThan(1e-12);
+    }
+  });
+});
+
 describe('at the money (forward = strike, ln(F/K) = 0 exactly)', () => {
   it('solves σ√T below ~2e-7 (the search started at a negative s: a valid price was "invalid-input")', () => {
     for (const vol of [1e-7, 1e-8, 1e-10])

@@ -32,15 +32,37 @@ function approxInverseNormalLower(p: number): number {
 const MAX_ITERATIONS = 60;
 const SQRT_2PI = 2.5066282746310002;
 
+/** Status of `blackImpliedVolCore` and `normalisedImpliedStdCore`: ≥ 0 is a result; negative values code the failure. */
+const CORE_INVALID = -1;
+const CORE_BELOW = -2;
+const CORE_NO_TIME_VALUE = -3;
+const CORE_ABOVE = -4;
+const CORE_NOT_CONVERGED = -5;
+
 /**
  * Total standard deviation s = σ√T with b(x, s) = beta, for x ≤ 0 and 0 < beta < e^{x/2} (callers check).
+ * Throws `ImpliedVolError` ('not-converged') when the search does not converge.
+ */
+export function normalisedImpliedStd(beta: number, x: number): number {
+  const s = normalisedImpliedStdCore(beta, x);
+  if (s === CORE_NOT_CONVERGED)
+    throw new ImpliedVolError('not-converged', `implied vol did not converge (x=${x}, beta=${beta})`, {
+      x,
+      beta,
+    });
+  return s;
+}
+
+/**
+ * Allocation-free, throw-free core of `normalisedImpliedStd`: s, or `CORE_NOT_CONVERGED` (a batch reports
+ * that per element instead of losing the whole batch to one throw).
  *
  * b(·) is the integral of a log-concave density in s, so ln b(s) is concave and −ln(b_max − b(s)) is
  * convex: Householder(2) (Halley) on the first below the inflection point s_c = √(2|x|) and on the second
  * above it converges fast from a rational-ish asymptotic guess; every step is kept inside a bracket that
  * shrinks with each evaluation, with Newton then bisection as fallbacks, so it cannot diverge.
  */
-export function normalisedImpliedStd(beta: number, x: number): number {
+export function normalisedImpliedStdCore(beta: number, x: number): number {
   const bMax = Math.exp(0.5 * x);
   const complementTarget = bMax - beta;
   const sc = Math.sqrt(-2 * x);
@@ -141,19 +163,10 @@ export function normalisedImpliedStd(beta: number, x: number): number {
     // the solution) ∞ ≤ ∞ held and the search stopped after one step (ATM vols off by ~3e-11, or 1e-9)
     if (hi < Number.POSITIVE_INFINITY && hi - lo <= 4e-16 * hi) return s;
   }
-  throw new ImpliedVolError('not-converged', `implied vol did not converge (x=${x}, beta=${beta})`, {
-    x,
-    beta,
-  });
+  return CORE_NOT_CONVERGED;
 }
 
-/** Status of `blackImpliedVolCore`: ≥ 0 is a vol; negative values code the failure. */
-const CORE_INVALID = -1;
-const CORE_BELOW = -2;
-const CORE_NO_TIME_VALUE = -3;
-const CORE_ABOVE = -4;
-
-/** Allocation-free core of `blackImpliedVol`: the vol, or a negative CORE_* code. */
+/** Allocation-free, throw-free core of `blackImpliedVol`: the vol, or a negative CORE_* code. */
 export function blackImpliedVolCore(isCall: boolean, F: number, K: number, T: number, p: number): number {
   if (
     !(F > 0 && F < Number.POSITIVE_INFINITY && K > 0 && K < Number.POSITIVE_INFINITY) ||
@@ -168,9 +181,12 @@ export function blackImpliedVolCore(isCall: boolean, F: number, K: number, T: nu
   const timeValue = p - intrinsic;
   if (!(timeValue > 0)) return CORE_NO_TIME_VALUE;
   const x = -Math.abs(Math.log(F / K));
-  const beta = timeValue / Math.sqrt(F * K);
+  // √F·√K: F·K overflows (or underflows) long before F or K does, and β came out 0 (a vol of 0 reported
+  // as found) or ∞ (reported above the maximum)
+  const beta = timeValue / (Math.sqrt(F) * Math.sqrt(K));
   if (!(beta < Math.exp(0.5 * x))) return CORE_ABOVE;
-  return normalisedImpliedStd(beta, x) / Math.sqrt(T);
+  const std = normalisedImpliedStdCore(beta, x);
+  return std === CORE_NOT_CONVERGED ? CORE_NOT_CONVERGED : std / Math.sqrt(T);
 }
 
 /** Maps a negative core code to its reason. */
@@ -178,6 +194,7 @@ export function coreReason(code: number): ImpliedVolReason {
   if (code === CORE_BELOW) return 'below-intrinsic';
   if (code === CORE_NO_TIME_VALUE) return 'no-time-value';
   if (code === CORE_ABOVE) return 'above-maximum';
+  if (code === CORE_NOT_CONVERGED) return 'not-converged';
   return 'invalid-input';
 }
 
@@ -216,6 +233,12 @@ export function blackImpliedVol(args: {
         'above-maximum',
         `price ${p} is at or above the ${kind}'s maximum ${max} (${isCall ? 'the forward' : 'the strike'}): no finite volatility gives it`,
         { price: p, maximum: max },
+      );
+    case 'not-converged':
+      throw new ImpliedVolError(
+        'not-converged',
+        `implied vol of the ${kind} did not converge (forward ${F}, strike ${K}, timeYears ${T}, price ${p})`,
+        { forward: F, strike: K, timeYears: T, price: p },
       );
     default: {
       // name the input that is wrong, not all four

@@ -215,6 +215,26 @@ describe('time gates, urgency, gas and pending orders', () => {
     expect(s.decideUnderlying(risk({ delta: 0.05, gamma }), 4).code).toBe('hedge');
   });
 
+  it('says what urgency was measured against: the band, the expected change per interval, or the smallest order', () => {
+    // every urgent hedge said "drift ≥ 3× band", for an interval policy (no band) and for a book with no
+    // gamma alike, whose measure is the smallest order
+    const { s, clock } = strat(interval);
+    s.recordExecution('BTC', 6_000);
+    clock.advance(10 * 60_000);
+    const withGamma = s.decideUnderlying(risk({ delta: 0.5, gamma: 0.0001 }), 1);
+    expect(withGamma.code).toBe('hedge-urgent');
+    expect(withGamma.reason).toMatch(
+      /urgent \(drift ≥ 3× the interval's expected delta change, 0\.03\d+ BTC\)/,
+    );
+    const noGamma = s.decideUnderlying(risk({ delta: 0.05 }), 2);
+    expect(noGamma.code).toBe('hedge-urgent');
+    expect(noGamma.reason).toMatch(
+      /urgent \(drift ≥ 3× the smallest order, 0\.001667 BTC, as the book has no gamma to measure drift by\)/,
+    );
+    const inBand = strat(band()).s.decideUnderlying(risk({ delta: 1.6 }), 1, { gasHigh: true });
+    expect(inBand.reason).toMatch(/urgent \(drift ≥ 3× the band, 0\.5 BTC\)/);
+  });
+
   it('gas waits hold normal drift, not urgent drift', () => {
     const { s } = strat(band());
     expect(s.decideUnderlying(risk({ delta: 0.8 }), 1, { gasHigh: true }).code).toBe('gas-wait');
@@ -554,6 +574,69 @@ describe('Leland and vega', () => {
     expect(sell.vegaAfter).toBeCloseTo(-1, 9);
     const far = solveVegaHedge({ vegaNow: -5, target: 0, tolerance: 4, candidates: [one] });
     expect(far.trades).toEqual([]);
+  });
+
+  it('solver: every trade, the first included, is on the step grid, rounded toward the target, never past the band', () => {
+    // A minimum that is not a whole number of steps (0.25 with a step of 0.1) was taken as it is: an
+    // order of 0.25 the venue refuses. The smallest order on the grid is 0.3.
+    const offGrid: VegaCandidate = {
+      ...(candidates[0] as VegaCandidate),
+      minSizeBase: 0.25,
+      sizeStepBase: 0.1,
+      vegaPerVolPoint: 100,
+    };
+    const sol = solveVegaHedge({ vegaNow: -27, target: 0, tolerance: 10, candidates: [offGrid] });
+    expect(sol.trades.map((t) => [t.side, Number(t.sizeBase.toFixed(9))])).toEqual([['buy', 0.3]]);
+    expect(sol.vegaAfter).toBeCloseTo(3, 9);
+    const onGrid = (size: number, step: number) => Math.abs(size / step - Math.round(size / step)) < 1e-9;
+    fc.assert(
+      fc.property(
+        fc.double({ min: -5000, max: 5000, noNaN: true }),
+        fc.double({ min: 1, max: 200, noNaN: true }),
+        fc.array(
+          fc.record({
+            vega: fc.double({ min: 5, max: 300, noNaN: true }),
+            cost: fc.double({ min: 1, max: 200, noNaN: true }),
+            max: fc.double({ min: 0.05, max: 20, noNaN: true }),
+            step: fc.constantFrom(0.01, 0.1, 0.25, 1),
+            minSteps: fc.double({ min: 0, max: 7, noNaN: true }),
+          }),
+          { minLength: 1, maxLength: 4 },
+        ),
+        (vegaNow, tolerance, cs) => {
+          const cands: VegaCandidate[] = cs.map((c, i) => ({
+            venue: `v${i}`,
+            chain: 'offchain',
+            instrument: `OPT-${i}`,
+            vegaPerVolPoint: c.vega,
+            delta: 0.5,
+            priceUsd: 1000,
+            costPerUnitUsd: c.cost,
+            maxSizeBase: c.max,
+            sizeStepBase: c.step,
+            minSizeBase: c.minSteps * c.step,
+          }));
+          const sol = solveVegaHedge({ vegaNow, target: 0, tolerance, candidates: cands });
+          let vega = vegaNow;
+          for (const [k, t] of sol.trades.entries()) {
+            const c = cands.find((x) => x.instrument === t.instrument) as VegaCandidate;
+            expect(onGrid(t.sizeBase, c.sizeStepBase as number), `trade ${k} ${t.sizeBase}`).toBe(true);
+            expect(t.sizeBase).toBeGreaterThanOrEqual((c.minSizeBase as number) - 1e-12);
+            expect(t.sizeBase).toBeLessThanOrEqual(c.maxSizeBase + 1e-12);
+            const before = vega;
+            vega += t.vegaPerVolPoint;
+            // rounded toward zero, or else the smallest order, taken only when it ends inside the band
+            // and nearer the target
+            if (Math.sign(vega) !== Math.sign(before) && Math.abs(vega) > 1e-9 * Math.abs(before)) {
+              expect(Math.abs(vega), `trade ${k} passed the target`).toBeLessThanOrEqual(tolerance);
+              expect(Math.abs(vega)).toBeLessThan(Math.abs(before));
+            }
+          }
+          expect(Math.abs(sol.vegaAfter - vega)).toBeLessThan(1e-9 * (1 + Math.abs(vegaNow)));
+        },
+      ),
+      { numRuns: 2000, seed: 11 },
+    );
   });
 
   it('a vega breach held for a working order is not reported as within the band', () => {

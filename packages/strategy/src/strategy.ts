@@ -336,6 +336,20 @@ export class HedgeStrategy {
     const outside = timeGateMs === null ? `outside the ${bandWords}` : `scheduled hedge (${bandWords})`;
     const drift = effectiveDelta - targetDelta;
     const dustBase = Math.max(policy.minTradeUsd / S, ctx.venueMinSizeBase ?? 0);
+    // What "urgent" is measured against: the band, or for a time-gated policy the delta change the book's
+    // gamma makes over one interval; never less than the smallest order. A book with no gamma (and no
+    // absolute bandDelta) has a yardstick of 0, so the smallest order is the measure: its delta cannot
+    // move with the market, so any drift it has came from a position change (an expiry, a fill), and that
+    // is treated as urgent once it is urgencyMultiple smallest orders. The reason says which measure it was.
+    const yardstickWords =
+      dustBase > urgencyRef
+        ? `the smallest order, ${fmt(dustBase)} ${U}, ` +
+          (urgencyRef === 0
+            ? 'as the book has no gamma to measure drift by'
+            : `above the ${timeGateMs === null ? 'band' : "interval's expected delta change"} of ${fmt(urgencyRef)}`)
+        : timeGateMs === null
+          ? `the band, ${fmt(urgencyRef)} ${U}`
+          : `the interval's expected delta change, ${fmt(urgencyRef)} ${U}`;
     urgencyRef = Math.max(urgencyRef, dustBase);
     const urgent = Math.abs(drift) >= policy.urgencyMultiple * urgencyRef && Math.abs(drift) > band;
     const urgency: Urgency = urgent ? 'urgent' : 'normal';
@@ -432,7 +446,11 @@ export class HedgeStrategy {
     const words =
       `${outside}; ${trade > 0 ? 'buy' : 'sell'} ${fmt(size)} ${U} (${usd(size * S)}) ` +
       (toEdge ? 'to the band edge' : 'back to the target') +
-      (urgent ? `; urgent (drift ≥ ${fmt(policy.urgencyMultiple)}× band): time and gas gates skipped` : '') +
+      // it said "× band" for every policy: an interval policy has no band, and the measure may be the
+      // smallest order (a book with no gamma), so an operator could not tell why a hedge was urgent
+      (urgent
+        ? `; urgent (drift ≥ ${fmt(policy.urgencyMultiple)}× ${yardstickWords}): time and gas gates skipped`
+        : '') +
       (capped ? `; cut from ${fmt(wanted)} by the ${capped.by} cap` : '');
     const decision: HedgeDecision = {
       ...base,

@@ -47,15 +47,31 @@ export interface VegaSolution {
   shortfall: boolean;
 }
 
+/** Rounds toward zero to a whole number of steps (a count within 1e-9 of the next whole one is float noise). */
 function roundStep(x: number, step: number | undefined): number {
   if (!step || step <= 0) return x;
   return Math.floor(x / step + 1e-9) * step;
 }
 
 /**
+ * The smallest order the venue takes: its minimum rounded up to a whole number of size steps, and at least
+ * one step. It was max(minimum, step), off the step grid when the minimum is not a multiple of the step
+ * (minimum 0.25, step 0.1: an order of 0.25, which the venue refuses).
+ */
+function smallestOrder(c: VegaCandidate): number {
+  const min = c.minSizeBase !== undefined && c.minSizeBase > 0 ? c.minSizeBase : 0;
+  const step = c.sizeStepBase !== undefined && c.sizeStepBase > 0 ? c.sizeStepBase : 0;
+  if (step === 0) return min;
+  return Math.max(1, Math.ceil(min / step - 1e-9)) * step;
+}
+
+/**
  * Least-cost vega hedge: brings `vegaNow` to `target` using the candidates. With linear costs and one
  * constraint (total vega), this LP is a fractional knapsack, so a greedy fill in order of cost per vega
- * point is optimal; sizes are then rounded down to each venue's step and minimums respected.
+ * point is optimal; sizes are then rounded down to each venue's step and minimums respected. The one
+ * exception to rounding down: where the rounded size is below the venue's smallest order (its minimum on
+ * the step grid, at least one step), that smallest order is taken only when it ends inside the band and
+ * nearer the target, so it may pass the target by less than the tolerance but never leaves the band.
  */
 export function solveVegaHedge(p: {
   vegaNow: number;
@@ -75,14 +91,11 @@ export function solveVegaHedge(p: {
   const trades: OptionTrade[] = [];
   for (const { c } of ranked) {
     if (need <= p.tolerance * 1e-6) break;
+    // Every trade, the first included, is rounded toward zero: it never passes the target on its own.
     let size = roundStep(Math.min(c.maxSizeBase, need / c.vegaPerVolPoint), c.sizeStepBase);
-    // The smallest order the venue takes: its minimum, and at least one size step (a need smaller than
-    // one step rounded down to 0, and the book stayed outside the band for ever though one step landed
-    // inside it).
-    const smallest = Math.max(
-      c.minSizeBase !== undefined && c.minSizeBase > 0 ? c.minSizeBase : 0,
-      c.sizeStepBase !== undefined && c.sizeStepBase > 0 ? c.sizeStepBase : 0,
-    );
+    // Below the smallest order (a need smaller than one step rounded down to 0, and the book stayed
+    // outside the band for ever though one step landed inside it): the one rounding up, below.
+    const smallest = smallestOrder(c);
     if (size < smallest) {
       // Taking the smallest order would overshoot; only worth it if we still end inside the band and
       // nearer the target than without it (a residual already inside the band was pushed to the far
