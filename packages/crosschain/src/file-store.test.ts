@@ -64,6 +64,20 @@ const exited = (proc: ChildProcess) =>
     else proc.once('exit', () => resolve());
   });
 
+const linux = process.platform === 'linux';
+/** This boot's id (Linux), read here on its own. */
+const bootId = () => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+/** When `pid` started, in clock ticks since boot: field 22 of /proc/<pid>/stat, counted after the name. */
+const startTicks = (pid: number) => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(
+    stat
+      .slice(stat.lastIndexOf(')') + 2)
+      .split(' ')
+      .at(22 - 3),
+  );
+};
+
 const record = (transferId: string) => ({
   transferId,
   kind: 'oft-send' as const,
@@ -117,6 +131,12 @@ describe('a file transfer store is used by one process at a time', () => {
       code: 'TRANSFER_STORE_LOCKED',
       message: expect.stringContaining(`held by pid ${proc.pid} on host ${hostname()}`),
     });
+    if (linux && proc.pid !== undefined) {
+      // the lock names the child beyond its pid: this boot and the child's own start time
+      const lock = JSON.parse(readFileSync(`${file}.lock`, 'utf8'));
+      expect(lock).toMatchObject({ pid: proc.pid, bootId: bootId(), startTicks: startTicks(proc.pid) });
+      expect(Number.isSafeInteger(lock.startTicks)).toBe(true);
+    }
     proc.kill('SIGKILL');
     await exited(proc);
     // its lock is left behind, naming a dead pid of this host: taken over, not blocking forever
@@ -155,6 +175,96 @@ describe('a file transfer store is used by one process at a time', () => {
     expect(() => open(file)).not.toThrow();
     expect(JSON.parse(readFileSync(`${file}.lock`, 'utf8'))).toMatchObject({ pid: process.pid });
     expect(() => readFileSync(`${file}.lock.recover`)).toThrow(/ENOENT/);
+  });
+
+  it.runIf(linux)(
+    'a lock of a running pid that started at another time (a reused pid: pid 1 after a container restart) is taken over',
+    () => {
+      // this very pid, as after a restart where node is pid 1 again
+      const file = freshFile();
+      const reused = {
+        pid: process.pid,
+        host: hostname(),
+        sinceMs: 0,
+        token: 'old',
+        bootId: bootId(),
+        startTicks: startTicks(process.pid) - 1,
+      };
+      writeFileSync(`${file}.lock`, JSON.stringify(reused));
+      open(file);
+      const lock = JSON.parse(readFileSync(`${file}.lock`, 'utf8'));
+      expect(lock).toMatchObject({
+        pid: process.pid,
+        host: hostname(),
+        bootId: bootId(),
+        startTicks: startTicks(process.pid),
+      });
+      expect(lock.token).not.toBe('old');
+      // and a live pid of another process that started at another time
+      const other = freshFile();
+      const ppid = process.ppid;
+      writeFileSync(
+        `${other}.lock`,
+        JSON.stringify({ ...reused, pid: ppid, startTicks: startTicks(ppid) + 1 }),
+      );
+      open(other);
+      expect(JSON.parse(readFileSync(`${other}.lock`, 'utf8'))).toMatchObject({ pid: process.pid });
+    },
+  );
+
+  it.runIf(linux)(
+    'a lock of an earlier boot is taken over, even when its pid runs now with its start time',
+    () => {
+      const file = freshFile();
+      const ppid = process.ppid;
+      const earlierBoot = {
+        pid: ppid,
+        host: hostname(),
+        sinceMs: 0,
+        token: 'boot',
+        bootId: '00000000-0000-4000-8000-000000000000',
+        startTicks: startTicks(ppid),
+      };
+      expect(earlierBoot.bootId).not.toBe(bootId());
+      writeFileSync(`${file}.lock`, JSON.stringify(earlierBoot));
+      open(file);
+      expect(JSON.parse(readFileSync(`${file}.lock`, 'utf8'))).toMatchObject({
+        pid: process.pid,
+        bootId: bootId(),
+      });
+    },
+  );
+
+  it('a lock of a live pid is refused and kept: with this boot and its start time, or written without them', () => {
+    const ppid = process.ppid;
+    const old = { pid: ppid, host: hostname(), sinceMs: 0, token: 'live' };
+    const locks = linux ? [old, { ...old, bootId: bootId(), startTicks: startTicks(ppid) }] : [old];
+    for (const lock of locks) {
+      const file = freshFile();
+      writeFileSync(`${file}.lock`, JSON.stringify(lock));
+      expect(() => open(file)).toThrow(
+        expect.objectContaining({
+          code: 'TRANSFER_STORE_LOCKED',
+          message: expect.stringContaining(`is held by pid ${ppid} on host ${hostname()}`),
+        }),
+      );
+      expect(JSON.parse(readFileSync(`${file}.lock`, 'utf8'))).toEqual(lock);
+    }
+  });
+
+  it('a lock whose start time or boot id is malformed is refused naming them, and kept', () => {
+    for (const bad of [{ startTicks: 'soon' }, { startTicks: -1 }, { startTicks: 1.5 }, { bootId: 7 }]) {
+      const file = freshFile();
+      const lock = { pid: process.ppid, host: hostname(), sinceMs: 0, token: 'bad', ...bad };
+      writeFileSync(`${file}.lock`, JSON.stringify(lock));
+      expect(() => open(file)).toThrow(
+        expect.objectContaining({
+          code: 'TRANSFER_STORE_LOCK_UNREADABLE',
+          message: expect.stringContaining('bootId a string and startTicks a whole number'),
+        }),
+      );
+      expect(JSON.parse(readFileSync(`${file}.lock`, 'utf8'))).toEqual(lock);
+    }
   });
 
   it('a lock that is not this store’s any more: the write is refused and nothing is written', async () => {

@@ -13,6 +13,17 @@ export interface TransferStoreHolder {
   sinceMs: number;
   /** Random per opening: tells this opening's lock from a later one of the same pid. */
   token: string;
+  /**
+   * The host's boot id (Linux: `/proc/sys/kernel/random/boot_id`) when the store was opened: a lock of
+   * an earlier boot is dead whatever its pid. Absent where there is no /proc, and in older locks.
+   */
+  bootId?: string;
+  /**
+   * When the holder's process started, in clock ticks since boot (Linux: field 22 of `/proc/<pid>/stat`):
+   * a running pid with another start time is a reused pid, not the holder. Absent where there is no
+   * /proc, and in older locks.
+   */
+  startTicks?: number;
 }
 
 export class TransferStoreLockedError extends XhedgeError {
@@ -35,8 +46,14 @@ export interface FileTransferStore extends TransferStore {
  * store both debited a transfer's source. Opening takes `<file>.lock` (pid, host, since when) with an
  * exclusive create; a second opening, in another process or in this one, is refused with a
  * TransferStoreLockedError naming the file and the holder. A lock whose holder is dead (a kill -9, a
- * crash) is taken over: a lock of this host whose pid no longer runs. A lock of another host cannot be
- * checked and is refused; remove it by hand once that host no longer runs the store. Every write first
+ * crash, an OOM kill, a reboot) is taken over: a lock of this host (same host name) written in an earlier
+ * boot (another boot id), or whose pid no longer runs, or whose pid runs but started at another time than
+ * the lock records (the pid was reused: in a container node is pid 1 after every restart). Boot id and
+ * start time come from Linux's /proc; where there is none (macOS, Windows), and for locks written before
+ * they were recorded, a lock of this host is dead only when its pid no longer runs, so a reused pid (a
+ * restarted container, a reboot) still reads as a live holder there and its lock must be removed by hand.
+ * A lock of another host cannot be checked and is refused; remove it by hand once that host no longer
+ * runs the store. Every write first
  * checks that the lock is still this store's (one taken over or removed under it is refused, not
  * overwritten), then rewrites the file atomically and durably (temp file, fsync, rename, directory fsync).
  * Records are read once at open: the holder is the only writer.
@@ -49,6 +66,7 @@ export function openFileTransferStore(file: string): FileTransferStore {
     host: hostname(),
     sinceMs: Date.now(),
     token: randomBytes(12).toString('hex'),
+    ...processIdentity(),
   };
   acquire(file, lockFile, me);
   let records: Map<string, TransferRecord>;
@@ -135,7 +153,9 @@ function readHolder(lockFile: string): TransferStoreHolder | undefined {
       Number.isInteger(h.pid) &&
       typeof h.host === 'string' &&
       typeof h.token === 'string' &&
-      typeof h.sinceMs === 'number'
+      typeof h.sinceMs === 'number' &&
+      (h.bootId === undefined || typeof h.bootId === 'string') &&
+      (h.startTicks === undefined || (Number.isSafeInteger(h.startTicks) && h.startTicks >= 0))
     )
       return h as TransferStoreHolder;
   } catch {
@@ -143,7 +163,7 @@ function readHolder(lockFile: string): TransferStoreHolder | undefined {
   }
   throw new TransferStoreLockedError(
     'TRANSFER_STORE_LOCK_UNREADABLE',
-    `transfer store lock ${lockFile} does not name its holder (pid, host); remove it by hand if no process uses the store`,
+    `transfer store lock ${lockFile} does not name its holder (pid, host, sinceMs, token; bootId a string and startTicks a whole number of clock ticks where present); remove it by hand if no process uses the store`,
     { details: { lockFile } },
   );
 }
@@ -166,9 +186,80 @@ function createExclusive(target: string, h: TransferStoreHolder): boolean {
   }
 }
 
-/** A holder that is certainly gone: on this host, its pid not running. */
+/** Linux's /proc, where a process's boot id and start time can be read; not on macOS or Windows. */
+const hasProc = process.platform === 'linux';
+
+/** This boot's id (Linux); undefined where it cannot be read. Read once: it does not change while we run. */
+let bootIdCache: { id: string | undefined } | undefined;
+function currentBootId(): string | undefined {
+  if (bootIdCache === undefined) {
+    let id: string | undefined;
+    if (hasProc) {
+      try {
+        const text = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+        if (/^[0-9a-f-]{8,64}$/i.test(text)) id = text;
+      } catch {
+        // no /proc: the pid rule alone
+      }
+    }
+    bootIdCache = { id };
+  }
+  return bootIdCache.id;
+}
+
+/**
+ * When process `pid` started, in clock ticks since boot: field 22 of `/proc/<pid>/stat` (Linux).
+ * Undefined when it cannot be read (no /proc, no such process, hidden by hidepid, not in the format).
+ * Field 2, the command name in parentheses, may itself hold spaces and parentheses: fields are counted
+ * from after its last ')'. The pid in field 1 must be `pid` (a /proc of another pid namespace is not used).
+ */
+function startTicksOf(pid: number): number | undefined {
+  if (!hasProc) return undefined;
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const open = text.indexOf(' (');
+  const close = text.lastIndexOf(')');
+  if (open < 0 || close < open || text.slice(0, open) !== String(pid)) return undefined;
+  // after the name: field 3 (state) onwards, so field 22 is the 20th
+  const ticks = text
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/)[22 - 3];
+  if (ticks === undefined || !/^\d+$/.test(ticks)) return undefined;
+  const n = Number(ticks);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** What tells this process from a later one of the same pid: boot id and start time, where readable. */
+function processIdentity(): Pick<TransferStoreHolder, 'bootId' | 'startTicks'> {
+  const bootId = currentBootId();
+  const startTicks = startTicksOf(process.pid);
+  return {
+    ...(bootId === undefined ? {} : { bootId }),
+    ...(startTicks === undefined ? {} : { startTicks }),
+  };
+}
+
+/**
+ * A holder that is certainly gone, on this host: written in another boot; or its pid not running; or its
+ * pid running but started at another time (a reused pid; in another boot it is gone anyway). Boot id and
+ * start time are compared only when both the lock and this host have them (Linux's /proc; locks written
+ * before they were recorded do not); otherwise the pid rule alone. A start time that cannot be read for a
+ * running pid (/proc hidden) is not taken as a different one.
+ */
 function dead(h: TransferStoreHolder): boolean {
-  return h.host === hostname() && !pidAlive(h.pid);
+  if (h.host !== hostname()) return false;
+  const bootId = currentBootId();
+  if (h.bootId !== undefined && bootId !== undefined && h.bootId !== bootId) return true;
+  if (!pidAlive(h.pid)) return true;
+  if (h.startTicks === undefined) return false;
+  const startTicks = startTicksOf(h.pid);
+  if (startTicks === undefined) return !pidAlive(h.pid); // exited meanwhile, or its /proc is hidden
+  return startTicks !== h.startTicks;
 }
 
 function acquire(file: string, lockFile: string, me: TransferStoreHolder): void {

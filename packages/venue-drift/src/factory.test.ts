@@ -182,6 +182,21 @@ describe('createDriftVenue (a drift venue from a profile entry)', () => {
     expect((err as XhedgeError).message).toMatch(/perp market 1 \(params\.solPriceMarketIndex\)/);
   });
 
+  it('still builds a venue whose params set takerFeeBps (the fee is read from State), warning that it is ignored', () => {
+    const warnings: string[] = [];
+    const v = createDriftVenue(entry({}, { takerFeeBps: 10 }), {
+      secrets: { env: { DRIFT_KEY: secretB58 } },
+      dataDir: dir,
+      warn: (m) => warnings.push(m),
+    });
+    expect(v.id).toBe(entry().id);
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /params\.takerFeeBps \(10\) is ignored: the taker fee is read from the Drift program's State account/,
+      ),
+    ]);
+  });
+
   it('names each bad param', () => {
     const secrets = { secrets: { env: { DRIFT_KEY: secretB58 } }, dataDir: dir };
     const cases: [Record<string, unknown>, RegExp][] = [
@@ -210,11 +225,7 @@ describe('createDriftVenue (a drift venue from a profile entry)', () => {
       ],
       [{ computeUnitLimit: 2_000_000 }, /params\.computeUnitLimit:/],
       [{ computeUnitPriceMicroLamports: 1.5 }, /params\.computeUnitPriceMicroLamports:/],
-      // the taker fee comes from the State account now: a rate in the profile is refused, not ignored
-      [
-        { takerFeeBps: 10 },
-        /params\.takerFeeBps: no longer used: the taker fee is read from the Drift program's State account/,
-      ],
+      [{ takerFeeBps: -1 }, /params\.takerFeeBps:/],
       [{ orderTtlSeconds: 0 }, /params\.orderTtlSeconds:/],
       [{ commitment: 'recent' }, /params\.commitment:/],
       [{ takerFee: 5 }, /params\.: Unrecognized key: "takerFee"/],

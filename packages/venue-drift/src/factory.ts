@@ -80,9 +80,11 @@ export const DriftVenueParams = z
     computeUnitLimit: z.number().int().positive().max(1_400_000).optional(),
     /**
      * No longer read: the taker fee comes from the Drift State account (perp fee tier 0, with the
-     * market's fee_adjustment). Refused when given, so a profile that set a rate learns it is not used.
+     * market's fee_adjustment). Still accepted, so a profile or a venue stored through the API that set
+     * it keeps starting (a refusal left such a venue out of the run, its positions out of the book);
+     * building the venue warns that it is ignored.
      */
-    takerFeeBps: z.unknown().optional(),
+    takerFeeBps: z.number().nonnegative().optional(),
     /** Limit orders expire this many seconds after placement. @defaultValue 60 */
     orderTtlSeconds: z
       .number()
@@ -100,13 +102,6 @@ export const DriftVenueParams = z
   })
   .strict()
   .superRefine((p, ctx) => {
-    if (p.takerFeeBps !== undefined)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['takerFeeBps'],
-        message:
-          "no longer used: the taker fee is read from the Drift program's State account (perp fee tier 0); remove it",
-      });
     const seen = new Map<string, number>();
     const indices = new Set<number>();
     p.markets.forEach((m, i) => {
@@ -161,6 +156,8 @@ export interface CreateDriftVenueDeps {
   /** The node to talk to instead of `endpoints.rpc[0]` (tests). */
   rpc?: SolanaRpc;
   sleep?: (ms: number) => Promise<void>;
+  /** Where a warning about the params goes (one that is ignored). @defaultValue process.emitWarning */
+  warn?: (message: string) => void;
 }
 
 /** A Drift credential or endpoint could not be loaded; the message names the reference, never the value. */
@@ -341,6 +338,10 @@ function resolveRpcUrl(v: DriftVenueConfigLike, sources: CreateDriftVenueDeps['s
  */
 export function createDriftVenue(venue: DriftVenueConfigLike, deps: CreateDriftVenueDeps = {}): DriftVenue {
   const p = DriftVenueParams.parse(venue.params ?? {});
+  if (p.takerFeeBps !== undefined)
+    (deps.warn ?? ((m: string) => process.emitWarning(m, { code: 'XHEDGE_DRIFT_TAKER_FEE_IGNORED' })))(
+      `venue ${venue.id}: params.takerFeeBps (${p.takerFeeBps}) is ignored: the taker fee is read from the Drift program's State account (perp fee tier 0); remove it from the venue's params`,
+    );
   const ref = venue.credentials?.signer;
   if (!ref)
     throw new DriftSecretError(
