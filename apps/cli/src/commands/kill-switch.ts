@@ -188,6 +188,8 @@ export async function openLedger(o: {
     () => unreachable(`no answer within ${LEDGER_OPEN_TIMEOUT_MS} ms`),
     (late) => late.close().catch(() => {}),
   ).catch((err: unknown) => {
+    // a connect timeout is the store's DB_TIMEOUT: the ledger did not answer, said as such
+    if (isXhedgeError(err) && err.code === 'DB_TIMEOUT') throw unreachable(err.shortMessage, err);
     if (isXhedgeError(err)) throw err;
     // a refused connection, a timeout, a refused role or database: one line, never a stack trace
     // (pg's messages name the host, user and database, never the password)
