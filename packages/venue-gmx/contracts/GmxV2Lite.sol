@@ -8,12 +8,16 @@ pragma solidity ^0.8.24;
 // a5c0c8835182cbd84e47dca04b971239311d2f1d; the economics are simplified: oracle-priced fills, a
 // position fee factor per market (balance improved or not, as upstream), no price impact, borrowing or funding of its own (a test may set a position's
 // pendingImpactAmount, pending borrowing/funding fees and claimable funding with
-// GmxCore.setPositionPendingValues; position updates then settle them as GMX does), no swaps (swapPath
+// GmxCore.setPositionPendingValues; position updates then settle them as GMX does; the current funding
+// and borrowing rates Reader.getMarketInfo reports are computed from the DataStore's keys as upstream
+// computes them, but positions do not accrue them), no swaps (swapPath
 // and dataList are stored, not acted on), no callbacks. Reader.getAccountPositionInfoList returns the
 // real ReaderPositionUtils.PositionInfo shape with this contract's values. One contract plays DataStore,
 // OrderVault and OrderHandler. Its configuration and bookkeeping live, as upstream, under the keys of
 // contracts/data/Keys.sol and are read with `getUint(bytes32)` (open interest, max open interest,
-// position fee factors, the execution-fee gas settings) and `getBytes32ValuesAt(bytes32, start, end)`
+// position fee factors, the execution-fee gas settings, funding and borrowing factors), `getInt` and
+// `getBool` (SAVED_FUNDING_FACTOR_PER_SECOND, the borrowing and balance switches, IS_MARKET_DISABLED) and
+// `getBytes32ValuesAt(bytes32, start, end)`
 // (ORDER_LIST, ACCOUNT_ORDER_LIST); createOrder checks the execution fee with GasUtils'
 // adjustGasLimitForEstimate formula against tx.gasprice, as upstream. Events go out, as on real GMX, through a separate EventEmitter as
 // EventLog1/EventLog2 with an EventUtils.EventLogData payload (same topics and item keys as
@@ -28,7 +32,8 @@ pragma solidity ^0.8.24;
 // orders, REQUEST_EXPIRATION_TIME (RequestNotYetCancellable; 0 here unless a test sets it, 300 s in
 // upstream's config/general.ts). A keeper's cancellation reports a custom error as upstream's
 // OrderHandler._handleOrderError does: `reason` "" and the error in `reasonBytes`.
-// Fixture-only, not upstream (src/fixture-abi.ts lists them): the set-up functions (setRouter, addMarket,
+// Fixture-only, not upstream (src/fixture-abi.ts lists them): the set-up functions (setUint, setInt and
+// setBool with upstream's signatures but the owner's, setRouter, addMarket,
 // setKeeper, setController, setPlugin, setPositionPendingValues, syncBalance) and the keeper entry point
 // GmxCore.executeOrder(bytes32) (upstream: OrderHandler.executeOrder(key, OracleUtils.SetPricesParams)
 // with signed prices, whose age Oracle._validatePrices checks against MAX_ORACLE_PRICE_AGE as
@@ -145,12 +150,27 @@ library Price {
     }
 }
 
-// gmx-synthetics contracts/market/MarketUtils.sol (the struct only).
+// gmx-synthetics contracts/market/MarketUtils.sol (the structs only), same fields and order.
 library MarketUtils {
     struct MarketPrices {
         Price.Props indexTokenPrice;
         Price.Props longTokenPrice;
         Price.Props shortTokenPrice;
+    }
+    struct CollateralType {
+        uint256 longToken;
+        uint256 shortToken;
+    }
+    struct PositionType {
+        CollateralType long;
+        CollateralType short;
+    }
+    struct GetNextFundingAmountPerSizeResult {
+        bool longsPayShorts;
+        uint256 fundingFactorPerSecond;
+        int256 nextSavedFundingFactorPerSecond;
+        PositionType fundingFeeAmountPerSizeDelta;
+        PositionType claimableFundingAmountPerSizeDelta;
     }
 }
 
@@ -263,6 +283,39 @@ library Keys {
     bytes32 internal constant OPEN_INTEREST_RESERVE_FACTOR = keccak256(abi.encode("OPEN_INTEREST_RESERVE_FACTOR"));
     bytes32 internal constant REQUEST_EXPIRATION_TIME = keccak256(abi.encode("REQUEST_EXPIRATION_TIME"));
     bytes32 internal constant MAX_ORACLE_PRICE_AGE = keccak256(abi.encode("MAX_ORACLE_PRICE_AGE"));
+    // Funding and borrowing (read by Reader.getMarketInfo). Per market: keccak256(abi.encode(NAME, market)).
+    bytes32 internal constant FUNDING_FACTOR = keccak256(abi.encode("FUNDING_FACTOR"));
+    bytes32 internal constant FUNDING_EXPONENT_FACTOR = keccak256(abi.encode("FUNDING_EXPONENT_FACTOR"));
+    bytes32 internal constant SAVED_FUNDING_FACTOR_PER_SECOND = keccak256(abi.encode("SAVED_FUNDING_FACTOR_PER_SECOND"));
+    bytes32 internal constant FUNDING_INCREASE_FACTOR_PER_SECOND = keccak256(abi.encode("FUNDING_INCREASE_FACTOR_PER_SECOND"));
+    bytes32 internal constant FUNDING_DECREASE_FACTOR_PER_SECOND = keccak256(abi.encode("FUNDING_DECREASE_FACTOR_PER_SECOND"));
+    bytes32 internal constant MIN_FUNDING_FACTOR_PER_SECOND = keccak256(abi.encode("MIN_FUNDING_FACTOR_PER_SECOND"));
+    bytes32 internal constant MAX_FUNDING_FACTOR_PER_SECOND = keccak256(abi.encode("MAX_FUNDING_FACTOR_PER_SECOND"));
+    bytes32 internal constant THRESHOLD_FOR_STABLE_FUNDING = keccak256(abi.encode("THRESHOLD_FOR_STABLE_FUNDING"));
+    bytes32 internal constant THRESHOLD_FOR_DECREASE_FUNDING = keccak256(abi.encode("THRESHOLD_FOR_DECREASE_FUNDING"));
+    bytes32 internal constant FUNDING_UPDATED_AT = keccak256(abi.encode("FUNDING_UPDATED_AT"));
+    bytes32 internal constant IS_MARKET_DISABLED = keccak256(abi.encode("IS_MARKET_DISABLED"));
+    // Per market and side: keccak256(abi.encode(NAME, market, isLong)).
+    bytes32 internal constant OPTIMAL_USAGE_FACTOR = keccak256(abi.encode("OPTIMAL_USAGE_FACTOR"));
+    bytes32 internal constant BASE_BORROWING_FACTOR = keccak256(abi.encode("BASE_BORROWING_FACTOR"));
+    bytes32 internal constant ABOVE_OPTIMAL_USAGE_BORROWING_FACTOR = keccak256(abi.encode("ABOVE_OPTIMAL_USAGE_BORROWING_FACTOR"));
+    bytes32 internal constant BORROWING_FACTOR = keccak256(abi.encode("BORROWING_FACTOR"));
+    bytes32 internal constant BORROWING_EXPONENT_FACTOR = keccak256(abi.encode("BORROWING_EXPONENT_FACTOR"));
+    // Global bools (DataStore.getBool).
+    bytes32 internal constant SKIP_BORROWING_FEE_FOR_SMALLER_SIDE = keccak256(abi.encode("SKIP_BORROWING_FEE_FOR_SMALLER_SIDE"));
+    bytes32 internal constant USE_OPEN_INTEREST_IN_TOKENS_FOR_BALANCE = keccak256(abi.encode("USE_OPEN_INTEREST_IN_TOKENS_FOR_BALANCE"));
+
+    /// fundingFactorKey, fundingExponentFactorKey, savedFundingFactorPerSecondKey, ..., fundingUpdatedAtKey,
+    /// isMarketDisabledKey: `name` is the constant.
+    function marketKey(bytes32 name, address market) internal pure returns (bytes32) {
+        return keccak256(abi.encode(name, market));
+    }
+
+    /// optimalUsageFactorKey, baseBorrowingFactorKey, aboveOptimalUsageBorrowingFactorKey,
+    /// borrowingFactorKey, borrowingExponentFactorKey: `name` is the constant.
+    function marketSideKey(bytes32 name, address market, bool isLong) internal pure returns (bytes32) {
+        return keccak256(abi.encode(name, market, isLong));
+    }
 
     function accountOrderListKey(address account) internal pure returns (bytes32) {
         return keccak256(abi.encode(ACCOUNT_ORDER_LIST, account));
@@ -300,6 +353,12 @@ library Keys {
 /// What this contract reads of the DataStore from outside (the Reader): upstream's getters.
 interface IDataStoreUint {
     function getUint(bytes32 key) external view returns (uint256);
+}
+
+/// The DataStore's signed and boolean values (DataStore.getInt, getBool), as Reader.getMarketInfo reads them.
+interface IDataStoreLite is IDataStoreUint {
+    function getInt(bytes32 key) external view returns (int256);
+    function getBool(bytes32 key) external view returns (bool);
 }
 
 /// gmx-synthetics MarketUtils.getOpenInterest / getPoolDivisor and PositionPricingUtils'
@@ -350,11 +409,30 @@ library LiteMarketUtils {
     }
 }
 
-// gmx-synthetics contracts/reader/ReaderUtils.sol (the struct only): what Reader.getAccountOrders returns.
+// gmx-synthetics contracts/reader/ReaderUtils.sol (the structs only): what Reader.getAccountOrders and
+// Reader.getMarketInfo return.
 library ReaderUtils {
     struct OrderInfo {
         bytes32 orderKey;
         Order.Props order;
+    }
+    struct VirtualInventory {
+        uint256 virtualPoolAmountForLongToken;
+        uint256 virtualPoolAmountForShortToken;
+        int256 virtualInventoryForPositions;
+    }
+    struct BaseFundingValues {
+        MarketUtils.PositionType fundingFeeAmountPerSize;
+        MarketUtils.PositionType claimableFundingAmountPerSize;
+    }
+    struct MarketInfo {
+        Market.Props market;
+        uint256 borrowingFactorPerSecondForLongs;
+        uint256 borrowingFactorPerSecondForShorts;
+        BaseFundingValues baseFunding;
+        MarketUtils.GetNextFundingAmountPerSizeResult nextFunding;
+        VirtualInventory virtualInventory;
+        bool isDisabled;
     }
 }
 
@@ -617,6 +695,10 @@ contract GmxCore {
 
     /// DataStore.getUint/setUint: open interest, caps, fee factors and gas settings under Keys.sol keys.
     mapping(bytes32 => uint256) internal uintValues;
+    /// DataStore.getInt/setInt and getBool/setBool (SAVED_FUNDING_FACTOR_PER_SECOND, the borrowing and
+    /// balance switches, IS_MARKET_DISABLED): set by tests, read by Reader.getMarketInfo.
+    mapping(bytes32 => int256) internal intValues;
+    mapping(bytes32 => bool) internal boolValues;
     /// DataStore's bytes32 sets (EnumerableSet upstream): ORDER_LIST and each ACCOUNT_ORDER_LIST.
     mapping(bytes32 => bytes32[]) internal bytes32Sets;
     mapping(bytes32 => mapping(bytes32 => uint256)) internal bytes32SetIndexPlusOne;
@@ -681,6 +763,24 @@ contract GmxCore {
     /// interest) are this contract's own to keep.
     function setUint(bytes32 key, uint256 value) external onlyOwner returns (uint256) {
         uintValues[key] = value;
+        return value;
+    }
+
+    function getInt(bytes32 key) external view returns (int256) {
+        return intValues[key];
+    }
+
+    function setInt(bytes32 key, int256 value) external onlyOwner returns (int256) {
+        intValues[key] = value;
+        return value;
+    }
+
+    function getBool(bytes32 key) external view returns (bool) {
+        return boolValues[key];
+    }
+
+    function setBool(bytes32 key, bool value) external onlyOwner returns (bool) {
+        boolValues[key] = value;
         return value;
     }
 
@@ -1384,6 +1484,230 @@ contract Reader {
     error EmptyPosition();
     error EmptyMarketPrice(address market);
     error UnableToGetCachedTokenPrice(address token, address market);
+    error UnableToGetBorrowingFactorEmptyPoolUsd();
+    error UnableToGetFundingFactorEmptyOpenInterest();
+
+    uint256 internal constant FLOAT_PRECISION = 1e30;
+
+    /// gmx-synthetics Reader.getMarketInfo (ReaderUtils.getMarketInfo) at `prices`, computed from the
+    /// DataStore's keys as upstream computes it:
+    /// - borrowingFactorPerSecondForLongs/ForShorts: MarketUtils.getBorrowingFactorPerSecond (reserved USD
+    ///   over the side's pool: the kink model when OPTIMAL_USAGE_FACTOR is set, else BORROWING_FACTOR ×
+    ///   reserved^BORROWING_EXPONENT_FACTOR / pool; 0 for the smaller side under
+    ///   SKIP_BORROWING_FEE_FOR_SMALLER_SIDE);
+    /// - nextFunding's longsPayShorts, fundingFactorPerSecond and nextSavedFundingFactorPerSecond:
+    ///   MarketUtils.getNextFundingAmountPerSize / getNextFundingFactorPerSecond (none while either side
+    ///   has no open interest; the static FUNDING_FACTOR model, or adaptive funding from
+    ///   SAVED_FUNDING_FACTOR_PER_SECOND over the seconds since FUNDING_UPDATED_AT when
+    ///   FUNDING_INCREASE_FACTOR_PER_SECOND is set; bounded by MIN/MAX_FUNDING_FACTOR_PER_SECOND);
+    /// - isDisabled: IS_MARKET_DISABLED.
+    /// Not modelled (0 here): baseFunding and nextFunding's per-size deltas (this contract keeps no
+    /// funding per size), virtualInventory. Exponent factors other than 1 (10^30) and 0 (unset) revert.
+    /// An unknown market gives an empty MarketInfo, as upstream's MarketStoreUtils.get does.
+    function getMarketInfo(GmxCore dataStore, MarketUtils.MarketPrices memory prices, address marketKey)
+        external
+        view
+        returns (ReaderUtils.MarketInfo memory info)
+    {
+        try dataStore.getMarket(marketKey) returns (Market.Props memory m) {
+            info.market = m;
+        } catch {
+            return info;
+        }
+        IDataStoreLite ds = IDataStoreLite(address(dataStore));
+        info.borrowingFactorPerSecondForLongs = _borrowingFactorPerSecond(ds, info.market, prices, true);
+        info.borrowingFactorPerSecondForShorts = _borrowingFactorPerSecond(ds, info.market, prices, false);
+        info.nextFunding = _nextFunding(ds, info.market, prices);
+        info.isDisabled = ds.getBool(Keys.marketKey(Keys.IS_MARKET_DISABLED, marketKey));
+    }
+
+    /// Precision.applyExponentFactor for the exponents modelled: below 1 (10^30) is 0, exponent 1 the
+    /// value itself, exponent 0 (x^0) 1.
+    function _applyExponentFactor(uint256 floatValue, uint256 exponentFactor) internal pure returns (uint256) {
+        if (floatValue < FLOAT_PRECISION) return 0;
+        if (exponentFactor == FLOAT_PRECISION) return floatValue;
+        require(exponentFactor == 0, "GmxV2Lite: exponent factors other than 0 and 1 are not modelled");
+        return FLOAT_PRECISION;
+    }
+
+    /// Precision.toFactor (rounded down).
+    function _toFactor(uint256 value, uint256 divisor) internal pure returns (uint256) {
+        if (value == 0) return 0;
+        return value * FLOAT_PRECISION / divisor;
+    }
+
+    /// MarketUtils.getOpenInterestInTokens (both collateral tokens, each halved for a one-token market).
+    function _openInterestInTokens(IDataStoreLite ds, Market.Props memory m, bool isLong) internal view returns (uint256) {
+        uint256 divisor = m.longToken == m.shortToken ? 2 : 1;
+        return ds.getUint(Keys.openInterestInTokensKey(m.marketToken, m.longToken, isLong)) / divisor
+            + ds.getUint(Keys.openInterestInTokensKey(m.marketToken, m.shortToken, isLong)) / divisor;
+    }
+
+    /// MarketUtils.getOpenInterestForBalance: in USD, or in tokens at the index mid price when
+    /// USE_OPEN_INTEREST_IN_TOKENS_FOR_BALANCE is set.
+    function _openInterestForBalance(IDataStoreLite ds, Market.Props memory m, uint256 indexMidPrice, bool isLong)
+        internal
+        view
+        returns (uint256)
+    {
+        if (ds.getBool(Keys.USE_OPEN_INTEREST_IN_TOKENS_FOR_BALANCE)) {
+            return _openInterestInTokens(ds, m, isLong) * indexMidPrice;
+        }
+        return LiteMarketUtils.openInterest(ds, m, isLong);
+    }
+
+    /// MarketUtils.getBorrowingFactorPerSecond.
+    function _borrowingFactorPerSecond(
+        IDataStoreLite ds,
+        Market.Props memory m,
+        MarketUtils.MarketPrices memory prices,
+        bool isLong
+    ) internal view returns (uint256) {
+        // getReservedUsd: longs, open interest in tokens at the index max price; shorts, open interest in USD
+        uint256 reservedUsd = isLong
+            ? _openInterestInTokens(ds, m, true) * prices.indexTokenPrice.max
+            : LiteMarketUtils.openInterest(ds, m, false);
+        if (reservedUsd == 0) return 0;
+        if (ds.getBool(Keys.SKIP_BORROWING_FEE_FOR_SMALLER_SIDE)) {
+            uint256 mid = (prices.indexTokenPrice.min + prices.indexTokenPrice.max) / 2;
+            uint256 longOi = _openInterestForBalance(ds, m, mid, true);
+            uint256 shortOi = _openInterestForBalance(ds, m, mid, false);
+            if (isLong && longOi < shortOi) return 0;
+            if (!isLong && shortOi < longOi) return 0;
+        }
+        // getPoolUsdWithoutPnl(maximize false): the side's POOL_AMOUNT (halved for a one-token market) at its min price
+        uint256 divisor = m.longToken == m.shortToken ? 2 : 1;
+        uint256 poolUsd = ds.getUint(Keys.poolAmountKey(m.marketToken, isLong ? m.longToken : m.shortToken)) / divisor
+            * (isLong ? prices.longTokenPrice.min : prices.shortTokenPrice.min);
+        if (poolUsd == 0) revert UnableToGetBorrowingFactorEmptyPoolUsd();
+        uint256 optimalUsageFactor = ds.getUint(Keys.marketSideKey(Keys.OPTIMAL_USAGE_FACTOR, m.marketToken, isLong));
+        if (optimalUsageFactor != 0) return _kinkBorrowingFactor(ds, m, isLong, reservedUsd, poolUsd, optimalUsageFactor);
+        uint256 reservedAfterExponent = _applyExponentFactor(
+            reservedUsd, ds.getUint(Keys.marketSideKey(Keys.BORROWING_EXPONENT_FACTOR, m.marketToken, isLong))
+        );
+        return LiteMarketUtils.applyFactor(
+            _toFactor(reservedAfterExponent, poolUsd),
+            ds.getUint(Keys.marketSideKey(Keys.BORROWING_FACTOR, m.marketToken, isLong))
+        );
+    }
+
+    /// MarketUtils.getKinkBorrowingFactor: usage (reserved over pool × OPEN_INTEREST_RESERVE_FACTOR) ×
+    /// BASE_BORROWING_FACTOR, plus the excess over OPTIMAL_USAGE_FACTOR at the ABOVE_OPTIMAL_USAGE
+    /// factor's surplus.
+    function _kinkBorrowingFactor(
+        IDataStoreLite ds,
+        Market.Props memory m,
+        bool isLong,
+        uint256 reservedUsd,
+        uint256 poolUsd,
+        uint256 optimalUsageFactor
+    ) internal view returns (uint256) {
+        uint256 maxReservedUsd =
+            LiteMarketUtils.applyFactor(poolUsd, ds.getUint(Keys.openInterestReserveFactorKey(m.marketToken, isLong)));
+        uint256 usageFactor = _toFactor(reservedUsd, maxReservedUsd);
+        uint256 base = ds.getUint(Keys.marketSideKey(Keys.BASE_BORROWING_FACTOR, m.marketToken, isLong));
+        uint256 perSecond = LiteMarketUtils.applyFactor(usageFactor, base);
+        if (usageFactor > optimalUsageFactor && FLOAT_PRECISION > optimalUsageFactor) {
+            uint256 above =
+                ds.getUint(Keys.marketSideKey(Keys.ABOVE_OPTIMAL_USAGE_BORROWING_FACTOR, m.marketToken, isLong));
+            uint256 additional = above > base ? above - base : 0;
+            perSecond += additional * (usageFactor - optimalUsageFactor) / (FLOAT_PRECISION - optimalUsageFactor);
+        }
+        return perSecond;
+    }
+
+    /// MarketUtils.getNextFundingAmountPerSize without the per-size deltas: nothing while either side
+    /// has no open interest, else getNextFundingFactorPerSecond over the seconds since FUNDING_UPDATED_AT.
+    function _nextFunding(IDataStoreLite ds, Market.Props memory m, MarketUtils.MarketPrices memory prices)
+        internal
+        view
+        returns (MarketUtils.GetNextFundingAmountPerSizeResult memory r)
+    {
+        if (LiteMarketUtils.openInterest(ds, m, true) == 0 || LiteMarketUtils.openInterest(ds, m, false) == 0) return r;
+        uint256 updatedAt = ds.getUint(Keys.marketKey(Keys.FUNDING_UPDATED_AT, m.marketToken));
+        (r.fundingFactorPerSecond, r.longsPayShorts, r.nextSavedFundingFactorPerSecond) = _nextFundingFactorPerSecond(
+            ds,
+            m,
+            (prices.indexTokenPrice.min + prices.indexTokenPrice.max) / 2,
+            updatedAt == 0 ? 0 : block.timestamp - updatedAt
+        );
+    }
+
+    struct FundingCache {
+        uint256 longOi;
+        uint256 shortOi;
+        uint256 diffUsd;
+        uint256 increaseFactor;
+        uint256 diffFactor;
+        uint256 maxFactor;
+        int256 saved;
+        int256 nextSaved;
+        // MarketUtils.FundingRateChangeType: 0 NoChange, 1 Increase, 2 Decrease
+        uint256 change;
+    }
+
+    /// MarketUtils.getNextFundingFactorPerSecond: (fundingFactorPerSecond, longsPayShorts,
+    /// nextSavedFundingFactorPerSecond).
+    function _nextFundingFactorPerSecond(IDataStoreLite ds, Market.Props memory m, uint256 indexMid, uint256 duration)
+        internal
+        view
+        returns (uint256, bool, int256)
+    {
+        FundingCache memory c;
+        address market = m.marketToken;
+        c.longOi = _openInterestForBalance(ds, m, indexMid, true);
+        c.shortOi = _openInterestForBalance(ds, m, indexMid, false);
+        c.diffUsd = c.longOi > c.shortOi ? c.longOi - c.shortOi : c.shortOi - c.longOi;
+        c.increaseFactor = ds.getUint(Keys.marketKey(Keys.FUNDING_INCREASE_FACTOR_PER_SECOND, market));
+        if (c.diffUsd == 0 && c.increaseFactor == 0) return (0, true, 0);
+        if (c.longOi + c.shortOi == 0) revert UnableToGetFundingFactorEmptyOpenInterest();
+        c.diffFactor = _toFactor(
+            _applyExponentFactor(c.diffUsd, ds.getUint(Keys.marketKey(Keys.FUNDING_EXPONENT_FACTOR, market))),
+            c.longOi + c.shortOi
+        );
+        c.maxFactor = ds.getUint(Keys.marketKey(Keys.MAX_FUNDING_FACTOR_PER_SECOND, market));
+        if (c.increaseFactor == 0) {
+            uint256 f =
+                LiteMarketUtils.applyFactor(c.diffFactor, ds.getUint(Keys.marketKey(Keys.FUNDING_FACTOR, market)));
+            return (f > c.maxFactor ? c.maxFactor : f, c.longOi > c.shortOi, 0);
+        }
+        // adaptive funding: SAVED_FUNDING_FACTOR_PER_SECOND > 0 when longs pay
+        c.saved = ds.getInt(Keys.marketKey(Keys.SAVED_FUNDING_FACTOR_PER_SECOND, market));
+        c.nextSaved = c.saved;
+        if ((c.saved > 0 && c.longOi > c.shortOi) || (c.saved < 0 && c.shortOi > c.longOi)) {
+            if (c.diffFactor > ds.getUint(Keys.marketKey(Keys.THRESHOLD_FOR_STABLE_FUNDING, market))) c.change = 1;
+            else if (c.diffFactor < ds.getUint(Keys.marketKey(Keys.THRESHOLD_FOR_DECREASE_FUNDING, market))) c.change = 2;
+        } else {
+            c.change = 1;
+        }
+        if (c.change == 1) {
+            int256 increase = int256(LiteMarketUtils.applyFactor(c.diffFactor, c.increaseFactor)) * int256(duration);
+            c.nextSaved = c.saved + (c.longOi < c.shortOi ? -increase : increase);
+        }
+        uint256 magnitude = _abs(c.saved);
+        if (c.change == 2 && magnitude != 0) {
+            uint256 decrease = ds.getUint(Keys.marketKey(Keys.FUNDING_DECREASE_FACTOR_PER_SECOND, market)) * duration;
+            int256 sign = c.saved > 0 ? int256(1) : int256(-1);
+            c.nextSaved = magnitude <= decrease ? sign : int256(magnitude - decrease) * sign;
+        }
+        c.nextSaved = _boundMagnitude(c.nextSaved, 0, c.maxFactor);
+        int256 withMin = _boundMagnitude(
+            c.nextSaved, ds.getUint(Keys.marketKey(Keys.MIN_FUNDING_FACTOR_PER_SECOND, market)), c.maxFactor
+        );
+        return (_abs(withMin), withMin > 0, c.nextSaved);
+    }
+
+    function _abs(int256 x) internal pure returns (uint256) {
+        return uint256(x >= 0 ? x : -x);
+    }
+
+    /// Calc.boundMagnitude: |value| clamped to [min, max], the sign kept (0 counts as positive).
+    function _boundMagnitude(int256 value, uint256 min, uint256 max) internal pure returns (int256) {
+        uint256 magnitude = _abs(value);
+        if (magnitude < min) magnitude = min;
+        if (magnitude > max) magnitude = max;
+        return value < 0 ? -int256(magnitude) : int256(magnitude);
+    }
 
     /// gmx-synthetics Reader.getAccountPositionInfoList (contracts/reader/ReaderPositionUtils.sol): each
     /// position of `account` (its keys `start`..`end`) valued as if closed in full at the prices given

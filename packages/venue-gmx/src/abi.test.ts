@@ -5,6 +5,7 @@ import {
   type AbiFunction,
   type AbiParameter,
   type Hex,
+  parseAbi,
   toEventSelector,
   toFunctionSelector,
 } from 'viem';
@@ -80,6 +81,13 @@ const EXECUTION_PRICE_RESULT = '(int256,uint256,bool,int256,int256,uint256)';
 // contracts/reader/ReaderPositionUtils.sol PositionInfo: positionKey, position, fees,
 // executionPriceResult, basePnlUsd, uncappedBasePnlUsd, pnlAfterPriceImpactUsd.
 const POSITION_INFO = `(bytes32,${POSITION_PROPS},${POSITION_FEES},${EXECUTION_PRICE_RESULT},int256,int256,int256)`;
+// contracts/market/MarketUtils.sol PositionType: (long, short) CollateralType, each (longToken, shortToken).
+const POSITION_TYPE = '((uint256,uint256),(uint256,uint256))';
+// contracts/reader/ReaderUtils.sol MarketInfo: market, borrowingFactorPerSecondForLongs/ForShorts,
+// baseFunding (fundingFeeAmountPerSize, claimableFundingAmountPerSize), nextFunding
+// (MarketUtils.GetNextFundingAmountPerSizeResult: longsPayShorts, fundingFactorPerSecond,
+// nextSavedFundingFactorPerSecond, the two per-size deltas), virtualInventory, isDisabled.
+const MARKET_INFO = `(${MARKET_PROPS},uint256,uint256,(${POSITION_TYPE},${POSITION_TYPE}),(bool,uint256,int256,${POSITION_TYPE},${POSITION_TYPE}),(uint256,uint256,int256),bool)`;
 
 // The guard: every function, event and error abi.ts declares, as gmx-io/gmx-synthetics main @
 // a5c0c8835182cbd84e47dca04b971239311d2f1d declares it, transcribed from upstream's text (parameter
@@ -130,6 +138,12 @@ const UPSTREAM: Record<
       // ReaderUtils.OrderInfo[]: (orderKey, Order.Props)
       returns: `((bytes32,${ORDER_PROPS})[])`,
       selector: '0x42a6f8d3',
+    },
+    {
+      // (DataStore, MarketUtils.MarketPrices, marketKey)
+      item: `function getMarketInfo(address,${MARKET_PRICES},address)`,
+      returns: `(${MARKET_INFO})`,
+      selector: '0x847bb469',
     },
   ],
   // contracts/data/DataStore.sol
@@ -187,6 +201,8 @@ const UPSTREAM_ERRORS: UpstreamItem[] = [
   { item: 'error MaxPriceAgeExceeded(uint256,uint256)', selector: '0x2b6e7c3f' },
   { item: 'error EmptyMarketPrice(address)', selector: '0xeb1947dd' },
   { item: 'error UnableToGetCachedTokenPrice(address,address)', selector: '0xbe4729a2' },
+  { item: 'error UnableToGetBorrowingFactorEmptyPoolUsd()', selector: '0x6afad778' },
+  { item: 'error UnableToGetFundingFactorEmptyOpenInterest()', selector: '0x11423d95' },
 ];
 
 const REAL_ABIS = {
@@ -266,6 +282,14 @@ describe('the local contracts (contracts/GmxV2Lite.sol) serve the upstream shape
     ['ExchangeRouter', exchangeRouterAbi],
     ['Reader', readerAbi],
     ['GmxCore', dataStoreAbi],
+    // what the local Reader reads of the DataStore for getMarketInfo (upstream DataStore.sol getters)
+    [
+      'GmxCore',
+      parseAbi([
+        'function getInt(bytes32) view returns (int256)',
+        'function getBool(bytes32) view returns (bool)',
+      ]),
+    ],
     ['Oracle', oracleAbi],
   ] as const)('%s has every function abi.ts calls on it, with the same shape', (name, abi) => {
     const mine = shapes(abi);
@@ -305,13 +329,16 @@ describe('the local contracts (contracts/GmxV2Lite.sol) serve the upstream shape
     for (const name of ['GmxCore', 'Oracle', 'EventEmitter', 'Router', 'TestToken'])
       for (const [k, v] of shapes(compiledAbi(name))) local.set(k, v);
     for (const [k, v] of fixture) expect(`${k}${local.get(k)}`).toBe(`${k}${v}`);
-    // The two with upstream's signatures (a CONTROLLER's calls there): DataStore.setUint, Oracle.setPrimaryPrice.
+    // The four with upstream's signatures (a CONTROLLER's calls there): DataStore.setUint, setInt,
+    // setBool, Oracle.setPrimaryPrice.
     const selector = (name: string) => {
       const f = gmxFixtureAbi.find((x) => x.type === 'function' && x.name === name);
       if (f?.type !== 'function') throw new Error(`${name} missing from the fixture ABI`);
       return toFunctionSelector(f);
     };
     expect(selector('setUint')).toBe('0xe2a4853a');
+    expect(selector('setInt')).toBe('0x3e49bed0');
+    expect(selector('setBool')).toBe('0xabfdcced');
     expect(selector('setPrimaryPrice')).toBe('0x47cba33d');
   });
 });

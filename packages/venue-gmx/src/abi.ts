@@ -15,6 +15,9 @@ import { parseAbi } from 'viem';
 //   PositionFees and its parts from contracts/pricing/PositionPricingUtils.sol and ExecutionPriceResult
 //   from contracts/reader/ReaderPricingUtils.sol
 // - OrderInfo: `ReaderUtils.OrderInfo` (contracts/reader/ReaderUtils.sol), what Reader.getAccountOrders returns
+// - MarketInfo, BaseFundingValues, VirtualInventory: `ReaderUtils` (contracts/reader/ReaderUtils.sol), what
+//   Reader.getMarketInfo returns; CollateralType, PositionType, GetNextFundingAmountPerSizeResult from
+//   contracts/market/MarketUtils.sol
 // The keys read with DataStore.getUint are in keys.ts.
 const structs = [
   'struct CreateOrderParamsAddresses { address receiver; address cancellationReceiver; address callbackContract; address uiFeeReceiver; address market; address initialCollateralToken; address[] swapPath; }',
@@ -41,6 +44,12 @@ const structs = [
   'struct ExecutionPriceResult { int256 priceImpactUsd; uint256 executionPrice; bool balanceWasImproved; int256 proportionalPendingImpactUsd; int256 totalImpactUsd; uint256 priceImpactDiffUsd; }',
   'struct PositionInfo { bytes32 positionKey; PositionProps position; PositionFees fees; ExecutionPriceResult executionPriceResult; int256 basePnlUsd; int256 uncappedBasePnlUsd; int256 pnlAfterPriceImpactUsd; }',
   'struct OrderInfo { bytes32 orderKey; OrderProps order; }',
+  'struct CollateralType { uint256 longToken; uint256 shortToken; }',
+  'struct PositionType { CollateralType long; CollateralType short; }',
+  'struct BaseFundingValues { PositionType fundingFeeAmountPerSize; PositionType claimableFundingAmountPerSize; }',
+  'struct GetNextFundingAmountPerSizeResult { bool longsPayShorts; uint256 fundingFactorPerSecond; int256 nextSavedFundingFactorPerSecond; PositionType fundingFeeAmountPerSizeDelta; PositionType claimableFundingAmountPerSizeDelta; }',
+  'struct VirtualInventory { uint256 virtualPoolAmountForLongToken; uint256 virtualPoolAmountForShortToken; int256 virtualInventoryForPositions; }',
+  'struct MarketInfo { MarketProps market; uint256 borrowingFactorPerSecondForLongs; uint256 borrowingFactorPerSecondForShorts; BaseFundingValues baseFunding; GetNextFundingAmountPerSizeResult nextFunding; VirtualInventory virtualInventory; bool isDisabled; }',
 ] as const;
 
 /**
@@ -65,6 +74,7 @@ export const readerAbi = parseAbi([
   'function getAccountPositionInfoList(address dataStore, address referralStorage, address account, address[] markets, MarketPrices[] marketPrices, address uiFeeReceiver, uint256 start, uint256 end) view returns (PositionInfo[])',
   'function getOrder(address dataStore, bytes32 key) view returns (OrderProps)',
   'function getAccountOrders(address dataStore, address account, uint256 start, uint256 end) view returns (OrderInfo[])',
+  'function getMarketInfo(address dataStore, MarketPrices prices, address marketKey) view returns (MarketInfo)',
 ]);
 
 /** DataStore (contracts/data/DataStore.sol), read only. Arbitrum: 0xFD70de6b91282D8017aA4E741e9Ae325CAb992d8. */
@@ -96,7 +106,8 @@ export const oracleAbi = parseAbi([
  * (EmptyMarket, DisabledMarket, InvalidPositionMarket), order execution (UnsupportedOrderType,
  * OrderNotFulfillableAtAcceptablePrice, MaxOpenInterestExceeded, InsufficientReserve,
  * InsufficientReserveForOpenInterest, EmptyPosition), the Oracle (EmptyPrimaryPrice, MaxPriceAgeExceeded)
- * and Reader.getAccountPositionInfoList (EmptyMarketPrice, UnableToGetCachedTokenPrice, EmptyPosition).
+ * and Reader.getAccountPositionInfoList (EmptyMarketPrice, UnableToGetCachedTokenPrice, EmptyPosition), and
+ * Reader.getMarketInfo (UnableToGetBorrowingFactorEmptyPoolUsd, UnableToGetFundingFactorEmptyOpenInterest).
  */
 export const upstreamErrorAbi = parseAbi([
   'error Unauthorized(address msgSender, string role)',
@@ -117,6 +128,8 @@ export const upstreamErrorAbi = parseAbi([
   'error MaxPriceAgeExceeded(uint256 oracleTimestamp, uint256 currentTimestamp)',
   'error EmptyMarketPrice(address market)',
   'error UnableToGetCachedTokenPrice(address token, address market)',
+  'error UnableToGetBorrowingFactorEmptyPoolUsd()',
+  'error UnableToGetFundingFactorEmptyOpenInterest()',
 ]);
 
 /**

@@ -4,6 +4,7 @@ import {
   type Clock,
   Dec,
   type Fill,
+  type FundingRate,
   instrumentMeta,
   type Mark,
   type Order,
@@ -81,6 +82,7 @@ import {
   orderFillFromEvents,
   parseGmxEvents,
 } from './events.ts';
+import { carryFactorPerSecond30, carryUsd, fundingRatePerHour, type GmxMarketRates } from './funding.ts';
 import {
   applyFactor,
   balanceWasImproved,
@@ -181,7 +183,8 @@ export const GMX_CAPABILITIES: VenueCapabilities = {
   reduceOnly: true,
   cancel: true,
   clientOrderId: 'none',
-  fundingIntervalHours: null,
+  // Funding and borrowing accrue by the second (factors per second) and settle on each position change.
+  fundingIntervalHours: 1 / 3600,
   collateral: ['USDC'],
   inverseSettlement: false,
   gasAsset: 'ETH',
@@ -693,16 +696,7 @@ export class GmxVenue implements VenueAdapter {
     const { decimals: collateralDecimals } = await this.collateral();
     const prices = await this.tokenPrices(
       held.flatMap(([id, m]) =>
-        (
-          [
-            ['index', m.indexToken],
-            ['long', m.longToken],
-            ['short', m.shortToken],
-          ] as const
-        ).map(([role, token]) => ({
-          token,
-          what: `the ${role} token of ${id}, where the account has positions whose P&L needs it,`,
-        })),
+        this.marketTokens(id, m, 'where the account has positions whose P&L needs it'),
       ),
       blockNumber,
     );
@@ -960,6 +954,104 @@ export class GmxVenue implements VenueAdapter {
   }
 
   /**
+   * GMX's funding and borrowing of market `m` (instrument `id`) as of `blockNumber`:
+   * `Reader.getMarketInfo(dataStore, prices, market)` (`nextFunding.longsPayShorts`,
+   * `nextFunding.fundingFactorPerSecond`, `borrowingFactorPerSecondForLongs/ForShorts`, 30-decimal factors
+   * per second of position size) with `prices` of the market's index, long and short tokens (see
+   * {@link tokenPrices}). The Reader computes them as positions are charged (the funding model the market
+   * is configured with, adaptive or static, and the borrowing model, kink or exponent); the adapter does
+   * not redo that arithmetic. A Reader that answers for another market (an empty one: it does not know
+   * the market) is a `VENUE_MISCONFIGURED` error naming both.
+   */
+  private async marketRates(
+    id: string,
+    m: MarketEntry,
+    prices: Map<string, GmxTokenPrice>,
+    blockNumber: bigint,
+  ): Promise<GmxMarketRates> {
+    const priceOf = (token: Address) => {
+      const p = prices.get(token.toLowerCase()) as GmxTokenPrice;
+      return { min: p.min, max: p.max };
+    };
+    const info = await this.errors.read(() =>
+      this.ctx.publicClient.readContract({
+        address: this.p.reader,
+        abi: readerAbi,
+        functionName: 'getMarketInfo',
+        args: [
+          this.p.dataStore,
+          {
+            indexTokenPrice: priceOf(m.indexToken),
+            longTokenPrice: priceOf(m.longToken),
+            shortTokenPrice: priceOf(m.shortToken),
+          },
+          m.marketToken,
+        ],
+        blockNumber,
+      }),
+    );
+    if (info.market.marketToken.toLowerCase() !== m.marketToken.toLowerCase())
+      throw new VenueError('VENUE_MISCONFIGURED', {
+        venue: this.id,
+        message: `Reader.getMarketInfo of ${this.p.reader} answered for market ${info.market.marketToken}, not ${m.marketToken} (${id}): check the reader and dataStore settings`,
+        outcome: 'not-sent',
+        retryable: false,
+        details: { reader: this.p.reader, market: m.marketToken, answered: info.market.marketToken },
+      });
+    return {
+      longsPayShorts: info.nextFunding.longsPayShorts,
+      fundingFactorPerSecond: info.nextFunding.fundingFactorPerSecond,
+      borrowingFactorPerSecondForLongs: info.borrowingFactorPerSecondForLongs,
+      borrowingFactorPerSecondForShorts: info.borrowingFactorPerSecondForShorts,
+    };
+  }
+
+  /** The index, long and short tokens of market `m` for {@link tokenPrices}, named for messages. */
+  private marketTokens(id: string, m: MarketEntry, why: string): { token: Address; what: string }[] {
+    return (
+      [
+        ['index', m.indexToken],
+        ['long', m.longToken],
+        ['short', m.shortToken],
+      ] as const
+    ).map(([role, token]) => ({ token, what: `the ${role} token of ${id}, ${why},` }));
+  }
+
+  /**
+   * The funding rate of `instrument`'s traded market now, per hour as a fraction of notional, + = longs
+   * pay: the paying side's rate, `nextFunding.fundingFactorPerSecond × 3600` of `Reader.getMarketInfo`
+   * at the latest block (see {@link fundingRatePerHour}: exactly what the paying side pays; the
+   * receiving side gets it × payingOI / receivingOI, at least this rate when the paying side is the
+   * larger). Borrowing, which both sides pay and no one receives, is not in it: quotes count it in
+   * `fundingCarryUsd`. `asOfMs` is the time of the block read. An unlisted instrument is an
+   * `InvalidOrderError`; a market token without a price a `StaleOracleError` naming it.
+   */
+  async fetchFundingRate(instrument: string): Promise<FundingRate> {
+    const m = await this.market(instrument);
+    const block = await this.errors.read(() =>
+      this.ctx.publicClient.getBlock({ blockTag: 'latest', includeTransactions: false }),
+    );
+    if (block.number === null)
+      throw new VenueError('VENUE_NETWORK', {
+        venue: this.id,
+        message: 'the latest block has no number',
+        outcome: 'not-sent',
+        retryable: true,
+      });
+    const prices = await this.tokenPrices(
+      this.marketTokens(instrument, m, 'which funding is read with'),
+      block.number,
+    );
+    const rates = await this.marketRates(instrument, m, prices, block.number);
+    return {
+      venue: this.id,
+      instrument,
+      ratePerHour: fundingRatePerHour(rates),
+      asOfMs: Number(block.timestamp) * 1000,
+    };
+  }
+
+  /**
    * Room left on one side under the reserve caps, underlying units: what the side may reserve (its
    * pool at the pool token's min price × the smaller reserve factor) less what it reserves now (longs:
    * open interest in tokens at the index max price; shorts: open interest in USD), as
@@ -1049,19 +1141,26 @@ export class GmxVenue implements VenueAdapter {
     const isLong = req.side === 'buy';
     const blockNumber = await this.errors.read(() => this.ctx.publicClient.getBlockNumber({ cacheTime: 0 }));
     const poolToken = isLong ? m.longToken : m.shortToken;
-    const [tokenPrices, oi, raw] = await Promise.all([
-      this.tokenPrices(
-        [
-          { token: m.indexToken, what: `the index token of ${req.instrument}` },
-          {
-            token: poolToken,
-            what: `the ${isLong ? 'long' : 'short'} token of ${req.instrument}, whose pool caps positions,`,
-          },
-        ],
-        blockNumber,
-      ),
+    const pricesRead = this.tokenPrices(
+      [
+        { token: m.indexToken, what: `the index token of ${req.instrument}` },
+        {
+          token: poolToken,
+          what: `the ${isLong ? 'long' : 'short'} token of ${req.instrument}, whose pool caps positions,`,
+        },
+        // Reader.getMarketInfo (funding and borrowing) takes the other one's price too
+        {
+          token: isLong ? m.shortToken : m.longToken,
+          what: `the ${isLong ? 'short' : 'long'} token of ${req.instrument}, which funding is read with,`,
+        },
+      ],
+      blockNumber,
+    );
+    const [tokenPrices, oi, raw, rates] = await Promise.all([
+      pricesRead,
       this.openInterest(m, blockNumber),
       this.rawPositions(blockNumber),
+      pricesRead.then((p) => this.marketRates(req.instrument, m, p, blockNumber)),
     ]);
     const price = tokenPrices.get(m.indexToken.toLowerCase()) as GmxTokenPrice;
     // As placeOrder decides: a hedge no larger than the opposite position reduces it (a decrease, under
@@ -1120,6 +1219,12 @@ export class GmxVenue implements VenueAdapter {
       });
     const gasUsd = txCost.totalUsd + (Number(execFeeWei) / 1e18) * ethUsd;
     const impactUsd = Math.abs(exec - ref) * executable;
+    // Funding and borrowing over the holding time for the side the order changes (see carryFactorPerSecond30).
+    const fundingCarryUsd = carryUsd(
+      carryFactorPerSecond30(rates, oi, { isLong: sideIsLong, increase: !decrease, sizeDeltaUsd30 }),
+      sizeDeltaUsd30,
+      req.holdingHours,
+    );
     const quote: HedgeQuote = {
       venue: this.id,
       instrument: req.instrument,
@@ -1131,8 +1236,8 @@ export class GmxVenue implements VenueAdapter {
       feeUsd,
       impactUsd,
       gasUsd,
-      fundingCarryUsd: 0,
-      totalCostUsd: feeUsd + impactUsd + gasUsd,
+      fundingCarryUsd,
+      totalCostUsd: feeUsd + impactUsd + gasUsd + fundingCarryUsd,
       expectedLatencyMs: this.p.expectedKeeperDelayMs,
       asOfMs: this.clock.nowMs(),
     };

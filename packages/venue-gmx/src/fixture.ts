@@ -66,6 +66,10 @@ export interface GmxFixture {
   marketTokens: Record<string, Address>;
   /** `DataStore.setUint(key, value)` as the owner (config keys of keys.ts). */
   setUint(key: Hex, value: bigint): Promise<void>;
+  /** `DataStore.setInt(key, value)` as the owner (e.g. SAVED_FUNDING_FACTOR_PER_SECOND, signed). */
+  setInt(key: Hex, value: bigint): Promise<void>;
+  /** `DataStore.setBool(key, value)` as the owner (e.g. SKIP_BORROWING_FEE_FOR_SMALLER_SIDE). */
+  setBool(key: Hex, value: boolean): Promise<void>;
   /**
    * Lists one more market as the owner (50 M USD open interest cap, 5 bps fees, pools of 10^24 long
    * token units and 1 B USDC, reserve factors 1): e.g. a second market
@@ -280,6 +284,10 @@ export async function deployGmxFixture(
       await setPool(m.marketToken, m.longToken, m.shortToken, [10n ** 24n, POOL_USD * 10n ** 6n]);
     },
     setUint,
+    setInt: (key, value) =>
+      send(core, encodeFunctionData({ abi: gmxFixtureAbi, functionName: 'setInt', args: [key, value] })),
+    setBool: (key, value) =>
+      send(core, encodeFunctionData({ abi: gmxFixtureAbi, functionName: 'setBool', args: [key, value] })),
     setPrice: async (symbol, priceUsd, maxPriceUsd) => {
       const t = indexTokens[symbol];
       if (!t) throw new Error(`no market for ${symbol}`);

@@ -41,6 +41,13 @@ export {
   type GmxFixtureMarket,
 } from './fixture.ts';
 export { gmxFixtureAbi } from './fixture-abi.ts';
+export {
+  carryFactorPerSecond30,
+  carryUsd,
+  fundingRatePerHour,
+  type GmxMarketRates,
+  type GmxOpenInterestUsd30,
+} from './funding.ts';
 export { GmxKeeper, type GmxKeeperOptions, type GmxKeeperResult } from './keeper.ts';
 export {
   accountOrderListKey,
@@ -50,6 +57,8 @@ export {
   GMX_KEYS,
   type GmxExecutionGasSettings,
   hashString,
+  marketKey,
+  marketSideKey,
   maxOpenInterestKey,
   openInterestKey,
   orderExecutionGasLimit,

@@ -5,6 +5,8 @@ import {
   balanceWasImproved,
   GMX_KEYS,
   hashString,
+  marketKey,
+  marketSideKey,
   maxOpenInterestKey,
   minCollateralFactorKey,
   openInterestKey,
@@ -54,6 +56,31 @@ describe('GMX DataStore keys (gmx-synthetics contracts/data/Keys.sol @ a5c0c883)
       // Keys.sol lines 255 and 181: what the local contract reads for cancellation and price age
       REQUEST_EXPIRATION_TIME: '0xf664ba0f4e5389df44705cd100171228b74c4f050a9f00bd873e95d25c49a273',
       MAX_ORACLE_PRICE_AGE: '0x2498be75403c532695a52aa481268f4d166a68f0d7468b5a879e2beb6ec70062',
+      // Keys.sol lines 110, 372-394 and 410-420: funding and borrowing (what Reader.getMarketInfo reads);
+      // FUNDING_FACTOR and FUNDING_EXPONENT_FACTOR as integrations configuring GMX markets use them
+      FUNDING_FACTOR: '0x8d25c5b55501c0bb1657a27730a272059c9a87bbf03ea76434f679bfef179e73',
+      FUNDING_EXPONENT_FACTOR: '0x769527e09152c8f6c2369c579559e9b754b40a814f8d7aca18ab79ffef6c3a02',
+      SAVED_FUNDING_FACTOR_PER_SECOND: '0xf63fea608b7053f75017cdb08ea8cedc1dc27ba6c7e693da824eb04a2ebc0729',
+      FUNDING_INCREASE_FACTOR_PER_SECOND:
+        '0xf107e6afaae3407c99cd46b4f6b09eab1eb038afa0327733a30098b8781f5019',
+      FUNDING_DECREASE_FACTOR_PER_SECOND:
+        '0xeab049d89d71d8196c610801d3de2720496d1313dd5f0fdd4c5e6be3752d51a7',
+      MIN_FUNDING_FACTOR_PER_SECOND: '0x368afb51b32c3d33dfca82b9cf2acb7189260668d74581e720aba5782e57cd14',
+      MAX_FUNDING_FACTOR_PER_SECOND: '0xbeb1b2c6c23ef59c950f3194c435435cc060a612328d7b143074e6309e18e282',
+      THRESHOLD_FOR_STABLE_FUNDING: '0x183bdff2eb59d396a4199bf4641673c64ce0e2a6229c72f8a07dccbe95d57d11',
+      THRESHOLD_FOR_DECREASE_FUNDING: '0x6eca37816aa74c2687a4153398ea1ad6d8174b8118dbb94527279eb35673ef30',
+      FUNDING_UPDATED_AT: '0xb5ddf508060c27de8692c76ee937ac1c56cb8c1fb7431f074d2a0eb00b863ee6',
+      IS_MARKET_DISABLED: '0x5c27e8a9fa01145fb01eb80b81db2eab7e57bc33d109d6a64315239a65ce4d36',
+      OPTIMAL_USAGE_FACTOR: '0xe6f533d0e6465526dc1f2ce029bfd519c4732e82e2774257b4d744f4601b0170',
+      BASE_BORROWING_FACTOR: '0x4b577b54505b207509b4801875038658b5a30a983be8e0ecaa07b480f3e519cf',
+      ABOVE_OPTIMAL_USAGE_BORROWING_FACTOR:
+        '0x0697a21ae9a968612a7097b30b07df7630eaf35000c3e78ca63f17fd64c2266d',
+      BORROWING_FACTOR: '0xa38d85dceca084ba5b76ea9a3020c5536fb5cf7455ef13366c4f4ad20d24b3c2',
+      BORROWING_EXPONENT_FACTOR: '0x44e07d838924516f5b9c562ffc22db10a563a3f687178102325f6c448f2fa35d',
+      SKIP_BORROWING_FEE_FOR_SMALLER_SIDE:
+        '0x6b11e342f6958fd7970dd58c6f71142d5edf77c480f9322a8e9c96b6cc7f7888',
+      USE_OPEN_INTEREST_IN_TOKENS_FOR_BALANCE:
+        '0x75a3957e02e4119004dc68ed9253860288ddffa3fa2751cb5855a7eb30175c8e',
     });
     // abi.encode(string): offset 0x20, length, the bytes right-padded.
     const name = 'OPEN_INTEREST';
@@ -88,6 +115,14 @@ describe('GMX DataStore keys (gmx-synthetics contracts/data/Keys.sol @ a5c0c883)
     expect(minCollateralFactorKey(MARKET)).toBe(
       keccak256(concat([GMX_KEYS.MIN_COLLATERAL_FACTOR, word.address(MARKET)])),
     );
+    // Keys.fundingFactorKey(market) and the like; Keys.borrowingFactorKey(market, isLong) and the like.
+    expect(marketKey(GMX_KEYS.FUNDING_FACTOR, MARKET)).toBe(
+      keccak256(concat([GMX_KEYS.FUNDING_FACTOR, word.address(MARKET)])),
+    );
+    for (const isLong of [true, false])
+      expect(marketSideKey(GMX_KEYS.BORROWING_FACTOR, MARKET, isLong)).toBe(
+        keccak256(concat([GMX_KEYS.BORROWING_FACTOR, word.address(MARKET), word.bool(isLong)])),
+      );
     // Every argument matters: long/short and the collateral token give other keys.
     expect(openInterestKey(MARKET, USDC, true)).not.toBe(openInterestKey(MARKET, WETH, true));
     expect(openInterestKey(MARKET, USDC, true)).not.toBe(openInterestKey(MARKET, USDC, false));

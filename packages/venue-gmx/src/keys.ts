@@ -32,7 +32,56 @@ export const GMX_KEYS = {
   REQUEST_EXPIRATION_TIME: hashString('REQUEST_EXPIRATION_TIME'),
   /** Oldest a keeper's signed price may be (Oracle._validatePrices). */
   MAX_ORACLE_PRICE_AGE: hashString('MAX_ORACLE_PRICE_AGE'),
+  // Funding and borrowing, as MarketUtils reads them for Reader.getMarketInfo (the adapter reads that
+  // call's result, not these keys; the local contract's Reader computes it from them). Per market
+  // ({@link marketKey}): the static model's FUNDING_FACTOR and FUNDING_EXPONENT_FACTOR, adaptive
+  // funding's SAVED_FUNDING_FACTOR_PER_SECOND (DataStore.getInt, signed: > 0 when longs pay),
+  // FUNDING_INCREASE/DECREASE_FACTOR_PER_SECOND, THRESHOLD_FOR_STABLE/DECREASE_FUNDING and
+  // FUNDING_UPDATED_AT, the bounds MIN/MAX_FUNDING_FACTOR_PER_SECOND, and IS_MARKET_DISABLED (getBool).
+  FUNDING_FACTOR: hashString('FUNDING_FACTOR'),
+  FUNDING_EXPONENT_FACTOR: hashString('FUNDING_EXPONENT_FACTOR'),
+  SAVED_FUNDING_FACTOR_PER_SECOND: hashString('SAVED_FUNDING_FACTOR_PER_SECOND'),
+  FUNDING_INCREASE_FACTOR_PER_SECOND: hashString('FUNDING_INCREASE_FACTOR_PER_SECOND'),
+  FUNDING_DECREASE_FACTOR_PER_SECOND: hashString('FUNDING_DECREASE_FACTOR_PER_SECOND'),
+  MIN_FUNDING_FACTOR_PER_SECOND: hashString('MIN_FUNDING_FACTOR_PER_SECOND'),
+  MAX_FUNDING_FACTOR_PER_SECOND: hashString('MAX_FUNDING_FACTOR_PER_SECOND'),
+  THRESHOLD_FOR_STABLE_FUNDING: hashString('THRESHOLD_FOR_STABLE_FUNDING'),
+  THRESHOLD_FOR_DECREASE_FUNDING: hashString('THRESHOLD_FOR_DECREASE_FUNDING'),
+  FUNDING_UPDATED_AT: hashString('FUNDING_UPDATED_AT'),
+  IS_MARKET_DISABLED: hashString('IS_MARKET_DISABLED'),
+  // Per market and side ({@link marketSideKey}): the kink model's OPTIMAL_USAGE_FACTOR,
+  // BASE_BORROWING_FACTOR and ABOVE_OPTIMAL_USAGE_BORROWING_FACTOR, else BORROWING_FACTOR and
+  // BORROWING_EXPONENT_FACTOR.
+  OPTIMAL_USAGE_FACTOR: hashString('OPTIMAL_USAGE_FACTOR'),
+  BASE_BORROWING_FACTOR: hashString('BASE_BORROWING_FACTOR'),
+  ABOVE_OPTIMAL_USAGE_BORROWING_FACTOR: hashString('ABOVE_OPTIMAL_USAGE_BORROWING_FACTOR'),
+  BORROWING_FACTOR: hashString('BORROWING_FACTOR'),
+  BORROWING_EXPONENT_FACTOR: hashString('BORROWING_EXPONENT_FACTOR'),
+  // Global switches (DataStore.getBool).
+  SKIP_BORROWING_FEE_FOR_SMALLER_SIDE: hashString('SKIP_BORROWING_FEE_FOR_SMALLER_SIDE'),
+  USE_OPEN_INTEREST_IN_TOKENS_FOR_BALANCE: hashString('USE_OPEN_INTEREST_IN_TOKENS_FOR_BALANCE'),
 } as const;
+
+/**
+ * `keccak256(abi.encode(name, market))`: Keys.sol's per-market keys whose constant is `name`
+ * (fundingFactorKey, fundingExponentFactorKey, savedFundingFactorPerSecondKey,
+ * fundingIncreaseFactorPerSecondKey, fundingDecreaseFactorPerSecondKey, min/maxFundingFactorPerSecondKey,
+ * thresholdForStableFundingKey, thresholdForDecreaseFundingKey, fundingUpdatedAtKey, isMarketDisabledKey).
+ */
+export function marketKey(name: Hex, market: Address): Hex {
+  return keccak256(encodeAbiParameters([{ type: 'bytes32' }, { type: 'address' }], [name, market]));
+}
+
+/**
+ * `keccak256(abi.encode(name, market, isLong))`: Keys.sol's per-market, per-side keys whose constant is
+ * `name` (optimalUsageFactorKey, baseBorrowingFactorKey, aboveOptimalUsageBorrowingFactorKey,
+ * borrowingFactorKey, borrowingExponentFactorKey).
+ */
+export function marketSideKey(name: Hex, market: Address, isLong: boolean): Hex {
+  return keccak256(
+    encodeAbiParameters([{ type: 'bytes32' }, { type: 'address' }, { type: 'bool' }], [name, market, isLong]),
+  );
+}
 
 /** Keys.accountOrderListKey(account): the account's order keys (a bytes32 set). */
 export function accountOrderListKey(account: Address): Hex {

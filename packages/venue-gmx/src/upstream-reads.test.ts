@@ -39,6 +39,8 @@ import type { GmxKeeper, GmxKeeperResult } from './keeper.ts';
 import {
   accountOrderListKey,
   GMX_KEYS,
+  marketKey,
+  marketSideKey,
   maxOpenInterestKey,
   minCollateralFactorKey,
   openInterestInTokensKey,
@@ -211,6 +213,32 @@ contract KeysProbe {
     function minCollateralFactorKey(address market) external pure returns (bytes32) {
         return keccak256(abi.encode(keccak256(abi.encode("MIN_COLLATERAL_FACTOR")), market));
     }
+    function fundingConstants() external pure returns (bytes32[18] memory k) {
+        k[0] = keccak256(abi.encode("FUNDING_FACTOR"));
+        k[1] = keccak256(abi.encode("FUNDING_EXPONENT_FACTOR"));
+        k[2] = keccak256(abi.encode("SAVED_FUNDING_FACTOR_PER_SECOND"));
+        k[3] = keccak256(abi.encode("FUNDING_INCREASE_FACTOR_PER_SECOND"));
+        k[4] = keccak256(abi.encode("FUNDING_DECREASE_FACTOR_PER_SECOND"));
+        k[5] = keccak256(abi.encode("MIN_FUNDING_FACTOR_PER_SECOND"));
+        k[6] = keccak256(abi.encode("MAX_FUNDING_FACTOR_PER_SECOND"));
+        k[7] = keccak256(abi.encode("THRESHOLD_FOR_STABLE_FUNDING"));
+        k[8] = keccak256(abi.encode("THRESHOLD_FOR_DECREASE_FUNDING"));
+        k[9] = keccak256(abi.encode("FUNDING_UPDATED_AT"));
+        k[10] = keccak256(abi.encode("IS_MARKET_DISABLED"));
+        k[11] = keccak256(abi.encode("OPTIMAL_USAGE_FACTOR"));
+        k[12] = keccak256(abi.encode("BASE_BORROWING_FACTOR"));
+        k[13] = keccak256(abi.encode("ABOVE_OPTIMAL_USAGE_BORROWING_FACTOR"));
+        k[14] = keccak256(abi.encode("BORROWING_FACTOR"));
+        k[15] = keccak256(abi.encode("BORROWING_EXPONENT_FACTOR"));
+        k[16] = keccak256(abi.encode("SKIP_BORROWING_FEE_FOR_SMALLER_SIDE"));
+        k[17] = keccak256(abi.encode("USE_OPEN_INTEREST_IN_TOKENS_FOR_BALANCE"));
+    }
+    function savedFundingFactorPerSecondKey(address market) external pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("SAVED_FUNDING_FACTOR_PER_SECOND")), market));
+    }
+    function borrowingFactorKey(address market, bool isLong) external pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("BORROWING_FACTOR")), market, isLong));
+    }
 }`;
     const probe = compileSolidity({ 'KeysProbe.sol': probeSource }).KeysProbe;
     if (!probe) throw new Error('KeysProbe did not compile');
@@ -226,6 +254,9 @@ contract KeysProbe {
       'function positionFeeFactorKey(address, bool) pure returns (bytes32)',
       'function accountOrderListKey(address) pure returns (bytes32)',
       'function minCollateralFactorKey(address) pure returns (bytes32)',
+      'function fundingConstants() pure returns (bytes32[18])',
+      'function savedFundingFactorPerSecondKey(address) pure returns (bytes32)',
+      'function borrowingFactorKey(address, bool) pure returns (bytes32)',
     ]);
     const read = trader.publicClient.readContract;
     expect(await read({ address, abi, functionName: 'constants' })).toEqual([
@@ -287,10 +318,214 @@ contract KeysProbe {
     expect(await read({ address, abi, functionName: 'minCollateralFactorKey', args: [ethMarket()] })).toBe(
       minCollateralFactorKey(ethMarket()),
     );
+    const funding = await read({ address, abi, functionName: 'fundingConstants' });
+    expect(funding).toEqual([
+      GMX_KEYS.FUNDING_FACTOR,
+      GMX_KEYS.FUNDING_EXPONENT_FACTOR,
+      GMX_KEYS.SAVED_FUNDING_FACTOR_PER_SECOND,
+      GMX_KEYS.FUNDING_INCREASE_FACTOR_PER_SECOND,
+      GMX_KEYS.FUNDING_DECREASE_FACTOR_PER_SECOND,
+      GMX_KEYS.MIN_FUNDING_FACTOR_PER_SECOND,
+      GMX_KEYS.MAX_FUNDING_FACTOR_PER_SECOND,
+      GMX_KEYS.THRESHOLD_FOR_STABLE_FUNDING,
+      GMX_KEYS.THRESHOLD_FOR_DECREASE_FUNDING,
+      GMX_KEYS.FUNDING_UPDATED_AT,
+      GMX_KEYS.IS_MARKET_DISABLED,
+      GMX_KEYS.OPTIMAL_USAGE_FACTOR,
+      GMX_KEYS.BASE_BORROWING_FACTOR,
+      GMX_KEYS.ABOVE_OPTIMAL_USAGE_BORROWING_FACTOR,
+      GMX_KEYS.BORROWING_FACTOR,
+      GMX_KEYS.BORROWING_EXPONENT_FACTOR,
+      GMX_KEYS.SKIP_BORROWING_FEE_FOR_SMALLER_SIDE,
+      GMX_KEYS.USE_OPEN_INTEREST_IN_TOKENS_FOR_BALANCE,
+    ]);
+    expect(
+      await read({ address, abi, functionName: 'savedFundingFactorPerSecondKey', args: [ethMarket()] }),
+    ).toBe(marketKey(GMX_KEYS.SAVED_FUNDING_FACTOR_PER_SECOND, ethMarket()));
+    for (const isLong of [true, false])
+      expect(
+        await read({ address, abi, functionName: 'borrowingFactorKey', args: [ethMarket(), isLong] }),
+      ).toBe(marketSideKey(GMX_KEYS.BORROWING_FACTOR, ethMarket(), isLong));
     // The local DataStore holds its configuration under those keys.
     expect(await getUint(maxOpenInterestKey(ethMarket(), true))).toBe(100_000n * USD30);
     expect(await getUint(positionFeeFactorKey(ethMarket(), false))).toBe(5n * BPS);
     expect(await getUint(GMX_KEYS.INCREASE_ORDER_GAS_LIMIT)).toBe(3_000_000n);
+  });
+});
+
+describe('funding and borrowing: Reader.getMarketInfo (nextFunding, borrowingFactorPerSecondFor*), as MarketUtils charges them', () => {
+  const K = GMX_KEYS;
+  const ONE = USD30; // 10^30: 1 as a GMX factor
+  const eth30 = { min: usdToGmxPrice(3500, 18), max: usdToGmxPrice(3500, 18) };
+  const usdc30 = { min: 10n ** 24n, max: 10n ** 24n };
+  const marketInfo = (market = ethMarket()) =>
+    trader.publicClient.readContract({
+      address: fx.params.reader,
+      abi: readerAbi,
+      functionName: 'getMarketInfo',
+      args: [
+        fx.params.dataStore,
+        { indexTokenPrice: eth30, longTokenPrice: eth30, shortTokenPrice: usdc30 },
+        market,
+      ],
+    });
+  /** USD over `hours` of a 30-decimal factor per second on `usd` of size, exactly as a decimal. */
+  const carry = (factorPerSecond: bigint, usd: number, hours = 24) =>
+    Number(factorPerSecond * 3600n * BigInt(hours) * BigInt(usd)) / 1e30;
+
+  /**
+   * Longs 10 500 USD (the trader, 3 ETH), shorts 3 500 USD (the other trader, 1 ETH); pools of 100 ETH
+   * (350 000 USD) and 350 000 USDC; static funding: FUNDING_FACTOR 2 × 10^-8 × the skew (7 000 / 14 000)
+   * = 10^-8 per second, longs paying; borrowing BORROWING_FACTOR × reserved / pool: longs 10^-6 ×
+   * 10 500 / 350 000 = 3 × 10^-8 per second, shorts 2 × 10^-6 × 3 500 / 350 000 = 2 × 10^-8.
+   */
+  async function skewedMarket() {
+    await fx.setUint(poolAmountKey(ethMarket(), weth()), 100n * 10n ** 18n);
+    await fx.setUint(poolAmountKey(ethMarket(), usdc()), 350_000n * 10n ** 6n);
+    await order(venue(), 'fund-long', 'buy', '3');
+    const otherVenue = venue({ ctx: other });
+    await order(otherVenue, 'fund-short', 'sell', '1');
+    await fx.setUint(marketKey(K.FUNDING_FACTOR, ethMarket()), 2n * 10n ** 22n);
+    await fx.setUint(marketKey(K.FUNDING_EXPONENT_FACTOR, ethMarket()), ONE);
+    await fx.setUint(marketKey(K.MAX_FUNDING_FACTOR_PER_SECOND, ethMarket()), 10n ** 25n);
+    for (const [isLong, factor] of [
+      [true, 10n ** 24n],
+      [false, 2n * 10n ** 24n],
+    ] as const) {
+      await fx.setUint(marketSideKey(K.BORROWING_FACTOR, ethMarket(), isLong), factor);
+      await fx.setUint(marketSideKey(K.BORROWING_EXPONENT_FACTOR, ethMarket(), isLong), ONE);
+    }
+    return otherVenue;
+  }
+
+  it('the local Reader answers getMarketInfo as upstream computes it (static and adaptive funding, both borrowing models)', async () => {
+    // no open interest: no funding, no borrowing (the market itself in the answer)
+    let info = await marketInfo();
+    expect(info.market.marketToken).toBe(getAddress(ethMarket()));
+    expect(info.nextFunding).toMatchObject({ longsPayShorts: false, fundingFactorPerSecond: 0n });
+    expect([info.borrowingFactorPerSecondForLongs, info.borrowingFactorPerSecondForShorts]).toEqual([0n, 0n]);
+    await skewedMarket();
+    info = await marketInfo();
+    expect(info.nextFunding).toMatchObject({
+      longsPayShorts: true,
+      fundingFactorPerSecond: 10n ** 22n,
+      nextSavedFundingFactorPerSecond: 0n,
+    });
+    expect(info.borrowingFactorPerSecondForLongs).toBe(3n * 10n ** 22n);
+    expect(info.borrowingFactorPerSecondForShorts).toBe(2n * 10n ** 22n);
+    expect(info.isDisabled).toBe(false);
+    // capped by MAX_FUNDING_FACTOR_PER_SECOND
+    await fx.setUint(marketKey(K.MAX_FUNDING_FACTOR_PER_SECOND, ethMarket()), 4n * 10n ** 21n);
+    expect((await marketInfo()).nextFunding.fundingFactorPerSecond).toBe(4n * 10n ** 21n);
+    // adaptive funding: SAVED_FUNDING_FACTOR_PER_SECOND (signed, < 0: shorts pay) moves each second
+    // since FUNDING_UPDATED_AT by FUNDING_INCREASE_FACTOR_PER_SECOND × the skew factor, toward the
+    // larger side paying (the longs here)
+    await fx.setUint(marketKey(K.MAX_FUNDING_FACTOR_PER_SECOND, ethMarket()), 10n ** 25n);
+    await fx.setUint(marketKey(K.FUNDING_INCREASE_FACTOR_PER_SECOND, ethMarket()), 10n ** 19n);
+    await fx.setInt(marketKey(K.SAVED_FUNDING_FACTOR_PER_SECOND, ethMarket()), -5n * 10n ** 21n);
+    info = await marketInfo(); // FUNDING_UPDATED_AT unset: 0 s, the saved factor as it is
+    expect(info.nextFunding).toMatchObject({
+      longsPayShorts: false,
+      fundingFactorPerSecond: 5n * 10n ** 21n,
+      nextSavedFundingFactorPerSecond: -5n * 10n ** 21n,
+    });
+    const block = await trader.publicClient.getBlock();
+    await fx.setUint(marketKey(K.FUNDING_UPDATED_AT, ethMarket()), block.timestamp - 500n);
+    info = await marketInfo();
+    // + applyFactor(0.5 × 10^30, 10^19) = 5 × 10^18 for each of the ~500 s
+    const next = info.nextFunding.nextSavedFundingFactorPerSecond;
+    const moved = next + 5n * 10n ** 21n;
+    expect(moved % (5n * 10n ** 18n)).toBe(0n);
+    expect(Number(moved / (5n * 10n ** 18n))).toBeGreaterThanOrEqual(500);
+    expect(Number(moved / (5n * 10n ** 18n))).toBeLessThan(510);
+    expect(info.nextFunding).toMatchObject({ longsPayShorts: false, fundingFactorPerSecond: -next });
+    // kink borrowing for shorts: usage 3 500 / (350 000 × 0.5 OPEN_INTEREST_RESERVE_FACTOR) = 0.02 over
+    // an optimal 0.01: base 10^-6 × 0.02 + (5 × 10^-6 − 10^-6) × 0.01 / 0.99
+    await fx.setUint(reserveFactorKey(ethMarket(), false, 'open-interest'), ONE / 2n);
+    await fx.setUint(marketSideKey(K.OPTIMAL_USAGE_FACTOR, ethMarket(), false), ONE / 100n);
+    await fx.setUint(marketSideKey(K.BASE_BORROWING_FACTOR, ethMarket(), false), 10n ** 24n);
+    await fx.setUint(
+      marketSideKey(K.ABOVE_OPTIMAL_USAGE_BORROWING_FACTOR, ethMarket(), false),
+      5n * 10n ** 24n,
+    );
+    const usage = ONE / 50n;
+    expect((await marketInfo()).borrowingFactorPerSecondForShorts).toBe(
+      (usage * 10n ** 24n) / ONE + (4n * 10n ** 24n * (usage - ONE / 100n)) / (ONE - ONE / 100n),
+    );
+    // SKIP_BORROWING_FEE_FOR_SMALLER_SIDE: the shorts (3 500 < 10 500) pay none; IS_MARKET_DISABLED
+    await fx.setBool(K.SKIP_BORROWING_FEE_FOR_SMALLER_SIDE, true);
+    await fx.setBool(marketKey(K.IS_MARKET_DISABLED, ethMarket()), true);
+    info = await marketInfo();
+    expect(info.borrowingFactorPerSecondForShorts).toBe(0n);
+    expect(info.borrowingFactorPerSecondForLongs).toBe(3n * 10n ** 22n);
+    expect(info.isDisabled).toBe(true);
+    // an unknown market: an empty answer, as MarketStoreUtils.get gives
+    expect((await marketInfo(getAddress(`0x${randomBytes(20).toString('hex')}`))).market.marketToken).toBe(
+      zeroAddress,
+    );
+  });
+
+  it("fetchFundingRate: the paying side's rate per hour, + when longs pay, − when shorts do", async () => {
+    const v = venue();
+    // no open interest on one side: GMX moves no funding
+    expect((await v.fetchFundingRate('ETH-USD:PERP')).ratePerHour).toBe(0);
+    await skewedMarket();
+    const rate = await v.fetchFundingRate('ETH-USD:PERP');
+    const block = await trader.publicClient.getBlock();
+    // 10^-8 per second × 3 600
+    expect(rate).toEqual({
+      venue: 'gmx-local',
+      instrument: 'ETH-USD:PERP',
+      ratePerHour: 0.000036,
+      asOfMs: Number(block.timestamp) * 1000,
+    });
+    // adaptive funding with shorts paying 5 × 10^-9 per second
+    await fx.setUint(marketKey(K.FUNDING_INCREASE_FACTOR_PER_SECOND, ethMarket()), 10n ** 19n);
+    await fx.setInt(marketKey(K.SAVED_FUNDING_FACTOR_PER_SECOND, ethMarket()), -5n * 10n ** 21n);
+    expect((await v.fetchFundingRate('ETH-USD:PERP')).ratePerHour).toBe(-0.000018);
+    // the rate of the market traded for the instrument; an unlisted one is refused
+    expect((await v.fetchFundingRate('BTC-USD:PERP')).ratePerHour).toBe(0);
+    await expect(v.fetchFundingRate('DOGE-USD:PERP')).rejects.toBeInstanceOf(InvalidOrderError);
+    // declared: funding accrues by the second
+    expect(v.capabilities.fundingIntervalHours).toBe(1 / 3600);
+  });
+
+  it("quotes carry the side's funding and borrowing over holdingHours: a buy the long side, a sell the short side", async () => {
+    const v = await skewedMarket(); // the other trader's, short 1 ETH
+    const quote = (side: 'buy' | 'sell', sizeBase: string, holdingHours?: number) =>
+      v.quoteHedge({
+        instrument: 'ETH-USD:PERP',
+        side,
+        sizeBase,
+        ...(holdingHours !== undefined ? { holdingHours } : {}),
+      });
+    // buy 2 ETH (more than the short: a long of 7 000 USD): longs pay 10^-8 funding + 3 × 10^-8 borrowing
+    let q = await quote('buy', '2');
+    expect(q.fundingCarryUsd).toBeCloseTo(carry(10n ** 22n + 3n * 10n ** 22n, 7000), 9); // 24.192
+    expect(q.totalCostUsd).toBeCloseTo(q.feeUsd + q.impactUsd + q.gasUsd + q.fundingCarryUsd, 9);
+    // over the request's holding time
+    expect((await quote('buy', '2', 1)).fundingCarryUsd).toBeCloseTo(carry(4n * 10n ** 22n, 7000, 1), 9);
+    expect((await quote('buy', '2', 0)).fundingCarryUsd).toBe(0);
+    // sell 1 ETH (a short of 3 500): short borrowing 2 × 10^-8 less the funding shorts receive, the
+    // longs' 10 500 × 10^-8 spread over 3 500 + 3 500 of shorts: 1.5 × 10^-8
+    q = await quote('sell', '1');
+    expect(q.fundingCarryUsd).toBeCloseTo(carry(2n * 10n ** 22n - 15n * 10n ** 21n, 3500), 9); // 1.512
+    // sell 2 ETH: the shorts would be as large as the longs (funding turns round): no credit
+    q = await quote('sell', '2');
+    expect(q.fundingCarryUsd).toBeCloseTo(carry(2n * 10n ** 22n, 7000), 9); // 12.096
+    // a buy of 0.5 ETH by the short holder reduces its short: it stops paying the shorts' borrowing
+    // and stops receiving their funding (10 500 × 10^-8 / 3 500 = 3 × 10^-8): a net loss of 10^-8
+    q = await quote('buy', '0.5');
+    expect(q.fundingCarryUsd).toBeCloseTo(carry(3n * 10n ** 22n - 2n * 10n ** 22n, 1750), 9); // 1.512
+    // shorts paying (adaptive, 5 × 10^-9): a sell pays it on top of its borrowing; a buy gets no
+    // credit (the longs are already the larger side) and pays its borrowing only
+    await fx.setUint(marketKey(K.FUNDING_INCREASE_FACTOR_PER_SECOND, ethMarket()), 10n ** 19n);
+    await fx.setInt(marketKey(K.SAVED_FUNDING_FACTOR_PER_SECOND, ethMarket()), -5n * 10n ** 21n);
+    expect((await quote('sell', '1')).fundingCarryUsd).toBeCloseTo(
+      carry(5n * 10n ** 21n + 2n * 10n ** 22n, 3500),
+      9,
+    ); // 7.56
+    expect((await quote('buy', '2')).fundingCarryUsd).toBeCloseTo(carry(3n * 10n ** 22n, 7000), 9);
   });
 });
 
