@@ -1089,8 +1089,9 @@ export class GmxVenue implements VenueAdapter {
    * With the sender's fee cap (`params.maxFeePerGasGwei`) the order transaction is signed at most at
    * the cap, so the minimum is at the capped fee cap; and no transaction that can create the order, the
    * first send or any replacement (`TxSender.replace` refuses one above the cap), has a gas price above
-   * the cap: the fee an order is sent with is gas limit × the cap, which passes GMX's check for every
-   * one of them (the headroom, a guess at how far fees move, is not used; more than that is never needed).
+   * the cap: so the fee is never more than gas limit × the cap, which passes GMX's check for every one
+   * of them, and no more than the headroom asks either (a generous cap would otherwise make every order
+   * deposit many times its fee).
    */
   private async executionFeeWei(increase: boolean, forOrder: boolean): Promise<bigint> {
     const k = GMX_KEYS;
@@ -1126,11 +1127,17 @@ export class GmxVenue implements VenueAdapter {
     );
     const cap = this.sender.gasPolicy.maxFeePerGasWei;
     const minimum = gasLimit * (cap !== undefined && cap < fees.maxFeePerGas ? cap : fees.maxFeePerGas);
+    const withHeadroom = BigInt(
+      new Dec(minimum.toString()).mul(this.p.executionFeeHeadroom).toFixed(0, Dec.ROUND_UP),
+    );
+    // under a cap, never more than gas limit × the cap (no creating transaction pays more per gas), and
+    // never more than the headroom asks: a cap set as a generous ceiling (100× the usual fees) made every
+    // order deposit 100× its fee, and a wallet funded for normal fees failed the send
     const wanted = !forOrder
       ? minimum
-      : cap !== undefined
+      : cap !== undefined && gasLimit * cap < withHeadroom
         ? gasLimit * cap
-        : BigInt(new Dec(minimum.toString()).mul(this.p.executionFeeHeadroom).toFixed(0, Dec.ROUND_UP));
+        : withHeadroom;
     const floor = BigInt(this.p.executionFeeWei);
     return floor > wanted ? floor : wanted;
   }

@@ -98,9 +98,8 @@ export const GmxVenueParams = z
      * original: without headroom it reverts `InsufficientExecutionFee`. 2 covers five speed-ups at steady
      * fees, or a base fee that rises to about 4× (tips ignored, as on Arbitrum) before one is mined. Not
      * a cost: GMX refunds what the keeper's execution does not use (quotes count the fee without it).
-     * Not used with `maxFeePerGasGwei`: no transaction that can create the order (the first send or any
-     * replacement) pays more per gas than the cap, so the fee sent is `gas limit × the cap`, which covers
-     * every one of them, and no more is ever needed.
+     * With `maxFeePerGasGwei` the fee sent is also never more than `gas limit × the cap`: no transaction
+     * that can create the order (the first send or any replacement) pays more per gas than the cap.
      * @defaultValue 2
      */
     executionFeeHeadroom: z.number().min(1).max(10).default(2),
@@ -130,7 +129,7 @@ export const GmxVenueParams = z
      * more (a base fee above it) is not sent: a retryable `RateLimitError` naming the fee and the cap; a
      * speed-up or cancel by replacement that needs more (12.5 % over the fee cap it replaces) is refused
      * the same way and the original stays the transaction the order tracks. With a cap, an order's
-     * execution fee covers its gas limit × the cap (see `executionFeeHeadroom`). @defaultValue no cap
+     * execution fee is at most its gas limit × the cap (see `executionFeeHeadroom`). @defaultValue no cap
      */
     maxFeePerGasGwei: z.number().positive().optional(),
     /** Folder for the client order id mapping file. @defaultValue the profile's dataDir */
