@@ -1,5 +1,5 @@
 import { ManualClock, XhedgeError } from '@xhedge/core';
-import { NotConfirmedError, RateLimitError } from '@xhedge/venue';
+import { NonceError, NotConfirmedError, RateLimitError } from '@xhedge/venue';
 import { type Address, encodeFunctionData, type Hex, parseGwei } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ANVIL_DEV_KEYS } from './anvil.ts';
@@ -20,8 +20,9 @@ import { MemoryOrderStore } from './store.ts';
 import { type LocalTestChain, startLocalTestChain } from './testing.ts';
 import { type SignedTxInfo, TxSender } from './tx.ts';
 
-// The hard fee cap (GasPolicy maxFeePerGasGwei) on a real anvil node: first sends, replacements, and what
-// an order record tracks when a replacement is refused.
+// The hard fee cap (GasPolicy maxFeePerGasGwei) on a real anvil node: first sends (at most 8/9 of the cap,
+// so that one replacement fits under it), replacements (up to the cap), and what an order record tracks
+// when a replacement is refused.
 
 let chain: LocalTestChain;
 let ctx: EvmContext;
@@ -47,6 +48,9 @@ const counter = () =>
   ctx.publicClient.readContract({ address: reverter, abi: abi(), functionName: 'counter' });
 const capped = (gwei: number, receiptTimeoutMs = 5_000) =>
   new TxSender({ ctx, abi: abi(), receiptTimeoutMs, gasPolicy: new GasPolicy({ maxFeePerGasGwei: gwei }) });
+
+/** ⌊cap × 8 / 9⌋: the most a first send's maxFeePerGas may be under a cap of `gwei`. */
+const firstSendCeiling = (gwei: string) => (parseGwei(gwei) * 8n) / 9n;
 
 /** Makes the latest block's base fee `wei` (the next block's is set, then one is mined). */
 async function setBaseFee(wei: bigint) {
@@ -104,22 +108,26 @@ describe('maxFeePerGasGwei: a hard cap on what any transaction pays per gas', ()
     expect(sender.gasPolicy.maxFeePerGasWei).toBe(7_000_000_000n);
   });
 
-  it('a first send is signed at most at the cap, its tip at most its fee cap (tips dominating, as on anvil)', async () => {
+  it('a first send is signed at most at the first-send ceiling (8/9 of the cap), its tip at most its fee cap (tips dominating, as on anvil)', async () => {
     await setBaseFee(parseGwei('0.1'));
     const uncapped = await readFees(ctx.publicClient);
-    // anvil's tip (1 gwei) is above the cap: both the fee cap and the tip must come down to it
+    // anvil's tip (1 gwei) is above the cap: both the fee cap and the tip must come down to the ceiling
     expect(uncapped.maxPriorityFeePerGas).toBeGreaterThan(parseGwei('0.5'));
+    const ceiling = firstSendCeiling('0.5');
+    expect(ceiling).toBe(444_444_444n);
+    const sender = capped(0.5);
+    expect(sender.gasPolicy.firstSendMaxFeePerGasWei).toBe(ceiling);
     const signed: SignedTxInfo[] = [];
-    const sent = await capped(0.5).send(bump(), { onSigned: (i) => void signed.push(i) });
+    const sent = await sender.send(bump(), { onSigned: (i) => void signed.push(i) });
     expect(sent.receipt.status).toBe('success');
     const tx = await ctx.publicClient.getTransaction({ hash: sent.hash });
-    expect(tx.maxFeePerGas).toBe(parseGwei('0.5'));
-    expect(tx.maxPriorityFeePerGas).toBe(parseGwei('0.5'));
-    expect(signed[0]).toMatchObject({
-      maxFeePerGas: parseGwei('0.5'),
-      maxPriorityFeePerGas: parseGwei('0.5'),
-    });
-    expect(sent.receipt.effectiveGasPrice).toBeLessThanOrEqual(parseGwei('0.5'));
+    expect(tx.maxFeePerGas).toBe(ceiling);
+    expect(tx.maxPriorityFeePerGas).toBe(ceiling);
+    expect(signed[0]).toMatchObject({ maxFeePerGas: ceiling, maxPriorityFeePerGas: ceiling });
+    expect(sent.receipt.effectiveGasPrice).toBeLessThanOrEqual(ceiling);
+    // estimateCost prices what a send now would be signed with: the tip at most the ceiling
+    const cost = await sender.estimateCost(bump(), 3000, 100_000n);
+    expect(cost.executionWei).toBe(100_000n * ((await readFees(ctx.publicClient)).baseFeePerGas + ceiling));
     // a cap above what the sender would sign with changes nothing
     const loose = await capped(1000).send(bump());
     const looseTx = await ctx.publicClient.getTransaction({ hash: loose.hash });
@@ -129,7 +137,7 @@ describe('maxFeePerGasGwei: a hard cap on what any transaction pays per gas', ()
   });
 
   it.each(['normal', 'urgent'] as const)(
-    'a first send (%s) whose base fee is above the cap is not sent: a retryable not-sent error naming both in gwei',
+    'a first send (%s) whose base fee is above the cap is not sent: a retryable not-sent error naming the fee needed, the first-send ceiling and the cap in gwei',
     async (urgency) => {
       await setBaseFee(parseGwei('2'));
       const sender = capped(1.5);
@@ -149,7 +157,7 @@ describe('maxFeePerGasGwei: a hard cap on what any transaction pays per gas', ()
       expect((err as RateLimitError).retryable).toBe(true);
       expect((err as RateLimitError).clientOrderId).toBe('o-1');
       expect((err as RateLimitError).message).toMatch(
-        /needs a maxFeePerGas of 2 gwei, above the cap maxFeePerGasGwei 1\.5 gwei/,
+        /needs a maxFeePerGas of 2\.25 gwei .*above the first-send ceiling 1\.333333333 gwei \(8\/9 of the cap maxFeePerGasGwei 1\.5 gwei/,
       );
       expect(signed).toBe(false);
       expect(await sender.nonces()).toEqual(before);
@@ -157,13 +165,106 @@ describe('maxFeePerGasGwei: a hard cap on what any transaction pays per gas', ()
     },
   );
 
-  it('a replacement that would need more than the cap is not sent, and the record keeps tracking the original', async () => {
+  it("a first send is refused when the next block's base fee can be above the first-send ceiling, though the latest is under it", async () => {
+    // cap 9 gwei: first-send ceiling 8 gwei. A latest base fee of 7.5 gwei can be 8.4375 gwei next block.
+    await setBaseFee(parseGwei('7.5'));
+    const sender = capped(9);
+    const before = await sender.nonces();
+    let signed = false;
+    const err = await sender
+      .send(bump(), {
+        urgency: 'urgent',
+        clientOrderId: 'o-2',
+        onSigned: () => {
+          signed = true;
+        },
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RateLimitError);
+    expect((err as RateLimitError).outcome).toBe('not-sent');
+    expect((err as RateLimitError).retryable).toBe(true);
+    expect((err as RateLimitError).message).toBe(
+      "test-evm: a first send needs a maxFeePerGas of 8.4375 gwei (the next block's base fee can be 12.5 % above the latest's 7.5 gwei), above the first-send ceiling 8 gwei (8/9 of the cap maxFeePerGasGwei 9 gwei, which leaves room to replace it once under the cap); not sent",
+    );
+    expect((err as RateLimitError).details).toMatchObject({
+      neededMaxFeePerGasGwei: '8.4375',
+      firstSendMaxFeePerGasGwei: '8',
+      maxFeePerGasGwei: '9',
+    });
+    expect(signed).toBe(false);
+    expect(await sender.nonces()).toEqual(before);
+    expect(await counter()).toBe(0n);
+
+    // 7.1 gwei can be 7.9875 gwei next block: under the ceiling, sent, signed at the ceiling (not the cap)
+    await setBaseFee(parseGwei('7.1'));
+    const sent = await sender.send(bump(), { urgency: 'urgent' });
+    const tx = await ctx.publicClient.getTransaction({ hash: sent.hash });
+    expect(tx.maxFeePerGas).toBe(parseGwei('8'));
+    expect(await counter()).toBe(1n);
+  });
+
+  it('with the base fee above half the cap, a first send is signed at most at 8/9 of the cap, and a cancel of it is signed within the cap and frees the nonce', async () => {
+    // cap 10 gwei, base fee 6 gwei: the sender wants 2 × 6 + 1 = 13 gwei; the first send gets 8.888888888
+    await setBaseFee(parseGwei('6'));
+    const sender = capped(10, 300);
+    await rpc(ctx.publicClient, 'evm_setAutomine', [false]);
+    const err = (await sender.send(bump()).catch((e: unknown) => e)) as NotConfirmedError;
+    expect(err).toBeInstanceOf(NotConfirmedError);
+    const hash = err.details?.txHash as Hex;
+    const nonce = err.details?.nonce as number;
+    const first = await ctx.publicClient.getTransaction({ hash });
+    expect(first.maxFeePerGas).toBe(firstSendCeiling('10'));
+    expect(first.maxPriorityFeePerGas).toBeLessThanOrEqual(firstSendCeiling('10'));
+    expect(await sender.nonces()).toEqual({ latest: nonce, pending: nonce + 1 });
+    // The next block's base fee rises past the original's fee cap, under the cap: it cannot be mined, its
+    // nonce stays occupied (every later send from the wallet is refused), and it could execute later.
+    // (Not mined here: anvil drops a transaction from its pool once a block's base fee is above its fee
+    // cap, where a geth node keeps it.)
+    await rpc(ctx.publicClient, 'anvil_setNextBlockBaseFeePerGas', [`0x${parseGwei('9.5').toString(16)}`]);
+    expect((await sender.status(hash, nonce)).state).toBe('pending');
+    expect(await sender.send(bump()).catch((e: unknown) => e)).toBeInstanceOf(NonceError);
+
+    // The kill switch's cancel pass (a process that knows the order's fees from its record): the cancel
+    // pays 12.5 % over the original, within the cap, takes the nonce, and the order never executes.
+    const original = {
+      hash,
+      nonce,
+      maxFeePerGas: first.maxFeePerGas as bigint,
+      maxPriorityFeePerGas: first.maxPriorityFeePerGas as bigint,
+    };
+    const cancelled = await minedWhenSigned((onSigned) =>
+      capped(10).replace(original, 'cancel', { onSigned, timeoutMs: 5_000 }),
+    );
+    expect(cancelled.receipt.status).toBe('success');
+    const block = await ctx.publicClient.getBlock({ blockNumber: cancelled.receipt.blockNumber });
+    expect(block.baseFeePerGas).toBe(parseGwei('9.5'));
+    const cancel = await ctx.publicClient.getTransaction({ hash: cancelled.hash });
+    expect(cancel.to?.toLowerCase()).toBe(ctx.account.address.toLowerCase());
+    expect(cancel.maxFeePerGas).toBeLessThanOrEqual(parseGwei('10'));
+    expect(cancel.maxFeePerGas).toBeGreaterThanOrEqual(((first.maxFeePerGas as bigint) * 1125n) / 1000n);
+    expect(cancel.maxPriorityFeePerGas).toBeLessThanOrEqual(cancel.maxFeePerGas as bigint);
+    expect((await sender.status(hash, nonce)).state).toBe('replaced');
+    // The nonce is free: the next send from the wallet is no longer refused for it (at a 9.5 gwei base fee
+    // only by the first-send ceiling), and goes through once the base fee allows.
+    expect(await sender.nonces()).toEqual({ latest: nonce + 1, pending: nonce + 1 });
+    expect(
+      await capped(10)
+        .send(bump())
+        .catch((e: unknown) => e),
+    ).toBeInstanceOf(RateLimitError);
+    await rpc(ctx.publicClient, 'evm_setAutomine', [true]);
+    await setBaseFee(parseGwei('6'));
+    expect((await capped(10).send(bump())).receipt.status).toBe('success');
+    expect(await counter()).toBe(1n);
+  });
+
+  it('a transaction already replaced at the cap cannot be replaced again: not sent, saying so, and the record keeps tracking what it tracked', async () => {
     const store = new MemoryOrderStore<OnChainOrderRecord>();
     const caps = new SpendCaps({ venue: 'test-evm', caps: { [TOKEN]: 10_000n }, records: store });
     const clock = new ManualClock(1_000);
     const errors = venueErrorMapper('test-evm', abi(), ctx);
     await setBaseFee(parseGwei('0.1'));
-    // the first send is signed at the cap (anvil's 1 gwei tip is above it): any replacement needs 12.5 % more
+    // the first send is signed at the first-send ceiling (anvil's 1 gwei tip is above it)
     const sender = capped(0.8, 300);
     await rpc(ctx.publicClient, 'evm_setAutomine', [false]);
     const r: OnChainOrderRecord = {
@@ -184,37 +285,51 @@ describe('maxFeePerGasGwei: a hard cap on what any transaction pays per gas', ()
     );
     expect(sent).toBeInstanceOf(NotConfirmedError);
     const original = r.txHash as Hex;
-    expect(r).toMatchObject({ status: 'outcome-unknown', maxFeePerGas: parseGwei('0.8').toString() });
-    const storedBefore = structuredClone(await store.get('capped-1'));
+    expect(r).toMatchObject({
+      status: 'outcome-unknown',
+      maxFeePerGas: firstSendCeiling('0.8').toString(),
+    });
 
-    // The cancel by nonce replacement (an adapter's cancelOrder of an unmined order): refused before signing.
+    // The cancel by nonce (an adapter's cancelOrder of an unmined order): 12.5 % over the original fits
+    // under the cap, it is signed at the cap (not mined yet: automine is off).
     const cancel = await replaceByNonce(sender, store, r, { hash: original, nonce: r.nonce as number }).catch(
       (e: unknown) => e,
     );
-    expect(cancel).toBeInstanceOf(RateLimitError);
-    expect((cancel as RateLimitError).outcome).toBe('not-sent');
-    expect((cancel as RateLimitError).message).toMatch(
-      /a cancel of 0x[0-9a-f]{64} at nonce \d+ \(12\.5 % over its fee cap of 0\.8 gwei\) needs a maxFeePerGas of 0\.9 gwei, above the cap maxFeePerGasGwei 0\.8 gwei/,
+    expect(cancel).toBeInstanceOf(NotConfirmedError);
+    const cancelHash = r.cancelTxHash as Hex;
+    expect(cancelHash).toMatch(/^0x[0-9a-f]{64}$/);
+    expect((await ctx.publicClient.getTransaction({ hash: cancelHash })).maxFeePerGas).toBe(parseGwei('0.8'));
+    const storedBefore = structuredClone(await store.get('capped-1'));
+
+    // Another cancel would need 12.5 % over the cap: refused before signing, saying why.
+    const again = await replaceByNonce(sender, store, r, { hash: original, nonce: r.nonce as number }).catch(
+      (e: unknown) => e,
+    );
+    expect(again).toBeInstanceOf(RateLimitError);
+    expect((again as RateLimitError).outcome).toBe('not-sent');
+    expect((again as RateLimitError).message).toMatch(
+      /a cancel of 0x[0-9a-f]{64} at nonce \d+ \(12\.5 % over its fee cap of 0\.8 gwei\) needs a maxFeePerGas of 0\.9 gwei, above the cap maxFeePerGasGwei 0\.8 gwei; not sent: the transaction at that nonce was already replaced at or near the cap .*cannot be replaced again under the cap/,
     );
     // A speed-up (any process's sender with the cap): refused the same way.
     const speedUp = await sender
       .replace({ hash: original, nonce: r.nonce as number }, 'speed-up', { timeoutMs: 500 })
       .catch((e: unknown) => e);
     expect(speedUp).toBeInstanceOf(RateLimitError);
-    // Nothing was signed or stored: the record names no cancel, and only the original is in the pool.
-    expect(r.cancelTxHash).toBeUndefined();
+    expect((speedUp as RateLimitError).message).toMatch(/cannot be replaced again under the cap/);
+    // Nothing was signed or stored: the record still names the first cancel, the only one in the pool.
+    expect(r.cancelTxHash).toBe(cancelHash);
     expect(await store.get('capped-1')).toEqual(storedBefore);
     expect(await sender.nonces()).toEqual({ latest: r.nonce as number, pending: (r.nonce as number) + 1 });
-    expect((await sender.status(original, r.nonce)).state).toBe('pending');
+    expect((await sender.status(cancelHash, r.nonce)).state).toBe('pending');
 
-    // The original mines: the record resolves from it, as if no replacement had been tried.
+    // The cancel mines: the record resolves from it.
     await rpc(ctx.publicClient, 'evm_mine');
     await applySentTxStatus({ sender, errors, clock, spendCaps: caps }, r, original, (x) => {
       x.status = 'filled';
     });
-    expect(r).toMatchObject({ status: 'filled', txHash: original });
-    expect(r.spend?.state).toBe('committed');
-    expect(await counter()).toBe(1n);
+    expect(r).toMatchObject({ status: 'cancelled', txHash: original, cancelTxHash: cancelHash });
+    expect(r.spend?.state).toBe('released');
+    expect(await counter()).toBe(0n);
   });
 
   it('a replacement after the base fee rose is signed at the cap when the cap still covers it, and refused when it does not', async () => {

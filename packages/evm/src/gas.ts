@@ -178,7 +178,9 @@ export interface GasPolicyOptions {
   maxBaseFeeGwei?: number;
   /**
    * Hard cap on `maxFeePerGas`, gwei (a finite number > 0): no transaction is signed with a higher fee
-   * cap, first send or replacement, urgent or not (see {@link GasPolicy.capFees}). @defaultValue no cap
+   * cap, first send or replacement, urgent or not. A first send stays at or below ⌊cap × 8 / 9⌋ (the
+   * first-send ceiling, {@link GasPolicy.capFirstSendFees}) so that a replacement of it (12.5 % more) fits
+   * under the cap; a replacement may go up to the cap itself ({@link GasPolicy.capFees}). @defaultValue no cap
    */
   maxFeePerGasGwei?: number;
   /** How long a normal hedge may wait for fees to fall before giving up. @defaultValue 60000 */
@@ -191,18 +193,36 @@ export interface GasPolicyOptions {
 }
 
 /**
+ * The highest base fee the block after one with `latestWei` can have: EIP-1559 moves it by at most
+ * 12.5 % a block (`⌈latest × 9 / 8⌉`).
+ */
+export function nextBaseFeeCeilingWei(latestWei: bigint): bigint {
+  return (latestWei * 9n + 7n) / 8n;
+}
+
+/**
  * Waits while the base fee is above `maxBaseFeeGwei` unless the hedge is urgent (an urgent hedge — drift
  * past the urgency multiple — pays up to the fee cap). When fees stay high past `maxWaitMs`, throws a
  * {@link RateLimitError} (not sent, retryable, `retryAfterMs`), so the job is retried later rather than paying.
  *
  * `maxFeePerGasGwei` is a hard ceiling on what any transaction may pay per gas, urgent or not, first send
- * or replacement ({@link capFees}): its `maxFeePerGas` is lowered to the cap (the priority fee with it),
- * and a transaction that needs more than the cap is not sent.
+ * or replacement, and it leaves room to replace every first send once:
+ * - a first send ({@link capFirstSendFees}) is signed with a `maxFeePerGas` of at most the first-send
+ *   ceiling ⌊cap × 8 / 9⌋ (the priority fee at most that too), so that a speed-up or cancel of it, which
+ *   must pay 12.5 % more, fits under the cap; it is refused, not sent, when the next block's base fee can
+ *   be above that ceiling (the latest × 1.125), since it could be stuck from the start;
+ * - a replacement ({@link capFees}) may go up to the cap itself; a transaction already replaced at (or
+ *   near) the cap cannot be replaced again under it (refused, not sent): it mines or is reconciled by hash.
  */
 export class GasPolicy {
   readonly maxBaseFeeWei: bigint | undefined;
   /** The hard cap on `maxFeePerGas`, wei; undefined: no cap. */
   readonly maxFeePerGasWei: bigint | undefined;
+  /**
+   * The highest `maxFeePerGas` a first send is signed with, wei: ⌊cap × 8 / 9⌋, so that a replacement
+   * 12.5 % above it is still at most the cap; undefined: no cap.
+   */
+  readonly firstSendMaxFeePerGasWei: bigint | undefined;
   private readonly maxWaitMs: number;
   private readonly pollMs: number;
   private readonly clock: Clock;
@@ -233,6 +253,7 @@ export class GasPolicy {
         );
       }
       this.maxFeePerGasWei = wei;
+      this.firstSendMaxFeePerGasWei = (wei * 8n) / 9n;
     }
     this.maxWaitMs = opts.maxWaitMs ?? 60_000;
     this.pollMs = opts.pollMs ?? 2_000;
@@ -266,40 +287,94 @@ export class GasPolicy {
   }
 
   /**
-   * `fees` as a transaction may be signed with under the fee cap: `maxFeePerGas` lowered to
-   * `maxFeePerGasWei` (what is cut is headroom over the base fee, which the transaction pays only if the
-   * base fee rises), and `maxPriorityFeePerGas` lowered to `maxFeePerGas` (a node refuses a tip above the
-   * fee cap; at the cap the tip is what the base fee leaves). Throws a {@link RateLimitError} (not sent,
-   * retryable, naming both in gwei) when `neededWei`, the least fee cap the transaction can go with (the
-   * latest base fee for a first send; for a replacement also 12.5 % above the fee cap it replaces), is above
-   * the cap. The tip is clamped with or without a cap.
+   * `fees` as a first send may be signed with under the fee cap: `maxFeePerGas` lowered to the first-send
+   * ceiling {@link firstSendMaxFeePerGasWei} (⌊cap × 8 / 9⌋; what is cut is headroom over the base fee,
+   * which the transaction pays only if the base fee rises), and `maxPriorityFeePerGas` lowered to
+   * `maxFeePerGas`. A speed-up or cancel of it (12.5 % more) then fits under the cap. Throws a
+   * {@link RateLimitError} (not sent, retryable, naming the fee needed, the first-send ceiling and the cap
+   * in gwei) when the next block's base fee can be above the ceiling (the latest × 1.125, rounded up): the
+   * transaction could not be included from the start. The tip is clamped with or without a cap.
+   */
+  capFirstSendFees(fees: FeeQuote, p: { venue: string; clientOrderId?: string | undefined }): FeeQuote {
+    const cap = this.maxFeePerGasWei;
+    const ceiling = this.firstSendMaxFeePerGasWei;
+    if (cap !== undefined && ceiling !== undefined) {
+      const neededWei = nextBaseFeeCeilingWei(fees.baseFeePerGas);
+      if (neededWei > ceiling) {
+        throw new RateLimitError({
+          venue: p.venue,
+          message: `a first send needs a maxFeePerGas of ${formatGwei(neededWei)} gwei (the next block's base fee can be 12.5 % above the latest's ${formatGwei(fees.baseFeePerGas)} gwei), above the first-send ceiling ${formatGwei(ceiling)} gwei (8/9 of the cap maxFeePerGasGwei ${formatGwei(cap)} gwei, which leaves room to replace it once under the cap); not sent`,
+          retryAfterMs: this.pollMs,
+          ...(p.clientOrderId !== undefined ? { clientOrderId: p.clientOrderId } : {}),
+          details: {
+            neededMaxFeePerGasGwei: formatGwei(neededWei),
+            firstSendMaxFeePerGasGwei: formatGwei(ceiling),
+            maxFeePerGasGwei: formatGwei(cap),
+            baseFeeGwei: formatGwei(fees.baseFeePerGas),
+          },
+        });
+      }
+    }
+    return this.clampFees(fees, 'first-send');
+  }
+
+  /**
+   * `fees` as a replacement (speed-up or cancel) may be signed with under the fee cap: `maxFeePerGas`
+   * lowered to the cap itself, `maxPriorityFeePerGas` to `maxFeePerGas`. Throws a {@link RateLimitError}
+   * (not sent, retryable, naming both in gwei) when `neededWei`, the least fee cap it can go with (12.5 %
+   * above `replacesMaxFeePerGasWei`, the highest fee cap at its nonce, and at least the latest base fee),
+   * is above the cap. A transaction at the nonce whose fee cap is above the first-send ceiling (already
+   * replaced at or near the cap, or signed without this cap) cannot be replaced again under the cap: the
+   * refusal says so. The tip is clamped with or without a cap.
    */
   capFees(
     fees: FeeQuote,
-    p: { neededWei: bigint; what: string; venue: string; clientOrderId?: string | undefined },
+    p: {
+      neededWei: bigint;
+      /** The highest `maxFeePerGas` signed at the nonce, when known. */
+      replacesMaxFeePerGasWei?: bigint | undefined;
+      what: string;
+      venue: string;
+      clientOrderId?: string | undefined;
+    },
   ): FeeQuote {
     const cap = this.maxFeePerGasWei;
     if (cap !== undefined && p.neededWei > cap) {
+      const prev = p.replacesMaxFeePerGasWei;
+      const ceiling = this.firstSendMaxFeePerGasWei;
+      const why =
+        prev !== undefined && ceiling !== undefined && bumpFeeCap(prev) > cap
+          ? `: the transaction at that nonce was already replaced at or near the cap (its fee cap ${formatGwei(prev)} gwei is above the first-send ceiling ${formatGwei(ceiling)} gwei, or it was signed without this cap), so it cannot be replaced again under the cap; it mines or is reconciled by hash`
+          : '';
       throw new RateLimitError({
         venue: p.venue,
-        message: `${p.what} needs a maxFeePerGas of ${formatGwei(p.neededWei)} gwei, above the cap maxFeePerGasGwei ${formatGwei(cap)} gwei; not sent`,
+        message: `${p.what} needs a maxFeePerGas of ${formatGwei(p.neededWei)} gwei, above the cap maxFeePerGasGwei ${formatGwei(cap)} gwei; not sent${why}`,
         retryAfterMs: this.pollMs,
         ...(p.clientOrderId !== undefined ? { clientOrderId: p.clientOrderId } : {}),
         details: {
           neededMaxFeePerGasGwei: formatGwei(p.neededWei),
           maxFeePerGasGwei: formatGwei(cap),
           baseFeeGwei: formatGwei(fees.baseFeePerGas),
+          ...(prev !== undefined ? { replacesMaxFeePerGasGwei: formatGwei(prev) } : {}),
         },
       });
     }
-    return this.clampFees(fees);
+    return this.clampFees(fees, 'replacement');
   }
 
-  /** `fees` with `maxFeePerGas` at most the cap and the tip at most `maxFeePerGas` (no check of need). */
-  clampFees(fees: FeeQuote): FeeQuote {
-    const cap = this.maxFeePerGasWei;
-    const maxFeePerGas = cap !== undefined && fees.maxFeePerGas > cap ? cap : fees.maxFeePerGas;
+  /**
+   * `fees` with `maxFeePerGas` at most the first-send ceiling (`first-send`) or the cap (`replacement`),
+   * and the tip at most `maxFeePerGas` (no check of need).
+   */
+  clampFees(fees: FeeQuote, kind: 'first-send' | 'replacement'): FeeQuote {
+    const ceiling = kind === 'first-send' ? this.firstSendMaxFeePerGasWei : this.maxFeePerGasWei;
+    const maxFeePerGas = ceiling !== undefined && fees.maxFeePerGas > ceiling ? ceiling : fees.maxFeePerGas;
     const maxPriorityFeePerGas = minBig(fees.maxPriorityFeePerGas, maxFeePerGas);
     return { baseFeePerGas: fees.baseFeePerGas, maxFeePerGas, maxPriorityFeePerGas };
   }
+}
+
+/** The least fee cap that replaces one of `prevWei` ({@link bumpFees}' 12.5 %, rounded up). */
+function bumpFeeCap(prevWei: bigint): bigint {
+  return (prevWei * 11_250n + 9_999n) / 10_000n;
 }

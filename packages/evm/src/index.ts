@@ -58,6 +58,7 @@ export {
   type L1DataFeeModel,
   type L1DataFeeModelOptions,
   l1DataFeeModel,
+  nextBaseFeeCeilingWei,
   OP_GAS_PRICE_ORACLE,
   readFees,
   type TxCost,

@@ -338,8 +338,9 @@ export interface VenueTxSenderOptions {
   /** Base fee cap for non-urgent hedges, gwei. @defaultValue no cap */
   maxBaseFeeGwei?: number | undefined;
   /**
-   * Hard cap on any transaction's `maxFeePerGas`, gwei, first send or replacement, urgent or not
-   * ({@link GasPolicy.capFees}). @defaultValue no cap
+   * Hard cap on any transaction's `maxFeePerGas`, gwei, first send or replacement, urgent or not; a first
+   * send stays at most at 8/9 of it, leaving room for one replacement ({@link GasPolicy.capFirstSendFees},
+   * {@link GasPolicy.capFees}). @defaultValue no cap
    */
   maxFeePerGasGwei?: number | undefined;
   /** Seconds to wait for a receipt before the outcome is unknown. */

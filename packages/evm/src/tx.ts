@@ -174,8 +174,11 @@ export interface TxSenderOptions {
  *   (ours, possibly from before a restart) is still pending and sending is refused with a NonceError until
  *   it is mined or replaced — so there are never nonce gaps or two hedges in flight;
  * - every transaction is simulated (estimateGas) first: reverts surface as not-sent venue errors;
- * - fees never go above the gas policy's hard cap (`maxFeePerGasGwei`, {@link GasPolicy.capFees}): a send
- *   or replacement that needs more is refused before signing (`RateLimitError`, not sent);
+ * - fees never go above the gas policy's hard cap (`maxFeePerGasGwei`), and a first send leaves room under
+ *   it for one replacement: a first send is signed at most at ⌊cap × 8 / 9⌋ and refused before signing
+ *   when the next block's base fee can be above that ({@link GasPolicy.capFirstSendFees}); a speed-up or
+ *   cancel may go up to the cap, and one that needs more is refused before signing
+ *   ({@link GasPolicy.capFees}; `RateLimitError`, not sent);
  * - the hash is handed to `onSigned` before broadcast (write-ahead), so a timeout is reconciled by hash
  *   ({@link status}) rather than resent;
  * - once signed, a failed broadcast is outcome unknown unless the node decoded a revert: a "nonce too low"
@@ -309,8 +312,8 @@ export class TxSender {
   async estimateCost(req: TxRequest, gasAssetUsd: number, gasLimit?: bigint): Promise<TxCost> {
     let fees: FeeQuote;
     try {
-      // what a transaction sent now would be signed with: never above the fee cap
-      fees = this.gasPolicy.clampFees(await readFees(this.ctx.publicClient));
+      // what a transaction sent now would be signed with: never above the first-send ceiling
+      fees = this.gasPolicy.clampFees(await readFees(this.ctx.publicClient), 'first-send');
     } catch (err) {
       throw toVenueError(err, this.errCtx(undefined));
     }
@@ -369,13 +372,9 @@ export class TxSender {
       // A raw viem error carries the RPC URL (API key) and the request body: map and scrub it.
       throw toVenueError(err, this.errCtx(cid));
     }
-    // Under the hard fee cap, urgent or not: a base fee above it is refused here, before anything is signed.
-    fees = this.gasPolicy.capFees(fees, {
-      neededWei: fees.baseFeePerGas,
-      what: 'sending at the latest base fee',
-      venue: this.ctx.venue,
-      clientOrderId: cid,
-    });
+    // Under the first-send ceiling (8/9 of the hard fee cap, room for one replacement), urgent or not:
+    // a next block's base fee that can be above it is refused here, before anything is signed.
+    fees = this.gasPolicy.capFirstSendFees(fees, { venue: this.ctx.venue, clientOrderId: cid });
     const gas = ((await this.estimateGas(req, cid)) * this.gasMultiplierPct) / 100n;
     return this.signAndBroadcast(req, n.latest, gas, fees, opts);
   }
@@ -831,9 +830,12 @@ export class TxSender {
    * highest known at that nonce (`original`'s, and those of every transaction this sender signed there,
    * earlier replacements included): `speed-up` re-sends the same call, `cancel` sends 0 wei to self.
    * Returns the new transaction after it is mined (or NotConfirmedError). Once the replacement is mined
-   * the original can never be. Never above the gas policy's fee cap (`maxFeePerGasGwei`): a replacement
-   * that would need more is a `RateLimitError` (not sent) before anything is signed, so nothing
-   * changes at the nonce and the original stays the transaction its record tracks.
+   * the original can never be. Never above the gas policy's fee cap (`maxFeePerGasGwei`), up to which a
+   * replacement may go (a first send stays at most at 8/9 of it, so one replacement of it always fits
+   * while the base fee is at most the cap): a replacement that would need more is a `RateLimitError`
+   * (not sent) before anything is signed, so nothing changes at the nonce and the transaction there
+   * stays the one its record tracks. A transaction already replaced at (or near) the cap cannot be
+   * replaced again under it; the refusal says so.
    */
   async replace(
     original: {
@@ -884,16 +886,17 @@ export class TxSender {
       } catch (err) {
         throw toVenueError(err, this.errCtx(opts.clientOrderId));
       }
-      // Under the hard fee cap: a replacement must pay 12.5 % over the fee cap it replaces (the node
-      // refuses less as underpriced) and at least the base fee; when that is above the cap nothing is
-      // signed, and the transaction at the nonce stays the one its record tracks (no hash is handed to
-      // onSigned or kept).
+      // Under the hard fee cap (not the first-send ceiling: a replacement may go up to the cap): it must
+      // pay 12.5 % over the fee cap it replaces (the node refuses less as underpriced) and at least the
+      // base fee; when that is above the cap nothing is signed, and the transaction at the nonce stays the
+      // one its record tracks (no hash is handed to onSigned or kept).
       const fees = this.gasPolicy.capFees(
         prevFees ? bumpFees(prevFees, current) : bumpFees(current, current),
         {
           neededWei: prevFees
             ? maxBig(current.baseFeePerGas, bumpFees(prevFees, NO_FEES).maxFeePerGas)
             : current.baseFeePerGas,
+          replacesMaxFeePerGasWei: prevFees?.maxFeePerGas,
           what: `a ${mode} of ${original.hash} at nonce ${original.nonce}${
             prevFees ? ` (12.5 % over its fee cap of ${formatGwei(prevFees.maxFeePerGas)} gwei)` : ''
           }`,

@@ -134,7 +134,7 @@ describe('maxFeePerGasGwei on GMX', () => {
     expect(err).toBeInstanceOf(RateLimitError);
     expect((err as RateLimitError).outcome).toBe('not-sent');
     expect((err as RateLimitError).message).toMatch(
-      /needs a maxFeePerGas of 6 gwei, above the cap maxFeePerGasGwei 5 gwei/,
+      /needs a maxFeePerGas of 6\.75 gwei .*above the first-send ceiling 4\.444444444 gwei \(8\/9 of the cap maxFeePerGasGwei 5 gwei/,
     );
     expect(await store.get('high-1')).toBeUndefined();
     // its collateral was given back to the day's cap (175 USDC): the same order fits once fees fall
