@@ -9,8 +9,11 @@ export {
   type RoutePlan,
   TickPlanner,
   type TickPlannerOptions,
+  TickSupersededError,
+  VenueReadTimeoutError,
   venuePrices,
 } from './planner.ts';
+export { PlanningLoop, type PlanningLoopOptions } from './planning-loop.ts';
 export { createRouter, type RouterOptions } from './router.ts';
 export { RUN_ROLES, type Run, type RunRole, type StartRunOptions, startRun } from './run.ts';
 export { SnapshotBus } from './snapshot-bus.ts';

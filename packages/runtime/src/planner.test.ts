@@ -15,6 +15,7 @@ import {
   planNetDelta,
   TickPlanner,
   type TickPlannerOptions,
+  TickSupersededError,
   venuePrices,
 } from './planner.ts';
 import { createRouter, fitOrderTypes, orderTypeFor } from './router.ts';
@@ -724,6 +725,192 @@ describe('a venue that cannot be read (regression: its hedge vanished from the b
     state.down = true;
     h.clock.advance(100);
     expect(btcPlans(await h.planner.plan())).toEqual([]);
+  });
+});
+
+describe('a venue whose calls never answer (regression: one hung read stopped hedging for good)', () => {
+  /**
+   * The paper profile's lyra-arb, gmx-arb and drift-sol; while `hung` is set, every call drift-sol gets
+   * waits for ever (as a socket a server accepted and never answers), or until `release()` when
+   * `releasable`. `calls` counts the calls it got while hung.
+   */
+  async function hanging(
+    more: Partial<TickPlannerOptions> = {},
+    breakers?: TickPlannerOptions['breakers'],
+    only?: ReadonlySet<string>,
+  ) {
+    const state = { hung: false, calls: [] as string[] };
+    const waiting: (() => void)[] = [];
+    const logs: { level: string; msg: string; data?: Record<string, unknown> }[] = [];
+    const h = await harness(
+      profile(['lyra-arb', 'gmx-arb', 'drift-sol']),
+      (v) =>
+        v.id !== 'drift-sol'
+          ? v
+          : (new Proxy(v, {
+              get(target, prop) {
+                const x = Reflect.get(target, prop, target);
+                if (typeof x !== 'function') return x;
+                if (!state.hung || (only && !only.has(String(prop)))) return x.bind(target);
+                return (...args: unknown[]) => {
+                  state.calls.push(String(prop));
+                  return new Promise<void>((r) => waiting.push(r)).then(() => x.apply(target, args));
+                };
+              },
+            }) as VenueAdapter),
+      breakers,
+      { log: (level, msg, data) => logs.push({ level, msg, ...(data ? { data } : {}) }), ...more },
+    );
+    const release = () => {
+      for (const r of waiting.splice(0)) r();
+    };
+    return { h, state, logs, release };
+  }
+
+  /** `p`, or a failure naming `what` when it has not settled within `ms` of wall time. */
+  const within = <T>(p: Promise<T>, ms: number, what: string) =>
+    Promise.race([
+      p,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error(`${what}: no end in ${ms} ms`)), ms),
+      ),
+    ]);
+
+  it('ticks go on, the other venues are hedged, and the hung venue is read as failed, logged once', async () => {
+    const chains: string[] = [];
+    const { h, state, logs } = await hanging(
+      { venueReadTimeoutMs: 200 },
+      { observePrice: async () => {}, observeChain: async (chain) => void chains.push(chain) },
+    );
+    // read once while it answers: its last read then stands in while young
+    const first = btcPlans(await h.planner.plan());
+    expect(first.flatMap((p) => p.legs.map((l) => l.venue))).toContain('drift-sol');
+    state.hung = true;
+    for (let i = 0; i < 3; i++) {
+      h.clock.advance(1000);
+      const started = performance.now();
+      const plans = btcPlans(await within(h.planner.plan(), 5000, `tick ${i + 1} with drift-sol hung`));
+      expect(performance.now() - started).toBeLessThan(3000);
+      // the book is what it was (drift-sol's last read stands in), so BTC is hedged again, elsewhere
+      const venues = plans.flatMap((p) => p.legs.map((l) => l.venue));
+      expect(venues.length).toBeGreaterThan(0);
+      expect(venues).not.toContain('drift-sol');
+    }
+    // one wait per tick for its reads, then nothing more asked of it in that tick (no quotes, no markets)
+    expect(new Set(state.calls)).toEqual(new Set(['fetchPositions', 'fetchBalances', 'health']));
+    expect(state.calls.filter((c) => c === 'fetchPositions')).toHaveLength(3);
+    // its health probe timed out too: no chain liveness from it while hung (a failed probe says nothing)
+    expect(chains.filter((c) => c === 'solana:mainnet-beta')).toHaveLength(1);
+    const failed = logs.filter((l) => l.msg.startsWith('reading venue drift-sol failed'));
+    expect(failed).toHaveLength(1);
+    expect(failed[0]?.level).toBe('warn');
+    expect(failed[0]?.msg).toMatch(/positions and balances of \d+ s ago stand in/);
+    expect(failed[0]?.data?.err).toMatchObject({
+      code: 'VENUE_READ_TIMEOUT',
+      message: 'venue drift-sol: fetchPositions gave no answer within 200 ms',
+    });
+    // it answers again: read again, logged once, routed to again
+    state.hung = false;
+    h.clock.advance(1000);
+    await h.planner.plan();
+    expect(logs.filter((l) => l.msg === 'venue drift-sol read again')).toHaveLength(1);
+  });
+
+  it('only its funding read hangs: that carry is left out, nothing else, logged once per streak', async () => {
+    const { h, state, logs } = await hanging(
+      { venueReadTimeoutMs: 150 },
+      undefined,
+      new Set(['fetchFundingRate']),
+    );
+    // drift-sol holds a BTC perp once its hedge is placed (its funding is read from then on)
+    for (const leg of (await h.planner.plan()).flatMap((p) => p.legs)) {
+      const id = await send(h, leg);
+      h.clock.advance(3000);
+      await reconcile(h, leg.venue, id);
+    }
+    h.clock.advance(100);
+    await h.planner.plan();
+    const delta = h.planner.lastSnapshot?.underlyings.BTC?.delta;
+    state.hung = true;
+    for (let i = 0; i < 3; i++) {
+      h.clock.advance(1000);
+      await within(h.planner.plan(), 5000, 'tick');
+      // drift-sol's positions still count, once (left out, or twice, BTC delta is far outside its band)
+      expect(h.planner.lastSnapshot?.underlyings.BTC?.delta).toBeCloseTo(delta ?? Number.NaN, 1);
+      expect(Math.abs(h.planner.lastSnapshot?.underlyings.BTC?.delta ?? 99)).toBeLessThan(0.5);
+    }
+    const warned = logs.filter((l) => /funding rate of BTC-USD:PERP on drift-sol not read/.test(l.msg));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]?.data?.err).toMatch(/fetchFundingRate gave no answer within 150 ms/);
+    expect(logs.some((l) => l.msg.startsWith('reading venue drift-sol failed'))).toBe(false);
+  });
+
+  it('only its health probe hangs: the tick ends, and its data still counts and is routed to', async () => {
+    const { h, state, logs } = await hanging(
+      { venueReadTimeoutMs: 150 },
+      { observePrice: async () => {}, observeChain: async () => {} },
+      new Set(['health']),
+    );
+    state.hung = true;
+    const plans = btcPlans(await within(h.planner.plan(), 5000, 'tick'));
+    expect(state.calls).toEqual(['health']);
+    expect(plans.flatMap((p) => p.legs.map((l) => l.venue))).toContain('drift-sol');
+    expect(logs.some((l) => l.msg.startsWith('reading venue drift-sol failed'))).toBe(false);
+  });
+
+  it('a venue hung since the start holds every underlying (it was never read), and the tick still ends', async () => {
+    const { h, state, logs } = await hanging({ venueReadTimeoutMs: 150 });
+    state.hung = true;
+    expect(await within(h.planner.plan(), 5000, 'tick')).toEqual([]);
+    expect(logs.map((l) => l.msg)).toContain(
+      'reading venue drift-sol failed; no hedge for any underlying (it was never read) while it fails (logged again when this changes)',
+    );
+  });
+
+  it('a tick overtaken by a later one stops with no plan and changes nothing (its caller gave up on it)', async () => {
+    const { h, state, release } = await hanging({ venueReadTimeoutMs: 60_000 });
+    await h.planner.plan();
+    state.hung = true;
+    h.clock.advance(1000);
+    const stuck = h.planner.plan();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(state.calls).toContain('fetchPositions');
+    // the caller gave up on it (the tick watchdog) and ticks again; the venue answers now
+    state.hung = false;
+    h.clock.advance(1000);
+    const plans = await h.planner.plan();
+    expect(plans.length).toBeGreaterThan(0);
+    const seq = h.planner.lastSnapshot?.seq;
+    release();
+    await expect(stuck).rejects.toBeInstanceOf(TickSupersededError);
+    expect(h.planner.lastSnapshot?.seq).toBe(seq);
+    expect(h.planner.pendingPlans).toBe(plans.length);
+  });
+
+  it('refuses a deadline that is no whole number of ms', () => {
+    for (const bad of [0, -5, 1.5, Number.NaN])
+      expect(() => new TickPlanner({ venueReadTimeoutMs: bad } as TickPlannerOptions)).toThrow(
+        `venueReadTimeoutMs must be a whole number of ms, at least 1; got ${bad}`,
+      );
+  });
+});
+
+describe('plans never reported are not kept (regression: #pending grew by every plan whose submission threw)', () => {
+  it('a tick keeps only its own plans awaiting a report', async () => {
+    const h = await harness(profile(['lyra-arb', 'gmx-arb']));
+    const first = await h.planner.plan();
+    expect(first.length).toBeGreaterThan(0);
+    expect(h.planner.pendingPlans).toBe(first.length);
+    // their submission threw (not the leader, fenced out, a failed queue add): no report comes
+    for (let i = 0; i < 3; i++) {
+      h.clock.advance(1000);
+      const plans = await h.planner.plan();
+      expect(plans.length).toBeGreaterThan(0);
+      expect(h.planner.pendingPlans).toBe(plans.length);
+    }
+    const last = await h.planner.plan();
+    for (const p of last) h.planner.onPlanned(p, []);
+    expect(h.planner.pendingPlans).toBe(0);
   });
 });
 

@@ -13,6 +13,7 @@ import {
   type Position,
   parseInstrumentId,
   toDecimalString,
+  XhedgeError,
 } from '@xhedge/core';
 import { type LegResult, linearNotionalUsd, type PlanLike, type PlanNetDelta } from '@xhedge/execution';
 import { bookEquity, MAX_IV_DECIMAL, RiskEngine, type RiskSnapshot } from '@xhedge/risk';
@@ -112,6 +113,17 @@ export interface TickPlannerOptions {
   optionPriceBandBps?: number;
   /** Inputs older than this are stale in the snapshot, ms. */
   staleAfterMs: number;
+  /**
+   * Longest wait for one venue call of a tick (wall ms): every read the tick makes of a venue (positions,
+   * balances, marks, funding, Greeks, settlement prices, health, markets, option chains, quotes, also
+   * routing's) fails with a {@link VenueReadTimeoutError} when it has not answered by then, exactly as
+   * if it had failed (its data left out, or the venue's last good read standing in; the venue is left
+   * out of routing for the tick), and the venue's other calls of the same tick fail at once instead of
+   * waiting again. A venue that never answers thus costs a tick about this long, not the whole tick.
+   * Keep it well below the orchestrator's tick watchdog (`tickTimeoutMs`, 60 s): a tick makes several
+   * rounds of venue calls. @defaultValue 10000
+   */
+  venueReadTimeoutMs?: number;
   /**
    * The market circuit breakers fed by each tick: every underlying's spot (price shock over the
    * window) and vol (implied-vol shock), and every venue's chain liveness from its health probe (chain halt). @defaultValue none
@@ -402,6 +414,55 @@ function failureKind(err: unknown): string {
   return String(err);
 }
 
+/** The venue calls of a tick that get a deadline (`venueReadTimeoutMs`): every read the planner and routing make. */
+const VENUE_READS: ReadonlySet<PropertyKey> = new Set<keyof VenueAdapter>([
+  'loadMarkets',
+  'fetchPositions',
+  'fetchBalances',
+  'fetchMarks',
+  'fetchFills',
+  'fetchOrderBook',
+  'fetchGreeks',
+  'fetchOptionChain',
+  'fetchFundingRate',
+  'fetchSettlementPrices',
+  'quoteHedge',
+  'health',
+]);
+
+/**
+ * A venue call of a tick gave no answer within `venueReadTimeoutMs` (`read`), or was not made because
+ * an earlier call to the venue in the same tick had given none (`after`): handled as a failed read.
+ */
+export class VenueReadTimeoutError extends XhedgeError {
+  override name = 'VenueReadTimeoutError';
+  constructor(venue: string, read: string, timeoutMs: number, after?: string) {
+    super(
+      'VENUE_READ_TIMEOUT',
+      after === undefined
+        ? `venue ${venue}: ${read} gave no answer within ${timeoutMs} ms`
+        : `venue ${venue}: ${read} not asked, its ${after} gave no answer within ${timeoutMs} ms this tick`,
+      { details: { venue, read, timeoutMs, ...(after === undefined ? {} : { after }) } },
+    );
+  }
+}
+
+/**
+ * A tick of `TickPlanner.plan` was overtaken by a later one (its caller gave up on it, e.g. after the
+ * orchestrator's tick watchdog): it stops at its next step, changing nothing the later tick uses, and
+ * hands out no plan.
+ */
+export class TickSupersededError extends XhedgeError {
+  override name = 'TickSupersededError';
+  constructor(tick: number, current: number) {
+    super(
+      'TICK_SUPERSEDED',
+      `planner tick ${tick} was overtaken by tick ${current}: it stopped, with no plan and nothing changed`,
+      { details: { tick, current } },
+    );
+  }
+}
+
 /** Holds that last until the policy or the window changes: logged when an underlying enters one. */
 const CAP_HOLDS: ReadonlySet<string> = new Set(['window-cap-reached', 'order-cap-below-minimum']);
 
@@ -460,8 +521,21 @@ export class TickPlanner {
   /** Why the last tick did not observe the book's equity ('' when it did): logged when it changes. */
   #equitySkip = '';
 
-  /** Decisions of the plans handed out, until `onPlanned` reports what was queued. */
+  /**
+   * Decisions of the plans the last tick handed out, until `onPlanned` reports what was queued. Cleared
+   * when a tick starts: a plan not reported by then was never submitted (its submission threw: not the
+   * leader, fenced out, a failed queue add), and would otherwise stay here for the life of the process.
+   */
   readonly #pending = new Map<string, HedgeDecision>();
+  /** Number of the tick under way (`plan`); a tick whose number is no longer this one was overtaken. */
+  #tick = 0;
+  readonly #venueReadTimeoutMs: number;
+  /** Per adapter, its view whose reads have the tick's deadline (see `#deadlined`). */
+  readonly #views = new WeakMap<VenueAdapter, VenueAdapter>();
+  /** Venues a call of this tick timed out on, with that call: their other calls of the tick fail at once. */
+  #hung = new Map<string, string>();
+  /** The kind of failure (`failureKind`) and its outcome of each venue's last read that failed, logged on change. */
+  readonly #readTrouble = new Map<string, string>();
   /** Underlyings whose last plan was blocked whole: no new plan before `untilMs` (see `blockedRetry`). */
   readonly #blockedUntil = new Map<string, { untilMs: number; delayMs: number }>();
   /** Per adapter (a venue rebuilt with new params is a new adapter, and is asked again). */
@@ -485,6 +559,10 @@ export class TickPlanner {
   readonly #settlementRetry = new Map<string, Map<string, { nextAtMs: number; delayMs: number }>>();
 
   constructor(o: TickPlannerOptions) {
+    const t = o.venueReadTimeoutMs ?? 10_000;
+    if (!Number.isSafeInteger(t) || t < 1)
+      throw new RangeError(`venueReadTimeoutMs must be a whole number of ms, at least 1; got ${t}`);
+    this.#venueReadTimeoutMs = t;
     this.#o = o;
     this.#risk = new RiskEngine({ clock: o.clock, staleAfterMs: o.staleAfterMs });
   }
@@ -493,7 +571,56 @@ export class TickPlanner {
     return this.#lastSnapshot;
   }
 
-  async #strategyFor(policy: Policies): Promise<HedgeStrategy> {
+  /** Plans handed out by the last tick and not yet reported through `onPlanned`. */
+  get pendingPlans(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * `v` as the tick reads it: the same adapter, whose read calls ({@link VENUE_READS}) fail with a
+   * {@link VenueReadTimeoutError} after `venueReadTimeoutMs`, and at once for the rest of the tick once
+   * one of them did (a health probe's timeout excepted: it says nothing of the venue's data). One view per adapter (caches keyed by adapter keep working); other calls pass through.
+   */
+  #deadlined(v: VenueAdapter): VenueAdapter {
+    let view = this.#views.get(v);
+    if (view) return view;
+    view = new Proxy(v, {
+      get: (target, prop) => {
+        const x: unknown = Reflect.get(target, prop, target);
+        if (typeof x !== 'function') return x;
+        if (!VENUE_READS.has(prop)) return x.bind(target);
+        return (...args: unknown[]) =>
+          this.#withDeadline(target.id, String(prop), () => x.apply(target, args) as Promise<unknown>);
+      },
+    });
+    this.#views.set(v, view);
+    return view;
+  }
+
+  /** `call()`, or a {@link VenueReadTimeoutError} when it has not answered within `venueReadTimeoutMs`. */
+  async #withDeadline<T>(venue: string, read: string, call: () => Promise<T>): Promise<T> {
+    const ms = this.#venueReadTimeoutMs;
+    const earlier = this.#hung.get(venue);
+    if (earlier !== undefined) throw new VenueReadTimeoutError(venue, read, ms, earlier);
+    const hung = this.#hung;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        // a health probe that does not answer says nothing of the venue's data (as one that fails)
+        if (read !== 'health' && !hung.has(venue)) hung.set(venue, read);
+        reject(new VenueReadTimeoutError(venue, read, ms));
+      }, ms);
+    });
+    try {
+      // the call itself cannot be stopped: it is left to settle alone (its answer is dropped)
+      return await Promise.race([Promise.resolve().then(call), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** `check` throws once the tick was overtaken: a strategy built by then is not kept. */
+  async #strategyFor(policy: Policies, check: () => void = () => {}): Promise<HedgeStrategy> {
     const json = JSON.stringify(policy);
     if (this.#strategy && json === this.#policyJson) return this.#strategy;
     const s = new HedgeStrategy({
@@ -507,6 +634,7 @@ export class TickPlanner {
       // are queued) and those of any other leader. One by one (a spread of a long window's legs could
       // pass the engine's argument limit).
       const seeded = await this.#seedExecutions(lookbackMs);
+      check();
       this.#executions.length = 0;
       for (const e of seeded) this.#executions.push(e);
     }
@@ -805,9 +933,11 @@ export class TickPlanner {
    * are younger than `staleAfterMs` and no order of ours on it changed since (a fill would have moved
    * them); otherwise the underlyings it held and those of our orders on it that changed (all of them,
    * if it was never read) get no new hedge this tick (`blocked`). Either way the venue is in `failed`
-   * and logged.
+   * and logged, once per streak: when its reads start failing, when the failure or its outcome changes,
+   * and when it is read again. A read that does not answer within `venueReadTimeoutMs` is a failed read.
+   * `live()`: false once the tick was overtaken; a read that ends after that changes nothing.
    */
-  async #read(venues: readonly VenueAdapter[]) {
+  async #read(venues: readonly VenueAdapter[], live: () => boolean) {
     const positions: Position[] = [];
     const balances: Balance[] = [];
     const marks: Mark[] = [];
@@ -826,6 +956,7 @@ export class TickPlanner {
             v.fetchBalances(),
             this.#o.breakers ? this.#observeChain(v) : undefined,
           ]);
+          if (!live()) return;
           const kept = b.filter((x) => !isGasMoney(v, x));
           // stamped with the read's start, not its end: an order that filled at the venue after it gave
           // these positions, and reached the ledger before the read ended, must count as moved since
@@ -839,6 +970,7 @@ export class TickPlanner {
             : instruments.length > 0
               ? await v.fetchMarks(instruments)
               : [];
+          if (!live()) return;
           // the venue's positions go in once its reads are done: a marks read that fails lands in the
           // catch below, which stands in with this read (taken above), so they would count twice
           positions.push(...p);
@@ -878,7 +1010,10 @@ export class TickPlanner {
           }
           const g = await greeksRead;
           if (g) greeks.set(v.id, g);
+          if (this.#readTrouble.delete(v.id))
+            this.#o.log('info', `venue ${v.id} read again`, { venue: v.id });
         } catch (err) {
+          if (!live()) return;
           failed.push(v.id);
           const last = this.#lastGood.get(v.id);
           const moved = last ? await this.#movedSince(v.id, last.atMs) : [];
@@ -894,13 +1029,20 @@ export class TickPlanner {
             for (const p of last.positions) blocked.add(safeMeta(p.instrument)?.underlying ?? p.instrument);
             for (const u of moved) blocked.add(u);
           }
-          this.#o.log(
-            'warn',
-            carried
-              ? `reading venue ${v.id} failed; its positions and balances of ${((this.#o.clock.nowMs() - (last?.atMs ?? 0)) / 1000).toFixed(0)} s ago stand in this tick`
-              : `reading venue ${v.id} failed; no hedge this tick for ${last ? 'the underlyings it holds' : 'any underlying (it was never read)'}`,
-            { venue: v.id, err: err instanceof Error ? err.message : String(err) },
-          );
+          const outcome = carried ? 'stands in' : last ? 'held' : 'never read';
+          const trouble = `${failureKind(err)}|${outcome}`;
+          if (this.#readTrouble.get(v.id) !== trouble) {
+            this.#readTrouble.set(v.id, trouble);
+            this.#o.log(
+              'warn',
+              `${
+                carried
+                  ? `reading venue ${v.id} failed; its positions and balances of ${((this.#o.clock.nowMs() - (last?.atMs ?? 0)) / 1000).toFixed(0)} s ago stand in`
+                  : `reading venue ${v.id} failed; no hedge for ${last ? 'the underlyings it holds' : 'any underlying (it was never read)'}`
+              } while it fails (logged again when this changes)`,
+              { venue: v.id, err: maskedError(err) },
+            );
+          }
         }
       }),
     );
@@ -1080,8 +1222,20 @@ export class TickPlanner {
    * One tick: the plans to submit (the published snapshot is in `lastSnapshot`). `leaseToken`: the
    * leader lease's fencing token the tick plans under; a token other than the last tick's is a new
    * leadership term, and the hedge windows are read from the ledger again (`resetHedgeWindows`).
+   *
+   * A tick normally ends before the next begins. One that does not (a call that never answers, which its
+   * caller gave up on) is overtaken by the next: it stops at its next step with a
+   * {@link TickSupersededError}, having changed nothing the later tick uses, and hands out no plan.
    */
   async plan(o: { leaseToken?: number } = {}): Promise<PlanForExecution[]> {
+    const tick = ++this.#tick;
+    const live = () => tick === this.#tick;
+    const check = () => {
+      if (!live()) throw new TickSupersededError(tick, this.#tick);
+    };
+    this.#hung = new Map();
+    // the last tick's plans not reported by now were never submitted (see #pending)
+    this.#pending.clear();
     if (o.leaseToken !== undefined && o.leaseToken !== this.#leaseToken) {
       if (this.#leaseToken !== undefined) {
         this.resetHedgeWindows();
@@ -1094,7 +1248,11 @@ export class TickPlanner {
     this.ticks++;
     this.#o.market?.sync();
     const venueCfg = await this.#o.currentVenues();
-    const all = typeof this.#o.venues === 'function' ? await this.#o.venues(venueCfg) : this.#o.venues;
+    // every venue call of the tick, routing's too, goes through the venue's view with its deadline
+    const all = (typeof this.#o.venues === 'function' ? await this.#o.venues(venueCfg) : this.#o.venues).map(
+      (v) => this.#deadlined(v),
+    );
+    check();
     const enabledIds = new Set(venueCfg.filter((v) => v.enabled).map((v) => v.id));
     // Disabled venues are read (their positions are still the book's) but never routed to; nor are
     // venues an open breaker (theirs or their chain's) blocks, or every plan to them would be refused
@@ -1105,12 +1263,16 @@ export class TickPlanner {
     // lets a keeper fill land between the two reads, and the same delta gets hedged twice.
     const inFlight = await this.#inFlightUnderlyings();
     const transitBefore = await this.#o.inTransit?.();
-    const { failed, blocked, blockAll, greeks, ...inputs } = await this.#read(all);
+    const { failed, blocked, blockAll, greeks, ...inputs } = await this.#read(all, live);
     const transitAfter = await this.#o.inTransit?.();
+    check();
+    const running = new Set(all.map((v) => v.id));
+    for (const venue of this.#readTrouble.keys()) if (!running.has(venue)) this.#readTrouble.delete(venue);
     this.#lastInputs = inputs;
     this.#learnMarket(inputs.marks);
     const held = open(inputs.positions);
     await this.#learnSettlements(all, held, failed);
+    check();
     this.#setMarket(this.#risk);
     // Size-0 linear positions (a closed perp whose USD P&L the venue has not settled yet) count for
     // equity only; a closed inverse one's owed coin is delta too (see `open`).
@@ -1126,6 +1288,7 @@ export class TickPlanner {
     // intent ids derive from them, so a reused number would collide with intents recorded earlier
     // (snapshots that led to plans are always written, see SnapshotBus.publish).
     const stored = (await this.#o.ledger.latestRiskSnapshot())?.seq ?? 0;
+    check();
     const seq = Math.max(raw.seq + this.#seqOffset, stored + 1);
     this.#seqOffset = seq - raw.seq;
     const snapshot: RiskSnapshot = { ...raw, seq };
@@ -1150,13 +1313,17 @@ export class TickPlanner {
         [...(transitBefore ?? []), ...(transitAfter ?? [])].map((t) => [t.transferId, t]),
       );
       await this.#observeEquity(snapshot, inputs, [...inTransit.values()], failed, inFlight.size > 0);
+      check();
     }
     this.#o.onSnapshot?.(snapshot);
     const hold = blockAll ? new Set(Object.keys(snapshot.underlyings)) : blocked;
     const nowMs = this.#o.clock.nowMs();
     const waiting = [...this.#blockedUntil].filter(([, b]) => nowMs < b.untilMs).map(([u]) => u);
-    const plans = await this.#hedge(snapshot, enabled, new Set([...inFlight, ...hold, ...waiting]));
+    // a venue a call of this tick timed out on is not routed to (its data is left out, as a failed read's)
+    const routable = enabled.filter((v) => !this.#hung.has(v.id));
+    const plans = await this.#hedge(snapshot, routable, new Set([...inFlight, ...hold, ...waiting]), check);
     await this.#o.bus.publish(snapshot, { force: plans.length > 0 });
+    check();
     return plans;
   }
 
@@ -1170,8 +1337,9 @@ export class TickPlanner {
     snapshot: RiskSnapshot,
     enabled: readonly VenueAdapter[],
     inFlight: ReadonlySet<string>,
+    check: () => void,
   ): Promise<PlanForExecution[]> {
-    const strategy = await this.#strategyFor(await this.#o.currentPolicy());
+    const strategy = await this.#strategyFor(await this.#o.currentPolicy(), check);
     const ctx: Record<string, DecisionContext> = {};
     for (const [u, risk] of Object.entries(snapshot.underlyings)) {
       const c: DecisionContext = { pendingOrder: inFlight.has(u) };
@@ -1194,6 +1362,7 @@ export class TickPlanner {
       this.#logCapHold(d);
       if (d.action !== 'hedge') continue;
       const plan = await this.#o.route(d, enabled, reservation);
+      check();
       if (!plan || plan.legs.length === 0) {
         this.#o.log('warn', `no route for the ${d.underlying} hedge`, { decision: d.id, reason: d.reason });
         continue;

@@ -132,3 +132,21 @@ describe('operator changes through the API when the ledger fails after them', ()
     await run.ledger.db.schema.alterTable('audit_down').renameTo('audit').execute();
   }, 60_000);
 });
+
+describe('planning deadlines', () => {
+  it('refuses a venue read deadline not below the tick watchdog, naming both', async () => {
+    const config = parseConfig(PAPER, 'paper.yaml');
+    await expect(
+      startRun({
+        config,
+        env: {},
+        port: 0,
+        dataDir: join(dir, 'unused-deadlines'),
+        venueReadTimeoutMs: 60_000,
+      }),
+    ).rejects.toThrow('venueReadTimeoutMs 60000 must be below tickTimeoutMs 60000');
+    await expect(
+      startRun({ config, env: {}, port: 0, dataDir: join(dir, 'unused-deadlines'), tickTimeoutMs: 5000 }),
+    ).rejects.toThrow('venueReadTimeoutMs 10000 must be below tickTimeoutMs 5000');
+  });
+});

@@ -34,7 +34,6 @@ import {
   keepControlStateRestored,
   LeaderLease,
   type MarketDataSource,
-  Orchestrator,
   type OrderJobData,
   type OrderJobResult,
   PreTradeControls,
@@ -61,6 +60,7 @@ import { prettyLogDestination } from './log-format.ts';
 import { LOG_SERIALIZERS } from './masked-error.ts';
 import { serveMetrics } from './metrics-server.ts';
 import { grossNotionalUsd, type PlanForExecution, TickPlanner } from './planner.ts';
+import { PlanningLoop } from './planning-loop.ts';
 import { createRouter } from './router.ts';
 import { SnapshotBus } from './snapshot-bus.ts';
 import { startTransferJobs, TransferFlows, transferDeliveredAtMs } from './transfers.ts';
@@ -108,6 +108,18 @@ export interface StartRunOptions {
   redisPrefix?: string;
   /** API requests per minute per token. @defaultValue 600 */
   rateLimitPerMinute?: number;
+  /**
+   * Longest wait for one venue call of a planning tick, wall ms (`TickPlannerOptions.venueReadTimeoutMs`):
+   * a venue that has not answered by then is handled as a failed read for that tick. Must be below
+   * `tickTimeoutMs`. @defaultValue 10000
+   */
+  venueReadTimeoutMs?: number;
+  /**
+   * The planning tick watchdog, wall ms (execution's `OrchestratorOptions.tickTimeoutMs`): a tick still
+   * running after this long is given up, and planning goes on under a new lease (see `PlanningLoop`).
+   * 0 turns it off. @defaultValue 60000
+   */
+  tickTimeoutMs?: number;
   /**
    * Run clock. @defaultValue an accelerated clock at the profile's `market.speed` when it has paper
    * venues, else the system clock (real chains run in real time)
@@ -267,6 +279,13 @@ function safeUrl(url: string): string {
 export async function startRun(opts: StartRunOptions): Promise<Run> {
   const config = opts.dryRun === undefined ? opts.config : { ...opts.config, dryRun: opts.dryRun };
   const role = opts.role ?? 'all';
+  const venueReadMs = opts.venueReadTimeoutMs ?? 10_000;
+  const tickMs = opts.tickTimeoutMs ?? 60_000;
+  if (tickMs > 0 && venueReadMs >= tickMs)
+    throw new XhedgeError(
+      'CONFIG_INVALID',
+      `venueReadTimeoutMs ${venueReadMs} must be below tickTimeoutMs ${tickMs}: a tick makes several rounds of venue calls, so one hung venue would trip the tick watchdog`,
+    );
   const env = opts.env ?? process.env;
   const pretty =
     env.XHEDGE_LOG_FORMAT === 'pretty' || (env.XHEDGE_LOG_FORMAT !== 'json' && process.stdout.isTTY === true);
@@ -337,6 +356,10 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         url: dbUrl,
         dataDir: dbUrl ? undefined : join(dataDir, 'pglite'),
         schema: opts.databaseSchema,
+        // a pooled connection Postgres ended (restart, failover): replaced at the next query; said once
+        // per connection, its message masked by the store
+        onError: (err) =>
+          log.warn({ err }, 'ledger database connection lost; the next query opens a new one'),
       }),
     );
     const ledger = new Ledger(db, { clock });
@@ -635,25 +658,29 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           : {}),
         log: (level, msg, data) => log[level](data ?? {}, msg),
         ...(market ? { market } : {}),
+        ...(opts.venueReadTimeoutMs !== undefined ? { venueReadTimeoutMs: opts.venueReadTimeoutMs } : {}),
       });
       planner = p;
       const leaseRedis = redisEp.client();
       closers.push({ name: 'lease client', close: () => closeRedisClient(leaseRedis) });
-      const lease = new LeaderLease({
-        redis: leaseRedis,
-        prefix,
-        name: 'orchestrator',
-        tokenFloor: () => ledger.fencingToken('orchestrator'),
-      });
       const flows = new TransferFlows({ connection: redisEp.options, queuePrefix, ledger, service });
       closers.push({ name: 'transfer flows', close: () => flows.close() });
-      const orchestrator = new Orchestrator({
-        lease,
+      const loop = new PlanningLoop({
+        // a new lease object for each life of the loop (see PlanningLoop: after a tick overrun)
+        lease: () =>
+          new LeaderLease({
+            redis: leaseRedis,
+            prefix,
+            name: 'orchestrator',
+            tokenFloor: () => ledger.fencingToken('orchestrator'),
+          }),
         service,
+        // a new term fences the ledger before it plans, so an old leader's late write is refused
+        fence: (token) => ledger.advanceFencing('orchestrator', token),
         // Plans that move collateral first run as flows (transfer, then hedge); the rest go to submitPlan.
         // The planner lives across leadership terms: the lease token tells it when a new one starts
         // (another leader may have hedged meanwhile; its hedge windows are read from the ledger again).
-        plan: async ({ token }) => {
+        plan: async ({ token, lease }) => {
           const out: PlanForExecution[] = [];
           for (const plan of await p.plan({ leaseToken: token })) {
             if (plan.transfers.length === 0) out.push(plan);
@@ -663,15 +690,17 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         },
         // The tick period is market time on paper; at least 200 ms of wall time so a tick can finish.
         intervalMs: () => Math.max(200, Math.round(tickIntervalMs / speed)),
+        ...(opts.tickTimeoutMs !== undefined ? { tickTimeoutMs: opts.tickTimeoutMs } : {}),
         onPlanned: (plan, legs) => p.onPlanned(plan, legs),
         onError: (err) => log.error({ err }, 'orchestrator tick failed'),
+        log: (level, msg, data) => log[level](data ?? {}, msg),
       });
       // Started last, so it stops first (closers run newest first), before the workers: planning while
       // they drain queued orders no process would run (with the embedded Redis those jobs were lost, and
       // the ledger kept them queued).
       startPlanning = () => {
-        orchestrator.start();
-        closers.push({ name: 'orchestrator', close: () => orchestrator.stop() });
+        loop.start();
+        closers.push({ name: 'orchestrator', close: () => loop.stop() });
       };
     }
 

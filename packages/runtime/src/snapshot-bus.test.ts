@@ -173,6 +173,82 @@ describe('snapshot bus listeners', () => {
   });
 });
 
+describe('following the ledger (an API without an orchestrator in its process)', () => {
+  /** Waits until `ok()` holds, polling every 5 ms, for at most 2 s. */
+  async function until(ok: () => boolean): Promise<void> {
+    for (const end = Date.now() + 2000; !ok(); ) {
+      if (Date.now() > end) throw new Error('timed out waiting');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /**
+   * A real ledger whose `latestRiskSnapshot` reads are answered by the test: each read waits in `reads`
+   * until the test resolves it (a slow or hung ledger, as the bus sees one).
+   */
+  async function heldLedger() {
+    const real = new Ledger(await openDatabase({}));
+    type Rec = Awaited<ReturnType<Ledger['latestRiskSnapshot']>>;
+    const reads: ((r: Rec) => void)[] = [];
+    const held = new Proxy(real, {
+      get(target, prop) {
+        if (prop === 'latestRiskSnapshot') return () => new Promise<Rec>((r) => reads.push(r));
+        const x = Reflect.get(target, prop, target);
+        return typeof x === 'function' ? x.bind(target) : x;
+      },
+    });
+    return { real, held, reads };
+  }
+
+  it('polls one at a time: a ledger that does not answer gets one read, not one per interval (regression: they piled up on the pool)', async () => {
+    const { real, held, reads } = await heldLedger();
+    const bus = new SnapshotBus(held);
+    const errors: unknown[] = [];
+    try {
+      bus.follow(5, (err) => errors.push(err));
+      await until(() => reads.length === 1);
+      await new Promise((r) => setTimeout(r, 150)); // some 30 intervals with the read unanswered
+      expect(reads).toHaveLength(1);
+      // once it answers, polling goes on
+      reads[0]?.(undefined);
+      await until(() => reads.length === 2);
+      expect(errors).toEqual([]);
+    } finally {
+      bus.close();
+      await real.close();
+    }
+  });
+
+  it('takes only a higher seq: a late answer never replaces a newer snapshot (regression: emitted 22, 23, 2, 24)', async () => {
+    const { real, held, reads } = await heldLedger();
+    const { e } = engine();
+    const at = async (seq: number) => {
+      await real.recordRiskSnapshot({ seq, asOfMs: seq, snapshot: { ...e.snapshot(), seq } });
+      return real.latestRiskSnapshot();
+    };
+    // what the ledger said at three moments: seq 2, then 23, then 24
+    const [two, twentyThree, twentyFour] = [await at(2), await at(23), await at(24)];
+    const bus = new SnapshotBus(held);
+    const seen: number[] = [];
+    bus.subscribe((s) => seen.push(s.seq));
+    try {
+      bus.follow(5, () => {});
+      // the answers arrive in this order: 23, then the late 2, then 24 (and 24 again)
+      for (const r of [twentyThree, two, twentyFour, twentyFour]) {
+        const n = reads.length;
+        await until(() => reads.length > n);
+        reads[n]?.(r);
+      }
+      await until(() => reads.length > 4);
+      expect(seen).toEqual([23, 24]);
+      expect((await bus.latest())?.seq).toBe(24);
+    } finally {
+      bus.close();
+      await real.close();
+    }
+  });
+});
+
 describe('maskedError', () => {
   it('masks URL credentials of any scheme, secret query parameters and secret settings; keeps name and code', () => {
     const err = Object.assign(

@@ -45,6 +45,8 @@ export class SnapshotBus {
   readonly #failing = new Map<Listener, FailureStreak>();
   readonly #ledger: Ledger;
   #timer: NodeJS.Timeout | undefined;
+  /** A `follow` poll of the ledger is in flight (the next ones wait for it). */
+  #polling = false;
 
   readonly #persistEveryMs: number;
   readonly #clock: Clock;
@@ -142,18 +144,35 @@ export class SnapshotBus {
     };
   }
 
-  /** For an API without an orchestrator in its process: polls the ledger for newer snapshots. */
+  /**
+   * For an API without an orchestrator in its process: polls the ledger every `intervalMs` for a newer
+   * snapshot. One poll at a time: while one is in flight (a slow or hung ledger) the next ones are
+   * skipped, not piled up on the pool. Only a snapshot with a higher seq than the newest one held is
+   * taken and emitted, so an answer older than what is held never replaces it.
+   */
   follow(intervalMs: number, onError: (err: unknown) => void): void {
+    if (this.#timer) clearInterval(this.#timer);
     this.#timer = setInterval(() => {
+      if (this.#polling) return;
+      this.#polling = true;
       void this.#ledger
         .latestRiskSnapshot()
         .then((r) => {
-          if (r && r.seq !== this.#latest?.seq) {
+          if (r && r.seq > (this.#latest?.seq ?? Number.NEGATIVE_INFINITY)) {
             this.#latest = r.snapshot as RiskSnapshot;
             this.#emit(this.#latest);
           }
         })
-        .catch(onError);
+        .catch((err: unknown) => {
+          try {
+            onError(err);
+          } catch {
+            // a reporter that throws must not leave the poll in flight for ever
+          }
+        })
+        .finally(() => {
+          this.#polling = false;
+        });
     }, intervalMs);
     this.#timer.unref();
   }

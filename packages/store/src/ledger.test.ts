@@ -165,6 +165,48 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     expect((await ledger.getIntent(intent(5).id))?.fencingToken).toBe(6);
   });
 
+  it('a new leader fences the old one out when it takes the lease, before it plans anything (regression: the fence moved only with a plan)', async () => {
+    const lease = 'orch-takeover';
+    const plan = (n: number, token: number) =>
+      ledger.recordPlan(
+        [{ intent: intent(n, { planId: `plan_${n}` }), clientOrderId: `xh-${n}`, status: 'queued' }],
+        {
+          actor: `orchestrator:${token}`,
+          fence: { leaseName: lease, token },
+        },
+      );
+    // leader A plans under token 7
+    await plan(901, 7);
+    expect(await ledger.fencingToken(lease)).toBe(7);
+    // B takes the lease with token 8 and writes the fence; it plans nothing
+    await ledger.advanceFencing(lease, 8);
+    expect(await ledger.fencingToken(lease)).toBe(8);
+    // A, paused mid-tick, commits late: refused, nothing of its plan recorded
+    await expect(plan(902, 7)).rejects.toBeInstanceOf(FencedOutError);
+    expect(await ledger.getIntent(intent(902).id)).toBeUndefined();
+    await expect(
+      ledger.recordIntent(intent(903), {
+        clientOrderId: 'xh-903',
+        actor: 'o',
+        fence: { leaseName: lease, token: 7 },
+      }),
+    ).rejects.toBeInstanceOf(FencedOutError);
+    // B's own token again changes nothing; B plans under it
+    await ledger.advanceFencing(lease, 8);
+    await plan(904, 8);
+    // an older token never moves it back
+    await expect(ledger.advanceFencing(lease, 7)).rejects.toBeInstanceOf(FencedOutError);
+    expect(await ledger.fencingToken(lease)).toBe(8);
+    // a lease never fenced before starts at the token given
+    await ledger.advanceFencing('orch-fresh', 3);
+    expect(await ledger.fencingToken('orch-fresh')).toBe(3);
+    // bad input is named
+    for (const bad of [0, -1, 1.5, Number.NaN])
+      await expect(ledger.advanceFencing(lease, bad)).rejects.toThrow(/token: must be a whole number ≥ 1/);
+    await expect(ledger.advanceFencing('', 9)).rejects.toThrow(/leaseName: must be a non-empty string/);
+    expect(await ledger.fencingToken(lease)).toBe(8);
+  });
+
   it('answers the API queries: time range, underlying, venue, status', async () => {
     await ledger.recordIntent(intent(6, { underlying: 'BTC', instrument: 'BTC-USD:PERP', venue: 'drift' }), {
       clientOrderId: 'xh-6',

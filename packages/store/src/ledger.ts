@@ -10,6 +10,7 @@ import {
   type OrderStatus,
   parseOrThrow,
   systemClock,
+  ValidationError,
 } from '@xhedge/core';
 import { CompiledQuery, type Insertable, type Kysely, type Selectable, sql } from 'kysely';
 import type { DatabaseHandle } from './database.ts';
@@ -567,6 +568,26 @@ export class Ledger {
         .executeTakeFirstOrThrow();
       throw new FencedOutError(leaseName, token, Number(cur.token));
     }
+  }
+
+  /**
+   * Records `token` as the highest accepted lease token of `leaseName`: what a new leader writes when it
+   * takes the lease, before it plans. From then on a write fenced with an older token (`recordPlan`,
+   * `recordIntent`) is refused, although the new leader has written nothing yet; without it an old
+   * leader paused mid-tick could still commit a plan after a standby took over and planned nothing. The
+   * same conditional upsert those writes make (`where fencing.token <= excluded.token`): the token
+   * already recorded again changes nothing; an older one is refused (`FencedOutError`: a newer leader
+   * has been seen, so the caller is not the leader). A token that is not a whole number ≥ 1, or an empty
+   * lease name, is a `ValidationError`.
+   */
+  async advanceFencing(leaseName: string, token: number): Promise<void> {
+    const issues: { path: string; message: string }[] = [];
+    if (typeof leaseName !== 'string' || leaseName === '')
+      issues.push({ path: 'leaseName', message: `must be a non-empty string, got ${String(leaseName)}` });
+    if (!Number.isSafeInteger(token) || token < 1)
+      issues.push({ path: 'token', message: `must be a whole number ≥ 1, got ${String(token)}` });
+    if (issues.length > 0) throw new ValidationError('fencing token', issues);
+    await this.#checkFence(this.db, leaseName, token, this.#clock.nowMs());
   }
 
   /** Highest lease token the ledger has accepted for `leaseName` (0 when none). */
