@@ -50,7 +50,7 @@ export {
   recordKillEngagement,
   scopeCovers,
 } from './kill-switch.ts';
-export { LeaderLease, type LeaderLeaseOptions, NotLeaderError } from './lease.ts';
+export { LeaderLease, type LeaderLeaseOptions, type LeaseHold, leaseTerm, NotLeaderError } from './lease.ts';
 export { linearNotionalUsd, VenueMarketData, type VenueMarketDataOptions } from './market-data.ts';
 export { ExecutionMetrics } from './metrics.ts';
 export { Orchestrator, type OrchestratorOptions, TickOverrunError } from './orchestrator.ts';

@@ -42,6 +42,36 @@ export class NotLeaderError extends XhedgeError {
   }
 }
 
+/** What a submission needs of a lease: its name, the token held now, and a check in Redis. */
+export interface LeaseHold {
+  readonly name: string;
+  /** The token held now; undefined when not held. */
+  readonly token: number | undefined;
+  /** Checks in Redis, now, that the lease is held; returns the token, else throws NotLeaderError. */
+  assertHeld(): Promise<number>;
+}
+
+/**
+ * `lease` held to one term, the one of `token`: it answers that token only while the lease still holds
+ * it, and is not held once the lease lost it, even if the same lease object has taken the lease again
+ * since (a new term, another token). A tick plans under one token; its plans are submitted under this
+ * view, so plans made before another leader's term are never submitted under the term after it (they
+ * were made on positions and orders read before the other leader's hedges).
+ */
+export function leaseTerm(lease: LeaseHold, token: number): LeaseHold {
+  return {
+    name: lease.name,
+    get token() {
+      return lease.token === token ? token : undefined;
+    },
+    async assertHeld() {
+      if (lease.token !== token) throw new NotLeaderError(lease.name);
+      if ((await lease.assertHeld()) !== token) throw new NotLeaderError(lease.name);
+      return token;
+    },
+  };
+}
+
 export interface LeaderLeaseOptions {
   redis: Redis;
   prefix: string;

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LeaderLease } from './lease.ts';
+import { LeaderLease, NotLeaderError } from './lease.ts';
 import { Orchestrator, TickOverrunError } from './orchestrator.ts';
 import type { ExecutionService } from './service.ts';
-import { heldAcquire, testRedis, until } from './test-env.ts';
+import { heldAcquire, makeEnv, testRedis, until } from './test-env.ts';
 
 /**
  * A leader on `lease` (watchdog at 300 ms) whose every tick hangs like a venue read that never answers,
@@ -292,5 +292,51 @@ describe('orchestrator', () => {
     expect(
       () => new Orchestrator({ lease, service: {} as ExecutionService, plan, tickTimeoutMs: Number.NaN }),
     ).toThrow(/got NaN/);
+  });
+});
+
+describe('orchestrator: a tick submits under its own term only', () => {
+  it('plans made under one token are refused once the same lease object holds another (another leader hedged between)', async () => {
+    const env = await makeEnv({ venueKind: 'paper-spot-amm' });
+    try {
+      const lease = new LeaderLease({
+        redis: env.cmd,
+        prefix: env.prefix,
+        name: 'orchestrator',
+        ttlMs: 5000,
+      });
+      const t1 = await lease.tick();
+      expect(t1).toBeGreaterThan(0);
+      const leg = env.intent(1, { instrument: 'ETH-USDC:SPOT', chain: 'evm:1', sizeBase: '0.01' });
+      const orch = new Orchestrator({
+        lease,
+        service: env.service,
+        plan: async () => {
+          // while this tick plans: the lease lapses, another leader's term comes and goes, and the same
+          // lease object takes it again under a newer token
+          await env.cmd.del(`${env.prefix}:lease:orchestrator`);
+          const other = new LeaderLease({
+            redis: env.cmd,
+            prefix: env.prefix,
+            name: 'orchestrator',
+            ttlMs: 5000,
+          });
+          await other.tick();
+          await other.stop();
+          // a renewal finds the key gone (the token is dropped), the next step acquires a new one
+          for (let i = 0; i < 3 && (lease.token === undefined || lease.token === t1); i++) await lease.tick();
+          return [{ planId: leg.planId, legs: [leg] }];
+        },
+      });
+      const err = await orch.tick().catch((e: unknown) => e);
+      expect(lease.token).toBeGreaterThan(t1 as number);
+      expect(err).toBeInstanceOf(NotLeaderError);
+      // nothing reached the ledger or the queue
+      expect(await env.ledger.getOrderByIntent(leg.id)).toBeUndefined();
+      expect(env.placed).toEqual([]);
+      await lease.stop();
+    } finally {
+      await env.close();
+    }
   });
 });

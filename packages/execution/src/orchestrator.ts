@@ -1,5 +1,5 @@
 import { XhedgeError } from '@xhedge/core';
-import type { LeaderLease } from './lease.ts';
+import { type LeaderLease, leaseTerm } from './lease.ts';
 import type { ExecutionService, LegResult, PlanLike } from './service.ts';
 import { within } from './within.ts';
 
@@ -76,9 +76,12 @@ export class Orchestrator {
     const token = this.#o.lease.token;
     if (token === undefined) return 0;
     const plans = await this.#o.plan({ token });
+    // submitted under the tick's term only: plans made under this token are never submitted under a later
+    // one the same lease object took after another leader's term (they predate that leader's hedges)
+    const term = leaseTerm(this.#o.lease, token);
     let n = 0;
     for (const plan of plans) {
-      const legs = await this.#o.service.submitPlan(plan, { lease: this.#o.lease });
+      const legs = await this.#o.service.submitPlan(plan, { lease: term });
       this.#o.onPlanned?.(plan, legs, token);
       n += 1;
     }

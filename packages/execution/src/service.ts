@@ -20,7 +20,7 @@ import type {
 import { OrderGate } from './gate.ts';
 import { clientOrderIdFor } from './ids.ts';
 import type { KillSwitch } from './kill-switch.ts';
-import { type LeaderLease, NotLeaderError } from './lease.ts';
+import { type LeaseHold, NotLeaderError } from './lease.ts';
 import type { ExecutionMetrics } from './metrics.ts';
 import { ProducerMarks } from './producing.ts';
 import { ORDER_JOB_OPTIONS, type OrderJobData, orderQueueName, PRIORITY } from './queue.ts';
@@ -174,7 +174,7 @@ export class ExecutionService {
    * legitimate. From the ledger write to the adds the legs are under `producing`, so a slow submission
    * (a gate's market-data read slower than the reconciler's orphan grace) is not taken for a dead one.
    */
-  async submitPlan(plan: PlanLike, opts: { lease?: LeaderLease } = {}): Promise<LegResult[]> {
+  async submitPlan(plan: PlanLike, opts: { lease?: LeaseHold } = {}): Promise<LegResult[]> {
     const legs = plan.legs.map((l, i) => parseOrThrow(HedgeIntent, l, `plan ${plan.planId} leg ${i}`));
     const byId = new Map(legs.map((l) => [l.id, l]));
     for (const leg of legs) {
@@ -207,7 +207,7 @@ export class ExecutionService {
     o: {
       byId: ReadonlyMap<string, HedgeIntent>;
       dependedOn: ReadonlyMap<string, string>;
-      lease: LeaderLease | undefined;
+      lease: LeaseHold | undefined;
       token: number | undefined;
     },
   ): Promise<LegResult[]> {

@@ -97,6 +97,8 @@ async function loopStack() {
   };
   return {
     ledger,
+    cmd,
+    prefix,
     errors,
     loop,
     plan,
@@ -192,6 +194,40 @@ describe('planning loop: a new term fences the ledger before it plans (regressio
         }),
       ).rejects.toBeInstanceOf(FencedOutError);
       expect(await st.ledger.getIntent(late.id)).toBeUndefined();
+    } finally {
+      await st.close();
+    }
+  }, 30_000);
+
+  it('plans nothing under a token the lease lost while its fence was written (review: an old token overtook the live tick)', async () => {
+    const st = await loopStack();
+    try {
+      let lease: LeaderLease | undefined;
+      const fenced: number[] = [];
+      const planned: number[] = [];
+      st.loop({
+        lease: () => {
+          lease = st.newLease();
+          return lease;
+        },
+        fence: async (token) => {
+          await st.ledger.advanceFencing('orchestrator', token);
+          fenced.push(token);
+          if (fenced.length > 1) return;
+          // while the first fence was written: the lease lapsed and was taken again under a newer token
+          await st.cmd.del(`${st.prefix}:lease:orchestrator`);
+          for (let i = 0; i < 3 && (lease?.token === undefined || lease.token === token); i++)
+            await lease?.tick();
+        },
+        plan: async ({ token }) => {
+          planned.push(token);
+          return [];
+        },
+      }).start();
+      await until(() => planned.length >= 1, 5000, 'planning under the new token');
+      expect(fenced.length).toBeGreaterThanOrEqual(2);
+      expect(planned).not.toContain(fenced[0]);
+      expect(planned[0]).toBe(fenced[1]);
     } finally {
       await st.close();
     }

@@ -1,7 +1,9 @@
 import {
   type ExecutionService,
   type LeaderLease,
+  type LeaseHold,
   type LegResult,
+  leaseTerm,
   Orchestrator,
   type PlanLike,
   TickOverrunError,
@@ -21,8 +23,11 @@ export interface PlanningLoopOptions {
    * under that token (the next tick tries again).
    */
   fence: (token: number) => Promise<void>;
-  /** Produces the plans of one tick under `token`; `lease` is the one they are submitted under. */
-  plan: (ctx: { token: number; lease: LeaderLease }) => Promise<readonly PlanLike[]>;
+  /**
+   * Produces the plans of one tick under `token`; `lease` is the one they are submitted under: held to
+   * that token's term (`leaseTerm`), so none is submitted under a later term.
+   */
+  plan: (ctx: { token: number; lease: LeaseHold }) => Promise<readonly PlanLike[]>;
   /** Pause between ticks, ms (execution's `OrchestratorOptions.intervalMs`). @defaultValue 1000 */
   intervalMs?: number | (() => number);
   /** The tick watchdog, ms (execution's `OrchestratorOptions.tickTimeoutMs`; 0: off). @defaultValue 60000 */
@@ -80,7 +85,10 @@ export class PlanningLoop {
           await this.#o.fence(token);
           fenced = token;
         }
-        return this.#o.plan({ token, lease });
+        // the lease lost (or changed token) while the fence was written: this tick plans nothing (a
+        // plan under an old token would overtake the live tick in the planner)
+        if (lease.token !== token) return [];
+        return this.#o.plan({ token, lease: leaseTerm(lease, token) });
       },
       ...(this.#o.onPlanned ? { onPlanned: this.#o.onPlanned } : {}),
       onError: (err) => {

@@ -10,7 +10,7 @@ import {
   type ControlResult,
   clientOrderIdFor,
   type ExecutionService,
-  type LeaderLease,
+  type LeaseHold,
   type LegResult,
   ORDER_JOB_OPTIONS,
   type OrderJobData,
@@ -53,7 +53,7 @@ export class TransferFlows {
     this.#flows = new FlowProducer({ connection: o.connection, prefix: o.queuePrefix });
   }
 
-  async submit(plan: PlanForExecution, lease: LeaderLease): Promise<LegResult[]> {
+  async submit(plan: PlanForExecution, lease: LeaseHold): Promise<LegResult[]> {
     const transfers = new Map(plan.transfers.map((t) => [t.id, t]));
     const direct = plan.legs.filter((l) => !l.dependsOn.some((d) => transfers.has(d)));
     const results: LegResult[] = [];
@@ -92,7 +92,7 @@ export class TransferFlows {
     clientOrderId: string,
     t: CollateralTransfer,
     whole: ControlResult,
-    lease: LeaderLease,
+    lease: LeaseHold,
   ): Promise<LegResult> {
     const actor = this.#o.actor ?? 'orchestrator';
     const { created, order } = await this.#o.ledger.recordIntent(intent, {
