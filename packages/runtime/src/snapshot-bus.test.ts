@@ -173,6 +173,21 @@ describe('snapshot bus listeners', () => {
   });
 });
 
+describe('publishing', () => {
+  it('never goes back to an older snapshot: a late publish of an overtaken tick is dropped (review)', async () => {
+    const bus = new SnapshotBus(ledger, { persistEveryMs: 0 });
+    const { e } = engine();
+    const older = e.snapshot();
+    const newer = e.snapshot();
+    const seen: number[] = [];
+    bus.subscribe((s) => seen.push(s.seq));
+    await bus.publish(newer);
+    await bus.publish(older);
+    expect(seen).toEqual([newer.seq]);
+    expect((await bus.latest())?.seq).toBe(newer.seq);
+  });
+});
+
 describe('following the ledger (an API without an orchestrator in its process)', () => {
   /** Waits until `ok()` holds, polling every 5 ms, for at most 2 s. */
   async function until(ok: () => boolean): Promise<void> {

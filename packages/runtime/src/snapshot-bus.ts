@@ -65,6 +65,8 @@ export class SnapshotBus {
    * `force` (a snapshot whose seq went into plan ids must be on record, so seqs never repeat).
    */
   async publish(s: RiskSnapshot, opts: { force?: boolean } = {}): Promise<void> {
+    // never back to an older snapshot: a tick the next one overtook may still publish its own late
+    if (this.#latest !== undefined && s.seq < this.#latest.seq) return;
     this.#latest = s;
     const now = this.#clock.nowMs();
     if (opts.force || now - this.#lastPersistMs >= this.#persistEveryMs) {
