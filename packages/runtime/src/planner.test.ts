@@ -665,10 +665,76 @@ describe('a venue that cannot be read (regression: its hedge vanished from the b
     expect(btcPlans(await h.planner.plan())).toEqual([]);
     // the book without it looks unhedged, and still nothing is placed for BTC
     expect(Math.abs(h.planner.lastSnapshot?.underlyings.BTC?.delta ?? 0)).toBeGreaterThan(0.5);
+    // and the snapshot says why, not only the log
+    expect(h.planner.lastSnapshot?.warnings).toContain(
+      'venue drift-sol could not be read: no hedge for BTC, ETH until it is read again',
+    );
 
     const never = await flaky();
     never.state.down = true;
     expect(await never.h.planner.plan()).toEqual([]);
+    expect(never.h.planner.lastSnapshot?.warnings).toContain(
+      'venue drift-sol could not be read: no hedge for any underlying until it is read again (it was never read)',
+    );
+  });
+
+  it('an enabled venue that stops running (not built, being rebuilt) is a venue that cannot be read: its last read stands in while young, then its underlyings are held, never planned as if it held nothing (regression: its hedge was placed again elsewhere)', async () => {
+    const state = { gone: false };
+    const logs: { level: string; msg: string; data?: Record<string, unknown> }[] = [];
+    let adapters: readonly VenueAdapter[] = [];
+    const h = await harness(profile(['lyra-arb', 'gmx-arb', 'drift-sol']), undefined, undefined, {
+      // the venues running now, as a registry gives them: drift-sol left out while `gone`
+      venues: async () => adapters.filter((v) => !state.gone || v.id !== 'drift-sol'),
+      notRunning: (id) =>
+        id === 'drift-sol'
+          ? new Error(
+              'venue drift-sol (drift on solana:mainnet-beta): secret key env var DRIFT_KEY is not set; ?api_key=k3y',
+            )
+          : undefined,
+      log: (level, msg, data) => logs.push({ level, msg, ...(data ? { data } : {}) }),
+    });
+    adapters = h.venues;
+    await hedged(h);
+    const delta = h.planner.lastSnapshot?.underlyings.BTC?.delta;
+    state.gone = true;
+    for (let i = 0; i < 2; i++) {
+      h.clock.advance(1000);
+      expect(await h.planner.plan()).toEqual([]);
+      // drift-sol's short perp still counts (without it BTC looks long, and is hedged again on gmx-arb)
+      expect(h.planner.lastSnapshot?.underlyings.BTC?.delta).toBeCloseTo(delta ?? Number.NaN, 1);
+      expect(Math.abs(h.planner.lastSnapshot?.underlyings.BTC?.delta ?? 99)).toBeLessThan(0.5);
+    }
+    expect(h.planner.lastSnapshot?.warnings.find((w) => w.startsWith('venue drift-sol'))).toMatch(
+      /^venue drift-sol is enabled but not running \(its adapter is not built\): its positions and balances of \d+ s ago stand in$/,
+    );
+    h.clock.advance(120_000); // its last read is stale now
+    expect(btcPlans(await h.planner.plan())).toEqual([]);
+    expect(Math.abs(h.planner.lastSnapshot?.underlyings.BTC?.delta ?? 0)).toBeGreaterThan(0.5);
+    expect(h.planner.lastSnapshot?.warnings).toContain(
+      'venue drift-sol is enabled but not running (its adapter is not built): no hedge for BTC, ETH until it runs',
+    );
+    // running again: read, the book whole, nothing to hedge; each change of the streak logged once
+    state.gone = false;
+    h.clock.advance(1000);
+    expect(btcPlans(await h.planner.plan())).toEqual([]);
+    expect(Math.abs(h.planner.lastSnapshot?.underlyings.BTC?.delta ?? 99)).toBeLessThan(0.5);
+    const streak = logs.filter((l) => l.data?.venue === 'drift-sol' && !/funding|Greeks/.test(l.msg));
+    expect(streak.map((l) => [l.level, l.msg.replace(/\d+ s ago/, 'N s ago')])).toEqual([
+      [
+        'warn',
+        'venue drift-sol is enabled but not running (its adapter is not built); its positions and balances of N s ago stand in while it is not running (logged again when this changes)',
+      ],
+      [
+        'warn',
+        'venue drift-sol is enabled but not running (its adapter is not built); no hedge for the underlyings it holds while it is not running (logged again when this changes)',
+      ],
+      ['info', 'venue drift-sol runs and is read again'],
+    ]);
+    expect(streak[0]?.data?.err).toMatchObject({
+      message:
+        'venue drift-sol (drift on solana:mainnet-beta): secret key env var DRIFT_KEY is not set; ?api_key=[redacted]',
+    });
+    expect(JSON.stringify(logs)).not.toContain('k3y');
   });
 
   it('holds when one of our orders on it changed after its last read (a fill would have moved it)', async () => {

@@ -66,9 +66,18 @@ export interface TickPlannerOptions {
    * The venue adapters: a fixed list, or a function of the venue configs in force that returns them
    * (a `VenueRegistry` syncing to them, so venues added or changed through the API join the next tick).
    * Every adapter is read (a disabled venue's positions are still part of the book); only enabled
-   * venues are routed to.
+   * venues are routed to. A venue enabled in the configs in force that has no adapter here (its build
+   * failed, or it is being built) is handled as a venue whose read failed: its last good read stands in
+   * while young, else the underlyings it held get no hedge, all of them when it was never read. A
+   * disabled venue with no adapter (disabled in the profile, so never built) is not part of the book.
    */
   venues: readonly VenueAdapter[] | ((configs: readonly VenueConfig[]) => Promise<readonly VenueAdapter[]>);
+  /**
+   * Why an enabled venue has no adapter among `venues` (the registry's last failed build of it,
+   * `VenueRegistry.buildFailure`), for the log: such a venue is handled as a venue whose read failed
+   * (see `plan`), this only says why. @defaultValue nothing known
+   */
+  notRunning?: (venueId: string) => unknown;
   /**
    * Vol (decimal) per underlying for when no real venue marks an option on it (the profile's
    * `underlyings[].volDecimal`); option implied vols win.
@@ -406,6 +415,52 @@ function hedgeLookbackMs(policy: Policies): number {
   );
 }
 
+/** The start of `TickPlanner.#readTrouble`'s entry for an enabled venue that has no adapter. */
+const NOT_RUNNING = 'not running:';
+
+/** A venue a tick could not read, and what was done about it: the snapshot's warning says so. */
+interface VenueMissed {
+  venue: string;
+  /** Enabled, with no adapter (its build failed, or it is being built), rather than a failed read. */
+  notRunning: boolean;
+  /** Its last good read stands in; or its underlyings (`held`) get no hedge; or all do (never read). */
+  outcome: 'stands in' | 'held' | 'never read';
+  /** Age of its last good read, run-clock ms (none when it was never read). */
+  ageMs?: number;
+  /** The underlyings held for it (outcome `held`). */
+  held: string[];
+}
+
+/** What `TickPlanner.#read` gathers of the venues it could not read. */
+interface UnreadVenues {
+  /** The tick's positions and balances, which a stand-in read adds to. */
+  positions: Position[];
+  balances: Balance[];
+  failed: string[];
+  /** Underlyings that get no hedge this tick; all of them when `blockAll`. */
+  blocked: Set<string>;
+  blockAll: boolean;
+  misses: VenueMissed[];
+}
+
+/** The snapshot's warning for a venue the tick could not read. */
+function missWarning(m: VenueMissed): string {
+  const what = m.notRunning
+    ? `venue ${m.venue} is enabled but not running (its adapter is not built)`
+    : `venue ${m.venue} could not be read`;
+  const until = m.notRunning ? 'until it runs' : 'until it is read again';
+  switch (m.outcome) {
+    case 'stands in':
+      return `${what}: its positions and balances of ${((m.ageMs ?? 0) / 1000).toFixed(0)} s ago stand in`;
+    case 'held':
+      return m.held.length > 0
+        ? `${what}: no hedge for ${m.held.join(', ')} ${until}`
+        : `${what}: its last read, ${((m.ageMs ?? 0) / 1000).toFixed(0)} s ago, held nothing`;
+    default:
+      return `${what}: no hedge for any underlying ${until} (it was never read)`;
+  }
+}
+
 /** What identifies a failure for logging it on change: its error code, else its class name, else its text. */
 function failureKind(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
@@ -469,9 +524,10 @@ const CAP_HOLDS: ReadonlySet<string> = new Set(['window-cap-reached', 'order-cap
 /**
  * What the leader does each tick (execution's `Orchestrator` runs it on its timer, only while holding
  * the lease): read every venue, build a risk snapshot, publish it, decide and route hedges, and hand
- * the plans back for submission. A failing venue read is logged and its data left out (the snapshot
- * lists what is stale). Expired options and futures still held are valued at the settlement prices
- * their venues report (`fetchSettlementPrices`), else at spot with the snapshot's warning. Venues that
+ * the plans back for submission. A failing venue read, or an enabled venue that is not running, is
+ * logged once per streak and named in the snapshot's warnings; its last good read stands in while
+ * young, else its underlyings are not hedged (see `#read`). Expired options and futures still held are
+ * valued at the settlement prices their venues report (`fetchSettlementPrices`), else at spot with the snapshot's warning. Venues that
  * publish Greeks (`capabilities.venueGreeks`, `fetchGreeks`) are asked for those of the live options they
  * hold, which the snapshot compares with the model's (`divergences`; see `#readGreeks`).
  */
@@ -935,20 +991,28 @@ export class TickPlanner {
    * if it was never read) get no new hedge this tick (`blocked`). Either way the venue is in `failed`
    * and logged, once per streak: when its reads start failing, when the failure or its outcome changes,
    * and when it is read again. A read that does not answer within `venueReadTimeoutMs` is a failed read.
+   * `notRunning`: enabled venues with no adapter among `venues` (a build that failed, one underway),
+   * handled exactly as venues whose read failed (`TickPlannerOptions.notRunning` says why, for the log).
+   * Each venue not read is also in `misses`, for the snapshot's warnings.
    * `live()`: false once the tick was overtaken; a read that ends after that changes nothing.
    */
-  async #read(venues: readonly VenueAdapter[], live: () => boolean) {
+  async #read(venues: readonly VenueAdapter[], live: () => boolean, notRunning: readonly string[] = []) {
     const positions: Position[] = [];
     const balances: Balance[] = [];
     const marks: Mark[] = [];
     const funding: FundingRate[] = [];
     /** Venue → the Greeks it published for the live options it holds ([] when it holds none): see #readGreeks. */
     const greeks = new Map<string, VenueGreeks[]>();
-    const failed: string[] = [];
-    const blocked = new Set<string>();
-    let blockAll = false;
-    await Promise.all(
-      venues.map(async (v) => {
+    const missed: UnreadVenues = {
+      positions,
+      balances,
+      failed: [],
+      blocked: new Set(),
+      blockAll: false,
+      misses: [],
+    };
+    await Promise.all([
+      ...venues.map(async (v) => {
         try {
           const readStartedAtMs = this.#o.clock.nowMs();
           const [p, b] = await Promise.all([
@@ -1010,43 +1074,91 @@ export class TickPlanner {
           }
           const g = await greeksRead;
           if (g) greeks.set(v.id, g);
-          if (this.#readTrouble.delete(v.id))
-            this.#o.log('info', `venue ${v.id} read again`, { venue: v.id });
-        } catch (err) {
-          if (!live()) return;
-          failed.push(v.id);
-          const last = this.#lastGood.get(v.id);
-          const moved = last ? await this.#movedSince(v.id, last.atMs) : [];
-          const carried =
-            last !== undefined &&
-            moved.length === 0 &&
-            this.#o.clock.nowMs() - last.atMs <= this.#o.staleAfterMs;
-          if (carried) {
-            positions.push(...last.positions);
-            balances.push(...last.balances);
-          } else if (!last) blockAll = true;
-          else {
-            for (const p of last.positions) blocked.add(safeMeta(p.instrument)?.underlying ?? p.instrument);
-            for (const u of moved) blocked.add(u);
-          }
-          const outcome = carried ? 'stands in' : last ? 'held' : 'never read';
-          const trouble = `${failureKind(err)}|${outcome}`;
-          if (this.#readTrouble.get(v.id) !== trouble) {
-            this.#readTrouble.set(v.id, trouble);
+          const was = this.#readTrouble.get(v.id);
+          if (was !== undefined) {
+            this.#readTrouble.delete(v.id);
             this.#o.log(
-              'warn',
-              `${
-                carried
-                  ? `reading venue ${v.id} failed; its positions and balances of ${((this.#o.clock.nowMs() - (last?.atMs ?? 0)) / 1000).toFixed(0)} s ago stand in`
-                  : `reading venue ${v.id} failed; no hedge for ${last ? 'the underlyings it holds' : 'any underlying (it was never read)'}`
-              } while it fails (logged again when this changes)`,
-              { venue: v.id, err: maskedError(err) },
+              'info',
+              was.startsWith(NOT_RUNNING)
+                ? `venue ${v.id} runs and is read again`
+                : `venue ${v.id} read again`,
+              { venue: v.id },
             );
           }
+        } catch (err) {
+          if (live()) await this.#standIn(v.id, err, false, missed, live);
         }
       }),
+      ...notRunning.map((id) => this.#standIn(id, this.#whyNotRunning(id), true, missed, live)),
+    ]);
+    const { failed, blocked, blockAll, misses } = missed;
+    misses.sort((a, b) => (a.venue < b.venue ? -1 : a.venue > b.venue ? 1 : 0));
+    return { positions, balances, marks, funding, greeks, failed, blocked, blockAll, misses };
+  }
+
+  /** `TickPlannerOptions.notRunning`'s answer; what it throws, if it throws (the tick goes on). */
+  #whyNotRunning(venue: string): unknown {
+    try {
+      return this.#o.notRunning?.(venue);
+    } catch (err) {
+      return err;
+    }
+  }
+
+  /**
+   * A venue the tick cannot read (its read failed: `err`; or, `notRunning`, it is enabled and has no
+   * adapter: `err` is why, when known), into `into`: its last good read stands in when younger than
+   * `staleAfterMs` and none of our orders on it changed since; otherwise the underlyings it held and
+   * those of our orders on it that changed get no hedge (`blocked`), all of them when it was never read
+   * (`blockAll`). Logged once per streak (see `#read`).
+   */
+  async #standIn(
+    venue: string,
+    err: unknown,
+    notRunning: boolean,
+    into: UnreadVenues,
+    live: () => boolean,
+  ): Promise<void> {
+    into.failed.push(venue);
+    const last = this.#lastGood.get(venue);
+    const moved = last ? await this.#movedSince(venue, last.atMs) : [];
+    if (!live()) return;
+    const ageMs = last ? this.#o.clock.nowMs() - last.atMs : undefined;
+    const carried =
+      last !== undefined && moved.length === 0 && (ageMs ?? Number.POSITIVE_INFINITY) <= this.#o.staleAfterMs;
+    const held = new Set<string>();
+    if (carried) {
+      into.positions.push(...last.positions);
+      into.balances.push(...last.balances);
+    } else if (!last) into.blockAll = true;
+    else {
+      for (const p of last.positions) held.add(safeMeta(p.instrument)?.underlying ?? p.instrument);
+      for (const u of moved) held.add(u);
+      for (const u of held) into.blocked.add(u);
+    }
+    const outcome = carried ? 'stands in' : last ? 'held' : 'never read';
+    into.misses.push({
+      venue,
+      notRunning,
+      outcome,
+      ...(ageMs === undefined ? {} : { ageMs }),
+      held: [...held].sort(),
+    });
+    const kind = notRunning ? `${NOT_RUNNING}${err === undefined ? '' : failureKind(err)}` : failureKind(err);
+    const trouble = `${kind}|${outcome}`;
+    if (this.#readTrouble.get(venue) === trouble) return;
+    this.#readTrouble.set(venue, trouble);
+    const what = notRunning
+      ? `venue ${venue} is enabled but not running (its adapter is not built);`
+      : `reading venue ${venue} failed;`;
+    const then = carried
+      ? `its positions and balances of ${((ageMs ?? 0) / 1000).toFixed(0)} s ago stand in`
+      : `no hedge for ${last ? 'the underlyings it holds' : 'any underlying (it was never read)'}`;
+    this.#o.log(
+      'warn',
+      `${what} ${then} while it ${notRunning ? 'is not running' : 'fails'} (logged again when this changes)`,
+      { venue, ...(err === undefined ? {} : { err: maskedError(err) }) },
     );
-    return { positions, balances, marks, funding, greeks, failed, blocked, blockAll };
   }
 
   /**
@@ -1263,11 +1375,24 @@ export class TickPlanner {
     // lets a keeper fill land between the two reads, and the same delta gets hedged twice.
     const inFlight = await this.#inFlightUnderlyings();
     const transitBefore = await this.#o.inTransit?.();
-    const { failed, blocked, blockAll, greeks, ...inputs } = await this.#read(all, live);
+    // An enabled venue with no adapter (its build failed: bad params, a key env var not set; or it is
+    // being built) is a venue that cannot be read, never one holding nothing: without it, a hedge held
+    // there would drop out of the book and be placed again elsewhere.
+    const running = new Set(all.map((v) => v.id));
+    const notRunning = [...new Set(venueCfg.filter((c) => c.enabled && !running.has(c.id)).map((c) => c.id))];
+    const { failed, blocked, blockAll, greeks, misses, ...inputs } = await this.#read(all, live, notRunning);
     const transitAfter = await this.#o.inTransit?.();
     check();
-    const running = new Set(all.map((v) => v.id));
-    for (const venue of this.#readTrouble.keys()) if (!running.has(venue)) this.#readTrouble.delete(venue);
+    for (const [venue, trouble] of this.#readTrouble) {
+      if (running.has(venue) || notRunning.includes(venue)) continue;
+      this.#readTrouble.delete(venue);
+      // disabled (or no longer configured) with no adapter: the book leaves it out, as at start
+      this.#o.log(
+        'info',
+        `venue ${venue} is no longer enabled and has no adapter: its hold ends (a disabled venue that is not running is not part of the book)`,
+        { venue, was: trouble.split('|')[1] },
+      );
+    }
     this.#lastInputs = inputs;
     this.#learnMarket(inputs.marks);
     const held = open(inputs.positions);
@@ -1291,7 +1416,11 @@ export class TickPlanner {
     check();
     const seq = Math.max(raw.seq + this.#seqOffset, stored + 1);
     this.#seqOffset = seq - raw.seq;
-    const snapshot: RiskSnapshot = { ...raw, seq };
+    // a venue not read this tick is said in the snapshot too, not only in the log
+    const snapshot: RiskSnapshot =
+      misses.length === 0
+        ? { ...raw, seq }
+        : { ...raw, seq, warnings: [...raw.warnings, ...misses.map(missWarning)] };
     this.#lastSnapshot = snapshot;
     const br = this.#o.breakers;
     if (br) {

@@ -616,6 +616,8 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           await registry?.syncIfIdle(configs);
           return liveVenues();
         },
+        // an enabled venue the registry could not build holds hedging as an unreadable venue; this says why
+        notRunning: (id) => registry?.buildFailure(id),
         ledger,
         bus,
         currentVenues: () => configStore.venues(),

@@ -11,6 +11,7 @@ import { Redis as IORedis, type Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SharedConfigStore } from './config-store.ts';
 import { TickPlanner } from './planner.ts';
+import { createRouter } from './router.ts';
 import { SnapshotBus } from './snapshot-bus.ts';
 import { VenueRegistry, type VenueWorkers } from './venue-registry.ts';
 import { buildVenue, buildVenues } from './venues.ts';
@@ -92,6 +93,8 @@ async function harness() {
   const logs: { level: string; msg: string; venue?: unknown }[] = [];
   const builds: string[] = [];
   const failing = new Set<string>();
+  /** What a failing build throws. */
+  const failure = { error: (id: string): Error => new Error(`rpc of ${id} down`) };
   const registry = new VenueRegistry({
     initial: built.all.map((adapter) => ({
       config: config.venues.find((v) => v.id === adapter.id) as VenueConfig,
@@ -99,7 +102,7 @@ async function harness() {
     })),
     build: async (v, previous) => {
       builds.push(v.id);
-      if (failing.has(v.id)) throw new Error(`rpc of ${v.id} down`);
+      if (failing.has(v.id)) throw failure.error(v.id);
       return buildVenue(v, { config, clock, env: {}, dataDir, market: built.market }, previous);
     },
     current: () => store.venues(),
@@ -132,6 +135,7 @@ async function harness() {
     logs,
     builds,
     failing,
+    failure,
     ids,
     market: built.market,
   };
@@ -307,6 +311,80 @@ describe('venue registry: stored venue configs → running adapters', () => {
     await expect(h.port.update('drift-bad', perp('drift-bad', { levels: 0 }), actor)).rejects.toThrow(
       /params\.levels/,
     );
+  });
+
+  /** A planner over the registry (as the run wires it: each tick syncs first), with real routing. */
+  function plannerOn(h: Awaited<ReturnType<typeof harness>>) {
+    const logs: { level: string; msg: string; data?: Record<string, unknown> }[] = [];
+    const planner = new TickPlanner({
+      clock: h.clock,
+      ...(h.market ? { market: h.market } : {}),
+      venues: async (configs) => {
+        await h.registry.syncIfIdle(configs);
+        return h.registry.adapters();
+      },
+      notRunning: (id) => h.registry.buildFailure(id),
+      ledger: h.ledger,
+      bus: new SnapshotBus(h.ledger),
+      currentVenues: () => h.store.venues(),
+      currentPolicy: () => h.store.policy(),
+      route: createRouter({ maxSlippageBps: h.config.limits.maxSlippageBps, log: () => {} }),
+      staleAfterMs: h.config.limits.staleAfterMs,
+      log: (level, msg, data) => logs.push({ level, msg, ...(data ? { data } : {}) }),
+    });
+    return { planner, logs };
+  }
+
+  it('an enabled venue that cannot be built holds hedging as a venue never read does, until it is built (regression: planned as if it held nothing)', async () => {
+    const h = await harness();
+    h.failing.add('drift-two');
+    h.failure.error = (id) => new Error(`venue ${id}: rpc https://alice:hunter2@rpc.example/ refused`);
+    await h.port.add(perp('drift-two'), actor);
+    const { planner, logs } = plannerOn(h);
+    for (let i = 0; i < 3; i++) {
+      expect(await planner.plan()).toEqual([]);
+      h.clock.advance(1000);
+    }
+    // the book's BTC delta (gmx-arb's perp) is far outside its band: held, not hedged
+    expect(Math.abs(planner.lastSnapshot?.underlyings.BTC?.delta ?? 0)).toBeGreaterThan(0.5);
+    const held = logs.filter((l) => l.data?.venue === 'drift-two');
+    expect(held).toHaveLength(1);
+    expect(held[0]?.level).toBe('warn');
+    expect(held[0]?.msg).toBe(
+      'venue drift-two is enabled but not running (its adapter is not built); no hedge for any underlying (it was never read) while it is not running (logged again when this changes)',
+    );
+    expect(held[0]?.data?.err).toMatchObject({
+      message: 'venue drift-two: rpc https://[redacted]@rpc.example/ refused',
+    });
+    expect(planner.lastSnapshot?.warnings).toContain(
+      'venue drift-two is enabled but not running (its adapter is not built): no hedge for any underlying until it runs (it was never read)',
+    );
+    // the credential is nowhere: not in the planner's log, the registry's, the snapshot
+    expect(JSON.stringify([logs, h.logs, planner.lastSnapshot])).not.toContain('hunter2');
+    // it builds: read, logged once, and BTC is hedged
+    h.failing.delete('drift-two');
+    const plans = await planner.plan();
+    expect(plans.map((p) => p.underlying)).toContain('BTC');
+    expect(logs.filter((l) => l.data?.venue === 'drift-two').map((l) => [l.level, l.msg])).toEqual([
+      ['warn', held[0]?.msg],
+      ['info', 'venue drift-two runs and is read again'],
+    ]);
+    expect(planner.lastSnapshot?.warnings.join('\n')).not.toMatch(/drift-two/);
+  });
+
+  it('an operator who disables a venue that cannot be built ends its hold: a disabled venue with no adapter is not part of the book', async () => {
+    const h = await harness();
+    h.failing.add('drift-two');
+    await h.port.add(perp('drift-two'), actor);
+    const { planner, logs } = plannerOn(h);
+    expect(await planner.plan()).toEqual([]);
+    await h.port.disable('drift-two', actor);
+    h.clock.advance(1000);
+    expect((await planner.plan()).map((p) => p.underlying)).toContain('BTC');
+    expect(logs.filter((l) => l.data?.venue === 'drift-two').map((l) => l.msg)).toEqual([
+      'venue drift-two is enabled but not running (its adapter is not built); no hedge for any underlying (it was never read) while it is not running (logged again when this changes)',
+      'venue drift-two is no longer enabled and has no adapter: its hold ends (a disabled venue that is not running is not part of the book)',
+    ]);
   });
 
   it('the planner tick does not wait behind a sync underway (syncIfIdle)', async () => {

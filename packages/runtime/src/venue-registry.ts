@@ -2,6 +2,7 @@ import type { VenueConfig } from '@xhedge/config';
 import { closeRedisClient } from '@xhedge/execution';
 import type { VenueAdapter } from '@xhedge/venue';
 import type { Redis } from 'ioredis';
+import { maskedError } from './masked-error.ts';
 
 /** What the registry needs from the process's order workers (execution's `WorkerPool` fits). */
 export interface VenueWorkers {
@@ -79,8 +80,9 @@ function adapterKey(v: VenueConfig): string {
   return canonical(rest);
 }
 
+/** An error's message as a log line may hold it: credentials masked (an RPC URL's key, a password). */
 function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return maskedError(err).message;
 }
 
 /**
@@ -93,7 +95,9 @@ function message(err: unknown): string {
  *   no working order and no job runs on the old one; the old one is closed after the swap;
  * - disabled: the adapter stays, so risk still reads the venue's positions (routing leaves disabled
  *   venues out, see `TickPlanner`);
- * - a build that fails is logged with the venue id and tried again at the next sync; the run goes on.
+ * - a build that fails is logged with the venue id (credentials masked) and tried again at the next
+ *   sync; the run goes on, and the planner, which finds the venue enabled with no adapter, holds its
+ *   hedging as for a venue it cannot read (`buildFailure` says why).
  * Syncs run one at a time (the planner's tick, the poll and the pub/sub nudge share one queue).
  */
 export class VenueRegistry {
@@ -103,6 +107,11 @@ export class VenueRegistry {
   #order: string[] = [];
   #workers: VenueWorkers | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  /**
+   * Enabled venues with no adapter, and the error of their last build (or worker start) that failed:
+   * the planner holds their hedging as for a venue it cannot read (`buildFailure`).
+   */
+  readonly #notBuilt = new Map<string, unknown>();
   /** Last problem logged per venue, so a failure repeated every sync is logged once. */
   readonly #reported = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
@@ -134,6 +143,15 @@ export class VenueRegistry {
     return [...listed, ...rest].map((id) => this.#byId.get(id) as VenueAdapter);
   }
 
+  /**
+   * Why an enabled venue has no adapter: the error of its last build (or worker start) that failed, as
+   * thrown (mask it before it is shown); undefined when it has an adapter, is not enabled, or no build of
+   * it failed yet. For the planner's log (`TickPlannerOptions.notRunning`).
+   */
+  buildFailure(id: string): unknown {
+    return this.#notBuilt.get(id);
+  }
+
   /** The config an adapter runs with. */
   configOf(id: string): VenueConfig | undefined {
     return this.#entries.get(id)?.config;
@@ -142,6 +160,7 @@ export class VenueRegistry {
   #put(config: VenueConfig, adapter: VenueAdapter): void {
     this.#entries.set(config.id, { config, key: adapterKey(config), adapter });
     this.#byId.set(config.id, adapter);
+    this.#notBuilt.delete(config.id);
     if (!this.#order.includes(config.id)) this.#order.push(config.id);
   }
 
@@ -192,6 +211,8 @@ export class VenueRegistry {
     if (this.#closed || this.#stopped) return report;
     const configs = given ?? (await this.#o.current());
     this.#order = configs.map((c) => c.id);
+    for (const id of this.#notBuilt.keys())
+      if (!configs.some((c) => c.id === id && c.enabled)) this.#notBuilt.delete(id);
     for (const c of configs) {
       const e = this.#entries.get(c.id);
       if (!e) {
@@ -231,6 +252,7 @@ export class VenueRegistry {
       // config errors name the venue already
       const what = why.startsWith(`venue ${c.id}`) ? why : `venue ${c.id} (${c.kind} on ${c.chain}): ${why}`;
       this.#report(c.id, 'error', `${what} (not built; tried again at every sync)`);
+      this.#notBuilt.set(c.id, err);
       report.failed.push(c.id);
       return;
     }
@@ -247,6 +269,7 @@ export class VenueRegistry {
         'error',
         `venue ${c.id}: starting its order worker failed; retrying: ${message(err)}`,
       );
+      this.#notBuilt.set(c.id, err);
       report.failed.push(c.id);
       return;
     }
