@@ -961,6 +961,257 @@ describe('a venue whose calls never answer (regression: one hung read stopped he
   });
 });
 
+describe('an overtaken tick and slow venues (review fixes: stale writes, a leaking hung map, no per-tick budget)', () => {
+  const READS = new Set([
+    'loadMarkets',
+    'fetchPositions',
+    'fetchBalances',
+    'fetchMarks',
+    'fetchFundingRate',
+    'fetchGreeks',
+    'fetchOptionChain',
+    'fetchSettlementPrices',
+    'fetchOrderBook',
+    'fetchFills',
+    'quoteHedge',
+    'health',
+  ]);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  /** A promise and what settles it. */
+  const latch = () => {
+    let open = () => {};
+    const p = new Promise<void>((r) => {
+      open = r;
+    });
+    return { p, open };
+  };
+  /** Waits (wall time) until `ok()`, failing after 5 s. */
+  const until = async (ok: () => boolean, what: string) => {
+    for (const started = performance.now(); !ok(); await sleep(5))
+      if (performance.now() - started > 5000) throw new Error(`never: ${what}`);
+  };
+
+  /**
+   * lyra-arb, gmx-arb and drift-sol (holding BTC, ETH and SOL perps); drift-sol's reads answer after
+   * `ctl.delayMs`, and the next call of a name in `ctl.once` waits for that latch (that call only).
+   * `routed`: the venues each route call was given; `ctl.beforeRoute` runs (awaited) before routing.
+   */
+  async function controlled(
+    more: Partial<TickPlannerOptions> = {},
+    breakers?: TickPlannerOptions['breakers'],
+  ) {
+    const ctl = {
+      delayMs: 0,
+      once: new Map<string, Promise<void>>(),
+      calls: [] as string[],
+      beforeRoute: undefined as (() => Promise<void>) | undefined,
+    };
+    const routed: string[][] = [];
+    const logs: { level: string; msg: string; data?: Record<string, unknown> }[] = [];
+    const config = profile(['lyra-arb', 'gmx-arb', 'drift-sol'], (c) => {
+      c.book.positions.push(
+        { venue: 'drift-sol', instrument: 'BTC-USD:PERP', size: 0.5 },
+        { venue: 'drift-sol', instrument: 'SOL-USD:PERP', size: 100 },
+      );
+    });
+    const router = createRouter({ maxSlippageBps: config.limits.maxSlippageBps, log: () => {} });
+    const h = await harness(
+      config,
+      (v) =>
+        v.id !== 'drift-sol'
+          ? v
+          : (new Proxy(v, {
+              get(target, prop) {
+                const x = Reflect.get(target, prop, target);
+                if (typeof x !== 'function') return x;
+                if (!READS.has(String(prop))) return x.bind(target);
+                return async (...args: unknown[]) => {
+                  ctl.calls.push(String(prop));
+                  const gate = ctl.once.get(String(prop));
+                  if (gate) {
+                    ctl.once.delete(String(prop));
+                    await gate;
+                  }
+                  if (ctl.delayMs > 0) await sleep(ctl.delayMs);
+                  return x.apply(target, args);
+                };
+              },
+            }) as VenueAdapter),
+      breakers,
+      {
+        log: (level, msg, data) => logs.push({ level, msg, ...(data ? { data } : {}) }),
+        route: async (d, venues, reservation) => {
+          routed.push(venues.map((v) => v.id));
+          await ctl.beforeRoute?.();
+          return router(d, venues, reservation);
+        },
+        ...more,
+      },
+    );
+    return { h, ctl, routed, logs };
+  }
+
+  it('an overtaken tick that resumes after the newer one feeds no equity to the loss breaker and hands out no plan', async () => {
+    const equity: number[] = [];
+    const priceGate = { hold: undefined as ReturnType<typeof latch> | undefined, waiting: 0 };
+    const { h } = await controlled(
+      {},
+      {
+        observePrice: async () => {
+          const hold = priceGate.hold;
+          if (!hold) return;
+          priceGate.waiting++;
+          await hold.p;
+        },
+        observeChain: async () => {},
+        observeEquity: async (equityUsd) => {
+          equity.push(equityUsd);
+          return { markUsd: equity[0] as number, lossSinceMarkUsd: 0, marked: equity.length === 1 };
+        },
+      },
+    );
+    await h.planner.plan();
+    expect(equity).toHaveLength(1);
+    // tick A stops in the price breakers (a slow breaker store); its caller gives up on it
+    priceGate.hold = latch();
+    const held = priceGate.hold;
+    h.clock.advance(1000);
+    const stuck = h.planner.plan().catch((err: unknown) => err);
+    await until(() => priceGate.waiting > 0, 'tick A in the price breakers');
+    priceGate.hold = undefined;
+    h.clock.advance(1000);
+    const plans = await h.planner.plan();
+    expect(plans.length).toBeGreaterThan(0);
+    expect(equity).toHaveLength(2);
+    const seq = h.planner.lastSnapshot?.seq;
+    held.open();
+    expect(await stuck).toBeInstanceOf(TickSupersededError);
+    // its stale equity never reached the breaker; the later tick's snapshot and plans stand
+    expect(equity).toHaveLength(2);
+    expect(h.planner.lastSnapshot?.seq).toBe(seq);
+    expect(h.planner.pendingPlans).toBe(plans.length);
+  });
+
+  it('an overtaken tick whose policy read resumes late builds no strategy and routes nothing', async () => {
+    const config = profile(['lyra-arb', 'gmx-arb', 'drift-sol']);
+    let policyHold: ReturnType<typeof latch> | undefined;
+    let policyWaiting = 0;
+    const logs: string[] = [];
+    const { h, routed } = await controlled({
+      currentPolicy: async () => {
+        const hold = policyHold;
+        if (hold) {
+          policyWaiting++;
+          await hold.p;
+        }
+        return config.policy;
+      },
+      log: (_level, msg) => logs.push(msg),
+    });
+    policyHold = latch();
+    const held = policyHold;
+    const stuck = h.planner.plan().catch((err: unknown) => err);
+    await until(() => policyWaiting > 0, 'tick A reading the policy');
+    policyHold = undefined;
+    h.clock.advance(1000);
+    const plans = await h.planner.plan();
+    expect(plans.length).toBeGreaterThan(0);
+    const routes = routed.length;
+    held.open();
+    expect(await stuck).toBeInstanceOf(TickSupersededError);
+    expect(routed).toHaveLength(routes);
+    expect(logs).not.toContain('hedge policy changed; strategy rebuilt');
+    expect(h.planner.pendingPlans).toBe(plans.length);
+  });
+
+  it("a venue timing out on an overtaken tick's late call is not hung in the newer tick", async () => {
+    const priceGate = { hold: undefined as ReturnType<typeof latch> | undefined, waiting: 0 };
+    const { h, ctl, routed } = await controlled(
+      { venueReadTimeoutMs: 200 },
+      {
+        observePrice: async () => {
+          const hold = priceGate.hold;
+          if (!hold) return;
+          priceGate.waiting++;
+          await hold.p;
+        },
+        observeChain: async () => {},
+      },
+    );
+    // tick A stops before routing (its caller gives up on it) ...
+    const routeHold = latch();
+    let inRoute = false;
+    ctl.beforeRoute = async () => {
+      ctl.beforeRoute = undefined;
+      inRoute = true;
+      await routeHold.p;
+    };
+    const stuck = h.planner.plan().catch((err: unknown) => err);
+    await until(() => inRoute, 'tick A routing');
+    // ... tick B reads every venue (drift-sol answers) and waits in the price breakers
+    priceGate.hold = latch();
+    const bHeld = priceGate.hold;
+    h.clock.advance(1000);
+    const b = h.planner.plan();
+    await until(() => priceGate.waiting > 0, 'tick B in the price breakers');
+    priceGate.hold = undefined;
+    // tick A goes on: routing's call to drift-sol, made after tick B began, never answers
+    const never = latch();
+    ctl.once.set('fetchBalances', never.p);
+    routeHold.open();
+    await until(
+      () => ctl.calls.includes('fetchBalances') && !ctl.once.has('fetchBalances'),
+      'A asks drift-sol',
+    );
+    await sleep(200 + 150);
+    // its timeout belongs to tick A: tick B still reads and routes to drift-sol
+    bHeld.open();
+    const plans = await b;
+    const bRoutes = routed.slice(1);
+    expect(bRoutes.length).toBeGreaterThan(0);
+    for (const r of bRoutes) expect(r).toContain('drift-sol');
+    expect(plans.flatMap((p) => p.legs.map((l) => l.venue))).toContain('drift-sol');
+    never.open();
+    expect(await stuck).toBeInstanceOf(TickSupersededError);
+  });
+
+  it('a venue answering each call just inside its deadline is cut at its tick budget; the other venues are hedged', async () => {
+    const { h, ctl, routed, logs } = await controlled({ venueReadTimeoutMs: 300 });
+    const budgetMs = 600;
+    ctl.delayMs = 270;
+    const started = performance.now();
+    const plans = await h.planner.plan();
+    const tookMs = performance.now() - started;
+    // positions and balances at once (270 ms), marks (540 ms), then the first funding read is cut at
+    // 600 ms: nothing more is asked of it this tick (no other perp's funding, no routing call)
+    expect(ctl.calls.sort()).toEqual(['fetchBalances', 'fetchFundingRate', 'fetchMarks', 'fetchPositions']);
+    expect(tookMs).toBeLessThan(budgetMs + 400);
+    expect(routed.length).toBeGreaterThan(0);
+    for (const r of routed) expect(r).not.toContain('drift-sol');
+    const venues = plans.flatMap((p) => p.legs.map((l) => l.venue));
+    expect(venues.length).toBeGreaterThan(0);
+    expect(venues).not.toContain('drift-sol');
+    const cut = logs.find((l) => /funding rate of .* on drift-sol not read/.test(l.msg));
+    expect(String(cut?.data?.err)).toMatch(
+      /fetchFundingRate cut off, the venue's calls took its whole tick budget of 600 ms/,
+    );
+    // the budget is per tick: answering fast again, it is read and routed to in the next one
+    ctl.delayMs = 0;
+    routed.length = 0;
+    h.clock.advance(1000);
+    await h.planner.plan();
+    expect(routed.length).toBeGreaterThan(0);
+    for (const r of routed) expect(r).toContain('drift-sol');
+  });
+
+  it('refuses a venue tick budget that is no whole number of ms', () => {
+    for (const bad of [0, -5, 1.5, Number.NaN])
+      expect(() => new TickPlanner({ venueTickBudgetMs: bad } as TickPlannerOptions)).toThrow(
+        `venueTickBudgetMs must be a whole number of ms, at least 1; got ${bad}`,
+      );
+  });
+});
+
 describe('plans never reported are not kept (regression: #pending grew by every plan whose submission threw)', () => {
   it('a tick keeps only its own plans awaiting a report', async () => {
     const h = await harness(profile(['lyra-arb', 'gmx-arb']));

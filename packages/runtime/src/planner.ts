@@ -134,6 +134,16 @@ export interface TickPlannerOptions {
    */
   venueReadTimeoutMs?: number;
   /**
+   * Most wall time one venue's calls may take in one tick, ms (calls under way at once count once; a
+   * health probe does not count): a venue that answers each call just inside `venueReadTimeoutMs` would
+   * otherwise hold the tick for that many times over (funding one perp after another, settlements,
+   * quotes, option chains, routing). The call under way when it runs out fails with a
+   * {@link VenueReadTimeoutError}, and the venue's other calls of the tick fail at once, exactly as after
+   * a call that timed out. Keep it below the tick watchdog (`tickTimeoutMs`).
+   * @defaultValue 2 × venueReadTimeoutMs
+   */
+  venueTickBudgetMs?: number;
+  /**
    * The market circuit breakers fed by each tick: every underlying's spot (price shock over the
    * window) and vol (implied-vol shock), and every venue's chain liveness from its health probe (chain halt). @defaultValue none
    */
@@ -491,14 +501,110 @@ const VENUE_READS: ReadonlySet<PropertyKey> = new Set<keyof VenueAdapter>([
  */
 export class VenueReadTimeoutError extends XhedgeError {
   override name = 'VenueReadTimeoutError';
-  constructor(venue: string, read: string, timeoutMs: number, after?: string) {
+  /**
+   * `budget`: the venue's calls of the tick took its whole `venueTickBudgetMs` (`timeoutMs`) rather than
+   * one call its `venueReadTimeoutMs`.
+   */
+  constructor(venue: string, read: string, timeoutMs: number, after?: string, budget = false) {
     super(
       'VENUE_READ_TIMEOUT',
-      after === undefined
-        ? `venue ${venue}: ${read} gave no answer within ${timeoutMs} ms`
-        : `venue ${venue}: ${read} not asked, its ${after} gave no answer within ${timeoutMs} ms this tick`,
-      { details: { venue, read, timeoutMs, ...(after === undefined ? {} : { after }) } },
+      budget
+        ? after === undefined
+          ? `venue ${venue}: ${read} cut off, the venue's calls took its whole tick budget of ${timeoutMs} ms`
+          : `venue ${venue}: ${read} not asked, its calls took their whole tick budget of ${timeoutMs} ms (at ${after})`
+        : after === undefined
+          ? `venue ${venue}: ${read} gave no answer within ${timeoutMs} ms`
+          : `venue ${venue}: ${read} not asked, its ${after} gave no answer within ${timeoutMs} ms this tick`,
+      {
+        details: {
+          venue,
+          read,
+          ...(budget ? { tickBudgetMs: timeoutMs } : { timeoutMs }),
+          ...(after === undefined ? {} : { after }),
+        },
+      },
     );
+  }
+}
+
+/**
+ * One tick's venue-call deadlines: a new one per tick, captured by that tick's venue views, so a call an
+ * overtaken tick makes late, or its timeout, never reaches a later tick's. Each call fails with a
+ * {@link VenueReadTimeoutError} after `callMs` or once its venue's calls of the tick have taken
+ * `budgetMs` of wall time in all (calls under way at once count once), whichever comes first; after that
+ * the venue is `hung` and its other calls of the tick fail at once. A health probe says nothing of the
+ * venue's data: its timeout marks nothing, and it neither counts toward nor is cut by the budget.
+ */
+class TickDeadlines {
+  /** Venues whose other calls of this tick fail at once: the call that timed out, and whether by budget. */
+  readonly hung = new Map<string, { read: string; budget: boolean }>();
+  /** Per venue: wall ms its calls took so far, the calls under way, and since when (wall ms) they are. */
+  readonly #busy = new Map<string, { usedMs: number; calls: number; sinceMs: number }>();
+  readonly #callMs: number;
+  readonly #budgetMs: number;
+
+  constructor(callMs: number, budgetMs: number) {
+    this.#callMs = callMs;
+    this.#budgetMs = budgetMs;
+  }
+
+  /** `call()` under the venue's deadlines (see the class). */
+  async call<T>(venue: string, read: string, call: () => Promise<T>): Promise<T> {
+    const earlier = this.hung.get(venue);
+    if (earlier !== undefined)
+      throw new VenueReadTimeoutError(
+        venue,
+        read,
+        earlier.budget ? this.#budgetMs : this.#callMs,
+        earlier.read,
+        earlier.budget,
+      );
+    const counted = read !== 'health';
+    let busy = this.#busy.get(venue);
+    if (!busy) {
+      busy = { usedMs: 0, calls: 0, sinceMs: 0 };
+      this.#busy.set(venue, busy);
+    }
+    const b = busy;
+    const startMs = performance.now();
+    const leftMs = counted
+      ? this.#budgetMs - b.usedMs - (b.calls > 0 ? startMs - b.sinceMs : 0)
+      : Number.POSITIVE_INFINITY;
+    if (!(leftMs > 0)) {
+      this.hung.set(venue, { read, budget: true });
+      throw new VenueReadTimeoutError(venue, read, this.#budgetMs, undefined, true);
+    }
+    const byBudget = leftMs < this.#callMs;
+    if (counted) {
+      if (b.calls === 0) b.sinceMs = startMs;
+      b.calls++;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => {
+          // a health probe that does not answer says nothing of the venue's data (as one that fails)
+          if (counted && !this.hung.has(venue)) this.hung.set(venue, { read, budget: byBudget });
+          reject(
+            new VenueReadTimeoutError(
+              venue,
+              read,
+              byBudget ? this.#budgetMs : this.#callMs,
+              undefined,
+              byBudget,
+            ),
+          );
+        },
+        Math.min(this.#callMs, leftMs),
+      );
+    });
+    try {
+      // the call itself cannot be stopped: it is left to settle alone (its answer is dropped)
+      return await Promise.race([Promise.resolve().then(call), late]);
+    } finally {
+      clearTimeout(timer);
+      if (counted && --b.calls === 0) b.usedMs += performance.now() - b.sinceMs;
+    }
   }
 }
 
@@ -586,10 +692,9 @@ export class TickPlanner {
   /** Number of the tick under way (`plan`); a tick whose number is no longer this one was overtaken. */
   #tick = 0;
   readonly #venueReadTimeoutMs: number;
-  /** Per adapter, its view whose reads have the tick's deadline (see `#deadlined`). */
-  readonly #views = new WeakMap<VenueAdapter, VenueAdapter>();
-  /** Venues a call of this tick timed out on, with that call: their other calls of the tick fail at once. */
-  #hung = new Map<string, string>();
+  readonly #venueTickBudgetMs: number;
+  /** Each tick's venue view (see `#deadlined`) → its adapter, for the caches kept per adapter. */
+  readonly #adapterOf = new WeakMap<VenueAdapter, VenueAdapter>();
   /** The kind of failure (`failureKind`) and its outcome of each venue's last read that failed, logged on change. */
   readonly #readTrouble = new Map<string, string>();
   /** Underlyings whose last plan was blocked whole: no new plan before `untilMs` (see `blockedRetry`). */
@@ -619,6 +724,10 @@ export class TickPlanner {
     if (!Number.isSafeInteger(t) || t < 1)
       throw new RangeError(`venueReadTimeoutMs must be a whole number of ms, at least 1; got ${t}`);
     this.#venueReadTimeoutMs = t;
+    const b = o.venueTickBudgetMs ?? 2 * t;
+    if (!Number.isSafeInteger(b) || b < 1)
+      throw new RangeError(`venueTickBudgetMs must be a whole number of ms, at least 1; got ${b}`);
+    this.#venueTickBudgetMs = b;
     this.#o = o;
     this.#risk = new RiskEngine({ clock: o.clock, staleAfterMs: o.staleAfterMs });
   }
@@ -633,46 +742,36 @@ export class TickPlanner {
   }
 
   /**
-   * `v` as the tick reads it: the same adapter, whose read calls ({@link VENUE_READS}) fail with a
-   * {@link VenueReadTimeoutError} after `venueReadTimeoutMs`, and at once for the rest of the tick once
-   * one of them did (a health probe's timeout excepted: it says nothing of the venue's data). One view per adapter (caches keyed by adapter keep working); other calls pass through.
+   * `v` as one tick reads it: the same adapter, whose read calls ({@link VENUE_READS}) go through that
+   * tick's `deadlines` (a new view per tick: nothing of one tick's deadlines reaches another's). Its
+   * markets are listed once per adapter (kept in `#marketInfo`, for routing's cache too, which is keyed
+   * by the view); other calls pass through.
    */
-  #deadlined(v: VenueAdapter): VenueAdapter {
-    let view = this.#views.get(v);
-    if (view) return view;
-    view = new Proxy(v, {
+  #deadlined(v: VenueAdapter, deadlines: TickDeadlines): VenueAdapter {
+    const view = new Proxy(v, {
       get: (target, prop) => {
         const x: unknown = Reflect.get(target, prop, target);
         if (typeof x !== 'function') return x;
         if (!VENUE_READS.has(prop)) return x.bind(target);
+        if (prop === 'loadMarkets')
+          return async () => {
+            let m = this.#marketInfo.get(target);
+            if (!m) {
+              m = await deadlines.call(
+                target.id,
+                'loadMarkets',
+                () => x.apply(target) as Promise<MarketInfo[]>,
+              );
+              this.#marketInfo.set(target, m);
+            }
+            return m;
+          };
         return (...args: unknown[]) =>
-          this.#withDeadline(target.id, String(prop), () => x.apply(target, args) as Promise<unknown>);
+          deadlines.call(target.id, String(prop), () => x.apply(target, args) as Promise<unknown>);
       },
     });
-    this.#views.set(v, view);
+    this.#adapterOf.set(view, v);
     return view;
-  }
-
-  /** `call()`, or a {@link VenueReadTimeoutError} when it has not answered within `venueReadTimeoutMs`. */
-  async #withDeadline<T>(venue: string, read: string, call: () => Promise<T>): Promise<T> {
-    const ms = this.#venueReadTimeoutMs;
-    const earlier = this.#hung.get(venue);
-    if (earlier !== undefined) throw new VenueReadTimeoutError(venue, read, ms, earlier);
-    const hung = this.#hung;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        // a health probe that does not answer says nothing of the venue's data (as one that fails)
-        if (read !== 'health' && !hung.has(venue)) hung.set(venue, read);
-        reject(new VenueReadTimeoutError(venue, read, ms));
-      }, ms);
-    });
-    try {
-      // the call itself cannot be stopped: it is left to settle alone (its answer is dropped)
-      return await Promise.race([Promise.resolve().then(call), late]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   /** `check` throws once the tick was overtaken: a strategy built by then is not kept. */
@@ -1048,6 +1147,8 @@ export class TickPlanner {
           // when the rate is read again, not every tick.
           if (v.fetchFundingRate) {
             for (const i of instruments.filter((x) => x.endsWith(':PERP'))) {
+              // an overtaken tick stops asking (its reads change nothing now)
+              if (!live()) break;
               const key = `${v.id}|${i}`;
               try {
                 funding.push(await v.fetchFundingRate(i));
@@ -1345,7 +1446,9 @@ export class TickPlanner {
     const check = () => {
       if (!live()) throw new TickSupersededError(tick, this.#tick);
     };
-    this.#hung = new Map();
+    // this tick's own deadlines, captured by its venue views: a late call or timeout of an overtaken
+    // tick cannot mark a venue hung in this one
+    const deadlines = new TickDeadlines(this.#venueReadTimeoutMs, this.#venueTickBudgetMs);
     // the last tick's plans not reported by now were never submitted (see #pending)
     this.#pending.clear();
     if (o.leaseToken !== undefined && o.leaseToken !== this.#leaseToken) {
@@ -1362,7 +1465,7 @@ export class TickPlanner {
     const venueCfg = await this.#o.currentVenues();
     // every venue call of the tick, routing's too, goes through the venue's view with its deadline
     const all = (typeof this.#o.venues === 'function' ? await this.#o.venues(venueCfg) : this.#o.venues).map(
-      (v) => this.#deadlined(v),
+      (v) => this.#deadlined(v, deadlines),
     );
     check();
     const enabledIds = new Set(venueCfg.filter((v) => v.enabled).map((v) => v.id));
@@ -1396,7 +1499,8 @@ export class TickPlanner {
     this.#lastInputs = inputs;
     this.#learnMarket(inputs.marks);
     const held = open(inputs.positions);
-    await this.#learnSettlements(all, held, failed);
+    // nor is a venue whose calls of the tick timed out or took its budget asked (it would fail at once)
+    await this.#learnSettlements(all, held, [...failed, ...deadlines.hung.keys()]);
     check();
     this.#setMarket(this.#risk);
     // Size-0 linear positions (a closed perp whose USD P&L the venue has not settled yet) count for
@@ -1438,6 +1542,8 @@ export class TickPlanner {
           ];
         }),
       );
+      // stale equity from an overtaken tick must not reach the loss-since-mark breaker
+      check();
       const inTransit = new Map(
         [...(transitBefore ?? []), ...(transitAfter ?? [])].map((t) => [t.transferId, t]),
       );
@@ -1449,8 +1555,15 @@ export class TickPlanner {
     const nowMs = this.#o.clock.nowMs();
     const waiting = [...this.#blockedUntil].filter(([, b]) => nowMs < b.untilMs).map(([u]) => u);
     // a venue a call of this tick timed out on is not routed to (its data is left out, as a failed read's)
-    const routable = enabled.filter((v) => !this.#hung.has(v.id));
-    const plans = await this.#hedge(snapshot, routable, new Set([...inFlight, ...hold, ...waiting]), check);
+    const routable = enabled.filter((v) => !deadlines.hung.has(v.id));
+    const plans = await this.#hedge(
+      snapshot,
+      routable,
+      new Set([...inFlight, ...hold, ...waiting]),
+      check,
+      live,
+    );
+    check();
     await this.#o.bus.publish(snapshot, { force: plans.length > 0 });
     check();
     return plans;
@@ -1467,10 +1580,15 @@ export class TickPlanner {
     enabled: readonly VenueAdapter[],
     inFlight: ReadonlySet<string>,
     check: () => void,
+    live: () => boolean,
   ): Promise<PlanForExecution[]> {
-    const strategy = await this.#strategyFor(await this.#o.currentPolicy(), check);
+    const policy = await this.#o.currentPolicy();
+    // an overtaken tick's policy read may be older than the later tick's: it must not rebuild the strategy
+    check();
+    const strategy = await this.#strategyFor(policy, check);
     const ctx: Record<string, DecisionContext> = {};
     for (const [u, risk] of Object.entries(snapshot.underlyings)) {
+      check();
       const c: DecisionContext = { pendingOrder: inFlight.has(u) };
       const minBase = await this.#venueMinSizeBase(u, enabled);
       if (minBase !== undefined) c.venueMinSizeBase = minBase;
@@ -1481,9 +1599,11 @@ export class TickPlanner {
         !c.pendingOrder &&
         Math.abs(risk.vegaPerVolPoint - vega.targetPerVolPoint) > vega.bandPerVolPoint
       )
-        c.vegaCandidates = await this.#vegaCandidates(u, risk, snapshot.asOfMs, enabled);
+        c.vegaCandidates = await this.#vegaCandidates(u, risk, snapshot.asOfMs, enabled, live);
       ctx[u] = c;
     }
+    // the decisions update the strategy's state and the cap-hold log: not from an overtaken tick
+    check();
     const plans: PlanForExecution[] = [];
     // One per tick: the plans below are routed one after another on the same balances.
     const reservation = new CollateralReservation();
@@ -1536,13 +1656,9 @@ export class TickPlanner {
     return min;
   }
 
+  /** `v`'s markets (a tick's view lists them once per adapter, see `#deadlined`). */
   async #markets(v: VenueAdapter): Promise<MarketInfo[]> {
-    let m = this.#marketInfo.get(v);
-    if (!m) {
-      m = await v.loadMarkets();
-      this.#marketInfo.set(v, m);
-    }
-    return m;
+    return v.loadMarkets();
   }
 
   /**
@@ -1556,9 +1672,12 @@ export class TickPlanner {
     risk: RiskSnapshot['underlyings'][string],
     nowMs: number,
     enabled: readonly VenueAdapter[],
+    live: () => boolean,
   ): Promise<VegaCandidate[]> {
     const out: VegaCandidate[] = [];
     for (const v of enabled) {
+      // an overtaken tick stops asking (its caller drops what it finds)
+      if (!live()) break;
       if (!v.fetchOptionChain || !v.capabilities.products.includes('option')) continue;
       try {
         const chain = await v.fetchOptionChain(underlying);
@@ -1569,6 +1688,7 @@ export class TickPlanner {
         const cap = this.#o.maxOptionOrderBase?.[underlying] ?? 1000;
         const venueCandidates: VegaCandidate[] = [];
         for (const entry of chain) {
+          if (!live()) break;
           const info = infos.get(entry.instrument.id);
           if (!info?.active) continue;
           const maxOrder = info.maxOrderSizeBase === undefined ? cap : Number(info.maxOrderSizeBase);
@@ -1651,13 +1771,14 @@ export class TickPlanner {
     infos: ReadonlyMap<string, MarketInfo>,
     spotUsd: number,
   ): Promise<number> {
-    const known = this.#optionFeeBpsByVenue.get(v);
+    const adapter = this.#adapterOf.get(v) ?? v;
+    const known = this.#optionFeeBpsByVenue.get(adapter);
     if (known !== undefined || instrument === undefined) return known ?? 0;
     const size = infos.get(instrument)?.minSizeBase ?? '1';
     const q = await v.quoteHedge({ instrument, side: 'buy', sizeBase: size, holdingHours: 0 });
     const bps = (q.feeUsd / (Number(q.executableSizeBase) * spotUsd)) * 10_000;
     const fee = Number.isFinite(bps) && bps > 0 ? bps : 0;
-    this.#optionFeeBpsByVenue.set(v, fee);
+    this.#optionFeeBpsByVenue.set(adapter, fee);
     return fee;
   }
 

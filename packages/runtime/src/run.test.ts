@@ -149,4 +149,12 @@ describe('planning deadlines', () => {
       startRun({ config, env: {}, port: 0, dataDir: join(dir, 'unused-deadlines'), tickTimeoutMs: 5000 }),
     ).rejects.toThrow('venueReadTimeoutMs 10000 must be below tickTimeoutMs 5000');
   });
+
+  it('refuses a venue tick budget not below the tick watchdog', async () => {
+    const config = parseConfig(PAPER, 'paper.yaml');
+    const dataDir = join(dir, 'unused-deadlines');
+    await expect(startRun({ config, env: {}, port: 0, dataDir, venueTickBudgetMs: 60_000 })).rejects.toThrow(
+      'venueTickBudgetMs 60000 must be below tickTimeoutMs 60000',
+    );
+  });
 });

@@ -115,6 +115,14 @@ export interface StartRunOptions {
    */
   venueReadTimeoutMs?: number;
   /**
+   * Most wall time one venue's calls may take in one planning tick, ms
+   * (`TickPlannerOptions.venueTickBudgetMs`): after that its other calls of the tick fail at once, as a
+   * failed read, so a venue answering each call just inside `venueReadTimeoutMs` cannot hold the tick
+   * past the watchdog. Must be below `tickTimeoutMs`. @defaultValue 2 × venueReadTimeoutMs, at most half of
+   * `tickTimeoutMs` (and at least venueReadTimeoutMs)
+   */
+  venueTickBudgetMs?: number;
+  /**
    * The planning tick watchdog, wall ms (execution's `OrchestratorOptions.tickTimeoutMs`): a tick still
    * running after this long is given up, and planning goes on under a new lease (see `PlanningLoop`).
    * 0 turns it off. @defaultValue 60000
@@ -285,6 +293,16 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     throw new XhedgeError(
       'CONFIG_INVALID',
       `venueReadTimeoutMs ${venueReadMs} must be below tickTimeoutMs ${tickMs}: a tick makes several rounds of venue calls, so one hung venue would trip the tick watchdog`,
+    );
+  // by default 2 × the read deadline, but never more than half the watchdog (nor less than one read): a
+  // read deadline a profile raised must not make the default budget refuse the start
+  const venueBudgetMs =
+    opts.venueTickBudgetMs ??
+    (tickMs > 0 ? Math.max(venueReadMs, Math.min(2 * venueReadMs, Math.floor(tickMs / 2))) : 2 * venueReadMs);
+  if (tickMs > 0 && venueBudgetMs >= tickMs)
+    throw new XhedgeError(
+      'CONFIG_INVALID',
+      `venueTickBudgetMs ${venueBudgetMs} must be below tickTimeoutMs ${tickMs}: a slow venue would use all of it and trip the tick watchdog`,
     );
   const env = opts.env ?? process.env;
   const pretty =
@@ -661,6 +679,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         log: (level, msg, data) => log[level](data ?? {}, msg),
         ...(market ? { market } : {}),
         ...(opts.venueReadTimeoutMs !== undefined ? { venueReadTimeoutMs: opts.venueReadTimeoutMs } : {}),
+        venueTickBudgetMs: venueBudgetMs,
       });
       planner = p;
       const leaseRedis = redisEp.client();
