@@ -341,15 +341,17 @@ export class HedgeStrategy {
     // absolute bandDelta) has a yardstick of 0, so the smallest order is the measure: its delta cannot
     // move with the market, so any drift it has came from a position change (an expiry, a fill), and that
     // is treated as urgent once it is urgencyMultiple smallest orders. The reason says which measure it was.
-    const yardstickWords =
-      dustBase > urgencyRef
+    // built only for an urgent decision's reason (every decision of every tick passes here)
+    const measuredBy = urgencyRef;
+    const yardstickWords = () =>
+      dustBase > measuredBy
         ? `the smallest order, ${fmt(dustBase)} ${U}, ` +
-          (urgencyRef === 0
+          (measuredBy === 0
             ? 'as the book has no gamma to measure drift by'
-            : `above the ${timeGateMs === null ? 'band' : "interval's expected delta change"} of ${fmt(urgencyRef)}`)
+            : `above the ${timeGateMs === null ? 'band' : "interval's expected delta change"} of ${fmt(measuredBy)}`)
         : timeGateMs === null
-          ? `the band, ${fmt(urgencyRef)} ${U}`
-          : `the interval's expected delta change, ${fmt(urgencyRef)} ${U}`;
+          ? `the band, ${fmt(measuredBy)} ${U}`
+          : `the interval's expected delta change, ${fmt(measuredBy)} ${U}`;
     urgencyRef = Math.max(urgencyRef, dustBase);
     const urgent = Math.abs(drift) >= policy.urgencyMultiple * urgencyRef && Math.abs(drift) > band;
     const urgency: Urgency = urgent ? 'urgent' : 'normal';
@@ -449,7 +451,7 @@ export class HedgeStrategy {
       // it said "× band" for every policy: an interval policy has no band, and the measure may be the
       // smallest order (a book with no gamma), so an operator could not tell why a hedge was urgent
       (urgent
-        ? `; urgent (drift ≥ ${fmt(policy.urgencyMultiple)}× ${yardstickWords}): time and gas gates skipped`
+        ? `; urgent (drift ≥ ${fmt(policy.urgencyMultiple)}× ${yardstickWords()}): time and gas gates skipped`
         : '') +
       (capped ? `; cut from ${fmt(wanted)} by the ${capped.by} cap` : '');
     const decision: HedgeDecision = {
