@@ -14,29 +14,60 @@ interface StartOptions {
   dryRun?: boolean;
 }
 
+/** Where `onStopSignal` listens and how it exits (the process's own by default; tests pass theirs). */
+export interface StopSignalHost {
+  on(signal: 'SIGINT' | 'SIGTERM', listener: (signal: string) => void): unknown;
+  exit(code: number): void;
+  nowMs(): number;
+}
+
+const PROCESS_HOST: StopSignalHost = {
+  on: (sig, l) => process.on(sig, l),
+  exit: (code) => process.exit(code),
+  nowMs: () => Date.now(),
+};
+
+/** Repeats of a signal within this long of the first are the same Ctrl-C, relayed (see below). */
+export const SIGNAL_REPEAT_MS = 1000;
+
 /**
  * Resolves at the first SIGINT or SIGTERM (with the signal's name). The handlers stay installed for
- * the rest of the process, so a signal during shutdown does not kill the process half-way (a second
- * one says how to force it), and one after `done()` (the stop is complete; the process is exiting)
- * changes nothing: with the handlers gone, a late copy of the signal (tsx relays it to the process it
- * runs) killed a process that had stopped cleanly, exit 130 instead of 0.
+ * the rest of the process, so a repeat of the signal while shutting down does not kill the process
+ * half-way, and one after `done()` (the stop is complete; the process is exiting) changes nothing:
+ * with the handlers gone, a late copy of the signal (tsx relays it to the process it runs) killed a
+ * process that had stopped cleanly, exit 130 instead of 0.
+ *
+ * A second signal more than {@link SIGNAL_REPEAT_MS} after the first is the operator's own: the
+ * shutdown is stuck (a venue call or the ledger not answering) and they want out. The process exits
+ * at once, 130 (SIGINT) or 143 (SIGTERM), as `kill -9` would leave it: an order job still active is
+ * failed as stalled by BullMQ (`maxStalledCount: 0`) and resolved by the reconciler by its client order
+ * id, never re-sent blindly; the chaos proof (`pnpm test:chaos`) kills workers mid-order this way.
  */
-function onStopSignal(io: CliIo): { signal: Promise<string>; done: () => void } {
+export function onStopSignal(
+  io: CliIo,
+  host: StopSignalHost = PROCESS_HOST,
+): { signal: Promise<string>; done: () => void } {
   let first: ((sig: string) => void) | undefined;
   const signal = new Promise<string>((resolve) => (first = resolve));
   let firstAtMs: number | undefined;
   let stopped = false;
   const on = (sig: string) => {
     if (stopped) return;
+    const now = host.nowMs();
     // `pnpm start` wraps node in pnpm and tsx, which forward the terminal's Ctrl-C that they received
     // too: repeats within a second are that same Ctrl-C.
-    if (firstAtMs !== undefined && Date.now() - firstAtMs > 1000)
-      io.err(`xhedge: still shutting down after ${sig}; send SIGKILL to force it`);
-    firstAtMs ??= Date.now();
+    if (firstAtMs !== undefined && now - firstAtMs > SIGNAL_REPEAT_MS) {
+      io.err(
+        `xhedge: ${sig} again during shutdown: exiting now without finishing it; an order job still active is failed as stalled and resolved by its client order id by the reconciler (of another worker, or of this one when it starts again), never re-sent blindly`,
+      );
+      host.exit(sig === 'SIGTERM' ? 143 : 130);
+      return;
+    }
+    firstAtMs ??= now;
     first?.(sig);
   };
-  process.on('SIGINT', on);
-  process.on('SIGTERM', on);
+  host.on('SIGINT', on);
+  host.on('SIGTERM', on);
   return {
     signal,
     done: () => {
