@@ -81,11 +81,12 @@ import { describeTransactionError } from './program-errors.ts';
 import {
   type AccountReadOptions,
   type ConfirmationLevel,
+  findRpcTimeout,
   MinContextSlotNotReachedError,
   reached,
   type SolanaRpc,
 } from './rpc.ts';
-import { sendAndConfirm, signatureOf } from './send.ts';
+import { rpcFailure, sendAndConfirm, signatureOf } from './send.ts';
 
 type FillEvidence = NonNullable<UserOrderIdRecord['fillEvidence']>;
 /** An order's fill range (BASE_PRECISION), the orders that keep it open, and what it came from. */
@@ -275,6 +276,19 @@ export class DriftVenue implements VenueAdapter {
     });
   }
 
+  /**
+   * A read of the node other than an account's, its failure as a venue error (a timeout as
+   * `VenueTimeoutError`), outcome `not-sent` like {@link #read}'s: a caller for whom the order may
+   * have gone out makes it `unknown` ({@link #resolveSent}).
+   */
+  async #rpcRead<T>(what: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (cause) {
+      throw rpcFailure({ venue: this.id, message: `reading ${what} failed`, outcome: 'not-sent', cause });
+    }
+  }
+
   async #read<T>(
     address: PublicKey,
     what: string,
@@ -287,7 +301,7 @@ export class DriftVenue implements VenueAdapter {
     } catch (cause) {
       // Not a failure: the node is behind the asked slot; the caller decides what "not yet" means.
       if (cause instanceof MinContextSlotNotReachedError) throw cause;
-      throw new VenueNetworkError({ venue: this.id, message: `reading ${what} failed`, cause });
+      throw rpcFailure({ venue: this.id, message: `reading ${what} failed`, outcome: 'not-sent', cause });
     }
     if (!data)
       throw new VenueNetworkError({ venue: this.id, message: `${what} ${address.toBase58()} not found` });
@@ -782,7 +796,7 @@ export class DriftVenue implements VenueAdapter {
     try {
       bh = await this.#o.rpc.getLatestBlockhash();
     } catch (cause) {
-      throw new VenueNetworkError({ venue: this.id, message: 'getLatestBlockhash failed', cause });
+      throw rpcFailure({ venue: this.id, message: 'getLatestBlockhash failed', outcome: 'not-sent', cause });
     }
     const message = new TransactionMessage({
       payerKey: this.#o.signer.publicKey,
@@ -931,6 +945,7 @@ export class DriftVenue implements VenueAdapter {
       venue: this.id,
       clientOrderId,
       sleep: this.#sleep,
+      nowMs: () => this.#o.clock.nowMs(),
       ...(this.#o.pollMs === undefined ? {} : { pollMs: this.#o.pollMs }),
     });
   }
@@ -1129,10 +1144,12 @@ export class DriftVenue implements VenueAdapter {
       return await this.#resolve(rec);
     } catch (err) {
       if (!(err instanceof VenueError && err.outcome === 'not-sent')) throw err;
-      throw new VenueNetworkError({
+      // A read that timed out stays a VenueTimeoutError (its message naming the limit).
+      const timedOut = findRpcTimeout(err) !== undefined;
+      throw rpcFailure({
         venue: this.id,
         clientOrderId: rec.clientOrderId,
-        message: `order transaction ${rec.signature ?? ''} went out, but reading its outcome failed (see cause)`,
+        message: `order transaction ${rec.signature ?? ''} went out, but reading its outcome failed${timedOut ? '' : ' (see cause)'}`,
         outcome: 'unknown',
         details: { signature: rec.signature },
         cause: err,
@@ -1333,7 +1350,11 @@ export class DriftVenue implements VenueAdapter {
   async #resolve(rec: UserOrderIdRecord): Promise<Order | null> {
     if (rec.final) return rec.final;
     if (rec.filledBoundsBase) return this.#resolveRange(rec);
-    const status = rec.signature === undefined ? null : await this.#o.rpc.getSignatureStatus(rec.signature);
+    const sig = rec.signature;
+    const status =
+      sig === undefined
+        ? null
+        : await this.#rpcRead('signature status', () => this.#o.rpc.getSignatureStatus(sig));
     if (status?.err) {
       const final = this.#order(rec, {
         status: 'rejected',
@@ -1369,7 +1390,7 @@ export class DriftVenue implements VenueAdapter {
         await this.#o.orderIds.update(rec.clientOrderId, { landedSlot: status.slot });
       return this.#fromDrift(rec, open);
     }
-    if (rec.signature === undefined || rec.lastValidBlockHeight === undefined) {
+    if (sig === undefined || rec.lastValidBlockHeight === undefined) {
       await this.#o.orderIds.forget(rec.clientOrderId);
       return null;
     }
@@ -1395,10 +1416,13 @@ export class DriftVenue implements VenueAdapter {
       // recorded first).
       return this.#settleFromPosition(rec, user, status.slot);
     }
-    if (status === null && (await this.#o.rpc.getBlockHeight()) > rec.lastValidBlockHeight) {
+    if (
+      status === null &&
+      (await this.#rpcRead('block height', () => this.#o.rpc.getBlockHeight())) > rec.lastValidBlockHeight
+    ) {
       // Expired now, but it may have landed after the status read above (just before expiry): once
       // expired it can no longer land, so a second "not found" is final.
-      if ((await this.#o.rpc.getSignatureStatus(rec.signature)) === null) {
+      if ((await this.#rpcRead('signature status', () => this.#o.rpc.getSignatureStatus(sig))) === null) {
         await this.#o.orderIds.forget(rec.clientOrderId);
         return null;
       }

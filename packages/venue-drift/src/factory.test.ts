@@ -228,6 +228,9 @@ describe('createDriftVenue (a drift venue from a profile entry)', () => {
       [{ takerFeeBps: -1 }, /params\.takerFeeBps:/],
       [{ orderTtlSeconds: 0 }, /params\.orderTtlSeconds:/],
       [{ commitment: 'recent' }, /params\.commitment:/],
+      [{ rpcTimeoutMs: 0 }, /params\.rpcTimeoutMs:/],
+      [{ rpcTimeoutMs: 2500.5 }, /params\.rpcTimeoutMs:/],
+      [{ rpcTimeoutMs: 600_000 }, /params\.rpcTimeoutMs:/],
       [{ takerFee: 5 }, /params\.: Unrecognized key: "takerFee"/],
     ];
     for (const [params, want] of cases)
@@ -312,5 +315,24 @@ describe('redactingRpc', () => {
     ])
       expect(text).not.toContain('SECRET');
     expect((err as Error).message).toContain('https://mainnet.example-rpc.com/?api-key=[redacted] failed');
+  });
+
+  it("keeps the error when a cause's message cannot be assigned (fetch's AbortError, a DOMException)", async () => {
+    const abort = new DOMException('aborted at https://rpc.example.com/?api-key=SECRET123456', 'AbortError');
+    const thrown = new Error('request timed out', { cause: abort });
+    const rpc = redactingRpc({
+      getAccountData: async () => null,
+      getLatestBlockhash: async () => ({ blockhash: 'x', lastValidBlockHeight: 1 }),
+      getBlockHeight: async () => {
+        throw thrown;
+      },
+      sendRawTransaction: async () => 'sig',
+      getSignatureStatus: async () => null,
+    });
+    // Before: "Cannot set property message of [object DOMException] which has only a getter" replaced it.
+    const err = await rpc.getBlockHeight().catch((e: unknown) => e);
+    expect(err).toBe(thrown);
+    expect((err as Error).cause).toBe(abort);
+    expect(abort.message).toBe('aborted at https://rpc.example.com/?api-key=[redacted]');
   });
 });

@@ -19,7 +19,7 @@ import { decodePerpMarket } from './decode.ts';
 import { driftPda } from './instructions.ts';
 import { PRICE_PRECISION } from './layout.ts';
 import { fileUserOrderIdStore, UserOrderIdMap } from './order-ids.ts';
-import { connectionRpc, type SolanaRpc } from './rpc.ts';
+import { connectionRpc, type SolanaRpc, timeoutFetch } from './rpc.ts';
 
 /** Drift protocol-v2's program on mainnet-beta and devnet. */
 export const DRIFT_PROGRAM_ID = 'dRiftyHA39MWEi3m9aunc5MzRF1JYuBsbn6VPcn33UH';
@@ -36,6 +36,9 @@ const PublicKeyParam = z.string().refine(
 );
 
 const U16 = z.number().int().min(0).max(65_535);
+
+/** The longest `params.rpcTimeoutMs` accepted: 2 minutes (a node silent that long is not answering). */
+export const RPC_TIMEOUT_MAX_MS = 120_000;
 
 const DriftMarketParams = z
   .object({
@@ -99,6 +102,14 @@ export const DriftVenueParams = z
      * be among `markets`; when it is, its instrument must be SOL's. @defaultValue 0 (SOL-PERP)
      */
     solPriceMarketIndex: U16.default(0),
+    /**
+     * Time limit of each Solana JSON-RPC request, ms, from sending it to the last byte of the answer:
+     * reads, the order send and each confirmation poll. A request past it is aborted (its socket
+     * closed) and fails as `VenueTimeoutError` (retryable); for the order send, and a status read after
+     * it, with outcome unknown (the transaction may have landed: the order is looked up by its client
+     * id before anything is sent again). @defaultValue 10000
+     */
+    rpcTimeoutMs: z.number().int().min(100).max(RPC_TIMEOUT_MAX_MS).default(10_000),
   })
   .strict()
   .superRefine((p, ctx) => {
@@ -172,9 +183,9 @@ export class DriftSecretError extends SecretError {
  */
 export function redactingRpc(rpc: SolanaRpc): SolanaRpc {
   const clean = (err: unknown): unknown => {
-    for (let e = err; e instanceof Error; e = e.cause) {
-      e.message = redact(e.message);
-      if (e.stack) e.stack = redact(e.stack);
+    for (let e = err, depth = 0; e instanceof Error && depth < 16; e = e.cause, depth++) {
+      rewrite(e, 'message', redact(e.message));
+      if (e.stack) rewrite(e, 'stack', redact(e.stack));
     }
     return err;
   };
@@ -191,6 +202,21 @@ export function redactingRpc(rpc: SolanaRpc): SolanaRpc {
     sendRawTransaction: wrap(rpc.sendRawTransaction),
     getSignatureStatus: wrap(rpc.getSignatureStatus),
   };
+}
+
+/**
+ * Sets an error's `message` or `stack` when `text` differs. Some errors' `message` is a getter only
+ * (a DOMException, such as fetch's AbortError): assigning it throws a TypeError, which replaced the
+ * error being thrown (a timed-out request failed as "Cannot set property message"); such an error gets
+ * an own property instead.
+ */
+function rewrite(e: Error, key: 'message' | 'stack', text: string): void {
+  if (e[key] === text) return;
+  try {
+    e[key] = text;
+  } catch {
+    Object.defineProperty(e, key, { value: text, writable: true, configurable: true });
+  }
 }
 
 function describeRef(ref: DriftSecretRef): string {
@@ -356,7 +382,10 @@ export function createDriftVenue(venue: DriftVenueConfigLike, deps: CreateDriftV
     deps.rpc ??
     redactingRpc(
       connectionRpc(
-        new Connection(resolveRpcUrl(venue, deps.secrets), p.commitment ?? 'confirmed'),
+        new Connection(resolveRpcUrl(venue, deps.secrets), {
+          commitment: p.commitment ?? 'confirmed',
+          fetch: timeoutFetch({ timeoutMs: p.rpcTimeoutMs, option: 'params.rpcTimeoutMs' }),
+        }),
         p.commitment,
       ),
     );

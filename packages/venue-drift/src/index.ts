@@ -45,6 +45,7 @@ export {
   DriftVenueParams,
   type DriftVenueParamsInput,
   parseSolanaSecretKey,
+  RPC_TIMEOUT_MAX_MS,
   redactingRpc,
 } from './factory.ts';
 export {
@@ -104,11 +105,17 @@ export {
   type AccountReadOptions,
   type ConfirmationLevel,
   connectionRpc,
+  findRpcTimeout,
   MinContextSlotNotReachedError,
+  RpcTimeoutError,
   type SignatureStatus,
   type SolanaRpc,
+  type TimeoutFetchOptions,
+  timeoutFetch,
 } from './rpc.ts';
 export {
+  CONFIRM_MAX_WAIT_MS,
+  rpcFailure,
   type SendAndConfirmOptions,
   type SendAndConfirmResult,
   sendAndConfirm,

@@ -8,7 +8,8 @@ import type { LiteSvmRpc } from './litesvm-rpc.ts';
  * over HTTP from an in-process litesvm, so a venue built from a profile URL (`endpoints.rpc`) reads the
  * same injected accounts the adapter tests use. Responses have the shapes web3.js 1.98 checks with its
  * superstruct schemas (`jsonRpcResultAndContext`, `AccountInfoResult`, `SignatureStatusResponse`).
- * Any other method is answered with JSON-RPC error -32601 and recorded in `unsupported`.
+ * Any other method is answered with JSON-RPC error -32601 and recorded in `unsupported`. Methods in
+ * `hang` are carried out and never answered (a hung node, for request time limits).
  */
 export interface DriftRpcServer {
   url: string;
@@ -18,6 +19,15 @@ export interface DriftRpcServer {
   readonly sendTransactionCalls: number;
   /** Methods asked for that this server does not implement. */
   unsupported: string[];
+  /**
+   * Methods whose requests are carried out (a `sendTransaction` lands) but never answered: the socket
+   * stays open until the client gives up (a hung node). Mutable.
+   */
+  hang: Set<string>;
+  /** Requests held unanswered by {@link hang} so far. */
+  readonly hungRequests: number;
+  /** Connections of hung requests still open (the client has not given up on them). */
+  readonly hungSocketsOpen: number;
   close(): Promise<void>;
 }
 
@@ -30,7 +40,13 @@ async function readBody(req: IncomingMessage): Promise<string> {
 }
 
 /** Starts the server on a free port of 127.0.0.1. */
-export async function startDriftRpcServer(rpc: LiteSvmRpc): Promise<DriftRpcServer> {
+export async function startDriftRpcServer(
+  rpc: LiteSvmRpc,
+  opts: { hang?: Iterable<string> } = {},
+): Promise<DriftRpcServer> {
+  const hang = new Set(opts.hang ?? []);
+  let hungRequests = 0;
+  let hungSocketsOpen = 0;
   const calls = new Map<string, number>();
   const unsupported: string[] = [];
   const context = () => ({ slot: rpc.slot() });
@@ -114,6 +130,19 @@ export async function startDriftRpcServer(rpc: LiteSvmRpc): Promise<DriftRpcServ
       try {
         const body: unknown = JSON.parse(await readBody(req));
         out = Array.isArray(body) ? await Promise.all(body.map(answer)) : await answer(body);
+        const asked = (Array.isArray(body) ? body : [body]).map((b) =>
+          String((b as { method?: unknown })?.method),
+        );
+        if (asked.some((m) => hang.has(m))) {
+          hungRequests += 1;
+          if (!req.socket.destroyed) {
+            hungSocketsOpen += 1;
+            req.socket.once('close', () => {
+              hungSocketsOpen -= 1;
+            });
+          }
+          return; // done, never answered
+        }
       } catch {
         out = { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'Parse error' } };
       }
@@ -133,6 +162,13 @@ export async function startDriftRpcServer(rpc: LiteSvmRpc): Promise<DriftRpcServ
       return calls.get('sendTransaction') ?? 0;
     },
     unsupported,
+    hang,
+    get hungRequests() {
+      return hungRequests;
+    },
+    get hungSocketsOpen() {
+      return hungSocketsOpen;
+    },
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.closeAllConnections();
