@@ -333,6 +333,8 @@ export class GasPolicy {
       neededWei: bigint;
       /** The highest `maxFeePerGas` signed at the nonce, when known. */
       replacesMaxFeePerGasWei?: bigint | undefined;
+      /** The transaction with that fee cap, when known (named in the refusal). */
+      replacesTxHash?: Hex | undefined;
       what: string;
       venue: string;
       clientOrderId?: string | undefined;
@@ -344,7 +346,7 @@ export class GasPolicy {
       const ceiling = this.firstSendMaxFeePerGasWei;
       const why =
         prev !== undefined && ceiling !== undefined && bumpFeeCap(prev) > cap
-          ? `: the transaction at that nonce was already replaced at or near the cap (its fee cap ${formatGwei(prev)} gwei is above the first-send ceiling ${formatGwei(ceiling)} gwei, or it was signed without this cap), so it cannot be replaced again under the cap; it mines or is reconciled by hash`
+          ? `: the transaction at that nonce${p.replacesTxHash ? ` (${p.replacesTxHash})` : ''} was already replaced at or near the cap (its fee cap ${formatGwei(prev)} gwei is above the first-send ceiling ${formatGwei(ceiling)} gwei, or it was signed without this cap), so it cannot be replaced again under the cap; it mines or is reconciled by hash`
           : '';
       throw new RateLimitError({
         venue: p.venue,
@@ -356,6 +358,7 @@ export class GasPolicy {
           maxFeePerGasGwei: formatGwei(cap),
           baseFeeGwei: formatGwei(fees.baseFeePerGas),
           ...(prev !== undefined ? { replacesMaxFeePerGasGwei: formatGwei(prev) } : {}),
+          ...(p.replacesTxHash !== undefined ? { replacesTxHash: p.replacesTxHash } : {}),
         },
       });
     }

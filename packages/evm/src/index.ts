@@ -81,10 +81,13 @@ export {
   onChainVenueFromConfig,
   orderFromRecord,
   type RecordedNonceScan,
+  type RecordedNonceTx,
   type RecordedSendDeps,
+  recordedNonceTxs,
   replaceByNonce,
   type SentTxStatusDeps,
   sendRecorded,
+  speedUpByNonce,
   unreachableHealth,
   type VenueErrorMapper,
   type VenueTxSenderOptions,
@@ -115,6 +118,7 @@ export {
   type OrderStoreFs,
 } from './store.ts';
 export {
+  type KnownAtNonce,
   type MinedAtNonce,
   type MinedAtNonceOptions,
   NONCE_SCAN_CLOCK_SLACK_MS,

@@ -9,7 +9,13 @@ import {
   TERMINAL_ORDER_STATUSES,
   XhedgeError,
 } from '@xhedge/core';
-import { InvalidOrderError, type OrderRequest, type VenueError, type VenueHealth } from '@xhedge/venue';
+import {
+  InvalidOrderError,
+  NonceError,
+  type OrderRequest,
+  type VenueError,
+  type VenueHealth,
+} from '@xhedge/venue';
 import { type Abi, type Address, erc20Abi, type Hex, type TransactionReceipt } from 'viem';
 import type { z } from 'zod';
 import type { RecordedSpend, SpendCaps, SpendReservation } from './approvals.ts';
@@ -23,7 +29,16 @@ import {
 import { GasPolicy } from './gas.ts';
 import type { SecretSources } from './secrets.ts';
 import { JsonFileOrderStore, type OrderRecordStore } from './store.ts';
-import { type MinedAtNonce, type SendOptions, type TxRequest, TxSender, txCallDigest } from './tx.ts';
+import {
+  type KnownAtNonce,
+  type MinedAtNonce,
+  type SendOptions,
+  type SentTx,
+  type SignedTxInfo,
+  type TxRequest,
+  TxSender,
+  txCallDigest,
+} from './tx.ts';
 
 /**
  * The fields every on-chain adapter persists per client order id (JSON-safe: bigints as strings).
@@ -47,8 +62,16 @@ export interface OnChainOrderRecord {
    * (a speed-up at its nonce, unknown to this record) from another transaction that took the nonce.
    */
   txCallDigest?: Hex;
-  /** Hash of a nonce-replacement cancel, when one was sent. */
+  /** Hash of the latest nonce-replacement cancel, when one was sent (every one is in `nonceTxs`). */
   cancelTxHash?: Hex;
+  /**
+   * Every transaction signed at the order's nonce, oldest first: the order's own, its speed-ups, its
+   * cancels, by any process, each added with its hash and fees before it is broadcast (write-ahead). A
+   * replacement outbids the highest fees here ({@link replaceByNonce}, {@link speedUpByNonce}), and the one
+   * that is mined decides the order ({@link applySentTxStatus}). Absent on records written before it was
+   * kept: {@link recordedNonceTxs} reads those from `txHash` (with the record's fees) and `cancelTxHash`.
+   */
+  nonceTxs?: RecordedNonceTx[];
   filledSizeBase: string;
   avgFillPriceUsd?: string;
   /** The venue's trading fee, USD (the fill's `feeUsd`). */
@@ -69,6 +92,109 @@ export interface OnChainOrderRecord {
   nonceScan?: RecordedNonceScan;
   createdAtMs: number;
   updatedAtMs: number;
+}
+
+/** A transaction signed at an order's nonce, as its record keeps it (`nonceTxs`; JSON-safe). */
+export interface RecordedNonceTx {
+  /**
+   * `original`: the order's own transaction; `speed-up`: its call re-signed with higher fees; `cancel`: a
+   * 0-value self-transfer that takes the nonce so that the order never executes.
+   */
+  kind: 'original' | 'speed-up' | 'cancel';
+  hash: Hex;
+  /**
+   * Its fees, wei, as decimal strings. Absent only on a cancel carried over from a record written before
+   * they were kept (`cancelTxHash`): a replacement then asks the node for them.
+   */
+  maxFeePerGas?: string;
+  maxPriorityFeePerGas?: string;
+  /** Its gas limit, decimal string. */
+  gasLimit?: string;
+  /** When it was signed (ms since epoch); absent on entries carried over from older records. */
+  signedAtMs?: number;
+}
+
+const NONCE_TX_KINDS: ReadonlySet<string> = new Set(['original', 'speed-up', 'cancel']);
+const TX_HASH = /^0x[0-9a-fA-F]{64}$/;
+
+/**
+ * The transactions signed at a record's nonce: its `nonceTxs`, and what a record written before they were
+ * kept names instead (or besides): the order's transaction (`txHash`, with the record's `maxFeePerGas` and
+ * `maxPriorityFeePerGas`) first, its cancel (`cancelTxHash`, fees unknown) last. Entries are returned as
+ * stored, malformed ones included (see {@link replaceByNonce} and {@link applySentTxStatus} for how those
+ * are treated).
+ */
+export function recordedNonceTxs(r: OnChainOrderRecord): RecordedNonceTx[] {
+  const list: RecordedNonceTx[] = Array.isArray(r.nonceTxs) ? [...r.nonceTxs] : [];
+  const has = (hash: string) =>
+    list.some((t) => typeof t?.hash === 'string' && t.hash.toLowerCase() === hash.toLowerCase());
+  if (typeof r.txHash === 'string' && !has(r.txHash)) {
+    list.unshift({
+      kind: 'original',
+      hash: r.txHash,
+      ...(r.maxFeePerGas !== undefined ? { maxFeePerGas: r.maxFeePerGas } : {}),
+      ...(r.maxPriorityFeePerGas !== undefined ? { maxPriorityFeePerGas: r.maxPriorityFeePerGas } : {}),
+    });
+  }
+  if (typeof r.cancelTxHash === 'string' && !has(r.cancelTxHash)) {
+    list.push({ kind: 'cancel', hash: r.cancelTxHash });
+  }
+  return list;
+}
+
+/** The entry of `nonceTxs` for a transaction just signed (before its broadcast). */
+function nonceTxEntry(kind: RecordedNonceTx['kind'], info: SignedTxInfo): RecordedNonceTx {
+  return {
+    kind,
+    hash: info.hash,
+    maxFeePerGas: info.maxFeePerGas.toString(),
+    maxPriorityFeePerGas: info.maxPriorityFeePerGas.toString(),
+    gasLimit: info.gasLimit.toString(),
+    signedAtMs: info.signedAtMs,
+  };
+}
+
+/**
+ * What a replacement of `r`'s transaction must outbid: every transaction recorded at its nonce, with its
+ * fees (without, for a cancel carried over from an older record: the sender asks the node). A malformed
+ * entry refuses the replacement (not sent), naming the order and the entry: outbidding less than what
+ * is in the pool is refused by the node anyway, and leaves the nonce stuck.
+ */
+function knownAtNonceOf(venue: string, r: OnChainOrderRecord, nonce: number): KnownAtNonce[] {
+  const bad = (what: string) =>
+    new NonceError({
+      venue,
+      clientOrderId: r.clientOrderId,
+      retryable: false,
+      message: `cannot replace the transaction of order ${r.clientOrderId} at nonce ${nonce}: ${what}; not sent (fix the order record or reconcile by hand)`,
+    });
+  return recordedNonceTxs(r).map((t, i) => {
+    const at = `its record's nonceTxs[${i}]`;
+    if (t === null || typeof t !== 'object') throw bad(`${at} is not an object`);
+    if (typeof t.hash !== 'string' || !TX_HASH.test(t.hash)) {
+      throw bad(`${at}.hash ${JSON.stringify(t.hash)} is not a transaction hash`);
+    }
+    if (!NONCE_TX_KINDS.has(t.kind))
+      throw bad(`${at}.kind ${JSON.stringify(t.kind)} is not original, speed-up or cancel`);
+    const fee = (key: 'maxFeePerGas' | 'maxPriorityFeePerGas') => {
+      const v = t[key];
+      if (v === undefined) return undefined;
+      if (typeof v !== 'string' || !BASE_UNITS.test(v)) {
+        throw bad(`${at}.${key} ${JSON.stringify(v)} is not a whole number of wei`);
+      }
+      return BigInt(v);
+    };
+    const maxFeePerGas = fee('maxFeePerGas');
+    const maxPriorityFeePerGas = fee('maxPriorityFeePerGas');
+    if ((maxFeePerGas === undefined) !== (maxPriorityFeePerGas === undefined)) {
+      throw bad(`${at} has one of maxFeePerGas and maxPriorityFeePerGas without the other`);
+    }
+    return {
+      hash: t.hash,
+      ...(maxFeePerGas !== undefined ? { maxFeePerGas } : {}),
+      ...(maxPriorityFeePerGas !== undefined ? { maxPriorityFeePerGas } : {}),
+    };
+  });
 }
 
 /** A {@link NonceScan} kept on an order record, with when it ran and how many lookups it took. */
@@ -231,8 +357,11 @@ export async function sendRecorded<T extends OnChainOrderRecord>(
           nonce: info.nonce,
           maxFeePerGas: info.maxFeePerGas.toString(),
           maxPriorityFeePerGas: info.maxPriorityFeePerGas.toString(),
+          // the transactions at this nonce start with this one (an earlier attempt's were at another)
+          nonceTxs: [nonceTxEntry('original', info)],
           updatedAtMs: deps.clock.nowMs(),
         });
+        delete record.cancelTxHash;
         await deps.store.put(cid, record);
       },
     });
@@ -258,8 +387,13 @@ export async function sendRecorded<T extends OnChainOrderRecord>(
 }
 
 /**
- * Cancels a not-yet-mined order transaction by occupying its nonce with a 0-value self-transfer;
- * the cancel's hash is set on `r` (in place) and stored as soon as it is signed.
+ * Cancels a not-yet-mined order transaction by occupying its nonce with a 0-value self-transfer. Its fees
+ * outbid the highest of every transaction recorded at the nonce (`nonceTxs`: the order's, its speed-ups,
+ * earlier cancels, by this process or another before a restart), not only the order's: the node holds the
+ * latest replacement and refuses less as underpriced. The cancel's hash and fees are added to `r`'s
+ * `nonceTxs` (in place; `cancelTxHash` names it) and stored as soon as it is signed, before it is
+ * broadcast. Refused before signing (nothing stored): over the fee cap (`RateLimitError`, naming the
+ * transaction it would have to outbid), or a malformed `nonceTxs` entry (`NonceError`, naming it).
  */
 export async function replaceByNonce<T extends OnChainOrderRecord>(
   sender: TxSender,
@@ -267,23 +401,62 @@ export async function replaceByNonce<T extends OnChainOrderRecord>(
   r: T,
   pending: { hash: Hex; nonce: number },
 ): Promise<void> {
+  await replaceRecorded(sender, store, r, pending, 'cancel');
+}
+
+/**
+ * Speeds up a not-yet-mined order transaction: its call (`request`, else the one this sender signed it
+ * with) re-signed at its nonce, outbidding every transaction recorded there as {@link replaceByNonce} does,
+ * and recorded the same way (added to `r`'s `nonceTxs` and stored before broadcast). A `request` that is
+ * not the order's call (its {@link txCallDigest} differs from the record's) is refused: that would be
+ * another transaction, not the order's. Returns the speed-up once mined; the record is resolved from it
+ * by {@link applySentTxStatus}.
+ */
+export async function speedUpByNonce<T extends OnChainOrderRecord>(
+  sender: TxSender,
+  store: OrderRecordStore<T>,
+  r: T,
+  pending: { hash: Hex; nonce: number },
+  request?: TxRequest,
+): Promise<SentTx> {
+  if (request && r.txCallDigest !== undefined && txCallDigest(request) !== r.txCallDigest) {
+    throw new XhedgeError(
+      'INTERNAL',
+      `cannot speed up order ${r.clientOrderId}: the request given is not the order's call (its digest differs from the record's txCallDigest)`,
+      { details: { clientOrderId: r.clientOrderId } },
+    );
+  }
+  return replaceRecorded(sender, store, r, pending, 'speed-up', request);
+}
+
+async function replaceRecorded<T extends OnChainOrderRecord>(
+  sender: TxSender,
+  store: OrderRecordStore<T>,
+  r: T,
+  pending: { hash: Hex; nonce: number },
+  mode: 'speed-up' | 'cancel',
+  request?: TxRequest,
+): Promise<SentTx> {
+  if (r.nonce !== undefined && r.nonce !== pending.nonce) {
+    throw new XhedgeError(
+      'INTERNAL',
+      `order ${r.clientOrderId} is at nonce ${r.nonce}, asked to replace nonce ${pending.nonce}`,
+      { details: { clientOrderId: r.clientOrderId } },
+    );
+  }
+  const sentAtNonce = knownAtNonceOf(sender.ctx.venue, r, pending.nonce);
   const options: SendOptions = {
     clientOrderId: r.clientOrderId,
     urgency: 'urgent',
     onSigned: async (info) => {
-      r.cancelTxHash = info.hash;
+      // write-ahead, as for the order's own transaction: once broadcast it may take the nonce, and a
+      // later replacement (another process, after a restart) must outbid it
+      r.nonceTxs = [...recordedNonceTxs(r), nonceTxEntry(mode, info)];
+      if (mode === 'cancel') r.cancelTxHash = info.hash;
       await store.put(r.clientOrderId, r);
     },
   };
-  await sender.replace(
-    {
-      ...pending,
-      ...(r.maxFeePerGas ? { maxFeePerGas: BigInt(r.maxFeePerGas) } : {}),
-      ...(r.maxPriorityFeePerGas ? { maxPriorityFeePerGas: BigInt(r.maxPriorityFeePerGas) } : {}),
-    },
-    'cancel',
-    options,
-  );
+  return sender.replace({ ...pending, ...(request ? { request } : {}), sentAtNonce }, mode, options);
 }
 
 /**
@@ -448,14 +621,16 @@ async function settleRecordedSpend(
 }
 
 /**
- * Brings a sent (not yet settled) order record up to date from its transaction: `cancelled` when the
- * nonce-replacement cancel was mined, `onMined` for a successful receipt, `rejected` for a mined revert,
- * else `outcome-unknown`. When another transaction took the nonce, the chain says which
- * ({@link TxSender.minedAtNonce}: by the known hashes first, the order's and its cancel's, which needs no
- * historical state; then by state, or by reading blocks from the record's creation on a node that no
- * longer has that state). A re-signed copy of the order's call (a speed-up) is the order's transaction:
- * its receipt decides as above, and its hash becomes the record's; any other call means the order's
- * never mined (`failed`). What is a copy:
+ * Brings a sent (not yet settled) order record up to date from its transaction. Every transaction
+ * recorded at its nonce (`nonceTxs`, {@link recordedNonceTxs}: the order's, its speed-ups, its cancels, by
+ * any process) is looked up by hash first, which needs no historical state; whichever of them is mined
+ * decides: a cancel → `cancelled` (the order never executed; `cancelTxHash` names that cancel), the order's
+ * transaction or a speed-up → `onMined` for a successful receipt, `rejected` for a mined revert (the
+ * mined one's hash becomes the record's `txHash`); else `outcome-unknown`. When another transaction took
+ * the nonce, the chain says which ({@link TxSender.minedAtNonce}: by the recorded hashes, then by state,
+ * or by reading blocks from the record's creation on a node that no longer has that state). A re-signed
+ * copy of the order's call (a speed-up) is the order's transaction: its receipt decides as above, and its
+ * hash becomes the record's; any other call means the order's never mined (`failed`). What is a copy:
  * - with the record's {@link txCallDigest}: the same digest;
  * - a record written before the digest was kept: a transaction that, signed with the record's nonce and
  *   fees and the taker's call and gas, has the record's hash ({@link TxSender.signsAs}: a speed-up that
@@ -470,8 +645,8 @@ async function settleRecordedSpend(
  * hour), and then reads only the blocks not read yet — none once the range is read: that answer stands
  * until the RPC has the state (an archive RPC) or `opts.rescan` asks for a scan from the start.
  * Mutates `r`; does not store it. The record's reserved spend is committed when the order's transaction
- * was mined, released when it reverted, the recorded cancel took its nonce or another call did; it stays
- * counted while the outcome is unknown.
+ * was mined, released when it reverted, a recorded cancel took its nonce or another call did; it stays
+ * counted while the outcome is unknown. A `nonceTxs` entry without a well-formed hash is passed over.
  */
 export async function applySentTxStatus<T extends OnChainOrderRecord>(
   deps: SentTxStatusDeps,
@@ -491,16 +666,37 @@ export async function applySentTxStatus<T extends OnChainOrderRecord>(
       await settleRecordedSpend(deps.spendCaps, r, 'released');
     }
   };
-  const cancelTxHash = r.cancelTxHash;
-  if (cancelTxHash) {
-    const c = await deps.errors.read(() => deps.sender.status(cancelTxHash, r.nonce));
-    if (c.state === 'mined') {
-      r.status = 'cancelled';
-      r.error = 'replaced by a cancel transaction at the same nonce';
-      r.updatedAtMs = deps.clock.nowMs();
-      await settleRecordedSpend(deps.spendCaps, r, 'released');
-      return;
-    }
+  const cancelled = async (hash: Hex) => {
+    r.status = 'cancelled';
+    r.cancelTxHash = hash;
+    r.error = `replaced by a cancel transaction at the same nonce (${hash})`;
+    r.updatedAtMs = deps.clock.nowMs();
+    await settleRecordedSpend(deps.spendCaps, r, 'released');
+  };
+  /** The order's transaction (its own or a speed-up) `hash` was mined: it decides. */
+  const orderMined = async (hash: Hex, receipt: TransactionReceipt) => {
+    r.txHash = hash;
+    await applyReceipt(receipt);
+  };
+  // Every hash recorded at the nonce, with what it was; the one being reconciled is the order's.
+  const recorded = new Map<string, { hash: Hex; kind: RecordedNonceTx['kind'] }>();
+  for (const t of recordedNonceTxs(r)) {
+    if (t === null || typeof t !== 'object' || typeof t.hash !== 'string' || !TX_HASH.test(t.hash)) continue;
+    if (!NONCE_TX_KINDS.has(t.kind)) continue;
+    recorded.set(t.hash.toLowerCase(), { hash: t.hash, kind: t.kind });
+  }
+  if (!recorded.has(txHash.toLowerCase()))
+    recorded.set(txHash.toLowerCase(), { hash: txHash, kind: 'original' });
+  const me = deps.sender.address.toLowerCase();
+  // The replacements first (cancels, then speed-ups), by receipt: at most one transaction at the nonce
+  // is ever mined, and a receipt read needs no historical state.
+  const replacements = [...recorded.values()].filter((t) => t.hash.toLowerCase() !== txHash.toLowerCase());
+  replacements.sort((a, b) => Number(b.kind === 'cancel') - Number(a.kind === 'cancel'));
+  for (const t of replacements) {
+    const receipt = await deps.sender.receiptOf(t.hash);
+    if (!receipt || receipt.from.toLowerCase() !== me) continue;
+    if (t.kind === 'cancel') return cancelled(t.hash);
+    return orderMined(t.hash, receipt);
   }
   const st = await deps.errors.read(() => deps.sender.status(txHash, r.nonce));
   if (st.state === 'mined') {
@@ -516,7 +712,7 @@ export async function applySentTxStatus<T extends OnChainOrderRecord>(
     try {
       taker = await deps.errors.read(() =>
         deps.sender.minedAtNonce(st.nonce, {
-          knownHashes: cancelTxHash ? [txHash, cancelTxHash] : [txHash],
+          knownHashes: [...recorded.values()].map((t) => t.hash),
           notBeforeMs: r.createdAtMs,
           ...(prior ? { previousScan: prior } : {}),
         }),
@@ -536,11 +732,14 @@ export async function applySentTxStatus<T extends OnChainOrderRecord>(
       r.status = 'outcome-unknown';
       return;
     }
+    // One of the recorded transactions (mined since the reads above): what it was decides.
+    const mine = recorded.get(taker.hash.toLowerCase());
+    if (mine?.kind === 'cancel') return cancelled(taker.hash);
+    if (mine) return orderMined(taker.hash, taker.receipt);
     const copy = await isCopyOfOrder(deps.sender, r, txHash, taker);
     if (copy === true) {
       // A speed-up of the order: that transaction is the order's, and it may have executed it.
-      r.txHash = taker.hash;
-      await applyReceipt(taker.receipt);
+      await orderMined(taker.hash, taker.receipt);
     } else if (copy === undefined) {
       r.status = 'outcome-unknown';
       r.error = `its nonce was used by ${taker.hash}; the record keeps no digest of its call to tell whether that was a re-signed copy of it`;

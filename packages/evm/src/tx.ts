@@ -116,6 +116,18 @@ export interface SignedTxInfo {
   signedAtMs: number;
 }
 
+/**
+ * A transaction known to have been sent at a nonce (the order's, a speed-up, a cancel), with its fees when
+ * they are known; see {@link TxSender.replace}.
+ */
+export interface KnownAtNonce {
+  hash: Hex;
+  /** wei */
+  maxFeePerGas?: bigint;
+  /** wei */
+  maxPriorityFeePerGas?: bigint;
+}
+
 export interface SendOptions {
   urgency?: Urgency;
   clientOrderId?: string;
@@ -707,6 +719,18 @@ export class TxSender {
     }
   }
 
+  /**
+   * The receipt of `hash` (a transaction signed for an order: its own, a speed-up, a cancel), or undefined
+   * while it has none. A failed read is a venue error whose outcome is unknown, as in {@link status}.
+   */
+  async receiptOf(hash: Hex): Promise<TransactionReceipt | undefined> {
+    try {
+      return await this.receiptIfMined(hash);
+    } catch (err) {
+      throw toVenueError(err, { ...this.errCtx(undefined, { txHash: hash }), afterSigning: true });
+    }
+  }
+
   /** The receipt of `hash`, or undefined while it has none. */
   private async receiptIfMined(hash: Hex): Promise<TransactionReceipt | undefined> {
     try {
@@ -826,16 +850,75 @@ export class TxSender {
   }
 
   /**
+   * The highest fees known at `original.nonce` (each part the highest of any transaction there, the
+   * node's replacement rule being on both), with the hash of the transaction with the highest fee cap;
+   * undefined when none is known. See {@link replace} for where they come from.
+   */
+  private async highestFeesAtNonce(original: {
+    hash: Hex;
+    nonce: number;
+    maxFeePerGas?: bigint;
+    maxPriorityFeePerGas?: bigint;
+    sentAtNonce?: readonly KnownAtNonce[];
+  }): Promise<Required<KnownAtNonce> | undefined> {
+    const fees = new Map<string, Required<KnownAtNonce>>();
+    const unknown = new Map<string, Hex>();
+    const add = (k: KnownAtNonce) => {
+      const key = k.hash.toLowerCase();
+      if (k.maxFeePerGas === undefined || k.maxPriorityFeePerGas === undefined) {
+        if (!fees.has(key)) unknown.set(key, k.hash);
+        return;
+      }
+      unknown.delete(key);
+      const had = fees.get(key);
+      fees.set(key, {
+        hash: k.hash,
+        maxFeePerGas: maxBig(had?.maxFeePerGas ?? 0n, k.maxFeePerGas),
+        maxPriorityFeePerGas: maxBig(had?.maxPriorityFeePerGas ?? 0n, k.maxPriorityFeePerGas),
+      });
+    };
+    for (const { info } of this.signed.values()) if (info.nonce === original.nonce) add(info);
+    add(original);
+    for (const k of original.sentAtNonce ?? []) add(k);
+    // Hashes without fees (the original when no fees are given, a record's cancel written before its
+    // fees were kept): what the node has of them. One it does not know is not in its pool either.
+    for (const hash of unknown.values()) {
+      try {
+        const tx = await this.ctx.publicClient.getTransaction({ hash });
+        if (tx.nonce !== original.nonce || tx.from.toLowerCase() !== this.address.toLowerCase()) continue;
+        add({
+          hash,
+          maxFeePerGas: tx.maxFeePerGas ?? tx.gasPrice ?? 0n,
+          maxPriorityFeePerGas: tx.maxPriorityFeePerGas ?? tx.gasPrice ?? 0n,
+        });
+      } catch {
+        // not known to the node (dropped, replaced, never sent): nothing to outbid there
+      }
+    }
+    let top: Required<KnownAtNonce> | undefined;
+    let tip = 0n;
+    for (const f of fees.values()) {
+      if (top === undefined || f.maxFeePerGas > top.maxFeePerGas) top = { ...f };
+      tip = maxBig(tip, f.maxPriorityFeePerGas);
+    }
+    return top && { ...top, maxPriorityFeePerGas: tip };
+  }
+
+  /**
    * Replaces a pending (or dropped) transaction at the same nonce with fees ≥ 12.5 % higher than the
-   * highest known at that nonce (`original`'s, and those of every transaction this sender signed there,
-   * earlier replacements included): `speed-up` re-sends the same call, `cancel` sends 0 wei to self.
-   * Returns the new transaction after it is mined (or NotConfirmedError). Once the replacement is mined
-   * the original can never be. Never above the gas policy's fee cap (`maxFeePerGasGwei`), up to which a
-   * replacement may go (a first send stays at most at 8/9 of it, so one replacement of it always fits
-   * while the base fee is at most the cap): a replacement that would need more is a `RateLimitError`
-   * (not sent) before anything is signed, so nothing changes at the nonce and the transaction there
-   * stays the one its record tracks. A transaction already replaced at (or near) the cap cannot be
-   * replaced again under it; the refusal says so.
+   * highest known at that nonce: `original`'s, those of every transaction in `original.sentAtNonce` (what
+   * the order's record says was sent there: the order's transaction, its speed-ups and cancels, by any
+   * process), and those of every transaction this sender signed there; a hash whose fees are not given
+   * (a record written before they were kept) is looked up at the node, and left out when the node does
+   * not know it (then it is not in its pool either). The node holds the latest replacement, not the
+   * original: bumping from less is refused as underpriced, on every try. `speed-up` re-sends the same
+   * call, `cancel` sends 0 wei to self. Returns the new transaction after it is mined (or
+   * NotConfirmedError). Once the replacement is mined the original can never be. Never above the gas
+   * policy's fee cap (`maxFeePerGasGwei`), up to which a replacement may go (a first send stays at most at
+   * 8/9 of it, so one replacement of it always fits while the base fee is at most the cap): a replacement
+   * that would need more is a `RateLimitError` (not sent) before anything is signed, so nothing changes at
+   * the nonce and the transaction there stays the one its record tracks. A transaction already replaced
+   * at (or near) the cap cannot be replaced again under it; the refusal says so, naming it.
    */
   async replace(
     original: {
@@ -844,41 +927,22 @@ export class TxSender {
       request?: TxRequest;
       maxFeePerGas?: bigint;
       maxPriorityFeePerGas?: bigint;
+      /** Every transaction known to have been sent at the nonce (see above). */
+      sentAtNonce?: readonly KnownAtNonce[];
     },
     mode: 'speed-up' | 'cancel',
     opts: SendOptions = {},
   ): Promise<SentTx> {
     const info = await this.withLock(async () => {
       const known = this.signed.get(original.hash);
-      // The node replaces whatever it holds at the nonce, which may be an earlier replacement with higher
-      // fees than the original (a speed-up, then a cancel): bump from the highest fees known at the nonce,
-      // or the replacement is refused as underpriced, again on every retry.
-      const atNonce: { maxFeePerGas: bigint; maxPriorityFeePerGas: bigint }[] = [];
-      for (const { info } of this.signed.values()) if (info.nonce === original.nonce) atNonce.push(info);
-      if (original.maxFeePerGas !== undefined && original.maxPriorityFeePerGas !== undefined) {
-        atNonce.push({
-          maxFeePerGas: original.maxFeePerGas,
-          maxPriorityFeePerGas: original.maxPriorityFeePerGas,
-        });
-      }
-      if (atNonce.length === 0) {
-        try {
-          const tx = await this.ctx.publicClient.getTransaction({ hash: original.hash });
-          atNonce.push({
-            maxFeePerGas: tx.maxFeePerGas ?? tx.gasPrice ?? 0n,
-            maxPriorityFeePerGas: tx.maxPriorityFeePerGas ?? 0n,
-          });
-        } catch {
-          // not known to the node (dropped, replaced): bumped from the current fees
-        }
-      }
+      const prev = await this.highestFeesAtNonce(original);
       const prevFees: FeeQuote | undefined =
-        atNonce.length === 0
+        prev === undefined
           ? undefined
           : {
               baseFeePerGas: 0n,
-              maxFeePerGas: atNonce.reduce((m, f) => maxBig(m, f.maxFeePerGas), 0n),
-              maxPriorityFeePerGas: atNonce.reduce((m, f) => maxBig(m, f.maxPriorityFeePerGas), 0n),
+              maxFeePerGas: prev.maxFeePerGas,
+              maxPriorityFeePerGas: prev.maxPriorityFeePerGas,
             };
       let current: FeeQuote;
       try {
@@ -897,8 +961,13 @@ export class TxSender {
             ? maxBig(current.baseFeePerGas, bumpFees(prevFees, NO_FEES).maxFeePerGas)
             : current.baseFeePerGas,
           replacesMaxFeePerGasWei: prevFees?.maxFeePerGas,
+          replacesTxHash: prev?.hash,
           what: `a ${mode} of ${original.hash} at nonce ${original.nonce}${
-            prevFees ? ` (12.5 % over its fee cap of ${formatGwei(prevFees.maxFeePerGas)} gwei)` : ''
+            prev === undefined
+              ? ''
+              : prev.hash.toLowerCase() === original.hash.toLowerCase()
+                ? ` (12.5 % over its fee cap of ${formatGwei(prev.maxFeePerGas)} gwei)`
+                : ` (12.5 % over the fee cap of ${prev.hash}, the highest sent at that nonce: ${formatGwei(prev.maxFeePerGas)} gwei)`
           }`,
           venue: this.ctx.venue,
           clientOrderId: opts.clientOrderId,
