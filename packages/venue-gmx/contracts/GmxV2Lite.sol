@@ -16,10 +16,13 @@ pragma solidity ^0.8.24;
 // OrderVault and OrderHandler. Its configuration and bookkeeping live, as upstream, under the keys of
 // contracts/data/Keys.sol and are read with `getUint(bytes32)` (open interest, max open interest,
 // position fee factors, the execution-fee gas settings, funding and borrowing factors), `getInt` and
-// `getBool` (SAVED_FUNDING_FACTOR_PER_SECOND, the borrowing and balance switches, IS_MARKET_DISABLED) and
+// `getBool` (SAVED_FUNDING_FACTOR_PER_SECOND, the borrowing and balance switches, IS_MARKET_DISABLED,
+// CREATE_ORDER_FEATURE_DISABLED) and
 // `getBytes32ValuesAt(bytes32, start, end)`
 // (ORDER_LIST, ACCOUNT_ORDER_LIST); createOrder checks the execution fee with GasUtils'
-// adjustGasLimitForEstimate formula against tx.gasprice, as upstream. Events go out, as on real GMX, through a separate EventEmitter as
+// adjustGasLimitForEstimate formula against tx.gasprice, as upstream, and (in ExchangeRouter.createOrder,
+// for the core's size) the order type's CREATE_ORDER_FEATURE_DISABLED switch (DisabledFeature) and the
+// market's IS_MARKET_DISABLED (DisabledMarket); the keeper does not check them when executing. Events go out, as on real GMX, through a separate EventEmitter as
 // EventLog1/EventLog2 with an EventUtils.EventLogData payload (same topics and item keys as
 // contracts/order/OrderEventUtils.sol and contracts/position/PositionEventUtils.sol, fewer items).
 // Tokens are pulled by a Router's pluginTransfer (approve the Router), as in contracts/router/Router.sol.
@@ -304,6 +307,8 @@ library Keys {
     // Global bools (DataStore.getBool).
     bytes32 internal constant SKIP_BORROWING_FEE_FOR_SMALLER_SIDE = keccak256(abi.encode("SKIP_BORROWING_FEE_FOR_SMALLER_SIDE"));
     bytes32 internal constant USE_OPEN_INTEREST_IN_TOKENS_FOR_BALANCE = keccak256(abi.encode("USE_OPEN_INTEREST_IN_TOKENS_FOR_BALANCE"));
+    // Feature switches (DataStore.getBool, true = disabled): keccak256(abi.encode(NAME, module, orderType)).
+    bytes32 internal constant CREATE_ORDER_FEATURE_DISABLED = keccak256(abi.encode("CREATE_ORDER_FEATURE_DISABLED"));
 
     /// fundingFactorKey, fundingExponentFactorKey, savedFundingFactorPerSecondKey, ..., fundingUpdatedAtKey,
     /// isMarketDisabledKey: `name` is the constant.
@@ -1421,6 +1426,9 @@ contract GmxCore {
 /// msg.value stay the user's, as in gmx-synthetics.
 contract ExchangeRouter {
     GmxCore public immutable dataStore;
+    /// The OrderHandler createOrder and cancelOrder go to (upstream's public immutable): the core, which
+    /// plays it. The order feature switches are keyed by it.
+    address public immutable orderHandler;
     address public immutable wnt;
     /// Pulls the user's tokens (the user approves it, not this contract).
     Router public immutable router;
@@ -1429,9 +1437,12 @@ contract ExchangeRouter {
     error EmptyOrder();
     error Unauthorized(address msgSender, string role);
     error RequestNotYetCancellable(uint256 requestAge, uint256 requestExpirationAge, string requestType);
+    error DisabledFeature(bytes32 key);
+    error DisabledMarket(address market);
 
     constructor(GmxCore core_, address wnt_, Router router_) {
         dataStore = core_;
+        orderHandler = address(core_);
         wnt = wnt_;
         router = router_;
     }
@@ -1459,7 +1470,17 @@ contract ExchangeRouter {
         router.pluginTransfer(token, msg.sender, receiver, amount);
     }
 
+    /// Checked here, not in the core (at the code size limit), before the order is created, as upstream
+    /// checks them in the creating transaction: OrderHandler.createOrder's FeatureUtils.validateFeature of
+    /// Keys.createOrderFeatureDisabledKey(orderHandler, orderType) (DisabledFeature), and
+    /// OrderUtils.createOrder's MarketUtils.validatePositionMarket → validateEnabledMarket of
+    /// Keys.isMarketDisabledKey(market) (DisabledMarket), for increases and decreases alike.
     function createOrder(IBaseOrderUtils.CreateOrderParams calldata params) external payable returns (bytes32) {
+        bytes32 feature =
+            keccak256(abi.encode(Keys.CREATE_ORDER_FEATURE_DISABLED, orderHandler, uint256(params.orderType)));
+        if (dataStore.getBool(feature)) revert DisabledFeature(feature);
+        address market = params.addresses.market;
+        if (dataStore.getBool(Keys.marketKey(Keys.IS_MARKET_DISABLED, market))) revert DisabledMarket(market);
         return dataStore.createOrder(msg.sender, params);
     }
 

@@ -108,6 +108,8 @@ const UPSTREAM: Record<
 > = {
   // contracts/router/ExchangeRouter.sol, BaseRouter.sol, utils/PayableMulticall.sol
   ExchangeRouter: [
+    // `IOrderHandler public immutable orderHandler` (an address in the ABI)
+    { item: 'function orderHandler()', returns: '(address)', selector: '0xb5848305' },
     { item: 'function multicall(bytes[])', returns: '(bytes[])', selector: '0xac9650d8' },
     { item: 'function sendWnt(address,uint256)', returns: '()', selector: '0x7d39aaf1' },
     { item: 'function sendTokens(address,address,uint256)', returns: '()', selector: '0xe6d66ac8' },
@@ -149,6 +151,7 @@ const UPSTREAM: Record<
   // contracts/data/DataStore.sol
   DataStore: [
     { item: 'function getUint(bytes32)', returns: '(uint256)', selector: '0xbd02d0f5' },
+    { item: 'function getBool(bytes32)', returns: '(bool)', selector: '0x7ae1cfca' },
     { item: 'function getBytes32Count(bytes32)', returns: '(uint256)', selector: '0xf3903b9f' },
     {
       item: 'function getBytes32ValuesAt(bytes32,uint256,uint256)',
@@ -186,6 +189,7 @@ const UPSTREAM_ERRORS: UpstreamItem[] = [
   { item: 'error Unauthorized(address,string)', selector: '0xa35b150b' },
   { item: 'error EmptyOrder()', selector: '0x16307797' },
   { item: 'error RequestNotYetCancellable(uint256,uint256,string)', selector: '0xe8266438' },
+  { item: 'error DisabledFeature(bytes32)', selector: '0xdd70e0c9' },
   { item: 'error InsufficientWntAmountForExecutionFee(uint256,uint256)', selector: '0x3a78cd7e' },
   { item: 'error InsufficientExecutionFee(uint256,uint256)', selector: '0x5dac504d' },
   { item: 'error EmptyMarket()', selector: '0x05fbc1ae' },

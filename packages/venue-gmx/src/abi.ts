@@ -53,12 +53,14 @@ const structs = [
 ] as const;
 
 /**
- * ExchangeRouter (contracts/router/ExchangeRouter.sol: createOrder, cancelOrder; sendWnt and sendTokens
- * from contracts/router/BaseRouter.sol; multicall from contracts/utils/PayableMulticall.sol, which
- * bubbles the failing call's revert data). Arbitrum: 0x1C3fa76e6E1088bCE750f23a5BFcffa1efEF6A41.
+ * ExchangeRouter (contracts/router/ExchangeRouter.sol: createOrder, cancelOrder and the `orderHandler`
+ * it forwards them to, a public immutable: the module the order feature switches are keyed by; sendWnt
+ * and sendTokens from contracts/router/BaseRouter.sol; multicall from contracts/utils/PayableMulticall.sol,
+ * which bubbles the failing call's revert data). Arbitrum: 0x1C3fa76e6E1088bCE750f23a5BFcffa1efEF6A41.
  */
 export const exchangeRouterAbi = parseAbi([
   ...structs,
+  'function orderHandler() view returns (address)',
   'function multicall(bytes[] data) payable returns (bytes[] results)',
   'function sendWnt(address receiver, uint256 amount) payable',
   'function sendTokens(address token, address receiver, uint256 amount) payable',
@@ -80,6 +82,7 @@ export const readerAbi = parseAbi([
 /** DataStore (contracts/data/DataStore.sol), read only. Arbitrum: 0xFD70de6b91282D8017aA4E741e9Ae325CAb992d8. */
 export const dataStoreAbi = parseAbi([
   'function getUint(bytes32 key) view returns (uint256)',
+  'function getBool(bytes32 key) view returns (bool)',
   'function getBytes32Count(bytes32 setKey) view returns (uint256)',
   'function getBytes32ValuesAt(bytes32 setKey, uint256 start, uint256 end) view returns (bytes32[])',
 ]);
@@ -101,7 +104,8 @@ export const oracleAbi = parseAbi([
  * The errors of contracts/error/Errors.sol that the calls above may revert with, or that a keeper's
  * OrderCancelled carries in `reasonBytes`, with upstream's parameters (the selector depends on them):
  * ExchangeRouter.cancelOrder / RoleModule (Unauthorized, EmptyOrder), BaseHandler
- * .validateRequestCancellation (RequestNotYetCancellable), OrderUtils.createOrder and GasUtils
+ * .validateRequestCancellation (RequestNotYetCancellable), FeatureUtils.validateFeature in
+ * OrderHandler.createOrder (DisabledFeature), OrderUtils.createOrder and GasUtils
  * (InsufficientWntAmountForExecutionFee, InsufficientExecutionFee), MarketUtils.validatePositionMarket
  * (EmptyMarket, DisabledMarket, InvalidPositionMarket), order execution (UnsupportedOrderType,
  * OrderNotFulfillableAtAcceptablePrice, MaxOpenInterestExceeded, InsufficientReserve,
@@ -113,6 +117,7 @@ export const upstreamErrorAbi = parseAbi([
   'error Unauthorized(address msgSender, string role)',
   'error EmptyOrder()',
   'error RequestNotYetCancellable(uint256 requestAge, uint256 requestExpirationAge, string requestType)',
+  'error DisabledFeature(bytes32 key)',
   'error InsufficientWntAmountForExecutionFee(uint256 wntAmount, uint256 executionFee)',
   'error InsufficientExecutionFee(uint256 minExecutionFee, uint256 executionFee)',
   'error EmptyMarket()',

@@ -1,4 +1,5 @@
 import {
+  AssetSymbol,
   type Balance,
   type ChainId,
   type Clock,
@@ -6,6 +7,7 @@ import {
   type Fill,
   type FundingRate,
   instrumentMeta,
+  isUsdLike,
   type Mark,
   type Order,
   type Position,
@@ -54,6 +56,7 @@ import {
   type VenueAdapter,
   type VenueCapabilities,
   VenueError,
+  VenueHaltedError,
   type VenueHealth,
 } from '@xhedge/venue';
 import {
@@ -88,11 +91,13 @@ import {
   balanceWasImproved,
   FLOAT_PRECISION,
   GMX_KEYS,
+  isMarketDisabledKey,
   maxOpenInterestKey,
   minCollateralFactorKey,
   openInterestInTokensKey,
   openInterestKey,
   orderExecutionGasLimit,
+  orderFeatureDisabledKey,
   poolAmountKey,
   positionFeeFactorKey,
   reserveFactorKey,
@@ -174,6 +179,11 @@ export interface GmxWorkingOrder {
 /** How long a `params.pricesUrl` request may take. */
 const PRICES_TIMEOUT_MS = 10_000;
 
+/**
+ * What every GMX venue offers. `collateral` is a placeholder: each venue's `capabilities` name its
+ * collateral token by the token's own `symbol()` once that is read (the first call that needs the
+ * collateral: markets, balances, positions, orders, fills).
+ */
 export const GMX_CAPABILITIES: VenueCapabilities = {
   products: ['perp'],
   venueGreeks: false,
@@ -190,10 +200,26 @@ export const GMX_CAPABILITIES: VenueCapabilities = {
   gasAsset: 'ETH',
 };
 
-/** The collateral token as the adapter counts it: its decimals and the spend caps in its units. */
+/**
+ * The collateral token as the adapter counts it: its decimals, its symbol (what balances, positions and
+ * markets name it) and the spend caps in its units.
+ */
 interface CollateralUnits {
   decimals: number;
+  symbol: AssetSymbol;
   spendCaps: SpendCaps;
+}
+
+/** An untrusted string from a token contract, safe to quote in a message (JSON-escaped, at most 40 characters). */
+function quoted(text: string): string {
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
+}
+
+/** The two order types the adapter creates, by name (messages) and `Order.OrderType` position. */
+function orderTypeOf(increase: boolean): { name: 'MarketIncrease' | 'MarketDecrease'; value: number } {
+  return increase
+    ? { name: 'MarketIncrease', value: ORDER_TYPE.MarketIncrease }
+    : { name: 'MarketDecrease', value: ORDER_TYPE.MarketDecrease };
 }
 
 /**
@@ -303,7 +329,11 @@ export function classifyGmxRevert(r: Pick<DecodedRevert, 'errorName' | 'reason'>
 
 export class GmxVenue implements VenueAdapter {
   readonly kind = 'gmx';
-  readonly capabilities = GMX_CAPABILITIES;
+  #capabilities: VenueCapabilities = GMX_CAPABILITIES;
+  /** {@link GMX_CAPABILITIES}, with `collateral` the collateral token's symbol once it is read. */
+  get capabilities(): VenueCapabilities {
+    return this.#capabilities;
+  }
   readonly chain: ChainId;
   readonly sender: TxSender;
   private readonly ctx: EvmContext;
@@ -346,10 +376,16 @@ export class GmxVenue implements VenueAdapter {
   #collateral: Promise<CollateralUnits> | undefined;
 
   /**
-   * The collateral token's decimals, read from the token once (`decimals()`; not kept on failure, the
-   * next call asks again) and checked against `params.collateralDecimals` when that is set, and the
-   * spend caps in those units (`spendCapPerDay`). A token whose decimals disagree with the params, or
-   * that has more than 30 (GMX's USD unit), is a `VENUE_MISCONFIGURED` error naming both.
+   * The collateral token's decimals and symbol, read from the token once (`decimals()`, `symbol()`, in
+   * one round; not kept on failure, the next call asks again), the decimals checked against
+   * `params.collateralDecimals` when that is set, and the spend caps in those units (`spendCapPerDay`).
+   * A `VENUE_MISCONFIGURED` error names the token when its decimals disagree with the params or are
+   * more than 30 (GMX's USD unit), when it answers no `symbol()` (a failed read that is not the
+   * network's), when the symbol is no asset symbol (`AssetSymbol`: upper-case letters and digits,
+   * 2 to 10, e.g. USDC; Arbitrum's bridged `USDC.e` is not one), and when it is not a USD stablecoin
+   * (`isUsdLike`: USD, USDC, USDT, DAI): the adapter counts a collateral unit as 1 USD (the collateral
+   * an increase posts for its USD size, `marginUsd`, a fill's fee), which for any other token would be
+   * wrong by its price.
    */
   private collateral(): Promise<CollateralUnits> {
     if (!this.#collateral) {
@@ -363,26 +399,50 @@ export class GmxVenue implements VenueAdapter {
 
   private async readCollateral(): Promise<CollateralUnits> {
     const token = this.p.collateralAsset;
-    const read = await this.errors.read(() =>
-      this.ctx.publicClient.readContract({ address: token, abi: erc20Abi, functionName: 'decimals' }),
-    );
+    const c = this.ctx.publicClient;
+    const [read, symbolRead] = await Promise.all([
+      this.errors.read(() => c.readContract({ address: token, abi: erc20Abi, functionName: 'decimals' })),
+      this.errors
+        .read(() => c.readContract({ address: token, abi: erc20Abi, functionName: 'symbol' }))
+        .catch((err: unknown) => {
+          // a network failure stays what it is (retryable); anything else is the token's answer
+          if (err instanceof VenueError && err.retryable) throw err;
+          const short = err instanceof VenueError ? err.shortMessage : String(err);
+          const why = short.startsWith(`${this.id}: `) ? short.slice(this.id.length + 2) : short;
+          throw new VenueError('VENUE_MISCONFIGURED', {
+            venue: this.id,
+            message: `the collateral token ${token} (params.collateralAsset) answers no ERC-20 symbol(), so its balance cannot be named: ${why}`,
+            outcome: 'not-sent',
+            retryable: false,
+            details: { collateralAsset: token },
+            cause: err,
+          });
+        }),
+    ]);
     const decimals = Number(read);
     const configured = this.p.collateralDecimals;
+    // undefined when the token's symbol is no asset symbol
+    const symbol = AssetSymbol.safeParse(symbolRead).data;
     const wrong =
       configured !== undefined && configured !== decimals
         ? `params.collateralDecimals is ${configured}, but the collateral token ${token} has ${decimals} decimals`
         : !Number.isInteger(decimals) || decimals < 0 || decimals > 30
           ? `the collateral token ${token} has ${read} decimals; GMX amounts need 0 to 30`
-          : undefined;
-    if (wrong)
+          : symbol === undefined
+            ? `the collateral token ${token} has the symbol ${quoted(symbolRead)}, which is no asset symbol (upper-case letters and digits, 2 to 10, a letter first, e.g. USDC), so its balance cannot be named`
+            : !isUsdLike(symbol)
+              ? `the collateral token ${token} is ${symbol}, not a USD stablecoin (USD, USDC, USDT, DAI): the adapter counts a collateral unit as 1 USD (the collateral an order posts, margin, fees)`
+              : undefined;
+    if (wrong !== undefined || symbol === undefined)
       throw new VenueError('VENUE_MISCONFIGURED', {
         venue: this.id,
-        message: wrong,
+        message: wrong ?? `the collateral token ${token} has no asset symbol`,
         outcome: 'not-sent',
         retryable: false,
         details: {
           collateralAsset: token,
           tokenDecimals: decimals,
+          tokenSymbol: quoted(symbolRead),
           ...(configured !== undefined ? { collateralDecimals: configured } : {}),
         },
       });
@@ -393,7 +453,8 @@ export class GmxVenue implements VenueAdapter {
       // The window is rebuilt from the spends recorded on the order records (survives a restart).
       records: this.store,
     });
-    return { decimals, spendCaps };
+    this.#capabilities = { ...GMX_CAPABILITIES, collateral: [symbol] };
+    return { decimals, symbol, spendCaps };
   }
 
   private get account(): Address {
@@ -407,14 +468,18 @@ export class GmxVenue implements VenueAdapter {
   private async marketMap(): Promise<Map<string, MarketEntry>> {
     if (this.markets) return this.markets;
     const c = this.ctx.publicClient;
-    const list = await this.errors.read(() =>
-      c.readContract({
-        address: this.p.reader,
-        abi: readerAbi,
-        functionName: 'getMarkets',
-        args: [this.p.dataStore, 0n, 200n],
-      }),
-    );
+    // the collateral's symbol is the markets' settlement currency (read once, beside the list)
+    const [list, { symbol: settlementCurrency }] = await Promise.all([
+      this.errors.read(() =>
+        c.readContract({
+          address: this.p.reader,
+          abi: readerAbi,
+          functionName: 'getMarkets',
+          args: [this.p.dataStore, 0n, 200n],
+        }),
+      ),
+      this.collateral(),
+    ]);
     const map = new Map<string, MarketEntry>();
     const valued = new Map<string, { id: string; entry: MarketEntry }>();
     const known = new Map<string, { symbol: string; decimals: number }>();
@@ -454,7 +519,7 @@ export class GmxVenue implements VenueAdapter {
         // until the traded markets' factors are read below
         collateralFraction: new Dec(1).div(this.p.leverage),
         info: {
-          instrument: instrumentMeta(id, { settlementCurrency: 'USDC' }),
+          instrument: instrumentMeta(id, { settlementCurrency }),
           venueSymbol: m.marketToken,
           minSizeBase: this.p.minSizeBase,
           sizeStepBase: this.p.sizeStepBase,
@@ -693,7 +758,7 @@ export class GmxVenue implements VenueAdapter {
         }`,
       );
     if (held.length === 0) return [];
-    const { decimals: collateralDecimals } = await this.collateral();
+    const { decimals: collateralDecimals, symbol: collateralSymbol } = await this.collateral();
     const prices = await this.tokenPrices(
       held.flatMap(([id, m]) =>
         this.marketTokens(id, m, 'where the account has positions whose P&L needs it'),
@@ -785,7 +850,7 @@ export class GmxVenue implements VenueAdapter {
         sizeBase,
         unsettledPnlUsd: fromUsd30(pnlUsd30),
         marginUsd: fromUsd30(marginUsd30),
-        settlementCurrency: 'USDC',
+        settlementCurrency: collateralSymbol,
         asOfMs: now,
       };
       if (grossBase > 0) pos.entryPriceUsd = fromUsd30(usd) / grossBase;
@@ -824,8 +889,8 @@ export class GmxVenue implements VenueAdapter {
 
   /**
    * A token amount in USD with 30 decimals, valued as equity counts the position's collateral: the
-   * adapter's collateral (USDC; `collateralDecimals`, its token's) at par, as equity counts the wallet's
-   * USDC; any other token at the
+   * adapter's collateral (a USD stablecoin, see {@link collateral}; `collateralDecimals`, its token's)
+   * at par, as equity counts the wallet's balance of it; any other token at the
    * min price (as GMX values collateral) in `prices` (by lowercase address: the prices of the market's
    * index, long and short tokens, the only tokens GMX's Reader accepts as collateral). Throws, naming
    * `what`, when such a token has no price there.
@@ -846,13 +911,18 @@ export class GmxVenue implements VenueAdapter {
     return collateralUsd30(amount, min);
   }
 
+  /**
+   * The wallet's collateral token, named by its own `symbol()` (see {@link collateral}), all of it
+   * available, and its ETH.
+   */
   async fetchBalances(): Promise<Balance[]> {
+    const { decimals, symbol } = await this.collateral();
     return walletBalances(this.ctx, this.errors, {
       venue: this.id,
       chain: this.chain,
       token: this.p.collateralAsset,
-      decimals: (await this.collateral()).decimals,
-      symbol: 'USDC',
+      decimals,
+      symbol,
       now: () => this.clock.nowMs(),
     });
   }
@@ -889,6 +959,111 @@ export class GmxVenue implements VenueAdapter {
         ),
       ),
     );
+  }
+
+  /** `DataStore.getBool` of `keys`, all at one block. */
+  private async dataStoreBools(keys: readonly Hex[], blockNumber?: bigint): Promise<boolean[]> {
+    return this.errors.read(() =>
+      Promise.all(
+        keys.map((key) =>
+          this.ctx.publicClient.readContract({
+            address: this.p.dataStore,
+            abi: dataStoreAbi,
+            functionName: 'getBool',
+            args: [key],
+            ...(blockNumber !== undefined ? { blockNumber } : {}),
+          }),
+        ),
+      ),
+    );
+  }
+
+  #orderHandler: Promise<Address> | undefined;
+
+  /**
+   * The OrderHandler the ExchangeRouter hands orders to (`ExchangeRouter.orderHandler()`, an immutable:
+   * read once, not kept on failure): GMX keys its order feature switches by it.
+   */
+  private orderHandler(): Promise<Address> {
+    if (!this.#orderHandler) {
+      this.#orderHandler = this.errors
+        .read(() =>
+          this.ctx.publicClient.readContract({
+            address: this.p.exchangeRouter,
+            abi: exchangeRouterAbi,
+            functionName: 'orderHandler',
+          }),
+        )
+        .catch((err: unknown) => {
+          this.#orderHandler = undefined;
+          throw err;
+        });
+    }
+    return this.#orderHandler;
+  }
+
+  /**
+   * Refuses, with a `VenueHaltedError` (not sent, retryable: GMX's operators switch these back) naming
+   * the market, the order type and the DataStore switch, an order GMX would not take now in market `m`
+   * (instrument `id`): an increase (MarketIncrease) or a decrease (MarketDecrease) as `increase` says,
+   * with the switches at `blockNumber` (the latest when omitted):
+   * - IS_MARKET_DISABLED of the market (`marketDisabled`, when the caller has it from
+   *   `Reader.getMarketInfo`; else read here): upstream reverts `DisabledMarket` when any position order
+   *   is created in it (OrderUtils.createOrder → MarketUtils.validatePositionMarket) and when one is
+   *   executed (BaseOrderHandler, `getEnabledMarket`), so decreases and reduce-only orders are refused
+   *   as increases are: GMX would revert them too;
+   * - CREATE_ORDER_FEATURE_DISABLED of the OrderHandler and the order type: OrderHandler.createOrder
+   *   reverts `DisabledFeature`, the creating transaction would revert;
+   * - EXECUTE_ORDER_FEATURE_DISABLED of the OrderHandler and the order type: the order would be
+   *   created and then wait, its collateral held, until GMX switches execution back (the keeper's call
+   *   reverts `DisabledFeature` and OrderHandler._handleOrderError neither cancels nor freezes a market
+   *   order for it), to fill at whatever the price is then: no hedge now.
+   * The switches are per order type: an increase switched off leaves decreases, and the other way round.
+   */
+  private async refuseIfUnavailable(
+    id: string,
+    m: MarketEntry,
+    o: { increase: boolean; marketDisabled?: boolean; blockNumber?: bigint; clientOrderId?: string },
+  ): Promise<void> {
+    const type = orderTypeOf(o.increase);
+    const halted = (message: string, details: Record<string, unknown>) =>
+      new VenueHaltedError({
+        venue: this.id,
+        message,
+        ...(o.clientOrderId !== undefined ? { clientOrderId: o.clientOrderId } : {}),
+        details: { instrument: id, market: m.marketToken, orderType: type.name, ...details },
+      });
+    const marketDisabledError = () =>
+      halted(
+        `market ${m.marketToken} of ${id} is disabled on GMX (DataStore IS_MARKET_DISABLED): it takes no orders, increases and decreases alike`,
+        { switch: 'IS_MARKET_DISABLED', key: isMarketDisabledKey(m.marketToken) },
+      );
+    if (o.marketDisabled === true) throw marketDisabledError();
+    const handler = await this.orderHandler();
+    const keys = {
+      create: orderFeatureDisabledKey('create', handler, type.value),
+      execute: orderFeatureDisabledKey('execute', handler, type.value),
+    };
+    const [create, execute, market] = await this.dataStoreBools(
+      [
+        keys.create,
+        keys.execute,
+        ...(o.marketDisabled === undefined ? [isMarketDisabledKey(m.marketToken)] : []),
+      ],
+      o.blockNumber,
+    );
+    if (market === true) throw marketDisabledError();
+    for (const [feature, off] of [
+      ['create', create],
+      ['execute', execute],
+    ] as const) {
+      if (!off) continue;
+      const name = feature === 'create' ? 'CREATE_ORDER_FEATURE_DISABLED' : 'EXECUTE_ORDER_FEATURE_DISABLED';
+      throw halted(
+        `GMX has ${feature === 'create' ? 'creating' : 'executing'} ${type.name} orders switched off (DataStore ${name} of the OrderHandler ${handler}): ${o.increase ? 'an increase' : 'a decrease'} of ${id} (market ${m.marketToken}) cannot be ${feature === 'create' ? 'created' : 'executed'} now`,
+        { switch: name, key: keys[feature], orderHandler: handler },
+      );
+    }
   }
 
   /**
@@ -961,14 +1136,15 @@ export class GmxVenue implements VenueAdapter {
    * {@link tokenPrices}). The Reader computes them as positions are charged (the funding model the market
    * is configured with, adaptive or static, and the borrowing model, kink or exponent); the adapter does
    * not redo that arithmetic. A Reader that answers for another market (an empty one: it does not know
-   * the market) is a `VENUE_MISCONFIGURED` error naming both.
+   * the market) is a `VENUE_MISCONFIGURED` error naming both. With them, `isDisabled`: the market's
+   * IS_MARKET_DISABLED (ReaderUtils.getMarketInfo reads it), which quotes refuse on.
    */
   private async marketRates(
     id: string,
     m: MarketEntry,
     prices: Map<string, GmxTokenPrice>,
     blockNumber: bigint,
-  ): Promise<GmxMarketRates> {
+  ): Promise<GmxMarketRates & { isDisabled: boolean }> {
     const priceOf = (token: Address) => {
       const p = prices.get(token.toLowerCase()) as GmxTokenPrice;
       return { min: p.min, max: p.max };
@@ -1003,6 +1179,7 @@ export class GmxVenue implements VenueAdapter {
       fundingFactorPerSecond: info.nextFunding.fundingFactorPerSecond,
       borrowingFactorPerSecondForLongs: info.borrowingFactorPerSecondForLongs,
       borrowingFactorPerSecondForShorts: info.borrowingFactorPerSecondForShorts,
+      isDisabled: info.isDisabled,
     };
   }
 
@@ -1200,10 +1377,17 @@ export class GmxVenue implements VenueAdapter {
     // market's long and short open interest closer (PositionPricingUtils.getPositionFeesAfterReferral).
     const sizeDeltaUsd30 = usd30(notional);
     const improved = balanceWasImproved(oi, { isLong: sideIsLong, sizeDeltaUsd30, increase: !decrease });
-    const [feeFactor] = (await this.dataStoreUints(
-      [positionFeeFactorKey(m.marketToken, improved)],
-      blockNumber,
-    )) as [bigint];
+    // A market or an order type GMX has switched off is refused, not quoted (routing would send the
+    // order there): IS_MARKET_DISABLED came with getMarketInfo, the feature switches are read beside the
+    // fee factor (no round trip of their own).
+    const [[feeFactor]] = await Promise.all([
+      this.dataStoreUints([positionFeeFactorKey(m.marketToken, improved)], blockNumber) as Promise<[bigint]>,
+      this.refuseIfUnavailable(req.instrument, m, {
+        increase: !decrease,
+        marketDisabled: rates.isDisabled,
+        blockNumber,
+      }),
+    ]);
     const feeUsd = fromUsd30(applyFactor(sizeDeltaUsd30, feeFactor));
     const ethUsd = await this.ethUsd();
     const execFeeWei = await this.executionFeeWei(!decrease, false);
@@ -1378,8 +1562,13 @@ export class GmxVenue implements VenueAdapter {
         : buying
           ? (ref * (10_000n + slip)) / 10_000n
           : (ref * (10_000n - slip) + 9_999n) / 10_000n;
-    const executionFeeWei = await this.executionFeeWei(increase, true);
-    const { decimals: collateralDecimals, spendCaps } = await this.collateral();
+    // Nothing is approved, reserved or sent for an order GMX would revert (a disabled market, order
+    // creation switched off) or leave unexecuted (execution switched off): see refuseIfUnavailable.
+    const [executionFeeWei, { decimals: collateralDecimals, spendCaps }] = await Promise.all([
+      this.executionFeeWei(increase, true),
+      this.collateral(),
+      this.refuseIfUnavailable(req.instrument, m, { increase, clientOrderId: cid }),
+    ]);
     const collateral = increase
       ? collateralUnitsFor(sizeDeltaUsd, m.collateralFraction, collateralDecimals)
       : 0n;
@@ -1472,6 +1661,7 @@ export class GmxVenue implements VenueAdapter {
     r.status = 'filled';
     r.filledSizeBase = fromUnits(fill.sizeDeltaInTokens, m.decimals);
     r.avgFillPriceUsd = gmxPriceToUsdDecimal(fill.executionPrice, m.decimals);
+    // the position fee, taken in the collateral (a USD stablecoin, see collateral()): USD at par
     r.feeUsd = Number(fromUnits(fill.positionFeeAmount, (await this.collateral()).decimals));
     r.gasUsd = await this.orderGasUsd(r, receipt);
   }

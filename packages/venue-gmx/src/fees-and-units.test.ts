@@ -231,4 +231,64 @@ describe('collateral decimals come from the token', () => {
     for (const bad of [31, 1.5, -1])
       expect(GmxVenueParams.safeParse({ ...fx.params, collateralDecimals: bad }).success).toBe(false);
   });
+
+  it('balances, positions, markets and capabilities name the collateral by its token, not USDC', async () => {
+    const { dai, marketFor } = await eighteenDecimalDollar();
+    const v = venue({ collateralAsset: dai, marketFor });
+    expect((await v.fetchBalances()).map((b) => [b.asset, b.amount])).toEqual([
+      ['DAI', 10_000],
+      ['ETH', expect.any(Number)],
+    ]);
+    expect(v.capabilities.collateral).toEqual(['DAI']);
+    const eth = (await v.loadMarkets()).find((m) => m.instrument.id === 'ETH-USD:PERP');
+    expect(eth?.instrument).toMatchObject({ settlementCurrency: 'DAI', inverse: false });
+    expect((await v.placeOrder(buy('dai-name', '0.1'))).status).toBe('acknowledged');
+    await keeper.runOnce();
+    expect((await v.getOrderByClientId('dai-name'))?.status).toBe('filled');
+    expect(await v.fetchPositions()).toMatchObject([
+      { instrument: 'ETH-USD:PERP', settlementCurrency: 'DAI' },
+    ]);
+    // the fixture's USDC is named USDC, as its token says
+    const usdc = venue({});
+    expect((await usdc.fetchBalances())[0]?.asset).toBe('USDC');
+    expect(usdc.capabilities.collateral).toEqual(['USDC']);
+  });
+
+  it('a collateral token with no symbol(), one that is no asset symbol, or one that is not a USD stablecoin is VENUE_MISCONFIGURED naming it; nothing is sent', async () => {
+    const c = compileSolidity({
+      'TestToken.sol': EVM_TEST_CONTRACTS_URL,
+      'NoSymbol.sol': `// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+/// An ERC-20 without symbol() (optional in EIP-20).
+contract NoSymbol {
+    function decimals() external pure returns (uint8) { return 6; }
+    function balanceOf(address) external pure returns (uint256) { return 0; }
+}`,
+    });
+    const token = (symbol: string) => deployContract(deployer, c.TestToken!, ['Some Dollar', symbol, 6]);
+    const cases: [Address, string][] = [
+      [await deployContract(deployer, c.NoSymbol!), 'answers no ERC-20 symbol()'],
+      [await token('USDC.e'), 'has the symbol "USDC.e", which is no asset symbol'],
+      [await token(''), 'has the symbol "", which is no asset symbol'],
+      [await token('usdc'), 'has the symbol "usdc", which is no asset symbol'],
+      [fx.params.wnt, 'is WETH, not a USD stablecoin (USD, USDC, USDT, DAI)'],
+    ];
+    const nonce = await trader.publicClient.getTransactionCount({ address: trader.account.address });
+    for (const [collateralAsset, why] of cases) {
+      const v = venue({ collateralAsset, approval: 'exact' });
+      for (const call of [
+        () => v.fetchBalances(),
+        () => v.loadMarkets(),
+        () => v.placeOrder(buy(`bad-${collateralAsset}`, '0.1')),
+      ]) {
+        const err = await call().catch((e: unknown) => e);
+        expect(err, why).toBeInstanceOf(VenueError);
+        expect((err as VenueError).code).toBe('VENUE_MISCONFIGURED');
+        expect((err as VenueError).retryable).toBe(false);
+        expect((err as VenueError).message).toContain(`the collateral token ${collateralAsset}`);
+        expect((err as VenueError).message).toContain(why);
+      }
+    }
+    expect(await trader.publicClient.getTransactionCount({ address: trader.account.address })).toBe(nonce);
+  });
 });

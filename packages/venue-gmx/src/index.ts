@@ -57,11 +57,13 @@ export {
   GMX_KEYS,
   type GmxExecutionGasSettings,
   hashString,
+  isMarketDisabledKey,
   marketKey,
   marketSideKey,
   maxOpenInterestKey,
   openInterestKey,
   orderExecutionGasLimit,
+  orderFeatureDisabledKey,
   positionFeeFactorKey,
 } from './keys.ts';
 export { GmxVenueParams, type GmxVenueParamsInput } from './params.ts';

@@ -5,12 +5,14 @@ import {
   balanceWasImproved,
   GMX_KEYS,
   hashString,
+  isMarketDisabledKey,
   marketKey,
   marketSideKey,
   maxOpenInterestKey,
   minCollateralFactorKey,
   openInterestKey,
   orderExecutionGasLimit,
+  orderFeatureDisabledKey,
   positionFeeFactorKey,
 } from './keys.ts';
 import { parseGmxTickers } from './prices.ts';
@@ -21,11 +23,13 @@ import { gmxPriceToUsd } from './units.ts';
 const word = {
   address: (a: Address) => pad(a.toLowerCase() as Hex, { size: 32 }),
   bool: (b: boolean) => pad(toHex(b ? 1 : 0), { size: 32 }),
+  uint: (n: number) => pad(toHex(n), { size: 32 }),
 };
 
 const MARKET = '0x70d95587d40A2caf56bd97485aB3Eec10Bee6336' as Address; // Arbitrum ETH/USD [WETH-USDC]
 const WETH = '0x82aF49447D8a07e3bd95BD0d56f35241523fBab1' as Address;
 const USDC = '0xaf88d065e77c8cC2239327C5EDb3A432268e5831' as Address;
+const HANDLER = '0x63492B775e30a9E6b4b4761c12605EB9d071d5e9' as Address; // Arbitrum OrderHandler @ a5c0c883
 
 describe('GMX DataStore keys (gmx-synthetics contracts/data/Keys.sol @ a5c0c883)', () => {
   it('derives the constants as keccak256(abi.encode("NAME")), pinned', () => {
@@ -81,6 +85,9 @@ describe('GMX DataStore keys (gmx-synthetics contracts/data/Keys.sol @ a5c0c883)
         '0x6b11e342f6958fd7970dd58c6f71142d5edf77c480f9322a8e9c96b6cc7f7888',
       USE_OPEN_INTEREST_IN_TOKENS_FOR_BALANCE:
         '0x75a3957e02e4119004dc68ed9253860288ddffa3fa2751cb5855a7eb30175c8e',
+      // Keys.sol lines 156 and 158: order creation and execution switches (per OrderHandler and order type)
+      CREATE_ORDER_FEATURE_DISABLED: '0xdf83d07880c6c9da5b08e099b2210859db7182f98d9293f12e8552c7674ccbe6',
+      EXECUTE_ORDER_FEATURE_DISABLED: '0xfeecf7f710a5550b87d68f152c61d5fa51b623a46b6f640b617fdce98319659f',
     });
     // abi.encode(string): offset 0x20, length, the bytes right-padded.
     const name = 'OPEN_INTEREST';
@@ -123,6 +130,26 @@ describe('GMX DataStore keys (gmx-synthetics contracts/data/Keys.sol @ a5c0c883)
       expect(marketSideKey(GMX_KEYS.BORROWING_FACTOR, MARKET, isLong)).toBe(
         keccak256(concat([GMX_KEYS.BORROWING_FACTOR, word.address(MARKET), word.bool(isLong)])),
       );
+    // Keys.isMarketDisabledKey(market); Keys.create/executeOrderFeatureDisabledKey(module, uint256 orderType)
+    // (module: the OrderHandler; orderType 2 MarketIncrease, 4 MarketDecrease).
+    expect(isMarketDisabledKey(MARKET)).toBe(
+      keccak256(concat([GMX_KEYS.IS_MARKET_DISABLED, word.address(MARKET)])),
+    );
+    for (const orderType of [2, 4]) {
+      expect(orderFeatureDisabledKey('create', HANDLER, orderType)).toBe(
+        keccak256(
+          concat([GMX_KEYS.CREATE_ORDER_FEATURE_DISABLED, word.address(HANDLER), word.uint(orderType)]),
+        ),
+      );
+      expect(orderFeatureDisabledKey('execute', HANDLER, orderType)).toBe(
+        keccak256(
+          concat([GMX_KEYS.EXECUTE_ORDER_FEATURE_DISABLED, word.address(HANDLER), word.uint(orderType)]),
+        ),
+      );
+    }
+    expect(orderFeatureDisabledKey('create', HANDLER, 2)).not.toBe(
+      orderFeatureDisabledKey('create', HANDLER, 4),
+    );
     // Every argument matters: long/short and the collateral token give other keys.
     expect(openInterestKey(MARKET, USDC, true)).not.toBe(openInterestKey(MARKET, WETH, true));
     expect(openInterestKey(MARKET, USDC, true)).not.toBe(openInterestKey(MARKET, USDC, false));

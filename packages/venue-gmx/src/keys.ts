@@ -3,7 +3,7 @@ import { type Address, encodeAbiParameters, type Hex, keccak256 } from 'viem';
 // DataStore keys as gmx-synthetics derives them (contracts/data/Keys.sol at
 // a5c0c8835182cbd84e47dca04b971239311d2f1d): each constant is `keccak256(abi.encode("NAME"))`, each
 // keyed value `keccak256(abi.encode(CONSTANT, ...args))`. The values are read with `DataStore.getUint`
-// (lists with `getBytes32ValuesAt`).
+// (switches with `getBool`, lists with `getBytes32ValuesAt`).
 
 /** `keccak256(abi.encode(name))`: how Keys.sol (and gmx-synthetics' utils/hash.ts `hashString`) names a key. */
 export function hashString(name: string): Hex {
@@ -60,6 +60,11 @@ export const GMX_KEYS = {
   // Global switches (DataStore.getBool).
   SKIP_BORROWING_FEE_FOR_SMALLER_SIDE: hashString('SKIP_BORROWING_FEE_FOR_SMALLER_SIDE'),
   USE_OPEN_INTEREST_IN_TOKENS_FOR_BALANCE: hashString('USE_OPEN_INTEREST_IN_TOKENS_FOR_BALANCE'),
+  // Feature switches (DataStore.getBool, true = disabled), per handler and order type
+  // ({@link orderFeatureDisabledKey}): OrderHandler.createOrder and OrderHandler._executeOrder check them
+  // with FeatureUtils.validateFeature (DisabledFeature(key)).
+  CREATE_ORDER_FEATURE_DISABLED: hashString('CREATE_ORDER_FEATURE_DISABLED'),
+  EXECUTE_ORDER_FEATURE_DISABLED: hashString('EXECUTE_ORDER_FEATURE_DISABLED'),
 } as const;
 
 /**
@@ -70,6 +75,44 @@ export const GMX_KEYS = {
  */
 export function marketKey(name: Hex, market: Address): Hex {
   return keccak256(encodeAbiParameters([{ type: 'bytes32' }, { type: 'address' }], [name, market]));
+}
+
+/**
+ * Keys.isMarketDisabledKey(market) (DataStore.getBool): MarketUtils.validateEnabledMarket reverts
+ * `DisabledMarket(market)` when it is set. Upstream checks it when any position order is created
+ * (OrderUtils.createOrder → validatePositionMarket, increases and decreases alike) and executed
+ * (BaseOrderHandler's getEnabledMarket), so nothing trades in a disabled market, closing included.
+ * `Reader.getMarketInfo` reports it as `isDisabled`.
+ */
+export function isMarketDisabledKey(market: Address): Hex {
+  return marketKey(GMX_KEYS.IS_MARKET_DISABLED, market);
+}
+
+/**
+ * Keys.createOrderFeatureDisabledKey / executeOrderFeatureDisabledKey(module, orderType):
+ * `keccak256(abi.encode(CONSTANT, module, uint256(orderType)))` (DataStore.getBool, true = disabled), where
+ * `module` is the OrderHandler (`address(this)` in OrderHandler.createOrder / _executeOrder; the
+ * ExchangeRouter's `orderHandler()`) and `orderType` the position of `Order.OrderType` (2 MarketIncrease,
+ * 4 MarketDecrease). A disabled creation reverts `DisabledFeature(key)` in the creating transaction; a
+ * disabled execution reverts the keeper's call and the order waits (OrderHandler._handleOrderError).
+ */
+export function orderFeatureDisabledKey(
+  feature: 'create' | 'execute',
+  orderHandler: Address,
+  orderType: number,
+): Hex {
+  return keccak256(
+    encodeAbiParameters(
+      [{ type: 'bytes32' }, { type: 'address' }, { type: 'uint256' }],
+      [
+        feature === 'create'
+          ? GMX_KEYS.CREATE_ORDER_FEATURE_DISABLED
+          : GMX_KEYS.EXECUTE_ORDER_FEATURE_DISABLED,
+        orderHandler,
+        BigInt(orderType),
+      ],
+    ),
+  );
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   RateLimitError,
   RevertedError,
   StaleOracleError,
+  VenueHaltedError,
   VenueNetworkError,
 } from '@xhedge/venue';
 import {
@@ -39,12 +40,14 @@ import type { GmxKeeper, GmxKeeperResult } from './keeper.ts';
 import {
   accountOrderListKey,
   GMX_KEYS,
+  isMarketDisabledKey,
   marketKey,
   marketSideKey,
   maxOpenInterestKey,
   minCollateralFactorKey,
   openInterestInTokensKey,
   openInterestKey,
+  orderFeatureDisabledKey,
   poolAmountKey,
   positionFeeFactorKey,
   reserveFactorKey,
@@ -239,6 +242,15 @@ contract KeysProbe {
     function borrowingFactorKey(address market, bool isLong) external pure returns (bytes32) {
         return keccak256(abi.encode(keccak256(abi.encode("BORROWING_FACTOR")), market, isLong));
     }
+    function isMarketDisabledKey(address market) external pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("IS_MARKET_DISABLED")), market));
+    }
+    function createOrderFeatureDisabledKey(address module, uint256 orderType) external pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("CREATE_ORDER_FEATURE_DISABLED")), module, orderType));
+    }
+    function executeOrderFeatureDisabledKey(address module, uint256 orderType) external pure returns (bytes32) {
+        return keccak256(abi.encode(keccak256(abi.encode("EXECUTE_ORDER_FEATURE_DISABLED")), module, orderType));
+    }
 }`;
     const probe = compileSolidity({ 'KeysProbe.sol': probeSource }).KeysProbe;
     if (!probe) throw new Error('KeysProbe did not compile');
@@ -257,6 +269,9 @@ contract KeysProbe {
       'function fundingConstants() pure returns (bytes32[18])',
       'function savedFundingFactorPerSecondKey(address) pure returns (bytes32)',
       'function borrowingFactorKey(address, bool) pure returns (bytes32)',
+      'function isMarketDisabledKey(address) pure returns (bytes32)',
+      'function createOrderFeatureDisabledKey(address, uint256) pure returns (bytes32)',
+      'function executeOrderFeatureDisabledKey(address, uint256) pure returns (bytes32)',
     ]);
     const read = trader.publicClient.readContract;
     expect(await read({ address, abi, functionName: 'constants' })).toEqual([
@@ -346,6 +361,30 @@ contract KeysProbe {
       expect(
         await read({ address, abi, functionName: 'borrowingFactorKey', args: [ethMarket(), isLong] }),
       ).toBe(marketSideKey(GMX_KEYS.BORROWING_FACTOR, ethMarket(), isLong));
+    expect(await read({ address, abi, functionName: 'isMarketDisabledKey', args: [ethMarket()] })).toBe(
+      isMarketDisabledKey(ethMarket()),
+    );
+    // Keys.create/executeOrderFeatureDisabledKey(OrderHandler, uint256(orderType)), as OrderHandler
+    // .createOrder and _executeOrder key them (address(this)).
+    const handler = fx.params.dataStore;
+    for (const t of [ORDER_TYPE.MarketIncrease, ORDER_TYPE.MarketDecrease]) {
+      expect(
+        await read({
+          address,
+          abi,
+          functionName: 'createOrderFeatureDisabledKey',
+          args: [handler, BigInt(t)],
+        }),
+      ).toBe(orderFeatureDisabledKey('create', handler, t));
+      expect(
+        await read({
+          address,
+          abi,
+          functionName: 'executeOrderFeatureDisabledKey',
+          args: [handler, BigInt(t)],
+        }),
+      ).toBe(orderFeatureDisabledKey('execute', handler, t));
+    }
     // The local DataStore holds its configuration under those keys.
     expect(await getUint(maxOpenInterestKey(ethMarket(), true))).toBe(100_000n * USD30);
     expect(await getUint(positionFeeFactorKey(ethMarket(), false))).toBe(5n * BPS);
@@ -1313,5 +1352,135 @@ describe('order errors as upstream raises them (Errors.sol names and parameters)
     const [, priced, now] =
       /^MaxPriceAgeExceeded\((\d+), (\d+)\)$/.exec((err as RevertedError).reason ?? '') ?? [];
     expect(Number(now) - Number(priced)).toBeGreaterThan(60);
+  });
+});
+
+describe('a market or an order type GMX has switched off: IS_MARKET_DISABLED, CREATE/EXECUTE_ORDER_FEATURE_DISABLED', () => {
+  /** The ETH market as the Reader lists it (checksummed), as messages name it. */
+  const market = () => getAddress(ethMarket());
+  const quote = (v: GmxVenue, side: 'buy' | 'sell', sizeBase: string) =>
+    v.quoteHedge({ instrument: 'ETH-USD:PERP', side, sizeBase });
+
+  /** Expects a VenueHaltedError (not sent, retryable) whose message has `text`. */
+  async function refused(p: Promise<unknown>, text: string): Promise<VenueHaltedError> {
+    const err = await p.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VenueHaltedError);
+    expect((err as VenueHaltedError).outcome).toBe('not-sent');
+    expect((err as VenueHaltedError).retryable).toBe(true);
+    expect((err as Error).message).toContain(text);
+    return err as VenueHaltedError;
+  }
+
+  const orderHandler = () =>
+    trader.publicClient.readContract({
+      address: fx.params.exchangeRouter,
+      abi: exchangeRouterAbi,
+      functionName: 'orderHandler',
+    });
+
+  /** With a 0.2 ETH short open: a buy of 0.1 decreases it (MarketDecrease), a sell or a buy of 0.5 increases. */
+  const cases = [
+    ['buy', '0.1', 'decrease'],
+    ['sell', '0.1', 'increase'],
+    ['buy', '0.5', 'increase'],
+  ] as const;
+
+  it('quotes in a disabled market are refused naming it, increases and decreases alike; cleared, it quotes as before', async () => {
+    const v = venue();
+    await order(v, 'dm-short', 'sell', '0.2');
+    const before = await Promise.all(cases.map(([side, size]) => quote(v, side, size)));
+    expect(before.map((q) => q.executableSizeBase)).toEqual(['0.1', '0.1', '0.5']);
+    await fx.setBool(isMarketDisabledKey(ethMarket()), true);
+    for (const [side, size] of cases) {
+      const err = await refused(
+        quote(v, side, size),
+        `market ${market()} of ETH-USD:PERP is disabled on GMX (DataStore IS_MARKET_DISABLED)`,
+      );
+      expect(err.details).toMatchObject({
+        instrument: 'ETH-USD:PERP',
+        market: market(),
+        switch: 'IS_MARKET_DISABLED',
+        key: isMarketDisabledKey(ethMarket()),
+      });
+    }
+    await fx.setBool(isMarketDisabledKey(ethMarket()), false);
+    const after = await Promise.all(cases.map(([side, size]) => quote(v, side, size)));
+    expect(after.map((q) => [q.executableSizeBase, q.feeUsd])).toEqual(
+      before.map((q) => [q.executableSizeBase, q.feeUsd]),
+    );
+  });
+
+  it('order creation or execution switched off for one order type refuses the quotes of that type only', async () => {
+    const v = venue();
+    await order(v, 'ft-short', 'sell', '0.2');
+    const handler = await orderHandler();
+    for (const feature of ['create', 'execute'] as const)
+      for (const [offType, offName] of [
+        [ORDER_TYPE.MarketIncrease, 'MarketIncrease'],
+        [ORDER_TYPE.MarketDecrease, 'MarketDecrease'],
+      ] as const) {
+        const key = orderFeatureDisabledKey(feature, handler, offType);
+        await fx.setBool(key, true);
+        for (const [side, size, kind] of cases) {
+          const off = (kind === 'increase') === (offType === ORDER_TYPE.MarketIncrease);
+          if (!off) {
+            expect((await quote(v, side, size)).executableSizeBase, `${feature} ${offName} off`).toBe(size);
+            continue;
+          }
+          const err = await refused(
+            quote(v, side, size),
+            `GMX has ${feature === 'create' ? 'creating' : 'executing'} ${offName} orders switched off`,
+          );
+          expect(err.message).toContain(
+            `${kind === 'increase' ? 'an increase' : 'a decrease'} of ETH-USD:PERP (market ${market()})`,
+          );
+          expect(err.details).toMatchObject({ orderType: offName, key, orderHandler: handler });
+        }
+        await fx.setBool(key, false);
+      }
+    expect((await quote(v, 'sell', '0.1')).executableSizeBase).toBe('0.1');
+  });
+
+  it('placeOrder sends nothing GMX would revert (no approval, no order, no record); once enabled the same id goes through', async () => {
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    // exact approvals: an order that got as far as approving would send a transaction
+    const v = venue({ store, params: { approval: 'exact' } });
+    const fee = 10n ** 16n;
+    const createDecrease = () =>
+      v.sender.send({ to: fx.params.exchangeRouter, value: fee, data: decreaseOrderData(ethMarket(), fee) });
+    const nonce = () => trader.publicClient.getTransactionCount({ address: trader.account.address });
+    const buy = {
+      clientOrderId: 'dm-1',
+      instrument: 'ETH-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '0.1',
+    } as const;
+
+    await fx.setBool(isMarketDisabledKey(ethMarket()), true);
+    const n0 = await nonce();
+    await refused(v.placeOrder(buy), `market ${market()} of ETH-USD:PERP is disabled on GMX`);
+    expect(await nonce()).toBe(n0);
+    expect(await store.get('dm-1')).toBeUndefined();
+    // what GMX does with such an order: createOrder reverts DisabledMarket (a decrease too)
+    const reverted = await createDecrease().catch((e: unknown) => e);
+    expect((reverted as Error).message).toContain(`DisabledMarket(${market()})`);
+    await fx.setBool(isMarketDisabledKey(ethMarket()), false);
+
+    const handler = await orderHandler();
+    const createOff = orderFeatureDisabledKey('create', handler, ORDER_TYPE.MarketIncrease);
+    await fx.setBool(createOff, true);
+    await refused(v.placeOrder(buy), 'GMX has creating MarketIncrease orders switched off');
+    expect(await nonce()).toBe(n0);
+    const decreaseOff = orderFeatureDisabledKey('create', handler, ORDER_TYPE.MarketDecrease);
+    await fx.setBool(decreaseOff, true);
+    const featureReverted = await createDecrease().catch((e: unknown) => e);
+    expect((featureReverted as Error).message).toContain(`DisabledFeature(${decreaseOff})`);
+    await fx.setBool(createOff, false);
+    await fx.setBool(decreaseOff, false);
+
+    const placed = await v.placeOrder(buy);
+    expect(placed.status).toBe('acknowledged');
+    expect((await store.get('dm-1'))?.status).toBe('acknowledged');
   });
 });
