@@ -253,8 +253,17 @@ const WholeNumber = (min: number, max: number, what = 'a whole number') =>
 const FromQuery = <T extends z.ZodType>(schema: T) =>
   z.preprocess((v) => (typeof v === 'string' ? (/^-?\d+$/.test(v) ? Number(v) + 0 : Number.NaN) : v), schema);
 
+/**
+ * Epoch milliseconds in a query string. 0 is the start of time; a value below 1e11 (March 1973) other
+ * than 0 can only be epoch seconds, and is refused naming that mistake, not read as a day in 1970.
+ */
 export const EpochMs = () =>
-  FromQuery(WholeNumber(0, 8.64e15, 'milliseconds since the Unix epoch (a whole number)'));
+  FromQuery(
+    WholeNumber(0, 8.64e15, 'milliseconds since the Unix epoch (a whole number)').refine(
+      (v) => v === 0 || v >= 1e11,
+      { error: 'expected milliseconds since the Unix epoch; this looks like seconds (multiply by 1000)' },
+    ),
+  );
 /** Page size in a query string; the default sits inside so the OpenAPI document shows it. */
 const Limit = (dflt: number) => FromQuery(WholeNumber(1, 5000).default(dflt));
 export const TimeRangeQuery = z.strictObject({

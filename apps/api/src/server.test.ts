@@ -129,12 +129,19 @@ describe('operator API', () => {
     expect(bad.json().error.message).toMatch(
       /^querystring\.status: "fild" is not an order status; expected open or any of planned, queued, .*failed$/,
     );
-    const range = await app.inject({ url: '/v1/hedges/jobs?fromMs=5&toMs=4', headers: auth('viewer') });
+    const range = await app.inject({
+      url: '/v1/hedges/jobs?fromMs=1700000000005&toMs=1700000000004',
+      headers: auth('viewer'),
+    });
     expect(range.statusCode).toBe(400);
     expect(range.json().error.message).toBe('querystring.fromMs: must not be after toMs');
     for (const [qs, message] of [
       ['fromMs=abc', 'querystring.fromMs: expected milliseconds since the Unix epoch (a whole number)'],
       ['toMs=1.5', 'querystring.toMs: expected milliseconds since the Unix epoch (a whole number)'],
+      [
+        'toMs=1732000000',
+        'querystring.toMs: expected milliseconds since the Unix epoch; this looks like seconds (multiply by 1000)',
+      ],
       ['limit=0', 'querystring.limit: expected a whole number, at least 1'],
       ['limit=5001', 'querystring.limit: expected a whole number, at most 5000'],
     ]) {
@@ -143,7 +150,7 @@ describe('operator API', () => {
       expect(r.json().error.message, qs).toBe(message);
     }
     // a number the route needs, left out: required, and what it is
-    const pnl = await app.inject({ url: '/v1/pnl?fromMs=5', headers: auth('viewer') });
+    const pnl = await app.inject({ url: '/v1/pnl?fromMs=1700000000000', headers: auth('viewer') });
     expect(pnl.statusCode).toBe(400);
     expect(pnl.json().error.message).toBe(
       'querystring.toMs: required: milliseconds since the Unix epoch (a whole number)',

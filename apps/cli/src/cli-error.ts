@@ -34,3 +34,45 @@ export function parseNumberOption(
     throw new CliUsageError(`--${name} must be at most ${opts.max}, got ${raw}`);
   return v;
 }
+
+/** Epoch values below this are seconds, not ms (1e11 ms is March 1973; 1e11 s is the year 5138). */
+const EPOCH_MS_MIN = 1e11;
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$/i;
+const HAS_ZONE = /(Z|[+-]\d{2}:?\d{2})$/i;
+
+/**
+ * Parses a CLI time option as epoch ms, the same on every machine: ISO 8601 with a zone
+ * (`2026-12-25T08:00:00Z`, `+01:00`), a date-time without one read as UTC (never the machine's local
+ * time), a date alone at `dateHourUtc` (08:00 UTC for an option expiry, the venues' convention), or
+ * epoch milliseconds (a value that can only be seconds is refused, naming the mistake).
+ */
+export function parseTimeOption(name: string, raw: string, opts: { dateHourUtc: number }): number {
+  const text = raw.trim();
+  const bad = (why: string) =>
+    new CliUsageError(
+      `--${name} ${why}, got "${raw}" (give an ISO time such as 2026-12-25T08:00:00Z, a date 2026-12-25 (${String(opts.dateHourUtc).padStart(2, '0')}:00 UTC), or epoch ms)`,
+    );
+  if (/^\d+$/.test(text)) {
+    const ms = Number(text);
+    if (ms < EPOCH_MS_MIN)
+      throw bad(
+        `is ${new Date(ms).toISOString().slice(0, 10)} read as epoch ms: epoch seconds? multiply by 1000`,
+      );
+    if (ms > 8.64e15) throw bad('is past the last representable time');
+    return ms;
+  }
+  const date = ISO_DATE.exec(text);
+  let ms: number;
+  if (date) {
+    const [y, m, d] = [Number(date[1]), Number(date[2]), Number(date[3])];
+    ms = Date.UTC(y, m - 1, d, opts.dateHourUtc);
+    const check = new Date(ms);
+    if (check.getUTCMonth() !== m - 1 || check.getUTCDate() !== d) throw bad('is not a calendar date');
+  } else if (ISO_DATE_TIME.test(text)) {
+    const iso = text.replace(' ', 'T');
+    ms = Date.parse(HAS_ZONE.test(iso) ? iso : `${iso}Z`);
+  } else throw bad('is not a time');
+  if (!Number.isFinite(ms)) throw bad('is not a valid time');
+  return ms;
+}

@@ -1,3 +1,4 @@
+import { EXPIRY_HOUR_UTC } from '@xhedge/core';
 import {
   black76,
   bsm,
@@ -11,7 +12,7 @@ import {
   timeToExpiryYears,
 } from '@xhedge/pricing';
 import type { Command } from 'commander';
-import { CliUsageError, EXIT_INVALID, EXIT_OK, parseNumberOption } from '../cli-error.ts';
+import { CliUsageError, EXIT_INVALID, EXIT_OK, parseNumberOption, parseTimeOption } from '../cli-error.ts';
 import type { CliIo } from '../io.ts';
 
 const MODELS = ['bs', 'black76', 'inverse', 'everlasting'] as const;
@@ -88,11 +89,7 @@ function parseCommon(o: RawOptionArgs, nowMs: number): Parsed {
     if (o.expiryYears !== undefined)
       timeYears = parseNumberOption('expiry-years', o.expiryYears, { positive: true });
     else {
-      const ms = Date.parse(o.expiry ?? '');
-      if (Number.isNaN(ms))
-        throw new CliUsageError(
-          `--expiry must be an ISO instant such as 2026-12-25T08:00:00Z, got "${o.expiry}"`,
-        );
+      const ms = parseTimeOption('expiry', o.expiry ?? '', { dateHourUtc: EXPIRY_HOUR_UTC });
       try {
         timeYears = timeToExpiryYears(ms, nowMs);
       } catch (err) {
@@ -195,7 +192,10 @@ function addModelOptions(cmd: Command): Command {
     .option('--forward <F>', 'forward/futures price, USD (black76; for bs/inverse it marks on the forward)')
     .option('--strike <K>', 'strike, USD')
     .option('--expiry-years <T>', 'time to expiry, ACT/365 years')
-    .option('--expiry <iso>', 'expiry instant, e.g. 2026-12-25T08:00:00Z (time from now, ACT/365)')
+    .option(
+      '--expiry <iso>',
+      'expiry instant, e.g. 2026-12-25T08:00:00Z; a date alone is 08:00 UTC, no zone is UTC (time from now, ACT/365)',
+    )
     .option('--rate <r>', 'risk-free rate, decimal (default 0)')
     .option('--carry <q>', 'carry/dividend/borrow yield, decimal (default 0)')
     .option('--funding-period-days <N>', 'everlasting options: funding period in days (default 1)')

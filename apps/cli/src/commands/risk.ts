@@ -11,7 +11,7 @@ import {
 import { RiskEngine, type RiskPosition, type RiskSnapshot } from '@xhedge/risk';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { CliUsageError, EXIT_OK } from '../cli-error.ts';
+import { CliUsageError, EXIT_OK, parseTimeOption } from '../cli-error.ts';
 import { type CliIo, formatTable } from '../io.ts';
 
 const CSV_COLUMNS = ['venue', 'chain', 'instrument', 'size', 'settle'] as const;
@@ -162,9 +162,7 @@ function renderTable(snap: RiskSnapshot): string {
 
 function parseAsOf(raw: string | undefined): number {
   if (raw === undefined) return Date.now();
-  const ms = /^[0-9]+$/.test(raw) ? Number(raw) : Date.parse(raw);
-  if (!Number.isFinite(ms)) throw new CliUsageError(`--as-of must be an ISO time or epoch ms, got "${raw}"`);
-  return ms;
+  return parseTimeOption('as-of', raw, { dateHourUtc: 0 });
 }
 
 interface RiskOptions {
@@ -183,7 +181,10 @@ export function registerRisk(program: Command, io: CliIo, setExit: (code: number
     .requiredOption('--positions <csv>', 'CSV with columns venue,chain,instrument,size,settle')
     .requiredOption('--market <json>', 'JSON: {"BTC": {"spot": 60000, "vol": 0.6, "rate": 0, "iv": {...}}}')
     .option('--json', 'machine-readable output')
-    .option('--as-of <time>', 'pricing time, ISO 8601 or epoch ms (default: now)')
+    .option(
+      '--as-of <time>',
+      'pricing time: ISO 8601 (no zone = UTC; a date alone = 00:00 UTC) or epoch ms (default: now)',
+    )
     .option('--scenarios', 'include the spot ±1..30% × vol ±10 pt P&L grid')
     .action((opts: RiskOptions) => {
       const asOfMs = parseAsOf(opts.asOf);
