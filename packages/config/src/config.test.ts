@@ -313,6 +313,39 @@ describe('config validation', () => {
     expect(parseConfig(stringify(c)).database?.url).toMatch(/sslmode/);
   });
 
+  it('refuses a cap keyed by a venue or underlying the profile does not have (it would never apply)', () => {
+    const c = base();
+    c.limits.maxVenueNotionalUsd = { 'gmx-arbitrum': 25_000_000, '*': 1_000_000 };
+    c.limits.maxPositionBase = { XBT: 200 };
+    c.limits.maxNetDeltaUsd = { DOGE: 1000 };
+    const ps = problems(stringify(c));
+    expect(ps.map((p) => p.path)).toEqual(
+      expect.arrayContaining([
+        'limits.maxVenueNotionalUsd.gmx-arbitrum',
+        'limits.maxPositionBase.XBT',
+        'limits.maxNetDeltaUsd.DOGE',
+      ]),
+    );
+    expect(ps.find((p) => p.path === 'limits.maxPositionBase.XBT')?.message).toMatch(
+      /unknown underlying .*would never apply; known: /,
+    );
+    const ok = base();
+    const venue = ok.venues[0].id as string;
+    ok.limits.maxVenueNotionalUsd = { [venue]: 1000, '*': 5000 };
+    expect(parseConfig(stringify(ok)).limits.maxVenueNotionalUsd).toEqual({ [venue]: 1000, '*': 5000 });
+  });
+
+  it('bounds tickIntervalMs by a day and the bps limits by 100 %', () => {
+    const c = base();
+    c.policy.tickIntervalMs = 1e12;
+    c.limits.maxSlippageBps = 50_000;
+    c.limits.priceBandBps = 10_001;
+    const ps = problems(stringify(c));
+    expect(ps.find((p) => p.path === 'policy.tickIntervalMs')?.message).toMatch(/at most 86400000/);
+    expect(ps.find((p) => p.path === 'limits.maxSlippageBps')?.message).toMatch(/in bps: at most 10000/);
+    expect(ps.find((p) => p.path === 'limits.priceBandBps')?.message).toMatch(/in bps: at most 10000/);
+  });
+
   const secretsInParams: [name: string, params: Record<string, Loose>, paths: string[]][] = [
     [
       'a list of private keys',

@@ -274,7 +274,14 @@ export type PolicyConfig = z.infer<typeof PolicyConfig>;
 export const PoliciesConfig = z
   .object({
     /** How often the orchestrator looks at the book (simulated ms on paper). */
-    tickIntervalMs: z.number().int().positive().default(1000),
+    tickIntervalMs: z
+      .number()
+      .int()
+      .positive()
+      .max(86_400_000, {
+        error: 'tickIntervalMs must be at most 86400000 (a day): a timer cannot wait longer',
+      })
+      .default(1000),
     default: PolicyConfig,
     perUnderlying: z.record(AssetSymbol, PolicyConfig).default({}),
   })
@@ -307,8 +314,12 @@ export const LimitsConfig = z
     maxHedgeNotionalPerWindowUsd: positive,
     windowSeconds: positive.default(3600),
     /** Reject orders priced further than this from the reference price. */
-    priceBandBps: positive.default(200),
-    maxSlippageBps: positive.default(50),
+    priceBandBps: positive
+      .max(10_000, { error: 'priceBandBps is in bps: at most 10000 (100 %)' })
+      .default(200),
+    maxSlippageBps: positive
+      .max(10_000, { error: 'maxSlippageBps is in bps: at most 10000 (100 %)' })
+      .default(50),
     /** Inputs older than this block trading. */
     staleAfterMs: z.number().int().positive().default(30_000),
     /** Largest absolute hedge position per underlying, underlying units. */
@@ -621,6 +632,30 @@ export const XhedgeConfig = z
           message: `underlying ${u} is not listed in underlyings`,
         });
     }
+    // A cap keyed by a name the run does not know is never applied (the venue or underlying it meant
+    // falls back to `*`, or to no cap at all): a typo such as `gmx-arbitrum` for `gmx-arb` or `XBT` for
+    // BTC silently removed the cap it was written to set.
+    const keyed: [
+      field: 'maxPositionBase' | 'maxVenueNotionalUsd' | 'maxNetDeltaUsd',
+      known: Set<string>,
+      what: string,
+    ][] = [
+      ['maxPositionBase', symbols, 'underlying (not in underlyings)'],
+      [
+        'maxVenueNotionalUsd',
+        new Set(venueIndex.keys()),
+        'venue (not in venues; a venue added later through the API takes the `*` entry)',
+      ],
+      ['maxNetDeltaUsd', symbols, 'underlying (not in underlyings)'],
+    ];
+    for (const [field, known, what] of keyed)
+      for (const k of Object.keys(cfg.limits[field]))
+        if (k !== '*' && !known.has(k))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['limits', field, k],
+            message: `unknown ${what}: this cap would never apply; known: ${[...known].join(', ')}`,
+          });
     if (cfg.limits.maxHedgeNotionalPerWindowUsd < cfg.limits.maxOrderNotionalUsd) {
       ctx.addIssue({
         code: 'custom',
