@@ -225,4 +225,32 @@ describe('xhedge greeks / iv', () => {
     expect(past.code).toBe(2);
     expect(past.err).toMatch(/not in the future/);
   });
+
+  it('refuses a rate or carry given as a percentage', async () => {
+    const base = [
+      'greeks',
+      '--model',
+      'bs',
+      '--type',
+      'call',
+      '--spot',
+      '100',
+      '--strike',
+      '100',
+      '--expiry-years',
+      '1',
+    ];
+    for (const [extra, message] of [
+      [
+        ['--vol', '0.5', '--rate', '5'],
+        /--rate is a decimal per year \(0\.05 = 5%\), between -1 and 1, got 5/,
+      ],
+      [['--vol', '0.5', '--carry', '-3'], /--carry is a decimal per year/],
+    ] as const) {
+      const r = await run([...base, ...extra]);
+      expect(r.code, extra.join(' ')).toBe(2);
+      expect(r.err).toMatch(message);
+    }
+    expect((await run([...base, '--vol', '0.5', '--rate', '0.05'])).code).toBe(0);
+  });
 });

@@ -111,6 +111,13 @@ describe('xhedge risk', () => {
     ).toBe(2);
     expect(io.stderr).toMatch(/bad\.json: BTC\.vol: vol is a decimal/);
 
+    const ioRate = captureIo();
+    const pct = JSON.stringify({ BTC: { spot: 60000, vol: 0.6, rate: 5 }, ETH: { spot: 3000, vol: 0.7 } });
+    expect(
+      await runCli(['risk', '--positions', file('p.csv', CSV), '--market', file('pct.json', pct)], ioRate),
+    ).toBe(2);
+    expect(ioRate.stderr).toMatch(/pct\.json: BTC\.rate: rate is a decimal per year/);
+
     const io2 = captureIo();
     const noEth = JSON.stringify({ BTC: { spot: 60000, vol: 0.6 } });
     expect(

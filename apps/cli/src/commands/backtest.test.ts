@@ -157,6 +157,14 @@ describe('xhedge backtest', () => {
         policy: 'band',
       }),
     ).toThrow(/--vol is a decimal/);
+    const flags = { type: 'call', side: 'short', spot: '49', strike: '50', expiryYears: '0.3', vol: '0.2' };
+    expect(() => planFromFlags({ ...flags, policy: 'interval', bandDelta: '0.1' })).toThrow(
+      /--band-delta applies to --policy band, not interval/,
+    );
+    expect(() => planFromFlags({ ...flags, policy: 'ww', intervalDays: '2' })).toThrow(
+      /--interval-days applies to --policy interval or leland, not ww/,
+    );
+    expect(() => planFromFlags({ ...flags, policy: 'band', bandDelta: '0.1' })).not.toThrow();
     expect(() =>
       planFromFlags({
         type: 'call',

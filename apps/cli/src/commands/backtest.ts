@@ -108,6 +108,14 @@ export function planFromFlags(opts: BacktestOptions): BacktestPlan {
     riskAversion: optionalNumber(opts.riskAversion, 'risk-aversion', { positive: true }),
     stepDays: optionalNumber(opts.stepDays, 'step-days', { positive: true }),
   };
+  // A flag of another policy would be accepted and ignored: the run would not be the one asked for.
+  const onlyFor: [flag: string, value: number | undefined, policies: readonly string[]][] = [
+    ['interval-days', extra.intervalDays, ['interval', 'leland']],
+    ['band-delta', extra.bandDelta, ['band']],
+  ];
+  for (const [flag, value, policies] of onlyFor)
+    if (value !== undefined && !policies.includes(input.policy))
+      throw new CliUsageError(`--${flag} applies to --policy ${policies.join(' or ')}, not ${input.policy}`);
   for (const [k, v] of Object.entries(extra)) if (v !== undefined) Object.assign(input, { [k]: v });
   if (input.stepDays !== undefined && input.stepDays > input.expiryYears * 365)
     throw new CliUsageError('--step-days is longer than the option’s life');

@@ -68,8 +68,9 @@ function parseCommon(o: RawOptionArgs, nowMs: number): Parsed {
     : parseNumberOption('spot', o.spot ?? '', { positive: true });
   if (o.strike === undefined) throw new CliUsageError('--strike is required');
   const strike = parseNumberOption('strike', o.strike, { positive: true });
-  const rate = o.rate === undefined ? 0 : parseNumberOption('rate', o.rate);
-  const carry = o.carry === undefined ? 0 : parseNumberOption('carry', o.carry);
+  // Decimals per year: 5 for 5 % priced at 500 % (a delta of 1) without a word.
+  const rate = o.rate === undefined ? 0 : decimalRate('rate', o.rate);
+  const carry = o.carry === undefined ? 0 : decimalRate('carry', o.carry);
   const fundingPeriodDays =
     o.fundingPeriodDays === undefined
       ? 1
@@ -103,6 +104,14 @@ function parseCommon(o: RawOptionArgs, nowMs: number): Parsed {
   if (model === 'black76' && carry !== 0)
     throw new CliUsageError('--carry does not apply to black76 (the forward has it)');
   return { model, type: o.type, underlying, isForward, strike, timeYears, rate, carry, fundingPeriodDays };
+}
+
+/** A rate or yield per year as a decimal, |r| ≤ 1: a value above is a percentage given by mistake. */
+function decimalRate(name: 'rate' | 'carry', raw: string): number {
+  const r = parseNumberOption(name, raw);
+  if (Math.abs(r) > 1)
+    throw new CliUsageError(`--${name} is a decimal per year (0.05 = 5%), between -1 and 1, got ${raw}`);
+  return r;
 }
 
 /** With --forward on a spot model, the forward stands in for spot with carry = rate (Black-76 marking). */

@@ -26,7 +26,7 @@ export const RiskMarketFile = z.record(
     .object({
       spot: z.number().positive().finite(),
       vol: z.number().positive().max(5, 'vol is a decimal (0.6 = 60%), at most 5'),
-      rate: z.number().finite().default(0),
+      rate: z.number().min(-1).max(1, 'rate is a decimal per year (0.05 = 5%), between -1 and 1').default(0),
       iv: z.record(z.string(), z.number().positive().max(5, 'iv is a decimal (0.6 = 60%)')).default({}),
       /** Settlement prices of expiries already past, USD, by expiry date as in the instrument ids. */
       settlement: z
