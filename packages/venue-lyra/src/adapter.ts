@@ -64,6 +64,7 @@ import {
 } from '@xhedge/venue';
 import {
   type Address,
+  type ContractFunctionReturnType,
   decodeFunctionResult,
   encodeAbiParameters,
   encodeFunctionData,
@@ -83,6 +84,7 @@ import {
   POSITION_STATE,
   PRICE_TYPE,
 } from './abi.ts';
+import { type Read, ReadBatch, readBatch } from './batch.ts';
 import { LyraVenueParams, type LyraVenueParamsInput } from './params.ts';
 
 /** What the adapter persists per client order id (JSON-safe). */
@@ -389,6 +391,37 @@ function quoteUnitsUp(amountE18: bigint, quoteDecimals: number): bigint {
   return ceilDiv(amountE18, 10n ** BigInt(18 - quoteDecimals));
 }
 
+type StrikeCache = ContractFunctionReturnType<typeof greekCacheAbi, 'view', 'getStrikeCache'>;
+type GreekCacheParams = ContractFunctionReturnType<typeof greekCacheAbi, 'view', 'getGreekCacheParams'>;
+
+/** A strike's AMM view in project units: its cached price and Greeks, GWAV vol, reference spot, chain time. */
+interface AmmView {
+  priceUsd: number;
+  delta: number;
+  vegaPerVolPoint: number;
+  /** GWAV iv × GWAV skew, decimal; undefined when either is 0. */
+  ivDecimal: number | undefined;
+  spot: number;
+  /** The latest block's time, ms (the Greeks' time to expiry is counted from it). */
+  chainMs: number;
+}
+
+/** The AMM view of strike entry `e` from its reads (18-decimal chain values, the block's time in ms). */
+function ammViewOf(
+  e: StrikeEntry,
+  r: { cache: StrikeCache; ivGwav: bigint; skewGwav: bigint; spotE18: bigint; chainMs: number },
+): AmmView {
+  const g = r.cache.greeks;
+  return {
+    priceUsd: fromE18(e.isCall ? g.callPrice : g.putPrice),
+    delta: fromE18(e.isCall ? g.callDelta : g.putDelta),
+    vegaPerVolPoint: vegaPerVolPointFromStdVega(fromE18(g.stdVega), (e.expiryMs - r.chainMs) / 1000),
+    ivDecimal: fromE18(r.ivGwav) * fromE18(r.skewGwav) || undefined,
+    spot: fromE18(r.spotE18),
+    chainMs: r.chainMs,
+  };
+}
+
 export interface LyraVenueDeps {
   ctx: EvmContext;
   store?: OrderRecordStore<LyraOrderRecord>;
@@ -500,71 +533,104 @@ export class LyraVenue implements VenueAdapter {
     boards.set(`${market.optionMarket}|${boardId}`, { market, boardId, expiryMs });
   }
 
+  /** Reads a batch of views in Multicall3 calls (one round trip; see {@link readBatch}). */
+  #readAll(batch: ReadBatch): Promise<unknown[]> {
+    return readBatch(
+      { venue: this.id, ctx: this.ctx, errors: this.errors, multicall3: this.p.multicall3 },
+      batch,
+    );
+  }
+
   /**
    * Tradable boards and strikes, read fresh (boards are listed and expire over time). Lyra v1 keeps a board
    * in `getLiveBoards` after its expiry until `settleExpiredBoard`; such a board no longer trades and is
-   * left out here (positions on it are still read, see {@link heldPositions}).
+   * left out here (positions on it are still read, see {@link heldPositions}). Three batched reads
+   * (live boards of every market with the latest block, the boards, their strikes), whatever the number
+   * of boards and strikes.
    */
   private async strikes(): Promise<Map<string, StrikeEntry>> {
     const c = this.ctx.publicClient;
     const out = new Map<string, StrikeEntry>();
-    const chainSec = (await this.errors.read(() => c.getBlock({ blockTag: 'latest' }))).timestamp;
-    for (const m of this.p.markets) {
-      const live = await this.errors.read(() =>
-        c.readContract({ address: m.optionMarket, abi: optionMarketAbi, functionName: 'getLiveBoards' }),
-      );
-      // the first listed first: an id two boards on one date share names the first one (see optionId)
-      for (const boardId of [...live].sort(ascending)) {
-        const board = await this.errors.read(() =>
-          c.readContract({
-            address: m.optionMarket,
-            abi: optionMarketAbi,
-            functionName: 'getOptionBoard',
-            args: [boardId],
-          }),
-        );
-        const expiryMs = Number(board.expiry) * 1000;
-        this.#rememberBoard(m, boardId, expiryMs);
-        if (board.expiry <= chainSec) continue; // expired, awaiting settlement
-        for (const strikeId of board.strikeIds) {
-          const s = await this.errors.read(() =>
-            c.readContract({
-              address: m.optionMarket,
+    const liveBatch = new ReadBatch();
+    const liveOf = this.p.markets.map((m) =>
+      liveBatch.add(
+        { address: m.optionMarket, abi: optionMarketAbi, functionName: 'getLiveBoards' },
+        `getLiveBoards of the ${m.underlying} market`,
+      ),
+    );
+    const [live, block] = await Promise.all([
+      this.#readAll(liveBatch),
+      this.errors.read(() => c.getBlock({ blockTag: 'latest' })),
+    ]);
+    const chainSec = block.timestamp;
+    const boardBatch = new ReadBatch();
+    // the first listed first: an id two boards on one date share names the first one (see optionId)
+    const boards = this.p.markets.flatMap((m, i) =>
+      [...(liveOf[i]?.(live) ?? [])].sort(ascending).map((boardId) => ({
+        market: m,
+        boardId,
+        read: boardBatch.add(
+          { address: m.optionMarket, abi: optionMarketAbi, functionName: 'getOptionBoard', args: [boardId] },
+          `getOptionBoard(${boardId}) of the ${m.underlying} market`,
+        ),
+      })),
+    );
+    const boardResults = await this.#readAll(boardBatch);
+    const strikeBatch = new ReadBatch();
+    const strikes = [];
+    for (const b of boards) {
+      const board = b.read(boardResults);
+      const expiryMs = Number(board.expiry) * 1000;
+      this.#rememberBoard(b.market, b.boardId, expiryMs);
+      if (board.expiry <= chainSec) continue; // expired, awaiting settlement
+      for (const strikeId of board.strikeIds)
+        strikes.push({
+          ...b,
+          frozen: board.frozen,
+          expiryMs,
+          strikeId,
+          read: strikeBatch.add(
+            {
+              address: b.market.optionMarket,
               abi: optionMarketAbi,
               functionName: 'getStrike',
               args: [strikeId],
-            }),
-          );
-          const strike = canonicalStrike(new Dec(s.strikePrice.toString()).div(1e18).toFixed());
-          for (const isCall of [true, false]) {
-            const id = formatInstrumentId({
-              kind: 'option',
-              base: m.underlying,
-              quote: 'USD',
-              expiryDate: msToExpiryDate(expiryMs),
-              strike,
-              optionType: isCall ? 'call' : 'put',
-            });
-            if (out.has(id)) continue; // a later board on the date: the id names the first (optionId)
-            out.set(id, {
-              market: m,
-              strikeId,
-              boardId,
-              expiryMs,
-              strike: Number(strike),
-              strikePriceE18: s.strikePrice,
-              isCall,
-              info: {
-                instrument: instrumentMeta(id, { settlementCurrency: this.p.quoteSymbol }),
-                venueSymbol: `${m.optionMarket}:${strikeId}:${isCall ? 'C' : 'P'}`,
-                minSizeBase: this.p.minSizeBase,
-                sizeStepBase: this.p.sizeStepBase,
-                priceTickUsd: '0.000001',
-                active: !board.frozen,
-              },
-            });
-          }
-        }
+            },
+            `getStrike(${strikeId}) of the ${b.market.underlying} market`,
+          ),
+        });
+    }
+    const strikeResults = await this.#readAll(strikeBatch);
+    for (const { market: m, boardId, frozen, expiryMs, strikeId, read } of strikes) {
+      const s = read(strikeResults);
+      const strike = canonicalStrike(new Dec(s.strikePrice.toString()).div(1e18).toFixed());
+      for (const isCall of [true, false]) {
+        const id = formatInstrumentId({
+          kind: 'option',
+          base: m.underlying,
+          quote: 'USD',
+          expiryDate: msToExpiryDate(expiryMs),
+          strike,
+          optionType: isCall ? 'call' : 'put',
+        });
+        if (out.has(id)) continue; // a later board on the date: the id names the first (optionId)
+        out.set(id, {
+          market: m,
+          strikeId,
+          boardId,
+          expiryMs,
+          strike: Number(strike),
+          strikePriceE18: s.strikePrice,
+          isCall,
+          info: {
+            instrument: instrumentMeta(id, { settlementCurrency: this.p.quoteSymbol }),
+            venueSymbol: `${m.optionMarket}:${strikeId}:${isCall ? 'C' : 'P'}`,
+            minSizeBase: this.p.minSizeBase,
+            sizeStepBase: this.p.sizeStepBase,
+            priceTickUsd: '0.000001',
+            active: !frozen,
+          },
+        });
       }
     }
     return out;
@@ -598,59 +664,124 @@ export class LyraVenue implements VenueAdapter {
   }
 
   /**
-   * Cached price, Greeks and vol of a strike (AMM side). The cache prices at the board's GWAV iv × the
-   * strike's GWAV skew over the greek cache's option-value periods, read here the same way.
+   * Cached price, Greeks and vol of strikes (AMM side), in the order given. The cache prices at the board's
+   * GWAV iv × the strike's GWAV skew over the greek cache's option-value periods, read here the same way.
+   * Two batched reads whatever the number of strikes ({@link readBatch}): each market's GWAV periods and
+   * reference spot with each strike's cache (the latest block alongside), then each board's iv GWAV and
+   * each strike's skew GWAV; a strike, board or market several entries share is read once. Every entry is
+   * answered or the whole read throws (a read that failed is named, never left out).
    */
-  private async ammView(e: StrikeEntry) {
+  private async ammViews(entries: readonly StrikeEntry[]): Promise<AmmView[]> {
+    if (entries.length === 0) return [];
     const c = this.ctx.publicClient;
-    const cacheAt = e.market.greekCache;
-    const [cache, gwav, spotE18, block] = await this.errors.read(() =>
-      Promise.all([
-        c.readContract({
-          address: cacheAt,
-          abi: greekCacheAbi,
-          functionName: 'getStrikeCache',
-          args: [e.strikeId],
-        }),
-        c.readContract({ address: cacheAt, abi: greekCacheAbi, functionName: 'getGreekCacheParams' }),
-        this.spotE18(e.market),
-        c.getBlock({ blockTag: 'latest' }),
-      ]),
-    );
-    const [ivGwav, skewGwav] = await this.errors.read(() =>
-      Promise.all([
-        c.readContract({
-          address: cacheAt,
-          abi: greekCacheAbi,
-          functionName: 'getIvGWAV',
-          args: [e.boardId, gwav.optionValueIvGWAVPeriod],
-        }),
-        c.readContract({
-          address: cacheAt,
-          abi: greekCacheAbi,
-          functionName: 'getSkewGWAV',
-          args: [e.strikeId, gwav.optionValueSkewGWAVPeriod],
-        }),
-      ]),
-    );
-    const g = cache.greeks;
-    const chainMs = Number(block.timestamp) * 1000;
-    return {
-      priceUsd: fromE18(e.isCall ? g.callPrice : g.putPrice),
-      delta: fromE18(e.isCall ? g.callDelta : g.putDelta),
-      vegaPerVolPoint: vegaPerVolPointFromStdVega(fromE18(g.stdVega), (e.expiryMs - chainMs) / 1000),
-      ivDecimal: fromE18(ivGwav) * fromE18(skewGwav) || undefined,
-      spot: fromE18(spotE18),
-      chainMs,
+    const idsOf = new Map<string, string[]>();
+    const named = (key: string, id: string) => {
+      const ids = idsOf.get(key) ?? [];
+      if (!ids.includes(id)) ids.push(id);
+      idsOf.set(key, ids);
     };
+    for (const e of entries) {
+      const id = e.info.instrument.id;
+      named(e.market.optionMarket, id);
+      named(`${e.market.optionMarket}|b${e.boardId}`, id);
+      named(`${e.market.optionMarket}|s${e.strikeId}`, id);
+    }
+    // what a read is for, named in the error when it fails: the instruments that need it
+    const forIds = (key: string) => {
+      const ids = idsOf.get(key) ?? [];
+      return ` for ${ids.slice(0, 4).join(', ')}${ids.length > 4 ? `, … (${ids.length})` : ''}`;
+    };
+    const first = new ReadBatch();
+    const markets = new Map<string, { params: Read<GreekCacheParams>; spot: Read<bigint> }>();
+    const caches = new Map<string, Read<StrikeCache>>();
+    for (const e of entries) {
+      const m = e.market;
+      if (!markets.has(m.optionMarket))
+        markets.set(m.optionMarket, {
+          params: first.add(
+            { address: m.greekCache, abi: greekCacheAbi, functionName: 'getGreekCacheParams' },
+            `getGreekCacheParams of the ${m.underlying} greek cache${forIds(m.optionMarket)}`,
+          ),
+          spot: first.add(
+            {
+              address: m.exchangeAdapter,
+              abi: exchangeAdapterAbi,
+              functionName: 'getSpotPriceForMarket',
+              args: [m.optionMarket, PRICE_TYPE.REFERENCE],
+            },
+            `getSpotPriceForMarket of the ${m.underlying} market${forIds(m.optionMarket)}`,
+          ),
+        });
+      const sk = `${m.optionMarket}|s${e.strikeId}`;
+      if (!caches.has(sk))
+        caches.set(
+          sk,
+          first.add(
+            { address: m.greekCache, abi: greekCacheAbi, functionName: 'getStrikeCache', args: [e.strikeId] },
+            `getStrikeCache(${e.strikeId})${forIds(sk)}`,
+          ),
+        );
+    }
+    const [r1, block] = await Promise.all([
+      this.#readAll(first),
+      this.errors.read(() => c.getBlock({ blockTag: 'latest' })),
+    ]);
+    const second = new ReadBatch();
+    const ivs = new Map<string, Read<bigint>>();
+    const skews = new Map<string, Read<bigint>>();
+    for (const e of entries) {
+      const m = e.market;
+      const gwav = markets.get(m.optionMarket)?.params(r1);
+      if (!gwav) throw new RangeError(`no greek cache params read for ${m.underlying}`);
+      const bk = `${m.optionMarket}|b${e.boardId}`;
+      if (!ivs.has(bk))
+        ivs.set(
+          bk,
+          second.add(
+            {
+              address: m.greekCache,
+              abi: greekCacheAbi,
+              functionName: 'getIvGWAV',
+              args: [e.boardId, gwav.optionValueIvGWAVPeriod],
+            },
+            `getIvGWAV(${e.boardId})${forIds(bk)}`,
+          ),
+        );
+      const sk = `${m.optionMarket}|s${e.strikeId}`;
+      if (!skews.has(sk))
+        skews.set(
+          sk,
+          second.add(
+            {
+              address: m.greekCache,
+              abi: greekCacheAbi,
+              functionName: 'getSkewGWAV',
+              args: [e.strikeId, gwav.optionValueSkewGWAVPeriod],
+            },
+            `getSkewGWAV(${e.strikeId})${forIds(sk)}`,
+          ),
+        );
+    }
+    const r2 = await this.#readAll(second);
+    const chainMs = Number(block.timestamp) * 1000;
+    return entries.map((e) => {
+      const m = e.market.optionMarket;
+      const spotE18 = markets.get(m)?.spot(r1);
+      const cache = caches.get(`${m}|s${e.strikeId}`)?.(r1);
+      const ivGwav = ivs.get(`${m}|b${e.boardId}`)?.(r2);
+      const skewGwav = skews.get(`${m}|s${e.strikeId}`)?.(r2);
+      if (spotE18 === undefined || !cache || ivGwav === undefined || skewGwav === undefined)
+        throw new RangeError(`AMM reads of ${e.info.instrument.id} missing from the batch`);
+      return ammViewOf(e, { cache, ivGwav, skewGwav, spotE18, chainMs });
+    });
   }
 
   async fetchMarks(instruments?: readonly string[]): Promise<Mark[]> {
-    const all = await this.strikes();
+    const entries = this.#wanted(await this.strikes(), instruments);
+    const views = await this.ammViews(entries.map(([, e]) => e));
     const out: Mark[] = [];
-    for (const [id, e] of all) {
-      if (instruments && !instruments.includes(id)) continue;
-      const v = await this.ammView(e);
+    entries.forEach(([id], i) => {
+      const v = views[i] as AmmView;
       // No bid/ask: Lyra v1 quotes no spread on chain, its fees are priced per trade (OptionMarketPricer:
       // option-price, spot-price, vega-utilisation and variance fees); quoteHedge simulates a trade for them.
       const mark: Mark = {
@@ -662,17 +793,39 @@ export class LyraVenue implements VenueAdapter {
       };
       if (v.ivDecimal !== undefined) mark.ivDecimal = v.ivDecimal;
       out.push(mark);
-    }
+    });
     return out;
   }
 
-  /** AMM delta and vega from the greek cache; gamma, theta and rho (not cached by the AMM) from local BSM at the AMM's vol. */
+  /** The listed strikes asked for (all when `instruments` is omitted), in listing order. */
+  #wanted(
+    all: Map<string, StrikeEntry>,
+    instruments: readonly string[] | undefined,
+  ): [string, StrikeEntry][] {
+    const asked = instruments ? new Set(instruments) : undefined;
+    return [...all].filter(([id]) => !asked || asked.has(id));
+  }
+
+  /**
+   * AMM delta and vega from the greek cache; gamma, theta and rho (not cached by the AMM) from local BSM at
+   * the AMM's vol. Only options on a live board before its expiry have Greeks: an instrument asked for that
+   * is not listed there (expired, awaiting settlement or settled; unknown) is absent from the answer, as
+   * for every call that reads the live boards.
+   *
+   * A constant number of round trips whatever the number of options (boards and strikes in three batched
+   * reads, the Greeks in two; {@link ammViews}): the runtime asks every tick for those of the live options
+   * held, within the venue's tick budget. A read of one option that fails fails the whole call (a
+   * `RevertedError` naming the reads and the options they were for, or the request's own error), never an
+   * answer without that option: the runtime then keeps the venue's last Greeks, compared until stale and
+   * listed as stale after that, and logs the failure, whereas an answer without the option would replace
+   * the venue's set and silently drop its comparison.
+   */
   async fetchGreeks(instruments?: readonly string[]): Promise<VenueGreeks[]> {
-    const all = await this.strikes();
+    const entries = this.#wanted(await this.strikes(), instruments);
+    const views = await this.ammViews(entries.map(([, e]) => e));
     const out: VenueGreeks[] = [];
-    for (const [id, e] of all) {
-      if (instruments && !instruments.includes(id)) continue;
-      const v = await this.ammView(e);
+    entries.forEach(([id, e], i) => {
+      const v = views[i] as AmmView;
       const local = this.local(e, v);
       const greeks: VenueGreeks['greeks'] = {
         delta: v.delta,
@@ -689,7 +842,7 @@ export class LyraVenue implements VenueAdapter {
           'lyra-v1 OptionGreekCache: delta per unit, stdVega / √(30 / days to expiry) per vol point (GWAV iv × GWAV skew); gamma/theta/rho local BSM',
         asOfMs: this.clock.nowMs(),
       });
-    }
+    });
     return out;
   }
 
@@ -709,13 +862,13 @@ export class LyraVenue implements VenueAdapter {
 
   /** Compares the AMM's cached Greeks and price with local Black-Scholes; flags divergence above `greekTolerance`. */
   async compareGreeks(instruments?: readonly string[]): Promise<GreekComparison[]> {
-    const all = await this.strikes();
+    const entries = this.#wanted(await this.strikes(), instruments);
+    const views = await this.ammViews(entries.map(([, e]) => e));
     const out: GreekComparison[] = [];
-    for (const [id, e] of all) {
-      if (instruments && !instruments.includes(id)) continue;
-      const v = await this.ammView(e);
+    entries.forEach(([id, e], i) => {
+      const v = views[i] as AmmView;
       const l = this.local(e, v);
-      if (!l) continue;
+      if (!l) return;
       const rel = (a: number, b: number, floor: number) => Math.abs(a - b) / Math.max(Math.abs(b), floor);
       const maxRelDiff = Math.max(
         rel(v.delta, l.delta, 0.01),
@@ -733,7 +886,7 @@ export class LyraVenue implements VenueAdapter {
         maxRelDiff,
         diverged: maxRelDiff > this.p.greekTolerance,
       });
-    }
+    });
     return out;
   }
 
@@ -1300,7 +1453,8 @@ export class LyraVenue implements VenueAdapter {
     const amount = toE18(req.sizeBase);
     const plan = await this.plan(e, req.side, amount, req.reduceOnly);
     const sim = await this.simulate(e, plan, amount);
-    const v = await this.ammView(e);
+    const [v] = await this.ammViews([e]);
+    if (!v) throw new RangeError(`no AMM view of ${req.instrument}`);
     const size = fromE18(amount);
     const fee = fromE18(sim.totalFee);
     // Lyra's total cost is premium + fee on a buy, premium − fee on a sell (OptionMarketPricer.getTradeResult).

@@ -51,6 +51,12 @@ export const LyraVenueParams = z
      */
     maxFeePerGasGwei: z.number().positive().optional(),
     dataDir: z.string().optional(),
+    /**
+     * The chain's Multicall3, which batches the adapter's view reads (boards, strikes, Greeks: a few
+     * round trips per call, whatever the book's size). @defaultValue the one viem's chain config names
+     * (Arbitrum, Optimism, Base, …), else a deployless Multicall3 inside each `eth_call`
+     */
+    multicall3: Address.optional(),
   })
   .strict();
 export type LyraVenueParams = z.output<typeof LyraVenueParams>;
