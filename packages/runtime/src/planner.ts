@@ -69,13 +69,16 @@ export interface TickPlannerOptions {
    * venues are routed to. A venue enabled in the configs in force that has no adapter here (its build
    * failed, or it is being built) is handled as a venue whose read failed: its last good read stands in
    * while young, else the underlyings it held get no hedge, all of them when it was never read. A
-   * disabled venue with no adapter (disabled in the profile, so never built) is not part of the book.
+   * disabled venue that cannot be read (its read failed, or it has no adapter: its build failed or is
+   * under way) holds no hedge, since operators disable a broken venue to let hedging go on: its last
+   * good read stands in while young, else its positions are left out of the book; either way it is
+   * named in the snapshot's warnings and logged once per streak.
    */
   venues: readonly VenueAdapter[] | ((configs: readonly VenueConfig[]) => Promise<readonly VenueAdapter[]>);
   /**
-   * Why an enabled venue has no adapter among `venues` (the registry's last failed build of it,
-   * `VenueRegistry.buildFailure`), for the log: such a venue is handled as a venue whose read failed
-   * (see `plan`), this only says why. @defaultValue nothing known
+   * Why a configured venue, enabled or disabled, has no adapter among `venues` (the registry's last
+   * failed build of it, `VenueRegistry.buildFailure`), for the log: such a venue is handled as a venue
+   * whose read failed (see `venues`), this only says why. @defaultValue nothing known
    */
   notRunning?: (venueId: string) => unknown;
   /**
@@ -431,10 +434,15 @@ const NOT_RUNNING = 'not running:';
 /** A venue a tick could not read, and what was done about it: the snapshot's warning says so. */
 interface VenueMissed {
   venue: string;
-  /** Enabled, with no adapter (its build failed, or it is being built), rather than a failed read. */
+  /** With no adapter (its build failed, or it is being built), rather than a failed read. */
   notRunning: boolean;
-  /** Its last good read stands in; or its underlyings (`held`) get no hedge; or all do (never read). */
-  outcome: 'stands in' | 'held' | 'never read';
+  /** Not enabled: it holds no hedge (`left out` rather than `held` or `never read`). */
+  disabled: boolean;
+  /**
+   * Its last good read stands in; or its underlyings (`held`) get no hedge; or all do (never read); or,
+   * disabled, its positions are left out of the book.
+   */
+  outcome: 'stands in' | 'held' | 'never read' | 'left out';
   /** Age of its last good read, run-clock ms (none when it was never read). */
   ageMs?: number;
   /** The underlyings held for it (outcome `held`). */
@@ -455,11 +463,15 @@ interface UnreadVenues {
 
 /** The snapshot's warning for a venue the tick could not read. */
 function missWarning(m: VenueMissed): string {
-  const what = m.notRunning
-    ? `venue ${m.venue} is enabled but not running (its adapter is not built)`
-    : `venue ${m.venue} could not be read`;
+  const what = m.disabled
+    ? `disabled venue ${m.venue} not read (${m.notRunning ? 'its adapter is not built' : 'its read failed'})`
+    : m.notRunning
+      ? `venue ${m.venue} is enabled but not running (its adapter is not built)`
+      : `venue ${m.venue} could not be read`;
   const until = m.notRunning ? 'until it runs' : 'until it is read again';
   switch (m.outcome) {
+    case 'left out':
+      return `${what}: its positions are not in the book ${until} (it holds no hedge: it is disabled)`;
     case 'stands in':
       return `${what}: its positions and balances of ${((m.ageMs ?? 0) / 1000).toFixed(0)} s ago stand in`;
     case 'held':
@@ -630,9 +642,9 @@ const CAP_HOLDS: ReadonlySet<string> = new Set(['window-cap-reached', 'order-cap
 /**
  * What the leader does each tick (execution's `Orchestrator` runs it on its timer, only while holding
  * the lease): read every venue, build a risk snapshot, publish it, decide and route hedges, and hand
- * the plans back for submission. A failing venue read, or an enabled venue that is not running, is
- * logged once per streak and named in the snapshot's warnings; its last good read stands in while
- * young, else its underlyings are not hedged (see `#read`). Expired options and futures still held are
+ * the plans back for submission. A failing venue read, or a venue that is not running, is logged once
+ * per streak and named in the snapshot's warnings; its last good read stands in while young, else its
+ * underlyings are not hedged, or, for a disabled venue, its positions are left out (see `#read`). Expired options and futures still held are
  * valued at the settlement prices their venues report (`fetchSettlementPrices`), else at spot with the snapshot's warning. Venues that
  * publish Greeks (`capabilities.venueGreeks`, `fetchGreeks`) are asked for those of the live options they
  * hold, which the snapshot compares with the model's (`divergences`; see `#readGreeks`).
@@ -1090,12 +1102,20 @@ export class TickPlanner {
    * if it was never read) get no new hedge this tick (`blocked`). Either way the venue is in `failed`
    * and logged, once per streak: when its reads start failing, when the failure or its outcome changes,
    * and when it is read again. A read that does not answer within `venueReadTimeoutMs` is a failed read.
-   * `notRunning`: enabled venues with no adapter among `venues` (a build that failed, one underway),
+   * `notRunning`: configured venues with no adapter among `venues` (a build that failed, one underway),
    * handled exactly as venues whose read failed (`TickPlannerOptions.notRunning` says why, for the log).
+   * `holds(venue)`: whether a venue that cannot be read holds hedging as above (the enabled ones); for
+   * the others (disabled) its last good read stands in the same way, else it is left out of the book
+   * and nothing is held (see `TickPlannerOptions.venues`).
    * Each venue not read is also in `misses`, for the snapshot's warnings.
    * `live()`: false once the tick was overtaken; a read that ends after that changes nothing.
    */
-  async #read(venues: readonly VenueAdapter[], live: () => boolean, notRunning: readonly string[] = []) {
+  async #read(
+    venues: readonly VenueAdapter[],
+    live: () => boolean,
+    notRunning: readonly string[],
+    holds: (venue: string) => boolean,
+  ) {
     const positions: Position[] = [];
     const balances: Balance[] = [];
     const marks: Mark[] = [];
@@ -1187,10 +1207,10 @@ export class TickPlanner {
             );
           }
         } catch (err) {
-          if (live()) await this.#standIn(v.id, err, false, missed, live);
+          if (live()) await this.#standIn(v.id, err, false, holds(v.id), missed, live);
         }
       }),
-      ...notRunning.map((id) => this.#standIn(id, this.#whyNotRunning(id), true, missed, live)),
+      ...notRunning.map((id) => this.#standIn(id, this.#whyNotRunning(id), true, holds(id), missed, live)),
     ]);
     const { failed, blocked, blockAll, misses } = missed;
     misses.sort((a, b) => (a.venue < b.venue ? -1 : a.venue > b.venue ? 1 : 0));
@@ -1207,16 +1227,18 @@ export class TickPlanner {
   }
 
   /**
-   * A venue the tick cannot read (its read failed: `err`; or, `notRunning`, it is enabled and has no
-   * adapter: `err` is why, when known), into `into`: its last good read stands in when younger than
-   * `staleAfterMs` and none of our orders on it changed since; otherwise the underlyings it held and
-   * those of our orders on it that changed get no hedge (`blocked`), all of them when it was never read
-   * (`blockAll`). Logged once per streak (see `#read`).
+   * A venue the tick cannot read (its read failed: `err`; or, `notRunning`, it has no adapter: `err` is
+   * why, when known), into `into`: its last good read stands in when younger than `staleAfterMs` and
+   * none of our orders on it changed since; otherwise, when it `holds` (enabled), the underlyings it
+   * held and those of our orders on it that changed get no hedge (`blocked`), all of them when it was
+   * never read (`blockAll`), and when it does not (disabled), it is left out of the book and nothing is
+   * held. Logged once per streak (see `#read`).
    */
   async #standIn(
     venue: string,
     err: unknown,
     notRunning: boolean,
+    holds: boolean,
     into: UnreadVenues,
     live: () => boolean,
   ): Promise<void> {
@@ -1231,30 +1253,39 @@ export class TickPlanner {
     if (carried) {
       into.positions.push(...last.positions);
       into.balances.push(...last.balances);
+    } else if (!holds) {
+      // disabled: left out of the book, nothing held
     } else if (!last) into.blockAll = true;
     else {
       for (const p of last.positions) held.add(safeMeta(p.instrument)?.underlying ?? p.instrument);
       for (const u of moved) held.add(u);
       for (const u of held) into.blocked.add(u);
     }
-    const outcome = carried ? 'stands in' : last ? 'held' : 'never read';
+    const outcome = carried ? 'stands in' : !holds ? 'left out' : last ? 'held' : 'never read';
     into.misses.push({
       venue,
       notRunning,
+      disabled: !holds,
       outcome,
       ...(ageMs === undefined ? {} : { ageMs }),
       held: [...held].sort(),
     });
     const kind = notRunning ? `${NOT_RUNNING}${err === undefined ? '' : failureKind(err)}` : failureKind(err);
-    const trouble = `${kind}|${outcome}`;
+    const trouble = `${kind}|${holds ? '' : 'disabled, '}${outcome}`;
     if (this.#readTrouble.get(venue) === trouble) return;
     this.#readTrouble.set(venue, trouble);
     const what = notRunning
-      ? `venue ${venue} is enabled but not running (its adapter is not built);`
-      : `reading venue ${venue} failed;`;
+      ? holds
+        ? `venue ${venue} is enabled but not running (its adapter is not built);`
+        : `disabled venue ${venue} is not running (its adapter is not built);`
+      : holds
+        ? `reading venue ${venue} failed;`
+        : `reading disabled venue ${venue} failed;`;
     const then = carried
       ? `its positions and balances of ${((ageMs ?? 0) / 1000).toFixed(0)} s ago stand in`
-      : `no hedge for ${last ? 'the underlyings it holds' : 'any underlying (it was never read)'}`;
+      : !holds
+        ? 'its positions are not in the book (it holds no hedge: it is disabled)'
+        : `no hedge for ${last ? 'the underlyings it holds' : 'any underlying (it was never read)'}`;
     this.#o.log(
       'warn',
       `${what} ${then} while it ${notRunning ? 'is not running' : 'fails'} (logged again when this changes)`,
@@ -1478,21 +1509,27 @@ export class TickPlanner {
     // lets a keeper fill land between the two reads, and the same delta gets hedged twice.
     const inFlight = await this.#inFlightUnderlyings();
     const transitBefore = await this.#o.inTransit?.();
-    // An enabled venue with no adapter (its build failed: bad params, a key env var not set; or it is
+    // A configured venue with no adapter (its build failed: bad params, a key env var not set; or it is
     // being built) is a venue that cannot be read, never one holding nothing: without it, a hedge held
-    // there would drop out of the book and be placed again elsewhere.
+    // there would drop out of the book and be placed again elsewhere. An enabled one holds hedging for
+    // that; a disabled one does not (see `TickPlannerOptions.venues`), and is named in the warnings.
     const running = new Set(all.map((v) => v.id));
-    const notRunning = [...new Set(venueCfg.filter((c) => c.enabled && !running.has(c.id)).map((c) => c.id))];
-    const { failed, blocked, blockAll, greeks, misses, ...inputs } = await this.#read(all, live, notRunning);
+    const notRunning = [...new Set(venueCfg.filter((c) => !running.has(c.id)).map((c) => c.id))];
+    const { failed, blocked, blockAll, greeks, misses, ...inputs } = await this.#read(
+      all,
+      live,
+      notRunning,
+      (id) => enabledIds.has(id),
+    );
     const transitAfter = await this.#o.inTransit?.();
     check();
     for (const [venue, trouble] of this.#readTrouble) {
       if (running.has(venue) || notRunning.includes(venue)) continue;
       this.#readTrouble.delete(venue);
-      // disabled (or no longer configured) with no adapter: the book leaves it out, as at start
+      // no longer configured, with no adapter: the book leaves it out
       this.#o.log(
         'info',
-        `venue ${venue} is no longer enabled and has no adapter: its hold ends (a disabled venue that is not running is not part of the book)`,
+        `venue ${venue} is no longer configured and has no adapter: it is not part of the book (a hold for it ends)`,
         { venue, was: trouble.split('|')[1] },
       );
     }
@@ -1547,7 +1584,11 @@ export class TickPlanner {
       const inTransit = new Map(
         [...(transitBefore ?? []), ...(transitAfter ?? [])].map((t) => [t.transferId, t]),
       );
-      await this.#observeEquity(snapshot, inputs, [...inTransit.values()], failed, inFlight.size > 0);
+      // A venue not read leaves the equity incomplete, so it is not observed: a drop that is no loss
+      // would trip the breaker. A disabled venue never read is not counted there: it never was part of
+      // the equity (else a broken disabled venue would stop the breaker's feed for good).
+      const unread = failed.filter((id) => enabledIds.has(id) || this.#lastGood.has(id));
+      await this.#observeEquity(snapshot, inputs, [...inTransit.values()], unread, inFlight.size > 0);
       check();
     }
     this.#o.onSnapshot?.(snapshot);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig, type XhedgeConfig } from '@xhedge/config';
+import { parseConfig, VenueConfig, type XhedgeConfig } from '@xhedge/config';
 import { driftDryRunProfile, driftFixture, startDriftRpcServer } from '@xhedge/venue-drift/testing';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -76,6 +76,44 @@ describe('a run with paper and real venues', () => {
     const config = parseConfig(PAPER, 'paper.yaml');
     const { run } = await started({ ...config, name: `paper-${randomBytes(4).toString('hex')}` }, {});
     expect(await run.ledger.listAudit({ action: 'book-mark.clear' })).toHaveLength(1);
+  }, 60_000);
+});
+
+describe('disabled venues at start', () => {
+  it('are built read-only and read into the book; one that cannot be built (its key env var not set) neither fails the start nor holds hedging, and is named in the warnings', async () => {
+    const paper = parseConfig(PAPER, 'paper.yaml');
+    const broken = VenueConfig.parse({
+      id: 'drift-broken',
+      kind: 'drift',
+      chain: 'solana:mainnet-beta',
+      enabled: false,
+      endpoints: { rpc: ['https://alice:hunter2@rpc.example/'] },
+      credentials: { signer: { env: 'XHEDGE_BROKEN_KEY' } },
+      params: {
+        programId: '11111111111111111111111111111111',
+        markets: [{ instrument: 'SOL-USD:PERP', marketIndex: 0 }],
+      },
+    });
+    const config: XhedgeConfig = {
+      ...paper,
+      name: `disabled-${randomBytes(4).toString('hex')}`,
+      venues: [...paper.venues.map((v) => (v.id === 'drift-sol' ? { ...v, enabled: false } : v)), broken],
+    };
+    const { run, lines } = await started(config, {});
+    expect(run.venues.map((v) => v.id).sort()).toEqual(['drift-sol', 'gmx-arb', 'lyra-arb', 'uni-eth']);
+    const until = Date.now() + 30_000;
+    while (!run.planner?.lastSnapshot && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    const snap = run.planner?.lastSnapshot;
+    expect(snap?.underlyings.ETH?.byVenue['drift-sol']?.delta).toBeCloseTo(40, 6);
+    expect(snap?.warnings).toContain(
+      'disabled venue drift-broken not read (its adapter is not built): its positions are not in the book until it runs (it holds no hedge: it is disabled)',
+    );
+    // nothing is held for it (an enabled venue it could not build would hold every underlying)
+    expect(snap?.warnings.join('\n')).not.toMatch(/no hedge for/);
+    const built = lines.filter((l) => /drift-broken.*disabled venue not built/.test(l.msg ?? ''));
+    expect(built).toHaveLength(1);
+    expect(built[0]?.msg).toMatch(/XHEDGE_BROKEN_KEY/);
+    expect(JSON.stringify(lines)).not.toContain('hunter2');
   }, 60_000);
 });
 

@@ -146,9 +146,11 @@ export interface Run {
   readonly redis: { embedded: boolean; url: string };
   readonly database: 'postgres' | 'pglite';
   /**
-   * The venues this process trades on now, paper and real (empty for the api role): the profile's
-   * enabled venues at start, then the ones operators add or enable through the API; disabled venues
-   * keep their adapter (risk still reads their positions).
+   * The venue adapters this process runs now, paper and real, enabled or not (empty for the api role):
+   * the profile's venues at start, then the ones operators add through the API. A disabled venue is
+   * built too, read-only: risk reads its positions and balances into the book, routing never picks it,
+   * and the workers send it no order (see `VenueRegistry.forExecution`). One that cannot be built is
+   * left out and named in the risk snapshot's warnings; it does not hold hedging.
    */
   readonly venues: readonly VenueAdapter[];
   readonly ledger: Ledger;
@@ -430,7 +432,10 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     let built: RunVenues = { all: [], paper: [], market: undefined };
     // The venues of this process, kept in line with the stored venue configs while the run goes: the
     // api role only writes configs; the orchestrator (each tick) and the workers (poll and pub/sub
-    // nudge) apply them to their own parts.
+    // nudge) apply them to their own parts. The profile's enabled venues are built first (one that
+    // cannot be built fails the start); the registry's first sync then builds the disabled ones,
+    // read-only (one that fails is logged and left out; a slow one is waited for at most
+    // venueReadTimeoutMs, then taken by a later sync), and those operators stored meanwhile.
     let registry: VenueRegistry | undefined;
     /** Puts a paper venue added while running on the paper bridge (set once the bridge exists). */
     let joinBridge: ((v: PaperVenue) => void) | undefined;
@@ -459,6 +464,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         workingOrders: async (venue) =>
           (await ledger.listOrders({ venue, status: WORKING, limit: 1 })).length,
         log: (level, msg, data) => log[level](data ?? {}, msg),
+        disabledWaitMs: venueReadMs,
       });
       registry = reg;
       closers.push({ name: 'venues', close: () => reg.close() });
@@ -509,10 +515,13 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         if (a && c.kind.startsWith('paper-')) joinBridge(a as PaperVenue);
       }
     }
-    const byId: ReadonlyMap<string, VenueAdapter> = registry?.byId ?? new Map();
+    // The adapters as execution gets them (the registry's live map: venues added later are in it): a
+    // disabled venue's refuses new orders, and its failed position read counts as none (see
+    // `VenueRegistry.forExecution`). The workers get these too (`attachWorkers`).
+    const byId: ReadonlyMap<string, VenueAdapter> = registry?.forExecution ?? new Map();
     // The pre-trade controls read marks, quotes and positions from the venues themselves, so the
     // stale-mark, price-band, slippage and position-limit checks run in the real run; stale marks also
-    // trip the market breaker. `byId` is the registry's live map: venues added later are read too.
+    // trip the market breaker. Disabled venues' positions count in the exposure checks too.
     const venueCaps = config.limits.maxVenueNotionalUsd;
     const marketData: MarketDataSource = new VenueMarketData({
       venues: byId,
@@ -559,8 +568,10 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         );
       // Likewise their drop-copy baselines: the ledger keeps the previous run's, but a paper venue's
       // positions start again from the profile, so each baseline is taken anew at the first quiet read
-      // (else every restart of a paper profile reported a position break).
-      for (const v of built.paper)
+      // (else every restart of a paper profile reported a position break). Every paper venue the
+      // registry built: disabled ones (read too) and stored ones as well as the profile's enabled ones.
+      const paperNow = liveVenues().filter((v) => registry?.configOf(v.id)?.kind.startsWith('paper-'));
+      for (const v of paperNow)
         for (const b of await ledger.positionBaselines(v.id))
           if (b.sizeBase !== undefined)
             await ledger.setPositionBaseline({
@@ -629,12 +640,14 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           config.underlyings.flatMap((u) => (u.volDecimal !== undefined ? [[u.symbol, u.volDecimal]] : [])),
         ),
         // each tick first brings the venues in line with the configs it plans with (unless a sync is
-        // underway already: the tick does not wait for a swap waiting for the venue's jobs)
+        // underway already: the tick does not wait for a swap waiting for the venue's jobs); every
+        // adapter is read, disabled ones too, and only enabled ones are routed to
         venues: async (configs) => {
           await registry?.syncIfIdle(configs);
           return liveVenues();
         },
-        // an enabled venue the registry could not build holds hedging as an unreadable venue; this says why
+        // a venue the registry could not build: an enabled one holds hedging as an unreadable venue, a
+        // disabled one is named in the warnings and holds nothing; this says why
         notRunning: (id) => registry?.buildFailure(id),
         ledger,
         bus,
@@ -763,8 +776,9 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           // A hedge funded by a bridge transfer is as old as the delivery, not as its plan.
           ...(bridge ? { dependencyReadyAtMs: transferDeliveredAtMs } : {}),
         });
-      // The registry starts the pool and, from then on, adds workers for new venues and swaps adapters
-      // through it.
+      // The registry starts the pool on every venue it built, disabled ones too (their workers follow
+      // and cancel orders working there, and refuse new ones: `VenueRegistry.forExecution`), and, from
+      // then on, adds workers for new venues and swaps adapters through it.
       const pool: WorkerPool = registry ? await registry.attachWorkers(start) : await start(byId);
       closers.push({ name: 'workers', close: () => pool.close() });
       if (bridge) {

@@ -1,6 +1,7 @@
 import type { VenueConfig } from '@xhedge/config';
+import type { Position } from '@xhedge/core';
 import { closeRedisClient } from '@xhedge/execution';
-import type { VenueAdapter } from '@xhedge/venue';
+import { InvalidOrderError, type OrderRequest, type VenueAdapter } from '@xhedge/venue';
 import type { Redis } from 'ioredis';
 import { maskedError } from './masked-error.ts';
 
@@ -35,17 +36,30 @@ export interface VenueRegistryOptions {
   log: RegistryLog;
   /** Adapters built at start, with the configs they were built from. */
   initial?: readonly { config: VenueConfig; adapter: VenueAdapter }[];
+  /**
+   * How long a disabled venue may keep a sync, or an order's pre-trade check, waiting, wall ms. A sync
+   * waits this long for the builds of the disabled venues it adds (all at once, alongside its other
+   * work); one still building after that goes on in the background, and a later sync takes its adapter
+   * (until then its positions are not in the book: a disabled venue holds no hedge). A position read
+   * of a disabled venue for the pre-trade checks (`forExecution`) that takes longer counts as failed.
+   * Enabled venues' builds are waited for, as before (their hedging is held until they run).
+   * @defaultValue 10000
+   */
+  disabledWaitMs?: number;
 }
 
 /** What one `sync` did, by venue id. */
 export interface SyncReport {
-  /** New adapters (venues added, or enabled for the first time). */
+  /** New adapters (venues added, enabled or disabled, and venues whose earlier builds failed). */
   added: string[];
   /** Adapters rebuilt for new params. */
   replaced: string[];
   /** Params changes waiting for the venue's working orders to end. */
   deferred: string[];
-  /** Builds that failed (retried at the next sync). */
+  /**
+   * Builds that failed (retried at the next sync), order workers that did not start (likewise), and
+   * builds of disabled venues still under way after `disabledWaitMs` (a later sync takes the adapter).
+   */
   failed: string[];
   /** Changes of kind or chain, which no running adapter can take. */
   refused: string[];
@@ -74,6 +88,18 @@ function canonical(x: unknown): string {
   return JSON.stringify(x);
 }
 
+/** A build's outcome: the adapter, or what it threw. */
+type Built = { adapter: VenueAdapter } | { err: unknown };
+
+/** A build still under way after a sync stopped waiting for it (a disabled venue's). */
+interface Building {
+  /** `adapterKey` of the config it builds from. */
+  key: string;
+  promise: Promise<Built>;
+  /** Set once it ends. */
+  done?: Built;
+}
+
 /** What decides the adapter: everything but `enabled` (enabling and disabling keep the adapter). */
 function adapterKey(v: VenueConfig): string {
   const { enabled: _enabled, ...rest } = v;
@@ -89,29 +115,47 @@ function message(err: unknown): string {
  * The venue adapters of a running process, kept in line with the venue configs operators change
  * through the API (the shared config store). Each `sync` diffs the stored configs against the
  * adapters it runs:
- * - a venue added, or enabled without an adapter yet: its adapter is built (and a worker started for
- *   it when the process has workers);
+ * - a venue added, enabled or disabled, or one whose earlier build failed: its adapter is built (and a
+ *   worker started for it when the process has workers). A disabled venue is built too, read-only: its
+ *   positions and balances are part of the book (a disabled venue routes no new hedges; what it holds
+ *   still carries risk), its worker follows (and the kill switch cancels) orders working there, and
+ *   no new order is sent there (see `forExecution`);
  * - params (or endpoints, credentials) changed: the adapter is rebuilt and swapped once the venue has
  *   no working order and no job runs on the old one; the old one is closed after the swap;
- * - disabled: the adapter stays, so risk still reads the venue's positions (routing leaves disabled
- *   venues out, see `TickPlanner`);
- * - a build that fails is logged with the venue id (credentials masked) and tried again at the next
- *   sync; the run goes on, and the planner, which finds the venue enabled with no adapter, holds its
- *   hedging as for a venue it cannot read (`buildFailure` says why).
+ * - disabled or enabled: the adapter stays (routing leaves disabled venues out, see `TickPlanner`;
+ *   the workers refuse new orders to them);
+ * - a build that fails is logged with the venue id (credentials masked) and tried again at every
+ *   sync; the run goes on. The planner, which finds the venue with no adapter, holds its hedging when
+ *   it is enabled (as for a venue it cannot read), and only says so when it is disabled (its positions
+ *   are not in the book; `buildFailure` says why). A disabled venue's build is waited for at most
+ *   `disabledWaitMs`, so a slow one does not hold a sync (nor the start) back.
  * Syncs run one at a time (the planner's tick, the poll and the pub/sub nudge share one queue).
  */
 export class VenueRegistry {
   readonly #o: VenueRegistryOptions;
+  readonly #disabledWaitMs: number;
   readonly #entries = new Map<string, Entry>();
   readonly #byId = new Map<string, VenueAdapter>();
+  /** The adapters as the workers and pre-trade checks get them (`forExecution`), by venue id. */
+  readonly #forExecution = new Map<string, VenueAdapter>();
+  /** Each adapter's view for execution (`#view`), and back. */
+  readonly #views = new WeakMap<VenueAdapter, VenueAdapter>();
+  readonly #targets = new WeakMap<VenueAdapter, VenueAdapter>();
+  /** Whether each venue is enabled in the configs of the last sync (else the start's); absent: not configured. */
+  readonly #enabled = new Map<string, boolean>();
   #order: string[] = [];
   #workers: VenueWorkers | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   /**
-   * Enabled venues with no adapter, and the error of their last build (or worker start) that failed:
-   * the planner holds their hedging as for a venue it cannot read (`buildFailure`).
+   * Configured venues with no adapter, and the error of their last build (or worker start) that failed,
+   * or of a disabled venue's build still under way: the planner holds an enabled one's hedging as for
+   * a venue it cannot read, and names a disabled one in its warnings (`buildFailure`).
    */
   readonly #notBuilt = new Map<string, unknown>();
+  /** Disabled venues' builds that a sync stopped waiting for (`disabledWaitMs`), by venue id. */
+  readonly #building = new Map<string, Building>();
+  /** Disabled venues whose last position read for the pre-trade checks failed (logged once per streak). */
+  readonly #unreadForChecks = new Set<string>();
   /** Last problem logged per venue, so a failure repeated every sync is logged once. */
   readonly #reported = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
@@ -124,12 +168,31 @@ export class VenueRegistry {
 
   constructor(o: VenueRegistryOptions) {
     this.#o = o;
-    for (const { config, adapter } of o.initial ?? []) this.#put(config, adapter);
+    this.#disabledWaitMs = o.disabledWaitMs ?? 10_000;
+    for (const { config, adapter } of o.initial ?? []) {
+      this.#enabled.set(config.id, config.enabled);
+      this.#put(config, adapter);
+    }
   }
 
-  /** The adapters by venue id (a live map: it follows every sync). */
+  /** The adapters by venue id, enabled or not (a live map: it follows every sync). */
   get byId(): ReadonlyMap<string, VenueAdapter> {
     return this.#byId;
+  }
+
+  /**
+   * The adapters as execution must get them, by venue id (a live map: it follows every sync): for the
+   * order workers (`attachWorkers` hands them these) and the pre-trade checks (`VenueMarketData`). Each
+   * is a view of the venue's adapter that follows its enabled flag in the configs of the last sync:
+   * - while the venue is disabled, `placeOrder` refuses (an `InvalidOrderError`, outcome `rejected`:
+   *   nothing was sent, the order ends rejected), so no worker ever sends an order there; following
+   *   and cancelling orders working there go on (`getOrderByClientId`, `cancelOrder`, `fetchFills`);
+   * - while it is disabled, a position read that fails or takes longer than `disabledWaitMs` counts as
+   *   holding nothing (logged once per streak), so a broken disabled venue never holds an order check
+   *   (the exposure checks read every venue's positions); an enabled venue's read fails as before.
+   */
+  get forExecution(): ReadonlyMap<string, VenueAdapter> {
+    return this.#forExecution;
   }
 
   get(id: string): VenueAdapter | undefined {
@@ -144,9 +207,10 @@ export class VenueRegistry {
   }
 
   /**
-   * Why an enabled venue has no adapter: the error of its last build (or worker start) that failed, as
-   * thrown (mask it before it is shown); undefined when it has an adapter, is not enabled, or no build of
-   * it failed yet. For the planner's log (`TickPlannerOptions.notRunning`).
+   * Why a configured venue has no adapter: the error of its last build (or worker start) that failed,
+   * as thrown (mask it before it is shown), or, for a disabled venue, that its build is still under
+   * way; undefined when it has an adapter, is no longer configured, or no build of it failed yet. For
+   * the planner's log (`TickPlannerOptions.notRunning`).
    */
   buildFailure(id: string): unknown {
     return this.#notBuilt.get(id);
@@ -160,8 +224,75 @@ export class VenueRegistry {
   #put(config: VenueConfig, adapter: VenueAdapter): void {
     this.#entries.set(config.id, { config, key: adapterKey(config), adapter });
     this.#byId.set(config.id, adapter);
+    this.#forExecution.set(config.id, this.#view(adapter));
     this.#notBuilt.delete(config.id);
     if (!this.#order.includes(config.id)) this.#order.push(config.id);
+  }
+
+  /** The adapter behind a view of `#view` (or the adapter itself). */
+  #target(a: VenueAdapter): VenueAdapter {
+    return this.#targets.get(a) ?? a;
+  }
+
+  /** `adapter` as execution gets it (see `forExecution`); one view per adapter. */
+  #view(adapter: VenueAdapter): VenueAdapter {
+    const known = this.#views.get(adapter);
+    if (known) return known;
+    const id = adapter.id;
+    const disabled = () => this.#enabled.get(id) !== true;
+    const placeOrder = async (req: OrderRequest) => {
+      if (disabled())
+        throw new InvalidOrderError({
+          venue: id,
+          clientOrderId: req.clientOrderId,
+          message:
+            'the venue is disabled: no new order is sent there (refused before sending; its working orders are still followed)',
+        });
+      return adapter.placeOrder(req);
+    };
+    const fetchPositions = async (): Promise<Position[]> => {
+      if (!disabled()) return adapter.fetchPositions();
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        const positions = await Promise.race([
+          adapter.fetchPositions(),
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`no answer in ${this.#disabledWaitMs} ms`)),
+              this.#disabledWaitMs,
+            );
+          }),
+        ]);
+        if (this.#unreadForChecks.delete(id))
+          this.#o.log('info', `disabled venue ${id}: its positions are read again for the order checks`, {
+            venue: id,
+          });
+        return positions;
+      } catch (err) {
+        if (!this.#unreadForChecks.has(id)) {
+          this.#unreadForChecks.add(id);
+          this.#o.log(
+            'warn',
+            `disabled venue ${id}: reading its positions for the order checks failed; they count as none there until it is read again (a disabled venue holds no hedge)`,
+            { venue: id, err: message(err) },
+          );
+        }
+        return [];
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    const view = new Proxy(adapter, {
+      get: (target, prop) => {
+        if (prop === 'placeOrder') return placeOrder;
+        if (prop === 'fetchPositions') return fetchPositions;
+        const value: unknown = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    this.#views.set(adapter, view);
+    this.#targets.set(view, adapter);
+    return view;
   }
 
   /** Runs `fn` after every sync queued before it, and before any queued after. */
@@ -175,14 +306,15 @@ export class VenueRegistry {
   }
 
   /**
-   * Starts the process's workers on the adapters of now (`start` gets them) and keeps them in line
-   * from then on: later syncs add workers for new venues and swap adapters through the pool.
+   * Starts the process's workers on the adapters of now, enabled or not, as execution gets them
+   * (`forExecution`: a disabled venue's takes no new order), and keeps them in line from then on:
+   * later syncs add workers for new venues and swap adapters through the pool.
    */
   attachWorkers<W extends VenueWorkers>(
     start: (venues: ReadonlyMap<string, VenueAdapter>) => Promise<W>,
   ): Promise<W> {
     return this.#serial(async () => {
-      const workers = await start(new Map(this.#byId));
+      const workers = await start(new Map(this.#forExecution));
       this.#workers = workers;
       return workers;
     });
@@ -211,8 +343,20 @@ export class VenueRegistry {
     if (this.#closed || this.#stopped) return report;
     const configs = given ?? (await this.#o.current());
     this.#order = configs.map((c) => c.id);
-    for (const id of this.#notBuilt.keys())
-      if (!configs.some((c) => c.id === id && c.enabled)) this.#notBuilt.delete(id);
+    // the order views follow the flags at once (an order checked while this sync builds sees them)
+    this.#enabled.clear();
+    for (const c of configs) this.#enabled.set(c.id, c.enabled);
+    for (const id of this.#notBuilt.keys()) if (!this.#enabled.has(id)) this.#notBuilt.delete(id);
+    // Disabled venues to add are built alongside the rest of the sync, and waited for at most
+    // `disabledWaitMs` from now: a slow one holds neither this sync nor the start back for longer.
+    // A build an earlier sync waited for already is not waited for again: it is taken once it ends.
+    const waitUntil = Date.now() + this.#disabledWaitMs;
+    const disabled = configs
+      .filter((c) => !c.enabled && !this.#entries.has(c.id))
+      .map((c) => {
+        const before = this.#building.get(c.id)?.key === adapterKey(c);
+        return { c, built: this.#buildOf(c), until: before ? 0 : waitUntil };
+      });
     for (const c of configs) {
       const e = this.#entries.get(c.id);
       if (!e) {
@@ -232,36 +376,71 @@ export class VenueRegistry {
         if (c.enabled !== e.config.enabled)
           this.#o.log('info', `venue ${c.id} ${c.enabled ? 'enabled' : 'disabled'}`, { venue: c.id });
         e.config = c;
-        continue;
-      }
-      await this.#replace(e, c, report);
+      } else await this.#replace(e, c, report);
+      // a worker that did not start with the adapter (see `#addDisabled`) is tried again
+      if (!(await this.#startWorker(c.id))) report.failed.push(c.id);
     }
+    await Promise.all(disabled.map(({ c, built, until }) => this.#addDisabled(c, built, until, report)));
     return report;
   }
 
+  /**
+   * A build of `c`: the one a sync stopped waiting for when it builds the same config (a config since
+   * changed: that one's adapter is closed when it ends), else a new one. Never rejects.
+   */
+  #buildOf(c: VenueConfig): Building {
+    const key = adapterKey(c);
+    const under = this.#building.get(c.id);
+    if (under?.key === key) return under;
+    this.#building.delete(c.id);
+    if (under) void under.promise.then((b) => ('adapter' in b ? this.#close(b.adapter) : undefined));
+    const building: Building = {
+      key,
+      promise: (async (): Promise<Built> => {
+        try {
+          const adapter = await this.#o.build(c);
+          if (adapter.id !== c.id) {
+            await this.#close(adapter);
+            throw new Error(`the adapter built for venue ${c.id} calls itself ${adapter.id}`);
+          }
+          return { adapter };
+        } catch (err) {
+          return { err };
+        }
+      })(),
+    };
+    void building.promise.then((b) => {
+      building.done = b;
+    });
+    return building;
+  }
+
+  /** The build error's log line: config errors name the venue already. */
+  #buildError(c: VenueConfig, err: unknown): string {
+    const why = message(err);
+    return why.startsWith(`venue ${c.id}`) ? why : `venue ${c.id} (${c.kind} on ${c.chain}): ${why}`;
+  }
+
   async #add(c: VenueConfig, report: SyncReport): Promise<void> {
-    let adapter: VenueAdapter;
-    try {
-      adapter = await this.#o.build(c);
-      if (adapter.id !== c.id) {
-        await this.#close(adapter);
-        throw new Error(`the adapter built for venue ${c.id} calls itself ${adapter.id}`);
-      }
-    } catch (err) {
-      const why = message(err);
-      // config errors name the venue already
-      const what = why.startsWith(`venue ${c.id}`) ? why : `venue ${c.id} (${c.kind} on ${c.chain}): ${why}`;
-      this.#report(c.id, 'error', `${what} (not built; tried again at every sync)`);
-      this.#notBuilt.set(c.id, err);
+    // an enabled venue's build is waited for (its hedging is held until it runs), also one a sync
+    // started while it was disabled
+    const building = this.#buildOf(c);
+    this.#building.delete(c.id);
+    const built = await building.promise;
+    if ('err' in built) {
+      this.#report(c.id, 'error', `${this.#buildError(c, built.err)} (not built; tried again at every sync)`);
+      this.#notBuilt.set(c.id, built.err);
       report.failed.push(c.id);
       return;
     }
+    const { adapter } = built;
+    const view = this.#view(adapter);
     try {
       // the worker first: once the venue is visible, routing may send it orders
       if (this.#workers?.venue(c.id)) {
-        const stale = await this.#workers.replaceVenue(c.id, async () => adapter);
+        const stale = this.#target(await this.#workers.replaceVenue(c.id, async () => view));
         if (stale !== adapter) await this.#close(stale);
-      } else if (this.#workers) await this.#workers.addVenue(c.id, adapter);
+      } else if (this.#workers) await this.#workers.addVenue(c.id, view);
     } catch (err) {
       await this.#close(adapter);
       this.#report(
@@ -277,6 +456,83 @@ export class VenueRegistry {
     this.#reported.delete(c.id);
     report.added.push(c.id);
     this.#o.log('info', `venue ${c.id} (${c.kind} on ${c.chain}) is live`, { venue: c.id });
+  }
+
+  /**
+   * A disabled venue's adapter, built read-only: waited for until `waitUntil` (wall ms), after which
+   * its build goes on and a later sync takes it. A build that fails, or is still under way, is logged
+   * once and tried again at every sync; the planner says the venue is not read, and holds nothing for
+   * it (operators disable a broken venue to let hedging go on).
+   */
+  async #addDisabled(
+    c: VenueConfig,
+    building: Building,
+    waitUntil: number,
+    report: SyncReport,
+  ): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const built =
+      building.done ??
+      (await Promise.race([
+        building.promise,
+        new Promise<undefined>((resolve) => {
+          timer = setTimeout(() => resolve(undefined), Math.max(0, waitUntil - Date.now()));
+        }),
+      ]).finally(() => clearTimeout(timer)));
+    if (!built) {
+      this.#building.set(c.id, building);
+      const err = new Error(
+        `its build has not finished after ${this.#disabledWaitMs} ms; it goes on, and a later sync takes its adapter`,
+      );
+      this.#notBuilt.set(c.id, err);
+      this.#report(
+        c.id,
+        'warn',
+        `disabled venue ${c.id} (${c.kind} on ${c.chain}) is not built yet, so its positions are not in the book: ${err.message}`,
+      );
+      report.failed.push(c.id);
+      return;
+    }
+    this.#building.delete(c.id);
+    if ('err' in built) {
+      this.#report(
+        c.id,
+        'error',
+        `${this.#buildError(c, built.err)} (disabled venue not built, so its positions are not in the book; it holds no hedge; tried again at every sync)`,
+      );
+      this.#notBuilt.set(c.id, built.err);
+      report.failed.push(c.id);
+      return;
+    }
+    this.#put(c, built.adapter);
+    this.#reported.delete(c.id);
+    report.added.push(c.id);
+    this.#o.log(
+      'info',
+      `venue ${c.id} (${c.kind} on ${c.chain}) is disabled: built read-only (its positions are in the book; no order is sent there)`,
+      { venue: c.id },
+    );
+    // its worker follows the orders working there (from before it was disabled) and takes no new one;
+    // one that does not start is tried again at every sync, the adapter is read meanwhile
+    if (!(await this.#startWorker(c.id))) report.failed.push(c.id);
+  }
+
+  /** Starts the order worker of a venue that has an adapter and no worker yet; false when that fails (logged). */
+  async #startWorker(id: string): Promise<boolean> {
+    const workers = this.#workers;
+    const adapter = this.#byId.get(id);
+    if (!workers || !adapter || workers.venue(id)) return true;
+    try {
+      await workers.addVenue(id, this.#view(adapter));
+    } catch (err) {
+      this.#report(id, 'error', `venue ${id}: starting its order worker failed; retrying: ${message(err)}`);
+      return false;
+    }
+    if (this.#reported.get(id)?.startsWith(`venue ${id}: starting its order worker failed`)) {
+      this.#reported.delete(id);
+      this.#o.log('info', `venue ${id}: its order worker started`, { venue: id });
+    }
+    return true;
   }
 
   async #replace(e: Entry, c: VenueConfig, report: SyncReport): Promise<void> {
@@ -297,17 +553,18 @@ export class VenueRegistry {
       return true;
     };
     // runs while no order job of this process uses the venue's adapter (the pool holds them back)
+    // `current` is the pool's view of the adapter (see `forExecution`): the build gets the adapter
     const swap = async (current: VenueAdapter): Promise<VenueAdapter> => {
       if (await waiting()) return current;
       try {
-        const next = await this.#o.build(c, current);
+        const next = await this.#o.build(c, this.#target(current));
         if (next.id !== id) {
           await this.#close(next);
           throw new Error(`the adapter built for venue ${id} calls itself ${next.id}`);
         }
         outcome = 'replaced';
         built = next;
-        return next;
+        return this.#view(next);
       } catch (err) {
         outcome = 'failed';
         this.#report(
@@ -410,6 +667,10 @@ export class VenueRegistry {
     await this.stop();
     await this.#serial(async () => {
       this.#closed = true;
+      // builds still under way: their adapters are closed when they end
+      for (const b of this.#building.values())
+        void b.promise.then((x) => ('adapter' in x ? this.#close(x.adapter) : undefined));
+      this.#building.clear();
       await Promise.all([...this.#byId.values()].map((a) => this.#close(a)));
     });
   }
