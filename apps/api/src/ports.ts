@@ -92,8 +92,13 @@ export interface ControlsPort {
    */
   readonly auditsKillSwitch?: boolean;
   killSwitches(): Promise<KillSwitchView[]>;
+  /**
+   * Engages the switch. `allowRiskReducing`: reduce-only orders in the scope still pass (execution's
+   * `KillSwitch.engage` option of that name, the CLI's `--allow-risk-reducing`); the answer says what
+   * is in force (`allowRiskReducing` of the view).
+   */
   tripKillSwitch(
-    q: { scope: KillScope; target?: string; reason: string },
+    q: { scope: KillScope; target?: string; reason: string; allowRiskReducing: boolean },
     actor: Actor,
   ): Promise<KillSwitchView>;
   resetKillSwitch(

@@ -270,6 +270,16 @@ const KillBody = z.strictObject({
   target: z.string().min(1).max(64).optional(),
   reason: Reason,
 });
+/** A trip: as a release, and whether reduce-only orders still pass (the CLI's `--allow-risk-reducing`). */
+const KillTripBody = KillBody.extend({
+  allowRiskReducing: z
+    .boolean()
+    .default(false)
+    .describe(
+      'true: reduce-only orders in the scope still pass (a book can still shrink its risk); every other ' +
+        "order is stopped. As the CLI's --allow-risk-reducing; left out: false, every order is stopped",
+    ),
+});
 const ReasonBody = z.strictObject({ reason: Reason });
 const AckBody = z.strictObject({ venue: VenueId, instrument: z.string().min(1).max(128), reason: Reason });
 const MarkBody = z.strictObject({
@@ -280,6 +290,13 @@ const MarkBody = z.strictObject({
     .min(-1e15, { error: 'expected USD from -1e15 to 1e15' })
     .max(1e15, { error: 'expected USD from -1e15 to 1e15' })
     .optional(),
+  force: z
+    .boolean()
+    .optional()
+    .describe(
+      "true: mark at equityUsd even when it is farther from the newest equity than the loss breaker's limit " +
+        '(breakers.market.maxLossSinceMarkUsd); recorded in the audit as forced. Only with equityUsd',
+    ),
   reason: Reason,
 });
 const TokenBody = z.strictObject({ name: z.string().trim().min(1).max(80), role: Role });
@@ -338,20 +355,45 @@ async function brakeTargets(
 }
 
 /**
- * Refuses a kill switch to trip on a venue or underlying the run does not know (when the port says
- * what it knows): engaged, it would stop nothing, and the operator would believe it had.
+ * Refuses a kill-switch change naming a venue or underlying the run does not know (when the port says
+ * what it knows). A trip of one would stop nothing, and the operator would believe it had. A release of
+ * one is refused only when nothing is engaged there either: it would release nothing, and a misspelt
+ * release that answered 200 would hide that the switch meant is still engaged. Whatever is engaged
+ * stays releasable (a venue removed from the config while its switch was engaged, or one engaged with
+ * the CLI's --force). When the engaged scopes cannot be read, the release is not refused here.
  */
 async function knownKillTarget(
   controls: ControlsPort,
   q: { scope: KillScope; target?: string },
+  action: 'trip' | 'reset',
   log: FastifyBaseLogger,
 ): Promise<void> {
-  if (q.scope === 'global' || q.target === undefined) return;
+  if (q.scope === 'global' || q.target === undefined || !controls.targets) return;
   const t = await brakeTargets(controls, log);
-  if (!t) return;
-  const known = q.scope === 'venue' ? t.venues : t.underlyings;
-  if (known.includes(q.target)) return;
-  const message = `no ${q.scope} ${q.target} in this run; the ${q.scope === 'venue' ? 'venues' : 'underlyings'} are ${namesForMessage(known)}`;
+  const known = t ? (q.scope === 'venue' ? t.venues : t.underlyings) : undefined;
+  if (known?.includes(q.target)) return;
+  const plural = q.scope === 'venue' ? 'venues' : 'underlyings';
+  let message: string;
+  if (action === 'trip') {
+    // names unreadable: the check is skipped, never the brake
+    if (!known) return;
+    message = `no ${q.scope} ${q.target} in this run; the ${plural} are ${namesForMessage(known)}`;
+  } else {
+    let engaged: string[];
+    try {
+      engaged = (await controls.killSwitches())
+        .filter((k) => k.engaged && k.scope === q.scope && k.target !== undefined)
+        .map((k) => k.target as string);
+    } catch {
+      return;
+    }
+    if (engaged.includes(q.target)) return;
+    message =
+      `no kill switch engaged on ${q.scope} ${q.target}` +
+      `${known ? `, and no ${q.scope} ${q.target} in this run` : ''}: releasing it would release nothing; ` +
+      `the ${plural} engaged are ${namesForMessage(engaged)}` +
+      `${known ? `; the ${plural} are ${namesForMessage(known)}` : ''}`;
+  }
   throw new ApiError('VALIDATION', `body.target: ${message}`, {
     details: { issues: [{ field: 'body.target', message }] },
   });
@@ -359,7 +401,10 @@ async function knownKillTarget(
 
 /**
  * Refuses a breaker name no order consults (when the port says which they are): tripping it would stop
- * nothing. A reset is refused only when the name is neither such a breaker nor one the board holds open.
+ * nothing. A release is refused only when the name is neither such a breaker nor one the board holds
+ * (every breaker that has ever opened, open or not): it would close nothing, and a misspelt release
+ * answered 200 would hide that the breaker meant is still open. A breaker the board holds stays
+ * releasable whatever the config says now (its venue removed while it was open).
  */
 async function knownBreaker(
   controls: ControlsPort,
@@ -372,10 +417,21 @@ async function knownBreaker(
   if (!t && action === 'trip') return;
   const breakers = t?.breakers ?? [];
   if (breakers.includes(name)) return;
-  if (action === 'reset' && (await controls.breakers()).some((b) => b.name === name)) return;
-  throw new ApiError('NOT_FOUND', `no breaker ${name} guards any order of this run`, {
-    details: { breaker: name, breakers: [...breakers] },
-  });
+  if (action === 'trip')
+    throw new ApiError('NOT_FOUND', `no breaker ${name} guards any order of this run`, {
+      details: { breaker: name, breakers: [...breakers] },
+    });
+  const held = (await controls.breakers()).map((b) => b.name);
+  if (held.includes(name)) return;
+  const names = [...new Set([...breakers, ...held])].sort();
+  const why = t
+    ? 'no order of this run consults it and it has never opened'
+    : "it has never opened (the names this run's orders consult could not be read)";
+  throw new ApiError(
+    'NOT_FOUND',
+    `no breaker ${name} to close: ${why}, so releasing it would close nothing; the breakers are ${namesForMessage(names)}`,
+    { details: { breaker: name, breakers: names } },
+  );
 }
 
 export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
@@ -430,6 +486,42 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
         },
       },
     );
+  };
+
+  /**
+   * Why a mark at `equityUsd` is refused without `force`: farther from the book's newest equity than the
+   * loss breaker's limit, so it would trip `market:loss` at once (above) or move its trigger by more than
+   * the limit (below: an equity entered in thousands made a $0.5M limit trip at ~$6.75M of loss).
+   * Undefined when it is within the limit, or when there is nothing to compare with (no equity observed
+   * yet, or no loss breaker).
+   */
+  const markTooFar = async (
+    equityUsd: number,
+  ): Promise<{ error: ApiError; details: Record<string, number> } | undefined> => {
+    const m = await ports.controls.bookMark();
+    const last = m.lastEquityUsd;
+    const limit = m.maxLossSinceMarkUsd;
+    if (last === undefined || limit === undefined || !Number.isFinite(last) || !Number.isFinite(limit))
+      return undefined;
+    const differenceUsd = equityUsd - last;
+    if (Math.abs(differenceUsd) <= limit) return undefined;
+    const usd = (v: number) => `${Number(v.toFixed(2))} USD`;
+    const message =
+      `${usd(equityUsd)} is ${usd(Math.abs(differenceUsd))} ${differenceUsd < 0 ? 'below' : 'above'} the book's ` +
+      `newest equity ${usd(last)}, more than the market:loss breaker's limit ${usd(limit)} ` +
+      '(breakers.market.maxLossSinceMarkUsd): check the value and its unit, or send "force": true to mark there anyway';
+    const details = {
+      equityUsd,
+      lastEquityUsd: last,
+      differenceUsd: Number(differenceUsd.toFixed(2)),
+      maxLossSinceMarkUsd: limit,
+    };
+    return {
+      details,
+      error: new ApiError('VALIDATION', `body.equityUsd: ${message}`, {
+        details: { issues: [{ field: 'body.equityUsd', message }], ...details },
+      }),
+    };
   };
 
   // ---- health
@@ -786,29 +878,38 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
           tags: ['controls'],
           summary:
             action === 'trip'
-              ? 'Engage a kill switch (global, per venue or per underlying): no new order is sent'
+              ? 'Engage a kill switch (global, per venue or per underlying): no new order is sent (with allowRiskReducing, none but reduce-only ones)'
               : 'Release a kill switch',
           description:
+            (action === 'trip'
+              ? 'A venue or underlying this run does not know is refused (400 naming the ones it knows): it would stop nothing. '
+              : 'Whatever is engaged can be released. A venue or underlying this run does not know, with nothing engaged on it, ' +
+                'is refused (400 naming the ones engaged and known): it would release nothing. ') +
             `${AUDITED} A kill switch that writes its own ledger records (the runtime's) answers a failed ` +
             'ledger write after the engage with 500 KILL_SWITCH_UNRECORDED, saying it IS engaged.',
           querystring: EmptyQuery,
-          body: KillBody,
+          body: action === 'trip' ? KillTripBody : KillBody,
           response: { 200: KillSwitchView, ...changeErrors },
         },
       },
       async (req) => {
         const actor = actorOf(req);
         const q = killTarget(req.body);
-        if (action === 'trip') await knownKillTarget(ports.controls, q, req.log);
+        await knownKillTarget(ports.controls, q, action, req.log);
+        const allowRiskReducing = 'allowRiskReducing' in req.body && req.body.allowRiskReducing === true;
         const r =
           action === 'trip'
-            ? await ports.controls.tripKillSwitch(q, actor)
+            ? await ports.controls.tripKillSwitch({ ...q, allowRiskReducing }, actor)
             : await ports.controls.resetKillSwitch(q, actor);
         if (!ports.controls.auditsKillSwitch) {
           const target = q.target ? `${q.scope}:${q.target}` : q.scope;
           await audit(
             req,
-            { action: `kill-switch.${action}`, target, details: { reason: q.reason } },
+            {
+              action: `kill-switch.${action}`,
+              target,
+              details: { reason: q.reason, ...(action === 'trip' ? { allowRiskReducing } : {}) },
+            },
             { what: `kill switch ${target} ${action === 'trip' ? 'ENGAGED' : 'released'}`, result: r },
           );
         }
@@ -822,7 +923,12 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
         schema: {
           tags: ['controls'],
           summary: action === 'trip' ? 'Open a circuit breaker by hand' : 'Close a circuit breaker',
-          description: AUDITED,
+          description:
+            (action === 'trip'
+              ? 'A breaker no order of this run consults is refused (404 naming the ones that are): it would stop nothing. '
+              : 'Every breaker that has ever opened can be closed, whatever the config says now. A name that is neither ' +
+                'one the orders consult nor ever opened is refused (404 naming the breakers): it would close nothing. ') +
+            AUDITED,
           params: NameParam,
           querystring: EmptyQuery,
           body: ReasonBody,
@@ -902,7 +1008,12 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
         tags: ['controls'],
         summary:
           'Mark the book: at equityUsd, or at the newest equity observed. Does not close a tripped market:loss breaker',
-        description: AUDITED,
+        description:
+          "An equityUsd farther from the newest equity than the loss breaker's limit " +
+          '(breakers.market.maxLossSinceMarkUsd) is refused, 400 naming the newest equity and the difference (a ' +
+          'value in the wrong unit would trip market:loss at once, or move its trigger by more than the limit), ' +
+          'unless the body says "force": true; a forced mark is audited as forced. With no equity observed yet, ' +
+          `or no loss breaker, any equityUsd is taken. ${AUDITED}`,
         querystring: EmptyQuery,
         body: MarkBody,
         response: { 200: BookMarkView, ...changeErrors },
@@ -912,12 +1023,36 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       const actor = actorOf(req);
       const q: { equityUsd?: number; reason: string } = { reason: req.body.reason };
       if (req.body.equityUsd !== undefined) q.equityUsd = req.body.equityUsd;
+      if (req.body.force !== undefined && q.equityUsd === undefined) {
+        const message = 'only with equityUsd: a mark at the newest equity is never refused';
+        throw new ApiError('VALIDATION', `body.force: ${message}`, {
+          details: { issues: [{ field: 'body.force', message }] },
+        });
+      }
+      const forced = q.equityUsd === undefined ? undefined : await markTooFar(q.equityUsd);
+      if (forced && req.body.force !== true) throw forced.error;
       const r = await ports.controls.setBookMark(q, actor);
+      const what = `book marked at ${r.markUsd ?? 'no equity yet'} USD${forced ? ' (forced)' : ''}`;
       if (!ports.controls.auditsBookMark)
         await audit(
           req,
-          { action: 'book-mark.set', target: 'book', details: { ...q } },
-          { what: `book marked at ${r.markUsd ?? 'no equity yet'} USD`, result: r },
+          {
+            action: 'book-mark.set',
+            target: 'book',
+            details: { ...q, ...(forced ? { forced: true, ...forced.details } : {}) },
+          },
+          { what, result: r },
+        );
+      // the port wrote the mark's own entry: the override is recorded beside it
+      else if (forced)
+        await audit(
+          req,
+          {
+            action: 'book-mark.forced',
+            target: 'book',
+            details: { equityUsd: q.equityUsd, reason: q.reason, forced: true, ...forced.details },
+          },
+          { what, result: r },
         );
       return r;
     },

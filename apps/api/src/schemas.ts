@@ -125,6 +125,11 @@ export const KillSwitchView = z
     reason: z.string().optional(),
     by: z.string().optional(),
     sinceMs: z.number().optional(),
+    /** Engaged with reduce-only orders still let through. */
+    allowRiskReducing: z
+      .boolean()
+      .optional()
+      .describe('engaged: reduce-only orders in the scope still pass (false: every order is stopped)'),
   })
   .meta({ id: 'KillSwitch' });
 export type KillSwitchView = z.infer<typeof KillSwitchView>;

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -323,9 +323,157 @@ describe('operator API', () => {
         .statusCode,
     ).toBe(200);
     expect(
-      (await post('/v1/kill-switch/reset', { scope: 'underlying', target: 'DOGE', reason: 'no-op' }))
+      (await post('/v1/kill-switch/reset', { scope: 'underlying', target: 'ETH', reason: 'not engaged' }))
         .statusCode,
     ).toBe(200);
+    // a release of a name the run does not know, with nothing engaged there, would release nothing
+    // (a misspelt release answered 200 hides that the switch meant is still engaged): refused
+    const typo = await post('/v1/kill-switch/reset', {
+      scope: 'underlying',
+      target: 'DOGE',
+      reason: 'no-op',
+    });
+    expect(typo.statusCode).toBe(400);
+    expect(typo.json().error).toMatchObject({
+      code: 'VALIDATION',
+      message:
+        'body.target: no kill switch engaged on underlying DOGE, and no underlying DOGE in this run: releasing it ' +
+        'would release nothing; the underlyings engaged are (none); the underlyings are BTC, ETH',
+      details: { issues: [{ field: 'body.target', message: expect.stringMatching(/^no kill switch/) }] },
+    });
+    expect(ports.auditLog.length).toBe(audited + 3);
+  });
+
+  it('releases whatever is engaged or has opened, even once its venue left the config; a release that would release nothing is refused', async () => {
+    const own = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const system = { tokenId: 'x', name: 'test', role: 'admin' as const };
+    const risk = (await own.tokens.create({ name: 'risk-owner', role: 'risk' }, system)).token;
+    // the run's names, as the config says them now
+    let venues = ['gmx-arb', 'drift-sol'];
+    let breakers = ['venue:gmx-arb', 'venue:drift-sol', 'market:loss'];
+    const srv = await buildApiServer({
+      ports: {
+        ...own,
+        controls: {
+          ...own.controls,
+          targets: async () => ({ venues, underlyings: ['BTC', 'ETH'], breakers }),
+        },
+      },
+      logger: false,
+    });
+    const post = (url: string, payload: object) =>
+      srv.inject({ method: 'POST', url, headers: { authorization: `Bearer ${risk}` }, payload });
+    try {
+      expect(
+        (await post('/v1/kill-switch/trip', { scope: 'venue', target: 'gmx-arb', reason: 'venue down' }))
+          .statusCode,
+      ).toBe(200);
+      expect((await post('/v1/breakers/venue:gmx-arb/trip', { reason: 'venue down' })).statusCode).toBe(200);
+      // gmx-arb leaves the config while its switch is engaged and its breaker open
+      venues = ['drift-sol'];
+      breakers = ['venue:drift-sol', 'market:loss'];
+      const misspelt = await post('/v1/kill-switch/reset', {
+        scope: 'venue',
+        target: 'gmx-arbb',
+        reason: 'back up',
+      });
+      expect(misspelt.statusCode).toBe(400);
+      expect(misspelt.json().error.message).toBe(
+        'body.target: no kill switch engaged on venue gmx-arbb, and no venue gmx-arbb in this run: releasing it ' +
+          'would release nothing; the venues engaged are gmx-arb; the venues are drift-sol',
+      );
+      const ks = await post('/v1/kill-switch/reset', {
+        scope: 'venue',
+        target: 'gmx-arb',
+        reason: 'back up',
+      });
+      expect(ks.statusCode, ks.body).toBe(200);
+      expect(ks.json()).toMatchObject({ scope: 'venue', target: 'gmx-arb', engaged: false });
+      const unknown = await post('/v1/breakers/nonexistent/reset', { reason: 'typo' });
+      expect(unknown.statusCode).toBe(404);
+      expect(unknown.json().error).toMatchObject({
+        code: 'NOT_FOUND',
+        message:
+          'no breaker nonexistent to close: no order of this run consults it and it has never opened, so ' +
+          'releasing it would close nothing; the breakers are market:loss, venue:drift-sol, venue:gmx-arb',
+        details: { breaker: 'nonexistent', breakers: ['market:loss', 'venue:drift-sol', 'venue:gmx-arb'] },
+      });
+      const brk = await post('/v1/breakers/venue:gmx-arb/reset', { reason: 'back up' });
+      expect(brk.statusCode, brk.body).toBe(200);
+      expect(brk.json()).toMatchObject({ name: 'venue:gmx-arb', state: 'closed' });
+      // the OpenAPI document says so
+      const doc = (await srv.inject({ url: '/docs/json' })).json();
+      expect(doc.paths['/v1/breakers/{name}/reset'].post.description).toMatch(
+        /^Every breaker that has ever opened can be closed/,
+      );
+      expect(doc.paths['/v1/kill-switch/reset'].post.description).toMatch(
+        /^Whatever is engaged can be released/,
+      );
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('a trip may let reduce-only orders through (allowRiskReducing, as the CLI), false when left out; documented', async () => {
+    const post = (url: string, payload: object) =>
+      app.inject({ method: 'POST', url, headers: auth('risk'), payload });
+    const allow = await post('/v1/kill-switch/trip', {
+      scope: 'underlying',
+      target: 'BTC',
+      reason: 'wind the BTC book down',
+      allowRiskReducing: true,
+    });
+    expect(allow.statusCode, allow.body).toBe(200);
+    expect(allow.json()).toMatchObject({
+      scope: 'underlying',
+      target: 'BTC',
+      engaged: true,
+      allowRiskReducing: true,
+    });
+    expect(ports.auditLog.at(-1)).toMatchObject({
+      action: 'kill-switch.trip',
+      target: 'underlying:BTC',
+      details: { reason: 'wind the BTC book down', allowRiskReducing: true },
+    });
+    const strict = await post('/v1/kill-switch/trip', {
+      scope: 'underlying',
+      target: 'BTC',
+      reason: 'stop all',
+    });
+    expect(strict.statusCode, strict.body).toBe(200);
+    expect(strict.json()).toMatchObject({ engaged: true, allowRiskReducing: false });
+    const bad = await post('/v1/kill-switch/trip', {
+      scope: 'global',
+      reason: 'x'.repeat(5),
+      allowRiskReducing: 'yes',
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().error.details.issues[0].field).toBe('body.allowRiskReducing');
+    // a release has nothing to allow: the key is refused, named
+    const rel = await post('/v1/kill-switch/reset', {
+      scope: 'underlying',
+      target: 'BTC',
+      reason: 'done',
+      allowRiskReducing: true,
+    });
+    expect(rel.statusCode).toBe(400);
+    expect(rel.json().error.message).toContain('allowRiskReducing');
+    expect(
+      (await post('/v1/kill-switch/reset', { scope: 'underlying', target: 'BTC', reason: 'done' }))
+        .statusCode,
+    ).toBe(200);
+    const doc = (await app.inject({ url: '/docs/json' })).json();
+    const schemaOf = (path: string) => {
+      const body = doc.paths[path].post.requestBody.content['application/json'].schema;
+      return body.$ref ? doc.components.schemas[body.$ref.split('/').at(-1)] : body;
+    };
+    expect(schemaOf('/v1/kill-switch/trip').properties.allowRiskReducing).toMatchObject({
+      type: 'boolean',
+      default: false,
+      description: expect.stringMatching(/reduce-only orders in the scope still pass/),
+    });
+    expect(schemaOf('/v1/kill-switch/trip').required ?? []).not.toContain('allowRiskReducing');
+    expect(schemaOf('/v1/kill-switch/reset').properties).not.toHaveProperty('allowRiskReducing');
   });
 
   it('writes no second audit entry for a kill-switch change its port audits itself', async () => {
@@ -431,9 +579,120 @@ describe('operator API', () => {
       target: 'book',
       details: { reason: 'end of day' },
     });
-    const at = await mark('operator', { equityUsd: 1_200_000, reason: 'capital added' });
-    expect(at.json()).toMatchObject({ markUsd: 1_200_000, lossSinceMarkUsd: 210_000 });
-    expect(ports.auditLog.at(-1)).toMatchObject({ details: { equityUsd: 1_200_000 } });
+    const at = await mark('operator', { equityUsd: 1_020_000, reason: 'fees not yet booked' });
+    expect(at.statusCode, at.body).toBe(200);
+    expect(at.json()).toMatchObject({ markUsd: 1_020_000, lossSinceMarkUsd: 30_000 });
+    expect(ports.auditLog.at(-1)).toMatchObject({ details: { equityUsd: 1_020_000 } });
+    expect(ports.auditLog.at(-1)?.details).not.toHaveProperty('forced');
+  });
+
+  it('refuses a mark farther from the newest equity than the loss limit unless forced, and audits it as forced', async () => {
+    // newest equity 990,000 USD, loss limit 50,000 USD (memory ports); an equity entered in thousands
+    const mark = (payload: object) =>
+      app.inject({ method: 'POST', url: '/v1/risk/mark', headers: auth('risk'), payload });
+    const before = (await app.inject({ url: '/v1/risk/mark', headers: auth('viewer') })).json();
+    const audited = ports.auditLog.length;
+    const typo = await mark({ equityUsd: 990, reason: 'new trading day' });
+    expect(typo.statusCode).toBe(400);
+    const message =
+      "990 USD is 989010 USD below the book's newest equity 990000 USD, more than the market:loss breaker's " +
+      'limit 50000 USD (breakers.market.maxLossSinceMarkUsd): check the value and its unit, or send "force": true ' +
+      'to mark there anyway';
+    expect(typo.json().error).toEqual({
+      code: 'VALIDATION',
+      message: `body.equityUsd: ${message}`,
+      details: {
+        issues: [{ field: 'body.equityUsd', message }],
+        equityUsd: 990,
+        lastEquityUsd: 990_000,
+        differenceUsd: -989_010,
+        maxLossSinceMarkUsd: 50_000,
+      },
+    });
+    // above by more than the limit: the breaker would trip at once
+    const above = await mark({ equityUsd: 1_040_000.5, reason: 'capital added' });
+    expect(above.statusCode).toBe(400);
+    expect(above.json().error.message).toMatch(/^body\.equityUsd: 1040000\.5 USD is 50000\.5 USD above/);
+    // nothing marked, nothing audited
+    expect((await app.inject({ url: '/v1/risk/mark', headers: auth('viewer') })).json()).toEqual(before);
+    expect(ports.auditLog.length).toBe(audited);
+    const noValue = await mark({ force: true, reason: 'at the newest equity' });
+    expect(noValue.statusCode).toBe(400);
+    expect(noValue.json().error.message).toBe(
+      'body.force: only with equityUsd: a mark at the newest equity is never refused',
+    );
+    const forced = await mark({ equityUsd: 1_200_000, force: true, reason: 'capital added' });
+    expect(forced.statusCode, forced.body).toBe(200);
+    expect(forced.json()).toMatchObject({ markUsd: 1_200_000, lossSinceMarkUsd: 210_000 });
+    expect(ports.auditLog.slice(audited)).toEqual([
+      expect.objectContaining({
+        actor: 'r',
+        action: 'book-mark.set',
+        details: expect.objectContaining({
+          equityUsd: 1_200_000,
+          reason: 'capital added',
+          forced: true,
+          lastEquityUsd: 990_000,
+          differenceUsd: 210_000,
+          maxLossSinceMarkUsd: 50_000,
+        }),
+      }),
+    ]);
+  });
+
+  it('a forced mark through a port that audits its own marks gets an entry of its own; with no equity yet any mark is taken', async () => {
+    const own = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const system = { tokenId: 'x', name: 'test', role: 'admin' as const };
+    const risk = (await own.tokens.create({ name: 'risk-owner', role: 'risk' }, system)).token;
+    let observed = true;
+    const srv = await buildApiServer({
+      ports: {
+        ...own,
+        controls: {
+          ...own.controls,
+          auditsBookMark: true,
+          bookMark: async () => {
+            const m = await own.controls.bookMark();
+            if (!observed) delete m.lastEquityUsd;
+            return m;
+          },
+        },
+      },
+      logger: false,
+    });
+    const mark = (payload: object) =>
+      srv.inject({
+        method: 'POST',
+        url: '/v1/risk/mark',
+        headers: { authorization: `Bearer ${risk}` },
+        payload,
+      });
+    try {
+      expect((await mark({ equityUsd: 6254, reason: 'new day' })).statusCode).toBe(400);
+      const r = await mark({ equityUsd: 6254, force: true, reason: 'book really shrank' });
+      expect(r.statusCode, r.body).toBe(200);
+      expect(own.auditLog.at(-1)).toMatchObject({
+        actor: 'risk-owner',
+        action: 'book-mark.forced',
+        target: 'book',
+        details: {
+          equityUsd: 6254,
+          reason: 'book really shrank',
+          forced: true,
+          lastEquityUsd: 990_000,
+          differenceUsd: -983_746,
+          maxLossSinceMarkUsd: 50_000,
+          role: 'risk',
+        },
+      });
+      // no equity observed yet: nothing to compare with, taken as before
+      observed = false;
+      const first = await mark({ equityUsd: 6254, reason: 'opening mark' });
+      expect(first.statusCode, first.body).toBe(200);
+      expect(own.auditLog.at(-1)?.action).toBe('book-mark.forced');
+    } finally {
+      await srv.close();
+    }
   });
 
   it('lists position breaks to viewers; operators acknowledge one, audited', async () => {
@@ -1013,6 +1272,133 @@ describe('admin token bootstrap', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the last admin token', () => {
+  it('cannot revoke itself or lose its role: 409 saying to create another admin first; the banner line says when the file token is revoked', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xhedge-api-'));
+    const own = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const store = new FileTokenStore({ file: join(dir, 'api-tokens.json') });
+    const srv = await buildApiServer({ ports: { ...own, tokens: store }, logger: false });
+    try {
+      const boot = await bootstrapAdminToken({
+        store,
+        dataDir: dir,
+        envToken: undefined,
+        paperProfile: true,
+      });
+      expect(boot.source).toBe('generated');
+      expect(boot.summary).not.toContain(boot.token);
+      const as = (token: string) => ({ authorization: `Bearer ${token}` });
+      const first = boot.token ?? '';
+      const [self] = (await srv.inject({ url: '/v1/tokens', headers: as(first) })).json();
+      const message =
+        `token ${self.id} (bootstrap-admin) is the last admin token: revoking it would leave no token that can ` +
+        'manage tokens; create another admin token first (POST /v1/tokens with "role": "admin")';
+      const revoke = await srv.inject({ method: 'DELETE', url: `/v1/tokens/${self.id}`, headers: as(first) });
+      expect(revoke.statusCode).toBe(409);
+      expect(revoke.json().error).toEqual({
+        code: 'CONFLICT',
+        message,
+        details: { id: self.id, lastAdmin: true },
+      });
+      const demote = await srv.inject({
+        method: 'PUT',
+        url: `/v1/tokens/${self.id}/role`,
+        headers: as(first),
+        payload: { role: 'operator' },
+      });
+      expect(demote.statusCode).toBe(409);
+      expect(demote.json().error.message).toMatch(
+        /is the last admin token: giving it the operator role would/,
+      );
+      // still the admin, nothing audited
+      expect((await srv.inject({ url: '/v1/tokens', headers: as(first) })).statusCode).toBe(200);
+      expect(own.auditLog.filter((a) => a.action.startsWith('token.'))).toEqual([]);
+      expect(
+        (await bootstrapAdminToken({ store, dataDir: dir, envToken: undefined, paperProfile: true })).summary,
+      ).toBe(`admin token: generated at first start, in ${join(dir, 'admin-token')}`);
+      // with another admin, it may go
+      const made = await srv.inject({
+        method: 'POST',
+        url: '/v1/tokens',
+        headers: as(first),
+        payload: { name: 'second-admin', role: 'admin' },
+      });
+      expect(made.statusCode).toBe(201);
+      const second = made.json().token as string;
+      const gone = await srv.inject({ method: 'DELETE', url: `/v1/tokens/${self.id}`, headers: as(first) });
+      expect(gone.statusCode).toBe(204);
+      expect((await srv.inject({ url: '/v1/tokens', headers: as(first) })).statusCode).toBe(401);
+      // now the second is the last one
+      const last = await srv.inject({
+        method: 'DELETE',
+        url: `/v1/tokens/${made.json().info.id}`,
+        headers: as(second),
+      });
+      expect(last.statusCode).toBe(409);
+      // at the next start the file's token is said to be revoked, not "generated at first start"
+      const next = await bootstrapAdminToken({
+        store: new FileTokenStore({ file: join(dir, 'api-tokens.json') }),
+        dataDir: dir,
+        envToken: undefined,
+        paperProfile: true,
+      });
+      expect(next).toMatchObject({ source: 'existing', fileToken: 'revoked' });
+      expect(next.summary).toBe(
+        `admin token: the one generated at first start, in ${join(dir, 'admin-token')}, is REVOKED; use another ` +
+          'admin token (GET /v1/tokens lists them)',
+      );
+      // and one whose admin role was taken, or that is gone
+      const third = await store.create(
+        { name: 'third-admin', role: 'admin' },
+        { tokenId: 'x', name: 't', role: 'admin' },
+      );
+      writeFileSync(join(dir, 'admin-token'), `${third.token}\n`);
+      await store.setRole(made.json().info.id, 'admin', { tokenId: 'x', name: 't', role: 'admin' });
+      await store.setRole(third.view.id, 'viewer', { tokenId: 'x', name: 't', role: 'admin' });
+      expect(
+        await bootstrapAdminToken({ store, dataDir: dir, envToken: undefined, paperProfile: true }),
+      ).toMatchObject({
+        fileToken: 'not-admin',
+        fileRole: 'viewer',
+        summary: expect.stringMatching(/now has the viewer role/),
+      });
+      rmSync(join(dir, 'admin-token'));
+      expect(
+        await bootstrapAdminToken({ store, dataDir: dir, envToken: undefined, paperProfile: true }),
+      ).toMatchObject({ source: 'existing', fileToken: 'missing' });
+      // a file that cannot be read is said so; the start is not refused for it
+      mkdirSync(join(dir, 'admin-token'));
+      expect(
+        await bootstrapAdminToken({ store, dataDir: dir, envToken: undefined, paperProfile: true }),
+      ).toMatchObject({
+        source: 'existing',
+        fileToken: 'unreadable',
+        summary: expect.stringMatching(/EISDIR/),
+      });
+    } finally {
+      await srv.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('may be revoked while the environment admin token (XHEDGE_API_TOKEN) remains', async () => {
+    const made = await app.inject({
+      method: 'POST',
+      url: '/v1/tokens',
+      headers: auth('admin'),
+      payload: { name: 'temp-admin', role: 'admin' },
+    });
+    expect(made.statusCode).toBe(201);
+    const id = made.json().info.id as string;
+    const del = await app.inject({
+      method: 'DELETE',
+      url: `/v1/tokens/${id}`,
+      headers: { authorization: `Bearer ${made.json().token}` },
+    });
+    expect(del.statusCode).toBe(204);
   });
 });
 

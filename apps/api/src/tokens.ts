@@ -202,16 +202,37 @@ export class FileTokenStore implements TokensPort {
   async setRole(id: string, role: Role, _actor: Actor): Promise<TokenView> {
     return this.#change(() => {
       const t = this.#find(id);
+      if (role !== 'admin') this.#keepAnAdmin(t, `giving it the ${role} role`);
       t.role = role;
       return view(t);
     });
   }
 
+  /**
+   * Revokes a token. The last admin token is not revoked (CONFLICT): nothing could manage tokens after
+   * it until a restart (and outside paper profiles, not even then without XHEDGE_API_TOKEN).
+   */
   async revoke(id: string, _actor: Actor): Promise<void> {
     await this.#change(() => {
-      this.#find(id);
+      this.#keepAnAdmin(this.#find(id), 'revoking it');
       this.#tokens = this.#tokens.filter((t) => t.id !== id);
     });
+  }
+
+  /**
+   * Refuses (CONFLICT) a change that takes the admin role from `t` when it is the last admin token:
+   * the environment's admin token counts, and the check runs on the file as it is under its lock, so
+   * two replicas each revoking one of the last two admins cannot leave none.
+   */
+  #keepAnAdmin(t: StoredToken, change: string): void {
+    if (t.role !== 'admin' || this.#env !== undefined) return;
+    if (this.#tokens.some((x) => x.role === 'admin' && x.id !== t.id)) return;
+    throw new XhedgeError(
+      'CONFLICT',
+      `token ${t.id} (${t.name}) is the last admin token: ${change} would leave no token that can manage tokens; ` +
+        'create another admin token first (POST /v1/tokens with "role": "admin")',
+      { details: { id: t.id, lastAdmin: true } },
+    );
   }
 
   #find(id: string): StoredToken {
@@ -237,6 +258,53 @@ export interface AdminTokenBootstrap {
   token?: string;
   /** The one-time file holding the generated token (mode 0600). */
   file?: string;
+  /**
+   * For `existing`, what the token in `file` is now: `valid` (an admin token), `revoked` (refused),
+   * `not-admin` (accepted, but with the lesser role `fileRole`), `missing` (no such file), `unreadable`.
+   */
+  fileToken?: 'valid' | 'revoked' | 'not-admin' | 'missing' | 'unreadable';
+  fileRole?: Role;
+  /**
+   * The start banner's line about the admin token, never the token itself: where it is, or that the
+   * file's token no longer opens the admin routes.
+   */
+  summary: string;
+}
+
+/** What the token kept in `file` is now, by the store. */
+async function fileTokenState(
+  store: FileTokenStore,
+  file: string,
+): Promise<Pick<AdminTokenBootstrap, 'fileToken' | 'fileRole' | 'summary'>> {
+  let token: string;
+  try {
+    token = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT')
+      return {
+        fileToken: 'missing',
+        summary: `admin token: no ${file}; use an admin token made through the API (POST /v1/tokens)`,
+      };
+    // the banner's line only: a start is not refused for it
+    return {
+      fileToken: 'unreadable',
+      summary: `admin token: generated at first start, in ${file}, which cannot be read (${code ?? 'error'})`,
+    };
+  }
+  const actor = token === '' ? undefined : await store.verify(token);
+  if (!actor)
+    return {
+      fileToken: 'revoked',
+      summary: `admin token: the one generated at first start, in ${file}, is REVOKED; use another admin token (GET /v1/tokens lists them)`,
+    };
+  if (actor.role !== 'admin')
+    return {
+      fileToken: 'not-admin',
+      fileRole: actor.role,
+      summary: `admin token: the one generated at first start, in ${file}, now has the ${actor.role} role; use another admin token (GET /v1/tokens lists them)`,
+    };
+  return { fileToken: 'valid', summary: `admin token: generated at first start, in ${file}` };
 }
 
 /**
@@ -250,9 +318,9 @@ export async function bootstrapAdminToken(opts: {
   envToken: string | undefined;
   paperProfile: boolean;
 }): Promise<AdminTokenBootstrap> {
-  if (opts.envToken) return { source: 'env' };
+  if (opts.envToken) return { source: 'env', summary: 'admin token: XHEDGE_API_TOKEN' };
   const file = join(opts.dataDir, 'admin-token');
-  if (opts.store.hasAdmin()) return { source: 'existing', file };
+  if (opts.store.hasAdmin()) return { source: 'existing', file, ...(await fileTokenState(opts.store, file)) };
   if (!opts.paperProfile)
     throw new XhedgeError(
       'CONFIG_INVALID',
@@ -262,5 +330,10 @@ export async function bootstrapAdminToken(opts: {
   const system: Actor = { tokenId: 'system', name: 'system:bootstrap', role: 'admin' };
   const { token } = await opts.store.create({ name: 'bootstrap-admin', role: 'admin' }, system);
   writeFileSync(file, `${token}\n`, { mode: 0o600 });
-  return { source: 'generated', token, file };
+  return {
+    source: 'generated',
+    token,
+    file,
+    summary: `admin token: generated now, shown once and kept in ${file}`,
+  };
 }

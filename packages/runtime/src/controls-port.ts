@@ -253,7 +253,13 @@ export function controlsPort(
         : [{ scope: 'global', engaged: false }, ...engaged];
     },
     tripKillSwitch: async (q, actor) =>
-      killView(await kill.engage(scopeOf(q), { actor: operator(actor), reason: q.reason })),
+      killView(
+        await kill.engage(scopeOf(q), {
+          actor: operator(actor),
+          reason: q.reason,
+          ...(q.allowRiskReducing !== undefined ? { allowRiskReducing: q.allowRiskReducing } : {}),
+        }),
+      ),
     resetKillSwitch: async (q, actor) => {
       const scope = scopeOf(q);
       const v: KillSwitchView = { scope: q.scope, engaged: false, reason: q.reason, by: operator(actor) };

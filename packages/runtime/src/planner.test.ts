@@ -218,6 +218,35 @@ describe('routing around open breakers', () => {
   });
 });
 
+describe('routing around a venue kill switch (regression: the router kept choosing a venue under its kill switch and every plan was blocked)', () => {
+  it('leaves out a venue its kill switch is engaged on; the hedge goes to another; a failing read routes as before', async () => {
+    const venuesOf = (plans: PlanForExecution[]) => [
+      ...new Set(btcPlans(plans).flatMap((p) => p.legs.map((l) => l.venue))),
+    ];
+    const cfg = profile(['lyra-arb', 'gmx-arb', 'drift-sol']);
+    const usual = venuesOf(await (await harness(cfg)).planner.plan());
+    expect(usual.length).toBeGreaterThan(0);
+    const first = usual[0] as string;
+    const logs: string[] = [];
+    const killed = await harness(cfg, undefined, undefined, {
+      killedVenues: async () => new Set([first]),
+      log: (_level, msg) => logs.push(msg),
+    });
+    const around = venuesOf(await killed.planner.plan());
+    expect(around.length).toBeGreaterThan(0);
+    expect(around).not.toContain(first);
+    expect(logs).toContain('venues left out of routing by their kill switch');
+    const failing = await harness(cfg, undefined, undefined, {
+      killedVenues: async () => {
+        throw new Error('redis down');
+      },
+      log: (_level, msg) => logs.push(msg),
+    });
+    expect(venuesOf(await failing.planner.plan())).toEqual(usual);
+    expect(logs.filter((m) => m.startsWith('reading the kill switch for routing failed'))).toHaveLength(1);
+  }, 120_000);
+});
+
 describe('one tick does not spend a venue collateral twice (regression: each plan read the same balances)', () => {
   it("the ETH hedge is routed on what the BTC hedge leaves of gmx-arb's free collateral", async () => {
     // Collateral on gmx-arb only: $70,000 free. The BTC hedge (6.27 BTC, ≈ $59.5k of margin at 10×) and

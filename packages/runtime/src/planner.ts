@@ -150,6 +150,14 @@ export interface TickPlannerOptions {
    * The market circuit breakers fed by each tick: every underlying's spot (price shock over the
    * window) and vol (implied-vol shock), and every venue's chain liveness from its health probe (chain halt). @defaultValue none
    */
+  /**
+   * The venues a kill switch is engaged on now (`venue:<id>` scopes): read but not routed to, as a venue
+   * whose breaker is open. Without it a venue under its kill switch stayed the router's choice (say, to
+   * reduce the position held there first) and every plan for the underlying was blocked at the gate
+   * while another venue could have hedged. A failing read routes as if none were engaged: the gate still
+   * blocks every order to an engaged venue. @defaultValue none
+   */
+  killedVenues?(): Promise<ReadonlySet<string>>;
   breakers?: {
     observePrice(underlying: string, priceUsd: number, tsMs?: number): Promise<void>;
     /** Each underlying's vol as the snapshot prices it (implied-vol shock over the window). */
@@ -650,6 +658,8 @@ const CAP_HOLDS: ReadonlySet<string> = new Set(['window-cap-reached', 'order-cap
  * hold, which the snapshot compares with the model's (`divergences`; see `#readGreeks`).
  */
 export class TickPlanner {
+  /** Whether the last `killedVenues` read failed (its log says so once per streak). */
+  #killReadFailing = false;
   readonly #o: TickPlannerOptions;
   readonly #risk: RiskEngine;
   #strategy: HedgeStrategy | undefined;
@@ -1437,17 +1447,52 @@ export class TickPlanner {
 
   /** `venues` less those whose `venue:` or `chain:` breaker is open and cooling down. */
   async #routable<V extends { id: string; chain: string }>(venues: V[]): Promise<V[]> {
+    if (venues.length === 0) return venues;
+    let out = venues;
+    const killed = await this.#killedVenues();
+    if (killed.size > 0) {
+      out = out.filter((v) => !killed.has(v.id));
+      if (out.length < venues.length)
+        this.#o.log('info', 'venues left out of routing by their kill switch', {
+          venues: venues.filter((v) => killed.has(v.id)).map((v) => v.id),
+        });
+    }
     const cooling = this.#o.breakers?.coolingDown;
-    if (!cooling || venues.length === 0) return venues;
-    const names = [...new Set(venues.flatMap((v) => [`venue:${v.id}`, `chain:${v.chain}`]))];
+    if (!cooling || out.length === 0) return out;
+    const names = [...new Set(out.flatMap((v) => [`venue:${v.id}`, `chain:${v.chain}`]))];
     const blocked = await cooling.call(this.#o.breakers, names);
-    if (blocked.size === 0) return venues;
-    const out = venues.filter((v) => !blocked.has(`venue:${v.id}`) && !blocked.has(`chain:${v.chain}`));
+    if (blocked.size === 0) return out;
+    const open = out.filter((v) => !blocked.has(`venue:${v.id}`) && !blocked.has(`chain:${v.chain}`));
     this.#o.log('info', 'venues left out of routing by an open breaker', {
-      venues: venues.filter((v) => !out.includes(v)).map((v) => v.id),
+      venues: out.filter((v) => !open.includes(v)).map((v) => v.id),
       breakers: [...blocked],
     });
-    return out;
+    return open;
+  }
+
+  /** `killedVenues`, or none when it is not given or its read fails (logged once per streak). */
+  async #killedVenues(): Promise<ReadonlySet<string>> {
+    if (!this.#o.killedVenues) return new Set();
+    try {
+      const killed = await this.#o.killedVenues();
+      if (this.#killReadFailing) {
+        this.#killReadFailing = false;
+        this.#o.log('info', 'kill switch read again for routing', {});
+      }
+      return killed;
+    } catch (err) {
+      if (!this.#killReadFailing) {
+        this.#killReadFailing = true;
+        this.#o.log(
+          'warn',
+          'reading the kill switch for routing failed; routing as if none were engaged (the order gate still blocks)',
+          {
+            err: err instanceof Error ? err.message : String(err),
+          },
+        );
+      }
+      return new Set();
+    }
   }
 
   /**

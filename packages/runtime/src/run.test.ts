@@ -153,7 +153,7 @@ describe('operator changes through the API when the ledger fails after them', ()
     });
     // the ledger refuses audit entries from now on (a real database error)
     await run.ledger.db.schema.alterTable('audit').renameTo('audit_down').execute();
-    const mark = await post('/v1/risk/mark', { equityUsd: 123_456, reason: 'new day' });
+    const mark = await post('/v1/risk/mark', { equityUsd: 123_456, reason: 'new day', force: true });
     expect(mark.status).toBe(500);
     expect(mark.body.error.code).toBe('AUDIT_UNRECORDED');
     expect(mark.body.error.message).toMatch(/book marked at 123456 USD \(in force\)/);

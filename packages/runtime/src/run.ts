@@ -676,6 +676,12 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         optionPriceBandBps: Math.max(0, config.limits.priceBandBps - config.limits.maxSlippageBps),
         staleAfterMs: config.limits.staleAfterMs,
         breakers,
+        killedVenues: async () =>
+          new Set(
+            (await killSwitch.engaged())
+              .filter((e) => e.scope.startsWith('venue:'))
+              .map((e) => e.scope.slice(6)),
+          ),
         // collateral on the paper bridge (debited at the source, not yet credited): still the book's; a
         // transfer that timed out while `planned` was never debited
         ...(bridge
@@ -1045,9 +1051,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         if (metricsUrl) lines.push(`  metrics  ${metricsUrl}/metrics (this ${role} process's own counters)`);
         if (admin?.source === 'generated')
           lines.push(`  admin token (shown once; also in ${admin.file}): ${admin.token}`);
-        else if (admin?.source === 'existing')
-          lines.push(`  admin token: generated at first start, in ${admin.file}`);
-        else if (admin?.source === 'env') lines.push('  admin token: XHEDGE_API_TOKEN');
+        else if (admin) lines.push(`  ${admin.summary}`);
         lines.push('  Ctrl-C stops it.');
         return lines;
       },

@@ -307,6 +307,28 @@ describe('xhedge end to end on paper venues (embedded Redis and PGlite)', () => 
     expect(actions.map((a) => a.actor)).toEqual(['operator:e2e-operator', 'operator:e2e-operator']);
   }, 150_000);
 
+  it('kill switch through the API: allowRiskReducing reaches the switch in force', async () => {
+    const venue = run.venues[0]?.id as string;
+    const trip = await api('POST', '/v1/kill-switch/trip', {
+      token: tokens.operator,
+      body: { scope: 'venue', target: venue, reason: 'e2e: reduce only', allowRiskReducing: true },
+    });
+    expect(trip.status).toBe(200);
+    expect(trip.json).toMatchObject({
+      scope: 'venue',
+      target: venue,
+      engaged: true,
+      allowRiskReducing: true,
+    });
+    const inForce = (await run.killSwitch.engaged()).find((e) => e.scope === `venue:${venue}`);
+    expect(inForce?.allowRiskReducing).toBe(true);
+    const reset = await api('POST', '/v1/kill-switch/reset', {
+      token: tokens.operator,
+      body: { scope: 'venue', target: venue, reason: 'e2e: done' },
+    });
+    expect(reset.status).toBe(200);
+  });
+
   it('stops cleanly: the API is gone afterwards', async () => {
     await run.stop();
     await expect(fetch(`${base}/v1/health`)).rejects.toThrow();

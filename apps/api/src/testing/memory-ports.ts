@@ -153,9 +153,17 @@ export function memoryPorts(opts: {
     controls: {
       killSwitches: async () => kills,
       tripKillSwitch: async (q, a) =>
-        Object.assign(kill(q.scope, q.target), { engaged: true, reason: q.reason, by: a.name }),
-      resetKillSwitch: async (q, a) =>
-        Object.assign(kill(q.scope, q.target), { engaged: false, reason: q.reason, by: a.name }),
+        Object.assign(kill(q.scope, q.target), {
+          engaged: true,
+          reason: q.reason,
+          by: a.name,
+          allowRiskReducing: q.allowRiskReducing,
+        }),
+      resetKillSwitch: async (q, a) => {
+        const k = Object.assign(kill(q.scope, q.target), { engaged: false, reason: q.reason, by: a.name });
+        delete k.allowRiskReducing;
+        return k;
+      },
       breakers: async () => breakers,
       targets: async () => ({
         venues: [...venues.keys()],
