@@ -346,6 +346,37 @@ describe('config validation', () => {
     expect(ps.find((p) => p.path === 'limits.priceBandBps')?.message).toMatch(/in bps: at most 10000/);
   });
 
+  it('takes the ledger database limits, and names a wrong one by its path', () => {
+    const c = base();
+    c.database = {
+      url: { env: 'DATABASE_URL' },
+      poolSize: 4,
+      statementTimeoutMs: 5000,
+      queryTimeoutMs: 8000,
+    };
+    const db = parseConfig(stringify(c)).database;
+    expect(db).toMatchObject({ poolSize: 4, statementTimeoutMs: 5000, queryTimeoutMs: 8000 });
+    c.database = { queryTimeoutMs: 20_000 };
+    expect(problems(stringify(c))).toEqual([
+      expect.objectContaining({
+        path: 'database.queryTimeoutMs',
+        message: expect.stringMatching(/must be above statementTimeoutMs \(30000, its default\)/),
+      }),
+    ]);
+    c.database = { connectTimeoutMs: -1, poolSize: 0, statementTimeoutMs: 1.5, timeoutMs: 5 };
+    const paths = problems(stringify(c)).map((p) => p.path);
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'database.connectTimeoutMs',
+        'database.poolSize',
+        'database.statementTimeoutMs',
+      ]),
+    );
+    expect(problems(stringify(c)).some((p) => p.path === 'database' && /"timeoutMs"/.test(p.message))).toBe(
+      true,
+    );
+  });
+
   const secretsInParams: [name: string, params: Record<string, Loose>, paths: string[]][] = [
     [
       'a list of private keys',

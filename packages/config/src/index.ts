@@ -12,6 +12,7 @@ export {
   BreakersConfig,
   type CapsBy,
   capFor,
+  DatabaseConfig,
   DropCopyConfig,
   LimitsConfig,
   MarketConfig,

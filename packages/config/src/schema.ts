@@ -505,6 +505,49 @@ const ServiceUrl = z
       ctx.addIssue({ code: 'custom', path: ['url'], message: `${problem}; give {env: VAR_NAME} instead` });
   });
 
+/** A limit in ms; 0 = no limit. At most a day: a larger value is a unit mistake (seconds × 1000 twice). */
+const LimitMs = z.number().int().min(0).max(86_400_000);
+
+/**
+ * The ledger's database: where (`url`, else `DATABASE_URL`, else PGlite) and the limits of its
+ * Postgres connections (`openDatabase` options of the same names; their defaults when left out). A
+ * limit that is too small fails queries under normal load; one that is too large holds a tick, an API
+ * request or a shutdown on a hung database that long.
+ */
+export const DatabaseConfig = z
+  .object({
+    url: UrlOrEnv.optional(),
+    /** Largest number of pooled Postgres connections. Default 10. */
+    poolSize: z.number().int().min(1).max(200).optional(),
+    /** A new connection's time to be ready (TCP, TLS, auth). Default 10 000. */
+    connectTimeoutMs: LimitMs.optional(),
+    /** The wait for a pooled connection when all are in use. Default 30 000. */
+    acquireTimeoutMs: LimitMs.optional(),
+    /** Postgres `statement_timeout` of the pooled connections. Default 30 000. */
+    statementTimeoutMs: LimitMs.optional(),
+    /** Client-side wait for an answer; above statementTimeoutMs. Default statementTimeoutMs + 5000. */
+    queryTimeoutMs: LimitMs.optional(),
+    /** `statement_timeout` of the migrations run at start. Default 600 000. */
+    migrationTimeoutMs: LimitMs.optional(),
+  })
+  .strict()
+  .superRefine((v, ctx) => {
+    if (typeof v.url === 'string')
+      for (const problem of urlCredentialProblems(v.url))
+        ctx.addIssue({ code: 'custom', path: ['url'], message: `${problem}; give {env: VAR_NAME} instead` });
+    const statement = v.statementTimeoutMs ?? 30_000;
+    const query = v.queryTimeoutMs;
+    if (query !== undefined && query > 0 && statement > 0 && query <= statement)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['queryTimeoutMs'],
+        message: `queryTimeoutMs (${query}) must be above statementTimeoutMs (${statement}${v.statementTimeoutMs === undefined ? ', its default' : ''}), or 0: the server must cancel a slow statement before the client gives up on the connection`,
+      });
+  });
+
+/** The profile's `database` section, as parsed. */
+export type DatabaseConfig = z.infer<typeof DatabaseConfig>;
+
 export const XhedgeConfig = z
   .object({
     version: z.literal(1, { error: 'version must be 1' }),
@@ -553,7 +596,7 @@ export const XhedgeConfig = z
       onBreak: 'alert',
     }),
     redis: ServiceUrl.optional(),
-    database: ServiceUrl.optional(),
+    database: DatabaseConfig.optional(),
     api: z
       .object({
         host: z.string().default('127.0.0.1'),

@@ -44,7 +44,7 @@ import {
   VenueMarketData,
   type WorkerPool,
 } from '@xhedge/execution';
-import { Ledger, openDatabase } from '@xhedge/store';
+import { Ledger, type OpenDatabaseOptions, openDatabase } from '@xhedge/store';
 import type { VenueAdapter, VenueHealth } from '@xhedge/venue';
 import type { PaperVenue } from '@xhedge/venue-paper';
 import { RedisShadowStore } from '@xhedge/venue-paper/shadow-store';
@@ -162,6 +162,22 @@ export interface Run {
   describe(): string[];
   /** Graceful shutdown: API, planning, workers, queues, then Redis and the database. Idempotent. */
   stop(): Promise<void>;
+}
+
+/** The `openDatabase` options the profile's `database` section sets (none of them: the store's defaults). */
+function databaseLimits(d: XhedgeConfig['database']): Partial<OpenDatabaseOptions> {
+  const out: Partial<OpenDatabaseOptions> = {};
+  if (!d) return out;
+  for (const k of [
+    'poolSize',
+    'connectTimeoutMs',
+    'acquireTimeoutMs',
+    'statementTimeoutMs',
+    'queryTimeoutMs',
+    'migrationTimeoutMs',
+  ] as const)
+    if (d[k] !== undefined) out[k] = d[k];
+  return out;
 }
 
 /**
@@ -376,6 +392,8 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         url: dbUrl,
         dataDir: dbUrl ? undefined : join(dataDir, 'pglite'),
         schema: opts.databaseSchema,
+        // the profile's limits on the Postgres connections (database.poolSize, connectTimeoutMs, ...)
+        ...databaseLimits(config.database),
         // a pooled connection Postgres ended (restart, failover): replaced at the next query; said once
         // per connection, its message masked by the store
         onError: (err) =>

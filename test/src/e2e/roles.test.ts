@@ -55,6 +55,8 @@ describe.skipIf(!hasPostgres)(
       );
       const ADMIN = `roles-admin-token-${process.pid}-0123456789`;
       const env = { REDIS_URL: redisUrl, DATABASE_URL: PG_URL, XHEDGE_API_TOKEN: ADMIN };
+      // the profile's database limits reach the ledger's Postgres connections
+      config.database = { poolSize: 4, statementTimeoutMs: 23_456, queryTimeoutMs: 30_000 };
       const common = { config, env, databaseSchema: schema, logger: pino({ level: 'silent' }) };
       const api = await startRun({ ...common, role: 'api', port: 0 });
       runs.push(api);
@@ -66,6 +68,10 @@ describe.skipIf(!hasPostgres)(
         return { status: r.status, json: (await r.json()) as Record<string, unknown> };
       };
       expect(api.admin?.source).toBe('env');
+      const setting = await api.ledger.db
+        .selectNoFrom((eb) => eb.fn<string>('current_setting', [eb.val('statement_timeout')]).as('t'))
+        .executeTakeFirstOrThrow();
+      expect(setting.t).toBe('23456ms');
       expect((await call('/v1/ready')).status).toBe(503);
 
       runs.push(await startRun({ ...common, role: 'orchestrator' }));
