@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig, VenueConfig, type XhedgeConfig } from '@xhedge/config';
+import { DRIFT_PROGRAM_ID } from '@xhedge/venue-drift';
 import { driftDryRunProfile, driftFixture, startDriftRpcServer } from '@xhedge/venue-drift/testing';
 import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -71,6 +72,64 @@ describe('a run with paper and real venues', () => {
     expect(run.venues.map((v) => v.id).sort()).toEqual(['drift-sol', 'gmx-arb']);
     expect(await run.ledger.listAudit({ action: 'book-mark.clear' })).toEqual([]);
   }, 60_000);
+
+  it('keeps real time: paper venues beside a real one do not speed the clock up (regression: one paper venue put the real venues on the 60× clock)', async () => {
+    const { config, env } = await mixedProfile();
+    const { run, lines } = await started(config, env);
+    const before = run.clock.nowMs() - Date.now();
+    await new Promise((r) => setTimeout(r, 300));
+    const after = run.clock.nowMs() - Date.now();
+    // at 60× the simulated clock would have run ~17.7 s ahead in 300 ms
+    expect(Math.abs(after - before)).toBeLessThan(100);
+    expect(
+      lines.some((l) => /simulated market runs at real time \(1×\), not market\.speed 60×/.test(l.msg ?? '')),
+    ).toBe(true);
+  }, 60_000);
+
+  it('an all-paper run (60×) refuses a real venue added through the API, before it is stored', async () => {
+    const config = parseConfig(PAPER, 'paper.yaml');
+    const token = randomBytes(32).toString('hex');
+    const { run } = await started(
+      { ...config, name: `paper-${randomBytes(4).toString('hex')}` },
+      { XHEDGE_API_TOKEN: token },
+    );
+    const real = parseConfig(
+      driftDryRunProfile({
+        name: 'r',
+        dataDir: join(dir, 'unused'),
+        rpcUrl: 'http://127.0.0.1:9',
+        programId: DRIFT_PROGRAM_ID,
+      }),
+      'drift.yaml',
+    ).venues[0] as VenueConfig;
+    const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+    const res = await fetch(`${run.apiUrl}/v1/venues`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ ...real, id: 'drift-real' }),
+    });
+    const body = (await res.json()) as { error: { message: string } };
+    expect(res.status).toBe(400);
+    expect(body.error.message).toMatch(
+      /venue drift-real \(drift\) is real, but this run's clock is the simulated market's, 60× real time/,
+    );
+    const list = (await (await fetch(`${run.apiUrl}/v1/venues`, { headers })).json()) as { id: string }[];
+    expect(list.map((v) => v.id)).not.toContain('drift-real');
+  }, 60_000);
+
+  it('a paper run restarted on its ledger starts its clock after the newest row (regression: the last run stamped rows ahead of the wall clock, which blocked hedging until the clock caught up)', async () => {
+    const config = { ...parseConfig(PAPER, 'paper.yaml'), name: `restart-${randomBytes(4).toString('hex')}` };
+    const dataDir = join(dir, `restart-${randomBytes(4).toString('hex')}`);
+    const env = { XHEDGE_API_TOKEN: randomBytes(32).toString('hex') };
+    const first = await startRun({ config, env, port: 0, dataDir, logger: pino({ level: 'silent' }) });
+    // ten wall minutes of a 60× run stamp rows ten hours ahead
+    const aheadMs = Date.now() + 10 * 3_600_000;
+    await first.ledger.recordRiskSnapshot({ seq: 1e12, asOfMs: aheadMs, snapshot: {} });
+    await first.stop();
+    const second = await startRun({ config, env, port: 0, dataDir, logger: pino({ level: 'silent' }) });
+    cleanup.push(() => second.stop());
+    expect(second.clock.nowMs()).toBeGreaterThan(aheadMs);
+  }, 90_000);
 
   it('an all-paper run still starts its mark afresh', async () => {
     const config = parseConfig(PAPER, 'paper.yaml');

@@ -44,7 +44,7 @@ import {
   VenueMarketData,
   type WorkerPool,
 } from '@xhedge/execution';
-import { Ledger, type OpenDatabaseOptions, openDatabase } from '@xhedge/store';
+import { Ledger, newestRecordedMs, type OpenDatabaseOptions, openDatabase } from '@xhedge/store';
 import type { VenueAdapter, VenueHealth } from '@xhedge/venue';
 import type { PaperVenue } from '@xhedge/venue-paper';
 import { RedisShadowStore } from '@xhedge/venue-paper/shadow-store';
@@ -65,7 +65,7 @@ import { createRouter } from './router.ts';
 import { SnapshotBus } from './snapshot-bus.ts';
 import { startTransferJobs, TransferFlows, transferDeliveredAtMs } from './transfers.ts';
 import { VenueRegistry } from './venue-registry.ts';
-import { buildVenue, buildVenues, hasPaperVenues, type RunVenues } from './venues.ts';
+import { buildVenue, buildVenues, hasPaperVenues, type RunVenues, realOnSimulatedClock } from './venues.ts';
 
 export const RUN_ROLES = ['all', 'orchestrator', 'worker', 'api'] as const;
 /** Chain id of anvil's and hardhat's local dev chains. */
@@ -341,7 +341,12 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
   // Paper venues and local dev chains (anvil/hardhat's chain id) hold nothing of value: the API may
   // generate its admin token there instead of asking for XHEDGE_API_TOKEN.
   const noRealFunds = config.venues.every((v) => v.kind.startsWith('paper-') || v.chain === DEV_CHAIN);
-  const simulated = hasPaperVenues(config);
+  // The simulated market runs faster than real time (market.speed) only in an all-paper run. A real venue
+  // on that clock would see its options expire, its rolling limits and breaker cooldowns pass, and its
+  // marks go stale `speed` times too fast (a real 30-day option counted as expired after 12 hours); with
+  // one in the profile, the paper venues run at real time too.
+  const simulated = paperOnly && hasPaperVenues(config);
+  const mixedPaper = !paperOnly && hasPaperVenues(config);
   const endpoints = deploymentEndpoints(config, env);
   const { redisUrl, dbUrl } = endpoints;
   if (role !== 'all' && (!redisUrl || !dbUrl))
@@ -353,8 +358,10 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     log.warn('paper venues live inside one process; with split roles each process simulates its own venues');
 
   const speed = simulated ? (config.market?.speed ?? 60) : 1;
-  const clock =
-    opts.clock ?? (simulated ? new AcceleratedClock({ startMs: Date.now(), speed }) : systemClock);
+  if (mixedPaper && (config.market?.speed ?? 60) !== 1)
+    log.warn(
+      `the profile has real venues beside paper ones: the simulated market runs at real time (1×), not market.speed ${config.market?.speed ?? 60}×, so the real venues see time as it is`,
+    );
   const prefix = opts.redisPrefix ?? endpoints.redisPrefix;
   const queuePrefix = `${prefix}:q`;
 
@@ -400,7 +407,20 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           log.warn({ err }, 'ledger database connection lost; the next query opens a new one'),
       }),
     );
+    // A simulated clock starts after the newest time the ledger holds: the last paper run stamped its rows
+    // ahead of the wall clock, and a clock starting at the wall clock again found them in the future,
+    // inside every rolling window, time gate and cooldown until it caught up.
+    const clock: Clock =
+      opts.clock ??
+      (simulated
+        ? new AcceleratedClock({
+            startMs: Math.max(Date.now(), ((await newestRecordedMs(db)) ?? 0) + 1),
+            speed,
+          })
+        : systemClock);
     const ledger = new Ledger(db, { clock });
+    /** For building venues: a real venue cannot run on a clock faster than real time. */
+    const simulatedSpeed = simulated && speed !== 1 ? { simulatedSpeed: speed } : {};
     closers.push({ name: 'database', close: () => ledger.close() });
 
     const execMetrics = new ExecutionMetrics();
@@ -460,7 +480,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     if (role !== 'api') {
       // a dry run keeps its simulated fills in the run's Redis: every role sees them, a restart keeps them
       const shadowStore = (venue: string) => new RedisShadowStore({ redis, prefix, venue });
-      built = await buildVenues({ config, clock, env, dataDir, shadowStore });
+      built = await buildVenues({ config, clock, env, dataDir, shadowStore, ...simulatedSpeed });
       const started = built;
       const reg = new VenueRegistry({
         initial: built.all.map((adapter) => {
@@ -471,7 +491,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         build: async (v, previous) => {
           const adapter = await buildVenue(
             v,
-            { config, clock, env, dataDir, shadowStore, market: started.market },
+            { config, clock, env, dataDir, shadowStore, market: started.market, ...simulatedSpeed },
             previous,
           );
           // a rebuilt paper venue is on the bridge already (its endpoint follows the registry)
@@ -897,6 +917,9 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       const venuesPort: ApiPorts['venues'] = {
         ...storedVenues,
         add: async (venue, actor) => {
+          // refused before it is stored: an enabled venue that cannot be built holds every hedge
+          if (simulatedSpeed.simulatedSpeed !== undefined && !venue.kind.startsWith('paper-'))
+            throw realOnSimulatedClock(venue, simulatedSpeed.simulatedSpeed);
           const added = await storedVenues.add(venue, actor);
           queues.push(service.queue(added.id));
           return added;

@@ -68,6 +68,11 @@ export interface BuildVenuesOptions {
    * process of the deployment and kept over restarts). @defaultValue this process's memory
    */
   shadowStore?: (venue: string) => ShadowStore;
+  /**
+   * The speed of the run's simulated clock when it runs faster than real time (an all-paper run): a
+   * real venue cannot be built on it (its expiries, limits and staleness would run that much too fast).
+   */
+  simulatedSpeed?: number;
 }
 
 /** True when the profile has a venue kind that runs on the simulated market. */
@@ -96,7 +101,21 @@ function configured(v: VenueConfig, make: () => VenueAdapter): VenueAdapter {
 }
 
 /** A real venue's adapter; in a dry run, wrapped so that its orders are simulated, never sent. */
+/**
+ * The error for a real venue in a run whose clock is the simulated market's, `speed`× real time (a run
+ * started with paper venues only): put it in the profile, whose real venues make the run keep real time.
+ */
+export function realOnSimulatedClock(v: Pick<VenueConfig, 'id' | 'kind'>, speed: number): XhedgeError {
+  return new XhedgeError(
+    'CONFIG_INVALID',
+    `venue ${v.id} (${v.kind}) is real, but this run's clock is the simulated market's, ${speed}× real time (it started with paper venues only): its options would expire, its limits reset and its marks go stale ${speed}× too fast; add it to the profile and restart (a profile with a real venue runs at real time)`,
+    { details: { venue: v.id, kind: v.kind, speed } },
+  );
+}
+
 function realVenue(v: VenueConfig, o: BuildVenuesOptions): VenueAdapter {
+  if (o.simulatedSpeed !== undefined && o.simulatedSpeed !== 1)
+    throw realOnSimulatedClock(v, o.simulatedSpeed);
   const venue = realAdapter(v, o);
   if (!o.config.dryRun) return venue;
   return new ShadowVenue(venue, { clock: o.clock, ...(o.shadowStore ? { store: o.shadowStore(v.id) } : {}) });

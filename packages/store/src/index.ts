@@ -22,6 +22,7 @@ export {
   type LedgerOptions,
   type LedgerOrder,
   type LedgerQuery,
+  newestRecordedMs,
   type OrderEvent,
   type PlannedLeg,
   type PositionBaseline,

@@ -2,7 +2,7 @@ import { type Fill, type HedgeIntent, ManualClock, ValidationError } from '@xhed
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DatabaseHandle } from './database.ts';
 import { FencedOutError, IllegalTransitionError, LedgerConflictError } from './errors.ts';
-import { Ledger } from './ledger.ts';
+import { Ledger, newestRecordedMs } from './ledger.ts';
 import { migrate } from './migrations.ts';
 import { closeTestDb, testBackends } from './test-backends.ts';
 
@@ -778,5 +778,41 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     const final = await ledger.getOrder('xh-504');
     if (s) expect([c.unmet, final?.status]).toEqual([true, 'sent']);
     else expect([c.changed, final?.status]).toEqual([true, 'cancelled']);
+  });
+});
+
+describe.each(backends)('newestRecordedMs on $name', ({ open }) => {
+  it('is undefined for an empty ledger, then the newest time any row carries', async () => {
+    const h = await open();
+    try {
+      expect(await newestRecordedMs(h)).toBeUndefined();
+      const clock = new ManualClock(5_000);
+      const ledger = new Ledger(h, { clock });
+      await ledger.audit({ actor: 'operator:t', action: 'test' });
+      expect(await newestRecordedMs(h)).toBe(5_000);
+      // a risk snapshot stamped ahead of everything else (a simulated clock at 60×)
+      await ledger.recordRiskSnapshot({ seq: 1, asOfMs: 7_200_000, snapshot: {} });
+      clock.advance(1_000);
+      await ledger.recordBreakerEvent({
+        breaker: 'venue:x',
+        fromState: 'closed',
+        toState: 'open',
+        reason: 't',
+        details: {},
+      });
+      expect(await newestRecordedMs(h)).toBe(7_200_000);
+      await ledger.recordKillSwitchEvent({
+        scope: 'global',
+        action: 'engage',
+        actor: 'operator:t',
+        reason: 't',
+        allowRiskReducing: false,
+        details: {},
+        atMs: 9_000_000,
+      });
+      expect(await newestRecordedMs(h)).toBe(9_000_000);
+    } finally {
+      await closeTestDb(h);
+    }
   });
 });

@@ -1369,3 +1369,49 @@ function toIntent(r: IntentRow & { status: string; client_order_id: string }): L
   if (r.fencing_token !== null) i.fencingToken = Number(r.fencing_token);
   return i;
 }
+
+/**
+ * The newest time any ledger row carries, ms (intents created, fills, breaker and kill-switch events,
+ * audit entries, risk snapshots), or undefined for an empty ledger. A run on a simulated clock starts
+ * after it: a paper run's rows are stamped ahead of the wall clock (60× speed), and a restart whose clock
+ * began at the wall clock again found the last run's hedges "in the future", inside every rolling window
+ * and time gate until its clock caught up (an hour of blocked hedging after a minute's run).
+ */
+export async function newestRecordedMs(handle: DatabaseHandle): Promise<number | undefined> {
+  const { db } = handle;
+  const rows = await Promise.all([
+    db
+      .selectFrom('intents')
+      .select((eb) => eb.fn.max('created_at_ms').as('ms'))
+      .executeTakeFirst(),
+    db
+      .selectFrom('fills')
+      .select((eb) => eb.fn.max('ts_ms').as('ms'))
+      .executeTakeFirst(),
+    db
+      .selectFrom('breaker_events')
+      .select((eb) => eb.fn.max('at_ms').as('ms'))
+      .executeTakeFirst(),
+    db
+      .selectFrom('kill_switch_events')
+      .select((eb) => eb.fn.max('at_ms').as('ms'))
+      .executeTakeFirst(),
+    db
+      .selectFrom('audit')
+      .select((eb) => eb.fn.max('at_ms').as('ms'))
+      .executeTakeFirst(),
+    db
+      .selectFrom('risk_snapshots')
+      .select((eb) => eb.fn.max('as_of_ms').as('ms'))
+      .executeTakeFirst(),
+  ]);
+  let newest: number | undefined;
+  for (const r of rows) {
+    const raw = r?.ms;
+    if (raw === null || raw === undefined) continue;
+    const ms = Number(raw);
+    if (!Number.isSafeInteger(ms)) throw new Error(`ledger: a newest time ${String(raw)} is not a whole ms`);
+    newest = newest === undefined ? ms : Math.max(newest, ms);
+  }
+  return newest;
+}
