@@ -422,6 +422,127 @@ function ammViewOf(
   };
 }
 
+type OptionStrike = ContractFunctionReturnType<typeof optionMarketAbi, 'view', 'getStrike'>;
+type OptionBoard = ContractFunctionReturnType<typeof optionMarketAbi, 'view', 'getOptionBoard'>;
+type OptionPosition = ContractFunctionReturnType<typeof optionTokenAbi, 'view', 'getOptionPosition'>;
+
+/** ` for a, b, c, d, … (n)`: the items a read is for, as its error names them (none: nothing). */
+function forItems(items: readonly string[]): string {
+  if (items.length === 0) return '';
+  return ` for ${items.slice(0, 4).join(', ')}${items.length > 4 ? `, … (${items.length})` : ''}`;
+}
+
+/** A read's answer kept by a {@link StrikeBoardLookup}: its value, or the error taking it threw. */
+type Kept<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/**
+ * Strikes and boards of the OptionMarkets for one call, each read once however many positions or boards
+ * need it (a lookup lives for one call: boards are settled over time). {@link addStrikes} and
+ * {@link addBoards} put those not read yet (or whose read failed) into a {@link ReadBatch} and answer what
+ * keeps their results once it is read; {@link strike} and {@link board} then answer them, throwing the
+ * read's failure (a lazy read's) when it failed.
+ */
+class StrikeBoardLookup {
+  readonly #strikes = new Map<string, Kept<OptionStrike>>();
+  readonly #boards = new Map<string, Kept<OptionBoard>>();
+
+  /** Adds the reads of `wanted` not answered yet, each once, naming what it is for; answers the keeper of their results. */
+  #add<W extends { market: LyraMarket; for?: string }, T>(
+    kept: Map<string, Kept<T>>,
+    wanted: Iterable<W>,
+    key: (w: W) => string,
+    add: (w: W, forText: string) => Read<T>,
+  ): (results: readonly unknown[]) => void {
+    const pending = new Map<string, { w: W; for: string[] }>();
+    for (const w of wanted) {
+      const k = key(w);
+      if (kept.get(k)?.ok) continue;
+      let p = pending.get(k);
+      if (!p) {
+        p = { w, for: [] };
+        pending.set(k, p);
+      }
+      if (w.for !== undefined && !p.for.includes(w.for)) p.for.push(w.for);
+    }
+    const reads = [...pending].map(([k, p]) => [k, add(p.w, forItems(p.for))] as const);
+    return (results) => {
+      for (const [k, read] of reads) {
+        try {
+          kept.set(k, { ok: true, value: read(results) });
+        } catch (error) {
+          kept.set(k, { ok: false, error });
+        }
+      }
+    };
+  }
+
+  addStrikes(
+    batch: ReadBatch,
+    wanted: Iterable<{ market: LyraMarket; strikeId: bigint; for?: string }>,
+    opts: { lazy?: boolean } = {},
+  ): (results: readonly unknown[]) => void {
+    return this.#add(
+      this.#strikes,
+      wanted,
+      (w) => `${w.market.optionMarket}|${w.strikeId}`,
+      (w, forText) =>
+        batch.add(
+          {
+            address: w.market.optionMarket,
+            abi: optionMarketAbi,
+            functionName: 'getStrike',
+            args: [w.strikeId],
+          },
+          `getStrike(${w.strikeId}) of the ${w.market.underlying} market${forText}`,
+          opts,
+        ),
+    );
+  }
+
+  addBoards(
+    batch: ReadBatch,
+    wanted: Iterable<{ market: LyraMarket; boardId: bigint; for?: string }>,
+    opts: { lazy?: boolean } = {},
+  ): (results: readonly unknown[]) => void {
+    return this.#add(
+      this.#boards,
+      wanted,
+      (w) => `${w.market.optionMarket}|${w.boardId}`,
+      (w, forText) =>
+        batch.add(
+          {
+            address: w.market.optionMarket,
+            abi: optionMarketAbi,
+            functionName: 'getOptionBoard',
+            args: [w.boardId],
+          },
+          `getOptionBoard(${w.boardId}) of the ${w.market.underlying} market${forText}`,
+          opts,
+        ),
+    );
+  }
+
+  static #take<T>(kept: Kept<T> | undefined, what: string): T {
+    if (!kept) throw new RangeError(`${what} was not read`);
+    if (!kept.ok) throw kept.error;
+    return kept.value;
+  }
+
+  strike(m: LyraMarket, strikeId: bigint): OptionStrike {
+    return StrikeBoardLookup.#take(
+      this.#strikes.get(`${m.optionMarket}|${strikeId}`),
+      `strike ${strikeId} of the ${m.underlying} market`,
+    );
+  }
+
+  board(m: LyraMarket, boardId: bigint): OptionBoard {
+    return StrikeBoardLookup.#take(
+      this.#boards.get(`${m.optionMarket}|${boardId}`),
+      `board ${boardId} of the ${m.underlying} market`,
+    );
+  }
+}
+
 export interface LyraVenueDeps {
   ctx: EvmContext;
   store?: OrderRecordStore<LyraOrderRecord>;
@@ -891,48 +1012,6 @@ export class LyraVenue implements VenueAdapter {
   }
 
   /**
-   * Reads strikes and boards from the OptionMarkets, each once per call (a lookup lives for one read:
-   * boards are settled over time).
-   */
-  private chainLookup() {
-    const c = this.ctx.publicClient;
-    const readStrike = (m: LyraMarket, strikeId: bigint) =>
-      this.errors.read(() =>
-        c.readContract({
-          address: m.optionMarket,
-          abi: optionMarketAbi,
-          functionName: 'getStrike',
-          args: [strikeId],
-        }),
-      );
-    const readBoard = (m: LyraMarket, boardId: bigint) =>
-      this.errors.read(() =>
-        c.readContract({
-          address: m.optionMarket,
-          abi: optionMarketAbi,
-          functionName: 'getOptionBoard',
-          args: [boardId],
-        }),
-      );
-    const strikes = new Map<string, ReturnType<typeof readStrike>>();
-    const boards = new Map<string, ReturnType<typeof readBoard>>();
-    const once = <T>(cache: Map<string, T>, key: string, read: () => T): T => {
-      let hit = cache.get(key);
-      if (hit === undefined) {
-        hit = read();
-        cache.set(key, hit);
-      }
-      return hit;
-    };
-    return {
-      strike: (m: LyraMarket, strikeId: bigint) =>
-        once(strikes, `${m.optionMarket}|${strikeId}`, () => readStrike(m, strikeId)),
-      board: (m: LyraMarket, boardId: bigint) =>
-        once(boards, `${m.optionMarket}|${boardId}`, () => readBoard(m, boardId)),
-    };
-  }
-
-  /**
    * The canonical option id of a strike of a market at an expiry: `BASE-USD:OPT:YYYYMMDD:STRIKE:C|P`, the
    * UTC date of the board's expiry (`@xhedge/core`'s grammar, which holds a date, no time and no board).
    * Two boards of a market expiring on one UTC date (at different times) therefore give a strike both
@@ -957,22 +1036,40 @@ export class LyraVenue implements VenueAdapter {
    * The account's open positions with their strike and board, on live and expired boards alike: in Lyra v1
    * a position stays ACTIVE after its board expired (and after `settleExpiredBoard` took the board off the
    * live list) until `ShortCollateral.settleOptions` pays it, so it is found from the OptionToken
-   * (→ strike → board), not from the live boards.
+   * (→ strike → board), not from the live boards. Three batched reads whatever the number of positions
+   * (every market's positions, their strikes, their boards; a strike or board several positions share is
+   * read once). A read that fails fails the call, naming the read and the positions it was for: a
+   * position is never left out (the book's delta would move by it).
    */
-  private async heldPositions(lookup = this.chainLookup()): Promise<HeldPosition[]> {
-    const out: HeldPosition[] = [];
-    for (const p of await this.ownerPositions()) {
-      const strike = await lookup.strike(p.market, p.strikeId);
-      const board = await lookup.board(p.market, strike.boardId);
-      const expiryMs = Number(board.expiry) * 1000;
-      out.push({
+  private async heldPositions(lookup = new StrikeBoardLookup()): Promise<HeldPosition[]> {
+    const owned = await this.ownerPositions();
+    const forPosition = (p: { positionId: bigint }) => `position ${p.positionId}`;
+    const strikes = new ReadBatch();
+    const keepStrikes = lookup.addStrikes(
+      strikes,
+      owned.map((p) => ({ market: p.market, strikeId: p.strikeId, for: forPosition(p) })),
+    );
+    keepStrikes(await this.#readAll(strikes));
+    const boards = new ReadBatch();
+    const keepBoards = lookup.addBoards(
+      boards,
+      owned.map((p) => ({
+        market: p.market,
+        boardId: lookup.strike(p.market, p.strikeId).boardId,
+        for: forPosition(p),
+      })),
+    );
+    keepBoards(await this.#readAll(boards));
+    return owned.map((p) => {
+      const strike = lookup.strike(p.market, p.strikeId);
+      const expiryMs = Number(lookup.board(p.market, strike.boardId).expiry) * 1000;
+      return {
         ...p,
         boardId: strike.boardId,
         expiryMs,
         instrument: this.optionId(p.market, expiryMs, strike.strikePrice, isCallType(p.optionType)),
-      });
-    }
-    return out;
+      };
+    });
   }
 
   /**
@@ -986,6 +1083,11 @@ export class LyraVenue implements VenueAdapter {
    * a board settled, and its positions paid out, while it was down): an instrument on no such board, on a
    * board not settled yet, or not a strike of its board is absent. The price is exact (18 decimals of the quote asset, taken as
    * USD). Lyra keeps no time with it: `fixedAtMs` is the board's expiry, the instant it stands for.
+   *
+   * Batched reads whatever the number of positions, boards and strikes: three for the positions, up to
+   * three for the own orders (none when the boards are known otherwise), one for every board's price
+   * with the boards not read yet, one for the strikes of the boards that answer. A read the answer
+   * needs that fails fails the call, naming it.
    */
   async fetchSettlementPrices(instruments: readonly string[]): Promise<SettlementPrice[]> {
     const wanted = new Set(instruments);
@@ -998,7 +1100,7 @@ export class LyraVenue implements VenueAdapter {
       } catch {}
     }
     if (expiries.size === 0) return [];
-    const lookup = this.chainLookup();
+    const lookup = new StrikeBoardLookup();
     const out: SettlementPrice[] = [];
     // the boards of those expiries: those the account holds positions on, and those seen listed
     const boards = new Map<string, { market: LyraMarket; boardId: bigint; expiryMs: number }>();
@@ -1018,30 +1120,53 @@ export class LyraVenue implements VenueAdapter {
     const perDate = new Map<string, number>();
     for (const b of boards.values()) perDate.set(dateOf(b), (perDate.get(dateOf(b)) ?? 0) + 1);
     const marketIndex = (m: LyraMarket) => this.p.markets.indexOf(m);
-    const ordered = [...boards.values()].sort(
-      (a, b) => marketIndex(a.market) - marketIndex(b.market) || ascending(a.boardId, b.boardId),
+    const priceBatch = new ReadBatch();
+    const ordered = [...boards.values()]
+      .sort((a, b) => marketIndex(a.market) - marketIndex(b.market) || ascending(a.boardId, b.boardId))
+      .map((b) => ({
+        ...b,
+        price: priceBatch.add(
+          {
+            address: b.market.optionMarket,
+            abi: optionMarketAbi,
+            functionName: 'boardToPriceAtExpiry',
+            args: [b.boardId],
+          },
+          `boardToPriceAtExpiry(${b.boardId}) of the ${b.market.underlying} market`,
+        ),
+      }));
+    // with the prices, the boards not read yet (seen listed): lazily, only a board that answers needs its own
+    const keepBoards = lookup.addBoards(
+      priceBatch,
+      ordered.map((b) => ({ market: b.market, boardId: b.boardId })),
+      { lazy: true },
     );
-    const decided = new Set<string>();
-    for (const { market: m, boardId, expiryMs } of ordered) {
-      const price = await this.errors.read(() =>
-        this.ctx.publicClient.readContract({
-          address: m.optionMarket,
-          abi: optionMarketAbi,
-          functionName: 'boardToPriceAtExpiry',
-          args: [boardId],
-        }),
-      );
+    const priceResults = await this.#readAll(priceBatch);
+    keepBoards(priceResults);
+    const answering = ordered
+      .map((b) => ({ ...b, priceE18: b.price(priceResults) }))
       // not settled yet: nothing to answer, unless a later board on its date would answer its ids
-      if (price === 0n && (perDate.get(dateOf({ market: m, expiryMs })) ?? 0) < 2) continue;
-      const priceUsd = new Dec(price.toString()).div(UNIT.toString()).toFixed();
-      const board = await lookup.board(m, boardId);
-      for (const strikeId of board.strikeIds) {
-        const s = await lookup.strike(m, strikeId);
+      .filter((b) => b.priceE18 !== 0n || (perDate.get(dateOf(b)) ?? 0) >= 2);
+    const strikeBatch = new ReadBatch();
+    const keepStrikes = lookup.addStrikes(
+      strikeBatch,
+      answering.flatMap((b) =>
+        lookup
+          .board(b.market, b.boardId)
+          .strikeIds.map((strikeId) => ({ market: b.market, strikeId, for: `board ${b.boardId}` })),
+      ),
+    );
+    keepStrikes(await this.#readAll(strikeBatch));
+    const decided = new Set<string>();
+    for (const { market: m, boardId, expiryMs, priceE18 } of answering) {
+      const priceUsd = new Dec(priceE18.toString()).div(UNIT.toString()).toFixed();
+      for (const strikeId of lookup.board(m, boardId).strikeIds) {
+        const s = lookup.strike(m, strikeId);
         for (const isCall of [true, false]) {
           const id = this.optionId(m, expiryMs, s.strikePrice, isCall);
           if (decided.has(id)) continue;
           decided.add(id);
-          if (price === 0n || !wanted.delete(id)) continue;
+          if (priceE18 === 0n || !wanted.delete(id)) continue;
           out.push({ instrument: id, priceUsd, fixedAtMs: expiryMs });
         }
       }
@@ -1053,19 +1178,31 @@ export class LyraVenue implements VenueAdapter {
    * Boards of the instruments in `wanted` that the adapter's own filled orders traded, from their
    * positions: OptionToken keeps a position's strike after it is closed or settled (only its token is
    * burned), so the board is found after a restart even when it was settled and the position paid out
-   * meanwhile (off the live boards, not among the account's positions). One order per expiry is read;
-   * expiries in `found` (`underlying|YYYYMMDD`, boards already known) are skipped.
+   * meanwhile (off the live boards, not among the account's positions). One order per expiry names its
+   * board (the first in the store whose position is on the order's instrument); expiries in `found`
+   * (`underlying|YYYYMMDD`, boards already known) are skipped.
+   *
+   * The orders' positions, their strikes and their boards are read in three batches (none when no order
+   * is left to read), then the orders are gone through in the store's order, as when each was read in
+   * turn. The reads are lazy ({@link ReadBatch.add}): those of an order after its expiry's board was
+   * named are not needed, and one that failed fails the call only when an order needs it.
    */
   private async boardsOfOwnOrders(
     wanted: ReadonlySet<string>,
     found: ReadonlySet<string>,
-    lookup: ReturnType<LyraVenue['chainLookup']>,
+    lookup: StrikeBoardLookup,
   ): Promise<Map<string, { market: LyraMarket; boardId: bigint; expiryMs: number }>> {
     const out = new Map<string, { market: LyraMarket; boardId: bigint; expiryMs: number }>();
-    const done = new Set(found);
+    const orders: { cid: string; instrument: string; positionId: bigint; base: string; expiry: string }[] =
+      [];
     for (const r of await this.store.list()) {
       const positionId = r.positionId;
-      if (r.status !== 'filled' || !/^[1-9][0-9]*$/.test(positionId ?? '') || !wanted.has(r.instrument))
+      if (
+        r.status !== 'filled' ||
+        positionId === undefined ||
+        !/^[1-9][0-9]*$/.test(positionId) ||
+        !wanted.has(r.instrument)
+      )
         continue;
       let id: ReturnType<typeof parseInstrumentId>;
       try {
@@ -1075,26 +1212,90 @@ export class LyraVenue implements VenueAdapter {
       }
       if (id.kind !== 'option') continue;
       const expiry = `${id.base}|${id.expiryDate}`;
-      if (done.has(expiry)) continue;
-      for (const m of this.p.markets) {
-        if (m.underlying !== id.base) continue;
-        const p = await this.errors.read(() =>
-          this.ctx.publicClient.readContract({
-            address: m.optionPositions,
+      if (found.has(expiry)) continue;
+      orders.push({
+        cid: r.clientOrderId,
+        instrument: r.instrument,
+        positionId: BigInt(positionId),
+        base: id.base,
+        expiry,
+      });
+    }
+    if (orders.length === 0) return out;
+    const marketsOf = (base: string) => this.p.markets.filter((m) => m.underlying === base);
+    const positionKey = (m: LyraMarket, positionId: bigint) => `${m.optionPositions}|${positionId}`;
+    // each position once (orders adding to one position share it), in every market of the underlying
+    const asked = new Map<string, { market: LyraMarket; positionId: bigint; for: string[] }>();
+    for (const o of orders)
+      for (const m of marketsOf(o.base)) {
+        const k = positionKey(m, o.positionId);
+        const a = asked.get(k) ?? { market: m, positionId: o.positionId, for: [] };
+        a.for.push(`order ${o.cid}`);
+        asked.set(k, a);
+      }
+    const positionBatch = new ReadBatch();
+    const positionReads = new Map<string, Read<OptionPosition>>();
+    for (const [k, a] of asked)
+      positionReads.set(
+        k,
+        positionBatch.add(
+          {
+            address: a.market.optionPositions,
             abi: optionTokenAbi,
             functionName: 'getOptionPosition',
-            args: [BigInt(positionId as string)],
-          }),
-        );
+            args: [a.positionId],
+          },
+          `getOptionPosition(${a.positionId}) of the ${a.market.underlying} market's OptionToken${forItems(a.for)}`,
+          { lazy: true },
+        ),
+      );
+    const positionResults = await this.#readAll(positionBatch);
+    const position = (m: LyraMarket, positionId: bigint): OptionPosition => {
+      const read = positionReads.get(positionKey(m, positionId));
+      if (!read) throw new RangeError(`position ${positionId} of the ${m.underlying} market was not read`);
+      return read(positionResults);
+    };
+    /** The result, or undefined when its read failed (a lazy read: it fails the call only where it is used). */
+    const ifRead = <T>(take: () => T): T | undefined => {
+      try {
+        return take();
+      } catch {
+        return undefined;
+      }
+    };
+    const located = [...asked.values()].flatMap((a) => {
+      const p = ifRead(() => position(a.market, a.positionId));
+      return p && p.positionId !== 0n && p.strikeId !== 0n
+        ? [{ market: a.market, strikeId: p.strikeId, for: `position ${a.positionId}` }]
+        : [];
+    });
+    const strikeBatch = new ReadBatch();
+    const keepStrikes = lookup.addStrikes(strikeBatch, located, { lazy: true });
+    keepStrikes(await this.#readAll(strikeBatch));
+    const boardBatch = new ReadBatch();
+    const keepBoards = lookup.addBoards(
+      boardBatch,
+      located.flatMap((l) => {
+        const s = ifRead(() => lookup.strike(l.market, l.strikeId));
+        return s ? [{ market: l.market, boardId: s.boardId, for: l.for }] : [];
+      }),
+      { lazy: true },
+    );
+    keepBoards(await this.#readAll(boardBatch));
+    const done = new Set(found);
+    for (const o of orders) {
+      if (done.has(o.expiry)) continue;
+      for (const m of marketsOf(o.base)) {
+        const p = position(m, o.positionId);
         if (p.positionId === 0n || p.strikeId === 0n) continue; // not a position of this market
-        const strike = await lookup.strike(m, p.strikeId);
-        const board = await lookup.board(m, strike.boardId);
+        const strike = lookup.strike(m, p.strikeId);
+        const board = lookup.board(m, strike.boardId);
         const expiryMs = Number(board.expiry) * 1000;
         // the order's instrument, on this market's board (not a position id of another market)
-        if (this.optionId(m, expiryMs, strike.strikePrice, isCallType(p.optionType)) !== r.instrument)
+        if (this.optionId(m, expiryMs, strike.strikePrice, isCallType(p.optionType)) !== o.instrument)
           continue;
         out.set(`${m.optionMarket}|${strike.boardId}`, { market: m, boardId: strike.boardId, expiryMs });
-        done.add(expiry);
+        done.add(o.expiry);
         break;
       }
     }
@@ -1104,40 +1305,46 @@ export class LyraVenue implements VenueAdapter {
   /**
    * The AMM pool's own option delta per market, base units: the opposite of
    * `OptionGreekCache.getGlobalNetDelta`, which is the traders' net delta (the cache's exposures are what
-   * users hold, long − short), i.e. the delta the pool hedger buys.
+   * users hold, long − short), i.e. the delta the pool hedger buys. Every market's in one batched read.
    */
   async fetchPoolNetDelta(): Promise<Record<string, number>> {
+    const batch = new ReadBatch();
+    const reads = this.p.markets.map((m) => ({
+      underlying: m.underlying,
+      read: batch.add(
+        { address: m.greekCache, abi: greekCacheAbi, functionName: 'getGlobalNetDelta' },
+        `getGlobalNetDelta of the ${m.underlying} greek cache`,
+      ),
+    }));
+    const results = await this.#readAll(batch);
     const out: Record<string, number> = {};
-    for (const m of this.p.markets) {
-      const tradersNetDelta = await this.errors.read(() =>
-        this.ctx.publicClient.readContract({
-          address: m.greekCache,
-          abi: greekCacheAbi,
-          functionName: 'getGlobalNetDelta',
-        }),
-      );
-      out[m.underlying] = fromE18(-tradersNetDelta);
-    }
+    for (const { underlying, read } of reads) out[underlying] = fromE18(-read(results));
     return out;
   }
 
   /**
-   * The account's ACTIVE positions with an amount (OptionToken). A real OptionToken burns a position's
-   * token once closed, settled, liquidated or merged, so it lists only ACTIVE ones; the state is checked
-   * anyway, a settled position must never count.
+   * The account's ACTIVE positions with an amount (OptionToken), every market's in one batched read. A
+   * real OptionToken burns a position's token once closed, settled, liquidated or merged, so it lists
+   * only ACTIVE ones; the state is checked anyway, a settled position must never count.
    */
   private async ownerPositions() {
-    const out: Omit<HeldPosition, 'boardId' | 'expiryMs' | 'instrument'>[] = [];
-    for (const m of this.p.markets) {
-      const ps = await this.errors.read(() =>
-        this.ctx.publicClient.readContract({
+    const batch = new ReadBatch();
+    const reads = this.p.markets.map((m) => ({
+      market: m,
+      read: batch.add(
+        {
           address: m.optionPositions,
           abi: optionTokenAbi,
           functionName: 'getOwnerPositions',
           args: [this.account],
-        }),
-      );
-      for (const p of ps) {
+        },
+        `getOwnerPositions of the ${m.underlying} market's OptionToken`,
+      ),
+    }));
+    const results = await this.#readAll(batch);
+    const out: Omit<HeldPosition, 'boardId' | 'expiryMs' | 'instrument'>[] = [];
+    for (const { market: m, read } of reads) {
+      for (const p of read(results)) {
         if (p.state !== POSITION_STATE.ACTIVE || p.amount === 0n) continue;
         out.push({
           market: m,
@@ -1162,6 +1369,9 @@ export class LyraVenue implements VenueAdapter {
    * SHORT_PUT_QUOTE), in quote units taken as USD. A base-collateralised short call's collateral
    * (SHORT_CALL_BASE) is coin, not USD: it is reported by {@link fetchBalances} as a balance of the base
    * asset, and is not in `marginUsd`, so the book counts it once, as coin (delta and value at spot).
+   *
+   * Three batched requests whatever the number of positions ({@link heldPositions}); a read that fails
+   * fails the call naming it and the positions it was for, never a book without them.
    */
   async fetchPositions(): Promise<Position[]> {
     const held = await this.heldPositions();
