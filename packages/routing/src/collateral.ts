@@ -1,4 +1,4 @@
-import { assertFinite, type Side } from '@xhedge/core';
+import { assertFinite, Dec, type Side, toDecimalString } from '@xhedge/core';
 import type { HedgePlan } from './plan.ts';
 import type { CollateralSource, RouteVenue } from './venues.ts';
 
@@ -21,6 +21,18 @@ export function legMarginUsd(
   return Math.max(0, sizeBase - reducibleBase) * referencePriceUsd * v.marginFraction;
 }
 
+/**
+ * The most a bridge fee of `feeUsd` debits from its source, USD: the fee rounded up to 1e-6, the unit of
+ * the coarsest USD-like collateral (USDC, USDT: 6 decimals; DAI: 18). The bridge takes its fee in the
+ * moved asset at that asset's decimals, rounded up (`bridgeFeeInAsset` of @xhedge/crosschain), so a source
+ * counted at the float fee could be planned a unit short: its debit is refused and the hedge waits in
+ * vain. The float's noise is dropped first (read at 12 decimals), so 1.11 stays 1.11.
+ */
+export function bridgeFeeDebitUsd(feeUsd: number): number {
+  assertFinite('bridge fee (USD)', feeUsd);
+  return new Dec(toDecimalString(feeUsd, 12)).toDecimalPlaces(6, Dec.ROUND_UP).toNumber();
+}
+
 /** What one plan draws on one venue's collateral, USD. */
 export interface VenueCollateralUse {
   /** Initial margin the plan's delta legs on the venue need. */
@@ -31,7 +43,10 @@ export interface VenueCollateralUse {
   movedInUsd: number;
   /** Collateral the plan's transfers move out of the venue. */
   movedOutUsd: number;
-  /** Bridge fees of the plan's transfers out of the venue: the bridge debits them from it with the move. */
+  /**
+   * Bridge fees of the plan's transfers out of the venue as debited ({@link bridgeFeeDebitUsd}): the bridge
+   * debits them from it with the move.
+   */
   bridgeFeeOutUsd: number;
 }
 
@@ -66,7 +81,7 @@ export function collateralUse(
     const amountUsd = assertFinite(`transfer ${t.id} amount`, Number(t.amount));
     of(t.toVenue).movedInUsd += amountUsd;
     of(t.fromVenue).movedOutUsd += amountUsd;
-    of(t.fromVenue).bridgeFeeOutUsd += assertFinite(`transfer ${t.id} fee`, t.feeUsd);
+    of(t.fromVenue).bridgeFeeOutUsd += bridgeFeeDebitUsd(assertFinite(`transfer ${t.id} fee`, t.feeUsd));
   }
   return out;
 }
@@ -131,7 +146,10 @@ export class CollateralReservation {
     }
     for (const t of plan.transfers) {
       const key = sourceKey(t.fromVenue, t.asset);
-      this.#movedUsd.set(key, (this.#movedUsd.get(key) ?? 0) + Number(t.amount) + t.feeUsd);
+      this.#movedUsd.set(
+        key,
+        (this.#movedUsd.get(key) ?? 0) + Number(t.amount) + bridgeFeeDebitUsd(t.feeUsd),
+      );
     }
   }
 }

@@ -1,6 +1,6 @@
 import { HedgeIntent, ManualClock, parseInstrumentId, type Side, toDecimalString } from '@xhedge/core';
 import { type HedgeDecision, HedgeStrategy, type OptionTrade } from '@xhedge/strategy';
-import type { HedgeQuote, QuoteRequest } from '@xhedge/venue';
+import type { HedgeQuote, QuoteRequest, VenueCapabilities } from '@xhedge/venue';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CollateralReservation, collateralUse } from './collateral.ts';
@@ -1795,6 +1795,296 @@ describe('limitPrice', () => {
           expect(Math.abs(out - price)).toBeLessThan(tick + 1e-9);
         },
       ),
+    );
+  });
+});
+
+describe('routeDelta: a collateral move sends an asset its destination takes (review: USDC sent to a USDT venue)', () => {
+  /** A GMX-like venue on Arbitrum whose collateral token is USDT, with no margin of its own. */
+  const gmxUsdt = (extra: Partial<RouteVenue> = {}) =>
+    venue(
+      'gmx-arb',
+      'evm:42161',
+      1,
+      'buy',
+      { feeBps: 4, gasUsd: 0.3 },
+      { freeCollateralUsd: 0, collateralAssets: ['USDT'], ...extra },
+    );
+  const usdcOnSol: CollateralSource = {
+    venue: 'drift-sol',
+    chain: 'solana:mainnet-beta',
+    asset: 'USDC',
+    availableUsd: 100_000,
+  };
+  const usdtOnOp: CollateralSource = {
+    venue: 'lyra-op',
+    chain: 'evm:10',
+    asset: 'USDT',
+    availableUsd: 100_000,
+  };
+  /** USDC from Solana is the cheaper route: a router blind to the asset takes it. */
+  const cheapSolBridge: BridgeCostModel = (from) =>
+    from === 'solana:mainnet-beta' ? { feeUsd: 1, latencyMs: 30_000 } : { feeUsd: 4, latencyMs: 120_000 };
+
+  it('funds the USDT venue from the USDT source, not from the cheaper USDC one', () => {
+    const plan = routeDelta(req(1), [gmxUsdt()], {
+      bridge: cheapSolBridge,
+      collateralSources: [usdcOnSol, usdtOnOp],
+    });
+    expect(plan.transfers).toHaveLength(1);
+    expect(plan.transfers[0]).toMatchObject({
+      fromVenue: 'lyra-op',
+      toVenue: 'gmx-arb',
+      asset: 'USDT',
+      amount: '7200',
+      feeUsd: 4,
+    });
+    expect(plan.legs.map((l) => [l.venue, l.sizeBase])).toEqual([['gmx-arb', '1']]);
+    expect(plan.legCosts[0]?.bridgeFeeUsd).toBe(4);
+  });
+
+  it('plans no move to it when no source holds its collateral, and says why; the hedge goes where margin is', () => {
+    const vs = [
+      gmxUsdt(),
+      venue('perp-op', 'evm:10', 1, 'buy', { feeBps: 8, gasUsd: 0.2 }, { freeCollateralUsd: 50_000 }),
+    ];
+    const plan = routeDelta(req(1), vs, { bridge: cheapSolBridge, collateralSources: [usdcOnSol] });
+    expect(plan.transfers).toEqual([]);
+    expect(plan.legs.map((l) => [l.venue, l.sizeBase])).toEqual([['perp-op', '1']]);
+    expect(plan.notes.join(' ')).toMatch(
+      /gmx-arb: no collateral move to it, so it takes at most 0 on its own margin: it takes USDT as collateral, not USDC on drift-sol/,
+    );
+    // Alone, it is an honest shortfall, not a bridge paid for a margin the venue cannot use.
+    const alone = routeDelta(req(1), [gmxUsdt()], { bridge: cheapSolBridge, collateralSources: [usdcOnSol] });
+    expect(alone.transfers).toEqual([]);
+    expect(alone.legs).toEqual([]);
+    expect(alone.shortfallBase).toBe(1);
+  });
+
+  it('asks the bridge for the source’s asset: a route it does not carry funds nothing', () => {
+    const carriesUsdcOnly: BridgeCostModel = (from, _to, _usd, asset) =>
+      asset !== 'USDC'
+        ? null
+        : from === 'evm:10'
+          ? { feeUsd: 4, latencyMs: 120_000 }
+          : { feeUsd: 1, latencyMs: 30_000 };
+    const daiOnSol: CollateralSource = { ...usdcOnSol, asset: 'DAI' };
+    const usdcOnOp: CollateralSource = { ...usdtOnOp, asset: 'USDC' };
+    const plan = routeDelta(req(1), [gmxUsdt({ collateralAssets: ['USDC', 'DAI'] })], {
+      bridge: carriesUsdcOnly,
+      collateralSources: [daiOnSol, usdcOnOp],
+    });
+    expect(plan.transfers.map((t) => [t.fromVenue, t.asset, t.amount])).toEqual([
+      ['lyra-op', 'USDC', '7200'],
+    ]);
+  });
+
+  it('refuses a source whose asset is not USD-like, naming it: the move is sized in USD', () => {
+    expect(() =>
+      routeDelta(
+        req(1),
+        [venue('perp-arb', 'evm:42161', 1, 'buy', { feeBps: 4, gasUsd: 0.3 }, { freeCollateralUsd: 0 })],
+        {
+          bridge: cheapSolBridge,
+          collateralSources: [{ ...usdtOnOp, asset: 'WETH' }],
+        },
+      ),
+    ).toThrow(/collateral source lyra-op \(evm:10\) holds WETH, not a USD-like asset/);
+  });
+
+  it('counts the bridge fee as it is debited in the asset (rounded up to its 6 decimals): never a move a unit over its source', () => {
+    // 1 ETH on Optimism needs $300 moved in; the fee 1.1100004 is debited as 1.110001 USDC: $301.11 held
+    // pays $300 + $1.1100004 in floats, but not the debit of 301.110001 USDC.
+    const ETH = 2500;
+    const ethVenue = venue(
+      'perp-op',
+      'evm:10',
+      1,
+      'buy',
+      { feeBps: 5, gasUsd: 0.1 },
+      { freeCollateralUsd: 0, sizeStepBase: 0.01, minSizeBase: 0.01 },
+    );
+    const oddFee: BridgeCostModel = () => ({ feeUsd: 1.1100004, latencyMs: 60_000 });
+    const source: CollateralSource = {
+      venue: 'perp-arb',
+      chain: 'evm:42161',
+      asset: 'USDC',
+      availableUsd: 301.11,
+    };
+    const plan = routeDelta({ ...req(1), underlying: 'ETH', referencePriceUsd: ETH }, [ethVenue], {
+      bridge: oddFee,
+      collateralSources: [source],
+    });
+    expect(plan.transfers).toHaveLength(1);
+    const t = plan.transfers[0];
+    const debitMicro = Math.round(Number(t?.amount) * 1e6) + 1_110_001;
+    expect(debitMicro).toBeLessThanOrEqual(301_110_000);
+    expect(t?.amount).toBe('297');
+    expect(plan.legs.map((l) => l.sizeBase)).toEqual(['0.99']);
+    // The reservation counts the fee as debited too: what is left is what the source holds after the debit.
+    const reservation = new CollateralReservation();
+    reservation.commit(plan, [ethVenue]);
+    const left = reservation.sources([source]).map((s) => s.availableUsd);
+    expect(left).toHaveLength(1);
+    expect(left[0]).toBeCloseTo(2.999999, 9);
+  });
+
+  it('only ever moves an asset its destination takes, held by its source (property)', () => {
+    const assets = ['USDC', 'USDT', 'DAI'] as const;
+    const spec = fc.record({
+      freeUsd: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 20_000 })),
+      takes: fc.subarray([...assets], { minLength: 1 }),
+      holds: fc.constantFrom(...assets),
+      chain: fc.integer({ min: 1, max: 3 }),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(spec, { minLength: 1, maxLength: 4 }),
+        fc.integer({ min: 1, max: 300 }),
+        (specs, tenths) => {
+          const size = tenths / 100;
+          const vs = specs.map((x, i) =>
+            venue(
+              `v${i}`,
+              `evm:${x.chain}`,
+              size,
+              'buy',
+              { feeBps: 5 + i, gasUsd: 0.1 },
+              { freeCollateralUsd: x.freeUsd, collateralAssets: x.takes },
+            ),
+          );
+          const sources = specs.flatMap((x, i) =>
+            x.freeUsd > 0
+              ? [{ venue: `v${i}`, chain: `evm:${x.chain}`, asset: x.holds, availableUsd: x.freeUsd }]
+              : [],
+          );
+          const plan = routeDelta(req(size), vs, { bridge, collateralSources: sources });
+          for (const t of plan.transfers) {
+            expect(specs[Number(t.toVenue.slice(1))]?.takes).toContain(t.asset);
+            expect(sources.some((s) => s.venue === t.fromVenue && s.asset === t.asset)).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 200, seed: 5 },
+    );
+  });
+});
+
+describe('quoteVenues: what the venues take as collateral', () => {
+  it('reads each venue’s collateral from its adapter’s capabilities after quoting; a target’s own list stands', async () => {
+    let symbol = 'USDC';
+    const gmx = {
+      // GMX names its collateral token once it has read it.
+      get capabilities() {
+        return { collateral: [symbol] } as unknown as VenueCapabilities;
+      },
+      quoteHedge: async (r: QuoteRequest) => {
+        symbol = 'USDT';
+        return quote('gmx-arb', r.side, Number(r.sizeBase), { feeBps: 5, gasUsd: 0.1 });
+      },
+    };
+    const { quotes: _q, ...rest } = venue('gmx-arb', 'evm:42161', 1, 'buy', { feeBps: 5, gasUsd: 0.1 });
+    const { venues } = await quoteVenues(
+      [
+        { ...rest, adapter: gmx },
+        { ...rest, venue: 'gmx-dai', collateralAssets: ['DAI'], adapter: gmx },
+        { ...rest, venue: 'perp-bare', adapter: { quoteHedge: gmx.quoteHedge } },
+      ],
+      { side: 'buy', sizeBase: 1 },
+    );
+    expect(venues.map((v) => [v.venue, v.collateralAssets])).toEqual([
+      ['gmx-arb', ['USDT']],
+      ['gmx-dai', ['DAI']],
+      ['perp-bare', undefined],
+    ]);
+  });
+});
+
+describe('routeDelta: funding carry from a quote of the leg’s own kind (review: carry scaled from the largest quote)', () => {
+  /**
+   * A GMX-like venue holding `positionBase` BTC: as GMX's placeOrder decides, an order no larger than the
+   * opposite position decreases it (stopping the carry that position pays: `reduceUsdPerUnit`, negative),
+   * a larger one increases its own side (paying `openUsdPerUnit`).
+   */
+  function gmxLike(positionBase: number, carry: { reduceUsdPerUnit: number; openUsdPerUnit: number }) {
+    const asked: string[] = [];
+    const book: Book = { feeBps: 5, gasUsd: 0.3 };
+    return {
+      asked,
+      adapter: {
+        quoteHedge: async (r: QuoteRequest): Promise<HedgeQuote> => {
+          asked.push(r.sizeBase);
+          const size = Number(r.sizeBase);
+          const q = quote('gmx-arb', r.side, size, book);
+          const opposite = positionBase * (r.side === 'buy' ? 1 : -1) < 0;
+          const decrease = opposite && size <= Math.abs(positionBase);
+          const fundingCarryUsd = size * (decrease ? carry.reduceUsdPerUnit : carry.openUsdPerUnit);
+          return { ...q, fundingCarryUsd, totalCostUsd: q.totalCostUsd + fundingCarryUsd };
+        },
+      },
+    };
+  }
+  const target = (name: string, chain: string, b: Book, positionBase: number) => {
+    const { quotes: _q, ...rest } = venue(name, chain, 1, 'sell', b, { positionBase });
+    return rest;
+  };
+  const drift = {
+    quoteHedge: async (r: QuoteRequest) =>
+      quote('drift-sol', r.side, Number(r.sizeBase), { feeBps: 6, gasUsd: 0.01 }),
+  };
+
+  it('sell 16 with +3 held on GMX: reduces it (the decrease saves $60 a unit of carry), not charged the $150 a unit an increase pays', async () => {
+    const gmx = gmxLike(3, { reduceUsdPerUnit: -60, openUsdPerUnit: 150 });
+    const { venues, notes } = await quoteVenues(
+      [
+        { ...target('gmx-arb', 'evm:42161', { feeBps: 5, gasUsd: 0.3 }, 3), adapter: gmx.adapter },
+        { ...target('drift-sol', 'solana:mainnet-beta', { feeBps: 6, gasUsd: 0.01 }, 0), adapter: drift },
+      ],
+      { side: 'sell', sizeBase: 16 },
+    );
+    expect(notes).toEqual([]);
+    // Both usual sizes increase on GMX: the reducing size is quoted too (three quotes, no more).
+    expect(gmx.asked).toEqual(['16', '4', '3']);
+    const plan = routeDelta(req(-16), venues, { bridge });
+    const legs = Object.fromEntries(plan.legs.map((l, i) => [l.venue, { leg: l, cost: plan.legCosts[i] }]));
+    expect(legs['gmx-arb']?.leg).toMatchObject({ sizeBase: '3', reduceOnly: true });
+    expect(legs['gmx-arb']?.cost?.fundingCarryUsd).toBeCloseTo(-180, 9);
+    expect(legs['drift-sol']?.leg.sizeBase).toBe('13');
+    expect(plan.plannedDeltaBase).toBeCloseTo(-16, 9);
+    expect(plan.notes.join(' ')).not.toMatch(/funding carry of/);
+  });
+
+  it('a split leg’s carry is read between quotes of its own kind; a leg that opens past the position pays the increase’s', () => {
+    // GMX holds +4: quotes at 2 and 4 decrease (carry −60 a unit), at 8 and 16 increase (+10 a unit at 8,
+    // +20 a unit at 16: the increase's rate grows with the open interest it adds).
+    const gmxQuote = (n: number, carryUsd: number) => ({
+      ...quote('gmx-arb', 'sell', n, { feeBps: 5, gasUsd: 0.3 }),
+      fundingCarryUsd: carryUsd,
+    });
+    const gmx: RouteVenue = {
+      ...venue('gmx-arb', 'evm:42161', 16, 'sell', { feeBps: 5, gasUsd: 0.3 }, { positionBase: 4 }),
+      quotes: [gmxQuote(16, 320), gmxQuote(8, 80), gmxQuote(4, -240), gmxQuote(2, -120)],
+    };
+    const at = (deltaBase: number) => {
+      const plan = routeDelta(req(deltaBase), [gmx], { bridge });
+      return plan.legCosts[0]?.fundingCarryUsd;
+    };
+    expect(at(-3)).toBeCloseTo(-180, 9);
+    expect(at(-4)).toBeCloseTo(-240, 9);
+    // 12 is halfway between the increases at 8 and 16: $200, not 12 × $20 (nor anything of the decreases).
+    expect(at(-12)).toBeCloseTo(200, 9);
+    expect(at(-16)).toBeCloseTo(320, 9);
+  });
+
+  it('says so when a leg’s kind was not quoted and the other kind’s carry stands in', () => {
+    const plan = routeDelta(
+      req(-2),
+      [venue('gmx-arb', 'evm:42161', 16, 'sell', { feeBps: 5, gasUsd: 0.3 }, { positionBase: 2 })],
+      { bridge },
+    );
+    expect(plan.legs[0]).toMatchObject({ sizeBase: '2', reduceOnly: true });
+    expect(plan.notes.join(' ')).toMatch(
+      /gmx-arb: funding carry of 2 taken from quotes of sizes that open past its 2 position: none was quoted at a size that only reduces it/,
     );
   });
 });

@@ -2,13 +2,14 @@ import {
   assertFinite,
   deterministicId,
   type HedgeIntent,
+  isUsdLike,
   type Side,
   toDecimalString,
   type Urgency,
 } from '@xhedge/core';
 import type { HedgeDecision, OptionTrade } from '@xhedge/strategy';
 import { allocateEqualMarginal } from './allocate.ts';
-import { CollateralReservation, legMarginUsd } from './collateral.ts';
+import { bridgeFeeDebitUsd, CollateralReservation, legMarginUsd } from './collateral.ts';
 import {
   type CollateralTransfer,
   type HedgePlan,
@@ -21,11 +22,16 @@ import type { CollateralSource, OptionMarket, RouteVenue } from './venues.ts';
 
 export type { CollateralSource, OptionMarket, RouteVenue } from './venues.ts';
 
-/** Cost and delay of moving collateral between chains (or venues on one chain); null = no route. */
+/**
+ * Cost and delay of moving `amountUsd` of `asset` (a USD-like collateral, the source's) between chains (or
+ * venues on one chain); null = no route, also for an asset the bridge does not carry (a model that ignores
+ * the asset carries every one).
+ */
 export type BridgeCostModel = (
   fromChain: string,
   toChain: string,
   amountUsd: number,
+  asset: string,
 ) => { feeUsd: number; latencyMs: number } | null;
 
 export interface RouteOptions {
@@ -76,23 +82,51 @@ export interface RouteRequest {
 interface BridgeOption {
   source: CollateralSource;
   feeUsd: number;
+  /** The most the fee debits from the source in its asset ({@link bridgeFeeDebitUsd}), USD. */
+  feeDebitUsd: number;
   latencyMs: number;
   /** Price put on waiting for the move, USD. */
   delayUsd: number;
 }
 
+/** A quote's funding carry at its size: carry is read only between quotes of one kind (see {@link Carry}). */
+interface CarryPoint {
+  /** Executable size quoted, underlying units. */
+  n: number;
+  /** Its funding carry over the holding time, USD (negative when it earns). */
+  usd: number;
+}
+
 /**
- * Cost curve of one venue fitted from its quotes: cost(q) = a·q + k·q² + fixed, where fixed is the
- * gas / execution / priority fee plus any fixed USD part of the trading fee.
+ * Funding carry of a venue's quotes by kind: those no larger than the position the hedge reduces (a
+ * reducing order) and the others (an order that opens or grows a position), each by size. The two can
+ * have opposite signs (GMX: a decrease stops the carry the position pays; an increase of the other side
+ * pays its own), so a leg's carry is read from quotes of its own kind only ({@link carryUsd}).
+ */
+interface Carry {
+  reduce: CarryPoint[];
+  open: CarryPoint[];
+}
+
+/**
+ * Cost curve of one venue fitted from its quotes: cost(q) = (fee + spread)·q + carry(q) + k·q² + fixed,
+ * where fixed is the gas / execution / priority fee plus any fixed USD part of the trading fee, and the
+ * carry is per unit `aReduce` − fee − spread up to the reducible size, `aOpen` − fee − spread past it
+ * (read exactly by {@link carryUsd} for a leg's size).
  */
 interface Model {
   v: RouteVenue;
-  a: number;
+  /** Linear cost per unit of a leg that only reduces the position (fee, spread, carry), USD. */
+  aReduce: number;
+  /** Linear cost per unit of a leg that opens or grows a position (fee, spread, carry), USD. */
+  aOpen: number;
   k: number;
   feePerUnit: number;
   /** Fixed USD part of the trading fee (fee = feePerUnit·q + feeFixedUsd), from two quote sizes. */
   feeFixedUsd: number;
-  fundingPerUnit: number;
+  carry: Carry;
+  /** The carry per unit when every quote's is the same (a venue whose carry is linear in size), USD. */
+  carryPerUnit: number | undefined;
   spreadPerUnit: number;
   gasUsd: number;
   latencyMs: number;
@@ -104,10 +138,13 @@ interface Model {
   noBridgeCap: number;
   /**
    * Sources that could each fund a move here, their bridge fee included (the bridge debits the move
-   * plus its fee from the source), cheapest (fee + delay) first. Which one a plan uses, and how much of
+   * plus its fee from the source), cheapest (fee + delay) first: only in an asset the venue takes as
+   * collateral and the bridge carries. Which one a plan uses, and how much of
    * the cap it funds, is decided per candidate plan: several legs may want the same source.
    */
   bridges: BridgeOption[];
+  /** Why no source can fund a move to the venue, short of margin (they hold assets it does not take), if so. */
+  noMoveNote: string | undefined;
   expectedPrice: number;
 }
 
@@ -128,10 +165,17 @@ function fitCostModel(
     .sort((x, y) => x.n - y.n);
   const big = qs[qs.length - 1];
   if (!big) return null;
-  const small = qs[0] ?? big;
+  const signed = side === 'buy' ? 1 : -1;
+  const reducible = v.positionBase * signed < 0 ? Math.abs(v.positionBase) : 0;
+  // Fee and impact are fitted on the largest quote and the smallest of its kind (reducing or opening),
+  // else the smallest: a reducing quote added for its carry does not bend the fit of the opening ones.
+  const bigReduces = reducesAt(reducible, big.n);
+  const small = qs.find((x) => x !== big && reducesAt(reducible, x.n) === bigReduces) ?? qs[0] ?? big;
   let feePerUnit = big.q.feeUsd / big.n;
   let feeFixedUsd = 0;
-  const fundingPerUnit = big.q.fundingCarryUsd / big.n;
+  const carry: Carry = { reduce: [], open: [] };
+  for (const x of qs)
+    (reducesAt(reducible, x.n) ? carry.reduce : carry.open).push({ n: x.n, usd: x.q.fundingCarryUsd });
   const uBig = big.q.impactUsd / big.n;
   let k = uBig / big.n;
   let spread = 0;
@@ -169,35 +213,70 @@ function fitCostModel(
     cap = v.maxOrderSizeBase;
     capReason = `max order ${v.maxOrderSizeBase}`;
   }
-  const signed = side === 'buy' ? 1 : -1;
-  const reducible = v.positionBase * signed < 0 ? Math.abs(v.positionBase) : 0;
   const marginPerUnit = ref * v.marginFraction;
   const noBridgeCap = Math.min(
     cap,
     reducible + (marginPerUnit > 0 ? v.freeCollateralUsd / marginPerUnit : cap),
   );
   const bridges: BridgeOption[] = [];
+  let noMoveNote: string | undefined;
   if (noBridgeCap < cap) {
     const needUsd = (cap - reducible) * marginPerUnit * (1 + opts.collateralBuffer) - v.freeCollateralUsd;
+    const accepted = v.collateralAssets;
+    /** Sources left out for holding an asset the venue does not take as collateral. */
+    const refused: CollateralSource[] = [];
     for (const s of sources) {
       if (s.venue === v.venue) continue;
-      const b = opts.bridge(s.chain, v.chain, needUsd);
+      // The bridge delivers the asset it takes: one the venue cannot margin with funds no leg there.
+      if (accepted !== undefined && !accepted.includes(s.asset)) {
+        refused.push(s);
+        continue;
+      }
+      const b = opts.bridge(s.chain, v.chain, needUsd, s.asset);
+      if (!b) continue;
+      const feeUsd = assertFinite(`bridge fee ${s.asset} ${s.chain} → ${v.chain}`, b.feeUsd);
+      if (feeUsd < 0)
+        throw new RangeError(
+          `bridge fee ${s.asset} ${s.chain} → ${v.chain} must not be negative, got ${feeUsd}`,
+        );
+      const feeDebitUsd = bridgeFeeDebitUsd(feeUsd);
       // The move and its fee both come out of the source: one that cannot pay the fee funds nothing.
-      if (!b || !(s.availableUsd > assertFinite(`bridge fee ${s.chain} → ${v.chain}`, b.feeUsd))) continue;
+      if (!(s.availableUsd > feeDebitUsd)) continue;
       const delayUsd =
         (b.latencyMs / 60_000) * opts.delayCostUsdPerMinute * (urgent ? opts.urgentDelayMultiplier : 1);
-      bridges.push({ source: s, feeUsd: b.feeUsd, latencyMs: b.latencyMs, delayUsd });
+      bridges.push({ source: s, feeUsd, feeDebitUsd, latencyMs: b.latencyMs, delayUsd });
     }
     // Stable: among equal costs the sources keep their given order.
     bridges.sort((x, y) => x.feeUsd + x.delayUsd - (y.feeUsd + y.delayUsd));
+    if (bridges.length === 0 && refused.length > 0 && accepted !== undefined) {
+      const held = [...new Set(refused.map((s) => `${s.asset} on ${s.venue}`))].join(', ');
+      noMoveNote =
+        `${v.venue}: no collateral move to it, so it takes at most ${toDecimalString(noBridgeCap, 8)} on its own margin: ` +
+        `it takes ${accepted.length > 0 ? accepted.join(', ') : 'no asset'} as collateral, not ${held}`;
+    }
   }
+  // Carry per unit the allocator sees on each side of the reducible size: the largest quote's of the
+  // kind, or the other kind's where none was quoted (legs read it exactly, by size: {@link carryUsd}).
+  const perUnit = (pts: readonly CarryPoint[]) => {
+    const last = pts[pts.length - 1];
+    return last ? last.usd / last.n : undefined;
+  };
+  const reduceCarryPerUnit = perUnit(carry.reduce) ?? perUnit(carry.open) ?? 0;
+  const openCarryPerUnit = perUnit(carry.open) ?? reduceCarryPerUnit;
+  const linear = qs.every(
+    (x) =>
+      Math.abs(x.q.fundingCarryUsd / x.n - openCarryPerUnit) <=
+      1e-12 * Math.max(1, Math.abs(openCarryPerUnit)),
+  );
   return {
     v,
-    a: feePerUnit + fundingPerUnit + spread,
+    aReduce: feePerUnit + spread + reduceCarryPerUnit,
+    aOpen: feePerUnit + spread + openCarryPerUnit,
     k,
     feePerUnit,
     feeFixedUsd,
-    fundingPerUnit,
+    carry,
+    carryPerUnit: linear ? openCarryPerUnit : undefined,
     spreadPerUnit: spread,
     gasUsd: Math.max(...qs.map((x) => x.q.gasUsd)),
     latencyMs: big.q.expectedLatencyMs,
@@ -206,8 +285,49 @@ function fitCostModel(
     reducible,
     noBridgeCap,
     bridges,
+    noMoveNote,
     expectedPrice: big.q.expectedPriceUsd,
   };
+}
+
+/** Whether an order of `sizeBase` only reduces a position of which `reducibleBase` is reducible. */
+function reducesAt(reducibleBase: number, sizeBase: number): boolean {
+  return reducibleBase > 0 && sizeBase <= reducibleBase + 1e-12;
+}
+
+/**
+ * Funding carry of a leg of `q` on the venue, USD, from its quotes of the leg's kind only (see
+ * {@link Carry}): a leg that only reduces the position from the reducing quotes, one that opens or grows a
+ * position from the others. Between two quotes of the kind, on the line through them; below or above
+ * them all, at the nearest one's carry per unit. A kind the venue gave no quote of takes the other kind's
+ * ({@link carryGuessed} says when).
+ */
+function carryUsd(m: Model, q: number): number {
+  if (m.carryPerUnit !== undefined) return m.carryPerUnit * q;
+  const reduces = reducesAt(m.reducible, q);
+  const own = reduces ? m.carry.reduce : m.carry.open;
+  return carryOn(own.length > 0 ? own : reduces ? m.carry.open : m.carry.reduce, q);
+}
+
+/** Whether {@link carryUsd} of a leg of `q` is read from quotes of the other kind than the leg. */
+function carryGuessed(m: Model, q: number): boolean {
+  return (reducesAt(m.reducible, q) ? m.carry.reduce : m.carry.open).length === 0;
+}
+
+function carryOn(pts: readonly CarryPoint[], q: number): number {
+  const first = pts[0];
+  if (!first) return 0;
+  if (q <= first.n) return (first.usd / first.n) * q;
+  for (let i = 1; i < pts.length; i++) {
+    const hi = pts[i] as CarryPoint;
+    // q > pts[i - 1].n here, so hi.n > lo.n
+    if (q <= hi.n) {
+      const lo = pts[i - 1] as CarryPoint;
+      return lo.usd + ((hi.usd - lo.usd) * (q - lo.n)) / (hi.n - lo.n);
+    }
+  }
+  const last = pts[pts.length - 1] as CarryPoint;
+  return (last.usd / last.n) * q;
 }
 
 interface Choice {
@@ -272,7 +392,8 @@ function roundLegs(raw: readonly number[], choices: readonly Choice[], size: num
 
 /** All-in cost of a leg of size q (0 when unused: an unused venue pays no fixed cost). */
 function legCost(c: Choice, q: number): number {
-  return q <= 0 ? 0 : c.m.a * q + c.m.k * q * q + c.fixed;
+  const m = c.m;
+  return q <= 0 ? 0 : (m.feePerUnit + m.spreadPerUnit) * q + carryUsd(m, q) + m.k * q * q + c.fixed;
 }
 
 interface Candidate {
@@ -429,15 +550,22 @@ function openChargesPerUnit(
  * that can take it). Each is then ranked on its exact {@link openingCharge}.
  */
 function candidateSplits(choices: readonly Choice[], size: number, r: Ranking): number[][] {
+  // The size past a venue's reducible position pays its opening carry instead of its reducing one: the
+  // difference is part of its opening charge (never below 0, so the curve stays convex; each split is
+  // then costed with each leg's exact carry).
   const split = (charges: readonly number[]) =>
     allocateEqualMarginal(
-      choices.map((ch, i) => ({
-        a: ch.m.a,
-        k: ch.m.k,
-        reducible: ch.m.reducible,
-        openUsdPerUnit: charges[i] as number,
-        cap: ch.cap,
-      })),
+      choices.map((ch, i) => {
+        const m = ch.m;
+        const reduces = m.reducible > 0;
+        return {
+          a: reduces ? m.aReduce : m.aOpen,
+          k: m.k,
+          reducible: m.reducible,
+          openUsdPerUnit: Math.max(0, (charges[i] as number) + (reduces ? m.aOpen - m.aReduce : 0)),
+          cap: ch.cap,
+        };
+      }),
       size,
     );
   const leftCharges = openChargesPerUnit(choices, size, r, false);
@@ -454,7 +582,7 @@ function candidateSplits(choices: readonly Choice[], size: number, r: Ranking): 
       const taken = first[i] as number;
       // The curve past what it reduces: its marginal cost there, all of it opening.
       return {
-        a: ch.m.a + 2 * ch.m.k * taken,
+        a: ch.m.aOpen + 2 * ch.m.k * taken,
         k: ch.m.k,
         reducible: 0,
         openUsdPerUnit: reducedCharges[i] as number,
@@ -529,16 +657,22 @@ interface Funding {
 }
 
 /**
- * What a move of `movedUsd` for a leg takes from its source, USD: the amount plus the bridge fee (the
- * bridge debits both from the source). The fee is the one routing priced the move at (at the whole cap's
- * need, so at least the fee of any smaller move under a fee model that grows with the amount). 0 for no move.
+ * What a move of `movedUsd` for a leg takes from its source, USD: the amount plus the bridge fee as it is
+ * debited in the asset (the bridge debits both from the source). The fee is the one routing priced the
+ * move at (at the whole cap's need, so at least the fee of any smaller move under a fee model that grows
+ * with the amount). 0 for no move.
  */
 function sourceDrawUsd(ch: Choice, movedUsd: number): number {
-  return ch.bridge && movedUsd > 0 ? movedUsd + ch.bridge.feeUsd : 0;
+  return ch.bridge && movedUsd > 0 ? movedUsd + ch.bridge.feeDebitUsd : 0;
 }
 
 /** Slack on collateral sums, USD: float noise, well under the cent moves are rounded to. */
 const COLLATERAL_EPS_USD = 1e-6;
+/**
+ * Slack on what a source pays out against what it holds, USD: float noise only. A millionth of a dollar
+ * is a whole unit of USDC or USDT, and a debit a unit over the balance is refused.
+ */
+const SOURCE_EPS_USD = 1e-9;
 
 const ceilCents = (usd: number) => Math.ceil(usd * 100) / 100;
 const floorCents = (usd: number) => Math.floor(usd * 100) / 100;
@@ -583,7 +717,7 @@ function drawsFit(choices: readonly Choice[], q: readonly number[], f: Funding):
     } else add(marginByVenue, ch.m.v.venue, legMarginUsd(ch.m.v, f.side, qi, f.referencePriceUsd));
   });
   for (const [s, usd] of movedBySource)
-    if (funded.has(s.venue) || usd > s.availableUsd + COLLATERAL_EPS_USD) return false;
+    if (funded.has(s.venue) || usd > s.availableUsd + SOURCE_EPS_USD) return false;
   // Venues nothing moves out of keep their own legs within their free collateral by their caps.
   for (const [venue, movedUsd] of movedByVenue) {
     const freeUsd = f.freeByVenueUsd.get(venue);
@@ -630,7 +764,7 @@ function reserveCaps(choices: readonly Choice[], f: Funding): Choice[] | null {
         Math.min(
           sourceLeftUsd.get(b.source) ?? b.source.availableUsd,
           venueLeftUsd.get(b.source.venue) ?? Number.POSITIVE_INFINITY,
-        ) - b.feeUsd,
+        ) - b.feeDebitUsd,
       );
       if (roomUsd >= needUsd) {
         pick = { b, moveUsd: needUsd };
@@ -650,7 +784,7 @@ function reserveCaps(choices: readonly Choice[], f: Funding): Choice[] | null {
       if (!(cap > m.noBridgeCap) || cap < m.v.minSizeBase) return null;
     }
     const { source } = pick.b;
-    const drawUsd = pick.moveUsd + pick.b.feeUsd;
+    const drawUsd = pick.moveUsd + pick.b.feeDebitUsd;
     sourceLeftUsd.set(source, (sourceLeftUsd.get(source) ?? source.availableUsd) - drawUsd);
     const venueLeft = venueLeftUsd.get(source.venue);
     if (venueLeft !== undefined) venueLeftUsd.set(source.venue, venueLeft - drawUsd);
@@ -729,6 +863,13 @@ export function routeDelta(
     throw new RangeError(
       `route request referencePriceUsd must be a positive finite number, got ${req.referencePriceUsd}`,
     );
+  // A move is sized in USD and sent as that many units of its source's asset: only a USD-like one.
+  for (const s of options.collateralSources ?? [])
+    if (!isUsdLike(s.asset))
+      throw new RangeError(
+        `collateral source ${s.venue} (${s.chain}) holds ${s.asset}, not a USD-like asset (USD, USDC, USDT, DAI): ` +
+          'a collateral move is sized in USD and sent as that many units of its asset',
+      );
   const side: Side = req.deltaBase > 0 ? 'buy' : 'sell';
   const size = Math.abs(req.deltaBase);
   const urgent = req.urgency === 'urgent';
@@ -760,7 +901,10 @@ export function routeDelta(
       req.referencePriceUsd,
     );
     if (!m) notes.push(`${v.venue}: no usable ${side} quote; skipped`);
-    else models.push(m);
+    else {
+      models.push(m);
+      if (m.noMoveNote !== undefined) notes.push(m.noMoveNote);
+    }
   }
   // Plans within one (largest) size step of each other differ by rounding, not by what they can deliver.
   const missTol = Math.max(0, ...models.map((m) => m.v.sizeStepBase)) + size * 1e-12;
@@ -874,12 +1018,17 @@ export function routeDelta(
         `${m.v.venue}: margin short; moving ${t.amount} ${t.asset} from ${t.fromVenue} (${t.fromChain}) first`,
       );
     }
-    const reduceOnly = q <= m.reducible + 1e-12;
+    const reduceOnly = reducesAt(m.reducible, q);
     if (reduceOnly)
       notes.push(`${m.v.venue}: reduces the existing ${m.v.positionBase} position (reduce-only)`);
     const feeUsd = m.feePerUnit * q + m.feeFixedUsd;
     const impactUsd = m.spreadPerUnit * q + m.k * q * q;
-    const fundingCarryUsd = m.fundingPerUnit * q;
+    const fundingCarryUsd = carryUsd(m, q);
+    if (carryGuessed(m, q))
+      notes.push(
+        `${m.v.venue}: funding carry of ${q} taken from quotes of sizes that ${reduceOnly ? 'open past' : 'only reduce'} ` +
+          `its ${m.v.positionBase} position: none was quoted at a size that ${reduceOnly ? 'only reduces it' : 'opens past it'}`,
+      );
     const totalCostUsd = feeUsd + impactUsd + m.gasUsd + fundingCarryUsd + bridgeFeeUsd + delayCostUsd;
     if (m.cap < size && q >= m.cap - 1e-12)
       notes.push(`${m.v.venue}: downsized to its cap ${m.cap} (${m.capReason ?? 'cap'})`);

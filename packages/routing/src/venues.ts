@@ -8,7 +8,11 @@ export interface RouteVenue {
   instrument: string;
   /**
    * Quotes for the hedge side at one or more sizes (`quoteHedge`). Two sizes let the router separate
-   * spread from size-dependent impact; with one, all impact is taken as linear in size.
+   * spread from size-dependent impact; with one, all impact is taken as linear in size. A leg's funding
+   * carry is taken from the quotes of its own kind: those no larger than the position the hedge reduces
+   * for a leg that only reduces it, the others for a leg that opens or grows one (a venue such as GMX
+   * carries a decrease, which stops the position's funding, and an increase of the other side at rates of
+   * opposite sign). `quoteVenues` quotes a size of each kind where the venue holds such a position.
    */
   quotes: readonly HedgeQuote[];
   /** Venue minimum order, underlying units. */
@@ -24,12 +28,24 @@ export interface RouteVenue {
   freeCollateralUsd: number;
   /** Initial margin per USD of notional (0.1 = 10× leverage). */
   marginFraction: number;
+  /**
+   * Assets the venue takes as collateral (its adapter's `capabilities.collateral`: a GMX venue's
+   * collateral token, USDT or DAI as well as USDC). A collateral move to the venue is planned only in one
+   * of these: USDC sent to a venue that margins in USDT pays the bridge and leaves the leg short of
+   * margin. Absent: not checked (any USD-like source asset is taken); `quoteVenues` fills it from
+   * the adapter.
+   */
+  collateralAssets?: readonly string[];
 }
 
-/** Where spare collateral sits (USD-like), to fund venues short of margin. */
+/**
+ * Where spare collateral sits, to fund venues short of margin. The asset must be USD-like (USD, USDC,
+ * USDT, DAI): a move's amount is sized in USD and sent as that many units of it.
+ */
 export interface CollateralSource {
   venue: string;
   chain: string;
+  /** What the move sends, as it is held and as the bridge carries it (a destination must take it). */
   asset: string;
   availableUsd: number;
 }
