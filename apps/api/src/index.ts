@@ -18,6 +18,7 @@ export type {
   VenuesPort,
   VenueUpdate,
 } from './ports.ts';
+export { applyVenueUpdate } from './ports.ts';
 export { venueView } from './routes.ts';
 export {
   AuditEntryView,

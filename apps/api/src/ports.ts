@@ -136,8 +136,28 @@ export interface ControlsPort {
   ): Promise<{ venue: string; instrument: string; breakOpen: boolean }>;
 }
 
-/** A venue's replacement config: `enabled` may be left out (the venue keeps its state). */
-export type VenueUpdate = Omit<VenueConfig, 'enabled'> & { enabled?: boolean | undefined };
+/**
+ * A venue's replacement config. `enabled`, `credentials` and `endpoints` may be left out: the venue keeps
+ * what it has. The API never shows credentials (write-only) and shows a keyed RPC URL redacted (a write
+ * that sends it back is refused), so "read it, change a field, send it back" has to leave them out; taking
+ * that as "none" deleted the venue's signer and RPC, and an enabled venue that can no longer be built holds
+ * every hedge. `credentials: {}` clears them.
+ */
+export type VenueUpdate = Omit<VenueConfig, 'enabled' | 'credentials' | 'endpoints'> & {
+  enabled?: boolean | undefined;
+  credentials?: VenueConfig['credentials'] | undefined;
+  endpoints?: VenueConfig['endpoints'] | undefined;
+};
+
+/** The config a {@link VenueUpdate} leaves: what it leaves out stays as `prev` has it. */
+export function applyVenueUpdate(prev: VenueConfig, update: VenueUpdate): VenueConfig {
+  return {
+    ...update,
+    enabled: update.enabled ?? prev.enabled,
+    credentials: update.credentials ?? prev.credentials,
+    endpoints: update.endpoints ?? prev.endpoints,
+  };
+}
 
 export interface VenuesPort {
   list(): Promise<VenueConfig[]>;
@@ -145,7 +165,8 @@ export interface VenuesPort {
   /** CONFLICT when the id exists. */
   add(venue: VenueConfig, actor: Actor): Promise<VenueConfig>;
   /**
-   * Replaces the venue's config (the id stays); `enabled` left out keeps the venue's current state.
+   * Replaces the venue's config (the id stays); `enabled`, `credentials` and `endpoints` left out keep
+   * the venue's own ({@link applyVenueUpdate}).
    * NOT_FOUND when absent.
    */
   update(id: string, venue: VenueUpdate, actor: Actor): Promise<VenueConfig>;

@@ -140,7 +140,7 @@ function paramsIssues(params: Record<string, unknown>): { path: (string | number
 
 /** The checks a venue gets from the config file's parent: chain family, no inline secrets. */
 function venueChecks(
-  v: Pick<VenueConfig, 'kind' | 'chain' | 'endpoints' | 'params'>,
+  v: Pick<VenueConfig, 'kind' | 'chain' | 'params'> & { endpoints?: VenueConfig['endpoints'] | undefined },
   ctx: z.RefinementCtx,
 ): void {
   const family = VENUE_KIND_FAMILY[v.kind];
@@ -152,8 +152,8 @@ function venueChecks(
     });
   // a view sent back: the venue would run on the masked URLs
   const urls: [(string | number)[], unknown][] = [
-    ...(v.endpoints.rpc ?? []).map((u, i): [(string | number)[], unknown] => [['endpoints', 'rpc', i], u]),
-    [['endpoints', 'ws'], v.endpoints.ws],
+    ...(v.endpoints?.rpc ?? []).map((u, i): [(string | number)[], unknown] => [['endpoints', 'rpc', i], u]),
+    [['endpoints', 'ws'], v.endpoints?.ws],
   ];
   for (const [path, url] of urls)
     if (typeof url === 'string' && url.includes(MASK))
@@ -170,6 +170,14 @@ export const VenueBody = VenueConfig.superRefine(venueChecks);
  */
 export const VenueUpdateBody = VenueConfig.extend({
   enabled: z.boolean().optional().describe('left out: the venue stays enabled or disabled as it is'),
+  credentials: VenueConfig.shape.credentials
+    .unwrap()
+    .optional()
+    .describe('left out: the venue keeps its credentials (never shown); {} clears them'),
+  endpoints: VenueConfig.shape.endpoints
+    .unwrap()
+    .optional()
+    .describe('left out: the venue keeps its endpoints (a keyed RPC URL is shown redacted); {} clears them'),
 }).superRefine(venueChecks);
 
 /**
@@ -626,7 +634,7 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       schema: {
         tags: ['venues'],
         summary:
-          'Replace a venue config (the id in the body must match the path; kind and chain cannot change; enabled left out stays as it is); applied live, new params once the venue has no working orders',
+          'Replace a venue config (the id in the body must match the path; kind and chain cannot change; enabled, credentials and endpoints left out stay as they are); applied live, new params once the venue has no working orders',
         params: VenueParam,
         querystring: EmptyQuery,
         description: AUDITED,

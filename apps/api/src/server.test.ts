@@ -258,6 +258,26 @@ describe('operator API', () => {
     );
   });
 
+  it('a venue replaced without credentials or endpoints keeps them (they are never shown, so a read sent back has none)', async () => {
+    const put = (payload: object) =>
+      app.inject({ method: 'PUT', url: '/v1/venues/uni-eth', headers: auth('operator'), payload });
+    const body = { id: 'uni-eth', kind: 'paper-spot-amm', chain: 'evm:1' };
+    const set = await put({
+      ...body,
+      endpoints: { rpc: [{ env: 'XH_RPC' }] },
+      credentials: { privateKey: { env: 'XH_KEY' } },
+    });
+    expect(set.statusCode, set.body).toBe(200);
+    expect(set.json().credentialNames).toEqual(['privateKey']);
+    const kept = await put(body);
+    expect(kept.statusCode, kept.body).toBe(200);
+    expect(kept.json().credentialNames).toEqual(['privateKey']);
+    expect(kept.json().endpoints).toEqual({ rpc: [{ env: 'XH_RPC' }] });
+    const cleared = await put({ ...body, credentials: {}, endpoints: {} });
+    expect(cleared.json().credentialNames).toEqual([]);
+    expect(cleared.json().endpoints).toEqual({});
+  });
+
   it('audits every change with who made it', async () => {
     const r = await app.inject({
       method: 'POST',

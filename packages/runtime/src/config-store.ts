@@ -1,4 +1,4 @@
-import type { Actor, Policies, PolicyPort, VenuesPort } from '@xhedge/api';
+import { type Actor, applyVenueUpdate, type Policies, type PolicyPort, type VenuesPort } from '@xhedge/api';
 import { PoliciesConfig, VenueConfig, type XhedgeConfig } from '@xhedge/config';
 import { ValidationError, XhedgeError } from '@xhedge/core';
 import type { Redis } from 'ioredis';
@@ -117,7 +117,7 @@ export class SharedConfigStore {
           if (prev.kind !== venue.kind || prev.chain !== venue.chain)
             throw new XhedgeError('CONFLICT', `venue ${id}: kind and chain cannot change; add a new venue`);
           checkVenueParams(venue);
-          const next: VenueConfig = { ...venue, enabled: venue.enabled ?? prev.enabled };
+          const next: VenueConfig = applyVenueUpdate(prev, venue);
           list[i] = next;
           return next;
         }),

@@ -59,6 +59,29 @@ describe('shared config store (Redis)', () => {
   });
 });
 
+describe('shared config store: a venue update (regression: leaving out credentials deleted them)', () => {
+  it('keeps the credentials and endpoints an update leaves out, and clears them only when given empty', async () => {
+    const store = new SharedConfigStore({ redis, prefix: `{xhedge}:cfg-upd-${process.pid}`, config });
+    await store.init();
+    const venues = store.venuesPort();
+    const base = config.venues[0]!;
+    const keyed = {
+      ...base,
+      endpoints: { rpc: [{ env: 'XH_TEST_RPC' }] },
+      credentials: { privateKey: { env: 'XH_TEST_KEY' } },
+    };
+    await venues.update(base.id, keyed, actor);
+    // what an operator sends back after a read: no credentials (write-only), no endpoints (redacted)
+    const { credentials: _c, endpoints: _e, ...sentBack } = keyed;
+    const after = await venues.update(base.id, { ...sentBack, params: { ...base.params } }, actor);
+    expect(after.credentials).toEqual({ privateKey: { env: 'XH_TEST_KEY' } });
+    expect(after.endpoints).toEqual({ rpc: [{ env: 'XH_TEST_RPC' }] });
+    const cleared = await venues.update(base.id, { ...sentBack, credentials: {}, endpoints: {} }, actor);
+    expect(cleared.credentials).toEqual({});
+    expect(cleared.endpoints).toEqual({});
+  });
+});
+
 describe('shared config store: changes at once', () => {
   it('keeps every one of many venue changes made at the same time, from two processes', async () => {
     const prefix = `{xhedge}:cfg-race-${process.pid}`;

@@ -1,7 +1,7 @@
 import type { VenueConfig } from '@xhedge/config';
 import { XhedgeError } from '@xhedge/core';
 import { Registry } from 'prom-client';
-import type { Actor, ApiPorts, Policies } from '../ports.ts';
+import { type Actor, type ApiPorts, applyVenueUpdate, type Policies } from '../ports.ts';
 import type {
   AuditEntryView,
   BookMarkView,
@@ -208,7 +208,7 @@ export function memoryPorts(opts: {
       update: async (id, v) => {
         const prev = venues.get(id);
         if (!prev) throw notFound(`venue ${id}`);
-        const next = { ...v, enabled: v.enabled ?? prev.enabled };
+        const next = applyVenueUpdate(prev, v);
         venues.set(id, next);
         return next;
       },
