@@ -247,6 +247,19 @@ describe('routing around a venue kill switch (regression: the router kept choosi
   }, 120_000);
 });
 
+describe('every venue disabled (regression: disabling them all was silent)', () => {
+  it('plans nothing and says in the snapshot that no venue is enabled', async () => {
+    const cfg = profile(['lyra-arb', 'gmx-arb', 'drift-sol']);
+    const h = await harness(cfg, undefined, undefined, {
+      currentVenues: async () => cfg.venues.map((v) => ({ ...v, enabled: false })),
+    });
+    expect(await h.planner.plan()).toEqual([]);
+    expect(h.planner.lastSnapshot?.warnings).toContain(
+      'no venue is enabled: no hedge can be placed until one is (PUT /v1/venues/{id} with "enabled": true)',
+    );
+  }, 120_000);
+});
+
 describe('one tick does not spend a venue collateral twice (regression: each plan read the same balances)', () => {
   it("the ETH hedge is routed on what the BTC hedge leaves of gmx-arb's free collateral", async () => {
     // Collateral on gmx-arb only: $70,000 free. The BTC hedge (6.27 BTC, ≈ $59.5k of margin at 10×) and

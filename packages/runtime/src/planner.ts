@@ -1603,10 +1603,16 @@ export class TickPlanner {
     const seq = Math.max(raw.seq + this.#seqOffset, stored + 1);
     this.#seqOffset = seq - raw.seq;
     // a venue not read this tick is said in the snapshot too, not only in the log
+    // nowhere to hedge: every venue disabled (or none configured); the book goes unhedged, said as such
+    const nothingEnabled =
+      enabledIds.size === 0
+        ? [
+            'no venue is enabled: no hedge can be placed until one is (PUT /v1/venues/{id} with "enabled": true)',
+          ]
+        : [];
+    const extra = [...misses.map(missWarning), ...nothingEnabled];
     const snapshot: RiskSnapshot =
-      misses.length === 0
-        ? { ...raw, seq }
-        : { ...raw, seq, warnings: [...raw.warnings, ...misses.map(missWarning)] };
+      extra.length === 0 ? { ...raw, seq } : { ...raw, seq, warnings: [...raw.warnings, ...extra] };
     this.#lastSnapshot = snapshot;
     const br = this.#o.breakers;
     if (br) {
