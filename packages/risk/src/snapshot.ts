@@ -137,5 +137,11 @@ export const RiskSnapshot = z.object({
   divergences: z.array(GreeksDivergence),
   /** Inputs the engine could not use, in words (unknown underlying, missing market, expired option). */
   warnings: z.array(z.string()),
+  /**
+   * The book's equity, USD (risk's `bookEquity`: cash, positions at their marks, options at the model,
+   * collateral on its way), set by the planner when every venue was read, everything held was valued and
+   * no order was working; absent otherwise. P&L attribution takes a range's actual P&L from it.
+   */
+  bookEquityUsd: FiniteNumber.optional(),
 });
 export type RiskSnapshot = z.infer<typeof RiskSnapshot>;

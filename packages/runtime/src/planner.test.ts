@@ -563,6 +563,8 @@ describe('loss-since-mark breaker fed by the tick', () => {
     const e0 = seen[0] as number;
     expect(Number.isFinite(e0)).toBe(true);
     expect(e0).toBeGreaterThan(0);
+    // the snapshot keeps the equity observed (P&L attribution's actual P&L)
+    expect(h.planner.lastSnapshot?.bookEquityUsd).toBe(e0);
     // hedge every planned leg at the venues, at the same market instant: equity moves by fees and spread only
     const legs = plans.flatMap((p) => p.legs);
     expect(legs.length).toBeGreaterThan(0);
@@ -585,11 +587,13 @@ describe('loss-since-mark breaker fed by the tick', () => {
     await h.ledger.recordIntent(pending, { clientOrderId: clientOrderIdFor(pending.id), actor: 'test' });
     await h.planner.plan();
     expect(seen).toHaveLength(2);
+    expect(h.planner.lastSnapshot?.bookEquityUsd).toBeUndefined();
     await h.ledger.transition(clientOrderIdFor(pending.id), 'cancelled', { actor: 'test' });
     // a venue that cannot be read: no observation (its collateral and P&L would read as a loss)
     failPositions = true;
     await h.planner.plan();
     expect(seen).toHaveLength(2);
+    expect(h.planner.lastSnapshot?.bookEquityUsd).toBeUndefined();
     failPositions = false;
     await h.planner.plan();
     expect(seen).toHaveLength(3);

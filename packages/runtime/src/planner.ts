@@ -1411,8 +1411,12 @@ export class TickPlanner {
     const observe = this.#o.breakers?.observeEquity?.bind(this.#o.breakers);
     // While an order works, its money may be in neither a balance nor a position (GMX's order vault
     // until the keeper executes, a transaction not yet mined): equity waits for the next quiet tick.
-    if (!observe || ordersWorking) return;
+    if (ordersWorking) return;
     const eq = bookEquity(snapshot, inputs, { inTransit });
+    // kept with the snapshot (P&L attribution's actual P&L) only when it is the whole book's
+    if (failedVenues.length === 0 && eq.unvalued.length === 0 && Number.isFinite(eq.equityUsd))
+      snapshot.bookEquityUsd = eq.equityUsd;
+    if (!observe) return;
     const skip =
       failedVenues.length > 0
         ? `venues not read: ${failedVenues.join(', ')}`

@@ -1,10 +1,17 @@
 export {
   type AttributionFill,
   type AttributionInput,
+  type AttributionPoint,
+  type AttributionRisk,
   type AttributionStart,
   attributePnl,
+  attributeSeries,
+  type ExpiryTheta,
   type PnlAttribution,
+  type SeriesAttribution,
   sumAttributions,
+  type TimedFill,
+  thetaByExpiry,
 } from './attribution.ts';
 export {
   GAMMA_BAND_CAP_FRACTION,
