@@ -309,7 +309,7 @@ describe('maxFeePerGasGwei: a hard cap on what any transaction pays per gas', ()
     expect((again as RateLimitError).outcome).toBe('not-sent');
     // (it names the transaction it would have to outbid: the cancel, not the order's transaction)
     expect((again as RateLimitError).message).toContain(
-      `a cancel of ${original} at nonce ${r.nonce} (12.5 % over the fee cap of ${cancelHash}, the highest sent at that nonce: 0.8 gwei) needs a maxFeePerGas of 0.9 gwei, above the cap maxFeePerGasGwei 0.8 gwei; not sent: the transaction at that nonce (${cancelHash}) was already replaced at or near the cap`,
+      `a cancel of ${original} at nonce ${r.nonce} (12.5 % over the fee cap of ${cancelHash}, the highest sent at that nonce that the node has: 0.8 gwei) needs a maxFeePerGas of 0.9 gwei, above the cap maxFeePerGasGwei 0.8 gwei; not sent: the transaction at that nonce (${cancelHash}) was already replaced at or near the cap`,
     );
     expect((again as RateLimitError).message).toMatch(/cannot be replaced again under the cap/);
     expect((again as RateLimitError).details).toMatchObject({ replacesTxHash: cancelHash });

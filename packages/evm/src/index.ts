@@ -114,6 +114,7 @@ export {
 export {
   JsonFileOrderStore,
   MemoryOrderStore,
+  mergeNonceTxsOnWrite,
   type OrderRecordStore,
   type OrderStoreFs,
 } from './store.ts';

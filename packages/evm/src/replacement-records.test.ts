@@ -301,7 +301,7 @@ describe('replacements of a stuck nonce across processes (the record keeps every
       const e = err as RateLimitError;
       expect(e.outcome).toBe('not-sent');
       expect(e.message).toContain(
-        `(12.5 % over the fee cap of ${cancelA?.hash}, the highest sent at that nonce: 0.8 gwei) needs a maxFeePerGas of 0.9 gwei, above the cap maxFeePerGasGwei 0.8 gwei; not sent: the transaction at that nonce (${cancelA?.hash}) was already replaced at or near the cap`,
+        `(12.5 % over the fee cap of ${cancelA?.hash}, the highest sent at that nonce that the node has: 0.8 gwei) needs a maxFeePerGas of 0.9 gwei, above the cap maxFeePerGasGwei 0.8 gwei; not sent: the transaction at that nonce (${cancelA?.hash}) was already replaced at or near the cap`,
       );
       expect(e.message).toMatch(/cannot be replaced again under the cap; it mines or is reconciled by hash/);
       expect(e.details).toMatchObject({ replacesTxHash: cancelA?.hash, replacesMaxFeePerGasGwei: '0.8' });
@@ -447,6 +447,111 @@ describe('replacements of a stuck nonce across processes (the record keeps every
       speedUpByNonce(a.sender, a.store, r, { hash: r.txHash as Hex, nonce }, other),
     ).rejects.toThrow(/the request given is not the order's call/);
     expect(await poolAt(a.ctx, nonce)).toEqual(pool);
+  });
+
+  it('a cancel recorded but never broadcast (a crash after its write-ahead) is not outbid: under the cap, a restarted cancel replaces the original', async () => {
+    // base fee 0.1 gwei, cap 0.8 gwei: the order goes at the first-send ceiling (0.711 gwei); the cancel
+    // recorded at the cap never reaches the node. Outbidding it would need 0.9 gwei, above the cap.
+    await rpc(chain.ctxFor(KEY).publicClient, 'anvil_setNextBlockBaseFeePerGas', [
+      `0x${parseGwei('0.1').toString(16)}`,
+    ]);
+    await rpc(chain.ctxFor(KEY).publicClient, 'evm_mine');
+    // (that block may hold what an earlier test left in the pool)
+    const counted = await counter();
+    const file = tmpFile();
+    const a = processOn(chain.ctxFor(KEY), file, { cap: 0.8 });
+    const r = await stuckOrder(a, 'x-7', reverter);
+    const nonce = r.nonce as number;
+    const original = await poolAt(a.ctx, nonce);
+    expect(original?.hash).toBe(r.txHash);
+    const put = a.store.put.bind(a.store);
+    a.store.put = async (id, rec) => {
+      await put(id, rec);
+      if (rec.nonceTxs?.at(-1)?.kind === 'cancel') throw new Error('simulated crash before the broadcast');
+    };
+    await expect(replaceByNonce(a.sender, a.store, r, { hash: r.txHash as Hex, nonce })).rejects.toThrow(
+      /simulated crash/,
+    );
+    const phantom = r.cancelTxHash as Hex;
+    expect(await poolAt(a.ctx, nonce)).toEqual(original);
+    expect((await onDisk(file, 'x-7')).nonceTxs?.map((t) => [t.kind, t.hash, t.maxFeePerGas])).toEqual([
+      ['original', r.txHash, original?.maxFeePerGas.toString()],
+      ['cancel', phantom, parseGwei('0.8').toString()],
+    ]);
+
+    // Process B (a restart): its cancel is taken by the node and replaces the original.
+    const b = processOn(chain.ctxFor(KEY), file, { cap: 0.8 });
+    const rb = (await b.store.get('x-7')) as OnChainOrderRecord;
+    const err = await replaceByNonce(b.sender, b.store, rb, { hash: rb.txHash as Hex, nonce }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(NotConfirmedError);
+    const cancelB = await poolAt(b.ctx, nonce);
+    expect(cancelB?.hash).toBe(rb.cancelTxHash);
+    expect(cancelB?.maxFeePerGas).toBeGreaterThanOrEqual(bumped(original?.maxFeePerGas as bigint));
+    expect(cancelB?.maxFeePerGas).toBeLessThanOrEqual(parseGwei('0.8'));
+    // (the same bytes as the cancel that never went out, when signed at the same fees: deterministic)
+
+    await rpc(b.ctx.publicClient, 'evm_mine');
+    const { r: done } = await resolveFresh(chain.ctxFor(KEY), file, 'x-7');
+    expect(done).toMatchObject({ status: 'cancelled', cancelTxHash: cancelB?.hash, filledSizeBase: '0' });
+    expect(await counter()).toBe(counted);
+  });
+
+  it("writers holding copies of one record do not drop each other's transactions: two cancels at once, then a reconcile that read the record before them", async () => {
+    const file = tmpFile();
+    const a = processOn(chain.ctxFor(KEY), file);
+    const r = await stuckOrder(a, 'x-8', reverter);
+    const nonce = r.nonce as number;
+    const stale = (await a.store.get('x-8')) as OnChainOrderRecord;
+    const r1 = (await a.store.get('x-8')) as OnChainOrderRecord;
+    const r2 = (await a.store.get('x-8')) as OnChainOrderRecord;
+    const results = await Promise.allSettled([
+      replaceByNonce(a.sender, a.store, r1, { hash: r1.txHash as Hex, nonce }),
+      replaceByNonce(a.sender, a.store, r2, { hash: r2.txHash as Hex, nonce }),
+    ]);
+    for (const x of results) {
+      expect(x.status === 'rejected' ? x.reason : undefined).toBeInstanceOf(NotConfirmedError);
+    }
+    const [first, second] = [r1.cancelTxHash, r2.cancelTxHash];
+    expect(new Set([first, second, r.txHash]).size).toBe(3);
+    // every transaction at the nonce, in the order it was written (each before its broadcast)
+    const expected = [...a.store.firstPut.entries()].map(([hash, t]) => [t.kind, hash]);
+    expect(expected[0]).toEqual(['original', r.txHash]);
+    expect(
+      expected.slice(1).map(([kind, hash]) => [kind, new Set([first, second]).has(hash as Hex)]),
+    ).toEqual([
+      ['cancel', true],
+      ['cancel', true],
+    ]);
+    // the later cancel replaced the earlier one in the pool
+    const pooled = (await poolAt(a.ctx, nonce))?.hash;
+    expect(pooled).toBe(expected[2]?.[1]);
+    const onDiskNow = await onDisk(file, 'x-8');
+    expect(onDiskNow.nonceTxs?.map((t) => [t.kind, t.hash])).toEqual(expected);
+    expect(onDiskNow.cancelTxHash).toBe(pooled);
+
+    // A reconcile that read the record before either cancel writes it back: both stay, and the record
+    // still names the later cancel.
+    stale.updatedAtMs += 1;
+    stale.error = 'reconciled: not mined yet';
+    await a.store.put('x-8', stale);
+    const after = await onDisk(file, 'x-8');
+    expect(after.nonceTxs?.map((t) => [t.kind, t.hash])).toEqual(expected);
+    expect(after.cancelTxHash).toBe(pooled);
+    expect(after.error).toBe('reconciled: not mined yet');
+
+    // A restarted process outbids the one in the pool (the later cancel), and it resolves as cancelled.
+    const b = processOn(chain.ctxFor(KEY), file);
+    const rb = (await b.store.get('x-8')) as OnChainOrderRecord;
+    expect(
+      await replaceByNonce(b.sender, b.store, rb, { hash: rb.txHash as Hex, nonce }).catch((e) => e),
+    ).toBeInstanceOf(NotConfirmedError);
+    expect((await poolAt(b.ctx, nonce))?.hash).toBe(rb.cancelTxHash);
+    await rpc(b.ctx.publicClient, 'evm_mine');
+    const { r: done } = await resolveFresh(chain.ctxFor(KEY), file, 'x-8');
+    expect(done).toMatchObject({ status: 'cancelled', cancelTxHash: rb.cancelTxHash });
+    expect(await counter()).toBe(0n);
   });
 });
 

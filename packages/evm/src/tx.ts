@@ -850,19 +850,29 @@ export class TxSender {
   }
 
   /**
-   * The highest fees known at `original.nonce` (each part the highest of any transaction there, the
-   * node's replacement rule being on both), with the hash of the transaction with the highest fee cap;
-   * undefined when none is known. See {@link replace} for where they come from.
+   * The highest fees at `original.nonce` that a replacement must outbid (each part the highest of any
+   * transaction there, the node's replacement rule being on both), with the hash of the transaction with
+   * the highest fee cap; undefined when none is known. See {@link replace} for where they come from. A
+   * transaction other than `original` that would set either part is looked up at the node first (highest
+   * first, only while it would raise the bar above the next one): one the node does not know is not in its
+   * pool (its broadcast failed, or the process stopped between recording it and broadcasting it), so it is
+   * not outbid, and is returned in `notAtNode`. Beating it is never needed: the node would take the
+   * replacement, and whichever of them mines takes the nonce (a cancel that mines cancels the order).
    */
-  private async highestFeesAtNonce(original: {
-    hash: Hex;
-    nonce: number;
-    maxFeePerGas?: bigint;
-    maxPriorityFeePerGas?: bigint;
-    sentAtNonce?: readonly KnownAtNonce[];
-  }): Promise<Required<KnownAtNonce> | undefined> {
+  private async highestFeesAtNonce(
+    original: {
+      hash: Hex;
+      nonce: number;
+      maxFeePerGas?: bigint;
+      maxPriorityFeePerGas?: bigint;
+      sentAtNonce?: readonly KnownAtNonce[];
+    },
+    clientOrderId: string | undefined,
+  ): Promise<{ top: Required<KnownAtNonce> | undefined; notAtNode: Hex[] }> {
     const fees = new Map<string, Required<KnownAtNonce>>();
     const unknown = new Map<string, Hex>();
+    // Transactions the node is known to have (or that need no look-up: the one the record tracks).
+    const atNode = new Set<string>([original.hash.toLowerCase()]);
     const add = (k: KnownAtNonce) => {
       const key = k.hash.toLowerCase();
       if (k.maxFeePerGas === undefined || k.maxPriorityFeePerGas === undefined) {
@@ -877,31 +887,63 @@ export class TxSender {
         maxPriorityFeePerGas: maxBig(had?.maxPriorityFeePerGas ?? 0n, k.maxPriorityFeePerGas),
       });
     };
+    /** The transaction `hash` as the node has it at this nonce from this account; undefined: it has none. */
+    const atNonce = async (hash: Hex): Promise<Transaction | undefined> => {
+      let tx: Transaction;
+      try {
+        tx = await this.ctx.publicClient.getTransaction({ hash });
+      } catch (err) {
+        if (isNamed(err, 'TransactionNotFoundError')) return undefined;
+        // the node could not be asked: nothing is signed on a guess either way
+        throw toVenueError(err, this.errCtx(clientOrderId, { txHash: hash, nonce: original.nonce }));
+      }
+      if (tx.nonce !== original.nonce || tx.from.toLowerCase() !== this.address.toLowerCase())
+        return undefined;
+      return tx;
+    };
     for (const { info } of this.signed.values()) if (info.nonce === original.nonce) add(info);
     add(original);
     for (const k of original.sentAtNonce ?? []) add(k);
     // Hashes without fees (the original when no fees are given, a record's cancel written before its
     // fees were kept): what the node has of them. One it does not know is not in its pool either.
     for (const hash of unknown.values()) {
-      try {
-        const tx = await this.ctx.publicClient.getTransaction({ hash });
-        if (tx.nonce !== original.nonce || tx.from.toLowerCase() !== this.address.toLowerCase()) continue;
-        add({
-          hash,
-          maxFeePerGas: tx.maxFeePerGas ?? tx.gasPrice ?? 0n,
-          maxPriorityFeePerGas: tx.maxPriorityFeePerGas ?? tx.gasPrice ?? 0n,
-        });
-      } catch {
-        // not known to the node (dropped, replaced, never sent): nothing to outbid there
+      const tx = await atNonce(hash);
+      if (tx === undefined) continue;
+      atNode.add(hash.toLowerCase());
+      add({
+        hash,
+        maxFeePerGas: tx.maxFeePerGas ?? tx.gasPrice ?? 0n,
+        maxPriorityFeePerGas: tx.maxPriorityFeePerGas ?? tx.gasPrice ?? 0n,
+      });
+    }
+    const notAtNode: Hex[] = [];
+    const kept = async (f: Required<KnownAtNonce>): Promise<boolean> => {
+      if (atNode.has(f.hash.toLowerCase())) return true;
+      if ((await atNonce(f.hash)) !== undefined) {
+        atNode.add(f.hash.toLowerCase());
+        return true;
+      }
+      notAtNode.push(f.hash);
+      return false;
+    };
+    // The fee cap: the highest the node has, highest first (the one the record tracks needs no look-up).
+    const byFee = [...fees.values()].sort((a, b) => cmpBig(b.maxFeePerGas, a.maxFeePerGas));
+    let top: Required<KnownAtNonce> | undefined;
+    let i = 0;
+    for (; i < byFee.length && top === undefined; i++)
+      if (await kept(byFee[i] as Required<KnownAtNonce>)) top = byFee[i];
+    if (top === undefined) return { top: undefined, notAtNode };
+    // The tip: the highest of those left the node has, looked up only while one would raise it.
+    let tip = top.maxPriorityFeePerGas;
+    const byTip = byFee.slice(i).sort((a, b) => cmpBig(b.maxPriorityFeePerGas, a.maxPriorityFeePerGas));
+    for (const f of byTip) {
+      if (f.maxPriorityFeePerGas <= tip) break;
+      if (await kept(f)) {
+        tip = f.maxPriorityFeePerGas;
+        break;
       }
     }
-    let top: Required<KnownAtNonce> | undefined;
-    let tip = 0n;
-    for (const f of fees.values()) {
-      if (top === undefined || f.maxFeePerGas > top.maxFeePerGas) top = { ...f };
-      tip = maxBig(tip, f.maxPriorityFeePerGas);
-    }
-    return top && { ...top, maxPriorityFeePerGas: tip };
+    return { top: { ...top, maxPriorityFeePerGas: tip }, notAtNode };
   }
 
   /**
@@ -910,7 +952,10 @@ export class TxSender {
    * the order's record says was sent there: the order's transaction, its speed-ups and cancels, by any
    * process), and those of every transaction this sender signed there; a hash whose fees are not given
    * (a record written before they were kept) is looked up at the node, and left out when the node does
-   * not know it (then it is not in its pool either). The node holds the latest replacement, not the
+   * not know it (then it is not in its pool either). So is any other than `original` that would set the
+   * bar: one recorded but never accepted by the node (a failed broadcast, a crash between the record's
+   * write and the broadcast) is not outbid, and the refusal over the cap names the one the node has. The
+   * node holds the latest replacement, not the
    * original: bumping from less is refused as underpriced, on every try. `speed-up` re-sends the same
    * call, `cancel` sends 0 wei to self. Returns the new transaction after it is mined (or
    * NotConfirmedError). Once the replacement is mined the original can never be. Never above the gas
@@ -935,7 +980,7 @@ export class TxSender {
   ): Promise<SentTx> {
     const info = await this.withLock(async () => {
       const known = this.signed.get(original.hash);
-      const prev = await this.highestFeesAtNonce(original);
+      const { top: prev, notAtNode } = await this.highestFeesAtNonce(original, opts.clientOrderId);
       const prevFees: FeeQuote | undefined =
         prev === undefined
           ? undefined
@@ -967,7 +1012,11 @@ export class TxSender {
               ? ''
               : prev.hash.toLowerCase() === original.hash.toLowerCase()
                 ? ` (12.5 % over its fee cap of ${formatGwei(prev.maxFeePerGas)} gwei)`
-                : ` (12.5 % over the fee cap of ${prev.hash}, the highest sent at that nonce: ${formatGwei(prev.maxFeePerGas)} gwei)`
+                : ` (12.5 % over the fee cap of ${prev.hash}, the highest sent at that nonce that the node has: ${formatGwei(prev.maxFeePerGas)} gwei)`
+          }${
+            notAtNode.length === 0
+              ? ''
+              : ` (not outbidding ${notAtNode.join(', ')}: recorded at that nonce, but unknown to the node, so not in its pool)`
           }`,
           venue: this.ctx.venue,
           clientOrderId: opts.clientOrderId,
@@ -1006,6 +1055,11 @@ function maxBig(a: bigint, b: bigint): bigint {
 
 /** Zero fees: `bumpFees(prev, NO_FEES)` is the least a replacement of `prev` may pay. */
 const NO_FEES: FeeQuote = { baseFeePerGas: 0n, maxFeePerGas: 0n, maxPriorityFeePerGas: 0n };
+
+/** Ascending order of bigints (for sort). */
+function cmpBig(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
 
 function minBig(a: bigint, b: bigint): bigint {
   return a <= b ? a : b;
