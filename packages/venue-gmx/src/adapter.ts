@@ -7,7 +7,6 @@ import {
   type Fill,
   type FundingRate,
   instrumentMeta,
-  isUsdLike,
   type Mark,
   type Order,
   type Position,
@@ -181,8 +180,8 @@ const PRICES_TIMEOUT_MS = 10_000;
 
 /**
  * What every GMX venue offers. `collateral` is a placeholder: each venue's `capabilities` name its
- * collateral token by the token's own `symbol()` once that is read (the first call that needs the
- * collateral: markets, balances, positions, orders, fills).
+ * collateral token by `params.collateralSymbol` or the USD asset of the token's own `symbol()` once that
+ * is read (the first call that needs the collateral: markets, balances, positions, orders, fills).
  */
 export const GMX_CAPABILITIES: VenueCapabilities = {
   products: ['perp'],
@@ -208,6 +207,36 @@ interface CollateralUnits {
   decimals: number;
   symbol: AssetSymbol;
   spendCaps: SpendCaps;
+}
+
+/**
+ * Token symbols of USD stablecoins that are no core asset symbol or not the canonical one, by upper-cased
+ * symbol, and the USD asset each is: bridged USDC (`USDC.e` on Arbitrum, Avalanche and others; `USDbC`
+ * on Base), Tether's USDT0 (`USDT0`, and `USD₮0` as Arbitrum's USDT reports itself after the USDT0
+ * migration; `USD₮` too) and bridged `USDT.e`/`DAI.e` (Avalanche). The canonical symbols themselves
+ * (USD, USDC, USDT, DAI) in any case are mapped too (`usdc` is USDC).
+ */
+const USD_SYMBOL_VARIANTS: ReadonlyMap<string, AssetSymbol> = new Map([
+  ['USD', 'USD'],
+  ['USDC', 'USDC'],
+  ['USDT', 'USDT'],
+  ['DAI', 'DAI'],
+  ['USDC.E', 'USDC'],
+  ['USDBC', 'USDC'],
+  ['USDT0', 'USDT'],
+  ['USD₮0', 'USDT'],
+  ['USD₮', 'USDT'],
+  ['USDT.E', 'USDT'],
+  ['DAI.E', 'DAI'],
+]);
+
+/**
+ * The USD asset a collateral token's `symbol()` names ({@link USD_SYMBOL_VARIANTS}: `USDC.e` and `USDbC`
+ * are USDC, `USD₮0` and `USDT0` USDT), or undefined when it is none of them (then only
+ * `params.collateralSymbol` can name it). Exact match after upper-casing: no trimming, no look-alikes.
+ */
+export function usdCollateralSymbol(tokenSymbol: string): AssetSymbol | undefined {
+  return USD_SYMBOL_VARIANTS.get(tokenSymbol.toUpperCase());
 }
 
 /** An untrusted string from a token contract, safe to quote in a message (JSON-escaped, at most 40 characters). */
@@ -379,13 +408,16 @@ export class GmxVenue implements VenueAdapter {
    * The collateral token's decimals and symbol, read from the token once (`decimals()`, `symbol()`, in
    * one round; not kept on failure, the next call asks again), the decimals checked against
    * `params.collateralDecimals` when that is set, and the spend caps in those units (`spendCapPerDay`).
+   * The symbol is `params.collateralSymbol` when that is set (the token's `symbol()` is then not read),
+   * else the USD asset the token's `symbol()` names ({@link usdCollateralSymbol}: USD, USDC, USDT, DAI in
+   * any case, and known variants such as `USDC.e`, `USDbC`, `USDT0`, `USD₮0`).
    * A `VENUE_MISCONFIGURED` error names the token when its decimals disagree with the params or are
    * more than 30 (GMX's USD unit), when it answers no `symbol()` (a failed read that is not the
-   * network's), when the symbol is no asset symbol (`AssetSymbol`: upper-case letters and digits,
-   * 2 to 10, e.g. USDC; Arbitrum's bridged `USDC.e` is not one), and when it is not a USD stablecoin
-   * (`isUsdLike`: USD, USDC, USDT, DAI): the adapter counts a collateral unit as 1 USD (the collateral
-   * an increase posts for its USD size, `marginUsd`, a fill's fee), which for any other token would be
-   * wrong by its price.
+   * network's), and when its symbol is no USD stablecoin the adapter knows (the message says to set
+   * `params.collateralSymbol` if it is one): the adapter counts a collateral unit as 1 USD (the
+   * collateral an increase posts for its USD size, `marginUsd`, a fill's fee), which for any other token
+   * would be wrong by its price. Every read fails with it too (markets, balances, positions), on
+   * purpose: the runtime then holds the venue's underlyings rather than hedge on a book it cannot count.
    */
   private collateral(): Promise<CollateralUnits> {
     if (!this.#collateral) {
@@ -400,39 +432,47 @@ export class GmxVenue implements VenueAdapter {
   private async readCollateral(): Promise<CollateralUnits> {
     const token = this.p.collateralAsset;
     const c = this.ctx.publicClient;
+    const named = this.p.collateralSymbol;
     const [read, symbolRead] = await Promise.all([
       this.errors.read(() => c.readContract({ address: token, abi: erc20Abi, functionName: 'decimals' })),
-      this.errors
-        .read(() => c.readContract({ address: token, abi: erc20Abi, functionName: 'symbol' }))
-        .catch((err: unknown) => {
-          // a network failure stays what it is (retryable); anything else is the token's answer
-          if (err instanceof VenueError && err.retryable) throw err;
-          const short = err instanceof VenueError ? err.shortMessage : String(err);
-          const why = short.startsWith(`${this.id}: `) ? short.slice(this.id.length + 2) : short;
-          throw new VenueError('VENUE_MISCONFIGURED', {
-            venue: this.id,
-            message: `the collateral token ${token} (params.collateralAsset) answers no ERC-20 symbol(), so its balance cannot be named: ${why}`,
-            outcome: 'not-sent',
-            retryable: false,
-            details: { collateralAsset: token },
-            cause: err,
-          });
-        }),
+      // params.collateralSymbol names the token: its own symbol() is not asked
+      named !== undefined
+        ? undefined
+        : this.errors
+            .read(() => c.readContract({ address: token, abi: erc20Abi, functionName: 'symbol' }))
+            .catch((err: unknown) => {
+              // a network failure stays what it is (retryable); anything else is the token's answer
+              if (err instanceof VenueError && err.retryable) throw err;
+              const short = err instanceof VenueError ? err.shortMessage : String(err);
+              const why = short.startsWith(`${this.id}: `) ? short.slice(this.id.length + 2) : short;
+              throw new VenueError('VENUE_MISCONFIGURED', {
+                venue: this.id,
+                message: `the collateral token ${token} (params.collateralAsset) answers no ERC-20 symbol(), so its balance cannot be named; if the token is a USD stablecoin, set params.collateralSymbol to the USD asset it is (USD, USDC, USDT, DAI): ${why}`,
+                outcome: 'not-sent',
+                retryable: false,
+                details: { collateralAsset: token },
+                cause: err,
+              });
+            }),
     ]);
     const decimals = Number(read);
     const configured = this.p.collateralDecimals;
-    // undefined when the token's symbol is no asset symbol
-    const symbol = AssetSymbol.safeParse(symbolRead).data;
+    // undefined when the token's symbol is no USD stablecoin the adapter knows
+    const symbol = named ?? (symbolRead === undefined ? undefined : usdCollateralSymbol(symbolRead));
+    const unnamed = (what: string) =>
+      `the collateral token ${token} ${what}: the adapter counts a collateral unit as 1 USD (the collateral an order posts, margin, fees), so it takes only a USD stablecoin (USD, USDC, USDT, DAI, or a known variant such as USDC.e, USDbC, USDT0, USD₮0); if the token is a USD stablecoin, set params.collateralSymbol to the USD asset it is`;
     const wrong =
       configured !== undefined && configured !== decimals
         ? `params.collateralDecimals is ${configured}, but the collateral token ${token} has ${decimals} decimals`
         : !Number.isInteger(decimals) || decimals < 0 || decimals > 30
           ? `the collateral token ${token} has ${read} decimals; GMX amounts need 0 to 30`
           : symbol === undefined
-            ? `the collateral token ${token} has the symbol ${quoted(symbolRead)}, which is no asset symbol (upper-case letters and digits, 2 to 10, a letter first, e.g. USDC), so its balance cannot be named`
-            : !isUsdLike(symbol)
-              ? `the collateral token ${token} is ${symbol}, not a USD stablecoin (USD, USDC, USDT, DAI): the adapter counts a collateral unit as 1 USD (the collateral an order posts, margin, fees)`
-              : undefined;
+            ? unnamed(
+                AssetSymbol.safeParse(symbolRead).success
+                  ? `is ${symbolRead}, not a USD stablecoin`
+                  : `has the symbol ${quoted(symbolRead ?? '')}, no USD stablecoin symbol the adapter knows`,
+              )
+            : undefined;
     if (wrong !== undefined || symbol === undefined)
       throw new VenueError('VENUE_MISCONFIGURED', {
         venue: this.id,
@@ -442,7 +482,8 @@ export class GmxVenue implements VenueAdapter {
         details: {
           collateralAsset: token,
           tokenDecimals: decimals,
-          tokenSymbol: quoted(symbolRead),
+          ...(symbolRead !== undefined ? { tokenSymbol: quoted(symbolRead) } : {}),
+          ...(named !== undefined ? { collateralSymbol: named } : {}),
           ...(configured !== undefined ? { collateralDecimals: configured } : {}),
         },
       });

@@ -11,7 +11,7 @@ import type { LocalTestChain } from '@xhedge/evm/testing';
 import { InvalidOrderError, NotConfirmedError, RateLimitError, VenueError } from '@xhedge/venue';
 import { type Address, encodeFunctionData, erc20Abi, type Hex, parseGwei } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type GmxOrderRecord, GmxVenue } from './adapter.ts';
+import { type GmxOrderRecord, GmxVenue, usdCollateralSymbol } from './adapter.ts';
 import type { GmxFixture } from './fixture.ts';
 import { gmxFixtureAbi } from './fixture-abi.ts';
 import type { GmxKeeper } from './keeper.ts';
@@ -268,10 +268,11 @@ contract NoSymbol {
     const token = (symbol: string) => deployContract(deployer, c.TestToken!, ['Some Dollar', symbol, 6]);
     const cases: [Address, string][] = [
       [await deployContract(deployer, c.NoSymbol!), 'answers no ERC-20 symbol()'],
-      [await token('USDC.e'), 'has the symbol "USDC.e", which is no asset symbol'],
-      [await token(''), 'has the symbol "", which is no asset symbol'],
-      [await token('usdc'), 'has the symbol "usdc", which is no asset symbol'],
-      [fx.params.wnt, 'is WETH, not a USD stablecoin (USD, USDC, USDT, DAI)'],
+      [await token('USDC.f'), 'has the symbol "USDC.f", no USD stablecoin symbol the adapter knows'],
+      [await token(''), 'has the symbol "", no USD stablecoin symbol the adapter knows'],
+      [await token(' USDC'), 'has the symbol " USDC", no USD stablecoin symbol the adapter knows'],
+      [await token('USDX'), 'is USDX, not a USD stablecoin'],
+      [fx.params.wnt, 'is WETH, not a USD stablecoin'],
     ];
     const nonce = await trader.publicClient.getTransactionCount({ address: trader.account.address });
     for (const [collateralAsset, why] of cases) {
@@ -287,8 +288,153 @@ contract NoSymbol {
         expect((err as VenueError).retryable).toBe(false);
         expect((err as VenueError).message).toContain(`the collateral token ${collateralAsset}`);
         expect((err as VenueError).message).toContain(why);
+        expect((err as VenueError).message).toContain(
+          'if the token is a USD stablecoin, set params.collateralSymbol',
+        );
       }
     }
     expect(await trader.publicClient.getTransactionCount({ address: trader.account.address })).toBe(nonce);
+  });
+});
+
+describe('the collateral is named by its USD asset: known stablecoin variants, or params.collateralSymbol', () => {
+  /**
+   * A 6-decimal token with the symbol `symbol`, priced at 1 USD, 10 000 of it with the trader, and an ETH
+   * market whose short token it is (the venue trades that market, `marketFor`).
+   */
+  async function dollar(symbol: string): Promise<{ token: Address; marketFor: Record<string, Address> }> {
+    const c = compileSolidity({ 'TestToken.sol': EVM_TEST_CONTRACTS_URL });
+    const token = await deployContract(deployer, c.TestToken!, ['Some Dollar', symbol, 6]);
+    const gm = await deployContract(deployer, c.TestToken!, [
+      `GMX Market ETH/USD [WETH-${symbol}]`,
+      'GM',
+      18,
+    ]);
+    const weth = fx.indexTokens.ETH?.address as Address;
+    await fx.addMarket({ marketToken: gm, indexToken: weth, longToken: weth, shortToken: token });
+    const one = usdToGmxPrice(1, 6);
+    await sendFixtureTransaction(
+      deployer,
+      fx.params.oracle,
+      encodeFunctionData({
+        abi: gmxFixtureAbi,
+        functionName: 'setPrimaryPrice',
+        args: [token, { min: one, max: one }],
+      }),
+    );
+    await sendFixtureTransaction(
+      deployer,
+      token,
+      encodeFunctionData({
+        abi: gmxFixtureAbi,
+        functionName: 'mint',
+        args: [trader.account.address, 10_000n * 10n ** 6n],
+      }),
+    );
+    return { token, marketFor: { 'ETH-USD:PERP': gm } };
+  }
+
+  it('maps the documented variants, in any case, and nothing else', () => {
+    for (const [symbol, asset] of [
+      ['USDC.e', 'USDC'],
+      ['usdc.e', 'USDC'],
+      ['USDbC', 'USDC'],
+      ['usdc', 'USDC'],
+      ['USDT0', 'USDT'],
+      ['usdt0', 'USDT'],
+      ['USD₮0', 'USDT'],
+      ['usd₮0', 'USDT'],
+      ['USDT.e', 'USDT'],
+      ['DAI.e', 'DAI'],
+      ['DAI', 'DAI'],
+      ['USD', 'USD'],
+    ])
+      expect(usdCollateralSymbol(symbol as string), symbol).toBe(asset);
+    for (const symbol of ['WETH', 'USDX', 'USDC ', 'USDC.f', 'USDⅭ', '', 'axlUSDC', 'USDe'])
+      expect(usdCollateralSymbol(symbol), symbol).toBeUndefined();
+  });
+
+  it('a USDC.e collateral is read, traded, reduced and reported as USDC', async () => {
+    const { token, marketFor } = await dollar('USDC.e');
+    const v = venue({ collateralAsset: token, marketFor });
+    expect((await v.fetchBalances())[0]).toMatchObject({ asset: 'USDC', amount: 10_000 });
+    expect(v.capabilities.collateral).toEqual(['USDC']);
+    const eth = (await v.loadMarkets()).find((m) => m.instrument.id === 'ETH-USD:PERP');
+    expect(eth?.instrument).toMatchObject({ settlementCurrency: 'USDC' });
+    const q = await v.quoteHedge({ instrument: 'ETH-USD:PERP', side: 'buy', sizeBase: '0.1' });
+    expect(q.executableSizeBase).toBe('0.1');
+    expect((await v.placeOrder(buy('usdce-1', '0.1'))).status).toBe('acknowledged');
+    await keeper.runOnce();
+    expect((await v.getOrderByClientId('usdce-1'))?.status).toBe('filled');
+    expect(await v.fetchPositions()).toMatchObject([
+      { instrument: 'ETH-USD:PERP', sizeBase: 0.1, settlementCurrency: 'USDC' },
+    ]);
+    const reduce = { ...buy('usdce-2', '0.1'), side: 'sell' as const, reduceOnly: true };
+    expect((await v.placeOrder(reduce)).status).toBe('acknowledged');
+    await keeper.runOnce();
+    expect((await v.getOrderByClientId('usdce-2'))?.status).toBe('filled');
+    expect(await v.fetchPositions()).toEqual([]);
+  });
+
+  it('USD₮0, USDT0 and USDbC tokens are USDT, USDT and USDC', async () => {
+    for (const [symbol, asset] of [
+      ['USD₮0', 'USDT'],
+      ['USDT0', 'USDT'],
+      ['USDbC', 'USDC'],
+    ] as const) {
+      const { token, marketFor } = await dollar(symbol);
+      const v = venue({ collateralAsset: token, marketFor });
+      expect((await v.fetchBalances())[0], symbol).toMatchObject({ asset, amount: 10_000 });
+      expect(v.capabilities.collateral).toEqual([asset]);
+      expect(await v.fetchPositions()).toEqual([]);
+    }
+  });
+
+  it('params.collateralSymbol names the collateral (its symbol() is not read); a value that is not a USD asset is refused naming it', async () => {
+    const { token, marketFor } = await dollar('XYZ');
+    expect(
+      (await venue({ collateralAsset: token, marketFor })
+        .fetchBalances()
+        .catch((e: unknown) => e)) as VenueError,
+    ).toMatchObject({
+      code: 'VENUE_MISCONFIGURED',
+    });
+    const v = venue({ collateralAsset: token, marketFor, collateralSymbol: 'USDT' });
+    expect((await v.fetchBalances())[0]).toMatchObject({ asset: 'USDT', amount: 10_000 });
+    expect(v.capabilities.collateral).toEqual(['USDT']);
+    // a token without symbol() is named too: it is not asked
+    const noSymbol = await deployContract(
+      deployer,
+      compileSolidity({
+        'NoSymbol.sol': `// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+contract NoSymbol {
+    function decimals() external pure returns (uint8) { return 6; }
+    function balanceOf(address) external pure returns (uint256) { return 7e6; }
+}`,
+      }).NoSymbol!,
+    );
+    expect(
+      (await venue({ collateralAsset: noSymbol, collateralSymbol: 'USDC' }).fetchBalances())[0],
+    ).toMatchObject({
+      asset: 'USDC',
+      amount: 7,
+    });
+    // the operator's statement wins over the token's own symbol, even a known one
+    const usdc = venue({ collateralSymbol: 'DAI' });
+    expect((await usdc.fetchBalances())[0]?.asset).toBe('DAI');
+    for (const bad of ['WETH', 'ETH', 'usdc', 'USDC.e', '']) {
+      const parsed = GmxVenueParams.safeParse({ ...fx.params, collateralSymbol: bad });
+      expect(parsed.success, bad).toBe(false);
+      expect(parsed.error?.issues[0]?.path, bad).toEqual(['collateralSymbol']);
+    }
+    expect(
+      GmxVenueParams.safeParse({ ...fx.params, collateralSymbol: 'WETH' }).error?.issues[0]?.message,
+    ).toBe(
+      'params.collateralSymbol "WETH" is not a USD stablecoin: expected one of USD, USDC, USDT, DAI (the adapter counts a collateral unit as 1 USD)',
+    );
+    expect(() => venue({ collateralSymbol: 'ETH' })).toThrow(
+      /params\.collateralSymbol \\"ETH\\" is not a USD stablecoin/,
+    );
   });
 });

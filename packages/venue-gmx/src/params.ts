@@ -1,3 +1,4 @@
+import { AssetSymbol, isUsdLike } from '@xhedge/core';
 import { AddressParam as Address, DecimalParam as Decimal } from '@xhedge/evm';
 import { z } from 'zod';
 
@@ -77,6 +78,19 @@ export const GmxVenueParams = z
      * `approvalCap`, collateral posted, fees) are converted with them. @defaultValue the token's
      */
     collateralDecimals: z.number().int().min(0).max(30).optional(),
+    /**
+     * The USD asset the collateral token is (USD, USDC, USDT or DAI, as `@xhedge/core`'s `isUsdLike`
+     * knows them), named so in balances, settlement currencies and `capabilities.collateral` instead of
+     * the token's own `symbol()`, which is then not read. The operator's statement that a unit of this
+     * token is 1 USD of that asset: the adapter counts it so (collateral posted, margin, fees), so set it
+     * only for a USD stablecoin whose symbol the adapter does not map itself (see the README: `USDC.e`,
+     * `USDbC`, `USDT0`, `USD₮0` and the like are mapped without it). Anything not USD-like is refused.
+     * @defaultValue the token's `symbol()`, mapped to its USD asset
+     */
+    collateralSymbol: AssetSymbol.refine(isUsdLike, {
+      error: (i) =>
+        `params.collateralSymbol ${JSON.stringify(i.input)} is not a USD stablecoin: expected one of USD, USDC, USDT, DAI (the adapter counts a collateral unit as 1 USD)`,
+    }).optional(),
     /** Wrapped native token used for the execution fee. */
     wnt: Address,
     /** Collateral posted per unit of notional is 1/leverage. @defaultValue 2 */
