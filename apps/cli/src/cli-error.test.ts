@@ -22,11 +22,17 @@ describe('parseTimeOption', () => {
     );
   });
 
-  it.each(['2026-02-30', '2026-13-01', 'tomorrow', '', '12/25/2026', '2026-12-25T25:00:00Z'])(
-    'refuses %j with a usage error naming the option',
-    (raw) => {
-      expect(() => parseTimeOption('expiry', raw, expiry)).toThrow(CliUsageError);
-      expect(() => parseTimeOption('expiry', raw, expiry)).toThrow(/--expiry/);
-    },
-  );
+  it.each([
+    '2026-02-30',
+    '2026-13-01',
+    '2026-02-30T08:00',
+    '2026-02-31T08:00:00Z',
+    'tomorrow',
+    '',
+    '12/25/2026',
+    '2026-12-25T25:00:00Z',
+  ])('refuses %j with a usage error naming the option', (raw) => {
+    expect(() => parseTimeOption('expiry', raw, expiry)).toThrow(CliUsageError);
+    expect(() => parseTimeOption('expiry', raw, expiry)).toThrow(/--expiry/);
+  });
 });

@@ -71,6 +71,10 @@ export function parseTimeOption(name: string, raw: string, opts: { dateHourUtc: 
     if (check.getUTCMonth() !== m - 1 || check.getUTCDate() !== d) throw bad('is not a calendar date');
   } else if (ISO_DATE_TIME.test(text)) {
     const iso = text.replace(' ', 'T');
+    // Date.parse rolls 2026-02-30T08:00 over to March 2: the date part must be a calendar date
+    const [y, m, d] = iso.slice(0, 10).split('-').map(Number) as [number, number, number];
+    const day = new Date(Date.UTC(y, m - 1, d));
+    if (day.getUTCMonth() !== m - 1 || day.getUTCDate() !== d) throw bad('is not a calendar date');
     ms = Date.parse(HAS_ZONE.test(iso) ? iso : `${iso}Z`);
   } else throw bad('is not a time');
   if (!Number.isFinite(ms)) throw bad('is not a valid time');

@@ -245,12 +245,13 @@ describe('xhedge greeks / iv', () => {
         ['--vol', '0.5', '--rate', '5'],
         /--rate is a decimal per year \(0\.05 = 5%\), between -1 and 1, got 5/,
       ],
-      [['--vol', '0.5', '--carry', '-3'], /--carry is a decimal per year/],
+      [['--vol', '0.5', '--carry', '-5'], /--carry is a decimal per year \(0\.05 = 5%\), between -3 and 3/],
     ] as const) {
       const r = await run([...base, ...extra]);
       expect(r.code, extra.join(' ')).toBe(2);
       expect(r.err).toMatch(message);
     }
     expect((await run([...base, '--vol', '0.5', '--rate', '0.05'])).code).toBe(0);
+    expect((await run([...base, '--vol', '0.5', '--carry', '-1.5'])).code).toBe(0);
   });
 });

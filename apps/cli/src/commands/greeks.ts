@@ -106,11 +106,18 @@ function parseCommon(o: RawOptionArgs, nowMs: number): Parsed {
   return { model, type: o.type, underlying, isForward, strike, timeYears, rate, carry, fundingPeriodDays };
 }
 
-/** A rate or yield per year as a decimal, |r| ≤ 1: a value above is a percentage given by mistake. */
+/**
+ * A rate or yield per year as a decimal: a value beyond the bound is a percentage given by mistake. A
+ * risk-free rate stays within ±1 (100 %/yr); a carry (a perp's funding, a borrow) can pass 100 %/yr in
+ * crypto, so it may reach ±3.
+ */
 function decimalRate(name: 'rate' | 'carry', raw: string): number {
   const r = parseNumberOption(name, raw);
-  if (Math.abs(r) > 1)
-    throw new CliUsageError(`--${name} is a decimal per year (0.05 = 5%), between -1 and 1, got ${raw}`);
+  const bound = name === 'rate' ? 1 : 3;
+  if (Math.abs(r) > bound)
+    throw new CliUsageError(
+      `--${name} is a decimal per year (0.05 = 5%), between -${bound} and ${bound}, got ${raw}`,
+    );
   return r;
 }
 
