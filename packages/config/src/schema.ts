@@ -675,20 +675,12 @@ export const XhedgeConfig = z
           message: `underlying ${u} is not listed in underlyings`,
         });
     }
-    // A cap keyed by a name the run does not know is never applied (the venue or underlying it meant
-    // falls back to `*`, or to no cap at all): a typo such as `gmx-arbitrum` for `gmx-arb` or `XBT` for
-    // BTC silently removed the cap it was written to set.
-    const keyed: [
-      field: 'maxPositionBase' | 'maxVenueNotionalUsd' | 'maxNetDeltaUsd',
-      known: Set<string>,
-      what: string,
-    ][] = [
+    // A cap keyed by an underlying the profile does not have is never applied (the underlying it meant
+    // falls back to `*`, or to no cap at all): a typo such as `XBT` for BTC silently removed the cap it
+    // was written to set. Venue keys are checked at start against the venues stored then (a venue added
+    // through the API lives in the run's store, not in the profile); see the runtime.
+    const keyed: [field: 'maxPositionBase' | 'maxNetDeltaUsd', known: Set<string>, what: string][] = [
       ['maxPositionBase', symbols, 'underlying (not in underlyings)'],
-      [
-        'maxVenueNotionalUsd',
-        new Set(venueIndex.keys()),
-        'venue (not in venues; a venue added later through the API takes the `*` entry)',
-      ],
       ['maxNetDeltaUsd', symbols, 'underlying (not in underlyings)'],
     ];
     for (const [field, known, what] of keyed)

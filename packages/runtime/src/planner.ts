@@ -1257,21 +1257,41 @@ export class TickPlanner {
     const moved = last ? await this.#movedSince(venue, last.atMs) : [];
     if (!live()) return;
     const ageMs = last ? this.#o.clock.nowMs() - last.atMs : undefined;
+    // A disabled venue takes no new order, so its last good read stays the best estimate however old:
+    // leaving it out after staleAfterMs made the planner hedge its positions again elsewhere for the
+    // length of an RPC outage, and unwind that at the next good read.
     const carried =
-      last !== undefined && moved.length === 0 && (ageMs ?? Number.POSITIVE_INFINITY) <= this.#o.staleAfterMs;
+      last !== undefined &&
+      moved.length === 0 &&
+      (!holds || (ageMs ?? Number.POSITIVE_INFINITY) <= this.#o.staleAfterMs);
     const held = new Set<string>();
     if (carried) {
       into.positions.push(...last.positions);
       into.balances.push(...last.balances);
     } else if (!holds) {
-      // disabled: left out of the book, nothing held
+      // disabled: its last read (if any) stands in; an order of ours on it that changed since (one
+      // working when it was disabled) holds that order's underlying; never read: left out, nothing held
+      if (last) {
+        into.positions.push(...last.positions);
+        into.balances.push(...last.balances);
+        for (const u of moved) held.add(u);
+        for (const u of held) into.blocked.add(u);
+      }
     } else if (!last) into.blockAll = true;
     else {
       for (const p of last.positions) held.add(safeMeta(p.instrument)?.underlying ?? p.instrument);
       for (const u of moved) held.add(u);
       for (const u of held) into.blocked.add(u);
     }
-    const outcome = carried ? 'stands in' : !holds ? 'left out' : last ? 'held' : 'never read';
+    const outcome = carried
+      ? 'stands in'
+      : !holds
+        ? last
+          ? 'held'
+          : 'left out'
+        : last
+          ? 'held'
+          : 'never read';
     into.misses.push({
       venue,
       notRunning,
@@ -1292,9 +1312,11 @@ export class TickPlanner {
         ? `reading venue ${venue} failed;`
         : `reading disabled venue ${venue} failed;`;
     const then = carried
-      ? `its positions and balances of ${((ageMs ?? 0) / 1000).toFixed(0)} s ago stand in`
+      ? `its positions and balances of ${((ageMs ?? 0) / 1000).toFixed(0)} s ago stand in${holds ? '' : ' (it is disabled: no new order changes them)'}`
       : !holds
-        ? 'its positions are not in the book (it holds no hedge: it is disabled)'
+        ? last
+          ? `its last read stands in, and no hedge for ${[...held].join(', ')} (an order of ours on it changed since)`
+          : 'its positions are not in the book (it holds no hedge: it is disabled)'
         : `no hedge for ${last ? 'the underlyings it holds' : 'any underlying (it was never read)'}`;
     this.#o.log(
       'warn',

@@ -127,14 +127,32 @@ describe('a run with paper and real venues', () => {
     await first.ledger.recordRiskSnapshot({ seq: 1e12, asOfMs: aheadMs, snapshot: {} });
     await first.stop();
     const second = await startRun({ config, env, port: 0, dataDir, logger: pino({ level: 'silent' }) });
-    cleanup.push(() => second.stop());
     expect(second.clock.nowMs()).toBeGreaterThan(aheadMs);
-  }, 90_000);
+    await second.stop();
+    // a real-time run (a real venue in the profile) on that ledger is refused, naming the gap
+    const mixed = await mixedProfile();
+    await expect(
+      startRun({
+        config: mixed.config,
+        env: { ...env, ...mixed.env },
+        port: 0,
+        dataDir,
+        logger: pino({ level: 'silent' }),
+      }),
+    ).rejects.toThrow(/h ahead of this run's real-time clock: it was written by a simulated/);
+  }, 120_000);
 
-  it('an all-paper run still starts its mark afresh', async () => {
+  it('an all-paper run still starts its mark afresh; a venue cap naming no venue is said at start', async () => {
     const config = parseConfig(PAPER, 'paper.yaml');
-    const { run } = await started({ ...config, name: `paper-${randomBytes(4).toString('hex')}` }, {});
+    const limits = { ...config.limits, maxVenueNotionalUsd: { 'gmx-arbitrum': 1000, '*': 5_000_000 } };
+    const { run, lines } = await started(
+      { ...config, limits, name: `paper-${randomBytes(4).toString('hex')}` },
+      {},
+    );
     expect(await run.ledger.listAudit({ action: 'book-mark.clear' })).toHaveLength(1);
+    expect(lines.map((l) => l.msg)).toContain(
+      'limits.maxVenueNotionalUsd names no venue of this run: gmx-arbitrum; those caps apply to nothing until a venue with that id is added (a typo leaves the venue under the * cap or none)',
+    );
   }, 60_000);
 });
 

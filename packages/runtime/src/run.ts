@@ -164,6 +164,9 @@ export interface Run {
   stop(): Promise<void>;
 }
 
+/** How far ahead of the wall clock a real-time run accepts the ledger's newest row (host clock skew). */
+const FUTURE_LEDGER_SLACK_MS = 5 * 60_000;
+
 /** The `openDatabase` options the profile's `database` section sets (none of them: the store's defaults). */
 function databaseLimits(d: XhedgeConfig['database']): Partial<OpenDatabaseOptions> {
   const out: Partial<OpenDatabaseOptions> = {};
@@ -410,11 +413,20 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     // A simulated clock starts after the newest time the ledger holds: the last paper run stamped its rows
     // ahead of the wall clock, and a clock starting at the wall clock again found them in the future,
     // inside every rolling window, time gate and cooldown until it caught up.
+    const newestMs = opts.clock ? undefined : await newestRecordedMs(db);
+    // A real-time run on a ledger a simulated run wrote (rows hours ahead of the wall clock): its rolling
+    // windows and time gates would hold hedging until the wall clock caught up. Refused, naming the gap.
+    if (!simulated && newestMs !== undefined && newestMs > Date.now() + FUTURE_LEDGER_SLACK_MS)
+      throw new XhedgeError(
+        'CONFIG_INVALID',
+        `the ledger holds rows stamped up to ${new Date(newestMs).toISOString()}, ${((newestMs - Date.now()) / 3_600_000).toFixed(1)} h ahead of this run's real-time clock: it was written by a simulated (paper, market.speed) run, whose hedges would count as recent for that long and hold this run's hedging; start this profile on its own ledger (another dataDir, DATABASE_URL or schema)`,
+        { details: { newestMs } },
+      );
     const clock: Clock =
       opts.clock ??
       (simulated
         ? new AcceleratedClock({
-            startMs: Math.max(Date.now(), ((await newestRecordedMs(db)) ?? 0) + 1),
+            startMs: Math.max(Date.now(), (newestMs ?? 0) + 1),
             speed,
           })
         : systemClock);
@@ -464,6 +476,19 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     await restorer.first;
     const configStore = new SharedConfigStore({ redis, prefix, config });
     await configStore.init();
+    // A venue cap keyed by no venue stored (a typo such as gmx-arbitrum for gmx-arb) never applies: said at
+    // start (a venue added later through the API under that id gets it).
+    {
+      const stored = new Set((await configStore.venues()).map((v) => v.id));
+      const unknown = Object.keys(config.limits.maxVenueNotionalUsd).filter(
+        (k) => k !== '*' && !stored.has(k),
+      );
+      if (unknown.length > 0)
+        log.warn(
+          { caps: unknown, venues: [...stored] },
+          `limits.maxVenueNotionalUsd names no venue of this run: ${unknown.join(', ')}; those caps apply to nothing until a venue with that id is added (a typo leaves the venue under the * cap or none)`,
+        );
+    }
     const bus = new SnapshotBus(ledger, { log });
     closers.push({ name: 'snapshot bus', close: async () => bus.close() });
 

@@ -156,6 +156,8 @@ export class VenueRegistry {
   readonly #building = new Map<string, Building>();
   /** Disabled venues whose last position read for the pre-trade checks failed (logged once per streak). */
   readonly #unreadForChecks = new Set<string>();
+  /** Each disabled venue's last positions read for the pre-trade checks (what a failing read returns). */
+  readonly #lastPositions = new Map<string, Position[]>();
   /** Last problem logged per venue, so a failure repeated every sync is logged once. */
   readonly #reported = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
@@ -263,6 +265,7 @@ export class VenueRegistry {
             );
           }),
         ]);
+        this.#lastPositions.set(id, positions);
         if (this.#unreadForChecks.delete(id))
           this.#o.log('info', `disabled venue ${id}: its positions are read again for the order checks`, {
             venue: id,
@@ -273,11 +276,12 @@ export class VenueRegistry {
           this.#unreadForChecks.add(id);
           this.#o.log(
             'warn',
-            `disabled venue ${id}: reading its positions for the order checks failed; they count as none there until it is read again (a disabled venue holds no hedge)`,
+            `disabled venue ${id}: reading its positions for the order checks failed; its last read counts there (none if never read) until it is read again`,
             { venue: id, err: message(err) },
           );
         }
-        return [];
+        // no new order changes a disabled venue's positions: its last read is still the best estimate
+        return this.#lastPositions.get(id) ?? [];
       } finally {
         clearTimeout(timer);
       }
@@ -334,8 +338,25 @@ export class VenueRegistry {
    * the venue's jobs.
    */
   syncIfIdle(configs?: readonly VenueConfig[]): Promise<SyncReport> {
-    if (this.#pending > 0) return Promise.resolve(emptyReport());
+    if (this.#pending > 0) return this.#followFlags(configs).then(emptyReport);
     return this.sync(configs);
+  }
+
+  /**
+   * The order views' enabled flags from `configs` (else the store's) at once, without the rest of a sync:
+   * while a sync waits (a venue's build, a swap waiting for its jobs), a venue enabled meanwhile is
+   * routed to by the planner, and its orders must not be refused as if it were still disabled. A read
+   * of the store that fails leaves the flags as they are (the next sync applies them).
+   */
+  async #followFlags(configs?: readonly VenueConfig[]): Promise<void> {
+    let now: readonly VenueConfig[];
+    try {
+      now = configs ?? (await this.#o.current());
+    } catch {
+      return;
+    }
+    this.#enabled.clear();
+    for (const c of now) this.#enabled.set(c.id, c.enabled);
   }
 
   async #sync(given?: readonly VenueConfig[]): Promise<SyncReport> {
