@@ -147,11 +147,19 @@ describe('createRouter: vega-only decisions (regression: offsetting delta leg mi
  * One paper perp venue of the paper profile (and nothing else), holding `usdc` and no position, with
  * its `params` replaced.
  */
-async function lonePerpVenue(id: 'gmx-arb' | 'drift-sol', params: Record<string, unknown>, usdc: number) {
+async function lonePerpVenue(
+  id: 'gmx-arb' | 'drift-sol',
+  params: Record<string, unknown>,
+  usdc: number,
+  more: Record<string, number> = {},
+) {
   const config = parseConfig(PAPER, 'paper.yaml');
   config.venues = config.venues.filter((v) => v.id === id).map((v) => ({ ...v, params }));
   config.book.positions = [];
-  config.book.balances = [{ venue: id, asset: 'USDC', amount: usdc }];
+  config.book.balances = [
+    { venue: id, asset: 'USDC', amount: usdc },
+    ...Object.entries(more).map(([asset, amount]) => ({ venue: id, asset, amount })),
+  ];
   const clock = new ManualClock(Date.UTC(2026, 0, 5));
   const market = createMarketFromConfig({
     market: config.market,
@@ -210,6 +218,18 @@ describe("createRouter: legs are sized by the venue's initial margin, never unde
     expect(Number(legs[0]?.sizeBase)).toBeCloseTo(expectedBase, 9);
     // the venue's margin for the leg fits its free collateral
     expect(Number(legs[0]?.sizeBase) * spotUsd * 0.25).toBeLessThanOrEqual(FREE_USD);
+  });
+
+  it('counts only the collateral the venue margins with: a USDT balance on a USDC venue is no free collateral there', async () => {
+    const { venues, clock, spotUsd } = await lonePerpVenue('drift-sol', { maxLeverage: 4 }, FREE_USD, {
+      USDT: 1_000_000,
+    });
+    expect(venues[0]?.capabilities.collateral).toEqual(['USDC']);
+    expect((await venues[0]?.fetchBalances())?.map((b) => b.asset).sort()).toEqual(['USDC', 'USDT']);
+    const plan = await route(sellDelta(clock.nowMs(), spotUsd), venues);
+    const legs = perpLegs(plan?.legs ?? []);
+    const expectedBase = Math.floor(FREE_USD / (0.25 * spotUsd) / STEP_BASE) * STEP_BASE; // ≈ 1.68 BTC, not 5
+    expect(Number(legs[0]?.sizeBase)).toBeCloseTo(expectedBase, 9);
   });
 
   it('sizes the leg at the 10% floor on a venue allowing 50× (2%)', async () => {

@@ -146,6 +146,11 @@ export function createRouter(opts: RouterOptions): RoutePlan {
       venues.map(async (adapter) => {
         try {
           const balances = await adapter.fetchBalances();
+          // What the venue margins with (read after the balances: GMX names its token once it has read
+          // it): a USD-like balance in another asset is no free collateral there (a wallet's USDT on a
+          // USDC-margined venue), and routing sized orders on it that the venue refused, tick after tick.
+          const accepted = new Set(adapter.capabilities.collateral);
+          const margin = (asset: string) => isUsdLike(asset) && accepted.has(asset);
           if (opts.bridge && transferable.has(adapter.id)) {
             for (const b of balances.filter((x) => isUsdLike(x.asset))) {
               const free = b.available ?? b.amount;
@@ -154,7 +159,7 @@ export function createRouter(opts: RouterOptions): RoutePlan {
             }
           }
           const readUsd = balances
-            .filter((b) => isUsdLike(b.asset))
+            .filter((b) => margin(b.asset))
             .reduce((s, b) => s + (b.available ?? b.amount), 0);
           const freeCollateralUsd = reservation ? reservation.freeUsd(adapter.id, readUsd) : readUsd;
           optionFreeCollateralUsd[adapter.id] = freeCollateralUsd;
