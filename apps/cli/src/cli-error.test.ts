@@ -18,7 +18,7 @@ describe('parseTimeOption', () => {
   it('takes epoch ms and refuses epoch seconds, naming the mistake', () => {
     expect(parseTimeOption('as-of', '1766649600000', expiry)).toBe(1_766_649_600_000);
     expect(() => parseTimeOption('as-of', '1766649600', expiry)).toThrow(
-      /--as-of is 1970-01-21 .*epoch seconds\?/,
+      /--as-of looks like epoch seconds \(as ms it would be 1970-01-21\): give ms, 1766649600000/,
     );
   });
 

@@ -57,7 +57,7 @@ export function parseTimeOption(name: string, raw: string, opts: { dateHourUtc: 
     const ms = Number(text);
     if (ms < EPOCH_MS_MIN)
       throw bad(
-        `is ${new Date(ms).toISOString().slice(0, 10)} read as epoch ms: epoch seconds? multiply by 1000`,
+        `looks like epoch seconds (as ms it would be ${new Date(ms).toISOString().slice(0, 10)}): give ms, ${text}000`,
       );
     if (ms > 8.64e15) throw bad('is past the last representable time');
     return ms;
