@@ -194,3 +194,16 @@ describe('median', () => {
     expect(median([])).toBeUndefined();
   });
 });
+
+describe('canonicalJson', () => {
+  it('gives equal content equal text, whatever the key order; undefined members left out, as JSON writes them', async () => {
+    const { canonicalJson } = await import('./canonical-json.ts');
+    expect(canonicalJson({ b: 1, a: { d: [1, undefined], c: 'x' }, e: undefined })).toBe(
+      '{"a":{"c":"x","d":[1,null]},"b":1}',
+    );
+    expect(canonicalJson({ a: { c: 'x', d: [1, null] }, b: 1 })).toBe(
+      canonicalJson({ b: 1, a: { d: [1, null], c: 'x' } }),
+    );
+    expect(canonicalJson(undefined)).toBe('null');
+  });
+});

@@ -123,3 +123,45 @@ export function namesForMessage(names: readonly string[], max = 12): string {
   const shown = names.slice(0, max).join(', ');
   return names.length > max ? `${shown} and ${names.length - max} more` : shown;
 }
+
+/** Node socket errors of a database server that cannot be reached or dropped the connection. */
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'ENOTFOUND',
+]);
+
+/** Messages of the Postgres driver for a connection that ended under it (they carry no code). */
+const DROPPED = /^Connection terminated|^Client has encountered a connection error|^Connection ended/;
+
+/**
+ * Whether `err` says a database (the ledger's) could not be reached or answered (it is down, restarting,
+ * refusing connections, or dropped the connection), not that a statement was wrong: such an operation
+ * may succeed unchanged once the database is back. True for the codes `DB_TIMEOUT` (the store's timeouts, except a statement the server
+ * cancelled at its `statement_timeout`: a held lock or a slow plan, which running it again does not change)
+ * and `DB_CONNECTION_LOST`, Node's socket errors (ECONNREFUSED, ECONNRESET, ...; also inside an
+ * `AggregateError`, as a host with several addresses fails), Postgres SQLSTATE class 08 (connection
+ * exception), 57P01–57P03 (the server shutting down or starting), 53300 (too many connections), and the
+ * driver's "Connection terminated" messages; the error's `cause` chain is followed.
+ */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 8; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') {
+      // a statement the server cancelled at its statement_timeout (a held lock, a slow plan) is no outage:
+      // running it again changes nothing
+      if (code === 'DB_TIMEOUT') return (e as { what?: unknown }).what !== 'statement';
+      if (code === 'DB_CONNECTION_LOST' || UNREACHABLE_CODES.has(code)) return true;
+      if (/^08[0-9A-Z]{3}$/.test(code) || /^57P0[123]$/.test(code) || code === '53300') return true;
+    }
+    if (e instanceof AggregateError && e.errors.some((x) => isDatabaseUnavailable(x))) return true;
+    if (e instanceof Error && DROPPED.test(e.message)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}

@@ -1,8 +1,10 @@
+export { canonicalJson } from './canonical-json.ts';
 export { AcceleratedClock, type Clock, ManualClock, systemClock } from './clock.ts';
 export {
   assertFinite,
   type ErrorCode,
   InstrumentIdError,
+  isDatabaseUnavailable,
   isXhedgeError,
   NumericError,
   namesForMessage,

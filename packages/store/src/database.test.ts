@@ -396,3 +396,74 @@ describe('openDatabase timeout options', () => {
     }
   });
 });
+
+describe.runIf(pgUp)(
+  'isLedgerUnavailable: the errors of a ledger that cannot answer, not of a wrong statement',
+  () => {
+    it('a refused connection, a backend ended mid-statement: unavailable; a statement cancelled at its timeout, bad SQL, a division by zero: not', async () => {
+      const { isLedgerUnavailable } = await import('./errors.ts');
+      const caught = async (p: Promise<unknown>): Promise<unknown> =>
+        p.then(
+          () => {
+            throw new Error('expected a failure');
+          },
+          (err: unknown) => err,
+        );
+      // nothing listens on the port: the pool's connect is refused
+      const port = await new Promise<number>((res) => {
+        const s = createServer();
+        s.listen(0, '127.0.0.1', () => {
+          const p = (s.address() as { port: number }).port;
+          s.close(() => res(p));
+        });
+      });
+      const u = new URL(TEST_PG_URL);
+      u.port = String(port);
+      const refused = await caught(
+        openDatabase({ url: u.toString(), schema: newSchema(), poolSize: 1, migrate: false }).then((h) =>
+          sql`select 1`.execute(h.db).finally(() => h.close()),
+        ),
+      );
+      expect(isLedgerUnavailable(refused)).toBe(true);
+
+      const schema = newSchema();
+      const h = await openDatabase({ url: TEST_PG_URL, schema, poolSize: 1, statementTimeoutMs: 200 });
+      try {
+        const pid = await backendPid(h);
+        const slow = caught(sql`select pg_sleep(5)`.execute(h.db));
+        await new Promise((r) => setTimeout(r, 100));
+        await terminateBackend(pid);
+        expect(isLedgerUnavailable(await slow)).toBe(true);
+        // The pool drops the terminated connection when its error event arrives; a query sent before that
+        // can meet the dead client ("not queryable"), which is no statement timeout. Wait until the ledger
+        // answers again (a clean-clone run under load sent pg_sleep to the dead client).
+        for (let i = 0; ; i++) {
+          const ok = await sql`select 1`.execute(h.db).then(
+            () => true,
+            (err: unknown) => {
+              if (i >= 50 || !isLedgerUnavailable(err)) throw err;
+              return false;
+            },
+          );
+          if (ok) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        // the server cancels a statement at its statement_timeout (a held lock, a slow plan): the store's
+        // DatabaseTimeoutError, but no outage (running it again changes nothing)
+        const cancelled = await caught(sql`select pg_sleep(2)`.execute(h.db));
+        expect((cancelled as { code?: string }).code, String(cancelled)).toBe('DB_TIMEOUT');
+        expect((cancelled as { what?: string }).what).toBe('statement');
+        expect(isLedgerUnavailable(cancelled)).toBe(false);
+        // a statement the server refuses as it stands is no outage
+        const bad = await caught(sql`select * from no_such_table_here`.execute(h.db));
+        expect((bad as { code?: string }).code).toBe('42P01');
+        expect(isLedgerUnavailable(bad)).toBe(false);
+        expect(isLedgerUnavailable(await caught(sql`select 1/0`.execute(h.db)))).toBe(false);
+        expect(isLedgerUnavailable(new Error('order x: queued → filled is not allowed'))).toBe(false);
+        expect(isLedgerUnavailable(undefined)).toBe(false);
+      } finally {
+        await dropAndClose(h, schema);
+      }
+    });
+  },
+);

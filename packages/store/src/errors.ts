@@ -1,4 +1,4 @@
-import { type OrderStatus, XhedgeError } from '@xhedge/core';
+import { isDatabaseUnavailable, type OrderStatus, XhedgeError } from '@xhedge/core';
 
 /** The order state machine (core ORDER_TRANSITIONS) forbids this move. */
 export class IllegalTransitionError extends XhedgeError {
@@ -76,3 +76,10 @@ export class LedgerConflictError extends XhedgeError {
     this.fields = fields;
   }
 }
+
+/**
+ * Whether `err` says the ledger's database could not be reached or answered, not that a statement was
+ * wrong (core's `isDatabaseUnavailable`; the store's `DatabaseTimeoutError` and `DB_CONNECTION_LOST` are
+ * such errors).
+ */
+export const isLedgerUnavailable = isDatabaseUnavailable;

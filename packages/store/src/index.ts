@@ -8,6 +8,7 @@ export {
 export {
   FencedOutError,
   IllegalTransitionError,
+  isLedgerUnavailable,
   LedgerConflictError,
   LedgerNotFoundError,
 } from './errors.ts';
