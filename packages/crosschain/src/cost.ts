@@ -65,16 +65,24 @@ export function layerZeroCostModel(o: LayerZeroCostModelOptions = {}): BridgeCos
   };
 }
 
-/** A bridge price as `@xhedge/routing` takes it (`RouteOptions.bridge`): null when there is no route. */
-export type RoutingBridgeCost = (fromChain: string, toChain: string, amountUsd: number) => BridgeCost | null;
+/**
+ * A bridge price as `@xhedge/routing` takes it (`RouteOptions.bridge`): null when there is no route.
+ * `asset` is the collateral to move (the source venue's); without it, the adapter's default asset.
+ */
+export type RoutingBridgeCost = (
+  fromChain: string,
+  toChain: string,
+  amountUsd: number,
+  asset?: string,
+) => BridgeCost | null;
 
 /**
- * Adapts a {@link BridgeCostModel} to routing's function form, for a USD-like collateral `asset`
- * (routing sizes the move in USD). Chains outside the ChainId form give null (no route): routing
- * then skips that source instead of failing the plan.
+ * Adapts a {@link BridgeCostModel} to routing's function form, for USD-like collateral (routing sizes
+ * the move in USD): the asset routing names, else `defaultAsset`. Chains outside the ChainId form give
+ * null (no route): routing then skips that source instead of failing the plan.
  */
-export function routingBridgeCost(model: BridgeCostModel, asset = 'USDC'): RoutingBridgeCost {
-  return (fromChain, toChain, amountUsd) => {
+export function routingBridgeCost(model: BridgeCostModel, defaultAsset = 'USDC'): RoutingBridgeCost {
+  return (fromChain, toChain, amountUsd, asset = defaultAsset) => {
     const src = ChainId.safeParse(fromChain);
     const dst = ChainId.safeParse(toChain);
     if (!src.success || !dst.success) return null;

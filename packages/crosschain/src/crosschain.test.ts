@@ -120,6 +120,22 @@ describe('routing cost and planning', () => {
     expect(() => bridge('evm:42161', 'evm:1', Number.NaN)).toThrow(/bridge amount/);
   });
 
+  it('asks the model about the asset routing names, its default asset when none is given', () => {
+    const asked: string[] = [];
+    const bridge = routingBridgeCost(
+      {
+        estimate(q) {
+          asked.push(q.asset);
+          return { feeUsd: q.asset === 'USDT' ? 2 : 1, latencyMs: 1000 };
+        },
+      },
+      'USDC',
+    );
+    expect(bridge('evm:42161', 'evm:1', 100, 'USDT')?.feeUsd).toBe(2);
+    expect(bridge('evm:42161', 'evm:1', 100)?.feeUsd).toBe(1);
+    expect(asked).toEqual(['USDT', 'USDC']);
+  });
+
   it('prices a bridge by chain pair: fee in USD and latency in ms', () => {
     const m = layerZeroCostModel();
     const a = m.estimate({

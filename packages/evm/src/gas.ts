@@ -178,9 +178,11 @@ export interface GasPolicyOptions {
   maxBaseFeeGwei?: number;
   /**
    * Hard cap on `maxFeePerGas`, gwei (a finite number > 0): no transaction is signed with a higher fee
-   * cap, first send or replacement, urgent or not. A first send stays at or below ⌊cap × 8 / 9⌋ (the
-   * first-send ceiling, {@link GasPolicy.capFirstSendFees}) so that a replacement of it (12.5 % more) fits
-   * under the cap; a replacement may go up to the cap itself ({@link GasPolicy.capFees}). @defaultValue no cap
+   * cap, first send or replacement, urgent or not. A first send keeps room under it for one replacement
+   * (12.5 % more) while the base fee allows: at or below ⌊cap × 8 / 9⌋ (the first-send ceiling) while the
+   * next block's base fee cannot be above that, else up to the cap itself (not replaceable under it), and
+   * not sent when the next block's base fee can be above the cap ({@link GasPolicy.capFirstSendFees}); a
+   * replacement may go up to the cap ({@link GasPolicy.capFees}). @defaultValue no cap
    */
   maxFeePerGasGwei?: number;
   /** How long a normal hedge may wait for fees to fall before giving up. @defaultValue 60000 */
@@ -206,21 +208,28 @@ export function nextBaseFeeCeilingWei(latestWei: bigint): bigint {
  * {@link RateLimitError} (not sent, retryable, `retryAfterMs`), so the job is retried later rather than paying.
  *
  * `maxFeePerGasGwei` is a hard ceiling on what any transaction may pay per gas, urgent or not, first send
- * or replacement, and it leaves room to replace every first send once:
+ * or replacement. A node takes a replacement (speed-up or cancel) only at higher fees (10 % on geth; 12.5 %
+ * is paid), so under the cap this sender can replace a transaction only while its fee cap is at most
+ * 8/9 of the cap:
  * - a first send ({@link capFirstSendFees}) is signed with a `maxFeePerGas` of at most the first-send
- *   ceiling ⌊cap × 8 / 9⌋ (the priority fee at most that too), so that a speed-up or cancel of it, which
- *   must pay 12.5 % more, fits under the cap; it is refused, not sent, when the next block's base fee can
- *   be above that ceiling (the latest × 1.125), since it could be stuck from the start;
- * - a replacement ({@link capFees}) may go up to the cap itself; a transaction already replaced at (or
- *   near) the cap cannot be replaced again under it (refused, not sent): it mines or is reconciled by hash.
+ *   ceiling ⌊cap × 8 / 9⌋ (the priority fee at most that too) while the next block's base fee (the latest
+ *   × 1.125) cannot be above that ceiling, so that one replacement of it fits under the cap; when it can,
+ *   but cannot be above the cap, it is signed up to the cap itself — a hedge that can be included under
+ *   the cap is sent, though no replacement of it fits under the cap ({@link replaceableUnderCap} false);
+ *   when the next block's base fee can be above the cap it is refused, not sent ({@link FeeCapError},
+ *   naming the base fee it waits for and the cap that would send it), since it could be stuck from the start;
+ * - a replacement ({@link capFees}) may go up to the cap itself; a transaction at the nonce already within
+ *   12.5 % of the cap cannot be replaced again under it: refused, not sent ({@link FeeCapError} with
+ *   `stuckAtCap`), naming the base fee up to which it can be included and the cap that would replace it.
  */
 export class GasPolicy {
   readonly maxBaseFeeWei: bigint | undefined;
   /** The hard cap on `maxFeePerGas`, wei; undefined: no cap. */
   readonly maxFeePerGasWei: bigint | undefined;
   /**
-   * The highest `maxFeePerGas` a first send is signed with, wei: ⌊cap × 8 / 9⌋, so that a replacement
-   * 12.5 % above it is still at most the cap; undefined: no cap.
+   * The highest `maxFeePerGas` a first send is signed with while it keeps room for one replacement, wei:
+   * ⌊cap × 8 / 9⌋, so that a replacement 12.5 % above it is still at most the cap; undefined: no cap. It
+   * is also the highest latest base fee at which a first send is sent at all (then up to the cap).
    */
   readonly firstSendMaxFeePerGasWei: bigint | undefined;
   private readonly maxWaitMs: number;
@@ -287,23 +296,47 @@ export class GasPolicy {
   }
 
   /**
+   * Whether a transaction signed with `maxFeePerGasWei` can be replaced (sped up or cancelled: 12.5 % more
+   * on both fees) under the fee cap; always without a cap.
+   */
+  replaceableUnderCap(maxFeePerGasWei: bigint): boolean {
+    return this.maxFeePerGasWei === undefined || bumpFeeCap(maxFeePerGasWei) <= this.maxFeePerGasWei;
+  }
+
+  /**
+   * The most a first send's `maxFeePerGas` may be at a latest base fee of `baseFeeWei`: the first-send
+   * ceiling while the next block's base fee cannot be above it (room for one replacement), else the cap.
+   */
+  private firstSendCeilingAt(baseFeeWei: bigint): bigint | undefined {
+    const ceiling = this.firstSendMaxFeePerGasWei;
+    if (ceiling === undefined) return undefined;
+    return nextBaseFeeCeilingWei(baseFeeWei) <= ceiling ? ceiling : this.maxFeePerGasWei;
+  }
+
+  /**
    * `fees` as a first send may be signed with under the fee cap: `maxFeePerGas` lowered to the first-send
    * ceiling {@link firstSendMaxFeePerGasWei} (⌊cap × 8 / 9⌋; what is cut is headroom over the base fee,
-   * which the transaction pays only if the base fee rises), and `maxPriorityFeePerGas` lowered to
-   * `maxFeePerGas`. A speed-up or cancel of it (12.5 % more) then fits under the cap. Throws a
-   * {@link RateLimitError} (not sent, retryable, naming the fee needed, the first-send ceiling and the cap
-   * in gwei) when the next block's base fee can be above the ceiling (the latest × 1.125, rounded up): the
-   * transaction could not be included from the start. The tip is clamped with or without a cap.
+   * which the transaction pays only if the base fee rises) while the next block's base fee (the latest ×
+   * 1.125, rounded up) cannot be above it, so that a speed-up or cancel of it (12.5 % more) fits under the
+   * cap; else lowered to the cap itself, when the next block's base fee cannot be above the cap: the hedge
+   * goes, though no replacement of it fits under the cap ({@link replaceableUnderCap}; the sender states it
+   * in `SignedTxInfo.replaceableUnderCap`). `maxPriorityFeePerGas` is lowered to `maxFeePerGas`. Throws a
+   * {@link FeeCapError} (not sent, retryable) when the next block's base fee can be above the cap (the
+   * latest base fee above the first-send ceiling): the transaction could be stuck from the start; the
+   * refusal names the fee needed, the first-send ceiling and the cap in gwei, the latest base fee up to which
+   * it goes, and the cap that would send it now. The tip is clamped with or without a cap.
    */
   capFirstSendFees(fees: FeeQuote, p: { venue: string; clientOrderId?: string | undefined }): FeeQuote {
     const cap = this.maxFeePerGasWei;
     const ceiling = this.firstSendMaxFeePerGasWei;
     if (cap !== undefined && ceiling !== undefined) {
       const neededWei = nextBaseFeeCeilingWei(fees.baseFeePerGas);
-      if (neededWei > ceiling) {
-        throw new RateLimitError({
+      if (neededWei > cap) {
+        // a cap whose first-send ceiling covers the need: ⌈needed × 9 / 8⌉
+        const roomyCapWei = nextBaseFeeCeilingWei(neededWei);
+        throw new FeeCapError({
           venue: p.venue,
-          message: `a first send needs a maxFeePerGas of ${formatGwei(neededWei)} gwei (the next block's base fee can be 12.5 % above the latest's ${formatGwei(fees.baseFeePerGas)} gwei), above the first-send ceiling ${formatGwei(ceiling)} gwei (8/9 of the cap maxFeePerGasGwei ${formatGwei(cap)} gwei, which leaves room to replace it once under the cap); not sent`,
+          message: `a first send needs a maxFeePerGas of ${formatGwei(neededWei)} gwei (the next block's base fee can be 12.5 % above the latest's ${formatGwei(fees.baseFeePerGas)} gwei), above the first-send ceiling ${formatGwei(ceiling)} gwei (8/9 of the cap maxFeePerGasGwei ${formatGwei(cap)} gwei, which leaves room to replace it once under the cap) and above the cap itself; not sent: it goes once the latest base fee is at most ${formatGwei(ceiling)} gwei, or now with maxFeePerGasGwei raised to at least ${formatGwei(neededWei)} gwei (${formatGwei(roomyCapWei)} gwei to keep room to replace it once)`,
           retryAfterMs: this.pollMs,
           ...(p.clientOrderId !== undefined ? { clientOrderId: p.clientOrderId } : {}),
           details: {
@@ -311,6 +344,7 @@ export class GasPolicy {
             firstSendMaxFeePerGasGwei: formatGwei(ceiling),
             maxFeePerGasGwei: formatGwei(cap),
             baseFeeGwei: formatGwei(fees.baseFeePerGas),
+            sendsAtBaseFeeGwei: formatGwei(ceiling),
           },
         });
       }
@@ -320,12 +354,14 @@ export class GasPolicy {
 
   /**
    * `fees` as a replacement (speed-up or cancel) may be signed with under the fee cap: `maxFeePerGas`
-   * lowered to the cap itself, `maxPriorityFeePerGas` to `maxFeePerGas`. Throws a {@link RateLimitError}
-   * (not sent, retryable, naming both in gwei) when `neededWei`, the least fee cap it can go with (12.5 %
-   * above `replacesMaxFeePerGasWei`, the highest fee cap at its nonce, and at least the latest base fee),
-   * is above the cap. A transaction at the nonce whose fee cap is above the first-send ceiling (already
-   * replaced at or near the cap, or signed without this cap) cannot be replaced again under the cap: the
-   * refusal says so. The tip is clamped with or without a cap.
+   * lowered to the cap itself, `maxPriorityFeePerGas` to `maxFeePerGas`. Throws a {@link FeeCapError}
+   * (not sent, retryable, naming both in gwei and the cap that would let it go) when `neededWei`, the least
+   * fee cap it can go with (12.5 % above `replacesMaxFeePerGasWei`, the highest fee cap at its nonce, and
+   * at least the latest base fee), is above the cap. A transaction at the nonce whose fee cap is within
+   * 12.5 % of the cap (already replaced at or near it, a first send signed when the base fee left no room
+   * for a replacement, or one signed without this cap) cannot be replaced again under the cap whatever the
+   * base fee: the refusal says so (`stuckAtCap`), naming it, the base fee up to which it can be included and
+   * the cap that would replace it. The tip is clamped with or without a cap.
    */
   capFees(
     fees: FeeQuote,
@@ -335,6 +371,8 @@ export class GasPolicy {
       replacesMaxFeePerGasWei?: bigint | undefined;
       /** The transaction with that fee cap, when known (named in the refusal). */
       replacesTxHash?: Hex | undefined;
+      /** The nonce replaced (in the refusal's details). */
+      nonce?: number | undefined;
       what: string;
       venue: string;
       clientOrderId?: string | undefined;
@@ -343,20 +381,25 @@ export class GasPolicy {
     const cap = this.maxFeePerGasWei;
     if (cap !== undefined && p.neededWei > cap) {
       const prev = p.replacesMaxFeePerGasWei;
-      const ceiling = this.firstSendMaxFeePerGasWei;
+      const stuckAtCap = prev !== undefined && !this.replaceableUnderCap(prev);
+      const needed = formatGwei(p.neededWei);
       const why =
-        prev !== undefined && ceiling !== undefined && bumpFeeCap(prev) > cap
-          ? `: the transaction at that nonce${p.replacesTxHash ? ` (${p.replacesTxHash})` : ''} was already replaced at or near the cap (its fee cap ${formatGwei(prev)} gwei is above the first-send ceiling ${formatGwei(ceiling)} gwei, or it was signed without this cap), so it cannot be replaced again under the cap; it mines or is reconciled by hash`
-          : '';
-      throw new RateLimitError({
+        prev !== undefined && stuckAtCap
+          ? `: the transaction at that nonce${p.replacesTxHash ? ` (${p.replacesTxHash})` : ''} already has a fee cap of ${formatGwei(prev)} gwei, above 8/9 of the cap (replaced at or near the cap, sent when the base fee left no room for a replacement, or signed without this cap), so it cannot be replaced again under the cap (a node takes a speed-up or cancel only at higher fees; 12.5 % is paid); it can be included while the base fee is at most ${formatGwei(prev)} gwei (the latest is ${formatGwei(fees.baseFeePerGas)} gwei), and is reconciled by hash; to replace it, raise maxFeePerGasGwei to at least ${needed} gwei`
+          : fees.baseFeePerGas > cap
+            ? `: the latest base fee ${formatGwei(fees.baseFeePerGas)} gwei is above the cap, so no transaction under it can be included now; it goes once the base fee is at most the cap, or now with maxFeePerGasGwei raised to at least ${needed} gwei`
+            : `; it goes with maxFeePerGasGwei raised to at least ${needed} gwei`;
+      throw new FeeCapError({
         venue: p.venue,
-        message: `${p.what} needs a maxFeePerGas of ${formatGwei(p.neededWei)} gwei, above the cap maxFeePerGasGwei ${formatGwei(cap)} gwei; not sent${why}`,
+        message: `${p.what} needs a maxFeePerGas of ${needed} gwei, above the cap maxFeePerGasGwei ${formatGwei(cap)} gwei; not sent${why}`,
         retryAfterMs: this.pollMs,
+        stuckAtCap,
         ...(p.clientOrderId !== undefined ? { clientOrderId: p.clientOrderId } : {}),
         details: {
-          neededMaxFeePerGasGwei: formatGwei(p.neededWei),
+          neededMaxFeePerGasGwei: needed,
           maxFeePerGasGwei: formatGwei(cap),
           baseFeeGwei: formatGwei(fees.baseFeePerGas),
+          ...(p.nonce !== undefined ? { nonce: p.nonce } : {}),
           ...(prev !== undefined ? { replacesMaxFeePerGasGwei: formatGwei(prev) } : {}),
           ...(p.replacesTxHash !== undefined ? { replacesTxHash: p.replacesTxHash } : {}),
         },
@@ -366,14 +409,36 @@ export class GasPolicy {
   }
 
   /**
-   * `fees` with `maxFeePerGas` at most the first-send ceiling (`first-send`) or the cap (`replacement`),
-   * and the tip at most `maxFeePerGas` (no check of need).
+   * `fees` with `maxFeePerGas` at most what a first send may be signed with at their base fee (the
+   * first-send ceiling, or the cap once the next block's base fee can be above that ceiling; `first-send`)
+   * or the cap (`replacement`), and the tip at most `maxFeePerGas` (no check of need).
    */
   clampFees(fees: FeeQuote, kind: 'first-send' | 'replacement'): FeeQuote {
-    const ceiling = kind === 'first-send' ? this.firstSendMaxFeePerGasWei : this.maxFeePerGasWei;
+    const ceiling =
+      kind === 'first-send' ? this.firstSendCeilingAt(fees.baseFeePerGas) : this.maxFeePerGasWei;
     const maxFeePerGas = ceiling !== undefined && fees.maxFeePerGas > ceiling ? ceiling : fees.maxFeePerGas;
     const maxPriorityFeePerGas = minBig(fees.maxPriorityFeePerGas, maxFeePerGas);
     return { baseFeePerGas: fees.baseFeePerGas, maxFeePerGas, maxPriorityFeePerGas };
+  }
+}
+
+/**
+ * Not sent: the transaction would need a `maxFeePerGas` above the gas policy's hard cap
+ * (`maxFeePerGasGwei`), which is never exceeded. A {@link RateLimitError} (code `VENUE_RATE_LIMIT`, not
+ * sent, retryable: it can go once the base fee falls, or with the cap raised), `details.reason`
+ * `fee-cap`; the message names the fee needed, the cap, and what the cap would have to be.
+ * `stuckAtCap` (also in `details`): a replacement refused because the transaction at its nonce is
+ * already above 8/9 of the cap, so no speed-up or cancel of it fits under the cap whatever the base
+ * fee: retried under the same cap it never goes (the transaction there can be included while the base fee
+ * is at most its fee cap); one for the operator to see.
+ */
+export class FeeCapError extends RateLimitError {
+  override name = 'FeeCapError';
+  readonly stuckAtCap: boolean;
+  constructor(p: ConstructorParameters<typeof RateLimitError>[0] & { stuckAtCap?: boolean }) {
+    const { stuckAtCap = false, ...rest } = p;
+    super({ ...rest, details: { reason: 'fee-cap', stuckAtCap, ...rest.details } });
+    this.stuckAtCap = stuckAtCap;
   }
 }
 

@@ -51,6 +51,7 @@ export {
 export {
   ARB_NODE_INTERFACE,
   bumpFees,
+  FeeCapError,
   type FeeOptions,
   type FeeQuote,
   GasPolicy,

@@ -392,8 +392,8 @@ export async function sendRecorded<T extends OnChainOrderRecord>(
  * earlier cancels, by this process or another before a restart), not only the order's: the node holds the
  * latest replacement and refuses less as underpriced. The cancel's hash and fees are added to `r`'s
  * `nonceTxs` (in place; `cancelTxHash` names it) and stored as soon as it is signed, before it is
- * broadcast. Refused before signing (nothing stored): over the fee cap (`RateLimitError`, naming the
- * transaction it would have to outbid), or a malformed `nonceTxs` entry (`NonceError`, naming it).
+ * broadcast. Refused before signing (nothing stored): over the fee cap (`FeeCapError`, a `RateLimitError`,
+ * naming the transaction it would have to outbid), or a malformed `nonceTxs` entry (`NonceError`, naming it).
  */
 export async function replaceByNonce<T extends OnChainOrderRecord>(
   sender: TxSender,
@@ -512,8 +512,9 @@ export interface VenueTxSenderOptions {
   maxBaseFeeGwei?: number | undefined;
   /**
    * Hard cap on any transaction's `maxFeePerGas`, gwei, first send or replacement, urgent or not; a first
-   * send stays at most at 8/9 of it, leaving room for one replacement ({@link GasPolicy.capFirstSendFees},
-   * {@link GasPolicy.capFees}). @defaultValue no cap
+   * send stays at most at 8/9 of it while the base fee allows, leaving room for one replacement, and goes
+   * up to the cap (not replaceable under it) when the base fee leaves no room
+   * ({@link GasPolicy.capFirstSendFees}, {@link GasPolicy.capFees}). @defaultValue no cap
    */
   maxFeePerGasGwei?: number | undefined;
   /** Seconds to wait for a receipt before the outcome is unknown. */

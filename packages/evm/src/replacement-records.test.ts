@@ -301,10 +301,17 @@ describe('replacements of a stuck nonce across processes (the record keeps every
       const e = err as RateLimitError;
       expect(e.outcome).toBe('not-sent');
       expect(e.message).toContain(
-        `(12.5 % over the fee cap of ${cancelA?.hash}, the highest sent at that nonce that the node has: 0.8 gwei) needs a maxFeePerGas of 0.9 gwei, above the cap maxFeePerGasGwei 0.8 gwei; not sent: the transaction at that nonce (${cancelA?.hash}) was already replaced at or near the cap`,
+        `(12.5 % over the fee cap of ${cancelA?.hash}, the highest sent at that nonce that the node has: 0.8 gwei) needs a maxFeePerGas of 0.9 gwei, above the cap maxFeePerGasGwei 0.8 gwei; not sent: the transaction at that nonce (${cancelA?.hash}) already has a fee cap of 0.8 gwei, above 8/9 of the cap`,
       );
-      expect(e.message).toMatch(/cannot be replaced again under the cap; it mines or is reconciled by hash/);
-      expect(e.details).toMatchObject({ replacesTxHash: cancelA?.hash, replacesMaxFeePerGasGwei: '0.8' });
+      expect(e.message).toMatch(
+        /cannot be replaced again under the cap .*it can be included while the base fee is at most 0\.8 gwei .*and is reconciled by hash; to replace it, raise maxFeePerGasGwei to at least 0\.9 gwei$/,
+      );
+      expect(e.details).toMatchObject({
+        replacesTxHash: cancelA?.hash,
+        replacesMaxFeePerGasGwei: '0.8',
+        stuckAtCap: true,
+        nonce,
+      });
     }
     expect(readFileSync(file, 'utf8')).toBe(before);
     expect(rb.cancelTxHash).toBe(cancelA?.hash);

@@ -114,6 +114,12 @@ export interface SignedTxInfo {
   maxPriorityFeePerGas: bigint;
   gasLimit: bigint;
   signedAtMs: number;
+  /**
+   * Whether a speed-up or cancel of it (12.5 % more on both fees) fits under the gas policy's fee cap:
+   * false for a first send signed up to the cap because the base fee left no room for a replacement
+   * ({@link GasPolicy.capFirstSendFees}) and for a replacement at or near the cap; always true without a cap.
+   */
+  replaceableUnderCap: boolean;
 }
 
 /**
@@ -187,10 +193,12 @@ export interface TxSenderOptions {
  *   it is mined or replaced — so there are never nonce gaps or two hedges in flight;
  * - every transaction is simulated (estimateGas) first: reverts surface as not-sent venue errors;
  * - fees never go above the gas policy's hard cap (`maxFeePerGasGwei`), and a first send leaves room under
- *   it for one replacement: a first send is signed at most at ⌊cap × 8 / 9⌋ and refused before signing
- *   when the next block's base fee can be above that ({@link GasPolicy.capFirstSendFees}); a speed-up or
- *   cancel may go up to the cap, and one that needs more is refused before signing
- *   ({@link GasPolicy.capFees}; `RateLimitError`, not sent);
+ *   it for one replacement while the base fee allows: it is signed at most at ⌊cap × 8 / 9⌋ while the
+ *   next block's base fee cannot be above that, else up to the cap (then no replacement of it fits under
+ *   the cap: `SignedTxInfo.replaceableUnderCap` false), and refused before signing when the next block's
+ *   base fee can be above the cap ({@link GasPolicy.capFirstSendFees}); a speed-up or cancel may go up to
+ *   the cap, and one that needs more is refused before signing ({@link GasPolicy.capFees}; `FeeCapError`,
+ *   a `RateLimitError`, not sent);
  * - the hash is handed to `onSigned` before broadcast (write-ahead), so a timeout is reconciled by hash
  *   ({@link status}) rather than resent;
  * - once signed, a failed broadcast is outcome unknown unless the node decoded a revert: a "nonce too low"
@@ -384,8 +392,9 @@ export class TxSender {
       // A raw viem error carries the RPC URL (API key) and the request body: map and scrub it.
       throw toVenueError(err, this.errCtx(cid));
     }
-    // Under the first-send ceiling (8/9 of the hard fee cap, room for one replacement), urgent or not:
-    // a next block's base fee that can be above it is refused here, before anything is signed.
+    // Under the first-send ceiling (8/9 of the hard fee cap, room for one replacement) while the base fee
+    // allows, else under the cap itself, urgent or not: a next block's base fee that can be above the cap
+    // is refused here, before anything is signed.
     fees = this.gasPolicy.capFirstSendFees(fees, { venue: this.ctx.venue, clientOrderId: cid });
     const gas = ((await this.estimateGas(req, cid)) * this.gasMultiplierPct) / 100n;
     return this.signAndBroadcast(req, n.latest, gas, fees, opts);
@@ -418,6 +427,7 @@ export class TxSender {
       maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
       gasLimit: gas,
       signedAtMs: this.clock.nowMs(),
+      replaceableUnderCap: this.gasPolicy.replaceableUnderCap(fees.maxFeePerGas),
     };
     await opts.onSigned?.(info);
     this.signed.set(info.hash, { request: req, info });
@@ -858,6 +868,7 @@ export class TxSender {
    * pool (its broadcast failed, or the process stopped between recording it and broadcasting it), so it is
    * not outbid, and is returned in `notAtNode`. Beating it is never needed: the node would take the
    * replacement, and whichever of them mines takes the nonce (a cancel that mines cancels the order).
+   * `original` itself is taken to be at the node unless `lookUpOriginal` (then it is looked up like the others).
    */
   private async highestFeesAtNonce(
     original: {
@@ -868,11 +879,12 @@ export class TxSender {
       sentAtNonce?: readonly KnownAtNonce[];
     },
     clientOrderId: string | undefined,
+    lookUpOriginal = false,
   ): Promise<{ top: Required<KnownAtNonce> | undefined; notAtNode: Hex[] }> {
     const fees = new Map<string, Required<KnownAtNonce>>();
     const unknown = new Map<string, Hex>();
     // Transactions the node is known to have (or that need no look-up: the one the record tracks).
-    const atNode = new Set<string>([original.hash.toLowerCase()]);
+    const atNode = new Set<string>(lookUpOriginal ? [] : [original.hash.toLowerCase()]);
     const add = (k: KnownAtNonce) => {
       const key = k.hash.toLowerCase();
       if (k.maxFeePerGas === undefined || k.maxPriorityFeePerGas === undefined) {
@@ -959,11 +971,18 @@ export class TxSender {
    * original: bumping from less is refused as underpriced, on every try. `speed-up` re-sends the same
    * call, `cancel` sends 0 wei to self. Returns the new transaction after it is mined (or
    * NotConfirmedError). Once the replacement is mined the original can never be. Never above the gas
-   * policy's fee cap (`maxFeePerGasGwei`), up to which a replacement may go (a first send stays at most at
-   * 8/9 of it, so one replacement of it always fits while the base fee is at most the cap): a replacement
-   * that would need more is a `RateLimitError` (not sent) before anything is signed, so nothing changes at
-   * the nonce and the transaction there stays the one its record tracks. A transaction already replaced
-   * at (or near) the cap cannot be replaced again under it; the refusal says so, naming it.
+   * policy's fee cap (`maxFeePerGasGwei`), up to which a replacement may go (a first send signed at most
+   * at 8/9 of it, as it is while the base fee allows, can always be replaced once while the base fee is at
+   * most the cap): a replacement
+   * that would need more is a `FeeCapError` (a `RateLimitError`, not sent) before anything is signed, so
+   * nothing changes at the nonce and the transaction there stays the one its record tracks. A transaction
+   * at the nonce whose fee cap is above 8/9 of the cap (replaced at or near it, or a first send signed up to it when
+   * the base fee left no room) cannot be replaced again under it; the refusal says so (`stuckAtCap`),
+   * naming it, the base fee up to which it can be included and the cap that would replace it. Before refusing
+   * for `original` itself (taken to be in the node's pool otherwise), the node is asked for it: one it
+   * does not have (dropped, as a node may drop one whose fee cap a block's base fee passed) is not
+   * outbid, so a nonce it no longer holds can still be cancelled under the cap (a copy of its signed bytes
+   * could be broadcast again by anyone).
    */
   async replace(
     original: {
@@ -980,7 +999,15 @@ export class TxSender {
   ): Promise<SentTx> {
     const info = await this.withLock(async () => {
       const known = this.signed.get(original.hash);
-      const { top: prev, notAtNode } = await this.highestFeesAtNonce(original, opts.clientOrderId);
+      let { top: prev, notAtNode } = await this.highestFeesAtNonce(original, opts.clientOrderId);
+      if (
+        prev !== undefined &&
+        prev.hash.toLowerCase() === original.hash.toLowerCase() &&
+        !this.gasPolicy.replaceableUnderCap(prev.maxFeePerGas)
+      ) {
+        // `original` sets a bar no replacement can clear under the cap: refuse only if the node has it.
+        ({ top: prev, notAtNode } = await this.highestFeesAtNonce(original, opts.clientOrderId, true));
+      }
       const prevFees: FeeQuote | undefined =
         prev === undefined
           ? undefined
@@ -1007,6 +1034,7 @@ export class TxSender {
             : current.baseFeePerGas,
           replacesMaxFeePerGasWei: prevFees?.maxFeePerGas,
           replacesTxHash: prev?.hash,
+          nonce: original.nonce,
           what: `a ${mode} of ${original.hash} at nonce ${original.nonce}${
             prev === undefined
               ? ''
