@@ -48,6 +48,7 @@ import {
   type HedgeQuote,
   InvalidOrderError,
   type MarketInfo,
+  NotSupportedError,
   OrderNotFoundError,
   OrderRequest,
   QuoteRequest,
@@ -84,7 +85,14 @@ import {
   orderFillFromEvents,
   parseGmxEvents,
 } from './events.ts';
-import { carryFactorPerSecond30, carryUsd, fundingRatePerHour, type GmxMarketRates } from './funding.ts';
+import {
+  carryFactorPerSecond30,
+  carryUsd,
+  fundingRatePerHour,
+  type GmxHeldSide,
+  type GmxMarketRates,
+  heldCarryRatePerHour,
+} from './funding.ts';
 import {
   applyFactor,
   balanceWasImproved,
@@ -325,7 +333,9 @@ function isEmptyPosition(p: RawGmxPosition): boolean {
  * cancelled when `acceptablePrice` is breached). The venue has no client order id: the adapter writes
  * the mapping client order id → tx hash → order key to a durable store before broadcasting and
  * reconciles from it after a timeout or restart. Buying reduces an open short first (when it covers
- * the size), else increases a long; selling mirrors it. Positions are reported net per market, with
+ * the size), else increases a long by the whole size beside the short (GMX keeps a market's long and
+ * short apart, so the increase posts collateral for all of it: a quote's `lockedCollateralUsd`); selling
+ * mirrors it. Positions are reported net per market, with
  * the collateral (`marginUsd`) and the P&L by side (`unsettledPnlUsd`) that book equity needs.
  */
 /**
@@ -1236,13 +1246,25 @@ export class GmxVenue implements VenueAdapter {
   }
 
   /**
-   * The funding rate of `instrument`'s traded market now, per hour as a fraction of notional, + = longs
-   * pay: the paying side's rate, `nextFunding.fundingFactorPerSecond × 3600` of `Reader.getMarketInfo`
-   * at the latest block (see {@link fundingRatePerHour}: exactly what the paying side pays; the
-   * receiving side gets it × payingOI / receivingOI, at least this rate when the paying side is the
-   * larger). Borrowing, which both sides pay and no one receives, is not in it: quotes count it in
-   * `fundingCarryUsd`. `asOfMs` is the time of the block read. An unlisted instrument is an
-   * `InvalidOrderError`; a market token without a price a `StaleOracleError` naming it.
+   * The carry rate of `instrument` now, per hour as a fraction of notional, + = longs pay
+   * (`FundingRate.ratePerHour`, which the book applies to the account's net size there: funding P&L per
+   * hour = −size × spot × rate), at the latest block: funding and borrowing both.
+   *
+   * - The account holds positions in a market of the instrument (`Reader.getAccountPositions`, every
+   *   market of its index and every collateral, as {@link fetchPositions} nets them): the rate that makes
+   *   its net size carry what those positions pay, {@link heldCarryRatePerHour} of each position's size
+   *   and its market's `Reader.getMarketInfo` (`nextFunding`, `borrowingFactorPerSecondForLongs/
+   *   ForShorts`, 30-decimal factors per second of size): a long alone pays the funding factor signed
+   *   as longs pay plus the longs' borrowing, a short alone the shorts' borrowing less that funding.
+   *   Both sides held (GMX keeps them apart, each paying its borrowing) are folded into the one rate; a
+   *   long and a short of equal size that cost something have a net size of 0 no rate can carry: a
+   *   `NotSupportedError` naming them (the book then leaves the carry out, and says so).
+   * - Nothing held: the market's funding rate (the traded market's, {@link fundingRatePerHour}: what
+   *   the paying side pays, no borrowing; the book multiplies it by a size of 0).
+   *
+   * Funding credits are read at the paying side's rate (see {@link fundingRatePerHour}). `asOfMs` is the
+   * time of the block read. An unlisted instrument is an `InvalidOrderError`; a market token without a
+   * price a `StaleOracleError` naming it.
    */
   async fetchFundingRate(instrument: string): Promise<FundingRate> {
     const m = await this.market(instrument);
@@ -1256,15 +1278,50 @@ export class GmxVenue implements VenueAdapter {
         outcome: 'not-sent',
         retryable: true,
       });
+    const blockNumber = block.number;
+    // the account's positions in the instrument's markets (the traded one and any other of its index)
+    const held = (await this.rawPositions(blockNumber)).flatMap((p) => {
+      const v = this.valued.get(p.addresses.market.toLowerCase());
+      return v && v.id === instrument && p.numbers.sizeInTokens > 0n ? [{ p, entry: v.entry }] : [];
+    });
+    const markets = new Map<string, MarketEntry>([[m.marketToken.toLowerCase(), m]]);
+    for (const { entry } of held) markets.set(entry.marketToken.toLowerCase(), entry);
     const prices = await this.tokenPrices(
-      this.marketTokens(instrument, m, 'which funding is read with'),
-      block.number,
+      [...markets.values()].flatMap((e) =>
+        this.marketTokens(instrument, e, 'which funding and borrowing are read with'),
+      ),
+      blockNumber,
     );
-    const rates = await this.marketRates(instrument, m, prices, block.number);
+    const rates = new Map(
+      await Promise.all(
+        [...markets].map(
+          async ([key, e]) => [key, await this.marketRates(instrument, e, prices, blockNumber)] as const,
+        ),
+      ),
+    );
+    const sides: GmxHeldSide[] = held.map(({ p, entry }) => ({
+      isLong: p.flags.isLong,
+      sizeBase: fromUnits(p.numbers.sizeInTokens, entry.decimals),
+      rates: rates.get(entry.marketToken.toLowerCase()) as GmxMarketRates,
+    }));
+    const ratePerHour =
+      sides.length === 0
+        ? fundingRatePerHour(rates.get(m.marketToken.toLowerCase()) as GmxMarketRates)
+        : heldCarryRatePerHour(sides);
+    if (ratePerHour === undefined) {
+      const sum = (isLong: boolean) =>
+        sides.filter((x) => x.isLong === isLong).reduce((a, x) => a.add(x.sizeBase), new Dec(0));
+      throw new NotSupportedError({
+        venue: this.id,
+        message: `the account holds ${sum(true).toFixed()} long and ${sum(false).toFixed()} short of ${instrument} on GMX (kept apart, each paying its borrowing): their funding and borrowing cannot be stated as a rate on a net size of 0`,
+        retryable: true,
+        details: { instrument, longBase: sum(true).toFixed(), shortBase: sum(false).toFixed() },
+      });
+    }
     return {
       venue: this.id,
       instrument,
-      ratePerHour: fundingRatePerHour(rates),
+      ratePerHour,
       asOfMs: Number(block.timestamp) * 1000,
     };
   }
@@ -1381,15 +1438,17 @@ export class GmxVenue implements VenueAdapter {
       ],
       blockNumber,
     );
-    const [tokenPrices, oi, raw, rates] = await Promise.all([
+    const [tokenPrices, oi, raw, rates, { decimals: collateralDecimals }] = await Promise.all([
       pricesRead,
       this.openInterest(m, blockNumber),
       this.rawPositions(blockNumber),
       pricesRead.then((p) => this.marketRates(req.instrument, m, p, blockNumber)),
+      this.collateral(),
     ]);
     const price = tokenPrices.get(m.indexToken.toLowerCase()) as GmxTokenPrice;
     // As placeOrder decides: a hedge no larger than the opposite position reduces it (a decrease, under
-    // no open-interest or reserve cap); otherwise it increases its own side.
+    // no open-interest or reserve cap); otherwise it increases its own side by the whole size, beside the
+    // opposite position (GMX keeps a market's long and short apart; nothing of it is closed).
     const sizeTokens = toUnits(req.sizeBase, m.decimals);
     const decrease = raw.some(
       (p) =>
@@ -1457,12 +1516,29 @@ export class GmxVenue implements VenueAdapter {
       sizeDeltaUsd30,
       req.holdingHours,
     );
+    const executableSizeBase = new Dec(executable).toFixed();
+    // What placeOrder pulls from the wallet into the position for this size: an increase posts the
+    // collateral of its whole size (its USD size at the price placeOrder sizes it at × the collateral
+    // fraction, rounded up as placeOrder rounds it), also when it is a sell past a long (or a buy past a
+    // short), which GMX opens beside that position; a decrease posts none.
+    const lockedCollateralUsd = decrease
+      ? 0
+      : Number(
+          fromUnits(
+            collateralUnitsFor(
+              toUnits(executableSizeBase, m.decimals) * (isLong ? price.max : price.min),
+              m.collateralFraction,
+              collateralDecimals,
+            ),
+            collateralDecimals,
+          ),
+        );
     const quote: HedgeQuote = {
       venue: this.id,
       instrument: req.instrument,
       side: req.side,
       requestedSizeBase: req.sizeBase,
-      executableSizeBase: new Dec(executable).toFixed(),
+      executableSizeBase,
       referencePriceUsd: ref,
       expectedPriceUsd: exec,
       feeUsd,
@@ -1470,6 +1546,7 @@ export class GmxVenue implements VenueAdapter {
       gasUsd,
       fundingCarryUsd,
       totalCostUsd: feeUsd + impactUsd + gasUsd + fundingCarryUsd,
+      lockedCollateralUsd,
       expectedLatencyMs: this.p.expectedKeeperDelayMs,
       asOfMs: this.clock.nowMs(),
     };

@@ -49,12 +49,68 @@ function factorToNumber(factor30: bigint): number {
  * side is the larger (always so under GMX's static funding model, where the larger side pays) the
  * receivers get at least this rate, so reading it for both sides never understates a cost. Under
  * adaptive funding the smaller side may be paying for a while, and then a receiver's credit read from
- * this rate is too high by `receivingOI / payingOI`. Borrowing is not in it (both sides pay their own;
- * the quotes count it, see {@link carryFactorPerSecond30}).
+ * this rate is too high by `receivingOI / payingOI`. Borrowing is not in it (both sides pay their own,
+ * no one receives it): it is the market's rate, what the adapter reports while the account holds
+ * nothing there; a held position's rate, borrowing included, is {@link heldCarryRatePerHour}'s.
  */
 export function fundingRatePerHour(r: GmxMarketRates): number {
   const perHour30 = r.fundingFactorPerSecond * SECONDS_PER_HOUR;
   return factorToNumber(r.longsPayShorts ? perHour30 : -perHour30);
+}
+
+/**
+ * What holding side `isLong` of a market costs per USD of its size per second, 30 decimals, + = a cost:
+ * the side's borrowing (`borrowingFactorPerSecondForLongs/ForShorts`, never negative) plus the funding
+ * factor when the side pays, less it when it receives (the paying side's rate, read for the receivers
+ * too as {@link fundingRatePerHour} does: never less cost than GMX credits them when the paying side is
+ * the larger).
+ */
+export function heldSideFactorPerSecond30(r: GmxMarketRates, isLong: boolean): bigint {
+  const borrowing = isLong ? r.borrowingFactorPerSecondForLongs : r.borrowingFactorPerSecondForShorts;
+  const F = r.fundingFactorPerSecond;
+  return borrowing + (isLong === r.longsPayShorts ? F : -F);
+}
+
+/** One GMX position of the account: its side, its size in whole index tokens (> 0), its market's rates. */
+export interface GmxHeldSide {
+  isLong: boolean;
+  /** `sizeInTokens` in whole index tokens, exact decimal. */
+  sizeBase: string;
+  rates: GmxMarketRates;
+}
+
+/**
+ * The carry of the account's positions in one instrument as `FundingRate.ratePerHour` states it: per
+ * hour, a fraction of notional, + = longs pay, for the book to apply to the account's net size there
+ * (risk: funding P&L per hour = −netSize × spot × rate). Funding and borrowing both: each position costs
+ * its size × {@link heldSideFactorPerSecond30} of its side and market, and the rate is their sum over
+ * the net size, × 3 600:
+ *
+ *   rate = Σ sizeBase × factor(side) / (Σ long sizeBase − Σ short sizeBase) × 3 600 / 10^30
+ *
+ * For a long alone that is `(funding factor signed as longs pay + borrowing for longs) × 3 600`; for a
+ * short alone `(funding factor signed as longs pay − borrowing for shorts) × 3 600`: each side pays its
+ * borrowing, and the book's −size × rate makes it a cost for either sign. GMX keeps a long and a short
+ * of one market apart (both pay borrowing), so with both held the rate is what makes the net size carry
+ * what both cost (it can exceed either side's own rate). GMX charges on `sizeInUsd`, the book on the
+ * size at spot: the same approximation the funding rate alone made.
+ *
+ * Undefined when the net size is 0 while the positions cost something (a long and a short of equal size):
+ * no rate on a net size of 0 carries that. `sides` empty: 0 (nothing held, nothing carried).
+ */
+export function heldCarryRatePerHour(sides: readonly GmxHeldSide[]): number | undefined {
+  let cost = new Dec(0);
+  let net = new Dec(0);
+  for (const s of sides) {
+    const size = new Dec(s.sizeBase);
+    if (!size.isFinite() || size.isNegative())
+      throw new RangeError(`a held position's size must be a finite decimal ≥ 0, got ${s.sizeBase}`);
+    cost = cost.add(size.mul(heldSideFactorPerSecond30(s.rates, s.isLong).toString()));
+    net = s.isLong ? net.add(size) : net.sub(size);
+  }
+  if (net.isZero()) return cost.isZero() ? 0 : undefined;
+  const rate = cost.div(net).mul(SECONDS_PER_HOUR.toString()).div(FLOAT_PRECISION.toString()).toNumber();
+  return rate === 0 ? 0 : rate; // no -0
 }
 
 /**

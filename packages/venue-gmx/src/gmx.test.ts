@@ -503,6 +503,52 @@ describe('gmx adapter specifics', () => {
     expect(parts.equityUsd).toBeCloseTo(before.equityUsd - fees - 200 + 50, 6);
   });
 
+  it("a sell past the long opens a short of its whole size beside it: the quote's lockedCollateralUsd is the collateral of all of it, what the order pulls", async () => {
+    const store = new MemoryOrderStore<GmxOrderRecord>();
+    const v = venue({ store });
+    const quote = (side: 'buy' | 'sell', sizeBase: string) =>
+      v.quoteHedge({ instrument: 'ETH-USD:PERP', side, sizeBase });
+    // nothing held: a buy of 1 ETH at 3 500 with leverage 2 posts 1 750 USDC
+    expect((await quote('buy', '1')).lockedCollateralUsd).toBe(1750);
+    await v.placeOrder({
+      clientOrderId: 'lock-long',
+      instrument: 'ETH-USD:PERP',
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '2',
+    });
+    await keeper.runOnce();
+    expect((await v.getOrderByClientId('lock-long'))?.status).toBe('filled');
+    // a sell within the 2 ETH long decreases it: nothing posted
+    expect((await quote('sell', '2')).lockedCollateralUsd).toBe(0);
+    // a sell of 5 does not close the long and open 3: GMX opens a short of 5 beside it, and the order
+    // posts 5 × 3 500 × 0.5 = 8 750 USDC (a netting venue would need 3 × 3 500 × 0.5 = 5 250)
+    const flip = await quote('sell', '5');
+    expect(flip.executableSizeBase).toBe('5');
+    expect(flip.lockedCollateralUsd).toBe(8750);
+    const before = await equityParts(v);
+    await v.placeOrder({
+      clientOrderId: 'lock-flip',
+      instrument: 'ETH-USD:PERP',
+      side: 'sell',
+      orderType: 'market',
+      sizeBase: '5',
+    });
+    // what left the wallet is what the quote said, to the unit
+    expect((await store.get('lock-flip'))?.spend?.amountBase).toBe('8750000000');
+    const [working] = await v.fetchWorkingOrders();
+    expect(working).toMatchObject({ orderType: ORDER_TYPE.MarketIncrease, isLong: false });
+    await keeper.runOnce();
+    expect((await v.getOrderByClientId('lock-flip'))?.status).toBe('filled');
+    const after = await equityParts(v);
+    expect(after.walletUsd).toBeCloseTo(before.walletUsd - (flip.lockedCollateralUsd ?? 0), 6);
+    // net −3, both positions open, each holding its collateral (less its fee)
+    expect(after.positions[0]?.sizeBase).toBe(-3);
+    expect(after.marginUsd).toBeCloseTo(3500 - 3.5 + 8750 - 17_500 * 0.0005, 6);
+    // the long stays open: a sell of 2 more still decreases it, posting nothing
+    expect((await quote('sell', '2')).lockedCollateralUsd).toBe(0);
+  });
+
   /** The ETH-USD:PERP market token. */
   const ethMarket = async () =>
     (await venue().loadMarkets()).find((m) => m.instrument.id === 'ETH-USD:PERP')?.venueSymbol as Hex;

@@ -45,8 +45,11 @@ export {
   carryFactorPerSecond30,
   carryUsd,
   fundingRatePerHour,
+  type GmxHeldSide,
   type GmxMarketRates,
   type GmxOpenInterestUsd30,
+  heldCarryRatePerHour,
+  heldSideFactorPerSecond30,
 } from './funding.ts';
 export { GmxKeeper, type GmxKeeperOptions, type GmxKeeperResult } from './keeper.ts';
 export {

@@ -13,6 +13,7 @@ import {
 import { everythingIn, type LocalTestChain } from '@xhedge/evm/testing';
 import {
   InvalidOrderError,
+  NotSupportedError,
   RateLimitError,
   RevertedError,
   StaleOracleError,
@@ -504,8 +505,8 @@ describe('funding and borrowing: Reader.getMarketInfo (nextFunding, borrowingFac
     );
   });
 
-  it("fetchFundingRate: the paying side's rate per hour, + when longs pay, − when shorts do", async () => {
-    const v = venue();
+  it("fetchFundingRate with nothing held: the market's funding, the paying side's rate per hour, + when longs pay, − when shorts do", async () => {
+    const v = venue({ ctx: keeperCtx }); // an account with no positions
     // no open interest on one side: GMX moves no funding
     expect((await v.fetchFundingRate('ETH-USD:PERP')).ratePerHour).toBe(0);
     await skewedMarket();
@@ -527,6 +528,54 @@ describe('funding and borrowing: Reader.getMarketInfo (nextFunding, borrowingFac
     await expect(v.fetchFundingRate('DOGE-USD:PERP')).rejects.toBeInstanceOf(InvalidOrderError);
     // declared: funding accrues by the second
     expect(v.capabilities.fundingIntervalHours).toBe(1 / 3600);
+  });
+
+  it("fetchFundingRate of a held position: funding plus the borrowing of the side held, so the book's carry is what GMX charges", async () => {
+    const otherVenue = await skewedMarket(); // the trader long 3 ETH, the other trader short 1 ETH
+    const v = venue();
+    // the long: 10^-8 funding + 3 × 10^-8 borrowing per second, × 3 600 (funding alone: 0.000036)
+    expect((await v.fetchFundingRate('ETH-USD:PERP')).ratePerHour).toBe(0.000144);
+    // the short: 2 × 10^-8 borrowing less the 10^-8 funding it is credited: a cost, so −size × rate < 0
+    expect((await otherVenue.fetchFundingRate('ETH-USD:PERP')).ratePerHour).toBe(-0.000036);
+    // the book's funding P&L per hour (−size × spot × rate) is what the long pays by the second:
+    // 10 500 USD × 4 × 10^-8 × 3 600 = 1.512 USD an hour
+    expect(-3 * 3500 * (await v.fetchFundingRate('ETH-USD:PERP')).ratePerHour).toBeCloseTo(-1.512, 12);
+    // shorts paying (adaptive, 5 × 10^-9): the long pays its 3 × 10^-8 borrowing less that credit, the
+    // short its 2 × 10^-8 plus that funding: 2.5 × 10^-8 each
+    await fx.setUint(marketKey(K.FUNDING_INCREASE_FACTOR_PER_SECOND, ethMarket()), 10n ** 19n);
+    await fx.setInt(marketKey(K.SAVED_FUNDING_FACTOR_PER_SECOND, ethMarket()), -5n * 10n ** 21n);
+    expect((await v.fetchFundingRate('ETH-USD:PERP')).ratePerHour).toBe(0.00009);
+    expect((await otherVenue.fetchFundingRate('ETH-USD:PERP')).ratePerHour).toBe(-0.00009);
+    // no position in BTC: its market's funding (none)
+    expect((await v.fetchFundingRate('BTC-USD:PERP')).ratePerHour).toBe(0);
+  });
+
+  it('fetchFundingRate with a long and a short held apart (a sell past the long): both sides pay, folded into the net size; equal sizes have no rate', async () => {
+    await skewedMarket();
+    const v = venue();
+    await order(v, 'fund-flip', 'sell', '5'); // opens a short of 5 beside the long of 3: net −2
+    const [pos] = await v.fetchPositions();
+    expect(pos?.sizeBase).toBe(-2);
+    const info = await marketInfo();
+    const F = info.nextFunding.longsPayShorts
+      ? info.nextFunding.fundingFactorPerSecond
+      : -info.nextFunding.fundingFactorPerSecond;
+    const long = F + info.borrowingFactorPerSecondForLongs;
+    const short = -F + info.borrowingFactorPerSecondForShorts;
+    expect(info.borrowingFactorPerSecondForLongs).toBeGreaterThan(0n);
+    expect(info.borrowingFactorPerSecondForShorts).toBeGreaterThan(0n);
+    // per hour: the long's 3 and the short's 5 over the net −2
+    const costPerHour30 = (3n * long + 5n * short) * 3600n;
+    const rate = (await v.fetchFundingRate('ETH-USD:PERP')).ratePerHour;
+    expect(rate).toBeCloseTo(-Number(costPerHour30) / 2 / 1e30, 18);
+    // the book's carry of the net −2 is what both positions pay
+    expect(-(-2) * 3500 * rate).toBeCloseTo((-Number(costPerHour30) * 3500) / 1e30, 9);
+    // a buy of 2 reduces the short to 3: long 3 and short 3, net 0, both still paying borrowing
+    await order(v, 'fund-even', 'buy', '2');
+    expect((await v.fetchPositions())[0]?.sizeBase).toBe(0);
+    const err = await v.fetchFundingRate('ETH-USD:PERP').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotSupportedError);
+    expect((err as Error).message).toMatch(/holds 3 long and 3 short of ETH-USD:PERP.*net size of 0/);
   });
 
   it("quotes carry the side's funding and borrowing over holdingHours: a buy the long side, a sell the short side", async () => {
