@@ -5,7 +5,8 @@ pragma solidity ^0.8.24;
 // adapter uses has the name, signature and field order of derivexyz/v1-core (Newport, ea9e36a), on the
 // contract that declares it there: OptionMarket (openPosition/closePosition with TradeInputParameters and
 // Result, getLiveBoards/getOptionBoard/getBoardStrikes/getStrike, boardToPriceAtExpiry,
-// settleExpiredBoard, event Trade with its TradeResult[] and LiquidationEventData), OptionToken
+// getSettlementParameters, baseAsset, settleExpiredBoard, event Trade with its TradeResult[] and
+// LiquidationEventData), OptionToken
 // (getOwnerPositions/getOptionPosition, event PositionUpdated), OptionGreekCache (getStrikeCache,
 // getGlobalNetDelta, getGreekCacheParams, getIvGWAV/getSkewGWAV, getMinCollateral) and the exchange
 // adapter (getSpotPriceForMarket). Functions marked "lite only" exist for test set-up and are not in the
@@ -434,6 +435,10 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer, ILiquidityPool {
     IERC20Lite public immutable quoteAsset;
     /// The quote token's decimals (v1-core reads quoteAsset.decimals() at each transfer).
     uint8 internal immutable quoteDecimals;
+    /// As v1-core: the underlying's token, which base-collateralised short calls lock (held here: the lite
+    /// has no ShortCollateral) and settleOptions returns to their owners.
+    IERC20Lite public immutable baseAsset;
+    uint8 internal immutable baseDecimals;
     OptionToken public immutable optionToken;
     OptionGreekCache public immutable greekCache;
     ExchangeAdapter public immutable exchangeAdapter;
@@ -464,6 +469,11 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer, ILiquidityPool {
     mapping(uint256 => Strike) internal strikes;
     /// Spot fixed for a board by settleExpiredBoard (v1-core's public mapping); 0 until then.
     mapping(uint256 => uint256) public boardToPriceAtExpiry;
+    /// As v1-core: per strike of a settled board, the base per option a base-collateralised short call
+    /// owes the pool ((price - strike) / price / (1 - staticBaseSettlementFee), at most 1), 18 decimals.
+    mapping(uint256 => uint256) internal strikeToBaseReturnedRatio;
+    /// As v1-core OptionMarketParameters.staticBaseSettlementFee, 18 decimals; 0 until set (lite only setter).
+    uint256 internal staticBaseSettlementFee;
 
     event BoardCreated(uint256 indexed boardId, uint256 expiry, uint256 baseIv, bool frozen);
     event StrikeAdded(uint256 indexed boardId, uint256 indexed strikeId, uint256 strikePrice, uint256 skew);
@@ -508,6 +518,7 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer, ILiquidityPool {
 
     constructor(
         IERC20Lite quote,
+        IERC20Lite base,
         OptionToken token,
         OptionGreekCache cache,
         ExchangeAdapter adapter,
@@ -518,6 +529,8 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer, ILiquidityPool {
         owner = msg.sender;
         quoteAsset = quote;
         quoteDecimals = quote.decimals();
+        baseAsset = base;
+        baseDecimals = base.decimals();
         optionToken = token;
         greekCache = cache;
         exchangeAdapter = adapter;
@@ -562,6 +575,12 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer, ILiquidityPool {
         minDelta = minDelta_;
     }
 
+    /// Lite only (v1-core: OptionMarket.setOptionMarketParams, its staticBaseSettlementFee).
+    function setLiteBaseSettlementFee(uint256 fee) external {
+        if (msg.sender != owner) revert Unauthorized(msg.sender);
+        staticBaseSettlementFee = fee;
+    }
+
     function setBoardFrozen(uint256 boardId, bool frozen) external {
         if (msg.sender != owner) revert Unauthorized(msg.sender);
         boards[boardId].frozen = frozen;
@@ -575,18 +594,41 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer, ILiquidityPool {
         if (boardId == 0 || b.id != boardId) revert InvalidBoardId(address(this), boardId);
         if (block.timestamp < b.expiry) revert BoardNotExpired(address(this), boardId);
         if (boardToPriceAtExpiry[boardId] != 0) revert BoardAlreadySettled(address(this), boardId);
-        boardToPriceAtExpiry[boardId] = exchangeAdapter.getSettlementPriceForMarket(address(this), b.expiry);
+        uint256 price = exchangeAdapter.getSettlementPriceForMarket(address(this), b.expiry);
+        boardToPriceAtExpiry[boardId] = price;
         // As v1-core (LiquidityPool.boardSettlement): the collateral locked for the board's longs is freed.
         for (uint256 i = 0; i < b.strikeIds.length; i++) {
             Strike storage st = strikes[b.strikeIds[i]];
             _freeCollateral(st.longPut * st.strikePrice / UNIT, st.longCall);
+            // As v1-core _settleExpiredBoard: the base per option an in-the-money base short owes the pool.
+            if (price > st.strikePrice) {
+                uint256 ratio = (price - st.strikePrice) * UNIT / price * UNIT / (UNIT - staticBaseSettlementFee);
+                strikeToBaseReturnedRatio[st.id] = ratio > UNIT ? UNIT : ratio;
+            }
         }
+    }
+
+    /// As v1-core: a strike's price, its board's settlement price (0 until settled), the base ratio a
+    /// base-collateralised short call owes at settlement and the longs' scale factor (lite: always 1).
+    function getSettlementParameters(uint256 strikeId)
+        external
+        view
+        returns (uint256 strikePrice, uint256 priceAtExpiry, uint256 strikeToBaseReturned, uint256 longScaleFactor)
+    {
+        return (
+            strikes[strikeId].strikePrice,
+            boardToPriceAtExpiry[strikes[strikeId].boardId],
+            strikeToBaseReturnedRatio[strikeId],
+            UNIT
+        );
     }
 
     /// Lite only: v1-core's ShortCollateral.settleOptions (same signature), here because the lite keeps
     /// collateral and pool funds in this contract. Anyone may settle positions of a settled board: a long
-    /// gets its payoff at the board's price, a short its collateral less that payoff; the position becomes
-    /// SETTLED (v1-core burns its token) and leaves its owner's positions.
+    /// gets its payoff at the board's price, a quote-collateralised short its collateral less that payoff
+    /// (quote), a base-collateralised short call its collateral less strikeToBaseReturnedRatio × amount
+    /// (base, as v1-core _sendShortCallBaseProceeds; nothing when that is more than the collateral); the
+    /// position becomes SETTLED (v1-core burns its token) and leaves its owner's positions.
     function settleOptions(uint256[] calldata positionIds) external {
         for (uint256 i = 0; i < positionIds.length; i++) {
             IOptionToken.OptionPosition memory pos = optionToken.getOptionPosition(positionIds[i]);
@@ -606,11 +648,19 @@ contract OptionMarket is IOptionMarket, IOptionMarketPricer, ILiquidityPool {
             if (_isCall(pos.optionType)) intrinsic = price > st.strikePrice ? price - st.strikePrice : 0;
             else intrinsic = st.strikePrice > price ? st.strikePrice - price : 0;
             uint256 payoff = intrinsic * pos.amount / UNIT;
+            pos.state = IOptionToken.PositionState.SETTLED;
+            optionToken.write(holder, pos, IOptionToken.PositionUpdatedType.SETTLED);
+            if (pos.optionType == OptionType.SHORT_CALL_BASE) {
+                uint256 owed = strikeToBaseReturnedRatio[pos.strikeId] * pos.amount / UNIT;
+                uint256 back = pos.collateral > owed ? pos.collateral - owed : 0;
+                // as v1-core ConvertDecimals.convertFrom18 (rounded down)
+                uint256 units = baseDecimals >= 18 ? back * 10 ** (baseDecimals - 18) : back / 10 ** (18 - baseDecimals);
+                if (units > 0) require(baseAsset.transfer(holder, units), "TRANSFER_FAILED");
+                continue;
+            }
             uint256 pay;
             if (_isLong(pos.optionType)) pay = payoff;
             else pay = pos.collateral > payoff ? pos.collateral - payoff : 0;
-            pos.state = IOptionToken.PositionState.SETTLED;
-            optionToken.write(holder, pos, IOptionToken.PositionUpdatedType.SETTLED);
             if (pay > 0) require(quoteAsset.transfer(holder, _from18Down(pay)), "TRANSFER_FAILED");
         }
     }

@@ -94,6 +94,14 @@ const REAL: Record<'optionMarket' | 'optionToken' | 'greekCache' | 'exchangeAdap
       '0x2dd0776b',
     ],
     ['function', 'OptionMarket', 'boardToPriceAtExpiry(uint256)', '(uint256)', '0xd1e9e811'],
+    [
+      'function',
+      'OptionMarket',
+      'getSettlementParameters(uint256)',
+      '(uint256,uint256,uint256,uint256)',
+      '0x1fdb6cbd',
+    ],
+    ['function', 'OptionMarket', 'baseAsset()', '(address)', '0xcdf456e1'],
     ['function', 'OptionMarket', 'settleExpiredBoard(uint256)', '()', '0x7c1de425'],
     [
       'event',

@@ -43,6 +43,12 @@ export const optionMarketAbi = parseAbi([
   'function createOptionBoard(uint256 expiry, uint256 baseIV, uint256[] strikePrices, uint256[] skews, bool frozen) returns (uint256)',
   // The board's settlement price (quote per base, 18 decimals), 0 until `settleExpiredBoard` ran after its expiry.
   'function boardToPriceAtExpiry(uint256 boardId) view returns (uint256)',
+  // Per strike: its price, its board's settlement price (0 until settled), the base per option a
+  // base-collateralised short call owes the pool at settlement (set by settleExpiredBoard, 18 decimals;
+  // ShortCollateral.settleOptions returns collateral − it × amount to the owner) and the longs' scale factor.
+  'function getSettlementParameters(uint256 strikeId) view returns (uint256 strikePrice, uint256 priceAtExpiry, uint256 strikeToBaseReturned, uint256 longScaleFactor)',
+  // The underlying's ERC-20 (WETH, WBTC): base-collateralised short calls lock it, settlement returns it.
+  'function baseAsset() view returns (address)',
   'function settleExpiredBoard(uint256 boardId)',
   // `trade.reservedFee` is only the DAO's share of the fee (feePortionReserved); what the trader paid in
   // fees is the sum of `tradeResults[].totalFee` (= Result.totalFee).

@@ -4,6 +4,8 @@ import {
   type Clock,
   canonicalStrike,
   Dec,
+  EXPIRY_HOUR_UTC,
+  expiryDateToMs,
   type Fill,
   formatInstrumentId,
   instrumentMeta,
@@ -45,7 +47,6 @@ import {
   unreachableHealth,
   type VenueErrorMapper,
   venueErrorMapper,
-  walletBalances,
 } from '@xhedge/evm';
 import { bsm } from '@xhedge/pricing';
 import {
@@ -68,6 +69,7 @@ import {
   decodeFunctionResult,
   encodeAbiParameters,
   encodeFunctionData,
+  erc20Abi,
   formatUnits,
   type Hex,
   keccak256,
@@ -99,7 +101,10 @@ interface StrikeEntry {
   market: LyraMarket;
   strikeId: bigint;
   boardId: bigint;
+  /** The board's expiry, exact (any time of day): what the adapter's Greeks and `info.instrument.expiryMs` take. */
   expiryMs: number;
+  /** The board expires at the instant its id stands for (08:00 UTC on its date, {@link idExpiryMs}). */
+  onHour: boolean;
   strike: number;
   /** Strike price as the chain holds it (quote per base, 18 decimals). */
   strikePriceE18: bigint;
@@ -118,7 +123,37 @@ interface HeldPosition {
   expiryMs: number;
   /** Canonical option id (`ETH-USD:OPT:YYYYMMDD:STRIKE:C`), also for an expired board. */
   instrument: string;
+  /**
+   * A base-collateralised short call (SHORT_CALL_BASE) on a settled board: the base (18 decimals) that
+   * `ShortCollateral.settleOptions` returns to the owner, collateral − strikeToBaseReturned × amount (0 when
+   * that is negative: the pool bears the shortfall). Undefined for every other position.
+   */
+  baseBackE18?: bigint;
 }
+
+/**
+ * The instant an expiry date's instrument ids stand for (`@xhedge/core`: 08:00 UTC on the date): the id of
+ * an option on a board expiring at `expiryMs` holds its UTC date only, and the rest of xhedge (the risk
+ * engine's time to expiry, the planner's settlement asks) reads the expiry from the id.
+ */
+function idExpiryMs(expiryMs: number): number {
+  const ms = expiryDateToMs(msToExpiryDate(expiryMs));
+  if (typeof ms === 'string') throw new RangeError(`board expiry ${expiryMs} ms: ${ms}`);
+  return ms;
+}
+
+/**
+ * What `ShortCollateral.settleOptions` returns to the owner of a base-collateralised short call (v1-core
+ * _sendShortCallBaseProceeds): its collateral less `strikeToBaseReturned` × amount (DecimalMath, rounded
+ * down), nothing when the collateral does not cover it. 18 decimals.
+ */
+function baseReturnedE18(collateral: bigint, amount: bigint, strikeToBaseReturned: bigint): bigint {
+  const owed = (strikeToBaseReturned * amount) / 10n ** 18n;
+  return collateral > owed ? collateral - owed : 0n;
+}
+
+/** A position as the OptionToken lists it (ACTIVE, with an amount), before its strike and board are read. */
+type OwnedPosition = Omit<HeldPosition, 'boardId' | 'expiryMs' | 'instrument' | 'baseBackE18'>;
 
 const isLongType = (t: number) => t === OPTION_TYPE.LONG_CALL || t === OPTION_TYPE.LONG_PUT;
 const isCallType = (t: number) =>
@@ -667,7 +702,9 @@ export class LyraVenue implements VenueAdapter {
    * in `getLiveBoards` after its expiry until `settleExpiredBoard`; such a board no longer trades and is
    * left out here (positions on it are still read, see {@link heldPositions}). Three batched reads
    * (live boards of every market with the latest block, the boards, their strikes), whatever the number
-   * of boards and strikes.
+   * of boards and strikes. Each market's `instrument.expiryMs` is its board's expiry to the second, which
+   * the id (a date) does not hold; an id several boards list names the one of them the id stands for
+   * ({@link optionId}).
    */
   private async strikes(): Promise<Map<string, StrikeEntry>> {
     const c = this.ctx.publicClient;
@@ -725,6 +762,7 @@ export class LyraVenue implements VenueAdapter {
     for (const { market: m, boardId, frozen, expiryMs, strikeId, read } of strikes) {
       const s = read(strikeResults);
       const strike = canonicalStrike(new Dec(s.strikePrice.toString()).div(1e18).toFixed());
+      const onHour = expiryMs === idExpiryMs(expiryMs);
       for (const isCall of [true, false]) {
         const id = formatInstrumentId({
           kind: 'option',
@@ -734,17 +772,21 @@ export class LyraVenue implements VenueAdapter {
           strike,
           optionType: isCall ? 'call' : 'put',
         });
-        if (out.has(id)) continue; // a later board on the date: the id names the first (optionId)
+        // another board on the date lists it: the id names the one at its instant, else the first (optionId)
+        const had = out.get(id);
+        if (had && (had.onHour || !onHour)) continue;
         out.set(id, {
           market: m,
           strikeId,
           boardId,
           expiryMs,
+          onHour,
           strike: Number(strike),
           strikePriceE18: s.strikePrice,
           isCall,
           info: {
-            instrument: instrumentMeta(id, { settlementCurrency: this.p.quoteSymbol }),
+            // the board's own expiry (any time of day), not the id's 08:00 UTC
+            instrument: { ...instrumentMeta(id, { settlementCurrency: this.p.quoteSymbol }), expiryMs },
             venueSymbol: `${m.optionMarket}:${strikeId}:${isCall ? 'C' : 'P'}`,
             minSizeBase: this.p.minSizeBase,
             sizeStepBase: this.p.sizeStepBase,
@@ -1014,12 +1056,18 @@ export class LyraVenue implements VenueAdapter {
   /**
    * The canonical option id of a strike of a market at an expiry: `BASE-USD:OPT:YYYYMMDD:STRIKE:C|P`, the
    * UTC date of the board's expiry (`@xhedge/core`'s grammar, which holds a date, no time and no board).
-   * Two boards of a market expiring on one UTC date (at different times) therefore give a strike both
-   * list the same id: it names the first listed of them (lowest board id, as v1-core numbers boards), so
-   * an id keeps naming the board it was first given to when more are listed. The later board's strikes
-   * that the first also lists are not listed, quoted or traded (its other strikes are, under their own
-   * ids); positions on them count under the shared id in `fetchPositions`, and its settlement price
-   * answers none of the shared ids (README: Instrument ids).
+   * The rest of xhedge reads an option's expiry from its id, 08:00 UTC on the date ({@link idExpiryMs}: the
+   * risk engine's time to expiry, the planner's settlement asks, one settlement price per date), so the
+   * adapter opens positions only on boards expiring at that instant: one at another time of day is
+   * listed with its exact `expiryMs`, quoted, marked and traded to close, but an order that would open or
+   * add to a position on it is refused ({@link plan}); the book would take it to expire at 08:00.
+   * Two boards of a market on one UTC date give a strike both list the same id: it names the one expiring
+   * at the id's instant, else the first listed (lowest board id, as v1-core numbers boards). Boards that
+   * take new positions on one date thus expire at one instant, and a shared id's board is decided by the
+   * chain alone, whatever this process saw before. The other board's strike under that id is not listed
+   * (its other strikes are, under their own ids); positions on it (opened elsewhere) count under the
+   * shared id in `fetchPositions`, and `fetchSettlementPrices` answers an id at the price of the board the
+   * account's positions under it are on (README: Instrument ids).
    */
   private optionId(m: LyraMarket, expiryMs: number, strikePriceE18: bigint, isCall: boolean): string {
     return formatInstrumentId({
@@ -1038,8 +1086,9 @@ export class LyraVenue implements VenueAdapter {
    * live list) until `ShortCollateral.settleOptions` pays it, so it is found from the OptionToken
    * (→ strike → board), not from the live boards. Three batched reads whatever the number of positions
    * (every market's positions, their strikes, their boards; a strike or board several positions share is
-   * read once). A read that fails fails the call, naming the read and the positions it was for: a
-   * position is never left out (the book's delta would move by it).
+   * read once; with the strikes, each base-collateralised short call's settlement parameters, for
+   * {@link HeldPosition.baseBackE18}). A read that fails fails the call, naming the read and the positions
+   * it was for: a position is never left out (the book's delta would move by it).
    */
   private async heldPositions(lookup = new StrikeBoardLookup()): Promise<HeldPosition[]> {
     const owned = await this.ownerPositions();
@@ -1049,7 +1098,10 @@ export class LyraVenue implements VenueAdapter {
       strikes,
       owned.map((p) => ({ market: p.market, strikeId: p.strikeId, for: forPosition(p) })),
     );
-    keepStrikes(await this.#readAll(strikes));
+    const settlementOf = this.#addBaseSettlements(strikes, owned);
+    const strikeResults = await this.#readAll(strikes);
+    keepStrikes(strikeResults);
+    const baseBack = settlementOf(strikeResults);
     const boards = new ReadBatch();
     const keepBoards = lookup.addBoards(
       boards,
@@ -1063,13 +1115,56 @@ export class LyraVenue implements VenueAdapter {
     return owned.map((p) => {
       const strike = lookup.strike(p.market, p.strikeId);
       const expiryMs = Number(lookup.board(p.market, strike.boardId).expiry) * 1000;
+      const back = baseBack.get(p);
       return {
         ...p,
         boardId: strike.boardId,
         expiryMs,
         instrument: this.optionId(p.market, expiryMs, strike.strikePrice, isCallType(p.optionType)),
+        ...(back === undefined ? {} : { baseBackE18: back }),
       };
     });
+  }
+
+  /**
+   * Adds to `batch` the settlement parameters (`OptionMarket.getSettlementParameters`) of the strikes of the
+   * base-collateralised short calls among `owned`, each strike once; answers, from the batch's results,
+   * what settlement returns to each such position whose board is settled ({@link baseReturnedE18}).
+   * Positions on a board not settled yet, and every other position, have no entry.
+   */
+  #addBaseSettlements<P extends OwnedPosition>(
+    batch: ReadBatch,
+    owned: readonly P[],
+  ): (results: readonly unknown[]) => Map<P, bigint> {
+    const reads = new Map<string, Read<readonly [bigint, bigint, bigint, bigint]>>();
+    const shorts = owned.filter((p) => p.optionType === OPTION_TYPE.SHORT_CALL_BASE);
+    for (const p of shorts) {
+      const k = `${p.market.optionMarket}|${p.strikeId}`;
+      if (reads.has(k)) continue;
+      const of = shorts.filter((q) => q.market === p.market && q.strikeId === p.strikeId);
+      reads.set(
+        k,
+        batch.add(
+          {
+            address: p.market.optionMarket,
+            abi: optionMarketAbi,
+            functionName: 'getSettlementParameters',
+            args: [p.strikeId],
+          },
+          `getSettlementParameters(${p.strikeId}) of the ${p.market.underlying} market${forItems(of.map((q) => `position ${q.positionId}`))}`,
+        ),
+      );
+    }
+    return (results) => {
+      const out = new Map<P, bigint>();
+      for (const p of shorts) {
+        const read = reads.get(`${p.market.optionMarket}|${p.strikeId}`);
+        if (!read) throw new RangeError(`settlement parameters of strike ${p.strikeId} were not read`);
+        const [, priceAtExpiry, strikeToBaseReturned] = read(results);
+        if (priceAtExpiry !== 0n) out.set(p, baseReturnedE18(p.collateral, p.amount, strikeToBaseReturned));
+      }
+      return out;
+    };
   }
 
   /**
@@ -1082,44 +1177,67 @@ export class LyraVenue implements VenueAdapter {
    * filled orders in its durable order store ({@link boardsOfOwnOrders}: a restarted adapter still finds
    * a board settled, and its positions paid out, while it was down): an instrument on no such board, on a
    * board not settled yet, or not a strike of its board is absent. The price is exact (18 decimals of the quote asset, taken as
-   * USD). Lyra keeps no time with it: `fixedAtMs` is the board's expiry, the instant it stands for.
+   * USD). Lyra keeps no time with it: `fixedAtMs` is the board's expiry, or the instant the id stands for
+   * (08:00 UTC on its date) when the board expired before it: the price was fixed by `settleExpiredBoard`
+   * at or after the board's expiry, and xhedge takes the instrument's expiry, and checks a settlement price
+   * against it, from the id.
+   *
+   * Where several boards on one date list an id's strike, the id is answered from the board the
+   * account's positions under it are on (the positions it holds, else the positions its own orders on the
+   * id traded), else from the board the id names in the listing ({@link optionId}: the one at the id's
+   * instant, else the first listed); never from another board when that one is not settled. Each id is
+   * decided on its own, from what the chain and the order store say, so a restarted adapter answers as
+   * the one that saw every board listed.
    *
    * Batched reads whatever the number of positions, boards and strikes: three for the positions, up to
-   * three for the own orders (none when the boards are known otherwise), one for every board's price
-   * with the boards not read yet, one for the strikes of the boards that answer. A read the answer
-   * needs that fails fails the call, naming it.
+   * three for the own orders (none when the store holds no filled order on an id asked and not held), one
+   * for every board's price with the boards not read yet, one for the strikes of the boards that answer.
+   * A read the answer needs that fails fails the call, naming it.
    */
   async fetchSettlementPrices(instruments: readonly string[]): Promise<SettlementPrice[]> {
-    const wanted = new Set(instruments);
-    // the expiries asked about, `underlying|YYYYMMDD`; ids that do not parse are simply not answered
-    const expiries = new Set<string>();
-    for (const id of wanted) {
+    // the option ids asked, with their date (`underlying|YYYYMMDD`) and the instant they stand for; ids
+    // that do not parse are simply not answered
+    const wanted = new Map<string, { expiry: string; idMs: number }>();
+    for (const id of instruments) {
       try {
         const m = parseInstrumentId(id);
-        if (m.kind === 'option') expiries.add(`${m.base}|${m.expiryDate}`);
+        if (m.kind === 'option') wanted.set(id, { expiry: `${m.base}|${m.expiryDate}`, idMs: m.expiryMs });
       } catch {}
     }
-    if (expiries.size === 0) return [];
+    if (wanted.size === 0) return [];
+    const expiries = new Set([...wanted.values()].map((w) => w.expiry));
     const lookup = new StrikeBoardLookup();
     const out: SettlementPrice[] = [];
-    // the boards of those expiries: those the account holds positions on, and those seen listed
-    const boards = new Map<string, { market: LyraMarket; boardId: bigint; expiryMs: number }>();
-    for (const h of await this.heldPositions(lookup))
-      if (expiries.has(`${h.market.underlying}|${msToExpiryDate(h.expiryMs)}`))
-        boards.set(`${h.market.optionMarket}|${h.boardId}`, h);
-    for (const e of expiries) for (const [k, b] of this.#boardsSeen.get(e) ?? []) boards.set(k, b);
-    const found = new Set(
-      [...boards.values()].map((b) => `${b.market.underlying}|${msToExpiryDate(b.expiryMs)}`),
+    type BoardRef = { market: LyraMarket; boardId: bigint; expiryMs: number };
+    const keyOf = (b: BoardRef) => `${b.market.optionMarket}|${b.boardId}`;
+    const dateOf = (b: BoardRef) => `${b.market.underlying}|${msToExpiryDate(b.expiryMs)}`;
+    // the boards of those dates: those the account holds positions on, those its orders traded, those seen
+    // listed; and per id asked, the boards the account's positions under it are on
+    const boards = new Map<string, BoardRef>();
+    const heldOn = new Map<string, Map<string, BoardRef>>();
+    for (const h of await this.heldPositions(lookup)) {
+      if (!expiries.has(dateOf(h))) continue;
+      boards.set(keyOf(h), h);
+      if (!wanted.has(h.instrument)) continue;
+      const on = heldOn.get(h.instrument) ?? new Map<string, BoardRef>();
+      on.set(keyOf(h), h);
+      heldOn.set(h.instrument, on);
+    }
+    const tradedOn = await this.boardsOfOwnOrders(
+      new Set([...wanted.keys()].filter((id) => !heldOn.has(id))),
+      lookup,
     );
-    for (const [k, b] of await this.boardsOfOwnOrders(wanted, found, lookup)) boards.set(k, b);
-    // An id two boards on one date share is the first listed one's (optionId): boards in listing order
-    // (markets in params order, then board id), and an id is answered by the first board found with it,
-    // or not at all while that board is not settled (a later board's price would be another expiry's).
-    const dateOf = (b: { market: LyraMarket; expiryMs: number }) =>
-      `${b.market.underlying}|${msToExpiryDate(b.expiryMs)}`;
+    for (const b of tradedOn.values()) boards.set(keyOf(b), b);
+    for (const e of expiries) for (const [k, b] of this.#boardsSeen.get(e) ?? []) boards.set(k, b);
     const perDate = new Map<string, number>();
     for (const b of boards.values()) perDate.set(dateOf(b), (perDate.get(dateOf(b)) ?? 0) + 1);
     const marketIndex = (m: LyraMarket) => this.p.markets.indexOf(m);
+    // the board an id names among several: the one at the id's instant, then markets in params order, then board id
+    const onHour = (b: BoardRef) => (b.expiryMs === idExpiryMs(b.expiryMs) ? 0 : 1);
+    const preferred = (a: BoardRef, b: BoardRef) =>
+      onHour(a) - onHour(b) ||
+      marketIndex(a.market) - marketIndex(b.market) ||
+      ascending(a.boardId, b.boardId);
     const priceBatch = new ReadBatch();
     const ordered = [...boards.values()]
       .sort((a, b) => marketIndex(a.market) - marketIndex(b.market) || ascending(a.boardId, b.boardId))
@@ -1143,10 +1261,10 @@ export class LyraVenue implements VenueAdapter {
     );
     const priceResults = await this.#readAll(priceBatch);
     keepBoards(priceResults);
+    const priceOf = new Map(ordered.map((b) => [keyOf(b), b.price(priceResults)]));
     const answering = ordered
-      .map((b) => ({ ...b, priceE18: b.price(priceResults) }))
-      // not settled yet: nothing to answer, unless a later board on its date would answer its ids
-      .filter((b) => b.priceE18 !== 0n || (perDate.get(dateOf(b)) ?? 0) >= 2);
+      // not settled yet: nothing to answer, unless another board on its date would answer its ids
+      .filter((b) => priceOf.get(keyOf(b)) !== 0n || (perDate.get(dateOf(b)) ?? 0) >= 2);
     const strikeBatch = new ReadBatch();
     const keepStrikes = lookup.addStrikes(
       strikeBatch,
@@ -1157,51 +1275,65 @@ export class LyraVenue implements VenueAdapter {
       ),
     );
     keepStrikes(await this.#readAll(strikeBatch));
-    const decided = new Set<string>();
-    for (const { market: m, boardId, expiryMs, priceE18 } of answering) {
+    // every id of the answering boards, in listing order, with the boards that list it
+    const listedOn = new Map<string, BoardRef[]>();
+    const idsOf = answering.map((b) => {
+      const ids = lookup.board(b.market, b.boardId).strikeIds.flatMap((strikeId) => {
+        const s = lookup.strike(b.market, strikeId);
+        return [true, false].map((isCall) => this.optionId(b.market, b.expiryMs, s.strikePrice, isCall));
+      });
+      for (const id of ids) listedOn.set(id, [...(listedOn.get(id) ?? []), b]);
+      return { board: b, ids };
+    });
+    // the board an id is answered from: the account's positions' (held, else traded), else the listing's
+    const boardOf = (id: string): BoardRef | undefined => {
+      const traded = tradedOn.get(id);
+      const from = [...(heldOn.get(id)?.values() ?? (traded ? [traded] : (listedOn.get(id) ?? [])))];
+      return from.sort(preferred)[0];
+    };
+    for (const { board: b, ids } of idsOf) {
+      const priceE18 = priceOf.get(keyOf(b)) ?? 0n;
+      if (priceE18 === 0n) continue;
       const priceUsd = new Dec(priceE18.toString()).div(UNIT.toString()).toFixed();
-      for (const strikeId of lookup.board(m, boardId).strikeIds) {
-        const s = lookup.strike(m, strikeId);
-        for (const isCall of [true, false]) {
-          const id = this.optionId(m, expiryMs, s.strikePrice, isCall);
-          if (decided.has(id)) continue;
-          decided.add(id);
-          if (priceE18 === 0n || !wanted.delete(id)) continue;
-          out.push({ instrument: id, priceUsd, fixedAtMs: expiryMs });
-        }
+      for (const id of ids) {
+        const w = wanted.get(id);
+        if (!w) continue;
+        const named = boardOf(id);
+        if (!named || keyOf(named) !== keyOf(b)) continue;
+        wanted.delete(id);
+        out.push({ instrument: id, priceUsd, fixedAtMs: Math.max(b.expiryMs, w.idMs) });
       }
     }
     return out;
   }
 
   /**
-   * Boards of the instruments in `wanted` that the adapter's own filled orders traded, from their
-   * positions: OptionToken keeps a position's strike after it is closed or settled (only its token is
-   * burned), so the board is found after a restart even when it was settled and the position paid out
-   * meanwhile (off the live boards, not among the account's positions). One order per expiry names its
-   * board (the first in the store whose position is on the order's instrument); expiries in `found`
-   * (`underlying|YYYYMMDD`, boards already known) are skipped.
+   * For each id of `ids`, the board the adapter's own filled orders on it traded, from their positions:
+   * OptionToken keeps a position's strike after it is closed or settled (only its token is burned), so
+   * the board is found after a restart even when it was settled and the position paid out meanwhile (off
+   * the live boards, not among the account's positions). The first order in the store whose position is
+   * on the order's instrument names the id's board; every id asked is looked up on its own (two boards on
+   * one date are each found from the orders on them).
    *
    * The orders' positions, their strikes and their boards are read in three batches (none when no order
    * is left to read), then the orders are gone through in the store's order, as when each was read in
-   * turn. The reads are lazy ({@link ReadBatch.add}): those of an order after its expiry's board was
-   * named are not needed, and one that failed fails the call only when an order needs it.
+   * turn. The reads are lazy ({@link ReadBatch.add}): those of an order after its id's board was named
+   * are not needed, and one that failed fails the call only when an order needs it.
    */
   private async boardsOfOwnOrders(
-    wanted: ReadonlySet<string>,
-    found: ReadonlySet<string>,
+    ids: ReadonlySet<string>,
     lookup: StrikeBoardLookup,
   ): Promise<Map<string, { market: LyraMarket; boardId: bigint; expiryMs: number }>> {
     const out = new Map<string, { market: LyraMarket; boardId: bigint; expiryMs: number }>();
-    const orders: { cid: string; instrument: string; positionId: bigint; base: string; expiry: string }[] =
-      [];
+    const orders: { cid: string; instrument: string; positionId: bigint; base: string }[] = [];
+    if (ids.size === 0) return out;
     for (const r of await this.store.list()) {
       const positionId = r.positionId;
       if (
         r.status !== 'filled' ||
         positionId === undefined ||
         !/^[1-9][0-9]*$/.test(positionId) ||
-        !wanted.has(r.instrument)
+        !ids.has(r.instrument)
       )
         continue;
       let id: ReturnType<typeof parseInstrumentId>;
@@ -1211,14 +1343,11 @@ export class LyraVenue implements VenueAdapter {
         continue;
       }
       if (id.kind !== 'option') continue;
-      const expiry = `${id.base}|${id.expiryDate}`;
-      if (found.has(expiry)) continue;
       orders.push({
         cid: r.clientOrderId,
         instrument: r.instrument,
         positionId: BigInt(positionId),
         base: id.base,
-        expiry,
       });
     }
     if (orders.length === 0) return out;
@@ -1282,9 +1411,8 @@ export class LyraVenue implements VenueAdapter {
       { lazy: true },
     );
     keepBoards(await this.#readAll(boardBatch));
-    const done = new Set(found);
     for (const o of orders) {
-      if (done.has(o.expiry)) continue;
+      if (out.has(o.instrument)) continue;
       for (const m of marketsOf(o.base)) {
         const p = position(m, o.positionId);
         if (p.positionId === 0n || p.strikeId === 0n) continue; // not a position of this market
@@ -1294,8 +1422,7 @@ export class LyraVenue implements VenueAdapter {
         // the order's instrument, on this market's board (not a position id of another market)
         if (this.optionId(m, expiryMs, strike.strikePrice, isCallType(p.optionType)) !== o.instrument)
           continue;
-        out.set(`${m.optionMarket}|${strike.boardId}`, { market: m, boardId: strike.boardId, expiryMs });
-        done.add(o.expiry);
+        out.set(o.instrument, { market: m, boardId: strike.boardId, expiryMs });
         break;
       }
     }
@@ -1327,8 +1454,14 @@ export class LyraVenue implements VenueAdapter {
    * real OptionToken burns a position's token once closed, settled, liquidated or merged, so it lists
    * only ACTIVE ones; the state is checked anyway, a settled position must never count.
    */
-  private async ownerPositions() {
+  private async ownerPositions(): Promise<OwnedPosition[]> {
     const batch = new ReadBatch();
+    const read = this.#addOwnerPositions(batch);
+    return read(await this.#readAll(batch));
+  }
+
+  /** Adds every market's `getOwnerPositions` to `batch`; answers the ACTIVE positions with an amount from its results. */
+  #addOwnerPositions(batch: ReadBatch): (results: readonly unknown[]) => OwnedPosition[] {
     const reads = this.p.markets.map((m) => ({
       market: m,
       read: batch.add(
@@ -1341,22 +1474,23 @@ export class LyraVenue implements VenueAdapter {
         `getOwnerPositions of the ${m.underlying} market's OptionToken`,
       ),
     }));
-    const results = await this.#readAll(batch);
-    const out: Omit<HeldPosition, 'boardId' | 'expiryMs' | 'instrument'>[] = [];
-    for (const { market: m, read } of reads) {
-      for (const p of read(results)) {
-        if (p.state !== POSITION_STATE.ACTIVE || p.amount === 0n) continue;
-        out.push({
-          market: m,
-          positionId: p.positionId,
-          strikeId: p.strikeId,
-          optionType: p.optionType,
-          amount: p.amount,
-          collateral: p.collateral,
-        });
+    return (results) => {
+      const out: OwnedPosition[] = [];
+      for (const { market: m, read } of reads) {
+        for (const p of read(results)) {
+          if (p.state !== POSITION_STATE.ACTIVE || p.amount === 0n) continue;
+          out.push({
+            market: m,
+            positionId: p.positionId,
+            strikeId: p.strikeId,
+            optionType: p.optionType,
+            amount: p.amount,
+            collateral: p.collateral,
+          });
+        }
       }
-    }
-    return out;
+      return out;
+    };
   }
 
   /**
@@ -1368,7 +1502,12 @@ export class LyraVenue implements VenueAdapter {
    * `marginUsd` is the collateral of the instrument's quote-collateralised shorts (SHORT_CALL_QUOTE,
    * SHORT_PUT_QUOTE), in quote units taken as USD. A base-collateralised short call's collateral
    * (SHORT_CALL_BASE) is coin, not USD: it is reported by {@link fetchBalances} as a balance of the base
-   * asset, and is not in `marginUsd`, so the book counts it once, as coin (delta and value at spot).
+   * asset, and is not in `marginUsd`, so the book counts it once, as coin (delta and value at spot). Once
+   * its board is settled such a short is no longer an option at all: `settleExpiredBoard` has moved what
+   * it owes (strikeToBaseReturned × amount of base) to the pool, and `settleOptions` will return the rest
+   * of its collateral, whatever spot does. It is left out here and {@link fetchBalances} reports that
+   * rest; kept, its expired short would count the payoff a second time (in USD, with no delta) against
+   * the full collateral, and the book's delta would be long by the base it owes.
    *
    * Three batched requests whatever the number of positions ({@link heldPositions}); a read that fails
    * fails the call naming it and the positions it was for, never a book without them.
@@ -1379,6 +1518,8 @@ export class LyraVenue implements VenueAdapter {
     // per instrument: net size and quote shorts' collateral (18 decimals, held by Lyra, not the wallet)
     const byInstrument = new Map<string, { net: bigint; margin: bigint }>();
     for (const h of held) {
+      // a base short on a settled board: only its base is left, a balance (fetchBalances)
+      if (h.baseBackE18 !== undefined) continue;
       const agg = byInstrument.get(h.instrument) ?? { net: 0n, margin: 0n };
       if (isLongType(h.optionType)) agg.net += h.amount;
       else {
@@ -1406,44 +1547,144 @@ export class LyraVenue implements VenueAdapter {
   }
 
   /**
-   * The wallet's quote token and native gas ETH ({@link walletBalances}), and the base collateral locked
-   * in the account's base-collateralised short calls (SHORT_CALL_BASE: opened by another front end on
-   * the account, this adapter opens none): one balance per base asset, `amount` the collateral of every
-   * such position not yet settled (live and expired boards alike), exact from its 18 decimals,
-   * `available` 0 (Lyra holds it), none when there is none. The risk engine counts a coin balance as
-   * delta of its underlying and values it at spot, so the book's delta and equity agree: in `marginUsd`
-   * at spot, as before, equity moved with spot while the snapshot's delta left the coin out. See
-   * {@link baseCollateralSymbol} for the asset's name.
+   * Each market's base token (`OptionMarket.baseAsset`: WETH, WBTC) with its decimals, read once per
+   * process (neither changes), by option market.
+   */
+  #baseTokens: Map<string, { token: Address; decimals: number }> | undefined;
+
+  /**
+   * The wallet's quote token (all available) and native gas `ETH`, and one balance per market's base asset
+   * ({@link baseCollateralSymbol}): the base the account holds, wherever Lyra has it, until it is moved out
+   * of the wallet. `amount` is the sum, exact from its decimals, of
+   * - the wallet's balance of the market's base token (`available`): what `ShortCollateral.settleOptions`
+   *   returns to a base-collateralised short call (SHORT_CALL_BASE) once its board is settled, and what
+   *   lowering such a short's collateral sends back, lands there in that token;
+   * - the collateral of each such short not settled yet (live and expired boards alike; 18 decimals, locked
+   *   by Lyra, not available);
+   * - for such a short whose board is settled but which `settleOptions` has not paid yet: the part of its
+   *   collateral settlement returns (collateral − strikeToBaseReturned × amount, {@link baseReturnedE18};
+   *   the rest went to the pool when the board settled). Its option leaves {@link fetchPositions}.
+   *
+   * Base that settlement pays out therefore moves from locked to the wallet within one balance and never
+   * leaves the book (it did: the wallet's base token was not read, and the book's delta dropped by the
+   * coin returned). The risk engine counts a coin balance as delta of its underlying and values it at
+   * spot, so the book's delta and equity agree. A base asset neither in the wallet nor held by a position
+   * has no balance.
+   *
+   * Three requests: every market's positions with the quote balance (and, the first time, each market's
+   * base token), the native balance beside them, then each base token's balance (and, the first time,
+   * its decimals) with the settlement parameters of the base shorts' strikes. A read that fails fails the
+   * call naming it: a balance is never left out.
    */
   async fetchBalances(): Promise<Balance[]> {
-    const [wallet, locked] = await Promise.all([
-      walletBalances(this.ctx, this.errors, {
+    const first = new ReadBatch();
+    const ownedOf = this.#addOwnerPositions(first);
+    const quoteOf = first.add(
+      { address: this.p.quoteAsset, abi: erc20Abi, functionName: 'balanceOf', args: [this.account] },
+      `balanceOf the account in the quote token (${this.p.quoteSymbol})`,
+    );
+    const known = this.#baseTokens;
+    const baseAssetOf = known
+      ? undefined
+      : this.p.markets.map((m) =>
+          first.add(
+            { address: m.optionMarket, abi: optionMarketAbi, functionName: 'baseAsset' },
+            `baseAsset of the ${m.underlying} market`,
+          ),
+        );
+    const [r1, wei] = await Promise.all([
+      this.#readAll(first),
+      this.errors.read(() => this.ctx.publicClient.getBalance({ address: this.account })),
+    ]);
+    const owned = ownedOf(r1);
+    const quoteUnits = quoteOf(r1);
+    // each market's base token, and each token once (markets of one underlying may share it)
+    const tokenOf = new Map<LyraMarket, Address>();
+    this.p.markets.forEach((m, i) => {
+      const t = known ? known.get(m.optionMarket)?.token : baseAssetOf?.[i]?.(r1);
+      if (t === undefined) throw new RangeError(`no base token read for the ${m.underlying} market`);
+      tokenOf.set(m, t);
+    });
+    const tokens = new Map<string, { token: Address; symbol: string }>();
+    for (const [m, token] of tokenOf)
+      if (!tokens.has(token.toLowerCase()))
+        tokens.set(token.toLowerCase(), { token, symbol: baseCollateralSymbol(m.underlying) });
+    const second = new ReadBatch();
+    const walletOf = new Map<string, { units: Read<bigint>; decimals: Read<number> | number }>();
+    for (const [k, { token, symbol }] of tokens) {
+      const cached = known && [...known.values()].find((x) => x.token.toLowerCase() === k)?.decimals;
+      walletOf.set(k, {
+        units: second.add(
+          { address: token, abi: erc20Abi, functionName: 'balanceOf', args: [this.account] },
+          `balanceOf the account in the base token ${token} (${symbol})`,
+        ),
+        decimals:
+          cached ??
+          second.add(
+            { address: token, abi: erc20Abi, functionName: 'decimals' },
+            `decimals of the base token ${token} (${symbol})`,
+          ),
+      });
+    }
+    const baseBackOf = this.#addBaseSettlements(second, owned);
+    const r2 = await this.#readAll(second);
+    const baseBack = baseBackOf(r2);
+    const decimalsOf = new Map<string, number>();
+    for (const [k, w] of walletOf)
+      decimalsOf.set(k, typeof w.decimals === 'number' ? w.decimals : w.decimals(r2));
+    if (!known)
+      this.#baseTokens = new Map(
+        [...tokenOf].map(([m, token]) => [
+          m.optionMarket,
+          { token, decimals: decimalsOf.get(token.toLowerCase()) as number },
+        ]),
+      );
+    const asOfMs = this.clock.nowMs();
+    // per asset, in market order: what the wallet holds, and what Lyra holds for the account (18 decimals)
+    const byAsset = new Map<string, { wallet: Dec; locked: bigint }>();
+    for (const [k, { symbol }] of tokens) {
+      const units = walletOf.get(k)?.units(r2) ?? 0n;
+      const amount = new Dec(units.toString()).div(new Dec(10).pow(decimalsOf.get(k) ?? 18));
+      const agg = byAsset.get(symbol) ?? { wallet: new Dec(0), locked: 0n };
+      byAsset.set(symbol, { ...agg, wallet: agg.wallet.add(amount) });
+    }
+    for (const p of owned) {
+      if (p.optionType !== OPTION_TYPE.SHORT_CALL_BASE) continue;
+      const asset = baseCollateralSymbol(p.market.underlying);
+      const agg = byAsset.get(asset) ?? { wallet: new Dec(0), locked: 0n };
+      byAsset.set(asset, { ...agg, locked: agg.locked + (baseBack.get(p) ?? p.collateral) });
+    }
+    const quote = Number(
+      new Dec(quoteUnits.toString()).div(new Dec(10).pow(this.p.quoteDecimals)).toString(),
+    );
+    const out: Balance[] = [
+      {
         venue: this.id,
         chain: this.chain,
-        token: this.p.quoteAsset,
-        decimals: this.p.quoteDecimals,
-        symbol: this.p.quoteSymbol,
-        now: () => this.clock.nowMs(),
-      }),
-      this.ownerPositions(),
-    ]);
-    const asOfMs = this.clock.nowMs();
-    const byAsset = new Map<string, bigint>();
-    for (const p of locked) {
-      if (p.optionType !== OPTION_TYPE.SHORT_CALL_BASE || p.collateral === 0n) continue;
-      const asset = baseCollateralSymbol(p.market.underlying);
-      byAsset.set(asset, (byAsset.get(asset) ?? 0n) + p.collateral);
-    }
-    const out = [...wallet];
-    for (const [asset, collateral] of byAsset)
+        asset: this.p.quoteSymbol,
+        amount: quote,
+        available: quote,
+        asOfMs,
+      },
+      {
+        venue: this.id,
+        chain: this.chain,
+        asset: 'ETH',
+        amount: Number(new Dec(wei.toString()).div(1e18).toString()),
+        asOfMs,
+      },
+    ];
+    for (const [asset, { wallet, locked }] of byAsset) {
+      if (wallet.isZero() && locked === 0n) continue;
       out.push({
         venue: this.id,
         chain: this.chain,
         asset,
-        amount: fromE18(collateral),
-        available: 0,
+        amount: Number(wallet.add(new Dec(locked.toString()).div(1e18)).toString()),
+        available: Number(wallet.toString()),
         asOfMs,
       });
+    }
     return out;
   }
 
@@ -1520,6 +1761,18 @@ export class LyraVenue implements VenueAdapter {
       throw new InvalidOrderError({
         venue: this.id,
         message: `reduce-only ${side} of ${size(amount)} is larger than it may close: ${held}`,
+        ...(clientOrderId ? { clientOrderId } : {}),
+      });
+    }
+    if (!e.onHour) {
+      const id = e.info.instrument.id;
+      throw new InvalidOrderError({
+        venue: this.id,
+        message:
+          `${side} of ${formatUnits(amount, 18)} ${id} would open or add to a position on board ${e.boardId}, ` +
+          `which expires at ${new Date(e.expiryMs).toISOString()}, not at ${new Date(idExpiryMs(e.expiryMs)).toISOString()} ` +
+          `(${String(EXPIRY_HOUR_UTC).padStart(2, '0')}:00 UTC, the instant the id stands for: ids hold a date, no time); ` +
+          'the book would price it to the wrong expiry, so only orders that close a position are sent on it',
         ...(clientOrderId ? { clientOrderId } : {}),
       });
     }

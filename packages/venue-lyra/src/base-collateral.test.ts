@@ -1,16 +1,25 @@
-import { type Balance, ManualClock } from '@xhedge/core';
-import { ANVIL_DEV_KEYS, type EvmContext, ensureAllowance, MemoryOrderStore, TxSender } from '@xhedge/evm';
+import { type Balance, instrumentMeta, ManualClock } from '@xhedge/core';
+import {
+  ANVIL_DEV_KEYS,
+  type EvmContext,
+  ensureAllowance,
+  MemoryOrderStore,
+  rpc,
+  TxSender,
+} from '@xhedge/evm';
 import { type LocalTestChain, startLocalTestChain } from '@xhedge/evm/testing';
 import { bookEquity, RiskEngine } from '@xhedge/risk';
-import { maxUint256 } from 'viem';
+import { erc20Abi, maxUint256 } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { OPTION_TYPE, optionMarketAbi } from './abi.ts';
+import { OPTION_TYPE, optionMarketAbi, optionTokenAbi } from './abi.ts';
 import { LYRA_CAPABILITIES, LyraVenue } from './adapter.ts';
 import { deployLyraFixture, type LyraFixture, lyraLiteFixtureAbi } from './fixture.ts';
 
 // Base-collateralised short calls (SHORT_CALL_BASE, opened by another front end on the account): their
 // collateral is coin, reported as a balance of the base asset, so the risk engine counts it as delta
-// and values it at spot once; the book's delta is then the derivative of its equity.
+// and values it at spot once; the book's delta is then the derivative of its equity. Through settlement the
+// base the position gets back stays in that balance (locked, then in the wallet's base token) until it is
+// moved out of the wallet.
 
 /** The audit's repro: spot $3,000, vol 0.6, a board 90 days out (a short 3500 call's delta is about −0.35). */
 const SPOT_USD = 3000;
@@ -29,7 +38,11 @@ beforeAll(async () => {
   deployer = chain.ctxFor(ANVIL_DEV_KEYS[0]);
   trader = chain.ctxFor(ANVIL_DEV_KEYS[1]);
   fx = await deployLyraFixture(deployer, {
-    markets: [{ underlying: 'ETH', spotUsd: SPOT_USD, baseIv: VOL, expiryDays: 90, strikes: [3000, 3500] }],
+    markets: [
+      { underlying: 'ETH', spotUsd: SPOT_USD, baseIv: VOL, expiryDays: 90, strikes: [3000, 3500] },
+      // WBTC has 8 decimals (Lyra's amounts stay 18-decimal)
+      { underlying: 'BTC', spotUsd: 65_000, baseIv: VOL, expiryDays: 90, strikes: [70_000], baseDecimals: 8 },
+    ],
     traders: [trader.account.address],
   });
   await ensureAllowance(new TxSender({ ctx: trader }), {
@@ -57,15 +70,20 @@ const venue = () =>
       store: new MemoryOrderStore(),
     },
   );
-const market = () => fx.params.markets[0]!;
+const market = (underlying = 'ETH') => {
+  const m = fx.params.markets.find((x) => x.underlying === underlying);
+  if (!m) throw new Error(`no ${underlying} market`);
+  return m;
+};
 
 /**
  * A base-collateralised short call of the trader, written on the OptionToken as another front end
- * would have opened it (the lite OptionMarket opens none). Strike ids: 1 is the 3000, 2 the 3500.
+ * would have opened it (the lite OptionMarket opens none); its position id. Strike ids: ETH 1 is the
+ * 3000, 2 the 3500; BTC 1 the 70000.
  */
-async function shortCallBase(strikeId: bigint, amount: bigint, collateral: bigint) {
+async function shortCallBase(strikeId: bigint, amount: bigint, collateral: bigint, underlying = 'ETH') {
   const hash = await deployer.walletClient.writeContract({
-    address: market().optionPositions,
+    address: market(underlying).optionPositions,
     abi: lyraLiteFixtureAbi,
     functionName: 'liteWritePosition',
     args: [
@@ -74,6 +92,14 @@ async function shortCallBase(strikeId: bigint, amount: bigint, collateral: bigin
     ],
   });
   expect((await deployer.publicClient.waitForTransactionReceipt({ hash })).status).toBe('success');
+  const ps = await trader.publicClient.readContract({
+    address: market(underlying).optionPositions,
+    abi: optionTokenAbi,
+    functionName: 'getOwnerPositions',
+    args: [trader.account.address],
+  });
+  // the OptionToken lists an owner's positions in the order they were written: the last is this one
+  return ps.at(-1)?.positionId ?? 0n;
 }
 
 /** A quote-collateralised short call opened straight on the OptionMarket, as another front end would. */
@@ -172,5 +198,93 @@ describe('lyra: base-collateralised short calls', () => {
     expect(slope).toBeCloseTo(eth?.delta ?? Number.NaN, 4);
     // the coin is counted once: as coin in the model value, not again as margin
     expect(here.equity.marginUsd).toBe(0);
+  });
+});
+
+/** Each of the book's underlyings' delta as the risk engine reads the venue (a runtime's tick, at the spots given). */
+async function bookDelta(v: LyraVenue, spots: Record<string, number>): Promise<Record<string, number>> {
+  const clock = new ManualClock(Date.now());
+  const positions = await v.fetchPositions();
+  const balances = bookBalances(await v.fetchBalances());
+  const engine = new RiskEngine({ clock, staleAfterMs: 3_600_000 });
+  for (const [u, spotUsd] of Object.entries(spots))
+    engine.setMarket(u, { spotUsd, volDecimal: VOL, rateDecimal: 0, asOfMs: clock.nowMs() });
+  engine.setBook({ positions, balances });
+  engine.updateMarks(await v.fetchMarks(positions.map((p) => p.instrument)));
+  const snap = engine.snapshot({ scenarios: false });
+  return Object.fromEntries(Object.keys(spots).map((u) => [u, snap.underlyings[u]?.delta ?? Number.NaN]));
+}
+
+describe('lyra: base collateral through settlement', () => {
+  it('a covered call settled in the money: the base it gets back stays in the book (locked, then in the wallet) until it is moved out', async () => {
+    const v = venue();
+    // 2 short 3500 calls on 2 ETH; the market keeps a 1% base settlement fee (v1-core staticBaseSettlementFee)
+    const positionId = await shortCallBase(2n, 2n * E18, 2n * E18);
+    await fx.setBaseSettlementFee('ETH', 0.01);
+    const weth = async () => (await v.fetchBalances()).filter((b) => b.asset === 'WETH');
+    expect(await weth()).toMatchObject([{ amount: 2, available: 0 }]);
+    // expired and settled at 4000: the pool takes (4000 − 3500) / 4000 / 0.99 ETH per call
+    const expiryMs = instrumentMeta(call3500).expiryMs ?? 0;
+    await rpc(deployer.publicClient, 'evm_setNextBlockTimestamp', [expiryMs / 1000 + 60]);
+    await fx.setSpot('ETH', 4000);
+    await fx.settleBoard('ETH');
+    const ratio = (((500n * E18 * E18) / (4000n * E18)) * E18) / (E18 - E18 / 100n);
+    const back = 2n * E18 - (ratio * 2n * E18) / E18;
+    expect(back).toBe(1_747_474_747_474_747_476n);
+    const backEth = Number('1.747474747474747476');
+    // not paid yet: what comes back is still locked; the call is no longer an option (its payoff is taken)
+    expect(await weth()).toMatchObject([{ amount: backEth, available: 0 }]);
+    expect(await v.fetchPositions()).toEqual([]);
+    const delta = (await bookDelta(v, { ETH: 4000 })).ETH;
+    expect(delta).toBeCloseTo(backEth, 12);
+    // a keeper settles it: the base lands in the wallet, and the book holds the same ETH, now available
+    await fx.settleOptions('ETH', [positionId]);
+    const wallet = await trader.publicClient.readContract({
+      address: await trader.publicClient.readContract({
+        address: market().optionMarket,
+        abi: optionMarketAbi,
+        functionName: 'baseAsset',
+      }),
+      abi: erc20Abi,
+      functionName: 'balanceOf',
+      args: [trader.account.address],
+    });
+    expect(wallet).toBe(back);
+    expect(await weth()).toMatchObject([{ venue: 'lyra-base', amount: backEth, available: backEth }]);
+    expect((await bookDelta(v, { ETH: 4000 })).ETH).toBeCloseTo(delta ?? Number.NaN, 12);
+    // moved out of the wallet: no longer the venue's
+    const wethToken = await trader.publicClient.readContract({
+      address: market().optionMarket,
+      abi: optionMarketAbi,
+      functionName: 'baseAsset',
+    });
+    const hash = await trader.walletClient.writeContract({
+      address: wethToken,
+      abi: erc20Abi,
+      functionName: 'transfer',
+      args: [deployer.account.address, back],
+    });
+    expect((await trader.publicClient.waitForTransactionReceipt({ hash })).status).toBe('success');
+    expect(await weth()).toEqual([]);
+  });
+
+  it('a base token of 8 decimals (WBTC): the collateral is exact in Lyra’s 18 until paid, then what the wallet holds', async () => {
+    const v = venue();
+    // out of the money at settlement: all of it comes back, cut to the token's 8 decimals
+    const positionId = await shortCallBase(1n, E18 / 2n, 123_456_789_012_345_678n, 'BTC');
+    const btc = async () => (await v.fetchBalances()).filter((b) => b.asset === 'BTC');
+    expect(await btc()).toMatchObject([{ amount: Number('0.123456789012345678'), available: 0 }]);
+    const expiryMs =
+      instrumentMeta(
+        (await v.loadMarkets()).find((m) => m.instrument.underlying === 'BTC')?.instrument.id ?? '',
+      ).expiryMs ?? 0;
+    await rpc(deployer.publicClient, 'evm_setNextBlockTimestamp', [expiryMs / 1000 + 60]);
+    await fx.setSpot('BTC', 60_000);
+    await fx.settleBoard('BTC');
+    expect(await btc()).toMatchObject([{ amount: Number('0.123456789012345678'), available: 0 }]);
+    await fx.settleOptions('BTC', [positionId]);
+    expect(await btc()).toMatchObject([{ amount: 0.12345678, available: 0.12345678 }]);
+    expect(await v.fetchPositions()).toEqual([]);
+    expect((await bookDelta(v, { BTC: 60_000 })).BTC).toBeCloseTo(0.12345678, 12);
   });
 });

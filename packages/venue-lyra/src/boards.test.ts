@@ -12,7 +12,7 @@ import {
   TxSender,
 } from '@xhedge/evm';
 import { type LocalTestChain, startLocalTestChain } from '@xhedge/evm/testing';
-import { InvalidOrderError } from '@xhedge/venue';
+import { checkSettlementPrice, InvalidOrderError } from '@xhedge/venue';
 import { maxUint256 } from 'viem';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { OPTION_TYPE, optionMarketAbi, optionTokenAbi } from './abi.ts';
@@ -231,7 +231,7 @@ describe('lyra: several positions of one type on one strike', () => {
 });
 
 describe('lyra: two boards expiring on one UTC date', () => {
-  it('an id both boards would give names the first listed: listed, marked, traded and settled from it alone', async () => {
+  it('an id both boards would give names the first listed: listed, marked, traded and settled from it alone; the later board, at 20:00, takes no new position', async () => {
     const v = venue();
     await v.loadMarkets();
     const [before] = await v.fetchMarks([call3500]);
@@ -252,6 +252,9 @@ describe('lyra: two boards expiring on one UTC date', () => {
     const om = market().optionMarket;
     expect(listed.find((m) => m.instrument.id === call3500)?.venueSymbol).toBe(`${om}:2:C`);
     expect(listed.find((m) => m.instrument.id === call4500)?.venueSymbol).toBe(`${om}:5:C`);
+    // each with its own board's expiry, to the second: the id holds the date only
+    expect(listed.find((m) => m.instrument.id === call3500)?.instrument.expiryMs).toBe(board1ExpiryMs);
+    expect(listed.find((m) => m.instrument.id === call4500)?.instrument.expiryMs).toBe(expiry2Ms);
     // the first board's mark (the second board, at vol 1.2 against 0.7, would price it about 200 USD above);
     // not to the last digit: creating the board moves the chain's clock a second or two, and the option's
     // time value with it (277.164279 vs 277.164225 seen under load)
@@ -259,8 +262,33 @@ describe('lyra: two boards expiring on one UTC date', () => {
     const buy = (clientOrderId: string, instrument: string) =>
       v.placeOrder({ clientOrderId, instrument, side: 'buy', orderType: 'market', sizeBase: '1' });
     expect((await buy('shared-id', call3500)).status).toBe('filled');
-    expect((await buy('own-id', call4500)).status).toBe('filled');
-    expect((await chainPositions()).map((p) => p.strikeId)).toEqual([2n, 5n]);
+    // the 20:00 board is quoted to close only: the book takes ETH-USD:OPT:<date>:4500:C to expire at 08:00
+    const refused = await buy('own-id', call4500).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(InvalidOrderError);
+    expect((refused as Error).message).toContain(
+      `board ${board2}, which expires at ${new Date(expiry2Ms).toISOString()}, not at ${new Date(board1ExpiryMs).toISOString()}`,
+    );
+    const quoteRefused = await v
+      .quoteHedge({ instrument: call4500, side: 'buy', sizeBase: '1' })
+      .catch((e: unknown) => e);
+    expect(quoteRefused).toBeInstanceOf(InvalidOrderError);
+    expect(await v.getOrderByClientId('own-id')).toBeNull();
+    // a position on it opened elsewhere is closed through the adapter
+    await openElsewhere(5n, OPTION_TYPE.LONG_CALL, 1n * E18);
+    expect(
+      (await v.quoteHedge({ instrument: call4500, side: 'sell', sizeBase: '1', reduceOnly: true }))
+        .expectedPriceUsd,
+    ).toBeGreaterThan(0);
+    const close = await v.placeOrder({
+      clientOrderId: 'close-4500',
+      instrument: call4500,
+      side: 'sell',
+      orderType: 'market',
+      sizeBase: '1',
+      reduceOnly: true,
+    });
+    expect(close.status).toBe('filled');
+    expect((await chainPositions()).map((p) => p.strikeId)).toEqual([2n]);
 
     // Both expire; the later board is settled first: its price is not the first board's.
     await rpc(deployer.publicClient, 'evm_setNextBlockTimestamp', [expiry2Ms / 1000 + 60]);
@@ -275,6 +303,109 @@ describe('lyra: two boards expiring on one UTC date', () => {
       expect(await v.fetchSettlementPrices([call3500])).toEqual([
         { instrument: call3500, priceUsd: '3612.5', fixedAtMs: board1ExpiryMs },
       ]);
+    } finally {
+      await fx.setSpot('ETH', 3500);
+    }
+  });
+
+  it('an id two boards list names the one expiring at its 08:00 UTC instant, even when the other was listed first', async () => {
+    const v = venue();
+    // two weeks on: a board at 20:00 listed first, then one at 08:00 on the same date, both with a 3800
+    const dayMs = board1ExpiryMs + 14 * MS_PER_DAY;
+    const late = await fx.createBoard('ETH', {
+      expiryMs: dayMs + 12 * 3_600_000,
+      baseIv: 1.2,
+      strikes: [3800],
+    });
+    const onHour = await fx.createBoard('ETH', { expiryMs: dayMs, baseIv: 0.8, strikes: [3800, 4200] });
+    expect(late).toBeLessThan(onHour);
+    const call3800 = `ETH-USD:OPT:${msToExpiryDate(dayMs)}:3800:C`;
+    const listed = await v.loadMarkets();
+    const m = listed.find((x) => x.instrument.id === call3800);
+    // strikes 4 (the 20:00 board's 3800) and 5 (the 08:00 board's)
+    expect(m?.venueSymbol).toBe(`${market().optionMarket}:5:C`);
+    expect(m?.instrument.expiryMs).toBe(dayMs);
+    const o = await v.placeOrder({
+      clientOrderId: 'on-hour',
+      instrument: call3800,
+      side: 'buy',
+      orderType: 'market',
+      sizeBase: '1',
+    });
+    expect(o.status).toBe('filled');
+    expect((await chainPositions()).map((p) => p.strikeId)).toEqual([5n]);
+  });
+
+  it('a board expiring before 08:00 UTC has a settlement price the runtime takes (fixed at or after the id’s expiry)', async () => {
+    const v = venue();
+    // 03:00 UTC, three weeks on
+    const earlyMs = board1ExpiryMs + 21 * MS_PER_DAY - 5 * 3_600_000;
+    const early = await fx.createBoard('ETH', { expiryMs: earlyMs, baseIv: 0.9, strikes: [3400] });
+    const put3400 = `ETH-USD:OPT:${msToExpiryDate(earlyMs)}:3400:P`;
+    const listed = await v.loadMarkets();
+    expect(listed.find((x) => x.instrument.id === put3400)?.instrument.expiryMs).toBe(earlyMs);
+    const idMs = instrumentMeta(put3400).expiryMs ?? 0;
+    expect(idMs - earlyMs).toBe(5 * 3_600_000);
+    await rpc(deployer.publicClient, 'evm_setNextBlockTimestamp', [idMs / 1000 + 60]);
+    try {
+      await fx.setSpot('ETH', 3350);
+      await fx.settleBoard('ETH', early);
+      const got = await v.fetchSettlementPrices([put3400]);
+      expect(got).toEqual([{ instrument: put3400, priceUsd: '3350', fixedAtMs: idMs }]);
+      // as the runtime's planner checks each answer where it enters
+      expect(checkSettlementPrice(got[0], new Set([put3400]))).toMatchObject({ entry: got[0] });
+    } finally {
+      await fx.setSpot('ETH', 3500);
+    }
+  });
+
+  it('after a restart, each id of two boards on one date is answered at its own board’s price (from the orders on it)', async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-lyra-boards-')), 'orders.json');
+    const v1 = venue(new JsonFileOrderStore(file));
+    // a second board at the first one's very instant: both take new positions; its 3500 is the first's id
+    const board2 = await fx.createBoard('ETH', {
+      expiryMs: board1ExpiryMs,
+      baseIv: 1.2,
+      strikes: [3500, 4500],
+    });
+    const call4500 = call3500.replace(':3500:C', ':4500:C');
+    const buy = (clientOrderId: string, instrument: string) =>
+      v1.placeOrder({ clientOrderId, instrument, side: 'buy', orderType: 'market', sizeBase: '1' });
+    // the store's first order on the date is on board 2
+    expect((await buy('on-board-2', call4500)).status).toBe('filled');
+    expect((await buy('on-board-1', call3500)).status).toBe('filled');
+    const [onBoard1, onBoard2] = (await Promise.all(
+      ['on-board-1', 'on-board-2'].map(async (cid) =>
+        BigInt((await new JsonFileOrderStore<LyraOrderRecord>(file).get(cid))?.positionId ?? '0'),
+      ),
+    )) as [bigint, bigint];
+    expect((await chainPositions()).map((p) => [p.positionId, p.strikeId])).toEqual([
+      [onBoard2, 5n],
+      [onBoard1, 2n],
+    ]);
+    // Down: both expire and are settled at different prices; board 1's position is paid out.
+    await rpc(deployer.publicClient, 'evm_setNextBlockTimestamp', [board1ExpiryMs / 1000 + 60]);
+    try {
+      await fx.setSpot('ETH', 3700);
+      await fx.settleBoard('ETH', board2);
+      await fx.setSpot('ETH', 3612.5);
+      await fx.settleBoard('ETH', 1n);
+      await fx.settleOptions('ETH', [onBoard1]);
+      const expected = [
+        { instrument: call3500, priceUsd: '3612.5', fixedAtMs: board1ExpiryMs },
+        { instrument: call4500, priceUsd: '3700', fixedAtMs: board1ExpiryMs },
+      ];
+      const byId = (ps: { instrument: string }[]) =>
+        [...ps].sort((a, b) => a.instrument.localeCompare(b.instrument));
+      // restarted, board 2's position still held: call3500 is board 1's (its order's), not board 2's 3500
+      const v2 = venue(new JsonFileOrderStore(file));
+      expect((await v2.fetchPositions()).map((p) => [p.instrument, p.sizeBase])).toEqual([[call4500, 1]]);
+      expect(byId(await v2.fetchSettlementPrices([call3500, call4500]))).toEqual(byId(expected));
+      // board 2's position paid out as well: each id from the order on its own board
+      await fx.settleOptions('ETH', [onBoard2]);
+      const v3 = venue(new JsonFileOrderStore(file));
+      expect(await v3.fetchPositions()).toEqual([]);
+      expect(byId(await v3.fetchSettlementPrices([call3500, call4500]))).toEqual(byId(expected));
     } finally {
       await fx.setSpot('ETH', 3500);
     }

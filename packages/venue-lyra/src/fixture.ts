@@ -35,6 +35,8 @@ export const lyraLiteFixtureAbi = parseAbi([
   'function setLiteTradeLimits(uint256 tradingCutoff, int256 minDelta)',
   // OptionMarket: the LiquidityPool's quote for collateral and premiums, 18 decimals (unlimited until set).
   'function setLitePoolLiquidity(uint256 poolQuote)',
+  // OptionMarket: v1-core's staticBaseSettlementFee (OptionMarketParameters), 18 decimals; 0 until set.
+  'function setLiteBaseSettlementFee(uint256 fee)',
   // OptionMarket: stands in for v1-core's ShortCollateral.settleOptions (same signature; the lite keeps
   // collateral in the OptionMarket): pays positions of a settled board and marks them SETTLED.
   'function settleOptions(uint256[] positionIds)',
@@ -54,6 +56,11 @@ export interface LyraFixtureMarket {
   strikes: number[];
   /** Per-strike skew multipliers. @defaultValue 1 for every strike */
   skews?: number[];
+  /**
+   * Decimals of the market's base token (the underlying's ERC-20, `W<underlying>`: what base-collateralised
+   * short calls lock and settlement returns). @defaultValue 18
+   */
+  baseDecimals?: number;
 }
 
 export interface LyraFixture {
@@ -104,9 +111,12 @@ export interface LyraFixture {
   settleBoard(underlying: string, boardId?: bigint): Promise<void>;
   /**
    * Settles positions of the market's settled board (what a keeper does with v1-core's
-   * `ShortCollateral.settleOptions`): longs get their payoff, shorts their collateral less it.
+   * `ShortCollateral.settleOptions`): longs get their payoff, quote shorts their collateral less it, base
+   * short calls their collateral less the base they owe, in the market's base token.
    */
   settleOptions(underlying: string, positionIds: readonly bigint[]): Promise<void>;
+  /** Sets v1-core's `staticBaseSettlementFee` of the market (decimal, 0.01 = 1%), used by the next board settlement. */
+  setBaseSettlementFee(underlying: string, fee: number): Promise<void>;
 }
 
 const e18 = (x: number) => BigInt(Math.round(x * 1e6)) * 1_000_000_000_000n;
@@ -129,8 +139,10 @@ function standardVega(vegaPerVolPoint: number, secondsToExpiry: number): number 
 /**
  * Deploys the simplified Lyra v1 on a local chain from `deployer`: a quote token (USDC, `quoteDecimals`,
  * 18 unless set: Newport's Arbitrum USDC has 6; the contracts convert at each transfer as v1-core does),
- * per market an ExchangeAdapter (spot), OptionToken, OptionGreekCache and OptionMarket with one board,
- * the cache filled with Black-Scholes prices and Greeks at iv × skew, the pool funded, traders funded.
+ * per market a base token (`W<underlying>`, `baseDecimals`), an ExchangeAdapter (spot), OptionToken,
+ * OptionGreekCache and OptionMarket with one board, the cache filled with Black-Scholes prices and Greeks
+ * at iv × skew, the pool funded (quote, and base for the base collateral it returns at settlement),
+ * traders funded (quote).
  */
 export async function deployLyraFixture(
   deployer: EvmContext,
@@ -167,11 +179,18 @@ export async function deployLyraFixture(
     spot: number;
   }[] = [];
   for (const m of opts.markets) {
+    const baseDecimals = m.baseDecimals ?? 18;
+    const base = await deployContract(deployer, get('TestToken'), [
+      `Wrapped ${m.underlying}`,
+      `W${m.underlying}`,
+      baseDecimals,
+    ]);
     const adapter = await deployContract(deployer, get('ExchangeAdapter'));
     const token = await deployContract(deployer, get('OptionToken'));
     const cache = await deployContract(deployer, get('OptionGreekCache'));
     const market = await deployContract(deployer, get('OptionMarket'), [
       quote,
+      base,
       token,
       cache,
       adapter,
@@ -206,6 +225,15 @@ export async function deployLyraFixture(
         abi: tokenAbi,
         functionName: 'mint',
         args: [market, tokenUnits(100_000_000, quoteDecimals)],
+      }),
+    );
+    // the base collateral of base short calls written with liteWritePosition, returned at settlement
+    await send(
+      base,
+      encodeFunctionData({
+        abi: tokenAbi,
+        functionName: 'mint',
+        args: [market, tokenUnits(1_000_000, baseDecimals)],
       }),
     );
     state.push({
@@ -369,6 +397,18 @@ export async function deployLyraFixture(
           abi: lyraLiteFixtureAbi,
           functionName: 'settleOptions',
           args: [[...positionIds]],
+        }),
+      );
+    },
+    setBaseSettlementFee: async (underlying, fee) => {
+      const s = marketOf(underlying);
+      if (!(fee >= 0 && fee < 1)) throw new RangeError(`fee must be within [0, 1), got ${fee}`);
+      await send(
+        s.addrs.optionMarket,
+        encodeFunctionData({
+          abi: lyraLiteFixtureAbi,
+          functionName: 'setLiteBaseSettlementFee',
+          args: [e18(fee)],
         }),
       );
     },

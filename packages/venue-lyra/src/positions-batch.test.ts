@@ -2,6 +2,7 @@ import {
   canonicalStrike,
   Dec,
   formatInstrumentId,
+  instrumentMeta,
   MS_PER_DAY,
   msToExpiryDate,
   type Position,
@@ -318,8 +319,10 @@ async function perPositionBook(account: Address): Promise<Position[]> {
 
 /**
  * Settlement prices as the per-board reads give them: every board of each market (markets in params
- * order, boards by id), its `boardToPriceAtExpiry`; an id is its date's first listed board's, answered
- * when that board is settled.
+ * order, boards by id), its `boardToPriceAtExpiry`; an id is its date's first listed board's (in this
+ * book the first listed of the boards an id's held positions are on, and of the boards expiring at the
+ * id's instant, too), answered when that board is settled, fixed at the board's expiry or, for a board
+ * expiring before it, at the id's 08:00 UTC (what the runtime checks the price against).
  */
 async function perBoardSettlement(asked: readonly string[]): Promise<SettlementPrice[]> {
   const c = deployer.publicClient;
@@ -342,7 +345,7 @@ async function perBoardSettlement(asked: readonly string[]): Promise<SettlementP
           out.push({
             instrument: id,
             priceUsd: new Dec(price.toString()).div(1e18).toFixed(),
-            fixedAtMs: b.expiryMs,
+            fixedAtMs: Math.max(b.expiryMs, instrumentMeta(id).expiryMs ?? Number.NaN),
           });
         }
       }
