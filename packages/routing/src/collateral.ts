@@ -3,22 +3,78 @@ import type { HedgePlan } from './plan.ts';
 import type { CollateralSource, RouteVenue } from './venues.ts';
 
 /** What {@link legMarginUsd} and {@link collateralUse} need of a venue. */
-export type MarginVenue = Pick<RouteVenue, 'venue' | 'instrument' | 'positionBase' | 'marginFraction'>;
+export type MarginVenue = Pick<
+  RouteVenue,
+  'venue' | 'instrument' | 'positionBase' | 'marginFraction' | 'openCollateralUsdPerUnit'
+>;
+
+/** What {@link legMarginUsd} and {@link maxSizeForMarginUsd} need of a venue. */
+type LegMarginVenue = Pick<RouteVenue, 'positionBase' | 'marginFraction' | 'openCollateralUsdPerUnit'>;
+
+/** Size of the venue's position a `side` order reduces (the opposite position), underlying units; 0 if none. */
+export function reducibleBaseOf(v: Pick<RouteVenue, 'positionBase'>, side: Side): number {
+  return v.positionBase * (side === 'buy' ? 1 : -1) < 0 ? Math.abs(v.positionBase) : 0;
+}
+
+/** Whether an order of `sizeBase` only reduces a position of which `reducibleBase` is reducible. */
+export function reducesAt(reducibleBase: number, sizeBase: number): boolean {
+  return reducibleBase > 0 && sizeBase <= reducibleBase + 1e-12;
+}
 
 /**
- * Initial margin a delta leg needs on its venue, USD: size × price × the venue's margin fraction, for
- * the part of the size that opens or grows a position (reducing the existing position frees margin, it
- * needs none). The rule routing sizes legs and collateral moves by.
+ * The venue's {@link RouteVenue.openCollateralUsdPerUnit}, checked (0 when absent): a NaN would pass
+ * every margin comparison.
+ */
+export function openCollateralUsdPerUnitOf(v: Pick<RouteVenue, 'openCollateralUsdPerUnit'>): number {
+  const perUnitUsd = v.openCollateralUsdPerUnit;
+  if (perUnitUsd === undefined) return 0;
+  if (!Number.isFinite(perUnitUsd) || perUnitUsd < 0)
+    throw new RangeError(`openCollateralUsdPerUnit must be a finite number >= 0, got ${String(perUnitUsd)}`);
+  return perUnitUsd;
+}
+
+/**
+ * Collateral a delta leg needs on its venue, USD: 0 for a leg that only reduces the venue's position
+ * (no larger than the opposite position); else size × `referencePriceUsd` × the venue's margin fraction
+ * for the part of the size that opens or grows a position (a venue that nets takes the rest off the
+ * opposite position), and never less than the whole size × `openCollateralUsdPerUnit`, what the venue
+ * states such an order posts per unit at its own price (a venue that keeps a market's long and short
+ * apart, GMX v2, opens the whole size beside the opposite position: holding 2 long, a sell of 5 posts
+ * collateral for 5, not 3; and it posts at its price, not at the decision's). The rule routing sizes
+ * legs and collateral moves by; {@link maxSizeForMarginUsd} is its inverse.
  */
 export function legMarginUsd(
-  v: Pick<RouteVenue, 'positionBase' | 'marginFraction'>,
+  v: LegMarginVenue,
   side: Side,
   sizeBase: number,
   referencePriceUsd: number,
 ): number {
-  const signed = side === 'buy' ? 1 : -1;
-  const reducibleBase = v.positionBase * signed < 0 ? Math.abs(v.positionBase) : 0;
-  return Math.max(0, sizeBase - reducibleBase) * referencePriceUsd * v.marginFraction;
+  const reducibleBase = reducibleBaseOf(v, side);
+  const pastUsd = Math.max(0, sizeBase - reducibleBase) * referencePriceUsd * v.marginFraction;
+  const openPerUnitUsd = openCollateralUsdPerUnitOf(v);
+  if (openPerUnitUsd === 0 || reducesAt(reducibleBase, sizeBase)) return pastUsd;
+  return Math.max(pastUsd, sizeBase * openPerUnitUsd);
+}
+
+/**
+ * The largest leg size whose {@link legMarginUsd} is within `budgetUsd`, underlying units (every smaller
+ * size fits too): at least the size that only reduces the venue's position; past it, the size whose
+ * margin on the part past the position, and whose collateral posted on the whole size, both fit.
+ * Infinity when nothing bounds it (the venue asks no margin).
+ */
+export function maxSizeForMarginUsd(
+  v: LegMarginVenue,
+  side: Side,
+  budgetUsd: number,
+  referencePriceUsd: number,
+): number {
+  const reducibleBase = reducibleBaseOf(v, side);
+  const budget = Math.max(0, budgetUsd);
+  const pastPerUnitUsd = referencePriceUsd * v.marginFraction;
+  const openPerUnitUsd = openCollateralUsdPerUnitOf(v);
+  let sizeBase = pastPerUnitUsd > 0 ? reducibleBase + budget / pastPerUnitUsd : Number.POSITIVE_INFINITY;
+  if (openPerUnitUsd > 0) sizeBase = Math.min(sizeBase, budget / openPerUnitUsd);
+  return Math.max(reducibleBase, sizeBase);
 }
 
 /**

@@ -3,7 +3,7 @@ import { type HedgeDecision, HedgeStrategy, type OptionTrade } from '@xhedge/str
 import type { HedgeQuote, QuoteRequest, VenueCapabilities } from '@xhedge/venue';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { CollateralReservation, collateralUse } from './collateral.ts';
+import { CollateralReservation, collateralUse, legMarginUsd, maxSizeForMarginUsd } from './collateral.ts';
 import { HedgePlan, limitPrice } from './plan.ts';
 import { quoteVenues } from './quotes.ts';
 import {
@@ -500,11 +500,9 @@ describe('routeDelta: one venue collateral is spent once (regression: double-spe
    * Random ETH venues for the property tests (each on the chain `chainOf` gives it, quoting `buy`'s side,
    * with its order cap and position) and the collateral sources they offer (their free collateral).
    */
-  function randomVenues<T extends { freeUsd: number; maxOrderBase: number; positionBase: number }>(
-    specs: readonly T[],
-    buy: boolean,
-    chainOf: (x: T, i: number) => string,
-  ) {
+  function randomVenues<
+    T extends { freeUsd: number; maxOrderBase: number; positionBase: number; apart?: boolean },
+  >(specs: readonly T[], buy: boolean, chainOf: (x: T, i: number) => string) {
     const side: Side = buy ? 'buy' : 'sell';
     const vs = specs.map((x, i) => {
       const v = ethVenue(`v${i}`, chainOf(x, i), x.freeUsd);
@@ -513,6 +511,9 @@ describe('routeDelta: one venue collateral is spent once (regression: double-spe
         quotes: v.quotes.map((q) => ({ ...q, side })),
         maxOrderSizeBase: x.maxOrderBase,
         positionBase: x.positionBase,
+        // GMX: an order its opposite position does not cover posts collateral on its whole size, per unit
+        // at its own price (a tenth of $3,510: GMX's price above the request's $3,500)
+        ...(x.apart ? { openCollateralUsdPerUnit: 351 } : {}),
       };
     });
     const sources = vs
@@ -536,13 +537,21 @@ describe('routeDelta: one venue collateral is spent once (regression: double-spe
     sources: readonly CollateralSource[],
   ) {
     for (const v of vs) {
-      // The part of a leg that reduces the venue's position needs no margin.
+      // The part of a leg that reduces the venue's position needs no margin; on a venue that keeps long and
+      // short apart, a leg past the position posts on its whole size, at its price per unit with the
+      // slippage bound's headroom (50 bps) for the price moving before it is placed.
       const marginUsd = plan.legs
         .filter((l) => l.venue === v.venue)
         .reduce((s, l) => {
           const reducibleBase =
             v.positionBase * (l.side === 'buy' ? 1 : -1) < 0 ? Math.abs(v.positionBase) : 0;
-          return s + Math.max(0, Number(l.sizeBase) - reducibleBase) * l.referencePriceUsd * v.marginFraction;
+          const sizeBase = Number(l.sizeBase);
+          const pastUsd = Math.max(0, sizeBase - reducibleBase) * l.referencePriceUsd * v.marginFraction;
+          const wholeUsd =
+            v.openCollateralUsdPerUnit !== undefined && sizeBase > reducibleBase + 1e-12
+              ? sizeBase * v.openCollateralUsdPerUnit * 1.005
+              : 0;
+          return s + Math.max(pastUsd, wholeUsd);
         }, 0);
       const inUsd = plan.transfers
         .filter((t) => t.toVenue === v.venue)
@@ -678,6 +687,32 @@ describe('routeDelta: one venue collateral is spent once (regression: double-spe
         },
       ),
       { numRuns: 300, seed: 11 },
+    );
+  });
+
+  it('never plans a move or a leg its collateral cannot fund on venues that keep long and short apart either (property)', () => {
+    // GMX-like venues among the others: a leg past the position posts on its whole size.
+    const spec = fc.record({
+      freeUsd: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 8_000 })),
+      maxOrderBase: fc.integer({ min: 1, max: 20 }),
+      positionBase: fc.oneof(fc.constant(0), fc.integer({ min: -10, max: 10 })),
+      sameChain: fc.boolean(),
+      apart: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(spec, { minLength: 1, maxLength: 4 }),
+        fc.integer({ min: 1, max: 4000 }).map((x) => x / 100),
+        fc.boolean(),
+        (specs, size, buy) => {
+          const { vs, sources } = randomVenues(specs, buy, (x, i) =>
+            x.sameChain ? 'evm:1' : `evm:${i + 2}`,
+          );
+          const plan = routeDelta(ethReq(buy ? size : -size), vs, { bridge, collateralSources: sources });
+          expectFundable(plan, vs, sources);
+        },
+      ),
+      { numRuns: 300, seed: 23 },
     );
   });
 
@@ -2086,5 +2121,250 @@ describe('routeDelta: funding carry from a quote of the leg’s own kind (review
     expect(plan.notes.join(' ')).toMatch(
       /gmx-arb: funding carry of 2 taken from quotes of sizes that open past its 2 position: none was quoted at a size that only reduces it/,
     );
+  });
+});
+
+describe('collateral on a venue that keeps long and short apart (review: GMX flip budgeted as if netted)', () => {
+  // GMX v2 as its adapter quotes it: leverage 2 (collateral 0.5 of notional), ETH at $3,500. An order the
+  // opposite position covers decreases it (posts nothing); a larger one opens its whole size beside it.
+  const ETH = 3500;
+  const FRACTION = 0.5;
+  function gmxQuote(side: Side, size: number, positionBase: number): HedgeQuote {
+    const decrease = positionBase * (side === 'buy' ? 1 : -1) < 0 && size <= Math.abs(positionBase);
+    const feeUsd = size * ETH * 0.0005;
+    return {
+      venue: 'gmx-arb',
+      instrument: 'ETH-USD:PERP',
+      side,
+      requestedSizeBase: toDecimalString(size, 8),
+      executableSizeBase: toDecimalString(size, 8),
+      referencePriceUsd: ETH,
+      expectedPriceUsd: ETH,
+      feeUsd,
+      impactUsd: 0,
+      gasUsd: 0.2,
+      fundingCarryUsd: 0,
+      totalCostUsd: feeUsd + 0.2,
+      lockedCollateralUsd: decrease ? 0 : size * ETH * FRACTION,
+      expectedLatencyMs: 2000,
+      asOfMs: NOW,
+    };
+  }
+  const gmxAdapter = (positionBase: number) => ({
+    quoteHedge: async (r: QuoteRequest) => gmxQuote(r.side, Number(r.sizeBase), positionBase),
+  });
+  /** gmx-arb holding `positionBase` ETH with `freeCollateralUsd` in its wallet, as the runtime targets it. */
+  const gmxTarget = (positionBase: number, freeCollateralUsd: number) => ({
+    venue: 'gmx-arb',
+    chain: 'evm:42161',
+    instrument: 'ETH-USD:PERP',
+    minSizeBase: 0.01,
+    sizeStepBase: 0.01,
+    priceTickUsd: 0.01,
+    positionBase,
+    freeCollateralUsd,
+    marginFraction: FRACTION, // max(10%, the market's initialMarginFraction 0.5)
+  });
+  const quoted = async (positionBase: number, freeCollateralUsd: number, side: Side, sizeBase: number) => {
+    const { venues, notes } = await quoteVenues(
+      [{ ...gmxTarget(positionBase, freeCollateralUsd), adapter: gmxAdapter(positionBase) }],
+      { side, sizeBase },
+    );
+    expect(notes).toEqual([]);
+    return venues;
+  };
+  const ethReq = (deltaBase: number): RouteRequest => ({
+    ...req(deltaBase),
+    underlying: 'ETH',
+    referencePriceUsd: ETH,
+  });
+
+  it('legMarginUsd: holding 2 long, a sell of 5 needs collateral for all 5 ($8,750), not the 3 past the long ($5,250)', () => {
+    const apart = { positionBase: 2, marginFraction: FRACTION, openCollateralUsdPerUnit: ETH * FRACTION };
+    expect(legMarginUsd(apart, 'sell', 5, ETH)).toBe(8750);
+    // posted at the venue's price: a decision at another spot does not shrink it (review: 3490 × 0.5 per unit)
+    expect(legMarginUsd(apart, 'sell', 5, 3490)).toBe(8750);
+    // the long covers a sell of up to 2: a decrease, nothing posted
+    expect(legMarginUsd(apart, 'sell', 2, ETH)).toBe(0);
+    expect(legMarginUsd(apart, 'sell', 1, ETH)).toBe(0);
+    // just past it: the whole size
+    expect(legMarginUsd(apart, 'sell', 2.01, ETH)).toBeCloseTo(2.01 * 1750, 9);
+    // growing the long: the whole size either way
+    expect(legMarginUsd(apart, 'buy', 5, ETH)).toBe(8750);
+    // a venue that nets takes the 3 past the long only
+    const { openCollateralUsdPerUnit: _o, ...nets } = apart;
+    expect(legMarginUsd(nets, 'sell', 5, ETH)).toBe(5250);
+    // routing's own margin fraction stays a floor: a venue posting 2% is not budgeted under 10% past the position
+    const low = { positionBase: 2, marginFraction: 0.1, openCollateralUsdPerUnit: ETH * 0.02 };
+    expect(legMarginUsd(low, 'sell', 5, ETH)).toBeCloseTo(3 * ETH * 0.1, 9);
+    expect(() => legMarginUsd({ ...apart, openCollateralUsdPerUnit: Number.NaN }, 'sell', 5, ETH)).toThrow(
+      /openCollateralUsdPerUnit must be a finite number >= 0, got NaN/,
+    );
+  });
+
+  it('maxSizeForMarginUsd is the inverse of legMarginUsd, at any reference price', () => {
+    const venues = [
+      { positionBase: 2, marginFraction: FRACTION, openCollateralUsdPerUnit: 1749.75 },
+      { positionBase: -3, marginFraction: 0.1, openCollateralUsdPerUnit: 1750.25 },
+      { positionBase: 2, marginFraction: 0.1, openCollateralUsdPerUnit: 70 },
+      { positionBase: 2, marginFraction: 0.1 },
+    ];
+    for (const v of venues)
+      for (const side of ['buy', 'sell'] as const)
+        for (const ref of [3490, 3500, 3510])
+          for (const budgetUsd of [1, 1000, 7000, 50_000]) {
+            const sizeBase = maxSizeForMarginUsd(v, side, budgetUsd, ref);
+            const reducibleBase =
+              v.positionBase * (side === 'buy' ? 1 : -1) < 0 ? Math.abs(v.positionBase) : 0;
+            // the largest size within the budget: its margin is the budget (or it only reduces)
+            if (sizeBase > reducibleBase)
+              expect(legMarginUsd(v, side, sizeBase, ref)).toBeCloseTo(budgetUsd, 6);
+            else expect(legMarginUsd(v, side, sizeBase, ref)).toBe(0);
+            expect(legMarginUsd(v, side, sizeBase * 1.001 + 1e-6, ref)).toBeGreaterThan(budgetUsd);
+          }
+  });
+
+  it("quoteVenues reads the collateral per unit from a quote of an order past the position (GMX's lockedCollateralUsd), not from a decrease", async () => {
+    const [gmx] = await quoted(2, 1e6, 'sell', 5);
+    // quoted at 5 (an increase: $8,750 for 5) and 1.25 (a decrease: $0)
+    expect(gmx?.quotes.map((q) => [q.requestedSizeBase, q.lockedCollateralUsd])).toEqual([
+      ['5', 8750],
+      ['1.25', 0],
+    ]);
+    expect(gmx?.openCollateralUsdPerUnit).toBe(1750);
+    // a venue whose quotes state none keeps none (margined as a netting venue)
+    const plain = await quoteVenues(
+      [
+        {
+          ...gmxTarget(2, 1e6),
+          adapter: {
+            quoteHedge: async (r: QuoteRequest) => {
+              const { lockedCollateralUsd: _l, ...q } = gmxQuote(r.side, Number(r.sizeBase), 2);
+              return q;
+            },
+          },
+        },
+      ],
+      { side: 'sell', sizeBase: 5 },
+    );
+    expect(plain.venues[0]?.openCollateralUsdPerUnit).toBeUndefined();
+    // a stated amount that is no number leaves the venue out, by name, not the plan
+    const bad = await quoteVenues(
+      [
+        {
+          ...gmxTarget(2, 1e6),
+          adapter: {
+            quoteHedge: async (r: QuoteRequest) => ({
+              ...gmxQuote(r.side, Number(r.sizeBase), 2),
+              lockedCollateralUsd: Number.NaN,
+            }),
+          },
+        },
+      ],
+      { side: 'sell', sizeBase: 5 },
+    );
+    expect(bad.venues).toEqual([]);
+    expect(bad.notes.join(' ')).toMatch(/gmx-arb: quote for 5 states lockedCollateralUsd NaN/);
+  });
+
+  it('holding 2 long with $7,000 free, a sell of 5 is cut to the 3.98 whose collateral the wallet holds with 50 bps to spare, not sent whole', async () => {
+    const venues = await quoted(2, 7000, 'sell', 5);
+    const plan = routeDelta(ethReq(-5), venues, { bridge });
+    // netted, 5 would need $5,250 and be sent: GMX pulls $8,750 for it and the order fails; 4 ($7,000)
+    // is the whole wallet, refused on any uptick before it is placed: 7,000 / (1,750 × 1.005) = 3.98
+    expect(plan.legs.map((l) => [l.venue, l.side, l.sizeBase, l.reduceOnly])).toEqual([
+      ['gmx-arb', 'sell', '3.98', false],
+    ]);
+    expect(3.98 * ETH * FRACTION * 1.005).toBeLessThanOrEqual(7000);
+    expect(plan.shortfallBase).toBeCloseTo(1.02, 9);
+  });
+
+  it('holding 2 long with $3,000 free, only the decrease goes out: any sell past the long posts more than is free', async () => {
+    const venues = await quoted(2, 3000, 'sell', 5);
+    const plan = routeDelta(ethReq(-5), venues, { bridge });
+    // netted, 2 + 3000 / 1750 = 3.71 would go out, an increase posting $6,492.50
+    expect(plan.legs.map((l) => [l.sizeBase, l.reduceOnly])).toEqual([['2', true]]);
+    expect(plan.shortfallBase).toBeCloseTo(3, 9);
+  });
+
+  it('moves the collateral of the whole size, with its headroom and buffer: $10,552.50 for a sell of 5 past a long of 2 (not $6,300)', async () => {
+    const venues = await quoted(2, 0, 'sell', 5);
+    const sources: CollateralSource[] = [
+      { venue: 'drift-sol', chain: 'solana:mainnet-beta', asset: 'USDC', availableUsd: 50_000 },
+    ];
+    const plan = routeDelta(ethReq(-5), venues, { bridge, collateralSources: sources });
+    expect(plan.legs.map((l) => [l.sizeBase, l.dependsOn.length])).toEqual([['5', 1]]);
+    // 5 × $1,750 × 1.005 (the slippage bound's headroom) × 1.2 (the move's buffer)
+    expect(plan.transfers.map((t) => [t.toVenue, t.amount])).toEqual([['gmx-arb', '10552.5']]);
+    // a move a cent short of the need is cut to the size it funds, at the whole-size rule (reserveCaps)
+    const tight: CollateralSource[] = [{ ...(sources[0] as CollateralSource), availableUsd: 8404 }];
+    const cut = routeDelta(ethReq(-5), venues, { bridge, collateralSources: tight });
+    const [leg] = cut.legs;
+    const [move] = cut.transfers;
+    expect(Number(move?.amount) + (move?.feeUsd ?? 0)).toBeLessThanOrEqual(8404);
+    expect(
+      legMarginUsd(venues[0] as RouteVenue, 'sell', Number(leg?.sizeBase), ETH) * 1.005 * 1.2,
+    ).toBeLessThanOrEqual(Number(move?.amount) + 1e-9);
+    // $8,400 after the $4 fee funds 8,400 / 1.2 / (1,750 × 1.005) = 3.98 ETH: $8,399.79 moved
+    expect([leg?.sizeBase, move?.amount]).toEqual(['3.98', '8399.79']);
+  });
+
+  it('a reservation commits the collateral of the whole size for the next plan of the round', async () => {
+    const venues = await quoted(2, 10_000, 'sell', 5);
+    const plan = routeDelta(ethReq(-5), venues, { bridge });
+    expect(plan.legs.map((l) => l.sizeBase)).toEqual(['5']);
+    expect(collateralUse(plan, venues).get('gmx-arb')?.marginUsd).toBe(8750);
+    const reservation = new CollateralReservation();
+    reservation.commit(plan, venues);
+    expect(reservation.freeUsd('gmx-arb', 10_000)).toBe(1250);
+  });
+  it("review: at spot 3490 under GMX's 3500, the leg's collateral at GMX's own price fits the wallet, with room for the price to move", async () => {
+    // GMX as its adapter quotes it: reference (mid) $3,500, an increase posts at its min price for a
+    // short ($3,499.50), its max for a long ($3,500.50), × 0.5, rounded up to the USDC unit.
+    const MID = 3500;
+    const SPOT = 3490;
+    const postedPxOf = (side: Side) => (side === 'buy' ? MID + 0.5 : MID - 0.5);
+    const quoteAt = (side: Side, size: number, positionBase: number): HedgeQuote => {
+      const decrease = positionBase * (side === 'buy' ? 1 : -1) < 0 && size <= Math.abs(positionBase);
+      const feeUsd = size * MID * 0.0005;
+      return {
+        ...gmxQuote(side, size, positionBase),
+        referencePriceUsd: MID,
+        expectedPriceUsd: postedPxOf(side),
+        feeUsd,
+        totalCostUsd: feeUsd + 0.2,
+        lockedCollateralUsd: decrease ? 0 : Math.ceil(size * postedPxOf(side) * FRACTION * 1e6) / 1e6,
+      };
+    };
+    // 7,000 / (1,749.75 × 1.005) = 3.98; 7,000 / (1,750.25 × 1.005) = 3.979 → 3.97
+    for (const [positionBase, side, deltaBase, plannedBase] of [
+      [2, 'sell', -5, '3.98'],
+      [0, 'buy', 5, '3.97'],
+    ] as const) {
+      const { venues, notes } = await quoteVenues(
+        [
+          {
+            ...gmxTarget(positionBase, 7000),
+            adapter: {
+              quoteHedge: async (r: QuoteRequest) => quoteAt(r.side, Number(r.sizeBase), positionBase),
+            },
+          },
+        ],
+        { side, sizeBase: 5 },
+      );
+      expect(notes).toEqual([]);
+      const plan = routeDelta({ ...ethReq(deltaBase), referencePriceUsd: SPOT }, venues, { bridge });
+      expect(plan.legs).toHaveLength(1);
+      const [leg] = plan.legs;
+      const sizeBase = Number(leg?.sizeBase);
+      // was 4.01 (sell) budgeted at $3,490 × 0.49993: GMX posts 4.01 × $3,499.50 × 0.5 = $7,016.50, refused
+      expect([leg?.side, leg?.sizeBase, leg?.reduceOnly]).toEqual([side, plannedBase, false]);
+      const postedUsd = sizeBase * postedPxOf(side) * FRACTION;
+      expect(postedUsd).toBeLessThanOrEqual(7000);
+      // and it still fits after GMX's price moves the slippage bound (50 bps) against it before placement
+      expect(postedUsd * 1.005).toBeLessThanOrEqual(7000);
+      // routing counts what GMX posts at its own price, whatever the decision's spot
+      expect(legMarginUsd(venues[0] as RouteVenue, side, sizeBase, SPOT)).toBeCloseTo(postedUsd, 5);
+    }
   });
 });

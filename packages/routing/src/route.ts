@@ -9,7 +9,15 @@ import {
 } from '@xhedge/core';
 import type { HedgeDecision, OptionTrade } from '@xhedge/strategy';
 import { allocateEqualMarginal } from './allocate.ts';
-import { bridgeFeeDebitUsd, CollateralReservation, legMarginUsd } from './collateral.ts';
+import {
+  bridgeFeeDebitUsd,
+  CollateralReservation,
+  legMarginUsd,
+  maxSizeForMarginUsd,
+  openCollateralUsdPerUnitOf,
+  reducesAt,
+  reducibleBaseOf,
+} from './collateral.ts';
 import {
   type CollateralTransfer,
   type HedgePlan,
@@ -41,7 +49,15 @@ export interface RouteOptions {
   delayCostUsdPerMinute?: number;
   /** Delay cost multiplier for urgent hedges. @defaultValue 10 */
   urgentDelayMultiplier?: number;
-  /** Limit price distance from the expected price, bps. @defaultValue 50 */
+  /**
+   * Limit price distance from the expected price, bps. Also the headroom legs on a venue that posts
+   * collateral on an order's whole size at its own price (`openCollateralUsdPerUnit`, GMX) are sized
+   * with: GMX takes the collateral at its price when the order is placed, after routing, so a leg sized to
+   * the last dollar of the wallet at the quoted price is refused on any uptick (on a sell, any move up
+   * of its min price). The price may move by the slippage bound before the order is placed; a leg of such
+   * a venue is budgeted `openCollateralUsdPerUnit` × (1 + maxSlippageBps / 10,000) per unit, in its
+   * no-move cap, its moves and the collateral its venue keeps for it. @defaultValue 50
+   */
   maxSlippageBps?: number;
   /** Extra collateral moved above the bare margin need. @defaultValue 0.2 */
   collateralBuffer?: number;
@@ -150,6 +166,25 @@ interface Model {
 
 type Opts = Required<Omit<RouteOptions, 'collateralSources' | 'splitChunks'>>;
 
+/**
+ * `v` as routing sizes its legs: a venue that posts collateral on an order's whole size at its own price
+ * (`openCollateralUsdPerUnit`, GMX) with that collateral raised by the slippage bound, headroom for the
+ * price moving between the quote and the order being placed (see {@link RouteOptions.maxSlippageBps});
+ * other venues as they are. Every sizing site (no-move cap, moves, cuts, what a venue keeps for its own
+ * leg) reads the venue through this, so they agree. A per-unit amount that is no finite number ≥ 0 is
+ * refused by name.
+ */
+function withPostingHeadroom(v: RouteVenue, maxSlippageBps: number): RouteVenue {
+  let perUnitUsd: number;
+  try {
+    perUnitUsd = openCollateralUsdPerUnitOf(v);
+  } catch (err) {
+    throw new RangeError(`${v.venue}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (perUnitUsd === 0) return v;
+  return { ...v, openCollateralUsdPerUnit: perUnitUsd * (1 + maxSlippageBps / 10_000) };
+}
+
 function fitCostModel(
   v: RouteVenue,
   side: Side,
@@ -165,8 +200,7 @@ function fitCostModel(
     .sort((x, y) => x.n - y.n);
   const big = qs[qs.length - 1];
   if (!big) return null;
-  const signed = side === 'buy' ? 1 : -1;
-  const reducible = v.positionBase * signed < 0 ? Math.abs(v.positionBase) : 0;
+  const reducible = reducibleBaseOf(v, side);
   // Fee and impact are fitted on the largest quote and the smallest of its kind (reducing or opening),
   // else the smallest: a reducing quote added for its carry does not bend the fit of the opening ones.
   const bigReduces = reducesAt(reducible, big.n);
@@ -213,15 +247,13 @@ function fitCostModel(
     cap = v.maxOrderSizeBase;
     capReason = `max order ${v.maxOrderSizeBase}`;
   }
-  const marginPerUnit = ref * v.marginFraction;
-  const noBridgeCap = Math.min(
-    cap,
-    reducible + (marginPerUnit > 0 ? v.freeCollateralUsd / marginPerUnit : cap),
-  );
+  // The margin rule of every leg and move ({@link legMarginUsd}): a venue that posts collateral on an
+  // order's whole size (GMX) fits less past its position on the same free collateral than one that nets.
+  const noBridgeCap = Math.min(cap, maxSizeForMarginUsd(v, side, v.freeCollateralUsd, ref));
   const bridges: BridgeOption[] = [];
   let noMoveNote: string | undefined;
   if (noBridgeCap < cap) {
-    const needUsd = (cap - reducible) * marginPerUnit * (1 + opts.collateralBuffer) - v.freeCollateralUsd;
+    const needUsd = legMarginUsd(v, side, cap, ref) * (1 + opts.collateralBuffer) - v.freeCollateralUsd;
     const accepted = v.collateralAssets;
     /** Sources left out for holding an asset the venue does not take as collateral. */
     const refused: CollateralSource[] = [];
@@ -288,11 +320,6 @@ function fitCostModel(
     noMoveNote,
     expectedPrice: big.q.expectedPriceUsd,
   };
-}
-
-/** Whether an order of `sizeBase` only reduces a position of which `reducibleBase` is reducible. */
-function reducesAt(reducibleBase: number, sizeBase: number): boolean {
-  return reducibleBase > 0 && sizeBase <= reducibleBase + 1e-12;
 }
 
 /**
@@ -775,12 +802,15 @@ function reserveCaps(choices: readonly Choice[], f: Funding): Choice[] | null {
     if (!pick || !(pick.moveUsd > 0)) return null;
     let cap = ch.cap;
     if (pick.moveUsd < needUsd) {
-      const marginPerUnitUsd = f.referencePriceUsd * m.v.marginFraction;
-      if (!(marginPerUnitUsd > 0)) return null;
       // The size the room funds, a cent short of it: the move for a leg is rounded up to the cent.
-      cap =
-        m.reducible +
-        (m.v.freeCollateralUsd + (pick.moveUsd - 0.01) / (1 + f.collateralBuffer)) / marginPerUnitUsd;
+      const fundedBase = maxSizeForMarginUsd(
+        m.v,
+        f.side,
+        m.v.freeCollateralUsd + (pick.moveUsd - 0.01) / (1 + f.collateralBuffer),
+        f.referencePriceUsd,
+      );
+      if (!Number.isFinite(fundedBase)) return null;
+      cap = Math.min(ch.cap, fundedBase);
       if (!(cap > m.noBridgeCap) || cap < m.v.minSizeBase) return null;
     }
     const { source } = pick.b;
@@ -837,9 +867,11 @@ function splitNote(legs: number, best: Candidate, single: Candidate, fixedUsd: n
  * gas once per order). So a plan reduces opposite positions first unless opening elsewhere is cheaper even counting
  * that close (a venue with an opposite position but no usable quote cannot be reduced and is not
  * counted). What opens beyond every opposite position pays the flat `openPositionPenaltyBps`, the same in
- * every plan of one size. Every plan is fundable as a whole: legs drawing on one source's
- * collateral (moves out of it, and its own venue's leg) are sized to fit it together, with its own
- * leg's margin kept first (see {@link reserveCaps}); what no collateral covers is shortfall. A pure
+ * every plan of one size. A leg needs the collateral {@link legMarginUsd} counts (none for a leg that
+ * only reduces its venue's position; else margin on the part past it, and at least what a venue that
+ * keeps a market's long and short apart, GMX, posts on the whole size). Every plan is fundable as a
+ * whole: legs drawing on one source's collateral (moves out of it, and its own venue's leg) are sized
+ * to fit it together, with its own leg's margin kept first (see {@link reserveCaps}); what no collateral covers is shortfall. A pure
  * function of its inputs.
  */
 export function routeDelta(
@@ -889,10 +921,12 @@ export function routeDelta(
       totalCostUsd: 0,
       notes: ['nothing to route: the delta is 0'],
     };
+  if (!(Number.isFinite(opts.maxSlippageBps) && opts.maxSlippageBps >= 0))
+    throw new RangeError(`maxSlippageBps must be a finite number >= 0, got ${String(opts.maxSlippageBps)}`);
   const models: Model[] = [];
   for (const v of venues) {
     const m = fitCostModel(
-      v,
+      withPostingHeadroom(v, opts.maxSlippageBps),
       side,
       size,
       opts,

@@ -29,6 +29,20 @@ export interface RouteVenue {
   /** Initial margin per USD of notional (0.1 = 10× leverage). */
   marginFraction: number;
   /**
+   * Collateral the venue posts for an order that does not only reduce the position, USD per underlying
+   * unit of the order's whole size, at the venue's own price (GMX sizes an increase at its max price for
+   * a long, its min for a short, not at the decision's spot): the most its quotes of such orders state
+   * (`lockedCollateralUsd` / executable size; `quoteVenues` fills it when a quote states one). A venue
+   * that keeps a market's long and short apart (GMX v2) reduces the opposite position only when it
+   * covers the whole order; a larger order opens its whole size beside it and posts collateral for all
+   * of it (holding 2 long, a sell of 5 posts for 5, not 3). `legMarginUsd` then counts at least this on
+   * the whole size of a leg past the position, not only `marginFraction` on the part past it; `routeDelta`
+   * sizes such legs with headroom over it for the price moving before the order is placed (its
+   * `maxSlippageBps`). Absent: the venue states none, and its legs are margined as a
+   * netting venue takes them.
+   */
+  openCollateralUsdPerUnit?: number;
+  /**
    * Assets the venue takes as collateral (its adapter's `capabilities.collateral`: a GMX venue's
    * collateral token, USDT or DAI as well as USDC). A collateral move to the venue is planned only in one
    * of these: USDC sent to a venue that margins in USDT pays the bridge and leaves the leg short of
