@@ -10,6 +10,7 @@ describe('drop-copy check: the venue position against the ledger', () => {
   let n = 0;
   const breaks: PositionCheck[] = [];
   const errors: string[] = [];
+  const shownAtAction: number[] = [];
   let dc: DropCopy;
   beforeAll(async () => {
     env = await makeEnv();
@@ -22,8 +23,10 @@ describe('drop-copy check: the venue position against the ledger', () => {
       log: (level, msg) => {
         if (level === 'error') errors.push(msg);
       },
-      onBreak: (b) => {
+      onBreak: async (b) => {
         breaks.push(b);
+        // the action runs before the break is on the ledger: whoever sees the break sees the halt too
+        shownAtAction.push((await env.ledger.openPositionBreaks()).length);
       },
     });
   });
@@ -102,6 +105,7 @@ describe('drop-copy check: the venue position against the ledger', () => {
     const broken = one(await check(t + 1000));
     expect(broken).toMatchObject({ state: 'break', expectedSizeBase: '3.25', sinceMs: t });
     expect(breaks).toHaveLength(1);
+    expect(shownAtAction).toEqual([0]);
     expect(errors).toEqual([
       `position break on pv: ${PERP} is 3.65 ETH at the venue, 3.25 ETH by our ledger (+0.4 ETH unexplained for 1 s)`,
     ]);

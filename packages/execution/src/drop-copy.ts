@@ -282,6 +282,17 @@ export class DropCopy {
     }
     this.#diff.set(key, { sinceMs, broken: true });
     const c: PositionCheck = { ...base, state: 'break', expectedSizeBase, diffBase, sinceMs };
+    // The break action (halt-venue) first: once the break is on the ledger (the API, an operator's screen)
+    // the venue is already halted, and a ledger that fails the audit write does not keep it trading.
+    try {
+      await this.#o.onBreak?.(c);
+    } catch (err) {
+      this.#o.log?.('error', `position break on ${key}: the break action failed`, {
+        venue,
+        instrument,
+        err: err instanceof Error ? err.message : String(err),
+      });
+    }
     await this.#o.ledger.audit({
       actor: ACTOR,
       action: 'position-break',
@@ -303,15 +314,6 @@ export class DropCopy {
       `position break on ${venue}: ${instrument} is ${venueSizeBase} ${unit} at the venue, ${expectedSizeBase} ${unit} by our ledger (${diffBase > 0 ? '+' : ''}${diffBase} ${unit} unexplained for ${((atMs - sinceMs) / 1000).toFixed(0)} s)`,
       { venue, instrument, venueSizeBase, expectedSizeBase, diffBase },
     );
-    try {
-      await this.#o.onBreak?.(c);
-    } catch (err) {
-      this.#o.log?.('error', `position break on ${key}: the break action failed`, {
-        venue,
-        instrument,
-        err: err instanceof Error ? err.message : String(err),
-      });
-    }
     return c;
   }
 
