@@ -1,9 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import { BreakersConfig } from '@xhedge/config';
 import { ManualClock } from '@xhedge/core';
-import { Ledger, openDatabase } from '@xhedge/store';
+import { type DatabaseHandle, Ledger, openDatabase, postgresReachable, TEST_PG_URL } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BreakerBoard, breakerNames, breakersFor } from './breakers.ts';
+import { BreakerBoard, BreakerResetConflictError, breakerNames, breakersFor } from './breakers.ts';
 import { keysFor } from './keys.ts';
 import { ExecutionMetrics } from './metrics.ts';
 import { testRedis } from './test-env.ts';
@@ -400,5 +401,268 @@ describe('circuit breakers: what trips each one', () => {
     } finally {
       await own.close();
     }
+  });
+});
+
+/**
+ * `cmd` as a board sees it, with `step` run once around the first command of `methods` that names `key`:
+ * right before it (`before`) or right after it answered (`after`). Another process's step, made to land
+ * exactly inside a board's operation.
+ */
+function interleaved(
+  cmd: Redis,
+  o: { methods: readonly string[]; key: string; at: 'before' | 'after'; step: () => Promise<unknown> },
+): Redis {
+  let fired = false;
+  return new Proxy(cmd, {
+    get(target, prop) {
+      const v: unknown = Reflect.get(target, prop, target);
+      if (typeof v !== 'function') return v;
+      const f = v as (...args: unknown[]) => Promise<unknown>;
+      if (!o.methods.includes(String(prop))) return f.bind(target);
+      return async (...args: unknown[]) => {
+        const mine = !fired && args.includes(o.key);
+        if (mine) fired = true;
+        if (mine && o.at === 'before') await o.step();
+        const r = await f.apply(target, args);
+        if (mine && o.at === 'after') await o.step();
+        return r;
+      };
+    },
+  });
+}
+
+describe('circuit breakers: transitions racing each other across processes', () => {
+  let redis: Awaited<ReturnType<typeof testRedis>>;
+  let cmd: Redis;
+  let other: Redis;
+  let db: DatabaseHandle;
+  let ledger: Ledger;
+  const clock = new ManualClock(Date.UTC(2026, 0, 6));
+  let n = 0;
+  const cfg = BreakersConfig.parse({
+    venue: { minRequests: 4, errorRatePct: 50, cooldownSeconds: 1, windowSeconds: 600 },
+  });
+  /** Two boards on one deployment, as two processes hold them: `a` on `redisA` (a hooked client), `b` on its own. */
+  const boards = (redisA?: (prefix: string) => Redis, ledgerA: Ledger = ledger) => {
+    const prefix = `xhbrr${process.pid}-${++n}`;
+    const mk = (r: Redis, l: Ledger) => new BreakerBoard({ redis: r, prefix, config: cfg, ledger: l, clock });
+    return { prefix, a: mk(redisA ? redisA(prefix) : cmd, ledgerA), b: mk(other, ledger) };
+  };
+  const last = async (name: string) => (await ledger.listBreakerEvents({ breaker: name, limit: 1 }))[0];
+
+  beforeAll(async () => {
+    redis = await testRedis();
+    cmd = redis.client();
+    other = redis.client();
+    if (await postgresReachable())
+      db = await openDatabase({
+        url: TEST_PG_URL,
+        schema: `t_${randomBytes(6).toString('hex')}`,
+        poolSize: 4,
+      });
+    else {
+      console.warn(`[breakers tests] Postgres at ${TEST_PG_URL} not reachable: the race tests run on PGlite`);
+      db = await openDatabase();
+    }
+    ledger = new Ledger(db, { clock });
+  });
+  afterAll(async () => {
+    const keys = await cmd.keys(`xhbrr${process.pid}-*`);
+    if (keys.length) await cmd.del(...keys);
+    cmd.disconnect();
+    other.disconnect();
+    await redis.close();
+    if (db?.kind === 'postgres') await db.dropSchema();
+    await ledger?.close();
+  });
+
+  it('a trip that lands inside a reset is closed by it and recorded so: from open, with the trip it closed', async () => {
+    const name = 'market:slippage:ETH';
+    let b: BreakerBoard | undefined;
+    const { a } = boards((prefix) =>
+      interleaved(cmd, {
+        methods: ['hset', 'eval', 'evalsha'],
+        key: keysFor(prefix).breaker(name),
+        at: 'before',
+        step: async () => {
+          clock.advance(5);
+          await b?.trip(name, 'slippage 80 bps > 50 bps');
+        },
+      }),
+    );
+    b = new BreakerBoard({ redis: other, prefix: a.prefix, config: cfg, ledger, clock });
+    const openedAtMs = clock.nowMs() + 5;
+    const r = await a.reset(name, 'operator:ana', 'all good');
+    expect(r).toEqual({ name, from: 'open', closed: { openedAtMs, reason: 'slippage 80 bps > 50 bps' } });
+    expect((await a.status(name)).state).toBe('closed');
+    // the ledger: the trip, then its close, from the state Redis really held
+    const events = (await ledger.listBreakerEvents({ breaker: name })).reverse();
+    expect(events.map((e) => `${e.fromState}->${e.toState}`)).toEqual(['closed->open', 'open->closed']);
+    expect(events[1]?.details).toMatchObject({
+      actor: 'operator:ana',
+      closedOpenedAtMs: openedAtMs,
+      closedReason: 'slippage 80 bps > 50 bps',
+    });
+  });
+
+  it('a reset told which trip it closes leaves a newer trip open and says so (409)', async () => {
+    const name = 'market:stale-mark:ETH';
+    const { a } = boards();
+    await a.trip(name, 'marks 9000 ms old');
+    const seen = await a.status(name);
+    await a.reset(name, 'operator:bo', 'feed back', { ifOpenedAtMs: seen.openedAtMs as number });
+    clock.advance(1_000);
+    await a.trip(name, 'marks 12000 ms old'); // a newer trip the operator has not seen
+    const err = await a
+      .reset(name, 'operator:bo', 'feed back', { ifOpenedAtMs: seen.openedAtMs as number })
+      .then(
+        (r) => r,
+        (e: unknown) => e,
+      );
+    expect(err).toBeInstanceOf(BreakerResetConflictError);
+    expect(err).toMatchObject({
+      code: 'BREAKER_RESET_CONFLICT',
+      details: {
+        breaker: name,
+        state: 'open',
+        reason: 'marks 12000 ms old',
+        openedAtMs: clock.nowMs(),
+        expectedOpenedAtMs: seen.openedAtMs,
+      },
+    });
+    expect((await a.status(name)).state).toBe('open');
+    expect(await last(name)).toMatchObject({
+      fromState: 'closed',
+      toState: 'open',
+      reason: 'marks 12000 ms old',
+    });
+    // told the trip in force, it closes it
+    expect(await a.reset(name, 'operator:bo', 'feed back', { ifOpenedAtMs: clock.nowMs() })).toMatchObject({
+      from: 'open',
+    });
+    expect((await a.status(name)).state).toBe('closed');
+  });
+
+  it("a reset whose ledger event lands after a later trip's: the ledger's last word is open, as Redis", async () => {
+    const name = 'chain:evm:1';
+    let b: BreakerBoard | undefined;
+    // the reset's process is slow to write its event: a trip in Redis and its event come first
+    const slow = new Proxy(ledger, {
+      get(target, prop) {
+        const v: unknown = Reflect.get(target, prop, target);
+        if (prop !== 'recordBreakerEvent' || typeof v !== 'function')
+          return typeof v === 'function' ? v.bind(target) : v;
+        return async (e: Parameters<Ledger['recordBreakerEvent']>[0]) => {
+          if (e.toState === 'closed') await b?.trip(name, 'chain halted (no blocks / trading paused)');
+          await target.recordBreakerEvent(e);
+        };
+      },
+    });
+    const { a } = boards(undefined, slow);
+    b = new BreakerBoard({ redis: other, prefix: a.prefix, config: cfg, ledger, clock });
+    await a.trip(name, 'chain halted (no blocks / trading paused)');
+    clock.advance(2_000);
+    await a.reset(name, 'operator:cy', 'chain back');
+    const st = await a.status(name);
+    expect(st.state).toBe('open');
+    expect(await last(name)).toMatchObject({
+      toState: 'open',
+      details: { openedAtMs: st.openedAtMs, cooldownMs: st.cooldownMs },
+    });
+    // Redis loses its writes: the restore finds the breaker open, as Redis had it
+    await cmd.del(keysFor(a.prefix).breaker(name));
+    expect(await a.restoreOpen({ actor: 'run', serverLostData: true })).toContain(name);
+    expect((await a.status(name)).state).toBe('open');
+  });
+
+  it('a trip Redis loses right after it (a restart missing the last writes) is not restated as closed: the restore puts it back', async () => {
+    const name = 'market:loss';
+    let lose = false;
+    let before: Record<string, string> = {};
+    // Redis restarts from a snapshot taken before the trip (the breaker's hash as a trip and a reset
+    // left it: closed) while the trip's process writes its open event
+    const losing = new Proxy(ledger, {
+      get(target, prop) {
+        const v: unknown = Reflect.get(target, prop, target);
+        if (prop !== 'recordBreakerEvent' || typeof v !== 'function')
+          return typeof v === 'function' ? v.bind(target) : v;
+        return async (e: Parameters<Ledger['recordBreakerEvent']>[0]) => {
+          if (lose && e.toState === 'open') {
+            const key = keysFor(a.prefix).breaker(name);
+            await cmd.del(key);
+            await cmd.hset(key, before);
+          }
+          await target.recordBreakerEvent(e);
+        };
+      },
+    });
+    const { a } = boards(undefined, losing);
+    await a.trip(name, 'first trip', {}, 60_000);
+    clock.advance(1_000);
+    await a.reset(name, 'operator:ed', 'closed after review');
+    before = await cmd.hgetall(keysFor(a.prefix).breaker(name));
+    expect(before.state).toBe('closed');
+    clock.advance(1_000);
+    lose = true;
+    await a.trip(name, 'loss limit hit', {}, 86_400_000);
+    lose = false;
+    expect((await a.status(name)).state).toBe('closed');
+    // the ledger's last word is the trip, not a "closed" restated from what Redis lost
+    expect(await last(name)).toMatchObject({
+      fromState: 'closed',
+      toState: 'open',
+      reason: 'loss limit hit',
+    });
+    expect(await a.restoreOpen({ actor: 'run', serverLostData: true })).toContain(name);
+    expect(await a.status(name)).toMatchObject({ state: 'open', reason: 'loss limit hit' });
+  });
+
+  it('a reset between the window deciding a venue trip and the trip: the reset stands', async () => {
+    let b: BreakerBoard | undefined;
+    const { a } = boards((prefix) =>
+      interleaved(cmd, {
+        methods: ['eval', 'evalsha'],
+        key: keysFor(prefix).venueCalls('v9'),
+        at: 'after',
+        step: () => b?.reset('venue:v9', 'operator:di', 'venue fixed') ?? Promise.resolve(),
+      }),
+    );
+    b = new BreakerBoard({ redis: other, prefix: a.prefix, config: cfg, ledger, clock });
+    for (let i = 0; i < 3; i++) await b.recordVenueCall('v9', { ok: false, latencyMs: 10 });
+    // the fourth failure trips it; the operator's reset lands right after the window decided so
+    await a.recordVenueCall('v9', { ok: false, latencyMs: 10 });
+    expect((await a.status('venue:v9')).state).toBe('closed');
+    // the reset's event landed before the trip's (it ran inside the trip's call): the trip's process
+    // restates the close after its own event, so the ledger's last word is closed, as Redis
+    const events = (await ledger.listBreakerEvents({ breaker: 'venue:v9' })).reverse();
+    expect(events.map((e) => [`${e.fromState}->${e.toState}`, e.details.restated === true])).toEqual([
+      ['open->closed', false],
+      ['closed->open', false],
+      ['open->closed', true],
+    ]);
+    expect(events[1]?.reason).toBe('failure rate 100% ≥ 50%');
+  });
+
+  it('a venue call right after a good trial closed the breaker does not meet the failures that opened it', async () => {
+    let b: BreakerBoard | undefined;
+    const { a } = boards((prefix) =>
+      interleaved(cmd, {
+        methods: ['eval', 'evalsha'],
+        key: keysFor(prefix).breakerTrial('venue:v8'),
+        at: 'after',
+        step: () => b?.recordVenueCall('v8', { ok: false, latencyMs: 10 }) ?? Promise.resolve(),
+      }),
+    );
+    b = new BreakerBoard({ redis: other, prefix: a.prefix, config: cfg, ledger, clock });
+    for (let i = 0; i < 4; i++) await b.recordVenueCall('v8', { ok: false, latencyMs: 10 });
+    expect((await b.status('venue:v8')).state).toBe('open');
+    clock.advance(1_500);
+    const g = await b.gate(['venue:v8'], { takeTrial: true });
+    if (!g.allowed) throw new Error('expected the trial');
+    await b.recordVenueCall('v8', { ok: true, latencyMs: 10 }); // the trial order's own call
+    // the trial's report closes it; another process's single failure lands right after
+    for (const t of g.trials) await a.reportTrial(t, true);
+    expect((await a.status('venue:v8')).state).toBe('closed');
   });
 });

@@ -31,6 +31,43 @@ export interface Trial {
   token: string;
 }
 
+/** What an operator reset did: the state it closed from, and the trip it closed (when not closed). */
+export interface BreakerReset {
+  name: string;
+  from: BreakerState;
+  closed?: { openedAtMs?: number; reason: string };
+}
+
+/**
+ * A reset asked to close the trip that opened at `expectedOpenedAtMs` found a newer one in force (the
+ * breaker tripped again since the caller looked): nothing changed. Code `BREAKER_RESET_CONFLICT`, a
+ * conflict (HTTP 409): read the breaker again and decide on the trip in force.
+ */
+export class BreakerResetConflictError extends XhedgeError {
+  override name = 'BreakerResetConflictError';
+  /** The breaker as it is, with the trip in force. */
+  readonly breaker: BreakerStatus;
+  constructor(inForce: BreakerStatus, expectedOpenedAtMs: number) {
+    const at = (ms: number | undefined) =>
+      ms === undefined ? 'an unknown time' : new Date(ms).toISOString();
+    super(
+      'BREAKER_RESET_CONFLICT',
+      `breaker ${inForce.name} NOT reset: it is ${inForce.state} since ${at(inForce.openedAtMs)} ("${(inForce.reason ?? '').slice(0, 200)}"), a newer trip than the one opened at ${at(expectedOpenedAtMs)}`,
+      {
+        details: {
+          breaker: inForce.name,
+          state: inForce.state,
+          reason: inForce.reason ?? '',
+          ...(inForce.openedAtMs !== undefined ? { openedAtMs: inForce.openedAtMs } : {}),
+          expectedOpenedAtMs,
+        },
+        metaMessages: ['read the breaker again, and reset it once you have decided on the trip in force'],
+      },
+    );
+    this.breaker = inForce;
+  }
+}
+
 /**
  * The market breakers by kind, the second part of their name (`market:<kind>[:<underlying>]`): the ones a
  * reduce-only policy (`BreakerBoardOptions.reduceOnlyPasses`) can name.
@@ -160,16 +197,25 @@ export function breakerNames(o: {
   return [...names].sort();
 }
 
-// Returns {transitioned(0/1), from, to, reason} — trips when not already open.
+// Every script that opens or closes a breaker counts the change in its hash's \`rev\` (HINCRBY, in the
+// same step) and returns it: the revision of the state it left. Half-open is no change of its own (it
+// keeps the revision of the trip it came from; the order gate's script moves it too). \`#settle\` takes a
+// higher revision than the one a process recorded as proof that the state Redis holds came after it.
+
+/** How strict a state is: an order passes a closed breaker, one trial a half-open one, none an open one. */
+const STRICTNESS: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
+
+// Returns {transitioned(0/1), from, to, rev} — trips when not already open.
 const TRIP = `
 local st = redis.call('HGET', KEYS[1], 'state') or 'closed'
-if st == 'open' then return {0, st, st} end
+if st == 'open' then return {0, st, st, 0} end
 redis.call('HSET', KEYS[1], 'state', 'open', 'openedAt', ARGV[1], 'reason', ARGV[2], 'cooldownMs', ARGV[3])
+local rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
 redis.call('DEL', KEYS[2])
 redis.call('SADD', KEYS[3], ARGV[4])
-return {1, st, 'open'}`;
+return {1, st, 'open', rev}`;
 
-// Gate: {verdict, transitioned, reason}. verdict: closed | trial | blocked-open | blocked-half-open
+// Gate: {verdict, transitioned, reason, rev}. verdict: closed | trial | blocked-open | blocked-half-open
 const ACQUIRE = `
 local st = redis.call('HGET', KEYS[1], 'state')
 if not st or st == 'closed' then return {'closed', 0, ''} end
@@ -182,10 +228,14 @@ if st == 'open' then
   redis.call('HSET', KEYS[1], 'state', 'half-open')
   moved = 1
 end
-if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {'trial', moved, reason} end
-return {'blocked-half-open', moved, reason}`;
+local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0') or 0
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {'trial', moved, reason, rev} end
+return {'blocked-half-open', moved, reason, rev}`;
 
-// Reports a half-open trial: success closes, failure re-opens. {transitioned, from, to}
+// Reports a half-open trial: success closes, failure re-opens. {transitioned, from, to, rev}
+// KEYS: [1] breaker hash, [2] trial token, [3] [4] the venue's call and error windows (a venue breaker
+// that closes starts from a clean window, in the same step: a call recorded in between must not re-trip
+// it on the failures that opened it). ARGV: token, '1' success, now, reason, '1' clear the windows.
 const REPORT = `
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return {0, '', ''} end
 redis.call('DEL', KEYS[2])
@@ -193,14 +243,19 @@ local st = redis.call('HGET', KEYS[1], 'state') or 'closed'
 if st ~= 'half-open' then return {0, st, st} end
 if ARGV[2] == '1' then
   redis.call('HSET', KEYS[1], 'state', 'closed', 'reason', '')
-  return {1, st, 'closed'}
+  if ARGV[5] == '1' then redis.call('DEL', KEYS[3], KEYS[4]) end
+  return {1, st, 'closed', redis.call('HINCRBY', KEYS[1], 'rev', 1)}
 end
 redis.call('HSET', KEYS[1], 'state', 'open', 'openedAt', ARGV[3], 'reason', ARGV[4])
-return {1, st, 'open'}`;
+return {1, st, 'open', redis.call('HINCRBY', KEYS[1], 'rev', 1)}`;
 
-// Venue call outcome into rolling windows; trips when the error share is too high. {trip(0/1), total, errors}
-// KEYS: [1] calls, [2] errors, [3] the venue breaker's hash. A half-open breaker is never tripped from
-// the window: its trial decides (`reportTrial`), and the window still holds the failures that opened it.
+// Venue call outcome into rolling windows; trips the venue breaker, in the same step, when the error
+// share is too high (a decision taken here and acted on later could open a breaker an operator closed
+// meanwhile, or one that went half-open). {tripped(0/1), total, errors, from, reason, rev}
+// KEYS: [1] calls, [2] errors, [3] the venue breaker's hash, [4] its trial token, [5] the breaker index.
+// ARGV: [1] now, [2] window ms, [3] sample id, [4] '1' failed, [5] min requests, [6] error rate %,
+// [7] cooldown ms, [8] breaker name. A half-open breaker is never tripped from the window: its trial
+// decides (`reportTrial`), and the window still holds the failures that opened it. An open one stays as it is.
 const VENUE_CALL = `
 local now = tonumber(ARGV[1])
 local from = now - tonumber(ARGV[2])
@@ -212,9 +267,37 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 local total = redis.call('ZCARD', KEYS[1])
 local errs = redis.call('ZCARD', KEYS[2])
-if redis.call('HGET', KEYS[3], 'state') == 'half-open' then return {0, total, errs} end
-if total >= tonumber(ARGV[5]) and errs * 100 >= tonumber(ARGV[6]) * total then return {1, total, errs} end
-return {0, total, errs}`;
+local st = redis.call('HGET', KEYS[3], 'state') or 'closed'
+if st ~= 'closed' then return {0, total, errs, st, '', 0} end
+if total >= tonumber(ARGV[5]) and errs * 100 >= tonumber(ARGV[6]) * total then
+  local reason = 'failure rate ' .. math.floor(errs * 100 / total + 0.5) .. '% ≥ ' .. ARGV[6] .. '%'
+  redis.call('HSET', KEYS[3], 'state', 'open', 'openedAt', ARGV[1], 'reason', reason, 'cooldownMs', ARGV[7])
+  local rev = redis.call('HINCRBY', KEYS[3], 'rev', 1)
+  redis.call('DEL', KEYS[4])
+  redis.call('SADD', KEYS[5], ARGV[8])
+  return {1, total, errs, st, reason, rev}
+end
+return {0, total, errs, st, '', 0}`;
+
+// Operator reset: closes the breaker in one step with reading it, so the state it records as closed is
+// the one it closed. KEYS: [1] breaker hash, [2] trial token, [3] [4] the venue's windows. ARGV: [1] the
+// openedAt the caller saw ('' for any), [2] '1' clear the windows. Returns {'conflict' | 'closed',
+// from, openedAt, reason, cooldownMs, rev}: 'conflict' (nothing changed) when ARGV[1] is given and the
+// breaker is not closed and opened at another time (a newer trip than the one the caller decided on).
+const RESET = `
+local h = redis.call('HMGET', KEYS[1], 'state', 'openedAt', 'reason', 'cooldownMs')
+local st = h[1] or 'closed'
+if ARGV[1] ~= '' and st ~= 'closed' and tonumber(h[2] or '') ~= tonumber(ARGV[1]) then
+  return {'conflict', st, h[2] or '', h[3] or '', h[4] or '', 0}
+end
+redis.call('HSET', KEYS[1], 'state', 'closed', 'reason', '')
+redis.call('DEL', KEYS[2])
+local rev = 0
+if st ~= 'closed' then
+  rev = redis.call('HINCRBY', KEYS[1], 'rev', 1)
+  if ARGV[2] == '1' then redis.call('DEL', KEYS[3], KEYS[4]) end
+end
+return {'closed', st, h[2] or '', h[3] or '', h[4] or '', rev}`;
 
 // Samples over a window; returns {min, max} as strings. ARGV: [1] now, [2] window ms, [3] sample id,
 // [4] value, [5] '1' when only positive values are samples (prices). Lua's tonumber reads 'nan' and
@@ -248,6 +331,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   if ARGV[5] ~= '1' or (redis.call('HGET', KEYS[1], 'state') or 'closed') ~= 'closed' then return 0 end
 end
 redis.call('HSET', KEYS[1], 'state', 'open', 'openedAt', ARGV[1], 'reason', ARGV[2], 'cooldownMs', ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'rev', 1)
 redis.call('SADD', KEYS[2], ARGV[4])
 return 1`;
 
@@ -319,7 +403,9 @@ export interface BreakerBoardOptions {
  * state. closed → open on a trip; open → half-open lazily once the cooldown has passed; in half-open
  * exactly one caller at a time gets the trial token (SET NX PX); its success closes, its failure
  * re-opens. Every transition is written to the ledger and counted in the metrics by the process
- * that caused it (transitions are decided inside Lua, so exactly one process sees each).
+ * that caused it (transitions are decided inside Lua, each reading and writing the state in one step,
+ * so exactly one process sees each, from the state it really left); a transition whose event may have
+ * landed after a later one's is restated (see `#settle`).
  */
 export class BreakerBoard {
   /** Redis key prefix (shared with the controls and the kill switch of one deployment). */
@@ -439,7 +525,7 @@ export class BreakerBoard {
   async trip(name: string, reason: string, details: Record<string, unknown> = {}, cooldownMs?: number) {
     const now = this.#clock.nowMs();
     const cd = cooldownMs ?? this.#cfg.venue.cooldownSeconds * 1000;
-    const [moved, from] = (await this.#redis.eval(
+    const [moved, from, , rev] = (await this.#redis.eval(
       TRIP,
       3,
       this.#keys.breaker(name),
@@ -449,9 +535,16 @@ export class BreakerBoard {
       reason,
       cd,
       name,
-    )) as [number, BreakerState, BreakerState];
+    )) as [number, BreakerState, BreakerState, number];
     if (moved === 1)
-      await this.#transitioned(name, from, 'open', reason, { ...details, cooldownMs: cd, openedAtMs: now });
+      await this.#transitioned(
+        name,
+        from,
+        'open',
+        reason,
+        { ...details, cooldownMs: cd, openedAtMs: now },
+        rev,
+      );
     return moved === 1;
   }
 
@@ -507,12 +600,70 @@ export class BreakerBoard {
     return restored;
   }
 
-  /** Operator reset: closes a breaker whatever its state. */
-  async reset(name: string, actor: string, reason: string): Promise<void> {
-    const st = await this.status(name);
-    await this.#redis.hset(this.#keys.breaker(name), 'state', 'closed', 'reason', '');
-    await this.#redis.del(this.#keys.breakerTrial(name));
-    if (st.state !== 'closed') await this.#transitioned(name, st.state, 'closed', reason, { actor });
+  /**
+   * Operator reset: closes a breaker whatever its state, reading and closing it in one step (one
+   * script), so the transition recorded (ledger, metrics) is from the state it really closed, with the
+   * trip it closed (`closedOpenedAtMs`, `closedReason` in the event's details). A trip that lands
+   * before that step is closed by it, and recorded so; one that lands after it opens the breaker again.
+   * A half-open trial held meanwhile is void (its report finds its token gone). A venue breaker starts
+   * from a clean window, in the same step.
+   *
+   * `ifOpenedAtMs`: close only the trip the operator decided on, the one that opened at that time (as
+   * `status` shows it). A breaker that is open or half-open since another time (a newer trip) is left
+   * as it is, and {@link BreakerResetConflictError} says which trip is in force. A closed breaker is
+   * no conflict.
+   * @returns the state it closed from, and the trip it closed when it was not closed
+   */
+  async reset(
+    name: string,
+    actor: string,
+    reason: string,
+    o: { ifOpenedAtMs?: number } = {},
+  ): Promise<BreakerReset> {
+    if (o.ifOpenedAtMs !== undefined && !Number.isFinite(o.ifOpenedAtMs))
+      throw new RangeError(
+        `breaker reset ${name}: ifOpenedAtMs must be a finite time in ms, got ${o.ifOpenedAtMs}`,
+      );
+    const venue = name.startsWith('venue:') ? name.slice('venue:'.length) : undefined;
+    const res = (await this.#redis.eval(
+      RESET,
+      4,
+      this.#keys.breaker(name),
+      this.#keys.breakerTrial(name),
+      // a breaker that is no venue's has no windows: its own keys stand in, never deleted
+      venue === undefined ? this.#keys.breaker(name) : this.#keys.venueCalls(venue),
+      venue === undefined ? this.#keys.breaker(name) : this.#keys.venueErrors(venue),
+      o.ifOpenedAtMs === undefined ? '' : String(o.ifOpenedAtMs),
+      venue === undefined ? '0' : '1',
+    )) as [string, BreakerState, string, string, string, number];
+    const [verdict, from, openedAt, tripReason, cooldown, rev] = res;
+    const openedAtMs = openedAt === '' ? undefined : Number(openedAt);
+    if (verdict === 'conflict') {
+      const inForce: BreakerStatus = { name, state: from, reason: tripReason };
+      if (openedAtMs !== undefined) inForce.openedAtMs = openedAtMs;
+      if (cooldown !== '') inForce.cooldownMs = Number(cooldown);
+      throw new BreakerResetConflictError(inForce, o.ifOpenedAtMs as number);
+    }
+    if (verdict !== 'closed')
+      throw new Error(`breaker reset ${name}: unexpected script reply ${JSON.stringify(res)}`);
+    if (from === 'closed') return { name, from };
+    await this.#transitioned(
+      name,
+      from,
+      'closed',
+      reason,
+      {
+        actor,
+        ...(openedAtMs !== undefined ? { closedOpenedAtMs: openedAtMs } : {}),
+        closedReason: tripReason,
+      },
+      rev,
+    );
+    return {
+      name,
+      from,
+      closed: { reason: tripReason, ...(openedAtMs !== undefined ? { openedAtMs } : {}) },
+    };
   }
 
   /**
@@ -531,7 +682,7 @@ export class BreakerBoard {
         continue;
       }
       const token = randomUUID();
-      const [verdict, moved, reason] = (await this.#redis.eval(
+      const [verdict, moved, reason, rev] = (await this.#redis.eval(
         ACQUIRE,
         2,
         this.#keys.breaker(name),
@@ -539,8 +690,8 @@ export class BreakerBoard {
         this.#clock.nowMs(),
         token,
         this.#trialTtlMs,
-      )) as [string, number, string];
-      if (moved === 1) await this.#transitioned(name, 'open', 'half-open', 'cooldown elapsed', {});
+      )) as [string, number, string, number];
+      if (moved === 1) await this.#transitioned(name, 'open', 'half-open', 'cooldown elapsed', {}, rev);
       if (verdict === 'trial') trials.push({ breaker: name, token });
       else if (verdict !== 'closed') {
         // hand back trials taken on earlier breakers: this order will not be sent
@@ -558,18 +709,24 @@ export class BreakerBoard {
 
   /** Reports the outcome of a half-open trial: success closes the breaker, failure re-opens it. */
   async reportTrial(trial: Trial, success: boolean, reason = 'trial failed'): Promise<void> {
-    const [moved, from, to] = (await this.#redis.eval(
+    const name = trial.breaker;
+    const venue = name.startsWith('venue:') ? name.slice('venue:'.length) : undefined;
+    const [moved, from, to, rev] = (await this.#redis.eval(
       REPORT,
-      2,
-      this.#keys.breaker(trial.breaker),
-      this.#keys.breakerTrial(trial.breaker),
+      4,
+      this.#keys.breaker(name),
+      this.#keys.breakerTrial(name),
+      // a breaker that is no venue's has no windows: its trial key stands in, never deleted here
+      venue === undefined ? this.#keys.breakerTrial(name) : this.#keys.venueCalls(venue),
+      venue === undefined ? this.#keys.breakerTrial(name) : this.#keys.venueErrors(venue),
       trial.token,
       success ? '1' : '0',
       this.#clock.nowMs(),
       reason,
-    )) as [number, BreakerState, BreakerState];
+      venue === undefined ? '0' : '1',
+    )) as [number, BreakerState, BreakerState, number];
     if (moved === 1)
-      await this.#transitioned(trial.breaker, from, to, success ? 'trial succeeded' : reason, {});
+      await this.#transitioned(trial.breaker, from, to, success ? 'trial succeeded' : reason, {}, rev);
   }
 
   /** Gives a trial token back unused (the order was stopped by another check before it was sent). */
@@ -630,31 +787,41 @@ export class BreakerBoard {
     const slow = o.latencyMs > v.latencyMs || o.latencyMs > v.timeoutMs;
     const failed = !o.ok || o.timedOut === true || slow;
     const now = this.#clock.nowMs();
-    const [trip, total, errs] = (await this.#redis.eval(
+    const name = `venue:${venue}`;
+    const cd = v.cooldownSeconds * 1000;
+    const [tripped, total, errs, from, reason, rev] = (await this.#redis.eval(
       VENUE_CALL,
-      3,
+      5,
       this.#keys.venueCalls(venue),
       this.#keys.venueErrors(venue),
-      this.#keys.breaker(`venue:${venue}`),
+      this.#keys.breaker(name),
+      this.#keys.breakerTrial(name),
+      this.#keys.breakerIndex,
       now,
       v.windowSeconds * 1000,
       `${now}:${randomUUID()}`,
       failed ? '1' : '0',
       v.minRequests,
       v.errorRatePct,
-    )) as [number, number, number];
-    if (trip === 1) {
-      await this.trip(
-        `venue:${venue}`,
-        `failure rate ${Math.round((errs * 100) / total)}% ≥ ${v.errorRatePct}%`,
+      cd,
+      name,
+    )) as [number, number, number, BreakerState, string, number];
+    if (tripped === 1)
+      await this.#transitioned(
+        name,
+        from,
+        'open',
+        reason,
         {
           total,
           failures: errs,
           lastTimedOut: o.timedOut === true,
           lastLatencyMs: o.latencyMs,
+          cooldownMs: cd,
+          openedAtMs: now,
         },
+        rev,
       );
-    }
   }
 
   /**
@@ -1017,14 +1184,58 @@ export class BreakerBoard {
     to: BreakerState,
     reason: string,
     details: Record<string, unknown>,
+    rev?: number,
   ): Promise<void> {
-    // A venue breaker that closes starts from a clean window: the failures that opened it would
-    // otherwise re-trip it at its next call, however healthy the venue is now.
-    if (to === 'closed' && name.startsWith('venue:')) {
-      const venue = name.slice('venue:'.length);
-      await this.#redis.del(this.#keys.venueCalls(venue), this.#keys.venueErrors(venue));
-    }
+    // (A venue breaker that closes starts from a clean window: the failures that opened it would
+    // otherwise re-trip it at its next call. The scripts that close it clear its windows in the same step.)
     this.#metrics?.breakerTransition(name, from, to);
-    await this.#ledger?.recordBreakerEvent({ breaker: name, fromState: from, toState: to, reason, details });
+    if (!this.#ledger) return;
+    await this.#ledger.recordBreakerEvent({ breaker: name, fromState: from, toState: to, reason, details });
+    // the transition is in force and recorded; the restatement only narrows a window (see #settle)
+    await this.#settle(this.#ledger, name, to, rev).catch(() => {});
+  }
+
+  /**
+   * Makes the ledger's last word on a breaker agree with Redis after this process recorded a transition
+   * to `recorded` (at revision `rev` of its hash, see the scripts): the transitions are decided in Redis
+   * in one order, but their ledger events are written afterwards by the processes that made them, and
+   * may land in another (a reset's event after the event of a trip that followed it in Redis). While
+   * Redis holds the breaker in another state, that state is written to the ledger again
+   * (`details.restated`, with the trip's `openedAtMs` and `cooldownMs`), so `restoreOpen` after a loss
+   * finds what Redis held. A stricter state (open over half-open over closed) is restated as it is; a
+   * looser one only when the hash's revision is higher than the one recorded, which proves a change
+   * made after ours (a reset after our trip). Otherwise Redis may have lost our change (a restart
+   * missing the last writes, a failover) and holds an older state: a trip restated as closed after its
+   * own open event would keep `restoreOpen({ serverLostData })` from putting it back, and trading
+   * would resume. So, as a breaker Redis holds nothing for, it is left to the restore. A transition
+   * recorded without its revision (the order gate's half-open) is never loosened. A few rounds at most.
+   */
+  async #settle(ledger: Ledger, name: string, recorded: BreakerState, rev?: number): Promise<void> {
+    let last = recorded;
+    let lastRev = rev !== undefined && Number.isFinite(rev) ? rev : Number.POSITIVE_INFINITY;
+    for (let round = 0; round < 3; round++) {
+      const h = await this.#redis.hgetall(this.#keys.breaker(name));
+      const st = h.state as BreakerState | undefined;
+      if (st === undefined || st === last || !Object.hasOwn(STRICTNESS, st)) return;
+      const hRev = h.rev === undefined ? Number.NaN : Number(h.rev);
+      const later = Number.isFinite(hRev) && hRev > lastRev;
+      if (STRICTNESS[st] < STRICTNESS[last] && !later) return;
+      const openedAtMs = Number(h.openedAt);
+      const cooldownMs = Number(h.cooldownMs);
+      await ledger.recordBreakerEvent({
+        breaker: name,
+        fromState: last,
+        toState: st,
+        reason: st === 'closed' ? 'closed (restated: recorded out of order)' : (h.reason ?? ''),
+        details: {
+          restated: true,
+          ...(Number.isFinite(hRev) ? { rev: hRev } : {}),
+          ...(st !== 'closed' && Number.isFinite(openedAtMs) ? { openedAtMs } : {}),
+          ...(st !== 'closed' && Number.isFinite(cooldownMs) ? { cooldownMs } : {}),
+        },
+      });
+      last = st;
+      if (Number.isFinite(hRev)) lastRev = Math.max(lastRev, hRev);
+    }
   }
 }

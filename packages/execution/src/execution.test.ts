@@ -118,11 +118,10 @@ describe('execution on BullMQ with a paper venue', () => {
       expect(o.status).toBe('filled');
       expect(Number(o.filledSizeBase)).toBeCloseTo(Number(leg.sizeBase), 12);
       expect(await env.ledger.listFills({ clientOrderId: o.clientOrderId })).toHaveLength(0);
-      const job = await until(async () => {
-        const j = await env.service.queue('pv').getJob(leg.id);
-        return (await j?.isCompleted()) ? j : undefined;
-      });
-      expect(job.attemptsMade).toBe(1);
+      // read again once completed: a job read before its completion was recorded has attemptsMade 0
+      await until(async () => (await env.service.queue('pv').getJob(leg.id))?.isCompleted());
+      const job = await env.service.queue('pv').getJob(leg.id);
+      expect(job?.attemptsMade).toBe(1);
     } finally {
       env.paper.fetchFills = real;
     }
@@ -157,11 +156,10 @@ describe('execution on BullMQ with a paper venue', () => {
       await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
       const o = await filled(cid);
       expect(o.status).toBe('filled');
-      const job = await until(async () => {
-        const j = await env.service.queue('pv').getJob(leg.id);
-        return (await j?.isCompleted()) ? j : undefined;
-      });
-      expect(job.attemptsMade).toBe(1);
+      // read again once completed: a job read before its completion was recorded has attemptsMade 0
+      await until(async () => (await env.service.queue('pv').getJob(leg.id))?.isCompleted());
+      const job = await env.service.queue('pv').getJob(leg.id);
+      expect(job?.attemptsMade).toBe(1);
       // the order's own fills went in; the reused id kept its first row
       const own = await env.ledger.listFills({ clientOrderId: cid });
       expect(own.reduce((s, f) => s + Number(f.sizeBase), 0)).toBeCloseTo(Number(leg.sizeBase), 12);
@@ -643,5 +641,136 @@ describe('a venue breaker its own failure rate tripped', () => {
     const next = env.intent(2);
     await env.service.submitPlan({ planId: next.planId, legs: [next] });
     expect((await ended(env, clientOrderIdFor(next.id))).status).toBe('filled');
+  });
+});
+
+/**
+ * Regression (a Postgres crash drill): a plan recorded without the disk flush was lost with the crash
+ * while its order was already at the venue; the planner then read no working order and hedged the same
+ * exposure again, and both filled. A service records its plans durably unless told otherwise.
+ */
+describe('plan records are flushed unless a producer opts out', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv();
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('a service built without durableIntents waits for the flush; durableIntents: false does not', async () => {
+    const seen: (boolean | undefined)[] = [];
+    const record = env.ledger.recordPlan.bind(env.ledger);
+    env.ledger.recordPlan = (legs, opts) => {
+      seen.push(opts.durable);
+      return record(legs, opts);
+    };
+    const producer = (durableIntents?: boolean) =>
+      new ExecutionService({
+        connection: env.redis.options,
+        queuePrefix: env.prefix,
+        ledger: env.ledger,
+        controls: env.controls,
+        breakers: env.breakers,
+        killSwitch: env.killSwitch,
+        ...(durableIntents !== undefined ? { durableIntents } : {}),
+      });
+    for (const [n, p] of [producer(), producer(false)].entries()) {
+      try {
+        const leg = env.intent(10 + n);
+        const [r] = await p.submitPlan({ planId: leg.planId, legs: [leg] });
+        expect(r?.outcome).toBe('queued');
+        await until(async () => (await env.ledger.getOrder(clientOrderIdFor(leg.id)))?.status === 'filled');
+      } finally {
+        await p.close();
+      }
+    }
+    expect(seen).toEqual([true, false]);
+  });
+});
+
+/**
+ * Regression (a Postgres outage drill): an order job whose run failed on the ledger was retried on
+ * BullMQ's exponential backoff, using an attempt each time. After a two-minute outage its next run was
+ * 83 s away, and hedging held that long with the database back; after a few outages the job failed for
+ * good ("hedge order failed ... ECONNREFUSED") though its order had filled.
+ */
+describe('an order job whose ledger cannot be reached', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv({ workers: { ledgerRetryMs: 100 } });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('runs again shortly on no attempt, past its attempts, and ends with the order filled once', async () => {
+    const outageCalls = 12; // more than the job's 10 attempts
+    let failed = 0;
+    const recordSend = env.ledger.recordSend.bind(env.ledger);
+    env.ledger.recordSend = (...a: Parameters<typeof recordSend>) => {
+      if (failed < outageCalls) {
+        failed++;
+        return Promise.reject(
+          Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
+        );
+      }
+      return recordSend(...a);
+    };
+    const retries = () => env.metrics.ledgerRetries.get().then((m) => m.values[0]?.value ?? 0);
+    const before = await retries();
+    const leg = env.intent(1);
+    const cid = clientOrderIdFor(leg.id);
+    await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    await until(async () => (await env.ledger.getOrder(cid))?.status === 'filled', 20_000);
+    expect(failed).toBe(outageCalls);
+    expect(env.placed.filter((c) => c === cid)).toEqual([cid]);
+    const q = env.service.queue('pv');
+    await until(async () => (await (await q.getJob(leg.id))?.getState()) === 'completed');
+    const job = await q.getJob(leg.id);
+    // no failed attempt: the one that completed is the only one counted (BullMQ counts it at the end)
+    expect(job?.stacktrace ?? []).toEqual([]);
+    expect(job?.attemptsMade).toBe(1);
+    expect((await retries()) - before).toBe(outageCalls);
+  });
+});
+
+describe('an order job whose ledger stays unreachable past ledgerRetryForMs', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv({ workers: { ledgerRetryMs: 100, ledgerRetryForMs: 600 } });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('takes its own retries then (loud, on attempts), and still ends with the order filled once when the ledger is back', async () => {
+    let down = true;
+    let failed = 0;
+    const recordSend = env.ledger.recordSend.bind(env.ledger);
+    env.ledger.recordSend = (...a: Parameters<typeof recordSend>) => {
+      if (down) {
+        failed++;
+        return Promise.reject(
+          Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
+        );
+      }
+      return recordSend(...a);
+    };
+    const leg = env.intent(1);
+    const cid = clientOrderIdFor(leg.id);
+    await env.service.submitPlan({ planId: leg.planId, legs: [leg] });
+    const q = env.service.queue('pv');
+    // handed back on no attempt for about 600 ms, then a failure takes an attempt (its stack is kept)
+    const retried = await until(async () => {
+      const j = await q.getJob(leg.id);
+      return j && (j.stacktrace ?? []).length > 0 ? j : undefined;
+    }, 20_000);
+    expect(retried.stacktrace?.[0]).toMatch(/ECONNREFUSED/);
+    expect(failed).toBeGreaterThan(2);
+    expect(retried.data.ledgerDown?.sinceMs).toBeGreaterThan(0);
+    down = false;
+    await until(async () => (await env.ledger.getOrder(cid))?.status === 'filled', 20_000);
+    expect(env.placed.filter((c) => c === cid)).toEqual([cid]);
   });
 });

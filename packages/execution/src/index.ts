@@ -3,6 +3,8 @@ export {
   BreakerBoard,
   type BreakerBoardOptions,
   type BreakerGate,
+  type BreakerReset,
+  BreakerResetConflictError,
   type BreakerState,
   type BreakerStatus,
   breakerNames,
@@ -41,11 +43,14 @@ export { type GateResult, OrderGate, type SendGateResult } from './gate.ts';
 export { CLIENT_ORDER_ID_MAX, clientOrderIdFor } from './ids.ts';
 export {
   type CancelClaim,
+  type KillEngageChange,
   type KillEngagement,
+  type KillEngageResult,
   KillEvent,
   KillScope,
   KillSwitch,
   type KillSwitchOptions,
+  KillSwitchReleaseConflictError,
   KillSwitchUnrecordedError,
   recordKillEngagement,
   scopeCovers,

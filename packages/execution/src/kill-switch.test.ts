@@ -1,11 +1,25 @@
+import { randomBytes } from 'node:crypto';
 import { type Order, systemClock } from '@xhedge/core';
 import { createMarketSimulator } from '@xhedge/sim';
-import type { Ledger } from '@xhedge/store';
+import {
+  type DatabaseHandle,
+  type Ledger,
+  openDatabase,
+  postgresReachable,
+  TEST_PG_URL,
+} from '@xhedge/store';
 import { createPaperVenue, type PaperVenue } from '@xhedge/venue-paper';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientOrderIdFor } from './ids.ts';
 import { keysFor } from './keys.ts';
-import { KillEvent, KillSwitch, KillSwitchUnrecordedError } from './kill-switch.ts';
+import {
+  type KillEngagement,
+  KillEvent,
+  type KillScope,
+  KillSwitch,
+  KillSwitchReleaseConflictError,
+  KillSwitchUnrecordedError,
+} from './kill-switch.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
 import { startWorkers } from './worker.ts';
 
@@ -965,4 +979,256 @@ describe('kill switch: the pool closes after its cancel passes', () => {
       await env.killSwitch.release(scope, { actor: 'risk-owner:test', reason: 'drill over' });
     }
   }, 30_000);
+});
+
+/** The test Postgres in a schema of its own (dropped by the env's close) when it answers, else PGlite. */
+async function raceLedgerDb(): Promise<DatabaseHandle> {
+  if (await postgresReachable())
+    return openDatabase({ url: TEST_PG_URL, schema: `t_${randomBytes(6).toString('hex')}`, poolSize: 4 });
+  console.warn(`[kill-switch tests] Postgres at ${TEST_PG_URL} not reachable: the race tests run on PGlite`);
+  return openDatabase();
+}
+
+// The races an audit of a live run found, made deterministic: the other party's step runs inside the
+// release, between its read of Redis and its removal (at its ledger write).
+describe('kill switch: a release racing an engage', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv({ db: await raceLedgerDb() });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  /**
+   * A kill switch on the env's Redis and ledger whose release runs `between` after it read Redis: right
+   * before its ledger event (`before`) or right after it (`after`), either way before it removes the entry.
+   */
+  const releasing = (between: () => Promise<unknown>, at: 'before' | 'after') => {
+    const racing = Object.create(env.ledger) as Ledger;
+    racing.recordKillSwitchEvent = async (e) => {
+      if (e.action === 'release' && at === 'before') await between();
+      await env.ledger.recordKillSwitchEvent(e);
+      if (e.action === 'release' && at === 'after') await between();
+    };
+    racing.audit = (e) => env.ledger.audit(e);
+    return new KillSwitch({ redis: env.cmd, prefix: env.prefix, ledger: racing });
+  };
+  const inRedis = async (scope: KillScope) => (await env.killSwitch.engaged()).find((e) => e.scope === scope);
+  const lastWord = async (scope: KillScope) =>
+    (await env.ledger.killSwitchStates()).find((s) => s.scope === scope);
+  /** Redis loses the scope, the periodic restore runs: what it puts back. */
+  const afterLossAndRestore = async (scope: KillScope) => {
+    await env.cmd.hdel(env.killSwitch.stateKey, scope);
+    await env.killSwitch.restore({ actor: 'run' });
+    return inRedis(scope);
+  };
+
+  for (const at of ['before', 'after'] as const)
+    it(`an engage ${at} the release's ledger event stays engaged; the release says so; ledger and restore agree with Redis`, async () => {
+      const scope: KillScope = at === 'before' ? 'underlying:SOL' : 'underlying:AVAX';
+      const ks = env.killSwitch;
+      await ks.engage(scope, { actor: 'operator:ana', reason: 'sol halt', allowRiskReducing: true });
+      let newer: KillEngagement | undefined;
+      const rel = releasing(async () => {
+        newer = await ks.engage(scope, { actor: 'risk-owner:bo', reason: 'depeg: full stop' });
+      }, at);
+      const err = await rel.release(scope, { actor: 'operator:ana', reason: 'halt over' }).then(
+        (r) => r,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(KillSwitchReleaseConflictError);
+      expect(err).toMatchObject({
+        code: 'KILL_SWITCH_RELEASE_CONFLICT',
+        message: expect.stringMatching(
+          new RegExp(
+            `^kill switch ${scope} NOT released: engaged again by risk-owner:bo at .*depeg: full stop`,
+          ),
+        ),
+        details: {
+          scope,
+          engaged: true,
+          released: false,
+          eventId: newer?.eventId,
+          actor: 'risk-owner:bo',
+          reason: 'depeg: full stop',
+          allowRiskReducing: false,
+          engagedAtMs: newer?.engagedAtMs,
+          ledgerRestated: true,
+        },
+      });
+      const held = await inRedis(scope);
+      expect(held).toMatchObject({
+        eventId: newer?.eventId,
+        actor: 'risk-owner:bo',
+        allowRiskReducing: false,
+      });
+      // the ledger's last word is the engagement Redis holds, whichever of the two events came first
+      expect(await lastWord(scope)).toMatchObject({
+        action: 'engage',
+        allowRiskReducing: false,
+        details: { eventId: newer?.eventId },
+      });
+      expect(await afterLossAndRestore(scope)).toEqual(held);
+      expect(await ks.release(scope, { actor: 'operator:ana', reason: 'over now' })).toBe(true);
+      expect(await lastWord(scope)).toMatchObject({
+        action: 'release',
+        details: { releasedEventId: newer?.eventId },
+      });
+      expect(await afterLossAndRestore(scope)).toBeUndefined();
+    });
+
+  it('a release of a scope not engaged when it read leaves an engagement that arrived meanwhile', async () => {
+    const scope: KillScope = 'underlying:DOT';
+    let newer: KillEngagement | undefined;
+    const rel = releasing(async () => {
+      newer = await env.killSwitch.engage(scope, { actor: 'operator:cy', reason: 'dot halt' });
+    }, 'before');
+    const err = await rel.release(scope, { actor: 'operator:di', reason: 'cleanup' }).then(
+      (r) => r,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({
+      code: 'KILL_SWITCH_RELEASE_CONFLICT',
+      details: { scope, eventId: newer?.eventId, actor: 'operator:cy' },
+    });
+    expect((await inRedis(scope))?.eventId).toBe(newer?.eventId);
+    expect(await lastWord(scope)).toMatchObject({ action: 'engage', details: { eventId: newer?.eventId } });
+    expect(await env.killSwitch.release(scope, { actor: 'operator:cy', reason: 'over' })).toBe(true);
+  });
+
+  it('a release with nothing raced it releases as before: true, then false', async () => {
+    const scope: KillScope = 'underlying:ATOM';
+    await env.killSwitch.engage(scope, { actor: 'operator:cy', reason: 'atom halt' });
+    expect(await env.killSwitch.release(scope, { actor: 'operator:cy', reason: 'over' })).toBe(true);
+    expect(await env.killSwitch.release(scope, { actor: 'operator:cy', reason: 'again' })).toBe(false);
+    expect(await inRedis(scope)).toBeUndefined();
+  });
+});
+
+describe('kill switch: an engage never loosens an engaged scope by accident', () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await makeEnv({ db: await raceLedgerDb() });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+  const order = { venue: 'pv', underlying: 'ETH' };
+  const inRedis = async (scope: KillScope) => (await env.killSwitch.engaged()).find((e) => e.scope === scope);
+
+  it('a reduce-only engage after a full stop keeps the full stop and its who and why; ledger and restore agree', async () => {
+    const ks = env.killSwitch;
+    const scope: KillScope = 'venue:pv';
+    const first = await ks.engage(scope, { actor: 'operator:ana', reason: 'venue hacked' });
+    expect(first).toMatchObject({ change: 'engaged', actor: 'operator:ana', allowRiskReducing: false });
+    const second = await ks.engage(scope, {
+      actor: 'drop-copy',
+      reason: 'position break on ETH-USD:PERP',
+      allowRiskReducing: true,
+    });
+    expect(second).toMatchObject({
+      scope,
+      change: 'kept',
+      actor: 'operator:ana',
+      reason: 'venue hacked',
+      allowRiskReducing: false,
+      engagedAtMs: first.engagedAtMs,
+      requested: { actor: 'drop-copy', reason: 'position break on ETH-USD:PERP', allowRiskReducing: true },
+      previous: { eventId: first.eventId, actor: 'operator:ana', allowRiskReducing: false },
+    });
+    expect(second.eventId).not.toBe(first.eventId);
+    const { change: _c, requested: _r, previous: _p, ...inForce } = second;
+    expect(await inRedis(scope)).toEqual(inForce);
+    // reduce-only orders are still stopped
+    expect(await ks.blocking({ ...order, reduceOnly: true })).toMatchObject({ scope, actor: 'operator:ana' });
+    // the ledger: who asked, the setting in force, and the engagement in force
+    const ev = (await env.ledger.listKillSwitchEvents({ scope })).find((e) => e.action === 'engage');
+    expect(ev).toMatchObject({
+      action: 'engage',
+      actor: 'drop-copy',
+      reason: 'position break on ETH-USD:PERP',
+      allowRiskReducing: false,
+      details: {
+        eventId: second.eventId,
+        change: 'kept',
+        requestedAllowRiskReducing: true,
+        inForce: { actor: 'operator:ana', reason: 'venue hacked', engagedAtMs: first.engagedAtMs },
+      },
+    });
+    // a restore after a loss puts back exactly what Redis held
+    await env.cmd.hdel(ks.stateKey, scope);
+    expect((await ks.restore({ actor: 'run' })).find((e) => e.scope === scope)).toEqual(inForce);
+
+    // a full stop over a reduce-only engagement tightens it: the new one is in force
+    const underlying: KillScope = 'underlying:ETH';
+    await ks.engage(underlying, { actor: 'drop-copy', reason: 'break', allowRiskReducing: true });
+    const tight = await ks.engage(underlying, { actor: 'operator:bo', reason: 'full stop' });
+    expect(tight).toMatchObject({ change: 'tightened', actor: 'operator:bo', allowRiskReducing: false });
+    // loosening on purpose: replace
+    const loose = await ks.engage(underlying, {
+      actor: 'operator:bo',
+      reason: 'reduce only now',
+      allowRiskReducing: true,
+      replace: true,
+    });
+    expect(loose).toMatchObject({ change: 'replaced', reason: 'reduce only now', allowRiskReducing: true });
+    expect((await inRedis(underlying))?.allowRiskReducing).toBe(true);
+    await ks.release(underlying, { actor: 'operator:bo', reason: 'over' });
+    await ks.release(scope, { actor: 'operator:ana', reason: 'over' });
+  });
+
+  it('an engage recorded late (switch without a ledger, as the CLI) is restated under a full stop that tightened it meanwhile', async () => {
+    const scope: KillScope = 'underlying:SOL';
+    const cli = new KillSwitch({ redis: env.cmd, prefix: env.prefix }); // as the CLI builds it
+    const a = await cli.engage(scope, {
+      actor: 'operator:cli',
+      reason: 'reduce only please',
+      allowRiskReducing: true,
+    });
+    const b = await env.killSwitch.engage(scope, { actor: 'operator:api', reason: 'full stop' });
+    expect([a.change, b.change]).toEqual(['engaged', 'tightened']);
+    // the CLI's ledger opened late: its event comes after the full stop's
+    await cli.recordEngagement(env.ledger, a);
+    const last = (await env.ledger.killSwitchStates()).find((s) => s.scope === scope);
+    expect(last).toMatchObject({
+      action: 'engage',
+      allowRiskReducing: false,
+      details: { eventId: b.eventId, restatedBy: 'operator:cli' },
+    });
+    // Redis loses it: the restore puts back the full stop, not the reduce-only request
+    await env.cmd.hdel(env.killSwitch.stateKey, scope);
+    expect((await env.killSwitch.restore({ actor: 'run' })).find((e) => e.scope === scope)).toMatchObject({
+      eventId: b.eventId,
+      actor: 'operator:api',
+      allowRiskReducing: false,
+    });
+    expect((await inRedis(scope))?.allowRiskReducing).toBe(false);
+    await env.killSwitch.release(scope, { actor: 'operator:api', reason: 'over' });
+  });
+
+  it('concurrent engages from two processes end as a full stop whichever lands last', async () => {
+    const clients = [env.redis.client(), env.redis.client()] as const;
+    const [a, b] = clients.map(
+      (redis) => new KillSwitch({ redis, prefix: env.prefix, ledger: env.ledger }),
+    ) as [KillSwitch, KillSwitch];
+    const scope: KillScope = 'underlying:BTC';
+    try {
+      for (let round = 0; round < 10; round++) {
+        const [first, second] = round % 2 ? [a, b] : [b, a];
+        await Promise.all([
+          first.engage(scope, { actor: 'operator:ana', reason: 'full stop' }),
+          second.engage(scope, { actor: 'drop-copy', reason: 'break', allowRiskReducing: true }),
+        ]);
+        expect(await inRedis(scope)).toMatchObject({ actor: 'operator:ana', allowRiskReducing: false });
+        const last = (await env.ledger.killSwitchStates()).find((s) => s.scope === scope);
+        expect(last).toMatchObject({ action: 'engage', allowRiskReducing: false });
+        expect(await env.killSwitch.release(scope, { actor: 'operator:ana', reason: 'round over' })).toBe(
+          true,
+        );
+      }
+    } finally {
+      for (const c of clients) c.disconnect();
+    }
+  });
 });

@@ -24,6 +24,25 @@ const Engagement = z.object({
 });
 export type KillEngagement = z.infer<typeof Engagement> & { scope: KillScope };
 
+/**
+ * What an `engage` did to the scope (see `KillSwitch.engage`): `engaged` a scope that was not,
+ * `tightened` a reduce-only engagement into a full stop, `kept` the engagement in force (the request was
+ * as strict or looser), or `replaced` it (asked for with `replace: true`).
+ */
+export type KillEngageChange = 'engaged' | 'tightened' | 'kept' | 'replaced';
+
+/** The answer of `engage`: the engagement in force now, what the call did, and what was asked. */
+export type KillEngageResult = KillEngagement & {
+  change: KillEngageChange;
+  /** The request as made: who asked, why, and the setting asked for. */
+  requested: { actor: string; reason: string; allowRiskReducing: boolean };
+  /** The engagement in force before the call, when the scope was engaged (and readable). */
+  previous?: KillEngagement;
+};
+
+/** Who, why and since when of the engagement in force, as a ledger event's details carry it when the event's own actor and reason are not those. */
+const InForce = z.object({ actor: z.string(), reason: z.string(), engagedAtMs: z.number() });
+
 /** What a kill-switch change announces to every process (Redis pub/sub). */
 export const KillEvent = z.object({
   action: z.enum(['engage', 'release']),
@@ -32,6 +51,52 @@ export const KillEvent = z.object({
   allowRiskReducing: z.boolean(),
 });
 export type KillEvent = z.infer<typeof KillEvent>;
+
+/**
+ * Engages a scope without ever loosening it by accident (KEYS[1] the kill hash; ARGV: [1] scope, [2] the
+ * new engagement as JSON, [3] '1' to replace what is there, [4] the new event id, [5] '1' when the new
+ * one allows risk-reducing orders, [6] the new engagement as a full stop). Returns {change, the value in
+ * force now, the value before or ''}:
+ * - `engaged`: nothing was there; the new engagement is in force.
+ * - `replaced`: ARGV[3]; the new engagement is in force, whatever was there (the only way to loosen).
+ * - `tightened`: the one there let risk-reducing orders pass and the new one is a full stop: the new
+ *   one is in force (its who, why and since).
+ * - `kept`: the new one is as strict or looser: the one there stays in force (its who, why, since and
+ *   setting) under the new event id, so the new announcement's cancel pass is the engagement's. One
+ *   that does not read (the gate reads it as a full stop) becomes the new one as a full stop.
+ */
+const ENGAGE = `
+local prev = redis.call('HGET', KEYS[1], ARGV[1])
+if not prev or ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return {prev and 'replaced' or 'engaged', ARGV[2], prev or ''}
+end
+local ok, e = pcall(cjson.decode, prev)
+if not (ok and type(e) == 'table') then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[6])
+  return {'kept', ARGV[6], prev}
+end
+if e.allowRiskReducing == true and ARGV[5] == '0' then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return {'tightened', ARGV[2], prev}
+end
+e.eventId = ARGV[4]
+local v = cjson.encode(e)
+redis.call('HSET', KEYS[1], ARGV[1], v)
+return {'kept', v, prev}`;
+
+/**
+ * Removes the engagement a release read, and only that one (KEYS[1] the kill hash; ARGV scope, the
+ * value read or '' when none was). Returns {removed 1/0, the value there now when it is another, else ''}.
+ */
+const RELEASE_IF_SAME = `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then return {0, ''} end
+if cur == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return {1, ''}
+end
+return {0, cur}`;
 
 /** Removes a hash field only while it still holds the given value (KEYS[1] hash; ARGV field, value). */
 const DELETE_IF_SAME = `
@@ -168,30 +233,111 @@ export class KillSwitchUnrecordedError extends XhedgeError {
 }
 
 /**
- * Writes an engagement made in Redis to the ledger: its kill-switch event, then its audit entry. Throws
- * {@link KillSwitchUnrecordedError} naming the part that failed. `KillSwitch.engage` calls it after the
- * Redis write; a caller that engaged without a ledger at hand (the CLI, the ledger slow to open) calls it
- * once the ledger is there, so the stop never waits on the ledger.
+ * A release found a newer engagement of its scope than the one it read: one that arrived after its read
+ * (an engage, or a re-engage that changed the entry). The release removed nothing: the newer engagement
+ * stays in force, and the ledger's last word on the scope is that engagement again (restated after the
+ * release's own event, see `KillSwitch.release`). Code `KILL_SWITCH_RELEASE_CONFLICT`: a conflict
+ * (HTTP 409); release again after reading the newer engagement.
  */
-export async function recordKillEngagement(ledger: Ledger, e: KillEngagement): Promise<void> {
+export class KillSwitchReleaseConflictError extends XhedgeError {
+  override name = 'KillSwitchReleaseConflictError';
+  readonly scope: KillScope;
+  /** The newer engagement, in force; undefined when its entry does not read (the gate takes it as a full stop). */
+  readonly engagement: KillEngagement | undefined;
+  constructor(
+    scope: KillScope,
+    engagement: KillEngagement | undefined,
+    o: { ledgerRestated?: boolean; cause?: unknown } = {},
+  ) {
+    const by = engagement
+      ? ` by ${engagement.actor} at ${new Date(engagement.engagedAtMs).toISOString()} ("${engagement.reason.slice(0, 200)}")`
+      : ' (its entry does not read: a full stop)';
+    super(
+      'KILL_SWITCH_RELEASE_CONFLICT',
+      `kill switch ${scope} NOT released: engaged again${by} after this release read it; it stays engaged`,
+      {
+        details: {
+          scope,
+          engaged: true,
+          released: false,
+          ...(engagement
+            ? {
+                eventId: engagement.eventId,
+                actor: engagement.actor,
+                reason: engagement.reason,
+                allowRiskReducing: engagement.allowRiskReducing,
+                engagedAtMs: engagement.engagedAtMs,
+              }
+            : { unreadable: true }),
+          ...(o.ledgerRestated !== undefined ? { ledgerRestated: o.ledgerRestated } : {}),
+        },
+        metaMessages: [
+          'a release removes only the engagement it read: read the newer one, and release again if it should go',
+          ...(o.ledgerRestated === false
+            ? [
+                'the ledger may say released last while it is engaged: engage it again (or record the engagement by hand) so a restore keeps it',
+              ]
+            : []),
+        ],
+        ...(o.cause !== undefined ? { cause: o.cause } : {}),
+      },
+    );
+    this.scope = scope;
+    this.engagement = engagement;
+  }
+}
+
+/**
+ * Writes an engagement made in Redis to the ledger: its kill-switch event, then its audit entry. Throws
+ * {@link KillSwitchUnrecordedError} naming the part that failed. It records only: a caller that engaged
+ * without a ledger at hand (the CLI, the ledger slow to open) calls `KillSwitch.recordEngagement` once
+ * the ledger is there (the stop never waits on the ledger), which also restates a newer engagement that
+ * got into Redis meanwhile; this alone could leave a late record as the ledger's last word.
+ */
+export async function recordKillEngagement(
+  ledger: Ledger,
+  e: KillEngagement | KillEngageResult,
+): Promise<void> {
+  // The event says who asked and why; its setting and event id are those in force (what a restore puts
+  // back), and when the engagement in force is another's (`kept`), its who, why and since are in
+  // `details.inForce`.
+  const asked = 'requested' in e ? e.requested : e;
+  const change = 'change' in e ? e.change : 'engaged';
+  const inForceOther = asked.actor !== e.actor || asked.reason !== e.reason;
   try {
     await ledger.recordKillSwitchEvent({
       scope: e.scope,
       action: 'engage',
-      actor: e.actor,
-      reason: e.reason,
+      actor: asked.actor,
+      reason: asked.reason,
       allowRiskReducing: e.allowRiskReducing,
-      details: { eventId: e.eventId },
+      details: {
+        eventId: e.eventId,
+        ...(change !== 'engaged' ? { change, requestedAllowRiskReducing: asked.allowRiskReducing } : {}),
+        ...(inForceOther || change === 'kept'
+          ? { inForce: { actor: e.actor, reason: e.reason, engagedAtMs: e.engagedAtMs } }
+          : {}),
+      },
     });
   } catch (err) {
     throw new KillSwitchUnrecordedError(e, err, 'event');
   }
   try {
     await ledger.audit({
-      actor: e.actor,
+      actor: asked.actor,
       action: 'kill-switch.engage',
       subject: e.scope,
-      details: { reason: e.reason },
+      details: {
+        reason: asked.reason,
+        ...(change !== 'engaged'
+          ? {
+              change,
+              allowRiskReducing: e.allowRiskReducing,
+              requestedAllowRiskReducing: asked.allowRiskReducing,
+              ...(inForceOther ? { inForceActor: e.actor, inForceReason: e.reason } : {}),
+            }
+          : {}),
+      },
     });
   } catch (err) {
     throw new KillSwitchUnrecordedError(e, err, 'audit');
@@ -242,51 +388,118 @@ export class KillSwitch {
     return this.#keys.killChannel;
   }
 
+  /**
+   * Engages `scope`, in one Redis script, then announces it (workers abort jobs and cancel working
+   * orders), then records it in the ledger. An engage never loosens a scope that is engaged, unless
+   * asked to with `replace: true`: a full stop (`allowRiskReducing` false) stays a full stop when a
+   * reduce-only engagement follows (`kept`: the engagement in force keeps its who, why and since; the
+   * new request is in the ledger), and a full stop over a reduce-only engagement tightens it
+   * (`tightened`: the new one is in force). The answer is the engagement in force and what the call did
+   * (see {@link KillEngageResult}). Every engage gets a fresh event id, which the engagement in force
+   * then carries, so its announcement makes a fresh cancel pass.
+   *
+   * After its ledger event it reads the scope once more: when a newer engagement got into Redis
+   * meanwhile (whose own ledger event may have come before this one), that engagement is restated in the
+   * ledger, so the ledger's last word on the scope is what Redis holds (see `#restate`).
+   * @throws KillSwitchUnrecordedError engaged in Redis, but the ledger write failed
+   */
   async engage(
     scopeIn: KillScope,
-    o: { actor: string; reason: string; allowRiskReducing?: boolean },
-  ): Promise<KillEngagement> {
+    o: { actor: string; reason: string; allowRiskReducing?: boolean; replace?: boolean },
+  ): Promise<KillEngageResult> {
     const scope = KillScope.parse(scopeIn);
-    const e = {
-      eventId: randomUUID(),
-      actor: o.actor,
-      reason: o.reason,
-      allowRiskReducing: o.allowRiskReducing ?? false,
-      engagedAtMs: this.#clock.nowMs(),
+    const requested = { actor: o.actor, reason: o.reason, allowRiskReducing: o.allowRiskReducing ?? false };
+    const e = { eventId: randomUUID(), ...requested, engagedAtMs: this.#clock.nowMs() };
+    const res = await evalScript(
+      this.#redis,
+      ENGAGE,
+      [this.#keys.kill],
+      [
+        scope,
+        JSON.stringify(e),
+        o.replace ? '1' : '0',
+        e.eventId,
+        e.allowRiskReducing ? '1' : '0',
+        JSON.stringify({ ...e, allowRiskReducing: false }),
+      ],
+    );
+    const [change, inForceRaw, prevRaw] = engageReply(res);
+    const inForce = KillSwitch.engagementOf(scope, inForceRaw);
+    const prev = prevRaw === '' ? undefined : Engagement.safeParse(safeJson(prevRaw));
+    const result: KillEngageResult = {
+      ...inForce,
+      change,
+      requested,
+      ...(prev?.success ? { previous: { scope, ...prev.data } } : {}),
     };
-    await this.#redis.hset(this.#keys.kill, scope, JSON.stringify(e));
     const ev: KillEvent = {
       action: 'engage',
       scope,
-      eventId: e.eventId,
-      allowRiskReducing: e.allowRiskReducing,
+      eventId: inForce.eventId,
+      allowRiskReducing: inForce.allowRiskReducing,
     };
     await this.#redis.publish(this.#keys.killChannel, JSON.stringify(ev));
     this.#metrics?.killSwitchEngaged.set({ scope }, 1);
     this.#metrics?.killSwitchActions.inc({ scope, action: 'engage' });
-    if (this.#ledger) await recordKillEngagement(this.#ledger, { scope, ...e });
-    return { scope, ...e };
+    if (this.#ledger) await this.recordEngagement(this.#ledger, result);
+    return result;
   }
 
   /**
-   * Releases `scope`. The ledger event is written first, then the Redis entry is removed and the
-   * release announced: a failed ledger write leaves the switch engaged (fail-closed), and the ledger
-   * never says "engaged" after Redis said released, which `restore` relies on (see there).
+   * Writes an engagement made in Redis to the ledger (see {@link recordKillEngagement}), then makes the
+   * ledger's last word on its scope agree with Redis: a newer engagement that got into Redis meanwhile
+   * (whose own ledger event may have come before this one) is restated after it (see `#restate`), so a
+   * restore after a loss puts back that one, not this late record (a reduce-only request recorded after
+   * a full stop that tightened it). `engage` calls it with its own ledger; a caller that engaged with a
+   * switch built without one (the CLI, its ledger slow to open) calls it once the ledger is open.
+   * @throws KillSwitchUnrecordedError engaged in Redis, but the ledger write failed
+   */
+  async recordEngagement(ledger: Ledger, e: KillEngageResult | KillEngagement): Promise<void> {
+    await recordKillEngagement(ledger, e);
+    const by = 'requested' in e ? e.requested.actor : e.actor;
+    // this engagement is in force and recorded; a newer one's own process records it too, so a
+    // failed restatement only narrows what covers the case where that record came before ours
+    await this.#restate(ledger, e.scope, e.eventId, by).catch(() => {});
+  }
+
+  /**
+   * Releases the engagement of `scope` that it reads, and only that one. The ledger event is written
+   * first, then the entry is removed if it still holds what was read (one script), and the release
+   * announced: a failed ledger write leaves the switch engaged (fail-closed), and the ledger never says
+   * "engaged" after Redis said released, which `restore` relies on (see there). True when it removed an
+   * engagement; false when there was none (or another release removed it first).
+   *
+   * An engagement that arrived after the read (a new engage, or a re-engage that changed the entry)
+   * stays: the release throws {@link KillSwitchReleaseConflictError}. Its ledger event is written by
+   * then and may come after the newer engagement's, so the newer engagement is restated in the ledger
+   * after it (an `engage` event with its event id, who, why and setting): the ledger's last word agrees
+   * with Redis, and a restore after a loss puts the newer engagement back. Recording the release only
+   * after the removal instead would let a restore that read the ledger in between re-engage a scope
+   * just released, and a failed ledger write then leave it released with the ledger saying engaged.
    */
   async release(scopeIn: KillScope, o: { actor: string; reason: string }): Promise<boolean> {
     const scope = KillScope.parse(scopeIn);
-    // Whether it was engaged is read before the ledger write so the event can say so; the HDEL
-    // below is the authority for the return value.
-    const wasEngaged = (await this.#redis.hexists(this.#keys.kill, scope)) === 1;
+    // What was engaged is read before the ledger write so the event can say so; the script below
+    // removes exactly that and is the authority for the return value.
+    const read = await this.#redis.hget(this.#keys.kill, scope);
+    const released = read === null ? undefined : Engagement.safeParse(safeJson(read));
     await this.#ledger?.recordKillSwitchEvent({
       scope,
       action: 'release',
       actor: o.actor,
       reason: o.reason,
       allowRiskReducing: false,
-      details: { wasEngaged },
+      details: {
+        wasEngaged: read !== null,
+        ...(released?.success ? { releasedEventId: released.data.eventId } : {}),
+      },
     });
-    const removed = await this.#redis.hdel(this.#keys.kill, scope);
+    const res = await evalScript(this.#redis, RELEASE_IF_SAME, [this.#keys.kill], [scope, read ?? '']);
+    if (!Array.isArray(res) || typeof res[1] !== 'string')
+      throw new Error(`kill-switch release: unexpected script reply ${JSON.stringify(res)}`);
+    const removed = res[0] === 1;
+    const newerRaw = res[1];
+    if (newerRaw !== '') return this.#releaseRefused(scope, newerRaw, o);
     const ev: KillEvent = { action: 'release', scope, eventId: randomUUID(), allowRiskReducing: false };
     await this.#redis.publish(this.#keys.killChannel, JSON.stringify(ev));
     this.#metrics?.killSwitchEngaged.set({ scope }, 0);
@@ -297,7 +510,74 @@ export class KillSwitch {
       subject: scope,
       details: { reason: o.reason },
     });
-    return removed === 1;
+    return removed;
+  }
+
+  /** A release that found `newerRaw` in force instead of what it read: restated in the ledger, audited, thrown. */
+  async #releaseRefused(
+    scope: KillScope,
+    newerRaw: string,
+    o: { actor: string; reason: string },
+  ): Promise<never> {
+    const parsed = Engagement.safeParse(safeJson(newerRaw));
+    const newer: KillEngagement | undefined = parsed.success ? { scope, ...parsed.data } : undefined;
+    const ledger = this.#ledger;
+    if (!ledger) throw new KillSwitchReleaseConflictError(scope, newer);
+    let restateErr: unknown;
+    await this.#restate(ledger, scope, null, o.actor).catch((err: unknown) => {
+      restateErr = err;
+    });
+    await ledger
+      .audit({
+        actor: o.actor,
+        action: 'kill-switch.release-conflict',
+        subject: scope,
+        details: {
+          reason: o.reason,
+          ...(newer ? { engagedEventId: newer.eventId, engagedBy: newer.actor } : { unreadable: true }),
+        },
+      })
+      // the audit line is a courtesy here: the answer (not released) matters more than its failure
+      .catch(() => {});
+    throw new KillSwitchReleaseConflictError(scope, newer, {
+      // an entry that does not read cannot be restated
+      ledgerRestated: newer !== undefined && restateErr === undefined,
+      ...(restateErr !== undefined ? { cause: restateErr } : {}),
+    });
+  }
+
+  /**
+   * Makes the ledger's last word on `scope` agree with Redis after this process wrote its own event
+   * there: while Redis holds an engagement other than `left` (the event id of the engagement this
+   * process left in force, which every engage gives it; null for none), that engagement is written to
+   * the ledger again, as an `engage` event with its event id,
+   * setting, who, why and since (`details.inForce`, `details.restatedBy`). Its own event may have come
+   * before ours. Redis holding nothing is never restated as a release: that could be a loss, which a
+   * restore must still be able to undo. A few rounds at most (each one follows another change).
+   */
+  async #restate(ledger: Ledger, scope: KillScope, left: string | null, by: string): Promise<void> {
+    let last = left;
+    for (let round = 0; round < 3; round++) {
+      const cur = await this.#redis.hget(this.#keys.kill, scope);
+      if (cur === null) return;
+      const parsed = Engagement.safeParse(safeJson(cur));
+      if (!parsed.success) return;
+      const e = parsed.data;
+      if (e.eventId === last) return;
+      await ledger.recordKillSwitchEvent({
+        scope,
+        action: 'engage',
+        actor: e.actor,
+        reason: e.reason,
+        allowRiskReducing: e.allowRiskReducing,
+        details: {
+          eventId: e.eventId,
+          restatedBy: by,
+          inForce: { actor: e.actor, reason: e.reason, engagedAtMs: e.engagedAtMs },
+        },
+      });
+      last = e.eventId;
+    }
   }
 
   /**
@@ -305,22 +585,26 @@ export class KillSwitch {
    * second of `appendfsync everysec`, a failover to a replica that missed the write, an eviction):
    * for each scope whose latest ledger `engage`/`release` event is `engage` and which is absent from
    * the Redis hash, the engagement is written back with HSETNX (same event id, reason, actor,
-   * `allowRiskReducing`, `engagedAtMs` = the ledger time), announced on `channel` as an `engage`
+   * `allowRiskReducing`, `engagedAtMs` = the ledger time; or the who, why and since the event names in
+   * `details.inForce`: a re-engage that kept an earlier engagement, a restatement), announced on `channel` as an `engage`
    * (with a fresh announcement id, so workers abort jobs and cancel working orders again even if the
    * original cancel claims survived), counted in the metrics and audited as `kill-switch.restore`.
    * It only adds: an engagement present in Redis is left alone (also one whose ledger write failed).
    * Returns what it restored; without a ledger, nothing.
    *
-   * Ordering against a concurrent `release` (which writes the ledger first, then HDELs):
+   * Ordering against a concurrent `release` (which writes the ledger first, then removes the entry it
+   * read):
    * - Redis is read before the ledger. If a scope is absent from that Redis read but the ledger read
-   *   says `engage`, the release's HDEL cannot explain the absence: that HDEL follows the release's
+   *   says `engage`, the release's removal cannot explain the absence: it follows the release's
    *   ledger write, which would then precede our ledger read and show as the latest event. So the
    *   entry really was lost. (Reading the ledger first would leave a window where a release lands
    *   between the two reads and restore re-engages a scope that was just released.)
    * - A release can still start after our ledger read and before our HSETNX. Therefore the ledger
    *   is read once more after writing: if the scope's latest event is no longer the one restored,
    *   our entry is removed again (compare-and-delete, so a newer engagement stays). A release whose
-   *   ledger write comes after that second read does its HDEL after our HSETNX and removes it itself.
+   *   ledger write comes after that second read removes it itself when it read it; one that read Redis
+   *   before our HSETNX finds an engagement it did not read, leaves it and says so
+   *   ({@link KillSwitchReleaseConflictError}).
    * Every remaining window errs towards engaged, never towards released.
    */
   async restore(o: { actor: string }): Promise<KillEngagement[]> {
@@ -345,12 +629,14 @@ export class KillSwitch {
     if (!ledger || !parsed.success) return undefined;
     const scope = parsed.data;
     const eventId = typeof ev.details.eventId === 'string' ? ev.details.eventId : randomUUID();
+    // a re-engage that kept an earlier engagement, or a restatement, names the engagement in force
+    const inForce = InForce.safeParse(ev.details.inForce);
     const e = {
       eventId,
-      actor: ev.actor,
-      reason: ev.reason,
+      actor: inForce.success ? inForce.data.actor : ev.actor,
+      reason: inForce.success ? inForce.data.reason : ev.reason,
       allowRiskReducing: ev.allowRiskReducing,
-      engagedAtMs: ev.atMs,
+      engagedAtMs: inForce.success ? inForce.data.engagedAtMs : ev.atMs,
     };
     const raw = JSON.stringify(e);
     if ((await this.#redis.hsetnx(this.#keys.kill, scope, raw)) !== 1) return undefined;
@@ -373,8 +659,8 @@ export class KillSwitch {
       action: 'kill-switch.restore',
       subject: scope,
       details: {
-        reason: ev.reason,
-        originalActor: ev.actor,
+        reason: e.reason,
+        originalActor: e.actor,
         eventId,
         announcedEventId: announced.eventId,
       },
@@ -501,6 +787,29 @@ export class KillSwitch {
         [runningClaim(by)],
       )) === 1
     );
+  }
+}
+
+/** The reply of the ENGAGE script, checked. */
+function engageReply(res: unknown): [KillEngageChange, string, string] {
+  const changes: readonly string[] = ['engaged', 'tightened', 'kept', 'replaced'];
+  if (
+    Array.isArray(res) &&
+    typeof res[0] === 'string' &&
+    changes.includes(res[0]) &&
+    typeof res[1] === 'string' &&
+    typeof res[2] === 'string'
+  )
+    return [res[0] as KillEngageChange, res[1], res[2]];
+  throw new Error(`kill-switch engage: unexpected script reply ${JSON.stringify(res)}`);
+}
+
+/** JSON.parse, or undefined for text that is not JSON (an entry written by something else). */
+function safeJson(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return undefined;
   }
 }
 

@@ -20,6 +20,7 @@ export class ExecutionMetrics {
   readonly controlBlocks: Counter<'control' | 'phase'>;
   readonly sendSeconds: Histogram<'venue'>;
   readonly reconciliations: Counter<'result'>;
+  readonly ledgerRetries: Counter;
   readonly bookEquityUsd: Gauge;
   readonly lossSinceMarkUsd: Gauge;
   readonly lossLimitUsd: Gauge;
@@ -91,6 +92,11 @@ export class ExecutionMetrics {
       name: 'xhedge_reconciliations_total',
       help: 'Orders resolved against the venue or re-driven by the reconciler',
       labelNames: ['result'],
+      registers,
+    });
+    this.ledgerRetries = new Counter({
+      name: 'xhedge_order_ledger_retries_total',
+      help: 'Order job runs handed back for a short wait because the ledger database could not be reached or answer',
       registers,
     });
     this.bookEquityUsd = new Gauge({

@@ -19,6 +19,13 @@ export const OrderJobData = z.object({
    * added by the reconciler, a flow behind a transfer) every run reads the ledger first.
    */
   queuedAtMs: z.number().int().nonnegative().optional(),
+  /**
+   * Wall time of the first and of the latest run of this job that failed because the ledger could not be
+   * reached, in the outage under way (see `StartWorkersOptions.ledgerRetryForMs`).
+   */
+  ledgerDown: z
+    .object({ sinceMs: z.number().int().nonnegative(), lastMs: z.number().int().nonnegative() })
+    .optional(),
 });
 export type OrderJobData = z.infer<typeof OrderJobData>;
 

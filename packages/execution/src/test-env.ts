@@ -89,6 +89,8 @@ export interface MakeEnvOptions {
       | 'killCancelRetryMs'
       | 'killCancelRetryMaxMs'
       | 'killCancelTimeoutMs'
+      | 'ledgerRetryMs'
+      | 'ledgerRetryForMs'
     >
   >;
 }

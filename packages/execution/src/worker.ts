@@ -10,7 +10,7 @@ import {
   systemClock,
   TERMINAL_ORDER_STATUSES,
 } from '@xhedge/core';
-import { type Ledger, LedgerConflictError, type LedgerOrder } from '@xhedge/store';
+import { isLedgerUnavailable, type Ledger, LedgerConflictError, type LedgerOrder } from '@xhedge/store';
 import { isVenueError, type VenueAdapter } from '@xhedge/venue';
 import { DelayedError, type Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -63,6 +63,23 @@ export interface StartWorkersOptions {
   pollBudgetMs?: number;
   /** Polling period for working orders, ms. @defaultValue 200 */
   pollIntervalMs?: number;
+  /**
+   * A run that failed because the ledger could not be reached or answer (`isLedgerUnavailable`: the
+   * database down, restarting, dropping connections, timing out) hands its job back as delayed this long,
+   * ms, using up none of its attempts: the job runs again soon after the ledger is back, however long
+   * the outage, instead of waiting out an exponential backoff (minutes after a few failures) or failing
+   * for good once its attempts are spent. @defaultValue 1000
+   */
+  ledgerRetryMs?: number;
+  /**
+   * How long one job's runs are handed back that way in one outage (runs failing on the ledger with no
+   * more than a few `ledgerRetryMs` between them), wall ms: after it, a failure on the ledger takes the
+   * job's own retries with their backoff, and after those the job fails (loud: the run logs it, the
+   * reconciler resumes its order), so an error taken for the ledger's that is not does not loop unseen.
+   * The handing back is counted (`xhedge_order_ledger_retries_total`; an alert fires on it).
+   * @defaultValue 900000 (15 min)
+   */
+  ledgerRetryForMs?: number;
   /**
    * A kill switch's cancel pass for working orders that failed or did not finish at some venue is tried
    * again this long after, ms, doubling at each further failure (at most `killCancelRetryMaxMs`
@@ -427,6 +444,8 @@ class OrderProcessor {
   readonly #claims: SendClaims;
   /** Until then (run clock, ms) every run reads the ledger before its gates: a run failed of late. */
   #doubtUntilMs = 0;
+  readonly #ledgerRetryMs: number;
+  readonly #ledgerRetryForMs: number;
   readonly #killRetryMs: number;
   readonly #killRetryMaxMs: number;
   readonly #killCancelTimeoutMs: number;
@@ -463,6 +482,8 @@ class OrderProcessor {
     this.#deadlineMs = o.sendDeadlineMs ?? 30_000;
     this.#pollBudgetMs = o.pollBudgetMs ?? 5_000;
     this.#pollMs = o.pollIntervalMs ?? 200;
+    this.#ledgerRetryMs = o.ledgerRetryMs ?? 1000;
+    this.#ledgerRetryForMs = o.ledgerRetryForMs ?? 15 * 60_000;
     this.#killRetryMs = o.killCancelRetryMs ?? 1000;
     this.#killRetryMaxMs = o.killCancelRetryMaxMs ?? 30_000;
     this.#killCancelTimeoutMs = o.killCancelTimeoutMs ?? 30_000;
@@ -488,8 +509,22 @@ class OrderProcessor {
       return await this.#run(job, data, token, signal);
     } catch (err) {
       // the venue's refusals and errors, and the ends the run chose, say nothing about the ledger
-      if (!(err instanceof UnrecoverableError || err instanceof DelayedError || isVenueError(err)))
+      if (!(err instanceof UnrecoverableError || err instanceof DelayedError || isVenueError(err))) {
         this.#doubtUntilMs = this.#clock.nowMs() + DOUBT_MS;
+        // the ledger is out (not the order): run again shortly, on no attempt, unless the run was stopped
+        // or this outage has lasted past ledgerRetryForMs for this job
+        if (isLedgerUnavailable(err) && !signal?.aborted) {
+          const now = Date.now();
+          const prev = data.ledgerDown;
+          // failures further apart than a few waits are another outage
+          const sinceMs = prev && now - prev.lastMs <= 5 * this.#ledgerRetryMs + 5_000 ? prev.sinceMs : now;
+          if (now - sinceMs < this.#ledgerRetryForMs) {
+            this.#o.metrics?.ledgerRetries.inc();
+            await job.updateData({ ...data, ledgerDown: { sinceMs, lastMs: now } }).catch(() => undefined);
+            await this.#later(job, token, this.#ledgerRetryMs);
+          }
+        }
+      }
       throw err;
     } finally {
       this.#active.delete(clientOrderId);
