@@ -14,6 +14,7 @@ import {
   type BreakerStatus,
   breakerNames,
   type KillEngagement,
+  type KillEngageResult,
   type KillScope,
   type KillSwitch,
 } from '@xhedge/execution';
@@ -36,6 +37,23 @@ function killView(e: KillEngagement): KillSwitchView {
     allowRiskReducing: e.allowRiskReducing,
   };
   if (target !== undefined) v.target = target;
+  return v;
+}
+
+/**
+ * An engage's answer: the engagement in force (a reduce-only request over a full stop answers the full
+ * stop), what the call did (`change`: `kept` says the request did not loosen it) and what it replaced.
+ */
+function engageView(r: KillEngageResult): KillSwitchView {
+  const v = killView(r);
+  v.change = r.change;
+  if (r.previous)
+    v.previous = {
+      by: r.previous.actor,
+      reason: r.previous.reason,
+      sinceMs: r.previous.engagedAtMs,
+      allowRiskReducing: r.previous.allowRiskReducing,
+    };
   return v;
 }
 
@@ -112,7 +130,10 @@ function unrecorded(
   );
 }
 
-/** Codes of a change refused before it is made (bad input, unknown name): never in force by it. */
+/**
+ * Codes of a change refused before it is made (bad input, unknown name, a newer engagement or trip than
+ * the one the operator saw): never in force by it, passed on as they are.
+ */
 const REFUSALS = new Set([
   'VALIDATION',
   'CONFIG_INVALID',
@@ -123,6 +144,10 @@ const REFUSALS = new Set([
   'UNAUTHORIZED',
   'FORBIDDEN',
   'RATE_LIMITED',
+  // a release that found a newer engagement, a reset told a trip that found a newer one: nothing changed
+  // (a read-back could see another operator's release or reset since, not this call's)
+  'KILL_SWITCH_RELEASE_CONFLICT',
+  'BREAKER_RESET_CONFLICT',
 ]);
 const refused = (err: unknown) =>
   err instanceof RangeError || (err instanceof XhedgeError && REFUSALS.has(err.code));
@@ -253,11 +278,12 @@ export function controlsPort(
         : [{ scope: 'global', engaged: false }, ...engaged];
     },
     tripKillSwitch: async (q, actor) =>
-      killView(
+      engageView(
         await kill.engage(scopeOf(q), {
           actor: operator(actor),
           reason: q.reason,
           ...(q.allowRiskReducing !== undefined ? { allowRiskReducing: q.allowRiskReducing } : {}),
+          ...(q.replace ? { replace: true } : {}),
         }),
       ),
     resetKillSwitch: async (q, actor) => {
@@ -294,8 +320,15 @@ export function controlsPort(
       breakerChange(name, reason, actor, 'trip', () =>
         breakers.trip(name, reason, { actor: operator(actor) }),
       ),
-    resetBreaker: (name, reason, actor) =>
-      breakerChange(name, reason, actor, 'reset', () => breakers.reset(name, operator(actor), reason)),
+    resetBreaker: (name, reason, actor, o = {}) =>
+      breakerChange(name, reason, actor, 'reset', () =>
+        breakers.reset(
+          name,
+          operator(actor),
+          reason,
+          o.openedAtMs !== undefined ? { ifOpenedAtMs: o.openedAtMs } : {},
+        ),
+      ),
     positionBreaks: async () =>
       (await ledger.openPositionBreaks()).map(breakView).sort((a, b) => a.openedAtMs - b.openedAtMs),
     acknowledgePositionBreak: async (q, actor) => {

@@ -255,7 +255,7 @@ describe('every venue disabled (regression: disabling them all was silent)', () 
     });
     expect(await h.planner.plan()).toEqual([]);
     expect(h.planner.lastSnapshot?.warnings).toContain(
-      'no venue is enabled: no hedge can be placed until one is (PUT /v1/venues/{id} with "enabled": true)',
+      'no venue is enabled: no hedge can be placed until one is (PUT /v1/venues/{id} with "enabled": true and the version its GET gave)',
     );
   }, 120_000);
 });

@@ -1633,7 +1633,7 @@ export class TickPlanner {
     const nothingEnabled =
       enabledIds.size === 0
         ? [
-            'no venue is enabled: no hedge can be placed until one is (PUT /v1/venues/{id} with "enabled": true)',
+            'no venue is enabled: no hedge can be placed until one is (PUT /v1/venues/{id} with "enabled": true and the version its GET gave)',
           ]
         : [];
     const extra = [...misses.map(missWarning), ...nothingEnabled];

@@ -51,7 +51,7 @@ describe('shared config store (Redis)', () => {
     ).rejects.toBeInstanceOf(XhedgeError);
     const policy = store.policyPort();
     const next = { ...(await policy.get()), tickIntervalMs: 5000 };
-    expect((await policy.update(next, actor)).tickIntervalMs).toBe(5000);
+    expect((await policy.update(next, actor)).after.tickIntervalMs).toBe(5000);
     expect((await again.policy()).tickIntervalMs).toBe(5000);
     await expect(
       policy.update({ ...next, perUnderlying: { DOGE: next.default } }, actor),
@@ -73,10 +73,14 @@ describe('shared config store: a venue update (regression: leaving out credentia
     await venues.update(base.id, keyed, actor);
     // what an operator sends back after a read: no credentials (write-only), no endpoints (redacted)
     const { credentials: _c, endpoints: _e, ...sentBack } = keyed;
-    const after = await venues.update(base.id, { ...sentBack, params: { ...base.params } }, actor);
+    const { after } = await venues.update(base.id, { ...sentBack, params: { ...base.params } }, actor);
     expect(after.credentials).toEqual({ privateKey: { env: 'XH_TEST_KEY' } });
     expect(after.endpoints).toEqual({ rpc: [{ env: 'XH_TEST_RPC' }] });
-    const cleared = await venues.update(base.id, { ...sentBack, credentials: {}, endpoints: {} }, actor);
+    const { after: cleared } = await venues.update(
+      base.id,
+      { ...sentBack, credentials: {}, endpoints: {} },
+      actor,
+    );
     expect(cleared.credentials).toEqual({});
     expect(cleared.endpoints).toEqual({});
   });

@@ -1,11 +1,21 @@
 import { readFileSync } from 'node:fs';
 import { parseConfig } from '@xhedge/config';
 import { ManualClock, parseInstrumentId } from '@xhedge/core';
-import { CollateralReservation } from '@xhedge/routing';
+import { ANVIL_DEV_KEYS, type EvmContext, ensureAllowance, MemoryOrderStore, TxSender } from '@xhedge/evm';
+import { type LocalTestChain, startLocalTestChain } from '@xhedge/evm/testing';
+import { CollateralReservation, legMarginUsd } from '@xhedge/routing';
 import { createMarketFromConfig } from '@xhedge/sim';
 import type { HedgeDecision } from '@xhedge/strategy';
+import { InsufficientFundsError } from '@xhedge/venue';
+import {
+  deployGmxFixture,
+  type GmxFixture,
+  GmxKeeper,
+  type GmxOrderRecord,
+  GmxVenue,
+} from '@xhedge/venue-gmx';
 import { createPaperVenues } from '@xhedge/venue-paper';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRouter } from './router.ts';
 
 const PAPER = readFileSync(new URL('../../../configs/profiles/paper.yaml', import.meta.url), 'utf8');
@@ -447,5 +457,164 @@ describe('createRouter: a failing venue is left out, not the whole tick', () => 
     const legs = plan?.legs ?? [];
     expect(legs.length).toBeGreaterThan(0);
     expect(legs.map((l) => l.venue)).not.toContain('gmx-arb');
+  });
+});
+
+/**
+ * Regression: the router's bridge wrapper dropped the asset routing names (the source venue's collateral),
+ * so a cost model that prices or refuses by asset was always asked about its default asset.
+ */
+describe('createRouter: a collateral move is priced for the asset it moves', () => {
+  it("asks the bridge with the source venue's collateral asset", async () => {
+    const config = parseConfig(PAPER, 'paper.yaml');
+    const keep = ['gmx-arb', 'drift-sol'];
+    config.venues = config.venues.filter((v) => keep.includes(v.id));
+    config.book.positions = [];
+    config.book.balances = [
+      { venue: 'gmx-arb', asset: 'USDC', amount: 1_000 },
+      { venue: 'drift-sol', asset: 'USDC', amount: 1_000 },
+    ];
+    const clock = new ManualClock(Date.UTC(2026, 0, 5));
+    const market = createMarketFromConfig({
+      market: config.market,
+      underlyings: config.underlyings.map((u) => u.symbol),
+      clock,
+    });
+    const venues = createPaperVenues({ config, market, clock });
+    const [mark] = (await venues[0]?.fetchMarks(['BTC-USD:PERP'])) ?? [];
+    if (!mark) throw new Error('no BTC perp mark');
+    const asked: (string | undefined)[] = [];
+    const route = createRouter({
+      maxSlippageBps: 50,
+      log: () => {},
+      transferable: new Set(keep),
+      bridge: (_from, _to, _amountUsd, asset) => {
+        asked.push(asset);
+        return { feeUsd: 1, latencyMs: 30_000 };
+      },
+    });
+    await route(sellDelta(clock.nowMs(), mark.markPriceUsd), venues);
+    expect(asked.length).toBeGreaterThan(0);
+    expect(new Set(asked)).toEqual(new Set(['USDC']));
+  });
+});
+
+/**
+ * Regression: routing budgeted a GMX delta leg as if the venue netted positions. GMX v2 keeps a market's
+ * long and short apart: holding 2 ETH long, a sell of 5 does not close the long and open 3, it opens a
+ * short of 5 beside it and posts collateral for all 5 (its quote's `lockedCollateralUsd`). Sized on the
+ * 3 past the long, the leg was more than the wallet could post, and GMX refused it.
+ */
+describe('createRouter: a GMX leg past the opposite position fits the collateral GMX posts for its whole size (anvil)', () => {
+  let chain: LocalTestChain;
+  let trader: EvmContext;
+  let fx: GmxFixture;
+  let keeper: GmxKeeper;
+  // leverage 2: an increase posts half its notional; ETH at $3,500
+  const WALLET_USDC = 10_500; // $3,500 of it goes into the 2 ETH long: $7,000 stays free
+
+  beforeAll(async () => {
+    chain = await startLocalTestChain('gmx-router');
+    const deployer = chain.ctxFor(ANVIL_DEV_KEYS[0]);
+    const keeperCtx = chain.ctxFor(ANVIL_DEV_KEYS[2]);
+    trader = chain.ctxFor(ANVIL_DEV_KEYS[1]);
+    fx = await deployGmxFixture(deployer, {
+      markets: [
+        { symbol: 'BTC', decimals: 8, priceUsd: 95_000 },
+        { symbol: 'ETH', decimals: 18, priceUsd: 3_500 },
+      ],
+      keepers: [keeperCtx.account.address],
+      traders: [trader.account.address],
+      traderUsdc: WALLET_USDC,
+    });
+    keeper = new GmxKeeper({
+      ctx: keeperCtx,
+      dataStore: fx.params.dataStore,
+      eventEmitter: fx.params.eventEmitter,
+    });
+    await ensureAllowance(new TxSender({ ctx: trader }), {
+      token: fx.params.collateralAsset,
+      spender: fx.params.router,
+      amount: 1_000_000_000_000n,
+      policy: { mode: 'capped', capAmount: 1_000_000_000_000n },
+    });
+    // compiling the GMX contracts with solc-js takes a minute or more under load
+  }, 300_000);
+  afterAll(async () => {
+    await chain?.stop();
+  });
+
+  it('holding 2 ETH long with $7,000 free, a sell of 5 is planned at the 3.98 whose $6,965 GMX posts, 50 bps under the wallet for the price to move (not 5, which needs $8,750, nor the whole wallet), and GMX takes it', async () => {
+    const gmx = new GmxVenue(
+      'gmx-local',
+      { ...fx.params, approval: 'capped', approvalCap: '1000000', receiptTimeoutSeconds: 1 },
+      { ctx: trader, store: new MemoryOrderStore<GmxOrderRecord>() },
+    );
+    const send = async (
+      clientOrderId: string,
+      side: 'buy' | 'sell',
+      sizeBase: string,
+      limitPriceUsd?: string,
+    ) => {
+      await gmx.placeOrder({
+        clientOrderId,
+        instrument: 'ETH-USD:PERP',
+        side,
+        orderType: 'market',
+        sizeBase,
+        ...(limitPriceUsd !== undefined ? { limitPriceUsd } : {}),
+      });
+      await keeper.runOnce();
+      return gmx.getOrderByClientId(clientOrderId);
+    };
+    expect((await send('router-long', 'buy', '2'))?.status).toBe('filled');
+    const freeUsd = (await gmx.fetchBalances()).find((b) => b.asset === 'USDC')?.amount;
+    expect(freeUsd).toBe(7000);
+    expect((await gmx.fetchPositions()).map((p) => [p.instrument, p.sizeBase])).toEqual([
+      ['ETH-USD:PERP', 2],
+    ]);
+
+    const route = createRouter({ maxSlippageBps: 50, log: () => {} });
+    const decision: HedgeDecision = {
+      ...sellDelta(Date.now(), 3500),
+      id: 'dec_gmxflip1',
+      underlying: 'ETH',
+      tradeNotionalUsd: 5 * 3500,
+      reason: 'ETH: delta outside its band.',
+    };
+    const plan = await route(decision, [gmx]);
+    const [leg] = plan?.legs ?? [];
+    // netted, routing saw $5,250 of margin for 5 (3 past the long) and sent 5
+    expect(plan?.legs.map((l) => [l.venue, l.side, l.sizeBase, l.reduceOnly, l.orderType])).toEqual([
+      ['gmx-local', 'sell', '3.98', false, 'market'],
+    ]);
+    if (!leg) throw new Error('no leg');
+    // what GMX posts for the leg is what routing counted, and the wallet holds it with the slippage
+    // bound's headroom: 7,000 / (1,750 × 1.005) = 3.98
+    const legQuote = await gmx.quoteHedge({
+      instrument: 'ETH-USD:PERP',
+      side: 'sell',
+      sizeBase: leg.sizeBase,
+    });
+    expect(legQuote.lockedCollateralUsd).toBe(6965);
+    expect(
+      legMarginUsd(
+        { positionBase: 2, marginFraction: 0.5, openCollateralUsdPerUnit: 1750 },
+        'sell',
+        3.98,
+        3500,
+      ),
+    ).toBeCloseTo(6965, 9);
+    expect((legQuote.lockedCollateralUsd ?? Number.POSITIVE_INFINITY) * 1.005).toBeLessThanOrEqual(
+      freeUsd ?? 0,
+    );
+    // the netted plan's 5 is more than GMX can pull from the wallet; the planned leg goes through
+    // (the wallet's 7,000 USDC against the 8,750 GMX pulls)
+    const refused = await send('router-flip-5', 'sell', '5').catch((err: unknown) => err);
+    expect(refused).toBeInstanceOf(InsufficientFundsError);
+    expect((refused as Error).message).toMatch(/ERC20InsufficientBalance\(.*, 7000000000, 8750000000\)/);
+    expect((await send('router-flip', 'sell', leg.sizeBase, leg.limitPriceUsd))?.status).toBe('filled');
+    expect((await gmx.fetchPositions()).map((p) => p.sizeBase)).toEqual([-1.98]);
+    expect((await gmx.fetchBalances()).find((b) => b.asset === 'USDC')?.amount).toBe(35);
   });
 });

@@ -92,7 +92,10 @@ function marginFractionOf(market: Pick<MarketInfo, 'instrument' | 'initialMargin
  * (`lockedCollateralUsd`), are paid from their venues' free collateral (a leg it cannot pay for is cut or
  * dropped; a venue whose balances cannot be read pays for none) and the delta legs are routed on what is
  * left. The venues are quoted for the delta the plan routes (`routedDeltaBase`): the delta trade, or for a
- * vega-only decision outside its delta band the delta offsetting its option legs. When a
+ * vega-only decision outside its delta band the delta offsetting its option legs. A delta leg past its
+ * venue's opposite position is budgeted at least the collateral the venue's quotes say such an order
+ * posts (`quoteVenues` reads `lockedCollateralUsd` into `openCollateralUsdPerUnit`): GMX opens it beside that
+ * position and posts on its whole size, not only on the part past it. When a
  * bridge is given, every transferable venue's free USD-like collateral is a source, and a venue short
  * of margin can be funded by a move when that is cheaper all-in (the plan then has `transfers`, and the
  * legs that need them list them in `dependsOn`). Given the round's `reservation`, collateral that earlier
@@ -283,9 +286,9 @@ export function createRouter(opts: RouterOptions): RoutePlan {
         optionMarkets,
         options: {
           // Moves only between venues the transfer executor serves; without a bridge none is planned.
-          bridge: (from, to, amountUsd) => {
+          bridge: (from, to, amountUsd, asset) => {
             if (!bridge) return from === to ? { feeUsd: 0, latencyMs: 0 } : null;
-            const b = bridge(from, to, amountUsd);
+            const b = bridge(from, to, amountUsd, asset);
             return b && b.latencyMs <= (opts.maxTransferLatencyMs ?? Number.POSITIVE_INFINITY) ? b : null;
           },
           collateralSources: reservation ? reservation.sources(transferableSources) : transferableSources,

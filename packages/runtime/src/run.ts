@@ -55,6 +55,7 @@ import { type Logger, pino } from 'pino';
 import { SharedConfigStore } from './config-store.ts';
 import { controlsPort } from './controls-port.ts';
 import { deploymentEndpoints } from './deployment.ts';
+import { FailureStreak } from './failure-streak.ts';
 import { auditPort, hedgesPort, pnlPort, riskPort } from './ledger-ports.ts';
 import { prettyLogDestination } from './log-format.ts';
 import { LOG_SERIALIZERS } from './masked-error.ts';
@@ -768,6 +769,15 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       closers.push({ name: 'lease client', close: () => closeRedisClient(leaseRedis) });
       const flows = new TransferFlows({ connection: redisEp.options, queuePrefix, ledger, service });
       closers.push({ name: 'transfer flows', close: () => flows.close() });
+      // A tick that keeps failing (the ledger down) is logged as a streak, not once per tick; a tick
+      // that started with no failure since the one before it means that one ended well.
+      const tickFailures = new FailureStreak({
+        what: 'orchestrator tick',
+        error: (err, msg) => log.error({ err }, msg),
+        warn: (data, msg) => log.warn(data, msg),
+        info: (data, msg) => log.info(data, msg),
+      });
+      let failedSinceLastTick = true;
       const loop = new PlanningLoop({
         // a new lease object for each life of the loop (see PlanningLoop: after a tick overrun)
         lease: () =>
@@ -784,6 +794,8 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         // The planner lives across leadership terms: the lease token tells it when a new one starts
         // (another leader may have hedged meanwhile; its hedge windows are read from the ledger again).
         plan: async ({ token, lease }) => {
+          if (!failedSinceLastTick) tickFailures.ok();
+          failedSinceLastTick = false;
           const out: PlanForExecution[] = [];
           for (const plan of await p.plan({ leaseToken: token })) {
             if (plan.transfers.length === 0) out.push(plan);
@@ -795,7 +807,10 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         intervalMs: () => Math.max(200, Math.round(tickIntervalMs / speed)),
         ...(opts.tickTimeoutMs !== undefined ? { tickTimeoutMs: opts.tickTimeoutMs } : {}),
         onPlanned: (plan, legs) => p.onPlanned(plan, legs),
-        onError: (err) => log.error({ err }, 'orchestrator tick failed'),
+        onError: (err) => {
+          failedSinceLastTick = true;
+          tickFailures.fail(err);
+        },
         log: (level, msg, data) => log[level](data ?? {}, msg),
       });
       // Started last, so it stops first (closers run newest first), before the workers: planning while

@@ -1,5 +1,5 @@
 import type { VenueConfig } from '@xhedge/config';
-import type { Position } from '@xhedge/core';
+import { canonicalJson, type Position } from '@xhedge/core';
 import { closeRedisClient } from '@xhedge/execution';
 import { InvalidOrderError, type OrderRequest, type VenueAdapter } from '@xhedge/venue';
 import type { Redis } from 'ioredis';
@@ -76,18 +76,6 @@ interface Entry {
   adapter: VenueAdapter;
 }
 
-/** JSON with object keys sorted, so the same config always gives the same text. */
-function canonical(x: unknown): string {
-  if (Array.isArray(x)) return `[${x.map(canonical).join(',')}]`;
-  if (x !== null && typeof x === 'object')
-    return `{${Object.entries(x)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`)
-      .join(',')}}`;
-  return JSON.stringify(x);
-}
-
 /** A build's outcome: the adapter, or what it threw. */
 type Built = { adapter: VenueAdapter } | { err: unknown };
 
@@ -103,7 +91,7 @@ interface Building {
 /** What decides the adapter: everything but `enabled` (enabling and disabling keep the adapter). */
 function adapterKey(v: VenueConfig): string {
   const { enabled: _enabled, ...rest } = v;
-  return canonical(rest);
+  return canonicalJson(rest);
 }
 
 /** An error's message as a log line may hold it: credentials masked (an RPC URL's key, a password). */
@@ -129,7 +117,11 @@ function message(err: unknown): string {
  *   it is enabled (as for a venue it cannot read), and only says so when it is disabled (its positions
  *   are not in the book; `buildFailure` says why). A disabled venue's build is waited for at most
  *   `disabledWaitMs`, so a slow one does not hold a sync (nor the start) back.
- * Syncs run one at a time (the planner's tick, the poll and the pub/sub nudge share one queue).
+ * Syncs run one at a time (the planner's tick, the poll and the pub/sub nudge share one queue). The
+ * enabled flags do not wait in that queue: every tick, poll and nudge applies them to the order views
+ * at once (`forExecution`), so a disable takes effect in every process (a worker-only one too) while a
+ * sync waits on another venue (a swap waiting for its jobs, a hung build), and so does an enable of a
+ * venue that is built.
  */
 export class VenueRegistry {
   readonly #o: VenueRegistryOptions;
@@ -141,8 +133,18 @@ export class VenueRegistry {
   /** Each adapter's view for execution (`#view`), and back. */
   readonly #views = new WeakMap<VenueAdapter, VenueAdapter>();
   readonly #targets = new WeakMap<VenueAdapter, VenueAdapter>();
-  /** Whether each venue is enabled in the configs of the last sync (else the start's); absent: not configured. */
+  /**
+   * Whether each venue is enabled in the newest configs read (by a sync, or at once by a tick, poll or
+   * nudge: `#applyFlags`), else the start's; absent: not configured.
+   */
   readonly #enabled = new Map<string, boolean>();
+  /** Reads of the configs for the flags, numbered as they start (`#applyFlags`). */
+  #flagsSeq = 0;
+  /** The number of the read whose flags `#enabled` holds: an older read that ends later is dropped. */
+  #flagsApplied = 0;
+  /** The poll's or nudge's read of the flags under way (`#refreshFlags`), and whether to read again after it. */
+  #flagsRead: Promise<void> | undefined;
+  #flagsAgain = false;
   #order: string[] = [];
   #workers: VenueWorkers | undefined;
   #queue: Promise<unknown> = Promise.resolve();
@@ -164,7 +166,8 @@ export class VenueRegistry {
   #subscriber: Redis | undefined;
   #stopped = false;
   #closed = false;
-  #nudged = false;
+  /** A sync of the poll or the nudge is queued and has not started (it reads the configs when it starts). */
+  #syncQueued = false;
   /** Syncs queued or running. */
   #pending = 0;
 
@@ -326,10 +329,15 @@ export class VenueRegistry {
 
   /**
    * Brings the adapters in line with the venue configs (`configs`, else the store's). Never throws for
-   * one venue's trouble: that is logged and in the report, and the next sync tries again.
+   * one venue's trouble: that is logged and in the report, and the next sync tries again. Queued behind
+   * a sync underway, it applies the enabled flags at once (see `forExecution`).
    */
   sync(configs?: readonly VenueConfig[]): Promise<SyncReport> {
-    return this.#serial(() => this.#sync(configs));
+    // configs handed over were read before now: their flags are numbered now, not when the sync runs
+    const seq = configs ? ++this.#flagsSeq : undefined;
+    // one queued behind another sync applies the flags at once (that one may wait for long)
+    if (this.#pending > 0) void this.#followFlags(configs).catch(() => undefined);
+    return this.#serial(() => this.#sync(configs, seq));
   }
 
   /**
@@ -344,30 +352,71 @@ export class VenueRegistry {
 
   /**
    * The order views' enabled flags from `configs` (else the store's) at once, without the rest of a sync:
-   * while a sync waits (a venue's build, a swap waiting for its jobs), a venue enabled meanwhile is
-   * routed to by the planner, and its orders must not be refused as if it were still disabled. A read
-   * of the store that fails leaves the flags as they are (the next sync applies them).
+   * while a sync waits (a venue's build, a swap waiting for its jobs), a venue disabled meanwhile must
+   * take no new order, and one enabled meanwhile is routed to by the planner, and its orders must not be
+   * refused as if it were still disabled. A read of the store that fails leaves the flags as they are
+   * (the next sync applies them).
    */
   async #followFlags(configs?: readonly VenueConfig[]): Promise<void> {
+    const seq = ++this.#flagsSeq;
     let now: readonly VenueConfig[];
     try {
       now = configs ?? (await this.#o.current());
     } catch {
       return;
     }
-    this.#enabled.clear();
-    for (const c of now) this.#enabled.set(c.id, c.enabled);
+    this.#applyFlags(seq, now);
   }
 
-  async #sync(given?: readonly VenueConfig[]): Promise<SyncReport> {
+  /**
+   * `#followFlags` from the store for the poll and the nudge, one read at a time: one asked for while a
+   * read is under way (which may have started before the change it announces) reads again after it.
+   */
+  #refreshFlags(): Promise<void> {
+    if (this.#flagsRead) {
+      this.#flagsAgain = true;
+      return this.#flagsRead;
+    }
+    const read = async () => {
+      do {
+        this.#flagsAgain = false;
+        await this.#followFlags();
+      } while (this.#flagsAgain && !this.#stopped);
+    };
+    const run = read().finally(() => {
+      this.#flagsRead = undefined;
+    });
+    this.#flagsRead = run;
+    return run;
+  }
+
+  /**
+   * The order views follow the enabled flags of `configs`, read by read `seq` (numbered as it started),
+   * unless a read that started later applied already (reads run side by side: a sync's, the poll's, the
+   * nudge's, the tick's; an older one ending last must not undo a newer disable or enable). A built
+   * venue whose flag changes is logged.
+   */
+  #applyFlags(seq: number, configs: readonly VenueConfig[]): void {
+    if (seq < this.#flagsApplied) return;
+    this.#flagsApplied = seq;
+    const before = new Map(this.#enabled);
+    this.#enabled.clear();
+    for (const c of configs) this.#enabled.set(c.id, c.enabled);
+    for (const c of configs)
+      if (this.#entries.has(c.id) && before.has(c.id) && before.get(c.id) !== c.enabled)
+        this.#o.log('info', `venue ${c.id} ${c.enabled ? 'enabled' : 'disabled'}`, { venue: c.id });
+  }
+
+  async #sync(given?: readonly VenueConfig[], givenSeq?: number): Promise<SyncReport> {
     const report = emptyReport();
     if (this.#closed || this.#stopped) return report;
+    const seq = givenSeq ?? ++this.#flagsSeq;
     const configs = given ?? (await this.#o.current());
     this.#order = configs.map((c) => c.id);
     // the order views follow the flags at once (an order checked while this sync builds sees them)
-    this.#enabled.clear();
-    for (const c of configs) this.#enabled.set(c.id, c.enabled);
-    for (const id of this.#notBuilt.keys()) if (!this.#enabled.has(id)) this.#notBuilt.delete(id);
+    this.#applyFlags(seq, configs);
+    const configured = new Set(this.#order);
+    for (const id of this.#notBuilt.keys()) if (!configured.has(id)) this.#notBuilt.delete(id);
     // Disabled venues to add are built alongside the rest of the sync, and waited for at most
     // `disabledWaitMs` from now: a slow one holds neither this sync nor the start back for longer.
     // A build an earlier sync waited for already is not waited for again: it is taken once it ends.
@@ -393,11 +442,9 @@ export class VenueRegistry {
         report.refused.push(c.id);
         continue;
       }
-      if (adapterKey(c) === e.key) {
-        if (c.enabled !== e.config.enabled)
-          this.#o.log('info', `venue ${c.id} ${c.enabled ? 'enabled' : 'disabled'}`, { venue: c.id });
-        e.config = c;
-      } else await this.#replace(e, c, report);
+      // enabling or disabling applied already (`#applyFlags`, logged there)
+      if (adapterKey(c) === e.key) e.config = c;
+      else await this.#replace(e, c, report);
       // a worker that did not start with the adapter (see `#addDisabled`) is tried again
       if (!(await this.#startWorker(c.id))) report.failed.push(c.id);
     }
@@ -644,15 +691,28 @@ export class VenueRegistry {
 
   /**
    * Syncs every `pollMs` (wall time) and, with a subscriber, at once when the config store announces a
-   * change on `channel`. The subscriber is this registry's own connection (`stop` quits it).
+   * change on `channel`. The subscriber is this registry's own connection (`stop` quits it). Each poll
+   * and nudge applies the enabled flags at once, outside the sync queue (`#refreshFlags`), and queues a
+   * sync unless one is queued already (not yet started: it reads the configs when it starts); the poll
+   * goes on while a sync waits (a swap waiting for the venue's jobs), so its flags still apply.
    */
   async start(o: { pollMs: number; subscriber?: Redis; channel?: string }): Promise<void> {
     if (this.#timer || this.#stopped) return;
-    const tick = async () => {
+    const follow = () => {
       if (this.#stopped) return;
-      await this.sync().catch((err: unknown) =>
+      // behind a sync underway, the flags apply at once (with none, the sync queued here applies them)
+      if (this.#pending > 0) void this.#refreshFlags().catch(() => undefined); // a failed read: the next one
+      if (this.#syncQueued) return;
+      this.#syncQueued = true;
+      void this.#serial(async () => {
+        this.#syncQueued = false;
+        return this.#sync();
+      }).catch((err: unknown) =>
         this.#o.log('warn', 'reading the venue configs failed; trying again', { err: message(err) }),
       );
+    };
+    const tick = () => {
+      follow();
       if (!this.#stopped) this.#timer = setTimeout(tick, o.pollMs);
     };
     this.#timer = setTimeout(tick, o.pollMs);
@@ -661,14 +721,7 @@ export class VenueRegistry {
       this.#subscriber = sub;
       sub.on('error', () => {}); // ioredis reconnects; the poll covers what a lost nudge would have said
       sub.on('message', (ch: string) => {
-        if (ch !== o.channel || this.#nudged || this.#stopped) return;
-        this.#nudged = true;
-        void this.#serial(async () => {
-          this.#nudged = false;
-          return this.#sync();
-        }).catch((err: unknown) =>
-          this.#o.log('warn', 'reading the venue configs failed; trying again', { err: message(err) }),
-        );
+        if (ch === o.channel) follow();
       });
       await sub.subscribe(o.channel);
     }
