@@ -295,25 +295,31 @@ describe('a change applied whose audit entry failed', () => {
   });
 });
 
-describe('a port that fails with an error the API does not know', () => {
-  it('answers 500 INTERNAL and logs the error with its credentials masked, its stack frames kept', async () => {
-    const lines: string[] = [];
-    const ports = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
-    const app = await buildApiServer({
-      ports: {
-        ...ports,
-        audit: {
-          ...ports.audit,
-          list: async () => {
-            throw new Error(LEDGER_DOWN);
-          },
+/** An API whose audit port's list throws `err`, logging every line into `lines`. */
+async function failingAuditServer(err: Error) {
+  const lines: string[] = [];
+  const ports = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+  const app = await buildApiServer({
+    ports: {
+      ...ports,
+      audit: {
+        ...ports.audit,
+        list: async () => {
+          throw err;
         },
       },
-      logger: pino(
-        { level: 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
-        { write: (line: string) => void lines.push(line) },
-      ),
-    });
+    },
+    logger: pino(
+      { level: 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+      { write: (line: string) => void lines.push(line) },
+    ),
+  });
+  return { app, lines };
+}
+
+describe('a port that fails with an error the API does not know', () => {
+  it('answers 500 INTERNAL and logs the error with its credentials masked, its stack frames kept', async () => {
+    const { app, lines } = await failingAuditServer(new Error(LEDGER_DOWN));
     try {
       const r = await app.inject({ url: '/v1/audit', headers: { authorization: `Bearer ${ADMIN}` } });
       expect(r.statusCode).toBe(500);
@@ -323,6 +329,31 @@ describe('a port that fails with an error the API does not know', () => {
       expect(log).toContain('ECONNREFUSED postgres://[redacted]@10.4.4.4:5432');
       expect(log).toMatch(/"stack":"\s*at /);
       expect(lines.join('\n')).not.toMatch(/pgS3cretPw|k3yPass/);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+/**
+ * Regression (a Postgres outage drill): a ledger-backed route answered 500 INTERNAL, logged as an
+ * unhandled error with its stack, while the database was down; it is a 503 to try again.
+ */
+describe('a port that fails because the ledger cannot be reached', () => {
+  it('answers 503 NOT_READY pointing at /v1/ready, and logs a warning with the URL masked', async () => {
+    const { app, lines } = await failingAuditServer(
+      Object.assign(new Error(LEDGER_DOWN), { code: 'ECONNREFUSED' }),
+    );
+    try {
+      const r = await app.inject({ url: '/v1/audit', headers: { authorization: `Bearer ${ADMIN}` } });
+      expect(r.statusCode).toBe(503);
+      expect(r.json().error.code).toBe('NOT_READY');
+      expect(r.json().error.message).toMatch(/the ledger database or Redis\) cannot be reached.*\/v1\/ready/);
+      expect(r.body).not.toMatch(/pgS3cretPw|k3yPass|ECONNREFUSED/);
+      const log = lines.find((l) => l.includes('backing store unavailable')) ?? '';
+      expect(log).toContain('"level":40');
+      expect(log).toContain('ECONNREFUSED postgres://[redacted]@10.4.4.4:5432');
+      expect(lines.join('\n')).not.toMatch(/pgS3cretPw|k3yPass|unhandled error/);
     } finally {
       await app.close();
     }

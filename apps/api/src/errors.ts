@@ -1,4 +1,5 @@
 import {
+  isDatabaseUnavailable,
   isXhedgeError,
   maskCredentials,
   maskCredentialsDeep,
@@ -18,9 +19,13 @@ export const API_ERROR_STATUS = {
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   CONFLICT: 409,
+  /** A conditional change (`If-Match`, a body's `version`) whose version is no longer the stored one. */
+  PRECONDITION_FAILED: 412,
   PAYLOAD_TOO_LARGE: 413,
   URI_TOO_LONG: 414,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  /** A change that is taken only with the version it was made from (`If-Match`), sent without. */
+  PRECONDITION_REQUIRED: 428,
   RATE_LIMITED: 429,
   NOT_READY: 503,
   INTERNAL: 500,
@@ -160,6 +165,13 @@ const DOMAIN_STATUS: Readonly<Record<string, number>> = {
   INSTRUMENT_ID_INVALID: 400,
   NOT_FOUND: 404,
   CONFLICT: 409,
+  // a release that found the scope engaged again after its read, a breaker reset told a trip (ifOpenedAtMs)
+  // that found a newer one: nothing changed, the newer engagement or trip is in force (named in details)
+  KILL_SWITCH_RELEASE_CONFLICT: 409,
+  BREAKER_RESET_CONFLICT: 409,
+  // a conditional change made from a version no longer stored; one that must be conditional, sent without
+  PRECONDITION_FAILED: 412,
+  PRECONDITION_REQUIRED: 428,
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
   RATE_LIMITED: 429,
@@ -232,6 +244,18 @@ export function installErrorHandling(app: FastifyInstance): void {
           );
         return reply.code(status).send(body(err.code, err.shortMessage, details));
       }
+    }
+    // the ledger (or Redis) down, restarting or timing out (a port's read or write): a 503 to try again, not a 500
+    if (isDatabaseUnavailable(err)) {
+      req.log.warn({ err: loggedError(err) }, 'backing store unavailable');
+      return reply
+        .code(503)
+        .send(
+          body(
+            'NOT_READY',
+            'a backing store (the ledger database or Redis) cannot be reached or did not answer: try again once GET /v1/ready shows it ready',
+          ),
+        );
     }
     const status = typeof err.statusCode === 'number' ? err.statusCode : 500;
     if (status >= 400 && status < 500) {

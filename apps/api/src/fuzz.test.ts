@@ -1265,6 +1265,9 @@ const ERROR_CODE_STATUS: Readonly<Record<string, number>> = {
   // domain codes errors.ts passes through with their status
   CONFIG_INVALID: 400,
   INSTRUMENT_ID_INVALID: 400,
+  // a breaker reset told a trip (openedAtMs) that is no longer the one in force; a release that raced an engage
+  BREAKER_RESET_CONFLICT: 409,
+  KILL_SWITCH_RELEASE_CONFLICT: 409,
 };
 const FIELD_CONTEXTS = /^(body|querystring|params|headers)([.[]|$)/;
 

@@ -5,6 +5,7 @@ export type {
   Actor,
   ApiPorts,
   AuditPort,
+  Change,
   ControlsPort,
   ControlTargets,
   HedgesPort,
@@ -15,10 +16,11 @@ export type {
   RiskPort,
   TimeRange,
   TokensPort,
+  VenuePrecondition,
   VenuesPort,
   VenueUpdate,
 } from './ports.ts';
-export { applyVenueUpdate } from './ports.ts';
+export { applyVenueUpdate, checkVenueUpdate } from './ports.ts';
 export { venueView } from './routes.ts';
 export {
   AuditEntryView,
@@ -59,3 +61,11 @@ export {
   roleAllows,
   sha256Hex,
 } from './tokens.ts';
+export {
+  checkEnabledChange,
+  checkIfMatch,
+  configVersion,
+  etag,
+  type IfMatch,
+  type LastChange,
+} from './versions.ts';

@@ -21,6 +21,7 @@ import type {
   SliceBy,
   TokenView,
 } from './schemas.ts';
+import { checkEnabledChange, checkIfMatch, type IfMatch, type LastChange } from './versions.ts';
 
 /**
  * The narrow ports the API needs from a run. The runtime implements them over the real risk engine,
@@ -94,13 +95,19 @@ export interface ControlsPort {
   killSwitches(): Promise<KillSwitchView[]>;
   /**
    * Engages the switch. `allowRiskReducing`: reduce-only orders in the scope still pass (execution's
-   * `KillSwitch.engage` option of that name, the CLI's `--allow-risk-reducing`); the answer says what
-   * is in force (`allowRiskReducing` of the view).
+   * `KillSwitch.engage` option of that name, the CLI's `--allow-risk-reducing`). An engage never loosens
+   * what is engaged (a reduce-only request over a full stop keeps the full stop) unless `replace` is true.
+   * The answer is the engagement in force (`allowRiskReducing` of the view) and what the call did
+   * (`change`, with `previous` when the scope was engaged).
    */
   tripKillSwitch(
-    q: { scope: KillScope; target?: string; reason: string; allowRiskReducing: boolean },
+    q: { scope: KillScope; target?: string; reason: string; allowRiskReducing: boolean; replace?: boolean },
     actor: Actor,
   ): Promise<KillSwitchView>;
+  /**
+   * Releases the engagement of the scope. One engaged after the port read it stays, and the port throws
+   * a 409 `KILL_SWITCH_RELEASE_CONFLICT` naming it.
+   */
   resetKillSwitch(
     q: { scope: KillScope; target?: string; reason: string },
     actor: Actor,
@@ -113,7 +120,11 @@ export interface ControlsPort {
    */
   targets?(): Promise<ControlTargets>;
   tripBreaker(name: string, reason: string, actor: Actor): Promise<BreakerView>;
-  resetBreaker(name: string, reason: string, actor: Actor): Promise<BreakerView>;
+  /**
+   * Closes the breaker. With `openedAtMs`, only the trip that opened then (the view's `sinceMs`): a newer
+   * trip in force stays, and the port throws a 409 `BREAKER_RESET_CONFLICT` naming it.
+   */
+  resetBreaker(name: string, reason: string, actor: Actor, o?: { openedAtMs?: number }): Promise<BreakerView>;
   /** The book's mark (what the loss-since-mark breaker measures from) and the newest equity. */
   bookMark(): Promise<BookMarkView>;
   /**
@@ -159,17 +170,63 @@ export function applyVenueUpdate(prev: VenueConfig, update: VenueUpdate): VenueC
   };
 }
 
+/** What a venue update requires of the venue as stored. */
+export interface VenuePrecondition {
+  /** Only when the stored venue still has one of these versions (`'*'`: whatever its version). */
+  ifMatch?: IfMatch | undefined;
+  /**
+   * Without `ifMatch`, refuse an update that would switch the venue on or off (428): what the API asks of
+   * an operator's PUT, whose copy may predate another's disable. Code of the run calling the port
+   * leaves it out.
+   */
+  enabledNeedsVersion?: boolean | undefined;
+}
+
+/**
+ * Checks a venue update against the venue as stored (read inside the store's compare-and-set):
+ * PRECONDITION_FAILED (412) when `ifMatch` names a version the venue no longer has, PRECONDITION_REQUIRED
+ * (428) when an unconditional update would switch it on or off and `enabledNeedsVersion` says that needs
+ * one. `version`: the stored venue's version; `last`: who last changed it, as the store recorded.
+ */
+export function checkVenueUpdate(
+  prev: VenueConfig,
+  version: string,
+  update: VenueUpdate,
+  cond: VenuePrecondition | undefined,
+  last: LastChange | undefined,
+): void {
+  checkIfMatch(`venue ${prev.id}`, version, cond?.ifMatch, last);
+  if (cond?.enabledNeedsVersion) checkEnabledChange(prev.id, prev, version, update, cond.ifMatch, last);
+}
+
+/** A change as the store made it: the config before and after, both read and written in one compare-and-set. */
+export interface Change<T> {
+  before: T;
+  after: T;
+}
+
 export interface VenuesPort {
   list(): Promise<VenueConfig[]>;
   get(id: string): Promise<VenueConfig | undefined>;
+  /**
+   * The version of a venue's config as stored (see `configVersion`): what GET shows (`version`, `ETag`)
+   * and a conditional update names. The same content has the same version in every process of the run.
+   */
+  versionOf(venue: VenueConfig): Promise<string>;
   /** CONFLICT when the id exists. */
   add(venue: VenueConfig, actor: Actor): Promise<VenueConfig>;
   /**
    * Replaces the venue's config (the id stays); `enabled`, `credentials` and `endpoints` left out keep
-   * the venue's own ({@link applyVenueUpdate}).
-   * NOT_FOUND when absent.
+   * the venue's own ({@link applyVenueUpdate}). `cond` is checked in the same compare-and-set as the
+   * write ({@link checkVenueUpdate}): PRECONDITION_FAILED naming the venue's version now and who changed
+   * it, PRECONDITION_REQUIRED for an unconditional switch on or off the API refuses. NOT_FOUND when absent.
    */
-  update(id: string, venue: VenueUpdate, actor: Actor): Promise<VenueConfig>;
+  update(
+    id: string,
+    venue: VenueUpdate,
+    actor: Actor,
+    cond?: VenuePrecondition,
+  ): Promise<Change<VenueConfig>>;
   disable(id: string, actor: Actor): Promise<VenueConfig>;
 }
 
@@ -178,7 +235,14 @@ export type Policies = z.output<typeof PoliciesConfig>;
 
 export interface PolicyPort {
   get(): Promise<Policies>;
-  update(next: Policies, actor: Actor): Promise<Policies>;
+  /** The version of a policy document as stored (as {@link VenuesPort.versionOf}). */
+  versionOf(policy: Policies): Promise<string>;
+  /**
+   * Replaces the whole document. With `ifMatch`, only when the stored one still has one of those
+   * versions, checked in the same compare-and-set as the write: else PRECONDITION_FAILED naming its
+   * version now and who changed it. Without, it replaces whatever is stored (last writer wins).
+   */
+  update(next: Policies, actor: Actor, ifMatch?: IfMatch): Promise<Change<Policies>>;
 }
 
 export interface PnlPort {

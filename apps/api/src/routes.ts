@@ -1,11 +1,11 @@
 import { PoliciesConfig, SecretRef, VENUE_KIND_FAMILY, VenueConfig } from '@xhedge/config';
 import { namesForMessage, Underlying, VenueId } from '@xhedge/core';
-import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { actorOf, bearerToken } from './auth.ts';
 import { ApiError, safeError } from './errors.ts';
-import type { ApiPorts, ControlsPort, ControlTargets, TimeRange } from './ports.ts';
+import type { ApiPorts, ControlsPort, ControlTargets, Policies, TimeRange } from './ports.ts';
 import {
   AuditEntryView,
   BookMarkView,
@@ -35,6 +35,14 @@ import {
   VenueParam,
   VenueView,
 } from './schemas.ts';
+import { etag, type IfMatch } from './versions.ts';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The 200 answer carries the resource's version as the `ETag` header (documented in the OpenAPI). */
+    etag?: string;
+  }
+}
 
 /** A key whose value, given inline as a string or number, is taken for a secret. */
 const SECRET_KEY_RE = /(private.?key|secret|mnemonic|seed.?phrase|password|passphrase|api.?key|token)/i;
@@ -164,12 +172,30 @@ function venueChecks(
 /** A venue as the config file takes it, plus the checks the file gets from its parent (chain family, no inline secrets). */
 export const VenueBody = VenueConfig.superRefine(venueChecks);
 
+/** The version a change was made from, in the body: what GET gave (`version`), as `If-Match` would. */
+const VersionField = z
+  .string()
+  .min(1)
+  .max(128)
+  .optional()
+  .describe(
+    'the version this change was made from (the "version" of the GET it was read with; or send it as ' +
+      'If-Match): refused with 412 PRECONDITION_FAILED when the stored config is no longer that version. ' +
+      'Left out (and no If-Match): the change is unconditional',
+  );
+
 /**
  * A venue's replacement: as `VenueBody`, but `enabled` left out keeps the venue's current state (a
- * params change must not switch back on a venue an operator disabled).
+ * params change must not switch back on a venue an operator disabled), and the version it was made from.
  */
 export const VenueUpdateBody = VenueConfig.extend({
-  enabled: z.boolean().optional().describe('left out: the venue stays enabled or disabled as it is'),
+  enabled: z
+    .boolean()
+    .optional()
+    .describe(
+      'left out: the venue stays enabled or disabled as it is. false disables it (no version needed); true on a ' +
+        'disabled venue only with the version read (If-Match or "version"), or If-Match: *; else 428 PRECONDITION_REQUIRED',
+    ),
   credentials: VenueConfig.shape.credentials
     .unwrap()
     .optional()
@@ -178,7 +204,88 @@ export const VenueUpdateBody = VenueConfig.extend({
     .unwrap()
     .optional()
     .describe('left out: the venue keeps its endpoints (a keyed RPC URL is shown redacted); {} clears them'),
+  version: VersionField,
 }).superRefine(venueChecks);
+
+/** The policy document as GET /v1/policy shows it: the config file's `policy` section and its version. */
+const PolicyView = PoliciesConfig.extend({
+  version: z
+    .string()
+    .describe(
+      'the version of the policy document as stored, also the ETag header of GET /v1/policy; send it back ' +
+        '(If-Match or "version") so a PUT is refused with 412 if the policy changed since it was read',
+    ),
+});
+/** A policy replacement: the document, and optionally the version it was made from. */
+const PolicyBody = PoliciesConfig.extend({ version: VersionField });
+
+/** `If-Match` as a route takes it (other headers pass through untouched). */
+const IfMatchHeaders = z.looseObject({
+  'if-match': z
+    .string()
+    .max(1024)
+    .optional()
+    .describe(
+      'the ETag (version) this change was made from, as the GET gave it ("…"; a list of them, or * for "whatever ' +
+        'the version"): refused with 412 PRECONDITION_FAILED, naming the version now and who changed it, when ' +
+        'the stored config is no longer that version',
+    ),
+});
+
+/** 400 naming the field, as a validation error. */
+function invalid(field: string, message: string): ApiError {
+  return new ApiError('VALIDATION', `${field}: ${message}`, { details: { issues: [{ field, message }] } });
+}
+
+/**
+ * The precondition of a change: `If-Match` (RFC 9110: `*`, or a list of strong entity tags; a bare
+ * version is taken too) and the body's `version`, which must agree when both are given. Undefined: none
+ * (an unconditional change).
+ */
+function precondition(header: string | undefined, bodyVersion: string | undefined): IfMatch | undefined {
+  let fromHeader: IfMatch | undefined;
+  if (header !== undefined && header.trim() !== '') {
+    const h = header.trim();
+    if (h === '*') fromHeader = '*';
+    else {
+      const tags = h.split(',').map((t) => t.trim());
+      const versions: string[] = [];
+      for (const t of tags) {
+        const m = /^"([^"]+)"$/.exec(t) ?? /^([A-Za-z0-9_.-]+)$/.exec(t);
+        if (!m?.[1])
+          throw invalid(
+            'headers.if-match',
+            t.startsWith('W/')
+              ? 'a weak entity tag never matches (If-Match compares strongly): send the ETag as GET gave it'
+              : `expected "<version>" as the ETag of the GET (a comma-separated list of them, or *), got ${JSON.stringify(t.slice(0, 80))}`,
+          );
+        versions.push(m[1]);
+      }
+      fromHeader = versions;
+    }
+  }
+  if (bodyVersion === undefined) return fromHeader;
+  if (
+    fromHeader !== undefined &&
+    (fromHeader === '*' || fromHeader.length !== 1 || fromHeader[0] !== bodyVersion)
+  )
+    throw invalid(
+      'body.version',
+      `must be the version If-Match names (${fromHeader === '*' ? '*' : fromHeader.join(', ')}) when both are given`,
+    );
+  return [bodyVersion];
+}
+
+/** What the audit entry of a change says of its precondition. */
+function preconditionOf(ifMatch: IfMatch | undefined): 'version' | 'any' | 'none' {
+  return ifMatch === undefined ? 'none' : ifMatch === '*' ? 'any' : 'version';
+}
+
+/** Sets the `ETag` of an answer to `version`. */
+function withEtag<T>(reply: FastifyReply, version: string, body: T): T {
+  reply.header('etag', etag(version));
+  return body;
+}
 
 /**
  * A string as the API shows it: a URL whose userinfo, path, query or fragment could hold an API key
@@ -220,7 +327,7 @@ function shownDeep(value: unknown, secret = false): unknown {
  * endpoints and params by their origin when they could hold a key (a viewer must not read an RPC
  * provider's key or a keyed price endpoint; they are given whole, or by {env}, when the venue is added).
  */
-export function venueView(v: VenueConfig): VenueView {
+export function venueView(v: VenueConfig, version: string): VenueView {
   return {
     id: v.id,
     kind: v.kind,
@@ -229,6 +336,7 @@ export function venueView(v: VenueConfig): VenueView {
     endpoints: shownDeep(v.endpoints) as VenueView['endpoints'],
     params: shownDeep(v.params) as VenueView['params'],
     credentialNames: Object.keys(v.credentials).sort(),
+    version,
   };
 }
 
@@ -256,6 +364,23 @@ const errors = {
   409: ErrorResponse,
   429: ErrorResponse,
 };
+/** The 412 answer of a conditional change (`If-Match`, a body's `version`). */
+const PRECONDITION_FAILED = ErrorResponse.describe(
+  'PRECONDITION_FAILED: If-Match (or the body\'s "version") names a version the stored config no longer has; ' +
+    'nothing changed. details: version (now), expected, and changedBy, changedAtMs, change when recorded. ' +
+    'Read it again and make the change on what it is now',
+);
+/** The 409 of a release or reset that found a newer engagement or trip than the caller saw. */
+const RELEASE_CONFLICT = ErrorResponse.describe(
+  'KILL_SWITCH_RELEASE_CONFLICT: the scope was engaged again after this release read it; nothing was released ' +
+    'and the newer engagement stays in force (details: scope, eventId, actor, reason, allowRiskReducing, ' +
+    'engagedAtMs). Read it again and release it if it should go. Other changes: CONFLICT',
+);
+const RESET_CONFLICT = ErrorResponse.describe(
+  'BREAKER_RESET_CONFLICT: openedAtMs names a trip that is no longer the one in force (the breaker tripped ' +
+    'again); nothing changed, the breaker stays open (details: breaker, state, reason, openedAtMs of the trip in ' +
+    'force, expectedOpenedAtMs). Read it again and decide on the trip in force',
+);
 /**
  * The answers of a route that changes something: as {@link errors}, and the 500 AUDIT_UNRECORDED of a
  * change applied whose audit entry failed (see `registerRoutes`' `audit`).
@@ -287,8 +412,24 @@ const KillTripBody = KillBody.extend({
       'true: reduce-only orders in the scope still pass (a book can still shrink its risk); every other ' +
         "order is stopped. As the CLI's --allow-risk-reducing; left out: false, every order is stopped",
     ),
+  replace: z
+    .boolean()
+    .optional()
+    .describe('loosen an engaged full stop to reduce-only; without it an engage never loosens'),
 });
 const ReasonBody = z.strictObject({ reason: Reason });
+/** A breaker reset: why, and optionally the trip it closes (the breaker's sinceMs as GET /v1/controls showed it). */
+const BreakerResetBody = ReasonBody.extend({
+  openedAtMs: z
+    .number()
+    .int()
+    .nonnegative()
+    .optional()
+    .describe(
+      "close only the trip opened at this time, as GET /v1/controls showed it (the breaker's sinceMs); " +
+        '409 if a newer trip is in force',
+    ),
+});
 const AckBody = z.strictObject({ venue: VenueId, instrument: z.string().min(1).max(128), reason: Reason });
 const MarkBody = z.strictObject({
   /** Mark at this equity, USD; absent: at the newest equity the planner observed. */
@@ -575,37 +716,44 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
   );
 
   // ---- venues
+  const viewOf = async (v: VenueConfig) => venueView(v, await ports.venues.versionOf(v));
   app.get(
     '/v1/venues',
     {
       config: { access: 'viewer' },
       schema: {
         tags: ['venues'],
-        summary: 'List venues',
+        summary: 'List venues, each with its version',
         querystring: EmptyQuery,
         response: { 200: z.array(VenueView), ...errors },
       },
     },
-    async () => (await ports.venues.list()).map(venueView),
+    async () => Promise.all((await ports.venues.list()).map(viewOf)),
   );
   app.get(
     '/v1/venues/:id',
     {
-      config: { access: 'viewer' },
+      config: {
+        access: 'viewer',
+        etag: "the venue's version, as its `version` (quoted): send it as If-Match",
+      },
       schema: {
         tags: ['venues'],
-        summary: 'One venue',
+        summary: 'One venue, with its version (`version`, and the ETag header)',
         params: VenueParam,
         querystring: EmptyQuery,
         response: { 200: VenueView, ...errors },
       },
     },
-    async (req) => venueView(found(await ports.venues.get(req.params.id), `venue ${req.params.id}`)),
+    async (req, reply) => {
+      const view = await viewOf(found(await ports.venues.get(req.params.id), `venue ${req.params.id}`));
+      return withEtag(reply, view.version, view);
+    },
   );
   app.post(
     '/v1/venues',
     {
-      config: { access: 'operator' },
+      config: { access: 'operator', etag: "the new venue's version" },
       schema: {
         tags: ['venues'],
         summary:
@@ -618,72 +766,100 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
     },
     async (req, reply) => {
       const v = await ports.venues.add(req.body, actorOf(req));
-      const view = venueView(v);
+      const view = await viewOf(v);
       await audit(
         req,
-        { action: 'venue.add', target: v.id, details: { kind: v.kind, chain: v.chain } },
+        { action: 'venue.add', target: v.id, details: { kind: v.kind, chain: v.chain, after: view } },
         { what: `venue ${v.id} added`, result: view },
       );
+      reply.header('etag', etag(view.version));
       return reply.code(201).send(view);
     },
   );
   app.put(
     '/v1/venues/:id',
     {
-      config: { access: 'operator' },
+      config: { access: 'operator', etag: "the venue's version after the update" },
       schema: {
         tags: ['venues'],
         summary:
           'Replace a venue config (the id in the body must match the path; kind and chain cannot change; enabled, credentials and endpoints left out stay as they are); applied live, new params once the venue has no working orders',
         params: VenueParam,
         querystring: EmptyQuery,
-        description: AUDITED,
+        headers: IfMatchHeaders,
+        description:
+          'Conditional: send the version the change was made from (If-Match: "<version>" as the ETag of GET ' +
+          '/v1/venues/{id} gave it, or "version" in the body, as the GET body has it): when the venue changed since ' +
+          '(another operator disabled it, changed its params), nothing changes and the answer is 412 ' +
+          'PRECONDITION_FAILED naming its version now and who changed it; read it again. The check and the write ' +
+          'are one compare-and-set. Without a version the update is unconditional (for scripts): it replaces ' +
+          'the params, endpoints and credentials it gives whatever changed since its read (last writer wins), but ' +
+          'it cannot switch a disabled venue on: a body with "enabled": true for a disabled venue is 428 ' +
+          'PRECONDITION_REQUIRED (If-Match: * to do it whatever the version); switching it off needs no version. The answer and its ETag carry the ' +
+          `new version. The audit entry records the venue before and after, as the API shows venues (credential names only, keyed URLs redacted). ${AUDITED}`,
         body: VenueUpdateBody,
-        response: { 200: VenueView, ...changeErrors },
+        response: {
+          200: VenueView,
+          ...changeErrors,
+          412: PRECONDITION_FAILED,
+          428: ErrorResponse.describe(
+            'PRECONDITION_REQUIRED: an update without If-Match or "version" that would enable a disabled ' +
+              'venue; nothing changed. details: version, enabled (as stored), changedBy when recorded',
+          ),
+        },
       },
     },
-    async (req) => {
-      if (req.body.id !== req.params.id)
-        throw new ApiError('VALIDATION', 'body.id: must equal the id in the path', {
-          details: { issues: [{ field: 'body.id', message: 'must equal the id in the path' }] },
-        });
-      const v = await ports.venues.update(req.params.id, req.body, actorOf(req));
-      const view = venueView(v);
+    async (req, reply) => {
+      if (req.body.id !== req.params.id) throw invalid('body.id', 'must equal the id in the path');
+      const { version, ...update } = req.body;
+      const ifMatch = precondition(req.headers['if-match'], version);
+      const { before, after } = await ports.venues.update(req.params.id, update, actorOf(req), {
+        ifMatch,
+        enabledNeedsVersion: true,
+      });
+      const [was, view] = await Promise.all([viewOf(before), viewOf(after)]);
       await audit(
         req,
         {
           action: 'venue.update',
-          target: v.id,
-          details: { kind: v.kind, chain: v.chain, enabled: v.enabled },
+          target: after.id,
+          details: {
+            kind: after.kind,
+            chain: after.chain,
+            enabled: after.enabled,
+            precondition: preconditionOf(ifMatch),
+            before: was,
+            after: view,
+          },
         },
-        { what: `venue ${v.id} updated`, result: view },
+        { what: `venue ${after.id} updated`, result: view },
       );
-      return view;
+      return withEtag(reply, view.version, view);
     },
   );
   app.post(
     '/v1/venues/:id/disable',
     {
-      config: { access: 'operator' },
+      config: { access: 'operator', etag: "the venue's version after the change" },
       schema: {
         tags: ['venues'],
         summary: 'Disable a venue: no new hedges are routed to it; risk keeps reading its positions',
-        description: AUDITED,
+        description: `Needs no version: stopping a venue is never refused for a change made meanwhile. ${AUDITED}`,
         params: VenueParam,
         querystring: EmptyQuery,
         body: ReasonBody,
         response: { 200: VenueView, ...changeErrors },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const v = await ports.venues.disable(req.params.id, actorOf(req));
-      const view = venueView(v);
+      const view = await viewOf(v);
       await audit(
         req,
         { action: 'venue.disable', target: v.id, details: { reason: req.body.reason } },
         { what: `venue ${v.id} disabled`, result: view },
       );
-      return view;
+      return withEtag(reply, view.version, view);
     },
   );
 
@@ -893,11 +1069,20 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
               ? 'A venue or underlying this run does not know is refused (400 naming the ones it knows): it would stop nothing. '
               : 'Whatever is engaged can be released. A venue or underlying this run does not know, with nothing engaged on it, ' +
                 'is refused (400 naming the ones engaged and known): it would release nothing. ') +
+            (action === 'trip'
+              ? 'An engage never loosens what is engaged: a reduce-only request over a full stop answers 200 with ' +
+                'change "kept" and the full stop in force (allowRiskReducing false); replace: true loosens it. '
+              : 'A release removes only the engagement it read: one engaged after that stays, and the answer is 409 ' +
+                'KILL_SWITCH_RELEASE_CONFLICT naming it. ') +
             `${AUDITED} A kill switch that writes its own ledger records (the runtime's) answers a failed ` +
             'ledger write after the engage with 500 KILL_SWITCH_UNRECORDED, saying it IS engaged.',
           querystring: EmptyQuery,
           body: action === 'trip' ? KillTripBody : KillBody,
-          response: { 200: KillSwitchView, ...changeErrors },
+          response: {
+            200: KillSwitchView,
+            ...changeErrors,
+            ...(action === 'reset' ? { 409: RELEASE_CONFLICT } : {}),
+          },
         },
       },
       async (req) => {
@@ -905,9 +1090,13 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
         const q = killTarget(req.body);
         await knownKillTarget(ports.controls, q, action, req.log);
         const allowRiskReducing = 'allowRiskReducing' in req.body && req.body.allowRiskReducing === true;
+        const replace = 'replace' in req.body && req.body.replace === true;
         const r =
           action === 'trip'
-            ? await ports.controls.tripKillSwitch({ ...q, allowRiskReducing }, actor)
+            ? await ports.controls.tripKillSwitch(
+                { ...q, allowRiskReducing, ...(replace ? { replace } : {}) },
+                actor,
+              )
             : await ports.controls.resetKillSwitch(q, actor);
         if (!ports.controls.auditsKillSwitch) {
           const target = q.target ? `${q.scope}:${q.target}` : q.scope;
@@ -916,7 +1105,10 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
             {
               action: `kill-switch.${action}`,
               target,
-              details: { reason: q.reason, ...(action === 'trip' ? { allowRiskReducing } : {}) },
+              details: {
+                reason: q.reason,
+                ...(action === 'trip' ? { allowRiskReducing, ...(replace ? { replace } : {}) } : {}),
+              },
             },
             { what: `kill switch ${target} ${action === 'trip' ? 'ENGAGED' : 'released'}`, result: r },
           );
@@ -935,24 +1127,43 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
             (action === 'trip'
               ? 'A breaker no order of this run consults is refused (404 naming the ones that are): it would stop nothing. '
               : 'Every breaker that has ever opened can be closed, whatever the config says now. A name that is neither ' +
-                'one the orders consult nor ever opened is refused (404 naming the breakers): it would close nothing. ') +
+                'one the orders consult nor ever opened is refused (404 naming the breakers): it would close nothing. ' +
+                'With openedAtMs it closes only that trip: a newer one in force is 409 BREAKER_RESET_CONFLICT, nothing changed. ') +
             AUDITED,
           params: NameParam,
           querystring: EmptyQuery,
-          body: ReasonBody,
-          response: { 200: BreakerView, ...changeErrors },
+          body: action === 'trip' ? ReasonBody : BreakerResetBody,
+          response: {
+            200: BreakerView,
+            ...changeErrors,
+            ...(action === 'reset' ? { 409: RESET_CONFLICT } : {}),
+          },
         },
       },
       async (req) => {
         const actor = actorOf(req);
         await knownBreaker(ports.controls, req.params.name, action, req.log);
+        // the trip a reset closes, as the operator saw it (trip bodies have none)
+        const { openedAtMs } = req.body as z.infer<typeof BreakerResetBody>;
         const r =
           action === 'trip'
             ? await ports.controls.tripBreaker(req.params.name, req.body.reason, actor)
-            : await ports.controls.resetBreaker(req.params.name, req.body.reason, actor);
+            : await ports.controls.resetBreaker(
+                req.params.name,
+                req.body.reason,
+                actor,
+                openedAtMs !== undefined ? { openedAtMs } : {},
+              );
         await audit(
           req,
-          { action: `breaker.${action}`, target: req.params.name, details: { reason: req.body.reason } },
+          {
+            action: `breaker.${action}`,
+            target: req.params.name,
+            details: {
+              reason: req.body.reason,
+              ...(openedAtMs !== undefined ? { openedAtMs } : {}),
+            },
+          },
           { what: `breaker ${req.params.name} ${action === 'trip' ? 'opened' : 'closed'}`, result: r },
         );
         return r;
@@ -1092,42 +1303,60 @@ export function registerRoutes(root: FastifyInstance, ports: ApiPorts): void {
       return ports.pnl.attribution(q);
     },
   );
+  const policyView = async (p: Policies) => ({ ...p, version: await ports.policy.versionOf(p) });
   app.get(
     '/v1/policy',
     {
-      config: { access: 'viewer' },
+      config: { access: 'viewer', etag: "the policy document's version, as its `version` (quoted)" },
       schema: {
         tags: ['policy'],
-        summary: 'Hedge policy parameters in force',
+        summary: 'Hedge policy parameters in force, with their version (`version`, and the ETag header)',
         querystring: EmptyQuery,
-        response: { 200: PoliciesConfig, ...errors },
+        response: { 200: PolicyView, ...errors },
       },
     },
-    async () => ports.policy.get(),
+    async (_req, reply) => {
+      const view = await policyView(await ports.policy.get());
+      return withEtag(reply, view.version, view);
+    },
   );
   app.put(
     '/v1/policy',
     {
-      config: { access: 'operator' },
+      config: { access: 'operator', etag: "the policy document's version after the change" },
       schema: {
         tags: ['policy'],
         summary:
           'Replace the hedge policy parameters (validated like the config file); the next tick uses them',
-        description: AUDITED,
+        description:
+          'Conditional: send the version the document was read at (If-Match: "<version>" as the ETag of GET ' +
+          '/v1/policy gave it, or "version" in the body, as the GET body has it): when the policy changed since ' +
+          '(another operator tightened an underlying), nothing changes and the answer is 412 PRECONDITION_FAILED ' +
+          'naming its version now and who changed it; read it again and re-apply your change. The check and the ' +
+          'write are one compare-and-set. Without a version the PUT is unconditional (for scripts): it ' +
+          'replaces the whole document, undoing any change made since the caller read it. The answer and its ETag ' +
+          `carry the new version; the audit entry records the document before and after. ${AUDITED}`,
         querystring: EmptyQuery,
-        body: PoliciesConfig,
-        response: { 200: PoliciesConfig, ...changeErrors },
+        headers: IfMatchHeaders,
+        body: PolicyBody,
+        response: { 200: PolicyView, ...changeErrors, 412: PRECONDITION_FAILED },
       },
     },
-    async (req) => {
-      const before = await ports.policy.get();
-      const next = await ports.policy.update(req.body, actorOf(req));
+    async (req, reply) => {
+      const { version, ...doc } = req.body;
+      const ifMatch = precondition(req.headers['if-match'], version);
+      const { before, after } = await ports.policy.update(doc, actorOf(req), ifMatch);
+      const [was, view] = await Promise.all([policyView(before), policyView(after)]);
       await audit(
         req,
-        { action: 'policy.update', target: 'policy', details: { before, after: next } },
-        { what: 'hedge policy updated', result: next },
+        {
+          action: 'policy.update',
+          target: 'policy',
+          details: { precondition: preconditionOf(ifMatch), before: was, after: view },
+        },
+        { what: 'hedge policy updated', result: view },
       );
-      return next;
+      return withEtag(reply, view.version, view);
     },
   );
   app.get(

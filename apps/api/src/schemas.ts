@@ -130,6 +130,25 @@ export const KillSwitchView = z
       .boolean()
       .optional()
       .describe('engaged: reduce-only orders in the scope still pass (false: every order is stopped)'),
+    /** What a trip did (its answer only); the fields above are the engagement in force after it. */
+    change: z
+      .enum(['engaged', 'tightened', 'kept', 'replaced'])
+      .optional()
+      .describe(
+        'a trip only: what it did. engaged: nothing was engaged; tightened: a reduce-only engagement became a ' +
+          'full stop; kept: the engagement in force was as strict or stricter and stays (its who, why and ' +
+          'setting; a reduce-only request did not loosen a full stop); replaced: replace was asked for',
+      ),
+    /** The engagement in force before the trip, when the scope was engaged. */
+    previous: z
+      .object({
+        by: z.string(),
+        reason: z.string(),
+        sinceMs: z.number(),
+        allowRiskReducing: z.boolean(),
+      })
+      .optional()
+      .describe('a trip only: the engagement in force before it, when the scope was engaged'),
   })
   .meta({ id: 'KillSwitch' });
 export type KillSwitchView = z.infer<typeof KillSwitchView>;
@@ -212,6 +231,13 @@ export const VenueView = z
     params: z.record(z.string(), z.unknown()),
     /** Names of the credentials configured (privateKey, apiKey); their references are never returned. */
     credentialNames: z.array(z.string()),
+    version: z
+      .string()
+      .describe(
+        'the version of the venue config as stored (credentials and full URLs included): GET /v1/venues/{id} ' +
+          'gives it as the ETag header too; send it back (If-Match or "version" in the body) so an update is ' +
+          'refused with 412 if the venue changed since it was read',
+      ),
   })
   .meta({ id: 'Venue' });
 export type VenueView = z.infer<typeof VenueView>;

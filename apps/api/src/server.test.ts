@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfigFile } from '@xhedge/config';
 import { ManualClock } from '@xhedge/core';
-import { KillSwitchUnrecordedError } from '@xhedge/execution';
+import {
+  BreakerResetConflictError,
+  KillSwitchReleaseConflictError,
+  KillSwitchUnrecordedError,
+} from '@xhedge/execution';
 import { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
@@ -247,8 +251,17 @@ describe('operator API', () => {
 
     expect(kept.statusCode).toBe(200);
     expect(kept.json().enabled).toBe(false);
-    // said out loud, it is what the body says
-    expect((await put({ ...body, enabled: true })).json().enabled).toBe(true);
+    // said out loud without the version it was read at: refused (a copy read before the disable would
+    // otherwise switch the venue back on), nothing changed
+    const blind = await put({ ...body, enabled: true });
+    expect(blind.statusCode, blind.body).toBe(428);
+    expect(blind.json().error.code).toBe('PRECONDITION_REQUIRED');
+    // said out loud with the version read, it is what the body says
+    const read = await app.inject({ url: '/v1/venues/uni-eth', headers: auth('operator') });
+    expect(read.json().enabled).toBe(false);
+    const on = await put({ ...body, enabled: true, version: read.json().version });
+    expect(on.statusCode, on.body).toBe(200);
+    expect(on.json().enabled).toBe(true);
     expect((await put(body)).json().enabled).toBe(true);
     const doc = (await app.inject({ url: '/docs/json' })).json() as {
       paths: Record<string, { put?: { requestBody?: unknown } }>;
@@ -572,6 +585,129 @@ describe('operator API', () => {
       });
     } finally {
       await unrecorded.close();
+    }
+  });
+
+  it('a release or reset that found a newer engagement or trip answers 409 naming it; the bodies take replace and openedAtMs, documented', async () => {
+    const own = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const system = { tokenId: 'x', name: 'test', role: 'admin' as const };
+    const risk = (await own.tokens.create({ name: 'r4', role: 'risk' }, system)).token;
+    const newer = {
+      scope: 'global' as const,
+      eventId: 'e2',
+      actor: 'operator:bo',
+      reason: 'depeg: full stop',
+      allowRiskReducing: false,
+      engagedAtMs: 1_800_000_000_000,
+    };
+    const srv = await buildApiServer({
+      ports: {
+        ...own,
+        controls: {
+          ...own.controls,
+          resetKillSwitch: async () => {
+            throw new KillSwitchReleaseConflictError('global', newer, { ledgerRestated: true });
+          },
+        },
+      },
+      logger: false,
+    });
+    const post = (app: FastifyInstance, url: string, payload: object) =>
+      app.inject({ method: 'POST', url, headers: { authorization: `Bearer ${risk}` }, payload });
+    try {
+      const rel = await post(srv, '/v1/kill-switch/reset', { scope: 'global', reason: 'drill over' });
+      expect(rel.statusCode, rel.body).toBe(409);
+      expect(rel.json().error).toMatchObject({
+        code: 'KILL_SWITCH_RELEASE_CONFLICT',
+        message: expect.stringMatching(/^kill switch global NOT released: engaged again by operator:bo/),
+        details: { scope: 'global', engaged: true, released: false, eventId: 'e2', actor: 'operator:bo' },
+      });
+      // a reduce-only trip over a full stop keeps it (the memory port as execution's switch); replace loosens
+      expect(
+        (await post(srv, '/v1/kill-switch/trip', { scope: 'global', reason: 'stop' })).json(),
+      ).toMatchObject({
+        change: 'engaged',
+        allowRiskReducing: false,
+      });
+      const kept = await post(srv, '/v1/kill-switch/trip', {
+        scope: 'global',
+        reason: 'wind down',
+        allowRiskReducing: true,
+      });
+      expect(kept.json()).toMatchObject({ change: 'kept', allowRiskReducing: false, reason: 'stop' });
+      const replaced = await post(srv, '/v1/kill-switch/trip', {
+        scope: 'global',
+        reason: 'wind down',
+        allowRiskReducing: true,
+        replace: true,
+      });
+      expect(replaced.json()).toMatchObject({ change: 'replaced', allowRiskReducing: true });
+      expect(own.auditLog.at(-1)).toMatchObject({
+        action: 'kill-switch.trip',
+        details: { allowRiskReducing: true, replace: true },
+      });
+      const notBool = await post(srv, '/v1/kill-switch/trip', {
+        scope: 'global',
+        reason: 'x'.repeat(5),
+        replace: 1,
+      });
+      expect(notBool.json().error.details.issues[0].field).toBe('body.replace');
+    } finally {
+      await srv.close();
+    }
+
+    const conflict = new BreakerResetConflictError(
+      { name: 'venue:gmx-arb', state: 'open', reason: 'errors 6/10', openedAtMs: 2_000 },
+      1_000,
+    );
+    const brk = await buildApiServer({
+      ports: {
+        ...own,
+        controls: {
+          ...own.controls,
+          resetBreaker: async (_n, _r, _a, o) => {
+            expect(o).toEqual({ openedAtMs: 1_000 });
+            throw conflict;
+          },
+        },
+      },
+      logger: false,
+    });
+    try {
+      const reset = await post(brk, '/v1/breakers/venue:gmx-arb/reset', {
+        reason: 'back',
+        openedAtMs: 1_000,
+      });
+      expect(reset.statusCode, reset.body).toBe(409);
+      expect(reset.json().error).toMatchObject({
+        code: 'BREAKER_RESET_CONFLICT',
+        details: { breaker: 'venue:gmx-arb', state: 'open', openedAtMs: 2_000, expectedOpenedAtMs: 1_000 },
+      });
+      // a trip has no trip to name
+      expect(
+        (await post(brk, '/v1/breakers/venue:gmx-arb/trip', { reason: 'x'.repeat(5), openedAtMs: 1 }))
+          .statusCode,
+      ).toBe(400);
+      const doc = (await brk.inject({ url: '/docs/json' })).json();
+      const bodyOf = (path: string) => {
+        const b = doc.paths[path].post.requestBody.content['application/json'].schema;
+        return b.$ref ? doc.components.schemas[b.$ref.split('/').at(-1)] : b;
+      };
+      expect(bodyOf('/v1/kill-switch/trip').properties.replace).toMatchObject({
+        type: 'boolean',
+        description: 'loosen an engaged full stop to reduce-only; without it an engage never loosens',
+      });
+      expect(bodyOf('/v1/breakers/{name}/reset').properties.openedAtMs.description).toMatch(
+        /^close only the trip opened at this time, as GET \/v1\/controls showed it.*409 if a newer trip is in force$/,
+      );
+      expect(doc.paths['/v1/kill-switch/reset'].post.responses['409'].description).toMatch(
+        /KILL_SWITCH_RELEASE_CONFLICT/,
+      );
+      expect(doc.paths['/v1/breakers/{name}/reset'].post.responses['409'].description).toMatch(
+        /BREAKER_RESET_CONFLICT/,
+      );
+    } finally {
+      await brk.close();
     }
   });
 

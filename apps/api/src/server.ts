@@ -6,7 +6,12 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { Queue } from 'bullmq';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import {
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
 import { bearerToken, checkAccess, installAuth } from './auth.ts';
 import { ApiError, frameworkErrorHandler, installErrorHandling, loggedError } from './errors.ts';
 import type { ApiPorts } from './ports.ts';
@@ -112,7 +117,21 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
       security: [{ bearer: [] }],
     },
     hideUntagged: true,
-    transform: jsonSchemaTransform,
+    transform: (input) => {
+      const out = jsonSchemaTransform(input);
+      // a route whose answer carries its resource's version (config.etag): the header, documented
+      const etag = input.route.config?.etag;
+      const response = (out.schema as { response?: Record<string, object> }).response;
+      const ok = response?.['200'] ?? response?.['201'];
+      if (etag && response && ok)
+        response[response['200'] ? '200' : '201'] = {
+          ...ok,
+          headers: { ETag: { type: 'string', description: `"<version>": ${etag}` } },
+        };
+      return out;
+    },
+    // the schemas routes name by id (Venue, Error, ...): without it their $refs pointed at nothing
+    transformObject: jsonSchemaTransformObject,
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
 

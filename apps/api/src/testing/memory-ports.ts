@@ -1,7 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import type { VenueConfig } from '@xhedge/config';
 import { XhedgeError } from '@xhedge/core';
 import { Registry } from 'prom-client';
-import { type Actor, type ApiPorts, applyVenueUpdate, type Policies } from '../ports.ts';
+import { type Actor, type ApiPorts, applyVenueUpdate, checkVenueUpdate, type Policies } from '../ports.ts';
 import type {
   AuditEntryView,
   BookMarkView,
@@ -13,6 +14,7 @@ import type {
   RiskSnapshotView,
 } from '../schemas.ts';
 import { FileTokenStore } from '../tokens.ts';
+import { checkIfMatch, configVersion, type LastChange } from '../versions.ts';
 
 /**
  * In-memory ports for the API's own unit tests: they hold what the API reads and record what it changes,
@@ -77,6 +79,11 @@ export function memoryPorts(opts: {
     },
   ];
   const auditLog: AuditEntryView[] = [];
+  // versions as the Redis store makes them: keyed by this run's own key; who changed what, by version
+  const versionKey = randomBytes(16).toString('hex');
+  const changes = new Map<string, LastChange>();
+  const changed = (field: string, value: unknown, a: Actor, action: string) =>
+    changes.set(field, { version: configVersion(value, versionKey), by: a.name, atMs: Date.now(), action });
   const notFound = (what: string) => new XhedgeError('NOT_FOUND', `${what} not found`);
   const kill = (scope: KillSwitchView['scope'], target: string | undefined): KillSwitchView => {
     let k = kills.find((x) => x.scope === scope && x.target === target);
@@ -152,16 +159,38 @@ export function memoryPorts(opts: {
     },
     controls: {
       killSwitches: async () => kills,
-      tripKillSwitch: async (q, a) =>
-        Object.assign(kill(q.scope, q.target), {
-          engaged: true,
-          reason: q.reason,
-          by: a.name,
-          allowRiskReducing: q.allowRiskReducing,
-        }),
+      // as execution's KillSwitch: an engage never loosens what is engaged unless told to replace it
+      tripKillSwitch: async (q, a) => {
+        const k = kill(q.scope, q.target);
+        const previous = k.engaged
+          ? {
+              by: k.by ?? '',
+              reason: k.reason ?? '',
+              sinceMs: k.sinceMs ?? 0,
+              allowRiskReducing: k.allowRiskReducing ?? false,
+            }
+          : undefined;
+        const change = !previous
+          ? 'engaged'
+          : q.replace
+            ? 'replaced'
+            : previous.allowRiskReducing && !q.allowRiskReducing
+              ? 'tightened'
+              : 'kept';
+        if (change !== 'kept')
+          Object.assign(k, {
+            engaged: true,
+            reason: q.reason,
+            by: a.name,
+            sinceMs: Date.now(),
+            allowRiskReducing: q.allowRiskReducing,
+          });
+        return { ...k, change, ...(previous ? { previous } : {}) };
+      },
       resetKillSwitch: async (q, a) => {
         const k = Object.assign(kill(q.scope, q.target), { engaged: false, reason: q.reason, by: a.name });
         delete k.allowRiskReducing;
+        delete k.sinceMs;
         return k;
       },
       breakers: async () => breakers,
@@ -170,8 +199,29 @@ export function memoryPorts(opts: {
         underlyings: ['BTC', 'ETH'],
         breakers: breakers.map((b) => b.name),
       }),
-      tripBreaker: async (n, reason) => Object.assign(breaker(n), { state: 'open' as const, reason }),
-      resetBreaker: async (n, reason) => Object.assign(breaker(n), { state: 'closed' as const, reason }),
+      tripBreaker: async (n, reason) =>
+        Object.assign(breaker(n), { state: 'open' as const, reason, sinceMs: Date.now() }),
+      // as execution's BreakerBoard: told the trip it closes, a newer one in force stays (409)
+      resetBreaker: async (n, reason, _a, o = {}) => {
+        const b = breaker(n);
+        if (o.openedAtMs !== undefined && b.state !== 'closed' && b.sinceMs !== o.openedAtMs)
+          throw new XhedgeError(
+            'BREAKER_RESET_CONFLICT',
+            `breaker ${n} NOT reset: a newer trip is in force`,
+            {
+              details: {
+                breaker: n,
+                state: b.state,
+                reason: b.reason ?? '',
+                ...(b.sinceMs !== undefined ? { openedAtMs: b.sinceMs } : {}),
+                expectedOpenedAtMs: o.openedAtMs,
+              },
+            },
+          );
+        const r = Object.assign(b, { state: 'closed' as const, reason });
+        delete r.sinceMs;
+        return r;
+      },
       bookMark: async () => ({ ...mark }),
       setBookMark: async (q, a) => {
         const at = q.equityUsd ?? mark.lastEquityUsd;
@@ -200,31 +250,40 @@ export function memoryPorts(opts: {
     venues: {
       list: async () => [...venues.values()],
       get: async (id) => venues.get(id),
-      add: async (v) => {
+      versionOf: async (v) => configVersion(v, versionKey),
+      add: async (v, a) => {
         if (venues.has(v.id)) throw new XhedgeError('CONFLICT', `venue ${v.id} exists`);
         venues.set(v.id, v);
+        changed(`venue:${v.id}`, v, a, 'venue.add');
         return v;
       },
-      update: async (id, v) => {
+      update: async (id, v, a, cond) => {
         const prev = venues.get(id);
         if (!prev) throw notFound(`venue ${id}`);
+        checkVenueUpdate(prev, configVersion(prev, versionKey), v, cond, changes.get(`venue:${id}`));
         const next = applyVenueUpdate(prev, v);
         venues.set(id, next);
-        return next;
+        changed(`venue:${id}`, next, a, 'venue.update');
+        return { before: prev, after: next };
       },
-      disable: async (id) => {
+      disable: async (id, a) => {
         const v = venues.get(id);
         if (!v) throw notFound(`venue ${id}`);
         const next = { ...v, enabled: false };
         venues.set(id, next);
+        changed(`venue:${id}`, next, a, 'venue.disable');
         return next;
       },
     },
     policy: {
       get: async () => policy,
-      update: async (next: Policies, _a: Actor) => {
+      versionOf: async (p) => configVersion(p, versionKey),
+      update: async (next: Policies, a: Actor, ifMatch) => {
+        const before = policy;
+        checkIfMatch('policy', configVersion(before, versionKey), ifMatch, changes.get('policy'));
         policy = next;
-        return policy;
+        changed('policy', next, a, 'policy.update');
+        return { before, after: policy };
       },
     },
     pnl: {
