@@ -1,7 +1,14 @@
 import { appendFileSync } from 'node:fs';
 import { loadConfigFile } from '@xhedge/config';
-import { BreakerBoard, KillEvent, KillSwitch, type RedisEndpoint } from '@xhedge/execution';
-import { type Ledger, openDatabase, postgresReachable, TEST_PG_URL } from '@xhedge/store';
+import {
+  BreakerBoard,
+  type KillEngagement,
+  KillEvent,
+  type KillScope,
+  KillSwitch,
+  type RedisEndpoint,
+} from '@xhedge/execution';
+import { Ledger, openDatabase, postgresReachable, TEST_PG_URL } from '@xhedge/store';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { deploymentPerTest } from './test-deployment.ts';
 
@@ -199,6 +206,236 @@ describe.skipIf(!pgOk)('xhedge kill-switch (real Redis and Postgres)', () => {
     const again = await cli(['release', '--scope', 'underlying:BTC', '--reason', 'once more', '--json']);
     expect(again.code).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ scope: 'underlying:BTC', wasEngaged: false });
+  });
+
+  it('release refused because the scope was engaged again after its read: exit 1 naming the newer engagement, which stays', async () => {
+    const scope: KillScope = 'underlying:SOL';
+    // The race made deterministic: the other operator's engage runs inside the CLI's release, after it
+    // read Redis and before it removes the entry (at its ledger event, as the library's race tests do).
+    const record = Ledger.prototype.recordKillSwitchEvent;
+    let newer: KillEngagement | undefined;
+    /** The engagement in Redis is the newer one, as it was engaged. */
+    const heldIsNewer = async () => {
+      const {
+        scope: s,
+        eventId,
+        actor,
+        reason,
+        allowRiskReducing,
+        engagedAtMs,
+      } = newer ?? ({} as KillEngagement);
+      expect(await kill.engaged()).toEqual([
+        { scope: s, eventId, actor, reason, allowRiskReducing, engagedAtMs },
+      ]);
+    };
+    const spy = vi.spyOn(Ledger.prototype, 'recordKillSwitchEvent').mockImplementation(async function (
+      this: Ledger,
+      e,
+    ) {
+      if (e.action === 'release' && e.scope === scope)
+        newer = await kill.engage(scope, { actor: 'risk-owner:bo', reason: 'depeg: full stop' });
+      return record.call(this, e);
+    });
+    try {
+      await kill.engage(scope, { actor: 'operator:ana', reason: 'sol halt', allowRiskReducing: true });
+      const r = await cli(['release', '--scope', scope, '--reason', 'halt over']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(
+        /^error: kill switch underlying:SOL NOT released: engaged again by risk-owner:bo at \d{4}-\S+ \("depeg: full stop"\) after this release read it; it stays engaged\n/,
+      );
+      expect(r.stderr).toContain('read the newer one, and release again if it should go');
+      expect(r.stderr).not.toMatch(/unexpected failure/);
+      expect(r.stdout).toBe('');
+      await heldIsNewer();
+
+      const j = await cli(['release', '--scope', scope, '--reason', 'halt over', '--json']);
+      expect(j.code).toBe(1);
+      expect(j.stderr).toMatch(
+        /^error: kill switch underlying:SOL NOT released: engaged again by risk-owner:bo/,
+      );
+      expect(JSON.parse(j.stdout)).toEqual({
+        action: 'release',
+        deployment: prefix,
+        scope,
+        engaged: true,
+        released: false,
+        eventId: newer?.eventId,
+        actor: 'risk-owner:bo',
+        reason: 'depeg: full stop',
+        allowRiskReducing: false,
+        engagedAtMs: newer?.engagedAtMs,
+        ledgerRestated: true,
+        code: 'KILL_SWITCH_RELEASE_CONFLICT',
+      });
+      await heldIsNewer();
+    } finally {
+      spy.mockRestore();
+    }
+    // once read, it releases
+    const ok = await cli(['release', '--scope', scope, '--reason', 'halt over', '--json']);
+    expect(ok.code).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ scope, engaged: false, wasEngaged: true });
+    expect(await kill.engaged()).toEqual([]);
+  });
+
+  it('engage never loosens a full stop: a reduce-only engage says it was kept (the full stop stays); a full stop tightens a reduce-only one', async () => {
+    const first = await kill.engage('venue:gmx-arb', { actor: 'operator:alice', reason: 'venue halted' });
+    const since = new Date(first.engagedAtMs).toISOString();
+    const r = await cli([
+      'engage',
+      '--scope',
+      'venue:gmx-arb',
+      '--reason',
+      'only reduce now',
+      '--allow-risk-reducing',
+      '--actor',
+      'operator:bob',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(
+      `kill switch venue:gmx-arb already ENGAGED on ${prefix} as a full stop by operator:alice since ${since} ("venue halted"); your reduce-only request did not loosen it (use --replace to)`,
+    );
+    expect(await kill.engaged()).toEqual([
+      expect.objectContaining({ actor: 'operator:alice', reason: 'venue halted', allowRiskReducing: false }),
+    ]);
+
+    const j = await cli([
+      'engage',
+      '--scope',
+      'venue:gmx-arb',
+      '--reason',
+      'only reduce now',
+      '--allow-risk-reducing',
+      '--actor',
+      'operator:bob',
+      '--json',
+    ]);
+    expect(j.code).toBe(0);
+    expect(JSON.parse(j.stdout)).toMatchObject({
+      action: 'engage',
+      engaged: true,
+      scope: 'venue:gmx-arb',
+      by: 'operator:alice',
+      allowRiskReducing: false,
+      since,
+      change: 'kept',
+      requested: { actor: 'operator:bob', reason: 'only reduce now', allowRiskReducing: true },
+      previous: { by: 'operator:alice', reason: 'venue halted', allowRiskReducing: false, since },
+    });
+    // the ledger says what was asked and what is in force
+    const rows = await ledger.listKillSwitchEvents({ scope: 'venue:gmx-arb' });
+    expect(rows[0]).toMatchObject({
+      action: 'engage',
+      actor: 'operator:bob',
+      reason: 'only reduce now',
+      allowRiskReducing: false,
+      details: { change: 'kept', requestedAllowRiskReducing: true, inForce: { actor: 'operator:alice' } },
+    });
+
+    await kill.engage('underlying:ETH', {
+      actor: 'operator:ana',
+      reason: 'eth drift',
+      allowRiskReducing: true,
+    });
+    const t = await cli([
+      'engage',
+      '--scope',
+      'underlying:ETH',
+      '--reason',
+      'depeg',
+      '--actor',
+      'operator:bo',
+    ]);
+    expect(t.code).toBe(0);
+    expect(t.stdout).toMatch(
+      /^kill switch underlying:ETH on \S+ is now a full stop, by operator:bo: "depeg" \(was reduce-only \(risk-reducing orders allowed\) by operator:ana since \d{4}-/,
+    );
+    expect((await kill.engaged()).find((e) => e.scope === 'underlying:ETH')).toMatchObject({
+      actor: 'operator:bo',
+      allowRiskReducing: false,
+    });
+  });
+
+  it('engage recorded after a full stop tightened it meanwhile: the ledger restates the full stop, so a restore keeps it', async () => {
+    const scope: KillScope = 'underlying:SOL';
+    // The race made deterministic: the API's full stop lands in Redis and the ledger after the CLI's
+    // reduce-only engage is in Redis, before the CLI's ledger event (its ledger opens late).
+    const record = Ledger.prototype.recordKillSwitchEvent;
+    let api: Awaited<ReturnType<KillSwitch['engage']>> | undefined;
+    const spy = vi.spyOn(Ledger.prototype, 'recordKillSwitchEvent').mockImplementation(async function (
+      this: Ledger,
+      e,
+    ) {
+      if (e.action === 'engage' && e.actor === 'operator:cli' && !api)
+        api = await kill.engage(scope, { actor: 'operator:api', reason: 'full stop' });
+      return record.call(this, e);
+    });
+    try {
+      const r = await cli([
+        'engage',
+        '--scope',
+        scope,
+        '--reason',
+        'reduce only please',
+        '--allow-risk-reducing',
+        '--actor',
+        'operator:cli',
+      ]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(api?.change).toBe('tightened');
+    const last = (await ledger.killSwitchStates()).find((s) => s.scope === scope);
+    expect(last).toMatchObject({
+      action: 'engage',
+      allowRiskReducing: false,
+      details: { eventId: api?.eventId, restatedBy: 'operator:cli' },
+    });
+    // Redis loses it: the restore puts back the full stop
+    await redis.hdel(kill.stateKey, scope);
+    expect((await kill.restore({ actor: 'run' })).find((e) => e.scope === scope)).toMatchObject({
+      actor: 'operator:api',
+      allowRiskReducing: false,
+    });
+    expect((await kill.engaged()).find((e) => e.scope === scope)?.allowRiskReducing).toBe(false);
+  });
+
+  it('engage --replace loosens a full stop to reduce-only, saying what it replaced', async () => {
+    await kill.engage('global', { actor: 'operator:alice', reason: 'market halt' });
+    const r = await cli([
+      'engage',
+      '--reason',
+      'reduce only from now',
+      '--allow-risk-reducing',
+      '--replace',
+      '--actor',
+      'operator:bob',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(
+      /^kill switch global on \S+ REPLACED \(was a full stop by operator:alice since \d{4}-\S+ \("market halt"\)\): now ENGAGED as reduce-only \(risk-reducing orders allowed\) by operator:bob: "reduce only from now"/,
+    );
+    expect(await kill.engaged()).toEqual([
+      expect.objectContaining({
+        actor: 'operator:bob',
+        reason: 'reduce only from now',
+        allowRiskReducing: true,
+      }),
+    ]);
+
+    const j = await cli(['engage', '--reason', 'full stop again', '--replace', '--json']);
+    expect(j.code).toBe(0);
+    expect(JSON.parse(j.stdout)).toMatchObject({
+      change: 'replaced',
+      allowRiskReducing: false,
+      previous: { by: 'operator:bob', allowRiskReducing: true },
+    });
+    const help = await cli(['engage', '--help']);
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain('without it an engage never loosens');
   });
 
   it('a bad scope exits 2 naming it, before touching Redis or the ledger', async () => {

@@ -6,16 +6,17 @@ import {
   type BreakerStatus,
   connectRedis,
   type KillEngagement,
+  type KillEngageResult,
   KillScope,
   KillSwitch,
+  KillSwitchReleaseConflictError,
   KillSwitchUnrecordedError,
-  recordKillEngagement,
 } from '@xhedge/execution';
 import { deploymentEndpoints, SharedConfigStore } from '@xhedge/runtime';
 import { Ledger, openDatabase } from '@xhedge/store';
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { CliUsageError, EXIT_INVALID, EXIT_OK } from '../cli-error.ts';
+import { CliUsageError, EXIT_FAILURE, EXIT_INVALID, EXIT_OK } from '../cli-error.ts';
 import type { CliIo } from '../io.ts';
 import { DEFAULT_PROFILE } from './start.ts';
 
@@ -42,6 +43,8 @@ interface KillSwitchOptions {
   allowRiskReducing?: boolean;
   /** Engage even on a venue or underlying the deployment does not know. */
   force?: boolean;
+  /** Engage replacing what is engaged, even loosening a full stop to reduce-only. */
+  replace?: boolean;
   actor?: string;
   dbSchema?: string;
   json?: boolean;
@@ -303,6 +306,49 @@ function engagementView(e: KillEngagement) {
   };
 }
 
+/** `a full stop` or `reduce-only (risk-reducing orders allowed)`. */
+function modeText(allowRiskReducing: boolean): string {
+  return allowRiskReducing ? 'reduce-only (risk-reducing orders allowed)' : 'a full stop';
+}
+
+/** `<mode> by <actor> since <iso> ("<reason>")`: an engagement in one phrase. */
+function engagementText(e: KillEngagement): string {
+  return `${modeText(e.allowRiskReducing)} by ${e.actor} since ${new Date(e.engagedAtMs).toISOString()} ("${e.reason}")`;
+}
+
+/** What an engage did and what is in force now, in one line. */
+function engageText(r: KillEngageResult, prefix: string): string {
+  const cancels = 'running workers abort jobs and cancel working orders';
+  const asked = r.requested;
+  switch (r.change) {
+    case 'kept': {
+      const loosening = asked.allowRiskReducing && !r.allowRiskReducing;
+      return (
+        `kill switch ${r.scope} already ENGAGED on ${prefix} as ${engagementText(r)}; ` +
+        (loosening
+          ? 'your reduce-only request did not loosen it (use --replace to)'
+          : 'it stays in force; your request is recorded in the ledger') +
+        `; ${cancels}`
+      );
+    }
+    case 'tightened':
+      return (
+        `kill switch ${r.scope} on ${prefix} is now a full stop, by ${asked.actor}: "${asked.reason}"` +
+        `${r.previous ? ` (was ${engagementText(r.previous)})` : ''}; ${cancels}`
+      );
+    case 'replaced':
+      return (
+        `kill switch ${r.scope} on ${prefix} REPLACED${r.previous ? ` (was ${engagementText(r.previous)})` : ''}: ` +
+        `now ENGAGED as ${modeText(r.allowRiskReducing)} by ${asked.actor}: "${asked.reason}"; ${cancels}`
+      );
+    default:
+      return (
+        `kill switch ENGAGED ${r.scope} on ${prefix} by ${asked.actor}: "${asked.reason}"` +
+        `${r.allowRiskReducing ? ' (risk-reducing orders allowed)' : ''}; ${cancels}`
+      );
+  }
+}
+
 /** A breaker that is not closed, as the CLI prints it. */
 function breakerView(b: BreakerStatus) {
   return {
@@ -465,24 +511,55 @@ export async function runKillSwitch(
         actor,
         reason,
         allowRiskReducing: opts.allowRiskReducing ?? false,
+        ...(opts.replace ? { replace: true } : {}),
       });
-      // engaged in Redis first (orders stop); then recorded, or said to be engaged and unrecorded (exit 1)
+      // engaged in Redis first (orders stop); then recorded (the result: the event says what was asked
+      // and what is in force), or said to be engaged and unrecorded (exit 1)
       if (c.ledgerLater) {
         const ledger = await c.ledgerLater.catch((err: unknown) => {
           throw new KillSwitchUnrecordedError(e, err);
         });
-        await recordKillEngagement(ledger, e);
+        // records it, then restates an engagement that got into Redis meanwhile (an API's full stop
+        // tightening this one), so this late record is not the ledger's last word over it
+        await c.kill.recordEngagement(ledger, e);
       }
-      const v = engagementView(e);
-      if (opts.json) io.out(JSON.stringify({ action, deployment: redisPrefix, engaged: true, ...v }));
-      else
+      if (opts.json)
         io.out(
-          `kill switch ENGAGED ${scope} on ${redisPrefix} by ${actor}: "${reason}"` +
-            `${v.allowRiskReducing ? ' (risk-reducing orders allowed)' : ''}; running workers abort jobs and cancel working orders`,
+          JSON.stringify({
+            action,
+            deployment: redisPrefix,
+            engaged: true,
+            // the engagement in force (its who, why and since: another's when it was kept)
+            ...engagementView(e),
+            change: e.change,
+            requested: e.requested,
+            ...(e.previous ? { previous: engagementView(e.previous) } : {}),
+          }),
         );
+      else io.out(engageText(e, redisPrefix));
       return EXIT_OK;
     }
-    const wasEngaged = await c.kill.release(scope, { actor, reason });
+    let wasEngaged: boolean;
+    try {
+      wasEngaged = await c.kill.release(scope, { actor, reason });
+    } catch (err) {
+      if (!(err instanceof KillSwitchReleaseConflictError)) throw err;
+      // engaged again after the release read it: nothing was released, the newer engagement stays
+      io.err(`error: ${err.message}`);
+      if (opts.json)
+        io.out(
+          JSON.stringify({
+            action,
+            deployment: redisPrefix,
+            scope,
+            engaged: true,
+            released: false,
+            ...err.details,
+            code: err.code,
+          }),
+        );
+      return EXIT_FAILURE;
+    }
     if (opts.json)
       io.out(
         JSON.stringify({
@@ -538,6 +615,10 @@ export function registerKillSwitch(program: Command, io: CliIo, setExit: (code: 
   changes(ks.command('engage').description('stop new orders in a scope; workers cancel working orders'))
     .option('--scope <scope>', 'global | venue:<id> | underlying:<SYMBOL>', 'global')
     .option('--allow-risk-reducing', 'still let reduce-only orders through')
+    .option(
+      '--replace',
+      'replace what is engaged in the scope, even loosen an engaged full stop to reduce-only (without it an engage never loosens)',
+    )
     .option(
       '--force',
       'engage even on a venue or underlying the deployment does not know (refused otherwise, exit 2: it would stop nothing)',
