@@ -73,7 +73,12 @@ describe('paper profile at 60× with narrow test bands (15+ simulated minutes)',
           : undefined,
       150_000,
     );
-    await run.planner?.plan(); // nothing but a tick; the orchestrator keeps running
+    // One more of the orchestrator's own ticks. Calling plan() here raced it: the orchestrator's next tick
+    // overtook the test's and it failed with TickSupersededError (a clean-clone run under load).
+    const before = run.planner?.lastSnapshot;
+    await until('one more planner tick', async () =>
+      run.planner?.lastSnapshot !== before ? true : undefined,
+    );
     const intents = (await run.ledger.listIntents({ limit: 5000 })).reverse();
     expect(intents.length).toBeGreaterThan(2);
     // The drop-copy check followed every instrument we hedged with and found nothing unexplained.
