@@ -28,6 +28,11 @@ export async function ensureAllowance(
     maxApproval?: bigint;
     urgency?: Urgency;
     clientOrderId?: string;
+    /**
+     * The approval is for a risk-reducing order: it may be signed up to the fee cap with no room for a
+     * replacement under it (`SendOptions.allowUnreplaceableUnderCap`). @defaultValue false
+     */
+    allowUnreplaceableUnderCap?: boolean;
   },
 ): Promise<{ approved: bigint | null }> {
   let current: bigint;
@@ -72,6 +77,7 @@ export async function ensureAllowance(
     {
       urgency: p.urgency ?? 'normal',
       ...(p.clientOrderId !== undefined ? { clientOrderId: p.clientOrderId } : {}),
+      ...(p.allowUnreplaceableUnderCap === true ? { allowUnreplaceableUnderCap: true } : {}),
     },
   );
   return { approved: target };
@@ -385,7 +391,15 @@ export class SpendCaps {
 export async function reserveAndApprove(
   sender: TxSender,
   caps: SpendCaps,
-  p: { token: Address; spender: Address; amount: bigint; policy: ApprovalPolicy; clientOrderId: string },
+  p: {
+    token: Address;
+    spender: Address;
+    amount: bigint;
+    policy: ApprovalPolicy;
+    clientOrderId: string;
+    /** The order reduces risk: its approval may go without room for a replacement under the fee cap. */
+    allowUnreplaceableUnderCap?: boolean;
+  },
 ): Promise<SpendReservation | undefined> {
   if (p.amount <= 0n) return undefined;
   const spend = await caps.reserve(p.token, p.amount, p.clientOrderId);

@@ -165,13 +165,17 @@ describe('maxFeePerGasGwei: a hard cap on what any transaction pays per gas', ()
     },
   );
 
-  it("a first send whose next block's base fee can be above the first-send ceiling but not above the cap is sent up to the cap, stated not replaceable under it", async () => {
+  it("a risk-reducing first send whose next block's base fee can be above the first-send ceiling but not above the cap is sent up to the cap, stated not replaceable under it", async () => {
     // cap 9 gwei: first-send ceiling 8 gwei. A latest base fee of 7.5 gwei can be 8.4375 gwei next block:
-    // above the ceiling, under the cap. The hedge goes, signed at the cap (the sender wants 2 × 7.5 + 1).
+    // above the ceiling, under the cap. A risk-reducing hedge (allowUnreplaceableUnderCap) goes, signed at
+    // the cap (the sender wants 2 × 7.5 + 1).
     await setBaseFee(parseGwei('7.5'));
     const sender = capped(9);
     const signed: SignedTxInfo[] = [];
-    const sent = await sender.send(bump(), { onSigned: (i) => void signed.push(i) });
+    const sent = await sender.send(bump(), {
+      allowUnreplaceableUnderCap: true,
+      onSigned: (i) => void signed.push(i),
+    });
     expect(sent.receipt.status).toBe('success');
     const tx = await ctx.publicClient.getTransaction({ hash: sent.hash });
     expect(tx.maxFeePerGas).toBe(parseGwei('9'));
@@ -187,7 +191,7 @@ describe('maxFeePerGasGwei: a hard cap on what any transaction pays per gas', ()
 
     // The boundary: a latest base fee of 8 gwei (8/9 of the cap) can be 9 gwei next block: sent at the cap.
     await setBaseFee(parseGwei('8'));
-    const edge = await sender.send(bump());
+    const edge = await sender.send(bump(), { allowUnreplaceableUnderCap: true });
     expect((await ctx.publicClient.getTransaction({ hash: edge.hash })).maxFeePerGas).toBe(parseGwei('9'));
     expect(await counter()).toBe(2n);
 
@@ -227,7 +231,7 @@ describe('maxFeePerGasGwei: a hard cap on what any transaction pays per gas', ()
     expect((err as FeeCapError).retryable).toBe(true);
     expect((err as FeeCapError).stuckAtCap).toBe(false);
     expect((err as FeeCapError).message).toBe(
-      "test-evm: a first send needs a maxFeePerGas of 9.5625 gwei (the next block's base fee can be 12.5 % above the latest's 8.5 gwei), above the first-send ceiling 8 gwei (8/9 of the cap maxFeePerGasGwei 9 gwei, which leaves room to replace it once under the cap) and above the cap itself; not sent: it goes once the latest base fee is at most 8 gwei, or now with maxFeePerGasGwei raised to at least 9.5625 gwei (10.7578125 gwei to keep room to replace it once)",
+      "test-evm: a first send needs a maxFeePerGas of 9.5625 gwei (the next block's base fee can be 12.5 % above the latest's 8.5 gwei), above the first-send ceiling 8 gwei (8/9 of the cap maxFeePerGasGwei 9 gwei, which leaves room to replace it once under the cap) and above the cap itself; not sent: it goes once the latest base fee is at most 8 gwei, or now with maxFeePerGasGwei raised to at least 10.7578125 gwei (room to replace it once), or to at least 9.5625 gwei for a risk-reducing send (allowUnreplaceableUnderCap: signed up to that cap, no room for a replacement)",
     );
     expect((err as FeeCapError).details).toMatchObject({
       reason: 'fee-cap',
@@ -239,8 +243,9 @@ describe('maxFeePerGasGwei: a hard cap on what any transaction pays per gas', ()
     expect(signed).toBe(false);
     expect(await sender.nonces()).toEqual(before);
     expect(await counter()).toBe(0n);
-    // the caps it names do what it says: 9.5625 gwei sends it (at the cap), 10.7578125 gwei with room
-    const at = await capped(9.5625).send(bump(), { urgency: 'urgent' });
+    // the caps it names do what it says: 9.5625 gwei sends a risk-reducing one (at the cap, no room),
+    // 10.7578125 gwei any, with room
+    const at = await capped(9.5625).send(bump(), { urgency: 'urgent', allowUnreplaceableUnderCap: true });
     expect((await ctx.publicClient.getTransaction({ hash: at.hash })).maxFeePerGas).toBe(parseGwei('9.5625'));
     await setBaseFee(parseGwei('8.5'));
     const roomy: SignedTxInfo[] = [];
@@ -399,7 +404,7 @@ describe('maxFeePerGasGwei: a hard cap on what any transaction pays per gas', ()
     await setBaseFee(parseGwei('7.5'));
     await rpc(ctx.publicClient, 'evm_setAutomine', [false]);
     const err = (await capped(9, 300)
-      .send(bump())
+      .send(bump(), { allowUnreplaceableUnderCap: true })
       .catch((e: unknown) => e)) as NotConfirmedError;
     expect(err).toBeInstanceOf(NotConfirmedError);
     const hash = err.details?.txHash as Hex;
@@ -463,9 +468,9 @@ describe('maxFeePerGasGwei: a hard cap on what any transaction pays per gas', ()
       updatedAtMs: clock.nowMs(),
     };
     const deps = { sender, store, clock, wrap: (e: unknown, cid: string) => errors.wrap(e, cid) };
-    const sent = await sendRecorded(deps, r, bump(), await caps.reserve(TOKEN, 100n, 'capped-2')).catch(
-      (e: unknown) => e,
-    );
+    const sent = await sendRecorded(deps, r, bump(), await caps.reserve(TOKEN, 100n, 'capped-2'), {
+      allowUnreplaceableUnderCap: true,
+    }).catch((e: unknown) => e);
     expect(sent).toBeInstanceOf(NotConfirmedError);
     const original = r.txHash as Hex;
     const nonce = r.nonce as number;

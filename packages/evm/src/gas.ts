@@ -180,8 +180,9 @@ export interface GasPolicyOptions {
    * Hard cap on `maxFeePerGas`, gwei (a finite number > 0): no transaction is signed with a higher fee
    * cap, first send or replacement, urgent or not. A first send keeps room under it for one replacement
    * (12.5 % more) while the base fee allows: at or below ⌊cap × 8 / 9⌋ (the first-send ceiling) while the
-   * next block's base fee cannot be above that, else up to the cap itself (not replaceable under it), and
-   * not sent when the next block's base fee can be above the cap ({@link GasPolicy.capFirstSendFees}); a
+   * next block's base fee cannot be above that, else up to the cap itself (not replaceable under it) only
+   * when the send allows it (`allowUnreplaceableUnderCap`: risk-reducing orders) and otherwise not sent,
+   * and not sent when the next block's base fee can be above the cap ({@link GasPolicy.capFirstSendFees}); a
    * replacement may go up to the cap ({@link GasPolicy.capFees}). @defaultValue no cap
    */
   maxFeePerGasGwei?: number;
@@ -214,9 +215,12 @@ export function nextBaseFeeCeilingWei(latestWei: bigint): bigint {
  * - a first send ({@link capFirstSendFees}) is signed with a `maxFeePerGas` of at most the first-send
  *   ceiling ⌊cap × 8 / 9⌋ (the priority fee at most that too) while the next block's base fee (the latest
  *   × 1.125) cannot be above that ceiling, so that one replacement of it fits under the cap; when it can,
- *   but cannot be above the cap, it is signed up to the cap itself — a hedge that can be included under
- *   the cap is sent, though no replacement of it fits under the cap ({@link replaceableUnderCap} false);
- *   when the next block's base fee can be above the cap it is refused, not sent ({@link FeeCapError},
+ *   but cannot be above the cap, it is signed up to the cap itself only when the send says so
+ *   (`allowUnreplaceableUnderCap`, which the adapters set for risk-reducing orders only): then it can
+ *   be included under the cap, though no replacement of it fits under the cap ({@link replaceableUnderCap}
+ *   false), and if the base fee rises past it it holds the account's nonce with no cancel possible under
+ *   the cap; any other send is refused there, not sent ({@link FeeCapError}, `details.replaceableUnderCap`
+ *   false); when the next block's base fee can be above the cap it is refused, not sent ({@link FeeCapError},
  *   naming the base fee it waits for and the cap that would send it), since it could be stuck from the start;
  * - a replacement ({@link capFees}) may go up to the cap itself; a transaction at the nonce already within
  *   12.5 % of the cap cannot be replaced again under it: refused, not sent ({@link FeeCapError} with
@@ -318,15 +322,30 @@ export class GasPolicy {
    * ceiling {@link firstSendMaxFeePerGasWei} (⌊cap × 8 / 9⌋; what is cut is headroom over the base fee,
    * which the transaction pays only if the base fee rises) while the next block's base fee (the latest ×
    * 1.125, rounded up) cannot be above it, so that a speed-up or cancel of it (12.5 % more) fits under the
-   * cap; else lowered to the cap itself, when the next block's base fee cannot be above the cap: the hedge
-   * goes, though no replacement of it fits under the cap ({@link replaceableUnderCap}; the sender states it
-   * in `SignedTxInfo.replaceableUnderCap`). `maxPriorityFeePerGas` is lowered to `maxFeePerGas`. Throws a
+   * cap; else lowered to the cap itself, when the next block's base fee cannot be above the cap — then no
+   * replacement of it fits under the cap ({@link replaceableUnderCap}; the sender states it in
+   * `SignedTxInfo.replaceableUnderCap`), so it goes only with `allowUnreplaceableUnderCap` (a risk-reducing
+   * send); without it that is a {@link FeeCapError} (not sent, retryable, `details.replaceableUnderCap`
+   * false) naming the base fee, the fee needed, what it would be signed with, the replacement that would
+   * not fit under the cap, the base fee at which it goes with room, and the cap that would send it now with
+   * room. `maxPriorityFeePerGas` is lowered to `maxFeePerGas`. Throws a
    * {@link FeeCapError} (not sent, retryable) when the next block's base fee can be above the cap (the
    * latest base fee above the first-send ceiling): the transaction could be stuck from the start; the
    * refusal names the fee needed, the first-send ceiling and the cap in gwei, the latest base fee up to which
    * it goes, and the cap that would send it now. The tip is clamped with or without a cap.
    */
-  capFirstSendFees(fees: FeeQuote, p: { venue: string; clientOrderId?: string | undefined }): FeeQuote {
+  capFirstSendFees(
+    fees: FeeQuote,
+    p: {
+      venue: string;
+      clientOrderId?: string | undefined;
+      /**
+       * Whether the send may be signed up to the cap with no room for a replacement under it (see
+       * `SendOptions.allowUnreplaceableUnderCap`). @defaultValue false: such a send is refused
+       */
+      allowUnreplaceableUnderCap?: boolean | undefined;
+    },
+  ): FeeQuote {
     const cap = this.maxFeePerGasWei;
     const ceiling = this.firstSendMaxFeePerGasWei;
     if (cap !== undefined && ceiling !== undefined) {
@@ -336,7 +355,7 @@ export class GasPolicy {
         const roomyCapWei = nextBaseFeeCeilingWei(neededWei);
         throw new FeeCapError({
           venue: p.venue,
-          message: `a first send needs a maxFeePerGas of ${formatGwei(neededWei)} gwei (the next block's base fee can be 12.5 % above the latest's ${formatGwei(fees.baseFeePerGas)} gwei), above the first-send ceiling ${formatGwei(ceiling)} gwei (8/9 of the cap maxFeePerGasGwei ${formatGwei(cap)} gwei, which leaves room to replace it once under the cap) and above the cap itself; not sent: it goes once the latest base fee is at most ${formatGwei(ceiling)} gwei, or now with maxFeePerGasGwei raised to at least ${formatGwei(neededWei)} gwei (${formatGwei(roomyCapWei)} gwei to keep room to replace it once)`,
+          message: `a first send needs a maxFeePerGas of ${formatGwei(neededWei)} gwei (the next block's base fee can be 12.5 % above the latest's ${formatGwei(fees.baseFeePerGas)} gwei), above the first-send ceiling ${formatGwei(ceiling)} gwei (8/9 of the cap maxFeePerGasGwei ${formatGwei(cap)} gwei, which leaves room to replace it once under the cap) and above the cap itself; not sent: it goes once the latest base fee is at most ${formatGwei(ceiling)} gwei, or now with maxFeePerGasGwei raised to at least ${formatGwei(roomyCapWei)} gwei (room to replace it once), or to at least ${formatGwei(neededWei)} gwei for a risk-reducing send (allowUnreplaceableUnderCap: signed up to that cap, no room for a replacement)`,
           retryAfterMs: this.pollMs,
           ...(p.clientOrderId !== undefined ? { clientOrderId: p.clientOrderId } : {}),
           details: {
@@ -348,6 +367,35 @@ export class GasPolicy {
           },
         });
       }
+      const clamped = this.clampFees(fees, 'first-send');
+      if (!this.replaceableUnderCap(clamped.maxFeePerGas) && p.allowUnreplaceableUnderCap !== true) {
+        // The base fee is in the band where the next block's can be above the first-send ceiling but
+        // not above the cap: signed up to the cap, no speed-up or cancel of it would fit under the cap,
+        // and if the base fee then rose past its fee cap it would hold the account's nonce with nothing
+        // (the kill switch's cancel included) able to replace it. Only a risk-reducing send may go so.
+        const replacementWei = bumpFeeCap(clamped.maxFeePerGas);
+        const roomyCapWei = nextBaseFeeCeilingWei(neededWei);
+        // the highest latest base fee whose next block's base fee is at most the first-send ceiling
+        const roomAtBaseFeeWei = (ceiling * 8n) / 9n;
+        throw new FeeCapError({
+          venue: p.venue,
+          message: `a first send needs a maxFeePerGas of ${formatGwei(neededWei)} gwei (the next block's base fee can be 12.5 % above the latest's ${formatGwei(fees.baseFeePerGas)} gwei), above the first-send ceiling ${formatGwei(ceiling)} gwei (8/9 of the cap maxFeePerGasGwei ${formatGwei(cap)} gwei); it would be signed with a maxFeePerGas of ${formatGwei(clamped.maxFeePerGas)} gwei, and a replacement of it (a speed-up or cancel, 12.5 % more: ${formatGwei(replacementWei)} gwei) would not fit under the cap, so if the base fee rose past it nothing could cancel it under the cap while it holds the account's nonce; not sent: only a risk-reducing send (allowUnreplaceableUnderCap) goes without room for a replacement; it goes once the latest base fee is at most ${formatGwei(roomAtBaseFeeWei)} gwei, or now with maxFeePerGasGwei raised to at least ${formatGwei(roomyCapWei)} gwei`,
+          retryAfterMs: this.pollMs,
+          ...(p.clientOrderId !== undefined ? { clientOrderId: p.clientOrderId } : {}),
+          details: {
+            replaceableUnderCap: false,
+            neededMaxFeePerGasGwei: formatGwei(neededWei),
+            signedMaxFeePerGasGwei: formatGwei(clamped.maxFeePerGas),
+            replacementMaxFeePerGasGwei: formatGwei(replacementWei),
+            firstSendMaxFeePerGasGwei: formatGwei(ceiling),
+            maxFeePerGasGwei: formatGwei(cap),
+            baseFeeGwei: formatGwei(fees.baseFeePerGas),
+            sendsAtBaseFeeGwei: formatGwei(roomAtBaseFeeWei),
+            roomyMaxFeePerGasGwei: formatGwei(roomyCapWei),
+          },
+        });
+      }
+      return clamped;
     }
     return this.clampFees(fees, 'first-send');
   }
@@ -430,15 +478,22 @@ export class GasPolicy {
  * `stuckAtCap` (also in `details`): a replacement refused because the transaction at its nonce is
  * already above 8/9 of the cap, so no speed-up or cancel of it fits under the cap whatever the base
  * fee: retried under the same cap it never goes (the transaction there can be included while the base fee
- * is at most its fee cap); one for the operator to see.
+ * is at most its fee cap); one for the operator to see. This package has no logger: such a refusal says
+ * so in `logLevel` (also `details.logLevel`) `'error'` (else `'warn'`), its message naming the nonce, the
+ * transaction there and the cap that would replace it (`details.nonce`, `details.replacesTxHash`,
+ * `details.neededMaxFeePerGasGwei`), for whoever logs it to log at error level.
  */
 export class FeeCapError extends RateLimitError {
   override name = 'FeeCapError';
   readonly stuckAtCap: boolean;
+  /** The level to log it at: `error` for {@link stuckAtCap} (the nonce is held, nothing replaces it). */
+  readonly logLevel: 'error' | 'warn';
   constructor(p: ConstructorParameters<typeof RateLimitError>[0] & { stuckAtCap?: boolean }) {
     const { stuckAtCap = false, ...rest } = p;
-    super({ ...rest, details: { reason: 'fee-cap', stuckAtCap, ...rest.details } });
+    const logLevel = stuckAtCap ? 'error' : 'warn';
+    super({ ...rest, details: { reason: 'fee-cap', stuckAtCap, logLevel, ...rest.details } });
     this.stuckAtCap = stuckAtCap;
+    this.logLevel = logLevel;
   }
 }
 

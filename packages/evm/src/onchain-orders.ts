@@ -112,6 +112,16 @@ export interface RecordedNonceTx {
   gasLimit?: string;
   /** When it was signed (ms since epoch); absent on entries carried over from older records. */
   signedAtMs?: number;
+  /**
+   * Whether a speed-up or cancel of it (12.5 % more on both fees) fit under the gas policy's fee cap it
+   * was signed under (`SignedTxInfo.replaceableUnderCap`): false for a first send signed up to the cap
+   * (allowed for risk-reducing orders only, `allowUnreplaceableUnderCap`) and for a replacement at or
+   * near the cap. Kept so that a process that did not sign it (after a restart, another worker) knows
+   * too ({@link unreplaceableNonceTxs}). Absent on entries written before it was kept: unknown, read as
+   * replaceable (true), as they were before; a replacement still decides from the fees and the current
+   * cap, and is refused with `stuckAtCap` when none fits. A value other than a boolean is read the same.
+   */
+  replaceableUnderCap?: boolean;
 }
 
 const NONCE_TX_KINDS: ReadonlySet<string> = new Set(['original', 'speed-up', 'cancel']);
@@ -151,7 +161,20 @@ function nonceTxEntry(kind: RecordedNonceTx['kind'], info: SignedTxInfo): Record
     maxPriorityFeePerGas: info.maxPriorityFeePerGas.toString(),
     gasLimit: info.gasLimit.toString(),
     signedAtMs: info.signedAtMs,
+    replaceableUnderCap: info.replaceableUnderCap,
   };
+}
+
+/**
+ * The transactions recorded at `r`'s nonce ({@link recordedNonceTxs}) that were stated not replaceable
+ * under the fee cap they were signed under (`replaceableUnderCap` false): while one of them holds the
+ * nonce, no speed-up or cancel of it fits under that cap (the kill switch's cancel is refused with
+ * `stuckAtCap`). Entries without the flag (older records) are not among them (unknown, read as replaceable).
+ */
+export function unreplaceableNonceTxs(r: OnChainOrderRecord): RecordedNonceTx[] {
+  return recordedNonceTxs(r).filter(
+    (t) => t !== null && typeof t === 'object' && t.replaceableUnderCap === false,
+  );
 }
 
 /**
@@ -312,6 +335,17 @@ export function orderFromRecord(
   return o;
 }
 
+/** How {@link sendRecorded} sends. */
+export interface RecordedSendOptions {
+  /**
+   * The order reduces risk (reduce-only, or it closes or reduces a position): it may be signed up to the
+   * fee cap with no room for a replacement under it (see `SendOptions.allowUnreplaceableUnderCap`); the
+   * record's `nonceTxs` entry says so (`replaceableUnderCap` false). @defaultValue false: such a send is
+   * refused before signing (`FeeCapError`, nothing recorded as sent)
+   */
+  allowUnreplaceableUnderCap?: boolean;
+}
+
 /** What {@link sendRecorded} needs from its adapter. */
 export interface RecordedSendDeps<T extends OnChainOrderRecord> {
   sender: TxSender;
@@ -323,7 +357,10 @@ export interface RecordedSendDeps<T extends OnChainOrderRecord> {
 
 /**
  * Sends an order transaction with a write-ahead record: the record (status `sent`, tx hash, nonce,
- * fees, and the `spend` reserved against the spend cap) is stored before the transaction can exist.
+ * fees, whether a replacement of it fits under the fee cap (`nonceTxs[].replaceableUnderCap`), and the
+ * `spend` reserved against the spend cap) is stored before the transaction can exist. A send that would
+ * leave no room under the fee cap for a replacement goes only with `opts.allowUnreplaceableUnderCap`
+ * (risk-reducing orders); else it is refused before signing, nothing stored.
  * On failure after signing, the record becomes `outcome-unknown` or `rejected`; the mapped venue error is
  * thrown either way. The spend is committed once the transaction is mined, released when it certainly
  * never will be (failed before signing, or an error whose outcome is not `unknown`: a revert decoded at
@@ -335,6 +372,7 @@ export async function sendRecorded<T extends OnChainOrderRecord>(
   record: T,
   tx: TxRequest,
   spend?: SpendReservation,
+  opts: RecordedSendOptions = {},
 ): Promise<TransactionReceipt> {
   const cid = record.clientOrderId;
   if (spend) {
@@ -350,6 +388,7 @@ export async function sendRecorded<T extends OnChainOrderRecord>(
   try {
     const sent = await deps.sender.send(tx, {
       clientOrderId: cid,
+      ...(opts.allowUnreplaceableUnderCap === true ? { allowUnreplaceableUnderCap: true } : {}),
       onSigned: async (info) => {
         Object.assign(record, {
           status: 'sent',

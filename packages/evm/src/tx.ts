@@ -144,6 +144,16 @@ export interface SendOptions {
   onSigned?: (info: SignedTxInfo) => Promise<void> | void;
   /** How long to wait for the receipt. @defaultValue the sender's `receiptTimeoutMs` */
   timeoutMs?: number;
+  /**
+   * A first send ({@link TxSender.send}) may be signed up to the gas policy's fee cap when the base fee
+   * leaves no room under it for a replacement (`SignedTxInfo.replaceableUnderCap` false): if the base fee
+   * then rises past its fee cap, it holds the account's nonce and no speed-up or cancel of it (the kill
+   * switch's included) fits under the cap. Set only for a risk-reducing send (a reduce-only order, a close),
+   * for which going now is worth that; any other such send is refused before signing (`FeeCapError`,
+   * retryable, `details.replaceableUnderCap` false). Replacements ({@link TxSender.replace}) ignore it: they
+   * may always go up to the cap. @defaultValue false
+   */
+  allowUnreplaceableUnderCap?: boolean;
 }
 
 export interface SentTx {
@@ -194,8 +204,9 @@ export interface TxSenderOptions {
  * - every transaction is simulated (estimateGas) first: reverts surface as not-sent venue errors;
  * - fees never go above the gas policy's hard cap (`maxFeePerGasGwei`), and a first send leaves room under
  *   it for one replacement while the base fee allows: it is signed at most at ⌊cap × 8 / 9⌋ while the
- *   next block's base fee cannot be above that, else up to the cap (then no replacement of it fits under
- *   the cap: `SignedTxInfo.replaceableUnderCap` false), and refused before signing when the next block's
+ *   next block's base fee cannot be above that, else up to the cap only with
+ *   `SendOptions.allowUnreplaceableUnderCap` (then no replacement of it fits under the cap:
+ *   `SignedTxInfo.replaceableUnderCap` false) and refused before signing without it, and refused before signing when the next block's
  *   base fee can be above the cap ({@link GasPolicy.capFirstSendFees}); a speed-up or cancel may go up to
  *   the cap, and one that needs more is refused before signing ({@link GasPolicy.capFees}; `FeeCapError`,
  *   a `RateLimitError`, not sent);
@@ -393,9 +404,14 @@ export class TxSender {
       throw toVenueError(err, this.errCtx(cid));
     }
     // Under the first-send ceiling (8/9 of the hard fee cap, room for one replacement) while the base fee
-    // allows, else under the cap itself, urgent or not: a next block's base fee that can be above the cap
-    // is refused here, before anything is signed.
-    fees = this.gasPolicy.capFirstSendFees(fees, { venue: this.ctx.venue, clientOrderId: cid });
+    // allows, else under the cap itself (no room for a replacement: only with allowUnreplaceableUnderCap),
+    // urgent or not: a next block's base fee that can be above the cap is refused here, before anything is
+    // signed, and so is a send the caller did not allow to go without room for a replacement.
+    fees = this.gasPolicy.capFirstSendFees(fees, {
+      venue: this.ctx.venue,
+      clientOrderId: cid,
+      allowUnreplaceableUnderCap: opts.allowUnreplaceableUnderCap,
+    });
     const gas = ((await this.estimateGas(req, cid)) * this.gasMultiplierPct) / 100n;
     return this.signAndBroadcast(req, n.latest, gas, fees, opts);
   }

@@ -1710,12 +1710,16 @@ export class GmxVenue implements VenueAdapter {
           ? { mode: 'capped', capAmount: toUnits(this.p.approvalCap, collateralDecimals) }
           : { mode: 'exact' },
       clientOrderId: cid,
+      // a decrease (reduce-only, or closing part of the opposite position) reduces risk: it may go up to
+      // the fee cap without room for a replacement under it; an increase is refused there (retried later)
+      ...(increase ? {} : { allowUnreplaceableUnderCap: true }),
     });
     const receipt = await sendRecorded(
       this.recordedSendDeps(),
       record,
       { to: this.p.exchangeRouter, data, value: executionFeeWei },
       spend,
+      { allowUnreplaceableUnderCap: !increase },
     );
     this.applyCreateReceipt(record, receipt);
     await this.store.put(cid, record);
@@ -1889,7 +1893,9 @@ export class GmxVenue implements VenueAdapter {
               args: [r.orderKey],
             }),
           },
-          { clientOrderId, urgency: 'urgent' },
+          // a cancel stops an order from executing (the kill switch's cancel pass among others): it may go
+          // up to the fee cap without room for a replacement, rather than wait while the keeper may run it
+          { clientOrderId, urgency: 'urgent', allowUnreplaceableUnderCap: true },
         );
       } else if (r.txHash && r.nonce !== undefined) {
         // Not mined yet: occupy its nonce with a 0-value self-transfer so it can never be.

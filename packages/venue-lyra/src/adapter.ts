@@ -2069,6 +2069,9 @@ export class LyraVenue implements VenueAdapter {
             }
           : { mode: 'exact' },
       clientOrderId: cid,
+      // a close (reduce-only, or a trade against an opposite position it covers) reduces risk: it may go
+      // up to the fee cap without room for a replacement under it; an open is refused there (retried later)
+      ...(plan.open ? {} : { allowUnreplaceableUnderCap: true }),
     });
     const receipt = await sendRecorded(
       {
@@ -2080,6 +2083,7 @@ export class LyraVenue implements VenueAdapter {
       record,
       { to: e.market.optionMarket, data },
       spend,
+      { allowUnreplaceableUnderCap: !plan.open },
     );
     this.applyReceipt(record, receipt);
     await this.store.put(cid, record);
