@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DropCopy, type PositionCheck } from './drop-copy.ts';
 import { clientOrderIdFor } from './ids.ts';
+import { ExecutionMetrics } from './metrics.ts';
 import { type Env, makeEnv, until } from './test-env.ts';
 
 const PERP = 'ETH-USD:PERP';
@@ -198,32 +199,163 @@ describe('drop-copy check: the venue position against the ledger', () => {
     expect(() => new DropCopy({ ledger: env.ledger, graceMs: -1 })).toThrow(/graceMs/);
   });
 
-  it('stops following an option at its expiry (settlement, not an order, takes it out), closing its break', async () => {
-    const opt = 'ETH-USD:OPT:20270326:3000:C';
-    const expiryMs = Date.UTC(2027, 2, 26, 8);
-    const day = 86_400_000;
-    const leg = env.intent(++n, {
-      venue: 'exp',
-      instrument: opt,
-      sizeBase: '1',
-      createdAtMs: expiryMs - 30 * day,
-    });
+  /** One filled order of ours, written to the ledger directly (stamped `createdAtMs`). */
+  async function filledOrder(
+    venue: string,
+    instrument: string,
+    side: 'buy' | 'sell',
+    sizeBase: string,
+    createdAtMs: number,
+  ): Promise<void> {
+    const leg = env.intent(++n, { venue, instrument, side, sizeBase, createdAtMs });
     const cid = clientOrderIdFor(leg.id);
     await env.ledger.recordPlan([{ intent: leg, clientOrderId: cid, status: 'queued' }], { actor: 't' });
     await env.ledger.transition(cid, 'sent', { actor: 't' });
-    await env.ledger.transition(cid, 'filled', { actor: 't', patch: { filledSizeBase: '1' } });
+    await env.ledger.transition(cid, 'filled', { actor: 't', patch: { filledSizeBase: sizeBase } });
+  }
+  /** The series of one metric for a venue and instrument in a registry. */
+  const series = async (m: ExecutionMetrics, name: string, venue: string, instrument: string) =>
+    ((await m.registry.getSingleMetric(name)?.get())?.values ?? []).filter(
+      (v) => v.labels.venue === venue && v.labels.instrument === instrument,
+    );
+  /** The `position-break-resolved` audit entries of one `venue/instrument`. */
+  const resolvedOf = async (subject: string) =>
+    (await env.ledger.listAudit({ action: 'position-break-resolved' })).filter((e) => e.subject === subject);
+  /** The ledger, with the `createdFromMs` of every drop-copy order read recorded. */
+  const recording = (reads: number[]) =>
+    new Proxy(env.ledger, {
+      get(target, prop, recv) {
+        if (prop === 'ordersForPositionCheck')
+          return (venue: string, o: { createdFromMs: number; updatedAfterMs: number }) => {
+            reads.push(o.createdFromMs);
+            return target.ordersForPositionCheck(venue, o);
+          };
+        const v = Reflect.get(target, prop, recv);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+
+  it('stops comparing an option at its expiry, but keeps its open break until an operator acknowledges it', async () => {
+    const opt = 'ETH-USD:OPT:20270326:3000:C';
+    const expiryMs = Date.UTC(2027, 2, 26, 8);
+    const day = 86_400_000;
+    await filledOrder('exp', opt, 'buy', '1', expiryMs - 30 * day);
     const held = [{ venue: 'exp', chain: 'evm:42161', instrument: opt, sizeBase: 1, asOfMs: 0 }];
     const expCheck = (positions: typeof held, atMs: number) => dc.check('exp', positions, atMs);
     expect(one2(await expCheck(held, expiryMs - 10 * day), opt).state).toBe('baselined');
     await expCheck([], expiryMs - 5 * day);
     expect(one2(await expCheck([], expiryMs - 4 * day), opt).state).toBe('break');
-    expect((await env.ledger.openPositionBreaks()).map((b) => b.subject)).toEqual([`exp/${opt}`]);
-    // past the expiry the venue holding nothing is no break: it is not compared at all
+    const openBreak = [`exp/${opt}`];
+    expect((await env.ledger.openPositionBreaks()).map((b) => b.subject)).toEqual(openBreak);
+    // past the expiry it is not compared (the venue holding nothing is no new break, nor is it ok) ...
     expect(await expCheck([], expiryMs + 3_600_000)).toEqual([]);
+    expect(await expCheck([], expiryMs + 7_200_000)).toEqual([]);
+    // ... but what the venue held unexplained is not explained by settlement: the break stays open and shown
+    expect((await env.ledger.openPositionBreaks()).map((b) => b.subject)).toEqual(openBreak);
+    expect((await series(env.metrics, 'xhedge_position_break', 'exp', opt)).map((v) => v.value)).toEqual([1]);
+    // a restart (leader failover) keeps it open and shows it too, without reporting it again
+    const m2 = new ExecutionMetrics();
+    const restarted = new DropCopy({ ledger: env.ledger, metrics: m2, settleMs: 0 });
+    expect(await restarted.check('exp', [], expiryMs + 7_200_000)).toEqual([]);
+    expect((await series(m2, 'xhedge_position_break', 'exp', opt)).map((v) => v.value)).toEqual([1]);
+    expect((await env.ledger.openPositionBreaks()).map((b) => b.subject)).toEqual(openBreak);
+    expect(await resolvedOf(`exp/${opt}`)).toEqual([]);
+    // the operator explains it: the next check closes it, and the option is no longer followed
+    expect(
+      await dc.acknowledge({ venue: 'exp', instrument: opt, actor: 'bob', reason: 'sold on the venue UI' }),
+    ).toEqual({ venue: 'exp', instrument: opt, breakOpen: true });
+    expect(await expCheck([], expiryMs + 10_800_000)).toEqual([]);
     expect(await env.ledger.openPositionBreaks()).toEqual([]);
-    expect((await env.ledger.listAudit({ action: 'position-break-resolved' }))[0]?.details).toMatchObject({
-      how: 'expired',
+    const resolved = await resolvedOf(`exp/${opt}`);
+    expect(resolved.map((e) => e.details)).toEqual([
+      expect.objectContaining({ how: 'acknowledged', by: 'bob', expiryMs }),
+    ]);
+    expect(await series(env.metrics, 'xhedge_position_break', 'exp', opt)).toEqual([]);
+    expect(await series(env.metrics, 'xhedge_position_unexplained_base', 'exp', opt)).toEqual([]);
+    // the restarted one learns it from the ledger as well
+    expect(await restarted.check('exp', [], expiryMs + 10_800_000)).toEqual([]);
+    expect(await series(m2, 'xhedge_position_break', 'exp', opt)).toEqual([]);
+    expect(await resolvedOf(`exp/${opt}`)).toHaveLength(1);
+  });
+
+  it('after an option expires, reads only orders since the oldest live baseline and drops its metrics', async () => {
+    const day = 86_400_000;
+    const expiring = 'ETH-USD:OPT:20280128:3000:C';
+    const E = Date.UTC(2028, 0, 28, 8);
+    const live = 'ETH-USD:OPT:20280225:3000:P';
+    const v = 'ro';
+    const t0 = Date.now(); // the ledger stamps the orders below now, after every baseline
+    const baseline = (instrument: string, sizeBase: string, atMs: number) =>
+      env.ledger.setPositionBaseline({
+        venue: v,
+        instrument,
+        sizeBase,
+        atMs,
+        actor: 'drop-copy',
+        reason: 't',
+      });
+    // the expiring option's baseline is the oldest; the live option's is older than the perp's
+    await baseline(expiring, '0', t0 - 20 * day);
+    await baseline(live, '0', t0 - 5 * day);
+    await baseline(PERP, '1', t0 - 3 * day);
+    await filledOrder(v, expiring, 'buy', '1', t0);
+    await filledOrder(v, live, 'sell', '1', t0);
+    await filledOrder(v, live, 'sell', '1', t0);
+    await filledOrder(v, PERP, 'buy', '1', t0);
+    await filledOrder(v, PERP, 'buy', '0.5', t0);
+    const pos = (instrument: string, sizeBase: number) => ({
+      venue: v,
+      chain: 'solana:mainnet-beta',
+      instrument,
+      sizeBase,
+      asOfMs: 0,
     });
+    const reads: number[] = [];
+    const never = 3650 * day; // no baseline rolls forward in this test
+    const ro = new DropCopy({
+      ledger: recording(reads),
+      metrics: env.metrics,
+      settleMs: 0,
+      rollEveryMs: never,
+    });
+    const states = (cs: PositionCheck[]) => cs.map((c) => [c.instrument, c.state, c.expectedSizeBase]);
+    const liveOk = [
+      [live, 'ok', '-2'],
+      [PERP, 'ok', '2.5'],
+    ];
+    expect(
+      states(await ro.check(v, [pos(expiring, 1), pos(live, -2), pos(PERP, 2.5)], E - 3_600_000)),
+    ).toEqual([[expiring, 'ok', '1'], ...liveOk]);
+    expect(reads).toEqual([t0 - 20 * day]);
+    expect((await series(env.metrics, 'xhedge_position_break', v, expiring)).map((s) => s.value)).toEqual([
+      0,
+    ]);
+    expect((await series(env.metrics, 'xhedge_position_unexplained_base', v, expiring)).length).toBe(1);
+    // expired, still held before settlement: not compared, and its baseline no longer holds the read back;
+    // the live option's (older than the perp's and than the previous check) still does
+    expect(
+      states(await ro.check(v, [pos(expiring, 1), pos(live, -2), pos(PERP, 2.5)], E + 3_600_000)),
+    ).toEqual(liveOk);
+    expect(states(await ro.check(v, [pos(live, -2), pos(PERP, 2.5)], E + 7_200_000))).toEqual(liveOk);
+    expect(reads.slice(1)).toEqual([t0 - 5 * day, t0 - 5 * day]);
+    expect(await series(env.metrics, 'xhedge_position_break', v, expiring)).toEqual([]);
+    expect(await series(env.metrics, 'xhedge_position_unexplained_base', v, expiring)).toEqual([]);
+    expect((await series(env.metrics, 'xhedge_position_break', v, live)).map((s) => s.value)).toEqual([0]);
+    expect((await series(env.metrics, 'xhedge_position_break', v, PERP)).map((s) => s.value)).toEqual([0]);
+    // a new fill of the live option after the expiry is explained as before
+    await filledOrder(v, live, 'buy', '0.5', t0);
+    const after = [
+      [live, 'ok', '-1.5'],
+      [PERP, 'ok', '2.5'],
+    ];
+    expect(states(await ro.check(v, [pos(live, -1.5), pos(PERP, 2.5)], E + 10_800_000))).toEqual(after);
+    // a process started after the expiry does not follow the expired option at all
+    const m2 = new ExecutionMetrics();
+    const reads2: number[] = [];
+    const fresh = new DropCopy({ ledger: recording(reads2), metrics: m2, settleMs: 0, rollEveryMs: never });
+    expect(states(await fresh.check(v, [pos(live, -1.5), pos(PERP, 2.5)], E + 10_800_000))).toEqual(after);
+    expect(reads2).toEqual([t0 - 5 * day]);
+    expect(await series(m2, 'xhedge_position_break', v, expiring)).toEqual([]);
   });
 
   it('a check whose ledger read failed is tried again in full by the next one', async () => {

@@ -89,7 +89,9 @@ const signed = (o: LedgerOrder) => new Dec(o.filledSizeBase).mul(o.side === 'buy
  * (`position-break`), logged, counted and shown on `xhedge_position_break`, and stays open until the
  * venue and the ledger agree again (`position-break-resolved`) or an operator asks for a new baseline
  * (`acknowledge`). Instruments we never ordered on a venue (the options book itself) are not followed,
- * nor options and futures past their expiry (settlement takes them out of the account).
+ * nor options and futures past their expiry (settlement takes them out of the account, so they are not
+ * compared even while the venue still shows them): they are dropped with their metric series, except
+ * that an open break outlives the expiry until an operator acknowledges it (see `#expired`).
  *
  * Feed it every successful venue read (`observe`); one process at a time should (the leader).
  */
@@ -99,10 +101,10 @@ export class DropCopy {
   readonly #grace: number;
   readonly #settle: number;
   readonly #roll: number;
-  /** Instruments followed per venue (ever traded by us, or with a baseline). */
+  /** Instruments followed per venue (traded by us, or with a baseline; not past expiry, unless an open break). */
   readonly #tracked = new Map<string, Set<string>>();
   /** `venue/instrument` → when a difference was first seen, and whether it is an open break. */
-  readonly #diff = new Map<string, { sinceMs: number; broken: boolean }>();
+  readonly #diff = new Map<string, { sinceMs: number; broken: boolean; expiryNoted?: boolean }>();
   #restored: Promise<void> | undefined;
   readonly #running = new Set<string>();
   readonly #lastCheckMs = new Map<string, number>();
@@ -162,25 +164,37 @@ export class DropCopy {
     await this.#restored;
     const { ledger } = this.#o;
     const baselines = new Map((await ledger.positionBaselines(venue)).map((b) => [b.instrument, b]));
+    // An instrument past its expiry is not followed: it joins the set only while it has an open break
+    // (kept for an operator, see `#expired`), so the first expiry ever traded does not stay for ever.
+    const follows = (instrument: string) =>
+      !isExpired(instrument, readStartedAtMs) || this.#diff.get(`${venue}/${instrument}`)?.broken === true;
     let tracked = this.#tracked.get(venue);
     if (!tracked) {
-      tracked = new Set(await ledger.instrumentsTraded(venue));
+      tracked = new Set((await ledger.instrumentsTraded(venue)).filter(follows));
       this.#tracked.set(venue, tracked);
     }
-    for (const i of baselines.keys()) tracked.add(i);
-    // orders since the oldest baseline (their fills explain the position) and since the previous check,
-    // with a minute's margin for an intent stamped before it reached the ledger (new instruments)
+    for (const i of baselines.keys()) if (follows(i)) tracked.add(i);
+    // orders since the oldest baseline of a live instrument (their fills explain the position) and since
+    // the previous check, with a minute's margin for an intent stamped before it reached the ledger (new
+    // instruments). An expired instrument is not compared, so its baseline (which no longer rolls forward)
+    // does not hold the read back; every other baseline counts, whatever the venue holds.
     const prev = this.#checkedUntil.get(venue);
-    const createdFromMs = Math.min(
-      readStartedAtMs,
-      prev === undefined ? readStartedAtMs : prev - 60_000,
-      ...[...baselines.values()].map((b) => b.atMs),
-    );
+    let createdFromMs = Math.min(readStartedAtMs, prev === undefined ? readStartedAtMs : prev - 60_000);
+    for (const b of baselines.values())
+      if (b.atMs < createdFromMs && !isExpired(b.instrument, readStartedAtMs)) createdFromMs = b.atMs;
     const orders = await ledger.ordersForPositionCheck(venue, {
       createdFromMs,
       updatedAfterMs: readStartedAtMs - this.#settle,
     });
-    for (const o of orders) tracked.add(o.instrument);
+    const byInstrument = new Map<string, LedgerOrder[]>();
+    for (const o of orders) {
+      const mine = byInstrument.get(o.instrument);
+      if (mine) mine.push(o);
+      else {
+        byInstrument.set(o.instrument, [o]);
+        if (follows(o.instrument)) tracked.add(o.instrument);
+      }
+    }
     this.#checkedUntil.set(venue, Math.max(prev ?? readStartedAtMs, readStartedAtMs));
     const sizes = new Map<string, number>();
     for (const p of positions) {
@@ -190,23 +204,19 @@ export class DropCopy {
     }
     const out: PositionCheck[] = [];
     for (const instrument of [...tracked].sort()) {
-      // an expired option or future leaves the account by settlement, not by an order: no longer followed
-      const meta = parseInstrumentId(instrument);
-      if ('expiryMs' in meta && readStartedAtMs >= meta.expiryMs) {
-        const key = `${venue}/${instrument}`;
-        if (this.#diff.get(key)?.broken)
-          await this.#resolve(key, { how: 'expired', expiryMs: meta.expiryMs });
-        this.#diff.delete(key);
-        this.#o.metrics?.positionBreak.set({ venue, instrument }, 0);
+      // an expired option or future leaves the account by settlement, not by an order: no longer compared
+      // (also while the venue still shows it, before settlement)
+      if (isExpired(instrument, readStartedAtMs)) {
+        if (await this.#expired(venue, instrument, baselines.get(instrument), readStartedAtMs))
+          tracked.delete(instrument);
         continue;
       }
-      const mine = orders.filter((o) => o.instrument === instrument);
       const c = await this.#checkOne(
         venue,
         instrument,
         sizes.get(instrument) ?? 0,
         baselines.get(instrument),
-        mine,
+        byInstrument.get(instrument) ?? [],
         readStartedAtMs,
       );
       this.#o.metrics?.positionBreak.set({ venue, instrument }, c.state === 'break' ? 1 : 0);
@@ -220,6 +230,46 @@ export class DropCopy {
   /** Asks for a new baseline at the next quiet read: the operator has explained the difference. */
   acknowledge(q: { venue: string; instrument: string; actor: string; reason: string }) {
     return acknowledgePositionBreak(this.#o.ledger, q);
+  }
+
+  /**
+   * An instrument past its expiry. Without an open break it is dropped: its difference is forgotten and
+   * its metric series removed (true). An open break is NOT closed by the expiry: the venue held what our
+   * ledger could not explain (someone else trading the account, a duplicate order) and settlement turning
+   * it into cash explains nothing, so it stays open, on `xhedge_position_break` and in the ledger's open
+   * breaks (also across a restart), until an operator acknowledges it (`acknowledgePositionBreak`); the
+   * next check then closes it (`position-break-resolved`, how `acknowledged`, with the expiry) and drops
+   * the instrument. It is not compared meanwhile, and its baseline does not hold the ledger read back.
+   * @returns whether the instrument is no longer followed.
+   */
+  async #expired(
+    venue: string,
+    instrument: string,
+    b: PositionBaseline | undefined,
+    atMs: number,
+  ): Promise<boolean> {
+    const key = `${venue}/${instrument}`;
+    const d = this.#diff.get(key);
+    const expiryMs = expiryMsOf(instrument);
+    if (d?.broken) {
+      if (b === undefined || b.sizeBase !== undefined) {
+        this.#o.metrics?.positionBreak.set({ venue, instrument }, 1);
+        if (!d.expiryNoted) {
+          d.expiryNoted = true;
+          this.#o.log?.(
+            'warn',
+            `position break on ${key} stays open past the instrument's expiry: acknowledge it once explained`,
+            { venue, instrument, expiryMs, sinceMs: d.sinceMs },
+          );
+        }
+        return false;
+      }
+      await this.#resolve(key, { how: 'acknowledged', by: b.actor, reason: b.reason, expiryMs, atMs });
+    }
+    this.#diff.delete(key);
+    this.#o.metrics?.positionBreak.remove({ venue, instrument });
+    this.#o.metrics?.positionDiffBase.remove({ venue, instrument });
+    return true;
   }
 
   async #checkOne(
@@ -337,6 +387,18 @@ export class DropCopy {
   async idle(): Promise<void> {
     while (this.#running.size > 0) await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** When an option or future expires, ms; undefined for a perp or spot. @throws on a malformed id */
+function expiryMsOf(instrument: string): number | undefined {
+  const meta = parseInstrumentId(instrument);
+  return 'expiryMs' in meta ? meta.expiryMs : undefined;
+}
+
+/** Past its expiry at `atMs` (the rule of the check: the expiry instant itself counts as past). */
+function isExpired(instrument: string, atMs: number): boolean {
+  const expiryMs = expiryMsOf(instrument);
+  return expiryMs !== undefined && atMs >= expiryMs;
 }
 
 /** The unit of an instrument's sizes: its base asset (ETH for ETH-USD:PERP), else "base units". */
