@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { AcceleratedClock, ManualClock } from './clock.ts';
-import { assertFinite, NumericError, ValidationError, XhedgeError } from './errors.ts';
+import { assertFinite, isDatabaseUnavailable, NumericError, ValidationError, XhedgeError } from './errors.ts';
 import { deterministicId } from './id-gen.ts';
 import { ChainId, EntityId, VenueId } from './ids.ts';
 import { canTransition, ORDER_TRANSITIONS, OrderStatus, TERMINAL_ORDER_STATUSES } from './model.ts';
@@ -52,6 +52,57 @@ describe('errors', () => {
       expect(paths).toEqual(['venues[1].chain', 'venues[1].id']);
     }
     expect(formatPath(['a', 0, 'b', 2])).toBe('a[0].b[2]');
+  });
+});
+
+/**
+ * Regression (a Redis outage drill): the API answered 500 INTERNAL instead of 503 NOT_READY while Redis
+ * was down or read-only, as ioredis's errors carry no code. These mirror redis-errors' classes (their
+ * `name` is the constructor's); the real ones, from a real redis-server, are in apps/api's
+ * redis-outage.test.ts (core does not depend on ioredis).
+ */
+describe('isDatabaseUnavailable: Redis', () => {
+  class RedisError extends Error {
+    override get name() {
+      return this.constructor.name;
+    }
+  }
+  class ReplyError extends RedisError {}
+  class AbortError extends RedisError {}
+  class MaxRetriesPerRequestError extends AbortError {}
+
+  it('is true for ioredis giving up on a connection and for a server that cannot take the command now', () => {
+    for (const err of [
+      new MaxRetriesPerRequestError('Reached the max retries per request limit (which is 3).'),
+      new Error('Connection is closed.'),
+      new Error("Stream isn't writeable and enableOfflineQueue options is false"),
+      new Error('Command timed out'),
+      new AbortError('Command aborted due to connection close'),
+      new ReplyError("READONLY You can't write against a read only replica."),
+      new ReplyError('LOADING Redis is loading the dataset in memory'),
+      new ReplyError("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."),
+      new ReplyError("OOM command not allowed when used memory > 'maxmemory'."),
+      new XhedgeError('INTERNAL', 'kill switch read failed', { cause: new Error('Connection is closed.') }),
+    ])
+      expect(isDatabaseUnavailable(err), `${err.name}: ${err.message}`).toBe(true);
+  });
+
+  it('is false for a wrong command, a script error, or an error that merely mentions a closed connection', () => {
+    for (const err of [
+      new ReplyError("ERR unknown command 'NOSUCH', with args beginning with: "),
+      new ReplyError('NOSCRIPT No matching script. Please use EVAL.'),
+      new ReplyError('WRONGTYPE Operation against a key holding the wrong kind of value'),
+      new ReplyError('ERR user_script:1: Script attempted to access nonexistent global variable'),
+      new ReplyError('READONLYISH not a reply prefix'),
+      new Error("READONLY You can't write against a read only replica."), // not a server reply
+      new Error('Connection is closed by the venue'),
+      new Error('the order book is closed'),
+      new Error('Connection is closed'), // not ioredis's exact message
+      new DOMException('This operation was aborted', 'AbortError'),
+      new AbortError('aborted by the caller'),
+      new RedisError('Reached the max retries'),
+    ])
+      expect(isDatabaseUnavailable(err), `${err.name}: ${err.message}`).toBe(false);
   });
 });
 

@@ -140,6 +140,44 @@ const UNREACHABLE_CODES = new Set([
 const DROPPED = /^Connection terminated|^Client has encountered a connection error|^Connection ended/;
 
 /**
+ * ioredis's own errors for a command that met no connection (they carry no code): the connection closed
+ * for good, an offline queue that is off, and a command timeout (`commandTimeout`). Whole messages, not
+ * words in them: an error that merely mentions "closed" is no outage.
+ */
+const REDIS_NO_CONNECTION = new Set([
+  'Connection is closed.',
+  "Stream isn't writeable and enableOfflineQueue options is false",
+  'Command timed out',
+]);
+
+/**
+ * Redis server replies (ioredis `ReplyError`) of a server that cannot take the command now but may
+ * later: a read-only replica (a failover under way), still loading its data, a replica whose master is
+ * down, out of memory under noeviction. `ERR`, `NOSCRIPT`, `WRONGTYPE` and the like are wrong commands.
+ */
+const REDIS_UNAVAILABLE_REPLY = /^(READONLY|LOADING|MASTERDOWN|OOM) /;
+
+/** Whether `e` (one link of a cause chain) is ioredis saying Redis could not be reached or take the command. */
+function isRedisUnavailable(e: object): boolean {
+  if (!(e instanceof Error)) return false;
+  switch (e.name) {
+    // the client gave up retrying the command while disconnected (maxRetriesPerRequest)
+    case 'MaxRetriesPerRequestError':
+      return true;
+    // redis-errors' AbortError, for a command in flight when the connection closed (the DOM's
+    // AbortError, an aborted fetch, has this name too: hence the message)
+    case 'AbortError':
+      return e.message.startsWith('Command aborted due to connection close');
+    case 'ReplyError':
+      return REDIS_UNAVAILABLE_REPLY.test(e.message);
+    case 'Error':
+      return REDIS_NO_CONNECTION.has(e.message);
+    default:
+      return false;
+  }
+}
+
+/**
  * Whether `err` says a database (the ledger's) could not be reached or answered (it is down, restarting,
  * refusing connections, or dropped the connection), not that a statement was wrong: such an operation
  * may succeed unchanged once the database is back. True for the codes `DB_TIMEOUT` (the store's timeouts, except a statement the server
@@ -147,7 +185,12 @@ const DROPPED = /^Connection terminated|^Client has encountered a connection err
  * and `DB_CONNECTION_LOST`, Node's socket errors (ECONNREFUSED, ECONNRESET, ...; also inside an
  * `AggregateError`, as a host with several addresses fails), Postgres SQLSTATE class 08 (connection
  * exception), 57P01–57P03 (the server shutting down or starting), 53300 (too many connections), and the
- * driver's "Connection terminated" messages; the error's `cause` chain is followed.
+ * driver's "Connection terminated" messages; the error's `cause` chain is followed. Also Redis (ioredis)
+ * that cannot be reached or cannot take the command now: `MaxRetriesPerRequestError`, "Connection is
+ * closed.", "Stream isn't writeable ...", "Command timed out", an `AbortError` of a command the closing
+ * connection aborted, and the replies `READONLY` (a replica: failover), `LOADING`, `MASTERDOWN` and `OOM`;
+ * not `ERR`, `NOSCRIPT`, `WRONGTYPE` or a script's error (`isLedgerUnavailable` of the store is this
+ * function, so an order run failing on such a Redis error is handed back like one failing on the ledger).
  */
 export function isDatabaseUnavailable(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 8; depth++) {
@@ -161,6 +204,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
     }
     if (e instanceof AggregateError && e.errors.some((x) => isDatabaseUnavailable(x))) return true;
     if (e instanceof Error && DROPPED.test(e.message)) return true;
+    if (isRedisUnavailable(e)) return true;
     e = (e as { cause?: unknown }).cause;
   }
   return false;

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { ManualClock } from '@xhedge/core';
 import { connectRedis, type RedisEndpoint } from '@xhedge/execution';
+import { freePort } from '@xhedge/execution/testing';
 import { FlowProducer, type Job, type JobsOptions, Queue, Worker } from 'bullmq';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { layerZeroCostModel } from './cost.ts';
 import { startTransferWorker, transferThenHedgeFlow } from './flow.ts';
 import { type BridgeEndpoint, PaperBridge } from './paper-bridge.ts';
@@ -504,5 +505,58 @@ describe.each(backends)('transfer-then-hedge BullMQ flow (%s)', (_label, open) =
     expect(hedgeRuns()).toBe(0);
     expect(await node.job.getState()).toBe('failed');
     expect([debits, usdc.get('gmx-arb'), usdc.get('drift-sol')]).toEqual([0, 1000 - 100.5, 0]);
+  });
+});
+
+/**
+ * Regression (a Redis outage drill): the transfer worker had no 'error' listener, so BullMQ wrote each
+ * refused connection to console.error, beside the run's logger (16 lines in 10 s).
+ */
+describe("startTransferWorker: the worker's own errors (Redis refusing connections)", () => {
+  const executor = {
+    send: async () => {
+      throw new Error('not called');
+    },
+    status: async () => undefined,
+  };
+  /** A worker on a port nothing listens on; closed without waiting on the Redis it never reaches. */
+  const workerOnDeadRedis = async (onError?: (err: Error) => void) => {
+    const port = await freePort();
+    const w = startTransferWorker({
+      executor,
+      connection: { host: '127.0.0.1', port, maxRetriesPerRequest: null },
+      queueName: 'transfers',
+      ...(onError ? { onError } : {}),
+    });
+    return {
+      close: () => Promise.race([w.close(true).catch(() => {}), new Promise((r) => setTimeout(r, 1_000))]),
+    };
+  };
+
+  it('reach onError, never console.error', async () => {
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const errors: Error[] = [];
+    const w = await workerOnDeadRedis((err) => errors.push(err));
+    try {
+      for (let i = 0; i < 200 && errors.length < 2; i++) await new Promise((r) => setTimeout(r, 25));
+      expect(errors.length).toBeGreaterThanOrEqual(2);
+      expect(errors[0]?.message).toMatch(/ECONNREFUSED/);
+      expect(printed).not.toHaveBeenCalled();
+    } finally {
+      await w.close();
+      printed.mockRestore();
+    }
+  });
+
+  it('without onError: still nothing on console.error (the worker always has a listener)', async () => {
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const w = await workerOnDeadRedis();
+    try {
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(printed).not.toHaveBeenCalled();
+    } finally {
+      await w.close();
+      printed.mockRestore();
+    }
   });
 });

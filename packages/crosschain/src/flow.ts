@@ -79,6 +79,13 @@ export interface TransferWorkerOptions {
    * store error): then there may be no `failed` record, only the error.
    */
   onFailed?: (failure: TransferFailure) => Promise<void>;
+  /**
+   * Sees the worker's own errors (its Redis connection refused or lost, a failed fetch of the next job:
+   * BullMQ reconnects and goes on by itself), a few a second during a Redis outage, so a caller logging
+   * them limits how often. The worker always has an `'error'` listener: without one BullMQ writes each
+   * of these to `console.error`, beside the process's logger. @defaultValue ignored
+   */
+  onError?: (err: Error) => void;
 }
 
 export interface TransferFailure {
@@ -101,7 +108,7 @@ export interface TransferFailure {
  */
 export function startTransferWorker(o: TransferWorkerOptions): Worker {
   const now = o.now ?? Date.now;
-  return new Worker(
+  const worker = new Worker(
     o.queueName ?? TRANSFER_QUEUE,
     async (job: Job<TransferRequest>, token?: string) => {
       let rec: TransferRecord;
@@ -143,4 +150,13 @@ export function startTransferWorker(o: TransferWorkerOptions): Worker {
     },
     { connection: o.connection, ...(o.prefix === undefined ? {} : { prefix: o.prefix }), maxStalledCount: 0 },
   );
+  const onError = o.onError;
+  worker.on('error', (err) => {
+    try {
+      onError?.(err);
+    } catch {
+      // a caller's listener that throws would have BullMQ emit that again, then print it
+    }
+  });
+  return worker;
 }

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keysFor } from './keys.ts';
 import { LeaderLease } from './lease.ts';
 import { gate, heldAcquire, testRedis } from './test-env.ts';
+import { hasRedisServer, type OwnRedis, silentRedisProxy, spawnRedisServer } from './testing.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -198,4 +199,130 @@ describe('leader lease: stop while a step is in flight', () => {
     await a.stop();
     await b.stop();
   });
+});
+
+/**
+ * Regression (a Redis outage drill): with Redis down, the lease's client (no limit on retries per
+ * request, as BullMQ's connections need) queued the renewal for ever: 15 s after Redis went, with a TTL
+ * of 10 s, `tick()` had not settled and the lease still said leader with its token, though its key had
+ * lapsed and a standby could hold it. The hold is dropped once a TTL has passed since the last renewal
+ * Redis confirmed, answered or not, and a step gives up on a call unanswered for a TTL.
+ */
+describe.skipIf(!hasRedisServer())("leader lease: Redis gone (a redis-server of the test's own)", () => {
+  const prefix = `xhlease${randomBytes(3).toString('hex')}`;
+  const ttlMs = 1_000;
+  let server: OwnRedis;
+  const clients: Redis[] = [];
+  /** A client that waits for Redis for ever (offline queue, no limit on retries): the worst case. */
+  const patientClient = (url: string) => {
+    const c = new Redis(url, { maxRetriesPerRequest: null, retryStrategy: () => 50 });
+    c.on('error', () => {});
+    clients.push(c);
+    return c;
+  };
+  /** Resolves once `cond()` holds, polling every 10 ms; rejects after `ms`. */
+  const until = async (cond: () => boolean, ms: number, what: string) => {
+    const t0 = performance.now();
+    while (!cond()) {
+      if (performance.now() - t0 > ms) throw new Error(`not within ${ms} ms: ${what}`);
+      await sleep(10);
+    }
+  };
+  /** Whether `p` has settled (looked at after a turn of the event loop). */
+  const settled = (p: Promise<unknown>) => {
+    let done = false;
+    void p.then(
+      () => {
+        done = true;
+      },
+      () => {
+        done = true;
+      },
+    );
+    return () => done;
+  };
+
+  beforeAll(async () => {
+    server = await spawnRedisServer();
+  });
+  afterAll(() => {
+    for (const c of clients) c.disconnect();
+    server.stop();
+  });
+
+  it('Redis stopped: not held once the TTL has passed, the loop keeps going, and acquires again once Redis is back', async () => {
+    const redis = patientClient(server.url);
+    let highest = 0;
+    const a = new LeaderLease({
+      redis,
+      prefix,
+      name: 'down',
+      holderId: 'a',
+      ttlMs,
+      renewEveryMs: 200,
+      tokenFloor: async () => highest, // the ledger's highest accepted token
+    });
+    const changes: [boolean, number | undefined][] = [];
+    a.start((leader, token) => {
+      changes.push([leader, token]);
+      if (token !== undefined) highest = Math.max(highest, token);
+    });
+    await until(() => a.isLeader, 2_000, 'first acquisition');
+    const first = a.token;
+    await server.kill();
+    const killedAt = performance.now();
+    // a renewal sent now is never answered while Redis is gone
+    const renewal = a.tick();
+    const renewalSettled = settled(renewal);
+    await until(() => !a.isLeader, ttlMs + 500, 'the hold to lapse');
+    // dropped no later than a TTL after the last confirmed renewal (at most one renewal period before the kill)
+    expect(performance.now() - killedAt).toBeLessThan(ttlMs + 150);
+    expect(a.token).toBeUndefined();
+    expect(changes).toEqual([
+      [true, first],
+      [false, undefined],
+    ]);
+    // the step gives up on its call after a TTL: tick() settles, not leader
+    await until(renewalSettled, ttlMs + 500, 'the renewal to settle');
+    expect(await renewal).toBeUndefined();
+    await sleep(300);
+    expect(a.isLeader).toBe(false);
+
+    await server.start();
+    await until(() => a.isLeader, 5_000, 'acquisition once Redis is back');
+    expect(a.token).toBeGreaterThan(first ?? 0);
+    await a.stop();
+  }, 15_000);
+
+  it('a renewal that hangs (a silent network: no error, no answer) does not keep the lease held', async () => {
+    const proxy = await silentRedisProxy(server.url);
+    try {
+      const a = new LeaderLease({
+        redis: patientClient(proxy.url),
+        prefix,
+        name: 'silent',
+        holderId: 'a',
+        ttlMs,
+      });
+      const sentAt = performance.now();
+      const token = await a.tick();
+      expect(token).toBeGreaterThan(0);
+      proxy.cut();
+      await sleep(300);
+      const renewal = a.tick(); // sent 300 ms after the acquisition: unanswered for ever
+      const renewalSettled = settled(renewal);
+      await sleep(ttlMs - 300 - 50);
+      expect(a.isLeader).toBe(true); // within the TTL of the acquisition
+      await until(() => !a.isLeader, 500, 'the hold to lapse');
+      expect(performance.now() - sentAt).toBeLessThan(ttlMs + 100);
+      expect(a.token).toBeUndefined();
+      // the renewal is still out: the hold lapsed without its answer
+      expect(renewalSettled()).toBe(false);
+      await expect(a.assertHeld()).rejects.toThrow(/not the holder of lease silent/);
+      expect(await renewal).toBeUndefined();
+      await a.stop();
+    } finally {
+      await proxy.close();
+    }
+  }, 10_000);
 });

@@ -79,7 +79,13 @@ export interface LeaderLeaseOptions {
   name: string;
   /** This process's id. @defaultValue a random UUID */
   holderId?: string;
-  /** Lease time to live, ms: how long a dead leader blocks the standby. @defaultValue 10000 */
+  /**
+   * Lease time to live, ms: how long a dead leader blocks the standby. It is also how long this process
+   * counts itself the holder after its last acquisition or renewal that Redis confirmed (from when that
+   * call was sent): past it the key may have lapsed, so the hold is dropped even while a renewal is still
+   * unanswered (Redis down, a silent network), and a step gives up on a call unanswered that long.
+   * @defaultValue 10000
+   */
   ttlMs?: number;
   /** Renewal/acquisition period, ms. @defaultValue ttlMs / 3 */
   renewEveryMs?: number;
@@ -103,6 +109,10 @@ export class LeaderLease {
   readonly #renewEveryMs: number;
   readonly #floor: () => Promise<number>;
   #token: number | undefined;
+  /** `performance.now()` past which `#token` is no longer held: its last confirmed call's send time + TTL. */
+  #heldUntil = 0;
+  /** Drops the hold at `#heldUntil` when no renewal has confirmed it by then (see `#lapse`). */
+  #expiry: NodeJS.Timeout | undefined;
   #timer: NodeJS.Timeout | undefined;
   #onChange: ((leader: boolean, token: number | undefined) => void) | undefined;
   /** Bumped by every `stop`: a step that began before it neither sets leadership nor keeps a key it took. */
@@ -127,10 +137,36 @@ export class LeaderLease {
   }
 
   get token(): number | undefined {
+    this.#lapseIfDue();
     return this.#token;
   }
   get isLeader(): boolean {
-    return this.#token !== undefined;
+    return this.token !== undefined;
+  }
+
+  /**
+   * Holds `token` until `sentAt` + TTL (`sentAt`: when the call that confirmed it was sent; Redis ran it
+   * later, so its key lapses no earlier than this), or clears the hold (`undefined`).
+   */
+  #hold(token: number | undefined, sentAt: number): void {
+    this.#token = token;
+    if (this.#expiry) clearTimeout(this.#expiry);
+    this.#expiry = undefined;
+    if (token === undefined) return;
+    this.#heldUntil = sentAt + this.#ttlMs;
+    this.#expiry = setTimeout(() => this.#lapseIfDue(), Math.max(0, this.#heldUntil - performance.now()));
+    this.#expiry.unref?.();
+  }
+
+  /**
+   * The TTL has passed since the last confirmed acquisition or renewal (Redis down, a renewal that
+   * hangs): the key may have lapsed and a standby may hold it, so this process is not the leader any
+   * more, whether or not that renewal ever answers.
+   */
+  #lapseIfDue(): void {
+    if (this.#token === undefined || performance.now() < this.#heldUntil) return;
+    this.#hold(undefined, 0);
+    this.#onChange?.(false, undefined);
   }
 
   /**
@@ -153,7 +189,7 @@ export class LeaderLease {
    */
   async tick(): Promise<number | undefined> {
     const epoch = this.#epoch;
-    const before = this.#token;
+    const before = this.token;
     let floor = 0;
     if (before === undefined) {
       try {
@@ -174,20 +210,28 @@ export class LeaderLease {
   /** The Redis half of `tick` (tracked in `#steps` for `stop`); never throws. */
   async #step(epoch: number, before: number | undefined, floor: number): Promise<number | undefined> {
     let after = before;
+    const sentAt = performance.now();
+    // A call unanswered for a TTL is given up (a client that queues commands while Redis is down, a
+    // silent network): the hold has lapsed by then anyway, and the loop must go on to acquire again once
+    // Redis is back. Should it still land later: a renewal's answer is about a hold already dropped; an
+    // acquisition's key is ours, taken up again by the next step (see ACQUIRE) or left to lapse.
+    const unanswered = () => {
+      throw new Error(`lease ${this.name}: Redis did not answer within ${this.#ttlMs} ms`);
+    };
     try {
       if (before !== undefined) {
-        const ok = await this.#redis.eval(RENEW, 1, this.#key, this.#value(before, epoch), this.#ttlMs);
+        const ok = await within(
+          this.#redis.eval(RENEW, 1, this.#key, this.#value(before, epoch), this.#ttlMs),
+          this.#ttlMs,
+          unanswered,
+        );
         if (ok !== 1) after = undefined;
       } else {
         const t = Number(
-          await this.#redis.eval(
-            ACQUIRE,
-            2,
-            this.#key,
-            this.#tokenKey,
-            this.#owner(epoch),
+          await within(
+            this.#redis.eval(ACQUIRE, 2, this.#key, this.#tokenKey, this.#owner(epoch), this.#ttlMs, floor),
             this.#ttlMs,
-            floor,
+            unanswered,
           ),
         );
         if (t > 0) after = t;
@@ -202,10 +246,10 @@ export class LeaderLease {
       if (after !== undefined && after !== before) await this.#release(after, epoch);
       return undefined;
     }
-    // another step (a manual tick beside the loop) changed the token meanwhile: this one's answer is
-    // about a token no longer held, so it changes nothing
-    if (this.#token !== before) return this.#token;
-    this.#token = after;
+    // another step (a manual tick beside the loop) changed the token meanwhile, or the hold lapsed while
+    // this call was out: this one's answer is about a token no longer held, so it changes nothing
+    if (this.token !== before) return this.#token;
+    this.#hold(after, sentAt);
     if (before !== after) this.#onChange?.(after !== undefined, after);
     return after;
   }
@@ -233,13 +277,22 @@ export class LeaderLease {
 
   /** Checks in Redis, now, that this process still holds the lease; returns the token. */
   async assertHeld(): Promise<number> {
-    const t = this.#token;
+    const t = this.token;
     if (t === undefined) throw new NotLeaderError(this.name);
-    if ((await this.#redis.get(this.#key)) !== this.#value(t)) {
-      this.#token = undefined;
-      this.#onChange?.(false, undefined);
+    // no answer by the time the hold lapses: not held, whatever Redis says later
+    const notLeader = () => {
+      throw new NotLeaderError(this.name);
+    };
+    const value = await within(this.#redis.get(this.#key), this.#heldUntil - performance.now(), notLeader);
+    if (value !== this.#value(t)) {
+      if (this.#token === t) {
+        this.#hold(undefined, 0);
+        this.#onChange?.(false, undefined);
+      }
       throw new NotLeaderError(this.name);
     }
+    // the key was ours when Redis read it, but the hold may have lapsed while the read was out
+    if (this.token !== t) throw new NotLeaderError(this.name);
     return t;
   }
 
@@ -257,7 +310,7 @@ export class LeaderLease {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
     const t = this.#token;
-    this.#token = undefined;
+    this.#hold(undefined, 0);
     if (this.#steps.size > 0) await within(Promise.all(this.#steps), this.#ttlMs, () => {});
     if (t !== undefined) await this.#release(t, life);
   }

@@ -765,7 +765,11 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         venueTickBudgetMs: venueBudgetMs,
       });
       planner = p;
-      const leaseRedis = redisEp.client();
+      // The lease's own client gives up on a command (bounded retries, a command timeout) instead of
+      // queueing it for as long as Redis is gone, as the endpoint's default (BullMQ's unlimited retries)
+      // does: a renewal answers, or fails, well within the lease's renewal period, and the lease drops its
+      // hold a TTL after its last confirmed renewal anyway (LeaderLease).
+      const leaseRedis = redisEp.client({ maxRetriesPerRequest: 1, commandTimeout: 2_000 });
       closers.push({ name: 'lease client', close: () => closeRedisClient(leaseRedis) });
       const flows = new TransferFlows({ connection: redisEp.options, queuePrefix, ledger, service });
       closers.push({ name: 'transfer flows', close: () => flows.close() });

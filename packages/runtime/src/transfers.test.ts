@@ -9,10 +9,10 @@ import {
   orderQueueName,
   producerMarked,
 } from '@xhedge/execution';
-import { controlStack, machineRedisOrEmbedded } from '@xhedge/execution/testing';
+import { controlStack, freePort, machineRedisOrEmbedded } from '@xhedge/execution/testing';
 import { Ledger, openDatabase } from '@xhedge/store';
 import { type Job, Queue } from 'bullmq';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { startTransferJobs, TransferFlows, transferDeliveredAtMs } from './transfers.ts';
 
 function jobWithChildren(values: Record<string, unknown>): Job {
@@ -297,6 +297,91 @@ describe('startTransferJobs: a transfer whose executor throws', () => {
     } finally {
       await worker.close();
       await st.close();
+    }
+  });
+});
+
+/**
+ * Regression (a Redis outage drill): the transfer worker had no 'error' listener, so BullMQ wrote each
+ * refused connection to console.error, outside the run's logger (16 lines in 10 s).
+ */
+describe("startTransferJobs: the worker's own errors (Redis refusing connections)", () => {
+  const executor: TransferExecutor = {
+    send: async () => {
+      throw new Error('not called');
+    },
+    status: async () => undefined,
+  };
+  /** The worker on a port nothing listens on (no ledger or service is reached: no job ever runs). */
+  const onDeadRedis = async (o: { nowMs?: () => number } = {}) => {
+    const logs: { level: string; msg: string; data?: Record<string, unknown> }[] = [];
+    const worker = startTransferJobs({
+      executor,
+      connection: { host: '127.0.0.1', port: await freePort(), maxRetriesPerRequest: null },
+      queuePrefix: `xh-tw-${randomBytes(3).toString('hex')}`,
+      ledger: undefined as unknown as Ledger,
+      service: undefined as unknown as ExecutionService,
+      log: (level, msg, data) => logs.push({ level, msg, ...(data ? { data } : {}) }),
+      ...o,
+    });
+    let emitted = 0;
+    worker.on('error', () => emitted++);
+    return {
+      worker,
+      logs,
+      emitted: () => emitted,
+      close: () =>
+        Promise.race([worker.close(true).catch(() => {}), new Promise((r) => setTimeout(r, 1_000))]),
+    };
+  };
+
+  it("reach the run's logger, once for a streak of refused connections, never console.error", async () => {
+    const printed = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const w = await onDeadRedis();
+    try {
+      for (let i = 0; i < 200 && w.emitted() < 3; i++) await new Promise((r) => setTimeout(r, 25));
+      expect(w.emitted()).toBeGreaterThanOrEqual(3);
+      expect(w.logs).toEqual([
+        {
+          level: 'warn',
+          msg: 'transfer worker error (its Redis connection, most often: BullMQ reconnects and goes on by itself)',
+          data: { error: expect.stringMatching(/ECONNREFUSED/), name: 'Error' },
+        },
+      ]);
+      expect(printed).not.toHaveBeenCalled();
+    } finally {
+      await w.close();
+      printed.mockRestore();
+    }
+  });
+
+  it('a long streak: one line counting the errors not logged every 30 s; a quiet 30 s starts a new streak', async () => {
+    let now = 1_000_000;
+    const w = await onDeadRedis({ nowMs: () => now });
+    try {
+      const emit = (msg: string) => w.worker.emit('error', new Error(msg));
+      emit('connect ECONNREFUSED 127.0.0.1:1');
+      now += 10_000;
+      emit('Connection is closed.');
+      now += 19_000;
+      emit('connect ECONNREFUSED 127.0.0.1:1');
+      expect(w.logs.map((l) => l.msg)).toEqual([expect.stringMatching(/^transfer worker error/)]);
+      now += 2_000; // 31 s since the line
+      emit('connect ECONNREFUSED 127.0.0.1:1');
+      expect(w.logs).toHaveLength(2);
+      expect(w.logs[1]?.msg).toMatch(/^transfer worker: still failing, \d+ more errors$/);
+      expect(w.logs[1]?.data).toMatchObject({
+        sinceMs: 1_000_000,
+        error: 'connect ECONNREFUSED 127.0.0.1:1',
+      });
+      emit('connect ECONNREFUSED 127.0.0.1:1'); // right after a line: counted, not logged
+      expect(w.logs).toHaveLength(2);
+      now += 31_000; // quiet for 31 s: a new streak
+      emit('connect ECONNREFUSED 127.0.0.1:1');
+      expect(w.logs).toHaveLength(3);
+      expect(w.logs[2]?.msg).toMatch(/^transfer worker error/);
+    } finally {
+      await w.close();
     }
   });
 });

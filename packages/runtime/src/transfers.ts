@@ -1,4 +1,4 @@
-import type { HedgeIntent } from '@xhedge/core';
+import { type HedgeIntent, redact } from '@xhedge/core';
 import {
   startTransferWorker,
   type TransferExecutor,
@@ -159,6 +159,55 @@ export interface TransferWorkerRunOptions {
   /** Wall ms between delivery checks of a transfer in flight. @defaultValue 200 */
   recheckMs?: number;
   log: (level: 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
+  /**
+   * The worker's own errors (Redis refused or lost: a few a second while it is down) are logged as a
+   * streak: the first at once, then at most one line this often, counting the ones not logged. An error
+   * after `errorSummaryEveryMs` without any starts a new streak. @defaultValue 30000
+   */
+  errorSummaryEveryMs?: number;
+  /** Wall time for those streaks, ms. @defaultValue Date.now */
+  nowMs?: () => number;
+}
+
+/**
+ * The transfer worker's `onError`: its errors through the run's logger (never BullMQ's console.error),
+ * one line per streak and then at most one per `everyMs` (a Redis outage gave 16 lines in 10 s).
+ */
+function workerErrorLog(
+  log: TransferWorkerRunOptions['log'],
+  everyMs: number,
+  nowMs: () => number,
+): (err: Error) => void {
+  if (!Number.isFinite(everyMs) || everyMs < 0)
+    throw new RangeError(`errorSummaryEveryMs must be a finite number of ms >= 0, got ${String(everyMs)}`);
+  let streak:
+    | { sinceMs: number; lastMs: number; loggedAtMs: number; errors: number; unlogged: number }
+    | undefined;
+  return (err) => {
+    const now = nowMs();
+    // the message as the logger has it: a driver's message may echo a URL with its credentials
+    const error = redact(err.message);
+    if (!streak || now - streak.lastMs >= everyMs) {
+      streak = { sinceMs: now, lastMs: now, loggedAtMs: now, errors: 1, unlogged: 0 };
+      log(
+        'warn',
+        'transfer worker error (its Redis connection, most often: BullMQ reconnects and goes on by itself)',
+        { error, name: err.name },
+      );
+      return;
+    }
+    streak.lastMs = now;
+    streak.errors++;
+    streak.unlogged++;
+    if (now - streak.loggedAtMs < everyMs) return;
+    log('warn', `transfer worker: still failing, ${streak.unlogged} more errors`, {
+      error,
+      errors: streak.errors,
+      sinceMs: streak.sinceMs,
+    });
+    streak.loggedAtMs = now;
+    streak.unlogged = 0;
+  };
 }
 
 /**
@@ -172,6 +221,7 @@ export function startTransferJobs(o: TransferWorkerRunOptions): Worker {
     connection: o.connection,
     prefix: o.queuePrefix,
     recheckMs: o.recheckMs ?? 200,
+    onError: workerErrorLog(o.log, o.errorSummaryEveryMs ?? 30_000, o.nowMs ?? Date.now),
     // also when the executor threw on the last attempt: then there may be no record, only the error
     onFailed: async ({ transfer, record, error, parentJobId }) => {
       o.log('error', `collateral transfer ${transfer.transferId} failed`, {
