@@ -177,6 +177,9 @@ const DOMAIN_STATUS: Readonly<Record<string, number>> = {
   RATE_LIMITED: 429,
   // engaged in Redis, the ledger write failed: a 5xx, and the message says the switch IS engaged
   KILL_SWITCH_UNRECORDED: 500,
+  // Redis unavailable: recorded in the ledger, put in force by the restore once Redis answers; a 503 whose
+  // message says so (the generic NOT_READY "try again" lost it, and engaging again records another)
+  KILL_SWITCH_PENDING: 503,
   // a change in force whose audit entry failed (a port may raise it as a plain XhedgeError too)
   AUDIT_UNRECORDED: 500,
 };

@@ -6,6 +6,7 @@ import { loadConfigFile } from '@xhedge/config';
 import { ManualClock } from '@xhedge/core';
 import {
   BreakerResetConflictError,
+  KillSwitchPendingError,
   KillSwitchReleaseConflictError,
   KillSwitchUnrecordedError,
 } from '@xhedge/execution';
@@ -585,6 +586,55 @@ describe('operator API', () => {
       });
     } finally {
       await unrecorded.close();
+    }
+  });
+
+  it('a kill switch engaged while Redis is down: a 503 that says it is recorded and applied when Redis answers, not a bare NOT_READY', async () => {
+    const own = memoryPorts({ venues: cfg.venues, policy: cfg.policy, adminToken: ADMIN });
+    const system = { tokenId: 'x', name: 'test', role: 'admin' as const };
+    const op = (await own.tokens.create({ name: 'o5', role: 'operator' }, system)).token;
+    const redisDown = Object.assign(new Error('Reached the max retries per request limit (which is 1).'), {
+      name: 'MaxRetriesPerRequestError',
+    });
+    const pending = await buildApiServer({
+      ports: {
+        ...own,
+        controls: {
+          ...own.controls,
+          tripKillSwitch: async () => {
+            throw new KillSwitchPendingError(
+              {
+                scope: 'global',
+                eventId: 'e5',
+                actor: 'operator:o5',
+                reason: 'r',
+                allowRiskReducing: false,
+                engagedAtMs: 1,
+              },
+              redisDown,
+            );
+          },
+        },
+      },
+      logger: false,
+    });
+    try {
+      const r = await pending.inject({
+        method: 'POST',
+        url: '/v1/kill-switch/trip',
+        headers: { authorization: `Bearer ${op}` },
+        payload: { scope: 'global', reason: 'redis is down' },
+      });
+      expect(r.statusCode).toBe(503);
+      expect(r.json().error).toMatchObject({
+        code: 'KILL_SWITCH_PENDING',
+        message: expect.stringMatching(
+          /^kill switch global engagement RECORDED in the ledger but not yet in force/,
+        ),
+        details: { engaged: false, recorded: true, pending: true },
+      });
+    } finally {
+      await pending.close();
     }
   });
 

@@ -50,6 +50,7 @@ export {
   KillScope,
   KillSwitch,
   type KillSwitchOptions,
+  KillSwitchPendingError,
   KillSwitchReleaseConflictError,
   KillSwitchUnrecordedError,
   recordKillEngagement,

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type Clock, systemClock, XhedgeError } from '@xhedge/core';
+import { type Clock, isDatabaseUnavailable, systemClock, XhedgeError } from '@xhedge/core';
 import type { KillSwitchEvent, Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
@@ -233,6 +233,47 @@ export class KillSwitchUnrecordedError extends XhedgeError {
 }
 
 /**
+ * The engage could not reach Redis (down, read-only, loading, failing over), so it is NOT in force yet,
+ * but its kill-switch event is in the ledger (`details.pendingRedis`): the control-state restore (run at
+ * start, every few seconds, and as soon as the Redis client is ready again) puts it in force and
+ * announces it (the workers' cancel pass) once Redis answers. Meanwhile no order passes the gate anyway
+ * (it lives in Redis), but orders resting at venues stay working until then. Code
+ * `KILL_SWITCH_PENDING`.
+ */
+export class KillSwitchPendingError extends XhedgeError {
+  override name = 'KillSwitchPendingError';
+  readonly engagement: KillEngagement;
+  constructor(engagement: KillEngagement, cause: unknown, o: { replace?: boolean } = {}) {
+    const why = (cause instanceof Error ? cause.message : String(cause)).split('\n')[0]?.slice(0, 300);
+    super(
+      'KILL_SWITCH_PENDING',
+      `kill switch ${engagement.scope} engagement RECORDED in the ledger but not yet in force: Redis did not take it (${why}); it is applied, and working orders cancelled, as soon as Redis answers`,
+      {
+        details: {
+          scope: engagement.scope,
+          eventId: engagement.eventId,
+          engaged: false,
+          recorded: true,
+          pending: true,
+          allowRiskReducing: engagement.allowRiskReducing,
+        },
+        metaMessages: [
+          'no new order passes while Redis is unreachable (the order gate lives there); orders resting at venues stay working until it is applied',
+          'do not engage again: the recorded engagement is applied by the control-state restore once Redis answers',
+          ...(o.replace
+            ? [
+                'replace was asked: when applied it never loosens an engagement Redis holds by then (engage again with replace)',
+              ]
+            : []),
+        ],
+        cause,
+      },
+    );
+    this.engagement = engagement;
+  }
+}
+
+/**
  * A release found a newer engagement of its scope than the one it read: one that arrived after its read
  * (an engage, or a re-engage that changed the entry). The release removed nothing: the newer engagement
  * stays in force, and the ledger's last word on the scope is that engagement again (restated after the
@@ -402,6 +443,8 @@ export class KillSwitch {
    * meanwhile (whose own ledger event may have come before this one), that engagement is restated in the
    * ledger, so the ledger's last word on the scope is what Redis holds (see `#restate`).
    * @throws KillSwitchUnrecordedError engaged in Redis, but the ledger write failed
+   * @throws KillSwitchPendingError Redis was unavailable (down, read-only, loading): not in force yet,
+   * but recorded in the ledger, and put in force by the control-state restore once Redis answers
    */
   async engage(
     scopeIn: KillScope,
@@ -410,19 +453,14 @@ export class KillSwitch {
     const scope = KillScope.parse(scopeIn);
     const requested = { actor: o.actor, reason: o.reason, allowRiskReducing: o.allowRiskReducing ?? false };
     const e = { eventId: randomUUID(), ...requested, engagedAtMs: this.#clock.nowMs() };
-    const res = await evalScript(
-      this.#redis,
-      ENGAGE,
-      [this.#keys.kill],
-      [
-        scope,
-        JSON.stringify(e),
-        o.replace ? '1' : '0',
-        e.eventId,
-        e.allowRiskReducing ? '1' : '0',
-        JSON.stringify({ ...e, allowRiskReducing: false }),
-      ],
-    );
+    let res: unknown;
+    try {
+      res = await this.#engageScript(scope, e, o.replace === true);
+    } catch (err) {
+      // Redis down or refusing writes: the stop is not lost, it is recorded for the restore to apply
+      if (!this.#ledger || !isDatabaseUnavailable(err)) throw err;
+      throw await this.#recordPending(this.#ledger, { scope, ...e }, err, o.replace === true);
+    }
     const [change, inForceRaw, prevRaw] = engageReply(res);
     const inForce = KillSwitch.engagementOf(scope, inForceRaw);
     const prev = prevRaw === '' ? undefined : Engagement.safeParse(safeJson(prevRaw));
@@ -443,6 +481,64 @@ export class KillSwitch {
     this.#metrics?.killSwitchActions.inc({ scope, action: 'engage' });
     if (this.#ledger) await this.recordEngagement(this.#ledger, result);
     return result;
+  }
+
+  /** Runs the ENGAGE script for `e` (see there). */
+  #engageScript(
+    scope: KillScope,
+    e: { eventId: string; allowRiskReducing: boolean },
+    replace: boolean,
+  ): Promise<unknown> {
+    return evalScript(
+      this.#redis,
+      ENGAGE,
+      [this.#keys.kill],
+      [
+        scope,
+        JSON.stringify(e),
+        replace ? '1' : '0',
+        e.eventId,
+        e.allowRiskReducing ? '1' : '0',
+        JSON.stringify({ ...e, allowRiskReducing: false }),
+      ],
+    );
+  }
+
+  /**
+   * An engage Redis did not take because it was unavailable: its `engage` event goes to the ledger as a
+   * normal engage's does (the restore puts it in force), marked `pendingRedis`, and the error to throw
+   * says so. A ledger that fails too leaves nothing recorded: the Redis error is thrown as it is.
+   */
+  async #recordPending(
+    ledger: Ledger,
+    e: KillEngagement,
+    redisErr: unknown,
+    replace: boolean,
+  ): Promise<unknown> {
+    try {
+      await ledger.recordKillSwitchEvent({
+        scope: e.scope,
+        action: 'engage',
+        actor: e.actor,
+        reason: e.reason,
+        allowRiskReducing: e.allowRiskReducing,
+        atMs: e.engagedAtMs,
+        details: { eventId: e.eventId, pendingRedis: true, ...(replace ? { requestedReplace: true } : {}) },
+      });
+    } catch {
+      return redisErr;
+    }
+    this.#metrics?.killSwitchActions.inc({ scope: e.scope, action: 'engage-pending' });
+    await ledger
+      .audit({
+        actor: e.actor,
+        action: 'kill-switch.engage',
+        subject: e.scope,
+        details: { reason: e.reason, pendingRedis: true, allowRiskReducing: e.allowRiskReducing },
+      })
+      // the event is the record a restore reads; the audit line is a courtesy here
+      .catch(() => {});
+    return new KillSwitchPendingError(e, redisErr, { replace });
   }
 
   /**
@@ -483,6 +579,11 @@ export class KillSwitch {
     // removes exactly that and is the authority for the return value.
     const read = await this.#redis.hget(this.#keys.kill, scope);
     const released = read === null ? undefined : Engagement.safeParse(safeJson(read));
+    // An engage recorded while Redis was down, not applied yet, is an engagement this release did not
+    // read: it stays (the restore applies it), as one that reached Redis after the read would.
+    const pending = await this.#pendingOf(scope);
+    if (pending && pending.eventId !== (released?.success ? released.data.eventId : undefined))
+      throw new KillSwitchReleaseConflictError(scope, pending);
     await this.#ledger?.recordKillSwitchEvent({
       scope,
       action: 'release',
@@ -511,6 +612,22 @@ export class KillSwitch {
       details: { reason: o.reason },
     });
     return removed;
+  }
+
+  /** The scope's latest ledger engage/release event when it is an engage recorded while Redis was down. */
+  async #pendingOf(scope: KillScope): Promise<KillEngagement | undefined> {
+    if (!this.#ledger) return undefined;
+    const events = await this.#ledger.listKillSwitchEvents({ scope, limit: 200 });
+    const ev = events.find((x) => x.action === 'engage' || x.action === 'release');
+    if (!ev || !isPending(ev) || typeof ev.details.eventId !== 'string') return undefined;
+    return {
+      scope,
+      eventId: ev.details.eventId,
+      actor: ev.actor,
+      reason: ev.reason,
+      allowRiskReducing: ev.allowRiskReducing,
+      engagedAtMs: ev.atMs,
+    };
   }
 
   /** A release that found `newerRaw` in force instead of what it read: restated in the ledger, audited, thrown. */
@@ -589,7 +706,10 @@ export class KillSwitch {
    * `details.inForce`: a re-engage that kept an earlier engagement, a restatement), announced on `channel` as an `engage`
    * (with a fresh announcement id, so workers abort jobs and cancel working orders again even if the
    * original cancel claims survived), counted in the metrics and audited as `kill-switch.restore`.
-   * It only adds: an engagement present in Redis is left alone (also one whose ledger write failed).
+   * It only adds: an engagement present in Redis is left alone (also one whose ledger write failed),
+   * except that an engage recorded while Redis was unavailable (`details.pendingRedis`, see
+   * {@link KillSwitchPendingError}) that is still the scope's latest event is applied over it as an
+   * engage would have been, never loosening it (see `#applyPending`).
    * Returns what it restored; without a ledger, nothing.
    *
    * Ordering against a concurrent `release` (which writes the ledger first, then removes the entry it
@@ -610,15 +730,46 @@ export class KillSwitch {
   async restore(o: { actor: string }): Promise<KillEngagement[]> {
     if (!this.#ledger) return [];
     const inRedis = await this.#redis.hgetall(this.#keys.kill);
-    const lost = (await this.#ledger.killSwitchStates()).filter(
-      (ev) => ev.action === 'engage' && inRedis[ev.scope] === undefined,
-    );
+    const states = (await this.#ledger.killSwitchStates()).filter((ev) => ev.action === 'engage');
     const restored: KillEngagement[] = [];
-    for (const ev of lost) {
-      const e = await this.#restoreOne(ev, o.actor);
+    for (const ev of states) {
+      const held = inRedis[ev.scope];
+      const e =
+        held === undefined
+          ? await this.#restoreOne(ev, o.actor)
+          : isPending(ev) && eventIdOf(held) !== ev.details.eventId
+            ? await this.#applyPending(ev, o.actor)
+            : undefined;
       if (e) restored.push(e);
     }
     return restored;
+  }
+
+  /**
+   * Applies an engage recorded while Redis was unavailable (`details.pendingRedis`, the scope's latest
+   * ledger event) to a scope Redis holds another engagement of: as an engage then would have, never
+   * loosening it (the ENGAGE script without replace: a full stop tightens a reduce-only engagement, a
+   * looser one keeps the one there under its event id). Announced (a fresh cancel pass), and the
+   * engagement in force restated in the ledger after it, so its last word is what Redis holds. A
+   * release that read the older engagement meanwhile finds this one and removes nothing.
+   */
+  async #applyPending(ev: KillSwitchEvent, actor: string): Promise<KillEngagement | undefined> {
+    const ledger = this.#ledger;
+    const parsed = KillScope.safeParse(ev.scope);
+    if (!ledger || !parsed.success || typeof ev.details.eventId !== 'string') return undefined;
+    const scope = parsed.data;
+    const e = {
+      eventId: ev.details.eventId,
+      actor: ev.actor,
+      reason: ev.reason,
+      allowRiskReducing: ev.allowRiskReducing,
+      engagedAtMs: ev.atMs,
+    };
+    const [change, inForceRaw] = engageReply(await this.#engageScript(scope, e, false));
+    const inForce = KillSwitch.engagementOf(scope, inForceRaw);
+    await this.#restate(ledger, scope, null, actor);
+    await this.#announceRestored(ledger, inForce, actor, { change });
+    return inForce;
   }
 
   /** Restores one lost engagement (see `restore`); undefined when Redis holds the scope again or it was released. */
@@ -645,27 +796,38 @@ export class KillSwitch {
       await evalScript(this.#redis, DELETE_IF_SAME, [this.#keys.kill], [scope, raw]);
       return undefined;
     }
+    await this.#announceRestored(ledger, { scope, ...e }, actor, isPending(ev) ? { pending: true } : {});
+    return { scope, ...e };
+  }
+
+  /** Announces a restored (or pending, now applied) engagement, counts and audits it. */
+  async #announceRestored(
+    ledger: Ledger,
+    e: KillEngagement,
+    actor: string,
+    extra: Record<string, unknown>,
+  ): Promise<void> {
     const announced: KillEvent = {
       action: 'engage',
-      scope,
-      eventId: `${eventId}:restore:${randomUUID()}`,
+      scope: e.scope,
+      eventId: `${e.eventId}:restore:${randomUUID()}`,
       allowRiskReducing: e.allowRiskReducing,
     };
     await this.#redis.publish(this.#keys.killChannel, JSON.stringify(announced));
-    this.#metrics?.killSwitchEngaged.set({ scope }, 1);
-    this.#metrics?.killSwitchActions.inc({ scope, action: 'restore' });
+    this.#metrics?.killSwitchEngaged.set({ scope: e.scope }, 1);
+    this.#metrics?.killSwitchActions.inc({ scope: e.scope, action: 'restore' });
     await ledger.audit({
       actor,
       action: 'kill-switch.restore',
-      subject: scope,
+      subject: e.scope,
       details: {
         reason: e.reason,
         originalActor: e.actor,
-        eventId,
+        eventId: e.eventId,
         announcedEventId: announced.eventId,
+        ...extra,
       },
     });
-    return { scope, ...e };
   }
 
   /** Records that working orders were cancelled for an engagement (called by the process that did it). */
@@ -683,6 +845,32 @@ export class KillSwitch {
       allowRiskReducing: false,
       details,
     });
+  }
+
+  /**
+   * Every engagement, read one by one: an entry that does not parse (written by something else; the gate
+   * reads it as a full stop) is listed in `unreadable` with why, not thrown for all (see `engaged`).
+   */
+  async engagedEach(): Promise<{
+    engaged: KillEngagement[];
+    unreadable: { scope: string; error: string }[];
+  }> {
+    const all = await this.#redis.hgetall(this.#keys.kill);
+    const engaged: KillEngagement[] = [];
+    const unreadable: { scope: string; error: string }[] = [];
+    for (const [scope, v] of Object.entries(all)) {
+      const s = KillScope.safeParse(scope);
+      const p = Engagement.safeParse(safeJson(v));
+      if (s.success && p.success) engaged.push({ scope: s.data, ...p.data });
+      else
+        unreadable.push({
+          scope,
+          error: !s.success
+            ? 'not a kill-switch scope'
+            : `entry does not parse: ${p.error?.message.slice(0, 200)}`,
+        });
+    }
+    return { engaged, unreadable };
   }
 
   async engaged(): Promise<KillEngagement[]> {
@@ -802,6 +990,17 @@ function engageReply(res: unknown): [KillEngageChange, string, string] {
   )
     return [res[0] as KillEngageChange, res[1], res[2]];
   throw new Error(`kill-switch engage: unexpected script reply ${JSON.stringify(res)}`);
+}
+
+/** An `engage` event recorded while Redis could not take it (see `KillSwitchPendingError`). */
+function isPending(ev: KillSwitchEvent): boolean {
+  return ev.action === 'engage' && ev.details.pendingRedis === true;
+}
+
+/** The event id of an engagement as stored in Redis, or undefined when it does not read. */
+function eventIdOf(raw: string): string | undefined {
+  const p = Engagement.safeParse(safeJson(raw));
+  return p.success ? p.data.eventId : undefined;
 }
 
 /** JSON.parse, or undefined for text that is not JSON (an entry written by something else). */

@@ -211,6 +211,27 @@ describe('a worker pool whose start fails part way leaves nothing running', () =
     subscriber.disconnect();
   });
 
+  it("the workers' errors reach the pool's log once per streak, not nowhere", async () => {
+    const subscriber = redis.client();
+    const logs: { level: string; msg: string }[] = [];
+    const { options, opened } = watched({
+      venues: new Map([['e', venue('e')]]),
+      subscriber,
+      log: (level, msg) => logs.push({ level, msg }),
+    });
+    const pool = await startWorkers(options);
+    try {
+      const w = opened[0] as Worker;
+      for (let i = 0; i < 5; i++) w.emit('error', new Error(`connect ECONNREFUSED 127.0.0.1:1 (${i})`));
+      expect(logs).toEqual([
+        { level: 'warn', msg: 'order worker for e: connect ECONNREFUSED 127.0.0.1:1 (0)' },
+      ]);
+    } finally {
+      await pool.close();
+      subscriber.disconnect();
+    }
+  });
+
   it('close() does not hang on a subscriber whose connection stopped answering', async () => {
     // the subscriber reaches Redis through a proxy that can go silent (a network cut: nothing is
     // refused, nothing answers), so its UNSUBSCRIBE is written and never answered

@@ -36,6 +36,9 @@ import type { ConnectionOptions } from './redis.ts';
 import { FAST_SEND_WINDOW_MS, type SendClaim, SendClaims } from './send-claim.ts';
 import { within } from './within.ts';
 
+/** Order worker errors in one streak are summed up in a log line at most this often, ms. */
+const WORKER_ERROR_SUMMARY_MS = 30_000;
+
 export interface StartWorkersOptions {
   /** BullMQ connection options (each worker owns its connections). */
   connection: ConnectionOptions;
@@ -98,6 +101,12 @@ export interface StartWorkersOptions {
   killCancelTimeoutMs?: number;
   /** Name in the ledger and BullMQ. @defaultValue `worker:<random>` */
   workerId?: string;
+  /**
+   * Where the pool reports what it skipped or retries on its own (the start-up cancel replay's failed
+   * reads of the kill switch, an engagement entry that does not parse) and its BullMQ workers' errors
+   * (Redis unreachable: once per streak, then a count every 30 s). @defaultValue none
+   */
+  log?: (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
   /**
    * For an order job that waited for BullMQ flow children (e.g. the collateral transfer of a
    * transfer-then-hedge flow): when its last child completed, run-clock ms, or undefined when it had
@@ -267,6 +276,27 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
   // fail any more: a BullMQ worker running on a connection that failed (refused credentials, a server
   // gone with no reconnecting) retries its fetch in a loop that never yields to I/O or timers, so a
   // start that failed could not even close it, and the process would hang.
+  let errStreak: { lastAtMs: number; loggedAtMs: number; more: number } | undefined;
+  const workerErrors = (venue: string, err: Error) => {
+    const now = Date.now();
+    const msg = (err?.message ?? String(err)).split('\n')[0]?.slice(0, 300);
+    if (!errStreak || now - errStreak.lastAtMs > WORKER_ERROR_SUMMARY_MS) {
+      errStreak = { lastAtMs: now, loggedAtMs: now, more: 0 };
+      o.log?.('warn', `order worker for ${venue}: ${msg}`, { venue, err: msg });
+      return;
+    }
+    errStreak.lastAtMs = now;
+    errStreak.more++;
+    if (now - errStreak.loggedAtMs >= WORKER_ERROR_SUMMARY_MS) {
+      o.log?.('warn', `order workers still failing: ${errStreak.more} more errors, the last: ${msg}`, {
+        venue,
+        more: errStreak.more,
+        err: msg,
+      });
+      errStreak.loggedAtMs = now;
+      errStreak.more = 0;
+    }
+  };
   const open = (venue: string) => {
     const w = new Worker<OrderJobData, OrderJobResult>(
       orderQueueName(venue),
@@ -279,8 +309,10 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
         autorun: false,
       },
     );
-    // A worker without an 'error' listener would crash the process on a Redis hiccup.
-    w.on('error', () => {});
+    // A worker without an 'error' listener would crash the process on a Redis hiccup. Its errors (a
+    // connection refused while Redis is down, every retry of it) are logged once per streak, then at most
+    // a line every 30 s saying how many more came (`log`).
+    w.on('error', (err) => workerErrors(venue, err));
     // in the map before `onWorker` runs: a start or `addVenue` that fails after this closes it
     workers.set(venue, w);
     o.onWorker?.(w, venue);
@@ -300,6 +332,45 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
     }
     // the workers and venues of the moment the switch engaged, including ones added since the start
     p.onKill(ev, [...workers.values()]);
+  };
+  // The start-up replay of the cancel passes of the switches engaged (see below): each entry on its own
+  // (one that does not parse is logged and skipped, the others run); a read that fails is tried again
+  // `killCancelRetryMs` later, doubling up to `killCancelRetryMaxMs`, until it reads or the pool closes.
+  let replayTimer: NodeJS.Timeout | undefined;
+  const replayKills = async (attempt: number): Promise<void> => {
+    replayTimer = undefined;
+    if (closed) return;
+    let read: Awaited<ReturnType<KillSwitch['engagedEach']>>;
+    try {
+      read = await o.killSwitch.engagedEach();
+    } catch (err) {
+      if (closed) return;
+      const delayMs = Math.min(
+        (o.killCancelRetryMs ?? 1000) * 2 ** Math.min(attempt, 20),
+        o.killCancelRetryMaxMs ?? 30_000,
+      );
+      if (attempt === 0)
+        o.log?.('warn', 'reading the kill switch for the start-up cancel pass failed; trying again', {
+          err: err instanceof Error ? err.message : String(err),
+          retryInMs: delayMs,
+        });
+      replayTimer = setTimeout(() => void replayKills(attempt + 1), delayMs);
+      replayTimer.unref();
+      return;
+    }
+    if (attempt > 0)
+      o.log?.('info', 'kill switch read for the start-up cancel pass', { attempts: attempt + 1 });
+    for (const bad of read.unreadable)
+      o.log?.('error', `kill switch entry ${bad.scope} does not read: no start-up cancel pass for it`, bad);
+    for (const e of read.engaged)
+      p.onKill(
+        { action: 'engage', scope: e.scope, eventId: e.eventId, allowRiskReducing: e.allowRiskReducing },
+        [...workers.values()],
+      );
+  };
+  const stopReplay = () => {
+    if (replayTimer) clearTimeout(replayTimer);
+    replayTimer = undefined;
   };
   // What the start did so far, undone newest first when a later step throws.
   const undo: (() => Promise<unknown>)[] = [];
@@ -326,15 +397,13 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
     // in the middle of its cancel pass and restarted alone): its cancel pass runs now, as on the
     // announcement. A venue whose pass finished is passed over (its claim says done); one a dead
     // process's claim still holds is looked at again once that claim lapsed.
-    for (const e of await o.killSwitch.engaged().catch(() => []))
-      p.onKill(
-        { action: 'engage', scope: e.scope, eventId: e.eventId, allowRiskReducing: e.allowRiskReducing },
-        [...workers.values()],
-      );
+    // A read that fails (Redis down, a hiccup) is tried again, backing off, while the pool runs.
+    await replayKills(0);
     // last, once nothing can fail any more (see `open`)
     for (const w of workers.values()) run(w);
   } catch (err) {
     closed = true;
+    stopReplay();
     await undoAll(undo);
     throw err;
   }
@@ -390,6 +459,7 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
     },
     async close(force = false) {
       closed = true;
+      stopReplay();
       // forced: the kill switch's cancel passes under way stop now and give their claims back
       if (force) p.abortKillPasses();
       // the workers stop taking jobs at once; kill-switch events still reach the jobs they finish

@@ -2,11 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseConfig, type XhedgeConfig } from '@xhedge/config';
 import { type HedgeIntent, ManualClock, parseInstrumentId } from '@xhedge/core';
-import { clientOrderIdFor } from '@xhedge/execution';
+import { BreakerBoard, clientOrderIdFor } from '@xhedge/execution';
+import { hasRedisServer, spawnRedisServer } from '@xhedge/execution/testing';
 import { createMarketFromConfig } from '@xhedge/sim';
 import { type DatabaseHandle, Ledger, openDatabase, postgresReachable, TEST_PG_URL } from '@xhedge/store';
 import type { VenueAdapter } from '@xhedge/venue';
 import { createPaperVenues, type PaperVenue } from '@xhedge/venue-paper';
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   grossNotionalUsd,
@@ -2120,4 +2122,64 @@ describe("venue Greeks reach the risk engine's divergence check (regression: the
     expect(left).toHaveLength(1);
     expect(left[0]?.data).toMatch(/"leftOutCount":1/);
   });
+});
+
+describe('breakers that cannot observe (regression: a Redis outage failed every tick and froze the risk view)', () => {
+  it.skipIf(!hasRedisServer())(
+    'the snapshot is published with a warning while Redis is down, and no plan is made from that tick',
+    async () => {
+      const server = await spawnRedisServer();
+      const redis = new Redis(server.url, { maxRetriesPerRequest: 1 });
+      redis.on('error', () => {});
+      try {
+        const cfg = profile(['lyra-arb', 'gmx-arb', 'drift-sol']);
+        const board = new BreakerBoard({
+          redis,
+          prefix: `xhpl${randomBytes(4).toString('hex')}`,
+          config: cfg.breakers,
+        });
+        const logs: [string, string][] = [];
+        const h = await harness(
+          cfg,
+          undefined,
+          {
+            observePrice: (u, p, ts) => board.observePrice(u, p, ts),
+            observeIv: (u, iv, ts) => board.observeIv(u, iv, ts),
+            observeDispersion: (u, byVenue) => board.observeDispersion(u, byVenue),
+            observeEquity: (eq, o) => board.observeEquity(eq, o),
+            // read for routing before the observe step, as run.ts passes it: it must not fail the tick
+            coolingDown: (names) => board.coolingDown(names),
+            // the chain breaker trips only on a halt: not under test here
+            observeChain: async () => {},
+          },
+          { log: (level, msg) => logs.push([level, msg]) },
+        );
+        await server.kill();
+        const down = await h.planner.plan();
+        expect(down).toEqual([]);
+        const snap = h.planner.lastSnapshot;
+        expect(snap?.warnings.some((w) => /circuit breakers could not observe this tick/.test(w))).toBe(true);
+        // published: the ledger has it (the bus writes the first one)
+        expect((await h.ledger.latestRiskSnapshot())?.seq).toBe(snap?.seq);
+        h.clock.advance(60_000);
+        expect(await h.planner.plan()).toEqual([]);
+        // logged once per streak
+        expect(logs.filter(([l, m]) => l === 'warn' && /could not observe the tick/.test(m))).toHaveLength(1);
+        expect(logs.filter(([l, m]) => l === 'warn' && /could not be read for routing/.test(m))).toHaveLength(
+          1,
+        );
+        // with Redis back the same book is hedged: that tick would have planned
+        await server.start();
+        h.clock.advance(60_000);
+        const back = await h.planner.plan();
+        expect(back.length).toBeGreaterThan(0);
+        expect(h.planner.lastSnapshot?.warnings.some((w) => /could not observe/.test(w))).toBe(false);
+        expect(logs.some(([, m]) => m === 'the circuit breakers observe the tick again')).toBe(true);
+      } finally {
+        redis.disconnect();
+        server.stop();
+      }
+    },
+    120_000,
+  );
 });

@@ -6,6 +6,7 @@ import {
   type FundingRate,
   type HedgeIntent,
   instrumentMeta,
+  isDatabaseUnavailable,
   type Mark,
   median,
   OPEN_ORDER_STATUSES,
@@ -704,6 +705,10 @@ export class TickPlanner {
   readonly #lastGood = new Map<string, { positions: Position[]; balances: Balance[]; atMs: number }>();
   /** Why the last tick did not observe the book's equity ('' when it did): logged when it changes. */
   #equitySkip = '';
+  /** The breakers' store (Redis) could not take the last tick's observations (logged once per streak). */
+  #observeFailing = false;
+  /** The open breakers could not be read for routing (Redis unavailable; logged once per streak). */
+  #coolingReadFailing = false;
 
   /**
    * Decisions of the plans the last tick handed out, until `onPlanned` reports what was queued. Cleared
@@ -1486,7 +1491,28 @@ export class TickPlanner {
     const cooling = this.#o.breakers?.coolingDown;
     if (!cooling || out.length === 0) return out;
     const names = [...new Set(out.flatMap((v) => [`venue:${v.id}`, `chain:${v.chain}`]))];
-    const blocked = await cooling.call(this.#o.breakers, names);
+    let blocked: ReadonlySet<string>;
+    try {
+      blocked = await cooling.call(this.#o.breakers, names);
+      if (this.#coolingReadFailing) {
+        this.#coolingReadFailing = false;
+        this.#o.log('info', 'the open breakers are read again for routing', {});
+      }
+    } catch (err) {
+      if (!isDatabaseUnavailable(err)) throw err;
+      // The breakers' store (Redis) is unavailable: which venues an open breaker blocks is unknown, so
+      // none is routed to (the order gate, in the same Redis, is shut too); the tick goes on to publish
+      // the book, and the breakers' observe step says no hedge is planned from it.
+      if (!this.#coolingReadFailing) {
+        this.#coolingReadFailing = true;
+        this.#o.log(
+          'warn',
+          'the open breakers could not be read for routing (Redis unavailable): no venue is routed to until they can',
+          { err: err instanceof Error ? err.message.split('\n')[0]?.slice(0, 200) : String(err) },
+        );
+      }
+      return [];
+    }
     if (blocked.size === 0) return out;
     const open = out.filter((v) => !blocked.has(`venue:${v.id}`) && !blocked.has(`chain:${v.chain}`));
     this.#o.log('info', 'venues left out of routing by an open breaker', {
@@ -1637,36 +1663,68 @@ export class TickPlanner {
           ]
         : [];
     const extra = [...misses.map(missWarning), ...nothingEnabled];
-    const snapshot: RiskSnapshot =
+    let snapshot: RiskSnapshot =
       extra.length === 0 ? { ...raw, seq } : { ...raw, seq, warnings: [...raw.warnings, ...extra] };
     this.#lastSnapshot = snapshot;
     const br = this.#o.breakers;
     if (br) {
-      const byVenue = venuePrices(inputs.marks);
-      const spots = new Map(Object.entries(snapshot.underlyings).map(([u, r]) => [u, r.spotUsd]));
-      const skews = optionSkew(inputs.marks, spots, snapshot.asOfMs);
-      await Promise.all(
-        Object.entries(snapshot.underlyings).flatMap(([u, r]) => {
-          const skew = skews.get(u);
-          return [
-            br.observePrice(u, r.spotUsd, snapshot.asOfMs),
-            br.observeIv?.(u, r.volDecimal, snapshot.asOfMs),
-            br.observeDispersion?.(u, byVenue.get(u) ?? {}),
-            skew === undefined ? undefined : br.observeSkew?.(u, skew, snapshot.asOfMs),
-          ];
-        }),
-      );
-      // stale equity from an overtaken tick must not reach the loss-since-mark breaker
-      check();
-      const inTransit = new Map(
-        [...(transitBefore ?? []), ...(transitAfter ?? [])].map((t) => [t.transferId, t]),
-      );
-      // A venue not read leaves the equity incomplete, so it is not observed: a drop that is no loss
-      // would trip the breaker. A disabled venue never read is not counted there: it never was part of
-      // the equity (else a broken disabled venue would stop the breaker's feed for good).
-      const unread = failed.filter((id) => enabledIds.has(id) || this.#lastGood.has(id));
-      await this.#observeEquity(snapshot, inputs, [...inTransit.values()], unread, inFlight.size > 0);
-      check();
+      try {
+        const byVenue = venuePrices(inputs.marks);
+        const spots = new Map(Object.entries(snapshot.underlyings).map(([u, r]) => [u, r.spotUsd]));
+        const skews = optionSkew(inputs.marks, spots, snapshot.asOfMs);
+        await Promise.all(
+          Object.entries(snapshot.underlyings).flatMap(([u, r]) => {
+            const skew = skews.get(u);
+            return [
+              br.observePrice(u, r.spotUsd, snapshot.asOfMs),
+              br.observeIv?.(u, r.volDecimal, snapshot.asOfMs),
+              br.observeDispersion?.(u, byVenue.get(u) ?? {}),
+              skew === undefined ? undefined : br.observeSkew?.(u, skew, snapshot.asOfMs),
+            ];
+          }),
+        );
+        // stale equity from an overtaken tick must not reach the loss-since-mark breaker
+        check();
+        const inTransit = new Map(
+          [...(transitBefore ?? []), ...(transitAfter ?? [])].map((t) => [t.transferId, t]),
+        );
+        // A venue not read leaves the equity incomplete, so it is not observed: a drop that is no loss
+        // would trip the breaker. A disabled venue never read is not counted there: it never was part of
+        // the equity (else a broken disabled venue would stop the breaker's feed for good).
+        const unread = failed.filter((id) => enabledIds.has(id) || this.#lastGood.has(id));
+        await this.#observeEquity(snapshot, inputs, [...inTransit.values()], unread, inFlight.size > 0);
+        check();
+      } catch (err) {
+        if (!isDatabaseUnavailable(err)) throw err;
+        // Fail closed for trading, open for visibility: the snapshot goes out saying the breakers
+        // missed this tick, and no plan is made from a tick they could not judge.
+        const why = err instanceof Error ? err.message.split('\n')[0]?.slice(0, 200) : String(err);
+        if (!this.#observeFailing) {
+          this.#observeFailing = true;
+          this.#o.log(
+            'warn',
+            'the circuit breakers could not observe the tick (Redis unavailable): the snapshot is published, no hedge is planned until they can',
+            { err: why },
+          );
+        }
+        snapshot = {
+          ...snapshot,
+          warnings: [
+            ...snapshot.warnings,
+            `the circuit breakers could not observe this tick (their store, Redis, is unavailable: ${why}); no hedge is planned from it`,
+          ],
+        };
+        this.#lastSnapshot = snapshot;
+        check();
+        this.#o.onSnapshot?.(snapshot);
+        await this.#o.bus.publish(snapshot);
+        check();
+        return [];
+      }
+      if (this.#observeFailing) {
+        this.#observeFailing = false;
+        this.#o.log('info', 'the circuit breakers observe the tick again', {});
+      }
     }
     this.#o.onSnapshot?.(snapshot);
     const hold = blockAll ? new Set(Object.keys(snapshot.underlyings)) : blocked;
