@@ -1,5 +1,6 @@
 import * as nodeFs from 'node:fs';
 import path from 'node:path';
+import { type OrderStatus, parseInstrumentId, TERMINAL_ORDER_STATUSES } from '@xhedge/core';
 
 /** The file system calls {@link JsonFileOrderStore} makes (`node:fs` by default; injectable for tests). */
 export type OrderStoreFs = Pick<
@@ -22,7 +23,10 @@ export type OrderStoreFs = Pick<
 export interface OrderRecordStore<T> {
   get(clientOrderId: string): Promise<T | undefined>;
   put(clientOrderId: string, record: T): Promise<void>;
-  /** Every record (fills, reconciliation, and the spend-cap window rebuilt after a restart). */
+  /**
+   * Every record (fills, reconciliation, and the spend-cap window rebuilt after a restart); a store may
+   * leave out final records it archived (see {@link JsonFileOrderStore}), which `get` still answers.
+   */
   list(): Promise<T[]>;
 }
 
@@ -40,23 +44,115 @@ export class MemoryOrderStore<T> implements OrderRecordStore<T> {
   }
 }
 
+/** Default {@link JsonFileOrderStoreOptions.finishedRetentionMs}: 30 days. */
+export const DEFAULT_FINISHED_RETENTION_MS = 30 * 86_400_000;
+/** Default {@link JsonFileOrderStoreOptions.compactEveryMs}: an hour. */
+export const DEFAULT_COMPACT_EVERY_MS = 3_600_000;
+
+/** How a {@link JsonFileOrderStore} keeps its live file small. */
+export interface JsonFileOrderStoreOptions {
+  /** The file system calls it makes (`node:fs` by default). */
+  fs?: OrderStoreFs;
+  /**
+   * A final record (status filled, cancelled, rejected or failed) whose last change is at least this old
+   * is moved to the archive file, a tombstone left in its place (see {@link JsonFileOrderStore}).
+   * `Infinity` never archives. Keep it above the spend caps' window (a day by default).
+   * @defaultValue {@link DEFAULT_FINISHED_RETENTION_MS} (30 days)
+   */
+  finishedRetentionMs?: number;
+  /**
+   * A `put` archives what is due at most this often (the first `put` after opening always looks).
+   * @defaultValue {@link DEFAULT_COMPACT_EVERY_MS} (an hour)
+   */
+  compactEveryMs?: number;
+  /** The clock ages are measured on (ms since epoch). @defaultValue `Date.now` */
+  nowMs?: () => number;
+  /** The archive file. @defaultValue the file's path without `.json`, plus `.archive.jsonl` */
+  archiveFile?: string;
+}
+
+/**
+ * What stays in the live file of a {@link JsonFileOrderStore} for an archived record: its client order
+ * id, final status and last change, and when it was archived (`archivedAtMs`, which marks it: records
+ * must not have a field of that name).
+ */
+export interface ArchivedOrderTombstone {
+  clientOrderId: string;
+  status: string;
+  updatedAtMs: number;
+  archivedAtMs: number;
+}
+
+/** One line of the archive file: a record as it was when archived. */
+interface ArchiveLine {
+  id: string;
+  archivedAtMs: number;
+  record: unknown;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+
+const isTombstone = (v: unknown): v is ArchivedOrderTombstone =>
+  isObject(v) && typeof v.archivedAtMs === 'number';
+
 /**
  * One JSON file per venue; every `put` rewrites the file atomically and durably before it resolves:
  * write a temp file, fsync it, rename it over the file, fsync the directory (so the rename itself is on
  * disk). A record written before a broadcast thus survives a crash or a power loss. Records must be
  * JSON-safe (bigints as decimal strings). Single writer per file (one process per venue account).
+ *
+ * Compaction keeps the live file (rewritten on every `put`, held in memory) to the orders that matter
+ * now: on a `put` (at most once per `compactEveryMs`) or {@link compact}, every record that is final
+ * (`status` filled, cancelled, rejected or failed) and whose last change is at least
+ * `finishedRetentionMs` old is appended to the archive file (JSON lines, one `{id, archivedAtMs, record}`
+ * per line, fsynced) and then replaced in the live file by an {@link ArchivedOrderTombstone}. The last
+ * change is the latest of the record's `updatedAtMs`, its spend's `atMs` and, for a filled order on an
+ * instrument with an expiry (a Lyra option), that expiry (the Lyra adapter finds a settled board from its
+ * filled orders). A record with another status (however old: a stuck nonce), or without a numeric
+ * `updatedAtMs`, is never archived.
+ *
+ * - `get` of an archived id reads the archive file (rare, slow: the whole file) and answers the full
+ *   record, so an id is never taken for a new order; it throws, naming the files, when the archive does
+ *   not have it. `put` of an archived id merges over the archived record and makes it live again.
+ * - `list` answers live records only.
+ * - A crash after the archive append and before the live rewrite leaves the records in both: the live
+ *   record wins, and the next compaction appends them again (the last line of an id wins). A line torn by
+ *   a crash mid-append is skipped (its record is still live); every append starts on a new line.
+ * - Files written before compaction (no tombstones) load unchanged.
  */
 export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
   private readonly file: string;
+  private readonly archiveFile: string;
   private readonly fs: OrderStoreFs;
-  private data: Record<string, T> | undefined;
+  private readonly retentionMs: number;
+  private readonly compactEveryMs: number;
+  private readonly now: () => number;
+  private data: Record<string, T | ArchivedOrderTombstone> | undefined;
+  private lastCompactionMs: number | undefined;
 
-  constructor(file: string, opts: { fs?: OrderStoreFs } = {}) {
+  constructor(file: string, opts: JsonFileOrderStoreOptions = {}) {
     this.file = file;
     this.fs = opts.fs ?? nodeFs;
+    this.archiveFile = opts.archiveFile ?? `${file.replace(/\.json$/, '')}.archive.jsonl`;
+    if (this.archiveFile === file) {
+      throw new RangeError(`order store ${file}: archiveFile must not be the store's own file`);
+    }
+    this.retentionMs = opts.finishedRetentionMs ?? DEFAULT_FINISHED_RETENTION_MS;
+    if (typeof this.retentionMs !== 'number' || Number.isNaN(this.retentionMs) || this.retentionMs <= 0) {
+      throw new RangeError(
+        `order store ${file}: finishedRetentionMs ${String(opts.finishedRetentionMs)} is not a number of milliseconds > 0 (Infinity never archives)`,
+      );
+    }
+    this.compactEveryMs = opts.compactEveryMs ?? DEFAULT_COMPACT_EVERY_MS;
+    if (!Number.isFinite(this.compactEveryMs) || this.compactEveryMs < 0) {
+      throw new RangeError(
+        `order store ${file}: compactEveryMs ${String(opts.compactEveryMs)} is not a finite number of milliseconds >= 0`,
+      );
+    }
+    this.now = opts.nowMs ?? Date.now;
   }
 
-  private load(): Record<string, T> {
+  private load(): Record<string, T | ArchivedOrderTombstone> {
     if (this.data) return this.data;
     let text: string;
     try {
@@ -67,7 +163,7 @@ export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
       return this.data;
     }
     try {
-      this.data = JSON.parse(text) as Record<string, T>;
+      this.data = JSON.parse(text) as Record<string, T | ArchivedOrderTombstone>;
     } catch (err) {
       throw new Error(`order store ${this.file} is not valid JSON: ${(err as Error).message}`, {
         cause: err,
@@ -78,39 +174,161 @@ export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
 
   async get(id: string): Promise<T | undefined> {
     const v = this.load()[id];
-    return v === undefined ? undefined : structuredClone(v);
+    if (v === undefined) return undefined;
+    if (isTombstone(v)) return this.readArchived(id);
+    return structuredClone(v);
   }
 
   async put(id: string, record: T): Promise<void> {
     const data = this.load();
-    data[id] = mergeNonceTxsOnWrite(data[id], structuredClone(record));
+    const had = data[id];
+    const stored = isTombstone(had) ? this.readArchived(id) : had;
+    data[id] = mergeNonceTxsOnWrite(stored, structuredClone(record));
+    const now = this.now();
+    if (this.lastCompactionMs === undefined || now - this.lastCompactionMs >= this.compactEveryMs) {
+      this.lastCompactionMs = now;
+      this.archiveDue(now);
+    }
+    this.writeLive();
+  }
+
+  async list(): Promise<T[]> {
+    const out: T[] = [];
+    for (const v of Object.values(this.load())) if (!isTombstone(v)) out.push(structuredClone(v));
+    return out;
+  }
+
+  /** Archives every record due now (see {@link JsonFileOrderStore}); how many were archived. */
+  async compact(): Promise<{ archived: number }> {
+    const now = this.now();
+    this.lastCompactionMs = now;
+    const archived = this.archiveDue(now);
+    if (archived > 0) this.writeLive();
+    return { archived };
+  }
+
+  /**
+   * Appends the records due to the archive (fsynced) and puts tombstones in their place in memory; the
+   * caller rewrites the live file. A failure before the tombstones are set leaves memory as it was.
+   */
+  private archiveDue(nowMs: number): number {
+    const data = this.load();
+    const due: [string, T][] = [];
+    for (const [id, v] of Object.entries(data)) {
+      if (isTombstone(v)) continue;
+      const since = finalSinceMs(v);
+      if (since !== undefined && nowMs - since >= this.retentionMs) due.push([id, v]);
+    }
+    if (due.length === 0) return 0;
+    const lines = due.map(([id, record]) =>
+      JSON.stringify({ id, archivedAtMs: nowMs, record } satisfies ArchiveLine),
+    );
+    // the leading newline ends a line torn by a crash mid-append (skipped on read: its record stayed live)
+    this.appendDurably(this.archiveFile, `\n${lines.join('\n')}\n`);
+    for (const [id, record] of due) {
+      const r = record as { status: string; updatedAtMs: number };
+      data[id] = { clientOrderId: id, status: r.status, updatedAtMs: r.updatedAtMs, archivedAtMs: nowMs };
+    }
+    return due.length;
+  }
+
+  /** The record archived under `id` (the last line for it), read from the archive file. */
+  private readArchived(id: string): T {
+    let text: string;
+    try {
+      text = this.fs.readFileSync(this.archiveFile, 'utf8');
+    } catch (err) {
+      throw new Error(
+        `order store ${this.file}: order ${id} is archived but the archive ${this.archiveFile} cannot be read: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    const needle = JSON.stringify(id);
+    let found: T | undefined;
+    for (const line of text.split('\n')) {
+      if (!line.includes(needle)) continue;
+      let e: unknown;
+      try {
+        e = JSON.parse(line);
+      } catch {
+        continue; // torn by a crash mid-append: its records were still live then
+      }
+      if (isObject(e) && e.id === id && isObject(e.record)) found = e.record as T;
+    }
+    if (found === undefined) {
+      throw new Error(
+        `order store ${this.file}: order ${id} is archived (a tombstone) but the archive ${this.archiveFile} has no record of it`,
+      );
+    }
+    return found;
+  }
+
+  private appendDurably(file: string, text: string): void {
+    const fs = this.fs;
+    const dir = path.dirname(file);
+    fs.mkdirSync(dir, { recursive: true });
+    const fd = fs.openSync(file, 'a');
+    try {
+      fs.writeFileSync(fd, text);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    this.syncDir(dir);
+  }
+
+  private syncDir(dir: string): void {
+    // The directory holds the entries (a new archive file, a rename): sync it too, or a power loss can
+    // undo them. (Windows cannot open a directory; there they are as durable as NTFS makes them.)
+    if (process.platform === 'win32') return;
+    const fs = this.fs;
+    const dfd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(dfd);
+    } finally {
+      fs.closeSync(dfd);
+    }
+  }
+
+  private writeLive(): void {
     const fs = this.fs;
     const dir = path.dirname(this.file);
     fs.mkdirSync(dir, { recursive: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
     const fd = fs.openSync(tmp, 'w');
     try {
-      fs.writeFileSync(fd, JSON.stringify(data, null, 1));
+      fs.writeFileSync(fd, JSON.stringify(this.load(), null, 1));
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
     }
     fs.renameSync(tmp, this.file);
-    // The rename lives in the directory: sync it too, or a power loss can bring back the old file.
-    // (Windows cannot open a directory; there the rename is as durable as NTFS makes it.)
-    if (process.platform !== 'win32') {
-      const dfd = fs.openSync(dir, 'r');
-      try {
-        fs.fsyncSync(dfd);
-      } finally {
-        fs.closeSync(dfd);
-      }
+    this.syncDir(dir);
+  }
+}
+
+/**
+ * When a stored record became final for archiving, or undefined when it is not final or has no numeric
+ * `updatedAtMs` (never archived): the latest of its `updatedAtMs`, its spend's `atMs` and, for a filled
+ * order on an instrument with an expiry, that expiry.
+ */
+function finalSinceMs(v: unknown): number | undefined {
+  if (!isObject(v)) return undefined;
+  const status = v.status;
+  if (typeof status !== 'string' || !TERMINAL_ORDER_STATUSES.has(status as OrderStatus)) return undefined;
+  if (typeof v.updatedAtMs !== 'number' || !Number.isFinite(v.updatedAtMs)) return undefined;
+  let since = v.updatedAtMs;
+  const spendAt = isObject(v.spend) ? v.spend.atMs : undefined;
+  if (typeof spendAt === 'number' && Number.isFinite(spendAt)) since = Math.max(since, spendAt);
+  if (status === 'filled' && typeof v.instrument === 'string') {
+    try {
+      const id = parseInstrumentId(v.instrument);
+      if ('expiryMs' in id && Number.isFinite(id.expiryMs)) since = Math.max(since, id.expiryMs);
+    } catch {
+      // not an instrument id: no expiry
     }
   }
-
-  async list(): Promise<T[]> {
-    return Object.values(this.load()).map((v) => structuredClone(v));
-  }
+  return since;
 }
 
 /** The fields of an on-chain order record that {@link mergeNonceTxsOnWrite} reads (loosely: records may be old). */
@@ -121,8 +339,6 @@ interface NonceTxsFields {
   cancelTxHash?: unknown;
   nonceTxs?: unknown;
 }
-
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
 
 /** Lower-cased hashes a record names at its nonce: `txHash`, `cancelTxHash`, its `nonceTxs` entries. */
 function namedHashes(r: NonceTxsFields): Set<string> {
