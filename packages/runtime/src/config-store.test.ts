@@ -3,12 +3,12 @@ import { readFileSync } from 'node:fs';
 import { type ApiPorts, buildApiServer, FileTokenStore } from '@xhedge/api';
 import { parseConfig, type VenueConfig } from '@xhedge/config';
 import { machineRedisOrEmbedded } from '@xhedge/execution/testing';
-import { Ledger, openDatabase } from '@xhedge/store';
+import { type DatabaseHandle, Ledger, openDatabase, postgresReachable, TEST_PG_URL } from '@xhedge/store';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SharedConfigStore } from './config-store.ts';
+import { type ConfigLedger, SharedConfigStore } from './config-store.ts';
 import { auditPort } from './ledger-ports.ts';
 
 // The machine's Redis when it answers (as a deployment has one), else an embedded js-redis-server.
@@ -25,12 +25,34 @@ const clients: Redis[] = [];
 const servers: FastifyInstance[] = [];
 const prefixes: string[] = [];
 let ledger: Ledger;
+let db: DatabaseHandle;
+/** The run's own database: the test Postgres in a schema of this file's own when it answers, else PGlite. */
+async function openLedgerDb(): Promise<DatabaseHandle> {
+  if (await postgresReachable())
+    return openDatabase({ url: TEST_PG_URL, schema: `t_cfg_${randomBytes(6).toString('hex')}`, poolSize: 4 });
+  console.warn(`[config store tests] Postgres at ${TEST_PG_URL} not reachable: PGlite`);
+  return openDatabase({});
+}
+const handles: DatabaseHandle[] = [];
+/** Each deployment's own ledger (a run's database holds one copy of its config). */
+const ledgers = new Map<string, Promise<Ledger>>();
+function ledgerOf(prefix: string): Promise<Ledger> {
+  let l = ledgers.get(prefix);
+  if (!l) {
+    l = openLedgerDb().then((h) => {
+      handles.push(h);
+      return new Ledger(h);
+    });
+    ledgers.set(prefix, l);
+  }
+  return l;
+}
 const tokens = new FileTokenStore({ envAdminToken: ADMIN });
 const auth: Record<'alice' | 'bob', Record<string, string>> = { alice: {}, bob: {} };
 
 beforeAll(async () => {
-  // in-memory PGlite: the ledger a paper run uses with no setup
-  ledger = new Ledger(await openDatabase({}));
+  db = await openLedgerDb();
+  ledger = new Ledger(db);
   for (const name of ['alice', 'bob'] as const)
     auth[name] = {
       authorization: `Bearer ${(await tokens.create({ name, role: 'operator' }, SYSTEM)).token}`,
@@ -39,13 +61,18 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const s of servers) await s.close();
   const redis = endpoint.client();
-  for (const p of prefixes)
-    await redis.del(...['venues', 'policy', 'changes', 'version-key'].map((k) => `${p}:config:${k}`));
+  for (const p of prefixes) await redis.del(...CONFIG_KEYS.map((k) => `${p}:config:${k}`));
   redis.disconnect();
   for (const c of clients) c.disconnect();
-  await ledger.close();
+  for (const h of [db, ...handles]) {
+    if (h.kind === 'postgres') await h.dropSchema();
+    await h.close();
+  }
   await endpoint.close();
 });
+
+/** Every key the store keeps under `<prefix>:config:`. */
+const CONFIG_KEYS = ['venues', 'policy', 'changes', 'version-key', 'revisions'];
 
 /** A deployment's Redis key prefix of its own. */
 function deployment(): string {
@@ -54,12 +81,23 @@ function deployment(): string {
   return p;
 }
 
-/** The store of one process of the deployment: its own Redis connection, the deployment's keys. */
-async function store(prefix: string): Promise<SharedConfigStore> {
+/**
+ * The store of one process of the deployment: its own Redis connection, the deployment's keys and
+ * ledger (`on`: that ledger instead; `profile`: a profile of its own).
+ */
+async function store(
+  prefix: string,
+  o: { on?: ConfigLedger; profile?: typeof config; init?: boolean } = {},
+): Promise<SharedConfigStore> {
   const redis = endpoint.client();
   clients.push(redis);
-  const s = new SharedConfigStore({ redis, prefix, config });
-  await s.init();
+  const s = new SharedConfigStore({
+    redis,
+    prefix,
+    config: o.profile ?? config,
+    ledger: o.on ?? (await ledgerOf(prefix)),
+  });
+  if (o.init !== false) await s.init();
   return s;
 }
 
@@ -267,5 +305,187 @@ describe('policy updates through two API replicas over one Redis: no lost update
       at = e?.after.version ?? '';
     }
     expect(at).toBe((await getJson(two, '/v1/policy', 'bob')).body.version);
+  });
+});
+
+describe('the ledger keeps the durable copy: a Redis that lost or rolled back the config gets it back', () => {
+  /** A Redis reset of this deployment only (DEL of its own keys; never a flush). */
+  const reset = async (prefix: string) => {
+    const r = endpoint.client();
+    await r.del(...CONFIG_KEYS.map((k) => `${prefix}:config:${k}`));
+    r.disconnect();
+  };
+  const gmx = async (s: SharedConfigStore) => (await s.venues()).find((v) => v.id === 'gmx-arb');
+
+  it('a venue disabled through the API stays disabled after a Redis reset (read path and init)', async () => {
+    const prefix = deployment();
+    const app = await replica(prefix);
+    const off = await app.inject({
+      method: 'POST',
+      url: '/v1/venues/gmx-arb/disable',
+      headers: auth.alice,
+      payload: { reason: 'compromised' },
+    });
+    expect(off.statusCode, off.body).toBe(200);
+    await reset(prefix);
+    // a process already running (the venue registry polls venues() every second)
+    expect((await getJson(app, '/v1/venues/gmx-arb', 'alice')).body.enabled).toBe(false);
+    await reset(prefix);
+    // a process starting on the empty Redis
+    expect((await gmx(await store(prefix)))?.enabled).toBe(false);
+  });
+
+  it('a policy change and a venue added through the API survive a Redis reset', async () => {
+    const prefix = deployment();
+    const s = await store(prefix);
+    const p0 = await s.policy();
+    await s.policyPort().update({ ...p0, tickIntervalMs: 4321 }, alice);
+    const added = { ...(config.venues.find((v) => v.id === 'gmx-arb') as VenueConfig), id: 'gmx-arb-2' };
+    await s.venuesPort().add(added, bob);
+    await reset(prefix);
+    const again = await store(prefix, { init: false });
+    expect((await again.policy()).tickIntervalMs).toBe(4321);
+    expect((await again.venues()).map((v) => v.id)).toContain('gmx-arb-2');
+    // a change after the restore builds on the restored copy
+    await again.venuesPort().disable('drift-sol', alice);
+    await reset(prefix);
+    const venues = await (await store(prefix)).venues();
+    expect(venues.find((v) => v.id === 'gmx-arb-2')).toBeDefined();
+    expect(venues.find((v) => v.id === 'drift-sol')?.enabled).toBe(false);
+  });
+
+  it('a Redis rolled back to an older revision is replaced by the ledger copy (restore, and before a change)', async () => {
+    const prefix = deployment();
+    const s = await store(prefix);
+    const r = endpoint.client();
+    clients.push(r);
+    const key = `${prefix}:config:venues`;
+    const revisions = `${prefix}:config:revisions`;
+    const [old, oldRev] = [await r.get(key), await r.hget(revisions, 'venues')];
+    await s.venuesPort().disable('gmx-arb', alice);
+    // the snapshot of before the disable comes back (a restart from an old RDB, a replica that lagged)
+    await r.set(key, old ?? '');
+    await r.hset(revisions, 'venues', oldRev ?? '0');
+    expect((await gmx(s))?.enabled).toBe(true);
+    const done = await s.restore();
+    expect(done).toEqual([{ document: 'venues', outcome: 'restored', redisRevision: 0, revision: 1 }]);
+    expect((await gmx(s))?.enabled).toBe(false);
+    // rolled back again, then a change before any restore ran: made on the ledger's copy, not the old one
+    await r.set(key, old ?? '');
+    await r.hset(revisions, 'venues', oldRev ?? '0');
+    await s.venuesPort().disable('drift-sol', bob);
+    const after = await s.venues();
+    expect(after.find((v) => v.id === 'gmx-arb')?.enabled).toBe(false);
+    expect(after.find((v) => v.id === 'drift-sol')?.enabled).toBe(false);
+    expect(await (await ledgerOf(prefix)).configDocument('venues')).toMatchObject({
+      revision: 2,
+      valueJson: JSON.stringify(after),
+      actor: 'bob',
+      action: 'venue.disable',
+    });
+  });
+
+  it('a fresh ledger and Redis seed from the profile; after that the stored copy wins over a changed profile', async () => {
+    const prefix = deployment();
+    const l = await ledgerOf(prefix);
+    expect(await l.configDocument('venues')).toBeUndefined();
+    const s = await store(prefix);
+    expect(await s.venues()).toEqual(config.venues);
+    expect(await l.configDocument('venues')).toMatchObject({
+      revision: 0,
+      valueJson: JSON.stringify(config.venues),
+      action: 'seed',
+    });
+    expect(JSON.parse((await l.configDocument('policy'))?.valueJson ?? 'null')).toEqual(config.policy);
+    await s.policyPort().update({ ...(await s.policy()), tickIntervalMs: 7777 }, alice);
+    await reset(prefix);
+    // the profile file changed meanwhile: the operator's change in the ledger wins
+    const edited = { ...config, policy: { ...config.policy, tickIntervalMs: 1234 } };
+    expect((await (await store(prefix, { profile: edited })).policy()).tickIntervalMs).toBe(7777);
+  });
+
+  it('many changes at once from two processes leave the ledger at the newest revision and value', async () => {
+    const prefix = deployment();
+    const [a, b] = [await store(prefix), await store(prefix)];
+    const p0 = await a.policy();
+    await Promise.all([
+      ...config.venues.map((v, i) => (i % 2 ? a : b).venuesPort().disable(v.id, alice)),
+      ...Array.from({ length: 6 }, (_x, i) =>
+        (i % 2 ? a : b).policyPort().update({ ...p0, tickIntervalMs: 2000 + i }, bob),
+      ),
+    ]);
+    const r = endpoint.client();
+    clients.push(r);
+    const l = await ledgerOf(prefix);
+    for (const [doc, changes] of [
+      ['venues', config.venues.length],
+      ['policy', 6],
+    ] as const) {
+      const stored = await l.configDocument(doc);
+      expect(stored?.revision).toBe(changes);
+      expect(String(stored?.revision)).toBe(await r.hget(`${prefix}:config:revisions`, doc));
+      expect(stored?.valueJson).toBe(await r.get(`${prefix}:config:${doc}`));
+    }
+    await reset(prefix);
+    expect((await a.venues()).every((v) => !v.enabled)).toBe(true);
+  });
+
+  it('a change the ledger does not take is reported in force but not durable; the restore records it', async () => {
+    const prefix = deployment();
+    const l = await ledgerOf(prefix);
+    let down = false;
+    const flaky: ConfigLedger = {
+      configDocument: (name) => l.configDocument(name),
+      writeConfigDocument: (d) =>
+        down
+          ? Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))
+          : l.writeConfigDocument(d),
+    };
+    const s = await store(prefix, { on: flaky });
+    down = true;
+    const err = await s
+      .venuesPort()
+      .disable('gmx-arb', alice)
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: 'AUDIT_UNRECORDED',
+      details: { applied: true, durable: false, document: 'venues', revision: 1 },
+    });
+    expect((err as Error).message).toMatch(/in force .* not yet durable/);
+    expect((await l.configDocument('venues'))?.revision).toBe(0);
+    // in force for every process at once
+    expect((await gmx(await store(prefix, { on: flaky, init: false })))?.enabled).toBe(false);
+    down = false;
+    expect(await s.restore()).toEqual([
+      { document: 'venues', outcome: 'recorded', redisRevision: 1, revision: 1 },
+    ]);
+    expect(await l.configDocument('venues')).toMatchObject({
+      revision: 1,
+      actor: 'alice',
+      action: 'venue.disable',
+    });
+    await reset(prefix);
+    expect((await gmx(s))?.enabled).toBe(false);
+  });
+
+  it('a read that finds the config gone while the ledger cannot be read fails instead of taking the profile', async () => {
+    const prefix = deployment();
+    const l = await ledgerOf(prefix);
+    let down = false;
+    const flaky: ConfigLedger = {
+      configDocument: (name) =>
+        down
+          ? Promise.reject(Object.assign(new Error('timeout'), { code: 'DB_TIMEOUT' }))
+          : l.configDocument(name),
+      writeConfigDocument: (d) => l.writeConfigDocument(d),
+    };
+    const s = await store(prefix, { on: flaky });
+    await s.venuesPort().disable('gmx-arb', alice);
+    await reset(prefix);
+    down = true;
+    await expect(s.venues()).rejects.toMatchObject({ code: 'NOT_READY' });
+    await expect(s.venuesPort().disable('drift-sol', alice)).rejects.toMatchObject({ code: 'NOT_READY' });
+    down = false;
+    expect((await gmx(s))?.enabled).toBe(false);
   });
 });

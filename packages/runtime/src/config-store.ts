@@ -12,6 +12,7 @@ import {
 } from '@xhedge/api';
 import { PoliciesConfig, VenueConfig, type XhedgeConfig } from '@xhedge/config';
 import { ValidationError, XhedgeError } from '@xhedge/core';
+import type { Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { checkVenueParams } from './venues.ts';
@@ -23,16 +24,60 @@ const CAS_BACKOFF_CAP_MS = 50;
 
 /**
  * SET KEYS[1] ARGV[3] if the key is as read: absent (ARGV[1] = 'absent') or holding ARGV[2]; with it,
- * who made the change (ARGV[5]) under field ARGV[4] of the hash KEYS[2], in the same step.
+ * who made the change (ARGV[5]) under field ARGV[4] of the hash KEYS[2], and the document's revision
+ * (field ARGV[6] of the hash KEYS[3]) one up, with who made it (field ARGV[6]:last), in the same step.
+ * Returns the new revision (≥ 1), or 0 when the key was not as read.
  */
 const SET_IF_UNCHANGED = `
 local cur = redis.call('GET', KEYS[1])
 if (ARGV[1] == 'absent' and cur == false) or (ARGV[1] == 'present' and cur == ARGV[2]) then
   redis.call('SET', KEYS[1], ARGV[3])
   redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+  redis.call('HSET', KEYS[3], ARGV[6] .. ':last', ARGV[5])
+  return redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
+end
+return 0`;
+
+/**
+ * Puts a document back (from the ledger's copy, or the profile's at the first start of a fresh ledger):
+ * SET KEYS[1] ARGV[2] with revision ARGV[3] (field ARGV[1] of the hash KEYS[2]) when the key is absent
+ * or its revision is lower (a Redis rolled back, or a replica that lagged); else nothing, so restorers
+ * racing each other and a change agree. A document without a revision counts as revision 0 (written by
+ * a release that kept none). Who made that revision (ARGV[4]) goes to field ARGV[1]:last. Returns 1 when
+ * it wrote.
+ */
+const RESTORE_IF_BEHIND = `
+local cur = redis.call('GET', KEYS[1])
+local rev = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if cur == false or rev < tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[1], ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('HSET', KEYS[2], ARGV[1] .. ':last', ARGV[4])
   return 1
 end
 return 0`;
+
+/** The documents kept in the store (Redis) and, durably, in the ledger. */
+export type ConfigDocumentName = 'venues' | 'policy';
+const DOCUMENTS: readonly ConfigDocumentName[] = ['venues', 'policy'];
+
+/** What the store needs of the ledger: its durable copy of each document. */
+export type ConfigLedger = Pick<Ledger, 'configDocument' | 'writeConfigDocument'>;
+
+/** What one {@link SharedConfigStore.restore} did to one document (no values: they may hold secrets). */
+export interface ConfigRestore {
+  document: ConfigDocumentName;
+  /**
+   * `restored`: Redis lacked it or held an older revision; the ledger's copy was put back.
+   * `seeded`: neither had it (a fresh ledger and Redis): the profile's was written to both.
+   * `recorded`: Redis held a revision the ledger lacked (a change whose ledger write failed or did not
+   * run); it was written to the ledger.
+   */
+  outcome: 'restored' | 'seeded' | 'recorded';
+  /** The revision Redis had before (absent: no document), and the one in force after. */
+  redisRevision?: number;
+  revision: number;
+}
 
 /** Full jitter before try `attempt` + 1: processes that lost the same race do not collide again in step. */
 function backoff(attempt: number): Promise<void> {
@@ -56,19 +101,49 @@ function lastChange(raw: string | null | undefined): LastChange | undefined {
   }
 }
 
+/** Who made a document's revision, as `<document>:last` holds it (fields absent when not recorded). */
+function lastMeta(raw: string | null): { by?: string; atMs?: number; action?: string } {
+  if (!raw) return {};
+  try {
+    const v = JSON.parse(raw) as { by?: unknown; atMs?: unknown; action?: unknown };
+    return {
+      ...(typeof v.by === 'string' && v.by !== '' ? { by: v.by } : {}),
+      ...(typeof v.atMs === 'number' && Number.isSafeInteger(v.atMs) ? { atMs: v.atMs } : {}),
+      ...(typeof v.action === 'string' && v.action !== '' ? { action: v.action } : {}),
+    };
+  } catch {
+    return {};
+  }
+}
+
 /**
  * The parts of the profile operators change at run time (venues, policy), kept in Redis so every
  * process of a run sees one version: the API writes, the orchestrator reads at each tick and the
- * venue registry of each orchestrator and worker applies venue changes (`venuesChannel`). Seeded from
- * the profile on first start (SET NX), so a restart keeps operators' changes until the Redis is reset.
+ * venue registry of each orchestrator and worker applies venue changes (`venuesChannel`).
  * Each venue and the policy document have a version (`configVersion`, keyed by `<prefix>:config:version-key`)
  * that a conditional change names; who last changed each is kept with it (`<prefix>:config:changes`), written
  * in the same step as the change, so a refused change can say who made the one it lost to.
+ *
+ * Durable copy (with `ledger`): Redis is the shared, fast copy; the ledger (`config_documents`) the durable
+ * one. Each document has a revision in Redis (`<prefix>:config:revisions`), one up with every change in the
+ * same compare-and-set as the value; the change is then written to the ledger (which keeps the highest
+ * revision, so changes written out of order never put an older value over a newer one) before it is
+ * reported done. A change Redis took and the ledger did not is reported as an error saying it is in force
+ * but not yet durable (`AUDIT_UNRECORDED`, `details.durable: false`); {@link restore} writes it to the
+ * ledger later (every 5 s in a run), as does the next change. {@link restore} (at `init`, when a read finds a
+ * document absent, before each change, periodically and on reconnect with {@link keepRestored}) puts the
+ * ledger's copy back into a Redis that lost it or holds an older revision (reset, restart without AOF,
+ * rollback, failover to a replica that lagged). The profile seeds a document only when neither Redis nor
+ * the ledger has it (the first start of a fresh ledger); after that the stored copy wins over the profile
+ * file. Without `ledger` (read-only tools) the store is Redis only, as before: an absent document reads as
+ * the profile's.
  */
 export class SharedConfigStore {
   readonly #redis: Redis;
-  readonly #venuesKey: string;
-  readonly #policyKey: string;
+  readonly #ledger: ConfigLedger | undefined;
+  readonly #keys: Record<ConfigDocumentName, string>;
+  /** Hash: each document's revision (`venues`, `policy`) and who made it (`<document>:last`). */
+  readonly #revisionsKey: string;
   /** Hash: who last changed each venue (`venue:<id>`) and the policy (`policy`), with the version it left. */
   readonly #changesKey: string;
   /** The key of the run's config versions (see `configVersion`), shared by its processes. */
@@ -80,20 +155,197 @@ export class SharedConfigStore {
    */
   readonly venuesChannel: string;
 
-  constructor(opts: { redis: Redis; prefix: string; config: XhedgeConfig }) {
+  constructor(opts: {
+    redis: Redis;
+    prefix: string;
+    config: XhedgeConfig;
+    ledger?: ConfigLedger | undefined;
+  }) {
     this.#redis = opts.redis;
-    this.#venuesKey = `${opts.prefix}:config:venues`;
+    this.#ledger = opts.ledger;
+    this.#keys = { venues: `${opts.prefix}:config:venues`, policy: `${opts.prefix}:config:policy` };
     this.venuesChannel = `${opts.prefix}:config:venues:changed`;
-    this.#policyKey = `${opts.prefix}:config:policy`;
+    this.#revisionsKey = `${opts.prefix}:config:revisions`;
     this.#changesKey = `${opts.prefix}:config:changes`;
     this.#versionKeyKey = `${opts.prefix}:config:version-key`;
     this.#config = opts.config;
   }
 
-  async init(): Promise<void> {
-    await this.#redis.set(this.#venuesKey, JSON.stringify(this.#config.venues), 'NX');
-    await this.#redis.set(this.#policyKey, JSON.stringify(this.#config.policy), 'NX');
+  /** Puts both documents in Redis (from the ledger, else the profile) and makes the version key. */
+  async init(): Promise<ConfigRestore[]> {
+    let done: ConfigRestore[] = [];
+    if (this.#ledger) done = await this.restore();
+    else {
+      await this.#redis.set(this.#keys.venues, JSON.stringify(this.#config.venues), 'NX');
+      await this.#redis.set(this.#keys.policy, JSON.stringify(this.#config.policy), 'NX');
+    }
     await this.#versionKey();
+    return done;
+  }
+
+  /** The profile's copy of a document (what a fresh ledger and Redis start from). */
+  #profile(doc: ConfigDocumentName): unknown {
+    return doc === 'venues' ? this.#config.venues : this.#config.policy;
+  }
+
+  /** Checks a stored copy parses as the document, naming only paths (the value may hold secrets). */
+  #check(doc: ConfigDocumentName, json: string, where: string): void {
+    let value: unknown;
+    try {
+      value = JSON.parse(json);
+    } catch {
+      throw new XhedgeError('CONFIG_INVALID', `${where} copy of ${doc} is not JSON; it was not restored`);
+    }
+    const r = (doc === 'venues' ? z.array(VenueConfig) : PoliciesConfig).safeParse(value);
+    if (!r.success)
+      throw new ValidationError(
+        `${where} copy of ${doc} (not restored)`,
+        r.error.issues.map((i) => ({ path: i.path.join('.'), message: i.code })),
+      );
+  }
+
+  /**
+   * Brings Redis and the ledger in line for each document: Redis lacking it or holding an older revision
+   * gets the ledger's copy (compare-and-set on the revision: concurrent restorers and changes agree);
+   * neither having it, both get the profile's (revision 0); Redis holding a revision the ledger lacks,
+   * the ledger gets Redis's (a change whose ledger write failed). Venue restores nudge `venuesChannel`.
+   * Needs the ledger (throws without); throws when the ledger or Redis cannot be read. Returns what it
+   * changed (no values).
+   */
+  async restore(docs: readonly ConfigDocumentName[] = DOCUMENTS): Promise<ConfigRestore[]> {
+    const out: ConfigRestore[] = [];
+    for (const doc of docs) {
+      const r = await this.#restoreOne(doc);
+      if (r) out.push(r);
+    }
+    if (out.some((r) => r.document === 'venues' && r.outcome !== 'recorded'))
+      await this.#redis.publish(this.venuesChannel, '*').catch(() => 0);
+    return out;
+  }
+
+  async #restoreOne(doc: ConfigDocumentName): Promise<ConfigRestore | undefined> {
+    const ledger = this.#ledger;
+    if (!ledger) throw new XhedgeError('INTERNAL', 'this config store has no ledger to restore from');
+    const key = this.#keys[doc];
+    // value and revision in one step (MULTI): read apart, a change between them paired a value with the
+    // next revision, and the ledger took the old value at the new revision
+    const read = async (): Promise<{ raw: string | null; revision: number; last: string | null }> => {
+      const res = await this.#redis
+        .multi()
+        .get(key)
+        .hget(this.#revisionsKey, doc)
+        .hget(this.#revisionsKey, `${doc}:last`)
+        .exec();
+      if (!res) throw new XhedgeError('INTERNAL', `reading the ${doc} and their revision was aborted`);
+      const [raw, rev, last] = res.map(([err, v]) => {
+        if (err) throw err;
+        return v as string | null;
+      });
+      return { raw: raw ?? null, revision: rev == null ? 0 : Number(rev), last: last ?? null };
+    };
+    const stored = await ledger.configDocument(doc);
+    const before = await read();
+    let outcome: ConfigRestore['outcome'] | undefined;
+    if (stored && (before.raw === null || before.revision < stored.revision)) {
+      this.#check(doc, stored.valueJson, 'the ledger');
+      const last = JSON.stringify({ by: stored.actor, atMs: stored.atMs, action: stored.action });
+      const put = await this.#redis.eval(
+        RESTORE_IF_BEHIND,
+        2,
+        key,
+        this.#revisionsKey,
+        doc,
+        stored.valueJson,
+        String(stored.revision),
+        last,
+      );
+      if (put === 1) outcome = 'restored';
+    } else if (!stored && before.raw === null) {
+      // the first start of a fresh ledger (and Redis): the profile's, at revision 0
+      const last = JSON.stringify({ by: 'profile', atMs: Date.now(), action: 'seed' });
+      const put = await this.#redis.eval(
+        RESTORE_IF_BEHIND,
+        2,
+        key,
+        this.#revisionsKey,
+        doc,
+        JSON.stringify(this.#profile(doc)),
+        '0',
+        last,
+      );
+      if (put === 1) outcome = 'seeded';
+    }
+    // Redis ahead of the ledger (or the ledger without a copy): the ledger gets Redis's
+    const now = await read();
+    if (now.raw !== null && (!stored || now.revision > stored.revision)) {
+      const meta = lastMeta(now.last);
+      const w = await ledger.writeConfigDocument({
+        name: doc,
+        valueJson: now.raw,
+        revision: now.revision,
+        actor: meta.by ?? 'run',
+        action: meta.action ?? (outcome === 'seeded' ? 'seed' : 'sync'),
+        ...(meta.atMs !== undefined ? { atMs: meta.atMs } : {}),
+      });
+      if (w.written && outcome === undefined) outcome = 'recorded';
+    }
+    if (outcome === undefined) return undefined;
+    return {
+      document: doc,
+      outcome,
+      ...(before.raw !== null ? { redisRevision: before.revision } : {}),
+      revision: now.revision,
+    };
+  }
+
+  /**
+   * {@link restore} at once (the returned `first`), then every `intervalMs` and as soon as the Redis
+   * client reconnects (a restarted or failed-over server may have lost or rolled back the documents),
+   * one run at a time, as the control state is kept restored. A failed run goes to `onError` and is
+   * retried at the next interval. `stop` ends it and waits for a run under way.
+   */
+  keepRestored(o: {
+    /** @defaultValue 5000 */
+    intervalMs?: number;
+    onRestored?: (r: ConfigRestore[]) => void;
+    onError?: (err: unknown) => void;
+  }): { first: Promise<ConfigRestore[]>; stop(): Promise<void> } {
+    let running: Promise<void> | undefined;
+    let stopped = false;
+    const once = () =>
+      this.restore().then((r) => {
+        if (r.length > 0) o.onRestored?.(r);
+        return r;
+      });
+    const track = (p: Promise<unknown>, report: boolean) => {
+      running = p
+        .then(
+          () => {},
+          (err) => {
+            if (report) o.onError?.(err);
+          },
+        )
+        .finally(() => {
+          running = undefined;
+        });
+    };
+    const first = once();
+    track(first, false);
+    const kick = () => {
+      if (!running && !stopped) track(once(), true);
+    };
+    const timer = setInterval(kick, o.intervalMs ?? 5000);
+    timer.unref();
+    this.#redis.on('ready', kick);
+    return {
+      first,
+      stop: async () => {
+        stopped = true;
+        clearInterval(timer);
+        this.#redis.off('ready', kick);
+        await running;
+      },
+    };
   }
 
   /**
@@ -110,29 +362,60 @@ export class SharedConfigStore {
     return made;
   }
 
+  /**
+   * The stored document as Redis holds it. Absent (a Redis reset, a restart without persistence): put
+   * back from the ledger's copy first ({@link restore}), never the profile's while the ledger holds one;
+   * when the ledger cannot be read then, the read fails (a venue an operator disabled is not enabled
+   * again by falling back to the profile).
+   */
+  async #read(doc: ConfigDocumentName): Promise<string | null> {
+    const raw = await this.#redis.get(this.#keys[doc]);
+    if (raw !== null || !this.#ledger) return raw;
+    try {
+      await this.restore([doc]);
+    } catch (err) {
+      throw new XhedgeError(
+        'NOT_READY',
+        `the run's ${doc} are missing in Redis and could not be restored from the ledger; nothing falls back to the profile`,
+        { cause: err, details: { document: doc } },
+      );
+    }
+    const again = await this.#redis.get(this.#keys[doc]);
+    if (again === null)
+      throw new XhedgeError('NOT_READY', `the run's ${doc} vanished from Redis again as they were restored`, {
+        details: { document: doc },
+      });
+    return again;
+  }
+
   async venues(): Promise<VenueConfig[]> {
-    const raw = await this.#redis.get(this.#venuesKey);
+    const raw = await this.#read('venues');
     if (raw === null) return this.#config.venues;
     return z.array(VenueConfig).parse(JSON.parse(raw));
   }
 
   async policy(): Promise<Policies> {
-    const raw = await this.#redis.get(this.#policyKey);
+    const raw = await this.#read('policy');
     if (raw === null) return this.#config.policy;
     return PoliciesConfig.parse(JSON.parse(raw));
   }
 
   /**
-   * One change of `key` (the venue list, the policy), atomic against every other (in this process or
-   * another): `edit` makes the value to write (`write`) from the value read, written only if nobody wrote it meanwhile
-   * (compare-and-set in one script, with the record of who made it), else read and edited again after a
-   * random wait. `edit` sees the version key and the record of who last changed `field`, so a version
-   * check it makes (`If-Match`) holds for the value it writes. Without it, two changes at once each wrote
-   * back what they had read, and one undid the other (a disable lost to a concurrent update kept hedging
-   * on the venue).
+   * One change of document `doc` (the venue list, the policy), atomic against every other (in this process
+   * or another): `edit` makes the value to write (`write`) from the value read, written only if nobody wrote
+   * it meanwhile (compare-and-set in one script, with the record of who made it and the document's next
+   * revision), else read and edited again after a random wait. `edit` sees the version key and the record
+   * of who last changed `field`, so a version check it makes (`If-Match`) holds for the value it writes.
+   * Without it, two changes at once each wrote back what they had read, and one undid the other (a disable
+   * lost to a concurrent update kept hedging on the venue).
+   *
+   * With a ledger: first {@link restore} (a Redis that lost or rolled back the document gets the ledger's
+   * copy, so the change is made on top of it and its revision is above the ledger's); after the Redis write,
+   * `onWritten` (the venue nudge), then the ledger write, before the change is reported done. See
+   * {@link #durable} for a ledger write that fails.
    */
   async #change<V, T>(q: {
-    key: string;
+    doc: ConfigDocumentName;
     read: (raw: string | null) => V;
     field: string;
     what: string;
@@ -143,13 +426,31 @@ export class SharedConfigStore {
       value: V,
       ctx: { versionKey: string; last: LastChange | undefined },
     ) => { result: T; write: V; after: unknown };
+    onWritten?: () => Promise<void>;
   }): Promise<T> {
+    const key = this.#keys[q.doc];
+    // a ledger that cannot be read does not stop a change Redis can take (a disable must go through): it
+    // is then reported as not durable (#durable), unless Redis lacks the document too (below)
+    let unrestored: unknown;
+    if (this.#ledger) await this.restore([q.doc]).catch((err: unknown) => (unrestored = err));
     for (let attempt = 1; attempt <= CAS_ATTEMPTS; attempt++) {
       const versionKey = await this.#versionKey();
       const [raw, lastRaw] = await Promise.all([
-        this.#redis.get(q.key),
+        this.#redis.get(key),
         this.#redis.hget(this.#changesKey, q.field),
       ]);
+      if (raw === null && this.#ledger) {
+        // absent (lost again since the restore above, or that restore failed): never edit the profile's
+        // copy over the ledger's
+        if (unrestored !== undefined)
+          throw new XhedgeError(
+            'NOT_READY',
+            `${q.what}: the run's ${q.doc} are missing in Redis and the ledger could not be read to restore them; nothing changed`,
+            { cause: unrestored, details: { document: q.doc } },
+          );
+        await this.restore([q.doc]).catch((err: unknown) => (unrestored = err));
+        continue;
+      }
       const value = q.read(raw);
       const { result, write, after } = q.edit(value, { versionKey, last: lastChange(lastRaw) });
       const text = JSON.stringify(write);
@@ -159,24 +460,93 @@ export class SharedConfigStore {
         atMs: Date.now(),
         action: q.action,
       };
-      const written = await this.#redis.eval(
-        SET_IF_UNCHANGED,
-        2,
-        q.key,
-        this.#changesKey,
-        raw === null ? 'absent' : 'present',
-        raw ?? '',
-        text,
-        q.field,
-        JSON.stringify(change),
+      const revision = Number(
+        await this.#redis.eval(
+          SET_IF_UNCHANGED,
+          3,
+          key,
+          this.#changesKey,
+          this.#revisionsKey,
+          raw === null ? 'absent' : 'present',
+          raw ?? '',
+          text,
+          q.field,
+          JSON.stringify(change),
+          q.doc,
+        ),
       );
-      if (written === 1) return result;
+      if (revision >= 1) {
+        await q.onWritten?.();
+        await this.#durable(q, text, revision, change);
+        return result;
+      }
       if (attempt < CAS_ATTEMPTS) await backoff(attempt);
     }
     throw new XhedgeError(
       'CONFLICT',
       `${q.what} changed ${CAS_ATTEMPTS} times while this change was made; try again`,
       { details: { target: q.what } },
+    );
+  }
+
+  /**
+   * Writes a change Redis took (revision `revision`, value `text`) to the ledger. When the ledger write
+   * fails, the change is in force (every process reads Redis) but a Redis reset before the ledger has it
+   * would undo it: the caller gets `AUDIT_UNRECORDED` (HTTP 500) saying so, `details.applied` true and
+   * `details.durable` false, and must not repeat it; the next change or the next {@link restore} (every
+   * 5 s in a run) writes it. When the ledger holds this revision with another value, Redis lost this change
+   * and another took its revision (a reset or rollback while it was made): CONFLICT, read and make it again.
+   * The value is never in the error (it may hold a keyed RPC URL).
+   */
+  async #durable(
+    q: { doc: ConfigDocumentName; what: string; action: string },
+    text: string,
+    revision: number,
+    change: LastChange,
+  ): Promise<void> {
+    const ledger = this.#ledger;
+    if (!ledger) return;
+    let w: Awaited<ReturnType<ConfigLedger['writeConfigDocument']>>;
+    try {
+      w = await ledger.writeConfigDocument({
+        name: q.doc,
+        valueJson: text,
+        revision,
+        actor: change.by,
+        action: change.action,
+        atMs: change.atMs,
+      });
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      throw new XhedgeError(
+        'AUDIT_UNRECORDED',
+        `${q.what}: ${q.action} is in force (Redis has it, every process applies it) but is not yet durable: the ledger did not record it${typeof code === 'string' ? ` (${code})` : ''}; do not repeat it, the run writes it to the ledger within seconds once the ledger answers (or with the next change), and a Redis reset before then would undo it. Its audit entry is not recorded either`,
+        {
+          cause: err,
+          details: {
+            applied: true,
+            durable: false,
+            recorded: false,
+            action: q.action,
+            target: q.what,
+            document: q.doc,
+            revision,
+          },
+        },
+      );
+    }
+    if (w.written || (w.current.revision === revision && w.current.valueJson === text)) return;
+    // The ledger holds a newer revision, or this one with another value. A newer change made on top of
+    // this one (two at once) leaves Redis at or above the ledger's revision: fine. Redis below it was rolled
+    // back before this change was made (the restore before it could not read the ledger) or meanwhile:
+    // the ledger's copy is put back over this change.
+    const now = Number((await this.#redis.hget(this.#revisionsKey, q.doc)) ?? '0');
+    if (w.current.revision > revision && now >= w.current.revision) return;
+    await this.restore([q.doc]).catch(() => []);
+    throw new XhedgeError(
+      'CONFLICT',
+      `${q.what}: ${q.action} was undone: Redis lost or rolled back the ${q.doc} while the change was made, and the ledger's newer copy (revision ${w.current.revision}) is in force; read it again and make the change again if still needed`,
+      { details: { target: q.what, document: q.doc, revision, ledgerRevision: w.current.revision } },
     );
   }
 
@@ -190,8 +560,8 @@ export class SharedConfigStore {
       ctx: { versionKey: string; last: LastChange | undefined },
     ) => { result: T; after: VenueConfig },
   ): Promise<T> {
-    const result = await this.#change({
-      key: this.#venuesKey,
+    return this.#change({
+      doc: 'venues',
       read: (raw) =>
         raw === null ? structuredClone(this.#config.venues) : z.array(VenueConfig).parse(JSON.parse(raw)),
       field: `venue:${id}`,
@@ -199,10 +569,12 @@ export class SharedConfigStore {
       action,
       actor,
       edit: (list, ctx) => ({ ...edit(list, ctx), write: list }),
+      // a nudge only, sent once Redis has it (in force even if the ledger write then fails): a process that
+      // misses it still sees the change at its next poll
+      onWritten: async () => {
+        await this.#redis.publish(this.venuesChannel, id).catch(() => 0);
+      },
     });
-    // a nudge only: a process that misses it still sees the change at its next poll
-    await this.#redis.publish(this.venuesChannel, id).catch(() => 0);
-    return result;
   }
 
   /** The API's venue port over this store. */
@@ -265,7 +637,7 @@ export class SharedConfigStore {
             })),
           );
         return this.#change({
-          key: this.#policyKey,
+          doc: 'policy',
           read: (raw) => (raw === null ? this.#config.policy : PoliciesConfig.parse(JSON.parse(raw))),
           field: 'policy',
           what: 'policy',

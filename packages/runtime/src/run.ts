@@ -475,8 +475,39 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
     );
     closers.push({ name: 'control-state restore', close: () => restorer.stop() });
     await restorer.first;
-    const configStore = new SharedConfigStore({ redis, prefix, config });
+    // Operators' venue and policy changes: Redis the shared copy, the ledger the durable one. A Redis that
+    // lost or rolled back them gets the ledger's copy back at start, every 5 s and on reconnect (never the
+    // profile's while the ledger has one); a change the ledger missed is written to it.
+    const configStore = new SharedConfigStore({ redis, prefix, config, ledger });
     await configStore.init();
+    const configRestorer = configStore.keepRestored({
+      intervalMs: 5_000,
+      onRestored: (done) => {
+        for (const r of done) {
+          // revisions and outcomes only: the documents may hold a keyed RPC URL
+          const data = {
+            document: r.document,
+            outcome: r.outcome,
+            redisRevision: r.redisRevision,
+            revision: r.revision,
+          };
+          if (r.outcome === 'restored')
+            log.warn(
+              data,
+              `shared config ${r.document} restored from the ledger at revision ${r.revision} (Redis had ${r.redisRevision ?? 'none'})`,
+            );
+          else
+            log.info(
+              data,
+              `shared config ${r.document} ${r.outcome} in the ledger at revision ${r.revision}`,
+            );
+        }
+      },
+      onError: (err) =>
+        log.error({ err }, 'keeping the shared config (venues, policy) restored from the ledger failed'),
+    });
+    closers.push({ name: 'shared config restore', close: () => configRestorer.stop() });
+    await configRestorer.first;
     // A venue cap keyed by no venue stored (a typo such as gmx-arbitrum for gmx-arb) never applies: said at
     // start (a venue added later through the API under that id gets it).
     {
@@ -861,6 +892,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           metrics: execMetrics,
           clock,
           onWorker: watch,
+          log: (level, msg, data) => log[level](data ?? {}, msg),
           // A hedge funded by a bridge transfer is as old as the delivery, not as its plan.
           ...(bridge ? { dependencyReadyAtMs: transferDeliveredAtMs } : {}),
         });

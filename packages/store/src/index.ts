@@ -16,6 +16,7 @@ export {
   type Actor,
   type AuditEntry,
   type BreakerEvent,
+  type ConfigDocument,
   type IntentFill,
   type KillSwitchEvent,
   Ledger,

@@ -49,7 +49,7 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
   it('migrations are versioned and idempotent', async () => {
     expect(await migrate(h.db)).toEqual([]);
     const rows = await h.db.selectFrom('xhedge_migrations').select('version').execute();
-    expect(rows.map((r) => r.version)).toEqual([1, 2, 3]);
+    expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4]);
   });
 
   it('records an intent once, with a planned order and its first event', async () => {
@@ -778,6 +778,65 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
     const final = await ledger.getOrder('xh-504');
     if (s) expect([c.unmet, final?.status]).toEqual([true, 'sent']);
     else expect([c.changed, final?.status]).toEqual([true, 'cancelled']);
+  });
+});
+
+describe.each(backends)('config documents on $name', ({ open }) => {
+  it('keep the highest revision: an older value written late never replaces a newer one', async () => {
+    const h = await open();
+    try {
+      const ledger = new Ledger(h, { clock: new ManualClock(1_000) });
+      expect(await ledger.configDocument('venues')).toBeUndefined();
+      const w = (revision: number, value: unknown) =>
+        ledger.writeConfigDocument({
+          name: 'venues',
+          valueJson: JSON.stringify(value),
+          revision,
+          actor: 'alice',
+          action: 'venue.disable',
+        });
+      expect((await w(0, [{ id: 'a', enabled: true }])).written).toBe(true);
+      expect((await w(2, [{ id: 'a', enabled: false }])).written).toBe(true);
+      // revision 1 arrives after 2 (two changes at once), and 2 again (a retry): neither is written
+      const late = await w(1, [{ id: 'a', enabled: true }]);
+      expect(late).toMatchObject({ written: false, current: { revision: 2 } });
+      expect((await w(2, [{ id: 'b' }])).written).toBe(false);
+      expect(await ledger.configDocument('venues')).toEqual({
+        name: 'venues',
+        valueJson: JSON.stringify([{ id: 'a', enabled: false }]),
+        revision: 2,
+        actor: 'alice',
+        action: 'venue.disable',
+        atMs: 1_000,
+      });
+      // many at once, out of order: the highest stays
+      await Promise.all([7, 3, 9, 4, 8, 5].map((r) => w(r, { r })));
+      expect(await ledger.configDocument('venues')).toMatchObject({ revision: 9, valueJson: '{"r":9}' });
+      expect(await ledger.configDocument('policy')).toBeUndefined();
+    } finally {
+      await closeTestDb(h);
+    }
+  });
+
+  it('refuses what it cannot store, naming the field and never the value', async () => {
+    const h = await open();
+    try {
+      const ledger = new Ledger(h);
+      const bad = ledger.writeConfigDocument({
+        name: 'venues',
+        valueJson: '{"rpc":"https://host/secret-key"',
+        revision: -1,
+        actor: 'a',
+        action: 'x',
+      });
+      await expect(bad).rejects.toBeInstanceOf(ValidationError);
+      const err = (await bad.catch((e: unknown) => e)) as ValidationError;
+      expect(err.message).toMatch(/revision: must be a whole number/);
+      expect(JSON.stringify(err.issues)).toMatch(/valueJson/);
+      expect(`${err.message}${JSON.stringify(err)}`).not.toMatch(/secret-key/);
+    } finally {
+      await closeTestDb(h);
+    }
   });
 });
 

@@ -106,6 +106,22 @@ export interface PositionBaseline {
   reason: string;
 }
 
+/**
+ * The durable copy of one config document operators change at run time (`venues`, `policy`): its JSON
+ * text as the shared store (Redis) held it, the revision the store gave it, and who made that change.
+ * The value may hold secrets (an inline RPC URL with a key): never log it.
+ */
+export interface ConfigDocument {
+  name: string;
+  valueJson: string;
+  /** Whole number ≥ 0, increasing with every change of the document; the ledger keeps the highest. */
+  revision: number;
+  actor: Actor;
+  /** `venue.disable`, `policy.update`, `seed` (from the profile), `sync` (a copy the ledger missed), ... */
+  action: string;
+  atMs: number;
+}
+
 export interface RiskSnapshotRecord {
   seq: number;
   asOfMs: number;
@@ -1200,6 +1216,103 @@ export class Ledger {
       .orderBy('id', 'desc')
       .execute();
     return rows.filter((r) => r.action === 'position-break').map(toAuditEntry);
+  }
+
+  /** The durable copy of config document `name` (see {@link ConfigDocument}), or undefined when none. */
+  async configDocument(name: string): Promise<ConfigDocument | undefined> {
+    const r = await this.db
+      .selectFrom('config_documents')
+      .selectAll()
+      .where('name', '=', name)
+      .executeTakeFirst();
+    return r
+      ? {
+          name: r.name,
+          valueJson: r.value_json,
+          revision: Number(r.revision),
+          actor: r.actor,
+          action: r.action,
+          atMs: Number(r.updated_at_ms),
+        }
+      : undefined;
+  }
+
+  /**
+   * Stores a config document's value at `revision`, unless the ledger holds it at that revision or a
+   * higher one already: changes written out of order (two at once, a late retry) never put an older
+   * value over a newer one. One conditional upsert, so concurrent writers agree.
+   * @returns `written` (false: the ledger had the revision or a newer one) and the row as it stands.
+   * A name that is empty, a revision that is not a whole number ≥ 0, or a value that is not JSON is a
+   * `ValidationError` (which never quotes the value).
+   */
+  async writeConfigDocument(d: {
+    name: string;
+    valueJson: string;
+    revision: number;
+    actor: Actor;
+    action: string;
+    atMs?: number;
+  }): Promise<{ written: boolean; current: ConfigDocument }> {
+    const issues: { path: string; message: string }[] = [];
+    if (typeof d.name !== 'string' || d.name === '')
+      issues.push({ path: 'name', message: 'must be a non-empty string' });
+    if (!Number.isSafeInteger(d.revision) || d.revision < 0)
+      issues.push({ path: 'revision', message: `must be a whole number ≥ 0, got ${String(d.revision)}` });
+    let json = typeof d.valueJson === 'string';
+    if (json)
+      try {
+        JSON.parse(d.valueJson);
+      } catch {
+        json = false;
+      }
+    if (!json) issues.push({ path: 'valueJson', message: 'must be JSON text' });
+    if (typeof d.actor !== 'string' || d.actor === '')
+      issues.push({ path: 'actor', message: 'must be a non-empty string' });
+    if (typeof d.action !== 'string' || d.action === '')
+      issues.push({ path: 'action', message: 'must be a non-empty string' });
+    if (issues.length > 0) throw new ValidationError(`config document ${String(d.name)}`, issues);
+    const row = {
+      name: d.name,
+      value_json: d.valueJson,
+      revision: d.revision,
+      actor: d.actor,
+      action: d.action,
+      updated_at_ms: d.atMs ?? this.#clock.nowMs(),
+    };
+    const res = await this.db
+      .insertInto('config_documents')
+      .values(row)
+      .onConflict((oc) =>
+        oc
+          .column('name')
+          .doUpdateSet({
+            value_json: (eb) => eb.ref('excluded.value_json'),
+            revision: (eb) => eb.ref('excluded.revision'),
+            actor: (eb) => eb.ref('excluded.actor'),
+            action: (eb) => eb.ref('excluded.action'),
+            updated_at_ms: (eb) => eb.ref('excluded.updated_at_ms'),
+          })
+          .where('config_documents.revision', '<', (eb) => eb.ref('excluded.revision')),
+      )
+      .returning('name')
+      .executeTakeFirst();
+    const written = res !== undefined;
+    if (written)
+      return {
+        written,
+        current: {
+          name: row.name,
+          valueJson: row.value_json,
+          revision: row.revision,
+          actor: row.actor,
+          action: row.action,
+          atMs: row.updated_at_ms,
+        },
+      };
+    const current = await this.configDocument(d.name);
+    // only a row deleted between the two statements
+    if (!current) throw new LedgerNotFoundError('config document', d.name);
+    return { written, current };
   }
 
   /** Stores a risk snapshot (any JSON, versioned by `seq`); a replayed `seq` is ignored. */

@@ -93,6 +93,20 @@ export const MIGRATIONS: readonly Migration[] = [
       'create index orders_venue_instrument on orders (venue, instrument, created_at_ms)',
     ],
   },
+  {
+    version: 4,
+    name: 'config documents',
+    // The durable copy of the config operators change at run time (`venues`, `policy`), one row per
+    // document: its latest JSON text as Redis held it, the revision Redis gave it (a row is only ever
+    // replaced by a higher revision) and who made that change. Redis keeps the shared copy processes read;
+    // one that lost or rolled back the document is restored from here. The value may hold an inline RPC
+    // URL with a key in it: this is the run's own database, and the value is never logged.
+    up: [
+      `create table config_documents (
+        name text primary key, value_json text not null, revision bigint not null, actor text not null,
+        action text not null, updated_at_ms bigint not null)`,
+    ],
+  },
 ];
 
 /**

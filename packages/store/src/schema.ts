@@ -124,6 +124,15 @@ export interface PositionBaselinesTable {
   reason: string;
 }
 
+export interface ConfigDocumentsTable {
+  name: string;
+  value_json: string;
+  revision: Int8;
+  actor: string;
+  action: string;
+  updated_at_ms: Int8;
+}
+
 export interface MigrationsTable {
   version: number;
   name: string;
@@ -141,5 +150,6 @@ export interface LedgerDatabase {
   risk_snapshots: RiskSnapshotsTable;
   fencing: FencingTable;
   position_baselines: PositionBaselinesTable;
+  config_documents: ConfigDocumentsTable;
   xhedge_migrations: MigrationsTable;
 }
