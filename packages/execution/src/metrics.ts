@@ -96,7 +96,7 @@ export class ExecutionMetrics {
     });
     this.ledgerRetries = new Counter({
       name: 'xhedge_order_ledger_retries_total',
-      help: 'Order job runs handed back for a short wait because the ledger database could not be reached or answer',
+      help: 'Order job runs handed back for a short wait because the ledger database (or Redis) could not be reached or answer',
       registers,
     });
     this.bookEquityUsd = new Gauge({
