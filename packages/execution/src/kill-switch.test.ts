@@ -459,13 +459,20 @@ describe('kill switch: working orders are cancelled until it succeeds', () => {
 // orders' jobs ask for a cancel once per run only, and nothing announces the engagement again.
 describe('kill switch: a failed cancel pass is retried on a timer', () => {
   let env: Env;
+  const logs: { level: string; msg: string }[] = [];
   const chain = 'evm:42161' as const;
   beforeAll(async () => {
     env = await makeEnv({
       venueKind: 'paper-gmx',
       venueParams: { keeperDelayMs: 60_000 },
       // a run polls a working order for 20 s: its own cancel is asked once in that time
-      workers: { pollBudgetMs: 20_000, pollIntervalMs: 50, sendDeadlineMs: 5_000, killCancelRetryMs: 100 },
+      workers: {
+        pollBudgetMs: 20_000,
+        pollIntervalMs: 50,
+        sendDeadlineMs: 5_000,
+        killCancelRetryMs: 100,
+        log: (level, msg) => logs.push({ level, msg }),
+      },
     });
     env.paper.seedPosition('ETH-USD:PERP', 2);
   });
@@ -497,6 +504,39 @@ describe('kill switch: a failed cancel pass is retried on a timer', () => {
       expect(p.find((x) => x.details.cancelled === 1)?.details).not.toHaveProperty('failed');
       expect(calls).toBeGreaterThanOrEqual(4);
       expect(env.placed.filter((c) => c === ca)).toHaveLength(1);
+    } finally {
+      env.paper.cancelOrder = real;
+      await env.killSwitch.release('global', { actor: 'risk-owner:test', reason: 'drill over' });
+    }
+  }, 30_000);
+
+  it('a cancel refused at the fee cap (stuckAtCap) is logged at error level, naming the refusal', async () => {
+    const a = env.intent(7, { chain });
+    await env.service.submitPlan({ planId: a.planId, legs: [a] });
+    const ca = clientOrderIdFor(a.id);
+    await until(async () => (await env.ledger.getOrder(ca))?.status === 'acknowledged');
+    const real = env.paper.cancelOrder.bind(env.paper);
+    let calls = 0;
+    env.paper.cancelOrder = async (cid) => {
+      calls += 1;
+      if (calls === 1) throw new Error('rpc connection reset');
+      if (calls <= 3)
+        // what the EVM sender's FeeCapError carries (this package does not depend on it)
+        throw Object.assign(new Error('nonce 7: a cancel needs 10.125 gwei, above the cap 9 gwei'), {
+          details: { reason: 'fee-cap', stuckAtCap: true, nonce: 7 },
+        });
+      return real(cid);
+    };
+    logs.length = 0;
+    try {
+      await env.killSwitch.engage('global', { actor: 'risk-owner:test', reason: 'fee cap drill' });
+      await until(async () => (await env.ledger.getOrder(ca))?.status === 'cancelled', 8_000);
+      const errors = logs.filter((l) => l.level === 'error');
+      expect(errors.length).toBeGreaterThanOrEqual(1);
+      expect(errors[0]?.msg).toMatch(/refused at the fee cap.*nonce 7: a cancel needs 10\.125 gwei/);
+      // only the fee-cap refusal is an error (a connection reset, which the run's own cancel may meet
+      // rather than the pass's, is a warning when the pass meets it)
+      expect(errors.every((l) => /refused at the fee cap/.test(l.msg))).toBe(true);
     } finally {
       env.paper.cancelOrder = real;
       await env.killSwitch.release('global', { actor: 'risk-owner:test', reason: 'drill over' });

@@ -91,6 +91,7 @@ export interface MakeEnvOptions {
       | 'killCancelTimeoutMs'
       | 'ledgerRetryMs'
       | 'ledgerRetryForMs'
+      | 'log'
     >
   >;
 }

@@ -1225,9 +1225,28 @@ class OrderProcessor {
   #trackKillPass(pass: () => Promise<void>): void {
     if (this.#killRetriesStopped) return;
     const run: Promise<void> = pass()
-      .catch(() => {})
+      .catch((err: unknown) => this.#logKillFailure(err))
       .finally(() => this.#killPasses.delete(run));
     this.#killPasses.add(run);
+  }
+
+  /**
+   * A cancel pass that failed (it is retried on its timer, and recorded in the ledger with its first
+   * error): logged, at error level when a cancel was refused because the transaction holding the order's
+   * nonce is at the fee cap (`details.stuckAtCap`: no cancel fits under the cap however often it is
+   * retried, and the account's later sends wait behind it: an operator must raise the cap or wait for the
+   * base fee), else as a warning.
+   */
+  #logKillFailure(err: unknown): void {
+    const stuck = findStuckAtCap(err);
+    const msg = err instanceof Error ? err.message : String(err);
+    if (stuck)
+      this.#o.log?.(
+        'error',
+        `${msg}: a cancel is refused at the fee cap (the transaction at the order's nonce cannot be replaced under it): ${errorMessage(stuck)}`,
+        { details: (stuck as { details?: unknown }).details },
+      );
+    else this.#o.log?.('warn', msg, { err: msg });
   }
 
   /**
@@ -1491,6 +1510,18 @@ async function undoAll(steps: readonly (() => Promise<unknown>)[]): Promise<void
       // best effort: the start's own error is what the caller gets
     }
   }
+}
+
+/** The error (in `err`, its causes or an AggregateError's errors) that says `details.stuckAtCap`. */
+function findStuckAtCap(err: unknown, depth = 0): Error | undefined {
+  if (!(err instanceof Error) || depth > 8) return undefined;
+  if ((err as { details?: { stuckAtCap?: unknown } }).details?.stuckAtCap === true) return err;
+  if (err instanceof AggregateError)
+    for (const e of err.errors) {
+      const found = findStuckAtCap(e, depth + 1);
+      if (found) return found;
+    }
+  return findStuckAtCap((err as { cause?: unknown }).cause, depth + 1);
 }
 
 /** An error's message, for records and logs (a venue error's short one). */
