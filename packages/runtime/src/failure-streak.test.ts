@@ -33,6 +33,19 @@ describe('FailureStreak (regression: a ledger outage logged the failing tick fou
     expect(lines).toHaveLength(4);
   });
 
+  it('the same failure with other numbers or ids in its message is the same streak (one error line, then summaries)', () => {
+    const { s, lines, advance } = streak();
+    for (let i = 0; i < 4 * 40; i++) {
+      s.fail(
+        new Error(`planner tick ${46 + i} was overtaken by tick ${47 + i}: no answer within ${5000 + i} ms`),
+      );
+      advance(250);
+    }
+    expect(lines.map(([level]) => level)).toEqual(['error', 'warn']);
+    s.fail(new Error('connect ECONNREFUSED 127.0.0.1:5432'));
+    expect(lines.map(([level]) => level)).toEqual(['error', 'warn', 'error']);
+  });
+
   it('a different failure is logged at once, with its error', () => {
     const { s, lines, advance } = streak();
     s.fail(new Error('connect ECONNREFUSED 127.0.0.1:5432'));

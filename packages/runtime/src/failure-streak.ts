@@ -22,8 +22,21 @@ interface Streak {
   failures: number;
   /** Failures since the last line about this streak. */
   unreported: number;
-  lastMessage: string;
+  /** The last failure's message with its numbers and ids left out (see `shapeOf`). */
+  lastShape: string;
   reportedAtMs: number;
+}
+
+/**
+ * A failure's message with what changes from one failure to the next left out (numbers, hex, ids), so the
+ * same failure repeating ("planner tick 46 was overtaken by tick 47", "no answer within 5012 ms") is one
+ * streak, not a new error line each time.
+ */
+function shapeOf(message: string): string {
+  return message
+    .replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, '<id>')
+    .replace(/0x[0-9a-f]+/gi, '0x…')
+    .replace(/\d+(?:\.\d+)?/g, '#');
 }
 
 export class FailureStreak {
@@ -49,16 +62,16 @@ export class FailureStreak {
   fail(err: unknown): void {
     const now = this.#now();
     const message = err instanceof Error ? err.message : String(err);
+    const shape = shapeOf(message);
     const s = this.#streak;
-    if (!s || s.lastMessage !== message) {
+    if (!s || s.lastShape !== shape) {
       this.#o.error(err, s ? `${this.#o.what} failed differently` : `${this.#o.what} failed`);
       if (s) {
         s.failures++;
         s.unreported = 0;
-        s.lastMessage = message;
+        s.lastShape = shape;
         s.reportedAtMs = now;
-      } else
-        this.#streak = { sinceMs: now, failures: 1, unreported: 0, lastMessage: message, reportedAtMs: now };
+      } else this.#streak = { sinceMs: now, failures: 1, unreported: 0, lastShape: shape, reportedAtMs: now };
       return;
     }
     s.failures++;
