@@ -354,6 +354,22 @@ describe('the ledger keeps the durable copy: a Redis that lost or rolled back th
     expect(venues.find((v) => v.id === 'drift-sol')?.enabled).toBe(false);
   });
 
+  it('a change written without a revision (an older release during a rolling deploy) is made durable, not undone by a later reset', async () => {
+    const prefix = deployment();
+    const s = await store(prefix);
+    // what an older release's API does: the value set in place, no revision, no ledger write
+    const r = endpoint.client();
+    const key = `${prefix}:config:venues`;
+    const list = JSON.parse((await r.get(key)) as string) as VenueConfig[];
+    (list.find((v) => v.id === 'gmx-arb') as VenueConfig).enabled = false;
+    await r.set(key, JSON.stringify(list));
+    r.disconnect();
+    const done = await s.restore();
+    expect(done).toEqual([expect.objectContaining({ document: 'venues', outcome: 'recorded', revision: 1 })]);
+    await reset(prefix);
+    expect((await gmx(await store(prefix)))?.enabled).toBe(false);
+  });
+
   it('a Redis rolled back to an older revision is replaced by the ledger copy (restore, and before a change)', async () => {
     const prefix = deployment();
     const s = await store(prefix);

@@ -57,6 +57,19 @@ if cur == false or rev < tonumber(ARGV[3]) then
 end
 return 0`;
 
+/**
+ * Revision one up for a document (field ARGV[1] of the hash KEYS[2]) whose value KEYS[1] is still ARGV[2]
+ * at revision ARGV[3] (a revision field absent counts as 0): a change made without a revision. Returns
+ * the new revision, or 0 when the document changed meanwhile.
+ */
+const BUMP_IF_SAME = `
+local cur = redis.call('GET', KEYS[1])
+local rev = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if cur == ARGV[2] and rev == tonumber(ARGV[3]) then
+  return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+end
+return 0`;
+
 /** The documents kept in the store (Redis) and, durably, in the ledger. */
 export type ConfigDocumentName = 'venues' | 'policy';
 const DOCUMENTS: readonly ConfigDocumentName[] = ['venues', 'policy'];
@@ -276,7 +289,30 @@ export class SharedConfigStore {
       if (put === 1) outcome = 'seeded';
     }
     // Redis ahead of the ledger (or the ledger without a copy): the ledger gets Redis's
-    const now = await read();
+    let now = await read();
+    // Redis holding another value at the ledger's revision was changed without a revision (an older
+    // release's API or CLI during a rolling deploy or after a rollback, a hand edit): that change is the
+    // newer one, so its revision goes one up (only if the value is still the one read) and the ledger
+    // takes it. Left as it was, a later Redis loss put the ledger's older copy back: a venue an operator
+    // disabled through an old replica came back enabled.
+    if (
+      stored &&
+      now.raw !== null &&
+      now.revision === stored.revision &&
+      now.raw !== stored.valueJson &&
+      outcome === undefined
+    ) {
+      const bumped = await this.#redis.eval(
+        BUMP_IF_SAME,
+        2,
+        key,
+        this.#revisionsKey,
+        doc,
+        now.raw,
+        String(now.revision),
+      );
+      if (Number(bumped) > 0) now = await read();
+    }
     if (now.raw !== null && (!stored || now.revision > stored.revision)) {
       const meta = lastMeta(now.last);
       const w = await ledger.writeConfigDocument({
