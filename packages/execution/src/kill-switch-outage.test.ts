@@ -137,6 +137,48 @@ describe.skipIf(!hasRedisServer())('kill switch while Redis is unavailable', () 
     });
     expect(await ks.release('underlying:ETH', { actor: 'risk-owner:ana', reason: 'over' })).toBe(true);
   }, 30_000);
+
+  it('a pending engage recorded while a release is between its check and its own ledger event is not hidden by the release (review fix)', async () => {
+    await until(async () => (await fast.ping().catch(() => '')) === 'PONG', 10_000, 25);
+    // the ledger as the releasing process sees it: another process, cut off from Redis, records its
+    // engage (the pending fallback) just before this release's event lands
+    const pendingId = 'pending-during-release';
+    const ledger = new Proxy(env.ledger, {
+      get(target, prop, receiver) {
+        if (prop === 'recordKillSwitchEvent')
+          return async (e: Parameters<typeof target.recordKillSwitchEvent>[0]) => {
+            if (e.action === 'release')
+              await target.recordKillSwitchEvent({
+                scope: e.scope,
+                action: 'engage',
+                actor: 'risk-owner:bo',
+                reason: 'stop from a cut-off replica',
+                allowRiskReducing: false,
+                details: { eventId: pendingId, pendingRedis: true },
+              });
+            return target.recordKillSwitchEvent(e);
+          };
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const ks = new KillSwitch({ redis: fast, prefix: env.prefix, ledger });
+    await ks.engage('underlying:BTC', { actor: 'risk-owner:ana', reason: 'first stop' });
+    await expect(
+      ks.release('underlying:BTC', { actor: 'risk-owner:ana', reason: 'over' }),
+    ).rejects.toMatchObject({ code: 'KILL_SWITCH_RELEASE_CONFLICT' });
+    // the pending engage is the ledger's last word again, and the restore puts it in force
+    const restored = await new KillSwitch({ redis: fast, prefix: env.prefix, ledger: env.ledger }).restore({
+      actor: 'test',
+    });
+    expect(restored.map((e) => [e.scope, e.eventId])).toEqual([['underlying:BTC', pendingId]]);
+    const inForce = (await env.killSwitch.engaged()).find((e) => e.scope === 'underlying:BTC');
+    // (a re-engage as strict as what is there keeps its who and why, under the new event id)
+    expect(inForce).toMatchObject({ eventId: pendingId, allowRiskReducing: false });
+    expect(await env.killSwitch.release('underlying:BTC', { actor: 'risk-owner:ana', reason: 'over' })).toBe(
+      true,
+    );
+  }, 30_000);
 });
 
 /** The worker pool's start replays the cancel pass of every switch engaged before it. */

@@ -581,9 +581,9 @@ export class KillSwitch {
     const released = read === null ? undefined : Engagement.safeParse(safeJson(read));
     // An engage recorded while Redis was down, not applied yet, is an engagement this release did not
     // read: it stays (the restore applies it), as one that reached Redis after the read would.
-    const pending = await this.#pendingOf(scope);
+    const { pending, seenId } = await this.#pendingOf(scope);
     if (pending && pending.eventId !== (released?.success ? released.data.eventId : undefined))
-      throw new KillSwitchReleaseConflictError(scope, pending);
+      throw new KillSwitchReleaseConflictError(scope, pending.engagement);
     await this.#ledger?.recordKillSwitchEvent({
       scope,
       action: 'release',
@@ -595,6 +595,29 @@ export class KillSwitch {
         ...(released?.success ? { releasedEventId: released.data.eventId } : {}),
       },
     });
+    // An engage recorded while its process could not reach Redis, landing between the check above and
+    // this release's own event, would be hidden behind the release: the restore reads the scope's latest
+    // event and skipped it, though its operator was told it is applied once Redis answers. It is recorded
+    // again after the release, and the release removes nothing (the restore applies it).
+    if (this.#ledger) {
+      const since = (await this.#ledger.listKillSwitchEvents({ scope, limit: 200 })).filter(
+        (x) => x.id > seenId,
+      );
+      const hidden = since.filter(isPending).at(-1);
+      const latest = since.find((x) => x.action === 'engage' || x.action === 'release');
+      if (hidden && latest && !isPending(latest) && typeof hidden.details.eventId === 'string') {
+        await this.#ledger.recordKillSwitchEvent({
+          scope,
+          action: 'engage',
+          actor: hidden.actor,
+          reason: hidden.reason,
+          allowRiskReducing: hidden.allowRiskReducing,
+          atMs: hidden.atMs,
+          details: { ...hidden.details, rerecordedAfterRelease: true },
+        });
+        throw new KillSwitchReleaseConflictError(scope, engagementOfEvent(scope, hidden));
+      }
+    }
     const res = await evalScript(this.#redis, RELEASE_IF_SAME, [this.#keys.kill], [scope, read ?? '']);
     if (!Array.isArray(res) || typeof res[1] !== 'string')
       throw new Error(`kill-switch release: unexpected script reply ${JSON.stringify(res)}`);
@@ -614,20 +637,19 @@ export class KillSwitch {
     return removed;
   }
 
-  /** The scope's latest ledger engage/release event when it is an engage recorded while Redis was down. */
-  async #pendingOf(scope: KillScope): Promise<KillEngagement | undefined> {
-    if (!this.#ledger) return undefined;
+  /**
+   * The scope's latest ledger engage/release event when it is an engage recorded while Redis was down
+   * (`pending`), and the newest event id read (`seenId`, 0 for none).
+   */
+  async #pendingOf(
+    scope: KillScope,
+  ): Promise<{ pending?: { eventId: string; engagement: KillEngagement }; seenId: number }> {
+    if (!this.#ledger) return { seenId: Number.POSITIVE_INFINITY };
     const events = await this.#ledger.listKillSwitchEvents({ scope, limit: 200 });
+    const seenId = events[0]?.id ?? 0;
     const ev = events.find((x) => x.action === 'engage' || x.action === 'release');
-    if (!ev || !isPending(ev) || typeof ev.details.eventId !== 'string') return undefined;
-    return {
-      scope,
-      eventId: ev.details.eventId,
-      actor: ev.actor,
-      reason: ev.reason,
-      allowRiskReducing: ev.allowRiskReducing,
-      engagedAtMs: ev.atMs,
-    };
+    if (!ev || !isPending(ev) || typeof ev.details.eventId !== 'string') return { seenId };
+    return { pending: { eventId: ev.details.eventId, engagement: engagementOfEvent(scope, ev) }, seenId };
   }
 
   /** A release that found `newerRaw` in force instead of what it read: restated in the ledger, audited, thrown. */
@@ -767,7 +789,13 @@ export class KillSwitch {
     };
     const [change, inForceRaw] = engageReply(await this.#engageScript(scope, e, false));
     const inForce = KillSwitch.engagementOf(scope, inForceRaw);
-    await this.#restate(ledger, scope, null, actor);
+    // The ledger's last word made what Redis holds, unless a release was recorded after the pending
+    // engage meanwhile (it removes what it read, or is refused by what changed): restated then, the
+    // engage landed after the release and the next restore put the released scope back in force.
+    const latest = (await ledger.listKillSwitchEvents({ scope, limit: 50 })).find(
+      (x) => x.action === 'engage' || x.action === 'release',
+    );
+    if (latest?.action !== 'release') await this.#restate(ledger, scope, null, actor);
     await this.#announceRestored(ledger, inForce, actor, { change });
     return inForce;
   }
@@ -993,6 +1021,18 @@ function engageReply(res: unknown): [KillEngageChange, string, string] {
 }
 
 /** An `engage` event recorded while Redis could not take it (see `KillSwitchPendingError`). */
+/** The engagement an engage event of `scope` records (its event id from `details.eventId`). */
+function engagementOfEvent(scope: KillScope, ev: KillSwitchEvent): KillEngagement {
+  return {
+    scope,
+    eventId: String(ev.details.eventId),
+    actor: ev.actor,
+    reason: ev.reason,
+    allowRiskReducing: ev.allowRiskReducing,
+    engagedAtMs: ev.atMs,
+  };
+}
+
 function isPending(ev: KillSwitchEvent): boolean {
   return ev.action === 'engage' && ev.details.pendingRedis === true;
 }

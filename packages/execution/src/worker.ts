@@ -7,6 +7,7 @@ import {
   type Order,
   type OrderStatus,
   parseOrThrow,
+  redact,
   systemClock,
   TERMINAL_ORDER_STATUSES,
 } from '@xhedge/core';
@@ -279,7 +280,8 @@ export async function startWorkers(o: StartWorkersOptions): Promise<WorkerPool> 
   let errStreak: { lastAtMs: number; loggedAtMs: number; more: number } | undefined;
   const workerErrors = (venue: string, err: Error) => {
     const now = Date.now();
-    const msg = (err?.message ?? String(err)).split('\n')[0]?.slice(0, 300);
+    // credentials in a connection URL never reach the log
+    const msg = redact((err?.message ?? String(err)).split('\n')[0]?.slice(0, 300) ?? '');
     if (!errStreak || now - errStreak.lastAtMs > WORKER_ERROR_SUMMARY_MS) {
       errStreak = { lastAtMs: now, loggedAtMs: now, more: 0 };
       o.log?.('warn', `order worker for ${venue}: ${msg}`, { venue, err: msg });
