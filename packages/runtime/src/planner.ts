@@ -1703,7 +1703,7 @@ export class TickPlanner {
           this.#observeFailing = true;
           this.#o.log(
             'warn',
-            'the circuit breakers could not observe the tick (Redis unavailable): the snapshot is published, no hedge is planned until they can',
+            'the circuit breakers could not observe the tick (Redis or the ledger unavailable): the snapshot is published, no hedge is planned until they can',
             { err: why },
           );
         }
@@ -1711,7 +1711,7 @@ export class TickPlanner {
           ...snapshot,
           warnings: [
             ...snapshot.warnings,
-            `the circuit breakers could not observe this tick (their store, Redis, is unavailable: ${why}); no hedge is planned from it`,
+            `the circuit breakers could not observe this tick (Redis or the ledger is unavailable: ${why}); no hedge is planned from it`,
           ],
         };
         this.#lastSnapshot = snapshot;
