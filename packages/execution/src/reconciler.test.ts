@@ -176,6 +176,28 @@ describe('reconciler and orders with no job', () => {
     expect(env.placed).not.toContain(clientOrderIdFor(b.id));
   });
 
+  it('a failed job whose data this release cannot read (an incompatible release wrote it) is made again from the ledger, not retried for ever', async () => {
+    const f = env.intent(91);
+    await crashedPlan([f], { reserved: false });
+    const cid = clientOrderIdFor(f.id);
+    // as an incompatible producer would write it: the intent under another name
+    await env.service
+      .queue('pv')
+      .add('order', { hedgeIntent: f, clientOrderId: cid } as never, { jobId: f.id });
+    const failed = await until(async () =>
+      (await (await jobOf(f))?.getState()) === 'failed' ? true : undefined,
+    );
+    expect(failed).toBe(true);
+    expect((await jobOf(f))?.failedReason).toMatch(/not sent$/);
+    expect(await reconciler(60_000).sweep()).toMatchObject({ redriven: 1 });
+    const o = await until(async () => {
+      const x = await env.ledger.getOrder(cid);
+      return x?.status === 'filled' ? x : undefined;
+    });
+    expect(o.status).toBe('filled');
+    expect(env.placed.filter((c) => c === cid)).toHaveLength(1);
+  });
+
   it('leaves an orphan alone within the grace (its producer may still be adding the job)', async () => {
     const c = env.intent(3);
     await crashedPlan([c], { reserved: true });

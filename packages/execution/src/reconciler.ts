@@ -5,6 +5,7 @@ import { controlStateRestored } from './control-state.ts';
 import { keysFor } from './keys.ts';
 import type { ExecutionMetrics } from './metrics.ts';
 import { producerMarked } from './producing.ts';
+import { OrderJobData } from './queue.ts';
 import type { ExecutionService } from './service.ts';
 
 export interface ReconcilerOptions {
@@ -132,6 +133,22 @@ export class Reconciler {
             res.cancelled += 1;
             continue;
           }
+        }
+        // A job whose data this release cannot read (written by an incompatible release, or damaged) fails
+        // at once on every run, never sent: retried as it stands it failed again every sweep and held the
+        // underlying's hedging for ever. It is made again from the ledger's intent (the same job id).
+        if (
+          state === 'failed' &&
+          (order.status === 'planned' || order.status === 'queued') &&
+          !OrderJobData.safeParse(job.data).success
+        ) {
+          await job.remove();
+          await this.#o.service.enqueue(intent);
+          if (order.status === 'planned')
+            await this.#o.ledger.transition(order.clientOrderId, 'queued', { actor: 'reconciler' });
+          res.redriven += 1;
+          this.#o.metrics?.reconciliations.inc({ result: 'requeued' });
+          continue;
         }
         await job.retry(state);
         res.redriven += 1;
