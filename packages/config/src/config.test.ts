@@ -343,6 +343,49 @@ describe('config validation', () => {
     expect(ps.find((p) => p.path === 'limits.priceBandBps')?.message).toMatch(/in bps: at most 10000/);
   });
 
+  it('takes the snapshot retention, and names a wrong option by its path', () => {
+    const c = base();
+    expect(parseConfig(stringify(c)).snapshotRetention).toBeUndefined();
+    c.snapshotRetention = {
+      fullResolutionDays: 3,
+      downsampleEveryMs: 300_000,
+      retentionDays: 30,
+      batchSize: 500,
+    };
+    expect(parseConfig(stringify(c)).snapshotRetention).toEqual({
+      fullResolutionDays: 3,
+      downsampleEveryMs: 300_000,
+      retentionDays: 30,
+      batchSize: 500,
+    });
+    c.snapshotRetention = { fullResolutionDays: 30, retentionDays: 14 };
+    expect(problems(stringify(c))).toEqual([
+      expect.objectContaining({
+        path: 'snapshotRetention.fullResolutionDays',
+        message: expect.stringMatching(/fullResolutionDays \(30\) must not be above retentionDays \(14\)/),
+      }),
+    ]);
+    c.snapshotRetention = { retentionDays: 5 };
+    expect(problems(stringify(c))).toEqual([
+      expect.objectContaining({
+        path: 'snapshotRetention.retentionDays',
+        message: expect.stringMatching(
+          /fullResolutionDays \(7, its default\) must not be above retentionDays \(5\)/,
+        ),
+      }),
+    ]);
+    c.snapshotRetention = { downsampleEveryMs: 60, retentionDays: -1, intervalMinutes: 0.5, keepDays: 3 };
+    const ps = problems(stringify(c));
+    expect(ps.map((p) => p.path)).toEqual(
+      expect.arrayContaining([
+        'snapshotRetention.downsampleEveryMs',
+        'snapshotRetention.retentionDays',
+        'snapshotRetention.intervalMinutes',
+      ]),
+    );
+    expect(ps.some((p) => p.path === 'snapshotRetention' && /"keepDays"/.test(p.message))).toBe(true);
+  });
+
   it('takes the ledger database limits, and names a wrong one by its path', () => {
     const c = base();
     c.database = {

@@ -548,6 +548,43 @@ export const DatabaseConfig = z
 /** The profile's `database` section, as parsed. */
 export type DatabaseConfig = z.infer<typeof DatabaseConfig>;
 
+/**
+ * How long the ledger keeps risk snapshots (store's `SnapshotRetention`; its defaults for what is left
+ * out). A snapshot is stored at least every 5 s, ~100 MB a day for a 52-position book: every one is
+ * kept for `fullResolutionDays`, then the last of each `downsampleEveryMs` up to `retentionDays`, none
+ * older, except the newest and those a plan was made from. The leader runs a pass every
+ * `intervalMinutes`, in statements of `batchSize` snapshots.
+ */
+export const SnapshotRetentionConfig = z
+  .object({
+    /** False keeps every snapshot for ever. Default true. */
+    enabled: z.boolean().optional(),
+    /** Every snapshot younger than this is kept, days. Default 7. */
+    fullResolutionDays: z.number().min(0).max(36_500).optional(),
+    /** Past fullResolutionDays, one snapshot (the last) per this many ms. Default 60 000. */
+    downsampleEveryMs: z.number().int().min(1000).max(86_400_000).optional(),
+    /** Snapshots older than this are deleted, days. Default 90. */
+    retentionDays: z.number().min(1).max(36_500).optional(),
+    /** Time between two passes, minutes. Default 60. */
+    intervalMinutes: z.number().int().min(1).max(1440).optional(),
+    /** Snapshots examined (at most deleted) per statement. Default 2000. */
+    batchSize: z.number().int().min(1).max(100_000).optional(),
+  })
+  .strict()
+  .superRefine((v, ctx) => {
+    const full = v.fullResolutionDays ?? 7;
+    const keep = v.retentionDays ?? 90;
+    if (full > keep)
+      ctx.addIssue({
+        code: 'custom',
+        path: [v.fullResolutionDays === undefined ? 'retentionDays' : 'fullResolutionDays'],
+        message: `fullResolutionDays (${full}${v.fullResolutionDays === undefined ? ', its default' : ''}) must not be above retentionDays (${keep}${v.retentionDays === undefined ? ', its default' : ''}): snapshots are kept in full before they are thinned out`,
+      });
+  });
+
+/** The profile's `snapshotRetention` section, as parsed. */
+export type SnapshotRetentionConfig = z.infer<typeof SnapshotRetentionConfig>;
+
 export const XhedgeConfig = z
   .object({
     version: z.literal(1, { error: 'version must be 1' }),
@@ -597,6 +634,7 @@ export const XhedgeConfig = z
     }),
     redis: ServiceUrl.optional(),
     database: DatabaseConfig.optional(),
+    snapshotRetention: SnapshotRetentionConfig.optional(),
     api: z
       .object({
         host: z.string().default('127.0.0.1'),

@@ -44,7 +44,13 @@ import {
   VenueMarketData,
   type WorkerPool,
 } from '@xhedge/execution';
-import { Ledger, newestRecordedMs, type OpenDatabaseOptions, openDatabase } from '@xhedge/store';
+import {
+  Ledger,
+  newestRecordedMs,
+  type OpenDatabaseOptions,
+  openDatabase,
+  SnapshotRetention,
+} from '@xhedge/store';
 import type { VenueAdapter, VenueHealth } from '@xhedge/venue';
 import type { PaperVenue } from '@xhedge/venue-paper';
 import { RedisShadowStore } from '@xhedge/venue-paper/shadow-store';
@@ -813,6 +819,36 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         info: (data, msg) => log.info(data, msg),
       });
       let failedSinceLastTick = true;
+      // Risk snapshot retention (the profile's snapshotRetention): a pass at most every intervalMinutes,
+      // poked by the leader's ticks only, in bounded batches; stopped (a pass ended between statements)
+      // before the database closes.
+      const sr = config.snapshotRetention;
+      const retention =
+        sr?.enabled === false
+          ? undefined
+          : new SnapshotRetention({
+              ledger,
+              clock,
+              options: {
+                ...(sr?.fullResolutionDays !== undefined
+                  ? { fullResolutionDays: sr.fullResolutionDays }
+                  : {}),
+                ...(sr?.downsampleEveryMs !== undefined ? { downsampleEveryMs: sr.downsampleEveryMs } : {}),
+                ...(sr?.retentionDays !== undefined ? { retentionDays: sr.retentionDays } : {}),
+                ...(sr?.intervalMinutes !== undefined ? { intervalMs: sr.intervalMinutes * 60_000 } : {}),
+                ...(sr?.batchSize !== undefined ? { batchSize: sr.batchSize } : {}),
+              },
+              onResult: (r, ms) => {
+                if (r.deleted > 0)
+                  log.info(
+                    { ...r, ms: Math.round(ms) },
+                    `risk snapshot retention: ${r.deleted} of ${r.examined} snapshots older than the full-resolution span deleted`,
+                  );
+              },
+              onError: (err) =>
+                log.warn({ err }, 'risk snapshot retention pass failed; tried again next interval'),
+            });
+      if (retention) closers.push({ name: 'snapshot retention', close: () => retention.stop() });
       const loop = new PlanningLoop({
         // a new lease object for each life of the loop (see PlanningLoop: after a tick overrun)
         lease: () =>
@@ -831,6 +867,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         plan: async ({ token, lease }) => {
           if (!failedSinceLastTick) tickFailures.ok();
           failedSinceLastTick = false;
+          retention?.poke();
           const out: PlanForExecution[] = [];
           for (const plan of await p.plan({ leaseToken: token })) {
             if (plan.transfers.length === 0) out.push(plan);

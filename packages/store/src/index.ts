@@ -35,5 +35,13 @@ export {
 } from './ledger.ts';
 export { MIGRATIONS, type Migration, migrate } from './migrations.ts';
 export { PGliteDialect } from './pglite-dialect.ts';
+export {
+  SNAPSHOT_RETENTION_DEFAULTS,
+  SnapshotRetention,
+  type SnapshotRetentionOptions,
+  type SnapshotRetentionPolicy,
+  type SnapshotRetentionResult,
+  snapshotRetentionOptions,
+} from './retention.ts';
 export type { LedgerDatabase } from './schema.ts';
 export { postgresReachable, TEST_PG_URL } from './test-backends.ts';

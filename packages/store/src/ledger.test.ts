@@ -49,7 +49,7 @@ describe.each(backends)('Ledger on $name', ({ open }) => {
   it('migrations are versioned and idempotent', async () => {
     expect(await migrate(h.db)).toEqual([]);
     const rows = await h.db.selectFrom('xhedge_migrations').select('version').execute();
-    expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4]);
+    expect(rows.map((r) => r.version)).toEqual([1, 2, 3, 4, 5]);
   });
 
   it('records an intent once, with a planned order and its first event', async () => {

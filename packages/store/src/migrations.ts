@@ -107,6 +107,22 @@ export const MIGRATIONS: readonly Migration[] = [
         action text not null, updated_at_ms bigint not null)`,
     ],
   },
+  {
+    version: 5,
+    name: 'risk snapshot time order',
+    // Snapshot history is read by time range in time order (the API's risk history, the P&L
+    // attribution's probes) and the retention walks the table in that order: one index on
+    // (as_of_ms, seq) serves the range, the order and a limit without a sort. With only `seq` ordered
+    // (and the index on as_of_ms alone) Postgres walked the seq index from the newest row and filtered
+    // out every row after the range (518,400 rows at 5 s: 172,801 rows filtered, 76 ms for a day ten
+    // days back; 90 ms for a probe 29 days back -> 0.03-0.2 ms). It replaces `risk_snapshots_at`, of
+    // which it is a superset. Built without CONCURRENTLY (a migration runs in a transaction): inserts
+    // of snapshots wait for it, about a second per 500k rows.
+    up: [
+      'create index risk_snapshots_at_seq on risk_snapshots (as_of_ms, seq)',
+      'drop index risk_snapshots_at',
+    ],
+  },
 ];
 
 /**
