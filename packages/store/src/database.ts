@@ -30,6 +30,11 @@ export interface OpenDatabaseOptions {
   schema?: string | undefined;
   /** Apply pending migrations on open. @defaultValue true */
   migrate?: boolean | undefined;
+  /**
+   * Open a ledger a newer release migrated (see `MigrateOptions.allowNewerLedger`); refused with
+   * `LEDGER_TOO_NEW` by default. @defaultValue false
+   */
+  allowNewerLedger?: boolean | undefined;
   /** Largest number of pooled Postgres connections. @defaultValue 10 */
   poolSize?: number | undefined;
   /**
@@ -436,11 +441,12 @@ export async function openDatabase(opts: OpenDatabaseOptions = {}): Promise<Data
   }
   if (migrationDb) {
     try {
-      await migrate(migrationDb);
+      await migrate(migrationDb, undefined, undefined, { allowNewerLedger: opts.allowNewerLedger });
     } finally {
       await migrationDb.destroy();
     }
-  } else if (kind === 'pglite' && (opts.migrate ?? true)) await migrate(db);
+  } else if (kind === 'pglite' && (opts.migrate ?? true))
+    await migrate(db, undefined, undefined, { allowNewerLedger: opts.allowNewerLedger });
   return {
     db,
     kind,

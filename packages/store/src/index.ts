@@ -33,7 +33,7 @@ export {
   type TransitionPatch,
   type TransitionResult,
 } from './ledger.ts';
-export { MIGRATIONS, type Migration, migrate } from './migrations.ts';
+export { MIGRATIONS, type MigrateOptions, type Migration, migrate } from './migrations.ts';
 export { PGliteDialect } from './pglite-dialect.ts';
 export {
   SNAPSHOT_RETENTION_DEFAULTS,

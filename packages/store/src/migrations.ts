@@ -1,3 +1,4 @@
+import { XhedgeError } from '@xhedge/core';
 import { type Kysely, sql } from 'kysely';
 import type { LedgerDatabase } from './schema.ts';
 
@@ -125,42 +126,110 @@ export const MIGRATIONS: readonly Migration[] = [
   },
 ];
 
+/** Options of {@link migrate}. */
+export interface MigrateOptions {
+  /**
+   * Run on a ledger a newer release migrated (its highest applied version above this code's): refused
+   * by default (`LEDGER_TOO_NEW`), since this release does not keep what the newer one added (a rollback
+   * whose processes write the ledger beside it). @defaultValue false
+   */
+  allowNewerLedger?: boolean | undefined;
+  /**
+   * How long one migration statement waits for a table lock, ms (`lock_timeout`), before its
+   * transaction is rolled back and tried again after `lockRetryMs`: a schema change queued behind a long
+   * transaction holds every writer of that table queued behind it for as long as it waits.
+   * @defaultValue 5000
+   */
+  lockTimeoutMs?: number | undefined;
+  /** Wait before a migration whose lock wait timed out is tried again, ms. @defaultValue 1000 */
+  lockRetryMs?: number | undefined;
+  /** Tries of one migration whose lock wait timed out before its error is thrown. @defaultValue 60 */
+  lockAttempts?: number | undefined;
+}
+
+/** Postgres `lock_not_available`: a statement gave up waiting for a lock at its `lock_timeout`. */
+const LOCK_NOT_AVAILABLE = '55P03';
+
 /**
  * Applies the migrations not applied yet, in version order. Safe when several processes start at
  * once: each version runs in a transaction holding a transaction-scoped advisory lock keyed on the
- * current schema, so a second runner waits and then sees the version as applied.
+ * current schema, so a second runner waits and then sees the version as applied. A statement waits for
+ * a table lock at most `lockTimeoutMs`; the migration is then rolled back and tried again (writers of
+ * that table are not held behind it meanwhile). A ledger whose highest applied version is above every
+ * version here (a newer release migrated it) is refused with `LEDGER_TOO_NEW` unless `allowNewerLedger`.
  * @returns the versions applied by this call.
  */
 export async function migrate(
   db: Kysely<LedgerDatabase>,
   migrations: readonly Migration[] = MIGRATIONS,
   nowMs: () => number = Date.now,
+  opts: MigrateOptions = {},
 ): Promise<number[]> {
+  const lockTimeoutMs = opts.lockTimeoutMs ?? 5_000;
+  const lockRetryMs = opts.lockRetryMs ?? 1_000;
+  const lockAttempts = opts.lockAttempts ?? 60;
+  for (const [name, v] of [
+    ['lockTimeoutMs', lockTimeoutMs],
+    ['lockRetryMs', lockRetryMs],
+    ['lockAttempts', lockAttempts],
+  ] as const)
+    if (!Number.isSafeInteger(v) || v < (name === 'lockAttempts' ? 1 : 0))
+      throw new RangeError(
+        `migrate: ${name} must be a whole number${name === 'lockAttempts' ? ' ≥ 1' : ' of ms ≥ 0'}, got ${String(v)}`,
+      );
   const lock = (tx: Kysely<LedgerDatabase>) =>
     sql`select pg_advisory_xact_lock(hashtext(current_schema() || '.xhedge_migrations'))`.execute(tx);
   // under the lock too: a concurrent `create table if not exists` fails with a duplicate key (pg_type)
-  await db.transaction().execute(async (tx) => {
+  const newest = await db.transaction().execute(async (tx) => {
     await lock(tx);
     await sql`create table if not exists xhedge_migrations (
       version integer primary key, name text not null, applied_at_ms bigint not null)`.execute(tx);
+    const r = await tx
+      .selectFrom('xhedge_migrations')
+      .select((eb) => eb.fn.max('version').as('v'))
+      .executeTakeFirst();
+    return r?.v == null ? 0 : Number(r.v);
   });
+  const known = migrations.reduce((m, x) => Math.max(m, x.version), 0);
+  if (newest > known && opts.allowNewerLedger !== true)
+    throw new XhedgeError(
+      'LEDGER_TOO_NEW',
+      `the ledger was migrated to version ${newest} by a newer release; this release knows versions up to ${known} and does not keep what the newer one added (an older release started on it, a rollback)`,
+      {
+        details: { ledgerVersion: newest, knownVersion: known },
+        metaMessages: [
+          'run the release that migrated it, or restore the ledger backup taken before the upgrade',
+          'to run this release on it anyway, open the ledger with allowNewerLedger: true',
+        ],
+      },
+    );
   const applied: number[] = [];
   for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
-    await db.transaction().execute(async (tx) => {
-      await lock(tx);
-      const done = await tx
-        .selectFrom('xhedge_migrations')
-        .select('version')
-        .where('version', '=', m.version)
-        .executeTakeFirst();
-      if (done) return;
-      for (const stmt of m.up) await sql.raw(stmt).execute(tx);
-      await tx
-        .insertInto('xhedge_migrations')
-        .values({ version: m.version, name: m.name, applied_at_ms: nowMs() })
-        .execute();
-      applied.push(m.version);
-    });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await db.transaction().execute(async (tx) => {
+          await lock(tx);
+          const done = await tx
+            .selectFrom('xhedge_migrations')
+            .select('version')
+            .where('version', '=', m.version)
+            .executeTakeFirst();
+          if (done) return;
+          // after the advisory lock (another migrator is waited for as long as it takes)
+          if (lockTimeoutMs > 0) await sql.raw(`set local lock_timeout = ${lockTimeoutMs}`).execute(tx);
+          for (const stmt of m.up) await sql.raw(stmt).execute(tx);
+          await tx
+            .insertInto('xhedge_migrations')
+            .values({ version: m.version, name: m.name, applied_at_ms: nowMs() })
+            .execute();
+          applied.push(m.version);
+        });
+        break;
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== LOCK_NOT_AVAILABLE || attempt >= lockAttempts) throw err;
+        await new Promise((r) => setTimeout(r, lockRetryMs));
+      }
+    }
   }
   return applied;
 }
