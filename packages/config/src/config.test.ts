@@ -415,6 +415,11 @@ describe('config validation', () => {
     expect(problems(stringify(c)).some((p) => p.path === 'database' && /"timeoutMs"/.test(p.message))).toBe(
       true,
     );
+    // starting on a ledger a newer release migrated: a yes/no, named when it is not one
+    c.database = { allowNewerLedger: true };
+    expect(parseConfig(stringify(c)).database).toMatchObject({ allowNewerLedger: true });
+    c.database = { allowNewerLedger: 'yes' };
+    expect(problems(stringify(c)).map((p) => p.path)).toEqual(['database.allowNewerLedger']);
   });
 
   const secretsInParams: [name: string, params: Record<string, Loose>, paths: string[]][] = [

@@ -529,6 +529,11 @@ export const DatabaseConfig = z
     queryTimeoutMs: LimitMs.optional(),
     /** `statement_timeout` of the migrations run at start. Default 600 000. */
     migrationTimeoutMs: LimitMs.optional(),
+    /**
+     * Start on a ledger a newer release migrated (a rollback): refused by default (`LEDGER_TOO_NEW`),
+     * since this release does not keep what the newer one added. Default false.
+     */
+    allowNewerLedger: z.boolean().optional(),
   })
   .strict()
   .superRefine((v, ctx) => {

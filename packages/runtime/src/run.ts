@@ -187,6 +187,7 @@ function databaseLimits(d: XhedgeConfig['database']): Partial<OpenDatabaseOption
     'migrationTimeoutMs',
   ] as const)
     if (d[k] !== undefined) out[k] = d[k];
+  if (d.allowNewerLedger !== undefined) out.allowNewerLedger = d.allowNewerLedger;
   return out;
 }
 

@@ -199,7 +199,7 @@ export async function migrate(
         details: { ledgerVersion: newest, knownVersion: known },
         metaMessages: [
           'run the release that migrated it, or restore the ledger backup taken before the upgrade',
-          'to run this release on it anyway, open the ledger with allowNewerLedger: true',
+          'to run this release on it anyway: database.allowNewerLedger: true in the profile (openDatabase allowNewerLedger)',
         ],
       },
     );
