@@ -365,7 +365,12 @@ describe('the ledger keeps the durable copy: a Redis that lost or rolled back th
     await r.set(key, JSON.stringify(list));
     r.disconnect();
     const done = await s.restore();
-    expect(done).toEqual([expect.objectContaining({ document: 'venues', outcome: 'recorded', revision: 1 })]);
+    // a new revision (above the ledger's 0), recorded
+    expect(done).toEqual([
+      expect.objectContaining({ document: 'venues', outcome: 'recorded', redisRevision: 0 }),
+    ]);
+    expect(done[0]?.revision).toBeGreaterThan(0);
+    expect((await (await ledgerOf(prefix)).configDocument('venues'))?.revision).toBe(done[0]?.revision);
     await reset(prefix);
     expect((await gmx(await store(prefix)))?.enabled).toBe(false);
   });
@@ -379,12 +384,13 @@ describe('the ledger keeps the durable copy: a Redis that lost or rolled back th
     const revisions = `${prefix}:config:revisions`;
     const [old, oldRev] = [await r.get(key), await r.hget(revisions, 'venues')];
     await s.venuesPort().disable('gmx-arb', alice);
+    const rev1 = Number(await r.hget(revisions, 'venues'));
     // the snapshot of before the disable comes back (a restart from an old RDB, a replica that lagged)
     await r.set(key, old ?? '');
     await r.hset(revisions, 'venues', oldRev ?? '0');
     expect((await gmx(s))?.enabled).toBe(true);
     const done = await s.restore();
-    expect(done).toEqual([{ document: 'venues', outcome: 'restored', redisRevision: 0, revision: 1 }]);
+    expect(done).toEqual([{ document: 'venues', outcome: 'restored', redisRevision: 0, revision: rev1 }]);
     expect((await gmx(s))?.enabled).toBe(false);
     // rolled back again, then a change before any restore ran: made on the ledger's copy, not the old one
     await r.set(key, old ?? '');
@@ -394,7 +400,7 @@ describe('the ledger keeps the durable copy: a Redis that lost or rolled back th
     expect(after.find((v) => v.id === 'gmx-arb')?.enabled).toBe(false);
     expect(after.find((v) => v.id === 'drift-sol')?.enabled).toBe(false);
     expect(await (await ledgerOf(prefix)).configDocument('venues')).toMatchObject({
-      revision: 2,
+      revision: Number(await r.hget(revisions, 'venues')),
       valueJson: JSON.stringify(after),
       actor: 'bob',
       action: 'venue.disable',
@@ -433,12 +439,9 @@ describe('the ledger keeps the durable copy: a Redis that lost or rolled back th
     const r = endpoint.client();
     clients.push(r);
     const l = await ledgerOf(prefix);
-    for (const [doc, changes] of [
-      ['venues', config.venues.length],
-      ['policy', 6],
-    ] as const) {
+    for (const doc of ['venues', 'policy'] as const) {
+      // the newest: Redis's (every change got a revision above the one before it)
       const stored = await l.configDocument(doc);
-      expect(stored?.revision).toBe(changes);
       expect(String(stored?.revision)).toBe(await r.hget(`${prefix}:config:revisions`, doc));
       expect(stored?.valueJson).toBe(await r.get(`${prefix}:config:${doc}`));
     }
@@ -465,18 +468,23 @@ describe('the ledger keeps the durable copy: a Redis that lost or rolled back th
       .catch((e: unknown) => e);
     expect(err).toMatchObject({
       code: 'AUDIT_UNRECORDED',
-      details: { applied: true, durable: false, document: 'venues', revision: 1 },
+      details: { applied: true, durable: false, document: 'venues' },
     });
+    const rev = (err as { details: { revision: number } }).details.revision;
+    expect(rev).toBeGreaterThan(0);
     expect((err as Error).message).toMatch(/in force .* not yet durable/);
+    // the ledger was read before the change: nothing said about it being undone
+    expect((err as Error).message).not.toMatch(/could not be read before the change/);
+    expect((err as { details: object }).details).not.toHaveProperty('verified');
     expect((await l.configDocument('venues'))?.revision).toBe(0);
     // in force for every process at once
     expect((await gmx(await store(prefix, { on: flaky, init: false })))?.enabled).toBe(false);
     down = false;
     expect(await s.restore()).toEqual([
-      { document: 'venues', outcome: 'recorded', redisRevision: 1, revision: 1 },
+      { document: 'venues', outcome: 'recorded', redisRevision: rev, revision: rev },
     ]);
     expect(await l.configDocument('venues')).toMatchObject({
-      revision: 1,
+      revision: rev,
       actor: 'alice',
       action: 'venue.disable',
     });
@@ -503,5 +511,206 @@ describe('the ledger keeps the durable copy: a Redis that lost or rolled back th
     await expect(s.venuesPort().disable('drift-sol', alice)).rejects.toMatchObject({ code: 'NOT_READY' });
     down = false;
     expect((await gmx(s))?.enabled).toBe(false);
+  });
+});
+
+describe('a change made on an old copy (Redis rolled back, the ledger not read first) is undone, and said so', () => {
+  const venuesKey = (prefix: string) => `${prefix}:config:venues`;
+  const revisionsKey = (prefix: string) => `${prefix}:config:revisions`;
+  /** Redis's venues and revisions as they stand (what a snapshot, an old RDB, holds). */
+  const snapshot = async (r: Redis, prefix: string) => ({
+    value: (await r.get(venuesKey(prefix))) as string,
+    revisions: await r.hgetall(revisionsKey(prefix)),
+  });
+  /** Redis comes back from `snap` (a restart from an old RDB, a failover to a replica that lagged). */
+  const rollBack = async (r: Redis, prefix: string, snap: Awaited<ReturnType<typeof snapshot>>) => {
+    await r.set(venuesKey(prefix), snap.value);
+    await r.del(revisionsKey(prefix));
+    await r.hset(revisionsKey(prefix), snap.revisions);
+  };
+  /** The deployment's ledger; `ctl.reads` of configDocument fail (counting down), writes fail while `ctl.writes`. */
+  const flakyLedger = (l: Ledger) => {
+    const ctl = { reads: 0, writes: false };
+    const down = () =>
+      Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
+    const on: ConfigLedger = {
+      configDocument: (name) => {
+        if (ctl.reads <= 0) return l.configDocument(name);
+        ctl.reads--;
+        return down();
+      },
+      writeConfigDocument: (d) => (ctl.writes ? down() : l.writeConfigDocument(d)),
+    };
+    return { on, ctl };
+  };
+  /** gmx-arb disabled (revision 1), the snapshot of then, drift-sol disabled (revision 2). */
+  const setUp = async () => {
+    const prefix = deployment();
+    const l = await ledgerOf(prefix);
+    const { on, ctl } = flakyLedger(l);
+    const s = await store(prefix, { on });
+    const r = endpoint.client();
+    clients.push(r);
+    const seeded = await snapshot(r, prefix);
+    await s.venuesPort().disable('gmx-arb', alice);
+    const one = await snapshot(r, prefix);
+    await s.venuesPort().disable('drift-sol', bob);
+    return { prefix, l, s, r, ctl, seeded, one };
+  };
+  /** Redis and the ledger hold the same venues at the same revision; returns which venues are enabled. */
+  const inLine = async (r: Redis, l: Ledger, prefix: string) => {
+    const stored = await l.configDocument('venues');
+    expect(String(stored?.revision)).toBe(await r.hget(revisionsKey(prefix), 'venues'));
+    expect(stored?.valueJson).toBe(await r.get(venuesKey(prefix)));
+    const list = JSON.parse(stored?.valueJson ?? '[]') as VenueConfig[];
+    return Object.fromEntries(list.map((v) => [v.id, v.enabled]));
+  };
+
+  it('rolled back one revision, ledger read failing before the change: CONFLICT, undone, the disable made since kept', async () => {
+    const { prefix, l, s, r, ctl, one } = await setUp();
+    const ledgerRevision = (await l.configDocument('venues'))?.revision ?? 0;
+    await rollBack(r, prefix, one);
+    ctl.reads = 1;
+    const err = await s
+      .venuesPort()
+      .disable('uni-eth', alice)
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'CONFLICT', details: { applied: false, document: 'venues' } });
+    expect((err as Error).message).toMatch(/made on an old copy of the venues .* has been undone/);
+    const { details } = err as { details: { revision: number; inForceRevision: number } };
+    // never a revision the ledger used before
+    expect(details.revision).toBeGreaterThan(ledgerRevision);
+    expect(details.inForceRevision).toBeGreaterThan(details.revision);
+    expect(await inLine(r, l, prefix)).toMatchObject({
+      'gmx-arb': false,
+      'drift-sol': false,
+      'uni-eth': true,
+    });
+    expect(await s.restore()).toEqual([]);
+    // made again, on the copy in force: done
+    await s.venuesPort().disable('uni-eth', alice);
+    expect(await inLine(r, l, prefix)).toMatchObject({
+      'gmx-arb': false,
+      'drift-sol': false,
+      'uni-eth': false,
+    });
+  });
+
+  it('ledger down during the change: AUDIT_UNRECORDED saying it may be undone; the ledger back, the restore undoes it', async () => {
+    const { prefix, l, s, r, ctl, one } = await setUp();
+    await rollBack(r, prefix, one);
+    ctl.reads = 1;
+    ctl.writes = true;
+    const err = await s
+      .venuesPort()
+      .disable('uni-eth', alice)
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: 'AUDIT_UNRECORDED',
+      details: { applied: true, durable: false, verified: false },
+    });
+    expect((err as Error).message).toMatch(/could not be read before the change either.* undoes this change/);
+    const changed = (err as { details: { revision: number } }).details.revision;
+    ctl.writes = false;
+    const done = await s.restore();
+    expect(done).toEqual([
+      { document: 'venues', outcome: 'conflict', redisRevision: changed, revision: expect.any(Number) },
+    ]);
+    expect(done[0]?.revision).toBeGreaterThan(changed);
+    expect(await inLine(r, l, prefix)).toMatchObject({
+      'gmx-arb': false,
+      'drift-sol': false,
+      'uni-eth': true,
+    });
+    expect(await s.restore()).toEqual([]);
+  });
+
+  it('rolled back two revisions: the change is undone at once and said so (CONFLICT), or by the restore when the ledger was down', async () => {
+    const { prefix, l, s, r, ctl, seeded } = await setUp();
+    await rollBack(r, prefix, seeded);
+    ctl.reads = 1;
+    const err = await s
+      .venuesPort()
+      .disable('uni-eth', alice)
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'CONFLICT' });
+    expect((err as Error).message).toMatch(/made on an old copy .* has been undone/);
+    expect(await inLine(r, l, prefix)).toMatchObject({
+      'gmx-arb': false,
+      'drift-sol': false,
+      'uni-eth': true,
+    });
+    // again, the ledger down for the change: not durable, may be undone; the restore undoes it (not a warning)
+    await rollBack(r, prefix, seeded);
+    ctl.reads = 1;
+    ctl.writes = true;
+    await expect(s.venuesPort().disable('uni-eth', alice)).rejects.toMatchObject({
+      code: 'AUDIT_UNRECORDED',
+      details: { verified: false },
+    });
+    ctl.writes = false;
+    expect(await s.restore()).toEqual([expect.objectContaining({ document: 'venues', outcome: 'conflict' })]);
+    expect(await inLine(r, l, prefix)).toMatchObject({
+      'gmx-arb': false,
+      'drift-sol': false,
+      'uni-eth': true,
+    });
+  });
+
+  it('a change made on one whose ledger write has not landed (two at once, written out of order): both done, no conflict', async () => {
+    const prefix = deployment();
+    const l = await ledgerOf(prefix);
+    // process a: its first ledger write held until process b's change is in the ledger
+    let reached!: () => void;
+    const atGate = new Promise<void>((res) => (reached = res));
+    let release!: () => void;
+    const gate = new Promise<void>((res) => (release = res));
+    let held = false;
+    const gated: ConfigLedger = {
+      configDocument: (name) => l.configDocument(name),
+      writeConfigDocument: async (d) => {
+        if (!held && d.action === 'venue.disable') {
+          held = true;
+          reached();
+          await gate;
+        }
+        return l.writeConfigDocument(d);
+      },
+    };
+    const a = await store(prefix, { on: gated });
+    // process b: its restore before the change cannot read the ledger (so it does not record a's first)
+    const { on, ctl } = flakyLedger(l);
+    const b = await store(prefix, { on });
+    const first = a.venuesPort().disable('gmx-arb', alice);
+    await atGate;
+    ctl.reads = 1;
+    // made on a's revision, which the ledger lacks yet: written (the highest wins)
+    await b.venuesPort().disable('drift-sol', bob);
+    const r = endpoint.client();
+    clients.push(r);
+    expect(await inLine(r, l, prefix)).toMatchObject({ 'gmx-arb': false, 'drift-sol': false });
+    // a's write arrives late: refused (the ledger holds a newer one made on it), reported done
+    release();
+    await expect(first).resolves.toMatchObject({ id: 'gmx-arb', enabled: false });
+    expect(await inLine(r, l, prefix)).toMatchObject({ 'gmx-arb': false, 'drift-sol': false });
+    expect(await a.restore()).toEqual([]);
+  });
+
+  it("a change by an older release (revision one up, no base) after one of this release's is recorded, not undone", async () => {
+    const prefix = deployment();
+    const l = await ledgerOf(prefix);
+    const s = await store(prefix);
+    await s.venuesPort().disable('gmx-arb', alice);
+    const r = endpoint.client();
+    clients.push(r);
+    // the older release's compare-and-set: the value and HINCRBY, its base field untouched; its ledger write lost
+    const list = JSON.parse((await r.get(venuesKey(prefix))) as string) as VenueConfig[];
+    (list.find((v) => v.id === 'drift-sol') as VenueConfig).enabled = false;
+    await r.set(venuesKey(prefix), JSON.stringify(list));
+    const rev = await r.hincrby(revisionsKey(prefix), 'venues', 1);
+    expect(await s.restore()).toEqual([
+      { document: 'venues', outcome: 'recorded', redisRevision: rev, revision: rev },
+    ]);
+    expect(await inLine(r, l, prefix)).toMatchObject({ 'gmx-arb': false, 'drift-sol': false });
   });
 });

@@ -12,7 +12,7 @@ import {
 } from '@xhedge/api';
 import { PoliciesConfig, VenueConfig, type XhedgeConfig } from '@xhedge/config';
 import { ValidationError, XhedgeError } from '@xhedge/core';
-import type { Ledger } from '@xhedge/store';
+import type { ConfigDocument, Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { checkVenueParams } from './venues.ts';
@@ -24,17 +24,25 @@ const CAS_BACKOFF_CAP_MS = 50;
 
 /**
  * SET KEYS[1] ARGV[3] if the key is as read: absent (ARGV[1] = 'absent') or holding ARGV[2]; with it,
- * who made the change (ARGV[5]) under field ARGV[4] of the hash KEYS[2], and the document's revision
- * (field ARGV[6] of the hash KEYS[3]) one up, with who made it (field ARGV[6]:last), in the same step.
- * Returns the new revision (≥ 1), or 0 when the key was not as read.
+ * who made the change (ARGV[5]) under field ARGV[4] of the hash KEYS[2], and the document's next revision
+ * (field ARGV[6] of the hash KEYS[3]) with who made it (field ARGV[6]:last), in the same step. The next
+ * revision is max(current + 1, ARGV[7] = now in ms): a Redis that lost or rolled back the document never
+ * gives a revision again that an earlier change used (the ledger may hold it with another value). The
+ * revision the change was made on goes to field ARGV[6]:base, and the revision it belongs to to
+ * ARGV[6]:base-of (a release that keeps no base moves the revision without it: that base is then stale).
+ * Returns {new revision, base}, or 0 when the key was not as read. Revisions are ms-sized: stored with
+ * %d (a Lua number is a double; tostring would write 1.7e+12).
  */
 const SET_IF_UNCHANGED = `
 local cur = redis.call('GET', KEYS[1])
 if (ARGV[1] == 'absent' and cur == false) or (ARGV[1] == 'present' and cur == ARGV[2]) then
+  local base = tonumber(redis.call('HGET', KEYS[3], ARGV[6]) or '0')
+  local rev = math.max(base + 1, tonumber(ARGV[7]))
   redis.call('SET', KEYS[1], ARGV[3])
   redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
-  redis.call('HSET', KEYS[3], ARGV[6] .. ':last', ARGV[5])
-  return redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
+  redis.call('HSET', KEYS[3], ARGV[6], string.format('%d', rev), ARGV[6] .. ':last', ARGV[5],
+    ARGV[6] .. ':base', string.format('%d', base), ARGV[6] .. ':base-of', string.format('%d', rev))
+  return {rev, base}
 end
 return 0`;
 
@@ -58,15 +66,39 @@ end
 return 0`;
 
 /**
- * Revision one up for a document (field ARGV[1] of the hash KEYS[2]) whose value KEYS[1] is still ARGV[2]
- * at revision ARGV[3] (a revision field absent counts as 0): a change made without a revision. Returns
- * the new revision, or 0 when the document changed meanwhile.
+ * Undoes a change made on an old copy: the ledger's copy ARGV[2] (its revision ARGV[5], who made it
+ * ARGV[6]) goes back into KEYS[1] at a revision above both, max(ARGV[3] + 1, ARGV[4] = now in ms,
+ * ARGV[5] + 1), made on the ledger's (ARGV[1]:base), only if the document is still at revision ARGV[3]
+ * (compare-and-set: a change made since is not overwritten). The revision undone goes to ARGV[1]:undone,
+ * so the change's own ledger write, arriving late, reports it undone. Returns the new revision, or 0 when
+ * the document is at another revision.
+ */
+const UNDO_IF_AT = `
+local rev = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if redis.call('EXISTS', KEYS[1]) == 1 and rev == tonumber(ARGV[3]) then
+  local new = math.max(rev + 1, tonumber(ARGV[4]), tonumber(ARGV[5]) + 1)
+  redis.call('SET', KEYS[1], ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[1], string.format('%d', new), ARGV[1] .. ':last', ARGV[6],
+    ARGV[1] .. ':base', ARGV[5], ARGV[1] .. ':base-of', string.format('%d', new),
+    ARGV[1] .. ':undone', string.format('%d', rev))
+  return new
+end
+return 0`;
+
+/**
+ * A new revision for a document (field ARGV[1] of the hash KEYS[2]) whose value KEYS[1] is still ARGV[2]
+ * at revision ARGV[3] (a revision field absent counts as 0): a change made without a revision. The new
+ * revision is max(ARGV[3] + 1, ARGV[4] = now in ms), made on ARGV[3] (ARGV[1]:base). Returns it, or 0 when
+ * the document changed meanwhile.
  */
 const BUMP_IF_SAME = `
 local cur = redis.call('GET', KEYS[1])
 local rev = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
 if cur == ARGV[2] and rev == tonumber(ARGV[3]) then
-  return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+  local new = math.max(rev + 1, tonumber(ARGV[4]))
+  redis.call('HSET', KEYS[2], ARGV[1], string.format('%d', new), ARGV[1] .. ':base', string.format('%d', rev),
+    ARGV[1] .. ':base-of', string.format('%d', new))
+  return new
 end
 return 0`;
 
@@ -85,11 +117,28 @@ export interface ConfigRestore {
    * `seeded`: neither had it (a fresh ledger and Redis): the profile's was written to both.
    * `recorded`: Redis held a revision the ledger lacked (a change whose ledger write failed or did not
    * run); it was written to the ledger.
+   * `conflict`: Redis held a change made on a copy older than the ledger's newest (Redis lost or rolled
+   * back the document and the ledger could not be read before the change): recorded, it would have dropped
+   * what the ledger holds, so it was undone: the ledger's copy is back in Redis, at a revision above it.
+   * An operator's change was lost: log it as an error (no values).
    */
-  outcome: 'restored' | 'seeded' | 'recorded';
+  outcome: 'restored' | 'seeded' | 'recorded' | 'conflict';
   /** The revision Redis had before (absent: no document), and the one in force after. */
   redisRevision?: number;
   revision: number;
+}
+
+/** A document as Redis holds it (see {@link SharedConfigStore}). */
+interface RedisCopy {
+  raw: string | null;
+  /** 0 when absent (a release that kept none). */
+  revision: number;
+  /** Who made the revision (`<document>:last`), as stored. */
+  last: string | null;
+  /** The revision the change at `revision` was made on; absent when not recorded for this revision. */
+  base?: number;
+  /** The last revision undone (made on an old copy), if any. */
+  undone?: number;
 }
 
 /** Full jitter before try `attempt` + 1: processes that lost the same race do not collide again in step. */
@@ -138,10 +187,15 @@ function lastMeta(raw: string | null): { by?: string; atMs?: number; action?: st
  * in the same step as the change, so a refused change can say who made the one it lost to.
  *
  * Durable copy (with `ledger`): Redis is the shared, fast copy; the ledger (`config_documents`) the durable
- * one. Each document has a revision in Redis (`<prefix>:config:revisions`), one up with every change in the
- * same compare-and-set as the value; the change is then written to the ledger (which keeps the highest
- * revision, so changes written out of order never put an older value over a newer one) before it is
- * reported done. A change Redis took and the ledger did not is reported as an error saying it is in force
+ * one. Each document has a revision in Redis (`<prefix>:config:revisions`), set with every change in the
+ * same compare-and-set as the value: above the one before and at least the time in ms, so a Redis that lost
+ * or rolled back the document never gives a revision again that the ledger holds with another value; the
+ * revision the change was made on is kept with it (`<document>:base`). The change is then written to the
+ * ledger, only if the ledger's newest is that base (or older: changes written out of order never put an
+ * older value over a newer one) before it is reported done. A change made on a copy older than the
+ * ledger's newest (Redis rolled back before it and the ledger could not be read first) is undone: the
+ * ledger's copy goes back into Redis above it, and the caller gets CONFLICT (or {@link restore} undoes
+ * it: outcome `conflict`). A change Redis took and the ledger did not is reported as an error saying it is in force
  * but not yet durable (`AUDIT_UNRECORDED`, `details.durable: false`); {@link restore} writes it to the
  * ledger later (every 5 s in a run), as does the next change. {@link restore} (at `init`, when a read finds a
  * document absent, before each change, periodically and on reconnect with {@link keepRestored}) puts the
@@ -236,28 +290,87 @@ export class SharedConfigStore {
     return out;
   }
 
+  /** A document as Redis holds it, value and revision fields read in one step (MULTI). */
+  async #readRedis(doc: ConfigDocumentName): Promise<RedisCopy> {
+    // read apart, a change between them paired a value with the next revision, and the ledger took the old
+    // value at the new revision
+    const res = await this.#redis
+      .multi()
+      .get(this.#keys[doc])
+      .hmget(this.#revisionsKey, doc, `${doc}:last`, `${doc}:base`, `${doc}:base-of`, `${doc}:undone`)
+      .exec();
+    if (!res) throw new XhedgeError('INTERNAL', `reading the ${doc} and their revision was aborted`);
+    const [[e1, raw], [e2, fields]] = res as [
+      [Error | null, string | null],
+      [Error | null, (string | null)[]],
+    ];
+    if (e1) throw e1;
+    if (e2) throw e2;
+    const [rev, last, base, baseOf, undone] = fields;
+    const revision = rev == null ? 0 : Number(rev);
+    // the base counts only for the revision it was written with (a release keeping none moves the revision
+    // without it)
+    const made = base != null && baseOf != null && Number(baseOf) === revision ? Number(base) : undefined;
+    return {
+      raw: raw ?? null,
+      revision,
+      last: last ?? null,
+      ...(made !== undefined && Number.isSafeInteger(made) ? { base: made } : {}),
+      ...(undone != null ? { undone: Number(undone) } : {}),
+    };
+  }
+
+  /**
+   * Undoes the change at `revision` in Redis (made on a copy older than the ledger's `stored`): the ledger's
+   * copy goes back at a revision above both (compare-and-set on `revision`), then to the ledger at that
+   * revision (made on the ledger's). Returns the new revision, or undefined when Redis is at another
+   * revision by now (nothing undone here). A failing ledger write leaves it to the next {@link restore}
+   * (Redis's copy is then the ledger's value, made on the ledger's revision: it is recorded).
+   */
+  async #undo(
+    doc: ConfigDocumentName,
+    revision: number,
+    stored: ConfigDocument,
+  ): Promise<number | undefined> {
+    const ledger = this.#ledger;
+    if (!ledger) return undefined;
+    this.#check(doc, stored.valueJson, 'the ledger');
+    const last = JSON.stringify({ by: stored.actor, atMs: stored.atMs, action: stored.action });
+    const undone = Number(
+      await this.#redis.eval(
+        UNDO_IF_AT,
+        2,
+        this.#keys[doc],
+        this.#revisionsKey,
+        doc,
+        stored.valueJson,
+        String(revision),
+        String(Date.now()),
+        String(stored.revision),
+        last,
+      ),
+    );
+    if (!(undone > 0)) return undefined;
+    await ledger
+      .writeConfigDocument({
+        name: doc,
+        valueJson: stored.valueJson,
+        revision: undone,
+        baseRevision: stored.revision,
+        actor: stored.actor,
+        action: stored.action,
+        atMs: stored.atMs,
+      })
+      .catch(() => undefined);
+    return undone;
+  }
+
   async #restoreOne(doc: ConfigDocumentName): Promise<ConfigRestore | undefined> {
     const ledger = this.#ledger;
     if (!ledger) throw new XhedgeError('INTERNAL', 'this config store has no ledger to restore from');
     const key = this.#keys[doc];
-    // value and revision in one step (MULTI): read apart, a change between them paired a value with the
-    // next revision, and the ledger took the old value at the new revision
-    const read = async (): Promise<{ raw: string | null; revision: number; last: string | null }> => {
-      const res = await this.#redis
-        .multi()
-        .get(key)
-        .hget(this.#revisionsKey, doc)
-        .hget(this.#revisionsKey, `${doc}:last`)
-        .exec();
-      if (!res) throw new XhedgeError('INTERNAL', `reading the ${doc} and their revision was aborted`);
-      const [raw, rev, last] = res.map(([err, v]) => {
-        if (err) throw err;
-        return v as string | null;
-      });
-      return { raw: raw ?? null, revision: rev == null ? 0 : Number(rev), last: last ?? null };
-    };
     const stored = await ledger.configDocument(doc);
-    const before = await read();
+    const before = await this.#readRedis(doc);
     let outcome: ConfigRestore['outcome'] | undefined;
     if (stored && (before.raw === null || before.revision < stored.revision)) {
       this.#check(doc, stored.valueJson, 'the ledger');
@@ -289,12 +402,13 @@ export class SharedConfigStore {
       if (put === 1) outcome = 'seeded';
     }
     // Redis ahead of the ledger (or the ledger without a copy): the ledger gets Redis's
-    let now = await read();
+    let now = await this.#readRedis(doc);
     // Redis holding another value at the ledger's revision was changed without a revision (an older
     // release's API or CLI during a rolling deploy or after a rollback, a hand edit): that change is the
-    // newer one, so its revision goes one up (only if the value is still the one read) and the ledger
-    // takes it. Left as it was, a later Redis loss put the ledger's older copy back: a venue an operator
-    // disabled through an old replica came back enabled.
+    // newer one, so it gets a new revision (only if the value is still the one read), made on the ledger's,
+    // and the ledger takes it. Left as it was, a later Redis loss put the ledger's older copy back: a venue
+    // an operator disabled through an old replica came back enabled. (This release's changes never reuse a
+    // revision: only a write keeping none gets here.)
     if (
       stored &&
       now.raw !== null &&
@@ -310,8 +424,31 @@ export class SharedConfigStore {
         doc,
         now.raw,
         String(now.revision),
+        String(Date.now()),
       );
-      if (Number(bumped) > 0) now = await read();
+      if (Number(bumped) > 0) now = await this.#readRedis(doc);
+    }
+    if (
+      stored &&
+      outcome === undefined &&
+      now.raw !== null &&
+      now.revision > stored.revision &&
+      now.base !== undefined &&
+      now.base < stored.revision
+    ) {
+      // Redis's change was made on a copy older than the ledger's newest (Redis lost or rolled back the
+      // document, and the ledger could not be read before the change): recorded, it would drop what the
+      // ledger holds (a venue disabled since enabled again). Undone: the ledger's copy back above it. (A
+      // base above the ledger's revision is a change made on one whose ledger write has not landed, or
+      // failed: recorded below, as the ledger's write rule does.)
+      const undone = await this.#undo(doc, now.revision, stored);
+      if (undone === undefined) return undefined; // changed meanwhile: the next restore looks again
+      return {
+        document: doc,
+        outcome: 'conflict',
+        redisRevision: now.revision,
+        revision: undone,
+      };
     }
     if (now.raw !== null && (!stored || now.revision > stored.revision)) {
       const meta = lastMeta(now.last);
@@ -319,6 +456,7 @@ export class SharedConfigStore {
         name: doc,
         valueJson: now.raw,
         revision: now.revision,
+        ...(now.base !== undefined ? { baseRevision: now.base } : {}),
         actor: meta.by ?? 'run',
         action: meta.action ?? (outcome === 'seeded' ? 'seed' : 'sync'),
         ...(meta.atMs !== undefined ? { atMs: meta.atMs } : {}),
@@ -496,24 +634,24 @@ export class SharedConfigStore {
         atMs: Date.now(),
         action: q.action,
       };
-      const revision = Number(
-        await this.#redis.eval(
-          SET_IF_UNCHANGED,
-          3,
-          key,
-          this.#changesKey,
-          this.#revisionsKey,
-          raw === null ? 'absent' : 'present',
-          raw ?? '',
-          text,
-          q.field,
-          JSON.stringify(change),
-          q.doc,
-        ),
-      );
-      if (revision >= 1) {
+      const set = (await this.#redis.eval(
+        SET_IF_UNCHANGED,
+        3,
+        key,
+        this.#changesKey,
+        this.#revisionsKey,
+        raw === null ? 'absent' : 'present',
+        raw ?? '',
+        text,
+        q.field,
+        JSON.stringify(change),
+        q.doc,
+        String(change.atMs),
+      )) as [number, number] | 0;
+      if (Array.isArray(set)) {
+        const [revision, base] = set.map(Number) as [number, number];
         await q.onWritten?.();
-        await this.#durable(q, text, revision, change);
+        await this.#durable(q, text, { revision, base, unverified: unrestored }, change);
         return result;
       }
       if (attempt < CAS_ATTEMPTS) await backoff(attempt);
@@ -526,43 +664,60 @@ export class SharedConfigStore {
   }
 
   /**
-   * Writes a change Redis took (revision `revision`, value `text`) to the ledger. When the ledger write
-   * fails, the change is in force (every process reads Redis) but a Redis reset before the ledger has it
-   * would undo it: the caller gets `AUDIT_UNRECORDED` (HTTP 500) saying so, `details.applied` true and
-   * `details.durable` false, and must not repeat it; the next change or the next {@link restore} (every
-   * 5 s in a run) writes it. When the ledger holds this revision with another value, Redis lost this change
-   * and another took its revision (a reset or rollback while it was made): CONFLICT, read and make it again.
-   * The value is never in the error (it may hold a keyed RPC URL).
+   * Writes a change Redis took (revision `at.revision`, made on `at.base`, value `text`) to the ledger, on
+   * the condition that the ledger holds the revision it was made on (or none, or an older one: see
+   * `writeConfigDocument`). The value is never in an error (it may hold a keyed RPC URL).
+   *
+   * The ledger write fails: the change is in force (every process reads Redis) but a Redis reset before the
+   * ledger has it would undo it: `AUDIT_UNRECORDED` (HTTP 500) saying so, `details.applied` true and
+   * `details.durable` false; the caller must not repeat it; the next {@link restore} (every 5 s in a run)
+   * or change writes it. When the ledger could not be read before the change either (`at.unverified`),
+   * the error says the change may yet be undone: whether Redis held the newest copy is unknown.
+   *
+   * The ledger refuses it: it holds a revision above the base. Above this change's revision with Redis at
+   * or above it: a change made on top of this one (two at once) landed first, fine, unless a
+   * {@link restore} undid this one meanwhile. Else the change was made on a copy older than the ledger's
+   * newest (Redis lost or rolled back the document before it, and the ledger could not be read first):
+   * recorded, it would drop what the ledger holds, so it is undone (the ledger's copy back in Redis above
+   * it, compare-and-set on its revision, and in the ledger at that revision) and the caller gets CONFLICT.
    */
   async #durable(
     q: { doc: ConfigDocumentName; what: string; action: string },
     text: string,
-    revision: number,
+    at: { revision: number; base: number; unverified: unknown },
     change: LastChange,
   ): Promise<void> {
     const ledger = this.#ledger;
     if (!ledger) return;
+    const { revision, base } = at;
     let w: Awaited<ReturnType<ConfigLedger['writeConfigDocument']>>;
     try {
       w = await ledger.writeConfigDocument({
         name: q.doc,
         valueJson: text,
         revision,
+        baseRevision: base,
         actor: change.by,
         action: change.action,
         atMs: change.atMs,
       });
     } catch (err) {
       const code = (err as { code?: unknown }).code;
+      const unverified = at.unverified !== undefined;
       throw new XhedgeError(
         'AUDIT_UNRECORDED',
-        `${q.what}: ${q.action} is in force (Redis has it, every process applies it) but is not yet durable: the ledger did not record it${typeof code === 'string' ? ` (${code})` : ''}; do not repeat it, the run writes it to the ledger within seconds once the ledger answers (or with the next change), and a Redis reset before then would undo it. Its audit entry is not recorded either`,
+        `${q.what}: ${q.action} is in force (Redis has it, every process applies it) but is not yet durable: the ledger did not record it${typeof code === 'string' ? ` (${code})` : ''}; ${
+          unverified
+            ? `the ledger could not be read before the change either, so whether Redis held the newest ${q.doc} is unknown: if Redis lost or rolled them back, the run undoes this change once the ledger answers (logged as a conflict), else it writes it to the ledger. Do not repeat it now; read the ${q.doc} again once the ledger answers. A Redis reset before then would undo it too`
+            : 'do not repeat it, the run writes it to the ledger within seconds once the ledger answers (or with the next change), and a Redis reset before then would undo it'
+        }. Its audit entry is not recorded either`,
         {
           cause: err,
           details: {
             applied: true,
             durable: false,
             recorded: false,
+            ...(unverified ? { verified: false } : {}),
             action: q.action,
             target: q.what,
             document: q.doc,
@@ -572,17 +727,41 @@ export class SharedConfigStore {
       );
     }
     if (w.written || (w.current.revision === revision && w.current.valueJson === text)) return;
-    // The ledger holds a newer revision, or this one with another value. A newer change made on top of
-    // this one (two at once) leaves Redis at or above the ledger's revision: fine. Redis below it was rolled
-    // back before this change was made (the restore before it could not read the ledger) or meanwhile:
-    // the ledger's copy is put back over this change.
-    const now = Number((await this.#redis.hget(this.#revisionsKey, q.doc)) ?? '0');
-    if (w.current.revision > revision && now >= w.current.revision) return;
-    await this.restore([q.doc]).catch(() => []);
-    throw new XhedgeError(
+    const ledgerRevision = w.current.revision;
+    if (ledgerRevision > revision) {
+      const now = await this.#readRedis(q.doc);
+      if (now.undone === revision) throw this.#undone(q, at, ledgerRevision);
+      // a newer change, made on top of this one, whose ledger write arrived first
+      if (now.revision >= ledgerRevision) return;
+    }
+    // made on a copy older than the ledger's newest: undone here (compare-and-set on this change's revision),
+    // or, when Redis moved on meanwhile, by a restore (a change made on top of this one is made on the old
+    // copy too)
+    const undone = await this.#undo(q.doc, revision, w.current).catch(() => undefined);
+    if (undone === undefined) await this.restore([q.doc]).catch(() => []);
+    else if (q.doc === 'venues') await this.#redis.publish(this.venuesChannel, '*').catch(() => 0);
+    throw this.#undone(q, at, undone ?? ledgerRevision);
+  }
+
+  /** The CONFLICT for a change made on an old copy and undone (the ledger's copy at `inForce`). */
+  #undone(
+    q: { doc: ConfigDocumentName; what: string; action: string },
+    at: { revision: number; base: number },
+    inForce: number,
+  ): XhedgeError {
+    return new XhedgeError(
       'CONFLICT',
-      `${q.what}: ${q.action} was undone: Redis lost or rolled back the ${q.doc} while the change was made, and the ledger's newer copy (revision ${w.current.revision}) is in force; read it again and make the change again if still needed`,
-      { details: { target: q.what, document: q.doc, revision, ledgerRevision: w.current.revision } },
+      `${q.what}: ${q.action} was made on an old copy of the ${q.doc} (Redis lost or rolled them back, and the ledger could not be read before the change to put its copy back) and has been undone: the ledger's copy is in force (revision ${inForce}); read the ${q.doc} again and make the change again if still needed`,
+      {
+        details: {
+          applied: false,
+          target: q.what,
+          document: q.doc,
+          revision: at.revision,
+          baseRevision: at.base,
+          inForceRevision: inForce,
+        },
+      },
     );
   }
 

@@ -498,7 +498,12 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
             redisRevision: r.redisRevision,
             revision: r.revision,
           };
-          if (r.outcome === 'restored')
+          if (r.outcome === 'conflict')
+            log.error(
+              data,
+              `shared config ${r.document}: a change made on an old copy (Redis revision ${r.redisRevision ?? 'none'}, after Redis lost or rolled back the ${r.document}) was undone; the ledger's copy is in force at revision ${r.revision}: whoever made it must read the ${r.document} again and redo it`,
+            );
+          else if (r.outcome === 'restored')
             log.warn(
               data,
               `shared config ${r.document} restored from the ledger at revision ${r.revision} (Redis had ${r.redisRevision ?? 'none'})`,

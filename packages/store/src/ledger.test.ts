@@ -818,6 +818,45 @@ describe.each(backends)('config documents on $name', ({ open }) => {
     }
   });
 
+  it('with a base revision: written on the row at the base or below it, refused above it', async () => {
+    const h = await open();
+    try {
+      const ledger = new Ledger(h, { clock: new ManualClock(1_000) });
+      const w = (revision: number, baseRevision: number, value: unknown) =>
+        ledger.writeConfigDocument({
+          name: 'venues',
+          valueJson: JSON.stringify(value),
+          revision,
+          baseRevision,
+          actor: 'alice',
+          action: 'venue.disable',
+        });
+      // no row: written
+      expect((await w(10, 0, { r: 10 })).written).toBe(true);
+      // made on the ledger's newest (10): written
+      expect((await w(20, 10, { r: 20 })).written).toBe(true);
+      // made on 10 again (Redis rolled back to 10 and the ledger not read first): refused, though higher
+      const stale = await w(30, 10, { r: 30 });
+      expect(stale).toMatchObject({ written: false, current: { revision: 20, valueJson: '{"r":20}' } });
+      // two at once: 40 (on 20) and 50 (on 40); 50's write arrives first: written (40 has not landed),
+      // then 40's is refused (the ledger holds 50, made on top of it)
+      expect((await w(50, 40, { r: 50 })).written).toBe(true);
+      expect(await w(40, 20, { r: 40 })).toMatchObject({ written: false, current: { revision: 50 } });
+      // a retry of the same write: refused
+      expect((await w(50, 40, { r: 50 })).written).toBe(false);
+      expect(await ledger.configDocument('venues')).toMatchObject({ revision: 50, valueJson: '{"r":50}' });
+      // many at once on the same base: one is written
+      const many = await Promise.all([61, 62, 63, 64].map((r) => w(r, 50, { r })));
+      expect(many.filter((x) => x.written)).toHaveLength(1);
+      // a base that is not below the revision: refused naming it
+      await expect(w(70, 70, {})).rejects.toThrow(
+        /baseRevision: must be a whole number ≥ 0 below revision 70/,
+      );
+    } finally {
+      await closeTestDb(h);
+    }
+  });
+
   it('refuses what it cannot store, naming the field and never the value', async () => {
     const h = await open();
     try {

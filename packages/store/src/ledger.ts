@@ -1241,14 +1241,24 @@ export class Ledger {
    * Stores a config document's value at `revision`, unless the ledger holds it at that revision or a
    * higher one already: changes written out of order (two at once, a late retry) never put an older
    * value over a newer one. One conditional upsert, so concurrent writers agree.
-   * @returns `written` (false: the ledger had the revision or a newer one) and the row as it stands.
-   * A name that is empty, a revision that is not a whole number ≥ 0, or a value that is not JSON is a
-   * `ValidationError` (which never quotes the value).
+   *
+   * With `baseRevision` (the revision the change was made on; below `revision`): written only when the
+   * ledger has no row, or its row is at `baseRevision` (the change was made on the ledger's newest copy),
+   * or below it (the change was made on a revision whose own write has not landed yet: two changes at
+   * once whose writes arrive out of order, or one whose write failed; the highest revision wins then).
+   * A row above `baseRevision` refuses it: the change was made on a copy older than the ledger's newest
+   * (the shared store lost or rolled back the document), and would drop what the ledger holds.
+   * @returns `written` (false: the ledger had the revision or a newer one, or a row above `baseRevision`)
+   * and the row as it stands.
+   * A name that is empty, a revision that is not a whole number ≥ 0, a `baseRevision` that is not one
+   * below `revision`, or a value that is not JSON is a `ValidationError` (which never quotes the value).
    */
   async writeConfigDocument(d: {
     name: string;
     valueJson: string;
     revision: number;
+    /** The revision the change was made on (see above); absent: the highest revision wins. */
+    baseRevision?: number;
     actor: Actor;
     action: string;
     atMs?: number;
@@ -1258,6 +1268,12 @@ export class Ledger {
       issues.push({ path: 'name', message: 'must be a non-empty string' });
     if (!Number.isSafeInteger(d.revision) || d.revision < 0)
       issues.push({ path: 'revision', message: `must be a whole number ≥ 0, got ${String(d.revision)}` });
+    const base = d.baseRevision;
+    if (base !== undefined && (!Number.isSafeInteger(base) || base < 0 || !(base < d.revision)))
+      issues.push({
+        path: 'baseRevision',
+        message: `must be a whole number ≥ 0 below revision ${String(d.revision)}, got ${String(base)}`,
+      });
     let json = typeof d.valueJson === 'string';
     if (json)
       try {
@@ -1292,7 +1308,12 @@ export class Ledger {
             action: (eb) => eb.ref('excluded.action'),
             updated_at_ms: (eb) => eb.ref('excluded.updated_at_ms'),
           })
-          .where('config_documents.revision', '<', (eb) => eb.ref('excluded.revision')),
+          // with a base: the row at or below it (below it: base < revision, so the highest still wins)
+          .where((eb) =>
+            base === undefined
+              ? eb('config_documents.revision', '<', eb.ref('excluded.revision'))
+              : eb('config_documents.revision', '<=', base),
+          ),
       )
       .returning('name')
       .executeTakeFirst();
