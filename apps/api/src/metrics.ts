@@ -123,7 +123,9 @@ export function registerMetrics(registry: Registry, ports: Omit<ApiPorts, 'metri
     name: 'xhedge_hedge_latency_seconds',
     help: 'From queueing a hedge intent to its final status, seconds',
     labelNames: ['venue'],
-    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
+    // up to 15 min: a p95 past the top finite bucket is reported as that bucket's bound, so an alert on
+    // "over 60 s" with 60 as the top bucket could never fire
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900],
     registers: [registry],
   });
   return {
