@@ -680,6 +680,7 @@ describe('config, secrets and store', () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-store-')), 'orders.json');
     const s1 = new JsonFileOrderStore<{ txHash: string }>(file);
     await s1.put('c1', { txHash: '0x01' });
+    s1.close(); // the old process is gone: one writer per file
     const s2 = new JsonFileOrderStore<{ txHash: string }>(file);
     expect(await s2.get('c1')).toEqual({ txHash: '0x01' });
     expect(await s2.list()).toHaveLength(1);
@@ -734,7 +735,8 @@ describe('config, secrets and store', () => {
       'fsync dir',
       'close dir',
     ]);
-    // The file is complete and the temp file gone.
+    // The file is complete and the temp file gone (and, once closed, the store's lock).
+    store.close();
     expect(JSON.parse(nodeFs.readFileSync(file, 'utf8'))).toEqual({ c1: { txHash: '0x01' } });
     expect(nodeFs.readdirSync(dir)).toEqual(['orders.json']);
   });

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ManualClock } from '@xhedge/core';
@@ -375,8 +375,12 @@ describe('a node that keeps no old state (anvil --prune-history)', () => {
     // long before the chain started, so the scan starts at block 0, far from the speed-up.
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-scan-')), 'orders.json');
     const orders = new JsonFileOrderStore<OnChainOrderRecord>(file);
+    // read back from the file (the store holding it stays open: one writer per file)
+    const fromDisk = () =>
+      (JSON.parse(readFileSync(file, 'utf8')) as Record<string, OnChainOrderRecord>)
+        .kept as OnChainOrderRecord;
     await orders.put('kept', { ...r0, createdAtMs: 0 });
-    let r = (await new JsonFileOrderStore<OnChainOrderRecord>(file).get('kept')) as OnChainOrderRecord;
+    let r = fromDisk();
     expect('nonceScan' in r).toBe(false);
 
     const counted = countedOn(anvil.rpcUrl, ANVIL_DEV_KEYS[1]);
@@ -389,7 +393,7 @@ describe('a node that keeps no old state (anvil --prune-history)', () => {
       });
       // stored and read back as an adapter's next call would
       await orders.put('kept', r);
-      r = (await new JsonFileOrderStore<OnChainOrderRecord>(file).get('kept')) as OnChainOrderRecord;
+      r = fromDisk();
     };
     const small = new TxSender({ ctx: counted.ctx, abi: abi(), nonceScanMaxBlocks: 16 });
 

@@ -83,9 +83,17 @@ class WriteAheadWatch extends JsonFileOrderStore<OnChainOrderRecord> {
   }
 }
 
-/** One "process": its own context (clients), sender, store over `file`, clock, spend caps. */
+/** The store each "process" holds over a file: the next process on the file replaces it. */
+const openStores = new Map<string, WriteAheadWatch>();
+
+/**
+ * One "process": its own context (clients), sender, store over `file`, clock, spend caps. The previous
+ * process on `file` is gone (its store closed): one writer per order store file.
+ */
 function processOn(ctx: EvmContext, file: string, o: { cap?: number; nonceScanMaxBlocks?: number } = {}) {
+  openStores.get(file)?.close();
   const store = new WriteAheadWatch(file, ctx);
+  openStores.set(file, store);
   const clock = new ManualClock(Date.now());
   const sender = new TxSender({
     ctx,
@@ -131,9 +139,11 @@ async function poolAt(ctx: EvmContext, nonce: number) {
 /** A 12.5 % bump of `wei`, rounded up (what a replacement pays at least). */
 const bumped = (wei: bigint) => (wei * 1125n + 999n) / 1000n;
 
-/** The record as it is on disk, read by a new store (another process). */
+/** The record as it is on disk (read from the file: the process holding the store goes on). */
 async function onDisk(file: string, cid: string): Promise<OnChainOrderRecord> {
-  return (await new JsonFileOrderStore<OnChainOrderRecord>(file).get(cid)) as OnChainOrderRecord;
+  return (JSON.parse(readFileSync(file, 'utf8')) as Record<string, OnChainOrderRecord>)[
+    cid
+  ] as OnChainOrderRecord;
 }
 
 /** Resolves the record in a fresh process from the chain; a fill is an error here unless `filled`. */

@@ -170,7 +170,8 @@ describe('SpendCaps', () => {
     });
     expect(await caps1.spent(TOKEN)).toBe(600n);
 
-    // Restart: a new SpendCaps over a new store instance on the same file.
+    // Restart: a new SpendCaps over a new store instance on the same file (the old one gone).
+    store1.close();
     const caps2 = makeCaps({
       cap: 1000n,
       clock,

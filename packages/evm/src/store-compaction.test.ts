@@ -93,6 +93,7 @@ describe('JsonFileOrderStore compaction', () => {
     expect(live).toEqual(['new-1', 'recent-filled', 'sent-long-ago', 'stuck-nonce']);
 
     // a fresh store (a restart) answers the same: archived ids from the archive, in full
+    store.close();
     const reopened = new JsonFileOrderStore<OnChainOrderRecord>(file, { nowMs: () => NOW });
     expect(await reopened.get('old-4242')).toEqual(finals[4242]);
     expect(await reopened.get('old-0')).toEqual(finals[0]);
@@ -132,9 +133,10 @@ describe('JsonFileOrderStore compaction', () => {
     again.nonceTxs = [again.nonceTxs?.[0] as NonNullable<OnChainOrderRecord['nonceTxs']>[number]];
     again.updatedAtMs = NOW;
     await store.put('reused', again);
+    expect((await store.list()).map((r) => r.clientOrderId)).toEqual(['reused']);
+    store.close();
     const back = await new JsonFileOrderStore<OnChainOrderRecord>(file, { nowMs: () => NOW }).get('reused');
     expect(back?.nonceTxs?.map((t) => t.hash)).toEqual(filled.nonceTxs?.map((t) => t.hash));
-    expect((await store.list()).map((r) => r.clientOrderId)).toEqual(['reused']);
   });
 
   it('keeps a filled option order live until its expiry is past the retention, and a recent spend', async () => {
@@ -197,6 +199,7 @@ describe('JsonFileOrderStore compaction', () => {
     expect(archiveLines(file)).toHaveLength(50);
 
     // after the restart: every record once, all live (the live file is the one from before)
+    crashing.close();
     const restarted = new JsonFileOrderStore<OnChainOrderRecord>(file, { nowMs: () => NOW });
     const listed = (await restarted.list()).map((r) => r.clientOrderId);
     expect(listed).toHaveLength(51);
@@ -207,6 +210,7 @@ describe('JsonFileOrderStore compaction', () => {
     nodeFs.appendFileSync(archiveOf(file), '{"id":"f-1","archivedAtMs":1,"rec');
     await restarted.put('new', rec('new', 100, 'queued', NOW));
     expect((await restarted.list()).map((r) => r.clientOrderId).sort()).toEqual(['new', 'open']);
+    restarted.close();
     const again = new JsonFileOrderStore<OnChainOrderRecord>(file, { nowMs: () => NOW });
     for (const [i, r] of finals.entries()) expect(await again.get(`f-${i}`)).toEqual(r);
     expect((await again.list()).map((r) => r.clientOrderId).sort()).toEqual(['new', 'open']);

@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import * as nodeFs from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
-import { type OrderStatus, parseInstrumentId, TERMINAL_ORDER_STATUSES } from '@xhedge/core';
+import { type OrderStatus, parseInstrumentId, TERMINAL_ORDER_STATUSES, XhedgeError } from '@xhedge/core';
 
 /** The file system calls {@link JsonFileOrderStore} makes (`node:fs` by default; injectable for tests). */
 export type OrderStoreFs = Pick<
@@ -28,6 +30,11 @@ export interface OrderRecordStore<T> {
    * leave out final records it archived (see {@link JsonFileOrderStore}), which `get` still answers.
    */
   list(): Promise<T[]>;
+  /**
+   * Releases what the store holds (a file store's single-writer lock); later calls are refused. An
+   * adapter that opened the store calls it from its own `close`.
+   */
+  close?(): void | Promise<void>;
 }
 
 export class MemoryOrderStore<T> implements OrderRecordStore<T> {
@@ -99,7 +106,25 @@ const isTombstone = (v: unknown): v is ArchivedOrderTombstone =>
  * One JSON file per venue; every `put` rewrites the file atomically and durably before it resolves:
  * write a temp file, fsync it, rename it over the file, fsync the directory (so the rename itself is on
  * disk). A record written before a broadcast thus survives a crash or a power loss. Records must be
- * JSON-safe (bigints as decimal strings). Single writer per file (one process per venue account).
+ * JSON-safe (bigints as decimal strings).
+ *
+ * One writer per file, enforced: the file is read once and kept in memory, and every `put` rewrites it
+ * whole, so a second store on the same file (an old and a new worker in a rolling deploy, two worker
+ * processes on one host) dropped the other's records, and a dropped write-ahead record reads as "never
+ * sent": the order was sent again, at the same nonce. So the first store of a process on the file takes
+ * `<file>.lock` (pid, host, boot id, the process's start time, a random token) with an exclusive create,
+ * and a store on the file in another process is refused with an {@link OrderStoreLockedError}
+ * (`ORDER_STORE_LOCKED`) naming the file and the holder's pid and host. Within one process, a store
+ * opened on a file this process has open already (the same absolute path; a venue rebuilt for new params
+ * is built before the old adapter is closed) shares the first one's records in memory and its lock: one
+ * copy of the file per process, so each sees the other's writes at once and neither drops them. A lock
+ * whose holder is dead on this host (its pid gone; its pid running but started at another time, a reused
+ * pid; written in an earlier boot) is taken over; one of another host is refused (remove it by hand once
+ * that host no longer runs the venue). Every `put` first checks the lock is still this process's
+ * (`ORDER_STORE_LOCK_LOST`: nothing written). {@link close} closes one store (the adapter that opened it
+ * calls it from its own `close`): every later call on it is refused (`ORDER_STORE_CLOSED`); the last of
+ * the process's stores on the file to close releases the lock, and so does a clean exit of the process.
+ * Worker threads do not share: a second thread's store on the file is refused like another process's.
  *
  * Compaction keeps the live file (rewritten on every `put`, held in memory) to the orders that matter
  * now: on a `put` (at most once per `compactEveryMs`) or {@link compact}, every record that is final
@@ -127,8 +152,26 @@ export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
   private readonly retentionMs: number;
   private readonly compactEveryMs: number;
   private readonly now: () => number;
-  private data: Record<string, T | ArchivedOrderTombstone> | undefined;
-  private lastCompactionMs: number | undefined;
+  /** The file's state, shared by every store this process opened on the file (see {@link openOrderFile}). */
+  private readonly shared: OpenOrderFile;
+  private closed = false;
+
+  /** The file's records, read once and kept in memory (shared with the other stores on the file). */
+  private get data(): Record<string, T | ArchivedOrderTombstone> | undefined {
+    return this.shared.data as Record<string, T | ArchivedOrderTombstone> | undefined;
+  }
+  private set data(v: Record<string, T | ArchivedOrderTombstone> | undefined) {
+    this.shared.data = v;
+  }
+  private get lastCompactionMs(): number | undefined {
+    return this.shared.lastCompactionMs;
+  }
+  private set lastCompactionMs(v: number | undefined) {
+    this.shared.lastCompactionMs = v;
+  }
+  private get lock(): HeldLock {
+    return this.shared.lock;
+  }
 
   constructor(file: string, opts: JsonFileOrderStoreOptions = {}) {
     this.file = file;
@@ -150,9 +193,29 @@ export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
       );
     }
     this.now = opts.nowMs ?? Date.now;
+    this.shared = openOrderFile(file, this.archiveFile);
+  }
+
+  /**
+   * Closes this store: every later call on it is refused. The last store of this process on the file to
+   * close releases the file's lock (when still its own: one taken over or removed by hand is left alone)
+   * and drops its records from memory (a later opening reads the file again). Idempotent.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeOrderFile(this.shared);
+  }
+
+  private assertOpen(what: string): void {
+    if (this.closed)
+      throw new OrderStoreLockedError('ORDER_STORE_CLOSED', `order store ${this.file} is closed (${what})`, {
+        details: { file: this.file },
+      });
   }
 
   private load(): Record<string, T | ArchivedOrderTombstone> {
+    this.assertOpen('read');
     if (this.data) return this.data;
     let text: string;
     try {
@@ -180,6 +243,8 @@ export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
   }
 
   async put(id: string, record: T): Promise<void> {
+    this.assertOpen('put');
+    assertStillHeld(this.lock);
     const data = this.load();
     const had = data[id];
     const stored = isTombstone(had) ? this.readArchived(id) : had;
@@ -200,6 +265,8 @@ export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
 
   /** Archives every record due now (see {@link JsonFileOrderStore}); how many were archived. */
   async compact(): Promise<{ archived: number }> {
+    this.assertOpen('compact');
+    assertStillHeld(this.lock);
     const now = this.now();
     this.lastCompactionMs = now;
     const archived = this.archiveDue(now);
@@ -304,6 +371,329 @@ export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
     }
     fs.renameSync(tmp, this.file);
     this.syncDir(dir);
+  }
+}
+
+/** Who holds an order store: written to `<file>.lock` when the store is opened. */
+export interface OrderStoreHolder {
+  pid: number;
+  host: string;
+  /** Wall-clock ms when it opened the store. */
+  sinceMs: number;
+  /** Random per opening: tells this opening's lock from a later one of the same pid. */
+  token: string;
+  /** The host's boot id (Linux `/proc/sys/kernel/random/boot_id`): a lock of an earlier boot is dead. */
+  bootId?: string;
+  /**
+   * When the holder's process started, in clock ticks since boot (Linux: field 22 of `/proc/<pid>/stat`):
+   * a running pid with another start time is a reused pid, not the holder.
+   */
+  startTicks?: number;
+}
+
+/**
+ * A {@link JsonFileOrderStore} refused: its file is held by another store (`ORDER_STORE_LOCKED`), its lock
+ * is no longer this store's (`ORDER_STORE_LOCK_LOST`), the lock cannot be read (`ORDER_STORE_LOCK_UNREADABLE`),
+ * or the store is closed (`ORDER_STORE_CLOSED`).
+ */
+export class OrderStoreLockedError extends XhedgeError {
+  override name = 'OrderStoreLockedError';
+}
+
+/** A lock this process took (see {@link acquireStoreLock}). */
+interface HeldLock {
+  file: string;
+  lockFile: string;
+  me: OrderStoreHolder;
+}
+
+/** Locks this process holds, released on a clean exit (one listener for all of them). */
+const heldLocks = new Set<HeldLock>();
+let exitHook = false;
+
+const RUN_ONE_WRITER =
+  "one process at a time writes a venue's order store: stop the other process before starting this one (a rolling deploy stops a venue's workers before starting new ones); never run two writers of one store";
+
+function describeHolder(h: OrderStoreHolder): string {
+  return `pid ${h.pid} on host ${h.host} (since ${new Date(h.sinceMs).toISOString()})`;
+}
+
+/** Whether a process of this host runs `pid` (EPERM: it runs, as another user). */
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The holder a lock file names; undefined when there is none; throws when it cannot be read as one. */
+function readHolder(lockFile: string): OrderStoreHolder | undefined {
+  let text: string;
+  try {
+    text = nodeFs.readFileSync(lockFile, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const h = JSON.parse(text) as Partial<OrderStoreHolder>;
+    if (
+      Number.isInteger(h.pid) &&
+      typeof h.host === 'string' &&
+      typeof h.token === 'string' &&
+      typeof h.sinceMs === 'number' &&
+      (h.bootId === undefined || typeof h.bootId === 'string') &&
+      (h.startTicks === undefined || (Number.isSafeInteger(h.startTicks) && h.startTicks >= 0))
+    )
+      return h as OrderStoreHolder;
+  } catch {
+    // reported below
+  }
+  throw new OrderStoreLockedError(
+    'ORDER_STORE_LOCK_UNREADABLE',
+    `order store lock ${lockFile} does not name its holder (pid, host, sinceMs, token; bootId a string and startTicks a whole number of clock ticks where present); remove it by hand if no process uses the store`,
+    { details: { lockFile } },
+  );
+}
+
+/**
+ * Creates `target` holding `h`, only if it does not exist: written whole to a temp file first and then
+ * linked (atomic, fails on an existing file), so no reader sees a half-written lock. False if it exists.
+ */
+function createExclusive(target: string, h: OrderStoreHolder): boolean {
+  const tmp = `${target}.${h.pid}.${h.token}.tmp`;
+  nodeFs.writeFileSync(tmp, JSON.stringify(h));
+  try {
+    nodeFs.linkSync(tmp, target);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    nodeFs.rmSync(tmp, { force: true });
+  }
+}
+
+/** Linux's /proc, where a process's boot id and start time can be read; not on macOS or Windows. */
+const hasProc = process.platform === 'linux';
+
+let bootIdCache: { id: string | undefined } | undefined;
+/** This boot's id (Linux); undefined where it cannot be read. Read once: it does not change while we run. */
+function currentBootId(): string | undefined {
+  if (bootIdCache === undefined) {
+    let id: string | undefined;
+    if (hasProc) {
+      try {
+        const text = nodeFs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+        if (/^[0-9a-f-]{8,64}$/i.test(text)) id = text;
+      } catch {
+        // no /proc: the pid rule alone
+      }
+    }
+    bootIdCache = { id };
+  }
+  return bootIdCache.id;
+}
+
+/**
+ * When process `pid` started, in clock ticks since boot: field 22 of `/proc/<pid>/stat` (Linux), counted
+ * after the last ')' (the command name may hold spaces and parentheses). Undefined when it cannot be read.
+ */
+function startTicksOf(pid: number): number | undefined {
+  if (!hasProc) return undefined;
+  let text: string;
+  try {
+    text = nodeFs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const open = text.indexOf(' (');
+  const close = text.lastIndexOf(')');
+  if (open < 0 || close < open || text.slice(0, open) !== String(pid)) return undefined;
+  const ticks = text
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/)[22 - 3];
+  if (ticks === undefined || !/^\d+$/.test(ticks)) return undefined;
+  const n = Number(ticks);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/**
+ * A holder certainly gone, on this host: written in another boot; or its pid not running; or its pid
+ * running but started at another time (reused). Boot id and start time are compared only where both the
+ * lock and this host have them; otherwise the pid rule alone. A lock of another host is never dead here.
+ */
+function holderDead(h: OrderStoreHolder): boolean {
+  if (h.host !== hostname()) return false;
+  const bootId = currentBootId();
+  if (h.bootId !== undefined && bootId !== undefined && h.bootId !== bootId) return true;
+  if (!pidAlive(h.pid)) return true;
+  if (h.startTicks === undefined) return false;
+  const startTicks = startTicksOf(h.pid);
+  if (startTicks === undefined) return !pidAlive(h.pid); // exited meanwhile, or its /proc is hidden
+  return startTicks !== h.startTicks;
+}
+
+/**
+ * Takes `<file>.lock` for this process (see {@link JsonFileOrderStore}): refused while a live holder has
+ * it, taken over from a dead one (under `<file>.lock.recover`, so two processes finding it stale at once
+ * do not both take it).
+ */
+function acquireStoreLock(file: string): HeldLock {
+  const lockFile = `${file}.lock`;
+  nodeFs.mkdirSync(path.dirname(file), { recursive: true });
+  const bootId = currentBootId();
+  const startTicks = startTicksOf(process.pid);
+  const me: OrderStoreHolder = {
+    pid: process.pid,
+    host: hostname(),
+    sinceMs: Date.now(),
+    token: randomBytes(12).toString('hex'),
+    ...(bootId === undefined ? {} : { bootId }),
+    ...(startTicks === undefined ? {} : { startTicks }),
+  };
+  const recoverFile = `${lockFile}.recover`;
+  const locked = (h: OrderStoreHolder, why: string) => {
+    const self = h.pid === me.pid && h.host === me.host;
+    return new OrderStoreLockedError(
+      'ORDER_STORE_LOCKED',
+      `order store ${file} is ${why} ${describeHolder(h)}${self ? ', this process (another thread, or another copy of the store module: open it through one)' : ''}: ${RUN_ONE_WRITER} (lock ${lockFile}${h.host === me.host ? '' : '; remove it by hand once that host no longer runs the venue'})`,
+      { details: { file, lockFile, pid: h.pid, host: h.host, sinceMs: h.sinceMs } },
+    );
+  };
+  for (let attempt = 0; attempt < 10; attempt++) {
+    if (createExclusive(lockFile, me)) {
+      const held = { file, lockFile, me };
+      heldLocks.add(held);
+      if (!exitHook) {
+        exitHook = true;
+        process.on('exit', () => {
+          for (const l of heldLocks) releaseStoreLock(l);
+        });
+      }
+      return held;
+    }
+    const holder = readHolder(lockFile);
+    if (holder === undefined) continue; // released meanwhile
+    if (!holderDead(holder))
+      throw locked(holder, holder.host === me.host ? 'held by' : 'held by another host,');
+    // stale (its holder died: kill -9, a crash, a reboot): taken over under a second lock
+    if (!createExclusive(recoverFile, me)) {
+      const recovering = readHolder(recoverFile);
+      if (recovering && !holderDead(recovering)) throw locked(recovering, 'being recovered by');
+      nodeFs.rmSync(recoverFile, { force: true }); // its recoverer died while recovering
+      continue;
+    }
+    try {
+      // still the dead holder's (not one a faster process took meanwhile): remove it
+      if (readHolder(lockFile)?.token === holder.token) nodeFs.rmSync(lockFile, { force: true });
+    } finally {
+      if (readHolder(recoverFile)?.token === me.token) nodeFs.rmSync(recoverFile, { force: true });
+    }
+  }
+  throw new OrderStoreLockedError(
+    'ORDER_STORE_LOCKED',
+    `order store ${file}: its lock ${lockFile} kept changing hands; try again`,
+    { details: { file, lockFile } },
+  );
+}
+
+/** Refuses a write when the lock is no longer this store's (taken over, or removed by hand). */
+function assertStillHeld(l: HeldLock): void {
+  const holder = readHolder(l.lockFile);
+  if (holder?.token !== l.me.token)
+    throw new OrderStoreLockedError(
+      'ORDER_STORE_LOCK_LOST',
+      `order store ${l.file} is no longer held by this store (pid ${l.me.pid} on ${l.me.host}): its lock ${l.lockFile} ${holder ? `is held by ${describeHolder(holder)}` : 'is gone'}; nothing written. ${RUN_ONE_WRITER}`,
+      { details: { file: l.file, lockFile: l.lockFile, holder } },
+    );
+}
+
+/**
+ * A file this process has open: its lock, its records in memory and how many stores (handles) use it.
+ * Every {@link JsonFileOrderStore} of this process on the file works on this one object.
+ */
+interface OpenOrderFile {
+  /** The registry key: the file's absolute path, its folder's symlinks resolved. */
+  key: string;
+  archiveFile: string;
+  lock: HeldLock;
+  data: Record<string, unknown> | undefined;
+  lastCompactionMs: number | undefined;
+  /** Stores open on it; the last one's close releases the lock. */
+  handles: number;
+}
+
+/** The order store files this process has open, by {@link openFileKey}. */
+const openFiles = new Map<string, OpenOrderFile>();
+
+/**
+ * The absolute path of `file` with its folder's symlinks resolved (the folder is made first), so two
+ * spellings of one file share one entry.
+ */
+function openFileKey(file: string): string {
+  nodeFs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  return resolvedPath(file);
+}
+
+/** `file` as an absolute path, its folder's symlinks resolved when the folder exists. */
+function resolvedPath(file: string): string {
+  const abs = path.resolve(file);
+  try {
+    return path.join(nodeFs.realpathSync(path.dirname(abs)), path.basename(abs));
+  } catch {
+    return abs;
+  }
+}
+
+/**
+ * The open file `file` (see {@link JsonFileOrderStore}): the one this process has open already, with one
+ * more handle; else a new one, its lock taken (refused while another process holds it).
+ */
+function openOrderFile(file: string, archiveFile: string): OpenOrderFile {
+  const key = openFileKey(file);
+  const open = openFiles.get(key);
+  if (open) {
+    if (resolvedPath(archiveFile) !== resolvedPath(open.archiveFile))
+      throw new RangeError(
+        `order store ${file} is open in this process with the archive ${open.archiveFile}; it cannot be opened again with the archive ${archiveFile}`,
+      );
+    // its lock taken over (or removed by hand) meanwhile: refused now rather than at the first write
+    assertStillHeld(open.lock);
+    open.handles++;
+    return open;
+  }
+  const opened: OpenOrderFile = {
+    key,
+    archiveFile,
+    lock: acquireStoreLock(file),
+    data: undefined,
+    lastCompactionMs: undefined,
+    handles: 1,
+  };
+  openFiles.set(key, opened);
+  return opened;
+}
+
+/** One handle of `f` closed: the last one releases the lock and forgets the records. */
+function closeOrderFile(f: OpenOrderFile): void {
+  f.handles--;
+  if (f.handles > 0) return;
+  if (openFiles.get(f.key) === f) openFiles.delete(f.key);
+  f.data = undefined;
+  releaseStoreLock(f.lock);
+}
+
+/** Removes the lock when it is still this store's; an unreadable or other lock is left for its owner. */
+function releaseStoreLock(l: HeldLock): void {
+  heldLocks.delete(l);
+  try {
+    if (readHolder(l.lockFile)?.token === l.me.token) nodeFs.rmSync(l.lockFile, { force: true });
+  } catch {
+    // not this store's: left alone
   }
 }
 

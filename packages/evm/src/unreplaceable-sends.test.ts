@@ -77,9 +77,17 @@ function newRecord(cid: string, reduceOnly: boolean, nowMs: number): OnChainOrde
   };
 }
 
-/** One "process": its own sender (fee cap `cap` gwei), store over `file`, clock, spend caps. */
+/** The store each "process" holds over a file: the next process on the file replaces it. */
+const openStores = new Map<string, JsonFileOrderStore<OnChainOrderRecord>>();
+
+/**
+ * One "process": its own sender (fee cap `cap` gwei), store over `file`, clock, spend caps. The previous
+ * process on `file` is gone (its store closed): one writer per order store file.
+ */
 function processOn(file: string, cap: number) {
+  openStores.get(file)?.close();
   const store = new JsonFileOrderStore<OnChainOrderRecord>(file);
+  openStores.set(file, store);
   const clock = new ManualClock(Date.now());
   const sender = new TxSender({
     ctx,

@@ -1688,7 +1688,7 @@ describe('u8 user order id map', () => {
         await map.release(`h-${i}`);
       }
       // h-4 and h-5 are kept; h-1..h-3 pruned with a tombstone; h-0's tombstone fell off the bound.
-      for (const m of [map, await UserOrderIdMap.open({ ...opts, store: fileUserOrderIdStore(path) })]) {
+      const check = (m: UserOrderIdMap) => {
         expect(['h-0', 'h-1', 'h-2', 'h-3', 'h-4', 'h-5', 'never'].map((id) => m.isPruned(id))).toEqual([
           false,
           true,
@@ -1700,7 +1700,10 @@ describe('u8 user order id map', () => {
         ]);
         expect(m.get('h-5')?.state).toBe('released');
         expect(m.get('h-3')).toBeUndefined();
-      }
+      };
+      check(map);
+      await map.close(); // the restart: the old process is gone (one writer per file)
+      check(await UserOrderIdMap.open({ ...opts, store: fileUserOrderIdStore(path) }));
       // On disk: the kept records, then one entry of 16-character keys (no client ids).
       const stored = JSON.parse(await readFile(path, 'utf8')) as unknown[];
       expect(stored).toHaveLength(3);
@@ -1757,6 +1760,7 @@ describe('u8 user order id map', () => {
       const a = await UserOrderIdMap.open({ store: fileUserOrderIdStore(path), clock: new ManualClock(0) });
       await a.assign(init('p-1'), new Set());
       await a.update('p-1', { signature: 'sig', lastValidBlockHeight: 99 });
+      await a.close(); // the old process is gone: one writer per file
       const b = await UserOrderIdMap.open({ store: fileUserOrderIdStore(path), clock: new ManualClock(0) });
       expect(b.get('p-1')).toMatchObject({
         userOrderId: 1,
@@ -1801,13 +1805,15 @@ describe('u8 user order id map', () => {
         ids.map(() => 'acknowledged'),
       );
       const u8s = ids.map((id) => f.orderIds.get(id)?.userOrderId);
+      const signatures = ids.map((id) => f.orderIds.get(id)?.signature);
       expect(new Set(u8s).size).toBe(ids.length);
       // What a restarted process reads: every order with its u8 and signature.
+      await f.orderIds.close(); // the old process is gone: one writer per file
       const after = await UserOrderIdMap.open({ store: fileUserOrderIdStore(path), clock: f.clock });
       for (const [i, id] of ids.entries())
         expect(after.get(id)).toMatchObject({
           userOrderId: u8s[i],
-          signature: f.orderIds.get(id)?.signature,
+          signature: signatures[i],
           state: 'live',
         });
     } finally {

@@ -136,6 +136,11 @@ export interface DriftVenueOptions {
   /** Collateral asset symbol of the quote spot market. @defaultValue 'USDC' */
   quoteAsset?: string;
   orderIds: UserOrderIdMap;
+  /**
+   * The venue opened `orderIds` (the profile factory does): its `close` closes them (releasing the id
+   * file for a venue rebuilt or stopped). A map passed in otherwise stays open. @defaultValue false
+   */
+  closeOrderIds?: boolean;
   clock: Clock;
   /** Commitment at which an order counts as sent. @defaultValue 'confirmed' */
   commitment?: ConfirmationLevel;
@@ -251,6 +256,7 @@ export class DriftVenue implements VenueAdapter {
   #feeTier: { tier: DriftFeeTier; readAtMs: number } | undefined;
   /** A State read under way, shared by the quotes that wait for it. */
   #feeTierRead: Promise<DriftFeeTier> | undefined;
+  #closed = false;
 
   constructor(o: DriftVenueOptions) {
     this.#o = o;
@@ -260,6 +266,16 @@ export class DriftVenue implements VenueAdapter {
     this.#commitment = o.commitment ?? 'confirmed';
     this.#sleep = o.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
     this.capabilities.collateral = [o.quoteAsset ?? 'USDC'];
+  }
+
+  /**
+   * Closes the order id map when the venue opened it ({@link DriftVenueOptions.closeOrderIds}): its file
+   * is released once no other venue of this process uses it. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#o.closeOrderIds) await this.#o.orderIds.close();
   }
 
   /** The User account this venue trades from. */

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -144,6 +145,24 @@ describe('createDriftVenue (a drift venue from a profile entry)', () => {
     expect(await venue.getOrderByClientId('hedge-1')).toMatchObject({ status: 'filled', venueOrderId: 'u7' });
     expect(await venue.getOrderByClientId('other')).toBeNull();
     expect(JSON.parse(await readFile(mapFile, 'utf8'))).toHaveLength(1);
+  });
+
+  it('close(): a venue rebuilt for new params opens beside the old one (the registry builds the new one first); the id file is released when the last of them closes; a map passed in stays open', async () => {
+    const lockFile = join(dir, 'drift-sol-drift-order-ids.json.lock');
+    const deps = { secrets: { env: { DRIFT_KEY: secretB58 } }, dataDir: dir, clock: f.clock };
+    const old = createDriftVenue(entry(), deps);
+    const rebuilt = createDriftVenue(entry({}, { orderTtlSeconds: 30 }), deps);
+    expect(JSON.parse(readFileSync(lockFile, 'utf8'))).toMatchObject({ pid: process.pid });
+    await old.close();
+    await old.close(); // idempotent: the rebuilt one keeps the file
+    await expect(old.getOrderByClientId('hedge-1')).rejects.toMatchObject({ code: 'DRIFT_ORDER_IDS_CLOSED' });
+    expect(existsSync(lockFile)).toBe(true);
+    expect(await rebuilt.getOrderByClientId('hedge-1')).toBeNull();
+    await rebuilt.close();
+    expect(existsSync(lockFile)).toBe(false);
+    // a venue over a map it was given (not one it opened) leaves it open
+    await f.venue.close();
+    expect(f.orderIds.records()).toEqual([]);
   });
 
   it('defaults the program id to Drift mainnet', () => {

@@ -392,29 +392,40 @@ export function createDriftVenue(venue: DriftVenueConfigLike, deps: CreateDriftV
   const clock = deps.clock ?? systemClock;
   const programId = new PublicKey(p.programId);
   const sol = new SolPriceCache(programId, p.solPriceMarketIndex, clock);
+  // the venue opened the id file: its close closes it; so does a failure building it
   const store = fileUserOrderIdStore(join(deps.dataDir ?? '.xhedge', `${venue.id}-drift-order-ids.json`));
-  const orderIds = UserOrderIdMap.fromRecords({ store, clock }, store.loadSync());
-  return new ProfileDriftVenue(
-    {
-      id: venue.id,
-      chain: venue.chain,
-      programId,
-      signer: keypairSigner(keypair),
-      subAccountId: p.subAccountId,
-      rpc: sol.observe(rpcBase),
-      markets: p.markets,
-      orderIds,
-      clock,
-      solPriceUsd: () => sol.usd(venue.id),
-      ...(p.quoteSpotMarketIndex === undefined ? {} : { quoteSpotMarketIndex: p.quoteSpotMarketIndex }),
-      ...(p.commitment === undefined ? {} : { commitment: p.commitment }),
-      ...(p.computeUnitPriceMicroLamports === undefined
-        ? {}
-        : { computeUnitPriceMicroLamports: BigInt(p.computeUnitPriceMicroLamports) }),
-      ...(p.computeUnitLimit === undefined ? {} : { computeUnitLimit: p.computeUnitLimit }),
-      ...(p.orderTtlSeconds === undefined ? {} : { orderTtlSeconds: p.orderTtlSeconds }),
-      ...(deps.sleep === undefined ? {} : { sleep: deps.sleep }),
-    },
-    sol,
-  );
+  try {
+    return profileVenue(store);
+  } catch (err) {
+    store.close();
+    throw err;
+  }
+
+  function profileVenue(store: ReturnType<typeof fileUserOrderIdStore>): DriftVenue {
+    const orderIds = UserOrderIdMap.fromRecords({ store, clock }, store.loadSync());
+    return new ProfileDriftVenue(
+      {
+        id: venue.id,
+        chain: venue.chain,
+        programId,
+        signer: keypairSigner(keypair),
+        subAccountId: p.subAccountId,
+        rpc: sol.observe(rpcBase),
+        markets: p.markets,
+        orderIds,
+        closeOrderIds: true,
+        clock,
+        solPriceUsd: () => sol.usd(venue.id),
+        ...(p.quoteSpotMarketIndex === undefined ? {} : { quoteSpotMarketIndex: p.quoteSpotMarketIndex }),
+        ...(p.commitment === undefined ? {} : { commitment: p.commitment }),
+        ...(p.computeUnitPriceMicroLamports === undefined
+          ? {}
+          : { computeUnitPriceMicroLamports: BigInt(p.computeUnitPriceMicroLamports) }),
+        ...(p.computeUnitLimit === undefined ? {} : { computeUnitLimit: p.computeUnitLimit }),
+        ...(p.orderTtlSeconds === undefined ? {} : { orderTtlSeconds: p.orderTtlSeconds }),
+        ...(deps.sleep === undefined ? {} : { sleep: deps.sleep }),
+      },
+      sol,
+    );
+  }
 }

@@ -1,7 +1,9 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { hostname } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 import { type Clock, DecimalString, Order, OrderType, parseOrThrow, Side, XhedgeError } from '@xhedge/core';
 import { z } from 'zod';
 
@@ -213,6 +215,8 @@ function prunedOrderOf(t: Tombstone): PrunedOrder {
 export interface UserOrderIdStore {
   load(): Promise<unknown[]>;
   save(entries: readonly (UserOrderIdRecord | PrunedEntry)[]): Promise<void>;
+  /** Releases what the store holds (the file store's single-writer lock); later calls are refused. */
+  close?(): void | Promise<void>;
 }
 
 export function memoryUserOrderIdStore(): UserOrderIdStore & { snapshot(): unknown[] } {
@@ -245,10 +249,43 @@ function orMissing(read: () => string): string | undefined {
 /**
  * A JSON file written atomically (write to a temp file, then rename); its folder is made on the first
  * save. `loadSync` reads it at once, for a venue built synchronously from a profile.
+ *
+ * One writer per file, enforced: the map is read once and kept in memory and every save rewrites the
+ * file whole, so two stores on one file (an old and a new worker in a rolling deploy, two worker
+ * processes on one host) dropped each other's records and handed out the same u8 twice, and a dropped
+ * record reads as "never sent" (the order is sent again). So the first opening of a process takes
+ * `<path>.lock` (pid, host, boot id, the process's start time, a random token) with an exclusive create;
+ * an opening in another process is refused with a {@link DriftOrderIdStoreLockedError}
+ * (`DRIFT_ORDER_IDS_LOCKED`) naming the file and the holder's pid and host. Within one process, opening a
+ * file this process has open already (the same absolute path; a venue rebuilt for new params is built
+ * before the old adapter is closed) shares its lock, and every {@link UserOrderIdMap} over the file shares
+ * one table in memory: each sees the other's assignments at once and no u8 is handed out twice. A lock
+ * whose holder is dead on this host (its pid gone; its pid running but started at another time, a reused
+ * pid; written in an earlier boot) is taken over; one of another host is refused (remove it by hand once
+ * that host no longer runs the venue). Every save first checks the lock is still this process's
+ * (`DRIFT_ORDER_IDS_LOCK_LOST`: nothing written). `close` (or {@link UserOrderIdMap.close}) closes this
+ * opening: every later call on it is refused (`DRIFT_ORDER_IDS_CLOSED`); the last opening of the process
+ * to close releases the lock and drops the shared table (a later opening reads the file), and so does a
+ * clean exit of the process. Worker threads do not share: another thread is refused like another process.
  */
-export function fileUserOrderIdStore(path: string): UserOrderIdStore & { loadSync(): unknown[] } {
-  return {
+export function fileUserOrderIdStore(
+  path: string,
+): UserOrderIdStore & { loadSync(): unknown[]; close(): void; readonly path: string } {
+  const file = openIdFile(path);
+  const lock = file.lock;
+  let closed = false;
+  const open = (what: string) => {
+    if (closed)
+      throw new DriftOrderIdStoreLockedError(
+        'DRIFT_ORDER_IDS_CLOSED',
+        `Drift user order id store ${path} is closed (${what})`,
+        { details: { file: path } },
+      );
+  };
+  const store: UserOrderIdStore & { loadSync(): unknown[]; close(): void; readonly path: string } = {
+    path,
     async load() {
+      open('load');
       try {
         return parseStoreFile(await readFile(path, 'utf8'));
       } catch (err) {
@@ -256,15 +293,330 @@ export function fileUserOrderIdStore(path: string): UserOrderIdStore & { loadSyn
         throw err;
       }
     },
-    loadSync: () => parseStoreFile(orMissing(() => readFileSync(path, 'utf8'))),
+    loadSync: () => {
+      open('load');
+      return parseStoreFile(orMissing(() => readFileSync(path, 'utf8')));
+    },
     async save(entries) {
+      open('save');
+      assertStillHeld(lock);
       const tmp = `${path}.tmp`;
       await mkdir(dirname(path), { recursive: true });
       // One entry per line: the tombstones' entry stays one line rather than one per field.
       await writeFile(tmp, `[\n${entries.map((e) => JSON.stringify(e)).join(',\n')}\n]\n`);
       await rename(tmp, path);
     },
+    close() {
+      if (closed) return;
+      closed = true;
+      closeIdFile(file);
+    },
   };
+  openedFiles.set(store, file);
+  return store;
+}
+
+/** A {@link UserOrderIdMap}'s table: one per file per process, shared by every map over the file. */
+interface MapTable {
+  byClient: Map<string, UserOrderIdRecord>;
+  /** Tombstones of pruned released records by {@link prunedKey}, oldest first (null: key only). */
+  pruned: Map<string, Tombstone | null>;
+  /** The save in progress (or last done): saves run one at a time, in the order of the changes. */
+  saving: Promise<void>;
+}
+
+/**
+ * A Drift user order id file this process has open: its lock, how many openings use it, and the table
+ * the maps over it share (set by the first map built over it).
+ */
+interface OpenIdFile {
+  /** The registry key: the file's absolute path, its folder's symlinks resolved. */
+  key: string;
+  lock: HeldLock;
+  handles: number;
+  table: MapTable | undefined;
+}
+
+/** The files this process has open, by {@link OpenIdFile.key}. */
+const openIdFiles = new Map<string, OpenIdFile>();
+/** The open file of each {@link fileUserOrderIdStore} opening (how a map finds the shared table). */
+const openedFiles = new WeakMap<UserOrderIdStore, OpenIdFile>();
+
+/**
+ * The open file `path`: the one this process has open already, with one more opening (refused when its
+ * lock was taken over or removed meanwhile); else a new one, its lock taken (refused while another
+ * process holds it).
+ */
+function openIdFile(path: string): OpenIdFile {
+  const abs = resolve(path);
+  fs.mkdirSync(dirname(abs), { recursive: true });
+  const key = join(fs.realpathSync(dirname(abs)), basename(abs));
+  const open = openIdFiles.get(key);
+  if (open) {
+    assertStillHeld(open.lock);
+    open.handles++;
+    return open;
+  }
+  const opened: OpenIdFile = { key, lock: acquireStoreLock(path), handles: 1, table: undefined };
+  openIdFiles.set(key, opened);
+  return opened;
+}
+
+/** One opening of `f` closed: the last one releases the lock and drops the shared table. */
+function closeIdFile(f: OpenIdFile): void {
+  f.handles--;
+  if (f.handles > 0) return;
+  if (openIdFiles.get(f.key) === f) openIdFiles.delete(f.key);
+  f.table = undefined;
+  releaseStoreLock(f.lock);
+}
+
+/** Who holds a Drift user order id store: written to `<file>.lock` when the store is opened. */
+export interface OrderIdStoreHolder {
+  pid: number;
+  host: string;
+  /** Wall-clock ms when it opened the store. */
+  sinceMs: number;
+  /** Random per opening: tells this opening's lock from a later one of the same pid. */
+  token: string;
+  /** The host's boot id (Linux `/proc/sys/kernel/random/boot_id`): a lock of an earlier boot is dead. */
+  bootId?: string;
+  /**
+   * When the holder's process started, in clock ticks since boot (Linux: field 22 of `/proc/<pid>/stat`):
+   * a running pid with another start time is a reused pid, not the holder.
+   */
+  startTicks?: number;
+}
+
+/**
+ * A {@link fileUserOrderIdStore} refused: its file is held by another store (`DRIFT_ORDER_IDS_LOCKED`), its
+ * lock is no longer this store's (`DRIFT_ORDER_IDS_LOCK_LOST`), the lock cannot be read
+ * (`DRIFT_ORDER_IDS_LOCK_UNREADABLE`), or the store is closed (`DRIFT_ORDER_IDS_CLOSED`).
+ */
+export class DriftOrderIdStoreLockedError extends XhedgeError {
+  override name = 'DriftOrderIdStoreLockedError';
+}
+
+/** A lock this process took (see {@link acquireStoreLock}). */
+interface HeldLock {
+  file: string;
+  lockFile: string;
+  me: OrderIdStoreHolder;
+}
+
+/** Locks this process holds, released on a clean exit (one listener for all of them). */
+const heldLocks = new Set<HeldLock>();
+let exitHook = false;
+
+const RUN_ONE_WRITER =
+  "one process at a time writes a Drift venue's user order id store: stop the other process before starting this one (a rolling deploy stops a venue's workers before starting new ones); never run two writers of one store";
+
+function describeHolder(h: OrderIdStoreHolder): string {
+  return `pid ${h.pid} on host ${h.host} (since ${new Date(h.sinceMs).toISOString()})`;
+}
+
+/** Whether a process of this host runs `pid` (EPERM: it runs, as another user). */
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The holder a lock file names; undefined when there is none; throws when it cannot be read as one. */
+function readHolder(lockFile: string): OrderIdStoreHolder | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(lockFile, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const h = JSON.parse(text) as Partial<OrderIdStoreHolder>;
+    if (
+      Number.isInteger(h.pid) &&
+      typeof h.host === 'string' &&
+      typeof h.token === 'string' &&
+      typeof h.sinceMs === 'number' &&
+      (h.bootId === undefined || typeof h.bootId === 'string') &&
+      (h.startTicks === undefined || (Number.isSafeInteger(h.startTicks) && h.startTicks >= 0))
+    )
+      return h as OrderIdStoreHolder;
+  } catch {
+    // reported below
+  }
+  throw new DriftOrderIdStoreLockedError(
+    'DRIFT_ORDER_IDS_LOCK_UNREADABLE',
+    `Drift user order id store lock ${lockFile} does not name its holder (pid, host, sinceMs, token; bootId a string and startTicks a whole number of clock ticks where present); remove it by hand if no process uses the store`,
+    { details: { lockFile } },
+  );
+}
+
+/**
+ * Creates `target` holding `h`, only if it does not exist: written whole to a temp file first and then
+ * linked (atomic, fails on an existing file), so no reader sees a half-written lock. False if it exists.
+ */
+function createExclusive(target: string, h: OrderIdStoreHolder): boolean {
+  const tmp = `${target}.${h.pid}.${h.token}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(h));
+  try {
+    fs.linkSync(tmp, target);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+/** Linux's /proc, where a process's boot id and start time can be read; not on macOS or Windows. */
+const hasProc = process.platform === 'linux';
+
+let bootIdCache: { id: string | undefined } | undefined;
+/** This boot's id (Linux); undefined where it cannot be read. Read once: it does not change while we run. */
+function currentBootId(): string | undefined {
+  if (bootIdCache === undefined) {
+    let id: string | undefined;
+    if (hasProc) {
+      try {
+        const text = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+        if (/^[0-9a-f-]{8,64}$/i.test(text)) id = text;
+      } catch {
+        // no /proc: the pid rule alone
+      }
+    }
+    bootIdCache = { id };
+  }
+  return bootIdCache.id;
+}
+
+/**
+ * When process `pid` started, in clock ticks since boot: field 22 of `/proc/<pid>/stat` (Linux), counted
+ * after the last ')' (the command name may hold spaces and parentheses). Undefined when it cannot be read.
+ */
+function startTicksOf(pid: number): number | undefined {
+  if (!hasProc) return undefined;
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const open = text.indexOf(' (');
+  const close = text.lastIndexOf(')');
+  if (open < 0 || close < open || text.slice(0, open) !== String(pid)) return undefined;
+  const ticks = text
+    .slice(close + 1)
+    .trim()
+    .split(/\s+/)[22 - 3];
+  if (ticks === undefined || !/^\d+$/.test(ticks)) return undefined;
+  const n = Number(ticks);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/**
+ * A holder certainly gone, on this host: written in another boot; or its pid not running; or its pid
+ * running but started at another time (reused). Boot id and start time are compared only where both the
+ * lock and this host have them; otherwise the pid rule alone. A lock of another host is never dead here.
+ */
+function holderDead(h: OrderIdStoreHolder): boolean {
+  if (h.host !== hostname()) return false;
+  const bootId = currentBootId();
+  if (h.bootId !== undefined && bootId !== undefined && h.bootId !== bootId) return true;
+  if (!pidAlive(h.pid)) return true;
+  if (h.startTicks === undefined) return false;
+  const startTicks = startTicksOf(h.pid);
+  if (startTicks === undefined) return !pidAlive(h.pid); // exited meanwhile, or its /proc is hidden
+  return startTicks !== h.startTicks;
+}
+
+/**
+ * Takes `<file>.lock` for this process (see {@link fileUserOrderIdStore}): refused while a live holder has
+ * it, taken over from a dead one (under `<file>.lock.recover`, so two processes finding it stale at once
+ * do not both take it).
+ */
+function acquireStoreLock(file: string): HeldLock {
+  const lockFile = `${file}.lock`;
+  fs.mkdirSync(dirname(file), { recursive: true });
+  const bootId = currentBootId();
+  const startTicks = startTicksOf(process.pid);
+  const me: OrderIdStoreHolder = {
+    pid: process.pid,
+    host: hostname(),
+    sinceMs: Date.now(),
+    token: randomBytes(12).toString('hex'),
+    ...(bootId === undefined ? {} : { bootId }),
+    ...(startTicks === undefined ? {} : { startTicks }),
+  };
+  const recoverFile = `${lockFile}.recover`;
+  const locked = (h: OrderIdStoreHolder, why: string) => {
+    const self = h.pid === me.pid && h.host === me.host;
+    return new DriftOrderIdStoreLockedError(
+      'DRIFT_ORDER_IDS_LOCKED',
+      `Drift user order id store ${file} is ${why} ${describeHolder(h)}${self ? ', this process (another thread, or another copy of this module: open it through one)' : ''}: ${RUN_ONE_WRITER} (lock ${lockFile}${h.host === me.host ? '' : '; remove it by hand once that host no longer runs the venue'})`,
+      { details: { file, lockFile, pid: h.pid, host: h.host, sinceMs: h.sinceMs } },
+    );
+  };
+  for (let attempt = 0; attempt < 10; attempt++) {
+    if (createExclusive(lockFile, me)) {
+      const held = { file, lockFile, me };
+      heldLocks.add(held);
+      if (!exitHook) {
+        exitHook = true;
+        process.on('exit', () => {
+          for (const l of heldLocks) releaseStoreLock(l);
+        });
+      }
+      return held;
+    }
+    const holder = readHolder(lockFile);
+    if (holder === undefined) continue; // released meanwhile
+    if (!holderDead(holder))
+      throw locked(holder, holder.host === me.host ? 'held by' : 'held by another host,');
+    // stale (its holder died: kill -9, a crash, a reboot): taken over under a second lock
+    if (!createExclusive(recoverFile, me)) {
+      const recovering = readHolder(recoverFile);
+      if (recovering && !holderDead(recovering)) throw locked(recovering, 'being recovered by');
+      fs.rmSync(recoverFile, { force: true }); // its recoverer died while recovering
+      continue;
+    }
+    try {
+      // still the dead holder's (not one a faster process took meanwhile): remove it
+      if (readHolder(lockFile)?.token === holder.token) fs.rmSync(lockFile, { force: true });
+    } finally {
+      if (readHolder(recoverFile)?.token === me.token) fs.rmSync(recoverFile, { force: true });
+    }
+  }
+  throw new DriftOrderIdStoreLockedError(
+    'DRIFT_ORDER_IDS_LOCKED',
+    `Drift user order id store ${file}: its lock ${lockFile} kept changing hands; try again`,
+    { details: { file, lockFile } },
+  );
+}
+
+/** Refuses a write when the lock is no longer this store's (taken over, or removed by hand). */
+function assertStillHeld(l: HeldLock): void {
+  const holder = readHolder(l.lockFile);
+  if (holder?.token !== l.me.token)
+    throw new DriftOrderIdStoreLockedError(
+      'DRIFT_ORDER_IDS_LOCK_LOST',
+      `Drift user order id store ${l.file} is no longer held by this store (pid ${l.me.pid} on ${l.me.host}): its lock ${l.lockFile} ${holder ? `is held by ${describeHolder(holder)}` : 'is gone'}; nothing written. ${RUN_ONE_WRITER}`,
+      { details: { file: l.file, lockFile: l.lockFile, holder } },
+    );
+}
+
+/** Removes the lock when it is still this store's; an unreadable or other lock is left for its owner. */
+function releaseStoreLock(l: HeldLock): void {
+  heldLocks.delete(l);
+  try {
+    if (readHolder(l.lockFile)?.token === l.me.token) fs.rmSync(l.lockFile, { force: true });
+  } catch {
+    // not this store's: left alone
+  }
 }
 
 export class UserOrderIdsExhaustedError extends XhedgeError {
@@ -318,38 +670,65 @@ export class UserOrderIdMap {
   readonly #clock: Clock;
   readonly #historyLimit: number;
   readonly #prunedLimit: number;
-  readonly #byClient = new Map<string, UserOrderIdRecord>();
-  /** Tombstones of pruned released records by {@link prunedKey}, oldest first (null: key only). */
-  readonly #pruned = new Map<string, Tombstone | null>();
-  /** The save in progress (or last done): saves run one at a time, in the order of the changes. */
-  #saving: Promise<void> = Promise.resolve();
+  /** The table: this map's own, or, over a {@link fileUserOrderIdStore}, the one of every map over the file. */
+  readonly #table: MapTable;
+  #closed = false;
 
-  private constructor(o: UserOrderIdMapOptions) {
+  private constructor(o: UserOrderIdMapOptions, table: MapTable) {
     this.#store = o.store;
     this.#clock = o.clock;
     this.#historyLimit = o.historyLimit ?? 1000;
     this.#prunedLimit = o.prunedLimit ?? 20_000;
+    this.#table = table;
   }
 
+  get #byClient(): Map<string, UserOrderIdRecord> {
+    this.#assertOpen();
+    return this.#table.byClient;
+  }
+  get #pruned(): Map<string, Tombstone | null> {
+    this.#assertOpen();
+    return this.#table.pruned;
+  }
+
+  /**
+   * The map over `o.store`'s records. Over a file another map of this process has open, it shares that
+   * map's table (newer than the file while a save is under way): the file is not read again.
+   */
   static async open(o: UserOrderIdMapOptions): Promise<UserOrderIdMap> {
+    if (openedFiles.get(o.store)?.table) return UserOrderIdMap.fromRecords(o, []);
     return UserOrderIdMap.fromRecords(o, await o.store.load());
   }
 
-  /** The map over records already loaded from `o.store` (validated here, as `open` does). */
+  /**
+   * The map over records already loaded from `o.store` (validated here, as `open` does); over a file
+   * another map of this process has open, that map's table (`raw` is not used: the table is newer).
+   */
   static fromRecords(o: UserOrderIdMapOptions, raw: readonly unknown[]): UserOrderIdMap {
-    const map = new UserOrderIdMap(o);
+    const file = openedFiles.get(o.store);
+    if (file?.table) return new UserOrderIdMap(o, file.table);
+    const table: MapTable = { byClient: new Map(), pruned: new Map(), saving: Promise.resolve() };
     for (const r of raw) {
       if (typeof r === 'object' && r !== null && 'pruned' in r) {
         for (const t of parseOrThrow(PrunedEntry, r, 'stored Drift pruned ids').pruned) {
-          if (typeof t === 'string') map.#pruned.set(t, null);
-          else map.#pruned.set(t[0], t);
+          if (typeof t === 'string') table.pruned.set(t, null);
+          else table.pruned.set(t[0], t);
         }
         continue;
       }
       const rec = parseOrThrow(UserOrderIdRecord, r, 'stored Drift user order id record');
-      map.#byClient.set(rec.clientOrderId, rec);
+      table.byClient.set(rec.clientOrderId, rec);
     }
-    return map;
+    if (file) file.table = table;
+    return new UserOrderIdMap(o, table);
+  }
+
+  #assertOpen(): void {
+    if (this.#closed)
+      throw new DriftOrderIdStoreLockedError(
+        'DRIFT_ORDER_IDS_CLOSED',
+        `Drift user order id map${'path' in this.#store ? ` over ${String(this.#store.path)}` : ''} is closed`,
+      );
   }
 
   get(clientOrderId: string): UserOrderIdRecord | undefined {
@@ -371,6 +750,19 @@ export class UserOrderIdMap {
     if (!this.#pruned.has(key)) return undefined;
     const t = this.#pruned.get(key);
     return t ? prunedOrderOf(t) : null;
+  }
+
+  /**
+   * Closes this map: every later call on it is refused (`DRIFT_ORDER_IDS_CLOSED`). Waits for the save in
+   * progress, then closes its store (the last opening of a file store in this process releases its lock;
+   * other maps over the file go on). The adapter that opened the map calls it from its own `close`.
+   * Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#table.saving;
+    await this.#store.close?.();
   }
 
   /** Every record (live and released), for reconciling one order against the others. */
@@ -500,8 +892,8 @@ export class UserOrderIdMap {
     // race: a rename finds its temp file already moved) nor land out of order (an older table last).
     const entries: (UserOrderIdRecord | PrunedEntry)[] = [...this.#byClient.values()];
     if (this.#pruned.size > 0) entries.push({ pruned: [...this.#pruned].map(([key, t]) => t ?? key) });
-    const saved = this.#saving.then(() => this.#store.save(entries));
-    this.#saving = saved.catch(() => undefined);
+    const saved = this.#table.saving.then(() => this.#store.save(entries));
+    this.#table.saving = saved.catch(() => undefined);
     await saved;
   }
 }

@@ -73,7 +73,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function venueOver(rpcUrl: string, params: Record<string, unknown> = {}): DriftVenue {
+function venueOver(rpcUrl: string, params: Record<string, unknown> = {}, dataDir = dir): DriftVenue {
   const entry = {
     id: 'drift-sol',
     chain: 'solana:mainnet-beta',
@@ -87,7 +87,7 @@ function venueOver(rpcUrl: string, params: Record<string, unknown> = {}): DriftV
   } satisfies DriftVenueConfigLike;
   return createDriftVenue(entry, {
     secrets: { env: { DRIFT_KEY: bs58.encode(f.authority.secretKey) } },
-    dataDir: dir,
+    dataDir,
     clock: f.clock,
     // confirmation polls move the local chain on instead of waiting
     sleep: async (ms) => {
@@ -129,7 +129,8 @@ describe('params.rpcTimeoutMs: every Solana RPC request has a time limit of its 
     const [pos] = await quick.fetchPositions();
     expect(pos).toMatchObject({ instrument: 'SOL-USD:PERP', sizeBase: 2.5 });
     expect((await quick.health()).ok).toBe(true);
-    const dflt = venueOver(server.url);
+    // its own data dir: `quick` holds the venue's order id file (one writer per file)
+    const dflt = venueOver(server.url, {}, join(dir, 'dflt'));
     expect((await dflt.fetchBalances())[0]?.amount).toBeCloseTo(1050, 9);
   });
 

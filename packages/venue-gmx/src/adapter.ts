@@ -378,6 +378,9 @@ export class GmxVenue implements VenueAdapter {
   private readonly ctx: EvmContext;
   private readonly p: GmxVenueParams;
   private readonly store: OrderRecordStore<GmxOrderRecord>;
+  /** The store this adapter opened (no `deps.store`): its `close` closes it. */
+  readonly #openedStore: OrderRecordStore<GmxOrderRecord> | undefined;
+  #closed = false;
   private readonly clock: Clock;
   private readonly errors: VenueErrorMapper;
   private readonly fetchImpl: typeof fetch | undefined;
@@ -398,7 +401,6 @@ export class GmxVenue implements VenueAdapter {
     this.ctx = deps.ctx;
     this.chain = deps.ctx.chainId;
     this.clock = deps.clock ?? systemClock;
-    this.store = deps.store ?? defaultOrderStore(this.p.dataDir, id);
     this.errors = venueErrorMapper(id, gmxErrorAbi, deps.ctx);
     this.fetchImpl = deps.fetch;
     this.sender = createVenueTxSender({
@@ -410,6 +412,20 @@ export class GmxVenue implements VenueAdapter {
       receiptTimeoutSeconds: this.p.receiptTimeoutSeconds,
       clock: this.clock,
     });
+    // opened last: nothing after it can fail and leave the file locked
+    this.store = deps.store ?? defaultOrderStore(this.p.dataDir, id);
+    this.#openedStore = deps.store ? undefined : this.store;
+  }
+
+  /**
+   * Closes the order store the adapter opened ({@link defaultOrderStore}: the file's lock is released
+   * once no other adapter of this process has it open); a store passed in `deps.store` is the caller's
+   * and stays open. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#openedStore?.close?.();
   }
 
   #collateral: Promise<CollateralUnits> | undefined;

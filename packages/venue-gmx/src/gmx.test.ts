@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -99,6 +99,19 @@ function venue(
     },
     { ctx: opts.ctx ?? trader, store: opts.store ?? new MemoryOrderStore() },
   );
+}
+
+/**
+ * A record as stored in `file`, read through a store closed at once: a store left open would keep the
+ * file open in this process, and a "restarted" store would share it instead of reading the file.
+ */
+async function storedRecord<T>(file: string, clientOrderId: string): Promise<T | undefined> {
+  const s = new JsonFileOrderStore<T>(file);
+  try {
+    return await s.get(clientOrderId);
+  } finally {
+    s.close();
+  }
 }
 
 /** Simulated time for the suite: mine what is pending and let the keeper execute. */
@@ -1117,7 +1130,8 @@ describe('gmx adapter specifics', () => {
 
   it('after a restart: recovers the order mapping from disk, refuses to send past a pending nonce, and cancels by nonce replacement', async () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-gmx-')), 'orders.json');
-    const v1 = venue({ store: new JsonFileOrderStore(file) });
+    const s1 = new JsonFileOrderStore<GmxOrderRecord>(file);
+    const v1 = venue({ store: s1 });
     await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
     const err = await v1
       .placeOrder({
@@ -1132,7 +1146,8 @@ describe('gmx adapter specifics', () => {
     const hash = (err as NotConfirmedError).details?.txHash as Hex;
     await rpc(deployer.publicClient, 'anvil_dropTransaction', [hash]);
 
-    // Restart: new clients, new adapter, the same mapping file.
+    // Restart: new clients, new adapter, the same mapping file (the old store closed: one writer per file).
+    s1.close();
     const v2 = venue({
       store: new JsonFileOrderStore(file),
       ctx: ctxFor(ANVIL_DEV_KEYS[1]),
@@ -1145,7 +1160,7 @@ describe('gmx adapter specifics', () => {
     const cancelled = await v2.cancelOrder('lost-1');
     expect(cancelled.status).toBe('cancelled');
     // The cancel took its nonce: the lost order can never spend its collateral, so its spend is released.
-    expect((await new JsonFileOrderStore<GmxOrderRecord>(file).get('lost-1'))?.spend?.state).toBe('released');
+    expect((await storedRecord<GmxOrderRecord>(file, 'lost-1'))?.spend?.state).toBe('released');
     // The nonce is consumed by the cancel: the lost order can never appear; a new one goes out next.
     const next = await v2.placeOrder({
       clientOrderId: 'after-1',
@@ -1310,7 +1325,8 @@ describe('gmx adapter specifics', () => {
 
   it('refuses a new order while an earlier one is pending after a restart (no nonce gap, no double send)', async () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-gmx-')), 'orders.json');
-    const v1 = venue({ store: new JsonFileOrderStore(file) });
+    const s1 = new JsonFileOrderStore<GmxOrderRecord>(file);
+    const v1 = venue({ store: s1 });
     await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
     await v1
       .placeOrder({
@@ -1321,6 +1337,8 @@ describe('gmx adapter specifics', () => {
         sizeBase: '0.1',
       })
       .catch(() => undefined);
+    // Restart: the old process is gone, its store closed (one writer per file): the new one reads the file.
+    s1.close();
     const v2 = venue({ store: new JsonFileOrderStore(file), ctx: ctxFor(ANVIL_DEV_KEYS[1]) });
     const err = await v2
       .placeOrder({
@@ -1375,7 +1393,8 @@ describe('gmx adapter specifics', () => {
 
   it('after a restart, the spends of the day are rebuilt from the order file: an order past the cap is still refused', async () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-gmx-')), 'orders.json');
-    const v1 = venue({ store: new JsonFileOrderStore(file), spendCapPerDay: '300' });
+    const s1 = new JsonFileOrderStore<GmxOrderRecord>(file);
+    const v1 = venue({ store: s1, spendCapPerDay: '300' });
     const first = await v1.placeOrder({
       clientOrderId: 'day-1',
       instrument: 'ETH-USD:PERP',
@@ -1385,7 +1404,8 @@ describe('gmx adapter specifics', () => {
     });
     expect(first.status).toBe('acknowledged');
 
-    // Restart: a new adapter (new clients) over the same order file.
+    // Restart: a new adapter (new clients) over the same order file (the old store closed: one writer per file).
+    s1.close();
     const v2 = venue({
       store: new JsonFileOrderStore(file),
       ctx: ctxFor(ANVIL_DEV_KEYS[1]),
@@ -1430,6 +1450,33 @@ describe('gmx adapter specifics', () => {
       'ETH-USD:PERP',
     ]);
     expect(v.capabilities.clientOrderId).toBe('none');
+  });
+
+  it('close(): a venue rebuilt for new params opens beside the old one (the registry builds the new one first); the order file is released when the last of them closes; a store passed in stays open', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'xhedge-gmx-close-'));
+    const lockFile = path.join(dataDir, 'gmx-local-orders.json.lock');
+    const config = (params: Partial<GmxVenueParamsInput>) => ({
+      id: 'gmx-local',
+      chain: 'evm:31337' as const,
+      endpoints: { rpc: [chain.anvil.rpcUrl] },
+      credentials: { privateKey: { env: 'XHEDGE_TEST_KEY' } },
+      params: { ...fx.params, ...params },
+    });
+    const deps = { secrets: { env: { XHEDGE_TEST_KEY: ANVIL_DEV_KEYS[1] } }, dataDir };
+    const old = createGmxVenue(config({}), deps);
+    const rebuilt = createGmxVenue(config({ receiptTimeoutSeconds: 7 }), deps);
+    expect(JSON.parse(readFileSync(lockFile, 'utf8'))).toMatchObject({ pid: process.pid });
+    await old.close();
+    await old.close(); // idempotent: the rebuilt one keeps the file
+    await expect(old.getOrderByClientId('cid-1')).rejects.toMatchObject({ code: 'ORDER_STORE_CLOSED' });
+    expect(existsSync(lockFile)).toBe(true);
+    expect(await rebuilt.getOrderByClientId('cid-1')).toBeNull();
+    await rebuilt.close();
+    expect(existsSync(lockFile)).toBe(false);
+    const given = new JsonFileOrderStore<GmxOrderRecord>(path.join(dataDir, 'given.json'));
+    await createGmxVenue(config({}), { ...deps, store: given }).close();
+    expect(await given.list()).toEqual([]);
+    given.close();
   });
 });
 

@@ -603,6 +603,9 @@ export class LyraVenue implements VenueAdapter {
   private readonly ctx: EvmContext;
   private readonly p: LyraVenueParams;
   private readonly store: OrderRecordStore<LyraOrderRecord>;
+  /** The store this adapter opened (no `deps.store`): its `close` closes it. */
+  readonly #openedStore: OrderRecordStore<LyraOrderRecord> | undefined;
+  #closed = false;
   private readonly clock: Clock;
   private readonly spendCaps: SpendCaps;
   private readonly errors: VenueErrorMapper;
@@ -623,7 +626,6 @@ export class LyraVenue implements VenueAdapter {
     this.ctx = deps.ctx;
     this.chain = deps.ctx.chainId;
     this.clock = deps.clock ?? systemClock;
-    this.store = deps.store ?? defaultOrderStore(this.p.dataDir, id);
     this.errors = venueErrorMapper(id, optionMarketAbi, deps.ctx);
     const only = this.p.markets.length === 1 ? this.p.markets[0] : undefined;
     this.capabilities = { ...LYRA_CAPABILITIES, collateral: [this.p.quoteSymbol] };
@@ -651,17 +653,40 @@ export class LyraVenue implements VenueAdapter {
       receiptTimeoutSeconds: this.p.receiptTimeoutSeconds,
       clock: this.clock,
     });
-    this.spendCaps = new SpendCaps({
-      venue: id,
-      caps: {
-        [this.p.quoteAsset.toLowerCase()]: BigInt(
-          new Dec(this.p.spendCapPerDay).mul(new Dec(10).pow(this.p.quoteDecimals)).toFixed(0),
-        ),
-      },
-      clock: this.clock,
-      // The window is rebuilt from the spends recorded on the order records (survives a restart).
-      records: this.store,
-    });
+    // opened last: a failure after it closes it again, not leaving the file locked
+    this.store = deps.store ?? defaultOrderStore(this.p.dataDir, id);
+    this.#openedStore = deps.store ? undefined : this.store;
+    try {
+      this.spendCaps = new SpendCaps({
+        venue: id,
+        caps: {
+          [this.p.quoteAsset.toLowerCase()]: BigInt(
+            new Dec(this.p.spendCapPerDay).mul(new Dec(10).pow(this.p.quoteDecimals)).toFixed(0),
+          ),
+        },
+        clock: this.clock,
+        // The window is rebuilt from the spends recorded on the order records (survives a restart).
+        records: this.store,
+      });
+    } catch (err) {
+      try {
+        void Promise.resolve(this.#openedStore?.close?.()).catch(() => undefined);
+      } catch {
+        // the build's own error is the one to report
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Closes the order store the adapter opened ({@link defaultOrderStore}: the file's lock is released
+   * once no other adapter of this process has it open); a store passed in `deps.store` is the caller's
+   * and stays open. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#openedStore?.close?.();
   }
 
   private get account(): Address {

@@ -110,10 +110,24 @@ async function openElsewhere(strikeId: bigint, optionType: number, amount: bigin
 
 const E18 = 10n ** 18n;
 
+/**
+ * A record as stored in `file`, read through a store closed at once: a store left open would keep the
+ * file open in this process, and a "restarted" store would share it instead of reading the file.
+ */
+async function storedRecord<T>(file: string, clientOrderId: string): Promise<T | undefined> {
+  const s = new JsonFileOrderStore<T>(file);
+  try {
+    return await s.get(clientOrderId);
+  } finally {
+    s.close();
+  }
+}
+
 describe('lyra: boards listed after a restart', () => {
   it('a restarted adapter quotes and trades a board listed while it was down that the account never traded', async () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-lyra-boards-')), 'orders.json');
-    const v1 = venue(new JsonFileOrderStore(file));
+    const s1 = new JsonFileOrderStore<LyraOrderRecord>(file);
+    const v1 = venue(s1);
     expect(
       (
         await v1.placeOrder({
@@ -130,6 +144,7 @@ describe('lyra: boards listed after a restart', () => {
     await fx.createBoard('ETH', { expiryMs: expiry2Ms, baseIv: 0.8, strikes: [3200, 3800] });
     const call3800 = `ETH-USD:OPT:${msToExpiryDate(expiry2Ms)}:3800:C`;
 
+    s1.close(); // restarted: the old store closed (one writer per file), the new one reads the file
     const v2 = venue(new JsonFileOrderStore(file));
     const q = await v2.quoteHedge({ instrument: call3800, side: 'buy', sizeBase: '1' });
     expect(q.expectedPriceUsd).toBeGreaterThan(0);
@@ -361,7 +376,8 @@ describe('lyra: two boards expiring on one UTC date', () => {
 
   it('after a restart, each id of two boards on one date is answered at its own board’s price (from the orders on it)', async () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-lyra-boards-')), 'orders.json');
-    const v1 = venue(new JsonFileOrderStore(file));
+    const s1 = new JsonFileOrderStore<LyraOrderRecord>(file);
+    const v1 = venue(s1);
     // a second board at the first one's very instant: both take new positions; its 3500 is the first's id
     const board2 = await fx.createBoard('ETH', {
       expiryMs: board1ExpiryMs,
@@ -376,7 +392,7 @@ describe('lyra: two boards expiring on one UTC date', () => {
     expect((await buy('on-board-1', call3500)).status).toBe('filled');
     const [onBoard1, onBoard2] = (await Promise.all(
       ['on-board-1', 'on-board-2'].map(async (cid) =>
-        BigInt((await new JsonFileOrderStore<LyraOrderRecord>(file).get(cid))?.positionId ?? '0'),
+        BigInt((await storedRecord<LyraOrderRecord>(file, cid))?.positionId ?? '0'),
       ),
     )) as [bigint, bigint];
     expect((await chainPositions()).map((p) => [p.positionId, p.strikeId])).toEqual([
@@ -398,11 +414,14 @@ describe('lyra: two boards expiring on one UTC date', () => {
       const byId = (ps: { instrument: string }[]) =>
         [...ps].sort((a, b) => a.instrument.localeCompare(b.instrument));
       // restarted, board 2's position still held: call3500 is board 1's (its order's), not board 2's 3500
-      const v2 = venue(new JsonFileOrderStore(file));
+      s1.close(); // restarted: the old store closed (one writer per file), the new one reads the file
+      const s2 = new JsonFileOrderStore<LyraOrderRecord>(file);
+      const v2 = venue(s2);
       expect((await v2.fetchPositions()).map((p) => [p.instrument, p.sizeBase])).toEqual([[call4500, 1]]);
       expect(byId(await v2.fetchSettlementPrices([call3500, call4500]))).toEqual(byId(expected));
       // board 2's position paid out as well: each id from the order on its own board
       await fx.settleOptions('ETH', [onBoard2]);
+      s2.close(); // restarted again
       const v3 = venue(new JsonFileOrderStore(file));
       expect(await v3.fetchPositions()).toEqual([]);
       expect(byId(await v3.fetchSettlementPrices([call3500, call4500]))).toEqual(byId(expected));

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { instrumentMeta } from '@xhedge/core';
@@ -33,6 +33,7 @@ import { custom, erc20Abi, formatUnits, getAddress, type Hex, http, keccak256 } 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLyraVenue, LYRA_CAPABILITIES, type LyraOrderRecord, LyraVenue } from './adapter.ts';
 import { deployLyraFixture, type LyraFixture, lyraLiteFixtureAbi } from './fixture.ts';
+import type { LyraVenueParamsInput } from './params.ts';
 
 let chain: LocalTestChain;
 let deployer: EvmContext;
@@ -77,6 +78,19 @@ afterAll(async () => {
 });
 
 const freshChain = () => chain.fresh();
+
+/**
+ * A record as stored in `file`, read through a store closed at once: a store left open would keep the
+ * file open in this process, and a "restarted" store would share it instead of reading the file.
+ */
+async function storedRecord<T>(file: string, clientOrderId: string): Promise<T | undefined> {
+  const s = new JsonFileOrderStore<T>(file);
+  try {
+    return await s.get(clientOrderId);
+  } finally {
+    s.close();
+  }
+}
 
 function venue(
   opts: {
@@ -172,7 +186,8 @@ describe('lyra adapter specifics', () => {
 
   it('after a restart, reports the settlement price of a board settled and paid out while it was down (found from its own orders)', async () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-lyra-')), 'orders.json');
-    const v1 = venue({ store: new JsonFileOrderStore(file) });
+    const s1 = new JsonFileOrderStore<LyraOrderRecord>(file);
+    const v1 = venue({ store: s1 });
     const o = await v1.placeOrder({
       clientOrderId: 'restart-long',
       instrument: call3500,
@@ -181,9 +196,7 @@ describe('lyra adapter specifics', () => {
       sizeBase: '1',
     });
     expect(o.status).toBe('filled');
-    const positionId = BigInt(
-      (await new JsonFileOrderStore<LyraOrderRecord>(file).get('restart-long'))?.positionId ?? '0',
-    );
+    const positionId = BigInt((await storedRecord<LyraOrderRecord>(file, 'restart-long'))?.positionId ?? '0');
     expect(positionId).toBeGreaterThan(0n);
     // The adapter is down: the board expires, is settled and the position paid out (its token burned).
     const expiryMs = instrumentMeta(call3500).expiryMs ?? 0;
@@ -193,6 +206,7 @@ describe('lyra adapter specifics', () => {
     await fx.settleBoard('ETH');
     await fx.settleOptions('ETH', [positionId]);
     // Restarted over the same order file: the board is off the live list and the account holds nothing on it.
+    s1.close(); // restarted: the old store closed (one writer per file), the new one reads the file
     const v2 = venue({ store: new JsonFileOrderStore(file) });
     expect(await v2.fetchPositions()).toEqual([]);
     const got = await v2.fetchSettlementPrices([call3500, put3000]);
@@ -794,7 +808,8 @@ describe('lyra adapter specifics', () => {
 
   it('after a restart with a pending trade: the mapping is read from disk, new trades wait, the pending one is cancelled by nonce', async () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-lyra-')), 'orders.json');
-    const v1 = venue({ store: new JsonFileOrderStore(file) });
+    const s1 = new JsonFileOrderStore<LyraOrderRecord>(file);
+    const v1 = venue({ store: s1 });
     await rpc(deployer.publicClient, 'evm_setAutomine', [false]);
     const err = await v1
       .placeOrder({
@@ -806,14 +821,14 @@ describe('lyra adapter specifics', () => {
       })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NotConfirmedError);
+    s1.close(); // restarted: the old store closed (one writer per file), the new one reads the file
     const v2 = venue({
       store: new JsonFileOrderStore(file),
       ctx: ctxFor(ANVIL_DEV_KEYS[1]),
       receiptTimeoutSeconds: 5,
     });
     expect((await v2.getOrderByClientId('pend-1'))?.status).toBe('outcome-unknown');
-    const spendOf = async (cid: string) =>
-      (await new JsonFileOrderStore<LyraOrderRecord>(file).get(cid))?.spend?.state;
+    const spendOf = async (cid: string) => (await storedRecord<LyraOrderRecord>(file, cid))?.spend?.state;
     // Recorded before broadcast; the outcome is unknown, so it counts.
     expect(await spendOf('pend-1')).toBe('reserved');
     expect(
@@ -1008,7 +1023,8 @@ describe('lyra adapter specifics', () => {
   it('spend cap: concurrent buys cannot pass it together, and a restart still counts the day', async () => {
     // A limit buy pulls at most limit × size plus its fee: 401.75 per call bought, against a cap of 700 a day.
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'xhedge-lyra-')), 'orders.json');
-    const v1 = venue({ store: new JsonFileOrderStore(file), spendCapPerDay: '700' });
+    const s1 = new JsonFileOrderStore<LyraOrderRecord>(file);
+    const v1 = venue({ store: s1, spendCapPerDay: '700' });
     const buy = (v: LyraVenue, cid: string, sizeBase: string) =>
       v.placeOrder({
         clientOrderId: cid,
@@ -1026,6 +1042,7 @@ describe('lyra adapter specifics', () => {
     expect(err).toBeInstanceOf(InvalidOrderError);
     expect(err.message).toMatch(/spend cap exceeded .* > cap 700000000000000000000 /);
 
+    s1.close(); // restarted: the old store closed (one writer per file), the new one reads the file
     const v2 = venue({
       store: new JsonFileOrderStore(file),
       ctx: ctxFor(ANVIL_DEV_KEYS[1]),
@@ -1066,6 +1083,33 @@ describe('lyra adapter specifics', () => {
     expect((await v.fetchBalances()).map((b) => b.asset)).toContain('sUSD');
     // the shared defaults are left alone
     expect(LYRA_CAPABILITIES.collateral).toEqual(['USDC']);
+  });
+
+  it('close(): a venue rebuilt for new params opens beside the old one (the registry builds the new one first); the order file is released when the last of them closes; a store passed in stays open', async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'xhedge-lyra-close-'));
+    const lockFile = path.join(dataDir, 'lyra-local-orders.json.lock');
+    const config = (params: Partial<LyraVenueParamsInput>) => ({
+      id: 'lyra-local',
+      chain: 'evm:31337' as const,
+      endpoints: { rpc: [chain.anvil.rpcUrl] },
+      credentials: { privateKey: { env: 'XHEDGE_TEST_KEY' } },
+      params: { ...fx.params, ...params },
+    });
+    const deps = { secrets: { env: { XHEDGE_TEST_KEY: ANVIL_DEV_KEYS[1] } }, dataDir };
+    const old = createLyraVenue(config({}), deps);
+    const rebuilt = createLyraVenue(config({ receiptTimeoutSeconds: 7 }), deps);
+    expect(JSON.parse(readFileSync(lockFile, 'utf8'))).toMatchObject({ pid: process.pid });
+    await old.close();
+    await old.close(); // idempotent: the rebuilt one keeps the file
+    await expect(old.getOrderByClientId('cid-1')).rejects.toMatchObject({ code: 'ORDER_STORE_CLOSED' });
+    expect(existsSync(lockFile)).toBe(true);
+    expect(await rebuilt.getOrderByClientId('cid-1')).toBeNull();
+    await rebuilt.close();
+    expect(existsSync(lockFile)).toBe(false);
+    const given = new JsonFileOrderStore<LyraOrderRecord>(path.join(dataDir, 'given.json'));
+    await createLyraVenue(config({}), { ...deps, store: given }).close();
+    expect(await given.list()).toEqual([]);
+    given.close();
   });
 });
 
