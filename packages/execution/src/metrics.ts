@@ -35,6 +35,11 @@ export class ExecutionMetrics {
   readonly venueNotionalLimitUsd: Gauge<'venue'>;
   readonly totalNotionalLimitUsd: Gauge;
   readonly netDeltaLimitUsd: Gauge<'underlying'>;
+  readonly deltaOutsideBand: Gauge<'underlying'>;
+  readonly lastOrderQueuedAt: Gauge<'underlying'>;
+  readonly snapshotWarnings: Gauge;
+  readonly venueReadOk: Gauge<'venue'>;
+  readonly equityObservedAt: Gauge;
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -171,6 +176,34 @@ export class ExecutionMetrics {
       name: 'xhedge_net_delta_limit_usd',
       help: "The book's largest net delta per underlying (limits.maxNetDeltaUsd), USD; plans that push past it are blocked (net-delta); absent when unset",
       labelNames: ['underlying'],
+      registers,
+    });
+    this.deltaOutsideBand = new Gauge({
+      name: 'xhedge_book_delta_outside_band',
+      help: "How far the book's delta drift (effective delta minus target) is outside the hedge policy's no-trade band at the last tick, underlying units: |drift| minus the band's half-width, 0 inside it or where the policy holds on purpose (time gate not due, below the smallest order)",
+      labelNames: ['underlying'],
+      registers,
+    });
+    this.lastOrderQueuedAt = new Gauge({
+      name: 'xhedge_last_order_queued_timestamp_seconds',
+      help: "When a hedge plan for the underlying last had an order queued, Unix seconds (wall clock); the planner's start until one is",
+      labelNames: ['underlying'],
+      registers,
+    });
+    this.snapshotWarnings = new Gauge({
+      name: 'xhedge_snapshot_warnings',
+      help: 'Warnings in the last risk snapshot the planner published (venues not read, stale inputs, breakers that could not observe, ...)',
+      registers,
+    });
+    this.venueReadOk = new Gauge({
+      name: 'xhedge_venue_read_ok',
+      help: "1 when the planner's last tick read the venue (positions, balances, marks), 0 when the read failed or the venue has no adapter",
+      labelNames: ['venue'],
+      registers,
+    });
+    this.equityObservedAt = new Gauge({
+      name: 'xhedge_book_equity_observed_timestamp_seconds',
+      help: "When the book's equity was last observed for the loss-since-mark breaker, Unix seconds (wall clock); the planner's start until it is. Skipped while a venue is not read, something held cannot be valued or an order works",
       registers,
     });
     this.controlStateRestoredAt = new Gauge({

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseConfig, type XhedgeConfig } from '@xhedge/config';
 import { type HedgeIntent, ManualClock, parseInstrumentId } from '@xhedge/core';
-import { BreakerBoard, clientOrderIdFor } from '@xhedge/execution';
+import { BreakerBoard, clientOrderIdFor, ExecutionMetrics } from '@xhedge/execution';
 import { hasRedisServer, spawnRedisServer } from '@xhedge/execution/testing';
 import { createMarketFromConfig } from '@xhedge/sim';
 import { type DatabaseHandle, Ledger, openDatabase, postgresReachable, TEST_PG_URL } from '@xhedge/store';
@@ -599,6 +599,101 @@ describe('loss-since-mark breaker fed by the tick', () => {
     failPositions = false;
     await h.planner.plan();
     expect(seen).toHaveLength(3);
+  });
+});
+
+describe('the gauges a tick sets (audit: a venue not read blinded the loss breaker, a delta past its band with no order paged nobody)', () => {
+  it('venue read ok/failed, delta outside the band, last order queued, snapshot warnings, equity observed', async () => {
+    const metrics = new ExecutionMetrics();
+    /** The gauge's value for `labels`, undefined when it has no such series. */
+    const gauge = async (name: string, labels: Record<string, string> = {}) => {
+      const m = await metrics.registry.getSingleMetric(name)?.get();
+      return m?.values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))?.value;
+    };
+    let failPositions = false;
+    const startSec = Date.now() / 1000;
+    const h = await harness(
+      profile(['lyra-arb', 'gmx-arb', 'drift-sol']),
+      (v) =>
+        new Proxy(v, {
+          get(target, prop) {
+            if (prop === 'fetchPositions' && v.id === 'drift-sol' && failPositions)
+              return async () => {
+                throw new Error('rpc down');
+              };
+            const x = Reflect.get(target, prop, target);
+            return typeof x === 'function' ? x.bind(target) : x;
+          },
+        }),
+      {
+        observePrice: async () => {},
+        observeChain: async () => {},
+        observeEquity: async () => ({ markUsd: 0, lossSinceMarkUsd: 0, marked: false }),
+      },
+      { metrics },
+    );
+    // before any tick: the equity timestamp starts at the planner's start (so "never" reads as old)
+    const made = (await gauge('xhedge_book_equity_observed_timestamp_seconds')) as number;
+    expect(made).toBeGreaterThanOrEqual(Math.floor(startSec));
+    expect(made).toBeLessThanOrEqual(Date.now() / 1000);
+
+    const plans = await h.planner.plan();
+    const btc = btcPlans(plans)[0] as PlanForExecution;
+    expect(btc).toBeDefined();
+    for (const venue of ['lyra-arb', 'gmx-arb', 'drift-sol'])
+      expect(await gauge('xhedge_venue_read_ok', { venue })).toBe(1);
+    // the book starts unhedged: BTC's drift is past its band by a positive amount, at most the whole delta
+    const outside = (await gauge('xhedge_book_delta_outside_band', { underlying: 'BTC' })) as number;
+    expect(outside).toBeGreaterThan(0);
+    expect(outside).toBeLessThanOrEqual(Math.abs(h.planner.lastSnapshot?.underlyings.BTC?.delta ?? 0) + 1e-9);
+    expect(await gauge('xhedge_snapshot_warnings')).toBe(h.planner.lastSnapshot?.warnings.length);
+    const observedAt = (await gauge('xhedge_book_equity_observed_timestamp_seconds')) as number;
+    expect(observedAt).toBeGreaterThanOrEqual(made);
+    // no order queued yet: the timestamp is the planner's start, not absent
+    const seeded = (await gauge('xhedge_last_order_queued_timestamp_seconds', {
+      underlying: 'BTC',
+    })) as number;
+    expect(seeded).toBe(made);
+
+    // the plan is queued: the timestamp is now
+    await new Promise((r) => setTimeout(r, 20));
+    const beforeQueue = Date.now() / 1000;
+    h.planner.onPlanned(btc, queuedAll(btc));
+    const queuedAt = (await gauge('xhedge_last_order_queued_timestamp_seconds', {
+      underlying: 'BTC',
+    })) as number;
+    expect(queuedAt).toBeGreaterThanOrEqual(beforeQueue);
+    expect(queuedAt).toBeLessThanOrEqual(Date.now() / 1000);
+
+    // every leg executed: inside the band again
+    for (const p of plans) {
+      h.planner.onPlanned(p, queuedAll(p));
+      for (const leg of p.legs) await send(h, leg);
+    }
+    h.clock.advance(1000);
+    await h.planner.plan();
+    expect(await gauge('xhedge_book_delta_outside_band', { underlying: 'BTC' })).toBe(0);
+    const lastObserved = (await gauge('xhedge_book_equity_observed_timestamp_seconds')) as number;
+    expect(lastObserved).toBeGreaterThanOrEqual(observedAt);
+
+    // drift-sol cannot be read: read_ok 0 there, the equity is not observed (its timestamp stays), the
+    // snapshot's warnings are counted
+    failPositions = true;
+    h.clock.advance(1000);
+    await new Promise((r) => setTimeout(r, 20));
+    await h.planner.plan();
+    expect(await gauge('xhedge_venue_read_ok', { venue: 'drift-sol' })).toBe(0);
+    expect(await gauge('xhedge_venue_read_ok', { venue: 'gmx-arb' })).toBe(1);
+    expect(await gauge('xhedge_book_equity_observed_timestamp_seconds')).toBe(lastObserved);
+    const warnings = h.planner.lastSnapshot?.warnings.length ?? 0;
+    expect(warnings).toBeGreaterThan(0);
+    expect(await gauge('xhedge_snapshot_warnings')).toBe(warnings);
+    // read again: 1
+    failPositions = false;
+    h.clock.advance(1000);
+    await h.planner.plan();
+    expect(await gauge('xhedge_venue_read_ok', { venue: 'drift-sol' })).toBe(1);
+    expect(await gauge('xhedge_book_equity_observed_timestamp_seconds')).toBeGreaterThan(lastObserved);
   });
 });
 

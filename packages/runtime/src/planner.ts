@@ -16,7 +16,13 @@ import {
   toDecimalString,
   XhedgeError,
 } from '@xhedge/core';
-import { type LegResult, linearNotionalUsd, type PlanLike, type PlanNetDelta } from '@xhedge/execution';
+import {
+  type ExecutionMetrics,
+  type LegResult,
+  linearNotionalUsd,
+  type PlanLike,
+  type PlanNetDelta,
+} from '@xhedge/execution';
 import { bookEquity, MAX_IV_DECIMAL, RiskEngine, type RiskSnapshot } from '@xhedge/risk';
 import { CollateralReservation, type CollateralTransfer } from '@xhedge/routing';
 import type { PaperMarket } from '@xhedge/sim';
@@ -100,6 +106,18 @@ export interface TickPlannerOptions {
   onVenueHealth?: (venue: string, health: VenueHealth) => void;
   /** Each tick's risk snapshot, before its hedges are planned. Must not throw or block. */
   onSnapshot?: (snapshot: RiskSnapshot) => void;
+  /**
+   * The gauges the planner sets as it goes (timestamps wall-clock Unix seconds, for Prometheus's `time()`):
+   * `venueReadOk` per venue each tick, `deltaOutsideBand` per underlying from each tick's decisions,
+   * `snapshotWarnings` per published snapshot, `lastOrderQueuedAt` when a plan of the underlying had an
+   * order queued (`onPlanned`), `equityObservedAt` when the loss-since-mark breaker was fed. Both
+   * timestamps start at the planner's start, so "never since the start" reads as old, not as absent.
+   * @defaultValue none
+   */
+  metrics?: Pick<
+    ExecutionMetrics,
+    'venueReadOk' | 'deltaOutsideBand' | 'snapshotWarnings' | 'lastOrderQueuedAt' | 'equityObservedAt'
+  >;
   ledger: Ledger;
   bus: SnapshotBus;
   /** Venues and policy in force now (operators change them through the API). */
@@ -198,6 +216,12 @@ export interface TickPlannerOptions {
   inTransit?: () => Promise<readonly { transferId: string; asset: string; amount: number }[]>;
   log: (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
 }
+
+/**
+ * Decision codes where the policy holds with the drift past its band on purpose (a time gate not due, a
+ * drift below the smallest order): `xhedge_book_delta_outside_band` reads 0 for them.
+ */
+const ON_PURPOSE_HOLDS: ReadonlySet<string> = new Set(['inside-band', 'interval-not-due', 'dust']);
 
 function safeMeta(id: string): (ParsedInstrumentId & { underlying: string }) | undefined {
   try {
@@ -718,6 +742,14 @@ export class TickPlanner {
   readonly #pending = new Map<string, HedgeDecision>();
   /** Number of the tick under way (`plan`); a tick whose number is no longer this one was overtaken. */
   #tick = 0;
+  /** When the planner was made, wall-clock Unix seconds: the timestamps' start (see `metrics`). */
+  readonly #startedAtSec = Date.now() / 1000;
+  /** Venues with an `xhedge_venue_read_ok` series; one no longer configured and without adapter loses it. */
+  readonly #readOkVenues = new Set<string>();
+  /** Underlyings with an `xhedge_book_delta_outside_band` series. */
+  readonly #bandUnderlyings = new Set<string>();
+  /** Underlyings with an `xhedge_last_order_queued_timestamp_seconds` series. */
+  readonly #queuedUnderlyings = new Set<string>();
   readonly #venueReadTimeoutMs: number;
   readonly #venueTickBudgetMs: number;
   /** Each tick's venue view (see `#deadlined`) → its adapter, for the caches kept per adapter. */
@@ -757,6 +789,7 @@ export class TickPlanner {
     this.#venueTickBudgetMs = b;
     this.#o = o;
     this.#risk = new RiskEngine({ clock: o.clock, staleAfterMs: o.staleAfterMs });
+    o.metrics?.equityObservedAt.set(this.#startedAtSec);
   }
 
   get lastSnapshot(): RiskSnapshot | undefined {
@@ -1175,6 +1208,7 @@ export class TickPlanner {
           balances.push(...kept);
           marks.push(...vm);
           this.#o.onVenueRead?.(v.id, { positions: p, marks: vm, readStartedAtMs });
+          this.#setReadOk(v.id, 1);
           // A funding read that fails leaves that perp's carry out of the tick, nothing else: inside the
           // venue's read it counted the venue as unreadable after its positions were taken, and the last
           // read stood in on top of them (its positions twice, a hedge placed against a phantom delta).
@@ -1232,6 +1266,43 @@ export class TickPlanner {
     return { positions, balances, marks, funding, greeks, failed, blocked, blockAll, misses };
   }
 
+  /** `xhedge_venue_read_ok` of `venue` (see `TickPlannerOptions.metrics`). */
+  #setReadOk(venue: string, ok: 0 | 1): void {
+    const m = this.#o.metrics;
+    if (!m) return;
+    m.venueReadOk.set({ venue }, ok);
+    this.#readOkVenues.add(venue);
+  }
+
+  /**
+   * `xhedge_book_delta_outside_band` of each decided underlying: |drift| past the band's half-width, 0
+   * inside it and where the policy holds on purpose (its time gate not due, the drift below the smallest
+   * order), so the alert on it means "should be hedging"; underlyings no longer decided lose their series.
+   * Each underlying's `xhedge_last_order_queued_timestamp_seconds` starts at the planner's start.
+   */
+  #setBandGauges(decisions: readonly HedgeDecision[]): void {
+    const m = this.#o.metrics;
+    if (!m) return;
+    const seen = new Set<string>();
+    for (const d of decisions) {
+      const u = d.underlying;
+      const off = Math.abs(d.driftDelta) - d.bandHalfWidth;
+      if (!Number.isFinite(off)) continue;
+      seen.add(u);
+      m.deltaOutsideBand.set({ underlying: u }, ON_PURPOSE_HOLDS.has(d.code) ? 0 : Math.max(0, off));
+      if (!this.#queuedUnderlyings.has(u)) {
+        this.#queuedUnderlyings.add(u);
+        m.lastOrderQueuedAt.set({ underlying: u }, this.#startedAtSec);
+      }
+    }
+    for (const u of this.#bandUnderlyings)
+      if (!seen.has(u)) {
+        m.deltaOutsideBand.remove({ underlying: u });
+        this.#bandUnderlyings.delete(u);
+      }
+    for (const u of seen) this.#bandUnderlyings.add(u);
+  }
+
   /** `TickPlannerOptions.notRunning`'s answer; what it throws, if it throws (the tick goes on). */
   #whyNotRunning(venue: string): unknown {
     try {
@@ -1258,6 +1329,7 @@ export class TickPlanner {
     live: () => boolean,
   ): Promise<void> {
     into.failed.push(venue);
+    this.#setReadOk(venue, 0);
     const last = this.#lastGood.get(venue);
     const moved = last ? await this.#movedSince(venue, last.atMs) : [];
     if (!live()) return;
@@ -1457,6 +1529,7 @@ export class TickPlanner {
     }
     if (skip) return;
     const r = await observe(eq.equityUsd, { atMs: snapshot.asOfMs });
+    this.#o.metrics?.equityObservedAt.set(Date.now() / 1000);
     if (r.marked)
       this.#o.log('info', `book marked at its equity, ${eq.equityUsd.toFixed(2)} USD`, {
         cashUsd: eq.cashUsd,
@@ -1620,6 +1693,11 @@ export class TickPlanner {
     );
     const transitAfter = await this.#o.inTransit?.();
     check();
+    for (const venue of this.#readOkVenues)
+      if (!running.has(venue) && !notRunning.includes(venue)) {
+        this.#o.metrics?.venueReadOk.remove({ venue });
+        this.#readOkVenues.delete(venue);
+      }
     for (const [venue, trouble] of this.#readTrouble) {
       if (running.has(venue) || notRunning.includes(venue)) continue;
       this.#readTrouble.delete(venue);
@@ -1717,6 +1795,7 @@ export class TickPlanner {
         this.#lastSnapshot = snapshot;
         check();
         this.#o.onSnapshot?.(snapshot);
+        this.#o.metrics?.snapshotWarnings.set(snapshot.warnings.length);
         await this.#o.bus.publish(snapshot);
         check();
         return [];
@@ -1727,6 +1806,7 @@ export class TickPlanner {
       }
     }
     this.#o.onSnapshot?.(snapshot);
+    this.#o.metrics?.snapshotWarnings.set(snapshot.warnings.length);
     const hold = blockAll ? new Set(Object.keys(snapshot.underlyings)) : blocked;
     const nowMs = this.#o.clock.nowMs();
     const waiting = [...this.#blockedUntil].filter(([, b]) => nowMs < b.untilMs).map(([u]) => u);
@@ -1783,7 +1863,9 @@ export class TickPlanner {
     const plans: PlanForExecution[] = [];
     // One per tick: the plans below are routed one after another on the same balances.
     const reservation = new CollateralReservation();
-    for (const d of strategy.decide(snapshot, ctx)) {
+    const decisions = strategy.decide(snapshot, ctx);
+    this.#setBandGauges(decisions);
+    for (const d of decisions) {
       this.#logCapHold(d);
       if (d.action !== 'hedge') continue;
       const plan = await this.#o.route(d, enabled, reservation);
@@ -1964,6 +2046,10 @@ export class TickPlanner {
     this.#pending.delete(plan.planId);
     if (!d) return;
     const queued = legs.filter((l) => l.outcome === 'queued').length;
+    if (queued > 0 && this.#o.metrics) {
+      this.#o.metrics.lastOrderQueuedAt.set({ underlying: d.underlying }, Date.now() / 1000);
+      this.#queuedUnderlyings.add(d.underlying);
+    }
     const blockedWhole = queued === 0 && legs.some((l) => l.outcome === 'blocked');
     let retryInMs: number | undefined;
     if (blockedWhole) {

@@ -717,6 +717,9 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       let tickIntervalMs = config.policy.tickIntervalMs;
       const p = new TickPlanner({
         clock,
+        // xhedge_venue_read_ok, _book_delta_outside_band, _last_order_queued_timestamp_seconds,
+        // _snapshot_warnings, _book_equity_observed_timestamp_seconds
+        metrics: execMetrics,
         onVenueRead: (venue, read) => {
           dropCopy?.observe(venue, read.positions, read.readStartedAtMs);
           execMetrics.venueNotionalUsd.set({ venue }, grossNotionalUsd(read.positions, read.marks));

@@ -65,8 +65,10 @@ function checkAlertRules(metricsText: string): void {
       const notes = (r.annotations ?? {}) as Record<string, string>;
       if (!['page', 'ticket'].includes(labels.severity ?? '')) problems.push(`${name}: severity`);
       if (!notes.summary || !notes.description) problems.push(`${name}: summary and description`);
+      // only xhedge's own metrics must be served; Prometheus's own `up` (per scraped target) is not
       const used = String(r.expr).match(/\bxhedge_\w+/g) ?? [];
-      if (used.length === 0) problems.push(`${name}: reads no xhedge metric`);
+      const promOwn = /(^|[^\w])up\{job="[^"]+"\}/.test(String(r.expr));
+      if (used.length === 0 && !promOwn) problems.push(`${name}: reads no xhedge metric`);
       for (const m of used) {
         const family = m.replace(/_(bucket|sum|count)$/, '');
         if (!served.has(m) && !served.has(family)) problems.push(`${name}: ${m} is not served at /metrics`);
