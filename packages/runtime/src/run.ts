@@ -174,6 +174,9 @@ export interface Run {
 /** How far ahead of the wall clock a real-time run accepts the ledger's newest row (host clock skew). */
 const FUTURE_LEDGER_SLACK_MS = 5 * 60_000;
 
+/** Longest wait for one check of `/v1/ready` (Redis, the database, the snapshot), ms. */
+const READY_CHECK_MS = 3_000;
+
 /** The `openDatabase` options the profile's `database` section sets (none of them: the store's defaults). */
 function databaseLimits(d: XhedgeConfig['database']): Partial<OpenDatabaseOptions> {
   const out: Partial<OpenDatabaseOptions> = {};
@@ -1050,9 +1053,21 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       const ports: ApiPorts = {
         readiness: async () => {
           const checks: { name: string; ok: boolean; detail?: string }[] = [];
+          // each check answers within READY_CHECK_MS: a Redis or database that stops answering (a silent
+          // network) made /v1/ready hang instead of saying not ready
           const check = async (name: string, fn: () => Promise<string | undefined>) => {
+            let timer: NodeJS.Timeout | undefined;
             try {
-              const detail = await fn();
+              const detail = await Promise.race([
+                fn(),
+                new Promise<never>((_, reject) => {
+                  timer = setTimeout(
+                    () => reject(new Error(`no answer within ${READY_CHECK_MS} ms`)),
+                    READY_CHECK_MS,
+                  );
+                  timer.unref();
+                }),
+              ]).finally(() => clearTimeout(timer));
               checks.push(detail === undefined ? { name, ok: true } : { name, ok: true, detail });
             } catch (err) {
               checks.push({ name, ok: false, detail: err instanceof Error ? err.message : String(err) });

@@ -1,8 +1,15 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '@xhedge/config';
-import { freePort, hasRedisServer, type OwnRedis, spawnRedisServer } from '@xhedge/execution/testing';
+import {
+  freePort,
+  hasRedisServer,
+  type OwnRedis,
+  silentRedisProxy,
+  spawnRedisServer,
+} from '@xhedge/execution/testing';
 import { startRun } from '@xhedge/runtime';
 import { postgresReachable, TEST_PG_URL } from '@xhedge/store';
 import { Redis } from 'ioredis';
@@ -196,3 +203,50 @@ if (!hasRedis)
   it('a run on an evicting Redis (not run: no redis-server binary on this machine)', () => {
     console.warn('[redis fitness] not run: redis-server binary not found');
   });
+
+describe.runIf(hasRedis)('a run whose Redis stops answering (a silent network)', () => {
+  let server: OwnRedis | undefined;
+  beforeAll(async () => {
+    server = await spawnRedisServer();
+  });
+  afterAll(() => server?.stop());
+
+  it('/v1/ready says not ready within seconds, naming Redis, instead of hanging', async () => {
+    const proxy = await silentRedisProxy((server as OwnRedis).url);
+    const token = `xh_silent_${process.pid}_token`;
+    const run = await startRun({
+      config: profile('paper.yaml', (t) => t.replace(/^name: .*$/m, `name: silent-${process.pid}`)),
+      env: { REDIS_URL: `redis://127.0.0.1:${proxy.port}`, XHEDGE_API_TOKEN: token },
+      port: 0,
+      logger: pino({ level: 'silent' }),
+    });
+    try {
+      proxy.cut();
+      const res = await Promise.race([
+        fetch(`${run.apiUrl}/v1/ready`, { headers: { authorization: `Bearer ${token}` } }),
+        new Promise<'hung'>((r) => setTimeout(() => r('hung'), 20_000)),
+      ]);
+      expect(res).not.toBe('hung');
+      const r = res as Response;
+      expect(r.status).toBe(503);
+      const body = (await r.json()) as { checks: { name: string; ok: boolean; detail?: string }[] };
+      expect(body.checks.find((c) => c.name === 'redis')).toMatchObject({
+        ok: false,
+        detail: expect.stringMatching(/no answer within \d+ ms/),
+      });
+    } finally {
+      // the network heals (a plain forwarder on the same port): the run reconnects and stops as usual
+      await proxy.close();
+      const target = new URL((server as OwnRedis).url);
+      const heal = createServer((a) => {
+        const b = connect(Number(target.port), target.hostname);
+        a.pipe(b).pipe(a);
+        a.on('error', () => b.destroy());
+        b.on('error', () => a.destroy());
+      });
+      await new Promise<void>((r) => heal.listen(proxy.port, '127.0.0.1', () => r()));
+      await run.stop();
+      await new Promise((r) => heal.close(r));
+    }
+  }, 90_000);
+});
