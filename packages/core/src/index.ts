@@ -12,6 +12,20 @@ export {
   XhedgeError,
   type XhedgeErrorOptions,
 } from './errors.ts';
+export {
+  type AcquireFileLockOptions,
+  acquireFileLock,
+  assertFileLockHeld,
+  currentBootId,
+  describeFileLockHolder,
+  type FileLockErrors,
+  type FileLockHolder,
+  fileLockHolderDead,
+  type HeldFileLock,
+  processStartTicks,
+  readFileLockHolder,
+  releaseFileLock,
+} from './file-lock.ts';
 export { deterministicId } from './id-gen.ts';
 export {
   AssetSymbol,

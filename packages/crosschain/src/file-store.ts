@@ -1,30 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import { hostname } from 'node:os';
 import path from 'node:path';
-import { XhedgeError } from '@xhedge/core';
+import {
+  acquireFileLock,
+  assertFileLockHeld,
+  describeFileLockHolder,
+  type FileLockErrors,
+  type FileLockHolder,
+  releaseFileLock,
+  XhedgeError,
+} from '@xhedge/core';
 import type { TransferRecord, TransferStore } from './tracker.ts';
 
 /** Who holds a file transfer store: written to `<file>.lock` when the store is opened. */
-export interface TransferStoreHolder {
-  pid: number;
-  host: string;
-  /** Wall-clock ms when it opened the store. */
-  sinceMs: number;
-  /** Random per opening: tells this opening's lock from a later one of the same pid. */
-  token: string;
-  /**
-   * The host's boot id (Linux: `/proc/sys/kernel/random/boot_id`) when the store was opened: a lock of
-   * an earlier boot is dead whatever its pid. Absent where there is no /proc, and in older locks.
-   */
-  bootId?: string;
-  /**
-   * When the holder's process started, in clock ticks since boot (Linux: field 22 of `/proc/<pid>/stat`):
-   * a running pid with another start time is a reused pid, not the holder. Absent where there is no
-   * /proc, and in older locks.
-   */
-  startTicks?: number;
-}
+export type TransferStoreHolder = FileLockHolder;
 
 export class TransferStoreLockedError extends XhedgeError {
   override name = 'TransferStoreLockedError';
@@ -59,21 +48,12 @@ export interface FileTransferStore extends TransferStore {
  * Records are read once at open: the holder is the only writer.
  */
 export function openFileTransferStore(file: string): FileTransferStore {
-  const lockFile = `${file}.lock`;
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const me: TransferStoreHolder = {
-    pid: process.pid,
-    host: hostname(),
-    sinceMs: Date.now(),
-    token: randomBytes(12).toString('hex'),
-    ...processIdentity(),
-  };
-  acquire(file, lockFile, me);
+  const lock = acquireFileLock(file, lockErrors(file));
   let records: Map<string, TransferRecord>;
   try {
     records = load(file);
   } catch (err) {
-    release(lockFile, me);
+    releaseFileLock(lock);
     throw err;
   }
   let closed = false;
@@ -102,13 +82,7 @@ export function openFileTransferStore(file: string): FileTransferStore {
     },
     put: async (r) => {
       open('put');
-      const holder = readHolder(lockFile);
-      if (holder?.token !== me.token)
-        throw new TransferStoreLockedError(
-          'TRANSFER_STORE_LOCK_LOST',
-          `transfer store ${file} is no longer held by this process (pid ${me.pid} on ${me.host}): its lock ${lockFile} ${holder ? `is held by ${describe(holder)}` : 'is gone'}; nothing written`,
-          { details: { file, lockFile, holder } },
-        );
+      assertFileLockHeld(lock);
       const next = new Map(records);
       next.set(r.transferId, structuredClone(r));
       replaceFile(file, `${JSON.stringify(Object.fromEntries(next), null, 1)}\n`);
@@ -119,191 +93,40 @@ export function openFileTransferStore(file: string): FileTransferStore {
     close: () => {
       if (closed) return;
       closed = true;
-      release(lockFile, me);
+      releaseFileLock(lock);
     },
   };
 }
 
-function describe(h: TransferStoreHolder): string {
-  return `pid ${h.pid} on host ${h.host} (since ${new Date(h.sinceMs).toISOString()})`;
-}
-
-/** Whether a process of this host runs `pid` (EPERM: it runs, as another user). */
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** The holder a lock file names; undefined when there is none; throws when it cannot be read as one. */
-function readHolder(lockFile: string): TransferStoreHolder | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(lockFile, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  try {
-    const h = JSON.parse(text) as Partial<TransferStoreHolder>;
-    if (
-      Number.isInteger(h.pid) &&
-      typeof h.host === 'string' &&
-      typeof h.token === 'string' &&
-      typeof h.sinceMs === 'number' &&
-      (h.bootId === undefined || typeof h.bootId === 'string') &&
-      (h.startTicks === undefined || (Number.isSafeInteger(h.startTicks) && h.startTicks >= 0))
-    )
-      return h as TransferStoreHolder;
-  } catch {
-    // reported below
-  }
-  throw new TransferStoreLockedError(
-    'TRANSFER_STORE_LOCK_UNREADABLE',
-    `transfer store lock ${lockFile} does not name its holder (pid, host, sinceMs, token; bootId a string and startTicks a whole number of clock ticks where present); remove it by hand if no process uses the store`,
-    { details: { lockFile } },
-  );
-}
-
-/**
- * Creates `target` holding `h`, only if it does not exist: written whole to a temp file first and then
- * linked (atomic, fails on an existing file), so no reader sees a half-written lock. False if it exists.
- */
-function createExclusive(target: string, h: TransferStoreHolder): boolean {
-  const tmp = `${target}.${h.pid}.${h.token}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(h));
-  try {
-    fs.linkSync(tmp, target);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  } finally {
-    fs.rmSync(tmp, { force: true });
-  }
-}
-
-/** Linux's /proc, where a process's boot id and start time can be read; not on macOS or Windows. */
-const hasProc = process.platform === 'linux';
-
-/** This boot's id (Linux); undefined where it cannot be read. Read once: it does not change while we run. */
-let bootIdCache: { id: string | undefined } | undefined;
-function currentBootId(): string | undefined {
-  if (bootIdCache === undefined) {
-    let id: string | undefined;
-    if (hasProc) {
-      try {
-        const text = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-        if (/^[0-9a-f-]{8,64}$/i.test(text)) id = text;
-      } catch {
-        // no /proc: the pid rule alone
-      }
-    }
-    bootIdCache = { id };
-  }
-  return bootIdCache.id;
-}
-
-/**
- * When process `pid` started, in clock ticks since boot: field 22 of `/proc/<pid>/stat` (Linux).
- * Undefined when it cannot be read (no /proc, no such process, hidden by hidepid, not in the format).
- * Field 2, the command name in parentheses, may itself hold spaces and parentheses: fields are counted
- * from after its last ')'. The pid in field 1 must be `pid` (a /proc of another pid namespace is not used).
- */
-function startTicksOf(pid: number): number | undefined {
-  if (!hasProc) return undefined;
-  let text: string;
-  try {
-    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  const open = text.indexOf(' (');
-  const close = text.lastIndexOf(')');
-  if (open < 0 || close < open || text.slice(0, open) !== String(pid)) return undefined;
-  // after the name: field 3 (state) onwards, so field 22 is the 20th
-  const ticks = text
-    .slice(close + 1)
-    .trim()
-    .split(/\s+/)[22 - 3];
-  if (ticks === undefined || !/^\d+$/.test(ticks)) return undefined;
-  const n = Number(ticks);
-  return Number.isSafeInteger(n) ? n : undefined;
-}
-
-/** What tells this process from a later one of the same pid: boot id and start time, where readable. */
-function processIdentity(): Pick<TransferStoreHolder, 'bootId' | 'startTicks'> {
-  const bootId = currentBootId();
-  const startTicks = startTicksOf(process.pid);
+/** The errors of a file transfer store's lock (see {@link openFileTransferStore}). */
+function lockErrors(file: string): FileLockErrors {
+  const lockFile = `${file}.lock`;
   return {
-    ...(bootId === undefined ? {} : { bootId }),
-    ...(startTicks === undefined ? {} : { startTicks }),
+    locked: (h, why, me) =>
+      new TransferStoreLockedError(
+        'TRANSFER_STORE_LOCKED',
+        `transfer store ${file} is ${why} ${describeFileLockHolder(h)}${h.pid === me.pid && h.host === me.host ? ', this process' : ''}: one process at a time uses a transfer store (lock ${lockFile})`,
+        { details: { file, lockFile, pid: h.pid, host: h.host, sinceMs: h.sinceMs } },
+      ),
+    contended: () =>
+      new TransferStoreLockedError(
+        'TRANSFER_STORE_LOCKED',
+        `transfer store ${file}: its lock ${lockFile} kept changing hands; try again`,
+        { details: { file, lockFile } },
+      ),
+    unreadable: (f) =>
+      new TransferStoreLockedError(
+        'TRANSFER_STORE_LOCK_UNREADABLE',
+        `transfer store lock ${f} does not name its holder (pid, host, sinceMs, token; bootId a string and startTicks a whole number of clock ticks where present); remove it by hand if no process uses the store`,
+        { details: { lockFile: f } },
+      ),
+    lost: ({ me }, holder) =>
+      new TransferStoreLockedError(
+        'TRANSFER_STORE_LOCK_LOST',
+        `transfer store ${file} is no longer held by this process (pid ${me.pid} on ${me.host}): its lock ${lockFile} ${holder ? `is held by ${describeFileLockHolder(holder)}` : 'is gone'}; nothing written`,
+        { details: { file, lockFile, holder } },
+      ),
   };
-}
-
-/**
- * A holder that is certainly gone, on this host: written in another boot; or its pid not running; or its
- * pid running but started at another time (a reused pid; in another boot it is gone anyway). Boot id and
- * start time are compared only when both the lock and this host have them (Linux's /proc; locks written
- * before they were recorded do not); otherwise the pid rule alone. A start time that cannot be read for a
- * running pid (/proc hidden) is not taken as a different one.
- */
-function dead(h: TransferStoreHolder): boolean {
-  if (h.host !== hostname()) return false;
-  const bootId = currentBootId();
-  if (h.bootId !== undefined && bootId !== undefined && h.bootId !== bootId) return true;
-  if (!pidAlive(h.pid)) return true;
-  if (h.startTicks === undefined) return false;
-  const startTicks = startTicksOf(h.pid);
-  if (startTicks === undefined) return !pidAlive(h.pid); // exited meanwhile, or its /proc is hidden
-  return startTicks !== h.startTicks;
-}
-
-function acquire(file: string, lockFile: string, me: TransferStoreHolder): void {
-  const recoverFile = `${lockFile}.recover`;
-  const locked = (h: TransferStoreHolder, why: string) =>
-    new TransferStoreLockedError(
-      'TRANSFER_STORE_LOCKED',
-      `transfer store ${file} is ${why} ${describe(h)}${h.pid === me.pid && h.host === me.host ? ', this process' : ''}: one process at a time uses a transfer store (lock ${lockFile})`,
-      { details: { file, lockFile, pid: h.pid, host: h.host, sinceMs: h.sinceMs } },
-    );
-  for (let attempt = 0; attempt < 10; attempt++) {
-    if (createExclusive(lockFile, me)) return;
-    const holder = readHolder(lockFile);
-    if (holder === undefined) continue; // released meanwhile
-    if (!dead(holder)) throw locked(holder, holder.host === me.host ? 'held by' : 'held by another host,');
-    // Stale: its holder died (kill -9, crash). Taken over under a second lock, so two processes finding
-    // it stale at once do not both remove it and each take a fresh one (the second removing the first's).
-    if (!createExclusive(recoverFile, me)) {
-      const recovering = readHolder(recoverFile);
-      if (recovering && !dead(recovering)) throw locked(recovering, 'being recovered by');
-      // its recoverer died while recovering
-      fs.rmSync(recoverFile, { force: true });
-      continue;
-    }
-    try {
-      // still the dead holder's (not one a faster process took meanwhile): remove it
-      if (readHolder(lockFile)?.token === holder.token) fs.rmSync(lockFile, { force: true });
-    } finally {
-      if (readHolder(recoverFile)?.token === me.token) fs.rmSync(recoverFile, { force: true });
-    }
-  }
-  throw new TransferStoreLockedError(
-    'TRANSFER_STORE_LOCKED',
-    `transfer store ${file}: its lock ${lockFile} kept changing hands; try again`,
-    { details: { file, lockFile } },
-  );
-}
-
-function release(lockFile: string, me: TransferStoreHolder): void {
-  try {
-    if (readHolder(lockFile)?.token === me.token) fs.rmSync(lockFile, { force: true });
-  } catch {
-    // an unreadable lock is not this store's: left for its owner
-  }
 }
 
 function load(file: string): Map<string, TransferRecord> {

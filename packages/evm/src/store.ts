@@ -1,8 +1,18 @@
-import { randomBytes } from 'node:crypto';
 import * as nodeFs from 'node:fs';
-import { hostname } from 'node:os';
 import path from 'node:path';
-import { type OrderStatus, parseInstrumentId, TERMINAL_ORDER_STATUSES, XhedgeError } from '@xhedge/core';
+import {
+  acquireFileLock,
+  assertFileLockHeld,
+  describeFileLockHolder,
+  type FileLockErrors,
+  type FileLockHolder,
+  type HeldFileLock,
+  type OrderStatus,
+  parseInstrumentId,
+  releaseFileLock,
+  TERMINAL_ORDER_STATUSES,
+  XhedgeError,
+} from '@xhedge/core';
 
 /** The file system calls {@link JsonFileOrderStore} makes (`node:fs` by default; injectable for tests). */
 export type OrderStoreFs = Pick<
@@ -169,7 +179,7 @@ export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
   private set lastCompactionMs(v: number | undefined) {
     this.shared.lastCompactionMs = v;
   }
-  private get lock(): HeldLock {
+  private get lock(): HeldFileLock {
     return this.shared.lock;
   }
 
@@ -244,7 +254,7 @@ export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
 
   async put(id: string, record: T): Promise<void> {
     this.assertOpen('put');
-    assertStillHeld(this.lock);
+    assertFileLockHeld(this.lock);
     const data = this.load();
     const had = data[id];
     const stored = isTombstone(had) ? this.readArchived(id) : had;
@@ -266,7 +276,7 @@ export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
   /** Archives every record due now (see {@link JsonFileOrderStore}); how many were archived. */
   async compact(): Promise<{ archived: number }> {
     this.assertOpen('compact');
-    assertStillHeld(this.lock);
+    assertFileLockHeld(this.lock);
     const now = this.now();
     this.lastCompactionMs = now;
     const archived = this.archiveDue(now);
@@ -375,21 +385,7 @@ export class JsonFileOrderStore<T> implements OrderRecordStore<T> {
 }
 
 /** Who holds an order store: written to `<file>.lock` when the store is opened. */
-export interface OrderStoreHolder {
-  pid: number;
-  host: string;
-  /** Wall-clock ms when it opened the store. */
-  sinceMs: number;
-  /** Random per opening: tells this opening's lock from a later one of the same pid. */
-  token: string;
-  /** The host's boot id (Linux `/proc/sys/kernel/random/boot_id`): a lock of an earlier boot is dead. */
-  bootId?: string;
-  /**
-   * When the holder's process started, in clock ticks since boot (Linux: field 22 of `/proc/<pid>/stat`):
-   * a running pid with another start time is a reused pid, not the holder.
-   */
-  startTicks?: number;
-}
+export type OrderStoreHolder = FileLockHolder;
 
 /**
  * A {@link JsonFileOrderStore} refused: its file is held by another store (`ORDER_STORE_LOCKED`), its lock
@@ -400,216 +396,47 @@ export class OrderStoreLockedError extends XhedgeError {
   override name = 'OrderStoreLockedError';
 }
 
-/** A lock this process took (see {@link acquireStoreLock}). */
-interface HeldLock {
-  file: string;
-  lockFile: string;
-  me: OrderStoreHolder;
-}
-
-/** Locks this process holds, released on a clean exit (one listener for all of them). */
-const heldLocks = new Set<HeldLock>();
-let exitHook = false;
-
 const RUN_ONE_WRITER =
   "one process at a time writes a venue's order store: stop the other process before starting this one (a rolling deploy stops a venue's workers before starting new ones); never run two writers of one store";
 
-function describeHolder(h: OrderStoreHolder): string {
-  return `pid ${h.pid} on host ${h.host} (since ${new Date(h.sinceMs).toISOString()})`;
-}
-
-/** Whether a process of this host runs `pid` (EPERM: it runs, as another user). */
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** The holder a lock file names; undefined when there is none; throws when it cannot be read as one. */
-function readHolder(lockFile: string): OrderStoreHolder | undefined {
-  let text: string;
-  try {
-    text = nodeFs.readFileSync(lockFile, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  try {
-    const h = JSON.parse(text) as Partial<OrderStoreHolder>;
-    if (
-      Number.isInteger(h.pid) &&
-      typeof h.host === 'string' &&
-      typeof h.token === 'string' &&
-      typeof h.sinceMs === 'number' &&
-      (h.bootId === undefined || typeof h.bootId === 'string') &&
-      (h.startTicks === undefined || (Number.isSafeInteger(h.startTicks) && h.startTicks >= 0))
-    )
-      return h as OrderStoreHolder;
-  } catch {
-    // reported below
-  }
-  throw new OrderStoreLockedError(
-    'ORDER_STORE_LOCK_UNREADABLE',
-    `order store lock ${lockFile} does not name its holder (pid, host, sinceMs, token; bootId a string and startTicks a whole number of clock ticks where present); remove it by hand if no process uses the store`,
-    { details: { lockFile } },
-  );
-}
-
-/**
- * Creates `target` holding `h`, only if it does not exist: written whole to a temp file first and then
- * linked (atomic, fails on an existing file), so no reader sees a half-written lock. False if it exists.
- */
-function createExclusive(target: string, h: OrderStoreHolder): boolean {
-  const tmp = `${target}.${h.pid}.${h.token}.tmp`;
-  nodeFs.writeFileSync(tmp, JSON.stringify(h));
-  try {
-    nodeFs.linkSync(tmp, target);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  } finally {
-    nodeFs.rmSync(tmp, { force: true });
-  }
-}
-
-/** Linux's /proc, where a process's boot id and start time can be read; not on macOS or Windows. */
-const hasProc = process.platform === 'linux';
-
-let bootIdCache: { id: string | undefined } | undefined;
-/** This boot's id (Linux); undefined where it cannot be read. Read once: it does not change while we run. */
-function currentBootId(): string | undefined {
-  if (bootIdCache === undefined) {
-    let id: string | undefined;
-    if (hasProc) {
-      try {
-        const text = nodeFs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-        if (/^[0-9a-f-]{8,64}$/i.test(text)) id = text;
-      } catch {
-        // no /proc: the pid rule alone
-      }
-    }
-    bootIdCache = { id };
-  }
-  return bootIdCache.id;
-}
-
-/**
- * When process `pid` started, in clock ticks since boot: field 22 of `/proc/<pid>/stat` (Linux), counted
- * after the last ')' (the command name may hold spaces and parentheses). Undefined when it cannot be read.
- */
-function startTicksOf(pid: number): number | undefined {
-  if (!hasProc) return undefined;
-  let text: string;
-  try {
-    text = nodeFs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  const open = text.indexOf(' (');
-  const close = text.lastIndexOf(')');
-  if (open < 0 || close < open || text.slice(0, open) !== String(pid)) return undefined;
-  const ticks = text
-    .slice(close + 1)
-    .trim()
-    .split(/\s+/)[22 - 3];
-  if (ticks === undefined || !/^\d+$/.test(ticks)) return undefined;
-  const n = Number(ticks);
-  return Number.isSafeInteger(n) ? n : undefined;
-}
-
-/**
- * A holder certainly gone, on this host: written in another boot; or its pid not running; or its pid
- * running but started at another time (reused). Boot id and start time are compared only where both the
- * lock and this host have them; otherwise the pid rule alone. A lock of another host is never dead here.
- */
-function holderDead(h: OrderStoreHolder): boolean {
-  if (h.host !== hostname()) return false;
-  const bootId = currentBootId();
-  if (h.bootId !== undefined && bootId !== undefined && h.bootId !== bootId) return true;
-  if (!pidAlive(h.pid)) return true;
-  if (h.startTicks === undefined) return false;
-  const startTicks = startTicksOf(h.pid);
-  if (startTicks === undefined) return !pidAlive(h.pid); // exited meanwhile, or its /proc is hidden
-  return startTicks !== h.startTicks;
-}
-
-/**
- * Takes `<file>.lock` for this process (see {@link JsonFileOrderStore}): refused while a live holder has
- * it, taken over from a dead one (under `<file>.lock.recover`, so two processes finding it stale at once
- * do not both take it).
- */
-function acquireStoreLock(file: string): HeldLock {
+/** The errors of an order store's lock (see {@link JsonFileOrderStore}). */
+function storeLockErrors(file: string): FileLockErrors {
   const lockFile = `${file}.lock`;
-  nodeFs.mkdirSync(path.dirname(file), { recursive: true });
-  const bootId = currentBootId();
-  const startTicks = startTicksOf(process.pid);
-  const me: OrderStoreHolder = {
-    pid: process.pid,
-    host: hostname(),
-    sinceMs: Date.now(),
-    token: randomBytes(12).toString('hex'),
-    ...(bootId === undefined ? {} : { bootId }),
-    ...(startTicks === undefined ? {} : { startTicks }),
+  return {
+    locked: (h, why, me) => {
+      const self = h.pid === me.pid && h.host === me.host;
+      return new OrderStoreLockedError(
+        'ORDER_STORE_LOCKED',
+        `order store ${file} is ${why} ${describeFileLockHolder(h)}${self ? ', this process (another thread, or another copy of the store module: open it through one)' : ''}: ${RUN_ONE_WRITER} (lock ${lockFile}${h.host === me.host ? '' : '; remove it by hand once that host no longer runs the venue'})`,
+        { details: { file, lockFile, pid: h.pid, host: h.host, sinceMs: h.sinceMs } },
+      );
+    },
+    contended: () =>
+      new OrderStoreLockedError(
+        'ORDER_STORE_LOCKED',
+        `order store ${file}: its lock ${lockFile} kept changing hands; try again`,
+        {
+          details: { file, lockFile },
+        },
+      ),
+    unreadable: (f) =>
+      new OrderStoreLockedError(
+        'ORDER_STORE_LOCK_UNREADABLE',
+        `order store lock ${f} does not name its holder (pid, host, sinceMs, token; bootId a string and startTicks a whole number of clock ticks where present); remove it by hand if no process uses the store`,
+        { details: { lockFile: f } },
+      ),
+    lost: (l, holder) =>
+      new OrderStoreLockedError(
+        'ORDER_STORE_LOCK_LOST',
+        `order store ${l.file} is no longer held by this store (pid ${l.me.pid} on ${l.me.host}): its lock ${l.lockFile} ${holder ? `is held by ${describeFileLockHolder(holder)}` : 'is gone'}; nothing written. ${RUN_ONE_WRITER}`,
+        { details: { file: l.file, lockFile: l.lockFile, holder } },
+      ),
   };
-  const recoverFile = `${lockFile}.recover`;
-  const locked = (h: OrderStoreHolder, why: string) => {
-    const self = h.pid === me.pid && h.host === me.host;
-    return new OrderStoreLockedError(
-      'ORDER_STORE_LOCKED',
-      `order store ${file} is ${why} ${describeHolder(h)}${self ? ', this process (another thread, or another copy of the store module: open it through one)' : ''}: ${RUN_ONE_WRITER} (lock ${lockFile}${h.host === me.host ? '' : '; remove it by hand once that host no longer runs the venue'})`,
-      { details: { file, lockFile, pid: h.pid, host: h.host, sinceMs: h.sinceMs } },
-    );
-  };
-  for (let attempt = 0; attempt < 10; attempt++) {
-    if (createExclusive(lockFile, me)) {
-      const held = { file, lockFile, me };
-      heldLocks.add(held);
-      if (!exitHook) {
-        exitHook = true;
-        process.on('exit', () => {
-          for (const l of heldLocks) releaseStoreLock(l);
-        });
-      }
-      return held;
-    }
-    const holder = readHolder(lockFile);
-    if (holder === undefined) continue; // released meanwhile
-    if (!holderDead(holder))
-      throw locked(holder, holder.host === me.host ? 'held by' : 'held by another host,');
-    // stale (its holder died: kill -9, a crash, a reboot): taken over under a second lock
-    if (!createExclusive(recoverFile, me)) {
-      const recovering = readHolder(recoverFile);
-      if (recovering && !holderDead(recovering)) throw locked(recovering, 'being recovered by');
-      nodeFs.rmSync(recoverFile, { force: true }); // its recoverer died while recovering
-      continue;
-    }
-    try {
-      // still the dead holder's (not one a faster process took meanwhile): remove it
-      if (readHolder(lockFile)?.token === holder.token) nodeFs.rmSync(lockFile, { force: true });
-    } finally {
-      if (readHolder(recoverFile)?.token === me.token) nodeFs.rmSync(recoverFile, { force: true });
-    }
-  }
-  throw new OrderStoreLockedError(
-    'ORDER_STORE_LOCKED',
-    `order store ${file}: its lock ${lockFile} kept changing hands; try again`,
-    { details: { file, lockFile } },
-  );
 }
 
-/** Refuses a write when the lock is no longer this store's (taken over, or removed by hand). */
-function assertStillHeld(l: HeldLock): void {
-  const holder = readHolder(l.lockFile);
-  if (holder?.token !== l.me.token)
-    throw new OrderStoreLockedError(
-      'ORDER_STORE_LOCK_LOST',
-      `order store ${l.file} is no longer held by this store (pid ${l.me.pid} on ${l.me.host}): its lock ${l.lockFile} ${holder ? `is held by ${describeHolder(holder)}` : 'is gone'}; nothing written. ${RUN_ONE_WRITER}`,
-      { details: { file: l.file, lockFile: l.lockFile, holder } },
-    );
+/** Takes `<file>.lock` for this process (see {@link JsonFileOrderStore}), released on a clean exit too. */
+function acquireStoreLock(file: string): HeldFileLock {
+  return acquireFileLock(file, storeLockErrors(file), { releaseOnExit: true });
 }
 
 /**
@@ -620,7 +447,7 @@ interface OpenOrderFile {
   /** The registry key: the file's absolute path, its folder's symlinks resolved. */
   key: string;
   archiveFile: string;
-  lock: HeldLock;
+  lock: HeldFileLock;
   data: Record<string, unknown> | undefined;
   lastCompactionMs: number | undefined;
   /** Stores open on it; the last one's close releases the lock. */
@@ -662,7 +489,7 @@ function openOrderFile(file: string, archiveFile: string): OpenOrderFile {
         `order store ${file} is open in this process with the archive ${open.archiveFile}; it cannot be opened again with the archive ${archiveFile}`,
       );
     // its lock taken over (or removed by hand) meanwhile: refused now rather than at the first write
-    assertStillHeld(open.lock);
+    assertFileLockHeld(open.lock);
     open.handles++;
     return open;
   }
@@ -684,17 +511,7 @@ function closeOrderFile(f: OpenOrderFile): void {
   if (f.handles > 0) return;
   if (openFiles.get(f.key) === f) openFiles.delete(f.key);
   f.data = undefined;
-  releaseStoreLock(f.lock);
-}
-
-/** Removes the lock when it is still this store's; an unreadable or other lock is left for its owner. */
-function releaseStoreLock(l: HeldLock): void {
-  heldLocks.delete(l);
-  try {
-    if (readHolder(l.lockFile)?.token === l.me.token) nodeFs.rmSync(l.lockFile, { force: true });
-  } catch {
-    // not this store's: left alone
-  }
+  releaseFileLock(f.lock);
 }
 
 /**

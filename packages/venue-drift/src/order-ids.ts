@@ -1,10 +1,24 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { type Clock, DecimalString, Order, OrderType, parseOrThrow, Side, XhedgeError } from '@xhedge/core';
+import {
+  acquireFileLock,
+  assertFileLockHeld,
+  type Clock,
+  DecimalString,
+  describeFileLockHolder,
+  type FileLockErrors,
+  type FileLockHolder,
+  type HeldFileLock,
+  Order,
+  OrderType,
+  parseOrThrow,
+  releaseFileLock,
+  Side,
+  XhedgeError,
+} from '@xhedge/core';
 import { z } from 'zod';
 
 /** Drift's user order id is a u8 and 0 means "none": 255 ids can be live at once. */
@@ -299,7 +313,7 @@ export function fileUserOrderIdStore(
     },
     async save(entries) {
       open('save');
-      assertStillHeld(lock);
+      assertFileLockHeld(lock);
       const tmp = `${path}.tmp`;
       await mkdir(dirname(path), { recursive: true });
       // One entry per line: the tombstones' entry stays one line rather than one per field.
@@ -332,7 +346,7 @@ interface MapTable {
 interface OpenIdFile {
   /** The registry key: the file's absolute path, its folder's symlinks resolved. */
   key: string;
-  lock: HeldLock;
+  lock: HeldFileLock;
   handles: number;
   table: MapTable | undefined;
 }
@@ -353,7 +367,7 @@ function openIdFile(path: string): OpenIdFile {
   const key = join(fs.realpathSync(dirname(abs)), basename(abs));
   const open = openIdFiles.get(key);
   if (open) {
-    assertStillHeld(open.lock);
+    assertFileLockHeld(open.lock);
     open.handles++;
     return open;
   }
@@ -368,25 +382,11 @@ function closeIdFile(f: OpenIdFile): void {
   if (f.handles > 0) return;
   if (openIdFiles.get(f.key) === f) openIdFiles.delete(f.key);
   f.table = undefined;
-  releaseStoreLock(f.lock);
+  releaseFileLock(f.lock);
 }
 
 /** Who holds a Drift user order id store: written to `<file>.lock` when the store is opened. */
-export interface OrderIdStoreHolder {
-  pid: number;
-  host: string;
-  /** Wall-clock ms when it opened the store. */
-  sinceMs: number;
-  /** Random per opening: tells this opening's lock from a later one of the same pid. */
-  token: string;
-  /** The host's boot id (Linux `/proc/sys/kernel/random/boot_id`): a lock of an earlier boot is dead. */
-  bootId?: string;
-  /**
-   * When the holder's process started, in clock ticks since boot (Linux: field 22 of `/proc/<pid>/stat`):
-   * a running pid with another start time is a reused pid, not the holder.
-   */
-  startTicks?: number;
-}
+export type OrderIdStoreHolder = FileLockHolder;
 
 /**
  * A {@link fileUserOrderIdStore} refused: its file is held by another store (`DRIFT_ORDER_IDS_LOCKED`), its
@@ -397,226 +397,47 @@ export class DriftOrderIdStoreLockedError extends XhedgeError {
   override name = 'DriftOrderIdStoreLockedError';
 }
 
-/** A lock this process took (see {@link acquireStoreLock}). */
-interface HeldLock {
-  file: string;
-  lockFile: string;
-  me: OrderIdStoreHolder;
-}
-
-/** Locks this process holds, released on a clean exit (one listener for all of them). */
-const heldLocks = new Set<HeldLock>();
-let exitHook = false;
-
 const RUN_ONE_WRITER =
   "one process at a time writes a Drift venue's user order id store: stop the other process before starting this one (a rolling deploy stops a venue's workers before starting new ones); never run two writers of one store";
 
-function describeHolder(h: OrderIdStoreHolder): string {
-  return `pid ${h.pid} on host ${h.host} (since ${new Date(h.sinceMs).toISOString()})`;
-}
-
-/** Whether a process of this host runs `pid` (EPERM: it runs, as another user). */
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** The holder a lock file names; undefined when there is none; throws when it cannot be read as one. */
-function readHolder(lockFile: string): OrderIdStoreHolder | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(lockFile, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  try {
-    const h = JSON.parse(text) as Partial<OrderIdStoreHolder>;
-    if (
-      Number.isInteger(h.pid) &&
-      typeof h.host === 'string' &&
-      typeof h.token === 'string' &&
-      typeof h.sinceMs === 'number' &&
-      (h.bootId === undefined || typeof h.bootId === 'string') &&
-      (h.startTicks === undefined || (Number.isSafeInteger(h.startTicks) && h.startTicks >= 0))
-    )
-      return h as OrderIdStoreHolder;
-  } catch {
-    // reported below
-  }
-  throw new DriftOrderIdStoreLockedError(
-    'DRIFT_ORDER_IDS_LOCK_UNREADABLE',
-    `Drift user order id store lock ${lockFile} does not name its holder (pid, host, sinceMs, token; bootId a string and startTicks a whole number of clock ticks where present); remove it by hand if no process uses the store`,
-    { details: { lockFile } },
-  );
-}
-
-/**
- * Creates `target` holding `h`, only if it does not exist: written whole to a temp file first and then
- * linked (atomic, fails on an existing file), so no reader sees a half-written lock. False if it exists.
- */
-function createExclusive(target: string, h: OrderIdStoreHolder): boolean {
-  const tmp = `${target}.${h.pid}.${h.token}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(h));
-  try {
-    fs.linkSync(tmp, target);
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  } finally {
-    fs.rmSync(tmp, { force: true });
-  }
-}
-
-/** Linux's /proc, where a process's boot id and start time can be read; not on macOS or Windows. */
-const hasProc = process.platform === 'linux';
-
-let bootIdCache: { id: string | undefined } | undefined;
-/** This boot's id (Linux); undefined where it cannot be read. Read once: it does not change while we run. */
-function currentBootId(): string | undefined {
-  if (bootIdCache === undefined) {
-    let id: string | undefined;
-    if (hasProc) {
-      try {
-        const text = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-        if (/^[0-9a-f-]{8,64}$/i.test(text)) id = text;
-      } catch {
-        // no /proc: the pid rule alone
-      }
-    }
-    bootIdCache = { id };
-  }
-  return bootIdCache.id;
-}
-
-/**
- * When process `pid` started, in clock ticks since boot: field 22 of `/proc/<pid>/stat` (Linux), counted
- * after the last ')' (the command name may hold spaces and parentheses). Undefined when it cannot be read.
- */
-function startTicksOf(pid: number): number | undefined {
-  if (!hasProc) return undefined;
-  let text: string;
-  try {
-    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return undefined;
-  }
-  const open = text.indexOf(' (');
-  const close = text.lastIndexOf(')');
-  if (open < 0 || close < open || text.slice(0, open) !== String(pid)) return undefined;
-  const ticks = text
-    .slice(close + 1)
-    .trim()
-    .split(/\s+/)[22 - 3];
-  if (ticks === undefined || !/^\d+$/.test(ticks)) return undefined;
-  const n = Number(ticks);
-  return Number.isSafeInteger(n) ? n : undefined;
-}
-
-/**
- * A holder certainly gone, on this host: written in another boot; or its pid not running; or its pid
- * running but started at another time (reused). Boot id and start time are compared only where both the
- * lock and this host have them; otherwise the pid rule alone. A lock of another host is never dead here.
- */
-function holderDead(h: OrderIdStoreHolder): boolean {
-  if (h.host !== hostname()) return false;
-  const bootId = currentBootId();
-  if (h.bootId !== undefined && bootId !== undefined && h.bootId !== bootId) return true;
-  if (!pidAlive(h.pid)) return true;
-  if (h.startTicks === undefined) return false;
-  const startTicks = startTicksOf(h.pid);
-  if (startTicks === undefined) return !pidAlive(h.pid); // exited meanwhile, or its /proc is hidden
-  return startTicks !== h.startTicks;
-}
-
-/**
- * Takes `<file>.lock` for this process (see {@link fileUserOrderIdStore}): refused while a live holder has
- * it, taken over from a dead one (under `<file>.lock.recover`, so two processes finding it stale at once
- * do not both take it).
- */
-function acquireStoreLock(file: string): HeldLock {
+/** The errors of a Drift user order id store's lock (see {@link fileUserOrderIdStore}). */
+function storeLockErrors(file: string): FileLockErrors {
   const lockFile = `${file}.lock`;
-  fs.mkdirSync(dirname(file), { recursive: true });
-  const bootId = currentBootId();
-  const startTicks = startTicksOf(process.pid);
-  const me: OrderIdStoreHolder = {
-    pid: process.pid,
-    host: hostname(),
-    sinceMs: Date.now(),
-    token: randomBytes(12).toString('hex'),
-    ...(bootId === undefined ? {} : { bootId }),
-    ...(startTicks === undefined ? {} : { startTicks }),
+  return {
+    locked: (h, why, me) => {
+      const self = h.pid === me.pid && h.host === me.host;
+      return new DriftOrderIdStoreLockedError(
+        'DRIFT_ORDER_IDS_LOCKED',
+        `Drift user order id store ${file} is ${why} ${describeFileLockHolder(h)}${self ? ', this process (another thread, or another copy of this module: open it through one)' : ''}: ${RUN_ONE_WRITER} (lock ${lockFile}${h.host === me.host ? '' : '; remove it by hand once that host no longer runs the venue'})`,
+        { details: { file, lockFile, pid: h.pid, host: h.host, sinceMs: h.sinceMs } },
+      );
+    },
+    contended: () =>
+      new DriftOrderIdStoreLockedError(
+        'DRIFT_ORDER_IDS_LOCKED',
+        `Drift user order id store ${file}: its lock ${lockFile} kept changing hands; try again`,
+        {
+          details: { file, lockFile },
+        },
+      ),
+    unreadable: (f) =>
+      new DriftOrderIdStoreLockedError(
+        'DRIFT_ORDER_IDS_LOCK_UNREADABLE',
+        `Drift user order id store lock ${f} does not name its holder (pid, host, sinceMs, token; bootId a string and startTicks a whole number of clock ticks where present); remove it by hand if no process uses the store`,
+        { details: { lockFile: f } },
+      ),
+    lost: (l, holder) =>
+      new DriftOrderIdStoreLockedError(
+        'DRIFT_ORDER_IDS_LOCK_LOST',
+        `Drift user order id store ${l.file} is no longer held by this store (pid ${l.me.pid} on ${l.me.host}): its lock ${l.lockFile} ${holder ? `is held by ${describeFileLockHolder(holder)}` : 'is gone'}; nothing written. ${RUN_ONE_WRITER}`,
+        { details: { file: l.file, lockFile: l.lockFile, holder } },
+      ),
   };
-  const recoverFile = `${lockFile}.recover`;
-  const locked = (h: OrderIdStoreHolder, why: string) => {
-    const self = h.pid === me.pid && h.host === me.host;
-    return new DriftOrderIdStoreLockedError(
-      'DRIFT_ORDER_IDS_LOCKED',
-      `Drift user order id store ${file} is ${why} ${describeHolder(h)}${self ? ', this process (another thread, or another copy of this module: open it through one)' : ''}: ${RUN_ONE_WRITER} (lock ${lockFile}${h.host === me.host ? '' : '; remove it by hand once that host no longer runs the venue'})`,
-      { details: { file, lockFile, pid: h.pid, host: h.host, sinceMs: h.sinceMs } },
-    );
-  };
-  for (let attempt = 0; attempt < 10; attempt++) {
-    if (createExclusive(lockFile, me)) {
-      const held = { file, lockFile, me };
-      heldLocks.add(held);
-      if (!exitHook) {
-        exitHook = true;
-        process.on('exit', () => {
-          for (const l of heldLocks) releaseStoreLock(l);
-        });
-      }
-      return held;
-    }
-    const holder = readHolder(lockFile);
-    if (holder === undefined) continue; // released meanwhile
-    if (!holderDead(holder))
-      throw locked(holder, holder.host === me.host ? 'held by' : 'held by another host,');
-    // stale (its holder died: kill -9, a crash, a reboot): taken over under a second lock
-    if (!createExclusive(recoverFile, me)) {
-      const recovering = readHolder(recoverFile);
-      if (recovering && !holderDead(recovering)) throw locked(recovering, 'being recovered by');
-      fs.rmSync(recoverFile, { force: true }); // its recoverer died while recovering
-      continue;
-    }
-    try {
-      // still the dead holder's (not one a faster process took meanwhile): remove it
-      if (readHolder(lockFile)?.token === holder.token) fs.rmSync(lockFile, { force: true });
-    } finally {
-      if (readHolder(recoverFile)?.token === me.token) fs.rmSync(recoverFile, { force: true });
-    }
-  }
-  throw new DriftOrderIdStoreLockedError(
-    'DRIFT_ORDER_IDS_LOCKED',
-    `Drift user order id store ${file}: its lock ${lockFile} kept changing hands; try again`,
-    { details: { file, lockFile } },
-  );
 }
 
-/** Refuses a write when the lock is no longer this store's (taken over, or removed by hand). */
-function assertStillHeld(l: HeldLock): void {
-  const holder = readHolder(l.lockFile);
-  if (holder?.token !== l.me.token)
-    throw new DriftOrderIdStoreLockedError(
-      'DRIFT_ORDER_IDS_LOCK_LOST',
-      `Drift user order id store ${l.file} is no longer held by this store (pid ${l.me.pid} on ${l.me.host}): its lock ${l.lockFile} ${holder ? `is held by ${describeHolder(holder)}` : 'is gone'}; nothing written. ${RUN_ONE_WRITER}`,
-      { details: { file: l.file, lockFile: l.lockFile, holder } },
-    );
-}
-
-/** Removes the lock when it is still this store's; an unreadable or other lock is left for its owner. */
-function releaseStoreLock(l: HeldLock): void {
-  heldLocks.delete(l);
-  try {
-    if (readHolder(l.lockFile)?.token === l.me.token) fs.rmSync(l.lockFile, { force: true });
-  } catch {
-    // not this store's: left alone
-  }
+/** Takes `<file>.lock` for this process (see {@link fileUserOrderIdStore}), released on a clean exit too. */
+function acquireStoreLock(file: string): HeldFileLock {
+  return acquireFileLock(file, storeLockErrors(file), { releaseOnExit: true });
 }
 
 export class UserOrderIdsExhaustedError extends XhedgeError {
