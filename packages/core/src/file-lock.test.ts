@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -114,6 +114,58 @@ describe('assertFileLockHeld / releaseFileLock', () => {
     rmSync(`${file}.lock`);
     const again = take(file);
     releaseFileLock(again);
+    expect(existsSync(`${file}.lock`)).toBe(false);
+  });
+});
+
+describe('locks whose holder cannot be checked by its pid (review fixes)', () => {
+  /** A lock as another process would have written it. */
+  const planted = (file: string, h: Record<string, unknown>, ageMs = 0) => {
+    writeFileSync(
+      `${file}.lock`,
+      JSON.stringify({ pid: 999_999, host: hostname(), sinceMs: Date.now(), token: 'theirs', ...h }),
+    );
+    if (ageMs > 0) {
+      const t = new Date(Date.now() - ageMs);
+      utimesSync(`${file}.lock`, t, t);
+    }
+  };
+
+  it.runIf(linux)(
+    'a container beside this one (same host name, another pid namespace): its pid is not judged here, the lock is refused',
+    () => {
+      const file = freshFile();
+      // pid 999999 does not run in this namespace: read by pid it would be taken over from a live worker
+      planted(file, { pidNs: 'pid:[1]', heartbeatMs: 10_000 });
+      expect(() => take(file)).toThrow(/held by pid 999999/);
+      expect(lockOf(file).token).toBe('theirs');
+    },
+  );
+
+  it('a lock of another host that its holder stopped refreshing (a crashed container) is taken over; a fresh one is refused', () => {
+    const fresh = freshFile();
+    planted(fresh, { host: 'worker-7f9c', heartbeatMs: 1_000 });
+    expect(() => take(fresh)).toThrow(/held by another host, pid 999999 on worker-7f9c/);
+    const stale = freshFile();
+    planted(stale, { host: 'worker-7f9c', heartbeatMs: 1_000 }, 7_000);
+    const l = take(stale);
+    expect(lockOf(stale).token).toBe(l.me.token);
+    // an older lock that promised no heartbeat is never taken as stale
+    const old = freshFile();
+    planted(old, { host: 'worker-7f9c' }, 3_600_000);
+    expect(() => take(old)).toThrow(/held by another host/);
+  });
+
+  it('the holder refreshes its lock while it holds it, and stops once released', async () => {
+    const file = freshFile();
+    const l = acquireFileLock(file, errors, { heartbeatMs: 50 });
+    held.push(l);
+    const t = new Date(Date.now() - 60_000);
+    utimesSync(`${file}.lock`, t, t);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(Date.now() - statSync(`${file}.lock`).mtimeMs).toBeLessThan(5_000);
+    expect(lockOf(file).heartbeatMs).toBe(50);
+    releaseFileLock(l);
     expect(existsSync(`${file}.lock`)).toBe(false);
   });
 });

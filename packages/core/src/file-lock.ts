@@ -9,7 +9,9 @@ import path from 'node:path';
  * exclusive create; a live holder is refused; a dead one's lock (on this host: written in another boot,
  * its pid not running, or its pid running but started at another time, a reused pid) is taken over under
  * `<file>.lock.recover`, so two processes finding it stale at once do not both take it. A lock of another
- * host cannot be checked and is refused. Where there is no /proc (macOS, Windows), and for locks written
+ * host, or of this host's name in another pid namespace (a container beside this one), cannot be checked
+ * by its pid: it is refused while its holder refreshes it (every `heartbeatMs`), and dead once it went
+ * unrefreshed for {@link STALE_HEARTBEATS} heartbeats. Where there is no /proc (macOS, Windows), and for locks written
  * without boot id and start time, a lock of this host is dead only when its pid no longer runs.
  *
  * What a refusal says is the caller's: each store makes its own errors ({@link FileLockErrors}).
@@ -34,7 +36,23 @@ export interface FileLockHolder {
    * /proc, and in older locks.
    */
   startTicks?: number;
+  /**
+   * The holder's pid namespace (Linux: the link `/proc/self/ns/pid`, e.g. `pid:[4026531836]`): two
+   * containers may share a host name and boot id but not their pids, so a pid is only judged in its own
+   * namespace. Absent where there is no /proc, and in older locks.
+   */
+  pidNs?: string;
+  /**
+   * How often the holder refreshes the lock file's modification time, ms: a lock it has not refreshed
+   * for {@link STALE_HEARTBEATS} periods is dead whatever host or namespace wrote it (a container that
+   * crashed and came back under another host name left its lock for good). Absent in older locks, which
+   * are never taken as stale that way.
+   */
+  heartbeatMs?: number;
 }
+
+/** Missed heartbeats after which a lock whose holder cannot be checked (another host) counts as dead. */
+export const STALE_HEARTBEATS = 6;
 
 /** The errors a lock's user throws, in its own words and codes. */
 export interface FileLockErrors {
@@ -62,6 +80,8 @@ export interface HeldFileLock {
 export interface AcquireFileLockOptions {
   /** Releases the lock on a clean exit of the process (one `exit` listener for every such lock). */
   releaseOnExit?: boolean;
+  /** How often the lock file's modification time is refreshed while held, ms. @defaultValue 10000 */
+  heartbeatMs?: number;
 }
 
 /** `pid N on host H (since ISO time)`. */
@@ -102,7 +122,9 @@ export function readFileLockHolder(
       typeof h.token === 'string' &&
       typeof h.sinceMs === 'number' &&
       (h.bootId === undefined || typeof h.bootId === 'string') &&
-      (h.startTicks === undefined || (Number.isSafeInteger(h.startTicks) && h.startTicks >= 0))
+      (h.startTicks === undefined || (Number.isSafeInteger(h.startTicks) && h.startTicks >= 0)) &&
+      (h.pidNs === undefined || typeof h.pidNs === 'string') &&
+      (h.heartbeatMs === undefined || (Number.isSafeInteger(h.heartbeatMs) && h.heartbeatMs > 0))
     )
       return h as FileLockHolder;
   } catch {
@@ -150,6 +172,23 @@ export function currentBootId(): string | undefined {
   return bootIdCache.id;
 }
 
+let pidNsCache: { ns: string | undefined } | undefined;
+/** This process's pid namespace (Linux: `/proc/self/ns/pid`); undefined where it cannot be read. */
+export function currentPidNamespace(): string | undefined {
+  if (pidNsCache === undefined) {
+    let ns: string | undefined;
+    if (hasProc) {
+      try {
+        ns = fs.readlinkSync('/proc/self/ns/pid');
+      } catch {
+        // no /proc: pids are judged as of one namespace
+      }
+    }
+    pidNsCache = { ns };
+  }
+  return pidNsCache.ns;
+}
+
 /**
  * When process `pid` started, in clock ticks since boot: field 22 of `/proc/<pid>/stat` (Linux).
  * Undefined when it cannot be read (no /proc, no such process, hidden by hidepid, not in the format).
@@ -183,8 +222,12 @@ export function processStartTicks(pid: number): number | undefined {
  * both the lock and this host have them; otherwise the pid rule alone. A start time that cannot be read
  * for a running pid (/proc hidden) is not taken as a different one. A lock of another host is never dead.
  */
-export function fileLockHolderDead(h: FileLockHolder): boolean {
-  if (h.host !== hostname()) return false;
+export function fileLockHolderDead(h: FileLockHolder, lockFile?: string): boolean {
+  const ns = currentPidNamespace();
+  // another host, or this host's name in another pid namespace (a container beside this one): its pid
+  // cannot be checked here; only a lock it stopped refreshing is dead
+  if (h.host !== hostname() || (h.pidNs !== undefined && ns !== undefined && h.pidNs !== ns))
+    return lockFile !== undefined && heartbeatStale(h, lockFile);
   const bootId = currentBootId();
   if (h.bootId !== undefined && bootId !== undefined && h.bootId !== bootId) return true;
   if (!pidAlive(h.pid)) return true;
@@ -193,6 +236,19 @@ export function fileLockHolderDead(h: FileLockHolder): boolean {
   if (startTicks === undefined) return !pidAlive(h.pid); // exited meanwhile, or its /proc is hidden
   return startTicks !== h.startTicks;
 }
+
+/** Whether `lockFile`, written by `h`, went unrefreshed for {@link STALE_HEARTBEATS} of its heartbeats. */
+function heartbeatStale(h: FileLockHolder, lockFile: string): boolean {
+  if (h.heartbeatMs === undefined) return false;
+  try {
+    return Date.now() - fs.statSync(lockFile).mtimeMs > STALE_HEARTBEATS * h.heartbeatMs;
+  } catch {
+    return false;
+  }
+}
+
+/** Heartbeat timers of the locks this process holds. */
+const heartbeats = new Map<HeldFileLock, NodeJS.Timeout>();
 
 /** Locks this process holds that are released on a clean exit (one listener for all of them). */
 const releasedOnExit = new Set<HeldFileLock>();
@@ -211,6 +267,10 @@ export function acquireFileLock(
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const bootId = currentBootId();
   const startTicks = processStartTicks(process.pid);
+  const pidNs = currentPidNamespace();
+  const heartbeatMs = options.heartbeatMs ?? 10_000;
+  if (!Number.isSafeInteger(heartbeatMs) || heartbeatMs <= 0)
+    throw new RangeError(`heartbeatMs must be a whole number of ms > 0, got ${String(heartbeatMs)}`);
   const me: FileLockHolder = {
     pid: process.pid,
     host: hostname(),
@@ -218,12 +278,26 @@ export function acquireFileLock(
     token: randomBytes(12).toString('hex'),
     ...(bootId === undefined ? {} : { bootId }),
     ...(startTicks === undefined ? {} : { startTicks }),
+    ...(pidNs === undefined ? {} : { pidNs }),
+    heartbeatMs,
   };
   const recoverFile = `${lockFile}.recover`;
   const read = (f: string) => readFileLockHolder(f, errors.unreadable);
   for (let attempt = 0; attempt < 10; attempt++) {
     if (createExclusive(lockFile, me)) {
       const held: HeldFileLock = { file, lockFile, me, errors };
+      // the heartbeat: the lock's modification time moves while this process holds it (see heartbeatMs)
+      const beat = setInterval(() => {
+        try {
+          if (readFileLockHolder(lockFile, errors.unreadable)?.token !== me.token) return;
+          const now = new Date();
+          fs.utimesSync(lockFile, now, now);
+        } catch {
+          // a write checks the lock itself; nothing to do here
+        }
+      }, heartbeatMs);
+      beat.unref();
+      heartbeats.set(held, beat);
       if (options.releaseOnExit) {
         releasedOnExit.add(held);
         if (!exitHook) {
@@ -237,13 +311,13 @@ export function acquireFileLock(
     }
     const holder = read(lockFile);
     if (holder === undefined) continue; // released meanwhile
-    if (!fileLockHolderDead(holder))
+    if (!fileLockHolderDead(holder, lockFile))
       throw errors.locked(holder, holder.host === me.host ? 'held by' : 'held by another host,', me);
     // Stale (its holder died: kill -9, a crash, a reboot): taken over under a second lock, so two
     // processes finding it stale at once do not both remove it and each take a fresh one.
     if (!createExclusive(recoverFile, me)) {
       const recovering = read(recoverFile);
-      if (recovering && !fileLockHolderDead(recovering))
+      if (recovering && !fileLockHolderDead(recovering, recoverFile))
         throw errors.locked(recovering, 'being recovered by', me);
       fs.rmSync(recoverFile, { force: true }); // its recoverer died while recovering
       continue;
@@ -267,6 +341,9 @@ export function assertFileLockHeld(l: HeldFileLock): void {
 /** Removes the lock when it is still this taking's; an unreadable or other lock is left for its owner. */
 export function releaseFileLock(l: HeldFileLock): void {
   releasedOnExit.delete(l);
+  const beat = heartbeats.get(l);
+  if (beat) clearInterval(beat);
+  heartbeats.delete(l);
   try {
     if (readFileLockHolder(l.lockFile, l.errors.unreadable)?.token === l.me.token)
       fs.rmSync(l.lockFile, { force: true });

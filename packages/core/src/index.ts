@@ -25,6 +25,7 @@ export {
   processStartTicks,
   readFileLockHolder,
   releaseFileLock,
+  STALE_HEARTBEATS,
 } from './file-lock.ts';
 export { deterministicId } from './id-gen.ts';
 export {

@@ -10,6 +10,7 @@ import {
   type OrderStatus,
   parseInstrumentId,
   releaseFileLock,
+  STALE_HEARTBEATS,
   TERMINAL_ORDER_STATUSES,
   XhedgeError,
 } from '@xhedge/core';
@@ -407,7 +408,7 @@ function storeLockErrors(file: string): FileLockErrors {
       const self = h.pid === me.pid && h.host === me.host;
       return new OrderStoreLockedError(
         'ORDER_STORE_LOCKED',
-        `order store ${file} is ${why} ${describeFileLockHolder(h)}${self ? ', this process (another thread, or another copy of the store module: open it through one)' : ''}: ${RUN_ONE_WRITER} (lock ${lockFile}${h.host === me.host ? '' : '; remove it by hand once that host no longer runs the venue'})`,
+        `order store ${file} is ${why} ${describeFileLockHolder(h)}${self ? ', this process (another thread, or another copy of the store module: open it through one)' : ''}: ${RUN_ONE_WRITER} (lock ${lockFile}${h.host === me.host && h.pidNs === me.pidNs ? '' : h.heartbeatMs === undefined ? '; an older lock, never refreshed: remove it by hand once that host no longer runs the venue' : `; taken over once its holder has not refreshed it for ${(STALE_HEARTBEATS * h.heartbeatMs) / 1000} s`})`,
         { details: { file, lockFile, pid: h.pid, host: h.host, sinceMs: h.sinceMs } },
       );
     },

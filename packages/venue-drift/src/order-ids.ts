@@ -17,6 +17,7 @@ import {
   parseOrThrow,
   releaseFileLock,
   Side,
+  STALE_HEARTBEATS,
   XhedgeError,
 } from '@xhedge/core';
 import { z } from 'zod';
@@ -408,7 +409,7 @@ function storeLockErrors(file: string): FileLockErrors {
       const self = h.pid === me.pid && h.host === me.host;
       return new DriftOrderIdStoreLockedError(
         'DRIFT_ORDER_IDS_LOCKED',
-        `Drift user order id store ${file} is ${why} ${describeFileLockHolder(h)}${self ? ', this process (another thread, or another copy of this module: open it through one)' : ''}: ${RUN_ONE_WRITER} (lock ${lockFile}${h.host === me.host ? '' : '; remove it by hand once that host no longer runs the venue'})`,
+        `Drift user order id store ${file} is ${why} ${describeFileLockHolder(h)}${self ? ', this process (another thread, or another copy of this module: open it through one)' : ''}: ${RUN_ONE_WRITER} (lock ${lockFile}${h.host === me.host && h.pidNs === me.pidNs ? '' : h.heartbeatMs === undefined ? '; an older lock, never refreshed: remove it by hand once that host no longer runs the venue' : `; taken over once its holder has not refreshed it for ${(STALE_HEARTBEATS * h.heartbeatMs) / 1000} s`})`,
         { details: { file, lockFile, pid: h.pid, host: h.host, sinceMs: h.sinceMs } },
       );
     },
