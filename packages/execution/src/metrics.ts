@@ -40,6 +40,7 @@ export class ExecutionMetrics {
   readonly snapshotWarnings: Gauge;
   readonly venueReadOk: Gauge<'venue'>;
   readonly equityObservedAt: Gauge;
+  readonly plannerTickAt: Gauge;
 
   constructor(registry: Registry = new Registry()) {
     this.registry = registry;
@@ -204,6 +205,11 @@ export class ExecutionMetrics {
     this.equityObservedAt = new Gauge({
       name: 'xhedge_book_equity_observed_timestamp_seconds',
       help: "When the book's equity was last observed for the loss-since-mark breaker, Unix seconds (wall clock); the planner's start until it is. Skipped while a venue is not read, something held cannot be valued or an order works",
+      registers,
+    });
+    this.plannerTickAt = new Gauge({
+      name: 'xhedge_planner_tick_timestamp_seconds',
+      help: "When this process's planner last published a risk snapshot, Unix seconds (wall clock): a process that is not the leader stops moving it, so alerts on the planner's other gauges keep to the current leader",
       registers,
     });
     this.controlStateRestoredAt = new Gauge({

@@ -647,6 +647,10 @@ describe('the gauges a tick sets (audit: a venue not read blinded the loss break
     expect(outside).toBeGreaterThan(0);
     expect(outside).toBeLessThanOrEqual(Math.abs(h.planner.lastSnapshot?.underlyings.BTC?.delta ?? 0) + 1e-9);
     expect(await gauge('xhedge_snapshot_warnings')).toBe(h.planner.lastSnapshot?.warnings.length);
+    // the tick's own timestamp: alerts on these gauges keep to the planner that ticks now (the leader)
+    const tickedAt = (await gauge('xhedge_planner_tick_timestamp_seconds')) as number;
+    expect(tickedAt).toBeGreaterThanOrEqual(Math.floor(startSec));
+    expect(tickedAt).toBeLessThanOrEqual(Date.now() / 1000);
     const observedAt = (await gauge('xhedge_book_equity_observed_timestamp_seconds')) as number;
     expect(observedAt).toBeGreaterThanOrEqual(made);
     // no order queued yet: the timestamp is the planner's start, not absent

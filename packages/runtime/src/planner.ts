@@ -112,11 +112,17 @@ export interface TickPlannerOptions {
    * `snapshotWarnings` per published snapshot, `lastOrderQueuedAt` when a plan of the underlying had an
    * order queued (`onPlanned`), `equityObservedAt` when the loss-since-mark breaker was fed. Both
    * timestamps start at the planner's start, so "never since the start" reads as old, not as absent.
+   * `plannerTickAt` with every published snapshot: a former leader's gauges stop being current.
    * @defaultValue none
    */
   metrics?: Pick<
     ExecutionMetrics,
-    'venueReadOk' | 'deltaOutsideBand' | 'snapshotWarnings' | 'lastOrderQueuedAt' | 'equityObservedAt'
+    | 'venueReadOk'
+    | 'deltaOutsideBand'
+    | 'snapshotWarnings'
+    | 'lastOrderQueuedAt'
+    | 'equityObservedAt'
+    | 'plannerTickAt'
   >;
   ledger: Ledger;
   bus: SnapshotBus;
@@ -1796,6 +1802,7 @@ export class TickPlanner {
         check();
         this.#o.onSnapshot?.(snapshot);
         this.#o.metrics?.snapshotWarnings.set(snapshot.warnings.length);
+        this.#o.metrics?.plannerTickAt.set(Date.now() / 1000);
         await this.#o.bus.publish(snapshot);
         check();
         return [];
@@ -1807,6 +1814,7 @@ export class TickPlanner {
     }
     this.#o.onSnapshot?.(snapshot);
     this.#o.metrics?.snapshotWarnings.set(snapshot.warnings.length);
+    this.#o.metrics?.plannerTickAt.set(Date.now() / 1000);
     const hold = blockAll ? new Set(Object.keys(snapshot.underlyings)) : blocked;
     const nowMs = this.#o.clock.nowMs();
     const waiting = [...this.#blockedUntil].filter(([, b]) => nowMs < b.untilMs).map(([u]) => u);
