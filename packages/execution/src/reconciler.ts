@@ -142,7 +142,13 @@ export class Reconciler {
           (order.status === 'planned' || order.status === 'queued') &&
           !OrderJobData.safeParse(job.data).success
         ) {
-          await job.remove();
+          // a job BullMQ will not remove (a flow parent with a child still locked) is left for a later
+          // sweep; it must not stop this sweep's other orders
+          const removed = await job.remove().then(
+            () => true,
+            () => false,
+          );
+          if (!removed) continue;
           await this.#o.service.enqueue(intent);
           if (order.status === 'planned')
             await this.#o.ledger.transition(order.clientOrderId, 'queued', { actor: 'reconciler' });

@@ -1053,6 +1053,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
       const ports: ApiPorts = {
         readiness: async () => {
           const checks: { name: string; ok: boolean; detail?: string }[] = [];
+          const order = ['redis', 'database', 'snapshot'];
           // each check answers within READY_CHECK_MS: a Redis or database that stops answering (a silent
           // network) made /v1/ready hang instead of saying not ready
           const check = async (name: string, fn: () => Promise<string | undefined>) => {
@@ -1073,23 +1074,27 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
               checks.push({ name, ok: false, detail: err instanceof Error ? err.message : String(err) });
             }
           };
-          await check('redis', async () => {
-            await redis.ping();
-            if (!durability) return 'embedded (in memory)';
-            if (durability.errors.length > 0) throw new Error(durability.errors.join('; '));
-            return `Redis ${durability.version ?? '?'}, ${durability.evictionPolicy ?? 'policy unknown'}, AOF ${
-              durability.appendonly === undefined ? 'unknown' : durability.appendonly ? 'on' : 'off'
-            }`;
-          });
-          await check('database', async () => {
-            await ledger.fencingToken('orchestrator');
-            return db.kind;
-          });
-          await check('snapshot', async () => {
-            const s = await bus.latest();
-            if (!s) throw new Error('no risk snapshot yet');
-            return `seq ${s.seq}`;
-          });
+          // at once, each within READY_CHECK_MS: the answer takes at most that long
+          await Promise.all([
+            check('redis', async () => {
+              await redis.ping();
+              if (!durability) return 'embedded (in memory)';
+              if (durability.errors.length > 0) throw new Error(durability.errors.join('; '));
+              return `Redis ${durability.version ?? '?'}, ${durability.evictionPolicy ?? 'policy unknown'}, AOF ${
+                durability.appendonly === undefined ? 'unknown' : durability.appendonly ? 'on' : 'off'
+              }`;
+            }),
+            check('database', async () => {
+              await ledger.fencingToken('orchestrator');
+              return db.kind;
+            }),
+            check('snapshot', async () => {
+              const s = await bus.latest();
+              if (!s) throw new Error('no risk snapshot yet');
+              return `seq ${s.seq}`;
+            }),
+          ]);
+          checks.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
           return { ready: checks.every((c) => c.ok), checks };
         },
         risk: riskPort({
