@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { ManualClock } from '@xhedge/core';
 import { connectRedis, type RedisEndpoint } from '@xhedge/execution';
 import { freePort } from '@xhedge/execution/testing';
-import { FlowProducer, type Job, type JobsOptions, Queue, Worker } from 'bullmq';
+import { FlowProducer, Job, type JobsOptions, Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { layerZeroCostModel } from './cost.ts';
 import { startTransferWorker, transferThenHedgeFlow } from './flow.ts';
@@ -102,6 +102,14 @@ describe.each(backends)('transfer-then-hedge BullMQ flow (%s)', (_label, open) =
     await done;
     expect(hedgeSaw).toEqual([30_000]);
     expect((await tracker.get('xfer_flow_1'))?.state).toBe('delivered');
+    // the finished transfer job is kept as long as the order jobs, then removed (it stayed for ever)
+    const transfers = new Queue('transfers', { connection, prefix });
+    closers.push(() => transfers.close());
+    const child = await Job.fromId(transfers, 'xfer_flow_1');
+    expect(child?.opts).toMatchObject({
+      removeOnComplete: { age: 7 * 24 * 3600 },
+      removeOnFail: { age: 30 * 24 * 3600 },
+    });
   });
 
   /**

@@ -30,6 +30,11 @@ export interface TransferThenHedgeFlow {
   prefix?: string;
 }
 
+/** How long a finished transfer job stays in Redis, seconds: a week, as the order jobs (ORDER_JOB_OPTIONS). */
+export const TRANSFER_KEEP_COMPLETED_S = 7 * 24 * 3600;
+/** How long a failed transfer job stays, seconds: a month, as the order jobs. */
+export const TRANSFER_KEEP_FAILED_S = 30 * 24 * 3600;
+
 /**
  * One BullMQ flow: the hedge is the parent, the transfer its child. BullMQ keeps the parent in
  * `waiting-children` until the child completes, and the transfer job completes only on delivery, so
@@ -53,6 +58,10 @@ export function transferThenHedgeFlow(f: TransferThenHedgeFlow): FlowJob {
           failParentOnFailure: true,
           attempts: 3,
           backoff: { type: 'exponential', delay: 1000 },
+          // kept as long as the order jobs are (the dedup window of its transfer id), then removed: without
+          // it every finished transfer stayed in Redis for ever
+          removeOnComplete: { age: TRANSFER_KEEP_COMPLETED_S, count: 100_000 },
+          removeOnFail: { age: TRANSFER_KEEP_FAILED_S },
         },
         ...prefix,
       },
