@@ -21,6 +21,7 @@ export class ExecutionMetrics {
   readonly sendSeconds: Histogram<'venue'>;
   readonly reconciliations: Counter<'result'>;
   readonly ledgerRetries: Counter;
+  readonly plannerTickFailures: Counter;
   readonly bookEquityUsd: Gauge;
   readonly lossSinceMarkUsd: Gauge;
   readonly lossLimitUsd: Gauge;
@@ -98,6 +99,11 @@ export class ExecutionMetrics {
       name: 'xhedge_reconciliations_total',
       help: 'Orders resolved against the venue or re-driven by the reconciler',
       labelNames: ['result'],
+      registers,
+    });
+    this.plannerTickFailures = new Counter({
+      name: 'xhedge_planner_tick_failures_total',
+      help: 'Planning ticks that failed (reading, planning or submitting), the leader only; a failure after the snapshot was published leaves xhedge_risk_snapshot_seq moving',
       registers,
     });
     this.ledgerRetries = new Counter({

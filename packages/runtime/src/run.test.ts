@@ -273,3 +273,30 @@ describe('planning deadlines', () => {
     );
   });
 });
+
+describe('planning ticks that fail', () => {
+  it('are counted on xhedge_planner_tick_failures_total (failures after the snapshot keep its seq moving, so only this counter shows them)', async () => {
+    const config = parseConfig(PAPER, 'paper.yaml');
+    const token = randomBytes(32).toString('hex');
+    const { run } = await started(
+      { ...config, name: `tickfail-${randomBytes(4).toString('hex')}` },
+      { XHEDGE_API_TOKEN: token },
+    );
+    const failures = async () => {
+      const res = await fetch(`${run.apiUrl}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+      const m = /^xhedge_planner_tick_failures_total (\d+)/m.exec(await res.text());
+      return m ? Number(m[1]) : undefined;
+    };
+    expect(await failures()).toBe(0);
+    // every tick reads the newest snapshot first: with its table gone (a real database error) each fails
+    await run.ledger.db.schema.alterTable('risk_snapshots').renameTo('risk_snapshots_down').execute();
+    try {
+      const deadline = Date.now() + 30_000;
+      while (((await failures()) ?? 0) < 2 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 200));
+      expect(await failures()).toBeGreaterThanOrEqual(2);
+    } finally {
+      await run.ledger.db.schema.alterTable('risk_snapshots_down').renameTo('risk_snapshots').execute();
+    }
+  }, 60_000);
+});

@@ -894,6 +894,7 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
         onError: (err) => {
           failedSinceLastTick = true;
           tickFailures.fail(err);
+          execMetrics.plannerTickFailures.inc();
         },
         log: (level, msg, data) => log[level](data ?? {}, msg),
       });
