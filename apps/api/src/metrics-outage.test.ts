@@ -98,7 +98,7 @@ describe.skipIf(!haveRedis)(
         const cut = await scrape();
         expect(cut.status).toBe(200);
         // bounded: the reads run at once, each cut off at the read timeout
-        expect(cut.ms).toBeLessThan(READ_TIMEOUT_MS + 1500);
+        expect(cut.ms).toBeLessThan(READ_TIMEOUT_MS + 5_000); // (headroom for a loaded machine; unbounded it hung)
         expect(cut.body).toContain(REDIS_DOWN);
         expect(cut.body).toContain(DB_UP);
         expect(cut.body).not.toMatch(/^xhedge_(kill_switch_now|breaker_state_now|queue_jobs)\{/m);

@@ -162,7 +162,10 @@ describe('locks whose holder cannot be checked by its pid (review fixes)', () =>
     held.push(l);
     const t = new Date(Date.now() - 60_000);
     utimesSync(`${file}.lock`, t, t);
-    await new Promise((r) => setTimeout(r, 300));
+    // refreshed within a few heartbeats (waited for up to 10 s: a loaded machine runs timers late)
+    const deadline = Date.now() + 10_000;
+    while (Date.now() - statSync(`${file}.lock`).mtimeMs > 5_000 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
     expect(Date.now() - statSync(`${file}.lock`).mtimeMs).toBeLessThan(5_000);
     expect(lockOf(file).heartbeatMs).toBe(50);
     releaseFileLock(l);
