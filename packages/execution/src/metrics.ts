@@ -22,6 +22,8 @@ export class ExecutionMetrics {
   readonly reconciliations: Counter<'result'>;
   readonly ledgerRetries: Counter;
   readonly plannerTickFailures: Counter;
+  readonly leader: Gauge;
+  readonly leaderAcquisitions: Counter;
   readonly bookEquityUsd: Gauge;
   readonly lossSinceMarkUsd: Gauge;
   readonly lossLimitUsd: Gauge;
@@ -99,6 +101,16 @@ export class ExecutionMetrics {
       name: 'xhedge_reconciliations_total',
       help: 'Orders resolved against the venue or re-driven by the reconciler',
       labelNames: ['result'],
+      registers,
+    });
+    this.leader = new Gauge({
+      name: 'xhedge_leader',
+      help: "1 while this process holds the orchestrator's lease (plans), else 0",
+      registers,
+    });
+    this.leaderAcquisitions = new Counter({
+      name: 'xhedge_leader_acquisitions_total',
+      help: "Times this process took the orchestrator's lease: many in a short time is leadership flapping between processes (a lease that lapses: Redis slow, event loop stalls)",
       registers,
     });
     this.plannerTickFailures = new Counter({

@@ -15,6 +15,8 @@ export interface OrchestratorOptions {
   intervalMs?: number | (() => number);
   onPlanned?: (plan: PlanLike, legs: LegResult[], token: number) => void;
   onError?: (err: unknown) => void;
+  /** Told when this process becomes the leader (with its token) or stops being it (the lease's `onChange`). */
+  onLeadership?: (leader: boolean, token: number | undefined) => void;
   /**
    * A tick still running after this long, ms, is taken as hung (a read or a call that never answers):
    * `onError` gets a {@link TickOverrunError} and the leader steps down (releases the lease), so a
@@ -93,7 +95,7 @@ export class Orchestrator {
     // a loop of an earlier start still waiting on a hung tick stands down when that tick ends
     const gen = ++this.#generation;
     const current = () => this.#running && gen === this.#generation;
-    this.#o.lease.start();
+    this.#o.lease.start(this.#o.onLeadership);
     const loop = async () => {
       // no tick overlaps a hung one (the planner's state is its own), also one of an earlier start
       await this.#inflight;
@@ -107,7 +109,7 @@ export class Orchestrator {
         this.#o.onError?.(new TickOverrunError(this.#tickTimeoutMs));
         await this.#o.lease.stop();
         await tick;
-        if (current()) this.#o.lease.start();
+        if (current()) this.#o.lease.start(this.#o.onLeadership);
       }
       await tick;
       if (this.#inflight === tick) {

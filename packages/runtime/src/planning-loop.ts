@@ -34,6 +34,8 @@ export interface PlanningLoopOptions {
   tickTimeoutMs?: number;
   onPlanned?: (plan: PlanLike, legs: LegResult[], token: number) => void;
   onError?: (err: unknown) => void;
+  /** Told when this process becomes the leader or stops being it, on every lease of the loop. */
+  onLeadership?: (leader: boolean, token: number | undefined) => void;
   log?: (level: 'info' | 'warn', msg: string, data?: Record<string, unknown>) => void;
 }
 
@@ -91,6 +93,7 @@ export class PlanningLoop {
         return this.#o.plan({ token, lease: leaseTerm(lease, token) });
       },
       ...(this.#o.onPlanned ? { onPlanned: this.#o.onPlanned } : {}),
+      ...(this.#o.onLeadership ? { onLeadership: this.#o.onLeadership } : {}),
       onError: (err) => {
         this.#o.onError?.(err);
         if (err instanceof TickOverrunError && this.#running && life === this.#life)

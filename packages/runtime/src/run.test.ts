@@ -275,7 +275,7 @@ describe('planning deadlines', () => {
 });
 
 describe('planning ticks that fail', () => {
-  it('are counted on xhedge_planner_tick_failures_total (failures after the snapshot keep its seq moving, so only this counter shows them)', async () => {
+  it('are counted on xhedge_planner_tick_failures_total (failures after the snapshot keep its seq moving, so only this counter shows them); the leader says so on xhedge_leader', async () => {
     const config = parseConfig(PAPER, 'paper.yaml');
     const token = randomBytes(32).toString('hex');
     const { run } = await started(
@@ -288,6 +288,17 @@ describe('planning ticks that fail', () => {
       return m ? Number(m[1]) : undefined;
     };
     expect(await failures()).toBe(0);
+    // the run's planner holds the lease: said on xhedge_leader, and the taking counted
+    const metric = async (name: string) => {
+      const res = await fetch(`${run.apiUrl}/metrics`, { headers: { authorization: `Bearer ${token}` } });
+      const m = new RegExp(`^${name} (\\d+)`, 'm').exec(await res.text());
+      return m ? Number(m[1]) : undefined;
+    };
+    const leadBy = Date.now() + 20_000;
+    while ((await metric('xhedge_leader')) !== 1 && Date.now() < leadBy)
+      await new Promise((r) => setTimeout(r, 200));
+    expect(await metric('xhedge_leader')).toBe(1);
+    expect(await metric('xhedge_leader_acquisitions_total')).toBe(1);
     // every tick reads the newest snapshot first: with its table gone (a real database error) each fails
     await run.ledger.db.schema.alterTable('risk_snapshots').renameTo('risk_snapshots_down').execute();
     try {

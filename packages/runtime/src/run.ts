@@ -896,6 +896,11 @@ export async function startRun(opts: StartRunOptions): Promise<Run> {
           tickFailures.fail(err);
           execMetrics.plannerTickFailures.inc();
         },
+        onLeadership: (leader, token) => {
+          execMetrics.leader.set(leader ? 1 : 0);
+          if (leader) execMetrics.leaderAcquisitions.inc();
+          log.info({ leader, token }, leader ? `leader (lease token ${token})` : 'no longer the leader');
+        },
         log: (level, msg, data) => log[level](data ?? {}, msg),
       });
       // Started last, so it stops first (closers run newest first), before the workers: planning while
