@@ -152,13 +152,30 @@ export function keepControlStateRestored(
     onError?: (err: unknown) => void;
   },
 ): { first: Promise<RestoredControlState>; stop(): Promise<void> } {
+  return keepRestoring(
+    p.redis,
+    () =>
+      restoreControlState(p, { actor: o.actor }).then((x) => {
+        if (x.killSwitch.length > 0 || x.breakers.length > 0 || x.sendClaims.length > 0 || x.reservations > 0)
+          o.onRestored?.(x);
+        return x;
+      }),
+    o,
+  );
+}
+
+/**
+ * Runs `restore` at once (the returned `first`: its failure goes to whoever awaits it), then every
+ * `intervalMs` and as soon as `redis` is ready again (a restarted or failed-over server may have lost or
+ * rolled back what it restores), one run at a time; a later run's failure goes to `onError`, and the next
+ * interval tries again. `stop` ends it and waits for a run under way.
+ */
+export function keepRestoring<T>(
+  redis: Pick<Redis, 'on' | 'off'>,
+  restore: () => Promise<T>,
+  o: { /** @defaultValue 5000 */ intervalMs?: number; onError?: (err: unknown) => void },
+): { first: Promise<T>; stop(): Promise<void> } {
   let running: Promise<void> | undefined;
-  const once = () =>
-    restoreControlState(p, { actor: o.actor }).then((x) => {
-      if (x.killSwitch.length > 0 || x.breakers.length > 0 || x.sendClaims.length > 0 || x.reservations > 0)
-        o.onRestored?.(x);
-      return x;
-    });
   const track = (r: Promise<unknown>, report: boolean) => {
     running = r
       .then(
@@ -171,22 +188,21 @@ export function keepControlStateRestored(
         running = undefined;
       });
   };
-  // the first run's failure goes to whoever awaits `first`
-  const first = once();
+  const first = restore();
   track(first, false);
   let stopped = false;
   const kick = () => {
-    if (!running && !stopped) track(once(), true);
+    if (!running && !stopped) track(restore(), true);
   };
   const timer = setInterval(kick, o.intervalMs ?? 5000);
   timer.unref();
-  p.redis.on('ready', kick);
+  redis.on('ready', kick);
   return {
     first,
     async stop() {
       stopped = true;
       clearInterval(timer);
-      p.redis.off('ready', kick);
+      redis.off('ready', kick);
       await running;
     },
   };

@@ -20,6 +20,7 @@ export {
 export {
   type ControlStateParts,
   keepControlStateRestored,
+  keepRestoring,
   type RestoredControlState,
   restoreControlState,
 } from './control-state.ts';

@@ -12,6 +12,7 @@ import {
 } from '@xhedge/api';
 import { PoliciesConfig, VenueConfig, type XhedgeConfig } from '@xhedge/config';
 import { ValidationError, XhedgeError } from '@xhedge/core';
+import { keepRestoring } from '@xhedge/execution';
 import type { ConfigDocument, Ledger } from '@xhedge/store';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
@@ -484,42 +485,15 @@ export class SharedConfigStore {
     onRestored?: (r: ConfigRestore[]) => void;
     onError?: (err: unknown) => void;
   }): { first: Promise<ConfigRestore[]>; stop(): Promise<void> } {
-    let running: Promise<void> | undefined;
-    let stopped = false;
-    const once = () =>
-      this.restore().then((r) => {
-        if (r.length > 0) o.onRestored?.(r);
-        return r;
-      });
-    const track = (p: Promise<unknown>, report: boolean) => {
-      running = p
-        .then(
-          () => {},
-          (err) => {
-            if (report) o.onError?.(err);
-          },
-        )
-        .finally(() => {
-          running = undefined;
-        });
-    };
-    const first = once();
-    track(first, false);
-    const kick = () => {
-      if (!running && !stopped) track(once(), true);
-    };
-    const timer = setInterval(kick, o.intervalMs ?? 5000);
-    timer.unref();
-    this.#redis.on('ready', kick);
-    return {
-      first,
-      stop: async () => {
-        stopped = true;
-        clearInterval(timer);
-        this.#redis.off('ready', kick);
-        await running;
-      },
-    };
+    return keepRestoring(
+      this.#redis,
+      () =>
+        this.restore().then((r) => {
+          if (r.length > 0) o.onRestored?.(r);
+          return r;
+        }),
+      o,
+    );
   }
 
   /**
